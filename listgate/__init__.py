@@ -1,0 +1,3 @@
+"""listgate: an email-list-style discussion gateway (shared core)."""
+
+__version__ = "0.1.0"

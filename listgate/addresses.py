@@ -1,0 +1,60 @@
+"""Which local addresses exist: list posting addresses and their command addresses."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """A parsed local recipient: a list name and, for command addresses, the command."""
+
+    list_name: str
+    command: str = ""  # "" for a post
+    arg: str = ""  # the token of confirm-TOKEN / bounce-TOKEN
+
+    def address(self, domain: str) -> str:
+        """The address this recipient was written as, normalised."""
+        local = self.list_name
+        if self.command:
+            local += f"+{self.command}" + (f"-{self.arg}" if self.arg else "")
+        return f"{local}@{domain}"
+
+
+def valid_list_name(name: str) -> bool:
+    """List names: lower-case letters, digits, dot, dash, underscore; no '+'."""
+    return bool(_NAME.match(name))
+
+
+def parse_recipient(address: str, domain: str) -> Recipient | None:
+    """The list and command an envelope address names, or None if it is not ours.
+
+    Tolerates case, a trailing dot on the domain and a quoted local part; refuses
+    source routes and any other domain, so we are never an open relay.
+    """
+    addr = address.strip().strip("<>").strip()
+    if not addr or addr.startswith("@") or ":" in addr or "%" in addr or "!" in addr:
+        return None
+    local, sep, dom = addr.rpartition("@")
+    if not sep or dom.lower().rstrip(".") != domain.lower():
+        return None
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        local = local[1:-1]
+    if '"' in local or "\\" in local or " " in local:
+        return None
+    local = local.lower()
+    name, plus, rest = local.partition("+")
+    if not valid_list_name(name):
+        return None
+    if not plus:
+        return Recipient(name)
+    command, dash, arg = rest.partition("-")
+    if command in ("subscribe", "unsubscribe", "help") and not dash:
+        return Recipient(name, command)
+    if command in ("confirm", "bounce") and dash and arg and re.fullmatch(r"[a-z0-9_.=-]{4,60}", arg):
+        return Recipient(name, command, arg)
+    return None

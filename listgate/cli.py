@@ -1,0 +1,276 @@
+"""The `listgate` command."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import NoReturn
+
+import click
+
+from listgate import lists as lists_service
+from listgate.config import Settings, SettingsError
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.schema import needs_upgrade, upgrade
+
+SERVICES = {
+    "gateway": ["-m", "gateway"],
+    "worker": ["-m", "worker", "worker"],
+    "beat": ["-m", "worker", "beat"],
+    "web": ["-m", "webarchive"],
+}
+
+
+def load_settings() -> Settings:
+    """Settings from the environment, or a clean exit naming the bad variable."""
+    try:
+        return Settings.from_env()
+    except SettingsError as exc:
+        raise click.ClickException(f"configuration error: {exc}") from None
+
+
+def setup_logging(settings: Settings) -> None:
+    """One log format for every listgate process."""
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def ensure_schema(settings: Settings) -> None:
+    """Create or migrate the database when it is behind the code."""
+    engine = make_engine(settings)
+    try:
+        if needs_upgrade(engine):
+            upgrade(engine)
+    except Exception as exc:  # noqa: BLE001 - say what failed, not a traceback
+        raise click.ClickException(f"database {settings.database_url.split('@')[-1]}: {exc}") from None
+    finally:
+        engine.dispose()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="listgate")
+def main() -> None:
+    """listgate: an email-list-style discussion gateway.
+
+    Configuration comes from LISTGATE_* environment variables (see .env.example).
+    """
+
+
+def _exec_service(name: str, extra: list[str]) -> NoReturn:
+    load_settings()  # fail here, with the variable's name, before starting anything
+    os.execv(sys.executable, [sys.executable, *SERVICES[name], *extra])
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.option("--lmtp", is_flag=True, help="Speak LMTP instead of SMTP (behind Postfix or Exim).")
+@click.option("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN).")
+def gateway(lmtp: bool, listen: str) -> None:
+    """Run the SMTP/LMTP listener."""
+    ensure_schema(load_settings())
+    _exec_service("gateway", (["--lmtp"] if lmtp else []) + (["--listen", listen] if listen else []))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def worker(celery_args: tuple[str, ...]) -> None:
+    """Run a Celery worker (extra arguments go to celery)."""
+    ensure_schema(load_settings())
+    _exec_service("worker", list(celery_args))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
+def beat(celery_args: tuple[str, ...]) -> None:
+    """Run the periodic scheduler (outbox sweeps, retries, digests)."""
+    load_settings()
+    _exec_service("beat", list(celery_args))
+
+
+@main.command()
+@click.option("--gunicorn", "use_gunicorn", is_flag=True, help="Serve with gunicorn (production).")
+@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+def web(use_gunicorn: bool, workers: int) -> None:
+    """Run the web archive."""
+    settings = load_settings()
+    ensure_schema(settings)
+    if use_gunicorn:
+        os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
+                                   "--bind", f"{settings.web_host}:{settings.web_port}",
+                                   "--access-logfile", "-", "webarchive.wsgi:app"])
+    _exec_service("web", [])
+
+
+@main.command()
+@click.option("--demo/--no-demo", default=True, help="Create a demo list on first run.")
+def up(demo: bool) -> None:
+    """Start gateway, worker, beat and web together; Ctrl-C stops them all."""
+    settings = load_settings()
+    setup_logging(settings)
+    ensure_schema(settings)
+    if demo:
+        _demo_list(settings)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    for name, args in SERVICES.items():
+        procs[name] = subprocess.Popen([sys.executable, *args], start_new_session=True)
+        click.echo(f"started {name} (pid {procs[name].pid})")
+    click.echo(f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}")
+    code = 0
+    while not stopping:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                click.echo(f"{name} exited with status {proc.returncode}; stopping the others", err=True)
+                stopping, code = True, 1
+                break
+        time.sleep(0.3)
+    _stop_all(procs)
+    sys.exit(code)
+
+
+def _stop_all(procs: dict[str, "subprocess.Popen[bytes]"]) -> None:
+    for proc in procs.values():
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for name, proc in procs.items():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        click.echo(f"stopped {name}")
+
+
+def _demo_list(settings: Settings) -> None:
+    engine = make_engine(settings)
+    with transaction(session_factory(writer(engine))) as session:
+        if lists_service.get(session, "demo") is not None:
+            return
+        lists_service.create(session, "demo", "Demo list", "A list to try listgate with.")
+    engine.dispose()
+    click.echo(
+        "\nCreated the list demo@%s. Post to it with:\n\n"
+        "  python3 -c \"import smtplib; smtplib.SMTP('%s', %d).sendmail('you@example.org', ['demo@%s'], "
+        "b'From: You <you@example.org>\\\\r\\\\nTo: demo@%s\\\\r\\\\nSubject: Hello\\\\r\\\\n\\\\r\\\\nHello, list!\\\\r\\\\n')\"\n\n"
+        "then open %s/lists/demo\n" % (settings.domain, settings.smtp_host, settings.smtp_port, settings.domain,
+                                        settings.domain, settings.base_url)
+    )
+
+
+@main.group()
+def db() -> None:
+    """Database administration."""
+
+
+@db.command("upgrade")
+def db_upgrade() -> None:
+    """Create the database or migrate it to this version."""
+    settings = load_settings()
+    engine = make_engine(settings)
+    try:
+        upgrade(engine)
+    except Exception as exc:  # noqa: BLE001
+        raise click.ClickException(f"migration failed: {exc}") from None
+    click.echo("database is up to date")
+
+
+@main.group(name="lists")
+def lists_group() -> None:
+    """Create and show lists."""
+
+
+@lists_group.command("create")
+@click.argument("name")
+@click.option("--title", default="", help="A human title.")
+@click.option("--description", default="", help="What the list is for.")
+@click.option("--policy", type=click.Choice(["open", "members", "moderated"]), default="open", show_default=True)
+@click.option("--private", is_flag=True, help="Archive visible to members only.")
+@click.option("--moderators", default="", help="Comma-separated moderator addresses.")
+def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str) -> None:
+    """Create a list NAME (its address is NAME@LISTGATE_DOMAIN)."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        mlist = lists_service.create(session, name, title, description, policy, private, moderators)
+        click.echo(f"created {mlist.address(settings.domain)} ({policy}{', private' if private else ''})")
+
+
+@lists_group.command("show")
+def lists_show() -> None:
+    """Show every list with its counts."""
+    settings = load_settings()
+    ensure_schema(settings)
+    from sqlalchemy import select
+
+    from listgate.models import MailingList
+
+    with _session(settings) as session:
+        rows = session.scalars(select(MailingList).order_by(MailingList.name)).all()
+        if not rows:
+            click.echo("no lists yet: create one with `listgate lists create NAME`")
+        for m in rows:
+            click.echo(f"{m.address(settings.domain):40} {m.policy:10} {m.thread_count:6} threads {m.message_count:7} messages"
+                       f"{'  private' if m.private else ''}  {m.title}")
+
+
+@main.command()
+@click.argument("address")
+@click.option("--list", "list_name", required=True, help="The list's name.")
+@click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id.")
+@click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
+def subscribe(address: str, list_name: str, thread_id: int, digest: bool) -> None:
+    """Subscribe ADDRESS at once (an administrator's pre-confirmed subscription)."""
+    settings = load_settings()
+    ensure_schema(settings)
+    kind = "thread" if thread_id else ("digest" if digest else "list")
+    with _session(settings) as session:
+        mlist = lists_service.require(session, list_name)
+        lists_service.subscribe(session, mlist, address, kind, thread_id)
+    click.echo(f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})")
+
+
+@main.command()
+@click.argument("address")
+@click.option("--list", "list_name", required=True, help="The list's name.")
+@click.option("--thread", "thread_id", type=int, default=None, help="Only leave this thread.")
+def unsubscribe(address: str, list_name: str, thread_id: int | None) -> None:
+    """Remove ADDRESS's subscriptions to a list (or one thread)."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        n = lists_service.unsubscribe(session, lists_service.require(session, list_name), address, thread_id)
+    click.echo(f"removed {n} subscription(s) of {address}" if n else f"{address} had no such subscription")
+
+
+class _session:
+    """A write transaction that turns ListError into a clean CLI message."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.engine = make_engine(settings)
+        self.cm = transaction(session_factory(writer(self.engine)))
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self.cm.__enter__()
+
+    def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+        try:
+            self.cm.__exit__(*exc)
+        finally:
+            self.engine.dispose()
+        if exc[0] is lists_service.ListError:
+            raise click.ClickException(str(exc[1]))
+        return False
+
+
+if __name__ == "__main__":
+    main()

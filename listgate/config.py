@@ -1,0 +1,181 @@
+"""Settings: the one place that reads the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Mapping
+from urllib.parse import urlsplit
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the variable."""
+
+
+def _hostport(name: str, value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise SettingsError(f"{name}={value!r}: expected HOST:PORT, for example 127.0.0.1:2525")
+    return host.strip("[]"), int(port)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name}={raw!r}: expected true or false")
+
+
+def _outbound(name: str, value: str, data_dir: Path) -> str:
+    if value == "":
+        return f"maildir:{data_dir / 'outbound'}"
+    scheme = urlsplit(value).scheme
+    if scheme in ("smtp", "smtps", "smtp+starttls"):
+        if not urlsplit(value).hostname or urlsplit(value).port is None:
+            raise SettingsError(f"{name}={value!r}: expected smtp://host:port")
+        return value
+    if scheme == "maildir" or value.startswith("maildir:"):
+        return value
+    raise SettingsError(f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the processes need to know, built once per process."""
+
+    data_dir: Path
+    database_url: str
+    broker_url: str
+    domain: str
+    smtp_host: str
+    smtp_port: int
+    web_host: str
+    web_port: int
+    base_url: str
+    outbound: str
+    secret_key: str
+    lmtp: bool = False
+    max_message_size: int = 25 * 1024 * 1024
+    max_header_count: int = 1000
+    max_line_length: int = 100_000
+    max_mime_depth: int = 50
+    max_connections_per_client: int = 16
+    max_messages_per_minute: int = 600
+    subject_fallback_days: int = 30
+    tls_cert: str = ""
+    tls_key: str = ""
+    report_threshold: int = 3
+    bounce_score_limit: float = 5.0
+    dmarc_always_domains: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """True on the embedded default database."""
+        return self.database_url.startswith("sqlite")
+
+    def with_(self, **changes: object) -> "Settings":
+        """A copy with some values changed (tests, CLI flags)."""
+        return replace(self, **changes)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Build settings from LISTGATE_* variables; raise SettingsError naming a bad one."""
+        env = os.environ if env is None else env
+        data_dir = Path(env.get("LISTGATE_DATA_DIR", "") or "./var").resolve()
+        database_url = env.get("LISTGATE_DATABASE_URL", "") or f"sqlite:///{data_dir / 'listgate.sqlite3'}"
+        if "://" not in database_url:
+            raise SettingsError(f"LISTGATE_DATABASE_URL={database_url!r}: expected a URL such as postgresql://user@host/db")
+        broker_url = env.get("LISTGATE_BROKER_URL", "") or f"sqla+sqlite:///{data_dir / 'broker.sqlite3'}"
+        if "://" not in broker_url:
+            raise SettingsError(f"LISTGATE_BROKER_URL={broker_url!r}: expected redis://host:port/0 or sqla+sqlite:///path")
+        domain = (env.get("LISTGATE_DOMAIN", "") or "lists.localhost").strip().lower().rstrip(".")
+        if not domain or "@" in domain or " " in domain:
+            raise SettingsError(f"LISTGATE_DOMAIN={domain!r}: expected a mail domain such as lists.example.org")
+        smtp_host, smtp_port = _hostport("LISTGATE_SMTP_LISTEN", env.get("LISTGATE_SMTP_LISTEN", "") or "127.0.0.1:2525")
+        web_host, web_port = _hostport("LISTGATE_WEB_LISTEN", env.get("LISTGATE_WEB_LISTEN", "") or "127.0.0.1:8080")
+        base_url = (env.get("LISTGATE_BASE_URL", "") or f"http://{web_host}:{web_port}").rstrip("/")
+        if urlsplit(base_url).scheme not in ("http", "https"):
+            raise SettingsError(f"LISTGATE_BASE_URL={base_url!r}: expected an http:// or https:// URL")
+        secret_key = env.get("LISTGATE_SECRET_KEY", "")
+        if not secret_key:
+            secret_key = _stored_secret(data_dir)
+        elif len(secret_key) < 16:
+            raise SettingsError("LISTGATE_SECRET_KEY: too short, use at least 16 characters")
+        dmarc = tuple(d.strip().lower() for d in env.get("LISTGATE_DMARC_ALWAYS", "").split(",") if d.strip())
+        log_level = (env.get("LISTGATE_LOG_LEVEL", "") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"LISTGATE_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+        tls_cert, tls_key = env.get("LISTGATE_TLS_CERT", ""), env.get("LISTGATE_TLS_KEY", "")
+        if bool(tls_cert) != bool(tls_key):
+            raise SettingsError("LISTGATE_TLS_CERT and LISTGATE_TLS_KEY: set both or neither")
+        return cls(
+            data_dir=data_dir,
+            database_url=database_url,
+            broker_url=broker_url,
+            domain=domain,
+            smtp_host=smtp_host,
+            smtp_port=smtp_port,
+            web_host=web_host,
+            web_port=web_port,
+            base_url=base_url,
+            outbound=_outbound("LISTGATE_OUTBOUND", env.get("LISTGATE_OUTBOUND", ""), data_dir),
+            secret_key=secret_key,
+            lmtp=_bool(env, "LISTGATE_LMTP", False),
+            max_message_size=_int(env, "LISTGATE_MAX_MESSAGE_SIZE", 25 * 1024 * 1024, 1024),
+            max_header_count=_int(env, "LISTGATE_MAX_HEADERS", 1000, 10),
+            max_line_length=_int(env, "LISTGATE_MAX_LINE_LENGTH", 100_000, 998),
+            max_mime_depth=_int(env, "LISTGATE_MAX_MIME_DEPTH", 50, 2),
+            max_connections_per_client=_int(env, "LISTGATE_MAX_CONNECTIONS_PER_CLIENT", 16, 1),
+            max_messages_per_minute=_int(env, "LISTGATE_MAX_MESSAGES_PER_MINUTE", 600, 1),
+            subject_fallback_days=_int(env, "LISTGATE_SUBJECT_FALLBACK_DAYS", 30, 0),
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            report_threshold=_int(env, "LISTGATE_REPORT_THRESHOLD", 3, 1),
+            bounce_score_limit=float(_int(env, "LISTGATE_BOUNCE_SCORE_LIMIT", 5, 1)),
+            dmarc_always_domains=dmarc,
+            log_level=log_level,
+        )
+
+
+def _stored_secret(data_dir: Path) -> str:
+    """The embedded default keeps a generated key in the data dir, so links survive restarts."""
+    path = data_dir / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_urlsafe(32)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(key)
+        try:
+            os.link(tmp, path)  # atomic: the first process to start wins, the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+        return path.read_text().strip()
+    except OSError as exc:
+        raise SettingsError(f"LISTGATE_SECRET_KEY is unset and {path} cannot be read: {exc}") from None

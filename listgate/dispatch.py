@@ -1,0 +1,62 @@
+"""Task names and how work is handed to the worker, without importing it.
+
+Work is first recorded in the outbox (same transaction as the change); after the commit
+`enqueue` sends it by task name. If the broker loses it, the worker's sweeper finds the
+outbox row again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable, Protocol
+
+from sqlalchemy.orm import Session
+
+from listgate.models import OutboxEntry
+
+log = logging.getLogger(__name__)
+
+FANOUT = "listgate.fanout"  # (outbox_id, message_pk): deliver a post to its recipients
+SEND_NOTICE = "listgate.send_notice"  # (outbox_id,): a one-off generated mail from the payload
+HANDLE_COMMAND = "listgate.handle_command"  # (outbox_id,): a +subscribe/+unsubscribe/... mail
+HANDLE_BOUNCE = "listgate.handle_bounce"  # (outbox_id,): a mail to a VERP bounce address
+SWEEP_OUTBOX = "listgate.sweep_outbox"
+SEND_DIGESTS = "listgate.send_digests"
+RETRY_DEFERRED = "listgate.retry_deferred"
+
+
+class Sender(Protocol):
+    """Anything with Celery's send_task signature."""
+
+    def send_task(self, name: str, args: Any = ..., **kwargs: Any) -> Any: ...
+
+
+def record(session: Session, kind: str, ref_id: int = 0, payload: dict[str, Any] | None = None) -> OutboxEntry:
+    """Record work in the caller's transaction; it is sent only after that commits."""
+    entry = OutboxEntry(kind=kind, ref_id=ref_id, payload=json.dumps(payload or {}))
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def task_args(entry: OutboxEntry) -> list[int]:
+    """The arguments a task of this outbox entry takes: ids only, never objects."""
+    return [entry.id, entry.ref_id] if entry.kind == FANOUT else [entry.id]
+
+
+def enqueue(sender: Sender | None, entries: list[OutboxEntry], on_error: Callable[[Exception], None] | None = None) -> int:
+    """Send committed outbox entries to the broker; failures are left to the sweeper."""
+    if sender is None:
+        return 0
+    sent = 0
+    for entry in entries:
+        try:
+            sender.send_task(entry.kind, args=task_args(entry))
+            sent += 1
+        except Exception as exc:  # noqa: BLE001 - the broker being down must not fail the post
+            log.warning("broker unavailable, outbox entry %s left for the sweeper: %s", entry.id, exc)
+            if on_error:
+                on_error(exc)
+            break
+    return sent

@@ -1,0 +1,239 @@
+"""The one entry point for mail into the archive: parse, dedupe, thread, store, queue work."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from listgate import dispatch, threads
+from listgate.addresses import Recipient
+from listgate.models import Attachment, Blob, MailingList, Message, OutboxEntry, Person, RawMessage, Subscription, ThreadNode
+from listgate.models.archive import HELD, VISIBLE
+from listgate.models.people import ACTIVE
+from listgate.parsing import ParsedMessage, normalize_subject
+
+log = logging.getLogger(__name__)
+
+STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = "stored", "duplicate", "held", "dropped", "command"
+THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
+LOOP_HEADER = "X-Listgate-Loop"
+
+
+@dataclass
+class IngestResult:
+    """What happened to one message on one list; `outbox` is sent after the commit."""
+
+    status: str
+    list_name: str
+    message_pk: int | None = None
+    thread_id: int | None = None
+    reason: str = ""
+    outbox: list[OutboxEntry] = field(default_factory=list)
+
+
+def automatic_reason(parsed: ParsedMessage, envelope_from: str | None, domain: str) -> str:
+    """Why this mail is machine-generated and must not become a post ('' if it is not)."""
+    if envelope_from is not None and envelope_from.strip("<> ") == "":
+        return "empty envelope sender (a bounce or notice)"
+    if parsed.auto_submitted and parsed.auto_submitted.split(";")[0].strip() != "no":
+        return f"Auto-Submitted: {parsed.auto_submitted}"
+    if parsed.precedence in ("bulk", "junk", "list", "auto_reply"):
+        return f"Precedence: {parsed.precedence}"
+    for name in ("X-Autoreply", "X-Autorespond"):
+        if parsed.header(name):
+            return f"{name} header (an auto-responder)"
+    if parsed.header(LOOP_HEADER).strip().lower() == domain:
+        return "sent by this listgate (mail loop)"
+    return ""
+
+
+def store_raw(session: Session, raw: bytes) -> RawMessage:
+    """The raw bytes, stored once per content hash."""
+    digest = hashlib.sha256(raw).hexdigest()
+    found = session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).first()
+    if found is not None:
+        return found
+    row = RawMessage(sha256=digest, size=len(raw), data=raw)
+    try:
+        with session.begin_nested():
+            session.add(row)
+    except IntegrityError:  # the same bytes stored concurrently for another list
+        return session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).one()
+    return row
+
+
+def lock_list(session: Session, mlist: MailingList) -> None:
+    """Serialise writers per list (PostgreSQL); SQLite writers already hold the write lock."""
+    if session.bind is not None and session.get_bind().dialect.name == "postgresql":
+        session.execute(select(MailingList.id).where(MailingList.id == mlist.id).with_for_update())
+
+
+def is_member(session: Session, mlist: MailingList, address: str) -> bool:
+    """An active list or digest subscriber, or a moderator."""
+    if address in mlist.moderator_addresses():
+        return True
+    return session.scalar(
+        select(Subscription.id).where(
+            Subscription.list_id == mlist.id, Subscription.address == address,
+            Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE,
+        ).limit(1)
+    ) is not None
+
+
+def thread_command(parsed: ParsedMessage) -> str:
+    """'follow', 'mute' or 'unsubscribe' when a reply's whole text is that word, else ''."""
+    if not parsed.chain:
+        return ""
+    lines = []
+    for line in parsed.body_text.splitlines():
+        if line.startswith(">") or line.strip() in ("-- ", "--"):
+            if line.strip() in ("-- ", "--"):
+                break
+            continue
+        if line.strip() and not re.match(r"^On .+ wrote:$|^.+ schrieb:$", line.strip()):
+            lines.append(line.strip().lower())
+    return lines[0] if len(lines) == 1 and lines[0] in THREAD_COMMANDS else ""
+
+
+def ingest(
+    session: Session,
+    parsed: ParsedMessage,
+    mlist: MailingList,
+    *,
+    domain: str,
+    origin: str = "smtp",
+    envelope_from: str | None = None,
+    fallback_days: int = 30,
+    recipient: Recipient | None = None,
+) -> IngestResult:
+    """Store one message on one list inside the caller's transaction."""
+    lock_list(session, mlist)
+    if recipient is not None and recipient.command:
+        return _command(session, parsed, mlist, recipient, envelope_from)
+    if origin != "import":
+        reason = automatic_reason(parsed, envelope_from, domain)
+        if reason:
+            log.info("dropped %s on %s: %s", parsed.message_id, mlist.name, reason)
+            return IngestResult(DROPPED, mlist.name, reason=reason)
+        word = thread_command(parsed)
+        if word:
+            return _reply_command(session, parsed, mlist, word)
+    existing = session.scalars(
+        select(Message).where(Message.list_id == mlist.id, Message.message_id == parsed.message_id)
+    ).first()
+    if existing is not None:
+        return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
+
+    status = _policy_status(session, mlist, parsed, origin)
+    msg = _new_message(session, parsed, mlist, origin, status)
+    thread, created = threads.attach(session, msg, parsed.chain, fallback_days, visible=status == VISIBLE)
+    if created:
+        mlist.thread_count += 1
+    result = IngestResult(STORED if status == VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
+    if status == VISIBLE:
+        _publish_counts(mlist, msg)
+        if origin != "import":
+            _auto_follow(session, mlist, msg.from_addr, thread.id)
+            result.outbox.append(dispatch.record(session, dispatch.FANOUT, msg.id))
+    else:
+        result.reason = "held for moderation"
+        if origin != "import" and msg.from_addr:
+            result.outbox.append(dispatch.record(session, dispatch.SEND_NOTICE, msg.id, {
+                "template": "held", "to": msg.from_addr, "list": mlist.name, "subject": msg.subject,
+            }))
+    return result
+
+
+def publish(session: Session, msg: Message) -> OutboxEntry:
+    """Make a held message visible (a moderator approved it) and queue its fan-out."""
+    mlist = session.get_one(MailingList, msg.list_id)
+    lock_list(session, mlist)
+    msg.status = VISIBLE
+    thread = session.get_one(threads.Thread, msg.thread_id)
+    threads.count_visible(session, thread, msg)
+    _publish_counts(mlist, msg)
+    return dispatch.record(session, dispatch.FANOUT, msg.id)
+
+
+def _publish_counts(mlist: MailingList, msg: Message) -> None:
+    mlist.message_count += 1
+    if mlist.last_activity is None or msg.date > mlist.last_activity:
+        mlist.last_activity = msg.date
+
+
+def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage, origin: str) -> str:
+    if origin == "import" or mlist.policy == "open":
+        return VISIBLE
+    if mlist.policy == "moderated":
+        return VISIBLE if parsed.from_addr in mlist.moderator_addresses() else HELD
+    return VISIBLE if is_member(session, mlist, parsed.from_addr) else HELD
+
+
+def _new_message(session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str) -> Message:
+    """A transient Message row; threads.attach adds it once its thread is known."""
+    raw = store_raw(session, parsed.raw)
+    msg = Message(
+        list_id=mlist.id, message_id=parsed.message_id, message_id_generated=parsed.message_id_generated,
+        raw_id=raw.id, subject=parsed.subject, subject_norm=normalize_subject(parsed.subject),
+        from_name=parsed.from_name, from_addr=parsed.from_addr, date=parsed.date,
+        date_offset=parsed.date_offset, date_header=parsed.date_header,
+        received_at=datetime.now(timezone.utc), in_reply_to=" ".join(parsed.in_reply_to)[:4000],
+        references=" ".join(parsed.chain)[:20000], body_text=parsed.body_text, body_html=parsed.body_html,
+        is_flowed=parsed.is_flowed, status=status, origin=origin, defects="\n".join(parsed.defects)[:20000],
+    )
+    for pos, att in enumerate(parsed.attachments):
+        if session.get(Blob, att.sha256) is None:
+            session.add(Blob(sha256=att.sha256, size=len(att.data), data=att.data))
+        msg.attachments.append(Attachment(position=pos, filename=att.filename, content_type=att.content_type,
+                                          size=len(att.data), sha256=att.sha256))
+    return msg
+
+
+def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> None:
+    """Posting in a thread follows it, unless the person turned that off."""
+    if not address:
+        return
+    person = session.get(Person, address)
+    if person is not None and not person.auto_follow:
+        return
+    have = session.scalar(select(Subscription.id).where(
+        Subscription.list_id == mlist.id, Subscription.address == address,
+        Subscription.kind.in_(("thread", "mute")), Subscription.thread_key == thread_id,
+    ).limit(1))
+    if have is None:
+        session.add(Subscription(list_id=mlist.id, address=address, kind="thread", thread_key=thread_id, status=ACTIVE,
+                                 confirmed_at=datetime.now(timezone.utc)))
+
+
+def _command(session: Session, parsed: ParsedMessage, mlist: MailingList, recipient: Recipient,
+             envelope_from: str | None) -> IngestResult:
+    """A mail to NAME+command@: handed to the worker, never archived."""
+    raw = store_raw(session, parsed.raw)
+    kind = dispatch.HANDLE_BOUNCE if recipient.command == "bounce" else dispatch.HANDLE_COMMAND
+    entry = dispatch.record(session, kind, raw.id, {
+        "list": mlist.name, "command": recipient.command, "arg": recipient.arg, "raw_id": raw.id,
+        "from": parsed.from_addr, "envelope_from": (envelope_from or "").strip("<>"),
+        "auto": automatic_reason(parsed, envelope_from, "") if recipient.command != "bounce" else "",
+    })
+    return IngestResult(COMMAND, mlist.name, reason=f"{recipient.command} request queued", outbox=[entry])
+
+
+def _reply_command(session: Session, parsed: ParsedMessage, mlist: MailingList, word: str) -> IngestResult:
+    """A reply whose whole text is follow/mute/unsubscribe acts on that thread."""
+    thread_id = session.scalar(select(ThreadNode.thread_id).where(
+        ThreadNode.list_id == mlist.id, ThreadNode.msgid.in_(parsed.chain)).limit(1))
+    if thread_id is None:
+        return IngestResult(DROPPED, mlist.name, reason=f"'{word}' names no thread we know")
+    thread = threads.resolve(session, thread_id)
+    entry = dispatch.record(session, dispatch.HANDLE_COMMAND, thread.id if thread else thread_id, {
+        "list": mlist.name, "command": word, "thread_id": thread.id if thread else thread_id,
+        "from": parsed.from_addr, "arg": "",
+    })
+    return IngestResult(COMMAND, mlist.name, thread_id=thread_id, reason=f"thread {word} queued", outbox=[entry])

@@ -1,0 +1,20 @@
+"""Alembic environment: the URL comes from the caller's Settings, never from alembic.ini."""
+
+from alembic import context
+
+from listgate.db import Base
+import listgate.models  # noqa: F401 - registers every table on Base.metadata
+
+config = context.config
+target_metadata = Base.metadata
+
+
+def run_migrations_online() -> None:
+    """Run against the connection handed over by listgate.schema.upgrade()."""
+    connection = config.attributes["connection"]
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+run_migrations_online()

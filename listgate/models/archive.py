@@ -1,0 +1,226 @@
+"""Lists, messages, threads and the bytes they came in."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from listgate.db import Base
+
+POLICIES = ("open", "members", "moderated")
+# Message.status values: only "visible" posts are shown and sent out.
+VISIBLE, HELD, REJECTED, HIDDEN = "visible", "held", "rejected", "hidden"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as UTC (naive on SQLite, aware on PostgreSQL); always read back aware UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is not None:
+            value = value.astimezone(timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value
+
+
+class MailingList(Base):
+    """A list: an address people post to, and an archive."""
+
+    __tablename__ = "lists"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(200), default="")
+    description: Mapped[str] = mapped_column(Text, default="")
+    policy: Mapped[str] = mapped_column(String(16), default="open")
+    private: Mapped[bool] = mapped_column(Boolean, default=False)
+    dmarc_mode: Mapped[str] = mapped_column(String(16), default="auto")
+    moderators: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    thread_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    def address(self, domain: str) -> str:
+        """The posting address of this list."""
+        return f"{self.name}@{domain}"
+
+    def moderator_addresses(self) -> set[str]:
+        """The configured moderators, lower-cased."""
+        return {a.strip().lower() for a in self.moderators.split(",") if a.strip()}
+
+
+class RawMessage(Base):
+    """The exact bytes of a received message, stored once per content hash."""
+
+    __tablename__ = "raw_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Blob(Base):
+    """An attachment's decoded content, stored once per content hash."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(Integer)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class Thread(Base):
+    """A conversation on one list; merged threads point at their survivor."""
+
+    __tablename__ = "threads"
+    __table_args__ = (
+        Index("ix_threads_list_activity", "list_id", "last_activity", "id"),
+        Index("ix_threads_list_subject", "list_id", "subject_norm"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"), index=True)
+    subject: Mapped[str] = mapped_column(Text, default="")
+    subject_norm: Mapped[str] = mapped_column(String(255), default="")
+    root_message_pk: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    starter_name: Mapped[str] = mapped_column(String(255), default="")
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    participant_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_activity: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("threads.id"), nullable=True)
+    featured: Mapped[bool] = mapped_column(Boolean, default=False)
+    # True while the thread was started by a subject-only reply ("Re: x" with no headers):
+    # an original "x" arriving later may adopt it.
+    subject_orphan: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    mailing_list: Mapped[MailingList] = relationship(lazy="joined")
+
+
+class ThreadParticipant(Base):
+    """Who has posted in a thread (keeps participant_count incremental)."""
+
+    __tablename__ = "thread_participants"
+
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"), primary_key=True)
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+
+
+class Message(Base):
+    """One archived post (or a held one) on one list."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("list_id", "message_id", name="uq_messages_list_message_id"),
+        Index("ix_messages_thread_date", "thread_id", "date", "id"),
+        Index("ix_messages_list_date", "list_id", "date", "id"),
+        Index("ix_messages_from_addr", "from_addr"),
+        Index("ix_messages_message_id", "message_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    message_id: Mapped[str] = mapped_column(String(998))
+    message_id_generated: Mapped[bool] = mapped_column(Boolean, default=False)
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+    # Position in this message's own reference chain of the chosen parent (-1: none);
+    # a late ancestor adopts this message only when it sits nearer.
+    parent_pos: Mapped[int] = mapped_column(Integer, default=-1)
+    raw_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    subject_norm: Mapped[str] = mapped_column(String(255), default="")
+    from_name: Mapped[str] = mapped_column(String(255), default="")
+    from_addr: Mapped[str] = mapped_column(String(320), default="")
+    date: Mapped[datetime] = mapped_column(UTCDateTime())
+    date_offset: Mapped[int] = mapped_column(Integer, default=0)  # sender's UTC offset, minutes
+    date_header: Mapped[str] = mapped_column(Text, default="")  # as sent, kept when unusable
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    in_reply_to: Mapped[str] = mapped_column(Text, default="")
+    references: Mapped[str] = mapped_column(Text, default="")  # normalised ids, space separated
+    body_text: Mapped[str] = mapped_column(Text, default="")
+    body_html: Mapped[str] = mapped_column(Text, default="")
+    is_flowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=VISIBLE)
+    origin: Mapped[str] = mapped_column(String(16), default="smtp")
+    defects: Mapped[str] = mapped_column(Text, default="")  # one per line
+
+    raw: Mapped[RawMessage] = relationship(lazy="select")
+    thread: Mapped[Thread] = relationship(lazy="select", foreign_keys=[thread_id])
+    attachments: Mapped[list["Attachment"]] = relationship(
+        lazy="select", order_by="Attachment.position", back_populates="message"
+    )
+
+
+class MessageRef(Base):
+    """One id from a message's References/In-Reply-To chain, in order (position 0 = oldest)."""
+
+    __tablename__ = "message_refs"
+    __table_args__ = (Index("ix_message_refs_list_ref", "list_id", "ref"),)
+
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    list_id: Mapped[int] = mapped_column(Integer)
+    ref: Mapped[str] = mapped_column(String(998))
+
+
+class ThreadNode(Base):
+    """Every Message-ID a list has seen, archived or only referenced (a placeholder)."""
+
+    __tablename__ = "thread_nodes"
+    __table_args__ = (
+        UniqueConstraint("list_id", "msgid", name="uq_thread_nodes_list_msgid"),
+        Index("ix_thread_nodes_thread", "thread_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    msgid: Mapped[str] = mapped_column(String(998))
+    thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"))
+    message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+
+
+class Attachment(Base):
+    """A file attached to a message; its content lives in a Blob."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    filename: Mapped[str] = mapped_column(String(255), default="")
+    content_type: Mapped[str] = mapped_column(String(255), default="application/octet-stream")
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+
+    message: Mapped[Message] = relationship(back_populates="attachments")

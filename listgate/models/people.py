@@ -1,0 +1,49 @@
+"""People and what they are subscribed to."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from listgate.db import Base
+from listgate.models.archive import UTCDateTime, utcnow
+
+KINDS = ("list", "thread", "digest", "mute")
+PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
+
+
+class Person(Base):
+    """Per-address preferences."""
+
+    __tablename__ = "people"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), default="")
+    auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
+    copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Subscription(Base):
+    """An address's subscription to a list (list/digest) or a thread (thread/mute)."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (
+        UniqueConstraint("list_id", "address", "kind", "thread_key", name="uq_subscriptions_scope"),
+        Index("ix_subscriptions_list_kind", "list_id", "kind", "status"),
+        Index("ix_subscriptions_thread", "thread_key", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    kind: Mapped[str] = mapped_column(String(16))
+    # The thread id for thread and mute subscriptions, 0 otherwise (keeps the unique key simple).
+    thread_key: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
+    last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -1,0 +1,300 @@
+"""Parse raw mail into a frozen, typed result. The only module that imports mailparser."""
+
+from __future__ import annotations
+
+import base64
+import email.header
+import email.utils
+import hashlib
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.message import Message as StdMessage
+
+import mailparser
+from mailparser.exceptions import MailParserError
+
+log = logging.getLogger(__name__)
+
+_ID_IN_BRACKETS = re.compile(r"<([^<>]*)>")
+_REPLY_PREFIX = re.compile(
+    r"^\s*(?:\[[^\]]{0,100}\]\s*)?(?:(?:re|aw|sv|antw|r[ée]f|ref|odp|vs|vl|tr|wg|fwd?|fw)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*(?:\[[^\]]{0,100}\]\s*)?)+",
+    re.IGNORECASE,
+)
+_REPLY_WORD = re.compile(r"\b(?:re|aw|sv|antw|r[ée]f|odp|vs)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.IGNORECASE)
+_LIST_TAG = re.compile(r"^\s*\[[^\]]{0,100}\]\s*")
+_SPACES = re.compile(r"\s+")
+
+
+@dataclass(frozen=True)
+class ParsedAttachment:
+    """A decoded attachment."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        """Content hash: attachments are stored once per hash."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What listgate needs from a message, plus the exact bytes it came in."""
+
+    raw: bytes
+    message_id: str
+    message_id_generated: bool
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+    from_name: str
+    from_addr: str
+    to_addrs: tuple[str, ...]
+    cc_addrs: tuple[str, ...]
+    date: datetime  # UTC
+    date_offset: int  # the sender's offset from UTC, minutes
+    date_header: str
+    date_generated: bool
+    body_text: str
+    body_html: str
+    is_flowed: bool
+    attachments: tuple[ParsedAttachment, ...]
+    auto_submitted: str
+    precedence: str
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str:
+        """The first value of a header, decoded, or ''."""
+        name = name.lower()
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value
+        return ""
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """References then In-Reply-To, oldest first, own id and repeats removed."""
+        return reference_chain(self.message_id, self.references, self.in_reply_to)
+
+    @property
+    def is_reply_subject(self) -> bool:
+        """The subject says it is a reply (Re:, Aw:, Sv:, [list] Re: ...)."""
+        return is_reply_subject(self.subject)
+
+
+def normalize_msgid(value: str) -> str:
+    """A Message-ID without brackets, whitespace or comments; '' if it holds none."""
+    ids = extract_msgids(value)
+    return ids[0] if ids else ""
+
+
+def extract_msgids(value: str) -> list[str]:
+    """Every Message-ID in a header value, in order; tolerant of folding, comments and no brackets."""
+    if not value:
+        return []
+    value = value.replace("\x00", "")
+    found = [_SPACES.sub("", m) for m in _ID_IN_BRACKETS.findall(value)]
+    found = [m for m in found if m and len(m) <= 900]
+    if found:
+        return found
+    # No brackets: take bare tokens that look like addr-specs, ignoring (comments).
+    bare = re.sub(r"\([^)]*\)", " ", value)
+    return [t.strip("<>,;\"'") for t in bare.split() if "@" in t and len(t) <= 900]
+
+
+def reference_chain(own: str, references: tuple[str, ...] | list[str], in_reply_to: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """The ancestors a message names, oldest first; In-Reply-To's first id is taken as the nearest."""
+    chain: list[str] = []
+    for ref in list(references) + list(in_reply_to[:1]):
+        if ref and ref != own:
+            if ref in chain:
+                chain.remove(ref)
+            chain.append(ref)
+    return tuple(chain[-200:])  # a bound against junk: 200 ancestors is more than any real thread
+
+
+def normalize_subject(subject: str) -> str:
+    """The subject without list tags and reply/forward prefixes, whitespace folded, lower case."""
+    s = _REPLY_PREFIX.sub("", subject or "")
+    s = _LIST_TAG.sub("", s)
+    return _SPACES.sub(" ", s).strip().lower()[:255]
+
+
+def is_reply_subject(subject: str) -> bool:
+    """True when the subject carries a reply prefix, possibly after a list tag."""
+    m = _REPLY_PREFIX.match(subject or "")
+    return bool(m and _REPLY_WORD.search(m.group(0)))
+
+
+def decode_header(value: str | None) -> str:
+    """Decode RFC 2047 words; unknown or lying charsets fall back instead of failing."""
+    if not value:
+        return ""
+    value = str(value)
+    try:
+        parts = email.header.decode_header(value)
+    except Exception:  # noqa: BLE001 - a malformed encoded word must not lose the header
+        return _SPACES.sub(" ", value).strip()
+    out = []
+    for chunk, charset in parts:
+        if isinstance(chunk, str):
+            out.append(chunk)
+            continue
+        for cs in (charset, "utf-8", "latin-1"):
+            if not cs:
+                continue
+            try:
+                out.append(chunk.decode(cs))
+                break
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return _SPACES.sub(" ", "".join(out).replace("\x00", "")).strip()
+
+
+def _header_text(msg: StdMessage, name: str) -> str:
+    raw = msg.get(name)
+    if raw is None:
+        return ""
+    if isinstance(raw, email.header.Header):
+        raw = str(raw)
+    # compat32 keeps 8-bit header bytes as surrogates: recover them as UTF-8, else Latin-1.
+    if any("\udc80" <= ch <= "\udcff" for ch in raw):
+        data = raw.encode("ascii", "surrogateescape")
+        try:
+            raw = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = data.decode("latin-1")
+    return decode_header(raw)
+
+
+def _addresses(msg: StdMessage, name: str) -> list[tuple[str, str]]:
+    values = [_header_text_value(v) for v in msg.get_all(name, [])]
+    try:
+        pairs = email.utils.getaddresses(values)
+    except Exception:  # noqa: BLE001 - a broken address list yields no addresses, not a crash
+        return []
+    return [(decode_header(n), a.strip().lower()) for n, a in pairs if "@" in a]
+
+
+def _header_text_value(value: object) -> str:
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+    return text
+
+
+def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:
+    """(UTC date, sender offset in minutes, generated?) — absurd or missing dates become arrival."""
+    try:
+        parsed = email.utils.parsedate_tz(value) if value else None
+    except Exception:  # noqa: BLE001
+        parsed = None
+    if parsed:
+        try:
+            offset = parsed[9] or 0
+            naive = datetime(*parsed[:6])
+            utc = (naive - timedelta(seconds=offset)).replace(tzinfo=timezone.utc)
+            if datetime(1980, 1, 1, tzinfo=timezone.utc) <= utc <= arrival + timedelta(days=2) and abs(offset) <= 14 * 3600:
+                return utc, offset // 60, False
+        except (ValueError, OverflowError):
+            pass
+    return arrival, 0, True
+
+
+def generated_msgid(raw: bytes) -> str:
+    """A deterministic Message-ID for mail that has none: the same bytes give the same id."""
+    return f"{hashlib.sha256(raw).hexdigest()[:40]}@generated.listgate.invalid"
+
+
+def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
+    """Parse raw bytes; never raises on malformed mail (problems become defects)."""
+    arrival = arrival or datetime.now(timezone.utc)
+    defects: list[str] = []
+    try:
+        mp = mailparser.parse_from_bytes(raw)
+        msg: StdMessage = mp.message
+    except (MailParserError, RecursionError, Exception) as exc:  # noqa: BLE001
+        # mail-parser gave up (deep nesting, pathological MIME): fall back to headers only.
+        defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
+        mp = None
+        msg = email.message_from_bytes(_headers_only(raw))
+
+    ids = extract_msgids(_header_text_value(msg.get("Message-ID", "")))
+    message_id, generated = (ids[0], False) if ids else (generated_msgid(raw), True)
+    in_reply_to = tuple(extract_msgids(_header_text_value(msg.get("In-Reply-To", ""))))
+    references = tuple(extract_msgids(" ".join(_header_text_value(v) for v in msg.get_all("References", []))))
+
+    froms = _addresses(msg, "From") or _addresses(msg, "Sender")
+    from_name, from_addr = froms[0] if froms else ("", "")
+    if not from_name and from_addr:
+        from_name = from_addr.split("@", 1)[0]
+    date_header = _header_text(msg, "Date")
+    date, offset, date_generated = _parse_date(date_header, arrival)
+    if date_generated:
+        defects.append(f"DateDefect: unusable Date {date_header[:80]!r}, arrival time used")
+
+    body_text, body_html, attachments = "", "", ()
+    if mp is not None:
+        body_text, body_html, attachments = _bodies(mp, defects)
+    content_type = msg.get("Content-Type", "") or ""
+    headers = tuple((k, _header_text_value(v)[:2000]) for k, v in msg.items()[:200])
+    return ParsedMessage(
+        raw=raw,
+        message_id=message_id,
+        message_id_generated=generated,
+        in_reply_to=in_reply_to,
+        references=references,
+        subject=_header_text(msg, "Subject")[:2000],
+        from_name=from_name[:255],
+        from_addr=from_addr[:320],
+        to_addrs=tuple(a for _, a in _addresses(msg, "To")),
+        cc_addrs=tuple(a for _, a in _addresses(msg, "Cc")),
+        date=date,
+        date_offset=offset,
+        date_header=date_header[:500],
+        date_generated=date_generated,
+        body_text=body_text,
+        body_html=body_html,
+        is_flowed="format=flowed" in content_type.replace(" ", "").replace('"', "").lower(),
+        attachments=attachments,
+        auto_submitted=_header_text(msg, "Auto-Submitted").lower(),
+        precedence=_header_text(msg, "Precedence").lower(),
+        headers=headers,
+        defects=tuple(defects),
+    )
+
+
+def _headers_only(raw: bytes) -> bytes:
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        end = raw.find(b"\n\n")
+    return raw if end < 0 else raw[: end + 2]
+
+
+def _bodies(mp: "mailparser.MailParser", defects: list[str]) -> tuple[str, str, tuple[ParsedAttachment, ...]]:
+    for item in mp.defects or []:
+        for kind, texts in (item.items() if isinstance(item, dict) else []):
+            defects.extend(f"{kind}: {t}"[:300] for t in (texts if isinstance(texts, list) else [texts]))
+    text = "\n".join(t for t in (mp.text_plain or []) if t).replace("\x00", "")
+    html = "\n".join(t for t in (mp.text_html or []) if t).replace("\x00", "")
+    attachments = []
+    for att in mp.attachments or []:
+        payload = att.get("payload") or ""
+        try:
+            data = base64.b64decode(payload) if att.get("binary") else payload.encode("utf-8", "surrogateescape")
+        except (ValueError, UnicodeEncodeError) as exc:
+            defects.append(f"AttachmentDefect: {att.get('filename')!r}: {exc}"[:300])
+            continue
+        attachments.append(
+            ParsedAttachment(
+                filename=str(att.get("filename") or "attachment")[:255],
+                content_type=str(att.get("mail_content_type") or "application/octet-stream")[:255],
+                data=data,
+            )
+        )
+    return text, html, tuple(attachments)

@@ -1,0 +1,86 @@
+"""Shared fixtures: a migrated SQLite database per test, free ports, an SMTP sink, services.
+
+Services (PostgreSQL, Redis, Chromium) come from tests/services.py: with CI=true a missing
+service fails the test; locally it skips with a one-line reason.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import lists
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.models import MailingList
+from listgate.schema import upgrade
+from tests.sink import SmtpSink
+
+CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    """Settings for a test: everything under tmp_path, on free ports."""
+    base = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_DOMAIN": "lists.test",
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
+    base.update(env)
+    return Settings.from_env(base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Embedded-default settings in a temporary data dir."""
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    """A migrated database for this test."""
+    eng = make_engine(settings)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> sessionmaker[Session]:
+    """A session factory whose transactions write (BEGIN IMMEDIATE on SQLite)."""
+    return session_factory(writer(engine))
+
+
+@pytest.fixture
+def make_list(db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+    """Create a list: make_list("dev", policy="members")."""
+
+    def make(name: str = "dev", **kwargs: object) -> MailingList:
+        with transaction(db) as session:
+            return lists.create(session, name, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real aiosmtpd server on loopback that keeps what it receives."""
+    s = SmtpSink(port=free_port())
+    s.start()
+    yield s
+    s.stop()

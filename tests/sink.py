@@ -1,0 +1,85 @@
+"""An SMTP sink for tests: a real aiosmtpd server that records every message it accepts."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session, SMTP
+
+
+@dataclass
+class Received:
+    """One message as the sink got it."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+    @property
+    def message(self) -> Message:
+        """The parsed message."""
+        return message_from_bytes(self.data)
+
+
+@dataclass
+class _Handler:
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    # Replies to give instead of 250, consumed one per DATA (e.g. ["451 4.3.0 try later"]).
+    scripted: list[str] = field(default_factory=list)
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        with self.lock:
+            if self.scripted:
+                return self.scripted.pop(0)
+            self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""))
+        return "250 2.0.0 OK"
+
+
+class SmtpSink:
+    """Start/stop an aiosmtpd sink on 127.0.0.1:port; inspect .received."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.handler = _Handler()
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
+
+    @property
+    def url(self) -> str:
+        """The value for LISTGATE_OUTBOUND."""
+        return f"smtp://127.0.0.1:{self.port}"
+
+    @property
+    def received(self) -> list[Received]:
+        """Everything accepted so far."""
+        with self.handler.lock:
+            return list(self.handler.received)
+
+    def script(self, *replies: str) -> None:
+        """Answer the next DATA commands with these replies instead of 250."""
+        with self.handler.lock:
+            self.handler.scripted.extend(replies)
+
+    def to(self, address: str) -> list[Received]:
+        """Messages whose envelope recipients include address."""
+        return [r for r in self.received if address in r.rcpt_tos]
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Received]:
+        """Wait until at least count messages arrived (or timeout); returns them."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if len(self.received) >= count:
+                break
+            time.sleep(0.05)
+        return self.received
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
