@@ -19,6 +19,15 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList
 from listgate.schema import upgrade
+from tests.services import (  # noqa: F401 - fixtures re-exported for every test
+    SERVICE_MARKERS,
+    chromium_path,
+    postgres_db,
+    postgres_url,
+    redis_db_url,
+    redis_url,
+    require,
+)
 from tests.sink import SmtpSink
 
 CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
@@ -84,3 +93,24 @@ def sink() -> Iterator[SmtpSink]:
     s.start()
     yield s
     s.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the services they use, so `-m "not postgres"` etc. select them."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, marker))
+
+
+@pytest.fixture
+def pg_settings(tmp_path: Path, postgres_db: str) -> Settings:
+    """Settings on a fresh migrated PostgreSQL database (embedded broker)."""
+    return make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db)
+
+
+@pytest.fixture
+def prod_settings(tmp_path: Path, postgres_db: str, redis_db_url: str) -> Settings:
+    """The production configuration: PostgreSQL database and Redis broker."""
+    return make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url)
