@@ -1,0 +1,69 @@
+"""Who may read what: private lists are for members only, and outsiders get a 404."""
+
+from __future__ import annotations
+
+from flask import abort, g
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listgate import lists
+from listgate.ingest import is_member
+from listgate.models import MailingList, Subscription
+from listgate.models.people import ACTIVE
+from webarchive.security import current_address
+
+
+def can_read(session: Session, mlist: MailingList) -> bool:
+    """Public lists for everyone; private lists for signed-in members and moderators."""
+    if not mlist.private:
+        return True
+    address = current_address()
+    return address is not None and is_member(session, mlist, address)
+
+
+def readable_list(session: Session, name: str) -> MailingList:
+    """The list called name if this visitor may read it, else 404 (existence does not leak)."""
+    mlist = lists.get(session, name)
+    if mlist is None or not can_read(session, mlist):
+        abort(404)
+    return mlist
+
+
+def readable_list_ids(session: Session) -> set[int] | None:
+    """Ids of private lists this visitor may read plus every public one; None means all lists."""
+    cache = g.get("_readable_ids", False)
+    if cache is not False:
+        return cache
+    private = set(session.scalars(select(MailingList.id).where(MailingList.private.is_(True))))
+    result: set[int] | None = None
+    if private:
+        public = set(session.scalars(select(MailingList.id).where(MailingList.private.is_(False))))
+        result = public | _member_of(session, private)
+    g._readable_ids = result
+    return result
+
+
+def _member_of(session: Session, list_ids: set[int]) -> set[int]:
+    address = current_address()
+    if address is None:
+        return set()
+    member = set(session.scalars(select(Subscription.list_id).where(
+        Subscription.address == address, Subscription.list_id.in_(list_ids),
+        Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE)))
+    for mlist in session.scalars(select(MailingList).where(MailingList.id.in_(list_ids))):
+        if address in mlist.moderator_addresses():
+            member.add(mlist.id)
+    return member
+
+
+def require_readable_id(session: Session, list_id: int) -> None:
+    """404 unless the list with this id is readable."""
+    allowed = readable_list_ids(session)
+    if allowed is not None and list_id not in allowed:
+        abort(404)
+
+
+def is_moderator(mlist: MailingList) -> bool:
+    """The signed-in person moderates this list."""
+    address = current_address()
+    return address is not None and address in mlist.moderator_addresses()

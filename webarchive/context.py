@@ -1,0 +1,65 @@
+"""Per-app resources (settings, engine, sessions) and the per-request database session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, writer
+
+
+@dataclass
+class Resources:
+    """What one app instance shares between requests."""
+
+    settings: Settings
+    engine: Engine
+    reader: sessionmaker[Session]
+    writer: sessionmaker[Session]
+    sender: Any = None  # a Celery-like object with send_task, made on first use
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def init_app(app: Flask, settings: Settings) -> None:
+    """Create the engine and session factories and close the request session at teardown."""
+    engine = make_engine(settings)
+    app.extensions["listgate"] = Resources(
+        settings=settings, engine=engine, reader=session_factory(engine), writer=session_factory(writer(engine))
+    )
+    app.teardown_appcontext(_close_session)
+    app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
+
+
+def resources() -> Resources:
+    """The current app's resources."""
+    return current_app.extensions["listgate"]
+
+
+def settings() -> Settings:
+    """The current app's settings."""
+    return resources().settings
+
+
+def db(write: bool = False) -> Session:
+    """The request's session; write=True gives one that takes the SQLite write lock on BEGIN."""
+    session: Session | None = g.get("_db")
+    if session is not None and (not write or g.get("_db_write")):
+        return session
+    if session is not None:
+        session.close()
+    res = resources()
+    g._db = (res.writer if write else res.reader)()
+    g._db_write = write
+    return g._db
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    session: Session | None = g.pop("_db", None)
+    g.pop("_db_write", None)
+    if session is not None:
+        session.close()
