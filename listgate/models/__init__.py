@@ -11,6 +11,7 @@ from listgate.models.archive import (
     ThreadNode,
     ThreadParticipant,
 )
+from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.people import Person, Subscription
 
@@ -18,6 +19,7 @@ __all__ = [
     "Attachment",
     "Blob",
     "Bounce",
+    "Counter",
     "Delivery",
     "MailingList",
     "Message",

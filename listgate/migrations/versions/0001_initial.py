@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 21:58:28.091116
+Create Date: 2026-11-25 22:03:49.740427
 """
 from alembic import op
 import sqlalchemy as sa
@@ -21,6 +21,12 @@ def upgrade() -> None:
     sa.Column('size', sa.Integer(), nullable=False),
     sa.Column('data', sa.LargeBinary(), nullable=False),
     sa.PrimaryKeyConstraint('sha256', name=op.f('pk_blobs'))
+    )
+    op.create_table('counters',
+    sa.Column('name', sa.String(length=64), nullable=False),
+    sa.Column('label', sa.String(length=128), nullable=False),
+    sa.Column('value', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('name', 'label', name=op.f('pk_counters'))
     )
     op.create_table('lists',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -276,5 +282,6 @@ def downgrade() -> None:
 
     op.drop_table('outbox')
     op.drop_table('lists')
+    op.drop_table('counters')
     op.drop_table('blobs')
     # ### end Alembic commands ###
