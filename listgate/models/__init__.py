@@ -14,9 +14,11 @@ from listgate.models.archive import (
 from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.people import Person, Subscription
+from listgate.models.web import Ban, RateHit, Report, Vote
 
 __all__ = [
     "Attachment",
+    "Ban",
     "Blob",
     "Bounce",
     "Counter",
@@ -26,9 +28,12 @@ __all__ = [
     "MessageRef",
     "OutboxEntry",
     "Person",
+    "RateHit",
     "RawMessage",
+    "Report",
     "Subscription",
     "Thread",
     "ThreadNode",
     "ThreadParticipant",
+    "Vote",
 ]

@@ -1,0 +1,71 @@
+"""What people do on the web archive: votes, reports, bans, and rate-limit counters."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from listgate.db import Base
+from listgate.models.archive import UTCDateTime, utcnow
+
+OPEN, DISMISSED, ACTIONED = "open", "dismissed", "actioned"
+
+
+class Vote(Base):
+    """One person's "was this valuable?" answer on one post; changeable."""
+
+    __tablename__ = "votes"
+    __table_args__ = (UniqueConstraint("message_pk", "address", name="uq_votes_message_address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    address: Mapped[str] = mapped_column(String(320))
+    valuable: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class Report(Base):
+    """A reader's report of a post, kept for the list's moderators."""
+
+    __tablename__ = "reports"
+    __table_args__ = (
+        UniqueConstraint("message_pk", "address", name="uq_reports_message_address"),
+        Index("ix_reports_list_status", "list_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default=OPEN)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    resolved_by: Mapped[str] = mapped_column(String(320), default="")
+
+
+class Ban(Base):
+    """An address a moderator banned from posting to a list."""
+
+    __tablename__ = "bans"
+    __table_args__ = (UniqueConstraint("list_id", "address", name="uq_bans_list_address"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    banned_by: Mapped[str] = mapped_column(String(320), default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RateHit(Base):
+    """Actions counted per key and fixed time window (shared by every web process)."""
+
+    __tablename__ = "rate_hits"
+
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix time // window length
+    count: Mapped[int] = mapped_column(Integer, default=0)
