@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import subprocess
 import sys
-import time
 from typing import NoReturn
 
 import click
@@ -16,6 +13,7 @@ from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import needs_upgrade, upgrade
+from listgate.supervisor import Supervisor, port_open
 
 SERVICES = {
     "gateway": ["-m", "gateway"],
@@ -112,57 +110,29 @@ def up(demo: bool) -> None:
     ensure_schema(settings)
     if demo:
         _demo_list(settings)
-    procs: dict[str, subprocess.Popen[bytes]] = {}
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    for name, args in SERVICES.items():
-        procs[name] = subprocess.Popen([sys.executable, *args], start_new_session=True)
-        click.echo(f"started {name} (pid {procs[name].pid})")
-    click.echo(f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}")
-    code = 0
-    while not stopping:
-        for name, proc in procs.items():
-            if proc.poll() is not None:
-                click.echo(f"{name} exited with status {proc.returncode}; stopping the others", err=True)
-                stopping, code = True, 1
-                break
-        time.sleep(0.3)
-    _stop_all(procs)
-    sys.exit(code)
-
-
-def _stop_all(procs: dict[str, "subprocess.Popen[bytes]"]) -> None:
-    for proc in procs.values():
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-    deadline = time.monotonic() + 15
-    for name, proc in procs.items():
-        try:
-            proc.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        click.echo(f"stopped {name}")
+    ready = f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}"
+    supervisor = Supervisor(
+        SERVICES, echo=click.echo, ready_message=ready + " (Ctrl-C stops everything)",
+        ready=lambda: port_open(settings.smtp_host, settings.smtp_port) and port_open(settings.web_host, settings.web_port))
+    sys.exit(supervisor.run())
 
 
 def _demo_list(settings: Settings) -> None:
+    """Create the list `demo` when it does not exist yet, and print how to post to it."""
     engine = make_engine(settings)
-    with transaction(session_factory(writer(engine))) as session:
-        if lists_service.get(session, "demo") is not None:
-            return
-        lists_service.create(session, "demo", "Demo list", "A list to try listgate with.")
-    engine.dispose()
+    try:
+        with transaction(session_factory(writer(engine))) as session:
+            if lists_service.get(session, "demo") is not None:
+                return
+            lists_service.create(session, "demo", "Demo list", "A list to try listgate with.")
+    finally:
+        engine.dispose()
+    host = "127.0.0.1" if settings.smtp_host in ("0.0.0.0", "::", "") else settings.smtp_host
     click.echo(
         "\nCreated the list demo@%s. Post to it with:\n\n"
         "  python3 -c \"import smtplib; smtplib.SMTP('%s', %d).sendmail('you@example.org', ['demo@%s'], "
         "b'From: You <you@example.org>\\\\r\\\\nTo: demo@%s\\\\r\\\\nSubject: Hello\\\\r\\\\n\\\\r\\\\nHello, list!\\\\r\\\\n')\"\n\n"
-        "then open %s/lists/demo\n" % (settings.domain, settings.smtp_host, settings.smtp_port, settings.domain,
+        "then open %s/lists/demo\n" % (settings.domain, host, settings.smtp_port, settings.domain,
                                         settings.domain, settings.base_url)
     )
 
