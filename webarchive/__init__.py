@@ -47,9 +47,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _own_blueprints() -> list:  # type: ignore[type-arg]
     """This package's blueprints, imported lazily so importing webarchive stays cheap."""
-    from webarchive import pages
+    from webarchive import api, exports, pages
 
-    return [pages.bp]
+    return [pages.bp, api.bp, exports.bp]
 
 
 def _optional_module(name: str):  # type: ignore[no-untyped-def]

@@ -35,7 +35,8 @@ def error_response(code: int, title: str, message: str):  # type: ignore[no-unty
 
 def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
     code = exc.code or 500
-    message = exc.description if code in (400, 405, 413, 429) else ""
+    custom = exc.description != type(exc).description
+    message = exc.description if custom or code in (400, 405, 413, 429) else ""
     body, status = _as_pair(error_response(code, exc.name, message or _default_message(code)))
     headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else {}
     return body, status, headers

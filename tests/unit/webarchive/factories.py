@@ -1,0 +1,54 @@
+"""Test data for the web archive: real RFC 5322 mail, stored through listgate.ingest."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import lists
+from listgate.db import transaction
+from listgate.ingest import IngestResult, ingest
+from listgate.parsing import parse
+
+_seq = itertools.count(1)
+BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def make_mail(subject: str = "Hello", body: str = "Some text.\n", *, sender: str = "Alice Example <alice@example.org>",
+              msgid: str | None = None, in_reply_to: str | None = None, references: list[str] | None = None,
+              date: datetime | None = None, to: str = "dev@lists.test", html: str | None = None,
+              attachments: list[tuple[str, str, bytes]] | None = None, headers: dict[str, str] | None = None) -> bytes:
+    """A mail as a client would send it."""
+    n = next(_seq)
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(date or BASE_DATE + timedelta(minutes=n))
+    msg["Message-ID"] = f"<{msgid or f'm{n}@example.org'}>"
+    if in_reply_to:
+        msg["In-Reply-To"] = f"<{in_reply_to}>"
+    refs = references if references is not None else ([in_reply_to] if in_reply_to else [])
+    if refs:
+        msg["References"] = " ".join(f"<{r}>" for r in refs)
+    for key, value in (headers or {}).items():
+        msg[key] = value
+    msg.set_content(body)
+    if html is not None:
+        msg.add_alternative(html, subtype="html")
+    for filename, ctype, data in attachments or []:
+        maintype, subtype = ctype.split("/", 1)
+        msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    return bytes(msg)
+
+
+def post(db: sessionmaker[Session], raw: bytes, list_name: str = "dev", origin: str = "smtp",
+         domain: str = "lists.test") -> IngestResult:
+    """Store raw mail on a list through the same path as mail from the gateway."""
+    with transaction(db) as session:
+        mlist = lists.require(session, list_name)
+        return ingest(session, parse(raw), mlist, domain=domain, origin=origin)

@@ -1,0 +1,148 @@
+"""Reading the archive: keyset pages of threads and a whole thread in a fixed number of queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from listgate.models import Attachment, MailingList, Message, Thread
+from listgate.models.archive import VISIBLE
+from listgate.models.web import Vote
+
+
+class BadCursor(ValueError):
+    """A pagination cursor that was not made by us."""
+
+
+@dataclass
+class Node:
+    """A visible message placed in its thread: depth and nearest visible ancestor."""
+
+    message: Message
+    depth: int = 0
+    parent: Message | None = None
+    attachments: list[Attachment] = field(default_factory=list)
+    votes_yes: int = 0
+    votes_total: int = 0
+    my_vote: bool | None = None
+
+
+def encode_cursor(when: datetime, pk: int) -> str:
+    """An opaque keyset cursor: microseconds since the epoch and an id."""
+    micros = round(when.astimezone(timezone.utc).timestamp() * 1_000_000)
+    return f"{micros}_{pk}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (time, id) in a cursor, or BadCursor."""
+    micros, sep, pk = cursor.partition("_")
+    try:
+        if not sep:
+            raise ValueError
+        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=timezone.utc)
+        return when, int(pk)
+    except (ValueError, OverflowError, OSError):
+        raise BadCursor(f"cursor {cursor[:40]!r} is not valid; use the 'next' value of a previous answer") from None
+
+
+def thread_page(session: Session, mlist: MailingList, limit: int, cursor: str | None,
+                featured: bool | None = None) -> tuple[list[Thread], str | None]:
+    """Threads of a list by last activity (newest first) after cursor, and the next cursor."""
+    query = select(Thread).where(
+        Thread.list_id == mlist.id, Thread.merged_into_id.is_(None), Thread.message_count > 0
+    )
+    if featured is not None:
+        query = query.where(Thread.featured.is_(featured))
+    if cursor:
+        when, pk = decode_cursor(cursor)
+        query = query.where(or_(Thread.last_activity < when, and_(Thread.last_activity == when, Thread.id < pk)))
+    rows = list(session.scalars(query.order_by(Thread.last_activity.desc(), Thread.id.desc()).limit(limit + 1)))
+    nxt = encode_cursor(rows[limit - 1].last_activity, rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], nxt
+
+
+def order_thread(messages: list[Message]) -> list[Node]:
+    """Visible messages depth first, siblings by date; hidden ancestors are skipped over."""
+    by_pk = {m.id: m for m in messages}
+    visible = {m.id for m in messages if m.status == VISIBLE}
+
+    def visible_parent(msg: Message) -> int | None:
+        seen: set[int] = set()
+        pk = msg.parent_id
+        while pk is not None and pk in by_pk and pk not in visible and pk not in seen:
+            seen.add(pk)
+            pk = by_pk[pk].parent_id
+        return pk if pk in visible else None
+
+    children: dict[int | None, list[Message]] = {}
+    for msg in messages:
+        if msg.id in visible:
+            children.setdefault(visible_parent(msg), []).append(msg)
+    for group in children.values():
+        group.sort(key=lambda m: (m.date, m.id))
+    out: list[Node] = []
+    placed: set[int] = set()
+    stack: list[tuple[Message, int, Message | None]] = [(m, 0, None) for m in reversed(children.get(None, []))]
+    while stack:
+        msg, depth, parent = stack.pop()
+        if msg.id in placed:
+            continue
+        placed.add(msg.id)
+        out.append(Node(msg, depth, parent))
+        stack.extend((c, depth + 1, msg) for c in reversed(children.get(msg.id, [])))
+    # A cycle in bad data leaves messages unreachable from a root: show them at the end.
+    out.extend(Node(by_pk[pk]) for pk in sorted(visible - placed, key=lambda p: (by_pk[p].date, p)))
+    return out
+
+
+def thread_nodes(session: Session, thread: Thread, voter: str | None = None) -> list[Node]:
+    """The thread's visible posts in thread order, with attachments and votes: four queries at most."""
+    messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id)))
+    nodes = order_thread(messages)
+    fill_nodes(session, nodes, voter)
+    return nodes
+
+
+def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
+    """Attach attachments and vote counts to nodes with one query each."""
+    pks = [n.message.id for n in nodes]
+    if not pks:
+        return
+    index = {n.message.id: n for n in nodes}
+    for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
+        index[att.message_pk].attachments.append(att)
+    yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
+    for pk, total, valuable in session.execute(
+        select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
+    ):
+        index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
+    if voter:
+        for pk, valuable in session.execute(
+            select(Vote.message_pk, Vote.valuable).where(Vote.message_pk.in_(pks), Vote.address == voter)
+        ):
+            index[pk].my_vote = valuable
+
+
+def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:
+    """A visible message by Message-ID among readable lists (the oldest copy when cross-posted)."""
+    query = select(Message).where(Message.message_id == message_id, Message.status == VISIBLE)
+    if list_ids is not None:
+        query = query.where(Message.list_id.in_(list_ids))
+    return session.scalars(query.order_by(Message.id).limit(1)).first()
+
+
+def nearest_visible_parent(session: Session, msg: Message) -> Message | None:
+    """The nearest visible ancestor of msg, walking up through held or hidden posts."""
+    pk, seen = msg.parent_id, set()
+    while pk is not None and pk not in seen:
+        seen.add(pk)
+        parent = session.get(Message, pk)
+        if parent is None:
+            return None
+        if parent.status == VISIBLE:
+            return parent
+        pk = parent.parent_id
+    return None
