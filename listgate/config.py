@@ -58,6 +58,10 @@ def _outbound(name: str, value: str, data_dir: Path) -> str:
     raise SettingsError(f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path")
 
 
+DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
+BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "memory")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the processes need to know, built once per process."""
@@ -104,10 +108,10 @@ class Settings:
         env = os.environ if env is None else env
         data_dir = Path(env.get("LISTGATE_DATA_DIR", "") or "./var").resolve()
         database_url = env.get("LISTGATE_DATABASE_URL", "") or f"sqlite:///{data_dir / 'listgate.sqlite3'}"
-        if "://" not in database_url:
-            raise SettingsError(f"LISTGATE_DATABASE_URL={database_url!r}: expected a URL such as postgresql://user@host/db")
+        if urlsplit(database_url).scheme.split("+")[0] not in DATABASE_SCHEMES or "://" not in database_url:
+            raise SettingsError(f"LISTGATE_DATABASE_URL={database_url!r}: expected sqlite:///path or postgresql://user@host/db")
         broker_url = env.get("LISTGATE_BROKER_URL", "") or f"sqla+sqlite:///{data_dir / 'broker.sqlite3'}"
-        if "://" not in broker_url:
+        if urlsplit(broker_url).scheme not in BROKER_SCHEMES or "://" not in broker_url:
             raise SettingsError(f"LISTGATE_BROKER_URL={broker_url!r}: expected redis://host:port/0 or sqla+sqlite:///path")
         domain = (env.get("LISTGATE_DOMAIN", "") or "lists.localhost").strip().lower().rstrip(".")
         if not domain or "@" in domain or " " in domain:
@@ -129,6 +133,9 @@ class Settings:
         tls_cert, tls_key = env.get("LISTGATE_TLS_CERT", ""), env.get("LISTGATE_TLS_KEY", "")
         if bool(tls_cert) != bool(tls_key):
             raise SettingsError("LISTGATE_TLS_CERT and LISTGATE_TLS_KEY: set both or neither")
+        for name, path in (("LISTGATE_TLS_CERT", tls_cert), ("LISTGATE_TLS_KEY", tls_key)):
+            if path and not os.access(path, os.R_OK):
+                raise SettingsError(f"{name}={path!r}: no such readable file")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
