@@ -156,24 +156,29 @@ def decode_header(value: str | None) -> str:
     return _SPACES.sub(" ", "".join(out).replace("\x00", "")).strip()
 
 
+def _raw_all(msg: StdMessage, name: str) -> list[str]:
+    """Every value of a header as received (compat32 keeps 8-bit bytes as surrogates).
+
+    msg.get() would wrap 8-bit values in a Header that turns them into U+FFFD.
+    """
+    name = name.lower()
+    return [str(v) for k, v in msg.raw_items() if k.lower() == name]
+
+
+def _raw_one(msg: StdMessage, name: str) -> str:
+    values = _raw_all(msg, name)
+    return values[0] if values else ""
+
+
 def _header_text(msg: StdMessage, name: str) -> str:
-    raw = msg.get(name)
-    if raw is None:
+    values = _raw_all(msg, name)
+    if not values:
         return ""
-    if isinstance(raw, email.header.Header):
-        raw = str(raw)
-    # compat32 keeps 8-bit header bytes as surrogates: recover them as UTF-8, else Latin-1.
-    if any("\udc80" <= ch <= "\udcff" for ch in raw):
-        data = raw.encode("ascii", "surrogateescape")
-        try:
-            raw = data.decode("utf-8")
-        except UnicodeDecodeError:
-            raw = data.decode("latin-1")
-    return decode_header(raw)
+    return decode_header(_header_text_value(values[0]))
 
 
 def _addresses(msg: StdMessage, name: str) -> list[tuple[str, str]]:
-    values = [_header_text_value(v) for v in msg.get_all(name, [])]
+    values = [_header_text_value(v) for v in _raw_all(msg, name)]
     try:
         pairs = email.utils.getaddresses(values)
     except Exception:  # noqa: BLE001 - a broken address list yields no addresses, not a crash
@@ -182,9 +187,14 @@ def _addresses(msg: StdMessage, name: str) -> list[tuple[str, str]]:
 
 
 def _header_text_value(value: object) -> str:
+    """8-bit header bytes (surrogates) recovered as UTF-8, else Latin-1."""
     text = str(value)
     if any("\udc80" <= ch <= "\udcff" for ch in text):
-        text = text.encode("ascii", "surrogateescape").decode("utf-8", "replace")
+        data = text.encode("utf-8", "surrogateescape")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
     return text
 
 
@@ -224,10 +234,10 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
         mp = None
         msg = email.message_from_bytes(_headers_only(raw))
 
-    ids = extract_msgids(_header_text_value(msg.get("Message-ID", "")))
+    ids = extract_msgids(_header_text_value(_raw_one(msg, "Message-ID")))
     message_id, generated = (ids[0], False) if ids else (generated_msgid(raw), True)
-    in_reply_to = tuple(extract_msgids(_header_text_value(msg.get("In-Reply-To", ""))))
-    references = tuple(extract_msgids(" ".join(_header_text_value(v) for v in msg.get_all("References", []))))
+    in_reply_to = tuple(extract_msgids(_header_text_value(_raw_one(msg, "In-Reply-To"))))
+    references = tuple(extract_msgids(" ".join(_header_text_value(v) for v in _raw_all(msg, "References"))))
 
     froms = _addresses(msg, "From") or _addresses(msg, "Sender")
     from_name, from_addr = froms[0] if froms else ("", "")
@@ -241,8 +251,8 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     body_text, body_html, attachments = "", "", ()
     if mp is not None:
         body_text, body_html, attachments = _bodies(mp, defects)
-    content_type = msg.get("Content-Type", "") or ""
-    headers = tuple((k, _header_text_value(v)[:2000]) for k, v in msg.items()[:200])
+    content_type = _raw_one(msg, "Content-Type")
+    headers = tuple((k, decode_header(_header_text_value(v))[:2000]) for k, v in list(msg.raw_items())[:200])
     return ParsedMessage(
         raw=raw,
         message_id=message_id,

@@ -1,0 +1,55 @@
+"""`python -m gateway [--lmtp] [--listen HOST:PORT | unix:/path]`: run the SMTP/LMTP listener."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+from gateway.broker import BrokerSender
+from gateway.handler import GatewayHandler
+from gateway.server import GatewayServer, parse_listen
+from listgate.config import Settings, SettingsError
+from listgate.db import make_engine, session_factory, writer
+
+log = logging.getLogger("gateway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build settings once, serve until SIGTERM/SIGINT, then stop cleanly."""
+    parser = argparse.ArgumentParser(prog="python -m gateway", description="listgate's SMTP/LMTP listener")
+    parser.add_argument("--lmtp", action="store_true", help="speak LMTP (behind Postfix or Exim)")
+    parser.add_argument("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN)")
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        listen = parse_listen(args.listen, settings)
+    except (SettingsError, ValueError) as exc:
+        sys.stderr.write(f"gateway: configuration error: {exc}\n")
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+    engine = make_engine(settings)
+    handler = GatewayHandler(settings, session_factory(writer(engine)), BrokerSender(settings),
+                             read_factory=session_factory(engine))
+    server = GatewayServer(settings, handler, lmtp=args.lmtp or settings.lmtp, listen=listen)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        server.start()
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", server.describe(), exc)
+        return 1
+    log.info("gateway ready: %s on %s", "LMTP" if server.lmtp else "SMTP", server.describe())
+    stop.wait()
+    log.info("stopping")
+    server.stop()
+    engine.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Per-client limits (connections, messages per minute) and checks on a message's shape."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections import defaultdict, deque
+from typing import Callable
+
+# A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
+# smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
+_DOT_LINE = re.compile(rb"(?:(?<=[\r\n])|^)\.(?=[\r\n])")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
+
+
+class ClientLimits:
+    """Concurrent connections and messages per minute, per client address."""
+
+    def __init__(self, max_connections: int, max_per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_connections = max_connections
+        self.max_per_minute = max_per_minute
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._open: dict[str, int] = defaultdict(int)
+        self._recent: dict[str, deque[float]] = defaultdict(deque)
+
+    def connect(self, client: str) -> bool:
+        """Count a new connection from client; False (and not counted) when over the limit."""
+        with self._lock:
+            if self._open[client] >= self.max_connections:
+                return False
+            self._open[client] += 1
+            return True
+
+    def disconnect(self, client: str) -> None:
+        """A connection from client closed."""
+        with self._lock:
+            self._open[client] -= 1
+            if self._open[client] <= 0:
+                del self._open[client]
+
+    def connections(self, client: str) -> int:
+        """Open connections from client now."""
+        with self._lock:
+            return self._open.get(client, 0)
+
+    def allow_message(self, client: str) -> bool:
+        """Count a message from client; False (and not counted) over max_per_minute."""
+        now = self._clock()
+        with self._lock:
+            recent = self._recent[client]
+            while recent and recent[0] <= now - 60:
+                recent.popleft()
+            if len(recent) >= self.max_per_minute:
+                return False
+            recent.append(now)
+            return True
+
+
+def smuggling(raw: bytes) -> bool:
+    """True when a '.' line is framed by a bare CR or LF (an SMTP smuggling attempt)."""
+    for m in _DOT_LINE.finditer(raw):
+        i = m.start()
+        # A dot-stuffed "..\r\n" line legitimately arrives as CRLF "." CRLF.
+        before_ok = i == 0 or raw[i - 2:i] == b"\r\n"
+        if not (before_ok and raw[i + 1:i + 3] == b"\r\n"):
+            return True
+    return False
+
+
+def header_block(raw: bytes) -> bytes:
+    """The top-level header block of a message (everything before the first blank line)."""
+    if raw.startswith((b"\r\n", b"\n")):
+        return b""
+    m = _HEADER_END.search(raw)
+    return raw if m is None else raw[: m.start()]
+
+
+def header_count(raw: bytes) -> int:
+    """How many header fields the message has (folded continuation lines excluded)."""
+    lines = header_block(raw).splitlines()
+    return sum(1 for line in lines if line and line[:1] not in (b" ", b"\t"))
+
+
+def longest_line(raw: bytes) -> int:
+    """The longest line in bytes, line break excluded."""
+    return max((len(line) for line in raw.splitlines()), default=0)
+
+
+def mime_depth(raw: bytes) -> int:
+    """How deeply multiparts and attached messages nest (1 for a plain message)."""
+    stack: list[bytes | None] = []  # open boundaries; None marks an attached message/rfc822
+    deepest = 0
+    in_headers, headers = True, []
+    for line in raw.splitlines():
+        if in_headers:
+            if line.strip():
+                headers.append(line)
+                continue
+            ctype = _content_type(headers)
+            headers, in_headers = [], False
+            if ctype.lower().startswith(b"multipart/"):
+                m = _BOUNDARY.search(ctype)
+                if m:
+                    stack.append(m.group(1) or m.group(2))
+            elif ctype.lower().startswith((b"message/rfc822", b"message/global")):
+                stack.append(None)
+                in_headers = True
+            deepest = max(deepest, len(stack))
+            continue
+        if line.startswith(b"--"):
+            in_headers = _boundary_line(stack, line.rstrip())
+    return deepest + 1
+
+
+def _boundary_line(stack: list[bytes | None], line: bytes) -> bool:
+    """Close or open parts on a boundary line; True when part headers follow."""
+    for i in range(len(stack) - 1, -1, -1):
+        b = stack[i]
+        if b is None:
+            continue
+        if line == b"--" + b + b"--":
+            del stack[i:]
+            return False
+        if line == b"--" + b:
+            del stack[i + 1:]
+            return True
+    return False
+
+
+def _content_type(headers: list[bytes]) -> bytes:
+    """The unfolded Content-Type value of a header block (boundaries are case-sensitive)."""
+    value, inside = b"", False
+    for line in headers:
+        if line[:1] in (b" ", b"\t"):
+            if inside:
+                value += b" " + line.strip()
+            continue
+        inside = line.lower().startswith(b"content-type:")
+        if inside:
+            value = line.split(b":", 1)[1].strip()
+    return value
+
+
+def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int) -> tuple[str, str] | None:
+    """(reason label, 5xx reply) when the message breaks a limit, else None."""
+    if smuggling(raw):
+        return "smuggling", "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends"
+    n = header_count(raw)
+    if n > max_headers:
+        return "too-many-headers", f"552 5.3.4 Refused: {n} header fields, the limit is {max_headers}"
+    longest = longest_line(raw)
+    if longest > max_line:
+        return "line-too-long", f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}"
+    depth = mime_depth(raw)
+    if depth > max_depth:
+        return "mime-too-deep", f"554 5.6.0 Refused: MIME parts nested {depth} deep, the limit is {max_depth}"
+    return None

@@ -1,0 +1,168 @@
+"""The listening server: aiosmtpd SMTP or LMTP on TCP or a unix socket, with our limits."""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, AnyStr, Callable
+
+from aiosmtpd.controller import Controller, UnixSocketController
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP
+
+from gateway.handler import GatewayHandler, client_address
+from gateway.limits import ClientLimits
+from listgate.config import Settings
+
+log = logging.getLogger(__name__)
+
+
+class _Guarded:
+    """Per-client connection limit, configured line length, enhanced status codes."""
+
+    handler: GatewayHandler
+
+    def __init__(self, handler: GatewayHandler, *, max_line: int, **kwargs: Any) -> None:
+        # SMTP.__init__ sizes its stream reader from this, so it must be set first.
+        self.line_length_limit = max_line + 3  # CRLF and a transparency dot
+        self.max_line = max_line
+        super().__init__(handler, **kwargs)  # type: ignore[call-arg]
+
+    async def _handle_client(self) -> None:
+        limits = self.event_handler.limits  # type: ignore[attr-defined]
+        client = client_address(self.session)  # type: ignore[attr-defined]
+        if client and not limits.connect(client):
+            log.warning("refused a connection from %s: %d already open", client, limits.max_connections)
+            await self.push(
+                f"421 4.7.0 Too many connections from {client} (limit {limits.max_connections}), try again later")
+            self.transport.close()  # type: ignore[attr-defined]
+            return
+        try:
+            await super()._handle_client()  # type: ignore[misc]
+        finally:
+            if client:
+                limits.disconnect(client)
+
+    async def push(self, status: AnyStr) -> None:
+        """Send a reply, giving aiosmtpd's built-in data-phase errors enhanced codes."""
+        if isinstance(status, str):
+            status = self._enhanced(status)  # type: ignore[assignment]
+        await super().push(status)  # type: ignore[misc]
+
+    def _enhanced(self, status: str) -> str:
+        big = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
+        if status.startswith("552 Error: message size exceeds"):  # the SIZE declared at MAIL
+            return self._refused("too-big", big, at_data=False)
+        if status.startswith("552 Error: Too much mail data"):
+            return self._refused("too-big", big, at_data=True)
+        if status.startswith("500 Line too long"):
+            return self._refused("line-too-long", f"552 5.3.4 Refused: a line longer than {self.max_line} bytes", at_data=True)
+        return status
+
+    def _refused(self, reason: str, reply: str, at_data: bool) -> str:
+        """Log and count a refusal by aiosmtpd itself; after DATA, LMTP wants a line per recipient."""
+        handler = self.event_handler  # type: ignore[attr-defined]
+        self.loop.run_in_executor(handler.executor, handler.count_refusal, reason)  # type: ignore[attr-defined]
+        log.info("refused a message from %s: %s", client_address(self.session) or "local", reply)  # type: ignore[attr-defined]
+        envelope = self.envelope  # type: ignore[attr-defined]
+        if at_data and isinstance(self, LMTP) and envelope is not None and envelope.rcpt_tos:
+            return "\r\n".join([reply] * len(envelope.rcpt_tos))
+        return reply
+
+
+class GatewaySMTP(_Guarded, SMTP):
+    """SMTP with the gateway's limits."""
+
+
+class GatewayLMTP(_Guarded, LMTP):
+    """LMTP with the gateway's limits; DATA answers one line per recipient."""
+
+
+class _TcpController(Controller):
+    def __init__(self, make: Callable[[], SMTP], **kwargs: Any) -> None:
+        self._make = make
+        super().__init__(None, **kwargs)
+
+    def factory(self) -> SMTP:
+        return self._make()
+
+
+class _UnixController(UnixSocketController):
+    def __init__(self, make: Callable[[], SMTP], **kwargs: Any) -> None:
+        self._make = make
+        super().__init__(None, **kwargs)
+
+    def factory(self) -> SMTP:
+        return self._make()
+
+
+def tls_context(settings: Settings) -> ssl.SSLContext | None:
+    """A server context for STARTTLS when a certificate and key are configured."""
+    if not settings.tls_cert:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
+    return ctx
+
+
+def parse_listen(value: str, settings: Settings) -> tuple[str, int] | Path:
+    """HOST:PORT or unix:/path (default: the configured SMTP address)."""
+    if not value:
+        return settings.smtp_host, settings.smtp_port
+    if value.startswith("unix:"):
+        return Path(value[5:])
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"--listen {value!r}: expected HOST:PORT or unix:/path")
+    return host.strip("[]"), int(port)
+
+
+class GatewayServer:
+    """Start and stop the listener in a background thread (tests and __main__ alike)."""
+
+    def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
+                 listen: tuple[str, int] | Path | None = None, workers: int = 8) -> None:
+        self.settings = settings
+        self.handler = handler
+        self.lmtp = lmtp
+        handler.lmtp = lmtp
+        self.listen = listen or (settings.smtp_host, settings.smtp_port)
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
+        handler.executor = self.executor
+        self.controller: Controller | UnixSocketController | None = None
+
+    def _protocol(self) -> SMTP:
+        cls = GatewayLMTP if self.lmtp else GatewaySMTP
+        return cls(
+            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.settings.max_message_size,
+            enable_SMTPUTF8=True, decode_data=False, hostname=self.settings.domain,
+            tls_context=tls_context(self.settings), ident="listgate",
+        )
+
+    def start(self) -> None:
+        """Bind and serve; returns once the listener answers."""
+        if isinstance(self.listen, Path):
+            if self.listen.exists():
+                self.listen.unlink()
+            self.controller = _UnixController(self._protocol, unix_socket=self.listen)
+        else:
+            host, port = self.listen
+            self.controller = _TcpController(self._protocol, hostname=host, port=port)
+        self.controller.start()
+        if isinstance(self.listen, Path):
+            os.chmod(self.listen, 0o660)
+        log.info("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
+
+    def describe(self) -> str:
+        """Where we listen, for logs."""
+        return f"unix:{self.listen}" if isinstance(self.listen, Path) else "%s:%d" % self.listen
+
+    def stop(self) -> None:
+        """Stop listening, then let running ingests finish (they commit; clients retry)."""
+        if self.controller is not None:
+            self.controller.stop()
+            self.controller = None
+        self.executor.shutdown(wait=True)

@@ -1,0 +1,124 @@
+"""An in-process gateway for integration tests, and small SMTP/DB helpers."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from gateway.handler import GatewayHandler
+from gateway.server import GatewayServer
+from listgate.config import Settings
+from listgate.models import MailingList, Message, OutboxEntry
+
+
+@dataclass
+class Recorder:
+    """Stands in for the broker: remembers what would have been sent."""
+
+    entries: list[OutboxEntry] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, entries: list[OutboxEntry]) -> int:
+        with self.lock:
+            self.entries.extend(entries)
+        return len(entries)
+
+    def kinds(self) -> list[str]:
+        """Task names sent so far."""
+        with self.lock:
+            return [e.kind for e in self.entries]
+
+
+@dataclass
+class RunningGateway:
+    """A started gateway: where it listens and what it enqueued."""
+
+    server: GatewayServer
+    settings: Settings
+    enqueued: Recorder
+
+    @property
+    def port(self) -> int:
+        return self.settings.smtp_port
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def start_gateway(settings: Settings, db: sessionmaker[Session], *, lmtp: bool = False,
+                  listen: tuple[str, int] | Path | None = None) -> RunningGateway:
+    """Start a gateway on settings.smtp_port (or `listen`) with a recording broker."""
+    rec = Recorder()
+    handler = GatewayHandler(settings, db, rec)
+    server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen)
+    server.start()
+    return RunningGateway(server, settings, rec)
+
+
+def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Message]:
+    """Archived (or held) messages, optionally of one list, oldest row first."""
+    with db() as s:
+        q = select(Message).order_by(Message.id)
+        if list_name:
+            q = q.join(MailingList, MailingList.id == Message.list_id).where(MailingList.name == list_name)
+        return list(s.scalars(q))
+
+
+def outbox_kinds(db: sessionmaker[Session]) -> list[str]:
+    """The kinds of every outbox entry recorded."""
+    with db() as s:
+        return list(s.scalars(select(OutboxEntry.kind).order_by(OutboxEntry.id)))
+
+
+def count(db: sessionmaker[Session], model: type) -> int:
+    """Rows of a model."""
+    with db() as s:
+        return s.scalar(select(func.count()).select_from(model)) or 0
+
+
+def mail(subject: str = "Hello", msgid: str = "m1@example.org", frm: str = "Ann <ann@example.org>",
+         extra: str = "", body: str = "Hello list\r\n", to: str = "dev@lists.test") -> bytes:
+    """A small well-formed message."""
+    head = f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
+    if msgid:
+        head += f"Message-ID: <{msgid}>\r\n"
+    return (head + extra + "\r\n" + body).encode()
+
+
+class RawClient:
+    """A line-level SMTP client over a plain socket (for what smtplib refuses to send)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+        self.sock = socket.create_connection((host, port), timeout=20)
+        self.buf = b""
+        self.greeting = self.reply()
+
+    def reply(self) -> str:
+        """Read one (possibly multi-line) reply."""
+        lines = []
+        while True:
+            while b"\r\n" not in self.buf:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    return "\n".join(lines) or "<closed>"
+                self.buf += chunk
+            line, self.buf = self.buf.split(b"\r\n", 1)
+            lines.append(line.decode("utf-8", "replace"))
+            if len(line) < 4 or line[3:4] != b"-":
+                return "\n".join(lines)
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def cmd(self, line: str) -> str:
+        """Send a command, read its reply."""
+        self.send(line.encode() + b"\r\n")
+        return self.reply()
+
+    def close(self) -> None:
+        self.sock.close()
