@@ -2,14 +2,59 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
-from sqlalchemy import select
+from urllib.parse import quote
 
-from listgate.models import MailingList
-from webarchive.access import readable_list_ids
+from flask import Blueprint, abort, redirect, render_template, request, url_for
+from sqlalchemy import and_, extract, func, or_, select
+
+from listgate.models import MailingList, Message, Subscription
+from listgate.models.archive import VISIBLE
+from listgate.parsing import is_reply_subject
+from webarchive import render
+from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, settings
+from webarchive.exports import month_range
+from webarchive.lookup import readable_message, readable_thread
+from webarchive.queries import BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, thread_nodes, thread_page
+from webarchive.security import current_address
 
 bp = Blueprint("pages", __name__)
+PAGE_SIZE = 50
+
+
+@bp.app_template_global()
+def anonymous() -> bool:
+    """True when nobody is signed in (addresses are masked)."""
+    return current_address() is None
+
+
+@bp.app_template_filter("when")
+def when(value) -> str:  # type: ignore[no-untyped-def]
+    """A readable UTC date."""
+    return render.human_date(value)
+
+
+@bp.app_template_filter("name")
+def name_filter(value: str) -> str:
+    """An author's name, masked for anonymous readers."""
+    return render.display_name(value, anonymous())
+
+
+@bp.app_template_global()
+def body(msg: Message):  # type: ignore[no-untyped-def]
+    """A post's body as safe HTML."""
+    if not msg.body_text.strip() and msg.body_html.strip():
+        return render.render_html(msg.body_html, anonymous())
+    return render.render_text(msg.body_text, msg.is_flowed, anonymous())
+
+
+@bp.app_template_global()
+def reply_mailto(list_address: str, msg: Message) -> str:
+    """A mailto: link that replies to msg on the list, with In-Reply-To and subject filled in."""
+    subject = msg.subject if is_reply_subject(msg.subject) else f"Re: {msg.subject}"
+    refs = " ".join(f"<{r}>" for r in (msg.references.split() + [msg.message_id])[-10:])
+    return (f"mailto:{list_address}?subject={quote(subject, safe='')}"
+            f"&In-Reply-To={quote('<' + msg.message_id + '>', safe='')}&References={quote(refs, safe='')}")
 
 
 @bp.get("/")
@@ -21,3 +66,121 @@ def home():  # type: ignore[no-untyped-def]
     if allowed is not None:
         query = query.where(MailingList.id.in_(allowed))
     return render_template("pages/home.html", lists=session.scalars(query).all(), domain=settings().domain)
+
+
+@bp.get("/lists/<name>/")
+def list_page(name: str):  # type: ignore[no-untyped-def]
+    """A list's threads by last activity, featured ones pinned on the first page."""
+    session = db()
+    mlist = readable_list(session, name)
+    cursor = request.args.get("after") or None
+    try:
+        rows, nxt = thread_page(session, mlist, PAGE_SIZE, cursor, featured=False)
+    except BadCursor as exc:
+        abort(400, description=str(exc))
+    featured = [] if cursor else thread_page(session, mlist, 100, None, featured=True)[0]
+    return render_template("pages/list.html", mlist=mlist, threads=rows, featured=featured, next_cursor=nxt,
+                           paged=cursor is not None, domain=settings().domain, moderator=is_moderator(mlist),
+                           following=_following_list(session, mlist))
+
+
+def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
+    address = current_address()
+    return address is not None and session.scalar(select(Subscription.id).where(
+        Subscription.list_id == mlist.id, Subscription.address == address,
+        Subscription.kind.in_(("list", "digest")), Subscription.thread_key == 0).limit(1)) is not None
+
+
+@bp.get("/threads/<int:thread_id>")
+def thread(thread_id: int):  # type: ignore[no-untyped-def]
+    """A thread as an indented tree, or flat by date with ?view=flat."""
+    session = db()
+    found = readable_thread(session, thread_id)
+    if found.id != thread_id:
+        return redirect(url_for("pages.thread", thread_id=found.id, **request.args), 301)
+    view = "flat" if request.args.get("view") == "flat" else "tree"
+    nodes = thread_nodes(session, found, current_address())
+    if view == "flat":
+        nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
+    mlist = found.mailing_list
+    return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view,
+                           font=request.args.get("font", ""), list_address=mlist.address(settings().domain),
+                           moderator=is_moderator(mlist), following=_following_thread(session, found.id))
+
+
+def _following_thread(session, thread_id: int) -> bool:  # type: ignore[no-untyped-def]
+    address = current_address()
+    return address is not None and session.scalar(select(Subscription.id).where(
+        Subscription.address == address, Subscription.kind == "thread",
+        Subscription.thread_key == thread_id).limit(1)) is not None
+
+
+@bp.get("/m/<path:message_id>")
+def permalink(message_id: str):  # type: ignore[no-untyped-def]
+    """One message by its Message-ID."""
+    session = db()
+    msg = find_message(session, message_id.strip().strip("<>"), readable_list_ids(session))
+    if msg is None:
+        abort(404)
+    return _single(session, msg)
+
+
+@bp.get("/messages/<int:message_pk>")
+def message(message_pk: int):  # type: ignore[no-untyped-def]
+    """One message by its archive number."""
+    session = db()
+    return _single(session, readable_message(session, message_pk))
+
+
+def _single(session, msg: Message):  # type: ignore[no-untyped-def]
+    found = readable_thread(session, msg.thread_id)
+    node = Node(msg)
+    fill_nodes(session, [node], current_address())
+    mlist = found.mailing_list
+    return render_template("pages/message.html", node=node, thread=found, mlist=mlist,
+                           list_address=mlist.address(settings().domain), moderator=is_moderator(mlist))
+
+
+@bp.get("/lists/<name>/authors/<int:message_pk>")
+def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
+    """Every post on a list by the author of one message (the URL never holds the address)."""
+    session = db()
+    mlist = readable_list(session, name)
+    sample = readable_message(session, message_pk)
+    if sample.list_id != mlist.id:
+        abort(404)
+    query = select(Message).where(Message.list_id == mlist.id, Message.status == VISIBLE,
+                                  Message.from_addr == sample.from_addr)
+    cursor = request.args.get("before")
+    if cursor:
+        try:
+            at, pk = decode_cursor(cursor)
+        except BadCursor as exc:
+            abort(400, description=str(exc))
+        query = query.where(or_(Message.date < at, and_(Message.date == at, Message.id < pk)))
+    rows = list(session.scalars(query.order_by(Message.date.desc(), Message.id.desc()).limit(PAGE_SIZE + 1)))
+    nxt = encode_cursor(rows[PAGE_SIZE - 1].date, rows[PAGE_SIZE - 1].id) if len(rows) > PAGE_SIZE else None
+    return render_template("pages/author.html", mlist=mlist, sample=sample, messages=rows[:PAGE_SIZE], next_cursor=nxt)
+
+
+@bp.get("/lists/<name>/months")
+def months(name: str):  # type: ignore[no-untyped-def]
+    """The months a list has posts in, with counts."""
+    session = db()
+    mlist = readable_list(session, name)
+    year, month = extract("year", Message.date), extract("month", Message.date)
+    rows = session.execute(select(year, month, func.count()).where(
+        Message.list_id == mlist.id, Message.status == VISIBLE).group_by(year, month).order_by(year.desc(), month.desc())).all()
+    return render_template("pages/months.html", mlist=mlist, months=[(int(y), int(m), n) for y, m, n in rows])
+
+
+@bp.get("/lists/<name>/<int:year>/<int:month>")
+def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
+    """A list's posts in one month, by date."""
+    session = db()
+    mlist = readable_list(session, name)
+    start, end = month_range(year, month)
+    rows = list(session.scalars(select(Message).where(
+        Message.list_id == mlist.id, Message.status == VISIBLE, Message.date >= start, Message.date < end,
+    ).order_by(Message.date, Message.id)))
+    return render_template("pages/month.html", mlist=mlist, messages=rows, year=year, month=month, start=start)

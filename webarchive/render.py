@@ -1,0 +1,133 @@
+"""Faithful plain text for the web: format=flowed joined, quotes folded and dimmed, signatures dimmed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import nh3
+from markupsafe import Markup, escape
+
+_ADDRESS = re.compile(r"([A-Za-z0-9._%+=-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+_URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]")
+FOLD_AT = 4  # quoted runs this long or longer are folded behind a <details>
+HTML_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
+
+
+@dataclass(frozen=True)
+class Block:
+    """A run of body lines of one kind: text, quote or signature."""
+
+    kind: str
+    lines: tuple[str, ...]
+
+
+def unflow(text: str) -> str:
+    """Join format=flowed soft line breaks (RFC 3676, DelSp=No), keeping quote depth."""
+    out: list[str] = []
+    current, depth = None, -1
+    for line in text.split("\n"):
+        line = line.rstrip("\r")
+        level = len(line) - len(line.lstrip(">"))
+        content = line[level:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing
+        soft = content.endswith(" ") and content != "-- "
+        if current is not None and level == depth:
+            current += content
+        else:
+            if current is not None:
+                out.append(_quote_prefix(depth) + current)
+            current, depth = content, level
+        if not soft:
+            out.append(_quote_prefix(depth) + current)
+            current, depth = None, -1
+    if current is not None:
+        out.append(_quote_prefix(depth) + current)
+    return "\n".join(out)
+
+
+def _quote_prefix(depth: int) -> str:
+    return ">" * depth + " " if depth > 0 else ""
+
+
+def blocks(text: str) -> list[Block]:
+    """Split a body into text, quote and signature blocks."""
+    lines = text.replace("\r\n", "\n").rstrip().split("\n")
+    sig_at = len(lines)
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i] == "-- " or (lines[i] == "--" and len(lines) - i <= 15):
+            sig_at = i
+            break
+    result: list[Block] = []
+    for line in lines[:sig_at]:
+        kind = "quote" if line.startswith(">") else "text"
+        if result and result[-1].kind == kind:
+            result[-1] = Block(kind, result[-1].lines + (line,))
+        else:
+            result.append(Block(kind, (line,)))
+    if sig_at < len(lines):
+        result.append(Block("sig", tuple(lines[sig_at:])))
+    return result
+
+
+def mask_addresses(text: str) -> str:
+    """Hide the domain of every address, so anonymous pages cannot be harvested."""
+    return _ADDRESS.sub(lambda m: f"{m.group(1)}@…", text)
+
+
+def _linkify(text: str) -> Markup:
+    parts: list[str] = []
+    pos = 0
+    for match in _URL.finditer(text):
+        parts.append(str(escape(text[pos:match.start()])))
+        url = escape(match.group(0))
+        parts.append(f'<a href="{url}" rel="nofollow ugc noopener noreferrer">{url}</a>')
+        pos = match.end()
+    parts.append(str(escape(text[pos:])))
+    return Markup("".join(parts))
+
+
+def render_text(text: str, flowed: bool = False, anonymous: bool = True) -> Markup:
+    """The body as safe HTML: one element per block, meant for a white-space: pre-wrap container."""
+    if flowed:
+        text = unflow(text)
+    if anonymous:
+        text = mask_addresses(text)
+    html: list[str] = []
+    for block in blocks(text):
+        joined = "\n".join(block.lines)
+        # A final newline in a pre-wrap block does not show: double it so blank lines survive.
+        inner = _linkify(joined + "\n" if joined.endswith("\n") or joined == "" else joined)
+        if block.kind == "quote" and len(block.lines) >= FOLD_AT:
+            html.append(f'<details class="quote"><summary>{len(block.lines)} quoted lines</summary>'
+                        f'<div class="quote">{inner}</div></details>')
+        elif block.kind == "quote":
+            html.append(f'<div class="quote">{inner}</div>')
+        elif block.kind == "sig":
+            html.append(f'<div class="sig">{inner}</div>')
+        else:
+            html.append(f"<div>{inner}</div>")
+    return Markup("".join(html))
+
+
+def render_html(html: str, anonymous: bool = True) -> Markup:
+    """An HTML part, sanitised (no scripts, styles, images or event handlers)."""
+    clean = nh3.clean(html, tags=HTML_TAGS, url_schemes={"http", "https", "mailto"},
+                      link_rel="nofollow ugc noopener noreferrer", strip_comments=True)
+    if anonymous:
+        clean = mask_addresses(clean)
+    return Markup(clean)
+
+
+def human_date(value: datetime) -> str:
+    """A readable UTC date, e.g. 'Tue 3 Mar 2026 14:05 UTC'."""
+    value = value.astimezone(timezone.utc)
+    return f"{value:%a} {value.day} {value:%b %Y %H:%M} UTC"
+
+
+def display_name(name: str, anonymous: bool = True) -> str:
+    """An author's name as shown: never a full address to anonymous readers."""
+    name = name.strip() or "someone"
+    return mask_addresses(name) if anonymous else name
