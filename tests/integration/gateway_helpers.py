@@ -122,3 +122,11 @@ class RawClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def raw_of(db: sessionmaker[Session], message_id: str) -> bytes:
+    """The stored bytes of a message (first list it is on)."""
+    with db() as s:
+        msg = s.scalars(select(Message).where(Message.message_id == message_id).order_by(Message.id)).first()
+        assert msg is not None, f"{message_id} is not archived"
+        return msg.raw.data
