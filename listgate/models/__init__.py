@@ -13,6 +13,7 @@ from listgate.models.archive import (
 )
 from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
+from listgate.models.digests import DigestSent
 from listgate.models.people import Person, Subscription
 from listgate.models.web import Ban, RateHit, Report, Vote
 
@@ -23,6 +24,7 @@ __all__ = [
     "Bounce",
     "Counter",
     "Delivery",
+    "DigestSent",
     "MailingList",
     "Message",
     "MessageRef",

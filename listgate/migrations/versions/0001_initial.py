@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:04:10.164179
+Create Date: 2026-11-25 22:08:41.965860
 """
 from alembic import op
 import sqlalchemy as sa
@@ -91,6 +91,20 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['list_id'], ['lists.id'], name=op.f('fk_bans_list_id_lists')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_bans')),
     sa.UniqueConstraint('list_id', 'address', name='uq_bans_list_address')
+    )
+    op.create_table('digests_sent',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('list_id', sa.Integer(), nullable=False),
+    sa.Column('address', sa.String(length=320), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('message_count', sa.Integer(), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['list_id'], ['lists.id'], name=op.f('fk_digests_sent_list_id_lists')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_digests_sent')),
+    sa.UniqueConstraint('list_id', 'address', 'day', name='uq_digests_sent_scope')
     )
     op.create_table('subscriptions',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -334,6 +348,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_subscriptions_list_kind')
 
     op.drop_table('subscriptions')
+    op.drop_table('digests_sent')
     op.drop_table('bans')
     op.drop_table('raw_messages')
     op.drop_table('rate_hits')

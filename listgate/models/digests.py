@@ -1,0 +1,28 @@
+"""What daily digests were sent: one row per (list, address, day), so a day goes out once."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from listgate.db import Base
+from listgate.models.archive import UTCDateTime, utcnow
+
+
+class DigestSent(Base):
+    """One subscriber's digest of one list for one UTC day (claimed, then sent)."""
+
+    __tablename__ = "digests_sent"
+    __table_args__ = (UniqueConstraint("list_id", "address", "day", name="uq_digests_sent_scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    address: Mapped[str] = mapped_column(String(320))
+    day: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16), default="sending")  # sending|sent|deferred|bounced
+    message_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
