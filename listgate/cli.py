@@ -137,6 +137,26 @@ def _demo_list(settings: Settings) -> None:
     )
 
 
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Database, broker, queue depth and the last mail received; exit 1 when something is down."""
+    from listgate import status as status_service
+
+    settings = load_settings()
+    state = status_service.collect(settings)
+    if as_json:
+        import dataclasses
+        import json
+
+        click.echo(json.dumps(dataclasses.asdict(state) | {"ok": state.ok}, default=str, indent=2))
+    else:
+        for line in status_service.render(state):
+            click.echo(line)
+    if not state.ok:
+        sys.exit(1)
+
+
 @main.group()
 def db() -> None:
     """Database administration."""

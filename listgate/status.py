@@ -1,0 +1,178 @@
+"""Operational state read from the database and the broker: `listgate status` and /metrics.
+
+Everything is derived from rows (counters, deliveries, bounces, the outbox), so the numbers
+are the same whichever process or replica asks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from listgate import counters
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
+from listgate.schema import current, head
+
+BROKER_QUEUES = ("celery",)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """What the system did (counters) and what is waiting (gauges)."""
+
+    received: int = 0
+    stored: dict[str, int] = field(default_factory=dict)  # by status: visible, held
+    refused: dict[str, int] = field(default_factory=dict)  # by reason
+    deliveries: dict[str, int] = field(default_factory=dict)  # rows by status: sent, deferred, ...
+    bounced: dict[str, int] = field(default_factory=dict)  # bounce reports by kind
+    archived: int = 0
+    outbox_pending: int = 0
+    queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
+    last_received: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Status:
+    """The answer of `listgate status`."""
+
+    database: str
+    database_ok: bool
+    revision: str | None = None
+    head: str | None = None
+    broker: str = ""
+    broker_ok: bool = False
+    broker_queue: dict[str, int] = field(default_factory=dict)
+    metrics: Metrics | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the database and the broker answer and the schema is current."""
+        return self.database_ok and self.broker_ok and self.revision == self.head
+
+
+def redact(url: str) -> str:
+    """A URL without its password, fit for logs and screens."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
+    """Read every metric from the database in one short read transaction."""
+    now = now or datetime.now(timezone.utc)
+    deliveries = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+    bounced = dict(session.execute(select(Bounce.kind, func.count()).group_by(Bounce.kind)).all())
+    pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
+    outbox_pending, oldest = session.execute(pending).one()
+    oldest = _aware(oldest)
+    return Metrics(
+        received=counters.total(session, counters.RECEIVED),
+        stored=counters.values(session, counters.STORED),
+        refused=counters.values(session, counters.REFUSED),
+        deliveries={str(k): int(v) for k, v in deliveries.items()},
+        bounced={str(k): int(v) for k, v in bounced.items()},
+        archived=session.scalar(select(func.count()).select_from(Message)) or 0,
+        outbox_pending=int(outbox_pending or 0),
+        queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
+        last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
+    )
+
+
+def broker_queue_lengths(broker_url: str, queues: tuple[str, ...] = BROKER_QUEUES, timeout: float = 3.0) -> dict[str, int]:
+    """Messages waiting in each broker queue; raises when the broker cannot be reached."""
+    from kombu import Connection  # the transport library only; the core never imports Celery
+
+    lengths: dict[str, int] = {}
+    options = {"socket_timeout": timeout} if broker_url.startswith("redis") else {}
+    with Connection(broker_url, connect_timeout=timeout, transport_options=options) as conn:
+        conn.ensure_connection(max_retries=1, timeout=timeout)
+        for name in queues:
+            channel = conn.channel()
+            try:
+                lengths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
+            except conn.channel_errors:
+                lengths[name] = 0  # an empty Redis queue has no key: nothing waits
+            finally:
+                channel.close()
+    return lengths
+
+
+def collect(settings: Settings) -> Status:
+    """Check the database and the broker and read the metrics; never raises for a down service."""
+    db_url, broker_url = redact(settings.database_url), redact(settings.broker_url)
+    engine = make_engine(settings)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        revision, code_head = current(engine), head()
+        metrics = None
+        if revision is not None:
+            with session_factory(engine)() as session:
+                metrics = gather_metrics(session)
+        db_state: dict[str, Any] = {"database_ok": True, "revision": revision, "head": code_head, "metrics": metrics}
+    except Exception as exc:  # noqa: BLE001 - reported, not raised
+        db_state = {"database_ok": False, "database": f"{db_url}: {_one_line(exc)}"}
+    finally:
+        engine.dispose()
+    try:
+        queue, broker_ok, broker = broker_queue_lengths(settings.broker_url), True, broker_url
+    except Exception as exc:  # noqa: BLE001
+        queue, broker_ok, broker = {}, False, f"{broker_url}: {_one_line(exc)}"
+    return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue)
+
+
+def _one_line(exc: BaseException) -> str:
+    text_ = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text_[0] if text_ else ''}"[:300]
+
+
+def _ago(when: datetime, now: datetime) -> str:
+    seconds = int((now - when).total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    return f"{max(seconds, 0)} seconds ago"
+
+
+def render(status: Status, now: datetime | None = None) -> list[str]:
+    """Human-readable lines for `listgate status`."""
+    now = now or datetime.now(timezone.utc)
+    lines = []
+    if status.database_ok:
+        state = "up to date" if status.revision == status.head else f"behind: code expects {status.head}, run `listgate db upgrade`"
+        lines.append(f"database   ok     {status.database} (revision {status.revision or 'none'}, {state})")
+    else:
+        lines.append(f"database   DOWN   {status.database}")
+    if status.broker_ok:
+        waiting = ", ".join(f"{name}: {n} waiting" for name, n in status.broker_queue.items())
+        lines.append(f"broker     ok     {status.broker} ({waiting})")
+    else:
+        lines.append(f"broker     DOWN   {status.broker}")
+    m = status.metrics
+    if m is not None:
+        lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
+        lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
+        d = m.deliveries
+        lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "
+                     f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced")
+        lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
+        last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
+        lines.append(f"last mail  {last}")
+    return lines
+

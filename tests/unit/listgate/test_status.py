@@ -1,0 +1,87 @@
+"""`listgate status` and the metrics: numbers read back from rows, down services reported."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from click.testing import CliRunner
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import counters, status
+from listgate.cli import main
+from listgate.config import Settings
+from listgate.db import transaction
+from listgate.models import Bounce, Delivery, OutboxEntry
+from tests.conftest import make_settings
+from tests.unit.webarchive.factories import make_mail, post
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def busy_day(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+    """Two posts, their deliveries in various states, a bounce and some refusals."""
+    make_list("dev")
+    first = post(db, make_mail("one"))
+    post(db, make_mail("two"))
+    with transaction(db) as session:
+        counters.bump(session, counters.RECEIVED, n=5)
+        counters.bump(session, counters.REFUSED, "unknown-list", n=2)
+        counters.bump(session, counters.REFUSED, "too-big")
+        for address, state in (("a@x.org", "sent"), ("b@x.org", "sent"), ("c@x.org", "deferred"), ("d@x.org", "bounced")):
+            session.add(Delivery(message_pk=first.message_pk, address=address, status=state))
+        session.flush()
+        session.add(Bounce(address="d@x.org", kind="permanent"))
+        session.add(OutboxEntry(kind="listgate.fanout", created_at=NOW - timedelta(seconds=90)))
+
+
+def test_metrics_are_read_from_rows(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    busy_day(db, make_list)
+    with db() as session:
+        m = status.gather_metrics(session, now=NOW)
+    assert m.received == 5
+    assert m.refused == {"unknown-list": 2, "too-big": 1}
+    assert m.deliveries == {"sent": 2, "deferred": 1, "bounced": 1}
+    assert m.bounced == {"permanent": 1}
+    assert m.archived == 2
+    assert m.outbox_pending >= 1 and m.queue_lag_seconds >= 90
+    assert m.last_received is not None
+
+
+def test_status_lists_database_broker_queue_and_last_mail(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    busy_day(db, make_list)
+    state = status.collect(settings)
+    assert state.ok, state
+    text = "\n".join(status.render(state, now=NOW))
+    assert "database   ok" in text and "up to date" in text
+    assert "broker     ok" in text and "celery: 0 waiting" in text
+    assert "deliveries 2 sent" in text and "1 deferred, 1 bounced" in text
+    assert "5 received" in text and "3 refused" in text
+    assert "last mail  " in text and "never" not in text
+
+
+def test_the_broker_queue_length_counts_waiting_tasks(settings: Settings) -> None:
+    from kombu import Connection
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with Connection(settings.broker_url) as conn:
+        queue = conn.SimpleQueue("celery")
+        queue.put({"task": "x"})
+        queue.put({"task": "y"})
+        queue.close()
+    assert status.broker_queue_lengths(settings.broker_url) == {"celery": 2}
+
+
+def test_status_command_exits_1_and_names_what_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 20,
+           "LISTGATE_DATABASE_URL": "postgresql://lg:hunter22@127.0.0.1:1/lg", "LISTGATE_BROKER_URL": "redis://127.0.0.1:1/0"}
+    result = CliRunner().invoke(main, ["status"], env=env)
+    assert result.exit_code == 1
+    assert "database   DOWN   postgresql://lg:***@127.0.0.1:1/lg" in result.output
+    assert "broker     DOWN   redis://127.0.0.1:1/0" in result.output
+    assert "hunter22" not in result.output and "Traceback" not in result.output
+
+
+def test_status_says_when_the_schema_is_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    text = "\n".join(status.render(status.collect(settings)))
+    assert "revision none" in text and "listgate db upgrade" in text

@@ -1,0 +1,62 @@
+"""/healthz and /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from listgate import counters
+from listgate.db import transaction
+from listgate.models import Delivery
+from tests.unit.webarchive.factories import make_mail, post
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text page, keyed by name and labels."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_healthz_is_ok_on_a_migrated_database(client) -> None:  # type: ignore[no-untyped-def]
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.get_json()["status"] == "ok"
+
+
+def test_healthz_is_503_when_the_database_is_not_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_settings
+    from webarchive import create_app
+
+    app = create_app(make_settings(tmp_path))
+    r = app.test_client().get("/healthz")
+    assert r.status_code == 503
+    assert "expects" in r.get_json()["database"]
+
+
+def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_settings
+    from webarchive import create_app
+
+    app = create_app(make_settings(tmp_path, LISTGATE_DATABASE_URL="postgresql://lg@127.0.0.1:1/lg"))
+    r = app.test_client().get("/healthz")
+    assert r.status_code == 503
+    assert r.get_json()["database"].startswith("unavailable")
+
+
+def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    stored = post(db, make_mail("hello"))
+    with transaction(db) as session:
+        counters.bump(session, counters.RECEIVED, n=3)
+        counters.bump(session, counters.STORED, "visible")
+        counters.bump(session, counters.REFUSED, "unknown-list", n=2)
+        session.add(Delivery(message_pk=stored.message_pk, address="a@x.org", status="sent"))
+        session.add(Delivery(message_pk=stored.message_pk, address="b@x.org", status="deferred"))
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.content_type.startswith("text/plain")
+    got = samples(r.get_data(as_text=True))
+    assert got[("listgate_received_total", ())] == 3
+    assert got[("listgate_stored_total", (("status", "visible"),))] == 1
+    assert got[("listgate_refused_total", (("reason", "unknown-list"),))] == 2
+    assert got[("listgate_delivered_total", ())] == 1
+    assert got[("listgate_deferred", ())] == 1
+    assert ("listgate_queue_lag_seconds", ()) in got

@@ -1,0 +1,91 @@
+"""Operations endpoints: /healthz (the database answers, the schema is current) and /metrics.
+
+The metrics are read from database rows on every scrape (see listgate.status), so every
+process and every gunicorn worker reports the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Iterator
+
+from flask import Blueprint, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import text
+
+from listgate.schema import current, head
+from listgate.status import Metrics, gather_metrics
+from webarchive import context
+
+log = logging.getLogger(__name__)
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[Response, int]:
+    """200 when the database answers and is migrated; 503 with the reason otherwise."""
+    engine = context.resources().engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        revision, expected = current(engine), head()
+    except Exception as exc:  # noqa: BLE001 - a health check reports, it does not raise
+        log.warning("health check: database unavailable: %s", exc)
+        return jsonify(status="error", database=f"unavailable: {type(exc).__name__}"), 503
+    if revision != expected:
+        return jsonify(status="error", database=f"at revision {revision}, code expects {expected}"), 503
+    return jsonify(status="ok", database="ok", revision=revision), 200
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    """Prometheus text exposition of the counters and gauges."""
+    snapshot = gather_metrics(context.db())
+    body = generate_latest(_Snapshot(snapshot))  # type: ignore[arg-type]
+    return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+class _Snapshot:
+    """A registry-like object that yields one scrape's metric families."""
+
+    def __init__(self, m: Metrics) -> None:
+        self.m = m
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families, named listgate_*."""
+        m = self.m
+        yield _counter("listgate_received", "Messages accepted by the SMTP/LMTP listener.", {(): m.received})
+        yield _counter("listgate_stored", "Messages archived, by status (visible or held).", _by("status", m.stored))
+        yield _counter("listgate_refused", "Messages or recipients refused, by reason.", _by("reason", m.refused))
+        yield _counter("listgate_delivered", "Copies handed to the outbound relay.", {(): m.deliveries.get("sent", 0)})
+        yield _counter("listgate_bounced", "Bounce reports matched, by kind.", _by("kind", m.bounced))
+        yield _gauge("listgate_deliveries", "Delivery rows by status.", _by("status", m.deliveries))
+        yield _gauge("listgate_deferred", "Deliveries waiting for a retry after a temporary failure.",
+                     {(): m.deliveries.get("deferred", 0)})
+        yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
+        yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
+        yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
+        if m.last_received is not None:
+            yield _gauge("listgate_last_received_timestamp_seconds", "When the last mail was received (Unix time).",
+                         {(): m.last_received.timestamp()})
+
+
+def _by(label: str, values: dict[str, int]) -> dict[tuple[tuple[str, str], ...], float]:
+    return {((label, key),): value for key, value in values.items()}
+
+
+def _counter(name: str, doc: str, samples: dict) -> Metric:  # type: ignore[type-arg]
+    return _family(CounterMetricFamily, name, doc, samples)
+
+
+def _gauge(name: str, doc: str, samples: dict) -> Metric:  # type: ignore[type-arg]
+    return _family(GaugeMetricFamily, name, doc, samples)
+
+
+def _family(cls: type, name: str, doc: str, samples: dict) -> Metric:  # type: ignore[type-arg]
+    """A metric family whose label names come from the samples' keys."""
+    family = cls(name, doc, labels=[k for k, _ in next(iter(samples), ())])
+    for key, value in samples.items():
+        family.add_metric([v for _, v in key], value)
+    return family
