@@ -40,6 +40,18 @@ def name_filter(value: str) -> str:
     return render.display_name(value, anonymous())
 
 
+@bp.app_template_filter("mask")
+def mask_filter(value: str) -> str:
+    """Addresses with their domain hidden (feeds are always anonymous)."""
+    return render.mask_addresses(value)
+
+
+@bp.app_template_filter("xmlsafe")
+def xmlsafe(value: str) -> str:
+    """Text without the control characters XML 1.0 forbids."""
+    return render.XML_INVALID.sub("", value)
+
+
 @bp.app_template_global()
 def body(msg: Message):  # type: ignore[no-untyped-def]
     """A post's body as safe HTML."""

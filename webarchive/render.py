@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 
 _ADDRESS = re.compile(r"([A-Za-z0-9._%+=-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]")
+XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 FOLD_AT = 4  # quoted runs this long or longer are folded behind a <details>
 HTML_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
 

@@ -1,0 +1,79 @@
+"""Confirm and unsubscribe links from mail: a GET shows a button, the POST acts (RFC 8058 one-click)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, render_template, request
+
+from listgate import dispatch, subscriptions
+from listgate.db import transaction
+from listgate.models import OutboxEntry
+from listgate.subscriptions import SubscriptionError
+
+from webarchive import context
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("subscribe", __name__)
+
+
+def _refused(reason: str, what: str):  # type: ignore[no-untyped-def]
+    """The clear 400 page for a forged, altered or expired link."""
+    return render_template("subscribe/invalid.html", reason=reason, what=what), 400
+
+
+def _enqueue(entries: list[OutboxEntry]) -> None:
+    """Send the generated mail now when the app has a broker sender; the worker's sweeper otherwise."""
+    dispatch.enqueue(context.resources().sender, entries)
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str):  # type: ignore[no-untyped-def]
+    """Show what is about to be confirmed, with a button (link scanners must not act)."""
+    try:
+        subscriptions.read_confirm(context.settings().secret_key, token)
+    except SubscriptionError as exc:
+        return _refused(str(exc), "confirmation")
+    return render_template("subscribe/confirm.html", token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    """Confirm the subscription the signed link names."""
+    res = context.resources()
+    try:
+        with transaction(res.writer) as session:
+            outcome = subscriptions.confirm_token(session, res.settings.secret_key, token)
+    except SubscriptionError as exc:
+        return _refused(str(exc), "confirmation")
+    _enqueue(outcome.outbox)
+    return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
+
+
+@bp.get("/unsubscribe/<token>")
+def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
+    """Say what the link would do, with a button; a GET never unsubscribes."""
+    res = context.resources()
+    with res.reader() as session:
+        try:
+            mlist, address, thread_id = subscriptions.read_unsubscribe(session, res.settings.secret_key, token)
+        except SubscriptionError as exc:
+            return _refused(str(exc), "unsubscribe")
+        list_name = mlist.name
+    return render_template("subscribe/unsubscribe.html", token=token, list_name=list_name,
+                           address=address, thread_id=thread_id)
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe(token: str):  # type: ignore[no-untyped-def]
+    """Unsubscribe at once: the form's button, or a mail client's one-click POST (RFC 8058)."""
+    res = context.resources()
+    try:
+        with transaction(res.writer) as session:
+            outcome = subscriptions.unsubscribe_by_token(session, res.settings.secret_key, token)
+    except SubscriptionError as exc:
+        return _refused(str(exc), "unsubscribe")
+    log.info("unsubscribe link used (one-click: %s)", request.form.get("List-Unsubscribe") == "One-Click")
+    _enqueue(outcome.outbox)
+    return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
