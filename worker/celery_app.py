@@ -1,0 +1,79 @@
+"""The Celery app factory; nothing is built at import time (worker/__main__.py builds it once)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.schedules import crontab
+
+from listgate import dispatch
+from listgate.config import Settings
+
+from worker.dmarc import TxtResolver
+
+log = logging.getLogger(__name__)
+
+SQLA_SQLITE = "sqla+sqlite:///"
+SWEEP_EVERY = 15.0
+RETRY_EVERY = 30.0
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    """Transport options: on the embedded SQLite broker, writers wait for each other instead of failing."""
+    if settings.broker_url.startswith(SQLA_SQLITE):
+        return {"connect_args": {"timeout": 30}}
+    if settings.broker_url.startswith(("redis://", "rediss://")):
+        # Unacknowledged tasks of a killed worker come back after this long; the outbox
+        # sweeper and the delivery recovery normally get there first.
+        return {"visibility_timeout": 3600}
+    return {}
+
+
+def prepare_sqlite_broker(url: str) -> None:
+    """Create the broker file in WAL mode so producers (gateway, web) and the worker rarely block."""
+    path = Path(url[len(SQLA_SQLITE):])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()
+
+
+def beat_schedule() -> dict[str, dict[str, Any]]:
+    """The periodic tasks: outbox sweep, deferred retries and recovery, the daily digest."""
+    return {
+        "sweep-outbox": {"task": dispatch.SWEEP_OUTBOX, "schedule": SWEEP_EVERY},
+        "retry-deferred": {"task": dispatch.RETRY_DEFERRED, "schedule": RETRY_EVERY},
+        "send-digests": {"task": dispatch.SEND_DIGESTS, "schedule": crontab(hour=0, minute=10)},
+    }
+
+
+def make_celery(settings: Settings, resolver: TxtResolver | None = None) -> Celery:
+    """A Celery app for settings with every listgate task registered."""
+    from worker import tasks
+
+    if settings.broker_url.startswith(SQLA_SQLITE):
+        prepare_sqlite_broker(settings.broker_url)
+    app = Celery("listgate", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        broker_transport_options=broker_options(settings),
+        broker_connection_retry_on_startup=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_serializer="json",
+        accept_content=["json"],
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        timezone="UTC",
+        enable_utc=True,
+        beat_schedule=beat_schedule(),
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+    )
+    tasks.register(app, settings, resolver)
+    return app

@@ -1,0 +1,59 @@
+"""What every task needs, built once per worker process (lazily, so it is safe across fork)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import dispatch
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, writer
+from listgate.models import OutboxEntry
+
+from worker.dmarc import DmarcPolicy, TxtResolver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerContext:
+    """Settings plus a lazily created engine, the DMARC cache and a task sender."""
+
+    settings: Settings
+    sender: Any = None  # a Celery app (send_task); None in unit tests
+    resolver: TxtResolver | None = None
+    _engine: Engine | None = field(default=None, repr=False)
+    _db: sessionmaker[Session] | None = field(default=None, repr=False)
+    _pid: int = 0
+    _dmarc: DmarcPolicy | None = field(default=None, repr=False)
+
+    @property
+    def db(self) -> sessionmaker[Session]:
+        """A writer session factory for this process (a forked child gets its own engine)."""
+        if self._db is None or self._pid != os.getpid():
+            self._engine = make_engine(self.settings)
+            self._db = session_factory(writer(self._engine))
+            self._pid = os.getpid()
+        return self._db
+
+    @property
+    def dmarc(self) -> DmarcPolicy:
+        """The cached DMARC policy lookup."""
+        if self._dmarc is None:
+            self._dmarc = DmarcPolicy(self.settings.dmarc_always_domains, self.resolver)
+        return self._dmarc
+
+    def enqueue(self, entries: list[OutboxEntry]) -> None:
+        """Send committed outbox entries; the sweeper covers a broker failure."""
+        dispatch.enqueue(self.sender, entries)
+
+    def dispose(self) -> None:
+        """Close this process's connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+        self._engine = self._db = None

@@ -1,0 +1,136 @@
+"""The daily digest: one multipart/digest per digest subscriber per list per UTC day, sent once."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import logging
+from collections import OrderedDict
+from datetime import date, datetime, time, timedelta, timezone
+from email.mime.message import MIMEMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import format_datetime, make_msgid
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from listgate.db import transaction
+from listgate.ingest import LOOP_HEADER
+from listgate.models import DigestSent, MailingList, Message, RawMessage, Subscription, Thread
+from listgate.models.archive import VISIBLE
+from listgate.models.people import ACTIVE
+from listgate.subscriptions import unsubscribe_token
+
+from worker import mailer
+from worker.context import WorkerContext
+from worker.headers import ListInfo, verp_address, verp_token
+
+log = logging.getLogger(__name__)
+
+
+def default_day() -> date:
+    """Yesterday (UTC): the last complete day."""
+    return (datetime.now(timezone.utc) - timedelta(days=1)).date()
+
+
+def posts_of_day(session, mlist: MailingList, day: date) -> list[tuple[Message, str, bytes]]:  # type: ignore[no-untyped-def]
+    """(message, thread subject, raw bytes) of every visible post received that UTC day, in order."""
+    start = datetime.combine(day, time(0), tzinfo=timezone.utc)
+    rows = session.execute(
+        select(Message, Thread.subject, RawMessage.data)
+        .join(Thread, Thread.id == Message.thread_id).join(RawMessage, RawMessage.id == Message.raw_id)
+        .where(Message.list_id == mlist.id, Message.status == VISIBLE,
+               Message.received_at >= start, Message.received_at < start + timedelta(days=1))
+        .order_by(Message.received_at, Message.id)).all()
+    return [(m, s, d) for m, s, d in rows]
+
+
+def table_of_contents(info: ListInfo, day: date, posts: list[tuple[Message, str, bytes]]) -> str:
+    """The plain-text table of contents, grouped by thread."""
+    by_thread: OrderedDict[int, list[tuple[int, Message]]] = OrderedDict()
+    subjects: dict[int, str] = {}
+    for number, (msg, subject, _) in enumerate(posts, 1):
+        by_thread.setdefault(msg.thread_id, []).append((number, msg))
+        subjects.setdefault(msg.thread_id, subject or msg.subject or "(no subject)")
+    lines = [f"{info.title or info.name} digest, {day.isoformat()}: {len(posts)} messages in "
+             f"{len(by_thread)} threads", "", "Today's topics:", ""]
+    for thread_id, items in by_thread.items():
+        lines.append(f"* {subjects[thread_id]} ({len(items)} message{'s' if len(items) != 1 else ''})")
+        lines.extend(f"    {n:3d}. {m.from_name or m.from_addr}: {m.subject}" for n, m in items)
+    lines += ["", f"Archive: {info.base_url}/lists/{info.name}/", ""]
+    return "\n".join(lines)
+
+
+def build(info: ListInfo, day: date, posts: list[tuple[Message, str, bytes]], to: str, unsubscribe_url: str) -> bytes:
+    """The digest message for one subscriber."""
+    digest = MIMEMultipart("digest")
+    digest["From"] = f"{info.name}@{info.domain}"
+    digest["To"] = to
+    digest["Subject"] = f"{info.title or info.name} digest, {day.isoformat()} ({len(posts)} messages)"
+    digest["Date"] = format_datetime(datetime.now(timezone.utc))
+    digest["Message-ID"] = make_msgid("digest", domain=info.domain)
+    digest["List-Id"] = f"<{info.name}.{info.domain}>"
+    digest["List-Unsubscribe"] = f"<mailto:{info.name}+unsubscribe@{info.domain}>, <{unsubscribe_url}>"
+    digest["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    digest["Auto-Submitted"] = "auto-generated"
+    digest["Precedence"] = "list"
+    digest[LOOP_HEADER] = info.domain
+    digest.attach(MIMEText(table_of_contents(info, day, posts), "plain", "utf-8"))
+    for _, _, raw in posts:
+        digest.attach(MIMEMessage(email.message_from_bytes(raw, policy=email.policy.compat32)))
+    return digest.as_bytes()
+
+
+def _claim(ctx: WorkerContext, list_id: int, address: str, day: date, count: int) -> int | None:
+    """Insert-if-absent the (list, address, day) row; its id when this run should send it."""
+    with transaction(ctx.db) as session:
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(DigestSent).values(list_id=list_id, address=address, day=day, status="new",
+                                                  message_count=count, last_error="",
+                                                  created_at=datetime.now(timezone.utc))
+                        .on_conflict_do_nothing(index_elements=["list_id", "address", "day"]))
+        row_id = session.scalar(update(DigestSent).where(
+            DigestSent.list_id == list_id, DigestSent.address == address, DigestSent.day == day,
+            DigestSent.status.in_(("new", "deferred"))).values(status="sending").returning(DigestSent.id))
+    return row_id
+
+
+def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
+    """Send the digest of `day` (default yesterday) to every digest subscriber that has not had it."""
+    day = day or default_day()
+    sent = 0
+    with ctx.db() as session:
+        lists = session.scalars(select(MailingList).where(MailingList.id.in_(
+            select(Subscription.list_id).where(Subscription.kind == "digest", Subscription.status == ACTIVE)))).all()
+        work = []
+        for mlist in lists:
+            posts = posts_of_day(session, mlist, day)
+            subs = session.execute(select(Subscription.id, Subscription.address).where(
+                Subscription.list_id == mlist.id, Subscription.kind == "digest", Subscription.status == ACTIVE)).all()
+            if posts:
+                work.append((ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url),
+                             mlist.id, posts, subs))
+    with mailer.connect(ctx.settings.outbound) as conn:
+        for info, list_id, posts, subs in work:
+            for sub_id, address in subs:
+                sent += _send_one(ctx, conn, info, list_id, posts, day, sub_id, address)
+    log.info("digests of %s: %d sent", day, sent)
+    return sent
+
+
+def _send_one(ctx: WorkerContext, conn, info: ListInfo, list_id: int, posts: list, day: date,  # type: ignore[no-untyped-def]
+              sub_id: int, address: str) -> int:
+    row_id = _claim(ctx, list_id, address, day, len(posts))
+    if row_id is None:
+        return 0
+    url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(ctx.settings.secret_key, list_id, address)
+    data = build(info, day, posts, address, url)
+    result = conn.send(verp_address(info, verp_token(ctx.settings.secret_key, "s", sub_id)), address, data)
+    status = "sent" if result.ok else result.status
+    with transaction(ctx.db) as session:
+        session.execute(update(DigestSent).where(DigestSent.id == row_id).values(
+            status=status, last_error="" if result.ok else result.detail[:2000],
+            sent_at=datetime.now(timezone.utc) if result.ok else None))
+    return 1 if result.ok else 0

@@ -1,0 +1,199 @@
+"""The copy a subscriber gets: list headers prepended to the original bytes.
+
+Prepending keeps the author's DKIM signature valid (signed headers are picked from the
+bottom up, and the body is untouched). Only DMARC mode touches an original header (From).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formataddr, getaddresses
+from urllib.parse import quote
+
+from listgate.ingest import LOOP_HEADER
+
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+_B32 = "0123456789abcdefghijklmnopqrstuv"
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """What the headers need to know about the list and this site."""
+
+    name: str
+    title: str
+    domain: str
+    base_url: str
+
+    @property
+    def address(self) -> str:
+        """The posting address."""
+        return f"{self.name}@{self.domain}"
+
+
+def newline_of(raw: bytes) -> bytes:
+    """The line ending the message uses (CRLF or LF)."""
+    head = raw[:4096]
+    return b"\r\n" if b"\r\n" in head else b"\n"
+
+
+def split_message(raw: bytes) -> tuple[bytes, bytes]:
+    """(header block including its blank line, body); body bytes untouched."""
+    match = _BLANK_LINE.search(raw)
+    if match is None:
+        return raw, b""
+    return raw[: match.end()], raw[match.end():]
+
+
+def header_lines(raw: bytes) -> list[bytes]:
+    """The header fields of raw, each with its continuation lines."""
+    head, _ = split_message(raw)
+    fields: list[bytes] = []
+    for line in head.splitlines(keepends=True):
+        if line in (b"\r\n", b"\n"):
+            break
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        else:
+            fields.append(line)
+    return fields
+
+
+def has_header(raw: bytes, name: str) -> bool:
+    """True when the original carries a header of that name."""
+    prefix = name.lower().encode() + b":"
+    return any(f.lower().replace(b" ", b"").startswith(prefix) for f in header_lines(raw))
+
+
+def phrase(text: str) -> str:
+    """A display phrase, RFC 2047 encoded when it is not ASCII."""
+    if text.isascii():
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Header(text, "utf-8").encode()
+
+
+def encode_int(value: int) -> str:
+    """A non-negative int in lower-case base 32 (VERP-safe)."""
+    out = ""
+    while True:
+        value, digit = divmod(value, 32)
+        out = _B32[digit] + out
+        if not value:
+            return out
+
+
+def decode_int(text: str) -> int:
+    """The inverse of encode_int; ValueError on anything else."""
+    if not text or any(c not in _B32 for c in text):
+        raise ValueError(text)
+    return int(text, 32)
+
+
+def verp_token(secret: str, kind: str, ident: int) -> str:
+    """An opaque lower-case token naming a delivery ('d') or subscription ('s')."""
+    body = kind + encode_int(ident)
+    mac = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
+    return f"{body}.{mac}"
+
+
+def read_verp_token(secret: str, token: str) -> tuple[str, int] | None:
+    """(kind, id) of a token made by verp_token, or None when forged or malformed."""
+    body, _, mac = token.lower().partition(".")
+    if len(body) < 2 or body[0] not in "ds":
+        return None
+    expected = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
+    if not hmac.compare_digest(mac, expected):
+        return None
+    try:
+        return body[0], decode_int(body[1:])
+    except ValueError:
+        return None
+
+
+def verp_address(info: ListInfo, token: str) -> str:
+    """The envelope sender whose bounces come back to us."""
+    return f"{info.name}+bounce-{token}@{info.domain}"
+
+
+def archived_at(info: ListInfo, message_id: str) -> str:
+    """The post's permalink (RFC 5064)."""
+    return f"{info.base_url}/m/{quote(message_id, safe='')}"
+
+
+def list_headers(info: ListInfo, message_id: str, unsubscribe_url: str, reply_to: str | None) -> list[tuple[str, str]]:
+    """The RFC 2369/2919/5064/8058 headers for one recipient, in order."""
+    list_id = f"<{info.name}.{info.domain}>"
+    if info.title and info.title != info.name:
+        list_id = f"{phrase(info.title)} {list_id}"
+    items = [
+        ("List-Id", list_id),
+        ("List-Post", f"<mailto:{info.address}>"),
+        ("List-Archive", f"<{info.base_url}/lists/{info.name}/>"),
+        ("List-Help", f"<mailto:{info.name}+help@{info.domain}>"),
+        ("List-Unsubscribe", f"<mailto:{info.name}+unsubscribe@{info.domain}>,\r\n <{unsubscribe_url}>"),
+        ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ("Archived-At", f"<{archived_at(info, message_id)}>"),
+        ("Precedence", "list"),
+    ]
+    if reply_to:
+        items.append(("Reply-To", reply_to))
+    items.append((LOOP_HEADER, info.domain))
+    return items
+
+
+def render_headers(items: list[tuple[str, str]], newline: bytes) -> bytes:
+    """Header fields as bytes with the message's own line ending."""
+    text = "".join(f"{name}: {value}\r\n" for name, value in items)
+    return text.encode("ascii", "replace").replace(b"\r\n", newline)
+
+
+def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str) -> bytes:
+    """DMARC mode: From becomes '"Name via LIST" <list>', any Reply-To is dropped; body untouched."""
+    head, body = split_message(raw)
+    newline = newline_of(raw)
+    display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
+    new_from = f"From: {formataddr((display, info.address), charset='utf-8')}".encode("ascii") + newline
+    out: list[bytes] = []
+    done = False
+    for field in header_lines(raw):
+        name = field.split(b":", 1)[0].strip().lower()
+        if name == b"from" and not done:
+            out.append(new_from)
+            done = True
+        elif name in (b"from", b"reply-to"):
+            continue
+        else:
+            out.append(field)
+    if not done:
+        out.insert(0, new_from)
+    blank = head[len(b"".join(header_lines(raw))):]
+    return b"".join(out) + blank + body
+
+
+def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str,
+               dmarc: bool = False, author_name: str = "", author_addr: str = "") -> bytes:
+    """The bytes one recipient gets: list headers on top of the original (From rewritten in DMARC mode)."""
+    newline = newline_of(raw)
+    if dmarc:
+        raw = rewrite_from(raw, info, author_name, author_addr)
+        reply_to = ", ".join([formataddr((author_name, author_addr), charset="utf-8"), info.address])
+    else:
+        # An author's own Reply-To wins (a second one would make the message invalid);
+        # List-Post still tells clients how to reply to the list.
+        reply_to = None if has_header(raw, "Reply-To") else info.address
+    return render_headers(list_headers(info, message_id, unsubscribe_url, reply_to), newline) + raw
+
+
+def addresses_in(raw: bytes, *names: str) -> set[str]:
+    """Lower-cased addresses in the named headers of the original."""
+    values = []
+    wanted = {n.lower().encode() for n in names}
+    for field in header_lines(raw):
+        name, _, value = field.partition(b":")
+        if name.strip().lower() in wanted:
+            values.append(value.decode("utf-8", "replace"))
+    return {addr.lower() for _, addr in getaddresses(values) if "@" in addr}

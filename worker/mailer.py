@@ -1,0 +1,184 @@
+"""Outbound mail: one connection per batch to an SMTP relay, or a Maildir for the embedded default.
+
+Each send reports SENT (2xx), DEFERRED (4xx, refused, timeout, dropped connection) or
+BOUNCED (5xx). `before_commit` is called just before the final "." of DATA: the caller
+records there that the relay may now have the message (see worker/delivery.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import re
+import smtplib
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol
+from contextlib import contextmanager
+from urllib.parse import unquote, urlsplit
+
+log = logging.getLogger(__name__)
+
+SENT, DEFERRED, BOUNCED = "sent", "deferred", "bounced"
+TIMEOUT = 60.0
+_BARE_LF = re.compile(rb"(?<!\r)\n")
+_BARE_CR = re.compile(rb"\r(?!\n)")
+_LEADING_DOT = re.compile(rb"(?m)^\.")
+TRANSIENT_ERRORS = (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout, EOFError)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What the relay said about one message to one recipient."""
+
+    status: str
+    code: int
+    detail: str
+
+    @property
+    def ok(self) -> bool:
+        """True when the relay accepted the message."""
+        return self.status == SENT
+
+
+def classify(code: int, detail: str) -> SendResult:
+    """2xx sent, 5xx bounced, anything else deferred."""
+    if 200 <= code < 300:
+        return SendResult(SENT, code, detail)
+    if 500 <= code < 600:
+        return SendResult(BOUNCED, code, detail)
+    return SendResult(DEFERRED, code, detail)
+
+
+def crlf(data: bytes) -> bytes:
+    """The message with every line ending as CRLF (SMTP's wire form)."""
+    return _BARE_LF.sub(b"\r\n", _BARE_CR.sub(b"\r\n", data))
+
+
+class Connection(Protocol):
+    """An open outbound channel."""
+
+    def send(self, mail_from: str, rcpt: str, data: bytes,
+             before_commit: Callable[[], None] | None = None) -> SendResult: ...
+
+
+class SmtpConnection:
+    """One SMTP session reused for many transactions; reconnects after a drop."""
+
+    def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
+        self.url = urlsplit(url)
+        self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def _open(self) -> smtplib.SMTP:
+        host, port = self.url.hostname or "localhost", self.url.port or 25
+        if self.url.scheme == "smtps":
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=self.timeout,
+                                                  context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+        smtp.ehlo_or_helo_if_needed()
+        if self.url.scheme == "smtp+starttls":
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if self.url.username:
+            smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
+        return smtp
+
+    def send(self, mail_from: str, rcpt: str, data: bytes,
+             before_commit: Callable[[], None] | None = None) -> SendResult:
+        """One SMTP transaction; transient network errors become DEFERRED."""
+        try:
+            if self._smtp is None:
+                self._smtp = self._open()
+            return self._transaction(self._smtp, mail_from, rcpt, data, before_commit)
+        except smtplib.SMTPAuthenticationError as exc:
+            self.close()
+            return SendResult(DEFERRED, exc.smtp_code, f"relay refused our login: {exc.smtp_error!r}")
+        except smtplib.SMTPResponseException as exc:
+            self.close()
+            return classify(exc.smtp_code, str(exc.smtp_error))
+        except (smtplib.SMTPException, *TRANSIENT_ERRORS) as exc:
+            self.close()
+            return SendResult(DEFERRED, 0, f"{type(exc).__name__}: {exc}")
+
+    def _transaction(self, smtp: smtplib.SMTP, mail_from: str, rcpt: str, data: bytes,
+                     before_commit: Callable[[], None] | None) -> SendResult:
+        body = crlf(data)
+        options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") and any(b > 127 for b in body) else []
+        code, resp = smtp.mail(mail_from, options)
+        if code != 250:
+            smtp.rset()
+            return classify(code, resp.decode("utf-8", "replace"))
+        code, resp = smtp.rcpt(rcpt)
+        if code not in (250, 251):
+            smtp.rset()
+            return classify(code, resp.decode("utf-8", "replace"))
+        code, resp = smtp.docmd("DATA")
+        if code != 354:
+            smtp.rset()
+            return classify(code, resp.decode("utf-8", "replace"))
+        quoted = _LEADING_DOT.sub(b"..", body)
+        if not quoted.endswith(b"\r\n"):
+            quoted += b"\r\n"
+        smtp.send(quoted)
+        if before_commit is not None:
+            before_commit()
+        smtp.send(b".\r\n")
+        code, resp = smtp.getreply()
+        return classify(code, resp.decode("utf-8", "replace"))
+
+    def close(self) -> None:
+        """Quit politely, or just drop the socket."""
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.quit()
+        except (smtplib.SMTPException, *TRANSIENT_ERRORS):
+            self._smtp.close()
+        self._smtp = None
+
+
+class MaildirConnection:
+    """Deliver into a Maildir (the embedded default): every message lands, envelope on top."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(path, create=True)
+
+    def send(self, mail_from: str, rcpt: str, data: bytes,
+             before_commit: Callable[[], None] | None = None) -> SendResult:
+        """Write one file (atomic: tmp/ then rename into new/)."""
+        envelope = f"Return-Path: <{mail_from}>\nDelivered-To: {rcpt}\n".encode()
+        if before_commit is not None:
+            before_commit()
+        try:
+            key = self.box.add(envelope + data.replace(b"\r\n", b"\n"))
+        except OSError as exc:
+            return SendResult(DEFERRED, 0, f"maildir: {exc}")
+        return SendResult(SENT, 250, f"maildir {key}")
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def maildir_path(outbound: str) -> Path:
+    """The directory of a maildir:/path setting."""
+    rest = outbound.split(":", 1)[1]
+    return Path(rest[2:] if rest.startswith("//") else rest)
+
+
+@contextmanager
+def connect(outbound: str, timeout: float = TIMEOUT) -> Iterator[SmtpConnection | MaildirConnection]:
+    """An outbound connection for settings.outbound, closed afterwards."""
+    conn: SmtpConnection | MaildirConnection
+    if outbound.startswith("maildir:"):
+        conn = MaildirConnection(maildir_path(outbound))
+    else:
+        conn = SmtpConnection(outbound, timeout)
+    try:
+        yield conn
+    finally:
+        conn.close()

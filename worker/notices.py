@@ -1,0 +1,89 @@
+"""Generated mail (confirmations, welcome, goodbye, help, ...) from an outbox payload.
+
+Every notice carries Auto-Submitted and goes out with an empty envelope sender, so
+autoresponders and bounces never come back as posts or loops.
+"""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+from datetime import datetime, timezone
+from typing import Any
+
+from listgate.config import Settings
+from listgate.ingest import LOOP_HEADER
+
+
+class NoticeError(ValueError):
+    """A payload naming an unknown template or lacking a recipient."""
+
+
+def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]:
+    name = p.get("list", "")
+    addr = f"{name}@{s.domain}"
+    thread = f' the thread "{p["subject"]}" on' if p.get("kind") == "thread" and p.get("subject") else ""
+    texts: dict[str, tuple[str, str]] = {
+        "confirm": (f"Confirm your subscription to{thread} {name}",
+                    f"Someone (hopefully you) asked to subscribe {p.get('to')} to{thread} the list {addr}.\n\n"
+                    f"To confirm, open this link:\n\n  {p.get('link', '')}\n\n"
+                    "or simply reply to this mail. If you did not ask for this, ignore this mail:\n"
+                    "nothing will be sent to you.\n"),
+        "welcome": (f"Welcome to{thread} {name}",
+                    f"You are now subscribed to{thread} {addr}.\n\nPost by writing to {addr}.\n"
+                    f"The archive: {s.base_url}/lists/{name}/\n"
+                    f"To leave, write to {name}+unsubscribe@{s.domain} or use the link in any list mail.\n"),
+        "goodbye": (f"You have left {name}",
+                    f"{p.get('to')} no longer gets mail from {addr}.\n"
+                    f"To come back, write to {name}+subscribe@{s.domain}.\n"),
+        "suspended": (f"Your subscription to {name} is suspended",
+                      f"Mail from {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
+                      f"When your mailbox works again, write to {name}+subscribe@{s.domain} to resume.\n"),
+        "help": (f"Help for {name}",
+                 f"Commands for the list {addr}:\n\n"
+                 f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
+                 f"  {name}+unsubscribe@{s.domain}  leave the list\n"
+                 f"  {name}+help@{s.domain}         this help\n\n"
+                 "In a reply to a list mail, a body of just one word acts on that thread:\n"
+                 "  follow       get every post of this thread\n"
+                 "  mute         get no more posts of this thread\n"
+                 "  unsubscribe  leave this thread\n\n"
+                 f"The archive: {s.base_url}/lists/{name}/\n"),
+        "held": (f"Your post to {name} awaits moderation",
+                 f"Your message \"{p.get('subject', '')}\" to {addr} is held until a moderator approves it.\n"),
+        "rejected": (f"Your mail to {name} was not accepted",
+                     f"Your message \"{p.get('subject', '')}\" to {addr} was not accepted.\n\n"
+                     f"Reason: {p.get('reason', 'not given')}\n"),
+        "signin": ("Your sign-in link",
+                   f"Open this link to sign in (it works once, for one hour):\n\n  {p.get('link', '')}\n\n"
+                   "If you did not ask for it, ignore this mail.\n"),
+    }
+    if t not in texts:
+        raise NoticeError(f"unknown notice template {t!r}")
+    return texts[t]
+
+
+def render(payload: dict[str, Any], settings: Settings) -> tuple[str, bytes]:
+    """(recipient, message bytes) for a notice payload."""
+    to = str(payload.get("to", "")).strip()
+    if "@" not in to:
+        raise NoticeError(f"notice without a recipient: {payload.get('template')!r}")
+    template = str(payload.get("template", ""))
+    subject, body = _subject_and_body(template, payload, settings)
+    name = payload.get("list", "")
+    msg = EmailMessage()
+    sender = f"{name}+help@{settings.domain}" if name else f"noreply@{settings.domain}"
+    msg["From"] = formataddr((f"{name} list" if name else "listgate", sender))
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = make_msgid("notice", domain=settings.domain)
+    msg["Auto-Submitted"] = "auto-replied" if payload.get("reply") else "auto-generated"
+    msg["Precedence"] = "bulk"
+    msg[LOOP_HEADER] = settings.domain
+    if payload.get("reply_to"):
+        msg["Reply-To"] = str(payload["reply_to"])
+    if name:
+        msg["List-Id"] = f"<{name}.{settings.domain}>"
+    msg.set_content(body)
+    return to, msg.as_bytes()

@@ -1,0 +1,48 @@
+"""Who gets a post: list subscribers plus thread followers, minus mutes, the author and To/Cc."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listgate import threads
+from listgate.models import Message, Person, Subscription, Thread
+from listgate.models.people import ACTIVE
+
+from worker.headers import addresses_in
+
+
+def thread_keys(session: Session, thread_id: int) -> set[int]:
+    """The thread's id, the thread it was merged into, and the threads merged into it."""
+    keys = {thread_id}
+    survivor = threads.resolve(session, thread_id)
+    if survivor is not None:
+        keys.add(survivor.id)
+    keys.update(session.scalars(select(Thread.id).where(Thread.merged_into_id.in_(keys))))
+    return keys
+
+
+def recipients(session: Session, msg: Message, raw: bytes) -> dict[str, tuple[int, int]]:
+    """{address: (subscription id, thread key or 0)} of everyone who should get msg, each once."""
+    keys = thread_keys(session, msg.thread_id)
+    subs = session.execute(select(Subscription.address, Subscription.id, Subscription.kind, Subscription.thread_key).where(
+        Subscription.list_id == msg.list_id, Subscription.status == ACTIVE,
+        ((Subscription.kind == "list") & (Subscription.thread_key == 0))
+        | (Subscription.kind.in_(("thread", "mute")) & Subscription.thread_key.in_(keys)),
+    )).all()
+    muted = {addr.lower() for addr, _, kind, _ in subs if kind == "mute"}
+    chosen: dict[str, tuple[int, int]] = {}
+    # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the thread.
+    for addr, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != "list"):
+        addr = addr.lower()
+        if kind == "mute" or addr in chosen or addr in muted:
+            continue
+        chosen[addr] = (sub_id, key if kind == "thread" else 0)
+    author = (msg.from_addr or "").lower()
+    if author in chosen:
+        person = session.get(Person, author)
+        if person is None or not person.copy_own_posts:
+            del chosen[author]
+    for addr in addresses_in(raw, "To", "Cc"):
+        chosen.pop(addr, None)
+    return chosen

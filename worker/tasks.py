@@ -1,0 +1,125 @@
+"""The tasks, registered on an app by make_celery: thin, ids in, work done in the modules below."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import date, datetime, timedelta, timezone
+from typing import Any, Callable
+
+from celery import Celery, Task
+from sqlalchemy import or_, select
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from listgate import dispatch
+from listgate.config import Settings
+from listgate.db import transaction
+from listgate.models import OutboxEntry, RawMessage
+
+from worker import bounces, commands, delivery, digest, mailer, notices
+from worker.context import WorkerContext
+from worker.dmarc import TxtResolver
+
+log = logging.getLogger(__name__)
+
+TRANSIENT = (OperationalError, OSError)  # a locked or unreachable database, a network blip
+MAX_DISPATCHES = 20  # the sweeper gives up on an outbox entry after this many tries
+SWEEP_AFTER = 60.0
+
+
+class TransientSendError(RuntimeError):
+    """The relay said 4xx or could not be reached; the task is retried later."""
+
+
+def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, OutboxEntry], list[OutboxEntry]]) -> None:
+    """Run handler on a not-yet-done outbox entry, mark it done in the same transaction, enqueue its mail."""
+    with transaction(ctx.db) as session:
+        entry = session.get(OutboxEntry, outbox_id)
+        if entry is None or entry.done_at is not None:
+            return
+        queued = handler(session, entry)
+        entry.done_at = datetime.now(timezone.utc)
+    ctx.enqueue(queued)
+
+
+def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
+    """Render and send one generated mail; 4xx leaves it for a retry, 5xx or a bad payload drops it."""
+    with ctx.db() as session:
+        entry = session.get(OutboxEntry, outbox_id)
+        if entry is None or entry.done_at is not None:
+            return
+        payload = json.loads(entry.payload or "{}")
+    try:
+        to, data = notices.render(payload, ctx.settings)
+    except notices.NoticeError as exc:
+        log.error("outbox entry %s: %s", outbox_id, exc)
+        result = None
+    else:
+        with mailer.connect(ctx.settings.outbound) as conn:
+            result = conn.send("", to, data)
+        if result.status == mailer.DEFERRED:
+            raise TransientSendError(f"notice {outbox_id} to {to}: {result.detail}")
+        if result.status == mailer.BOUNCED:
+            log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
+    # A crash between the relay's 250 and this commit sends the notice again: notices are
+    # at-least-once (deliveries of posts are the exactly-once path).
+    with transaction(ctx.db) as session:
+        entry = session.get_one(OutboxEntry, outbox_id)
+        entry.done_at = datetime.now(timezone.utc)
+
+
+def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
+    """Re-queue outbox entries not done and older than older_than seconds (a lost task is never lost mail)."""
+    cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
+    with transaction(ctx.db) as session:
+        entries = session.scalars(select(OutboxEntry).where(
+            OutboxEntry.done_at.is_(None), OutboxEntry.created_at <= cutoff, OutboxEntry.attempts < MAX_DISPATCHES,
+            or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
+        ).order_by(OutboxEntry.id).limit(1000)).all()
+        for entry in entries:
+            entry.dispatched_at, entry.attempts = datetime.now(timezone.utc), entry.attempts + 1
+    if entries:
+        log.info("sweeper re-queued %d outbox entries", len(entries))
+    ctx.enqueue(list(entries))
+    return len(entries)
+
+
+def _raw(session: Session, entry: OutboxEntry) -> bytes:
+    raw_id = json.loads(entry.payload or "{}").get("raw_id") or entry.ref_id
+    row = session.get(RawMessage, raw_id)
+    return row.data if row is not None else b""
+
+
+def register(app: Celery, settings: Settings, resolver: TxtResolver | None = None) -> WorkerContext:
+    """Register every listgate task on app, sharing one per-process context."""
+    ctx = WorkerContext(settings, sender=app, resolver=resolver)
+    opts: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+
+    def retrying(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Retry only transient errors (database busy, relay 4xx/unreachable); others fail loudly."""
+        def run(task: Task, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return func(*args, **kwargs)
+            except (*TRANSIENT, TransientSendError) as exc:
+                countdown = min(30 * 2 ** task.request.retries, 3600)
+                log.warning("%s%r: transient error, retry in %ss: %s", task.name, args, countdown, exc)
+                raise task.retry(exc=exc, countdown=countdown, max_retries=8) from None
+        run.__name__ = run.__qualname__ = name.replace(".", "_")
+        return run
+
+    tasks = {
+        dispatch.FANOUT: lambda outbox_id, message_pk: delivery.fanout(ctx, outbox_id, message_pk),
+        dispatch.SEND_NOTICE: lambda outbox_id: send_notice(ctx, outbox_id),
+        dispatch.HANDLE_COMMAND: lambda outbox_id: run_outbox(
+            ctx, outbox_id, lambda s, e: commands.handle(s, settings, e)),
+        dispatch.HANDLE_BOUNCE: lambda outbox_id: run_outbox(
+            ctx, outbox_id, lambda s, e: bounces.handle(s, settings, e, _raw(s, e))),
+        dispatch.SWEEP_OUTBOX: lambda older_than=SWEEP_AFTER: sweep_outbox(ctx, older_than),
+        dispatch.RETRY_DEFERRED: lambda stale_after=delivery.STALE_AFTER, horizon=0.0: delivery.retry_due(
+            ctx, stale_after, horizon),
+        dispatch.SEND_DIGESTS: lambda day=None: digest.send_digests(ctx, date.fromisoformat(day) if day else None),
+    }
+    for name, func in tasks.items():
+        app.task(name=name, typing=False, **opts)(retrying(name, func))
+    return ctx
