@@ -207,7 +207,8 @@ def count_visible(session: Session, thread: Thread, msg: Message) -> None:
     """Count a visible message in its thread; in the same transaction as the message."""
     thread.message_count += 1
     thread.last_activity = max(thread.last_activity, msg.date)
-    if thread.root_message_pk is None or (msg.parent_id is None and msg.date < thread.created_at):
+    if thread.root_message_pk is None or (msg.parent_id is None and (
+            msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))):
         thread.root_message_pk = msg.id
         thread.subject, thread.subject_norm, thread.starter_name = msg.subject, msg.subject_norm, msg.from_name
         thread.created_at = min(thread.created_at, msg.date)
@@ -215,6 +216,11 @@ def count_visible(session: Session, thread: Thread, msg: Message) -> None:
     if addr and session.get(ThreadParticipant, (thread.id, addr)) is None:
         session.add(ThreadParticipant(thread_id=thread.id, address=addr))
         thread.participant_count += 1
+
+
+def _has_parent(session: Session, message_pk: int) -> bool:
+    """True when the message was adopted since (a late ancestor arrived): it is no root any more."""
+    return session.scalar(select(Message.parent_id).where(Message.id == message_pk)) is not None
 
 
 def resolve(session: Session, thread_id: int) -> Thread | None:

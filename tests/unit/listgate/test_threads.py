@@ -1,0 +1,306 @@
+"""Threading: nearest archived ancestor, placeholders, merges with redirects, subject fallback."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import threads
+from listgate.db import transaction
+from listgate.ingest import ingest
+from listgate.lists import require
+from listgate.models import MailingList, Message, Thread
+from listgate.parsing import parse
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def raw(mid: str, refs: str = "", irt: str = "", subject: str = "Topic", when: datetime = T0, frm: str = "ann@example.org") -> bytes:
+    """A message with the given threading headers (verbatim)."""
+    head = f"From: {frm}\r\nSubject: {subject}\r\nDate: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+    if mid:
+        head += f"Message-ID: {mid if '<' in mid or not mid else '<' + mid + '>'}\r\n"
+    if refs:
+        head += f"References: {refs}\r\n"
+    if irt:
+        head += f"In-Reply-To: {irt}\r\n"
+    return (head + "\r\nbody\r\n").encode()
+
+
+class Archive:
+    """Post into one list and read the forest back."""
+
+    def __init__(self, db: sessionmaker[Session], name: str = "dev", fallback_days: int = 30) -> None:
+        self.db, self.name, self.fallback_days = db, name, fallback_days
+
+    def post(self, data: bytes) -> None:
+        with transaction(self.db) as s:
+            ingest(s, parse(data), require(s, self.name), domain="lists.test", origin="import",
+                   fallback_days=self.fallback_days)
+
+    def parents(self) -> dict[str, str | None]:
+        """message_id -> parent's message_id."""
+        with self.db() as s:
+            rows = s.scalars(select(Message).join(MailingList).where(MailingList.name == self.name)).all()
+            by_pk = {m.id: m.message_id for m in rows}
+            return {m.message_id: by_pk.get(m.parent_id) if m.parent_id else None for m in rows}
+
+    def groups(self) -> set[frozenset[str]]:
+        """The messages of each live thread."""
+        with self.db() as s:
+            rows = s.execute(select(Message.message_id, Message.thread_id).join(MailingList)
+                             .where(MailingList.name == self.name)).all()
+            out: dict[int, set[str]] = {}
+            for mid, tid in rows:
+                out.setdefault(threads.resolve(s, tid).id, set()).add(mid)
+            return {frozenset(v) for v in out.values()}
+
+    def thread_of(self, mid: str) -> Thread:
+        with self.db() as s:
+            tid = s.scalar(select(Message.thread_id).join(MailingList)
+                           .where(MailingList.name == self.name, Message.message_id == mid))
+            return threads.resolve(s, tid)
+
+    def mlist(self) -> MailingList:
+        with self.db() as s:
+            return require(s, self.name)
+
+
+@pytest.fixture
+def arc(db: sessionmaker[Session], make_list) -> Archive:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    return Archive(db)
+
+
+def test_replies_in_order_form_a_tree(arc: Archive) -> None:
+    arc.post(raw("a@x"))
+    arc.post(raw("b@x", refs="<a@x>", irt="<a@x>", subject="Re: Topic"))
+    arc.post(raw("c@x", refs="<a@x> <b@x>", irt="<b@x>", subject="Re: Topic"))
+    arc.post(raw("d@x", refs="<a@x>", irt="<a@x>", subject="Re: Topic"))
+    assert arc.parents() == {"a@x": None, "b@x": "a@x", "c@x": "b@x", "d@x": "a@x"}
+    assert arc.groups() == {frozenset({"a@x", "b@x", "c@x", "d@x"})}
+    t = arc.thread_of("c@x")
+    assert (t.message_count, t.participant_count, t.subject) == (4, 1, "Topic")
+    assert arc.mlist().thread_count == 1 and arc.mlist().message_count == 4
+
+
+def test_a_reply_before_its_parent_is_adopted_when_the_parent_arrives(arc: Archive) -> None:
+    arc.post(raw("c@x", refs="<a@x> <b@x>", subject="Re: Topic"))
+    arc.post(raw("a@x"))
+    assert arc.parents() == {"a@x": None, "c@x": "a@x"}  # the missing b is a placeholder
+    assert arc.groups() == {frozenset({"a@x", "c@x"})}
+    arc.post(raw("b@x", refs="<a@x>", subject="Re: Topic"))  # the missing middle takes its place
+    assert arc.parents() == {"a@x": None, "b@x": "a@x", "c@x": "b@x"}
+    t = arc.thread_of("a@x")
+    assert t.root_message_pk is not None and t.message_count == 3 and t.subject == "Topic"
+    assert arc.mlist().thread_count == 1
+
+
+def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(arc: Archive) -> None:
+    arc.post(raw("x1@x", subject="First"))
+    arc.post(raw("x2@x", refs="<x1@x>", subject="Re: First"))
+    arc.post(raw("y1@x", refs="<missing@x>", subject="Second"))
+    absorbed = arc.thread_of("y1@x").id
+    assert arc.mlist().thread_count == 2
+    arc.post(raw("z@x", refs="<x1@x> <missing@x>", subject="Re: both"))
+    assert arc.groups() == {frozenset({"x1@x", "x2@x", "y1@x", "z@x"})}
+    with arc.db() as s:
+        old = s.get(Thread, absorbed)
+        survivor = threads.resolve(s, absorbed)
+        assert old.merged_into_id == survivor.id != absorbed and old.message_count == 0
+        assert survivor.message_count == 4
+    assert arc.mlist().thread_count == 1
+    # the placeholder arriving later keeps everything in the one thread
+    arc.post(raw("missing@x", refs="<x1@x>", subject="Re: First"))
+    assert arc.parents()["y1@x"] == "missing@x" and arc.parents()["missing@x"] == "x1@x"
+    assert len(arc.groups()) == 1 and arc.mlist().thread_count == 1
+
+
+def test_redirects_follow_merge_chains(arc: Archive) -> None:
+    arc.post(raw("p@x", refs="<hole1@x>"))
+    arc.post(raw("q@x", refs="<hole2@x>"))
+    arc.post(raw("r@x", refs="<hole3@x>"))
+    ids = [arc.thread_of(m).id for m in ("p@x", "q@x", "r@x")]
+    arc.post(raw("s@x", refs="<hole1@x> <hole2@x>"))
+    arc.post(raw("t@x", refs="<hole2@x> <hole3@x>"))
+    with arc.db() as s:
+        assert len({threads.resolve(s, i).id for i in ids}) == 1
+        assert threads.resolve(s, 10_000) is None
+
+
+def test_loops_and_self_references_never_make_a_cycle(arc: Archive) -> None:
+    arc.post(raw("self@x", refs="<self@x>", irt="<self@x>"))
+    arc.post(raw("l1@x", refs="<l2@x>"))
+    arc.post(raw("l2@x", refs="<l1@x>"))
+    arc.post(raw("l3@x", refs="<l1@x> <l2@x> <l3@x>"))
+    parents = arc.parents()
+    assert parents["self@x"] is None
+    for start in parents:  # every parent walk ends at a root
+        seen, cur = set(), start
+        while cur is not None:
+            assert cur not in seen, f"cycle through {cur}"
+            seen.add(cur)
+            cur = parents[cur]
+    assert {frozenset({"l1@x", "l2@x", "l3@x"}), frozenset({"self@x"})} == arc.groups()
+
+
+@pytest.mark.parametrize("refs,irt", [
+    ("<a@x>\r\n\t<b@x>", ""),  # folded
+    ("<a@x> (the original)  <b@x> (a reply)", ""),  # comments
+    ("a@x b@x", ""),  # no brackets
+    ("", "<a@x> <b@x>"),  # several ids in In-Reply-To: the first is the parent, per RFC 2822 practice
+    ("<a@x> garbage <not an id> <> <b@x>", "<b@x> (Ann's message of Monday)"),  # junk
+    ("<a@x>\r\n <b\r\n @x>", "<b@x>"),  # an id folded in the middle
+])
+def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, irt: str) -> None:
+    arc.post(raw("a@x"))
+    arc.post(raw("b@x", refs="<a@x>", subject="Re: Topic"))
+    arc.post(raw("c@x", refs=refs, irt=irt, subject="Re: Topic"))
+    expected = "a@x" if refs == "" else "b@x"
+    assert arc.parents()["c@x"] == expected
+    assert len(arc.groups()) == 1
+
+
+@pytest.mark.parametrize("subject", [
+    "Re: Hello world", "RE: Hello world", "Aw: Hello world", "Sv: Hello world", "Antw: Hello world",
+    "Réf: Hello world", "[dev] Re: Hello world", "Re: [dev] Re: Re: hello   WORLD", "Re[2]: Hello world",
+])
+def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> None:
+    arc.post(raw("orig@x", subject="Hello world"))
+    arc.post(raw("web@x", subject=subject, when=T0 + timedelta(days=3)))
+    assert arc.groups() == {frozenset({"orig@x", "web@x"})}
+    assert arc.parents()["web@x"] == "orig@x"
+
+
+def test_subject_fallback_is_bounded_and_can_be_turned_off(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    make_list("off")
+    on, off = Archive(db, "dev"), Archive(db, "off", fallback_days=0)
+    for a in (on, off):
+        a.post(raw(f"orig-{a.name}@x", subject="Hello"))
+        a.post(raw(f"old-{a.name}@x", subject="Re: Hello", when=T0 + timedelta(days=45)))
+        a.post(raw(f"plain-{a.name}@x", subject="Hello", when=T0 + timedelta(days=1)))  # not a reply: new thread
+    assert len(on.groups()) == 3 and len(off.groups()) == 3
+    on.post(raw("soon-dev@x", subject="Re: Hello", when=T0 + timedelta(days=50)))  # joins the 45-day one
+    off.post(raw("soon-off@x", subject="Re: Hello", when=T0 + timedelta(days=50)))
+    assert frozenset({"old-dev@x", "soon-dev@x"}) in on.groups()
+    assert len(off.groups()) == 4
+
+
+def test_an_original_arriving_after_its_subject_only_reply_adopts_it(arc: Archive) -> None:
+    arc.post(raw("reply@x", subject="Re: Late original", when=T0 + timedelta(hours=2)))
+    arc.post(raw("orig@x", subject="Late original", when=T0))
+    assert arc.groups() == {frozenset({"orig@x", "reply@x"})}
+    assert arc.parents()["reply@x"] == "orig@x"
+    assert arc.thread_of("reply@x").subject == "Late original"
+    assert arc.mlist().thread_count == 1
+
+
+def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    make_list("ops")
+    dev, ops = Archive(db, "dev"), Archive(db, "ops")
+    dev.post(raw("a@x"))
+    ops.post(raw("b@x", refs="<a@x>"))
+    assert ops.parents() == {"b@x": None}
+    dev.post(raw("b@x", refs="<a@x>"))
+    assert dev.parents() == {"a@x": None, "b@x": "a@x"}
+
+
+# --- order independence -----------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+from listgate.db import make_engine, session_factory, writer  # noqa: E402
+from listgate.lists import create  # noqa: E402
+from listgate.schema import upgrade  # noqa: E402
+from tests.conftest import make_settings  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """One database for every hypothesis example; each example uses fresh lists."""
+    engine = make_engine(make_settings(tmp_path_factory.mktemp("threads")))
+    upgrade(engine)
+    yield session_factory(writer(engine))
+    engine.dispose()
+
+
+@st.composite
+def reply_forests(draw: st.DrawFn) -> tuple[list[tuple[str, tuple[str, ...], str]], list[int], list[int]]:
+    """Messages (id, chain as the client wrote it, header style), then two delivery orders with some missing."""
+    n = draw(st.integers(2, 12))
+    parent = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n)]
+    msgs = []
+    for i in range(n):
+        ancestors, p = [], parent[i]
+        while p is not None:
+            ancestors.insert(0, f"m{p}")
+            p = parent[p]
+        style = draw(st.sampled_from(["full", "irt-only", "trimmed", "refs-only"]))
+        if style == "irt-only":
+            chain = ancestors[-1:]
+        elif style == "trimmed":  # root plus the last two, like clients that cut References
+            chain = list(dict.fromkeys(ancestors[:1] + ancestors[-2:]))
+        else:
+            chain = ancestors
+        msgs.append((f"m{i}", tuple(chain), style))
+    missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
+    delivered = [i for i in range(n) if i not in missing]
+    first = draw(st.permutations(delivered))
+    second = draw(st.permutations(delivered))
+    return msgs, list(first), list(second)
+
+
+def _expected(msgs: list[tuple[str, tuple[str, ...], str]], delivered: set[int]) -> tuple[set[frozenset[str]], dict[str, str | None]]:
+    """The model answer: components over ids named together; parent = nearest delivered in the chain."""
+    have = {msgs[i][0] for i in delivered}
+    root: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while root.setdefault(x, x) != x:
+            x = root[x]
+        return x
+
+    parents: dict[str, str | None] = {}
+    for i in delivered:
+        mid, chain, _ = msgs[i]
+        for ref in chain:
+            root[find(ref)] = find(mid)
+        near = [r for r in chain if r in have]
+        parents[mid] = near[-1] if near else None
+    groups: dict[str, set[str]] = {}
+    for mid in have:
+        groups.setdefault(find(mid), set()).add(mid)
+    return {frozenset(g) for g in groups.values()}, parents
+
+
+_example = [0]
+
+
+@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=reply_forests())
+def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
+    msgs, first, second = case
+    _example[0] += 1
+    forests = []
+    for order in (first, second):
+        name = f"p{_example[0]}-{len(forests)}"
+        with transaction(shared_db) as s:
+            create(s, name)
+        arc = Archive(shared_db, name, fallback_days=0)
+        for i in order:
+            mid, chain, style = msgs[i]
+            refs = " ".join(f"<{c}>" for c in chain) if style != "irt-only" else ""
+            irt = f"<{chain[-1]}>" if chain and style != "refs-only" else ""
+            arc.post(raw(mid, refs=refs, irt=irt, subject=f"Subject {mid}"))
+        forests.append((arc.groups(), arc.parents()))
+        with shared_db() as s:
+            mlist = require(s, name)
+            assert mlist.thread_count == len(forests[-1][0])
+            assert mlist.message_count == len(order)
+    assert forests[0] == forests[1]
+    assert forests[0] == _expected(msgs, set(first))
