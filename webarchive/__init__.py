@@ -47,9 +47,9 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def _own_blueprints() -> list:  # type: ignore[type-arg]
     """This package's blueprints, imported lazily so importing webarchive stays cheap."""
-    from webarchive import api, exports, feeds, pages, search
+    from webarchive import acting, api, auth, compose, exports, feeds, moderation, pages, search
 
-    return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp]
+    return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp]
 
 
 def _optional_module(name: str):  # type: ignore[no-untyped-def]

@@ -21,8 +21,21 @@ class Resources:
     engine: Engine
     reader: sessionmaker[Session]
     writer: sessionmaker[Session]
-    sender: Any = None  # a Celery-like object with send_task, made on first use
     extra: dict[str, Any] = field(default_factory=dict)
+    _sender: Any = None
+
+    @property
+    def sender(self) -> Any:
+        """A Celery client that only sends tasks by name (made on first use; tests may replace it)."""
+        if self._sender is None:
+            from celery import Celery
+
+            self._sender = Celery("webarchive", broker=self.settings.broker_url, set_as_current=False)
+        return self._sender
+
+    @sender.setter
+    def sender(self, value: Any) -> None:
+        self._sender = value
 
 
 def init_app(app: Flask, settings: Settings) -> None:

@@ -1,0 +1,215 @@
+"""What signed-in readers do: vote, report, follow threads and lists, manage subscriptions."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Callable
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import delete, select
+
+from listgate import lists, subscriptions
+from listgate.db import transaction
+from listgate.models import MailingList, Message, Person, Subscription, Thread
+from listgate.models.archive import utcnow
+from listgate.models.web import Report, Vote
+from listgate.subscriptions import SubscriptionError
+from webarchive.access import readable_list
+from webarchive.context import db, resources, settings
+from webarchive.lookup import readable_message, readable_thread
+from webarchive.moderating import hide, open_reports
+from webarchive.outbox import enqueue
+from webarchive.ratelimit import client_ip, limit
+from webarchive.security import current_address
+
+bp = Blueprint("acting", __name__)
+
+
+def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Send anonymous visitors to the sign-in page, coming back here afterwards."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_address() is None:
+            back = request.referrer if request.method == "POST" and request.referrer else request.full_path
+            return redirect(url_for("auth.signin", next=_local(back)), 303)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _local(url: str) -> str:
+    base = settings().base_url
+    return url[len(base):] if url.startswith(base) else url if url.startswith("/") else "/"
+
+
+def _back_to(msg: Message):  # type: ignore[no-untyped-def]
+    return redirect(url_for("pages.thread", thread_id=msg.thread_id) + f"#m{msg.id}", 303)
+
+
+@bp.post("/messages/<int:message_pk>/vote")
+@signed_in
+def vote(message_pk: int):  # type: ignore[no-untyped-def]
+    """Say whether a post was valuable (one answer per person, changeable)."""
+    address = current_address()
+    readable_message(db(), message_pk)
+    choice = request.form.get("valuable")
+    if choice not in ("yes", "no"):
+        abort(400, description="valuable must be yes or no")
+    limit("vote", address or "")
+    with transaction(resources().writer) as session:
+        msg = session.get_one(Message, message_pk)
+        row = session.scalars(select(Vote).where(Vote.message_pk == message_pk, Vote.address == address)).first()
+        if row is None:
+            session.add(Vote(message_pk=message_pk, address=address, valuable=choice == "yes"))
+        else:
+            row.valuable, row.updated_at = choice == "yes", utcnow()
+    return _back_to(msg)
+
+
+@bp.route("/messages/<int:message_pk>/report", methods=["GET", "POST"])
+@signed_in
+def report(message_pk: int):  # type: ignore[no-untyped-def]
+    """Report a post to the list's moderators, with a reason."""
+    msg = readable_message(db(), message_pk)
+    if request.method == "GET":
+        return render_template("acting/report.html", msg=msg)
+    reason = request.form.get("reason", "").strip()[:2000]
+    if not reason:
+        flash("Please say what is wrong with this post.", "error")
+        return render_template("acting/report.html", msg=msg), 400
+    address = current_address() or ""
+    limit("report", address)
+    with transaction(resources().writer) as session:
+        msg = session.get_one(Message, message_pk)
+        row = session.scalars(select(Report).where(Report.message_pk == msg.id, Report.address == address)).first()
+        if row is None:
+            session.add(Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason))
+        else:
+            row.reason = reason
+        session.flush()
+        hidden = open_reports(session, msg.id) >= settings().report_threshold
+        if hidden:
+            hide(session, msg)
+    flash("Thank you. The moderators will look at this post." + (" It is hidden until they do." if hidden else ""), "ok")
+    return _back_to(msg) if not hidden else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
+
+
+@bp.post("/threads/<int:thread_id>/follow")
+def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
+    """Follow a thread by mail: at once when signed in, by double opt-in otherwise."""
+    thread = readable_thread(db(), thread_id)
+    address = current_address()
+    try:
+        with transaction(resources().writer) as session:
+            mlist = session.get_one(MailingList, thread.list_id)
+            if address:
+                outcome = subscriptions.follow(session, mlist, address, thread.id)
+            else:
+                limit("signin-ip", client_ip())
+                outcome = _request(session, mlist, "thread", thread.id)
+    except SubscriptionError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("pages.thread", thread_id=thread.id), 303)
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(url_for("pages.thread", thread_id=thread.id), 303)
+
+
+@bp.post("/threads/<int:thread_id>/unfollow")
+@signed_in
+def unfollow_thread(thread_id: int):  # type: ignore[no-untyped-def]
+    """Stop following a thread."""
+    thread = readable_thread(db(), thread_id)
+    with transaction(resources().writer) as session:
+        mlist = session.get_one(MailingList, thread.list_id)
+        outcome = subscriptions.leave_thread(session, mlist, current_address() or "", thread.id)
+    flash(outcome.message, "ok")
+    return redirect(url_for("pages.thread", thread_id=thread.id), 303)
+
+
+def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # type: ignore[no-untyped-def]
+    s = settings()
+    return subscriptions.request(session, mlist, request.form.get("address", ""), secret=s.secret_key,
+                                 base_url=s.base_url, domain=s.domain, kind=kind, thread_id=thread_id)
+
+
+@bp.post("/lists/<name>/subscribe")
+def subscribe_list(name: str):  # type: ignore[no-untyped-def]
+    """Subscribe to a whole list (or its digest): at once when signed in, by double opt-in otherwise."""
+    mlist = readable_list(db(), name)
+    kind = "digest" if request.form.get("kind") == "digest" else "list"
+    address = current_address()
+    try:
+        with transaction(resources().writer) as session:
+            mlist = session.get_one(MailingList, mlist.id)
+            if address:
+                set_mode(session, mlist, address, kind)
+                outcome_message, outbox = f"You are subscribed to {mlist.name} ({kind}).", []
+            else:
+                limit("signin-ip", client_ip())
+                outcome = _request(session, mlist, kind)
+                outcome_message, outbox = outcome.message, outcome.outbox
+    except SubscriptionError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("pages.list_page", name=mlist.name), 303)
+    enqueue(outbox)
+    flash(outcome_message, "ok")
+    return redirect(url_for("pages.list_page", name=mlist.name), 303)
+
+
+def set_mode(session, mlist: MailingList, address: str, kind: str) -> None:  # type: ignore[no-untyped-def]
+    """Make address a list or digest subscriber (one of the two), active at once."""
+    other = "digest" if kind == "list" else "list"
+    session.execute(delete(Subscription).where(Subscription.list_id == mlist.id, Subscription.address == address,
+                                               Subscription.kind == other))
+    lists.subscribe(session, mlist, address, kind)
+
+
+@bp.get("/me/subscriptions")
+@signed_in
+def my_subscriptions():  # type: ignore[no-untyped-def]
+    """Every list and thread the signed-in person gets mail from."""
+    session = db()
+    rows = session.execute(
+        select(Subscription, MailingList, Thread)
+        .join(MailingList, MailingList.id == Subscription.list_id)
+        .outerjoin(Thread, Thread.id == Subscription.thread_key)
+        .where(Subscription.address == current_address())
+        .order_by(MailingList.name, Subscription.kind, Subscription.id)).all()
+    person = session.get(Person, current_address())
+    return render_template("acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow)
+
+
+@bp.post("/me/subscriptions/<int:sub_id>")
+@signed_in
+def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
+    """Leave, or switch between every post and the daily digest."""
+    action = request.form.get("action")
+    address = current_address() or ""
+    with transaction(resources().writer) as session:
+        sub = session.get(Subscription, sub_id)
+        if sub is None or sub.address != address:
+            abort(404)
+        mlist = session.get_one(MailingList, sub.list_id)
+        if action == "leave" and sub.kind in ("thread", "mute"):
+            session.delete(sub)
+            message = "Done."
+        elif action == "leave":
+            outcome = subscriptions.leave(session, mlist, address)
+            message = outcome.message
+        elif action in ("list", "digest"):
+            set_mode(session, mlist, address, action)
+            message = f"You now get {'every post' if action == 'list' else 'a daily digest'} from {mlist.name}."
+        else:
+            abort(400, description="unknown action")
+    flash(message, "ok")
+    return redirect(url_for("acting.my_subscriptions"), 303)
+
+
+@bp.post("/me/settings")
+@signed_in
+def my_settings():  # type: ignore[no-untyped-def]
+    """Change whether posting in a thread follows it."""
+    with transaction(resources().writer) as session:
+        subscriptions.person_settings(session, current_address() or "", auto_follow=request.form.get("auto_follow") == "yes")
+    flash("Saved.", "ok")
+    return redirect(url_for("acting.my_subscriptions"), 303)

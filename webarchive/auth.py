@@ -1,0 +1,93 @@
+"""Sign in by email: a signed link that expires, sent by the worker. No passwords."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from urllib.parse import urlencode
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+
+from listgate import dispatch, tokens
+from listgate.db import transaction
+from listgate.subscriptions import SubscriptionError, normalize
+from webarchive.context import resources, settings
+from webarchive.outbox import enqueue
+from webarchive.ratelimit import client_ip, limit
+
+log = logging.getLogger(__name__)
+bp = Blueprint("auth", __name__)
+
+
+def safe_next(target: str | None) -> str:
+    """A local path to go back to after signing in (never another site)."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return url_for("pages.home")
+    return target
+
+
+def sign_in_link(address: str, next_path: str) -> str:
+    """The absolute link mailed to address."""
+    token = tokens.make(settings().secret_key, tokens.SIGNIN, {"a": address})
+    query = urlencode({"next": next_path}) if next_path != "/" else ""
+    return f"{settings().base_url}/signin/{token}" + (f"?{query}" if query else "")
+
+
+@bp.get("/signin")
+def signin():  # type: ignore[no-untyped-def]
+    """The sign-in form."""
+    return render_template("auth/signin.html", next=safe_next(request.args.get("next")))
+
+
+@bp.post("/signin")
+def send_link():  # type: ignore[no-untyped-def]
+    """Mail a sign-in link to the address given."""
+    next_path = safe_next(request.form.get("next"))
+    try:
+        address = normalize(request.form.get("address", ""))
+    except SubscriptionError as exc:
+        flash(str(exc), "error")
+        return render_template("auth/signin.html", next=next_path), 400
+    limit("signin-ip", client_ip())
+    limit("signin-address", address)
+    link = sign_in_link(address, next_path)
+    with transaction(resources().writer) as db_session:
+        entry = dispatch.record(db_session, dispatch.SEND_NOTICE, 0, {"template": "signin", "to": address, "link": link})
+    enqueue([entry])
+    log.info("sign-in link sent to %s", address)
+    return render_template("auth/sent.html", address=address)
+
+
+@bp.get("/signin/<token>")
+def confirm_page(token: str):  # type: ignore[no-untyped-def]
+    """Show a button: link scanners that fetch the link do not sign anyone in."""
+    try:
+        data = tokens.read(settings().secret_key, tokens.SIGNIN, token)
+    except tokens.TokenError as exc:
+        return render_template("auth/invalid.html", reason=str(exc)), 400
+    return render_template("auth/confirm.html", token=token, address=data.get("a", ""),
+                           next=safe_next(request.args.get("next")))
+
+
+@bp.post("/signin/<token>")
+def complete(token: str):  # type: ignore[no-untyped-def]
+    """Sign in with a valid link."""
+    try:
+        data = tokens.read(settings().secret_key, tokens.SIGNIN, token)
+        address = normalize(str(data.get("a", "")))
+    except (tokens.TokenError, SubscriptionError, AttributeError) as exc:
+        return render_template("auth/invalid.html", reason=str(exc)), 400
+    session.clear()
+    session.permanent = True
+    session["address"] = address
+    session["csrf"] = secrets.token_urlsafe(24)
+    flash(f"You are signed in as {address}.", "ok")
+    return redirect(safe_next(request.form.get("next")), 303)
+
+
+@bp.post("/signout")
+def signout():  # type: ignore[no-untyped-def]
+    """Forget who is signed in."""
+    session.clear()
+    flash("You are signed out.", "ok")
+    return redirect(url_for("pages.home"), 303)

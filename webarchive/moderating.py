@@ -1,0 +1,52 @@
+"""Hiding and restoring posts, keeping the thread and list counts right."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from listgate.models import MailingList, Message, Thread
+from listgate.models.archive import HIDDEN, VISIBLE
+from listgate.models.web import ACTIONED, OPEN, Ban, Report
+
+
+def hide(session: Session, msg: Message) -> None:
+    """Take a visible post off the archive (pending review); counts go down."""
+    if msg.status != VISIBLE:
+        return
+    msg.status = HIDDEN
+    session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count - 1))
+    session.execute(update(MailingList).where(MailingList.id == msg.list_id)
+                    .values(message_count=MailingList.message_count - 1))
+
+
+def restore(session: Session, msg: Message) -> None:
+    """Put a hidden post back; counts go up again."""
+    if msg.status != HIDDEN:
+        return
+    msg.status = VISIBLE
+    session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count + 1))
+    session.execute(update(MailingList).where(MailingList.id == msg.list_id)
+                    .values(message_count=MailingList.message_count + 1))
+
+
+def open_reports(session: Session, message_pk: int) -> int:
+    """How many people reported this post and are waiting for a moderator."""
+    return session.scalar(select(func.count()).select_from(Report).where(
+        Report.message_pk == message_pk, Report.status == OPEN)) or 0
+
+
+def close_reports(session: Session, message_pk: int, status: str, by: str) -> None:
+    """Mark every open report on a post as dealt with."""
+    session.execute(update(Report).where(Report.message_pk == message_pk, Report.status == OPEN).values(
+        status=status, resolved_at=datetime.now(timezone.utc), resolved_by=by))
+
+
+def is_banned(session: Session, list_id: int, address: str) -> bool:
+    """True when address may not post to the list."""
+    return session.scalar(select(Ban.id).where(Ban.list_id == list_id, Ban.address == address.lower()).limit(1)) is not None
+
+
+__all__ = ["ACTIONED", "close_reports", "hide", "is_banned", "open_reports", "restore"]
