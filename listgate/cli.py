@@ -101,7 +101,7 @@ def web(use_gunicorn: bool, workers: int) -> None:
     _exec_service("web", [])
 
 
-@main.command()
+@main.command(short_help="Start gateway, worker, beat and web; Ctrl-C stops all.")
 @click.option("--demo/--no-demo", default=True, help="Create a demo list on first run.")
 def up(demo: bool) -> None:
     """Start gateway, worker, beat and web together; Ctrl-C stops them all."""
@@ -132,12 +132,12 @@ def _demo_list(settings: Settings) -> None:
         "\nCreated the list demo@%s. Post to it with:\n\n"
         "  python3 -c \"import smtplib; smtplib.SMTP('%s', %d).sendmail('you@example.org', ['demo@%s'], "
         "b'From: You <you@example.org>\\\\r\\\\nTo: demo@%s\\\\r\\\\nSubject: Hello\\\\r\\\\n\\\\r\\\\nHello, list!\\\\r\\\\n')\"\n\n"
-        "then open %s/lists/demo\n" % (settings.domain, host, settings.smtp_port, settings.domain,
+        "then open %s/lists/demo/\n" % (settings.domain, host, settings.smtp_port, settings.domain,
                                         settings.domain, settings.base_url)
     )
 
 
-@main.command()
+@main.command(short_help="Database, broker, queue depth, last mail received.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
     """Database, broker, queue depth and the last mail received; exit 1 when something is down."""
