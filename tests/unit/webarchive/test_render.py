@@ -1,0 +1,55 @@
+"""Plain-text bodies shown faithfully: flowed text joined, quotes folded, signatures dimmed, nothing harvestable."""
+
+from __future__ import annotations
+
+from webarchive.render import blocks, display_name, mask_addresses, render_html, render_text, unflow
+
+
+def test_flowed_soft_breaks_are_joined_and_hard_breaks_kept():
+    text = "This is a long \nparagraph.\nNew line.\n> quoted soft \n> continued\n"
+    assert unflow(text) == "This is a long paragraph.\nNew line.\n> quoted soft continued\n"
+
+
+def test_flowed_space_stuffing_is_removed():
+    assert unflow(" From here\n") == "From here\n"
+
+
+def test_blocks_separate_quotes_and_signature():
+    kinds = [b.kind for b in blocks("Hi\n> a\n> b\nreply\n-- \nAlice\nCorp")]
+    assert kinds == ["text", "quote", "text", "sig"]
+
+
+def test_long_quotes_are_folded_short_ones_dimmed():
+    html = render_text("x\n> 1\n> 2\n> 3\n> 4\ny\n> short\n")
+    assert '<details class="quote"><summary>4 quoted lines</summary>' in html
+    assert '<div class="quote">&gt; short</div>' in html
+
+
+def test_signature_is_marked_for_dimming():
+    assert '<div class="sig">-- \nAlice</div>' in render_text("Body\n-- \nAlice\n")
+
+
+def test_text_is_escaped_and_urls_linked():
+    html = render_text("<script>alert(1)</script> see https://example.org/a?b=1&c=2.\n")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert '<a href="https://example.org/a?b=1&amp;c=2" rel="nofollow ugc noopener noreferrer">' in html
+
+
+def test_addresses_are_masked_for_anonymous_readers():
+    assert mask_addresses("write to bob.smith@example.co.uk now") == "write to bob.smith@… now"
+    assert "example.com" not in render_text("alice@example.com wrote:\n")
+    assert "alice@example.com" in render_text("alice@example.com wrote:\n", anonymous=False)
+    assert display_name("carol@example.net") == "carol@…"
+
+
+def test_html_parts_are_sanitised():
+    html = render_html('<p onclick="x()">Hi<script>alert(1)</script><img src="http://t/x.png" onerror="alert(2)">'
+                       '<a href="javascript:alert(3)">link</a><style>p{}</style></p>')
+    for bad in ("<script", "onclick", "onerror", "<img", "javascript:", "<style"):
+        assert bad not in html
+    assert "<p>Hi" in html
+
+
+def test_blank_lines_between_blocks_survive():
+    html = render_text("Para one.\n\n> quote\n")
+    assert html.startswith("<div>Para one.\n\n</div>")
