@@ -1,0 +1,98 @@
+"""PostgreSQL stops: the gateway answers 451 (never 250), the web a clear 503; both recover on their own."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.faults.helpers import archived_ids, gateway, http_get, post, prepare, record, site_env, wait_until, webarchive
+from tests.services import PostgresServer, require
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+
+class StoppablePostgres(PostgresServer):
+    """A throwaway cluster this test may stop and start again on the same port."""
+
+    options = "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c max_connections=100"
+
+    def halt(self) -> None:
+        """Stop at once (-m immediate: like a crash), connections are cut."""
+        self._run("pg_ctl", "-D", str(self.dir / "data"), "-m", "immediate", "-w", "stop")
+
+    def resume(self) -> None:
+        """Start the stopped cluster again."""
+        done = self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                         "-o", f"-p {self.port} -k {self.dir} {self.options}", "-w", "-t", "60", "start")
+        assert done.returncode == 0, done.stderr or done.stdout
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[tuple[StoppablePostgres, str]]:
+    """A PostgreSQL cluster only this test uses; yields it and its URL."""
+    server = StoppablePostgres()
+    try:
+        url = server.start()
+    except (RuntimeError, OSError) as exc:
+        server.stop()
+        require("PostgreSQL", str(exc))
+    yield server, url
+    server.stop()
+
+
+def _try_post(port: int, msgid: str) -> int:
+    """The SMTP code a post gets (250, or the 4xx/5xx of the step that refused it)."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.sendmail("ann@example.org", ["dev@lists.test"], post(msgid))
+        return 250
+    except smtplib.SMTPRecipientsRefused as exc:
+        return next(iter(exc.recipients.values()))[0]
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code
+
+
+def test_database_down_gives_451_and_503_then_recovers(tmp_path: Path, own_postgres) -> None:  # type: ignore[no-untyped-def]
+    pg, url = own_postgres
+    env = site_env(tmp_path, LISTGATE_DATABASE_URL=url)
+    settings, db = prepare(env, "dev")
+    web_url = f"http://127.0.0.1:{settings.web_port}"
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    web = webarchive(env, tmp_path / "web.log").start()
+    try:
+        assert _try_post(settings.smtp_port, "before@example.org") == 250
+        assert http_get(web_url + "/lists/dev/")[0] == 200
+        # a transaction whose RCPT was accepted before the outage, DATA during it
+        open_conn = smtplib.SMTP("127.0.0.1", settings.smtp_port, timeout=30)
+        open_conn.ehlo()
+        open_conn.mail("ann@example.org")
+        assert open_conn.rcpt("dev@lists.test")[0] == 250
+
+        pg.halt()
+        stopped = time.monotonic()
+        code, text = open_conn.data(post("mid@example.org"))
+        assert (code, text[:5]) == (451, b"4.3.0"), (code, text)
+        open_conn.quit()
+        codes = [_try_post(settings.smtp_port, f"down{i}@example.org") for i in range(5)]
+        assert codes == [451] * 5, codes
+        for path in ("/", "/lists/dev/", "/api/lists"):
+            status, body = http_get(web_url + path)
+            assert status == 503, (path, status, body[:300])
+            assert "unavailable" in body and "Traceback" not in body
+
+        pg.resume()
+        wait_until(lambda: _try_post(settings.smtp_port, "after@example.org") == 250, what="the gateway to recover")
+        recovery = time.monotonic() - stopped
+        wait_until(lambda: http_get(web_url + "/lists/dev/")[0] == 200, what="the web to recover")
+        assert _try_post(settings.smtp_port, "mid@example.org") == 250  # the sender's retry
+    finally:
+        web.stop()
+        gw.stop()
+    stored = sorted(archived_ids(db))
+    record("database (PostgreSQL) down", 7, 0, 0, recovery, "451 while down, 0 accepted-and-lost")
+    assert stored == ["after@example.org", "before@example.org", "mid@example.org"]
+    assert "storage failed" in gw.text() and "database unavailable" in web.text()
