@@ -1,0 +1,129 @@
+"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space returns.
+
+The data directory is a size-limited tmpfs mount (we need root for that). Where mounting is not
+allowed, the same behaviour is checked with SQLite's max_page_count on an in-process gateway.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import smtplib
+import sqlite3
+import subprocess
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import event
+
+from tests.faults.helpers import archived_ids, gateway, post, prepare, record, site_env
+
+pytestmark = pytest.mark.integration
+BIG = "x" * 76 + "\r\n"
+
+
+def _send(port: int, msgid: str, lines: int) -> int:
+    """The SMTP code a post of about `lines` 78-byte lines gets."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
+            c.sendmail("ann@example.org", ["dev@lists.test"], post(msgid, body=BIG * lines))
+        return 250
+    except smtplib.SMTPRecipientsRefused as exc:
+        return next(iter(exc.recipients.values()))[0]
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code
+
+
+@pytest.fixture
+def small_mount(tmp_path: Path) -> Iterator[Path | None]:
+    """A 6 MB tmpfs at tmp_path/data, or None when this sandbox cannot mount."""
+    mnt = tmp_path / "data"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if done.returncode != 0:
+        logging.getLogger(__name__).warning("cannot mount a tmpfs (%s): simulating with max_page_count",
+                                            done.stderr.strip())
+        yield None
+        return
+    yield mnt
+    if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def _fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full; returns it."""
+    filler = directory / "filler"
+    chunk = b"\0" * 65536
+    with open(filler, "wb") as fh:
+        try:
+            while True:
+                fh.write(chunk)
+                fh.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def _integrity(path: str) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_disk_full_gives_451_and_recovers(tmp_path: Path, small_mount: Path | None) -> None:
+    if small_mount is None:
+        return _simulated(tmp_path)
+    env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_mount / "var"))
+    settings, db = prepare(env, "dev")
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    db_path = settings.database_url.split("///", 1)[1]
+    try:
+        assert _send(settings.smtp_port, "before@example.org", 10) == 250
+        filler = _fill(small_mount)
+        codes = {f"full{i}@example.org": _send(settings.smtp_port, f"full{i}@example.org", 3000) for i in range(3)}
+        assert set(codes.values()) == {451}, codes
+        assert "storage failed" in gw.text() and ("disk is full" in gw.text() or "No space" in gw.text())
+        assert _integrity(db_path) == "ok"
+        os.unlink(filler)
+        for msgid in codes:  # the sending server retries the same mail
+            assert _send(settings.smtp_port, msgid, 3000) == 250
+    finally:
+        gw.stop()
+    assert _integrity(db_path) == "ok"
+    assert sorted(archived_ids(db)) == sorted(["before@example.org", *codes])
+    record("disk full (6 MB tmpfs)", len(codes) + 1, 0, 0, None, "451 while full, accepted after space returned")
+
+
+def _simulated(tmp_path: Path) -> None:
+    """No mount allowed: cap the SQLite file with max_page_count on an in-process gateway."""
+    from listgate.db import make_engine, session_factory, writer
+    from tests.integration.gateway_helpers import start_gateway
+
+    settings, _ = prepare(site_env(tmp_path), "dev")
+    engine = make_engine(settings)
+    cap = {"pages": 0}
+
+    @event.listens_for(engine, "connect")
+    def _limit(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        if cap["pages"]:
+            dbapi_conn.execute(f"PRAGMA max_page_count = {cap['pages']}")
+
+    db = session_factory(writer(engine))
+    gw = start_gateway(settings, db)
+    try:
+        assert _send(settings.smtp_port, "before@example.org", 10) == 250
+        engine.dispose()
+        with sqlite3.connect(settings.database_url.split("///", 1)[1]) as conn:
+            cap["pages"] = conn.execute("PRAGMA page_count").fetchone()[0] + 2
+        assert _send(settings.smtp_port, "full@example.org", 3000) == 451
+        cap["pages"] = 0
+        engine.dispose()
+        assert _send(settings.smtp_port, "full@example.org", 3000) == 250
+    finally:
+        gw.stop()
+        engine.dispose()
+    assert _integrity(settings.database_url.split("///", 1)[1]) == "ok"
+    assert sorted(archived_ids(db)) == ["before@example.org", "full@example.org"]
