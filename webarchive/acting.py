@@ -98,13 +98,14 @@ def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
     """Follow a thread by mail: at once when signed in, by double opt-in otherwise."""
     thread = readable_thread(db(), thread_id)
     address = current_address()
+    if not address:
+        limit("signin-ip", client_ip())  # confirmation mail goes out: limited like sign-in links
     try:
         with transaction(resources().writer) as session:
             mlist = session.get_one(MailingList, thread.list_id)
             if address:
                 outcome = subscriptions.follow(session, mlist, address, thread.id)
             else:
-                limit("signin-ip", client_ip())
                 outcome = _request(session, mlist, "thread", thread.id)
     except SubscriptionError as exc:
         flash(str(exc), "error")
@@ -138,6 +139,8 @@ def subscribe_list(name: str):  # type: ignore[no-untyped-def]
     mlist = readable_list(db(), name)
     kind = "digest" if request.form.get("kind") == "digest" else "list"
     address = current_address()
+    if not address:
+        limit("signin-ip", client_ip())
     try:
         with transaction(resources().writer) as session:
             mlist = session.get_one(MailingList, mlist.id)
@@ -145,7 +148,6 @@ def subscribe_list(name: str):  # type: ignore[no-untyped-def]
                 set_mode(session, mlist, address, kind)
                 outcome_message, outbox = f"You are subscribed to {mlist.name} ({kind}).", []
             else:
-                limit("signin-ip", client_ip())
                 outcome = _request(session, mlist, kind)
                 outcome_message, outbox = outcome.message, outcome.outbox
     except SubscriptionError as exc:

@@ -1,0 +1,85 @@
+"""Moderators work through held and reported posts, feature threads and ban addresses."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import csrf, notices, sign_in
+
+
+class FakeSender:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send_task(self, name, args=(), **_kw):  # type: ignore[no-untyped-def]
+        self.sent.append(name)
+
+
+@pytest.fixture
+def moderated(app, make_list, db):  # type: ignore[no-untyped-def]
+    app.extensions["listgate"].sender = FakeSender()
+    make_list("dev", policy="moderated", moderators="mod@example.org")
+    held = post(db, make_mail("Please approve", msgid="h@x", sender="Newbie <new@example.org>"))
+    assert held.status == "held"
+    return held
+
+
+def test_non_moderators_do_not_see_the_queue(client, db, moderated):
+    assert client.get("/moderation").status_code == 404
+    sign_in(client, db, "someone@example.org")
+    assert client.get("/moderation").status_code == 404
+
+
+def test_approving_a_held_post_publishes_it(client, db, moderated):
+    sign_in(client, db, "mod@example.org")
+    queue = client.get("/moderation").get_data(as_text=True)
+    assert "Please approve" in queue and "new@example.org" in queue
+    token = csrf(client, "/moderation")
+    client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
+    assert client.get(f"/threads/{moderated.thread_id}").status_code == 200
+    assert "Nothing is waiting" in client.get("/moderation").get_data(as_text=True)
+
+
+def test_rejecting_mails_the_reason_to_the_author(client, db, moderated):
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    client.post(f"/moderation/messages/{moderated.message_pk}/reject", data={"csrf_token": token, "reason": "Off topic"})
+    payload = notices(db, "rejected")[-1]
+    assert payload == {**payload, "to": "new@example.org", "reason": "Off topic", "subject": "Please approve"}
+    assert client.get(f"/threads/{moderated.thread_id}").status_code == 404
+
+
+def test_feature_pins_a_thread_on_top(client, db, moderated, make_list):
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
+    post(db, make_mail("Newer", msgid="n@x", sender="mod@example.org"))
+    client.post(f"/threads/{moderated.thread_id}/feature", data={"csrf_token": token, "featured": "yes"})
+    page = client.get("/lists/dev/").get_data(as_text=True)
+    page = page[page.index('<ul class="threads"'):]
+    assert page.index("This is a featured thread") < page.index("Please approve") < page.index("Newer")
+
+
+def test_a_banned_address_cannot_post_from_the_web(client, db, moderated, make_list):
+    make_list("open", moderators="mod@example.org")
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    client.post("/moderation/lists/2/bans", data={"csrf_token": token, "address": "troll@example.org"})
+    assert "troll@example.org on open" in client.get("/moderation").get_data(as_text=True)
+    sign_in(client, db, "troll@example.org")
+    token = csrf(client, "/lists/open/new")
+    response = client.post("/lists/open/new", data={"csrf_token": token, "subject": "Hi", "body": "x"})
+    assert response.status_code == 403
+
+
+def test_reported_posts_reach_the_queue_with_reasons(client, db, moderated):
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
+    sign_in(client, db, "reader@example.org")
+    token = csrf(client, f"/messages/{moderated.message_pk}/report")
+    client.post(f"/messages/{moderated.message_pk}/report", data={"csrf_token": token, "reason": "Looks like spam"})
+    sign_in(client, db, "mod@example.org")
+    queue = client.get("/moderation").get_data(as_text=True)
+    assert "Looks like spam" in queue and "1 report" in queue
