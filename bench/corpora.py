@@ -1,0 +1,63 @@
+"""The mboxes benchmarks read: linux-man (decompressed once) and synthetic archives, cached."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import shutil
+from pathlib import Path
+
+from bench.common import LINUX_MAN, Context, NotAvailable
+from bench.generate import ensure_mbox
+
+GENERATOR_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Where decompressed and generated corpora (and prefilled archives) are kept between runs."""
+    base = Path(os.environ.get("LISTGATE_BENCH_CACHE", "") or Path.home() / ".cache" / "listgate-bench")
+    base.mkdir(parents=True, exist_ok=True)
+    return base
+
+
+def linux_man(limit: int = 0) -> Path:
+    """linux-man as a plain mboxrd (its first `limit` messages when limit > 0)."""
+    if not LINUX_MAN.exists():
+        raise NotAvailable(f"{LINUX_MAN} is missing")
+    full = cache_dir() / "linux-man.mbox"
+    if not full.exists():
+        tmp = full.with_suffix(".part")
+        with lzma.open(LINUX_MAN, "rb") as src, open(tmp, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        tmp.rename(full)
+    if not limit:
+        return full
+    part = cache_dir() / f"linux-man-first{limit}.mbox"
+    if not part.exists():
+        tmp = part.with_suffix(".part")
+        seen = 0
+        with open(full, "rb") as src, open(tmp, "wb") as dst:
+            for line in src:
+                if line.startswith(b"From "):
+                    seen += 1
+                    if seen > limit:
+                        break
+                dst.write(line)
+        tmp.rename(part)
+    return part
+
+
+def count_messages(mbox: Path) -> int:
+    """From_ lines in an mboxrd (quoted >From lines do not count)."""
+    n = 0
+    with open(mbox, "rb") as fh:
+        for line in fh:
+            if line.startswith(b"From "):
+                n += 1
+    return n
+
+
+def synthetic(ctx: Context, count: int, seed: int = 1) -> Path:
+    """The synthetic archive of count messages (generated once, kept in the cache)."""
+    return ensure_mbox(cache_dir() / f"synthetic-v{GENERATOR_VERSION}-s{seed}-{count}.mbox", count, seed,
+                       progress=count >= 100_000)
