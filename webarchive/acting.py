@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from functools import wraps
-from typing import Any, Callable
-
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete, select
 
@@ -20,25 +17,9 @@ from webarchive.lookup import readable_message, readable_thread
 from webarchive.moderating import hide, open_reports
 from webarchive.outbox import enqueue
 from webarchive.ratelimit import client_ip, limit
-from webarchive.security import current_address
+from webarchive.security import current_address, signed_in
 
 bp = Blueprint("acting", __name__)
-
-
-def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Send anonymous visitors to the sign-in page, coming back here afterwards."""
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if current_address() is None:
-            back = request.referrer if request.method == "POST" and request.referrer else request.full_path
-            return redirect(url_for("auth.signin", next=_local(back)), 303)
-        return view(*args, **kwargs)
-    return wrapper
-
-
-def _local(url: str) -> str:
-    base = settings().base_url
-    return url[len(base):] if url.startswith(base) else url if url.startswith("/") else "/"
 
 
 def _back_to(msg: Message):  # type: ignore[no-untyped-def]

@@ -9,6 +9,8 @@ from listgate.models import MailingList, Message
 from webarchive.access import readable_list, readable_list_ids
 from webarchive.context import db, settings
 from webarchive.lookup import readable_thread
+from webarchive.render import display_name, mask_addresses
+from webarchive.security import current_address
 from webarchive.queries import BadCursor, find_message, nearest_visible_parent, thread_nodes, thread_page
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -65,13 +67,14 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     session = db()
     found = readable_thread(session, thread_id)
     nodes = thread_nodes(session, found)
+    anonymous = current_address() is None
     return jsonify({
         "id": found.id, "list": found.mailing_list.name, "subject": found.subject,
         "featured": found.featured, "last_activity": iso(found.last_activity),
         "messages": [{
             "message_id": n.message.message_id,
             "parent_message_id": n.parent.message_id if n.parent else None,
-            "subject": n.message.subject, "from_name": n.message.from_name,
+            "subject": n.message.subject, "from_name": display_name(n.message.from_name, anonymous),
             "date": iso(n.message.date), "depth": n.depth,
         } for n in nodes],
     })
@@ -90,11 +93,12 @@ def message(message_id: str):  # type: ignore[no-untyped-def]
 def message_json(session, msg: Message) -> dict:  # type: ignore[no-untyped-def, type-arg]
     """The API view of one message."""
     parent = nearest_visible_parent(session, msg)
+    anonymous = current_address() is None
     return {
         "message_id": msg.message_id, "thread_id": msg.thread_id, "list": msg.thread.mailing_list.name,
         "parent_message_id": parent.message_id if parent else None,
-        "subject": msg.subject, "from_name": msg.from_name, "date": iso(msg.date),
-        "body_text": msg.body_text,
+        "subject": msg.subject, "from_name": display_name(msg.from_name, anonymous), "date": iso(msg.date),
+        "body_text": mask_addresses(msg.body_text) if anonymous else msg.body_text,
         "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size,
                          "url": url_for("exports.attachment", attachment_id=a.id, filename=a.filename or "attachment")}
                         for a in msg.attachments],

@@ -14,13 +14,12 @@ from listgate.ingest import STORED, ingest
 from listgate.models import MailingList, Message, Person
 from listgate.parsing import is_reply_subject, parse
 from webarchive.access import readable_list
-from webarchive.acting import signed_in
 from webarchive.context import db, resources, settings
 from webarchive.lookup import readable_message
 from webarchive.moderating import is_banned
 from webarchive.outbox import enqueue
 from webarchive.ratelimit import limit
-from webarchive.security import current_address
+from webarchive.security import current_address, signed_in
 
 log = logging.getLogger(__name__)
 bp = Blueprint("compose", __name__)

@@ -15,6 +15,7 @@ from listgate.models.archive import VISIBLE
 from webarchive.access import readable_list
 from webarchive.context import db
 from webarchive.lookup import readable_message, readable_thread
+from webarchive.security import signed_in
 
 bp = Blueprint("exports", __name__)
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
@@ -46,6 +47,7 @@ def _mbox(session: Session, messages: list[Message]) -> bytes:
 
 
 @bp.get("/messages/<int:message_pk>.eml")
+@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def raw(message_pk: int):  # type: ignore[no-untyped-def]
     """The message exactly as received."""
     session = db()
@@ -54,6 +56,7 @@ def raw(message_pk: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/threads/<int:thread_id>.mbox")
+@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
     """Every visible post of a thread as an mbox, by date."""
     session = db()
@@ -64,6 +67,7 @@ def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>.mbox")
+@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     """Every visible post of a list in one month as an mbox."""
     session = db()

@@ -5,7 +5,10 @@ from __future__ import annotations
 import hmac
 import secrets
 
-from flask import Flask, abort, request, session
+from functools import wraps
+from typing import Any, Callable
+
+from flask import Flask, abort, redirect, request, session, url_for
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -39,6 +42,28 @@ def csrf_token() -> str:
 def current_address() -> str | None:
     """The signed-in person's address, or None."""
     return session.get("address")
+
+
+def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Send anonymous visitors to the sign-in page, coming back here afterwards."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_address() is None:
+            back = request.referrer if request.method == "POST" and request.referrer else request.full_path
+            return redirect(url_for("auth.signin", next=_local(back)), 303)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _local(url: str) -> str:
+    base = _base_url()
+    return url[len(base):] if url.startswith(base) else url if url.startswith("/") else "/"
+
+
+def _base_url() -> str:
+    from webarchive.context import settings
+
+    return settings().base_url
 
 
 def _check_csrf() -> None:

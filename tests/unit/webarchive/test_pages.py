@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import event
 
 from listgate.db import transaction
-from listgate.models import RawMessage
+from listgate.models import Message, RawMessage
 from tests.unit.webarchive.factories import make_mail, post
 
 
@@ -94,13 +94,23 @@ def test_raw_message_is_byte_identical(client, make_list, db):
     make_list("dev")
     raw = make_mail("Bytes", msgid="bytes@x").replace(b"\n", b"\r\n") + b"\r\ntrailing \xff byte\r\n"
     res = post(db, raw)
+    anonymous = client.get(f"/messages/{res.message_pk}.eml")
+    assert anonymous.status_code == 303 and "/signin" in anonymous.location
+    _sign_in_as(client, "reader@example.org")
     response = client.get(f"/messages/{res.message_pk}.eml")
     with db() as session:
-        stored = session.get_one(RawMessage, session.get_one(__import__("listgate.models", fromlist=["Message"]).Message, res.message_pk).raw_id).data
+        stored = session.get_one(RawMessage, session.get_one(Message, res.message_pk).raw_id).data
     assert response.data == stored == raw
+    assert response.headers["Content-Disposition"].startswith("attachment;")
+
+
+def _sign_in_as(client, address: str) -> None:  # type: ignore[no-untyped-def]
+    with client.session_transaction() as cookie:
+        cookie["address"] = address
 
 
 def test_thread_and_month_mbox_hold_every_post(client, thread):
+    _sign_in_as(client, "reader@example.org")
     box = client.get(f"/threads/{thread.thread_id}.mbox").data
     assert box.count(b"\nFrom ") + box.startswith(b"From ") == 4
     month = client.get("/lists/dev/2026/3.mbox").data
@@ -118,6 +128,7 @@ def test_permalink_author_and_month_pages(client, thread):
 
 
 def test_unknown_pages_are_404_pages(client, thread):
+    _sign_in_as(client, "reader@example.org")
     for url in ("/lists/nope/", "/threads/999", "/m/none@x", "/messages/999.eml", "/lists/dev/2026/13", "/attachments/99/x"):
         response = client.get(url)
         assert response.status_code == 404, url
@@ -154,6 +165,8 @@ def test_private_list_pages_are_404_for_outsiders(client, make_list, db):
     make_list("secret", private=True)
     res = post(db, make_mail("Hush", msgid="p@x", to="secret@lists.test", attachments=[("s.txt", "text/plain", b"s")]),
                list_name="secret")
+    assert "secret" not in client.get("/").get_data(as_text=True)
+    _sign_in_as(client, "stranger@example.org")
     assert "secret" not in client.get("/").get_data(as_text=True)
     for url in ("/lists/secret/", f"/threads/{res.thread_id}", "/m/p@x", f"/messages/{res.message_pk}.eml",
                 f"/threads/{res.thread_id}.mbox", "/lists/secret/2026/3.mbox", "/lists/secret/feed.atom",

@@ -1,0 +1,85 @@
+"""Full-text search on the embedded default (SQLite FTS5), kept current by triggers."""
+
+from __future__ import annotations
+
+import re
+
+from listgate.db import transaction
+from listgate.models import Message
+from tests.unit.webarchive.factories import make_mail, post
+from webarchive.fulltext import fts5_query, highlight, mask_snippet
+
+
+def _subjects(page: str) -> list[str]:
+    return re.findall(r'<h2><a href="/threads/\d+#m\d+">([^<]+)</a></h2>', page)
+
+
+def test_fts5_query_quotes_every_word():
+    assert fts5_query('kernel "panic" OR -x*') == '"kernel" "panic" "OR" "x"*'
+    assert fts5_query("  ;; ") == ""
+
+
+def test_snippets_are_escaped_and_highlighted_without_leaking_addresses():
+    assert highlight("<b>\x02word\x03</b>") == "&lt;b&gt;<mark>word</mark>&lt;/b&gt;"
+    assert "example" not in mask_snippet("mail bob@\x02example\x03.com today")
+    assert highlight("x \x02bob@example.com\x03 y").count("<mark>") == highlight("x \x02bob@example.com\x03 y").count("</mark>")
+
+
+def test_search_finds_new_posts_at_once_with_highlights(client, make_list, db):
+    make_list("dev")
+    post(db, make_mail("Scheduler bug", msgid="a@x", body="The scheduler deadlocks under load.\n"))
+    post(db, make_mail("Unrelated", msgid="b@x", body="Nothing to see.\n"))
+    page = client.get("/search?q=deadlocks").get_data(as_text=True)
+    assert _subjects(page) == ["Scheduler bug"]
+    assert "<mark>deadlocks</mark>" in page
+
+
+def test_search_filters_by_list_author_date_and_thread(client, make_list, db):
+    make_list("dev")
+    make_list("ops")
+    root = post(db, make_mail("Disk full", msgid="d1@x", sender="Alice <alice@example.org>", body="disk alarm\n"))
+    post(db, make_mail("Re: Disk full", msgid="d2@x", in_reply_to="d1@x", sender="Bob <bob@example.org>", body="disk alarm again\n"))
+    post(db, make_mail("Disk", msgid="o1@x", to="ops@lists.test", sender="Carol <carol@example.org>", body="disk alarm ops\n"), list_name="ops")
+    assert len(_subjects(client.get("/search?q=disk").get_data(as_text=True))) == 3
+    assert _subjects(client.get("/search?q=disk&list=ops").get_data(as_text=True)) == ["Disk"]
+    assert _subjects(client.get("/search?q=disk&author=bob").get_data(as_text=True)) == ["Re: Disk full"]
+    assert len(_subjects(client.get(f"/search?q=disk&thread={root.thread_id}").get_data(as_text=True))) == 2
+    assert _subjects(client.get("/search?q=disk&since=2030-01-01").get_data(as_text=True)) == []
+    assert len(_subjects(client.get("/search?q=disk&since=2026-03-01&until=2026-03-01").get_data(as_text=True))) == 3
+
+
+def test_search_is_paginated(client, make_list, db):
+    make_list("dev")
+    for i in range(25):
+        post(db, make_mail(f"Widget {i}", msgid=f"w{i}@x", body="widget report\n"))
+    first = client.get("/search?q=widget&sort=date").get_data(as_text=True)
+    assert len(_subjects(first)) == 20 and 'rel="next"' in first
+    second = client.get("/search?q=widget&sort=date&page=2").get_data(as_text=True)
+    assert len(_subjects(second)) == 5 and 'rel="next"' not in second
+
+
+def test_search_never_shows_private_held_or_hidden_posts(client, make_list, db):
+    make_list("secret", private=True)
+    make_list("mod", policy="moderated")
+    make_list("dev")
+    post(db, make_mail("Hush", msgid="s@x", to="secret@lists.test", body="zebra\n"), list_name="secret")
+    post(db, make_mail("Held", msgid="h@x", to="mod@lists.test", body="zebra\n"), list_name="mod")
+    hidden = post(db, make_mail("Hidden", msgid="x@x", body="zebra\n"))
+    with transaction(db) as session:
+        session.get_one(Message, hidden.message_pk).status = "hidden"
+    assert _subjects(client.get("/search?q=zebra").get_data(as_text=True)) == []
+    assert _subjects(client.get("/search?q=zebra&list=secret").get_data(as_text=True)) == []
+
+
+def test_search_feed_is_atom(client, make_list, db):
+    make_list("dev")
+    post(db, make_mail("Feed me", msgid="f@x", body="atom test\n"))
+    response = client.get("/search/feed?q=atom")
+    assert response.mimetype == "application/atom+xml"
+    assert b"<title>Feed me</title>" in response.data
+
+
+def test_bad_search_parameters_are_400(client, make_list):
+    make_list("dev")
+    for query in ("q=x&since=yesterday", "q=x&page=0", "q=x&page=9999", "q=x&thread=abc"):
+        assert client.get(f"/search?{query}").status_code == 400, query
