@@ -1,0 +1,111 @@
+"""A slice of the real linux-man archive, imported and read back through the web archive."""
+
+from __future__ import annotations
+
+import lzma
+import re
+from typing import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from listgate import lists
+from listgate.db import transaction
+from listgate.ingest import ingest
+from listgate.models import Thread
+from listgate.parsing import parse
+from tests.conftest import CORPORA
+
+MBOX = CORPORA / "linux-man" / "linux-man.mbox.xz"
+SLICE = 250
+_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
+
+pytestmark = pytest.mark.integration
+
+
+def mboxrd_messages(path, limit: int) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
+    """Messages of an mboxrd file, read streaming; '>From ' lines unquoted."""
+    buffer: list[bytes] = []
+    count = 0
+    with lzma.open(path, "rb") as fh:
+        for line in fh:
+            if line.startswith(b"From ") and buffer:
+                yield _QUOTED_FROM.sub(rb"\1", b"".join(buffer))
+                count += 1
+                if count >= limit:
+                    return
+                buffer = []
+            elif not line.startswith(b"From ") or buffer:
+                buffer.append(line)
+            # the very first From_ line opens the first message
+        if buffer and count < limit:
+            yield _QUOTED_FROM.sub(rb"\1", b"".join(buffer))
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
+    if not MBOX.exists():
+        pytest.fail(f"{MBOX} is missing: the corpora are part of the test environment")
+    from tests.conftest import make_settings
+    from listgate.db import make_engine, session_factory, writer
+    from listgate.schema import upgrade
+
+    settings = make_settings(tmp_path_factory.mktemp("linuxman"))
+    engine = make_engine(settings)
+    upgrade(engine)
+    factory = session_factory(writer(engine))
+    with transaction(factory) as session:
+        mlist = lists.create(session, "linux-man", title="linux-man")
+        for raw in mboxrd_messages(MBOX, SLICE):
+            ingest(session, parse(raw), mlist, domain=settings.domain, origin="import")
+    from webarchive import create_app
+
+    app = create_app(settings)
+    yield app, factory
+    engine.dispose()
+
+
+def _biggest_threads(factory, n: int) -> list[Thread]:  # type: ignore[no-untyped-def]
+    with factory() as session:
+        return list(session.scalars(select(Thread).where(Thread.merged_into_id.is_(None))
+                                    .order_by(Thread.message_count.desc()).limit(n)))
+
+
+def test_real_threads_render_whole_in_tree_and_flat(imported):
+    app, factory = imported
+    client = app.test_client()
+    for thread in _biggest_threads(factory, 5):
+        assert thread.message_count >= 2
+        tree = client.get(f"/threads/{thread.id}").get_data(as_text=True)
+        flat = client.get(f"/threads/{thread.id}?view=flat").get_data(as_text=True)
+        word = "post" if thread.message_count == 1 else "posts"
+        assert f"Showing {thread.message_count} {word}" in tree
+        assert tree.count('<article class="post') == flat.count('<article class="post') == thread.message_count
+        assert re.search(r'<article class="post d[1-9]', tree), "a real thread has replies indented"
+        api = client.get(f"/api/threads/{thread.id}").get_json()
+        assert len(api["messages"]) == thread.message_count
+        assert api["messages"][0]["parent_message_id"] is None
+        seen = set()
+        for m in api["messages"]:
+            assert m["parent_message_id"] is None or m["parent_message_id"] in seen
+            seen.add(m["message_id"])
+
+
+def test_list_pages_months_and_search_over_real_mail(imported):
+    app, _ = imported
+    client = app.test_client()
+    listing = client.get("/lists/linux-man/")
+    assert listing.status_code == 200 and 'rel="next"' in listing.get_data(as_text=True)
+    months = client.get("/lists/linux-man/months").get_data(as_text=True)
+    first_month = re.search(r'href="(/lists/linux-man/\d{4}/\d{1,2})"', months).group(1)
+    assert client.get(first_month).status_code == 200
+    page = client.get("/search?q=manual+page").get_data(as_text=True)
+    assert "<mark>" in page
+
+
+def test_every_imported_message_page_renders(imported):
+    app, factory = imported
+    client = app.test_client()
+    data = client.get("/api/lists/linux-man/threads?limit=200").get_json()
+    for thread in data["threads"][:60]:
+        assert client.get(f"/threads/{thread['id']}").status_code == 200
