@@ -88,10 +88,14 @@ class Supervisor:
         return 0
 
     def stop_all(self, grace: float = STOP_GRACE_SECONDS) -> None:
-        """SIGTERM every running child's group, SIGKILL those still alive after grace seconds."""
+        """SIGTERM every running child, SIGKILL the groups of those still alive after grace seconds.
+
+        Only the child itself gets SIGTERM: a Celery worker then finishes its tasks and stops
+        its own pool (signalling the pool processes directly would kill tasks mid-way).
+        """
         for proc in self.procs.values():
             if proc.poll() is None:
-                _signal_group(proc, signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
         for name, proc in self.procs.items():
             already = proc.returncode is not None

@@ -24,6 +24,9 @@ from typing import Any, Iterator
 
 import pytest
 
+from listgate import lists
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, transaction, writer
 from tests.conftest import free_port
 from tests.sink import SmtpSink
 
@@ -89,7 +92,7 @@ class Stack:
         """SIGTERM every process (group), SIGKILL stragglers; their exit codes."""
         for proc in self.procs.values():
             if proc.poll() is None:
-                _killpg(proc, signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
         codes = {}
         for name, proc in self.procs.items():
             try:
@@ -223,11 +226,26 @@ def copies(sink: SmtpSink, address: str, msgid: str) -> list[Any]:
     return [r.message for r in sink.to(address) if r.message["Message-ID"] == f"<{msgid}>"]
 
 
-def post_and_reply(stack: Stack, sink: SmtpSink) -> None:
+def create_list(stack: Stack, use_cli: bool) -> None:
+    """The list dev with three subscribers, made by the `listgate` command or the library."""
+    if use_cli:
+        assert "created dev@lists.test" in stack.listgate("lists", "create", "dev", "--title", "Developers")
+        for address in (ALICE, BOB, CAROL):
+            stack.listgate("subscribe", address, "--list", "dev")
+        return
+    engine = make_engine(Settings.from_env(stack.env))
+    try:
+        with transaction(session_factory(writer(engine))) as session:
+            mlist = lists.create(session, "dev", "Developers")
+            for address in (ALICE, BOB, CAROL):
+                lists.subscribe(session, mlist, address)
+    finally:
+        engine.dispose()
+
+
+def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
     """The scenario of issue 2, asserted the way a user would notice."""
-    assert "created dev@lists.test" in stack.listgate("lists", "create", "dev", "--title", "Developers")
-    for address in (ALICE, BOB, CAROL):
-        stack.listgate("subscribe", address, "--list", "dev")
+    create_list(stack, use_cli)
 
     send(stack, mail(f"Alice <{ALICE}>", "Release plan", "e2e-post@example.org", "Shall we ship on Friday?"), ALICE)
     status, page = _get(stack.web_port, "/lists/dev/")
@@ -261,18 +279,22 @@ def post_and_reply(stack: Stack, sink: SmtpSink) -> None:
 
 
 def test_embedded_default_with_listgate_up(embedded: Stack, sink: SmtpSink) -> None:
-    post_and_reply(embedded, sink)
+    post_and_reply(embedded, sink, use_cli=True)
+    demo_command_works_as_pasted(embedded)
 
 
 def test_production_on_postgres_and_redis_with_separate_processes(production: Stack, sink: SmtpSink) -> None:
-    post_and_reply(production, sink)
+    post_and_reply(production, sink, use_cli=False)
 
 
-def test_the_demo_command_printed_by_up_posts_to_the_demo_list(embedded: Stack) -> None:
-    log = (embedded.logs / "up.log").read_text()
+def demo_command_works_as_pasted(stack: Stack) -> None:
+    """The command `listgate up` printed on its first run posts to the demo list when pasted."""
+    log = (stack.logs / "up.log").read_text()
     lines = [line.strip() for line in log.splitlines() if line.strip().startswith("python3 -c")]
     assert len(lines) == 1, log
-    done = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True, timeout=30)  # as pasted
+    done = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    status, page = _get(embedded.web_port, "/lists/demo/")
+    status, page = _get(stack.web_port, "/lists/demo/")
     assert status == 200 and "Hello" in page
+
+
