@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("alembic", "celery", "kombu", "amqp"):
+    for noisy in ("alembic", "celery", "kombu", "amqp", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     names = selected(args.only)
     quick = args.quick or args.tiny

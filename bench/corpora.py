@@ -24,27 +24,23 @@ def linux_man(limit: int = 0) -> Path:
     """linux-man as a plain mboxrd (its first `limit` messages when limit > 0)."""
     if not LINUX_MAN.exists():
         raise NotAvailable(f"{LINUX_MAN} is missing")
-    full = cache_dir() / "linux-man.mbox"
-    if not full.exists():
-        tmp = full.with_suffix(".part")
-        with lzma.open(LINUX_MAN, "rb") as src, open(tmp, "wb") as dst:
+    path = cache_dir() / (f"linux-man-first{limit}.mbox" if limit else "linux-man.mbox")
+    if path.exists():
+        return path
+    tmp = path.with_suffix(".part")
+    seen = 0
+    with lzma.open(LINUX_MAN, "rb") as src, open(tmp, "wb", buffering=1 << 20) as dst:
+        if not limit:
             shutil.copyfileobj(src, dst, 1 << 20)
-        tmp.rename(full)
-    if not limit:
-        return full
-    part = cache_dir() / f"linux-man-first{limit}.mbox"
-    if not part.exists():
-        tmp = part.with_suffix(".part")
-        seen = 0
-        with open(full, "rb") as src, open(tmp, "wb") as dst:
+        else:
             for line in src:
                 if line.startswith(b"From "):
                     seen += 1
                     if seen > limit:
                         break
                 dst.write(line)
-        tmp.rename(part)
-    return part
+    tmp.rename(path)
+    return path
 
 
 def count_messages(mbox: Path) -> int:

@@ -31,6 +31,8 @@ def time_cap(ctx: Context) -> float:
 
 def cases(ctx: Context) -> list[tuple[str, int]]:
     """(broker, worker processes) to measure; a quick run keeps the goal's case and the default."""
+    if ctx.memo.get("tiny"):
+        return [("redis", 2)]
     if ctx.quick:
         return [("redis", 2), ("embedded", 1)]
     return [("redis", 1), ("redis", 2), ("embedded", 1), ("embedded", 2)]

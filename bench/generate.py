@@ -40,7 +40,7 @@ NON_ASCII_NAMES = ("José Müller", "Zoë Ångström", "李雷", "Дмитрий
                    "Łukasz Żółć", "ゆき 佐藤", "François Çelik", "Αλέξανδρος Παπαδόπουλος")
 NON_ASCII_SUBJECTS = ("Über die Speicherverwaltung", "problème de mémoire", "ошибка в драйвере",
                       "内核 补丁 问题", "Größe des Puffers", "señal perdida", "カーネルのバグ")
-MAX_ACTIVE = 300  # open conversations at any time: bounds memory whatever the archive size
+MAX_ACTIVE = 300  # open conversations at any time (fewer for small archives): bounds memory
 KEEP_PER_THREAD = 40  # recent messages a reply may answer
 
 
@@ -77,7 +77,8 @@ class Generator:
     """Yields raw messages (bytes, CRLF-free LF lines) for a seed."""
 
     def __init__(self, seed: int = 1, start: datetime | None = None, span_days: float = 7300,
-                 domain: str = "lists.example.org", list_name: str = "synth", max_thread: int = 2000) -> None:
+                 domain: str = "lists.example.org", list_name: str = "synth", max_thread: int = 2000,
+                 active: int = 0) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.start = start or datetime(2004, 1, 1, tzinfo=timezone.utc)
@@ -88,10 +89,12 @@ class Generator:
         self._active: list[_Thread] = []
         self._delayed: list[tuple[int, bytes]] = []
         self._people = [self._person(i) for i in range(4000)]
+        self.active = active
+        self.max_active = active or MAX_ACTIVE
 
     def _person(self, i: int) -> tuple[str, str]:
         rng = self.rng
-        if i % 9 == 0:
+        if i % 6 == 2:
             name = NON_ASCII_NAMES[i % len(NON_ASCII_NAMES)]
         else:
             name = f"{rng.choice(FIRST)} {rng.choice(LAST)}"
@@ -99,6 +102,7 @@ class Generator:
 
     def messages(self, count: int) -> Iterator[bytes]:
         """count raw messages in arrival order (delayed replies included in the count)."""
+        self.max_active = self.active or max(10, min(MAX_ACTIVE, count // 100))
         step = 0
         emitted = 0
         total_seconds = self.span.total_seconds()
@@ -128,7 +132,7 @@ class Generator:
     def _next(self, step: int, when: datetime) -> bytes | None:
         """Make one message; None when it is 'lost' (made, threaded, never delivered)."""
         rng = self.rng
-        if len(self._active) < MAX_ACTIVE or rng.random() < 0.02:
+        if len(self._active) < self.max_active or rng.random() < 0.02:
             size = min(int(rng.paretovariate(1.1)), self.max_thread)
             subject = self._subject()
             thread = _Thread(subject=subject, remaining=size)

@@ -14,6 +14,11 @@ from bench.smtp_load import run_load
 log = logging.getLogger(__name__)
 NAME = "live ingest"
 CLIENTS = (1, 4, 16)
+
+
+def clients(ctx: Context) -> tuple[int, ...]:
+    """Concurrent SMTP clients to measure (the test suite's smoke run keeps two)."""
+    return (1, 4) if ctx.memo.get("tiny") else CLIENTS
 GOAL = 0.5
 
 
@@ -50,7 +55,7 @@ def _bare_rates(ctx: Context) -> dict[tuple[int, bool], float]:
         try:
             run_load(port, "bench@bench.test", 4, 50, True, "warm")
             return {(c, reuse): _measure(ctx, port, "bench@bench.test", c, reuse, f"bare{c}{reuse}")[0]
-                    for c in CLIENTS for reuse in (False, True)}
+                    for c in clients(ctx) for reuse in (False, True)}
         finally:
             proc.stop()
 
@@ -86,9 +91,9 @@ def run(ctx: Context) -> list[Row]:
             continue
         try:
             run_load(archive.smtp_port, archive.address, 4, 40, True, f"warm-{label}")
-            for clients in CLIENTS:
+            for n in clients(ctx):
                 for reuse in (False, True):
-                    rows.append(_row(ctx, archive, label, clients, reuse, bare))
+                    rows.append(_row(ctx, archive, label, n, reuse, bare))
         finally:
             gateway.stop()
     return rows
