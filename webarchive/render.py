@@ -119,7 +119,7 @@ def render_html(html: str, anonymous: bool = True) -> Markup:
                       link_rel="nofollow ugc noopener noreferrer", strip_comments=True)
     if anonymous:
         clean = mask_addresses(clean)
-    return Markup(clean)
+    return Markup(f'<div class="html-body">{clean}</div>')
 
 
 def human_date(value: datetime) -> str:
