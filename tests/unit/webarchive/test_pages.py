@@ -189,3 +189,14 @@ def test_hidden_posts_are_skipped_and_children_reattached(client, make_list, db)
     assert [d for d in re.findall(r'<article class="post (d\d+)"', page)] == ["d0", "d1"]
     api = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [m["parent_message_id"] for m in api["messages"]] == [None, "h0@x"]
+
+
+def test_format_flowed_paragraphs_are_joined(client, make_list, db):
+    make_list("dev")
+    raw = (b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\nMessage-ID: <fl@x>\r\n"
+           b"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           b"Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
+           b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n-- \r\nFay\r\n")
+    res = post(db, raw)
+    page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
+    assert "This paragraph was wrapped by the sender&#39;s client at 72 columns." in page
