@@ -33,17 +33,22 @@ BENCHMARKS = {
     "memory": "bench.memory",
     "storage": "bench.storage",
 }
+EXTRA = {"soak": "bench.soak"}  # run only when asked for (`make soak`)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description="listgate benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
+    parser.add_argument("--soak", action="store_true",
+                        help="only the soak: sustained ingest for LISTGATE_SOAK_MINUTES (default 10)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="the report to update ('-' to write none)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep archives and logs here (default: a temp dir)")
     parser.add_argument("--repeats", type=int, default=0, help="runs per figure (default 1 quick, 3 full)")
+    parser.add_argument("--huge", action="store_true",
+                        help="also import the 1,000,000-message synthetic archive (hours at today's import rate)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's smoke size
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -54,9 +59,10 @@ def selected(only: str) -> list[str]:
     if not only:
         return list(BENCHMARKS)
     names = [n.strip() for n in only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in BENCHMARKS]
+    known = {**BENCHMARKS, **EXTRA}
+    unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(known)}")
     return names
 
 
@@ -64,7 +70,7 @@ def run_one(ctx: Context, name: str) -> list[Row]:
     """Run one benchmark module; a missing piece or a crash becomes a row, never a number."""
     started = time.monotonic()
     try:
-        module = importlib.import_module(BENCHMARKS[name])
+        module = importlib.import_module({**BENCHMARKS, **EXTRA}[name])
         rows = module.run(ctx)
     except NotAvailable as exc:
         rows = [Row.unavailable(name, "all", str(exc))]
@@ -82,13 +88,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("alembic", "celery", "kombu", "amqp", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    names = selected(args.only)
+    names = ["soak"] if args.soak else selected(args.only)
     quick = args.quick or args.tiny
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="listgate-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = Context(workdir=workdir.resolve(), quick=quick, repeats=args.repeats or (1 if quick else 3))
     if args.tiny:
         ctx.memo["tiny"] = True
+    if args.huge:
+        ctx.memo["huge"] = True
     info = machine_info()
     started = time.monotonic()
     rows: list[Row] = []
@@ -101,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     info["duration"] = f"{elapsed:.0f} s"
     sys.stdout.write("\n" + render_table(rows) + "\n")
     if str(args.out) != "-":
-        mode = "tiny" if args.tiny else ("quick" if quick else "full")
+        mode = "soak" if args.soak else "tiny" if args.tiny else ("quick" if quick else "full")
         write_report(args.out, mode, info, rows, ctx.notes, " ".join(sys.argv[1:]))
         log.info("wrote %s", args.out)
     if args.workdir is None:

@@ -16,6 +16,7 @@ from bench.archive import Archive
 from bench.common import NotAvailable
 
 log = logging.getLogger(__name__)
+PREFILL_VERSION = 1  # bump when the rows written here change
 THREAD_SIZE = 5  # root and four replies, each answering the one before
 BATCH = 5000
 WORDS = "kernel memory page patch buffer driver lock signal socket timer queue cache mount path".split()

@@ -41,7 +41,8 @@ def render_table(rows: list[Row]) -> str:
 
 def render_markdown(mode: str, info: dict[str, str], rows: list[Row], notes: list[str], argv: str) -> str:
     """The results block for docs/benchmarks.md."""
-    title = {"full": "Full run (`make bench`)", "quick": "Quick run (`make bench-quick`)"}.get(mode, f"{mode} run")
+    title = {"full": "Full run (`make bench`)", "quick": "Quick run (`make bench-quick`)",
+             "soak": "Soak (`make soak`)"}.get(mode, f"{mode} run")
     out = [f"## {title}", "", f"`python -m bench {argv}`".replace(" `", "`"), ""]
     out += [f"- **{k}**: {v}" for k, v in info.items()]
     out += ["", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
