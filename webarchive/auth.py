@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 from urllib.parse import urlencode
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from sqlalchemy.exc import IntegrityError
 
 from listgate import dispatch, tokens
 from listgate.db import transaction
+from listgate.models import UsedToken
 from listgate.subscriptions import SubscriptionError, normalize
 from webarchive.context import resources, settings
 from webarchive.outbox import enqueue
@@ -77,12 +80,25 @@ def complete(token: str):  # type: ignore[no-untyped-def]
         address = normalize(str(data.get("a", "")))
     except (tokens.TokenError, SubscriptionError, AttributeError) as exc:
         return render_template("auth/invalid.html", reason=str(exc)), 400
+    if not _use_once(token):
+        return render_template("auth/invalid.html", reason="this link was already used; ask for a new one"), 400
     session.clear()
     session.permanent = True
     session["address"] = address
     session["csrf"] = secrets.token_urlsafe(24)
     flash(f"You are signed in as {address}.", "ok")
     return redirect(safe_next(request.form.get("next")), 303)
+
+
+def _use_once(token: str) -> bool:
+    """Record the link as used; False when it was used before."""
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    try:
+        with transaction(resources().writer) as db_session:
+            db_session.add(UsedToken(digest=digest))
+    except IntegrityError:
+        return False
+    return True
 
 
 @bp.post("/signout")

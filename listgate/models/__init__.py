@@ -15,7 +15,7 @@ from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.people import Person, Subscription
-from listgate.models.web import Ban, RateHit, Report, Vote
+from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
 
 __all__ = [
     "Attachment",
@@ -37,5 +37,6 @@ __all__ = [
     "Thread",
     "ThreadNode",
     "ThreadParticipant",
+    "UsedToken",
     "Vote",
 ]

@@ -69,3 +69,12 @@ class RateHit(Base):
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
     window: Mapped[int] = mapped_column(Integer, primary_key=True)  # unix time // window length
     count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UsedToken(Base):
+    """A single-use link (sign-in) that has been used; its digest, never the token."""
+
+    __tablename__ = "used_tokens"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-25 22:08:41.965860
+Create Date: 2026-11-25 22:34:56.775638
 """
 from alembic import op
 import sqlalchemy as sa
@@ -80,6 +80,11 @@ def upgrade() -> None:
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_raw_messages')),
     sa.UniqueConstraint('sha256', name=op.f('uq_raw_messages_sha256'))
+    )
+    op.create_table('used_tokens',
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('digest', name=op.f('pk_used_tokens'))
     )
     op.create_table('bans',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -350,6 +355,7 @@ def downgrade() -> None:
     op.drop_table('subscriptions')
     op.drop_table('digests_sent')
     op.drop_table('bans')
+    op.drop_table('used_tokens')
     op.drop_table('raw_messages')
     op.drop_table('rate_hits')
     op.drop_table('people')

@@ -175,3 +175,14 @@ def test_private_list_pages_open_for_members(client, make_list, db, sender):
     assert "Hush" in client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     sign_in(client, db, "stranger@example.org")
     assert client.get(f"/threads/{res.thread_id}").status_code == 404
+
+
+def test_a_sign_in_link_works_once(client, db, sender, topic):
+    sign_in(client, db, "bob@example.org")
+    link = notices(db, "signin")[-1]["link"]
+    path = "/" + link.split("://", 1)[1].split("/", 1)[1]
+    other = client.application.test_client()
+    page = other.get(path).get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    again = other.post(path.split("?")[0], data={"csrf_token": token})
+    assert again.status_code == 400 and "already used" in again.get_data(as_text=True)
