@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 import click
@@ -240,6 +241,26 @@ def unsubscribe(address: str, list_name: str, thread_id: int | None) -> None:
     with _session(settings) as session:
         n = lists_service.unsubscribe(session, lists_service.require(session, list_name), address, thread_id)
     click.echo(f"removed {n} subscription(s) of {address}" if n else f"{address} had no such subscription")
+
+
+@main.command("import")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--list", "list_name", required=True, help="The list to import into.")
+@click.option("--batch", default=500, show_default=True, help="Messages per transaction.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
+    """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; rerunning skips what is there."""
+    from listgate import importer
+
+    settings = load_settings()
+    setup_logging(settings)
+    ensure_schema(settings)
+    try:
+        summary = importer.run_import(settings, path, list_name, batch=batch, progress=not quiet)
+    except (importer.SourceError, lists_service.ListError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in summary.lines():
+        click.echo(line)
 
 
 class _session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import email.header
 import email.utils
 import hashlib
@@ -73,7 +74,7 @@ class ParsedMessage:
         name = name.lower()
         for key, value in self.headers:
             if key.lower() == name:
-                return value
+                return decode_header(_header_text_value(value))
         return ""
 
     @property
@@ -225,11 +226,12 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     """Parse raw bytes; never raises on malformed mail (problems become defects)."""
     arrival = arrival or datetime.now(timezone.utc)
     defects: list[str] = []
+    mp: mailparser.MailParser | None = None
     try:
-        mp = mailparser.parse_from_bytes(raw)
-        msg: StdMessage = mp.message
+        msg: StdMessage = email.message_from_bytes(raw)
+        mp = mailparser.MailParser(message=_body_view(msg))
     except (MailParserError, RecursionError, Exception) as exc:  # noqa: BLE001
-        # mail-parser gave up (deep nesting, pathological MIME): fall back to headers only.
+        # The parser gave up (deep nesting, pathological MIME): fall back to headers only.
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
         mp = None
         msg = email.message_from_bytes(_headers_only(raw))
@@ -252,7 +254,7 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     if mp is not None:
         body_text, body_html, attachments = _bodies(mp, defects)
     content_type = _raw_one(msg, "Content-Type")
-    headers = tuple((k, decode_header(_header_text_value(v))[:2000]) for k, v in list(msg.raw_items())[:200])
+    headers = tuple((k, v[:2000]) for k, v in list(msg.raw_items())[:200])
     return ParsedMessage(
         raw=raw,
         message_id=message_id,
@@ -277,6 +279,21 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
         headers=headers,
         defects=tuple(defects),
     )
+
+
+_BODY_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition", "mime-version")
+
+
+def _body_view(msg: StdMessage) -> StdMessage:
+    """The message with only the headers that shape its body.
+
+    mail-parser then decodes parts and attachments without re-parsing Received, address and
+    date headers we read ourselves (that doubled the cost of every message).
+    """
+    view = copy.copy(msg)
+    # A new list on the copy (what Message.__delitem__ does too): msg keeps all its headers.
+    view._headers = [(k, v) for k, v in msg._headers if k.lower() in _BODY_HEADERS]  # type: ignore[attr-defined]
+    return view
 
 
 def _headers_only(raw: bytes) -> bytes:

@@ -57,7 +57,9 @@ def attach(
 
     thread_ids = sorted({n.thread_id for n in nodes.values()})
     thread: Thread | None = None
-    if thread_ids:
+    if len(thread_ids) == 1:
+        thread = session.get_one(Thread, thread_ids[0])
+    elif thread_ids:
         thread = _merge(session, [session.get_one(Thread, t) for t in thread_ids])
     elif not chain:
         thread = _subject_thread(session, msg, fallback_days)

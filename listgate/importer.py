@@ -1,0 +1,242 @@
+"""`listgate import`: stream an mbox (plain, .gz, .xz) or a Maildir into a list's archive.
+
+Memory stays flat: one message is read at a time and committed in batches. The same
+parse, dedupe and threading path as live mail, with origin "import" (no notifications).
+Running it again skips what is already archived.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import lzma
+import os
+import re
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Callable, Iterator
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from tqdm import tqdm
+
+from listgate import lists
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, writer
+from listgate.ingest import DUPLICATE, ingest
+from listgate.models import MailingList, Message
+from listgate.parsing import extract_msgids, generated_msgid, parse
+
+log = logging.getLogger(__name__)
+
+_FROM_ESCAPED = re.compile(rb"^>+From ")
+_MSGID_HEADER = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+class SourceError(ValueError):
+    """The source cannot be imported; the message says why."""
+
+
+@dataclass
+class Summary:
+    """What an import did."""
+
+    imported: int = 0
+    duplicates: int = 0
+    refused: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def seen(self) -> int:
+        """Messages read from the source."""
+        return self.imported + self.duplicates + sum(self.refused.values())
+
+    def lines(self) -> list[str]:
+        """A human summary, one fact per line."""
+        out = [f"imported:   {self.imported}", f"duplicates: {self.duplicates} (already archived, skipped)",
+               f"refused:    {sum(self.refused.values())}"]
+        out += [f"  {n} x {reason}" for reason, n in self.refused.most_common()]
+        return out
+
+
+def open_stream(raw_file: BinaryIO) -> BinaryIO:
+    """A binary stream over an open file, decompressing xz or gzip (by magic bytes)."""
+    magic = raw_file.read(6)
+    raw_file.seek(0)
+    if magic.startswith(b"\xfd7zXZ\x00"):
+        return lzma.LZMAFile(raw_file, "rb")  # type: ignore[return-value]
+    if magic.startswith(b"\x1f\x8b"):
+        return gzip.GzipFile(fileobj=raw_file, mode="rb")  # type: ignore[return-value]
+    return raw_file
+
+
+def mbox_messages(stream: BinaryIO) -> Iterator[bytes]:
+    """Messages of an mboxrd/mboxo stream, one at a time, '>From ' unescaped."""
+    lines: list[bytes] = []
+    started = False
+    for line in stream:
+        if line.startswith(b"From ") and (not lines or lines[-1] in (b"\n", b"\r\n")):
+            if started:
+                yield _finish(lines)
+            lines, started = [], True
+            continue
+        if not started:
+            if line.strip():
+                raise SourceError("not an mbox file: it does not start with a 'From ' line")
+            continue
+        if line.startswith(b">") and _FROM_ESCAPED.match(line):
+            line = line[1:]
+        lines.append(line)
+    if started:
+        yield _finish(lines)
+
+
+def _finish(lines: list[bytes]) -> bytes:
+    """A message's bytes without the blank separator line the mbox writer added."""
+    if lines and lines[-1] in (b"\n", b"\r\n"):
+        lines = lines[:-1]
+    return b"".join(lines)
+
+
+def maildir_files(path: Path) -> list[Path]:
+    """The message files of a Maildir (cur/ and new/), in name order (delivery time)."""
+    files = [p for sub in ("cur", "new") for p in (path / sub).iterdir() if p.is_file() and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: p.name)
+
+
+def quick_msgid(raw: bytes) -> str:
+    """The Message-ID parse() would find, without parsing the whole message."""
+    end = raw.find(b"\n\n")
+    end2 = raw.find(b"\r\n\r\n")
+    head = raw[: min(e for e in (end, end2, len(raw)) if e >= 0)]
+    m = _MSGID_HEADER.search(head)
+    ids = extract_msgids(m.group(1).decode("utf-8", "replace")) if m else []
+    return ids[0] if ids else generated_msgid(raw)
+
+
+class Importer:
+    """Ingest batches of raw messages into one list, committing every `batch` messages."""
+
+    def __init__(self, factory: sessionmaker[Session], list_name: str, domain: str, *, batch: int = 500,
+                 fallback_days: int = 30) -> None:
+        self.factory, self.list_name, self.domain = factory, list_name, domain
+        self.batch, self.fallback_days = batch, fallback_days
+        self.summary = Summary()
+        with factory() as session:
+            lists.require(session, list_name)
+
+    def run(self, messages: Iterator[bytes], tick: Callable[[int], None] | None = None) -> Summary:
+        """Import every message; tick(n) after each committed batch."""
+        pending: list[bytes] = []
+        for raw in messages:
+            pending.append(raw)
+            if len(pending) >= self.batch:
+                self._commit(pending, tick)
+                pending = []
+        if pending:
+            self._commit(pending, tick)
+        return self.summary
+
+    def _commit(self, raws: list[bytes], tick: Callable[[int], None] | None) -> None:
+        """One transaction per batch; if it fails, redo it message by message to isolate the bad one."""
+        before = (self.summary.imported, self.summary.duplicates, self.summary.refused.copy())
+        try:
+            with self.factory() as session, session.begin():
+                mlist = lists.require(session, self.list_name)
+                for raw in self._skip_archived(session, mlist, raws):
+                    self._one(session, mlist, raw)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("a batch failed (%s: %s); retrying it one message at a time", type(exc).__name__, exc)
+            self.summary.imported, self.summary.duplicates, self.summary.refused = before
+            with self.factory() as session, session.begin():
+                mlist = lists.require(session, self.list_name)
+                for raw in self._skip_archived(session, mlist, raws):
+                    self._guarded(session, mlist, raw)
+        if tick:
+            tick(len(raws))
+
+    def _skip_archived(self, session: Session, mlist: MailingList, raws: list[bytes]) -> list[bytes]:
+        """Drop messages already archived (a resumed import) without parsing them."""
+        ids = {quick_msgid(r): r for r in raws}
+        have = set(session.scalars(select(Message.message_id).where(
+            Message.list_id == mlist.id, Message.message_id.in_(list(ids)))))
+        fresh = [r for r in raws if quick_msgid(r) not in have]
+        self.summary.duplicates += len(raws) - len(fresh)
+        return fresh
+
+    def _one(self, session: Session, mlist: MailingList, raw: bytes) -> None:
+        if not raw.strip():
+            self.summary.refused["empty message"] += 1
+            return
+        result = ingest(session, parse(raw), mlist, domain=self.domain, origin="import", fallback_days=self.fallback_days)
+        if result.status == DUPLICATE:
+            self.summary.duplicates += 1
+        else:
+            self.summary.imported += 1
+
+    def _guarded(self, session: Session, mlist: MailingList, raw: bytes) -> None:
+        """_one in a savepoint: a message that cannot be stored is counted, the rest goes on."""
+        try:
+            with session.begin_nested():
+                self._one(session, mlist, raw)
+        except Exception as exc:  # noqa: BLE001 - counted and reported, the import goes on
+            log.warning("refused a message: %s: %s", type(exc).__name__, exc)
+            self.summary.refused[f"storage error: {type(exc).__name__}"] += 1
+
+
+def sources(path: Path) -> tuple[Iterator[bytes], int, Callable[[], int]]:
+    """(messages, total, position): total/position in bytes for an mbox, in files for a Maildir."""
+    if path.is_dir():
+        if not (path / "cur").is_dir() and not (path / "new").is_dir():
+            raise SourceError(f"{path} is a directory but not a Maildir (no cur/ or new/)")
+        files = maildir_files(path)
+        count = [0]
+
+        def read() -> Iterator[bytes]:
+            for f in files:
+                count[0] += 1
+                yield f.read_bytes()
+
+        return read(), len(files), lambda: count[0]
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file or directory")
+    raw_file = open(path, "rb")  # closed when the generator below is exhausted or collected
+    stream = open_stream(raw_file)
+
+    def read() -> Iterator[bytes]:
+        with raw_file, stream:
+            yield from mbox_messages(stream)
+
+    # Progress follows the (compressed) bytes consumed, so the ETA works without a first pass.
+    return read(), os.path.getsize(path), raw_file.tell
+
+
+def run_import(settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True) -> Summary:
+    """Import path into list_name with a progress bar (rate, ETA) on stderr; returns the summary."""
+    logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
+    engine = make_engine(settings)
+    try:
+        importer = Importer(session_factory(writer(engine)), list_name, settings.domain, batch=batch,
+                            fallback_days=settings.subject_fallback_days)
+        messages, total, position = sources(path)
+        unit = "msg" if path.is_dir() else "B"
+        started = time.monotonic()
+        with tqdm(total=total, unit=unit, unit_scale=unit == "B", disable=not progress, file=sys.stderr,
+                  desc=f"importing into {list_name}", dynamic_ncols=True) as bar:
+
+            def tick(_n: int) -> None:
+                try:
+                    bar.update(position() - bar.n)
+                except ValueError:  # the source was closed after its last message
+                    bar.update(bar.total - bar.n)
+                rate = importer.summary.seen / max(time.monotonic() - started, 1e-6)
+                bar.set_postfix(msgs=importer.summary.seen, rate=f"{rate:.0f} msg/s", refresh=False)
+
+            summary = importer.run(messages, tick)
+        log.info("import of %s into %s: %d imported, %d duplicates, %d refused in %.1fs", path, list_name,
+                 summary.imported, summary.duplicates, sum(summary.refused.values()), time.monotonic() - started)
+        return summary
+    finally:
+        engine.dispose()

@@ -1,0 +1,117 @@
+"""`listgate import`: mbox (plain/.gz/.xz) and Maildir, resumable, no notifications."""
+
+from __future__ import annotations
+
+import gzip
+import lzma
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from listgate.cli import main
+from listgate.db import make_engine, session_factory
+from listgate.importer import mbox_messages, quick_msgid
+from listgate.models import Message, OutboxEntry
+from listgate.parsing import parse
+
+pytestmark = pytest.mark.integration
+
+
+def _msg(i: int, body: str = "hello", refs: str = "") -> bytes:
+    head = f"From: user{i}@example.org\nSubject: {'Re: ' if refs else ''}Topic\nMessage-ID: <imp{i}@x>\n"
+    head += f"Date: Mon, 2 Mar 2026 10:{i % 60:02d}:00 +0000\n"
+    if refs:
+        head += f"References: {refs}\nIn-Reply-To: {refs.split()[-1]}\n"
+    return (head + "\n" + body + "\n").encode()
+
+
+def _mboxrd(messages: list[bytes]) -> bytes:
+    out = b""
+    for m in messages:
+        escaped = b"".join((b">" + line if line.lstrip(b">").startswith(b"From ") else line)
+                           for line in m.splitlines(keepends=True))
+        out += b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + escaped + b"\n"
+    return out
+
+
+MESSAGES = [_msg(0), _msg(1, refs="<imp0@x>"), _msg(2, body="From the start\n>From quoted", refs="<imp0@x> <imp1@x>"),
+            _msg(3, refs="<imp9@x>"), b"Subject: no id, no from\n\nanonymous\n"]
+
+
+@pytest.fixture
+def runner(settings, engine, make_list) -> CliRunner:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    env = {"LISTGATE_DATA_DIR": str(settings.data_dir), "LISTGATE_DOMAIN": settings.domain,
+           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    return CliRunner(env=env)
+
+
+def _archived(settings) -> list[Message]:  # type: ignore[no-untyped-def]
+    engine = make_engine(settings)
+    try:
+        with session_factory(engine)() as s:
+            return list(s.scalars(select(Message).order_by(Message.id)))
+    finally:
+        engine.dispose()
+
+
+def test_mboxrd_is_split_and_unescaped_exactly() -> None:
+    import io
+
+    got = list(mbox_messages(io.BytesIO(_mboxrd(MESSAGES))))
+    assert got == MESSAGES
+    assert [quick_msgid(m) for m in got] == [parse(m).message_id for m in got]
+
+
+@pytest.mark.parametrize("compress", ["plain", "gz", "xz"])
+def test_import_an_mbox_then_rerun_skips_everything(runner: CliRunner, settings, tmp_path: Path, compress: str) -> None:  # type: ignore[no-untyped-def]
+    data = _mboxrd(MESSAGES)
+    path = tmp_path / {"plain": "a.mbox", "gz": "a.mbox.gz", "xz": "a.mbox.xz"}[compress]
+    path.write_bytes({"plain": data, "gz": gzip.compress(data), "xz": lzma.compress(data)}[compress])
+    first = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
+    assert first.exit_code == 0, first.output
+    assert "imported:   5" in first.output and "duplicates: 0" in first.output and "refused:    0" in first.output
+    stored = _archived(settings)
+    assert [m.origin for m in stored] == ["import"] * 5
+    by_id = {m.message_id: m for m in stored}
+    assert by_id["imp2@x"].parent_id == by_id["imp1@x"].id and by_id["imp3@x"].parent_id is None
+    assert ">From quoted" in by_id["imp2@x"].body_text and "\nFrom the start" in "\n" + by_id["imp2@x"].body_text
+    again = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
+    assert again.exit_code == 0 and "imported:   0" in again.output and "duplicates: 5" in again.output
+    assert len(_archived(settings)) == 5
+    engine = make_engine(settings)
+    with session_factory(engine)() as s:  # imported mail notifies nobody
+        assert s.scalars(select(OutboxEntry)).all() == []
+    engine.dispose()
+
+
+def test_import_a_maildir_with_a_progress_bar(runner: CliRunner, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    md = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (md / sub).mkdir(parents=True)
+    for i, m in enumerate(MESSAGES[:4]):
+        (md / ("cur" if i % 2 else "new") / f"{1700000000 + i}.M{i}.host:2,S").write_bytes(m.replace(b"\n", b"\r\n"))
+    result = runner.invoke(main, ["import", str(md), "--list", "dev"])
+    assert result.exit_code == 0, result.output
+    assert "imported:   4" in result.output
+    assert "msg" in (result.stderr if hasattr(result, "stderr") else result.output)
+    assert sorted(m.message_id for m in _archived(settings)) == ["imp0@x", "imp1@x", "imp2@x", "imp3@x"]
+
+
+@pytest.mark.parametrize("what,args,words", [
+    ("missing", ["import", "/nonexistent/file.mbox", "--list", "dev"], "no such file"),
+    ("not mbox", None, "not an mbox file"),
+    ("no list", ["import", "LATER", "--list", "nosuch"], "no list named 'nosuch'"),
+])
+def test_bad_imports_get_a_clear_message(runner: CliRunner, tmp_path: Path, what: str, args, words: str) -> None:  # type: ignore[no-untyped-def]
+    junk = tmp_path / "junk.txt"
+    junk.write_bytes(b"just some text\n")
+    good = tmp_path / "good.mbox"
+    good.write_bytes(_mboxrd(MESSAGES[:1]))
+    if args is None:
+        args = ["import", str(junk), "--list", "dev"]
+    args = [str(good) if a == "LATER" else a for a in args]
+    result = runner.invoke(main, args)
+    assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
