@@ -35,6 +35,8 @@ def load_settings() -> Settings:
 def setup_logging(settings: Settings) -> None:
     """One log format for every listgate process."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.log_level != "DEBUG":
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration step is noise at start
 
 
 def ensure_schema(settings: Settings) -> None:
