@@ -31,7 +31,7 @@ def safe_next(target: str | None) -> str:
 
 def sign_in_link(address: str, next_path: str) -> str:
     """The absolute link mailed to address."""
-    token = tokens.make(settings().secret_key, tokens.SIGNIN, {"a": address})
+    token = tokens.make(settings().secret_key, tokens.SIGNIN, {"a": address, "n": secrets.token_hex(6)})
     query = urlencode({"next": next_path}) if next_path != "/" else ""
     return f"{settings().base_url}/signin/{token}" + (f"?{query}" if query else "")
 
