@@ -67,8 +67,8 @@ def _base_url() -> str:
 
 
 def _check_csrf() -> None:
-    if request.method in SAFE_METHODS:
-        return
+    if request.method in SAFE_METHODS or request.url_rule is None:
+        return  # no route (404) or wrong method (405): routing answers that itself
     from flask import current_app
 
     if request.blueprint in current_app.extensions["csrf_exempt_blueprints"]:

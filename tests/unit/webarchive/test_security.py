@@ -94,3 +94,10 @@ def test_wrong_method_and_unknown_api_are_clean_errors(client, make_list):
     make_list("dev")
     assert client.get("/signout").status_code == 405
     assert client.get("/api/nothing").get_json()["status"] == 404
+
+
+def test_posting_to_a_read_only_page_is_405_not_a_csrf_error(client, make_list):
+    make_list("dev")
+    assert client.post("/lists/dev/").status_code == 405
+    response = client.post("/api/lists")
+    assert response.status_code == 405 and response.get_json()["status"] == 405
