@@ -49,6 +49,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=0, help="runs per figure (default 1 quick, 3 full)")
     parser.add_argument("--huge", action="store_true",
                         help="also import the 1,000,000-message synthetic archive (hours at today's import rate)")
+    parser.add_argument("--synthetic-size", type=int, default=100_000,
+                        help="messages in the synthetic mbox the full run imports (default 100,000)")
     parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's smoke size
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
@@ -97,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         ctx.memo["tiny"] = True
     if args.huge:
         ctx.memo["huge"] = True
+    ctx.memo["synthetic-size"] = args.synthetic_size
     info = machine_info()
     started = time.monotonic()
     rows: list[Row] = []

@@ -34,7 +34,7 @@ class Imported:
 
 def linux_man_limit(ctx: Context) -> int:
     """How much of linux-man a run uses (0: all 17,885 messages)."""
-    return 300 if ctx.memo.get("tiny") else (1_000 if ctx.quick else 0)
+    return 300 if ctx.memo.get("tiny") else (500 if ctx.quick else 0)
 
 
 def synthetic_sizes(ctx: Context) -> list[int]:
@@ -42,8 +42,9 @@ def synthetic_sizes(ctx: Context) -> list[int]:
     if ctx.memo.get("tiny"):
         return [300]
     if ctx.quick:
-        return [1_000]
-    return [100_000, 1_000_000] if ctx.memo.get("huge") else [100_000]
+        return [500]
+    size = int(ctx.memo.get("synthetic-size", 100_000))  # type: ignore[call-overload]
+    return [size, 1_000_000] if ctx.memo.get("huge") else [size]
 
 
 def listgate_import(ctx: Context, name: str, mbox: Path) -> Imported:

@@ -24,7 +24,7 @@ GOAL = 0.5
 
 def _duration(ctx: Context) -> float:
     """Seconds of load per measurement."""
-    return 0.3 if ctx.memo.get("tiny") else (1.5 if ctx.quick else 6.0)
+    return 0.3 if ctx.memo.get("tiny") else (1.0 if ctx.quick else 5.0)
 
 
 def _measure(ctx: Context, port: int, to: str, clients: int, reuse: bool, tag: str,

@@ -107,7 +107,7 @@ def pages(f: Facts, list_name: str, words: str, inbox: str | None) -> list[Page]
 def _requests(ctx: Context, concurrency: int) -> int:
     if ctx.memo.get("tiny"):
         return 2 * concurrency
-    return (12 if ctx.quick else 60) * max(1, concurrency // 2)
+    return (8 if ctx.quick else 60) * max(1, concurrency // 2)
 
 
 def signed_in_cookie(archive: Archive) -> dict[str, str]:

@@ -24,7 +24,7 @@ def _sizes(ctx: Context) -> tuple[int, int, int]:
     """(small list, big list, posts to ingest)."""
     if ctx.memo.get("tiny"):
         return 50, 500, 20
-    return (1_000, 100_000, 300) if ctx.quick else (1_000, 1_000_000, 1_000)
+    return (1_000, 100_000, 200) if ctx.quick else (1_000, 1_000_000, 1_000)
 
 
 def _schema_key() -> str:
