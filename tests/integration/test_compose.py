@@ -134,3 +134,21 @@ def test_dockerfile_installs_every_package_on_python_311() -> None:
 
 def _example_variables() -> list[str]:
     return re.findall(r"^#?\s*(LISTGATE_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+
+
+def test_the_installed_package_carries_every_data_file() -> None:
+    """`pip install .` in the image ships templates, static files and migrations (package-data)."""
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    missing = []
+    for package in ("listgate", "gateway", "worker", "webarchive"):
+        shipped = {p for pattern in config.get(package, []) for p in (ROOT / package).glob(pattern) if p.is_file()}
+        for path in (ROOT / package).rglob("*"):
+            if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+                if path not in shipped:
+                    missing.append(str(path.relative_to(ROOT)))
+        migrations = (ROOT / package / "migrations" / "versions")
+        for path in migrations.glob("*.py") if migrations.exists() else ():
+            assert path in shipped, f"{path} is not in package-data"
+    assert missing == [], "add these to [tool.setuptools.package-data] or they are missing in the image"
