@@ -30,6 +30,8 @@ class WorkerContext:
     _engine: Engine | None = field(default=None, repr=False)
     _db: sessionmaker[Session] | None = field(default=None, repr=False)
     _pid: int = 0
+    _writer: Engine | None = field(default=None, repr=False)
+    _writer_pid: int = 0
     _dmarc: DmarcPolicy | None = field(default=None, repr=False)
 
     @property
@@ -40,6 +42,15 @@ class WorkerContext:
             self._db = session_factory(writer(self._engine))
             self._pid = os.getpid()
         return self._db
+
+    @property
+    def writer(self) -> Engine:
+        """This process's engine, taking the write lock at BEGIN (for small Core updates)."""
+        self.db  # noqa: B018 - creates the engine for this process when needed
+        if self._writer is None or self._writer_pid != self._pid:
+            assert self._engine is not None
+            self._writer, self._writer_pid = writer(self._engine), self._pid
+        return self._writer
 
     @property
     def dmarc(self) -> DmarcPolicy:

@@ -83,17 +83,18 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
     return send_message(ctx, message_pk, [Delivery.status == PENDING])
 
 
-def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BATCH) -> list[int]:
-    """Atomically take up to `limit` rows matching `where` for this worker (compare-and-set)."""
+def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BATCH) -> tuple[list[int], datetime]:
+    """Atomically take up to `limit` rows matching `where` (compare-and-set); (ids, claim time)."""
+    stamp = now()
     with transaction(ctx.db) as session:
         ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk, *where)
                               .order_by(Delivery.id).limit(limit)).all()
         if not ids:
-            return []
+            return [], stamp
         stmt = (update(Delivery).where(Delivery.id.in_(ids), *where)
-                .values(status=SENDING, claimed_at=now(), attempts=Delivery.attempts + 1)
+                .values(status=SENDING, claimed_at=stamp, attempts=Delivery.attempts + 1)
                 .returning(Delivery.id))
-        return sorted(session.scalars(stmt).all())
+        return sorted(session.scalars(stmt).all()), stamp
 
 
 def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
@@ -111,20 +112,21 @@ def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
     sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
         while True:
-            ids = claim(ctx, message_pk, where)
+            ids, stamp = claim(ctx, message_pk, where)
             if not ids:
                 return sent
-            sent += _send_batch(ctx, conn, ids, lambda addr, url: build_copy(
+            sent += _send_batch(ctx, conn, ids, stamp, lambda addr, url: build_copy(
                 raw, info, message_id, url, dmarc=dmarc, author_name=author[0], author_addr=author[1]), info)
 
 
-def _send_batch(ctx: WorkerContext, conn: Any, ids: list[int], render: Any, info: ListInfo) -> int:
+def _send_batch(ctx: WorkerContext, conn: Any, ids: list[int], stamp: datetime, render: Any, info: ListInfo) -> int:
     """Send each claimed row; after a network failure the rest of the batch is deferred untried."""
     with ctx.db() as session:
         rows = session.execute(select(Delivery.id, Delivery.address, Delivery.attempts, Subscription)
                                .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
                                .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-    sent, network_down = 0, ""
+    sent: list[int] = []
+    network_down = ""
     for delivery_id, address, attempts, sub in rows:
         if sub is None or sub.status != ACTIVE:
             _finish(ctx, delivery_id, CANCELLED, "no longer subscribed")
@@ -134,24 +136,42 @@ def _send_batch(ctx: WorkerContext, conn: Any, ids: list[int], render: Any, info
             continue
         url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(
             ctx.settings.secret_key, sub.list_id, address, sub.thread_key if sub.kind == "thread" else 0)
-        data = render(address, url)
         envelope = verp_address(info, verp_token(ctx.settings.secret_key, "d", delivery_id))
-        result = conn.send(envelope, address, data, before_commit=lambda i=delivery_id: _mark(ctx, i, HANDING))
+        result = conn.send(envelope, address, render(address, url),
+                           before_commit=lambda i=delivery_id: _hand_over(ctx, i, stamp))
+        if result.status == mailer.ABANDONED:
+            continue  # recovery took this row over while we were slow: its new owner sends it
         if result.ok:
-            _finish(ctx, delivery_id, SENT, result.detail)
-            sent += 1
+            # Marking `sent` may wait for the end of the batch: until then the row is
+            # `handing`, which recovery already counts as delivered.
+            sent.append(delivery_id)
         elif result.status == mailer.BOUNCED:
             _bounce(ctx, delivery_id, sub.id, address, f"{result.code} {result.detail}")
         else:
             _finish(ctx, delivery_id, DEFERRED, f"{result.code} {result.detail}".strip(), attempts)
             if result.code == 0:
                 network_down = result.detail
-    return sent
+    _mark(ctx, sent, SENT)
+    return len(sent)
 
 
-def _mark(ctx: WorkerContext, delivery_id: int, status: str) -> None:
-    with transaction(ctx.db) as session:
-        session.execute(update(Delivery).where(Delivery.id == delivery_id).values(status=status))
+def _hand_over(ctx: WorkerContext, delivery_id: int, stamp: datetime) -> bool:
+    """sending -> handing, only while our claim still holds; False tells the mailer to abandon."""
+    with ctx.writer.begin() as conn:
+        return conn.execute(update(Delivery).where(
+            Delivery.id == delivery_id, Delivery.status == SENDING, Delivery.claimed_at == stamp,
+        ).values(status=HANDING)).rowcount == 1
+
+
+def _mark(ctx: WorkerContext, delivery_ids: list[int], status: str) -> None:
+    """One small write transaction (Core, no ORM session: this runs once per recipient)."""
+    if not delivery_ids:
+        return
+    values: dict[str, Any] = {"status": status}
+    if status == SENT:
+        values.update(sent_at=now(), last_error="")
+    with ctx.writer.begin() as conn:
+        conn.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(**values))
 
 
 def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, attempts: int = 0) -> None:

@@ -2,7 +2,9 @@
 
 Each send reports SENT (2xx), DEFERRED (4xx, refused, timeout, dropped connection) or
 BOUNCED (5xx). `before_commit` is called just before the final "." of DATA: the caller
-records there that the relay may now have the message (see worker/delivery.py).
+records there that the relay may now have the message (see worker/delivery.py); when it
+returns False the transaction is abandoned (the connection is dropped before the ".", so
+the relay discards it) and the result is ABANDONED.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from urllib.parse import unquote, urlsplit
 
 log = logging.getLogger(__name__)
 
-SENT, DEFERRED, BOUNCED = "sent", "deferred", "bounced"
+SENT, DEFERRED, BOUNCED, ABANDONED = "sent", "deferred", "bounced", "abandoned"
 TIMEOUT = 60.0
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
@@ -61,7 +63,7 @@ class Connection(Protocol):
     """An open outbound channel."""
 
     def send(self, mail_from: str, rcpt: str, data: bytes,
-             before_commit: Callable[[], None] | None = None) -> SendResult: ...
+             before_commit: Callable[[], bool] | None = None) -> SendResult: ...
 
 
 class SmtpConnection:
@@ -79,6 +81,9 @@ class SmtpConnection:
                                                   context=ssl.create_default_context())
         else:
             smtp = smtplib.SMTP(host, port, timeout=self.timeout)
+        # The message and its final "." go out as two writes (see _transaction): without
+        # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         smtp.ehlo_or_helo_if_needed()
         if self.url.scheme == "smtp+starttls":
             smtp.starttls(context=ssl.create_default_context())
@@ -88,7 +93,7 @@ class SmtpConnection:
         return smtp
 
     def send(self, mail_from: str, rcpt: str, data: bytes,
-             before_commit: Callable[[], None] | None = None) -> SendResult:
+             before_commit: Callable[[], bool] | None = None) -> SendResult:
         """One SMTP transaction; transient network errors become DEFERRED."""
         try:
             if self._smtp is None:
@@ -105,7 +110,7 @@ class SmtpConnection:
             return SendResult(DEFERRED, 0, f"{type(exc).__name__}: {exc}")
 
     def _transaction(self, smtp: smtplib.SMTP, mail_from: str, rcpt: str, data: bytes,
-                     before_commit: Callable[[], None] | None) -> SendResult:
+                     before_commit: Callable[[], bool] | None) -> SendResult:
         body = crlf(data)
         options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") and any(b > 127 for b in body) else []
         code, resp = smtp.mail(mail_from, options)
@@ -124,11 +129,18 @@ class SmtpConnection:
         if not quoted.endswith(b"\r\n"):
             quoted += b"\r\n"
         smtp.send(quoted)
-        if before_commit is not None:
-            before_commit()
+        if before_commit is not None and not before_commit():
+            self.close_now()
+            return SendResult(ABANDONED, 0, "claim lost before the final dot")
         smtp.send(b".\r\n")
         code, resp = smtp.getreply()
         return classify(code, resp.decode("utf-8", "replace"))
+
+    def close_now(self) -> None:
+        """Drop the connection without QUIT (mid-DATA: the relay discards the message)."""
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
 
     def close(self) -> None:
         """Quit politely, or just drop the socket."""
@@ -149,11 +161,11 @@ class MaildirConnection:
         self.box = mailbox.Maildir(path, create=True)
 
     def send(self, mail_from: str, rcpt: str, data: bytes,
-             before_commit: Callable[[], None] | None = None) -> SendResult:
+             before_commit: Callable[[], bool] | None = None) -> SendResult:
         """Write one file (atomic: tmp/ then rename into new/)."""
         envelope = f"Return-Path: <{mail_from}>\nDelivered-To: {rcpt}\n".encode()
-        if before_commit is not None:
-            before_commit()
+        if before_commit is not None and not before_commit():
+            return SendResult(ABANDONED, 0, "claim lost")
         try:
             key = self.box.add(envelope + data.replace(b"\r\n", b"\n"))
         except OSError as exc:

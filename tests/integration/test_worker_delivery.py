@@ -1,0 +1,190 @@
+"""A real Celery worker delivers posts to an SMTP sink: recipients, headers, retries, bounces, crashes."""
+
+from __future__ import annotations
+
+import re
+from email import message_from_bytes
+from email.utils import getaddresses
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from listgate import dispatch, subscriptions
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.models import Bounce, Delivery, Subscription
+from listgate.schema import upgrade
+from tests.conftest import make_settings
+from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
+from tests.sink import SmtpSink
+from worker.celery_app import make_celery
+
+pytestmark = pytest.mark.integration
+VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
+
+
+def build_site(tmp_path: Path, sink: SmtpSink, broker_url: str = "", **env: str) -> Site:
+    """Settings, a migrated database, a producer app and one list 'dev'."""
+    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
+           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": sink.url,
+           "LISTGATE_BASE_URL": "https://lists.test", **env}
+    if broker_url:
+        env["LISTGATE_BROKER_URL"] = broker_url
+    settings = make_settings(tmp_path, **env)
+    engine = make_engine(settings)
+    upgrade(engine)
+    db = session_factory(writer(engine))
+    with transaction(db) as session:
+        from listgate import lists
+
+        lists.create(session, "dev", title="Developers")
+    return Site(settings, env, db, make_celery(settings))
+
+
+@pytest.fixture(params=["sqla", pytest.param("redis", marks=pytest.mark.redis)])
+def broker_url(request: pytest.FixtureRequest) -> str:
+    """The embedded SQLAlchemy broker ('' = default) and a real Redis."""
+    return "" if request.param == "sqla" else request.getfixturevalue("redis_db_url")
+
+
+@pytest.fixture
+def site(tmp_path: Path, sink: SmtpSink) -> Site:
+    """A site on the embedded broker."""
+    return build_site(tmp_path, sink)
+
+
+@pytest.fixture
+def worker(site: Site, tmp_path: Path) -> Iterator[WorkerProcess]:
+    """A running worker for `site`."""
+    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
+    yield proc
+    proc.stop()
+
+
+def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, broker_url: str) -> None:
+    site = build_site(tmp_path, sink, broker_url)
+    site.subscribe("dev", "alice@example.org", "bob@example.org", "carol@example.org", "mute@example.org",
+                   "author@example.org")
+    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
+    try:
+        first = site.post(mail("author@example.org", "Plans", "root@example.org"))
+        wait_until(lambda: len(sink.received) >= 4, what="the first post")
+        assert sorted(r.rcpt_tos[0] for r in sink.received) == [
+            "alice@example.org", "bob@example.org", "carol@example.org", "mute@example.org"]
+        with transaction(site.db) as session:
+            from listgate import lists
+
+            mlist = lists.require(session, "dev")
+            subscriptions.mute(session, mlist, "mute@example.org", first.thread_id)
+            subscriptions.follow(session, mlist, "follower@example.net", first.thread_id)
+        reply = mail("author@example.org", "Re: Plans", "reply@example.org", "Second thoughts.\n",
+                     cc="carol@example.org", in_reply_to="root@example.org")
+        second = site.post(reply)
+        wait_until(lambda: len(sink.received) >= 7, what="the reply")
+        got = sorted(r.rcpt_tos[0] for r in sink.received[4:])
+        # list subscribers + the follower, minus the muter, the author and the Cc'd subscriber
+        assert got == ["alice@example.org", "bob@example.org", "follower@example.net"]
+        assert set(site.deliveries(second.message_pk).values()) == {"sent"}
+    finally:
+        proc.stop()
+    copy = next(r for r in sink.received[4:] if r.rcpt_tos == ["alice@example.org"])
+    assert copy.data.endswith(reply), "the original bytes must be intact below the list headers"
+    assert VERP.match(copy.mail_from)
+    msg = copy.message
+    assert msg["List-Id"] == '"Developers" <dev.lists.test>'
+    assert msg["List-Post"] == "<mailto:dev@lists.test>"
+    assert msg["List-Archive"] == "<https://lists.test/lists/dev/>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "<mailto:dev+unsubscribe@lists.test>" in msg["List-Unsubscribe"]
+    assert re.search(r"<https://lists\.test/unsubscribe/[^>]+>", msg["List-Unsubscribe"])
+    assert msg["Archived-At"] == "<https://lists.test/m/reply%40example.org>"
+    assert msg["Precedence"] == "list"
+    assert msg["Reply-To"] == "dev@lists.test"
+    assert msg["X-Listgate-Loop"] == "lists.test"
+    assert (msg["Message-ID"], msg["In-Reply-To"], msg["References"]) == (
+        "<reply@example.org>", "<root@example.org>", "<root@example.org>")
+    follower = message_from_bytes(next(r for r in sink.received if r.rcpt_tos == ["follower@example.net"]).data)
+    token = re.search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"]).group(1)
+    with site.db() as session:
+        assert subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2] == first.thread_id
+
+
+def test_author_gets_own_post_when_asked(site: Site, sink: SmtpSink, worker: WorkerProcess) -> None:
+    site.subscribe("dev", "alice@example.org", "author@example.org")
+    with transaction(site.db) as session:
+        subscriptions.person_settings(session, "author@example.org", copy_own_posts=True)
+    site.post(mail("author@example.org", "Mine too", "own@example.org"))
+    wait_until(lambda: len(sink.received) >= 2, what="two copies")
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == ["alice@example.org", "author@example.org"]
+
+
+def test_dmarc_always_rewrites_from_and_keeps_body(tmp_path: Path, sink: SmtpSink) -> None:
+    site = build_site(tmp_path, sink, LISTGATE_DMARC_ALWAYS="strict.example")
+    site.subscribe("dev", "alice@example.org")
+    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
+    try:
+        raw = mail("sam@strict.example", "Strict", "strict@strict.example", "Body line one.\nline two\n")
+        site.post(raw)
+        wait_until(lambda: sink.received, what="the DMARC copy")
+    finally:
+        proc.stop()
+    got = sink.received[0]
+    msg = got.message
+    assert getaddresses([msg["From"]]) == [("Sam via Developers", "dev@lists.test")]
+    assert "sam@strict.example" in msg["Reply-To"] and "dev@lists.test" in msg["Reply-To"]
+    assert got.data.endswith(raw.split(b"\r\n\r\n", 1)[1])
+    assert msg["Message-ID"] == "<strict@strict.example>"
+
+
+def test_451_then_250_delivers_once(site: Site, sink: SmtpSink, worker: WorkerProcess) -> None:
+    site.subscribe("dev", "alice@example.org")
+    sink.script("451 4.3.0 try later")
+    post = site.post(mail("author@example.org", "Later", "later@example.org"))
+    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "deferred", what="deferral")
+    assert sink.received == []
+    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400})
+    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "sent", what="the retry")
+    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400, "stale_after": 0})
+    site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0})
+    assert [r.rcpt_tos for r in sink.received] == [["alice@example.org"]]
+    with site.db() as session:
+        row = session.scalars(select(Delivery).where(Delivery.message_pk == post.message_pk)).one()
+        assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_550_is_a_bounce_and_never_retried(site: Site, sink: SmtpSink, worker: WorkerProcess) -> None:
+    site.subscribe("dev", "gone@example.org")
+    sink.script("550 5.1.1 no such user")
+    post = site.post(mail("author@example.org", "Hello", "hello550@example.org"))
+    wait_until(lambda: site.deliveries(post.message_pk).get("gone@example.org") == "bounced", what="the bounce")
+    with site.db() as session:
+        bounce = session.scalars(select(Bounce)).one()
+        assert (bounce.address, bounce.kind) == ("gone@example.org", "permanent")
+        assert "550" in bounce.diagnostic
+        assert session.scalars(select(Subscription.bounce_score).where(Subscription.address == "gone@example.org")).one() == 1.0
+    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400, "stale_after": 0})
+    post2 = site.post(mail("author@example.org", "Again", "again550@example.org"))
+    wait_until(lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent", what="the next post")
+    assert [r.message["Subject"] for r in sink.received] == ["Again"]
+    assert site.deliveries(post.message_pk) == {"gone@example.org": "bounced"}
+
+
+def test_sigkill_mid_fanout_then_restart_sends_each_copy_once(tmp_path: Path, sink: SmtpSink, broker_url: str) -> None:
+    site = build_site(tmp_path, sink, broker_url)
+    addresses = [f"reader{i:04d}@example.org" for i in range(2000)]
+    site.subscribe("dev", *addresses)
+    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
+    post = site.post(mail("author@example.org", "Big news", "big@example.org"))
+    wait_until(lambda: len(sink.received) >= 300, what="the fan-out to get going")
+    proc.kill()
+    at_kill = len(sink.received)
+    assert at_kill < 2000, "the worker must die in the middle of the fan-out"
+    proc.start()
+    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"stale_after": 0})
+    wait_until(lambda: len(sink.received) >= 2000, timeout=120, what="the rest of the fan-out")
+    wait_until(lambda: set(site.deliveries(post.message_pk).values()) == {"sent"}, what="every row sent")
+    proc.stop()
+    got = [r.rcpt_tos[0] for r in sink.received]
+    assert len(got) == len(set(got)) == 2000
+    assert sorted(got) == addresses

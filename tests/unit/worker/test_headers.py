@@ -1,0 +1,62 @@
+"""The copy a subscriber gets: headers on top, original bytes intact, VERP tokens."""
+
+from __future__ import annotations
+
+from email import message_from_bytes
+from email.utils import getaddresses
+
+from worker.headers import (
+    ListInfo, addresses_in, build_copy, read_verp_token, split_message, verp_address, verp_token,
+)
+
+INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
+RAW = (b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; h=from:subject; b=abc\r\n"
+       b"From: Ann Author <ann@example.org>\r\nTo: dev@lists.test\r\nCc: Bob <BOB@example.org>\r\n"
+       b"Subject: Hi\r\nMessage-ID: <a b@example.org>\r\n\r\nBody\r\n.\r\nFrom: not a header\r\n")
+
+
+def test_copy_is_headers_then_the_exact_original() -> None:
+    copy = build_copy(RAW, INFO, "a b@example.org", "https://lists.test/unsubscribe/T")
+    assert copy.endswith(RAW)
+    msg = message_from_bytes(copy)
+    assert msg["List-Id"] == '"Developers" <dev.lists.test>'
+    assert msg["Archived-At"] == "<https://lists.test/m/a%20b%40example.org>"
+    assert msg["Reply-To"] == "dev@lists.test"
+    assert "<https://lists.test/unsubscribe/T>" in msg["List-Unsubscribe"]
+    assert msg["X-Listgate-Loop"] == "lists.test"
+
+
+def test_lf_only_original_gets_lf_headers() -> None:
+    raw = RAW.replace(b"\r\n", b"\n")
+    copy = build_copy(raw, INFO, "x@y", "https://lists.test/unsubscribe/T")
+    assert copy.endswith(raw) and b"\r\n" not in copy.replace(b",\r\n <", b"")
+
+
+def test_authors_own_reply_to_is_kept_and_not_doubled() -> None:
+    raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: elsewhere@example.org\r\n")
+    msg = message_from_bytes(build_copy(raw, INFO, "x@y", "u"))
+    assert msg.get_all("Reply-To") == ["elsewhere@example.org"]
+
+
+def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
+    raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: other@example.org\r\n")
+    copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
+    msg = message_from_bytes(copy)
+    assert getaddresses(msg.get_all("From")) == [("Ann Author via Developers", "dev@lists.test")]
+    assert getaddresses(msg.get_all("Reply-To")) == [("Ann Author", "ann@example.org"), ("", "dev@lists.test")]
+    assert split_message(copy)[1] == split_message(raw)[1]
+    assert b"DKIM-Signature: v=1" in copy and b"Message-ID: <a b@example.org>" in copy
+
+
+def test_verp_token_round_trip_and_forgery() -> None:
+    token = verp_token("secret", "d", 123456)
+    assert read_verp_token("secret", token) == ("d", 123456)
+    assert read_verp_token("other", token) is None
+    assert read_verp_token("secret", token[:-1] + ("0" if token[-1] != "0" else "1")) is None
+    address = verp_address(INFO, token)
+    local = address.split("@")[0]
+    assert len(local) < 64 and local == local.lower()
+
+
+def test_addresses_in_to_and_cc_are_lower_cased() -> None:
+    assert addresses_in(RAW, "To", "Cc") == {"dev@lists.test", "bob@example.org"}
