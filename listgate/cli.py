@@ -39,6 +39,12 @@ def setup_logging(settings: Settings) -> None:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration step is noise at start
 
 
+def brief(exc: BaseException) -> str:
+    """The first line of an error (a database driver's own message, not SQLAlchemy's wrapping)."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def ensure_schema(settings: Settings) -> None:
     """Create or migrate the database when it is behind the code."""
     engine = make_engine(settings)
@@ -46,7 +52,7 @@ def ensure_schema(settings: Settings) -> None:
         if needs_upgrade(engine):
             upgrade(engine)
     except Exception as exc:  # noqa: BLE001 - say what failed, not a traceback
-        raise click.ClickException(f"database {settings.database_url.split('@')[-1]}: {exc}") from None
+        raise click.ClickException(f"database {settings.database_url.split('@')[-1]}: {brief(exc)}") from None
     finally:
         engine.dispose()
 
@@ -173,7 +179,7 @@ def db_upgrade() -> None:
     try:
         upgrade(engine)
     except Exception as exc:  # noqa: BLE001
-        raise click.ClickException(f"migration failed: {exc}") from None
+        raise click.ClickException(f"migration failed: {brief(exc)}") from None
     click.echo("database is up to date")
 
 

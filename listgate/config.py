@@ -169,20 +169,25 @@ def _stored_secret(data_dir: Path) -> str:
     """The embedded default keeps a generated key in the data dir, so links survive restarts."""
     path = data_dir / "secret_key"
     try:
+        return _read_or_create_secret(path)
+    except OSError as exc:
+        raise SettingsError(f"LISTGATE_SECRET_KEY is unset and {path} cannot be read or created: {exc}") from None
+
+
+def _read_or_create_secret(path: Path) -> str:
+    try:
         return path.read_text().strip()
     except FileNotFoundError:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_urlsafe(32)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(key)
-        try:
-            os.link(tmp, path)  # atomic: the first process to start wins, the others read its key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-        return path.read_text().strip()
-    except OSError as exc:
-        raise SettingsError(f"LISTGATE_SECRET_KEY is unset and {path} cannot be read: {exc}") from None
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(32))
+    try:
+        os.link(tmp, path)  # atomic: the first process to start wins, the others read its key
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+    return path.read_text().strip()

@@ -149,3 +149,8 @@ def test_an_unwritable_data_dir_without_a_key_is_named(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(SettingsError, match="LISTGATE_SECRET_KEY"):
         Settings.from_env({"LISTGATE_DATA_DIR": str(blocker / "var")})
+
+
+def test_a_data_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LISTGATE_SECRET_KEY is unset and .* cannot be read or created"):
+        Settings.from_env({"LISTGATE_DATA_DIR": "/proc/listgate-test/var"})
