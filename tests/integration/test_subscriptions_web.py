@@ -1,0 +1,87 @@
+"""Confirm and unsubscribe links in a browser or mail client: GET shows, POST acts, bad links explain."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import itsdangerous.timed
+import pytest
+from sqlalchemy import select
+
+from listgate import lists, subscriptions, tokens
+from listgate.db import transaction
+from listgate.models import OutboxEntry, Subscription
+from webarchive import create_app
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def client(settings, engine):  # type: ignore[no-untyped-def]
+    app = create_app(settings)
+    app.config["TESTING"] = True
+    return app.test_client()
+
+
+@pytest.fixture
+def list_token(settings, db) -> str:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        mlist = lists.create(session, "dev")
+        lists.subscribe(session, mlist, "ann@example.org")
+        return subscriptions.unsubscribe_token(settings.secret_key, mlist.id, "ann@example.org")
+
+
+def _subscribed(db) -> list[str]:  # type: ignore[no-untyped-def]
+    with db() as session:
+        return list(session.scalars(select(Subscription.address).where(Subscription.kind == "list")))
+
+
+def test_get_shows_a_button_and_does_not_unsubscribe(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
+    page = client.get(f"/unsubscribe/{list_token}")
+    assert page.status_code == 200
+    assert b"<form method=\"post\"" in page.data and b"ann@example.org" in page.data
+    assert _subscribed(db) == ["ann@example.org"]
+
+
+def test_one_click_post_unsubscribes_without_csrf_token(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
+    resp = client.post(f"/unsubscribe/{list_token}", data={"List-Unsubscribe": "One-Click"})
+    assert resp.status_code == 200
+    assert _subscribed(db) == []
+    with db() as session:
+        goodbye = [json.loads(e.payload) for e in session.scalars(select(OutboxEntry))]
+    assert [p["template"] for p in goodbye] == ["goodbye"]
+
+
+def test_forged_token_is_refused_with_a_clear_page(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
+    forged = list_token[:-3] + ("AAA" if not list_token.endswith("AAA") else "BBB")
+    for method in (client.get, client.post):
+        resp = method(f"/unsubscribe/{forged}")
+        assert resp.status_code == 400
+        assert b"cannot be used" in resp.data and b"not valid" in resp.data
+    assert _subscribed(db) == ["ann@example.org"]
+
+
+def test_expired_confirm_link_is_refused(client, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    real = time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() - 30 * 86400)
+    token = tokens.make(settings.secret_key, tokens.CONFIRM, {"s": 1, "a": "x@example.org"})
+    monkeypatch.setattr(itsdangerous.timed.time, "time", real)
+    for method in (client.get, client.post):
+        resp = method(f"/confirm/{token}")
+        assert resp.status_code == 400 and b"expired" in resp.data
+
+
+def test_confirm_link_get_shows_button_post_confirms(client, settings, db) -> None:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        mlist = lists.create(session, "dev")
+        outcome = subscriptions.request(session, mlist, "new@example.org", secret=settings.secret_key,
+                                        base_url=settings.base_url, domain=settings.domain)
+        link = json.loads(outcome.outbox[0].payload)["link"]
+    path = link[len(settings.base_url):]
+    assert client.get(path).status_code == 200
+    with db() as session:
+        assert session.scalars(select(Subscription.status)).one() == "pending"
+    assert client.post(path).status_code == 200
+    with db() as session:
+        assert session.scalars(select(Subscription.status)).one() == "active"

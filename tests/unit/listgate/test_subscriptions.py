@@ -1,0 +1,113 @@
+"""Double opt-in, confirmation by link or code, signed unsubscribe tokens, follow/mute."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from listgate import lists, subscriptions, tokens
+from listgate.db import transaction
+from listgate.models import MailingList, Subscription, Thread
+from listgate.subscriptions import SubscriptionError
+
+SECRET = "test-secret-key-0123456789"
+KW = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
+
+
+@pytest.fixture
+def dev(make_list) -> MailingList:  # type: ignore[no-untyped-def]
+    return make_list("dev")
+
+
+def _thread(db, mlist: MailingList) -> int:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        thread = Thread(list_id=mlist.id, subject="Plans")
+        session.add(thread)
+        session.flush()
+        return thread.id
+
+
+def test_request_is_pending_and_mails_the_address_itself(db, dev) -> None:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        outcome = subscriptions.request(session, session.merge(dev), "Ann@Example.org", **KW)
+    assert outcome.subscription.status == "pending"
+    payload = json.loads(outcome.outbox[0].payload)
+    assert payload["template"] == "confirm" and payload["to"] == "ann@example.org"
+    assert payload["link"].startswith("https://lists.test/confirm/")
+    assert payload["reply_to"].startswith("dev+confirm-") and payload["reply_to"].endswith("@lists.test")
+
+
+def test_confirm_by_link_and_by_code(db, dev) -> None:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        a = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+        b = subscriptions.request(session, session.merge(dev), "b@example.org", **KW)
+        link_token = json.loads(a.outbox[0].payload)["link"].rsplit("/", 1)[1]
+        code = json.loads(b.outbox[0].payload)["reply_to"].split("+confirm-")[1].split("@")[0]
+    with transaction(db) as session:
+        done = subscriptions.confirm_token(session, SECRET, link_token)
+        assert done.subscription.status == "active"
+        assert json.loads(done.outbox[0].payload)["template"] == "welcome"
+        assert subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code).subscription.status == "active"
+    with transaction(db) as session, pytest.raises(SubscriptionError):
+        subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code[:-2] + "00")
+
+
+def old_token(monkeypatch, purpose: str, data: object, age: float) -> str:  # type: ignore[no-untyped-def]
+    """A token signed `age` seconds ago."""
+    import time
+
+    import itsdangerous.timed
+
+    real = time.time
+    monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() - age)
+    token = tokens.make(SECRET, purpose, data)
+    monkeypatch.setattr(itsdangerous.timed.time, "time", real)
+    return token
+
+
+def test_forged_and_expired_confirm_links_are_refused(db, dev, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    forged = tokens.make("another-secret-0123456789", tokens.CONFIRM, {"s": 1, "a": "x@example.org"})
+    with transaction(db) as session, pytest.raises(SubscriptionError, match="not valid"):
+        subscriptions.confirm_token(session, SECRET, forged)
+    expired = old_token(monkeypatch, tokens.CONFIRM, {"s": 1, "a": "x@example.org"}, 8 * 86400)
+    with pytest.raises(SubscriptionError, match="expired"):
+        subscriptions.read_confirm(SECRET, expired)
+
+
+def test_unsubscribe_token_leaves_the_list_or_only_the_thread(db, dev) -> None:  # type: ignore[no-untyped-def]
+    thread_id = _thread(db, dev)
+    with transaction(db) as session:
+        mlist = session.merge(dev)
+        lists.subscribe(session, mlist, "a@example.org")
+        subscriptions.follow(session, mlist, "f@example.org", thread_id)
+    thread_token = subscriptions.unsubscribe_token(SECRET, dev.id, "f@example.org", thread_id)
+    list_token = subscriptions.unsubscribe_token(SECRET, dev.id, "a@example.org")
+    with transaction(db) as session:
+        assert subscriptions.read_unsubscribe(session, SECRET, thread_token)[1:] == ("f@example.org", thread_id)
+        subscriptions.unsubscribe_by_token(session, SECRET, thread_token)
+        out = subscriptions.unsubscribe_by_token(session, SECRET, list_token)
+        assert json.loads(out.outbox[0].payload)["template"] == "goodbye"
+    with db() as session:
+        assert session.scalars(select(Subscription)).all() == []
+
+
+def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type: ignore[no-untyped-def]
+    thread_id = _thread(db, dev)
+    with transaction(db) as session:
+        mlist = session.merge(dev)
+        lists.subscribe(session, mlist, "a@example.org")
+        subscriptions.follow(session, mlist, "a@example.org", thread_id)
+        subscriptions.leave_thread(session, mlist, "a@example.org", thread_id)
+    with db() as session:
+        kinds = sorted(session.scalars(select(Subscription.kind)).all())
+    assert kinds == ["list", "mute"]
+
+
+def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        with pytest.raises(SubscriptionError, match="not an email address"):
+            subscriptions.request(session, session.merge(dev), "not an address", **KW)
+        with pytest.raises(SubscriptionError, match="no such thread"):
+            subscriptions.follow(session, session.merge(dev), "a@example.org", 999)
