@@ -49,7 +49,7 @@ def automatic_reason(parsed: ParsedMessage, envelope_from: str | None, domain: s
     for name in ("X-Autoreply", "X-Autorespond"):
         if parsed.header(name):
             return f"{name} header (an auto-responder)"
-    if parsed.header(LOOP_HEADER).strip().lower() == domain:
+    if domain and parsed.header(LOOP_HEADER).strip().lower() == domain:
         return "sent by this listgate (mail loop)"
     return ""
 
