@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.extend(run_one(ctx, name))
     elapsed = time.monotonic() - started
     info["load average at end"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    if max(os.getloadavg()[0], float(info["load average at start"].split(",")[0])) > (os.cpu_count() or 1):
+        ctx.notes.append("The machine was shared and busy during this run (load average above the core count): "
+                         "absolute figures are pessimistic, compare the ratios taken in this run.")
     info["duration"] = f"{elapsed:.0f} s"
     sys.stdout.write("\n" + render_table(rows) + "\n")
     if str(args.out) != "-":
