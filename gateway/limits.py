@@ -154,6 +154,10 @@ def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int) -
     longest = longest_line(raw)
     if longest > max_line:
         return "line-too-long", f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}"
+    lowered = raw.lower()
+    # Each level needs a multipart/ or message/ declaration: skip the line scan when too few exist.
+    if lowered.count(b"multipart/") + lowered.count(b"message/") < max_depth:
+        return None
     depth = mime_depth(raw)
     if depth > max_depth:
         return "mime-too-deep", f"554 5.6.0 Refused: MIME parts nested {depth} deep, the limit is {max_depth}"

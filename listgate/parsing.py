@@ -253,6 +253,8 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     body_text, body_html, attachments = "", "", ()
     if mp is not None:
         body_text, body_html, attachments = _bodies(mp, defects)
+        if "\ufffd" in body_text or not (body_text or body_html or attachments):
+            body_text = _plain_text(msg, defects) or body_text
     content_type = _raw_one(msg, "Content-Type")
     headers = tuple((k, v[:2000]) for k, v in list(msg.raw_items())[:200])
     return ParsedMessage(
@@ -325,3 +327,40 @@ def _bodies(mp: "mailparser.MailParser", defects: list[str]) -> tuple[str, str, 
             )
         )
     return text, html, tuple(attachments)
+
+
+def decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
+    """(text, charset used): the declared charset if it fits, else UTF-8, else cp1252/Latin-1."""
+    for cs in (charset, "utf-8", "cp1252"):
+        if not cs:
+            continue
+        try:
+            return data.decode(cs), cs
+        except (LookupError, UnicodeDecodeError):
+            continue
+    return data.decode("latin-1"), "latin-1"
+
+
+def _plain_text(msg: StdMessage, defects: list[str]) -> str:
+    """Text parts decoded by us: for lying or unknown charsets, and multiparts whose boundary is lost."""
+    out = []
+    for part in msg.walk():
+        if part.is_multipart() and isinstance(part.get_payload(), list):
+            continue
+        ctype = part.get_content_type()
+        if part is not msg and (ctype != "text/plain" or part.get_content_disposition() == "attachment"):
+            continue
+        if part is msg and not ctype.startswith(("text/", "multipart/")):
+            continue
+        try:
+            data = part.get_payload(decode=True)
+        except Exception:  # noqa: BLE001
+            data = None
+        if not isinstance(data, bytes):
+            continue
+        charset = part.get_content_charset()
+        text, used = decode_text(data, charset)
+        if used != (charset or "utf-8") and (charset or used != "utf-8"):
+            defects.append(f"CharsetDefect: declared {charset!r}, decoded as {used}")
+        out.append(text.replace("\x00", ""))
+    return "\n".join(t for t in out if t.strip())
