@@ -6,6 +6,7 @@ autoresponders and bounces never come back as posts or loops.
 
 from __future__ import annotations
 
+import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from datetime import datetime, timezone
@@ -13,6 +14,10 @@ from typing import Any
 
 from listgate.config import Settings
 from listgate.ingest import LOOP_HEADER
+
+
+# Long command addresses (NAME+confirm-CODE@) stay on one line instead of being folded.
+POLICY = email.policy.SMTP.clone(max_line_length=200)
 
 
 class NoticeError(ValueError):
@@ -71,7 +76,7 @@ def render(payload: dict[str, Any], settings: Settings) -> tuple[str, bytes]:
     template = str(payload.get("template", ""))
     subject, body = _subject_and_body(template, payload, settings)
     name = payload.get("list", "")
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     sender = f"{name}+help@{settings.domain}" if name else f"noreply@{settings.domain}"
     msg["From"] = formataddr((f"{name} list" if name else "listgate", sender))
     msg["To"] = to

@@ -1,0 +1,200 @@
+"""Mail commands, thread replies, bounces and the digest, through one real Celery worker."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from sqlalchemy import func, select
+
+from listgate import dispatch, lists
+from listgate.addresses import parse_recipient
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.ingest import COMMAND, ingest
+from listgate.models import Bounce, DigestSent, Message, Subscription
+from listgate.parsing import parse
+from listgate.schema import upgrade
+from tests.conftest import CORPORA, free_port, make_settings
+from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
+from tests.sink import SmtpSink
+from worker import digest
+from worker.celery_app import make_celery
+from worker.context import WorkerContext
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def msink() -> Iterator[SmtpSink]:
+    sink = SmtpSink(port=free_port())
+    sink.start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture(scope="module")
+def msite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator[Site]:
+    """One site and one worker for the module; each test uses its own list."""
+    tmp = tmp_path_factory.mktemp("mail")
+    env = {"LISTGATE_DATA_DIR": str(tmp / "var"), "LISTGATE_DOMAIN": "lists.test",
+           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": msink.url,
+           "LISTGATE_BASE_URL": "https://lists.test", "LISTGATE_BOUNCE_SCORE_LIMIT": "2"}
+    settings = make_settings(tmp, **env)
+    engine = make_engine(settings)
+    upgrade(engine)
+    site = Site(settings, env, session_factory(writer(engine)), make_celery(settings))
+    proc = WorkerProcess(env, tmp / "worker.log").start()
+    yield site
+    proc.stop()
+
+
+@pytest.fixture
+def site(msite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
+    """The shared site with a fresh list named after the test and an empty sink."""
+    with msink.handler.lock:
+        msink.handler.received.clear()
+    name = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-30:]
+    with transaction(msite.db) as session:
+        lists.create(session, name)
+    msite.list_name = name  # type: ignore[attr-defined]
+    return msite
+
+
+def send_to(site: Site, address: str, raw: bytes, envelope_from: str | None = None):  # type: ignore[no-untyped-def]
+    """What the gateway does with a mail to one of our addresses."""
+    recipient = parse_recipient(address, "lists.test")
+    assert recipient is not None
+    with transaction(site.db) as session:
+        result = ingest(session, parse(raw), lists.require(session, recipient.list_name), domain="lists.test",
+                        recipient=recipient, envelope_from=envelope_from)
+    dispatch.enqueue(site.app, result.outbox)
+    return result
+
+
+def status_of(site: Site, address: str, kind: str = "list") -> str | None:
+    with site.db() as session:
+        return session.scalar(select(Subscription.status).where(
+            Subscription.address == address, Subscription.kind == kind))
+
+
+def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    raw = mail("ann@example.org", "subscribe", f"sub-{name}@example.org", to=f"{name}+subscribe@lists.test")
+    send_to(site, f"{name}+subscribe@lists.test", raw, envelope_from="someone-else@example.net")
+    confirm = wait_until(lambda: msink.to("ann@example.org"), what="the confirmation mail")[0]
+    assert status_of(site, "ann@example.org") == "pending"
+    assert confirm.mail_from in ("", "<>")  # the null sender: never bounces back to anyone
+    msg = confirm.message
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert re.fullmatch(rf"{name}\+confirm-[a-z0-9.]+@lists\.test", msg["Reply-To"])
+    assert "https://lists.test/confirm/" in msg.get_payload(decode=True).decode()
+    reply = mail("ann@example.org", f"Re: {msg['Subject']}", f"conf-{name}@example.org", "yes\n", to=msg["Reply-To"])
+    send_to(site, msg["Reply-To"], reply, envelope_from="ann@example.org")
+    wait_until(lambda: status_of(site, "ann@example.org") == "active", what="the confirmation")
+    welcome = wait_until(lambda: [r for r in msink.to("ann@example.org") if "Welcome" in r.message["Subject"]],
+                         what="the welcome mail")
+    assert welcome[0].message["Auto-Submitted"] == "auto-generated"
+    assert msink.to("someone-else@example.net") == []
+
+
+def test_help_and_unsubscribe_commands(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    site.subscribe(name, "bob@example.org")
+    send_to(site, f"{name}+help@lists.test", mail("bob@example.org", "help", f"h-{name}@x", to=f"{name}+help@lists.test"))
+    helped = wait_until(lambda: msink.to("bob@example.org"), what="the help mail")[0]
+    assert helped.message["Auto-Submitted"] == "auto-replied"
+    send_to(site, f"{name}+unsubscribe@lists.test",
+            mail("bob@example.org", "bye", f"u-{name}@x", to=f"{name}+unsubscribe@lists.test"))
+    wait_until(lambda: status_of(site, "bob@example.org") is None, what="the unsubscription")
+    wait_until(lambda: len(msink.to("bob@example.org")) == 2, what="the goodbye mail")
+
+
+def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    site.subscribe(name, "reader@example.org", "other@example.org")
+    root = site.post(mail("author@example.org", "Topic", f"root-{name}@x", to=f"{name}@lists.test"), name)
+    wait_until(lambda: len(msink.received) >= 2, what="the root post")
+    with site.db() as session:
+        archived = session.scalar(select(func.count()).select_from(Message).where(Message.thread_id == root.thread_id))
+
+    def reply(sender: str, word: str) -> None:
+        raw = mail(sender, "Re: Topic", f"{word}-{sender}-{name}@x", f"{word}\n\n> quoted text\n",
+                   to=f"{name}@lists.test", in_reply_to=f"root-{name}@x")
+        with transaction(site.db) as session:
+            result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
+        assert result.status == COMMAND
+        dispatch.enqueue(site.app, result.outbox)
+
+    def kinds(address: str) -> list[str]:
+        with site.db() as session:
+            return sorted(session.scalars(select(Subscription.kind).where(
+                Subscription.address == address, Subscription.status == "active")))
+
+    reply("reader@example.org", "mute")
+    wait_until(lambda: kinds("reader@example.org") == ["list", "mute"], what="the mute")
+    reply("other@example.org", "follow")
+    wait_until(lambda: kinds("other@example.org") == ["list", "thread"], what="the follow")
+    reply("author@example.org", "unsubscribe")  # the author auto-followed by posting
+    wait_until(lambda: kinds("author@example.org") == [], what="leaving the thread")
+    with site.db() as session:
+        assert session.scalar(select(func.count()).select_from(Message).where(
+            Message.thread_id == root.thread_id)) == archived
+    before = len(msink.received)
+    site.post(mail("x@example.org", "Re: Topic", f"r2-{name}@x", to=f"{name}@lists.test",
+                   in_reply_to=f"root-{name}@x"), name)
+    wait_until(lambda: len(msink.received) >= before + 1, what="the next reply")
+    assert [r.rcpt_tos[0] for r in msink.received[before:]] == ["other@example.org"]
+
+
+def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    site.subscribe(name, "flaky@example.org")
+    site.post(mail("author@example.org", "One", f"one-{name}@x", to=f"{name}@lists.test"), name)
+    verp = wait_until(lambda: msink.to("flaky@example.org"), what="the post")[0].mail_from
+
+    def score() -> float:
+        with site.db() as session:
+            return session.scalar(select(Subscription.bounce_score).where(Subscription.address == "flaky@example.org"))
+
+    def bounces(kind: str) -> int:
+        return site.count(Bounce, Bounce.address == "flaky@example.org", Bounce.kind == kind)
+
+    delayed = (CORPORA / "bounces" / "data" / "dsn_05.txt").read_bytes()
+    send_to(site, verp, delayed, envelope_from="")
+    wait_until(lambda: bounces("delayed") == 1, what="the delay notice")
+    assert score() == 0.0
+    failed = (CORPORA / "bounces" / "data" / "dsn_11.txt").read_bytes()
+    send_to(site, verp, failed, envelope_from="")
+    wait_until(lambda: bounces("permanent") == 1, what="the first bounce")
+    assert score() == 1.0 and status_of(site, "flaky@example.org") == "active"
+    send_to(site, verp, failed.replace(b"Message-Id:", b"X-Old-Id:", 1), envelope_from="")
+    wait_until(lambda: status_of(site, "flaky@example.org") == "suspended", what="the suspension")
+    told = wait_until(lambda: [r for r in msink.to("flaky@example.org") if "suspended" in r.message["Subject"]],
+                      what="the suspension notice")
+    assert told[0].message["Auto-Submitted"] == "auto-generated"
+
+
+def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    site.subscribe(name, "digest@example.org", kind="digest")
+    site.post(mail("a@example.org", "First topic", f"d1-{name}@x", to=f"{name}@lists.test"), name)
+    site.post(mail("b@example.org", "Second topic", f"d2-{name}@x", to=f"{name}@lists.test"), name)
+    site.post(mail("c@example.org", "Re: First topic", f"d3-{name}@x", to=f"{name}@lists.test",
+                   in_reply_to=f"d1-{name}@x"), name)
+    today = datetime.now(timezone.utc).date().isoformat()
+    site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": today})
+    got = wait_until(lambda: msink.to("digest@example.org"), what="the digest")
+    digest = got[0].message
+    assert digest.get_content_type() == "multipart/digest"
+    toc, *posts = digest.get_payload()
+    text = toc.get_payload(decode=True).decode()
+    assert "First topic (2 messages)" in text and "Second topic (1 message)" in text
+    assert sorted(p.get_payload(0)["Message-ID"] for p in posts) == sorted(
+        f"<d{i}-{name}@x>" for i in (1, 2, 3))
+    wait_until(lambda: site.count(DigestSent, DigestSent.status == "sent") == 1, what="the record of it")
+    # The same day again (beat firing twice, a retried task): nothing more is sent.
+    again = digest.send_digests(WorkerContext(site.settings), date.fromisoformat(today))
+    assert again == 0 and len(msink.to("digest@example.org")) == 1
