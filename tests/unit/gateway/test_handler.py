@@ -1,0 +1,109 @@
+"""The handler's hooks called directly (aiosmtpd's first test level): replies and storage."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiosmtpd.smtp import Envelope, Session as SmtpSession
+from sqlalchemy import select
+
+from gateway.handler import GatewayHandler
+from listgate.models import Message
+
+
+class FakeServer:
+    """Hooks never touch the server object."""
+
+
+def _session(peer: object = ("192.0.2.1", 4000)) -> SmtpSession:
+    s = SmtpSession(loop=None)  # type: ignore[arg-type]
+    s.peer = peer
+    return s
+
+
+def run(coro):  # type: ignore[no-untyped-def]
+    return asyncio.run(coro)
+
+
+@pytest.fixture
+def handler(settings, db, make_list) -> GatewayHandler:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    sent: list = []
+    h = GatewayHandler(settings, db, sent.append)
+    h.sent = sent  # type: ignore[attr-defined]
+    return h
+
+
+def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: GatewayHandler) -> None:
+    env = Envelope()
+    for address, reply in [("dev@other.example", "550 5.1.1"), ("nosuch@lists.test", "550 5.1.1"),
+                           ("dev+bogus@lists.test", "550 5.1.1"), ("@relay:dev@lists.test", "550 5.1.1"),
+                           ("dev@lists.test", "250 2.1.5"), ("Dev+Subscribe@LISTS.TEST.", "250 2.1.5")]:
+        assert run(handler.handle_RCPT(FakeServer(), _session(), env, address, [])).startswith(reply), address
+    assert env.rcpt_tos == ["dev@lists.test", "Dev+Subscribe@LISTS.TEST."]
+
+
+def test_mail_accepts_the_null_sender_and_rate_limits(handler: GatewayHandler) -> None:
+    handler.limits.max_per_minute = 1
+    env = Envelope()
+    assert run(handler.handle_MAIL(FakeServer(), _session(), env, "<>", [])).startswith("250")
+    assert env.mail_from == "<>"
+    reply = run(handler.handle_MAIL(FakeServer(), _session(), Envelope(), "a@example.org", []))
+    assert reply.startswith("451 4.7.1") and "per minute" in reply
+    assert run(handler.handle_MAIL(FakeServer(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []))[:3] == "250"
+
+
+def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = False) -> str:
+    handler.lmtp = lmtp
+    env = Envelope()
+    env.mail_from = "a@example.org"
+    env.rcpt_tos = rcpts
+    env.original_content = raw
+    return run(handler.handle_DATA(FakeServer(), _session(), env))
+
+
+def test_data_stores_once_per_list_and_enqueues_after_commit(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+    raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
+    reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
+    assert reply.startswith("250 2.0.0") and "stored" in reply
+    with db() as s:
+        assert [m.message_id for m in s.scalars(select(Message))] == ["h1@x"]
+    assert [e.kind for e in handler.sent[0]] == ["listgate.fanout"]  # type: ignore[attr-defined]
+
+
+def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None:
+    raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h2@x>\r\n\r\nhello\r\n"
+    lines = _data(handler, raw, ["dev@lists.test", "dev+help@lists.test"], lmtp=True).split("\r\n")
+    assert lines == ["250 2.0.0 <dev@lists.test>: stored", "250 2.0.0 <dev+help@lists.test>: help request queued"]
+    shape = _data(handler, b"A: 1\r\n\r\nx\n.\nevil\r\n", ["dev@lists.test", "dev@lists.test"], lmtp=True)
+    assert [line[:9] for line in shape.split("\r\n")] == ["554 5.5.2", "554 5.5.2"]
+
+
+def test_a_storage_exception_is_a_451_and_nothing_is_kept(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gateway.handler as mod
+
+    def boom(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(mod, "ingest", boom)
+    reply = _data(handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"])
+    assert reply.startswith("451 4.3.0")
+    with db() as s:
+        assert s.scalars(select(Message)).all() == []
+    assert handler.sent == []  # type: ignore[attr-defined]
+
+
+def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+    from listgate.db import transaction
+    from listgate.lists import create, require
+
+    with transaction(db) as s:
+        create(s, "gone")
+    env = Envelope()
+    assert run(handler.handle_RCPT(FakeServer(), _session(), env, "gone@lists.test", [])).startswith("250")
+    with transaction(db) as s:
+        s.delete(require(s, "gone"))
+    raw = b"From: a@example.org\r\nMessage-ID: <h4@x>\r\n\r\nx\r\n"
+    assert _data(handler, raw, ["gone@lists.test"]).startswith("550 5.1.1")
+    assert _data(handler, raw, ["gone@lists.test", "dev@lists.test"]).startswith("250")

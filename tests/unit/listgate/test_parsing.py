@@ -1,0 +1,137 @@
+"""parse(): frozen, never raises, keeps the bytes, survives lying charsets and absurd dates."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from listgate.parsing import (
+    decode_header,
+    extract_msgids,
+    is_reply_subject,
+    normalize_subject,
+    parse,
+    reference_chain,
+)
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+
+
+def test_the_result_is_frozen_and_keeps_the_exact_bytes() -> None:
+    raw = b"From: a@example.org\r\nSubject: x\r\nMessage-ID: <k@x>\r\n\r\nbody \xff bytes\r\n"
+    p = parse(raw, NOW)
+    assert p.raw is raw
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.subject = "changed"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("value,expected", [
+    ("=?utf-8?q?caf=C3=A9?=", "café"),
+    ("=?iso-8859-1?q?Gr=FC=DFe?= =?utf-8?b?4oKs?=", "Grüße€"),
+    ("=?utf-8?q?caf=E9?=", "café"),  # says utf-8, is latin-1
+    ("=?x-unknown?q?abc?=", "abc"),
+    ("=?utf-8?q?broken", "=?utf-8?q?broken"),
+    ("plain   folded\r\n text", "plain folded text"),
+    ("", ""),
+])
+def test_rfc2047_headers_decode_or_fall_back(value: str, expected: str) -> None:
+    assert decode_header(value) == expected
+
+
+def test_no_message_id_gets_a_deterministic_generated_one() -> None:
+    raw = b"From: a@example.org\r\nSubject: no id\r\n\r\nsame bytes\r\n"
+    first, second = parse(raw, NOW), parse(raw, NOW + timedelta(hours=1))
+    assert first.message_id_generated and first.message_id == second.message_id
+    assert first.message_id.endswith("@generated.listgate.invalid")
+    assert parse(raw + b"x", NOW).message_id != first.message_id
+
+
+@pytest.mark.parametrize("date", ["", "garbage", "Fri, 31 Dec 2999 23:59:59 +0000", "Mon, 1 Jan 1900 00:00:00 +0000",
+                                  "Tue, 24 Nov 2026 10:00:00 +9900"])
+def test_absurd_or_missing_dates_become_arrival_time_keeping_the_header(date: str) -> None:
+    raw = f"From: a@example.org\r\nDate: {date}\r\nMessage-ID: <d@x>\r\n\r\nx\r\n".encode()
+    p = parse(raw, NOW)
+    assert p.date == NOW and p.date_generated and p.date_header == date
+    assert any("DateDefect" in d for d in p.defects)
+
+
+def test_dates_are_utc_plus_the_senders_offset() -> None:
+    p = parse(b"From: a@example.org\r\nDate: Tue, 24 Nov 2026 10:00:00 -0530\r\n\r\nx\r\n", NOW)
+    assert p.date == datetime(2026, 11, 24, 15, 30, tzinfo=timezone.utc) and p.date_offset == -330
+    assert not p.date_generated
+
+
+def test_prefers_text_plain_keeps_html_and_stores_attachments_by_hash() -> None:
+    raw = (b"From: a@example.org\r\nMessage-ID: <mp@x>\r\nMIME-Version: 1.0\r\n"
+           b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\n'
+           b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+           b"plain words\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--a--\r\n"
+           b'--o\r\nContent-Type: application/pdf; name="r.pdf"\r\nContent-Disposition: attachment; filename="=?utf-8?q?r=C3=A9sum=C3=A9.pdf?="\r\n'
+           b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--o--\r\n")
+    p = parse(raw, NOW)
+    assert "plain words" in p.body_text and "<p>html words</p>" in p.body_html
+    [att] = p.attachments
+    assert (att.filename, att.content_type, att.data) == ("résumé.pdf", "application/pdf", b"%PDF-1.4\n")
+    assert len(att.sha256) == 64
+
+
+def test_a_lying_body_charset_is_recovered_and_recorded() -> None:
+    raw = b"From: a@example.org\r\nContent-Type: text/plain; charset=utf-8\r\n\r\ncaf\xe9\r\n"
+    p = parse(raw, NOW)
+    assert "café" in p.body_text and "\ufffd" not in p.body_text
+    assert any("CharsetDefect" in d for d in p.defects)
+
+
+def test_8bit_headers_are_read_as_utf8_else_latin1() -> None:
+    p = parse("From: Zoë <z@example.org>\r\nSubject: Grüße\r\n\r\nx\r\n".encode() , NOW)
+    assert (p.from_name, p.subject) == ("Zoë", "Grüße")
+    p = parse(b"From: Zo\xeb <z@example.org>\r\nSubject: Gr\xfc\xdfe\r\n\r\nx\r\n", NOW)
+    assert (p.from_name, p.subject) == ("Zoë", "Grüße")
+
+
+def test_pathological_nesting_never_raises() -> None:
+    raw = b"From: a@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n" + b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(3000))
+    p = parse(raw, NOW)
+    assert p.subject == "deep" and p.from_addr == "a@example.org"
+
+
+@pytest.mark.parametrize("value,ids", [
+    ("<a@x>", ["a@x"]),
+    ("<a@x>\r\n <b@x>", ["a@x", "b@x"]),
+    ("< a@x >", ["a@x"]),
+    ("<a\r\n @x>", ["a@x"]),
+    ("a@x (comment) b@x", ["a@x", "b@x"]),
+    ("<a@x> (Ann's message of Monday)", ["a@x"]),
+    ("<> < > garbage", []),
+    ("Your message of Monday <a@x>", ["a@x"]),
+    ("<a@x>\x00", ["a@x"]),
+])
+def test_message_ids_are_extracted_tolerantly(value: str, ids: list[str]) -> None:
+    assert extract_msgids(value) == ids
+
+
+def test_reference_chain_drops_self_and_repeats_and_puts_in_reply_to_last() -> None:
+    assert reference_chain("me@x", ("a@x", "me@x", "b@x", "a@x"), ("c@x", "d@x")) == ("b@x", "a@x", "c@x")
+    assert reference_chain("me@x", (), ("me@x",)) == ()
+    assert len(reference_chain("me@x", tuple(f"{i}@x" for i in range(5000)), ())) == 200
+
+
+@pytest.mark.parametrize("subject,norm,reply", [
+    ("Re: Hello", "hello", True),
+    ("RE: re: Hello", "hello", True),
+    ("[dev] Re: Hello", "hello", True),
+    ("Re: [dev] Re: Hello  World", "hello world", True),
+    ("AW: Sv: Antw: Hello", "hello", True),
+    ("Réf. Hello", "réf. hello", False),
+    ("Réf: Hello", "hello", True),
+    ("Re[2]: Hello", "hello", True),
+    ("Fwd: Hello", "hello", False),
+    ("[dev] Hello", "hello", False),
+    ("Hello: world", "hello: world", False),
+])
+def test_subject_normalisation(subject: str, norm: str, reply: bool) -> None:
+    assert normalize_subject(subject) == norm
+    assert is_reply_subject(subject) is reply
