@@ -7,11 +7,14 @@ outstanding) -> sent; or deferred (4xx, retried with backoff), bounced (5xx), fa
 
 Recovery after a crash (recover_stale): a stale `sending` row never had its final "." sent,
 so the relay discarded the transaction when the connection dropped: it is sent again. A
-stale `handing` row is assumed delivered. The one window where that is wrong: a worker
-killed after committing `handing` and before the kernel took the final "." (one send()
-call, microseconds) loses that recipient's copy; nothing can ever make it two copies,
-except a relay that accepted the message but whose 250 we never read *and* the commit of
-`handing` failing, which cannot happen because `handing` is committed before the ".".
+stale `handing` row is counted as delivered (so is a connection lost after the "."), so a
+crash never makes two copies. Before the "." the claim is re-checked (compare-and-set on
+claimed_at): a sender overtaken by recovery abandons, so a slow relay never doubles either.
+
+The remaining window, honestly: a worker killed after the database made the `handing`
+commit durable and before the kernel accepted the 3-byte "." (the driver's COMMIT call
+returning, then one send()) loses that one recipient's copy. That is microseconds per
+message, on a connection held open for the whole run; every other moment is safe.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable
 
-from sqlalchemy import select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -110,16 +113,19 @@ def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
         author = (msg.from_name, msg.from_addr)
         message_id = msg.message_id
     sent = 0
-    with mailer.connect(ctx.settings.outbound) as conn:
+    # One database connection held for the whole run: the commit of `handing` then returns
+    # straight from the driver (no pool check-in), which keeps the crash window below tiny.
+    with mailer.connect(ctx.settings.outbound) as conn, ctx.writer.connect() as held:
         while True:
             ids, stamp = claim(ctx, message_pk, where)
             if not ids:
                 return sent
-            sent += _send_batch(ctx, conn, ids, stamp, lambda addr, url: build_copy(
+            sent += _send_batch(ctx, conn, held, ids, stamp, lambda addr, url: build_copy(
                 raw, info, message_id, url, dmarc=dmarc, author_name=author[0], author_addr=author[1]), info)
 
 
-def _send_batch(ctx: WorkerContext, conn: Any, ids: list[int], stamp: datetime, render: Any, info: ListInfo) -> int:
+def _send_batch(ctx: WorkerContext, conn: Any, held: Connection, ids: list[int], stamp: datetime, render: Any,
+                info: ListInfo) -> int:
     """Send each claimed row; after a network failure the rest of the batch is deferred untried."""
     with ctx.db() as session:
         rows = session.execute(select(Delivery.id, Delivery.address, Delivery.attempts, Subscription)
@@ -138,7 +144,7 @@ def _send_batch(ctx: WorkerContext, conn: Any, ids: list[int], stamp: datetime, 
             ctx.settings.secret_key, sub.list_id, address, sub.thread_key if sub.kind == "thread" else 0)
         envelope = verp_address(info, verp_token(ctx.settings.secret_key, "d", delivery_id))
         result = conn.send(envelope, address, render(address, url),
-                           before_commit=lambda i=delivery_id: _hand_over(ctx, i, stamp))
+                           before_commit=lambda i=delivery_id: _hand_over(held, i, stamp))
         if result.status == mailer.ABANDONED:
             continue  # recovery took this row over while we were slow: its new owner sends it
         if result.ok:
@@ -155,10 +161,10 @@ def _send_batch(ctx: WorkerContext, conn: Any, ids: list[int], stamp: datetime, 
     return len(sent)
 
 
-def _hand_over(ctx: WorkerContext, delivery_id: int, stamp: datetime) -> bool:
+def _hand_over(held: Connection, delivery_id: int, stamp: datetime) -> bool:
     """sending -> handing, only while our claim still holds; False tells the mailer to abandon."""
-    with ctx.writer.begin() as conn:
-        return conn.execute(update(Delivery).where(
+    with held.begin():
+        return held.execute(update(Delivery).where(
             Delivery.id == delivery_id, Delivery.status == SENDING, Delivery.claimed_at == stamp,
         ).values(status=HANDING)).rowcount == 1
 

@@ -132,8 +132,15 @@ class SmtpConnection:
         if before_commit is not None and not before_commit():
             self.close_now()
             return SendResult(ABANDONED, 0, "claim lost before the final dot")
-        smtp.send(b".\r\n")
-        code, resp = smtp.getreply()
+        try:
+            smtp.send(b".\r\n")
+            code, resp = smtp.getreply()
+        except TRANSIENT_ERRORS as exc:
+            # The relay has the whole message and may have queued it: sending it again could
+            # make a second copy, so (like a crash at this point) it counts as delivered.
+            self.close_now()
+            log.warning("connection lost after the final dot to %s; counted as delivered: %s", rcpt, exc)
+            return SendResult(SENT, 0, f"assumed delivered: connection lost after the final dot ({exc})")
         return classify(code, resp.decode("utf-8", "replace"))
 
     def close_now(self) -> None:

@@ -1,0 +1,38 @@
+"""The app factory: task names from listgate.dispatch, late acks, the beat schedule."""
+
+from __future__ import annotations
+
+from listgate import dispatch
+from worker.__main__ import main
+from worker.celery_app import make_celery
+
+NAMES = [dispatch.FANOUT, dispatch.SEND_NOTICE, dispatch.HANDLE_COMMAND, dispatch.HANDLE_BOUNCE,
+         dispatch.SWEEP_OUTBOX, dispatch.SEND_DIGESTS, dispatch.RETRY_DEFERRED]
+
+
+def test_tasks_are_registered_by_name_with_late_acks(settings) -> None:  # type: ignore[no-untyped-def]
+    app = make_celery(settings)
+    for name in NAMES:
+        task = app.tasks[name]
+        assert task.acks_late and task.reject_on_worker_lost
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_beat_schedule_sweeps_retries_and_sends_digests(settings) -> None:  # type: ignore[no-untyped-def]
+    schedule = {entry["task"]: entry["schedule"] for entry in make_celery(settings).conf.beat_schedule.values()}
+    assert schedule[dispatch.SWEEP_OUTBOX] <= 15
+    assert schedule[dispatch.RETRY_DEFERRED] <= 30
+    assert dispatch.SEND_DIGESTS in schedule
+
+
+def test_embedded_broker_file_is_in_wal_mode(settings) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    make_celery(settings)
+    path = settings.broker_url.split("///", 1)[1]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_entry_point_explains_usage(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main([]) == 2
+    assert "usage: python -m worker worker|beat" in capsys.readouterr().err
