@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
 from listgate.models import MailingList, Message, Subscription
@@ -12,20 +13,24 @@ from listgate.models.archive import VISIBLE
 from listgate.parsing import is_reply_subject
 from webarchive import render
 from webarchive.access import is_moderator, readable_list, readable_list_ids
-from webarchive.context import db, settings
+from webarchive.context import db, resources, settings
 from webarchive.exports import month_range
 from webarchive.lookup import readable_message, readable_thread
+from webarchive.render import FragmentCache
 from webarchive.queries import BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, thread_nodes, thread_page
-from webarchive.security import current_address
+from webarchive.security import csrf_token, current_address
 
 bp = Blueprint("pages", __name__)
 PAGE_SIZE = 50
+PATH_SAFE = "@/:+=!$&'()*,;~"
 
 
 @bp.app_template_global()
 def anonymous() -> bool:
-    """True when nobody is signed in (addresses are masked)."""
-    return current_address() is None
+    """True when nobody is signed in (addresses are masked); asked once per request."""
+    if "_anonymous" not in g:
+        g._anonymous = current_address() is None
+    return g._anonymous
 
 
 @bp.app_template_filter("when")
@@ -58,6 +63,42 @@ def body(msg: Message):  # type: ignore[no-untyped-def]
     if not msg.body_text.strip() and msg.body_html.strip():
         return render.render_html(msg.body_html, anonymous())
     return render.render_text(msg.body_text, msg.is_flowed, anonymous())
+
+
+@bp.app_template_global()
+def post_top(node: Node, list_address: str, list_name: str, depth: int | None, heading: str, font: str,
+             signed_in: str | None) -> Markup:
+    """The post without its votes, cached: archived posts do not change, long threads are read often."""
+    m = node.message
+    cache = resources().extra.setdefault("post_tops", FragmentCache(8192))
+    key = (m.id, m.message_id, request.script_root, anonymous(), bool(signed_in), depth, heading, font,
+           node.parent.id if node.parent else None, list_address, list_name)
+    found = cache.get(key)
+    if found is None:
+        macro = current_app.jinja_env.get_template("pages/_post.html").module.top  # type: ignore[attr-defined]
+        found = Markup(macro(m, node.parent, node.attachments, list_address, list_name, depth, heading, font, signed_in))
+        cache.put(key, found)
+    return found
+
+
+@bp.app_template_global()
+def post_links(msg: Message, list_name: str) -> dict[str, str]:
+    """The per-post links, built without a url_for per link (a long thread has many posts)."""
+    root, pk = request.script_root, msg.id
+    return {
+        "permalink": f"{root}/m/{quote(msg.message_id, safe=PATH_SAFE)}",
+        "author": f"{root}/lists/{quote(list_name)}/authors/{pk}",
+        "reply": f"{root}/messages/{pk}/reply",
+        "report": f"{root}/messages/{pk}/report",
+        "raw": f"{root}/messages/{pk}.eml",
+        "vote": f"{root}/messages/{pk}/vote",
+    }
+
+
+@bp.app_template_global()
+def attachment_url(att) -> str:  # type: ignore[no-untyped-def]
+    """Where an attachment is downloaded."""
+    return f"{request.script_root}/attachments/{att.id}/{quote(att.filename or 'attachment', safe='')}"
 
 
 @bp.app_template_global()
@@ -117,7 +158,15 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     mlist = found.mailing_list
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view,
                            font=request.args.get("font", ""), list_address=mlist.address(settings().domain),
-                           moderator=is_moderator(mlist), following=_following_thread(session, found.id))
+                           moderator=is_moderator(mlist), following=_following_thread(session, found.id),
+                           **post_context())
+
+
+def post_context() -> dict[str, str | None]:
+    """What every post on a page shares: who is signed in, the form token, the sign-in link."""
+    address = current_address()
+    return {"signed_in_as": address, "form_token": csrf_token() if address else "",
+            "signin_here": url_for("auth.signin", next=request.full_path)}
 
 
 def _following_thread(session, thread_id: int) -> bool:  # type: ignore[no-untyped-def]
@@ -150,7 +199,8 @@ def _single(session, msg: Message):  # type: ignore[no-untyped-def]
     fill_nodes(session, [node], current_address())
     mlist = found.mailing_list
     return render_template("pages/message.html", node=node, thread=found, mlist=mlist,
-                           list_address=mlist.address(settings().domain), moderator=is_moderator(mlist))
+                           list_address=mlist.address(settings().domain), moderator=is_moderator(mlist),
+                           **post_context())
 
 
 @bp.get("/lists/<name>/authors/<int:message_pk>")

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import lru_cache
 
 import nh3
 from markupsafe import Markup, escape
 
-_ADDRESS = re.compile(r"([A-Za-z0-9._%+=-]{1,64})@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)")
+# The domain part of an address; the search starts at the literal "@", which keeps it fast.
+_AT_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_LOCAL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._%+=-")
 _URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]")
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 FOLD_AT = 4  # quoted runs this long or longer are folded behind a <details>
@@ -75,7 +80,14 @@ def blocks(text: str) -> list[Block]:
 
 def mask_addresses(text: str) -> str:
     """Hide the domain of every address, so anonymous pages cannot be harvested."""
-    return _ADDRESS.sub(lambda m: f"{m.group(1)}@…", text)
+    if "@" not in text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        at = m.start()
+        return "@…" if at > 0 and text[at - 1] in _LOCAL_CHARS else m.group(0)
+
+    return _AT_DOMAIN.sub(one, text)
 
 
 def _linkify(text: str) -> Markup:
@@ -90,8 +102,20 @@ def _linkify(text: str) -> Markup:
     return Markup("".join(parts))
 
 
+CACHE_UP_TO = 50_000  # characters; longer bodies are rendered each time rather than kept
+
+
 def render_text(text: str, flowed: bool = False, anonymous: bool = True) -> Markup:
-    """The body as safe HTML: one element per block, meant for a white-space: pre-wrap container."""
+    """The body as safe HTML: one element per block, meant for a white-space: pre-wrap container.
+
+    Cached: archived bodies never change, and a busy thread is rendered over and over.
+    """
+    if len(text) <= CACHE_UP_TO:
+        return _render_text_cached(text, flowed, anonymous)
+    return _render_text(text, flowed, anonymous)
+
+
+def _render_text(text: str, flowed: bool, anonymous: bool) -> Markup:
     if flowed:
         text = unflow(text)
     if anonymous:
@@ -113,6 +137,10 @@ def render_text(text: str, flowed: bool = False, anonymous: bool = True) -> Mark
     return Markup("".join(html))
 
 
+_render_text_cached = lru_cache(maxsize=2048)(_render_text)
+
+
+@lru_cache(maxsize=512)
 def render_html(html: str, anonymous: bool = True) -> Markup:
     """An HTML part, sanitised (no scripts, styles, images or event handlers)."""
     clean = nh3.clean(html, tags=HTML_TAGS, url_schemes={"http", "https", "mailto"},
@@ -122,13 +150,42 @@ def render_html(html: str, anonymous: bool = True) -> Markup:
     return Markup(f'<div class="html-body">{clean}</div>')
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
 def human_date(value: datetime) -> str:
-    """A readable UTC date, e.g. 'Tue 3 Mar 2026 14:05 UTC'."""
-    value = value.astimezone(timezone.utc)
-    return f"{value:%a} {value.day} {value:%b %Y %H:%M} UTC"
+    """A readable UTC date, e.g. 'Tue 3 Mar 2026 14:05 UTC' (the same in every locale)."""
+    v = value.astimezone(timezone.utc)
+    return f"{_DAYS[v.weekday()]} {v.day} {_MONTHS[v.month - 1]} {v.year} {v.hour:02d}:{v.minute:02d} UTC"
 
 
 def display_name(name: str, anonymous: bool = True) -> str:
     """An author's name as shown: never a full address to anonymous readers."""
     name = name.strip() or "someone"
     return mask_addresses(name) if anonymous else name
+
+
+class FragmentCache:
+    """A small thread-safe LRU of rendered HTML fragments."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[object, ...], Markup] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...]) -> Markup | None:
+        """The fragment for key, or None."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[object, ...], value: Markup) -> None:
+        """Keep value, forgetting the least recently used fragment when full."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
