@@ -9,7 +9,8 @@ from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Thread
 from listgate.models.archive import HIDDEN, VISIBLE
-from listgate.models.web import ACTIONED, OPEN, Ban, Report
+from listgate.bans import is_banned
+from listgate.models.web import ACTIONED, OPEN, Report
 
 
 def hide(session: Session, msg: Message) -> None:
@@ -42,11 +43,6 @@ def close_reports(session: Session, message_pk: int, status: str, by: str) -> No
     """Mark every open report on a post as dealt with."""
     session.execute(update(Report).where(Report.message_pk == message_pk, Report.status == OPEN).values(
         status=status, resolved_at=datetime.now(timezone.utc), resolved_by=by))
-
-
-def is_banned(session: Session, list_id: int, address: str) -> bool:
-    """True when address may not post to the list."""
-    return session.scalar(select(Ban.id).where(Ban.list_id == list_id, Ban.address == address.lower()).limit(1)) is not None
 
 
 __all__ = ["ACTIONED", "close_reports", "hide", "is_banned", "open_reports", "restore"]
