@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from listgate.models import MailingList, Message, Thread
 from listgate.models.archive import HIDDEN, VISIBLE
 from listgate.bans import is_banned
-from listgate.models.web import ACTIONED, OPEN, Report
+from listgate.models.web import OPEN, Report
 
 
 def hide(session: Session, msg: Message) -> None:
@@ -45,4 +45,4 @@ def close_reports(session: Session, message_pk: int, status: str, by: str) -> No
         status=status, resolved_at=datetime.now(timezone.utc), resolved_by=by))
 
 
-__all__ = ["ACTIONED", "close_reports", "hide", "is_banned", "open_reports", "restore"]
+__all__ = ["close_reports", "hide", "is_banned", "open_reports", "restore"]

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from listgate import dispatch, ingest
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Thread
-from listgate.models.archive import HELD, HIDDEN, REJECTED, VISIBLE
+from listgate.models.archive import HELD, REJECTED
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
 from listgate.subscriptions import SubscriptionError, normalize
 from webarchive.context import db, resources
@@ -157,5 +157,3 @@ def ban(list_id: int):  # type: ignore[no-untyped-def]
     flash(message, "ok")
     return redirect(url_for("moderation.queue"), 303)
 
-
-__all__ = ["HIDDEN", "VISIBLE", "bp"]
