@@ -20,7 +20,7 @@ NAME = "threading at scale"
 GOAL = 1.5
 
 
-def _sizes(ctx: Context) -> tuple[int, int, int]:
+def sizes(ctx: Context) -> tuple[int, int, int]:
     """(small list, big list, posts to ingest)."""
     if ctx.memo.get("tiny"):
         return 50, 500, 20
@@ -118,7 +118,7 @@ def ingest_posts(archive: Archive, posts: list[bytes]) -> list[float]:
 
 def run(ctx: Context) -> list[Row]:
     """One row: seconds for the posts on the small and the big list, and their ratio."""
-    small_n, big_n, posts_n = _sizes(ctx)
+    small_n, big_n, posts_n = sizes(ctx)
     case = f"{posts_n} posts into {small_n:,} vs {big_n:,} messages"
     archives: dict[int, Archive] = {n: prefilled_archive(ctx, n) for n in (small_n, big_n)}
     totals: dict[int, list[float]] = {small_n: [], big_n: []}

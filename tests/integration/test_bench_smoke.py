@@ -14,7 +14,7 @@ from bench.__main__ import BENCHMARKS
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
 TITLES = {"ingest": "live ingest", "threading": "threading at scale", "import": "import", "fanout": "fan-out",
-          "pages": "pages", "memory": "memory", "storage": "storage"}
+          "pages": "pages", "bigpages": "pages", "memory": "memory", "storage": "storage"}
 
 
 def test_every_benchmark_reports_its_rows_at_a_tiny_size(tmp_path: Path) -> None:
