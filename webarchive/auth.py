@@ -5,9 +5,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlencode
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from listgate import dispatch, tokens
@@ -95,6 +97,9 @@ def _use_once(token: str) -> bool:
     digest = hashlib.sha256(token.encode()).hexdigest()
     try:
         with transaction(resources().writer) as db_session:
+            # An expired link is refused by its signature anyway: its row is no longer needed.
+            stale = datetime.now(timezone.utc) - timedelta(seconds=2 * tokens.MAX_AGE[tokens.SIGNIN])
+            db_session.execute(delete(UsedToken).where(UsedToken.used_at < stale))
             db_session.add(UsedToken(digest=digest))
     except IntegrityError:
         return False

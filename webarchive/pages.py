@@ -230,10 +230,16 @@ def months(name: str):  # type: ignore[no-untyped-def]
     """The months a list has posts in, with counts."""
     session = db()
     mlist = readable_list(session, name)
-    year, month = extract("year", Message.date), extract("month", Message.date)
-    rows = session.execute(select(year, month, func.count()).where(
-        Message.list_id == mlist.id, Message.status == VISIBLE).group_by(year, month).order_by(year.desc(), month.desc())).all()
-    return render_template("pages/months.html", mlist=mlist, months=[(int(y), int(m), n) for y, m, n in rows])
+    # Counting a big list's months reads all its posts: keep the answer until the list changes.
+    cache = resources().extra.setdefault("months", {})
+    key = (mlist.id, mlist.message_count, mlist.last_activity)
+    if cache.get(mlist.id, (None,))[0] != key:
+        year, month = extract("year", Message.date), extract("month", Message.date)
+        rows = session.execute(select(year, month, func.count()).where(
+            Message.list_id == mlist.id, Message.status == VISIBLE).group_by(year, month)
+            .order_by(year.desc(), month.desc())).all()
+        cache[mlist.id] = (key, [(int(y), int(m), n) for y, m, n in rows])
+    return render_template("pages/months.html", mlist=mlist, months=cache[mlist.id][1])
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>")

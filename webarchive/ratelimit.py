@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 
 from flask import abort, current_app, request
@@ -40,6 +41,8 @@ def limit(action: str, who: str) -> None:
         session.execute(stmt.on_conflict_do_update(index_elements=[RateHit.key, RateHit.window],
                                                    set_={"count": RateHit.count + 1}))
         session.execute(delete(RateHit).where(RateHit.key == key, RateHit.window < window))
+        if random.random() < 0.02:  # now and then, forget finished windows of everyone else too
+            session.execute(delete(RateHit).where(RateHit.key.like(f"{action}:%"), RateHit.window < window))
         used = session.scalar(select(RateHit.count).where(RateHit.key == key, RateHit.window == window)) or 0
     if used > count:
         abort(429, description=f"Too many attempts. Please wait {period // 60} minutes and try again.",
