@@ -129,8 +129,8 @@ def ingest(
         word = thread_command(parsed)
         if word:
             return _reply_command(session, parsed, mlist, word)
-    existing = session.scalars(
-        select(Message).where(Message.list_id == mlist.id, Message.message_id == parsed.message_id)
+    existing = session.execute(
+        select(Message.id, Message.thread_id).where(Message.list_id == mlist.id, Message.message_id == parsed.message_id)
     ).first()
     if existing is not None:
         return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")

@@ -215,7 +215,8 @@ def count_visible(session: Session, thread: Thread, msg: Message) -> None:
         thread.subject, thread.subject_norm, thread.starter_name = msg.subject, msg.subject_norm, msg.from_name
         thread.created_at = min(thread.created_at, msg.date)
     addr = msg.from_addr or msg.from_name
-    if addr and session.get(ThreadParticipant, (thread.id, addr)) is None:
+    # A thread with no participant yet (a new one) needs no lookup.
+    if addr and (thread.participant_count == 0 or session.get(ThreadParticipant, (thread.id, addr)) is None):
         session.add(ThreadParticipant(thread_id=thread.id, address=addr))
         thread.participant_count += 1
 
