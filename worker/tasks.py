@@ -94,7 +94,8 @@ def _raw(session: Session, entry: OutboxEntry) -> bytes:
 def register(app: Celery, settings: Settings, resolver: TxtResolver | None = None) -> WorkerContext:
     """Register every listgate task on app, sharing one per-process context."""
     ctx = WorkerContext(settings, sender=app, resolver=resolver)
-    opts: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True}
+    opts: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True,
+                            "shared": False}  # each app gets its own tasks, bound to its own context
 
     def retrying(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         """Retry only transient errors (database busy, relay 4xx/unreachable); others fail loudly."""

@@ -4,23 +4,17 @@ from __future__ import annotations
 
 import re
 from email import message_from_bytes
-from email.utils import getaddresses
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-from sqlalchemy import select
 
 from listgate import dispatch, subscriptions
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.models import Bounce, Delivery, Subscription
 from listgate.schema import upgrade
 from tests.conftest import make_settings
 from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
 from tests.sink import SmtpSink
-from worker import delivery
 from worker.celery_app import make_celery
-from worker.context import WorkerContext
 
 pytestmark = pytest.mark.integration
 VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
@@ -48,20 +42,6 @@ def build_site(tmp_path: Path, sink: SmtpSink, broker_url: str = "", **env: str)
 def broker_url(request: pytest.FixtureRequest) -> str:
     """The embedded SQLAlchemy broker ('' = default) and a real Redis."""
     return "" if request.param == "sqla" else request.getfixturevalue("redis_db_url")
-
-
-@pytest.fixture
-def site(tmp_path: Path, sink: SmtpSink) -> Site:
-    """A site on the embedded broker."""
-    return build_site(tmp_path, sink)
-
-
-@pytest.fixture
-def worker(site: Site, tmp_path: Path) -> Iterator[WorkerProcess]:
-    """A running worker for `site`."""
-    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
-    yield proc
-    proc.stop()
 
 
 def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, broker_url: str) -> None:
@@ -110,66 +90,6 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, broker_url: str)
     token = re.search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"]).group(1)
     with site.db() as session:
         assert subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2] == first.thread_id
-
-
-def test_author_gets_own_post_when_asked(site: Site, sink: SmtpSink, worker: WorkerProcess) -> None:
-    site.subscribe("dev", "alice@example.org", "author@example.org")
-    with transaction(site.db) as session:
-        subscriptions.person_settings(session, "author@example.org", copy_own_posts=True)
-    site.post(mail("author@example.org", "Mine too", "own@example.org"))
-    wait_until(lambda: len(sink.received) >= 2, what="two copies")
-    assert sorted(r.rcpt_tos[0] for r in sink.received) == ["alice@example.org", "author@example.org"]
-
-
-def test_dmarc_always_rewrites_from_and_keeps_body(tmp_path: Path, sink: SmtpSink) -> None:
-    site = build_site(tmp_path, sink, LISTGATE_DMARC_ALWAYS="strict.example")
-    site.subscribe("dev", "alice@example.org")
-    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
-    try:
-        raw = mail("sam@strict.example", "Strict", "strict@strict.example", "Body line one.\nline two\n")
-        site.post(raw)
-        wait_until(lambda: sink.received, what="the DMARC copy")
-    finally:
-        proc.stop()
-    got = sink.received[0]
-    msg = got.message
-    assert getaddresses([msg["From"]]) == [("Sam via Developers", "dev@lists.test")]
-    assert "sam@strict.example" in msg["Reply-To"] and "dev@lists.test" in msg["Reply-To"]
-    assert got.data.endswith(raw.split(b"\r\n\r\n", 1)[1])
-    assert msg["Message-ID"] == "<strict@strict.example>"
-
-
-def test_451_then_250_delivers_once(site: Site, sink: SmtpSink, worker: WorkerProcess) -> None:
-    site.subscribe("dev", "alice@example.org")
-    sink.script("451 4.3.0 try later")
-    post = site.post(mail("author@example.org", "Later", "later@example.org"))
-    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "deferred", what="deferral")
-    assert sink.received == []
-    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400})
-    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "sent", what="the retry")
-    # Running the retry again (beat, a duplicate task) sends nothing more.
-    assert delivery.retry_due(WorkerContext(site.settings), stale_after=0, horizon=86400) == 0
-    assert [r.rcpt_tos for r in sink.received] == [["alice@example.org"]]
-    with site.db() as session:
-        row = session.scalars(select(Delivery).where(Delivery.message_pk == post.message_pk)).one()
-        assert (row.status, row.attempts) == ("sent", 2)
-
-
-def test_550_is_a_bounce_and_never_retried(site: Site, sink: SmtpSink, worker: WorkerProcess) -> None:
-    site.subscribe("dev", "gone@example.org")
-    sink.script("550 5.1.1 no such user")
-    post = site.post(mail("author@example.org", "Hello", "hello550@example.org"))
-    wait_until(lambda: site.deliveries(post.message_pk).get("gone@example.org") == "bounced", what="the bounce")
-    with site.db() as session:
-        bounce = session.scalars(select(Bounce)).one()
-        assert (bounce.address, bounce.kind) == ("gone@example.org", "permanent")
-        assert "550" in bounce.diagnostic
-        assert session.scalars(select(Subscription.bounce_score).where(Subscription.address == "gone@example.org")).one() == 1.0
-    assert delivery.retry_due(WorkerContext(site.settings), stale_after=0, horizon=86400) == 0
-    post2 = site.post(mail("author@example.org", "Again", "again550@example.org"))
-    wait_until(lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent", what="the next post")
-    assert [r.message["Subject"] for r in sink.received] == ["Again"]
-    assert site.deliveries(post.message_pk) == {"gone@example.org": "bounced"}
 
 
 def test_sigkill_mid_fanout_then_restart_sends_each_copy_once(tmp_path: Path, sink: SmtpSink, broker_url: str) -> None:

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timezone
-from pathlib import Path
+from email.utils import getaddresses
 from typing import Iterator
 
 import pytest
 from sqlalchemy import func, select
 
-from listgate import dispatch, lists
+from listgate import dispatch, lists, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import COMMAND, ingest
-from listgate.models import Bounce, DigestSent, Message, Subscription
+from listgate.models import Bounce, Delivery, DigestSent, Message, Subscription
 from listgate.parsing import parse
 from listgate.schema import upgrade
 from tests.conftest import CORPORA, free_port, make_settings
 from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
 from tests.sink import SmtpSink
-from worker import digest
+from worker import delivery, digest
 from worker.celery_app import make_celery
 from worker.context import WorkerContext
 
@@ -41,7 +41,8 @@ def msite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator
     tmp = tmp_path_factory.mktemp("mail")
     env = {"LISTGATE_DATA_DIR": str(tmp / "var"), "LISTGATE_DOMAIN": "lists.test",
            "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": msink.url,
-           "LISTGATE_BASE_URL": "https://lists.test", "LISTGATE_BOUNCE_SCORE_LIMIT": "2"}
+           "LISTGATE_BASE_URL": "https://lists.test", "LISTGATE_BOUNCE_SCORE_LIMIT": "2",
+           "LISTGATE_DMARC_ALWAYS": "strict.example"}
     settings = make_settings(tmp, **env)
     engine = make_engine(settings)
     upgrade(engine)
@@ -187,9 +188,9 @@ def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) 
     today = datetime.now(timezone.utc).date().isoformat()
     site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": today})
     got = wait_until(lambda: msink.to("digest@example.org"), what="the digest")
-    digest = got[0].message
-    assert digest.get_content_type() == "multipart/digest"
-    toc, *posts = digest.get_payload()
+    received = got[0].message
+    assert received.get_content_type() == "multipart/digest"
+    toc, *posts = received.get_payload()
     text = toc.get_payload(decode=True).decode()
     assert "First topic (2 messages)" in text and "Second topic (1 message)" in text
     assert sorted(p.get_payload(0)["Message-ID"] for p in posts) == sorted(
@@ -198,3 +199,104 @@ def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) 
     # The same day again (beat firing twice, a retried task): nothing more is sent.
     again = digest.send_digests(WorkerContext(site.settings), date.fromisoformat(today))
     assert again == 0 and len(msink.to("digest@example.org")) == 1
+
+
+def test_broker_outage_delays_but_never_loses_and_duplicates_never_double(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    site.subscribe(name, "r1@example.org", "r2@example.org")
+    raw = mail("author@example.org", "While the broker was down", f"down-{name}@x", to=f"{name}@lists.test")
+    with transaction(site.db) as session:  # committed, but the broker never heard of it
+        result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
+    site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0})
+    dispatch.enqueue(site.app, result.outbox)  # and the original task shows up late, twice
+    dispatch.enqueue(site.app, result.outbox)
+    wait_until(lambda: len(msink.received) >= 2, what="the swept fan-out")
+    wait_until(lambda: set(site.deliveries(result.message_pk).values()) == {"sent"}, what="all sent")
+    assert sorted(r.rcpt_tos[0] for r in msink.received) == ["r1@example.org", "r2@example.org"]
+
+
+def _produce(env: dict[str, str], ids: list[int]) -> None:
+    """A separate producer process (like the gateway or the web) sending tasks to the broker."""
+    from listgate.config import Settings
+
+    app = make_celery(Settings.from_env(env))
+    for outbox_id in ids:
+        app.send_task(dispatch.SEND_NOTICE, args=[outbox_id])
+
+
+def test_concurrent_producers_on_the_embedded_broker(site: Site, msink: SmtpSink) -> None:
+    import multiprocessing
+
+    name = site.list_name  # type: ignore[attr-defined]
+    with transaction(site.db) as session:
+        ids = [dispatch.record(session, dispatch.SEND_NOTICE, 0, {
+            "template": "help", "to": f"p{i}@example.org", "list": name}).id for i in range(30)]
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_produce, args=(site.env, ids[i::3])) for i in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(60)
+    assert [proc.exitcode for proc in procs] == [0, 0, 0]
+    wait_until(lambda: len(msink.received) >= 30, what="every notice")
+    assert sorted(r.rcpt_tos[0] for r in msink.received) == sorted(f"p{i}@example.org" for i in range(30))
+
+
+def test_author_gets_own_post_when_asked(site: Site, msink: SmtpSink) -> None:
+    site.subscribe(site.list_name, "alice@example.org", "selfie@example.org")
+    with transaction(site.db) as session:
+        subscriptions.person_settings(session, "selfie@example.org", copy_own_posts=True)
+    site.post(mail("selfie@example.org", "Mine too", "own@example.org",
+                         to=f"{site.list_name}@lists.test"), site.list_name)
+    wait_until(lambda: len(msink.received) >= 2, what="two copies")
+    assert sorted(r.rcpt_tos[0] for r in msink.received) == ["alice@example.org", "selfie@example.org"]
+
+
+def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    site.subscribe(name, "alice@example.org")
+    raw = mail("sam@strict.example", "Strict", f"strict-{name}@strict.example", "Body line one.\nline two\n",
+               to=f"{name}@lists.test")
+    site.post(raw, name)
+    got = wait_until(lambda: msink.received, what="the DMARC copy")[0]
+    msg = got.message
+    assert getaddresses([msg["From"]]) == [(f"Sam via {name}", f"{name}@lists.test")]
+    assert "sam@strict.example" in msg["Reply-To"] and f"{name}@lists.test" in msg["Reply-To"]
+    assert got.data.endswith(raw.split(b"\r\n\r\n", 1)[1])
+    assert msg["Message-ID"] == f"<strict-{name}@strict.example>"
+
+
+def test_451_then_250_delivers_once(site: Site, msink: SmtpSink) -> None:
+    site.subscribe(site.list_name, "alice@example.org")
+    msink.script("451 4.3.0 try later")
+    post = site.post(mail("author@example.org", "Later", "later@example.org",
+                         to=f"{site.list_name}@lists.test"), site.list_name)
+    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "deferred", what="deferral")
+    assert msink.received == []
+    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400})
+    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "sent", what="the retry")
+    # Running the retry again (beat, a duplicate task) sends nothing more.
+    assert delivery.retry_due(WorkerContext(site.settings), stale_after=0, horizon=86400) == 0
+    assert [r.rcpt_tos for r in msink.received] == [["alice@example.org"]]
+    with site.db() as session:
+        row = session.scalars(select(Delivery).where(Delivery.message_pk == post.message_pk)).one()
+        assert (row.status, row.attempts) == ("sent", 2)
+
+
+def test_550_is_a_bounce_and_never_retried(site: Site, msink: SmtpSink) -> None:
+    site.subscribe(site.list_name, "gone@example.org")
+    msink.script("550 5.1.1 no such user")
+    post = site.post(mail("author@example.org", "Hello", "hello550@example.org",
+                         to=f"{site.list_name}@lists.test"), site.list_name)
+    wait_until(lambda: site.deliveries(post.message_pk).get("gone@example.org") == "bounced", what="the bounce")
+    with site.db() as session:
+        bounce = session.scalars(select(Bounce).where(Bounce.address == "gone@example.org")).one()
+        assert (bounce.address, bounce.kind) == ("gone@example.org", "permanent")
+        assert "550" in bounce.diagnostic
+        assert session.scalars(select(Subscription.bounce_score).where(Subscription.address == "gone@example.org")).one() == 1.0
+    assert delivery.retry_due(WorkerContext(site.settings), stale_after=0, horizon=86400) == 0
+    post2 = site.post(mail("author@example.org", "Again", "again550@example.org",
+                         to=f"{site.list_name}@lists.test"), site.list_name)
+    wait_until(lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent", what="the next post")
+    assert [r.message["Subject"] for r in msink.received] == ["Again"]
+    assert site.deliveries(post.message_pk) == {"gone@example.org": "bounced"}
