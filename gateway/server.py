@@ -46,6 +46,14 @@ class _Guarded:
             if client:
                 limits.disconnect(client)
 
+    def _timeout_cb(self) -> None:
+        """Say why before closing a connection that was silent (or slow in DATA) too long."""
+        transport = self.transport  # type: ignore[attr-defined]
+        if transport is not None and not transport.is_closing():
+            log.info("closing an idle connection from %s", client_address(self.session) or "local")  # type: ignore[attr-defined]
+            transport.write(b"421 4.4.2 Timeout: no complete command in time, closing the connection\r\n")
+        super()._timeout_cb()  # type: ignore[misc]
+
     async def push(self, status: AnyStr) -> None:
         """Send a reply, giving aiosmtpd's built-in data-phase errors enhanced codes."""
         if isinstance(status, str):
@@ -139,7 +147,7 @@ class GatewayServer:
         return cls(
             self.handler, max_line=self.settings.max_line_length, data_size_limit=self.settings.max_message_size,
             enable_SMTPUTF8=True, decode_data=False, hostname=self.settings.domain,
-            tls_context=tls_context(self.settings), ident="listgate",
+            tls_context=tls_context(self.settings), ident="listgate", timeout=self.settings.smtp_timeout,
         )
 
     def start(self) -> None:

@@ -84,6 +84,7 @@ class Settings:
     max_mime_depth: int = 50
     max_connections_per_client: int = 16
     max_messages_per_minute: int = 600
+    smtp_timeout: int = 300  # seconds a client may stay silent, or spend in one DATA
     subject_fallback_days: int = 30
     tls_cert: str = ""
     tls_key: str = ""
@@ -155,6 +156,7 @@ class Settings:
             max_mime_depth=_int(env, "LISTGATE_MAX_MIME_DEPTH", 50, 2),
             max_connections_per_client=_int(env, "LISTGATE_MAX_CONNECTIONS_PER_CLIENT", 16, 1),
             max_messages_per_minute=_int(env, "LISTGATE_MAX_MESSAGES_PER_MINUTE", 600, 1),
+            smtp_timeout=_int(env, "LISTGATE_SMTP_TIMEOUT", 300, 1),
             subject_fallback_days=_int(env, "LISTGATE_SUBJECT_FALLBACK_DAYS", 30, 0),
             tls_cert=tls_cert,
             tls_key=tls_key,
