@@ -13,6 +13,7 @@ from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer, parse_listen
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, writer
+from listgate.schema import needs_upgrade
 
 log = logging.getLogger("gateway")
 
@@ -32,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
     engine = make_engine(settings)
+    try:
+        if needs_upgrade(engine):
+            log.error("the database at %s is not at the current schema: run `listgate db upgrade` first",
+                      settings.database_url.split("@")[-1])
+            return 1
+    except Exception as exc:  # noqa: BLE001 - say what is wrong, not a traceback
+        log.error("cannot open the database %s: %s", settings.database_url.split("@")[-1], exc)
+        return 1
     handler = GatewayHandler(settings, session_factory(writer(engine)), BrokerSender(settings),
                              read_factory=session_factory(engine))
     server = GatewayServer(settings, handler, lmtp=args.lmtp or settings.lmtp, listen=listen)

@@ -206,3 +206,9 @@ def test_bad_listen_address_is_a_clean_error(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-m", "gateway", "--listen", "nonsense"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "expected HOST:PORT or unix:/path" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
+    env = {**os.environ, "LISTGATE_DATA_DIR": str(tmp_path), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    out = subprocess.run([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1 and "listgate db upgrade" in out.stderr and "Traceback" not in out.stderr
