@@ -1,0 +1,68 @@
+"""Threading cases sent over real SMTP, read back through the web archive's JSON API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.integration.gateway_helpers import mail
+from tests.integration.test_gateway_smtp import Env
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    e.make_list("dev")
+    e.start()
+    yield e
+    e.close()
+
+
+@pytest.fixture
+def api(env: Env):  # type: ignore[no-untyped-def]
+    from webarchive import create_app
+
+    return create_app(env.settings).test_client()
+
+
+def post(env: Env, msgid: str, refs: str = "", irt: str = "", subject: str = "Plan") -> None:
+    extra = (f"References: {refs}\r\n" if refs else "") + (f"In-Reply-To: {irt}\r\n" if irt else "")
+    with env.smtp() as c:
+        assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(subject=subject, msgid=msgid, extra=extra)) == {}
+
+
+def tree(api, msgid: str) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+    """message -> parent, as the API shows the thread of msgid."""
+    thread_id = api.get(f"/api/messages/{msgid}").get_json()["thread_id"]
+    body = api.get(f"/api/threads/{thread_id}").get_json()
+    return {m["message_id"]: m["parent_message_id"] for m in body["messages"]}
+
+
+def test_replies_before_their_parents_and_a_missing_middle(env: Env, api) -> None:  # type: ignore[no-untyped-def]
+    post(env, "c@x", refs="<a@x> <b@x>", subject="Re: Plan")  # grandchild first
+    post(env, "a@x")
+    assert tree(api, "a@x") == {"a@x": None, "c@x": "a@x"}  # b is missing: c hangs under a, same thread
+    post(env, "b@x", refs="<a@x>", subject="Re: Plan")
+    assert tree(api, "c@x") == {"a@x": None, "b@x": "a@x", "c@x": "b@x"}
+
+
+def test_merged_threads_and_the_absorbed_link(env: Env, api) -> None:  # type: ignore[no-untyped-def]
+    post(env, "x@x", subject="One")
+    post(env, "y@x", refs="<ghost@x>", subject="Two")
+    old = api.get("/api/messages/y@x").get_json()["thread_id"]
+    post(env, "z@x", refs="<x@x> <ghost@x>", subject="Re: both")
+    assert set(tree(api, "y@x")) == {"x@x", "y@x", "z@x"}
+    resp = api.get(f"/api/threads/{old}")
+    if resp.status_code in (301, 302, 308):  # the absorbed thread's link redirects to the survivor
+        resp = api.get(resp.headers["Location"])
+    assert resp.status_code == 200 and {m["message_id"] for m in resp.get_json()["messages"]} == {"x@x", "y@x", "z@x"}
+
+
+def test_subject_only_replies_join_by_subject(env: Env, api) -> None:  # type: ignore[no-untyped-def]
+    post(env, "s1@x", subject="Release date")
+    post(env, "s2@x", subject="[dev] RE: Release date")
+    assert tree(api, "s2@x") == {"s1@x": None, "s2@x": "s1@x"}
