@@ -232,7 +232,7 @@ def run_import(settings: Settings, path: Path, list_name: str, *, batch: int = 5
                 except ValueError:  # the source was closed after its last message
                     bar.update(bar.total - bar.n)
                 rate = importer.summary.seen / max(time.monotonic() - started, 1e-6)
-                bar.set_postfix(msgs=importer.summary.seen, rate=f"{rate:.0f} msg/s", refresh=False)
+                bar.set_postfix(msgs=str(importer.summary.seen), rate=f"{rate:.0f} msg/s", refresh=False)
 
             summary = importer.run(messages, tick)
         log.info("import of %s into %s: %d imported, %d duplicates, %d refused in %.1fs", path, list_name,
