@@ -1,0 +1,62 @@
+"""The outbound relay: authentication, 8-bit mail intact, one connection reused across recipients."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from tests.conftest import free_port
+from tests.sink import _Handler
+from worker.mailer import BOUNCED, DEFERRED, SENT, connect
+
+pytestmark = [pytest.mark.integration,
+              pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]
+
+
+class CountingHandler(_Handler):
+    """The sink's handler, also counting connections."""
+
+    connections = 0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        type(self).connections += 1
+        session.host_name = hostname
+        return responses
+
+
+@pytest.fixture
+def relay() -> Iterator[tuple[Controller, CountingHandler]]:
+    """An aiosmtpd relay that wants AUTH (user 'list', password 's3cret')."""
+    def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+        ok = getattr(auth_data, "login", b"") == b"list" and getattr(auth_data, "password", b"") == b"s3cret"
+        return AuthResult(success=ok)
+
+    handler = CountingHandler()
+    CountingHandler.connections = 0
+    ctl = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=check,
+                     auth_required=True, auth_require_tls=False)
+    ctl.start()
+    yield ctl, handler
+    ctl.stop()
+
+
+def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(relay) -> None:  # type: ignore[no-untyped-def]
+    ctl, handler = relay
+    body = "Grüße aus Köln — ünïcödé\r\n.leading dot\r\n".encode()
+    data = b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body
+    with connect(f"smtp://list:s3cret@127.0.0.1:{ctl.port}") as conn:
+        results = [conn.send("dev+bounce-x@lists.test", f"r{i}@example.org", data) for i in range(5)]
+    assert [r.status for r in results] == [SENT] * 5
+    assert [r.data for r in handler.received] == [data] * 5
+    assert CountingHandler.connections == 1
+
+
+def test_scripted_replies_map_to_outcomes(sink) -> None:  # type: ignore[no-untyped-def]
+    sink.script("451 4.3.0 later", "550 5.1.1 unknown")
+    with connect(sink.url) as conn:
+        outcomes = [conn.send("", f"r{i}@example.org", b"Subject: x\r\n\r\ny\r\n").status for i in range(3)]
+    assert outcomes == [DEFERRED, BOUNCED, SENT]
+    assert [r.rcpt_tos for r in sink.received] == [["r2@example.org"]]
