@@ -24,12 +24,8 @@ from worker.dmarc import TxtResolver
 log = logging.getLogger(__name__)
 
 TRANSIENT = (OperationalError, OSError)  # a locked or unreachable database, a network blip
-MAX_DISPATCHES = 20  # the sweeper gives up on an outbox entry after this many tries
+MAX_DISPATCHES = 30  # the sweeper gives up on an outbox entry after this many tries (about a day)
 SWEEP_AFTER = 60.0
-
-
-class TransientSendError(RuntimeError):
-    """The relay said 4xx or could not be reached; the task is retried later."""
 
 
 def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, OutboxEntry], list[OutboxEntry]]) -> None:
@@ -59,7 +55,9 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
         with mailer.connect(ctx.settings.outbound) as conn:
             result = conn.send("", to, data)
         if result.status == mailer.DEFERRED:
-            raise TransientSendError(f"notice {outbox_id} to {to}: {result.detail}")
+            # Left not done: the sweeper re-queues it with backoff (one retry path, not two).
+            log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
+            return
         if result.status == mailer.BOUNCED:
             log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
     # A crash between the relay's 250 and this commit sends the notice again: notices are
@@ -69,14 +67,22 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
         entry.done_at = datetime.now(timezone.utc)
 
 
+def redispatch_after(older_than: float, attempts: int) -> timedelta:
+    """How long after its last dispatch an unfinished entry is sent again: doubling, at most an hour."""
+    return timedelta(seconds=min(older_than * 2 ** max(attempts - 1, 0), 3600.0))
+
+
 def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
     """Re-queue outbox entries not done and older than older_than seconds (a lost task is never lost mail)."""
-    cutoff = datetime.now(timezone.utc) - timedelta(seconds=older_than)
+    now = datetime.now(timezone.utc)
+    cutoff = now - timedelta(seconds=older_than)
     with transaction(ctx.db) as session:
-        entries = session.scalars(select(OutboxEntry).where(
+        candidates = session.scalars(select(OutboxEntry).where(
             OutboxEntry.done_at.is_(None), OutboxEntry.created_at <= cutoff, OutboxEntry.attempts < MAX_DISPATCHES,
             or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
         ).order_by(OutboxEntry.id).limit(1000)).all()
+        entries = [e for e in candidates if e.dispatched_at is None
+                   or e.dispatched_at <= now - redispatch_after(older_than, e.attempts)]
         for entry in entries:
             entry.dispatched_at, entry.attempts = datetime.now(timezone.utc), entry.attempts + 1
     if entries:
@@ -98,11 +104,11 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
                             "shared": False}  # each app gets its own tasks, bound to its own context
 
     def retrying(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Retry only transient errors (database busy, relay 4xx/unreachable); others fail loudly."""
+        """Retry only transient errors (database busy or unreachable); others fail loudly."""
         def run(task: Task, *args: Any, **kwargs: Any) -> Any:
             try:
                 return func(*args, **kwargs)
-            except (*TRANSIENT, TransientSendError) as exc:
+            except TRANSIENT as exc:
                 countdown = min(30 * 2 ** task.request.retries, 3600)
                 log.warning("%s%r: transient error, retry in %ss: %s", task.name, args, countdown, exc)
                 raise task.retry(exc=exc, countdown=countdown, max_retries=8) from None

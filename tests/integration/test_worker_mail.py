@@ -301,3 +301,23 @@ def test_550_is_a_bounce_and_never_retried(site: Site, msink: SmtpSink) -> None:
     wait_until(lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent", what="the next post")
     assert [r.message["Subject"] for r in msink.received] == ["Again"]
     assert site.deliveries(post.message_pk) == {"gone@example.org": "bounced"}
+
+
+def test_notice_refused_with_451_is_sent_later_by_the_sweeper(site: Site, msink: SmtpSink) -> None:
+    from listgate.models import OutboxEntry
+
+    name = site.list_name  # type: ignore[attr-defined]
+    msink.script("451 4.3.0 try later")
+    send_to(site, f"{name}+help@lists.test", mail("carl@example.org", "help", f"h451-{name}@x",
+                                                   to=f"{name}+help@lists.test"))
+
+    def notice_pending() -> bool:
+        with site.db() as session:
+            return any('"template": "help"' in e.payload and e.done_at is None
+                       for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == dispatch.SEND_NOTICE)))
+
+    wait_until(lambda: notice_pending() and not msink.handler.scripted, what="the refused notice")
+    assert msink.received == []
+    site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0})
+    got = wait_until(lambda: msink.to("carl@example.org"), what="the notice, later")
+    assert len(got) == 1 and "Help" in got[0].message["Subject"]

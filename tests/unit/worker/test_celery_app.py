@@ -36,3 +36,13 @@ def test_embedded_broker_file_is_in_wal_mode(settings) -> None:  # type: ignore[
 def test_entry_point_explains_usage(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main([]) == 2
     assert "usage: python -m worker worker|beat" in capsys.readouterr().err
+
+
+def test_sweeper_backs_off_per_entry() -> None:
+    from datetime import timedelta
+
+    from worker.tasks import redispatch_after
+
+    assert [redispatch_after(60, n) for n in (1, 2, 3)] == [timedelta(seconds=s) for s in (60, 120, 240)]
+    assert redispatch_after(60, 20) == timedelta(hours=1)
+    assert redispatch_after(0, 5) == timedelta(0)
