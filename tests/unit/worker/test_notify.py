@@ -1,0 +1,40 @@
+"""Recipients of a post, including followers of a thread that was merged into another."""
+
+from __future__ import annotations
+
+from listgate import lists
+from listgate.db import transaction
+from listgate.ingest import ingest
+from listgate.models import Message, Subscription, Thread
+from listgate.parsing import parse
+from worker.notify import recipients
+
+
+def _post(session, mlist, msgid: str, sender: str, extra: str = "") -> Message:  # type: ignore[no-untyped-def]
+    raw = (f"From: {sender}\r\nTo: dev@lists.test\r\n{extra}Subject: s\r\nMessage-ID: <{msgid}>\r\n\r\nhi\r\n").encode()
+    result = ingest(session, parse(raw), mlist, domain="lists.test")
+    return session.get(Message, result.message_pk)
+
+
+def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        lists.subscribe(session, mlist, "member@example.org")
+        first = _post(session, mlist, "a@x", "one@example.org")
+        old_thread = first.thread_id
+        session.add(Subscription(list_id=mlist.id, address="old@example.org", kind="thread",
+                                 thread_key=old_thread, status="active"))
+        session.add(Subscription(list_id=mlist.id, address="member@example.org", kind="mute",
+                                 thread_key=old_thread, status="active"))
+        other = Thread(list_id=mlist.id, subject="s")
+        session.add(other)
+        session.flush()
+        session.get(Thread, old_thread).merged_into_id = other.id  # as if merged, followers not yet moved
+        reply = _post(session, mlist, "b@x", "two@example.org", "In-Reply-To: <a@x>\r\nCc: cc@example.org\r\n")
+        reply.thread_id = other.id
+        session.add(Subscription(list_id=mlist.id, address="cc@example.org", kind="list", status="active"))
+        session.flush()
+        got = recipients(session, reply, reply.raw.data)
+    # one@ auto-followed by posting; member@ muted the thread; cc@ is already in Cc; two@ is the author
+    assert sorted(got) == ["old@example.org", "one@example.org"]
