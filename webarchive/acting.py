@@ -118,6 +118,7 @@ def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # typ
 def subscribe_list(name: str):  # type: ignore[no-untyped-def]
     """Subscribe to a whole list (or its digest): at once when signed in, by double opt-in otherwise."""
     mlist = readable_list(db(), name)
+    list_name = mlist.name  # the rolled-back session below expires mlist: keep the name for the redirect
     kind = "digest" if request.form.get("kind") == "digest" else "list"
     address = current_address()
     if not address:
@@ -133,10 +134,10 @@ def subscribe_list(name: str):  # type: ignore[no-untyped-def]
                 outcome_message, outbox = outcome.message, outcome.outbox
     except SubscriptionError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("pages.list_page", name=mlist.name), 303)
+        return redirect(url_for("pages.list_page", name=list_name), 303)
     enqueue(outbox)
     flash(outcome_message, "ok")
-    return redirect(url_for("pages.list_page", name=mlist.name), 303)
+    return redirect(url_for("pages.list_page", name=list_name), 303)
 
 
 def set_mode(session, mlist: MailingList, address: str, kind: str) -> None:  # type: ignore[no-untyped-def]
