@@ -40,7 +40,7 @@ class Delivery(Base):
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"))
     address: Mapped[str] = mapped_column(String(320))
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|sent|deferred|bounced
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|handing|sent|deferred|bounced|failed|cancelled (worker/delivery.py)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
