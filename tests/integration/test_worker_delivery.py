@@ -20,13 +20,11 @@ pytestmark = pytest.mark.integration
 VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
 
 
-def build_site(tmp_path: Path, sink: SmtpSink, broker_url: str = "", **env: str) -> Site:
+def build_site(tmp_path: Path, sink: SmtpSink, **env: str) -> Site:
     """Settings, a migrated database, a producer app and one list 'dev'."""
     env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
            "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": sink.url,
            "LISTGATE_BASE_URL": "https://lists.test", **env}
-    if broker_url:
-        env["LISTGATE_BROKER_URL"] = broker_url
     settings = make_settings(tmp_path, **env)
     engine = make_engine(settings)
     upgrade(engine)
@@ -39,14 +37,20 @@ def build_site(tmp_path: Path, sink: SmtpSink, broker_url: str = "", **env: str)
     return Site(settings, env, db, make_celery(settings))
 
 
-@pytest.fixture(params=["sqla", pytest.param("redis", marks=pytest.mark.redis)])
-def broker_url(request: pytest.FixtureRequest) -> str:
-    """The embedded SQLAlchemy broker ('' = default) and a real Redis."""
-    return "" if request.param == "sqla" else request.getfixturevalue("redis_db_url")
+@pytest.fixture(params=["sqla", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("postgres+redis", marks=[pytest.mark.redis, pytest.mark.postgres])])
+def stack(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The embedded default (SQLite + SQLAlchemy broker), Redis, and the production pair PostgreSQL + Redis."""
+    if request.param == "sqla":
+        return {}
+    env = {"LISTGATE_BROKER_URL": request.getfixturevalue("redis_db_url")}
+    if request.param.startswith("postgres"):
+        env["LISTGATE_DATABASE_URL"] = request.getfixturevalue("postgres_db")
+    return env
 
 
-def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, broker_url: str) -> None:
-    site = build_site(tmp_path, sink, broker_url)
+def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str, str]) -> None:
+    site = build_site(tmp_path, sink, **stack)
     site.subscribe("dev", "alice@example.org", "bob@example.org", "carol@example.org", "mute@example.org",
                    "author@example.org")
     proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
@@ -93,8 +97,8 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, broker_url: str)
         assert subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2] == first.thread_id
 
 
-def test_sigkill_mid_fanout_then_restart_sends_each_copy_once(tmp_path: Path, sink: SmtpSink, broker_url: str) -> None:
-    site = build_site(tmp_path, sink, broker_url)
+def test_sigkill_mid_fanout_then_restart_sends_each_copy_once(tmp_path: Path, sink: SmtpSink, stack: dict[str, str]) -> None:
+    site = build_site(tmp_path, sink, **stack)
     addresses = [f"reader{i:04d}@example.org" for i in range(2000)]
     site.subscribe("dev", *addresses)
     proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
