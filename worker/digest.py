@@ -12,7 +12,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, make_msgid
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -28,6 +28,8 @@ from worker.context import WorkerContext
 from worker.headers import ListInfo, verp_address, verp_token
 
 log = logging.getLogger(__name__)
+
+CATCH_UP = 3  # days the daily job looks back
 
 
 def default_day() -> date:
@@ -98,9 +100,18 @@ def _claim(ctx: WorkerContext, list_id: int, address: str, day: date, count: int
 
 
 def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
-    """Send the digest of `day` (default yesterday) to every digest subscriber that has not had it."""
-    day = day or default_day()
-    sent = 0
+    """Send the digest of `day` to every digest subscriber that has not had it.
+
+    Without a day (the beat job) the last CATCH_UP complete days are covered, so a beat or
+    worker that was down at midnight still sends them; DigestSent keeps each to one copy.
+    """
+    days = [day] if day else [default_day() - timedelta(days=n) for n in range(CATCH_UP)]
+    return sum(_send_day(ctx, d) for d in days)
+
+
+def _send_day(ctx: WorkerContext, day: date) -> int:
+    """One day's digests, for people subscribed (confirmed) before that day ended."""
+    day_end = datetime.combine(day, time(0), tzinfo=timezone.utc) + timedelta(days=1)
     with ctx.db() as session:
         lists = session.scalars(select(MailingList).where(MailingList.id.in_(
             select(Subscription.list_id).where(Subscription.kind == "digest", Subscription.status == ACTIVE)))).all()
@@ -108,10 +119,12 @@ def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
         for mlist in lists:
             posts = posts_of_day(session, mlist, day)
             subs = session.execute(select(Subscription.id, Subscription.address).where(
-                Subscription.list_id == mlist.id, Subscription.kind == "digest", Subscription.status == ACTIVE)).all()
-            if posts:
+                Subscription.list_id == mlist.id, Subscription.kind == "digest", Subscription.status == ACTIVE,
+                or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < day_end))).all()
+            if posts and subs:
                 work.append((ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url),
                              mlist.id, posts, subs))
+    sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
         for info, list_id, posts, subs in work:
             for sub_id, address in subs:
