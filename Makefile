@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.listgate-installed
 PYTEST_ARGS ?=
 
-.PHONY: help install run test lint-imports bench bench-quick soak clean distclean
+.PHONY: help install run test lint-imports bench bench-quick soak soak-reliability clean distclean
 
 help:
 	@echo "make run          install if needed, then start listgate (SMTP 127.0.0.1:2525, web http://127.0.0.1:8080)"
 	@echo "make test         install if needed, then check the import contracts and run the whole test suite"
 	@echo "make install      create .venv and install listgate with its test dependencies (idempotent)"
 	@echo "make bench        run the benchmark (bench-quick: a short run; soak: a long run)"
+	@echo "make soak-reliability  long fault/fuzz/security runs, writes docs/reliability.md (part of make soak)"
 	@echo "make clean        remove caches and build output (keeps .venv and your data in ./var)"
 	@echo "make distclean    clean, and remove .venv too"
 
@@ -51,9 +52,25 @@ bench-quick: install
 	$(need_bench)
 	$(BIN)/python -m bench --quick
 
-soak: install
+soak: soak-reliability
 	$(need_bench)
 	$(BIN)/python -m bench --soak
+
+# The long versions of the fault, fuzz and security tests (SOAK=1), the atheris fuzzer, and
+# docs/reliability.md from their figures (written even when a test fails, then the target fails).
+ATHERIS_RUNS ?= 10000
+soak-reliability: install
+	$(BIN)/python -m pip install --quiet -e '.[test,soak]'
+	@mkdir -p test-artifacts && rm -f test-artifacts/reliability.jsonl
+	@rc=0; \
+	SOAK=1 LISTGATE_RELIABILITY_OUT=$(CURDIR)/test-artifacts/reliability.jsonl $(BIN)/python -m pytest -m soak \
+		--timeout 3600 $(PYTEST_ARGS) tests/faults tests/integration || rc=1; \
+	SOAK=1 $(BIN)/python -m pytest --timeout 3600 $(PYTEST_ARGS) \
+		"tests/integration/test_worker_delivery.py::test_sigkill_mid_fanout_then_restart_sends_each_copy_once" || rc=1; \
+	if $(BIN)/python -m tests.fuzz.atheris_ingest -atheris_runs=$(ATHERIS_RUNS) >test-artifacts/atheris.log 2>&1; \
+	then at="$(ATHERIS_RUNS) runs, no crash"; else at="CRASHED, see test-artifacts/atheris.log"; rc=1; fi; \
+	$(BIN)/python -m tests.faults.report test-artifacts/reliability.jsonl docs/reliability.md "$$at" || rc=1; \
+	echo "make soak-reliability: docs/reliability.md written"; exit $$rc
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .hypothesis test-artifacts bench/out

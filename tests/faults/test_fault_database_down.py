@@ -12,7 +12,7 @@ import pytest
 from tests.faults.helpers import archived_ids, gateway, http_get, post, prepare, record, site_env, wait_until, webarchive
 from tests.services import PostgresServer, require
 
-pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.soak]
 
 
 class StoppablePostgres(PostgresServer):

@@ -19,7 +19,7 @@ from sqlalchemy import event
 
 from tests.faults.helpers import archived_ids, gateway, post, prepare, record, site_env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 BIG = "x" * 76 + "\r\n"
 
 

@@ -13,7 +13,7 @@ import pytest
 from tests.faults.helpers import archived_ids, gateway, post, prepare, record, site_env
 from tests.integration.gateway_helpers import RawClient
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 FLOOD = 64
 
 

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.gateway_helpers import RawClient, messages, outbox_kinds
 from tests.integration.test_gateway_smtp import Env
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 OURS = ["dev@lists.test", "DEV@LISTS.TEST", "Dev@Lists.Test", '"dev"@lists.test',
         "dev+subscribe@lists.test", "dev+unsubscribe@LISTS.test"]

@@ -24,6 +24,7 @@ from listgate.models import Attachment, Message, OutboxEntry
 from tests.unit.webarchive.factories import make_mail, post
 from tests.unit.webarchive.serving import RecordingSender
 
+pytestmark = pytest.mark.soak
 MARKERS = ("Zanzibar", "Quokka", "pemberton", "Pemberton", "xylophonemango", "secretlist-title")
 TOKEN_ROUTES = ("/confirm/", "/unsubscribe/", "/signin/")
 
