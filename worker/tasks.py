@@ -8,7 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from celery import Celery, Task
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -40,31 +40,33 @@ def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, O
 
 
 def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
-    """Render and send one generated mail; 4xx leaves it for a retry, 5xx or a bad payload drops it."""
-    with ctx.db() as session:
-        entry = session.get(OutboxEntry, outbox_id)
-        if entry is None or entry.done_at is not None:
-            return
-        payload = json.loads(entry.payload or "{}")
+    """Render and send one generated mail; 4xx leaves it for the sweeper, 5xx or a bad payload drops it.
+
+    The entry is claimed (done_at set, compare-and-set) before sending, so a task re-queued by
+    the sweeper while the first copy still waits in the broker never sends a second notice. A
+    worker killed during the SMTP transaction loses that notice (at most once, like deliveries).
+    """
+    with transaction(ctx.db) as session:
+        claimed = session.execute(update(OutboxEntry).where(
+            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
+        entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
+        payload = json.loads(entry.payload or "{}") if entry is not None else None
+    if payload is None:
+        return
     try:
         to, data = notices.render(payload, ctx.settings)
     except notices.NoticeError as exc:
         log.error("outbox entry %s: %s", outbox_id, exc)
-        result = None
-    else:
-        with mailer.connect(ctx.settings.outbound) as conn:
-            result = conn.send("", to, data)
-        if result.status == mailer.DEFERRED:
-            # Left not done: the sweeper re-queues it with backoff (one retry path, not two).
-            log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
-            return
-        if result.status == mailer.BOUNCED:
-            log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
-    # A crash between the relay's 250 and this commit sends the notice again: notices are
-    # at-least-once (deliveries of posts are the exactly-once path).
-    with transaction(ctx.db) as session:
-        entry = session.get_one(OutboxEntry, outbox_id)
-        entry.done_at = datetime.now(timezone.utc)
+        return
+    with mailer.connect(ctx.settings.outbound) as conn:
+        result = conn.send("", to, data)
+    if result.status == mailer.DEFERRED:
+        # Released again: the sweeper re-queues it with backoff (one retry path, not two).
+        log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
+        with transaction(ctx.db) as session:
+            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None))
+    elif result.status == mailer.BOUNCED:
+        log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
 
 
 def redispatch_after(older_than: float, attempts: int) -> timedelta:
