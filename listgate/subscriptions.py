@@ -21,6 +21,7 @@ from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thre
 from listgate.models.people import ACTIVE, KINDS, PENDING
 
 CONFIRM_DAYS = 7
+RESEND_AFTER = timedelta(minutes=10)  # one confirmation mail per address and scope per 10 minutes
 
 
 class SubscriptionError(ValueError):
@@ -70,10 +71,14 @@ def request(session: Session, mlist: MailingList, address: str, *, secret: str, 
     sub = _find(session, mlist.id, address, kind, thread_key)
     if sub is not None and sub.status == ACTIVE:
         return Outcome(sub, "You are already subscribed.", [], mlist.name, thread_key)
+    now = datetime.now(timezone.utc)
+    if sub is not None and now - sub.created_at < RESEND_AFTER:
+        # Forged requests must not turn us into a mail cannon aimed at someone's inbox.
+        return Outcome(sub, f"A confirmation mail was sent to {address} a few minutes ago.", [], mlist.name, thread_key)
     if sub is None:
         sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=thread_key, status=PENDING)
         session.add(sub)
-    sub.created_at = datetime.now(timezone.utc)  # a new request restarts the expiry clock
+    sub.created_at = now  # a new request restarts the expiry clock
     session.flush()
     link = f"{base_url}/confirm/" + tokens.make(secret, tokens.CONFIRM, {"s": sub.id, "a": address})
     code = confirm_code(secret, sub)

@@ -111,3 +111,10 @@ def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type
             subscriptions.request(session, session.merge(dev), "not an address", **KW)
         with pytest.raises(SubscriptionError, match="no such thread"):
             subscriptions.follow(session, session.merge(dev), "a@example.org", 999)
+
+
+def test_repeated_requests_send_one_confirmation_per_ten_minutes(db, dev) -> None:  # type: ignore[no-untyped-def]
+    with transaction(db) as session:
+        first = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+        again = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+    assert len(first.outbox) == 1 and again.outbox == []
