@@ -29,6 +29,7 @@ def main(argv: list[str]) -> int:
         defaults = [] if any(a.startswith(("-c", "--concurrency")) for a in extra) else ["--concurrency", "2"]
         app.worker_main(["worker", "--loglevel", settings.log_level, *defaults, *extra])
     else:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
         app.start(["beat", "--loglevel", settings.log_level, *extra])
     return 0
 
