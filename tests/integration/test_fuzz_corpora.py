@@ -74,7 +74,7 @@ def _deliver(port: int, mails: Iterator[tuple[str, bytes]], rcpt: str) -> tuple[
             if code != 250:
                 refused.append(f"{name}: {code} {text!r}")
                 c.rset()
-            elif b"stored" in text:
+            elif text.endswith(b": stored"):  # not "already archived, not stored twice"
                 stored[name] = data
     finally:
         c.close()
