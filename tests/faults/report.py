@@ -50,6 +50,7 @@ def main(argv: list[str]) -> int:
         return 2
     source = Path(argv[0])
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()] if source.exists() else []
+    rows = list({r["scenario"]: r for r in rows}.values())  # a re-run scenario: its last figures
     Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
     Path(argv[1]).write_text(render(rows, argv[2] if len(argv) > 2 else "not run"))
     bad = [r for r in rows if r["lost"] or r["duplicated"]]
