@@ -152,7 +152,7 @@ def decode_header(value: str | None) -> str:
             try:
                 out.append(chunk.decode(cs))
                 break
-            except (LookupError, UnicodeDecodeError):
+            except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
                 continue
     return _SPACES.sub(" ", "".join(out).replace("\x00", "")).strip()
 
@@ -336,7 +336,7 @@ def decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
             continue
         try:
             return data.decode(cs), cs
-        except (LookupError, UnicodeDecodeError):
+        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
             continue
     return data.decode("latin-1"), "latin-1"
 

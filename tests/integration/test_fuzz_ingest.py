@@ -42,6 +42,8 @@ NASTY_HEADERS = [
     b"Content-Disposition: attachment; filename*=utf-8''%2e%2e%2f%00x", b"Auto-Submitted: no",
     b"MIME-Version: 1.0", b"X-Nul: a\x00b", b"Received: from x\r\n\tby y", b"\tcontinuation without a header",
     b"Header-Without-Colon", b": empty-name",
+    # found by atheris: a NUL in a charset name made codecs raise ValueError out of parse()
+    b"Subject: =?ut\x00f-8?q?caf=C3=A9?=", b"Content-Type: text/plain; charset=\"utf\x00-8\"",
 ]
 INSERTS = [b"\r\n", b"\n", b"\r", b"\x00", b"\xff", b"\r\n\r\n", b"--", b"=?", b"?=", b"=\r\n", b"\r\n.\r\n",
            b"\r\n--b\r\n", b"boundary=b", b"<", b">", b"\t", b"\xe2\x82", b"=C3"]
