@@ -30,6 +30,18 @@ SECURITY = """
 - No open relay: tests/integration/test_security_relay.py (every foreign spelling refused at RCPT).
 - Tokens, CSRF, cookies, private lists, header injection, downloads: tests/integration/test_security_web.py.
 - Coverage-guided fuzzing of parse + ingest: tests/fuzz/atheris_ingest.py ({atheris}).
+
+## Found by these tests and fixed
+
+- atheris: a NUL byte in a charset name (Content-Type or an RFC 2047 word) raised ValueError out of
+  `listgate.parsing.parse` — the gateway would have answered 451 to that mail forever.
+- slowloris: the SMTP timeout was aiosmtpd's fixed 300 s and closed silently; now LISTGATE_SMTP_TIMEOUT,
+  answered with 421 4.4.2.
+- header injection: subscribing on the web with CR/LF in the address gave a 500 (not a clear message).
+
+## Not covered here
+
+- Dependency audit (pip-audit) is not run: it needs the vulnerability database online.
 """
 
 
