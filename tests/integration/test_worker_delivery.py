@@ -72,7 +72,8 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
         got = sorted(r.rcpt_tos[0] for r in sink.received[4:])
         # list subscribers + the follower, minus the muter, the author and the Cc'd subscriber
         assert got == ["alice@example.org", "bob@example.org", "follower@example.net"]
-        assert set(site.deliveries(second.message_pk).values()) == {"sent"}
+        # The sink holds the copy a moment before the worker records "sent": wait for the record.
+        wait_until(lambda: set(site.deliveries(second.message_pk).values()) == {"sent"}, what="every row sent")
     finally:
         proc.stop()
     copy = next(r for r in sink.received[4:] if r.rcpt_tos == ["alice@example.org"])
