@@ -3,6 +3,7 @@ refused with a clear code; the server never dies and never answers 250 for what 
 
 from __future__ import annotations
 
+import os
 import base64
 import re
 import smtplib
@@ -162,7 +163,7 @@ def _corpus_files() -> list[Path]:
     return [f for f in files if f.name != "SOURCE.txt"]
 
 
-@pytest.mark.skipif(not (CORPORA / "hyperkitty-testdata").is_dir(), reason="shared corpora not mounted")
+@pytest.mark.skipif(not (CORPORA / "hyperkitty-testdata").is_dir() and os.environ.get("CI") != "true", reason="shared corpora not mounted (in CI this fails instead)")
 def test_every_message_of_the_shared_corpora_through_smtp(env: Env) -> None:
     files = _corpus_files()
     assert len(files) >= 30
