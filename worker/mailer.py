@@ -86,19 +86,24 @@ class SmtpConnection:
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         smtp.ehlo_or_helo_if_needed()
         if self.url.scheme == "smtp+starttls":
+            _require_starttls(smtp, host, port)
             smtp.starttls(context=ssl.create_default_context())
             smtp.ehlo()
         if self.url.username:
             smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
         return smtp
 
+    def session(self) -> smtplib.SMTP:
+        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/wave.py drives it."""
+        if self._smtp is None:
+            self._smtp = self._open()
+        return self._smtp
+
     def send(self, mail_from: str, rcpt: str, data: bytes,
              before_commit: Callable[[], bool] | None = None) -> SendResult:
         """One SMTP transaction; transient network errors become DEFERRED."""
         try:
-            if self._smtp is None:
-                self._smtp = self._open()
-            return self._transaction(self._smtp, mail_from, rcpt, data, before_commit)
+            return self._transaction(self.session(), mail_from, rcpt, data, before_commit)
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             return SendResult(DEFERRED, exc.smtp_code, f"relay refused our login: {exc.smtp_error!r}")
@@ -158,6 +163,14 @@ class SmtpConnection:
         except (smtplib.SMTPException, *TRANSIENT_ERRORS):
             self._smtp.close()
         self._smtp = None
+
+
+def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
+    """Refuse to go on (no AUTH, no mail in plaintext) when the relay does not offer STARTTLS."""
+    if not smtp.has_extn("starttls"):
+        log.error("outbound relay %s:%s does not offer STARTTLS but LISTGATE_OUTBOUND demands it "
+                  "(smtp+starttls://): nothing sent, no credentials sent; mail deferred", host, port)
+        raise smtplib.SMTPNotSupportedError(f"relay {host}:{port} does not offer STARTTLS (required by smtp+starttls://)")
 
 
 class MaildirConnection:
