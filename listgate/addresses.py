@@ -6,7 +6,10 @@ import re
 from dataclasses import dataclass
 
 COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce")
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Every address we make must keep its local part under 64 characters (RFC 5321): the longest are
+# NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31) and NAME+confirm-CODE (9 + at most 21).
+MAX_LIST_NAME = 32
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,%d}$" % (MAX_LIST_NAME - 1))
 
 
 @dataclass(frozen=True)
@@ -26,7 +29,7 @@ class Recipient:
 
 
 def valid_list_name(name: str) -> bool:
-    """List names: lower-case letters, digits, dot, dash, underscore; no '+'."""
+    """List names: up to MAX_LIST_NAME lower-case letters, digits, dot, dash, underscore; no '+'."""
     return bool(_NAME.match(name))
 
 

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from listgate.addresses import valid_list_name
+from listgate.addresses import MAX_LIST_NAME, valid_list_name
 from listgate.models import MailingList, Subscription
 from listgate.models.archive import POLICIES
 from listgate.models.people import ACTIVE, KINDS
@@ -35,7 +35,8 @@ def create(session: Session, name: str, title: str = "", description: str = "", 
     """Create a list; ListError for a bad name, a taken name or an unknown policy."""
     name = name.strip().lower()
     if not valid_list_name(name):
-        raise ListError(f"{name!r} is not a valid list name: use letters, digits, '.', '-' or '_' (no '+')")
+        raise ListError(f"{name!r} is not a valid list name: use up to {MAX_LIST_NAME} letters, "
+                        "digits, '.', '-' or '_' (no '+')")
     if policy not in POLICIES:
         raise ListError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     if get(session, name) is not None:

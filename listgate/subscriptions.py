@@ -7,6 +7,7 @@ outbox (SEND_NOTICE) and must be enqueued by the caller after the commit.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
@@ -50,9 +51,10 @@ def normalize(address: str) -> str:
 
 def confirm_code(secret: str, sub: Subscription) -> str:
     """The code in NAME+confirm-CODE@ that confirms sub by reply (lower-case, VERP-safe)."""
-    mac = hmac.new(secret.encode(), f"confirm:{sub.id}:{sub.address}:{int(sub.created_at.timestamp())}".encode(),
-                   hashlib.sha256).hexdigest()[:20]
-    return f"{sub.id:x}.{mac}"
+    digest = hmac.new(secret.encode(), f"confirm:{sub.id}:{sub.address}:{int(sub.created_at.timestamp())}".encode(),
+                      hashlib.sha256).digest()
+    # 60 bits in 12 base32 characters: short enough for NAME+confirm-CODE@ to stay under 64.
+    return f"{sub.id:x}." + base64.b32encode(digest).decode()[:12].lower()
 
 
 def _find(session: Session, list_id: int, address: str, kind: str, thread_key: int) -> Subscription | None:

@@ -118,3 +118,31 @@ def test_repeated_requests_send_one_confirmation_per_ten_minutes(db, dev) -> Non
         first = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
         again = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
     assert len(first.outbox) == 1 and again.outbox == []
+
+
+def test_confirm_address_under_64_for_the_longest_list_name(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from listgate.addresses import MAX_LIST_NAME, parse_recipient
+
+    name = "c" * MAX_LIST_NAME
+    mlist = make_list(name)
+    with transaction(db) as session:
+        outcome = subscriptions.request(session, session.merge(mlist), "a@example.org", **KW)
+        reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
+        created = outcome.subscription.created_at
+    # the largest id an Integer column holds gives the longest code
+    largest = Subscription(id=2**31 - 1, address="a@example.org", created_at=created)
+    longest = subscriptions.confirm_code(SECRET, largest)
+    for address in (reply_to, f"{name}+confirm-{longest}@lists.test"):
+        assert len(address.split("@")[0]) < 64
+        recipient = parse_recipient(address, "lists.test")
+        assert recipient is not None and (recipient.list_name, recipient.command) == (name, "confirm")
+    with transaction(db) as session:
+        code = reply_to.split("+confirm-")[1].split("@")[0]
+        assert subscriptions.confirm_by_code(session, SECRET, session.merge(mlist), code).subscription.status == "active"
+
+
+def test_list_names_longer_than_the_limit_are_refused(db) -> None:  # type: ignore[no-untyped-def]
+    from listgate.addresses import MAX_LIST_NAME
+
+    with transaction(db) as session, pytest.raises(lists.ListError, match=f"up to {MAX_LIST_NAME}"):
+        lists.create(session, "x" * (MAX_LIST_NAME + 1))

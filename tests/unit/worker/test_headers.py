@@ -60,3 +60,18 @@ def test_verp_token_round_trip_and_forgery() -> None:
 
 def test_addresses_in_to_and_cc_are_lower_cased() -> None:
     assert addresses_in(RAW, "To", "Cc") == {"dev@lists.test", "bob@example.org"}
+
+
+def test_verp_local_part_under_64_for_the_longest_list_name_and_largest_id() -> None:
+    from listgate.addresses import MAX_LIST_NAME, parse_recipient, valid_list_name
+
+    name = "l" * MAX_LIST_NAME
+    assert valid_list_name(name) and not valid_list_name(name + "x")
+    info = ListInfo(name, "Long", "lists.test", "https://lists.test")
+    for kind in "ds":
+        token = verp_token("secret", kind, 2**31 - 1)  # the largest id an Integer column holds
+        address = verp_address(info, token)
+        assert len(address.split("@")[0]) < 64
+        recipient = parse_recipient(address, "lists.test")
+        assert recipient is not None and recipient.list_name == name and recipient.command == "bounce"
+        assert read_verp_token("secret", recipient.arg) == (kind, 2**31 - 1)
