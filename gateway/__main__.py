@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from gateway.broker import BrokerSender
+from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer, parse_listen
 from listgate.config import Settings, SettingsError
@@ -41,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - say what is wrong, not a traceback
         log.error("cannot open the database %s: %s", settings.database_url.split("@")[-1], exc)
         return 1
-    handler = GatewayHandler(settings, session_factory(writer(engine)), BrokerSender(settings),
+    sender = BackgroundSender(BrokerSender(settings))
+    handler = GatewayHandler(settings, session_factory(writer(engine)), sender,
                              read_factory=session_factory(engine))
     server = GatewayServer(settings, handler, lmtp=args.lmtp or settings.lmtp, listen=listen)
     stop = threading.Event()
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     stop.wait()
     log.info("stopping")
     server.stop()
+    sender.close()
     engine.dispose()
     return 0
 

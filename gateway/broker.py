@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from typing import Any
+from typing import Any, Callable
 
 from listgate import dispatch
 from listgate.config import Settings
@@ -42,4 +43,75 @@ class BrokerSender:
         except Exception as exc:  # noqa: BLE001 - a bad broker URL must not fail a committed post
             log.warning("broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc)
             return 0
-        return dispatch.enqueue(sender, entries)
+        try:
+            with sender.producer_or_acquire() as producer:  # one connection for the whole batch
+                return dispatch.enqueue(_Bound(sender, producer), entries)
+        except Exception as exc:  # noqa: BLE001 - e.g. the pool could not connect
+            log.warning("broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc)
+            return 0
+
+
+class _Bound:
+    """send_task through one producer (a batch shares its connection)."""
+
+    def __init__(self, app: Any, producer: Any) -> None:
+        self.app = app
+        self.producer = producer
+
+    def send_task(self, name: str, args: Any = None, **kwargs: Any) -> Any:
+        """Celery's send_task with our producer."""
+        return self.app.send_task(name, args=args, producer=self.producer, **kwargs)
+
+
+class BackgroundSender:
+    """Hands committed entries to send() from one background thread, many at a time.
+
+    The post's 250 no longer waits for the broker. Entries still queued when the process
+    dies are not lost: they stay undone in the outbox and the worker's sweeper re-queues them.
+    """
+
+    def __init__(self, send: Callable[[list[OutboxEntry]], int], max_batch: int = 500) -> None:
+        self.send = send
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[list[OutboxEntry] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self, entries: list[OutboxEntry]) -> int:
+        """Queue entries for sending; returns how many were queued."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="broker-send", daemon=True)
+                self._thread.start()
+        self._queue.put(list(entries))
+        return len(entries)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Send what is queued (for at most timeout seconds; the sweeper has the rest), then stop."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            while len(batch) < self.max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._send(batch)
+                    return
+                batch.extend(more)
+            self._send(batch)
+
+    def _send(self, batch: list[OutboxEntry]) -> None:
+        try:
+            self.send(batch)
+        except Exception as exc:  # noqa: BLE001 - the thread must live on; the sweeper resends
+            log.warning("could not send %d outbox entries, left for the sweeper: %s", len(batch), exc)

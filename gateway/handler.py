@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter as TallyCounter
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -12,18 +13,28 @@ from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.limits import ClientLimits, shape_problem
+from gateway.writer import GroupWriter
 from listgate import counters, lists
 from listgate.addresses import Recipient, parse_recipient
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, IngestResult, ingest
 from listgate.models import OutboxEntry
-from listgate.parsing import parse
+from listgate.parsing import ParsedMessage, parse
 
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[OutboxEntry]], Any]
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One message waiting to be stored: parsed once, for all its envelope recipients."""
+
+    parsed: ParsedMessage
+    mail_from: str | None
+    rcpt_tos: list[str]
 
 
 @dataclass
@@ -48,6 +59,9 @@ class Outcome:
         return f"250 2.0.0 <{self.address}>: {text}"
 
 
+Delivered = tuple[str, list[Outcome]]  # (Message-ID, one outcome per envelope recipient)
+
+
 class GatewayHandler:
     """Hooks for aiosmtpd; storage runs in an executor so the loop keeps serving clients."""
 
@@ -69,6 +83,7 @@ class GatewayHandler:
         self.limits = limits or ClientLimits(settings.max_connections_per_client, settings.max_messages_per_minute)
         self.executor = executor
         self.lmtp = lmtp
+        self.writer: GroupWriter[Job, Delivered] | None = None  # set by the server: group commit
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -113,15 +128,14 @@ class GatewayHandler:
         """Check limits, store for every recipient in one transaction, then answer."""
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
-        s = self.settings
-        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth)
-        if problem is not None:
-            reason, reply = problem
-            log.info("refused message from %s (%s, %d bytes): %s", client, envelope.mail_from, len(raw), reply)
-            await self._run(self.count_refusal, reason)
-            return self._each(envelope, reply)
         try:
-            message_id, outcomes = await self._run(self.deliver, raw, envelope.mail_from, list(envelope.rcpt_tos))
+            problem, parsed = await self._run(self.prepare, raw)
+            if problem is not None:
+                reason, reply = problem
+                log.info("refused message from %s (%s, %d bytes): %s", client, envelope.mail_from, len(raw), reply)
+                await self._run(self.count_refusal, reason)
+                return self._each(envelope, reply)
+            message_id, outcomes = await self._store(Job(parsed, envelope.mail_from, list(envelope.rcpt_tos)))
         except Exception:  # noqa: BLE001 - nothing was committed: the sender must retry
             log.exception("storage failed for a message from %s (%s) to %s", client, envelope.mail_from, envelope.rcpt_tos)
             await self._run(self.count_refusal, "storage-failure")
@@ -135,6 +149,24 @@ class GatewayHandler:
             return outcomes[0].reply
         return "250 2.0.0 OK: " + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
 
+    def prepare(self, raw: bytes) -> tuple[tuple[str, str] | None, ParsedMessage | None]:
+        """(limit problem, None) for a message we refuse, else (None, the parsed message)."""
+        s = self.settings
+        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth)
+        return (problem, None) if problem is not None else (None, parse(raw))
+
+    async def _store(self, job: Job) -> Delivered:
+        """Through the group writer when there is one, else in an executor thread."""
+        if self.writer is None:
+            return await self._run(self._store_alone, job)
+        return await asyncio.wrap_future(self.writer.submit(job))
+
+    def _store_alone(self, job: Job) -> Delivered:
+        (result,) = self.store_batch([job])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
     def _each(self, envelope: Envelope, reply: str) -> str:
         """The same reply for every recipient (one line per recipient in LMTP)."""
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
@@ -144,38 +176,56 @@ class GatewayHandler:
         with self.read_factory() as session:
             return lists.get(session, name) is not None
 
-    def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> tuple[str, list[Outcome]]:
+    def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> Delivered:
         """Parse once, ingest for every recipient in one transaction, then enqueue the work.
 
         Returns the Message-ID and one outcome per recipient.
         """
-        parsed = parse(raw)
-        outcomes: list[Outcome] = []
-        done: dict[Recipient, IngestResult | None] = {}
+        return self._store_alone(Job(parse(raw), mail_from, rcpt_tos))
+
+    def store_batch(self, jobs: list[Job]) -> list[Delivered | BaseException]:
+        """Store several messages in one transaction, each under its own SAVEPOINT, then enqueue.
+
+        A message that fails alone gets its exception (its savepoint is rolled back); when the
+        commit fails, the exception propagates and fails them all.
+        """
+        results: list[Delivered | BaseException] = []
+        tally: TallyCounter[tuple[str, str]] = TallyCounter()
         with transaction(self.factory) as session:
-            counters.bump(session, counters.RECEIVED)
-            for address in rcpt_tos:
-                recipient = parse_recipient(address, self.settings.domain)
-                assert recipient is not None  # handle_RCPT let only these through
-                if recipient not in done:
-                    done[recipient] = self._ingest_one(session, parsed, recipient, mail_from)
-                outcomes.append(Outcome(address, done[recipient]))
-        entries = [e for r in done.values() if r is not None for e in r.outbox]
+            for job in jobs:
+                try:
+                    with session.begin_nested():
+                        done = self._store_one(session, job)
+                except Exception as exc:  # noqa: BLE001 - this message only; the others go on
+                    log.warning("storing <%s> failed: %s: %s", job.parsed.message_id, type(exc).__name__, exc)
+                    results.append(exc)
+                    continue
+                results.append(done)
+                tally.update(_counts(done[1]))
+            for (name, label), n in sorted(tally.items()):
+                counters.bump(session, name, label, n)
+        entries = [e for r in results if not isinstance(r, BaseException) for u in _unique(r[1]) for e in u.outbox]
         if entries and self.enqueue is not None:
             self.enqueue(entries)
-        return parsed.message_id, outcomes
+        return results
+
+    def _store_one(self, session: Session, job: Job) -> Delivered:
+        outcomes: list[Outcome] = []
+        done: dict[Recipient, IngestResult | None] = {}
+        for address in job.rcpt_tos:
+            recipient = parse_recipient(address, self.settings.domain)
+            assert recipient is not None  # handle_RCPT let only these through
+            if recipient not in done:
+                done[recipient] = self._ingest_one(session, job.parsed, recipient, job.mail_from)
+            outcomes.append(Outcome(address, done[recipient]))
+        return job.parsed.message_id, outcomes
 
     def _ingest_one(self, session: Session, parsed: Any, recipient: Recipient, mail_from: str | None) -> IngestResult | None:
         mlist = lists.get(session, recipient.list_name)
         if mlist is None:
             return None
-        result = ingest(session, parsed, mlist, domain=self.settings.domain, origin="smtp", envelope_from=mail_from,
-                        fallback_days=self.settings.subject_fallback_days, recipient=recipient)
-        if result.status not in (DUPLICATE, DROPPED, COMMAND):
-            counters.bump(session, counters.STORED, result.status)
-        elif result.status == DROPPED:
-            counters.bump(session, counters.REFUSED, "automatic")
-        return result
+        return ingest(session, parsed, mlist, domain=self.settings.domain, origin="smtp", envelope_from=mail_from,
+                      fallback_days=self.settings.subject_fallback_days, recipient=recipient)
 
     def count_refusal(self, reason: str) -> None:
         """Count a refusal in its own short transaction; a failure here never changes a reply."""
@@ -184,6 +234,22 @@ class GatewayHandler:
                 counters.bump(session, counters.REFUSED, reason)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count a refusal (%s): %s", reason, exc)
+
+
+def _unique(outcomes: list[Outcome]) -> list[IngestResult]:
+    """The distinct results of a message (two addresses of one list share one)."""
+    return list({id(o.result): o.result for o in outcomes if o.result is not None}.values())
+
+
+def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
+    """The counters one stored message adds to: received, then stored or refused per list."""
+    counts = [(counters.RECEIVED, "")]
+    for r in _unique(outcomes):
+        if r.status not in (DUPLICATE, DROPPED, COMMAND):
+            counts.append((counters.STORED, r.status))
+        elif r.status == DROPPED:
+            counts.append((counters.REFUSED, "automatic"))
+    return counts
 
 
 def client_address(session: SmtpSession) -> str:

@@ -15,6 +15,7 @@ from aiosmtpd.smtp import SMTP
 
 from gateway.handler import GatewayHandler, client_address
 from gateway.limits import ClientLimits
+from gateway.writer import GroupWriter
 from listgate.config import Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class GatewayServer:
     """Start and stop the listener in a background thread (tests and __main__ alike)."""
 
     def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
-                 listen: tuple[str, int] | Path | None = None, workers: int = 8) -> None:
+                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
@@ -140,6 +141,9 @@ class GatewayServer:
         self.listen = listen or (settings.smtp_host, settings.smtp_port)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         handler.executor = self.executor
+        # One writer (group commit) whatever the database: see gateway/writer.py.
+        self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
+        handler.writer = self.writer
         self.controller: Controller | UnixSocketController | None = None
 
     def _protocol(self) -> SMTP:
@@ -159,6 +163,7 @@ class GatewayServer:
         else:
             host, port = self.listen
             self.controller = _TcpController(self._protocol, hostname=host, port=port)
+        self.writer.start()
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
@@ -173,4 +178,5 @@ class GatewayServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        self.writer.stop()
         self.executor.shutdown(wait=True)

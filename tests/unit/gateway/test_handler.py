@@ -107,3 +107,47 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
     raw = b"From: a@example.org\r\nMessage-ID: <h4@x>\r\n\r\nx\r\n"
     assert _data(handler, raw, ["gone@lists.test"]).startswith("550 5.1.1")
     assert _data(handler, raw, ["gone@lists.test", "dev@lists.test"]).startswith("250")
+
+
+def test_a_batch_keeps_the_good_messages_when_one_fails(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gateway.handler as mod
+    from gateway.handler import Job
+    from listgate import counters
+    from listgate.parsing import parse
+
+    real = mod.ingest
+
+    def flaky(session, parsed, *a, **k):  # type: ignore[no-untyped-def]
+        result = real(session, parsed, *a, **k)  # writes rows, then fails: the savepoint must undo them
+        if parsed.message_id == "bad@x":
+            raise RuntimeError("constraint broken")
+        return result
+
+    monkeypatch.setattr(mod, "ingest", flaky)
+    jobs = [Job(parse(b"From: a@example.org\r\nMessage-ID: <%s>\r\n\r\nx\r\n" % m), "a@example.org", ["dev@lists.test"])
+            for m in (b"ok1@x", b"bad@x", b"ok2@x")]
+    results = handler.store_batch(jobs)
+    assert isinstance(results[1], RuntimeError)
+    assert [r[0] for r in (results[0], results[2])] == ["ok1@x", "ok2@x"]  # type: ignore[index]
+    with db() as s:
+        assert sorted(m.message_id for m in s.scalars(select(Message))) == ["ok1@x", "ok2@x"]
+        assert counters.total(s, counters.RECEIVED) == 2 and counters.values(s, counters.STORED) == {"stored": 2}
+    assert len(handler.sent) == 1 and len(handler.sent[0]) == 2  # type: ignore[attr-defined]
+
+
+def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import gateway.handler as mod
+    from gateway.handler import Job
+    from listgate.parsing import parse
+
+    def full_disk(*_a, **_k):  # type: ignore[no-untyped-def]
+        raise OSError("database or disk is full")
+
+    monkeypatch.setattr(mod.counters, "bump", full_disk)  # runs after the messages, in the same transaction
+    jobs = [Job(parse(b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i), None, ["dev@lists.test"])
+            for i in range(3)]
+    with pytest.raises(OSError):
+        handler.store_batch(jobs)
+    with db() as s:
+        assert s.scalars(select(Message)).all() == []
+    assert handler.sent == []  # type: ignore[attr-defined]

@@ -1,0 +1,105 @@
+"""Group commit: one thread writes whatever messages are waiting, in one transaction.
+
+Several executor threads each taking SQLite's write lock for one message spend their time
+waiting on each other (BEGIN IMMEDIATE, busy_timeout); one writer that takes every pending
+message at once shares one commit (and one fsync) between them, and answers each client only
+after that commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+from typing import Callable, Generic, TypeVar
+
+log = logging.getLogger(__name__)
+
+J = TypeVar("J")
+R = TypeVar("R")
+WriteBatch = Callable[[list[J]], list["R | BaseException"]]
+
+
+class WriterStopped(RuntimeError):
+    """A message arrived while the writer is not running."""
+
+
+class GroupWriter(Generic[J, R]):
+    """Threads that call write(batch) on every job waiting, then resolve each job's future."""
+
+    def __init__(self, write: WriteBatch[J, R], *, max_batch: int = 64, threads: int = 1, name: str = "writer") -> None:
+        self.write = write
+        self.max_batch = max_batch
+        self.threads = threads
+        self.name = name
+        self._queue: queue.SimpleQueue[tuple[J, Future[R]] | None] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._running = False
+
+    def start(self) -> None:
+        """Start the writer threads (idempotent)."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+            self._threads = [threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
+                             for i in range(self.threads)]
+            for t in self._threads:
+                t.start()
+
+    def submit(self, job: J) -> Future[R]:
+        """Queue job; its future gets write()'s result for it, or the exception that failed it."""
+        future: Future[R] = Future()
+        with self._lock:
+            if not self._running:
+                future.set_exception(WriterStopped("the gateway is stopping"))
+                return future
+            self._queue.put((job, future))
+        return future
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Write what is queued, then stop the threads."""
+        with self._lock:
+            if not self._running:
+                return
+            self._running = False
+            for _ in self._threads:
+                self._queue.put(None)
+        for t in self._threads:
+            t.join(timeout)
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.max_batch:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._run(batch)
+            if stop:
+                return
+
+    def _run(self, batch: list[tuple[J, Future[R]]]) -> None:
+        """Write one batch; a failure of the whole batch fails every job in it."""
+        try:
+            results = self.write([job for job, _ in batch])
+            if len(results) != len(batch):
+                raise RuntimeError(f"write returned {len(results)} results for {len(batch)} jobs")
+        except BaseException as exc:  # noqa: BLE001 - every client must get an answer
+            results = [exc] * len(batch)
+        for (_, future), result in zip(batch, results):
+            if isinstance(result, BaseException):
+                future.set_exception(result)
+            else:
+                future.set_result(result)
