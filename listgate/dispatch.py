@@ -23,6 +23,7 @@ HANDLE_COMMAND = "listgate.handle_command"  # (outbox_id,): a +subscribe/+unsubs
 HANDLE_BOUNCE = "listgate.handle_bounce"  # (outbox_id,): a mail to a VERP bounce address
 SWEEP_OUTBOX = "listgate.sweep_outbox"
 SEND_DIGESTS = "listgate.send_digests"
+RESEND_DIGEST = "listgate.resend_digest"  # (outbox_id,): a digest a relay deferred; ref_id = digests_sent.id
 RETRY_DEFERRED = "listgate.retry_deferred"
 
 

@@ -16,9 +16,10 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from listgate import dispatch
 from listgate.db import transaction
 from listgate.ingest import LOOP_HEADER
-from listgate.models import DigestSent, MailingList, Message, RawMessage, Subscription, Thread
+from listgate.models import DigestSent, MailingList, Message, OutboxEntry, RawMessage, Subscription, Thread
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
 from listgate.subscriptions import unsubscribe_token
@@ -138,6 +139,17 @@ def _send_one(ctx: WorkerContext, conn, info: ListInfo, list_id: int, posts: lis
     row_id = _claim(ctx, list_id, address, day, len(posts))
     if row_id is None:
         return 0
+    return _deliver(ctx, conn, row_id, (info, list_id, posts, day), sub_id, address)
+
+
+def _deliver(ctx: WorkerContext, conn, row_id: int, what: tuple[ListInfo, int, list, date],  # type: ignore[no-untyped-def]
+             sub_id: int, address: str, outbox_id: int = 0) -> int:
+    """Send a claimed digest and record the outcome; a deferral is retried via the outbox sweeper's backoff.
+
+    From the daily run (outbox_id 0) a deferral records a RESEND_DIGEST entry; from a resend
+    it releases that entry again, so the sweeper's per-entry backoff and give-up apply.
+    """
+    info, list_id, posts, day = what
     url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(ctx.settings.secret_key, list_id, address)
     data = build(info, day, posts, address, url)
     result = conn.send(verp_address(info, verp_token(ctx.settings.secret_key, "s", sub_id)), address, data)
@@ -146,4 +158,41 @@ def _send_one(ctx: WorkerContext, conn, info: ListInfo, list_id: int, posts: lis
         session.execute(update(DigestSent).where(DigestSent.id == row_id).values(
             status=status, last_error="" if result.ok else result.detail[:2000],
             sent_at=datetime.now(timezone.utc) if result.ok else None))
+        if status == mailer.DEFERRED and outbox_id:
+            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None))
+        elif status == mailer.DEFERRED:
+            # Not enqueued now: the outbox sweeper sends it after its backoff (as for notices).
+            dispatch.record(session, dispatch.RESEND_DIGEST, row_id)
+    if status == mailer.DEFERRED:
+        log.warning("digest %s of %s to %s deferred, retried with backoff: %s", row_id, day, address, result.detail)
     return 1 if result.ok else 0
+
+
+def resend(ctx: WorkerContext, outbox_id: int) -> int:
+    """Send again a digest a relay deferred (task RESEND_DIGEST); 1 when it went out.
+
+    The outbox entry and the digests_sent row are both claimed by compare-and-set, so a
+    re-queued duplicate of the task, or the daily run catching up, never sends a second copy.
+    Deferred again: the entry is released and the sweeper re-queues it with backoff.
+    """
+    with transaction(ctx.db) as session:
+        claimed = session.execute(update(OutboxEntry).where(
+            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
+        entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
+        row_id = entry.ref_id if entry is not None else 0
+        row = session.get(DigestSent, row_id)
+        if row is None or session.execute(update(DigestSent).where(
+                DigestSent.id == row_id, DigestSent.status == mailer.DEFERRED).values(status="sending")).rowcount != 1:
+            return 0
+        mlist = session.get_one(MailingList, row.list_id)
+        info = ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url)
+        posts = posts_of_day(session, mlist, row.day)
+        sub_id = session.scalar(select(Subscription.id).where(
+            Subscription.list_id == mlist.id, Subscription.address == row.address,
+            Subscription.kind == "digest", Subscription.status == ACTIVE))
+        day, address, mlist_id = row.day, row.address, mlist.id
+        if sub_id is None:
+            row.status = "cancelled"
+            return 0
+    with mailer.connect(ctx.settings.outbound) as conn:
+        return _deliver(ctx, conn, row_id, (info, mlist_id, posts, day), sub_id, address, outbox_id)

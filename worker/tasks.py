@@ -128,6 +128,7 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
         dispatch.RETRY_DEFERRED: lambda stale_after=delivery.STALE_AFTER, horizon=0.0: delivery.retry_due(
             ctx, stale_after, horizon),
         dispatch.SEND_DIGESTS: lambda day=None: digest.send_digests(ctx, date.fromisoformat(day) if day else None),
+        dispatch.RESEND_DIGEST: lambda outbox_id: digest.resend(ctx, outbox_id),
     }
     for name, func in tasks.items():
         app.task(name=name, typing=False, **opts)(retrying(name, func))
