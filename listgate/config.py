@@ -92,6 +92,8 @@ class Settings:
     bounce_score_limit: float = 5.0
     dmarc_always_domains: tuple[str, ...] = ()
     log_level: str = "INFO"
+    metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
+    trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -137,6 +139,9 @@ class Settings:
         for name, path in (("LISTGATE_TLS_CERT", tls_cert), ("LISTGATE_TLS_KEY", tls_key)):
             if path and not os.access(path, os.R_OK):
                 raise SettingsError(f"{name}={path!r}: no such readable file")
+        metrics_token = env.get("LISTGATE_METRICS_TOKEN", "").strip()
+        if metrics_token and len(metrics_token) < 16:
+            raise SettingsError("LISTGATE_METRICS_TOKEN: too short, use at least 16 characters")
         return cls(
             data_dir=data_dir,
             database_url=database_url,
@@ -164,6 +169,8 @@ class Settings:
             bounce_score_limit=float(_int(env, "LISTGATE_BOUNCE_SCORE_LIMIT", 5, 1)),
             dmarc_always_domains=dmarc,
             log_level=log_level,
+            metrics_token=metrics_token,
+            trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
         )
 
 

@@ -42,7 +42,16 @@ def create_app(settings: Settings | None = None) -> Flask:
             app.register_blueprint(module.bp)
             # Their forms are reached from mailed links that carry a signed token: no CSRF cookie.
             security.exempt_blueprint(app, module.bp.name)
+    if settings.trusted_proxies:
+        _trust_proxies(app, settings.trusted_proxies)
     return app
+
+
+def _trust_proxies(app: Flask, hops: int) -> None:
+    """Take the client address and scheme from the last `hops` proxies' X-Forwarded-* headers."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
 def _own_blueprints() -> list:  # type: ignore[type-arg]

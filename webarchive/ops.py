@@ -1,15 +1,20 @@
 """Operations endpoints: /healthz (the database answers, the schema is current) and /metrics.
 
 The metrics are read from database rows on every scrape (see listgate.status), so every
-process and every gunicorn worker reports the same numbers.
+process and every gunicorn worker reports the same numbers. /metrics wants the bearer token
+LISTGATE_METRICS_TOKEN when one is set; without one it answers loopback clients only, and
+never a request that came through an undeclared proxy (X-Forwarded-For / Forwarded while
+LISTGATE_TRUSTED_PROXIES is 0).
 """
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import logging
 from typing import Iterator
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import text
@@ -40,10 +45,38 @@ def healthz() -> tuple[Response, int]:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text exposition of the counters and gauges."""
+    """Prometheus text exposition of the counters and gauges (token or loopback only)."""
+    refusal = _metrics_refusal(context.settings().metrics_token, context.settings().trusted_proxies)
+    if refusal is not None:
+        return refusal
     snapshot = gather_metrics(context.db())
     body = generate_latest(_Snapshot(snapshot))  # type: ignore[arg-type]
     return Response(body, content_type=CONTENT_TYPE_LATEST)
+
+
+def _metrics_refusal(token: str, trusted_proxies: int) -> Response | None:
+    """None when this request may read /metrics, else the 401/403 answer saying why."""
+    if token:
+        given = request.headers.get("Authorization", "")
+        scheme, _, value = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
+            return None
+        return Response("401 Unauthorized: /metrics needs the bearer token set in LISTGATE_METRICS_TOKEN.\n",
+                        401, {"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
+    # Without trusted proxies, a local reverse proxy makes every visitor look like 127.0.0.1.
+    proxied = not trusted_proxies and ("X-Forwarded-For" in request.headers or "Forwarded" in request.headers)
+    if _is_loopback(request.remote_addr) and not proxied:
+        return None
+    log.warning("refused /metrics to %s (no LISTGATE_METRICS_TOKEN set: loopback only)", request.remote_addr)
+    return Response("403 Forbidden: /metrics answers only local clients unless LISTGATE_METRICS_TOKEN is set.\n",
+                    403, mimetype="text/plain")
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
 
 
 class _Snapshot:
