@@ -8,12 +8,14 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from typing import Any
+
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, threads
 from listgate.addresses import Recipient
+from listgate.bans import is_banned
 from listgate.models import Attachment, Blob, MailingList, Message, OutboxEntry, Person, RawMessage, Subscription, ThreadNode
 from listgate.models.archive import HELD, VISIBLE
 from listgate.models.people import ACTIVE
@@ -24,6 +26,8 @@ log = logging.getLogger(__name__)
 STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = "stored", "duplicate", "held", "dropped", "command"
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 LOOP_HEADER = "X-Listgate-Loop"
+_MSG = Message.__table__
+_RAW = RawMessage.__table__
 
 
 @dataclass
@@ -54,29 +58,26 @@ def automatic_reason(parsed: ParsedMessage, envelope_from: str | None, domain: s
     return ""
 
 
-def store_raw(session: Session, raw: bytes) -> RawMessage:
-    """The raw bytes, stored once per content hash."""
+def store_raw_id(session: Session, raw: bytes) -> int:
+    """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT)."""
     digest = hashlib.sha256(raw).hexdigest()
-    found = session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).first()
-    if found is not None:
-        return found
-    row = RawMessage(sha256=digest, size=len(raw), data=raw)
-    if session.get_bind().dialect.name == "sqlite":  # writers hold the lock: no concurrent insert
-        session.add(row)
-        session.flush()
-        return row
-    try:
-        with session.begin_nested():
-            session.add(row)
-    except IntegrityError:  # the same bytes stored concurrently for another list
-        return session.scalars(select(RawMessage).where(RawMessage.sha256 == digest)).one()
-    return row
+    conn = session.connection()
+    new = conn.execute(threads.insert_ignore(session, RawMessage).returning(_RAW.c.id),
+                       {"sha256": digest, "size": len(raw), "data": raw}).scalar()
+    if new is not None:
+        return int(new)
+    return int(conn.execute(select(_RAW.c.id).where(_RAW.c.sha256 == digest)).scalar_one())
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:
-    """Serialise writers per list (PostgreSQL); SQLite writers already hold the write lock."""
-    if session.bind is not None and session.get_bind().dialect.name == "postgresql":
-        session.execute(select(MailingList.id).where(MailingList.id == mlist.id).with_for_update())
+    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold the write lock."""
+    if session.bind is None or session.get_bind().dialect.name != "postgresql":
+        return
+    key = ("listgate.locked", mlist.id)
+    if session.info.get(key) is session.get_transaction():
+        return
+    session.execute(select(MailingList.id).where(MailingList.id == mlist.id).with_for_update())
+    session.info[key] = session.get_transaction()
 
 
 def is_member(session: Session, mlist: MailingList, address: str) -> bool:
@@ -118,26 +119,33 @@ def ingest(
     recipient: Recipient | None = None,
 ) -> IngestResult:
     """Store one message on one list inside the caller's transaction."""
+    with session.no_autoflush:  # rows go in by Core statements; only Thread objects are flushed, on demand
+        return _ingest(session, parsed, mlist, domain, origin, envelope_from, fallback_days, recipient)
+
+
+def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain: str, origin: str,
+            envelope_from: str | None, fallback_days: int, recipient: Recipient | None) -> IngestResult:
     lock_list(session, mlist)
     if recipient is not None and recipient.command:
         return _command(session, parsed, mlist, recipient, envelope_from)
     if origin != "import":
-        reason = automatic_reason(parsed, envelope_from, domain)
+        reason = automatic_reason(parsed, envelope_from, domain) or _banned(session, mlist, parsed, envelope_from)
         if reason:
             log.info("dropped %s on %s: %s", parsed.message_id, mlist.name, reason)
             return IngestResult(DROPPED, mlist.name, reason=reason)
         word = thread_command(parsed)
         if word:
             return _reply_command(session, parsed, mlist, word)
-    existing = session.execute(
-        select(Message.id, Message.thread_id).where(Message.list_id == mlist.id, Message.message_id == parsed.message_id)
+    existing = session.connection().execute(
+        select(_MSG.c.id, _MSG.c.thread_id).where(_MSG.c.list_id == mlist.id, _MSG.c.message_id == parsed.message_id)
     ).first()
     if existing is not None:
         return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
 
     status = _policy_status(session, mlist, parsed, origin)
-    msg = _new_message(session, parsed, mlist, origin, status)
+    msg = _draft(session, parsed, mlist, origin, status)
     thread, created = threads.attach(session, msg, parsed.chain, fallback_days, visible=status == VISIBLE)
+    _store_attachments(session, parsed, msg.id)
     if created:
         mlist.thread_count += 1
     result = IngestResult(STORED if status == VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
@@ -166,7 +174,16 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
     return dispatch.record(session, dispatch.FANOUT, msg.id)
 
 
-def _publish_counts(mlist: MailingList, msg: Message) -> None:
+def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage, envelope_from: str | None) -> str:
+    """Why the sender may not post here ('' when they may): a moderator banned the From or envelope address."""
+    envelope = (envelope_from or "").strip("<> ").lower()
+    for address in dict.fromkeys(a for a in (parsed.from_addr, envelope) if a):
+        if is_banned(session, mlist.id, address):
+            return f"{address} is banned from posting to this list"
+    return ""
+
+
+def _publish_counts(mlist: MailingList, msg: Any) -> None:
     mlist.message_count += 1
     if mlist.last_activity is None or msg.date > mlist.last_activity:
         mlist.last_activity = msg.date
@@ -180,24 +197,29 @@ def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage, 
     return VISIBLE if is_member(session, mlist, parsed.from_addr) else HELD
 
 
-def _new_message(session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str) -> Message:
-    """A transient Message row; threads.attach adds it once its thread is known."""
-    raw = store_raw(session, parsed.raw)
-    msg = Message(
+def _draft(session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str) -> threads.Draft:
+    """The new message's column values (raw bytes stored); threads.attach inserts it once its thread is known."""
+    return threads.Draft(dict(
         list_id=mlist.id, message_id=parsed.message_id, message_id_generated=parsed.message_id_generated,
-        raw_id=raw.id, subject=parsed.subject, subject_norm=normalize_subject(parsed.subject),
+        raw_id=store_raw_id(session, parsed.raw), subject=parsed.subject, subject_norm=normalize_subject(parsed.subject),
         from_name=parsed.from_name, from_addr=parsed.from_addr, date=parsed.date,
         date_offset=parsed.date_offset, date_header=parsed.date_header,
         received_at=datetime.now(timezone.utc), in_reply_to=" ".join(parsed.in_reply_to)[:4000],
         references=" ".join(parsed.chain)[:20000], body_text=parsed.body_text, body_html=parsed.body_html,
         is_flowed=parsed.is_flowed, status=status, origin=origin, defects="\n".join(parsed.defects)[:20000],
-    )
-    for pos, att in enumerate(parsed.attachments):
-        if session.get(Blob, att.sha256) is None:
-            session.add(Blob(sha256=att.sha256, size=len(att.data), data=att.data))
-        msg.attachments.append(Attachment(position=pos, filename=att.filename, content_type=att.content_type,
-                                          size=len(att.data), sha256=att.sha256))
-    return msg
+    ))
+
+
+def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int) -> None:
+    """Attachment rows, their content stored once per hash."""
+    if not parsed.attachments:
+        return
+    conn = session.connection()
+    conn.execute(threads.insert_ignore(session, Blob), [
+        {"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments])
+    conn.execute(insert(Attachment.__table__), [
+        {"message_pk": message_pk, "position": pos, "filename": a.filename, "content_type": a.content_type,
+         "size": len(a.data), "sha256": a.sha256} for pos, a in enumerate(parsed.attachments)])
 
 
 def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> None:
@@ -212,17 +234,18 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
         Subscription.kind.in_(("thread", "mute")), Subscription.thread_key == thread_id,
     ).limit(1))
     if have is None:
-        session.add(Subscription(list_id=mlist.id, address=address, kind="thread", thread_key=thread_id, status=ACTIVE,
-                                 confirmed_at=datetime.now(timezone.utc)))
+        session.connection().execute(threads.insert_ignore(session, Subscription), {
+            "list_id": mlist.id, "address": address, "kind": "thread", "thread_key": thread_id, "status": ACTIVE,
+            "confirmed_at": datetime.now(timezone.utc)})
 
 
 def _command(session: Session, parsed: ParsedMessage, mlist: MailingList, recipient: Recipient,
              envelope_from: str | None) -> IngestResult:
     """A mail to NAME+command@: handed to the worker, never archived."""
-    raw = store_raw(session, parsed.raw)
+    raw_id = store_raw_id(session, parsed.raw)
     kind = dispatch.HANDLE_BOUNCE if recipient.command == "bounce" else dispatch.HANDLE_COMMAND
-    entry = dispatch.record(session, kind, raw.id, {
-        "list": mlist.name, "command": recipient.command, "arg": recipient.arg, "raw_id": raw.id,
+    entry = dispatch.record(session, kind, raw_id, {
+        "list": mlist.name, "command": recipient.command, "arg": recipient.arg, "raw_id": raw_id,
         "from": parsed.from_addr, "envelope_from": (envelope_from or "").strip("<>"),
         "auto": automatic_reason(parsed, envelope_from, "") if recipient.command != "bounce" else "",
     })

@@ -1,19 +1,56 @@
 """Threading: the nearest archived ancestor is the parent; placeholders keep threads whole.
 
 Works incrementally on a session: storing one message touches only the rows its own
-Message-ID and references name (indexed), never a whole thread or list.
+Message-ID and references name (indexed), never a whole thread or list. Rows are written
+with Core statements (no ORM unit of work on the hot path); Thread objects stay ORM objects
+(cached in the session's identity map), flushed before any query that filters on them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.sql.dml import Insert
 
 from listgate.models import Message, MessageRef, Subscription, Thread, ThreadNode, ThreadParticipant
 
 MAX_DEPTH = 10_000  # the loop guard's bound on a parent walk
+_NODES = ThreadNode.__table__
+_MESSAGES = Message.__table__
+
+
+@dataclass
+class Draft:
+    """A message being stored: its column values; `id` once inserted."""
+
+    values: dict[str, Any]
+    id: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+_IGNORING: dict[tuple[str, str], Insert] = {}
+
+
+def insert_ignore(session: Session, model: Any) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING for model's table (SQLite or PostgreSQL); built once per dialect."""
+    table = model.__table__
+    dialect = session.get_bind().dialect.name
+    stmt = _IGNORING.get((dialect, table.name))
+    if stmt is None:
+        stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+        _IGNORING[(dialect, table.name)] = stmt
+    return stmt
 
 
 def choose_parent(chain: tuple[str, ...], archived: dict[str, int]) -> tuple[int | None, int]:
@@ -27,33 +64,31 @@ def choose_parent(chain: tuple[str, ...], archived: dict[str, int]) -> tuple[int
 
 def _is_ancestor(session: Session, candidate: int, of: int) -> bool:
     """True when `of` is `candidate` or one of its ancestors (adopting would make a loop)."""
+    conn = session.connection()
+    stmt = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
     current: int | None = candidate
     for _ in range(MAX_DEPTH):
         if current is None:
             return False
         if current == of:
             return True
-        current = session.execute(select(Message.parent_id).where(Message.id == current)).scalar()
+        current = conn.execute(stmt, {"pk": current}).scalar()
     return True  # deeper than any real thread: treat as a loop
 
 
-def attach(
-    session: Session, msg: Message, chain: tuple[str, ...], fallback_days: int, visible: bool = True
-) -> tuple[Thread, bool]:
-    """Put a freshly added message into its thread, merging threads it links.
+def attach(session: Session, draft: Draft, chain: tuple[str, ...], fallback_days: int,
+           visible: bool = True) -> tuple[Thread, bool]:
+    """Insert a new message (draft) into its thread, merging threads it links.
 
-    Returns the thread and whether it is new.
+    Returns the thread and whether it is new; draft.id is the new message's pk.
     """
-    ids = (msg.message_id, *chain)
-    nodes = {
-        n.msgid: n
-        for n in session.scalars(
-            select(ThreadNode).where(ThreadNode.list_id == msg.list_id, ThreadNode.msgid.in_(ids))
-        )
-    }
+    conn = session.connection()
+    nodes = {row.msgid: row for row in conn.execute(
+        select(_NODES.c.id, _NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk)
+        .where(_NODES.c.list_id == draft.list_id, _NODES.c.msgid.in_((draft.message_id, *chain))))}
     archived = {mid: n.message_pk for mid, n in nodes.items() if n.message_pk is not None}
     # A brand-new message has no descendants yet, so no choice here can make a loop.
-    msg.parent_id, msg.parent_pos = choose_parent(chain, archived)
+    parent_id, parent_pos = choose_parent(chain, archived)
 
     thread_ids = sorted({n.thread_id for n in nodes.values()})
     thread: Thread | None = None
@@ -62,43 +97,51 @@ def attach(
     elif thread_ids:
         thread = _merge(session, [session.get_one(Thread, t) for t in thread_ids])
     elif not chain:
-        thread = _subject_thread(session, msg, fallback_days)
+        thread = _subject_thread(session, draft, fallback_days)
         if thread is not None:
-            msg.parent_id = thread.root_message_pk  # a subject-only reply hangs under the root
+            parent_id = thread.root_message_pk  # a subject-only reply hangs under the root
     created = thread is None
     if thread is None:
-        thread = Thread(
-            list_id=msg.list_id, subject=msg.subject, subject_norm=msg.subject_norm,
-            starter_name=msg.from_name, created_at=msg.date, last_activity=msg.date,
-            subject_orphan=not chain and _is_reply(msg),
-        )
-        session.add(thread)
-        session.flush()
-    msg.thread_id = thread.id
-    session.add(msg)
-    session.flush()
+        thread = _new_thread(session, draft, subject_orphan=not chain and _is_reply(draft))
+    draft.values.update(thread_id=thread.id, parent_id=parent_id, parent_pos=parent_pos)
+    draft.id = conn.execute(insert(_MESSAGES).returning(_MESSAGES.c.id), draft.values).scalar_one()
 
-    _record_nodes(session, msg, chain, nodes, thread.id)
-    _adopt_children(session, msg)
+    _record_nodes(session, draft, chain, nodes, thread.id)
+    _adopt_children(session, draft)
     if len(thread_ids) > 1:
         session.refresh(thread, ["participant_count"])
     if visible:
-        count_visible(session, thread, msg)
-    if not chain and not _is_reply(msg):
-        thread = _adopt_subject_orphans(session, msg, thread, fallback_days)
+        count_visible(session, thread, draft)
+    if not chain and not _is_reply(draft):
+        thread = _adopt_subject_orphans(session, draft, thread, fallback_days)
     return thread, created
 
 
-def _is_reply(msg: Message) -> bool:
+def _new_thread(session: Session, draft: Draft, subject_orphan: bool) -> Thread:
+    """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
+    values = dict(
+        list_id=draft.list_id, subject=draft.subject, subject_norm=draft.subject_norm, starter_name=draft.from_name,
+        created_at=draft.date, last_activity=draft.date, subject_orphan=subject_orphan, root_message_pk=None,
+        message_count=0, participant_count=0, merged_into_id=None, featured=False,
+    )
+    table = Thread.__table__
+    thread = Thread(id=session.connection().execute(insert(table).returning(table.c.id), values).scalar_one(), **values)
+    make_transient_to_detached(thread)
+    session.add(thread)
+    return thread
+
+
+def _is_reply(msg: Any) -> bool:
     from listgate.parsing import is_reply_subject
 
     return is_reply_subject(msg.subject)
 
 
-def _subject_thread(session: Session, msg: Message, days: int) -> Thread | None:
+def _subject_thread(session: Session, msg: Any, days: int) -> Thread | None:
     """The recent thread with the same normalised subject, for a reply that names no parent."""
     if days <= 0 or not msg.subject_norm or not _is_reply(msg):
         return None
+    session.flush()  # the query filters on thread columns this transaction may have changed
     return session.scalars(
         select(Thread)
         .where(
@@ -113,10 +156,11 @@ def _subject_thread(session: Session, msg: Message, days: int) -> Thread | None:
     ).first()
 
 
-def _adopt_subject_orphans(session: Session, msg: Message, thread: Thread, days: int) -> Thread:
+def _adopt_subject_orphans(session: Session, msg: Any, thread: Thread, days: int) -> Thread:
     """An original post adopts threads started earlier by subject-only replies to it."""
     if days <= 0 or not msg.subject_norm:
         return thread
+    session.flush()  # the query filters on thread columns this transaction may have changed
     orphans = session.scalars(
         select(Thread).where(
             Thread.list_id == msg.list_id,
@@ -138,35 +182,44 @@ def _adopt_subject_orphans(session: Session, msg: Message, thread: Thread, days:
     return thread
 
 
-def _record_nodes(session: Session, msg: Message, chain: tuple[str, ...], nodes: dict[str, ThreadNode], thread_id: int) -> None:
-    own = nodes.get(msg.message_id)
+def _record_nodes(session: Session, draft: Draft, chain: tuple[str, ...], nodes: dict[str, Any], thread_id: int) -> None:
+    """The message's own node (new or filled in), its reference rows and placeholder nodes."""
+    conn = session.connection()
+    own = nodes.get(draft.message_id)
     if own is None:
-        session.add(ThreadNode(list_id=msg.list_id, msgid=msg.message_id, thread_id=thread_id, message_pk=msg.id))
+        conn.execute(insert(_NODES), {"list_id": draft.list_id, "msgid": draft.message_id, "thread_id": thread_id,
+                                      "message_pk": draft.id})
     else:
-        own.message_pk, own.thread_id = msg.id, thread_id
-    for pos, ref in enumerate(chain):
-        session.add(MessageRef(message_pk=msg.id, position=pos, list_id=msg.list_id, ref=ref))
-        if ref not in nodes:
-            node = ThreadNode(list_id=msg.list_id, msgid=ref, thread_id=thread_id)
-            nodes[ref] = node
-            session.add(node)
-    session.flush()
+        conn.execute(update(_NODES).where(_NODES.c.id == bindparam("node")),
+                     {"node": own.id, "message_pk": draft.id, "thread_id": thread_id})
+    if not chain:
+        return
+    conn.execute(insert(MessageRef.__table__), [
+        {"message_pk": draft.id, "position": pos, "list_id": draft.list_id, "ref": ref} for pos, ref in enumerate(chain)
+    ])
+    placeholders = [{"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
+                    for ref in dict.fromkeys(chain) if ref not in nodes and ref != draft.message_id]
+    if placeholders:
+        conn.execute(insert(_NODES), placeholders)
 
 
-def _adopt_children(session: Session, msg: Message) -> None:
+def _adopt_children(session: Session, msg: Draft) -> None:
     """Messages that arrived before this one and name it nearer than their current parent."""
-    rows = session.execute(
-        select(MessageRef.message_pk, MessageRef.position, Message.parent_pos)
-        .join(Message, Message.id == MessageRef.message_pk)
-        .where(MessageRef.list_id == msg.list_id, MessageRef.ref == msg.message_id, MessageRef.message_pk != msg.id)
+    refs = MessageRef.__table__
+    conn = session.connection()
+    rows = conn.execute(
+        select(refs.c.message_pk, refs.c.position, _MESSAGES.c.parent_pos)
+        .join(_MESSAGES, _MESSAGES.c.id == refs.c.message_pk)
+        .where(refs.c.list_id == msg.list_id, refs.c.ref == msg.message_id, refs.c.message_pk != msg.id)
     ).all()
     for child_pk, pos, current_pos in rows:
         if pos > current_pos and not _is_ancestor(session, msg.id, child_pk):
-            session.execute(update(Message).where(Message.id == child_pk).values(parent_id=msg.id, parent_pos=pos))
+            conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == child_pk).values(parent_id=msg.id, parent_pos=pos))
 
 
 def _merge(session: Session, threads: list[Thread], prefer: Thread | None = None) -> Thread:
     """Merge threads into the largest (or `prefer`); the others redirect to it."""
+    session.flush()  # the statements below work on rows: write what the session holds first
     threads = [t for t in {t.id: t for t in threads}.values()]
     survivor = prefer or max(threads, key=lambda t: (t.message_count, -t.id))
     for other in threads:
@@ -205,8 +258,8 @@ def _move_participants(session: Session, old: int, new: int) -> None:
     session.execute(update(Thread).where(Thread.id == new).values(participant_count=n))
 
 
-def count_visible(session: Session, thread: Thread, msg: Message) -> None:
-    """Count a visible message in its thread; in the same transaction as the message."""
+def count_visible(session: Session, thread: Thread, msg: Any) -> None:
+    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
     thread.message_count += 1
     thread.last_activity = max(thread.last_activity, msg.date)
     if thread.root_message_pk is None or (msg.parent_id is None and (
@@ -215,15 +268,15 @@ def count_visible(session: Session, thread: Thread, msg: Message) -> None:
         thread.subject, thread.subject_norm, thread.starter_name = msg.subject, msg.subject_norm, msg.from_name
         thread.created_at = min(thread.created_at, msg.date)
     addr = msg.from_addr or msg.from_name
-    # A thread with no participant yet (a new one) needs no lookup.
-    if addr and (thread.participant_count == 0 or session.get(ThreadParticipant, (thread.id, addr)) is None):
-        session.add(ThreadParticipant(thread_id=thread.id, address=addr))
+    if addr and session.connection().execute(insert_ignore(session, ThreadParticipant),
+                                             {"thread_id": thread.id, "address": addr}).rowcount:
         thread.participant_count += 1
 
 
 def _has_parent(session: Session, message_pk: int) -> bool:
     """True when the message was adopted since (a late ancestor arrived): it is no root any more."""
-    return session.scalar(select(Message.parent_id).where(Message.id == message_pk)) is not None
+    stmt = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == message_pk)
+    return session.connection().execute(stmt).scalar() is not None
 
 
 def resolve(session: Session, thread_id: int) -> Thread | None:

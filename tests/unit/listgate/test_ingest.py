@@ -99,3 +99,36 @@ def test_command_addresses_queue_work_and_archive_nothing(db, dev) -> None:  # t
     b = post(db, mail("b@x"), recipient=Recipient("dev", "bounce", "tok123"), envelope_from="<>")
     assert b.status == COMMAND and [e.kind for e in b.outbox] == [dispatch.HANDLE_BOUNCE]
     assert rows(db, Message) == 0
+
+
+def test_a_banned_sender_is_not_posted_and_told_why(db, dev) -> None:  # type: ignore[no-untyped-def]
+    from listgate.models.web import Ban
+
+    with transaction(db) as s:
+        s.add(Ban(list_id=dev.id, address="troll@example.org"))
+    by_from = post(db, mail("b1@x", frm="Troll <Troll@Example.org>"), envelope_from="troll@example.org")
+    by_envelope = post(db, mail("b2@x", frm="sock@example.org"), envelope_from="<troll@example.org>")
+    for r in (by_from, by_envelope):
+        assert r.status == DROPPED and "banned" in r.reason and r.outbox == []
+    assert rows(db, Message) == 0
+    # the ban is per list, and an import of old archives is not a post
+    assert post(db, mail("b3@x", frm="troll@example.org"), origin="import").status == STORED
+    unsub = post(db, mail("b4@x", frm="troll@example.org"), recipient=Recipient("dev", "unsubscribe", ""))
+    assert unsub.status == COMMAND  # a banned person can still leave the list
+
+
+def test_a_post_with_attachments_stores_each_content_once(db, dev) -> None:  # type: ignore[no-untyped-def]
+    from listgate.models import Attachment, Blob
+
+    def with_file(mid: str) -> bytes:
+        return (f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
+                "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
+                "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\n"
+                "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n").encode()
+
+    first, second = post(db, with_file("f1@x")), post(db, with_file("f2@x"))
+    assert first.status == second.status == STORED
+    assert rows(db, Attachment) == 2 and rows(db, Blob) == 1
+    with db() as s:
+        att = s.scalars(select(Attachment).where(Attachment.message_pk == second.message_pk)).one()
+        assert (att.filename, att.size) == ("a.bin", 4)
