@@ -1,4 +1,10 @@
-"""Full-text search over visible posts: FTS5 on SQLite, tsvector + GIN on PostgreSQL."""
+"""Full-text search over visible posts: FTS5 on SQLite, tsvector + GIN on PostgreSQL.
+
+The database finds the newest CANDIDATES matching posts (newest first by archive number,
+which FTS5 and a primary-key scan deliver without sorting); those are ordered best match
+first (or newest first) in Python, and older matches follow newest first. Ranking every
+match would cost time in proportion to how common the words are, not to the page size.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from markupsafe import Markup, escape
-from sqlalchemy import Select, column, func, literal_column, select, table
+from sqlalchemy import ColumnElement, Select, column, func, literal_column, select, table
 from sqlalchemy.orm import Session
 
 from listgate.models import Message
 from listgate.models.archive import VISIBLE
+from webarchive.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
-START, STOP = "\x02", "\x03"
+CANDIDATES = 200  # newest matches ranked by relevance; older ones follow newest first
 FTS = table("messages_fts", column("rowid"), column("rank"))
 _WORD = re.compile(r"\w+", re.UNICODE)
+_MARKER = re.compile("[\x02\x03]")
 # An address, possibly with highlight markers inside it (so a match cannot unmask it).
 _MARKED_ADDRESS = re.compile(r"([\w.%+=\x02\x03-]{1,80})@([\w\x02\x03-]+(?:\.[\w\x02\x03-]+)+)")
 
@@ -39,46 +47,47 @@ class Hit:
     snippet: Markup
 
 
-def fts5_query(words: str) -> str:
-    """The user's words as an FTS5 query: every word must match, prefixes for the last one."""
+def fts5_query(words: str, prefix: bool = True) -> str:
+    """The user's words as an FTS5 query: every word must match, the last one as a prefix unless prefix=False."""
     tokens = _WORD.findall(words)[:20]
     if not tokens:
         return ""
     quoted = [f'"{t}"' for t in tokens]
-    quoted[-1] += "*"
+    if prefix:
+        quoted[-1] += "*"
     return " ".join(quoted)
 
 
 def mask_snippet(snippet: str) -> str:
     """Hide address domains in a snippet, keeping highlight markers balanced."""
     masked = _MARKED_ADDRESS.sub(lambda m: f"{m.group(1)}@…", snippet)
-    out, inside = [], False
-    for ch in masked:
-        if ch == START:
-            if inside:
-                continue
-            inside = True
-        elif ch == STOP:
-            if not inside:
-                continue
-            inside = False
-        out.append(ch)
+    out, pos, inside = [], 0, False
+    for marker in _MARKER.finditer(masked):
+        out.append(masked[pos:marker.start()])
+        pos = marker.end()
+        if (marker.group() == START) != inside:  # an opening outside a mark, or a closing inside one
+            out.append(marker.group())
+            inside = not inside
+    out.append(masked[pos:])
     return "".join(out) + (STOP if inside else "")
 
 
 def highlight(snippet: str) -> Markup:
-    """Escape a snippet and turn the database's markers into <mark>."""
+    """Escape a snippet and turn the markers into <mark>."""
     safe = str(escape(mask_snippet(snippet).replace(STOP + START, "")))
     return Markup(safe.replace(START, "<mark>").replace(STOP, "</mark>"))
 
 
-def _filtered(query: Select, filters: Filters) -> Select:  # type: ignore[type-arg]
+def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  # type: ignore[type-arg]
+    """Filters on messages; the author's address through its index (ids is the matched post's id)."""
     query = query.where(Message.status == VISIBLE)
     if filters.list_ids is not None:
         query = query.where(Message.list_id.in_(filters.list_ids or {-1}))
-    if filters.author:
-        like = f"%{filters.author.lower()}%"
-        query = query.where(func.lower(Message.from_name).like(like) | (Message.from_addr == filters.author.lower()))
+    author = filters.author.lower()
+    if "@" in author:  # an address: its posts through the from_addr index, checked before loading a row
+        query = query.where(ids.in_(select(Message.id).where(Message.from_addr == author).scalar_subquery()))
+    elif author:  # part of a name
+        query = query.where(func.lower(Message.from_name).like(f"%{author}%"))
     if filters.since is not None:
         query = query.where(Message.date >= filters.since)
     if filters.until is not None:
@@ -91,38 +100,83 @@ def _filtered(query: Select, filters: Filters) -> Select:  # type: ignore[type-a
 def search(session: Session, words: str, filters: Filters, page: int = 1, per_page: int = 20,
            by_date: bool = False) -> tuple[list[Hit], bool]:
     """One page of hits (best first, or newest first) and whether there are more."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        query = _postgres(words, by_date)
-    else:
-        query = _sqlite(words, by_date)
-    if query is None:
+    postgres = session.get_bind().dialect.name == "postgresql"
+    offset, want = (page - 1) * per_page, max(CANDIDATES, page * per_page + 1)
+    tokens = [t.lower() for t in _WORD.findall(words)[:20]]
+    if not tokens:
         return [], False
-    query = _filtered(query, filters).limit(per_page + 1).offset((page - 1) * per_page)
-    rows = session.execute(query).all()
-    hits = [Hit(msg, highlight(snip or msg.body_text[:200])) for msg, snip in rows[:per_page]]
-    return hits, len(rows) > per_page
+    rows = _pg_candidates(session, words, filters, want) if postgres else _sqlite_candidates(
+        session, words, tokens, filters, want, offset + per_page + 1)
+    ordered = _order(rows, tokens, by_date, postgres)[offset:offset + per_page + 1]
+    ids = [pk for pk, *_ in ordered[:per_page]]
+    snippets = _pg_headlines(session, words, ids) if postgres else {}
+    pattern = token_pattern(tokens, prefix_last=True)
+    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))} if ids else {}
+    hits = [Hit(messages[pk], highlight(snippets.get(pk) or make_snippet(messages[pk].body_text, pattern)))
+            for pk in ids if pk in messages]
+    return hits, len(ordered) > per_page
 
 
-def _sqlite(words: str, by_date: bool) -> Select | None:  # type: ignore[type-arg]
-    match = fts5_query(words)
-    if not match:
-        return None
-    snippet = literal_column(f"snippet(messages_fts, 2, '{START}', '{STOP}', '…', 24)")
-    query = (select(Message, snippet)
-             .join(FTS, FTS.c.rowid == Message.id)
-             .where(literal_column("messages_fts").op("MATCH")(match)))
-    order = (Message.date.desc(),) if by_date else (FTS.c.rank, Message.date.desc())
-    return query.order_by(*order)
+def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list:  # type: ignore[type-arg]
+    """The first CANDIDATES rows best first (or newest first), then the rest as found (newest first)."""
+    head, tail = rows[:CANDIDATES], rows[CANDIDATES:]
+    if by_date:
+        head = sorted(head, key=lambda r: (r[1], r[0]), reverse=True)
+    elif postgres:
+        head = sorted(head, key=lambda r: (r[2], r[1], r[0]), reverse=True)
+    else:
+        avg = sum(r[2] for r in head) / max(len(head), 1)
+        n = len(tokens)
+        scored = [(score([(r[3 + i] or 0, r[3 + n + i], r[3 + 2 * n + i]) for i in range(n)], r[2] or 0, avg), r)
+                  for r in head]
+        head = [r for _, r in sorted(scored, key=lambda s: (s[0], s[1][1], s[1][0]), reverse=True)]
+    return head + tail
 
 
-def _postgres(words: str, by_date: bool) -> Select | None:  # type: ignore[type-arg]
-    if not _WORD.search(words):
-        return None
-    tsquery = func.websearch_to_tsquery(literal_column("'english'::regconfig"), words)
+def _counts(tokens: list[str]) -> list[ColumnElement]:  # type: ignore[type-arg]
+    """Body length, then per word: its count in the body's start, whether the subject and the name have it."""
+    body = func.lower(func.substr(Message.body_text, 1, SCORE_CHARS))
+    subject, name = func.lower(Message.subject), func.lower(Message.from_name)
+    counts = [(func.length(body) - func.length(func.replace(body, t, ""))) / len(t) for t in tokens]
+    return ([func.length(Message.body_text)] + counts + [func.instr(subject, t) > 0 for t in tokens]
+            + [func.instr(name, t) > 0 for t in tokens])
+
+
+def _sqlite_candidates(session: Session, words: str, tokens: list[str], filters: Filters, want: int,
+                       min_rows: int) -> list:  # type: ignore[type-arg]
+    """(id, date, body length, word counts) of the newest matches: whole words, and the last word
+    as a prefix too when whole words do not fill a page."""
+    rows: list = []  # type: ignore[type-arg]
+    for prefix in (False, True):
+        match = fts5_query(words, prefix=prefix)
+        query = (select(Message.id, Message.date, *_counts(tokens))
+                 .select_from(FTS).join(Message, Message.id == FTS.c.rowid)
+                 .where(literal_column("messages_fts").op("MATCH")(match)))
+        # "+": the address filter must not become an FTS5 rowid lookup per post of the author
+        query = _filtered(query, filters, literal_column("+messages_fts.rowid")).order_by(FTS.c.rowid.desc()).limit(want)
+        rows = session.execute(query).all()
+        if len(rows) >= min_rows:
+            break
+    return rows
+
+
+def _tsquery():  # type: ignore[no-untyped-def]
+    return literal_column("'english'::regconfig")
+
+
+def _pg_candidates(session: Session, words: str, filters: Filters, want: int) -> list:  # type: ignore[type-arg]
+    """(id, date, rank) of the newest matches on PostgreSQL."""
+    tsquery = func.websearch_to_tsquery(_tsquery(), words)
     vector = literal_column("messages.search_vector")
+    query = select(Message.id, Message.date, func.ts_rank(vector, tsquery)).where(vector.op("@@")(tsquery))
+    return session.execute(_filtered(query, filters, Message.id).order_by(Message.id.desc()).limit(want)).all()
+
+
+def _pg_headlines(session: Session, words: str, ids: list[int]) -> dict[int, str]:
+    """ts_headline snippets (stemmed matches marked) for the posts shown only."""
+    if not ids:
+        return {}
+    tsquery = func.websearch_to_tsquery(_tsquery(), words)
     options = f"StartSel={START}, StopSel={STOP}, MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter= … "
-    snippet = func.ts_headline(literal_column("'english'::regconfig"), func.left(Message.body_text, 100000), tsquery, options)
-    query = select(Message, snippet).where(vector.op("@@")(tsquery))
-    order = (Message.date.desc(),) if by_date else (func.ts_rank(vector, tsquery).desc(), Message.date.desc())
-    return query.order_by(*order)
+    snippet = func.ts_headline(_tsquery(), func.left(Message.body_text, 100000), tsquery, options)
+    return dict(session.execute(select(Message.id, snippet).where(Message.id.in_(ids))).all())

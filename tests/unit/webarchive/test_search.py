@@ -83,3 +83,30 @@ def test_bad_search_parameters_are_400(client, make_list):
     make_list("dev")
     for query in ("q=x&since=yesterday", "q=x&page=0", "q=x&page=9999", "q=x&thread=abc"):
         assert client.get(f"/search?{query}").status_code == 400, query
+
+
+def test_best_match_puts_the_post_about_the_words_first_and_finds_word_starts(client, make_list, db):
+    make_list("dev")
+    post(db, make_mail("Lunch", msgid="l@x", body="We had lunch. Also a word on the scheduler.\n" + "filler text\n" * 40))
+    post(db, make_mail("Scheduler latency", msgid="s@x", body="The scheduler adds latency; scheduler latency grows.\n"))
+    post(db, make_mail("Later", msgid="z@x", body="nothing relevant\n"))
+    assert _subjects(client.get("/search?q=scheduler+latency").get_data(as_text=True)) == ["Scheduler latency"]
+    assert _subjects(client.get("/search?q=scheduler").get_data(as_text=True))[0] == "Scheduler latency"
+    # a word being typed still finds posts (the last word is also a prefix when whole words find too few)
+    assert _subjects(client.get("/search?q=schedu").get_data(as_text=True))[0] == "Scheduler latency"
+
+
+def test_author_address_filter_and_snippet_around_the_match(client, make_list, db):
+    make_list("dev")
+    post(db, make_mail("One", msgid="1@x", sender="Ann <ann@example.org>", body="intro " * 80 + "the quokka appears\n"))
+    post(db, make_mail("Two", msgid="2@x", sender="Ben <ben@example.org>", body="a quokka too\n"))
+    page = client.get("/search?q=quokka&author=ann%40example.org").get_data(as_text=True)
+    assert _subjects(page) == ["One"]
+    assert "<mark>quokka</mark> appears" in page and "…" in page
+
+
+def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
+    from webarchive.snippets import make_snippet, token_pattern
+
+    snip = make_snippet("signals and a signal handler, handlers", token_pattern(["signal", "handl"], prefix_last=True))
+    assert highlight(snip) == ("signals and a <mark>signal</mark> <mark>handler</mark>, <mark>handlers</mark>")
