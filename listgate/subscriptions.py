@@ -198,30 +198,22 @@ def leave(session: Session, mlist: MailingList, address: str, notify: bool = Tru
 
 def follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> Outcome:
     """Follow a thread at once (for people the list already mails; others go through request())."""
-    address = normalize(address)
-    key = _thread_key(session, mlist, "thread", thread_id)
-    _drop(session, mlist.id, address, "mute", key)
-    sub = _find(session, mlist.id, address, "thread", key)
-    if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind="thread", thread_key=key)
-        session.add(sub)
-    sub.status, sub.confirmed_at = ACTIVE, datetime.now(timezone.utc)
-    session.flush()
-    return Outcome(sub, "You now follow this thread.", [], mlist.name, key)
+    sub = _set_thread_choice(session, mlist, address, thread_id, "thread")
+    return Outcome(sub, "You now follow this thread.", [], mlist.name, sub.thread_key)
 
 
 def mute(session: Session, mlist: MailingList, address: str, thread_id: int) -> Outcome:
     """Stop getting one thread (a list subscriber keeps the rest of the list)."""
+    sub = _set_thread_choice(session, mlist, address, thread_id, "mute")
+    return Outcome(sub, "You will get no more mail from this thread.", [], mlist.name, sub.thread_key)
+
+
+def _set_thread_choice(session: Session, mlist: MailingList, address: str, thread_id: int, kind: str) -> Subscription:
+    """An active `kind` ("thread" or "mute") row for address on that thread; the opposite one goes."""
     address = normalize(address)
-    key = _thread_key(session, mlist, "mute", thread_id)
-    _drop(session, mlist.id, address, "thread", key)
-    sub = _find(session, mlist.id, address, "mute", key)
-    if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind="mute", thread_key=key)
-        session.add(sub)
-    sub.status, sub.confirmed_at = ACTIVE, datetime.now(timezone.utc)
-    session.flush()
-    return Outcome(sub, "You will get no more mail from this thread.", [], mlist.name, key)
+    key = _thread_key(session, mlist, kind, thread_id)
+    _drop(session, mlist.id, address, "mute" if kind == "thread" else "thread", key)
+    return lists.subscribe(session, mlist, address, kind, key)  # find or create, active at once
 
 
 def leave_thread(session: Session, mlist: MailingList, address: str, thread_id: int) -> Outcome:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from flask import Blueprint, render_template, request
+from sqlalchemy.orm import Session
 
 from listgate import dispatch, subscriptions
 from listgate.db import transaction
@@ -38,17 +40,23 @@ def confirm_page(token: str):  # type: ignore[no-untyped-def]
     return render_template("subscribe/confirm.html", token=token)
 
 
-@bp.post("/confirm/<token>")
-def confirm(token: str):  # type: ignore[no-untyped-def]
-    """Confirm the subscription the signed link names."""
+def _act(token: str, what: str, action: Callable[[Session, str, str], subscriptions.Outcome]):  # type: ignore[no-untyped-def]
+    """Run action(session, secret, token) in one transaction: the done page, or the clear 400 page."""
     res = context.resources()
     try:
         with transaction(res.writer) as session:
-            outcome = subscriptions.confirm_token(session, res.settings.secret_key, token)
+            outcome = action(session, res.settings.secret_key, token)
     except SubscriptionError as exc:
-        return _refused(str(exc), "confirmation")
+        return _refused(str(exc), what)
+    log.info("%s link used (one-click: %s)", what, request.form.get("List-Unsubscribe") == "One-Click")
     _enqueue(outcome.outbox)
     return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str):  # type: ignore[no-untyped-def]
+    """Confirm the subscription the signed link names."""
+    return _act(token, "confirmation", subscriptions.confirm_token)
 
 
 @bp.get("/unsubscribe/<token>")
@@ -68,12 +76,4 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 @bp.post("/unsubscribe/<token>")
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """Unsubscribe at once: the form's button, or a mail client's one-click POST (RFC 8058)."""
-    res = context.resources()
-    try:
-        with transaction(res.writer) as session:
-            outcome = subscriptions.unsubscribe_by_token(session, res.settings.secret_key, token)
-    except SubscriptionError as exc:
-        return _refused(str(exc), "unsubscribe")
-    log.info("unsubscribe link used (one-click: %s)", request.form.get("List-Unsubscribe") == "One-Click")
-    _enqueue(outcome.outbox)
-    return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
+    return _act(token, "unsubscribe", subscriptions.unsubscribe_by_token)

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,8 +26,8 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message
 from listgate.schema import upgrade
 from tests.conftest import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.integration.worker_helpers import ROOT, WorkerProcess
+from tests.integration.worker_helpers import wait_until as wait_until  # re-exported for the fault tests
 
 
 def soak() -> bool:
@@ -80,19 +80,11 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
     return settings, db
 
 
-def wait_until(check: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
-    """Poll check() until truthy; AssertionError naming `what` after timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+class Service(WorkerProcess):
+    """`python -m <module>` in its own process group, logging to a file, ready once its port listens.
 
-
-class Service:
-    """`python -m <module>` in its own process group, logging to a file."""
+    kill() (SIGKILL to the whole group) is the worker tests' own.
+    """
 
     def __init__(self, module: str, env: dict[str, str], log: Path, port: int, args: Iterable[str] = ()) -> None:
         self.module, self.args = module, list(args)
@@ -119,12 +111,6 @@ class Service:
     def text(self) -> str:
         """Everything the process logged so far."""
         return self.log.read_text(errors="replace") if self.log.exists() else ""
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: no chance to finish anything."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it hangs."""

@@ -7,7 +7,6 @@ gets a 250, as a mail server would give it, and each stored post keeps its exact
 from __future__ import annotations
 
 import os
-import lzma
 import re
 import smtplib
 from pathlib import Path
@@ -19,35 +18,17 @@ from sqlalchemy import select
 from listgate.models import Message
 from listgate.parsing import parse
 from tests.conftest import CORPORA
+from tests.corpora import LINUX_MAN, linux_man
 from tests.faults.helpers import gateway, prepare, record, site_env, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
-MBOX = CORPORA / "linux-man" / "linux-man.mbox.xz"
-_MBOXRD_QUOTED = re.compile(rb"^>(>*From )", re.MULTILINE)
+MBOX = LINUX_MAN
 
 
 def crlf(data: bytes) -> bytes:
     """Line ends as they travel over SMTP, ending in one."""
     data = re.sub(rb"\r?\n", b"\r\n", data)
     return data if data.endswith(b"\r\n") else data + b"\r\n"
-
-
-def linux_man(limit: int) -> Iterator[bytes]:
-    """The first `limit` messages of the linux-man mboxrd archive (streamed, never unpacked to disk)."""
-    current: list[bytes] = []
-    count = 0
-    with lzma.open(MBOX, "rb") as fh:
-        for line in fh:
-            if line.startswith(b"From ") and current:
-                yield _MBOXRD_QUOTED.sub(rb"\1", b"".join(current))
-                count += 1
-                if count >= limit:
-                    return
-                current = []
-            elif not line.startswith(b"From ") or current:
-                current.append(line)
-        if current:
-            yield _MBOXRD_QUOTED.sub(rb"\1", b"".join(current))
 
 
 def as_sent(archived: bytes) -> bytes:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import lzma
 import re
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -14,32 +12,12 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.models import Thread
 from listgate.parsing import parse
-from tests.conftest import CORPORA
+from tests.corpora import LINUX_MAN, linux_man
 
-MBOX = CORPORA / "linux-man" / "linux-man.mbox.xz"
+MBOX = LINUX_MAN
 SLICE = 250
-_QUOTED_FROM = re.compile(rb"^>(>*From )", re.MULTILINE)
 
 pytestmark = pytest.mark.integration
-
-
-def mboxrd_messages(path, limit: int) -> Iterator[bytes]:  # type: ignore[no-untyped-def]
-    """Messages of an mboxrd file, read streaming; '>From ' lines unquoted."""
-    buffer: list[bytes] = []
-    count = 0
-    with lzma.open(path, "rb") as fh:
-        for line in fh:
-            if line.startswith(b"From ") and buffer:
-                yield _QUOTED_FROM.sub(rb"\1", b"".join(buffer))
-                count += 1
-                if count >= limit:
-                    return
-                buffer = []
-            elif not line.startswith(b"From ") or buffer:
-                buffer.append(line)
-            # the very first From_ line opens the first message
-        if buffer and count < limit:
-            yield _QUOTED_FROM.sub(rb"\1", b"".join(buffer))
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +34,7 @@ def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
     factory = session_factory(writer(engine))
     with transaction(factory) as session:
         mlist = lists.create(session, "linux-man", title="linux-man")
-        for raw in mboxrd_messages(MBOX, SLICE):
+        for raw in linux_man(SLICE):
             ingest(session, parse(raw), mlist, domain=settings.domain, origin="import")
     from webarchive import create_app
 
