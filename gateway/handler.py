@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter as TallyCounter
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from listgate.parsing import ParsedMessage, parse
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[OutboxEntry]], Any]
+LIST_CACHE_SECONDS = 5.0
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
 
 
@@ -84,6 +86,7 @@ class GatewayHandler:
         self.executor = executor
         self.lmtp = lmtp
         self.writer: GroupWriter[Job, Delivered] | None = None  # set by the server: group commit
+        self._lists_seen: dict[str, float] = {}  # list name -> until when RCPT need not look it up again
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -109,7 +112,7 @@ class GatewayHandler:
         if recipient is None:
             return await self._refuse_rcpt(address, f"550 5.1.1 <{address}>: not a list address at {self.settings.domain}")
         try:
-            exists = await self._run(self.list_exists, recipient.list_name)
+            exists = self._known_list(recipient.list_name) or await self._run(self.list_exists, recipient.list_name)
         except Exception:  # noqa: BLE001 - the database being away is temporary
             log.exception("list lookup failed for %s", address)
             return "451 4.3.0 Temporary failure looking up the list, try again later"
@@ -172,9 +175,16 @@ class GatewayHandler:
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
     def list_exists(self, name: str) -> bool:
-        """True when a list called name exists (a short read)."""
+        """True when a list called name exists (a short read); remembered for a few seconds."""
         with self.read_factory() as session:
-            return lists.get(session, name) is not None
+            found = lists.get(session, name) is not None
+        if found:
+            self._lists_seen[name.lower()] = time.monotonic() + LIST_CACHE_SECONDS
+        return found
+
+    def _known_list(self, name: str) -> bool:
+        """The list existed a moment ago (a list deleted since then still gets its 550 at DATA)."""
+        return self._lists_seen.get(name.lower(), 0.0) > time.monotonic()
 
     def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> Delivered:
         """Parse once, ingest for every recipient in one transaction, then enqueue the work.

@@ -6,11 +6,13 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Callable
+from typing import Callable, Iterator
 
 # A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
 # smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
 _DOT_LINE = re.compile(rb"(?:(?<=[\r\n])|^)\.(?=[\r\n])")
+_LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
+_DECLARATION = re.compile(rb"(?i)multipart/|message/")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
 
@@ -86,7 +88,26 @@ def header_count(raw: bytes) -> int:
 
 def longest_line(raw: bytes) -> int:
     """The longest line in bytes, line break excluded."""
-    return max((len(line) for line in raw.splitlines()), default=0)
+    return max((len(line) for line in iter_lines(raw)), default=0)
+
+
+def line_over(raw: bytes, limit: int) -> int:
+    """The length of the first line longer than limit bytes, or 0; scans without copying lines."""
+    m = re.search(rb"[^\r\n]{%d}" % (limit + 1), raw)
+    if m is None:
+        return 0
+    end = m.end()
+    while end < len(raw) and raw[end] not in (10, 13):
+        end += 1
+    return end - m.start()
+
+
+def iter_lines(raw: bytes) -> Iterator[bytes]:
+    """raw.splitlines(), one line at a time (a 20 MB message is never a list of lines)."""
+    for m in _LINE.finditer(raw):
+        if m.start() == len(raw):
+            return
+        yield m.group(1)
 
 
 def mime_depth(raw: bytes) -> int:
@@ -94,7 +115,7 @@ def mime_depth(raw: bytes) -> int:
     stack: list[bytes | None] = []  # open boundaries; None marks an attached message/rfc822
     deepest = 0
     in_headers, headers = True, []
-    for line in raw.splitlines():
+    for line in iter_lines(raw):
         if in_headers:
             if line.strip():
                 headers.append(line)
@@ -151,12 +172,11 @@ def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int) -
     n = header_count(raw)
     if n > max_headers:
         return "too-many-headers", f"552 5.3.4 Refused: {n} header fields, the limit is {max_headers}"
-    longest = longest_line(raw)
-    if longest > max_line:
+    longest = line_over(raw, max_line)
+    if longest:
         return "line-too-long", f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}"
-    lowered = raw.lower()
     # Each level needs a multipart/ or message/ declaration: skip the line scan when too few exist.
-    if lowered.count(b"multipart/") + lowered.count(b"message/") < max_depth:
+    if not any(i >= max_depth for i, _ in enumerate(_DECLARATION.finditer(raw), 1)):
         return None
     depth = mime_depth(raw)
     if depth > max_depth:

@@ -92,6 +92,7 @@ class GroupWriter(Generic[J, R]):
 
     def _run(self, batch: list[tuple[J, Future[R]]]) -> None:
         """Write one batch; a failure of the whole batch fails every job in it."""
+        log.debug("writing %d waiting messages in one transaction", len(batch))
         try:
             results = self.write([job for job, _ in batch])
             if len(results) != len(batch):

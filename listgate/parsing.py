@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import email.header
 import email.utils
@@ -12,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import Message as StdMessage
+from email.parser import BytesParser
+from email.policy import compat32
 
 import mailparser
 from mailparser.exceptions import MailParserError
@@ -26,6 +29,7 @@ _REPLY_PREFIX = re.compile(
 _REPLY_WORD = re.compile(r"\b(?:re|aw|sv|antw|r[ée]f|odp|vs)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.IGNORECASE)
 _LIST_TAG = re.compile(r"^\s*\[[^\]]{0,100}\]\s*")
 _SPACES = re.compile(r"\s+")
+LARGE_MESSAGE = 1024 * 1024  # above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
 
 
 @dataclass(frozen=True)
@@ -226,15 +230,11 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     """Parse raw bytes; never raises on malformed mail (problems become defects)."""
     arrival = arrival or datetime.now(timezone.utc)
     defects: list[str] = []
-    mp: mailparser.MailParser | None = None
-    try:
-        msg: StdMessage = email.message_from_bytes(raw)
-        mp = mailparser.MailParser(message=_body_view(msg))
-    except (MailParserError, RecursionError, Exception) as exc:  # noqa: BLE001
-        # The parser gave up (deep nesting, pathological MIME): fall back to headers only.
-        defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
-        mp = None
+    if len(raw) > LARGE_MESSAGE:
         msg = email.message_from_bytes(_headers_only(raw))
+        body_text, body_html, attachments = _large_bodies(raw, msg, defects)
+    else:
+        msg, (body_text, body_html, attachments) = _small_bodies(raw, defects)
 
     ids = extract_msgids(_header_text_value(_raw_one(msg, "Message-ID")))
     message_id, generated = (ids[0], False) if ids else (generated_msgid(raw), True)
@@ -250,11 +250,6 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     if date_generated:
         defects.append(f"DateDefect: unusable Date {date_header[:80]!r}, arrival time used")
 
-    body_text, body_html, attachments = "", "", ()
-    if mp is not None:
-        body_text, body_html, attachments = _bodies(mp, defects)
-        if "\ufffd" in body_text or not (body_text or body_html or attachments):
-            body_text = _plain_text(msg, defects) or body_text
     content_type = _raw_one(msg, "Content-Type")
     headers = tuple((k, v[:2000]) for k, v in list(msg.raw_items())[:200])
     return ParsedMessage(
@@ -283,6 +278,75 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     )
 
 
+Bodies = tuple[str, str, tuple[ParsedAttachment, ...]]
+
+
+def _small_bodies(raw: bytes, defects: list[str]) -> tuple[StdMessage, Bodies]:
+    """The parsed headers and the bodies as mail-parser decodes them (the common, small case)."""
+    try:
+        msg: StdMessage = email.message_from_bytes(raw)
+        mp = mailparser.MailParser(message=_body_view(msg))
+    except (MailParserError, RecursionError, Exception) as exc:  # noqa: BLE001
+        # The parser gave up (deep nesting, pathological MIME): fall back to headers only.
+        defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
+        return email.message_from_bytes(_headers_only(raw)), ("", "", ())
+    body_text, body_html, attachments = _bodies(mp, defects)
+    if "\ufffd" in body_text or not (body_text or body_html or attachments):
+        body_text = _plain_text(msg, defects) or body_text
+    return msg, (body_text, body_html, attachments)
+
+
+def _large_bodies(raw: bytes, head: StdMessage, defects: list[str]) -> Bodies:
+    """Bodies of a big message (above LARGE_MESSAGE) with the standard library only.
+
+    mail-parser keeps several decoded copies of the whole message (150 MB for a 20 MB post);
+    here a single-part body is decoded straight from the bytes, a multipart walked once.
+    """
+    text: list[str] = []
+    html: list[str] = []
+    attachments: list[ParsedAttachment] = []
+    try:
+        if head.get_content_maintype() != "multipart":
+            body = _decode_transfer(memoryview(raw)[_body_start(raw):], head.get("Content-Transfer-Encoding"), defects)
+            _add_leaf(head, body, text, html, attachments)
+        else:
+            for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+                data = None if part.is_multipart() else part.get_payload(decode=True)
+                if isinstance(data, bytes):
+                    _add_leaf(part, data, text, html, attachments)
+    except (RecursionError, Exception) as exc:  # noqa: BLE001 - never raise on malformed mail
+        defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
+    return "\n".join(t for t in text if t), "\n".join(t for t in html if t), tuple(attachments)
+
+
+def _decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> bytes | memoryview:
+    """A body undone of its Content-Transfer-Encoding (base64, quoted-printable, else as is, uncopied)."""
+    cte = str(encoding or "").strip().lower()
+    try:
+        if cte == "base64":
+            return binascii.a2b_base64(body)
+        if cte == "quoted-printable":
+            return binascii.a2b_qp(body)
+    except (binascii.Error, ValueError) as exc:
+        defects.append(f"TransferEncodingDefect: {cte}: {exc}"[:300])
+    return body
+
+
+def _add_leaf(part: StdMessage, data: bytes | memoryview, text: list[str], html: list[str],
+              attachments: list[ParsedAttachment]) -> None:
+    """An inline text/plain or text/html part becomes body text, anything else an attachment."""
+    ctype = part.get_content_type()
+    filename = part.get_filename()
+    if ctype.startswith("multipart/"):  # its boundary is lost: keep what it says as text
+        ctype = "text/plain"
+    if ctype in ("text/plain", "text/html") and part.get_content_disposition() != "attachment" and not filename:
+        decoded, _ = decode_text(data, part.get_content_charset())
+        (text if ctype == "text/plain" else html).append(decoded.replace("\x00", ""))
+        return
+    attachments.append(ParsedAttachment(filename=str(filename or "attachment")[:255], content_type=ctype[:255],
+                                        data=bytes(data)))
+
+
 _BODY_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition", "mime-version")
 
 
@@ -303,6 +367,15 @@ def _headers_only(raw: bytes) -> bytes:
     if end < 0:
         end = raw.find(b"\n\n")
     return raw if end < 0 else raw[: end + 2]
+
+
+def _body_start(raw: bytes) -> int:
+    """Where the body begins: after the first blank line (CRLF or bare LF), else at the end."""
+    for blank in (b"\r\n\r\n", b"\n\n"):
+        i = raw.find(blank)
+        if i >= 0:
+            return i + len(blank)
+    return len(raw)
 
 
 def _bodies(mp: "mailparser.MailParser", defects: list[str]) -> tuple[str, str, tuple[ParsedAttachment, ...]]:
@@ -329,16 +402,16 @@ def _bodies(mp: "mailparser.MailParser", defects: list[str]) -> tuple[str, str, 
     return text, html, tuple(attachments)
 
 
-def decode_text(data: bytes, charset: str | None) -> tuple[str, str]:
+def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str]:
     """(text, charset used): the declared charset if it fits, else UTF-8, else cp1252/Latin-1."""
     for cs in (charset, "utf-8", "cp1252"):
         if not cs:
             continue
         try:
-            return data.decode(cs), cs
-        except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
+            return str(data, cs), cs  # str(), unlike .decode(), also takes a memoryview
+        except (LookupError, UnicodeDecodeError, ValueError, TypeError):  # ValueError: a NUL in the charset name
             continue
-    return data.decode("latin-1"), "latin-1"
+    return str(data, "latin-1"), "latin-1"
 
 
 def _plain_text(msg: StdMessage, defects: list[str]) -> str:

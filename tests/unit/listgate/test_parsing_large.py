@@ -1,0 +1,77 @@
+"""Big messages (above LARGE_MESSAGE) are parsed without mail-parser: same result, a fraction of the memory."""
+
+from __future__ import annotations
+
+import base64
+import tracemalloc
+
+import pytest
+
+from listgate import parsing
+from listgate.parsing import parse
+
+LINE = b"All work and no play makes Jack a dull boy, but a well-archived one.\r\n"
+
+
+def _plain(size: int, charset: str = "us-ascii", cte: str = "7bit", body: bytes | None = None) -> bytes:
+    head = (b"From: Ann <ann@example.org>\r\nSubject: big one\r\nMessage-ID: <big@example.org>\r\n"
+            b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=" + charset.encode()
+            + b"\r\nContent-Transfer-Encoding: " + cte.encode() + b"\r\n\r\n")
+    return head + (body if body is not None else LINE * (size // len(LINE)))
+
+
+def _multipart(attachment: bytes) -> bytes:
+    b64 = base64.encodebytes(attachment).replace(b"\n", b"\r\n")
+    return (b"From: ann@example.org\r\nSubject: with a file\r\nMessage-ID: <file@example.org>\r\nMIME-Version: 1.0\r\n"
+            b"Content-Type: multipart/mixed; boundary=\"XX\"\r\n\r\n"
+            b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+            b"Caf=C3=A9 attached.\r\n"
+            b"--XX\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Caf\xc3\xa9 attached.</p>\r\n"
+            b"--XX\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=\"big.pdf\"\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"--XX--\r\n")
+
+
+def _both(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[parsing.ParsedMessage, parsing.ParsedMessage]:
+    """(mail-parser's result, the large-message path's result) for the same bytes."""
+    with monkeypatch.context() as m:
+        m.setattr(parsing, "LARGE_MESSAGE", len(raw) + 1)
+        small = parse(raw)
+    with monkeypatch.context() as m:
+        m.setattr(parsing, "LARGE_MESSAGE", 0)
+        large = parse(raw)
+    return small, large
+
+
+@pytest.mark.parametrize("raw", [
+    _plain(5000),
+    _plain(0, "iso-8859-1", "quoted-printable", b"Gr=FC=DFe aus K=F6ln\r\n"),
+    _plain(0, "utf-8", "base64", base64.encodebytes("Grüße ✓\n".encode()).replace(b"\n", b"\r\n")),
+    _plain(0, "utf-8", "8bit", "naïve café\r\n".encode("latin-1")),  # a lying charset: falls back
+    _multipart(bytes(range(256)) * 40),
+])
+def test_the_large_path_finds_the_same_text_html_and_attachments(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    small, large = _both(raw, monkeypatch)
+    assert large.body_text.strip() == small.body_text.strip() and large.body_text.strip()
+    assert large.body_html.strip() == small.body_html.strip()
+    assert [(a.filename, a.content_type, a.data) for a in large.attachments] == \
+        [(a.filename, a.content_type, a.data) for a in small.attachments]
+    assert (large.message_id, large.subject, large.from_addr) == (small.message_id, small.subject, small.from_addr)
+
+
+def test_a_lost_boundary_still_keeps_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    raw = (b"From: a@example.org\r\nMessage-ID: <lost@x>\r\nContent-Type: multipart/mixed; boundary=gone\r\n\r\n"
+           b"--other\r\nContent-Type: text/plain\r\n\r\ntext worth keeping\r\n--other--\r\n")
+    _, large = _both(raw, monkeypatch)
+    assert "text worth keeping" in large.body_text
+
+
+def test_a_20_mb_post_is_parsed_in_little_more_than_its_text() -> None:
+    raw = _plain(20 * 1024 * 1024)
+    tracemalloc.start()
+    try:
+        parsed = parse(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert parsed.body_text.startswith("All work") and len(parsed.body_text) > 20_000_000
+    assert peak < 1.5 * len(raw)  # the decoded text itself; mail-parser needed about 8x
