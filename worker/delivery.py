@@ -1,48 +1,49 @@
-"""Exactly-once delivery of one post to many recipients.
+"""Exactly-once delivery of one post to many recipients, sent in parallel chunks.
 
-States of a Delivery row: pending -> sending (claimed, SMTP transaction under way) ->
-handing (the whole message is with the relay, only the final "." and its 250 are
-outstanding) -> sent; or deferred (4xx, retried with backoff), bounced (5xx), failed
-(gave up after MAX_ATTEMPTS) or cancelled (unsubscribed before we got to it).
+States of a Delivery row: pending -> sending (claimed in batches, compare-and-set) -> handing
+(the final "." went out; committed once per wave, before the relay's replies are read) ->
+sent; or deferred (4xx, retried with backoff), bounced (5xx), failed (gave up after
+MAX_ATTEMPTS) or cancelled (unsubscribed before we got to it).
 
-Recovery after a crash (recover_stale): a stale `sending` row never had its final "." sent,
-so the relay discarded the transaction when the connection dropped: it is sent again. A
-stale `handing` row is counted as delivered (so is a connection lost after the "."), so a
-crash never makes two copies. Before the "." the claim is re-checked (compare-and-set on
-claimed_at): a sender overtaken by recovery abandons, so a slow relay never doubles either.
-
-The remaining window, honestly: a worker killed after the database made the `handing`
-commit durable and before the kernel accepted the 3-byte "." (the driver's COMMIT call
-returning, then one send()) loses that one recipient's copy. That is microseconds per
-message, on a connection held open for the whole run; every other moment is safe.
+Recovery after a crash (recover_stale): a stale `handing` row had its "." sent, so it is
+counted as delivered; a stale `sending` row is sent again. Before the dots the claim is
+re-checked: a sender overtaken by recovery drops those sessions before their ".", and the
+relay discards them. A copy is never lost by a crash. The one window that can make a second
+copy (same Message-ID, so clients can tell): a worker killed after the kernel took a wave's
+dots and before the `handing` commit became durable -- one small commit. docs/worker.md
+explains the choice.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from listgate.db import transaction
-from listgate.models import Bounce, Delivery, MailingList, Message, OutboxEntry, Subscription
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, Subscription
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
 from listgate.subscriptions import unsubscribe_token
 
-from worker import bounces, mailer
+from worker import bounces, mailer, wave
 from worker.context import WorkerContext
-from worker.headers import ListInfo, build_copy, verp_address, verp_token
+from worker.copies import Post, load_post
+from worker.headers import verp_address, verp_token
 from worker.notify import recipients
 
 log = logging.getLogger(__name__)
 
 PENDING, SENDING, HANDING, SENT = "pending", "sending", "handing", "sent"
 DEFERRED, BOUNCED, FAILED, CANCELLED = "deferred", "bounced", "failed", "cancelled"
+SEND_CHUNK = "listgate.send_chunk"  # (message_pk, first_id, last_id): queued by fanout itself
+CHUNK = 500  # deliveries per chunk task: every worker process takes some
 BATCH = 200
 INSERT_BATCH = 500
 BACKOFF_BASE = timedelta(minutes=5)
@@ -73,7 +74,7 @@ def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int
 
 
 def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
-    """Record who gets the post (once), mark the outbox entry done, then send; returns copies sent."""
+    """Record who gets the post (once), mark the outbox entry done, then send in chunks; copies sent here."""
     with transaction(ctx.db) as session:
         entry = session.get(OutboxEntry, outbox_id)
         if entry is not None and entry.done_at is None:
@@ -83,7 +84,32 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
                 insert_absent(session, message_pk, chosen)
                 log.info("fan-out of message %s: %d recipients", message_pk, len(chosen))
             entry.done_at, entry.attempts = now(), entry.attempts + 1
-    return send_message(ctx, message_pk, [Delivery.status == PENDING])
+    with ctx.db() as session:
+        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk, Delivery.status == PENDING)
+                              .order_by(Delivery.id)).all()
+    ranges = [(ids[i], ids[min(i + CHUNK, len(ids)) - 1]) for i in range(0, len(ids), CHUNK)]
+    # Every other worker process takes a chunk; rows of a chunk task lost with the broker
+    # stay `pending` and retry_due picks them up (claims are compare-and-set: never twice).
+    mine = ranges[:1] + _enqueue_chunks(ctx, message_pk, ranges[1:])
+    return sum(send_chunk(ctx, message_pk, first, last) for first, last in mine)
+
+
+def _enqueue_chunks(ctx: WorkerContext, message_pk: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Queue a SEND_CHUNK task per range; the ranges that could not be queued."""
+    for done, (first, last) in enumerate(ranges):
+        try:
+            if ctx.sender is None:
+                return ranges[done:]
+            ctx.sender.send_task(SEND_CHUNK, args=[message_pk, first, last])
+        except Exception as exc:  # noqa: BLE001 - the broker being down: this task sends them itself
+            log.warning("broker unavailable, sending chunks of message %s here: %s", message_pk, exc)
+            return ranges[done:]
+    return []
+
+
+def send_chunk(ctx: WorkerContext, message_pk: int, first_id: int, last_id: int) -> int:
+    """Send the pending rows of one post whose ids lie in [first_id, last_id]."""
+    return send_message(ctx, message_pk, [Delivery.status == PENDING, Delivery.id.between(first_id, last_id)])
 
 
 def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BATCH) -> tuple[list[int], datetime]:
@@ -101,81 +127,116 @@ def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BA
 
 
 def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
-    """Send the rows of one post matching `where`, batch by batch, over one connection."""
-    with ctx.db() as session:
-        msg = session.get(Message, message_pk)
-        if msg is None:
-            return 0
-        mlist = session.get_one(MailingList, msg.list_id)
-        info = ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url)
-        raw = msg.raw.data
-        dmarc = ctx.dmarc.needs_rewrite(msg.from_addr, mlist.dmarc_mode)
-        author = (msg.from_name, msg.from_addr)
-        message_id = msg.message_id
+    """Send the rows of one post matching `where`, claimed batch by batch, a wave of sessions at a time."""
+    post = load_post(ctx, message_pk)
+    if post is None:
+        return 0
     sent = 0
-    # One database connection held for the whole run: the commit of `handing` then returns
-    # straight from the driver (no pool check-in), which keeps the crash window below tiny.
-    with mailer.connect(ctx.settings.outbound) as conn, ctx.writer.connect() as held:
+    with wave.connect(ctx.settings.outbound) as out:
         while True:
             ids, stamp = claim(ctx, message_pk, where)
             if not ids:
                 return sent
-            sent += _send_batch(ctx, conn, held, ids, stamp, lambda addr, url: build_copy(
-                raw, info, message_id, url, dmarc=dmarc, author_name=author[0], author_addr=author[1]), info)
+            sent += _send_batch(ctx, out, post, ids, stamp)
 
 
-def _send_batch(ctx: WorkerContext, conn: Any, held: Connection, ids: list[int], stamp: datetime, render: Any,
-                info: ListInfo) -> int:
-    """Send each claimed row; after a network failure the rest of the batch is deferred untried."""
+def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], stamp: datetime) -> int:
+    """Send each claimed row; once every session of a wave failed to connect, the rest is deferred untried."""
     with ctx.db() as session:
-        rows = session.execute(select(Delivery.id, Delivery.address, Delivery.attempts, Subscription)
-                               .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
-                               .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-    sent: list[int] = []
-    network_down = ""
-    for delivery_id, address, attempts, sub in rows:
-        if sub is None or sub.status != ACTIVE:
-            _finish(ctx, delivery_id, CANCELLED, "no longer subscribed")
+        rows = session.execute(select(
+            Delivery.id, Delivery.address, Delivery.attempts, Subscription.id.label("sub_id"),
+            Subscription.status, Subscription.list_id, Subscription.kind, Subscription.thread_key,
+        ).outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
+            .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+    gone = [r.id for r in rows if r.sub_id is None or r.status != ACTIVE]
+    _mark(ctx, gone, CANCELLED, "no longer subscribed")
+    live = [r for r in rows if r.sub_id is not None and r.status == ACTIVE]
+    ledger = Ledger(ctx, post, stamp)
+    for start in range(0, len(live), out.size):
+        batch = live[start:start + out.size]
+        if ledger.network_down:
+            for row in batch:
+                _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts)
             continue
-        if network_down:
-            _finish(ctx, delivery_id, DEFERRED, network_down, attempts)
-            continue
-        url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(
-            ctx.settings.secret_key, sub.list_id, address, sub.thread_key if sub.kind == "thread" else 0)
-        envelope = verp_address(info, verp_token(ctx.settings.secret_key, "d", delivery_id))
-        result = conn.send(envelope, address, render(address, url),
-                           before_commit=lambda i=delivery_id: _hand_over(held, i, stamp))
-        if result.status == mailer.ABANDONED:
-            continue  # recovery took this row over while we were slow: its new owner sends it
-        if result.ok:
-            # Marking `sent` may wait for the end of the batch: until then the row is
-            # `handing`, which recovery already counts as delivered.
-            sent.append(delivery_id)
-        elif result.status == mailer.BOUNCED:
-            _bounce(ctx, delivery_id, sub.id, address, f"{result.code} {result.detail}")
-        else:
-            _finish(ctx, delivery_id, DEFERRED, f"{result.code} {result.detail}".strip(), attempts)
-            if result.code == 0:
-                network_down = result.detail
-    _mark(ctx, sent, SENT)
-    return len(sent)
+        items = [wave.Outgoing(verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
+                               post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
+        began = time.perf_counter()
+        results = out.send(items, lambda idx, dots, b=batch: ledger.handover(b, idx, dots))
+        ledger.record(batch, results, time.perf_counter() - began)
+    ledger.flush()
+    return ledger.sent
 
 
-def _hand_over(held: Connection, delivery_id: int, stamp: datetime) -> bool:
-    """sending -> handing, only while our claim still holds; False tells the mailer to abandon."""
-    with held.begin():
-        return held.execute(update(Delivery).where(
-            Delivery.id == delivery_id, Delivery.status == SENDING, Delivery.claimed_at == stamp,
-        ).values(status=HANDING)).rowcount == 1
+def _unsubscribe_url(ctx: WorkerContext, row: Any) -> str:
+    """The recipient's signed one-click link (a thread follower's leaves only that thread)."""
+    return f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(
+        ctx.settings.secret_key, row.list_id, row.address, row.thread_key if row.kind == "thread" else 0)
 
 
-def _mark(ctx: WorkerContext, delivery_ids: list[int], status: str) -> None:
-    """One small write transaction (Core, no ORM session: this runs once per recipient)."""
+class Ledger:
+    """What one claimed batch did: claim checks, the `handing` commits, the buffered `sent` marks."""
+
+    def __init__(self, ctx: WorkerContext, post: Post, stamp: datetime) -> None:
+        self.ctx, self.post, self.stamp = ctx, post, stamp
+        self.unmarked: list[int] = []  # `handing` rows whose 250 came: marked `sent` with the next commit
+        self.sent = 0
+        self.network_down = ""
+
+    def handover(self, rows: Sequence[Any], indexes: list[int], send_dots: wave.SendDots) -> set[int]:
+        """One write transaction around the dots: rows still ours become `handing`, earlier ones `sent`.
+
+        The row locks are taken before the dots and the commit follows them at once, so a
+        crash between the two (a copy sent twice) spans only the COMMIT call itself.
+        """
+        ids = {rows[i].id: i for i in indexes}
+        with self.ctx.writer.begin() as conn:
+            held = conn.execute(update(Delivery).where(
+                Delivery.id.in_(ids), Delivery.status == SENDING, Delivery.claimed_at == self.stamp,
+            ).values(status=HANDING).returning(Delivery.id)).scalars().all()
+            self._mark_sent(conn)
+            ours = {ids[i] for i in held}
+            dotted = send_dots(ours)
+            if ours - dotted:  # the connection failed before the dot: not with the relay
+                conn.execute(update(Delivery).where(Delivery.id.in_([rows[i].id for i in ours - dotted]))
+                             .values(status=SENDING))
+        return dotted
+
+    def _mark_sent(self, conn: Any) -> None:
+        if self.unmarked:
+            conn.execute(update(Delivery).where(Delivery.id.in_(self.unmarked), Delivery.status == HANDING)
+                         .values(status=SENT, sent_at=now(), last_error=""))
+            self.unmarked = []
+
+    def record(self, rows: Sequence[Any], results: list[mailer.SendResult], seconds: float) -> None:
+        """Log each delivered copy; record refusals and deferrals at once."""
+        for row, result in zip(rows, results):
+            if result.ok:
+                self.unmarked.append(row.id)
+                self.sent += 1
+                log.info("delivered post %s %s to %s: %s %s (%.1f ms)", self.post.pk, self.post.message_id,
+                         row.address, result.code, result.detail, seconds * 1000)
+            elif result.status == mailer.BOUNCED:
+                _bounce(self.ctx, row.id, row.sub_id, row.address, f"{result.code} {result.detail}")
+            elif result.status == mailer.DEFERRED:
+                _finish(self.ctx, row.id, DEFERRED, f"{result.code} {result.detail}".strip(), row.attempts)
+        if results and all(r.status == mailer.DEFERRED and r.code == 0 and "final dot" not in r.detail
+                           for r in results):
+            self.network_down = results[0].detail
+
+    def flush(self) -> None:
+        """Mark the remaining `handing` rows whose 250 came as `sent`."""
+        if self.unmarked:
+            with self.ctx.writer.begin() as conn:
+                self._mark_sent(conn)
+
+
+def _mark(ctx: WorkerContext, delivery_ids: list[int], status: str, detail: str = "") -> None:
+    """One small write transaction for many rows (Core, no ORM session)."""
     if not delivery_ids:
         return
-    values: dict[str, Any] = {"status": status}
+    values: dict[str, Any] = {"status": status, "last_error": detail}
     if status == SENT:
-        values.update(sent_at=now(), last_error="")
+        values["sent_at"] = now()
     with ctx.writer.begin() as conn:
         conn.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(**values))
 

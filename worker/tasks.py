@@ -119,6 +119,8 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
 
     tasks = {
         dispatch.FANOUT: lambda outbox_id, message_pk: delivery.fanout(ctx, outbox_id, message_pk),
+        delivery.SEND_CHUNK: lambda message_pk, first_id, last_id: delivery.send_chunk(
+            ctx, message_pk, first_id, last_id),
         dispatch.SEND_NOTICE: lambda outbox_id: send_notice(ctx, outbox_id),
         dispatch.HANDLE_COMMAND: lambda outbox_id: run_outbox(
             ctx, outbox_id, lambda s, e: commands.handle(s, settings, e)),

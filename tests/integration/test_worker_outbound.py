@@ -60,3 +60,21 @@ def test_scripted_replies_map_to_outcomes(sink) -> None:  # type: ignore[no-unty
         outcomes = [conn.send("", f"r{i}@example.org", b"Subject: x\r\n\r\ny\r\n").status for i in range(3)]
     assert outcomes == [DEFERRED, BOUNCED, SENT]
     assert [r.rcpt_tos for r in sink.received] == [["r2@example.org"]]
+
+
+def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_the_dot(sink) -> None:  # type: ignore[no-untyped-def]
+    from worker.mailer import ABANDONED
+    from worker.wave import Outgoing, connect as connect_wave, wire_form
+
+    data = "Subject: wave\r\n\r\n.leading dot\r\nGrüße\r\n".encode()
+    items = [Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(data), True) for i in range(5)]
+    sink.script("550 5.1.1 unknown")
+    with connect_wave(sink.url, size=5) as out:
+        first = out.send(items, lambda live, dots: dots(set(live) - {4}))  # r4's claim was lost meanwhile
+        second = out.send(items[:2], lambda live, dots: dots(set(live)))
+    statuses = [r.status for r in first]
+    assert statuses[4] == ABANDONED and sorted(statuses[:4]) == [BOUNCED, SENT, SENT, SENT]
+    assert [r.status for r in second] == [SENT, SENT]
+    got = [r.rcpt_tos[0] for r in sink.received]
+    assert "r4@example.org" not in got and len(got) == 5
+    assert all(r.data == data for r in sink.received)

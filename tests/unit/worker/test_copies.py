@@ -1,0 +1,32 @@
+"""A post is rendered once; each copy differs only by its unsubscribe link."""
+
+from __future__ import annotations
+
+from listgate import lists
+from listgate.db import transaction
+from listgate.ingest import ingest
+from listgate.parsing import parse
+from worker.context import WorkerContext
+from worker.copies import load_post
+from worker.headers import ListInfo, build_copy
+from worker.wave import wire_form
+
+RAW = (b"From: Ann <ann@example.org>\nTo: dev@lists.test\nSubject: s\nMessage-ID: <c@x>\n\n"
+       b".leading dot\nGr\xc3\xbc\xc3\x9fe\n")
+
+
+def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        mlist.dmarc_mode = "never"
+        pk = ingest(session, parse(RAW), mlist, domain=settings.domain).message_pk
+        info = ListInfo(mlist.name, mlist.title, settings.domain, settings.base_url)
+    post = load_post(WorkerContext(settings), pk)
+    assert post is not None and post.eight_bit and post.message_id == "c@x"
+    for url in (f"{settings.base_url}/unsubscribe/abc", f"{settings.base_url}/unsubscribe/other.token"):
+        assert post.copy_for(url) == wire_form(build_copy(RAW, info, "c@x", url))
+
+
+def test_a_missing_post_renders_nothing(settings, db) -> None:  # type: ignore[no-untyped-def]
+    assert load_post(WorkerContext(settings), 12345) is None
