@@ -13,7 +13,7 @@ from typing import Any, Callable
 from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.limits import ClientLimits, shape_problem
+from gateway.limits import SMUGGLING, ClientLimits, shape_problem
 from gateway.writer import GroupWriter
 from listgate import counters, lists
 from listgate.addresses import Recipient, parse_recipient
@@ -132,7 +132,8 @@ class GatewayHandler:
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
         try:
-            problem, parsed = await self._run(self.prepare, raw)
+            problem, parsed = (SMUGGLING, None) if getattr(server, "smuggled_dot", False) else \
+                await self._run(self.prepare, raw)
             if problem is not None:
                 reason, reply = problem
                 log.info("refused message from %s (%s, %d bytes): %s", client, envelope.mail_from, len(raw), reply)

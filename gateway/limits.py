@@ -61,6 +61,14 @@ class ClientLimits:
             return True
 
 
+SMUGGLING = ("smuggling", "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends")
+
+
+def dot_line_with_bare_end(line: bytes) -> bool:
+    """A DATA line as received ('.' then a bare CR or LF) that dot-unstuffing would hide from smuggling()."""
+    return line[:1] == b"." and line[1:2] in (b"\r", b"\n") and line != b".\r\n"
+
+
 def smuggling(raw: bytes) -> bool:
     """True when a '.' line is framed by a bare CR or LF (an SMTP smuggling attempt)."""
     for m in _DOT_LINE.finditer(raw):
@@ -168,7 +176,7 @@ def _content_type(headers: list[bytes]) -> bytes:
 def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int) -> tuple[str, str] | None:
     """(reason label, 5xx reply) when the message breaks a limit, else None."""
     if smuggling(raw):
-        return "smuggling", "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends"
+        return SMUGGLING
     n = header_count(raw)
     if n > max_headers:
         return "too-many-headers", f"552 5.3.4 Refused: {n} header fields, the limit is {max_headers}"

@@ -14,7 +14,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from gateway.handler import GatewayHandler, client_address
-from gateway.limits import ClientLimits
+from gateway.limits import ClientLimits, dot_line_with_bare_end
 from gateway.writer import GroupWriter
 from listgate.config import Settings
 
@@ -25,6 +25,7 @@ class _Guarded:
     """Per-client connection limit, configured line length, enhanced status codes."""
 
     handler: GatewayHandler
+    smuggled_dot = False  # set during DATA: a '.' line ended by a bare CR or LF was received
 
     def __init__(self, handler: GatewayHandler, *, max_line: int, **kwargs: Any) -> None:
         # SMTP.__init__ sizes its stream reader from this, so it must be set first.
@@ -46,6 +47,28 @@ class _Guarded:
         finally:
             if client:
                 limits.disconnect(client)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA, watching each line before it is dot-unstuffed (see limits.dot_line_with_bare_end).
+
+        "CRLF . LF" would otherwise arrive as an innocent bare LF: the handler refuses it like the
+        other smuggling shapes instead of storing it.
+        """
+        self.smuggled_dot = False
+        reader = self._reader  # type: ignore[attr-defined]
+        readuntil = reader.readuntil
+
+        async def watched(separator: bytes = b"\n") -> bytes:
+            line: bytes = await readuntil(separator)
+            if dot_line_with_bare_end(line):
+                self.smuggled_dot = True
+            return line
+
+        reader.readuntil = watched
+        try:
+            await super().smtp_DATA(arg)  # type: ignore[misc]
+        finally:
+            del reader.readuntil  # back to the class's method for commands
 
     def _timeout_cb(self) -> None:
         """Say why before closing a connection that was silent (or slow in DATA) too long."""

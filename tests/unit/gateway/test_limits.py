@@ -76,3 +76,11 @@ def test_shape_problem_names_the_limit() -> None:
     reason, reply = shape_problem(_nested(7), 10, 1000, 5)  # type: ignore[misc]
     assert reason == "mime-too-deep" and reply.startswith("554 5.6.0") and "nested 7 deep" in reply
     assert shape_problem(b"A: 1\r\n\r\nx\n.\nMAIL FROM:<a@b>\r\n", 10, 1000, 5)[0] == "smuggling"  # type: ignore[index]
+
+
+def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
+    from gateway.limits import dot_line_with_bare_end
+
+    assert dot_line_with_bare_end(b".\nMAIL FROM:<a@b>\r\n") and dot_line_with_bare_end(b".\rDATA\r\n")
+    for innocent in (b".\r\n", b"..\r\n", b"..two\r\n", b"text.\n\r\n", b"\r\n"):
+        assert not dot_line_with_bare_end(innocent), innocent
