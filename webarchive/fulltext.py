@@ -1,9 +1,10 @@
 """Full-text search over visible posts: FTS5 on SQLite, tsvector + GIN on PostgreSQL.
 
-The database finds the newest CANDIDATES matching posts (newest first by archive number,
-which FTS5 and a primary-key scan deliver without sorting); those are ordered best match
-first (or newest first) in Python, and older matches follow newest first. Ranking every
-match would cost time in proportion to how common the words are, not to the page size.
+Rare words are ranked by the database over every match. FTS5's bm25 costs time in proportion
+to how many posts hold each word (3 s for two words in 70% of a million posts), so for a
+common word the newest CANDIDATES matches (newest first by archive number, which FTS5
+delivers without sorting) are scored in Python and older matches follow newest first.
+Snippets are made only for the posts shown.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from listgate.models import Message
 from listgate.models.archive import VISIBLE
 from webarchive.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
-CANDIDATES = 200  # newest matches ranked by relevance; older ones follow newest first
+CANDIDATES = 200  # newest matches of common words ranked by relevance; older ones follow newest first
+COMMON = 20_000  # posts holding a word, above which it is common
 FTS = table("messages_fts", column("rowid"), column("rank"))
 _WORD = re.compile(r"\w+", re.UNICODE)
 _MARKER = re.compile("[\x02\x03]")
@@ -101,20 +103,22 @@ def search(session: Session, words: str, filters: Filters, page: int = 1, per_pa
            by_date: bool = False) -> tuple[list[Hit], bool]:
     """One page of hits (best first, or newest first) and whether there are more."""
     postgres = session.get_bind().dialect.name == "postgresql"
-    offset, want = (page - 1) * per_page, max(CANDIDATES, page * per_page + 1)
+    offset = (page - 1) * per_page
     tokens = [t.lower() for t in _WORD.findall(words)[:20]]
     if not tokens:
         return [], False
-    rows = _pg_candidates(session, words, filters, want) if postgres else _sqlite_candidates(
-        session, words, tokens, filters, want, offset + per_page + 1)
-    ordered = _order(rows, tokens, by_date, postgres)[offset:offset + per_page + 1]
-    ids = [pk for pk, *_ in ordered[:per_page]]
-    snippets = _pg_headlines(session, words, ids) if postgres else {}
+    if postgres:
+        rows = _pg_candidates(session, words, filters, max(CANDIDATES, offset + per_page + 1))
+        ids = [r[0] for r in _order(rows, tokens, by_date, True)[offset:offset + per_page + 1]]
+    else:
+        ids = _sqlite_page(session, words, tokens, filters, offset, per_page + 1, by_date)
+    shown = ids[:per_page]
+    snippets = _pg_headlines(session, words, shown) if postgres else {}
     pattern = token_pattern(tokens, prefix_last=True)
-    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(ids)))} if ids else {}
+    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(shown)))} if shown else {}
     hits = [Hit(messages[pk], highlight(snippets.get(pk) or make_snippet(messages[pk].body_text, pattern)))
-            for pk in ids if pk in messages]
-    return hits, len(ordered) > per_page
+            for pk in shown if pk in messages]
+    return hits, len(ids) > per_page
 
 
 def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list:  # type: ignore[type-arg]
@@ -125,39 +129,54 @@ def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list
     elif postgres:
         head = sorted(head, key=lambda r: (r[2], r[1], r[0]), reverse=True)
     else:
-        avg = sum(r[2] for r in head) / max(len(head), 1)
-        n = len(tokens)
-        scored = [(score([(r[3 + i] or 0, r[3 + n + i], r[3 + 2 * n + i]) for i in range(n)], r[2] or 0, avg), r)
-                  for r in head]
+        avg = sum(len(r[4] or "") for r in head) / max(len(head), 1)
+        scored = [(score(tokens, r[2] or "", r[3] or "", r[4] or "", avg), r) for r in head]
         head = [r for _, r in sorted(scored, key=lambda s: (s[0], s[1][1], s[1][0]), reverse=True)]
     return head + tail
 
 
-def _counts(tokens: list[str]) -> list[ColumnElement]:  # type: ignore[type-arg]
-    """Body length, then per word: its count in the body's start, whether the subject and the name have it."""
-    body = func.lower(func.substr(Message.body_text, 1, SCORE_CHARS))
-    subject, name = func.lower(Message.subject), func.lower(Message.from_name)
-    counts = [(func.length(body) - func.length(func.replace(body, t, ""))) / len(t) for t in tokens]
-    return ([func.length(Message.body_text)] + counts + [func.instr(subject, t) > 0 for t in tokens]
-            + [func.instr(name, t) > 0 for t in tokens])
+def _fts_query(match: str, filters: Filters, *columns: ColumnElement) -> Select:  # type: ignore[type-arg]
+    query = (select(*columns).select_from(FTS).join(Message, Message.id == FTS.c.rowid)
+             .where(literal_column("messages_fts").op("MATCH")(match)))
+    # "+": the address filter must not become an FTS5 rowid lookup per post of the author
+    return _filtered(query, filters, literal_column("+messages_fts.rowid"))
 
 
-def _sqlite_candidates(session: Session, words: str, tokens: list[str], filters: Filters, want: int,
-                       min_rows: int) -> list:  # type: ignore[type-arg]
-    """(id, date, body length, word counts) of the newest matches: whole words, and the last word
-    as a prefix too when whole words do not fill a page."""
-    rows: list = []  # type: ignore[type-arg]
+def _common(session: Session, tokens: list[str]) -> bool:
+    """Whether a word is in more than COMMON posts (FTS5 ranks cost time in proportion to that)."""
+    for token in tokens:
+        quoted = '"' + token.replace('"', "") + '"'
+        if session.execute(select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")(quoted))
+                           .limit(1).offset(COMMON)).first() is not None:
+            return True
+    return False
+
+
+def _sqlite_page(session: Session, words: str, tokens: list[str], filters: Filters, offset: int, limit: int,
+                 by_date: bool) -> list[int]:
+    """Ids of one page: whole words, and the last word as a prefix too when whole words fill no page.
+
+    Rare words: FTS5 ranks every match (bm25). Common words: the newest CANDIDATES matches
+    are scored here and older ones follow newest first.
+    """
+    common, ids = _common(session, tokens), []
     for prefix in (False, True):
         match = fts5_query(words, prefix=prefix)
-        query = (select(Message.id, Message.date, *_counts(tokens))
-                 .select_from(FTS).join(Message, Message.id == FTS.c.rowid)
-                 .where(literal_column("messages_fts").op("MATCH")(match)))
-        # "+": the address filter must not become an FTS5 rowid lookup per post of the author
-        query = _filtered(query, filters, literal_column("+messages_fts.rowid")).order_by(FTS.c.rowid.desc()).limit(want)
-        rows = session.execute(query).all()
-        if len(rows) >= min_rows:
+        if common:
+            want = max(CANDIDATES, offset + limit)
+            rows = session.execute(_fts_query(match, filters, Message.id, Message.date, Message.subject,
+                                              Message.from_name, func.substr(Message.body_text, 1, SCORE_CHARS))
+                                   .order_by(FTS.c.rowid.desc()).limit(want)).all()
+            ids, enough = [r[0] for r in _order(rows, tokens, by_date, False)[offset:offset + limit]], len(rows)
+        else:
+            order = (Message.date.desc(), Message.id.desc()) if by_date else (FTS.c.rank, Message.date.desc())
+            ids = list(session.scalars(_fts_query(match, filters, Message.id).order_by(*order)
+                                       .limit(limit).offset(offset)))
+            enough = len(ids) if offset == 0 else len(session.execute(
+                _fts_query(match, filters, Message.id).limit(limit)).all())
+        if prefix or enough >= limit:
             break
-    return rows
+    return ids
 
 
 def _tsquery():  # type: ignore[no-untyped-def]

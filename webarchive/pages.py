@@ -11,13 +11,13 @@ from sqlalchemy import and_, extract, func, or_, select
 from listgate.models import MailingList, Message, Subscription
 from listgate.models.archive import VISIBLE
 from listgate.parsing import is_reply_subject
-from webarchive import render
+from webarchive import listing, render
 from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
 from webarchive.exports import month_range
 from webarchive.lookup import readable_message, readable_thread
 from webarchive.render import FragmentCache
-from webarchive.queries import BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, thread_nodes, thread_page
+from webarchive.queries import BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, thread_nodes
 from webarchive.security import csrf_token, current_address
 
 bp = Blueprint("pages", __name__)
@@ -128,11 +128,13 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
     mlist = readable_list(session, name)
     cursor = request.args.get("after") or None
     try:
-        rows, nxt = thread_page(session, mlist, PAGE_SIZE, cursor, featured=False)
+        rows, nxt = listing.thread_rows(session, mlist, PAGE_SIZE, cursor, featured=False)
     except BadCursor as exc:
         abort(400, description=str(exc))
-    featured = [] if cursor else thread_page(session, mlist, 100, None, featured=True)[0]
-    return render_template("pages/list.html", mlist=mlist, threads=rows, featured=featured, next_cursor=nxt,
+    featured = [] if cursor else listing.thread_rows(session, mlist, 100, None, featured=True)[0]
+    root, anon = request.script_root, anonymous()
+    return render_template("pages/list.html", mlist=mlist, threads=listing.threads_html(rows, root, anon),
+                           featured=listing.threads_html(featured, root, anon) if featured else "", next_cursor=nxt,
                            paged=cursor is not None, domain=settings().domain, moderator=is_moderator(mlist),
                            following=_following_list(session, mlist))
 
@@ -248,7 +250,6 @@ def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     session = db()
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
-    rows = list(session.scalars(select(Message).where(
-        Message.list_id == mlist.id, Message.status == VISIBLE, Message.date >= start, Message.date < end,
-    ).order_by(Message.date, Message.id)))
-    return render_template("pages/month.html", mlist=mlist, messages=rows, year=year, month=month, start=start)
+    rows = listing.month_rows(session, mlist, start, end)
+    return render_template("pages/month.html", mlist=mlist, rows=listing.month_html(rows, request.script_root, anonymous()),
+                           count=len(rows), year=year, month=month, start=start)

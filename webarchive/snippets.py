@@ -10,20 +10,22 @@ from __future__ import annotations
 import re
 
 START, STOP = "\x02", "\x03"
-SCORE_CHARS = 4_000  # of a body, enough to score it
+SCORE_CHARS = 2_000  # of a body, enough to score it
 SNIPPET_CHARS = 200
 _SCAN_CHARS = 100_000  # of a body, searched for a passage to show
 K1, B = 1.2, 0.75
 SUBJECT_WEIGHT, NAME_WEIGHT = 2.0, 0.5
 
 
-def score(counts: list[tuple[int, bool, bool]], body_len: int, avg_len: float) -> float:
-    """A BM25-like relevance from each word's (count in the body, in the subject, in the name)."""
-    norm = K1 * (1 - B + B * body_len / max(avg_len, 1.0))
+def score(tokens: list[str], subject: str, name: str, body: str, avg_len: float) -> float:
+    """A BM25-like relevance of one post for lowercase tokens: term counts, saturated, length-normalised."""
+    subject_l, name_l, body_l = subject.lower(), name.lower(), body.lower()
+    norm = K1 * (1 - B + B * len(body_l) / max(avg_len, 1.0))
     total = 0.0
-    for tf, in_subject, in_name in counts:
+    for token in tokens:
+        tf = body_l.count(token)
         total += tf * (K1 + 1) / (tf + norm) if tf else 0.0
-        total += SUBJECT_WEIGHT * bool(in_subject) + NAME_WEIGHT * bool(in_name)
+        total += SUBJECT_WEIGHT * (token in subject_l) + NAME_WEIGHT * (token in name_l)
     return total
 
 

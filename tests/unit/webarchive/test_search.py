@@ -110,3 +110,19 @@ def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
 
     snip = make_snippet("signals and a signal handler, handlers", token_pattern(["signal", "handl"], prefix_last=True))
     assert highlight(snip) == ("signals and a <mark>signal</mark> <mark>handler</mark>, <mark>handlers</mark>")
+
+
+def test_common_words_rank_the_newest_matches_and_page_on(client, make_list, db, monkeypatch):
+    from webarchive import fulltext
+
+    monkeypatch.setattr(fulltext, "COMMON", 0)  # every word counts as common: the newest matches are scored
+    monkeypatch.setattr(fulltext, "CANDIDATES", 10)
+    make_list("dev")
+    for i in range(25):
+        post(db, make_mail(f"Widget {i}", msgid=f"w{i}@x", body="widget report\n" + "padding words here\n" * (i % 3)))
+    post(db, make_mail("Gadget", msgid="g@x", body="a gadget, not a widget\n" + "padding words here\n" * 30))
+    first = _subjects(client.get("/search?q=widget").get_data(as_text=True))
+    second = _subjects(client.get("/search?q=widget&page=2").get_data(as_text=True))
+    assert len(first) == 20 and len(second) == 6 and not set(first) & set(second)
+    assert "Gadget" not in first[:3]  # its subject lacks the word and its body is long
+    assert _subjects(client.get("/search?q=widg").get_data(as_text=True))  # prefixes still work
