@@ -34,11 +34,11 @@ def readable_list_ids(session: Session) -> set[int] | None:
     cache = g.get("_readable_ids", False)
     if cache is not False:
         return cache
-    private = set(session.scalars(select(MailingList.id).where(MailingList.private.is_(True))))
+    rows = session.execute(select(MailingList.id, MailingList.private)).all()
+    private = {pk for pk, is_private in rows if is_private}
     result: set[int] | None = None
     if private:
-        public = set(session.scalars(select(MailingList.id).where(MailingList.private.is_(False))))
-        result = public | _member_of(session, private)
+        result = {pk for pk, is_private in rows if not is_private} | _member_of(session, private)
     g._readable_ids = result
     return result
 
