@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -58,6 +59,14 @@ class WorkerContext:
         if self._dmarc is None:
             self._dmarc = DmarcPolicy(self.settings.dmarc_always_domains, self.resolver)
         return self._dmarc
+
+    def warm(self) -> None:
+        """Build this process's engine and load the DNS resolver now, not during the first fan-out.
+
+        No connection is opened: a database that is down must not stall the pool's start.
+        """
+        self.writer  # noqa: B018 - builds the engines for this process
+        importlib.import_module("dns.resolver")
 
     def enqueue(self, entries: list[OutboxEntry]) -> None:
         """Send committed outbox entries; the sweeper covers a broker failure."""

@@ -16,12 +16,14 @@ explains the choice.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -43,8 +45,8 @@ log = logging.getLogger(__name__)
 PENDING, SENDING, HANDING, SENT = "pending", "sending", "handing", "sent"
 DEFERRED, BOUNCED, FAILED, CANCELLED = "deferred", "bounced", "failed", "cancelled"
 SEND_CHUNK = "listgate.send_chunk"  # (message_pk, first_id, last_id): queued by fanout itself
-CHUNK = 500  # deliveries per chunk task: every worker process takes some
-BATCH = 200
+CHUNK = 512  # deliveries per chunk task: every worker process takes some
+BATCH = 256
 INSERT_BATCH = 500
 BACKOFF_BASE = timedelta(minutes=5)
 BACKOFF_MAX = timedelta(hours=6)
@@ -68,9 +70,11 @@ def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int
     insert = pg_insert if dialect == "postgresql" else sqlite_insert
     rows = [{"message_pk": message_pk, "address": addr, "subscription_id": sub_id, "status": PENDING,
              "attempts": 0, "created_at": now(), "last_error": ""} for addr, (sub_id, _) in sorted(chosen.items())]
+    # One statement executed many times (Core, not ORM): compiled once, not once per batch.
+    stmt = insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["message_pk", "address"])
+    conn = session.connection()
     for start in range(0, len(rows), INSERT_BATCH):
-        stmt = insert(Delivery).values(rows[start:start + INSERT_BATCH])
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["message_pk", "address"]))
+        conn.execute(stmt, rows[start:start + INSERT_BATCH])
 
 
 def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
@@ -173,6 +177,28 @@ def _unsubscribe_url(ctx: WorkerContext, row: Any) -> str:
         ctx.settings.secret_key, row.list_id, row.address, row.thread_key if row.kind == "thread" else 0)
 
 
+@dataclass(frozen=True)
+class _Sql:
+    hand: Any  # sending -> handing where the claim still holds, returning the ids
+    unhand: Any
+    sent: Any
+
+
+@functools.cache
+def _statements() -> _Sql:
+    """The per-wave statements, built once (Core on the table: no ORM coercion per wave)."""
+    table = Delivery.__table__
+    ids = bindparam("ids", expanding=True)
+    return _Sql(
+        hand=update(table).where(table.c.id.in_(ids), table.c.status == SENDING,
+                                 table.c.claimed_at == bindparam("stamp")).values(status=HANDING)
+        .returning(table.c.id),
+        unhand=update(table).where(table.c.id.in_(ids)).values(status=SENDING),
+        sent=update(table).where(table.c.id.in_(ids), table.c.status == HANDING)
+        .values(status=SENT, sent_at=bindparam("now"), last_error=""),
+    )
+
+
 class Ledger:
     """What one claimed batch did: claim checks, the `handing` commits, the buffered `sent` marks."""
 
@@ -189,22 +215,19 @@ class Ledger:
         crash between the two (a copy sent twice) spans only the COMMIT call itself.
         """
         ids = {rows[i].id: i for i in indexes}
+        sql = _statements()
         with self.ctx.writer.begin() as conn:
-            held = conn.execute(update(Delivery).where(
-                Delivery.id.in_(ids), Delivery.status == SENDING, Delivery.claimed_at == self.stamp,
-            ).values(status=HANDING).returning(Delivery.id)).scalars().all()
+            held = conn.execute(sql.hand, {"ids": list(ids), "stamp": self.stamp}).scalars().all()
             self._mark_sent(conn)
             ours = {ids[i] for i in held}
             dotted = send_dots(ours)
             if ours - dotted:  # the connection failed before the dot: not with the relay
-                conn.execute(update(Delivery).where(Delivery.id.in_([rows[i].id for i in ours - dotted]))
-                             .values(status=SENDING))
+                conn.execute(sql.unhand, {"ids": [rows[i].id for i in ours - dotted]})
         return dotted
 
     def _mark_sent(self, conn: Any) -> None:
         if self.unmarked:
-            conn.execute(update(Delivery).where(Delivery.id.in_(self.unmarked), Delivery.status == HANDING)
-                         .values(status=SENT, sent_at=now(), last_error=""))
+            conn.execute(_statements().sent, {"ids": self.unmarked, "now": now()})
             self.unmarked = []
 
     def record(self, rows: Sequence[Any], results: list[mailer.SendResult], seconds: float) -> None:

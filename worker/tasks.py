@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Callable
 
 from celery import Celery, Task
+from celery.signals import worker_process_init
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
@@ -134,4 +135,13 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
     }
     for name, func in tasks.items():
         app.task(name=name, typing=False, **opts)(retrying(name, func))
+    worker_process_init.connect(lambda **_: _warm(ctx), weak=False)
     return ctx
+
+
+def _warm(ctx: WorkerContext) -> None:
+    """In each new pool process: connect and import ahead of the first task (a fan-out's first copy)."""
+    try:
+        ctx.warm()
+    except Exception as exc:  # noqa: BLE001 - only an optimisation: the first task will report the problem
+        log.warning("worker process warm-up failed: %s", exc)

@@ -27,7 +27,7 @@ from worker.mailer import (ABANDONED, DEFERRED, TIMEOUT, TRANSIENT_ERRORS, Maild
 
 log = logging.getLogger(__name__)
 
-SIZE = 8  # sessions per worker process: enough to hide the round trips, few for any relay
+SIZE = 16  # sessions per worker process: enough to hide the round trips, few for any relay
 _LEADING_DOT = re.compile(rb"(?m)^\.")
 _STUFFED_DOT = re.compile(rb"(?m)^\.\.")
 SendDots = Callable[[set[int]], set[int]]  # (indexes still ours) -> indexes whose dot went out
@@ -36,7 +36,10 @@ Handover = Callable[[list[int], SendDots], set[int]]
 
 @dataclass(frozen=True)
 class Outgoing:
-    """One copy for one recipient, already in wire form (CRLF, dot-stuffed, no final dot)."""
+    """One copy for one recipient, already in wire form (CRLF, dot-stuffed, no final dot).
+
+    Addresses come from our own database (validated when subscribed) and are sent as <addr>.
+    """
 
     mail_from: str
     rcpt: str
@@ -70,9 +73,9 @@ class SmtpWave:
         results: list[SendResult | None] = [None] * len(items)
         live = self._open(range(len(items)), results)
         live = self._step(live, results, {250}, lambda i, smtp: smtp.putcmd(
-            "mail", f"FROM:{smtplib.quoteaddr(items[i].mail_from)}{self._options(smtp, items[i])}"))
+            "mail", f"FROM:<{items[i].mail_from}>{self._options(smtp, items[i])}"))
         live = self._step(live, results, {250, 251}, lambda i, smtp: smtp.putcmd(
-            "rcpt", f"TO:{smtplib.quoteaddr(items[i].rcpt)}"))
+            "rcpt", f"TO:<{items[i].rcpt}>"))
         live = self._step(live, results, {354}, lambda i, smtp: smtp.putcmd("data"))
         live = [i for i in live if self._write(i, items[i].wire, results)]
         dotted = handover(live, lambda ours: self._dots(live, ours, results)) if live else set()
