@@ -151,3 +151,15 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
     with db() as s:
         assert s.scalars(select(Message)).all() == []
     assert handler.sent == []  # type: ignore[attr-defined]
+
+
+def test_the_same_message_twice_in_one_batch_is_stored_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+    from gateway.handler import Job
+    from listgate.parsing import parse
+
+    raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
+    first, second = handler.store_batch([Job(parse(raw), "a@example.org", ["dev@lists.test"]) for _ in range(2)])
+    assert first[1][0].reply.endswith("stored")  # type: ignore[index]
+    assert second[1][0].reply.endswith("already archived, not stored twice")  # type: ignore[index]
+    with db() as s:
+        assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]
