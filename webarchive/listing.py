@@ -7,10 +7,10 @@ shown and render each row with one format string.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
 from markupsafe import Markup, escape
-from sqlalchemy import and_, or_, select
+from sqlalchemy import String, and_, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Thread
@@ -57,8 +57,9 @@ def threads_html(rows: list, root: str, anonymous: bool) -> Markup:  # type: ign
 
 
 def month_rows(session: Session, mlist: MailingList, start: datetime, end: datetime) -> list:  # type: ignore[type-arg]
-    """(id, thread_id, subject, from_name, date) of a list's visible posts in [start, end), by date."""
-    return session.execute(select(Message.id, Message.thread_id, Message.subject, Message.from_name, Message.date)
+    """(id, thread_id, subject, from_name, date as stored) of a list's visible posts in [start, end), by date."""
+    raw_date = type_coerce(Message.date, String)  # a month holds thousands: parsed by _aware, not per-row type code
+    return session.execute(select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
                            .where(Message.list_id == mlist.id, Message.date >= start, Message.date < end,
                                   Message.status == VISIBLE)
                            .order_by(Message.date, Message.id)).all()
@@ -68,10 +69,18 @@ def month_html(rows: list, root: str, anonymous: bool) -> Markup:  # type: ignor
     """The <tr> of each post of a month."""
     names: dict[str, str] = {}
     out = []
-    for r in rows:
-        name = names.get(r.from_name)
+    fmt = _MONTH_ROW.format
+    for pk, thread_id, subject, from_name, stored in rows:
+        name = names.get(from_name)
         if name is None:
-            name = names[r.from_name] = str(escape(display_name(r.from_name, anonymous)))
-        out.append(_MONTH_ROW.format(root=root, tid=r.thread_id, id=r.id, subject=escape(r.subject or "(no subject)"),
-                                     name=name, iso=r.date.isoformat(), human=human_date(r.date)))
+            name = names[from_name] = str(escape(display_name(from_name, anonymous)))
+        when = _aware(stored)
+        out.append(fmt(root=root, tid=thread_id, id=pk, subject=escape(subject or "(no subject)"), name=name,
+                       iso=when.isoformat(), human=human_date(when)))
     return Markup("".join(out))
+
+
+def _aware(value: datetime | str) -> datetime:
+    """A stored date as aware UTC (SQLite keeps naive UTC text, PostgreSQL gives aware datetimes)."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo is not None else when.replace(tzinfo=timezone.utc)
