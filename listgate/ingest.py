@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, exists, insert, or_, select
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, threads
@@ -28,6 +28,7 @@ THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 LOOP_HEADER = "X-Listgate-Loop"
 _MSG = Message.__table__
 _RAW = RawMessage.__table__
+_FOLLOW_CHECK: Any = None  # built on first use
 
 
 @dataclass
@@ -226,14 +227,15 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
     """Posting in a thread follows it, unless the person turned that off."""
     if not address:
         return
-    person = session.get(Person, address)
-    if person is not None and not person.auto_follow:
-        return
-    have = session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address,
-        Subscription.kind.in_(("thread", "mute")), Subscription.thread_key == thread_id,
-    ).limit(1))
-    if have is None:
+    global _FOLLOW_CHECK
+    if _FOLLOW_CHECK is None:
+        people, subs = Person.__table__, Subscription.__table__
+        _FOLLOW_CHECK = select(or_(
+            exists().where(people.c.address == bindparam("address"), people.c.auto_follow.is_(False)),
+            exists().where(subs.c.list_id == bindparam("list_id"), subs.c.address == bindparam("address"),
+                           subs.c.kind.in_(("thread", "mute")), subs.c.thread_key == bindparam("thread_key"))))
+    params = {"address": address, "list_id": mlist.id, "thread_key": thread_id}
+    if not session.connection().execute(_FOLLOW_CHECK, params).scalar():  # not opted out, not following or muting
         session.connection().execute(threads.insert_ignore(session, Subscription), {
             "list_id": mlist.id, "address": address, "kind": "thread", "thread_key": thread_id, "status": ACTIVE,
             "confirmed_at": datetime.now(timezone.utc)})

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from listgate.models import Message, MessageRef, Subscription, Thread, ThreadNode, ThreadParticipant
@@ -22,6 +23,18 @@ from listgate.models import Message, MessageRef, Subscription, Thread, ThreadNod
 MAX_DEPTH = 10_000  # the loop guard's bound on a parent walk
 _NODES = ThreadNode.__table__
 _MESSAGES = Message.__table__
+_THREADS = Thread.__table__
+_REFS = MessageRef.__table__
+_BUILT: dict[str, Any] = {}
+
+
+def _built(name: str) -> Any:
+    """A hot statement, built once (with bind parameters) instead of once per message."""
+    stmt = _BUILT.get(name)
+    if stmt is None:
+        stmt = _BUILT[name] = _BUILDERS[name]()
+        return stmt
+    return stmt
 
 
 @dataclass
@@ -65,7 +78,7 @@ def choose_parent(chain: tuple[str, ...], archived: dict[str, int]) -> tuple[int
 def _is_ancestor(session: Session, candidate: int, of: int) -> bool:
     """True when `of` is `candidate` or one of its ancestors (adopting would make a loop)."""
     conn = session.connection()
-    stmt = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
+    stmt = _built("parent_of")
     current: int | None = candidate
     for _ in range(MAX_DEPTH):
         if current is None:
@@ -84,8 +97,7 @@ def attach(session: Session, draft: Draft, chain: tuple[str, ...], fallback_days
     """
     conn = session.connection()
     nodes = {row.msgid: row for row in conn.execute(
-        select(_NODES.c.id, _NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk)
-        .where(_NODES.c.list_id == draft.list_id, _NODES.c.msgid.in_((draft.message_id, *chain))))}
+        _built("nodes"), {"list_id": draft.list_id, "ids": [draft.message_id, *chain]})}
     archived = {mid: n.message_pk for mid, n in nodes.items() if n.message_pk is not None}
     # A brand-new message has no descendants yet, so no choice here can make a loop.
     parent_id, parent_pos = choose_parent(chain, archived)
@@ -93,9 +105,9 @@ def attach(session: Session, draft: Draft, chain: tuple[str, ...], fallback_days
     thread_ids = sorted({n.thread_id for n in nodes.values()})
     thread: Thread | None = None
     if len(thread_ids) == 1:
-        thread = session.get_one(Thread, thread_ids[0])
+        thread = _thread(session, thread_ids[0])
     elif thread_ids:
-        thread = _merge(session, [session.get_one(Thread, t) for t in thread_ids])
+        thread = _merge(session, [_thread(session, t) for t in thread_ids])
     elif not chain:
         thread = _subject_thread(session, draft, fallback_days)
         if thread is not None:
@@ -104,7 +116,7 @@ def attach(session: Session, draft: Draft, chain: tuple[str, ...], fallback_days
     if thread is None:
         thread = _new_thread(session, draft, subject_orphan=not chain and _is_reply(draft))
     draft.values.update(thread_id=thread.id, parent_id=parent_id, parent_pos=parent_pos)
-    draft.id = conn.execute(insert(_MESSAGES).returning(_MESSAGES.c.id), draft.values).scalar_one()
+    draft.id = conn.execute(_built("message"), draft.values).scalar_one()
 
     _record_nodes(session, draft, chain, nodes, thread.id)
     _adopt_children(session, draft)
@@ -117,6 +129,11 @@ def attach(session: Session, draft: Draft, chain: tuple[str, ...], fallback_days
     return thread, created
 
 
+def _thread(session: Session, thread_id: int) -> Thread:
+    """The thread (from the session's identity map when it is there), without joining its list."""
+    return session.get_one(Thread, thread_id, options=(lazyload(Thread.mailing_list),))
+
+
 def _new_thread(session: Session, draft: Draft, subject_orphan: bool) -> Thread:
     """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
     values = dict(
@@ -124,8 +141,7 @@ def _new_thread(session: Session, draft: Draft, subject_orphan: bool) -> Thread:
         created_at=draft.date, last_activity=draft.date, subject_orphan=subject_orphan, root_message_pk=None,
         message_count=0, participant_count=0, merged_into_id=None, featured=False,
     )
-    table = Thread.__table__
-    thread = Thread(id=session.connection().execute(insert(table).returning(table.c.id), values).scalar_one(), **values)
+    thread = Thread(id=session.connection().execute(_built("thread"), values).scalar_one(), **values)
     make_transient_to_detached(thread)
     session.add(thread)
     return thread
@@ -141,7 +157,6 @@ def _subject_thread(session: Session, msg: Any, days: int) -> Thread | None:
     """The recent thread with the same normalised subject, for a reply that names no parent."""
     if days <= 0 or not msg.subject_norm or not _is_reply(msg):
         return None
-    session.flush()  # the query filters on thread columns this transaction may have changed
     return session.scalars(
         select(Thread)
         .where(
@@ -160,7 +175,6 @@ def _adopt_subject_orphans(session: Session, msg: Any, thread: Thread, days: int
     """An original post adopts threads started earlier by subject-only replies to it."""
     if days <= 0 or not msg.subject_norm:
         return thread
-    session.flush()  # the query filters on thread columns this transaction may have changed
     orphans = session.scalars(
         select(Thread).where(
             Thread.list_id == msg.list_id,
@@ -187,34 +201,28 @@ def _record_nodes(session: Session, draft: Draft, chain: tuple[str, ...], nodes:
     conn = session.connection()
     own = nodes.get(draft.message_id)
     if own is None:
-        conn.execute(insert(_NODES), {"list_id": draft.list_id, "msgid": draft.message_id, "thread_id": thread_id,
+        conn.execute(_built("node"), {"list_id": draft.list_id, "msgid": draft.message_id, "thread_id": thread_id,
                                       "message_pk": draft.id})
     else:
-        conn.execute(update(_NODES).where(_NODES.c.id == bindparam("node")),
-                     {"node": own.id, "message_pk": draft.id, "thread_id": thread_id})
+        conn.execute(_built("fill_node"), {"node": own.id, "message_pk": draft.id, "thread_id": thread_id})
     if not chain:
         return
-    conn.execute(insert(MessageRef.__table__), [
+    conn.execute(_built("ref"), [
         {"message_pk": draft.id, "position": pos, "list_id": draft.list_id, "ref": ref} for pos, ref in enumerate(chain)
     ])
     placeholders = [{"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
                     for ref in dict.fromkeys(chain) if ref not in nodes and ref != draft.message_id]
     if placeholders:
-        conn.execute(insert(_NODES), placeholders)
+        conn.execute(_built("node"), placeholders)
 
 
 def _adopt_children(session: Session, msg: Draft) -> None:
     """Messages that arrived before this one and name it nearer than their current parent."""
-    refs = MessageRef.__table__
     conn = session.connection()
-    rows = conn.execute(
-        select(refs.c.message_pk, refs.c.position, _MESSAGES.c.parent_pos)
-        .join(_MESSAGES, _MESSAGES.c.id == refs.c.message_pk)
-        .where(refs.c.list_id == msg.list_id, refs.c.ref == msg.message_id, refs.c.message_pk != msg.id)
-    ).all()
+    rows = conn.execute(_built("children"), {"list_id": msg.list_id, "ref": msg.message_id, "pk": msg.id}).all()
     for child_pk, pos, current_pos in rows:
         if pos > current_pos and not _is_ancestor(session, msg.id, child_pk):
-            conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == child_pk).values(parent_id=msg.id, parent_pos=pos))
+            conn.execute(_built("adopt"), {"child": child_pk, "parent_id": msg.id, "parent_pos": pos})
 
 
 def _merge(session: Session, threads: list[Thread], prefer: Thread | None = None) -> Thread:
@@ -259,24 +267,51 @@ def _move_participants(session: Session, old: int, new: int) -> None:
 
 
 def count_visible(session: Session, thread: Thread, msg: Any) -> None:
-    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
-    thread.message_count += 1
-    thread.last_activity = max(thread.last_activity, msg.date)
+    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message.
+
+    The thread row is written at once (one UPDATE) and the object kept in step without
+    becoming dirty, so later queries on threads need no flush.
+    """
+    values = {c: getattr(thread, c) for c in _COUNTED}
+    values["message_count"] += 1
+    values["last_activity"] = max(thread.last_activity, msg.date)
     if thread.root_message_pk is None or (msg.parent_id is None and (
             msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))):
-        thread.root_message_pk = msg.id
-        thread.subject, thread.subject_norm, thread.starter_name = msg.subject, msg.subject_norm, msg.from_name
-        thread.created_at = min(thread.created_at, msg.date)
+        values.update(root_message_pk=msg.id, subject=msg.subject, subject_norm=msg.subject_norm,
+                      starter_name=msg.from_name, created_at=min(thread.created_at, msg.date))
     addr = msg.from_addr or msg.from_name
-    if addr and session.connection().execute(insert_ignore(session, ThreadParticipant),
-                                             {"thread_id": thread.id, "address": addr}).rowcount:
-        thread.participant_count += 1
+    conn = session.connection()
+    if addr and conn.execute(insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}).rowcount:
+        values["participant_count"] += 1
+    conn.execute(_built("count"), {"tid": thread.id, **values})
+    for name, value in values.items():
+        set_committed_value(thread, name, value)
+
+
+_COUNTED = ("message_count", "last_activity", "root_message_pk", "subject", "subject_norm", "starter_name",
+            "created_at", "participant_count")
 
 
 def _has_parent(session: Session, message_pk: int) -> bool:
     """True when the message was adopted since (a late ancestor arrived): it is no root any more."""
-    stmt = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == message_pk)
-    return session.connection().execute(stmt).scalar() is not None
+    return session.connection().execute(_built("parent_of"), {"pk": message_pk}).scalar() is not None
+
+
+_BUILDERS: dict[str, Any] = {
+    "parent_of": lambda: select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")),
+    "nodes": lambda: select(_NODES.c.id, _NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
+        _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))),
+    "message": lambda: insert(_MESSAGES).returning(_MESSAGES.c.id),
+    "thread": lambda: insert(_THREADS).returning(_THREADS.c.id),
+    "node": lambda: insert(_NODES),
+    "fill_node": lambda: update(_NODES).where(_NODES.c.id == bindparam("node")),
+    "ref": lambda: insert(_REFS),
+    "children": lambda: select(_REFS.c.message_pk, _REFS.c.position, _MESSAGES.c.parent_pos)
+    .join(_MESSAGES, _MESSAGES.c.id == _REFS.c.message_pk)
+    .where(_REFS.c.list_id == bindparam("list_id"), _REFS.c.ref == bindparam("ref"), _REFS.c.message_pk != bindparam("pk")),
+    "adopt": lambda: update(_MESSAGES).where(_MESSAGES.c.id == bindparam("child")),
+    "count": lambda: update(_THREADS).where(_THREADS.c.id == bindparam("tid")),
+}
 
 
 def resolve(session: Session, thread_id: int) -> Thread | None:
