@@ -143,13 +143,10 @@ def _fts_query(match: str, filters: Filters, *columns: ColumnElement) -> Select:
 
 
 def _common(session: Session, tokens: list[str]) -> bool:
-    """Whether a word is in more than COMMON posts (FTS5 ranks cost time in proportion to that)."""
-    for token in tokens:
-        quoted = '"' + token.replace('"', "") + '"'
-        if session.execute(select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")(quoted))
-                           .limit(1).offset(COMMON)).first() is not None:
-            return True
-    return False
+    """Whether a word is in more than COMMON posts (FTS5 ranks cost time in proportion to that): one statement."""
+    probes = [select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")('"' + t.replace('"', "") + '"'))
+              .limit(1).offset(COMMON).scalar_subquery() for t in tokens]
+    return any(v is not None for v in session.execute(select(*probes)).one())
 
 
 def _sqlite_page(session: Session, words: str, tokens: list[str], filters: Filters, offset: int, limit: int,
