@@ -7,11 +7,11 @@ MAX_ATTEMPTS) or cancelled (unsubscribed before we got to it).
 
 Recovery after a crash (recover_stale): a stale `handing` row had its "." sent, so it is
 counted as delivered; a stale `sending` row is sent again. Before the dots the claim is
-re-checked: a sender overtaken by recovery drops those sessions before their ".", and the
-relay discards them. A copy is never lost by a crash. The one window that can make a second
-copy (same Message-ID, so clients can tell): a worker killed after the kernel took a wave's
-dots and before the `handing` commit became durable -- one small commit. docs/worker.md
-explains the choice.
+re-checked inside the wave's write transaction (the UPDATE to `handing` takes the row locks):
+a sender overtaken by recovery drops those sessions before their ".", and the relay discards
+them. The dots are sent inside that transaction and the COMMIT follows at once. A copy is
+never lost by a crash; the one window that can make a second copy (same Message-ID, so
+clients can tell) is a worker killed inside that COMMIT call. docs/worker.md explains the choice.
 """
 
 from __future__ import annotations
