@@ -10,7 +10,7 @@ from typing import Callable, Iterator
 
 # A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
 # smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
-_DOT_LINE = re.compile(rb"(?:(?<=[\r\n])|^)\.(?=[\r\n])")
+_DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a literal first is fast
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
 _DECLARATION = re.compile(rb"(?i)multipart/|message/")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
@@ -73,6 +73,8 @@ def smuggling(raw: bytes) -> bool:
     """True when a '.' line is framed by a bare CR or LF (an SMTP smuggling attempt)."""
     for m in _DOT_LINE.finditer(raw):
         i = m.start()
+        if i > 0 and raw[i - 1] not in (10, 13):
+            continue  # a '.' ending a sentence, not a '.' line
         # A dot-stuffed "..\r\n" line legitimately arrives as CRLF "." CRLF.
         before_ok = i == 0 or raw[i - 2:i] == b"\r\n"
         if not (before_ok and raw[i + 1:i + 3] == b"\r\n"):
@@ -101,13 +103,16 @@ def longest_line(raw: bytes) -> int:
 
 def line_over(raw: bytes, limit: int) -> int:
     """The length of the first line longer than limit bytes, or 0; scans without copying lines."""
-    m = re.search(rb"[^\r\n]{%d}" % (limit + 1), raw)
-    if m is None:
-        return 0
-    end = m.end()
-    while end < len(raw) and raw[end] not in (10, 13):
-        end += 1
-    return end - m.start()
+    pos, size = 0, len(raw)
+    while pos < size:
+        nl = raw.find(b"\n", pos)
+        end = size if nl < 0 else nl
+        if end - pos > limit:  # only a long stretch is looked at closely (it may hold bare CRs)
+            for line in raw[pos:end].split(b"\r"):
+                if len(line) > limit:
+                    return len(line)
+        pos = end + 1
+    return 0
 
 
 def iter_lines(raw: bytes) -> Iterator[bytes]:

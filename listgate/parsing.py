@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import copy
 import email.header
 import email.utils
@@ -13,8 +12,6 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import Message as StdMessage
-from email.parser import BytesParser
-from email.policy import compat32
 
 import mailparser
 from mailparser.exceptions import MailParserError
@@ -232,7 +229,9 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     defects: list[str] = []
     if len(raw) > LARGE_MESSAGE:
         msg = email.message_from_bytes(_headers_only(raw))
-        body_text, body_html, attachments = _large_bodies(raw, msg, defects)
+        from listgate import bigmail  # deferred: it imports this module
+
+        body_text, body_html, attachments = bigmail.bodies(raw, msg, defects)
     else:
         msg, (body_text, body_html, attachments) = _small_bodies(raw, defects)
 
@@ -296,57 +295,6 @@ def _small_bodies(raw: bytes, defects: list[str]) -> tuple[StdMessage, Bodies]:
     return msg, (body_text, body_html, attachments)
 
 
-def _large_bodies(raw: bytes, head: StdMessage, defects: list[str]) -> Bodies:
-    """Bodies of a big message (above LARGE_MESSAGE) with the standard library only.
-
-    mail-parser keeps several decoded copies of the whole message (150 MB for a 20 MB post);
-    here a single-part body is decoded straight from the bytes, a multipart walked once.
-    """
-    text: list[str] = []
-    html: list[str] = []
-    attachments: list[ParsedAttachment] = []
-    try:
-        if head.get_content_maintype() != "multipart":
-            body = _decode_transfer(memoryview(raw)[_body_start(raw):], head.get("Content-Transfer-Encoding"), defects)
-            _add_leaf(head, body, text, html, attachments)
-        else:
-            for part in BytesParser(policy=compat32).parsebytes(raw).walk():
-                data = None if part.is_multipart() else part.get_payload(decode=True)
-                if isinstance(data, bytes):
-                    _add_leaf(part, data, text, html, attachments)
-    except (RecursionError, Exception) as exc:  # noqa: BLE001 - never raise on malformed mail
-        defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
-    return "\n".join(t for t in text if t), "\n".join(t for t in html if t), tuple(attachments)
-
-
-def _decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> bytes | memoryview:
-    """A body undone of its Content-Transfer-Encoding (base64, quoted-printable, else as is, uncopied)."""
-    cte = str(encoding or "").strip().lower()
-    try:
-        if cte == "base64":
-            return binascii.a2b_base64(body)
-        if cte == "quoted-printable":
-            return binascii.a2b_qp(body)
-    except (binascii.Error, ValueError) as exc:
-        defects.append(f"TransferEncodingDefect: {cte}: {exc}"[:300])
-    return body
-
-
-def _add_leaf(part: StdMessage, data: bytes | memoryview, text: list[str], html: list[str],
-              attachments: list[ParsedAttachment]) -> None:
-    """An inline text/plain or text/html part becomes body text, anything else an attachment."""
-    ctype = part.get_content_type()
-    filename = part.get_filename()
-    if ctype.startswith("multipart/"):  # its boundary is lost: keep what it says as text
-        ctype = "text/plain"
-    if ctype in ("text/plain", "text/html") and part.get_content_disposition() != "attachment" and not filename:
-        decoded, _ = decode_text(data, part.get_content_charset())
-        (text if ctype == "text/plain" else html).append(decoded.replace("\x00", ""))
-        return
-    attachments.append(ParsedAttachment(filename=str(filename or "attachment")[:255], content_type=ctype[:255],
-                                        data=bytes(data)))
-
-
 _BODY_HEADERS = ("content-type", "content-transfer-encoding", "content-disposition", "mime-version")
 
 
@@ -367,15 +315,6 @@ def _headers_only(raw: bytes) -> bytes:
     if end < 0:
         end = raw.find(b"\n\n")
     return raw if end < 0 else raw[: end + 2]
-
-
-def _body_start(raw: bytes) -> int:
-    """Where the body begins: after the first blank line (CRLF or bare LF), else at the end."""
-    for blank in (b"\r\n\r\n", b"\n\n"):
-        i = raw.find(blank)
-        if i >= 0:
-            return i + len(blank)
-    return len(raw)
 
 
 def _bodies(mp: "mailparser.MailParser", defects: list[str]) -> tuple[str, str, tuple[ParsedAttachment, ...]]:

@@ -75,3 +75,30 @@ def test_a_20_mb_post_is_parsed_in_little_more_than_its_text() -> None:
         tracemalloc.stop()
     assert parsed.body_text.startswith("All work") and len(parsed.body_text) > 20_000_000
     assert peak < 1.5 * len(raw)  # the decoded text itself; mail-parser needed about 8x
+
+
+def test_a_20_mb_attachment_costs_about_its_decoded_size() -> None:
+    data = bytes(range(256)) * (20 * 4096)
+    raw = _multipart(data)
+    tracemalloc.start()
+    try:
+        parsed = parse(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    [att] = parsed.attachments
+    assert (att.filename, att.content_type, att.data == data) == ("big.pdf", "application/pdf", True)
+    assert parsed.body_text.strip() == "Café attached." and "<p>Café attached.</p>" in parsed.body_html
+    assert peak < 1.5 * len(data)  # the standard library's feed parser needed about 10x
+
+
+def test_an_attached_message_and_nested_multiparts_are_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    inner = (b"From: bob@example.org\r\nSubject: original\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n"
+             b"--in\r\nContent-Type: text/plain\r\n\r\noriginal body\r\n--in\r\nContent-Type: text/html\r\n\r\n"
+             b"<b>original</b>\r\n--in--\r\n")
+    raw = (b"From: ann@example.org\r\nMessage-ID: <fwd@x>\r\nContent-Type: multipart/mixed; boundary=\"out\"\r\n\r\n"
+           b"preamble\r\n--out\r\nContent-Type: text/plain\r\n\r\nforwarding this\r\n--out \r\n"
+           b"Content-Type: message/rfc822\r\n\r\n" + inner + b"--out--\r\nepilogue\r\n")
+    small, large = _both(raw, monkeypatch)
+    assert large.body_text.split() == small.body_text.split() == ["forwarding", "this", "original", "body"]
+    assert large.body_html.strip() == small.body_html.strip() == "<b>original</b>"
