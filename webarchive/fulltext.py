@@ -21,10 +21,11 @@ from listgate.models import Message
 from listgate.models.archive import VISIBLE
 from webarchive.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
-CANDIDATES = 200  # newest matches of common words ranked by relevance; older ones follow newest first
-COMMON = 20_000  # posts holding a word, above which it is common
+CANDIDATES = 100  # newest matches of common words ranked by relevance; older ones follow newest first
+COMMON = 5_000  # posts holding a word, above which it is common
 FTS = table("messages_fts", column("rowid"), column("rank"))
 _WORD = re.compile(r"\w+", re.UNICODE)
+_COMMON_WORDS: dict[str, set[str]] = {}  # database URL -> words known to be common
 _MARKER = re.compile("[\x02\x03]")
 # An address, possibly with highlight markers inside it (so a match cannot unmask it).
 _MARKED_ADDRESS = re.compile(r"([\w.%+=\x02\x03-]{1,80})@([\w\x02\x03-]+(?:\.[\w\x02\x03-]+)+)")
@@ -143,10 +144,19 @@ def _fts_query(match: str, filters: Filters, *columns: ColumnElement) -> Select:
 
 
 def _common(session: Session, tokens: list[str]) -> bool:
-    """Whether a word is in more than COMMON posts (FTS5 ranks cost time in proportion to that): one statement."""
+    """Whether a word is in more than COMMON posts (FTS5 ranks cost time in proportion to that).
+
+    A word once common stays so (posts are seldom deleted): remembered per process.
+    """
+    known = _COMMON_WORDS.setdefault(str(session.get_bind().url), set())
+    if any(t in known for t in tokens):
+        return True
     probes = [select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")('"' + t.replace('"', "") + '"'))
               .limit(1).offset(COMMON).scalar_subquery() for t in tokens]
-    return any(v is not None for v in session.execute(select(*probes)).one())
+    found = [t for t, v in zip(tokens, session.execute(select(*probes)).one()) if v is not None]
+    if found and len(known) < 10_000:
+        known.update(found)
+    return bool(found)
 
 
 def _sqlite_page(session: Session, words: str, tokens: list[str], filters: Filters, offset: int, limit: int,
