@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
@@ -129,9 +129,39 @@ def attach(session: Session, draft: Draft, chain: tuple[str, ...], fallback_days
     return thread, created
 
 
+def _threads(session: Session) -> dict[int, Thread]:
+    """Threads this transaction loaded or wrote, held strongly (the identity map only holds weak references).
+
+    Their counts are written by Core UPDATEs that the ORM does not track, so any rollback
+    (a savepoint's too) drops them from the session and empties this cache.
+    """
+    cache = session.info.get(_CACHE)
+    if cache is None or cache[0] is not session.get_transaction():
+        if _CACHE not in session.info:
+            event.listen(session, "after_soft_rollback", _forget_threads)
+        cache = session.info[_CACHE] = (session.get_transaction(), {})
+    return cache[1]
+
+
+def _forget_threads(session: Session, _previous: Any) -> None:
+    cache = session.info.get(_CACHE)
+    if cache:
+        for thread in cache[1].values():
+            if thread in session:
+                session.expunge(thread)  # reloaded from the database when next needed (maybe gone)
+        cache[1].clear()
+
+
+_CACHE = "listgate.threads"
+
+
 def _thread(session: Session, thread_id: int) -> Thread:
-    """The thread (from the session's identity map when it is there), without joining its list."""
-    return session.get_one(Thread, thread_id, options=(lazyload(Thread.mailing_list),))
+    """The thread (kept for the rest of the transaction), without joining its list."""
+    cache = _threads(session)
+    thread = cache.get(thread_id)
+    if thread is None:
+        thread = cache[thread_id] = session.get_one(Thread, thread_id, options=(lazyload(Thread.mailing_list),))
+    return thread
 
 
 def _new_thread(session: Session, draft: Draft, subject_orphan: bool) -> Thread:
@@ -144,6 +174,7 @@ def _new_thread(session: Session, draft: Draft, subject_orphan: bool) -> Thread:
     thread = Thread(id=session.connection().execute(_built("thread"), values).scalar_one(), **values)
     make_transient_to_detached(thread)
     session.add(thread)
+    _threads(session)[thread.id] = thread
     return thread
 
 

@@ -304,3 +304,23 @@ def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  
             assert mlist.message_count == len(order)
     assert forests[0] == forests[1]
     assert forests[0] == _expected(msgs, set(first))
+
+
+def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc: Archive) -> None:
+    arc.post(raw("sp1@x"))
+    with transaction(arc.db) as s:
+        mlist = require(s, arc.name)
+        ingest(s, parse(raw("sp2@x", refs="<sp1@x>", subject="Re: Topic", frm="bob@example.org")), mlist,
+               domain="lists.test", origin="import")
+        with pytest.raises(RuntimeError):
+            with s.begin_nested():
+                ingest(s, parse(raw("sp3@x", refs="<sp1@x>", subject="Re: Topic", frm="cy@example.org")), mlist,
+                       domain="lists.test", origin="import")
+                ingest(s, parse(raw("sp4@x", subject="Another")), mlist, domain="lists.test", origin="import")
+                raise RuntimeError("this message could not be stored")
+        ingest(s, parse(raw("sp5@x", refs="<sp1@x>", subject="Re: Topic", frm="dee@example.org")), mlist,
+               domain="lists.test", origin="import")
+    t = arc.thread_of("sp1@x")
+    assert (t.message_count, t.participant_count) == (3, 3)
+    assert arc.groups() == {frozenset({"sp1@x", "sp2@x", "sp5@x"})}
+    assert arc.mlist().message_count == 3 and arc.mlist().thread_count == 1
