@@ -20,7 +20,7 @@ from listgate.addresses import Recipient, parse_recipient
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, IngestResult, ingest
-from listgate.models import OutboxEntry
+from listgate.models import MailingList, OutboxEntry
 from listgate.parsing import ParsedMessage, parse
 
 log = logging.getLogger(__name__)
@@ -232,7 +232,11 @@ class GatewayHandler:
         return job.parsed.message_id, outcomes
 
     def _ingest_one(self, session: Session, parsed: Any, recipient: Recipient, mail_from: str | None) -> IngestResult | None:
-        mlist = lists.get(session, recipient.list_name)
+        # A batch posts mostly to the same lists: look each up once per transaction.
+        known: dict[str, MailingList | None] = session.info.setdefault("gateway-lists", {})
+        if recipient.list_name not in known:
+            known[recipient.list_name] = lists.get(session, recipient.list_name)
+        mlist = known[recipient.list_name]
         if mlist is None:
             return None
         return ingest(session, parsed, mlist, domain=self.settings.domain, origin="smtp", envelope_from=mail_from,
