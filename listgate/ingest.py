@@ -29,6 +29,7 @@ LOOP_HEADER = "X-Listgate-Loop"
 _MSG = Message.__table__
 _RAW = RawMessage.__table__
 _FOLLOW_CHECK: Any = None  # built on first use
+_ARCHIVED: Any = None  # built on first use
 
 
 @dataclass
@@ -137,9 +138,11 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         word = thread_command(parsed)
         if word:
             return _reply_command(session, parsed, mlist, word)
-    existing = session.connection().execute(
-        select(_MSG.c.id, _MSG.c.thread_id).where(_MSG.c.list_id == mlist.id, _MSG.c.message_id == parsed.message_id)
-    ).first()
+    global _ARCHIVED
+    if _ARCHIVED is None:
+        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id).where(_MSG.c.list_id == bindparam("list_id"),
+                                                              _MSG.c.message_id == bindparam("message_id"))
+    existing = session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": parsed.message_id}).first()
     if existing is not None:
         return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
 
