@@ -212,11 +212,17 @@ class Ledger:
         """One write transaction around the dots: rows still ours become `handing`, earlier ones `sent`.
 
         The row locks are taken before the dots and the commit follows them at once, so a
-        crash between the two (a copy sent twice) spans only the COMMIT call itself.
+        crash between the two (a copy sent twice) spans only the COMMIT call itself. That call
+        does not wait for a disk flush (SQLite WAL with synchronous=NORMAL; PostgreSQL with
+        synchronous_commit off for this transaction), so the window is a few writes long; a
+        database crash that loses such a commit makes the rows `sending` again: a second copy,
+        never a lost one.
         """
         ids = {rows[i].id: i for i in indexes}
         sql = _statements()
         with self.ctx.writer.begin() as conn:
+            if conn.dialect.name == "postgresql":  # COMMIT without waiting for the WAL flush: see below
+                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
             held = conn.execute(sql.hand, {"ids": list(ids), "stamp": self.stamp}).scalars().all()
             self._mark_sent(conn)
             ours = {ids[i] for i in held}
