@@ -9,8 +9,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.common import PYTHON, Context, NotAvailable, Proc, free_port, wait_port
@@ -89,34 +87,14 @@ def _start_redis(ctx: Context) -> str:
     return f"redis://127.0.0.1:{port}/0"
 
 
-@dataclass
-class _Counter:
-    count: int = 0
-    recipients: int = 0
-    first: float = 0.0
-    last: float = 0.0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
-        now = time.perf_counter()
-        with self.lock:
-            self.count += 1
-            self.recipients += len(envelope.rcpt_tos)
-            self.first = self.first or now
-            self.last = now
-        return "250 2.0.0 OK"
-
-
 class CountingSink:
-    """A fast aiosmtpd sink in this process: counts messages and recipients, keeps nothing."""
+    """The fan-out's relay: a minimal counting SMTP receiver in this process (bench/sink.py)."""
 
     def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
+        from bench.sink import Sink
 
         self.port = free_port()
-        self.handler = _Counter()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     data_size_limit=64 * 1024 * 1024)
+        self.sink = Sink(self.port)
 
     @property
     def url(self) -> str:
@@ -125,21 +103,23 @@ class CountingSink:
 
     def reset(self) -> None:
         """Forget what was counted."""
-        with self.handler.lock:
-            self.handler.count = self.handler.recipients = 0
-            self.handler.first = self.handler.last = 0.0
+        tally = self.sink.tally
+        with tally.lock:
+            tally.count = tally.recipients = 0
+            tally.first = tally.last = 0.0
 
     def snapshot(self) -> tuple[int, int, float]:
         """(messages, recipients, time of the last one)."""
-        with self.handler.lock:
-            return self.handler.count, self.handler.recipients, self.handler.last
+        tally = self.sink.tally
+        with tally.lock:
+            return tally.count, tally.recipients, tally.last
 
     def __enter__(self) -> "CountingSink":
-        self.controller.start()
+        self.sink.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.controller.stop()
+        self.sink.stop()
 
 
 def start_bare_smtpd(ctx: Context, name: str = "bare-aiosmtpd") -> tuple[Proc, int]:
