@@ -19,7 +19,7 @@ from listgate import counters, lists
 from listgate.addresses import Recipient, parse_recipient
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, IngestResult, ingest
+from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, IngestResult, ingest
 from listgate.models import MailingList, OutboxEntry
 from listgate.parsing import ParsedMessage, parse
 
@@ -52,6 +52,8 @@ class Outcome:
         r = self.result
         if r is None:
             return f"550 5.1.1 <{self.address}>: no such list here"
+        if r.status == REFUSED:
+            return f"550 5.7.1 <{self.address}>: not accepted: {r.reason}"
         text = {
             DUPLICATE: "already archived, not stored twice",
             HELD_FOR_MODERATION: "held for moderation",
@@ -149,7 +151,7 @@ class GatewayHandler:
                            + (f" ({o.result.reason})" if o.result and o.result.reason else "") for o in outcomes))
         if self.lmtp:
             return "\r\n".join(o.reply for o in outcomes)
-        if all(o.result is None for o in outcomes):
+        if all(o.result is None or o.result.status == REFUSED for o in outcomes):
             return outcomes[0].reply
         return "250 2.0.0 OK: " + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
 
@@ -260,10 +262,10 @@ def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
     """The counters one stored message adds to: received, then stored or refused per list."""
     counts = [(counters.RECEIVED, "")]
     for r in _unique(outcomes):
-        if r.status not in (DUPLICATE, DROPPED, COMMAND):
+        if r.status not in (DUPLICATE, DROPPED, COMMAND, REFUSED):
             counts.append((counters.STORED, r.status))
-        elif r.status == DROPPED:
-            counts.append((counters.REFUSED, "automatic"))
+        elif r.status in (DROPPED, REFUSED):
+            counts.append((counters.REFUSED, "automatic" if r.status == DROPPED else "banned"))
     return counts
 
 

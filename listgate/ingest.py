@@ -24,6 +24,7 @@ from listgate.parsing import ParsedMessage, normalize_subject
 log = logging.getLogger(__name__)
 
 STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = "stored", "duplicate", "held", "dropped", "command"
+REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx over SMTP
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 LOOP_HEADER = "X-Listgate-Loop"
 _MSG = Message.__table__
@@ -78,7 +79,10 @@ def lock_list(session: Session, mlist: MailingList) -> None:
     key = ("listgate.locked", mlist.id)
     if session.info.get(key) is session.get_transaction():
         return
-    session.execute(select(MailingList.id).where(MailingList.id == mlist.id).with_for_update())
+    # Lock the row and reload it: the object may carry counts read before another writer's commit,
+    # and they are written back as absolute values.
+    session.execute(select(MailingList).where(MailingList.id == mlist.id).with_for_update()
+                    .execution_options(populate_existing=True)).scalars().one()
     session.info[key] = session.get_transaction()
 
 
@@ -131,10 +135,14 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
     if recipient is not None and recipient.command:
         return _command(session, parsed, mlist, recipient, envelope_from)
     if origin != "import":
-        reason = automatic_reason(parsed, envelope_from, domain) or _banned(session, mlist, parsed, envelope_from)
+        reason = automatic_reason(parsed, envelope_from, domain)
         if reason:
             log.info("dropped %s on %s: %s", parsed.message_id, mlist.name, reason)
             return IngestResult(DROPPED, mlist.name, reason=reason)
+        reason = _banned(session, mlist, parsed, envelope_from)
+        if reason:
+            log.info("refused %s on %s: %s", parsed.message_id, mlist.name, reason)
+            return IngestResult(REFUSED, mlist.name, reason=reason)
         word = thread_command(parsed)
         if word:
             return _reply_command(session, parsed, mlist, word)

@@ -289,3 +289,20 @@ def test_counters_count_received_stored_and_refused(env: Env) -> None:
         assert counters.total(s, counters.RECEIVED) == 2
         assert counters.total(s, counters.STORED) == 1
         assert counters.values(s, counters.REFUSED) == {"unknown-list": 1}
+
+
+def test_a_banned_sender_gets_550_and_nothing_is_stored_or_queued(env: Env) -> None:
+    from listgate.models.web import Ban
+
+    with transaction(env.db) as s:
+        s.add(Ban(list_id=lists.require(s, "dev").id, address="troll@example.org", reason="abuse"))
+    with env.smtp() as c:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            c.sendmail("troll@example.org", ["dev@lists.test"], mail(msgid="t1@x", frm="troll@example.org"))
+        assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="a1@x")) == {}
+    assert refused.value.smtp_code == 550
+    assert b"troll@example.org is banned from posting to this list" in refused.value.smtp_error
+    assert [m.message_id for m in messages(env.db)] == ["a1@x"]
+    assert outbox_kinds(env.db) == [FANOUT]
+    with env.db() as s:
+        assert counters.values(s, counters.REFUSED).get("banned") == 1

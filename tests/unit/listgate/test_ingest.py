@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import dispatch
 from listgate.addresses import Recipient
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, IngestResult, ingest
+from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, IngestResult, ingest
 from listgate.lists import require, subscribe
 from listgate.models import Message, OutboxEntry, RawMessage, Subscription
 from listgate.parsing import parse
@@ -109,7 +109,7 @@ def test_a_banned_sender_is_not_posted_and_told_why(db, dev) -> None:  # type: i
     by_from = post(db, mail("b1@x", frm="Troll <Troll@Example.org>"), envelope_from="troll@example.org")
     by_envelope = post(db, mail("b2@x", frm="sock@example.org"), envelope_from="<troll@example.org>")
     for r in (by_from, by_envelope):
-        assert r.status == DROPPED and "banned" in r.reason and r.outbox == []
+        assert r.status == REFUSED and "banned" in r.reason and r.outbox == []
     assert rows(db, Message) == 0
     # the ban is per list, and an import of old archives is not a post
     assert post(db, mail("b3@x", frm="troll@example.org"), origin="import").status == STORED
