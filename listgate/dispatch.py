@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
+import functools
+from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
+from sqlalchemy import Insert, insert
 from sqlalchemy.orm import Session
 
 from listgate.models import OutboxEntry
@@ -35,10 +38,18 @@ class Sender(Protocol):
 
 def record(session: Session, kind: str, ref_id: int = 0, payload: dict[str, Any] | None = None) -> OutboxEntry:
     """Record work in the caller's transaction; it is sent only after that commits."""
-    entry = OutboxEntry(kind=kind, ref_id=ref_id, payload=json.dumps(payload or {}))
-    session.add(entry)
-    session.flush()
-    return entry
+    values = {"kind": kind, "ref_id": ref_id, "payload": json.dumps(payload or {}),
+              "created_at": datetime.now(timezone.utc), "attempts": 0}
+    # One Core INSERT (it runs for every post): no unit-of-work flush. The returned object is
+    # not in the session; it carries what enqueue needs (id, kind, ref_id).
+    entry_id = session.connection().execute(_insert(), values).scalar_one()
+    return OutboxEntry(id=entry_id, **values)
+
+
+@functools.cache
+def _insert() -> Insert:
+    table = OutboxEntry.__table__
+    return insert(table).returning(table.c.id)
 
 
 def task_args(entry: OutboxEntry) -> list[int]:
