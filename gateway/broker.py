@@ -7,6 +7,7 @@ import queue
 import threading
 from typing import Any, Callable
 
+from gateway.writer import next_batch
 from listgate import dispatch
 from listgate.config import Settings
 from listgate.models import OutboxEntry
@@ -73,7 +74,7 @@ class BackgroundSender:
     def __init__(self, send: Callable[[list[OutboxEntry]], int], max_batch: int = 500) -> None:
         self.send = send
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[list[OutboxEntry] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[OutboxEntry | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -83,7 +84,8 @@ class BackgroundSender:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="broker-send", daemon=True)
                 self._thread.start()
-        self._queue.put(list(entries))
+        for entry in entries:
+            self._queue.put(entry)
         return len(entries)
 
     def close(self, timeout: float = 10.0) -> None:
@@ -96,19 +98,11 @@ class BackgroundSender:
 
     def _loop(self) -> None:
         while True:
-            batch = self._queue.get()
-            if batch is None:
+            batch, stop = next_batch(self._queue, self.max_batch)
+            if batch:
+                self._send(batch)
+            if stop:
                 return
-            while len(batch) < self.max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._send(batch)
-                    return
-                batch.extend(more)
-            self._send(batch)
 
     def _send(self, batch: list[OutboxEntry]) -> None:
         try:

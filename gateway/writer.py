@@ -21,6 +21,29 @@ R = TypeVar("R")
 WriteBatch = Callable[[list[J]], list["R | BaseException"]]
 
 
+T = TypeVar("T")
+
+
+def next_batch(waiting: "queue.SimpleQueue[T | None]", max_batch: int) -> tuple[list[T], bool]:
+    """Wait for one item, then take what else is waiting, up to max_batch.
+
+    The flag is True once the stop mark (None) was taken: the caller handles the batch, then ends.
+    """
+    first = waiting.get()
+    if first is None:
+        return [], True
+    batch = [first]
+    while len(batch) < max_batch:
+        try:
+            item = waiting.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
 class WriterStopped(RuntimeError):
     """A message arrived while the writer is not running."""
 
@@ -72,21 +95,9 @@ class GroupWriter(Generic[J, R]):
 
     def _loop(self) -> None:
         while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._run(batch)
+            batch, stop = next_batch(self._queue, self.max_batch)
+            if batch:
+                self._run(batch)
             if stop:
                 return
 
