@@ -96,11 +96,6 @@ def header_count(raw: bytes) -> int:
     return sum(1 for line in lines if line and line[:1] not in (b" ", b"\t"))
 
 
-def longest_line(raw: bytes) -> int:
-    """The longest line in bytes, line break excluded."""
-    return max((len(line) for line in iter_lines(raw)), default=0)
-
-
 def line_over(raw: bytes, limit: int) -> int:
     """The length of the first line longer than limit bytes, or 0; scans without copying lines."""
     pos, size = 0, len(raw)
