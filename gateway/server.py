@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AnyStr, Callable
@@ -17,6 +18,7 @@ from gateway.handler import GatewayHandler, client_address
 from gateway.limits import ClientLimits, dot_line_with_bare_end
 from gateway.writer import GroupWriter
 from listgate.config import Settings
+from listgate.spool import Archiver
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +158,8 @@ class GatewayServer:
     """Start and stop the listener in a background thread (tests and __main__ alike)."""
 
     def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
-                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1) -> None:
+                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1,
+                 archiver: Archiver | None = None) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
@@ -168,6 +171,10 @@ class GatewayServer:
         self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
         handler.writer = self.writer
         self.controller: Controller | UnixSocketController | None = None
+        # An archiver in this process (small sites, tests): woken by each spool commit.
+        self.archiver = archiver
+        self._archiving = threading.Event()
+        self._archiver_thread: threading.Thread | None = None
 
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
@@ -187,6 +194,11 @@ class GatewayServer:
             host, port = self.listen
             self.controller = _TcpController(self._protocol, hostname=host, port=port)
         self.writer.start()
+        if self.archiver is not None:
+            self._archiving.clear()
+            self._archiver_thread = threading.Thread(target=self.archiver.run, args=(self._archiving, self.handler.spooled),
+                                                     name="archiver", daemon=True)
+            self._archiver_thread.start()
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
@@ -203,3 +215,8 @@ class GatewayServer:
             self.controller = None
         self.writer.stop()
         self.executor.shutdown(wait=True)
+        if self._archiver_thread is not None:  # what it has not archived stays spooled for the next start
+            self._archiving.set()
+            self.handler.spooled.set()
+            self._archiver_thread.join(30)
+            self._archiver_thread = None

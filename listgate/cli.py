@@ -21,6 +21,7 @@ SERVICES = {
     "worker": ["-m", "worker", "worker"],
     "beat": ["-m", "worker", "beat"],
     "web": ["-m", "webarchive"],
+    "archiver": ["-m", "gateway", "--archiver-only"],
 }
 
 
@@ -74,10 +75,13 @@ def _exec_service(name: str, extra: list[str]) -> NoReturn:
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--lmtp", is_flag=True, help="Speak LMTP instead of SMTP (behind Postfix or Exim).")
 @click.option("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN).")
-def gateway(lmtp: bool, listen: str) -> None:
+@click.option("--archiver/--no-archiver", default=True, show_default=True,
+              help="Also archive spooled mail in this process (--no-archiver when `listgate archiver` runs).")
+def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
     """Run the SMTP/LMTP listener."""
     ensure_schema(load_settings())
-    _exec_service("gateway", (["--lmtp"] if lmtp else []) + (["--listen", listen] if listen else []))
+    _exec_service("gateway", (["--lmtp"] if lmtp else []) + (["--listen", listen] if listen else [])
+                  + ([] if archiver else ["--no-archiver"]))
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -110,6 +114,14 @@ def web(use_gunicorn: bool, workers: int) -> None:
     _exec_service("web", [])
 
 
+@main.command()
+@click.option("--batch", default=50, show_default=True, help="Messages archived per transaction.")
+def archiver(batch: int) -> None:
+    """Archive spooled mail (parse, thread, index, queue the fan-out); run several on PostgreSQL to scale."""
+    ensure_schema(load_settings())
+    _exec_service("archiver", ["--batch", str(batch)])
+
+
 @main.command(short_help="Start gateway, worker, beat and web; Ctrl-C stops all.")
 @click.option("--demo/--no-demo", default=True, help="Create a demo list on first run.")
 def up(demo: bool) -> None:
@@ -121,9 +133,17 @@ def up(demo: bool) -> None:
         _demo_list(settings)
     ready = f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}"
     supervisor = Supervisor(
-        SERVICES, echo=click.echo, ready_message=ready + " (Ctrl-C stops everything)",
+        _up_services(), echo=click.echo, ready_message=ready + " (Ctrl-C stops everything)",
         ready=lambda: port_open(settings.smtp_host, settings.smtp_port) and port_open(settings.web_host, settings.web_port))
     sys.exit(supervisor.run())
+
+
+def _up_services() -> dict[str, list[str]]:
+    """The children of `listgate up`: with an archiver child of its own, the gateway only spools."""
+    services = {name: list(args) for name, args in SERVICES.items()}
+    if "archiver" in services and "gateway" in services:
+        services["gateway"].append("--no-archiver")
+    return services
 
 
 def _demo_list(settings: Settings) -> None:

@@ -8,18 +8,18 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from typing import Any
+from typing import Any, Sequence
 
 from sqlalchemy import bindparam, exists, insert, or_, select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, threads
+from listgate import dispatch, lists, threads
 from listgate.addresses import Recipient
 from listgate.bans import is_banned
 from listgate.models import Attachment, Blob, MailingList, Message, OutboxEntry, Person, RawMessage, Subscription, ThreadNode
 from listgate.models.archive import HELD, VISIBLE
 from listgate.models.people import ACTIVE
-from listgate.parsing import ParsedMessage, normalize_subject
+from listgate.parsing import MessageHead, ParsedMessage, normalize_subject
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class IngestResult:
     outbox: list[OutboxEntry] = field(default_factory=list)
 
 
-def automatic_reason(parsed: ParsedMessage, envelope_from: str | None, domain: str) -> str:
+def automatic_reason(parsed: ParsedMessage | MessageHead, envelope_from: str | None, domain: str) -> str:
     """Why this mail is machine-generated and must not become a post ('' if it is not)."""
     if envelope_from is not None and envelope_from.strip("<> ") == "":
         return "empty envelope sender (a bounce or notice)"
@@ -134,25 +134,12 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
     lock_list(session, mlist)
     if recipient is not None and recipient.command:
         return _command(session, parsed, mlist, recipient, envelope_from)
-    if origin != "import":
-        reason = automatic_reason(parsed, envelope_from, domain)
-        if reason:
-            log.info("dropped %s on %s: %s", parsed.message_id, mlist.name, reason)
-            return IngestResult(DROPPED, mlist.name, reason=reason)
-        reason = _banned(session, mlist, parsed, envelope_from)
-        if reason:
-            log.info("refused %s on %s: %s", parsed.message_id, mlist.name, reason)
-            return IngestResult(REFUSED, mlist.name, reason=reason)
-        word = thread_command(parsed)
-        if word:
-            return _reply_command(session, parsed, mlist, word)
-    global _ARCHIVED
-    if _ARCHIVED is None:
-        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id).where(_MSG.c.list_id == bindparam("list_id"),
-                                                              _MSG.c.message_id == bindparam("message_id"))
-    existing = session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": parsed.message_id}).first()
-    if existing is not None:
-        return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
+    early = screen(session, parsed, mlist, domain=domain, origin=origin, envelope_from=envelope_from)
+    if early is not None:
+        return early
+    word = thread_command(parsed) if origin != "import" else ""
+    if word:
+        return _reply_command(session, parsed, mlist, word)
 
     status = _policy_status(session, mlist, parsed, origin)
     msg = _draft(session, parsed, mlist, origin, status)
@@ -175,6 +162,45 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
     return result
 
 
+def screen(session: Session, head: ParsedMessage | MessageHead, mlist: MailingList, *, domain: str,
+           origin: str = "smtp", envelope_from: str | None = None) -> IngestResult | None:
+    """The decisions headers and index look-ups make alone; None when the message goes on to be archived.
+
+    Automatic mail is dropped, a banned sender refused, an archived Message-ID a duplicate. The
+    gateway asks this at SMTP DATA (on a header scan) and ingest asks it again when archiving.
+    """
+    if origin != "import":
+        reason = automatic_reason(head, envelope_from, domain)
+        if reason:
+            log.info("dropped %s on %s: %s", head.message_id, mlist.name, reason)
+            return IngestResult(DROPPED, mlist.name, reason=reason)
+        reason = _banned(session, mlist, head, envelope_from)
+        if reason:
+            log.info("refused %s on %s: %s", head.message_id, mlist.name, reason)
+            return IngestResult(REFUSED, mlist.name, reason=reason)
+    global _ARCHIVED
+    if _ARCHIVED is None:
+        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id).where(_MSG.c.list_id == bindparam("list_id"),
+                                                              _MSG.c.message_id == bindparam("message_id"))
+    existing = session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": head.message_id}).first()
+    if existing is not None:
+        return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
+    return None
+
+
+def admit(session: Session, head: MessageHead, mlist: MailingList, recipient: Recipient, *, domain: str,
+          envelope_from: str | None) -> IngestResult:
+    """The answer at SMTP DATA from the header scan: screen()'s verdict, else stored or held (to be archived)."""
+    if recipient.command:
+        return IngestResult(COMMAND, mlist.name, reason=f"{recipient.command} request queued")
+    early = screen(session, head, mlist, domain=domain, envelope_from=envelope_from)
+    if early is not None:
+        return early
+    if _policy_status(session, mlist, head, "smtp") == VISIBLE:
+        return IngestResult(STORED, mlist.name)
+    return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
+
+
 def publish(session: Session, msg: Message) -> OutboxEntry:
     """Make a held message visible (a moderator approved it) and queue its fan-out."""
     mlist = session.get_one(MailingList, msg.list_id)
@@ -186,7 +212,7 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
     return dispatch.record(session, dispatch.FANOUT, msg.id)
 
 
-def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage, envelope_from: str | None) -> str:
+def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, envelope_from: str | None) -> str:
     """Why the sender may not post here ('' when they may): a moderator banned the From or envelope address."""
     envelope = (envelope_from or "").strip("<> ").lower()
     for address in dict.fromkeys(a for a in (parsed.from_addr, envelope) if a):
@@ -201,7 +227,7 @@ def _publish_counts(mlist: MailingList, msg: Any) -> None:
         mlist.last_activity = msg.date
 
 
-def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage, origin: str) -> str:
+def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str) -> str:
     if origin == "import" or mlist.policy == "open":
         return VISIBLE
     if mlist.policy == "moderated":
@@ -277,3 +303,72 @@ def _reply_command(session: Session, parsed: ParsedMessage, mlist: MailingList, 
         "from": parsed.from_addr, "arg": "",
     })
     return IngestResult(COMMAND, mlist.name, thread_id=thread_id, reason=f"thread {word} queued", outbox=[entry])
+
+
+@dataclass(frozen=True)
+class Item:
+    """One message to archive for each of its recipients (a list, or a list's command address)."""
+
+    parsed: ParsedMessage
+    recipients: tuple[Recipient, ...]
+    origin: str = "smtp"
+    envelope_from: str | None = None
+
+
+ItemResult = list[IngestResult | None] | Exception  # per recipient (None: no such list), or what failed the item
+
+
+class BatchAborted(RuntimeError):
+    """The transaction itself is gone (disk full, I/O error, out of memory, a lost connection).
+
+    Nothing of the batch can commit: the caller redoes each message in a transaction of its own.
+    """
+
+
+def ingest_batch(session: Session, items: Sequence[Item], *, domain: str, fallback_days: int = 30) -> list[ItemResult]:
+    """Ingest each item under its own SAVEPOINT in the caller's transaction: the one way mail enters the archive.
+
+    An item that fails alone gets its exception and the others go on. When a failure took the
+    whole transaction with it (SQLite rolls back everything on SQLITE_FULL and then reports
+    "no such savepoint"), BatchAborted is raised instead, so no caller commits or counts the rest.
+    """
+    known: dict[str, MailingList | None] = {}  # a batch posts mostly to the same lists: look each up once
+    results: list[ItemResult] = []
+    for item in items:
+        try:
+            with session.begin_nested():
+                results.append(_ingest_item(session, item, known, domain, fallback_days))
+        except Exception as exc:  # noqa: BLE001 - this item only, unless the transaction went with it
+            if not transaction_alive(session):
+                raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
+            log.warning("archiving <%s> failed: %s: %s", item.parsed.message_id, type(exc).__name__, exc)
+            results.append(exc)
+    return results
+
+
+def _ingest_item(session: Session, item: Item, known: dict[str, MailingList | None], domain: str,
+                 fallback_days: int) -> list[IngestResult | None]:
+    done: dict[Recipient, IngestResult | None] = {}
+    for recipient in item.recipients:
+        if recipient not in done:
+            if recipient.list_name not in known:
+                known[recipient.list_name] = lists.get(session, recipient.list_name)
+            mlist = known[recipient.list_name]
+            done[recipient] = None if mlist is None else ingest(
+                session, item.parsed, mlist, domain=domain, origin=item.origin, envelope_from=item.envelope_from,
+                fallback_days=fallback_days, recipient=recipient)
+    return [done[r] for r in item.recipients]
+
+
+def transaction_alive(session: Session) -> bool:
+    """False when the database ended the session's transaction behind its back, or the connection is lost."""
+    try:
+        conn = session.connection()
+        if conn.invalidated:
+            return False
+        if conn.dialect.name == "sqlite":
+            return bool(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+        conn.exec_driver_sql("SELECT 1")
+        return True
+    except Exception:  # noqa: BLE001 - any failure to use it means it is gone
+        return False

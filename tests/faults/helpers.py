@@ -26,6 +26,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message
 from listgate.schema import upgrade
 from tests.conftest import free_port
+from tests.integration.gateway_helpers import settle
 from tests.integration.worker_helpers import ROOT, WorkerProcess
 from tests.integration.worker_helpers import wait_until as wait_until  # re-exported for the fault tests
 
@@ -220,7 +221,8 @@ def run_mtas(mtas: list[Mta], deadline: float) -> list[threading.Thread]:
 
 
 def archived_ids(db: sessionmaker[Session], list_name: str = "dev") -> list[str]:
-    """Message-IDs archived on a list, one entry per stored row."""
+    """Message-IDs archived on a list, one entry per stored row (once the spool is archived)."""
+    settle(db)
     with db() as session:
         mlist = lists.require(session, list_name)
         return list(session.scalars(select(Message.message_id).where(Message.list_id == mlist.id)))

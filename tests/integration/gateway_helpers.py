@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate.config import Settings
-from listgate.models import MailingList, Message, OutboxEntry
+from listgate.models import MailingList, Message, OutboxEntry, SpooledMail
+from listgate.models.spool import PENDING
+from listgate.spool import Archiver
 
 
 @dataclass
@@ -52,16 +55,30 @@ class RunningGateway:
 
 def start_gateway(settings: Settings, db: sessionmaker[Session], *, lmtp: bool = False,
                   listen: tuple[str, int] | Path | None = None) -> RunningGateway:
-    """Start a gateway on settings.smtp_port (or `listen`) with a recording broker."""
+    """Start a gateway on settings.smtp_port (or `listen`), archiving in-process, with a recording broker."""
     rec = Recorder()
-    handler = GatewayHandler(settings, db, rec)
-    server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen)
+    handler = GatewayHandler(settings, db)
+    server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen, archiver=Archiver(settings, db, enqueue=rec))
     server.start()
     return RunningGateway(server, settings, rec)
 
 
+def settle(db: sessionmaker[Session], timeout: float = 30.0) -> None:
+    """Wait until the archiver has taken everything spooled (a 250 means spooled, not yet archived)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with db() as s:
+            pending = s.scalar(select(func.count()).select_from(SpooledMail).where(SpooledMail.state == PENDING)) or 0
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{pending} spooled messages still not archived after {timeout}s")
+        time.sleep(0.02)
+
+
 def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Message]:
     """Archived (or held) messages, optionally of one list, oldest row first."""
+    settle(db)
     with db() as s:
         q = select(Message).order_by(Message.id)
         if list_name:
@@ -71,12 +88,14 @@ def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Me
 
 def outbox_kinds(db: sessionmaker[Session]) -> list[str]:
     """The kinds of every outbox entry recorded."""
+    settle(db)
     with db() as s:
         return list(s.scalars(select(OutboxEntry.kind).order_by(OutboxEntry.id)))
 
 
 def count(db: sessionmaker[Session], model: type) -> int:
-    """Rows of a model."""
+    """Rows of a model (once the spool is archived)."""
+    settle(db)
     with db() as s:
         return s.scalar(select(func.count()).select_from(model)) or 0
 
