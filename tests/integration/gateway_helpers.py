@@ -57,14 +57,28 @@ def start_gateway(settings: Settings, db: sessionmaker[Session], *, lmtp: bool =
                   listen: tuple[str, int] | Path | None = None) -> RunningGateway:
     """Start a gateway on settings.smtp_port (or `listen`), archiving in-process, with a recording broker."""
     rec = Recorder()
+    db = db.factory if isinstance(db, Settled) else db
     handler = GatewayHandler(settings, db)
     server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen, archiver=Archiver(settings, db, enqueue=rec))
     server.start()
     return RunningGateway(server, settings, rec)
 
 
-def settle(db: sessionmaker[Session], timeout: float = 30.0) -> None:
+class Settled:
+    """A session factory for a test's assertions: each session starts once the spool is archived."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+        self.kw = factory.kw
+
+    def __call__(self, **kwargs: object) -> Session:
+        settle(self.factory)
+        return self.factory(**kwargs)
+
+
+def settle(db: "sessionmaker[Session] | Settled", timeout: float = 30.0) -> None:
     """Wait until the archiver has taken everything spooled (a 250 means spooled, not yet archived)."""
+    db = db.factory if isinstance(db, Settled) else db
     deadline = time.monotonic() + timeout
     while True:
         with db() as s:
