@@ -19,6 +19,7 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
 from listgate.schema import current, head
+from listgate.spool import Depth, depth as spool_depth
 
 BROKER_QUEUES = ("celery",)
 
@@ -36,6 +37,7 @@ class Metrics:
     outbox_pending: int = 0
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
+    spool: Depth = field(default_factory=Depth)  # accepted mail waiting for the archiver
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,7 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         outbox_pending=int(outbox_pending or 0),
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
+        spool=spool_depth(session, now),
     )
 
 
@@ -167,6 +170,10 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
     m = status.metrics
     if m is not None:
         lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
+        sp = m.spool
+        waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
+        kept = f"; kept: {sp.not_posted} not posted, {sp.failed} failed to archive" if sp.not_posted or sp.failed else ""
+        lines.append(f"spool      {sp.pending} accepted, not archived yet{waiting}{kept}")
         lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
         d = m.deliveries
         lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "

@@ -99,6 +99,11 @@ class _Snapshot:
         yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
         yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
         yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
+        yield _gauge("listgate_spool_pending", "Messages accepted (250) and not archived yet.", {(): m.spool.pending})
+        yield _gauge("listgate_spool_age_seconds", "Age of the oldest message waiting in the spool.",
+                     {(): m.spool.oldest_seconds})
+        yield _gauge("listgate_spool_kept", "Spooled messages kept after archiving, by state (not_posted, failed).",
+                     _by("state", {"not_posted": m.spool.not_posted, "failed": m.spool.failed}))
         if m.last_received is not None:
             yield _gauge("listgate_last_received_timestamp_seconds", "When the last mail was received (Unix time).",
                          {(): m.last_received.timestamp()})

@@ -102,6 +102,8 @@ class Service(WorkerProcess):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
+            if not self.port:  # a process that listens nowhere (the archiver): started is ready
+                return self
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self
@@ -127,6 +129,11 @@ class Service(WorkerProcess):
 def gateway(env: dict[str, str], log: Path) -> Service:
     """The SMTP gateway process for env (not started)."""
     return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]))
+
+
+def archiver(env: dict[str, str], log: Path, batch: int = 50) -> Service:
+    """The archiver as its own process (`python -m gateway --archiver-only`), not started."""
+    return Service("gateway", env, log, 0, ["--archiver-only", "--batch", str(batch)])
 
 
 def webarchive(env: dict[str, str], log: Path) -> Service:
