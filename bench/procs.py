@@ -6,16 +6,21 @@ from bench.archive import Archive
 from bench.common import PYTHON, Context, NotAvailable, Proc, require_module, wait_port
 
 
-def start_gateway(ctx: Context, archive: Archive, name: str = "gateway") -> Proc:
-    """`python -m gateway` on the archive's SMTP port, once it accepts connections."""
+def start_gateway(ctx: Context, archive: Archive, name: str = "gateway", args: tuple[str, ...] = ()) -> Proc:
+    """`python -m gateway [ARGS]` on the archive's SMTP port, once it accepts connections."""
     require_module("gateway.__main__", "the SMTP gateway")
-    proc = ctx.start(name, [PYTHON, "-m", "gateway"], env=archive.env)
+    proc = ctx.start(name, [PYTHON, "-m", "gateway", *args], env=archive.env)
     try:
         wait_port("127.0.0.1", archive.smtp_port, 60, proc.popen)
     except NotAvailable as exc:
         proc.stop()
         raise NotAvailable(f"the gateway did not start: {exc}; log: {proc.tail(3)[-300:]}") from None
     return proc
+
+
+def start_archiver(ctx: Context, archive: Archive, name: str = "archiver", batch: int = 50) -> Proc:
+    """The archiver stage as its own process (`python -m gateway --archiver-only`), as `listgate up` runs it."""
+    return ctx.start(name, [PYTHON, "-m", "gateway", "--archiver-only", "--batch", str(batch)], env=archive.env)
 
 
 def start_worker(ctx: Context, archive: Archive, concurrency: int, name: str = "worker") -> Proc:

@@ -15,7 +15,7 @@ from listgate.cli import main
 from listgate.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-LISTGATE_SERVICES = ("gateway", "worker", "beat", "web")
+LISTGATE_SERVICES = ("gateway", "archiver", "worker", "beat", "web")
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 
