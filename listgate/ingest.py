@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
 import re
@@ -213,9 +214,10 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
 
 
 def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, envelope_from: str | None) -> str:
-    """Why the sender may not post here ('' when they may): a moderator banned the From or envelope address."""
+    """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or envelope address."""
     envelope = (envelope_from or "").strip("<> ").lower()
-    for address in dict.fromkeys(a for a in (parsed.from_addr, envelope) if a):
+    sender = email.utils.parseaddr(parsed.header("Sender"))[1].strip().lower()
+    for address in dict.fromkeys(a for a in (parsed.from_addr, sender, envelope) if a):
         if is_banned(session, mlist.id, address):
             return f"{address} is banned from posting to this list"
     return ""
