@@ -335,6 +335,13 @@ def ingest_batch(session: Session, items: Sequence[Item], *, domain: str, fallba
     "no such savepoint"), BatchAborted is raised instead, so no caller commits or counts the rest.
     """
     known: dict[str, MailingList | None] = {}  # a batch posts mostly to the same lists: look each up once
+    try:  # one SAVEPOINT for the batch: per message they cost a statement pair and a flush each
+        with session.begin_nested():
+            return [_ingest_item(session, item, known, domain, fallback_days) for item in items]
+    except Exception as exc:  # noqa: BLE001 - redone below, one savepoint per message
+        if not transaction_alive(session):
+            raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
+        log.info("a message of a batch of %d failed (%s); redoing the batch one message at a time", len(items), exc)
     results: list[ItemResult] = []
     for item in items:
         try:
