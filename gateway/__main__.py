@@ -18,7 +18,8 @@ from gateway.server import GatewayServer, parse_listen
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, writer
 from listgate.schema import needs_upgrade
-from listgate.spool import Archiver, durable
+from listgate.archiver import Archiver
+from listgate.spool import Spool
 
 log = logging.getLogger("gateway")
 
@@ -43,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
     logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
     engine = make_engine(settings)
-    if not args.archiver_only:
-        durable(engine)  # the spool's commit is the 250's promise; the archiver's can be redone from the spool
     try:
         if needs_upgrade(engine):
             log.error("the database at %s is not at the current schema: run `listgate db upgrade` first",
@@ -57,23 +56,26 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     sender = BackgroundSender(BrokerSender(settings))  # the archiver's: outbox entries after its commit
+    spool = Spool(engine)
     archiver = None if args.no_archiver else Archiver(settings, session_factory(writer(engine)),
-                                                      read_factory=session_factory(engine), enqueue=sender,
-                                                      batch=args.batch)
+                                                      read_factory=session_factory(engine), spool=spool,
+                                                      enqueue=sender, batch=args.batch)
     try:
         if archiver is not None and args.archiver_only:
             archiver.run(stop)
             return 0
-        return _serve(settings, engine, listen, args.lmtp, archiver, stop)
+        return _serve(settings, engine, spool, listen, args.lmtp, archiver, stop)
     finally:
         sender.close()
+        spool.close()
         engine.dispose()
 
 
-def _serve(settings: Settings, engine: object, listen: object, lmtp: bool, archiver: Archiver | None,
+def _serve(settings: Settings, engine: object, spool: Spool, listen: object, lmtp: bool, archiver: Archiver | None,
            stop: threading.Event) -> int:
     """Listen (with an in-process archiver unless there is none) until stop is set."""
-    handler = GatewayHandler(settings, session_factory(writer(engine)), read_factory=session_factory(engine))  # type: ignore[arg-type]
+    handler = GatewayHandler(settings, session_factory(writer(engine)), read_factory=session_factory(engine),  # type: ignore[arg-type]
+                             spool=spool)
     server = GatewayServer(settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver)  # type: ignore[arg-type]
     try:
         server.start()

@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.limits import SMUGGLING, ClientLimits, shape_problem
 from gateway.writer import GroupWriter
-from listgate import counters, lists, spool
+from listgate import counters, lists
 from listgate.addresses import Recipient, parse_recipient
 from listgate.config import Settings
-from listgate.db import transaction
+from listgate.spool import Spool, Spooled
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, IngestResult, admit
 from listgate.parsing import MessageHead, parse_head
 
@@ -31,14 +31,6 @@ log = logging.getLogger(__name__)
 LIST_CACHE_SECONDS = 5.0
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
 SPOOLED = (STORED, HELD_FOR_MODERATION, COMMAND)  # the answers at DATA that the archiver carries out
-
-
-@dataclass(frozen=True)
-class Job:
-    """One answered message for the group commit: what to spool (None: nothing) and the counters it adds to."""
-
-    spooled: spool.Spooled | None
-    counts: tuple[tuple[str, str], ...]
 
 
 @dataclass
@@ -77,6 +69,7 @@ class GatewayHandler:
         factory: sessionmaker[Session],
         *,
         read_factory: sessionmaker[Session] | None = None,
+        spool: Spool | None = None,
         limits: ClientLimits | None = None,
         executor: Executor | None = None,
         lmtp: bool = False,
@@ -84,10 +77,11 @@ class GatewayHandler:
         self.settings = settings
         self.factory = factory
         self.read_factory = read_factory or factory
+        self.spool = spool or Spool(factory.kw["bind"])  # where accepted mail waits for the archiver
         self.limits = limits or ClientLimits(settings.max_connections_per_client, settings.max_messages_per_minute)
         self.executor = executor
         self.lmtp = lmtp
-        self.writer: GroupWriter[Job, None] | None = None  # set by the server: group commit
+        self.writer: GroupWriter[Spooled, None] | None = None  # set by the server: group commit
         self.spooled = threading.Event()  # set after each spool commit: wakes an in-process archiver
         self._lists_seen: dict[str, float] = {}  # list name -> until when RCPT need not look it up again
 
@@ -158,8 +152,11 @@ class GatewayHandler:
             return outcomes[0].reply
         return "250 2.0.0 OK: " + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
 
-    def prepare(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> tuple[tuple[str, str] | None, Delivered | None, Job | None]:
-        """(limit problem, None, None) for a message we refuse, else (None, the answers, the job to commit)."""
+    def prepare(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> tuple[tuple[str, str] | None, Delivered | None, Spooled | None]:
+        """(limit problem, None, None) for a message we refuse, else (None, the answers, what to spool).
+
+        A message with no recipient to archive for is spooled without bytes: only its counts.
+        """
         s = self.settings
         problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth)
         if problem is not None:
@@ -168,8 +165,8 @@ class GatewayHandler:
         with self.read_factory() as session:
             outcomes = self._decide(session, head, mail_from, rcpt_tos)
         accepted = tuple(o.address for o in outcomes if o.result is not None and o.result.status in SPOOLED)
-        spooled = spool.Spooled(raw, mail_from, accepted, head.message_id) if accepted else None
-        return None, (head.message_id, outcomes), Job(spooled, tuple(_counts(outcomes)))
+        job = Spooled(raw if accepted else b"", mail_from, accepted, head.message_id, tuple(_counts(outcomes)))
+        return None, (head.message_id, outcomes), job
 
     def _decide(self, session: Session, head: MessageHead, mail_from: str | None, rcpt_tos: list[str]) -> list[Outcome]:
         """One answer per envelope recipient (two addresses of one list share one)."""
@@ -185,14 +182,14 @@ class GatewayHandler:
             outcomes.append(Outcome(address, done[recipient]))
         return outcomes
 
-    async def _store(self, job: Job) -> None:
+    async def _store(self, job: Spooled) -> None:
         """Through the group writer when there is one, else in an executor thread."""
         if self.writer is None:
             await self._run(self._store_alone, job)
             return
         await asyncio.wrap_future(self.writer.submit(job))
 
-    def _store_alone(self, job: Job) -> None:
+    def _store_alone(self, job: Spooled) -> None:
         self.store_batch([job])
 
     def _each(self, envelope: Envelope, reply: str) -> str:
@@ -220,28 +217,21 @@ class GatewayHandler:
         self.store_batch([job])
         return delivered
 
-    def store_batch(self, jobs: list[Job]) -> list[None]:
-        """Spool several answered messages in one transaction (one fsync), with their counters.
+    def store_batch(self, jobs: list[Spooled]) -> list[None]:
+        """Spool several answered messages in one transaction (one fsync), their counts with them.
 
         All or nothing: when anything fails, before or at the commit, the exception propagates and
         every message of the batch is answered 451 (none gets a 250 for work the database undid).
         """
-        tally: dict[tuple[str, str], int] = {}
-        for job in jobs:
-            for key in job.counts:
-                tally[key] = tally.get(key, 0) + 1
-        with transaction(self.factory) as session:
-            spool.append(session, [j.spooled for j in jobs if j.spooled is not None])
-            for (name, label), n in sorted(tally.items()):
-                counters.bump(session, name, label, n)
+        self.spool.append(jobs)
         self.spooled.set()
         return [None] * len(jobs)
 
     def count_refusal(self, reason: str) -> None:
-        """Count a refusal in its own short transaction; a failure here never changes a reply."""
+        """Count a refusal through the spool (the archiver adds it up); a failure here never changes a reply."""
         try:
-            with transaction(self.factory) as session:
-                counters.bump(session, counters.REFUSED, reason)
+            self.spool.append([Spooled(b"", None, (), "", ((counters.REFUSED, reason),))])
+            self.spooled.set()
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count a refusal (%s): %s", reason, exc)
 

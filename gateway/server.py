@@ -18,7 +18,7 @@ from gateway.handler import GatewayHandler, client_address
 from gateway.limits import ClientLimits, dot_line_with_bare_end
 from gateway.writer import GroupWriter
 from listgate.config import Settings
-from listgate.spool import Archiver
+from listgate.archiver import Archiver
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,9 @@ class GatewayServer:
             self.controller = None
         self.writer.stop()
         self.executor.shutdown(wait=True)
-        if self._archiver_thread is not None:  # what it has not archived stays spooled for the next start
+        if self._archiver_thread is not None and self.archiver is not None:
             self._archiving.set()
             self.handler.spooled.set()
             self._archiver_thread.join(30)
             self._archiver_thread = None
+            self.archiver.drain(timeout=10)  # what is left after that stays spooled for the next start

@@ -19,7 +19,7 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
 from listgate.schema import current, head
-from listgate.spool import Depth, depth as spool_depth
+from listgate.spool import Depth, Spool
 
 BROKER_QUEUES = ("celery",)
 
@@ -92,8 +92,16 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         outbox_pending=int(outbox_pending or 0),
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
-        spool=spool_depth(session, now),
+        spool=_spool_depth(session, now),
     )
+
+
+def _spool_depth(session: Session, now: datetime) -> Depth:
+    spool = Spool(session.get_bind())  # type: ignore[arg-type]
+    try:
+        return spool.depth(session, now)
+    finally:
+        spool.close()
 
 
 def broker_queue_lengths(broker_url: str, queues: tuple[str, ...] = BROKER_QUEUES, timeout: float = 3.0) -> dict[str, int]:

@@ -15,7 +15,7 @@ from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.people import Person, Subscription
-from listgate.models.spool import SpooledMail
+from listgate.models.spool import SpooledMail, SpoolMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "RateHit",
     "RawMessage",
     "Report",
+    "SpoolMark",
     "SpooledMail",
     "Subscription",
     "Thread",

@@ -27,6 +27,7 @@ class SpooledMail(Base):
     mail_from: Mapped[str | None] = mapped_column(Text, nullable=True)  # None: no MAIL FROM (a direct call)
     rcpt_tos: Mapped[str] = mapped_column(Text)  # the recipients to archive for, one per line
     message_id: Mapped[str] = mapped_column(String(1000), default="")  # from the header scan, for logs
+    counts: Mapped[str] = mapped_column(Text, default="")  # counters the gateway's answer adds to, one "name:label" a line
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[str] = mapped_column(String(16), default=PENDING)
     reason: Mapped[str] = mapped_column(Text, default="")
@@ -37,3 +38,12 @@ class SpooledMail(Base):
     def recipients(self) -> list[str]:
         """The envelope recipients this message is archived for."""
         return [r for r in self.rcpt_tos.split("\n") if r]
+
+
+class SpoolMark(Base):
+    """SQLite: the highest id of a spool file (by its generation) whose archiving committed."""
+
+    __tablename__ = "spool_marks"
+
+    generation: Mapped[str] = mapped_column(String(64), primary_key=True)
+    archived_through: Mapped[int] = mapped_column(BigInteger, default=0)

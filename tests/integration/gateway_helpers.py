@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate.config import Settings
-from listgate.models import MailingList, Message, OutboxEntry, SpooledMail
-from listgate.models.spool import PENDING
-from listgate.spool import Archiver
+from listgate.archiver import Archiver
+from listgate.models import MailingList, Message, OutboxEntry
+from listgate.spool import Spool
 
 
 @dataclass
@@ -80,14 +80,18 @@ def settle(db: "sessionmaker[Session] | Settled", timeout: float = 30.0) -> None
     """Wait until the archiver has taken everything spooled (a 250 means spooled, not yet archived)."""
     db = db.factory if isinstance(db, Settled) else db
     deadline = time.monotonic() + timeout
-    while True:
-        with db() as s:
-            pending = s.scalar(select(func.count()).select_from(SpooledMail).where(SpooledMail.state == PENDING)) or 0
-        if not pending:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{pending} spooled messages still not archived after {timeout}s")
-        time.sleep(0.02)
+    spool = Spool(db.kw["bind"])
+    try:
+        while True:
+            with db() as s:
+                pending = spool.depth(s).pending
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pending} spooled messages still not archived after {timeout}s")
+            time.sleep(0.02)
+    finally:
+        spool.close()
 
 
 def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Message]:

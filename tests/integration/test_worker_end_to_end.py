@@ -11,7 +11,7 @@ from gateway.broker import BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate.models import Message, Subscription
-from listgate.spool import Archiver
+from listgate.archiver import Archiver
 from tests.integration.test_worker_delivery import build_site
 from tests.integration.worker_helpers import WorkerProcess, mail, wait_until
 from tests.sink import SmtpSink

@@ -1,4 +1,4 @@
-"""spool: mail accepted at SMTP DATA, durable before the 250, archived by its own stage
+"""spool: mail accepted at SMTP DATA, durable before the 250, archived by its own stage; spool_marks (SQLite's spool file)
 
 Revision ID: 0008
 Revises: 0003
@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("mail_from", sa.Text(), nullable=True),
         sa.Column("rcpt_tos", sa.Text(), nullable=False),
         sa.Column("message_id", sa.String(1000), nullable=False),
+        sa.Column("counts", sa.Text(), nullable=False),
         sa.Column("raw", sa.LargeBinary(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
@@ -27,8 +28,15 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name="pk_spool"),
     )
     op.create_index("ix_spool_state_id", "spool", ["state", "id"])
+    op.create_table(
+        "spool_marks",
+        sa.Column("generation", sa.String(64), nullable=False),
+        sa.Column("archived_through", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("generation", name="pk_spool_marks"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("spool_marks")
     op.drop_index("ix_spool_state_id", table_name="spool")
     op.drop_table("spool")

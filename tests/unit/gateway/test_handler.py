@@ -9,8 +9,8 @@ from aiosmtpd.smtp import Envelope, Session as SmtpSession
 from sqlalchemy import select
 
 from gateway.handler import GatewayHandler
-from listgate.models import Message, SpooledMail
-from listgate.spool import Archiver
+from listgate.archiver import Archiver
+from listgate.models import Message
 
 
 class FakeServer:
@@ -66,8 +66,16 @@ def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = Fa
 
 
 def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    with db() as s:
-        return [(m.message_id, m.rcpt_tos) for m in s.scalars(select(SpooledMail).order_by(SpooledMail.id))]
+    """(Message-ID, recipients) of the mail waiting in the spool (rows that only count are left out)."""
+    from listgate.spool import Spool
+
+    spool = Spool(db.kw["bind"])
+    try:
+        with db() as s:
+            mark = spool.mark(s)
+        return [(r.message_id, r.rcpt_tos) for r in spool.pending(100, after=mark) if r.rcpt_tos]
+    finally:
+        spool.close()
 
 
 def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +105,7 @@ def test_a_storage_exception_is_a_451_and_nothing_is_kept(handler: GatewayHandle
     def boom(*_a, **_k):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(mod, "insert", boom)
+    monkeypatch.setattr(mod, "insert", boom)  # the spool's INSERT
     reply = _data(handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"])
     assert reply.startswith("451 4.3.0")
     assert _spooled(db) == []
@@ -120,16 +128,17 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
 
 
 def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import gateway.handler as mod
+    from sqlalchemy import event
 
-    def full_disk(*_a, **_k):  # type: ignore[no-untyped-def]
+    def full_disk(conn):  # type: ignore[no-untyped-def]
         raise OSError("database or disk is full")
 
     jobs = [handler.prepare(b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i, None, ["dev@lists.test"])[2]
             for i in range(3)]
-    monkeypatch.setattr(mod.counters, "bump", full_disk)  # runs after the spool insert, in the same transaction
+    event.listen(handler.spool.engine, "commit", full_disk)  # after the spool's INSERT, at its COMMIT
     with pytest.raises(OSError):
         handler.store_batch(jobs)  # type: ignore[arg-type]
+    event.remove(handler.spool.engine, "commit", full_disk)
     assert _spooled(db) == []
 
 
