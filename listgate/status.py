@@ -181,7 +181,7 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         sp = m.spool
         waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
         kept = f"; kept: {sp.not_posted} not posted, {sp.failed} failed to archive" if sp.not_posted or sp.failed else ""
-        lines.append(f"spool      {sp.pending} accepted, not archived yet{waiting}{kept}")
+        lines.append(f"spool      {sp.pending} waiting for the archiver{waiting}{kept}")
         lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
         d = m.deliveries
         lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "

@@ -97,5 +97,5 @@ def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> Non
         metrics = status.gather_metrics(s, now=datetime.now(timezone.utc) + timedelta(seconds=90))
     assert metrics.spool.pending == 2 and 89 < metrics.spool.oldest_seconds < 120
     lines = status.render(status.Status("db", True, "x", "x", "broker", True, {}, metrics))
-    assert any(line.startswith("spool      2 accepted, not archived yet, oldest") for line in lines), lines
+    assert any(line.startswith("spool      2 waiting for the archiver, oldest") for line in lines), lines
     assert _rows(db) == []  # the archive keeps only rows not posted; pending mail is in the spool file
