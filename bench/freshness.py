@@ -21,18 +21,25 @@ from bench.smtp_load import make_post, run_load
 
 NAME = "live ingest"
 FRESH_GOAL = 1.0  # seconds, p99
-PENDING = "SELECT count(*) FROM spool WHERE state = 'pending'"
 VISIBLE = "SELECT count(*) FROM messages WHERE status = 'visible'"
 
 
 def drained(archive: Archive, timeout: float = 600.0) -> float:
-    """Wait until the spool has nothing pending; seconds waited."""
+    """Wait until the spool has nothing waiting for the archiver; seconds waited."""
+    from listgate.db import session_factory
+    from listgate.spool import Spool
+
     engine = archive.engine()
+    spool = Spool(engine)
     started = time.monotonic()
     try:
-        while _scalar(engine, PENDING) and time.monotonic() - started < timeout:
+        while time.monotonic() - started < timeout:
+            with session_factory(engine)() as session:
+                if not spool.depth(session).pending:
+                    break
             time.sleep(0.02)
     finally:
+        spool.close()
         engine.dispose()
     return time.monotonic() - started
 

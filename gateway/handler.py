@@ -229,9 +229,12 @@ class GatewayHandler:
 
     def count_refusal(self, reason: str) -> None:
         """Count a refusal through the spool (the archiver adds it up); a failure here never changes a reply."""
+        job = Spooled(b"", None, (), "", ((counters.REFUSED, reason),))
         try:
-            self.spool.append([Spooled(b"", None, (), "", ((counters.REFUSED, reason),))])
-            self.spooled.set()
+            if self.writer is not None:
+                self.writer.submit(job)  # shares the next group commit; nobody waits for it
+            else:
+                self.store_batch([job])
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count a refusal (%s): %s", reason, exc)
 
