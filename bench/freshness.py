@@ -52,7 +52,7 @@ def _scalar(engine: Any, sql: str) -> int:
 def run(ctx: Context, archive: Archive, label: str, archiver: Proc) -> list[Row]:
     """The archiver's sustained rate, then freshness at half that rate."""
     rate, note = _sustained(ctx, archive, label, archiver)
-    rows = [Row(NAME, f"{label}, archiver sustained (4 KB posts, batches of 50)", fmt_rate(rate), "", "", "", note)]
+    rows = [Row(NAME, f"{label}, archiver sustained (4 KB posts)", fmt_rate(rate), "", "", "", note)]
     target = max(2.0, rate / 2)
     lat, sent, errors = _freshness(ctx, archive, target)
     if not lat:

@@ -18,7 +18,7 @@ def start_gateway(ctx: Context, archive: Archive, name: str = "gateway", args: t
     return proc
 
 
-def start_archiver(ctx: Context, archive: Archive, name: str = "archiver", batch: int = 50) -> Proc:
+def start_archiver(ctx: Context, archive: Archive, name: str = "archiver", batch: int = 20) -> Proc:
     """The archiver stage as its own process (`python -m gateway --archiver-only`), as `listgate up` runs it."""
     return ctx.start(name, [PYTHON, "-m", "gateway", "--archiver-only", "--batch", str(batch)], env=archive.env)
 

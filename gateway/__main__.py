@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--no-archiver", action="store_true", help="only spool; an archiver process archives")
     mode.add_argument("--archiver-only", action="store_true", help="only archive the spool (no listener)")
-    parser.add_argument("--batch", type=int, default=50, help="messages the archiver takes per transaction")
+    parser.add_argument("--batch", type=int, default=20, help="messages the archiver takes per transaction")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()

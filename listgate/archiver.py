@@ -37,7 +37,7 @@ class Archiver:
     """Archives the spool of the database `factory` writes to."""
 
     def __init__(self, settings: Settings, factory: sessionmaker[Session], *, read_factory: sessionmaker[Session] | None = None,
-                 spool: Spool | None = None, enqueue: Enqueue | None = None, batch: int = 50) -> None:
+                 spool: Spool | None = None, enqueue: Enqueue | None = None, batch: int = 20) -> None:
         self.settings, self.factory, self.enqueue, self.batch = settings, factory, enqueue, batch
         self.read_factory = read_factory or factory
         self.spool = spool or Spool(factory.kw["bind"])

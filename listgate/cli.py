@@ -115,7 +115,7 @@ def web(use_gunicorn: bool, workers: int) -> None:
 
 
 @main.command()
-@click.option("--batch", default=50, show_default=True, help="Messages archived per transaction.")
+@click.option("--batch", default=20, show_default=True, help="Messages archived per transaction.")
 def archiver(batch: int) -> None:
     """Archive spooled mail (parse, thread, index, queue the fan-out); run several on PostgreSQL to scale."""
     ensure_schema(load_settings())
