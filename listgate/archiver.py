@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[OutboxEntry]], Any]
 IDLE_POLL_SECONDS = 0.05  # an idle archiver looks for new mail this often (one indexed SELECT)
-MAX_PAUSE_SECONDS = 30.0  # the longest wait between tries while the database fails
+MAX_PAUSE_SECONDS = 5.0  # the longest wait between tries while the database fails (space freed is soon used)
 
 
 class Archiver:
