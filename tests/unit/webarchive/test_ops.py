@@ -60,3 +60,18 @@ def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: i
     assert got[("listgate_delivered_total", ())] == 1
     assert got[("listgate_deferred", ())] == 1
     assert ("listgate_queue_lag_seconds", ()) in got
+
+
+def test_metrics_show_the_spool_waiting_for_the_archiver(client, db, settings, make_list) -> None:  # type: ignore[no-untyped-def]
+    from gateway.handler import GatewayHandler
+
+    make_list("dev")
+    handler = GatewayHandler(settings, db)
+    for n in range(3):  # answered 250, not archived: no archiver runs here
+        raw = b"From: a@example.org\r\nSubject: s\r\nMessage-ID: <spool%d@x>\r\n\r\nx\r\n" % n
+        assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+    handler.spool.close()
+    got = samples(client.get("/metrics").get_data(as_text=True))
+    assert got[("listgate_spool_pending", ())] == 3
+    assert got[("listgate_spool_age_seconds", ())] >= 0
+    assert got[("listgate_spool_kept", (("state", "not_posted"),))] == 0
