@@ -94,6 +94,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
+    auto_reply_window: int = 60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +172,7 @@ class Settings:
             log_level=log_level,
             metrics_token=metrics_token,
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
+            auto_reply_window=_int(env, "LISTGATE_AUTO_REPLY_WINDOW", 60, 0),
         )
 
 

@@ -14,10 +14,11 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from listgate import counters
+from listgate import counters, notposted, plurals
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models.people import AWAITING
 from listgate.schema import current, head
 
 BROKER_QUEUES = ("celery",)
@@ -34,6 +35,9 @@ class Metrics:
     bounced: dict[str, int] = field(default_factory=dict)  # bounce reports by kind
     archived: int = 0
     outbox_pending: int = 0
+    outbox_failed: int = 0  # outbox entries that failed for good (a command, a notice...)
+    not_posted: int = 0  # accepted mail waiting in the not-posted queue
+    awaiting_approval: int = 0  # subscription requests a moderator must decide on
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
 
@@ -80,6 +84,8 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
     outbox_pending, oldest = session.execute(pending).one()
     oldest = _aware(oldest)
+    failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
+    awaiting = select(func.count()).select_from(Subscription).where(Subscription.status == AWAITING)
     return Metrics(
         received=counters.total(session, counters.RECEIVED),
         stored=counters.values(session, counters.STORED),
@@ -88,6 +94,9 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         bounced={str(k): int(v) for k, v in bounced.items()},
         archived=session.scalar(select(func.count()).select_from(Message)) or 0,
         outbox_pending=int(outbox_pending or 0),
+        outbox_failed=session.scalar(failed) or 0,
+        not_posted=notposted.count_waiting(session),
+        awaiting_approval=session.scalar(awaiting) or 0,
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
     )
@@ -146,8 +155,8 @@ def _ago(when: datetime, now: datetime) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{max(seconds, 0)} seconds ago"
+            return f"{plurals.count(n, unit)} ago"
+    return f"{plurals.count(max(seconds, 0), 'second')} ago"
 
 
 def render(status: Status, now: datetime | None = None) -> list[str]:
@@ -167,11 +176,14 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
     m = status.metrics
     if m is not None:
         lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
-        lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
+        lines.append(f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
+                     f"{m.outbox_failed} failed for good")
         d = m.deliveries
         lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "
                      f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced")
         lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
+        lines.append(f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
+                     f"{plurals.count(m.awaiting_approval, 'subscription request')} awaiting approval")
         last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
         lines.append(f"last mail  {last}")
     return lines

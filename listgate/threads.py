@@ -19,6 +19,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from listgate.models import Message, MessageRef, Subscription, Thread, ThreadNode, ThreadParticipant
+from listgate.models.archive import utcnow
+from listgate.models.people import ACTIVE, AWAITING, ENDED, PENDING, SUSPENDED
 
 MAX_DEPTH = 10_000  # the loop guard's bound on a parent walk
 _NODES = ThreadNode.__table__
@@ -261,6 +263,7 @@ def _merge(session: Session, threads: list[Thread], prefer: Thread | None = None
     session.flush()  # the statements below work on rows: write what the session holds first
     threads = [t for t in {t.id: t for t in threads}.values()]
     survivor = prefer or max(threads, key=lambda t: (t.message_count, -t.id))
+    counted = sum(1 for t in threads if t.message_count > 0)  # threads with no published post are not counted
     for other in threads:
         if other.id == survivor.id:
             continue
@@ -277,16 +280,31 @@ def _merge(session: Session, threads: list[Thread], prefer: Thread | None = None
             survivor.root_message_pk = other.root_message_pk
         survivor.featured = survivor.featured or other.featured
         other.merged_into_id, other.message_count = survivor.id, 0
-        survivor.mailing_list.thread_count -= 1
+    survivor.mailing_list.thread_count -= counted - (1 if survivor.message_count > 0 else 0)
     survivor.subject_orphan = survivor.subject_orphan and all(t.subject_orphan for t in threads)
     session.flush()
     return survivor
 
 
 def _move_followers(session: Session, old: int, new: int) -> None:
-    taken = select(Subscription.address).where(Subscription.thread_key == new)
-    session.execute(delete(Subscription).where(Subscription.thread_key == old, Subscription.address.in_(taken)))
-    session.execute(update(Subscription).where(Subscription.thread_key == old).values(thread_key=new))
+    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries point at them).
+
+    Where the address already has the same kind of row on the survivor, the livelier state is
+    kept there and the old row ends, staying on the old thread with its history.
+    """
+    rank = {ACTIVE: 4, AWAITING: 3, PENDING: 2, SUSPENDED: 1}
+    kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
+    for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
+        there = kept.get((sub.address, sub.kind))
+        if there is None:
+            sub.thread_key = new
+            continue
+        if rank.get(sub.status, 0) > rank.get(there.status, 0):
+            there.status, there.confirmed_at, there.ended_at, there.end_reason = (
+                sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason)
+        if sub.status != ENDED:
+            sub.status, sub.ended_at, sub.end_reason = ENDED, utcnow(), f"thread merged into {new}"
+    session.flush()
 
 
 def _move_participants(session: Session, old: int, new: int) -> None:
@@ -305,6 +323,8 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     """
     values = {c: getattr(thread, c) for c in _COUNTED}
     values["message_count"] += 1
+    if values["message_count"] == 1:  # its first published post: only now is it one of the list's threads
+        thread.mailing_list.thread_count += 1
     values["last_activity"] = max(thread.last_activity, msg.date)
     if thread.root_message_pk is None or (msg.parent_id is None and (
             msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))):

@@ -18,9 +18,16 @@ def hide(session: Session, msg: Message) -> None:
     if msg.status != VISIBLE:
         return
     msg.status = HIDDEN
-    session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count - 1))
-    session.execute(update(MailingList).where(MailingList.id == msg.list_id)
-                    .values(message_count=MailingList.message_count - 1))
+    _count(session, msg, -1)
+
+
+def _count(session: Session, msg: Message, step: int) -> None:
+    """Move the thread's and list's post counts by step; a thread with no visible post is not counted."""
+    left = session.execute(update(Thread).where(Thread.id == msg.thread_id)
+                           .values(message_count=Thread.message_count + step).returning(Thread.message_count)).scalar()
+    threads = -1 if step < 0 and left == 0 else 1 if step > 0 and left == 1 else 0
+    session.execute(update(MailingList).where(MailingList.id == msg.list_id).values(
+        message_count=MailingList.message_count + step, thread_count=MailingList.thread_count + threads))
 
 
 def restore(session: Session, msg: Message) -> None:
@@ -28,9 +35,7 @@ def restore(session: Session, msg: Message) -> None:
     if msg.status != HIDDEN:
         return
     msg.status = VISIBLE
-    session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count + 1))
-    session.execute(update(MailingList).where(MailingList.id == msg.list_id)
-                    .values(message_count=MailingList.message_count + 1))
+    _count(session, msg, 1)
 
 
 def open_reports(session: Session, message_pk: int) -> int:

@@ -9,13 +9,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from listgate import dispatch, ingest
+from listgate import approvals, dispatch, ingest, notposted
 from listgate.db import transaction
-from listgate.models import MailingList, Message, Thread
+from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
 from listgate.models.archive import HELD, REJECTED
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
 from listgate.subscriptions import SubscriptionError, normalize
-from webarchive.context import db, resources
+from webarchive.context import db, resources, settings
 from webarchive.moderating import close_reports, hide, restore
 from webarchive.outbox import enqueue
 from webarchive.security import current_address
@@ -75,7 +75,48 @@ def queue():  # type: ignore[no-untyped-def]
     for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == OPEN)):
         reasons.setdefault(rep.message_pk, []).append(rep)
     bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
-    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans)
+    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
+                           requests=approvals.waiting(session, mine), not_posted=notposted.waiting(session, mine))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/<any(approve, refuse):decision>")
+@moderator
+def decide_request(sub_id: int, decision: str):  # type: ignore[no-untyped-def]
+    """Let an address into a private or members-only list, or turn it down (it is told either way)."""
+    with transaction(resources().writer) as session:
+        sub = session.get(Subscription, sub_id)
+        if sub is None:
+            abort(404)
+        _own_list(session, sub.list_id)
+        try:
+            if decision == "approve":
+                outcome = approvals.approve(session, sub, current_address() or "")
+            else:
+                outcome = approvals.refuse(session, sub, current_address() or "", request.form.get("reason", ""))
+        except SubscriptionError as exc:
+            abort(409, description=str(exc))
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/moderation/not-posted/<int:entry_id>/release")
+@moderator
+def release(entry_id: int):  # type: ignore[no-untyped-def]
+    """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
+    with transaction(resources().writer) as session:
+        entry = session.get(NotPosted, entry_id)
+        if entry is None:
+            abort(404)
+        _own_list(session, entry.list_id)
+        try:
+            result = ingest.release(session, entry_id, current_address() or "", domain=settings().domain,
+                                    fallback_days=settings().subject_fallback_days)
+        except LookupError as exc:
+            abort(409, description=str(exc))
+    enqueue(result.outbox)
+    flash(f"The mail is posted ({result.status}).", "ok")
+    return redirect(url_for("moderation.queue"), 303)
 
 
 @bp.post("/moderation/messages/<int:message_pk>/approve")

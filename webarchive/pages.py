@@ -8,8 +8,10 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
-from listgate.models import MailingList, Message, Subscription
+from listgate import plurals
+from listgate.models import MailingList, Message, Subscription, Thread
 from listgate.models.archive import VISIBLE
+from listgate.models.people import ACTIVE, AWAITING
 from listgate.parsing import is_reply_subject
 from webarchive import listing, render
 from webarchive.access import is_moderator, readable_list, readable_list_ids
@@ -39,6 +41,12 @@ def anonymous() -> bool:
 def when(value) -> str:  # type: ignore[no-untyped-def]
     """A readable UTC date."""
     return render.human_date(value)
+
+
+@bp.app_template_filter("plural")
+def plural_filter(n: int, noun: str) -> str:
+    """'1 post', '2 posts'."""
+    return plurals.count(n, noun)
 
 
 @bp.app_template_filter("name")
@@ -144,7 +152,7 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
 def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
     address = current_address()
     return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address,
+        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.status == ACTIVE,
         Subscription.kind.in_(("list", "digest")), Subscription.thread_key == 0).limit(1)) is not None
 
 
@@ -162,7 +170,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     mlist = found.mailing_list
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view,
                            font=request.args.get("font", ""), list_address=mlist.address(settings().domain),
-                           moderator=is_moderator(mlist), following=_following_thread(session, found.id),
+                           moderator=is_moderator(mlist), following=_thread_state(session, found),
                            **post_context())
 
 
@@ -173,11 +181,22 @@ def post_context() -> dict[str, str | None]:
             "signin_here": url_for("auth.signin", next=request.full_path)}
 
 
-def _following_thread(session, thread_id: int) -> bool:  # type: ignore[no-untyped-def]
+def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
+    """What the signed-in person gets of this thread: following, muted, awaiting, member (with the list) or ''."""
     address = current_address()
-    return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.address == address, Subscription.kind == "thread",
-        Subscription.thread_key == thread_id).limit(1)) is not None
+    if address is None:
+        return ""
+    rows = dict(session.execute(select(Subscription.kind, Subscription.status).where(
+        Subscription.list_id == thread.list_id, Subscription.address == address,
+        Subscription.status.in_((ACTIVE, AWAITING)),
+        or_(Subscription.thread_key == thread.id, Subscription.kind == "list"))).all())
+    if rows.get("mute") == ACTIVE:
+        return "muted"
+    if rows.get("thread") == ACTIVE:
+        return "following"
+    if rows.get("list") == ACTIVE:
+        return "member"
+    return "awaiting" if AWAITING in rows.values() else ""
 
 
 @bp.get("/m/<path:message_id>")

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from listgate import dispatch
+from listgate import dispatch, plurals
 from listgate.db import transaction
 from listgate.ingest import LOOP_HEADER
 from listgate.models import DigestSent, MailingList, Message, OutboxEntry, RawMessage, Subscription, Thread
@@ -57,10 +57,10 @@ def table_of_contents(info: ListInfo, day: date, posts: list[tuple[Message, str,
     for number, (msg, subject, _) in enumerate(posts, 1):
         by_thread.setdefault(msg.thread_id, []).append((number, msg))
         subjects.setdefault(msg.thread_id, subject or msg.subject or "(no subject)")
-    lines = [f"{info.title or info.name} digest, {day.isoformat()}: {len(posts)} messages in "
-             f"{len(by_thread)} threads", "", "Today's topics:", ""]
+    lines = [f"{info.title or info.name} digest, {day.isoformat()}: {plurals.count(len(posts), 'message')} in "
+             f"{plurals.count(len(by_thread), 'thread')}", "", "Today's topics:", ""]
     for thread_id, items in by_thread.items():
-        lines.append(f"* {subjects[thread_id]} ({len(items)} message{'s' if len(items) != 1 else ''})")
+        lines.append(f"* {subjects[thread_id]} ({plurals.count(len(items), 'message')})")
         lines.extend(f"    {n:3d}. {m.from_name or m.from_addr}: {m.subject}" for n, m in items)
     lines += ["", f"Archive: {info.base_url}/lists/{info.name}/", ""]
     return "\n".join(lines)
@@ -71,7 +71,7 @@ def build(info: ListInfo, day: date, posts: list[tuple[Message, str, bytes]], to
     digest = MIMEMultipart("digest")
     digest["From"] = f"{info.name}@{info.domain}"
     digest["To"] = to
-    digest["Subject"] = f"{info.title or info.name} digest, {day.isoformat()} ({len(posts)} messages)"
+    digest["Subject"] = f"{info.title or info.name} digest, {day.isoformat()} ({plurals.count(len(posts), 'message')})"
     digest["Date"] = format_datetime(datetime.now(timezone.utc))
     digest["Message-ID"] = make_msgid("digest", domain=info.domain)
     digest["List-Id"] = f"<{info.name}.{info.domain}>"

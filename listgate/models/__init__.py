@@ -14,11 +14,13 @@ from listgate.models.archive import (
 from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
-from listgate.models.people import Person, Subscription
+from listgate.models.notposted import NotPosted
+from listgate.models.people import AutoReply, Person, Subscription
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
 
 __all__ = [
     "Attachment",
+    "AutoReply",
     "Ban",
     "Blob",
     "Bounce",
@@ -28,6 +30,7 @@ __all__ = [
     "MailingList",
     "Message",
     "MessageRef",
+    "NotPosted",
     "OutboxEntry",
     "Person",
     "RateHit",

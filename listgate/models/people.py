@@ -12,6 +12,9 @@ from listgate.models.archive import UTCDateTime, utcnow
 
 KINDS = ("list", "thread", "digest", "mute")
 PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
+# A subscription that ended stays as a row (deliveries and bounces point at it) and is reused on return;
+# AWAITING: the address is confirmed and a moderator's approval is still needed (private/members lists).
+ENDED, AWAITING = "ended", "awaiting"
 
 
 class Person(Base):
@@ -47,3 +50,15 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    approved_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+
+
+class AutoReply(Base):
+    """When an address last got an automatic reply to mail it sent (RFC 3834's one-per-window rule)."""
+
+    __tablename__ = "auto_replies"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

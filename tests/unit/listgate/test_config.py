@@ -121,6 +121,8 @@ BAD = [
     ("LISTGATE_METRICS_TOKEN", "short"),
     ("LISTGATE_TRUSTED_PROXIES", "-1"),
     ("LISTGATE_TRUSTED_PROXIES", "nginx"),
+    ("LISTGATE_AUTO_REPLY_WINDOW", "-5"),
+    ("LISTGATE_AUTO_REPLY_WINDOW", "a minute"),
 ]
 
 

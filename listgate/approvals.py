@@ -1,0 +1,50 @@
+"""Moderators letting people into private and members-only lists (web moderation page and CLI)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listgate.models import MailingList, Subscription
+from listgate.models.people import AWAITING, PENDING
+from listgate.subscriptions import MODERATOR, Outcome, SubscriptionError, end, notice, start, thread_subject
+
+
+def approve(session: Session, sub: Subscription, by: str) -> Outcome:
+    """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
+    mlist = session.get_one(MailingList, sub.list_id)
+    if sub.status not in (AWAITING, PENDING):
+        raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
+    if sub.status == PENDING:
+        sub.approved_by = by
+        return Outcome(sub, f"{sub.address} will be subscribed as soon as they confirm their address.",
+                       [], mlist.name, sub.thread_key)
+    start(session, mlist, sub.address, sub.kind, sub.thread_key, approved_by=by)
+    entry = notice(session, mlist, "welcome", sub.address, MODERATOR, sub.id, kind=sub.kind,
+                   thread_id=sub.thread_key, subject=thread_subject(session, sub.thread_key))
+    return Outcome(sub, f"{sub.address} is now subscribed to {mlist.name}.", [entry], mlist.name, sub.thread_key)
+
+
+def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
+    """A moderator turns a request down: it ends, and the address is told (with the reason given)."""
+    mlist = session.get_one(MailingList, sub.list_id)
+    if sub.status not in (AWAITING, PENDING):
+        raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
+    end(session, [sub], f"refused by {by}")
+    entry = notice(session, mlist, "refused", sub.address, MODERATOR, sub.id, reason=reason[:500])
+    return Outcome(sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name)
+
+
+def waiting(session: Session, list_ids: Iterable[int]) -> list[Subscription]:
+    """Confirmed requests that wait for a moderator, oldest first."""
+    return list(session.scalars(select(Subscription).where(
+        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == AWAITING).order_by(Subscription.created_at)))
+
+
+def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subscription]:
+    """The requests of address on mlist a moderator can decide on (confirmed or not yet)."""
+    return list(session.scalars(select(Subscription).where(
+        Subscription.list_id == mlist.id, Subscription.address == address.strip().lower(),
+        Subscription.status.in_((AWAITING, PENDING))).order_by(Subscription.id)))
