@@ -183,7 +183,9 @@ def change(session: Session, mlist: MailingList, address: str, action: str, *, c
     sub, message, said = _HANDLERS[action](session, mlist, address, key, channel)
     outbox = []
     if notify and said == "goodbye":
-        outbox.append(notice(session, mlist, "goodbye", address, channel))
+        # Never held back as a reply: it is how a forged unsubscribe is noticed, and at most one
+        # goes out per subscription that really ended.
+        outbox.append(notice(session, mlist, "goodbye", address, WEB if channel == MAIL else channel))
     elif notify and said and channel == MAIL:
         outbox.append(notice(session, mlist, "changed", address, channel, message=message, thread_id=key,
                              subject=thread_subject(session, key)))

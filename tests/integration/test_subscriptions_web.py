@@ -34,7 +34,8 @@ def list_token(settings, db) -> str:  # type: ignore[no-untyped-def]
 
 def _subscribed(db) -> list[str]:  # type: ignore[no-untyped-def]
     with db() as session:
-        return list(session.scalars(select(Subscription.address).where(Subscription.kind == "list")))
+        return list(session.scalars(select(Subscription.address).where(Subscription.kind == "list",
+                                                                        Subscription.status == "active")))
 
 
 def test_get_shows_a_button_and_does_not_unsubscribe(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
