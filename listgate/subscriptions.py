@@ -123,6 +123,7 @@ def start(session: Session, mlist: MailingList, address: str, kind: str = "list"
         session.add(sub)
     approved_by = approved_by or sub.approved_by
     if sub.status == ACTIVE:
+        _end_other_choice(session, sub)  # the latest choice wins, even over a request still pending
         return sub
     if not approved_by and kind in _NEEDS_APPROVAL and needs_approval(mlist) and not is_member(session, mlist, address):
         sub.status = AWAITING
@@ -137,6 +138,11 @@ def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
     sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = ACTIVE, _now(), None, ""
     sub.bounce_score, sub.approved_by = 0.0, approved_by
     session.flush()
+    _end_other_choice(session, sub)
+
+
+def _end_other_choice(session: Session, sub: Subscription) -> None:
+    """Every post or the digest, following or muting a thread: one of the two; the other ends."""
     others: dict[str, tuple[str, str]] = {"list": ("digest", "switched to every post"),
                                           "digest": ("list", "switched to the digest"),
                                           "thread": ("mute", "followed again"), "mute": ("thread", "muted")}
