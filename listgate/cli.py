@@ -231,15 +231,21 @@ def lists_show() -> None:
 @click.option("--list", "list_name", required=True, help="The list's name.")
 @click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list).")
 @click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
-def subscribe(address: str, list_name: str, thread_id: int, digest: bool) -> None:
-    """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription)."""
+@click.option("--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance).")
+def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
+    """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or invite it."""
     settings = load_settings()
     ensure_schema(settings)
     kind = "thread" if thread_id else ("digest" if digest else "list")
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
-        sub = lists_service.subscribe(session, mlist, address, kind, thread_id)
-        address = sub.address
+        if invite:
+            outcome = subscriptions.request(session, mlist, address, secret=settings.secret_key,
+                                            base_url=settings.base_url, domain=settings.domain, kind=kind,
+                                            thread_id=thread_id, channel=subscriptions.ADMIN, invited_by="admin")
+            click.echo(outcome.message + (" It goes out within a minute or two." if outcome.outbox else ""))
+            return
+        address = lists_service.subscribe(session, mlist, address, kind, thread_id).address
     click.echo(f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})")
 
 

@@ -60,3 +60,19 @@ def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: i
     assert got[("listgate_delivered_total", ())] == 1
     assert got[("listgate_deferred", ())] == 1
     assert ("listgate_queue_lag_seconds", ()) in got
+
+
+def test_metrics_show_failed_work_and_what_waits_for_moderators(client, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from listgate.models import OutboxEntry
+
+    make_list("dev")
+    post(db, make_mail("auto", headers={"Auto-Submitted": "auto-replied"}))
+    with transaction(db) as session:
+        now = datetime.now(timezone.utc)
+        session.add(OutboxEntry(kind="listgate.handle_command", done_at=now, failed_at=now, last_error="boom"))
+    got = samples(client.get("/metrics").get_data(as_text=True))
+    assert got[("listgate_outbox_failed", ())] == 1
+    assert got[("listgate_not_posted", ())] == 1
+    assert got[("listgate_subscriptions_awaiting_approval", ())] == 0
