@@ -1,0 +1,113 @@
+"""Migration 0004 on databases that already hold subscribers with history, SQLite and PostgreSQL.
+
+A database at 0003 with a subscriber who was mailed and bounced is upgraded; then that
+subscriber can leave and come back (the DELETE that failed on the foreign keys is gone), and
+the models agree with the migrated schema for every table 0004 touches.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, select, text
+
+from listgate import lists, subscriptions
+from listgate.db import Base, make_engine, session_factory, transaction, writer
+from listgate.models import Delivery, Subscription
+from listgate.schema import current, upgrade
+from tests.conftest import make_settings
+from tests.services import new_database
+
+pytestmark = pytest.mark.integration
+TOUCHED = {"subscriptions", "outbox", "auto_replies", "not_posted"}
+
+
+def _history_at_0003(engine: Engine) -> None:
+    """A list, a subscriber, a post, its delivery and a bounce, written as the 0003 code would."""
+    upgrade(engine, "0003")
+    now = "2026-11-01 10:00:00"
+    with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO lists (id, name, title, description, policy, private, dmarc_mode, moderators, created_at, "
+            f"message_count, thread_count) VALUES (1, 'dev', 'dev', '', 'open', false, 'auto', '', '{now}', 1, 1)",
+            "INSERT INTO subscriptions (id, list_id, address, kind, thread_key, status, created_at, bounce_score) "
+            f"VALUES (1, 1, 'bob@example.org', 'list', 0, 'active', '{now}', 0)",
+            f"INSERT INTO raw_messages (id, sha256, size, data, received_at) VALUES (1, 'x', 1, 'x', '{now}')",
+            "INSERT INTO threads (id, list_id, subject, subject_norm, starter_name, message_count, participant_count, "
+            f"created_at, last_activity, featured, subject_orphan) VALUES (1, 1, 's', 's', 'a', 1, 1, '{now}', '{now}', "
+            "false, false)",
+            "INSERT INTO messages (id, list_id, message_id, message_id_generated, thread_id, parent_pos, raw_id, subject, "
+            "subject_norm, from_name, from_addr, date, date_offset, date_header, received_at, in_reply_to, "
+            "\"references\", body_text, body_html, is_flowed, status, origin, defects) VALUES (1, 1, 'p@x', false, 1, "
+            f"0, 1, 's', 's', 'a', 'a@example.org', '{now}', 0, '', '{now}', '', '', 'hi', '', false, 'visible', "
+            "'smtp', '')",
+            "INSERT INTO deliveries (id, message_pk, address, subscription_id, status, attempts, last_error, created_at) "
+            f"VALUES (1, 1, 'bob@example.org', 1, 'sent', 1, '', '{now}')",
+            "INSERT INTO bounces (id, delivery_id, subscription_id, address, kind, diagnostic, received_at) "
+            f"VALUES (1, 1, 1, 'bob@example.org', 'transient', '', '{now}')",
+            "INSERT INTO outbox (id, kind, ref_id, payload, created_at, attempts) "
+            f"VALUES (1, 'listgate.fanout', 1, '{{}}', '{now}', 0)",
+        ):
+            conn.execute(text(sql.replace("false", "0") if engine.dialect.name == "sqlite" else sql))
+        if engine.dialect.name == "postgresql":  # explicit ids do not move the sequences on
+            for table in ("lists", "subscriptions", "raw_messages", "threads", "messages", "deliveries", "bounces",
+                          "outbox"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+
+
+def _upgrade_and_live(engine: Engine) -> None:
+    _history_at_0003(engine)
+    upgrade(engine)
+    assert current(engine) == "0004"
+    db = session_factory(writer(engine))
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        sub = session.get_one(Subscription, 1)
+        assert (sub.status, sub.ended_at, sub.end_reason, sub.approved_by) == ("active", None, "", "")
+        subscriptions.change(session, mlist, "bob@example.org", subscriptions.LEAVE, channel="link")
+        lists.subscribe(session, mlist, "bob@example.org")
+        subscriptions.change(session, mlist, "bob@example.org", subscriptions.LEAVE, channel="mail")
+    with db() as session:
+        sub = session.get_one(Subscription, 1)
+        assert (sub.status, sub.end_reason) == ("ended", "left (mail)")
+        assert session.scalar(select(Delivery.subscription_id)) == 1
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    ours = [d for d in _flat(diffs) if _table_of(d) in TOUCHED]
+    assert ours == [], ours
+
+
+def _flat(diffs: list) -> list:  # type: ignore[type-arg]
+    return [d for group in diffs for d in (group if isinstance(group, list) else [group])]
+
+
+def _table_of(diff: tuple) -> str:  # type: ignore[type-arg]
+    for part in diff[1:]:
+        name = getattr(part, "name", None) if not isinstance(part, str) else None
+        table = getattr(part, "table", None)
+        if table is not None:
+            return table.name
+        if isinstance(part, str) and part in TOUCHED:
+            return part
+        if name in TOUCHED:
+            return str(name)
+    return ""
+
+
+def test_upgrade_keeps_history_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(make_settings(tmp_path))
+    try:
+        _upgrade_and_live(engine)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_keeps_history_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    engine = make_engine(make_settings(tmp_path, LISTGATE_DATABASE_URL=new_database(postgres_url, migrated=False)))
+    try:
+        _upgrade_and_live(engine)
+    finally:
+        engine.dispose()
