@@ -3,6 +3,7 @@ counts in words, limits on confirmation mail, and error pages that say what happ
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 
@@ -171,3 +172,35 @@ def test_a_lock_timeout_is_a_503_with_retry_after(app, client, db, make_list, se
         holder.dispose()
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "30"
     assert "unavailable" in answer.get_json()["error"]
+
+
+def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("club", policy="members", moderators="mod@example.org")
+    thread_id = post(db, make_mail("Members talk", sender="mod@example.org"), list_name="club").thread_id
+    client.post("/lists/club/subscribe", data={"csrf_token": csrf(client, "/lists/club/"), "address": "a@example.org"})
+    client.post(f"/threads/{thread_id}/follow", data={"csrf_token": csrf(client, f"/threads/{thread_id}"),
+                                                       "address": "b@example.org"})
+    for payload in notices(db, "confirm"):
+        path = payload["link"].split("://", 1)[1].split("/", 1)[1]
+        assert "Press the button to confirm" in client.get("/" + path).get_data(as_text=True)
+        done = client.post("/" + path).get_data(as_text=True)
+        assert "must approve your subscription" in done
+    assert _states(db, "a@example.org") == {"list": "awaiting"} and _states(db, "b@example.org") == {"thread": "awaiting"}
+    assert [n["to"] for n in notices(db, "awaiting")] == ["a@example.org", "b@example.org"]
+    assert notices(db, "welcome") == []
+
+
+def test_a_confirmed_outsider_still_cannot_read_a_private_list(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17.9: secret+subscribe@, confirm, sign in, read. Now the request waits for a moderator."""
+    make_list("secret", private=True, moderators="mod@example.org")
+    post(db, make_mail("Secret plans", sender="mod@example.org"), list_name="secret")
+    with transaction(db) as session:
+        outcome = subscriptions.request(session, lists.require(session, "secret"), "spy@example.org",
+                                        secret="test-secret-key-0123456789", base_url="https://lists.test",
+                                        domain="lists.test", channel=subscriptions.MAIL)
+        reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
+        subscriptions.confirm_by_code(session, "test-secret-key-0123456789", lists.require(session, "secret"),
+                                      reply_to.split("+confirm-")[1].split("@")[0])
+    sign_in(client, db, "spy@example.org")
+    assert client.get("/lists/secret/").status_code == 404
+    assert "Secret plans" not in client.get("/").get_data(as_text=True)
