@@ -57,6 +57,15 @@ def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-
     return mlist
 
 
+def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
+    """The row of model with this id if it belongs to a list this person moderates, else 404."""
+    row = session.get(model, pk)
+    if row is None:
+        abort(404)
+    _own_list(session, row.list_id)
+    return row
+
+
 @bp.get("/moderation")
 @moderator
 def queue():  # type: ignore[no-untyped-def]
@@ -84,10 +93,7 @@ def queue():  # type: ignore[no-untyped-def]
 def decide_request(sub_id: int, decision: str):  # type: ignore[no-untyped-def]
     """Let an address into a private or members-only list, or turn it down (it is told either way)."""
     with transaction(resources().writer) as session:
-        sub = session.get(Subscription, sub_id)
-        if sub is None:
-            abort(404)
-        _own_list(session, sub.list_id)
+        sub = _owned(session, Subscription, sub_id)
         try:
             if decision == "approve":
                 outcome = approvals.approve(session, sub, current_address() or "")
@@ -105,10 +111,7 @@ def decide_request(sub_id: int, decision: str):  # type: ignore[no-untyped-def]
 def release(entry_id: int):  # type: ignore[no-untyped-def]
     """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
     with transaction(resources().writer) as session:
-        entry = session.get(NotPosted, entry_id)
-        if entry is None:
-            abort(404)
-        _own_list(session, entry.list_id)
+        _owned(session, NotPosted, entry_id)
         try:
             result = ingest.release(session, entry_id, current_address() or "", domain=settings().domain,
                                     fallback_days=settings().subject_fallback_days)

@@ -29,7 +29,7 @@ import pytest
 
 from listgate import dispatch
 from listgate.config import Settings
-from tests.integration.test_end_to_end import DOMAIN, Stack, base_env, make_stack
+from tests.integration.test_end_to_end import DOMAIN, Stack, base_env, make_stack, run_separately
 from tests.integration.web_client import WebClient
 from tests.sink import Received, SmtpSink
 from worker.celery_app import make_celery
@@ -321,16 +321,8 @@ def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
 @pytest.fixture
 def separate_stack(tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str) -> Iterator[Stack]:
     """Gateway, worker, beat and web as separate processes on PostgreSQL and Redis."""
-    stack = make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db,
-                                              LISTGATE_BROKER_URL=redis_db_url))
-    for name, args in (("gateway", ["-m", "gateway"]), ("worker", ["-m", "worker", "worker"]),
-                       ("beat", ["-m", "worker", "beat"]), ("web", ["-m", "webarchive"])):
-        stack.start(name, [sys.executable, *args])
-    try:
-        stack.wait_ready()
-        yield stack
-    finally:
-        stack.stop()
+    yield from run_separately(make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db,
+                                                                LISTGATE_BROKER_URL=redis_db_url)))
 
 
 def test_a_life_with_the_list_on_the_embedded_default(up_stack: Stack, sink: SmtpSink) -> None:

@@ -17,21 +17,6 @@ from tests.unit.webarchive.factories import make_mail, post
 from tests.unit.webarchive.helpers import csrf, notices, sign_in
 
 
-class FakeSender:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def send_task(self, name, args=(), **_kw):  # type: ignore[no-untyped-def]
-        self.sent.append(name)
-
-
-@pytest.fixture
-def sender(app):  # type: ignore[no-untyped-def]
-    fake = FakeSender()
-    app.extensions["listgate"].sender = fake
-    return fake
-
-
 @pytest.fixture
 def topic(make_list, db):  # type: ignore[no-untyped-def]
     make_list("dev")
