@@ -19,9 +19,8 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings as hsettings
@@ -30,12 +29,12 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import dispatch, lists, subscriptions
+from listgate import lists, subscriptions
 from listgate.addresses import Recipient
 from listgate.config import Settings
-from listgate.db import Base, make_engine, session_factory, transaction, writer
+from listgate.db import Base, make_engine, transaction
 from listgate.ingest import COMMAND, STORED, ingest
-from listgate.models import Delivery, Message, OutboxEntry
+from listgate.models import Message, OutboxEntry
 from listgate.parsing import parse
 from listgate.schema import upgrade
 from listgate.subscriptions import SubscriptionError
