@@ -88,17 +88,26 @@ def queue():  # type: ignore[no-untyped-def]
                            requests=approvals.waiting(session, mine), not_posted=notposted.waiting(session, mine))
 
 
-@bp.post("/moderation/subscriptions/<int:sub_id>/<any(approve, refuse):decision>")
+@bp.post("/moderation/subscriptions/<int:sub_id>/approve")
 @moderator
-def decide_request(sub_id: int, decision: str):  # type: ignore[no-untyped-def]
-    """Let an address into a private or members-only list, or turn it down (it is told either way)."""
+def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Let an address into a private or members-only list; it gets a welcome mail."""
+    return _decide(sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or ""))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
+@moderator
+def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Turn a request down; the address is told, with the reason given."""
+    return _decide(sub_id, lambda session, sub: approvals.refuse(session, sub, current_address() or "",
+                                                                 request.form.get("reason", "")))
+
+
+def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
     with transaction(resources().writer) as session:
         sub = _owned(session, Subscription, sub_id)
         try:
-            if decision == "approve":
-                outcome = approvals.approve(session, sub, current_address() or "")
-            else:
-                outcome = approvals.refuse(session, sub, current_address() or "", request.form.get("reason", ""))
+            outcome = decide(session, sub)
         except SubscriptionError as exc:
             abort(409, description=str(exc))
     enqueue(outcome.outbox)
