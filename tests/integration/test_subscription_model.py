@@ -44,7 +44,8 @@ from worker import commands, delivery, digest, tasks
 from worker.context import WorkerContext
 from worker.notify import recipients
 
-pytestmark = pytest.mark.integration
+# 300 examples of up to 30 steps take about 1.5 min on SQLite and 3 on PostgreSQL on 2 busy cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 EXAMPLES = 300 if in_ci() else int(os.environ.get("LISTGATE_MODEL_EXAMPLES", "40"))
 STEPS = 30
