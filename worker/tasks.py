@@ -51,14 +51,19 @@ def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, O
 
 
 def fail(ctx: WorkerContext, outbox_id: int, exc: BaseException,
-         on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None) -> list[OutboxEntry]:
-    """End an outbox entry as failed for good: logged with its stack trace and a reference; the answer to send."""
+         on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
+         claimed: bool = False) -> list[OutboxEntry]:
+    """End an outbox entry as failed for good: logged with its stack trace and a reference; the answer to send.
+
+    claimed: this worker holds the entry (done_at set by its claim); otherwise an entry someone
+    else finished meanwhile is left as it is.
+    """
     reference = secrets.token_hex(4)
     log.error("outbox entry %s failed for good [reference %s]", outbox_id, reference, exc_info=exc)
     detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:1000]
     with transaction(ctx.db) as session:
         entry = session.get(OutboxEntry, outbox_id)
-        if entry is None or entry.done_at is not None:
+        if entry is None or entry.failed_at is not None or (entry.done_at is not None and not claimed):
             return []
         entry.done_at = entry.failed_at = datetime.now(timezone.utc)
         entry.last_error = f"{detail} [reference {reference}]"
@@ -87,7 +92,7 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     try:
         to, data = notices.render(payload, ctx.settings)
     except notices.NoticeError as exc:
-        fail(ctx, outbox_id, exc)
+        fail(ctx, outbox_id, exc, claimed=True)
         return
     with mailer.connect(ctx.settings.outbound) as conn:
         result = conn.send("", to, data)

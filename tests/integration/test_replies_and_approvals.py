@@ -260,3 +260,23 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
     with site.db() as session:
         row = session.scalars(select(Subscription).where(Subscription.address == "fan@example.org")).one()
     assert (row.kind, row.status) == ("thread", "ended")
+
+
+def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> None:  # type: ignore[no-untyped-def]
+    """The 451 retry of a reply already counted in its window must not be held back by that window."""
+    from worker import tasks
+    from worker.context import WorkerContext
+
+    site = world[0]
+    ctx = WorkerContext(site.settings)
+    try:
+        with transaction(site.db) as session:
+            entry_id = dispatch.record(session, dispatch.SEND_NOTICE, 0, {
+                "template": "help", "list": "dev", "to": "deferred@example.org", "reply": True}).id
+        rsink.script("451 4.3.0 try again later")
+        tasks.send_notice(ctx, entry_id)
+        assert mails_to(rsink, "deferred@example.org") == []
+        tasks.send_notice(ctx, entry_id)  # what the sweeper does after its backoff
+        assert len(mails_to(rsink, "deferred@example.org")) == 1
+    finally:
+        ctx.dispose()
