@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Subscription
 from listgate.models.people import AWAITING, PENDING
-from listgate.subscriptions import MODERATOR, Outcome, SubscriptionError, end, notice, start, thread_subject
+from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
 
 
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
@@ -22,7 +22,7 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
         return Outcome(sub, f"{sub.address} will be subscribed as soon as they confirm their address.",
                        [], mlist.name, sub.thread_key)
     start(session, mlist, sub.address, sub.kind, sub.thread_key, approved_by=by)
-    entry = notice(session, mlist, "welcome", sub.address, MODERATOR, sub.id, kind=sub.kind,
+    entry = notice(session, mlist, "welcome", sub.address, sub.id, kind=sub.kind,
                    thread_id=sub.thread_key, subject=thread_subject(session, sub.thread_key))
     return Outcome(sub, f"{sub.address} is now subscribed to {mlist.name}.", [entry], mlist.name, sub.thread_key)
 
@@ -33,7 +33,7 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     if sub.status not in (AWAITING, PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
-    entry = notice(session, mlist, "refused", sub.address, MODERATOR, sub.id, reason=reason[:500])
+    entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason[:500])
     return Outcome(sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name)
 
 

@@ -36,7 +36,7 @@ CONFIRM_DAYS = 7
 RESEND_AFTER = timedelta(minutes=10)  # one confirmation mail per address and scope per 10 minutes
 CONFIRM_LIMIT = (5, 900)  # and at most 5 per address per 15 minutes over every list, like sign-in links
 # Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC 3834 replies.
-LINK, MAIL, WEB, ADMIN, MODERATOR = "link", "mail", "web", "admin", "moderator"
+LINK, MAIL, WEB, ADMIN = "link", "mail", "web", "admin"
 # What change() can do.
 LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
     "leave", "leave-thread", "mute", "unmute", "follow", "list", "digest")
@@ -165,11 +165,11 @@ def thread_subject(session: Session, thread_key: int) -> str:
     return thread.subject if thread is not None else ""
 
 
-def notice(session: Session, mlist: MailingList, template: str, to: str, channel: str, ref_id: int = 0,
+def notice(session: Session, mlist: MailingList, template: str, to: str, ref_id: int = 0, *, reply: bool = False,
            **fields: Any) -> OutboxEntry:
-    """Record a generated mail; on the mail channel it is an automatic reply (RFC 3834 rules apply)."""
+    """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules apply)."""
     payload = {"template": template, "to": to, "list": mlist.name, "list_id": mlist.id, **fields}
-    if channel == MAIL:
+    if reply:
         payload["reply"] = True
     return dispatch.record(session, dispatch.SEND_NOTICE, ref_id, payload)
 
@@ -191,9 +191,9 @@ def change(session: Session, mlist: MailingList, address: str, action: str, *, c
     if notify and said == "goodbye":
         # Never held back as a reply: it is how a forged unsubscribe is noticed, and at most one
         # goes out per subscription that really ended.
-        outbox.append(notice(session, mlist, "goodbye", address, WEB if channel == MAIL else channel))
+        outbox.append(notice(session, mlist, "goodbye", address))
     elif notify and said and channel == MAIL:
-        outbox.append(notice(session, mlist, "changed", address, channel, message=message, thread_id=key,
+        outbox.append(notice(session, mlist, "changed", address, reply=True, message=message, thread_id=key,
                              subject=thread_subject(session, key)))
     log.info("%s %s on %s by %s: %s", address, action, mlist.name, channel, message)
     return Outcome(sub, message, outbox, mlist.name, key)
@@ -300,7 +300,7 @@ def request(session: Session, mlist: MailingList, address: str, *, secret: str, 
         sub.approved_by = invited_by
     session.flush()
     link = f"{base_url}/confirm/" + tokens.make(secret, tokens.CONFIRM, {"s": sub.id, "a": address})
-    entry = notice(session, mlist, "confirm", address, channel, sub.id, link=link, kind=kind, thread_id=thread_key,
+    entry = notice(session, mlist, "confirm", address, sub.id, reply=channel == MAIL, link=link, kind=kind, thread_id=thread_key,
                    reply_to=f"{mlist.name}+confirm-{confirm_code(secret, sub)}@{domain}",
                    subject=thread_subject(session, thread_key), invited=bool(invited_by))
     return Outcome(sub, f"A confirmation mail was sent to {address}.", [entry], mlist.name, thread_key)
@@ -369,10 +369,10 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     fields = {"kind": sub.kind, "thread_id": sub.thread_key, "subject": thread_subject(session, sub.thread_key),
               "authenticated": True}
     if sub.status == AWAITING:
-        entry = notice(session, mlist, "awaiting", sub.address, channel, sub.id, **fields)
+        entry = notice(session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields)
         return Outcome(sub, f"Your address is confirmed. A moderator of {mlist.name} must approve your "
                             "subscription; you will get a mail when they have.", [entry], mlist.name, sub.thread_key)
-    entry = notice(session, mlist, "welcome", sub.address, channel, sub.id, **fields)
+    entry = notice(session, mlist, "welcome", sub.address, sub.id, reply=channel == MAIL, **fields)
     return Outcome(sub, "Your subscription is confirmed.", [entry], mlist.name, sub.thread_key)
 
 

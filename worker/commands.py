@@ -38,7 +38,7 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
         return []
     except SubscriptionError as exc:
         log.info("command %s from %s on %s refused: %s", command, sender, mlist.name, exc)
-        return [notice(session, mlist, "rejected", sender, MAIL, entry.id, subject=f"{command} request",
+        return [notice(session, mlist, "rejected", sender, entry.id, reply=True, subject=f"{command} request",
                        reason=str(exc))]
 
 
@@ -64,7 +64,7 @@ def answer_failure(session: Session, entry: OutboxEntry, reference: str) -> list
     mlist, sender = _sender_and_list(session, payload)
     if mlist is None:
         return []
-    return [notice(session, mlist, "failed", sender, MAIL, entry.id, command=str(payload.get("command", "")),
+    return [notice(session, mlist, "failed", sender, entry.id, reply=True, command=str(payload.get("command", "")),
                    reference=reference)]
 
 
@@ -81,7 +81,7 @@ def _list_command(session: Session, settings: Settings, mlist: MailingList, comm
         # request is noticed and undone with one mail.
         return change(session, mlist, sender, subscriptions.LEAVE, channel=MAIL).outbox
     if command == "help":
-        return [notice(session, mlist, "help", sender, MAIL)]
+        return [notice(session, mlist, "help", sender, reply=True)]
     log.info("unknown command %r on %s", command, mlist.name)
     return []
 
