@@ -82,8 +82,9 @@ def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
     address = current_address()
     if not address:
         limit("signin-ip", client_ip())  # confirmation mail goes out: limited like sign-in links
-        return _act(thread, lambda session, mlist: _request(session, mlist, "thread", thread.id))
-    return _act(thread, lambda session, mlist: subscriptions.change(
+        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: _request(
+            session, mlist, "thread", thread.id))
+    return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
         session, mlist, address, subscriptions.FOLLOW, thread_id=thread.id, channel=subscriptions.WEB))
 
 
@@ -91,7 +92,7 @@ def _thread_action(action: str):  # type: ignore[no-untyped-def]
     """A signed-in person's unfollow, mute or unmute of a thread."""
     def view(thread_id: int):  # type: ignore[no-untyped-def]
         thread = readable_thread(db(), thread_id)
-        return _act(thread, lambda session, mlist: subscriptions.change(
+        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
             session, mlist, current_address() or "", action, thread_id=thread.id, channel=subscriptions.WEB))
     view.__name__ = f"{action.replace('-', '_')}_thread"
     view.__doc__ = f"{action.capitalize()} a thread."
@@ -105,20 +106,23 @@ bp.add_url_rule("/threads/<int:thread_id>/unmute", "unmute_thread", _thread_acti
                 methods=["POST"])
 
 
-def _act(thread: Thread, action):  # type: ignore[no-untyped-def]
-    """Run action(session, list) in one write transaction; flash what it did and go back to the thread."""
-    back = redirect(url_for("pages.thread", thread_id=thread.id), 303)
+def _to_thread(thread: Thread) -> str:
+    return url_for("pages.thread", thread_id=thread.id)
+
+
+def _act(list_id: int, back: str, action):  # type: ignore[no-untyped-def]
+    """Run action(session, list) in one write transaction; flash what it did and go back."""
     try:
         with transaction(resources().writer) as session:
-            outcome = action(session, session.get_one(MailingList, thread.list_id))
+            outcome = action(session, session.get_one(MailingList, list_id))
     except RateLimited as exc:
         abort(429, description=str(exc), retry_after=exc.retry_after)
     except SubscriptionError as exc:
         flash(str(exc), "error")
-        return back
+        return redirect(back, 303)
     enqueue(outcome.outbox)
     flash(outcome.message, "ok")
-    return back
+    return redirect(back, 303)
 
 
 def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # type: ignore[no-untyped-def]
@@ -131,26 +135,14 @@ def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # typ
 def subscribe_list(name: str):  # type: ignore[no-untyped-def]
     """Subscribe to a whole list (or its digest): at once when signed in, by double opt-in otherwise."""
     mlist = readable_list(db(), name)
-    list_name = mlist.name  # the rolled-back session below expires mlist: keep the name for the redirect
     kind = "digest" if request.form.get("kind") == "digest" else "list"
     address = current_address()
+    back = url_for("pages.list_page", name=mlist.name)
     if not address:
         limit("signin-ip", client_ip())
-    try:
-        with transaction(resources().writer) as session:
-            mlist = session.get_one(MailingList, mlist.id)
-            if address:
-                outcome = subscriptions.change(session, mlist, address, kind, channel=subscriptions.WEB)
-            else:
-                outcome = _request(session, mlist, kind)
-    except RateLimited as exc:
-        abort(429, description=str(exc), retry_after=exc.retry_after)
-    except SubscriptionError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("pages.list_page", name=list_name), 303)
-    enqueue(outcome.outbox)
-    flash(outcome.message, "ok")
-    return redirect(url_for("pages.list_page", name=list_name), 303)
+        return _act(mlist.id, back, lambda session, m: _request(session, m, kind))
+    return _act(mlist.id, back, lambda session, m: subscriptions.change(session, m, address, kind,
+                                                                        channel=subscriptions.WEB))
 
 
 @bp.get("/me/subscriptions")
