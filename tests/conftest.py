@@ -30,7 +30,6 @@ from tests.services import (  # noqa: F401 - fixtures re-exported for every test
 )
 from tests.sink import SmtpSink
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 DATA = Path(__file__).resolve().parent / "data"
 
 

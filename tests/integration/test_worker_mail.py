@@ -17,7 +17,7 @@ from listgate.ingest import COMMAND, ingest
 from listgate.models import Bounce, Delivery, DigestSent, Message, Subscription
 from listgate.parsing import parse
 from listgate.schema import upgrade
-from tests.conftest import CORPORA, free_port, make_settings
+from tests.conftest import DATA, free_port, make_settings
 from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
 from tests.sink import SmtpSink
 from worker import delivery, digest
@@ -164,11 +164,11 @@ def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: Sm
     def bounces(kind: str) -> int:
         return site.count(Bounce, Bounce.address == "flaky@example.org", Bounce.kind == kind)
 
-    delayed = (CORPORA / "bounces" / "data" / "dsn_05.txt").read_bytes()
+    delayed = (DATA / "bounces" / "dsn_05.txt").read_bytes()
     send_to(site, verp, delayed, envelope_from="")
     wait_until(lambda: bounces("delayed") == 1, what="the delay notice")
     assert score() == 0.0
-    failed = (CORPORA / "bounces" / "data" / "dsn_11.txt").read_bytes()
+    failed = (DATA / "bounces" / "dsn_11.txt").read_bytes()
     send_to(site, verp, failed, envelope_from="")
     wait_until(lambda: bounces("permanent") == 1, what="the first bounce")
     assert score() == 1.0 and status_of(site, "flaky@example.org") == "active"

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import CORPORA
+from tests.conftest import DATA as TEST_DATA
+from tests.corpora import corpus
 from worker.bounces import DELAYED, PERMANENT, TRANSIENT, parse_bounce
 
-DATA = CORPORA / "bounces" / "data"
+DATA = TEST_DATA / "bounces"  # the ones named below; the whole collection is in the corpora
 # Delay warnings (DSN Action: delayed, or "will keep trying" notices): these must never count.
 WARNINGS = ["dsn_05", "dsn_06", "dsn_07", "dsn_08", "dsn_17", "simple_03", "simple_21", "simple_28",
             "simple_35", "simple_40"]
@@ -33,7 +34,7 @@ def test_failures_are_permanent_and_name_the_recipient(name: str, address: str) 
 
 
 def test_whole_corpus_parses_without_error_and_mostly_classifies() -> None:
-    files = sorted(DATA.glob("*.txt"))
+    files = sorted(corpus("bounces", "data").glob("*.txt"))
     assert len(files) >= 100
     kinds = [parse_bounce(f.read_bytes()).kind for f in files]
     assert kinds.count(PERMANENT) + kinds.count(TRANSIENT) >= 90
