@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from sqlalchemy import delete
@@ -22,13 +22,25 @@ from webarchive.ratelimit import client_ip, limit
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go back to after signing in (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("pages.home")
-    return target
+    """A path on this site to go back to after signing in, in a form no browser reads as another site.
+
+    urlsplit drops tabs and newlines and leading controls as browsers do; what is left is
+    percent-encoded down to printable ASCII without backslashes, so the browser's own
+    normalisation has nothing left to remove, and it must then be a path ("/x", never "//x").
+    """
+    home = url_for("pages.home")
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc:
+        return home
+    path = quote(parts.path, safe=_PATH_SAFE)
+    if not path.startswith("/") or path.startswith("//"):
+        return home
+    return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 
 
 def sign_in_link(address: str, next_path: str) -> str:
