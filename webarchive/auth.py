@@ -8,7 +8,7 @@ import secrets
 from datetime import datetime, timedelta, timezone
 from urllib.parse import quote, urlencode, urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
@@ -19,6 +19,7 @@ from listgate.subscriptions import SubscriptionError, normalize
 from webarchive.context import resources, settings
 from webarchive.outbox import enqueue
 from webarchive.ratelimit import client_ip, limit
+from webarchive.security import end_session, start_session
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
@@ -96,10 +97,7 @@ def complete(token: str):  # type: ignore[no-untyped-def]
         return render_template("auth/invalid.html", reason=str(exc)), 400
     if not _use_once(token):
         return render_template("auth/invalid.html", reason="this link was already used; ask for a new one"), 400
-    session.clear()
-    session.permanent = True
-    session["address"] = address
-    session["csrf"] = secrets.token_urlsafe(24)
+    start_session(address)
     flash(f"You are signed in as {address}.", "ok")
     return redirect(safe_next(request.form.get("next")), 303)
 
@@ -120,7 +118,8 @@ def _use_once(token: str) -> bool:
 
 @bp.post("/signout")
 def signout():  # type: ignore[no-untyped-def]
-    """Forget who is signed in."""
-    session.clear()
-    flash("You are signed out.", "ok")
+    """Sign out this browser (everywhere=yes: every browser of this person); the cookie stops working."""
+    everywhere = request.form.get("everywhere") == "yes"
+    end_session(everywhere)
+    flash("You are signed out on every device." if everywhere else "You are signed out.", "ok")
     return redirect(url_for("pages.home"), 303)
