@@ -42,7 +42,11 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # t
     assert r.get_json()["database"].startswith("unavailable")
 
 
-def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from webarchive import create_app
+
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
     make_list("dev")
     stored = post(db, make_mail("hello"))
     with transaction(db) as session:
@@ -51,7 +55,7 @@ def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: i
         counters.bump(session, counters.REFUSED, "unknown-list", n=2)
         session.add(Delivery(message_pk=stored.message_pk, address="a@x.org", status="sent"))
         session.add(Delivery(message_pk=stored.message_pk, address="b@x.org", status="deferred"))
-    r = client.get("/metrics")
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.content_type.startswith("text/plain")
     got = samples(r.get_data(as_text=True))
     assert got[("listgate_received_total", ())] == 3
