@@ -113,6 +113,8 @@ class _Snapshot:
         yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
         yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
         yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
+        yield _gauge("listgate_failed_posts", "Posts a relay refused as messages (not a recipient) in the last 30 days.",
+                     {(): len(m.failed)})
         if m.last_received is not None:
             yield _gauge("listgate_last_received_timestamp_seconds", "When the last mail was received (Unix time).",
                          {(): m.last_received.timestamp()})

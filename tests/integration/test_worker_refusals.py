@@ -17,14 +17,12 @@ import pytest
 from sqlalchemy import select
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.ingest import IngestResult
-from listgate.models import Bounce, Message, OutboxEntry, RawMessage, Subscription
-from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from tests.conftest import free_port
+from tests.integration.worker_helpers import Site, mail, wait_until, worker_site
 from tests.sink import SmtpSink
-from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
 SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cyd@example.org")
@@ -42,17 +40,7 @@ def relay() -> Iterator[SmtpSink]:
 @pytest.fixture(scope="module")
 def rsite(tmp_path_factory: pytest.TempPathFactory, relay: SmtpSink) -> Iterator[Site]:
     """One site and one worker for the module, with the production bounce limit (5)."""
-    tmp = tmp_path_factory.mktemp("refusals")
-    env = {"LISTGATE_DATA_DIR": str(tmp / "var"), "LISTGATE_DOMAIN": "lists.test",
-           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": relay.url,
-           "LISTGATE_BASE_URL": "https://lists.test", "LISTGATE_BOUNCE_SCORE_LIMIT": "5"}
-    settings = make_settings(tmp, **env)
-    engine = make_engine(settings)
-    upgrade(engine)
-    site = Site(settings, env, session_factory(writer(engine)), make_celery(settings))
-    proc = WorkerProcess(env, tmp / "worker.log").start()
-    yield site
-    proc.stop()
+    yield from worker_site(tmp_path_factory.mktemp("refusals"), relay.url, LISTGATE_BOUNCE_SCORE_LIMIT="5")
 
 
 @pytest.fixture
@@ -141,3 +129,101 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Sit
         for result, raw in zip(posted, attacks + legit):
             msg = session.get_one(Message, result.message_pk)
             assert session.get_one(RawMessage, msg.raw_id).data == raw
+
+
+MESSAGE_REFUSALS = ["554 5.7.1 Message rejected by the content filter", "552 5.3.4 Message size exceeds fixed limit",
+                    "500 Line too long (see RFC5321 4.5.3.1.6)", "550 5.6.0 Message has a header line too long",
+                    "554 Transaction failed: spam detected"]
+
+
+def moderation_page(site: Site, name: str) -> str:
+    """The moderation page as the list's moderator sees it."""
+    from tests.unit.webarchive.helpers import session_for
+    from webarchive import create_app
+
+    with transaction(site.db) as session:
+        lists.require(session, name).moderators = "mod@example.org"
+    app = create_app(site.settings)
+    try:
+        client = app.test_client()
+        session_for(client, "mod@example.org")
+        page = client.get("/moderation")
+        assert page.status_code == 200
+        return page.get_data(as_text=True)
+    finally:
+        app.extensions["listgate"].engine.dispose()
+
+
+def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, relay: SmtpSink) -> None:
+    from click.testing import CliRunner
+
+    from listgate import cli
+
+    name = site.list_name  # type: ignore[attr-defined]
+    posted = []
+    for i, reply in enumerate(MESSAGE_REFUSALS):  # five refused posts: the limit that used to suspend everyone
+        relay.script(*[reply] * len(SUBSCRIBERS))
+        posted.append(site.post(mail("author@example.org", f"Refused {i}", f"refused{i}-{name}@x",
+                                     to=f"{name}@lists.test"), name))
+        settled(site, posted[-1:])
+    states = settled(site, posted)
+    assert set(states.values()) == {"refused"} and len(states) == len(SUBSCRIBERS) * len(posted)
+    assert scores(site, name) == {addr: ("active", 0.0) for addr in SUBSCRIBERS}
+    assert site.count(Bounce, Bounce.address.in_(SUBSCRIBERS), Bounce.kind != "refused") == 0
+    after = site.post(mail("author@example.org", "Still here", f"after-{name}@x", to=f"{name}@lists.test"), name)
+    assert set(settled(site, [after]).values()) == {"sent"}
+    assert sorted(r.rcpt_tos[0] for r in relay.received) == sorted(SUBSCRIBERS)
+    page = moderation_page(site, name)
+    assert "Posts the relay refused" in page
+    for i, reply in enumerate(MESSAGE_REFUSALS):
+        assert f"Refused {i}" in page and reply.split(" ", 1)[1][:20] in page
+    assert "Still here" not in page.split("Posts the relay refused", 1)[1]
+    status = CliRunner().invoke(cli.main, ["status"], env=site.env)
+    assert f"failed     {len(MESSAGE_REFUSALS)} posts refused by the relay" in status.output, status.output
+
+
+def test_only_a_refusal_naming_the_recipient_counts_against_them(site: Site, relay: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    with relay.handler.lock:  # refused at RCPT: that recipient, and only them
+        relay.handler.refused_rcpts["cyd@example.org"] = "550 5.1.1 <cyd@example.org>: Recipient address rejected"
+    first = site.post(mail("author@example.org", "One", f"one-{name}@x", to=f"{name}@lists.test"), name)
+    assert settled(site, [first]) == {(first.message_pk, "ann@example.org"): "sent",
+                                      (first.message_pk, "bob@example.org"): "sent",
+                                      (first.message_pk, "cyd@example.org"): "bounced"}
+    with relay.handler.lock:
+        relay.handler.refused_rcpts.clear()
+    relay.script("550 5.1.1 <ann@example.org>... User unknown", "552 5.3.4 Message too big for this mailbox",
+                 "550 5.2.1 Mailbox disabled")  # after DATA: the status code says whose fault it is
+    second = site.post(mail("author@example.org", "Two", f"two-{name}@x", to=f"{name}@lists.test"), name)
+    assert sorted(settled(site, [second]).values()) == ["bounced", "bounced", "refused"]
+    got = scores(site, name)
+    assert sum(score for _, score in got.values()) == 3.0 and all(s == "active" for s, _ in got.values())
+
+
+def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(site: Site, relay: SmtpSink) -> None:
+    from tests.integration.test_worker_mail import send_to
+    from tests.unit.worker.test_bounces import dsn
+
+    name = site.list_name  # type: ignore[attr-defined]
+    post = site.post(mail("author@example.org", "Hello", f"hello-{name}@x", to=f"{name}@lists.test"), name)
+    settled(site, [post])
+    verp = relay.to("ann@example.org")[0].mail_from  # ann's copy: bounces to it are about ann's delivery
+
+    mine = (Bounce.address == "ann@example.org", Bounce.delivery_id.in_(
+        select(Delivery.id).where(Delivery.message_pk == post.message_pk)))
+
+    def ann(expected: int) -> tuple[str, float]:
+        """The kind of the latest bounce recorded for ann's copy of this post, and her score."""
+        wait_until(lambda: site.count(Bounce, *mine) == expected, what="the bounce")
+        with site.db() as session:
+            kind = session.scalars(select(Bounce.kind).where(*mine).order_by(Bounce.id.desc())).first()
+        return kind or "", scores(site, name)["ann@example.org"][1]
+
+    # The relay's next hop refused the message for its long lines: a DSN naming ann, but not her fault.
+    send_to(site, verp, dsn("ann@example.org", "5.6.0", "554 5.6.0 Message has lines too long"), envelope_from="")
+    assert ann(1) == ("refused", 0.0)
+    send_to(site, verp, dsn("bob@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from="")  # not ann's
+    assert ann(2) == ("refused", 0.0)
+    send_to(site, verp, dsn("ann@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from="")  # ann's own
+    assert ann(3) == ("permanent", 1.0)
+    assert "Hello" in moderation_page(site, name).split("Posts the relay refused", 1)[1]
