@@ -15,12 +15,12 @@ import mailbox
 import re
 import smtplib
 import socket
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 from contextlib import contextmanager
-from urllib.parse import unquote, urlsplit
+
+from listgate.outbound import open_session
 
 log = logging.getLogger(__name__)
 
@@ -73,33 +73,14 @@ class SmtpConnection:
     """One SMTP session reused for many transactions; reconnects after a drop."""
 
     def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
-        self.url = urlsplit(url)
+        self.url = url
         self.timeout = timeout
         self._smtp: smtplib.SMTP | None = None
-
-    def _open(self) -> smtplib.SMTP:
-        host, port = self.url.hostname or "localhost", self.url.port or 25
-        if self.url.scheme == "smtps":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=self.timeout,
-                                                  context=ssl.create_default_context())
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=self.timeout)
-        # The message and its final "." go out as two writes (see _transaction): without
-        # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        smtp.ehlo_or_helo_if_needed()
-        if self.url.scheme == "smtp+starttls":
-            _require_starttls(smtp, host, port)
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        if self.url.username:
-            smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
-        return smtp
 
     def session(self) -> smtplib.SMTP:
         """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/wave.py drives it."""
         if self._smtp is None:
-            self._smtp = self._open()
+            self._smtp = open_session(self.url, self.timeout)
         return self._smtp
 
     def send(self, mail_from: str, rcpt: str, data: bytes,
@@ -160,14 +141,6 @@ class SmtpConnection:
         except (smtplib.SMTPException, *TRANSIENT_ERRORS):
             self._smtp.close()
         self._smtp = None
-
-
-def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
-    """Refuse to go on (no AUTH, no mail in plaintext) when the relay does not offer STARTTLS."""
-    if not smtp.has_extn("starttls"):
-        log.error("outbound relay %s:%s does not offer STARTTLS but LISTGATE_OUTBOUND demands it "
-                  "(smtp+starttls://): nothing sent, no credentials sent; mail deferred", host, port)
-        raise smtplib.SMTPNotSupportedError(f"relay {host}:{port} does not offer STARTTLS (required by smtp+starttls://)")
 
 
 class MaildirConnection:
