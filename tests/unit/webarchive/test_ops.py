@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from listgate import counters
 from listgate.db import transaction
-from listgate.models import Delivery
+from listgate.models import Bounce, Delivery
 from tests.unit.webarchive.factories import make_mail, post
 
 
@@ -55,6 +55,10 @@ def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type:
         counters.bump(session, counters.REFUSED, "unknown-list", n=2)
         session.add(Delivery(message_pk=stored.message_pk, address="a@x.org", status="sent"))
         session.add(Delivery(message_pk=stored.message_pk, address="b@x.org", status="deferred"))
+        refused = Delivery(message_pk=stored.message_pk, address="c@x.org", status="refused")
+        session.add(refused)
+        session.flush()
+        session.add(Bounce(delivery_id=refused.id, address="c@x.org", kind="refused", diagnostic="552 5.3.4 too big"))
     r = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.content_type.startswith("text/plain")
     got = samples(r.get_data(as_text=True))
@@ -64,3 +68,5 @@ def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type:
     assert got[("listgate_delivered_total", ())] == 1
     assert got[("listgate_deferred", ())] == 1
     assert ("listgate_queue_lag_seconds", ()) in got
+    assert got[("listgate_failed_posts", ())] == 1  # a post the relay refused as a message
+    assert got[("listgate_bounced_total", (("kind", "refused"),))] == 1
