@@ -25,7 +25,11 @@ def main() -> None:
     app = create_app(settings)
     if settings.metrics_listen is not None:
         host, port = settings.metrics_listen
-        metrics = make_server(host, port, app, threaded=True)
+        try:
+            metrics = make_server(host, port, app, threaded=True)
+        except OSError as exc:
+            log.error("cannot listen on LISTGATE_METRICS_LISTEN=%s:%d: %s", host, port, exc)
+            raise SystemExit(1) from None
         threading.Thread(target=metrics.serve_forever, name="metrics", daemon=True).start()
         log.info("serving /metrics on the loopback listener %s:%d", host, port)
     run_simple(settings.web_host, settings.web_port, app, threaded=True, use_reloader=False)
