@@ -15,6 +15,7 @@ from aiosmtpd.smtp import SMTP
 
 from gateway.handler import GatewayHandler, client_address
 from gateway.limits import ClientLimits, dot_line_with_bare_end
+from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
 from listgate.config import Settings
 
@@ -156,7 +157,8 @@ class GatewayServer:
     """Start and stop the listener in a background thread (tests and __main__ alike)."""
 
     def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
-                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1) -> None:
+                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1,
+                 size_check_every: float = CHECK_EVERY) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
@@ -167,12 +169,13 @@ class GatewayServer:
         # One writer (group commit) whatever the database: see gateway/writer.py.
         self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
         handler.writer = self.writer
+        self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None
 
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
         return cls(
-            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.settings.max_message_size,
+            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.size_limit.current,
             enable_SMTPUTF8=True, decode_data=False, hostname=self.settings.domain,
             tls_context=tls_context(self.settings), ident="listgate", timeout=self.settings.smtp_timeout,
         )
@@ -186,6 +189,7 @@ class GatewayServer:
         else:
             host, port = self.listen
             self.controller = _TcpController(self._protocol, hostname=host, port=port)
+        self.size_limit.start()
         self.writer.start()
         self.controller.start()
         if isinstance(self.listen, Path):
@@ -201,5 +205,6 @@ class GatewayServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        self.size_limit.stop()
         self.writer.stop()
         self.executor.shutdown(wait=True)

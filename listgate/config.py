@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,24 @@ def _hostport(name: str, value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise SettingsError(f"{name}={value!r}: expected HOST:PORT, for example 127.0.0.1:2525")
     return host.strip("[]"), int(port)
+
+
+def _metrics_listen(value: str, web_port: int) -> tuple[str, int] | None:
+    """LISTGATE_METRICS_LISTEN: a loopback HOST:PORT of its own (never the public web port), or None."""
+    name = "LISTGATE_METRICS_LISTEN"
+    if not value.strip():
+        return None
+    host, port = _hostport(name, value.strip())
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise SettingsError(f"{name}={value!r}: must be a loopback address such as 127.0.0.1:9108 "
+                            "(to serve /metrics to other hosts set LISTGATE_METRICS_TOKEN instead)")
+    if port == web_port:
+        raise SettingsError(f"{name}={value!r}: must not be the port of LISTGATE_WEB_LISTEN")
+    return host, port
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -94,6 +113,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
+    metrics_listen: tuple[str, int] | None = None  # loopback listener serving /metrics without a token
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +191,7 @@ class Settings:
             log_level=log_level,
             metrics_token=metrics_token,
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
+            metrics_listen=_metrics_listen(env.get("LISTGATE_METRICS_LISTEN", ""), web_port),
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Collection
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select, text
@@ -18,9 +18,38 @@ from listgate import counters
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
+from listgate.models.delivery import REFUSED
 from listgate.schema import current, head
 
 BROKER_QUEUES = ("celery",)
+FAILED_WINDOW = timedelta(days=30)  # how far back `status` and the moderation page list failed posts
+
+
+@dataclass(frozen=True)
+class FailedPost:
+    """A post a relay refused (the message itself, not a recipient): for moderators and operators."""
+
+    message_pk: int
+    list_id: int
+    subject: str
+    copies: int  # copies refused
+    reason: str  # one relay's answer
+    last: datetime
+
+
+def failed_posts(session: Session, list_ids: Collection[int] | None = None, limit: int = 50,
+                 now: datetime | None = None) -> list[FailedPost]:
+    """Posts with copies refused as messages in the last FAILED_WINDOW, newest first (of these lists, or all)."""
+    since = (now or datetime.now(timezone.utc)) - FAILED_WINDOW
+    last = func.max(Bounce.received_at)
+    query = (select(Message.id, Message.list_id, Message.subject, func.count(Bounce.id), func.max(Bounce.diagnostic), last)
+             .join(Delivery, Delivery.id == Bounce.delivery_id).join(Message, Message.id == Delivery.message_pk)
+             .where(Bounce.kind == REFUSED, Bounce.received_at >= since)
+             .group_by(Message.id, Message.list_id, Message.subject).order_by(last.desc()).limit(limit))
+    if list_ids is not None:
+        query = query.where(Message.list_id.in_(list_ids))
+    return [FailedPost(pk, list_id, subject or "", int(n), reason or "", _aware(when) or since)
+            for pk, list_id, subject, n, reason, when in session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -36,6 +65,7 @@ class Metrics:
     outbox_pending: int = 0
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
+    failed: list[FailedPost] = field(default_factory=list)  # posts a relay refused, last FAILED_WINDOW
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,7 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         outbox_pending=int(outbox_pending or 0),
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
+        failed=failed_posts(session, now=now, limit=1000),
     )
 
 
@@ -150,6 +181,14 @@ def _ago(when: datetime, now: datetime) -> str:
     return f"{max(seconds, 0)} seconds ago"
 
 
+def _failed_line(failed: list[FailedPost], now: datetime) -> str:
+    line = f"failed     {len(failed)} posts refused by the relay in the last {FAILED_WINDOW.days} days"
+    if failed:
+        newest = failed[0]
+        line += f" (latest {_ago(newest.last, now)}: post {newest.message_pk} \"{newest.subject[:60]}\": {newest.reason[:120]})"
+    return line
+
+
 def render(status: Status, now: datetime | None = None) -> list[str]:
     """Human-readable lines for `listgate status`."""
     now = now or datetime.now(timezone.utc)
@@ -170,9 +209,10 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
         d = m.deliveries
         lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "
-                     f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced")
+                     f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced, {d.get(REFUSED, 0)} refused")
         lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
         last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
         lines.append(f"last mail  {last}")
+        lines.append(_failed_line(m.failed, now))
     return lines
 

@@ -14,6 +14,7 @@ from listgate.db import transaction
 from listgate.models import MailingList, Message, Thread
 from listgate.models.archive import HELD, REJECTED
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
+from listgate.status import failed_posts
 from listgate.subscriptions import SubscriptionError, normalize
 from webarchive.context import db, resources
 from webarchive.moderating import close_reports, hide, restore
@@ -75,7 +76,8 @@ def queue():  # type: ignore[no-untyped-def]
     for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == OPEN)):
         reasons.setdefault(rep.message_pk, []).append(rep)
     bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
-    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans)
+    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
+                           failed=failed_posts(session, mine))
 
 
 @bp.post("/moderation/messages/<int:message_pk>/approve")

@@ -2,8 +2,10 @@
 
 States of a Delivery row: pending -> sending (claimed in batches, compare-and-set) -> handing
 (the final "." went out; committed once per wave, before the relay's replies are read) ->
-sent; or deferred (4xx, retried with backoff), bounced (5xx), failed (gave up after
-MAX_ATTEMPTS) or cancelled (unsubscribed before we got to it).
+sent; or deferred (4xx, retried with backoff), bounced (a 5xx that is the recipient's: scored),
+refused (a 5xx refusing the message itself: a failed post, scored against nobody; see
+worker/bounces.py), failed (gave up after MAX_ATTEMPTS) or cancelled (unsubscribed before we
+got to it).
 
 Recovery after a crash (recover_stale): a stale `handing` row had its "." sent, so it is
 counted as delivered; a stale `sending` row is sent again. Before the dots the claim is
@@ -30,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, Subscription
+from listgate.models.delivery import REFUSED
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
 from listgate.subscriptions import unsubscribe_token
@@ -245,7 +248,7 @@ class Ledger:
                 log.info("delivered post %s %s to %s: %s %s (%.1f ms)", self.post.pk, self.post.message_id,
                          row.address, result.code, result.detail, seconds * 1000)
             elif result.status == mailer.BOUNCED:
-                _bounce(self.ctx, row.id, row.sub_id, row.address, f"{result.code} {result.detail}")
+                _bounce(self.ctx, row, f"{result.code} {result.detail}", bounces.refusal_kind(result))
             elif result.status == mailer.DEFERRED:
                 _finish(self.ctx, row.id, DEFERRED, f"{result.code} {result.detail}".strip(), row.attempts)
         if results and all(r.status == mailer.DEFERRED and r.code == 0 and "final dot" not in r.detail
@@ -290,16 +293,20 @@ def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
-def _bounce(ctx: WorkerContext, delivery_id: int, sub_id: int, address: str, detail: str) -> None:
-    """A 5xx: the row is bounced (never retried) and the subscription scored."""
+def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: str) -> None:
+    """A 5xx, never retried: bounced and scored when it is the recipient's, else refused (a failed post)."""
     with transaction(ctx.db) as session:
-        session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                        .values(status=BOUNCED, last_error=detail[:2000]))
-        session.add(Bounce(delivery_id=delivery_id, subscription_id=sub_id, address=address,
-                           kind=bounces.PERMANENT, diagnostic=detail[:2000]))
-        entries = bounces.score(session, ctx.settings, session.get(Subscription, sub_id), bounces.PERMANENT)
+        session.execute(update(Delivery).where(Delivery.id == row.id)
+                        .values(status=BOUNCED if kind == bounces.PERMANENT else REFUSED, last_error=detail[:2000]))
+        session.add(Bounce(delivery_id=row.id, subscription_id=row.sub_id, address=row.address,
+                           kind=kind, diagnostic=detail[:2000]))
+        entries = bounces.score(session, ctx.settings, session.get(Subscription, row.sub_id), kind)
     ctx.enqueue(entries)
-    log.info("delivery %s to %s bounced: %s", delivery_id, address, detail)
+    if kind == bounces.PERMANENT:
+        log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)
+    else:
+        log.warning("delivery %s to %s: the relay refused the message (a failed post, not counted against %s): %s",
+                    row.id, row.address, row.address, detail)
 
 
 def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:

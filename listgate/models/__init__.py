@@ -15,7 +15,7 @@ from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.people import Person, Subscription
-from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
+from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 
 __all__ = [
     "Attachment",
@@ -39,4 +39,5 @@ __all__ = [
     "ThreadParticipant",
     "UsedToken",
     "Vote",
+    "WebSession",
 ]

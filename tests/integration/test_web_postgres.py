@@ -8,6 +8,7 @@ from sqlalchemy import text
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 from webarchive import create_app
 
 pytestmark = pytest.mark.integration
@@ -59,8 +60,7 @@ def test_votes_and_rate_limits_upsert_on_postgres(pg_app):
     app, db = pg_app
     res = post(db, make_mail("Vote", msgid="v@x"))
     client = app.test_client()
-    with client.session_transaction() as cookie:
-        cookie["address"], cookie["csrf"] = "bob@example.org", "tok"
+    session_for(client, "bob@example.org", "tok")
     for choice in ("yes", "no", "yes"):
         response = client.post(f"/messages/{res.message_pk}/vote", data={"csrf_token": "tok", "valuable": choice})
         assert response.status_code == 303
