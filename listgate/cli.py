@@ -185,7 +185,7 @@ def db_upgrade() -> None:
 
 @main.group(name="lists")
 def lists_group() -> None:
-    """Create and show lists."""
+    """Create, show, edit and delete lists."""
 
 
 @lists_group.command("create")
@@ -290,6 +290,14 @@ class _session:
             raise click.ClickException(str(exc[1]))
         return False
 
+
+from listgate import admin_cli  # noqa: E402 - the owner's commands live there
+
+lists_group.add_command(admin_cli.lists_edit)
+lists_group.add_command(admin_cli.lists_delete)
+main.add_command(admin_cli.owners)
+main.add_command(admin_cli.moderators)
+main.add_command(admin_cli.messages)
 
 if __name__ == "__main__":
     main()
