@@ -8,7 +8,8 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
-from listgate.models import MailingList, Message, Subscription
+from listgate import removal
+from listgate.models import MailingList, Message, Removal, Subscription
 from listgate.models.archive import VISIBLE
 from listgate.parsing import is_reply_subject
 from webarchive import listing, render
@@ -110,6 +111,13 @@ def reply_mailto(list_address: str, msg: Message) -> str:
     refs = " ".join(f"<{r}>" for r in (msg.references.split() + [msg.message_id])[-10:])
     return (f"mailto:{list_address}?subject={quote(subject, safe='')}"
             f"&In-Reply-To={quote('<' + msg.message_id + '>', safe='')}&References={quote(refs, safe='')}")
+
+
+@bp.app_template_global()
+def tombstone_text(msg: Message) -> str:
+    """"removed by the moderators on DATE: REASON" for a removed post."""
+    row = db().get(Removal, msg.id)
+    return removal.tombstone(row) if row is not None else "removed by the moderators"
 
 
 @bp.get("/")
