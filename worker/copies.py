@@ -40,8 +40,9 @@ def load_post(ctx: WorkerContext, message_pk: int) -> Post | None:
         # The placeholder sits inside a header line (never at a line start, no line break in a
         # URL), so cutting the wire form there equals rendering each copy from scratch.
         mark = f"urn:x-listgate:{secrets.token_hex(16)}"
-        wire = wire_form(build_copy(msg.raw.data, info, msg.message_id, mark, dmarc=dmarc,
-                                    author_name=msg.from_name, author_addr=msg.from_addr))
+        copy = build_copy(msg.raw.data, info, msg.message_id, mark, dmarc=dmarc, author_name=msg.from_name,
+                          author_addr=msg.from_addr, reply_to=mlist.reply_to)
+        wire = wire_form(ctx.signer.seal(copy))  # ARC: once per post, List-Unsubscribe left out of it
         head, found, tail = wire.partition(mark.encode())
         if not found:
             raise RuntimeError(f"message {message_pk}: the unsubscribe link is missing from the rendered copy")
