@@ -24,6 +24,7 @@ from listgate.models.archive import HELD, REJECTED
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)
+_ATTRIBUTION = re.compile(r"^(On .+ wrote:|.+ schrieb:|.+ a écrit :?)$")  # a client's line above the quote
 
 
 class ModerationError(ValueError):
@@ -65,7 +66,7 @@ def held_message(session: Session, secret: str, mlist: MailingList, action: str,
 def reject_reason(body: str) -> str | None:
     """REASON from the first own line of a reply ("reject: REASON"); None when that line is no rejection."""
     for line in body.splitlines():
-        if not line.strip() or line.lstrip().startswith(">"):
+        if not line.strip() or line.lstrip().startswith(">") or _ATTRIBUTION.match(line.strip()):
             continue
         match = _REJECT_LINE.match(line)
         if match is None:
