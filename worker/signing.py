@@ -52,12 +52,15 @@ class Signer:
                               self._dkim_key, include_headers=[h for h in SIGNED if _has(data, h)], linesep=linesep)
         return signature + data
 
-    def seal(self, data: bytes) -> bytes:
-        """data with Authentication-Results and an ARC set on top (unchanged without an ARC key)."""
+    def seal(self, data: bytes, received: bytes | None = None) -> bytes:
+        """data with Authentication-Results and an ARC set on top (unchanged without an ARC key).
+
+        The results are those of the mail as it was received (before a DMARC From rewrite).
+        """
         if not self._arc_key:
             return data
         linesep = b"\r\n" if b"\r\n" in data[:4096] else b"\n"
-        results = self.authentication_results(data)
+        results = self.authentication_results(received if received is not None else data)
         stamped = b"Authentication-Results: " + results + linesep + data
         try:
             arc_set = dkim.arc_sign(stamped, self.settings.arc_selector.encode(), self.settings.domain.encode(),
