@@ -63,7 +63,8 @@ def may_moderate(mlist: MailingList, address: str | None, admins: Iterable[str])
 
 
 def edit(session: Session, mlist: MailingList, actor: str, **changes: object) -> list[str]:
-    """Change some of FIELDS; ListError for a bad value; returns the logged lines ('policy: open -> moderated')."""
+    """Change some of FIELDS (None: leave as is); ListError for a bad value; the logged lines ('policy: ...')."""
+    changes = {name: value for name, value in changes.items() if value is not None}
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise ListError(f"unknown setting(s): {', '.join(sorted(unknown))}")
@@ -75,7 +76,7 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         raise ListError("the title is longer than 200 characters")
     done = []
     for name in FIELDS:
-        if name not in changes or changes[name] is None:
+        if name not in changes:
             continue
         old, new = getattr(mlist, name), changes[name]
         if name == "private":
