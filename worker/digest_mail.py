@@ -71,7 +71,7 @@ def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> s
 
 
 def _headers(info: ListInfo, subject: str, message_id: str, to: str, unsubscribe_url: str) -> list[tuple[str, str]]:
-    items = [("From", f"{info.title or info.name} <{info.address}>"), ("To", to), ("Subject", subject),
+    items = [("From", formataddr((info.title or info.name, info.address))), ("To", to), ("Subject", subject),
              ("Date", format_datetime(datetime.now(timezone.utc))), ("Message-ID", f"<{message_id}>")]
     items += [(k, v.replace("\r\n", "")) for k, v in list_headers(info, message_id, unsubscribe_url, None)
               if k != "Archived-At"]
