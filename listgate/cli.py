@@ -187,7 +187,7 @@ def db_upgrade() -> None:
 
 @main.group(name="lists")
 def lists_group() -> None:
-    """Create and show lists."""
+    """Create, show, edit and delete lists."""
 
 
 @lists_group.command("create")
@@ -197,12 +197,14 @@ def lists_group() -> None:
 @click.option("--policy", type=click.Choice(["open", "members", "moderated"]), default="open", show_default=True)
 @click.option("--private", is_flag=True, help="Archive visible to members only.")
 @click.option("--moderators", default="", help="Comma-separated moderator addresses.")
-def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str) -> None:
+@click.option("--owners", default="", help="Comma-separated owner addresses (they change the list's settings).")
+def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str,
+                 owners: str) -> None:
     """Create a list NAME (its address is NAME@LISTGATE_DOMAIN)."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        mlist = lists_service.create(session, name, title, description, policy, private, moderators)
+        mlist = lists_service.create(session, name, title, description, policy, private, moderators, owners)
         click.echo(f"created {mlist.address(settings.domain)} ({policy}{', private' if private else ''})")
 
 
@@ -292,6 +294,14 @@ class _session:
             raise click.ClickException(str(exc[1]))
         return False
 
+
+from listgate import admin_cli  # noqa: E402 - the owner's commands live there
+
+lists_group.add_command(admin_cli.lists_edit)
+lists_group.add_command(admin_cli.lists_delete)
+main.add_command(admin_cli.owners)
+main.add_command(admin_cli.moderators)
+main.add_command(admin_cli.messages)
 
 if __name__ == "__main__":
     main()

@@ -114,6 +114,13 @@ class Settings:
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
     metrics_listen: tuple[str, int] | None = None  # loopback listener serving /metrics without a token
+    admins: tuple[str, ...] = ()  # site administrators: act on every list, last to hear of reports
+    dkim_key: str = ""  # PEM file: list-generated mail is DKIM-signed for the list domain
+    dkim_selector: str = "listgate"
+    arc_key: str = ""  # PEM file: every copy of a post is ARC-sealed
+    arc_selector: str = ""
+    dns_server: str = ""  # HOST:PORT of the resolver for DMARC/DKIM look-ups ("": the system's)
+    dns_timeout: int = 5  # seconds for one DNS look-up
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -192,7 +199,44 @@ class Settings:
             metrics_token=metrics_token,
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
             metrics_listen=_metrics_listen(env.get("LISTGATE_METRICS_LISTEN", ""), web_port),
+            **_mail_auth(env),
         )
+
+
+def _pem(env: Mapping[str, str], name: str) -> str:
+    """The path of a readable PEM private key file, or ''."""
+    path = env.get(name, "").strip()
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise SettingsError(f"{name}={path!r}: cannot read the key file: {exc.strerror}") from None
+    if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
+        raise SettingsError(f"{name}={path!r}: not a PEM private key")
+    return path
+
+
+def _mail_auth(env: Mapping[str, str]) -> dict[str, object]:
+    """Site administrators, DKIM and ARC keys, and the DNS resolver."""
+    admins = tuple(a.strip().lower() for a in env.get("LISTGATE_ADMINS", "").split(",") if a.strip())
+    for address in admins:
+        if "@" not in address or any(c in address for c in " <>;"):
+            raise SettingsError(f"LISTGATE_ADMINS: {address!r} is not an email address")
+    arc_key, arc_selector = _pem(env, "LISTGATE_ARC_KEY"), env.get("LISTGATE_ARC_SELECTOR", "").strip()
+    if bool(arc_key) != bool(arc_selector):
+        raise SettingsError("LISTGATE_ARC_KEY and LISTGATE_ARC_SELECTOR: set both or neither")
+    for name in ("LISTGATE_DKIM_SELECTOR", "LISTGATE_ARC_SELECTOR"):
+        value = env.get(name, "").strip()
+        if value and not all(part.replace("-", "").replace("_", "").isalnum() for part in value.split(".")):
+            raise SettingsError(f"{name}={value!r}: expected a DNS label such as listgate or mail2026")
+    dns_server = env.get("LISTGATE_DNS_SERVER", "").strip()
+    if dns_server:
+        _hostport("LISTGATE_DNS_SERVER", dns_server)
+    return {"admins": admins, "dkim_key": _pem(env, "LISTGATE_DKIM_KEY"),
+            "dkim_selector": env.get("LISTGATE_DKIM_SELECTOR", "").strip() or "listgate",
+            "arc_key": arc_key, "arc_selector": arc_selector, "dns_server": dns_server,
+            "dns_timeout": _int(env, "LISTGATE_DNS_TIMEOUT", 5, 1)}
 
 
 def _stored_secret(data_dir: Path) -> str:

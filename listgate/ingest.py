@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, exists, insert, or_, select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, threads
+from listgate import digests, dispatch, threads
 from listgate.addresses import Recipient
 from listgate.bans import is_banned
 from listgate.models import Attachment, Blob, MailingList, Message, OutboxEntry, Person, RawMessage, Subscription, ThreadNode
@@ -27,6 +27,7 @@ STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = "stored", "duplicate"
 REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx over SMTP
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 LOOP_HEADER = "X-Listgate-Loop"
+DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
 _MSG = Message.__table__
 _RAW = RawMessage.__table__
 _FOLLOW_CHECK: Any = None  # built on first use
@@ -155,6 +156,14 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
 
     status = _policy_status(session, mlist, parsed, origin)
+    held_why = "" if status == VISIBLE else _held_reason(mlist)
+    period = digests.period_of(parsed, mlist, domain) if origin != "import" else None
+    if period is not None:  # a reply to a whole digest: under the entry it answers, or held with a hint
+        entry = digests.answered_entry(session, mlist, parsed, period)
+        if entry is not None:
+            parsed = digests.thread_under(parsed, entry)
+        else:
+            parsed, status, held_why = digests.without_digest(parsed, domain), HELD, DIGEST_REPLY
     msg = _draft(session, parsed, mlist, origin, status)
     thread, created = threads.attach(session, msg, parsed.chain, fallback_days, visible=status == VISIBLE)
     _store_attachments(session, parsed, msg.id)
@@ -170,9 +179,20 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         result.reason = "held for moderation"
         if origin != "import" and msg.from_addr:
             result.outbox.append(dispatch.record(session, dispatch.SEND_NOTICE, msg.id, {
-                "template": "held", "to": msg.from_addr, "list": mlist.name, "subject": msg.subject,
+                "template": "digest_reply" if held_why == DIGEST_REPLY else "held", "to": msg.from_addr,
+                "list": mlist.name, "subject": msg.subject, "period": period.label if period else "",
             }))
+        if origin != "import":  # the moderators hear of it once, by mail (worker/moderation.py)
+            result.outbox.append(dispatch.record(session, dispatch.NOTIFY_MODERATORS, msg.id, {
+                "event": "held", "list": mlist.name, "reason": held_why}))
     return result
+
+
+def _held_reason(mlist: MailingList) -> str:
+    """Why the list's policy holds a post, as the moderators are told."""
+    if mlist.policy == "moderated":
+        return "every post to this list is moderated"
+    return "the sender is not a member of the list"
 
 
 def publish(session: Session, msg: Message) -> OutboxEntry:

@@ -255,3 +255,37 @@ def person_settings(session: Session, address: str, *, auto_follow: bool | None 
         person.name = name[:255]
     session.flush()
     return person
+
+
+# --- Digest frequency (issue 13): `digest daily|weekly|off` by mail and on the web -----------
+
+DIGEST_CHOICES = ("daily", "weekly", "off")
+
+
+def set_digest(session: Session, mlist: MailingList, address: str, frequency: str, notify: bool = False) -> Outcome:
+    """Switch an active list or digest subscription between every post ("off"), daily and weekly, in place."""
+    address = normalize(address)
+    if frequency not in DIGEST_CHOICES:
+        raise SubscriptionError(f"digest {frequency!r}: choose daily, weekly or off")
+    rows = session.scalars(select(Subscription).where(
+        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.kind.in_(("list", "digest")),
+        Subscription.thread_key == 0).order_by(Subscription.id)).all()
+    kind = "list" if frequency == "off" else "digest"
+    active = [r for r in rows if r.status == ACTIVE]
+    if not active:
+        raise SubscriptionError(f"{address} is not subscribed to {mlist.name}; "
+                                f"write to {mlist.name}+subscribe@ first")
+    sub = next((r for r in active if r.kind == kind), active[0])
+    if sub.kind != kind:
+        for stale in rows:  # an unconfirmed request of the other kind would collide with the unique key
+            if stale.kind == kind and stale is not sub:
+                session.delete(stale)
+        session.flush()
+        sub.kind = kind
+    if kind == "digest":
+        sub.digest_frequency = frequency
+    session.flush()
+    said = "every post" if kind == "list" else f"a {frequency} digest"
+    outbox = [dispatch.record(session, dispatch.SEND_NOTICE, sub.id, {
+        "template": "digest_set", "to": address, "list": mlist.name, "said": said})] if notify else []
+    return Outcome(sub, f"You now get {said} from {mlist.name}.", outbox, mlist.name)

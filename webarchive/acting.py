@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete, select
 
-from listgate import lists, subscriptions
+from listgate import lists, moderation, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
@@ -20,6 +20,7 @@ from webarchive.ratelimit import client_ip, limit
 from webarchive.security import current_address, signed_in
 
 bp = Blueprint("acting", __name__)
+DIGEST_ACTIONS = {"list": "off", "digest": "daily", "weekly": "weekly"}  # subscription page buttons
 
 
 def _back_to(msg: Message):  # type: ignore[no-untyped-def]
@@ -62,14 +63,19 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
         row = session.scalars(select(Report).where(Report.message_pk == msg.id, Report.address == address)).first()
+        mail = []
         if row is None:
-            session.add(Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason))
+            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            session.add(row)
+            session.flush()
+            mail.append(moderation.report_recorded(session, row))  # the moderators hear of it by mail
         else:
             row.reason = reason
         session.flush()
         hidden = open_reports(session, msg.id) >= settings().report_threshold
         if hidden:
             hide(session, msg)
+    enqueue(mail)
     flash("Thank you. The moderators will look at this post." + (" It is hidden until they do." if hidden else ""), "ok")
     return _back_to(msg) if not hidden else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
 
@@ -180,9 +186,11 @@ def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
         elif action == "leave":
             outcome = subscriptions.leave(session, mlist, address)
             message = outcome.message
-        elif action in ("list", "digest"):
-            set_mode(session, mlist, address, action)
-            message = f"You now get {'every post' if action == 'list' else 'a daily digest'} from {mlist.name}."
+        elif action in ("list", "digest", "weekly"):
+            try:
+                message = subscriptions.set_digest(session, mlist, address, DIGEST_ACTIONS[action]).message
+            except SubscriptionError as exc:
+                abort(400, description=str(exc))
         else:
             abort(400, description="unknown action")
     flash(message, "ok")

@@ -68,11 +68,12 @@ def prepare_sqlite_broker(url: str) -> None:
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The periodic tasks: outbox sweep, deferred retries and recovery, the daily digest."""
+    """The periodic tasks: outbox sweep, deferred retries and recovery, the digests, moderators' reminders."""
     return {
         "sweep-outbox": {"task": dispatch.SWEEP_OUTBOX, "schedule": SWEEP_EVERY},
         "retry-deferred": {"task": dispatch.RETRY_DEFERRED, "schedule": RETRY_EVERY},
         "send-digests": {"task": dispatch.SEND_DIGESTS, "schedule": crontab(hour=0, minute=10)},
+        "moderation-reminders": {"task": dispatch.SEND_REMINDERS, "schedule": crontab(hour=8, minute=0)},
     }
 
 

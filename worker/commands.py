@@ -7,9 +7,10 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, lists, subscriptions
+from listgate import dispatch, lists, moderation, subscriptions
 from listgate.config import Settings
-from listgate.models import MailingList, OutboxEntry
+from listgate.models import MailingList, OutboxEntry, RawMessage
+from listgate.parsing import parse
 from listgate.subscriptions import SubscriptionError
 
 log = logging.getLogger(__name__)
@@ -29,8 +30,11 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
     try:
         if payload.get("thread_id"):
             return _thread_command(session, settings, mlist, command, sender, int(payload["thread_id"]))
+        if command in (moderation.APPROVE, moderation.REJECT):
+            return moderation.by_mail(session, settings.secret_key, mlist, command, str(payload.get("arg", "")),
+                                      sender, _body(session, payload))
         return _list_command(session, settings, mlist, command, sender, str(payload.get("arg", "")))
-    except SubscriptionError as exc:
+    except (SubscriptionError, moderation.ModerationError) as exc:
         log.info("command %s from %s on %s refused: %s", command, sender, mlist.name, exc)
         return [dispatch.record(session, dispatch.SEND_NOTICE, entry.id, {
             "template": "rejected", "to": sender, "list": mlist.name, "reply": True,
@@ -49,6 +53,9 @@ def _list_command(session: Session, settings: Settings, mlist: MailingList, comm
         # Acts at once (RFC 2369 mailto); the goodbye mail tells the address, so a forged
         # request is noticed and undone with one mail.
         return subscriptions.leave(session, mlist, sender).outbox
+    if command == "digest":
+        # Like unsubscribe it acts at once, and the notice tells the address (a forged change is noticed).
+        return subscriptions.set_digest(session, mlist, sender, arg or "daily", notify=True).outbox
     if command == "help":
         return [dispatch.record(session, dispatch.SEND_NOTICE, 0, {
             "template": "help", "to": sender, "list": mlist.name, "reply": True})]
@@ -71,3 +78,9 @@ def _thread_command(session: Session, settings: Settings, mlist: MailingList, co
                                      domain=settings.domain, kind="thread", thread_id=thread_id).outbox
     log.info("unknown thread command %r on %s", command, mlist.name)
     return []
+
+
+def _body(session: Session, payload: dict[str, object]) -> str:
+    """The text of the command mail itself (a moderator's "reject: REASON")."""
+    raw = session.get(RawMessage, int(payload.get("raw_id") or 0))  # type: ignore[call-overload]
+    return parse(raw.data).body_text if raw is not None else ""

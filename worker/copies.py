@@ -43,8 +43,9 @@ def load_post(ctx: WorkerContext, message_pk: int) -> Post | None:
         mark = f"urn:x-listgate:{secrets.token_hex(16)}"
         # Lines over 998 bytes, which a standard relay refuses, are re-encoded in the copy (the
         # mark's short header line never is); the archive keeps the bytes as received.
-        wire = wire_form(fit_lines(build_copy(msg.raw.data, info, msg.message_id, mark, dmarc=dmarc,
-                                              author_name=msg.from_name, author_addr=msg.from_addr)))
+        copy = fit_lines(build_copy(msg.raw.data, info, msg.message_id, mark, dmarc=dmarc, author_name=msg.from_name,
+                                    author_addr=msg.from_addr, reply_to=mlist.reply_to))
+        wire = wire_form(ctx.signer.seal(copy, msg.raw.data))  # ARC: once per post, List-Unsubscribe left out
         head, found, tail = wire.partition(mark.encode())
         if not found:
             raise RuntimeError(f"message {message_pk}: the unsubscribe link is missing from the rendered copy")

@@ -174,18 +174,42 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
     return b"".join(out) + blank + body
 
 
+def signed_headers(raw: bytes) -> set[str]:
+    """The header names the original's DKIM signatures cover (their h= tags), lower-cased."""
+    names: set[str] = set()
+    for field in header_lines(raw):
+        name, _, value = field.partition(b":")
+        if name.strip().lower() != b"dkim-signature":
+            continue
+        for tag in re.sub(rb"\s+", b"", value).split(b";"):
+            if tag.lower().startswith(b"h="):
+                names.update(h.decode("ascii", "replace").lower() for h in tag[2:].split(b":") if h)
+    return names
+
+
+def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str) -> str | None:
+    """The Reply-To the list's policy adds ("none", "list", "author"), or None.
+
+    Never when the original has one (a second would make the message invalid), nor when the
+    author's DKIM signature covers Reply-To (h= names it even when absent: adding one breaks it).
+    """
+    if policy not in ("list", "author") or has_header(raw, "Reply-To") or "reply-to" in signed_headers(raw):
+        return None
+    if policy == "author":
+        return author_addr or None
+    return info.address
+
+
 def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str,
-               dmarc: bool = False, author_name: str = "", author_addr: str = "") -> bytes:
-    """The bytes one recipient gets: list headers on top of the original (From rewritten in DMARC mode)."""
+               dmarc: bool = False, author_name: str = "", author_addr: str = "", reply_to: str = "none") -> bytes:
+    """The bytes one recipient gets: list headers on top of the untouched original (From rewritten in DMARC mode)."""
     newline = newline_of(raw)
     if dmarc:
         raw = rewrite_from(raw, info, author_name, author_addr)
-        reply_to = ", ".join([formataddr((author_name, author_addr), charset="utf-8"), info.address])
+        added = ", ".join([formataddr((author_name, author_addr), charset="utf-8"), info.address])
     else:
-        # An author's own Reply-To wins (a second one would make the message invalid);
-        # List-Post still tells clients how to reply to the list.
-        reply_to = None if has_header(raw, "Reply-To") else info.address
-    return render_headers(list_headers(info, message_id, unsubscribe_url, reply_to), newline) + raw
+        added = added_reply_to(raw, info, reply_to, author_addr)
+    return render_headers(list_headers(info, message_id, unsubscribe_url, added), newline) + raw
 
 
 def addresses_in(raw: bytes, *names: str) -> set[str]:

@@ -18,7 +18,7 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import OutboxEntry, RawMessage
 
-from worker import bounces, commands, delivery, digest, mailer, notices
+from worker import bounces, commands, delivery, digest, mailer, moderation, notices
 from worker.context import WorkerContext
 from worker.dmarc import TxtResolver
 
@@ -52,13 +52,16 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
             OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
         entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
         payload = json.loads(entry.payload or "{}") if entry is not None else None
+        attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
+        attachment = attached.data if attached is not None else b""
     if payload is None:
         return
     try:
-        to, data = notices.render(payload, ctx.settings)
+        to, data = notices.render(payload, ctx.settings, attachment)
     except notices.NoticeError as exc:
         log.error("outbox entry %s: %s", outbox_id, exc)
         return
+    data = ctx.signer.sign(data)
     with mailer.connect(ctx.settings.outbound) as conn:
         result = conn.send("", to, data)
     if result.status == mailer.DEFERRED:
@@ -132,6 +135,9 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
             ctx, stale_after, horizon),
         dispatch.SEND_DIGESTS: lambda day=None: digest.send_digests(ctx, date.fromisoformat(day) if day else None),
         dispatch.RESEND_DIGEST: lambda outbox_id: digest.resend(ctx, outbox_id),
+        dispatch.NOTIFY_MODERATORS: lambda outbox_id: run_outbox(
+            ctx, outbox_id, lambda s, e: moderation.notify(s, settings, e)),
+        dispatch.SEND_REMINDERS: lambda: moderation.send_reminders(ctx),
     }
     for name, func in tasks.items():
         app.task(name=name, typing=False, **opts)(retrying(name, func))

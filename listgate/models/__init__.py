@@ -1,5 +1,6 @@
 """The listgate data model (SQLAlchemy 2, typed)."""
 
+from listgate.models.admin import AuditEntry, ModerationReminder, Removal
 from listgate.models.archive import (
     Attachment,
     Blob,
@@ -19,6 +20,7 @@ from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSessio
 
 __all__ = [
     "Attachment",
+    "AuditEntry",
     "Ban",
     "Blob",
     "Bounce",
@@ -28,10 +30,12 @@ __all__ = [
     "MailingList",
     "Message",
     "MessageRef",
+    "ModerationReminder",
     "OutboxEntry",
     "Person",
     "RateHit",
     "RawMessage",
+    "Removal",
     "Report",
     "Subscription",
     "Thread",

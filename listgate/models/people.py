@@ -12,6 +12,8 @@ from listgate.models.archive import UTCDateTime, utcnow
 
 KINDS = ("list", "thread", "digest", "mute")
 PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
+DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
+MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
 
 
 class Person(Base):
@@ -23,6 +25,7 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
+    digest_format: Mapped[str] = mapped_column(String(8), default=MIME)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -47,3 +50,4 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    digest_frequency: Mapped[str] = mapped_column(String(8), default=DAILY)

@@ -122,6 +122,13 @@ BAD = [
     ("LISTGATE_TRUSTED_PROXIES", "-1"),
     ("LISTGATE_TRUSTED_PROXIES", "nginx"),
     ("LISTGATE_METRICS_LISTEN", "0.0.0.0:9108"),
+    ("LISTGATE_ADMINS", "root"),
+    ("LISTGATE_DKIM_KEY", "/nonexistent/dkim.pem"),
+    ("LISTGATE_DKIM_SELECTOR", "two words"),
+    ("LISTGATE_ARC_KEY", "/nonexistent/arc.pem"),
+    ("LISTGATE_ARC_SELECTOR", "arc2026"),  # without LISTGATE_ARC_KEY
+    ("LISTGATE_DNS_SERVER", "127.0.0.1"),
+    ("LISTGATE_DNS_TIMEOUT", "0"),
 ]
 
 
@@ -141,6 +148,12 @@ def test_every_listed_variable_has_a_wrong_value_test() -> None:
     free_form = {"LISTGATE_DATA_DIR", "LISTGATE_TLS_KEY", "LISTGATE_DMARC_ALWAYS"}
     untested = set(example()) - {v for v, _ in BAD} - free_form
     assert untested == set(), "add a wrong value for these to BAD"
+
+
+def test_a_key_file_that_is_no_pem_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text("not a key")
+    with pytest.raises(SettingsError, match="LISTGATE_DKIM_KEY=.*not a PEM private key"):
+        Settings.from_env(base(tmp_path, LISTGATE_DKIM_KEY=str(tmp_path / "key.pem")))
 
 
 def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
