@@ -190,7 +190,7 @@ class GatewayServer:
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
-        log.info("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
+        log.debug("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
 
     def describe(self) -> str:
         """Where we listen, for logs."""

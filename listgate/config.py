@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -58,6 +59,21 @@ def _outbound(name: str, value: str, data_dir: Path) -> str:
     raise SettingsError(f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path")
 
 
+def _networks(name: str, value: str) -> tuple[str, ...] | None:
+    """Comma-separated addresses or networks (CIDR); None when unset, () for "none"."""
+    if not value.strip():
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: {item!r} is not an address or network such as 127.0.0.1 or 10.0.0.0/8") from None
+    return tuple(found)
+
+
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "memory")
 
@@ -94,6 +110,8 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
+    trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
+    notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +189,8 @@ class Settings:
             log_level=log_level,
             metrics_token=metrics_token,
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
+            trusted_mtas=_networks("LISTGATE_TRUSTED_MTAS", env.get("LISTGATE_TRUSTED_MTAS", "")),
+            notify_socket=env.get("NOTIFY_SOCKET", ""),
         )
 
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-import logging
-
+from listgate import logs
 from listgate.config import Settings
+from listgate.readiness import notify_ready
 
 
 def main() -> None:
     """Serve on settings.web_host:web_port until interrupted."""
-    from werkzeug.serving import run_simple
+    from werkzeug.serving import make_server
 
     from webarchive import create_app
 
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    run_simple(settings.web_host, settings.web_port, app, threaded=True, use_reloader=False)
+    logs.setup(settings)
+    server = make_server(settings.web_host, settings.web_port, create_app(settings), threaded=True)
+    notify_ready(settings, f"web archive ready on {settings.base_url}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 import sys
+import warnings
 
+from listgate import logs
 from listgate.config import Settings, SettingsError
+from listgate.readiness import notify_ready
 
 USAGE = "usage: python -m worker worker|beat [celery arguments]"
 
 
 def main(argv: list[str]) -> int:
-    """Run a Celery worker (default concurrency 2) or beat for the configured broker."""
+    """Run a Celery worker (default concurrency 2) or beat; the exit status Celery ends with."""
     if not argv or argv[0] not in ("worker", "beat"):
         print(USAGE, file=sys.stderr)
         return 2
@@ -20,18 +22,27 @@ def main(argv: list[str]) -> int:
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings)
+    from celery.exceptions import SecurityWarning
+    from celery.signals import beat_init, worker_ready
+
     from worker.celery_app import make_celery
 
+    # Celery's multi-line warning about root; `listgate worker` and `listgate up` say it in one line.
+    warnings.filterwarnings("ignore", category=SecurityWarning)
     app = make_celery(settings)
     extra = argv[1:]
+    # -q: no banners; listgate's own lines (and `listgate up`'s summary) say what matters.
+    quiet = [] if settings.log_level == "DEBUG" else ["-q"]
     if argv[0] == "worker":
+        worker_ready.connect(lambda **_: notify_ready(settings, "worker ready"), weak=False)
         defaults = [] if any(a.startswith(("-c", "--concurrency")) for a in extra) else ["--concurrency", "2"]
-        app.worker_main(["worker", "--loglevel", settings.log_level, *defaults, *extra])
+        code = app.start([*quiet, "worker", "--loglevel", settings.log_level, *defaults, *extra])
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
-        app.start(["beat", "--loglevel", settings.log_level, *extra])
-    return 0
+        beat_init.connect(lambda **_: notify_ready(settings, "beat ready"), weak=False)
+        code = app.start([*quiet, "beat", "--loglevel", settings.log_level, *extra])
+    return int(code or 0)
 
 
 if __name__ == "__main__":
