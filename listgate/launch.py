@@ -14,7 +14,7 @@ from listgate import demo, logs, readiness
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.status import redact
-from listgate.supervisor import Service, Supervisor
+from listgate.supervisor import Service, Supervisor, state_file
 
 log = logging.getLogger("listgate.up")
 
@@ -30,11 +30,6 @@ SERVICES = (
 
 class PortTaken(Exception):
     """A configured port cannot be bound; the message names the port and the variable."""
-
-
-def state_path(settings: Settings) -> Path:
-    """Where `listgate up` records its children's state for `listgate status`."""
-    return settings.data_dir / "run" / "up.json"
 
 
 def check_ports(settings: Settings) -> None:
@@ -110,6 +105,8 @@ def summary(settings: Settings, with_demo: bool) -> list[str]:
             "",
             f"then read it at {settings.base_url}/lists/{demo.NAME}/ and in the mail out {'Maildir' if settings.outbound.startswith('maildir:') else 'relay'} above.",
         ]
+    if logs.running_as_root():
+        lines += ["", f"note: {logs.ROOT_NOTE}"]
     return lines
 
 
@@ -118,8 +115,6 @@ def run(settings: Settings, with_demo: bool, prepare: Callable[[Settings], None]
     """Start and supervise the services until Ctrl-C or SIGTERM; the exit status."""
     check_ports(settings)
     logs.setup(settings)
-    if logs.running_as_root():
-        echo(f"note: {logs.ROOT_NOTE}")
     prepare(settings)
     if with_demo and create_demo(settings):
         echo(f"created the demo list {demo.NAME}@{settings.domain} with a short discussion "
@@ -130,4 +125,4 @@ def run(settings: Settings, with_demo: bool, prepare: Callable[[Settings], None]
         echo("\n".join(summary(settings, with_demo)))
         readiness.notify_ready(settings)  # when `up` itself runs under systemd (Type=notify)
 
-    return Supervisor(SERVICES, echo=echo, on_ready=ready, state_path=state_path(settings)).run()
+    return Supervisor(SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)).run()

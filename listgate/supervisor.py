@@ -237,6 +237,11 @@ class Supervisor:
         self._dir.rmdir()
 
 
+def state_file(data_dir: Path) -> Path:
+    """Where `listgate up` records its children's state for `listgate status`."""
+    return data_dir / "run" / "up.json"
+
+
 def read_state(path: Path) -> dict[str, Any] | None:
     """The state a running `listgate up` wrote, or None when none runs (or the file is stale)."""
     try:
