@@ -23,13 +23,14 @@ def main(argv: list[str]) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings)
-    from celery.exceptions import SecurityWarning
+    from celery.exceptions import CPendingDeprecationWarning, SecurityWarning
     from celery.signals import beat_init, worker_ready
 
     from worker.celery_app import make_celery
 
     # Celery's multi-line warning about root; `listgate worker` and `listgate up` say it in one line.
     warnings.filterwarnings("ignore", category=SecurityWarning)
+    warnings.filterwarnings("ignore", category=CPendingDeprecationWarning)  # a note about Celery 6, at every reconnect
     app = make_celery(settings)
     extra = argv[1:]
     # -q: no banners; listgate's own lines (and `listgate up`'s summary) say what matters.
