@@ -71,10 +71,23 @@ def test_postgres_and_redis_have_health_checks_the_others_wait_for(compose: dict
 
 
 def test_one_image_and_one_env_file(compose: dict[str, Any]) -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     services = compose["services"]
     for name in (*LISTGATE_SERVICES, "migrate"):
-        assert services[name]["image"] == "listgate:latest" and services[name]["build"] == ".", name
+        assert services[name]["image"] == f"listgate:{version}" and services[name]["build"] == ".", name
         assert services[name]["env_file"] == ".env", name
+
+
+def test_every_image_is_pinned_to_an_exact_version(compose: dict[str, Any]) -> None:
+    # PostgreSQL numbers its releases MAJOR.MINOR (15.13); everything else MAJOR.MINOR.PATCH.
+    exact = re.compile(r"^([\w./-]+:v?\d+\.\d+\.\d+|postgres:\d+\.\d+)(-[\w.-]+)?$")
+    images = {name: service["image"] for name, service in compose["services"].items()}
+    loose = {name: image for name, image in images.items() if not exact.match(image)}
+    assert loose == {}, "pin these to an exact release (no latest, no bare major)"
+    base = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert base and exact.match(base.group(1)), base
 
 
 def test_every_command_is_a_real_listgate_command(compose: dict[str, Any]) -> None:
@@ -124,10 +137,11 @@ def test_outgoing_mail_goes_to_the_sink_service(compose: dict[str, Any]) -> None
     assert host in compose["services"] and host == "mailsink"
 
 
-def test_dockerfile_installs_every_package_on_python_311() -> None:
+def test_dockerfile_installs_the_locked_packages_then_every_package_on_python_311() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert re.search(r"pip install \.", text)
+    assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
+    locked = text.index("pip install --require-hashes -r requirements/run.txt")
+    assert text.index("pip install --no-deps --no-build-isolation .") > locked
     for package in ("listgate", "gateway", "worker", "webarchive"):
         assert re.search(rf"^COPY {package} ", text, re.M), package
 
