@@ -74,8 +74,12 @@ def create(session: Session, domain: str) -> bool:
 
 
 def post_command(domain: str, host: str, port: int) -> str:
-    """A shell command posting "Hello" to the demo list, as printed by `listgate up`."""
-    raw = (f"From: You <{POSTER}>\\r\\nTo: {NAME}@{domain}\\r\\nSubject: Hello\\r\\n\\r\\n"
-           "Hello, list!\\r\\n")
-    return (f"python3 -c \"import smtplib; smtplib.SMTP('{host}', {port}).sendmail('{POSTER}', "
-            f"['{NAME}@{domain}'], b'{raw}')\"")
+    """A shell command posting "Hello" to the demo list, as printed by `listgate up`.
+
+    Each run makes a new Message-ID, so pasting it twice posts twice (the same bytes without
+    one would be taken for a duplicate of the first).
+    """
+    raw = (f"From: You <{POSTER}>\\r\\nTo: {NAME}@{domain}\\r\\nSubject: Hello\\r\\n"
+           "Message-ID: %s\\r\\n\\r\\nHello, list!\\r\\n")
+    return (f"python3 -c \"import smtplib, email.utils as e; smtplib.SMTP('{host}', {port}).sendmail('{POSTER}', "
+            f"['{NAME}@{domain}'], '{raw}' % e.make_msgid(domain='example.org'))\"")
