@@ -49,7 +49,7 @@ $(RUN_STAMP): pyproject.toml $(RUN_LOCK) | $(BIN)/python
 $(TEST_STAMP): pyproject.toml $(TEST_LOCK) | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --require-hashes -r $(TEST_LOCK)
 	$(INSTALL_PROJECT)
-	@touch $@
+	@touch $@ $(RUN_STAMP)
 
 run: install-run
 	$(BIN)/listgate up

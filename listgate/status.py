@@ -53,7 +53,6 @@ class Status:
     broker_ok: bool = False
     broker_queue: dict[str, int] = field(default_factory=dict)
     metrics: Metrics | None = None
-    outbound: str = ""
     processes: dict[str, Any] | None = None  # the children of a running `listgate up`, by name
 
     @property
@@ -157,7 +156,7 @@ def collect(settings: Settings) -> Status:
     except Exception as exc:  # noqa: BLE001
         queue, broker_ok, broker = {}, False, f"{broker_url}: {_one_line(exc)}"
     return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue,
-                  outbound=redact(settings.outbound), processes=(read_state(state_file(settings.data_dir)) or {}).get("children"))
+                  processes=(read_state(state_file(settings.data_dir)) or {}).get("children"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -200,7 +199,9 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lines.append(f"last mail  {last}")
     if status.deferring and m is not None:
         retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
-        lines.append(f"relay      DEFERRING {status.deferring} copies wait for {status.outbound}: {m.last_deferral or 'no reason recorded'}{retry}")
+        # Not status.outbound: this command's environment may not be the workers' (another terminal).
+        lines.append(f"relay      DEFERRING {status.deferring} copies wait for the relay, which said: "
+                     f"{m.last_deferral or 'nothing recorded'}{retry}")
     lines.extend(_process_lines(status.processes))
     return lines
 

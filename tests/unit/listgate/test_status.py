@@ -93,7 +93,7 @@ def test_deferred_copies_make_status_fail_and_say_why(settings: Settings, db, ma
     state = status.collect(settings)
     assert not state.ok and state.deferring == 1
     text = "\n".join(status.render(state, now=NOW))
-    assert "relay      DEFERRING 1 copies wait for maildir:" in text
+    assert "relay      DEFERRING 1 copies wait for the relay, which said: 0 Connection" in text
     assert "Connection refused" in text and "next try in 300 s" in text
     result = CliRunner().invoke(main, ["status"], env={"LISTGATE_DATA_DIR": str(settings.data_dir),
                                                        "LISTGATE_DATABASE_URL": settings.database_url,
