@@ -28,7 +28,7 @@ from tests.integration.worker_helpers import wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-SCREEN_ROWS, SCREEN_COLUMNS = 40, 120  # a terminal window; `make run`'s startup output must fit in it
+SCREEN_ROWS, SCREEN_COLUMNS = 24, 120  # a terminal window; `make run`'s startup output must fit in it
 
 
 def quick_start() -> list[str]:
@@ -117,8 +117,12 @@ def wait_for_up(log: Path, proc: subprocess.Popen[str]) -> list[str]:
         assert proc.poll() is None, log.read_text()
         return "then read it at" in log.read_text()
     assert wait_until(done, 120), log.read_text()
+    time.sleep(0.5)  # the summary's last lines (a note) follow at once
     lines = log.read_text().splitlines()
-    return lines[:next(i for i, line in enumerate(lines) if "then read it at" in line) + 1]
+    end = next(i for i, line in enumerate(lines) if "then read it at" in line) + 1
+    while end < len(lines) and not re.match(r"\d{4}-\d\d-\d\d ", lines[end]):  # up to the first log line
+        end += 1
+    return lines[:end]
 
 
 def posted_command(startup: list[str]) -> str:
