@@ -2,7 +2,8 @@
 # Both create .venv when missing and install from the hash-checked lock files in requirements/
 # (generated from pyproject.toml's ranges by `make lock`): `make run` only what running needs
 # (requirements/run.txt), `make test` and `make install` the test tools too (requirements/test.txt).
-# Each reinstalls only when its lock or pyproject.toml changed (stamp files remember).
+# Each reinstalls only when its lock or pyproject.toml changed (stamp files remember); pip says
+# only errors (-qq): a first run prints a few lines, not one per package.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
@@ -41,13 +42,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: cannot create $(VENV) (Debian: apt-get install python3-venv)" >&2; exit 1; }
 
 $(RUN_STAMP): pyproject.toml $(RUN_LOCK) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --require-hashes -r $(RUN_LOCK)
+	$(BIN)/python -m pip install -qq --require-hashes -r $(RUN_LOCK)
 	$(INSTALL_PROJECT)
 	@touch $@
 
 # The test lock pins the run lock's versions plus the test tools: it satisfies `make run` too.
 $(TEST_STAMP): pyproject.toml $(TEST_LOCK) | $(BIN)/python
-	$(BIN)/python -m pip install --quiet --require-hashes -r $(TEST_LOCK)
+	$(BIN)/python -m pip install -qq --require-hashes -r $(TEST_LOCK)
 	$(INSTALL_PROJECT)
 	@touch $@ $(RUN_STAMP)
 

@@ -74,8 +74,8 @@ def test_setuptools_is_past_the_path_traversal_fixes() -> None:
 
 def test_every_install_path_installs_from_the_locks() -> None:
     makefile = (ROOT / "Makefile").read_text()
-    assert "pip install --quiet --require-hashes -r $(RUN_LOCK)" in makefile
-    assert "pip install --quiet --require-hashes -r $(TEST_LOCK)" in makefile
+    assert "pip install -qq --require-hashes -r $(RUN_LOCK)" in makefile
+    assert "pip install -qq --require-hashes -r $(TEST_LOCK)" in makefile
     assert re.search(r"^run: install-run$", makefile, re.M), "`make run` must install only the run lock"
     assert re.search(r"^test: install ", makefile, re.M)
     assert "--no-deps --no-build-isolation -e ." in makefile
