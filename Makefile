@@ -57,7 +57,7 @@ run: install-run
 
 $(TOOLS)/.installed: $(TOOLS_LOCK)
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
-	$(TOOLS)/bin/python -m pip install --quiet --require-hashes -r $(TOOLS_LOCK)
+	$(TOOLS)/bin/python -m pip install -qq --require-hashes -r $(TOOLS_LOCK)
 	@touch $@
 
 lock: $(TOOLS)/.installed
@@ -66,7 +66,7 @@ lock: $(TOOLS)/.installed
 	$(COMPILE) -o $(TOOLS_LOCK) requirements/build.in requirements/tools.in
 
 audit: $(TOOLS)/.installed
-	$(TOOLS)/bin/python scripts/audit.py $(RUN_LOCK) $(TEST_LOCK) $(TOOLS_LOCK)
+	$(TOOLS)/bin/python scripts/audit.py $(TEST_LOCK) $(TOOLS_LOCK)  # test.txt holds run.txt's pins
 
 lint-imports: install
 	$(BIN)/lint-imports

@@ -18,6 +18,9 @@ answer = json.loads(os.environ["ANSWERS"])[source]
 if answer == "unreachable":
     sys.stderr.write("requests.exceptions.ConnectionError: Max retries exceeded\\n")
     sys.exit(1)
+if answer == "broken":
+    sys.stderr.write("ERROR:pip_audit._cli:package packaging has duplicate requirements\\n")
+    sys.exit(1)
 print(json.dumps({"dependencies": answer}))
 """
 SKIPPED = [{"name": "flask", "skip_reason": "Dependency not found"}, {"name": "click", "skip_reason": "Dependency not found"}]
@@ -55,3 +58,9 @@ def test_a_vulnerable_package_is_named_with_its_fix_and_fails(tmp_path: Path) ->
     done = audit(tmp_path, {"pypi": VULNERABLE, "osv": CLEAN})
     assert done.returncode == 1
     assert "flask 3.1.3: GHSA-test (fixed in 3.1.4)" in done.stdout
+
+
+def test_a_pip_audit_failure_is_not_called_unreachable_nor_clean(tmp_path: Path) -> None:
+    done = audit(tmp_path, {"pypi": "broken", "osv": "unreachable"})
+    assert done.returncode == 2
+    assert "could not check" in done.stderr and "duplicate requirements" in done.stderr
