@@ -22,9 +22,9 @@ ROOT_NOTE = ("running as root: fine inside a container (its root is confined to 
 def setup(settings: Settings) -> None:
     """Configure the root logger once per process; the frameworks' INFO lines only at DEBUG."""
     logging.basicConfig(level=settings.log_level, format=FORMAT)
-    if settings.log_level != "DEBUG":
-        for name in CHATTY:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger().setLevel(settings.log_level)  # also when a handler was already there
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
 
 
 def running_as_root() -> bool:

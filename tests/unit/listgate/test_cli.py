@@ -228,7 +228,8 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, variable:
 @pytest.mark.parametrize("command", [["up"], ["lists", "show"], ["db", "upgrade"]])
 def test_an_unreachable_database_is_one_line(tmp_path: Path, command: list[str]) -> None:
     env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 32,
-           "LISTGATE_DATABASE_URL": "postgresql://lg:pw@127.0.0.1:1/lg"}
+           "LISTGATE_DATABASE_URL": "postgresql://lg:pw@127.0.0.1:1/lg",
+           "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}", "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}"}
     result = CliRunner().invoke(cli.main, command, env=env)
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "127.0.0.1" in result.output
