@@ -113,7 +113,7 @@ def up(demo: bool) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-@main.command(context_settings={"ignore_unknown_options": True})
+@main.command()
 @click.option("--listen", default="127.0.0.1:1025", show_default=True, help="HOST:PORT to listen on.")
 @click.option("--maildir", default="", help="Also keep every message in this Maildir.")
 def sink(listen: str, maildir: str) -> None:
@@ -122,10 +122,10 @@ def sink(listen: str, maildir: str) -> None:
              + (["--maildir", maildir] if maildir else []))
 
 
-@main.command(short_help="Database, broker, queue depth, last mail received.")
+@main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue depth and the last mail received; exit 1 when something is down."""
+    """Database, broker, queue, last mail, deferred copies and `up`'s processes; exit 1 when something is wrong."""
     from listgate import status as status_service
 
     settings = load_settings()

@@ -89,6 +89,10 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     env.update(LISTGATE_SMTP_LISTEN=f"127.0.0.1:{free_port()}", LISTGATE_WEB_LISTEN=f"127.0.0.1:{free_port()}",
                PYTHONUNBUFFERED="1")
     sh = Shell(checkout, env)
+    # `make run` must find .venv installed: installing from this checkout would point the shared
+    # .venv's editable install at a directory without the sources.
+    if sh.run("make -q install-run").returncode != 0:
+        pytest.fail("the .venv is not installed from the current lock: run `make install` first", pytrace=False)
     yield sh
     for proc in sh.procs:
         if proc.poll() is None:
