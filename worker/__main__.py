@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 import warnings
 
+import click
+
 from listgate import logs
 from listgate.config import Settings, SettingsError
 from listgate.readiness import notify_ready
@@ -38,12 +40,16 @@ def main(argv: list[str]) -> int:
     if argv[0] == "worker":
         worker_ready.connect(lambda **_: notify_ready(settings, "worker ready"), weak=False)
         defaults = [] if any(a.startswith(("-c", "--concurrency")) for a in extra) else ["--concurrency", "2"]
-        code = app.start([*quiet, "worker", "--loglevel", settings.log_level, *defaults, *extra])
+        args = [*quiet, "worker", "--loglevel", settings.log_level, *defaults, *extra]
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there
         beat_init.connect(lambda **_: notify_ready(settings, "beat ready"), weak=False)
-        code = app.start([*quiet, "beat", "--loglevel", settings.log_level, *extra])
-    return int(code or 0)
+        args = [*quiet, "beat", "--loglevel", settings.log_level, *extra]
+    try:
+        return int(app.start(args) or 0)
+    except click.ClickException as exc:  # a wrong Celery option: one line, not a traceback
+        print(f"{argv[0]}: {exc.format_message()}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

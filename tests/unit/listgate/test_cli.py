@@ -234,3 +234,11 @@ def test_an_unreachable_database_is_one_line(tmp_path: Path, command: list[str])
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "127.0.0.1" in result.output
     assert result.output.count("\n") == 1 and "Traceback" not in result.output and "pw@" not in result.output
+
+
+def test_a_wrong_celery_option_is_one_line_and_a_failure(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "listgate.cli", "worker", "--no-such-option"], env=up_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == "worker: No such option '--no-such-option'."
+    assert "Traceback" not in done.stderr
