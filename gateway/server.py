@@ -14,7 +14,7 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from gateway.handler import GatewayHandler, client_address
-from gateway.limits import ClientLimits, dot_line_with_bare_end
+from gateway.limits import ClientLimits, dot_line_with_bare_end, trusted_networks
 from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
 from listgate.config import Settings
@@ -163,6 +163,7 @@ class GatewayServer:
         self.handler = handler
         self.lmtp = lmtp
         handler.lmtp = lmtp
+        handler.limits.trust(trusted_networks(settings.trusted_mtas, lmtp))
         self.listen = listen or (settings.smtp_host, settings.smtp_port)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         handler.executor = self.executor
@@ -194,7 +195,7 @@ class GatewayServer:
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
-        log.info("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
+        log.debug("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
 
     def describe(self) -> str:
         """Where we listen, for logs."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -10,19 +9,11 @@ from typing import NoReturn
 
 import click
 
+from listgate import launch, logs
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import needs_upgrade, upgrade
-from listgate.supervisor import Supervisor, port_open
-
-SERVICES = {
-    "gateway": ["-m", "gateway"],
-    "worker": ["-m", "worker", "worker"],
-    "beat": ["-m", "worker", "beat"],
-    "web": ["-m", "webarchive"],
-}
-
 
 def load_settings() -> Settings:
     """Settings from the environment, or a clean exit naming the bad variable."""
@@ -34,9 +25,7 @@ def load_settings() -> Settings:
 
 def setup_logging(settings: Settings) -> None:
     """One log format for every listgate process."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_level != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration step is noise at start
+    logs.setup(settings)
 
 
 def brief(exc: BaseException) -> str:
@@ -68,7 +57,8 @@ def main() -> None:
 
 def _exec_service(name: str, extra: list[str]) -> NoReturn:
     load_settings()  # fail here, with the variable's name, before starting anything
-    os.execv(sys.executable, [sys.executable, *SERVICES[name], *extra])
+    service = next(s for s in launch.SERVICES if s.name == name)
+    os.execv(sys.executable, [sys.executable, *service.args, *extra])
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -85,6 +75,8 @@ def gateway(lmtp: bool, listen: str) -> None:
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to celery)."""
     ensure_schema(load_settings())
+    if logs.running_as_root():
+        click.echo(f"note: {logs.ROOT_NOTE}", err=True)
     _exec_service("worker", list(celery_args))
 
 
@@ -113,45 +105,29 @@ def web(use_gunicorn: bool, workers: int) -> None:
 
 
 @main.command(short_help="Start gateway, worker, beat and web; Ctrl-C stops all.")
-@click.option("--demo/--no-demo", default=True, help="Create a demo list on first run.")
+@click.option("--demo/--no-demo", default=True, help="Create a demo list with a short discussion on first run.")
 def up(demo: bool) -> None:
-    """Start gateway, worker, beat and web together; Ctrl-C stops them all."""
+    """Start gateway, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
     settings = load_settings()
-    setup_logging(settings)
-    ensure_schema(settings)
-    if demo:
-        _demo_list(settings)
-    ready = f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}"
-    supervisor = Supervisor(
-        SERVICES, echo=click.echo, ready_message=ready + " (Ctrl-C stops everything)",
-        ready=lambda: port_open(settings.smtp_host, settings.smtp_port) and port_open(settings.web_host, settings.web_port))
-    sys.exit(supervisor.run())
-
-
-def _demo_list(settings: Settings) -> None:
-    """Create the list `demo` when it does not exist yet, and print how to post to it."""
-    engine = make_engine(settings)
     try:
-        with transaction(session_factory(writer(engine))) as session:
-            if lists_service.get(session, "demo") is not None:
-                return
-            lists_service.create(session, "demo", "Demo list", "A list to try listgate with.")
-    finally:
-        engine.dispose()
-    host = "127.0.0.1" if settings.smtp_host in ("0.0.0.0", "::", "") else settings.smtp_host
-    click.echo(
-        "\nCreated the list demo@%s. Post to it with:\n\n"
-        "  python3 -c \"import smtplib; smtplib.SMTP('%s', %d).sendmail('you@example.org', ['demo@%s'], "
-        "b'From: You <you@example.org>\\\\r\\\\nTo: demo@%s\\\\r\\\\nSubject: Hello\\\\r\\\\n\\\\r\\\\nHello, list!\\\\r\\\\n')\"\n\n"
-        "then open %s/lists/demo/\n" % (settings.domain, host, settings.smtp_port, settings.domain,
-                                        settings.domain, settings.base_url)
-    )
+        sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
+    except launch.PortTaken as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-@main.command(short_help="Database, broker, queue depth, last mail received.")
+@main.command()
+@click.option("--listen", default="127.0.0.1:1025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--maildir", default="", help="Also keep every message in this Maildir.")
+def sink(listen: str, maildir: str) -> None:
+    """A development SMTP sink: accepts every message and prints one line for each."""
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.sink", "--listen", listen]
+             + (["--maildir", maildir] if maildir else []))
+
+
+@main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue depth and the last mail received; exit 1 when something is down."""
+    """Database, broker, queue, last mail, deferred copies and `up`'s processes; exit 1 when something is wrong."""
     from listgate import status as status_service
 
     settings = load_settings()

@@ -77,6 +77,21 @@ def _outbound(name: str, value: str, data_dir: Path) -> str:
     raise SettingsError(f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path")
 
 
+def _networks(name: str, value: str) -> tuple[str, ...] | None:
+    """Comma-separated addresses or networks (CIDR); None when unset, () for "none"."""
+    if not value.strip():
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: {item!r} is not an address or network such as 127.0.0.1 or 10.0.0.0/8") from None
+    return tuple(found)
+
+
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "memory")
 
@@ -121,6 +136,8 @@ class Settings:
     arc_selector: str = ""
     dns_server: str = ""  # HOST:PORT of the resolver for DMARC/DKIM look-ups ("": the system's)
     dns_timeout: int = 5  # seconds for one DNS look-up
+    trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
+    notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -200,6 +217,8 @@ class Settings:
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
             metrics_listen=_metrics_listen(env.get("LISTGATE_METRICS_LISTEN", ""), web_port),
             **_mail_auth(env),
+            trusted_mtas=_networks("LISTGATE_TRUSTED_MTAS", env.get("LISTGATE_TRUSTED_MTAS", "")),
+            notify_socket=env.get("NOTIFY_SOCKET", ""),
         )
 
 

@@ -20,6 +20,7 @@ from listgate.db import make_engine, session_factory
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
 from listgate.models.delivery import REFUSED
 from listgate.schema import current, head
+from listgate.supervisor import read_state, state_file
 
 BROKER_QUEUES = ("celery",)
 FAILED_WINDOW = timedelta(days=30)  # how far back `status` and the moderation page list failed posts
@@ -66,6 +67,8 @@ class Metrics:
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
     failed: list[FailedPost] = field(default_factory=list)  # posts a relay refused, last FAILED_WINDOW
+    last_deferral: str = ""  # why the most recently deferred copy was deferred
+    next_retry: datetime | None = None  # when the next deferred copy is due
 
 
 @dataclass(frozen=True)
@@ -80,11 +83,23 @@ class Status:
     broker_ok: bool = False
     broker_queue: dict[str, int] = field(default_factory=dict)
     metrics: Metrics | None = None
+    processes: dict[str, Any] | None = None  # the children of a running `listgate up`, by name
+
+    @property
+    def deferring(self) -> int:
+        """Copies waiting for the relay after it refused or could not be reached."""
+        return self.metrics.deliveries.get("deferred", 0) if self.metrics else 0
+
+    @property
+    def processes_down(self) -> list[str]:
+        """Children of `listgate up` not serving right now."""
+        return [n for n, c in (self.processes or {}).items() if c.get("state") != "ready"]
 
     @property
     def ok(self) -> bool:
-        """True when the database and the broker answer and the schema is current."""
-        return self.database_ok and self.broker_ok and self.revision == self.head
+        """True when database and broker answer, the schema is current, no copy waits and every child serves."""
+        return (self.database_ok and self.broker_ok and self.revision == self.head and not self.deferring
+                and not self.processes_down)
 
 
 def redact(url: str) -> str:
@@ -110,6 +125,11 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
     outbox_pending, oldest = session.execute(pending).one()
     oldest = _aware(oldest)
+    last_deferral, next_retry = "", None
+    if deliveries.get("deferred"):
+        deferred = select(Delivery.last_error).where(Delivery.status == "deferred")
+        last_deferral = session.scalar(deferred.order_by(Delivery.next_attempt_at.desc()).limit(1)) or ""
+        next_retry = _aware(session.scalar(select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "deferred")))
     return Metrics(
         received=counters.total(session, counters.RECEIVED),
         stored=counters.values(session, counters.STORED),
@@ -121,6 +141,8 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
         failed=failed_posts(session, now=now, limit=1000),
+        last_deferral=last_deferral,
+        next_retry=next_retry,
     )
 
 
@@ -164,7 +186,8 @@ def collect(settings: Settings) -> Status:
         queue, broker_ok, broker = broker_queue_lengths(settings.broker_url), True, broker_url
     except Exception as exc:  # noqa: BLE001
         queue, broker_ok, broker = {}, False, f"{broker_url}: {_one_line(exc)}"
-    return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue)
+    return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue,
+                  processes=(read_state(state_file(settings.data_dir)) or {}).get("children"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -214,5 +237,31 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
         lines.append(f"last mail  {last}")
         lines.append(_failed_line(m.failed, now))
+    if status.deferring and m is not None:
+        retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
+        # Not status.outbound: this command's environment may not be the workers' (another terminal).
+        lines.append(f"relay      DEFERRING {status.deferring} copies wait for the relay, which said: "
+                     f"{m.last_deferral or 'nothing recorded'}{retry}")
+    lines.extend(_process_lines(status.processes))
+    return lines
+
+
+def _in(when: datetime, now: datetime) -> str:
+    seconds = int((when - now).total_seconds())
+    return "now" if seconds <= 0 else f"in {seconds} s"
+
+
+def _process_lines(processes: dict[str, Any] | None) -> list[str]:
+    """One line per child of a running `listgate up` (none when `up` is not running here)."""
+    lines = []
+    for name, child in (processes or {}).items():
+        restarts = child.get("restarts", 0)
+        history = f"; restarted {restarts} time{'s' if restarts != 1 else ''}, last {child['last_exit']}" if restarts or child.get("last_exit") else ""
+        if child.get("state") == "ready":
+            lines.append(f"{name:10} ok     pid {child.get('pid')}{history}")
+        elif child.get("state") == "restarting":
+            lines.append(f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({restarts} restarts so far)")
+        else:
+            lines.append(f"{name:10} STARTING pid {child.get('pid')}{history}")
     return lines
 

@@ -9,19 +9,21 @@ from __future__ import annotations
 import logging
 import threading
 
+from listgate import logs
 from listgate.config import Settings
+from listgate.readiness import notify_ready
 
 log = logging.getLogger(__name__)
 
 
 def main() -> None:
     """Serve on settings.web_host:web_port (and the metrics listener) until interrupted."""
-    from werkzeug.serving import make_server, run_simple
+    from werkzeug.serving import make_server
 
     from webarchive import create_app
 
     settings = Settings.from_env()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings)
     app = create_app(settings)
     if settings.metrics_listen is not None:
         host, port = settings.metrics_listen
@@ -32,7 +34,14 @@ def main() -> None:
             raise SystemExit(1) from None
         threading.Thread(target=metrics.serve_forever, name="metrics", daemon=True).start()
         log.info("serving /metrics on the loopback listener %s:%d", host, port)
-    run_simple(settings.web_host, settings.web_port, app, threaded=True, use_reloader=False)
+    server = make_server(settings.web_host, settings.web_port, app, threaded=True)
+    notify_ready(settings, f"web archive ready on {settings.base_url}")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from listgate.models import Bounce, Delivery, Message, OutboxEntry, Subscription
 from listgate.models.delivery import REFUSED
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
+from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 
 from worker import bounces, mailer, wave
@@ -159,11 +160,13 @@ def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], 
     _mark(ctx, gone, CANCELLED, "no longer subscribed")
     live = [r for r in rows if r.sub_id is not None and r.status == ACTIVE]
     ledger = Ledger(ctx, post, stamp)
+    untried = 0
     for start in range(0, len(live), out.size):
         batch = live[start:start + out.size]
         if ledger.network_down:
             for row in batch:
-                _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts)
+                _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts, announce=False)
+            untried += len(batch)
             continue
         items = [wave.Outgoing(verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
                                post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
@@ -171,6 +174,9 @@ def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], 
         results = out.send(items, lambda idx, dots, b=batch: ledger.handover(b, idx, dots))
         ledger.record(batch, results, time.perf_counter() - began)
     ledger.flush()
+    if untried:
+        log.warning("%d more copies of post %s deferred without a try: the relay %s cannot be reached (%s)",
+                    untried, post.pk, redact(ctx.settings.outbound), ledger.network_down)
     return ledger.sent
 
 
@@ -273,7 +279,8 @@ def _mark(ctx: WorkerContext, delivery_ids: list[int], status: str, detail: str 
         conn.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(**values))
 
 
-def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, attempts: int = 0) -> None:
+def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, attempts: int = 0,
+            announce: bool = True) -> None:
     """Record the outcome of one try; a deferral past MAX_ATTEMPTS becomes a failure."""
     values: dict[str, Any] = {"status": status, "last_error": "" if status == SENT else detail[:2000]}
     if status == SENT:
@@ -284,8 +291,9 @@ def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, atte
         else:
             values["next_attempt_at"] = now() + backoff(attempts)
     _mark_values(ctx, delivery_id, values)
-    if values["status"] == DEFERRED:
-        log.info("delivery %s deferred: %s", delivery_id, detail)
+    if values["status"] == DEFERRED and announce:
+        log.warning("delivery %s deferred, next try in %s: the relay %s said: %s", delivery_id,
+                    backoff(attempts), redact(ctx.settings.outbound), detail)
 
 
 def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:]
-            if b" ready." in text:
+            if b"worker ready" in text:  # listgate.readiness, once Celery consumes
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{text.decode(errors='replace')[-3000:]}")

@@ -129,6 +129,7 @@ BAD = [
     ("LISTGATE_ARC_SELECTOR", "arc2026"),  # without LISTGATE_ARC_KEY
     ("LISTGATE_DNS_SERVER", "127.0.0.1"),
     ("LISTGATE_DNS_TIMEOUT", "0"),
+    ("LISTGATE_TRUSTED_MTAS", "postfix.example.org"),
 ]
 
 
@@ -171,3 +172,15 @@ def test_an_unwritable_data_dir_without_a_key_is_named(tmp_path: Path) -> None:
 def test_a_data_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="LISTGATE_SECRET_KEY is unset and .* cannot be read or created"):
         Settings.from_env({"LISTGATE_DATA_DIR": "/proc/listgate-test/var"})
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", None), ("none", ()), ("127.0.0.1", ("127.0.0.1/32",)), ("10.0.0.0/8, ::1", ("10.0.0.0/8", "::1/128")),
+])
+def test_trusted_mtas_are_addresses_or_networks(tmp_path: Path, value: str, expected: object) -> None:
+    assert Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS=value)).trusted_mtas == expected
+
+
+def test_a_bad_trusted_mta_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LISTGATE_TRUSTED_MTAS=.*'mail.example.org' is not an address"):
+        Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS="127.0.0.1,mail.example.org"))
