@@ -263,9 +263,16 @@ def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) 
     got = wait_until(lambda: msink.received, what="the DMARC copy")[0]
     msg = got.message
     assert getaddresses([msg["From"]]) == [(f"Sam via {name}", f"{name}@lists.test")]
-    assert "sam@strict.example" in msg["Reply-To"] and f"{name}@lists.test" in msg["Reply-To"]
+    # The list's Reply-To policy is "none": a reply goes to the author (whose address left From), not the list.
+    assert getaddresses(msg.get_all("Reply-To")) == [("Sam", "sam@strict.example")]
     assert got.data.endswith(raw.split(b"\r\n\r\n", 1)[1])
     assert msg["Message-ID"] == f"<strict-{name}@strict.example>"
+    with transaction(site.db) as session:
+        lists.require(session, name).reply_to = "list"
+    site.post(mail("sam@strict.example", "Strict again", f"strict2-{name}@strict.example", to=f"{name}@lists.test"),
+              name)
+    again = wait_until(lambda: msink.received[1:], what="the second DMARC copy")[0].message
+    assert getaddresses(again.get_all("Reply-To")) == [("Sam", "sam@strict.example"), ("", f"{name}@lists.test")]
 
 
 def test_451_then_250_delivers_once(site: Site, msink: SmtpSink) -> None:
