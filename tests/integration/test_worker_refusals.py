@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Iterator
@@ -16,10 +17,11 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
-from listgate import lists
+from listgate import dispatch, lists, subscriptions
 from listgate.db import transaction
 from listgate.ingest import IngestResult
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models import Bounce, DigestSent, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models.people import MIME, PLAIN
 from tests.conftest import free_port
 from tests.integration.worker_helpers import Site, mail, wait_until, worker_site
 from tests.sink import SmtpSink
@@ -97,19 +99,27 @@ def leaves(data: bytes) -> list[tuple[str, str]]:
     return [(p.get_content_type(), p.get_content()) for p in msg.walk() if not p.is_multipart()]
 
 
-def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Site, relay: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+PARAGRAPH = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."] * 90)
+
+
+def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
+    """Five attack posts with a 1,500-byte header line, and three legitimate posts with long lines."""
     to = f"{name}@lists.test"
-    # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
     attacks = [mail("mallory@example.net", f"Junk {i}", f"junk{i}-{name}@x", to=to, extra="X-Junk: " + "A" * 1500)
                for i in range(5)]
-    paragraph = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."] * 90)
     legit = [
-        mail("writer@example.org", "Long paragraph", f"para-{name}@x", paragraph + "\n", to=to,
+        mail("writer@example.org", "Long paragraph", f"para-{name}@x", PARAGRAPH + "\n", to=to,
              extra="Content-Transfer-Encoding: 8bit"),
         multipart_with_long_html(name, f"html-{name}@x"),
         mail("writer@example.org", " ".join(["A subject that goes on and on"] * 50), f"subj-{name}@x", to=to),
     ]
+    return attacks, legit
+
+
+def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Site, relay: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
+    attacks, legit = long_line_posts(name)
     posted = [site.post(raw, name) for raw in attacks + legit]
     states = settled(site, posted)
     assert len(states) == len(SUBSCRIBERS) * len(posted) and set(states.values()) == {"sent"}, Counter(states.values())
@@ -129,6 +139,31 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Sit
         for result, raw in zip(posted, attacks + legit):
             msg = session.get_one(Message, result.message_pk)
             assert session.get_one(RawMessage, msg.raw_id).data == raw
+
+
+def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, relay: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    readers = {"mime-digest@example.org": MIME, "plain-digest@example.org": PLAIN}
+    site.subscribe(name, *readers, kind="digest")
+    with transaction(site.db) as session:
+        subscriptions.person_settings(session, "plain-digest@example.org").digest_format = PLAIN
+    attacks, legit = long_line_posts(name)
+    settled(site, [site.post(raw, name) for raw in attacks + legit])
+    site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(timezone.utc).date().isoformat()})
+    wait_until(lambda: site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status != "sending") == 2,
+               what="both digests settled")
+    assert site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status == "sent") == 2
+    for address, fmt in readers.items():
+        (got,) = relay.to(address)  # the strict relay took it, once
+        assert max(map(len, got.data.splitlines())) <= 998, address
+        digest = message_from_bytes(got.data, policy=policy.default)
+        if fmt == MIME:  # each post inside reads as it was sent
+            inner = [p.get_payload(0) for p in digest.iter_parts() if p.get_content_type() == "message/rfc822"]
+            sent = [leaves(raw.replace(b"\r\n", b"\n")) for raw in attacks + legit]
+            assert [leaves(m.as_bytes()) for m in inner] == sent
+            assert [m["X-Junk"] for m in inner[:5]] == ["A" * 1500] * 5
+        else:
+            assert PARAGRAPH in digest.get_content() and "A subject that goes on and on" in digest.get_content()
 
 
 MESSAGE_REFUSALS = ["554 5.7.1 Message rejected by the content filter", "552 5.3.4 Message size exceeds fixed limit",

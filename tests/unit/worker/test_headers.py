@@ -66,8 +66,8 @@ def test_dmarc_reply_to_follows_the_list_policy_and_always_reaches_the_author() 
     ann, dev = ("Ann Author", "ann@example.org"), ("", "dev@lists.test")
     for raw in (RAW, RAW.replace(b"h=from:subject;", b"h=from:subject:reply-to;")):
         for policy, expected in (("none", [ann]), ("list", [ann, dev]), ("author", [ann])):
-            copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org",
-                              reply_to=policy)
+            copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author",
+                              author_addr="ann@example.org", reply_to=policy)
             assert getaddresses(message_from_bytes(copy).get_all("Reply-To")) == expected, policy
 
 
