@@ -29,7 +29,6 @@ from sqlalchemy import select, update
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import AuditEntry, Message, RawMessage, Subscription
-from tests.conftest import free_port
 from tests.integration.test_end_to_end import Stack, _get, _json, base_env, make_stack
 from tests.integration.worker_helpers import wait_until
 from tests.mailauth import Key, StubDns, dnsfunc, make_key
@@ -51,14 +50,6 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
 @pytest.fixture(scope="module")
 def records(keys: dict[str, Key]) -> dict[str, str]:
     return {**{k.name: k.record for k in keys.values()}, "_dmarc.strict.example": "v=DMARC1; p=reject"}
-
-
-@pytest.fixture(scope="module")
-def msink() -> Iterator[SmtpSink]:
-    sink = SmtpSink(port=free_port())
-    sink.start()
-    yield sink
-    sink.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from listgate import lists
 from listgate.db import transaction
 from listgate.models import Attachment, AuditEntry, Message, RawMessage
-from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.factories import post
 from tests.unit.webarchive.helpers import csrf, sign_in
 from tests.unit.webarchive.test_removal import SECRET_WORD, thread_of_three
 
