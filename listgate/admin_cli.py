@@ -73,23 +73,8 @@ def _role_group(role: str) -> click.Group:
     def group() -> None:
         pass
 
-    @group.command("add", help=f"Make ADDRESS {article} {role} of list NAME.")
-    @click.argument("name")
-    @click.argument("address")
-    def add(name: str, address: str) -> None:
-        with _session() as session:
-            changed = administration.add_role(session, lists_service.require(session, name), role, address, actor())
-        click.echo(f"{address.lower()} is {'now' if changed else 'already'} {article} {role} of {name}")
-
-    @group.command("remove", help=f"ADDRESS is no longer {article} {role} of list NAME.")
-    @click.argument("name")
-    @click.argument("address")
-    def remove(name: str, address: str) -> None:
-        with _session() as session:
-            changed = administration.remove_role(session, lists_service.require(session, name), role, address, actor())
-        if not changed:
-            raise click.ClickException(f"{address} is not {article} {role} of {name}")
-        click.echo(f"{address.lower()} is no longer {article} {role} of {name}")
+    for action in administration.ROLE_ACTIONS:
+        group.add_command(_role_command(role, action, article))
 
     @group.command("show", help=f"The {plural} of list NAME.")
     @click.argument("name")
@@ -99,6 +84,26 @@ def _role_group(role: str) -> click.Group:
         click.echo("\n".join(people) if people else f"{name} has no {plural}")
 
     return group
+
+
+def _role_command(role: str, action: str, article: str) -> click.Command:
+    """`listgate owners|moderators add|remove NAME ADDRESS`."""
+    helps = {"add": f"Make ADDRESS {article} {role} of list NAME.",
+             "remove": f"ADDRESS is no longer {article} {role} of list NAME."}
+
+    @click.command(action, help=helps[action])
+    @click.argument("name")
+    @click.argument("address")
+    def command(name: str, address: str) -> None:
+        with _session() as session:
+            changed = administration.change_role(session, lists_service.require(session, name), action, role, address,
+                                                 actor())
+        if action == "remove" and not changed:
+            raise click.ClickException(f"{address} is not {article} {role} of {name}")
+        state = ("now" if changed else "already") if action == "add" else "no longer"
+        click.echo(f"{address.lower()} is {state} {article} {role} of {name}")
+
+    return command
 
 
 owners = _role_group("owner")

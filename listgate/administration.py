@@ -23,6 +23,7 @@ from listgate.models.archive import POLICIES, REPLY_TO
 from listgate.models.delivery import Bounce
 
 ROLES = ("owner", "moderator")
+ROLE_ACTIONS = ("add", "remove")
 FIELDS = ("title", "description", "policy", "private", "reply_to")
 
 
@@ -112,26 +113,17 @@ def members_of(mlist: MailingList, role: str) -> list[str]:
     return sorted(mlist.owner_addresses() if column == "owners" else mlist.moderator_addresses())
 
 
-def add_role(session: Session, mlist: MailingList, role: str, address: str, actor: str) -> bool:
-    """Make address an owner or moderator; False when it already was."""
+def change_role(session: Session, mlist: MailingList, action: str, role: str, address: str, actor: str) -> bool:
+    """Add ("add") or take away ("remove") an owner or moderator; False when address already had it, or had not."""
+    if action not in ROLE_ACTIONS:
+        raise ListError(f"unknown action {action!r}: choose one of {', '.join(ROLE_ACTIONS)}")
     address, column = normalize_address(address), _role_column(role)
     current = members_of(mlist, role)
-    if address in current:
+    if (address in current) == (action == "add"):
         return False
-    setattr(mlist, column, ",".join(sorted([*current, address])))
-    record(session, mlist, actor, f"add {role}", address)
-    session.flush()
-    return True
-
-
-def remove_role(session: Session, mlist: MailingList, role: str, address: str, actor: str) -> bool:
-    """Take the role away; False when address did not have it."""
-    address, column = normalize_address(address), _role_column(role)
-    current = members_of(mlist, role)
-    if address not in current:
-        return False
-    setattr(mlist, column, ",".join(a for a in current if a != address))
-    record(session, mlist, actor, f"remove {role}", address)
+    people = [*current, address] if action == "add" else [a for a in current if a != address]
+    setattr(mlist, column, ",".join(sorted(people)))
+    record(session, mlist, actor, f"{action} {role}", address)
     session.flush()
     return True
 

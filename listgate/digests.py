@@ -3,7 +3,9 @@
 A digest's Message-ID names its period (digest.weekly.20261123.TOKEN@DOMAIN), so a reply to
 the digest as a whole can be traced back to the posts it gathered. Ingest asks `period_of`
 and, for such a reply, `answered_entry`: the one post its subject or quoted text names. A
-reply naming none is held with a hint instead of starting a "Re: NAME digest" thread.
+reply naming none is held with a hint instead of starting a "Re: NAME digest" thread; should a
+moderator approve it anyway, it goes under the entry it quotes most (`held_reply`), or starts a
+thread of its own under the author's own subject, never under the digest's.
 """
 
 from __future__ import annotations
@@ -83,13 +85,16 @@ def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period 
         if match and match.group(3).lower() == domain.lower():
             return Period(match.group(1), datetime.strptime(match.group(2), "%Y%m%d").date())
     if not parsed.chain and is_reply_subject(parsed.subject):
-        title = normalize_subject(f"{mlist.title or mlist.name} digest,")
-        topic = normalize_subject(parsed.subject)
-        match = _LABEL.search(topic)
-        if topic.startswith(title) and match:
-            day = date.fromisoformat(match.group(1))
-            return Period(WEEKLY if "week of" in topic else DAILY, day)
+        match = _digest_label(parsed.subject, mlist)
+        if match:
+            return Period(WEEKLY if "week of" in match.group(0) else DAILY, date.fromisoformat(match.group(1)))
     return None
+
+
+def _digest_label(subject: str, mlist: MailingList) -> re.Match[str] | None:
+    """The period label when subject is the list's digest subject (Re: or not), else None."""
+    topic = normalize_subject(subject)
+    return _LABEL.search(topic) if topic.startswith(normalize_subject(f"{mlist.title or mlist.name} digest,")) else None
 
 
 def _quoted(body: str) -> str:
@@ -114,13 +119,34 @@ def answered_entry(session: Session, mlist: MailingList, parsed: ParsedMessage, 
     named = [p for p in entries if topic and p.subject_norm == topic]
     if named:
         return named[-1]
-    quoted = _quoted(parsed.body_text)
+    ranked = _by_quotes(entries, parsed.body_text)
+    if not ranked or (len(ranked) > 1 and ranked[1][0] == ranked[0][0]):
+        return None
+    return ranked[0][1]
+
+
+def _by_quotes(entries: list[Message], body: str) -> list[tuple[int, Message]]:
+    """(score, post) of the entries a reply quotes, best first, equals in the digest's order."""
+    quoted = _quoted(body)
     if not quoted:
-        return None
-    scored = sorted(((_score(p, quoted), p.id, p) for p in entries), key=lambda t: (t[0], t[1]), reverse=True)
-    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
-        return None
-    return scored[0][2]
+        return []
+    scored = sorted(((_score(p, quoted), n, p) for n, p in enumerate(entries)), key=lambda t: (-t[0], t[1]))
+    return [(score, p) for score, _, p in scored if score > 0]
+
+
+def held_reply(session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period,
+               domain: str) -> ParsedMessage:
+    """A reply answered_entry could not place, as it is held (and placed, should a moderator approve it).
+
+    Under the entry it quotes most, the digest's first among equals; quoting none, a thread of
+    its own without the digest's id and without the digest's subject, which names no topic (and
+    would gather every such reply into one "Re: NAME digest" thread).
+    """
+    ranked = _by_quotes(posts(session, mlist, period, MAX_ENTRIES), parsed.body_text)
+    if ranked:
+        return thread_under(parsed, ranked[0][1])
+    parsed = without_digest(parsed, domain)
+    return replace(parsed, subject="") if _digest_label(parsed.subject, mlist) else parsed
 
 
 def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:

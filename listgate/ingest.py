@@ -163,7 +163,7 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         if entry is not None:
             parsed = digests.thread_under(parsed, entry)
         else:
-            parsed, status, held_why = digests.without_digest(parsed, domain), HELD, DIGEST_REPLY
+            parsed, status, held_why = digests.held_reply(session, mlist, parsed, period, domain), HELD, DIGEST_REPLY
     msg = _draft(session, parsed, mlist, origin, status)
     thread, created = threads.attach(session, msg, parsed.chain, fallback_days, visible=status == VISIBLE)
     _store_attachments(session, parsed, msg.id)

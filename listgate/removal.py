@@ -48,11 +48,17 @@ def find(session: Session, message_id: str, list_name: str | None = None) -> lis
     return found
 
 
-def remove(session: Session, messages: list[Message], reason: str, actor: str, purge: bool = False) -> Outcome:
-    """Take posts down with a reason (and purge their content); ListError when that cannot be done."""
+def clean_reason(reason: str) -> str:
+    """The reason as the tombstone shows it (one line, at most 2,000 characters); ListError when empty."""
     reason = " ".join(reason.split())[:2000]
     if not reason:
         raise ListError("give a reason: it is shown in the thread where the post was")
+    return reason
+
+
+def remove(session: Session, messages: list[Message], reason: str, actor: str, purge: bool = False) -> Outcome:
+    """Take posts down with a reason (and purge their content); ListError when that cannot be done."""
+    reason = clean_reason(reason)
     outcome = Outcome()
     for msg in messages:
         mlist = session.get_one(MailingList, msg.list_id)

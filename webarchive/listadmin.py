@@ -67,13 +67,12 @@ def roles(name: str):  # type: ignore[no-untyped-def]
     """Add or remove an owner or moderator (owners and site administrators)."""
     list_id = _list_for(name, change=True).id
     role, action, address = request.form.get("role", ""), request.form.get("action", ""), request.form.get("address", "")
-    if action not in ("add", "remove"):
+    if action not in administration.ROLE_ACTIONS:
         abort(400, description="action must be add or remove")
     try:
         with transaction(resources().writer) as session:
             mlist = session.get_one(MailingList, list_id)
-            act = administration.add_role if action == "add" else administration.remove_role
-            changed = act(session, mlist, role, address, current_address() or "")
+            changed = administration.change_role(session, mlist, action, role, address, current_address() or "")
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("listadmin.page", name=name), 303)

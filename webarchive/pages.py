@@ -165,6 +165,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
     mlist = found.mailing_list
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view,
+                           posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones are no posts
                            font=request.args.get("font", ""), list_address=mlist.address(settings().domain),
                            moderator=is_moderator(mlist), following=_following_thread(session, found.id),
                            **post_context())

@@ -23,6 +23,7 @@ from listgate.models.people import PLAIN
 from listgate.replies import reply_mailto
 
 from worker.headers import ListInfo, archived_at, list_headers
+from worker.longlines import fit_lines
 
 SEPARATOR_70, SEPARATOR_30 = "-" * 70, "-" * 30  # RFC 1153
 PLAIN_POLICY = email.policy.SMTP.clone(max_line_length=998)  # long reply links stay on one line
@@ -92,7 +93,8 @@ def build(info: ListInfo, period: Period, entries: list[Entry], *, to: str, subj
             msg.attach(MIMEMessage(email.message_from_bytes(entry.raw, policy=email.policy.compat32)))
     for name, value in _headers(info, subject, message_id, to, unsubscribe_url):
         msg[name] = value
-    return msg.as_bytes()
+    # A post with a line over 998 bytes would get the whole digest refused: such a part is re-encoded.
+    return fit_lines(msg.as_bytes())
 
 
 def plain_body(info: ListInfo, period: Period, entries: list[Entry], toc: str) -> str:

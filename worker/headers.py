@@ -152,7 +152,7 @@ def render_headers(items: list[tuple[str, str]], newline: bytes) -> bytes:
 
 
 def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str) -> bytes:
-    """DMARC mode: From becomes '"Name via LIST" <list>', any Reply-To is dropped; body untouched."""
+    """DMARC mode: From becomes '"Name via LIST" <list>'; every other header and the body untouched."""
     head, body = split_message(raw)
     newline = newline_of(raw)
     display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
@@ -164,7 +164,7 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
         if name == b"from" and not done:
             out.append(new_from)
             done = True
-        elif name in (b"from", b"reply-to"):
+        elif name == b"from":
             continue
         else:
             out.append(field)
@@ -187,13 +187,22 @@ def signed_headers(raw: bytes) -> set[str]:
     return names
 
 
-def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str) -> str | None:
+def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str, author_name: str = "",
+                   dmarc: bool = False) -> str | None:
     """The Reply-To the list's policy adds ("none", "list", "author"), or None.
 
-    Never when the original has one (a second would make the message invalid), nor when the
-    author's DKIM signature covers Reply-To (h= names it even when absent: adding one breaks it).
+    Never when the original has one (the author's own is kept: a second would make the message
+    invalid). Without DMARC, never when the author's DKIM signature covers Reply-To (h= names it
+    even when absent: adding one breaks it). With the DMARC From rewrite the author is always in
+    it (From is the list's, so a reply must still find the author), and the list too under
+    "list"; h= does not matter then, the rewritten From already broke that signature.
     """
-    if policy not in ("list", "author") or has_header(raw, "Reply-To") or "reply-to" in signed_headers(raw):
+    if has_header(raw, "Reply-To"):
+        return None
+    if dmarc:
+        author = formataddr((author_name, author_addr), charset="utf-8") if author_addr else ""
+        return ", ".join(a for a in (author, info.address if policy == "list" else "") if a) or None
+    if policy not in ("list", "author") or "reply-to" in signed_headers(raw):
         return None
     if policy == "author":
         return author_addr or None
@@ -206,9 +215,7 @@ def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str
     newline = newline_of(raw)
     if dmarc:
         raw = rewrite_from(raw, info, author_name, author_addr)
-        added = ", ".join([formataddr((author_name, author_addr), charset="utf-8"), info.address])
-    else:
-        added = added_reply_to(raw, info, reply_to, author_addr)
+    added = added_reply_to(raw, info, reply_to, author_addr, author_name, dmarc)
     return render_headers(list_headers(info, message_id, unsubscribe_url, added), newline) + raw
 
 

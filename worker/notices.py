@@ -80,8 +80,8 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
                      "\"reject: REASON\" to its reject address.\n\n"
                      f"The moderation page: {p.get('link', '')}\n"),
         "digest_reply": (f"Your reply to the {name} digest is held",
-                         f"Your message \"{p.get('subject', '')}\" answers the {name} digest ({p.get('period', '')})\n"
-                         "as a whole, and we could not tell which of its posts you meant, so it is held.\n\n"
+                         f"Your message answers the {name} digest ({p.get('period', '')}) as a whole, and we\n"
+                         "could not tell which of its posts you meant, so it is held.\n\n"
                          "Please send it again using the reply link of that post in the digest's table of\n"
                          "contents, or change the subject to the post's subject (Re: ...) and quote the part\n"
                          "you answer.\n"),

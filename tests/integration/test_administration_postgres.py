@@ -6,24 +6,18 @@ import pytest
 from sqlalchemy import func, select, text
 
 from listgate import administration, lists, removal
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.models import Message, RawMessage
 from tests.unit.webarchive.factories import make_mail, post
-from webarchive import create_app
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg(pg_settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_settings)
-    factory = session_factory(writer(engine))
-    with transaction(factory) as session:
+def pg(pg_web):  # type: ignore[no-untyped-def]
+    with transaction(pg_web[1]) as session:
         lists.create(session, "dev", owners="o@example.org")
-    app = create_app(pg_settings)
-    yield app, factory
-    app.extensions["listgate"].engine.dispose()
-    engine.dispose()
+    return pg_web
 
 
 def test_a_purged_post_leaves_the_search_index_and_the_tombstone_stays(pg) -> None:  # type: ignore[no-untyped-def]

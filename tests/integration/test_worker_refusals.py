@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from datetime import datetime, timezone
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Iterator
@@ -16,11 +17,11 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
-from listgate import lists
+from listgate import dispatch, lists, subscriptions
 from listgate.db import transaction
 from listgate.ingest import IngestResult
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
-from tests.conftest import free_port
+from listgate.models import Bounce, DigestSent, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models.people import MIME, PLAIN
 from tests.integration.worker_helpers import Site, mail, wait_until, worker_site
 from tests.sink import SmtpSink
 
@@ -30,26 +31,18 @@ FINAL = {"sent", "bounced", "refused", "failed", "cancelled", "deferred"}
 
 
 @pytest.fixture(scope="module")
-def relay() -> Iterator[SmtpSink]:
-    sink = SmtpSink(port=free_port())
-    sink.start()
-    yield sink
-    sink.stop()
-
-
-@pytest.fixture(scope="module")
-def rsite(tmp_path_factory: pytest.TempPathFactory, relay: SmtpSink) -> Iterator[Site]:
+def rsite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator[Site]:
     """One site and one worker for the module, with the production bounce limit (5)."""
-    yield from worker_site(tmp_path_factory.mktemp("refusals"), relay.url, LISTGATE_BOUNCE_SCORE_LIMIT="5")
+    yield from worker_site(tmp_path_factory.mktemp("refusals"), msink.url, LISTGATE_BOUNCE_SCORE_LIMIT="5")
 
 
 @pytest.fixture
-def site(rsite: Site, relay: SmtpSink, request: pytest.FixtureRequest) -> Site:
+def site(rsite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
     """The shared site with a fresh list (three subscribers) named after the test, and an empty relay."""
-    with relay.handler.lock:
-        relay.handler.received.clear()
-        relay.handler.scripted.clear()
-        relay.handler.refused_rcpts.clear()
+    with msink.handler.lock:
+        msink.handler.received.clear()
+        msink.handler.scripted.clear()
+        msink.handler.refused_rcpts.clear()
     name = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-30:]
     with transaction(rsite.db) as session:
         lists.create(session, name).dmarc_mode = "never"
@@ -97,27 +90,35 @@ def leaves(data: bytes) -> list[tuple[str, str]]:
     return [(p.get_content_type(), p.get_content()) for p in msg.walk() if not p.is_multipart()]
 
 
-def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Site, relay: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+PARAGRAPH = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."] * 90)
+
+
+def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
+    """Five attack posts with a 1,500-byte header line, and three legitimate posts with long lines."""
     to = f"{name}@lists.test"
-    # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
     attacks = [mail("mallory@example.net", f"Junk {i}", f"junk{i}-{name}@x", to=to, extra="X-Junk: " + "A" * 1500)
                for i in range(5)]
-    paragraph = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."] * 90)
     legit = [
-        mail("writer@example.org", "Long paragraph", f"para-{name}@x", paragraph + "\n", to=to,
+        mail("writer@example.org", "Long paragraph", f"para-{name}@x", PARAGRAPH + "\n", to=to,
              extra="Content-Transfer-Encoding: 8bit"),
         multipart_with_long_html(name, f"html-{name}@x"),
         mail("writer@example.org", " ".join(["A subject that goes on and on"] * 50), f"subj-{name}@x", to=to),
     ]
+    return attacks, legit
+
+
+def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
+    attacks, legit = long_line_posts(name)
     posted = [site.post(raw, name) for raw in attacks + legit]
     states = settled(site, posted)
     assert len(states) == len(SUBSCRIBERS) * len(posted) and set(states.values()) == {"sent"}, Counter(states.values())
     assert scores(site, name) == {addr: ("active", 0.0) for addr in SUBSCRIBERS}
     assert site.count(Bounce, Bounce.address.in_(SUBSCRIBERS)) == 0
-    copies = Counter((r.rcpt_tos[0], r.message["Message-ID"]) for r in relay.received)
+    copies = Counter((r.rcpt_tos[0], r.message["Message-ID"]) for r in msink.received)
     assert len(copies) == len(SUBSCRIBERS) * len(posted) and set(copies.values()) == {1}
-    by_id = {r.message["Message-ID"]: r.data for r in relay.received if r.rcpt_tos == [SUBSCRIBERS[0]]}
+    by_id = {r.message["Message-ID"]: r.data for r in msink.received if r.rcpt_tos == [SUBSCRIBERS[0]]}
     for raw in attacks + legit:
         sent = message_from_bytes(raw, policy=policy.default)
         got = by_id[sent["Message-ID"]]
@@ -129,6 +130,31 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Sit
         for result, raw in zip(posted, attacks + legit):
             msg = session.get_one(Message, result.message_pk)
             assert session.get_one(RawMessage, msg.raw_id).data == raw
+
+
+def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink: SmtpSink) -> None:
+    name = site.list_name  # type: ignore[attr-defined]
+    readers = {"mime-digest@example.org": MIME, "plain-digest@example.org": PLAIN}
+    site.subscribe(name, *readers, kind="digest")
+    with transaction(site.db) as session:
+        subscriptions.person_settings(session, "plain-digest@example.org").digest_format = PLAIN
+    attacks, legit = long_line_posts(name)
+    settled(site, [site.post(raw, name) for raw in attacks + legit])
+    site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(timezone.utc).date().isoformat()})
+    wait_until(lambda: site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status != "sending") == 2,
+               what="both digests settled")
+    assert site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status == "sent") == 2
+    for address, fmt in readers.items():
+        (got,) = msink.to(address)  # the strict relay took it, once
+        assert max(map(len, got.data.splitlines())) <= 998, address
+        digest = message_from_bytes(got.data, policy=policy.default)
+        if fmt == MIME:  # each post inside reads as it was sent
+            inner = [p.get_payload(0) for p in digest.iter_parts() if p.get_content_type() == "message/rfc822"]
+            sent = [leaves(raw.replace(b"\r\n", b"\n")) for raw in attacks + legit]
+            assert [leaves(m.as_bytes()) for m in inner] == sent
+            assert [m["X-Junk"] for m in inner[:5]] == ["A" * 1500] * 5
+        else:
+            assert PARAGRAPH in digest.get_content() and "A subject that goes on and on" in digest.get_content()
 
 
 MESSAGE_REFUSALS = ["554 5.7.1 Message rejected by the content filter", "552 5.3.4 Message size exceeds fixed limit",
@@ -154,7 +180,7 @@ def moderation_page(site: Site, name: str) -> str:
         app.extensions["listgate"].engine.dispose()
 
 
-def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, relay: SmtpSink) -> None:
+def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, msink: SmtpSink) -> None:
     from click.testing import CliRunner
 
     from listgate import cli
@@ -162,7 +188,7 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, 
     name = site.list_name  # type: ignore[attr-defined]
     posted = []
     for i, reply in enumerate(MESSAGE_REFUSALS):  # five refused posts: the limit that used to suspend everyone
-        relay.script(*[reply] * len(SUBSCRIBERS))
+        msink.script(*[reply] * len(SUBSCRIBERS))
         posted.append(site.post(mail("author@example.org", f"Refused {i}", f"refused{i}-{name}@x",
                                      to=f"{name}@lists.test"), name))
         settled(site, posted[-1:])
@@ -172,7 +198,7 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, 
     assert site.count(Bounce, Bounce.address.in_(SUBSCRIBERS), Bounce.kind != "refused") == 0
     after = site.post(mail("author@example.org", "Still here", f"after-{name}@x", to=f"{name}@lists.test"), name)
     assert set(settled(site, [after]).values()) == {"sent"}
-    assert sorted(r.rcpt_tos[0] for r in relay.received) == sorted(SUBSCRIBERS)
+    assert sorted(r.rcpt_tos[0] for r in msink.received) == sorted(SUBSCRIBERS)
     page = moderation_page(site, name)
     assert "Posts the relay refused" in page
     for i, reply in enumerate(MESSAGE_REFUSALS):
@@ -182,17 +208,17 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, 
     assert f"failed     {len(MESSAGE_REFUSALS)} posts refused by the relay" in status.output, status.output
 
 
-def test_only_a_refusal_naming_the_recipient_counts_against_them(site: Site, relay: SmtpSink) -> None:
+def test_only_a_refusal_naming_the_recipient_counts_against_them(site: Site, msink: SmtpSink) -> None:
     name = site.list_name  # type: ignore[attr-defined]
-    with relay.handler.lock:  # refused at RCPT: that recipient, and only them
-        relay.handler.refused_rcpts["cyd@example.org"] = "550 5.1.1 <cyd@example.org>: Recipient address rejected"
+    with msink.handler.lock:  # refused at RCPT: that recipient, and only them
+        msink.handler.refused_rcpts["cyd@example.org"] = "550 5.1.1 <cyd@example.org>: Recipient address rejected"
     first = site.post(mail("author@example.org", "One", f"one-{name}@x", to=f"{name}@lists.test"), name)
     assert settled(site, [first]) == {(first.message_pk, "ann@example.org"): "sent",
                                       (first.message_pk, "bob@example.org"): "sent",
                                       (first.message_pk, "cyd@example.org"): "bounced"}
-    with relay.handler.lock:
-        relay.handler.refused_rcpts.clear()
-    relay.script("550 5.1.1 <ann@example.org>... User unknown", "552 5.3.4 Message too big for this mailbox",
+    with msink.handler.lock:
+        msink.handler.refused_rcpts.clear()
+    msink.script("550 5.1.1 <ann@example.org>... User unknown", "552 5.3.4 Message too big for this mailbox",
                  "550 5.2.1 Mailbox disabled")  # after DATA: the status code says whose fault it is
     second = site.post(mail("author@example.org", "Two", f"two-{name}@x", to=f"{name}@lists.test"), name)
     assert sorted(settled(site, [second]).values()) == ["bounced", "bounced", "refused"]
@@ -200,14 +226,14 @@ def test_only_a_refusal_naming_the_recipient_counts_against_them(site: Site, rel
     assert sum(score for _, score in got.values()) == 3.0 and all(s == "active" for s, _ in got.values())
 
 
-def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(site: Site, relay: SmtpSink) -> None:
+def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(site: Site, msink: SmtpSink) -> None:
     from tests.integration.test_worker_mail import send_to
     from tests.unit.worker.test_bounces import dsn
 
     name = site.list_name  # type: ignore[attr-defined]
     post = site.post(mail("author@example.org", "Hello", f"hello-{name}@x", to=f"{name}@lists.test"), name)
     settled(site, [post])
-    verp = relay.to("ann@example.org")[0].mail_from  # ann's copy: bounces to it are about ann's delivery
+    verp = msink.to("ann@example.org")[0].mail_from  # ann's copy: bounces to it are about ann's delivery
 
     mine = (Bounce.address == "ann@example.org", Bounce.delivery_id.in_(
         select(Delivery.id).where(Delivery.message_pk == post.message_pk)))

@@ -143,6 +143,13 @@ def test_cli_edit_delete_and_roles_name_the_problem(tmp_path: Path) -> None:
     assert run(tmp_path, "owners", "show", "club")[1] == "owner@example.org\n"
     code, out = run(tmp_path, "moderators", "remove", "club", "owner@example.org")
     assert code == 1 and "is not a moderator of club" in out
+    assert "is already an owner of club" in run(tmp_path, "owners", "add", "club", "owner@example.org")[1]
+    assert run(tmp_path, "owners", "remove", "club", "OWNER@example.org") == (
+        0, "owner@example.org is no longer an owner of club\n")
+    assert run(tmp_path, "owners", "show", "club")[1] == "club has no owners\n"
+    code, out = run(tmp_path, "owners", "remove", "club", "owner@example.org")
+    assert code == 1 and "is not an owner of club" in out
+    assert all(f"{word} " in run(tmp_path, "moderators", "--help")[1] for word in ("add", "remove", "show"))
 
 
 def test_cli_delete_refuses_a_list_with_posts_unless_purge(tmp_path: Path, make_list, db) -> None:  # type: ignore[no-untyped-def]

@@ -48,6 +48,9 @@ def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(client,
     assert page.index(f'id="m{mid.message_pk}"') < page.index(f'id="m{leaf.message_pk}"')
     assert f'class="post tombstone d1" id="m{mid.message_pk}"' in page
     assert f'class="post d2" id="m{leaf.message_pk}"' in page
+    flat = client.get(f"/threads/{root.thread_id}?view=flat").get_data(as_text=True)
+    for shown in (page, flat):  # the tombstone keeps its place, but a reader counts two posts, not three
+        assert "Showing 2 posts" in shown and shown.count("post tombstone") == 1
     api = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [(m["message_id"], m["depth"], m.get("removed", False)) for m in api["messages"]] == [
         ("root@x", 0, False), ("mid@x", 1, True), ("leaf@x", 2, False)]

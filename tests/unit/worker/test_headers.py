@@ -53,13 +53,30 @@ def test_no_reply_to_where_the_authors_signature_covers_it() -> None:
 
 
 def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
-    raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: other@example.org\r\n")
-    copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
+    copy = build_copy(RAW, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
     msg = message_from_bytes(copy)
     assert getaddresses(msg.get_all("From")) == [("Ann Author via Developers", "dev@lists.test")]
-    assert getaddresses(msg.get_all("Reply-To")) == [("Ann Author", "ann@example.org"), ("", "dev@lists.test")]
-    assert split_message(copy)[1] == split_message(raw)[1]
+    assert split_message(copy)[1] == split_message(RAW)[1]
     assert b"DKIM-Signature: v=1" in copy and b"Message-ID: <a b@example.org>" in copy
+
+
+def test_dmarc_reply_to_follows_the_list_policy_and_always_reaches_the_author() -> None:
+    # From is the list's address now: without the author in Reply-To, "reply" would reach only the list.
+    # h= naming reply-to changes nothing here: rewriting From already broke that signature (ARC vouches).
+    ann, dev = ("Ann Author", "ann@example.org"), ("", "dev@lists.test")
+    for raw in (RAW, RAW.replace(b"h=from:subject;", b"h=from:subject:reply-to;")):
+        for policy, expected in (("none", [ann]), ("list", [ann, dev]), ("author", [ann])):
+            copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author",
+                              author_addr="ann@example.org", reply_to=policy)
+            assert getaddresses(message_from_bytes(copy).get_all("Reply-To")) == expected, policy
+
+
+def test_dmarc_keeps_the_authors_own_reply_to() -> None:
+    raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: other@example.org\r\n")
+    for policy in ("none", "list", "author"):
+        copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org",
+                          reply_to=policy)
+        assert message_from_bytes(copy).get_all("Reply-To") == ["other@example.org"], policy
 
 
 def test_verp_token_round_trip_and_forgery() -> None:
