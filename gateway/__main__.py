@@ -11,8 +11,10 @@ import threading
 from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer, parse_listen
+from listgate import logs
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, writer
+from listgate.readiness import notify_ready
 from listgate.schema import needs_upgrade
 
 log = logging.getLogger("gateway")
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         sys.stderr.write(f"gateway: configuration error: {exc}\n")
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
     engine = make_engine(settings)
     try:
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         log.error("cannot listen on %s: %s", server.describe(), exc)
         return 1
-    log.info("gateway ready: %s on %s", "LMTP" if server.lmtp else "SMTP", server.describe())
+    notify_ready(settings, f"gateway ready: {'LMTP' if server.lmtp else 'SMTP'} on {server.describe()}")
     stop.wait()
     log.info("stopping")
     server.stop()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 # A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
 # smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
@@ -17,19 +18,57 @@ _HEADER_END = re.compile(rb"\r?\n\r?\n")
 _BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
 
 
-class ClientLimits:
-    """Concurrent connections and messages per minute, per client address."""
+LOOPBACK = ("127.0.0.0/8", "::1/128")
 
-    def __init__(self, max_connections: int, max_per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+
+def trusted_networks(configured: tuple[str, ...] | None, lmtp: bool) -> tuple[str, ...]:
+    """LISTGATE_TRUSTED_MTAS when set; otherwise loopback in LMTP mode (the MTA in front) and nobody in SMTP mode."""
+    if configured is not None:
+        return configured
+    return LOOPBACK if lmtp else ()
+
+
+class ClientLimits:
+    """Concurrent connections and messages per minute, per client address; trusted MTAs are exempt.
+
+    Behind Postfix every LMTP connection comes from the MTA's one address: counting it like
+    a stranger would throttle the whole list's traffic (Postfix opens up to 20 connections).
+    """
+
+    def __init__(self, max_connections: int, max_per_minute: int, clock: Callable[[], float] = time.monotonic,
+                 trusted: Iterable[str] = ()) -> None:
         self.max_connections = max_connections
         self.max_per_minute = max_per_minute
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, int] = defaultdict(int)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self.trust(trusted)
+
+    def trust(self, networks: Iterable[str]) -> None:
+        """Exempt clients in these networks (addresses or CIDR) from every per-client limit."""
+        self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        self._verdicts: dict[str, bool] = {}
+
+    def trusted(self, client: str) -> bool:
+        """True when client is in a trusted network."""
+        verdict = self._verdicts.get(client)
+        if verdict is None:
+            try:
+                address = ipaddress.ip_address(client)
+            except ValueError:
+                address = None
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            verdict = address is not None and any(address in net for net in self._trusted)
+            if len(self._verdicts) < 10_000:  # bounded: a flood of addresses must not grow it
+                self._verdicts[client] = verdict
+        return verdict
 
     def connect(self, client: str) -> bool:
         """Count a new connection from client; False (and not counted) when over the limit."""
+        if self.trusted(client):
+            return True
         with self._lock:
             if self._open[client] >= self.max_connections:
                 return False
@@ -38,6 +77,8 @@ class ClientLimits:
 
     def disconnect(self, client: str) -> None:
         """A connection from client closed."""
+        if self.trusted(client):
+            return
         with self._lock:
             self._open[client] -= 1
             if self._open[client] <= 0:
@@ -50,6 +91,8 @@ class ClientLimits:
 
     def allow_message(self, client: str) -> bool:
         """Count a message from client; False (and not counted) over max_per_minute."""
+        if self.trusted(client):
+            return True
         now = self._clock()
         with self._lock:
             recent = self._recent[client]

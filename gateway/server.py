@@ -14,7 +14,8 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP
 
 from gateway.handler import GatewayHandler, client_address
-from gateway.limits import ClientLimits, dot_line_with_bare_end
+from gateway.limits import ClientLimits, dot_line_with_bare_end, trusted_networks
+from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
 from listgate.config import Settings
 
@@ -156,23 +157,26 @@ class GatewayServer:
     """Start and stop the listener in a background thread (tests and __main__ alike)."""
 
     def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
-                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1) -> None:
+                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1,
+                 size_check_every: float = CHECK_EVERY) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
         handler.lmtp = lmtp
+        handler.limits.trust(trusted_networks(settings.trusted_mtas, lmtp))
         self.listen = listen or (settings.smtp_host, settings.smtp_port)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         handler.executor = self.executor
         # One writer (group commit) whatever the database: see gateway/writer.py.
         self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
         handler.writer = self.writer
+        self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None
 
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
         return cls(
-            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.settings.max_message_size,
+            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.size_limit.current,
             enable_SMTPUTF8=True, decode_data=False, hostname=self.settings.domain,
             tls_context=tls_context(self.settings), ident="listgate", timeout=self.settings.smtp_timeout,
         )
@@ -186,11 +190,12 @@ class GatewayServer:
         else:
             host, port = self.listen
             self.controller = _TcpController(self._protocol, hostname=host, port=port)
+        self.size_limit.start()
         self.writer.start()
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
-        log.info("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
+        log.debug("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
 
     def describe(self) -> str:
         """Where we listen, for logs."""
@@ -201,5 +206,6 @@ class GatewayServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        self.size_limit.stop()
         self.writer.stop()
         self.executor.shutdown(wait=True)

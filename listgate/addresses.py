@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce")
+COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce", "approve", "reject", "digest")
+DIGEST_CHOICES = ("daily", "weekly", "off")  # NAME+digest-CHOICE@
 # Every address we make must keep its local part under 64 characters (RFC 5321): the longest are
-# NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31) and NAME+confirm-CODE (9 + at most 21).
+# NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31), NAME+confirm-CODE (9 + at most 21)
+# and NAME+approve-CODE (9 + at most 21).
 MAX_LIST_NAME = 32
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,%d}$" % (MAX_LIST_NAME - 1))
 
@@ -58,6 +60,8 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
     command, dash, arg = rest.partition("-")
     if command in ("subscribe", "unsubscribe", "help") and not dash:
         return Recipient(name, command)
-    if command in ("confirm", "bounce") and dash and arg and re.fullmatch(r"[a-z0-9_.=-]{4,60}", arg):
+    if command in ("confirm", "bounce", "approve", "reject") and dash and arg and re.fullmatch(r"[a-z0-9_.=-]{4,60}", arg):
+        return Recipient(name, command, arg)
+    if command == "digest" and (arg in DIGEST_CHOICES or not dash):
         return Recipient(name, command, arg)
     return None

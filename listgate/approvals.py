@@ -7,6 +7,7 @@ from typing import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from listgate import administration
 from listgate.models import MailingList, Subscription
 from listgate.models.people import AWAITING, PENDING
 from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
@@ -19,9 +20,11 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     if sub.status == PENDING:
         sub.approved_by = by
+        administration.record(session, mlist, by, "approve subscription", _what(sub) + ", before it is confirmed")
         return Outcome(sub, f"{sub.address} will be subscribed as soon as they confirm their address.",
                        [], mlist.name, sub.thread_key)
     start(session, mlist, sub.address, sub.kind, sub.thread_key, approved_by=by)
+    administration.record(session, mlist, by, "approve subscription", _what(sub))
     entry = notice(session, mlist, "welcome", sub.address, sub.id, kind=sub.kind,
                    thread_id=sub.thread_key, subject=thread_subject(session, sub.thread_key))
     return Outcome(sub, f"{sub.address} is now subscribed to {mlist.name}.", [entry], mlist.name, sub.thread_key)
@@ -33,8 +36,14 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     if sub.status not in (AWAITING, PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
+    administration.record(session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else ""))
     entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason[:500])
     return Outcome(sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name)
+
+
+def _what(sub: Subscription) -> str:
+    """The request as the audit log names it: the address and what it asked for."""
+    return f"{sub.address} ({sub.kind}{' ' + str(sub.thread_key) if sub.thread_key else ''})"
 
 
 def waiting(session: Session, list_ids: Iterable[int]) -> list[Subscription]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,21 +10,13 @@ from typing import NoReturn
 import click
 from sqlalchemy import select
 
-from listgate import approvals, ingest, notposted, plurals, subscriptions
+from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import needs_upgrade, upgrade
 from listgate.models import MailingList
 from listgate.subscriptions import SubscriptionError
-from listgate.supervisor import Supervisor, port_open
-
-SERVICES = {
-    "gateway": ["-m", "gateway"],
-    "worker": ["-m", "worker", "worker"],
-    "beat": ["-m", "worker", "beat"],
-    "web": ["-m", "webarchive"],
-}
 
 
 def load_settings() -> Settings:
@@ -38,9 +29,7 @@ def load_settings() -> Settings:
 
 def setup_logging(settings: Settings) -> None:
     """One log format for every listgate process."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_level != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration step is noise at start
+    logs.setup(settings)
 
 
 def brief(exc: BaseException) -> str:
@@ -72,7 +61,8 @@ def main() -> None:
 
 def _exec_service(name: str, extra: list[str]) -> NoReturn:
     load_settings()  # fail here, with the variable's name, before starting anything
-    os.execv(sys.executable, [sys.executable, *SERVICES[name], *extra])
+    service = next(s for s in launch.SERVICES if s.name == name)
+    os.execv(sys.executable, [sys.executable, *service.args, *extra])
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -89,6 +79,8 @@ def gateway(lmtp: bool, listen: str) -> None:
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to celery)."""
     ensure_schema(load_settings())
+    if logs.running_as_root():
+        click.echo(f"note: {logs.ROOT_NOTE}", err=True)
     _exec_service("worker", list(celery_args))
 
 
@@ -108,52 +100,38 @@ def web(use_gunicorn: bool, workers: int) -> None:
     settings = load_settings()
     ensure_schema(settings)
     if use_gunicorn:
+        # The metrics listener is one more bind of the same app (webarchive.ops tells them apart).
+        metrics = ["--bind", "[%s]:%d" % settings.metrics_listen] if settings.metrics_listen else []
         os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-                                   "--bind", f"{settings.web_host}:{settings.web_port}",
+                                   "--bind", f"{settings.web_host}:{settings.web_port}", *metrics,
                                    "--access-logfile", "-", "webarchive.wsgi:app"])
     _exec_service("web", [])
 
 
 @main.command(short_help="Start gateway, worker, beat and web; Ctrl-C stops all.")
-@click.option("--demo/--no-demo", default=True, help="Create a demo list on first run.")
+@click.option("--demo/--no-demo", default=True, help="Create a demo list with a short discussion on first run.")
 def up(demo: bool) -> None:
-    """Start gateway, worker, beat and web together; Ctrl-C stops them all."""
+    """Start gateway, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
     settings = load_settings()
-    setup_logging(settings)
-    ensure_schema(settings)
-    if demo:
-        _demo_list(settings)
-    ready = f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}"
-    supervisor = Supervisor(
-        SERVICES, echo=click.echo, ready_message=ready + " (Ctrl-C stops everything)",
-        ready=lambda: port_open(settings.smtp_host, settings.smtp_port) and port_open(settings.web_host, settings.web_port))
-    sys.exit(supervisor.run())
-
-
-def _demo_list(settings: Settings) -> None:
-    """Create the list `demo` when it does not exist yet, and print how to post to it."""
-    engine = make_engine(settings)
     try:
-        with transaction(session_factory(writer(engine))) as session:
-            if lists_service.get(session, "demo") is not None:
-                return
-            lists_service.create(session, "demo", "Demo list", "A list to try listgate with.")
-    finally:
-        engine.dispose()
-    host = "127.0.0.1" if settings.smtp_host in ("0.0.0.0", "::", "") else settings.smtp_host
-    click.echo(
-        "\nCreated the list demo@%s. Post to it with:\n\n"
-        "  python3 -c \"import smtplib; smtplib.SMTP('%s', %d).sendmail('you@example.org', ['demo@%s'], "
-        "b'From: You <you@example.org>\\\\r\\\\nTo: demo@%s\\\\r\\\\nSubject: Hello\\\\r\\\\n\\\\r\\\\nHello, list!\\\\r\\\\n')\"\n\n"
-        "then open %s/lists/demo/\n" % (settings.domain, host, settings.smtp_port, settings.domain,
-                                        settings.domain, settings.base_url)
-    )
+        sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
+    except launch.PortTaken as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-@main.command(short_help="Database, broker, queue depth, last mail received.")
+@main.command()
+@click.option("--listen", default="127.0.0.1:1025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--maildir", default="", help="Also keep every message in this Maildir.")
+def sink(listen: str, maildir: str) -> None:
+    """A development SMTP sink: accepts every message and prints one line for each."""
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.sink", "--listen", listen]
+             + (["--maildir", maildir] if maildir else []))
+
+
+@main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue depth and the last mail received; exit 1 when something is down."""
+    """Database, broker, queue, last mail, deferred copies and `up`'s processes; exit 1 when something is wrong."""
     from listgate import status as status_service
 
     settings = load_settings()
@@ -189,7 +167,7 @@ def db_upgrade() -> None:
 
 @main.group(name="lists")
 def lists_group() -> None:
-    """Create and show lists."""
+    """Create, show, edit and delete lists."""
 
 
 @lists_group.command("create")
@@ -199,12 +177,14 @@ def lists_group() -> None:
 @click.option("--policy", type=click.Choice(["open", "members", "moderated"]), default="open", show_default=True)
 @click.option("--private", is_flag=True, help="Archive visible to members only.")
 @click.option("--moderators", default="", help="Comma-separated moderator addresses.")
-def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str) -> None:
+@click.option("--owners", default="", help="Comma-separated owner addresses (they change the list's settings).")
+def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str,
+                 owners: str) -> None:
     """Create a list NAME (its address is NAME@LISTGATE_DOMAIN)."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        mlist = lists_service.create(session, name, title, description, policy, private, moderators)
+        mlist = lists_service.create(session, name, title, description, policy, private, moderators, owners)
         click.echo(f"created {mlist.address(settings.domain)} ({policy}{', private' if private else ''})")
 
 
@@ -390,6 +370,14 @@ def not_posted_release(entry_id: int, by: str) -> None:
                                 fallback_days=settings.subject_fallback_days)
     click.echo(f"entry {entry_id} released: {result.status}" + (f" (message {result.message_pk})" if result.message_pk else ""))
 
+
+from listgate import admin_cli  # noqa: E402 - the owner's commands live there
+
+lists_group.add_command(admin_cli.lists_edit)
+lists_group.add_command(admin_cli.lists_delete)
+main.add_command(admin_cli.owners)
+main.add_command(admin_cli.moderators)
+main.add_command(admin_cli.messages)
 
 if __name__ == "__main__":
     main()

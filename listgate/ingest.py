@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, notposted, threads
+from listgate import digests, dispatch, notposted, threads
 from listgate.addresses import Recipient
 from listgate.bans import is_banned
 from listgate.models import Attachment, Blob, MailingList, Message, OutboxEntry, Person, RawMessage, Subscription, ThreadNode
@@ -31,6 +31,7 @@ RELEASE = "release"  # origin of a post a moderator released from the not-posted
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 LOOP_HEADER = "X-Listgate-Loop"
 AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply")
+DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
 _MSG = Message.__table__
 _RAW = RawMessage.__table__
 _ARCHIVED: Any = None  # built on first use
@@ -168,6 +169,14 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
 
     status = _policy_status(session, mlist, parsed, origin)
+    held_why = "" if status == VISIBLE else _held_reason(mlist)
+    period = digests.period_of(parsed, mlist, domain) if origin != "import" else None
+    if period is not None:  # a reply to a whole digest: under the entry it answers, or held with a hint
+        entry = digests.answered_entry(session, mlist, parsed, period)
+        if entry is not None:
+            parsed = digests.thread_under(parsed, entry)
+        else:
+            parsed, status, held_why = digests.held_reply(session, mlist, parsed, period, domain), HELD, DIGEST_REPLY
     msg = _draft(session, parsed, mlist, origin, status)
     thread, _created = threads.attach(session, msg, parsed.chain, fallback_days, visible=status == VISIBLE)
     _store_attachments(session, parsed, msg.id)
@@ -182,9 +191,13 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         if origin not in ("import", RELEASE) and msg.from_addr:
             # An automatic reply to an unauthenticated From: rate-limited, and the Subject is not quoted back.
             result.outbox.append(dispatch.record(session, dispatch.SEND_NOTICE, msg.id, {
-                "template": "held", "to": msg.from_addr, "list": mlist.name, "reply": True,
-                "received": msg.received_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "template": "digest_reply" if held_why == DIGEST_REPLY else "held", "to": msg.from_addr,
+                "list": mlist.name, "reply": True, "received": msg.received_at.strftime("%Y-%m-%d %H:%M UTC"),
+                "period": period.label if period else "",
             }))
+        if origin != "import":  # the moderators hear of it once, by mail (worker/moderation.py)
+            result.outbox.append(dispatch.record(session, dispatch.NOTIFY_MODERATORS, msg.id, {
+                "event": "held", "list": mlist.name, "reason": held_why}))
     return result
 
 
@@ -208,6 +221,13 @@ def release(session: Session, entry_id: int, by: str, *, domain: str, fallback_d
     notposted.mark_released(entry, by, result.message_pk)
     log.info("not-posted entry %s released by %s: %s", entry_id, by, result.status)
     return result
+
+
+def _held_reason(mlist: MailingList) -> str:
+    """Why the list's policy holds a post, as the moderators are told."""
+    if mlist.policy == "moderated":
+        return "every post to this list is moderated"
+    return "the sender is not a member of the list"
 
 
 def publish(session: Session, msg: Message) -> OutboxEntry:

@@ -29,7 +29,7 @@ def require(session: Session, name: str) -> MailingList:
 
 
 def create(session: Session, name: str, title: str = "", description: str = "", policy: str = "open",
-           private: bool = False, moderators: str = "") -> MailingList:
+           private: bool = False, moderators: str = "", owners: str = "") -> MailingList:
     """Create a list; ListError for a bad name, a taken name or an unknown policy."""
     name = name.strip().lower()
     if not valid_list_name(name):
@@ -40,7 +40,7 @@ def create(session: Session, name: str, title: str = "", description: str = "", 
     if get(session, name) is not None:
         raise ListError(f"a list named {name!r} already exists")
     mlist = MailingList(name=name, title=title or name, description=description, policy=policy,
-                        private=private, moderators=moderators)
+                        private=private, moderators=moderators, owners=owners.lower().replace(" ", ""))
     session.add(mlist)
     session.flush()
     return mlist

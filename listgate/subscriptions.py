@@ -8,7 +8,7 @@ A subscription row is never deleted: deliveries and bounces point at it. `end` m
 ended (when and why) and `start` makes the same row active again when the person comes
 back, so the (post, address) ledger of deliveries keeps every copy exactly once across
 leave, return and leave. `change` is what every channel calls to leave a list or a thread,
-mute, unmute, follow or switch between every post and the digest.
+mute, unmute, follow or switch between every post and the daily or weekly digest.
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, ratelimits, threads, tokens
+from listgate.addresses import DIGEST_CHOICES
 from listgate.ingest import is_member, needs_approval
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
-from listgate.models.people import ACTIVE, AWAITING, ENDED, KINDS, PENDING, SUSPENDED
+from listgate.models.people import ACTIVE, AWAITING, DAILY, ENDED, KINDS, PENDING, SUSPENDED
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,7 @@ LINK, MAIL, WEB, ADMIN = "link", "mail", "web", "admin"
 LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
     "leave", "leave-thread", "mute", "unmute", "follow", "list", "digest")
 ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
+OFF = "off"  # of DIGEST_CHOICES (NAME+digest-daily|weekly|off@): every post again
 _NEEDS_APPROVAL = ("list", "digest", "thread")  # ways in; a mute is a way out
 
 
@@ -175,18 +177,24 @@ def notice(session: Session, mlist: MailingList, template: str, to: str, ref_id:
 
 
 def change(session: Session, mlist: MailingList, address: str, action: str, *, channel: str,
-           thread_id: int = 0, notify: bool = True) -> Outcome:
+           thread_id: int = 0, notify: bool = True, frequency: str = DAILY) -> Outcome:
     """Every way to change what an address gets from a list, from every channel (link, mail, web, CLI).
 
     Leaving the list ends every subscription of the address on it; leaving a thread a list
-    subscriber still gets mutes it. On the mail channel the person gets a short answer;
-    leaving the list says goodbye (the mail that undoes a forged request).
+    subscriber still gets mutes it; DIGEST comes daily or weekly (frequency; "off" is every
+    post). On the mail channel the person gets a short answer; leaving the list says goodbye
+    (the mail that undoes a forged request).
     """
     address = normalize(address)
     if action not in ACTIONS:
         raise SubscriptionError(f"unknown action {action!r}: choose one of {', '.join(ACTIONS)}")
+    if frequency not in DIGEST_CHOICES:
+        raise SubscriptionError(f"digest {frequency!r}: choose {', '.join(DIGEST_CHOICES)}")
+    if action == DIGEST and frequency == OFF:
+        action = EVERY_POST
     key = _thread_key(session, mlist, "thread", thread_id) if action in (LEAVE_THREAD, MUTE, UNMUTE, FOLLOW) else 0
-    sub, message, said = _HANDLERS[action](session, mlist, address, key, channel)
+    handler = _mode("digest", frequency) if action == DIGEST else _HANDLERS[action]
+    sub, message, said = handler(session, mlist, address, key, channel)
     outbox = []
     if notify and said == "goodbye":
         # Never held back as a reply: it is how a forged unsubscribe is noticed, and at most one
@@ -194,7 +202,7 @@ def change(session: Session, mlist: MailingList, address: str, action: str, *, c
         outbox.append(notice(session, mlist, "goodbye", address))
     elif notify and said and channel == MAIL:
         outbox.append(notice(session, mlist, "changed", address, reply=True, message=message, thread_id=key,
-                             subject=thread_subject(session, key)))
+                             subject=thread_subject(session, key), action=action))
     log.info("%s %s on %s by %s: %s", address, action, mlist.name, channel, message)
     return Outcome(sub, message, outbox, mlist.name, key)
 
@@ -240,13 +248,21 @@ def _follow(session: Session, mlist: MailingList, address: str, key: int, _chann
     return sub, "You now follow this thread.", "changed"
 
 
-def _mode(kind: str) -> _Handler:
-    def switch(session: Session, mlist: MailingList, address: str, _key: int, _channel: str
+def _mode(kind: str, frequency: str = DAILY) -> _Handler:
+    """Every post (kind "list") or the digest at this frequency: a switch between the two rows."""
+    def switch(session: Session, mlist: MailingList, address: str, _key: int, channel: str
                ) -> tuple[Subscription | None, str, str]:
+        if channel == MAIL and not _live_active(session, mlist, address, ("list", "digest")):
+            # From can be forged: by mail this only switches a subscription the address already has.
+            raise SubscriptionError(f"{address} is not subscribed to {mlist.name}; "
+                                    f"write to {mlist.name}+subscribe@ first")
         sub = start(session, mlist, address, kind)
+        if kind == "digest":
+            sub.digest_frequency = frequency
+            session.flush()
         if sub.status == AWAITING:
             return sub, f"A moderator of {mlist.name} must approve your subscription; you will get a mail.", "changed"
-        what = "every post" if kind == "list" else "a daily digest"
+        what = "every post" if kind == "list" else f"a {frequency} digest"
         return sub, f"You now get {what} from {mlist.name}.", "changed"
     return switch
 
@@ -421,3 +437,4 @@ def person_settings(session: Session, address: str, *, auto_follow: bool | None 
         person.name = name[:255]
     session.flush()
     return person
+

@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 
-from listgate import subscriptions
+from listgate import moderation, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
-from listgate.models.people import ENDED
+from listgate.models.people import DAILY, ENDED, WEEKLY
 from listgate.models.web import Report, Vote
 from listgate.subscriptions import RateLimited, SubscriptionError
 from webarchive.access import readable_list
@@ -63,14 +63,19 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
         row = session.scalars(select(Report).where(Report.message_pk == msg.id, Report.address == address)).first()
+        mail = []
         if row is None:
-            session.add(Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason))
+            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            session.add(row)
+            session.flush()
+            mail.append(moderation.report_recorded(session, row))  # the moderators hear of it by mail
         else:
             row.reason = reason
         session.flush()
         hidden = open_reports(session, msg.id) >= settings().report_threshold
         if hidden:
             hide(session, msg)
+    enqueue(mail)
     flash("Thank you. The moderators will look at this post." + (" It is hidden until they do." if hidden else ""), "ok")
     return _back_to(msg) if not hidden else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
 
@@ -160,27 +165,30 @@ def my_subscriptions():  # type: ignore[no-untyped-def]
     return render_template("acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow)
 
 
-# The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind.
+# The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
+# "digest" and "weekly" ask for the daily or the weekly digest.
 _DASHBOARD = {("leave", "list"): subscriptions.LEAVE, ("leave", "digest"): subscriptions.LEAVE,
               ("leave", "thread"): subscriptions.LEAVE_THREAD, ("leave", "mute"): subscriptions.UNMUTE,
-              ("list", "digest"): subscriptions.EVERY_POST, ("digest", "list"): subscriptions.DIGEST}
+              ("list", "digest"): subscriptions.EVERY_POST,
+              **{(button, kind): subscriptions.DIGEST for button in ("digest", "weekly") for kind in ("list", "digest")}}
 
 
 @bp.post("/me/subscriptions/<int:sub_id>")
 @signed_in
 def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
-    """Leave, unfollow, unmute, or switch between every post and the daily digest."""
+    """Leave, unfollow, unmute, or switch between every post and the daily or weekly digest."""
     address = current_address() or ""
     with transaction(resources().writer) as session:
         sub = session.get(Subscription, sub_id)
         if sub is None or sub.address != address:
             abort(404)
-        action = _DASHBOARD.get((request.form.get("action", ""), sub.kind))
+        button = request.form.get("action", "")
+        action = _DASHBOARD.get((button, sub.kind))
         if action is None:
             abort(400, description="unknown action")
         mlist = session.get_one(MailingList, sub.list_id)
         outcome = subscriptions.change(session, mlist, address, action, thread_id=sub.thread_key,
-                                       channel=subscriptions.WEB)
+                                       channel=subscriptions.WEB, frequency=WEEKLY if button == "weekly" else DAILY)
     enqueue(outcome.outbox)
     flash(outcome.message, "ok")
     return redirect(url_for("acting.my_subscriptions"), 303)

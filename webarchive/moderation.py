@@ -9,11 +9,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from listgate import approvals, dispatch, ingest, notposted
+from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
 from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
-from listgate.models.archive import HELD, REJECTED
+from listgate.models.archive import HELD
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
+from listgate.status import failed_posts
 from listgate.subscriptions import SubscriptionError, normalize
 from webarchive.context import db, resources, settings
 from webarchive.moderating import close_reports, hide, restore
@@ -36,8 +37,12 @@ def moderator_flag() -> dict[str, Any]:
 
 
 def moderated_lists(address: str) -> list[MailingList]:
-    """The lists address moderates."""
-    return [m for m in db().scalars(select(MailingList).where(MailingList.moderators != "")) if address in m.moderator_addresses()]
+    """The lists address moderates (as a moderator, an owner or a site administrator)."""
+    admins = settings().admins
+    query = select(MailingList)
+    if not administration.is_admin(admins, address):
+        query = query.where((MailingList.moderators != "") | (MailingList.owners != ""))
+    return [m for m in db().scalars(query) if administration.may_moderate(m, address, admins)]
 
 
 def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,7 +57,7 @@ def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
 
 def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-def]
     mlist = session.get(MailingList, list_id)
-    if mlist is None or current_address() not in mlist.moderator_addresses():
+    if mlist is None or not administration.may_moderate(mlist, current_address(), settings().admins):
         abort(404)
     return mlist
 
@@ -69,7 +74,7 @@ def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
 @bp.get("/moderation")
 @moderator
 def queue():  # type: ignore[no-untyped-def]
-    """Held posts and reported posts of every list this person moderates."""
+    """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
     held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == HELD)
@@ -85,7 +90,8 @@ def queue():  # type: ignore[no-untyped-def]
         reasons.setdefault(rep.message_pk, []).append(rep)
     bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
     return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
-                           requests=approvals.waiting(session, mine), not_posted=notposted.waiting(session, mine))
+                           failed=failed_posts(session, mine), requests=approvals.waiting(session, mine),
+                           not_posted=notposted.waiting(session, mine))
 
 
 @bp.post("/moderation/subscriptions/<int:sub_id>/approve")
@@ -140,9 +146,9 @@ def approve(message_pk: int):  # type: ignore[no-untyped-def]
         msg = session.get(Message, message_pk)
         if msg is None:
             abort(404)
-        _own_list(session, msg.list_id)
+        mlist = _own_list(session, msg.list_id)
         if msg.status == HELD:
-            entries.append(ingest.publish(session, msg))
+            entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
         close_reports(session, msg.id, DISMISSED, current_address() or "")
     enqueue(entries)
@@ -163,12 +169,9 @@ def reject(message_pk: int):  # type: ignore[no-untyped-def]
             abort(404)
         mlist = _own_list(session, msg.list_id)
         hide(session, msg)
-        msg.status = REJECTED
         close_reports(session, msg.id, ACTIONED, current_address() or "")
-        entry = dispatch.record(session, dispatch.SEND_NOTICE, msg.id, {
-            "template": "rejected", "to": msg.from_addr, "list": mlist.name, "subject": msg.subject, "reason": reason})
-    if msg.from_addr:
-        enqueue([entry])
+        entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
+    enqueue(entries)
     flash(f"“{msg.subject}” is rejected; its author is told why.", "ok")
     return redirect(url_for("moderation.queue"), 303)
 

@@ -8,11 +8,10 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
-from listgate import plurals
-from listgate.models import MailingList, Message, Subscription, Thread
+from listgate import plurals, removal, replies
+from listgate.models import MailingList, Message, Removal, Subscription, Thread
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE, AWAITING
-from listgate.parsing import is_reply_subject
 from webarchive import listing, render
 from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
@@ -114,10 +113,14 @@ def attachment_url(att) -> str:  # type: ignore[no-untyped-def]
 @bp.app_template_global()
 def reply_mailto(list_address: str, msg: Message) -> str:
     """A mailto: link that replies to msg on the list, with In-Reply-To and subject filled in."""
-    subject = msg.subject if is_reply_subject(msg.subject) else f"Re: {msg.subject}"
-    refs = " ".join(f"<{r}>" for r in (msg.references.split() + [msg.message_id])[-10:])
-    return (f"mailto:{list_address}?subject={quote(subject, safe='')}"
-            f"&In-Reply-To={quote('<' + msg.message_id + '>', safe='')}&References={quote(refs, safe='')}")
+    return replies.reply_mailto(list_address, msg.subject, msg.message_id, msg.references)
+
+
+@bp.app_template_global()
+def tombstone_text(msg: Message) -> str:
+    """"removed by the moderators on DATE: REASON" for a removed post."""
+    row = db().get(Removal, msg.id)
+    return removal.tombstone(row) if row is not None else "removed by the moderators"
 
 
 @bp.get("/")
@@ -169,6 +172,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
     mlist = found.mailing_list
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view,
+                           posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones are no posts
                            font=request.args.get("font", ""), list_address=mlist.address(settings().domain),
                            moderator=is_moderator(mlist), following=_thread_state(session, found),
                            **post_context())

@@ -9,7 +9,7 @@ from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, Thread
-from listgate.models.archive import VISIBLE
+from listgate.models.archive import REMOVED, VISIBLE
 from listgate.models.web import Vote
 
 
@@ -65,9 +65,12 @@ def thread_page(session: Session, mlist: MailingList, limit: int, cursor: str | 
 
 
 def order_thread(messages: list[Message]) -> list[Node]:
-    """Visible messages depth first, siblings by date; hidden ancestors are skipped over."""
+    """Visible messages depth first, siblings by date; hidden ancestors are skipped over.
+
+    Removed posts stay in place as tombstones, so their replies keep their place too.
+    """
     by_pk = {m.id: m for m in messages}
-    visible = {m.id for m in messages if m.status == VISIBLE}
+    visible = {m.id for m in messages if m.status in (VISIBLE, REMOVED)}
 
     def visible_parent(msg: Message) -> int | None:
         seen: set[int] = set()
@@ -108,7 +111,7 @@ def thread_nodes(session: Session, thread: Thread, voter: str | None = None) -> 
 
 def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
     """Attach attachments and vote counts to nodes with one query each."""
-    pks = [n.message.id for n in nodes]
+    pks = [n.message.id for n in nodes if n.message.status == VISIBLE]  # a tombstone shows none of its post
     if not pks:
         return
     index = {n.message.id: n for n in nodes}

@@ -1,4 +1,5 @@
-"""Mail commands: NAME+subscribe/unsubscribe/help/confirm-CODE@, and follow/mute/unsubscribe replies.
+"""Mail commands: NAME+subscribe/unsubscribe/help/digest-CHOICE/confirm-CODE@, moderators' NAME+approve/reject-CODE@,
+and follow/mute/unsubscribe replies.
 
 Every answer is an automatic reply to an address nobody authenticated (RFC 3834): it goes
 through the notice path, which sends at most one per sender per window.
@@ -11,9 +12,10 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from listgate import lists, subscriptions
+from listgate import lists, moderation, subscriptions
 from listgate.config import Settings
-from listgate.models import MailingList, OutboxEntry
+from listgate.models import MailingList, OutboxEntry, RawMessage
+from listgate.parsing import parse
 from listgate.subscriptions import MAIL, RateLimited, SubscriptionError, change, notice
 
 log = logging.getLogger(__name__)
@@ -32,11 +34,14 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
     try:
         if payload.get("thread_id"):
             return _thread_command(session, settings, mlist, command, sender, int(payload["thread_id"]))
+        if command in (moderation.APPROVE, moderation.REJECT):
+            return moderation.by_mail(session, settings.secret_key, mlist, command, str(payload.get("arg", "")),
+                                      sender, _body(session, payload))
         return _list_command(session, settings, mlist, command, sender, str(payload.get("arg", "")))
     except RateLimited as exc:  # answering would defeat the limit
         log.info("command %s from %s on %s not answered: %s", command, sender, mlist.name, exc)
         return []
-    except SubscriptionError as exc:
+    except (SubscriptionError, moderation.ModerationError) as exc:
         log.info("command %s from %s on %s refused: %s", command, sender, mlist.name, exc)
         return [notice(session, mlist, "rejected", sender, entry.id, reply=True, subject=f"{command} request",
                        reason=str(exc))]
@@ -80,6 +85,9 @@ def _list_command(session: Session, settings: Settings, mlist: MailingList, comm
         # Acts at once (RFC 2369 mailto); the goodbye mail tells the address, so a forged
         # request is noticed and undone with one mail.
         return change(session, mlist, sender, subscriptions.LEAVE, channel=MAIL).outbox
+    if command == "digest":
+        # Like unsubscribe it acts at once (only on a subscription the address has), and the answer tells it.
+        return change(session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily").outbox
     if command == "help":
         return [notice(session, mlist, "help", sender, reply=True)]
     log.info("unknown command %r on %s", command, mlist.name)
@@ -98,3 +106,9 @@ def _thread_command(session: Session, settings: Settings, mlist: MailingList, co
         return subscriptions.request(session, mlist, sender, secret=settings.secret_key, base_url=settings.base_url,
                                      domain=settings.domain, kind="thread", thread_id=thread_id, channel=MAIL).outbox
     return change(session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL).outbox
+
+
+def _body(session: Session, payload: dict[str, object]) -> str:
+    """The text of the command mail itself (a moderator's "reject: REASON")."""
+    raw = session.get(RawMessage, int(payload.get("raw_id") or 0))  # type: ignore[call-overload]
+    return parse(raw.data).body_text if raw is not None else ""

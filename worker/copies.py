@@ -9,6 +9,7 @@ from listgate.models import MailingList, Message
 
 from worker.context import WorkerContext
 from worker.headers import ListInfo, build_copy
+from worker.longlines import fit_lines
 from worker.wave import wire_form
 
 
@@ -40,8 +41,11 @@ def load_post(ctx: WorkerContext, message_pk: int) -> Post | None:
         # The placeholder sits inside a header line (never at a line start, no line break in a
         # URL), so cutting the wire form there equals rendering each copy from scratch.
         mark = f"urn:x-listgate:{secrets.token_hex(16)}"
-        wire = wire_form(build_copy(msg.raw.data, info, msg.message_id, mark, dmarc=dmarc,
-                                    author_name=msg.from_name, author_addr=msg.from_addr))
+        # Lines over 998 bytes, which a standard relay refuses, are re-encoded in the copy (the
+        # mark's short header line never is); the archive keeps the bytes as received.
+        copy = fit_lines(build_copy(msg.raw.data, info, msg.message_id, mark, dmarc=dmarc, author_name=msg.from_name,
+                                    author_addr=msg.from_addr, reply_to=mlist.reply_to))
+        wire = wire_form(ctx.signer.seal(copy, msg.raw.data))  # ARC: once per post, List-Unsubscribe left out
         head, found, tail = wire.partition(mark.encode())
         if not found:
             raise RuntimeError(f"message {message_pk}: the unsubscribe link is missing from the rendered copy")

@@ -152,7 +152,7 @@ def render_headers(items: list[tuple[str, str]], newline: bytes) -> bytes:
 
 
 def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str) -> bytes:
-    """DMARC mode: From becomes '"Name via LIST" <list>', any Reply-To is dropped; body untouched."""
+    """DMARC mode: From becomes '"Name via LIST" <list>'; every other header and the body untouched."""
     head, body = split_message(raw)
     newline = newline_of(raw)
     display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
@@ -164,7 +164,7 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
         if name == b"from" and not done:
             out.append(new_from)
             done = True
-        elif name in (b"from", b"reply-to"):
+        elif name == b"from":
             continue
         else:
             out.append(field)
@@ -174,18 +174,49 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
     return b"".join(out) + blank + body
 
 
+def signed_headers(raw: bytes) -> set[str]:
+    """The header names the original's DKIM signatures cover (their h= tags), lower-cased."""
+    names: set[str] = set()
+    for field in header_lines(raw):
+        name, _, value = field.partition(b":")
+        if name.strip().lower() != b"dkim-signature":
+            continue
+        for tag in re.sub(rb"\s+", b"", value).split(b";"):
+            if tag.lower().startswith(b"h="):
+                names.update(h.decode("ascii", "replace").lower() for h in tag[2:].split(b":") if h)
+    return names
+
+
+def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str, author_name: str = "",
+                   dmarc: bool = False) -> str | None:
+    """The Reply-To the list's policy adds ("none", "list", "author"), or None.
+
+    Never when the original has one (the author's own is kept: a second would make the message
+    invalid). Without DMARC, never when the author's DKIM signature covers Reply-To (h= names it
+    even when absent: adding one breaks it). With the DMARC From rewrite the author is always in
+    it (From is the list's, so a reply must still find the author), and the list too under
+    "list"; h= does not matter then, the rewritten From already broke that signature.
+    """
+    if has_header(raw, "Reply-To"):
+        return None
+    if dmarc:
+        author = formataddr((author_name, author_addr), charset="utf-8") if author_addr else ""
+        return ", ".join(a for a in (author, info.address if policy == "list" else "") if a) or None
+    if policy not in ("list", "author") or "reply-to" in signed_headers(raw):
+        return None
+    if policy == "author":
+        return author_addr or None
+    return info.address
+
+
 def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str,
-               dmarc: bool = False, author_name: str = "", author_addr: str = "") -> bytes:
-    """The bytes one recipient gets: list headers on top of the original (From rewritten in DMARC mode)."""
+               dmarc: bool = False, author_name: str = "", author_addr: str = "", reply_to: str = "none") -> bytes:
+    """The bytes one recipient gets: list headers on top of the untouched original (From rewritten in DMARC mode)."""
     newline = newline_of(raw)
     if dmarc:
         raw = rewrite_from(raw, info, author_name, author_addr)
-        reply_to = ", ".join([formataddr((author_name, author_addr), charset="utf-8"), info.address])
-    else:
-        # An author's own Reply-To wins (a second one would make the message invalid);
-        # List-Post still tells clients how to reply to the list.
-        reply_to = None if has_header(raw, "Reply-To") else info.address
-    return render_headers(list_headers(info, message_id, unsubscribe_url, reply_to), newline) + raw
+    added = added_reply_to(raw, info, reply_to, author_addr, author_name, dmarc)
+    return render_headers(list_headers(info, message_id, unsubscribe_url, added), newline) + raw
 
 
 def addresses_in(raw: bytes, *names: str) -> set[str]:

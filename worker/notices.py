@@ -42,7 +42,7 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
                     f"{p.get('to')} no longer gets mail from {addr}.\n"
                     f"To come back, write to {name}+subscribe@{s.domain}.\n"),
         "changed": (f"Done: your mail from {name}",
-                    f"{p.get('message', '')}\n{_thread_link(p, s)}\n"
+                    f"{p.get('message', '')}\n{_thread_link(p, s)}{_digest_words(p, s)}\n"
                     f"To see everything you get from {name}: {s.base_url}/me/subscriptions\n"),
         "awaiting": (f"Your subscription to {name} awaits approval",
                      f"{p.get('to')} is confirmed. A moderator of {addr} must approve your subscription;\n"
@@ -61,7 +61,8 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
                  f"Commands for the list {addr}:\n\n"
                  f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
                  f"  {name}+unsubscribe@{s.domain}  leave the list\n"
-                 f"  {name}+help@{s.domain}         this help\n\n"
+                 f"  {name}+help@{s.domain}         this help\n"
+                 f"  {name}+digest-daily@{s.domain}  a daily digest (also -weekly, and -off for every post)\n\n"
                  "In a reply to a list mail, a body of just one word acts on that thread:\n"
                  "  follow       get every post of this thread\n"
                  "  mute         get no more posts of this thread\n"
@@ -74,6 +75,31 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
         "rejected": (f"Your mail to {name} was not accepted",
                      f"Your message \"{p.get('subject', '')}\" to {addr} was not accepted.\n\n"
                      f"Reason: {p.get('reason', 'not given')}\n"),
+        "moderate": (f"{name}: a post awaits moderation: {p.get('subject', '')}",
+                     f"A post to {addr} is held: {p.get('reason', '')}.\n\n"
+                     f"  From:    {p.get('from', '')}\n  Subject: {p.get('subject', '')}\n\n"
+                     "It is attached to this mail.\n\n"
+                     f"To approve it, send any mail to:\n  {p.get('approve', '')}\n"
+                     f"  (mailto:{p.get('approve', '')}?subject=approve)\n\n"
+                     "To reject it, reply to this mail with one line:\n  reject: REASON\n"
+                     "The reason is sent to the author. Each address works once.\n\n"
+                     f"Or use the moderation page: {p.get('link', '')}\n"),
+        "report": (f"{name}: a post was reported: {p.get('subject', '')}",
+                   f"A reader reported a post on {addr}.\n\n  From:    {p.get('from', '')}\n"
+                   f"  Subject: {p.get('subject', '')}\n  Reason:  {p.get('reason', '')}\n\n"
+                   f"The post: {p.get('post', '')}\nIt is attached to this mail.\n\n"
+                   f"Act on it on the moderation page: {p.get('link', '')}\n"),
+        "reminder": (f"{name}: {p.get('count', 0)} post(s) still await moderation",
+                     f"These posts to {addr} are still held:\n\n{p.get('posts', '')}\n\n"
+                     "Send any mail to an approve address to publish that post; to reject one, write\n"
+                     "\"reject: REASON\" to its reject address.\n\n"
+                     f"The moderation page: {p.get('link', '')}\n"),
+        "digest_reply": (f"Your reply to the {name} digest is held",
+                         f"Your message answers the {name} digest ({p.get('period', '')}) as a whole, and we\n"
+                         "could not tell which of its posts you meant, so it is held.\n\n"
+                         "Please send it again using the reply link of that post in the digest's table of\n"
+                         "contents, or change the subject to the post's subject (Re: ...) and quote the part\n"
+                         "you answer.\n"),
         "signin": ("Your sign-in link",
                    f"Open this link to sign in (it works once, for one hour):\n\n  {p.get('link', '')}\n\n"
                    "If you did not ask for it, ignore this mail.\n"),
@@ -89,6 +115,15 @@ def _thread_words(p: dict[str, Any], s: Settings) -> str:
         return ""
     quoted = p.get("subject") and not (p.get("reply") and not p.get("authenticated"))
     return f' the thread "{p["subject"]}" on' if quoted else " a thread on"
+
+
+def _digest_words(p: dict[str, Any], s: Settings) -> str:
+    """After a switch between every post and the digest: how to switch again by mail."""
+    if p.get("action") not in ("digest", "list"):
+        return ""
+    name = p.get("list", "")
+    return (f"To change it, write to {name}+digest-daily@{s.domain}, {name}+digest-weekly@{s.domain}\n"
+            f"or {name}+digest-off@{s.domain} (every post).\n")
 
 
 def _thread_link(p: dict[str, Any], s: Settings) -> str:
@@ -108,8 +143,8 @@ def _leave_words(p: dict[str, Any], s: Settings) -> str:
             + ",\nor use the link in any list mail.\n")
 
 
-def render(payload: dict[str, Any], settings: Settings) -> tuple[str, bytes]:
-    """(recipient, message bytes) for a notice payload."""
+def render(payload: dict[str, Any], settings: Settings, attachment: bytes = b"") -> tuple[str, bytes]:
+    """(recipient, message bytes) for a notice payload; attachment: a mail to attach (message/rfc822)."""
     to = str(payload.get("to", "")).strip()
     if "@" not in to:
         raise NoticeError(f"notice without a recipient: {payload.get('template')!r}")
@@ -131,4 +166,6 @@ def render(payload: dict[str, Any], settings: Settings) -> tuple[str, bytes]:
     if name:
         msg["List-Id"] = f"<{name}.{settings.domain}>"
     msg.set_content(body)
+    if attachment:
+        msg.add_attachment(email.message_from_bytes(attachment, policy=email.policy.compat32))
     return to, msg.as_bytes()

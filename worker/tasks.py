@@ -18,7 +18,7 @@ from listgate.config import Settings
 from listgate.db import is_transient, transaction
 from listgate.models import OutboxEntry, RawMessage
 
-from worker import bounces, commands, delivery, digest, mailer, notices
+from worker import bounces, commands, delivery, digest, mailer, moderation, notices
 from worker.context import WorkerContext
 from worker.dmarc import TxtResolver
 
@@ -87,13 +87,16 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
         if payload is not None and _rate_limited(session, ctx.settings, payload):
             entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"  # type: ignore[union-attr]
             return
+        attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
+        attachment = attached.data if attached is not None else b""
     if payload is None:
         return
     try:
-        to, data = notices.render(payload, ctx.settings)
+        to, data = notices.render(payload, ctx.settings, attachment)
     except notices.NoticeError as exc:
         fail(ctx, outbox_id, exc, claimed=True)
         return
+    data = ctx.signer.sign(data)
     with mailer.connect(ctx.settings.outbound) as conn:
         result = conn.send("", to, data)
     if result.status == mailer.DEFERRED:
@@ -196,6 +199,9 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
             ctx, stale_after, horizon),
         dispatch.SEND_DIGESTS: lambda day=None: digest.send_digests(ctx, date.fromisoformat(day) if day else None),
         dispatch.RESEND_DIGEST: lambda outbox_id: digest.resend(ctx, outbox_id),
+        dispatch.NOTIFY_MODERATORS: lambda outbox_id: run_outbox(
+            ctx, outbox_id, lambda s, e: moderation.notify(s, settings, e)),
+        dispatch.SEND_REMINDERS: lambda: moderation.send_reminders(ctx),
     }
     for name, func in tasks.items():
         app.task(name=name, typing=False, **opts)(retrying(name, func))

@@ -1,5 +1,6 @@
 """The listgate data model (SQLAlchemy 2, typed)."""
 
+from listgate.models.admin import AuditEntry, ModerationReminder, Removal
 from listgate.models.archive import (
     Attachment,
     Blob,
@@ -16,10 +17,11 @@ from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.notposted import NotPosted
 from listgate.models.people import AutoReply, Person, Subscription
-from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
+from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 
 __all__ = [
     "Attachment",
+    "AuditEntry",
     "AutoReply",
     "Ban",
     "Blob",
@@ -30,11 +32,13 @@ __all__ = [
     "MailingList",
     "Message",
     "MessageRef",
+    "ModerationReminder",
     "NotPosted",
     "OutboxEntry",
     "Person",
     "RateHit",
     "RawMessage",
+    "Removal",
     "Report",
     "Subscription",
     "Thread",
@@ -42,4 +46,5 @@ __all__ = [
     "ThreadParticipant",
     "UsedToken",
     "Vote",
+    "WebSession",
 ]

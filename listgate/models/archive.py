@@ -22,8 +22,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from listgate.db import Base
 
 POLICIES = ("open", "members", "moderated")
+REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To copies get
 # Message.status values: only "visible" posts are shown and sent out.
 VISIBLE, HELD, REJECTED, HIDDEN = "visible", "held", "rejected", "hidden"
+REMOVED = "removed"  # taken down by the moderators: a tombstone keeps its place in the thread
 
 
 def utcnow() -> datetime:
@@ -63,6 +65,8 @@ class MailingList(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     dmarc_mode: Mapped[str] = mapped_column(String(16), default="auto")
     moderators: Mapped[str] = mapped_column(Text, default="")
+    owners: Mapped[str] = mapped_column(Text, default="")
+    reply_to: Mapped[str] = mapped_column(String(16), default="none")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     thread_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -75,6 +79,10 @@ class MailingList(Base):
     def moderator_addresses(self) -> set[str]:
         """The configured moderators, lower-cased."""
         return {a.strip().lower() for a in self.moderators.split(",") if a.strip()}
+
+    def owner_addresses(self) -> set[str]:
+        """The configured owners, lower-cased."""
+        return {a.strip().lower() for a in self.owners.split(",") if a.strip()}
 
 
 class RawMessage(Base):

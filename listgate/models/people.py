@@ -15,6 +15,8 @@ PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
 # A subscription that ended stays as a row (deliveries and bounces point at it) and is reused on return;
 # AWAITING: the address is confirmed and a moderator's approval is still needed (private/members lists).
 ENDED, AWAITING = "ended", "awaiting"
+DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
+MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
 
 
 class Person(Base):
@@ -26,6 +28,7 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
+    digest_format: Mapped[str] = mapped_column(String(8), default=MIME)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -50,6 +53,7 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    digest_frequency: Mapped[str] = mapped_column(String(8), default=DAILY)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     end_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     approved_by: Mapped[str] = mapped_column(String(320), default="", server_default="")

@@ -27,6 +27,12 @@ SECURITY = """
   copy (tests/integration/test_worker_delivery.py, on the embedded broker and on Redis; same size in make test).
 - Relay 4xx then 250: delivered once after a backoff retry; relay 5xx: a bounce recorded, never retried
   (tests/integration/test_worker_delivery.py).
+- A relay refusing the message (size, long lines, content filter) suspends nobody: a failed post shown
+  to moderators; lines over 998 bytes go out re-encoded and arrive; the gateway takes no more than the
+  relay's SIZE (tests/integration/test_worker_refusals.py, test_gateway_relay_size.py).
+- No spelling of `next` leaves the site after sign-in, in real Chromium; a saved session cookie is dead after
+  sign-out; /metrics without a token only on a loopback listener (tests/unit/webarchive/test_redirects.py,
+  test_sessions.py, tests/integration/test_browser_redirects.py, test_metrics_access.py).
 - No open relay: tests/integration/test_security_relay.py (every foreign spelling refused at RCPT).
 - Tokens, CSRF, cookies, private lists, header injection, downloads: tests/integration/test_security_web.py.
 - Coverage-guided fuzzing of parse + ingest: tests/fuzz/atheris_ingest.py ({atheris}).

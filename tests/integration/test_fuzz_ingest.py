@@ -23,7 +23,8 @@ from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, ing
 from listgate.models import Message
 from listgate.parsing import parse
 from listgate.schema import upgrade
-from tests.conftest import CORPORA, DATA, make_settings
+from tests.conftest import DATA, make_settings
+from tests.corpora import available
 from tests.faults.helpers import record, size
 
 pytestmark = [pytest.mark.soak]
@@ -50,10 +51,11 @@ INSERTS = [b"\r\n", b"\n", b"\r", b"\x00", b"\xff", b"\r\n\r\n", b"--", b"=?", b
 
 
 def _seed_files() -> list[Path]:
-    files = sorted((DATA / "mail").glob("*.eml"))
-    files += sorted((CORPORA / "hyperkitty-testdata").glob("*.txt"))
-    files += sorted((CORPORA / "mailman-eml" / "eml").glob("*.eml"))
-    files += sorted((CORPORA / "bounces" / "data").glob("*.txt"))[:40]
+    files = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "bounces").glob("*.txt"))
+    for parts, pattern, most in ((("hyperkitty-testdata",), "*.txt", None), (("mailman-eml", "eml"), "*.eml", None),
+                                 (("bounces", "data"), "*.txt", 40)):
+        folder = available(*parts)  # the shared corpora add more seeds when they are there
+        files += sorted(folder.glob(pattern))[:most] if folder else []
     return [f for f in files if f.name != "SOURCE.txt"]
 
 

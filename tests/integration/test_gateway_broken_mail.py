@@ -3,7 +3,6 @@ refused with a clear code; the server never dies and never answers 250 for what 
 
 from __future__ import annotations
 
-import os
 import base64
 import re
 import smtplib
@@ -15,7 +14,8 @@ from sqlalchemy import select
 
 from listgate.models import Attachment, Blob, Message
 from listgate.parsing import parse
-from tests.conftest import CORPORA, DATA
+from tests.conftest import DATA
+from tests.corpora import corpus
 from tests.integration.gateway_helpers import count
 from tests.integration.test_gateway_smtp import Env
 
@@ -159,11 +159,10 @@ def test_a_20_mb_attachment_under_a_raised_limit_is_stored_once(tmp_path: Path) 
 
 
 def _corpus_files() -> list[Path]:
-    files = sorted((CORPORA / "hyperkitty-testdata").glob("*.txt")) + sorted((CORPORA / "mailman-eml" / "eml").glob("*.eml"))
+    files = sorted(corpus("hyperkitty-testdata").glob("*.txt")) + sorted(corpus("mailman-eml", "eml").glob("*.eml"))
     return [f for f in files if f.name != "SOURCE.txt"]
 
 
-@pytest.mark.skipif(not (CORPORA / "hyperkitty-testdata").is_dir() and os.environ.get("CI") != "true", reason="shared corpora not mounted (in CI this fails instead)")
 def test_every_message_of_the_shared_corpora_through_smtp(env: Env) -> None:
     files = _corpus_files()
     assert len(files) >= 30

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from listgate import counters, lists
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, SEND_NOTICE
+from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, NOTIFY_MODERATORS, SEND_NOTICE
 from listgate.models import Message, NotPosted, RawMessage
 from listgate.schema import upgrade
 from tests.conftest import make_settings
@@ -276,7 +276,7 @@ def test_members_policy_holds_a_non_member_post_and_tells_the_sender_once(env: E
         c.sendmail("eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org"))  # a retry
     status = {m.message_id: m.status for m in messages(env.db)}
     assert status == {"bob@x": "visible", "eve@x": "held"}
-    assert outbox_kinds(env.db) == [FANOUT, SEND_NOTICE]
+    assert outbox_kinds(env.db) == [FANOUT, SEND_NOTICE, NOTIFY_MODERATORS]  # the retry queues nothing more
 
 
 def test_moderated_policy_holds_everyone_but_moderators(env: Env) -> None:

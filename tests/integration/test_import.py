@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import gzip
 import lzma
 from pathlib import Path
@@ -16,7 +15,7 @@ from listgate.db import make_engine, session_factory
 from listgate.importer import mbox_messages, quick_msgid
 from listgate.models import Message, OutboxEntry
 from listgate.parsing import parse
-from tests.conftest import CORPORA
+from tests.corpora import corpus, linux_man_path
 
 pytestmark = pytest.mark.integration
 
@@ -119,11 +118,6 @@ def test_bad_imports_get_a_clear_message(runner: CliRunner, tmp_path: Path, what
     assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
 
 
-ORACLE = CORPORA / "linux-man" / "notmuch-oracle-threads.json.xz"
-LINUX_MAN = CORPORA / "linux-man" / "linux-man.mbox.xz"
-
-
-@pytest.mark.skipif(not ORACLE.exists() and os.environ.get("CI") != "true", reason="shared linux-man corpus not mounted (in CI this fails instead)")
 def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
     """Import the first 400 messages of linux-man; parents and threads must match notmuch's.
 
@@ -135,9 +129,9 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_l
     from listgate.importer import Importer, sources
     from listgate.models import Thread
 
+    oracle = json.load(lzma.open(corpus("linux-man", "notmuch-oracle-threads.json.xz")))
     make_list("linux-man")
-    oracle = json.load(lzma.open(ORACLE))
-    messages, _, _ = sources(LINUX_MAN)
+    messages, _, _ = sources(linux_man_path())
     summary = Importer(db, "linux-man", "lists.test", fallback_days=0).run(itertools.islice(messages, 400))
     assert summary.imported + summary.duplicates == 400 and not summary.refused
     with db() as s:

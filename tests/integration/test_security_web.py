@@ -22,6 +22,7 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Attachment, Message, OutboxEntry
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 from tests.unit.webarchive.serving import RecordingSender
 
 pytestmark = pytest.mark.soak
@@ -61,9 +62,7 @@ def site(db: sessionmaker[Session]) -> dict[str, Any]:
 
 def _sign_in(client: FlaskClient, address: str) -> str:
     """A signed-in session for address (the sign-in flow itself is tested in the web tests); its CSRF token."""
-    with client.session_transaction() as sess:
-        sess["address"], sess["csrf"] = address, "known-csrf-token"
-    return "known-csrf-token"
+    return session_for(client, address)
 
 
 def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:

@@ -91,7 +91,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
     assert re.search(r"<https://lists\.test/unsubscribe/[^>]+>", msg["List-Unsubscribe"])
     assert msg["Archived-At"] == "<https://lists.test/m/reply%40example.org>"
     assert msg["Precedence"] == "list"
-    assert msg["Reply-To"] == "dev@lists.test"
+    assert msg["Reply-To"] is None  # the default Reply-To policy is none: replies go to the author
     assert msg["X-Listgate-Loop"] == "lists.test"
     assert (msg["Message-ID"], msg["In-Reply-To"], msg["References"]) == (
         "<reply@example.org>", "<root@example.org>", "<root@example.org>")

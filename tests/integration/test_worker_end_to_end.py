@@ -30,10 +30,12 @@ def test_post_and_mute_reply_through_the_gateway(tmp_path: Path, sink: SmtpSink)
         wait_until(lambda: len(sink.received) >= 2, what="the post via the gateway")
         assert sorted(r.rcpt_tos[0] for r in sink.received) == ["alice@example.org", "bob@example.org"]
         copy = sink.to("bob@example.org")[0]
-        # Bob answers his copy with just "mute": it acts on the thread and is never posted.
+        # Bob answers his copy ("reply to list": its List-Post) with just "mute": it acts on the thread
+        # and is never posted.
         reply = mail("bob@example.org", "Re: Hi", "mute@x", "mute\n", in_reply_to="e2e@x")
+        list_post = copy.message["List-Post"].strip("<>").removeprefix("mailto:")
         with smtplib.SMTP(site.settings.smtp_host, site.settings.smtp_port, timeout=10) as smtp:
-            smtp.sendmail("bob@example.org", [copy.message["Reply-To"]], reply)
+            smtp.sendmail("bob@example.org", [list_post], reply)
         wait_until(lambda: site.count(Subscription, Subscription.kind == "mute") == 1, what="the mute")
         with smtplib.SMTP(site.settings.smtp_host, site.settings.smtp_port, timeout=10) as smtp:
             smtp.sendmail("carol@example.net", ["dev@lists.test"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.limits import ClientLimits, header_count, mime_depth, shape_problem, smuggling
+from gateway.limits import ClientLimits, header_count, mime_depth, shape_problem, smuggling, trusted_networks
 
 
 def test_connections_per_client_are_bounded_and_released() -> None:
@@ -84,3 +84,20 @@ def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
     assert dot_line_with_bare_end(b".\nMAIL FROM:<a@b>\r\n") and dot_line_with_bare_end(b".\rDATA\r\n")
     for innocent in (b".\r\n", b"..\r\n", b"..two\r\n", b"text.\n\r\n", b"\r\n"):
         assert not dot_line_with_bare_end(innocent), innocent
+
+
+def test_trusted_networks_are_exempt_from_every_per_client_limit() -> None:
+    limits = ClientLimits(max_connections=1, max_per_minute=1, trusted=["127.0.0.0/8", "2001:db8::/32"])
+    for client in ("127.0.0.1", "127.5.5.5", "::ffff:127.0.0.1", "2001:db8::25"):
+        assert all(limits.connect(client) for _ in range(5)), client
+        assert all(limits.allow_message(client) for _ in range(5)), client
+        limits.disconnect(client)
+    assert limits.connect("10.1.1.1") and not limits.connect("10.1.1.1")
+    assert limits.allow_message("not-an-address") and not limits.allow_message("not-an-address")
+
+
+def test_loopback_is_trusted_by_default_only_in_lmtp_mode() -> None:
+    assert trusted_networks(None, lmtp=True) == ("127.0.0.0/8", "::1/128")
+    assert trusted_networks(None, lmtp=False) == ()
+    assert trusted_networks(("192.0.2.7/32",), lmtp=True) == ("192.0.2.7/32",)
+    assert trusted_networks((), lmtp=True) == ()  # LISTGATE_TRUSTED_MTAS=none

@@ -10,7 +10,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import cli, lists, subscriptions
+from listgate import administration, cli, lists, subscriptions
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import ingest
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
@@ -120,8 +120,11 @@ def test_requests_are_shown_approved_and_refused(env, db) -> None:  # type: igno
     with db() as session:
         states = dict(session.execute(select(Subscription.address, Subscription.status)).all())
         notices = [json.loads(p)["template"] for p in session.scalars(select(OutboxEntry.payload))]
+        audit = [(e.actor, e.action, e.detail) for e in administration.history(session, lists.require(session, "club"))]
     assert states == {"a@example.org": "active", "b@example.org": "ended"}
     assert notices.count("welcome") == 1 and notices.count("refused") == 1
+    assert audit[:2] == [("admin", "refuse subscription", "b@example.org (list): no"),
+                         ("admin", "approve subscription", "a@example.org (list)")]
 
 
 def test_an_invitation_mails_a_confirmation_approved_in_advance(env, db) -> None:  # type: ignore[no-untyped-def]

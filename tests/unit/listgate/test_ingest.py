@@ -92,16 +92,18 @@ def test_import_keeps_automatic_mail_and_queues_nothing(db, dev) -> None:  # typ
     assert r.status == STORED and r.outbox == [] and rows(db, OutboxEntry) == 0
 
 
-def test_members_policy_holds_strangers_and_queues_one_notice(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators_mail(db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="members")
     with transaction(db) as s:
         subscribe(s, require(s, "club"), "member@example.org")
     assert post(db, mail("m@x", frm="member@example.org"), "club").status == STORED
     held = post(db, mail("s@x", frm="stranger@example.org"), "club")
-    assert held.status == HELD_FOR_MODERATION and [e.kind for e in held.outbox] == [dispatch.SEND_NOTICE]
+    assert held.status == HELD_FOR_MODERATION
+    assert [e.kind for e in held.outbox] == [dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS]
     assert post(db, mail("s@x", frm="stranger@example.org"), "club").status == DUPLICATE  # a retry: no second notice
     with db() as s:
-        assert s.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == dispatch.SEND_NOTICE)) == 1
+        for kind in (dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS):
+            assert s.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == kind)) == 1
         assert require(s, "club").message_count == 1  # held posts are not counted until approved
 
 

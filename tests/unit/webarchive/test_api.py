@@ -5,6 +5,7 @@ from __future__ import annotations
 from listgate import lists
 from listgate.db import transaction
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 
 
 def test_lists_show_counts_and_address(client, make_list, db):
@@ -110,7 +111,6 @@ def test_private_list_is_visible_to_a_signed_in_member(client, make_list, db):
     res = post(db, make_mail("Hush", msgid="s@x", to="secret@lists.test"), list_name="secret")
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "secret"), "member@example.org")
-    with client.session_transaction() as cookie:
-        cookie["address"] = "member@example.org"
+    session_for(client, "member@example.org")
     assert [m["name"] for m in client.get("/api/lists").get_json()["lists"]] == ["secret"]
     assert client.get(f"/api/threads/{res.thread_id}").status_code == 200

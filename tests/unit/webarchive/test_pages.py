@@ -10,6 +10,7 @@ from sqlalchemy import event
 from listgate.db import transaction
 from listgate.models import Message, RawMessage
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 
 
 @pytest.fixture
@@ -105,8 +106,7 @@ def test_raw_message_is_byte_identical(client, make_list, db):
 
 
 def _sign_in_as(client, address: str) -> None:  # type: ignore[no-untyped-def]
-    with client.session_transaction() as cookie:
-        cookie["address"] = address
+    session_for(client, address)
 
 
 def test_thread_and_month_mbox_hold_every_post(client, thread):

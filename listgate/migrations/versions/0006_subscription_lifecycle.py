@@ -1,7 +1,7 @@
 """subscriptions end instead of being deleted; approvals; outbox failures; not-posted queue; auto-reply rate
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0006
+Revises: 0005
 
 Deliveries and bounces keep pointing at a subscription after it ends, so ending one never
 deletes its row (a DELETE failed on the foreign keys for anyone who was ever mailed): the row
@@ -11,8 +11,8 @@ live subscriptions, so no data changes.
 from alembic import op
 import sqlalchemy as sa
 
-revision = "0004"
-down_revision = "0003"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
