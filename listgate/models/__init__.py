@@ -15,6 +15,7 @@ from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.people import Person, Subscription
+from listgate.models.reading import MessageEdit, ReadMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
 
 __all__ = [
@@ -27,11 +28,13 @@ __all__ = [
     "DigestSent",
     "MailingList",
     "Message",
+    "MessageEdit",
     "MessageRef",
     "OutboxEntry",
     "Person",
     "RateHit",
     "RawMessage",
+    "ReadMark",
     "Report",
     "Subscription",
     "Thread",

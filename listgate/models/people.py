@@ -23,6 +23,10 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
+    # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    # Bumped to revoke every secret feed link made for this person.
+    feed_generation: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
