@@ -21,11 +21,13 @@ def thread(make_list, db):  # type: ignore[no-untyped-def]
     make_list("dev")
     root = post(db, make_mail("Plan", msgid="p0@x", sender="Ann <ann@example.org>", body="Where do we start?\n",
                               date=datetime(2026, 3, 1, 12, 5, tzinfo=timezone.utc)))
-    post(db, make_mail("Re: Plan", msgid="p1@x", in_reply_to="p0@x", sender="Ben <ben@example.org>", body="Here.\n",
+    at = lambda minute: datetime(2026, 3, 1, 12, minute, tzinfo=timezone.utc)  # noqa: E731
+    post(db, make_mail("Re: Plan", msgid="p1@x", in_reply_to="p0@x", sender="Ben <ben@example.org>", body="Here.\n", date=at(10),
                        attachments=[("shot.png", "image/png", PNG), ("notes.pdf", "application/pdf", b"%PDF-1.4\n")]))
     post(db, make_mail("Re: Plan", msgid="p2@x", in_reply_to="p1@x", references=["p0@x", "p1@x"],
-                       sender="Ann <ann@example.org>", body="OK.\n"))
-    post(db, make_mail("Re: Plan", msgid="p3@x", in_reply_to="p0@x", sender="Cy <cy@example.org>", body="Me too.\n"))
+                       sender="Ann <ann@example.org>", body="OK.\n", date=at(20)))
+    post(db, make_mail("Re: Plan", msgid="p3@x", in_reply_to="p0@x", sender="Cy <cy@example.org>", body="Me too.\n",
+                       date=at(30)))
     return root
 
 
@@ -59,7 +61,8 @@ def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(c
     sign_in(client, db, "reader@example.org")
     first = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "since your last visit" not in first  # the first visit marks nothing as new
-    post(db, make_mail("Re: Plan", msgid="p4@x", in_reply_to="p3@x", sender="Dee <dee@example.org>", body="Late.\n"))
+    post(db, make_mail("Re: Plan", msgid="p4@x", in_reply_to="p3@x", sender="Dee <dee@example.org>", body="Late.\n",
+                       date=datetime(2026, 3, 1, 12, 40, tzinfo=timezone.utc)))
     second = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "1 new post since your last visit" in second and 'id="unread"' in second
     assert second.index('id="unread"') < second.index("Late.") and second.count("New since your last visit") == 2
