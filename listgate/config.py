@@ -94,6 +94,7 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
+    edit_window_hours: int = 24  # how long the author of a web post may edit its text
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -171,6 +172,7 @@ class Settings:
             log_level=log_level,
             metrics_token=metrics_token,
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
+            edit_window_hours=_int(env, "LISTGATE_EDIT_WINDOW_HOURS", 24, 0),
         )
 
 

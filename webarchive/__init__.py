@@ -56,10 +56,10 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 
 def _own_blueprints() -> list:  # type: ignore[type-arg]
     """This package's blueprints, imported lazily so importing webarchive stays cheap."""
-    from webarchive import acting, api, auth, compose, exports, feeds, maps, moderation, pages, prefs, search
+    from webarchive import acting, api, auth, compose, editing, exports, feeds, maps, moderation, pages, prefs, search
 
     return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp,
-            prefs.bp, maps.bp]
+            prefs.bp, maps.bp, editing.bp]
 
 
 def _optional_module(name: str):  # type: ignore[no-untyped-def]

@@ -121,6 +121,7 @@ BAD = [
     ("LISTGATE_METRICS_TOKEN", "short"),
     ("LISTGATE_TRUSTED_PROXIES", "-1"),
     ("LISTGATE_TRUSTED_PROXIES", "nginx"),
+    ("LISTGATE_EDIT_WINDOW_HOURS", "a day"),
 ]
 
 
