@@ -15,7 +15,8 @@ from listgate.models.archive import VISIBLE
 from webarchive.access import readable_list
 from webarchive.context import db
 from webarchive.lookup import readable_message, readable_thread
-from webarchive.security import signed_in
+from webarchive.ratelimit import client_ip, limit
+from webarchive.security import current_address
 
 bp = Blueprint("exports", __name__)
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
@@ -62,19 +63,25 @@ def _mbox(session: Session, messages: list[Message]) -> bytes:
     return b"".join(mbox_entry(m, raws[m.raw_id]) for m in messages)
 
 
+def _count_anonymous() -> None:
+    """Whole messages for anonymous readers of public lists (as public-inbox serves them), counted per client."""
+    if current_address() is None:
+        limit("export", client_ip())
+
+
 @bp.get("/messages/<int:message_pk>.eml")
-@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def raw(message_pk: int):  # type: ignore[no-untyped-def]
     """The message exactly as received."""
+    _count_anonymous()
     session = db()
     msg = readable_message(session, message_pk)
     return download(msg.raw.data, f"{msg.message_id}.eml", "message/rfc822")
 
 
 @bp.get("/threads/<int:thread_id>.mbox")
-@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
     """Every visible post of a thread as an mbox, by date."""
+    _count_anonymous()
     session = db()
     thread = readable_thread(session, thread_id)
     messages = list(session.scalars(select(Message).where(
@@ -83,9 +90,9 @@ def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>.mbox")
-@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     """Every visible post of a list in one month as an mbox."""
+    _count_anonymous()
     session = db()
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
