@@ -78,7 +78,8 @@ def post_top(node: Node, list_address: str, list_name: str, depth: int | None, h
     cache = resources().extra.setdefault("post_tops", FragmentCache(8192))
     when = clock.time_html(m.date, m.date_offset, reader_zone(), _now())
     key = (m.id, m.message_id, request.script_root, anonymous(), bool(signed_in), depth, heading, when,
-           node.parent.id if node.parent else None, list_address, list_name, node.number, node.parent_number,
+           node.parent.id if node.parent else None, node.parent.status if node.parent else None, list_address,
+           list_name, node.number, node.parent_number,
            node.reported, m.edited_at)
     found = cache.get(key)
     if found is None:
