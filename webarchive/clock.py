@@ -69,11 +69,16 @@ def sender_clock(value: datetime, offset: int, tz: ZoneInfo | None) -> str:
 
 def time_html(value: datetime, offset: int, tz: ZoneInfo | None, now: datetime) -> Markup:
     """<time datetime> in the reader's zone, then how long ago and the sender's own clock when useful."""
-    parts = [f'<time datetime="{value.astimezone(timezone.utc).isoformat()}">{escape(local(value, tz))}</time>']
     recent = ago(value, now)
-    if recent:
-        parts.append(f'<span class="ago">{recent}</span>')
+    when, theirs = _stamp(value, offset, tz)
+    return Markup(when + (f' <span class="ago">{recent}</span>' if recent else "") + theirs)
+
+
+@lru_cache(maxsize=65536)
+def _stamp(value: datetime, offset: int, tz: ZoneInfo | None) -> tuple[str, str]:
+    """The parts of time_html that do not move with the clock (a long thread asks for them on every view)."""
+    when = f'<time datetime="{value.astimezone(timezone.utc).isoformat()}">{escape(local(value, tz))}</time>'
     theirs = sender_clock(value, offset, tz)
-    if theirs:
-        parts.append(f'<span class="their-time" title="the time on the sender\'s clock">sender\'s time {theirs}</span>')
-    return Markup(" ".join(parts))
+    extra = (f' <span class="their-time" title="the time on the sender\'s clock">sender\'s time {theirs}</span>'
+             if theirs else "")
+    return when, extra

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 from flask import Blueprint, jsonify, render_template, url_for
 
-from listgate.models import MailingList
+from listgate.models import MailingList, Thread
 from webarchive import charts, talk
 from webarchive.access import readable_list
 from webarchive.context import db, resources
@@ -17,18 +17,19 @@ from webarchive.security import current_address
 bp = Blueprint("maps", __name__)
 
 
-def _names(graph: talk.Graph) -> list[str]:
+def _graph(thread_id: int) -> tuple[Thread, talk.Graph, list[str]]:
+    """The readable thread, its reply graph and the names as this reader may see them."""
+    session = db()
+    thread = readable_thread(session, thread_id)
+    graph = talk.thread_graph(session, thread.id)
     anonymous = current_address() is None
-    return [display_name(p.name, anonymous) for p in graph.people]
+    return thread, graph, [display_name(p.name, anonymous) for p in graph.people]
 
 
 @bp.get("/threads/<int:thread_id>/map")
 def thread_map(thread_id: int):  # type: ignore[no-untyped-def]
     """The thread's participants and who replied to whom, drawn and as a table."""
-    session = db()
-    thread = readable_thread(session, thread_id)
-    graph = talk.thread_graph(session, thread.id)
-    names = _names(graph)
+    thread, graph, names = _graph(thread_id)
     return render_template("maps/thread.html", thread=thread, mlist=thread.mailing_list, graph=graph, names=names,
                            svg=charts.graph_svg(graph, names), shown=min(len(graph.people), charts.MAX_NODES))
 
@@ -36,10 +37,7 @@ def thread_map(thread_id: int):  # type: ignore[no-untyped-def]
 @bp.get("/api/threads/<int:thread_id>/graph")
 def thread_graph(thread_id: int):  # type: ignore[no-untyped-def]
     """The reply graph as JSON: people (names only, never addresses) and weighted edges."""
-    session = db()
-    thread = readable_thread(session, thread_id)
-    graph = talk.thread_graph(session, thread.id)
-    names = _names(graph)
+    thread, graph, names = _graph(thread_id)
     return jsonify({
         "thread_id": thread.id, "subject": thread.subject,
         "people": [{"id": p.key, "name": names[p.key], "posts": p.posts} for p in graph.people],

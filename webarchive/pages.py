@@ -97,6 +97,13 @@ def _now() -> datetime:
 
 
 @bp.app_template_global()
+def post_tail(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: str | None, token: str,
+              signin_here: str) -> Markup:
+    """The per-reader end of a post (see threadview.tail_html)."""
+    return threadview.tail_html(node, prev, nxt, root, bool(signed_in), token, signin_here)
+
+
+@bp.app_template_global()
 def reader_zone_name() -> str:
     """The zone the reader chose ('' for UTC)."""
     return zone_name()
@@ -187,15 +194,38 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     nodes = thread_nodes(session, found, address, placeholders=True)
     number(nodes)
     last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
-    outline = threadview.outline_html(nodes, anonymous(), reader_zone(), _now())
+    outline = _outline(found, nodes)
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
-    newer, older = threadview.neighbours(session, found)
     mlist = found.mailing_list
+    # The threads around this one move only when the list gets a post.
+    newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
+                               lambda: threadview.neighbours(session, found))
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
                            font=font_choice(), list_address=mlist.address(settings().domain), newer=newer,
                            older=older, moderator=is_moderator(mlist), following=_following_thread(session, found.id),
                            last_visit=last_visit, new_count=sum(n.new for n in nodes), **post_context())
+
+
+def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, type-arg]
+    """A per-process answer kept under key (at most 4,096 of each kind: forgotten all at once when full)."""
+    cache = resources().extra.setdefault(kind, {})
+    if key not in cache:
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
+def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def]
+    """The thread's outline; the same for every reader of one kind until the thread or the minute changes."""
+    now = _now()
+    if any(n.new for n in nodes):
+        return threadview.outline_html(nodes, anonymous(), reader_zone(), now)
+    recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
+    key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), zone_name(),
+           now.replace(second=0, microsecond=0) if recent else None, [n.message.status for n in nodes].count(VISIBLE))
+    return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
 def post_context() -> dict[str, str | None]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, Thread
@@ -138,13 +138,14 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) ->
     for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
         index[att.message_pk].attachments.append(att)
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
-    for pk, total, valuable in session.execute(
-        select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
-    ):
-        index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
-    for (pk,) in session.execute(select(Report.message_pk).where(Report.message_pk.in_(pks), Report.status == OPEN)
-                                 .group_by(Report.message_pk)):
-        index[pk].reported = True
+    votes = select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
+    reports = (select(Report.message_pk, literal(-1), literal(0))
+               .where(Report.message_pk.in_(pks), Report.status == OPEN).group_by(Report.message_pk))
+    for pk, total, valuable in session.execute(union_all(votes, reports)):  # one round trip for both
+        if total < 0:
+            index[pk].reported = True
+        else:
+            index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
     if voter:
         for pk, valuable in session.execute(
             select(Vote.message_pk, Vote.valuable).where(Vote.message_pk.in_(pks), Vote.address == voter)

@@ -59,3 +59,34 @@ def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_i
         session.execute(stmt.on_conflict_do_update(index_elements=[ReadMark.address, ReadMark.thread_id],
                                                    set_={"last_seen_pk": newest, "visited_at": utcnow()}))
     return mark.visited_at if mark is not None else None
+
+
+_VOTE_FORM = ('<form method="post" action="{root}/messages/{pk}/vote" class="inline">'
+              '<input type="hidden" name="csrf_token" value="{token}">'
+              '<button type="submit" name="valuable" value="yes"{yes}>Yes</button> / '
+              '<button type="submit" name="valuable" value="no"{no}>No</button></form>')
+_CHOSEN = ' aria-pressed="true" class="chosen"'
+
+
+def tail_html(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: bool, token: str,
+              signin_here: str) -> Markup:
+    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line."""
+    pk = node.message.id
+    parts = ['<span class="new">New since your last visit</span>'] if node.new else []
+    steps = []
+    if prev is not None:
+        steps.append(f'<a href="#m{prev.message.id}" title="previous post">↑ #{prev.number}</a>')
+    if nxt is not None:
+        steps.append(f'<a href="#m{nxt.message.id}" title="next post">↓ #{nxt.number}</a>')
+    if steps:
+        parts.append(f'<span class="step">{" ".join(steps)}</span>')
+    sentence = (f"{node.votes_yes} out of {node.votes_total} found this valuable. Do you?" if node.votes_total
+                else "Do you find this valuable?")
+    if signed_in:
+        answer = _VOTE_FORM.format(root=root, pk=pk, token=escape(token), yes=_CHOSEN if node.my_vote is True else "",
+                                   no=_CHOSEN if node.my_vote is False else "")
+    else:
+        link = f"{escape(signin_here)}%23m{pk}"
+        answer = f'<a href="{link}">Yes</a> / <a href="{link}">No</a>'
+    parts.append(f'<span class="votes">{sentence} {answer}</span>')
+    return Markup("\n    ".join(parts))

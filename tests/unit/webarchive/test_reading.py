@@ -50,7 +50,7 @@ def test_posts_are_numbered_by_date_as_anchors_with_an_outline_in_tree_order(cli
 def test_previous_and_next_post_links_and_the_neighbouring_threads(client, make_list, db, thread):
     newer = post(db, make_mail("Newer topic", msgid="nw@x", date=datetime(2026, 4, 1, tzinfo=timezone.utc)))
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
-    assert 'aria-label="Next post, #2"' in page and 'aria-label="Previous post, #3"' in page
+    assert 'title="next post">↓ #2</a>' in page and 'title="previous post">↑ #3</a>' in page
     assert f'<a rel="prev" href="/threads/{newer.thread_id}">← Newer thread: Newer topic</a>' in page
     assert 'rel="next" href="/threads/' not in page  # the oldest thread of the list
     back = client.get(f"/threads/{newer.thread_id}").get_data(as_text=True)
