@@ -40,8 +40,8 @@ def anonymous() -> bool:
 
 @bp.app_template_filter("when")
 def when(value) -> str:  # type: ignore[no-untyped-def]
-    """A readable UTC date."""
-    return render.human_date(value)
+    """A readable date in the reader's zone (UTC until one is chosen)."""
+    return clock.local(value, reader_zone())
 
 
 @bp.app_template_filter("name")
@@ -169,8 +169,8 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
         abort(400, description=str(exc))
     featured = [] if cursor else listing.thread_rows(session, mlist, 100, None, featured=True)[0]
     root, anon = request.script_root, anonymous()
-    return render_template("pages/list.html", mlist=mlist, threads=listing.threads_html(rows, root, anon),
-                           featured=listing.threads_html(featured, root, anon) if featured else "", next_cursor=nxt,
+    return render_template("pages/list.html", mlist=mlist, threads=listing.threads_html(rows, root, anon, reader_zone()),
+                           featured=listing.threads_html(featured, root, anon, reader_zone()) if featured else "", next_cursor=nxt,
                            paged=cursor is not None, domain=settings().domain, moderator=is_moderator(mlist),
                            following=_following_list(session, mlist))
 
@@ -316,5 +316,5 @@ def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
     rows = listing.month_rows(session, mlist, start, end)
-    return render_template("pages/month.html", mlist=mlist, rows=listing.month_html(rows, request.script_root, anonymous()),
+    return render_template("pages/month.html", mlist=mlist, rows=listing.month_html(rows, request.script_root, anonymous(), reader_zone()),
                            count=len(rows), year=year, month=month, start=start)

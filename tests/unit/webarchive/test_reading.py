@@ -107,6 +107,8 @@ def test_time_zone_choice_is_a_cookie_for_anonymous_readers_and_a_setting_when_s
     assert done.status_code == 303 and "listgate_tz=Asia/Tokyo" in done.headers["Set-Cookie"]
     tokyo = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "Sun 1 Mar 2026 21:05 JST</time>" in tokyo
+    assert "Sun 1 Mar 2026 21:30 JST</time>" in client.get("/lists/dev/").get_data(as_text=True)  # last activity
+    assert "Sun 1 Mar 2026 21:05 JST</time>" in client.get("/lists/dev/2026/3").get_data(as_text=True)
     sign_in(client, db, "tz@example.org")
     token = csrf(client, "/settings/time-zone")
     client.post("/settings/time-zone", data={"csrf_token": token, "time_zone": "Europe/Paris"})
