@@ -8,9 +8,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 # Each purpose has its own salt, so a token made for one can never be used for another.
 CONFIRM, UNSUBSCRIBE, SIGNIN, BOUNCE = "confirm", "unsubscribe", "signin", "bounce"
-FEED = "feed"  # a reader's secret feed link to a private list; revoked by bumping people.feed_generation
-MAX_AGE = {CONFIRM: 7 * 86400, UNSUBSCRIBE: 10 * 365 * 86400, SIGNIN: 3600, BOUNCE: 60 * 86400,
-           FEED: 10 * 365 * 86400}
+MAX_AGE = {CONFIRM: 7 * 86400, UNSUBSCRIBE: 10 * 365 * 86400, SIGNIN: 3600, BOUNCE: 60 * 86400}
 
 
 class TokenError(ValueError):

@@ -25,8 +25,8 @@ class Person(Base):
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
     # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
     time_zone: Mapped[str] = mapped_column(String(64), default="")
-    # Bumped to revoke every secret feed link made for this person.
-    feed_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # The key in this person's secret feed links to private lists ("" until first shown); replaced to revoke them.
+    feed_token: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

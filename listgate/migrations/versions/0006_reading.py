@@ -1,4 +1,4 @@
-"""reading: reader time zones and secret feed links, read marks, edited web posts, replies by parent
+"""reading: reader time zones and secret feed keys, read marks, edited web posts, replies by parent
 
 Revision ID: 0006
 Revises: 0003
@@ -16,7 +16,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("people") as batch_op:
         batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=False, server_default=""))
-        batch_op.add_column(sa.Column("feed_generation", sa.Integer(), nullable=False, server_default="0"))
+        batch_op.add_column(sa.Column("feed_token", sa.String(length=64), nullable=False, server_default=""))
+        batch_op.create_index("ix_people_feed_token", ["feed_token"], unique=False)
     with op.batch_alter_table("messages") as batch_op:
         batch_op.add_column(sa.Column("edited_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.create_index("ix_messages_parent", ["parent_id"], unique=False)
@@ -50,5 +51,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_messages_parent")
         batch_op.drop_column("edited_at")
     with op.batch_alter_table("people") as batch_op:
-        batch_op.drop_column("feed_generation")
+        batch_op.drop_index("ix_people_feed_token")
+        batch_op.drop_column("feed_token")
         batch_op.drop_column("time_zone")
