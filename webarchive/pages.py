@@ -74,12 +74,11 @@ def body(msg: Message):  # type: ignore[no-untyped-def]
 def post_top(node: Node, list_address: str, list_name: str, depth: int | None, heading: str,
              signed_in: str | None) -> Markup:
     """The post without its votes, cached: archived posts change seldom, long threads are read often."""
-    m = node.message
-    cache = resources().extra.setdefault("post_tops", FragmentCache(8192))
-    when = clock.time_html(m.date, m.date_offset, reader_zone(), _now())
-    key = (m.id, m.message_id, request.script_root, anonymous(), bool(signed_in), depth, heading, when,
-           node.parent.id if node.parent else None, node.parent.status if node.parent else None, list_address,
-           list_name, node.number, node.parent_number,
+    m, parent = node.message, node.parent
+    cache, root, anon, zone, now = _page_constants()
+    when = clock.time_html(m.date, m.date_offset, zone, now)
+    key = (m.id, m.message_id, root, anon, bool(signed_in), depth, heading, when, parent.id if parent else None,
+           parent.status if parent else None, list_address, list_name, node.number, node.parent_number,
            node.reported, m.edited_at)
     found = cache.get(key)
     if found is None:
@@ -87,6 +86,14 @@ def post_top(node: Node, list_address: str, list_name: str, depth: int | None, h
         found = Markup(macro(node, list_address, list_name, depth, heading, when, signed_in))
         cache.put(key, found)
     return found
+
+
+def _page_constants() -> tuple:  # type: ignore[type-arg]
+    """What every post of one page shares, looked up once per request (a long thread has many posts)."""
+    if "_page_constants" not in g:
+        g._page_constants = (resources().extra.setdefault("post_tops", FragmentCache(8192)), request.script_root,
+                             anonymous(), reader_zone(), _now())
+    return g._page_constants
 
 
 def _now() -> datetime:
