@@ -79,6 +79,6 @@ def _stamp(value: datetime, offset: int, tz: ZoneInfo | None) -> tuple[str, str]
     """The parts of time_html that do not move with the clock (a long thread asks for them on every view)."""
     when = f'<time datetime="{value.astimezone(timezone.utc).isoformat()}">{escape(local(value, tz))}</time>'
     theirs = sender_clock(value, offset, tz)
-    extra = (f' <span class="their-time" title="the time on the sender\'s clock">sender\'s time {theirs}</span>'
+    extra = (f' <span class="their-time">sender\'s time {theirs}</span>'
              if theirs else "")
     return when, extra
