@@ -138,6 +138,7 @@ class Settings:
     dns_timeout: int = 5  # seconds for one DNS look-up
     trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
     notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
+    edit_window_hours: int = 24  # how long the author of a web post may edit its text
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -219,6 +220,7 @@ class Settings:
             **_mail_auth(env),
             trusted_mtas=_networks("LISTGATE_TRUSTED_MTAS", env.get("LISTGATE_TRUSTED_MTAS", "")),
             notify_socket=env.get("NOTIFY_SOCKET", ""),
+            edit_window_hours=_int(env, "LISTGATE_EDIT_WINDOW_HOURS", 24, 0),
         )
 
 

@@ -16,6 +16,7 @@ from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.people import Person, Subscription
+from listgate.models.reading import MessageEdit, ReadMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 
 __all__ = [
@@ -29,12 +30,14 @@ __all__ = [
     "DigestSent",
     "MailingList",
     "Message",
+    "MessageEdit",
     "MessageRef",
     "ModerationReminder",
     "OutboxEntry",
     "Person",
     "RateHit",
     "RawMessage",
+    "ReadMark",
     "Removal",
     "Report",
     "Subscription",

@@ -130,6 +130,7 @@ BAD = [
     ("LISTGATE_DNS_SERVER", "127.0.0.1"),
     ("LISTGATE_DNS_TIMEOUT", "0"),
     ("LISTGATE_TRUSTED_MTAS", "postfix.example.org"),
+    ("LISTGATE_EDIT_WINDOW_HOURS", "a day"),
 ]
 
 
