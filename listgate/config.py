@@ -139,6 +139,7 @@ class Settings:
     trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
     notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
     auto_reply_window: int = 60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
+    edit_window_hours: int = 24  # how long the author of a web post may edit its text
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -221,6 +222,7 @@ class Settings:
             trusted_mtas=_networks("LISTGATE_TRUSTED_MTAS", env.get("LISTGATE_TRUSTED_MTAS", "")),
             notify_socket=env.get("NOTIFY_SOCKET", ""),
             auto_reply_window=_int(env, "LISTGATE_AUTO_REPLY_WINDOW", 60, 0),
+            edit_window_hours=_int(env, "LISTGATE_EDIT_WINDOW_HOURS", 24, 0),
         )
 
 

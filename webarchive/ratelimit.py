@@ -15,6 +15,7 @@ DEFAULTS: dict[str, tuple[int, int]] = {
     "vote": (120, 3600),
     "report": (20, 3600),
     "post": (20, 3600),
+    "export": (120, 3600),  # raw mail and mbox downloads by anonymous clients
 }
 
 

@@ -17,6 +17,7 @@ from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
 from listgate.models.notposted import NotPosted
 from listgate.models.people import AutoReply, Person, Subscription
+from listgate.models.reading import MessageEdit, ReadMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "DigestSent",
     "MailingList",
     "Message",
+    "MessageEdit",
     "MessageRef",
     "ModerationReminder",
     "NotPosted",
@@ -38,6 +40,7 @@ __all__ = [
     "Person",
     "RateHit",
     "RawMessage",
+    "ReadMark",
     "Removal",
     "Report",
     "Subscription",

@@ -154,6 +154,7 @@ class Message(Base):
         Index("ix_messages_list_date", "list_id", "date", "id"),
         Index("ix_messages_from_addr", "from_addr"),
         Index("ix_messages_message_id", "message_id"),
+        Index("ix_messages_parent", "parent_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -182,6 +183,8 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(16), default=VISIBLE)
     origin: Mapped[str] = mapped_column(String(16), default="smtp")
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
+    # When the author last edited a web post's text (the raw bytes keep the original).
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     raw: Mapped[RawMessage] = relationship(lazy="select")
     thread: Mapped[Thread] = relationship(lazy="select", foreign_keys=[thread_id])

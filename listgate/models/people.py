@@ -29,6 +29,10 @@ class Person(Base):
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
     digest_format: Mapped[str] = mapped_column(String(8), default=MIME)
+    # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    # The key in this person's secret feed links to private lists ("" until first shown); replaced to revoke them.
+    feed_token: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -132,6 +132,7 @@ BAD = [
     ("LISTGATE_TRUSTED_MTAS", "postfix.example.org"),
     ("LISTGATE_AUTO_REPLY_WINDOW", "-5"),
     ("LISTGATE_AUTO_REPLY_WINDOW", "a minute"),
+    ("LISTGATE_EDIT_WINDOW_HOURS", "a day"),
 ]
 
 

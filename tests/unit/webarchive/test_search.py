@@ -7,7 +7,8 @@ import re
 from listgate.db import transaction
 from listgate.models import Message
 from tests.unit.webarchive.factories import make_mail, post
-from webarchive.fulltext import fts5_query, highlight, mask_snippet
+from webarchive.fulltext import highlight, mask_snippet
+from webarchive.querylang import parse
 
 
 def _subjects(page: str) -> list[str]:
@@ -15,8 +16,8 @@ def _subjects(page: str) -> list[str]:
 
 
 def test_fts5_query_quotes_every_word():
-    assert fts5_query('kernel "panic" OR -x*') == '"kernel" "panic" "OR" "x"*'
-    assert fts5_query("  ;; ") == ""
+    assert parse('kernel "panic" OR x*').fts5(prefix=True) == '"kernel" "panic" "OR" "x"*'
+    assert parse("  ;; ").fts5(prefix=True) == ""
 
 
 def test_snippets_are_escaped_and_highlighted_without_leaking_addresses():
