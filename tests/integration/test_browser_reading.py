@@ -4,6 +4,7 @@ with no serious or critical accessibility violation."""
 
 from __future__ import annotations
 
+import secrets
 import struct
 import zlib
 from datetime import datetime, timedelta, timezone
@@ -14,11 +15,12 @@ import pytest
 
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.models import Message, Report
+from listgate.models import Message, Report, WebSession
 from listgate.schema import upgrade
 from tests.conftest import free_port, make_settings
 from tests.unit.webarchive.factories import make_mail, post
 from tests.unit.webarchive.serving import ARTIFACTS, chromium, serving
+from webarchive.security import session_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 AXE = Path(__file__).resolve().parents[1] / "vendor" / "axe-core" / "axe.min.js"
@@ -78,8 +80,11 @@ class Site:
 
     def cookie(self) -> dict[str, Any]:
         """A signed-in session cookie for READER, made with the app's own secret."""
+        sid = secrets.token_urlsafe(16)  # a recorded server-side session, as signing in makes one
+        with transaction(self.app.extensions["listgate"].writer) as session:
+            session.add(WebSession(digest=session_digest(sid), address=READER))
         serializer = self.app.session_interface.get_signing_serializer(self.app)
-        value = serializer.dumps({"address": READER, "csrf": "browser-csrf"})
+        value = serializer.dumps({"address": READER, "sid": sid, "csrf": "browser-csrf"})
         return {"name": self.app.config["SESSION_COOKIE_NAME"], "value": value, "url": self.url}
 
 

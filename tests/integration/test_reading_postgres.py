@@ -11,6 +11,7 @@ from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, Report
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 from webarchive import create_app
 from webarchive.moderating import hide
 
@@ -38,8 +39,7 @@ def test_thread_page_map_activity_and_edits_on_postgres(pg_settings):  # type: i
     app = create_app(pg_settings)
     try:
         client = app.test_client()
-        with client.session_transaction() as cookie:
-            cookie["address"], cookie["csrf"] = "me@example.org", "tok"
+        session_for(client, "me@example.org", "tok")
         page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
         assert "This post was hidden after reports" in page and "Reported: moderators will look at it" in page
         post(db, make_mail("Re: Root", msgid="n@x", in_reply_to="r@x", sender="Ann <ann@example.org>"))
