@@ -76,37 +76,37 @@ def arc(db: sessionmaker[Session], make_list) -> Archive:  # type: ignore[no-unt
 
 
 def test_replies_in_order_form_a_tree(arc: Archive) -> None:
-    arc.post(raw("a@x"))
-    arc.post(raw("b@x", refs="<a@x>", irt="<a@x>", subject="Re: Topic"))
-    arc.post(raw("c@x", refs="<a@x> <b@x>", irt="<b@x>", subject="Re: Topic"))
-    arc.post(raw("d@x", refs="<a@x>", irt="<a@x>", subject="Re: Topic"))
-    assert arc.parents() == {"a@x": None, "b@x": "a@x", "c@x": "b@x", "d@x": "a@x"}
-    assert arc.groups() == {frozenset({"a@x", "b@x", "c@x", "d@x"})}
-    t = arc.thread_of("c@x")
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", refs="<a@x.test>", irt="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", subject="Re: Topic"))
+    arc.post(raw("d@x.test", refs="<a@x.test>", irt="<a@x.test>", subject="Re: Topic"))
+    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test", "d@x.test": "a@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "c@x.test", "d@x.test"})}
+    t = arc.thread_of("c@x.test")
     assert (t.message_count, t.participant_count, t.subject) == (4, 1, "Topic")
     assert arc.mlist().thread_count == 1 and arc.mlist().message_count == 4
 
 
 def test_a_reply_before_its_parent_is_adopted_when_the_parent_arrives(arc: Archive) -> None:
-    arc.post(raw("c@x", refs="<a@x> <b@x>", subject="Re: Topic"))
-    arc.post(raw("a@x"))
-    assert arc.parents() == {"a@x": None, "c@x": "a@x"}  # the missing b is a placeholder
-    assert arc.groups() == {frozenset({"a@x", "c@x"})}
-    arc.post(raw("b@x", refs="<a@x>", subject="Re: Topic"))  # the missing middle takes its place
-    assert arc.parents() == {"a@x": None, "b@x": "a@x", "c@x": "b@x"}
-    t = arc.thread_of("a@x")
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
+    arc.post(raw("a@x.test"))
+    assert arc.parents() == {"a@x.test": None, "c@x.test": "a@x.test"}  # the missing b is a placeholder
+    assert arc.groups() == {frozenset({"a@x.test", "c@x.test"})}
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))  # the missing middle takes its place
+    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test"}
+    t = arc.thread_of("a@x.test")
     assert t.root_message_pk is not None and t.message_count == 3 and t.subject == "Topic"
     assert arc.mlist().thread_count == 1
 
 
 def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(arc: Archive) -> None:
-    arc.post(raw("x1@x", subject="First"))
-    arc.post(raw("x2@x", refs="<x1@x>", subject="Re: First"))
-    arc.post(raw("y1@x", refs="<missing@x>", subject="Second"))
-    absorbed = arc.thread_of("y1@x").id
+    arc.post(raw("x1@x.test", subject="First"))
+    arc.post(raw("x2@x.test", refs="<x1@x.test>", subject="Re: First"))
+    arc.post(raw("y1@x.test", refs="<missing@x.test>", subject="Second"))
+    absorbed = arc.thread_of("y1@x.test").id
     assert arc.mlist().thread_count == 2
-    arc.post(raw("z@x", refs="<x1@x> <missing@x>", subject="Re: both"))
-    assert arc.groups() == {frozenset({"x1@x", "x2@x", "y1@x", "z@x"})}
+    arc.post(raw("z@x.test", refs="<x1@x.test> <missing@x.test>", subject="Re: both"))
+    assert arc.groups() == {frozenset({"x1@x.test", "x2@x.test", "y1@x.test", "z@x.test"})}
     with arc.db() as s:
         old = s.get(Thread, absorbed)
         survivor = threads.resolve(s, absorbed)
@@ -114,53 +114,52 @@ def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(ar
         assert survivor.message_count == 4
     assert arc.mlist().thread_count == 1
     # the placeholder arriving later keeps everything in the one thread
-    arc.post(raw("missing@x", refs="<x1@x>", subject="Re: First"))
-    assert arc.parents()["y1@x"] == "missing@x" and arc.parents()["missing@x"] == "x1@x"
+    arc.post(raw("missing@x.test", refs="<x1@x.test>", subject="Re: First"))
+    assert arc.parents()["y1@x.test"] == "missing@x.test" and arc.parents()["missing@x.test"] == "x1@x.test"
     assert len(arc.groups()) == 1 and arc.mlist().thread_count == 1
 
 
 def test_redirects_follow_merge_chains(arc: Archive) -> None:
-    arc.post(raw("p@x", refs="<hole1@x>"))
-    arc.post(raw("q@x", refs="<hole2@x>"))
-    arc.post(raw("r@x", refs="<hole3@x>"))
-    ids = [arc.thread_of(m).id for m in ("p@x", "q@x", "r@x")]
-    arc.post(raw("s@x", refs="<hole1@x> <hole2@x>"))
-    arc.post(raw("t@x", refs="<hole2@x> <hole3@x>"))
+    arc.post(raw("p@x.test", refs="<hole1@x.test>"))
+    arc.post(raw("q@x.test", refs="<hole2@x.test>"))
+    arc.post(raw("r@x.test", refs="<hole3@x.test>"))
+    ids = [arc.thread_of(m).id for m in ("p@x.test", "q@x.test", "r@x.test")]
+    arc.post(raw("s@x.test", refs="<hole1@x.test> <hole2@x.test>"))
+    arc.post(raw("t@x.test", refs="<hole2@x.test> <hole3@x.test>"))
     with arc.db() as s:
         assert len({threads.resolve(s, i).id for i in ids}) == 1
         assert threads.resolve(s, 10_000) is None
 
 
 def test_loops_and_self_references_never_make_a_cycle(arc: Archive) -> None:
-    arc.post(raw("self@x", refs="<self@x>", irt="<self@x>"))
-    arc.post(raw("l1@x", refs="<l2@x>"))
-    arc.post(raw("l2@x", refs="<l1@x>"))
-    arc.post(raw("l3@x", refs="<l1@x> <l2@x> <l3@x>"))
+    arc.post(raw("self@x.test", refs="<self@x.test>", irt="<self@x.test>"))
+    arc.post(raw("l1@x.test", refs="<l2@x.test>"))
+    arc.post(raw("l2@x.test", refs="<l1@x.test>"))
+    arc.post(raw("l3@x.test", refs="<l1@x.test> <l2@x.test> <l3@x.test>"))
     parents = arc.parents()
-    assert parents["self@x"] is None
+    assert parents["self@x.test"] is None
     for start in parents:  # every parent walk ends at a root
         seen, cur = set(), start
         while cur is not None:
             assert cur not in seen, f"cycle through {cur}"
             seen.add(cur)
             cur = parents[cur]
-    assert {frozenset({"l1@x", "l2@x", "l3@x"}), frozenset({"self@x"})} == arc.groups()
+    assert {frozenset({"l1@x.test", "l2@x.test", "l3@x.test"}), frozenset({"self@x.test"})} == arc.groups()
 
 
 @pytest.mark.parametrize("refs,irt", [
-    ("<a@x>\r\n\t<b@x>", ""),  # folded
-    ("<a@x> (the original)  <b@x> (a reply)", ""),  # comments
-    ("a@x b@x", ""),  # no brackets
-    ("", "<a@x> <b@x>"),  # several ids in In-Reply-To: the first is the parent, per RFC 2822 practice
-    ("<a@x> garbage <not an id> <> <b@x>", "<b@x> (Ann's message of Monday)"),  # junk
-    ("<a@x>\r\n <b\r\n @x>", "<b@x>"),  # an id folded in the middle
+    ("<a@x.test>\r\n\t<b@x.test>", ""),  # folded
+    ("<a@x.test> (the original)  <b@x.test> (a reply)", ""),  # comments
+    ("a@x.test b@x.test", ""),  # no brackets
+    ("", "<a@x.test> <b@x.test>"),  # several ids in In-Reply-To: the nearest (b names a) is the parent
+    ("<a@x.test> garbage <not an id> <> <b@x.test>", "<b@x.test> (Ann's message of Monday)"),  # junk
+    ("<a@x.test>\r\n <b\r\n @x.test>", "<b@x.test>"),  # an id folded in the middle
 ])
 def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, irt: str) -> None:
-    arc.post(raw("a@x"))
-    arc.post(raw("b@x", refs="<a@x>", subject="Re: Topic"))
-    arc.post(raw("c@x", refs=refs, irt=irt, subject="Re: Topic"))
-    expected = "a@x" if refs == "" else "b@x"
-    assert arc.parents()["c@x"] == expected
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", refs=refs, irt=irt, subject="Re: Topic"))
+    assert arc.parents()["c@x.test"] == "b@x.test"
     assert len(arc.groups()) == 1
 
 
@@ -169,10 +168,10 @@ def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, ir
     "Réf: Hello world", "[dev] Re: Hello world", "Re: [dev] Re: Re: hello   WORLD", "Re[2]: Hello world",
 ])
 def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> None:
-    arc.post(raw("orig@x", subject="Hello world"))
-    arc.post(raw("web@x", subject=subject, when=T0 + timedelta(days=3)))
-    assert arc.groups() == {frozenset({"orig@x", "web@x"})}
-    assert arc.parents()["web@x"] == "orig@x"
+    arc.post(raw("orig@x.test", subject="Hello world"))
+    arc.post(raw("web@x.test", subject=subject, when=T0 + timedelta(days=3)))
+    assert arc.groups() == {frozenset({"orig@x.test", "web@x.test"})}
+    assert arc.parents()["web@x.test"] == "orig@x.test"
 
 
 def test_subject_fallback_is_bounded_and_can_be_turned_off(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
@@ -181,21 +180,21 @@ def test_subject_fallback_is_bounded_and_can_be_turned_off(db: sessionmaker[Sess
     on, off = Archive(db, "dev"), Archive(db, "off", fallback_days=0)
     for a in (on, off):
         a.post(raw(f"orig-{a.name}@x", subject="Hello"))
-        a.post(raw(f"old-{a.name}@x", subject="Re: Hello", when=T0 + timedelta(days=45)))
-        a.post(raw(f"plain-{a.name}@x", subject="Hello", when=T0 + timedelta(days=1)))  # not a reply: new thread
+        a.post(raw(f"old-{a.name}@x.test", subject="Re: Hello", when=T0 + timedelta(days=45)))
+        a.post(raw(f"plain-{a.name}@x.test", subject="Hello", when=T0 + timedelta(days=1)))  # not a reply: new thread
     assert len(on.groups()) == 3 and len(off.groups()) == 3
-    on.post(raw("soon-dev@x", subject="Re: Hello", when=T0 + timedelta(days=50)))  # joins the 45-day one
-    off.post(raw("soon-off@x", subject="Re: Hello", when=T0 + timedelta(days=50)))
-    assert frozenset({"old-dev@x", "soon-dev@x"}) in on.groups()
+    on.post(raw("soon-dev@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))  # joins the 45-day one
+    off.post(raw("soon-off@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))
+    assert frozenset({"old-dev@x.test", "soon-dev@x.test"}) in on.groups()
     assert len(off.groups()) == 4
 
 
 def test_an_original_arriving_after_its_subject_only_reply_adopts_it(arc: Archive) -> None:
-    arc.post(raw("reply@x", subject="Re: Late original", when=T0 + timedelta(hours=2)))
-    arc.post(raw("orig@x", subject="Late original", when=T0))
-    assert arc.groups() == {frozenset({"orig@x", "reply@x"})}
-    assert arc.parents()["reply@x"] == "orig@x"
-    assert arc.thread_of("reply@x").subject == "Late original"
+    arc.post(raw("reply@x.test", subject="Re: Late original", when=T0 + timedelta(hours=2)))
+    arc.post(raw("orig@x.test", subject="Late original", when=T0))
+    assert arc.groups() == {frozenset({"orig@x.test", "reply@x.test"})}
+    assert arc.parents()["reply@x.test"] == "orig@x.test"
+    assert arc.thread_of("reply@x.test").subject == "Late original"
     assert arc.mlist().thread_count == 1
 
 
@@ -203,11 +202,11 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
     make_list("dev")
     make_list("ops")
     dev, ops = Archive(db, "dev"), Archive(db, "ops")
-    dev.post(raw("a@x"))
-    ops.post(raw("b@x", refs="<a@x>"))
-    assert ops.parents() == {"b@x": None}
-    dev.post(raw("b@x", refs="<a@x>"))
-    assert dev.parents() == {"a@x": None, "b@x": "a@x"}
+    dev.post(raw("a@x.test"))
+    ops.post(raw("b@x.test", refs="<a@x.test>"))
+    assert ops.parents() == {"b@x.test": None}
+    dev.post(raw("b@x.test", refs="<a@x.test>"))
+    assert dev.parents() == {"a@x.test": None, "b@x.test": "a@x.test"}
 
 
 # --- order independence -----------------------------------------------------------------
@@ -307,20 +306,20 @@ def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  
 
 
 def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc: Archive) -> None:
-    arc.post(raw("sp1@x"))
+    arc.post(raw("sp1@x.test"))
     with transaction(arc.db) as s:
         mlist = require(s, arc.name)
-        ingest(s, parse(raw("sp2@x", refs="<sp1@x>", subject="Re: Topic", frm="bob@example.org")), mlist,
+        ingest(s, parse(raw("sp2@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="bob@example.org")), mlist,
                domain="lists.test", origin="import")
         with pytest.raises(RuntimeError):
             with s.begin_nested():
-                ingest(s, parse(raw("sp3@x", refs="<sp1@x>", subject="Re: Topic", frm="cy@example.org")), mlist,
+                ingest(s, parse(raw("sp3@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="cy@example.org")), mlist,
                        domain="lists.test", origin="import")
-                ingest(s, parse(raw("sp4@x", subject="Another")), mlist, domain="lists.test", origin="import")
+                ingest(s, parse(raw("sp4@x.test", subject="Another")), mlist, domain="lists.test", origin="import")
                 raise RuntimeError("this message could not be stored")
-        ingest(s, parse(raw("sp5@x", refs="<sp1@x>", subject="Re: Topic", frm="dee@example.org")), mlist,
+        ingest(s, parse(raw("sp5@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="dee@example.org")), mlist,
                domain="lists.test", origin="import")
-    t = arc.thread_of("sp1@x")
+    t = arc.thread_of("sp1@x.test")
     assert (t.message_count, t.participant_count) == (3, 3)
-    assert arc.groups() == {frozenset({"sp1@x", "sp2@x", "sp5@x"})}
+    assert arc.groups() == {frozenset({"sp1@x.test", "sp2@x.test", "sp5@x.test"})}
     assert arc.mlist().message_count == 3 and arc.mlist().thread_count == 1

@@ -1,0 +1,52 @@
+"""threading round 2: the chosen parent before loops are cut, subject-fallback messages, In-Reply-To refs, variants
+
+Revision ID: 0007
+Revises: 0003
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0007"
+down_revision = "0003"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("pref_parent_id", sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column("by_subject", sa.Boolean(), server_default=sa.false(), nullable=False))
+        batch_op.create_index("ix_messages_list_subject_date", ["list_id", "subject_norm", "date"], unique=False)
+    with op.batch_alter_table("message_refs", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("in_reply_to", sa.Integer(), server_default="0", nullable=False))
+    # Archives threaded before: the parent they have is the one chosen; a parent without any
+    # reference header came from the subject fallback.
+    op.execute("UPDATE messages SET pref_parent_id = parent_id")
+    op.execute("UPDATE messages SET by_subject = true WHERE parent_id IS NOT NULL AND \"references\" = '' "
+               "AND in_reply_to = ''")
+    op.create_table(
+        "message_variants",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("message_pk", sa.Integer(), nullable=False),
+        sa.Column("raw_id", sa.Integer(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("date", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("subject", sa.Text(), nullable=False),
+        sa.Column("from_name", sa.String(length=255), nullable=False),
+        sa.ForeignKeyConstraint(["message_pk"], ["messages.id"], name=op.f("fk_message_variants_message_pk_messages")),
+        sa.ForeignKeyConstraint(["raw_id"], ["raw_messages.id"], name=op.f("fk_message_variants_raw_id_raw_messages")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_message_variants")),
+        sa.UniqueConstraint("message_pk", "raw_id", name="uq_message_variants_message_raw"),
+    )
+    with op.batch_alter_table("message_variants", schema=None) as batch_op:
+        batch_op.create_index("ix_message_variants_message_pk", ["message_pk"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_table("message_variants")
+    with op.batch_alter_table("message_refs", schema=None) as batch_op:
+        batch_op.drop_column("in_reply_to")
+    with op.batch_alter_table("messages", schema=None) as batch_op:
+        batch_op.drop_index("ix_messages_list_subject_date")
+        batch_op.drop_column("by_subject")
+        batch_op.drop_column("pref_parent_id")
