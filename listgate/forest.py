@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import and_, bindparam, exists, or_, select, update
+from sqlalchemy import bindparam, exists, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -159,12 +159,22 @@ def _walk(conn: Connection, start: int, target: int) -> list[Any] | None:
 
 def nearest_earlier(conn: Connection, list_id: int, subject_norm: str, date: datetime, msgid: str,
                     days: int) -> Any | None:
-    """The subject fallback's parent: the latest message of that subject before this one, within days."""
-    before = or_(_M.c.date < date, and_(_M.c.date == date, _M.c.message_id < msgid))
+    """The subject fallback's parent: the latest message of that subject before this one, within days.
+
+    "Before" is by (Date, Message-ID), the Message-IDs compared here in Python: database
+    collations order strings differently, and every such comparison must agree.
+    """
     names_me = exists().where(_REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid)  # a reply to it is no parent
-    return conn.execute(select(_M.c.id, _M.c.thread_id, _M.c.message_id).where(
-        _M.c.list_id == list_id, _M.c.subject_norm == subject_norm, _M.c.date >= date - timedelta(days=days),
-        before, ~names_me).order_by(_M.c.date.desc(), _M.c.message_id.desc()).limit(1)).first()
+    same = (_M.c.list_id == list_id, _M.c.subject_norm == subject_norm, ~names_me)
+    pick = select(_M.c.id, _M.c.thread_id, _M.c.message_id)
+    ties = [r for r in conn.execute(pick.where(*same, _M.c.date == date)) if r.message_id < msgid]
+    if ties:
+        return max(ties, key=lambda r: r.message_id)
+    latest = conn.execute(select(func.max(_M.c.date)).where(
+        *same, _M.c.date < date, _M.c.date >= date - timedelta(days=days))).scalar()
+    if latest is None:
+        return None
+    return max(conn.execute(pick.where(*same, _M.c.date == latest)), key=lambda r: r.message_id)
 
 
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:

@@ -211,11 +211,12 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
 
 # --- order independence -----------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings as hsettings  # noqa: E402
 
 from listgate.db import make_engine, session_factory, writer  # noqa: E402
 from listgate.lists import create  # noqa: E402
 from listgate.schema import upgrade  # noqa: E402
+from tests import forests  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 
 
@@ -228,81 +229,15 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     engine.dispose()
 
 
-@st.composite
-def reply_forests(draw: st.DrawFn) -> tuple[list[tuple[str, tuple[str, ...], str]], list[int], list[int]]:
-    """Messages (id, chain as the client wrote it, header style), then two delivery orders with some missing."""
-    n = draw(st.integers(2, 12))
-    parent = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n)]
-    msgs = []
-    for i in range(n):
-        ancestors, p = [], parent[i]
-        while p is not None:
-            ancestors.insert(0, f"m{p}")
-            p = parent[p]
-        style = draw(st.sampled_from(["full", "irt-only", "trimmed", "refs-only"]))
-        if style == "irt-only":
-            chain = ancestors[-1:]
-        elif style == "trimmed":  # root plus the last two, like clients that cut References
-            chain = list(dict.fromkeys(ancestors[:1] + ancestors[-2:]))
-        else:
-            chain = ancestors
-        msgs.append((f"m{i}", tuple(chain), style))
-    missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
-    delivered = [i for i in range(n) if i not in missing]
-    first = draw(st.permutations(delivered))
-    second = draw(st.permutations(delivered))
-    return msgs, list(first), list(second)
-
-
-def _expected(msgs: list[tuple[str, tuple[str, ...], str]], delivered: set[int]) -> tuple[set[frozenset[str]], dict[str, str | None]]:
-    """The model answer: components over ids named together; parent = nearest delivered in the chain."""
-    have = {msgs[i][0] for i in delivered}
-    root: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while root.setdefault(x, x) != x:
-            x = root[x]
-        return x
-
-    parents: dict[str, str | None] = {}
-    for i in delivered:
-        mid, chain, _ = msgs[i]
-        for ref in chain:
-            root[find(ref)] = find(mid)
-        near = [r for r in chain if r in have]
-        parents[mid] = near[-1] if near else None
-    groups: dict[str, set[str]] = {}
-    for mid in have:
-        groups.setdefault(find(mid), set()).add(mid)
-    return {frozenset(g) for g in groups.values()}, parents
-
-
 _example = [0]
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=reply_forests())
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
-    msgs, first, second = case
+    """Loops, duplicates, missing middles, multi-id In-Reply-To, shuffled References: any order, one forest."""
     _example[0] += 1
-    forests = []
-    for order in (first, second):
-        name = f"p{_example[0]}-{len(forests)}"
-        with transaction(shared_db) as s:
-            create(s, name)
-        arc = Archive(shared_db, name, fallback_days=0)
-        for i in order:
-            mid, chain, style = msgs[i]
-            refs = " ".join(f"<{c}>" for c in chain) if style != "irt-only" else ""
-            irt = f"<{chain[-1]}>" if chain and style != "refs-only" else ""
-            arc.post(raw(mid, refs=refs, irt=irt, subject=f"Subject {mid}"))
-        forests.append((arc.groups(), arc.parents()))
-        with shared_db() as s:
-            mlist = require(s, name)
-            assert mlist.thread_count == len(forests[-1][0])
-            assert mlist.message_count == len(order)
-    assert forests[0] == forests[1]
-    assert forests[0] == _expected(msgs, set(first))
+    forests.check(shared_db, case, f"p{_example[0]}")
 
 
 def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc: Archive) -> None:
