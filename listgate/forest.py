@@ -22,7 +22,7 @@ from listgate import conversations
 from listgate.models import Message, MessageRef, ThreadNode
 
 MAX_DEPTH = 10_000  # the bound on any walk up a chain of parents
-MIN_KEY_LENGTH = 5  # shorter ids ("<a@b>") are junk, never thread keys
+MIN_KEY_LENGTH = 4  # shorter ids ("<a@b>") are junk, never thread keys
 _M = Message.__table__
 _REFS = MessageRef.__table__
 _NODES = ThreadNode.__table__

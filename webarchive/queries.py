@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
-from listgate.models import Attachment, MailingList, Message, Thread
+from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
 from listgate.models.archive import VISIBLE
 from listgate.models.web import Vote
 
@@ -28,6 +28,7 @@ class Node:
     votes_yes: int = 0
     votes_total: int = 0
     my_vote: bool | None = None
+    variants: list[MessageVariant] = field(default_factory=list)  # other messages with its Message-ID
 
 
 def encode_cursor(when: datetime, pk: int) -> str:
@@ -107,13 +108,15 @@ def thread_nodes(session: Session, thread: Thread, voter: str | None = None) -> 
 
 
 def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
-    """Attach attachments and vote counts to nodes with one query each."""
+    """Attach attachments, variants and vote counts to nodes with one query each."""
     pks = [n.message.id for n in nodes]
     if not pks:
         return
     index = {n.message.id: n for n in nodes}
     for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
         index[att.message_pk].attachments.append(att)
+    for variant in session.scalars(select(MessageVariant).where(MessageVariant.message_pk.in_(pks)).order_by(MessageVariant.id)):
+        index[variant.message_pk].variants.append(variant)
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
     for pk, total, valuable in session.execute(
         select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)

@@ -12,7 +12,7 @@ from listgate import threads
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.lists import require
-from listgate.models import MailingList, Message, Thread
+from listgate.models import MailingList, Message, MessageVariant, Thread
 from listgate.parsing import parse
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -258,3 +258,109 @@ def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc
     assert (t.message_count, t.participant_count) == (3, 3)
     assert arc.groups() == {frozenset({"sp1@x.test", "sp2@x.test", "sp5@x.test"})}
     assert arc.mlist().message_count == 3 and arc.mlist().thread_count == 1
+
+
+# --- round 2: every id, any order, loops and variants by content ---------------------------------
+
+def test_every_in_reply_to_id_is_used_when_the_first_is_unknown(arc: Archive) -> None:
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", irt="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", irt="<never-arrived@x.test> <b@x.test> (message from Ann)", subject="Re: Topic"))
+    assert arc.parents()["c@x.test"] == "b@x.test" and len(arc.groups()) == 1
+
+
+@pytest.mark.parametrize("refs", ["<c@x.test> <b@x.test> <a@x.test>", "<b@x.test> <c@x.test> <a@x.test>",
+                                  "<a@x.test> <c@x.test> <b@x.test>"])
+def test_the_deepest_archived_reference_wins_whatever_the_list_order(arc: Archive, refs: str) -> None:
+    """gmane, nmh and Lotus Notes list the parent first: the reference whose own ids include the others wins."""
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
+    arc.post(raw("d@x.test", refs=refs, subject="Re: Topic"))
+    assert arc.parents()["d@x.test"] == "c@x.test"
+
+
+def test_list_order_decides_only_when_no_reference_is_deeper(arc: Archive) -> None:
+    arc.post(raw("p@x.test"))
+    arc.post(raw("q@x.test"))
+    arc.post(raw("r@x.test", refs="<q@x.test> <p@x.test>", subject="Re: Topic"))
+    assert arc.parents()["r@x.test"] == "p@x.test" and len(arc.groups()) == 1
+
+
+@pytest.mark.parametrize("first", ["early", "late"])
+def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(arc: Archive, first: str) -> None:
+    early = raw("early@x.test", refs="<late@x.test>", when=T0)
+    late = raw("late@x.test", refs="<early@x.test>", when=T0 + timedelta(hours=1))
+    for data in ((early, late) if first == "early" else (late, early)):
+        arc.post(data)
+    assert arc.parents() == {"early@x.test": None, "late@x.test": "early@x.test"}
+    assert arc.thread_of("late@x.test").root_message_pk is not None
+    assert arc.thread_of("late@x.test").subject == "Topic"
+
+
+def test_a_loop_opened_by_a_later_message_gets_its_cut_edge_back(arc: Archive) -> None:
+    """b and c name each other (cut above b, the earlier); c's real parent a arriving opens the loop."""
+    arc.post(raw("b@x.test", refs="<c@x.test>", when=T0 + timedelta(hours=1)))
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", when=T0 + timedelta(hours=2)))
+    assert arc.parents() == {"b@x.test": None, "c@x.test": "b@x.test"}
+    arc.post(raw("a@x.test", when=T0))
+    # c still answers b (In-Reply-To), b answers c: a loop again, cut above the earliest, b
+    assert arc.parents() == {"a@x.test": None, "b@x.test": None, "c@x.test": "b@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "c@x.test"})}
+
+
+@pytest.mark.parametrize("junk", ["<yes>", "<no>", "<a@b>", "<1234>", "<@x.test>", "<x.test@>"])
+def test_junk_reference_tokens_never_join_unrelated_threads(arc: Archive, junk: str) -> None:
+    arc.post(raw("one@x.test", subject="First", irt=junk, refs=junk))
+    arc.post(raw("two@x.test", subject="Second", irt=junk, refs=junk))
+    assert arc.groups() == {frozenset({"one@x.test"}), frozenset({"two@x.test"})}
+    with arc.db() as s:  # kept as text
+        assert s.scalar(select(Message.in_reply_to).where(Message.message_id == "two@x.test")) == junk.strip("<>")
+
+
+def test_a_subject_reply_moves_under_a_nearer_earlier_message_that_arrives_later(arc: Archive) -> None:
+    arc.post(raw("orig@x.test", subject="Plan", when=T0))
+    arc.post(raw("late@x.test", subject="Re: Plan", when=T0 + timedelta(days=2)))
+    assert arc.parents()["late@x.test"] == "orig@x.test"
+    arc.post(raw("mid@x.test", subject="Re: Plan", when=T0 + timedelta(days=1)))
+    assert arc.parents() == {"orig@x.test": None, "mid@x.test": "orig@x.test", "late@x.test": "mid@x.test"}
+    assert len(arc.groups()) == 1 and arc.thread_of("late@x.test").message_count == 3
+
+
+def test_a_header_less_reply_arriving_after_its_own_replies_still_joins_by_subject(arc: Archive) -> None:
+    arc.post(raw("answer@x.test", refs="<webreply@x.test>", subject="Re: Plan", when=T0 + timedelta(days=2)))
+    arc.post(raw("orig@x.test", subject="Plan", when=T0))
+    arc.post(raw("webreply@x.test", subject="Re: Plan", when=T0 + timedelta(days=1)))
+    assert arc.parents() == {"orig@x.test": None, "webreply@x.test": "orig@x.test", "answer@x.test": "webreply@x.test"}
+    assert arc.groups() == {frozenset({"orig@x.test", "webreply@x.test", "answer@x.test"})}
+    assert arc.mlist().thread_count == 1 and arc.thread_of("answer@x.test").subject == "Plan"
+
+
+def test_a_second_original_with_the_same_subject_takes_the_later_subject_replies_with_it(arc: Archive) -> None:
+    """The re-hang splits the old thread: the reply and its own answers move; counts follow."""
+    arc.post(raw("first@x.test", subject="Weekly call", when=T0, frm="ann@example.org"))
+    arc.post(raw("reply@x.test", subject="Re: Weekly call", when=T0 + timedelta(days=8), frm="bob@example.org"))
+    arc.post(raw("answer@x.test", refs="<reply@x.test>", subject="Re: Weekly call", when=T0 + timedelta(days=9),
+                 frm="cy@example.org"))
+    assert len(arc.groups()) == 1 and arc.thread_of("first@x.test").message_count == 3
+    arc.post(raw("second@x.test", subject="Weekly call", when=T0 + timedelta(days=7), frm="dee@example.org"))
+    assert arc.groups() == {frozenset({"first@x.test"}),
+                            frozenset({"second@x.test", "reply@x.test", "answer@x.test"})}
+    assert arc.parents()["reply@x.test"] == "second@x.test"
+    old, new = arc.thread_of("first@x.test"), arc.thread_of("second@x.test")
+    assert (old.message_count, old.participant_count) == (1, 1)
+    assert (new.message_count, new.participant_count, new.subject) == (3, 3, "Weekly call")
+    assert arc.mlist().thread_count == 2 and arc.mlist().message_count == 4
+
+
+def test_a_variant_is_kept_beside_the_message_and_never_threads(arc: Archive) -> None:
+    arc.post(raw("a@x.test"))
+    first = raw("b@x.test", refs="<a@x.test>", subject="Re: Topic")
+    arc.post(first)
+    arc.post(first)  # the same bytes: a duplicate
+    arc.post(first.replace(b"body", b"another body"))
+    with arc.db() as s:
+        variants = s.scalars(select(MessageVariant)).all()
+        assert len(variants) == 1 and variants[0].raw.data == first.replace(b"body", b"another body")
+    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test"}
+    assert arc.thread_of("a@x.test").message_count == 2 and arc.mlist().message_count == 2
