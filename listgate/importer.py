@@ -167,7 +167,7 @@ class Importer:
                 Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys}))
             if raw_of is MessageVariant.raw_id:
                 query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
-            have.update(session.execute(query.join(RawMessage, RawMessage.id == raw_of)).tuples())
+            have.update((mid, sha) for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of)))
         fresh = [r for r, key in zip(raws, keys) if key not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
