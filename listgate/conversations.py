@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
-from listgate.models import Message, Subscription, Thread, ThreadNode, ThreadParticipant
+from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
 from listgate.models.archive import VISIBLE
 
 _MESSAGES = Message.__table__
@@ -121,6 +121,18 @@ def move(session: Session, message_pks: set[int], msgids: set[str], source: int,
     conn.execute(update(_NODES).where(_NODES.c.thread_id == source, _NODES.c.msgid.in_(msgids)).values(thread_id=target))
     for thread_id in (source, target):
         recount(session, get(session, thread_id))
+
+
+def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:
+    """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its id."""
+    first = session.connection().execute(
+        select(_MESSAGES.c.list_id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
+               _MESSAGES.c.date).where(_MESSAGES.c.id.in_(message_pks))
+        .order_by(_MESSAGES.c.date, _MESSAGES.c.id).limit(1)).one()
+    thread = new(session, first)
+    session.get_one(MailingList, first.list_id).thread_count += 1
+    move(session, message_pks, msgids, source, thread.id)
+    return thread.id
 
 
 def recount(session: Session, thread: Thread) -> None:

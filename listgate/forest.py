@@ -199,18 +199,25 @@ def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
 
 
 def relink(session: Session, row: Any, parent_pk: int, old_msgid: str | None) -> set[int]:
-    """Move a subject-fallback message under a new parent; its part of the thread follows (split or merge)."""
+    """Move a subject-fallback message under a new parent; the thread parts that link alone follow.
+
+    The part joined to the message goes to the new parent's thread (a merge when the old
+    parent is still joined to it); a part left joined to nothing becomes a thread of its own.
+    """
     conn = session.connection()
     source = row.thread_id
     target = conn.execute(select(_M.c.thread_id).where(_M.c.id == parent_pk)).scalar_one()
     touched = set_parent(conn, row.id, parent_pk) | {target}
-    if source == target:
-        return touched
-    pks, ids = _side(conn, source, row.message_id)
-    if old_msgid is None or old_msgid in ids:
+    if old_msgid is None:
         return touched | {conversations.merge(session, [source, target]).id}
-    conversations.move(session, pks, ids, source, target)
-    return touched
+    pks, ids = _side(conn, source, row.message_id)
+    if old_msgid in ids:
+        return touched | {conversations.merge(session, [source, target]).id}
+    if source != target:
+        conversations.move(session, pks, ids, source, target)
+        return touched
+    pks, ids = _side(conn, source, old_msgid)  # the old parent's part, left alone
+    return touched | {conversations.split(session, pks, ids, source)}
 
 
 def _side(conn: Connection, thread_id: int, start: str) -> tuple[set[int], set[str]]:

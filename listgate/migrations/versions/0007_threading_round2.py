@@ -13,12 +13,11 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("pref_parent_id", sa.Integer(), nullable=True))
-        batch_op.add_column(sa.Column("by_subject", sa.Boolean(), server_default=sa.false(), nullable=False))
-        batch_op.create_index("ix_messages_list_subject_date", ["list_id", "subject_norm", "date"], unique=False)
-    with op.batch_alter_table("message_refs", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("in_reply_to", sa.Integer(), server_default="0", nullable=False))
+    # Plain ALTER TABLE, no batch mode: on SQLite a batch copies the table and loses its search triggers.
+    op.add_column("messages", sa.Column("pref_parent_id", sa.Integer(), nullable=True))
+    op.add_column("messages", sa.Column("by_subject", sa.Boolean(), server_default=sa.false(), nullable=False))
+    op.create_index("ix_messages_list_subject_date", "messages", ["list_id", "subject_norm", "date"], unique=False)
+    op.add_column("message_refs", sa.Column("in_reply_to", sa.Integer(), server_default="0", nullable=False))
     # Archives threaded before: the parent they have is the one chosen; a parent without any
     # reference header came from the subject fallback.
     op.execute("UPDATE messages SET pref_parent_id = parent_id")
@@ -44,9 +43,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("message_variants")
-    with op.batch_alter_table("message_refs", schema=None) as batch_op:
-        batch_op.drop_column("in_reply_to")
-    with op.batch_alter_table("messages", schema=None) as batch_op:
-        batch_op.drop_index("ix_messages_list_subject_date")
-        batch_op.drop_column("by_subject")
-        batch_op.drop_column("pref_parent_id")
+    op.drop_column("message_refs", "in_reply_to")
+    op.drop_index("ix_messages_list_subject_date", table_name="messages")
+    op.drop_column("messages", "by_subject")
+    op.drop_column("messages", "pref_parent_id")
