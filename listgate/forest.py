@@ -90,8 +90,11 @@ def declared_ids(conn: Connection, pks: Iterable[int]) -> dict[int, set[str]]:
 
 def header_parent(conn: Connection, named: Named, archived: Mapping[str, int]) -> tuple[int | None, int]:
     """choose_parent, reading what the candidates name only when there is a choice to make."""
-    pks = {archived[k] for k, _ in named if k in archived}
-    return choose_parent(named, archived, declared_ids(conn, pks) if len(pks) > 1 else {})
+    candidates = [(k, irt) for k, irt in named if k in archived]
+    pool = [k for k, irt in candidates if irt] or [k for k, _ in candidates]  # In-Reply-To's first, as chosen
+    if len(pool) < 2:
+        return choose_parent(named, archived, {})
+    return choose_parent(named, archived, declared_ids(conn, {archived[k] for k, _ in candidates}))
 
 
 def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> set[int]:

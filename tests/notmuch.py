@@ -113,8 +113,8 @@ def listgate_threads(db: Any, list_name: str) -> tuple[Parents, list[set[str]]]:
     return {r.message_id: by_pk.get(r.parent_id) for r in rows}, list(groups.values())
 
 
-def both(mails: list[bytes], workdir: Path, fallback_days: int) -> Figures:
-    """Thread mails with listgate (an import into a new list) and with notmuch; their agreement."""
+def threadings(mails: list[bytes], workdir: Path, fallback_days: int) -> tuple[Parents, list[set[str]], Parents, list[set[str]]]:
+    """(our parents, our threads, notmuch's parents, notmuch's threads) of mails (imported into a new list)."""
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.importer import Importer
     from listgate.lists import create
@@ -132,7 +132,12 @@ def both(mails: list[bytes], workdir: Path, fallback_days: int) -> Figures:
     finally:
         engine.dispose()
     theirs, their_groups = notmuch_threads(mails, workdir / "notmuch")
-    return compare(ours, our_groups, theirs, their_groups)
+    return ours, our_groups, theirs, their_groups
+
+
+def both(mails: list[bytes], workdir: Path, fallback_days: int) -> Figures:
+    """Thread mails with listgate and with notmuch; their agreement."""
+    return compare(*threadings(mails, workdir, fallback_days))
 
 
 def main(argv: list[str]) -> None:

@@ -73,7 +73,7 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(notmuch_install
     for case, specs, _, _ in CASES:  # specs by number; "reversed" arrives last first
         numbered = list(enumerate(specs, 1))
         mails += [_mail(case, n, *spec) for n, spec in (numbered[::-1] if case == "reversed" else numbered) if spec]
-    ours, our_groups, theirs, their_groups = _both(mails, tmp_path)
+    ours, our_groups, theirs, their_groups = notmuch.threadings(mails, tmp_path, fallback_days=0)
     for case, _, want, notmuch_agrees in CASES:
         name = lambda n: None if n is None else f"{n}.{case}@rfc.test"  # noqa: E731
         expected = {name(n): name(p) for n, p in want.items()}
@@ -85,27 +85,6 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(notmuch_install
             assert {m: theirs[m] for m in expected} == expected, f"{case}: notmuch threads it the same"
         else:
             assert {m: theirs[m] for m in expected} != expected, f"{case}: notmuch now agrees: move it up"
-
-
-def _both(mails: list[bytes], tmp_path: Path):  # type: ignore[no-untyped-def]
-    from listgate.db import make_engine, session_factory, transaction, writer
-    from listgate.importer import Importer
-    from listgate.lists import create
-    from listgate.schema import upgrade
-    from tests.conftest import make_settings
-
-    engine = make_engine(make_settings(tmp_path / "listgate"))
-    try:
-        upgrade(engine)
-        db = session_factory(writer(engine))
-        with transaction(db) as s:
-            create(s, "rfc")
-        Importer(db, "rfc", "lists.test", fallback_days=0).run(iter(mails))
-        ours, our_groups = notmuch.listgate_threads(db, "rfc")
-    finally:
-        engine.dispose()
-    theirs, their_groups = notmuch.notmuch_threads(mails, tmp_path / "notmuch")
-    return ours, our_groups, theirs, their_groups
 
 
 def _corpora() -> Path:
