@@ -111,7 +111,7 @@ def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> 
         named.setdefault(pk, []).append((ref, irt))
     archived = dict(conn.execute(select(_NODES.c.msgid, _NODES.c.message_pk).where(
         _NODES.c.list_id == list_id, _NODES.c.msgid.in_({r.ref for r in rows}), _NODES.c.message_pk.is_not(None))).all())
-    pks = {pk for pk in archived.values()}
+    pks = set(archived.values())
     declared = declared_ids(conn, pks) if len(pks) > 1 else {}
     touched: set[int] = set()
     for pk, ids in named.items():
