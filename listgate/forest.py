@@ -60,23 +60,22 @@ def thread_keys(own: str, in_reply_to: Iterable[str], references: Iterable[str])
 def choose_parent(named: Named, archived: Mapping[str, int], declared: Mapping[int, Iterable[str]]) -> tuple[int | None, int]:
     """(pk, place in named) of the parent: the nearest archived id, or (None, -1).
 
-    In-Reply-To's archived ids come first (ties: the first listed); else References' (ties:
-    the last listed). "Nearest" is the candidate whose own declared ids include most of the
-    other candidates, so References listed parent-first still give the deepest one.
+    In-Reply-To's archived ids come first, else References'. "Nearest" is the candidate whose
+    own declared ids include most of the other candidates, so References listed parent-first
+    still give the deepest one; ties go to the id listed last (References order, then
+    In-Reply-To's ids not in References), as References lists the nearest last.
     """
     candidates = {k for k, _ in named if k in archived}
     if not candidates:
         return None, -1
-    pool = [(pos, k, irt) for pos, (k, irt) in enumerate(named) if k in candidates]
-    if any(irt for _, _, irt in pool):
-        pool = [(pos, k, -irt) for pos, k, irt in pool if irt]  # first In-Reply-To id wins a tie
-    else:
-        pool = [(pos, k, pos) for pos, k, _ in pool]  # last reference wins a tie
+    pool = [(pos, k) for pos, (k, irt) in enumerate(named) if k in candidates and irt]
+    pool = pool or [(pos, k) for pos, (k, _) in enumerate(named) if k in candidates]
 
-    def depth(k: str) -> int:
-        return len(candidates.intersection(declared.get(archived[k], ())) - {k})
+    def nearness(candidate: tuple[int, str]) -> tuple[int, int]:
+        pos, k = candidate
+        return len(candidates.intersection(declared.get(archived[k], ())) - {k}), pos
 
-    pos, key, _ = max(pool, key=lambda c: (depth(c[1]), c[2]))
+    pos, key = max(pool, key=nearness)
     return archived[key], pos
 
 

@@ -364,3 +364,15 @@ def test_a_variant_is_kept_beside_the_message_and_never_threads(arc: Archive) ->
         assert len(variants) == 1 and variants[0].raw.data == first.replace(b"body", b"another body")
     assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test"}
     assert arc.thread_of("a@x.test").message_count == 2 and arc.mlist().message_count == 2
+
+
+@pytest.mark.parametrize("irt,refs,parent", [
+    ("<p@x.test> <q@x.test>", "", "q@x.test"),  # a reply to two messages, neither naming the other: the last
+    ("<p@x.test> <q@x.test>", "<q@x.test> <p@x.test>", "p@x.test"),  # References order settles it
+])
+def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(arc: Archive, irt: str, refs: str,
+                                                                          parent: str) -> None:
+    arc.post(raw("p@x.test", subject="One"))
+    arc.post(raw("q@x.test", subject="Two"))
+    arc.post(raw("r@x.test", irt=irt, refs=refs, subject="Re: One and Two"))
+    assert arc.parents()["r@x.test"] == parent and len(arc.groups()) == 1
