@@ -9,7 +9,7 @@ whose edge is cut: the member with the earliest (Date, Message-ID).
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
@@ -96,13 +96,16 @@ def header_parent(conn: Connection, named: Named, archived: Mapping[str, int]) -
     return choose_parent(named, archived, declared_ids(conn, {archived[k] for k, _ in candidates}))
 
 
+_NAMERS = select(_REFS.c.message_pk, _REFS.c.ref, _REFS.c.in_reply_to).where(
+    _REFS.c.message_pk.in_(select(_REFS.c.message_pk).where(
+        _REFS.c.list_id == bindparam("list_id"), _REFS.c.ref == bindparam("ref"), _REFS.c.message_pk != bindparam("pk")))
+).order_by(_REFS.c.message_pk, _REFS.c.position)
+
+
 def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> set[int]:
     """Messages that name a newly archived id choose again (it may be nearer); the threads touched."""
     conn = session.connection()
-    rows = conn.execute(select(_REFS.c.message_pk, _REFS.c.ref, _REFS.c.in_reply_to).where(
-        _REFS.c.message_pk.in_(select(_REFS.c.message_pk).where(
-            _REFS.c.list_id == list_id, _REFS.c.ref == msgid, _REFS.c.message_pk != msg_pk)))
-        .order_by(_REFS.c.message_pk, _REFS.c.position)).all()
+    rows = conn.execute(_NAMERS, {"list_id": list_id, "ref": msgid, "pk": msg_pk}).all()
     if not rows:
         return set()
     named: dict[int, list[tuple[str, int]]] = {}
@@ -179,18 +182,22 @@ def nearest_earlier(conn: Connection, list_id: int, subject_norm: str, date: dat
     return max(conn.execute(pick.where(*same, _M.c.date == latest)), key=lambda r: r.message_id)
 
 
+_PARENT = _M.alias("parent")
+_REHANG = (select(_M.c.id, _M.c.thread_id, _M.c.message_id, _M.c.date, _PARENT.c.message_id.label("p_msgid"),
+                  _PARENT.c.date.label("p_date"))
+           .outerjoin(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
+           .where(_M.c.list_id == bindparam("list_id"), _M.c.subject_norm == bindparam("subject_norm"),
+                  _M.c.by_subject.is_(True), _M.c.date >= bindparam("lo"), _M.c.date <= bindparam("hi"),
+                  _M.c.id != bindparam("pk")))
+
+
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
     """Subject-fallback messages for which the new message is nearer than their parent move under it."""
     if days <= 0 or not new.subject_norm:
         return set()
     conn = session.connection()
-    parent = _M.alias("parent")
-    rows = conn.execute(select(_M.c.id, _M.c.thread_id, _M.c.message_id, _M.c.date, parent.c.message_id.label("p_msgid"),
-                               parent.c.date.label("p_date"))
-                        .outerjoin(parent, parent.c.id == _M.c.pref_parent_id)
-                        .where(_M.c.list_id == new.list_id, _M.c.subject_norm == new.subject_norm,
-                               _M.c.by_subject.is_(True), _M.c.date >= new.date,
-                               _M.c.date <= new.date + timedelta(days=days), _M.c.id != new.id)).all()
+    rows = conn.execute(_REHANG, {"list_id": new.list_id, "subject_norm": new.subject_norm, "lo": new.date,
+                                  "hi": new.date + timedelta(days=days), "pk": new.id}).all()
     mine, named = (new.date, new.message_id), {k for k, _ in new.extra.get("named", ())}
     touched: set[int] = set()
     for row in rows:
@@ -225,19 +232,17 @@ def relink(session: Session, row: Any, parent_pk: int, old_msgid: str | None) ->
 def _side(conn: Connection, thread_id: int, start: str) -> tuple[set[int], set[str]]:
     """(message pks, ids) of the part of a thread joined to start (whose subject link was just moved away)."""
     nodes = dict(conn.execute(select(_NODES.c.msgid, _NODES.c.message_pk).where(_NODES.c.thread_id == thread_id)).all())
-    edges: Counter[tuple[str, str]] = Counter()
+    edges: set[tuple[str, str]] = set()
     for a, b in conn.execute(select(_M.c.message_id, _REFS.c.ref).join(_REFS, _REFS.c.message_pk == _M.c.id)
                              .where(_M.c.thread_id == thread_id)):
-        edges[(a, b)] += 1
-    parent = _M.alias("parent")
-    for a, b in conn.execute(select(_M.c.message_id, parent.c.message_id).join(parent, parent.c.id == _M.c.pref_parent_id)
+        edges.add((a, b))
+    for a, b in conn.execute(select(_M.c.message_id, _PARENT.c.message_id).join(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
                              .where(_M.c.thread_id == thread_id, _M.c.by_subject.is_(True))):
-        edges[(a, b)] += 1
+        edges.add((a, b))
     near: dict[str, set[str]] = {}
-    for (a, b), n in edges.items():
-        if n > 0:
-            near.setdefault(a, set()).add(b)
-            near.setdefault(b, set()).add(a)
+    for a, b in edges:
+        near.setdefault(a, set()).add(b)
+        near.setdefault(b, set()).add(a)
     seen, queue = {start}, deque([start])
     while queue:
         for other in near.get(queue.popleft(), ()):
