@@ -138,7 +138,8 @@ def split(session: Session, message_pks: set[int], msgids: set[str], source: int
 def recount(session: Session, thread: Thread) -> None:
     """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
     conn = session.connection()
-    visible = select(_MESSAGES).where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == VISIBLE).subquery()
+    visible = select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name).where(
+        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == VISIBLE).subquery()
     count, first, last = conn.execute(
         select(func.count(), func.min(visible.c.date), func.max(visible.c.date)).select_from(visible)).one()
     conn.execute(delete(ThreadParticipant.__table__).where(ThreadParticipant.__table__.c.thread_id == thread.id))
