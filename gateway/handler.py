@@ -19,7 +19,7 @@ from listgate import counters, lists
 from listgate.addresses import Recipient, parse_recipient
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, IngestResult, ingest
+from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, VARIANT, IngestResult, ingest
 from listgate.models import MailingList, OutboxEntry
 from listgate.parsing import ParsedMessage, parse
 
@@ -56,6 +56,7 @@ class Outcome:
             return f"550 5.7.1 <{self.address}>: not accepted: {r.reason}"
         text = {
             DUPLICATE: "already archived, not stored twice",
+            VARIANT: "stored beside the archived message with the same Message-ID",
             HELD_FOR_MODERATION: "held for moderation",
             DROPPED: f"accepted, not posted ({r.reason})",
             COMMAND: r.reason,

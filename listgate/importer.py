@@ -8,6 +8,7 @@ Running it again skips what is already archived.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import lzma
 import os
@@ -27,7 +28,7 @@ from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE, ingest
-from listgate.models import MailingList, Message
+from listgate.models import MailingList, Message, MessageVariant, RawMessage
 from listgate.parsing import extract_msgids, generated_msgid, parse
 
 log = logging.getLogger(__name__)
@@ -158,11 +159,16 @@ class Importer:
             tick(len(raws))
 
     def _skip_archived(self, session: Session, mlist: MailingList, raws: list[bytes]) -> list[bytes]:
-        """Drop messages already archived (a resumed import) without parsing them."""
-        ids = {quick_msgid(r): r for r in raws}
-        have = set(session.scalars(select(Message.message_id).where(
-            Message.list_id == mlist.id, Message.message_id.in_(list(ids)))))
-        fresh = [r for r in raws if quick_msgid(r) not in have]
+        """Drop messages already archived with the same bytes (a resumed import) without parsing them."""
+        keys = [(quick_msgid(r), hashlib.sha256(r).hexdigest()) for r in raws]
+        have: set[tuple[str, str]] = set()
+        for raw_of in (Message.raw_id, MessageVariant.raw_id):  # the message's own bytes, then its variants'
+            query = select(Message.message_id, RawMessage.sha256).where(
+                Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys}))
+            if raw_of is MessageVariant.raw_id:
+                query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
+            have.update((mid, sha) for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of)))
+        fresh = [r for r, key in zip(raws, keys) if key not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
 

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session
 from listgate import digests, dispatch, notposted, threads
 from listgate.addresses import Recipient
 from listgate.bans import is_banned
-from listgate.models import Attachment, Blob, MailingList, Message, OutboxEntry, Person, RawMessage, Subscription, ThreadNode
-from listgate.models.archive import HELD, VISIBLE
+from listgate.models import (Attachment, Blob, MailingList, Message, MessageVariant, OutboxEntry, Person, RawMessage,
+                             Subscription, ThreadNode)
+from listgate.models.archive import HELD, REMOVED, VISIBLE
 from listgate.models.people import ACTIVE, ENDED
 from listgate.parsing import ParsedMessage, normalize_subject, parse
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = "stored", "duplicate", "held", "dropped", "command"
 REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx over SMTP
 RELEASE = "release"  # origin of a post a moderator released from the not-posted queue
+VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside it, not sent out
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 LOOP_HEADER = "X-Listgate-Loop"
 AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply")
@@ -162,11 +164,11 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
             return _reply_command(session, parsed, mlist, word, envelope_from)
     global _ARCHIVED
     if _ARCHIVED is None:
-        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id).where(_MSG.c.list_id == bindparam("list_id"),
-                                                              _MSG.c.message_id == bindparam("message_id"))
+        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
+            _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
     existing = session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": parsed.message_id}).first()
     if existing is not None:
-        return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
+        return _same_id(session, parsed, mlist, existing)
 
     status = _policy_status(session, mlist, parsed, origin)
     held_why = "" if status == VISIBLE else _held_reason(mlist)
@@ -178,7 +180,8 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         else:
             parsed, status, held_why = digests.held_reply(session, mlist, parsed, period, domain), HELD, DIGEST_REPLY
     msg = _draft(session, parsed, mlist, origin, status)
-    thread, _created = threads.attach(session, msg, parsed.chain, fallback_days, visible=status == VISIBLE)
+    keys = threads.thread_keys(parsed.message_id, parsed.in_reply_to, parsed.references)
+    thread, _created = threads.attach(session, msg, keys, fallback_days, visible=status == VISIBLE)
     _store_attachments(session, parsed, msg.id)
     result = IngestResult(STORED if status == VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
     if status == VISIBLE:
@@ -228,6 +231,23 @@ def _held_reason(mlist: MailingList) -> str:
     if mlist.policy == "moderated":
         return "every post to this list is moderated"
     return "the sender is not a member of the list"
+
+
+def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any) -> IngestResult:
+    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it."""
+    result = IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
+    if existing.status == REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
+        return result
+    raw_id = store_raw_id(session, parsed.raw)
+    if raw_id == existing.raw_id:
+        return result
+    added = session.connection().execute(threads.insert_ignore(session, MessageVariant), {
+        "message_pk": existing.id, "raw_id": raw_id, "received_at": datetime.now(timezone.utc), "date": parsed.date,
+        "subject": parsed.subject, "from_name": parsed.from_name}).rowcount
+    if added:
+        log.info("kept %s on %s as a variant: other bytes with an archived Message-ID", parsed.message_id, mlist.name)
+        result.status, result.reason = VARIANT, "kept as a variant of the archived message with this Message-ID"
+    return result
 
 
 def publish(session: Session, msg: Message) -> OutboxEntry:

@@ -10,7 +10,7 @@ from flask import Blueprint, Response, abort
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate.models import Attachment, Blob, Message, RawMessage
+from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessage
 from listgate.models.archive import VISIBLE
 from webarchive.access import readable_list
 from webarchive.context import db
@@ -76,6 +76,18 @@ def raw(message_pk: int):  # type: ignore[no-untyped-def]
     session = db()
     msg = readable_message(session, message_pk)
     return download(msg.raw.data, f"{msg.message_id}.eml", "message/rfc822")
+
+
+@bp.get("/messages/<int:message_pk>/variants/<int:variant_id>.eml")
+def variant_raw(message_pk: int, variant_id: int):  # type: ignore[no-untyped-def]
+    """A different message that arrived with this message's Message-ID, exactly as received."""
+    _count_anonymous()
+    session = db()
+    msg = readable_message(session, message_pk)
+    variant = session.get(MessageVariant, variant_id)
+    if variant is None or variant.message_pk != msg.id:
+        abort(404)
+    return download(variant.raw.data, f"{msg.message_id}-variant-{variant.id}.eml", "message/rfc822")
 
 
 @bp.get("/threads/<int:thread_id>.mbox")

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from listgate.models import Attachment, MailingList, Message, Thread
+from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
 from listgate.models.archive import HIDDEN, REMOVED, VISIBLE
 from listgate.models.web import OPEN, Report, Vote
 
@@ -28,6 +28,7 @@ class Node:
     votes_yes: int = 0
     votes_total: int = 0
     my_vote: bool | None = None
+    variants: list[MessageVariant] = field(default_factory=list)  # other messages with its Message-ID
     number: int | None = None  # #1…#N by date in the thread page
     parent_number: int | None = None
     reported: bool = False  # open reports: a neutral marker for everyone
@@ -131,13 +132,15 @@ def number(nodes: list[Node]) -> None:
 
 
 def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
-    """Attach attachments and vote counts to nodes with one query each."""
+    """Attach attachments, variants and vote counts to nodes with one query each."""
     pks = [n.message.id for n in nodes if n.message.status == VISIBLE]  # a tombstone shows none of its post
     if not pks:
         return
     index = {n.message.id: n for n in nodes}
     for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
         index[att.message_pk].attachments.append(att)
+    for variant in session.scalars(select(MessageVariant).where(MessageVariant.message_pk.in_(pks)).order_by(MessageVariant.id)):
+        index[variant.message_pk].variants.append(variant)
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
     votes = select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
     reports = (select(Report.message_pk, literal(-1), literal(0))

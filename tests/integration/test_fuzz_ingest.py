@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.limits import shape_problem
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, ingest
-from listgate.models import Message
+from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, VARIANT, ingest
+from listgate.models import Message, MessageVariant
 from listgate.parsing import parse
 from listgate.schema import upgrade
 from tests.conftest import DATA, make_settings
@@ -126,10 +126,14 @@ def _check_one(db: sessionmaker[Session], raw: bytes, list_name: str, origin: st
     with transaction(db) as session:
         result = ingest(session, parsed, lists.require(session, list_name), domain="lists.test",
                         origin=origin, envelope_from="fuzz@example.org")
-    assert result.status in (STORED, HELD_FOR_MODERATION, DUPLICATE, DROPPED, "command"), result
+    assert result.status in (STORED, HELD_FOR_MODERATION, DUPLICATE, VARIANT, DROPPED, "command"), result
     if result.status in (STORED, HELD_FOR_MODERATION):
         with db() as session:
             assert session.get_one(Message, result.message_pk).raw.data == raw, "stored bytes differ"
+    if result.status == VARIANT:  # other bytes with an archived Message-ID: kept beside it, intact
+        with db() as session:
+            kept = session.scalars(select(MessageVariant).where(MessageVariant.message_pk == result.message_pk)).all()
+            assert raw in [v.raw.data for v in kept], "variant bytes differ"
     return result.status
 
 

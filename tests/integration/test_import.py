@@ -88,6 +88,25 @@ def test_import_an_mbox_then_rerun_skips_everything(runner: CliRunner, settings,
     engine.dispose()
 
 
+def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(runner: CliRunner, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A later mbox holds a second version of an archived Message-ID: kept as a variant; importing again adds nothing."""
+    from listgate.models import MessageVariant
+
+    (tmp_path / "one.mbox").write_bytes(_mboxrd([_msg(0)]))
+    assert "imported:   1" in runner.invoke(main, ["import", str(tmp_path / "one.mbox"), "--list", "dev", "--quiet"]).output
+    path = tmp_path / "v.mbox"
+    path.write_bytes(_mboxrd([_msg(0), _msg(0, body="hello again, with a footer")]))
+    first = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
+    assert "imported:   1" in first.output and "duplicates: 1" in first.output, first.output
+    again = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
+    assert "imported:   0" in again.output and "duplicates: 2" in again.output, again.output
+    engine = make_engine(settings)
+    with session_factory(engine)() as s:
+        [variant] = s.scalars(select(MessageVariant)).all()
+        assert b"with a footer" in variant.raw.data and len(s.scalars(select(Message)).all()) == 1
+    engine.dispose()
+
+
 def test_import_a_maildir_with_a_progress_bar(runner: CliRunner, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     md = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):

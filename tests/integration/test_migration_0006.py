@@ -1,8 +1,8 @@
 """Migration 0006 on databases that already hold subscribers with history, SQLite and PostgreSQL.
 
 A database at 0003 with a subscriber who was mailed and bounced is upgraded through 0004 (web
-sessions), 0005 (administration: it rebuilds tables on SQLite), 0006 and 0007 (reading, which
-alters people and messages after it); then that subscriber can leave, come back and switch to
+sessions), 0005 (administration: it rebuilds tables on SQLite), 0006 and what follows it (0007
+reading alters people and messages, 0008 threading); then that subscriber can leave, come back and switch to
 the weekly digest (the DELETE that failed on the foreign keys is gone), and the models agree
 with the migrated schema, every table of it.
 """
@@ -65,7 +65,7 @@ def _history_at_0003(engine: Engine) -> None:
 def _upgrade_and_live(engine: Engine) -> None:
     _history_at_0003(engine)
     upgrade(engine)
-    assert current(engine) == head() == "0007"
+    assert current(engine) == head() and head() >= "0007"
     db = session_factory(writer(engine))
     with transaction(db) as session:
         mlist = lists.require(session, "dev")

@@ -72,7 +72,7 @@ def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:
     values = {"name": "secretlist" if private else "nosuchlist", "message_pk": r.message_pk if private else 999999,
               "thread_id": r.thread_id if private else 999999, "message_id": "priv@x" if private else "nosuch@x",
               "attachment_id": att_id if private else 999999, "filename": "file.txt", "year": 2026, "month": 3,
-              "choice": "auto"}
+              "choice": "auto", "variant_id": 888888}  # variant_id the same for both: the answers differ only by the message
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or ()) or rule.endpoint == "static" or rule.rule.startswith(TOKEN_ROUTES):

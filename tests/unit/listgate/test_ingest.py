@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import dispatch
 from listgate.addresses import Recipient
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, IngestResult, ingest
+from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult, ingest
 from listgate.lists import require, subscribe
-from listgate.models import Message, NotPosted, OutboxEntry, RawMessage, Subscription
+from listgate.models import Message, MessageVariant, NotPosted, OutboxEntry, RawMessage, Subscription
 from listgate.parsing import parse
 
 
@@ -42,11 +42,20 @@ def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(db
         assert (follow.address, follow.thread_key) == ("ann@example.org", r.thread_id)
 
 
-def test_the_same_message_id_is_a_duplicate_with_no_new_work(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(db, dev) -> None:  # type: ignore[no-untyped-def]
     first = post(db, mail())
-    again = post(db, mail(body="a different body, same id"))
+    again = post(db, mail())
     assert again.status == DUPLICATE and again.message_pk == first.message_pk and again.outbox == []
     assert rows(db, Message) == 1 and rows(db, RawMessage) == 1
+
+
+def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_sent(db, dev) -> None:  # type: ignore[no-untyped-def]
+    first = post(db, mail())
+    other = post(db, mail(body="a different body, same id"))
+    assert other.status == VARIANT and other.message_pk == first.message_pk and other.outbox == []
+    assert rows(db, Message) == 1 and rows(db, RawMessage) == 2 and rows(db, MessageVariant) == 1
+    assert post(db, mail(body="a different body, same id")).status == DUPLICATE
+    assert rows(db, MessageVariant) == 1
 
 
 def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  # type: ignore[no-untyped-def]

@@ -199,3 +199,27 @@ def test_format_flowed_paragraphs_are_joined(client, make_list, db):
     res = post(db, raw)
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     assert "This paragraph was wrapped by the sender&#39;s client at 72 columns." in page
+
+
+def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(client, thread, db):  # type: ignore[no-untyped-def]
+    """Same Message-ID, other bytes: kept and announced on the thread and message pages, its raw bytes downloadable."""
+    from tests.unit.webarchive.helpers import sign_in
+
+    first = make_mail("Re: Build fails", msgid="r4@x", in_reply_to="root@x", sender="Dan <dan@example.com>")
+    assert post(db, first).status == "stored"
+    again = post(db, first)
+    assert again.status == "duplicate"  # the same bytes twice: nothing new
+    other = make_mail("Re: Build fails (resent)", body="A second version.\n", msgid="r4@x", in_reply_to="root@x",
+                      sender="Dan <dan@example.com>")
+    kept = post(db, other)
+    assert kept.status == "variant" and kept.message_pk == again.message_pk
+    assert post(db, other).status == "duplicate"  # that variant arriving twice is kept once
+    notice = "A different message with the same Message-ID arrived on"
+    page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
+    assert page.count(notice) == 1 and "Showing 5 posts" in page
+    single = client.get(f"/messages/{kept.message_pk}").get_data(as_text=True)
+    assert notice in single
+    link = re.search(r'href="(/messages/\d+/variants/\d+\.eml)"', single).group(1)
+    sign_in(client, db, "reader@example.org")
+    assert client.get(link).data == other
+    assert client.get(link.replace(f"/messages/{kept.message_pk}/", f"/messages/{thread.message_pk}/")).status_code == 404

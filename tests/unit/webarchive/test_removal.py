@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 from listgate import removal
 from listgate.db import transaction
 from listgate.lists import ListError
-from listgate.models import Attachment, Blob, MailingList, Message, RawMessage, Thread
+from listgate.models import Attachment, Blob, MailingList, Message, MessageVariant, RawMessage, Thread
 from tests.unit.webarchive.factories import make_mail, post
 from tests.unit.webarchive.helpers import sign_in
 
@@ -97,6 +97,16 @@ def test_the_same_mail_arriving_again_after_a_purge_is_not_archived_again(client
     take_down(db, "mid@x", purge=True)
     again = post(db, make_mail("Re: Plans", f"The {SECRET_WORD} leak.\n", msgid="mid@x", in_reply_to="root@x"))
     assert again.status == "duplicate"
+
+
+def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(client, db, make_list) -> None:
+    """A takedown must not come back through the variant link (issue 14's variants, issue 13's takedowns)."""
+    thread_of_three(db, make_list)
+    take_down(db, "mid@x")
+    again = post(db, make_mail("Re: Plans", f"The {SECRET_WORD} leak, once more.\n", msgid="mid@x", in_reply_to="root@x"))
+    assert again.status == "duplicate"
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(MessageVariant)) == 0
 
 
 def test_a_reason_is_required_and_an_unknown_message_is_named(db, make_list) -> None:

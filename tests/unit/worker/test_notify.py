@@ -21,7 +21,7 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
         lists.subscribe(session, mlist, "member@example.org")
-        first = _post(session, mlist, "a@x", "one@example.org")
+        first = _post(session, mlist, "a@x.test", "one@example.org")
         old_thread = first.thread_id
         session.add(Subscription(list_id=mlist.id, address="old@example.org", kind="thread",
                                  thread_key=old_thread, status="active"))
@@ -31,7 +31,7 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
         session.add(other)
         session.flush()
         session.get(Thread, old_thread).merged_into_id = other.id  # as if merged, followers not yet moved
-        reply = _post(session, mlist, "b@x", "two@example.org", "In-Reply-To: <a@x>\r\nCc: cc@example.org\r\n")
+        reply = _post(session, mlist, "b@x.test", "two@example.org", "In-Reply-To: <a@x.test>\r\nCc: cc@example.org\r\n")
         reply.thread_id = other.id
         session.add(Subscription(list_id=mlist.id, address="cc@example.org", kind="list", status="active"))
         session.flush()
