@@ -86,8 +86,9 @@ class Service(WorkerProcess):
     kill() (SIGKILL to the whole group) is the worker tests' own.
     """
 
-    def __init__(self, module: str, env: dict[str, str], log: Path, port: int, args: Iterable[str] = ()) -> None:
-        self.module, self.args = module, list(args)
+    def __init__(self, module: str, env: dict[str, str], log: Path, port: int, args: Iterable[str] = (),
+                 prefix: Iterable[str] = ()) -> None:
+        self.module, self.args, self.prefix = module, list(args), list(prefix)
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.log, self.port = log, port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -95,7 +96,7 @@ class Service(WorkerProcess):
     def start(self, timeout: float = 60.0) -> "Service":
         """Start and wait until the port accepts connections."""
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args], cwd=ROOT, env=self.env,
+            self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self.module, *self.args], cwd=ROOT, env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -123,9 +124,9 @@ class Service(WorkerProcess):
             self.kill()
 
 
-def gateway(env: dict[str, str], log: Path) -> Service:
-    """The SMTP gateway process for env (not started)."""
-    return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]))
+def gateway(env: dict[str, str], log: Path, prefix: Iterable[str] = ()) -> Service:
+    """The SMTP gateway process for env (not started); `prefix` wraps the command (e.g. setpriv)."""
+    return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]), prefix=prefix)
 
 
 def webarchive(env: dict[str, str], log: Path) -> Service:
