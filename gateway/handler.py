@@ -13,6 +13,7 @@ from typing import Any, Callable
 from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.data import DataBudget
 from gateway.limits import SMUGGLING, ClientLimits, shape_problem
 from gateway.writer import GroupWriter
 from listgate import counters, lists
@@ -77,6 +78,7 @@ class GatewayHandler:
         *,
         read_factory: sessionmaker[Session] | None = None,
         limits: ClientLimits | None = None,
+        budget: DataBudget | None = None,
         executor: Executor | None = None,
         lmtp: bool = False,
     ) -> None:
@@ -85,6 +87,7 @@ class GatewayHandler:
         self.read_factory = read_factory or factory
         self.enqueue = enqueue
         self.limits = limits or ClientLimits(settings.max_connections_per_client, settings.max_messages_per_minute)
+        self.budget = budget or DataBudget(settings.max_data_memory, settings.max_message_size)
         self.executor = executor
         self.lmtp = lmtp
         self.writer: GroupWriter[Job, Delivered] | None = None  # set by the server: group commit

@@ -121,6 +121,11 @@ BAD = [
     ("LISTGATE_METRICS_TOKEN", "short"),
     ("LISTGATE_TRUSTED_PROXIES", "-1"),
     ("LISTGATE_TRUSTED_PROXIES", "nginx"),
+    ("LISTGATE_MAX_DATA_MEMORY", "1G"),
+    ("LISTGATE_MAX_DATA_MEMORY", "2097152"),  # smaller than the largest message
+    ("LISTGATE_MAX_HEADER_BYTES", "100"),
+    ("LISTGATE_MAX_FOLDED_LINES", "0"),
+    ("LISTGATE_MAX_RECIPIENTS", "many"),
 ]
 
 
