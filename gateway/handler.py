@@ -161,7 +161,8 @@ class GatewayHandler:
     def prepare(self, raw: bytes) -> tuple[tuple[str, str] | None, ParsedMessage | None]:
         """(limit problem, None) for a message we refuse, else (None, the parsed message)."""
         s = self.settings
-        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth)
+        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth,
+                                max_header_bytes=s.max_header_bytes, max_folded=s.max_folded_lines)
         return (problem, None) if problem is not None else (None, parse(raw))
 
     async def _store(self, job: Job) -> Delivered:

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, getaddresses
 from urllib.parse import quote
 
 from listgate.ingest import LOOP_HEADER
+from listgate.parsing import header_end
 
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
 _B32 = "0123456789abcdefghijklmnopqrstuv"
 
 
@@ -43,24 +42,22 @@ def newline_of(raw: bytes) -> bytes:
 
 def split_message(raw: bytes) -> tuple[bytes, bytes]:
     """(header block including its blank line, body); body bytes untouched."""
-    match = _BLANK_LINE.search(raw)
-    if match is None:
-        return raw, b""
-    return raw[: match.end()], raw[match.end():]
+    _, body = header_end(raw)
+    return raw[:body], raw[body:]
 
 
 def header_lines(raw: bytes) -> list[bytes]:
-    """The header fields of raw, each with its continuation lines."""
+    """The header fields of raw, each with its continuation lines (linear: each field joined once)."""
     head, _ = split_message(raw)
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []
     for line in head.splitlines(keepends=True):
         if line in (b"\r\n", b"\n"):
             break
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"".join(parts) for parts in fields]
 
 
 def has_header(raw: bytes, name: str) -> bool:

@@ -41,13 +41,18 @@ def size(short: int, long: int) -> int:
 
 
 def record(scenario: str, attempts: int, lost: int, duplicated: int, recovery_s: float | None = None,
-           note: str = "") -> None:
-    """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file)."""
+           note: str = "", held: int | None = None) -> None:
+    """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file).
+
+    `held`: of the attempts (attacks), how many the site withstood (refused, or served within its limits).
+    """
     out = os.environ.get("LISTGATE_RELIABILITY_OUT", "")
     if not out:
         return
     row = {"scenario": scenario, "attempts": attempts, "lost": lost, "duplicated": duplicated,
            "recovery_s": None if recovery_s is None else round(recovery_s, 2), "note": note, "soak": soak()}
+    if held is not None:
+        row["held"] = held
     with open(out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
 

@@ -16,8 +16,8 @@ input) and then counts what a sender or a reader would notice. Lost and duplicat
 `make test` runs the short version of each; the security tests (no open relay, tokens, CSRF,
 private lists, header injection, downloads) are pass/fail and listed at the end.
 
-| fault or attack | messages / attempts | lost | duplicated | recovery (s) | notes |
-| --- | ---: | ---: | ---: | ---: | --- |
+| fault or attack | messages / attempts | held | lost | duplicated | recovery (s) | notes |
+| --- | ---: | ---: | ---: | ---: | ---: | --- |
 """
 
 SECURITY = """
@@ -51,7 +51,9 @@ def render(rows: list[dict], atheris: str) -> str:
     out = HEAD.format(when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), mode=mode)
     for r in rows:
         rec = "" if r.get("recovery_s") is None else f"{r['recovery_s']:.1f}"
-        out += f"| {r['scenario']} | {r['attempts']} | {r['lost']} | {r['duplicated']} | {rec} | {r.get('note', '')} |\n"
+        held = "" if r.get("held") is None else r["held"]
+        out += (f"| {r['scenario']} | {r['attempts']} | {held} | {r['lost']} | {r['duplicated']} | {rec} "
+                f"| {r.get('note', '')} |\n")
     return out + SECURITY.format(atheris=atheris)
 
 
@@ -65,7 +67,7 @@ def main(argv: list[str]) -> int:
     rows = list({r["scenario"]: r for r in rows}.values())  # a re-run scenario: its last figures
     Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
     Path(argv[1]).write_text(render(rows, argv[2] if len(argv) > 2 else "not run"))
-    bad = [r for r in rows if r["lost"] or r["duplicated"]]
+    bad = [r for r in rows if r["lost"] or r["duplicated"] or r.get("held", r["attempts"]) != r["attempts"]]
     return 1 if bad or not rows else 0
 
 
