@@ -33,11 +33,12 @@ from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, 
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
 from listgate.subscriptions import unsubscribe_token
+from listgate.tokens import verp_token
 
 from worker import bounces, mailer, wave
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
-from worker.headers import addresses_in, verp_address, verp_token
+from worker.headers import addresses_in, verp_address
 from worker.notify import recipients
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,11 @@ from listgate.models import DigestSent, MailingList, Message, OutboxEntry, RawMe
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
 from listgate.subscriptions import unsubscribe_token
+from listgate.tokens import verp_token
 
 from worker import mailer
 from worker.context import WorkerContext
-from worker.headers import ListInfo, verp_address, verp_token
+from worker.headers import ListInfo, verp_address
 
 log = logging.getLogger(__name__)
 
