@@ -155,6 +155,18 @@ def post(msgid: str, subject: str = "Hello", sender: str = "ann@example.org", bo
             f"Message-ID: <{msgid}>\r\n\r\n{body}").encode()
 
 
+def post_code(port: int, msgid: str, timeout: float = 30.0) -> int:
+    """The SMTP code one post gets (250, or the 4xx/5xx of the step that refused it)."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as c:
+            c.sendmail("ann@example.org", ["dev@lists.test"], post(msgid))
+        return 250
+    except smtplib.SMTPRecipientsRefused as exc:
+        return next(iter(exc.recipients.values()))[0]
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code
+
+
 @dataclass
 class Mta:
     """A sending mail server: queues posts, retries each later with the same bytes until it gets a 250."""

@@ -22,24 +22,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.faults.helpers import Mta, archived_ids, gateway, post, prepare, record, run_mtas, site_env, size
+from tests.faults.helpers import Mta, archived_ids, gateway, post, post_code, prepare, record, run_mtas, site_env, size
 from tests.services import _admin, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 PROBE_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 UNLIMITED = "1000000"  # messages per minute per client: the posts here all come from 127.0.0.1
-
-
-def _code(port: int, msgid: str) -> int:
-    """The SMTP code a post gets (250, or the code of the step that refused it)."""
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=60) as c:
-            c.sendmail("ann@example.org", ["dev@lists.test"], post(msgid))
-        return 250
-    except smtplib.SMTPRecipientsRefused as exc:
-        return next(iter(exc.recipients.values()))[0]
-    except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code
 
 
 def _probe(port: int, source: str, stop: threading.Event) -> None:
@@ -84,11 +72,11 @@ def _read_only_period(port: int, seconds: float, read_only: Callable[[], None], 
 def _after(port: int, count: int) -> dict[str, int]:
     """Posts sent once the database is writable again, one at a time and from 4 clients at once."""
     ids = [f"after{i}@example.org" for i in range(count)]
-    codes: dict[str, int] = {m: _code(port, m) for m in ids[: count // 2]}
+    codes: dict[str, int] = {m: post_code(port, m) for m in ids[: count // 2]}
 
     def send(chunk: list[str]) -> None:
         for m in chunk:
-            codes[m] = _code(port, m)
+            codes[m] = post_code(port, m)
 
     rest = ids[count // 2:]
     threads = [threading.Thread(target=send, args=(rest[i::4],)) for i in range(4)]
@@ -145,7 +133,7 @@ def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(tmp_path: 
             path.chmod(mode)
 
     try:
-        assert files and _code(port, "before@example.org") == 250
+        assert files and post_code(port, "before@example.org") == 250
         during = [f"during{i}@example.org" for i in range(size(20, 200))]
         mtas, recovery = _read_only_period(port, seconds, lambda: chmod(0o444), lambda: chmod(0o644), during)
         codes = _after(port, size(40, 400))
@@ -169,7 +157,7 @@ def test_postgres_read_only_for_a_while_then_every_post_is_stored(tmp_path: Path
         _admin(postgres_url, f"ALTER DATABASE {name} {setting}")
 
     try:
-        assert _code(port, "before@example.org") == 250
+        assert post_code(port, "before@example.org") == 250
         during = [f"during{i}@example.org" for i in range(size(20, 200))]
         mtas, recovery = _read_only_period(port, seconds, lambda: read_only(True), lambda: read_only(False), during)
         codes = _after(port, size(40, 400))

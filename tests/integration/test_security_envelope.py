@@ -19,7 +19,7 @@ from tests.faults.helpers import record
 from tests.integration.gateway_helpers import RawClient, mail, messages
 from tests.integration.test_gateway_smtp import Env, make_env  # noqa: F401 - make_env is a fixture
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 
 @pytest.fixture
