@@ -105,11 +105,13 @@ class Incoming:
         data = memoryview(line)[1:] if line[:1] == b"." else line
         buf = self._buf
         assert buf is not None
-        if buf.tell() + len(data) > FREE_BYTES + self._held:
-            if not self.budget.take(self.client, CHUNK):
+        short = buf.tell() + len(data) - FREE_BYTES - self._held
+        if short > 0:
+            more = -(-short // CHUNK) * CHUNK  # whole chunks (a line may be longer than one)
+            if not self.budget.take(self.client, more):
                 self._fail("over-budget")
                 return False
-            self._held += CHUNK
+            self._held += more
         buf.write(data)
         return True
 

@@ -69,3 +69,10 @@ def test_release_gives_back_what_a_finished_message_held() -> None:
     assert incoming.problem == "" and budget.held > 0
     incoming.release()
     assert budget.held == 0
+
+
+def test_a_line_longer_than_a_chunk_is_fully_accounted() -> None:
+    budget = DataBudget(64 * MB, 4 * MB)
+    incoming = _read(b"L" * (3 * CHUNK) + b"\r\n.\r\n", budget, max_size=4 * MB, max_line=4 * CHUNK)
+    assert incoming.problem == ""
+    assert budget.held >= len(incoming.content()) - FREE_BYTES
