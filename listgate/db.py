@@ -94,8 +94,10 @@ def _drop_read_only(engine: Engine, cannot_write: Callable[[Any], bool], recheck
 def _sqlite_never_read_only(engine: Engine, path: str) -> None:
     """Open an existing database file for writing or not at all, and keep one connection open for good.
 
-    mode=rw: while the file is read-only a new connection fails (the caller answers 451) instead of
-    silently becoming read-only for its whole life. The anchor: SQLite shares one shared-memory WAL
+    mode=rw, once the file was seen writable: while it is read-only a new connection then fails (the
+    caller answers 451) instead of silently becoming read-only for its whole life. A file this
+    process never could write (a read-only copy, `listgate status` run by another user) is still
+    opened for reading. The anchor: SQLite shares one shared-memory WAL
     index per file in a process, made by whichever connection finds none; made while the files are
     read-only it stays read-only, and every connection opened later shares it, as long as any
     connection is open. An idle connection opened now, while the file is writable, keeps a writable
@@ -104,14 +106,17 @@ def _sqlite_never_read_only(engine: Engine, path: str) -> None:
     if not path or path == ":memory:":
         return
 
+    seen_writable = [os.path.exists(path) and os.access(path, os.W_OK)]
+
     @event.listens_for(engine, "do_connect")
     def _rw(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
-        if os.path.exists(path):
+        if seen_writable[0] or (os.path.exists(path) and os.access(path, os.W_OK)):
+            seen_writable[0] = True
             cargs[:] = [f"file:{quote(os.path.abspath(path))}?mode=rw"]
             cparams["uri"] = True
 
     anchor: list[sqlite3.Connection] = []
-    if os.path.exists(path) and os.access(path, os.W_OK):
+    if seen_writable[0]:
         try:
             conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, check_same_thread=False)
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
