@@ -94,7 +94,7 @@ class _Guarded:
             self.transport.close()  # type: ignore[attr-defined]
             return
         if problem == "too-big":
-            reply = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
+            reply = self._too_big()
         else:
             reply = f"552 5.3.4 Refused: a line longer than {self.max_line} bytes"
         await self.push(self._refused(problem, reply, at_data=True))
@@ -116,9 +116,11 @@ class _Guarded:
 
     def _enhanced(self, status: str) -> str:
         if status.startswith("552 Error: message size exceeds"):  # the SIZE declared at MAIL
-            big = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
-            return self._refused("too-big", big, at_data=False)
+            return self._refused("too-big", self._too_big(), at_data=False)
         return status
+
+    def _too_big(self) -> str:
+        return f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
 
     def _refused(self, reason: str, reply: str, at_data: bool) -> str:
         """Log and count a refusal by aiosmtpd itself; after DATA, LMTP wants a line per recipient."""

@@ -29,6 +29,9 @@ SECURITY = """
   (tests/integration/test_worker_delivery.py).
 - No open relay: tests/integration/test_security_relay.py (every foreign spelling refused at RCPT).
 - Tokens, CSRF, cookies, private lists, header injection, downloads: tests/integration/test_security_web.py.
+- SMTP envelope: tests/integration/test_security_envelope.py (an 8-bit MAIL FROM needs SMTPUTF8, at most
+  100 recipients per transaction, each recipient counts against the rate, a private list answers RCPT like
+  a missing one, non-ASCII look-alikes of list names are refused).
 - Coverage-guided fuzzing of parse + ingest: tests/fuzz/atheris_ingest.py ({atheris}).
 
 ## Found by these tests and fixed
@@ -38,6 +41,16 @@ SECURITY = """
 - slowloris: the SMTP timeout was aiosmtpd's fixed 300 s and closed silently; now LISTGATE_SMTP_TIMEOUT,
   answered with 421 4.4.2.
 - header injection: subscribing on the web with CR/LF in the address gave a 500 (not a clear message).
+- read-only database (issue 17.3): connections opened while the SQLite files, or a PostgreSQL database,
+  were read-only stayed in the pool; after a 3 s period 29 of 40 later posts still got 451.
+- DATA of empty lines without the final dot (17.5): aiosmtpd's bytearray per line grew the gateway by
+  365 MB for 8 MB sent (45x); 12 such connections (72 MB) by 2.9 GB.
+- a header folded over 300k lines (17.4) was accepted, and the fan-out parsed it (quadratically) while
+  holding SQLite's write lock; a 3,000-deep multipart with `boundary*0=` passed the MIME depth check; a
+  bare CR after a folded Subject made the parser lose the Message-ID.
+- the envelope (17.6, 17.7, 17.11): an 8-bit MAIL FROM was accepted and then got 451 forever; 161,500
+  RCPTs were accepted in one transaction; RCPT told outsiders which private lists exist; U+212A KELVIN
+  SIGN folded onto "k" and reached a list.
 
 ## Not covered here
 

@@ -131,7 +131,8 @@ def test_many_endless_data_connections_stay_within_the_memory_budget(tmp_path: P
     budget, each = 32 * MB, size(6, 20) * MB
     addresses = [f"127.0.0.{i}" for i in range(2, 2 + size(6, 8))]
     per_address = size(2, 8)
-    env = site_env(tmp_path, LISTGATE_MAX_DATA_MEMORY=str(budget), LISTGATE_MAX_MESSAGE_SIZE=str(each + MB))
+    env = site_env(tmp_path, LISTGATE_MAX_DATA_MEMORY=str(budget), LISTGATE_MAX_MESSAGE_SIZE=str(each + MB),
+                   LISTGATE_SMTP_TIMEOUT="3600")  # the connections within the budget stay until measured
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
     attackers: list[Attacker] = []
