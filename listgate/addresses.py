@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce", "approve", "reject", "digest")
@@ -39,9 +40,13 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
     """The list and command an envelope address names, or None if it is not ours.
 
     Tolerates case, a trailing dot on the domain and a quoted local part; refuses
-    source routes and any other domain, so we are never an open relay.
+    source routes and any other domain, so we are never an open relay. Our addresses are
+    ASCII: a non-ASCII one is never ours, even when case folding would turn it into one
+    (U+212A KELVIN SIGN lower-cases to "k").
     """
     addr = address.strip().strip("<>").strip()
+    if not addr.isascii():
+        return None
     if not addr or addr.startswith("@") or ":" in addr or "%" in addr or "!" in addr:
         return None
     local, sep, dom = addr.rpartition("@")
@@ -65,3 +70,23 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
     if command == "digest" and (arg in DIGEST_CHOICES or not dash):
         return Recipient(name, command, arg)
     return None
+
+
+def ascii_reading(address: str) -> str:
+    """What a non-ASCII address imitates: NFKC and case folding (for logs; such an address is never ours)."""
+    return unicodedata.normalize("NFKC", address).casefold()
+
+
+def eight_bit_problem(address: str, mail_options: list[str]) -> str:
+    """The 553 reply for a non-ASCII envelope sender the client may not use here, else ''.
+
+    Without SMTPUTF8 a sender must be ASCII (RFC 6531); with it, valid UTF-8 (aiosmtpd hands
+    other bytes over as surrogates, which no database can store).
+    """
+    if address.isascii():
+        return ""
+    if "SMTPUTF8" not in (o.upper() for o in mail_options):
+        return "553 5.6.7 A non-ASCII sender address needs SMTPUTF8 (MAIL FROM:<...> SMTPUTF8)"
+    if any("\udc80" <= ch <= "\udcff" for ch in address):
+        return "553 5.6.7 The sender address is not valid UTF-8"
+    return ""

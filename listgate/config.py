@@ -140,6 +140,10 @@ class Settings:
     notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
     auto_reply_window: int = 60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
     edit_window_hours: int = 24  # how long the author of a web post may edit its text
+    max_data_memory: int = 256 * 1024 * 1024  # bytes of DATA all SMTP connections may hold at once
+    max_header_bytes: int = 256 * 1024  # bytes of a message's header block
+    max_folded_lines: int = 1000  # continuation lines of one header field
+    max_recipients: int = 100  # RCPTs accepted per SMTP transaction
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -185,6 +189,7 @@ class Settings:
         for name, path in (("LISTGATE_TLS_CERT", tls_cert), ("LISTGATE_TLS_KEY", tls_key)):
             if path and not os.access(path, os.R_OK):
                 raise SettingsError(f"{name}={path!r}: no such readable file")
+        max_message_size = _int(env, "LISTGATE_MAX_MESSAGE_SIZE", 25 * 1024 * 1024, 1024)
         metrics_token = env.get("LISTGATE_METRICS_TOKEN", "").strip()
         if metrics_token and len(metrics_token) < 16:
             raise SettingsError("LISTGATE_METRICS_TOKEN: too short, use at least 16 characters")
@@ -201,7 +206,7 @@ class Settings:
             outbound=_outbound("LISTGATE_OUTBOUND", env.get("LISTGATE_OUTBOUND", ""), data_dir),
             secret_key=secret_key,
             lmtp=_bool(env, "LISTGATE_LMTP", False),
-            max_message_size=_int(env, "LISTGATE_MAX_MESSAGE_SIZE", 25 * 1024 * 1024, 1024),
+            max_message_size=max_message_size,
             max_header_count=_int(env, "LISTGATE_MAX_HEADERS", 1000, 10),
             max_line_length=_int(env, "LISTGATE_MAX_LINE_LENGTH", 100_000, 998),
             max_mime_depth=_int(env, "LISTGATE_MAX_MIME_DEPTH", 50, 2),
@@ -223,6 +228,10 @@ class Settings:
             notify_socket=env.get("NOTIFY_SOCKET", ""),
             auto_reply_window=_int(env, "LISTGATE_AUTO_REPLY_WINDOW", 60, 0),
             edit_window_hours=_int(env, "LISTGATE_EDIT_WINDOW_HOURS", 24, 0),
+            max_data_memory=_data_memory(env, max_message_size),
+            max_header_bytes=_int(env, "LISTGATE_MAX_HEADER_BYTES", 256 * 1024, 1024),
+            max_folded_lines=_int(env, "LISTGATE_MAX_FOLDED_LINES", 1000, 1),
+            max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
         )
 
 
@@ -260,6 +269,14 @@ def _mail_auth(env: Mapping[str, str]) -> dict[str, object]:
             "dkim_selector": env.get("LISTGATE_DKIM_SELECTOR", "").strip() or "listgate",
             "arc_key": arc_key, "arc_selector": arc_selector, "dns_server": dns_server,
             "dns_timeout": _int(env, "LISTGATE_DNS_TIMEOUT", 5, 1)}
+
+
+def _data_memory(env: Mapping[str, str], max_message_size: int) -> int:
+    value = _int(env, "LISTGATE_MAX_DATA_MEMORY", 256 * 1024 * 1024, 1024 * 1024)
+    if value < max_message_size:
+        raise SettingsError(f"LISTGATE_MAX_DATA_MEMORY={value}: must be at least LISTGATE_MAX_MESSAGE_SIZE "
+                            f"({max_message_size}), or no message of the largest size could be received")
+    return value
 
 
 def _stored_secret(data_dir: Path) -> str:

@@ -16,7 +16,9 @@ class ListError(ValueError):
 
 
 def get(session: Session, name: str) -> MailingList | None:
-    """The list called name, or None."""
+    """The list called name, or None (list names are ASCII: a look-alike such as U+212A for k is no name)."""
+    if not name.isascii():
+        return None
     return session.scalars(select(MailingList).where(MailingList.name == name.lower())).first()
 
 

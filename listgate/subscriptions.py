@@ -356,14 +356,23 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
     return _confirmed(session, sub, LINK)
 
 
-def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str) -> Outcome:
-    """Confirm by replying to the confirmation mail (NAME+confirm-CODE@)."""
+def by_confirm_code(session: Session, secret: str, mlist: MailingList, code: str) -> Subscription | None:
+    """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered, another list)."""
     sub_hex = code.partition(".")[0]
     try:
-        sub = session.get(Subscription, int(sub_hex, 16))
+        sub_id = int(sub_hex, 16)
     except ValueError:
-        sub = None
+        return None
+    sub = session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None  # a bigger id is no row: SQLite would overflow
     if sub is None or sub.list_id != mlist.id or not hmac.compare_digest(confirm_code(secret, sub), code.lower()):
+        return None
+    return sub
+
+
+def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str) -> Outcome:
+    """Confirm by replying to the confirmation mail (NAME+confirm-CODE@)."""
+    sub = by_confirm_code(session, secret, mlist, code)
+    if sub is None:
         raise SubscriptionError("this confirmation code is not valid")
     if sub.status == PENDING and _now() - sub.created_at > timedelta(days=CONFIRM_DAYS):
         raise SubscriptionError("this confirmation has expired; please subscribe again")

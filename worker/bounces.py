@@ -238,7 +238,7 @@ def score(session: Session, settings: Settings, sub: Subscription | None, kind: 
 def handle(session: Session, settings: Settings, entry: OutboxEntry, raw: bytes) -> list[OutboxEntry]:
     """A mail to NAME+bounce-TOKEN@: record it against its delivery and score it."""
     from listgate.models import Bounce, Delivery
-    from worker.headers import read_verp_token
+    from listgate.tokens import read_verp_token
 
     payload = json.loads(entry.payload or "{}")
     found = read_verp_token(settings.secret_key, str(payload.get("arg", "")))

@@ -31,17 +31,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from listgate.db import transaction
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, Subscription
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.models.delivery import REFUSED
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
+from listgate.tokens import verp_token
 
 from worker import bounces, mailer, wave
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
-from worker.headers import verp_address, verp_token
+from worker.headers import addresses_in, verp_address
 from worker.notify import recipients
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,13 @@ def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int
 
 def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
     """Record who gets the post (once), mark the outbox entry done, then send in chunks; copies sent here."""
+    named = _named(ctx, message_pk)
     with transaction(ctx.db) as session:
         entry = session.get(OutboxEntry, outbox_id)
         if entry is not None and entry.done_at is None:
             msg = session.get(Message, message_pk)
             if msg is not None and msg.status == VISIBLE:
-                chosen = recipients(session, msg, msg.raw.data)
+                chosen = recipients(session, msg, named)
                 insert_absent(session, message_pk, chosen)
                 log.info("fan-out of message %s: %d recipients", message_pk, len(chosen))
             entry.done_at, entry.attempts = now(), entry.attempts + 1
@@ -100,6 +102,14 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
     # stay `pending` and retry_due picks them up (claims are compare-and-set: never twice).
     mine = ranges[:1] + _enqueue_chunks(ctx, message_pk, ranges[1:])
     return sum(send_chunk(ctx, message_pk, first, last) for first, last in mine)
+
+
+def _named(ctx: WorkerContext, message_pk: int) -> set[str]:
+    """The post's To/Cc addresses, parsed after the read: never while holding the write transaction."""
+    with ctx.db() as session:
+        raw = session.scalar(select(RawMessage.data).join(Message, Message.raw_id == RawMessage.id)
+                             .where(Message.id == message_pk))
+    return addresses_in(raw, "To", "Cc") if raw is not None else set()
 
 
 def _enqueue_chunks(ctx: WorkerContext, message_pk: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

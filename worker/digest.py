@@ -17,11 +17,12 @@ from listgate.digests import Period
 from listgate.models import DigestSent, MailingList, OutboxEntry, Person, RawMessage, Subscription, Thread
 from listgate.models.people import ACTIVE, DAILY, MIME
 from listgate.subscriptions import unsubscribe_token
+from listgate.tokens import verp_token
 
 from worker import mailer
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
-from worker.headers import ListInfo, verp_address, verp_token
+from worker.headers import ListInfo, verp_address
 
 log = logging.getLogger(__name__)
 

@@ -6,8 +6,6 @@ bottom up, and the body is untouched). Only DMARC mode touches an original heade
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from email.header import Header
@@ -15,9 +13,8 @@ from email.utils import formataddr, getaddresses
 from urllib.parse import quote
 
 from listgate.ingest import LOOP_HEADER
+from listgate.parsing import header_end
 
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-_B32 = "0123456789abcdefghijklmnopqrstuv"
 
 
 @dataclass(frozen=True)
@@ -43,24 +40,22 @@ def newline_of(raw: bytes) -> bytes:
 
 def split_message(raw: bytes) -> tuple[bytes, bytes]:
     """(header block including its blank line, body); body bytes untouched."""
-    match = _BLANK_LINE.search(raw)
-    if match is None:
-        return raw, b""
-    return raw[: match.end()], raw[match.end():]
+    _, body = header_end(raw)
+    return raw[:body], raw[body:]
 
 
 def header_lines(raw: bytes) -> list[bytes]:
-    """The header fields of raw, each with its continuation lines."""
+    """The header fields of raw, each with its continuation lines (linear: each field joined once)."""
     head, _ = split_message(raw)
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []
     for line in head.splitlines(keepends=True):
         if line in (b"\r\n", b"\n"):
             break
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"".join(parts) for parts in fields]
 
 
 def has_header(raw: bytes, name: str) -> bool:
@@ -74,44 +69,6 @@ def phrase(text: str) -> str:
     if text.isascii():
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return Header(text, "utf-8").encode()
-
-
-def encode_int(value: int) -> str:
-    """A non-negative int in lower-case base 32 (VERP-safe)."""
-    out = ""
-    while True:
-        value, digit = divmod(value, 32)
-        out = _B32[digit] + out
-        if not value:
-            return out
-
-
-def decode_int(text: str) -> int:
-    """The inverse of encode_int; ValueError on anything else."""
-    if not text or any(c not in _B32 for c in text):
-        raise ValueError(text)
-    return int(text, 32)
-
-
-def verp_token(secret: str, kind: str, ident: int) -> str:
-    """An opaque lower-case token naming a delivery ('d') or subscription ('s')."""
-    body = kind + encode_int(ident)
-    mac = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
-    return f"{body}.{mac}"
-
-
-def read_verp_token(secret: str, token: str) -> tuple[str, int] | None:
-    """(kind, id) of a token made by verp_token, or None when forged or malformed."""
-    body, _, mac = token.lower().partition(".")
-    if len(body) < 2 or body[0] not in "ds":
-        return None
-    expected = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
-    if not hmac.compare_digest(mac, expected):
-        return None
-    try:
-        return body[0], decode_int(body[1:])
-    except ValueError:
-        return None
 
 
 def verp_address(info: ListInfo, token: str) -> str:

@@ -133,6 +133,11 @@ BAD = [
     ("LISTGATE_AUTO_REPLY_WINDOW", "-5"),
     ("LISTGATE_AUTO_REPLY_WINDOW", "a minute"),
     ("LISTGATE_EDIT_WINDOW_HOURS", "a day"),
+    ("LISTGATE_MAX_DATA_MEMORY", "1G"),
+    ("LISTGATE_MAX_DATA_MEMORY", "2097152"),  # smaller than the largest message
+    ("LISTGATE_MAX_HEADER_BYTES", "100"),
+    ("LISTGATE_MAX_FOLDED_LINES", "0"),
+    ("LISTGATE_MAX_RECIPIENTS", "many"),
 ]
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.utils import getaddresses
 
-from worker.headers import (
-    ListInfo, addresses_in, build_copy, read_verp_token, split_message, verp_address, verp_token,
-)
+from listgate.tokens import read_verp_token, verp_token
+from worker.headers import ListInfo, addresses_in, build_copy, split_message, verp_address
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
 RAW = (b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; h=from:subject; b=abc\r\n"

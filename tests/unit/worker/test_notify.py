@@ -7,6 +7,7 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.models import Message, Subscription, Thread
 from listgate.parsing import parse
+from worker.headers import addresses_in
 from worker.notify import recipients
 
 
@@ -35,6 +36,6 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
         reply.thread_id = other.id
         session.add(Subscription(list_id=mlist.id, address="cc@example.org", kind="list", status="active"))
         session.flush()
-        got = recipients(session, reply, reply.raw.data)
+        got = recipients(session, reply, addresses_in(reply.raw.data, "To", "Cc"))
     # one@ auto-followed by posting; member@ muted the thread; cc@ is already in Cc; two@ is the author
     assert sorted(got) == ["old@example.org", "one@example.org"]
