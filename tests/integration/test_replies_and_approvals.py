@@ -5,7 +5,8 @@
 - Precedence: list/bulk/junk mail is archived and delivered; automatic replies wait in the
   not-posted queue and can be released;
 - a mail command that fails for good is answered and ends as failed, not retried;
-- private and members-only lists: every way in by mail waits for a moderator;
+- members-only lists: every way in by mail waits for a moderator; a private list is hidden from
+  strangers at RCPT (issue 17.11) and an invitation confirmed by reply gets in;
 - the thread-follow welcome carries the thread's own leave link.
 """
 
@@ -205,9 +206,9 @@ def _confirm_by_reply(world, rsink, person: str, index: int = 0) -> None:  # typ
     smtp(world, person, [confirm["Reply-To"]], "Subject: Re: confirm\r\n", "yes")
 
 
-def test_every_way_into_a_private_list_by_mail_waits_for_a_moderator(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsink) -> None:  # type: ignore[no-untyped-def]
     site = world[0]
-    name = new_list(site, private=True, policy="members", moderators="mod@example.org")
+    name = new_list(site, policy="members", moderators="mod@example.org")
     site.subscribe(name, "insider@example.org")
     smtp(world, "insider@example.org", [f"{name}@{DOMAIN}"], "Subject: Members only\r\nMessage-ID: <club-1@x>\r\n")
     wait_until(lambda: outbox_done(site), what="the first post")
@@ -224,6 +225,7 @@ def test_every_way_into_a_private_list_by_mail_waits_for_a_moderator(world, rsin
     wait_until(lambda: len(mails_to(rsink, "follower@example.org")) == 2, what="the second notice")
     with site.db() as session:
         states = dict(session.execute(select(Subscription.address, Subscription.status).where(
+            Subscription.list_id == lists.require(session, name).id,
             Subscription.address.in_(("outsider@example.org", "follower@example.org")))).all())
     assert states == {"outsider@example.org": "awaiting", "follower@example.org": "awaiting"}
     smtp(world, "insider@example.org", [f"{name}@{DOMAIN}"], raw_headers.replace("Members only", "More"), "More.")
@@ -240,6 +242,34 @@ def test_every_way_into_a_private_list_by_mail_waits_for_a_moderator(world, rsin
     wait_until(lambda: any(m["Subject"] == "Third" for m in mails_to(rsink, "outsider@example.org")),
                what="a post after approval")
     assert not any(m["Subject"] == "Third" for m in mails_to(rsink, "follower@example.org"))
+
+
+def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(world, rsink) -> None:  # type: ignore[no-untyped-def]
+    # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it by
+    # mail (nor learn it exists); the way in is an invitation, which the invited address confirms by reply.
+    site = world[0]
+    name = new_list(site, private=True, policy="members", moderators="mod@example.org")
+    other = "l" + uuid.uuid4().hex[:10]  # a name no list has, of the same shape
+    with smtplib.SMTP("127.0.0.1", world[1], timeout=30) as client:
+        client.ehlo()
+        client.mail("stranger@example.org")
+        hidden = client.rcpt(f"{name}+subscribe@{DOMAIN}")
+        missing = client.rcpt(f"{other}+subscribe@{DOMAIN}")
+    assert hidden[0] == missing[0] == 550, (hidden, missing)
+    assert hidden[1].replace(name.encode(), b"NAME") == missing[1].replace(other.encode(), b"NAME")
+    invited = CliRunner().invoke(cli.main, ["subscribe", "guest@example.org", "--list", name, "--invite"],
+                                 env=site.env)
+    assert invited.exit_code == 0, invited.output
+    site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0})
+    _confirm_by_reply(world, rsink, "guest@example.org")
+    welcome = wait_until(lambda: len(mails_to(rsink, "guest@example.org")) == 2 and mails_to(
+        rsink, "guest@example.org"), what="the welcome of an invited address")[1]
+    assert "Welcome" in welcome["Subject"]  # approved in advance: no moderator needed
+    with site.db() as session:
+        assert session.scalar(select(Subscription.status).where(
+            Subscription.address == "guest@example.org", Subscription.list_id == lists.require(session, name).id)) == "active"
+        assert not session.scalar(select(func.count()).select_from(Subscription).where(
+            Subscription.address == "stranger@example.org"))
 
 
 def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink) -> None:  # type: ignore[no-untyped-def]
