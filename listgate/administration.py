@@ -13,11 +13,11 @@ from typing import Iterable
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from listgate import subscriptions
+from listgate import plurals, subscriptions
 from listgate.lists import ListError
 from listgate.models import (
     Attachment, AuditEntry, Ban, Blob, Delivery, DigestSent, MailingList, Message, MessageRef, ModerationReminder,
-    RawMessage, Removal, Report, Subscription, Thread, ThreadNode, ThreadParticipant, Vote,
+    NotPosted, RawMessage, Removal, Report, Subscription, Thread, ThreadNode, ThreadParticipant, Vote,
 )
 from listgate.models.archive import POLICIES, REPLY_TO
 from listgate.models.delivery import Bounce
@@ -136,28 +136,31 @@ class Deletion:
     messages: int
     threads: int
     subscriptions: int
+    not_posted: int = 0  # entries of the not-posted queue
 
     def describe(self) -> str:
         """One line for the owner."""
-        return (f"{self.name}: {self.messages} message(s), {self.threads} thread(s), "
-                f"{self.subscriptions} subscription(s), and its raw mail, attachments, reports and history")
+        return (f"{self.name}: {plurals.count(self.messages, 'message')}, {plurals.count(self.threads, 'thread')}, "
+                f"{plurals.count(self.subscriptions, 'subscription')}, {plurals.count(self.not_posted, 'mail')} not "
+                "posted, and its raw mail, attachments, reports and history")
 
 
 def deletion(session: Session, mlist: MailingList) -> Deletion:
     """What delete() would remove."""
     count = lambda model, *where: session.scalar(select(func.count()).select_from(model).where(*where)) or 0  # noqa: E731
     return Deletion(mlist.name, count(Message, Message.list_id == mlist.id), count(Thread, Thread.list_id == mlist.id),
-                    count(Subscription, Subscription.list_id == mlist.id))
+                    count(Subscription, Subscription.list_id == mlist.id), count(NotPosted, NotPosted.list_id == mlist.id))
 
 
 def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = False) -> Deletion:
     """Delete a list; ListError when it has posts and purge is False (nothing is lost by mistake)."""
     what = deletion(session, mlist)
     if what.messages and not purge:
-        raise ListError(f"{mlist.name} has {what.messages} message(s) in its archive; add --purge to delete "
+        raise ListError(f"{mlist.name} has {plurals.count(what.messages, 'message')} in its archive; add --purge to delete "
                         f"them too ({what.describe()})")
     pks = select(Message.id).where(Message.list_id == mlist.id).scalar_subquery()
     raws = set(session.scalars(select(Message.raw_id).where(Message.list_id == mlist.id)))
+    raws |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.list_id == mlist.id)))
     blobs = set(session.scalars(select(Attachment.sha256).where(Attachment.message_pk.in_(pks))))
     delivery_ids = select(Delivery.id).where(Delivery.message_pk.in_(pks)).scalar_subquery()
     sub_ids = select(Subscription.id).where(Subscription.list_id == mlist.id).scalar_subquery()
@@ -173,7 +176,7 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
     session.execute(delete(ThreadParticipant).where(ThreadParticipant.thread_id.in_(threads)))
     session.execute(update(Thread).where(Thread.list_id == mlist.id).values(merged_into_id=None))
     session.execute(delete(Thread).where(Thread.list_id == mlist.id))
-    for model in (Subscription, DigestSent, Ban, Report, ModerationReminder):
+    for model in (Subscription, DigestSent, Ban, Report, ModerationReminder, NotPosted):
         session.execute(delete(model).where(model.list_id == mlist.id))  # type: ignore[attr-defined]
     drop_unused(session, raws, blobs)
     record(session, mlist, actor, "delete list", what.describe())
@@ -186,6 +189,7 @@ def drop_unused(session: Session, raw_ids: set[int], blob_hashes: set[str]) -> N
     """Delete raw mails and attachment contents no message refers to any more (stored once per hash)."""
     if raw_ids:
         used = set(session.scalars(select(Message.raw_id).where(Message.raw_id.in_(raw_ids))))
+        used |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.raw_id.in_(raw_ids))))
         if raw_ids - used:
             session.execute(delete(RawMessage).where(RawMessage.id.in_(raw_ids - used)))
     if blob_hashes:

@@ -8,12 +8,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import click
+from sqlalchemy import select
 
-from listgate import launch, logs
+from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import needs_upgrade, upgrade
+from listgate.models import MailingList
+from listgate.subscriptions import SubscriptionError
+
 
 def load_settings() -> Settings:
     """Settings from the environment, or a clean exit naming the bad variable."""
@@ -198,37 +202,47 @@ def lists_show() -> None:
         if not rows:
             click.echo("no lists yet: create one with `listgate lists create NAME`")
         for m in rows:
-            click.echo(f"{m.address(settings.domain):40} {m.policy:10} {m.thread_count:6} threads {m.message_count:7} messages"
-                       f"{'  private' if m.private else ''}  {m.title}")
+            click.echo(f"{m.address(settings.domain):40} {m.policy:10} {plurals.count(m.thread_count, 'thread'):>13} "
+                       f"{plurals.count(m.message_count, 'message'):>16}{'  private' if m.private else ''}  {m.title}")
 
 
 @main.command()
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id.")
+@click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list).")
 @click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
-def subscribe(address: str, list_name: str, thread_id: int, digest: bool) -> None:
-    """Subscribe ADDRESS at once (an administrator's pre-confirmed subscription)."""
+@click.option("--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance).")
+def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
+    """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or invite it."""
     settings = load_settings()
     ensure_schema(settings)
     kind = "thread" if thread_id else ("digest" if digest else "list")
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
-        lists_service.subscribe(session, mlist, address, kind, thread_id)
+        if invite:
+            outcome = subscriptions.request(session, mlist, address, secret=settings.secret_key,
+                                            base_url=settings.base_url, domain=settings.domain, kind=kind,
+                                            thread_id=thread_id, channel=subscriptions.ADMIN, invited_by="admin")
+            click.echo(outcome.message + (" It goes out within a minute or two." if outcome.outbox else ""))
+            return
+        address = lists_service.subscribe(session, mlist, address, kind, thread_id).address
     click.echo(f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})")
 
 
 @main.command()
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--thread", "thread_id", type=int, default=None, help="Only leave this thread.")
-def unsubscribe(address: str, list_name: str, thread_id: int | None) -> None:
-    """Remove ADDRESS's subscriptions to a list (or one thread)."""
+@click.option("--thread", "thread_id", type=int, default=0, help="Only leave this thread (a list member mutes it).")
+@click.option("--notify", is_flag=True, help="Mail the address a goodbye (leaving the list only).")
+def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> None:
+    """End ADDRESS's subscriptions to a list (or to one thread); their history is kept."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        n = lists_service.unsubscribe(session, lists_service.require(session, list_name), address, thread_id)
-    click.echo(f"removed {n} subscription(s) of {address}" if n else f"{address} had no such subscription")
+        action = subscriptions.LEAVE_THREAD if thread_id else subscriptions.LEAVE
+        outcome = subscriptions.change(session, lists_service.require(session, list_name), address, action,
+                                       thread_id=thread_id, channel=subscriptions.ADMIN, notify=notify)
+    click.echo(outcome.message + (" A goodbye mail goes out within a minute or two." if outcome.outbox else ""))
 
 
 @main.command("import")
@@ -266,9 +280,95 @@ class _session:
             self.cm.__exit__(*exc)
         finally:
             self.engine.dispose()
-        if exc[0] is lists_service.ListError:
+        if exc[0] is not None and issubclass(exc[0], (lists_service.ListError, LookupError, SubscriptionError)):
             raise click.ClickException(str(exc[1]))
         return False
+
+
+
+@main.group(name="requests")
+def requests_group() -> None:
+    """Subscription requests to private and members-only lists, which a moderator must approve."""
+
+
+@requests_group.command("show")
+@click.option("--list", "list_name", default="", help="Only this list.")
+def requests_show(list_name: str) -> None:
+    """Confirmed requests waiting for approval."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        named = {m.id: m.name for m in session.scalars(select(MailingList))}
+        ids = [lists_service.require(session, list_name).id] if list_name else list(named)
+        rows = approvals.waiting(session, ids)
+        for sub in rows:
+            thread = f" thread {sub.thread_key}" if sub.kind == "thread" else ""
+            click.echo(f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  since {sub.created_at:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"{plurals.count(len(rows), 'request')} waiting")
+
+
+@requests_group.command("approve")
+@click.argument("address")
+@click.option("--list", "list_name", required=True, help="The list's name.")
+@click.option("--by", default="admin", show_default=True, help="Who approves (kept with the subscription).")
+def requests_approve(address: str, list_name: str, by: str) -> None:
+    """Let ADDRESS in (every request it has on the list); it gets a welcome mail."""
+    _decide(address, list_name, lambda session, sub: approvals.approve(session, sub, by))
+
+
+@requests_group.command("refuse")
+@click.argument("address")
+@click.option("--list", "list_name", required=True, help="The list's name.")
+@click.option("--reason", default="", help="Mailed to the address.")
+@click.option("--by", default="admin", show_default=True, help="Who refuses (kept with the subscription).")
+def requests_refuse(address: str, list_name: str, reason: str, by: str) -> None:
+    """Turn down ADDRESS's requests on the list; it is told (with the reason given)."""
+    _decide(address, list_name, lambda session, sub: approvals.refuse(session, sub, by, reason))
+
+
+def _decide(address: str, list_name: str, decide) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        subs = approvals.requests_of(session, lists_service.require(session, list_name), address)
+        if not subs:
+            raise click.ClickException(f"{address} has no request waiting on {list_name}")
+        messages = [decide(session, sub).message for sub in subs]
+    for message in messages:
+        click.echo(message)
+
+
+@main.group(name="not-posted")
+def not_posted_group() -> None:
+    """Mail accepted with a 250 and not posted (automatic replies, loops): look, and release as posts."""
+
+
+@not_posted_group.command("show")
+@click.option("--list", "list_name", default="", help="Only this list.")
+def not_posted_show(list_name: str) -> None:
+    """Every entry waiting, with its reason."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        ids = [lists_service.require(session, list_name).id] if list_name else None
+        rows = notposted.waiting(session, ids, limit=1000)
+        for n in rows:
+            click.echo(f"{n.id:6}  {n.received_at:%Y-%m-%d %H:%M}  {n.from_addr or n.envelope_from or '<>'}: "
+                       f"{n.subject[:60]!r} ({n.reason})")
+        click.echo(f"{plurals.count(len(rows), 'mail')} not posted")
+
+
+@not_posted_group.command("release")
+@click.argument("entry_id", type=int)
+@click.option("--by", default="admin", show_default=True, help="Who releases it (kept with the entry).")
+def not_posted_release(entry_id: int, by: str) -> None:
+    """Post the mail ENTRY_ID (from `listgate not-posted show`); subscribers get it within a minute or two."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        result = ingest.release(session, entry_id, by, domain=settings.domain,
+                                fallback_days=settings.subject_fallback_days)
+    click.echo(f"entry {entry_id} released: {result.status}" + (f" (message {result.message_pk})" if result.message_pk else ""))
 
 
 from listgate import admin_cli  # noqa: E402 - the owner's commands live there

@@ -138,6 +138,7 @@ class Settings:
     dns_timeout: int = 5  # seconds for one DNS look-up
     trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
     notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
+    auto_reply_window: int = 60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
     edit_window_hours: int = 24  # how long the author of a web post may edit its text
     max_data_memory: int = 256 * 1024 * 1024  # bytes of DATA all SMTP connections may hold at once
     max_header_bytes: int = 256 * 1024  # bytes of a message's header block
@@ -225,6 +226,7 @@ class Settings:
             **_mail_auth(env),
             trusted_mtas=_networks("LISTGATE_TRUSTED_MTAS", env.get("LISTGATE_TRUSTED_MTAS", "")),
             notify_socket=env.get("NOTIFY_SOCKET", ""),
+            auto_reply_window=_int(env, "LISTGATE_AUTO_REPLY_WINDOW", 60, 0),
             edit_window_hours=_int(env, "LISTGATE_EDIT_WINDOW_HOURS", 24, 0),
             max_data_memory=_data_memory(env, max_message_size),
             max_header_bytes=_int(env, "LISTGATE_MAX_HEADER_BYTES", 256 * 1024, 1024),

@@ -1,6 +1,8 @@
 """Thread rows: created, merged, split when a subject link moves, counted, resolved through redirects.
 
-Counts are written by Core statements and the Thread objects kept in step without becoming
+A list counts only threads with a published post: a thread becomes one of the list's threads
+with its first visible post and stops being one when it has none left (held, rejected, hidden
+or removed posts are no threads). Counts are written by Core statements and the Thread objects kept in step without becoming
 dirty, so queries on threads need no flush; objects a transaction touched are held strongly
 (the identity map only holds weak references) and dropped on any rollback.
 """
@@ -16,7 +18,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
-from listgate.models.archive import VISIBLE
+from listgate.models.archive import VISIBLE, utcnow
+from listgate.models.people import ACTIVE, AWAITING, ENDED, PENDING, SUSPENDED
 
 _MESSAGES = Message.__table__
 _THREADS = Thread.__table__
@@ -90,6 +93,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
         return threads[0]
     session.flush()  # the statements below work on rows: write what the session holds first
     survivor = next((t for t in threads if t.id == prefer), None) or max(threads, key=lambda t: (t.message_count, -t.id))
+    counted = sum(1 for t in threads if t.message_count > 0)  # threads with no published post are not counted
     for other in threads:
         if other.id == survivor.id:
             continue
@@ -106,7 +110,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
             survivor.root_message_pk = other.root_message_pk
         survivor.featured = survivor.featured or other.featured
         other.merged_into_id, other.message_count = survivor.id, 0
-        survivor.mailing_list.thread_count -= 1
+    survivor.mailing_list.thread_count -= counted - (1 if survivor.message_count > 0 else 0)
     survivor.subject_orphan = False
     session.flush()
     session.refresh(survivor, ["participant_count"])
@@ -114,13 +118,16 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
 
 
 def move(session: Session, message_pks: set[int], msgids: set[str], source: int, target: int) -> None:
-    """Move part of a thread (its messages and nodes) to another thread; both are recounted."""
+    """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the list's threads)."""
     session.flush()
     conn = session.connection()
     conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
     conn.execute(update(_NODES).where(_NODES.c.thread_id == source, _NODES.c.msgid.in_(msgids)).values(thread_id=target))
     for thread_id in (source, target):
-        recount(session, get(session, thread_id))
+        thread = get(session, thread_id)
+        counted = thread.message_count > 0
+        recount(session, thread)
+        session.get_one(MailingList, thread.list_id).thread_count += (thread.message_count > 0) - counted
 
 
 def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:
@@ -130,8 +137,7 @@ def split(session: Session, message_pks: set[int], msgids: set[str], source: int
                _MESSAGES.c.date).where(_MESSAGES.c.id.in_(message_pks))
         .order_by(_MESSAGES.c.date, _MESSAGES.c.id).limit(1)).one()
     thread = new(session, first)
-    session.get_one(MailingList, first.list_id).thread_count += 1
-    move(session, message_pks, msgids, source, thread.id)
+    move(session, message_pks, msgids, source, thread.id)  # counted among the list's threads if a post moved
     return thread.id
 
 
@@ -176,6 +182,8 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
     values = {c: getattr(thread, c) for c in _COUNTED}
     values["message_count"] += 1
+    if values["message_count"] == 1:  # its first published post: only now is it one of the list's threads
+        session.get_one(MailingList, thread.list_id).thread_count += 1
     values["last_activity"] = max(thread.last_activity, msg.date)
     if thread.root_message_pk is None or (msg.parent_id is None and (
             msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))):
@@ -186,6 +194,16 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     if addr and conn.execute(insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}).rowcount:
         values["participant_count"] += 1
     _write(session, thread, values)
+
+
+def count_step(session: Session, msg: Message, step: int) -> None:
+    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move, and a thread
+    with no visible post left stops being one of the list's threads (hidden, removed)."""
+    left = session.execute(update(Thread).where(Thread.id == msg.thread_id)
+                           .values(message_count=Thread.message_count + step).returning(Thread.message_count)).scalar()
+    threads = -1 if step < 0 and left == 0 else 1 if step > 0 and left == 1 else 0
+    session.execute(update(MailingList).where(MailingList.id == msg.list_id).values(
+        message_count=MailingList.message_count + step, thread_count=MailingList.thread_count + threads))
 
 
 def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
@@ -201,9 +219,24 @@ def _has_parent(session: Session, message_pk: int) -> bool:
 
 
 def _move_followers(session: Session, old: int, new: int) -> None:
-    taken = select(Subscription.address).where(Subscription.thread_key == new)
-    session.execute(delete(Subscription).where(Subscription.thread_key == old, Subscription.address.in_(taken)))
-    session.execute(update(Subscription).where(Subscription.thread_key == old).values(thread_key=new))
+    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries point at them).
+
+    Where the address already has the same kind of row on the survivor, the livelier state is
+    kept there and the old row ends, staying on the old thread with its history.
+    """
+    rank = {ACTIVE: 4, AWAITING: 3, PENDING: 2, SUSPENDED: 1}
+    kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
+    for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
+        there = kept.get((sub.address, sub.kind))
+        if there is None:
+            sub.thread_key = new
+            continue
+        if rank.get(sub.status, 0) > rank.get(there.status, 0):
+            there.status, there.confirmed_at, there.ended_at, there.end_reason = (
+                sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason)
+        if sub.status != ENDED:
+            sub.status, sub.ended_at, sub.end_reason = ENDED, utcnow(), f"thread merged into {new}"
+    session.flush()
 
 
 def _move_participants(session: Session, old: int, new: int) -> None:

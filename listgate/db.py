@@ -186,3 +186,32 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+# SQLite primary result codes worth retrying: busy, locked, out of memory, read-only, I/O, full, can't open.
+_SQLITE_TRANSIENT = {5, 6, 7, 8, 10, 13, 14}
+# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement timeout,
+# shutdown / cannot connect now, read-only transaction (a failover); classes 08 (connection) and 53 (resources).
+_PG_TRANSIENT = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "25006"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a database or network error that a retry may get past (a lost connection, a lock timeout...);
+    False for an integrity or programming error, which will fail the same way every time."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+
+    if isinstance(exc, (PoolTimeout, OSError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _SQLITE_TRANSIENT
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state:
+        return state in _PG_TRANSIENT or state[:2] in ("08", "53")
+    # A driver error with no code: psycopg's own connection failures are OperationalError.
+    return isinstance(exc, OperationalError)

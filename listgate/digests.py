@@ -18,6 +18,7 @@ from datetime import date, datetime, time, timedelta, timezone
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from listgate import plurals
 from listgate.models import MailingList, Message
 from listgate.models.archive import VISIBLE
 from listgate.models.people import DAILY, WEEKLY
@@ -66,7 +67,7 @@ def message_id(period: Period, domain: str) -> str:
 
 def subject(mlist: MailingList, period: Period, count: int) -> str:
     """The digest's subject."""
-    return f"{mlist.title or mlist.name} digest, {period.label} ({count} message{'s' if count != 1 else ''})"
+    return f"{mlist.title or mlist.name} digest, {period.label} ({plurals.count(count, 'message')})"
 
 
 def posts(session: Session, mlist: MailingList, period: Period, limit: int | None = None) -> list[Message]:

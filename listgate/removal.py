@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from listgate import administration
+from listgate import administration, conversations
 from listgate.lists import ListError
 from listgate.models import Attachment, Delivery, MailingList, Message, RawMessage, Removal, Report, Thread
 from listgate.models.archive import REMOVED, VISIBLE, utcnow
@@ -75,9 +75,7 @@ def remove(session: Session, messages: list[Message], reason: str, actor: str, p
 def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: bool) -> None:
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
     if msg.status == VISIBLE:
-        session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count - 1))
-        session.execute(update(MailingList).where(MailingList.id == msg.list_id)
-                        .values(message_count=MailingList.message_count - 1))
+        conversations.count_step(session, msg, -1)
     msg.status = REMOVED  # whatever it was (visible, hidden, held): only visible posts were counted
     row = session.get(Removal, msg.id)
     if row is None:

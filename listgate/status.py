@@ -14,11 +14,12 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from listgate import counters
+from listgate import counters, notposted, plurals
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.models.delivery import REFUSED
+from listgate.models.people import AWAITING
 from listgate.schema import current, head
 from listgate.supervisor import read_state, state_file
 
@@ -64,6 +65,9 @@ class Metrics:
     bounced: dict[str, int] = field(default_factory=dict)  # bounce reports by kind
     archived: int = 0
     outbox_pending: int = 0
+    outbox_failed: int = 0  # outbox entries that failed for good (a command, a notice...)
+    not_posted: int = 0  # accepted mail waiting in the not-posted queue
+    awaiting_approval: int = 0  # subscription requests a moderator must decide on
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
     failed: list[FailedPost] = field(default_factory=list)  # posts a relay refused, last FAILED_WINDOW
@@ -125,6 +129,8 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
     outbox_pending, oldest = session.execute(pending).one()
     oldest = _aware(oldest)
+    failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
+    awaiting = select(func.count()).select_from(Subscription).where(Subscription.status == AWAITING)
     last_deferral, next_retry = "", None
     if deliveries.get("deferred"):
         deferred = select(Delivery.last_error).where(Delivery.status == "deferred")
@@ -138,6 +144,9 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         bounced={str(k): int(v) for k, v in bounced.items()},
         archived=session.scalar(select(func.count()).select_from(Message)) or 0,
         outbox_pending=int(outbox_pending or 0),
+        outbox_failed=session.scalar(failed) or 0,
+        not_posted=notposted.count_waiting(session),
+        awaiting_approval=session.scalar(awaiting) or 0,
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
         failed=failed_posts(session, now=now, limit=1000),
@@ -200,12 +209,12 @@ def _ago(when: datetime, now: datetime) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{max(seconds, 0)} seconds ago"
+            return f"{plurals.count(n, unit)} ago"
+    return f"{plurals.count(max(seconds, 0), 'second')} ago"
 
 
 def _failed_line(failed: list[FailedPost], now: datetime) -> str:
-    line = f"failed     {len(failed)} posts refused by the relay in the last {FAILED_WINDOW.days} days"
+    line = f"failed     {plurals.count(len(failed), 'post')} refused by the relay in the last {FAILED_WINDOW.days} days"
     if failed:
         newest = failed[0]
         line += f" (latest {_ago(newest.last, now)}: post {newest.message_pk} \"{newest.subject[:60]}\": {newest.reason[:120]})"
@@ -229,18 +238,21 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
     m = status.metrics
     if m is not None:
         lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
-        lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
+        lines.append(f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
+                     f"{m.outbox_failed} failed for good")
         d = m.deliveries
         lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "
                      f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced, {d.get(REFUSED, 0)} refused")
         lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
+        lines.append(f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
+                     f"{plurals.count(m.awaiting_approval, 'subscription request')} awaiting approval")
         last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
         lines.append(f"last mail  {last}")
         lines.append(_failed_line(m.failed, now))
     if status.deferring and m is not None:
         retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
         # Not status.outbound: this command's environment may not be the workers' (another terminal).
-        lines.append(f"relay      DEFERRING {status.deferring} copies wait for the relay, which said: "
+        lines.append(f"relay      DEFERRING {plurals.count(status.deferring, 'copy')} {'waits' if status.deferring == 1 else 'wait'} for the relay, which said: "
                      f"{m.last_deferral or 'nothing recorded'}{retry}")
     lines.extend(_process_lines(status.processes))
     return lines
@@ -256,11 +268,11 @@ def _process_lines(processes: dict[str, Any] | None) -> list[str]:
     lines = []
     for name, child in (processes or {}).items():
         restarts = child.get("restarts", 0)
-        history = f"; restarted {restarts} time{'s' if restarts != 1 else ''}, last {child['last_exit']}" if restarts or child.get("last_exit") else ""
+        history = f"; restarted {plurals.count(restarts, 'time')}, last {child['last_exit']}" if restarts or child.get("last_exit") else ""
         if child.get("state") == "ready":
             lines.append(f"{name:10} ok     pid {child.get('pid')}{history}")
         elif child.get("state") == "restarting":
-            lines.append(f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({restarts} restarts so far)")
+            lines.append(f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({plurals.count(restarts, 'restart')} so far)")
         else:
             lines.append(f"{name:10} STARTING pid {child.get('pid')}{history}")
     return lines

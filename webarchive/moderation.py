@@ -9,9 +9,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from listgate import administration, moderation
+from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
-from listgate.models import MailingList, Message, Thread
+from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
 from listgate.models.archive import HELD
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
 from listgate.status import failed_posts
@@ -62,10 +62,19 @@ def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-
     return mlist
 
 
+def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
+    """The row of model with this id if it belongs to a list this person moderates, else 404."""
+    row = session.get(model, pk)
+    if row is None:
+        abort(404)
+    _own_list(session, row.list_id)
+    return row
+
+
 @bp.get("/moderation")
 @moderator
 def queue():  # type: ignore[no-untyped-def]
-    """Held posts and reported posts of every list this person moderates."""
+    """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
     held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == HELD)
@@ -81,7 +90,51 @@ def queue():  # type: ignore[no-untyped-def]
         reasons.setdefault(rep.message_pk, []).append(rep)
     bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
     return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
-                           failed=failed_posts(session, mine))
+                           failed=failed_posts(session, mine), requests=approvals.waiting(session, mine),
+                           not_posted=notposted.waiting(session, mine))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/approve")
+@moderator
+def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Let an address into a private or members-only list; it gets a welcome mail."""
+    return _decide(sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or ""))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
+@moderator
+def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Turn a request down; the address is told, with the reason given."""
+    return _decide(sub_id, lambda session, sub: approvals.refuse(session, sub, current_address() or "",
+                                                                 request.form.get("reason", "")))
+
+
+def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
+    with transaction(resources().writer) as session:
+        sub = _owned(session, Subscription, sub_id)
+        try:
+            outcome = decide(session, sub)
+        except SubscriptionError as exc:
+            abort(409, description=str(exc))
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/moderation/not-posted/<int:entry_id>/release")
+@moderator
+def release(entry_id: int):  # type: ignore[no-untyped-def]
+    """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
+    with transaction(resources().writer) as session:
+        _owned(session, NotPosted, entry_id)
+        try:
+            result = ingest.release(session, entry_id, current_address() or "", domain=settings().domain,
+                                    fallback_days=settings().subject_fallback_days)
+        except LookupError as exc:
+            abort(409, description=str(exc))
+    enqueue(result.outbox)
+    flash(f"The mail is posted ({result.status}).", "ok")
+    return redirect(url_for("moderation.queue"), 303)
 
 
 @bp.post("/moderation/messages/<int:message_pk>/approve")

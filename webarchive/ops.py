@@ -112,6 +112,10 @@ class _Snapshot:
                      {(): m.deliveries.get("deferred", 0)})
         yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
         yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
+        yield _gauge("listgate_outbox_failed", "Outbox entries that failed for good (not retried).", {(): m.outbox_failed})
+        yield _gauge("listgate_not_posted", "Accepted mail kept in the not-posted queue.", {(): m.not_posted})
+        yield _gauge("listgate_subscriptions_awaiting_approval", "Subscription requests waiting for a moderator.",
+                     {(): m.awaiting_approval})
         yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
         yield _gauge("listgate_failed_posts", "Posts a relay refused as messages (not a recipient) in the last 30 days.",
                      {(): len(m.failed)})

@@ -9,9 +9,10 @@ from flask import Blueprint, abort, current_app, g, redirect, render_template, r
 from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
-from listgate import removal, replies
-from listgate.models import MailingList, Message, Removal, Subscription
+from listgate import plurals, removal, replies
+from listgate.models import MailingList, Message, Removal, Subscription, Thread
 from listgate.models.archive import VISIBLE
+from listgate.models.people import ACTIVE, AWAITING
 from listgate.parsing import is_reply_subject
 from webarchive import clock, listing, render, talk, threadview
 from webarchive.access import is_moderator, readable_list, readable_list_ids
@@ -43,6 +44,12 @@ def anonymous() -> bool:
 def when(value) -> str:  # type: ignore[no-untyped-def]
     """A readable date in the reader's zone (UTC until one is chosen)."""
     return clock.local(value, reader_zone())
+
+
+@bp.app_template_filter("plural")
+def plural_filter(n: int, noun: str) -> str:
+    """'1 post', '2 posts'."""
+    return plurals.count(n, noun)
 
 
 @bp.app_template_filter("name")
@@ -190,7 +197,7 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
 def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
     address = current_address()
     return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address,
+        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.status == ACTIVE,
         Subscription.kind.in_(("list", "digest")), Subscription.thread_key == 0).limit(1)) is not None
 
 
@@ -216,7 +223,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
                            posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones, placeholders: no posts
                            font=font_choice(), list_address=mlist.address(settings().domain), newer=newer,
-                           older=older, moderator=is_moderator(mlist), following=_following_thread(session, found.id),
+                           older=older, moderator=is_moderator(mlist), following=_thread_state(session, found),
                            last_visit=last_visit, new_count=sum(n.new for n in nodes), **post_context())
 
 
@@ -248,11 +255,22 @@ def post_context() -> dict[str, str | None]:
             "signin_here": url_for("auth.signin", next=request.full_path)}
 
 
-def _following_thread(session, thread_id: int) -> bool:  # type: ignore[no-untyped-def]
+def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
+    """What the signed-in person gets of this thread: following, muted, awaiting, member (with the list) or ''."""
     address = current_address()
-    return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.address == address, Subscription.kind == "thread",
-        Subscription.thread_key == thread_id).limit(1)) is not None
+    if address is None:
+        return ""
+    rows = dict(session.execute(select(Subscription.kind, Subscription.status).where(
+        Subscription.list_id == thread.list_id, Subscription.address == address,
+        Subscription.status.in_((ACTIVE, AWAITING)),
+        or_(Subscription.thread_key == thread.id, Subscription.kind == "list"))).all())
+    if rows.get("mute") == ACTIVE:
+        return "muted"
+    if rows.get("thread") == ACTIVE:
+        return "following"
+    if rows.get("list") == ACTIVE:
+        return "member"
+    return "awaiting" if AWAITING in rows.values() else ""
 
 
 @bp.get("/m/<path:message_id>")

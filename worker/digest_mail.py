@@ -17,6 +17,7 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from email.utils import format_datetime, formataddr
 
+from listgate import plurals
 from listgate.digests import Period
 from listgate.models import Message
 from listgate.models.people import PLAIN
@@ -56,11 +57,11 @@ def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> s
     by_thread: OrderedDict[int, list[tuple[int, Entry]]] = OrderedDict()
     for number, entry in enumerate(entries, 1):
         by_thread.setdefault(entry.thread_id, []).append((number, entry))
-    lines = [f"{info.title or info.name} digest, {period.label}: {len(entries)} messages in "
-             f"{len(by_thread)} threads", "", "Topics:", ""]
+    lines = [f"{info.title or info.name} digest, {period.label}: {plurals.count(len(entries), 'message')} in "
+             f"{plurals.count(len(by_thread), 'thread')}", "", "Topics:", ""]
     for items in by_thread.values():
         first = items[0][1]
-        lines.append(f"* {first.thread_subject or '(no subject)'} ({len(items)} message{'s' if len(items) != 1 else ''})")
+        lines.append(f"* {first.thread_subject or '(no subject)'} ({plurals.count(len(items), 'message')})")
         for number, e in items:
             lines += [f"  {number:3d}. {e.subject or '(no subject)'} - {e.author}",
                       f"       Read:  {archived_at(info, e.message_id)}",

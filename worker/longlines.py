@@ -82,19 +82,25 @@ def _fold(field: bytes, newline: bytes) -> bytes:
     pieces: list[bytes] = []
     for line in lines:
         pieces.extend(_pack(_WSP_RUN.split(line)) if len(line) > LIMIT else [line])
-    if any(len(piece) > LIMIT for piece in pieces):
-        if _name(field) in _FREE_TEXT or _name(field).startswith(b"x-"):
+    free_text = _name(field) in _FREE_TEXT or _name(field).startswith(b"x-")
+    # A free-text value must not start on a continuation line: unfolded it would begin with a space.
+    if any(len(piece) > LIMIT for piece in pieces) or free_text and not pieces[0].partition(b":")[2].strip():
+        if free_text:
             return _encoded_words(field, newline)
         pieces = [chunk for piece in pieces for chunk in _cut(piece)]
     return newline.join(pieces) + newline
 
 
 def _pack(words: list[bytes]) -> list[bytes]:
-    """Words (each after the first starting with whitespace) packed into lines of about FOLD bytes."""
+    """Words (each after the first starting with whitespace) packed into lines of about FOLD bytes.
+
+    The field's name keeps its first word beside it whenever the two fit in LIMIT.
+    """
     words = [word for word in words if word]
     lines = [words[0]]
     for word in words[1:]:
-        if len(lines[-1]) + len(word) <= FOLD or not word.strip():  # trailing whitespace never stands alone
+        if (len(lines[-1]) + len(word) <= FOLD or not word.strip()  # trailing whitespace never stands alone
+                or len(lines) == 1 and lines[0].endswith(b":") and len(lines[0]) + len(word) <= LIMIT):
             lines[-1] += word
         else:
             lines.append(word)

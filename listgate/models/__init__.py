@@ -16,13 +16,15 @@ from listgate.models.archive import (
 from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
-from listgate.models.people import Person, Subscription
+from listgate.models.notposted import NotPosted
+from listgate.models.people import AutoReply, Person, Subscription
 from listgate.models.reading import MessageEdit, ReadMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 
 __all__ = [
     "Attachment",
     "AuditEntry",
+    "AutoReply",
     "Ban",
     "Blob",
     "Bounce",
@@ -35,6 +37,7 @@ __all__ = [
     "MessageRef",
     "MessageVariant",
     "ModerationReminder",
+    "NotPosted",
     "OutboxEntry",
     "Person",
     "RateHit",

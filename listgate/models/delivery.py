@@ -29,6 +29,9 @@ class OutboxEntry(Base):
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Set (with done_at) when the work failed for good: shown by `listgate status` and /metrics.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="", server_default="")
 
 
 class Delivery(Base):

@@ -12,6 +12,9 @@ from listgate.models.archive import UTCDateTime, utcnow
 
 KINDS = ("list", "thread", "digest", "mute")
 PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
+# A subscription that ended stays as a row (deliveries and bounces point at it) and is reused on return;
+# AWAITING: the address is confirmed and a moderator's approval is still needed (private/members lists).
+ENDED, AWAITING = "ended", "awaiting"
 DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
 MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
 
@@ -55,3 +58,15 @@ class Subscription(Base):
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     digest_frequency: Mapped[str] = mapped_column(String(8), default=DAILY)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    approved_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+
+
+class AutoReply(Base):
+    """When an address last got an automatic reply to mail it sent (RFC 3834's one-per-window rule)."""
+
+    __tablename__ = "auto_replies"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

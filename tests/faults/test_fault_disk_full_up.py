@@ -73,7 +73,7 @@ def delivered(outbound: Path) -> dict[str, int]:
 def fill(directory: Path) -> Path:
     """Write a file until the filesystem is full."""
     filler = directory / "filler"
-    with open(filler, "wb") as fh:
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: a partly written chunk is not flushed again at close
         try:
             while True:
                 fh.write(b"\0" * 65536)

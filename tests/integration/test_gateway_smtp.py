@@ -14,7 +14,7 @@ from sqlalchemy import select
 from listgate import counters, lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, NOTIFY_MODERATORS, SEND_NOTICE
-from listgate.models import Message, RawMessage
+from listgate.models import Message, NotPosted, RawMessage
 from listgate.schema import upgrade
 from tests.conftest import make_settings
 from tests.integration.gateway_helpers import RawClient, count, mail, messages, outbox_kinds, start_gateway
@@ -246,7 +246,7 @@ def test_command_addresses_are_queued_never_archived(env: Env) -> None:
 @pytest.mark.parametrize("sender,extra", [
     ("<>", ""),
     ("ann@example.org", "Auto-Submitted: auto-replied\r\n"),
-    ("ann@example.org", "Precedence: bulk\r\n"),
+    ("ann@example.org", "Precedence: auto_reply\r\n"),
     ("ann@example.org", "X-Autoreply: yes\r\n"),
     ("ann@example.org", "X-Listgate-Loop: lists.test\r\n"),
 ])
@@ -256,6 +256,14 @@ def test_automatic_mail_is_accepted_but_never_posted(env: Env, sender: str, extr
     assert messages(env.db) == [] and outbox_kinds(env.db) == []
     with env.db() as s:
         assert counters.values(s, counters.REFUSED).get("automatic") == 1
+        kept = s.scalars(select(NotPosted)).one()  # not dropped: kept for the moderators with its reason
+        assert kept.reason and kept.message_id == "m1@example.org"
+
+
+def test_precedence_bulk_mail_is_posted(env: Env) -> None:
+    with env.smtp() as c:
+        assert c.sendmail("owner-other@example.com", ["dev@lists.test"], mail(extra="Precedence: bulk\r\n")) == {}
+    assert [m.message_id for m in messages(env.db)] == ["m1@example.org"]
 
 
 def test_members_policy_holds_a_non_member_post_and_tells_the_sender_once(env: Env) -> None:

@@ -213,7 +213,7 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
         if "DEFERRING" in done.stdout:
             break
         time.sleep(0.5)
-    assert done is not None and done.returncode == 1 and "relay      DEFERRING 1 copies wait for the relay, which said: 0 ConnectionRefusedError" in done.stdout, \
+    assert done is not None and done.returncode == 1 and "relay      DEFERRING 1 copy waits for the relay, which said: 0 ConnectionRefusedError" in done.stdout, \
         done.stdout if done else ""
     assert re.search(r"WARNING worker\.delivery: delivery \d+ deferred, next try in .* the relay smtp://127\.0\.0\.1:"
                      + sink_port, (tmp_path / "relay.log").read_text())

@@ -26,12 +26,12 @@ def test_thread_page_map_activity_and_edits_on_postgres(pg_settings):  # type: i
         hush = lists.create(session, "hush", private=True)
         lists.subscribe(session, hush, "me@example.org")
     now = datetime.now(timezone.utc)
-    root = post(db, make_mail("Root", msgid="r@x", sender="Ann <ann@example.org>", date=now - timedelta(hours=3)))
-    bad = post(db, make_mail("Re: Root", msgid="b@x", in_reply_to="r@x", sender="Spam <s@x.example>",
+    root = post(db, make_mail("Root", msgid="root@x.test", sender="Ann <ann@example.org>", date=now - timedelta(hours=3)))
+    bad = post(db, make_mail("Re: Root", msgid="bad@x.test", in_reply_to="root@x.test", sender="Spam <s@x.example>",
                              date=now - timedelta(hours=2)))
-    post(db, make_mail("Re: Root", msgid="c@x", in_reply_to="b@x", references=["r@x", "b@x"],
+    post(db, make_mail("Re: Root", msgid="cy@x.test", in_reply_to="bad@x.test", references=["root@x.test", "bad@x.test"],
                        sender="Cy <cy@example.org>", date=now - timedelta(hours=1)))
-    mine = post(db, make_mail("Re: Root", msgid="m@x", in_reply_to="r@x", sender="Me <me@example.org>",
+    mine = post(db, make_mail("Re: Root", msgid="mine@x.test", in_reply_to="root@x.test", sender="Me <me@example.org>",
                               date=now - timedelta(minutes=5)), origin="web")
     with transaction(db) as session:
         hide(session, session.get_one(Message, bad.message_pk))
@@ -42,7 +42,7 @@ def test_thread_page_map_activity_and_edits_on_postgres(pg_settings):  # type: i
         session_for(client, "me@example.org", "tok")
         page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
         assert "This post was hidden after reports" in page and "Reported: moderators will look at it" in page
-        post(db, make_mail("Re: Root", msgid="n@x", in_reply_to="r@x", sender="Ann <ann@example.org>"))
+        post(db, make_mail("Re: Root", msgid="new@x.test", in_reply_to="root@x.test", sender="Ann <ann@example.org>"))
         assert "1 new post since your last visit" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
         graph = client.get(f"/api/threads/{root.thread_id}/graph").get_json()
         assert sorted(p["name"] for p in graph["people"]) == ["Ann", "Cy", "Me"]

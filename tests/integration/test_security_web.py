@@ -136,7 +136,7 @@ def _post_routes(app: Flask) -> list[Any]:
 
 def test_every_post_route_refuses_a_request_without_csrf_token(app: Flask, site: dict[str, Any]) -> None:
     values = {"name": "open", "message_pk": site["pub"].message_pk, "thread_id": site["pub"].thread_id,
-              "list_id": 1, "sub_id": 1}
+              "list_id": 1, "sub_id": 1, "entry_id": 1}
     checked = []
     for rule in _post_routes(app):
         if rule.rule.startswith(TOKEN_ROUTES[:2]):

@@ -64,8 +64,10 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
             from listgate import lists
 
             mlist = lists.require(session, "dev")
-            subscriptions.mute(session, mlist, "mute@example.org", first.thread_id)
-            subscriptions.follow(session, mlist, "follower@example.net", first.thread_id)
+            subscriptions.change(session, mlist, "mute@example.org", subscriptions.MUTE, thread_id=first.thread_id,
+                                 channel=subscriptions.WEB)
+            subscriptions.change(session, mlist, "follower@example.net", subscriptions.FOLLOW,
+                                 thread_id=first.thread_id, channel=subscriptions.WEB)
         reply = mail("author@example.org", "Re: Plans", "reply@example.org", "Second thoughts.\n",
                      cc="carol@example.org", in_reply_to="root@example.org")
         second = site.post(reply)

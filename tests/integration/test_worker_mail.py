@@ -29,8 +29,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def msite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator[Site]:
     """One site and one worker for the module; each test uses its own list."""
+    # Addresses repeat across this module's tests; the one-reply-per-window rule has its own tests.
     yield from worker_site(tmp_path_factory.mktemp("mail"), msink.url, LISTGATE_BOUNCE_SCORE_LIMIT="2",
-                           LISTGATE_DMARC_ALWAYS="strict.example")
+                           LISTGATE_DMARC_ALWAYS="strict.example", LISTGATE_AUTO_REPLY_WINDOW="0")
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink)
     assert status_of(site, "ann@example.org") == "pending"
     assert confirm.mail_from in ("", "<>")  # the null sender: never bounces back to anyone
     msg = confirm.message
-    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Auto-Submitted"] == "auto-replied"  # an answer to a mail (RFC 3834)
     assert re.fullmatch(rf"{name}\+confirm-[a-z0-9.]+@lists\.test", msg["Reply-To"])
     assert "https://lists.test/confirm/" in msg.get_payload(decode=True).decode()
     reply = mail("ann@example.org", f"Re: {msg['Subject']}", f"conf-{name}@example.org", "yes\n", to=msg["Reply-To"])
@@ -79,7 +80,7 @@ def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink)
     wait_until(lambda: status_of(site, "ann@example.org") == "active", what="the confirmation")
     welcome = wait_until(lambda: [r for r in msink.to("ann@example.org") if "Welcome" in r.message["Subject"]],
                          what="the welcome mail")
-    assert welcome[0].message["Auto-Submitted"] == "auto-generated"
+    assert welcome[0].message["Auto-Submitted"] == "auto-replied"  # it answers the confirming reply
     assert msink.to("someone-else@example.net") == []
 
 
@@ -91,7 +92,7 @@ def test_help_and_unsubscribe_commands(site: Site, msink: SmtpSink) -> None:
     assert helped.message["Auto-Submitted"] == "auto-replied"
     send_to(site, f"{name}+unsubscribe@lists.test",
             mail("bob@example.org", "bye", f"u-{name}@x", to=f"{name}+unsubscribe@lists.test"))
-    wait_until(lambda: status_of(site, "bob@example.org") is None, what="the unsubscription")
+    wait_until(lambda: status_of(site, "bob@example.org") == "ended", what="the unsubscription")
     wait_until(lambda: len(msink.to("bob@example.org")) == 2, what="the goodbye mail")
 
 
@@ -116,12 +117,22 @@ def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(site: Site, ms
             return sorted(session.scalars(select(Subscription.kind).where(
                 Subscription.address == address, Subscription.status == "active")))
 
+    def answered(address: str, says: str) -> None:
+        """The short confirmation mail each thread command gets (issue 11, point 5)."""
+        got = wait_until(lambda: [r.message for r in msink.to(address) if r.message["Subject"].startswith("Done")],
+                         what=f"the confirmation to {address}")
+        assert len(got) == 1 and says in got[0].get_payload(decode=True).decode()
+        assert got[0]["Auto-Submitted"] == "auto-replied" and f"/threads/{root.thread_id}" in got[0].get_payload()
+
     reply("reader@example.org", "mute")
     wait_until(lambda: kinds("reader@example.org") == ["list", "mute"], what="the mute")
+    answered("reader@example.org", "no more mail from this thread")
     reply("other@example.org", "follow")
     wait_until(lambda: kinds("other@example.org") == ["list", "thread"], what="the follow")
+    answered("other@example.org", "You now follow this thread")
     reply("author@example.org", "unsubscribe")  # the author auto-followed by posting
     wait_until(lambda: kinds("author@example.org") == [], what="leaving the thread")
+    answered("author@example.org", "You no longer follow this thread")
     with site.db() as session:
         assert session.scalar(select(func.count()).select_from(Message).where(
             Message.thread_id == root.thread_id)) == archived

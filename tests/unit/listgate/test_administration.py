@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
-from listgate import cli, lists, moderation
+from listgate import cli, lists, moderation, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import transaction
 from listgate.ingest import ingest
-from listgate.models import AuditEntry, Message, RawMessage, Subscription
+from listgate.models import AuditEntry, Message, NotPosted, RawMessage, Subscription
 from listgate.models.archive import HELD, REJECTED, VISIBLE
 from listgate.parsing import parse
-from listgate.subscriptions import SubscriptionError, set_digest
+from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
 
 SECRET = "test-secret-key-0123456789"
 
@@ -111,18 +111,25 @@ def test_command_addresses_are_parsed_and_stay_short() -> None:
     assert len(longest) < 64
 
 
-def test_set_digest_switches_in_place_and_refuses_strangers(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_digest_by_mail_goes_through_change_and_refuses_strangers(db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("town")
     with transaction(db) as session:
         mlist = lists.require(session, "town")
-        lists.subscribe(session, mlist, "r@example.org")
+        first = lists.subscribe(session, mlist, "r@example.org")
         with pytest.raises(SubscriptionError, match="not subscribed"):
-            set_digest(session, mlist, "stranger@example.org", "weekly")
-        first = set_digest(session, mlist, "r@example.org", "weekly").subscription
-        again = set_digest(session, mlist, "r@example.org", "daily").subscription
-        off = set_digest(session, mlist, "r@example.org", "off").subscription
-        assert first.id == again.id == off.id and (off.kind, again.digest_frequency) == ("list", "daily")
-        assert session.scalar(select(func.count()).select_from(Subscription)) == 1
+            change(session, mlist, "stranger@example.org", DIGEST, channel=MAIL, frequency="weekly")
+        with pytest.raises(SubscriptionError, match="choose daily, weekly, off"):
+            change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="hourly")
+        weekly = change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="weekly")
+        assert weekly.message == "You now get a weekly digest from town." and len(weekly.outbox) == 1
+        again = change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="daily").subscription
+        off = change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="off").subscription
+        assert weekly.subscription is again and (again.kind, again.digest_frequency, again.status) == (
+            "digest", "daily", "ended")
+        assert off is first and (off.kind, off.status) == ("list", "active")
+        rows = session.scalars(select(Subscription).where(Subscription.address.like("%@example.org"))).all()
+        assert sorted((r.kind, r.status) for r in rows) == [("digest", "ended"), ("list", "active")]
+        assert not any(r.address == "stranger@example.org" for r in rows)
 
 
 def run(tmp_path: Path, *args: str) -> tuple[int, str]:
@@ -159,16 +166,21 @@ def test_cli_delete_refuses_a_list_with_posts_unless_purge(tmp_path: Path, make_
         for n in range(2):
             ingest(session, parse(mail(f"p{n}@x")), mlist, domain="lists.test")
         lists.subscribe(session, mlist, "s@example.org")
+        # An out-of-office answer kept in the not-posted queue, and a subscriber who left after a post.
+        auto = mail("ooo@x", sender="away@example.org").replace(b"\r\n\r\n", b"\r\nAuto-Submitted: auto-replied\r\n\r\n", 1)
+        assert ingest(session, parse(auto), mlist, domain="lists.test").status == "dropped"
+        subscriptions.change(session, mlist, "s@example.org", subscriptions.LEAVE, channel="admin")
     env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": SECRET, "LISTGATE_DOMAIN": "lists.test"}
     result = CliRunner().invoke(cli.main, ["lists", "delete", "club"], env=env)
-    assert result.exit_code == 1 and "has 2 message(s)" in result.output and "--purge" in result.output
+    assert result.exit_code == 1 and "has 2 messages" in result.output and "--purge" in result.output
     with db() as session:
         assert lists.get(session, "club") is not None
     result = CliRunner().invoke(cli.main, ["lists", "delete", "club", "--purge"], env=env)
     assert result.exit_code == 0, result.output
     # 3 subscriptions: s@ to the list, and the author following the two threads she started.
-    assert "deleted club: 2 message(s), 2 thread(s), 3 subscription(s)" in result.output
+    assert "deleted club: 2 messages, 2 threads, 3 subscriptions, 1 mail not posted" in result.output
     with db() as session:
         assert lists.get(session, "club") is None
+        assert session.scalar(select(func.count()).select_from(NotPosted)) == 0
         assert session.scalar(select(func.count()).select_from(RawMessage)) == 0
         assert session.scalar(select(func.count()).select_from(Message)) == 0

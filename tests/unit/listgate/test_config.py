@@ -130,6 +130,8 @@ BAD = [
     ("LISTGATE_DNS_SERVER", "127.0.0.1"),
     ("LISTGATE_DNS_TIMEOUT", "0"),
     ("LISTGATE_TRUSTED_MTAS", "postfix.example.org"),
+    ("LISTGATE_AUTO_REPLY_WINDOW", "-5"),
+    ("LISTGATE_AUTO_REPLY_WINDOW", "a minute"),
     ("LISTGATE_EDIT_WINDOW_HOURS", "a day"),
     ("LISTGATE_MAX_DATA_MEMORY", "1G"),
     ("LISTGATE_MAX_DATA_MEMORY", "2097152"),  # smaller than the largest message

@@ -11,7 +11,7 @@ from listgate.addresses import Recipient
 from listgate.db import transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult, ingest
 from listgate.lists import require, subscribe
-from listgate.models import Message, MessageVariant, OutboxEntry, RawMessage, Subscription
+from listgate.models import Message, MessageVariant, NotPosted, OutboxEntry, RawMessage, Subscription
 from listgate.parsing import parse
 
 
@@ -69,15 +69,27 @@ def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  
 @pytest.mark.parametrize("extra,envelope", [
     ("Auto-Submitted: auto-replied\r\n", "a@example.org"),
     ("Auto-Submitted: auto-generated; type=vacation\r\n", "a@example.org"),
-    ("Precedence: junk\r\n", "a@example.org"),
+    ("Precedence: auto_reply\r\n", "a@example.org"),
     ("X-Autorespond: on\r\n", "a@example.org"),
+    ("X-AutoReply-From: a@example.org\r\n", "a@example.org"),
     ("X-Listgate-Loop: lists.test\r\n", "a@example.org"),
     ("", "<>"),
 ])
-def test_automatic_mail_is_dropped_with_a_reason(db, dev, extra: str, envelope: str) -> None:  # type: ignore[no-untyped-def]
+def test_automatic_mail_is_not_posted_and_kept_with_its_reason(db, dev, extra: str, envelope: str) -> None:  # type: ignore[no-untyped-def]
     r = post(db, mail(extra=extra), envelope_from=envelope)
     assert r.status == DROPPED and r.reason and r.outbox == []
     assert rows(db, Message) == 0
+    with db() as session:
+        kept = session.scalars(select(NotPosted)).one()
+    assert kept.reason == r.reason and kept.message_id == "i1@x" and kept.released_at is None
+
+
+@pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
+def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None:  # type: ignore[no-untyped-def]
+    """How another list (or an archive subscribed to one) sends its posts: they must be archived and sent."""
+    r = post(db, mail(extra=f"Precedence: {precedence}\r\n"), envelope_from="owner-other@example.org")
+    assert r.status == STORED and [e.kind for e in r.outbox] == [dispatch.FANOUT]
+    assert rows(db, NotPosted) == 0
 
 
 def test_auto_submitted_no_is_a_person(db, dev) -> None:  # type: ignore[no-untyped-def]

@@ -92,7 +92,11 @@ class Moderation(RuleBasedStateMachine):
             found = dict(session.execute(select(Message.id, Message.status)).all())
             assert found == self.model
             visible = sum(1 for s in self.model.values() if s == "visible")
-            assert lists.require(session, "club").message_count == visible
+            mlist = lists.require(session, "club")
+            assert mlist.message_count == visible
+            # Only threads with a published post are the list's threads (held, rejected, removed are not).
+            published = session.scalars(select(Message.thread_id).where(Message.status == "visible")).all()
+            assert mlist.thread_count == len(set(published))
             mails = session.scalar(select(func.count()).select_from(OutboxEntry)
                                    .where(OutboxEntry.kind == dispatch.NOTIFY_MODERATORS))
             assert mails == len(self.model)  # the moderators heard of each post exactly once

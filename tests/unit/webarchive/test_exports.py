@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from listgate import lists
+from listgate import lists, subscriptions
 from listgate.db import transaction
 from tests.unit.webarchive.factories import make_mail, post
 from tests.unit.webarchive.helpers import csrf, sign_in
@@ -75,5 +75,6 @@ def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(app, make_list
     link = _secret_link(member)
     assert app.test_client().get(link).status_code == 200
     with transaction(db) as session:
-        lists.unsubscribe(session, session.merge(mlist), "leaver@example.org")
+        subscriptions.change(session, session.merge(mlist), "leaver@example.org", subscriptions.LEAVE,
+                             channel=subscriptions.ADMIN)
     assert app.test_client().get(link).status_code == 404

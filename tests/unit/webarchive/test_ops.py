@@ -70,3 +70,23 @@ def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type:
     assert ("listgate_queue_lag_seconds", ()) in got
     assert got[("listgate_failed_posts", ())] == 1  # a post the relay refused as a message
     assert got[("listgate_bounced_total", (("kind", "refused"),))] == 1
+
+
+def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from listgate.models import OutboxEntry
+    from webarchive import create_app
+
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
+
+    make_list("dev")
+    post(db, make_mail("auto", headers={"Auto-Submitted": "auto-replied"}))
+    with transaction(db) as session:
+        now = datetime.now(timezone.utc)
+        session.add(OutboxEntry(kind="listgate.handle_command", done_at=now, failed_at=now, last_error="boom"))
+    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True))
+    assert got[("listgate_outbox_failed", ())] == 1
+    assert got[("listgate_not_posted", ())] == 1
+    assert got[("listgate_subscriptions_awaiting_approval", ())] == 0

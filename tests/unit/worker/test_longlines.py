@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import subprocess
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -63,6 +64,16 @@ def test_a_long_structured_header_is_folded_at_its_whitespace() -> None:
     out = fit_lines(raw)
     assert lines_ok(out) and header(out, "To") == rcpts
     assert message_from_bytes(out)["To"].replace("\r\n", "") == rcpts  # only line breaks were inserted
+
+
+@pytest.mark.parametrize("value", ["a" * 995, "https://example.org/" + "p" * 80 + " and " + "more words " * 90])
+def test_a_folded_free_text_field_never_leaves_its_name_alone(value: str) -> None:
+    # Found by the property test below: "X-Tag:" alone on its line made the value read " aaa...".
+    for name in ("X-Tag", "Subject"):
+        raw = f"From: a@example.org\r\n{name}: {value}\r\n\r\nHi\r\n".encode()
+        out = fit_lines(raw)
+        assert lines_ok(out) and header(out, name) == value
+        assert not re.search(rf"^{name}:[ \t]*\r\n".encode(), out, re.M)
 
 
 def test_only_the_part_with_a_long_line_is_re_encoded() -> None:
