@@ -1,38 +1,72 @@
 # listgate — `make run` starts everything on the embedded default, `make test` runs the suite.
-# `make install` is the idempotent step both use: it creates .venv when missing and
-# reinstalls only when pyproject.toml changed (a stamp file remembers the last install).
+# Both create .venv when missing and install from the hash-checked lock files in requirements/
+# (generated from pyproject.toml's ranges by `make lock`): `make run` only what running needs
+# (requirements/run.txt), `make test` and `make install` the test tools too (requirements/test.txt).
+# Each reinstalls only when its lock or pyproject.toml changed (stamp files remember); pip says
+# only errors (-qq): a first run prints a few lines, not one per package.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3 2>/dev/null)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.listgate-installed
+RUN_LOCK := requirements/run.txt
+TEST_LOCK := requirements/test.txt
+TOOLS_LOCK := requirements/tools.txt
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
+TOOLS := .tools
 PYTEST_ARGS ?=
+# The project itself, once its locked dependencies (and build tools) are in: nothing unchecked is fetched.
+INSTALL_PROJECT := PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+COMPILE := $(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help install run test lint-imports bench bench-quick soak soak-reliability clean distclean
+.PHONY: help install install-run run test lint-imports lock audit bench bench-quick soak soak-reliability clean distclean
 
 help:
 	@echo "make run          install if needed, then start listgate (SMTP 127.0.0.1:2525, web http://127.0.0.1:8080)"
 	@echo "make test         install if needed, then check the import contracts and run the whole test suite"
 	@echo "make install      create .venv and install listgate with its test dependencies (idempotent)"
+	@echo "make lock         regenerate requirements/*.txt (hashes) from pyproject.toml's ranges"
+	@echo "make audit        check the locked packages for known vulnerabilities (says so when it cannot)"
 	@echo "make bench        run the benchmark (bench-quick: a short run; soak: a long run)"
 	@echo "make soak-reliability  long fault/fuzz/security runs, writes docs/reliability.md (part of make soak)"
 	@echo "make clean        remove caches and build output (keeps .venv and your data in ./var)"
 	@echo "make distclean    clean, and remove .venv too"
 
-install: $(STAMP)
+install: $(TEST_STAMP)
+
+install-run: $(RUN_STAMP)
 
 $(BIN)/python:
 	@test -n "$(PYTHON)" || { echo "make: python3.11 not found (Debian: apt-get install python3 python3-venv)" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "make: $(PYTHON) is older than Python 3.11" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "make: cannot create $(VENV) (Debian: apt-get install python3-venv)" >&2; exit 1; }
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(RUN_STAMP): pyproject.toml $(RUN_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -qq --require-hashes -r $(RUN_LOCK)
+	$(INSTALL_PROJECT)
 	@touch $@
 
-run: install
+# The test lock pins the run lock's versions plus the test tools: it satisfies `make run` too.
+$(TEST_STAMP): pyproject.toml $(TEST_LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install -qq --require-hashes -r $(TEST_LOCK)
+	$(INSTALL_PROJECT)
+	@touch $@ $(RUN_STAMP)
+
+run: install-run
 	$(BIN)/listgate up
+
+$(TOOLS)/.installed: $(TOOLS_LOCK)
+	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/python -m pip install -qq --require-hashes -r $(TOOLS_LOCK)
+	@touch $@
+
+lock: $(TOOLS)/.installed
+	$(COMPILE) -o $(RUN_LOCK) pyproject.toml requirements/build.in
+	$(COMPILE) --extra test -c $(RUN_LOCK) -o $(TEST_LOCK) pyproject.toml requirements/build.in
+	$(COMPILE) -o $(TOOLS_LOCK) requirements/build.in requirements/tools.in
+
+audit: $(TOOLS)/.installed
+	$(TOOLS)/bin/python scripts/audit.py $(TEST_LOCK) $(TOOLS_LOCK)  # test.txt holds run.txt's pins
 
 lint-imports: install
 	$(BIN)/lint-imports
@@ -77,4 +111,4 @@ clean:
 	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(TOOLS)

@@ -16,7 +16,7 @@ from bench.archive import Archive
 from bench.common import NotAvailable
 
 log = logging.getLogger(__name__)
-PREFILL_VERSION = 2  # bump when the rows written here change
+PREFILL_VERSION = 3  # bump when the rows written here change
 THREAD_SIZE = 5  # root and four replies, each answering the one before
 BATCH = 5000
 WORDS = "kernel memory page patch buffer driver lock signal socket timer queue cache mount path".split()
@@ -105,7 +105,8 @@ def _batch(list_id: int, lo: int, hi: int, base_raw: int, base_msg: int, base_th
             })
         rows["messages"].append({
             "id": msg_pk, "list_id": list_id, "message_id": prefill_msgid(i), "thread_id": thread_pk,
-            "parent_id": msg_pk - 1 if pos else None, "parent_pos": pos - 1, "raw_id": base_raw + i + 1,
+            "parent_id": msg_pk - 1 if pos else None, "pref_parent_id": msg_pk - 1 if pos else None,
+            "parent_pos": pos - 1, "raw_id": base_raw + i + 1,
             "subject": ("Re: " if pos else "") + subject, "subject_norm": subject.lower(),
             "from_name": author.split("@")[0], "from_addr": author, "date": date, "received_at": date,
             "in_reply_to": chain[-1] if chain else "", "references": " ".join(chain),
@@ -113,8 +114,8 @@ def _batch(list_id: int, lo: int, hi: int, base_raw: int, base_msg: int, base_th
         })
         rows["thread_nodes"].append({"list_id": list_id, "msgid": prefill_msgid(i), "thread_id": thread_pk,
                                      "message_pk": msg_pk})
-        rows["message_refs"].extend({"message_pk": msg_pk, "position": p, "list_id": list_id, "ref": ref}
-                                    for p, ref in enumerate(chain))
+        rows["message_refs"].extend({"message_pk": msg_pk, "position": p, "list_id": list_id, "ref": ref,
+                                     "in_reply_to": int(p == pos - 1)} for p, ref in enumerate(chain))
         rows["thread_participants"].append({"thread_id": thread_pk, "address": author})
     return rows
 

@@ -15,10 +15,12 @@ import threading
 from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer, parse_listen
+from listgate import logs
+from listgate.archiver import Archiver
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, writer
+from listgate.readiness import notify_ready
 from listgate.schema import needs_upgrade
-from listgate.archiver import Archiver
 from listgate.spool import Spool
 
 log = logging.getLogger("gateway")
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         sys.stderr.write(f"gateway: configuration error: {exc}\n")
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
     logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
     engine = make_engine(settings)
@@ -62,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                                                       enqueue=sender, batch=args.batch)
     try:
         if archiver is not None and args.archiver_only:
+            notify_ready(settings, f"archiver ready: batches of up to {args.batch}")
             archiver.run(stop)
             return 0
         return _serve(settings, engine, spool, listen, args.lmtp, archiver, stop)
@@ -82,8 +85,8 @@ def _serve(settings: Settings, engine: object, spool: Spool, listen: object, lmt
     except OSError as exc:
         log.error("cannot listen on %s: %s", server.describe(), exc)
         return 1
-    log.info("gateway ready: %s on %s%s", "LMTP" if server.lmtp else "SMTP", server.describe(),
-             ", archiving in this process" if archiver is not None else ", spooling for a separate archiver")
+    notify_ready(settings, f"gateway ready: {'LMTP' if server.lmtp else 'SMTP'} on {server.describe()}"
+                           + (", archiving in this process" if archiver is not None else ", spooling for a separate archiver"))
     stop.wait()
     log.info("stopping")
     server.stop()

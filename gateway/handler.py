@@ -17,20 +17,24 @@ from typing import Any, Callable
 from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.data import DataBudget
 from gateway.limits import SMUGGLING, ClientLimits, shape_problem
 from gateway.writer import GroupWriter
-from listgate import counters, lists
-from listgate.addresses import Recipient, parse_recipient
+from listgate import counters, lists, privacy
+from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
-from listgate.spool import Spool, Spooled
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, IngestResult, admit
+from listgate.ingest import (COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult,
+                             admit)
 from listgate.parsing import MessageHead, parse_head
+from listgate.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
 
 LIST_CACHE_SECONDS = 5.0
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
-SPOOLED = (STORED, HELD_FOR_MODERATION, COMMAND)  # the answers at DATA that the archiver carries out
+# The answers at DATA that the archiver carries out: automatic mail (DROPPED) goes to the
+# not-posted queue there, and other bytes under an archived Message-ID become a variant.
+SPOOLED = (STORED, HELD_FOR_MODERATION, COMMAND, DROPPED, VARIANT)
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Outcome:
             return f"550 5.7.1 <{self.address}>: not accepted: {r.reason}"
         text = {
             DUPLICATE: "already archived, not stored twice",
+            VARIANT: "stored beside the archived message with the same Message-ID",
             HELD_FOR_MODERATION: "held for moderation",
             DROPPED: f"accepted, not posted ({r.reason})",
             COMMAND: r.reason,
@@ -71,6 +76,7 @@ class GatewayHandler:
         read_factory: sessionmaker[Session] | None = None,
         spool: Spool | None = None,
         limits: ClientLimits | None = None,
+        budget: DataBudget | None = None,
         executor: Executor | None = None,
         lmtp: bool = False,
     ) -> None:
@@ -79,6 +85,7 @@ class GatewayHandler:
         self.read_factory = read_factory or factory
         self.spool = spool or Spool(factory.kw["bind"])  # where accepted mail waits for the archiver
         self.limits = limits or ClientLimits(settings.max_connections_per_client, settings.max_messages_per_minute)
+        self.budget = budget or DataBudget(settings.max_data_memory, settings.max_message_size)
         self.executor = executor
         self.lmtp = lmtp
         self.writer: GroupWriter[Spooled, None] | None = None  # set by the server: group commit
@@ -90,37 +97,61 @@ class GatewayHandler:
 
     async def handle_MAIL(self, server: SMTP, session: SmtpSession, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
-        """Rate-limit per client address, then accept any sender (incl. the null sender)."""
+        """Refuse an 8-bit sender without SMTPUTF8, rate-limit per client address, else accept (incl. <>)."""
         client = client_address(session)
+        problem = eight_bit_problem(address, mail_options)
+        if problem:
+            log.info("refused MAIL from %s (%r): %s", client or "local", address, problem)
+            await self._run(self.count_refusal, "8bit-sender")
+            return problem
         if client and not self.limits.allow_message(client):
             log.warning("refused MAIL from %s (%s): over %d messages per minute",
                         client, address, self.limits.max_per_minute)
             await self._run(self.count_refusal, "rate-limit")
-            return (f"451 4.7.1 Too many messages from {client}: the limit is "
-                    f"{self.limits.max_per_minute} per minute, try again later")
+            return self._over_rate(client)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
         return "250 2.1.0 Sender OK"
 
+    def _over_rate(self, client: str) -> str:
+        return (f"451 4.7.1 Too many messages from {client}: the limit is {self.limits.max_per_minute} "
+                "per minute (each recipient counts), try again later")
+
     async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        """Accept list and command addresses of existing lists; refuse anything else now."""
+        """Accept list and command addresses of lists this sender may see; refuse anything else now.
+
+        A private list is answered like a missing one unless the sender is known to it (privacy.admits).
+        At most max_recipients RCPTs per transaction; each accepted recipient after the first counts
+        against the client's messages per minute, like a message of its own.
+        """
+        tried = getattr(envelope, "listgate_rcpts", 0) + 1
+        envelope.listgate_rcpts = tried  # type: ignore[attr-defined]
+        if tried > self.settings.max_recipients:
+            return (f"452 4.5.3 Too many recipients: the limit is {self.settings.max_recipients} per message, "
+                    "send the others in another transaction")
         recipient = parse_recipient(address, self.settings.domain)
         if recipient is None:
             return await self._refuse_rcpt(address, f"550 5.1.1 <{address}>: not a list address at {self.settings.domain}")
         try:
-            exists = self._known_list(recipient.list_name) or await self._run(self.list_exists, recipient.list_name)
+            known = self._known_list(recipient.list_name) or await self._run(self.admits, recipient, envelope.mail_from)
         except Exception:  # noqa: BLE001 - the database being away is temporary
             log.exception("list lookup failed for %s", address)
             return "451 4.3.0 Temporary failure looking up the list, try again later"
-        if not exists:
+        if not known:  # no such list, or a private one this sender may not know of: the same answer
             return await self._refuse_rcpt(address, f"550 5.1.1 <{address}>: no list named {recipient.list_name!r} here")
+        client = client_address(session)
+        if envelope.rcpt_tos and client and not self.limits.allow_message(client):
+            log.warning("refused RCPT %s from %s: over %d messages per minute", address, client, self.limits.max_per_minute)
+            await self._run(self.count_refusal, "rate-limit")
+            return self._over_rate(client)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return "250 2.1.5 Recipient OK"
 
     async def _refuse_rcpt(self, address: str, reply: str) -> str:
-        log.info("refused RCPT %s: %s", address, reply)
+        note = "" if address.isascii() else f" (non-ASCII, reads as {ascii_reading(address)!r})"
+        log.info("refused RCPT %s%s: %s", address, note, reply)
         await self._run(self.count_refusal, "unknown-list")
         return reply
 
@@ -158,17 +189,19 @@ class GatewayHandler:
         A message with no recipient to archive for is spooled without bytes: only its counts.
         """
         s = self.settings
-        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth)
+        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth,
+                                max_header_bytes=s.max_header_bytes, max_folded=s.max_folded_lines)
         if problem is not None:
             return problem, None, None
         head = parse_head(raw)
         with self.read_factory() as session:
-            outcomes = self._decide(session, head, mail_from, rcpt_tos)
+            outcomes = self._decide(session, head, raw, mail_from, rcpt_tos)
         accepted = tuple(o.address for o in outcomes if o.result is not None and o.result.status in SPOOLED)
         job = Spooled(raw if accepted else b"", mail_from, accepted, head.message_id, tuple(_counts(outcomes)))
         return None, (head.message_id, outcomes), job
 
-    def _decide(self, session: Session, head: MessageHead, mail_from: str | None, rcpt_tos: list[str]) -> list[Outcome]:
+    def _decide(self, session: Session, head: MessageHead, raw: bytes, mail_from: str | None,
+                rcpt_tos: list[str]) -> list[Outcome]:
         """One answer per envelope recipient (two addresses of one list share one)."""
         done: dict[Recipient, IngestResult | None] = {}
         outcomes = []
@@ -178,7 +211,7 @@ class GatewayHandler:
             if recipient not in done:
                 mlist = lists.get(session, recipient.list_name)
                 done[recipient] = None if mlist is None else admit(
-                    session, head, mlist, recipient, domain=self.settings.domain, envelope_from=mail_from)
+                    session, head, raw, mlist, recipient, domain=self.settings.domain, envelope_from=mail_from)
             outcomes.append(Outcome(address, done[recipient]))
         return outcomes
 
@@ -196,17 +229,20 @@ class GatewayHandler:
         """The same reply for every recipient (one line per recipient in LMTP)."""
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
-    def list_exists(self, name: str) -> bool:
-        """True when a list called name exists (a short read); remembered for a few seconds."""
+    def admits(self, recipient: Recipient, sender: str | None) -> bool:
+        """True when RCPT may accept this list address from sender (a short read); public lists remembered a while."""
         with self.read_factory() as session:
-            found = lists.get(session, name) is not None
-        if found:
-            self._lists_seen[name.lower()] = time.monotonic() + LIST_CACHE_SECONDS
-        return found
+            mlist = lists.get(session, recipient.list_name)
+            if mlist is None:
+                return False
+            if mlist.private:
+                return privacy.admits(session, mlist, sender, recipient, self.settings.secret_key)
+        self._lists_seen[recipient.list_name] = time.monotonic() + LIST_CACHE_SECONDS
+        return True
 
     def _known_list(self, name: str) -> bool:
-        """The list existed a moment ago (a list deleted since then still gets its 550 at DATA)."""
-        return self._lists_seen.get(name.lower(), 0.0) > time.monotonic()
+        """A public list of that name existed a moment ago (one deleted since still gets its 550 at DATA)."""
+        return self._lists_seen.get(name, 0.0) > time.monotonic()
 
     def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> Delivered:
         """Answer and spool one message without SMTP (tests, tools): the Message-ID and one outcome per recipient."""
@@ -240,11 +276,11 @@ class GatewayHandler:
 
 
 def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    """The counters an answered message adds to: received, and refused per list (the archiver counts what it stores)."""
+    """The counters an answered message adds to: received, and refused per list (the archiver counts what it archives)."""
     counts = [(counters.RECEIVED, "")]
     for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
-        if r.status in (DROPPED, REFUSED):
-            counts.append((counters.REFUSED, "automatic" if r.status == DROPPED else "banned"))
+        if r.status == REFUSED:
+            counts.append((counters.REFUSED, "banned"))
     return counts
 
 

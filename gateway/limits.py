@@ -2,34 +2,75 @@
 
 from __future__ import annotations
 
+import email.message
+import ipaddress
 import re
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Callable, Iterator
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+from listgate.parsing import BARE_CR, header_end
 
 # A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
 # smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
 _DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a literal first is fast
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
 _DECLARATION = re.compile(rb"(?i)multipart/|message/")
-_HEADER_END = re.compile(rb"\r?\n\r?\n")
-_BOUNDARY = re.compile(rb'boundary\s*=\s*(?:"([^"\r\n]{1,200})"|([^\s;"]{1,200}))', re.IGNORECASE)
+
+
+LOOPBACK = ("127.0.0.0/8", "::1/128")
+
+
+def trusted_networks(configured: tuple[str, ...] | None, lmtp: bool) -> tuple[str, ...]:
+    """LISTGATE_TRUSTED_MTAS when set; otherwise loopback in LMTP mode (the MTA in front) and nobody in SMTP mode."""
+    if configured is not None:
+        return configured
+    return LOOPBACK if lmtp else ()
 
 
 class ClientLimits:
-    """Concurrent connections and messages per minute, per client address."""
+    """Concurrent connections and messages per minute, per client address; trusted MTAs are exempt.
 
-    def __init__(self, max_connections: int, max_per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+    Behind Postfix every LMTP connection comes from the MTA's one address: counting it like
+    a stranger would throttle the whole list's traffic (Postfix opens up to 20 connections).
+    """
+
+    def __init__(self, max_connections: int, max_per_minute: int, clock: Callable[[], float] = time.monotonic,
+                 trusted: Iterable[str] = ()) -> None:
         self.max_connections = max_connections
         self.max_per_minute = max_per_minute
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, int] = defaultdict(int)
         self._recent: dict[str, deque[float]] = defaultdict(deque)
+        self.trust(trusted)
+
+    def trust(self, networks: Iterable[str]) -> None:
+        """Exempt clients in these networks (addresses or CIDR) from every per-client limit."""
+        self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in networks)
+        self._verdicts: dict[str, bool] = {}
+
+    def trusted(self, client: str) -> bool:
+        """True when client is in a trusted network."""
+        verdict = self._verdicts.get(client)
+        if verdict is None:
+            try:
+                address = ipaddress.ip_address(client)
+            except ValueError:
+                address = None
+            if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+                address = address.ipv4_mapped
+            verdict = address is not None and any(address in net for net in self._trusted)
+            if len(self._verdicts) < 10_000:  # bounded: a flood of addresses must not grow it
+                self._verdicts[client] = verdict
+        return verdict
 
     def connect(self, client: str) -> bool:
         """Count a new connection from client; False (and not counted) when over the limit."""
+        if self.trusted(client):
+            return True
         with self._lock:
             if self._open[client] >= self.max_connections:
                 return False
@@ -38,6 +79,8 @@ class ClientLimits:
 
     def disconnect(self, client: str) -> None:
         """A connection from client closed."""
+        if self.trusted(client):
+            return
         with self._lock:
             self._open[client] -= 1
             if self._open[client] <= 0:
@@ -50,6 +93,8 @@ class ClientLimits:
 
     def allow_message(self, client: str) -> bool:
         """Count a message from client; False (and not counted) over max_per_minute."""
+        if self.trusted(client):
+            return True
         now = self._clock()
         with self._lock:
             recent = self._recent[client]
@@ -84,16 +129,30 @@ def smuggling(raw: bytes) -> bool:
 
 def header_block(raw: bytes) -> bytes:
     """The top-level header block of a message (everything before the first blank line)."""
-    if raw.startswith((b"\r\n", b"\n")):
-        return b""
-    m = _HEADER_END.search(raw)
-    return raw if m is None else raw[: m.start()]
+    return raw[: header_end(raw)[0]]
 
 
-def header_count(raw: bytes) -> int:
-    """How many header fields the message has (folded continuation lines excluded)."""
-    lines = header_block(raw).splitlines()
-    return sum(1 for line in lines if line and line[:1] not in (b" ", b"\t"))
+@dataclass(frozen=True)
+class HeaderShape:
+    """What the limits look at in a header block."""
+
+    fields: int  # header fields (continuation lines excluded)
+    folded: int  # the most continuation lines of one field
+    folded_name: str  # that field's name
+
+
+def header_shape(head: bytes) -> HeaderShape:
+    """Count the fields of a header block (see header_block) and their folding, in one linear pass."""
+    fields = most = run = 0
+    name = current = b""
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            run += 1
+            if run > most:
+                most, name = run, current
+        elif line.rstrip(b"\r"):
+            fields, run, current = fields + 1, 0, line.split(b":", 1)[0]
+    return HeaderShape(fields, most, name.decode("ascii", "replace").strip()[:40])
 
 
 def line_over(raw: bytes, limit: int) -> int:
@@ -131,9 +190,9 @@ def mime_depth(raw: bytes) -> int:
             ctype = _content_type(headers)
             headers, in_headers = [], False
             if ctype.lower().startswith(b"multipart/"):
-                m = _BOUNDARY.search(ctype)
-                if m:
-                    stack.append(m.group(1) or m.group(2))
+                boundary = _boundary(ctype)
+                if boundary:
+                    stack.append(boundary)
             elif ctype.lower().startswith((b"message/rfc822", b"message/global")):
                 stack.append(None)
                 in_headers = True
@@ -161,26 +220,36 @@ def _boundary_line(stack: list[bytes | None], line: bytes) -> bool:
 
 def _content_type(headers: list[bytes]) -> bytes:
     """The unfolded Content-Type value of a header block (boundaries are case-sensitive)."""
-    value, inside = b"", False
+    value: list[bytes] = []
+    inside = False
     for line in headers:
         if line[:1] in (b" ", b"\t"):
             if inside:
-                value += b" " + line.strip()
+                value.append(line.strip())
             continue
         inside = line.lower().startswith(b"content-type:")
         if inside:
-            value = line.split(b":", 1)[1].strip()
-    return value
+            value = [line.split(b":", 1)[1].strip()]
+    return b" ".join(value)
 
 
-def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int) -> tuple[str, str] | None:
+def _boundary(ctype: bytes) -> bytes | None:
+    """The boundary parameter of a Content-Type value, read as the parser reads it (RFC 2231 spellings too)."""
+    msg = email.message.Message()
+    msg["Content-Type"] = ctype.decode("latin-1")
+    boundary = msg.get_boundary()
+    return boundary.encode("latin-1", "replace") if boundary else None
+
+
+def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int, *,
+                  max_header_bytes: int = 256 * 1024, max_folded: int = 1000) -> tuple[str, str] | None:
     """(reason label, 5xx reply) when the message breaks a limit, else None."""
     if smuggling(raw):
         return SMUGGLING
-    n = header_count(raw)
-    if n > max_headers:
-        return "too-many-headers", f"552 5.3.4 Refused: {n} header fields, the limit is {max_headers}"
-    longest = line_over(raw, max_line)
+    problem = header_problem(header_block(raw), max_headers, max_header_bytes, max_folded)
+    if problem is not None:
+        return problem
+    longest = line_over(raw, max_line)  # after the header checks: they name a clearer reason
     if longest:
         return "line-too-long", f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}"
     # Each level needs a multipart/ or message/ declaration: skip the line scan when too few exist.
@@ -189,4 +258,24 @@ def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int) -
     depth = mime_depth(raw)
     if depth > max_depth:
         return "mime-too-deep", f"554 5.6.0 Refused: MIME parts nested {depth} deep, the limit is {max_depth}"
+    return None
+
+
+def header_problem(head: bytes, max_headers: int, max_bytes: int, max_folded: int) -> tuple[str, str] | None:
+    """(reason label, 5xx reply) when a header block breaks a limit, else None.
+
+    A bare CR is refused because parsers disagree on it: the standard library ends the header
+    block at "CRLF CR", our own splitters do not, so what one reads as a header the other reads
+    as body (a Message-ID lost, a field hidden from a check).
+    """
+    if len(head) > max_bytes:
+        return "header-too-big", f"552 5.3.4 Refused: a header block of {len(head)} bytes, the limit is {max_bytes}"
+    if BARE_CR.search(head):
+        return "bare-cr", "554 5.6.0 Refused: a bare CR in the header block; use CRLF line ends"
+    shape = header_shape(head)
+    if shape.fields > max_headers:
+        return "too-many-headers", f"552 5.3.4 Refused: {shape.fields} header fields, the limit is {max_headers}"
+    if shape.folded > max_folded:
+        return "header-folded", (f"554 5.6.0 Refused: the {shape.folded_name} field is folded over {shape.folded} "
+                                 f"lines, the limit is {max_folded}")
     return None

@@ -12,10 +12,12 @@ from typing import Any, AnyStr, Callable
 
 from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import MISSING, SMTP
 
+from gateway.data import OVER_BUDGET, Incoming
 from gateway.handler import GatewayHandler, client_address
-from gateway.limits import ClientLimits, dot_line_with_bare_end
+from gateway.limits import ClientLimits, dot_line_with_bare_end, trusted_networks
+from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
 from listgate.config import Settings
 from listgate.archiver import Archiver
@@ -51,26 +53,55 @@ class _Guarded:
                 limits.disconnect(client)
 
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA, watching each line before it is dot-unstuffed (see limits.dot_line_with_bare_end).
+        """aiosmtpd's DATA, the message read into one buffer within the memory budget (gateway/data.py).
 
-        "CRLF . LF" would otherwise arrive as an innocent bare LF: the handler refuses it like the
-        other smuggling shapes instead of storing it.
+        Each line is also watched before it is dot-unstuffed: "CRLF . LF" would otherwise arrive
+        as an innocent bare LF (limits.dot_line_with_bare_end), and the handler refuses it like
+        the other smuggling shapes instead of storing it.
         """
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):  # type: ignore[attr-defined]
+            return
+        envelope = self.envelope  # type: ignore[attr-defined]
+        if not envelope.rcpt_tos:
+            await self.push("503 5.5.1 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 5.5.4 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
         self.smuggled_dot = False
-        reader = self._reader  # type: ignore[attr-defined]
-        readuntil = reader.readuntil
-
-        async def watched(separator: bytes = b"\n") -> bytes:
-            line: bytes = await readuntil(separator)
-            if dot_line_with_bare_end(line):
-                self.smuggled_dot = True
-            return line
-
-        reader.readuntil = watched
+        incoming = Incoming(self.event_handler.budget, client_address(self.session),  # type: ignore[attr-defined]
+                            self.data_size_limit, self.max_line, self._watch)  # type: ignore[attr-defined]
         try:
-            await super().smtp_DATA(arg)  # type: ignore[misc]
+            await incoming.read(self._reader)  # type: ignore[attr-defined]
+            if incoming.problem:
+                await self._data_refused(incoming.problem)
+                return
+            envelope.original_content = envelope.content = incoming.content()
+            status = await self._call_handler_hook("DATA")  # type: ignore[attr-defined]
+            self._set_post_data_state()  # type: ignore[attr-defined]
+            await self.push("250 OK" if status is MISSING else status)
         finally:
-            del reader.readuntil  # back to the class's method for commands
+            incoming.release()
+
+    def _watch(self, line: bytes) -> None:
+        if dot_line_with_bare_end(line):
+            self.smuggled_dot = True
+
+    async def _data_refused(self, problem: str) -> None:
+        """Answer a message that broke a limit while it was received (over the budget: 421 and close)."""
+        if problem == "over-budget":
+            log.warning("closing a connection from %s: %s", client_address(self.session) or "local",  # type: ignore[attr-defined]
+                        "DATA over the memory budget")
+            await self.push(self._refused("over-budget", OVER_BUDGET, at_data=False))
+            self.transport.close()  # type: ignore[attr-defined]
+            return
+        if problem == "too-big":
+            reply = self._too_big()
+        else:
+            reply = f"552 5.3.4 Refused: a line longer than {self.max_line} bytes"
+        await self.push(self._refused(problem, reply, at_data=True))
+        self._set_post_data_state()  # type: ignore[attr-defined]
 
     def _timeout_cb(self) -> None:
         """Say why before closing a connection that was silent (or slow in DATA) too long."""
@@ -87,14 +118,12 @@ class _Guarded:
         await super().push(status)  # type: ignore[misc]
 
     def _enhanced(self, status: str) -> str:
-        big = f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
         if status.startswith("552 Error: message size exceeds"):  # the SIZE declared at MAIL
-            return self._refused("too-big", big, at_data=False)
-        if status.startswith("552 Error: Too much mail data"):
-            return self._refused("too-big", big, at_data=True)
-        if status.startswith("500 Line too long"):
-            return self._refused("line-too-long", f"552 5.3.4 Refused: a line longer than {self.max_line} bytes", at_data=True)
+            return self._refused("too-big", self._too_big(), at_data=False)
         return status
+
+    def _too_big(self) -> str:
+        return f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
 
     def _refused(self, reason: str, reply: str, at_data: bool) -> str:
         """Log and count a refusal by aiosmtpd itself; after DATA, LMTP wants a line per recipient."""
@@ -159,17 +188,19 @@ class GatewayServer:
 
     def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
                  listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1,
-                 archiver: Archiver | None = None) -> None:
+                 size_check_every: float = CHECK_EVERY, archiver: Archiver | None = None) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
         handler.lmtp = lmtp
+        handler.limits.trust(trusted_networks(settings.trusted_mtas, lmtp))
         self.listen = listen or (settings.smtp_host, settings.smtp_port)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         handler.executor = self.executor
         # One writer (group commit) whatever the database: see gateway/writer.py.
         self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
         handler.writer = self.writer
+        self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None
         # An archiver in this process (small sites, tests): woken by each spool commit.
         self.archiver = archiver
@@ -179,7 +210,7 @@ class GatewayServer:
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
         return cls(
-            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.settings.max_message_size,
+            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.size_limit.current,
             enable_SMTPUTF8=True, decode_data=False, hostname=self.settings.domain,
             tls_context=tls_context(self.settings), ident="listgate", timeout=self.settings.smtp_timeout,
         )
@@ -193,6 +224,7 @@ class GatewayServer:
         else:
             host, port = self.listen
             self.controller = _TcpController(self._protocol, hostname=host, port=port)
+        self.size_limit.start()
         self.writer.start()
         if self.archiver is not None:
             self._archiving.clear()
@@ -202,7 +234,7 @@ class GatewayServer:
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
-        log.info("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
+        log.debug("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
 
     def describe(self) -> str:
         """Where we listen, for logs."""
@@ -213,6 +245,7 @@ class GatewayServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        self.size_limit.stop()
         self.writer.stop()
         self.executor.shutdown(wait=True)
         if self._archiver_thread is not None and self.archiver is not None:

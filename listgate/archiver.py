@@ -1,9 +1,11 @@
 """The archiver stage: takes spooled mail in order and archives it in batches, exactly once.
 
 It runs the one ingest path (ingest_batch, shared with `listgate import`), folds the gateway's
-counts into the counters, and removes each spool row in the transaction that archives it;
-what cannot be posted stays in the spool as not_posted (or failed) with its reason. Outbox
-entries are handed to `enqueue` after the commit (the sweeper covers a lost publish).
+counts into the counters, and removes each spool row in the transaction that archives it.
+Mail archived and not posted (automatic mail, a ban added after the 250, a thread command
+naming no thread) is in the not-posted queue, put there by ingest; a message whose archiving
+raised (or whose list is gone) stays in the spool as failed with the error. Outbox entries
+are handed to `enqueue` after the commit (the sweeper covers a lost publish).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult, Item, ItemResult, ingest_batch
 from listgate.models import OutboxEntry
-from listgate.models.spool import FAILED, NOT_POSTED
+from listgate.models.spool import FAILED
 from listgate.parsing import parse
 from listgate.spool import Spool
 
@@ -162,9 +164,10 @@ def _outcomes(rows: Sequence[Any], results: dict[int, ItemResult]) -> tuple[list
             key2 = _counted(r)
             if key2:
                 tally[key2] = tally.get(key2, 0) + 1
-        reasons = not_posted_reasons(result)
-        if reasons:
-            kept.append({"pk": row.id, "state": NOT_POSTED, "reason": "; ".join(reasons)[:2000], "at": now})
+        gone = [address for address, r in zip(filter(None, row.rcpt_tos.split("\n")), result) if r is None]
+        if gone:  # deleted after the 250: nowhere to keep it but here (a retry once the list is back)
+            kept.append({"pk": row.id, "state": FAILED, "reason": f"no such list any more: {', '.join(gone)}"[:2000],
+                         "at": now})
     return entries, kept, tally
 
 
@@ -175,14 +178,3 @@ def _counted(r: IngestResult) -> tuple[str, str] | None:
     if r.status in (DROPPED, REFUSED):
         return counters.REFUSED, "automatic" if r.status == DROPPED else "banned"
     return counters.STORED, r.status
-
-
-def not_posted_reasons(result: list[IngestResult | None]) -> list[str]:
-    """Why a message archived after its 250 was not posted on some list ([] when it was, everywhere)."""
-    reasons = []
-    for r in result:
-        if r is None:
-            reasons.append("the list no longer exists")
-        elif r.status in (DROPPED, REFUSED):
-            reasons.append(f"{r.list_name}: {r.reason}")
-    return list(dict.fromkeys(reasons))

@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
 from typing import NoReturn
 
 import click
+from sqlalchemy import select
 
+from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import needs_upgrade, upgrade
-from listgate.supervisor import Supervisor, port_open
-
-SERVICES = {
-    "gateway": ["-m", "gateway"],
-    "worker": ["-m", "worker", "worker"],
-    "beat": ["-m", "worker", "beat"],
-    "web": ["-m", "webarchive"],
-    "archiver": ["-m", "gateway", "--archiver-only"],
-}
+from listgate.models import MailingList
+from listgate.subscriptions import SubscriptionError
 
 
 def load_settings() -> Settings:
@@ -35,9 +29,7 @@ def load_settings() -> Settings:
 
 def setup_logging(settings: Settings) -> None:
     """One log format for every listgate process."""
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if settings.log_level != "DEBUG":
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # a line per migration step is noise at start
+    logs.setup(settings)
 
 
 def brief(exc: BaseException) -> str:
@@ -69,7 +61,8 @@ def main() -> None:
 
 def _exec_service(name: str, extra: list[str]) -> NoReturn:
     load_settings()  # fail here, with the variable's name, before starting anything
-    os.execv(sys.executable, [sys.executable, *SERVICES[name], *extra])
+    service = next(s for s in launch.SERVICES if s.name == name)
+    os.execv(sys.executable, [sys.executable, *service.args, *extra])
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -78,10 +71,11 @@ def _exec_service(name: str, extra: list[str]) -> NoReturn:
 @click.option("--archiver/--no-archiver", default=True, show_default=True,
               help="Also archive spooled mail in this process (--no-archiver when `listgate archiver` runs).")
 def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
-    """Run the SMTP/LMTP listener."""
+    """Run the SMTP/LMTP listener (by default with an archiver in the same process)."""
     ensure_schema(load_settings())
-    _exec_service("gateway", (["--lmtp"] if lmtp else []) + (["--listen", listen] if listen else [])
-                  + ([] if archiver else ["--no-archiver"]))
+    # Not launch.SERVICES' gateway: under `listgate up` an archiver child archives, so that one only spools.
+    os.execv(sys.executable, [sys.executable, "-m", "gateway", *(["--lmtp"] if lmtp else []),
+                              *(["--listen", listen] if listen else []), *([] if archiver else ["--no-archiver"])])
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -89,6 +83,8 @@ def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to celery)."""
     ensure_schema(load_settings())
+    if logs.running_as_root():
+        click.echo(f"note: {logs.ROOT_NOTE}", err=True)
     _exec_service("worker", list(celery_args))
 
 
@@ -108,8 +104,10 @@ def web(use_gunicorn: bool, workers: int) -> None:
     settings = load_settings()
     ensure_schema(settings)
     if use_gunicorn:
+        # The metrics listener is one more bind of the same app (webarchive.ops tells them apart).
+        metrics = ["--bind", "[%s]:%d" % settings.metrics_listen] if settings.metrics_listen else []
         os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-                                   "--bind", f"{settings.web_host}:{settings.web_port}",
+                                   "--bind", f"{settings.web_host}:{settings.web_port}", *metrics,
                                    "--access-logfile", "-", "webarchive.wsgi:app"])
     _exec_service("web", [])
 
@@ -122,54 +120,30 @@ def archiver(batch: int) -> None:
     _exec_service("archiver", ["--batch", str(batch)])
 
 
-@main.command(short_help="Start gateway, worker, beat and web; Ctrl-C stops all.")
-@click.option("--demo/--no-demo", default=True, help="Create a demo list on first run.")
+@main.command(short_help="Start gateway, archiver, worker, beat and web; Ctrl-C stops all.")
+@click.option("--demo/--no-demo", default=True, help="Create a demo list with a short discussion on first run.")
 def up(demo: bool) -> None:
-    """Start gateway, worker, beat and web together; Ctrl-C stops them all."""
+    """Start gateway, archiver, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
     settings = load_settings()
-    setup_logging(settings)
-    ensure_schema(settings)
-    if demo:
-        _demo_list(settings)
-    ready = f"listgate is up: SMTP on {settings.smtp_host}:{settings.smtp_port}, web on {settings.base_url}"
-    supervisor = Supervisor(
-        _up_services(), echo=click.echo, ready_message=ready + " (Ctrl-C stops everything)",
-        ready=lambda: port_open(settings.smtp_host, settings.smtp_port) and port_open(settings.web_host, settings.web_port))
-    sys.exit(supervisor.run())
-
-
-def _up_services() -> dict[str, list[str]]:
-    """The children of `listgate up`: with an archiver child of its own, the gateway only spools."""
-    services = {name: list(args) for name, args in SERVICES.items()}
-    if "archiver" in services and "gateway" in services:
-        services["gateway"].append("--no-archiver")
-    return services
-
-
-def _demo_list(settings: Settings) -> None:
-    """Create the list `demo` when it does not exist yet, and print how to post to it."""
-    engine = make_engine(settings)
     try:
-        with transaction(session_factory(writer(engine))) as session:
-            if lists_service.get(session, "demo") is not None:
-                return
-            lists_service.create(session, "demo", "Demo list", "A list to try listgate with.")
-    finally:
-        engine.dispose()
-    host = "127.0.0.1" if settings.smtp_host in ("0.0.0.0", "::", "") else settings.smtp_host
-    click.echo(
-        "\nCreated the list demo@%s. Post to it with:\n\n"
-        "  python3 -c \"import smtplib; smtplib.SMTP('%s', %d).sendmail('you@example.org', ['demo@%s'], "
-        "b'From: You <you@example.org>\\\\r\\\\nTo: demo@%s\\\\r\\\\nSubject: Hello\\\\r\\\\n\\\\r\\\\nHello, list!\\\\r\\\\n')\"\n\n"
-        "then open %s/lists/demo/\n" % (settings.domain, host, settings.smtp_port, settings.domain,
-                                        settings.domain, settings.base_url)
-    )
+        sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
+    except launch.PortTaken as exc:
+        raise click.ClickException(str(exc)) from None
 
 
-@main.command(short_help="Database, broker, queue depth, last mail received.")
+@main.command()
+@click.option("--listen", default="127.0.0.1:1025", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--maildir", default="", help="Also keep every message in this Maildir.")
+def sink(listen: str, maildir: str) -> None:
+    """A development SMTP sink: accepts every message and prints one line for each."""
+    os.execv(sys.executable, [sys.executable, "-m", "gateway.sink", "--listen", listen]
+             + (["--maildir", maildir] if maildir else []))
+
+
+@main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue depth and the last mail received; exit 1 when something is down."""
+    """Database, broker, queue, last mail, deferred copies and `up`'s processes; exit 1 when something is wrong."""
     from listgate import status as status_service
 
     settings = load_settings()
@@ -205,7 +179,7 @@ def db_upgrade() -> None:
 
 @main.group(name="lists")
 def lists_group() -> None:
-    """Create and show lists."""
+    """Create, show, edit and delete lists."""
 
 
 @lists_group.command("create")
@@ -215,12 +189,14 @@ def lists_group() -> None:
 @click.option("--policy", type=click.Choice(["open", "members", "moderated"]), default="open", show_default=True)
 @click.option("--private", is_flag=True, help="Archive visible to members only.")
 @click.option("--moderators", default="", help="Comma-separated moderator addresses.")
-def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str) -> None:
+@click.option("--owners", default="", help="Comma-separated owner addresses (they change the list's settings).")
+def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str,
+                 owners: str) -> None:
     """Create a list NAME (its address is NAME@LISTGATE_DOMAIN)."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        mlist = lists_service.create(session, name, title, description, policy, private, moderators)
+        mlist = lists_service.create(session, name, title, description, policy, private, moderators, owners)
         click.echo(f"created {mlist.address(settings.domain)} ({policy}{', private' if private else ''})")
 
 
@@ -238,37 +214,47 @@ def lists_show() -> None:
         if not rows:
             click.echo("no lists yet: create one with `listgate lists create NAME`")
         for m in rows:
-            click.echo(f"{m.address(settings.domain):40} {m.policy:10} {m.thread_count:6} threads {m.message_count:7} messages"
-                       f"{'  private' if m.private else ''}  {m.title}")
+            click.echo(f"{m.address(settings.domain):40} {m.policy:10} {plurals.count(m.thread_count, 'thread'):>13} "
+                       f"{plurals.count(m.message_count, 'message'):>16}{'  private' if m.private else ''}  {m.title}")
 
 
 @main.command()
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id.")
+@click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list).")
 @click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
-def subscribe(address: str, list_name: str, thread_id: int, digest: bool) -> None:
-    """Subscribe ADDRESS at once (an administrator's pre-confirmed subscription)."""
+@click.option("--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance).")
+def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
+    """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or invite it."""
     settings = load_settings()
     ensure_schema(settings)
     kind = "thread" if thread_id else ("digest" if digest else "list")
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
-        lists_service.subscribe(session, mlist, address, kind, thread_id)
+        if invite:
+            outcome = subscriptions.request(session, mlist, address, secret=settings.secret_key,
+                                            base_url=settings.base_url, domain=settings.domain, kind=kind,
+                                            thread_id=thread_id, channel=subscriptions.ADMIN, invited_by="admin")
+            click.echo(outcome.message + (" It goes out within a minute or two." if outcome.outbox else ""))
+            return
+        address = lists_service.subscribe(session, mlist, address, kind, thread_id).address
     click.echo(f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})")
 
 
 @main.command()
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--thread", "thread_id", type=int, default=None, help="Only leave this thread.")
-def unsubscribe(address: str, list_name: str, thread_id: int | None) -> None:
-    """Remove ADDRESS's subscriptions to a list (or one thread)."""
+@click.option("--thread", "thread_id", type=int, default=0, help="Only leave this thread (a list member mutes it).")
+@click.option("--notify", is_flag=True, help="Mail the address a goodbye (leaving the list only).")
+def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> None:
+    """End ADDRESS's subscriptions to a list (or to one thread); their history is kept."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        n = lists_service.unsubscribe(session, lists_service.require(session, list_name), address, thread_id)
-    click.echo(f"removed {n} subscription(s) of {address}" if n else f"{address} had no such subscription")
+        action = subscriptions.LEAVE_THREAD if thread_id else subscriptions.LEAVE
+        outcome = subscriptions.change(session, lists_service.require(session, list_name), address, action,
+                                       thread_id=thread_id, channel=subscriptions.ADMIN, notify=notify)
+    click.echo(outcome.message + (" A goodbye mail goes out within a minute or two." if outcome.outbox else ""))
 
 
 @main.command("import")
@@ -306,10 +292,108 @@ class _session:
             self.cm.__exit__(*exc)
         finally:
             self.engine.dispose()
-        if exc[0] is lists_service.ListError:
+        if exc[0] is not None and issubclass(exc[0], (lists_service.ListError, LookupError, SubscriptionError)):
             raise click.ClickException(str(exc[1]))
         return False
 
+
+
+@main.group(name="requests")
+def requests_group() -> None:
+    """Subscription requests to private and members-only lists, which a moderator must approve."""
+
+
+@requests_group.command("show")
+@click.option("--list", "list_name", default="", help="Only this list.")
+def requests_show(list_name: str) -> None:
+    """Confirmed requests waiting for approval."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        named = {m.id: m.name for m in session.scalars(select(MailingList))}
+        ids = [lists_service.require(session, list_name).id] if list_name else list(named)
+        rows = approvals.waiting(session, ids)
+        for sub in rows:
+            thread = f" thread {sub.thread_key}" if sub.kind == "thread" else ""
+            click.echo(f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  since {sub.created_at:%Y-%m-%d %H:%M} UTC")
+        click.echo(f"{plurals.count(len(rows), 'request')} waiting")
+
+
+@requests_group.command("approve")
+@click.argument("address")
+@click.option("--list", "list_name", required=True, help="The list's name.")
+@click.option("--by", default="admin", show_default=True, help="Who approves (kept with the subscription).")
+def requests_approve(address: str, list_name: str, by: str) -> None:
+    """Let ADDRESS in (every request it has on the list); it gets a welcome mail."""
+    _decide(address, list_name, lambda session, sub: approvals.approve(session, sub, by))
+
+
+@requests_group.command("refuse")
+@click.argument("address")
+@click.option("--list", "list_name", required=True, help="The list's name.")
+@click.option("--reason", default="", help="Mailed to the address.")
+@click.option("--by", default="admin", show_default=True, help="Who refuses (kept with the subscription).")
+def requests_refuse(address: str, list_name: str, reason: str, by: str) -> None:
+    """Turn down ADDRESS's requests on the list; it is told (with the reason given)."""
+    _decide(address, list_name, lambda session, sub: approvals.refuse(session, sub, by, reason))
+
+
+def _decide(address: str, list_name: str, decide) -> None:  # type: ignore[no-untyped-def]
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        subs = approvals.requests_of(session, lists_service.require(session, list_name), address)
+        if not subs:
+            raise click.ClickException(f"{address} has no request waiting on {list_name}")
+        messages = [decide(session, sub).message for sub in subs]
+    for message in messages:
+        click.echo(message)
+
+
+@main.group(name="not-posted")
+def not_posted_group() -> None:
+    """Mail accepted with a 250 and not posted (automatic replies, loops): look, and release as posts."""
+
+
+@not_posted_group.command("show")
+@click.option("--list", "list_name", default="", help="Only this list.")
+def not_posted_show(list_name: str) -> None:
+    """Every entry waiting, with its reason."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        ids = [lists_service.require(session, list_name).id] if list_name else None
+        rows = notposted.waiting(session, ids, limit=1000)
+        for n in rows:
+            click.echo(f"{n.id:6}  {n.received_at:%Y-%m-%d %H:%M}  {n.from_addr or n.envelope_from or '<>'}: "
+                       f"{n.subject[:60]!r} ({n.reason})")
+        click.echo(f"{plurals.count(len(rows), 'mail')} not posted")
+
+
+@not_posted_group.command("release")
+@click.argument("entry_id", type=int)
+@click.option("--by", default="admin", show_default=True, help="Who releases it (kept with the entry).")
+def not_posted_release(entry_id: int, by: str) -> None:
+    """Post the mail ENTRY_ID (from `listgate not-posted show`); subscribers get it within a minute or two."""
+    settings = load_settings()
+    ensure_schema(settings)
+    with _session(settings) as session:
+        result = ingest.release(session, entry_id, by, domain=settings.domain,
+                                fallback_days=settings.subject_fallback_days)
+    click.echo(f"entry {entry_id} released: {result.status}" + (f" (message {result.message_pk})" if result.message_pk else ""))
+
+
+from listgate import admin_cli  # noqa: E402 - the owner's commands live there
+
+lists_group.add_command(admin_cli.lists_edit)
+lists_group.add_command(admin_cli.lists_delete)
+main.add_command(admin_cli.owners)
+main.add_command(admin_cli.moderators)
+main.add_command(admin_cli.messages)
+
+from listgate import spool_cli  # noqa: E402 - failed archiving: show and retry
+
+main.add_command(spool_cli.spool_group)
 
 if __name__ == "__main__":
     main()

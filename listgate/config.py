@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field, replace
@@ -19,6 +20,24 @@ def _hostport(name: str, value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise SettingsError(f"{name}={value!r}: expected HOST:PORT, for example 127.0.0.1:2525")
     return host.strip("[]"), int(port)
+
+
+def _metrics_listen(value: str, web_port: int) -> tuple[str, int] | None:
+    """LISTGATE_METRICS_LISTEN: a loopback HOST:PORT of its own (never the public web port), or None."""
+    name = "LISTGATE_METRICS_LISTEN"
+    if not value.strip():
+        return None
+    host, port = _hostport(name, value.strip())
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if not loopback:
+        raise SettingsError(f"{name}={value!r}: must be a loopback address such as 127.0.0.1:9108 "
+                            "(to serve /metrics to other hosts set LISTGATE_METRICS_TOKEN instead)")
+    if port == web_port:
+        raise SettingsError(f"{name}={value!r}: must not be the port of LISTGATE_WEB_LISTEN")
+    return host, port
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -58,6 +77,21 @@ def _outbound(name: str, value: str, data_dir: Path) -> str:
     raise SettingsError(f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path")
 
 
+def _networks(name: str, value: str) -> tuple[str, ...] | None:
+    """Comma-separated addresses or networks (CIDR); None when unset, () for "none"."""
+    if not value.strip():
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    found = []
+    for item in (part.strip() for part in value.split(",")):
+        try:
+            found.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise SettingsError(f"{name}={value!r}: {item!r} is not an address or network such as 127.0.0.1 or 10.0.0.0/8") from None
+    return tuple(found)
+
+
 DATABASE_SCHEMES = ("sqlite", "postgresql", "postgres")
 BROKER_SCHEMES = ("redis", "rediss", "sqla+sqlite", "sqla+postgresql", "amqp", "memory")
 
@@ -94,6 +128,22 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
+    metrics_listen: tuple[str, int] | None = None  # loopback listener serving /metrics without a token
+    admins: tuple[str, ...] = ()  # site administrators: act on every list, last to hear of reports
+    dkim_key: str = ""  # PEM file: list-generated mail is DKIM-signed for the list domain
+    dkim_selector: str = "listgate"
+    arc_key: str = ""  # PEM file: every copy of a post is ARC-sealed
+    arc_selector: str = ""
+    dns_server: str = ""  # HOST:PORT of the resolver for DMARC/DKIM look-ups ("": the system's)
+    dns_timeout: int = 5  # seconds for one DNS look-up
+    trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
+    notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
+    auto_reply_window: int = 60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
+    edit_window_hours: int = 24  # how long the author of a web post may edit its text
+    max_data_memory: int = 256 * 1024 * 1024  # bytes of DATA all SMTP connections may hold at once
+    max_header_bytes: int = 256 * 1024  # bytes of a message's header block
+    max_folded_lines: int = 1000  # continuation lines of one header field
+    max_recipients: int = 100  # RCPTs accepted per SMTP transaction
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -139,6 +189,7 @@ class Settings:
         for name, path in (("LISTGATE_TLS_CERT", tls_cert), ("LISTGATE_TLS_KEY", tls_key)):
             if path and not os.access(path, os.R_OK):
                 raise SettingsError(f"{name}={path!r}: no such readable file")
+        max_message_size = _int(env, "LISTGATE_MAX_MESSAGE_SIZE", 25 * 1024 * 1024, 1024)
         metrics_token = env.get("LISTGATE_METRICS_TOKEN", "").strip()
         if metrics_token and len(metrics_token) < 16:
             raise SettingsError("LISTGATE_METRICS_TOKEN: too short, use at least 16 characters")
@@ -155,7 +206,7 @@ class Settings:
             outbound=_outbound("LISTGATE_OUTBOUND", env.get("LISTGATE_OUTBOUND", ""), data_dir),
             secret_key=secret_key,
             lmtp=_bool(env, "LISTGATE_LMTP", False),
-            max_message_size=_int(env, "LISTGATE_MAX_MESSAGE_SIZE", 25 * 1024 * 1024, 1024),
+            max_message_size=max_message_size,
             max_header_count=_int(env, "LISTGATE_MAX_HEADERS", 1000, 10),
             max_line_length=_int(env, "LISTGATE_MAX_LINE_LENGTH", 100_000, 998),
             max_mime_depth=_int(env, "LISTGATE_MAX_MIME_DEPTH", 50, 2),
@@ -171,7 +222,61 @@ class Settings:
             log_level=log_level,
             metrics_token=metrics_token,
             trusted_proxies=_int(env, "LISTGATE_TRUSTED_PROXIES", 0, 0),
+            metrics_listen=_metrics_listen(env.get("LISTGATE_METRICS_LISTEN", ""), web_port),
+            **_mail_auth(env),
+            trusted_mtas=_networks("LISTGATE_TRUSTED_MTAS", env.get("LISTGATE_TRUSTED_MTAS", "")),
+            notify_socket=env.get("NOTIFY_SOCKET", ""),
+            auto_reply_window=_int(env, "LISTGATE_AUTO_REPLY_WINDOW", 60, 0),
+            edit_window_hours=_int(env, "LISTGATE_EDIT_WINDOW_HOURS", 24, 0),
+            max_data_memory=_data_memory(env, max_message_size),
+            max_header_bytes=_int(env, "LISTGATE_MAX_HEADER_BYTES", 256 * 1024, 1024),
+            max_folded_lines=_int(env, "LISTGATE_MAX_FOLDED_LINES", 1000, 1),
+            max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
         )
+
+
+def _pem(env: Mapping[str, str], name: str) -> str:
+    """The path of a readable PEM private key file, or ''."""
+    path = env.get(name, "").strip()
+    if not path:
+        return ""
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError as exc:
+        raise SettingsError(f"{name}={path!r}: cannot read the key file: {exc.strerror}") from None
+    if "-----BEGIN" not in text or "PRIVATE KEY-----" not in text:
+        raise SettingsError(f"{name}={path!r}: not a PEM private key")
+    return path
+
+
+def _mail_auth(env: Mapping[str, str]) -> dict[str, object]:
+    """Site administrators, DKIM and ARC keys, and the DNS resolver."""
+    admins = tuple(a.strip().lower() for a in env.get("LISTGATE_ADMINS", "").split(",") if a.strip())
+    for address in admins:
+        if "@" not in address or any(c in address for c in " <>;"):
+            raise SettingsError(f"LISTGATE_ADMINS: {address!r} is not an email address")
+    arc_key, arc_selector = _pem(env, "LISTGATE_ARC_KEY"), env.get("LISTGATE_ARC_SELECTOR", "").strip()
+    if bool(arc_key) != bool(arc_selector):
+        raise SettingsError("LISTGATE_ARC_KEY and LISTGATE_ARC_SELECTOR: set both or neither")
+    for name in ("LISTGATE_DKIM_SELECTOR", "LISTGATE_ARC_SELECTOR"):
+        value = env.get(name, "").strip()
+        if value and not all(part.replace("-", "").replace("_", "").isalnum() for part in value.split(".")):
+            raise SettingsError(f"{name}={value!r}: expected a DNS label such as listgate or mail2026")
+    dns_server = env.get("LISTGATE_DNS_SERVER", "").strip()
+    if dns_server:
+        _hostport("LISTGATE_DNS_SERVER", dns_server)
+    return {"admins": admins, "dkim_key": _pem(env, "LISTGATE_DKIM_KEY"),
+            "dkim_selector": env.get("LISTGATE_DKIM_SELECTOR", "").strip() or "listgate",
+            "arc_key": arc_key, "arc_selector": arc_selector, "dns_server": dns_server,
+            "dns_timeout": _int(env, "LISTGATE_DNS_TIMEOUT", 5, 1)}
+
+
+def _data_memory(env: Mapping[str, str], max_message_size: int) -> int:
+    value = _int(env, "LISTGATE_MAX_DATA_MEMORY", 256 * 1024 * 1024, 1024 * 1024)
+    if value < max_message_size:
+        raise SettingsError(f"LISTGATE_MAX_DATA_MEMORY={value}: must be at least LISTGATE_MAX_MESSAGE_SIZE "
+                            f"({max_message_size}), or no message of the largest size could be received")
+    return value
 
 
 def _stored_secret(data_dir: Path) -> str:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.engine import ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from listgate.config import Settings
+
+log = logging.getLogger(__name__)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -36,10 +43,111 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
         _sqlite_pragmas(engine)
+        _sqlite_never_read_only(engine, path)
+        _drop_read_only(engine, _sqlite_read_only(path), recheck=False)
         return engine
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    _drop_read_only(engine, _postgres_read_only, recheck=True)
+    return engine
+
+
+READ_ONLY = "listgate.read_only"  # connection info key: the connection cannot write
+SQLITE_READONLY = 8  # the primary result code of every SQLITE_READONLY_* error
+PG_READ_ONLY_SQL_TRANSACTION = "25006"  # default_transaction_read_only, a hot standby, a fenced primary
+
+
+def read_only_error(exc: BaseException | None) -> bool:
+    """True for a DBAPI error saying this connection cannot write (it will not get better by retrying on it)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(code, int):
+        return code & 0xFF == SQLITE_READONLY
+    return getattr(exc, "sqlstate", None) == PG_READ_ONLY_SQL_TRANSACTION
+
+
+def _drop_read_only(engine: Engine, cannot_write: Callable[[Any], bool], recheck: bool) -> None:
+    """Never pool a connection that cannot write, so a read-only period ends when the database comes back.
+
+    A SQLite connection opened while its files were read-only, or a PostgreSQL session started
+    read-only (default_transaction_read_only, a standby), stays so for its whole life: one kept in
+    the pool would refuse writes long after the database is writable again. Such a connection is
+    closed when it is checked in (`recheck`: also one that turned read-only since), and an error
+    saying a connection cannot write makes SQLAlchemy discard it and every older pooled connection.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _flag(dbapi_conn, record):  # type: ignore[no-untyped-def]
+        record.info[READ_ONLY] = cannot_write(dbapi_conn)
+
+    @event.listens_for(engine, "checkin")
+    def _close(dbapi_conn, record):  # type: ignore[no-untyped-def]
+        if dbapi_conn is not None and (record.info.get(READ_ONLY) or (recheck and cannot_write(dbapi_conn))):
+            record.invalidate()
+
+    @event.listens_for(engine, "handle_error")
+    def _discard(context: ExceptionContext) -> None:
+        if read_only_error(context.original_exception):
+            context.is_disconnect = True
+
+
+def _sqlite_never_read_only(engine: Engine, path: str) -> None:
+    """Open an existing database file for writing or not at all, and keep one connection open for good.
+
+    mode=rw, once the file was seen writable: while it is read-only a new connection then fails (the
+    caller answers 451) instead of silently becoming read-only for its whole life. A file this
+    process never could write (a read-only copy, `listgate status` run by another user) is still
+    opened for reading. The anchor: SQLite shares one shared-memory WAL
+    index per file in a process, made by whichever connection finds none; made while the files are
+    read-only it stays read-only, and every connection opened later shares it, as long as any
+    connection is open. An idle connection opened now, while the file is writable, keeps a writable
+    one alive for the engine's life (closed when the engine is disposed).
+    """
+    if not path or path == ":memory:":
+        return
+
+    seen_writable = [os.path.exists(path) and os.access(path, os.W_OK)]
+
+    @event.listens_for(engine, "do_connect")
+    def _rw(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+        if seen_writable[0] or (os.path.exists(path) and os.access(path, os.W_OK)):
+            seen_writable[0] = True
+            cargs[:] = [f"file:{quote(os.path.abspath(path))}?mode=rw"]
+            cparams["uri"] = True
+
+    anchor: list[sqlite3.Connection] = []
+    if seen_writable[0]:
+        try:
+            conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, check_same_thread=False)
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
+            anchor.append(conn)
+        except sqlite3.Error as exc:
+            log.warning("could not keep a connection open to %s: %s", path, exc)
+
+    @event.listens_for(engine, "engine_disposed")
+    def _close(_engine):  # type: ignore[no-untyped-def]
+        while anchor:
+            anchor.pop().close()
+
+
+def _sqlite_read_only(path: str) -> Callable[[Any], bool]:
+    """A check, run just after SQLite opened path, of whether its WAL or index fell back to read-only."""
+
+    def opened_read_only(_dbapi_conn: object) -> bool:
+        if not path or path == ":memory:":
+            return False
+        # access(), not a trial open(): closing another descriptor of the file would drop SQLite's locks.
+        return any(os.path.exists(name) and not os.access(name, os.W_OK) for name in (path + "-wal", path + "-shm"))
+
+    return opened_read_only
+
+
+def _postgres_read_only(dbapi_conn: Any) -> bool:
+    """True when a psycopg session is read-only now (the server reports both settings, PostgreSQL 14+)."""
+    status = getattr(getattr(dbapi_conn, "info", None), "parameter_status", None)
+    if status is None:
+        return False
+    return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -78,3 +186,32 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose work is committed on success and rolled back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+# SQLite primary result codes worth retrying: busy, locked, out of memory, read-only, I/O, full, can't open.
+_SQLITE_TRANSIENT = {5, 6, 7, 8, 10, 13, 14}
+# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement timeout,
+# shutdown / cannot connect now, read-only transaction (a failover); classes 08 (connection) and 53 (resources).
+_PG_TRANSIENT = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "25006"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for a database or network error that a retry may get past (a lost connection, a lock timeout...);
+    False for an integrity or programming error, which will fail the same way every time."""
+    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+
+    if isinstance(exc, (PoolTimeout, OSError)):
+        return True
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if code is not None:
+        return (code & 0xFF) in _SQLITE_TRANSIENT
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state:
+        return state in _PG_TRANSIENT or state[:2] in ("08", "53")
+    # A driver error with no code: psycopg's own connection failures are OperationalError.
+    return isinstance(exc, OperationalError)

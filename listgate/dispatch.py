@@ -28,6 +28,8 @@ SWEEP_OUTBOX = "listgate.sweep_outbox"
 SEND_DIGESTS = "listgate.send_digests"
 RESEND_DIGEST = "listgate.resend_digest"  # (outbox_id,): a digest a relay deferred; ref_id = digests_sent.id
 RETRY_DEFERRED = "listgate.retry_deferred"
+NOTIFY_MODERATORS = "listgate.notify_moderators"  # (outbox_id,): a held post or a report; ref_id = message pk
+SEND_REMINDERS = "listgate.send_reminders"  # daily: one reminder per list of posts still held
 
 
 class Sender(Protocol):

@@ -8,6 +8,7 @@ Running it again skips what is already archived.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import logging
 import lzma
 import os
@@ -28,7 +29,7 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.addresses import Recipient
 from listgate.ingest import DUPLICATE, Item, ItemResult, ingest_batch
-from listgate.models import Message
+from listgate.models import Message, MessageVariant, RawMessage
 from listgate.parsing import extract_msgids, generated_msgid, parse
 
 log = logging.getLogger(__name__)
@@ -170,12 +171,17 @@ class Importer:
             return exc
 
     def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:
-        """Drop messages already archived (a resumed import) without parsing them."""
+        """Drop messages already archived with the same bytes (a resumed import) without parsing them."""
         mlist = lists.require(session, self.list_name)
-        ids = {quick_msgid(r): r for r in raws}
-        have = set(session.scalars(select(Message.message_id).where(
-            Message.list_id == mlist.id, Message.message_id.in_(list(ids)))))
-        fresh = [r for r in raws if quick_msgid(r) not in have]
+        keys = [(quick_msgid(r), hashlib.sha256(r).hexdigest()) for r in raws]
+        have: set[tuple[str, str]] = set()
+        for raw_of in (Message.raw_id, MessageVariant.raw_id):  # the message's own bytes, then its variants'
+            query = select(Message.message_id, RawMessage.sha256).where(
+                Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys}))
+            if raw_of is MessageVariant.raw_id:
+                query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
+            have.update((mid, sha) for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of)))
+        fresh = [r for r, key in zip(raws, keys) if key not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
 

@@ -1,16 +1,14 @@
-"""Creating lists and administrators' subscriptions."""
+"""Creating lists and administrators' subscriptions (the lifecycle itself lives in listgate.subscriptions)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from listgate import subscriptions
 from listgate.addresses import MAX_LIST_NAME, valid_list_name
 from listgate.models import MailingList, Subscription
 from listgate.models.archive import POLICIES
-from listgate.models.people import ACTIVE, KINDS
 
 
 class ListError(ValueError):
@@ -18,7 +16,9 @@ class ListError(ValueError):
 
 
 def get(session: Session, name: str) -> MailingList | None:
-    """The list called name, or None."""
+    """The list called name, or None (list names are ASCII: a look-alike such as U+212A for k is no name)."""
+    if not name.isascii():
+        return None
     return session.scalars(select(MailingList).where(MailingList.name == name.lower())).first()
 
 
@@ -31,7 +31,7 @@ def require(session: Session, name: str) -> MailingList:
 
 
 def create(session: Session, name: str, title: str = "", description: str = "", policy: str = "open",
-           private: bool = False, moderators: str = "") -> MailingList:
+           private: bool = False, moderators: str = "", owners: str = "") -> MailingList:
     """Create a list; ListError for a bad name, a taken name or an unknown policy."""
     name = name.strip().lower()
     if not valid_list_name(name):
@@ -42,33 +42,16 @@ def create(session: Session, name: str, title: str = "", description: str = "", 
     if get(session, name) is not None:
         raise ListError(f"a list named {name!r} already exists")
     mlist = MailingList(name=name, title=title or name, description=description, policy=policy,
-                        private=private, moderators=moderators)
+                        private=private, moderators=moderators, owners=owners.lower().replace(" ", ""))
     session.add(mlist)
     session.flush()
     return mlist
 
 
 def subscribe(session: Session, mlist: MailingList, address: str, kind: str = "list", thread_id: int = 0) -> Subscription:
-    """An administrator's subscription: active at once (no confirmation mail)."""
-    address = address.strip().lower()
-    if "@" not in address or any(c in address for c in " \r\n<>,;"):
-        raise ListError(f"{address!r} is not an email address")
-    if kind not in KINDS:
-        raise ListError(f"unknown subscription kind {kind!r}: choose one of {', '.join(KINDS)}")
-    sub = session.scalars(select(Subscription).where(
-        Subscription.list_id == mlist.id, Subscription.address == address,
-        Subscription.kind == kind, Subscription.thread_key == thread_id)).first()
-    if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=thread_id)
-        session.add(sub)
-    sub.status, sub.confirmed_at = ACTIVE, datetime.now(timezone.utc)
-    session.flush()
-    return sub
+    """An administrator's subscription: active at once (no confirmation mail, no approval needed)."""
+    try:
+        return subscriptions.start(session, mlist, address, kind, thread_id, approved_by=subscriptions.ADMIN)
+    except subscriptions.SubscriptionError as exc:
+        raise ListError(str(exc)) from None
 
-
-def unsubscribe(session: Session, mlist: MailingList, address: str, thread_id: int | None = None) -> int:
-    """Remove an address's subscriptions to a list (or to one thread); returns how many."""
-    query = delete(Subscription).where(Subscription.list_id == mlist.id, Subscription.address == address.strip().lower())
-    if thread_id is not None:
-        query = query.where(Subscription.thread_key == thread_id)
-    return session.execute(query).rowcount or 0

@@ -26,6 +26,8 @@ _REPLY_PREFIX = re.compile(
 _REPLY_WORD = re.compile(r"\b(?:re|aw|sv|antw|r[ée]f|odp|vs)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.IGNORECASE)
 _LIST_TAG = re.compile(r"^\s*\[[^\]]{0,100}\]\s*")
 _SPACES = re.compile(r"\s+")
+_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
+BARE_CR = re.compile(rb"\r(?!\n)")  # a CR that ends no line
 LARGE_MESSAGE = 1024 * 1024  # above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
 
 
@@ -238,6 +240,33 @@ def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:
     return arrival, 0, True
 
 
+def header_end(raw: bytes) -> tuple[int, int]:
+    """(end of the header block, start of the body): around the first blank line, CRLF or bare LF.
+
+    The one reading of where a message's header ends, for the gateway's limits, the worker's
+    copies and the parser alike. A bare CR ends no line (RFC 5322); no blank line: all header.
+    """
+    if raw.startswith(b"\n"):
+        return 0, 1
+    if raw.startswith(b"\r\n"):
+        return 0, 2
+    m = _BLANK_LINE.search(raw)
+    return (len(raw), len(raw)) if m is None else (m.start(), m.end())
+
+
+def _readable(raw: bytes, defects: list[str]) -> bytes:
+    """raw with any bare CR of its header block read as a space, as header_end reads it.
+
+    The standard library's parser ends a line at a bare CR, so "CRLF CR" would end the header
+    for it alone: the fields after it (a Message-ID) would become body.
+    """
+    end, _ = header_end(raw)
+    if BARE_CR.search(raw, 0, end) is None:
+        return raw
+    defects.append("HeaderDefect: a bare CR in the header block, read as a space")
+    return BARE_CR.sub(b" ", raw[:end]) + raw[end:]
+
+
 def generated_msgid(raw: bytes) -> str:
     """A deterministic Message-ID for mail that has none: the same bytes give the same id."""
     return f"{hashlib.sha256(raw).hexdigest()[:40]}@generated.listgate.invalid"
@@ -247,13 +276,14 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     """Parse raw bytes; never raises on malformed mail (problems become defects)."""
     arrival = arrival or datetime.now(timezone.utc)
     defects: list[str] = []
-    if len(raw) > LARGE_MESSAGE:
-        msg = email.message_from_bytes(_headers_only(raw))
+    source = _readable(raw, defects)
+    if len(source) > LARGE_MESSAGE:
+        msg = email.message_from_bytes(_headers_only(source))
         from listgate import bigmail  # deferred: it imports this module
 
-        body_text, body_html, attachments = bigmail.bodies(raw, msg, defects)
+        body_text, body_html, attachments = bigmail.bodies(source, msg, defects)
     else:
-        msg, (body_text, body_html, attachments) = _small_bodies(raw, defects)
+        msg, (body_text, body_html, attachments) = _small_bodies(source, defects)
 
     head = _head(msg, raw)
     in_reply_to = tuple(extract_msgids(_header_text_value(_raw_one(msg, "In-Reply-To"))))
@@ -295,8 +325,11 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
 
 
 def parse_head(raw: bytes) -> MessageHead:
-    """Scan only the header block (about 10x cheaper than parse()); the same values parse() gives."""
-    return _head(email.message_from_bytes(_headers_only(raw)), raw)
+    """Scan only the header block (about 10x cheaper than parse()); the same values parse() gives.
+
+    The block ends where header_end says, as for the gateway's limits and parse() itself.
+    """
+    return _head(email.message_from_bytes(_headers_only(_readable(raw, []))), raw)
 
 
 def _head(msg: StdMessage, raw: bytes) -> MessageHead:
@@ -353,10 +386,7 @@ def _body_view(msg: StdMessage) -> StdMessage:
 
 
 def _headers_only(raw: bytes) -> bytes:
-    end = raw.find(b"\r\n\r\n")
-    if end < 0:
-        end = raw.find(b"\n\n")
-    return raw if end < 0 else raw[: end + 2]
+    return raw[: header_end(raw)[1]]
 
 
 def _bodies(mp: "mailparser.MailParser", defects: list[str]) -> tuple[str, str, tuple[ParsedAttachment, ...]]:

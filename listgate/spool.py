@@ -6,7 +6,10 @@ a database file of its own beside the archive (NAME.spool.sqlite3): the gateway'
 never wait for the archive's write lock, which the archiver holds a batch at a time. There the
 archive records, per spool file (its generation), the highest id archived (spool_marks) in the
 archiving transaction; rows up to the mark are cleared afterwards, so a message is archived
-once even when the archiver dies in between. Rows not posted stay in the archive's own table.
+once even when the archiver dies in between. Rows that failed to archive stay in the archive's
+own table (state failed, with the error) until `listgate spool retry` puts them back in line.
+Mail archived and not posted (automatic, a ban added after the 250) is in the not-posted queue
+(listgate.notposted), not here.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
-from listgate.models.spool import FAILED, NOT_POSTED, PENDING
+from listgate.models.spool import FAILED, PENDING
 
 SPOOL = SpooledMail.__table__
 MARKS = SpoolMark.__table__
@@ -55,8 +58,7 @@ class Depth:
 
     pending: int = 0
     oldest_seconds: float = 0.0  # age of the oldest message not archived yet
-    not_posted: int = 0
-    failed: int = 0
+    failed: int = 0  # kept after archiving raised: `listgate spool retry` tries them again
 
 
 class Spool:
@@ -115,7 +117,7 @@ class Spool:
             MARKS.c.generation == self.generation)).scalar() or 0)
 
     def done(self, session: Session, rows: Sequence[Any], kept: list[dict[str, Any]]) -> None:
-        """In the archiving transaction: the rows leave the spool; kept ones (not posted, failed) stay, saying why."""
+        """In the archiving transaction: the rows leave the spool; kept ones (failed) stay, saying why."""
         by_id = {row.id: row for row in rows}
         conn = session.connection()
         if not self.separate:
@@ -137,7 +139,7 @@ class Spool:
                 conn.execute(delete(SIDE_SPOOL).where(SIDE_SPOOL.c.id <= mark))
 
     def depth(self, session: Session, now: datetime | None = None) -> Depth:
-        """Pending messages and the oldest one's age; the rows kept as not posted or failed."""
+        """Pending messages and the oldest one's age; the rows kept as failed."""
         now = now or datetime.now(timezone.utc)
         after = self.mark(session) if self.separate else 0
         with self.engine.connect() as conn:
@@ -148,10 +150,31 @@ class Spool:
             oldest = datetime.fromisoformat(oldest)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=timezone.utc)
-        kept = dict(session.execute(select(SPOOL.c.state, func.count()).where(SPOOL.c.state != PENDING)
-                                    .group_by(SPOOL.c.state)).all())
-        return Depth(int(pending), max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
-                     int(kept.get(NOT_POSTED, 0)), int(kept.get(FAILED, 0)))
+        failed = session.scalar(select(func.count()).select_from(SPOOL).where(SPOOL.c.state == FAILED)) or 0
+        return Depth(int(pending), max(0.0, (now - oldest).total_seconds()) if oldest else 0.0, int(failed))
+
+    def failed(self, session: Session, limit: int = 200) -> list[Any]:
+        """The rows kept after archiving raised, oldest first (id, received_at, mail_from, rcpt_tos, message_id, reason)."""
+        t = SPOOL
+        return list(session.execute(select(t.c.id, t.c.received_at, t.c.mail_from, t.c.rcpt_tos, t.c.message_id,
+                                           t.c.reason).where(t.c.state == FAILED).order_by(t.c.id).limit(limit)))
+
+    def retry(self, session: Session, ids: Sequence[int] | None = None) -> int:
+        """Put failed rows (these, or all) back in line for the archiver, in the session's transaction; how many.
+
+        On SQLite the row moves to the spool file first, then leaves the archive: a crash between
+        the two leaves it in both, and archiving it twice finds the first copy (a duplicate).
+        """
+        where = [SPOOL.c.state == FAILED] + ([SPOOL.c.id.in_(list(ids))] if ids is not None else [])
+        if not self.separate:
+            return int(session.execute(update(SPOOL).where(*where).values(state=PENDING, reason="", done_at=None)).rowcount)
+        rows = list(session.execute(select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)))
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(SIDE_SPOOL), [{**{c: getattr(r, c) for c in _PENDING_COLUMNS if c != "id"},
+                                                   "state": PENDING, "reason": ""} for r in rows])
+            session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
+        return len(rows)
 
 
 def _side_pragmas(dbapi_conn: Any, _record: Any) -> None:

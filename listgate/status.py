@@ -8,20 +8,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Collection
 from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from listgate import counters
+from listgate import counters, notposted, plurals
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models.delivery import REFUSED
+from listgate.models.people import AWAITING
 from listgate.schema import current, head
 from listgate.spool import Depth, Spool
+from listgate.supervisor import read_state, state_file
 
 BROKER_QUEUES = ("celery",)
+FAILED_WINDOW = timedelta(days=30)  # how far back `status` and the moderation page list failed posts
+
+
+@dataclass(frozen=True)
+class FailedPost:
+    """A post a relay refused (the message itself, not a recipient): for moderators and operators."""
+
+    message_pk: int
+    list_id: int
+    subject: str
+    copies: int  # copies refused
+    reason: str  # one relay's answer
+    last: datetime
+
+
+def failed_posts(session: Session, list_ids: Collection[int] | None = None, limit: int = 50,
+                 now: datetime | None = None) -> list[FailedPost]:
+    """Posts with copies refused as messages in the last FAILED_WINDOW, newest first (of these lists, or all)."""
+    since = (now or datetime.now(timezone.utc)) - FAILED_WINDOW
+    last = func.max(Bounce.received_at)
+    query = (select(Message.id, Message.list_id, Message.subject, func.count(Bounce.id), func.max(Bounce.diagnostic), last)
+             .join(Delivery, Delivery.id == Bounce.delivery_id).join(Message, Message.id == Delivery.message_pk)
+             .where(Bounce.kind == REFUSED, Bounce.received_at >= since)
+             .group_by(Message.id, Message.list_id, Message.subject).order_by(last.desc()).limit(limit))
+    if list_ids is not None:
+        query = query.where(Message.list_id.in_(list_ids))
+    return [FailedPost(pk, list_id, subject or "", int(n), reason or "", _aware(when) or since)
+            for pk, list_id, subject, n, reason, when in session.execute(query)]
 
 
 @dataclass(frozen=True)
@@ -35,9 +66,15 @@ class Metrics:
     bounced: dict[str, int] = field(default_factory=dict)  # bounce reports by kind
     archived: int = 0
     outbox_pending: int = 0
+    outbox_failed: int = 0  # outbox entries that failed for good (a command, a notice...)
+    not_posted: int = 0  # accepted mail waiting in the not-posted queue
+    awaiting_approval: int = 0  # subscription requests a moderator must decide on
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
-    spool: Depth = field(default_factory=Depth)  # accepted mail waiting for the archiver
+    failed: list[FailedPost] = field(default_factory=list)  # posts a relay refused, last FAILED_WINDOW
+    last_deferral: str = ""  # why the most recently deferred copy was deferred
+    next_retry: datetime | None = None  # when the next deferred copy is due
+    spool: Depth = field(default_factory=Depth)  # accepted mail waiting for the archiver, or failed to archive
 
 
 @dataclass(frozen=True)
@@ -52,11 +89,23 @@ class Status:
     broker_ok: bool = False
     broker_queue: dict[str, int] = field(default_factory=dict)
     metrics: Metrics | None = None
+    processes: dict[str, Any] | None = None  # the children of a running `listgate up`, by name
+
+    @property
+    def deferring(self) -> int:
+        """Copies waiting for the relay after it refused or could not be reached."""
+        return self.metrics.deliveries.get("deferred", 0) if self.metrics else 0
+
+    @property
+    def processes_down(self) -> list[str]:
+        """Children of `listgate up` not serving right now."""
+        return [n for n, c in (self.processes or {}).items() if c.get("state") != "ready"]
 
     @property
     def ok(self) -> bool:
-        """True when the database and the broker answer and the schema is current."""
-        return self.database_ok and self.broker_ok and self.revision == self.head
+        """True when database and broker answer, the schema is current, no copy waits and every child serves."""
+        return (self.database_ok and self.broker_ok and self.revision == self.head and not self.deferring
+                and not self.processes_down)
 
 
 def redact(url: str) -> str:
@@ -82,6 +131,13 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
     outbox_pending, oldest = session.execute(pending).one()
     oldest = _aware(oldest)
+    failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
+    awaiting = select(func.count()).select_from(Subscription).where(Subscription.status == AWAITING)
+    last_deferral, next_retry = "", None
+    if deliveries.get("deferred"):
+        deferred = select(Delivery.last_error).where(Delivery.status == "deferred")
+        last_deferral = session.scalar(deferred.order_by(Delivery.next_attempt_at.desc()).limit(1)) or ""
+        next_retry = _aware(session.scalar(select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "deferred")))
     return Metrics(
         received=counters.total(session, counters.RECEIVED),
         stored=counters.values(session, counters.STORED),
@@ -90,8 +146,14 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         bounced={str(k): int(v) for k, v in bounced.items()},
         archived=session.scalar(select(func.count()).select_from(Message)) or 0,
         outbox_pending=int(outbox_pending or 0),
+        outbox_failed=session.scalar(failed) or 0,
+        not_posted=notposted.count_waiting(session),
+        awaiting_approval=session.scalar(awaiting) or 0,
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,
         last_received=_aware(session.scalar(select(func.max(RawMessage.received_at)))),
+        failed=failed_posts(session, now=now, limit=1000),
+        last_deferral=last_deferral,
+        next_retry=next_retry,
         spool=_spool_depth(session, now),
     )
 
@@ -144,7 +206,8 @@ def collect(settings: Settings) -> Status:
         queue, broker_ok, broker = broker_queue_lengths(settings.broker_url), True, broker_url
     except Exception as exc:  # noqa: BLE001
         queue, broker_ok, broker = {}, False, f"{broker_url}: {_one_line(exc)}"
-    return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue)
+    return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue,
+                  processes=(read_state(state_file(settings.data_dir)) or {}).get("children"))
 
 
 def _one_line(exc: BaseException) -> str:
@@ -157,8 +220,16 @@ def _ago(when: datetime, now: datetime) -> str:
     for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= size:
             n = seconds // size
-            return f"{n} {unit}{'s' if n != 1 else ''} ago"
-    return f"{max(seconds, 0)} seconds ago"
+            return f"{plurals.count(n, unit)} ago"
+    return f"{plurals.count(max(seconds, 0), 'second')} ago"
+
+
+def _failed_line(failed: list[FailedPost], now: datetime) -> str:
+    line = f"failed     {plurals.count(len(failed), 'post')} refused by the relay in the last {FAILED_WINDOW.days} days"
+    if failed:
+        newest = failed[0]
+        line += f" (latest {_ago(newest.last, now)}: post {newest.message_pk} \"{newest.subject[:60]}\": {newest.reason[:120]})"
+    return line
 
 
 def render(status: Status, now: datetime | None = None) -> list[str]:
@@ -180,14 +251,45 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
         sp = m.spool
         waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
-        kept = f"; kept: {sp.not_posted} not posted, {sp.failed} failed to archive" if sp.not_posted or sp.failed else ""
-        lines.append(f"spool      {sp.pending} waiting for the archiver{waiting}{kept}")
-        lines.append(f"queue      {m.outbox_pending} outbox entries not done{lag}")
+        failed = (f"; {plurals.count(sp.failed, 'mail')} FAILED to archive (listgate spool list; listgate spool retry)"
+                  if sp.failed else "")
+        lines.append(f"spool      {sp.pending} waiting for the archiver{waiting}{failed}")
+        lines.append(f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
+                     f"{m.outbox_failed} failed for good")
         d = m.deliveries
         lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "
-                     f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced")
+                     f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced, {d.get(REFUSED, 0)} refused")
         lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
+        lines.append(f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
+                     f"{plurals.count(m.awaiting_approval, 'subscription request')} awaiting approval")
         last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
         lines.append(f"last mail  {last}")
+        lines.append(_failed_line(m.failed, now))
+    if status.deferring and m is not None:
+        retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
+        # Not status.outbound: this command's environment may not be the workers' (another terminal).
+        lines.append(f"relay      DEFERRING {plurals.count(status.deferring, 'copy')} {'waits' if status.deferring == 1 else 'wait'} for the relay, which said: "
+                     f"{m.last_deferral or 'nothing recorded'}{retry}")
+    lines.extend(_process_lines(status.processes))
+    return lines
+
+
+def _in(when: datetime, now: datetime) -> str:
+    seconds = int((when - now).total_seconds())
+    return "now" if seconds <= 0 else f"in {seconds} s"
+
+
+def _process_lines(processes: dict[str, Any] | None) -> list[str]:
+    """One line per child of a running `listgate up` (none when `up` is not running here)."""
+    lines = []
+    for name, child in (processes or {}).items():
+        restarts = child.get("restarts", 0)
+        history = f"; restarted {plurals.count(restarts, 'time')}, last {child['last_exit']}" if restarts or child.get("last_exit") else ""
+        if child.get("state") == "ready":
+            lines.append(f"{name:10} ok     pid {child.get('pid')}{history}")
+        elif child.get("state") == "restarting":
+            lines.append(f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({plurals.count(restarts, 'restart')} so far)")
+        else:
+            lines.append(f"{name:10} STARTING pid {child.get('pid')}{history}")
     return lines
 

@@ -1,8 +1,14 @@
-"""Subscriptions people ask for themselves (web or mail): double opt-in, tokens, follow/mute.
+"""Subscriptions: the way in (double opt-in, approval) and the one way to change or end them.
 
-Shared by the worker (mail commands) and the web archive (forms, confirm/unsubscribe links).
-Every function works inside the caller's transaction; generated mail is recorded in the
-outbox (SEND_NOTICE) and must be enqueued by the caller after the commit.
+Shared by the worker (mail commands), the web archive (forms, links) and the CLI. Every
+function works inside the caller's transaction; generated mail is recorded in the outbox
+(SEND_NOTICE) and must be enqueued by the caller after the commit.
+
+A subscription row is never deleted: deliveries and bounces point at it. `end` marks it
+ended (when and why) and `start` makes the same row active again when the person comes
+back, so the (post, address) ledger of deliveries keeps every copy exactly once across
+leave, return and leave. `change` is what every channel calls to leave a list or a thread,
+mute, unmute, follow or switch between every post and the daily or weekly digest.
 """
 
 from __future__ import annotations
@@ -10,23 +16,46 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from dataclasses import dataclass
+import logging
+import unicodedata
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Callable, Iterable
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, lists, threads, tokens
+from listgate import dispatch, ratelimits, threads, tokens
+from listgate.addresses import DIGEST_CHOICES
+from listgate.ingest import is_member, needs_approval
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
-from listgate.models.people import ACTIVE, KINDS, PENDING
+from listgate.models.people import ACTIVE, AWAITING, DAILY, ENDED, KINDS, PENDING, SUSPENDED
+
+log = logging.getLogger(__name__)
 
 CONFIRM_DAYS = 7
 RESEND_AFTER = timedelta(minutes=10)  # one confirmation mail per address and scope per 10 minutes
+CONFIRM_LIMIT = (5, 900)  # and at most 5 per address per 15 minutes over every list, like sign-in links
+# Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC 3834 replies.
+LINK, MAIL, WEB, ADMIN = "link", "mail", "web", "admin"
+# What change() can do.
+LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
+    "leave", "leave-thread", "mute", "unmute", "follow", "list", "digest")
+ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
+OFF = "off"  # of DIGEST_CHOICES (NAME+digest-daily|weekly|off@): every post again
+_NEEDS_APPROVAL = ("list", "digest", "thread")  # ways in; a mute is a way out
 
 
 class SubscriptionError(ValueError):
     """A request that cannot be done; the message is fit to show the person."""
+
+
+class RateLimited(SubscriptionError):
+    """Too many confirmation mails to one address: nothing is sent (retry_after in seconds)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)
@@ -35,19 +64,225 @@ class Outcome:
 
     subscription: Subscription | None
     message: str
-    outbox: list[OutboxEntry]
+    outbox: list[OutboxEntry] = field(default_factory=list)
     list_name: str = ""
     thread_id: int = 0
 
 
 def normalize(address: str) -> str:
-    """A lower-cased bare address, or SubscriptionError."""
+    """A lower-cased bare address, or SubscriptionError (control and separator characters included)."""
     address = address.strip().strip("<>").strip().lower()
     local, at, domain = address.rpartition("@")
-    if not at or not local or "." not in domain or any(c in address for c in " \r\n<>,;\"\\"):
+    bad = any(c in " <>,;\"\\@" or unicodedata.category(c)[0] in "CZ" for c in local + domain)
+    if not at or not local or "." not in domain or bad or len(local) > 64 or len(address) > 254:
         raise SubscriptionError(f"{address!r} is not an email address")
     return address
 
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _find(session: Session, list_id: int, address: str, kind: str, thread_key: int) -> Subscription | None:
+    return session.scalars(select(Subscription).where(
+        Subscription.list_id == list_id, Subscription.address == address,
+        Subscription.kind == kind, Subscription.thread_key == thread_key)).first()
+
+
+def _live(session: Session, list_id: int, address: str, kinds: Iterable[str], thread_key: int | None = None
+          ) -> list[Subscription]:
+    """The rows of address on a list that have not ended, of these kinds (and this thread)."""
+    query = select(Subscription).where(Subscription.list_id == list_id, Subscription.address == address,
+                                       Subscription.kind.in_(tuple(kinds)), Subscription.status != ENDED)
+    if thread_key is not None:
+        query = query.where(Subscription.thread_key == thread_key)
+    return list(session.scalars(query.order_by(Subscription.id)))
+
+
+def end(session: Session, subs: Iterable[Subscription], reason: str) -> int:
+    """The one way a subscription ends: the row stays, with when and why; returns how many ended."""
+    ended = 0
+    for sub in subs:
+        if sub.status != ENDED:
+            sub.status, sub.ended_at, sub.end_reason = ENDED, _now(), reason[:64]
+            ended += 1
+    session.flush()
+    return ended
+
+
+def start(session: Session, mlist: MailingList, address: str, kind: str = "list", thread_id: int = 0, *,
+          approved_by: str = "") -> Subscription:
+    """The one way a subscription becomes active (its old row reused); where a moderator must let
+    newcomers in, it waits (AWAITING) unless approved_by says who did."""
+    address = normalize(address)
+    if kind not in KINDS:
+        raise SubscriptionError(f"unknown subscription kind {kind!r}: choose one of {', '.join(KINDS)}")
+    key = _thread_key(session, mlist, kind, thread_id)
+    sub = _find(session, mlist.id, address, kind, key)
+    if sub is None:
+        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=key, status=PENDING,
+                           created_at=_now(), bounce_score=0.0, end_reason="", approved_by="")
+        session.add(sub)
+    approved_by = approved_by or sub.approved_by
+    if sub.status == ACTIVE:
+        _end_other_choice(session, sub)  # the latest choice wins, even over a request still pending
+        return sub
+    if not approved_by and kind in _NEEDS_APPROVAL and needs_approval(mlist) and not is_member(session, mlist, address):
+        sub.status = AWAITING
+        session.flush()
+        return sub
+    _make_active(session, sub, approved_by)
+    return sub
+
+
+def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
+    """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute) ends."""
+    sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = ACTIVE, _now(), None, ""
+    sub.bounce_score, sub.approved_by = 0.0, approved_by
+    session.flush()
+    _end_other_choice(session, sub)
+
+
+def _end_other_choice(session: Session, sub: Subscription) -> None:
+    """Every post or the digest, following or muting a thread: one of the two; the other ends."""
+    others: dict[str, tuple[str, str]] = {"list": ("digest", "switched to every post"),
+                                          "digest": ("list", "switched to the digest"),
+                                          "thread": ("mute", "followed again"), "mute": ("thread", "muted")}
+    other, reason = others[sub.kind]
+    end(session, _live(session, sub.list_id, sub.address, (other,), sub.thread_key), reason)
+
+
+def _thread_key(session: Session, mlist: MailingList, kind: str, thread_id: int) -> int:
+    if kind not in ("thread", "mute"):
+        return 0
+    thread = threads.resolve(session, thread_id) if thread_id else None
+    if thread is None or thread.list_id != mlist.id:
+        raise SubscriptionError(f"there is no thread {thread_id} on the list {mlist.name}")
+    return thread.id
+
+
+def thread_subject(session: Session, thread_key: int) -> str:
+    """The subject of a thread (for mail about it), or ''."""
+    thread = session.get(Thread, thread_key) if thread_key else None
+    return thread.subject if thread is not None else ""
+
+
+def notice(session: Session, mlist: MailingList, template: str, to: str, ref_id: int = 0, *, reply: bool = False,
+           **fields: Any) -> OutboxEntry:
+    """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules apply)."""
+    payload = {"template": template, "to": to, "list": mlist.name, "list_id": mlist.id, **fields}
+    if reply:
+        payload["reply"] = True
+    return dispatch.record(session, dispatch.SEND_NOTICE, ref_id, payload)
+
+
+def change(session: Session, mlist: MailingList, address: str, action: str, *, channel: str,
+           thread_id: int = 0, notify: bool = True, frequency: str = DAILY) -> Outcome:
+    """Every way to change what an address gets from a list, from every channel (link, mail, web, CLI).
+
+    Leaving the list ends every subscription of the address on it; leaving a thread a list
+    subscriber still gets mutes it; DIGEST comes daily or weekly (frequency; "off" is every
+    post). On the mail channel the person gets a short answer; leaving the list says goodbye
+    (the mail that undoes a forged request).
+    """
+    address = normalize(address)
+    if action not in ACTIONS:
+        raise SubscriptionError(f"unknown action {action!r}: choose one of {', '.join(ACTIONS)}")
+    if frequency not in DIGEST_CHOICES:
+        raise SubscriptionError(f"digest {frequency!r}: choose {', '.join(DIGEST_CHOICES)}")
+    if action == DIGEST and frequency == OFF:
+        action = EVERY_POST
+    key = _thread_key(session, mlist, "thread", thread_id) if action in (LEAVE_THREAD, MUTE, UNMUTE, FOLLOW) else 0
+    handler = _mode("digest", frequency) if action == DIGEST else _HANDLERS[action]
+    sub, message, said = handler(session, mlist, address, key, channel)
+    outbox = []
+    if notify and said == "goodbye":
+        # Never held back as a reply: it is how a forged unsubscribe is noticed, and at most one
+        # goes out per subscription that really ended.
+        outbox.append(notice(session, mlist, "goodbye", address))
+    elif notify and said and channel == MAIL:
+        outbox.append(notice(session, mlist, "changed", address, reply=True, message=message, thread_id=key,
+                             subject=thread_subject(session, key), action=action))
+    log.info("%s %s on %s by %s: %s", address, action, mlist.name, channel, message)
+    return Outcome(sub, message, outbox, mlist.name, key)
+
+
+_Handler = Callable[[Session, MailingList, str, int, str], tuple[Subscription | None, str, str]]
+
+
+def _leave(session: Session, mlist: MailingList, address: str, _key: int, channel: str
+           ) -> tuple[Subscription | None, str, str]:
+    rows = _live(session, mlist.id, address, KINDS)
+    was_mailed = any(r.status in (ACTIVE, SUSPENDED) for r in rows)
+    end(session, rows, f"left ({channel})")
+    if not was_mailed:
+        return None, f"{address} is not subscribed to {mlist.name}.", ""
+    return None, f"{address} has left {mlist.name}.", "goodbye"
+
+
+def _leave_thread(session: Session, mlist: MailingList, address: str, key: int, channel: str
+                  ) -> tuple[Subscription | None, str, str]:
+    if _live_active(session, mlist, address, ("list",)):
+        return _mute(session, mlist, address, key, channel)
+    end(session, _live(session, mlist.id, address, ("thread",), key), f"left the thread ({channel})")
+    return None, "You no longer follow this thread.", "changed"
+
+
+def _mute(session: Session, mlist: MailingList, address: str, key: int, _channel: str
+          ) -> tuple[Subscription | None, str, str]:
+    sub = start(session, mlist, address, "mute", key)
+    return sub, "You will get no more mail from this thread.", "changed"
+
+
+def _unmute(session: Session, mlist: MailingList, address: str, key: int, channel: str
+            ) -> tuple[Subscription | None, str, str]:
+    end(session, _live(session, mlist.id, address, ("mute",), key), f"unmuted ({channel})")
+    return None, "This thread is no longer muted.", "changed"
+
+
+def _follow(session: Session, mlist: MailingList, address: str, key: int, _channel: str
+            ) -> tuple[Subscription | None, str, str]:
+    sub = start(session, mlist, address, "thread", key)
+    if sub.status == AWAITING:
+        return sub, f"A moderator of {mlist.name} must approve this first; you will get a mail.", "changed"
+    return sub, "You now follow this thread.", "changed"
+
+
+def _mode(kind: str, frequency: str = DAILY) -> _Handler:
+    """Every post (kind "list") or the digest at this frequency: a switch between the two rows."""
+    def switch(session: Session, mlist: MailingList, address: str, _key: int, channel: str
+               ) -> tuple[Subscription | None, str, str]:
+        if channel == MAIL and not _live_active(session, mlist, address, ("list", "digest")):
+            # From can be forged: by mail this only switches a subscription the address already has.
+            raise SubscriptionError(f"{address} is not subscribed to {mlist.name}; "
+                                    f"write to {mlist.name}+subscribe@ first")
+        sub = start(session, mlist, address, kind)
+        if kind == "digest":
+            sub.digest_frequency = frequency
+            session.flush()
+        if sub.status == AWAITING:
+            return sub, f"A moderator of {mlist.name} must approve your subscription; you will get a mail.", "changed"
+        what = "every post" if kind == "list" else f"a {frequency} digest"
+        return sub, f"You now get {what} from {mlist.name}.", "changed"
+    return switch
+
+
+_HANDLERS: dict[str, _Handler] = {LEAVE: _leave, LEAVE_THREAD: _leave_thread, MUTE: _mute, UNMUTE: _unmute,
+                                  FOLLOW: _follow, EVERY_POST: _mode("list"), DIGEST: _mode("digest")}
+
+
+def _live_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...]) -> bool:
+    return any(r.status == ACTIVE for r in _live(session, mlist.id, address, kinds))
+
+
+def has_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...] = KINDS) -> bool:
+    """True when address has an active subscription of one of kinds on mlist."""
+    return session.scalar(select(Subscription.id).where(
+        Subscription.list_id == mlist.id, Subscription.address == address.lower(),
+        Subscription.kind.in_(kinds), Subscription.status == ACTIVE).limit(1)) is not None
+
+
+# The way in: a request, confirmed by the address's owner (and approved by a moderator where needed).
 
 def confirm_code(secret: str, sub: Subscription) -> str:
     """The code in NAME+confirm-CODE@ that confirms sub by reply (lower-case, VERP-safe)."""
@@ -57,71 +292,48 @@ def confirm_code(secret: str, sub: Subscription) -> str:
     return f"{sub.id:x}." + base64.b32encode(digest).decode()[:12].lower()
 
 
-def _find(session: Session, list_id: int, address: str, kind: str, thread_key: int) -> Subscription | None:
-    return session.scalars(select(Subscription).where(
-        Subscription.list_id == list_id, Subscription.address == address,
-        Subscription.kind == kind, Subscription.thread_key == thread_key)).first()
-
-
 def request(session: Session, mlist: MailingList, address: str, *, secret: str, base_url: str, domain: str,
-            kind: str = "list", thread_id: int = 0) -> Outcome:
+            kind: str = "list", thread_id: int = 0, channel: str = WEB, invited_by: str = "") -> Outcome:
     """Ask to subscribe: a pending subscription and a confirmation mail to that very address."""
     address = normalize(address)
-    if kind not in ("list", "digest", "thread"):
+    if kind not in _NEEDS_APPROVAL:
         raise SubscriptionError(f"cannot subscribe to {kind!r}: choose list, digest or thread")
     thread_key = _thread_key(session, mlist, kind, thread_id)
     sub = _find(session, mlist.id, address, kind, thread_key)
-    if sub is not None and sub.status == ACTIVE:
-        return Outcome(sub, "You are already subscribed.", [], mlist.name, thread_key)
-    now = datetime.now(timezone.utc)
-    if sub is not None and now - sub.created_at < RESEND_AFTER:
-        # Forged requests must not turn us into a mail cannon aimed at someone's inbox.
-        return Outcome(sub, f"A confirmation mail was sent to {address} a few minutes ago.", [], mlist.name, thread_key)
+    said = _no_mail_needed(sub, address, mlist)
+    if said:
+        return Outcome(sub, said, [], mlist.name, thread_key)
+    used, retry_after = ratelimits.hit(session, f"confirm-address:{address}", CONFIRM_LIMIT[1])
+    if used > CONFIRM_LIMIT[0]:
+        raise RateLimited(f"Too many confirmation mails were sent to {address}. Please wait "
+                          f"{CONFIRM_LIMIT[1] // 60} minutes and try again.", retry_after)
     if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=thread_key, status=PENDING)
+        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=thread_key,
+                           bounce_score=0.0, end_reason="", approved_by="")
         session.add(sub)
-    sub.created_at = now  # a new request restarts the expiry clock
+    sub.status, sub.created_at = PENDING, _now()  # a new request restarts the expiry clock
+    if invited_by:
+        sub.approved_by = invited_by
     session.flush()
     link = f"{base_url}/confirm/" + tokens.make(secret, tokens.CONFIRM, {"s": sub.id, "a": address})
-    code = confirm_code(secret, sub)
-    entry = dispatch.record(session, dispatch.SEND_NOTICE, sub.id, {
-        "template": "confirm", "to": address, "list": mlist.name, "link": link,
-        "reply_to": f"{mlist.name}+confirm-{code}@{domain}", "kind": kind, "thread_id": thread_key,
-        "subject": _thread_subject(session, thread_key),
-    })
+    entry = notice(session, mlist, "confirm", address, sub.id, reply=channel == MAIL, link=link, kind=kind, thread_id=thread_key,
+                   reply_to=f"{mlist.name}+confirm-{confirm_code(secret, sub)}@{domain}",
+                   subject=thread_subject(session, thread_key), invited=bool(invited_by))
     return Outcome(sub, f"A confirmation mail was sent to {address}.", [entry], mlist.name, thread_key)
 
 
-def _thread_key(session: Session, mlist: MailingList, kind: str, thread_id: int) -> int:
-    if kind not in ("thread", "mute"):
-        return 0
-    thread = threads.resolve(session, thread_id) if thread_id else None
-    if thread is None or thread.list_id != mlist.id:
-        raise SubscriptionError("there is no such thread on this list")
-    return thread.id
-
-
-def _thread_subject(session: Session, thread_key: int) -> str:
-    thread = session.get(Thread, thread_key) if thread_key else None
-    return thread.subject if thread is not None else ""
-
-
-def _activate(session: Session, sub: Subscription) -> Outcome:
-    """Make a pending subscription active and queue the welcome mail."""
-    mlist = session.get_one(MailingList, sub.list_id)
+def _no_mail_needed(sub: Subscription | None, address: str, mlist: MailingList) -> str:
+    """What to say instead of sending a confirmation mail ('' when one should go)."""
+    if sub is None:
+        return ""
     if sub.status == ACTIVE:
-        return Outcome(sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key)
-    sub.status, sub.confirmed_at = ACTIVE, datetime.now(timezone.utc)
-    if sub.kind in ("list", "digest"):  # one of the two: switching modes replaces the other
-        other = "digest" if sub.kind == "list" else "list"
-        session.execute(delete(Subscription).where(Subscription.list_id == sub.list_id,
-                                                   Subscription.address == sub.address, Subscription.kind == other))
-    else:
-        _drop(session, sub.list_id, sub.address, "mute", sub.thread_key)
-    entry = dispatch.record(session, dispatch.SEND_NOTICE, sub.id, {
-        "template": "welcome", "to": sub.address, "list": mlist.name, "kind": sub.kind,
-        "thread_id": sub.thread_key, "subject": _thread_subject(session, sub.thread_key)})
-    return Outcome(sub, "Your subscription is confirmed.", [entry], mlist.name, sub.thread_key)
+        return "You are already subscribed."
+    if sub.status == AWAITING:
+        return f"Your subscription waits for the approval of a moderator of {mlist.name}."
+    if sub.status == PENDING and _now() - sub.created_at < RESEND_AFTER:
+        # Forged requests must not turn us into a mail cannon aimed at someone's inbox.
+        return f"A confirmation mail was sent to {address} a few minutes ago."
+    return ""
 
 
 def read_confirm(secret: str, token: str) -> dict[str, Any]:
@@ -141,22 +353,55 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
     sub = session.get(Subscription, data["s"])
     if sub is None or sub.address != data.get("a"):
         raise SubscriptionError("this subscription request no longer exists; please ask again")
-    return _activate(session, sub)
+    return _confirmed(session, sub, LINK)
+
+
+def by_confirm_code(session: Session, secret: str, mlist: MailingList, code: str) -> Subscription | None:
+    """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered, another list)."""
+    sub_hex = code.partition(".")[0]
+    try:
+        sub_id = int(sub_hex, 16)
+    except ValueError:
+        return None
+    sub = session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None  # a bigger id is no row: SQLite would overflow
+    if sub is None or sub.list_id != mlist.id or not hmac.compare_digest(confirm_code(secret, sub), code.lower()):
+        return None
+    return sub
 
 
 def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str) -> Outcome:
     """Confirm by replying to the confirmation mail (NAME+confirm-CODE@)."""
-    sub_hex = code.partition(".")[0]
-    try:
-        sub = session.get(Subscription, int(sub_hex, 16))
-    except ValueError:
-        sub = None
-    if sub is None or sub.list_id != mlist.id or not hmac.compare_digest(confirm_code(secret, sub), code.lower()):
+    sub = by_confirm_code(session, secret, mlist, code)
+    if sub is None:
         raise SubscriptionError("this confirmation code is not valid")
-    if sub.status != ACTIVE and datetime.now(timezone.utc) - sub.created_at > timedelta(days=CONFIRM_DAYS):
+    if sub.status == PENDING and _now() - sub.created_at > timedelta(days=CONFIRM_DAYS):
         raise SubscriptionError("this confirmation has expired; please subscribe again")
-    return _activate(session, sub)
+    return _confirmed(session, sub, MAIL)
 
+
+def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
+    """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
+    mlist = session.get_one(MailingList, sub.list_id)
+    if sub.status == ACTIVE:
+        return Outcome(sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key)
+    if sub.status == AWAITING:
+        return Outcome(sub, f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
+                            "your subscription.", [], mlist.name, sub.thread_key)
+    if sub.status != PENDING:  # ended or suspended since this link was sent: an old link must not bring it back
+        raise SubscriptionError("this subscription request no longer exists; please ask again")
+    start(session, mlist, sub.address, sub.kind, sub.thread_key)
+    # The code or link proves the address is the sender's own: the answer is not limited as a reply.
+    fields = {"kind": sub.kind, "thread_id": sub.thread_key, "subject": thread_subject(session, sub.thread_key),
+              "authenticated": True}
+    if sub.status == AWAITING:
+        entry = notice(session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields)
+        return Outcome(sub, f"Your address is confirmed. A moderator of {mlist.name} must approve your "
+                            "subscription; you will get a mail when they have.", [entry], mlist.name, sub.thread_key)
+    entry = notice(session, mlist, "welcome", sub.address, sub.id, reply=channel == MAIL, **fields)
+    return Outcome(sub, "Your subscription is confirmed.", [entry], mlist.name, sub.thread_key)
+
+
+# The way out by link: List-Unsubscribe (RFC 8058 one-click) and the link in welcome mails.
 
 def unsubscribe_token(secret: str, list_id: int, address: str, thread_id: int = 0) -> str:
     """The signed per-recipient token of a List-Unsubscribe URL (thread_id: leave only that thread)."""
@@ -181,62 +426,8 @@ def unsubscribe_by_token(session: Session, secret: str, token: str) -> Outcome:
     """Act on an unsubscribe link: leave the thread it names, or the whole list."""
     mlist, address, thread_id = read_unsubscribe(session, secret, token)
     if thread_id:
-        return leave_thread(session, mlist, address, thread_id)
-    return leave(session, mlist, address)
-
-
-def leave(session: Session, mlist: MailingList, address: str, notify: bool = True) -> Outcome:
-    """Remove every subscription of address on mlist; a goodbye mail when there was one."""
-    address = normalize(address)
-    removed = lists.unsubscribe(session, mlist, address)
-    if not removed:
-        return Outcome(None, f"{address} is not subscribed to {mlist.name}.", [], mlist.name)
-    outbox = [dispatch.record(session, dispatch.SEND_NOTICE, 0, {
-        "template": "goodbye", "to": address, "list": mlist.name})] if notify else []
-    return Outcome(None, f"{address} has left {mlist.name}.", outbox, mlist.name)
-
-
-def follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> Outcome:
-    """Follow a thread at once (for people the list already mails; others go through request())."""
-    sub = _set_thread_choice(session, mlist, address, thread_id, "thread")
-    return Outcome(sub, "You now follow this thread.", [], mlist.name, sub.thread_key)
-
-
-def mute(session: Session, mlist: MailingList, address: str, thread_id: int) -> Outcome:
-    """Stop getting one thread (a list subscriber keeps the rest of the list)."""
-    sub = _set_thread_choice(session, mlist, address, thread_id, "mute")
-    return Outcome(sub, "You will get no more mail from this thread.", [], mlist.name, sub.thread_key)
-
-
-def _set_thread_choice(session: Session, mlist: MailingList, address: str, thread_id: int, kind: str) -> Subscription:
-    """An active `kind` ("thread" or "mute") row for address on that thread; the opposite one goes."""
-    address = normalize(address)
-    key = _thread_key(session, mlist, kind, thread_id)
-    _drop(session, mlist.id, address, "mute" if kind == "thread" else "thread", key)
-    return lists.subscribe(session, mlist, address, kind, key)  # find or create, active at once
-
-
-def leave_thread(session: Session, mlist: MailingList, address: str, thread_id: int) -> Outcome:
-    """Unfollow a thread; a list subscriber mutes it instead, so it really stops."""
-    address = normalize(address)
-    key = _thread_key(session, mlist, "thread", thread_id)
-    if has_active(session, mlist, address, ("list",)):
-        return mute(session, mlist, address, key)
-    _drop(session, mlist.id, address, "thread", key)
-    return Outcome(None, "You no longer follow this thread.", [], mlist.name, key)
-
-
-def _drop(session: Session, list_id: int, address: str, kind: str, thread_key: int) -> None:
-    session.execute(delete(Subscription).where(
-        Subscription.list_id == list_id, Subscription.address == address,
-        Subscription.kind == kind, Subscription.thread_key == thread_key))
-
-
-def has_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...] = KINDS) -> bool:
-    """True when address has an active subscription of one of kinds on mlist."""
-    return session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address.lower(),
-        Subscription.kind.in_(kinds), Subscription.status == ACTIVE).limit(1)) is not None
+        return change(session, mlist, address, LEAVE_THREAD, thread_id=thread_id, channel=LINK)
+    return change(session, mlist, address, LEAVE, channel=LINK)
 
 
 def person_settings(session: Session, address: str, *, auto_follow: bool | None = None,
@@ -255,3 +446,4 @@ def person_settings(session: Session, address: str, *, auto_follow: bool | None 
         person.name = name[:255]
     session.flush()
     return person
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import pytest
 from sqlalchemy import Engine
@@ -30,7 +30,9 @@ from tests.services import (  # noqa: F401 - fixtures re-exported for every test
 )
 from tests.sink import SmtpSink
 
-CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+if TYPE_CHECKING:
+    from flask import Flask
+
 DATA = Path(__file__).resolve().parent / "data"
 
 
@@ -86,13 +88,23 @@ def make_list(db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
     return make
 
 
-@pytest.fixture
-def sink() -> Iterator[SmtpSink]:
-    """A real aiosmtpd server on loopback that keeps what it receives."""
+def _running_sink() -> Iterator[SmtpSink]:
     s = SmtpSink(port=free_port())
     s.start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real aiosmtpd server on loopback that keeps what it receives."""
+    yield from _running_sink()
+
+
+@pytest.fixture(scope="module")
+def msink() -> Iterator[SmtpSink]:
+    """One such server for all the tests of a module (they clear it between tests as they need)."""
+    yield from _running_sink()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -108,6 +120,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pg_settings(tmp_path: Path, postgres_db: str) -> Settings:
     """Settings on a fresh migrated PostgreSQL database (embedded broker)."""
     return make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db)
+
+
+@pytest.fixture
+def pg_web(pg_settings: Settings) -> Iterator[tuple[Flask, sessionmaker[Session]]]:
+    """The web archive on a fresh PostgreSQL database, and a session factory that writes to it."""
+    from webarchive import create_app
+
+    engine = make_engine(pg_settings)
+    app = create_app(pg_settings)
+    yield app, session_factory(writer(engine))
+    app.extensions["listgate"].engine.dispose()
+    engine.dispose()
 
 
 @pytest.fixture

@@ -61,6 +61,10 @@ def _wait_port(port: int, timeout: float = 20.0) -> bool:
 class PostgresServer:
     """A throwaway PostgreSQL 15 cluster in a temp dir (run as `postgres` when we are root)."""
 
+    # Fast and unsafe on a crash of the server (synchronous_commit off forgets the last commits);
+    # a test that crashes its server on purpose overrides this.
+    options = "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="listgate-pg-"))
         self.port = _free_port()
@@ -87,8 +91,7 @@ class PostgresServer:
         done = self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip().splitlines()[-1:]}")
-        options = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self.dir} {self.options}"
         done = self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "log"), "-o", options, "-w", "-t", "60", "start")
         if done.returncode != 0:
             raise RuntimeError(f"pg_ctl start failed: {(done.stderr or done.stdout).strip()[-300:]}")

@@ -32,6 +32,17 @@ class _Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Replies to give instead of 250, consumed one per DATA (e.g. ["451 4.3.0 try later"]).
     scripted: list[str] = field(default_factory=list)
+    # Recipients refused at RCPT, with the reply (e.g. {"gone@example.org": "550 5.1.1 User unknown"}).
+    refused_rcpts: dict[str, str] = field(default_factory=dict)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        with self.lock:
+            refusal = self.refused_rcpts.get(address)
+        if refusal:
+            return refusal
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         with self.lock:
@@ -42,12 +53,16 @@ class _Handler:
 
 
 class SmtpSink:
-    """Start/stop an aiosmtpd sink on 127.0.0.1:port; inspect .received."""
+    """Start/stop an aiosmtpd sink on 127.0.0.1:port; inspect .received.
 
-    def __init__(self, port: int) -> None:
+    Like a standard relay it refuses a message with a line over 1,001 bytes (aiosmtpd's RFC 5321
+    limit: "500 Line too long") and, given data_size_limit, advertises and enforces SIZE.
+    """
+
+    def __init__(self, port: int, **smtp_kwargs: object) -> None:
         self.port = port
         self.handler = _Handler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port, **smtp_kwargs)
 
     @property
     def url(self) -> str:

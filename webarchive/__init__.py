@@ -56,9 +56,11 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 
 def _own_blueprints() -> list:  # type: ignore[type-arg]
     """This package's blueprints, imported lazily so importing webarchive stays cheap."""
-    from webarchive import acting, api, auth, compose, exports, feeds, moderation, pages, search
+    from webarchive import acting, api, auth, compose, editing, exports, feeds, listadmin, maps, moderation, pages
+    from webarchive import prefs, profile, search, takedown
 
-    return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp]
+    return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp,
+            listadmin.bp, profile.bp, takedown.bp, prefs.bp, maps.bp, editing.bp]
 
 
 def _optional_module(name: str):  # type: ignore[no-untyped-def]

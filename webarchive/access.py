@@ -6,10 +6,11 @@ from flask import abort, g
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import lists
+from listgate import administration, lists
 from listgate.ingest import is_member
 from listgate.models import MailingList, Subscription
 from listgate.models.people import ACTIVE
+from webarchive.context import settings
 from webarchive.security import current_address
 
 
@@ -64,6 +65,5 @@ def require_readable_id(session: Session, list_id: int) -> None:
 
 
 def is_moderator(mlist: MailingList) -> bool:
-    """The signed-in person moderates this list."""
-    address = current_address()
-    return address is not None and address in mlist.moderator_addresses()
+    """The signed-in person moderates this list (as a moderator, an owner or a site administrator)."""
+    return administration.may_moderate(mlist, current_address(), settings().admins)

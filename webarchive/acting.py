@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import delete, select
+from sqlalchemy import select
 
-from listgate import lists, subscriptions
+from listgate import moderation, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
+from listgate.models.people import DAILY, ENDED, WEEKLY
 from listgate.models.web import Report, Vote
-from listgate.subscriptions import SubscriptionError
+from listgate.subscriptions import RateLimited, SubscriptionError
 from webarchive.access import readable_list
 from webarchive.context import db, resources, settings
 from webarchive.lookup import readable_message, readable_thread
@@ -62,14 +63,19 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
         row = session.scalars(select(Report).where(Report.message_pk == msg.id, Report.address == address)).first()
+        mail = []
         if row is None:
-            session.add(Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason))
+            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            session.add(row)
+            session.flush()
+            mail.append(moderation.report_recorded(session, row))  # the moderators hear of it by mail
         else:
             row.reason = reason
         session.flush()
         hidden = open_reports(session, msg.id) >= settings().report_threshold
         if hidden:
             hide(session, msg)
+    enqueue(mail)
     flash("Thank you. The moderators will look at this post." + (" It is hidden until they do." if hidden else ""), "ok")
     return _back_to(msg) if not hidden else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
 
@@ -81,31 +87,47 @@ def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
     address = current_address()
     if not address:
         limit("signin-ip", client_ip())  # confirmation mail goes out: limited like sign-in links
+        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: _request(
+            session, mlist, "thread", thread.id))
+    return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
+        session, mlist, address, subscriptions.FOLLOW, thread_id=thread.id, channel=subscriptions.WEB))
+
+
+def _thread_action(action: str):  # type: ignore[no-untyped-def]
+    """A signed-in person's unfollow, mute or unmute of a thread."""
+    def view(thread_id: int):  # type: ignore[no-untyped-def]
+        thread = readable_thread(db(), thread_id)
+        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
+            session, mlist, current_address() or "", action, thread_id=thread.id, channel=subscriptions.WEB))
+    view.__name__ = f"{action.replace('-', '_')}_thread"
+    view.__doc__ = f"{action.capitalize()} a thread."
+    return signed_in(view)
+
+
+bp.add_url_rule("/threads/<int:thread_id>/unfollow", "unfollow_thread", _thread_action(subscriptions.LEAVE_THREAD),
+                methods=["POST"])
+bp.add_url_rule("/threads/<int:thread_id>/mute", "mute_thread", _thread_action(subscriptions.MUTE), methods=["POST"])
+bp.add_url_rule("/threads/<int:thread_id>/unmute", "unmute_thread", _thread_action(subscriptions.UNMUTE),
+                methods=["POST"])
+
+
+def _to_thread(thread: Thread) -> str:
+    return url_for("pages.thread", thread_id=thread.id)
+
+
+def _act(list_id: int, back: str, action):  # type: ignore[no-untyped-def]
+    """Run action(session, list) in one write transaction; flash what it did and go back."""
     try:
         with transaction(resources().writer) as session:
-            mlist = session.get_one(MailingList, thread.list_id)
-            if address:
-                outcome = subscriptions.follow(session, mlist, address, thread.id)
-            else:
-                outcome = _request(session, mlist, "thread", thread.id)
+            outcome = action(session, session.get_one(MailingList, list_id))
+    except RateLimited as exc:
+        abort(429, description=str(exc), retry_after=exc.retry_after)
     except SubscriptionError as exc:
         flash(str(exc), "error")
-        return redirect(url_for("pages.thread", thread_id=thread.id), 303)
+        return redirect(back, 303)
     enqueue(outcome.outbox)
     flash(outcome.message, "ok")
-    return redirect(url_for("pages.thread", thread_id=thread.id), 303)
-
-
-@bp.post("/threads/<int:thread_id>/unfollow")
-@signed_in
-def unfollow_thread(thread_id: int):  # type: ignore[no-untyped-def]
-    """Stop following a thread."""
-    thread = readable_thread(db(), thread_id)
-    with transaction(resources().writer) as session:
-        mlist = session.get_one(MailingList, thread.list_id)
-        outcome = subscriptions.leave_thread(session, mlist, current_address() or "", thread.id)
-    flash(outcome.message, "ok")
-    return redirect(url_for("pages.thread", thread_id=thread.id), 303)
+    return redirect(back, 303)
 
 
 def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # type: ignore[no-untyped-def]
@@ -118,74 +140,57 @@ def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # typ
 def subscribe_list(name: str):  # type: ignore[no-untyped-def]
     """Subscribe to a whole list (or its digest): at once when signed in, by double opt-in otherwise."""
     mlist = readable_list(db(), name)
-    list_name = mlist.name  # the rolled-back session below expires mlist: keep the name for the redirect
     kind = "digest" if request.form.get("kind") == "digest" else "list"
     address = current_address()
+    back = url_for("pages.list_page", name=mlist.name)
     if not address:
         limit("signin-ip", client_ip())
-    try:
-        with transaction(resources().writer) as session:
-            mlist = session.get_one(MailingList, mlist.id)
-            if address:
-                set_mode(session, mlist, address, kind)
-                outcome_message, outbox = f"You are subscribed to {mlist.name} ({kind}).", []
-            else:
-                outcome = _request(session, mlist, kind)
-                outcome_message, outbox = outcome.message, outcome.outbox
-    except SubscriptionError as exc:
-        flash(str(exc), "error")
-        return redirect(url_for("pages.list_page", name=list_name), 303)
-    enqueue(outbox)
-    flash(outcome_message, "ok")
-    return redirect(url_for("pages.list_page", name=list_name), 303)
-
-
-def set_mode(session, mlist: MailingList, address: str, kind: str) -> None:  # type: ignore[no-untyped-def]
-    """Make address a list or digest subscriber (one of the two), active at once."""
-    other = "digest" if kind == "list" else "list"
-    session.execute(delete(Subscription).where(Subscription.list_id == mlist.id, Subscription.address == address,
-                                               Subscription.kind == other))
-    lists.subscribe(session, mlist, address, kind)
+        return _act(mlist.id, back, lambda session, m: _request(session, m, kind))
+    return _act(mlist.id, back, lambda session, m: subscriptions.change(session, m, address, kind,
+                                                                        channel=subscriptions.WEB))
 
 
 @bp.get("/me/subscriptions")
 @signed_in
 def my_subscriptions():  # type: ignore[no-untyped-def]
-    """Every list and thread the signed-in person gets mail from."""
+    """Every list and thread the signed-in person gets mail from (or asked to)."""
     session = db()
     rows = session.execute(
         select(Subscription, MailingList, Thread)
         .join(MailingList, MailingList.id == Subscription.list_id)
         .outerjoin(Thread, Thread.id == Subscription.thread_key)
-        .where(Subscription.address == current_address())
+        .where(Subscription.address == current_address(), Subscription.status != ENDED)
         .order_by(MailingList.name, Subscription.kind, Subscription.id)).all()
     person = session.get(Person, current_address())
     return render_template("acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow)
 
 
+# The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
+# "digest" and "weekly" ask for the daily or the weekly digest.
+_DASHBOARD = {("leave", "list"): subscriptions.LEAVE, ("leave", "digest"): subscriptions.LEAVE,
+              ("leave", "thread"): subscriptions.LEAVE_THREAD, ("leave", "mute"): subscriptions.UNMUTE,
+              ("list", "digest"): subscriptions.EVERY_POST,
+              **{(button, kind): subscriptions.DIGEST for button in ("digest", "weekly") for kind in ("list", "digest")}}
+
+
 @bp.post("/me/subscriptions/<int:sub_id>")
 @signed_in
 def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
-    """Leave, or switch between every post and the daily digest."""
-    action = request.form.get("action")
+    """Leave, unfollow, unmute, or switch between every post and the daily or weekly digest."""
     address = current_address() or ""
     with transaction(resources().writer) as session:
         sub = session.get(Subscription, sub_id)
         if sub is None or sub.address != address:
             abort(404)
-        mlist = session.get_one(MailingList, sub.list_id)
-        if action == "leave" and sub.kind in ("thread", "mute"):
-            session.delete(sub)
-            message = "Done."
-        elif action == "leave":
-            outcome = subscriptions.leave(session, mlist, address)
-            message = outcome.message
-        elif action in ("list", "digest"):
-            set_mode(session, mlist, address, action)
-            message = f"You now get {'every post' if action == 'list' else 'a daily digest'} from {mlist.name}."
-        else:
+        button = request.form.get("action", "")
+        action = _DASHBOARD.get((button, sub.kind))
+        if action is None:
             abort(400, description="unknown action")
-    flash(message, "ok")
+        mlist = session.get_one(MailingList, sub.list_id)
+        outcome = subscriptions.change(session, mlist, address, action, thread_id=sub.thread_key,
+                                       channel=subscriptions.WEB, frequency=WEEKLY if button == "weekly" else DAILY)
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
     return redirect(url_for("acting.my_subscriptions"), 303)
 
 

@@ -6,9 +6,9 @@ import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta, timezone
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
@@ -19,16 +19,29 @@ from listgate.subscriptions import SubscriptionError, normalize
 from webarchive.context import resources, settings
 from webarchive.outbox import enqueue
 from webarchive.ratelimit import client_ip, limit
+from webarchive.security import end_session, start_session
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 def safe_next(target: str | None) -> str:
-    """A local path to go back to after signing in (never another site)."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return url_for("pages.home")
-    return target
+    """A path on this site to go back to after signing in, in a form no browser reads as another site.
+
+    urlsplit drops tabs and newlines and leading controls as browsers do; what is left is
+    percent-encoded down to printable ASCII without backslashes, so the browser's own
+    normalisation has nothing left to remove, and it must then be a path ("/x", never "//x").
+    """
+    home = url_for("pages.home")
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc:
+        return home
+    path = quote(parts.path, safe=_PATH_SAFE)
+    if not path.startswith("/") or path.startswith("//"):
+        return home
+    return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 
 
 def sign_in_link(address: str, next_path: str) -> str:
@@ -84,10 +97,7 @@ def complete(token: str):  # type: ignore[no-untyped-def]
         return render_template("auth/invalid.html", reason=str(exc)), 400
     if not _use_once(token):
         return render_template("auth/invalid.html", reason="this link was already used; ask for a new one"), 400
-    session.clear()
-    session.permanent = True
-    session["address"] = address
-    session["csrf"] = secrets.token_urlsafe(24)
+    start_session(address)
     flash(f"You are signed in as {address}.", "ok")
     return redirect(safe_next(request.form.get("next")), 303)
 
@@ -108,7 +118,8 @@ def _use_once(token: str) -> bool:
 
 @bp.post("/signout")
 def signout():  # type: ignore[no-untyped-def]
-    """Forget who is signed in."""
-    session.clear()
-    flash("You are signed out.", "ok")
+    """Sign out this browser (everywhere=yes: every browser of this person); the cookie stops working."""
+    everywhere = request.form.get("everywhere") == "yes"
+    end_session(everywhere)
+    flash("You are signed out on every device." if everywhere else "You are signed out.", "ok")
     return redirect(url_for("pages.home"), 303)

@@ -52,7 +52,7 @@ def quote_text(msg: Message) -> str:
     return f"{msg.from_name or 'Someone'} wrote:\n{quoted}\n\n"
 
 
-def _send(mlist: MailingList, subject: str, text: str, parent: Message | None):  # type: ignore[no-untyped-def]
+def send(mlist: MailingList, subject: str, text: str, parent: Message | None):  # type: ignore[no-untyped-def]
     """Build, ingest and enqueue one web post; returns the IngestResult."""
     address = current_address() or ""
     s = settings()
@@ -100,7 +100,7 @@ def reply(message_pk: int):  # type: ignore[no-untyped-def]
         return render_template("compose/form.html", mlist=mlist, parent=parent, subject=subject, body=quote_text(parent))
     subject, text = _validated()
     limit("post", current_address() or "")
-    return _after(_send(mlist, subject, text, parent), mlist)
+    return _after(send(mlist, subject, text, parent), mlist)
 
 
 @bp.route("/lists/<name>/new", methods=["GET", "POST"])
@@ -112,4 +112,4 @@ def new_thread(name: str):  # type: ignore[no-untyped-def]
         return render_template("compose/form.html", mlist=mlist, parent=None, subject="", body="")
     subject, text = _validated()
     limit("post", current_address() or "")
-    return _after(_send(mlist, subject, text, None), mlist)
+    return _after(send(mlist, subject, text, None), mlist)

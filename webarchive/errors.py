@@ -1,21 +1,30 @@
-"""Error pages: JSON under /api/, HTML elsewhere; 503 when the database is unreachable."""
+"""Error pages: JSON under /api/, HTML elsewhere.
+
+Only an error a retry may get past (a lost database connection, a lock timeout: see
+listgate.db.is_transient) is a 503 with Retry-After. Anything else is a 500 whose log line
+carries the stack trace and a short reference that the page shows too, so a report can be
+matched to its log line.
+"""
 
 from __future__ import annotations
 
 import logging
+import secrets
 
 from flask import Flask, jsonify, render_template, request
-from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException, InternalServerError
+from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
+
+from listgate.db import is_transient
 
 log = logging.getLogger(__name__)
+RETRY_AFTER = 30  # seconds
 
 
 def init_app(app: Flask) -> None:
     """Register handlers so a visitor never sees a traceback."""
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(OperationalError, _db_down)
-    app.register_error_handler(DBAPIError, _db_down)
+    app.register_error_handler(SQLAlchemyError, _unexpected)
     app.register_error_handler(Exception, _unexpected)
 
 
@@ -24,13 +33,13 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.endswith(".json")
 
 
-def error_response(code: int, title: str, message: str):  # type: ignore[no-untyped-def]
+def error_response(code: int, title: str, message: str, **extra: str):  # type: ignore[no-untyped-def]
     """A JSON or HTML error response."""
     if wants_json():
-        response = jsonify({"error": message or title, "status": code})
+        response = jsonify({"error": message or title, "status": code, **extra})
         response.status_code = code
         return response
-    return render_template("error.html", code=code, title=title, message=message), code
+    return render_template("error.html", code=code, title=title, message=message, **extra), code
 
 
 def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
@@ -55,13 +64,17 @@ def _default_message(code: int) -> str:
     }.get(code, "")
 
 
-def _db_down(exc: Exception):  # type: ignore[no-untyped-def]
-    log.error("database unavailable: %s", exc)
-    return error_response(503, "Service Unavailable", "The archive's database is unavailable right now. Please try again in a minute.")
-
-
 def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
     if isinstance(exc, HTTPException):
         return _http_error(exc)
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return _http_error(InternalServerError())
+    if is_transient(exc):
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, str(exc).splitlines()[0][:300])
+        body, status = _as_pair(error_response(
+            503, "Service Unavailable", "The archive's database is unavailable right now. Please try again in a minute."))
+        return body, status, {"Retry-After": str(RETRY_AFTER)}
+    reference = secrets.token_hex(4)
+    log.error("unhandled error on %s %s [reference %s]", request.method, request.path, reference, exc_info=exc)
+    return _as_pair(error_response(
+        500, "Internal Server Error",
+        f"Something went wrong on our side. It has been logged; if you tell the administrators, "
+        f"give them the reference {reference}.", reference=reference))

@@ -10,15 +10,32 @@ from flask import Blueprint, Response, abort
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate.models import Attachment, Blob, Message, RawMessage
+from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessage
 from listgate.models.archive import VISIBLE
 from webarchive.access import readable_list
 from webarchive.context import db
 from webarchive.lookup import readable_message, readable_thread
-from webarchive.security import signed_in
+from webarchive.ratelimit import client_ip, limit
+from webarchive.security import current_address
 
 bp = Blueprint("exports", __name__)
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
+# Images shown inline: each is recognised by its first bytes, not only by what the mail declared.
+PREVIEW_TYPES = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
+                 "image/gif": (b"GIF87a", b"GIF89a"), "image/webp": (b"RIFF",)}
+PREVIEW_MAX = 5 * 1024 * 1024  # bytes; larger images are only downloaded
+_MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
+
+
+def previewable(att: Attachment) -> bool:
+    """An image small enough to show inline."""
+    return att.content_type.lower() in PREVIEW_TYPES and 0 < att.size <= PREVIEW_MAX
+
+
+def declared_type(content_type: str) -> str:
+    """The attachment's declared type when it is a well-formed type/subtype, else application/octet-stream."""
+    value = content_type.split(";", 1)[0].strip().lower()
+    return value if _MIME_TYPE.match(value) else "application/octet-stream"
 
 
 def download(data: bytes, filename: str, mimetype: str) -> Response:
@@ -46,19 +63,37 @@ def _mbox(session: Session, messages: list[Message]) -> bytes:
     return b"".join(mbox_entry(m, raws[m.raw_id]) for m in messages)
 
 
+def _count_anonymous() -> None:
+    """Whole messages for anonymous readers of public lists (as public-inbox serves them), counted per client."""
+    if current_address() is None:
+        limit("export", client_ip())
+
+
 @bp.get("/messages/<int:message_pk>.eml")
-@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def raw(message_pk: int):  # type: ignore[no-untyped-def]
     """The message exactly as received."""
+    _count_anonymous()
     session = db()
     msg = readable_message(session, message_pk)
     return download(msg.raw.data, f"{msg.message_id}.eml", "message/rfc822")
 
 
+@bp.get("/messages/<int:message_pk>/variants/<int:variant_id>.eml")
+def variant_raw(message_pk: int, variant_id: int):  # type: ignore[no-untyped-def]
+    """A different message that arrived with this message's Message-ID, exactly as received."""
+    _count_anonymous()
+    session = db()
+    msg = readable_message(session, message_pk)
+    variant = session.get(MessageVariant, variant_id)
+    if variant is None or variant.message_pk != msg.id:
+        abort(404)
+    return download(variant.raw.data, f"{msg.message_id}-variant-{variant.id}.eml", "message/rfc822")
+
+
 @bp.get("/threads/<int:thread_id>.mbox")
-@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
     """Every visible post of a thread as an mbox, by date."""
+    _count_anonymous()
     session = db()
     thread = readable_thread(session, thread_id)
     messages = list(session.scalars(select(Message).where(
@@ -67,9 +102,9 @@ def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>.mbox")
-@signed_in  # whole messages carry full addresses: not for anonymous harvesting
 def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     """Every visible post of a list in one month as an mbox."""
+    _count_anonymous()
     session = db()
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
@@ -88,13 +123,32 @@ def month_range(year: int, month: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-@bp.get("/attachments/<int:attachment_id>/<path:filename>")
-def attachment(attachment_id: int, filename: str = ""):  # type: ignore[no-untyped-def]
-    """An attachment, always downloaded, never rendered by the browser."""
+def _readable_attachment(attachment_id: int) -> tuple[Attachment, bytes]:
     session = db()
     att = session.get(Attachment, attachment_id)
     if att is None:
         abort(404)
     readable_message(session, att.message_pk)
-    blob = session.get_one(Blob, att.sha256)
-    return download(blob.data, att.filename or "attachment", "application/octet-stream")
+    return att, session.get_one(Blob, att.sha256).data
+
+
+@bp.get("/previews/<int:attachment_id>")
+def preview(attachment_id: int):  # type: ignore[no-untyped-def]
+    """An image shown inline: its own type after checking its first bytes, sandboxed, never sniffed."""
+    att, data = _readable_attachment(attachment_id)
+    kind = att.content_type.lower()
+    if not previewable(att) or not data.startswith(PREVIEW_TYPES[kind]) or (kind == "image/webp" and data[8:12] != b"WEBP"):
+        abort(404, description="This attachment has no preview; download it instead.")
+    response = Response(data, mimetype=kind)
+    response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Disposition"] = "inline"
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+@bp.get("/attachments/<int:attachment_id>/<path:filename>")
+def attachment(attachment_id: int, filename: str = ""):  # type: ignore[no-untyped-def]
+    """An attachment, downloaded with its declared type, never rendered by the browser."""
+    att, data = _readable_attachment(attachment_id)
+    return download(data, att.filename or "attachment", declared_type(att.content_type))

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from markupsafe import Markup, escape
-from sqlalchemy import ColumnElement, Select, column, func, literal_column, select, table
+from sqlalchemy import ColumnElement, Select, column, exists, func, literal_column, not_, or_, select, table
 from sqlalchemy.orm import Session
 
-from listgate.models import Message
+from listgate.models import Attachment, Message
 from listgate.models.archive import VISIBLE
+from webarchive.querylang import Query
 from webarchive.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
 CANDIDATES = 100  # newest matches of common words ranked by relevance; older ones follow newest first
 COMMON = 5_000  # posts holding a word, above which it is common
 FTS = table("messages_fts", column("rowid"), column("rank"))
-_WORD = re.compile(r"\w+", re.UNICODE)
 _COMMON_WORDS: dict[str, set[str]] = {}  # database URL -> words known to be common
 _MARKER = re.compile("[\x02\x03]")
 # An address, possibly with highlight markers inside it (so a match cannot unmask it).
@@ -36,10 +36,12 @@ class Filters:
     """What narrows a search besides the words."""
 
     list_ids: set[int] | None = None  # None: every list
-    author: str = ""
+    authors: tuple[str, ...] = ()  # any of them: an address, or part of a name or the start of an address
+    subjects: tuple[str, ...] = ()  # all of them, each part of the subject
     since: datetime | None = None
     until: datetime | None = None
     thread_id: int | None = None
+    attachments: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,6 @@ class Hit:
 
     message: Message
     snippet: Markup
-
-
-def fts5_query(words: str, prefix: bool = True) -> str:
-    """The user's words as an FTS5 query: every word must match, the last one as a prefix unless prefix=False."""
-    tokens = _WORD.findall(words)[:20]
-    if not tokens:
-        return ""
-    quoted = [f'"{t}"' for t in tokens]
-    if prefix:
-        quoted[-1] += "*"
-    return " ".join(quoted)
 
 
 def mask_snippet(snippet: str) -> str:
@@ -81,16 +72,30 @@ def highlight(snippet: str) -> Markup:
     return Markup(safe.replace(START, "<mark>").replace(STOP, "</mark>"))
 
 
+def _like(value: str) -> str:
+    """value as a LIKE pattern matching it literally."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _author(author: str, ids: ColumnElement) -> ColumnElement:  # type: ignore[type-arg]
+    """One from: value: an address through its index, else part of the name or the start of the address."""
+    if "@" in author:  # checked through the from_addr index before a row is loaded
+        return ids.in_(select(Message.id).where(Message.from_addr == author).scalar_subquery())
+    return or_(func.lower(Message.from_name).like(f"%{_like(author)}%", escape="\\"),
+               Message.from_addr.like(f"{_like(author)}%", escape="\\"))
+
+
 def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  # type: ignore[type-arg]
-    """Filters on messages; the author's address through its index (ids is the matched post's id)."""
+    """Filters on messages, the same SQL on both databases (ids is the matched post's id)."""
     query = query.where(Message.status == VISIBLE)
     if filters.list_ids is not None:
         query = query.where(Message.list_id.in_(filters.list_ids or {-1}))
-    author = filters.author.lower()
-    if "@" in author:  # an address: its posts through the from_addr index, checked before loading a row
-        query = query.where(ids.in_(select(Message.id).where(Message.from_addr == author).scalar_subquery()))
-    elif author:  # part of a name
-        query = query.where(func.lower(Message.from_name).like(f"%{author}%"))
+    if filters.authors:
+        query = query.where(or_(*(_author(a.lower(), ids) for a in filters.authors)))
+    for subject in filters.subjects:
+        query = query.where(func.lower(Message.subject).like(f"%{_like(subject.lower())}%", escape="\\"))
+    if filters.attachments:
+        query = query.where(exists(select(Attachment.id).where(Attachment.message_pk == Message.id)))
     if filters.since is not None:
         query = query.where(Message.date >= filters.since)
     if filters.until is not None:
@@ -100,26 +105,43 @@ def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  #
     return query
 
 
-def search(session: Session, words: str, filters: Filters, page: int = 1, per_page: int = 20,
+def search(session: Session, query: Query, filters: Filters, page: int = 1, per_page: int = 20,
            by_date: bool = False) -> tuple[list[Hit], bool]:
-    """One page of hits (best first, or newest first) and whether there are more."""
+    """One page of hits (best first, or newest first; newest first without words) and whether there are more."""
     postgres = session.get_bind().dialect.name == "postgresql"
     offset = (page - 1) * per_page
-    tokens = [t.lower() for t in _WORD.findall(words)[:20]]
-    if not tokens:
-        return [], False
-    if postgres:
-        rows = _pg_candidates(session, words, filters, max(CANDIDATES, offset + per_page + 1))
+    tokens = query.tokens()
+    if not query.has_text:
+        ids = _newest(session, query, filters, offset, per_page + 1, postgres)
+    elif postgres:
+        rows = _pg_candidates(session, query, filters, max(CANDIDATES, offset + per_page + 1))
         ids = [r[0] for r in _order(rows, tokens, by_date, True)[offset:offset + per_page + 1]]
     else:
-        ids = _sqlite_page(session, words, tokens, filters, offset, per_page + 1, by_date)
+        ids = _sqlite_page(session, query, tokens, filters, offset, per_page + 1, by_date)
     shown = ids[:per_page]
-    snippets = _pg_headlines(session, words, shown) if postgres else {}
-    pattern = token_pattern(tokens, prefix_last=True)
+    snippets = _pg_headlines(session, query, shown) if postgres and query.has_text else {}
+    pattern = token_pattern(tokens, prefix_last=bool(query.words))
     messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(shown)))} if shown else {}
     hits = [Hit(messages[pk], highlight(snippets.get(pk) or make_snippet(messages[pk].body_text, pattern)))
             for pk in shown if pk in messages]
     return hits, len(ids) > per_page
+
+
+def _newest(session: Session, query: Query, filters: Filters, offset: int, limit: int, postgres: bool) -> list[int]:
+    """Ids of posts matching only operators (from:, subject:, dates…) and exclusions, newest first."""
+    stmt = _filtered(select(Message.id), filters, Message.id)
+    if query.excluded:
+        stmt = stmt.where(_excluded(query, postgres))
+    return list(session.scalars(stmt.order_by(Message.date.desc(), Message.id.desc()).limit(limit).offset(offset)))
+
+
+def _excluded(query: Query, postgres: bool) -> ColumnElement:  # type: ignore[type-arg]
+    """A condition leaving out posts holding any excluded word or phrase."""
+    if postgres:
+        vector = literal_column("messages.search_vector")
+        return not_(vector.op("@@")(func.websearch_to_tsquery(_tsquery(), query.websearch_excluded())))
+    match = select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")(query.fts5_excluded()))
+    return Message.id.not_in(match.scalar_subquery())
 
 
 def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list:  # type: ignore[type-arg]
@@ -159,7 +181,7 @@ def _common(session: Session, tokens: list[str]) -> bool:
     return bool(found)
 
 
-def _sqlite_page(session: Session, words: str, tokens: list[str], filters: Filters, offset: int, limit: int,
+def _sqlite_page(session: Session, query: Query, tokens: list[str], filters: Filters, offset: int, limit: int,
                  by_date: bool) -> list[int]:
     """Ids of one page: whole words, and the last word as a prefix too when whole words fill no page.
 
@@ -167,8 +189,8 @@ def _sqlite_page(session: Session, words: str, tokens: list[str], filters: Filte
     are scored here and older ones follow newest first.
     """
     common, ids = _common(session, tokens), []
-    for prefix in (False, True):
-        match = fts5_query(words, prefix=prefix)
+    for prefix in (False, True) if query.words else (False,):
+        match = _match(query, prefix)
         if common:
             want = max(CANDIDATES, offset + limit)
             rows = session.execute(_fts_query(match, filters, Message.id, Message.date, Message.subject,
@@ -186,23 +208,29 @@ def _sqlite_page(session: Session, words: str, tokens: list[str], filters: Filte
     return ids
 
 
+def _match(query: Query, prefix: bool) -> str:
+    """The FTS5 MATCH expression: every positive term, none of the excluded ones."""
+    positive = query.fts5(prefix)
+    return f"({positive}) NOT ({query.fts5_excluded()})" if query.excluded else positive
+
+
 def _tsquery():  # type: ignore[no-untyped-def]
     return literal_column("'english'::regconfig")
 
 
-def _pg_candidates(session: Session, words: str, filters: Filters, want: int) -> list:  # type: ignore[type-arg]
+def _pg_candidates(session: Session, query: Query, filters: Filters, want: int) -> list:  # type: ignore[type-arg]
     """(id, date, rank) of the newest matches on PostgreSQL."""
-    tsquery = func.websearch_to_tsquery(_tsquery(), words)
+    tsquery = func.websearch_to_tsquery(_tsquery(), query.websearch())
     vector = literal_column("messages.search_vector")
-    query = select(Message.id, Message.date, func.ts_rank(vector, tsquery)).where(vector.op("@@")(tsquery))
-    return session.execute(_filtered(query, filters, Message.id).order_by(Message.id.desc()).limit(want)).all()
+    stmt = select(Message.id, Message.date, func.ts_rank(vector, tsquery)).where(vector.op("@@")(tsquery))
+    return session.execute(_filtered(stmt, filters, Message.id).order_by(Message.id.desc()).limit(want)).all()
 
 
-def _pg_headlines(session: Session, words: str, ids: list[int]) -> dict[int, str]:
+def _pg_headlines(session: Session, query: Query, ids: list[int]) -> dict[int, str]:
     """ts_headline snippets (stemmed matches marked) for the posts shown only."""
     if not ids:
         return {}
-    tsquery = func.websearch_to_tsquery(_tsquery(), words)
+    tsquery = func.websearch_to_tsquery(_tsquery(), query.websearch())
     options = f"StartSel={START}, StopSel={STOP}, MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter= … "
     snippet = func.ts_headline(_tsquery(), func.left(Message.body_text, 100000), tsquery, options)
     return dict(session.execute(select(Message.id, snippet).where(Message.id.in_(ids))).all())

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 from listgate.models import MailingList, Message, Thread
 from listgate.models.archive import VISIBLE
 from webarchive.queries import decode_cursor, encode_cursor
-from webarchive.render import display_name, human_date
+from webarchive.clock import local
+from webarchive.render import display_name
 
 THREAD_COLUMNS = (Thread.id, Thread.subject, Thread.starter_name, Thread.message_count, Thread.participant_count,
                   Thread.last_activity, Thread.featured)
@@ -41,8 +42,8 @@ def thread_rows(session: Session, mlist: MailingList, limit: int, cursor: str | 
     return rows[:limit], nxt
 
 
-def threads_html(rows: list, root: str, anonymous: bool) -> Markup:  # type: ignore[type-arg]
-    """The <li> of each thread row."""
+def threads_html(rows: list, root: str, anonymous: bool, tz=None) -> Markup:  # type: ignore[type-arg, no-untyped-def]
+    """The <li> of each thread row, dates in the reader's zone tz (UTC when None)."""
     out = []
     for r in rows:
         out.append(_THREAD_ROW.format(
@@ -52,7 +53,7 @@ def threads_html(rows: list, root: str, anonymous: bool) -> Markup:  # type: ign
             name=escape(display_name(r.starter_name, anonymous)), posts=r.message_count,
             ps="" if r.message_count == 1 else "s", people=r.participant_count,
             pps="" if r.participant_count == 1 else "s", iso=r.last_activity.isoformat(),
-            human=human_date(r.last_activity)))
+            human=local(r.last_activity, tz)))
     return Markup("".join(out))
 
 
@@ -65,8 +66,8 @@ def month_rows(session: Session, mlist: MailingList, start: datetime, end: datet
                            .order_by(Message.date, Message.id)).all()
 
 
-def month_html(rows: list, root: str, anonymous: bool) -> Markup:  # type: ignore[type-arg]
-    """The <tr> of each post of a month."""
+def month_html(rows: list, root: str, anonymous: bool, tz=None) -> Markup:  # type: ignore[type-arg, no-untyped-def]
+    """The <tr> of each post of a month, dates in the reader's zone tz (UTC when None)."""
     names: dict[str, str] = {}
     out = []
     fmt = _MONTH_ROW.format
@@ -76,7 +77,7 @@ def month_html(rows: list, root: str, anonymous: bool) -> Markup:  # type: ignor
             name = names[from_name] = str(escape(display_name(from_name, anonymous)))
         when = _aware(stored)
         out.append(fmt(root=root, tid=thread_id, id=pk, subject=escape(subject or "(no subject)"), name=name,
-                       iso=when.isoformat(), human=human_date(when)))
+                       iso=when.isoformat(), human=local(when, tz)))
     return Markup("".join(out))
 
 

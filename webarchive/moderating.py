@@ -7,7 +7,8 @@ from datetime import datetime, timezone
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from listgate.models import MailingList, Message, Thread
+from listgate.conversations import count_step
+from listgate.models import Message
 from listgate.models.archive import HIDDEN, VISIBLE
 from listgate.bans import is_banned
 from listgate.models.web import OPEN, Report
@@ -18,9 +19,7 @@ def hide(session: Session, msg: Message) -> None:
     if msg.status != VISIBLE:
         return
     msg.status = HIDDEN
-    session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count - 1))
-    session.execute(update(MailingList).where(MailingList.id == msg.list_id)
-                    .values(message_count=MailingList.message_count - 1))
+    count_step(session, msg, -1)
 
 
 def restore(session: Session, msg: Message) -> None:
@@ -28,9 +27,7 @@ def restore(session: Session, msg: Message) -> None:
     if msg.status != HIDDEN:
         return
     msg.status = VISIBLE
-    session.execute(update(Thread).where(Thread.id == msg.thread_id).values(message_count=Thread.message_count + 1))
-    session.execute(update(MailingList).where(MailingList.id == msg.list_id)
-                    .values(message_count=MailingList.message_count + 1))
+    count_step(session, msg, 1)
 
 
 def open_reports(session: Session, message_pk: int) -> int:

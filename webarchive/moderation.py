@@ -9,13 +9,14 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from listgate import dispatch, ingest
+from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
-from listgate.models import MailingList, Message, Thread
-from listgate.models.archive import HELD, REJECTED
+from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
+from listgate.models.archive import HELD
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
+from listgate.status import failed_posts
 from listgate.subscriptions import SubscriptionError, normalize
-from webarchive.context import db, resources
+from webarchive.context import db, resources, settings
 from webarchive.moderating import close_reports, hide, restore
 from webarchive.outbox import enqueue
 from webarchive.security import current_address
@@ -36,8 +37,12 @@ def moderator_flag() -> dict[str, Any]:
 
 
 def moderated_lists(address: str) -> list[MailingList]:
-    """The lists address moderates."""
-    return [m for m in db().scalars(select(MailingList).where(MailingList.moderators != "")) if address in m.moderator_addresses()]
+    """The lists address moderates (as a moderator, an owner or a site administrator)."""
+    admins = settings().admins
+    query = select(MailingList)
+    if not administration.is_admin(admins, address):
+        query = query.where((MailingList.moderators != "") | (MailingList.owners != ""))
+    return [m for m in db().scalars(query) if administration.may_moderate(m, address, admins)]
 
 
 def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
@@ -52,15 +57,24 @@ def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
 
 def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-def]
     mlist = session.get(MailingList, list_id)
-    if mlist is None or current_address() not in mlist.moderator_addresses():
+    if mlist is None or not administration.may_moderate(mlist, current_address(), settings().admins):
         abort(404)
     return mlist
+
+
+def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
+    """The row of model with this id if it belongs to a list this person moderates, else 404."""
+    row = session.get(model, pk)
+    if row is None:
+        abort(404)
+    _own_list(session, row.list_id)
+    return row
 
 
 @bp.get("/moderation")
 @moderator
 def queue():  # type: ignore[no-untyped-def]
-    """Held posts and reported posts of every list this person moderates."""
+    """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
     held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == HELD)
@@ -75,7 +89,52 @@ def queue():  # type: ignore[no-untyped-def]
     for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == OPEN)):
         reasons.setdefault(rep.message_pk, []).append(rep)
     bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
-    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans)
+    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
+                           failed=failed_posts(session, mine), requests=approvals.waiting(session, mine),
+                           not_posted=notposted.waiting(session, mine))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/approve")
+@moderator
+def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Let an address into a private or members-only list; it gets a welcome mail."""
+    return _decide(sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or ""))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
+@moderator
+def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Turn a request down; the address is told, with the reason given."""
+    return _decide(sub_id, lambda session, sub: approvals.refuse(session, sub, current_address() or "",
+                                                                 request.form.get("reason", "")))
+
+
+def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
+    with transaction(resources().writer) as session:
+        sub = _owned(session, Subscription, sub_id)
+        try:
+            outcome = decide(session, sub)
+        except SubscriptionError as exc:
+            abort(409, description=str(exc))
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/moderation/not-posted/<int:entry_id>/release")
+@moderator
+def release(entry_id: int):  # type: ignore[no-untyped-def]
+    """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
+    with transaction(resources().writer) as session:
+        _owned(session, NotPosted, entry_id)
+        try:
+            result = ingest.release(session, entry_id, current_address() or "", domain=settings().domain,
+                                    fallback_days=settings().subject_fallback_days)
+        except LookupError as exc:
+            abort(409, description=str(exc))
+    enqueue(result.outbox)
+    flash(f"The mail is posted ({result.status}).", "ok")
+    return redirect(url_for("moderation.queue"), 303)
 
 
 @bp.post("/moderation/messages/<int:message_pk>/approve")
@@ -87,9 +146,9 @@ def approve(message_pk: int):  # type: ignore[no-untyped-def]
         msg = session.get(Message, message_pk)
         if msg is None:
             abort(404)
-        _own_list(session, msg.list_id)
+        mlist = _own_list(session, msg.list_id)
         if msg.status == HELD:
-            entries.append(ingest.publish(session, msg))
+            entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
         close_reports(session, msg.id, DISMISSED, current_address() or "")
     enqueue(entries)
@@ -110,12 +169,9 @@ def reject(message_pk: int):  # type: ignore[no-untyped-def]
             abort(404)
         mlist = _own_list(session, msg.list_id)
         hide(session, msg)
-        msg.status = REJECTED
         close_reports(session, msg.id, ACTIONED, current_address() or "")
-        entry = dispatch.record(session, dispatch.SEND_NOTICE, msg.id, {
-            "template": "rejected", "to": msg.from_addr, "list": mlist.name, "subject": msg.subject, "reason": reason})
-    if msg.from_addr:
-        enqueue([entry])
+        entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
+    enqueue(entries)
     flash(f"“{msg.subject}” is rejected; its author is told why.", "ok")
     return redirect(url_for("moderation.queue"), 303)
 

@@ -1,10 +1,13 @@
 """Operations endpoints: /healthz (the database answers, the schema is current) and /metrics.
 
 The metrics are read from database rows on every scrape (see listgate.status), so every
-process and every gunicorn worker reports the same numbers. /metrics wants the bearer token
-LISTGATE_METRICS_TOKEN when one is set; without one it answers loopback clients only, and
-never a request that came through an undeclared proxy (X-Forwarded-For / Forwarded while
-LISTGATE_TRUSTED_PROXIES is 0).
+process and every gunicorn worker reports the same numbers. On the web port /metrics wants
+the bearer token LISTGATE_METRICS_TOKEN, and without one it is not served there at all: a
+reverse proxy on the same host makes every visitor's request come from 127.0.0.1, and one
+that sends only X-Real-IP cannot be told from a local scraper. Without a token /metrics is
+served on LISTGATE_METRICS_LISTEN, a loopback listener of its own (the same app; a request
+is known to have come in there by the local address of its socket, which no header changes),
+which serves the operations endpoints and nothing else.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import ipaddress
 import logging
 from typing import Iterator
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import text
@@ -25,6 +28,7 @@ from webarchive import context
 
 log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
+OPERATIONS = ("ops.metrics", "ops.healthz")
 
 
 @bp.get("/healthz")
@@ -43,39 +47,49 @@ def healthz() -> tuple[Response, int]:
     return jsonify(status="ok", database="ok", revision=revision), 200
 
 
+@bp.before_app_request
+def _only_operations_on_the_metrics_listener() -> None:
+    """The loopback metrics listener answers /metrics and /healthz; every other page is 404 there."""
+    if request.endpoint not in OPERATIONS and on_metrics_listener(context.settings().metrics_listen):
+        abort(404)
+
+
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text exposition of the counters and gauges (token or loopback only)."""
-    refusal = _metrics_refusal(context.settings().metrics_token, context.settings().trusted_proxies)
-    if refusal is not None:
-        return refusal
+    """Prometheus text exposition of the counters and gauges (metrics listener, or the bearer token)."""
+    settings = context.settings()
+    if not on_metrics_listener(settings.metrics_listen):
+        refusal = _metrics_refusal(settings.metrics_token)
+        if refusal is not None:
+            return refusal
     snapshot = gather_metrics(context.db())
     body = generate_latest(_Snapshot(snapshot))  # type: ignore[arg-type]
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
-def _metrics_refusal(token: str, trusted_proxies: int) -> Response | None:
-    """None when this request may read /metrics, else the 401/403 answer saying why."""
-    if token:
-        given = request.headers.get("Authorization", "")
-        scheme, _, value = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
-            return None
-        return Response("401 Unauthorized: /metrics needs the bearer token set in LISTGATE_METRICS_TOKEN.\n",
-                        401, {"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
-    # Without trusted proxies, a local reverse proxy makes every visitor look like 127.0.0.1.
-    proxied = not trusted_proxies and ("X-Forwarded-For" in request.headers or "Forwarded" in request.headers)
-    if _is_loopback(request.remote_addr) and not proxied:
+def _metrics_refusal(token: str) -> Response | None:
+    """None when this request to the web port may read /metrics, else the 401/404 answer saying why."""
+    if not token:
+        return Response("404 Not Found: /metrics is served on LISTGATE_METRICS_LISTEN (loopback), or here "
+                        "with the bearer token LISTGATE_METRICS_TOKEN.\n", 404, mimetype="text/plain")
+    given = request.headers.get("Authorization", "")
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
         return None
-    log.warning("refused /metrics to %s (no LISTGATE_METRICS_TOKEN set: loopback only)", request.remote_addr)
-    return Response("403 Forbidden: /metrics answers only local clients unless LISTGATE_METRICS_TOKEN is set.\n",
-                    403, mimetype="text/plain")
+    log.warning("refused /metrics to %s: no or wrong bearer token", request.remote_addr)
+    return Response("401 Unauthorized: /metrics needs the bearer token set in LISTGATE_METRICS_TOKEN.\n",
+                    401, {"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
 
 
-def _is_loopback(address: str | None) -> bool:
+def on_metrics_listener(listen: tuple[str, int] | None) -> bool:
+    """True when this request came in on the metrics listener: its socket's local port (not any header)."""
+    if listen is None:
+        return False
+    sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
     try:
-        return ipaddress.ip_address(address or "").is_loopback
-    except ValueError:
+        host, port = sock.getsockname()[:2]
+        return bool(port == listen[1] and ipaddress.ip_address(host).is_loopback)
+    except (AttributeError, OSError, TypeError, ValueError):  # no socket (a test client) or not an IP one
         return False
 
 
@@ -98,12 +112,18 @@ class _Snapshot:
                      {(): m.deliveries.get("deferred", 0)})
         yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
         yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
+        yield _gauge("listgate_outbox_failed", "Outbox entries that failed for good (not retried).", {(): m.outbox_failed})
+        yield _gauge("listgate_not_posted", "Accepted mail kept in the not-posted queue.", {(): m.not_posted})
+        yield _gauge("listgate_subscriptions_awaiting_approval", "Subscription requests waiting for a moderator.",
+                     {(): m.awaiting_approval})
         yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
+        yield _gauge("listgate_failed_posts", "Posts a relay refused as messages (not a recipient) in the last 30 days.",
+                     {(): len(m.failed)})
         yield _gauge("listgate_spool_pending", "Messages accepted (250) and not archived yet.", {(): m.spool.pending})
         yield _gauge("listgate_spool_age_seconds", "Age of the oldest message waiting in the spool.",
                      {(): m.spool.oldest_seconds})
-        yield _gauge("listgate_spool_kept", "Spooled messages kept after archiving, by state (not_posted, failed).",
-                     _by("state", {"not_posted": m.spool.not_posted, "failed": m.spool.failed}))
+        yield _gauge("listgate_spool_failed", "Spooled messages whose archiving failed (listgate spool retry).",
+                     {(): m.spool.failed})
         if m.last_received is not None:
             yield _gauge("listgate_last_received_timestamp_seconds", "When the last mail was received (Unix time).",
                          {(): m.last_received.timestamp()})

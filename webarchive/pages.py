@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import quote
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
-from listgate.models import MailingList, Message, Subscription
+from listgate import plurals, removal, replies
+from listgate.models import MailingList, Message, Removal, Subscription, Thread
 from listgate.models.archive import VISIBLE
+from listgate.models.people import ACTIVE, AWAITING
 from listgate.parsing import is_reply_subject
-from webarchive import listing, render
+from webarchive import clock, listing, render, talk, threadview
 from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
-from webarchive.exports import month_range
+from webarchive.prefs import font_choice, reader_zone, zone_name
+from webarchive.exports import month_range, previewable
 from webarchive.lookup import readable_message, readable_thread
 from webarchive.render import FragmentCache
-from webarchive.queries import BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, thread_nodes
+from webarchive.queries import (BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, number,
+                                thread_nodes)
 from webarchive.security import csrf_token, current_address
 
 bp = Blueprint("pages", __name__)
@@ -37,8 +42,14 @@ def anonymous() -> bool:
 
 @bp.app_template_filter("when")
 def when(value) -> str:  # type: ignore[no-untyped-def]
-    """A readable UTC date."""
-    return render.human_date(value)
+    """A readable date in the reader's zone (UTC until one is chosen)."""
+    return clock.local(value, reader_zone())
+
+
+@bp.app_template_filter("plural")
+def plural_filter(n: int, noun: str) -> str:
+    """'1 post', '2 posts'."""
+    return plurals.count(n, noun)
 
 
 @bp.app_template_filter("name")
@@ -68,19 +79,49 @@ def body(msg: Message):  # type: ignore[no-untyped-def]
 
 
 @bp.app_template_global()
-def post_top(node: Node, list_address: str, list_name: str, depth: int | None, heading: str, font: str,
+def post_top(node: Node, list_address: str, list_name: str, depth: int | None, heading: str,
              signed_in: str | None) -> Markup:
-    """The post without its votes, cached: archived posts do not change, long threads are read often."""
-    m = node.message
-    cache = resources().extra.setdefault("post_tops", FragmentCache(8192))
-    key = (m.id, m.message_id, request.script_root, anonymous(), bool(signed_in), depth, heading, font,
-           node.parent.id if node.parent else None, list_address, list_name)
+    """The post without its votes, cached: archived posts change seldom, long threads are read often."""
+    m, parent = node.message, node.parent
+    cache, root, anon, zone, now = _page_constants()
+    when = clock.time_html(m.date, m.date_offset, zone, now)
+    key = (m.id, m.message_id, root, anon, bool(signed_in), depth, heading, when, parent.id if parent else None,
+           parent.status if parent else None, list_address, list_name, node.number, node.parent_number,
+           node.reported, m.edited_at)
     found = cache.get(key)
     if found is None:
         macro = current_app.jinja_env.get_template("pages/_post.html").module.top  # type: ignore[attr-defined]
-        found = Markup(macro(m, node.parent, node.attachments, list_address, list_name, depth, heading, font, signed_in))
+        found = Markup(macro(node, list_address, list_name, depth, heading, when, signed_in))
         cache.put(key, found)
     return found
+
+
+def _page_constants() -> tuple:  # type: ignore[type-arg]
+    """What every post of one page shares, looked up once per request (a long thread has many posts)."""
+    if "_page_constants" not in g:
+        g._page_constants = (resources().extra.setdefault("post_tops", FragmentCache(8192)), request.script_root,
+                             anonymous(), reader_zone(), _now())
+    return g._page_constants
+
+
+def _now() -> datetime:
+    """One "now" per request, so every post on a page says "ago" from the same moment."""
+    if "_now" not in g:
+        g._now = datetime.now(timezone.utc)
+    return g._now
+
+
+@bp.app_template_global()
+def post_tail(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: str | None, token: str,
+              signin_here: str) -> Markup:
+    """The per-reader end of a post (see threadview.tail_html)."""
+    return threadview.tail_html(node, prev, nxt, root, bool(signed_in), token, signin_here)
+
+
+@bp.app_template_global()
+def reader_zone_name() -> str:
+    """The zone the reader chose ('' for UTC)."""
+    return zone_name()
 
 
 @bp.app_template_global()
@@ -94,6 +135,8 @@ def post_links(msg: Message, list_name: str) -> dict[str, str]:
         "report": f"{root}/messages/{pk}/report",
         "raw": f"{root}/messages/{pk}.eml",
         "vote": f"{root}/messages/{pk}/vote",
+        "history": f"{root}/messages/{pk}/history",
+        "edit": f"{root}/messages/{pk}/edit",
     }
 
 
@@ -104,12 +147,22 @@ def attachment_url(att) -> str:  # type: ignore[no-untyped-def]
 
 
 @bp.app_template_global()
+def attachment_preview(att) -> str | None:  # type: ignore[no-untyped-def]
+    """Where an image attachment is shown inline, or None for files that are only downloaded."""
+    return f"{request.script_root}/previews/{att.id}" if previewable(att) else None
+
+
+@bp.app_template_global()
 def reply_mailto(list_address: str, msg: Message) -> str:
     """A mailto: link that replies to msg on the list, with In-Reply-To and subject filled in."""
-    subject = msg.subject if is_reply_subject(msg.subject) else f"Re: {msg.subject}"
-    refs = " ".join(f"<{r}>" for r in (msg.references.split() + [msg.message_id])[-10:])
-    return (f"mailto:{list_address}?subject={quote(subject, safe='')}"
-            f"&In-Reply-To={quote('<' + msg.message_id + '>', safe='')}&References={quote(refs, safe='')}")
+    return replies.reply_mailto(list_address, msg.subject, msg.message_id, msg.references)
+
+
+@bp.app_template_global()
+def tombstone_text(msg: Message) -> str:
+    """"removed by the moderators on DATE: REASON" for a removed post."""
+    row = db().get(Removal, msg.id)
+    return removal.tombstone(row) if row is not None else "removed by the moderators"
 
 
 @bp.get("/")
@@ -135,8 +188,8 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
         abort(400, description=str(exc))
     featured = [] if cursor else listing.thread_rows(session, mlist, 100, None, featured=True)[0]
     root, anon = request.script_root, anonymous()
-    return render_template("pages/list.html", mlist=mlist, threads=listing.threads_html(rows, root, anon),
-                           featured=listing.threads_html(featured, root, anon) if featured else "", next_cursor=nxt,
+    return render_template("pages/list.html", mlist=mlist, threads=listing.threads_html(rows, root, anon, reader_zone()),
+                           featured=listing.threads_html(featured, root, anon, reader_zone()) if featured else "", next_cursor=nxt,
                            paged=cursor is not None, domain=settings().domain, moderator=is_moderator(mlist),
                            following=_following_list(session, mlist))
 
@@ -144,26 +197,55 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
 def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
     address = current_address()
     return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address,
+        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.status == ACTIVE,
         Subscription.kind.in_(("list", "digest")), Subscription.thread_key == 0).limit(1)) is not None
 
 
 @bp.get("/threads/<int:thread_id>")
 def thread(thread_id: int):  # type: ignore[no-untyped-def]
-    """A thread as an indented tree, or flat by date with ?view=flat."""
+    """A thread as an indented tree, or flat by date with ?view=flat; its outline and neighbours."""
     session = db()
     found = readable_thread(session, thread_id)
     if found.id != thread_id:
         return redirect(url_for("pages.thread", thread_id=found.id, **request.args), 301)
     view = "flat" if request.args.get("view") == "flat" else "tree"
-    nodes = thread_nodes(session, found, current_address())
+    address = current_address()
+    nodes = thread_nodes(session, found, address, placeholders=True)
+    number(nodes)
+    last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
+    outline = _outline(found, nodes)
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
     mlist = found.mailing_list
-    return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view,
-                           font=request.args.get("font", ""), list_address=mlist.address(settings().domain),
-                           moderator=is_moderator(mlist), following=_following_thread(session, found.id),
-                           **post_context())
+    # The threads around this one move only when the list gets a post.
+    newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
+                               lambda: threadview.neighbours(session, found))
+    return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
+                           posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones, placeholders: no posts
+                           font=font_choice(), list_address=mlist.address(settings().domain), newer=newer,
+                           older=older, moderator=is_moderator(mlist), following=_thread_state(session, found),
+                           last_visit=last_visit, new_count=sum(n.new for n in nodes), **post_context())
+
+
+def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, type-arg]
+    """A per-process answer kept under key (at most 4,096 of each kind: forgotten all at once when full)."""
+    cache = resources().extra.setdefault(kind, {})
+    if key not in cache:
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
+def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def]
+    """The thread's outline; the same for every reader of one kind until the thread or the minute changes."""
+    now = _now()
+    if any(n.new for n in nodes):
+        return threadview.outline_html(nodes, anonymous(), reader_zone(), now)
+    recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
+    key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), zone_name(),
+           now.replace(second=0, microsecond=0) if recent else None, [n.message.status for n in nodes].count(VISIBLE))
+    return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
 def post_context() -> dict[str, str | None]:
@@ -173,11 +255,22 @@ def post_context() -> dict[str, str | None]:
             "signin_here": url_for("auth.signin", next=request.full_path)}
 
 
-def _following_thread(session, thread_id: int) -> bool:  # type: ignore[no-untyped-def]
+def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
+    """What the signed-in person gets of this thread: following, muted, awaiting, member (with the list) or ''."""
     address = current_address()
-    return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.address == address, Subscription.kind == "thread",
-        Subscription.thread_key == thread_id).limit(1)) is not None
+    if address is None:
+        return ""
+    rows = dict(session.execute(select(Subscription.kind, Subscription.status).where(
+        Subscription.list_id == thread.list_id, Subscription.address == address,
+        Subscription.status.in_((ACTIVE, AWAITING)),
+        or_(Subscription.thread_key == thread.id, Subscription.kind == "list"))).all())
+    if rows.get("mute") == ACTIVE:
+        return "muted"
+    if rows.get("thread") == ACTIVE:
+        return "following"
+    if rows.get("list") == ACTIVE:
+        return "member"
+    return "awaiting" if AWAITING in rows.values() else ""
 
 
 @bp.get("/m/<path:message_id>")
@@ -202,7 +295,7 @@ def _single(session, msg: Message):  # type: ignore[no-untyped-def]
     node = Node(msg)
     fill_nodes(session, [node], current_address())
     mlist = found.mailing_list
-    return render_template("pages/message.html", node=node, thread=found, mlist=mlist,
+    return render_template("pages/message.html", node=node, thread=found, mlist=mlist, font=font_choice(),
                            list_address=mlist.address(settings().domain), moderator=is_moderator(mlist),
                            **post_context())
 
@@ -226,7 +319,8 @@ def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
         query = query.where(or_(Message.date < at, and_(Message.date == at, Message.id < pk)))
     rows = list(session.scalars(query.order_by(Message.date.desc(), Message.id.desc()).limit(PAGE_SIZE + 1)))
     nxt = encode_cursor(rows[PAGE_SIZE - 1].date, rows[PAGE_SIZE - 1].id) if len(rows) > PAGE_SIZE else None
-    return render_template("pages/author.html", mlist=mlist, sample=sample, messages=rows[:PAGE_SIZE], next_cursor=nxt)
+    return render_template("pages/author.html", mlist=mlist, sample=sample, messages=rows[:PAGE_SIZE], next_cursor=nxt,
+                           correspondents=talk.correspondents(session, mlist.id, sample.from_addr) if not cursor else [])
 
 
 @bp.get("/lists/<name>/months")
@@ -253,5 +347,5 @@ def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
     rows = listing.month_rows(session, mlist, start, end)
-    return render_template("pages/month.html", mlist=mlist, rows=listing.month_html(rows, request.script_root, anonymous()),
+    return render_template("pages/month.html", mlist=mlist, rows=listing.month_html(rows, request.script_root, anonymous(), reader_zone()),
                            count=len(rows), year=year, month=month, start=start)

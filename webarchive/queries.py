@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
-from listgate.models import Attachment, MailingList, Message, Thread
-from listgate.models.archive import VISIBLE
-from listgate.models.web import Vote
+from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
+from listgate.models.archive import HIDDEN, REMOVED, VISIBLE
+from listgate.models.web import OPEN, Report, Vote
 
 
 class BadCursor(ValueError):
@@ -28,6 +28,16 @@ class Node:
     votes_yes: int = 0
     votes_total: int = 0
     my_vote: bool | None = None
+    variants: list[MessageVariant] = field(default_factory=list)  # other messages with its Message-ID
+    number: int | None = None  # #1…#N by date in the thread page
+    parent_number: int | None = None
+    reported: bool = False  # open reports: a neutral marker for everyone
+    new: bool = False  # arrived since the signed-in reader's last visit
+
+    @property
+    def hidden(self) -> bool:
+        """A post hidden after reports: shown as a placeholder that keeps the thread's shape."""
+        return self.message.status != VISIBLE
 
 
 def encode_cursor(when: datetime, pk: int) -> str:
@@ -64,10 +74,16 @@ def thread_page(session: Session, mlist: MailingList, limit: int, cursor: str | 
     return rows[:limit], nxt
 
 
-def order_thread(messages: list[Message]) -> list[Node]:
-    """Visible messages depth first, siblings by date; hidden ancestors are skipped over."""
+def order_thread(messages: list[Message], placeholders: bool = False) -> list[Node]:
+    """Visible messages depth first, siblings by date; hidden ancestors are skipped over.
+
+    Removed posts stay in place as tombstones, so their replies keep their place too. With
+    placeholders, posts hidden after reports keep their place as well (the page shows a
+    placeholder), so their replies are not lifted to the top.
+    """
     by_pk = {m.id: m for m in messages}
-    visible = {m.id for m in messages if m.status == VISIBLE}
+    shown = (VISIBLE, REMOVED, HIDDEN) if placeholders else (VISIBLE, REMOVED)
+    visible = {m.id for m in messages if m.status in shown}
 
     def visible_parent(msg: Message) -> int | None:
         seen: set[int] = set()
@@ -98,27 +114,42 @@ def order_thread(messages: list[Message]) -> list[Node]:
     return out
 
 
-def thread_nodes(session: Session, thread: Thread, voter: str | None = None) -> list[Node]:
-    """The thread's visible posts in thread order, with attachments and votes: four queries at most."""
+def thread_nodes(session: Session, thread: Thread, voter: str | None = None, placeholders: bool = False) -> list[Node]:
+    """The thread's visible posts in thread order, with attachments, votes and reports: five queries at most."""
     messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id)))
-    nodes = order_thread(messages)
+    nodes = order_thread(messages, placeholders)
     fill_nodes(session, nodes, voter)
     return nodes
 
 
+def number(nodes: list[Node]) -> None:
+    """Number the posts #1…#N by date (placeholders too, so numbers stay put when a post is hidden)."""
+    by_date = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
+    numbers = {n.message.id: i for i, n in enumerate(by_date, 1)}
+    for n in nodes:
+        n.number = numbers[n.message.id]
+        n.parent_number = numbers.get(n.parent.id) if n.parent is not None else None
+
+
 def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
-    """Attach attachments and vote counts to nodes with one query each."""
-    pks = [n.message.id for n in nodes]
+    """Attach attachments, variants and vote counts to nodes with one query each."""
+    pks = [n.message.id for n in nodes if n.message.status == VISIBLE]  # a tombstone shows none of its post
     if not pks:
         return
     index = {n.message.id: n for n in nodes}
     for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
         index[att.message_pk].attachments.append(att)
+    for variant in session.scalars(select(MessageVariant).where(MessageVariant.message_pk.in_(pks)).order_by(MessageVariant.id)):
+        index[variant.message_pk].variants.append(variant)
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
-    for pk, total, valuable in session.execute(
-        select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
-    ):
-        index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
+    votes = select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
+    reports = (select(Report.message_pk, literal(-1), literal(0))
+               .where(Report.message_pk.in_(pks), Report.status == OPEN).group_by(Report.message_pk))
+    for pk, total, valuable in session.execute(union_all(votes, reports)):  # one round trip for both
+        if total < 0:
+            index[pk].reported = True
+        else:
+            index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
     if voter:
         for pk, valuable in session.execute(
             select(Vote.message_pk, Vote.valuable).where(Vote.message_pk.in_(pks), Vote.address == voter)

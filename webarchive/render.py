@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 
 import nh3
 from markupsafe import Markup, escape
+
+from webarchive.shapes import Block, blocks, paragraphs
 
 # The domain part of an address; the search starts at the literal "@", which keeps it fast.
 _AT_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
@@ -19,14 +20,6 @@ _URL = re.compile(r"\bhttps?://[^\s<>\"'`]+[^\s<>\"'`.,;:!?)\]}]")
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 FOLD_AT = 4  # quoted runs this long or longer are folded behind a <details>
 HTML_TAGS = nh3.ALLOWED_TAGS - {"img", "map", "area"}
-
-
-@dataclass(frozen=True)
-class Block:
-    """A run of body lines of one kind: text, quote or signature."""
-
-    kind: str
-    lines: tuple[str, ...]
 
 
 def unflow(text: str) -> str:
@@ -56,26 +49,6 @@ def unflow(text: str) -> str:
 
 def _quote_prefix(depth: int) -> str:
     return ">" * depth + " " if depth > 0 else ""
-
-
-def blocks(text: str) -> list[Block]:
-    """Split a body into text, quote and signature blocks."""
-    lines = text.replace("\r\n", "\n").rstrip().split("\n")
-    sig_at = len(lines)
-    for i in range(len(lines) - 1, -1, -1):
-        if lines[i] == "-- " or (lines[i] == "--" and len(lines) - i <= 15):
-            sig_at = i
-            break
-    result: list[Block] = []
-    for line in lines[:sig_at]:
-        kind = "quote" if line.startswith(">") else "text"
-        if result and result[-1].kind == kind:
-            result[-1] = Block(kind, result[-1].lines + (line,))
-        else:
-            result.append(Block(kind, (line,)))
-    if sig_at < len(lines):
-        result.append(Block("sig", tuple(lines[sig_at:])))
-    return result
 
 
 def mask_addresses(text: str) -> str:
@@ -122,19 +95,31 @@ def _render_text(text: str, flowed: bool, anonymous: bool) -> Markup:
         text = mask_addresses(text)
     html: list[str] = []
     for block in blocks(text):
-        joined = "\n".join(block.lines)
-        # A final newline in a pre-wrap block does not show: double it so blank lines survive.
-        inner = _linkify(joined + "\n" if joined.endswith("\n") or joined == "" else joined)
-        if block.kind == "quote" and len(block.lines) >= FOLD_AT:
+        if block.kind == "earlier":
+            html.append(f'<details class="quote earlier"><summary>Earlier message, {len(block.lines)} lines</summary>'
+                        f'<div class="quote">{_runs(block)}</div></details>')
+        elif block.kind == "quote" and len(block.lines) >= FOLD_AT:
             html.append(f'<details class="quote"><summary>{len(block.lines)} quoted lines</summary>'
-                        f'<div class="quote">{inner}</div></details>')
+                        f'<div class="quote">{_runs(block)}</div></details>')
         elif block.kind == "quote":
-            html.append(f'<div class="quote">{inner}</div>')
+            html.append(f'<div class="quote">{_runs(block)}</div>')
         elif block.kind == "sig":
-            html.append(f'<div class="sig">{inner}</div>')
+            html.append(f'<div class="sig">{_pre(block.lines)}</div>')
         else:
-            html.append(f"<div>{inner}</div>")
+            html.append(_runs(block))
     return Markup("".join(html))
+
+
+def _pre(lines: tuple[str, ...] | list[str]) -> Markup:
+    """Lines for a pre-wrap element, linked; a final newline is doubled so blank lines survive."""
+    joined = "\n".join(lines)
+    return _linkify(joined + "\n" if joined.endswith("\n") or joined == "" else joined)
+
+
+def _runs(block: Block) -> str:
+    """A block's paragraphs, each marked prose or fixed-width (the reader's font choice acts on these)."""
+    return "".join(f'<div class="{"mono" if mono else "prose"}">{_pre(lines)}</div>'
+                   for mono, lines in paragraphs(block.lines))
 
 
 _render_text_cached = lru_cache(maxsize=2048)(_render_text)

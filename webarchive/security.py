@@ -1,14 +1,28 @@
-"""Security headers, CSRF tokens on every form, and the signed-in person."""
+"""Security headers, CSRF tokens on every form, and the signed-in person.
+
+Who is signed in is checked against the server on every request: the cookie carries a random
+session id whose digest is a WebSession row, so signing out (on this browser or everywhere)
+makes any saved copy of the cookie worthless.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import logging
 import secrets
-
+from datetime import datetime, timezone
 from functools import wraps
 from typing import Any, Callable
 
-from flask import Flask, abort, redirect, request, session, url_for
+from flask import Flask, abort, current_app, g, redirect, request, session, url_for
+from sqlalchemy import delete
+from sqlalchemy.exc import SQLAlchemyError
+
+from listgate.db import transaction
+from listgate.models import WebSession
+
+log = logging.getLogger(__name__)
 
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -20,6 +34,7 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 def init_app(app: Flask) -> None:
     """Install the CSRF check, the security headers and the template helpers."""
     app.extensions["csrf_exempt_blueprints"] = set()
+    app.before_request(_check_session)
     app.before_request(_check_csrf)
     app.after_request(_headers)
     app.jinja_env.globals.update(csrf_token=csrf_token, current_address=current_address)
@@ -40,8 +55,66 @@ def csrf_token() -> str:
 
 
 def current_address() -> str | None:
-    """The signed-in person's address, or None."""
-    return session.get("address")
+    """The signed-in person's address (checked against the server this request), or None."""
+    return g.get("_address")
+
+
+def start_session(address: str) -> None:
+    """Sign address in on this browser: a new session id, recorded on the server, in a fresh cookie."""
+    from webarchive.context import resources
+
+    sid, previous = secrets.token_urlsafe(32), str(session.get("sid", ""))
+    expired = datetime.now(timezone.utc) - current_app.permanent_session_lifetime
+    with transaction(resources().writer) as db_session:
+        # The session this browser had before (if any) ends: a copy of the old cookie is worthless.
+        db_session.execute(delete(WebSession).where(
+            (WebSession.created_at < expired) | (WebSession.digest == session_digest(previous))))
+        db_session.add(WebSession(digest=session_digest(sid), address=address))
+    session.clear()
+    session.permanent = True
+    session.update(address=address, sid=sid, csrf=secrets.token_urlsafe(24))
+    g._address = address
+
+
+def end_session(everywhere: bool = False) -> None:
+    """Sign out this browser, or every browser of the signed-in person; their cookies stop working."""
+    from webarchive.context import resources
+
+    address = current_address()
+    if everywhere and address is not None:
+        where = WebSession.address == address
+    else:
+        where = WebSession.digest == session_digest(str(session.get("sid", "")))
+    with transaction(resources().writer) as db_session:
+        ended = db_session.execute(delete(WebSession).where(where)).rowcount
+    if everywhere and address is not None:
+        log.info("%s signed out everywhere (%d sessions ended)", address, ended)
+    session.clear()
+    g._address = None
+
+
+def session_digest(sid: str) -> str:
+    """What the server keeps of a session id (sha256 hex): a database dump signs nobody in."""
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
+def _check_session() -> None:
+    """Take the address from the cookie only while its session row exists and has not expired."""
+    g._address = None
+    address, sid = session.get("address"), session.get("sid")
+    if address is None:
+        return
+    from webarchive.context import db
+
+    try:
+        row = db().get(WebSession, session_digest(str(sid or "")))
+    except SQLAlchemyError:  # the database is down: anonymous for this request, the cookie kept
+        return
+    expired = datetime.now(timezone.utc) - current_app.permanent_session_lifetime
+    if row is None or row.address != address or row.created_at < expired:
+        session.clear()  # signed out elsewhere, expired, or a cookie from before sessions were recorded
+        return
+    g._address = address
 
 
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,7 +1,11 @@
 """Bounces: read a DSN (RFC 3464) or a common non-standard bounce, match it, score it.
 
 Matching is by the VERP token in the address the bounce came to, never by guessing from
-the text; the recipients found in the text are only recorded for the administrator.
+the text. A failure counts against a subscriber only when it is theirs: a 5xx to RCPT, or a
+reply or DSN that names their address with a status about an address or a mailbox. A relay
+refusing the message itself (its size, a long line, a content filter) would otherwise let
+anyone get every subscriber suspended by posting a few such messages: that is a failed post
+(REFUSED), recorded for the moderators and scored against nobody.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from sqlalchemy.orm import Session
 from listgate import dispatch
 from listgate.config import Settings
 from listgate.models import MailingList, OutboxEntry, Subscription
+from listgate.models.delivery import REFUSED
 from listgate.models.people import ACTIVE, SUSPENDED
+
+from worker import mailer
 
 log = logging.getLogger(__name__)
 
 PERMANENT, TRANSIENT, DELAYED, UNKNOWN = "permanent", "transient", "delayed", "unknown"
-WEIGHT = {PERMANENT: 1.0, TRANSIENT: 0.5, DELAYED: 0.0, UNKNOWN: 0.0}
+WEIGHT = {PERMANENT: 1.0, TRANSIENT: 0.5, DELAYED: 0.0, UNKNOWN: 0.0, REFUSED: 0.0}
 FORGET_AFTER = timedelta(days=30)  # a score older than this starts again from zero
 _ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|root|noreply|no-reply)@", re.I)
@@ -39,6 +46,25 @@ _WARNING = re.compile(
     r"\bdelay(?:ed)?\b|\bwarning\b|will (?:continue to|keep) (?:try|retry|attempt)|will be retried|"
     r"still (?:trying|being retried)|not yet been delivered|has not been delivered yet|no action is required|"
     r"delivery (?:is|has been) delayed",
+    re.I,
+)
+_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")  # RFC 3463 enhanced status code
+# Without a status code (or with X.0.0) only such words tell that the address or mailbox failed.
+_RECIPIENT_WORDS = re.compile(
+    r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|user not found|"
+    r"mailbox (?:unavailable|not found|disabled|inactive|full|does not exist|is full)|does not exist|"
+    r"unknown (?:recipient|mailbox|address|local part)|invalid (?:recipient|mailbox|address)|"
+    r"recipient (?:address )?rejected|address rejected|not a valid mailbox|no mailbox here|addressee unknown|"
+    r"account (?:disabled|closed|expired|suspended|inactive|has been disabled)|over quota|quota exceeded|"
+    r"unrouteable address|host or domain name not found|domain (?:not found|does not exist)|not our customer",
+    re.I,
+)
+# ... and these that the message itself was refused (by a size, line or content limit, a filter, a policy).
+_MESSAGE_WORDS = re.compile(
+    r"too (?:large|big|long)|size (?:limit|exceeds)|exceeds (?:the )?(?:size|maximum|limit)|line length|"
+    r"lines? (?:is |are )?(?:too long|longer than)|header (?:line |size )?(?:too long|exceeds)|content|spam|"
+    r"virus|malware|unsolicited|policy|blocked|blacklist|blocklist|reputation|\b8-?bit\b|dmarc|dkim|\bspf\b|"
+    r"not accepted|rejected for|too many hops",
     re.I,
 )
 _FATAL = re.compile(
@@ -56,6 +82,54 @@ class BounceReport:
     kind: str
     recipients: tuple[str, ...]
     diagnostic: str = ""
+    blamed: tuple[str, ...] = ()  # the recipients (lower case) whose own address or mailbox failed
+
+    def blames(self, address: str) -> bool:
+        """True when the failure is address's own, not the message's."""
+        return address.lower() in self.blamed
+
+
+def blames_recipient(status: str, text: str, named: bool) -> bool:
+    """Whether a failure is the recipient's (their address, mailbox or route) rather than the message's.
+
+    The enhanced status code (RFC 3463) decides when there is one: X.1.x addressing, except X.1.7
+    and X.1.8 (the sender's); X.2.x mailbox, except X.2.3 (the message's length); X.4.x routing are
+    the recipient's; system, protocol, content and policy (X.3, X.5, X.6, X.7) are the message's.
+    Without one (or with X.0.0) the words do, when they say. A report that names the recipient
+    (a DSN's failed recipient, an address in a bounce) counts unless it shows the message is at
+    fault; a reply to the message itself names nobody and counts only when it shows the recipient is.
+    """
+    whose = _whose(status, text)
+    return whose == "recipient" or (named and whose == "")
+
+
+def _whose(status: str, text: str) -> str:
+    """'recipient', 'message', or '' when neither the status code nor the words tell.
+
+    A specific code (X.Y.Z, Z not 0) decides; with a generic one (X.Y.0, often misused) the
+    words decide first, then the code's class.
+    """
+    found = _STATUS.search(status) or _STATUS.search(text)
+    subject, detail = (found.group(2), found.group(3)) if found else ("0", "0")
+    if subject != "0" and detail != "0":
+        return _by_code(subject, detail)
+    if _RECIPIENT_WORDS.search(text):
+        return "recipient"
+    if _MESSAGE_WORDS.search(text):
+        return "message"
+    return _by_code(subject, detail) if subject != "0" else ""
+
+
+def _by_code(subject: str, detail: str) -> str:
+    ours = (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail != "3") or subject == "4"
+    return "recipient" if ours else "message"
+
+
+def refusal_kind(result: mailer.SendResult) -> str:
+    """PERMANENT for a relay's 5xx that is the recipient's (at RCPT, or by its status), else REFUSED."""
+    if result.stage == mailer.RCPT or (result.stage == mailer.DOT and blames_recipient("", result.detail, named=False)):
+        return PERMANENT
+    return REFUSED
 
 
 def parse_bounce(raw: bytes) -> BounceReport:
@@ -74,12 +148,13 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
         if not isinstance(groups, list):
             groups = [email.message_from_string(str(groups))]
         failed: dict[str, str] = {}
-        kinds, diagnostic = [], ""
+        kinds, diagnostic, blamed = [], "", []
         for group in groups[1:] if len(groups) > 1 else groups:
             action = str(group.get("Action", "")).strip().lower()
             status = str(group.get("Status", "")).strip()
-            rcpt = str(group.get("Final-Recipient", "") or group.get("Original-Recipient", ""))
-            addr = rcpt.split(";", 1)[-1].strip().strip("<>")
+            named = [str(group.get(f, "")).split(";", 1)[-1].strip().strip("<>").lower()
+                     for f in ("Final-Recipient", "Original-Recipient")]
+            addr = named[0] or named[1]
             if action.startswith("delayed") or action in ("relayed", "delivered", "expanded"):
                 kinds.append(DELAYED if action.startswith("delayed") else UNKNOWN)
                 continue
@@ -87,11 +162,14 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
             kinds.append(kind)
             if addr:
                 failed[addr] = kind
-            diagnostic = diagnostic or " ".join(str(group.get("Diagnostic-Code", "")).split()) or status
+            why = " ".join(str(group.get("Diagnostic-Code", "")).split())
+            if blames_recipient(status, why, named=True):
+                blamed.extend(a for a in named if a)
+            diagnostic = diagnostic or why or status
         if not kinds:
             return None
         kind = PERMANENT if PERMANENT in kinds else TRANSIENT if TRANSIENT in kinds else kinds[0]
-        return BounceReport(kind, tuple(failed), diagnostic[:500])
+        return BounceReport(kind, tuple(failed), diagnostic[:500], tuple(blamed))
     return None
 
 
@@ -133,7 +211,8 @@ def _heuristic(msg: StdMessage) -> BounceReport:
         return BounceReport(DELAYED, tuple(found), subject[:200])
     if fatal or found:
         line = fatal.group(0) if fatal else subject
-        return BounceReport(PERMANENT, tuple(found), line[:200])
+        blamed = tuple(found) if blames_recipient("", f"{subject}\n{text}", named=True) else ()
+        return BounceReport(PERMANENT, tuple(found), line[:200], blamed)
     return BounceReport(UNKNOWN, (), subject[:200])
 
 
@@ -159,7 +238,7 @@ def score(session: Session, settings: Settings, sub: Subscription | None, kind: 
 def handle(session: Session, settings: Settings, entry: OutboxEntry, raw: bytes) -> list[OutboxEntry]:
     """A mail to NAME+bounce-TOKEN@: record it against its delivery and score it."""
     from listgate.models import Bounce, Delivery
-    from worker.headers import read_verp_token
+    from listgate.tokens import read_verp_token
 
     payload = json.loads(entry.payload or "{}")
     found = read_verp_token(settings.secret_key, str(payload.get("arg", "")))
@@ -172,7 +251,12 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry, raw: bytes)
     sub_id = delivery.subscription_id if delivery is not None else ident
     sub = session.get(Subscription, sub_id) if sub_id else None
     address = delivery.address if delivery is not None else (sub.address if sub is not None else "")
+    failure = report.kind
+    if failure in (PERMANENT, TRANSIENT) and not report.blames(address):
+        failure = REFUSED  # the message failed (or someone else did): a failed post, not this subscriber's bounce
+        log.warning("a bounce for %s names no failure of theirs (a failed post, not counted): %s",
+                    address, report.diagnostic[:200])
     session.add(Bounce(delivery_id=delivery.id if delivery else None, subscription_id=sub.id if sub else None,
-                       address=address, kind=report.kind, diagnostic=report.diagnostic[:2000]))
-    log.info("%s bounce for %s: %s", report.kind, address, report.diagnostic[:120])
-    return score(session, settings, sub, report.kind)
+                       address=address, kind=failure, diagnostic=report.diagnostic[:2000]))
+    log.info("%s bounce for %s: %s", failure, address, report.diagnostic[:120])
+    return score(session, settings, sub, failure)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ SQLA_SQLITE = "sqla+sqlite:///"
 LISTGATE_SQLA = "listgate-sqla"
 SWEEP_EVERY = 15.0
 RETRY_EVERY = 30.0
+MAX_FAILURE_PAUSE = 5.0  # seconds between broker reads while its writes fail
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -35,14 +37,60 @@ def broker_options(settings: Settings) -> dict[str, Any]:
     return {}
 
 
+class SqliteBrokerChannel(kombu_sqla.Channel):
+    """Kombu's SQLAlchemy channel, giving its pooled connection back when it fails or closes.
+
+    Kombu's channel keeps one session for its life and never closes it. When a write fails
+    (a full disk: SQLITE_FULL) the consumer restarts with a new channel, and the old session
+    keeps its connection checked out: after 15 restarts the pool is exhausted ("QueuePool
+    limit ... reached") and the worker dies. Here a failed read-and-claim rolls back, the
+    session is closed with the channel, and each failure in a row waits a little longer (at
+    most MAX_FAILURE_PAUSE s) so an outage is not a busy loop of reconnects.
+    """
+
+    failures = 0
+
+    def _get(self, queue: str) -> Any:
+        try:
+            message = super()._get(queue)
+        except kombu_sqla.Empty:
+            SqliteBrokerChannel.failures = 0
+            raise
+        except Exception:
+            self._drop_session()
+            SqliteBrokerChannel.failures += 1
+            time.sleep(min(MAX_FAILURE_PAUSE, 0.25 * 2 ** SqliteBrokerChannel.failures))
+            raise
+        SqliteBrokerChannel.failures = 0
+        return message
+
+    def _drop_session(self) -> None:
+        """Roll back and close the session, returning its connection to the pool."""
+        if self._session is not None:
+            try:
+                self._session.rollback()
+            except Exception:  # noqa: BLE001 - the connection may be gone already
+                pass
+            self._session.close()
+            self._session = None
+
+    def close(self) -> None:
+        """Close the channel and its session."""
+        try:
+            super().close()
+        finally:
+            self._drop_session()
+
+
 class SqliteBrokerTransport(kombu_sqla.Transport):
-    """Kombu's SQLAlchemy transport polling every 0.1 s instead of 1 s.
+    """Kombu's SQLAlchemy transport polling every 0.1 s instead of 1 s, with SqliteBrokerChannel.
 
     With prefetch 1 the virtual transport sleeps one polling interval whenever the pool is
     busy, so the interval caps throughput (about concurrency/interval tasks a second). The
     option cannot go through transport_options: kombu hands those to create_engine.
     """
 
+    Channel = SqliteBrokerChannel
     polling_interval = 0.1
 
 
@@ -68,11 +116,12 @@ def prepare_sqlite_broker(url: str) -> None:
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The periodic tasks: outbox sweep, deferred retries and recovery, the daily digest."""
+    """The periodic tasks: outbox sweep, deferred retries and recovery, the digests, moderators' reminders."""
     return {
         "sweep-outbox": {"task": dispatch.SWEEP_OUTBOX, "schedule": SWEEP_EVERY},
         "retry-deferred": {"task": dispatch.RETRY_DEFERRED, "schedule": RETRY_EVERY},
         "send-digests": {"task": dispatch.SEND_DIGESTS, "schedule": crontab(hour=0, minute=10)},
+        "moderation-reminders": {"task": dispatch.SEND_REMINDERS, "schedule": crontab(hour=8, minute=0)},
     }
 
 

@@ -1,4 +1,9 @@
-"""Mail commands: NAME+subscribe/unsubscribe/help/confirm-CODE@, and follow/mute/unsubscribe replies."""
+"""Mail commands: NAME+subscribe/unsubscribe/help/digest-CHOICE/confirm-CODE@, moderators' NAME+approve/reject-CODE@,
+and follow/mute/unsubscribe replies.
+
+Every answer is an automatic reply to an address nobody authenticated (RFC 3834): it goes
+through the notice path, which sends at most one per sender per window.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import logging
 
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, lists, subscriptions
+from listgate import lists, moderation, subscriptions
 from listgate.config import Settings
-from listgate.models import MailingList, OutboxEntry
-from listgate.subscriptions import SubscriptionError
+from listgate.models import MailingList, OutboxEntry, RawMessage
+from listgate.parsing import parse
+from listgate.subscriptions import MAIL, RateLimited, SubscriptionError, change, notice
 
 log = logging.getLogger(__name__)
 
@@ -18,56 +24,91 @@ log = logging.getLogger(__name__)
 def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[OutboxEntry]:
     """Carry out one command from its outbox payload; returns the mail to enqueue after commit."""
     payload = json.loads(entry.payload or "{}")
-    command, sender = str(payload.get("command", "")), str(payload.get("from", "")).lower()
+    command = str(payload.get("command", ""))
     if payload.get("auto"):
         log.info("ignored automatic mail to %s+%s: %s", payload.get("list"), command, payload["auto"])
         return []
-    mlist = lists.get(session, str(payload.get("list", "")))
-    if mlist is None or "@" not in sender:
-        log.info("command %r for list %r from %r ignored", command, payload.get("list"), sender)
+    mlist, sender = _sender_and_list(session, payload)
+    if mlist is None:
         return []
     try:
         if payload.get("thread_id"):
             return _thread_command(session, settings, mlist, command, sender, int(payload["thread_id"]))
+        if command in (moderation.APPROVE, moderation.REJECT):
+            return moderation.by_mail(session, settings.secret_key, mlist, command, str(payload.get("arg", "")),
+                                      sender, _body(session, payload))
         return _list_command(session, settings, mlist, command, sender, str(payload.get("arg", "")))
-    except SubscriptionError as exc:
+    except RateLimited as exc:  # answering would defeat the limit
+        log.info("command %s from %s on %s not answered: %s", command, sender, mlist.name, exc)
+        return []
+    except (SubscriptionError, moderation.ModerationError) as exc:
         log.info("command %s from %s on %s refused: %s", command, sender, mlist.name, exc)
-        return [dispatch.record(session, dispatch.SEND_NOTICE, entry.id, {
-            "template": "rejected", "to": sender, "list": mlist.name, "reply": True,
-            "subject": f"{command} request", "reason": str(exc)})]
+        return [notice(session, mlist, "rejected", sender, entry.id, reply=True, subject=f"{command} request",
+                       reason=str(exc))]
+
+
+def _sender_and_list(session: Session, payload: dict) -> tuple[MailingList | None, str]:  # type: ignore[type-arg]
+    """The list and the sender's address, or (None, '') when the command cannot be answered."""
+    mlist = lists.get(session, str(payload.get("list", "")))
+    try:
+        sender = subscriptions.normalize(str(payload.get("from", "")))
+    except SubscriptionError:
+        sender = ""
+    if mlist is None or not sender:
+        log.info("command %r for list %r from %r ignored", payload.get("command"), payload.get("list"),
+                 payload.get("from"))
+        return None, ""
+    return mlist, sender
+
+
+def answer_failure(session: Session, entry: OutboxEntry, reference: str) -> list[OutboxEntry]:
+    """The short reply to a command that failed for good (after the entry was marked failed)."""
+    payload = json.loads(entry.payload or "{}")
+    if payload.get("auto"):
+        return []
+    mlist, sender = _sender_and_list(session, payload)
+    if mlist is None:
+        return []
+    return [notice(session, mlist, "failed", sender, entry.id, reply=True, command=str(payload.get("command", "")),
+                   reference=reference)]
 
 
 def _list_command(session: Session, settings: Settings, mlist: MailingList, command: str, sender: str,
                   arg: str) -> list[OutboxEntry]:
     if command == "subscribe":
         # The confirmation goes to the address being subscribed, so nobody can subscribe someone else.
-        return subscriptions.request(session, mlist, sender, secret=settings.secret_key,
-                                     base_url=settings.base_url, domain=settings.domain).outbox
+        return subscriptions.request(session, mlist, sender, secret=settings.secret_key, base_url=settings.base_url,
+                                     domain=settings.domain, channel=MAIL).outbox
     if command == "confirm":
         return subscriptions.confirm_by_code(session, settings.secret_key, mlist, arg).outbox
     if command == "unsubscribe":
         # Acts at once (RFC 2369 mailto); the goodbye mail tells the address, so a forged
         # request is noticed and undone with one mail.
-        return subscriptions.leave(session, mlist, sender).outbox
+        return change(session, mlist, sender, subscriptions.LEAVE, channel=MAIL).outbox
+    if command == "digest":
+        # Like unsubscribe it acts at once (only on a subscription the address has), and the answer tells it.
+        return change(session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily").outbox
     if command == "help":
-        return [dispatch.record(session, dispatch.SEND_NOTICE, 0, {
-            "template": "help", "to": sender, "list": mlist.name, "reply": True})]
+        return [notice(session, mlist, "help", sender, reply=True)]
     log.info("unknown command %r on %s", command, mlist.name)
     return []
 
 
 def _thread_command(session: Session, settings: Settings, mlist: MailingList, command: str, sender: str,
                     thread_id: int) -> list[OutboxEntry]:
-    """follow/mute/unsubscribe in a reply: act on that thread (never archived)."""
-    if command == "mute":
-        return subscriptions.mute(session, mlist, sender, thread_id).outbox
-    if command == "unsubscribe":
-        return subscriptions.leave_thread(session, mlist, sender, thread_id).outbox
-    if command == "follow":
-        if subscriptions.has_active(session, mlist, sender):
-            return subscriptions.follow(session, mlist, sender, thread_id).outbox
+    """follow/mute/unsubscribe in a reply: act on that thread (never archived), and say so."""
+    actions = {"mute": subscriptions.MUTE, "unsubscribe": subscriptions.LEAVE_THREAD, "follow": subscriptions.FOLLOW}
+    if command not in actions:
+        log.info("unknown thread command %r on %s", command, mlist.name)
+        return []
+    if command == "follow" and not subscriptions.has_active(session, mlist, sender):
         # Someone we do not mail yet: From can be forged, so double opt-in as on the web.
         return subscriptions.request(session, mlist, sender, secret=settings.secret_key, base_url=settings.base_url,
-                                     domain=settings.domain, kind="thread", thread_id=thread_id).outbox
-    log.info("unknown thread command %r on %s", command, mlist.name)
-    return []
+                                     domain=settings.domain, kind="thread", thread_id=thread_id, channel=MAIL).outbox
+    return change(session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL).outbox
+
+
+def _body(session: Session, payload: dict[str, object]) -> str:
+    """The text of the command mail itself (a moderator's "reject: REASON")."""
+    raw = session.get(RawMessage, int(payload.get("raw_id") or 0))  # type: ignore[call-overload]
+    return parse(raw.data).body_text if raw is not None else ""

@@ -17,6 +17,8 @@ from listgate.db import make_engine, session_factory, writer
 from listgate.models import OutboxEntry
 
 from worker.dmarc import DmarcPolicy, TxtResolver
+from worker.resolver import Resolver
+from worker.signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class WorkerContext:
     _writer: Engine | None = field(default=None, repr=False)
     _writer_pid: int = 0
     _dmarc: DmarcPolicy | None = field(default=None, repr=False)
+    _dns: Resolver | None = field(default=None, repr=False)
+    _signer: Signer | None = field(default=None, repr=False)
 
     @property
     def db(self) -> sessionmaker[Session]:
@@ -57,8 +61,22 @@ class WorkerContext:
     def dmarc(self) -> DmarcPolicy:
         """The cached DMARC policy lookup."""
         if self._dmarc is None:
-            self._dmarc = DmarcPolicy(self.settings.dmarc_always_domains, self.resolver)
+            self._dmarc = DmarcPolicy(self.settings.dmarc_always_domains, self.resolver or self.dns.txt)
         return self._dmarc
+
+    @property
+    def dns(self) -> Resolver:
+        """The cached TXT resolver (LISTGATE_DNS_SERVER, LISTGATE_DNS_TIMEOUT)."""
+        if self._dns is None:
+            self._dns = Resolver(self.settings.dns_server, float(self.settings.dns_timeout))
+        return self._dns
+
+    @property
+    def signer(self) -> Signer:
+        """DKIM signing of generated mail and ARC sealing of copies (no-ops without keys)."""
+        if self._signer is None:
+            self._signer = Signer(self.settings, self.dns)
+        return self._signer
 
     def warm(self) -> None:
         """Build this process's engine and load the DNS resolver now, not during the first fan-out.

@@ -2,8 +2,10 @@
 
 States of a Delivery row: pending -> sending (claimed in batches, compare-and-set) -> handing
 (the final "." went out; committed once per wave, before the relay's replies are read) ->
-sent; or deferred (4xx, retried with backoff), bounced (5xx), failed (gave up after
-MAX_ATTEMPTS) or cancelled (unsubscribed before we got to it).
+sent; or deferred (4xx, retried with backoff), bounced (a 5xx that is the recipient's: scored),
+refused (a 5xx refusing the message itself: a failed post, scored against nobody; see
+worker/bounces.py), failed (gave up after MAX_ATTEMPTS) or cancelled (unsubscribed before we
+got to it).
 
 Recovery after a crash (recover_stale): a stale `handing` row had its "." sent, so it is
 counted as delivered; a stale `sending` row is sent again. Before the dots the claim is
@@ -29,15 +31,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from listgate.db import transaction
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, Subscription
+from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models.delivery import REFUSED
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE
+from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
+from listgate.tokens import verp_token
 
 from worker import bounces, mailer, wave
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
-from worker.headers import verp_address, verp_token
+from worker.headers import addresses_in, verp_address
 from worker.notify import recipients
 
 log = logging.getLogger(__name__)
@@ -79,12 +84,13 @@ def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int
 
 def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
     """Record who gets the post (once), mark the outbox entry done, then send in chunks; copies sent here."""
+    named = _named(ctx, message_pk)
     with transaction(ctx.db) as session:
         entry = session.get(OutboxEntry, outbox_id)
         if entry is not None and entry.done_at is None:
             msg = session.get(Message, message_pk)
             if msg is not None and msg.status == VISIBLE:
-                chosen = recipients(session, msg, msg.raw.data)
+                chosen = recipients(session, msg, named)
                 insert_absent(session, message_pk, chosen)
                 log.info("fan-out of message %s: %d recipients", message_pk, len(chosen))
             entry.done_at, entry.attempts = now(), entry.attempts + 1
@@ -96,6 +102,14 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
     # stay `pending` and retry_due picks them up (claims are compare-and-set: never twice).
     mine = ranges[:1] + _enqueue_chunks(ctx, message_pk, ranges[1:])
     return sum(send_chunk(ctx, message_pk, first, last) for first, last in mine)
+
+
+def _named(ctx: WorkerContext, message_pk: int) -> set[str]:
+    """The post's To/Cc addresses, parsed after the read: never while holding the write transaction."""
+    with ctx.db() as session:
+        raw = session.scalar(select(RawMessage.data).join(Message, Message.raw_id == RawMessage.id)
+                             .where(Message.id == message_pk))
+    return addresses_in(raw, "To", "Cc") if raw is not None else set()
 
 
 def _enqueue_chunks(ctx: WorkerContext, message_pk: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -156,11 +170,13 @@ def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], 
     _mark(ctx, gone, CANCELLED, "no longer subscribed")
     live = [r for r in rows if r.sub_id is not None and r.status == ACTIVE]
     ledger = Ledger(ctx, post, stamp)
+    untried = 0
     for start in range(0, len(live), out.size):
         batch = live[start:start + out.size]
         if ledger.network_down:
             for row in batch:
-                _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts)
+                _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts, announce=False)
+            untried += len(batch)
             continue
         items = [wave.Outgoing(verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
                                post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
@@ -168,6 +184,9 @@ def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], 
         results = out.send(items, lambda idx, dots, b=batch: ledger.handover(b, idx, dots))
         ledger.record(batch, results, time.perf_counter() - began)
     ledger.flush()
+    if untried:
+        log.warning("%d more copies of post %s deferred without a try: the relay %s cannot be reached (%s)",
+                    untried, post.pk, redact(ctx.settings.outbound), ledger.network_down)
     return ledger.sent
 
 
@@ -245,7 +264,7 @@ class Ledger:
                 log.info("delivered post %s %s to %s: %s %s (%.1f ms)", self.post.pk, self.post.message_id,
                          row.address, result.code, result.detail, seconds * 1000)
             elif result.status == mailer.BOUNCED:
-                _bounce(self.ctx, row.id, row.sub_id, row.address, f"{result.code} {result.detail}")
+                _bounce(self.ctx, row, f"{result.code} {result.detail}", bounces.refusal_kind(result))
             elif result.status == mailer.DEFERRED:
                 _finish(self.ctx, row.id, DEFERRED, f"{result.code} {result.detail}".strip(), row.attempts)
         if results and all(r.status == mailer.DEFERRED and r.code == 0 and "final dot" not in r.detail
@@ -270,7 +289,8 @@ def _mark(ctx: WorkerContext, delivery_ids: list[int], status: str, detail: str 
         conn.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(**values))
 
 
-def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, attempts: int = 0) -> None:
+def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, attempts: int = 0,
+            announce: bool = True) -> None:
     """Record the outcome of one try; a deferral past MAX_ATTEMPTS becomes a failure."""
     values: dict[str, Any] = {"status": status, "last_error": "" if status == SENT else detail[:2000]}
     if status == SENT:
@@ -281,8 +301,9 @@ def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, atte
         else:
             values["next_attempt_at"] = now() + backoff(attempts)
     _mark_values(ctx, delivery_id, values)
-    if values["status"] == DEFERRED:
-        log.info("delivery %s deferred: %s", delivery_id, detail)
+    if values["status"] == DEFERRED and announce:
+        log.warning("delivery %s deferred, next try in %s: the relay %s said: %s", delivery_id,
+                    backoff(attempts), redact(ctx.settings.outbound), detail)
 
 
 def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -> None:
@@ -290,16 +311,20 @@ def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
-def _bounce(ctx: WorkerContext, delivery_id: int, sub_id: int, address: str, detail: str) -> None:
-    """A 5xx: the row is bounced (never retried) and the subscription scored."""
+def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: str) -> None:
+    """A 5xx, never retried: bounced and scored when it is the recipient's, else refused (a failed post)."""
     with transaction(ctx.db) as session:
-        session.execute(update(Delivery).where(Delivery.id == delivery_id)
-                        .values(status=BOUNCED, last_error=detail[:2000]))
-        session.add(Bounce(delivery_id=delivery_id, subscription_id=sub_id, address=address,
-                           kind=bounces.PERMANENT, diagnostic=detail[:2000]))
-        entries = bounces.score(session, ctx.settings, session.get(Subscription, sub_id), bounces.PERMANENT)
+        session.execute(update(Delivery).where(Delivery.id == row.id)
+                        .values(status=BOUNCED if kind == bounces.PERMANENT else REFUSED, last_error=detail[:2000]))
+        session.add(Bounce(delivery_id=row.id, subscription_id=row.sub_id, address=row.address,
+                           kind=kind, diagnostic=detail[:2000]))
+        entries = bounces.score(session, ctx.settings, session.get(Subscription, row.sub_id), kind)
     ctx.enqueue(entries)
-    log.info("delivery %s to %s bounced: %s", delivery_id, address, detail)
+    if kind == bounces.PERMANENT:
+        log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)
+    else:
+        log.warning("delivery %s to %s: the relay refused the message (a failed post, not counted against %s): %s",
+                    row.id, row.address, row.address, detail)
 
 
 def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:

@@ -2,33 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Callable, Protocol
 
-log = logging.getLogger(__name__)
+from worker.resolver import Resolver
 
 STRICT = ("reject", "quarantine")
 TTL = 3600.0
+MAX_DOMAINS = 4096
 
 
 class TxtResolver(Protocol):
     """Returns the TXT strings at a name ([] when there are none)."""
 
     def __call__(self, name: str) -> list[str]: ...
-
-
-def dns_txt(name: str) -> list[str]:
-    """TXT records at name via dnspython; [] on NXDOMAIN, no answer or any DNS failure."""
-    import dns.exception
-    import dns.resolver
-
-    try:
-        answer = dns.resolver.resolve(name, "TXT", lifetime=5.0)
-    except (dns.exception.DNSException, OSError) as exc:
-        log.debug("no DMARC record at %s: %s", name, exc)
-        return []
-    return [b"".join(r.strings).decode("ascii", "replace") for r in answer]
 
 
 def policy_of(records: list[str]) -> str:
@@ -50,7 +37,7 @@ class DmarcPolicy:
     def __init__(self, always: tuple[str, ...] = (), resolver: TxtResolver | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.always = {d.lower() for d in always}
-        self.resolver = resolver or dns_txt
+        self.resolver = resolver or Resolver().txt
         self.clock = clock
         self._cache: dict[str, tuple[float, bool]] = {}
 
@@ -67,6 +54,8 @@ class DmarcPolicy:
         if cached is not None and cached[0] > self.clock():
             return cached[1]
         strict = self._lookup(domain)
+        if len(self._cache) >= MAX_DOMAINS:  # a small cache: start again rather than grow without end
+            self._cache.clear()
         self._cache[domain] = (self.clock() + TTL, strict)
         return strict
 

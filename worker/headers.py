@@ -6,8 +6,6 @@ bottom up, and the body is untouched). Only DMARC mode touches an original heade
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import re
 from dataclasses import dataclass
 from email.header import Header
@@ -15,9 +13,8 @@ from email.utils import formataddr, getaddresses
 from urllib.parse import quote
 
 from listgate.ingest import LOOP_HEADER
+from listgate.parsing import header_end
 
-_BLANK_LINE = re.compile(rb"\r?\n\r?\n")
-_B32 = "0123456789abcdefghijklmnopqrstuv"
 
 
 @dataclass(frozen=True)
@@ -43,24 +40,22 @@ def newline_of(raw: bytes) -> bytes:
 
 def split_message(raw: bytes) -> tuple[bytes, bytes]:
     """(header block including its blank line, body); body bytes untouched."""
-    match = _BLANK_LINE.search(raw)
-    if match is None:
-        return raw, b""
-    return raw[: match.end()], raw[match.end():]
+    _, body = header_end(raw)
+    return raw[:body], raw[body:]
 
 
 def header_lines(raw: bytes) -> list[bytes]:
-    """The header fields of raw, each with its continuation lines."""
+    """The header fields of raw, each with its continuation lines (linear: each field joined once)."""
     head, _ = split_message(raw)
-    fields: list[bytes] = []
+    fields: list[list[bytes]] = []
     for line in head.splitlines(keepends=True):
         if line in (b"\r\n", b"\n"):
             break
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
+            fields[-1].append(line)
         else:
-            fields.append(line)
-    return fields
+            fields.append([line])
+    return [b"".join(parts) for parts in fields]
 
 
 def has_header(raw: bytes, name: str) -> bool:
@@ -74,44 +69,6 @@ def phrase(text: str) -> str:
     if text.isascii():
         return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return Header(text, "utf-8").encode()
-
-
-def encode_int(value: int) -> str:
-    """A non-negative int in lower-case base 32 (VERP-safe)."""
-    out = ""
-    while True:
-        value, digit = divmod(value, 32)
-        out = _B32[digit] + out
-        if not value:
-            return out
-
-
-def decode_int(text: str) -> int:
-    """The inverse of encode_int; ValueError on anything else."""
-    if not text or any(c not in _B32 for c in text):
-        raise ValueError(text)
-    return int(text, 32)
-
-
-def verp_token(secret: str, kind: str, ident: int) -> str:
-    """An opaque lower-case token naming a delivery ('d') or subscription ('s')."""
-    body = kind + encode_int(ident)
-    mac = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
-    return f"{body}.{mac}"
-
-
-def read_verp_token(secret: str, token: str) -> tuple[str, int] | None:
-    """(kind, id) of a token made by verp_token, or None when forged or malformed."""
-    body, _, mac = token.lower().partition(".")
-    if len(body) < 2 or body[0] not in "ds":
-        return None
-    expected = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
-    if not hmac.compare_digest(mac, expected):
-        return None
-    try:
-        return body[0], decode_int(body[1:])
-    except ValueError:
-        return None
 
 
 def verp_address(info: ListInfo, token: str) -> str:
@@ -152,7 +109,7 @@ def render_headers(items: list[tuple[str, str]], newline: bytes) -> bytes:
 
 
 def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str) -> bytes:
-    """DMARC mode: From becomes '"Name via LIST" <list>', any Reply-To is dropped; body untouched."""
+    """DMARC mode: From becomes '"Name via LIST" <list>'; every other header and the body untouched."""
     head, body = split_message(raw)
     newline = newline_of(raw)
     display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
@@ -164,7 +121,7 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
         if name == b"from" and not done:
             out.append(new_from)
             done = True
-        elif name in (b"from", b"reply-to"):
+        elif name == b"from":
             continue
         else:
             out.append(field)
@@ -174,18 +131,49 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
     return b"".join(out) + blank + body
 
 
+def signed_headers(raw: bytes) -> set[str]:
+    """The header names the original's DKIM signatures cover (their h= tags), lower-cased."""
+    names: set[str] = set()
+    for field in header_lines(raw):
+        name, _, value = field.partition(b":")
+        if name.strip().lower() != b"dkim-signature":
+            continue
+        for tag in re.sub(rb"\s+", b"", value).split(b";"):
+            if tag.lower().startswith(b"h="):
+                names.update(h.decode("ascii", "replace").lower() for h in tag[2:].split(b":") if h)
+    return names
+
+
+def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str, author_name: str = "",
+                   dmarc: bool = False) -> str | None:
+    """The Reply-To the list's policy adds ("none", "list", "author"), or None.
+
+    Never when the original has one (the author's own is kept: a second would make the message
+    invalid). Without DMARC, never when the author's DKIM signature covers Reply-To (h= names it
+    even when absent: adding one breaks it). With the DMARC From rewrite the author is always in
+    it (From is the list's, so a reply must still find the author), and the list too under
+    "list"; h= does not matter then, the rewritten From already broke that signature.
+    """
+    if has_header(raw, "Reply-To"):
+        return None
+    if dmarc:
+        author = formataddr((author_name, author_addr), charset="utf-8") if author_addr else ""
+        return ", ".join(a for a in (author, info.address if policy == "list" else "") if a) or None
+    if policy not in ("list", "author") or "reply-to" in signed_headers(raw):
+        return None
+    if policy == "author":
+        return author_addr or None
+    return info.address
+
+
 def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str,
-               dmarc: bool = False, author_name: str = "", author_addr: str = "") -> bytes:
-    """The bytes one recipient gets: list headers on top of the original (From rewritten in DMARC mode)."""
+               dmarc: bool = False, author_name: str = "", author_addr: str = "", reply_to: str = "none") -> bytes:
+    """The bytes one recipient gets: list headers on top of the untouched original (From rewritten in DMARC mode)."""
     newline = newline_of(raw)
     if dmarc:
         raw = rewrite_from(raw, info, author_name, author_addr)
-        reply_to = ", ".join([formataddr((author_name, author_addr), charset="utf-8"), info.address])
-    else:
-        # An author's own Reply-To wins (a second one would make the message invalid);
-        # List-Post still tells clients how to reply to the list.
-        reply_to = None if has_header(raw, "Reply-To") else info.address
-    return render_headers(list_headers(info, message_id, unsubscribe_url, reply_to), newline) + raw
+    added = added_reply_to(raw, info, reply_to, author_addr, author_name, dmarc)
+    return render_headers(list_headers(info, message_id, unsubscribe_url, added), newline) + raw
 
 
 def addresses_in(raw: bytes, *names: str) -> set[str]:

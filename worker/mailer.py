@@ -1,7 +1,8 @@
 """Outbound mail: one connection per batch to an SMTP relay, or a Maildir for the embedded default.
 
 Each send reports SENT (2xx), DEFERRED (4xx, refused, timeout, dropped connection) or
-BOUNCED (5xx). `before_commit` is called just before the final "." of DATA: the caller
+BOUNCED (5xx), with the step that got the reply (a 5xx to RCPT is about the recipient, one to
+MAIL or after the message usually about the message: worker/bounces.py decides). `before_commit` is called just before the final "." of DATA: the caller
 records there that the relay may now have the message (see worker/delivery.py); when it
 returns False the transaction is abandoned (the connection is dropped before the ".", so
 the relay discards it) and the result is ABANDONED.
@@ -14,16 +15,17 @@ import mailbox
 import re
 import smtplib
 import socket
-import ssl
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Protocol
 from contextlib import contextmanager
-from urllib.parse import unquote, urlsplit
+
+from listgate.outbound import open_session
 
 log = logging.getLogger(__name__)
 
 SENT, DEFERRED, BOUNCED, ABANDONED = "sent", "deferred", "bounced", "abandoned"
+MAIL, RCPT, DATA, DOT = "mail", "rcpt", "data", "dot"  # the step a reply answered (DOT: the message itself)
 TIMEOUT = 60.0
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
@@ -38,6 +40,7 @@ class SendResult:
     status: str
     code: int
     detail: str
+    stage: str = ""
 
     @property
     def ok(self) -> bool:
@@ -45,13 +48,13 @@ class SendResult:
         return self.status == SENT
 
 
-def classify(code: int, detail: str) -> SendResult:
+def classify(code: int, detail: str, stage: str = "") -> SendResult:
     """2xx sent, 5xx bounced, anything else deferred."""
     if 200 <= code < 300:
-        return SendResult(SENT, code, detail)
+        return SendResult(SENT, code, detail, stage)
     if 500 <= code < 600:
-        return SendResult(BOUNCED, code, detail)
-    return SendResult(DEFERRED, code, detail)
+        return SendResult(BOUNCED, code, detail, stage)
+    return SendResult(DEFERRED, code, detail, stage)
 
 
 def crlf(data: bytes) -> bytes:
@@ -70,33 +73,14 @@ class SmtpConnection:
     """One SMTP session reused for many transactions; reconnects after a drop."""
 
     def __init__(self, url: str, timeout: float = TIMEOUT) -> None:
-        self.url = urlsplit(url)
+        self.url = url
         self.timeout = timeout
         self._smtp: smtplib.SMTP | None = None
-
-    def _open(self) -> smtplib.SMTP:
-        host, port = self.url.hostname or "localhost", self.url.port or 25
-        if self.url.scheme == "smtps":
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=self.timeout,
-                                                  context=ssl.create_default_context())
-        else:
-            smtp = smtplib.SMTP(host, port, timeout=self.timeout)
-        # The message and its final "." go out as two writes (see _transaction): without
-        # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
-        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        smtp.ehlo_or_helo_if_needed()
-        if self.url.scheme == "smtp+starttls":
-            _require_starttls(smtp, host, port)
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.ehlo()
-        if self.url.username:
-            smtp.login(unquote(self.url.username), unquote(self.url.password or ""))
-        return smtp
 
     def session(self) -> smtplib.SMTP:
         """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/wave.py drives it."""
         if self._smtp is None:
-            self._smtp = self._open()
+            self._smtp = open_session(self.url, self.timeout)
         return self._smtp
 
     def send(self, mail_from: str, rcpt: str, data: bytes,
@@ -118,18 +102,12 @@ class SmtpConnection:
                      before_commit: Callable[[], bool] | None) -> SendResult:
         body = crlf(data)
         options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") and any(b > 127 for b in body) else []
-        code, resp = smtp.mail(mail_from, options)
-        if code != 250:
-            smtp.rset()
-            return classify(code, resp.decode("utf-8", "replace"))
-        code, resp = smtp.rcpt(rcpt)
-        if code not in (250, 251):
-            smtp.rset()
-            return classify(code, resp.decode("utf-8", "replace"))
-        code, resp = smtp.docmd("DATA")
-        if code != 354:
-            smtp.rset()
-            return classify(code, resp.decode("utf-8", "replace"))
+        for stage, command, ok in ((MAIL, lambda: smtp.mail(mail_from, options), (250,)),
+                                   (RCPT, lambda: smtp.rcpt(rcpt), (250, 251)), (DATA, lambda: smtp.docmd("DATA"), (354,))):
+            code, resp = command()
+            if code not in ok:
+                smtp.rset()
+                return classify(code, resp.decode("utf-8", "replace"), stage)
         quoted = _LEADING_DOT.sub(b"..", body)
         if not quoted.endswith(b"\r\n"):
             quoted += b"\r\n"
@@ -146,7 +124,7 @@ class SmtpConnection:
             self.close_now()
             log.warning("connection lost after the final dot to %s; counted as delivered: %s", rcpt, exc)
             return SendResult(SENT, 0, f"assumed delivered: connection lost after the final dot ({exc})")
-        return classify(code, resp.decode("utf-8", "replace"))
+        return classify(code, resp.decode("utf-8", "replace"), DOT)
 
     def close_now(self) -> None:
         """Drop the connection without QUIT (mid-DATA: the relay discards the message)."""
@@ -163,14 +141,6 @@ class SmtpConnection:
         except (smtplib.SMTPException, *TRANSIENT_ERRORS):
             self._smtp.close()
         self._smtp = None
-
-
-def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
-    """Refuse to go on (no AUTH, no mail in plaintext) when the relay does not offer STARTTLS."""
-    if not smtp.has_extn("starttls"):
-        log.error("outbound relay %s:%s does not offer STARTTLS but LISTGATE_OUTBOUND demands it "
-                  "(smtp+starttls://): nothing sent, no credentials sent; mail deferred", host, port)
-        raise smtplib.SMTPNotSupportedError(f"relay {host}:{port} does not offer STARTTLS (required by smtp+starttls://)")
 
 
 class MaildirConnection:

@@ -9,8 +9,6 @@ from listgate import threads
 from listgate.models import Message, Person, Subscription, Thread
 from listgate.models.people import ACTIVE
 
-from worker.headers import addresses_in
-
 
 def thread_keys(session: Session, thread_id: int) -> set[int]:
     """The thread's id, the thread it was merged into, and the threads merged into it."""
@@ -22,8 +20,11 @@ def thread_keys(session: Session, thread_id: int) -> set[int]:
     return keys
 
 
-def recipients(session: Session, msg: Message, raw: bytes) -> dict[str, tuple[int, int]]:
-    """{address: (subscription id, thread key or 0)} of everyone who should get msg, each once."""
+def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tuple[int, int]]:
+    """{address: (subscription id, thread key or 0)} of everyone who should get msg, each once.
+
+    `named`: the addresses the author already wrote to (To/Cc, see headers.addresses_in): they got it.
+    """
     keys = thread_keys(session, msg.thread_id)
     subs = session.execute(select(Subscription.address, Subscription.id, Subscription.kind, Subscription.thread_key).where(
         Subscription.list_id == msg.list_id, Subscription.status == ACTIVE,
@@ -43,6 +44,6 @@ def recipients(session: Session, msg: Message, raw: bytes) -> dict[str, tuple[in
         person = session.get(Person, author)
         if person is None or not person.copy_own_posts:
             del chosen[author]
-    for addr in addresses_in(raw, "To", "Cc"):
+    for addr in named:
         chosen.pop(addr, None)
     return chosen

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
-from worker.mailer import (ABANDONED, DEFERRED, TIMEOUT, TRANSIENT_ERRORS, MaildirConnection, SendResult,
-                           SmtpConnection, classify, crlf, maildir_path)
+from worker.mailer import (ABANDONED, DATA, DEFERRED, DOT, MAIL, RCPT, TIMEOUT, TRANSIENT_ERRORS, MaildirConnection,
+                           SendResult, SmtpConnection, classify, crlf, maildir_path)
 
 log = logging.getLogger(__name__)
 
@@ -72,11 +72,11 @@ class SmtpWave:
         """One transaction per item (item i on session i); a result per item, in order."""
         results: list[SendResult | None] = [None] * len(items)
         live = self._open(range(len(items)), results)
-        live = self._step(live, results, {250}, lambda i, smtp: smtp.putcmd(
+        live = self._step(live, results, MAIL, {250}, lambda i, smtp: smtp.putcmd(
             "mail", f"FROM:<{items[i].mail_from}>{self._options(smtp, items[i])}"))
-        live = self._step(live, results, {250, 251}, lambda i, smtp: smtp.putcmd(
+        live = self._step(live, results, RCPT, {250, 251}, lambda i, smtp: smtp.putcmd(
             "rcpt", f"TO:<{items[i].rcpt}>"))
-        live = self._step(live, results, {354}, lambda i, smtp: smtp.putcmd("data"))
+        live = self._step(live, results, DATA, {354}, lambda i, smtp: smtp.putcmd("data"))
         live = [i for i in live if self._write(i, items[i].wire, results)]
         dotted = handover(live, lambda ours: self._dots(live, ours, results)) if live else set()
         for i in sorted(dotted):
@@ -109,7 +109,7 @@ class SmtpWave:
                 results[i] = SendResult(DEFERRED, 0, f"{type(exc).__name__}: {exc}")
         return live
 
-    def _step(self, live: list[int], results: list[SendResult | None], ok: set[int],
+    def _step(self, live: list[int], results: list[SendResult | None], stage: str, ok: set[int],
               put: Callable[[int, smtplib.SMTP], None]) -> list[int]:
         """Write one command on every live session, then read every reply; the sessions that may go on."""
         written = [i for i in live if self._guard(i, results, lambda s, i=i: put(i, s))]
@@ -122,7 +122,7 @@ class SmtpWave:
             if code in ok:
                 passed.append(i)
                 continue
-            results[i] = classify(code, text.decode("utf-8", "replace"))
+            results[i] = classify(code, text.decode("utf-8", "replace"), stage)
             self._guard(i, [None] * len(results), lambda s: s.rset())
         return passed
 
@@ -148,7 +148,7 @@ class SmtpWave:
             self.sessions[i].close_now()
             log.warning("no reply after the final dot for %s, will send again: %s", rcpt, exc)
             return SendResult(DEFERRED, 0, f"no reply after the final dot ({type(exc).__name__}: {exc})")
-        return classify(code, text.decode("utf-8", "replace"))
+        return classify(code, text.decode("utf-8", "replace"), DOT)
 
     def close(self) -> None:
         """Quit every session."""

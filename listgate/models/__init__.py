@@ -1,11 +1,13 @@
 """The listgate data model (SQLAlchemy 2, typed)."""
 
+from listgate.models.admin import AuditEntry, ModerationReminder, Removal
 from listgate.models.archive import (
     Attachment,
     Blob,
     MailingList,
     Message,
     MessageRef,
+    MessageVariant,
     RawMessage,
     Thread,
     ThreadNode,
@@ -14,12 +16,16 @@ from listgate.models.archive import (
 from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
-from listgate.models.people import Person, Subscription
+from listgate.models.notposted import NotPosted
+from listgate.models.people import AutoReply, Person, Subscription
+from listgate.models.reading import MessageEdit, ReadMark
 from listgate.models.spool import SpooledMail, SpoolMark
-from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote
+from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 
 __all__ = [
     "Attachment",
+    "AuditEntry",
+    "AutoReply",
     "Ban",
     "Blob",
     "Bounce",
@@ -28,11 +34,17 @@ __all__ = [
     "DigestSent",
     "MailingList",
     "Message",
+    "MessageEdit",
     "MessageRef",
+    "MessageVariant",
+    "ModerationReminder",
+    "NotPosted",
     "OutboxEntry",
     "Person",
     "RateHit",
     "RawMessage",
+    "ReadMark",
+    "Removal",
     "Report",
     "SpoolMark",
     "SpooledMail",
@@ -42,4 +54,5 @@ __all__ = [
     "ThreadParticipant",
     "UsedToken",
     "Vote",
+    "WebSession",
 ]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
@@ -22,8 +23,10 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from listgate.db import Base
 
 POLICIES = ("open", "members", "moderated")
+REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To copies get
 # Message.status values: only "visible" posts are shown and sent out.
 VISIBLE, HELD, REJECTED, HIDDEN = "visible", "held", "rejected", "hidden"
+REMOVED = "removed"  # taken down by the moderators: a tombstone keeps its place in the thread
 
 
 def utcnow() -> datetime:
@@ -63,6 +66,8 @@ class MailingList(Base):
     private: Mapped[bool] = mapped_column(Boolean, default=False)
     dmarc_mode: Mapped[str] = mapped_column(String(16), default="auto")
     moderators: Mapped[str] = mapped_column(Text, default="")
+    owners: Mapped[str] = mapped_column(Text, default="")
+    reply_to: Mapped[str] = mapped_column(String(16), default="none")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     thread_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -75,6 +80,10 @@ class MailingList(Base):
     def moderator_addresses(self) -> set[str]:
         """The configured moderators, lower-cased."""
         return {a.strip().lower() for a in self.moderators.split(",") if a.strip()}
+
+    def owner_addresses(self) -> set[str]:
+        """The configured owners, lower-cased."""
+        return {a.strip().lower() for a in self.owners.split(",") if a.strip()}
 
 
 class RawMessage(Base):
@@ -146,6 +155,8 @@ class Message(Base):
         Index("ix_messages_list_date", "list_id", "date", "id"),
         Index("ix_messages_from_addr", "from_addr"),
         Index("ix_messages_message_id", "message_id"),
+        Index("ix_messages_parent", "parent_id"),
+        Index("ix_messages_list_subject_date", "list_id", "subject_norm", "date"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -157,6 +168,11 @@ class Message(Base):
     # Position in this message's own reference chain of the chosen parent (-1: none);
     # a late ancestor adopts this message only when it sits nearer.
     parent_pos: Mapped[int] = mapped_column(Integer, default=-1)
+    # The parent the headers (or the subject fallback) choose, before loops are broken:
+    # parent_id equals it except on the one message of a loop whose edge is cut.
+    pref_parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Names no usable ancestor and has a reply subject: its parent comes from the subject fallback.
+    by_subject: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     raw_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"))
     subject: Mapped[str] = mapped_column(Text, default="")
     subject_norm: Mapped[str] = mapped_column(String(255), default="")
@@ -174,6 +190,8 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(16), default=VISIBLE)
     origin: Mapped[str] = mapped_column(String(16), default="smtp")
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
+    # When the author last edited a web post's text (the raw bytes keep the original).
+    edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     raw: Mapped[RawMessage] = relationship(lazy="select")
     thread: Mapped[Thread] = relationship(lazy="select", foreign_keys=[thread_id])
@@ -183,7 +201,7 @@ class Message(Base):
 
 
 class MessageRef(Base):
-    """One id from a message's References/In-Reply-To chain, in order (position 0 = oldest)."""
+    """One thread key a message names: References in order (position 0 = first), then In-Reply-To's others."""
 
     __tablename__ = "message_refs"
     __table_args__ = (Index("ix_message_refs_list_ref", "list_id", "ref"),)
@@ -192,6 +210,8 @@ class MessageRef(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(Integer)
     ref: Mapped[str] = mapped_column(String(998))
+    # 0, or this id's place (1 = first) in In-Reply-To: several ids there are all used
+    in_reply_to: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ThreadNode(Base):
@@ -208,6 +228,23 @@ class ThreadNode(Base):
     msgid: Mapped[str] = mapped_column(String(998))
     thread_id: Mapped[int] = mapped_column(ForeignKey("threads.id"))
     message_pk: Mapped[int | None] = mapped_column(ForeignKey("messages.id"), nullable=True)
+
+
+class MessageVariant(Base):
+    """A different message (other bytes) that arrived with an archived message's Message-ID."""
+
+    __tablename__ = "message_variants"
+    __table_args__ = (UniqueConstraint("message_pk", "raw_id", name="uq_message_variants_message_raw"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    raw_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    date: Mapped[datetime] = mapped_column(UTCDateTime())
+    subject: Mapped[str] = mapped_column(Text, default="")
+    from_name: Mapped[str] = mapped_column(String(255), default="")
+
+    raw: Mapped[RawMessage] = relationship(lazy="select")
 
 
 class Attachment(Base):

@@ -1,4 +1,4 @@
-"""What daily digests were sent: one row per (list, address, day), so a day goes out once."""
+"""What digests were sent: one row per (list, address, frequency, day), so each goes out once."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ from listgate.models.archive import UTCDateTime, utcnow
 
 
 class DigestSent(Base):
-    """One subscriber's digest of one list for one UTC day (claimed, then sent)."""
+    """One subscriber's digest of one list for one UTC day or week (claimed, then sent).
+
+    A weekly digest's day is the Monday its week starts on.
+    """
 
     __tablename__ = "digests_sent"
-    __table_args__ = (UniqueConstraint("list_id", "address", "day", name="uq_digests_sent_scope"),)
+    __table_args__ = (UniqueConstraint("list_id", "address", "frequency", "day", name="uq_digests_sent_scope"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
     address: Mapped[str] = mapped_column(String(320))
     day: Mapped[date] = mapped_column(Date)
+    frequency: Mapped[str] = mapped_column(String(8), default="daily")
     status: Mapped[str] = mapped_column(String(16), default="sending")  # sending|sent|deferred|bounced
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")

@@ -12,6 +12,11 @@ from listgate.models.archive import UTCDateTime, utcnow
 
 KINDS = ("list", "thread", "digest", "mute")
 PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
+# A subscription that ended stays as a row (deliveries and bounces point at it) and is reused on return;
+# AWAITING: the address is confirmed and a moderator's approval is still needed (private/members lists).
+ENDED, AWAITING = "ended", "awaiting"
+DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
+MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
 
 
 class Person(Base):
@@ -23,6 +28,11 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
+    digest_format: Mapped[str] = mapped_column(String(8), default=MIME)
+    # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
+    time_zone: Mapped[str] = mapped_column(String(64), default="")
+    # The key in this person's secret feed links to private lists ("" until first shown); replaced to revoke them.
+    feed_token: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
@@ -47,3 +57,16 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    digest_frequency: Mapped[str] = mapped_column(String(8), default=DAILY)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    end_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
+    approved_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+
+
+class AutoReply(Base):
+    """When an address last got an automatic reply to mail it sent (RFC 3834's one-per-window rule)."""
+
+    __tablename__ = "auto_replies"
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    sent_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -10,11 +10,11 @@ from sqlalchemy.orm import Mapped, mapped_column
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
 
-# SpooledMail.state values. An archived row is deleted in the transaction that archives it;
-# the rows that stay say why they were not posted.
+# SpooledMail.state values. An archived row is deleted in the transaction that archives it
+# (mail archived and not posted is in the not-posted queue, listgate.models.notposted); the
+# rows that stay failed to archive, and say why.
 PENDING = "pending"  # accepted (250 given), waiting for the archiver
-NOT_POSTED = "not_posted"  # archived nowhere (or not on every list): `reason` says why
-FAILED = "failed"  # archiving raised an error for this message alone: `reason` holds it
+FAILED = "failed"  # archiving raised an error for this message alone (or its list is gone): `reason` holds it
 
 
 class SpooledMail(Base):

@@ -78,3 +78,14 @@ class UsedToken(Base):
 
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     used_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie carries a random id, this row its digest, so signing out ends it for good."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (Index("ix_web_sessions_address", "address"),)
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 of the id, never the id
+    address: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -42,13 +42,18 @@ def size(short: int, long: int) -> int:
 
 
 def record(scenario: str, attempts: int, lost: int, duplicated: int, recovery_s: float | None = None,
-           note: str = "") -> None:
-    """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file)."""
+           note: str = "", held: int | None = None) -> None:
+    """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file).
+
+    `held`: of the attempts (attacks), how many the site withstood (refused, or served within its limits).
+    """
     out = os.environ.get("LISTGATE_RELIABILITY_OUT", "")
     if not out:
         return
     row = {"scenario": scenario, "attempts": attempts, "lost": lost, "duplicated": duplicated,
            "recovery_s": None if recovery_s is None else round(recovery_s, 2), "note": note, "soak": soak()}
+    if held is not None:
+        row["held"] = held
     with open(out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
 
@@ -87,8 +92,9 @@ class Service(WorkerProcess):
     kill() (SIGKILL to the whole group) is the worker tests' own.
     """
 
-    def __init__(self, module: str, env: dict[str, str], log: Path, port: int, args: Iterable[str] = ()) -> None:
-        self.module, self.args = module, list(args)
+    def __init__(self, module: str, env: dict[str, str], log: Path, port: int, args: Iterable[str] = (),
+                 prefix: Iterable[str] = ()) -> None:
+        self.module, self.args, self.prefix = module, list(args), list(prefix)
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.log, self.port = log, port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -96,7 +102,7 @@ class Service(WorkerProcess):
     def start(self, timeout: float = 60.0) -> "Service":
         """Start and wait until the port accepts connections."""
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", self.module, *self.args], cwd=ROOT, env=self.env,
+            self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self.module, *self.args], cwd=ROOT, env=self.env,
                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -126,9 +132,9 @@ class Service(WorkerProcess):
             self.kill()
 
 
-def gateway(env: dict[str, str], log: Path) -> Service:
-    """The SMTP gateway process for env (not started)."""
-    return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]))
+def gateway(env: dict[str, str], log: Path, prefix: Iterable[str] = ()) -> Service:
+    """The SMTP gateway process for env (not started); `prefix` wraps the command (e.g. setpriv)."""
+    return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]), prefix=prefix)
 
 
 def archiver(env: dict[str, str], log: Path, batch: int = 50) -> Service:
@@ -155,6 +161,18 @@ def post(msgid: str, subject: str = "Hello", sender: str = "ann@example.org", bo
     """A small well-formed post."""
     return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
             f"Message-ID: <{msgid}>\r\n\r\n{body}").encode()
+
+
+def post_code(port: int, msgid: str, timeout: float = 30.0) -> int:
+    """The SMTP code one post gets (250, or the 4xx/5xx of the step that refused it)."""
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=timeout) as c:
+            c.sendmail("ann@example.org", ["dev@lists.test"], post(msgid))
+        return 250
+    except smtplib.SMTPRecipientsRefused as exc:
+        return next(iter(exc.recipients.values()))[0]
+    except smtplib.SMTPResponseException as exc:
+        return exc.smtp_code
 
 
 @dataclass

@@ -56,7 +56,7 @@ def _fill(directory: Path) -> Path:
     """Write a file until the filesystem is full; returns it."""
     filler = directory / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb") as fh:
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: a partly written chunk is not flushed again at close
         try:
             while True:
                 fh.write(chunk)

@@ -1,14 +1,15 @@
 """Coverage-guided fuzzing (atheris) of listgate.parsing.parse and listgate.ingest.ingest.
 
 Run by `make soak`:  python -m tests.fuzz.atheris_ingest -atheris_runs=20000 [corpus dirs...]
-With no corpus directory, it seeds itself from the shared corpora (copied to a temp dir; the repo
-never holds mail). Any exception is a crash: atheris stops and writes the input that caused it.
+With no corpus directory, it seeds itself from tests/data and, when LISTGATE_TEST_CORPORA names them,
+the shared corpora (copied to a temp dir). Any exception is a crash: atheris stops and writes the input that caused it.
 Every stored message must keep its raw bytes exactly.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import shutil
 import sys
@@ -26,7 +27,7 @@ with atheris.instrument_imports():
     from listgate.parsing import parse
     from listgate.schema import upgrade
 
-CORPORA = Path(__file__).resolve().parents[3] / "shared" / "corpora"
+DATA = Path(__file__).resolve().parents[1] / "data"
 STATE: dict[str, object] = {}
 
 
@@ -60,8 +61,10 @@ def seed_dir() -> str:
     """A temp dir of seed inputs from the shared corpora."""
     out = Path(tempfile.mkdtemp(prefix="listgate-atheris-seeds-"))
     STATE["dirs"].append(out)  # type: ignore[union-attr]
-    files = list((CORPORA / "hyperkitty-testdata").glob("*.txt")) + list((CORPORA / "mailman-eml" / "eml").glob("*.eml"))
-    files += sorted((CORPORA / "bounces" / "data").glob("*.txt"))[:30]
+    files = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "bounces").glob("*.txt"))
+    corpora = Path(os.environ.get("LISTGATE_TEST_CORPORA", "/nonexistent"))
+    files += list((corpora / "hyperkitty-testdata").glob("*.txt")) + list((corpora / "mailman-eml" / "eml").glob("*.eml"))
+    files += sorted((corpora / "bounces" / "data").glob("*.txt"))[:30]
     for i, f in enumerate(p for p in files if p.name != "SOURCE.txt"):
         (out / f"seed{i}").write_bytes(re.sub(rb"\r?\n", b"\r\n", f.read_bytes()))
     return str(out)

@@ -213,3 +213,39 @@ def test_keyboard_reaches_the_thread_and_the_skip_link(archive: Archive, browser
     page.keyboard.press("Enter")
     page.wait_for_url(f"**/threads/{archive.thread_id}")
     context.close()
+
+
+def test_a_moderator_purges_a_post_and_only_a_tombstone_is_left(archive: Archive, browser: Any) -> None:
+    from listgate.models import Message, RawMessage
+
+    with transaction(archive.db) as session:
+        lists.create(session, "legal", title="Legal", moderators="mod@example.org")
+    root = post(archive.db, make_mail("Office keys", msgid="keys@example.org", to="legal@lists.test",
+                                      body="Who has the office keys?\n"), list_name="legal")
+    leak = post(archive.db, make_mail("Re: Office keys", msgid="leak@example.org", in_reply_to="keys@example.org",
+                                      to="legal@lists.test", body="The alarm code is 8842-zanzibar.\n",
+                                      attachments=[("codes.txt", "text/plain", b"8842-zanzibar")]), list_name="legal")
+    context = browser.new_context(viewport={"width": 1100, "height": 900})
+    page = context.new_page()
+    sign_in(page, archive, "mod@example.org")
+    raw_url = f"{archive.url}/messages/{leak.message_pk}.eml"
+    assert b"8842-zanzibar" in page.request.get(raw_url).body()  # the check below can fail
+    page.goto(f"{archive.url}/threads/{root.thread_id}")
+    page.locator(f"#m{leak.message_pk}").locator("text=Take down").click()
+    page.fill("#reason", "Security: an alarm code")
+    page.check("#purge")
+    page.click("button:has-text('Take down')")
+    page.wait_for_selector("text=Purge this post for good?")
+    shot(page, "10-purge-confirm")
+    page.click("button:has-text('Purge for good')")
+    page.wait_for_selector("text=is purged")
+    tombstone = page.locator(f"#m{leak.message_pk}")
+    assert "removed by the moderators on" in tombstone.inner_text()
+    assert "Security: an alarm code" in tombstone.inner_text()
+    assert "8842-zanzibar" not in page.content() and "codes.txt" not in page.content()
+    assert "Showing 1 post " in page.inner_text("main")
+    shot(page, "11-tombstone")
+    assert page.request.get(raw_url).status == 404
+    with archive.db() as session:
+        assert session.get_one(RawMessage, session.get_one(Message, leak.message_pk).raw_id).data == b""
+    context.close()

@@ -1,11 +1,21 @@
 """docker-compose.yml and the Dockerfile, checked without Docker: services, health checks,
-start order, scaling, and that every command and setting they use exists."""
+start order, scaling, pinned images, that every command and setting they use exists, and
+(Docker does not run here) the services' own commands and environment started for real and
+driven end to end."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
+import smtplib
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import pytest
@@ -13,6 +23,8 @@ import yaml
 
 from listgate.cli import main
 from listgate.config import Settings
+from tests.conftest import free_port
+from tests.integration.worker_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTGATE_SERVICES = ("gateway", "archiver", "worker", "beat", "web")
@@ -71,10 +83,23 @@ def test_postgres_and_redis_have_health_checks_the_others_wait_for(compose: dict
 
 
 def test_one_image_and_one_env_file(compose: dict[str, Any]) -> None:
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     services = compose["services"]
     for name in (*LISTGATE_SERVICES, "migrate"):
-        assert services[name]["image"] == "listgate:latest" and services[name]["build"] == ".", name
+        assert services[name]["image"] == f"listgate:{version}" and services[name]["build"] == ".", name
         assert services[name]["env_file"] == ".env", name
+
+
+def test_every_image_is_pinned_to_an_exact_version(compose: dict[str, Any]) -> None:
+    # PostgreSQL numbers its releases MAJOR.MINOR (15.13); everything else MAJOR.MINOR.PATCH.
+    exact = re.compile(r"^([\w./-]+:v?\d+\.\d+\.\d+|postgres:\d+\.\d+)(-[\w.-]+)?$")
+    images = {name: service["image"] for name, service in compose["services"].items()}
+    loose = {name: image for name, image in images.items() if not exact.match(image)}
+    assert loose == {}, "pin these to an exact release (no latest, no bare major)"
+    base = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    assert base and exact.match(base.group(1)), base
 
 
 def test_every_command_is_a_real_listgate_command(compose: dict[str, Any]) -> None:
@@ -124,10 +149,11 @@ def test_outgoing_mail_goes_to_the_sink_service(compose: dict[str, Any]) -> None
     assert host in compose["services"] and host == "mailsink"
 
 
-def test_dockerfile_installs_every_package_on_python_311() -> None:
+def test_dockerfile_installs_the_locked_packages_then_every_package_on_python_311() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11-slim", text, re.M)
-    assert re.search(r"pip install \.", text)
+    assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
+    locked = text.index("pip install --require-hashes -r requirements/run.txt")
+    assert text.index("pip install --no-deps --no-build-isolation .") > locked
     for package in ("listgate", "gateway", "worker", "webarchive"):
         assert re.search(rf"^COPY {package} ", text, re.M), package
 
@@ -152,3 +178,114 @@ def test_the_installed_package_carries_every_data_file() -> None:
         for path in migrations.glob("*.py") if migrations.exists() else ():
             assert path in shipped, f"{path} is not in package-data"
     assert missing == [], "add these to [tool.setuptools.package-data] or they are missing in the image"
+
+
+# --- the production recipe run for real: the compose services' own commands and environment ---
+
+def _hosted(value: str, hosts: dict[str, str]) -> str:
+    """A compose value with the stack's service addresses replaced by this test's servers."""
+    for compose_address, local in hosts.items():
+        value = value.replace(compose_address, local)
+    return value
+
+
+def _compose_database(admin_url: str) -> str:
+    """An empty database owned by the compose file's user `listgate`, on the test's PostgreSQL; its name."""
+    from tests.services import _admin
+
+    name = f"listgate_compose_{os.getpid()}"
+    _admin(admin_url, "DO $$ BEGIN CREATE ROLE listgate LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+           f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name} OWNER listgate")
+    return name
+
+
+def test_the_compose_services_commands_carry_a_post_end_to_end(compose: dict[str, Any], tmp_path: Path,
+                                                                postgres_url: str, redis_db_url: str, sink) -> None:  # type: ignore[no-untyped-def]
+    """Each listgate service's `command` with its `environment` and the env file (.env from .env.example).
+
+    What differs from Docker, and only that: the service names postgres/redis/mailsink resolve
+    to this test's PostgreSQL and Redis (Debian's packages) and SMTP sink; 0.0.0.0:2525/8080
+    become free loopback ports; each container's /data is its own temp dir.
+    """
+    pg = urlsplit(postgres_url)
+    database = _compose_database(postgres_url)
+    smtp_port, web_port = free_port(), free_port()
+    hosts = {"@postgres:5432/listgate": f"@127.0.0.1:{pg.port}/{database}",
+             "redis://redis:6379": f"redis://{urlsplit(redis_db_url).netloc}",
+             "smtp://mailsink:1025": sink.url, "0.0.0.0:2525": f"127.0.0.1:{smtp_port}",
+             "0.0.0.0:8080": f"127.0.0.1:{web_port}", "127.0.0.1:8080": f"127.0.0.1:{web_port}"}
+    dot_env = {**_env_file(ROOT / ".env.example"), "LISTGATE_SECRET_KEY": "compose-secret-0123456789"}
+    bin_dir = Path(sys.executable).parent
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LISTGATE_")}
+
+    def env_of(name: str) -> dict[str, str]:
+        service = compose["services"][name]
+        assert service["env_file"] == ".env"
+        data = tmp_path / name / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        own = {k: _hosted(v, hosts) for k, v in service_env(service, dot_env).items()}
+        return {**base, **dot_env, **own, "LISTGATE_DATA_DIR": str(data), "PATH": f"{bin_dir}:{base.get('PATH', '')}"}
+
+    def argv(name: str) -> list[str]:
+        return [str(bin_dir / "listgate") if a == "listgate" else a for a in compose["services"][name]["command"]]
+
+    done = subprocess.run(argv("migrate"), env=env_of("migrate"), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    procs = {}
+    try:
+        for name in LISTGATE_SERVICES:
+            log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed after start
+            procs[name] = subprocess.Popen(argv(name), env=env_of(name), stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
+            log.close()
+        health = [_hosted(a, hosts) for a in compose["services"]["web"]["healthcheck"]["test"][1:]]
+        logs = lambda: "\n".join(f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-1500:] for n in procs)  # noqa: E731
+        assert wait_until(lambda: subprocess.run(health, env=env_of("web"), capture_output=True).returncode == 0, 60), logs()
+        assert wait_until(lambda: _smtp_answers(smtp_port), 60), logs()
+
+        # `docker compose exec web listgate ...`: the web service's environment.
+        admin = lambda *args: subprocess.run([str(bin_dir / "listgate"), *args], env=env_of("web"),  # noqa: E731
+                                             capture_output=True, text=True, timeout=60)
+        assert admin("lists", "create", "dev").returncode == 0
+        assert admin("subscribe", "bob@example.org", "--list", "dev").returncode == 0
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
+            smtp.sendmail("ann@example.org", [f"dev@{Settings.from_env(env_of('web')).domain}"],
+                          b"From: ann@example.org\r\nSubject: Compose\r\nMessage-ID: <compose@example.org>\r\n\r\nThrough the recipe.\r\n")
+        assert wait_until(lambda: sink.to("bob@example.org"), 60), logs()
+        [copy] = sink.to("bob@example.org")
+        assert copy.message["Message-ID"] == "<compose@example.org>" and "dev." in copy.message["List-Id"]
+        threads = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/lists/dev/threads", timeout=10).read())
+        assert [t["subject"] for t in threads["threads"]] == ["Compose"]
+        status = admin("status")
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert all(proc.poll() is None for proc in procs.values()), logs()
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        from tests.services import drop_database, with_database
+
+        drop_database(postgres_url, with_database(postgres_url, database))
+
+
+def _env_file(path: Path) -> dict[str, str]:
+    """The assignments of an env file (comments and blank lines skipped), as docker compose reads it."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def _smtp_answers(port: int) -> bool:
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+            return smtp.noop()[0] == 250
+    except (OSError, smtplib.SMTPException):
+        return False

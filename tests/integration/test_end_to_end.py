@@ -178,7 +178,11 @@ def embedded(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
 def production(tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str) -> Iterator[Stack]:
     """Separate gateway, worker, beat and web processes on PostgreSQL and Redis."""
     env = base_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url)
-    stack = make_stack(tmp_path, env)
+    yield from run_separately(make_stack(tmp_path, env))
+
+
+def run_separately(stack: Stack) -> Iterator[Stack]:
+    """Start gateway, worker, beat and web as separate processes, yield the stack once ready, stop them."""
     for name, args in (("gateway", ["-m", "gateway"]), ("worker", ["-m", "worker", "worker"]),
                        ("beat", ["-m", "worker", "beat"]), ("web", ["-m", "webarchive"])):
         stack.start(name, [sys.executable, *args])

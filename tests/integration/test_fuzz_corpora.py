@@ -6,10 +6,8 @@ gets a 250, as a mail server would give it, and each stored post keeps its exact
 
 from __future__ import annotations
 
-import os
 import re
 import smtplib
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -17,13 +15,11 @@ from sqlalchemy import select
 
 from listgate.models import Message
 from listgate.parsing import parse
-from tests.conftest import CORPORA
-from tests.corpora import LINUX_MAN, linux_man
+from tests.corpora import corpus, linux_man
 from tests.faults.helpers import gateway, prepare, record, site_env, size
 from tests.integration.gateway_helpers import settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
-MBOX = LINUX_MAN
 
 
 def crlf(data: bytes) -> bytes:
@@ -83,10 +79,9 @@ def _check_stored(db, stored: dict[str, bytes]) -> None:  # type: ignore[no-unty
             assert msg.raw.data == data, f"{name}: stored bytes differ"
 
 
-@pytest.mark.skipif(not (CORPORA / "bounces" / "data").is_dir() and os.environ.get("CI") != "true", reason="shared corpora not mounted (in CI this fails instead)")
 def test_real_bounces_through_smtp(site) -> None:  # type: ignore[no-untyped-def]
+    files = sorted(corpus("bounces", "data").glob("*.txt"))
     settings, db, gw = site
-    files = sorted((CORPORA / "bounces" / "data").glob("*.txt"))
     mails = ((f.name, crlf(f.read_bytes())) for f in files)
     stored, refused = _deliver(settings.smtp_port, mails, "dev@lists.test")
     assert refused == []
@@ -97,7 +92,6 @@ def test_real_bounces_through_smtp(site) -> None:  # type: ignore[no-untyped-def
     assert gw.proc.poll() is None and "Traceback" not in gw.text()
 
 
-@pytest.mark.skipif(not MBOX.exists() and os.environ.get("CI") != "true", reason="shared corpora not mounted (in CI this fails instead)")
 def test_linux_man_messages_through_smtp(site) -> None:  # type: ignore[no-untyped-def]
     settings, db, gw = site
     n = size(100, 3000)

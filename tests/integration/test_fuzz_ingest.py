@@ -19,11 +19,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.limits import shape_problem
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, ingest
-from listgate.models import Message
+from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, VARIANT, ingest
+from listgate.models import Message, MessageVariant
 from listgate.parsing import parse
 from listgate.schema import upgrade
-from tests.conftest import CORPORA, DATA, make_settings
+from tests.conftest import DATA, make_settings
+from tests.corpora import available
 from tests.faults.helpers import record, size
 
 pytestmark = [pytest.mark.soak]
@@ -50,10 +51,11 @@ INSERTS = [b"\r\n", b"\n", b"\r", b"\x00", b"\xff", b"\r\n\r\n", b"--", b"=?", b
 
 
 def _seed_files() -> list[Path]:
-    files = sorted((DATA / "mail").glob("*.eml"))
-    files += sorted((CORPORA / "hyperkitty-testdata").glob("*.txt"))
-    files += sorted((CORPORA / "mailman-eml" / "eml").glob("*.eml"))
-    files += sorted((CORPORA / "bounces" / "data").glob("*.txt"))[:40]
+    files = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "bounces").glob("*.txt"))
+    for parts, pattern, most in ((("hyperkitty-testdata",), "*.txt", None), (("mailman-eml", "eml"), "*.eml", None),
+                                 (("bounces", "data"), "*.txt", 40)):
+        folder = available(*parts)  # the shared corpora add more seeds when they are there
+        files += sorted(folder.glob(pattern))[:most] if folder else []
     return [f for f in files if f.name != "SOURCE.txt"]
 
 
@@ -124,10 +126,14 @@ def _check_one(db: sessionmaker[Session], raw: bytes, list_name: str, origin: st
     with transaction(db) as session:
         result = ingest(session, parsed, lists.require(session, list_name), domain="lists.test",
                         origin=origin, envelope_from="fuzz@example.org")
-    assert result.status in (STORED, HELD_FOR_MODERATION, DUPLICATE, DROPPED, "command"), result
+    assert result.status in (STORED, HELD_FOR_MODERATION, DUPLICATE, VARIANT, DROPPED, "command"), result
     if result.status in (STORED, HELD_FOR_MODERATION):
         with db() as session:
             assert session.get_one(Message, result.message_pk).raw.data == raw, "stored bytes differ"
+    if result.status == VARIANT:  # other bytes with an archived Message-ID: kept beside it, intact
+        with db() as session:
+            kept = session.scalars(select(MessageVariant).where(MessageVariant.message_pk == result.message_pk)).all()
+            assert raw in [v.raw.data for v in kept], "variant bytes differ"
     return result.status
 
 

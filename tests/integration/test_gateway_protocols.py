@@ -212,3 +212,27 @@ def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
     env = {**os.environ, "LISTGATE_DATA_DIR": str(tmp_path), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
     out = subprocess.run([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 1 and "listgate db upgrade" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18.7: behind Postfix every LMTP connection comes from loopback; only untrusted clients are limited."""
+    limits = {"LISTGATE_MAX_CONNECTIONS_PER_CLIENT": "2", "LISTGATE_MAX_MESSAGES_PER_MINUTE": "3"}
+    e = make_env(**limits)
+    e.make_list("dev")
+    e.start(lmtp=True)  # LISTGATE_TRUSTED_MTAS unset: loopback is trusted in LMTP mode
+    conns = [_connect(e.settings.smtp_port, "127.0.0.1") for _ in range(4)]
+    assert all(c.greeting.startswith("220") for c in conns), [c.greeting for c in conns]
+    with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as c:
+        for i in range(6):
+            assert [code for code, _ in _lmtp_send(c, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))] == [250]
+    for c in conns:
+        c.close()
+    assert len(messages(e.db)) == 6
+
+    stranger = make_env(LISTGATE_TRUSTED_MTAS="10.0.0.0/8", **limits)  # the MTA is elsewhere: loopback is a stranger
+    stranger.make_list("dev")
+    stranger.start(lmtp=True)
+    conns = [_connect(stranger.settings.smtp_port, "127.0.0.1") for _ in range(3)]
+    assert [c.greeting[:3] for c in conns] == ["220", "220", "421"]
+    for c in conns:
+        c.close()

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from listgate import counters, lists
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, SEND_NOTICE
-from listgate.models import Message, RawMessage
+from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, NOTIFY_MODERATORS, SEND_NOTICE
+from listgate.models import Message, NotPosted, RawMessage
 from listgate.schema import upgrade
 from tests.conftest import make_settings
 from tests.integration.gateway_helpers import RawClient, Settled, count, mail, messages, outbox_kinds, start_gateway
@@ -249,7 +249,7 @@ def test_command_addresses_are_queued_never_archived(env: Env) -> None:
 @pytest.mark.parametrize("sender,extra", [
     ("<>", ""),
     ("ann@example.org", "Auto-Submitted: auto-replied\r\n"),
-    ("ann@example.org", "Precedence: bulk\r\n"),
+    ("ann@example.org", "Precedence: auto_reply\r\n"),
     ("ann@example.org", "X-Autoreply: yes\r\n"),
     ("ann@example.org", "X-Listgate-Loop: lists.test\r\n"),
 ])
@@ -259,6 +259,14 @@ def test_automatic_mail_is_accepted_but_never_posted(env: Env, sender: str, extr
     assert messages(env.db) == [] and outbox_kinds(env.db) == []
     with env.db() as s:
         assert counters.values(s, counters.REFUSED).get("automatic") == 1
+        kept = s.scalars(select(NotPosted)).one()  # not dropped: kept for the moderators with its reason
+        assert kept.reason and kept.message_id == "m1@example.org"
+
+
+def test_precedence_bulk_mail_is_posted(env: Env) -> None:
+    with env.smtp() as c:
+        assert c.sendmail("owner-other@example.com", ["dev@lists.test"], mail(extra="Precedence: bulk\r\n")) == {}
+    assert [m.message_id for m in messages(env.db)] == ["m1@example.org"]
 
 
 def test_members_policy_holds_a_non_member_post_and_tells_the_sender_once(env: Env) -> None:
@@ -271,7 +279,7 @@ def test_members_policy_holds_a_non_member_post_and_tells_the_sender_once(env: E
         c.sendmail("eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org"))  # a retry
     status = {m.message_id: m.status for m in messages(env.db)}
     assert status == {"bob@x": "visible", "eve@x": "held"}
-    assert outbox_kinds(env.db) == [FANOUT, SEND_NOTICE]
+    assert outbox_kinds(env.db) == [FANOUT, SEND_NOTICE, NOTIFY_MODERATORS]  # the retry queues nothing more
 
 
 def test_moderated_policy_holds_everyone_but_moderators(env: Env) -> None:

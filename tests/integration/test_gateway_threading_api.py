@@ -44,23 +44,23 @@ def tree(api, msgid: str) -> dict[str, str | None]:  # type: ignore[no-untyped-d
 
 
 def test_replies_before_their_parents_and_a_missing_middle(env: Env, api) -> None:  # type: ignore[no-untyped-def]
-    post(env, "c@x", refs="<a@x> <b@x>", subject="Re: Plan")  # grandchild first
-    post(env, "a@x")
-    assert tree(api, "a@x") == {"a@x": None, "c@x": "a@x"}  # b is missing: c hangs under a, same thread
-    post(env, "b@x", refs="<a@x>", subject="Re: Plan")
-    assert tree(api, "c@x") == {"a@x": None, "b@x": "a@x", "c@x": "b@x"}
+    post(env, "c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Plan")  # grandchild first
+    post(env, "a@x.test")
+    assert tree(api, "a@x.test") == {"a@x.test": None, "c@x.test": "a@x.test"}  # b is missing: c hangs under a, same thread
+    post(env, "b@x.test", refs="<a@x.test>", subject="Re: Plan")
+    assert tree(api, "c@x.test") == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test"}
 
 
 def test_merged_threads_and_the_absorbed_link(env: Env, api) -> None:  # type: ignore[no-untyped-def]
-    post(env, "x@x", subject="One")
-    post(env, "y@x", refs="<ghost@x>", subject="Two")
-    old = api.get("/api/messages/y@x").get_json()["thread_id"]
-    post(env, "z@x", refs="<x@x> <ghost@x>", subject="Re: both")
-    assert set(tree(api, "y@x")) == {"x@x", "y@x", "z@x"}
+    post(env, "x@x.test", subject="One")
+    post(env, "y@x.test", refs="<ghost@x>", subject="Two")
+    old = api.get("/api/messages/y@x.test").get_json()["thread_id"]
+    post(env, "z@x.test", refs="<x@x.test> <ghost@x>", subject="Re: both")
+    assert set(tree(api, "y@x.test")) == {"x@x.test", "y@x.test", "z@x.test"}
     resp = api.get(f"/api/threads/{old}")
     if resp.status_code in (301, 302, 308):  # the absorbed thread's link redirects to the survivor
         resp = api.get(resp.headers["Location"])
-    assert resp.status_code == 200 and {m["message_id"] for m in resp.get_json()["messages"]} == {"x@x", "y@x", "z@x"}
+    assert resp.status_code == 200 and {m["message_id"] for m in resp.get_json()["messages"]} == {"x@x.test", "y@x.test", "z@x.test"}
 
 
 def test_subject_only_replies_join_by_subject(env: Env, api) -> None:  # type: ignore[no-untyped-def]

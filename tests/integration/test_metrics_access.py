@@ -1,14 +1,18 @@
-"""/metrics through the real web archive process: bearer token when set, loopback otherwise."""
+"""/metrics through the real web archive process (werkzeug and gunicorn): the bearer token on the web
+port, without a token only on the loopback listener LISTGATE_METRICS_LISTEN."""
 
 from __future__ import annotations
 
+import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import http_get, prepare, site_env, webarchive
+from tests.conftest import free_port
+from tests.faults.helpers import Service, http_get, prepare, site_env, webarchive
 
 pytestmark = pytest.mark.integration
 TOKEN = "metrics-token-0123456789"
@@ -38,14 +42,40 @@ def test_metrics_need_the_token_when_one_is_set(tmp_path: Path) -> None:
         web.stop()
 
 
-def test_without_a_token_local_scrapes_work_and_proxied_ones_do_not(tmp_path: Path) -> None:
-    env = site_env(tmp_path)
+@pytest.mark.parametrize("server", ["werkzeug", "gunicorn"])
+def test_without_a_token_metrics_are_served_only_on_the_loopback_listener(tmp_path: Path, server: str) -> None:
+    metrics_port = free_port()
+    env = site_env(tmp_path, LISTGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
     prepare(env, "dev")
-    web = webarchive(env, tmp_path / "web.log").start()
+    web = webarchive(env, tmp_path / "web.log") if server == "werkzeug" else Service(
+        "listgate.cli", env, tmp_path / "web.log", int(env["LISTGATE_WEB_LISTEN"].rsplit(":", 1)[1]),
+        ["web", "--gunicorn", "--workers", "2"])
+    web.start()
     try:
-        url = f"http://{env['LISTGATE_WEB_LISTEN']}/metrics"
-        status, body = http_get(url)
+        public = f"http://{env['LISTGATE_WEB_LISTEN']}"
+        # A proxy on this host forwards visitors to the web port with only X-Real-IP: they all look local.
+        for headers in ({}, {"X-Real-IP": "198.51.100.9"}, {"X-Forwarded-For": "198.51.100.9"}):
+            assert get(f"{public}/metrics", **headers) == 404, headers
+        assert get(f"{public}/lists/dev/") == 200 and get(f"{public}/healthz") == 200
+        wait_for_port(metrics_port)
+        status, body = http_get(f"http://127.0.0.1:{metrics_port}/metrics")
         assert status == 200 and "listgate_received_total" in body
-        assert get(url, **{"X-Forwarded-For": "203.0.113.7"}) == 403
+        # The loopback listener serves the operations endpoints and nothing else.
+        assert get(f"http://127.0.0.1:{metrics_port}/healthz") == 200
+        assert get(f"http://127.0.0.1:{metrics_port}/lists/dev/") == 404
+        assert get(f"http://127.0.0.1:{metrics_port}/signin") == 404
     finally:
         web.stop()
+
+
+def wait_for_port(port: int, timeout: float = 30.0) -> None:
+    """Until 127.0.0.1:port accepts connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -22,11 +22,12 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Attachment, Message, OutboxEntry
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 from tests.unit.webarchive.serving import RecordingSender
 
 pytestmark = pytest.mark.soak
 MARKERS = ("Zanzibar", "Quokka", "pemberton", "Pemberton", "xylophonemango", "secretlist-title")
-TOKEN_ROUTES = ("/confirm/", "/unsubscribe/", "/signin/")
+TOKEN_ROUTES = ("/confirm/", "/unsubscribe/", "/signin/", "/feeds/")
 
 
 @pytest.fixture
@@ -61,9 +62,7 @@ def site(db: sessionmaker[Session]) -> dict[str, Any]:
 
 def _sign_in(client: FlaskClient, address: str) -> str:
     """A signed-in session for address (the sign-in flow itself is tested in the web tests); its CSRF token."""
-    with client.session_transaction() as sess:
-        sess["address"], sess["csrf"] = address, "known-csrf-token"
-    return "known-csrf-token"
+    return session_for(client, address)
 
 
 def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:
@@ -72,7 +71,8 @@ def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:
     att_id, _filename = site["att"][r.message_pk]
     values = {"name": "secretlist" if private else "nosuchlist", "message_pk": r.message_pk if private else 999999,
               "thread_id": r.thread_id if private else 999999, "message_id": "priv@x" if private else "nosuch@x",
-              "attachment_id": att_id if private else 999999, "filename": "file.txt", "year": 2026, "month": 3}
+              "attachment_id": att_id if private else 999999, "filename": "file.txt", "year": 2026, "month": 3,
+              "choice": "auto", "variant_id": 888888}  # variant_id the same for both: the answers differ only by the message
     urls = []
     for rule in app.url_map.iter_rules():
         if "GET" not in (rule.methods or ()) or rule.endpoint == "static" or rule.rule.startswith(TOKEN_ROUTES):
@@ -136,7 +136,7 @@ def _post_routes(app: Flask) -> list[Any]:
 
 def test_every_post_route_refuses_a_request_without_csrf_token(app: Flask, site: dict[str, Any]) -> None:
     values = {"name": "open", "message_pk": site["pub"].message_pk, "thread_id": site["pub"].thread_id,
-              "list_id": 1, "sub_id": 1}
+              "list_id": 1, "sub_id": 1, "entry_id": 1}
     checked = []
     for rule in _post_routes(app):
         if rule.rule.startswith(TOKEN_ROUTES[:2]):

@@ -11,8 +11,7 @@ from gateway.handler import GatewayHandler
 from listgate import counters, lists
 from listgate.archiver import Archiver
 from listgate.db import make_engine, session_factory, transaction
-from listgate.models import Ban, Message, OutboxEntry, SpooledMail
-from listgate.models.spool import NOT_POSTED
+from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 
 
 def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
@@ -50,6 +49,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
         with db() as s:
             stored = Counter(s.scalars(select(Message.message_id)))
             kept = list(s.execute(select(SpooledMail.message_id, SpooledMail.state, SpooledMail.reason)))
+            not_posted = list(s.execute(select(NotPosted.message_id, NotPosted.reason)))
             depth = handler.spool.depth(s)
             received = counters.total(s, counters.RECEIVED)
     finally:
@@ -57,5 +57,6 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
     assert stored == Counter(ids), "each post archived exactly once"
     assert Counter(e.ref_id for e in sent if e.kind == "listgate.fanout").most_common(1)[0][1] == 1
     assert len([e for e in sent if e.kind == "listgate.fanout"]) == len(ids)
-    assert kept == [("late@x", NOT_POSTED, "dev: late@example.org is banned from posting to this list")]
-    assert (depth.pending, depth.not_posted) == (0, 1) and received == len(ids) + 1
+    assert kept == []  # nothing failed: the spool is empty
+    assert not_posted == [("late@x", "late@example.org is banned from posting to this list")]
+    assert (depth.pending, depth.failed) == (0, 0) and received == len(ids) + 1

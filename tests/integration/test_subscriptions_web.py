@@ -7,7 +7,7 @@ import time
 
 import itsdangerous.timed
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from listgate import lists, subscriptions, tokens
 from listgate.db import transaction
@@ -34,7 +34,8 @@ def list_token(settings, db) -> str:  # type: ignore[no-untyped-def]
 
 def _subscribed(db) -> list[str]:  # type: ignore[no-untyped-def]
     with db() as session:
-        return list(session.scalars(select(Subscription.address).where(Subscription.kind == "list")))
+        return list(session.scalars(select(Subscription.address).where(Subscription.kind == "list",
+                                                                        Subscription.status == "active")))
 
 
 def test_get_shows_a_button_and_does_not_unsubscribe(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
@@ -85,3 +86,28 @@ def test_confirm_link_get_shows_button_post_confirms(client, settings, db) -> No
     assert client.post(path).status_code == 200
     with db() as session:
         assert session.scalars(select(Subscription.status)).one() == "active"
+
+
+def test_one_click_and_the_button_work_for_someone_who_was_mailed(client, settings, db) -> None:  # type: ignore[no-untyped-def]
+    """Issue 11: once a subscriber had been sent a post, these answered 503 and nothing changed."""
+    from listgate.ingest import ingest
+    from listgate.models import Bounce, Delivery
+    from listgate.parsing import parse
+
+    with transaction(db) as session:
+        mlist = lists.create(session, "dev")
+        subs = [lists.subscribe(session, mlist, a) for a in ("ann@example.org", "bob@example.org")]
+        result = ingest(session, parse(b"From: x@example.org\r\nMessage-ID: <p@x>\r\nSubject: s\r\n\r\nhi\r\n"), mlist,
+                        domain="lists.test")
+        for sub in subs:
+            session.add(Delivery(message_pk=result.message_pk, address=sub.address, subscription_id=sub.id,
+                                 status="sent", attempts=1, last_error=""))
+        session.add(Bounce(subscription_id=subs[1].id, address=subs[1].address, kind="transient"))
+        tokens_ = [subscriptions.unsubscribe_token(settings.secret_key, mlist.id, s.address) for s in subs]
+    one_click = client.post(f"/unsubscribe/{tokens_[0]}", data={"List-Unsubscribe": "One-Click"})
+    button = client.post(f"/unsubscribe/{tokens_[1]}")
+    assert (one_click.status_code, button.status_code) == (200, 200)
+    assert b"has left dev" in one_click.data and b"has left dev" in button.data
+    assert _subscribed(db) == []
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(Delivery)) == 2

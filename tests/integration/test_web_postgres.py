@@ -6,24 +6,19 @@ import pytest
 from sqlalchemy import text
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from tests.unit.webarchive.factories import make_mail, post
-from webarchive import create_app
+from tests.unit.webarchive.helpers import session_for
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg_app(pg_settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_settings)
-    factory = session_factory(writer(engine))
-    with transaction(factory) as session:
+def pg_app(pg_web):  # type: ignore[no-untyped-def]
+    with transaction(pg_web[1]) as session:
         lists.create(session, "dev")
         lists.create(session, "secret", private=True)
-    app = create_app(pg_settings)
-    yield app, factory
-    app.extensions["listgate"].engine.dispose()
-    engine.dispose()
+    return pg_web
 
 
 def test_search_uses_the_tsvector_index_and_highlights(pg_app):
@@ -59,8 +54,7 @@ def test_votes_and_rate_limits_upsert_on_postgres(pg_app):
     app, db = pg_app
     res = post(db, make_mail("Vote", msgid="v@x"))
     client = app.test_client()
-    with client.session_transaction() as cookie:
-        cookie["address"], cookie["csrf"] = "bob@example.org", "tok"
+    session_for(client, "bob@example.org", "tok")
     for choice in ("yes", "no", "yes"):
         response = client.post(f"/messages/{res.message_pk}/vote", data={"csrf_token": "tok", "valuable": choice})
         assert response.status_code == 303

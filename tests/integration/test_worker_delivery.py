@@ -64,8 +64,10 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
             from listgate import lists
 
             mlist = lists.require(session, "dev")
-            subscriptions.mute(session, mlist, "mute@example.org", first.thread_id)
-            subscriptions.follow(session, mlist, "follower@example.net", first.thread_id)
+            subscriptions.change(session, mlist, "mute@example.org", subscriptions.MUTE, thread_id=first.thread_id,
+                                 channel=subscriptions.WEB)
+            subscriptions.change(session, mlist, "follower@example.net", subscriptions.FOLLOW,
+                                 thread_id=first.thread_id, channel=subscriptions.WEB)
         reply = mail("author@example.org", "Re: Plans", "reply@example.org", "Second thoughts.\n",
                      cc="carol@example.org", in_reply_to="root@example.org")
         second = site.post(reply)
@@ -89,7 +91,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
     assert re.search(r"<https://lists\.test/unsubscribe/[^>]+>", msg["List-Unsubscribe"])
     assert msg["Archived-At"] == "<https://lists.test/m/reply%40example.org>"
     assert msg["Precedence"] == "list"
-    assert msg["Reply-To"] == "dev@lists.test"
+    assert msg["Reply-To"] is None  # the default Reply-To policy is none: replies go to the author
     assert msg["X-Listgate-Loop"] == "lists.test"
     assert (msg["Message-ID"], msg["In-Reply-To"], msg["References"]) == (
         "<reply@example.org>", "<root@example.org>", "<root@example.org>")

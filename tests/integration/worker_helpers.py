@@ -9,7 +9,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from celery import Celery
 from sqlalchemy import func, insert, select
@@ -46,7 +46,7 @@ class WorkerProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:]
-            if b" ready." in text:
+            if b"worker ready" in text:  # listgate.readiness, once Celery consumes
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{text.decode(errors='replace')[-3000:]}")
@@ -134,3 +134,24 @@ def mail(sender: str, subject: str, msgid: str, body: str = "Hello list.\n", *, 
         lines.append(extra)
     lines += ["MIME-Version: 1.0", "Content-Type: text/plain; charset=utf-8", "", *body.splitlines()]
     return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def worker_site(tmp: Path, outbound: str, **env: str) -> Iterator[Site]:
+    """A migrated site sending to `outbound`, with one real worker running while the generator is open."""
+    from listgate.db import make_engine, session_factory, writer
+    from listgate.schema import upgrade
+    from tests.conftest import make_settings
+    from worker.celery_app import make_celery
+
+    env = {"LISTGATE_DATA_DIR": str(tmp / "var"), "LISTGATE_DOMAIN": "lists.test",
+           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": outbound,
+           "LISTGATE_BASE_URL": "https://lists.test", **env}
+    settings = make_settings(tmp, **env)
+    engine = make_engine(settings)
+    upgrade(engine)
+    proc = WorkerProcess(env, tmp / "worker.log").start()
+    try:
+        yield Site(settings, env, session_factory(writer(engine)), make_celery(settings))
+    finally:
+        proc.stop()
+        engine.dispose()

@@ -121,6 +121,23 @@ BAD = [
     ("LISTGATE_METRICS_TOKEN", "short"),
     ("LISTGATE_TRUSTED_PROXIES", "-1"),
     ("LISTGATE_TRUSTED_PROXIES", "nginx"),
+    ("LISTGATE_METRICS_LISTEN", "0.0.0.0:9108"),
+    ("LISTGATE_ADMINS", "root"),
+    ("LISTGATE_DKIM_KEY", "/nonexistent/dkim.pem"),
+    ("LISTGATE_DKIM_SELECTOR", "two words"),
+    ("LISTGATE_ARC_KEY", "/nonexistent/arc.pem"),
+    ("LISTGATE_ARC_SELECTOR", "arc2026"),  # without LISTGATE_ARC_KEY
+    ("LISTGATE_DNS_SERVER", "127.0.0.1"),
+    ("LISTGATE_DNS_TIMEOUT", "0"),
+    ("LISTGATE_TRUSTED_MTAS", "postfix.example.org"),
+    ("LISTGATE_AUTO_REPLY_WINDOW", "-5"),
+    ("LISTGATE_AUTO_REPLY_WINDOW", "a minute"),
+    ("LISTGATE_EDIT_WINDOW_HOURS", "a day"),
+    ("LISTGATE_MAX_DATA_MEMORY", "1G"),
+    ("LISTGATE_MAX_DATA_MEMORY", "2097152"),  # smaller than the largest message
+    ("LISTGATE_MAX_HEADER_BYTES", "100"),
+    ("LISTGATE_MAX_FOLDED_LINES", "0"),
+    ("LISTGATE_MAX_RECIPIENTS", "many"),
 ]
 
 
@@ -142,6 +159,12 @@ def test_every_listed_variable_has_a_wrong_value_test() -> None:
     assert untested == set(), "add a wrong value for these to BAD"
 
 
+def test_a_key_file_that_is_no_pem_key_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "key.pem").write_text("not a key")
+    with pytest.raises(SettingsError, match="LISTGATE_DKIM_KEY=.*not a PEM private key"):
+        Settings.from_env(base(tmp_path, LISTGATE_DKIM_KEY=str(tmp_path / "key.pem")))
+
+
 def test_half_a_tls_pair_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="LISTGATE_TLS_CERT and LISTGATE_TLS_KEY"):
         Settings.from_env(base(tmp_path, LISTGATE_TLS_CERT=str(tmp_path)))
@@ -157,3 +180,15 @@ def test_an_unwritable_data_dir_without_a_key_is_named(tmp_path: Path) -> None:
 def test_a_data_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match="LISTGATE_SECRET_KEY is unset and .* cannot be read or created"):
         Settings.from_env({"LISTGATE_DATA_DIR": "/proc/listgate-test/var"})
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("", None), ("none", ()), ("127.0.0.1", ("127.0.0.1/32",)), ("10.0.0.0/8, ::1", ("10.0.0.0/8", "::1/128")),
+])
+def test_trusted_mtas_are_addresses_or_networks(tmp_path: Path, value: str, expected: object) -> None:
+    assert Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS=value)).trusted_mtas == expected
+
+
+def test_a_bad_trusted_mta_is_named(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="LISTGATE_TRUSTED_MTAS=.*'mail.example.org' is not an address"):
+        Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS="127.0.0.1,mail.example.org"))

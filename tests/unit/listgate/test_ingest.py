@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import dispatch
 from listgate.addresses import Recipient
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, IngestResult, ingest
+from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult, ingest
 from listgate.lists import require, subscribe
-from listgate.models import Message, OutboxEntry, RawMessage, Subscription
+from listgate.models import Message, MessageVariant, NotPosted, OutboxEntry, RawMessage, Subscription
 from listgate.parsing import parse
 
 
@@ -42,11 +42,20 @@ def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(db
         assert (follow.address, follow.thread_key) == ("ann@example.org", r.thread_id)
 
 
-def test_the_same_message_id_is_a_duplicate_with_no_new_work(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(db, dev) -> None:  # type: ignore[no-untyped-def]
     first = post(db, mail())
-    again = post(db, mail(body="a different body, same id"))
+    again = post(db, mail())
     assert again.status == DUPLICATE and again.message_pk == first.message_pk and again.outbox == []
     assert rows(db, Message) == 1 and rows(db, RawMessage) == 1
+
+
+def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_sent(db, dev) -> None:  # type: ignore[no-untyped-def]
+    first = post(db, mail())
+    other = post(db, mail(body="a different body, same id"))
+    assert other.status == VARIANT and other.message_pk == first.message_pk and other.outbox == []
+    assert rows(db, Message) == 1 and rows(db, RawMessage) == 2 and rows(db, MessageVariant) == 1
+    assert post(db, mail(body="a different body, same id")).status == DUPLICATE
+    assert rows(db, MessageVariant) == 1
 
 
 def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  # type: ignore[no-untyped-def]
@@ -60,15 +69,27 @@ def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  
 @pytest.mark.parametrize("extra,envelope", [
     ("Auto-Submitted: auto-replied\r\n", "a@example.org"),
     ("Auto-Submitted: auto-generated; type=vacation\r\n", "a@example.org"),
-    ("Precedence: junk\r\n", "a@example.org"),
+    ("Precedence: auto_reply\r\n", "a@example.org"),
     ("X-Autorespond: on\r\n", "a@example.org"),
+    ("X-AutoReply-From: a@example.org\r\n", "a@example.org"),
     ("X-Listgate-Loop: lists.test\r\n", "a@example.org"),
     ("", "<>"),
 ])
-def test_automatic_mail_is_dropped_with_a_reason(db, dev, extra: str, envelope: str) -> None:  # type: ignore[no-untyped-def]
+def test_automatic_mail_is_not_posted_and_kept_with_its_reason(db, dev, extra: str, envelope: str) -> None:  # type: ignore[no-untyped-def]
     r = post(db, mail(extra=extra), envelope_from=envelope)
     assert r.status == DROPPED and r.reason and r.outbox == []
     assert rows(db, Message) == 0
+    with db() as session:
+        kept = session.scalars(select(NotPosted)).one()
+    assert kept.reason == r.reason and kept.message_id == "i1@x" and kept.released_at is None
+
+
+@pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
+def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None:  # type: ignore[no-untyped-def]
+    """How another list (or an archive subscribed to one) sends its posts: they must be archived and sent."""
+    r = post(db, mail(extra=f"Precedence: {precedence}\r\n"), envelope_from="owner-other@example.org")
+    assert r.status == STORED and [e.kind for e in r.outbox] == [dispatch.FANOUT]
+    assert rows(db, NotPosted) == 0
 
 
 def test_auto_submitted_no_is_a_person(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -80,16 +101,18 @@ def test_import_keeps_automatic_mail_and_queues_nothing(db, dev) -> None:  # typ
     assert r.status == STORED and r.outbox == [] and rows(db, OutboxEntry) == 0
 
 
-def test_members_policy_holds_strangers_and_queues_one_notice(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators_mail(db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="members")
     with transaction(db) as s:
         subscribe(s, require(s, "club"), "member@example.org")
     assert post(db, mail("m@x", frm="member@example.org"), "club").status == STORED
     held = post(db, mail("s@x", frm="stranger@example.org"), "club")
-    assert held.status == HELD_FOR_MODERATION and [e.kind for e in held.outbox] == [dispatch.SEND_NOTICE]
+    assert held.status == HELD_FOR_MODERATION
+    assert [e.kind for e in held.outbox] == [dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS]
     assert post(db, mail("s@x", frm="stranger@example.org"), "club").status == DUPLICATE  # a retry: no second notice
     with db() as s:
-        assert s.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == dispatch.SEND_NOTICE)) == 1
+        for kind in (dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS):
+            assert s.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == kind)) == 1
         assert require(s, "club").message_count == 1  # held posts are not counted until approved
 
 

@@ -135,3 +135,15 @@ def test_reference_chain_drops_self_and_repeats_and_puts_in_reply_to_last() -> N
 def test_subject_normalisation(subject: str, norm: str, reply: bool) -> None:
     assert normalize_subject(subject) == norm
     assert is_reply_subject(subject) is reply
+
+
+@pytest.mark.parametrize("fold", [b"\r\n y", b"\n y", b"\r\n\r y", b"\n\r y", b"\r y"])
+@pytest.mark.parametrize("lines", [100, 100_000])
+def test_a_subject_folded_over_many_lines_keeps_the_message_id(fold: bytes, lines: int) -> None:
+    # Imported mail never meets the gateway's limits; a bare CR must not end the header block
+    # for the parser while every other splitter reads on (the Message-ID would become body).
+    raw = (b"From: a@example.org\r\nSubject: x" + fold * lines + b"\r\nMessage-ID: <keep@example.org>\r\n"
+           b"To: dev@lists.test\r\n\r\nbody\r\n")
+    parsed = parse(raw)
+    assert (parsed.message_id, parsed.message_id_generated) == ("keep@example.org", False)
+    assert parsed.subject.startswith("x y") and parsed.raw == raw

@@ -1,5 +1,6 @@
 """A model of the spool: whatever the order of posts, bans, archiver rounds and aborted batches,
-each 250 "stored" ends archived exactly once or kept as not posted with its reason."""
+each 250 "stored" ends archived exactly once (other bytes under its Message-ID as a variant) or
+in the not-posted queue with its reason."""
 
 from __future__ import annotations
 
@@ -17,8 +18,7 @@ from gateway.handler import GatewayHandler
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.archiver import Archiver
-from listgate.models import Ban, Message, SpooledMail
-from listgate.models.spool import NOT_POSTED
+from listgate.models import Ban, Message, MessageVariant, NotPosted
 from listgate.schema import upgrade
 from tests.conftest import make_settings
 
@@ -41,9 +41,9 @@ class SpoolMachine(RuleBasedStateMachine):
         self.archiver = Archiver(self.settings, self.db, batch=3)
         self.abort_at = 0  # > 0: the next archiver transaction dies at its nth message
         event.listen(self.engine, "before_cursor_execute", self._fault)
-        self.pending: list[tuple[str, str, bool]] = []  # every answer spools a row: (message-id, sender, stored?)
-        self.archived: set[str] = set()
-        self.not_posted: set[str] = set()
+        self.pending: list[tuple[str, str, bool]] = []  # every answer spools a row: (message-id, sender, spooled?)
+        self.archived: dict[str, set[str]] = {}  # Message-ID -> the senders whose bytes are archived (message, variants)
+        self.not_posted: list[str] = []
         self.banned: set[str] = set()
         self.seen = 0
         self.fired = 0
@@ -64,11 +64,14 @@ class SpoolMachine(RuleBasedStateMachine):
         reply = self.handler.deliver(raw, sender, ["dev@lists.test"])[1][0].reply
         if sender in self.banned:
             assert reply.startswith("550 5.7.1"), reply
-        elif msgid in self.archived:
+        elif sender in self.archived.get(msgid, ()):
             assert reply.endswith("already archived, not stored twice"), reply
+        elif msgid in self.archived:  # other bytes (another From) under an archived Message-ID
+            assert reply.endswith("stored beside the archived message with the same Message-ID"), reply
         else:
             assert reply.endswith("stored"), reply
-        self.pending.append((msgid, sender, reply.endswith("stored")))  # a refusal spools only its counts
+        spooled = reply.endswith(("stored", "same Message-ID"))
+        self.pending.append((msgid, sender, spooled))  # a refusal or a duplicate spools only its counts
 
     @rule(sender=st.sampled_from(SENDERS))
     def ban(self, sender: str) -> None:
@@ -89,26 +92,28 @@ class SpoolMachine(RuleBasedStateMachine):
             assert taken == 0, "an aborted batch archives nothing"
         else:
             done, self.pending = self.pending[:taken], self.pending[taken:]
-            for msgid, sender, stored in done:
-                if not stored:
+            for msgid, sender, spooled in done:
+                if not spooled:
                     continue
                 if sender in self.banned:
-                    self.not_posted.add(msgid)
-                elif msgid not in self.archived:
-                    self.archived.add(msgid)
+                    self.not_posted.append(msgid)
+                else:  # the message, a variant, or (the same bytes spooled twice before archiving) nothing new
+                    self.archived.setdefault(msgid, set()).add(sender)
         assert taken <= before
 
     @invariant()
     def rows_agree_with_the_model(self) -> None:
         with self.db() as s:
             stored = list(s.scalars(select(Message.message_id)))
-            states = list(s.execute(select(SpooledMail.message_id, SpooledMail.state)))
+            variants = len(s.scalars(select(MessageVariant.id)).all())
+            not_posted = list(s.scalars(select(NotPosted.message_id).order_by(NotPosted.id)))
             mark = self.archiver.spool.mark(s)
         waiting = [r.message_id for r in self.archiver.spool.pending(1000, after=mark) if r.rcpt_tos]
         assert len(stored) == len(set(stored)), "a message archived twice"
-        assert set(stored) == self.archived
-        assert waiting == [m for m, _, stored in self.pending if stored]
-        assert {m for m, state in states if state == NOT_POSTED} == self.not_posted
+        assert set(stored) == set(self.archived)
+        assert variants == sum(len(senders) - 1 for senders in self.archived.values())
+        assert waiting == [m for m, _, spooled in self.pending if spooled]
+        assert not_posted == self.not_posted
 
     def teardown(self) -> None:
         self.archiver.spool.close()

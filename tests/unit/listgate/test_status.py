@@ -28,7 +28,9 @@ def busy_day(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-u
         counters.bump(session, counters.REFUSED, "unknown-list", n=2)
         counters.bump(session, counters.REFUSED, "too-big")
         for address, state in (("a@x.org", "sent"), ("b@x.org", "sent"), ("c@x.org", "deferred"), ("d@x.org", "bounced")):
-            session.add(Delivery(message_pk=first.message_pk, address=address, status=state))
+            session.add(Delivery(message_pk=first.message_pk, address=address, status=state,
+                                 last_error="0 ConnectionRefusedError: [Errno 111] Connection refused" if state == "deferred" else "",
+                                 next_attempt_at=NOW + timedelta(minutes=5) if state == "deferred" else None))
         session.flush()
         session.add(Bounce(address="d@x.org", kind="permanent"))
         session.add(OutboxEntry(kind="listgate.fanout", created_at=NOW - timedelta(seconds=90)))
@@ -50,7 +52,6 @@ def test_metrics_are_read_from_rows(db, make_list) -> None:  # type: ignore[no-u
 def test_status_lists_database_broker_queue_and_last_mail(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
     busy_day(db, make_list)
     state = status.collect(settings)
-    assert state.ok, state
     text = "\n".join(status.render(state, now=NOW))
     assert "database   ok" in text and "up to date" in text
     assert "broker     ok" in text and "celery: 0 waiting" in text
@@ -85,3 +86,41 @@ def test_status_says_when_the_schema_is_behind(tmp_path) -> None:  # type: ignor
     settings = make_settings(tmp_path)
     text = "\n".join(status.render(status.collect(settings)))
     assert "revision none" in text and "listgate db upgrade" in text
+
+
+def test_failed_work_the_not_posted_queue_and_requests_are_counted(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from listgate import lists, subscriptions
+    from listgate.models import Subscription
+
+    make_list("dev")
+    make_list("club", private=True)
+    post(db, make_mail("auto", headers={"Auto-Submitted": "auto-replied"}))
+    with transaction(db) as session:
+        session.add(OutboxEntry(kind="listgate.handle_command", done_at=NOW, failed_at=NOW, last_error="boom"))
+        session.add(OutboxEntry(kind="listgate.send_notice", done_at=NOW))
+        sub = subscriptions.start(session, lists.require(session, "club"), "x@example.org")
+        assert isinstance(sub, Subscription) and sub.status == "awaiting"
+    with db() as session:
+        m = status.gather_metrics(session, now=NOW)
+    assert (m.outbox_failed, m.not_posted, m.awaiting_approval) == (1, 1, 1)
+    text = "\n".join(status.render(status.collect(settings), now=NOW))
+    assert "1 failed for good" in text
+    assert "1 mail accepted and not posted, 1 subscription request awaiting approval" in text
+
+
+def test_deferred_copies_make_status_fail_and_say_why(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    busy_day(db, make_list)
+    state = status.collect(settings)
+    assert not state.ok and state.deferring == 1
+    text = "\n".join(status.render(state, now=NOW))
+    assert "relay      DEFERRING 1 copy waits for the relay, which said: 0 Connection" in text
+    assert "Connection refused" in text and "next try in 300 s" in text
+    result = CliRunner().invoke(main, ["status"], env={"LISTGATE_DATA_DIR": str(settings.data_dir),
+                                                       "LISTGATE_DATABASE_URL": settings.database_url,
+                                                       "LISTGATE_SECRET_KEY": settings.secret_key})
+    assert result.exit_code == 1 and "DEFERRING" in result.output
+
+
+def test_no_deferred_copy_and_every_service_up_is_ok(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    assert status.collect(settings).ok

@@ -81,7 +81,7 @@ def test_unsubscribe_token_leaves_the_list_or_only_the_thread(db, dev) -> None: 
     with transaction(db) as session:
         mlist = session.merge(dev)
         lists.subscribe(session, mlist, "a@example.org")
-        subscriptions.follow(session, mlist, "f@example.org", thread_id)
+        subscriptions.change(session, mlist, "f@example.org", subscriptions.FOLLOW, thread_id=thread_id, channel="web")
     thread_token = subscriptions.unsubscribe_token(SECRET, dev.id, "f@example.org", thread_id)
     list_token = subscriptions.unsubscribe_token(SECRET, dev.id, "a@example.org")
     with transaction(db) as session:
@@ -89,8 +89,13 @@ def test_unsubscribe_token_leaves_the_list_or_only_the_thread(db, dev) -> None: 
         subscriptions.unsubscribe_by_token(session, SECRET, thread_token)
         out = subscriptions.unsubscribe_by_token(session, SECRET, list_token)
         assert json.loads(out.outbox[0].payload)["template"] == "goodbye"
+    assert _states(db) == {("a@example.org", "list"): ("ended", "left (link)"),
+                           ("f@example.org", "thread"): ("ended", "left the thread (link)")}
+
+
+def _states(db) -> dict[tuple[str, str], tuple[str, str]]:  # type: ignore[no-untyped-def]
     with db() as session:
-        assert session.scalars(select(Subscription)).all() == []
+        return {(s.address, s.kind): (s.status, s.end_reason) for s in session.scalars(select(Subscription))}
 
 
 def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -98,19 +103,20 @@ def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type:
     with transaction(db) as session:
         mlist = session.merge(dev)
         lists.subscribe(session, mlist, "a@example.org")
-        subscriptions.follow(session, mlist, "a@example.org", thread_id)
-        subscriptions.leave_thread(session, mlist, "a@example.org", thread_id)
-    with db() as session:
-        kinds = sorted(session.scalars(select(Subscription.kind)).all())
-    assert kinds == ["list", "mute"]
+        subscriptions.change(session, mlist, "a@example.org", subscriptions.FOLLOW, thread_id=thread_id, channel="web")
+        subscriptions.change(session, mlist, "a@example.org", subscriptions.LEAVE_THREAD, thread_id=thread_id,
+                             channel="mail")
+    assert _states(db) == {("a@example.org", "list"): ("active", ""), ("a@example.org", "mute"): ("active", ""),
+                           ("a@example.org", "thread"): ("ended", "muted")}
 
 
 def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type: ignore[no-untyped-def]
     with transaction(db) as session:
         with pytest.raises(SubscriptionError, match="not an email address"):
             subscriptions.request(session, session.merge(dev), "not an address", **KW)
-        with pytest.raises(SubscriptionError, match="no such thread"):
-            subscriptions.follow(session, session.merge(dev), "a@example.org", 999)
+        with pytest.raises(SubscriptionError, match="no thread 999 on the list dev"):
+            subscriptions.change(session, session.merge(dev), "a@example.org", subscriptions.FOLLOW, thread_id=999,
+                                 channel="web")
 
 
 def test_repeated_requests_send_one_confirmation_per_ten_minutes(db, dev) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ from listgate import threads
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.lists import require
-from listgate.models import MailingList, Message, Thread
+from listgate.models import MailingList, Message, MessageVariant, Thread
 from listgate.parsing import parse
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
@@ -76,37 +76,37 @@ def arc(db: sessionmaker[Session], make_list) -> Archive:  # type: ignore[no-unt
 
 
 def test_replies_in_order_form_a_tree(arc: Archive) -> None:
-    arc.post(raw("a@x"))
-    arc.post(raw("b@x", refs="<a@x>", irt="<a@x>", subject="Re: Topic"))
-    arc.post(raw("c@x", refs="<a@x> <b@x>", irt="<b@x>", subject="Re: Topic"))
-    arc.post(raw("d@x", refs="<a@x>", irt="<a@x>", subject="Re: Topic"))
-    assert arc.parents() == {"a@x": None, "b@x": "a@x", "c@x": "b@x", "d@x": "a@x"}
-    assert arc.groups() == {frozenset({"a@x", "b@x", "c@x", "d@x"})}
-    t = arc.thread_of("c@x")
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", refs="<a@x.test>", irt="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", subject="Re: Topic"))
+    arc.post(raw("d@x.test", refs="<a@x.test>", irt="<a@x.test>", subject="Re: Topic"))
+    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test", "d@x.test": "a@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "c@x.test", "d@x.test"})}
+    t = arc.thread_of("c@x.test")
     assert (t.message_count, t.participant_count, t.subject) == (4, 1, "Topic")
     assert arc.mlist().thread_count == 1 and arc.mlist().message_count == 4
 
 
 def test_a_reply_before_its_parent_is_adopted_when_the_parent_arrives(arc: Archive) -> None:
-    arc.post(raw("c@x", refs="<a@x> <b@x>", subject="Re: Topic"))
-    arc.post(raw("a@x"))
-    assert arc.parents() == {"a@x": None, "c@x": "a@x"}  # the missing b is a placeholder
-    assert arc.groups() == {frozenset({"a@x", "c@x"})}
-    arc.post(raw("b@x", refs="<a@x>", subject="Re: Topic"))  # the missing middle takes its place
-    assert arc.parents() == {"a@x": None, "b@x": "a@x", "c@x": "b@x"}
-    t = arc.thread_of("a@x")
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
+    arc.post(raw("a@x.test"))
+    assert arc.parents() == {"a@x.test": None, "c@x.test": "a@x.test"}  # the missing b is a placeholder
+    assert arc.groups() == {frozenset({"a@x.test", "c@x.test"})}
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))  # the missing middle takes its place
+    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test"}
+    t = arc.thread_of("a@x.test")
     assert t.root_message_pk is not None and t.message_count == 3 and t.subject == "Topic"
     assert arc.mlist().thread_count == 1
 
 
 def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(arc: Archive) -> None:
-    arc.post(raw("x1@x", subject="First"))
-    arc.post(raw("x2@x", refs="<x1@x>", subject="Re: First"))
-    arc.post(raw("y1@x", refs="<missing@x>", subject="Second"))
-    absorbed = arc.thread_of("y1@x").id
+    arc.post(raw("x1@x.test", subject="First"))
+    arc.post(raw("x2@x.test", refs="<x1@x.test>", subject="Re: First"))
+    arc.post(raw("y1@x.test", refs="<missing@x.test>", subject="Second"))
+    absorbed = arc.thread_of("y1@x.test").id
     assert arc.mlist().thread_count == 2
-    arc.post(raw("z@x", refs="<x1@x> <missing@x>", subject="Re: both"))
-    assert arc.groups() == {frozenset({"x1@x", "x2@x", "y1@x", "z@x"})}
+    arc.post(raw("z@x.test", refs="<x1@x.test> <missing@x.test>", subject="Re: both"))
+    assert arc.groups() == {frozenset({"x1@x.test", "x2@x.test", "y1@x.test", "z@x.test"})}
     with arc.db() as s:
         old = s.get(Thread, absorbed)
         survivor = threads.resolve(s, absorbed)
@@ -114,53 +114,52 @@ def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(ar
         assert survivor.message_count == 4
     assert arc.mlist().thread_count == 1
     # the placeholder arriving later keeps everything in the one thread
-    arc.post(raw("missing@x", refs="<x1@x>", subject="Re: First"))
-    assert arc.parents()["y1@x"] == "missing@x" and arc.parents()["missing@x"] == "x1@x"
+    arc.post(raw("missing@x.test", refs="<x1@x.test>", subject="Re: First"))
+    assert arc.parents()["y1@x.test"] == "missing@x.test" and arc.parents()["missing@x.test"] == "x1@x.test"
     assert len(arc.groups()) == 1 and arc.mlist().thread_count == 1
 
 
 def test_redirects_follow_merge_chains(arc: Archive) -> None:
-    arc.post(raw("p@x", refs="<hole1@x>"))
-    arc.post(raw("q@x", refs="<hole2@x>"))
-    arc.post(raw("r@x", refs="<hole3@x>"))
-    ids = [arc.thread_of(m).id for m in ("p@x", "q@x", "r@x")]
-    arc.post(raw("s@x", refs="<hole1@x> <hole2@x>"))
-    arc.post(raw("t@x", refs="<hole2@x> <hole3@x>"))
+    arc.post(raw("p@x.test", refs="<hole1@x.test>"))
+    arc.post(raw("q@x.test", refs="<hole2@x.test>"))
+    arc.post(raw("r@x.test", refs="<hole3@x.test>"))
+    ids = [arc.thread_of(m).id for m in ("p@x.test", "q@x.test", "r@x.test")]
+    arc.post(raw("s@x.test", refs="<hole1@x.test> <hole2@x.test>"))
+    arc.post(raw("t@x.test", refs="<hole2@x.test> <hole3@x.test>"))
     with arc.db() as s:
         assert len({threads.resolve(s, i).id for i in ids}) == 1
         assert threads.resolve(s, 10_000) is None
 
 
 def test_loops_and_self_references_never_make_a_cycle(arc: Archive) -> None:
-    arc.post(raw("self@x", refs="<self@x>", irt="<self@x>"))
-    arc.post(raw("l1@x", refs="<l2@x>"))
-    arc.post(raw("l2@x", refs="<l1@x>"))
-    arc.post(raw("l3@x", refs="<l1@x> <l2@x> <l3@x>"))
+    arc.post(raw("self@x.test", refs="<self@x.test>", irt="<self@x.test>"))
+    arc.post(raw("l1@x.test", refs="<l2@x.test>"))
+    arc.post(raw("l2@x.test", refs="<l1@x.test>"))
+    arc.post(raw("l3@x.test", refs="<l1@x.test> <l2@x.test> <l3@x.test>"))
     parents = arc.parents()
-    assert parents["self@x"] is None
+    assert parents["self@x.test"] is None
     for start in parents:  # every parent walk ends at a root
         seen, cur = set(), start
         while cur is not None:
             assert cur not in seen, f"cycle through {cur}"
             seen.add(cur)
             cur = parents[cur]
-    assert {frozenset({"l1@x", "l2@x", "l3@x"}), frozenset({"self@x"})} == arc.groups()
+    assert {frozenset({"l1@x.test", "l2@x.test", "l3@x.test"}), frozenset({"self@x.test"})} == arc.groups()
 
 
 @pytest.mark.parametrize("refs,irt", [
-    ("<a@x>\r\n\t<b@x>", ""),  # folded
-    ("<a@x> (the original)  <b@x> (a reply)", ""),  # comments
-    ("a@x b@x", ""),  # no brackets
-    ("", "<a@x> <b@x>"),  # several ids in In-Reply-To: the first is the parent, per RFC 2822 practice
-    ("<a@x> garbage <not an id> <> <b@x>", "<b@x> (Ann's message of Monday)"),  # junk
-    ("<a@x>\r\n <b\r\n @x>", "<b@x>"),  # an id folded in the middle
+    ("<a@x.test>\r\n\t<b@x.test>", ""),  # folded
+    ("<a@x.test> (the original)  <b@x.test> (a reply)", ""),  # comments
+    ("a@x.test b@x.test", ""),  # no brackets
+    ("", "<a@x.test> <b@x.test>"),  # several ids in In-Reply-To: the nearest (b names a) is the parent
+    ("<a@x.test> garbage <not an id> <> <b@x.test>", "<b@x.test> (Ann's message of Monday)"),  # junk
+    ("<a@x.test>\r\n <b\r\n @x.test>", "<b@x.test>"),  # an id folded in the middle
 ])
 def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, irt: str) -> None:
-    arc.post(raw("a@x"))
-    arc.post(raw("b@x", refs="<a@x>", subject="Re: Topic"))
-    arc.post(raw("c@x", refs=refs, irt=irt, subject="Re: Topic"))
-    expected = "a@x" if refs == "" else "b@x"
-    assert arc.parents()["c@x"] == expected
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", refs=refs, irt=irt, subject="Re: Topic"))
+    assert arc.parents()["c@x.test"] == "b@x.test"
     assert len(arc.groups()) == 1
 
 
@@ -169,10 +168,10 @@ def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, ir
     "Réf: Hello world", "[dev] Re: Hello world", "Re: [dev] Re: Re: hello   WORLD", "Re[2]: Hello world",
 ])
 def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> None:
-    arc.post(raw("orig@x", subject="Hello world"))
-    arc.post(raw("web@x", subject=subject, when=T0 + timedelta(days=3)))
-    assert arc.groups() == {frozenset({"orig@x", "web@x"})}
-    assert arc.parents()["web@x"] == "orig@x"
+    arc.post(raw("orig@x.test", subject="Hello world"))
+    arc.post(raw("web@x.test", subject=subject, when=T0 + timedelta(days=3)))
+    assert arc.groups() == {frozenset({"orig@x.test", "web@x.test"})}
+    assert arc.parents()["web@x.test"] == "orig@x.test"
 
 
 def test_subject_fallback_is_bounded_and_can_be_turned_off(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
@@ -181,21 +180,21 @@ def test_subject_fallback_is_bounded_and_can_be_turned_off(db: sessionmaker[Sess
     on, off = Archive(db, "dev"), Archive(db, "off", fallback_days=0)
     for a in (on, off):
         a.post(raw(f"orig-{a.name}@x", subject="Hello"))
-        a.post(raw(f"old-{a.name}@x", subject="Re: Hello", when=T0 + timedelta(days=45)))
-        a.post(raw(f"plain-{a.name}@x", subject="Hello", when=T0 + timedelta(days=1)))  # not a reply: new thread
+        a.post(raw(f"old-{a.name}@x.test", subject="Re: Hello", when=T0 + timedelta(days=45)))
+        a.post(raw(f"plain-{a.name}@x.test", subject="Hello", when=T0 + timedelta(days=1)))  # not a reply: new thread
     assert len(on.groups()) == 3 and len(off.groups()) == 3
-    on.post(raw("soon-dev@x", subject="Re: Hello", when=T0 + timedelta(days=50)))  # joins the 45-day one
-    off.post(raw("soon-off@x", subject="Re: Hello", when=T0 + timedelta(days=50)))
-    assert frozenset({"old-dev@x", "soon-dev@x"}) in on.groups()
+    on.post(raw("soon-dev@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))  # joins the 45-day one
+    off.post(raw("soon-off@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))
+    assert frozenset({"old-dev@x.test", "soon-dev@x.test"}) in on.groups()
     assert len(off.groups()) == 4
 
 
 def test_an_original_arriving_after_its_subject_only_reply_adopts_it(arc: Archive) -> None:
-    arc.post(raw("reply@x", subject="Re: Late original", when=T0 + timedelta(hours=2)))
-    arc.post(raw("orig@x", subject="Late original", when=T0))
-    assert arc.groups() == {frozenset({"orig@x", "reply@x"})}
-    assert arc.parents()["reply@x"] == "orig@x"
-    assert arc.thread_of("reply@x").subject == "Late original"
+    arc.post(raw("reply@x.test", subject="Re: Late original", when=T0 + timedelta(hours=2)))
+    arc.post(raw("orig@x.test", subject="Late original", when=T0))
+    assert arc.groups() == {frozenset({"orig@x.test", "reply@x.test"})}
+    assert arc.parents()["reply@x.test"] == "orig@x.test"
+    assert arc.thread_of("reply@x.test").subject == "Late original"
     assert arc.mlist().thread_count == 1
 
 
@@ -203,20 +202,21 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
     make_list("dev")
     make_list("ops")
     dev, ops = Archive(db, "dev"), Archive(db, "ops")
-    dev.post(raw("a@x"))
-    ops.post(raw("b@x", refs="<a@x>"))
-    assert ops.parents() == {"b@x": None}
-    dev.post(raw("b@x", refs="<a@x>"))
-    assert dev.parents() == {"a@x": None, "b@x": "a@x"}
+    dev.post(raw("a@x.test"))
+    ops.post(raw("b@x.test", refs="<a@x.test>"))
+    assert ops.parents() == {"b@x.test": None}
+    dev.post(raw("b@x.test", refs="<a@x.test>"))
+    assert dev.parents() == {"a@x.test": None, "b@x.test": "a@x.test"}
 
 
 # --- order independence -----------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings as hsettings  # noqa: E402
 
 from listgate.db import make_engine, session_factory, writer  # noqa: E402
 from listgate.lists import create  # noqa: E402
 from listgate.schema import upgrade  # noqa: E402
+from tests import forests  # noqa: E402
 from tests.conftest import make_settings  # noqa: E402
 
 
@@ -229,98 +229,150 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
     engine.dispose()
 
 
-@st.composite
-def reply_forests(draw: st.DrawFn) -> tuple[list[tuple[str, tuple[str, ...], str]], list[int], list[int]]:
-    """Messages (id, chain as the client wrote it, header style), then two delivery orders with some missing."""
-    n = draw(st.integers(2, 12))
-    parent = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n)]
-    msgs = []
-    for i in range(n):
-        ancestors, p = [], parent[i]
-        while p is not None:
-            ancestors.insert(0, f"m{p}")
-            p = parent[p]
-        style = draw(st.sampled_from(["full", "irt-only", "trimmed", "refs-only"]))
-        if style == "irt-only":
-            chain = ancestors[-1:]
-        elif style == "trimmed":  # root plus the last two, like clients that cut References
-            chain = list(dict.fromkeys(ancestors[:1] + ancestors[-2:]))
-        else:
-            chain = ancestors
-        msgs.append((f"m{i}", tuple(chain), style))
-    missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
-    delivered = [i for i in range(n) if i not in missing]
-    first = draw(st.permutations(delivered))
-    second = draw(st.permutations(delivered))
-    return msgs, list(first), list(second)
-
-
-def _expected(msgs: list[tuple[str, tuple[str, ...], str]], delivered: set[int]) -> tuple[set[frozenset[str]], dict[str, str | None]]:
-    """The model answer: components over ids named together; parent = nearest delivered in the chain."""
-    have = {msgs[i][0] for i in delivered}
-    root: dict[str, str] = {}
-
-    def find(x: str) -> str:
-        while root.setdefault(x, x) != x:
-            x = root[x]
-        return x
-
-    parents: dict[str, str | None] = {}
-    for i in delivered:
-        mid, chain, _ = msgs[i]
-        for ref in chain:
-            root[find(ref)] = find(mid)
-        near = [r for r in chain if r in have]
-        parents[mid] = near[-1] if near else None
-    groups: dict[str, set[str]] = {}
-    for mid in have:
-        groups.setdefault(find(mid), set()).add(mid)
-    return {frozenset(g) for g in groups.values()}, parents
-
-
 _example = [0]
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(case=reply_forests())
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
-    msgs, first, second = case
+    """Loops, duplicates, missing middles, multi-id In-Reply-To, shuffled References: any order, one forest."""
     _example[0] += 1
-    forests = []
-    for order in (first, second):
-        name = f"p{_example[0]}-{len(forests)}"
-        with transaction(shared_db) as s:
-            create(s, name)
-        arc = Archive(shared_db, name, fallback_days=0)
-        for i in order:
-            mid, chain, style = msgs[i]
-            refs = " ".join(f"<{c}>" for c in chain) if style != "irt-only" else ""
-            irt = f"<{chain[-1]}>" if chain and style != "refs-only" else ""
-            arc.post(raw(mid, refs=refs, irt=irt, subject=f"Subject {mid}"))
-        forests.append((arc.groups(), arc.parents()))
-        with shared_db() as s:
-            mlist = require(s, name)
-            assert mlist.thread_count == len(forests[-1][0])
-            assert mlist.message_count == len(order)
-    assert forests[0] == forests[1]
-    assert forests[0] == _expected(msgs, set(first))
+    forests.check(shared_db, case, f"p{_example[0]}")
 
 
 def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc: Archive) -> None:
-    arc.post(raw("sp1@x"))
+    arc.post(raw("sp1@x.test"))
     with transaction(arc.db) as s:
         mlist = require(s, arc.name)
-        ingest(s, parse(raw("sp2@x", refs="<sp1@x>", subject="Re: Topic", frm="bob@example.org")), mlist,
+        ingest(s, parse(raw("sp2@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="bob@example.org")), mlist,
                domain="lists.test", origin="import")
         with pytest.raises(RuntimeError):
             with s.begin_nested():
-                ingest(s, parse(raw("sp3@x", refs="<sp1@x>", subject="Re: Topic", frm="cy@example.org")), mlist,
+                ingest(s, parse(raw("sp3@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="cy@example.org")), mlist,
                        domain="lists.test", origin="import")
-                ingest(s, parse(raw("sp4@x", subject="Another")), mlist, domain="lists.test", origin="import")
+                ingest(s, parse(raw("sp4@x.test", subject="Another")), mlist, domain="lists.test", origin="import")
                 raise RuntimeError("this message could not be stored")
-        ingest(s, parse(raw("sp5@x", refs="<sp1@x>", subject="Re: Topic", frm="dee@example.org")), mlist,
+        ingest(s, parse(raw("sp5@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="dee@example.org")), mlist,
                domain="lists.test", origin="import")
-    t = arc.thread_of("sp1@x")
+    t = arc.thread_of("sp1@x.test")
     assert (t.message_count, t.participant_count) == (3, 3)
-    assert arc.groups() == {frozenset({"sp1@x", "sp2@x", "sp5@x"})}
+    assert arc.groups() == {frozenset({"sp1@x.test", "sp2@x.test", "sp5@x.test"})}
     assert arc.mlist().message_count == 3 and arc.mlist().thread_count == 1
+
+
+# --- round 2: every id, any order, loops and variants by content ---------------------------------
+
+def test_every_in_reply_to_id_is_used_when_the_first_is_unknown(arc: Archive) -> None:
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", irt="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", irt="<never-arrived@x.test> <b@x.test> (message from Ann)", subject="Re: Topic"))
+    assert arc.parents()["c@x.test"] == "b@x.test" and len(arc.groups()) == 1
+
+
+@pytest.mark.parametrize("refs", ["<c@x.test> <b@x.test> <a@x.test>", "<b@x.test> <c@x.test> <a@x.test>",
+                                  "<a@x.test> <c@x.test> <b@x.test>"])
+def test_the_deepest_archived_reference_wins_whatever_the_list_order(arc: Archive, refs: str) -> None:
+    """gmane, nmh and Lotus Notes list the parent first: the reference whose own ids include the others wins."""
+    arc.post(raw("a@x.test"))
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
+    arc.post(raw("d@x.test", refs=refs, subject="Re: Topic"))
+    assert arc.parents()["d@x.test"] == "c@x.test"
+
+
+def test_list_order_decides_only_when_no_reference_is_deeper(arc: Archive) -> None:
+    arc.post(raw("p@x.test"))
+    arc.post(raw("q@x.test"))
+    arc.post(raw("r@x.test", refs="<q@x.test> <p@x.test>", subject="Re: Topic"))
+    assert arc.parents()["r@x.test"] == "p@x.test" and len(arc.groups()) == 1
+
+
+@pytest.mark.parametrize("first", ["early", "late"])
+def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(arc: Archive, first: str) -> None:
+    early = raw("early@x.test", refs="<late@x.test>", when=T0)
+    late = raw("late@x.test", refs="<early@x.test>", when=T0 + timedelta(hours=1))
+    for data in ((early, late) if first == "early" else (late, early)):
+        arc.post(data)
+    assert arc.parents() == {"early@x.test": None, "late@x.test": "early@x.test"}
+    assert arc.thread_of("late@x.test").root_message_pk is not None
+    assert arc.thread_of("late@x.test").subject == "Topic"
+
+
+def test_a_loop_opened_by_a_later_message_gets_its_cut_edge_back(arc: Archive) -> None:
+    """b and c name each other (cut above b, the earlier); c's real parent a arriving opens the loop."""
+    arc.post(raw("b@x.test", refs="<c@x.test>", when=T0 + timedelta(hours=1)))
+    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", when=T0 + timedelta(hours=2)))
+    assert arc.parents() == {"b@x.test": None, "c@x.test": "b@x.test"}
+    arc.post(raw("a@x.test", when=T0))
+    # c still answers b (In-Reply-To), b answers c: a loop again, cut above the earliest, b
+    assert arc.parents() == {"a@x.test": None, "b@x.test": None, "c@x.test": "b@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "c@x.test"})}
+
+
+@pytest.mark.parametrize("junk", ["<yes>", "<no>", "<a@b>", "<1234>", "<@x.test>", "<x.test@>"])
+def test_junk_reference_tokens_never_join_unrelated_threads(arc: Archive, junk: str) -> None:
+    arc.post(raw("one@x.test", subject="First", irt=junk, refs=junk))
+    arc.post(raw("two@x.test", subject="Second", irt=junk, refs=junk))
+    assert arc.groups() == {frozenset({"one@x.test"}), frozenset({"two@x.test"})}
+    with arc.db() as s:  # kept as text
+        assert s.scalar(select(Message.in_reply_to).where(Message.message_id == "two@x.test")) == junk.strip("<>")
+
+
+def test_a_subject_reply_moves_under_a_nearer_earlier_message_that_arrives_later(arc: Archive) -> None:
+    arc.post(raw("orig@x.test", subject="Plan", when=T0))
+    arc.post(raw("late@x.test", subject="Re: Plan", when=T0 + timedelta(days=2)))
+    assert arc.parents()["late@x.test"] == "orig@x.test"
+    arc.post(raw("mid@x.test", subject="Re: Plan", when=T0 + timedelta(days=1)))
+    assert arc.parents() == {"orig@x.test": None, "mid@x.test": "orig@x.test", "late@x.test": "mid@x.test"}
+    assert len(arc.groups()) == 1 and arc.thread_of("late@x.test").message_count == 3
+
+
+def test_a_header_less_reply_arriving_after_its_own_replies_still_joins_by_subject(arc: Archive) -> None:
+    arc.post(raw("answer@x.test", refs="<webreply@x.test>", subject="Re: Plan", when=T0 + timedelta(days=2)))
+    arc.post(raw("orig@x.test", subject="Plan", when=T0))
+    arc.post(raw("webreply@x.test", subject="Re: Plan", when=T0 + timedelta(days=1)))
+    assert arc.parents() == {"orig@x.test": None, "webreply@x.test": "orig@x.test", "answer@x.test": "webreply@x.test"}
+    assert arc.groups() == {frozenset({"orig@x.test", "webreply@x.test", "answer@x.test"})}
+    assert arc.mlist().thread_count == 1 and arc.thread_of("answer@x.test").subject == "Plan"
+
+
+def test_a_second_original_with_the_same_subject_takes_the_later_subject_replies_with_it(arc: Archive) -> None:
+    """The re-hang splits the old thread: the reply and its own answers move; counts follow."""
+    arc.post(raw("first@x.test", subject="Weekly call", when=T0, frm="ann@example.org"))
+    arc.post(raw("reply@x.test", subject="Re: Weekly call", when=T0 + timedelta(days=8), frm="bob@example.org"))
+    arc.post(raw("answer@x.test", refs="<reply@x.test>", subject="Re: Weekly call", when=T0 + timedelta(days=9),
+                 frm="cy@example.org"))
+    assert len(arc.groups()) == 1 and arc.thread_of("first@x.test").message_count == 3
+    arc.post(raw("second@x.test", subject="Weekly call", when=T0 + timedelta(days=7), frm="dee@example.org"))
+    assert arc.groups() == {frozenset({"first@x.test"}),
+                            frozenset({"second@x.test", "reply@x.test", "answer@x.test"})}
+    assert arc.parents()["reply@x.test"] == "second@x.test"
+    old, new = arc.thread_of("first@x.test"), arc.thread_of("second@x.test")
+    assert (old.message_count, old.participant_count) == (1, 1)
+    assert (new.message_count, new.participant_count, new.subject) == (3, 3, "Weekly call")
+    assert arc.mlist().thread_count == 2 and arc.mlist().message_count == 4
+
+
+def test_a_variant_is_kept_beside_the_message_and_never_threads(arc: Archive) -> None:
+    arc.post(raw("a@x.test"))
+    first = raw("b@x.test", refs="<a@x.test>", subject="Re: Topic")
+    arc.post(first)
+    arc.post(first)  # the same bytes: a duplicate
+    arc.post(first.replace(b"body", b"another body"))
+    with arc.db() as s:
+        variants = s.scalars(select(MessageVariant)).all()
+        assert len(variants) == 1 and variants[0].raw.data == first.replace(b"body", b"another body")
+    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test"}
+    assert arc.thread_of("a@x.test").message_count == 2 and arc.mlist().message_count == 2
+
+
+@pytest.mark.parametrize("irt,refs,parent", [
+    ("<p@x.test> <q@x.test>", "", "q@x.test"),  # a reply to two messages, neither naming the other: the last
+    ("<p@x.test> <q@x.test>", "<q@x.test> <p@x.test>", "p@x.test"),  # References order settles it
+])
+def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(arc: Archive, irt: str, refs: str,
+                                                                          parent: str) -> None:
+    arc.post(raw("p@x.test", subject="One"))
+    arc.post(raw("q@x.test", subject="Two"))
+    arc.post(raw("r@x.test", irt=irt, refs=refs, subject="Re: One and Two"))
+    assert arc.parents()["r@x.test"] == parent and len(arc.groups()) == 1

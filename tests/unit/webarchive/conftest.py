@@ -27,3 +27,21 @@ def app(settings: Settings, engine: Engine) -> Iterator[Flask]:
 def client(app: Flask) -> FlaskClient:
     """A test client (cookies kept between requests)."""
     return app.test_client()
+
+
+class FakeSender:
+    """Records the task names the app sends instead of talking to a broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send_task(self, name: str, args=(), **_kw) -> None:  # type: ignore[no-untyped-def]
+        self.sent.append(name)
+
+
+@pytest.fixture
+def sender(app: Flask) -> FakeSender:
+    """The app's broker client, replaced by a FakeSender."""
+    fake = FakeSender()
+    app.extensions["listgate"].sender = fake
+    return fake

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 
 from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate.models import OutboxEntry
+from listgate.db import transaction
+from listgate.models import OutboxEntry, WebSession
+from webarchive.security import session_digest
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
@@ -42,3 +45,13 @@ def sign_in(client: FlaskClient, db: sessionmaker[Session], address: str) -> Non
     action = re.search(r'<form method="post" action="([^"]+)"', page.split("<main", 1)[1]).group(1)  # type: ignore[union-attr]
     done = client.post(action, data={"csrf_token": form_token, "next": "/"})
     assert done.status_code == 303
+
+
+def session_for(client: FlaskClient, address: str, csrf_value: str = "known-csrf-token") -> str:
+    """A recorded signed-in session for address in the client's cookie (the flow itself: sign_in); its CSRF token."""
+    sid = secrets.token_urlsafe(16)
+    with transaction(client.application.extensions["listgate"].writer) as session:
+        session.add(WebSession(digest=session_digest(sid), address=address))
+    with client.session_transaction() as cookie:
+        cookie.update(address=address, sid=sid, csrf=csrf_value)
+    return csrf_value

@@ -35,7 +35,7 @@ def sender(app):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def topic(make_list, db):  # type: ignore[no-untyped-def]
     make_list("dev")
-    return post(db, make_mail("Topic", msgid="t@x", body="First post.\n"))
+    return post(db, make_mail("Topic", msgid="t@x.test", body="First post.\n"))
 
 
 def test_sign_in_link_is_recorded_and_sent_to_the_worker(client, db, sender, topic):
@@ -75,7 +75,7 @@ def test_votes_are_one_per_person_and_changeable(client, db, sender, topic):
 
 def test_anonymous_vote_goes_to_sign_in(client, topic):
     page = client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
-    assert "0 out of 0 found this valuable." in page and "Do you?" in page
+    assert "out of 0" not in page and page.count("Do you find this valuable?") == 1
     assert re.search(r'href="/signin\?next=[^"]+">Yes</a>', page)
 
 
@@ -133,8 +133,8 @@ def test_web_reply_is_a_real_threaded_mail_through_ingest(client, db, sender, to
     with db() as session:
         msg = session.scalars(select(Message).where(Message.origin == "web")).one()
         parsed = parse(msg.raw.data)
-    assert parsed.from_addr == "bob@example.org" and parsed.in_reply_to == ("t@x",)
-    assert parsed.references == ("t@x",) and parsed.message_id.endswith("@lists.test")
+    assert parsed.from_addr == "bob@example.org" and parsed.in_reply_to == ("t@x.test",)
+    assert parsed.references == ("t@x.test",) and parsed.message_id.endswith("@lists.test")
     assert msg.thread_id == topic.thread_id
     assert ("listgate.fanout", [msg.id]) in [(n, a[1:]) for n, a in sender.sent]
     assert "Agreed, ship it." in client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
@@ -168,7 +168,7 @@ def test_sign_in_requests_are_rate_limited(app, client, db, sender, topic):
 
 def test_private_list_pages_open_for_members(client, make_list, db, sender):
     make_list("secret", private=True)
-    res = post(db, make_mail("Hush", msgid="p@x", to="secret@lists.test"), list_name="secret")
+    res = post(db, make_mail("Hush", msgid="p@x.test", to="secret@lists.test"), list_name="secret")
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "secret"), "member@example.org")
     sign_in(client, db, "member@example.org")

@@ -5,12 +5,13 @@ from __future__ import annotations
 from listgate import lists
 from listgate.db import transaction
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 
 
 def test_lists_show_counts_and_address(client, make_list, db):
     make_list("dev", title="Developers")
-    post(db, make_mail("One", msgid="a@x"))
-    post(db, make_mail("Re: One", msgid="b@x", in_reply_to="a@x"))
+    post(db, make_mail("One", msgid="a@x.test"))
+    post(db, make_mail("Re: One", msgid="b@x.test", in_reply_to="a@x.test"))
     data = client.get("/api/lists").get_json()
     assert data["lists"][0]["name"] == "dev"
     assert data["lists"][0]["address"] == "dev@lists.test"
@@ -31,34 +32,34 @@ def test_threads_are_paged_by_cursor_newest_first(client, make_list, db):
 
 def test_thread_order_is_depth_first_with_siblings_by_date(client, make_list, db):
     make_list("dev")
-    root = post(db, make_mail("Root", msgid="r@x"))
-    post(db, make_mail("Re: Root", msgid="late@x", in_reply_to="r@x"))
-    post(db, make_mail("Re: Root", msgid="deep@x", in_reply_to="late@x", references=["r@x", "late@x"]))
-    post(db, make_mail("Re: Root", msgid="later@x", in_reply_to="r@x"))
+    root = post(db, make_mail("Root", msgid="r@x.test"))
+    post(db, make_mail("Re: Root", msgid="late@x", in_reply_to="r@x.test"))
+    post(db, make_mail("Re: Root", msgid="deep@x", in_reply_to="late@x", references=["r@x.test", "late@x"]))
+    post(db, make_mail("Re: Root", msgid="later@x", in_reply_to="r@x.test"))
     data = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [(m["message_id"], m["parent_message_id"]) for m in data["messages"]] == [
-        ("r@x", None), ("late@x", "r@x"), ("deep@x", "late@x"), ("later@x", "r@x"),
+        ("r@x.test", None), ("late@x", "r@x.test"), ("deep@x", "late@x"), ("later@x", "r@x.test"),
     ]
     assert data["list"] == "dev" and data["subject"] == "Root"
 
 
 def test_parent_is_the_nearest_archived_ancestor(client, make_list, db):
     make_list("dev")
-    root = post(db, make_mail("Root", msgid="r@x"))
-    post(db, make_mail("Re: Root", msgid="c@x", in_reply_to="never-archived@x", references=["r@x", "never-archived@x"]))
+    root = post(db, make_mail("Root", msgid="r@x.test"))
+    post(db, make_mail("Re: Root", msgid="c@x.test", in_reply_to="never-archived@x", references=["r@x.test", "never-archived@x"]))
     data = client.get(f"/api/threads/{root.thread_id}").get_json()
-    assert data["messages"][1] == {**data["messages"][1], "message_id": "c@x", "parent_message_id": "r@x"}
+    assert data["messages"][1] == {**data["messages"][1], "message_id": "c@x.test", "parent_message_id": "r@x.test"}
 
 
 def test_merged_thread_redirects_to_the_survivor(client, make_list, db):
     make_list("dev")
-    a = post(db, make_mail("A", msgid="a@x"))
-    b = post(db, make_mail("B", msgid="b@x"))
-    post(db, make_mail("Re: A", msgid="c@x", in_reply_to="b@x", references=["a@x", "b@x"]))
+    a = post(db, make_mail("A", msgid="a@x.test"))
+    b = post(db, make_mail("B", msgid="b@x.test"))
+    post(db, make_mail("Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]))
     one = client.get(f"/api/threads/{a.thread_id}").get_json()
     other = client.get(f"/api/threads/{b.thread_id}").get_json()
     assert one["id"] == other["id"]
-    assert {m["message_id"] for m in one["messages"]} == {"a@x", "b@x", "c@x"}
+    assert {m["message_id"] for m in one["messages"]} == {"a@x.test", "b@x.test", "c@x.test"}
     listed = client.get("/api/lists/dev/threads").get_json()["threads"]
     assert [t["id"] for t in listed] == [one["id"]]
 
@@ -90,7 +91,7 @@ def test_bad_parameters_are_json_400(client, make_list):
 
 def test_held_only_threads_and_held_posts_are_not_shown(client, make_list, db):
     make_list("mod", policy="moderated", moderators="boss@example.org")
-    held = post(db, make_mail("Spam?", msgid="h@x", to="mod@lists.test"), list_name="mod")
+    held = post(db, make_mail("Spam?", msgid="h@x.test", to="mod@lists.test"), list_name="mod")
     assert held.status == "held"
     assert client.get("/api/lists/mod/threads").get_json()["threads"] == []
     assert client.get(f"/api/threads/{held.thread_id}").status_code == 404
@@ -99,7 +100,7 @@ def test_held_only_threads_and_held_posts_are_not_shown(client, make_list, db):
 
 def test_private_list_is_invisible_to_outsiders(client, make_list, db):
     make_list("secret", private=True)
-    res = post(db, make_mail("Hush", msgid="s@x", to="secret@lists.test"), list_name="secret")
+    res = post(db, make_mail("Hush", msgid="s@x.test", to="secret@lists.test"), list_name="secret")
     assert client.get("/api/lists").get_json()["lists"] == []
     for url in ("/api/lists/secret/threads", f"/api/threads/{res.thread_id}", "/api/messages/s%40x"):
         assert client.get(url).status_code == 404, url
@@ -107,10 +108,9 @@ def test_private_list_is_invisible_to_outsiders(client, make_list, db):
 
 def test_private_list_is_visible_to_a_signed_in_member(client, make_list, db):
     make_list("secret", private=True)
-    res = post(db, make_mail("Hush", msgid="s@x", to="secret@lists.test"), list_name="secret")
+    res = post(db, make_mail("Hush", msgid="s@x.test", to="secret@lists.test"), list_name="secret")
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "secret"), "member@example.org")
-    with client.session_transaction() as cookie:
-        cookie["address"] = "member@example.org"
+    session_for(client, "member@example.org")
     assert [m["name"] for m in client.get("/api/lists").get_json()["lists"]] == ["secret"]
     assert client.get(f"/api/threads/{res.thread_id}").status_code == 200

@@ -83,3 +83,26 @@ def test_reported_posts_reach_the_queue_with_reasons(client, db, moderated):
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "Looks like spam" in queue and "1 report" in queue
+
+
+def test_list_counts_follow_what_is_published(client, db, moderated):
+    """Held and rejected posts are no threads; hiding a thread's only post takes the thread off the count."""
+    from listgate import lists
+
+    def counts() -> tuple[int, int]:
+        with db() as session:
+            mlist = lists.require(session, "dev")
+            return mlist.thread_count, mlist.message_count
+
+    assert counts() == (0, 0)
+    assert "0 posts in 0 threads" in client.get("/lists/dev/").get_data(as_text=True)
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
+    assert counts() == (1, 1)
+    assert "1 post in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
+    client.post(f"/moderation/messages/{moderated.message_pk}/reject", data={"csrf_token": token, "reason": "spam"})
+    assert counts() == (0, 0)
+    held = post(db, make_mail("Another", msgid="h2@x", sender="Newbie <new@example.org>"))
+    client.post(f"/moderation/messages/{held.message_pk}/reject", data={"csrf_token": token, "reason": "no"})
+    assert counts() == (0, 0)

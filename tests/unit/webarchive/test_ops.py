@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from listgate import counters
 from listgate.db import transaction
-from listgate.models import Delivery
+from listgate.models import Bounce, Delivery
 from tests.unit.webarchive.factories import make_mail, post
 
 
@@ -42,7 +42,11 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # t
     assert r.get_json()["database"].startswith("unavailable")
 
 
-def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from webarchive import create_app
+
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
     make_list("dev")
     stored = post(db, make_mail("hello"))
     with transaction(db) as session:
@@ -51,7 +55,11 @@ def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: i
         counters.bump(session, counters.REFUSED, "unknown-list", n=2)
         session.add(Delivery(message_pk=stored.message_pk, address="a@x.org", status="sent"))
         session.add(Delivery(message_pk=stored.message_pk, address="b@x.org", status="deferred"))
-    r = client.get("/metrics")
+        refused = Delivery(message_pk=stored.message_pk, address="c@x.org", status="refused")
+        session.add(refused)
+        session.flush()
+        session.add(Bounce(delivery_id=refused.id, address="c@x.org", kind="refused", diagnostic="552 5.3.4 too big"))
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.content_type.startswith("text/plain")
     got = samples(r.get_data(as_text=True))
     assert got[("listgate_received_total", ())] == 3
@@ -60,18 +68,43 @@ def test_metrics_expose_what_happened(client, db, make_list) -> None:  # type: i
     assert got[("listgate_delivered_total", ())] == 1
     assert got[("listgate_deferred", ())] == 1
     assert ("listgate_queue_lag_seconds", ()) in got
+    assert got[("listgate_failed_posts", ())] == 1  # a post the relay refused as a message
+    assert got[("listgate_bounced_total", (("kind", "refused"),))] == 1
 
 
-def test_metrics_show_the_spool_waiting_for_the_archiver(client, db, settings, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    from datetime import datetime, timezone
+
+    from listgate.models import OutboxEntry
+    from webarchive import create_app
+
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
+
+    make_list("dev")
+    post(db, make_mail("auto", headers={"Auto-Submitted": "auto-replied"}))
+    with transaction(db) as session:
+        now = datetime.now(timezone.utc)
+        session.add(OutboxEntry(kind="listgate.handle_command", done_at=now, failed_at=now, last_error="boom"))
+    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True))
+    assert got[("listgate_outbox_failed", ())] == 1
+    assert got[("listgate_not_posted", ())] == 1
+    assert got[("listgate_subscriptions_awaiting_approval", ())] == 0
+
+
+def test_metrics_show_the_spool_waiting_for_the_archiver(db, settings, make_list) -> None:  # type: ignore[no-untyped-def]
     from gateway.handler import GatewayHandler
+    from webarchive import create_app
 
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
     make_list("dev")
     handler = GatewayHandler(settings, db)
     for n in range(3):  # answered 250, not archived: no archiver runs here
         raw = b"From: a@example.org\r\nSubject: s\r\nMessage-ID: <spool%d@x>\r\n\r\nx\r\n" % n
         assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
     handler.spool.close()
-    got = samples(client.get("/metrics").get_data(as_text=True))
+    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True))
     assert got[("listgate_spool_pending", ())] == 3
     assert got[("listgate_spool_age_seconds", ())] >= 0
-    assert got[("listgate_spool_kept", (("state", "not_posted"),))] == 0
+    assert got[("listgate_spool_failed", ())] == 0

@@ -1,4 +1,7 @@
-"""Who may read /metrics (LISTGATE_METRICS_TOKEN, else loopback only), and trusted proxies (ProxyFix)."""
+"""Who may read /metrics on the web port (only with LISTGATE_METRICS_TOKEN), and trusted proxies (ProxyFix).
+
+The loopback listener (LISTGATE_METRICS_LISTEN) is tested on real sockets in tests/integration/test_metrics_access.py.
+"""
 
 from __future__ import annotations
 
@@ -33,20 +36,18 @@ def make_app(settings: Settings, engine: Engine) -> Iterator:  # type: ignore[ty
         app.extensions["listgate"].engine.dispose()
 
 
-def test_without_a_token_only_loopback_clients_read_metrics(make_app) -> None:  # type: ignore[no-untyped-def]
-    client = make_app().test_client()
-    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
-    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
-    refused = client.get("/metrics", environ_base=OUTSIDE)
-    assert refused.status_code == 403 and "LISTGATE_METRICS_TOKEN" in refused.get_data(as_text=True)
+PROXIED = ({}, {"X-Real-IP": "198.51.100.9"}, {"X-Forwarded-For": "198.51.100.9"}, {"Forwarded": "for=198.51.100.9"})
+
+
+@pytest.mark.parametrize("headers", PROXIED, ids=["direct", "x-real-ip", "x-forwarded-for", "forwarded"])
+@pytest.mark.parametrize("remote", ["127.0.0.1", "::1", "203.0.113.5"])
+def test_without_a_token_the_web_port_never_serves_metrics(make_app, headers, remote) -> None:  # type: ignore[no-untyped-def]
+    # A reverse proxy on this host that sends only X-Real-IP makes every visitor look local:
+    # the web port cannot tell, so without a token it serves /metrics to nobody.
+    refused = make_app().test_client().get("/metrics", headers=headers, environ_base={"REMOTE_ADDR": remote})
+    assert refused.status_code == 404
+    assert "LISTGATE_METRICS_LISTEN" in refused.get_data(as_text=True)
     assert "listgate_" not in refused.get_data(as_text=True)
-
-
-def test_without_a_token_a_request_through_an_undeclared_proxy_is_refused(make_app) -> None:  # type: ignore[no-untyped-def]
-    client = make_app().test_client()
-    # A reverse proxy on the same host: the request comes from 127.0.0.1 but for someone else.
-    assert client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.9"}).status_code == 403
-    assert client.get("/metrics", headers={"Forwarded": "for=198.51.100.9"}).status_code == 403
 
 
 def test_with_a_token_the_bearer_token_is_required_from_anywhere(make_app) -> None:  # type: ignore[no-untyped-def]
@@ -80,8 +81,6 @@ def test_trusted_proxy_rate_limits_see_the_real_client(make_app) -> None:  # typ
     assert _ask_for_signin_links(app, "198.51.100.1", 3) == [200, 200, 429]
     # Another visitor behind the same proxy has their own allowance.
     assert _ask_for_signin_links(app, "198.51.100.2", 1) == [200]
-    # And /metrics sees the real (outside) client, not the proxy.
-    assert app.test_client().get("/metrics", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 403
 
 
 def test_without_trusted_proxies_forwarded_headers_are_ignored(make_app) -> None:  # type: ignore[no-untyped-def]
@@ -101,3 +100,13 @@ def test_settings_read_and_check_the_new_variables(tmp_path) -> None:  # type: i
         Settings.from_env({**base, "LISTGATE_METRICS_TOKEN": "short"})
     with pytest.raises(SettingsError, match="LISTGATE_TRUSTED_PROXIES"):
         Settings.from_env({**base, "LISTGATE_TRUSTED_PROXIES": "-1"})
+
+
+def test_the_metrics_listener_must_be_a_loopback_address_of_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    base = {"LISTGATE_DATA_DIR": str(tmp_path), "LISTGATE_SECRET_KEY": "x" * 32, "LISTGATE_WEB_LISTEN": "127.0.0.1:8080"}
+    assert Settings.from_env(base).metrics_listen is None
+    assert Settings.from_env({**base, "LISTGATE_METRICS_LISTEN": "127.0.0.1:9108"}).metrics_listen == ("127.0.0.1", 9108)
+    assert Settings.from_env({**base, "LISTGATE_METRICS_LISTEN": "[::1]:9108"}).metrics_listen == ("::1", 9108)
+    for value in ("0.0.0.0:9108", "192.0.2.1:9108", "example.org:9108", "127.0.0.1:8080", "9108", "127.0.0.1:x"):
+        with pytest.raises(SettingsError, match="LISTGATE_METRICS_LISTEN"):
+            Settings.from_env({**base, "LISTGATE_METRICS_LISTEN": value})

@@ -10,6 +10,7 @@ from sqlalchemy import event
 from listgate.db import transaction
 from listgate.models import Message, RawMessage
 from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import session_for
 
 
 @pytest.fixture
@@ -94,10 +95,7 @@ def test_raw_message_is_byte_identical(client, make_list, db):
     make_list("dev")
     raw = make_mail("Bytes", msgid="bytes@x").replace(b"\n", b"\r\n") + b"\r\ntrailing \xff byte\r\n"
     res = post(db, raw)
-    anonymous = client.get(f"/messages/{res.message_pk}.eml")
-    assert anonymous.status_code == 303 and "/signin" in anonymous.location
-    _sign_in_as(client, "reader@example.org")
-    response = client.get(f"/messages/{res.message_pk}.eml")
+    response = client.get(f"/messages/{res.message_pk}.eml")  # anonymous readers of a public list too
     with db() as session:
         stored = session.get_one(RawMessage, session.get_one(Message, res.message_pk).raw_id).data
     assert response.data == stored == raw
@@ -105,8 +103,7 @@ def test_raw_message_is_byte_identical(client, make_list, db):
 
 
 def _sign_in_as(client, address: str) -> None:  # type: ignore[no-untyped-def]
-    with client.session_transaction() as cookie:
-        cookie["address"] = address
+    session_for(client, address)
 
 
 def test_thread_and_month_mbox_hold_every_post(client, thread):
@@ -174,7 +171,7 @@ def test_private_list_pages_are_404_for_outsiders(client, make_list, db):
         assert client.get(url).status_code == 404, url
 
 
-def test_hidden_posts_are_skipped_and_children_reattached(client, make_list, db):
+def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client, make_list, db):
     make_list("dev")
     root = post(db, make_mail("Root", msgid="h0@x"))
     mid = post(db, make_mail("Re: Root", msgid="h1@x", in_reply_to="h0@x"))
@@ -186,7 +183,9 @@ def test_hidden_posts_are_skipped_and_children_reattached(client, make_list, db)
         hide(session, session.get_one(Message, mid.message_pk))
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
     assert "Showing 2 posts" in page
-    assert [d for d in re.findall(r'<article class="post (d\d+)"', page)] == ["d0", "d1"]
+    assert re.findall(r'<article class="post (?:placeholder )?(d\d+)"', page) == ["d0", "d1", "d2"]
+    assert "This post was hidden after reports; moderators will look at it." in page
+    assert page.count("<h2 class=\"subject\"") == 2  # the hidden post's subject and author are not shown
     api = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [m["parent_message_id"] for m in api["messages"]] == [None, "h0@x"]
 
@@ -200,3 +199,27 @@ def test_format_flowed_paragraphs_are_joined(client, make_list, db):
     res = post(db, raw)
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     assert "This paragraph was wrapped by the sender&#39;s client at 72 columns." in page
+
+
+def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(client, thread, db):  # type: ignore[no-untyped-def]
+    """Same Message-ID, other bytes: kept and announced on the thread and message pages, its raw bytes downloadable."""
+    from tests.unit.webarchive.helpers import sign_in
+
+    first = make_mail("Re: Build fails", msgid="r4@x", in_reply_to="root@x", sender="Dan <dan@example.com>")
+    assert post(db, first).status == "stored"
+    again = post(db, first)
+    assert again.status == "duplicate"  # the same bytes twice: nothing new
+    other = make_mail("Re: Build fails (resent)", body="A second version.\n", msgid="r4@x", in_reply_to="root@x",
+                      sender="Dan <dan@example.com>")
+    kept = post(db, other)
+    assert kept.status == "variant" and kept.message_pk == again.message_pk
+    assert post(db, other).status == "duplicate"  # that variant arriving twice is kept once
+    notice = "A different message with the same Message-ID arrived on"
+    page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
+    assert page.count(notice) == 1 and "Showing 5 posts" in page
+    single = client.get(f"/messages/{kept.message_pk}").get_data(as_text=True)
+    assert notice in single
+    link = re.search(r'href="(/messages/\d+/variants/\d+\.eml)"', single).group(1)
+    sign_in(client, db, "reader@example.org")
+    assert client.get(link).data == other
+    assert client.get(link.replace(f"/messages/{kept.message_pk}/", f"/messages/{thread.message_pk}/")).status_code == 404

@@ -22,7 +22,7 @@ def test_blocks_separate_quotes_and_signature():
 def test_long_quotes_are_folded_short_ones_dimmed():
     html = render_text("x\n> 1\n> 2\n> 3\n> 4\ny\n> short\n")
     assert '<details class="quote"><summary>4 quoted lines</summary>' in html
-    assert '<div class="quote">&gt; short</div>' in html
+    assert '<div class="quote"><div class="prose">&gt; short</div></div>' in html
 
 
 def test_signature_is_marked_for_dimming():
@@ -52,4 +52,4 @@ def test_html_parts_are_sanitised():
 
 def test_blank_lines_between_blocks_survive():
     html = render_text("Para one.\n\n> quote\n")
-    assert html.startswith("<div>Para one.\n\n</div>")
+    assert html.startswith('<div class="prose">Para one.\n\n</div>')

@@ -39,3 +39,51 @@ def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make
     assert digest["Delivered-To"] == "old@example.org"
     assert digest.get_content_type() == "multipart/digest"
     assert len(digest.get_payload()) == 3  # the table of contents and both posts
+
+
+def _week_of_posts(db, settings, make_list, fmt: str):  # type: ignore[no-untyped-def]
+    """Two posts last week, one daily and one weekly reader (the weekly one wants `fmt`)."""
+    from listgate.digests import last_complete_week
+    from listgate.models import Person
+
+    make_list("town")
+    week = last_complete_week(datetime.now(timezone.utc).date())
+    wednesday = datetime.combine(week.start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=2, hours=9)
+    with transaction(db) as session:
+        mlist = lists.require(session, "town")
+        for address, frequency in (("daily@example.org", "daily"), ("weekly@example.org", "weekly")):
+            sub = lists.subscribe(session, mlist, address, "digest")
+            sub.digest_frequency, sub.confirmed_at = frequency, wednesday - timedelta(days=30)
+        session.add(Person(address="weekly@example.org", name="", digest_format=fmt))
+        for n, body in enumerate(("The bridge closes on Monday.\n------------------------------\nsigned",
+                                  "Market moves to the square.")):
+            raw = (f"From: Ann <a@example.org>\r\nSubject: Topic {n}\r\nMessage-ID: <w{n}@x>\r\n"
+                   f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+            ingest(session, parse(raw), mlist, domain="lists.test")
+        session.execute(update(Message).values(received_at=wednesday))
+    return WorkerContext(settings)
+
+
+def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    ctx = _week_of_posts(db, settings, make_list, "mime")
+    assert send_digests(ctx) == 1 and send_digests(ctx) == 0  # Wednesday is older than the daily catch-up
+    (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
+    assert digest["Delivered-To"] == "weekly@example.org"
+    assert "town digest, week of" in digest["Subject"] and digest.get_content_type() == "multipart/digest"
+    assert digest["List-Post"] == "<mailto:town@lists.test>"
+    assert digest["Message-ID"].startswith("<digest.weekly.")
+
+
+def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(tmp_path)
+    ctx = _week_of_posts(db, settings, make_list, "plain")
+    assert send_digests(ctx) == 1
+    (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
+    assert digest.get_content_type() == "text/plain"
+    text = digest.get_payload(decode=True).decode()
+    assert "-" * 70 in text and text.count("\n" + "-" * 30 + "\n") == 2  # one after each post
+    assert "- ------------------------------" in text  # a separator inside a post is escaped
+    assert "Subject: Topic 0" in text and "Message-ID: <w1@x>" in text
+    assert "Reply: mailto:town@lists.test?subject=Re%3A%20Topic%201&In-Reply-To=%3Cw1%40x%3E" in text
+    assert text.rstrip().endswith("*" * len(text.rstrip().splitlines()[-2]))

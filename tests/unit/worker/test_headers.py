@@ -5,9 +5,8 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.utils import getaddresses
 
-from worker.headers import (
-    ListInfo, addresses_in, build_copy, read_verp_token, split_message, verp_address, verp_token,
-)
+from listgate.tokens import read_verp_token, verp_token
+from worker.headers import ListInfo, addresses_in, build_copy, split_message, verp_address
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
 RAW = (b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; h=from:subject; b=abc\r\n"
@@ -21,7 +20,7 @@ def test_copy_is_headers_then_the_exact_original() -> None:
     msg = message_from_bytes(copy)
     assert msg["List-Id"] == '"Developers" <dev.lists.test>'
     assert msg["Archived-At"] == "<https://lists.test/m/a%20b%40example.org>"
-    assert msg["Reply-To"] == "dev@lists.test"
+    assert msg["Reply-To"] is None  # the default policy: nothing added, replies go to the author
     assert "<https://lists.test/unsubscribe/T>" in msg["List-Unsubscribe"]
     assert msg["X-Listgate-Loop"] == "lists.test"
 
@@ -34,18 +33,49 @@ def test_lf_only_original_gets_lf_headers() -> None:
 
 def test_authors_own_reply_to_is_kept_and_not_doubled() -> None:
     raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: elsewhere@example.org\r\n")
-    msg = message_from_bytes(build_copy(raw, INFO, "x@y", "u"))
+    msg = message_from_bytes(build_copy(raw, INFO, "x@y", "u", reply_to="list"))
     assert msg.get_all("Reply-To") == ["elsewhere@example.org"]
 
 
+def test_reply_to_follows_the_list_policy() -> None:
+    for policy, expected in (("none", None), ("list", "dev@lists.test"), ("author", "ann@example.org")):
+        msg = message_from_bytes(build_copy(RAW, INFO, "x@y", "u", reply_to=policy, author_addr="ann@example.org"))
+        assert msg["Reply-To"] == expected, policy
+
+
+def test_no_reply_to_where_the_authors_signature_covers_it() -> None:
+    # h= names reply-to although the mail has none: a Reply-To added on top would break the signature.
+    raw = RAW.replace(b"h=from:subject;", b"h=from:subject:\r\n\treply-to;")
+    for policy in ("list", "author"):
+        msg = message_from_bytes(build_copy(raw, INFO, "x@y", "u", reply_to=policy, author_addr="ann@example.org"))
+        assert msg["Reply-To"] is None, policy
+
+
 def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
-    raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: other@example.org\r\n")
-    copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
+    copy = build_copy(RAW, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
     msg = message_from_bytes(copy)
     assert getaddresses(msg.get_all("From")) == [("Ann Author via Developers", "dev@lists.test")]
-    assert getaddresses(msg.get_all("Reply-To")) == [("Ann Author", "ann@example.org"), ("", "dev@lists.test")]
-    assert split_message(copy)[1] == split_message(raw)[1]
+    assert split_message(copy)[1] == split_message(RAW)[1]
     assert b"DKIM-Signature: v=1" in copy and b"Message-ID: <a b@example.org>" in copy
+
+
+def test_dmarc_reply_to_follows_the_list_policy_and_always_reaches_the_author() -> None:
+    # From is the list's address now: without the author in Reply-To, "reply" would reach only the list.
+    # h= naming reply-to changes nothing here: rewriting From already broke that signature (ARC vouches).
+    ann, dev = ("Ann Author", "ann@example.org"), ("", "dev@lists.test")
+    for raw in (RAW, RAW.replace(b"h=from:subject;", b"h=from:subject:reply-to;")):
+        for policy, expected in (("none", [ann]), ("list", [ann, dev]), ("author", [ann])):
+            copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author",
+                              author_addr="ann@example.org", reply_to=policy)
+            assert getaddresses(message_from_bytes(copy).get_all("Reply-To")) == expected, policy
+
+
+def test_dmarc_keeps_the_authors_own_reply_to() -> None:
+    raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: other@example.org\r\n")
+    for policy in ("none", "list", "author"):
+        copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org",
+                          reply_to=policy)
+        assert message_from_bytes(copy).get_all("Reply-To") == ["other@example.org"], policy
 
 
 def test_verp_token_round_trip_and_forgery() -> None:

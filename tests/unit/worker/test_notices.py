@@ -8,7 +8,8 @@ import pytest
 
 from worker.notices import NoticeError, render
 
-TEMPLATES = ["held", "confirm", "welcome", "goodbye", "suspended", "help", "signin", "rejected"]
+TEMPLATES = ["held", "confirm", "welcome", "goodbye", "suspended", "help", "signin", "rejected", "changed",
+             "awaiting", "refused", "failed"]
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
@@ -40,3 +41,28 @@ def test_unknown_template_or_missing_recipient_is_refused(settings) -> None:  # 
         render({"template": "nope", "to": "a@b.org"}, settings)
     with pytest.raises(NoticeError):
         render({"template": "help", "list": "dev"}, settings)
+
+
+def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_thread(settings) -> None:  # type: ignore[no-untyped-def]
+    from listgate import subscriptions
+
+    def link(kind: str, thread_id: int) -> str:
+        _, data = render({"template": "welcome", "to": "ann@example.org", "list": "dev", "list_id": 7, "kind": kind,
+                          "thread_id": thread_id, "subject": "Plans"}, settings)
+        text = message_from_bytes(data).get_payload(decode=True).decode()
+        return text.split("/unsubscribe/", 1)[1].split()[0].rstrip(",")
+
+    list_token, thread_token = link("list", 0), link("thread", 42)
+    read = lambda token: subscriptions.tokens.read(settings.secret_key, "unsubscribe", token)  # noqa: E731
+    assert read(list_token) == {"l": 7, "a": "ann@example.org", "t": 0}
+    assert read(thread_token) == {"l": 7, "a": "ann@example.org", "t": 42}
+
+
+def test_a_reply_to_an_unproven_sender_quotes_no_subject(settings) -> None:  # type: ignore[no-untyped-def]
+    payload = {"template": "confirm", "to": "a@b.org", "list": "dev", "kind": "thread", "subject": "Buy pills",
+               "link": "https://x/y", "thread_id": 3}
+    assert b"Buy pills" in render(payload, settings)[1]
+    assert b"Buy pills" not in render({**payload, "reply": True}, settings)[1]
+    assert b"Buy pills" in render({**payload, "reply": True, "authenticated": True}, settings)[1]
+    held = render({"template": "held", "to": "a@b.org", "list": "dev", "subject": "Buy pills", "reply": True}, settings)
+    assert b"pills" not in held[1]

@@ -7,6 +7,7 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.models import Message, Subscription, Thread
 from listgate.parsing import parse
+from worker.headers import addresses_in
 from worker.notify import recipients
 
 
@@ -21,7 +22,7 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
         lists.subscribe(session, mlist, "member@example.org")
-        first = _post(session, mlist, "a@x", "one@example.org")
+        first = _post(session, mlist, "a@x.test", "one@example.org")
         old_thread = first.thread_id
         session.add(Subscription(list_id=mlist.id, address="old@example.org", kind="thread",
                                  thread_key=old_thread, status="active"))
@@ -31,10 +32,10 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
         session.add(other)
         session.flush()
         session.get(Thread, old_thread).merged_into_id = other.id  # as if merged, followers not yet moved
-        reply = _post(session, mlist, "b@x", "two@example.org", "In-Reply-To: <a@x>\r\nCc: cc@example.org\r\n")
+        reply = _post(session, mlist, "b@x.test", "two@example.org", "In-Reply-To: <a@x.test>\r\nCc: cc@example.org\r\n")
         reply.thread_id = other.id
         session.add(Subscription(list_id=mlist.id, address="cc@example.org", kind="list", status="active"))
         session.flush()
-        got = recipients(session, reply, reply.raw.data)
+        got = recipients(session, reply, addresses_in(reply.raw.data, "To", "Cc"))
     # one@ auto-followed by posting; member@ muted the thread; cc@ is already in Cc; two@ is the author
     assert sorted(got) == ["old@example.org", "one@example.org"]

@@ -1,13 +1,13 @@
 """spool: mail accepted at SMTP DATA, durable before the 250, archived by its own stage; spool_marks (SQLite's spool file)
 
-Revision ID: 0008
-Revises: 0003
+Revision ID: 0009
+Revises: 0008
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0003"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,130 @@
+"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages remove`.
+
+Each is a thin shell over listgate.administration / listgate.removal (the web settings page
+uses the same functions); listgate/cli.py registers them.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import click
+
+from listgate import administration, removal
+from listgate import lists as lists_service
+from listgate.models.archive import POLICIES, REPLY_TO
+
+
+def actor() -> str:
+    """Who made a change from the command line, for the audit log."""
+    try:
+        return f"cli:{pwd.getpwuid(os.getuid()).pw_name}"
+    except KeyError:
+        return f"cli:uid {os.getuid()}"
+
+
+def _session():  # type: ignore[no-untyped-def]
+    """A write transaction on a migrated database; ListError becomes a clean message."""
+    from listgate.cli import _session as session, ensure_schema, load_settings
+
+    settings = load_settings()
+    ensure_schema(settings)
+    return session(settings)
+
+
+@click.command("edit")
+@click.argument("name")
+@click.option("--title", default=None, help="A human title.")
+@click.option("--description", default=None, help="What the list is for.")
+@click.option("--policy", type=click.Choice(POLICIES), default=None,
+              help="open: anyone posts; members: subscribers post, others are held; moderated: every post is held.")
+@click.option("--private/--public", default=None, help="Archive visible to members only, or to everyone.")
+@click.option("--reply-to", "reply_to", type=click.Choice(REPLY_TO), default=None,
+              help="Reply-To on copies: none (default), list, or author (never where the author's DKIM signature covers it).")
+def lists_edit(name: str, title: str | None, description: str | None, policy: str | None, private: bool | None,
+               reply_to: str | None) -> None:
+    """Change a list's title, description, policy, visibility or Reply-To."""
+    with _session() as session:
+        mlist = lists_service.require(session, name)
+        done = administration.edit(session, mlist, actor(), title=title, description=description, policy=policy,
+                                   private=private, reply_to=reply_to)
+    for line in done:
+        click.echo(f"{name}: {line}")
+    if not done:
+        click.echo(f"{name}: nothing changed")
+
+
+@click.command("delete")
+@click.argument("name")
+@click.option("--purge", is_flag=True, help="Also delete its archive: every message, raw mail and attachment.")
+def lists_delete(name: str, purge: bool) -> None:
+    """Delete a list; refused while it has posts, unless --purge."""
+    with _session() as session:
+        what = administration.delete_list(session, lists_service.require(session, name), actor(), purge)
+    click.echo(f"deleted {what.describe()}")
+
+
+def _role_group(role: str) -> click.Group:
+    """`listgate owners|moderators add|remove|show`."""
+    plural, article = f"{role}s", "an" if role[0] in "aeiou" else "a"
+
+    @click.group(name=plural, help=f"Add, remove and show a list's {plural}.")
+    def group() -> None:
+        pass
+
+    for action in administration.ROLE_ACTIONS:
+        group.add_command(_role_command(role, action, article))
+
+    @group.command("show", help=f"The {plural} of list NAME.")
+    @click.argument("name")
+    def show(name: str) -> None:
+        with _session() as session:
+            people = administration.members_of(lists_service.require(session, name), role)
+        click.echo("\n".join(people) if people else f"{name} has no {plural}")
+
+    return group
+
+
+def _role_command(role: str, action: str, article: str) -> click.Command:
+    """`listgate owners|moderators add|remove NAME ADDRESS`."""
+    helps = {"add": f"Make ADDRESS {article} {role} of list NAME.",
+             "remove": f"ADDRESS is no longer {article} {role} of list NAME."}
+
+    @click.command(action, help=helps[action])
+    @click.argument("name")
+    @click.argument("address")
+    def command(name: str, address: str) -> None:
+        with _session() as session:
+            changed = administration.change_role(session, lists_service.require(session, name), action, role, address,
+                                                 actor())
+        if action == "remove" and not changed:
+            raise click.ClickException(f"{address} is not {article} {role} of {name}")
+        state = ("now" if changed else "already") if action == "add" else "no longer"
+        click.echo(f"{address.lower()} is {state} {article} {role} of {name}")
+
+    return command
+
+
+owners = _role_group("owner")
+moderators = _role_group("moderator")
+
+
+@click.group()
+def messages() -> None:
+    """Act on archived messages."""
+
+
+@messages.command("remove")
+@click.argument("message_id")
+@click.option("--reason", required=True, help="Shown in the thread where the post was.")
+@click.option("--purge", is_flag=True, help="Also delete its raw mail, attachments and text (a legal takedown).")
+@click.option("--list", "list_name", default=None, help="Only the copy on this list (default: every list it is on).")
+def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | None) -> None:
+    """Take the message MESSAGE_ID down, leaving a tombstone in its thread."""
+    with _session() as session:
+        outcome = removal.remove(session, removal.find(session, message_id, list_name), reason, actor(), purge)
+    for line in outcome.removed:
+        click.echo(f"removed {line}")
+    for line in outcome.purged + outcome.kept:
+        click.echo(line)

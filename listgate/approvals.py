@@ -1,0 +1,59 @@
+"""Moderators letting people into private and members-only lists (web moderation page and CLI)."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listgate import administration
+from listgate.models import MailingList, Subscription
+from listgate.models.people import AWAITING, PENDING
+from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
+
+
+def approve(session: Session, sub: Subscription, by: str) -> Outcome:
+    """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
+    mlist = session.get_one(MailingList, sub.list_id)
+    if sub.status not in (AWAITING, PENDING):
+        raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
+    if sub.status == PENDING:
+        sub.approved_by = by
+        administration.record(session, mlist, by, "approve subscription", _what(sub) + ", before it is confirmed")
+        return Outcome(sub, f"{sub.address} will be subscribed as soon as they confirm their address.",
+                       [], mlist.name, sub.thread_key)
+    start(session, mlist, sub.address, sub.kind, sub.thread_key, approved_by=by)
+    administration.record(session, mlist, by, "approve subscription", _what(sub))
+    entry = notice(session, mlist, "welcome", sub.address, sub.id, kind=sub.kind,
+                   thread_id=sub.thread_key, subject=thread_subject(session, sub.thread_key))
+    return Outcome(sub, f"{sub.address} is now subscribed to {mlist.name}.", [entry], mlist.name, sub.thread_key)
+
+
+def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
+    """A moderator turns a request down: it ends, and the address is told (with the reason given)."""
+    mlist = session.get_one(MailingList, sub.list_id)
+    if sub.status not in (AWAITING, PENDING):
+        raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
+    end(session, [sub], f"refused by {by}")
+    administration.record(session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else ""))
+    entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason[:500])
+    return Outcome(sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name)
+
+
+def _what(sub: Subscription) -> str:
+    """The request as the audit log names it: the address and what it asked for."""
+    return f"{sub.address} ({sub.kind}{' ' + str(sub.thread_key) if sub.thread_key else ''})"
+
+
+def waiting(session: Session, list_ids: Iterable[int]) -> list[Subscription]:
+    """Confirmed requests that wait for a moderator, oldest first."""
+    return list(session.scalars(select(Subscription).where(
+        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == AWAITING).order_by(Subscription.created_at)))
+
+
+def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subscription]:
+    """The requests of address on mlist a moderator can decide on (confirmed or not yet)."""
+    return list(session.scalars(select(Subscription).where(
+        Subscription.list_id == mlist.id, Subscription.address == address.strip().lower(),
+        Subscription.status.in_((AWAITING, PENDING))).order_by(Subscription.id)))

@@ -1,0 +1,257 @@
+"""Thread rows: created, merged, split when a subject link moves, counted, resolved through redirects.
+
+A list counts only threads with a published post: a thread becomes one of the list's threads
+with its first visible post and stops being one when it has none left (held, rejected, hidden
+or removed posts are no threads). Counts are written by Core statements and the Thread objects kept in step without becoming
+dirty, so queries on threads need no flush; objects a transaction touched are held strongly
+(the identity map only holds weak references) and dropped on any rollback.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.sql.dml import Insert
+
+from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
+from listgate.models.archive import VISIBLE, utcnow
+from listgate.models.people import ACTIVE, AWAITING, ENDED, PENDING, SUSPENDED
+
+_MESSAGES = Message.__table__
+_THREADS = Thread.__table__
+_NODES = ThreadNode.__table__
+_CACHE = "listgate.threads"
+_IGNORING: dict[tuple[str, str], Insert] = {}
+_COUNTED = ("message_count", "last_activity", "root_message_pk", "subject", "subject_norm", "starter_name",
+            "created_at", "participant_count")
+_NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
+_COUNT = update(_THREADS).where(_THREADS.c.id == bindparam("tid"))
+_PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
+
+
+def insert_ignore(session: Session, model: Any) -> Insert:
+    """INSERT … ON CONFLICT DO NOTHING for model's table (SQLite or PostgreSQL); built once per dialect."""
+    table = model.__table__
+    dialect = session.get_bind().dialect.name
+    stmt = _IGNORING.get((dialect, table.name))
+    if stmt is None:
+        stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
+        _IGNORING[(dialect, table.name)] = stmt
+    return stmt
+
+
+def _threads(session: Session) -> dict[int, Thread]:
+    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it."""
+    cache = session.info.get(_CACHE)
+    if cache is None or cache[0] is not session.get_transaction():
+        if _CACHE not in session.info:
+            event.listen(session, "after_soft_rollback", _forget_threads)
+        cache = session.info[_CACHE] = (session.get_transaction(), {})
+    return cache[1]
+
+
+def _forget_threads(session: Session, _previous: Any) -> None:
+    cache = session.info.get(_CACHE)
+    if cache:
+        for thread in cache[1].values():
+            if thread in session:
+                session.expunge(thread)  # reloaded from the database when next needed (maybe gone)
+        cache[1].clear()
+
+
+def get(session: Session, thread_id: int) -> Thread:
+    """The thread (kept for the rest of the transaction), without joining its list."""
+    cache = _threads(session)
+    thread = cache.get(thread_id)
+    if thread is None:
+        thread = cache[thread_id] = session.get_one(Thread, thread_id, options=(lazyload(Thread.mailing_list),))
+    return thread
+
+
+def new(session: Session, draft: Any) -> Thread:
+    """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
+    values = dict(
+        list_id=draft.list_id, subject=draft.subject, subject_norm=draft.subject_norm, starter_name=draft.from_name,
+        created_at=draft.date, last_activity=draft.date, subject_orphan=False, root_message_pk=None,
+        message_count=0, participant_count=0, merged_into_id=None, featured=False,
+    )
+    thread = Thread(id=session.connection().execute(_NEW_THREAD, values).scalar_one(), **values)
+    make_transient_to_detached(thread)
+    session.add(thread)
+    _threads(session)[thread.id] = thread
+    return thread
+
+
+def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None) -> Thread:
+    """Merge threads into the largest (or `prefer`); the others redirect to it."""
+    threads = [get(session, t) for t in dict.fromkeys(thread_ids)]
+    if len(threads) == 1:
+        return threads[0]
+    session.flush()  # the statements below work on rows: write what the session holds first
+    survivor = next((t for t in threads if t.id == prefer), None) or max(threads, key=lambda t: (t.message_count, -t.id))
+    counted = sum(1 for t in threads if t.message_count > 0)  # threads with no published post are not counted
+    for other in threads:
+        if other.id == survivor.id:
+            continue
+        for model, column in ((Message, Message.thread_id), (ThreadNode, ThreadNode.thread_id)):
+            session.execute(update(model).where(column == other.id).values(thread_id=survivor.id))
+        _move_followers(session, other.id, survivor.id)
+        _move_participants(session, other.id, survivor.id)
+        session.execute(update(Thread).where(Thread.merged_into_id == other.id).values(merged_into_id=survivor.id))
+        survivor.message_count += other.message_count
+        survivor.last_activity = max(survivor.last_activity, other.last_activity)
+        if other.created_at < survivor.created_at:
+            survivor.created_at, survivor.subject = other.created_at, other.subject
+            survivor.subject_norm, survivor.starter_name = other.subject_norm, other.starter_name
+            survivor.root_message_pk = other.root_message_pk
+        survivor.featured = survivor.featured or other.featured
+        other.merged_into_id, other.message_count = survivor.id, 0
+    survivor.mailing_list.thread_count -= counted - (1 if survivor.message_count > 0 else 0)
+    survivor.subject_orphan = False
+    session.flush()
+    session.refresh(survivor, ["participant_count"])
+    return survivor
+
+
+def move(session: Session, message_pks: set[int], msgids: set[str], source: int, target: int) -> None:
+    """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the list's threads)."""
+    session.flush()
+    conn = session.connection()
+    conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
+    conn.execute(update(_NODES).where(_NODES.c.thread_id == source, _NODES.c.msgid.in_(msgids)).values(thread_id=target))
+    for thread_id in (source, target):
+        thread = get(session, thread_id)
+        counted = thread.message_count > 0
+        recount(session, thread)
+        session.get_one(MailingList, thread.list_id).thread_count += (thread.message_count > 0) - counted
+
+
+def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:
+    """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its id."""
+    first = session.connection().execute(
+        select(_MESSAGES.c.list_id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
+               _MESSAGES.c.date).where(_MESSAGES.c.id.in_(message_pks))
+        .order_by(_MESSAGES.c.date, _MESSAGES.c.id).limit(1)).one()
+    thread = new(session, first)
+    move(session, message_pks, msgids, source, thread.id)  # counted among the list's threads if a post moved
+    return thread.id
+
+
+def recount(session: Session, thread: Thread) -> None:
+    """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
+    conn = session.connection()
+    visible = select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name).where(
+        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == VISIBLE).subquery()
+    count, first, last = conn.execute(
+        select(func.count(), func.min(visible.c.date), func.max(visible.c.date)).select_from(visible)).one()
+    conn.execute(delete(ThreadParticipant.__table__).where(ThreadParticipant.__table__.c.thread_id == thread.id))
+    people = {r.from_addr or r.from_name for r in conn.execute(select(visible.c.from_addr, visible.c.from_name))} - {""}
+    if people:
+        conn.execute(insert(ThreadParticipant.__table__), [{"thread_id": thread.id, "address": a} for a in people])
+    values = {c: getattr(thread, c) for c in _COUNTED}
+    values.update(message_count=count, participant_count=len(people), root_message_pk=None)
+    if count:
+        values.update(created_at=first, last_activity=last)
+    _write(session, thread, values)
+    fix_root(session, thread)
+
+
+def fix_root(session: Session, thread: Thread) -> None:
+    """Make the thread's root its earliest visible message without a parent, when it is not already one."""
+    conn = session.connection()
+    root = thread.root_message_pk
+    if root is not None and conn.execute(_PARENT_OF, {"pk": root}).scalar() is None:
+        return
+    row = conn.execute(select(_MESSAGES.c.id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
+                              _MESSAGES.c.date)
+                       .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.parent_id.is_(None),
+                              _MESSAGES.c.status == VISIBLE)
+                       .order_by(_MESSAGES.c.date, _MESSAGES.c.message_id).limit(1)).first()
+    if row is None:
+        return
+    values = {c: getattr(thread, c) for c in _COUNTED}
+    values.update(root_message_pk=row.id, subject=row.subject, subject_norm=row.subject_norm, starter_name=row.from_name)
+    _write(session, thread, values)
+
+
+def count_visible(session: Session, thread: Thread, msg: Any) -> None:
+    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
+    values = {c: getattr(thread, c) for c in _COUNTED}
+    values["message_count"] += 1
+    if values["message_count"] == 1:  # its first published post: only now is it one of the list's threads
+        session.get_one(MailingList, thread.list_id).thread_count += 1
+    values["last_activity"] = max(thread.last_activity, msg.date)
+    if thread.root_message_pk is None or (msg.parent_id is None and (
+            msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))):
+        values.update(root_message_pk=msg.id, subject=msg.subject, subject_norm=msg.subject_norm,
+                      starter_name=msg.from_name, created_at=min(thread.created_at, msg.date))
+    addr = msg.from_addr or msg.from_name
+    conn = session.connection()
+    if addr and conn.execute(insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}).rowcount:
+        values["participant_count"] += 1
+    _write(session, thread, values)
+
+
+def count_step(session: Session, msg: Message, step: int) -> None:
+    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move, and a thread
+    with no visible post left stops being one of the list's threads (hidden, removed)."""
+    left = session.execute(update(Thread).where(Thread.id == msg.thread_id)
+                           .values(message_count=Thread.message_count + step).returning(Thread.message_count)).scalar()
+    threads = -1 if step < 0 and left == 0 else 1 if step > 0 and left == 1 else 0
+    session.execute(update(MailingList).where(MailingList.id == msg.list_id).values(
+        message_count=MailingList.message_count + step, thread_count=MailingList.thread_count + threads))
+
+
+def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
+    """One UPDATE of the thread row; the object kept in step without becoming dirty."""
+    session.connection().execute(_COUNT, {"tid": thread.id, **values})
+    for name, value in values.items():
+        set_committed_value(thread, name, value)
+
+
+def _has_parent(session: Session, message_pk: int) -> bool:
+    """True when the message was adopted since (a late ancestor arrived): it is no root any more."""
+    return session.connection().execute(_PARENT_OF, {"pk": message_pk}).scalar() is not None
+
+
+def _move_followers(session: Session, old: int, new: int) -> None:
+    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries point at them).
+
+    Where the address already has the same kind of row on the survivor, the livelier state is
+    kept there and the old row ends, staying on the old thread with its history.
+    """
+    rank = {ACTIVE: 4, AWAITING: 3, PENDING: 2, SUSPENDED: 1}
+    kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
+    for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
+        there = kept.get((sub.address, sub.kind))
+        if there is None:
+            sub.thread_key = new
+            continue
+        if rank.get(sub.status, 0) > rank.get(there.status, 0):
+            there.status, there.confirmed_at, there.ended_at, there.end_reason = (
+                sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason)
+        if sub.status != ENDED:
+            sub.status, sub.ended_at, sub.end_reason = ENDED, utcnow(), f"thread merged into {new}"
+    session.flush()
+
+
+def _move_participants(session: Session, old: int, new: int) -> None:
+    taken = select(ThreadParticipant.address).where(ThreadParticipant.thread_id == new)
+    session.execute(delete(ThreadParticipant).where(ThreadParticipant.thread_id == old, ThreadParticipant.address.in_(taken)))
+    session.execute(update(ThreadParticipant).where(ThreadParticipant.thread_id == old).values(thread_id=new))
+    n = session.scalar(select(func.count()).select_from(ThreadParticipant).where(ThreadParticipant.thread_id == new))
+    session.execute(update(Thread).where(Thread.id == new).values(participant_count=n))
+
+
+def resolve(session: Session, thread_id: int) -> Thread | None:
+    """The thread, following merge redirects."""
+    thread = session.get(Thread, thread_id)
+    for _ in range(100):
+        if thread is None or thread.merged_into_id is None:
+            return thread
+        thread = session.get(Thread, thread.merged_into_id)
+    return thread

@@ -1,0 +1,163 @@
+"""Digest periods, their Message-IDs, and replies to a digest (threaded under the entry they answer).
+
+A digest's Message-ID names its period (digest.weekly.20261123.TOKEN@DOMAIN), so a reply to
+the digest as a whole can be traced back to the posts it gathered. Ingest asks `period_of`
+and, for such a reply, `answered_entry`: the one post its subject or quoted text names. A
+reply naming none is held with a hint instead of starting a "Re: NAME digest" thread; should a
+moderator approve it anyway, it goes under the entry it quotes most (`held_reply`), or starts a
+thread of its own under the author's own subject, never under the digest's.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta, timezone
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listgate import plurals
+from listgate.models import MailingList, Message
+from listgate.models.archive import VISIBLE
+from listgate.models.people import DAILY, WEEKLY
+from listgate.parsing import ParsedMessage, is_reply_subject, normalize_subject
+
+_ID = re.compile(r"^digest\.(daily|weekly)\.(\d{8})\.[a-z0-9]+@(.+)$")
+_LABEL = re.compile(r"digest, (?:week of )?(\d{4}-\d{2}-\d{2})")
+_QUOTE = re.compile(r"^\s*(?:>\s?)+")
+MAX_ENTRIES = 1000  # posts a reply is matched against (a digest this long is already unreadable)
+MIN_LINE = 16  # quoted lines shorter than this ("Thanks!", "Hi all,") say nothing about which post
+
+
+@dataclass(frozen=True)
+class Period:
+    """The days one digest covers: one UTC day, or a week from Monday."""
+
+    frequency: str
+    start: date
+
+    @property
+    def days(self) -> int:
+        """1 or 7."""
+        return 7 if self.frequency == WEEKLY else 1
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[start, end) in UTC."""
+        start = datetime.combine(self.start, time(0), tzinfo=timezone.utc)
+        return start, start + timedelta(days=self.days)
+
+    @property
+    def label(self) -> str:
+        """'2026-11-28' or 'week of 2026-11-23', as in the digest's subject."""
+        return f"week of {self.start.isoformat()}" if self.frequency == WEEKLY else self.start.isoformat()
+
+
+def last_complete_week(today: date) -> Period:
+    """The most recent Monday-to-Sunday week that has ended before today."""
+    this_monday = today - timedelta(days=today.weekday())
+    return Period(WEEKLY, this_monday - timedelta(days=7))
+
+
+def message_id(period: Period, domain: str) -> str:
+    """A fresh Message-ID (without brackets) for one digest of this period."""
+    return f"digest.{period.frequency}.{period.start:%Y%m%d}.{secrets.token_hex(6)}@{domain}"
+
+
+def subject(mlist: MailingList, period: Period, count: int) -> str:
+    """The digest's subject."""
+    return f"{mlist.title or mlist.name} digest, {period.label} ({plurals.count(count, 'message')})"
+
+
+def posts(session: Session, mlist: MailingList, period: Period, limit: int | None = None) -> list[Message]:
+    """The visible posts the list received in the period, in order."""
+    start, end = period.bounds()
+    query = (select(Message).where(Message.list_id == mlist.id, Message.status == VISIBLE,
+                                   Message.received_at >= start, Message.received_at < end)
+             .order_by(Message.received_at, Message.id))
+    return list(session.scalars(query.limit(limit) if limit else query))
+
+
+def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period | None:
+    """The digest this mail answers as a whole (by its references, else its subject), or None."""
+    for ref in reversed(parsed.chain):
+        match = _ID.match(ref)
+        if match and match.group(3).lower() == domain.lower():
+            return Period(match.group(1), datetime.strptime(match.group(2), "%Y%m%d").date())
+    if not parsed.chain and is_reply_subject(parsed.subject):
+        match = _digest_label(parsed.subject, mlist)
+        if match:
+            return Period(WEEKLY if "week of" in match.group(0) else DAILY, date.fromisoformat(match.group(1)))
+    return None
+
+
+def _digest_label(subject: str, mlist: MailingList) -> re.Match[str] | None:
+    """The period label when subject is the list's digest subject (Re: or not), else None."""
+    topic = normalize_subject(subject)
+    return _LABEL.search(topic) if topic.startswith(normalize_subject(f"{mlist.title or mlist.name} digest,")) else None
+
+
+def _quoted(body: str) -> str:
+    """The quoted lines of a reply, without their '>' marks, whitespace folded, lower case."""
+    lines = [_QUOTE.sub("", line) for line in body.splitlines() if _QUOTE.match(line)]
+    return "\n".join(" ".join(line.split()).lower() for line in lines)
+
+
+def _score(post: Message, quoted: str) -> int:
+    score = 100 if post.message_id.lower() in quoted else 0
+    if post.subject and f"subject: {' '.join(post.subject.split()).lower()}" in quoted:
+        score += 10
+    lines = {" ".join(line.split()).lower() for line in post.body_text.splitlines()
+             if not _QUOTE.match(line) and len(line.strip()) >= MIN_LINE}
+    return score + sum(1 for line in lines if line in quoted)
+
+
+def answered_entry(session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period) -> Message | None:
+    """The one post of the digest this reply answers: by its subject, else by what it quotes; None if unclear."""
+    entries = posts(session, mlist, period, MAX_ENTRIES)
+    topic = normalize_subject(parsed.subject)
+    named = [p for p in entries if topic and p.subject_norm == topic]
+    if named:
+        return named[-1]
+    ranked = _by_quotes(entries, parsed.body_text)
+    if not ranked or (len(ranked) > 1 and ranked[1][0] == ranked[0][0]):
+        return None
+    return ranked[0][1]
+
+
+def _by_quotes(entries: list[Message], body: str) -> list[tuple[int, Message]]:
+    """(score, post) of the entries a reply quotes, best first, equals in the digest's order."""
+    quoted = _quoted(body)
+    if not quoted:
+        return []
+    scored = sorted(((_score(p, quoted), n, p) for n, p in enumerate(entries)), key=lambda t: (-t[0], t[1]))
+    return [(score, p) for score, _, p in scored if score > 0]
+
+
+def held_reply(session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period,
+               domain: str) -> ParsedMessage:
+    """A reply answered_entry could not place, as it is held (and placed, should a moderator approve it).
+
+    Under the entry it quotes most, the digest's first among equals; quoting none, a thread of
+    its own without the digest's id and without the digest's subject, which names no topic (and
+    would gather every such reply into one "Re: NAME digest" thread).
+    """
+    ranked = _by_quotes(posts(session, mlist, period, MAX_ENTRIES), parsed.body_text)
+    if ranked:
+        return thread_under(parsed, ranked[0][1])
+    parsed = without_digest(parsed, domain)
+    return replace(parsed, subject="") if _digest_label(parsed.subject, mlist) else parsed
+
+
+def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
+    """The reply as if written to entry itself (archive subject included); the raw bytes stay as sent."""
+    refs = tuple(r for r in entry.references.split() if r) + (entry.message_id,)
+    topic = parsed.subject if normalize_subject(parsed.subject) == entry.subject_norm else f"Re: {entry.subject}"
+    return replace(parsed, in_reply_to=(entry.message_id,), references=refs[-30:], subject=topic)
+
+
+def without_digest(parsed: ParsedMessage, domain: str) -> ParsedMessage:
+    """The reply with the digest's own id dropped from its references (held: no thread of the digest)."""
+    keep = lambda ids: tuple(i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower())))  # noqa: E731
+    return replace(parsed, in_reply_to=keep(parsed.in_reply_to), references=keep(parsed.references))

@@ -1,0 +1,45 @@
+"""Who may learn that a private list exists: RCPT answers a private list like a missing one, except to these."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from listgate import subscriptions, tokens
+from listgate.addresses import Recipient
+from listgate.models import Delivery, MailingList, Message, Subscription
+
+
+def admits(session: Session, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str) -> bool:
+    """True when RCPT may show this sender that mlist exists (always, for a list that is not private).
+
+    A private list shows itself to its moderators and to addresses it knows (any subscription,
+    pending ones included, so a confirmation reply gets through), and to mail carrying a token
+    we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@.
+    """
+    if not mlist.private:
+        return True
+    if recipient.command == "bounce":
+        return _bounce_token_of(session, mlist, recipient.arg, secret)
+    if recipient.command == "confirm" and subscriptions.by_confirm_code(session, secret, mlist, recipient.arg):
+        return True
+    address = (sender or "").strip().strip("<>").strip().lower()
+    if not address:
+        return False
+    if address in mlist.moderator_addresses():
+        return True
+    known = select(Subscription.id).where(Subscription.list_id == mlist.id, Subscription.address == address)
+    return session.scalar(known.limit(1)) is not None
+
+
+def _bounce_token_of(session: Session, mlist: MailingList, token: str, secret: str) -> bool:
+    """True when a VERP token is ours and names a delivery or subscription of mlist."""
+    found = tokens.read_verp_token(secret, token)
+    if found is None or not 0 < found[1] < 2**62:
+        return False
+    kind, ident = found
+    if kind == "d":
+        query = select(Message.list_id).join(Delivery, Delivery.message_pk == Message.id).where(Delivery.id == ident)
+    else:
+        query = select(Subscription.list_id).where(Subscription.id == ident)
+    return session.scalar(query) == mlist.id

@@ -1,0 +1,168 @@
+"""The database turns read-only for a while: 451 meanwhile, and once it is writable again every post gets 250.
+
+Connections opened during the read-only period are read-only for good (SQLite falls back to
+read-only when it cannot open the file for writing; a PostgreSQL session keeps the
+default_transaction_read_only it started with, like a session on a hot standby). If the pool
+keeps them, some posts get 451 long after the database came back. Here RCPT probes from other
+clients make the gateway open new connections during the period, then every later post must
+get 250 at the first try and be stored.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import smtplib
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.faults.helpers import Mta, archived_ids, gateway, post, post_code, prepare, record, run_mtas, site_env, size
+from tests.services import _admin, require
+
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
+PROBE_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+UNLIMITED = "1000000"  # messages per minute per client: the posts here all come from 127.0.0.1
+
+
+def _probe(port: int, source: str, stop: threading.Event) -> None:
+    """RCPT to lists that do not exist, again and again: each is a database read in the gateway."""
+    while not stop.is_set():
+        try:
+            with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as c:
+                c.ehlo()
+                c.mail("probe@example.org")
+                for i in range(20):
+                    c.rcpt(f"nolist{i}@lists.test")
+                c.rset()
+        except (OSError, smtplib.SMTPException):
+            time.sleep(0.05)
+
+
+def _read_only_period(port: int, seconds: float, read_only: Callable[[], None], writable: Callable[[], None],
+                      during: list[str]) -> tuple[list[Mta], float]:
+    """Posts from 4 sending servers and RCPT probes from 12 connections while the database is read-only.
+
+    Returns the sending servers (done) and how long after the database was writable again they had
+    every post accepted.
+    """
+    mtas = [Mta(port, [(m, post(m)) for m in during[i::4]], retry_delay=0.3) for i in range(4)]
+    stop = threading.Event()
+    probes = [threading.Thread(target=_probe, args=(port, PROBE_SOURCES[i % 3], stop), daemon=True) for i in range(12)]
+    read_only()
+    try:
+        senders = run_mtas(mtas, time.monotonic() + seconds + 120)
+        for t in probes:
+            t.start()
+        time.sleep(seconds)
+    finally:
+        writable()
+        back = time.monotonic()
+        stop.set()
+    for t in probes + senders:
+        t.join(150)
+    return mtas, time.monotonic() - back
+
+
+def _after(port: int, count: int) -> dict[str, int]:
+    """Posts sent once the database is writable again, one at a time and from 4 clients at once."""
+    ids = [f"after{i}@example.org" for i in range(count)]
+    codes: dict[str, int] = {m: post_code(port, m) for m in ids[: count // 2]}
+
+    def send(chunk: list[str]) -> None:
+        for m in chunk:
+            codes[m] = post_code(port, m)
+
+    rest = ids[count // 2:]
+    threads = [threading.Thread(target=send, args=(rest[i::4],)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    return codes
+
+
+def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: float) -> None:  # type: ignore[no-untyped-def]
+    stored = archived_ids(db)
+    refused_after = {m: c for m, c in codes.items() if c != 250}
+    queued = [m for mta in mtas for m, _ in mta.queue]
+    accepted = [m for mta in mtas for m in mta.accepted]
+    tempfails = sum(1 for mta in mtas for codes_ in mta.replies.values() for c in codes_ if 400 <= c < 500)
+    lost = len(set(accepted + [m for m, c in codes.items() if c == 250]) - set(stored))
+    record(scenario, len(queued) + len(codes), lost, len(stored) - len(set(stored)), recovery,
+           f"{tempfails} x 451 while read-only; afterwards {len(codes) - len(refused_after)}/{len(codes)} "
+           "posts got 250 at the first try")
+    assert not refused_after, f"posts refused after the database was writable again: {refused_after}"
+    assert sorted(accepted) == sorted(queued), "a sending server could not deliver its queue after the period"
+    assert not any(mta.refused for mta in mtas), [mta.refused for mta in mtas]
+    assert lost == 0 and len(stored) == len(set(stored)) == len(queued) + len(codes) + 1
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A data directory outside pytest's private temp dir (removed afterwards)."""
+    path = Path(tempfile.mkdtemp(prefix="listgate-ro-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _unprivileged() -> list[str]:
+    """A command prefix that makes file permissions bind the gateway even when the tests run as root."""
+    if os.geteuid() != 0:
+        return []
+    if shutil.which("setpriv") is None:
+        require("setpriv", "running as root, and util-linux's setpriv is needed to drop CAP_DAC_OVERRIDE")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
+
+
+def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(tmp_path: Path, shared_dir: Path) -> None:
+    seconds = size(3, 30)
+    env = site_env(tmp_path, LISTGATE_DATA_DIR=str(shared_dir / "var"), LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED)
+    settings, db = prepare(env, "dev")
+    files = sorted((shared_dir / "var").glob("listgate.sqlite3*"))
+    gw = gateway(env, tmp_path / "gateway.log", prefix=_unprivileged()).start()
+    port = settings.smtp_port
+
+    def chmod(mode: int) -> None:
+        for path in (shared_dir / "var").glob("listgate.sqlite3*"):
+            path.chmod(mode)
+
+    try:
+        assert files and post_code(port, "before@example.org") == 250
+        during = [f"during{i}@example.org" for i in range(size(20, 200))]
+        mtas, recovery = _read_only_period(port, seconds, lambda: chmod(0o444), lambda: chmod(0o644), during)
+        codes = _after(port, size(40, 400))
+    finally:
+        gw.stop()
+    assert "readonly database" in gw.text(), "the database never refused a write: the test did not test anything"
+    _check(db, mtas, codes, f"SQLite files read-only {seconds}s", recovery)
+
+
+def test_postgres_read_only_for_a_while_then_every_post_is_stored(tmp_path: Path, postgres_url: str,
+                                                                  postgres_db: str) -> None:
+    seconds = size(3, 30)
+    env = site_env(tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED)
+    settings, db = prepare(env, "dev")
+    name = urlsplit(postgres_db).path.lstrip("/")
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    port = settings.smtp_port
+
+    def read_only(on: bool) -> None:
+        setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+        _admin(postgres_url, f"ALTER DATABASE {name} {setting}")
+
+    try:
+        assert post_code(port, "before@example.org") == 250
+        during = [f"during{i}@example.org" for i in range(size(20, 200))]
+        mtas, recovery = _read_only_period(port, seconds, lambda: read_only(True), lambda: read_only(False), during)
+        codes = _after(port, size(40, 400))
+    finally:
+        gw.stop()
+        read_only(False)
+    assert "read-only transaction" in gw.text(), "the database never refused a write: the test did not test anything"
+    _check(db, mtas, codes, f"PostgreSQL default_transaction_read_only {seconds}s", recovery)

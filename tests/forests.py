@@ -1,0 +1,222 @@
+"""Random mail forests for the order-independence property, and the forest they must thread to.
+
+A case is a set of mails (loops, duplicates and variants, missing middles, several ids in
+In-Reply-To, References shuffled or parent-first, junk tokens, header-less replies, dates
+spread past the subject window) and several arrival orders. The expected forest is computed
+here from the whole set at once (no incremental state), with the same parent rule
+(forest.choose_parent) the archive uses, so the test checks the incremental machinery.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from hypothesis import strategies as st
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import threads
+from listgate.db import transaction
+from listgate.forest import choose_parent, thread_keys
+from listgate.ingest import ingest
+from listgate.lists import create, require
+from listgate.models import MailingList, Message, MessageVariant, Thread
+from listgate.parsing import ParsedMessage, is_reply_subject, normalize_subject, parse
+
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+Forest = tuple[set[frozenset[str]], dict[str, str | None]]
+
+
+@dataclass(frozen=True)
+class Case:
+    """Raw mails (a mail may come twice, or in two versions) and arrival orders over them."""
+
+    mails: tuple[bytes, ...]
+    orders: tuple[tuple[int, ...], ...]
+
+
+def _mail(mid: str, subject: str, hours: int, irt: str, refs: str, body: str) -> bytes:
+    date = (T0 + timedelta(hours=hours)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    head = f"From: someone@forest.test\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{mid}>\r\n"
+    head += f"In-Reply-To: {irt}\r\n" if irt else ""
+    head += f"References: {refs}\r\n" if refs else ""
+    return (head + f"\r\n{body}\r\n").encode()
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    """A random forest of 2-10 mails as clients and gateways really write them, and three arrival orders."""
+    n = draw(st.integers(2, 10))
+    ids = [f"m{i}@forest.test" for i in range(n)]
+    parent = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n)]
+    topic = [draw(st.sampled_from(["Alpha", "Beta"])) for _ in range(n)]
+    mails: list[bytes] = []
+    for i in range(n):
+        chain, p = [], parent[i]
+        while p is not None:
+            chain.insert(0, ids[p])
+            p = parent[p]
+        if parent[i] is not None:
+            topic[i] = topic[parent[i]]  # a reply keeps its thread's subject
+        irt, refs = _headers(draw, chain, ids, i)
+        subject = ("Re: " if parent[i] is not None or draw(st.booleans()) else "") + topic[i]
+        hours = draw(st.integers(0, 24 * 45))  # replies may be dated before their parent (clock skew)
+        mails.append(_mail(ids[i], subject, hours, irt, refs, f"body {i}"))
+    missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
+    arrivals = [i for i in range(n) if i not in missing]
+    for i in draw(st.sets(st.sampled_from(arrivals), max_size=2)):
+        if draw(st.booleans()):
+            arrivals.append(i)  # the same bytes again
+        else:
+            mails.append(mails[i].replace(b"\r\nbody ", b"\r\nanother copy of body "))  # a variant
+            arrivals.append(len(mails) - 1)
+    orders = tuple(tuple(draw(st.permutations(arrivals))) for _ in range(3))
+    return Case(tuple(mails), orders)
+
+
+def _headers(draw: st.DrawFn, chain: list[str], ids: list[str], i: int) -> tuple[str, str]:
+    """(In-Reply-To, References) in one of the shapes real mail has."""
+    style = draw(st.sampled_from(["full", "irt-only", "refs-only", "shuffled", "parent-first", "multi-irt",
+                                  "none", "junk", "loop", "trimmed"]))
+    brackets = lambda xs: " ".join(f"<{x}>" for x in xs)  # noqa: E731
+    last = chain[-1:]
+    if style == "none" or not chain and style not in ("loop", "junk"):
+        return "", ""
+    if style == "irt-only":
+        return brackets(last), ""
+    if style == "refs-only":
+        return "", brackets(chain)
+    if style == "shuffled":
+        return "", brackets(draw(st.permutations(chain)))
+    if style == "parent-first":
+        return brackets(last), brackets(list(reversed(chain)))
+    if style == "multi-irt":
+        extra = draw(st.sampled_from([*chain, "lost@elsewhere.test"]))
+        pair = draw(st.permutations(list(dict.fromkeys([extra, *last]))))
+        return " ".join(f"<{x}> (message from someone)" for x in pair), brackets(chain[:1])
+    if style == "junk":
+        return "<yes>", "<a@b> " + brackets(chain) + " <no-at-sign>"
+    if style == "loop":  # names a later message too: a loop when that one descends from this
+        later = draw(st.integers(i, len(ids) - 1))
+        return brackets(last), brackets([*chain, ids[later]])
+    return brackets(last), brackets(list(dict.fromkeys(chain[:1] + chain[-2:])))  # trimmed
+
+
+def expected(mails: list[bytes], days: int) -> Forest:
+    """The forest of a set of mails computed from the whole set at once."""
+    by: dict[str, ParsedMessage] = {}
+    for raw in mails:
+        p = parse(raw)
+        by.setdefault(p.message_id, p)
+    ids = sorted(by)
+    pk = {m: n for n, m in enumerate(ids)}
+    named = {m: thread_keys(m, by[m].in_reply_to, by[m].references).named for m in ids}
+    declared = {pk[m]: {k for k, _ in named[m]} for m in ids}
+    key = {m: (by[m].date, m) for m in ids}
+    pref: dict[str, str | None] = {}
+    subject_link: set[str] = set()
+    for m in ids:
+        chosen, _ = choose_parent(named[m], pk, declared)
+        pref[m] = None if chosen is None else ids[chosen]
+        sn = normalize_subject(by[m].subject)
+        if not named[m] and days > 0 and sn and is_reply_subject(by[m].subject):
+            subject_link.add(m)
+            earlier = [s for s in ids if s != m and normalize_subject(by[s].subject) == sn and key[s] < key[m]
+                       and by[s].date >= by[m].date - timedelta(days=days) and m not in declared[pk[s]]]
+            pref[m] = max(earlier, key=key.__getitem__, default=None)
+    return _groups(ids, named, pref, subject_link), _cut_loops(ids, pref, key)
+
+
+def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[str, str | None]:  # type: ignore[type-arg]
+    parents = dict(pref)
+    done: set[str] = set()
+    for start in ids:
+        path: list[str] = []
+        m: str | None = start
+        while m is not None and m not in done and m not in path:
+            path.append(m)
+            m = pref[m]
+        if m is not None and m in path:
+            loop = path[path.index(m):]
+            parents[min(loop, key=key.__getitem__)] = None
+        done.update(path)
+    return parents
+
+
+def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> set[frozenset[str]]:  # type: ignore[type-arg]
+    root: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while root.setdefault(x, x) != x:
+            x = root[x]
+        return x
+
+    for m in ids:
+        for k, _ in named[m]:
+            root[find(k)] = find(m)
+        if m in subject_link and pref[m] is not None:
+            root[find(pref[m])] = find(m)
+    out: dict[str, set[str]] = {}
+    for m in ids:
+        out.setdefault(find(m), set()).add(m)
+    return {frozenset(g) for g in out.values()}
+
+
+def archive(db: sessionmaker[Session], name: str, mails: list[bytes], days: int, one_transaction: bool) -> Forest:
+    """Post mails into a new list (one transaction each, or all in one) and read its forest back."""
+    with transaction(db) as s:
+        create(s, name)
+    if one_transaction:
+        with transaction(db) as s:
+            for raw in mails:
+                ingest(s, parse(raw), require(s, name), domain="lists.test", origin="import", fallback_days=days)
+    else:
+        for raw in mails:
+            with transaction(db) as s:
+                ingest(s, parse(raw), require(s, name), domain="lists.test", origin="import", fallback_days=days)
+    return read_forest(db, name)
+
+
+def read_forest(db: sessionmaker[Session], name: str) -> Forest:
+    """(thread groups, parent of each message) of a list, after checking its counts agree with its rows."""
+    with db() as s:
+        mlist = require(s, name)
+        rows = s.execute(select(Message.id, Message.message_id, Message.parent_id, Message.thread_id)
+                         .where(Message.list_id == mlist.id)).all()
+        by_pk = {r.id: r.message_id for r in rows}
+        groups: dict[int, set[str]] = {}
+        for r in rows:
+            groups.setdefault(threads.resolve(s, r.thread_id).id, set()).add(r.message_id)
+        assert mlist.message_count == len(rows) and mlist.thread_count == len(groups), "list counts"
+        for tid, members in groups.items():
+            t = s.get_one(Thread, tid)
+            root = s.get(Message, t.root_message_pk)
+            assert t.message_count == len(members) and root is not None and root.parent_id is None, "thread counts"
+        return {frozenset(g) for g in groups.values()}, {r.message_id: by_pk.get(r.parent_id) for r in rows}
+
+
+def variant_count(db: sessionmaker[Session], name: str) -> int:
+    """How many variants a list keeps."""
+    with db() as s:
+        return len(s.scalars(select(MessageVariant.id).join(Message).join(MailingList)
+                             .where(MailingList.name == name)).all())
+
+
+def distinct_variants(mails: list[bytes]) -> int:
+    """How many mails have a Message-ID seen before with other bytes (counted once per version)."""
+    seen: Counter[str] = Counter(parse(raw).message_id for raw in set(mails))
+    return sum(n - 1 for n in seen.values())
+
+
+def check(db: sessionmaker[Session], case: Case, tag: str) -> None:
+    """Every arrival order (one transaction per mail, or one for all) threads to the expected forest, fallback on and off."""
+    for days in (0, 30):
+        want = expected([case.mails[i] for i in case.orders[0]], days)
+        for k, order in enumerate(case.orders):
+            mails = [case.mails[i] for i in order]
+            name = f"{tag}-{days}-{k}"
+            got = archive(db, name, mails, days, one_transaction=k == 1)
+            assert got == want, f"order {k} (fallback {days} days) differs"
+            assert variant_count(db, name) == distinct_variants(mails)

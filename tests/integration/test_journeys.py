@@ -1,0 +1,333 @@
+"""One person's whole life with a list, over time, through real processes: issue 11's journeys.
+
+Pat subscribes (mail command, web form, signed-in web, administrator), confirms (reply, link),
+receives posts, follows a thread, mutes it (by mail and on the web), switches to the digest,
+follows and leaves a thread by its link while on the digest, gets the digest, switches back,
+then leaves by every channel in turn (one-click POST, the unsubscribe page's button, mail
+command, web dashboard, the `listgate unsubscribe` command, a thread's "unsubscribe" reply),
+coming back each time. Sam, a plain list member, and the authors Ann and Bob live beside her.
+A post goes through the gateway between steps, and after each step the SMTP sink must hold
+exactly the mails predicted for each recipient: no missing copy, no extra one, no repeat.
+
+Twice: `listgate up` on the embedded default, and separate gateway, worker, beat and web
+processes on PostgreSQL and Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import smtplib
+import sys
+import time
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from listgate import dispatch
+from listgate.config import Settings
+from tests.integration.test_end_to_end import DOMAIN, Stack, base_env, make_stack, run_separately
+from tests.integration.web_client import WebClient
+from tests.sink import Received, SmtpSink
+from worker.celery_app import make_celery
+
+pytestmark = pytest.mark.integration
+
+PAT, SAM, ANN, BOB = "pat@example.org", "sam@example.org", "ann@example.net", "bob@example.net"
+WAIT = 60.0
+SETTLE = 1.5  # after the expected mails arrived, how long an unexpected extra copy has to show up
+
+
+class Journey:
+    """A running stack, its sink, and what has been checked so far."""
+
+    def __init__(self, stack: Stack, sink: SmtpSink) -> None:
+        self.stack, self.sink = stack, sink
+        self.seen = 0
+        self.serial = 0
+        self.posts: list[str] = []
+        self.subjects: dict[str, str] = {}
+        self.web = WebClient(stack.web_port)
+
+    # -- acting ------------------------------------------------------------------------------
+
+    def mail(self, sender: str, to: str, subject: str, body: str = "", in_reply_to: str = "") -> str:
+        """Send a mail through the gateway (SMTP); its Message-ID."""
+        self.serial += 1
+        msgid = f"j{self.serial}-{int(time.time())}@example.net"
+        msg = EmailMessage()
+        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = sender, to, subject, f"<{msgid}>"
+        msg["Date"] = "Mon, 30 Nov 2026 10:00:00 +0000"
+        if in_reply_to:
+            msg["In-Reply-To"] = msg["References"] = f"<{in_reply_to}>"
+        msg.set_content(body or "Hello.\n")
+        with smtplib.SMTP("127.0.0.1", self.stack.smtp_port, timeout=30) as smtp:
+            assert smtp.send_message(msg, from_addr=sender, to_addrs=[to]) == {}
+        return msgid
+
+    def new_thread(self) -> str:
+        subject = f"Topic {self.serial + 1}"
+        msgid = self.mail(ANN, f"dev@{DOMAIN}", subject, "A new topic.\n")
+        self.posts.append(msgid)
+        self.subjects[msgid] = subject
+        return msgid
+
+    def thread_path(self, msgid: str) -> str:
+        """The web page of the thread a post started (found by its subject through the JSON API)."""
+        threads = json.loads(self.web.get("/api/lists/dev/threads?limit=100").body)["threads"]
+        return next(f"/threads/{t['id']}" for t in threads if t["subject"] == self.subjects[msgid])
+
+    def reply(self, parent: str) -> str:
+        msgid = self.mail(BOB, f"dev@{DOMAIN}", "Re: a topic", "A reply.\n", in_reply_to=parent)
+        self.posts.append(msgid)
+        return msgid
+
+    def command(self, word: str) -> None:
+        self.mail(PAT, f"dev+{word}@{DOMAIN}", word)
+
+    def thread_command(self, parent: str, word: str) -> None:
+        self.mail(PAT, f"dev@{DOMAIN}", "Re: a topic", f"{word}\n\n> the quoted post\n", in_reply_to=parent)
+
+    def cli(self, *args: str) -> str:
+        return self.stack.listgate(*args)
+
+    def send_digest(self) -> None:
+        """What the beat does after midnight, for today, through the real worker."""
+        app = make_celery(Settings.from_env(self.stack.env))
+        app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(timezone.utc).date().isoformat()})
+
+    # -- checking ----------------------------------------------------------------------------
+
+    def expect(self, *wanted: tuple[str, str]) -> list[Received]:
+        """Wait for the new mails at the sink to be exactly `wanted`: (recipient, Message-ID or words of the Subject)."""
+        deadline = time.monotonic() + WAIT
+        while len(self.sink.received) - self.seen < len(wanted) and time.monotonic() < deadline:
+            self.stack.check_alive()
+            time.sleep(0.1)
+        time.sleep(SETTLE)
+        new = self.sink.received[self.seen:]
+        self.seen += len(new)
+        left = list(new)
+        for rcpt, label in wanted:
+            match = next((r for r in left if r.rcpt_tos == [rcpt] and _matches(r, label)), None)
+            assert match is not None, f"missing {label!r} for {rcpt}; got {_show(new)}\n{self.stack.log_tail(15)}"
+            left.remove(match)
+        assert not left, f"unexpected mail: {_show(left)} (expected {wanted})"
+        return new
+
+    def copies_to(self, *addresses: str) -> list[tuple[str, str]]:
+        return [(a, self.posts[-1]) for a in addresses]
+
+    def body(self, received: list[Received], rcpt: str, label: str) -> tuple[EmailMessage, str]:
+        r = next(r for r in received if r.rcpt_tos == [rcpt] and _matches(r, label))
+        msg = r.message
+        part = msg.get_payload(0) if msg.is_multipart() else msg
+        return msg, part.get_payload(decode=True).decode()
+
+    def sign_in(self, web: WebClient) -> None:
+        web.post("/signin", {"address": PAT, "next": "/"}, on_page="/signin")
+        got = self.expect((PAT, "sign-in link"))
+        link = re.search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1]).group(1)
+        done = web.post(link, {"next": "/"}, on_page=link)
+        assert "You are signed in as pat@example.org" in done.body
+
+    def dashboard(self, action: str, kind: str) -> str:
+        """Press a button of pat's "My subscriptions" page on her row of `kind`; the flashed answer."""
+        page = self.web.get("/me/subscriptions")
+        row = re.search(rf'<tr>\s*<td><a [^>]*>dev</a></td>\s*<td>{kind}.*?action="([^"]+)"', page.body, re.S)
+        assert row, page.body
+        done = self.web.post(row.group(1), {"action": action}, on_page="/me/subscriptions")
+        return re.search(r'<p class="flash ok" role="status">(.*?)</p>', done.body).group(1)
+
+
+def _matches(r: Received, label: str) -> bool:
+    msg = r.message
+    return str(msg["Message-ID"]).strip("<>") == label or label.lower() in str(msg["Subject"]).lower()
+
+
+def _show(mails: list[Received]) -> list[tuple[list[str], str]]:
+    return [(r.rcpt_tos, f"{r.message['Subject']} {r.message['Message-ID']}") for r in mails]
+
+
+def list_unsubscribe_url(received: list[Received], rcpt: str, msgid: str) -> str:
+    msg = next(r.message for r in received if r.rcpt_tos == [rcpt] and str(r.message["Message-ID"]).strip("<>") == msgid)
+    return re.search(r"<(http[^>]+/unsubscribe/[^>]+)>", " ".join(str(msg["List-Unsubscribe"]).split())).group(1)
+
+
+def life_with_a_list(j: Journey) -> None:
+    """The journey; every step is followed by a post and an exact check of what arrived."""
+    assert "created dev@lists.test" in j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", "dev")
+    t1 = j.new_thread()
+    j.expect((SAM, t1))
+
+    # In by mail command, confirmed by replying to the confirmation.
+    j.command("subscribe")
+    confirm = j.expect((PAT, "Confirm your subscription"))
+    reply_to = j.body(confirm, PAT, "Confirm")[0]["Reply-To"]
+    j.mail(PAT, reply_to, "Re: confirm", "yes\n")
+    welcome = j.expect((PAT, "Welcome"))
+    assert "/unsubscribe/" in j.body(welcome, PAT, "Welcome")[1]
+    j.reply(t1)
+    j.expect(*j.copies_to(SAM, ANN, PAT))
+
+    # Follow t1 by mail while already a member: one copy, not two.
+    j.thread_command(t1, "follow")
+    j.expect((PAT, "Done"))
+    j.reply(t1)
+    j.expect(*j.copies_to(SAM, ANN, PAT))
+
+    # Mute t1 by mail; the web thread page says so; t1 stops, the rest of the list goes on.
+    j.thread_command(t1, "mute")
+    j.expect((PAT, "Done"))
+    j.sign_in(j.web)
+    thread_path = j.thread_path(t1)
+    assert "You muted this thread" in j.web.get(thread_path).body
+    j.reply(t1)
+    j.expect(*j.copies_to(SAM, ANN))
+    t2 = j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+
+    # Unmute, then mute again, from the thread's web page.
+    page = j.web.post(f"{thread_path}/unmute", on_page=thread_path)
+    assert "Mute this thread" in page.body
+    j.reply(t1)
+    j.expect(*j.copies_to(SAM, ANN, PAT))
+    page = j.web.post(f"{thread_path}/mute", on_page=thread_path)
+    assert "You muted this thread" in page.body
+    j.reply(t1)
+    j.expect(*j.copies_to(SAM, ANN))
+
+    # The digest: no single posts; a followed thread still comes one by one until left by its link.
+    assert "daily digest" in j.dashboard("digest", "every post")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    t2_path = j.thread_path(t2)
+    assert "You now follow this thread" in j.web.post(f"{t2_path}/follow", on_page=t2_path).body
+    j.reply(t2)
+    got = j.expect(*j.copies_to(SAM, ANN, PAT))
+    thread_link = list_unsubscribe_url(got, PAT, j.posts[-1])
+    assert "Stop mail about this thread" in j.web.get(thread_link).body
+    j.web.post(thread_link, {"List-Unsubscribe": "One-Click"})
+    j.reply(t2)
+    j.expect(*j.copies_to(SAM, ANN))
+    j.send_digest()
+    digest = j.expect((PAT, "digest"))
+    assert f"({len(j.posts)} messages)" in str(digest[0].message["Subject"])
+
+    # Back to every post.
+    assert "every post" in j.dashboard("list", "daily digest")
+    t4 = j.new_thread()
+    got = j.expect(*j.copies_to(SAM, PAT))
+
+    # Out 1: the RFC 8058 one-click POST of the List-Unsubscribe header.
+    j.web.post(list_unsubscribe_url(got, PAT, t4), {"List-Unsubscribe": "One-Click"})
+    j.expect((PAT, "You have left"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    # In by the web form (not signed in), confirmed by the link.
+    stranger = WebClient(j.stack.web_port)
+    stranger.post("/lists/dev/subscribe", {"address": PAT, "kind": "list"}, on_page="/lists/dev/")
+    confirm = j.expect((PAT, "Confirm your subscription"))
+    link = re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1)
+    assert "Confirm my subscription" in stranger.get(link).body
+    stranger.post(link)
+    j.expect((PAT, "Welcome"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+
+    # Out 2: the mail command.
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    # In by the administrator.
+    j.cli("subscribe", PAT, "--list", "dev")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+
+    # Out 3: "Leave list" on the web dashboard.
+    assert "has left dev" in j.dashboard("leave", "every post")
+    j.expect((PAT, "You have left"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    # In, signed in, from the list page: at once.
+    j.web.post("/lists/dev/subscribe", {"kind": "list"}, on_page="/lists/dev/")
+    t10 = j.new_thread()
+    got = j.expect(*j.copies_to(SAM, PAT))
+
+    # Out 4: the unsubscribe page's button (a plain form POST, no one-click field).
+    link = list_unsubscribe_url(got, PAT, t10)
+    assert "Stop all mail from the list" in j.web.get(link).body
+    j.web.post(link)
+    j.expect((PAT, "You have left"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    # In by mail command again, confirmed by the link this time.
+    j.command("subscribe")
+    confirm = j.expect((PAT, "Confirm your subscription"))
+    stranger.post(re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1))
+    j.expect((PAT, "Welcome"))
+    t12 = j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+
+    # Out 5: the administrator's command.
+    assert "has left dev" in j.cli("unsubscribe", PAT, "--list", "dev")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    # In by the administrator; out of one thread by an "unsubscribe" reply (a member mutes it).
+    j.cli("subscribe", PAT, "--list", "dev")
+    j.reply(t12)
+    j.expect(*j.copies_to(SAM, ANN, PAT))
+    j.thread_command(t12, "unsubscribe")
+    j.expect((PAT, "Done"))
+    j.reply(t12)
+    j.expect(*j.copies_to(SAM, ANN))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+
+    # Over the whole life: never two copies of a post to anyone.
+    pairs = [(r.rcpt_tos[0], str(r.message["Message-ID"])) for r in j.sink.received if r.message["List-Id"]]
+    assert len(pairs) == len(set(pairs)), "a post reached someone twice"
+    status = j.cli("status")
+    assert "0 failed for good" in status, status
+
+
+def _journey_env(tmp_path: Path, sink: SmtpSink, **extra: str) -> dict[str, str]:
+    # One automatic reply per second: the steps answered by mail are further apart than that.
+    return base_env(tmp_path, sink, LISTGATE_AUTO_REPLY_WINDOW="1", **extra)
+
+
+@pytest.fixture
+def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
+    """`listgate up` on the embedded default."""
+    stack = make_stack(tmp_path, _journey_env(tmp_path, sink))
+    stack.start("up", [sys.executable, "-m", "listgate.cli", "up", "--no-demo"])
+    try:
+        stack.wait_ready()
+        yield stack
+    finally:
+        stack.stop()
+
+
+@pytest.fixture
+def separate_stack(tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str) -> Iterator[Stack]:
+    """Gateway, worker, beat and web as separate processes on PostgreSQL and Redis."""
+    yield from run_separately(make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db,
+                                                                LISTGATE_BROKER_URL=redis_db_url)))
+
+
+def test_a_life_with_the_list_on_the_embedded_default(up_stack: Stack, sink: SmtpSink) -> None:
+    life_with_a_list(Journey(up_stack, sink))
+
+
+def test_a_life_with_the_list_on_postgresql_and_redis(separate_stack: Stack, sink: SmtpSink) -> None:
+    life_with_a_list(Journey(separate_stack, sink))

@@ -1,0 +1,113 @@
+"""Migration 0006 on databases that already hold subscribers with history, SQLite and PostgreSQL.
+
+A database at 0003 with a subscriber who was mailed and bounced is upgraded through 0004 (web
+sessions), 0005 (administration: it rebuilds tables on SQLite), 0006 and what follows it (0007
+reading alters people and messages, 0008 threading); then that subscriber can leave, come back and switch to
+the weekly digest (the DELETE that failed on the foreign keys is gone), and the models agree
+with the migrated schema, every table of it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, select, text
+
+from listgate import lists, subscriptions
+from listgate.db import Base, make_engine, session_factory, transaction, writer
+from listgate.models import Delivery, Subscription
+from listgate.schema import current, head, upgrade
+from tests.conftest import make_settings
+from tests.services import new_database
+
+pytestmark = pytest.mark.integration
+# Search and listing machinery only the migrations make (0002's SQLite FTS5 tables, PostgreSQL
+# tsvector column and GIN index; 0003's partial index): everything else the models and the migrated schema must agree on.
+MIGRATION_ONLY = {"search_vector", "ix_messages_search_vector", "ix_threads_featured"}
+
+
+def _history_at_0003(engine: Engine) -> None:
+    """A list, a subscriber, a post, its delivery and a bounce, written as the 0003 code would."""
+    upgrade(engine, "0003")
+    now = "2026-11-01 10:00:00"
+    with engine.begin() as conn:
+        for sql in (
+            "INSERT INTO lists (id, name, title, description, policy, private, dmarc_mode, moderators, created_at, "
+            f"message_count, thread_count) VALUES (1, 'dev', 'dev', '', 'open', false, 'auto', '', '{now}', 1, 1)",
+            "INSERT INTO subscriptions (id, list_id, address, kind, thread_key, status, created_at, bounce_score) "
+            f"VALUES (1, 1, 'bob@example.org', 'list', 0, 'active', '{now}', 0)",
+            f"INSERT INTO raw_messages (id, sha256, size, data, received_at) VALUES (1, 'x', 1, 'x', '{now}')",
+            "INSERT INTO threads (id, list_id, subject, subject_norm, starter_name, message_count, participant_count, "
+            f"created_at, last_activity, featured, subject_orphan) VALUES (1, 1, 's', 's', 'a', 1, 1, '{now}', '{now}', "
+            "false, false)",
+            "INSERT INTO messages (id, list_id, message_id, message_id_generated, thread_id, parent_pos, raw_id, subject, "
+            "subject_norm, from_name, from_addr, date, date_offset, date_header, received_at, in_reply_to, "
+            "\"references\", body_text, body_html, is_flowed, status, origin, defects) VALUES (1, 1, 'p@x', false, 1, "
+            f"0, 1, 's', 's', 'a', 'a@example.org', '{now}', 0, '', '{now}', '', '', 'hi', '', false, 'visible', "
+            "'smtp', '')",
+            "INSERT INTO deliveries (id, message_pk, address, subscription_id, status, attempts, last_error, created_at) "
+            f"VALUES (1, 1, 'bob@example.org', 1, 'sent', 1, '', '{now}')",
+            "INSERT INTO bounces (id, delivery_id, subscription_id, address, kind, diagnostic, received_at) "
+            f"VALUES (1, 1, 1, 'bob@example.org', 'transient', '', '{now}')",
+            "INSERT INTO outbox (id, kind, ref_id, payload, created_at, attempts) "
+            f"VALUES (1, 'listgate.fanout', 1, '{{}}', '{now}', 0)",
+        ):
+            conn.execute(text(sql.replace("false", "0") if engine.dialect.name == "sqlite" else sql))
+        if engine.dialect.name == "postgresql":  # explicit ids do not move the sequences on
+            for table in ("lists", "subscriptions", "raw_messages", "threads", "messages", "deliveries", "bounces",
+                          "outbox"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+
+
+def _upgrade_and_live(engine: Engine) -> None:
+    _history_at_0003(engine)
+    upgrade(engine)
+    assert current(engine) == head() and head() >= "0007"
+    db = session_factory(writer(engine))
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        sub = session.get_one(Subscription, 1)
+        assert (sub.status, sub.ended_at, sub.end_reason, sub.approved_by) == ("active", None, "", "")
+        subscriptions.change(session, mlist, "bob@example.org", subscriptions.LEAVE, channel="link")
+        lists.subscribe(session, mlist, "bob@example.org")
+        weekly = subscriptions.change(session, mlist, "bob@example.org", subscriptions.DIGEST, channel="mail",
+                                      frequency="weekly").subscription
+        assert (weekly.kind, weekly.digest_frequency, weekly.status) == ("digest", "weekly", "active")
+        subscriptions.change(session, mlist, "bob@example.org", subscriptions.LEAVE, channel="mail")
+    with db() as session:
+        sub = session.get_one(Subscription, 1)
+        assert (sub.status, sub.end_reason, sub.digest_frequency) == ("ended", "switched to the digest", "daily")
+        assert session.get_one(Subscription, weekly.id).end_reason == "left (mail)"
+        assert session.scalar(select(Delivery.subscription_id)) == 1
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    ours = [d for d in _flat(diffs) if _name_of(d) not in MIGRATION_ONLY and not _name_of(d).startswith("messages_fts")]
+    assert ours == [], ours
+
+
+def _flat(diffs: list) -> list:  # type: ignore[type-arg]
+    return [d for group in diffs for d in (group if isinstance(group, list) else [group])]
+
+
+def _name_of(diff: tuple) -> str:  # type: ignore[type-arg]
+    """The name of the table, column or index a difference is about."""
+    return next((str(part.name) for part in reversed(diff[1:]) if getattr(part, "name", None)), "")
+
+
+def test_upgrade_keeps_history_on_sqlite(tmp_path: Path) -> None:
+    engine = make_engine(make_settings(tmp_path))
+    try:
+        _upgrade_and_live(engine)
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_keeps_history_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
+    engine = make_engine(make_settings(tmp_path, LISTGATE_DATABASE_URL=new_database(postgres_url, migrated=False)))
+    try:
+        _upgrade_and_live(engine)
+    finally:
+        engine.dispose()

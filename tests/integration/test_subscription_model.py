@@ -1,0 +1,404 @@
+"""A model of the subscription lifecycle, checked against the real service on SQLite and PostgreSQL.
+
+Hypothesis drives random sequences of subscribe (administrator or request + confirm by link
+or code), follow, mute, unmute, leave a thread, switch to the digest and back, leave the list
+(by link, mail command, web, CLI), come back, post (new threads and replies, with their
+authors auto-following), fan out, lose the sending after the fan-out, send again, and send the
+day's digest. The model predicts exactly which copies reach which address; after every step
+the copies written to the outbound Maildir must match it, one per (post, address) at most,
+and no operation may raise anything but the refusals the model predicts.
+
+CI=true runs at least 300 examples per database (profile "ci"); locally fewer.
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from sqlalchemy import delete, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import lists, subscriptions
+from listgate.addresses import Recipient
+from listgate.config import Settings
+from listgate.db import Base, make_engine, transaction
+from listgate.ingest import COMMAND, STORED, ingest
+from listgate.models import Message, OutboxEntry
+from listgate.parsing import parse
+from listgate.schema import upgrade
+from listgate.subscriptions import SubscriptionError
+from tests.conftest import make_settings
+from tests.services import in_ci
+from worker import commands, delivery, digest, tasks
+from worker.context import WorkerContext
+from worker.notify import recipients
+
+# 300 examples of up to 30 steps take about 1.5 min on SQLite and 3 on PostgreSQL on 2 busy cores.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+EXAMPLES = 300 if in_ci() else int(os.environ.get("LISTGATE_MODEL_EXAMPLES", "40"))
+STEPS = 30
+SECRET = "test-secret-key-0123456789"
+PEOPLE = ("ann@example.org", "bob@example.org", "cat@example.net", "dan@example.net")
+AUTHORS = PEOPLE + ("eve@example.com",)
+LEAVE_CHANNELS = ("link", "mail-command", "web", "admin")
+LIVE = ("pending", "active")
+
+
+@dataclass
+class Model:
+    """What the service should hold: subscription states, the ledger of copies, digests sent."""
+
+    subs: dict[tuple[str, str, int], str] = field(default_factory=dict)  # (address, kind, thread) -> status
+    codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (address, kind) -> (link, code)
+    posts: list[tuple[int, int, str, int]] = field(default_factory=list)  # (pk, thread, author, outbox id)
+    fanned: set[int] = field(default_factory=set)
+    pending: dict[tuple[int, str], tuple[str, str, int]] = field(default_factory=dict)  # (pk, addr) -> sub key
+    ledger: set[tuple[int, str]] = field(default_factory=set)  # (pk, address) rows that exist
+    copies: Counter[tuple[int, str]] = field(default_factory=Counter)  # copies that must have arrived
+    digests: dict[str, int] = field(default_factory=dict)  # address -> posts in today's digest
+
+    def status(self, address: str, kind: str, thread: int = 0) -> str:
+        return self.subs.get((address, kind, thread), "")
+
+    def activate(self, address: str, kind: str, thread: int = 0) -> None:
+        """start(): active, and the choice it replaces ends."""
+        self.subs[(address, kind, thread)] = "active"
+        other = {"list": "digest", "digest": "list", "thread": "mute", "mute": "thread"}[kind]
+        if self.status(address, other, thread) in LIVE:
+            self.subs[(address, other, thread)] = "ended"
+
+    def end(self, address: str, kinds: tuple[str, ...], thread: int | None = None) -> None:
+        for (addr, kind, key), status in list(self.subs.items()):
+            if addr == address and kind in kinds and (thread is None or key == thread) and status != "ended":
+                self.subs[(addr, kind, key)] = "ended"
+
+    def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
+        """worker.notify.recipients: list members, then followers; mutes, the author and To/Cc out."""
+        out: dict[str, tuple[str, str, int]] = {}
+        for address in PEOPLE + ("eve@example.com",):
+            if self.status(address, "mute", thread) == "active" or address == author:
+                continue
+            if self.status(address, "list") == "active":
+                out[address] = (address, "list", 0)
+            elif self.status(address, "thread", thread) == "active":
+                out[address] = (address, "thread", thread)
+        return out
+
+
+class Lifecycle(RuleBasedStateMachine):
+    """One list, five people, the whole lifecycle; the Maildir is the sink."""
+
+    def __init__(self, site: "ModelSite") -> None:
+        super().__init__()
+        self.site = site
+        self.model = Model()
+        self.arrived: Counter[tuple[int, str]] = Counter()
+        self.digests_arrived: dict[str, list[int]] = {}
+        self.serial = 0
+        site.reset()
+
+    # -- ways in ---------------------------------------------------------------------------------
+
+    @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")))
+    def admin_subscribes(self, address: str, kind: str) -> None:
+        with self.site.session() as session:
+            lists.subscribe(session, self.site.mlist(session), address, kind)
+        self.model.activate(address, kind)
+
+    @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")))
+    def requests(self, address: str, kind: str) -> None:
+        with self.site.session() as session:
+            outcome = subscriptions.request(session, self.site.mlist(session), address, secret=SECRET,
+                                            base_url="https://lists.test", domain="lists.test", kind=kind)
+            mailed = [json.loads(e.payload) for e in outcome.outbox]
+        before = self.model.status(address, kind)
+        if before in ("active", "pending"):  # already in, or a mail went a few minutes ago
+            assert mailed == []
+            return
+        assert [m["template"] for m in mailed] == ["confirm"]
+        link, reply_to = mailed[0]["link"].rsplit("/", 1)[1], mailed[0]["reply_to"]
+        self.model.codes[(address, kind)] = (link, reply_to.split("+confirm-")[1].split("@")[0])
+        self.model.subs[(address, kind, 0)] = "pending"
+
+    @precondition(lambda self: self.model.codes)
+    @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")), by_code=st.booleans())
+    def confirms(self, address: str, kind: str, by_code: bool) -> None:
+        """The last confirmation mail this address got for this kind, answered by its link or by reply."""
+        if (address, kind) not in self.model.codes:
+            return
+        link, code = self.model.codes[(address, kind)]
+        before = self.model.status(address, kind)
+        try:
+            with self.site.session() as session:
+                if by_code:
+                    subscriptions.confirm_by_code(session, SECRET, self.site.mlist(session), code)
+                else:
+                    subscriptions.confirm_token(session, SECRET, link)
+        except SubscriptionError:
+            assert before == "ended", f"a confirmation of a {before} subscription was refused"
+            return
+        assert before != "ended", "an old confirmation brought an ended subscription back"
+        if before == "pending":
+            self.model.activate(address, kind)
+
+    # -- threads and modes -----------------------------------------------------------------------
+
+    @precondition(lambda self: self.model.posts)
+    @rule(address=st.sampled_from(PEOPLE), post=st.integers(0, 99),
+          action=st.sampled_from((subscriptions.FOLLOW, subscriptions.MUTE, subscriptions.UNMUTE,
+                                  subscriptions.LEAVE_THREAD)), by_mail=st.booleans())
+    def thread_choice(self, address: str, post: int, action: str, by_mail: bool) -> None:
+        """A thread command on the thread of post number `post` (modulo the posts made so far)."""
+        pk, thread, _, _ = self.model.posts[post % len(self.model.posts)]
+        if by_mail and action != subscriptions.UNMUTE:
+            word = {subscriptions.FOLLOW: "follow", subscriptions.MUTE: "mute",
+                    subscriptions.LEAVE_THREAD: "unsubscribe"}[action]
+            if word == "follow" and not any(s == "active" for (a, _, _), s in self.model.subs.items() if a == address):
+                return  # someone not mailed yet is asked to confirm: covered by requests/confirms
+            self.site.reply_command(address, pk, word, self._serial())
+        else:
+            with self.site.session() as session:
+                subscriptions.change(session, self.site.mlist(session), address, action, thread_id=thread,
+                                     channel="web")
+        m = self.model
+        if action == subscriptions.FOLLOW:
+            m.activate(address, "thread", thread)
+        elif action == subscriptions.MUTE:
+            m.activate(address, "mute", thread)
+        elif action == subscriptions.UNMUTE:
+            m.end(address, ("mute",), thread)
+        elif m.status(address, "list") == "active":
+            m.activate(address, "mute", thread)  # a list subscriber leaving a thread mutes it
+        else:
+            m.end(address, ("thread",), thread)
+
+    @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")))
+    def switches(self, address: str, kind: str) -> None:
+        """The digest switch, as the signed-in dashboard does it."""
+        with self.site.session() as session:
+            subscriptions.change(session, self.site.mlist(session), address, kind, channel="web")
+        self.model.activate(address, kind)
+
+    @rule(address=st.sampled_from(PEOPLE), channel=st.sampled_from(LEAVE_CHANNELS))
+    def leaves(self, address: str, channel: str) -> None:
+        if channel == "mail-command":
+            self.site.list_command(address, "unsubscribe")
+        else:
+            with self.site.session() as session:
+                mlist = self.site.mlist(session)
+                if channel == "link":
+                    token = subscriptions.unsubscribe_token(SECRET, mlist.id, address)
+                    subscriptions.unsubscribe_by_token(session, SECRET, token)
+                else:
+                    subscriptions.change(session, mlist, address, subscriptions.LEAVE, channel=channel)
+        self.model.end(address, ("list", "digest", "thread", "mute"))
+
+    # -- mail --------------------------------------------------------------------------------------
+
+    @rule(author=st.sampled_from(AUTHORS), reply_to=st.none() | st.integers(0, 99))
+    def posts(self, author: str, reply_to: int | None) -> None:
+        """A new thread, or a reply to post number `reply_to` (modulo the posts made so far)."""
+        parent = self.model.posts[reply_to % len(self.model.posts)] if reply_to is not None and self.model.posts else None
+        n = self._serial()
+        pk, thread, outbox_id = self.site.post(author, n, parent[0] if parent else None)
+        if parent is not None:
+            assert thread == parent[1]
+        self.model.posts.append((pk, thread, author, outbox_id))
+        m = self.model
+        if m.status(author, "thread", thread) not in LIVE and m.status(author, "mute", thread) not in LIVE:
+            m.subs[(author, "thread", thread)] = "active"  # posting follows the thread (again)
+
+    @precondition(lambda self: any(p[0] not in self.model.fanned for p in self.model.posts))
+    @rule(send=st.booleans())
+    def fans_out(self, send: bool) -> None:
+        """The fan-out of every waiting post; send=False: the worker dies after recording it."""
+        for pk, thread, author, outbox_id in self.model.posts:
+            if pk in self.model.fanned:
+                continue
+            self.model.fanned.add(pk)
+            for address, key in self.model.chosen(thread, author).items():
+                if (pk, address) not in self.model.ledger:
+                    self.model.ledger.add((pk, address))
+                    self.model.pending[(pk, address)] = key
+            if send:
+                delivery.fanout(self.site.ctx, outbox_id, pk)
+                self._sent(pk)
+            else:
+                self.site.record_fanout(outbox_id, pk)
+
+    @precondition(lambda self: self.model.pending)
+    @rule()
+    def sends_what_was_left(self) -> None:
+        """The beat's recovery sends rows nobody is working on; whoever left meanwhile is cancelled."""
+        delivery.retry_due(self.site.ctx, stale_after=0.0)
+        for pk in {pk for pk, _ in self.model.pending}:
+            self._sent(pk)
+
+    @precondition(lambda self: self.model.fanned)
+    @rule(post=st.integers(0, 99))
+    def duplicate_fanout_task(self, post: int) -> None:
+        """A fan-out task delivered twice (the broker's at-least-once): nothing is sent twice."""
+        fanned = sorted(self.model.fanned)
+        pk = fanned[post % len(fanned)]
+        outbox_id = next(p[3] for p in self.model.posts if p[0] == pk)
+        delivery.fanout(self.site.ctx, outbox_id, pk)
+        self._sent(pk)
+
+    def _sent(self, pk: int) -> None:
+        """Pending rows of post pk were just sent: those whose subscription row is still active arrive."""
+        for (post, address), key in list(self.model.pending.items()):
+            if post == pk:
+                del self.model.pending[(post, address)]
+                if self.model.subs.get(key) == "active":
+                    self.model.copies[(pk, address)] += 1
+
+    @rule()
+    def sends_todays_digest(self) -> None:
+        digest.send_digests(self.site.ctx, datetime.now(timezone.utc).date())
+        today = [p[0] for p in self.model.posts]  # every post of this example was received today
+        for address in PEOPLE:
+            if self.model.status(address, "digest") == "active" and address not in self.model.digests and today:
+                self.model.digests[address] = len(today)
+
+    # -- what arrived ------------------------------------------------------------------------------
+
+    @invariant()
+    def exactly_the_predicted_copies_arrived(self) -> None:
+        self.site.collect(self.arrived, self.digests_arrived)
+        assert +self.arrived == +self.model.copies, "copies at the Maildir differ from the model"
+        assert max(self.arrived.values(), default=0) <= 1
+        assert {a: n[0] for a, n in self.digests_arrived.items()} == self.model.digests
+        assert all(len(n) == 1 for n in self.digests_arrived.values()), "a digest was sent twice in a day"
+
+    def _serial(self) -> int:
+        self.serial += 1
+        return self.serial
+
+
+class ModelSite:
+    """One database (SQLite file or PostgreSQL) emptied for each example, and the worker's code in-process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        engine = make_engine(settings)
+        upgrade(engine)
+        engine.dispose()
+        self.ctx = WorkerContext(settings)
+        self.db: sessionmaker[Session] = self.ctx.db
+        self.box = Path(settings.outbound.split(":", 1)[1])
+        self.list_id = 0
+
+    def reset(self) -> None:
+        with transaction(self.db) as session:
+            if session.get_bind().dialect.name == "postgresql":
+                names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+                session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            else:
+                for table in reversed(Base.metadata.sorted_tables):
+                    session.execute(delete(table))
+            mlist = lists.create(session, "dev")
+            mlist.dmarc_mode = "never"
+            self.list_id = mlist.id
+        for path in self.box.glob("*/*"):
+            path.unlink()
+
+    def session(self):  # type: ignore[no-untyped-def]
+        return transaction(self.db)
+
+    def mlist(self, session: Session):  # type: ignore[no-untyped-def]
+        return lists.require(session, "dev")
+
+    def post(self, author: str, n: int, parent_pk: int | None) -> tuple[int, int, int]:
+        """Ingest a post; (pk, thread id, its fan-out outbox id)."""
+        with self.session() as session:
+            refs = ""
+            if parent_pk is not None:
+                refs = f"In-Reply-To: <{session.get_one(Message, parent_pk).message_id}>\r\n"
+            raw = (f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\nMessage-ID: <p{n}@x>\r\n{refs}"
+                   f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nPost {n}\r\n").encode()
+            result = ingest(session, parse(raw), self.mlist(session), domain="lists.test", envelope_from=author)
+            assert result.status == STORED, result
+            return result.message_pk, result.thread_id, result.outbox[0].id
+
+    def _command(self, raw: bytes, recipient: Recipient | None = None) -> None:
+        with self.session() as session:
+            result = ingest(session, parse(raw), self.mlist(session), domain="lists.test", recipient=recipient)
+            assert result.status == COMMAND, result
+            entry_id = result.outbox[0].id
+        tasks.run_outbox(self.ctx, entry_id, lambda s, e: commands.handle(s, self.settings, e),
+                         commands.answer_failure)
+        with self.db() as session:
+            assert session.get_one(OutboxEntry, entry_id).failed_at is None
+
+    def list_command(self, address: str, command: str) -> None:
+        raw = f"From: {address}\r\nTo: dev+{command}@lists.test\r\nSubject: x\r\n\r\n\r\n".encode()
+        self._command(raw, Recipient("dev", command))
+
+    def reply_command(self, address: str, parent_pk: int, word: str, n: int) -> None:
+        with self.db() as session:
+            parent = session.get_one(Message, parent_pk).message_id
+        raw = (f"From: {address}\r\nTo: dev@lists.test\r\nSubject: Re: x\r\nMessage-ID: <c{n}@x>\r\n"
+               f"In-Reply-To: <{parent}>\r\n\r\n{word}\r\n\r\n> quoted\r\n").encode()
+        self._command(raw)
+
+    def record_fanout(self, outbox_id: int, pk: int) -> None:
+        """The fan-out's own transaction, as a worker killed right after it leaves it: rows, nothing sent."""
+        with self.session() as session:
+            msg = session.get_one(Message, pk)
+            delivery.insert_absent(session, pk, recipients(session, msg, msg.raw.data))
+            session.get_one(OutboxEntry, outbox_id).done_at = datetime.now(timezone.utc)
+
+    def collect(self, copies: Counter[tuple[int, str]], digests: dict[str, list[int]]) -> None:
+        """Move what the Maildir received into the counters (posts by Message-ID, digests by size)."""
+        box = mailbox.Maildir(self.box, create=True)
+        pks = self._pks()
+        for key in list(box.keys()):
+            msg = box[key]
+            rcpt = str(msg["Delivered-To"])
+            if "digest" in str(msg["Subject"]):
+                digests.setdefault(rcpt, []).append(int(re.search(r"\((\d+) messages?\)", str(msg["Subject"]))[1]))
+            else:
+                copies[(pks[str(msg["Message-ID"]).strip("<>")], rcpt)] += 1
+            box.remove(key)
+
+    def _pks(self) -> dict[str, int]:
+        with self.db() as session:
+            return dict(session.execute(select(Message.message_id, Message.id)).all())
+
+
+PROFILE = hsettings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+
+
+@pytest.fixture
+def confirm_mail_unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The per-address limit on confirmation mail has its own tests; here one person asks many times."""
+    monkeypatch.setattr(subscriptions, "CONFIRM_LIMIT", (10**6, 900))
+
+
+def _run(settings: Settings) -> None:
+    site = ModelSite(settings)
+    try:
+        run_state_machine_as_test(lambda: Lifecycle(site), settings=PROFILE)
+    finally:
+        site.ctx.dispose()
+
+
+def test_model_on_sqlite(tmp_path: Path, confirm_mail_unlimited: None) -> None:
+    _run(make_settings(tmp_path, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}"))
+
+
+def test_model_on_postgresql(tmp_path: Path, postgres_db: str, confirm_mail_unlimited: None) -> None:
+    _run(make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}"))

@@ -1,0 +1,107 @@
+"""Moderation over time: a model predicts what each approve, reject (by mail, reused or not) and
+takedown does, and what the list's count and the moderators' mail must be after every step."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from sqlalchemy import func, select
+
+from listgate import dispatch, lists, moderation, removal
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.ingest import ingest
+from listgate.lists import ListError
+from listgate.models import Message, OutboxEntry
+from listgate.parsing import parse
+from listgate.schema import upgrade
+from tests.conftest import make_settings
+
+SECRET = "test-secret-key-0123456789"
+
+
+class Moderation(RuleBasedStateMachine):
+    """Posts to a moderated list go through held -> visible / rejected -> removed."""
+
+    @initialize()
+    def setup(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.engine = make_engine(make_settings(Path(self.tmp.name)))
+        upgrade(self.engine)
+        self.db = session_factory(writer(self.engine))
+        with transaction(self.db) as session:
+            lists.create(session, "club", policy="moderated", moderators="mod@example.org")
+        self.model: dict[int, str] = {}  # message pk -> predicted status
+        self.n = 0
+
+    def teardown(self) -> None:
+        if hasattr(self, "engine"):
+            self.engine.dispose()
+            self.tmp.cleanup()
+
+    @rule()
+    def a_post_arrives(self) -> None:
+        self.n += 1
+        raw = (f"From: a{self.n}@example.org\r\nSubject: Post {self.n}\r\nMessage-ID: <p{self.n}@x>\r\n"
+               f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText {self.n}\r\n").encode()
+        with transaction(self.db) as session:
+            result = ingest(session, parse(raw), lists.require(session, "club"), domain="lists.test")
+        assert result.status == "held"
+        self.model[result.message_pk] = "held"
+
+    def _code(self, pk: int, action: str) -> str:
+        with self.db() as session:
+            return moderation.code(SECRET, action, session.get_one(Message, pk))
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), action=st.sampled_from(["approve", "reject"]), with_reason=st.booleans())
+    def a_moderator_replies(self, data: st.DataObject, action: str, with_reason: bool) -> None:
+        pk = data.draw(st.sampled_from(sorted(self.model)))
+        body = "reject: not for this list\n" if with_reason else "What is this?\n"
+        expected = self.model[pk] == "held" and (action == "approve" or with_reason)
+        code = self._code(pk, action)
+        try:
+            with transaction(self.db) as session:
+                moderation.by_mail(session, SECRET, lists.require(session, "club"), action, code, "mod@example.org",
+                                   body)
+        except moderation.ModerationError:
+            assert not expected, f"{action} of a {self.model[pk]} post was refused"
+            return
+        assert expected, f"{action} of a {self.model[pk]} post was accepted"
+        self.model[pk] = "visible" if action == "approve" else "rejected"
+
+    @precondition(lambda self: self.model)
+    @rule(data=st.data(), purge=st.booleans())
+    def an_owner_takes_a_post_down(self, data: st.DataObject, purge: bool) -> None:
+        pk = data.draw(st.sampled_from(sorted(self.model)))
+        with transaction(self.db) as session:
+            msg = session.get_one(Message, pk)
+            try:
+                removal.remove(session, [msg], "off topic", "cli:owner", purge)
+            except ListError as exc:  # pragma: no cover - nothing here should refuse
+                raise AssertionError(str(exc)) from None
+        self.model[pk] = "removed"
+
+    @invariant()
+    def statuses_and_counts_are_as_predicted(self) -> None:
+        if not hasattr(self, "db"):
+            return
+        with self.db() as session:
+            found = dict(session.execute(select(Message.id, Message.status)).all())
+            assert found == self.model
+            visible = sum(1 for s in self.model.values() if s == "visible")
+            mlist = lists.require(session, "club")
+            assert mlist.message_count == visible
+            # Only threads with a published post are the list's threads (held, rejected, removed are not).
+            published = session.scalars(select(Message.thread_id).where(Message.status == "visible")).all()
+            assert mlist.thread_count == len(set(published))
+            mails = session.scalar(select(func.count()).select_from(OutboxEntry)
+                                   .where(OutboxEntry.kind == dispatch.NOTIFY_MODERATORS))
+            assert mails == len(self.model)  # the moderators heard of each post exactly once
+
+
+Moderation.TestCase.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
+                                        suppress_health_check=[HealthCheck.too_slow])
+TestModeration = Moderation.TestCase

@@ -1,0 +1,80 @@
+"""Exports and feeds: raw mail and mbox for anonymous readers of public lists (rate-limited), Atom links,
+secret feed links to private lists that their reader can revoke."""
+
+from __future__ import annotations
+
+import re
+
+from listgate import lists, subscriptions
+from listgate.db import transaction
+from tests.unit.webarchive.factories import make_mail, post
+from tests.unit.webarchive.helpers import csrf, sign_in
+
+
+def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_limit(app, client, make_list, db):
+    make_list("dev")
+    make_list("hush", private=True)
+    res = post(db, make_mail("Open", msgid="o@x", body="public text\n"))
+    hidden = post(db, make_mail("Closed", msgid="c@x", to="hush@lists.test"), list_name="hush")
+    app.config["RATE_LIMITS"] = {"export": (3, 3600)}
+    assert b"public text" in client.get(f"/messages/{res.message_pk}.eml").data
+    assert client.get(f"/threads/{res.thread_id}.mbox").data.startswith(b"From alice@example.org ")
+    assert b"Message-ID: <o@x>" in client.get("/lists/dev/2026/3.mbox").data
+    refused = client.get(f"/messages/{res.message_pk}.eml")
+    assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
+    sign_in(client, db, "reader@example.org")  # signed-in readers are not counted per client
+    assert client.get(f"/messages/{res.message_pk}.eml").status_code == 200
+    assert client.get(f"/messages/{hidden.message_pk}.eml").status_code == 404
+
+
+def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(client, make_list, db):
+    make_list("dev")
+    res = post(db, make_mail("Feedy", msgid="f@x"))
+    xml = client.get("/lists/dev/feed.atom").get_data(as_text=True)
+    assert '<link rel="alternate" type="text/html" href="http://' in xml
+    assert re.search(rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}#m{res.message_pk}"/>', xml)
+    assert re.search(r'<link rel="alternate" type="text/html" href="http://[^"]+/lists/dev/"/>', xml)
+    thread_xml = client.get(f"/threads/{res.thread_id}/feed.atom").get_data(as_text=True)
+    assert re.search(rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}"/>', thread_xml)
+
+
+def _secret_link(client) -> str:  # type: ignore[no-untyped-def]
+    page = client.get("/me/subscriptions").get_data(as_text=True)
+    return re.search(r'hush: <a href="http://[^/]+(/feeds/[^"]+)">', page).group(1)  # type: ignore[union-attr]
+
+
+def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(app, make_list, db):
+    mlist = make_list("hush", private=True)
+    with transaction(db) as session:
+        lists.subscribe(session, session.merge(mlist), "member@example.org")
+    post(db, make_mail("Inner circle", msgid="i@x", to="hush@lists.test"), list_name="hush")
+    member = app.test_client()
+    sign_in(member, db, "member@example.org")
+    link = _secret_link(member)
+    reader = app.test_client()  # a feed reader: no cookies at all
+    assert reader.get("/lists/hush/feed.atom").status_code == 404
+    feed = reader.get(link)
+    assert feed.status_code == 200 and b"<title>Inner circle</title>" in feed.data
+    assert reader.get(link.replace("/lists/hush.atom", "/lists/other.atom")).status_code == 404
+    key = link.split("/")[2]
+    altered = key[:-1] + ("A" if key[-1] != "A" else "B")
+    assert reader.get(link.replace(key, altered)).status_code == 404
+    assert reader.get(link.replace(key, "")).status_code == 404 and "member" not in link  # no address in the link
+    member.post("/me/feeds/revoke", data={"csrf_token": csrf(member, "/me/subscriptions")})
+    assert reader.get(link).status_code == 404
+    fresh = _secret_link(member)
+    assert fresh != link and reader.get(fresh).status_code == 200
+
+
+def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(app, make_list, db):
+    mlist = make_list("hush", private=True)
+    with transaction(db) as session:
+        lists.subscribe(session, session.merge(mlist), "leaver@example.org")
+    member = app.test_client()
+    sign_in(member, db, "leaver@example.org")
+    link = _secret_link(member)
+    assert app.test_client().get(link).status_code == 200
+    with transaction(db) as session:
+        subscriptions.change(session, session.merge(mlist), "leaver@example.org", subscriptions.LEAVE,
+                             channel=subscriptions.ADMIN)
+    assert app.test_client().get(link).status_code == 404

@@ -1,0 +1,75 @@
+"""Open redirect after sign-in: no spelling of `next` sends the browser to another site.
+
+The oracle resolves the Location header the way a browser does (WHATWG URL parsing: leading
+and trailing C0 controls and spaces stripped, tabs and newlines removed anywhere, a backslash
+read as a slash); tests/integration/test_browser_redirects.py asks real Chromium too.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+
+from listgate import tokens
+
+SITE = "127.0.0.1"
+# Each value is what `next` holds after the query string or form was decoded.
+ATTACKS = [
+    "/\t/evil.example/", "/\n/evil.example/", "/\r/evil.example/", "/\x0b/evil.example/", "/ /evil.example/",
+    "/\u3000/evil.example/", "\t//evil.example/", " //evil.example/", "\x0b//evil.example/", "\x00//evil.example/",
+    "\u3000//evil.example/", "//evil.example/", "///evil.example/", "/\\evil.example/", "\\\\evil.example/",
+    "/\\/evil.example/", "/\t\\evil.example/", "//\tevil.example/", "/\r\n/evil.example/", "https://evil.example/",
+    "http:evil.example", "http:/\\evil.example", "javascript:alert(1)", "//evil.example@127.0.0.1/", "\x7f//evil.example",
+    "/\u2215evil.example/", "/\uff0f/evil.example/", "%2F%2Fevil.example/", "/%2F/evil.example/", "\\/evil.example",
+]
+KEPT = {"/lists/dev/": "/lists/dev/", "/threads/3?view=flat": "/threads/3?view=flat",
+        "/m/a%40b.example": "/m/a%40b.example", "/search?q=r%C3%A9sum%C3%A9&page=2": "/search?q=r%C3%A9sum%C3%A9&page=2"}
+
+
+def browser_resolves(location: str) -> str:
+    """The host a browser ends up on after `Location: location` from http://SITE/ (WHATWG parsing)."""
+    url = location.strip("".join(map(chr, range(0x21))))
+    url = url.replace("\t", "").replace("\n", "").replace("\r", "").replace("\\", "/")
+    if url.startswith("//"):
+        return url[2:].split("/", 1)[0].rsplit("@", 1)[-1]
+    scheme, sep, rest = url.partition(":")
+    if sep and scheme.isalpha() and "/" not in scheme:
+        return rest.lstrip("/").split("/", 1)[0] if scheme.lower() in ("http", "https") else f"{scheme}:"
+    return SITE
+
+
+def complete_sign_in(client, settings, next_value: str):  # type: ignore[no-untyped-def]
+    """Open a valid sign-in link carrying next_value and press its button; the 303 response."""
+    token = tokens.make(settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org", "n": secrets.token_hex(6)})
+    page = client.get(f"/signin/{token}", query_string={"next": next_value})
+    assert page.status_code == 200
+    from tests.unit.webarchive.helpers import CSRF
+
+    form_token = CSRF.search(page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    return client.post(f"/signin/{token}", data={"csrf_token": form_token, "next": next_value})
+
+
+@pytest.mark.parametrize("spelling", ATTACKS, ids=[repr(a) for a in ATTACKS])
+def test_no_spelling_of_next_leaves_the_site(client, make_list, settings, spelling: str) -> None:
+    make_list("dev")
+    response = complete_sign_in(client, settings, spelling)
+    assert response.status_code == 303
+    location = response.headers["Location"]
+    assert browser_resolves(location) == SITE, location
+    assert location.startswith("/") and not location.startswith("//")
+    assert all(33 <= ord(c) < 127 and c != "\\" for c in location), location
+
+
+@pytest.mark.parametrize("path,expected", sorted(KEPT.items()))
+def test_a_path_on_this_site_is_where_sign_in_returns(client, make_list, settings, path: str, expected: str) -> None:
+    make_list("dev")
+    assert complete_sign_in(client, settings, path).headers["Location"] == expected
+
+
+def test_the_sign_in_form_carries_only_a_safe_next(client, make_list) -> None:
+    make_list("dev")
+    page = client.get("/signin", query_string={"next": "/\t/evil.example/"}).get_data(as_text=True)
+    assert 'name="next" value="/"' in page
+    page = client.get("/signin", query_string={"next": "/lists/dev/"}).get_data(as_text=True)
+    assert 'name="next" value="/lists/dev/"' in page

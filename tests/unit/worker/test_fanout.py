@@ -1,0 +1,59 @@
+"""The fan-out reads the post's headers outside its write transaction: other writers are never held up by it.
+
+A header folded over a million lines took minutes to read (a quadratic join) while the fan-out
+held SQLite's write lock, so every post through the gateway got 451 meanwhile.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from listgate import lists
+from listgate.config import Settings
+from listgate.db import transaction
+from listgate.dispatch import FANOUT
+from listgate.ingest import ingest
+from listgate.parsing import parse
+from worker import headers
+from worker.context import WorkerContext
+from worker.delivery import fanout
+
+
+def _can_write(path: str) -> bool:
+    """Whether another connection could take the write lock right now (without waiting)."""
+    conn = sqlite3.connect(path, timeout=0)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("ROLLBACK")
+        return True
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        conn.close()
+
+
+def test_fanout_reads_the_headers_while_others_can_write(settings: Settings, db, make_list,  # type: ignore[no-untyped-def]
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    make_list("dev")
+    raw = (b"From: ann@example.org\r\nTo: dev@lists.test\r\nCc: carl@example.org\r\nSubject: hello\r\n"
+           b"Message-ID: <p@example.org>\r\n\r\nHello.\r\n")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        for address in ("bob@example.org", "carl@example.org"):
+            lists.subscribe(session, mlist, address)
+        result = ingest(session, parse(raw), mlist, domain="lists.test")
+        entry = next(e for e in result.outbox if e.kind == FANOUT)
+    path = settings.database_url.split("///", 1)[1]
+    seen: list[bool] = []
+    real = headers.header_lines
+
+    def watched(data: bytes) -> list[bytes]:
+        seen.append(_can_write(path))
+        return real(data)
+
+    monkeypatch.setattr(headers, "header_lines", watched)
+    ctx = WorkerContext(settings)
+    assert fanout(ctx, entry.id, result.message_pk) == 1  # bob; carl is already in Cc
+    assert seen and all(seen), "the fan-out read the post's headers while holding the write lock"

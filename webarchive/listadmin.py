@@ -1,0 +1,81 @@
+"""A list's settings page, for its owners and moderators: the fields, the roles, and who changed what."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from listgate import administration, lists
+from listgate.db import transaction
+from listgate.lists import ListError
+from listgate.models import MailingList
+from listgate.models.archive import POLICIES, REPLY_TO
+from webarchive.context import db, resources, settings
+from webarchive.security import current_address, signed_in
+
+bp = Blueprint("listadmin", __name__)
+
+
+@bp.app_template_global()
+def may_moderate_list(mlist: MailingList) -> bool:
+    """Whether the signed-in person sees this list's settings page (owners, moderators, site admins)."""
+    return administration.may_moderate(mlist, current_address(), settings().admins)
+
+
+def _list_for(name: str, change: bool = False) -> MailingList:
+    """The list if the signed-in person may see (or, with change, change) its settings; else 404."""
+    mlist = lists.get(db(), name)
+    allowed = administration.may_change if change else administration.may_moderate
+    if mlist is None or not allowed(mlist, current_address(), settings().admins):
+        abort(404)
+    return mlist
+
+
+@bp.get("/lists/<name>/settings")
+@signed_in
+def page(name: str):  # type: ignore[no-untyped-def]
+    """The settings form (read-only for moderators), owners and moderators, and the audit log."""
+    mlist = _list_for(name)
+    return render_template("listadmin/settings.html", mlist=mlist, policies=POLICIES, reply_tos=REPLY_TO,
+                           can_change=administration.may_change(mlist, current_address(), settings().admins),
+                           owners=administration.members_of(mlist, "owner"),
+                           moderators=administration.members_of(mlist, "moderator"),
+                           history=administration.history(db(), mlist))
+
+
+@bp.post("/lists/<name>/settings")
+@signed_in
+def save(name: str):  # type: ignore[no-untyped-def]
+    """Change the list's settings (owners and site administrators)."""
+    list_id = _list_for(name, change=True).id
+    form = request.form
+    try:
+        with transaction(resources().writer) as session:
+            done = administration.edit(
+                session, session.get_one(MailingList, list_id), current_address() or "",
+                title=form.get("title", ""), description=form.get("description", ""), policy=form.get("policy"),
+                private=form.get("private") == "yes", reply_to=form.get("reply_to"))
+    except ListError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("listadmin.page", name=name), 303)
+    flash("Saved: " + "; ".join(done) if done else "Nothing changed.", "ok")
+    return redirect(url_for("listadmin.page", name=name), 303)
+
+
+@bp.post("/lists/<name>/roles")
+@signed_in
+def roles(name: str):  # type: ignore[no-untyped-def]
+    """Add or remove an owner or moderator (owners and site administrators)."""
+    list_id = _list_for(name, change=True).id
+    role, action, address = request.form.get("role", ""), request.form.get("action", ""), request.form.get("address", "")
+    if action not in administration.ROLE_ACTIONS:
+        abort(400, description="action must be add or remove")
+    try:
+        with transaction(resources().writer) as session:
+            mlist = session.get_one(MailingList, list_id)
+            changed = administration.change_role(session, mlist, action, role, address, current_address() or "")
+    except ListError as exc:
+        flash(str(exc), "error")
+        return redirect(url_for("listadmin.page", name=name), 303)
+    flash(f"{address.strip().lower()} is {'now' if action == 'add' else 'no longer'} a {role}." if changed
+          else "Nothing changed.", "ok")
+    return redirect(url_for("listadmin.page", name=name), 303)

@@ -1,0 +1,41 @@
+"""A signed-in person's profile: display name, copies of their own posts, following, digest format."""
+
+from __future__ import annotations
+
+from flask import Blueprint, flash, redirect, render_template, request, url_for
+
+from listgate import subscriptions
+from listgate.db import transaction
+from listgate.models import Person
+from listgate.models.people import MIME, PLAIN
+from webarchive.context import db, resources
+from webarchive.security import current_address, signed_in
+
+bp = Blueprint("profile", __name__)
+MAX_NAME = 100
+
+
+@bp.get("/me/profile")
+@signed_in
+def page():  # type: ignore[no-untyped-def]
+    """The profile form."""
+    person = db().get(Person, current_address()) or Person(address=current_address(), name="", auto_follow=True,
+                                                           copy_own_posts=False, digest_format=MIME)
+    return render_template("profile/profile.html", person=person)
+
+
+@bp.post("/me/profile")
+@signed_in
+def save():  # type: ignore[no-untyped-def]
+    """Save the profile; the display name becomes the From: name of posts written here."""
+    name = " ".join(request.form.get("name", "").split())[:MAX_NAME]
+    if any(c in name for c in '<>"\\@'):
+        flash("A display name cannot contain < > \" \\ or @.", "error")
+        return redirect(url_for("profile.page"), 303)
+    with transaction(resources().writer) as session:
+        person = subscriptions.person_settings(
+            session, current_address() or "", name=name, auto_follow=request.form.get("auto_follow") == "yes",
+            copy_own_posts=request.form.get("copy_own_posts") == "yes")
+        person.digest_format = PLAIN if request.form.get("digest_format") == PLAIN else MIME
+    flash("Your profile is saved.", "ok")
+    return redirect(url_for("profile.page"), 303)

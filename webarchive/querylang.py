@@ -1,0 +1,135 @@
+"""The search box's language: words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment.
+
+Parsed once into a Query that both engines turn into their own syntax (an FTS5 MATCH
+expression, a websearch_to_tsquery string), so every operator means the same on SQLite
+and on PostgreSQL. Operators that are not about words (from:, subject:, has:, dates)
+become plain column filters, identical on both.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+_TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
+_WORD = re.compile(r"\w+", re.UNICODE)
+OPERATORS = ("from", "subject", "list", "before", "after", "has")
+MAX_TERMS = 20
+HELP = (
+    ('"exact phrase"', "the words next to each other, in this order"),
+    ("-word", "leave out posts with this word (or -\"phrase\")"),
+    ("from:ann", "posts by someone whose name or address starts with or contains it; from:ann@example.org for one address"),
+    ("subject:release", "the subject contains it (subject:\"release date\" for several words)"),
+    ("list:dev", "only this list"),
+    ("after:2026-03-01", "on or after that day (UTC)"),
+    ("before:2026-04-01", "before that day (UTC)"),
+    ("has:attachment", "posts with a file attached"),
+)
+
+
+class QueryError(ValueError):
+    """A search the user must fix; the message says how."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """A parsed search: the text terms and the filters the operators asked for."""
+
+    words: tuple[str, ...] = ()
+    phrases: tuple[tuple[str, ...], ...] = ()
+    excluded: tuple[tuple[str, ...], ...] = ()  # each a word or a phrase, as words
+    authors: tuple[str, ...] = ()
+    subjects: tuple[str, ...] = ()
+    lists: tuple[str, ...] = ()
+    after: datetime | None = None
+    before: datetime | None = None
+    has_attachment: bool = False
+
+    @property
+    def has_text(self) -> bool:
+        """True when some words or phrases must match (relevance applies)."""
+        return bool(self.words or self.phrases)
+
+    @property
+    def is_empty(self) -> bool:
+        """True when nothing at all was asked."""
+        return not (self.has_text or self.excluded or self.authors or self.subjects or self.lists
+                    or self.after or self.before or self.has_attachment)
+
+    def tokens(self) -> list[str]:
+        """Every positive word, lowercased, plain words last (for scoring and highlighting)."""
+        return [w.lower() for p in self.phrases for w in p] + [w.lower() for w in self.words]
+
+    def fts5(self, prefix: bool) -> str:
+        """The positive terms as an FTS5 expression; the last plain word as a prefix when asked."""
+        parts = ['"' + " ".join(p) + '"' for p in self.phrases]
+        words = [f'"{w}"' for w in self.words]
+        if prefix and words:
+            words[-1] += "*"
+        return " ".join(words + parts)
+
+    def fts5_excluded(self) -> str:
+        """The excluded terms as one FTS5 OR expression ('' when none)."""
+        return " OR ".join('"' + " ".join(p) + '"' for p in self.excluded)
+
+    def websearch_excluded(self) -> str:
+        """The excluded terms as one websearch_to_tsquery OR string ('' when none)."""
+        return " or ".join('"' + " ".join(p) + '"' for p in self.excluded)
+
+    def websearch(self) -> str:
+        """The positive and excluded terms as a PostgreSQL websearch_to_tsquery string."""
+        parts = [w for w in self.words] + ['"' + " ".join(p) + '"' for p in self.phrases]
+        parts += ['-"' + " ".join(p) + '"' if len(p) > 1 else f"-{p[0]}" for p in self.excluded]
+        return " ".join(parts)
+
+
+def _day(name: str, value: str) -> datetime:
+    try:
+        return datetime.strptime(value.replace("/", "-"), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}") from None
+
+
+def parse(text: str) -> Query:
+    """The search box's text as a Query, or QueryError naming what to fix."""
+    found: dict[str, list] = {k: [] for k in ("words", "phrases", "excluded", "authors", "subjects", "lists")}  # type: ignore[type-arg]
+    after = before = None
+    attachment = False
+    for negate, op, raw in _TOKEN.findall(text[:1000]):
+        quoted = raw.startswith('"')
+        value = raw.strip('"').strip()
+        op = op.lower()
+        if op and op not in OPERATORS:  # "re:" or "http:" are words, not operators
+            value, op, quoted = f"{op} {value}", "", False
+        if not value:
+            continue
+        if op == "from":
+            found["authors"].append(value.lower()[:200])
+        elif op == "subject":
+            found["subjects"].append(value.lower()[:200])
+        elif op == "list":
+            found["lists"].append(value.lower()[:64])
+        elif op == "after":
+            after = _day("after", value)
+        elif op == "before":
+            before = _day("before", value)
+        elif op == "has":
+            if value.lower() not in ("attachment", "attachments"):
+                raise QueryError(f"has: knows only has:attachment, not has:{value[:40]}")
+            attachment = True
+        else:
+            terms = _WORD.findall(value)
+            if not terms:
+                continue
+            if negate:
+                found["excluded"].append(tuple(terms))
+            elif quoted and len(terms) > 1:
+                found["phrases"].append(tuple(terms))
+            else:
+                found["words"].extend(terms)
+    if sum(len(found[k]) for k in ("words", "phrases", "excluded")) > MAX_TERMS:
+        raise QueryError(f"too many words: at most {MAX_TERMS}")
+    return Query(words=tuple(found["words"]), phrases=tuple(found["phrases"]), excluded=tuple(found["excluded"]),
+                 authors=tuple(found["authors"]), subjects=tuple(found["subjects"]), lists=tuple(found["lists"]),
+                 after=after, before=before, has_attachment=attachment)
