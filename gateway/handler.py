@@ -264,11 +264,14 @@ class GatewayHandler:
         return [None] * len(jobs)
 
     def count_refusal(self, reason: str) -> None:
-        """Count a refusal through the spool (the archiver adds it up); a failure here never changes a reply."""
+        """Count a refusal through the spool (the archiver adds it up); a failure here never changes a reply.
+
+        It waits for the group commit it shares, so a refusal the client was told of is counted.
+        """
         job = Spooled(b"", None, (), "", ((counters.REFUSED, reason),))
         try:
             if self.writer is not None:
-                self.writer.submit(job)  # shares the next group commit; nobody waits for it
+                self.writer.submit(job).result()
             else:
                 self.store_batch([job])
         except Exception as exc:  # noqa: BLE001

@@ -20,10 +20,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Sequence
 
-from sqlalchemy import (BigInteger, Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, bindparam,
-                        create_engine, delete, event, func, insert, select, update)
+from sqlalchemy import (Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, delete, func,
+                        insert, select, update)
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from listgate.db import sqlite_engine, writer
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
 from listgate.models.spool import FAILED, PENDING
@@ -69,25 +71,39 @@ class Spool:
         self.separate = engine.dialect.name == "sqlite"
         self.generation = ""
         if not self.separate:
-            self.engine, self.table = engine, SPOOL
+            self.engine = self.reader = engine
+            self.table = SPOOL
             return
         path = Path(engine.url.database or "listgate.sqlite3")
-        self.engine = create_engine(f"sqlite:///{path.with_suffix('.spool' + path.suffix)}",
-                                    connect_args={"timeout": 30, "check_same_thread": False})
-        event.listen(self.engine, "connect", _side_pragmas)
-        event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        side = path.with_suffix(".spool" + path.suffix)
+        if not side.exists():  # created before the engine, which then opens it for writing or not at all (listgate.db)
+            side.touch()
+        self.reader = sqlite_engine(f"sqlite:///{side}", synchronous="FULL")
+        self.engine = writer(self.reader)  # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
         self.table = SIDE_SPOOL
+        self.generation = self._generation()
+
+    def _generation(self) -> str:
+        """The spool file's generation, made (with its tables) on first use; a read alone when it exists."""
+        try:
+            with self.reader.connect() as conn:
+                found = conn.execute(select(SIDE_META.c.generation)).scalar()
+        except OperationalError:  # no tables yet
+            found = None
+        if found:
+            return str(found)
         with self.engine.begin() as conn:
             _SIDE.create_all(conn)
-            self.generation = conn.execute(select(SIDE_META.c.generation)).scalar() or ""
-            if not self.generation:
-                self.generation = uuid.uuid4().hex
-                conn.execute(insert(SIDE_META), {"generation": self.generation})
+            found = conn.execute(select(SIDE_META.c.generation)).scalar()
+            if not found:
+                found = uuid.uuid4().hex
+                conn.execute(insert(SIDE_META), {"generation": found})
+        return str(found)
 
     def close(self) -> None:
         """Release the spool file's connections (the archive's engine is the caller's)."""
         if self.separate:
-            self.engine.dispose()
+            self.reader.dispose()
 
     def append(self, mails: Sequence[Spooled]) -> None:
         """Add answered messages in one transaction (one fsync with synchronous=FULL): the 250's promise."""
@@ -100,7 +116,7 @@ class Spool:
 
     def pending(self, limit: int, after: int = 0) -> list[Any]:
         """The oldest rows waiting, read without claiming them."""
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             return list(conn.execute(self._pending(limit).where(self.table.c.id > after)))
 
     def claim(self, session: Session, limit: int) -> list[Any]:
@@ -142,7 +158,7 @@ class Spool:
         """Pending messages and the oldest one's age; the rows kept as failed."""
         now = now or datetime.now(timezone.utc)
         after = self.mark(session) if self.separate else 0
-        with self.engine.connect() as conn:
+        with self.reader.connect() as conn:
             t = self.table
             pending, oldest = conn.execute(select(func.count(), func.min(t.c.received_at)).where(
                 t.c.state == PENDING, t.c.id > after)).one()
@@ -175,12 +191,6 @@ class Spool:
                                                    "state": PENDING, "reason": ""} for r in rows])
             session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
         return len(rows)
-
-
-def _side_pragmas(dbapi_conn: Any, _record: Any) -> None:
-    dbapi_conn.isolation_level = None  # BEGIN IMMEDIATE is emitted by the begin event
-    for pragma in ("journal_mode=WAL", "synchronous=FULL", "busy_timeout=30000"):
-        dbapi_conn.execute(f"PRAGMA {pragma}")
 
 
 def _kept_copy(row: Any, kept: dict[str, Any]) -> dict[str, Any]:
