@@ -22,7 +22,8 @@ from listgate import counters
 from listgate.addresses import parse_recipient
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult, Item, ItemResult, ingest_batch
+from listgate.batches import Item, ItemResult, ingest_batch
+from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.models import OutboxEntry
 from listgate.models.spool import FAILED
 from listgate.parsing import parse

@@ -28,7 +28,8 @@ from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.addresses import Recipient
-from listgate.ingest import DUPLICATE, Item, ItemResult, ingest_batch
+from listgate.batches import Item, ItemResult, ingest_batch
+from listgate.ingest import DUPLICATE
 from listgate.models import Message, MessageVariant, RawMessage
 from listgate.parsing import extract_msgids, generated_msgid, parse
 
