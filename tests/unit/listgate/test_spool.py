@@ -180,3 +180,53 @@ def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> Non
     lines = status.render(status.Status("db", True, "x", "x", "broker", True, {}, metrics))
     assert any(line.startswith("spool      2 waiting for the archiver, oldest") for line in lines), lines
     assert _rows(db) == []  # the archive keeps only rows that failed; pending mail is in the spool file
+
+
+def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archiver(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from listgate import cli, lists, threads
+    from listgate.db import make_engine, session_factory, writer
+    from listgate.schema import upgrade
+    from tests.conftest import make_settings
+
+    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
+           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    settings = make_settings(tmp_path, **env)
+    engine = make_engine(settings)
+    upgrade(engine)
+    db = session_factory(writer(engine))
+    with transaction(db) as s:
+        lists.create(s, "dev")
+    handler, archiver = GatewayHandler(settings, db), Archiver(settings, db)
+    real = threads.attach
+    monkeypatch.setattr(threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk on fire")))
+    for msgid in ("f1@x", "f2@x"):
+        handler.deliver(_raw(msgid), "ann@example.org", ["dev@lists.test"])
+    archiver.drain()
+
+    def run(*args: str):  # type: ignore[no-untyped-def]
+        return CliRunner().invoke(cli.main, ["spool", *args], env=env)
+
+    try:
+        shown = run("show")
+        assert shown.exit_code == 0, shown.output
+        assert "<f1@x> from ann@example.org to dev@lists.test: RuntimeError: disk on fire" in shown.output
+        assert "2 mails failed to archive; 0 waiting for the archiver" in shown.output
+        assert run("retry").exit_code == 2 and "give a spool id or --all" in run("retry").output
+        missing = run("retry", "999")
+        assert missing.exit_code == 1 and "there is no failed message 999 in the spool" in missing.output
+        with db() as s:
+            first = s.scalars(select(SpooledMail.id).order_by(SpooledMail.id)).first()
+        assert "1 mail back in line" in run("retry", str(first)).output
+        monkeypatch.setattr(threads, "attach", real)  # fixed: what is retried is archived
+        assert archiver.drain() == 1
+        assert "1 mail back in line" in run("retry", "--all").output  # the other one
+        assert archiver.drain() == 1
+        assert "0 mails failed to archive" in run("show").output
+        with db() as s:
+            assert sorted(s.scalars(select(Message.message_id))) == ["f1@x", "f2@x"]
+    finally:
+        handler.spool.close()
+        archiver.spool.close()
+        engine.dispose()
