@@ -60,3 +60,34 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
     assert kept == []  # nothing failed: the spool is empty
     assert not_posted == [("late@x", "late@example.org is banned from posting to this list")]
     assert (depth.pending, depth.failed) == (0, 0) and received == len(ids) + 1
+
+
+def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from listgate import threads
+    from listgate.models.spool import FAILED, PENDING
+
+    engine = make_engine(pg_settings)
+    db = session_factory(engine)
+    try:
+        with transaction(db) as s:
+            lists.create(s, "dev")
+        handler, archiver = GatewayHandler(pg_settings, db), Archiver(pg_settings, db)
+        raw = b"From: ann@example.org\r\nSubject: s\r\nMessage-ID: <pgfail@x>\r\n\r\nx\r\n"
+        handler.deliver(raw, "ann@example.org", ["dev@lists.test"])
+        real = threads.attach
+        monkeypatch.setattr(threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+        archiver.drain()
+        with db() as s:
+            assert list(s.execute(select(SpooledMail.state, SpooledMail.reason))) == [(FAILED, "RuntimeError: a bug")]
+            assert handler.spool.depth(s).failed == 1
+        monkeypatch.setattr(threads, "attach", real)
+        with transaction(db) as s:
+            assert handler.spool.retry(s) == 1
+        with db() as s:
+            assert list(s.scalars(select(SpooledMail.state))) == [PENDING]
+        assert archiver.drain() == 1
+        with db() as s:
+            assert list(s.scalars(select(Message.message_id))) == ["pgfail@x"]
+            assert list(s.scalars(select(SpooledMail.id))) == []
+    finally:
+        engine.dispose()
