@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from listgate import digests, dispatch, notposted, threads
 from listgate.addresses import Recipient
 from listgate.bans import is_banned
+from listgate.headers import LOOP_HEADER  # still importable from here
 from listgate.models import (Attachment, Blob, MailingList, Message, MessageVariant, OutboxEntry, Person, RawMessage,
                              Subscription, ThreadNode)
 from listgate.models.archive import HELD, REMOVED, VISIBLE
@@ -32,7 +33,6 @@ REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx
 RELEASE = "release"  # origin of a post a moderator released from the not-posted queue
 VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside it, not sent out
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
-LOOP_HEADER = "X-Listgate-Loop"
 AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
 _MSG = Message.__table__
