@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import os
@@ -101,20 +100,6 @@ def wait_port(host: str, port: int, timeout: float = 30.0, proc: subprocess.Pope
             return
         time.sleep(0.05)
     raise NotAvailable(f"nothing listened on {host}:{port} within {timeout:.0f}s")
-
-
-def has_module(name: str) -> bool:
-    """True when the module can be imported (the piece exists in the tree)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def require_module(name: str, what: str) -> None:
-    """NotAvailable unless module name exists."""
-    if not has_module(name):
-        raise NotAvailable(f"{what} ({name}) is not in the tree yet")
 
 
 def peak_rss_kib(pid: int) -> int:
