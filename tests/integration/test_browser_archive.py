@@ -15,9 +15,10 @@ from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import OutboxEntry
 from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.serving import RecordingSender, chromium, serving, shot
+from tests.support.browser import serving, shot
+from tests.support.config import free_port, make_settings
+from tests.support.factories import make_mail, post
+from tests.support.web import RecordingSender
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 LONG_BODY = """Hi all,
@@ -81,12 +82,6 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     with serving(app, port) as url:
         yield Archive(url, factory, root.thread_id, sender)
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    with chromium(chromium_path) as launched:
-        yield launched
 
 
 def sign_in(page: Any, archive: Archive, address: str) -> None:

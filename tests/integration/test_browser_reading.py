@@ -17,9 +17,9 @@ from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, Report, WebSession
 from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.serving import ARTIFACTS, chromium, serving
+from tests.support.browser import ARTIFACTS, serving
+from tests.support.config import free_port, make_settings
+from tests.support.factories import make_mail, post
 from webarchive.security import session_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -122,12 +122,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     with serving(app, port) as url:
         yield Site(url, app, {"thread": root.thread_id, "root": root.message_pk, "mine": mine.message_pk})
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    with chromium(chromium_path) as launched:
-        yield launched
 
 
 def pages(site: Site) -> list[tuple[str, str, bool]]:

@@ -11,9 +11,9 @@ import pytest
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.factories import post
-from tests.unit.webarchive.serving import chromium, serving, shot
+from tests.support.browser import serving, shot
+from tests.support.config import free_port, make_settings
+from tests.support.factories import post
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -61,12 +61,6 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with serving(create_app(settings), port) as url:
         yield url
     engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    with chromium(chromium_path) as launched:
-        yield launched
 
 
 def _pages(url: str) -> list[str]:

@@ -13,19 +13,15 @@ from sqlalchemy import select
 
 from listgate import lists
 from listgate.models import Message, Thread
-from tests.integration.gateway_helpers import mail
-from tests.integration.test_gateway_smtp import Env
+from tests.support.gateway import Env, dev_gateway, mail
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path, LISTGATE_MAX_CONNECTIONS_PER_CLIENT="64")
-    e.make_list("dev")
-    e.start()
-    yield e
-    e.close()
+    """A gateway with the list dev@, serving 64 connections from one client."""
+    yield from dev_gateway(tmp_path, LISTGATE_MAX_CONNECTIONS_PER_CLIENT="64")
 
 
 def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) -> None:

@@ -8,72 +8,17 @@ import smtplib
 import ssl
 import subprocess
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
 
 from listgate import counters, lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, NOTIFY_MODERATORS, SEND_NOTICE
 from listgate.models import Message, NotPosted, RawMessage
-from listgate.schema import upgrade
-from tests.conftest import make_settings
-from tests.integration.gateway_helpers import RawClient, Settled, count, mail, messages, outbox_kinds, start_gateway
+from tests.support.gateway import Env, count, mail, messages, outbox_kinds
 
 pytestmark = pytest.mark.integration
-
-
-class Env:
-    """A migrated database, lists and a running gateway built from LISTGATE_* overrides."""
-
-    def __init__(self, tmp_path: Path, **env: str) -> None:
-        self.settings = make_settings(tmp_path, **env)
-        self.engine = make_engine(self.settings)
-        upgrade(self.engine)
-        self.db = Settled(session_factory(writer(self.engine)))  # assertions see the archive once the spool is empty
-        self.gw = None
-
-    def make_list(self, name: str = "dev", **kwargs: object) -> None:
-        with transaction(self.db) as s:
-            lists.create(s, name, **kwargs)  # type: ignore[arg-type]
-
-    def start(self, **kwargs: object) -> "Env":
-        self.gw = start_gateway(self.settings, self.db, **kwargs)  # type: ignore[arg-type]
-        return self
-
-    def smtp(self, **kwargs: object) -> smtplib.SMTP:
-        return smtplib.SMTP("127.0.0.1", self.settings.smtp_port, timeout=30, **kwargs)  # type: ignore[arg-type]
-
-    def close(self) -> None:
-        if self.gw:
-            self.gw.stop()
-        self.engine.dispose()
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    """A gateway with the list dev@lists.test (open)."""
-    e = Env(tmp_path)
-    e.make_list("dev")
-    e.start()
-    yield e
-    e.close()
-
-
-@pytest.fixture
-def make_env(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    """Build an Env with settings overrides; started by the test."""
-    made: list[Env] = []
-
-    def make(**env: str) -> Env:
-        e = Env(tmp_path / f"e{len(made)}", **env)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
 
 
 def test_unknown_addresses_are_refused_at_rcpt_and_nothing_is_queued(env: Env) -> None:

@@ -20,8 +20,8 @@ from listgate import lists, subscriptions
 from listgate.db import Base, make_engine, session_factory, transaction, writer
 from listgate.models import Delivery, Subscription
 from listgate.schema import current, head, upgrade
-from tests.conftest import make_settings
-from tests.services import new_database
+from tests.support.config import make_settings
+from tests.support.services import new_database
 
 pytestmark = pytest.mark.integration
 # Search and listing machinery only the migrations make (0002's SQLite FTS5 tables, PostgreSQL

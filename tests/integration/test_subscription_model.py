@@ -38,8 +38,8 @@ from listgate.models import Message, OutboxEntry
 from listgate.parsing import parse
 from listgate.schema import upgrade
 from listgate.subscriptions import SubscriptionError
-from tests.conftest import make_settings
-from tests.services import in_ci
+from tests.support.config import make_settings
+from tests.support.services import in_ci
 from worker import commands, delivery, digest, outbox
 from worker.context import WorkerContext
 from worker.notify import recipients

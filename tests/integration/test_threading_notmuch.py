@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from listgate.importer import mbox_messages, open_stream
-from tests import notmuch
-from tests.services import in_ci, require
+from tests.support import notmuch
+from tests.support.services import in_ci, require
 
 D = "Mon, 2 Mar 2026 {:02d}:00:00 +0000"
 

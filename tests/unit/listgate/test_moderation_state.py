@@ -17,7 +17,7 @@ from listgate.lists import ListError
 from listgate.models import Message, OutboxEntry
 from listgate.parsing import parse
 from listgate.schema import upgrade
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 
 SECRET = "test-secret-key-0123456789"
 

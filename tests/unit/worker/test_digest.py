@@ -12,7 +12,7 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.models import Message
 from listgate.parsing import parse
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 from worker.context import WorkerContext
 from worker.digest import send_digests
 from worker.mailer import maildir_path
