@@ -51,12 +51,17 @@ def site_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env_for(tmp_path, **{"LISTGATE_BROKER_URL": broker, **extra})
 
 
+def migrated(settings: Settings) -> sessionmaker[Session]:
+    """Create or migrate the database of settings; a session factory that writes to it."""
+    engine = make_engine(settings)
+    upgrade(engine)
+    return session_factory(writer(engine))
+
+
 def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmaker[Session]]:
     """Migrate the database named by env and create the lists; returns settings and a writer factory."""
     settings = Settings.from_env(env)
-    engine = make_engine(settings)
-    upgrade(engine)
-    db = session_factory(writer(engine))
+    db = migrated(settings)
     with transaction(db) as session:
         for name in list_names:
             if lists.get(session, name) is None:

@@ -12,13 +12,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import dispatch, lists
 from listgate.config import Settings
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
 from listgate.models import Delivery, Subscription
 from listgate.models.people import ACTIVE
 from listgate.parsing import parse
-from listgate.schema import upgrade
-from tests.support.config import make_settings
+from tests.support.config import make_settings, migrated
 from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink
 
@@ -86,9 +85,7 @@ def site_for(tmp: Path, outbound: str, **env: str) -> Site:
            "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": outbound,
            "LISTGATE_BASE_URL": "https://lists.test", **env}
     settings = make_settings(tmp, **env)
-    engine = make_engine(settings)
-    upgrade(engine)
-    return Site(settings, env, session_factory(writer(engine)), make_celery(settings))
+    return Site(settings, env, migrated(settings), make_celery(settings))
 
 
 def build_site(tmp: Path, sink: SmtpSink, **env: str) -> Site:
