@@ -17,7 +17,7 @@ class BadCursor(ValueError):
     """A pagination cursor that was not made by us."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A visible message placed in its thread: depth and nearest visible ancestor."""
 
@@ -115,10 +115,10 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
 
 
 def thread_nodes(session: Session, thread: Thread, voter: str | None = None, placeholders: bool = False) -> list[Node]:
-    """The thread's visible posts in thread order, with attachments, votes and reports: five queries at most."""
+    """The thread's visible posts in thread order, with votes, reports and variants: two queries, three with variants."""
     messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id)))
     nodes = order_thread(messages, placeholders)
-    fill_nodes(session, nodes, voter)
+    fill_nodes(session, nodes, voter, thread.id)
     return nodes
 
 
@@ -131,30 +131,55 @@ def number(nodes: list[Node]) -> None:
         n.parent_number = numbers.get(n.parent.id) if n.parent is not None else None
 
 
-def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
-    """Attach attachments, variants and vote counts to nodes with one query each."""
-    pks = [n.message.id for n in nodes if n.message.status == VISIBLE]  # a tombstone shows none of its post
-    if not pks:
+_REPORTED, _VARIANT = -1, -2  # markers in the count column of fill_nodes' one query
+
+
+def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, thread_id: int | None = None) -> None:
+    """Attach votes (the voter's own too), open reports and variants to the nodes of visible posts.
+
+    One query for the three; variants, rare, are then loaded by id. With thread_id the posts are
+    named by their thread, not listed one by one (a long thread would bind a parameter per post).
+    """
+    index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}  # a tombstone shows none of its post
+    if not index:
         return
-    index = {n.message.id: n for n in nodes}
-    for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
-        index[att.message_pk].attachments.append(att)
-    for variant in session.scalars(select(MessageVariant).where(MessageVariant.message_pk.in_(pks)).order_by(MessageVariant.id)):
-        index[variant.message_pk].variants.append(variant)
+    if thread_id is None:
+        scope = list(index)
+    else:
+        scope = select(Message.id).where(Message.thread_id == thread_id, Message.status == VISIBLE)  # type: ignore[assignment]
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
-    votes = select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
-    reports = (select(Report.message_pk, literal(-1), literal(0))
-               .where(Report.message_pk.in_(pks), Report.status == OPEN).group_by(Report.message_pk))
-    for pk, total, valuable in session.execute(union_all(votes, reports)):  # one round trip for both
-        if total < 0:
-            index[pk].reported = True
+    mine = (func.max(case((Vote.address == voter, case((Vote.valuable.is_(True), 2), else_=1)), else_=0))
+            if voter else literal(0))
+    votes = select(Vote.message_pk, func.count(), yes, mine).where(Vote.message_pk.in_(scope)).group_by(Vote.message_pk)
+    reports = (select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
+               .where(Report.message_pk.in_(scope), Report.status == OPEN).group_by(Report.message_pk))
+    variants = select(MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)).where(
+        MessageVariant.message_pk.in_(scope))
+    variant_ids = []
+    for pk, total, value, own in session.execute(union_all(votes, reports, variants)):
+        node = index.get(pk)
+        if node is None:  # a post that became visible after the posts were read
+            continue
+        if total == _REPORTED:
+            node.reported = True
+        elif total == _VARIANT:
+            variant_ids.append(value)
         else:
-            index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
-    if voter:
-        for pk, valuable in session.execute(
-            select(Vote.message_pk, Vote.valuable).where(Vote.message_pk.in_(pks), Vote.address == voter)
-        ):
-            index[pk].my_vote = valuable
+            node.votes_total, node.votes_yes = total, int(value or 0)
+            node.my_vote = None if not own else own == 2
+    if variant_ids:
+        for variant in session.scalars(select(MessageVariant).where(MessageVariant.id.in_(variant_ids))
+                                       .order_by(MessageVariant.id)):
+            index[variant.message_pk].variants.append(variant)
+
+
+def fill_attachments(session: Session, nodes: list[Node]) -> None:
+    """Attach their attachments to the nodes of visible posts (one query): only posts rendered anew need them."""
+    index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}
+    if index:
+        for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(list(index)))
+                                   .order_by(Attachment.position)):
+            index[att.message_pk].attachments.append(att)
 
 
 def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:
