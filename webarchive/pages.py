@@ -79,7 +79,7 @@ def body(msg: Message):  # type: ignore[no-untyped-def]
 
 
 def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderator: bool, depth_class: bool = True,
-               heading: str = "h2") -> Markup:
+               heading: str = "h2") -> render.Page:
     """A page's posts in order: each top from the cache (the missing ones rendered together), then the reader's end."""
     _cache, root, _anon, zone, _now = _page_constants()
     address = current_address()
@@ -103,7 +103,7 @@ def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderat
         if address is not None and address == m.from_addr:
             out.append(macros.owner(m, address, root))
         out.append(threadview.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None, reader))
-    return Markup("".join(out))
+    return render.Page("".join(out))
 
 
 def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: bool, heading: str,
@@ -252,7 +252,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
     outline = _outline(found, nodes)
     if view == "flat":
-        nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
+        nodes = sorted(nodes, key=lambda n: n.number)  # numbered by (date, id)
     mlist = found.mailing_list
     # The threads around this one move only when the list gets a post.
     newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),

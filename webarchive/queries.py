@@ -81,36 +81,43 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
     placeholders, posts hidden after reports keep their place as well (the page shows a
     placeholder), so their replies are not lifted to the top.
     """
-    by_pk = {m.id: m for m in messages}
     shown = (VISIBLE, REMOVED, HIDDEN) if placeholders else (VISIBLE, REMOVED)
-    visible = {m.id for m in messages if m.status in shown}
+    parent_of: dict[int, int | None] = {}
+    rows: list[tuple[int, Message]] = []  # the shown messages by date: siblings come out in this order
+    for m in sorted(messages, key=lambda m: (m.date, m.id)):
+        parent_of[m.id] = m.parent_id
+        if m.status in shown:
+            rows.append((m.id, m))
+    visible = {pk for pk, _m in rows}
 
-    def visible_parent(msg: Message) -> int | None:
+    def visible_parent(pk: int) -> int | None:
+        up = parent_of[pk]
+        if up is None or up in visible:
+            return up
         seen: set[int] = set()
-        pk = msg.parent_id
-        while pk is not None and pk in by_pk and pk not in visible and pk not in seen:
-            seen.add(pk)
-            pk = by_pk[pk].parent_id
-        return pk if pk in visible else None
+        while up is not None and up in parent_of and up not in visible and up not in seen:
+            seen.add(up)
+            up = parent_of[up]
+        return up if up in visible else None
 
-    children: dict[int | None, list[Message]] = {}
-    for msg in messages:
-        if msg.id in visible:
-            children.setdefault(visible_parent(msg), []).append(msg)
-    for group in children.values():
-        group.sort(key=lambda m: (m.date, m.id))
+    children: dict[int | None, list[tuple[int, Message]]] = {}
+    for pk, m in rows:
+        children.setdefault(visible_parent(pk), []).append((pk, m))
     out: list[Node] = []
     placed: set[int] = set()
-    stack: list[tuple[Message, int, Message | None]] = [(m, 0, None) for m in reversed(children.get(None, []))]
+    stack = [(pk, m, 0, None) for pk, m in reversed(children.get(None, []))]
     while stack:
-        msg, depth, parent = stack.pop()
-        if msg.id in placed:
+        pk, msg, depth, parent = stack.pop()
+        if pk in placed:
             continue
-        placed.add(msg.id)
+        placed.add(pk)
         out.append(Node(msg, depth, parent))
-        stack.extend((c, depth + 1, msg) for c in reversed(children.get(msg.id, [])))
-    # A cycle in bad data leaves messages unreachable from a root: show them at the end.
-    out.extend(Node(by_pk[pk]) for pk in sorted(visible - placed, key=lambda p: (by_pk[p].date, p)))
+        kids = children.get(pk)
+        if kids:
+            stack.extend([(k, c, depth + 1, msg) for k, c in reversed(kids)])
+    # A cycle in bad data leaves messages unreachable from a root: show them at the end, by date.
+    if len(placed) < len(rows):
+        out.extend(Node(m) for pk, m in rows if pk not in placed)
     return out
 
 
