@@ -7,7 +7,7 @@ from urllib.parse import quote
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
 from markupsafe import Markup, escape
-from sqlalchemy import and_, extract, func, or_, select
+from sqlalchemy import and_, bindparam, extract, func, or_, select
 
 from listgate import plurals, removal, replies
 from listgate.models import MailingList, Message, Removal, Subscription, Thread
@@ -22,7 +22,7 @@ from webarchive.exports import month_range, previewable
 from webarchive.lookup import readable_message, readable_thread
 from webarchive.render import FragmentCache
 from webarchive.queries import (BadCursor, Node, decode_cursor, encode_cursor, fill_attachments, fill_nodes,
-                                find_message, number, thread_nodes)
+                                find_message, thread_nodes)
 from webarchive.security import csrf_token, current_address
 
 bp = Blueprint("pages", __name__)
@@ -79,31 +79,35 @@ def body(msg: Message):  # type: ignore[no-untyped-def]
 
 
 def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderator: bool, depth_class: bool = True,
-               heading: str = "h2") -> render.Page:
-    """A page's posts in order: each top from the cache (the missing ones rendered together), then the reader's end."""
+               heading: str = "h2") -> list[render.Page]:
+    """A page's posts in order, one piece each: the top from the cache (the missing ones rendered together),
+    then the reader's own end."""
     _cache, root, _anon, zone, _now = _page_constants()
     address = current_address()
     tops = _tops(nodes, list_address, mlist.name, depth_class, heading, address)
     reader = threadview.Reader(str(escape(root)), address is not None, csrf_token() if address else "",
                                url_for("auth.signin", next=request.full_path), moderator, zone)
     macros = current_app.jinja_env.get_template("pages/_post.html").module  # type: ignore[attr-defined]
-    out: list[str] = []
+    out: list[render.Page] = []
     unread, last = False, len(nodes) - 1
     for i, (node, top) in enumerate(zip(nodes, tops)):
+        parts: list[str] = []
         if node.new and not unread:
-            out.append('<p id="unread" class="new-note">New since your last visit</p>')
+            parts.append('<p id="unread" class="new-note">New since your last visit</p>')
             unread = True
         m = node.message
         if top is None:
             depth = node.depth if depth_class else None
-            out.append(macros.tombstone(node, depth, moderator, root) if m.status == REMOVED
-                       else macros.placeholder(node, depth))
-            continue
-        out.append(top)
-        if address is not None and address == m.from_addr:
-            out.append(macros.owner(m, address, root))
-        out.append(threadview.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None, reader))
-    return render.Page("".join(out))
+            parts.append(macros.tombstone(node, depth, moderator, root) if m.status == REMOVED
+                         else macros.placeholder(node, depth))
+        else:
+            parts.append(top)
+            if address is not None and address == m.from_addr:
+                parts.append(macros.owner(m, address, root))
+            parts.append(threadview.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None,
+                                             reader))
+        out.append(render.Page("".join(parts)))
+    return out
 
 
 def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: bool, heading: str,
@@ -248,7 +252,6 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
-    number(nodes)
     last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
     outline = _outline(found, nodes)
     if view == "flat":
@@ -287,15 +290,19 @@ def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def
     return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
+_THREAD_STATE = select(Subscription.kind, Subscription.status).where(
+    Subscription.list_id == bindparam("list_id"), Subscription.address == bindparam("address"),
+    Subscription.status.in_((ACTIVE, AWAITING)),
+    or_(Subscription.thread_key == bindparam("thread_id"), Subscription.kind == "list"))
+
+
 def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
     """What the signed-in person gets of this thread: following, muted, awaiting, member (with the list) or ''."""
     address = current_address()
     if address is None:
         return ""
-    rows = dict(session.execute(select(Subscription.kind, Subscription.status).where(
-        Subscription.list_id == thread.list_id, Subscription.address == address,
-        Subscription.status.in_((ACTIVE, AWAITING)),
-        or_(Subscription.thread_key == thread.id, Subscription.kind == "list"))).all())
+    rows = dict(session.execute(_THREAD_STATE, {"list_id": thread.list_id, "address": address,
+                                                 "thread_id": thread.id}).all())
     if rows.get("mute") == ACTIVE:
         return "muted"
     if rows.get("thread") == ACTIVE:

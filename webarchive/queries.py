@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
@@ -29,7 +29,7 @@ class Node:
     votes_total: int = 0
     my_vote: bool | None = None
     variants: list[MessageVariant] = field(default_factory=list)  # other messages with its Message-ID
-    number: int | None = None  # #1…#N by date in the thread page
+    number: int | None = None  # #1…#N by date in the thread
     parent_number: int | None = None
     reported: bool = False  # open reports: a neutral marker for everyone
     new: bool = False  # arrived since the signed-in reader's last visit
@@ -88,7 +88,8 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
         parent_of[m.id] = m.parent_id
         if m.status in shown:
             rows.append((m.id, m))
-    visible = {pk for pk, _m in rows}
+    rank = {pk: i for i, (pk, _m) in enumerate(rows, 1)}  # #1…#N by date: placeholders too, so numbers stay put
+    visible = rank.keys()
 
     def visible_parent(pk: int) -> int | None:
         up = parent_of[pk]
@@ -111,13 +112,13 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
         if pk in placed:
             continue
         placed.add(pk)
-        out.append(Node(msg, depth, parent))
+        out.append(Node(msg, depth, parent, number=rank[pk], parent_number=rank[parent.id] if parent else None))
         kids = children.get(pk)
         if kids:
             stack.extend([(k, c, depth + 1, msg) for k, c in reversed(kids)])
     # A cycle in bad data leaves messages unreachable from a root: show them at the end, by date.
     if len(placed) < len(rows):
-        out.extend(Node(m) for pk, m in rows if pk not in placed)
+        out.extend(Node(m, number=rank[pk]) for pk, m in rows if pk not in placed)
     return out
 
 
@@ -129,16 +130,24 @@ def thread_nodes(session: Session, thread: Thread, voter: str | None = None, pla
     return nodes
 
 
-def number(nodes: list[Node]) -> None:
-    """Number the posts #1…#N by date (placeholders too, so numbers stay put when a post is hidden)."""
-    by_date = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
-    numbers = {n.message.id: i for i, n in enumerate(by_date, 1)}
-    for n in nodes:
-        n.number = numbers[n.message.id]
-        n.parent_number = numbers.get(n.parent.id) if n.parent is not None else None
+_REPORTED, _VARIANT = -1, -2  # markers in the count column of _facts
 
 
-_REPORTED, _VARIANT = -1, -2  # markers in the count column of fill_nodes' one query
+def _facts(scope):  # type: ignore[no-untyped-def]
+    """Votes (with the voter's own: 2 yes, 1 no), open reports and variants of the posts in scope, as one statement."""
+    yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
+    mine = func.max(case((Vote.address == bindparam("voter"), case((Vote.valuable.is_(True), 2), else_=1)), else_=0))
+    votes = select(Vote.message_pk, func.count(), yes, mine).where(Vote.message_pk.in_(scope)).group_by(Vote.message_pk)
+    reports = (select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
+               .where(Report.message_pk.in_(scope), Report.status == OPEN).group_by(Report.message_pk))
+    variants = select(MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)).where(
+        MessageVariant.message_pk.in_(scope))
+    return union_all(votes, reports, variants)
+
+
+# Built once: a long thread is read often, and building the statement cost as much as running it.
+_FACTS_OF_THREAD = _facts(select(Message.id).where(Message.thread_id == bindparam("thread_id"), Message.status == VISIBLE))
+_FACTS_OF_POSTS = _facts(bindparam("pks", expanding=True))
 
 
 def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, thread_id: int | None = None) -> None:
@@ -151,19 +160,11 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, th
     if not index:
         return
     if thread_id is None:
-        scope = list(index)
+        rows = session.execute(_FACTS_OF_POSTS, {"pks": list(index), "voter": voter})
     else:
-        scope = select(Message.id).where(Message.thread_id == thread_id, Message.status == VISIBLE)  # type: ignore[assignment]
-    yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
-    mine = (func.max(case((Vote.address == voter, case((Vote.valuable.is_(True), 2), else_=1)), else_=0))
-            if voter else literal(0))
-    votes = select(Vote.message_pk, func.count(), yes, mine).where(Vote.message_pk.in_(scope)).group_by(Vote.message_pk)
-    reports = (select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
-               .where(Report.message_pk.in_(scope), Report.status == OPEN).group_by(Report.message_pk))
-    variants = select(MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)).where(
-        MessageVariant.message_pk.in_(scope))
+        rows = session.execute(_FACTS_OF_THREAD, {"thread_id": thread_id, "voter": voter})
     variant_ids = []
-    for pk, total, value, own in session.execute(union_all(votes, reports, variants)):
+    for pk, total, value, own in rows:
         node = index.get(pk)
         if node is None:  # a post that became visible after the posts were read
             continue
