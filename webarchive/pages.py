@@ -127,10 +127,10 @@ def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: boo
             keys.append(None)
             tops.append(None)
             continue
+        # A post's date and the sender's offset never change: how long ago it was, and the zone, do.
         keys.append((m.id, m.message_id, root, anon, address is not None, n.depth if depth_class else None, heading,
-                     clock.time_html(m.date, m.date_offset, zone, now), zone, parent.id if parent else None,
-                     parent.status if parent else None, list_address, list_name, n.number, n.parent_number,
-                     n.reported, m.edited_at))
+                     clock.ago(m.date, now), zone, parent.id if parent else None, parent.status if parent else None,
+                     list_address, list_name, n.number, n.parent_number, n.reported, m.edited_at))
         tops.append(cache.get(keys[-1]))
         if tops[-1] is None:
             missing.append(len(tops) - 1)
@@ -139,7 +139,8 @@ def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: boo
         macro = current_app.jinja_env.get_template("pages/_post.html").module.top  # type: ignore[attr-defined]
         for i in missing:
             key, n = keys[i], nodes[i]
-            tops[i] = Markup(macro(n, list_address, list_name, key[5], heading, key[7], address))  # type: ignore[index]
+            when = clock.time_html(n.message.date, n.message.date_offset, zone, now)
+            tops[i] = Markup(macro(n, list_address, list_name, key[5], heading, when, address))  # type: ignore[index]
             cache.put(key, tops[i])  # type: ignore[arg-type]
     return tops
 

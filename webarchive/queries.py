@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
@@ -11,6 +13,9 @@ from sqlalchemy.orm import Session
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
 from listgate.models.archive import HIDDEN, REMOVED, VISIBLE
 from listgate.models.web import OPEN, Report, Vote
+
+
+_Row = TypeVar("_Row", Attachment, MessageVariant)
 
 
 class BadCursor(ValueError):
@@ -24,11 +29,11 @@ class Node:
     message: Message
     depth: int = 0
     parent: Message | None = None
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: Sequence[Attachment] = ()  # a list once filled (few posts have any: no list each)
     votes_yes: int = 0
     votes_total: int = 0
     my_vote: bool | None = None
-    variants: list[MessageVariant] = field(default_factory=list)  # other messages with its Message-ID
+    variants: Sequence[MessageVariant] = ()  # other messages with its Message-ID
     number: int | None = None  # #1…#N by date in the thread
     parent_number: int | None = None
     reported: bool = False  # open reports: a neutral marker for everyone
@@ -176,18 +181,28 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, th
             node.votes_total, node.votes_yes = total, int(value or 0)
             node.my_vote = None if not own else own == 2
     if variant_ids:
-        for variant in session.scalars(select(MessageVariant).where(MessageVariant.id.in_(variant_ids))
-                                       .order_by(MessageVariant.id)):
-            index[variant.message_pk].variants.append(variant)
+        found = session.scalars(select(MessageVariant).where(MessageVariant.id.in_(variant_ids))
+                                .order_by(MessageVariant.id))
+        for pk, variants in _by_post(found).items():
+            index[pk].variants = variants
 
 
 def fill_attachments(session: Session, nodes: list[Node]) -> None:
     """Attach their attachments to the nodes of visible posts (one query): only posts rendered anew need them."""
     index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}
     if index:
-        for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(list(index)))
-                                   .order_by(Attachment.position)):
-            index[att.message_pk].attachments.append(att)
+        found = session.scalars(select(Attachment).where(Attachment.message_pk.in_(list(index)))
+                                .order_by(Attachment.position))
+        for pk, attachments in _by_post(found).items():
+            index[pk].attachments = attachments
+
+
+def _by_post(rows: Iterable[_Row]) -> dict[int, list[_Row]]:
+    """Rows with a message_pk, grouped by it (in their order)."""
+    groups: dict[int, list[_Row]] = {}
+    for row in rows:
+        groups.setdefault(row.message_pk, []).append(row)
+    return groups
 
 
 def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:
