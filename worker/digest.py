@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch
+from listgate import digests, dispatch, store
 from listgate.db import transaction
 from listgate.digests import Period
 from listgate.models import DigestSent, MailingList, OutboxEntry, Person, RawMessage, Subscription, Thread
@@ -72,8 +70,7 @@ def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Peri
 def _claim(ctx: WorkerContext, list_id: int, address: str, period: Period, count: int) -> int | None:
     """Insert-if-absent the (list, address, frequency, day) row; its id when this run should send it."""
     with transaction(ctx.db) as session:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert(DigestSent).values(
+        session.execute(store.of(session).insert(DigestSent).values(
             list_id=list_id, address=address, day=period.start, frequency=period.frequency, status="new",
             message_count=count, last_error="", created_at=datetime.now(timezone.utc))
             .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"]))
