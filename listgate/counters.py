@@ -19,6 +19,13 @@ def bump(session: Session, name: str, label: str = "", n: int = 1) -> None:
                     {"name": name, "label": label[:128], "value": n})
 
 
+def bump_all(session: Session, counts: dict[tuple[str, str], int]) -> None:
+    """Add each count to its counter (name, label) in one executemany, in the caller's transaction."""
+    if counts:
+        session.connection().execute(store.of(session).upsert_adding(Counter, ("name", "label"), "value"), [
+            {"name": name, "label": label[:128], "value": n} for (name, label), n in sorted(counts.items())])
+
+
 def values(session: Session, name: str) -> dict[str, int]:
     """Every label of a counter with its value ({} when it never happened)."""
     rows = session.execute(select(Counter.label, Counter.value).where(Counter.name == name))
