@@ -9,8 +9,8 @@ from sqlalchemy import and_, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
-from listgate.models.archive import HIDDEN, REMOVED, VISIBLE
-from listgate.models.web import OPEN, Report, Vote
+from listgate.models.web import Report, Vote
+from listgate.states import PostState, ReportState
 
 
 class BadCursor(ValueError):
@@ -37,7 +37,7 @@ class Node:
     @property
     def hidden(self) -> bool:
         """A post hidden after reports: shown as a placeholder that keeps the thread's shape."""
-        return self.message.status != VISIBLE
+        return self.message.status != PostState.VISIBLE
 
 
 def encode_cursor(when: datetime, pk: int) -> str:
@@ -82,7 +82,7 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
     placeholder), so their replies are not lifted to the top.
     """
     by_pk = {m.id: m for m in messages}
-    shown = (VISIBLE, REMOVED, HIDDEN) if placeholders else (VISIBLE, REMOVED)
+    shown = (PostState.VISIBLE, PostState.REMOVED, PostState.HIDDEN) if placeholders else (PostState.VISIBLE, PostState.REMOVED)
     visible = {m.id for m in messages if m.status in shown}
 
     def visible_parent(msg: Message) -> int | None:
@@ -133,7 +133,7 @@ def number(nodes: list[Node]) -> None:
 
 def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
     """Attach attachments, variants and vote counts to nodes with one query each."""
-    pks = [n.message.id for n in nodes if n.message.status == VISIBLE]  # a tombstone shows none of its post
+    pks = [n.message.id for n in nodes if n.message.status == PostState.VISIBLE]  # a tombstone shows none of its post
     if not pks:
         return
     index = {n.message.id: n for n in nodes}
@@ -144,7 +144,7 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) ->
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
     votes = select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
     reports = (select(Report.message_pk, literal(-1), literal(0))
-               .where(Report.message_pk.in_(pks), Report.status == OPEN).group_by(Report.message_pk))
+               .where(Report.message_pk.in_(pks), Report.status == ReportState.OPEN).group_by(Report.message_pk))
     for pk, total, valuable in session.execute(union_all(votes, reports)):  # one round trip for both
         if total < 0:
             index[pk].reported = True
@@ -159,7 +159,7 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) ->
 
 def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:
     """A visible message by Message-ID among readable lists (the oldest copy when cross-posted)."""
-    query = select(Message).where(Message.message_id == message_id, Message.status == VISIBLE)
+    query = select(Message).where(Message.message_id == message_id, Message.status == PostState.VISIBLE)
     if list_ids is not None:
         query = query.where(Message.list_id.in_(list_ids))
     return session.scalars(query.order_by(Message.id).limit(1)).first()
@@ -173,7 +173,7 @@ def nearest_visible_parent(session: Session, msg: Message) -> Message | None:
         parent = session.get(Message, pk)
         if parent is None:
             return None
-        if parent.status == VISIBLE:
+        if parent.status == PostState.VISIBLE:
             return parent
         pk = parent.parent_id
     return None
