@@ -49,7 +49,8 @@ def _what(sub: Subscription) -> str:
 def waiting(session: Session, list_ids: Iterable[int]) -> list[Subscription]:
     """Confirmed requests that wait for a moderator, oldest first."""
     return list(session.scalars(select(Subscription).where(
-        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == SubscriptionState.AWAITING).order_by(Subscription.created_at)))
+        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == SubscriptionState.AWAITING)
+        .order_by(Subscription.created_at)))
 
 
 def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subscription]:

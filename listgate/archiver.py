@@ -158,7 +158,8 @@ def _outcomes(rows: Sequence[Any], results: dict[int, ItemResult]) -> tuple[list
         if result is None:  # only counts: an answer that stored nothing
             continue
         if isinstance(result, Exception):
-            kept.append({"pk": row.id, "state": SpoolState.FAILED, "reason": f"{type(result).__name__}: {result}"[:2000], "at": now})
+            kept.append({"pk": row.id, "state": SpoolState.FAILED, "reason": f"{type(result).__name__}: {result}"[:2000],
+                         "at": now})
             continue
         for r in {id(r): r for r in result if r is not None}.values():
             entries.extend(r.outbox)

@@ -224,7 +224,8 @@ def _move_followers(session: Session, old: int, new: int) -> None:
     Where the address already has the same kind of row on the survivor, the livelier state is
     kept there and the old row ends, staying on the old thread with its history.
     """
-    rank = {SubscriptionState.ACTIVE: 4, SubscriptionState.AWAITING: 3, SubscriptionState.PENDING: 2, SubscriptionState.SUSPENDED: 1}
+    rank = {SubscriptionState.ACTIVE: 4, SubscriptionState.AWAITING: 3, SubscriptionState.PENDING: 2,
+            SubscriptionState.SUSPENDED: 1}
     kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
     for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
         there = kept.get((sub.address, sub.kind))

@@ -171,7 +171,8 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         if entry is not None:
             parsed = digests.thread_under(parsed, entry)
         else:
-            parsed, status, held_why = digests.held_reply(session, mlist, parsed, period, domain), PostState.HELD, DIGEST_REPLY
+            parsed, status, held_why = (digests.held_reply(session, mlist, parsed, period, domain), PostState.HELD,
+                                        DIGEST_REPLY)
     msg = _draft(session, parsed, mlist, origin, status)
     keys = threads.thread_keys(parsed.message_id, parsed.in_reply_to, parsed.references)
     thread, _created = threads.attach(session, msg, keys, fallback_days, visible=status == PostState.VISIBLE)
@@ -396,7 +397,8 @@ def _follow_statements(session: Session) -> tuple[Any, Any]:
         stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(subs)
         upsert = stmt.on_conflict_do_update(
             index_elements=["list_id", "address", "kind", "thread_key"],
-            set_={"status": SubscriptionState.ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
+            set_={"status": SubscriptionState.ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None,
+                  "end_reason": ""},
             where=subs.c.status == SubscriptionState.ENDED)
         _FOLLOWING[dialect] = (check, upsert)
     return _FOLLOWING[dialect]

@@ -125,7 +125,8 @@ class Spool:
 
     def _pending(self, limit: int) -> Any:
         t = self.table
-        return select(*(t.c[name] for name in _PENDING_COLUMNS)).where(t.c.state == SpoolState.PENDING).order_by(t.c.id).limit(limit)
+        return (select(*(t.c[name] for name in _PENDING_COLUMNS)).where(t.c.state == SpoolState.PENDING)
+                .order_by(t.c.id).limit(limit))
 
     def mark(self, session: Session) -> int:
         """SQLite: the highest spool id whose archiving committed."""
@@ -183,7 +184,8 @@ class Spool:
         """
         where = [SPOOL.c.state == SpoolState.FAILED] + ([SPOOL.c.id.in_(list(ids))] if ids is not None else [])
         if not self.separate:
-            return int(session.execute(update(SPOOL).where(*where).values(state=SpoolState.PENDING, reason="", done_at=None)).rowcount)
+            back = update(SPOOL).where(*where).values(state=SpoolState.PENDING, reason="", done_at=None)
+            return int(session.execute(back).rowcount)
         rows = list(session.execute(select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)))
         if rows:
             with self.engine.begin() as conn:

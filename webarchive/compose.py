@@ -84,8 +84,9 @@ def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
     if result.status == STORED:
         flash("Your post is in the archive and on its way to the subscribers.", "ok")
         return redirect(url_for("pages.thread", thread_id=result.thread_id) + f"#m{result.message_pk}", 303)
-    flash("Your post is waiting for a moderator." if result.status == HELD_FOR_MODERATION else f"Your post was not accepted: {result.reason}.",
-          "ok" if result.status == HELD_FOR_MODERATION else "error")
+    held = result.status == HELD_FOR_MODERATION
+    flash("Your post is waiting for a moderator." if held else f"Your post was not accepted: {result.reason}.",
+          "ok" if held else "error")
     return redirect(url_for("pages.list_page", name=mlist.name), 303)
 
 

@@ -91,7 +91,8 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
                 log.info("fan-out of message %s: %d recipients", message_pk, len(chosen))
             entry.done_at, entry.attempts = now(), entry.attempts + 1
     with ctx.db() as session:
-        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk, Delivery.status == DeliveryState.PENDING)
+        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk,
+                                                        Delivery.status == DeliveryState.PENDING)
                               .order_by(Delivery.id)).all()
     ranges = [(ids[i], ids[min(i + CHUNK, len(ids)) - 1]) for i in range(0, len(ids), CHUNK)]
     # Every other worker process takes a chunk; rows of a chunk task lost with the broker
@@ -312,7 +313,8 @@ def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None
     """A 5xx, never retried: bounced and scored when it is the recipient's, else refused (a failed post)."""
     with transaction(ctx.db) as session:
         session.execute(update(Delivery).where(Delivery.id == row.id)
-                        .values(status=DeliveryState.BOUNCED if kind == BounceKind.PERMANENT else DeliveryState.REFUSED, last_error=detail[:2000]))
+                        .values(status=DeliveryState.BOUNCED if kind == BounceKind.PERMANENT else DeliveryState.REFUSED,
+                                last_error=detail[:2000]))
         session.add(Bounce(delivery_id=row.id, subscription_id=row.sub_id, address=row.address,
                            kind=kind, diagnostic=detail[:2000]))
         entries = bounces.score(session, ctx.settings, session.get(Subscription, row.sub_id), kind)
@@ -328,8 +330,10 @@ def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
     """Claims older than stale_after: `handing` counts as sent, `sending` goes back to pending."""
     cutoff = now() - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = session.execute(update(Delivery).where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
-                                  .values(status=DeliveryState.SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")).rowcount
+        assumed = session.execute(
+            update(Delivery).where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
+            .values(status=DeliveryState.SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")
+        ).rowcount
         reset = session.execute(update(Delivery).where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
                                 .values(status=DeliveryState.PENDING)).rowcount
     if assumed or reset:
