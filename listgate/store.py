@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import Insert
 
 from listgate.models import Ban, MailingList, Message, MessageVariant, Person, RawMessage, Subscription
-from listgate.models.people import ACTIVE, ENDED
+from listgate.states import SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 Bind = Session | Connection | Engine
@@ -38,7 +38,7 @@ BANNED_AMONG = select(_BANS.c.address).where(_BANS.c.list_id == bindparam("list_
                                              _BANS.c.address.in_(bindparam("addresses", expanding=True)))
 MEMBER = select(_SUBS.c.id).where(
     _SUBS.c.list_id == bindparam("list_id"), _SUBS.c.address == bindparam("address"),
-    _SUBS.c.kind.in_(("list", "digest")), _SUBS.c.status == ACTIVE).limit(1)
+    _SUBS.c.kind.in_(("list", "digest")), _SUBS.c.status == SubscriptionState.ACTIVE).limit(1)
 LIST_BY_NAME = select(*_LISTS.c).where(_LISTS.c.name == bindparam("name"))
 LOCK_LIST = select(MailingList).where(MailingList.id == bindparam("id")).with_for_update().execution_options(
     populate_existing=True)  # reloaded: the object may carry counts read before another writer's commit
@@ -47,7 +47,7 @@ MAY_FOLLOW = select(~or_(
     exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
     exists().where(_SUBS.c.list_id == bindparam("list_id"), _SUBS.c.address == bindparam("address"),
                    _SUBS.c.kind.in_(("thread", "mute")), _SUBS.c.thread_key == bindparam("thread_key"),
-                   _SUBS.c.status != ENDED)))
+                   _SUBS.c.status != SubscriptionState.ENDED)))
 
 
 class Store:
@@ -104,8 +104,8 @@ class Store:
         stmt = self.insert(_SUBS)
         return stmt.on_conflict_do_update(
             index_elements=["list_id", "address", "kind", "thread_key"],
-            set_={"status": ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
-            where=_SUBS.c.status == ENDED)
+            set_={"status": SubscriptionState.ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
+            where=_SUBS.c.status == SubscriptionState.ENDED)
 
     def upsert_adding(self, table: Any, keys: tuple[str, ...], column: str) -> Insert:
         """INSERT, or on a conflict over keys add the new row's column to the stored one (a counter); built once."""
