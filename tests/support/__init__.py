@@ -12,5 +12,6 @@ factories  posts stored through listgate.ingest
 web        the web archive in Flask's test client (fixtures `app`, `client`, `sender`)
 browser    the web archive on a socket and Debian's Chromium (fixture `browser`)
 reliability  the short/long sizes, the figures for docs/reliability.md, sending MTAs
+states     the words stored in the state columns, read past the enums
 mailauth, forests, notmuch  DKIM keys and stub DNS; random reply forests; the notmuch comparison
 """
