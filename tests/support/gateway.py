@@ -38,8 +38,12 @@ class Recorder:
             self.entries.extend(entries)
         return len(entries)
 
-    def kinds(self) -> list[str]:
-        """Task names sent so far."""
+    def kinds(self, expected: int = 0, timeout: float = 10.0) -> list[str]:
+        """Task names sent so far; first waits (up to timeout) for `expected` of them: the archiver
+        hands its outbox entries over just after the commit that the database assertions see."""
+        deadline = time.monotonic() + timeout
+        while len(self.entries) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self.lock:
             return [e.kind for e in self.entries]
 
