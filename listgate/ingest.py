@@ -168,7 +168,7 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
             _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
     existing = session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": parsed.message_id}).first()
     if existing is not None:
-        return _same_id(session, parsed, mlist, existing)
+        return _same_id(session, parsed, mlist, existing, fallback_days)
 
     status = _policy_status(session, mlist, parsed, origin)
     held_why = "" if status == VISIBLE else _held_reason(mlist)
@@ -233,8 +233,12 @@ def _held_reason(mlist: MailingList) -> str:
     return "the sender is not a member of the list"
 
 
-def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any) -> IngestResult:
-    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it."""
+def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any,
+             fallback_days: int) -> IngestResult:
+    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it.
+
+    The message shown stays; the copy with the earliest Date places the id in the forest (threads.place_copies).
+    """
     result = IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
     if existing.status == REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
         return result
@@ -247,6 +251,7 @@ def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existi
     if added:
         log.info("kept %s on %s as a variant: other bytes with an archived Message-ID", parsed.message_id, mlist.name)
         result.status, result.reason = VARIANT, "kept as a variant of the archived message with this Message-ID"
+        result.thread_id = threads.place_copies(session, existing.id, parsed, fallback_days).id
     return result
 
 

@@ -1,12 +1,12 @@
 """Random mail forests for the order-independence property, and the forest they must thread to.
 
-A case is a set of mails (loops, duplicates, variants differing in body or in threading headers,
-missing middles, several ids in In-Reply-To, References shuffled or parent-first, junk tokens, header-less replies, dates
-spread past the subject window) and several arrival orders. The expected forest is computed
-here from the whole set at once (no incremental state), with the same parent rule
-(forest.choose_parent) the archive uses, so the test checks the incremental machinery; of
-the copies of one Message-ID, the one with the earliest Date (then the smallest sha256 of
-its bytes) places that id.
+A case is a set of mails (loops, duplicates, variants differing in body or in threading
+headers, missing middles, several ids in In-Reply-To, References shuffled or parent-first,
+junk tokens, header-less replies, dates spread past the subject window) and several arrival
+orders. The expected forest is computed here from the whole set at once (no incremental
+state), with the same parent rule (forest.choose_parent) the archive uses, so the test checks
+the incremental machinery; of the copies of one Message-ID, the one with the earliest Date
+(then the smallest sha256 of its bytes) places that id.
 """
 
 from __future__ import annotations
@@ -67,12 +67,13 @@ def cases(draw: st.DrawFn) -> Case:
         mails.append(_mail(ids[i], subject, hours[i], irt, refs, f"body {i}"))
     missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
     arrivals = [i for i in range(n) if i not in missing]
-    for i in draw(st.sets(st.sampled_from(arrivals), max_size=2)):
-        if draw(st.booleans()):
-            arrivals.append(i)  # the same bytes again
+    for i in draw(st.sets(st.sampled_from(arrivals), max_size=3)):
+        kind = draw(st.sampled_from(["same bytes", "other body", "other headers"]))
+        if kind == "same bytes":
+            arrivals.append(i)
             continue
         for copy in range(draw(st.integers(1, 2))):  # other bytes with the same Message-ID
-            if draw(st.booleans()):
+            if kind == "other body":
                 mails.append(mails[i].replace(b"\r\nbody ", f"\r\ncopy {copy} of body ".encode()))
             else:
                 mails.append(_other_headers(draw, ids, parent, i, hours[i], copy))
