@@ -74,20 +74,13 @@ lint-imports: install
 test: install lint-imports
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-define need_bench
-	@test -d bench || { echo "make $@: bench/ is missing — the benchmark has not been written yet" >&2; exit 1; }
-endef
-
 bench: install
-	$(need_bench)
 	$(BIN)/python -m bench
 
 bench-quick: install
-	$(need_bench)
 	$(BIN)/python -m bench --quick
 
 soak: soak-reliability
-	$(need_bench)
 	$(BIN)/python -m bench --soak
 
 # The long versions of the fault, fuzz and security tests (SOAK=1), the atheris fuzzer, and

@@ -91,17 +91,15 @@ class Archive:
 
 def make_archive(ctx: Context, name: str, database_url: str = "", list_name: str = LIST, **env: str) -> Archive:
     """A fresh data dir with a migrated database and one open list."""
+    from listgate import lists
+    from listgate.db import make_engine, session_factory, transaction, writer
+    from listgate.schema import upgrade
+
     data_dir = ctx.path("archives", name, "x").parent
     extra = dict(env)
     if database_url:
         extra["LISTGATE_DATABASE_URL"] = database_url
     archive = Archive(data_dir, listgate_env(data_dir, **extra), list_name)
-    try:
-        from listgate import lists
-        from listgate.db import make_engine, session_factory, transaction, writer
-        from listgate.schema import upgrade
-    except ImportError as exc:
-        raise NotAvailable(f"listgate core does not import: {exc}") from None
     engine = make_engine(archive.settings)
     try:
         upgrade(engine)

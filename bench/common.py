@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import os
 import platform
-import resource
 import signal
 import socket
 import statistics
@@ -17,7 +15,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +27,7 @@ DOMAIN = "bench.test"
 
 
 class NotAvailable(Exception):
-    """The piece a benchmark measures is not there (yet): its row says why, with no number."""
+    """Nothing to measure (a corpus or peer missing, a process failing): the row says why, with no number."""
 
 
 @dataclass
@@ -104,20 +102,6 @@ def wait_port(host: str, port: int, timeout: float = 30.0, proc: subprocess.Pope
     raise NotAvailable(f"nothing listened on {host}:{port} within {timeout:.0f}s")
 
 
-def has_module(name: str) -> bool:
-    """True when the module can be imported (the piece exists in the tree)."""
-    try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def require_module(name: str, what: str) -> None:
-    """NotAvailable unless module name exists."""
-    if not has_module(name):
-        raise NotAvailable(f"{what} ({name}) is not in the tree yet")
-
-
 def peak_rss_kib(pid: int) -> int:
     """VmHWM (peak resident set) of a live process, in KiB; 0 if it is gone."""
     try:
@@ -148,12 +132,11 @@ def children_pids(pid: int) -> list[int]:
 
 @dataclass
 class Proc:
-    """A process started by a benchmark; stop() ends its process group and keeps its rusage."""
+    """A process started by a benchmark; stop() ends its process group."""
 
     name: str
     popen: subprocess.Popen
     log_path: Path
-    max_rss_kib: int = 0
 
     def stop(self, timeout: float = 15.0) -> int:
         """SIGTERM its group, then SIGKILL; returns the exit status."""
@@ -162,10 +145,9 @@ class Proc:
                 os.killpg(self.popen.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                pid, status, usage = os.wait4(self.popen.pid, os.WNOHANG)
+                pid, status = os.waitpid(self.popen.pid, os.WNOHANG)
                 if pid:
                     self.popen.returncode = os.waitstatus_to_exitcode(status)
-                    self.max_rss_kib = usage.ru_maxrss
                     break
                 time.sleep(0.05)
             else:
@@ -263,29 +245,6 @@ def listgate_env(data_dir: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def listgate_cli(ctx: Context, env: dict[str, str], *args: str, timeout: float = 600) -> str:
-    """Run `listgate ARGS` (via this Python); NotAvailable with its message if it fails."""
-    cmd = [PYTHON, "-m", "listgate.cli", *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    if done.returncode != 0:
-        raise NotAvailable(f"`listgate {' '.join(args[:2])}` failed: {(done.stderr or done.stdout).strip()[-300:]}")
-    return done.stdout
-
-
-def cli_has_command(name: str) -> bool:
-    """True when the `listgate` CLI has a subcommand name."""
-    try:
-        from listgate.cli import main
-    except Exception:  # noqa: BLE001 - a broken CLI is simply not available
-        return False
-    return name in getattr(main, "commands", {})
-
-
-def self_peak_rss_kib() -> int:
-    """Peak RSS of this process, KiB."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
 def machine_info() -> dict[str, str]:
     """Cores, memory, Python, SQLite, PostgreSQL, date: for the report's header."""
     import sqlite3
@@ -323,14 +282,3 @@ def _pg_version() -> str:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         return subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
     return "unknown"
-
-
-@contextlib.contextmanager
-def timed() -> Iterator[list[float]]:
-    """with timed() as t: ...; t[0] is the elapsed seconds."""
-    box: list[float] = []
-    started = time.perf_counter()
-    try:
-        yield box
-    finally:
-        box.append(time.perf_counter() - started)

@@ -43,16 +43,6 @@ def linux_man(limit: int = 0) -> Path:
     return path
 
 
-def count_messages(mbox: Path) -> int:
-    """From_ lines in an mboxrd (quoted >From lines do not count)."""
-    n = 0
-    with open(mbox, "rb") as fh:
-        for line in fh:
-            if line.startswith(b"From "):
-                n += 1
-    return n
-
-
 def synthetic(ctx: Context, count: int, seed: int = 1) -> Path:
     """The synthetic archive of count messages (generated once, kept in the cache)."""
     return ensure_mbox(cache_dir() / f"synthetic-v{GENERATOR_VERSION}-s{seed}-{count}.mbox", count, seed,

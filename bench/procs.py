@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from bench.archive import Archive
-from bench.common import PYTHON, Context, NotAvailable, Proc, require_module, wait_port
+from bench.common import PYTHON, Context, NotAvailable, Proc, wait_port
 
 
-def start_gateway(ctx: Context, archive: Archive, name: str = "gateway") -> Proc:
-    """`python -m gateway` on the archive's SMTP port, once it accepts connections."""
-    require_module("gateway.__main__", "the SMTP gateway")
-    proc = ctx.start(name, [PYTHON, "-m", "gateway"], env=archive.env)
+def start_gateway(ctx: Context, archive: Archive, name: str = "gateway", args: tuple[str, ...] = ()) -> Proc:
+    """`python -m gateway [ARGS]` on the archive's SMTP port, once it accepts connections."""
+    proc = ctx.start(name, [PYTHON, "-m", "gateway", *args], env=archive.env)
     try:
         wait_port("127.0.0.1", archive.smtp_port, 60, proc.popen)
     except NotAvailable as exc:
@@ -18,9 +17,13 @@ def start_gateway(ctx: Context, archive: Archive, name: str = "gateway") -> Proc
     return proc
 
 
+def start_archiver(ctx: Context, archive: Archive, name: str = "archiver", batch: int = 20) -> Proc:
+    """The archiver stage as its own process (`python -m gateway --archiver-only`), as `listgate up` runs it."""
+    return ctx.start(name, [PYTHON, "-m", "gateway", "--archiver-only", "--batch", str(batch)], env=archive.env)
+
+
 def start_worker(ctx: Context, archive: Archive, concurrency: int, name: str = "worker") -> Proc:
     """`python -m worker worker` with concurrency prefork processes."""
-    require_module("worker.__main__", "the Celery worker")
     cmd = [PYTHON, "-m", "worker", "worker", "--concurrency", str(concurrency), "--loglevel", "WARNING",
            "--without-gossip", "--without-mingle", "--without-heartbeat"]
     return ctx.start(name, cmd, env=archive.env)
@@ -28,7 +31,6 @@ def start_worker(ctx: Context, archive: Archive, concurrency: int, name: str = "
 
 def start_web(ctx: Context, archive: Archive, workers: int = 2, name: str = "web") -> Proc:
     """The web archive under gunicorn (`listgate web --gunicorn`), once it answers."""
-    require_module("webarchive.wsgi", "the web archive's WSGI entry point")
     cmd = [PYTHON, "-m", "listgate.cli", "web", "--gunicorn", "--workers", str(workers)]
     proc = ctx.start(name, cmd, env=archive.env)
     try:

@@ -1,4 +1,8 @@
-"""`python -m gateway [--lmtp] [--listen HOST:PORT | unix:/path]`: run the SMTP/LMTP listener."""
+"""`python -m gateway [--lmtp] [--listen HOST:PORT | unix:/path] [--no-archiver | --archiver-only]`.
+
+The SMTP/LMTP listener spools what it accepts; the archiver stage archives the spool. By default
+both run in this process; `listgate up` and the compose file run them as separate processes.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,12 @@ from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer, parse_listen
 from listgate import logs
+from listgate.archiver import Archiver
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, writer
 from listgate.readiness import notify_ready
 from listgate.schema import needs_upgrade
+from listgate.spool import Spool
 
 log = logging.getLogger("gateway")
 
@@ -25,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m gateway", description="listgate's SMTP/LMTP listener")
     parser.add_argument("--lmtp", action="store_true", help="speak LMTP (behind Postfix or Exim)")
     parser.add_argument("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--no-archiver", action="store_true", help="only spool; an archiver process archives")
+    mode.add_argument("--archiver-only", action="store_true", help="only archive the spool (no listener)")
+    parser.add_argument("--batch", type=int, default=20, help="messages the archiver takes per transaction")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -34,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(settings)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
+    logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
         if needs_upgrade(engine):
@@ -43,24 +54,42 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - say what is wrong, not a traceback
         log.error("cannot open the database %s: %s", settings.database_url.split("@")[-1], exc)
         return 1
-    sender = BackgroundSender(BrokerSender(settings))
-    handler = GatewayHandler(settings, session_factory(writer(engine)), sender,
-                             read_factory=session_factory(engine))
-    server = GatewayServer(settings, handler, lmtp=args.lmtp or settings.lmtp, listen=listen)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    sender = BackgroundSender(BrokerSender(settings))  # the archiver's: outbox entries after its commit
+    spool = Spool(engine)
+    archiver = None if args.no_archiver else Archiver(settings, session_factory(writer(engine)),
+                                                      read_factory=session_factory(engine), spool=spool,
+                                                      enqueue=sender, batch=args.batch)
+    try:
+        if archiver is not None and args.archiver_only:
+            notify_ready(settings, f"archiver ready: batches of up to {args.batch}")
+            archiver.run(stop)
+            return 0
+        return _serve(settings, engine, spool, listen, args.lmtp, archiver, stop)
+    finally:
+        sender.close()
+        spool.close()
+        engine.dispose()
+
+
+def _serve(settings: Settings, engine: object, spool: Spool, listen: object, lmtp: bool, archiver: Archiver | None,
+           stop: threading.Event) -> int:
+    """Listen (with an in-process archiver unless there is none) until stop is set."""
+    handler = GatewayHandler(settings, session_factory(writer(engine)), read_factory=session_factory(engine),  # type: ignore[arg-type]
+                             spool=spool)
+    server = GatewayServer(settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver)  # type: ignore[arg-type]
     try:
         server.start()
     except OSError as exc:
         log.error("cannot listen on %s: %s", server.describe(), exc)
         return 1
-    notify_ready(settings, f"gateway ready: {'LMTP' if server.lmtp else 'SMTP'} on {server.describe()}")
+    notify_ready(settings, f"gateway ready: {'LMTP' if server.lmtp else 'SMTP'} on {server.describe()}"
+                           + (", archiving in this process" if archiver is not None else ", spooling for a separate archiver"))
     stop.wait()
     log.info("stopping")
     server.stop()
-    sender.close()
-    engine.dispose()
     return 0
 
 

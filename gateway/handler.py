@@ -1,11 +1,15 @@
-"""The aiosmtpd handler: refuse at RCPT, store at DATA, answer 250 only after the commit."""
+"""The aiosmtpd handler: refuse at RCPT; at DATA decide from the headers, spool, and answer 250 only after the commit.
+
+A 250 means the exact bytes are durable in the spool; the archiver stage (listgate.spool)
+parses, threads, indexes and queues the fan-out afterwards.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections import Counter as TallyCounter
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,25 +23,18 @@ from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
-from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, VARIANT, IngestResult, ingest
-from listgate.models import MailingList, OutboxEntry
-from listgate.parsing import ParsedMessage, parse
+from listgate.ingest import (COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult,
+                             admit)
+from listgate.parsing import MessageHead, parse_head
+from listgate.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
 
-Enqueue = Callable[[list[OutboxEntry]], Any]
 LIST_CACHE_SECONDS = 5.0
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
-
-
-@dataclass(frozen=True)
-class Job:
-    """One message waiting to be stored: parsed once, for all its envelope recipients."""
-
-    parsed: ParsedMessage
-    mail_from: str | None
-    rcpt_tos: list[str]
+# The answers at DATA that the archiver carries out: automatic mail (DROPPED) goes to the
+# not-posted queue there, and other bytes under an archived Message-ID become a variant.
+SPOOLED = (STORED, HELD_FOR_MODERATION, COMMAND, DROPPED, VARIANT)
 
 
 @dataclass
@@ -75,9 +72,9 @@ class GatewayHandler:
         self,
         settings: Settings,
         factory: sessionmaker[Session],
-        enqueue: Enqueue | None = None,
         *,
         read_factory: sessionmaker[Session] | None = None,
+        spool: Spool | None = None,
         limits: ClientLimits | None = None,
         budget: DataBudget | None = None,
         executor: Executor | None = None,
@@ -86,12 +83,13 @@ class GatewayHandler:
         self.settings = settings
         self.factory = factory
         self.read_factory = read_factory or factory
-        self.enqueue = enqueue
+        self.spool = spool or Spool(factory.kw["bind"])  # where accepted mail waits for the archiver
         self.limits = limits or ClientLimits(settings.max_connections_per_client, settings.max_messages_per_minute)
         self.budget = budget or DataBudget(settings.max_data_memory, settings.max_message_size)
         self.executor = executor
         self.lmtp = lmtp
-        self.writer: GroupWriter[Job, Delivered] | None = None  # set by the server: group commit
+        self.writer: GroupWriter[Spooled, None] | None = None  # set by the server: group commit
+        self.spooled = threading.Event()  # set after each spool commit: wakes an in-process archiver
         self._lists_seen: dict[str, float] = {}  # list name -> until when RCPT need not look it up again
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -158,22 +156,24 @@ class GatewayHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        """Check limits, store for every recipient in one transaction, then answer."""
+        """Check limits, decide for every recipient from the headers, spool in one group commit, then answer."""
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
         try:
-            problem, parsed = (SMUGGLING, None) if getattr(server, "smuggled_dot", False) else \
-                await self._run(self.prepare, raw)
+            problem, delivered, job = (SMUGGLING, None, None) if getattr(server, "smuggled_dot", False) else \
+                await self._run(self.prepare, raw, envelope.mail_from, list(envelope.rcpt_tos))
             if problem is not None:
                 reason, reply = problem
                 log.info("refused message from %s (%s, %d bytes): %s", client, envelope.mail_from, len(raw), reply)
                 await self._run(self.count_refusal, reason)
                 return self._each(envelope, reply)
-            message_id, outcomes = await self._store(Job(parsed, envelope.mail_from, list(envelope.rcpt_tos)))
+            assert delivered is not None and job is not None
+            await self._store(job)
         except Exception:  # noqa: BLE001 - nothing was committed: the sender must retry
             log.exception("storage failed for a message from %s (%s) to %s", client, envelope.mail_from, envelope.rcpt_tos)
             await self._run(self.count_refusal, "storage-failure")
             return self._each(envelope, TEMPFAIL)
+        message_id, outcomes = delivered
         log.info("accepted <%s> from %s (%s, %d bytes): %s", message_id, client, envelope.mail_from, len(raw),
                  "; ".join(f"{o.address} {o.result.status if o.result else 'list vanished'}"
                            + (f" ({o.result.reason})" if o.result and o.result.reason else "") for o in outcomes))
@@ -183,24 +183,47 @@ class GatewayHandler:
             return outcomes[0].reply
         return "250 2.0.0 OK: " + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
 
-    def prepare(self, raw: bytes) -> tuple[tuple[str, str] | None, ParsedMessage | None]:
-        """(limit problem, None) for a message we refuse, else (None, the parsed message)."""
+    def prepare(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> tuple[tuple[str, str] | None, Delivered | None, Spooled | None]:
+        """(limit problem, None, None) for a message we refuse, else (None, the answers, what to spool).
+
+        A message with no recipient to archive for is spooled without bytes: only its counts.
+        """
         s = self.settings
         problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth,
                                 max_header_bytes=s.max_header_bytes, max_folded=s.max_folded_lines)
-        return (problem, None) if problem is not None else (None, parse(raw))
+        if problem is not None:
+            return problem, None, None
+        head = parse_head(raw)
+        with self.read_factory() as session:
+            outcomes = self._decide(session, head, raw, mail_from, rcpt_tos)
+        accepted = tuple(o.address for o in outcomes if o.result is not None and o.result.status in SPOOLED)
+        job = Spooled(raw if accepted else b"", mail_from, accepted, head.message_id, tuple(_counts(outcomes)))
+        return None, (head.message_id, outcomes), job
 
-    async def _store(self, job: Job) -> Delivered:
+    def _decide(self, session: Session, head: MessageHead, raw: bytes, mail_from: str | None,
+                rcpt_tos: list[str]) -> list[Outcome]:
+        """One answer per envelope recipient (two addresses of one list share one)."""
+        done: dict[Recipient, IngestResult | None] = {}
+        outcomes = []
+        for address in rcpt_tos:
+            recipient = parse_recipient(address, self.settings.domain)
+            assert recipient is not None  # handle_RCPT let only these through
+            if recipient not in done:
+                mlist = lists.get(session, recipient.list_name)
+                done[recipient] = None if mlist is None else admit(
+                    session, head, raw, mlist, recipient, domain=self.settings.domain, envelope_from=mail_from)
+            outcomes.append(Outcome(address, done[recipient]))
+        return outcomes
+
+    async def _store(self, job: Spooled) -> None:
         """Through the group writer when there is one, else in an executor thread."""
         if self.writer is None:
-            return await self._run(self._store_alone, job)
-        return await asyncio.wrap_future(self.writer.submit(job))
+            await self._run(self._store_alone, job)
+            return
+        await asyncio.wrap_future(self.writer.submit(job))
 
-    def _store_alone(self, job: Job) -> Delivered:
-        (result,) = self.store_batch([job])
-        if isinstance(result, BaseException):
-            raise result
-        return result
+    def _store_alone(self, job: Spooled) -> None:
+        self.store_batch([job])
 
     def _each(self, envelope: Envelope, reply: str) -> str:
         """The same reply for every recipient (one line per recipient in LMTP)."""
@@ -222,82 +245,45 @@ class GatewayHandler:
         return self._lists_seen.get(name, 0.0) > time.monotonic()
 
     def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> Delivered:
-        """Parse once, ingest for every recipient in one transaction, then enqueue the work.
+        """Answer and spool one message without SMTP (tests, tools): the Message-ID and one outcome per recipient."""
+        problem, delivered, job = self.prepare(raw, mail_from, rcpt_tos)
+        if problem is not None:
+            raise ValueError(problem[1])
+        assert delivered is not None and job is not None
+        self.store_batch([job])
+        return delivered
 
-        Returns the Message-ID and one outcome per recipient.
+    def store_batch(self, jobs: list[Spooled]) -> list[None]:
+        """Spool several answered messages in one transaction (one fsync), their counts with them.
+
+        All or nothing: when anything fails, before or at the commit, the exception propagates and
+        every message of the batch is answered 451 (none gets a 250 for work the database undid).
         """
-        return self._store_alone(Job(parse(raw), mail_from, rcpt_tos))
-
-    def store_batch(self, jobs: list[Job]) -> list[Delivered | BaseException]:
-        """Store several messages in one transaction, each under its own SAVEPOINT, then enqueue.
-
-        A message that fails alone gets its exception (its savepoint is rolled back); when the
-        commit fails, the exception propagates and fails them all.
-        """
-        results: list[Delivered | BaseException] = []
-        tally: TallyCounter[tuple[str, str]] = TallyCounter()
-        with transaction(self.factory) as session:
-            for job in jobs:
-                try:
-                    with session.begin_nested():
-                        done = self._store_one(session, job)
-                except Exception as exc:  # noqa: BLE001 - this message only; the others go on
-                    log.warning("storing <%s> failed: %s: %s", job.parsed.message_id, type(exc).__name__, exc)
-                    results.append(exc)
-                    continue
-                results.append(done)
-                tally.update(_counts(done[1]))
-            for (name, label), n in sorted(tally.items()):
-                counters.bump(session, name, label, n)
-        entries = [e for r in results if not isinstance(r, BaseException) for u in _unique(r[1]) for e in u.outbox]
-        if entries and self.enqueue is not None:
-            self.enqueue(entries)
-        return results
-
-    def _store_one(self, session: Session, job: Job) -> Delivered:
-        outcomes: list[Outcome] = []
-        done: dict[Recipient, IngestResult | None] = {}
-        for address in job.rcpt_tos:
-            recipient = parse_recipient(address, self.settings.domain)
-            assert recipient is not None  # handle_RCPT let only these through
-            if recipient not in done:
-                done[recipient] = self._ingest_one(session, job.parsed, recipient, job.mail_from)
-            outcomes.append(Outcome(address, done[recipient]))
-        return job.parsed.message_id, outcomes
-
-    def _ingest_one(self, session: Session, parsed: Any, recipient: Recipient, mail_from: str | None) -> IngestResult | None:
-        # A batch posts mostly to the same lists: look each up once per transaction.
-        known: dict[str, MailingList | None] = session.info.setdefault("gateway-lists", {})
-        if recipient.list_name not in known:
-            known[recipient.list_name] = lists.get(session, recipient.list_name)
-        mlist = known[recipient.list_name]
-        if mlist is None:
-            return None
-        return ingest(session, parsed, mlist, domain=self.settings.domain, origin="smtp", envelope_from=mail_from,
-                      fallback_days=self.settings.subject_fallback_days, recipient=recipient)
+        self.spool.append(jobs)
+        self.spooled.set()
+        return [None] * len(jobs)
 
     def count_refusal(self, reason: str) -> None:
-        """Count a refusal in its own short transaction; a failure here never changes a reply."""
+        """Count a refusal through the spool (the archiver adds it up); a failure here never changes a reply.
+
+        It waits for the group commit it shares, so a refusal the client was told of is counted.
+        """
+        job = Spooled(b"", None, (), "", ((counters.REFUSED, reason),))
         try:
-            with transaction(self.factory) as session:
-                counters.bump(session, counters.REFUSED, reason)
+            if self.writer is not None:
+                self.writer.submit(job).result()
+            else:
+                self.store_batch([job])
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count a refusal (%s): %s", reason, exc)
 
 
-def _unique(outcomes: list[Outcome]) -> list[IngestResult]:
-    """The distinct results of a message (two addresses of one list share one)."""
-    return list({id(o.result): o.result for o in outcomes if o.result is not None}.values())
-
-
 def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    """The counters one stored message adds to: received, then stored or refused per list."""
+    """The counters an answered message adds to: received, and refused per list (the archiver counts what it archives)."""
     counts = [(counters.RECEIVED, "")]
-    for r in _unique(outcomes):
-        if r.status not in (DUPLICATE, DROPPED, COMMAND, REFUSED):
-            counts.append((counters.STORED, r.status))
-        elif r.status in (DROPPED, REFUSED):
-            counts.append((counters.REFUSED, "automatic" if r.status == DROPPED else "banned"))
+    for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
+        if r.status == REFUSED:
+            counts.append((counters.REFUSED, "banned"))
     return counts
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, AnyStr, Callable
@@ -19,6 +20,7 @@ from gateway.limits import ClientLimits, dot_line_with_bare_end, trusted_network
 from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
 from listgate.config import Settings
+from listgate.archiver import Archiver
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +188,7 @@ class GatewayServer:
 
     def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
                  listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1,
-                 size_check_every: float = CHECK_EVERY) -> None:
+                 size_check_every: float = CHECK_EVERY, archiver: Archiver | None = None) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
@@ -200,6 +202,10 @@ class GatewayServer:
         handler.writer = self.writer
         self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None
+        # An archiver in this process (small sites, tests): woken by each spool commit.
+        self.archiver = archiver
+        self._archiving = threading.Event()
+        self._archiver_thread: threading.Thread | None = None
 
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
@@ -220,6 +226,11 @@ class GatewayServer:
             self.controller = _TcpController(self._protocol, hostname=host, port=port)
         self.size_limit.start()
         self.writer.start()
+        if self.archiver is not None:
+            self._archiving.clear()
+            self._archiver_thread = threading.Thread(target=self.archiver.run, args=(self._archiving, self.handler.spooled),
+                                                     name="archiver", daemon=True)
+            self._archiver_thread.start()
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
@@ -237,3 +248,9 @@ class GatewayServer:
         self.size_limit.stop()
         self.writer.stop()
         self.executor.shutdown(wait=True)
+        if self._archiver_thread is not None and self.archiver is not None:
+            self._archiving.set()
+            self.handler.spooled.set()
+            self._archiver_thread.join(30)
+            self._archiver_thread = None
+            self.archiver.drain(timeout=10)  # what is left after that stays spooled for the next start

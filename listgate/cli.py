@@ -68,10 +68,14 @@ def _exec_service(name: str, extra: list[str]) -> NoReturn:
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--lmtp", is_flag=True, help="Speak LMTP instead of SMTP (behind Postfix or Exim).")
 @click.option("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN).")
-def gateway(lmtp: bool, listen: str) -> None:
-    """Run the SMTP/LMTP listener."""
+@click.option("--archiver/--no-archiver", default=True, show_default=True,
+              help="Also archive spooled mail in this process (--no-archiver when `listgate archiver` runs).")
+def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
+    """Run the SMTP/LMTP listener (by default with an archiver in the same process)."""
     ensure_schema(load_settings())
-    _exec_service("gateway", (["--lmtp"] if lmtp else []) + (["--listen", listen] if listen else []))
+    # Not launch.SERVICES' gateway: under `listgate up` an archiver child archives, so that one only spools.
+    os.execv(sys.executable, [sys.executable, "-m", "gateway", *(["--lmtp"] if lmtp else []),
+                              *(["--listen", listen] if listen else []), *([] if archiver else ["--no-archiver"])])
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -108,10 +112,18 @@ def web(use_gunicorn: bool, workers: int) -> None:
     _exec_service("web", [])
 
 
-@main.command(short_help="Start gateway, worker, beat and web; Ctrl-C stops all.")
+@main.command()
+@click.option("--batch", default=20, show_default=True, help="Messages archived per transaction.")
+def archiver(batch: int) -> None:
+    """Archive spooled mail (parse, thread, index, queue the fan-out); run several on PostgreSQL to scale."""
+    ensure_schema(load_settings())
+    _exec_service("archiver", ["--batch", str(batch)])
+
+
+@main.command(short_help="Start gateway, archiver, worker, beat and web; Ctrl-C stops all.")
 @click.option("--demo/--no-demo", default=True, help="Create a demo list with a short discussion on first run.")
 def up(demo: bool) -> None:
-    """Start gateway, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
+    """Start gateway, archiver, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
     settings = load_settings()
     try:
         sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
@@ -378,6 +390,10 @@ lists_group.add_command(admin_cli.lists_delete)
 main.add_command(admin_cli.owners)
 main.add_command(admin_cli.moderators)
 main.add_command(admin_cli.messages)
+
+from listgate import spool_cli  # noqa: E402 - failed archiving: show and retry
+
+main.add_command(spool_cli.spool_group)
 
 if __name__ == "__main__":
     main()

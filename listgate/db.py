@@ -38,18 +38,26 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
     url = settings.database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-        _sqlite_pragmas(engine)
-        _sqlite_never_read_only(engine, path)
-        _drop_read_only(engine, _sqlite_read_only(path), recheck=False)
-        return engine
+        return sqlite_engine(url, **kwargs)
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = create_engine(url, pool_pre_ping=True, **kwargs)
     _drop_read_only(engine, _postgres_read_only, recheck=True)
+    return engine
+
+
+def sqlite_engine(url: str, synchronous: str = "NORMAL", **kwargs: object) -> Engine:
+    """A SQLite engine: WAL, a busy timeout, foreign keys, and no connection that cannot write kept in its pool.
+
+    synchronous=FULL for a file whose every commit must survive a power loss (the gateway's spool).
+    """
+    path = url.split("///", 1)[-1]
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
+    _sqlite_pragmas(engine, synchronous)
+    _sqlite_never_read_only(engine, path)
+    _drop_read_only(engine, _sqlite_read_only(path), recheck=False)
     return engine
 
 
@@ -150,7 +158,7 @@ def _postgres_read_only(dbapi_conn: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
-def _sqlite_pragmas(engine: Engine) -> None:
+def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
     """WAL, foreign keys, and BEGIN IMMEDIATE for writers so read-then-write never deadlocks."""
 
     @event.listens_for(engine, "connect")
@@ -158,7 +166,7 @@ def _sqlite_pragmas(engine: Engine) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves below
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.close()

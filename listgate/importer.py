@@ -27,8 +27,10 @@ from tqdm import tqdm
 from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
-from listgate.ingest import DUPLICATE, ingest
-from listgate.models import MailingList, Message, MessageVariant, RawMessage
+from listgate.addresses import Recipient
+from listgate.batches import Item, ItemResult, ingest_batch
+from listgate.ingest import DUPLICATE
+from listgate.models import Message, MessageVariant, RawMessage
 from listgate.parsing import extract_msgids, generated_msgid, parse
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,7 @@ class Importer:
         self.factory, self.list_name, self.domain = factory, list_name, domain
         self.batch, self.fallback_days = batch, fallback_days
         self.summary = Summary()
+        self.recipient = Recipient(list_name)
         with factory() as session:
             lists.require(session, list_name)
 
@@ -141,25 +144,36 @@ class Importer:
         return self.summary
 
     def _commit(self, raws: list[bytes], tick: Callable[[int], None] | None) -> None:
-        """One transaction per batch; if it fails, redo it message by message to isolate the bad one."""
-        before = (self.summary.imported, self.summary.duplicates, self.summary.refused.copy())
+        """Parse, then one transaction per batch; if the transaction fails, each message in one of its own."""
+        with self.factory() as session:
+            fresh = self._skip_archived(session, raws)
+        items = []
+        for raw in fresh:
+            if raw.strip():
+                items.append(Item(parse(raw), (self.recipient,), "import"))
+            else:
+                self.summary.refused["empty message"] += 1
         try:
             with self.factory() as session, session.begin():
-                mlist = lists.require(session, self.list_name)
-                for raw in self._skip_archived(session, mlist, raws):
-                    self._one(session, mlist, raw)
-        except Exception as exc:  # noqa: BLE001
+                results = ingest_batch(session, items, domain=self.domain, fallback_days=self.fallback_days)
+        except Exception as exc:  # noqa: BLE001 - BatchAborted, or the commit failed: nothing of it is stored
             log.warning("a batch failed (%s: %s); retrying it one message at a time", type(exc).__name__, exc)
-            self.summary.imported, self.summary.duplicates, self.summary.refused = before
-            with self.factory() as session, session.begin():
-                mlist = lists.require(session, self.list_name)
-                for raw in self._skip_archived(session, mlist, raws):
-                    self._guarded(session, mlist, raw)
+            results = [self._alone(item) for item in items]
+        for result in results:
+            self._count(result)
         if tick:
             tick(len(raws))
 
-    def _skip_archived(self, session: Session, mlist: MailingList, raws: list[bytes]) -> list[bytes]:
+    def _alone(self, item: Item) -> ItemResult:
+        try:
+            with self.factory() as session, session.begin():
+                return ingest_batch(session, [item], domain=self.domain, fallback_days=self.fallback_days)[0]
+        except Exception as exc:  # noqa: BLE001 - counted and reported, the import goes on
+            return exc
+
+    def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:
         """Drop messages already archived with the same bytes (a resumed import) without parsing them."""
+        mlist = lists.require(session, self.list_name)
         keys = [(quick_msgid(r), hashlib.sha256(r).hexdigest()) for r in raws]
         have: set[tuple[str, str]] = set()
         for raw_of in (Message.raw_id, MessageVariant.raw_id):  # the message's own bytes, then its variants'
@@ -172,24 +186,14 @@ class Importer:
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
 
-    def _one(self, session: Session, mlist: MailingList, raw: bytes) -> None:
-        if not raw.strip():
-            self.summary.refused["empty message"] += 1
-            return
-        result = ingest(session, parse(raw), mlist, domain=self.domain, origin="import", fallback_days=self.fallback_days)
-        if result.status == DUPLICATE:
+    def _count(self, result: ItemResult) -> None:
+        if isinstance(result, Exception):
+            log.warning("refused a message: %s: %s", type(result).__name__, result)
+            self.summary.refused[f"storage error: {type(result).__name__}"] += 1
+        elif result[0] is not None and result[0].status == DUPLICATE:
             self.summary.duplicates += 1
         else:
             self.summary.imported += 1
-
-    def _guarded(self, session: Session, mlist: MailingList, raw: bytes) -> None:
-        """_one in a savepoint: a message that cannot be stored is counted, the rest goes on."""
-        try:
-            with session.begin_nested():
-                self._one(session, mlist, raw)
-        except Exception as exc:  # noqa: BLE001 - counted and reported, the import goes on
-            log.warning("refused a message: %s: %s", type(exc).__name__, exc)
-            self.summary.refused[f"storage error: {type(exc).__name__}"] += 1
 
 
 def sources(path: Path) -> tuple[Iterator[bytes], int, Callable[[], int]]:

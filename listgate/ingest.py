@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 import hashlib
 import logging
 import re
@@ -18,11 +19,12 @@ from sqlalchemy.orm import Session
 from listgate import digests, dispatch, notposted, threads
 from listgate.addresses import Recipient
 from listgate.bans import is_banned
+from listgate.headers import LOOP_HEADER  # still importable from here
 from listgate.models import (Attachment, Blob, MailingList, Message, MessageVariant, OutboxEntry, Person, RawMessage,
                              Subscription, ThreadNode)
 from listgate.models.archive import HELD, REMOVED, VISIBLE
 from listgate.models.people import ACTIVE, ENDED
-from listgate.parsing import ParsedMessage, normalize_subject, parse
+from listgate.parsing import MessageHead, ParsedMessage, normalize_subject, parse
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +33,6 @@ REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx
 RELEASE = "release"  # origin of a post a moderator released from the not-posted queue
 VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside it, not sent out
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
-LOOP_HEADER = "X-Listgate-Loop"
 AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
 _MSG = Message.__table__
@@ -51,7 +52,7 @@ class IngestResult:
     outbox: list[OutboxEntry] = field(default_factory=list)
 
 
-def automatic_reason(parsed: ParsedMessage, envelope_from: str | None, domain: str) -> str:
+def automatic_reason(parsed: ParsedMessage | MessageHead, envelope_from: str | None, domain: str) -> str:
     """Why this mail is an automatic reply (RFC 3834) or a loop and must not become a post ('' if not).
 
     Precedence: bulk, junk or list alone says nothing of the kind: that is how another list
@@ -152,21 +153,14 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
     if recipient is not None and recipient.command:
         return _command(session, parsed, mlist, recipient, envelope_from)
     if origin != "import":
-        reason = automatic_reason(parsed, envelope_from, domain) if origin != RELEASE else ""
-        if reason:
-            return _not_posted(session, parsed, mlist, reason, envelope_from)
-        reason = _banned(session, mlist, parsed, envelope_from)
-        if reason:
-            log.info("refused %s on %s: %s", parsed.message_id, mlist.name, reason)
-            return IngestResult(REFUSED, mlist.name, reason=reason)
+        early = screen(session, parsed, mlist, domain=domain, origin=origin, envelope_from=envelope_from)
+        if early is not None:  # answered 250 already (or a web post): kept in the not-posted queue, never dropped
+            return early if origin == RELEASE else _not_posted(session, parsed, mlist, early.reason, envelope_from,
+                                                               early.status)
         word = thread_command(parsed) if origin != RELEASE else ""
         if word:
             return _reply_command(session, parsed, mlist, word, envelope_from)
-    global _ARCHIVED
-    if _ARCHIVED is None:
-        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
-            _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
-    existing = session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": parsed.message_id}).first()
+    existing = _archived(session, mlist, parsed.message_id)
     if existing is not None:
         return _same_id(session, parsed, mlist, existing, fallback_days)
 
@@ -205,11 +199,15 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
 
 
 def _not_posted(session: Session, parsed: ParsedMessage, mlist: MailingList, reason: str,
-                envelope_from: str | None) -> IngestResult:
-    """Accepted and not posted: kept in the not-posted queue with its reason, never dropped silently."""
+                envelope_from: str | None, status: str = DROPPED) -> IngestResult:
+    """Accepted and not posted: kept in the not-posted queue with its reason, never dropped silently.
+
+    status is DROPPED (automatic mail, a thread command naming no thread) or REFUSED (a sender
+    banned after the gateway's 250).
+    """
     entry_id = notposted.keep(session, mlist, parsed, store_raw_id(session, parsed.raw), reason, envelope_from)
     log.info("not posted %s on %s (queue entry %s): %s", parsed.message_id, mlist.name, entry_id, reason)
-    return IngestResult(DROPPED, mlist.name, reason=reason)
+    return IngestResult(status, mlist.name, reason=reason)
 
 
 def release(session: Session, entry_id: int, by: str, *, domain: str, fallback_days: int = 30) -> IngestResult:
@@ -255,6 +253,64 @@ def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existi
     return result
 
 
+def screen(session: Session, head: ParsedMessage | MessageHead, mlist: MailingList, *, domain: str,
+           origin: str = "smtp", envelope_from: str | None = None) -> IngestResult | None:
+    """What the headers and a ban look-up decide alone: automatic mail DROPPED, a banned sender REFUSED, else None.
+
+    The gateway asks this at SMTP DATA (on a header scan) and ingest asks it again when archiving,
+    where a ban added after the 250 is caught. A released entry is not automatic mail any more.
+    """
+    reason = automatic_reason(head, envelope_from, domain) if origin != RELEASE else ""
+    if reason:
+        return IngestResult(DROPPED, mlist.name, reason=reason)
+    reason = _banned(session, mlist, head, envelope_from)
+    if reason:
+        log.info("refused %s on %s: %s", head.message_id, mlist.name, reason)
+        return IngestResult(REFUSED, mlist.name, reason=reason)
+    return None
+
+
+def admit(session: Session, head: MessageHead, raw: bytes, mlist: MailingList, recipient: Recipient, *, domain: str,
+          envelope_from: str | None) -> IngestResult:
+    """The answer at SMTP DATA from the header scan and index look-ups; the archiver carries it out.
+
+    Automatic mail is accepted and not posted (the archiver keeps it in the not-posted queue), a
+    banned sender refused; bytes archived already (or a removed Message-ID) are a duplicate, other
+    bytes under an archived Message-ID a variant; the rest is stored or held by the list's policy.
+    """
+    if recipient.command:
+        return IngestResult(COMMAND, mlist.name, reason=f"{recipient.command} request queued")
+    early = screen(session, head, mlist, domain=domain, envelope_from=envelope_from)
+    if early is not None:
+        return early
+    existing = _archived(session, mlist, head.message_id)
+    if existing is not None:
+        if existing.status == REMOVED or _archived_bytes(session, existing, raw):
+            return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
+        return IngestResult(VARIANT, mlist.name, existing.id, existing.thread_id, "to be kept as a variant")
+    if _policy_status(session, mlist, head, "smtp") == VISIBLE:
+        return IngestResult(STORED, mlist.name)
+    return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
+
+
+def _archived(session: Session, mlist: MailingList, message_id: str) -> Any:
+    """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or None."""
+    global _ARCHIVED
+    if _ARCHIVED is None:
+        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
+            _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
+    return session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": message_id}).first()
+
+
+def _archived_bytes(session: Session, existing: Any, raw: bytes) -> bool:
+    """True when these exact bytes are the archived message's or one of its variants'."""
+    raw_id = session.scalar(select(_RAW.c.id).where(_RAW.c.sha256 == hashlib.sha256(raw).hexdigest()))
+    if raw_id is None:
+        return False
+    return raw_id == existing.raw_id or session.scalar(select(MessageVariant.id).where(
+        MessageVariant.message_pk == existing.id, MessageVariant.raw_id == raw_id)) is not None
+
+
 def publish(session: Session, msg: Message) -> OutboxEntry:
     """Make a held message visible (a moderator approved it) and queue its fan-out."""
     mlist = session.get_one(MailingList, msg.list_id)
@@ -266,10 +322,11 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
     return dispatch.record(session, dispatch.FANOUT, msg.id)
 
 
-def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage, envelope_from: str | None) -> str:
-    """Why the sender may not post here ('' when they may): a moderator banned the From or envelope address."""
+def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, envelope_from: str | None) -> str:
+    """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or envelope address."""
     envelope = (envelope_from or "").strip("<> ").lower()
-    for address in dict.fromkeys(a for a in (parsed.from_addr, envelope) if a):
+    sender = email.utils.parseaddr(parsed.header("Sender"))[1].strip().lower()
+    for address in dict.fromkeys(a for a in (parsed.from_addr, sender, envelope) if a):
         if is_banned(session, mlist.id, address):
             return f"{address} is banned from posting to this list"
     return ""
@@ -281,7 +338,7 @@ def _publish_counts(mlist: MailingList, msg: Any) -> None:
         mlist.last_activity = msg.date
 
 
-def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage, origin: str) -> str:
+def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str) -> str:
     if origin in ("import", RELEASE) or mlist.policy == "open":
         return VISIBLE
     if mlist.policy == "moderated":

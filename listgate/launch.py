@@ -21,7 +21,8 @@ log = logging.getLogger("listgate.up")
 # The children of `listgate up`, in start order. Adding one is one line here; the child calls
 # listgate.readiness.notify_ready(settings) once it serves (or pass notifies=False).
 SERVICES = (
-    Service("gateway", ("-m", "gateway")),
+    Service("gateway", ("-m", "gateway", "--no-archiver")),  # spools; the archiver below archives
+    Service("archiver", ("-m", "gateway", "--archiver-only")),
     Service("worker", ("-m", "worker", "worker")),
     Service("beat", ("-m", "worker", "beat")),
     Service("web", ("-m", "webarchive")),

@@ -46,6 +46,30 @@ class ParsedAttachment:
 
 
 @dataclass(frozen=True)
+class MessageHead:
+    """What a cheap scan of the header block tells (no body parsed): enough to answer at SMTP DATA."""
+
+    message_id: str
+    message_id_generated: bool
+    from_addr: str
+    auto_submitted: str
+    precedence: str
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    def header(self, name: str) -> str:
+        """The first value of a header, decoded, or ''."""
+        return _first_header(self.headers, name)
+
+
+def _first_header(headers: tuple[tuple[str, str], ...], name: str) -> str:
+    name = name.lower()
+    for key, value in headers:
+        if key.lower() == name:
+            return decode_header(_header_text_value(value))
+    return ""
+
+
+@dataclass(frozen=True)
 class ParsedMessage:
     """What listgate needs from a message, plus the exact bytes it came in."""
 
@@ -74,11 +98,7 @@ class ParsedMessage:
 
     def header(self, name: str) -> str:
         """The first value of a header, decoded, or ''."""
-        name = name.lower()
-        for key, value in self.headers:
-            if key.lower() == name:
-                return decode_header(_header_text_value(value))
-        return ""
+        return _first_header(self.headers, name)
 
     @property
     def chain(self) -> tuple[str, ...]:
@@ -265,13 +285,11 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     else:
         msg, (body_text, body_html, attachments) = _small_bodies(source, defects)
 
-    ids = extract_msgids(_header_text_value(_raw_one(msg, "Message-ID")))
-    message_id, generated = (ids[0], False) if ids else (generated_msgid(raw), True)
+    head = _head(msg, raw)
     in_reply_to = tuple(extract_msgids(_header_text_value(_raw_one(msg, "In-Reply-To"))))
     references = tuple(extract_msgids(" ".join(_header_text_value(v) for v in _raw_all(msg, "References"))))
 
-    froms = _addresses(msg, "From") or _addresses(msg, "Sender")
-    from_name, from_addr = froms[0] if froms else ("", "")
+    from_name, from_addr = _sender(msg)
     if not from_name and from_addr:
         from_name = from_addr.split("@", 1)[0]
     date_header = _header_text(msg, "Date")
@@ -280,11 +298,10 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
         defects.append(f"DateDefect: unusable Date {date_header[:80]!r}, arrival time used")
 
     content_type = _raw_one(msg, "Content-Type")
-    headers = tuple((k, v[:2000]) for k, v in list(msg.raw_items())[:200])
     return ParsedMessage(
         raw=raw,
-        message_id=message_id,
-        message_id_generated=generated,
+        message_id=head.message_id,
+        message_id_generated=head.message_id_generated,
         in_reply_to=in_reply_to,
         references=references,
         subject=_header_text(msg, "Subject")[:2000],
@@ -300,11 +317,39 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
         body_html=body_html,
         is_flowed="format=flowed" in content_type.replace(" ", "").replace('"', "").lower(),
         attachments=attachments,
-        auto_submitted=_header_text(msg, "Auto-Submitted").lower(),
-        precedence=_header_text(msg, "Precedence").lower(),
-        headers=headers,
+        auto_submitted=head.auto_submitted,
+        precedence=head.precedence,
+        headers=head.headers,
         defects=tuple(defects),
     )
+
+
+def parse_head(raw: bytes) -> MessageHead:
+    """Scan only the header block (about 10x cheaper than parse()); the same values parse() gives.
+
+    The block ends where header_end says, as for the gateway's limits and parse() itself.
+    """
+    return _head(email.message_from_bytes(_headers_only(_readable(raw, []))), raw)
+
+
+def _head(msg: StdMessage, raw: bytes) -> MessageHead:
+    """The header fields parse() and parse_head() share, read one way."""
+    ids = extract_msgids(_header_text_value(_raw_one(msg, "Message-ID")))
+    message_id, generated = (ids[0], False) if ids else (generated_msgid(raw), True)
+    return MessageHead(
+        message_id=message_id,
+        message_id_generated=generated,
+        from_addr=_sender(msg)[1][:320],
+        auto_submitted=_header_text(msg, "Auto-Submitted").lower(),
+        precedence=_header_text(msg, "Precedence").lower(),
+        headers=tuple((k, v[:2000]) for k, v in list(msg.raw_items())[:200]),
+    )
+
+
+def _sender(msg: StdMessage) -> tuple[str, str]:
+    """(display name, address) of the author: From, else Sender."""
+    froms = _addresses(msg, "From") or _addresses(msg, "Sender")
+    return froms[0] if froms else ("", "")
 
 
 Bodies = tuple[str, str, tuple[ParsedAttachment, ...]]

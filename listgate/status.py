@@ -21,6 +21,7 @@ from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, 
 from listgate.models.delivery import REFUSED
 from listgate.models.people import AWAITING
 from listgate.schema import current, head
+from listgate.spool import Depth, Spool
 from listgate.supervisor import read_state, state_file
 
 BROKER_QUEUES = ("celery",)
@@ -73,6 +74,7 @@ class Metrics:
     failed: list[FailedPost] = field(default_factory=list)  # posts a relay refused, last FAILED_WINDOW
     last_deferral: str = ""  # why the most recently deferred copy was deferred
     next_retry: datetime | None = None  # when the next deferred copy is due
+    spool: Depth = field(default_factory=Depth)  # accepted mail waiting for the archiver, or failed to archive
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,16 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         failed=failed_posts(session, now=now, limit=1000),
         last_deferral=last_deferral,
         next_retry=next_retry,
+        spool=_spool_depth(session, now),
     )
+
+
+def _spool_depth(session: Session, now: datetime) -> Depth:
+    spool = Spool(session.get_bind())  # type: ignore[arg-type]
+    try:
+        return spool.depth(session, now)
+    finally:
+        spool.close()
 
 
 def broker_queue_lengths(broker_url: str, queues: tuple[str, ...] = BROKER_QUEUES, timeout: float = 3.0) -> dict[str, int]:
@@ -238,6 +249,11 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
     m = status.metrics
     if m is not None:
         lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
+        sp = m.spool
+        waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
+        failed = (f"; {plurals.count(sp.failed, 'mail')} FAILED to archive (listgate spool list; listgate spool retry)"
+                  if sp.failed else "")
+        lines.append(f"spool      {sp.pending} waiting for the archiver{waiting}{failed}")
         lines.append(f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
                      f"{m.outbox_failed} failed for good")
         d = m.deliveries

@@ -57,13 +57,6 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
     return member
 
 
-def require_readable_id(session: Session, list_id: int) -> None:
-    """404 unless the list with this id is readable."""
-    allowed = readable_list_ids(session)
-    if allowed is not None and list_id not in allowed:
-        abort(404)
-
-
 def is_moderator(mlist: MailingList) -> bool:
     """The signed-in person moderates this list (as a moderator, an owner or a site administrator)."""
     return administration.may_moderate(mlist, current_address(), settings().admins)

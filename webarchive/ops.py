@@ -119,6 +119,11 @@ class _Snapshot:
         yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
         yield _gauge("listgate_failed_posts", "Posts a relay refused as messages (not a recipient) in the last 30 days.",
                      {(): len(m.failed)})
+        yield _gauge("listgate_spool_pending", "Messages accepted (250) and not archived yet.", {(): m.spool.pending})
+        yield _gauge("listgate_spool_age_seconds", "Age of the oldest message waiting in the spool.",
+                     {(): m.spool.oldest_seconds})
+        yield _gauge("listgate_spool_failed", "Spooled messages whose archiving failed (listgate spool retry).",
+                     {(): m.spool.failed})
         if m.last_received is not None:
             yield _gauge("listgate_last_received_timestamp_seconds", "When the last mail was received (Unix time).",
                          {(): m.last_received.timestamp()})

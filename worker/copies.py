@@ -10,7 +10,7 @@ from listgate.models import MailingList, Message
 from worker.context import WorkerContext
 from worker.headers import ListInfo, build_copy
 from worker.longlines import fit_lines
-from worker.wave import wire_form
+from worker.relay_sessions import wire_form
 
 
 @dataclass(frozen=True)

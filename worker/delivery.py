@@ -39,7 +39,7 @@ from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
 
-from worker import bounces, mailer, wave
+from worker import bounces, mailer, relay_sessions
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
 from worker.headers import addresses_in, verp_address
@@ -150,7 +150,7 @@ def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
     if post is None:
         return 0
     sent = 0
-    with wave.connect(ctx.settings.outbound) as out:
+    with relay_sessions.connect(ctx.settings.outbound) as out:
         while True:
             ids, stamp = claim(ctx, message_pk, where)
             if not ids:
@@ -158,7 +158,7 @@ def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
             sent += _send_batch(ctx, out, post, ids, stamp)
 
 
-def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], stamp: datetime) -> int:
+def _send_batch(ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: list[int], stamp: datetime) -> int:
     """Send each claimed row; once every session of a wave failed to connect, the rest is deferred untried."""
     with ctx.db() as session:
         rows = session.execute(select(
@@ -178,8 +178,9 @@ def _send_batch(ctx: WorkerContext, out: wave.Wave, post: Post, ids: list[int], 
                 _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts, announce=False)
             untried += len(batch)
             continue
-        items = [wave.Outgoing(verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
-                               post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
+        items = [relay_sessions.Outgoing(
+            verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
+            post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
         began = time.perf_counter()
         results = out.send(items, lambda idx, dots, b=batch: ledger.handover(b, idx, dots))
         ledger.record(batch, results, time.perf_counter() - began)
@@ -227,7 +228,7 @@ class Ledger:
         self.sent = 0
         self.network_down = ""
 
-    def handover(self, rows: Sequence[Any], indexes: list[int], send_dots: wave.SendDots) -> set[int]:
+    def handover(self, rows: Sequence[Any], indexes: list[int], send_dots: relay_sessions.SendDots) -> set[int]:
         """One write transaction around the dots: rows still ours become `handing`, earlier ones `sent`.
 
         The row locks are taken before the dots and the commit follows them at once, so a

@@ -12,7 +12,7 @@ from email.header import Header
 from email.utils import formataddr, getaddresses
 from urllib.parse import quote
 
-from listgate.ingest import LOOP_HEADER
+from listgate.headers import LOOP_HEADER
 from listgate.parsing import header_end
 
 

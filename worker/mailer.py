@@ -78,7 +78,7 @@ class SmtpConnection:
         self._smtp: smtplib.SMTP | None = None
 
     def session(self) -> smtplib.SMTP:
-        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/wave.py drives it."""
+        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/relay_sessions.py drives it."""
         if self._smtp is None:
             self._smtp = open_session(self.url, self.timeout)
         return self._smtp

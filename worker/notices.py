@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from listgate.config import Settings
-from listgate.ingest import LOOP_HEADER
+from listgate.headers import LOOP_HEADER
 from listgate.subscriptions import unsubscribe_token
 
 

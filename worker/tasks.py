@@ -1,210 +1,137 @@
-"""The tasks, registered on an app by make_celery: thin, ids in, work done in the modules below."""
+"""The tasks: one named function per task name of listgate.dispatch; thin, ids in, work done in the modules below.
+
+Each is declared with Celery's shared_task, so this module builds no app: make_celery builds
+one and calls register, which gives the app's tasks their context (settings, engine, DNS).
+The module-level names are Celery's proxies to the current app's task; tests call the
+functions they wrap (worker.outbox, worker.delivery, ...) with a WorkerContext instead.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
-import secrets
-from datetime import date, datetime, timedelta, timezone
-from typing import Any, Callable
+from datetime import date
+from typing import Any
 
-from celery import Celery, Task
+from celery import Celery, Task, shared_task
 from celery.signals import worker_process_init
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
 
-from listgate import autoreply, dispatch
+from listgate import dispatch
 from listgate.config import Settings
-from listgate.db import is_transient, transaction
-from listgate.models import OutboxEntry, RawMessage
+from listgate.db import is_transient
 
-from worker import bounces, commands, delivery, digest, mailer, moderation, notices
+from worker import bounces, commands, delivery, digest, moderation, outbox
 from worker.context import WorkerContext
 from worker.dmarc import TxtResolver
 
 log = logging.getLogger(__name__)
 
-MAX_DISPATCHES = 30  # the sweeper gives up on an outbox entry after this many tries (about a day)
-SWEEP_AFTER = 60.0
+MAX_RETRIES = 8  # retries of a task failing with transient errors (30 s doubling, at most 1 h apart)
+_contexts: dict[Celery, WorkerContext] = {}  # one per app, for the life of the process (register)
 
 
-def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, OutboxEntry], list[OutboxEntry]],
-               on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None) -> None:
-    """Run handler on a not-yet-done outbox entry, mark it done in the same transaction, enqueue its mail.
+class ListgateTask(Task):
+    """A listgate task: acknowledged late, no result kept; transient errors retried, others fail loudly."""
 
-    A transient error (database busy or unreachable) propagates, so the task is retried. Any
-    other error fails the same way every time: the entry ends as failed, and on_failure may
-    queue an answer (a command's sender is told).
-    """
-    try:
-        with transaction(ctx.db) as session:
-            entry = session.get(OutboxEntry, outbox_id)
-            if entry is None or entry.done_at is not None:
-                return
-            queued = handler(session, entry)
-            entry.done_at = datetime.now(timezone.utc)
-    except Exception as exc:
-        if is_transient(exc):
-            raise
-        queued = fail(ctx, outbox_id, exc, on_failure)
-    ctx.enqueue(queued)
+    acks_late = True
+    reject_on_worker_lost = True
+    ignore_result = True
 
+    @property
+    def ctx(self) -> WorkerContext:
+        """The context register gave this task's app."""
+        return _contexts[self.app]
 
-def fail(ctx: WorkerContext, outbox_id: int, exc: BaseException,
-         on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
-         claimed: bool = False) -> list[OutboxEntry]:
-    """End an outbox entry as failed for good: logged with its stack trace and a reference; the answer to send.
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the task; a transient error (database busy or unreachable) is retried later with backoff.
 
-    claimed: this worker holds the entry (done_at set by its claim); otherwise an entry someone
-    else finished meanwhile is left as it is.
-    """
-    reference = secrets.token_hex(4)
-    log.error("outbox entry %s failed for good [reference %s]", outbox_id, reference, exc_info=exc)
-    detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:1000]
-    with transaction(ctx.db) as session:
-        entry = session.get(OutboxEntry, outbox_id)
-        if entry is None or entry.failed_at is not None or (entry.done_at is not None and not claimed):
-            return []
-        entry.done_at = entry.failed_at = datetime.now(timezone.utc)
-        entry.last_error = f"{detail} [reference {reference}]"
-        return on_failure(session, entry, reference) if on_failure else []
+        self.run directly, as the worker would without this method: Task.__call__ pushes a
+        second, empty request over the worker's (no id, no retries) while the task runs.
+        """
+        try:
+            return self.run(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            countdown = min(30 * 2 ** self.request.retries, 3600)
+            log.warning("%s%r: transient error, retry in %ss: %s", self.name, args, countdown, exc)
+            raise self.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from None
 
 
-def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
-    """Render and send one generated mail; 4xx leaves it for the sweeper, 5xx or a bad payload fails it.
-
-    The entry is claimed (done_at set, compare-and-set) before sending, so a task re-queued by
-    the sweeper while the first copy still waits in the broker never sends a second notice. A
-    worker killed during the SMTP transaction loses that notice (at most once, like deliveries).
-    An automatic reply to mail (payload "reply") goes out only if its address had none within
-    LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated").
-    """
-    with transaction(ctx.db) as session:
-        claimed = session.execute(update(OutboxEntry).where(
-            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
-        entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
-        payload = json.loads(entry.payload or "{}") if entry is not None else None
-        if payload is not None and _rate_limited(session, ctx.settings, payload):
-            entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"  # type: ignore[union-attr]
-            return
-        attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
-        attachment = attached.data if attached is not None else b""
-    if payload is None:
-        return
-    try:
-        to, data = notices.render(payload, ctx.settings, attachment)
-    except notices.NoticeError as exc:
-        fail(ctx, outbox_id, exc, claimed=True)
-        return
-    data = ctx.signer.sign(data)
-    with mailer.connect(ctx.settings.outbound) as conn:
-        result = conn.send("", to, data)
-    if result.status == mailer.DEFERRED:
-        # Released again: the sweeper re-queues it with backoff (one retry path, not two).
-        log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
-        with transaction(ctx.db) as session:  # its reply slot is taken: the retry is not limited again
-            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
-                done_at=None, payload=json.dumps({**payload, "rate_checked": True})))
-    elif result.status == mailer.BOUNCED:
-        log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
-        with transaction(ctx.db) as session:
-            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
-                failed_at=datetime.now(timezone.utc), last_error=f"refused by the relay: {result.detail}"[:1000]))
+OPTIONS: dict[str, Any] = {"base": ListgateTask, "bind": True}
 
 
-def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any]) -> bool:
-    """True when this notice is an automatic reply its address may not get now (RFC 3834's rate rule)."""
-    if not payload.get("reply") or payload.get("authenticated") or payload.get("rate_checked"):
-        return False
-    to = str(payload.get("to", ""))
-    if autoreply.claim(session, to, settings.auto_reply_window):
-        return False
-    log.info("automatic reply %r to %s not sent: one per %ss (RFC 3834)", payload.get("template"), to,
-             settings.auto_reply_window)
-    return True
+@shared_task(name=dispatch.FANOUT, **OPTIONS)
+def fanout(task: ListgateTask, outbox_id: int, message_pk: int) -> int:
+    """Record a post's deliveries, then send them (worker/delivery.py)."""
+    return delivery.fanout(task.ctx, outbox_id, message_pk)
 
 
-def redispatch_after(older_than: float, attempts: int) -> timedelta:
-    """How long after its last dispatch an unfinished entry is sent again: doubling, at most an hour."""
-    return timedelta(seconds=min(older_than * 2 ** max(attempts - 1, 0), 3600.0))
+@shared_task(name=delivery.SEND_CHUNK, **OPTIONS)
+def send_chunk(task: ListgateTask, message_pk: int, first_id: int, last_id: int) -> int:
+    """Send the pending deliveries of a post whose ids lie in [first_id, last_id]."""
+    return delivery.send_chunk(task.ctx, message_pk, first_id, last_id)
 
 
-def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
-    """Re-queue outbox entries not done and older than older_than seconds (a lost task is never lost mail)."""
-    now = datetime.now(timezone.utc)
-    cutoff = now - timedelta(seconds=older_than)
-    with transaction(ctx.db) as session:
-        candidates = session.scalars(select(OutboxEntry).where(
-            OutboxEntry.done_at.is_(None), OutboxEntry.created_at <= cutoff, OutboxEntry.attempts < MAX_DISPATCHES,
-            or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
-        ).order_by(OutboxEntry.id).limit(1000)).all()
-        entries = [e for e in candidates if e.dispatched_at is None
-                   or e.dispatched_at <= now - redispatch_after(older_than, e.attempts)]
-        _give_up(session, now)
-        for entry in entries:
-            entry.dispatched_at, entry.attempts = datetime.now(timezone.utc), entry.attempts + 1
-    if entries:
-        log.info("sweeper re-queued %d outbox entries", len(entries))
-    ctx.enqueue(list(entries))
-    return len(entries)
+@shared_task(name=dispatch.SEND_NOTICE, **OPTIONS)
+def send_notice(task: ListgateTask, outbox_id: int) -> None:
+    """Render and send one generated mail (worker/notices.py)."""
+    outbox.send_notice(task.ctx, outbox_id)
 
 
-def _give_up(session: Session, now: datetime) -> None:
-    """Entries dispatched MAX_DISPATCHES times and still not done end as failed (shown by status and /metrics)."""
-    gone = session.execute(update(OutboxEntry).where(
-        OutboxEntry.done_at.is_(None), OutboxEntry.attempts >= MAX_DISPATCHES,
-        OutboxEntry.dispatched_at <= now - redispatch_after(SWEEP_AFTER, MAX_DISPATCHES)).values(
-        done_at=now, failed_at=now, last_error=f"gave up after {MAX_DISPATCHES} dispatches")).rowcount
-    if gone:
-        log.error("gave up on %d outbox entries after %d dispatches each", gone, MAX_DISPATCHES)
+@shared_task(name=dispatch.HANDLE_COMMAND, **OPTIONS)
+def handle_command(task: ListgateTask, outbox_id: int) -> None:
+    """Carry out a mailed command; if it fails for good, its sender is told."""
+    settings = task.ctx.settings
+    outbox.run_outbox(task.ctx, outbox_id, lambda s, e: commands.handle(s, settings, e), commands.answer_failure)
 
 
-def _raw(session: Session, entry: OutboxEntry) -> bytes:
-    raw_id = json.loads(entry.payload or "{}").get("raw_id") or entry.ref_id
-    row = session.get(RawMessage, raw_id)
-    return row.data if row is not None else b""
+@shared_task(name=dispatch.HANDLE_BOUNCE, **OPTIONS)
+def handle_bounce(task: ListgateTask, outbox_id: int) -> None:
+    """Score a bounce against the subscription its VERP token names."""
+    settings = task.ctx.settings
+    outbox.run_outbox(task.ctx, outbox_id, lambda s, e: bounces.handle(s, settings, e, outbox.raw_mail(s, e)))
+
+
+@shared_task(name=dispatch.SWEEP_OUTBOX, **OPTIONS)
+def sweep_outbox(task: ListgateTask, older_than: float = outbox.SWEEP_AFTER) -> int:
+    """Re-queue outbox entries left unfinished (beat)."""
+    return outbox.sweep_outbox(task.ctx, older_than)
+
+
+@shared_task(name=dispatch.RETRY_DEFERRED, **OPTIONS)
+def retry_deferred(task: ListgateTask, stale_after: float = delivery.STALE_AFTER, horizon: float = 0.0) -> int:
+    """Send deferred deliveries that are due and recover those a dead worker left (beat)."""
+    return delivery.retry_due(task.ctx, stale_after, horizon)
+
+
+@shared_task(name=dispatch.SEND_DIGESTS, **OPTIONS)
+def send_digests(task: ListgateTask, day: str | None = None) -> int:
+    """Send the digests of day (an ISO date), or of the last few days and week (beat)."""
+    return digest.send_digests(task.ctx, date.fromisoformat(day) if day else None)
+
+
+@shared_task(name=dispatch.RESEND_DIGEST, **OPTIONS)
+def resend_digest(task: ListgateTask, outbox_id: int) -> int:
+    """Send again a digest a relay deferred."""
+    return digest.resend(task.ctx, outbox_id)
+
+
+@shared_task(name=dispatch.NOTIFY_MODERATORS, **OPTIONS)
+def notify_moderators(task: ListgateTask, outbox_id: int) -> None:
+    """Tell a list's moderators of a held post or a report."""
+    settings = task.ctx.settings
+    outbox.run_outbox(task.ctx, outbox_id, lambda s, e: moderation.notify(s, settings, e))
+
+
+@shared_task(name=dispatch.SEND_REMINDERS, **OPTIONS)
+def send_reminders(task: ListgateTask) -> int:
+    """Remind each list's moderators of the posts still held (beat)."""
+    return moderation.send_reminders(task.ctx)
 
 
 def register(app: Celery, settings: Settings, resolver: TxtResolver | None = None) -> WorkerContext:
-    """Register every listgate task on app, sharing one per-process context."""
-    ctx = WorkerContext(settings, sender=app, resolver=resolver)
-    opts: dict[str, Any] = {"bind": True, "acks_late": True, "reject_on_worker_lost": True, "ignore_result": True,
-                            "shared": False}  # each app gets its own tasks, bound to its own context
-
-    def retrying(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
-        """Retry only transient errors (database busy or unreachable); others fail loudly."""
-        def run(task: Task, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return func(*args, **kwargs)
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                countdown = min(30 * 2 ** task.request.retries, 3600)
-                log.warning("%s%r: transient error, retry in %ss: %s", task.name, args, countdown, exc)
-                raise task.retry(exc=exc, countdown=countdown, max_retries=8) from None
-        run.__name__ = run.__qualname__ = name.replace(".", "_")
-        return run
-
-    tasks = {
-        dispatch.FANOUT: lambda outbox_id, message_pk: delivery.fanout(ctx, outbox_id, message_pk),
-        delivery.SEND_CHUNK: lambda message_pk, first_id, last_id: delivery.send_chunk(
-            ctx, message_pk, first_id, last_id),
-        dispatch.SEND_NOTICE: lambda outbox_id: send_notice(ctx, outbox_id),
-        dispatch.HANDLE_COMMAND: lambda outbox_id: run_outbox(
-            ctx, outbox_id, lambda s, e: commands.handle(s, settings, e), commands.answer_failure),
-        dispatch.HANDLE_BOUNCE: lambda outbox_id: run_outbox(
-            ctx, outbox_id, lambda s, e: bounces.handle(s, settings, e, _raw(s, e))),
-        dispatch.SWEEP_OUTBOX: lambda older_than=SWEEP_AFTER: sweep_outbox(ctx, older_than),
-        dispatch.RETRY_DEFERRED: lambda stale_after=delivery.STALE_AFTER, horizon=0.0: delivery.retry_due(
-            ctx, stale_after, horizon),
-        dispatch.SEND_DIGESTS: lambda day=None: digest.send_digests(ctx, date.fromisoformat(day) if day else None),
-        dispatch.RESEND_DIGEST: lambda outbox_id: digest.resend(ctx, outbox_id),
-        dispatch.NOTIFY_MODERATORS: lambda outbox_id: run_outbox(
-            ctx, outbox_id, lambda s, e: moderation.notify(s, settings, e)),
-        dispatch.SEND_REMINDERS: lambda: moderation.send_reminders(ctx),
-    }
-    for name, func in tasks.items():
-        app.task(name=name, typing=False, **opts)(retrying(name, func))
+    """Give app's listgate tasks one per-process context, warmed in each new pool process."""
+    ctx = _contexts[app] = WorkerContext(settings, sender=app, resolver=resolver)
     worker_process_init.connect(lambda **_: _warm(ctx), weak=False)
     return ctx
 

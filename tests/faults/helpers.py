@@ -26,6 +26,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message
 from listgate.schema import upgrade
 from tests.conftest import free_port
+from tests.integration.gateway_helpers import settle
 from tests.integration.worker_helpers import ROOT, WorkerProcess
 from tests.integration.worker_helpers import wait_until as wait_until  # re-exported for the fault tests
 
@@ -107,6 +108,8 @@ class Service(WorkerProcess):
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
+            if not self.port:  # a process that listens nowhere (the archiver): started is ready
+                return self
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self
@@ -132,6 +135,11 @@ class Service(WorkerProcess):
 def gateway(env: dict[str, str], log: Path, prefix: Iterable[str] = ()) -> Service:
     """The SMTP gateway process for env (not started); `prefix` wraps the command (e.g. setpriv)."""
     return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]), prefix=prefix)
+
+
+def archiver(env: dict[str, str], log: Path, batch: int = 50) -> Service:
+    """The archiver as its own process (`python -m gateway --archiver-only`), not started."""
+    return Service("gateway", env, log, 0, ["--archiver-only", "--batch", str(batch)])
 
 
 def webarchive(env: dict[str, str], log: Path) -> Service:
@@ -238,13 +246,15 @@ def run_mtas(mtas: list[Mta], deadline: float) -> list[threading.Thread]:
 
 
 def archived_ids(db: sessionmaker[Session], list_name: str = "dev") -> list[str]:
-    """Message-IDs archived on a list, one entry per stored row."""
+    """Message-IDs archived on a list, one entry per stored row (once the spool is archived)."""
+    settle(db)
     with db() as session:
         mlist = lists.require(session, list_name)
         return list(session.scalars(select(Message.message_id).where(Message.list_id == mlist.id)))
 
 
 def message_count(db: sessionmaker[Session]) -> int:
-    """Rows in the messages table."""
-    with db() as session:
-        return session.scalar(select(func.count()).select_from(Message)) or 0
+    """Rows in the messages table, read without the write lock (a writer factory's BEGIN IMMEDIATE would
+    wait for a busy archiver's batches, and see many at once)."""
+    with db.kw["bind"].connect() as conn:
+        return conn.execution_options(sqlite_begin="").scalar(select(func.count()).select_from(Message)) or 0

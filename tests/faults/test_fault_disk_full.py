@@ -36,11 +36,12 @@ def _send(port: int, msgid: str, lines: int) -> int:
 
 
 @pytest.fixture
-def small_mount(tmp_path: Path) -> Iterator[Path | None]:
-    """A 6 MB tmpfs at tmp_path/data, or None when this sandbox cannot mount."""
+def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | None]:
+    """A 6 MB tmpfs at tmp_path/data (another size with indirect parametrization), or None when this sandbox cannot mount."""
     mnt = tmp_path / "data"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    size = getattr(request, "param", "6m")
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
     if done.returncode != 0:
         logging.getLogger(__name__).warning("cannot mount a tmpfs (%s): simulating with max_page_count",
                                             done.stderr.strip())
@@ -127,3 +128,47 @@ def _simulated(tmp_path: Path) -> None:
         engine.dispose()
     assert _integrity(settings.database_url.split("///", 1)[1]) == "ok"
     assert sorted(archived_ids(db)) == ["before@example.org", "full@example.org"]
+
+
+@pytest.mark.parametrize("small_mount", ["24m"], indirect=True)
+def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(tmp_path: Path, small_mount: Path | None) -> None:
+    """Issue 17's run: 4 clients send 51 KB posts into a small data dir until it is full; count 250s against rows."""
+    if small_mount is None:
+        pytest.skip("cannot mount a tmpfs here: the injected faults of test_fault_spool_batch.py cover this")
+    import threading
+
+    env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_mount / "var"), LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
+    settings, db = prepare(env, "dev")
+    reserve = small_mount / "reserve"
+    reserve.write_bytes(b"\0" * 12_000_000)  # freed at the end: the space an operator makes (the WALs need room to checkpoint)
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    codes: dict[str, int] = {}
+
+    def client(k: int) -> None:
+        refused = 0
+        for i in range(400):
+            msgid = f"c{k}-{i}@example.org"
+            codes[msgid] = _send(settings.smtp_port, msgid, 650)  # ~51 KB
+            refused += codes[msgid] != 250
+            if refused >= 15:
+                return
+
+    try:
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(300)
+        accepted = sorted(m for m, c in codes.items() if c == 250)
+        refused = sorted(m for m, c in codes.items() if c != 250)
+        os.unlink(reserve)
+        stored = archived_ids(db)  # waits until the archiver has taken everything spooled
+    finally:
+        gw.stop()
+    lost = sorted(set(accepted) - set(stored))
+    record("disk full, 4 clients, 51 KB posts (24 MB tmpfs)", len(codes), len(lost), len(stored) - len(set(stored)),
+           note=f"{len(accepted)} x 250, {len(refused)} x 4xx")
+    assert refused and {codes[m] for m in refused} <= {451, 452}, {codes[m] for m in refused}
+    assert lost == [], f"{len(lost)} posts answered 250 are not in the archive: {lost[:5]}"
+    assert len(stored) == len(set(stored))
+    assert _integrity(settings.database_url.split("///", 1)[1]) == "ok"

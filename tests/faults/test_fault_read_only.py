@@ -124,16 +124,17 @@ def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(tmp_path: 
     seconds = size(3, 30)
     env = site_env(tmp_path, LISTGATE_DATA_DIR=str(shared_dir / "var"), LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED)
     settings, db = prepare(env, "dev")
-    files = sorted((shared_dir / "var").glob("listgate.sqlite3*"))
     gw = gateway(env, tmp_path / "gateway.log", prefix=_unprivileged()).start()
     port = settings.smtp_port
 
-    def chmod(mode: int) -> None:
-        for path in (shared_dir / "var").glob("listgate.sqlite3*"):
+    def chmod(mode: int) -> None:  # the archive and the spool file beside it (listgate.spool.sqlite3)
+        for path in (shared_dir / "var").glob("listgate*.sqlite3*"):
             path.chmod(mode)
 
     try:
-        assert files and post_code(port, "before@example.org") == 250
+        assert post_code(port, "before@example.org") == 250
+        files = sorted(p.name for p in (shared_dir / "var").glob("listgate*.sqlite3"))
+        assert files == ["listgate.spool.sqlite3", "listgate.sqlite3"], files
         during = [f"during{i}@example.org" for i in range(size(20, 200))]
         mtas, recovery = _read_only_period(port, seconds, lambda: chmod(0o444), lambda: chmod(0o644), during)
         codes = _after(port, size(40, 400))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate.config import Settings
+from listgate.archiver import Archiver
 from listgate.models import MailingList, Message, OutboxEntry
+from listgate.spool import Spool
 
 
 @dataclass
@@ -52,16 +55,48 @@ class RunningGateway:
 
 def start_gateway(settings: Settings, db: sessionmaker[Session], *, lmtp: bool = False,
                   listen: tuple[str, int] | Path | None = None) -> RunningGateway:
-    """Start a gateway on settings.smtp_port (or `listen`) with a recording broker."""
+    """Start a gateway on settings.smtp_port (or `listen`), archiving in-process, with a recording broker."""
     rec = Recorder()
-    handler = GatewayHandler(settings, db, rec)
-    server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen)
+    db = db.factory if isinstance(db, Settled) else db
+    handler = GatewayHandler(settings, db)
+    server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen, archiver=Archiver(settings, db, enqueue=rec))
     server.start()
     return RunningGateway(server, settings, rec)
 
 
+class Settled:
+    """A session factory for a test's assertions: each session starts once the spool is archived."""
+
+    def __init__(self, factory: sessionmaker[Session]) -> None:
+        self.factory = factory
+        self.kw = factory.kw
+
+    def __call__(self, **kwargs: object) -> Session:
+        settle(self.factory)
+        return self.factory(**kwargs)
+
+
+def settle(db: "sessionmaker[Session] | Settled", timeout: float = 30.0) -> None:
+    """Wait until the archiver has taken everything spooled (a 250 means spooled, not yet archived)."""
+    db = db.factory if isinstance(db, Settled) else db
+    deadline = time.monotonic() + timeout
+    spool = Spool(db.kw["bind"])
+    try:
+        while True:
+            with db() as s:
+                pending = spool.depth(s).pending
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{pending} spooled messages still not archived after {timeout}s")
+            time.sleep(0.02)
+    finally:
+        spool.close()
+
+
 def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Message]:
     """Archived (or held) messages, optionally of one list, oldest row first."""
+    settle(db)
     with db() as s:
         q = select(Message).order_by(Message.id)
         if list_name:
@@ -71,12 +106,14 @@ def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Me
 
 def outbox_kinds(db: sessionmaker[Session]) -> list[str]:
     """The kinds of every outbox entry recorded."""
+    settle(db)
     with db() as s:
         return list(s.scalars(select(OutboxEntry.kind).order_by(OutboxEntry.id)))
 
 
 def count(db: sessionmaker[Session], model: type) -> int:
-    """Rows of a model."""
+    """Rows of a model (once the spool is archived)."""
+    settle(db)
     with db() as s:
         return s.scalar(select(func.count()).select_from(model)) or 0
 

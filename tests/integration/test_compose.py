@@ -27,7 +27,7 @@ from tests.conftest import free_port
 from tests.integration.worker_helpers import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
-LISTGATE_SERVICES = ("gateway", "worker", "beat", "web")
+LISTGATE_SERVICES = ("gateway", "archiver", "worker", "beat", "web")
 INTERPOLATION = re.compile(r"\$\{(\w+)(?::([-?])([^}]*))?\}")
 
 

@@ -215,6 +215,16 @@ def send(stack: Stack, msg: EmailMessage, sender: str) -> None:
     assert refused == {}
 
 
+def _shown(port: int, path: str, text: str, timeout: float = 10.0) -> tuple[int, str]:
+    """The page once it shows text (the 250 means spooled: the archiver publishes it a moment later)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, page = _get(port, path)
+        if (status == 200 and text in page) or time.monotonic() > deadline:
+            return status, page
+        time.sleep(0.05)
+
+
 def wait_for_copies(stack: Stack, sink: SmtpSink, count: int) -> None:
     """Wait until the sink holds count messages; fail with the logs if it never does."""
     deadline = time.monotonic() + DELIVERY_TIMEOUT
@@ -253,7 +263,7 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
     create_list(stack, use_cli)
 
     send(stack, mail(f"Alice <{ALICE}>", "Release plan", "e2e-post@example.org", "Shall we ship on Friday?"), ALICE)
-    status, page = _get(stack.web_port, "/lists/dev/")
+    status, page = _shown(stack.web_port, "/lists/dev/", "Release plan")
     assert status == 200 and "Release plan" in page
     threads = _json(stack.web_port, "/api/lists/dev/threads")["threads"]
     assert [t["subject"] for t in threads] == ["Release plan"] and threads[0]["messages"] == 1
@@ -269,6 +279,7 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
 
     reply = mail(f"Bob <{BOB}>", "Re: Release plan", "e2e-reply@example.org", "Friday is fine.", "e2e-post@example.org")
     send(stack, reply, BOB)
+    _shown(stack.web_port, f"/api/threads/{thread_id}", "e2e-reply@example.org")
     thread = _json(stack.web_port, f"/api/threads/{thread_id}")
     assert [m["message_id"] for m in thread["messages"]] == ["e2e-post@example.org", "e2e-reply@example.org"]
     assert thread["messages"][1]["parent_message_id"] == "e2e-post@example.org"
@@ -299,7 +310,7 @@ def demo_command_works_as_pasted(stack: Stack) -> None:
     assert len(lines) == 1, log
     done = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
-    status, page = _get(stack.web_port, "/lists/demo/")
+    status, page = _shown(stack.web_port, "/lists/demo/", "Hello")
     assert status == 200 and "Hello" in page
 
 

@@ -17,6 +17,7 @@ from listgate.models import Message
 from listgate.parsing import parse
 from tests.corpora import corpus, linux_man
 from tests.faults.helpers import gateway, prepare, record, site_env, size
+from tests.integration.gateway_helpers import settle
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
@@ -70,6 +71,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
 
 
 def _check_stored(db, stored: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+    settle(db)  # a 250 means spooled: wait for the archiver
     with db() as session:
         for name, data in stored.items():
             msg = session.scalars(select(Message).where(Message.message_id == parse(data).message_id)).first()

@@ -17,6 +17,7 @@ from gateway.broker import BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.relaysize import HEADROOM
 from gateway.server import GatewayServer
+from listgate.archiver import Archiver
 from tests.conftest import free_port
 from tests.integration.test_worker_delivery import build_site
 from tests.integration.worker_helpers import WorkerProcess, wait_until
@@ -57,8 +58,8 @@ def relay() -> Iterator[SmtpSink]:
 def test_the_size_limit_follows_the_relay_and_long_lines_get_through(tmp_path: Path, relay: SmtpSink) -> None:
     site = build_site(tmp_path, relay)
     site.subscribe("dev", "alice@example.org", "bob@example.org")
-    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db, BrokerSender(site.settings)),
-                           size_check_every=0.2)
+    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db), size_check_every=0.2,
+                           archiver=Archiver(site.settings, site.db, enqueue=BrokerSender(site.settings)))
     server.start()
     worker = WorkerProcess(site.env, tmp_path / "worker.log").start()
     port = site.settings.smtp_port
@@ -98,7 +99,7 @@ def test_the_size_limit_follows_the_relay_and_long_lines_get_through(tmp_path: P
 
 def test_the_gateway_never_advertises_more_than_its_own_setting(tmp_path: Path, relay: SmtpSink) -> None:
     site = build_site(tmp_path, relay, LISTGATE_MAX_MESSAGE_SIZE="50000")
-    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db, BrokerSender(site.settings)))
+    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db))
     server.start()
     try:
         assert ehlo_size(site.settings.smtp_port) == 50_000

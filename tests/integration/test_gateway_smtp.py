@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import smtplib
 import ssl
 import subprocess
@@ -17,7 +19,7 @@ from listgate.dispatch import FANOUT, HANDLE_BOUNCE, HANDLE_COMMAND, NOTIFY_MODE
 from listgate.models import Message, NotPosted, RawMessage
 from listgate.schema import upgrade
 from tests.conftest import make_settings
-from tests.integration.gateway_helpers import RawClient, count, mail, messages, outbox_kinds, start_gateway
+from tests.integration.gateway_helpers import RawClient, Settled, count, mail, messages, outbox_kinds, start_gateway
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +31,7 @@ class Env:
         self.settings = make_settings(tmp_path, **env)
         self.engine = make_engine(self.settings)
         upgrade(self.engine)
-        self.db = session_factory(writer(self.engine))
+        self.db = Settled(session_factory(writer(self.engine)))  # assertions see the archive once the spool is empty
         self.gw = None
 
     def make_list(self, name: str = "dev", **kwargs: object) -> None:
@@ -211,22 +213,23 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
 
 
 def test_storage_failure_answers_451_and_stores_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    from listgate import threads
+    from listgate.spool import Spool
 
-    real = threads.count_visible
+    def broken(spool, mails):  # type: ignore[no-untyped-def]
+        with spool.engine.begin() as conn:  # the row is written, then the disk "fails" before the commit
+            conn.execute(spool.table.insert(), [{"received_at": datetime.now(timezone.utc), "mail_from": "", "rcpt_tos": "x",
+                                                 "message_id": "", "counts": "", "raw": b"x", "state": "pending", "reason": ""}])
+            raise OSError("disk full")
 
-    def broken(*args, **kwargs):  # type: ignore[no-untyped-def]
-        real(*args, **kwargs)  # rows are written and flushed, then the disk "fails"
-        raise OSError("disk full")
-
-    monkeypatch.setattr(threads, "count_visible", broken)
+    real = Spool.append
+    monkeypatch.setattr(Spool, "append", broken)
     env.make_list("ops")
     with env.smtp() as c:
         with pytest.raises(smtplib.SMTPDataError) as err:
             c.sendmail("ann@example.org", ["dev@lists.test", "ops@lists.test"], mail(msgid="fail@example.org"))
         assert err.value.smtp_code == 451 and err.value.smtp_error.startswith(b"4.3.0")
     assert messages(env.db) == [] and count(env.db, RawMessage) == 0 and outbox_kinds(env.db) == []
-    monkeypatch.setattr(threads, "count_visible", real)
+    monkeypatch.setattr(Spool, "append", real)
     with env.smtp() as c:  # the sending server retries
         assert c.sendmail("ann@example.org", ["dev@lists.test", "ops@lists.test"], mail(msgid="fail@example.org")) == {}
     assert len(messages(env.db)) == 2

@@ -7,7 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.gateway_helpers import mail
+from tests.integration.gateway_helpers import mail, settle
 from tests.integration.test_gateway_smtp import Env
 
 pytestmark = pytest.mark.integration
@@ -33,6 +33,7 @@ def post(env: Env, msgid: str, refs: str = "", irt: str = "", subject: str = "Pl
     extra = (f"References: {refs}\r\n" if refs else "") + (f"In-Reply-To: {irt}\r\n" if irt else "")
     with env.smtp() as c:
         assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(subject=subject, msgid=msgid, extra=extra)) == {}
+    settle(env.db)  # the API reads the archive
 
 
 def tree(api, msgid: str) -> dict[str, str | None]:  # type: ignore[no-untyped-def]

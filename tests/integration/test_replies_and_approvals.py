@@ -57,7 +57,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, rsink: SmtpSink) -> Iterator
     site.log = tmp / "worker.log"  # type: ignore[attr-defined]
     proc = WorkerProcess(env, site.log).start()  # type: ignore[attr-defined]
     gateway = start_gateway(settings, site.db)
-    gateway.server.handler.enqueue = lambda entries: dispatch.enqueue(site.app, entries)
+    gateway.server.archiver.enqueue = lambda entries: dispatch.enqueue(site.app, entries)  # type: ignore[union-attr]
     yield site, gateway.port
     gateway.stop()
     proc.stop()
@@ -294,7 +294,7 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
 
 def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> None:  # type: ignore[no-untyped-def]
     """The 451 retry of a reply already counted in its window must not be held back by that window."""
-    from worker import tasks
+    from worker import outbox
     from worker.context import WorkerContext
 
     site = world[0]
@@ -304,9 +304,9 @@ def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> 
             entry_id = dispatch.record(session, dispatch.SEND_NOTICE, 0, {
                 "template": "help", "list": "dev", "to": "deferred@example.org", "reply": True}).id
         rsink.script("451 4.3.0 try again later")
-        tasks.send_notice(ctx, entry_id)
+        outbox.send_notice(ctx, entry_id)
         assert mails_to(rsink, "deferred@example.org") == []
-        tasks.send_notice(ctx, entry_id)  # what the sweeper does after its backoff
+        outbox.send_notice(ctx, entry_id)  # what the sweeper does after its backoff
         assert len(mails_to(rsink, "deferred@example.org")) == 1
     finally:
         ctx.dispose()

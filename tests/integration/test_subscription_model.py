@@ -40,7 +40,7 @@ from listgate.schema import upgrade
 from listgate.subscriptions import SubscriptionError
 from tests.conftest import make_settings
 from tests.services import in_ci
-from worker import commands, delivery, digest, tasks
+from worker import commands, delivery, digest, outbox
 from worker.context import WorkerContext
 from worker.notify import recipients
 
@@ -337,8 +337,8 @@ class ModelSite:
             result = ingest(session, parse(raw), self.mlist(session), domain="lists.test", recipient=recipient)
             assert result.status == COMMAND, result
             entry_id = result.outbox[0].id
-        tasks.run_outbox(self.ctx, entry_id, lambda s, e: commands.handle(s, self.settings, e),
-                         commands.answer_failure)
+        outbox.run_outbox(self.ctx, entry_id, lambda s, e: commands.handle(s, self.settings, e),
+                          commands.answer_failure)
         with self.db() as session:
             assert session.get_one(OutboxEntry, entry_id).failed_at is None
 

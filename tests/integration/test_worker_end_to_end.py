@@ -1,4 +1,4 @@
-"""End to end: SMTP into the real gateway, its broker sender, a real worker, the SMTP sink."""
+"""End to end: SMTP into the real gateway, its archiver and broker sender, a real worker, the SMTP sink."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from gateway.broker import BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate.models import Message, Subscription
+from listgate.archiver import Archiver
 from tests.integration.test_worker_delivery import build_site
 from tests.integration.worker_helpers import WorkerProcess, mail, wait_until
 from tests.sink import SmtpSink
@@ -21,7 +22,8 @@ pytestmark = pytest.mark.integration
 def test_post_and_mute_reply_through_the_gateway(tmp_path: Path, sink: SmtpSink) -> None:
     site = build_site(tmp_path, sink)
     site.subscribe("dev", "alice@example.org", "bob@example.org")
-    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db, BrokerSender(site.settings)))
+    archiver = Archiver(site.settings, site.db, enqueue=BrokerSender(site.settings))
+    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db), archiver=archiver)
     server.start()
     worker = WorkerProcess(site.env, tmp_path / "worker.log").start()
     try:

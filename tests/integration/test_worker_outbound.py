@@ -64,7 +64,7 @@ def test_scripted_replies_map_to_outcomes(sink) -> None:  # type: ignore[no-unty
 
 def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_the_dot(sink) -> None:  # type: ignore[no-untyped-def]
     from worker.mailer import ABANDONED
-    from worker.wave import Outgoing, connect as connect_wave, wire_form
+    from worker.relay_sessions import Outgoing, connect as connect_wave, wire_form
 
     data = "Subject: wave\r\n\r\n.leading dot\r\nGrüße\r\n".encode()
     items = [Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(data), True) for i in range(5)]

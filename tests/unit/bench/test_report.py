@@ -22,8 +22,8 @@ def test_percentiles_and_median() -> None:
 
 
 def test_unavailable_rows_carry_a_reason_and_no_number() -> None:
-    row = Row.unavailable("pages", "all", "the web archive is not in the tree yet")
-    assert row.value == "not available: the web archive is not in the tree yet"
+    row = Row.unavailable("pages", "all", "the web archive did not start")
+    assert row.value == "not available: the web archive did not start"
     assert row.verdict == "n/a" and row.ratio == ""
 
 

@@ -9,6 +9,7 @@ from aiosmtpd.smtp import Envelope, Session as SmtpSession
 from sqlalchemy import select
 
 from gateway.handler import GatewayHandler
+from listgate.archiver import Archiver
 from listgate.models import Message
 
 
@@ -30,8 +31,9 @@ def run(coro):  # type: ignore[no-untyped-def]
 def handler(settings, db, make_list) -> GatewayHandler:  # type: ignore[no-untyped-def]
     make_list("dev")
     sent: list = []
-    h = GatewayHandler(settings, db, sent.append)
+    h = GatewayHandler(settings, db)
     h.sent = sent  # type: ignore[attr-defined]
+    h.archiver = Archiver(settings, db, enqueue=sent.append)  # type: ignore[attr-defined]
     return h
 
 
@@ -63,12 +65,29 @@ def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = Fa
     return run(handler.handle_DATA(FakeServer(), _session(), env))
 
 
-def test_data_stores_once_per_list_and_enqueues_after_commit(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    """(Message-ID, recipients) of the mail waiting in the spool (rows that only count are left out)."""
+    from listgate.spool import Spool
+
+    spool = Spool(db.kw["bind"])
+    try:
+        with db() as s:
+            mark = spool.mark(s)
+        return [(r.message_id, r.rcpt_tos) for r in spool.pending(100, after=mark) if r.rcpt_tos]
+    finally:
+        spool.close()
+
+
+def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
     reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
     assert reply.startswith("250 2.0.0") and "stored" in reply
+    assert _spooled(db) == [("h1@x", "dev@lists.test\nDEV@lists.test")]  # durable before the 250, not archived yet
+    assert handler.sent == []  # type: ignore[attr-defined]
+    assert handler.archiver.drain() == 1  # type: ignore[attr-defined]
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["h1@x"]
+    assert _spooled(db) == []  # archived: its spool row left in the same transaction
     assert [e.kind for e in handler.sent[0]] == ["listgate.fanout"]  # type: ignore[attr-defined]
 
 
@@ -81,17 +100,15 @@ def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None
 
 
 def test_a_storage_exception_is_a_451_and_nothing_is_kept(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import gateway.handler as mod
+    import listgate.spool as mod
 
     def boom(*_a, **_k):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(mod, "ingest", boom)
+    monkeypatch.setattr(mod, "insert", boom)  # the spool's INSERT
     reply = _data(handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"])
     assert reply.startswith("451 4.3.0")
-    with db() as s:
-        assert s.scalars(select(Message)).all() == []
-    assert handler.sent == []  # type: ignore[attr-defined]
+    assert _spooled(db) == []
 
 
 def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
@@ -107,59 +124,30 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
     raw = b"From: a@example.org\r\nMessage-ID: <h4@x>\r\n\r\nx\r\n"
     assert _data(handler, raw, ["gone@lists.test"]).startswith("550 5.1.1")
     assert _data(handler, raw, ["gone@lists.test", "dev@lists.test"]).startswith("250")
-
-
-def test_a_batch_keeps_the_good_messages_when_one_fails(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import gateway.handler as mod
-    from gateway.handler import Job
-    from listgate import counters
-    from listgate.parsing import parse
-
-    real = mod.ingest
-
-    def flaky(session, parsed, *a, **k):  # type: ignore[no-untyped-def]
-        result = real(session, parsed, *a, **k)  # writes rows, then fails: the savepoint must undo them
-        if parsed.message_id == "bad@x":
-            raise RuntimeError("constraint broken")
-        return result
-
-    monkeypatch.setattr(mod, "ingest", flaky)
-    jobs = [Job(parse(b"From: a@example.org\r\nMessage-ID: <%s>\r\n\r\nx\r\n" % m), "a@example.org", ["dev@lists.test"])
-            for m in (b"bad@x", b"ok1@x", b"ok2@x")]
-    results = handler.store_batch(jobs)
-    assert isinstance(results[0], RuntimeError)  # first: the list it loaded must still serve the others
-    assert [r[0] for r in results[1:]] == ["ok1@x", "ok2@x"]  # type: ignore[index]
-    with db() as s:
-        assert sorted(m.message_id for m in s.scalars(select(Message))) == ["ok1@x", "ok2@x"]
-        assert counters.total(s, counters.RECEIVED) == 2 and counters.values(s, counters.STORED) == {"stored": 2}
-    assert len(handler.sent) == 1 and len(handler.sent[0]) == 2  # type: ignore[attr-defined]
+    assert _spooled(db) == [("h4@x", "dev@lists.test")]
 
 
 def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import gateway.handler as mod
-    from gateway.handler import Job
-    from listgate.parsing import parse
+    from sqlalchemy import event
 
-    def full_disk(*_a, **_k):  # type: ignore[no-untyped-def]
+    def full_disk(conn):  # type: ignore[no-untyped-def]
         raise OSError("database or disk is full")
 
-    monkeypatch.setattr(mod.counters, "bump", full_disk)  # runs after the messages, in the same transaction
-    jobs = [Job(parse(b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i), None, ["dev@lists.test"])
+    jobs = [handler.prepare(b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i, None, ["dev@lists.test"])[2]
             for i in range(3)]
+    event.listen(handler.spool.engine, "commit", full_disk)  # after the spool's INSERT, at its COMMIT
     with pytest.raises(OSError):
-        handler.store_batch(jobs)
-    with db() as s:
-        assert s.scalars(select(Message)).all() == []
-    assert handler.sent == []  # type: ignore[attr-defined]
+        handler.store_batch(jobs)  # type: ignore[arg-type]
+    event.remove(handler.spool.engine, "commit", full_disk)
+    assert _spooled(db) == []
 
 
-def test_the_same_message_twice_in_one_batch_is_stored_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
-    from gateway.handler import Job
-    from listgate.parsing import parse
-
+def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
-    first, second = handler.store_batch([Job(parse(raw), "a@example.org", ["dev@lists.test"]) for _ in range(2)])
-    assert first[1][0].reply.endswith("stored")  # type: ignore[index]
-    assert second[1][0].reply.endswith("already archived, not stored twice")  # type: ignore[index]
+    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")  # both spooled
+    assert handler.archiver.drain() == 2  # type: ignore[attr-defined]
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]
+    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("already archived, not stored twice")
+    assert _spooled(db) == []

@@ -90,3 +90,21 @@ def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, ma
     assert got[("listgate_outbox_failed", ())] == 1
     assert got[("listgate_not_posted", ())] == 1
     assert got[("listgate_subscriptions_awaiting_approval", ())] == 0
+
+
+def test_metrics_show_the_spool_waiting_for_the_archiver(db, settings, make_list) -> None:  # type: ignore[no-untyped-def]
+    from gateway.handler import GatewayHandler
+    from webarchive import create_app
+
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
+    make_list("dev")
+    handler = GatewayHandler(settings, db)
+    for n in range(3):  # answered 250, not archived: no archiver runs here
+        raw = b"From: a@example.org\r\nSubject: s\r\nMessage-ID: <spool%d@x>\r\n\r\nx\r\n" % n
+        assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+    handler.spool.close()
+    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True))
+    assert got[("listgate_spool_pending", ())] == 3
+    assert got[("listgate_spool_age_seconds", ())] >= 0
+    assert got[("listgate_spool_failed", ())] == 0

@@ -41,7 +41,7 @@ def test_entry_point_explains_usage(capsys) -> None:  # type: ignore[no-untyped-
 def test_sweeper_backs_off_per_entry() -> None:
     from datetime import timedelta
 
-    from worker.tasks import redispatch_after
+    from worker.outbox import redispatch_after
 
     assert [redispatch_after(60, n) for n in (1, 2, 3)] == [timedelta(seconds=s) for s in (60, 120, 240)]
     assert redispatch_after(60, 20) == timedelta(hours=1)

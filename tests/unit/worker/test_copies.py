@@ -9,7 +9,7 @@ from listgate.parsing import parse
 from worker.context import WorkerContext
 from worker.copies import load_post
 from worker.headers import ListInfo, build_copy
-from worker.wave import wire_form
+from worker.relay_sessions import wire_form
 
 RAW = (b"From: Ann <ann@example.org>\nTo: dev@lists.test\nSubject: s\nMessage-ID: <c@x>\n\n"
        b".leading dot\nGr\xc3\xbc\xc3\x9fe\n")

@@ -1,95 +1,59 @@
-"""Outbox work in the worker: transient errors are retried, permanent ones end as failed; replies are rate-limited."""
+"""The tasks as the worker runs them: every task name has one, transient errors come back later, others fail."""
 
 from __future__ import annotations
 
-import json
-import mailbox
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError, OperationalError
+from celery import Task
+from celery.exceptions import Retry
+from sqlalchemy.exc import OperationalError
 
 from listgate import dispatch
-from listgate.db import transaction
-from listgate.models import OutboxEntry
 from tests.conftest import make_settings
-from worker import tasks
-from worker.context import WorkerContext
+from worker import delivery
+from worker.celery_app import make_celery
+from worker.tasks import MAX_RETRIES
+
+UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"  # refused at once: a transient error
 
 
-@pytest.fixture
-def ctx(tmp_path: Path, engine) -> WorkerContext:  # type: ignore[no-untyped-def]
-    settings = make_settings(tmp_path, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}")
-    context = WorkerContext(settings)
-    yield context  # type: ignore[misc]
-    context.dispose()
+def run_as_worker(task: Task, retries: int, *args: object) -> None:
+    """Call task as the worker does: inside its request (the retries so far), not called directly."""
+    task.push_request(id=f"test-{retries}", retries=retries, called_directly=False, args=list(args), kwargs={},
+                      delivery_info={"routing_key": "celery"})
+    try:
+        task(*args)
+    finally:
+        task.pop_request()
 
 
-def record(ctx: WorkerContext, kind: str, payload: dict) -> int:  # type: ignore[type-arg]
-    with transaction(ctx.db) as session:
-        return dispatch.record(session, kind, 0, payload).id
+def test_every_task_name_the_core_queues_has_a_task(settings) -> None:  # type: ignore[no-untyped-def]
+    names = {value for key, value in vars(dispatch).items() if key.isupper() and isinstance(value, str)
+             and value.startswith("listgate.")}
+    app = make_celery(settings)
+    assert names | {delivery.SEND_CHUNK} <= set(app.tasks)
+    assert all(app.tasks[name].acks_late and app.tasks[name].ignore_result for name in names)
 
 
-def entry(ctx: WorkerContext, entry_id: int) -> OutboxEntry:
-    with ctx.db() as session:
-        return session.get_one(OutboxEntry, entry_id)
+def test_a_transient_error_is_retried_later_each_time_after_twice_as_long(tmp_path: Path) -> None:
+    app = make_celery(make_settings(tmp_path, LISTGATE_DATABASE_URL=UNREACHABLE))
+    task = app.tasks[dispatch.SWEEP_OUTBOX]
+    countdowns = []
+    for retries in (0, 1, 2, 7):
+        with pytest.raises(Retry) as caught:
+            run_as_worker(task, retries)
+        countdowns.append(caught.value.when)
+    assert countdowns == [30, 60, 120, 3600]
 
 
-def delivered(ctx: WorkerContext) -> list[str]:
-    box = mailbox.Maildir(Path(ctx.settings.outbound.split(":", 1)[1]), create=True)
-    return sorted(str(m["To"]) for m in box)
-
-
-def test_a_transient_error_propagates_for_a_retry_and_leaves_the_entry_open(ctx) -> None:  # type: ignore[no-untyped-def]
-    entry_id = record(ctx, dispatch.HANDLE_COMMAND, {"command": "help"})
-    locked = OperationalError("INSERT ...", {}, type("E", (Exception,), {"sqlite_errorcode": 5})("database is locked"))
+def test_a_transient_error_fails_for_good_after_the_last_retry(tmp_path: Path) -> None:
+    app = make_celery(make_settings(tmp_path, LISTGATE_DATABASE_URL=UNREACHABLE))
     with pytest.raises(OperationalError):
-        tasks.run_outbox(ctx, entry_id, lambda s, e: (_ for _ in ()).throw(locked))
-    assert entry(ctx, entry_id).done_at is None and entry(ctx, entry_id).failed_at is None
+        run_as_worker(app.tasks[dispatch.SWEEP_OUTBOX], MAX_RETRIES)
 
 
-def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(ctx) -> None:  # type: ignore[no-untyped-def]
-    entry_id = record(ctx, dispatch.HANDLE_COMMAND, {"command": "unsubscribe"})
-    broken = IntegrityError("UPDATE subscriptions ...", {}, Exception("FOREIGN KEY constraint failed"))
-    answered: list[str] = []
-
-    def answer(session, failed, reference):  # type: ignore[no-untyped-def]
-        answered.append(reference)
-        return []
-
-    tasks.run_outbox(ctx, entry_id, lambda s, e: (_ for _ in ()).throw(broken), answer)
-    row = entry(ctx, entry_id)
-    assert row.done_at is not None and row.failed_at is not None
-    assert "IntegrityError" in row.last_error and answered and answered[0] in row.last_error
-    tasks.run_outbox(ctx, entry_id, lambda s, e: pytest.fail("a failed entry ran again"))
-
-
-def test_a_notice_with_a_bad_payload_ends_as_failed(ctx) -> None:  # type: ignore[no-untyped-def]
-    entry_id = record(ctx, dispatch.SEND_NOTICE, {"template": "no-such-template", "to": "a@example.org"})
-    tasks.send_notice(ctx, entry_id)
-    assert entry(ctx, entry_id).failed_at is not None and "unknown notice template" in entry(ctx, entry_id).last_error
-
-
-def test_one_automatic_reply_per_sender_per_window(ctx) -> None:  # type: ignore[no-untyped-def]
-    reply = {"template": "help", "list": "dev", "reply": True}
-    ids = [record(ctx, dispatch.SEND_NOTICE, {**reply, "to": to}) for to in
-           ("a@example.org", "A@example.org", "b@example.org")]
-    proven = record(ctx, dispatch.SEND_NOTICE, {"template": "welcome", "list": "dev", "to": "a@example.org",
-                                                "reply": True, "authenticated": True})
-    plain = record(ctx, dispatch.SEND_NOTICE, {"template": "goodbye", "list": "dev", "to": "a@example.org"})
-    for entry_id in (*ids, proven, plain):
-        tasks.send_notice(ctx, entry_id)
-    assert delivered(ctx) == ["a@example.org", "a@example.org", "a@example.org", "b@example.org"]
-    assert "one automatic reply per sender" in entry(ctx, ids[1]).last_error
-    with ctx.db() as session:
-        assert json.loads(session.get_one(OutboxEntry, ids[0]).payload)["to"] == "a@example.org"
-        assert session.scalar(select(OutboxEntry.failed_at).where(OutboxEntry.id == ids[1])) is None
-
-
-def test_the_window_can_be_turned_off(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    ctx.settings = ctx.settings.with_(auto_reply_window=0)
-    for _ in range(3):
-        tasks.send_notice(ctx, record(ctx, dispatch.SEND_NOTICE, {"template": "help", "list": "dev", "reply": True,
-                                                                  "to": "a@example.org"}))
-    assert len(delivered(ctx)) == 3
+def test_any_other_error_fails_at_once_without_a_retry(settings) -> None:  # type: ignore[no-untyped-def]
+    app = make_celery(settings)
+    with pytest.raises(ValueError, match="Invalid isoformat"):
+        run_as_worker(app.tasks[dispatch.SEND_DIGESTS], 0, "not a day")

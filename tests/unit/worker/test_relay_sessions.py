@@ -6,7 +6,7 @@ import mailbox
 from pathlib import Path
 
 from worker.mailer import ABANDONED, SENT
-from worker.wave import Outgoing, connect, wire_form
+from worker.relay_sessions import Outgoing, connect, wire_form
 
 
 def test_wire_form_uses_crlf_doubles_leading_dots_and_ends_with_a_line_break() -> None:

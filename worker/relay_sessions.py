@@ -1,4 +1,4 @@
-"""Many transactions at once: several outbound sessions driven in lock-step, a wave at a time.
+"""The sessions to the relay: many transactions at once, driven in lock-step a wave at a time.
 
 A fan-out sends one personal copy per recipient. Over one SMTP session every copy costs four
 round trips (MAIL, RCPT, DATA, the final "."), so a single session mostly waits. A wave puts
@@ -10,7 +10,8 @@ The final "." is what makes the relay take a message. `send` hands the dots to
 `handover(indexes, send_dots)`: worker/delivery.py opens a write transaction there, marks the
 rows it still holds as `handing` (the others are dropped before their "." and the relay
 discards them), calls send_dots for those, and commits right after the dots went out (see
-docs/worker.md, "Exactly once").
+docs/worker.md, "Exactly once"). With a maildir: outbound (the embedded default) a wave
+writes one file per copy instead.
 """
 
 from __future__ import annotations

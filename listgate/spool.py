@@ -1,0 +1,200 @@
+"""The spool: mail accepted at SMTP DATA, its exact bytes and envelope durable before the 250.
+
+On PostgreSQL it is the `spool` table of the database itself; archivers claim rows with
+FOR UPDATE SKIP LOCKED and delete them in the transaction that archives them. On SQLite it is
+a database file of its own beside the archive (NAME.spool.sqlite3): the gateway's appends then
+never wait for the archive's write lock, which the archiver holds a batch at a time. There the
+archive records, per spool file (its generation), the highest id archived (spool_marks) in the
+archiving transaction; rows up to the mark are cleared afterwards, so a message is archived
+once even when the archiver dies in between. Rows that failed to archive stay in the archive's
+own table (state failed, with the error) until `listgate spool retry` puts them back in line.
+Mail archived and not posted (automatic, a ban added after the 250) is in the not-posted queue
+(listgate.notposted), not here.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Sequence
+
+from sqlalchemy import (Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, delete, func,
+                        insert, select, update)
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
+
+from listgate.db import sqlite_engine, writer
+from listgate.models import SpooledMail, SpoolMark
+from listgate.models.archive import UTCDateTime
+from listgate.models.spool import FAILED, PENDING
+
+SPOOL = SpooledMail.__table__
+MARKS = SpoolMark.__table__
+_SIDE = MetaData()
+SIDE_SPOOL = Table(
+    "spool", _SIDE, Column("id", Integer, primary_key=True), Column("received_at", UTCDateTime, nullable=False),
+    Column("mail_from", Text), Column("rcpt_tos", Text, nullable=False), Column("message_id", String(1000), nullable=False),
+    Column("counts", Text, nullable=False), Column("raw", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False), Column("reason", Text, nullable=False),
+    Column("done_at", UTCDateTime), sqlite_autoincrement=True)  # ids never reused: the mark compares them
+SIDE_META = Table("spool_meta", _SIDE, Column("generation", String(64), primary_key=True))
+_PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """What the gateway appends for one answered message (no recipients: only its counts)."""
+
+    raw: bytes
+    mail_from: str | None
+    rcpt_tos: tuple[str, ...]
+    message_id: str
+    counts: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Depth:
+    """What waits in the spool, for `listgate status` and /metrics."""
+
+    pending: int = 0
+    oldest_seconds: float = 0.0  # age of the oldest message not archived yet
+    failed: int = 0  # kept after archiving raised: `listgate spool retry` tries them again
+
+
+class Spool:
+    """The spool of one archive database (see the module's docstring for the two shapes)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.main = engine
+        self.separate = engine.dialect.name == "sqlite"
+        self.generation = ""
+        if not self.separate:
+            self.engine = self.reader = engine
+            self.table = SPOOL
+            return
+        path = Path(engine.url.database or "listgate.sqlite3")
+        side = path.with_suffix(".spool" + path.suffix)
+        if not side.exists():  # created before the engine, which then opens it for writing or not at all (listgate.db)
+            side.touch()
+        self.reader = sqlite_engine(f"sqlite:///{side}", synchronous="FULL")
+        self.engine = writer(self.reader)  # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
+        self.table = SIDE_SPOOL
+        self.generation = self._generation()
+
+    def _generation(self) -> str:
+        """The spool file's generation, made (with its tables) on first use; a read alone when it exists."""
+        try:
+            with self.reader.connect() as conn:
+                found = conn.execute(select(SIDE_META.c.generation)).scalar()
+        except OperationalError:  # no tables yet
+            found = None
+        if found:
+            return str(found)
+        with self.engine.begin() as conn:
+            _SIDE.create_all(conn)
+            found = conn.execute(select(SIDE_META.c.generation)).scalar()
+            if not found:
+                found = uuid.uuid4().hex
+                conn.execute(insert(SIDE_META), {"generation": found})
+        return str(found)
+
+    def close(self) -> None:
+        """Release the spool file's connections (the archive's engine is the caller's)."""
+        if self.separate:
+            self.reader.dispose()
+
+    def append(self, mails: Sequence[Spooled]) -> None:
+        """Add answered messages in one transaction (one fsync with synchronous=FULL): the 250's promise."""
+        now = datetime.now(timezone.utc)
+        with self.engine.begin() as conn:
+            conn.execute(insert(self.table), [
+                {"received_at": now, "mail_from": m.mail_from, "rcpt_tos": "\n".join(m.rcpt_tos),
+                 "message_id": m.message_id[:1000], "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
+                 "raw": m.raw, "state": PENDING, "reason": ""} for m in mails])
+
+    def pending(self, limit: int, after: int = 0) -> list[Any]:
+        """The oldest rows waiting, read without claiming them."""
+        with self.reader.connect() as conn:
+            return list(conn.execute(self._pending(limit).where(self.table.c.id > after)))
+
+    def claim(self, session: Session, limit: int) -> list[Any]:
+        """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip them."""
+        return list(session.connection().execute(self._pending(limit).with_for_update(skip_locked=True)))
+
+    def _pending(self, limit: int) -> Any:
+        t = self.table
+        return select(*(t.c[name] for name in _PENDING_COLUMNS)).where(t.c.state == PENDING).order_by(t.c.id).limit(limit)
+
+    def mark(self, session: Session) -> int:
+        """SQLite: the highest spool id whose archiving committed."""
+        return int(session.connection().execute(select(MARKS.c.archived_through).where(
+            MARKS.c.generation == self.generation)).scalar() or 0)
+
+    def done(self, session: Session, rows: Sequence[Any], kept: list[dict[str, Any]]) -> None:
+        """In the archiving transaction: the rows leave the spool; kept ones (failed) stay, saying why."""
+        by_id = {row.id: row for row in rows}
+        conn = session.connection()
+        if not self.separate:
+            conn.execute(delete(SPOOL).where(SPOOL.c.id.in_([i for i in by_id if i not in {k["pk"] for k in kept}])))
+            if kept:
+                conn.execute(update(SPOOL).where(SPOOL.c.id == bindparam("pk")).values(
+                    state=bindparam("state"), reason=bindparam("reason"), done_at=bindparam("at")), kept)
+            return
+        if kept:
+            conn.execute(insert(SPOOL), [_kept_copy(by_id[k["pk"]], k) for k in kept])
+        top = max(by_id)
+        if conn.execute(update(MARKS).where(MARKS.c.generation == self.generation).values(archived_through=top)).rowcount == 0:
+            conn.execute(insert(MARKS), {"generation": self.generation, "archived_through": top})
+
+    def clear_through(self, mark: int) -> None:
+        """SQLite: drop the spool file's rows up to the mark (archived already)."""
+        if self.separate and mark:
+            with self.engine.begin() as conn:
+                conn.execute(delete(SIDE_SPOOL).where(SIDE_SPOOL.c.id <= mark))
+
+    def depth(self, session: Session, now: datetime | None = None) -> Depth:
+        """Pending messages and the oldest one's age; the rows kept as failed."""
+        now = now or datetime.now(timezone.utc)
+        after = self.mark(session) if self.separate else 0
+        with self.reader.connect() as conn:
+            t = self.table
+            pending, oldest = conn.execute(select(func.count(), func.min(t.c.received_at)).where(
+                t.c.state == PENDING, t.c.id > after)).one()
+        if isinstance(oldest, str):  # SQLite gives an aggregate's datetime back as text
+            oldest = datetime.fromisoformat(oldest)
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=timezone.utc)
+        failed = session.scalar(select(func.count()).select_from(SPOOL).where(SPOOL.c.state == FAILED)) or 0
+        return Depth(int(pending), max(0.0, (now - oldest).total_seconds()) if oldest else 0.0, int(failed))
+
+    def failed(self, session: Session, limit: int = 200) -> list[Any]:
+        """The rows kept after archiving raised, oldest first (id, received_at, mail_from, rcpt_tos, message_id, reason)."""
+        t = SPOOL
+        return list(session.execute(select(t.c.id, t.c.received_at, t.c.mail_from, t.c.rcpt_tos, t.c.message_id,
+                                           t.c.reason).where(t.c.state == FAILED).order_by(t.c.id).limit(limit)))
+
+    def retry(self, session: Session, ids: Sequence[int] | None = None) -> int:
+        """Put failed rows (these, or all) back in line for the archiver, in the session's transaction; how many.
+
+        On SQLite the row moves to the spool file first, then leaves the archive: a crash between
+        the two leaves it in both, and archiving it twice finds the first copy (a duplicate).
+        """
+        where = [SPOOL.c.state == FAILED] + ([SPOOL.c.id.in_(list(ids))] if ids is not None else [])
+        if not self.separate:
+            return int(session.execute(update(SPOOL).where(*where).values(state=PENDING, reason="", done_at=None)).rowcount)
+        rows = list(session.execute(select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)))
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(SIDE_SPOOL), [{**{c: getattr(r, c) for c in _PENDING_COLUMNS if c != "id"},
+                                                   "state": PENDING, "reason": ""} for r in rows])
+            session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
+        return len(rows)
+
+
+def _kept_copy(row: Any, kept: dict[str, Any]) -> dict[str, Any]:
+    """A spool file's row as the archive keeps it (not posted or failed)."""
+    return {"received_at": row.received_at, "mail_from": row.mail_from, "rcpt_tos": row.rcpt_tos, "message_id": row.message_id,
+            "counts": row.counts, "raw": row.raw, "state": kept["state"], "reason": kept["reason"], "done_at": kept["at"]}
+

@@ -1,0 +1,93 @@
+"""The spool on PostgreSQL: a table in the archive's database; archivers side by side take each message once."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+
+from sqlalchemy import select
+
+from gateway.handler import GatewayHandler
+from listgate import counters, lists
+from listgate.archiver import Archiver
+from listgate.db import make_engine, session_factory, transaction
+from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
+
+
+def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(pg_settings)
+    db = session_factory(engine)
+    try:
+        with transaction(db) as s:
+            mlist = lists.create(s, "dev")
+            s.add(Ban(list_id=mlist.id, address="late@example.org"))  # banned after the 250 (below: before archiving)
+        handler = GatewayHandler(pg_settings, db)
+        assert not handler.spool.separate  # the same database: claimed with SKIP LOCKED
+        ids = [f"pg{n}@x" for n in range(120)]
+        for n, msgid in enumerate(ids):
+            raw = f"From: ann@example.org\r\nSubject: post {n % 7}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
+            assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+        with transaction(db) as s:  # a post whose sender is banned between its 250 and its archiving
+            s.execute(Ban.__table__.delete())
+        late = b"From: late@example.org\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nx\r\n"
+        assert handler.deliver(late, "late@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+        with transaction(db) as s:
+            s.add(Ban(list_id=mlist.id, address="late@example.org"))
+        sent: list[OutboxEntry] = []
+        lock = threading.Lock()
+
+        def publish(entries: list[OutboxEntry]) -> None:
+            with lock:
+                sent.extend(entries)
+
+        archivers = [Archiver(pg_settings, db, enqueue=publish, batch=7) for _ in range(3)]
+        threads = [threading.Thread(target=a.drain) for a in archivers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        with db() as s:
+            stored = Counter(s.scalars(select(Message.message_id)))
+            kept = list(s.execute(select(SpooledMail.message_id, SpooledMail.state, SpooledMail.reason)))
+            not_posted = list(s.execute(select(NotPosted.message_id, NotPosted.reason)))
+            depth = handler.spool.depth(s)
+            received = counters.total(s, counters.RECEIVED)
+    finally:
+        engine.dispose()
+    assert stored == Counter(ids), "each post archived exactly once"
+    assert Counter(e.ref_id for e in sent if e.kind == "listgate.fanout").most_common(1)[0][1] == 1
+    assert len([e for e in sent if e.kind == "listgate.fanout"]) == len(ids)
+    assert kept == []  # nothing failed: the spool is empty
+    assert not_posted == [("late@x", "late@example.org is banned from posting to this list")]
+    assert (depth.pending, depth.failed) == (0, 0) and received == len(ids) + 1
+
+
+def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from listgate import threads
+    from listgate.models.spool import FAILED, PENDING
+
+    engine = make_engine(pg_settings)
+    db = session_factory(engine)
+    try:
+        with transaction(db) as s:
+            lists.create(s, "dev")
+        handler, archiver = GatewayHandler(pg_settings, db), Archiver(pg_settings, db)
+        raw = b"From: ann@example.org\r\nSubject: s\r\nMessage-ID: <pgfail@x>\r\n\r\nx\r\n"
+        handler.deliver(raw, "ann@example.org", ["dev@lists.test"])
+        real = threads.attach
+        monkeypatch.setattr(threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+        archiver.drain()
+        with db() as s:
+            assert list(s.execute(select(SpooledMail.state, SpooledMail.reason))) == [(FAILED, "RuntimeError: a bug")]
+            assert handler.spool.depth(s).failed == 1
+        monkeypatch.setattr(threads, "attach", real)
+        with transaction(db) as s:
+            assert handler.spool.retry(s) == 1
+        with db() as s:
+            assert list(s.scalars(select(SpooledMail.state))) == [PENDING]
+        assert archiver.drain() == 1
+        with db() as s:
+            assert list(s.scalars(select(Message.message_id))) == ["pgfail@x"]
+            assert list(s.scalars(select(SpooledMail.id))) == []
+    finally:
+        engine.dispose()

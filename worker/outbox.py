@@ -1,0 +1,166 @@
+"""Outbox work in the worker: run an entry once, end it as failed for good, send a notice, sweep lost ones.
+
+The tasks in worker/tasks.py call these; every outbox entry is done or failed exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from listgate import autoreply
+from listgate.config import Settings
+from listgate.db import is_transient, transaction
+from listgate.models import OutboxEntry, RawMessage
+
+from worker import mailer, notices
+from worker.context import WorkerContext
+
+log = logging.getLogger(__name__)
+
+MAX_DISPATCHES = 30  # the sweeper gives up on an outbox entry after this many tries (about a day)
+SWEEP_AFTER = 60.0
+
+
+def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, OutboxEntry], list[OutboxEntry]],
+               on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None) -> None:
+    """Run handler on a not-yet-done outbox entry, mark it done in the same transaction, enqueue its mail.
+
+    A transient error (database busy or unreachable) propagates, so the task is retried. Any
+    other error fails the same way every time: the entry ends as failed, and on_failure may
+    queue an answer (a command's sender is told).
+    """
+    try:
+        with transaction(ctx.db) as session:
+            entry = session.get(OutboxEntry, outbox_id)
+            if entry is None or entry.done_at is not None:
+                return
+            queued = handler(session, entry)
+            entry.done_at = datetime.now(timezone.utc)
+    except Exception as exc:
+        if is_transient(exc):
+            raise
+        queued = fail(ctx, outbox_id, exc, on_failure)
+    ctx.enqueue(queued)
+
+
+def fail(ctx: WorkerContext, outbox_id: int, exc: BaseException,
+         on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
+         claimed: bool = False) -> list[OutboxEntry]:
+    """End an outbox entry as failed for good: logged with its stack trace and a reference; the answer to send.
+
+    claimed: this worker holds the entry (done_at set by its claim); otherwise an entry someone
+    else finished meanwhile is left as it is.
+    """
+    reference = secrets.token_hex(4)
+    log.error("outbox entry %s failed for good [reference %s]", outbox_id, reference, exc_info=exc)
+    detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:1000]
+    with transaction(ctx.db) as session:
+        entry = session.get(OutboxEntry, outbox_id)
+        if entry is None or entry.failed_at is not None or (entry.done_at is not None and not claimed):
+            return []
+        entry.done_at = entry.failed_at = datetime.now(timezone.utc)
+        entry.last_error = f"{detail} [reference {reference}]"
+        return on_failure(session, entry, reference) if on_failure else []
+
+
+def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
+    """Render and send one generated mail; 4xx leaves it for the sweeper, 5xx or a bad payload fails it.
+
+    The entry is claimed (done_at set, compare-and-set) before sending, so a task re-queued by
+    the sweeper while the first copy still waits in the broker never sends a second notice. A
+    worker killed during the SMTP transaction loses that notice (at most once, like deliveries).
+    An automatic reply to mail (payload "reply") goes out only if its address had none within
+    LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated").
+    """
+    with transaction(ctx.db) as session:
+        claimed = session.execute(update(OutboxEntry).where(
+            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
+        entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
+        payload = json.loads(entry.payload or "{}") if entry is not None else None
+        if payload is not None and _rate_limited(session, ctx.settings, payload):
+            entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"  # type: ignore[union-attr]
+            return
+        attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
+        attachment = attached.data if attached is not None else b""
+    if payload is None:
+        return
+    try:
+        to, data = notices.render(payload, ctx.settings, attachment)
+    except notices.NoticeError as exc:
+        fail(ctx, outbox_id, exc, claimed=True)
+        return
+    data = ctx.signer.sign(data)
+    with mailer.connect(ctx.settings.outbound) as conn:
+        result = conn.send("", to, data)
+    if result.status == mailer.DEFERRED:
+        # Released again: the sweeper re-queues it with backoff (one retry path, not two).
+        log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
+        with transaction(ctx.db) as session:  # its reply slot is taken: the retry is not limited again
+            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
+                done_at=None, payload=json.dumps({**payload, "rate_checked": True})))
+    elif result.status == mailer.BOUNCED:
+        log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
+        with transaction(ctx.db) as session:
+            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
+                failed_at=datetime.now(timezone.utc), last_error=f"refused by the relay: {result.detail}"[:1000]))
+
+
+def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any]) -> bool:
+    """True when this notice is an automatic reply its address may not get now (RFC 3834's rate rule)."""
+    if not payload.get("reply") or payload.get("authenticated") or payload.get("rate_checked"):
+        return False
+    to = str(payload.get("to", ""))
+    if autoreply.claim(session, to, settings.auto_reply_window):
+        return False
+    log.info("automatic reply %r to %s not sent: one per %ss (RFC 3834)", payload.get("template"), to,
+             settings.auto_reply_window)
+    return True
+
+
+def redispatch_after(older_than: float, attempts: int) -> timedelta:
+    """How long after its last dispatch an unfinished entry is sent again: doubling, at most an hour."""
+    return timedelta(seconds=min(older_than * 2 ** max(attempts - 1, 0), 3600.0))
+
+
+def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
+    """Re-queue outbox entries not done and older than older_than seconds (a lost task is never lost mail)."""
+    now = datetime.now(timezone.utc)
+    cutoff = now - timedelta(seconds=older_than)
+    with transaction(ctx.db) as session:
+        candidates = session.scalars(select(OutboxEntry).where(
+            OutboxEntry.done_at.is_(None), OutboxEntry.created_at <= cutoff, OutboxEntry.attempts < MAX_DISPATCHES,
+            or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
+        ).order_by(OutboxEntry.id).limit(1000)).all()
+        entries = [e for e in candidates if e.dispatched_at is None
+                   or e.dispatched_at <= now - redispatch_after(older_than, e.attempts)]
+        _give_up(session, now)
+        for entry in entries:
+            entry.dispatched_at, entry.attempts = datetime.now(timezone.utc), entry.attempts + 1
+    if entries:
+        log.info("sweeper re-queued %d outbox entries", len(entries))
+    ctx.enqueue(list(entries))
+    return len(entries)
+
+
+def _give_up(session: Session, now: datetime) -> None:
+    """Entries dispatched MAX_DISPATCHES times and still not done end as failed (shown by status and /metrics)."""
+    gone = session.execute(update(OutboxEntry).where(
+        OutboxEntry.done_at.is_(None), OutboxEntry.attempts >= MAX_DISPATCHES,
+        OutboxEntry.dispatched_at <= now - redispatch_after(SWEEP_AFTER, MAX_DISPATCHES)).values(
+        done_at=now, failed_at=now, last_error=f"gave up after {MAX_DISPATCHES} dispatches")).rowcount
+    if gone:
+        log.error("gave up on %d outbox entries after %d dispatches each", gone, MAX_DISPATCHES)
+
+
+def raw_mail(session: Session, entry: OutboxEntry) -> bytes:
+    """The stored bytes of the mail an entry is about (payload "raw_id", else its ref_id); b"" if gone."""
+    raw_id = json.loads(entry.payload or "{}").get("raw_id") or entry.ref_id
+    row = session.get(RawMessage, raw_id)
+    return row.data if row is not None else b""
