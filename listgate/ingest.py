@@ -249,7 +249,7 @@ def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existi
     if added:
         log.info("kept %s on %s as a variant: other bytes with an archived Message-ID", parsed.message_id, mlist.name)
         result.status, result.reason = VARIANT, "kept as a variant of the archived message with this Message-ID"
-        result.thread_id = threads.place_copies(session, existing.id, parsed, fallback_days).id
+        result.thread_id = threads.place_copies(session, existing.id, fallback_days, parsed)[0].id
     return result
 
 

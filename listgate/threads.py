@@ -131,27 +131,31 @@ def place_key(date: datetime, sha256: str) -> tuple[datetime, str]:
     return date, sha256
 
 
-def place_copies(session: Session, pk: int, arrived: ParsedMessage, fallback_days: int) -> Thread:
-    """Another copy of an archived message's id was kept: the copies' rule decides which one places the id.
+def place_copies(session: Session, pk: int, fallback_days: int,
+                 arrived: ParsedMessage | None = None) -> tuple[Thread, bool]:
+    """The copies' rule decides which copy of an archived message's id places it (another copy was just kept).
 
     When that is not the copy placing it so far, the id is placed anew by the winner's
-    In-Reply-To, References, Date and Subject (replace); the message row shown stays. Its thread.
+    In-Reply-To, References, Date and Subject (replace); the message row shown stays.
+    Its thread, and whether it was placed anew. arrived: the copy just kept, if parsed already.
     """
     conn = session.connection()
     copies = [*conn.execute(_PRIMARY, {"pk": pk}), *conn.execute(_VARIANTS_OF, {"pk": pk})]
     winner = min(copies, key=lambda c: place_key(c.date, c.sha256))
     if winner.variant_id == next((c.variant_id for c in copies if c.places), None):
-        return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one())
+        return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one()), False
     conn.execute(update(_VARIANTS).where(_VARIANTS.c.message_pk == pk).values(
         places=_VARIANTS.c.id == (winner.variant_id or 0)))
     from listgate.parsing import normalize_subject, parse
 
-    copy = arrived if hashlib.sha256(arrived.raw).hexdigest() == winner.sha256 else parse(
+    mine = arrived is not None and hashlib.sha256(arrived.raw).hexdigest() == winner.sha256
+    copy = arrived if mine and arrived is not None else parse(
         conn.execute(select(_RAW.c.data).where(_RAW.c.id == winner.raw_id)).scalar_one(), winner.received_at)
     draft = Draft(dict(list_id=conn.execute(select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)).scalar_one(),
                        message_id=copy.message_id, subject=copy.subject, thread_date=winner.date,
                        thread_subject_norm=normalize_subject(copy.subject)))
-    return replace(session, pk, draft, thread_keys(copy.message_id, copy.in_reply_to, copy.references), fallback_days)
+    keys = thread_keys(copy.message_id, copy.in_reply_to, copy.references)
+    return replace(session, pk, draft, keys, fallback_days), True
 
 
 def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: int) -> Thread:

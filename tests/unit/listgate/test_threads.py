@@ -423,3 +423,24 @@ def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_cho
     assert arc.groups() == {frozenset({"a@x.test", "e@x.test"}), frozenset({"b@x.test", "c@x.test", "d@x.test"})}
     assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (2, 3)
     assert (arc.mlist().thread_count, arc.mlist().message_count) == (2, 5)
+
+
+def test_place_variants_places_messages_whose_variants_were_kept_before_0010(arc: Archive, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from listgate import cli
+
+    with monkeypatch.context() as patched:  # the code before 0010: a variant was kept and placed nothing
+        patched.setattr(threads, "place_copies", lambda *args: (SimpleNamespace(id=0), False))
+        for mail in _moved_reply():
+            arc.post(mail)
+    assert arc.parents()["b@x.test"] == "a@x.test"
+    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    for placed in (1, 0):  # a second run finds each message placed by its earliest copy already
+        result = CliRunner().invoke(cli.main, ["messages", "place-variants", "--quiet"], env=env)
+        assert result.exit_code == 0 and f"1 message with variants, {placed} placed anew" in result.output, result.output
+    assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
+    assert (arc.mlist().thread_count, arc.thread_of("c@x.test").message_count) == (2, 2)
