@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
+from listgate.states import PostState, SubscriptionState
 
 MMAP_BYTES = 1 << 30  # address space only; the OS page cache holds the data
 CACHE_KIB = 16_384  # per connection
@@ -51,6 +52,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     )
     app.teardown_appcontext(_close_session)
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
+    app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)  # templates compare to members
 
 
 def _reader_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
