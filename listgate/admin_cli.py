@@ -141,7 +141,7 @@ def messages_place_variants(quiet: bool) -> None:
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.ingest import lock_list
     from listgate.models import MailingList, Message, MessageVariant
-    from listgate.models.archive import REMOVED
+    from listgate.states import PostState
 
     settings = load_settings()
     ensure_schema(settings)
@@ -150,7 +150,7 @@ def messages_place_variants(quiet: bool) -> None:
         db = session_factory(writer(engine))
         with db() as session:  # a takedown stays where it was, as a copy arriving now would leave it
             pks = session.scalars(select(MessageVariant.message_pk).distinct().join(Message)
-                                  .where(Message.status != REMOVED).order_by(MessageVariant.message_pk)).all()
+                                  .where(Message.status != PostState.REMOVED).order_by(MessageVariant.message_pk)).all()
         moved = 0
         with click.progressbar(pks, label="messages with variants", hidden=quiet) as bar:
             for pk in bar:  # one transaction each, the list locked as an arriving copy would lock it
