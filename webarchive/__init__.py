@@ -12,7 +12,7 @@ from listgate.config import Settings
 log = logging.getLogger(__name__)
 
 # Blueprints owned by other engineers: registered when their module exists.
-OPTIONAL_BLUEPRINTS = ("webarchive.subscribe", "webarchive.ops")
+OPTIONAL_BLUEPRINTS = ("webarchive.views.subscribe", "webarchive.views.ops")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -56,8 +56,23 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 
 def _own_blueprints() -> list:  # type: ignore[type-arg]
     """This package's blueprints, imported lazily so importing webarchive stays cheap."""
-    from webarchive import acting, api, auth, compose, editing, exports, feeds, listadmin, maps, moderation, pages
-    from webarchive import prefs, profile, search, takedown
+    from webarchive.views import (
+        acting,
+        api,
+        auth,
+        compose,
+        editing,
+        exports,
+        feeds,
+        listadmin,
+        maps,
+        moderation,
+        pages,
+        prefs,
+        profile,
+        search,
+        takedown,
+    )
 
     return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp,
             listadmin.bp, profile.bp, takedown.bp, prefs.bp, maps.bp, editing.bp]

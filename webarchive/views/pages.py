@@ -14,16 +14,30 @@ from listgate.models import MailingList, Message, Removal, Subscription, Thread
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE, AWAITING
 from listgate.parsing import is_reply_subject
-from webarchive import clock, listing, render, talk, threadview
-from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
-from webarchive.prefs import font_choice, reader_zone, zone_name
-from webarchive.exports import month_range, previewable
-from webarchive.lookup import readable_message, readable_thread
-from webarchive.render import FragmentCache
-from webarchive.queries import (BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, number,
-                                thread_nodes)
+from webarchive.reading import listing, talk, visits
+from webarchive.reading.access import (
+    is_moderator,
+    readable_list,
+    readable_list_ids,
+    readable_message,
+    readable_thread,
+)
+from webarchive.reading.threads import (
+    BadCursor,
+    Node,
+    decode_cursor,
+    encode_cursor,
+    fill_nodes,
+    find_message,
+    number,
+    thread_nodes,
+)
+from webarchive.rendering import bodies, clock
+from webarchive.rendering.bodies import FragmentCache
 from webarchive.security import csrf_token, current_address
+from webarchive.views.exports import month_range, previewable
+from webarchive.views.prefs import font_choice, reader_zone, zone_name
 
 bp = Blueprint("pages", __name__)
 HOME_COLUMNS = (MailingList.id, MailingList.name, MailingList.title, MailingList.description, MailingList.private,
@@ -55,27 +69,27 @@ def plural_filter(n: int, noun: str) -> str:
 @bp.app_template_filter("name")
 def name_filter(value: str) -> str:
     """An author's name, masked for anonymous readers."""
-    return render.display_name(value, anonymous())
+    return bodies.display_name(value, anonymous())
 
 
 @bp.app_template_filter("mask")
 def mask_filter(value: str) -> str:
     """Addresses with their domain hidden (feeds are always anonymous)."""
-    return render.mask_addresses(value)
+    return bodies.mask_addresses(value)
 
 
 @bp.app_template_filter("xmlsafe")
 def xmlsafe(value: str) -> str:
     """Text without the control characters XML 1.0 forbids."""
-    return render.XML_INVALID.sub("", value)
+    return bodies.XML_INVALID.sub("", value)
 
 
 @bp.app_template_global()
 def body(msg: Message):  # type: ignore[no-untyped-def]
     """A post's body as safe HTML."""
     if not msg.body_text.strip() and msg.body_html.strip():
-        return render.render_html(msg.body_html, anonymous())
-    return render.render_text(msg.body_text, msg.is_flowed, anonymous())
+        return bodies.render_html(msg.body_html, anonymous())
+    return bodies.render_text(msg.body_text, msg.is_flowed, anonymous())
 
 
 @bp.app_template_global()
@@ -114,8 +128,8 @@ def _now() -> datetime:
 @bp.app_template_global()
 def post_tail(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: str | None, token: str,
               signin_here: str) -> Markup:
-    """The per-reader end of a post (see threadview.tail_html)."""
-    return threadview.tail_html(node, prev, nxt, root, bool(signed_in), token, signin_here)
+    """The per-reader end of a post (see visits.tail_html)."""
+    return visits.tail_html(node, prev, nxt, root, bool(signed_in), token, signin_here)
 
 
 @bp.app_template_global()
@@ -212,14 +226,14 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
     number(nodes)
-    last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
+    last_visit = visits.visit(session, resources().writer, address, found.id, nodes) if address else None
     outline = _outline(found, nodes)
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
     mlist = found.mailing_list
     # The threads around this one move only when the list gets a post.
     newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
-                               lambda: threadview.neighbours(session, found))
+                               lambda: visits.neighbours(session, found))
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
                            posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones, placeholders: no posts
                            font=font_choice(), list_address=mlist.address(settings().domain), newer=newer,
@@ -241,11 +255,11 @@ def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def
     """The thread's outline; the same for every reader of one kind until the thread or the minute changes."""
     now = _now()
     if any(n.new for n in nodes):
-        return threadview.outline_html(nodes, anonymous(), reader_zone(), now)
+        return visits.outline_html(nodes, anonymous(), reader_zone(), now)
     recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
     key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), zone_name(),
            now.replace(second=0, microsecond=0) if recent else None, [n.message.status for n in nodes].count(VISIBLE))
-    return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
+    return _remembered("outlines", key, lambda: visits.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
 def post_context() -> dict[str, str | None]:

@@ -14,11 +14,10 @@ from listgate.db import transaction
 from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
 from listgate.models.archive import HELD
 from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
+from listgate.reports import close_reports, hide, restore
 from listgate.status import failed_posts
 from listgate.subscriptions import SubscriptionError, normalize
-from webarchive.context import db, resources, settings
-from webarchive.moderating import close_reports, hide, restore
-from webarchive.outbox import enqueue
+from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address
 
 bp = Blueprint("moderation", __name__)

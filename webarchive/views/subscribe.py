@@ -8,11 +8,9 @@ from typing import Callable
 from flask import Blueprint, render_template, request
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, subscriptions
+from listgate import subscriptions
 from listgate.db import transaction
-from listgate.models import OutboxEntry
 from listgate.subscriptions import SubscriptionError
-
 from webarchive import context
 
 log = logging.getLogger(__name__)
@@ -23,11 +21,6 @@ bp = Blueprint("subscribe", __name__)
 def _refused(reason: str, what: str):  # type: ignore[no-untyped-def]
     """The clear 400 page for a forged, altered or expired link."""
     return render_template("subscribe/invalid.html", reason=reason, what=what), 400
-
-
-def _enqueue(entries: list[OutboxEntry]) -> None:
-    """Send the generated mail now when the app has a broker sender; the worker's sweeper otherwise."""
-    dispatch.enqueue(context.resources().sender, entries)
 
 
 @bp.get("/confirm/<token>")
@@ -49,7 +42,7 @@ def _act(token: str, what: str, action: Callable[[Session, str, str], subscripti
     except SubscriptionError as exc:
         return _refused(str(exc), what)
     log.info("%s link used (one-click: %s)", what, request.form.get("List-Unsubscribe") == "One-Click")
-    _enqueue(outcome.outbox)
+    context.enqueue(outcome.outbox)
     return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
 
 

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Thread
 from listgate.models.archive import VISIBLE
-from webarchive.queries import decode_cursor, encode_cursor
-from webarchive.clock import local
-from webarchive.render import display_name
+from webarchive.reading.threads import decode_cursor, encode_cursor
+from webarchive.rendering.bodies import display_name
+from webarchive.rendering.clock import local
 
 THREAD_COLUMNS = (Thread.id, Thread.subject, Thread.starter_name, Thread.message_count, Thread.participant_count,
                   Thread.last_activity, Thread.featured)

@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessage
 from listgate.models.archive import VISIBLE
-from webarchive.access import readable_list
 from webarchive.context import db
-from webarchive.lookup import readable_message, readable_thread
 from webarchive.ratelimit import client_ip, limit
+from webarchive.reading.access import readable_list, readable_message, readable_thread
 from webarchive.security import current_address
 
 bp = Blueprint("exports", __name__)

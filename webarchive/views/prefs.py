@@ -10,10 +10,10 @@ from sqlalchemy import select
 from listgate import subscriptions
 from listgate.db import transaction
 from listgate.models import Person
-from webarchive.auth import safe_next
-from webarchive.clock import zone, zone_names
 from webarchive.context import db, resources
+from webarchive.rendering.clock import zone, zone_names
 from webarchive.security import current_address
+from webarchive.views.auth import safe_next
 
 bp = Blueprint("prefs", __name__)
 FONTS = ("auto", "mono", "prose")  # per block, everything fixed-width, everything proportional

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate.db import transaction
 from listgate.models import ReadMark, Thread
 from listgate.models.archive import utcnow
-from webarchive.clock import ago, local
-from webarchive.queries import Node
-from webarchive.render import display_name
+from webarchive.reading.threads import Node
+from webarchive.rendering.bodies import display_name
+from webarchive.rendering.clock import ago, local
 
 _OUTLINE_ROW = '<li class="d{depth}"><a href="#m{pk}">#{num} {name}</a> <span class="muted">{when}</span>{mark}</li>'
 

@@ -16,8 +16,7 @@ from listgate import dispatch, tokens
 from listgate.db import transaction
 from listgate.models import UsedToken
 from listgate.subscriptions import SubscriptionError, normalize
-from webarchive.context import resources, settings
-from webarchive.outbox import enqueue
+from webarchive.context import enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
 from webarchive.security import end_session, start_session
 
