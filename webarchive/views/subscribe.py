@@ -12,6 +12,7 @@ from listgate import subscriptions
 from listgate.db import transaction
 from listgate.subscriptions import SubscriptionError
 from webarchive import context
+from webarchive.security import csrf_exempt
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,8 @@ def _act(token: str, what: str, action: Callable[[Session, str, str], subscripti
 
 
 @bp.post("/confirm/<token>")
+@csrf_exempt("the signed token in the URL is the credential; the page comes from a mailed link, maybe in a "
+             "browser without this site's cookie")
 def confirm(token: str):  # type: ignore[no-untyped-def]
     """Confirm the subscription the signed link names."""
     return _act(token, "confirmation", subscriptions.confirm_token)
@@ -67,6 +70,8 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/unsubscribe/<token>")
+@csrf_exempt("RFC 8058 one-click: mail clients POST List-Unsubscribe=One-Click with no cookie; the signed token "
+             "in the URL is the credential")
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """Unsubscribe at once: the form's button, or a mail client's one-click POST (RFC 8058)."""
     return _act(token, "unsubscribe", subscriptions.unsubscribe_by_token)
