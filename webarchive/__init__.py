@@ -1,4 +1,12 @@
-"""The web archive: a Flask app built by create_app(settings); nothing is built at import time."""
+"""The web archive: a Flask app built by create_app(settings); nothing is built at import time.
+
+    views/         one blueprint per page family, registered below by name
+    reading/       the queries the pages use (who may read what, threads, listings, search)
+    rendering/     HTML made in Python: mail bodies, times, charts, the rows of long pages
+    templating.py  how pages are made (Jinja templates; the rule for fast rows) and what templates call
+    urls.py        links: every path from its route (url_for, or the same string built fast)
+    context.py, security.py, errors.py, ratelimit.py: per-app resources, sessions and CSRF, error pages, limits
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from listgate.config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web archive for settings (read from the environment when none is given)."""
-    from webarchive import context, errors, security
+    from webarchive import context, errors, security, templating, urls
 
     settings = settings if settings is not None else Settings.from_env()
     app = Flask(__name__)
@@ -26,8 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     context.init_app(app, settings)
     security.init_app(app)
     errors.init_app(app)
+    templating.init_app(app)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
+    urls.init_app(app)
     if settings.trusted_proxies:
         _trust_proxies(app, settings.trusted_proxies)
     return app
@@ -42,8 +52,25 @@ def _trust_proxies(app: Flask, hops: int) -> None:
 
 def blueprints() -> list[Blueprint]:
     """Every page family, in the order they are registered (imported here: importing webarchive stays cheap)."""
-    from webarchive.views import (acting, api, auth, compose, editing, exports, feeds, listadmin, maps, moderation,
-                                  ops, pages, prefs, profile, search, subscribe, takedown)
+    from webarchive.views import (
+        acting,
+        api,
+        auth,
+        compose,
+        editing,
+        exports,
+        feeds,
+        listadmin,
+        maps,
+        moderation,
+        ops,
+        pages,
+        prefs,
+        profile,
+        search,
+        subscribe,
+        takedown,
+    )
 
     return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp,
             listadmin.bp, profile.bp, takedown.bp, prefs.bp, maps.bp, editing.bp, subscribe.bp, ops.bp]

@@ -53,7 +53,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         settings=settings, engine=engine, reader=session_factory(engine), writer=session_factory(writer(engine))
     )
     app.teardown_appcontext(_close_session)
-    app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
 
 
 def _reader_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

@@ -37,11 +37,10 @@ View = TypeVar("View", bound=Callable[..., Any])
 
 
 def init_app(app: Flask) -> None:
-    """Install the CSRF check, the security headers and the template helpers."""
+    """Install the session check, the CSRF check and the security headers."""
     app.before_request(_check_session)
     app.before_request(_check_csrf)
     app.after_request(_headers)
-    app.jinja_env.globals.update(csrf_token=csrf_token, current_address=current_address)
 
 
 def csrf_exempt(reason: str) -> Callable[[View], View]:

@@ -1,10 +1,9 @@
-"""What the thread page adds around the posts: its outline, the threads before and after it, unread posts."""
+"""What the thread page reads around the posts: the threads before and after it, the reader's last visit."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from markupsafe import Markup, escape
 from sqlalchemy import and_, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,22 +12,6 @@ from listgate.db import transaction
 from listgate.models import ReadMark, Thread
 from listgate.models.archive import utcnow
 from webarchive.reading.threads import Node
-from webarchive.rendering.bodies import display_name
-from webarchive.rendering.clock import ago, local
-
-_OUTLINE_ROW = '<li class="d{depth}"><a href="#m{pk}">#{num} {name}</a> <span class="muted">{when}</span>{mark}</li>'
-
-
-def outline_html(nodes: list[Node], anonymous: bool, tz, now: datetime) -> Markup:  # type: ignore[no-untyped-def]
-    """The thread's skeleton (who, when, how deep), one row per post in tree order."""
-    rows = []
-    for n in nodes:
-        m = n.message
-        name = "(hidden post)" if n.hidden else display_name(m.from_name, anonymous)
-        when = ago(m.date, now) or local(m.date, tz)
-        rows.append(_OUTLINE_ROW.format(depth=min(n.depth, 12), pk=m.id, num=n.number, name=escape(name),
-                                        when=escape(when), mark=' <span class="new">new</span>' if n.new else ""))
-    return Markup("".join(rows))
 
 
 def neighbours(session: Session, thread: Thread) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
@@ -59,34 +42,3 @@ def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_i
         session.execute(stmt.on_conflict_do_update(index_elements=[ReadMark.address, ReadMark.thread_id],
                                                    set_={"last_seen_pk": newest, "visited_at": utcnow()}))
     return mark.visited_at if mark is not None else None
-
-
-_VOTE_FORM = ('<form method="post" action="{root}/messages/{pk}/vote" class="inline">'
-              '<input type="hidden" name="csrf_token" value="{token}">'
-              '<button type="submit" name="valuable" value="yes"{yes}>Yes</button> / '
-              '<button type="submit" name="valuable" value="no"{no}>No</button></form>')
-_CHOSEN = ' aria-pressed="true" class="chosen"'
-
-
-def tail_html(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: bool, token: str,
-              signin_here: str) -> Markup:
-    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line."""
-    pk = node.message.id
-    parts = ['<span class="new">New since your last visit</span>'] if node.new else []
-    steps = []
-    if prev is not None:
-        steps.append(f'<a href="#m{prev.message.id}" title="previous post">↑ #{prev.number}</a>')
-    if nxt is not None:
-        steps.append(f'<a href="#m{nxt.message.id}" title="next post">↓ #{nxt.number}</a>')
-    if steps:
-        parts.append(f'<span class="step">{" ".join(steps)}</span>')
-    sentence = (f"{node.votes_yes} out of {node.votes_total} found this valuable. Do you?" if node.votes_total
-                else "Do you find this valuable?")
-    if signed_in:
-        answer = _VOTE_FORM.format(root=root, pk=pk, token=escape(token), yes=_CHOSEN if node.my_vote is True else "",
-                                   no=_CHOSEN if node.my_vote is False else "")
-    else:
-        link = f"{escape(signin_here)}%23m{pk}"
-        answer = f'<a href="{link}">Yes</a> / <a href="{link}">No</a>'
-    parts.append(f'<span class="votes">{sentence} {answer}</span>')
-    return Markup("\n    ".join(parts))

@@ -16,19 +16,11 @@ from webarchive.context import db
 from webarchive.ratelimit import client_ip, limit
 from webarchive.reading.access import readable_list, readable_message, readable_thread
 from webarchive.security import current_address
+from webarchive.templating import PREVIEW_TYPES, previewable
 
 bp = Blueprint("exports", __name__)
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
-# Images shown inline: each is recognised by its first bytes, not only by what the mail declared.
-PREVIEW_TYPES = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
-                 "image/gif": (b"GIF87a", b"GIF89a"), "image/webp": (b"RIFF",)}
-PREVIEW_MAX = 5 * 1024 * 1024  # bytes; larger images are only downloaded
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
-
-
-def previewable(att: Attachment) -> bool:
-    """An image small enough to show inline."""
-    return att.content_type.lower() in PREVIEW_TYPES and 0 < att.size <= PREVIEW_MAX
 
 
 def declared_type(content_type: str) -> str:
