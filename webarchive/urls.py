@@ -5,18 +5,22 @@ long thread, a row of a month), url_for's map lookup per link shows in the page'
 path() builds the same string from the route's own pattern and converters, read from the
 app's url_map once; pattern() gives a route whose parts are all numbers as a str.format
 string, for a row renderer's loop. A test holds both equal to url_for for every route. No
-path is spelled out by hand anywhere else.
+path is spelled out by hand anywhere else. safe_next() is the one check of a path to go
+back to that a visitor gave.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import quote, urlsplit
 
-from flask import Flask, current_app, request
+from flask import Flask, current_app, request, url_for
 from werkzeug.routing import IntegerConverter, Rule
 
 _ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
+_QUERY_SAFE = _PATH_SAFE + "?"
 
 
 class _Route:
@@ -60,3 +64,20 @@ def pattern(endpoint: str) -> str:
     """The route's path (after the script root) as a str.format string, e.g. '/threads/{thread_id}'."""
     root = request.script_root.replace("{", "{{").replace("}", "}}")
     return root + current_app.extensions["listgate_routes"][endpoint].format_string()
+
+
+def safe_next(target: str | None) -> str:
+    """A path on this site to go back to after signing in, in a form no browser reads as another site.
+
+    urlsplit drops tabs and newlines and leading controls as browsers do; what is left is
+    percent-encoded down to printable ASCII without backslashes, so the browser's own
+    normalisation has nothing left to remove, and it must then be a path ("/x", never "//x").
+    """
+    home = url_for("pages.home")
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc:
+        return home
+    local = quote(parts.path, safe=_PATH_SAFE)
+    if not local.startswith("/") or local.startswith("//"):
+        return home
+    return local + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")

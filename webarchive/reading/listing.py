@@ -6,8 +6,9 @@ webarchive.rendering.rows renders these rows in one pass.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 
+from flask import abort
 from sqlalchemy import String, and_, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
@@ -38,3 +39,12 @@ def month_rows(session: Session, mlist: MailingList, start: datetime, end: datet
                            .where(Message.list_id == mlist.id, Message.date >= start, Message.date < end,
                                   Message.status == VISIBLE)
                            .order_by(Message.date, Message.id)).all()
+
+
+def month_range(year: int, month: int) -> tuple[datetime, datetime]:
+    """[start, end) of a month in UTC, or 404 for an impossible month."""
+    if not (1 <= month <= 12 and 1970 <= year <= 9998):
+        abort(404)
+    start = datetime(year, month, 1, tzinfo=timezone.utc)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    return start, end

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import timezone
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort
@@ -15,6 +15,7 @@ from listgate.models.archive import VISIBLE
 from webarchive.context import db
 from webarchive.ratelimit import client_ip, limit
 from webarchive.reading.access import readable_list, readable_message, readable_thread
+from webarchive.reading.listing import month_range
 from webarchive.security import current_address
 from webarchive.templating import PREVIEW_TYPES, previewable
 
@@ -103,15 +104,6 @@ def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def
         Message.list_id == mlist.id, Message.status == VISIBLE, Message.date >= start, Message.date < end,
     ).order_by(Message.date, Message.id)))
     return download(_mbox(session, messages), f"{mlist.name}-{year:04d}-{month:02d}.mbox", "application/mbox")
-
-
-def month_range(year: int, month: int) -> tuple[datetime, datetime]:
-    """[start, end) of a month in UTC, or 404 for an impossible month."""
-    if not (1 <= month <= 12 and 1970 <= year <= 9998):
-        abort(404)
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
-    return start, end
 
 
 def _readable_attachment(attachment_id: int) -> tuple[Attachment, bytes]:

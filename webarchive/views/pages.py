@@ -18,6 +18,7 @@ from webarchive.reading.access import (
     readable_message,
     readable_thread,
 )
+from webarchive.reading.listing import month_range
 from webarchive.reading.threads import (
     BadCursor,
     Node,
@@ -33,7 +34,6 @@ from webarchive.rendering import rows as rows_html
 from webarchive.rendering.bodies import FragmentCache
 from webarchive.security import csrf_token, current_address
 from webarchive.templating import anonymous, font_choice, reader_zone, reader_zone_name, request_now
-from webarchive.views.exports import month_range
 
 bp = Blueprint("pages", __name__)
 HOME_COLUMNS = (MailingList.id, MailingList.name, MailingList.title, MailingList.description, MailingList.private,

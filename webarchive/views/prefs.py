@@ -13,7 +13,7 @@ from webarchive.context import resources
 from webarchive.rendering.clock import zone, zone_names
 from webarchive.security import current_address
 from webarchive.templating import FONT_COOKIE, FONTS, ZONE_COOKIE, reader_zone_name
-from webarchive.views.auth import safe_next
+from webarchive.urls import safe_next
 
 bp = Blueprint("prefs", __name__)
 YEAR = 365 * 86400
