@@ -61,6 +61,14 @@ def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-
     return mlist
 
 
+def _own_post(session, message_pk: int) -> tuple[Message, MailingList]:  # type: ignore[no-untyped-def]
+    """The post and its list if this person moderates that list, else 404."""
+    msg = session.get(Message, message_pk)
+    if msg is None:
+        abort(404)
+    return msg, _own_list(session, msg.list_id)
+
+
 def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
     """The row of model with this id if it belongs to a list this person moderates, else 404."""
     row = session.get(model, pk)
@@ -142,10 +150,7 @@ def approve(message_pk: int):  # type: ignore[no-untyped-def]
     """Publish a held post, or put a reported post back."""
     entries = []
     with transaction(resources().writer) as session:
-        msg = session.get(Message, message_pk)
-        if msg is None:
-            abort(404)
-        mlist = _own_list(session, msg.list_id)
+        msg, mlist = _own_post(session, message_pk)
         if msg.status == HELD:
             entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
@@ -163,10 +168,7 @@ def reject(message_pk: int):  # type: ignore[no-untyped-def]
     if not reason:
         abort(400, description="Please give a reason; it is mailed to the author.")
     with transaction(resources().writer) as session:
-        msg = session.get(Message, message_pk)
-        if msg is None:
-            abort(404)
-        mlist = _own_list(session, msg.list_id)
+        msg, mlist = _own_post(session, message_pk)
         hide(session, msg)
         close_reports(session, msg.id, ACTIONED, current_address() or "")
         entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
