@@ -10,7 +10,8 @@
   most of the page. Each escapes every value and takes its links from webarchive.urls; the
   view hands the result to its template as Markup.
 - What every template may call is registered here, with the reader's display choices (body
-  font, time zone); a blueprint adds a global only its own templates need next to its views.
+  font, time zone). A global about one feature (edit_state, purged, secret_feeds, the
+  moderator flag) is registered by that feature's blueprint next to its views.
 """
 
 from __future__ import annotations
