@@ -30,7 +30,8 @@ class _Route:
         pieces = _ARGUMENT.split(rule.rule)  # literal, name, literal, name, ..., literal
         self.literals, self.names = pieces[0::2], pieces[1::2]
         self.converters = [rule._converters[name] for name in self.names]  # noqa: SLF001 - the rule's own
-        self.numeric = all(isinstance(c, IntegerConverter) and not c.fixed_digits for c in self.converters)
+        numeric = all(isinstance(c, IntegerConverter) and not c.fixed_digits for c in self.converters)
+        self.template = self._format_string() if numeric else None
 
     def build(self, values: dict[str, Any]) -> str:
         """The path with values written as url_for writes them."""
@@ -39,10 +40,8 @@ class _Route:
             out += [converter.to_url(values[name]), literal]
         return "".join(out)
 
-    def format_string(self) -> str:
-        """The path as a str.format string ({name} for each part); only for routes of numbers."""
-        if not self.numeric:
-            raise ValueError("pattern() is for routes whose parts are all numbers; use path()")
+    def _format_string(self) -> str:
+        """The path as a str.format string ({name} for each part)."""
         braced = [x.replace("{", "{{").replace("}", "}}") for x in self.literals]
         return braced[0] + "".join(f"{{{name}}}{literal}" for name, literal in zip(self.names, braced[1:]))
 
@@ -62,8 +61,10 @@ def path(endpoint: str, **values: Any) -> str:
 
 def pattern(endpoint: str) -> str:
     """The route's path (after the script root) as a str.format string, e.g. '/threads/{thread_id}'."""
-    root = request.script_root.replace("{", "{{").replace("}", "}}")
-    return root + current_app.extensions["listgate_routes"][endpoint].format_string()
+    template = current_app.extensions["listgate_routes"][endpoint].template
+    if template is None:
+        raise ValueError(f"pattern() is for routes whose parts are all numbers; use path() for {endpoint}")
+    return request.script_root.replace("{", "{{").replace("}", "}}") + template
 
 
 def safe_next(target: str | None) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,10 +26,14 @@ def neighbours(session: Session, thread: Thread) -> tuple[tuple[int, str] | None
     return (tuple(newer) if newer else None), (tuple(older) if older else None)  # type: ignore[return-value]
 
 
+_MARK = select(ReadMark.last_seen_pk, ReadMark.visited_at).where(ReadMark.address == bindparam("address"),
+                                                                ReadMark.thread_id == bindparam("thread_id"))
+
+
 def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_id: int,
           nodes: list[Node]) -> datetime | None:
     """Mark posts newer than the reader's last visit as new, remember this visit; the last visit's time or None."""
-    mark = reader.get(ReadMark, (address, thread_id))
+    mark = reader.execute(_MARK, {"address": address, "thread_id": thread_id}).first()
     newest = max((n.message.id for n in nodes), default=0)
     if mark is not None:
         for n in nodes:

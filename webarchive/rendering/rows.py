@@ -7,7 +7,9 @@ every text value is escaped, and links are the routes' own patterns (webarchive.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 
@@ -27,6 +29,28 @@ _VOTE_FORM = ('<form method="post" action="{vote}" class="inline">'
               '<button type="submit" name="valuable" value="yes"{yes}>Yes</button> / '
               '<button type="submit" name="valuable" value="no"{no}>No</button></form>')
 _CHOSEN = ' aria-pressed="true" class="chosen"'
+_VARIANT = ('<p class="notice variant">A different message with the same Message-ID arrived on {when} '
+            '(<a href="{raw}">raw</a>).</p>')
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the page, as the end of each post needs it; links are the routes' patterns, HTML-escaped."""
+
+    signed_in: bool
+    token: str
+    signin_here: str
+    moderator: bool
+    zone: ZoneInfo | None
+    vote: str  # acting.vote, with {message_pk}
+    take_down: str  # takedown.form, with {message_pk}
+    variant: str  # exports.variant_raw, with {message_pk} and {variant_id}
+
+    @classmethod
+    def of(cls, signed_in: bool, token: str, signin_here: str, moderator: bool, zone: ZoneInfo | None) -> Reader:
+        """The reader of this request, with the links read from the routes once per page."""
+        return cls(signed_in, token, signin_here, moderator, zone, *(
+            str(escape(urls.pattern(e))) for e in ("acting.vote", "takedown.form", "exports.variant_raw")))
 
 
 def threads_html(rows: list, anonymous: bool, tz=None) -> Markup:  # type: ignore[type-arg, no-untyped-def]
@@ -78,9 +102,9 @@ def outline_html(nodes: list[Node], anonymous: bool, tz, now: datetime) -> Marku
     return Markup("".join(rows))
 
 
-def tail_html(node: Node, prev: Node | None, nxt: Node | None, signed_in: bool, token: str,
-              signin_here: str) -> Markup:
-    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line."""
+def end_html(node: Node, prev: Node | None, nxt: Node | None, reader: Reader) -> str:
+    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line,
+    the moderators' link, then the close of its footer, its variants and the close of the post."""
     pk = node.message.id
     parts = ['<span class="new">New since your last visit</span>'] if node.new else []
     steps = []
@@ -92,11 +116,16 @@ def tail_html(node: Node, prev: Node | None, nxt: Node | None, signed_in: bool, 
         parts.append(f'<span class="step">{" ".join(steps)}</span>')
     sentence = (f"{node.votes_yes} out of {node.votes_total} found this valuable. Do you?" if node.votes_total
                 else "Do you find this valuable?")
-    if signed_in:
-        answer = _VOTE_FORM.format(vote=urls.path("acting.vote", message_pk=pk), token=escape(token), yes=_CHOSEN if node.my_vote is True else "",
-                                   no=_CHOSEN if node.my_vote is False else "")
+    if reader.signed_in:
+        answer = _VOTE_FORM.format(vote=reader.vote.format(message_pk=pk), token=escape(reader.token),
+                                   yes=_CHOSEN if node.my_vote is True else "", no=_CHOSEN if node.my_vote is False else "")
     else:
-        link = f"{escape(signin_here)}%23m{pk}"
+        link = f"{escape(reader.signin_here)}%23m{pk}"
         answer = f'<a href="{link}">Yes</a> / <a href="{link}">No</a>'
     parts.append(f'<span class="votes">{sentence} {answer}</span>')
-    return Markup("\n    ".join(parts))
+    if reader.moderator:
+        parts.append(f'<a href="{reader.take_down.format(message_pk=pk)}">Take down</a>')
+    variants = "".join(_VARIANT.format(when=escape(local(v.received_at, reader.zone)),
+                                       raw=reader.variant.format(message_pk=pk, variant_id=v.id))
+                       for v in node.variants)
+    return "\n    " + "\n    ".join(parts) + "\n  </footer>\n  " + variants + "\n</article>\n"
