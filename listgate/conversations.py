@@ -18,8 +18,8 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
-from listgate.models.archive import VISIBLE, utcnow
-from listgate.models.people import ACTIVE, AWAITING, ENDED, PENDING, SUSPENDED
+from listgate.models.archive import utcnow
+from listgate.states import PostState, SubscriptionState
 
 _MESSAGES = Message.__table__
 _THREADS = Thread.__table__
@@ -145,7 +145,7 @@ def recount(session: Session, thread: Thread) -> None:
     """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
     conn = session.connection()
     visible = select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name).where(
-        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == VISIBLE).subquery()
+        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE).subquery()
     count, first, last = conn.execute(
         select(func.count(), func.min(visible.c.date), func.max(visible.c.date)).select_from(visible)).one()
     conn.execute(delete(ThreadParticipant.__table__).where(ThreadParticipant.__table__.c.thread_id == thread.id))
@@ -169,7 +169,7 @@ def fix_root(session: Session, thread: Thread) -> None:
     row = conn.execute(select(_MESSAGES.c.id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
                               _MESSAGES.c.date)
                        .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.parent_id.is_(None),
-                              _MESSAGES.c.status == VISIBLE)
+                              _MESSAGES.c.status == PostState.VISIBLE)
                        .order_by(_MESSAGES.c.date, _MESSAGES.c.message_id).limit(1)).first()
     if row is None:
         return
@@ -224,7 +224,8 @@ def _move_followers(session: Session, old: int, new: int) -> None:
     Where the address already has the same kind of row on the survivor, the livelier state is
     kept there and the old row ends, staying on the old thread with its history.
     """
-    rank = {ACTIVE: 4, AWAITING: 3, PENDING: 2, SUSPENDED: 1}
+    rank = {SubscriptionState.ACTIVE: 4, SubscriptionState.AWAITING: 3, SubscriptionState.PENDING: 2,
+            SubscriptionState.SUSPENDED: 1}
     kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
     for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
         there = kept.get((sub.address, sub.kind))
@@ -234,8 +235,8 @@ def _move_followers(session: Session, old: int, new: int) -> None:
         if rank.get(sub.status, 0) > rank.get(there.status, 0):
             there.status, there.confirmed_at, there.ended_at, there.end_reason = (
                 sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason)
-        if sub.status != ENDED:
-            sub.status, sub.ended_at, sub.end_reason = ENDED, utcnow(), f"thread merged into {new}"
+        if sub.status != SubscriptionState.ENDED:
+            sub.status, sub.ended_at, sub.end_reason = SubscriptionState.ENDED, utcnow(), f"thread merged into {new}"
     session.flush()
 
 

@@ -22,9 +22,8 @@ from listgate.bans import is_banned
 from listgate.headers import LOOP_HEADER  # still importable from here
 from listgate.models import (Attachment, Blob, MailingList, Message, MessageVariant, OutboxEntry, Person, RawMessage,
                              Subscription, ThreadNode)
-from listgate.models.archive import HELD, REMOVED, VISIBLE
-from listgate.models.people import ACTIVE, ENDED
 from listgate.parsing import MessageHead, ParsedMessage, normalize_subject, parse
+from listgate.states import PostState, SubscriptionState
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ def is_member(session: Session, mlist: MailingList, address: str) -> bool:
     return session.scalar(
         select(Subscription.id).where(
             Subscription.list_id == mlist.id, Subscription.address == address,
-            Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE,
+            Subscription.kind.in_(("list", "digest")), Subscription.status == SubscriptionState.ACTIVE,
         ).limit(1)
     ) is not None
 
@@ -165,20 +164,21 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         return _same_id(session, parsed, mlist, existing)
 
     status = _policy_status(session, mlist, parsed, origin)
-    held_why = "" if status == VISIBLE else _held_reason(mlist)
+    held_why = "" if status == PostState.VISIBLE else _held_reason(mlist)
     period = digests.period_of(parsed, mlist, domain) if origin != "import" else None
     if period is not None:  # a reply to a whole digest: under the entry it answers, or held with a hint
         entry = digests.answered_entry(session, mlist, parsed, period)
         if entry is not None:
             parsed = digests.thread_under(parsed, entry)
         else:
-            parsed, status, held_why = digests.held_reply(session, mlist, parsed, period, domain), HELD, DIGEST_REPLY
+            parsed, status, held_why = (digests.held_reply(session, mlist, parsed, period, domain), PostState.HELD,
+                                        DIGEST_REPLY)
     msg = _draft(session, parsed, mlist, origin, status)
     keys = threads.thread_keys(parsed.message_id, parsed.in_reply_to, parsed.references)
-    thread, _created = threads.attach(session, msg, keys, fallback_days, visible=status == VISIBLE)
+    thread, _created = threads.attach(session, msg, keys, fallback_days, visible=status == PostState.VISIBLE)
     _store_attachments(session, parsed, msg.id)
-    result = IngestResult(STORED if status == VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
-    if status == VISIBLE:
+    result = IngestResult(STORED if status == PostState.VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
+    if status == PostState.VISIBLE:
         _publish_counts(mlist, msg)
         if origin != "import":
             _auto_follow(session, mlist, msg.from_addr, thread.id)
@@ -194,7 +194,7 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
             }))
         if origin != "import":  # the moderators hear of it once, by mail (worker/moderation.py)
             result.outbox.append(dispatch.record(session, dispatch.NOTIFY_MODERATORS, msg.id, {
-                "event": "held", "list": mlist.name, "reason": held_why}))
+                "event": PostState.HELD, "list": mlist.name, "reason": held_why}))
     return result
 
 
@@ -234,7 +234,7 @@ def _held_reason(mlist: MailingList) -> str:
 def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any) -> IngestResult:
     """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it."""
     result = IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
-    if existing.status == REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
+    if existing.status == PostState.REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
         return result
     raw_id = store_raw_id(session, parsed.raw)
     if raw_id == existing.raw_id:
@@ -280,10 +280,10 @@ def admit(session: Session, head: MessageHead, raw: bytes, mlist: MailingList, r
         return early
     existing = _archived(session, mlist, head.message_id)
     if existing is not None:
-        if existing.status == REMOVED or _archived_bytes(session, existing, raw):
+        if existing.status == PostState.REMOVED or _archived_bytes(session, existing, raw):
             return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
         return IngestResult(VARIANT, mlist.name, existing.id, existing.thread_id, "to be kept as a variant")
-    if _policy_status(session, mlist, head, "smtp") == VISIBLE:
+    if _policy_status(session, mlist, head, "smtp") == PostState.VISIBLE:
         return IngestResult(STORED, mlist.name)
     return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
 
@@ -310,7 +310,7 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
     """Make a held message visible (a moderator approved it) and queue its fan-out."""
     mlist = session.get_one(MailingList, msg.list_id)
     lock_list(session, mlist)
-    msg.status = VISIBLE
+    msg.status = PostState.VISIBLE
     thread = session.get_one(threads.Thread, msg.thread_id)
     threads.count_visible(session, thread, msg)
     _publish_counts(mlist, msg)
@@ -335,10 +335,10 @@ def _publish_counts(mlist: MailingList, msg: Any) -> None:
 
 def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str) -> str:
     if origin in ("import", RELEASE) or mlist.policy == "open":
-        return VISIBLE
+        return PostState.VISIBLE
     if mlist.policy == "moderated":
-        return VISIBLE if parsed.from_addr in mlist.moderator_addresses() else HELD
-    return VISIBLE if is_member(session, mlist, parsed.from_addr) else HELD
+        return PostState.VISIBLE if parsed.from_addr in mlist.moderator_addresses() else PostState.HELD
+    return PostState.VISIBLE if is_member(session, mlist, parsed.from_addr) else PostState.HELD
 
 
 def _draft(session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str) -> threads.Draft:
@@ -377,7 +377,7 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
     params = {"address": address, "list_id": mlist.id, "thread_key": thread_id}
     conn = session.connection()
     if not conn.execute(_follow_statements(session)[0], params).scalar():  # not opted out, no live thread choice
-        conn.execute(_follow_statements(session)[1], {**params, "kind": "thread", "status": ACTIVE,
+        conn.execute(_follow_statements(session)[1], {**params, "kind": "thread", "status": SubscriptionState.ACTIVE,
                                                       "confirmed_at": datetime.now(timezone.utc)})
 
 
@@ -393,12 +393,13 @@ def _follow_statements(session: Session) -> tuple[Any, Any]:
             exists().where(people.c.address == bindparam("address"), people.c.auto_follow.is_(False)),
             exists().where(subs.c.list_id == bindparam("list_id"), subs.c.address == bindparam("address"),
                            subs.c.kind.in_(("thread", "mute")), subs.c.thread_key == bindparam("thread_key"),
-                           subs.c.status != ENDED)))
+                           subs.c.status != SubscriptionState.ENDED)))
         stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(subs)
         upsert = stmt.on_conflict_do_update(
             index_elements=["list_id", "address", "kind", "thread_key"],
-            set_={"status": ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
-            where=subs.c.status == ENDED)
+            set_={"status": SubscriptionState.ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None,
+                  "end_reason": ""},
+            where=subs.c.status == SubscriptionState.ENDED)
         _FOLLOWING[dialect] = (check, upsert)
     return _FOLLOWING[dialect]
 

@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from listgate import plurals, removal, replies
 from listgate.models import Attachment, Message, Person, Removal
+from listgate.states import PostState, SubscriptionState
 from webarchive import urls
 from webarchive.context import db
 from webarchive.rendering import bodies, clock
@@ -47,6 +48,7 @@ def init_app(app: Flask) -> None:
                tombstone_text, csrf_token, current_address):
         app.add_template_global(fn)
     app.add_template_global(urls.path, "path")
+    app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)  # templates compare to members
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
 
 

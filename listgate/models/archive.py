@@ -21,12 +21,11 @@ from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from listgate.db import Base
+from listgate.models.columns import StateString
+from listgate.states import PostState
 
 POLICIES = ("open", "members", "moderated")
 REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To copies get
-# Message.status values: only "visible" posts are shown and sent out.
-VISIBLE, HELD, REJECTED, HIDDEN = "visible", "held", "rejected", "hidden"
-REMOVED = "removed"  # taken down by the moderators: a tombstone keeps its place in the thread
 
 
 def utcnow() -> datetime:
@@ -187,7 +186,7 @@ class Message(Base):
     body_text: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str] = mapped_column(Text, default="")
     is_flowed: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default=VISIBLE)
+    status: Mapped[PostState] = mapped_column(StateString(PostState), default=PostState.VISIBLE)
     origin: Mapped[str] = mapped_column(String(16), default="smtp")
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
     # When the author last edited a web post's text (the raw bytes keep the original).

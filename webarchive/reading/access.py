@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from listgate import administration, lists
 from listgate.ingest import is_member
 from listgate.models import MailingList, Message, Subscription, Thread
-from listgate.models.archive import VISIBLE
-from listgate.models.people import ACTIVE
+from listgate.states import PostState, SubscriptionState
 from listgate.threads import resolve
 from webarchive.context import settings
 from webarchive.security import current_address
@@ -52,7 +51,7 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
         return set()
     member = set(session.scalars(select(Subscription.list_id).where(
         Subscription.address == address, Subscription.list_id.in_(list_ids),
-        Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE)))
+        Subscription.kind.in_(("list", "digest")), Subscription.status == SubscriptionState.ACTIVE)))
     for mlist in session.scalars(select(MailingList).where(MailingList.id.in_(list_ids))):
         if address in mlist.moderator_addresses():
             member.add(mlist.id)
@@ -75,7 +74,7 @@ def readable_thread(session: Session, thread_id: int) -> Thread:
 def readable_message(session: Session, message_pk: int) -> Message:
     """A visible message the visitor may read, else 404."""
     msg = session.get(Message, message_pk)
-    if msg is None or msg.status != VISIBLE:
+    if msg is None or msg.status != PostState.VISIBLE:
         abort(404)
     thread = resolve(session, msg.thread_id)
     if thread is None or not can_read(session, thread.mailing_list):

@@ -29,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, Message
-from listgate.models.archive import VISIBLE
+from listgate.states import PostState
 from webarchive.reading.querylang import Query
 from webarchive.reading.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
@@ -98,7 +98,7 @@ def _author(author: str, ids: ColumnElement) -> ColumnElement:  # type: ignore[t
 
 def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  # type: ignore[type-arg]
     """Filters on messages, the same SQL on both databases (ids is the matched post's id)."""
-    query = query.where(Message.status == VISIBLE)
+    query = query.where(Message.status == PostState.VISIBLE)
     if filters.list_ids is not None:
         query = query.where(Message.list_id.in_(filters.list_ids or {-1}))
     if filters.authors:

@@ -11,7 +11,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from listgate.bans import is_banned
 from listgate.db import transaction
-from listgate.ingest import STORED, ingest
+from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
 from listgate.models import MailingList, Message, Person
 from listgate.parsing import is_reply_subject, parse
 from webarchive.context import db, enqueue, resources, settings
@@ -82,8 +82,9 @@ def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
     if result.status == STORED:
         flash("Your post is in the archive and on its way to the subscribers.", "ok")
         return redirect(url_for("pages.thread", thread_id=result.thread_id) + f"#m{result.message_pk}", 303)
-    flash("Your post is waiting for a moderator." if result.status == "held" else f"Your post was not accepted: {result.reason}.",
-          "ok" if result.status == "held" else "error")
+    held = result.status == HELD_FOR_MODERATION
+    flash("Your post is waiting for a moderator." if held else f"Your post was not accepted: {result.reason}.",
+          "ok" if held else "error")
     return redirect(url_for("pages.list_page", name=mlist.name), 303)
 
 
