@@ -101,8 +101,7 @@ class Archiver:
                                              fallback_days=self.settings.subject_fallback_days)))
         entries, kept, tally = _outcomes(rows, results)
         self.spool.done(session, rows, kept)
-        for (name, label), n in sorted(tally.items()):
-            counters.bump(session, name, label, n)
+        counters.bump_all(session, tally)
         return entries
 
     def _failed(self, exc: Exception, claimed: list[int]) -> int:

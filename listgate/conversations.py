@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
+from listgate import store
 from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionState
@@ -24,8 +24,6 @@ from listgate.states import PostState, SubscriptionState
 _MESSAGES = Message.__table__
 _THREADS = Thread.__table__
 _NODES = ThreadNode.__table__
-_CACHE = "listgate.threads"
-_IGNORING: dict[tuple[str, str], Insert] = {}
 _COUNTED = ("message_count", "last_activity", "root_message_pk", "subject", "subject_norm", "starter_name",
             "created_at", "participant_count")
 _NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
@@ -34,33 +32,13 @@ _PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk
 
 
 def insert_ignore(session: Session, model: Any) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING for model's table (SQLite or PostgreSQL); built once per dialect."""
-    table = model.__table__
-    dialect = session.get_bind().dialect.name
-    stmt = _IGNORING.get((dialect, table.name))
-    if stmt is None:
-        stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
-        _IGNORING[(dialect, table.name)] = stmt
-    return stmt
+    """INSERT … ON CONFLICT DO NOTHING for model's table (the store's, built once per dialect)."""
+    return store.of(session).insert_ignore(model)
 
 
 def _threads(session: Session) -> dict[int, Thread]:
-    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it."""
-    cache = session.info.get(_CACHE)
-    if cache is None or cache[0] is not session.get_transaction():
-        if _CACHE not in session.info:
-            event.listen(session, "after_soft_rollback", _forget_threads)
-        cache = session.info[_CACHE] = (session.get_transaction(), {})
-    return cache[1]
-
-
-def _forget_threads(session: Session, _previous: Any) -> None:
-    cache = session.info.get(_CACHE)
-    if cache:
-        for thread in cache[1].values():
-            if thread in session:
-                session.expunge(thread)  # reloaded from the database when next needed (maybe gone)
-        cache[1].clear()
+    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it (listgate.store.tx)."""
+    return store.tx(session).threads
 
 
 def get(session: Session, thread_id: int) -> Thread:

@@ -25,6 +25,7 @@ from sqlalchemy import (Column, Engine, Integer, LargeBinary, MetaData, String, 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.db import sqlite_engine, writer
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
@@ -68,7 +69,7 @@ class Spool:
 
     def __init__(self, engine: Engine) -> None:
         self.main = engine
-        self.separate = engine.dialect.name == "sqlite"
+        self.separate = store.of(engine).spool_apart
         self.generation = ""
         if not self.separate:
             self.engine = self.reader = engine

@@ -10,7 +10,7 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import dispatch
+from listgate import dispatch, store
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.models import OutboxEntry
@@ -47,7 +47,7 @@ class Resources:
 def init_app(app: Flask, settings: Settings) -> None:
     """Create the engine and session factories and close the request session at teardown."""
     engine = make_engine(settings)
-    if engine.dialect.name == "sqlite":
+    if store.of(engine).sqlite:
         event.listen(engine, "connect", _reader_pragmas)
     app.extensions["listgate"] = Resources(
         settings=settings, engine=engine, reader=session_factory(engine), writer=session_factory(writer(engine))

@@ -26,10 +26,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.status import redact
@@ -67,12 +66,10 @@ def backoff(attempts: int) -> timedelta:
 
 def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int, int]]) -> None:
     """Create the Delivery rows that do not exist yet (a retried fan-out never duplicates)."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
     rows = [{"message_pk": message_pk, "address": addr, "subscription_id": sub_id, "status": DeliveryState.PENDING,
              "attempts": 0, "created_at": now(), "last_error": ""} for addr, (sub_id, _) in sorted(chosen.items())]
     # One statement executed many times (Core, not ORM): compiled once, not once per batch.
-    stmt = insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["message_pk", "address"])
+    stmt = store.of(session).insert(Delivery).on_conflict_do_nothing(index_elements=["message_pk", "address"])
     conn = session.connection()
     for start in range(0, len(rows), INSERT_BATCH):
         conn.execute(stmt, rows[start:start + INSERT_BATCH])
@@ -238,8 +235,7 @@ class Ledger:
         ids = {rows[i].id: i for i in indexes}
         sql = _statements()
         with self.ctx.writer.begin() as conn:
-            if conn.dialect.name == "postgresql":  # COMMIT without waiting for the WAL flush: see below
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            store.of(conn).relax_commit(conn)  # COMMIT without waiting for the WAL flush: see below
             held = conn.execute(sql.hand, {"ids": list(ids), "stamp": self.stamp}).scalars().all()
             self._mark_sent(conn)
             ours = {ids[i] for i in held}

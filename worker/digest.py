@@ -7,11 +7,9 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch
+from listgate import digests, dispatch, store
 from listgate.db import transaction
 from listgate.digests import Period
 from listgate.models import DigestSent, MailingList, OutboxEntry, Person, RawMessage, Subscription, Thread
@@ -76,8 +74,7 @@ def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Peri
 def _claim(ctx: WorkerContext, list_id: int, address: str, period: Period, count: int) -> int | None:
     """The (list, address, frequency, day) row's id when this run should send it: inserted now, or deferred."""
     with transaction(ctx.db) as session:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        row_id = session.scalar(insert(DigestSent).values(
+        row_id = session.scalar(store.of(session).insert(DigestSent).values(
             list_id=list_id, address=address, day=period.start, frequency=period.frequency,
             status=DigestState.SENDING, message_count=count, last_error="", created_at=datetime.now(timezone.utc))
             .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"])

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, moderation, threads
+from listgate import dispatch, moderation, store
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import MailingList, Message, ModerationReminder, OutboxEntry
@@ -61,7 +61,7 @@ def send_reminders(ctx: WorkerContext, now: datetime | None = None) -> int:
         waiting = session.execute(select(Message.list_id, func.count()).where(
             Message.status == PostState.HELD, Message.received_at <= now - REMIND_AFTER).group_by(Message.list_id)).all()
         for list_id, count in waiting:
-            claimed = session.connection().execute(threads.insert_ignore(session, ModerationReminder), {
+            claimed = session.connection().execute(store.of(session).insert_ignore(ModerationReminder), {
                 "list_id": list_id, "day": now.date(), "pending": count, "created_at": now}).rowcount
             if claimed:
                 entries += _reminder(session, ctx.settings, session.get_one(MailingList, list_id), now)

@@ -28,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.models import Attachment, Message
 from listgate.states import PostState
 from webarchive.reading.querylang import Query
@@ -119,7 +120,7 @@ def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  #
 def search(session: Session, query: Query, filters: Filters, page: int = 1, per_page: int = 20,
            by_date: bool = False) -> tuple[list[Hit], bool]:
     """One page of hits (best first, or newest first; newest first without words) and whether there are more."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = store.of(session).ranked_search
     offset = (page - 1) * per_page
     tokens = query.tokens()
     if not query.has_text:
