@@ -21,24 +21,24 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BindParameter, Table, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from listgate.db import transaction
+from listgate.db import rowcount, transaction
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
-from listgate.models.delivery import REFUSED
 from listgate.models.archive import VISIBLE
+from listgate.models.delivery import REFUSED
 from listgate.models.people import ACTIVE
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
-
 from worker import bounces, mailer, relay_sessions
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
@@ -61,7 +61,7 @@ STALE_AFTER = 300.0  # seconds a claim may be held before recovery takes it over
 
 def now() -> datetime:
     """Timezone-aware UTC now."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -76,7 +76,7 @@ def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int
     rows = [{"message_pk": message_pk, "address": addr, "subscription_id": sub_id, "status": PENDING,
              "attempts": 0, "created_at": now(), "last_error": ""} for addr, (sub_id, _) in sorted(chosen.items())]
     # One statement executed many times (Core, not ORM): compiled once, not once per batch.
-    stmt = insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["message_pk", "address"])
+    stmt = insert(_table()).on_conflict_do_nothing(index_elements=["message_pk", "address"])
     conn = session.connection()
     for start in range(0, len(rows), INSERT_BATCH):
         conn.execute(stmt, rows[start:start + INSERT_BATCH])
@@ -182,7 +182,7 @@ def _send_batch(ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: l
             verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
             post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
         began = time.perf_counter()
-        results = out.send(items, lambda idx, dots, b=batch: ledger.handover(b, idx, dots))
+        results = out.send(items, functools.partial(ledger.handover, batch))
         ledger.record(batch, results, time.perf_counter() - began)
     ledger.flush()
     if untried:
@@ -204,11 +204,18 @@ class _Sql:
     sent: Any
 
 
+def _table() -> Table:
+    """Delivery's table (the declarative base types __table__ as any FromClause)."""
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 @functools.cache
 def _statements() -> _Sql:
     """The per-wave statements, built once (Core on the table: no ORM coercion per wave)."""
-    table = Delivery.__table__
-    ids = bindparam("ids", expanding=True)
+    table = _table()
+    ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
     return _Sql(
         hand=update(table).where(table.c.id.in_(ids), table.c.status == SENDING,
                                  table.c.claimed_at == bindparam("stamp")).values(status=HANDING)
@@ -258,7 +265,7 @@ class Ledger:
 
     def record(self, rows: Sequence[Any], results: list[mailer.SendResult], seconds: float) -> None:
         """Log each delivered copy; record refusals and deferrals at once."""
-        for row, result in zip(rows, results):
+        for row, result in zip(rows, results, strict=True):  # one result per row
             if result.ok:
                 self.unmarked.append(row.id)
                 self.sent += 1
@@ -332,10 +339,10 @@ def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
     """Claims older than stale_after: `handing` counts as sent, `sending` goes back to pending."""
     cutoff = now() - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = session.execute(update(Delivery).where(Delivery.status == HANDING, Delivery.claimed_at <= cutoff)
-                                  .values(status=SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")).rowcount
-        reset = session.execute(update(Delivery).where(Delivery.status == SENDING, Delivery.claimed_at <= cutoff)
-                                .values(status=PENDING)).rowcount
+        assumed = rowcount(session.execute(update(Delivery).where(Delivery.status == HANDING, Delivery.claimed_at <= cutoff)
+                                  .values(status=SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")))
+        reset = rowcount(session.execute(update(Delivery).where(Delivery.status == SENDING, Delivery.claimed_at <= cutoff)
+                                .values(status=PENDING)))
     if assumed or reset:
         log.warning("recovered stale deliveries: %d assumed sent, %d to send again", assumed, reset)
 
