@@ -148,7 +148,8 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
             groups = [email.message_from_string(str(groups))]
         failed: dict[str, str] = {}
         kinds: list[str] = []
-        diagnostic, blamed = "", list[str]()
+        blamed: list[str] = []
+        diagnostic = ""
         for group in groups[1:] if len(groups) > 1 else groups:
             if not isinstance(group, StdMessage):
                 continue
