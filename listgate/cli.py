@@ -106,7 +106,7 @@ def web(use_gunicorn: bool, workers: int) -> None:
     settings = load_settings()
     ensure_schema(settings)
     if use_gunicorn:
-        # The metrics listener is one more bind of the same app (webarchive.ops tells them apart).
+        # The metrics listener is one more bind of the same app (webarchive.views.ops tells them apart).
         metrics = ["--bind", "[{}]:{}".format(*settings.metrics_listen)] if settings.metrics_listen else []
         os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
                                    "--bind", f"{settings.web_host}:{settings.web_port}", *metrics,

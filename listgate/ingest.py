@@ -11,20 +11,17 @@ from datetime import datetime, timezone
 
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, or_, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch, notposted, threads
+from listgate import digests, dispatch, notposted, store, threads
 from listgate.addresses import Recipient
-from listgate.bans import is_banned
+from listgate.bans import first_banned
 from listgate.headers import LOOP_HEADER  # still importable from here
-from listgate.models import (Attachment, Blob, MailingList, Message, MessageVariant, OutboxEntry, Person, RawMessage,
-                             Subscription, ThreadNode)
-from listgate.models.archive import HELD, REMOVED, VISIBLE
-from listgate.models.people import ACTIVE, ENDED
+from listgate.models import Attachment, Blob, MailingList, Message, MessageVariant, OutboxEntry, RawMessage, ThreadNode
 from listgate.parsing import MessageHead, ParsedMessage, normalize_subject, parse
+from listgate.states import PostState, SubscriptionState
+from listgate.store import lock_list  # still importable from here
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +32,7 @@ VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside 
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
-_MSG = Message.__table__
 _RAW = RawMessage.__table__
-_ARCHIVED: Any = None  # built on first use
 
 
 @dataclass
@@ -78,37 +73,18 @@ def store_raw_id(session: Session, raw: bytes) -> int:
     """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT)."""
     digest = hashlib.sha256(raw).hexdigest()
     conn = session.connection()
-    new = conn.execute(threads.insert_ignore(session, RawMessage).returning(_RAW.c.id),
+    new = conn.execute(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id),
                        {"sha256": digest, "size": len(raw), "data": raw}).scalar()
     if new is not None:
         return int(new)
-    return int(conn.execute(select(_RAW.c.id).where(_RAW.c.sha256 == digest)).scalar_one())
-
-
-def lock_list(session: Session, mlist: MailingList) -> None:
-    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold the write lock."""
-    if session.bind is None or session.get_bind().dialect.name != "postgresql":
-        return
-    key = ("listgate.locked", mlist.id)
-    if session.info.get(key) is session.get_transaction():
-        return
-    # Lock the row and reload it: the object may carry counts read before another writer's commit,
-    # and they are written back as absolute values.
-    session.execute(select(MailingList).where(MailingList.id == mlist.id).with_for_update()
-                    .execution_options(populate_existing=True)).scalars().one()
-    session.info[key] = session.get_transaction()
+    return int(conn.execute(store.RAW_BY_HASH, {"sha256": digest}).scalar_one())
 
 
 def is_member(session: Session, mlist: MailingList, address: str) -> bool:
     """An active list or digest subscriber, or a moderator."""
     if address in mlist.moderator_addresses():
         return True
-    return session.scalar(
-        select(Subscription.id).where(
-            Subscription.list_id == mlist.id, Subscription.address == address,
-            Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE,
-        ).limit(1)
-    ) is not None
+    return session.connection().execute(store.MEMBER, {"list_id": mlist.id, "address": address}).first() is not None
 
 
 def needs_approval(mlist: MailingList) -> bool:
@@ -165,20 +141,21 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
         return _same_id(session, parsed, mlist, existing)
 
     status = _policy_status(session, mlist, parsed, origin)
-    held_why = "" if status == VISIBLE else _held_reason(mlist)
+    held_why = "" if status == PostState.VISIBLE else _held_reason(mlist)
     period = digests.period_of(parsed, mlist, domain) if origin != "import" else None
     if period is not None:  # a reply to a whole digest: under the entry it answers, or held with a hint
         entry = digests.answered_entry(session, mlist, parsed, period)
         if entry is not None:
             parsed = digests.thread_under(parsed, entry)
         else:
-            parsed, status, held_why = digests.held_reply(session, mlist, parsed, period, domain), HELD, DIGEST_REPLY
+            parsed, status, held_why = (digests.held_reply(session, mlist, parsed, period, domain), PostState.HELD,
+                                        DIGEST_REPLY)
     msg = _draft(session, parsed, mlist, origin, status)
     keys = threads.thread_keys(parsed.message_id, parsed.in_reply_to, parsed.references)
-    thread, _created = threads.attach(session, msg, keys, fallback_days, visible=status == VISIBLE)
+    thread, _created = threads.attach(session, msg, keys, fallback_days, visible=status == PostState.VISIBLE)
     _store_attachments(session, parsed, msg.id)
-    result = IngestResult(STORED if status == VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
-    if status == VISIBLE:
+    result = IngestResult(STORED if status == PostState.VISIBLE else HELD_FOR_MODERATION, mlist.name, msg.id, thread.id)
+    if status == PostState.VISIBLE:
         _publish_counts(mlist, msg)
         if origin != "import":
             _auto_follow(session, mlist, msg.from_addr, thread.id)
@@ -194,7 +171,7 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
             }))
         if origin != "import":  # the moderators hear of it once, by mail (worker/moderation.py)
             result.outbox.append(dispatch.record(session, dispatch.NOTIFY_MODERATORS, msg.id, {
-                "event": "held", "list": mlist.name, "reason": held_why}))
+                "event": PostState.HELD, "list": mlist.name, "reason": held_why}))
     return result
 
 
@@ -234,12 +211,12 @@ def _held_reason(mlist: MailingList) -> str:
 def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any) -> IngestResult:
     """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it."""
     result = IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
-    if existing.status == REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
+    if existing.status == PostState.REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
         return result
     raw_id = store_raw_id(session, parsed.raw)
     if raw_id == existing.raw_id:
         return result
-    added = session.connection().execute(threads.insert_ignore(session, MessageVariant), {
+    added = session.connection().execute(store.of(session).insert_ignore(MessageVariant), {
         "message_pk": existing.id, "raw_id": raw_id, "received_at": datetime.now(timezone.utc), "date": parsed.date,
         "subject": parsed.subject, "from_name": parsed.from_name}).rowcount
     if added:
@@ -280,37 +257,33 @@ def admit(session: Session, head: MessageHead, raw: bytes, mlist: MailingList, r
         return early
     existing = _archived(session, mlist, head.message_id)
     if existing is not None:
-        if existing.status == REMOVED or _archived_bytes(session, existing, raw):
+        if existing.status == PostState.REMOVED or _archived_bytes(session, existing, raw):
             return IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
         return IngestResult(VARIANT, mlist.name, existing.id, existing.thread_id, "to be kept as a variant")
-    if _policy_status(session, mlist, head, "smtp") == VISIBLE:
+    if _policy_status(session, mlist, head, "smtp") == PostState.VISIBLE:
         return IngestResult(STORED, mlist.name)
     return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
 
 
 def _archived(session: Session, mlist: MailingList, message_id: str) -> Any:
     """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or None."""
-    global _ARCHIVED
-    if _ARCHIVED is None:
-        _ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
-            _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
-    return session.connection().execute(_ARCHIVED, {"list_id": mlist.id, "message_id": message_id}).first()
+    return session.connection().execute(store.ARCHIVED, {"list_id": mlist.id, "message_id": message_id}).first()
 
 
 def _archived_bytes(session: Session, existing: Any, raw: bytes) -> bool:
     """True when these exact bytes are the archived message's or one of its variants'."""
-    raw_id = session.scalar(select(_RAW.c.id).where(_RAW.c.sha256 == hashlib.sha256(raw).hexdigest()))
+    conn = session.connection()
+    raw_id = conn.execute(store.RAW_BY_HASH, {"sha256": hashlib.sha256(raw).hexdigest()}).scalar()
     if raw_id is None:
         return False
-    return raw_id == existing.raw_id or session.scalar(select(MessageVariant.id).where(
-        MessageVariant.message_pk == existing.id, MessageVariant.raw_id == raw_id)) is not None
+    return raw_id == existing.raw_id or conn.execute(store.VARIANT_OF, {"pk": existing.id, "raw_id": raw_id}).first() is not None
 
 
 def publish(session: Session, msg: Message) -> OutboxEntry:
     """Make a held message visible (a moderator approved it) and queue its fan-out."""
     mlist = session.get_one(MailingList, msg.list_id)
     lock_list(session, mlist)
-    msg.status = VISIBLE
+    msg.status = PostState.VISIBLE
     thread = session.get_one(threads.Thread, msg.thread_id)
     threads.count_visible(session, thread, msg)
     _publish_counts(mlist, msg)
@@ -321,10 +294,8 @@ def _banned(session: Session, mlist: MailingList, parsed: ParsedMessage | Messag
     """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or envelope address."""
     envelope = (envelope_from or "").strip("<> ").lower()
     sender = email.utils.parseaddr(parsed.header("Sender"))[1].strip().lower()
-    for address in dict.fromkeys(a for a in (parsed.from_addr, sender, envelope) if a):
-        if is_banned(session, mlist.id, address):
-            return f"{address} is banned from posting to this list"
-    return ""
+    address = first_banned(session, mlist.id, [a for a in (parsed.from_addr, sender, envelope) if a])
+    return f"{address} is banned from posting to this list" if address else ""
 
 
 def _publish_counts(mlist: MailingList, msg: Any) -> None:
@@ -335,10 +306,10 @@ def _publish_counts(mlist: MailingList, msg: Any) -> None:
 
 def _policy_status(session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str) -> str:
     if origin in ("import", RELEASE) or mlist.policy == "open":
-        return VISIBLE
+        return PostState.VISIBLE
     if mlist.policy == "moderated":
-        return VISIBLE if parsed.from_addr in mlist.moderator_addresses() else HELD
-    return VISIBLE if is_member(session, mlist, parsed.from_addr) else HELD
+        return PostState.VISIBLE if parsed.from_addr in mlist.moderator_addresses() else PostState.HELD
+    return PostState.VISIBLE if is_member(session, mlist, parsed.from_addr) else PostState.HELD
 
 
 def _draft(session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str) -> threads.Draft:
@@ -359,7 +330,7 @@ def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int)
     if not parsed.attachments:
         return
     conn = session.connection()
-    conn.execute(threads.insert_ignore(session, Blob), [
+    conn.execute(store.of(session).insert_ignore(Blob), [
         {"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments])
     conn.execute(insert(Attachment.__table__), [
         {"message_pk": message_pk, "position": pos, "filename": a.filename, "content_type": a.content_type,
@@ -376,31 +347,9 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
         return
     params = {"address": address, "list_id": mlist.id, "thread_key": thread_id}
     conn = session.connection()
-    if not conn.execute(_follow_statements(session)[0], params).scalar():  # not opted out, no live thread choice
-        conn.execute(_follow_statements(session)[1], {**params, "kind": "thread", "status": ACTIVE,
-                                                      "confirmed_at": datetime.now(timezone.utc)})
-
-
-_FOLLOWING: dict[str, tuple[Any, Any]] = {}
-
-
-def _follow_statements(session: Session) -> tuple[Any, Any]:
-    """(opted out or has a live follow/mute?, insert the follow or bring an ended one back), built once per dialect."""
-    dialect = session.get_bind().dialect.name
-    if dialect not in _FOLLOWING:
-        people, subs = Person.__table__, Subscription.__table__
-        check = select(or_(
-            exists().where(people.c.address == bindparam("address"), people.c.auto_follow.is_(False)),
-            exists().where(subs.c.list_id == bindparam("list_id"), subs.c.address == bindparam("address"),
-                           subs.c.kind.in_(("thread", "mute")), subs.c.thread_key == bindparam("thread_key"),
-                           subs.c.status != ENDED)))
-        stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(subs)
-        upsert = stmt.on_conflict_do_update(
-            index_elements=["list_id", "address", "kind", "thread_key"],
-            set_={"status": ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
-            where=subs.c.status == ENDED)
-        _FOLLOWING[dialect] = (check, upsert)
-    return _FOLLOWING[dialect]
+    if conn.execute(store.MAY_FOLLOW, params).scalar():  # not opted out, no live thread choice
+        conn.execute(store.of(session).follow, {**params, "kind": "thread", "status": SubscriptionState.ACTIVE,
+                                                "confirmed_at": datetime.now(timezone.utc)})
 
 
 def _command(session: Session, parsed: ParsedMessage, mlist: MailingList, recipient: Recipient,

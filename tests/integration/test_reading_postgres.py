@@ -10,10 +10,10 @@ import pytest
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, Report
+from listgate.reports import hide
 from tests.unit.webarchive.factories import make_mail, post
 from tests.unit.webarchive.helpers import session_for
 from webarchive import create_app
-from webarchive.moderating import hide
 
 pytestmark = pytest.mark.integration
 

@@ -177,7 +177,7 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
     mid = post(db, make_mail("Re: Root", msgid="h1@x", in_reply_to="h0@x"))
     post(db, make_mail("Re: Root", msgid="h2@x", in_reply_to="h1@x", references=["h0@x", "h1@x"]))
     from listgate.models import Message
-    from webarchive.moderating import hide
+    from listgate.reports import hide
 
     with transaction(db) as session:
         hide(session, session.get_one(Message, mid.message_pk))

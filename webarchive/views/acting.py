@@ -1,0 +1,203 @@
+"""What signed-in readers do: vote, report, follow threads and lists, manage subscriptions."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import select
+
+from listgate import moderation, subscriptions
+from listgate.db import transaction
+from listgate.models import MailingList, Message, Person, Subscription, Thread
+from listgate.models.archive import utcnow
+from listgate.models.people import DAILY, WEEKLY
+from listgate.models.web import Report, Vote
+from listgate.reports import hide, open_reports
+from listgate.states import SubscriptionState
+from listgate.subscriptions import RateLimited, SubscriptionError
+from webarchive.context import db, enqueue, resources, settings
+from webarchive.ratelimit import client_ip, limit
+from webarchive.reading.access import readable_list, readable_message, readable_thread
+from webarchive.security import current_address, signed_in
+
+bp = Blueprint("acting", __name__)
+
+
+def _back_to(msg: Message):  # type: ignore[no-untyped-def]
+    return redirect(url_for("pages.thread", thread_id=msg.thread_id) + f"#m{msg.id}", 303)
+
+
+@bp.post("/messages/<int:message_pk>/vote")
+@signed_in
+def vote(message_pk: int):  # type: ignore[no-untyped-def]
+    """Say whether a post was valuable (one answer per person, changeable)."""
+    address = current_address()
+    readable_message(db(), message_pk)
+    choice = request.form.get("valuable")
+    if choice not in ("yes", "no"):
+        abort(400, description="valuable must be yes or no")
+    limit("vote", address or "")
+    with transaction(resources().writer) as session:
+        msg = session.get_one(Message, message_pk)
+        row = session.scalars(select(Vote).where(Vote.message_pk == message_pk, Vote.address == address)).first()
+        if row is None:
+            session.add(Vote(message_pk=message_pk, address=address, valuable=choice == "yes"))
+        else:
+            row.valuable, row.updated_at = choice == "yes", utcnow()
+    return _back_to(msg)
+
+
+@bp.route("/messages/<int:message_pk>/report", methods=["GET", "POST"])
+@signed_in
+def report(message_pk: int):  # type: ignore[no-untyped-def]
+    """Report a post to the list's moderators, with a reason."""
+    msg = readable_message(db(), message_pk)
+    if request.method == "GET":
+        return render_template("acting/report.html", msg=msg)
+    reason = request.form.get("reason", "").strip()[:2000]
+    if not reason:
+        flash("Please say what is wrong with this post.", "error")
+        return render_template("acting/report.html", msg=msg), 400
+    address = current_address() or ""
+    limit("report", address)
+    with transaction(resources().writer) as session:
+        msg = session.get_one(Message, message_pk)
+        row = session.scalars(select(Report).where(Report.message_pk == msg.id, Report.address == address)).first()
+        mail = []
+        if row is None:
+            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            session.add(row)
+            session.flush()
+            mail.append(moderation.report_recorded(session, row))  # the moderators hear of it by mail
+        else:
+            row.reason = reason
+        session.flush()
+        hidden = open_reports(session, msg.id) >= settings().report_threshold
+        if hidden:
+            hide(session, msg)
+    enqueue(mail)
+    flash("Thank you. The moderators will look at this post." + (" It is hidden until they do." if hidden else ""), "ok")
+    return _back_to(msg) if not hidden else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
+
+
+@bp.post("/threads/<int:thread_id>/follow")
+def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
+    """Follow a thread by mail: at once when signed in, by double opt-in otherwise."""
+    thread = readable_thread(db(), thread_id)
+    address = current_address()
+    if not address:
+        limit("signin-ip", client_ip())  # confirmation mail goes out: limited like sign-in links
+        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: _request(
+            session, mlist, "thread", thread.id))
+    return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
+        session, mlist, address, subscriptions.FOLLOW, thread_id=thread.id, channel=subscriptions.WEB))
+
+
+def _thread_action(action: str):  # type: ignore[no-untyped-def]
+    """A signed-in person's unfollow, mute or unmute of a thread."""
+    def view(thread_id: int):  # type: ignore[no-untyped-def]
+        thread = readable_thread(db(), thread_id)
+        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
+            session, mlist, current_address() or "", action, thread_id=thread.id, channel=subscriptions.WEB))
+    view.__name__ = f"{action.replace('-', '_')}_thread"
+    view.__doc__ = f"{action.capitalize()} a thread."
+    return signed_in(view)
+
+
+bp.add_url_rule("/threads/<int:thread_id>/unfollow", "unfollow_thread", _thread_action(subscriptions.LEAVE_THREAD),
+                methods=["POST"])
+bp.add_url_rule("/threads/<int:thread_id>/mute", "mute_thread", _thread_action(subscriptions.MUTE), methods=["POST"])
+bp.add_url_rule("/threads/<int:thread_id>/unmute", "unmute_thread", _thread_action(subscriptions.UNMUTE),
+                methods=["POST"])
+
+
+def _to_thread(thread: Thread) -> str:
+    return url_for("pages.thread", thread_id=thread.id)
+
+
+def _act(list_id: int, back: str, action):  # type: ignore[no-untyped-def]
+    """Run action(session, list) in one write transaction; flash what it did and go back."""
+    try:
+        with transaction(resources().writer) as session:
+            outcome = action(session, session.get_one(MailingList, list_id))
+    except RateLimited as exc:
+        abort(429, description=str(exc), retry_after=exc.retry_after)
+    except SubscriptionError as exc:
+        flash(str(exc), "error")
+        return redirect(back, 303)
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(back, 303)
+
+
+def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # type: ignore[no-untyped-def]
+    s = settings()
+    return subscriptions.request(session, mlist, request.form.get("address", ""), secret=s.secret_key,
+                                 base_url=s.base_url, domain=s.domain, kind=kind, thread_id=thread_id)
+
+
+@bp.post("/lists/<name>/subscribe")
+def subscribe_list(name: str):  # type: ignore[no-untyped-def]
+    """Subscribe to a whole list (or its digest): at once when signed in, by double opt-in otherwise."""
+    mlist = readable_list(db(), name)
+    kind = "digest" if request.form.get("kind") == "digest" else "list"
+    address = current_address()
+    back = url_for("pages.list_page", name=mlist.name)
+    if not address:
+        limit("signin-ip", client_ip())
+        return _act(mlist.id, back, lambda session, m: _request(session, m, kind))
+    return _act(mlist.id, back, lambda session, m: subscriptions.change(session, m, address, kind,
+                                                                        channel=subscriptions.WEB))
+
+
+@bp.get("/me/subscriptions")
+@signed_in
+def my_subscriptions():  # type: ignore[no-untyped-def]
+    """Every list and thread the signed-in person gets mail from (or asked to)."""
+    session = db()
+    rows = session.execute(
+        select(Subscription, MailingList, Thread)
+        .join(MailingList, MailingList.id == Subscription.list_id)
+        .outerjoin(Thread, Thread.id == Subscription.thread_key)
+        .where(Subscription.address == current_address(), Subscription.status != SubscriptionState.ENDED)
+        .order_by(MailingList.name, Subscription.kind, Subscription.id)).all()
+    person = session.get(Person, current_address())
+    return render_template("acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow)
+
+
+# The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
+# "digest" and "weekly" ask for the daily or the weekly digest.
+_DASHBOARD = {("leave", "list"): subscriptions.LEAVE, ("leave", "digest"): subscriptions.LEAVE,
+              ("leave", "thread"): subscriptions.LEAVE_THREAD, ("leave", "mute"): subscriptions.UNMUTE,
+              ("list", "digest"): subscriptions.EVERY_POST,
+              **{(button, kind): subscriptions.DIGEST for button in ("digest", "weekly") for kind in ("list", "digest")}}
+
+
+@bp.post("/me/subscriptions/<int:sub_id>")
+@signed_in
+def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
+    """Leave, unfollow, unmute, or switch between every post and the daily or weekly digest."""
+    address = current_address() or ""
+    with transaction(resources().writer) as session:
+        sub = session.get(Subscription, sub_id)
+        if sub is None or sub.address != address:
+            abort(404)
+        button = request.form.get("action", "")
+        action = _DASHBOARD.get((button, sub.kind))
+        if action is None:
+            abort(400, description="unknown action")
+        mlist = session.get_one(MailingList, sub.list_id)
+        outcome = subscriptions.change(session, mlist, address, action, thread_id=sub.thread_key,
+                                       channel=subscriptions.WEB, frequency=WEEKLY if button == "weekly" else DAILY)
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(url_for("acting.my_subscriptions"), 303)
+
+
+@bp.post("/me/settings")
+@signed_in
+def my_settings():  # type: ignore[no-untyped-def]
+    """Change whether posting in a thread follows it."""
+    with transaction(resources().writer) as session:
+        subscriptions.person_settings(session, current_address() or "", auto_follow=request.form.get("auto_follow") == "yes")
+    flash("Saved.", "ok")
+    return redirect(url_for("acting.my_subscriptions"), 303)

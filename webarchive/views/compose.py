@@ -1,0 +1,114 @@
+"""Writing from the web: the text becomes a real mail from the signed-in person, ingested like any post."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import format_datetime, formataddr, make_msgid
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+
+from listgate.bans import is_banned
+from listgate.db import transaction
+from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.models import MailingList, Message, Person
+from listgate.parsing import is_reply_subject, parse
+from webarchive.context import db, enqueue, resources, settings
+from webarchive.ratelimit import limit
+from webarchive.reading.access import readable_list, readable_message
+from webarchive.security import current_address, signed_in
+
+log = logging.getLogger(__name__)
+bp = Blueprint("compose", __name__)
+MAX_BODY = 200_000
+
+
+def build_mail(*, sender: str, name: str, to: str, subject: str, body: str, domain: str,
+               parent: Message | None = None) -> bytes:
+    """An RFC 5322 message with Message-ID, and In-Reply-To/References when replying."""
+    mail = EmailMessage()
+    mail["From"] = formataddr((name, sender)) if name else sender
+    mail["To"] = to
+    mail["Subject"] = subject
+    mail["Date"] = format_datetime(datetime.now(timezone.utc))
+    mail["Message-ID"] = make_msgid(domain=domain)
+    if parent is not None:
+        refs = [r for r in parent.references.split() if r] + [parent.message_id]
+        mail["In-Reply-To"] = f"<{parent.message_id}>"
+        mail["References"] = " ".join(f"<{r}>" for r in refs[-30:])
+    mail["User-Agent"] = "listgate web archive"
+    mail.set_content(body.replace("\r\n", "\n"), cte="quoted-printable")
+    return bytes(mail)
+
+
+def quote_text(msg: Message) -> str:
+    """The parent's text quoted, under an attribution line."""
+    lines = msg.body_text.rstrip().split("\n")
+    cut = lines.index("-- ") if "-- " in lines else len(lines)
+    quoted = "\n".join("> " + line if line else ">" for line in lines[:cut][:200])
+    return f"{msg.from_name or 'Someone'} wrote:\n{quoted}\n\n"
+
+
+def send(mlist: MailingList, subject: str, text: str, parent: Message | None):  # type: ignore[no-untyped-def]
+    """Build, ingest and enqueue one web post; returns the IngestResult."""
+    address = current_address() or ""
+    s = settings()
+    with transaction(resources().writer) as session:
+        mlist = session.get_one(MailingList, mlist.id)
+        if is_banned(session, mlist.id, address):
+            abort(403, description="You may not post to this list.")
+        person = session.get(Person, address)
+        raw = build_mail(sender=address, name=person.name if person else "", to=mlist.address(s.domain),
+                         subject=subject, body=text, domain=s.domain, parent=parent)
+        result = ingest(session, parse(raw), mlist, domain=s.domain, origin="web", envelope_from=address,
+                        fallback_days=s.subject_fallback_days)
+    enqueue(result.outbox)
+    log.info("web post by %s on %s: %s", address, mlist.name, result.status)
+    return result
+
+
+def _validated() -> tuple[str, str]:
+    subject = " ".join(request.form.get("subject", "").split())[:300]
+    text = request.form.get("body", "")
+    if not subject or not text.strip():
+        abort(400, description="Please write a subject and some text.")
+    if len(text) > MAX_BODY:
+        abort(400, description=f"The text is too long (at most {MAX_BODY} characters).")
+    return subject, text
+
+
+def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
+    if result.status == STORED:
+        flash("Your post is in the archive and on its way to the subscribers.", "ok")
+        return redirect(url_for("pages.thread", thread_id=result.thread_id) + f"#m{result.message_pk}", 303)
+    held = result.status == HELD_FOR_MODERATION
+    flash("Your post is waiting for a moderator." if held else f"Your post was not accepted: {result.reason}.",
+          "ok" if held else "error")
+    return redirect(url_for("pages.list_page", name=mlist.name), 303)
+
+
+@bp.route("/messages/<int:message_pk>/reply", methods=["GET", "POST"])
+@signed_in
+def reply(message_pk: int):  # type: ignore[no-untyped-def]
+    """Reply to a post from the web."""
+    parent = readable_message(db(), message_pk)
+    mlist = db().get_one(MailingList, parent.list_id)
+    if request.method == "GET":
+        subject = parent.subject if is_reply_subject(parent.subject) else f"Re: {parent.subject}"
+        return render_template("compose/form.html", mlist=mlist, parent=parent, subject=subject, body=quote_text(parent))
+    subject, text = _validated()
+    limit("post", current_address() or "")
+    return _after(send(mlist, subject, text, parent), mlist)
+
+
+@bp.route("/lists/<name>/new", methods=["GET", "POST"])
+@signed_in
+def new_thread(name: str):  # type: ignore[no-untyped-def]
+    """Start a thread from the web."""
+    mlist = readable_list(db(), name)
+    if request.method == "GET":
+        return render_template("compose/form.html", mlist=mlist, parent=None, subject="", body="")
+    subject, text = _validated()
+    limit("post", current_address() or "")
+    return _after(send(mlist, subject, text, None), mlist)

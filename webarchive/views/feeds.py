@@ -1,0 +1,113 @@
+"""Atom feeds for a list, a thread and a search."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timezone
+
+from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
+from sqlalchemy import select
+
+from listgate import lists, subscriptions
+from listgate.db import transaction
+from listgate.ingest import is_member
+from listgate.models import MailingList, Message, Person
+from listgate.states import PostState
+from webarchive.context import db, resources, settings
+from webarchive.reading.access import readable_list, readable_list_ids, readable_thread
+from webarchive.security import current_address, signed_in
+
+bp = Blueprint("feeds", __name__)
+FEED_SIZE = 50
+
+
+def absolute(path: str) -> str:
+    """An absolute URL on this archive (feeds are read elsewhere)."""
+    return settings().base_url + path
+
+
+def atom_response(title: str, messages: list[Message], self_path: str, html_path: str = "") -> Response:
+    """An Atom document of messages, newest first; html_path is the page it mirrors."""
+    updated = max((m.date for m in messages), default=datetime(2000, 1, 1, tzinfo=timezone.utc))
+    xml = render_template("feeds/atom.xml", title=title, messages=messages, updated=updated,
+                          feed_id=absolute(self_path), self_url=absolute(self_path), absolute=absolute,
+                          html_url=absolute(html_path) if html_path else "")
+    return Response(xml, mimetype="application/atom+xml")
+
+
+@bp.get("/lists/<name>/feed.atom")
+def list_feed(name: str):  # type: ignore[no-untyped-def]
+    """The newest posts of a list."""
+    session = db()
+    mlist = readable_list(session, name)
+    return atom_response(mlist.title or mlist.name, _newest(mlist), url_for("feeds.list_feed", name=mlist.name),
+                         url_for("pages.list_page", name=mlist.name))
+
+
+def _newest(mlist: MailingList) -> list[Message]:
+    return list(db().scalars(select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
+                             .order_by(Message.date.desc(), Message.id.desc()).limit(FEED_SIZE)))
+
+
+@bp.get("/threads/<int:thread_id>/feed.atom")
+def thread_feed(thread_id: int):  # type: ignore[no-untyped-def]
+    """The newest posts of a thread."""
+    session = db()
+    thread = readable_thread(session, thread_id)
+    messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
+                                    .order_by(Message.date.desc(), Message.id.desc()).limit(FEED_SIZE)))
+    return atom_response(thread.subject or "(no subject)", messages, url_for("feeds.thread_feed", thread_id=thread.id),
+                         url_for("pages.thread", thread_id=thread.id))
+
+
+MIN_KEY = 24  # characters of a secret feed key
+
+
+def _feed_key(address: str) -> str:
+    """The person's secret feed key, made on first use."""
+    person = db().get(Person, address)
+    if person is not None and person.feed_token:
+        return person.feed_token
+    with transaction(resources().writer) as session:
+        person = subscriptions.person_settings(session, address)
+        if not person.feed_token:
+            person.feed_token = secrets.token_urlsafe(24)
+        return person.feed_token
+
+
+@bp.app_template_global()
+def secret_feeds() -> list[tuple[str, str]]:
+    """(list name, secret feed URL) of each private list the signed-in reader belongs to."""
+    address, session = current_address(), db()
+    if address is None:
+        return []
+    allowed = readable_list_ids(session)
+    mine = [m for m in session.scalars(select(MailingList).where(MailingList.private.is_(True)).order_by(MailingList.name))
+            if allowed is None or m.id in allowed]
+    if not mine:
+        return []
+    key = _feed_key(address)
+    return [(m.name, absolute(url_for("feeds.secret_list_feed", token=key, name=m.name))) for m in mine]
+
+
+@bp.get("/feeds/<token>/lists/<name>.atom")
+def secret_list_feed(token: str, name: str):  # type: ignore[no-untyped-def]
+    """A private list's feed for a feed reader that cannot sign in: the link itself is the key."""
+    session = db()
+    person = session.scalars(select(Person).where(Person.feed_token == token).limit(1)).first() \
+        if len(token) >= MIN_KEY else None
+    mlist = lists.get(session, name)
+    if person is None or mlist is None or not is_member(session, mlist, person.address):
+        abort(404)  # revoked, or no longer a member: the same answer as a list that does not exist
+    return atom_response(mlist.title or mlist.name, _newest(mlist), url_for("feeds.secret_list_feed", token=token,
+                         name=mlist.name), url_for("pages.list_page", name=mlist.name))
+
+
+@bp.post("/me/feeds/revoke")
+@signed_in
+def revoke_feeds():  # type: ignore[no-untyped-def]
+    """Make every secret feed link given so far stop working (new ones are made when next shown)."""
+    with transaction(resources().writer) as session:
+        subscriptions.person_settings(session, current_address() or "").feed_token = ""
+    flash("Your old feed links no longer work; the new ones are below.", "ok")
+    return redirect(url_for("acting.my_subscriptions"), 303)

@@ -1,0 +1,216 @@
+"""The moderators' queue: held and reported posts, featuring threads, banning addresses."""
+
+from __future__ import annotations
+
+from functools import wraps
+from typing import Any, Callable
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from listgate import administration, approvals, ingest, moderation, notposted
+from listgate.db import transaction
+from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
+from listgate.models.web import Ban, Report
+from listgate.reports import close_reports, hide, restore
+from listgate.states import PostState, ReportState
+from listgate.status import failed_posts
+from listgate.subscriptions import SubscriptionError, normalize
+from webarchive.context import db, enqueue, resources, settings
+from webarchive.security import current_address
+
+bp = Blueprint("moderation", __name__)
+
+
+@bp.app_context_processor
+def moderator_flag() -> dict[str, Any]:
+    """Whether to show the Moderation link (only ever true for a signed-in moderator)."""
+    address = current_address()
+    if address is None:
+        return {"is_moderator_anywhere": False}
+    try:
+        return {"is_moderator_anywhere": bool(moderated_lists(address))}
+    except SQLAlchemyError:  # the error page for a database outage must still render
+        return {"is_moderator_anywhere": False}
+
+
+def moderated_lists(address: str) -> list[MailingList]:
+    """The lists address moderates (as a moderator, an owner or a site administrator)."""
+    admins = settings().admins
+    query = select(MailingList)
+    if not administration.is_admin(admins, address):
+        query = query.where((MailingList.moderators != "") | (MailingList.owners != ""))
+    return [m for m in db().scalars(query) if administration.may_moderate(m, address, admins)]
+
+
+def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Only moderators get past; everyone else sees a 404."""
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if current_address() is None or not moderated_lists(current_address() or ""):
+            abort(404)
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-def]
+    mlist = session.get(MailingList, list_id)
+    if mlist is None or not administration.may_moderate(mlist, current_address(), settings().admins):
+        abort(404)
+    return mlist
+
+
+def _own_post(session, message_pk: int) -> tuple[Message, MailingList]:  # type: ignore[no-untyped-def]
+    """The post and its list if this person moderates that list, else 404."""
+    msg = session.get(Message, message_pk)
+    if msg is None:
+        abort(404)
+    return msg, _own_list(session, msg.list_id)
+
+
+def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
+    """The row of model with this id if it belongs to a list this person moderates, else 404."""
+    row = session.get(model, pk)
+    if row is None:
+        abort(404)
+    _own_list(session, row.list_id)
+    return row
+
+
+@bp.get("/moderation")
+@moderator
+def queue():  # type: ignore[no-untyped-def]
+    """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
+    session = db()
+    mine = {m.id: m for m in moderated_lists(current_address() or "")}
+    held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == PostState.HELD)
+                                .order_by(Message.received_at).limit(200)))
+    counts = func.count(Report.id)
+    reported = session.execute(
+        select(Message, counts).join(Report, Report.message_pk == Message.id)
+        .where(Report.list_id.in_(mine), Report.status == ReportState.OPEN).group_by(Message.id)
+        .order_by(counts.desc(), Message.id).limit(200)).all()
+    pks = [m.id for m, _ in reported]
+    reasons: dict[int, list[Report]] = {}
+    for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == ReportState.OPEN)):
+        reasons.setdefault(rep.message_pk, []).append(rep)
+    bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
+    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
+                           failed=failed_posts(session, mine), requests=approvals.waiting(session, mine),
+                           not_posted=notposted.waiting(session, mine))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/approve")
+@moderator
+def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Let an address into a private or members-only list; it gets a welcome mail."""
+    return _decide(sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or ""))
+
+
+@bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
+@moderator
+def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
+    """Turn a request down; the address is told, with the reason given."""
+    return _decide(sub_id, lambda session, sub: approvals.refuse(session, sub, current_address() or "",
+                                                                 request.form.get("reason", "")))
+
+
+def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
+    with transaction(resources().writer) as session:
+        sub = _owned(session, Subscription, sub_id)
+        try:
+            outcome = decide(session, sub)
+        except SubscriptionError as exc:
+            abort(409, description=str(exc))
+    enqueue(outcome.outbox)
+    flash(outcome.message, "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/moderation/not-posted/<int:entry_id>/release")
+@moderator
+def release(entry_id: int):  # type: ignore[no-untyped-def]
+    """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
+    with transaction(resources().writer) as session:
+        _owned(session, NotPosted, entry_id)
+        try:
+            result = ingest.release(session, entry_id, current_address() or "", domain=settings().domain,
+                                    fallback_days=settings().subject_fallback_days)
+        except LookupError as exc:
+            abort(409, description=str(exc))
+    enqueue(result.outbox)
+    flash(f"The mail is posted ({result.status}).", "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/moderation/messages/<int:message_pk>/approve")
+@moderator
+def approve(message_pk: int):  # type: ignore[no-untyped-def]
+    """Publish a held post, or put a reported post back."""
+    entries = []
+    with transaction(resources().writer) as session:
+        msg, mlist = _own_post(session, message_pk)
+        if msg.status == PostState.HELD:
+            entries += moderation.approve(session, mlist, msg, current_address() or "")
+        restore(session, msg)
+        close_reports(session, msg.id, ReportState.DISMISSED, current_address() or "")
+    enqueue(entries)
+    flash(f"“{msg.subject}” is published.", "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/moderation/messages/<int:message_pk>/reject")
+@moderator
+def reject(message_pk: int):  # type: ignore[no-untyped-def]
+    """Reject a held or reported post; the reason is mailed to its author."""
+    reason = request.form.get("reason", "").strip()[:2000]
+    if not reason:
+        abort(400, description="Please give a reason; it is mailed to the author.")
+    with transaction(resources().writer) as session:
+        msg, mlist = _own_post(session, message_pk)
+        hide(session, msg)
+        close_reports(session, msg.id, ReportState.ACTIONED, current_address() or "")
+        entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
+    enqueue(entries)
+    flash(f"“{msg.subject}” is rejected; its author is told why.", "ok")
+    return redirect(url_for("moderation.queue"), 303)
+
+
+@bp.post("/threads/<int:thread_id>/feature")
+@moderator
+def feature(thread_id: int):  # type: ignore[no-untyped-def]
+    """Pin a thread on top of its list, or unpin it."""
+    with transaction(resources().writer) as session:
+        thread = session.get(Thread, thread_id)
+        if thread is None:
+            abort(404)
+        _own_list(session, thread.list_id)
+        thread.featured = request.form.get("featured") == "yes"
+    flash("This thread is featured." if thread.featured else "This thread is no longer featured.", "ok")
+    return redirect(url_for("pages.thread", thread_id=thread_id), 303)
+
+
+@bp.post("/moderation/lists/<int:list_id>/bans")
+@moderator
+def ban(list_id: int):  # type: ignore[no-untyped-def]
+    """Ban an address from posting to a list (or lift the ban with action=unban)."""
+    try:
+        address = normalize(request.form.get("address", ""))
+    except SubscriptionError as exc:
+        abort(400, description=str(exc))
+    with transaction(resources().writer) as session:
+        mlist = _own_list(session, list_id)
+        existing = session.scalars(select(Ban).where(Ban.list_id == list_id, Ban.address == address)).first()
+        if request.form.get("action") == "unban":
+            if existing is not None:
+                session.delete(existing)
+            message = f"{address} may post to {mlist.name} again."
+        else:
+            if existing is None:
+                session.add(Ban(list_id=list_id, address=address, reason=request.form.get("reason", "")[:2000],
+                                banned_by=current_address() or ""))
+            message = f"{address} is banned from {mlist.name}."
+    flash(message, "ok")
+    return redirect(url_for("moderation.queue"), 303)
+

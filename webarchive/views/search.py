@@ -1,0 +1,117 @@
+"""The search page and its Atom feed: the search box's operators, the form's filters, results by thread on request."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from flask import Blueprint, abort, render_template, request
+
+from listgate import lists
+from webarchive.context import db
+from webarchive.reading.access import readable_list_ids
+from webarchive.reading.fulltext import Filters, Hit
+from webarchive.reading.fulltext import search as run_search
+from webarchive.reading.querylang import HELP, Query, QueryError, parse
+from webarchive.views.feeds import atom_response
+
+bp = Blueprint("search", __name__)
+PER_PAGE = 20
+MAX_PAGE = 50
+GROUP_POOL = 200  # hits gathered to group by thread
+
+
+def _date(name: str, end: bool = False) -> datetime | None:
+    raw = request.args.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+    except ValueError:
+        abort(400, description=f"{name} must be a date like 2026-03-01")
+    return day + timedelta(days=1) if end else day
+
+
+def _list_ids(names: list[str]) -> set[int] | None:
+    """Readable lists among names, all of them at once (every readable list when none; None: every list)."""
+    session = db()
+    allowed = readable_list_ids(session)
+    for name in names:
+        mlist = lists.get(session, name)
+        readable = mlist is not None and (allowed is None or mlist.id in allowed)
+        allowed = ({mlist.id} & (allowed if allowed is not None else {mlist.id})) if readable and mlist else set()
+    return allowed
+
+
+def _filters(query: Query) -> Filters:
+    """The form's filters and the query's operators together (both must hold)."""
+    names = [n for n in [request.args.get("list", "").strip().lower()] + list(query.lists) if n]
+    thread = request.args.get("thread", "").strip()
+    if thread and not thread.isdigit():
+        abort(400, description="thread must be a thread number")
+    author = request.args.get("author", "").strip()[:200]
+    since, until = _date("since"), _date("until", end=True)
+    if query.after is not None:
+        since = max(since, query.after) if since else query.after
+    if query.before is not None:
+        until = min(until, query.before) if until else query.before
+    return Filters(list_ids=_list_ids(names), authors=tuple(a for a in (author,) if a) + query.authors,
+                   subjects=query.subjects, since=since, until=until, thread_id=int(thread) if thread else None,
+                   attachments=query.has_attachment)
+
+
+def _page() -> int:
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        abort(400, description=f"page must be a number from 1 to {MAX_PAGE}")
+    return int(raw)
+
+
+def _query(text: str) -> tuple[Query, str]:
+    """The parsed search and '' , or an empty Query and the problem to show."""
+    try:
+        return parse(text), ""
+    except QueryError as exc:
+        return Query(), str(exc)
+
+
+def group(hits: list[Hit]) -> list[tuple[Hit, int]]:
+    """The best hit of each thread, in order, with how many hits its thread had."""
+    groups: dict[int, list] = {}  # type: ignore[type-arg]
+    for hit in hits:
+        groups.setdefault(hit.message.thread_id, [hit, 0])[1] += 1
+    return [(best, n) for best, n in groups.values()]
+
+
+@bp.get("/search")
+def search():  # type: ignore[no-untyped-def]
+    """Full-text search with operators, list, author, date and thread filters; grouped by thread on request."""
+    text = request.args.get("q", "").strip()[:500]
+    page, (query, problem) = _page(), _query(text)
+    by_date, grouped = request.args.get("sort") == "date", request.args.get("group") == "thread"
+    filters = _filters(query)
+    asked = not query.is_empty or bool(filters.authors)  # an author alone is a search too
+    hits, more, groups = [], False, []
+    if asked and not problem:
+        if grouped:
+            pool, _ = run_search(db(), query, filters, 1, GROUP_POOL, by_date)
+            everything = group(pool)
+            groups, more = everything[(page - 1) * PER_PAGE:page * PER_PAGE], len(everything) > page * PER_PAGE
+        else:
+            hits, more = run_search(db(), query, filters, page, PER_PAGE, by_date)
+    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    return render_template("search/search.html", q=text, hits=hits, groups=groups, grouped=grouped, more=more,
+                           page=page, args=args, searched=asked or bool(problem), problem=problem,
+                           help=HELP), 400 if problem else 200
+
+
+@bp.get("/search/feed")
+def search_feed():  # type: ignore[no-untyped-def]
+    """The newest posts matching a search, as Atom."""
+    text = request.args.get("q", "").strip()[:500]
+    query, problem = _query(text)
+    if problem:
+        abort(400, description=problem)
+    filters = _filters(query)
+    asked = not query.is_empty or bool(filters.authors)
+    hits, _ = run_search(db(), query, filters, 1, 50, by_date=True) if asked else ([], False)
+    return atom_response(f"Search: {text}", [h.message for h in hits], request.full_path)
