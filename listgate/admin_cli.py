@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import pwd
+from typing import TYPE_CHECKING
 
 import click
 
 from listgate import administration, plurals, removal
 from listgate import lists as lists_service
 from listgate.models.archive import POLICIES, REPLY_TO
+
+if TYPE_CHECKING:
+    from listgate.cli import _session as cli_session
 
 
 def actor() -> str:
@@ -24,9 +28,10 @@ def actor() -> str:
         return f"cli:uid {os.getuid()}"
 
 
-def _session():  # type: ignore[no-untyped-def]
+def _session() -> cli_session:
     """A write transaction on a migrated database; ListError becomes a clean message."""
-    from listgate.cli import _session as session, ensure_schema, load_settings
+    from listgate.cli import _session as session
+    from listgate.cli import ensure_schema, load_settings
 
     settings = load_settings()
     ensure_schema(settings)
