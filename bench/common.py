@@ -13,9 +13,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Row:
     note: str = ""
 
     @classmethod
-    def unavailable(cls, bench: str, case: str, reason: str, goal: str = "") -> "Row":
+    def unavailable(cls, bench: str, case: str, reason: str, goal: str = "") -> Row:
         """A row for something that could not be measured."""
         return cls(bench, case, f"not available: {reason}", goal=goal, verdict="n/a")
 
@@ -218,10 +218,9 @@ class Context:
     def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
         """Start a process in its own group, logging to the work dir; stopped at the end of the run."""
         log_path = self.path("logs", f"{name}.log")
-        out = open(log_path, "ab")
-        popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
-        out.close()
+        with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
+            popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
         proc = Proc(name, popen, log_path)
         self.stack.callback(proc.stop)
         return proc
@@ -280,5 +279,6 @@ def _pg_version() -> str:
     if binary is None:
         return "not installed"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10).stdout.strip()
+        return subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10,
+                              check=False).stdout.strip()
     return "unknown"

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from bench.archive import Archive, make_archive
-from bench.common import Context, NotAvailable, Row, children_pids, fmt_mb, fmt_rate, peak_rss_kib, verdict
+from bench.common import (
+    Context,
+    NotAvailable,
+    Row,
+    children_pids,
+    fmt_mb,
+    fmt_rate,
+    peak_rss_kib,
+    verdict,
+)
 from bench.procs import start_gateway, start_worker
 from bench.services import CountingSink, redis_url_db
 from bench.smtp_load import make_post, send_one
@@ -45,7 +54,7 @@ def add_subscribers(archive: Archive, n: int, list_name: str | None = None) -> N
     from listgate.models import MailingList, Subscription
 
     engine = archive.engine()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     try:
         with engine.begin() as conn:
             list_id = conn.execute(select(MailingList.id).where(MailingList.name == (list_name or archive.list_name))).scalar_one()

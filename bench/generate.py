@@ -15,27 +15,19 @@ import base64
 import logging
 import random
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from email.header import Header
 from email.utils import format_datetime
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
-WORDS = (
-    "kernel memory page patch buffer thread lock driver fix bug test build release manual "
-    "section option value error return system call file socket signal process user group "
-    "example string pointer struct function library header document update change review "
-    "question answer version support linux man command argument default behaviour note see "
-    "also description synopsis flag mode time clock timer queue list entry table index path "
-    "directory mount network address port device interrupt handler cache read write open close "
-    "the a of to and in is that for it with as on be this by are not or from at which have"
-).split()
-FIRST = ("Alice Bob Carol Dave Erin Frank Grace Heidi Ivan Judy Mallory Niaj Olivia Peggy Rupert "
-         "Sybil Trent Victor Walter Yolanda").split()
-LAST = "Smith Jones Taylor Brown Wilson Evans Thomas Roberts Walker Wright Green Hall".split()
+WORDS = ["kernel", "memory", "page", "patch", "buffer", "thread", "lock", "driver", "fix", "bug", "test", "build", "release", "manual", "section", "option", "value", "error", "return", "system", "call", "file", "socket", "signal", "process", "user", "group", "example", "string", "pointer", "struct", "function", "library", "header", "document", "update", "change", "review", "question", "answer", "version", "support", "linux", "man", "command", "argument", "default", "behaviour", "note", "see", "also", "description", "synopsis", "flag", "mode", "time", "clock", "timer", "queue", "list", "entry", "table", "index", "path", "directory", "mount", "network", "address", "port", "device", "interrupt", "handler", "cache", "read", "write", "open", "close", "the", "a", "of", "to", "and", "in", "is", "that", "for", "it", "with", "as", "on", "be", "this", "by", "are", "not", "or", "from", "at", "which", "have"]
+FIRST = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Yolanda"]
+LAST = ["Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Thomas", "Roberts", "Walker", "Wright", "Green", "Hall"]
 NON_ASCII_NAMES = ("José Müller", "Zoë Ångström", "李雷", "Дмитрий Иванов", "Björn Þórsson",
                    "Łukasz Żółć", "ゆき 佐藤", "François Çelik", "Αλέξανδρος Παπαδόπουλος")
 NON_ASCII_SUBJECTS = ("Über die Speicherverwaltung", "problème de mémoire", "ошибка в драйвере",
@@ -81,7 +73,7 @@ class Generator:
                  active: int = 0) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
-        self.start = start or datetime(2004, 1, 1, tzinfo=timezone.utc)
+        self.start = start or datetime(2004, 1, 1, tzinfo=UTC)
         self.span = timedelta(days=span_days)
         self.list_addr = f"{list_name}@{domain}"
         self.max_thread = max_thread
@@ -265,8 +257,7 @@ def write_mbox(out: BinaryIO, count: int, seed: int = 1, progress: bool = True, 
         from tqdm import tqdm
 
         items = tqdm(items, total=count, unit="msg", desc=f"generate {count}", file=sys.stderr, mininterval=1.0)
-    for raw in items:
-        out.write(mboxrd_entry(raw))
+    out.writelines(mboxrd_entry(raw) for raw in items)
     return gen.stats
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from bench.archive import Archive, make_archive
@@ -103,9 +104,9 @@ def run(ctx: Context) -> list[Row]:
     imported = [ours] if isinstance(ours, Imported) else []
     for n in synthetic_sizes(ctx):
         mbox = synthetic(ctx, n)
-        mine = _attempt(lambda: listgate_import(ctx, f"synthetic-{n}", mbox))
+        mine = _attempt(partial(listgate_import, ctx, f"synthetic-{n}", mbox))
         compare = n <= 100_000 and not ctx.memo.get("tiny")
-        peer = _attempt(lambda: import_mbox(ctx, f"synth{n}", mbox)) if compare else None
+        peer = _attempt(partial(import_mbox, ctx, f"synth{n}", mbox)) if compare else None
         rows += _rows(ctx, f"synthetic {n:,} msgs", mine, peer)
         if isinstance(mine, Imported):
             imported.append(mine)

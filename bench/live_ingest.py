@@ -10,7 +10,6 @@ from bench.freshness.
 from __future__ import annotations
 
 import logging
-import time
 
 from bench import freshness
 from bench.archive import Archive, make_archive
@@ -58,7 +57,7 @@ def run(ctx: Context) -> list[Row]:
     rows: list[Row] = []
     backends = ["sqlite"] if ctx.quick else ["sqlite", "postgresql"]
     try:
-        bare, bare_port = start_bare_smtpd(ctx)
+        _bare, bare_port = start_bare_smtpd(ctx)
         run_load(bare_port, "bench@bench.test", 4, 50, True, "warm")
     except NotAvailable as exc:
         rows.append(Row.unavailable(NAME, "bare aiosmtpd", str(exc)))
@@ -109,6 +108,6 @@ def _row(ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, 
     goal = f">= {GOAL} of bare" if clients >= 4 else ""
     if not theirs:
         return Row(NAME, case, fmt_rate(median(ours)), "", goal, "", note)
-    ratio = median([o / t for o, t in zip(ours, theirs) if t]) if any(theirs) else 0.0
+    ratio = median([o / t for o, t in zip(ours, theirs, strict=False) if t]) if any(theirs) else 0.0
     return Row(NAME, case, f"{fmt_rate(median(ours))} (bare {fmt_rate(median(theirs))})", f"{ratio:.2f}", goal,
                verdict(ratio >= GOAL) if goal else "", note)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 from bench.archive import Archive
@@ -71,7 +71,7 @@ def facts(archive: Archive, want_page: int = 500, page_size: int = 50) -> Facts:
     page_n = max(2, min(want_page, (threads + page_size - 1) // page_size))
     when, pk = _q(f"SELECT last_activity, id FROM threads WHERE merged_into_id IS NULL AND message_count > 0 "
                   f"ORDER BY last_activity DESC, id DESC LIMIT 1 OFFSET {(page_n - 1) * page_size - 1}", archive)[0]
-    when = datetime.fromisoformat(str(when)).replace(tzinfo=timezone.utc)
+    when = datetime.fromisoformat(str(when)).replace(tzinfo=UTC)
     cursor = f"{round(when.timestamp() * 1_000_000)}_{pk}"
     return Facts(tid, size, root, permalink, (int(month[0]), int(month[1])), author, page_n, cursor, when)
 

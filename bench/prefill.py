@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterator
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from bench.archive import Archive
 from bench.common import NotAvailable
@@ -19,7 +20,7 @@ log = logging.getLogger(__name__)
 PREFILL_VERSION = 3  # bump when the rows written here change
 THREAD_SIZE = 5  # root and four replies, each answering the one before
 BATCH = 5000
-WORDS = "kernel memory page patch buffer driver lock signal socket timer queue cache mount path".split()
+WORDS = ["kernel", "memory", "page", "patch", "buffer", "driver", "lock", "signal", "socket", "timer", "queue", "cache", "mount", "path"]
 
 
 def _bodies(n: int = 997) -> list[str]:
@@ -44,7 +45,15 @@ def prefill(archive: Archive, count: int, progress: bool = True) -> None:
     """Insert count messages (count // THREAD_SIZE threads) into the archive's list."""
     from sqlalchemy import func, select, update
 
-    from listgate.models import MailingList, Message, MessageRef, RawMessage, Thread, ThreadNode, ThreadParticipant
+    from listgate.models import (
+        MailingList,
+        Message,
+        MessageRef,
+        RawMessage,
+        Thread,
+        ThreadNode,
+        ThreadParticipant,
+    )
 
     engine = archive.engine()
     try:
@@ -84,7 +93,7 @@ def _batch(list_id: int, lo: int, hi: int, base_raw: int, base_msg: int, base_th
            bodies: list[str]) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {t: [] for t in ("raw_messages", "threads", "messages", "thread_nodes",
                                                   "message_refs", "thread_participants")}
-    epoch = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    epoch = datetime(2000, 1, 1, tzinfo=UTC)
     for i in range(lo, hi):
         t, pos = divmod(i, THREAD_SIZE)
         msg_pk, thread_pk = base_msg + i + 1, base_thread + t + 1

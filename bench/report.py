@@ -59,7 +59,7 @@ def write_report(path: Path, mode: str, info: dict[str, str], rows: list[Row], n
     start, end = f"<!-- bench:{mode}:start -->", f"<!-- bench:{mode}:end -->"
     block = f"{start}\n{render_markdown(mode, info, rows, notes, argv)}\n{end}"
     if start in text and end in text:
-        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.S)
+        text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _m: block, text, flags=re.DOTALL)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -52,7 +52,7 @@ def _start_postgres(ctx: Context) -> str:
     data, port = base / "data", free_port()
 
     def run(*cmd: str) -> None:
-        done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120)
+        done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120, check=False)
         if done.returncode != 0:
             raise NotAvailable(f"{Path(cmd[0]).name} failed: {(done.stderr or done.stdout).strip()[-200:]}")
 
@@ -62,7 +62,7 @@ def _start_postgres(ctx: Context) -> str:
     opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c synchronous_commit=off -c max_connections=200"
     run(str(pg_ctl), "-D", str(data), "-l", str(base / "log"), "-o", opts, "-w", "-t", "60", "start")
     ctx.stack.callback(lambda: subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"],
-                                              capture_output=True, timeout=120))
+                                              capture_output=True, timeout=120, check=False))
     return f"postgresql://bench@127.0.0.1:{port}/postgres"
 
 
@@ -114,7 +114,7 @@ class CountingSink:
         with tally.lock:
             return tally.count, tally.recipients, tally.last
 
-    def __enter__(self) -> "CountingSink":
+    def __enter__(self) -> CountingSink:
         self.sink.start()
         return self
 

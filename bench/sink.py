@@ -47,7 +47,7 @@ class SinkProtocol(asyncio.Protocol):
         self.rcpts = 0
         self.transport: asyncio.Transport | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # noqa: D102
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self._reply(b"220 bench-sink ESMTP")
 
@@ -55,7 +55,7 @@ class SinkProtocol(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(line + b"\r\n")
 
-    def data_received(self, data: bytes) -> None:  # noqa: D102
+    def data_received(self, data: bytes) -> None:
         self.buffer += data
         while self.buffer:
             if self.in_data:
@@ -129,3 +129,5 @@ class Sink:
             self.loop.call_soon_threadsafe(self.server.close)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
+        if not self.thread.is_alive():
+            self.loop.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import smtplib
 import threading
@@ -79,16 +80,12 @@ def run_load(port: int, to: str, clients: int, total: int, reuse: bool, tag: str
             except (smtplib.SMTPException, OSError) as exc:
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
                 if conn is not None:
-                    try:
+                    with contextlib.suppress(OSError):
                         conn.close()
-                    except OSError:
-                        pass
                 conn = None
         if conn is not None:
-            try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
                 conn.quit()
-            except (smtplib.SMTPException, OSError):
-                pass
         with lock:
             result.sent += sent
             result.accepted += accepted

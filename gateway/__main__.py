@@ -11,6 +11,9 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
+
+from sqlalchemy import Engine
 
 from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
@@ -74,12 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
 
 
-def _serve(settings: Settings, engine: object, spool: Spool, listen: object, lmtp: bool, archiver: Archiver | None,
+def _serve(settings: Settings, engine: Engine, spool: Spool, listen: tuple[str, int] | Path, lmtp: bool, archiver: Archiver | None,
            stop: threading.Event) -> int:
     """Listen (with an in-process archiver unless there is none) until stop is set."""
-    handler = GatewayHandler(settings, session_factory(writer(engine)), read_factory=session_factory(engine),  # type: ignore[arg-type]
+    handler = GatewayHandler(settings, session_factory(writer(engine)), read_factory=session_factory(engine),
                              spool=spool)
-    server = GatewayServer(settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver)  # type: ignore[arg-type]
+    server = GatewayServer(settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver)
     try:
         server.start()
     except OSError as exc:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import ssl
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, AnyStr, Callable
+from typing import Any, AnyStr
 
 from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
@@ -16,16 +18,16 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from gateway.data import OVER_BUDGET, Incoming
 from gateway.handler import GatewayHandler, client_address
-from gateway.limits import ClientLimits, dot_line_with_bare_end, trusted_networks
+from gateway.limits import dot_line_with_bare_end, trusted_networks
 from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
-from listgate.config import Settings
 from listgate.archiver import Archiver
+from listgate.config import Settings
 
 log = logging.getLogger(__name__)
 
 
-class _Guarded:
+class _Guarded(SMTP):
     """Per-client connection limit, configured line length, enhanced status codes."""
 
     handler: GatewayHandler
@@ -35,19 +37,19 @@ class _Guarded:
         # SMTP.__init__ sizes its stream reader from this, so it must be set first.
         self.line_length_limit = max_line + 3  # CRLF and a transparency dot
         self.max_line = max_line
-        super().__init__(handler, **kwargs)  # type: ignore[call-arg]
+        super().__init__(handler, **kwargs)
 
     async def _handle_client(self) -> None:
-        limits = self.event_handler.limits  # type: ignore[attr-defined]
-        client = client_address(self.session)  # type: ignore[attr-defined]
+        limits = self.event_handler.limits
+        client = self._client
         if client and not limits.connect(client):
             log.warning("refused a connection from %s: %d already open", client, limits.max_connections)
             await self.push(
                 f"421 4.7.0 Too many connections from {client} (limit {limits.max_connections}), try again later")
-            self.transport.close()  # type: ignore[attr-defined]
+            self._close()
             return
         try:
-            await super()._handle_client()  # type: ignore[misc]
+            await super()._handle_client()
         finally:
             if client:
                 limits.disconnect(client)
@@ -59,10 +61,10 @@ class _Guarded:
         as an innocent bare LF (limits.dot_line_with_bare_end), and the handler refuses it like
         the other smuggling shapes instead of storing it.
         """
-        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):  # type: ignore[attr-defined]
+        if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
-        envelope = self.envelope  # type: ignore[attr-defined]
-        if not envelope.rcpt_tos:
+        envelope = self.envelope
+        if envelope is None or not envelope.rcpt_tos:
             await self.push("503 5.5.1 Error: need RCPT command")
             return
         if arg:
@@ -70,19 +72,29 @@ class _Guarded:
             return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self.smuggled_dot = False
-        incoming = Incoming(self.event_handler.budget, client_address(self.session),  # type: ignore[attr-defined]
-                            self.data_size_limit, self.max_line, self._watch)  # type: ignore[attr-defined]
+        assert self.data_size_limit is not None  # GatewayServer._protocol always sets one
+        incoming = Incoming(self.event_handler.budget, self._client,
+                            self.data_size_limit, self.max_line, self._watch)
         try:
-            await incoming.read(self._reader)  # type: ignore[attr-defined]
+            await incoming.read(self._reader)
             if incoming.problem:
                 await self._data_refused(incoming.problem)
                 return
             envelope.original_content = envelope.content = incoming.content()
-            status = await self._call_handler_hook("DATA")  # type: ignore[attr-defined]
-            self._set_post_data_state()  # type: ignore[attr-defined]
+            status = await self._call_handler_hook("DATA")
+            self._set_post_data_state()
             await self.push("250 OK" if status is MISSING else status)
         finally:
             incoming.release()
+
+    @property
+    def _client(self) -> str:
+        """The client's IP address ('' for a unix socket peer or before the session starts)."""
+        return client_address(self.session) if self.session is not None else ""
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
 
     def _watch(self, line: bytes) -> None:
         if dot_line_with_bare_end(line):
@@ -91,31 +103,31 @@ class _Guarded:
     async def _data_refused(self, problem: str) -> None:
         """Answer a message that broke a limit while it was received (over the budget: 421 and close)."""
         if problem == "over-budget":
-            log.warning("closing a connection from %s: %s", client_address(self.session) or "local",  # type: ignore[attr-defined]
+            log.warning("closing a connection from %s: %s", self._client or "local",
                         "DATA over the memory budget")
             await self.push(self._refused("over-budget", OVER_BUDGET, at_data=False))
-            self.transport.close()  # type: ignore[attr-defined]
+            self._close()
             return
         if problem == "too-big":
             reply = self._too_big()
         else:
             reply = f"552 5.3.4 Refused: a line longer than {self.max_line} bytes"
         await self.push(self._refused(problem, reply, at_data=True))
-        self._set_post_data_state()  # type: ignore[attr-defined]
+        self._set_post_data_state()
 
     def _timeout_cb(self) -> None:
         """Say why before closing a connection that was silent (or slow in DATA) too long."""
-        transport = self.transport  # type: ignore[attr-defined]
-        if transport is not None and not transport.is_closing():
-            log.info("closing an idle connection from %s", client_address(self.session) or "local")  # type: ignore[attr-defined]
+        transport = self.transport
+        if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
+            log.info("closing an idle connection from %s", self._client or "local")
             transport.write(b"421 4.4.2 Timeout: no complete command in time, closing the connection\r\n")
-        super()._timeout_cb()  # type: ignore[misc]
+        super()._timeout_cb()
 
     async def push(self, status: AnyStr) -> None:
         """Send a reply, giving aiosmtpd's built-in data-phase errors enhanced codes."""
         if isinstance(status, str):
-            status = self._enhanced(status)  # type: ignore[assignment]
-        await super().push(status)  # type: ignore[misc]
+            status = self._enhanced(status)
+        await super().push(status)
 
     def _enhanced(self, status: str) -> str:
         if status.startswith("552 Error: message size exceeds"):  # the SIZE declared at MAIL
@@ -123,14 +135,14 @@ class _Guarded:
         return status
 
     def _too_big(self) -> str:
-        return f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"  # type: ignore[attr-defined]
+        return f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
 
     def _refused(self, reason: str, reply: str, at_data: bool) -> str:
         """Log and count a refusal by aiosmtpd itself; after DATA, LMTP wants a line per recipient."""
-        handler = self.event_handler  # type: ignore[attr-defined]
-        self.loop.run_in_executor(handler.executor, handler.count_refusal, reason)  # type: ignore[attr-defined]
-        log.info("refused a message from %s: %s", client_address(self.session) or "local", reply)  # type: ignore[attr-defined]
-        envelope = self.envelope  # type: ignore[attr-defined]
+        handler = self.event_handler
+        self.loop.run_in_executor(handler.executor, handler.count_refusal, reason)
+        log.info("refused a message from %s: %s", self._client or "local", reply)
+        envelope = self.envelope
         if at_data and isinstance(self, LMTP) and envelope is not None and envelope.rcpt_tos:
             return "\r\n".join([reply] * len(envelope.rcpt_tos))
         return reply
@@ -238,7 +250,7 @@ class GatewayServer:
 
     def describe(self) -> str:
         """Where we listen, for logs."""
-        return f"unix:{self.listen}" if isinstance(self.listen, Path) else "%s:%d" % self.listen
+        return f"unix:{self.listen}" if isinstance(self.listen, Path) else "{}:{}".format(*self.listen)
 
     def stop(self) -> None:
         """Stop listening, then let running ingests finish (they commit; clients retry)."""

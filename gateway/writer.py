@@ -11,20 +11,21 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Callable, Generic, TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 J = TypeVar("J")
 R = TypeVar("R")
-WriteBatch = Callable[[list[J]], list["R | BaseException"]]
+WriteBatch = Callable[[list[J]], Sequence["R | BaseException"]]
 
 
 T = TypeVar("T")
 
 
-def next_batch(waiting: "queue.SimpleQueue[T | None]", max_batch: int) -> tuple[list[T], bool]:
+def next_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[list[T], bool]:
     """Wait for one item, then take what else is waiting, up to max_batch.
 
     The flag is True once the stop mark (None) was taken: the caller handles the batch, then ends.
@@ -110,7 +111,7 @@ class GroupWriter(Generic[J, R]):
                 raise RuntimeError(f"write returned {len(results)} results for {len(batch)} jobs")
         except BaseException as exc:  # noqa: BLE001 - every client must get an answer
             results = [exc] * len(batch)
-        for (_, future), result in zip(batch, results):
+        for (_, future), result in zip(batch, results, strict=True):  # lengths checked above
             if isinstance(result, BaseException):
                 future.set_exception(result)
             else:

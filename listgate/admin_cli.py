@@ -1,4 +1,4 @@
-"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages remove`.
+"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages remove|place-variants`.
 
 Each is a thin shell over listgate.administration / listgate.removal (the web settings page
 uses the same functions); listgate/cli.py registers them.
@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import os
 import pwd
+from typing import TYPE_CHECKING
 
 import click
 
-from listgate import administration, removal
+from listgate import administration, plurals, removal
 from listgate import lists as lists_service
 from listgate.models.archive import POLICIES, REPLY_TO
+
+if TYPE_CHECKING:
+    from listgate.cli import _session as cli_session
 
 
 def actor() -> str:
@@ -24,9 +28,10 @@ def actor() -> str:
         return f"cli:uid {os.getuid()}"
 
 
-def _session():  # type: ignore[no-untyped-def]
+def _session() -> cli_session:
     """A write transaction on a migrated database; ListError becomes a clean message."""
-    from listgate.cli import _session as session, ensure_schema, load_settings
+    from listgate.cli import _session as session
+    from listgate.cli import ensure_schema, load_settings
 
     settings = load_settings()
     ensure_schema(settings)
@@ -128,3 +133,35 @@ def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | 
         click.echo(f"removed {line}")
     for line in outcome.purged + outcome.kept:
         click.echo(line)
+
+
+@messages.command("place-variants")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def messages_place_variants(quiet: bool) -> None:
+    """Place each message kept with variants by its copy with the earliest Date (variants kept before version 0010)."""
+    from sqlalchemy import select
+
+    from listgate import threads
+    from listgate.cli import ensure_schema, load_settings
+    from listgate.db import make_engine, session_factory, transaction, writer
+    from listgate.ingest import lock_list
+    from listgate.models import MailingList, Message, MessageVariant
+    from listgate.states import PostState
+
+    settings = load_settings()
+    ensure_schema(settings)
+    engine = make_engine(settings)
+    try:
+        db = session_factory(writer(engine))
+        with db() as session:  # a takedown stays where it was, as a copy arriving now would leave it
+            pks = session.scalars(select(MessageVariant.message_pk).distinct().join(Message)
+                                  .where(Message.status != PostState.REMOVED).order_by(MessageVariant.message_pk)).all()
+        moved = 0
+        with click.progressbar(pks, label="messages with variants", hidden=quiet) as bar:
+            for pk in bar:  # one transaction each, the list locked as an arriving copy would lock it
+                with transaction(db) as session:
+                    lock_list(session, session.get_one(MailingList, session.get_one(Message, pk).list_id))
+                    moved += threads.place_copies(session, pk, settings.subject_fallback_days)[1]
+    finally:
+        engine.dispose()
+    click.echo(f"{plurals.count(len(pks), 'message')} with variants, {moved} placed anew by an earlier copy")

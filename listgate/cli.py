@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, Literal, NoReturn
 
 import click
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.models import MailingList, Subscription
 from listgate.schema import needs_upgrade, upgrade
-from listgate.models import MailingList
 from listgate.subscriptions import SubscriptionError
 
 
@@ -104,8 +106,8 @@ def web(use_gunicorn: bool, workers: int) -> None:
     settings = load_settings()
     ensure_schema(settings)
     if use_gunicorn:
-        # The metrics listener is one more bind of the same app (webarchive.ops tells them apart).
-        metrics = ["--bind", "[%s]:%d" % settings.metrics_listen] if settings.metrics_listen else []
+        # The metrics listener is one more bind of the same app (webarchive.views.ops tells them apart).
+        metrics = ["--bind", "[{}]:{}".format(*settings.metrics_listen)] if settings.metrics_listen else []
         os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
                                    "--bind", f"{settings.web_host}:{settings.web_port}", *metrics,
                                    "--access-logfile", "-", "webarchive.wsgi:app"])
@@ -284,10 +286,10 @@ class _session:
         self.engine = make_engine(settings)
         self.cm = transaction(session_factory(writer(self.engine)))
 
-    def __enter__(self):  # type: ignore[no-untyped-def]
+    def __enter__(self) -> Session:
         return self.cm.__enter__()
 
-    def __exit__(self, *exc):  # type: ignore[no-untyped-def]
+    def __exit__(self, *exc: Any) -> Literal[False]:
         try:
             self.cm.__exit__(*exc)
         finally:
@@ -338,7 +340,7 @@ def requests_refuse(address: str, list_name: str, reason: str, by: str) -> None:
     _decide(address, list_name, lambda session, sub: approvals.refuse(session, sub, by, reason))
 
 
-def _decide(address: str, list_name: str, decide) -> None:  # type: ignore[no-untyped-def]
+def _decide(address: str, list_name: str, decide: Callable[[Session, Subscription], subscriptions.Outcome]) -> None:
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:

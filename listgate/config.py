@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 
@@ -151,12 +152,12 @@ class Settings:
         """True on the embedded default database."""
         return self.database_url.startswith("sqlite")
 
-    def with_(self, **changes: object) -> "Settings":
+    def with_(self, **changes: Any) -> Settings:
         """A copy with some values changed (tests, CLI flags)."""
         return replace(self, **changes)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Build settings from LISTGATE_* variables; raise SettingsError naming a bad one."""
         env = os.environ if env is None else env
         data_dir = Path(env.get("LISTGATE_DATA_DIR", "") or "./var").resolve()
@@ -249,7 +250,17 @@ def _pem(env: Mapping[str, str], name: str) -> str:
     return path
 
 
-def _mail_auth(env: Mapping[str, str]) -> dict[str, object]:
+class _MailAuth(TypedDict):
+    admins: tuple[str, ...]
+    dkim_key: str
+    dkim_selector: str
+    arc_key: str
+    arc_selector: str
+    dns_server: str
+    dns_timeout: int
+
+
+def _mail_auth(env: Mapping[str, str]) -> _MailAuth:
     """Site administrators, DKIM and ARC keys, and the DNS resolver."""
     admins = tuple(a.strip().lower() for a in env.get("LISTGATE_ADMINS", "").split(",") if a.strip())
     for address in admins:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.engine import ExceptionContext
+from sqlalchemy.engine import CursorResult, ExceptionContext
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from listgate.config import Settings
@@ -225,3 +225,10 @@ def is_transient(exc: BaseException) -> bool:
         return state in _PG_TRANSIENT or state[:2] in ("08", "53")
     # A driver error with no code: psycopg's own connection failures are OperationalError.
     return isinstance(exc, OperationalError)
+
+
+def rowcount(result: object) -> int:
+    """The rows an UPDATE or DELETE matched (Session.execute types its result as a plain Result)."""
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"not the result of an UPDATE or DELETE: {type(result).__name__}")
+    return result.rowcount

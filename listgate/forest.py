@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -122,7 +122,7 @@ def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> 
     return touched
 
 
-_ROW = select(_M.c.id, _M.c.pref_parent_id, _M.c.parent_id, _M.c.date, _M.c.message_id, _M.c.thread_id).where(
+_ROW = select(_M.c.id, _M.c.pref_parent_id, _M.c.parent_id, _M.c.thread_date, _M.c.message_id, _M.c.thread_id).where(
     _M.c.id == bindparam("pk"))
 
 
@@ -140,7 +140,7 @@ def set_parent(conn: Connection, pk: int, parent: int | None, pos: int = -1) -> 
     conn.execute(update(_M).where(_M.c.id == pk).values(pref_parent_id=parent, parent_id=parent, parent_pos=pos))
     loop = _walk(conn, parent, pk) if parent is not None else None
     if loop is not None:
-        cut = min([*loop, me], key=lambda r: (r.date, r.message_id))
+        cut = min([*loop, me], key=lambda r: (r.thread_date, r.message_id))
         conn.execute(update(_M).where(_M.c.id == cut.id).values(parent_id=None))
     return touched
 
@@ -170,38 +170,43 @@ def nearest_earlier(conn: Connection, list_id: int, subject_norm: str, date: dat
     collations order strings differently, and every such comparison must agree.
     """
     names_me = exists().where(_REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid)  # a reply to it is no parent
-    same = (_M.c.list_id == list_id, _M.c.subject_norm == subject_norm, ~names_me)
+    same = (_M.c.list_id == list_id, _M.c.thread_subject_norm == subject_norm, ~names_me)
     pick = select(_M.c.id, _M.c.thread_id, _M.c.message_id)
-    ties = [r for r in conn.execute(pick.where(*same, _M.c.date == date)) if r.message_id < msgid]
+    ties = [r for r in conn.execute(pick.where(*same, _M.c.thread_date == date)) if r.message_id < msgid]
     if ties:
         return max(ties, key=lambda r: r.message_id)
-    latest = conn.execute(select(func.max(_M.c.date)).where(
-        *same, _M.c.date < date, _M.c.date >= date - timedelta(days=days))).scalar()
+    latest = conn.execute(select(func.max(_M.c.thread_date)).where(
+        *same, _M.c.thread_date < date, _M.c.thread_date >= date - timedelta(days=days))).scalar()
     if latest is None:
         return None
-    return max(conn.execute(pick.where(*same, _M.c.date == latest)), key=lambda r: r.message_id)
+    return max(conn.execute(pick.where(*same, _M.c.thread_date == latest)), key=lambda r: r.message_id)
 
 
 _PARENT = _M.alias("parent")
-_REHANG = (select(_M.c.id, _M.c.thread_id, _M.c.message_id, _M.c.date, _PARENT.c.message_id.label("p_msgid"),
-                  _PARENT.c.date.label("p_date"))
+_REHANG = (select(_M.c.id, _M.c.thread_id, _M.c.message_id, _M.c.thread_date, _PARENT.c.message_id.label("p_msgid"),
+                  _PARENT.c.thread_date.label("p_date"), _M.c.pref_parent_id)
            .outerjoin(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
-           .where(_M.c.list_id == bindparam("list_id"), _M.c.subject_norm == bindparam("subject_norm"),
-                  _M.c.by_subject.is_(True), _M.c.date >= bindparam("lo"), _M.c.date <= bindparam("hi"),
+           .where(_M.c.list_id == bindparam("list_id"), _M.c.thread_subject_norm == bindparam("subject_norm"),
+                  _M.c.by_subject.is_(True), _M.c.thread_date >= bindparam("lo"), _M.c.thread_date <= bindparam("hi"),
                   _M.c.id != bindparam("pk")))
+
+
+def _same_subject_after(conn: Connection, list_id: int, subject_norm: str, date: datetime, pk: int,
+                        days: int) -> list[Any]:
+    """Subject-fallback messages of that subject dated date to days later, pk left out (one indexed query)."""
+    return conn.execute(_REHANG, {"list_id": list_id, "subject_norm": subject_norm, "lo": date,
+                                  "hi": date + timedelta(days=days), "pk": pk}).all()
 
 
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
     """Subject-fallback messages for which the new message is nearer than their parent move under it."""
-    if days <= 0 or not new.subject_norm:
+    if days <= 0 or not new.thread_subject_norm:
         return set()
-    conn = session.connection()
-    rows = conn.execute(_REHANG, {"list_id": new.list_id, "subject_norm": new.subject_norm, "lo": new.date,
-                                  "hi": new.date + timedelta(days=days), "pk": new.id}).all()
-    mine, named = (new.date, new.message_id), {k for k, _ in new.extra.get("named", ())}
+    rows = _same_subject_after(session.connection(), new.list_id, new.thread_subject_norm, new.thread_date, new.id, days)
+    mine, named = (new.thread_date, new.message_id), {k for k, _ in new.extra.get("named", ())}
     touched: set[int] = set()
     for row in rows:
-        if mine < (row.date, row.message_id) and row.message_id not in named and (
+        if mine < (row.thread_date, row.message_id) and row.message_id not in named and (
                 row.p_msgid is None or (row.p_date, row.p_msgid) < mine):
             touched |= relink(session, row, new.id, row.p_msgid)
     return touched
@@ -231,23 +236,92 @@ def relink(session: Session, row: Any, parent_pk: int, old_msgid: str | None) ->
 
 def _side(conn: Connection, thread_id: int, start: str) -> tuple[set[int], set[str]]:
     """(message pks, ids) of the part of a thread joined to start (whose subject link was just moved away)."""
-    nodes = dict(conn.execute(select(_NODES.c.msgid, _NODES.c.message_pk).where(_NODES.c.thread_id == thread_id)).all())
-    edges: set[tuple[str, str]] = set()
-    for a, b in conn.execute(select(_M.c.message_id, _REFS.c.ref).join(_REFS, _REFS.c.message_pk == _M.c.id)
-                             .where(_M.c.thread_id == thread_id)):
-        edges.add((a, b))
-    for a, b in conn.execute(select(_M.c.message_id, _PARENT.c.message_id).join(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
-                             .where(_M.c.thread_id == thread_id, _M.c.by_subject.is_(True))):
-        edges.add((a, b))
+    nodes, near = _links(conn, {thread_id})
+    seen = _reach(near, start) & nodes.keys()  # the moved link's new end lies in another thread
+    return {nodes[m][0] for m in seen if nodes[m][0] is not None}, seen
+
+
+def _links(conn: Connection, thread_ids: set[int]) -> tuple[dict[str, tuple[int | None, int]], dict[str, set[str]]]:
+    """The nodes of these threads ({id: (message pk or None, thread)}) and what joins them: names, subject links."""
+    nodes = {r.msgid: (r.message_pk, r.thread_id) for r in conn.execute(
+        select(_NODES.c.msgid, _NODES.c.message_pk, _NODES.c.thread_id).where(_NODES.c.thread_id.in_(thread_ids)))}
+    mine = _M.c.thread_id.in_(thread_ids)
+    edges = conn.execute(select(_M.c.message_id, _REFS.c.ref).join(_REFS, _REFS.c.message_pk == _M.c.id).where(mine)
+                         .union_all(select(_M.c.message_id, _PARENT.c.message_id)
+                                    .join(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
+                                    .where(mine, _M.c.by_subject.is_(True)))).all()
     near: dict[str, set[str]] = {}
     for a, b in edges:
         near.setdefault(a, set()).add(b)
         near.setdefault(b, set()).add(a)
+    return nodes, near
+
+
+def _reach(near: Mapping[str, set[str]], start: str) -> set[str]:
+    """Every id joined to start."""
     seen, queue = {start}, deque([start])
     while queue:
         for other in near.get(queue.popleft(), ()):
             if other not in seen:
                 seen.add(other)
                 queue.append(other)
-    seen &= nodes.keys()  # the moved link's new end lies in another thread
-    return {nodes[m] for m in seen if nodes[m] is not None}, seen
+    return seen
+
+
+def rechoose_by_subject(conn: Connection, pk: int, list_id: int, subject_norm: str, date: datetime,
+                        days: int) -> set[int]:
+    """Subject-fallback messages under pk choose again (its Date, subject or ids changed); their new parents' threads.
+
+    subject_norm and date are pk's before the change: its subject children lie in that window.
+    """
+    if days <= 0 or not subject_norm:
+        return set()
+    joined: set[int] = set()
+    for row in _same_subject_after(conn, list_id, subject_norm, date, pk, days):
+        if row.pref_parent_id != pk:
+            continue
+        near = nearest_earlier(conn, list_id, subject_norm, row.thread_date, row.message_id, days)
+        if near is None or near.id != pk:
+            set_parent(conn, row.id, None if near is None else near.id)
+            joined |= set() if near is None else {near.thread_id}
+    return joined
+
+
+def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
+    """After links moved, threads are the connected parts of their links again; the threads touched.
+
+    A thread whose messages came apart keeps its largest part (the others become threads of
+    their own); parts now joined merge; placeholders nothing names any more are forgotten.
+    """
+    conn = session.connection()
+    nodes, near = _links(conn, thread_ids)
+    parts: list[set[str]] = []
+    placed: set[str] = set()
+    for msgid in sorted(nodes):
+        if msgid not in placed:
+            parts.append(_reach(near, msgid) & nodes.keys())
+            placed |= parts[-1]
+    holders: list[set[int]] = [set() for _ in parts]  # the threads holding each part once the splits are done
+    strays: list[tuple[int, set[str]]] = []  # placeholders in a thread none of their namers is in
+    for thread_id in thread_ids:
+        pieces = []  # (part, its ids in this thread, its messages in this thread)
+        for n, part in enumerate(parts):
+            ids = {m for m in part if nodes[m][1] == thread_id}
+            pks = {nodes[m][0] for m in ids} - {None}
+            if pks:
+                pieces.append((n, ids, pks))
+            elif ids:
+                strays.append((n, ids))
+        if pieces:
+            keep = max(pieces, key=lambda piece: (len(piece[2]), -min(piece[2])))[0]
+            for n, ids, pks in pieces:
+                holders[n].add(thread_id if n == keep else conversations.split(session, pks, ids, thread_id))
+    touched = set(thread_ids) | {t for held in holders for t in held}
+    for held in holders:
+        if len(held) > 1:
+            touched.add(conversations.merge(session, held).id)
+    for n, ids in strays:  # a placeholder nothing names any more is forgotten; else it goes where its namers are
+        live = conversations.resolve(session, min(holders[n])) if holders[n] else None
+        stray = _NODES.c.list_id == list_id, _NODES.c.msgid.in_(ids)
+        conn.execute(delete(_NODES).where(*stray) if live is None else update(_NODES).where(*stray).values(thread_id=live.id))
+    return touched

@@ -138,7 +138,7 @@ def _ingest(session: Session, parsed: ParsedMessage, mlist: MailingList, domain:
             return _reply_command(session, parsed, mlist, word, envelope_from)
     existing = _archived(session, mlist, parsed.message_id)
     if existing is not None:
-        return _same_id(session, parsed, mlist, existing)
+        return _same_id(session, parsed, mlist, existing, fallback_days)
 
     status = _policy_status(session, mlist, parsed, origin)
     held_why = "" if status == PostState.VISIBLE else _held_reason(mlist)
@@ -208,8 +208,12 @@ def _held_reason(mlist: MailingList) -> str:
     return "the sender is not a member of the list"
 
 
-def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any) -> IngestResult:
-    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it."""
+def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any,
+             fallback_days: int) -> IngestResult:
+    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it.
+
+    The message shown stays; the copy with the earliest Date places the id in the forest (threads.place_copies).
+    """
     result = IngestResult(DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived")
     if existing.status == PostState.REMOVED:  # a takedown stays down: nothing more is kept under that Message-ID
         return result
@@ -222,6 +226,7 @@ def _same_id(session: Session, parsed: ParsedMessage, mlist: MailingList, existi
     if added:
         log.info("kept %s on %s as a variant: other bytes with an archived Message-ID", parsed.message_id, mlist.name)
         result.status, result.reason = VARIANT, "kept as a variant of the archived message with this Message-ID"
+        result.thread_id = threads.place_copies(session, existing.id, fallback_days, parsed)[0].id
     return result
 
 

@@ -6,8 +6,8 @@ import errno
 import logging
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 from urllib.parse import urlsplit
 
 from listgate import demo, logs, readiness

@@ -7,6 +7,8 @@ listgate/cli.py registers the group. Mail archived and not posted is not here: s
 from __future__ import annotations
 
 import click
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from listgate import plurals
 from listgate.spool import Spool
@@ -17,6 +19,13 @@ def spool_group() -> None:
     """Mail answered 250 whose archiving failed: look, and give it to the archiver again."""
 
 
+def _spool(session: Session) -> Spool:
+    """The spool of the database the CLI's session is bound to."""
+    bind = session.get_bind()
+    assert isinstance(bind, Engine)  # the CLI's sessions come from session_factory(engine)
+    return Spool(bind)
+
+
 @spool_group.command("show")
 def spool_show() -> None:
     """Every failed message with its error, and how many wait for the archiver."""
@@ -25,7 +34,7 @@ def spool_show() -> None:
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        spool = Spool(session.get_bind())
+        spool = _spool(session)
         try:
             rows, depth = spool.failed(session, limit=1000), spool.depth(session)
         finally:
@@ -48,9 +57,9 @@ def spool_retry(spool_id: int | None, every: bool) -> None:
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        spool = Spool(session.get_bind())
+        spool = _spool(session)
         try:
-            n = spool.retry(session, None if every else [spool_id])  # type: ignore[list-item]
+            n = spool.retry(session, None if spool_id is None else [spool_id])
         finally:
             spool.close()
     if spool_id is not None and n == 0:

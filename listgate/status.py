@@ -6,12 +6,14 @@ are the same whichever process or replica asks.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Collection
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
 from listgate import counters, notposted, plurals
@@ -20,8 +22,8 @@ from listgate.db import make_engine, session_factory
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.schema import current, head
 from listgate.spool import Depth, Spool
-from listgate.supervisor import read_state, state_file
 from listgate.states import BounceKind, DeliveryState, SubscriptionState
+from listgate.supervisor import read_state, state_file
 
 BROKER_QUEUES = ("celery",)
 FAILED_WINDOW = timedelta(days=30)  # how far back `status` and the moderation page list failed posts
@@ -42,7 +44,7 @@ class FailedPost:
 def failed_posts(session: Session, list_ids: Collection[int] | None = None, limit: int = 50,
                  now: datetime | None = None) -> list[FailedPost]:
     """Posts with copies refused as messages in the last FAILED_WINDOW, newest first (of these lists, or all)."""
-    since = (now or datetime.now(timezone.utc)) - FAILED_WINDOW
+    since = (now or datetime.now(UTC)) - FAILED_WINDOW
     last = func.max(Bounce.received_at)
     query = (select(Message.id, Message.list_id, Message.subject, func.count(Bounce.id), func.max(Bounce.diagnostic), last)
              .join(Delivery, Delivery.id == Bounce.delivery_id).join(Message, Message.id == Delivery.message_pk)
@@ -118,18 +120,18 @@ def redact(url: str) -> str:
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        value = value.replace(tzinfo=timezone.utc)
+        value = value.replace(tzinfo=UTC)
     return value
 
 
 def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     """Read every metric from the database in one short read transaction."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     deliveries = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
     bounced = dict(session.execute(select(Bounce.kind, func.count()).group_by(Bounce.kind)).all())
     pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
-    outbox_pending, oldest = session.execute(pending).one()
-    oldest = _aware(oldest)
+    outbox_pending, oldest_created = session.execute(pending).one()
+    oldest = _aware(oldest_created)
     failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
     awaiting = (select(func.count()).select_from(Subscription)
                 .where(Subscription.status == SubscriptionState.AWAITING))
@@ -160,11 +162,19 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
 
 
 def _spool_depth(session: Session, now: datetime) -> Depth:
-    spool = Spool(session.get_bind())  # type: ignore[arg-type]
+    bind = session.get_bind()
+    assert isinstance(bind, Engine)  # sessions made by session_factory(engine)
+    spool = Spool(bind)
     try:
         return spool.depth(session, now)
     finally:
         spool.close()
+
+
+class _Channel(Protocol):
+    def queue_declare(self, queue: str, passive: bool) -> Any: ...
+
+    def close(self) -> None: ...
 
 
 def broker_queue_lengths(broker_url: str, queues: tuple[str, ...] = BROKER_QUEUES, timeout: float = 3.0) -> dict[str, int]:
@@ -174,9 +184,10 @@ def broker_queue_lengths(broker_url: str, queues: tuple[str, ...] = BROKER_QUEUE
     lengths: dict[str, int] = {}
     options = {"socket_timeout": timeout} if broker_url.startswith("redis") else {}
     with Connection(broker_url, connect_timeout=timeout, transport_options=options) as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
+        conn.ensure_connection(max_retries=1, timeout=math.ceil(timeout))
         for name in queues:
-            channel = conn.channel()
+            # A transport's own channel class (declared as the abstract StdChannel).
+            channel = cast(_Channel, conn.channel())
             try:
                 lengths[name] = int(channel.queue_declare(queue=name, passive=True).message_count)
             except conn.channel_errors:
@@ -235,7 +246,7 @@ def _failed_line(failed: list[FailedPost], now: datetime) -> str:
 
 def render(status: Status, now: datetime | None = None) -> list[str]:
     """Human-readable lines for `listgate status`."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     lines = []
     if status.database_ok:
         state = "up to date" if status.revision == status.head else f"behind: code expects {status.head}, run `listgate db upgrade`"

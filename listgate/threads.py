@@ -12,19 +12,25 @@ is keyed by the message's ids, so what earlier calls wrote is seen without a flu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, delete, false, insert, null, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from listgate import conversations, forest
 from listgate.conversations import count_visible, insert_ignore, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
-from listgate.models import Message, MessageRef, Thread, ThreadNode
+from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
+
+if TYPE_CHECKING:
+    from listgate.parsing import ParsedMessage
 
 __all__ = ["Draft", "Keys", "Thread", "attach", "choose_parent", "count_visible", "insert_ignore", "is_thread_key",
-           "resolve", "thread_keys"]
+           "place_copies", "place_key", "replace", "resolve", "thread_keys"]
 _NODES = ThreadNode.__table__
 _MESSAGES = Message.__table__
 _REFS = MessageRef.__table__
@@ -35,6 +41,16 @@ _INSERT_NODE = insert(_NODES)
 _FILL_NODE = update(_NODES).where(_NODES.c.id == bindparam("node"))
 _INSERT_REF = insert(_REFS)
 _THREAD_OF = select(_MESSAGES.c.thread_id).where(_MESSAGES.c.id == bindparam("pk"))
+_PLACED = select(_MESSAGES.c.thread_id, _MESSAGES.c.thread_date, _MESSAGES.c.thread_subject_norm).where(
+    _MESSAGES.c.id == bindparam("pk"))
+_VARIANTS = MessageVariant.__table__
+_RAW = RawMessage.__table__
+_PRIMARY = select(_MESSAGES.c.date, _RAW.c.sha256, _MESSAGES.c.raw_id, _MESSAGES.c.received_at,
+                  null().label("variant_id"), false().label("places")).join(_RAW, _RAW.c.id == _MESSAGES.c.raw_id).where(
+    _MESSAGES.c.id == bindparam("pk"))
+_VARIANTS_OF = select(_VARIANTS.c.date, _RAW.c.sha256, _VARIANTS.c.raw_id, _VARIANTS.c.received_at,
+                      _VARIANTS.c.id.label("variant_id"), _VARIANTS.c.places).join(
+    _RAW, _RAW.c.id == _VARIANTS.c.raw_id).where(_VARIANTS.c.message_pk == bindparam("pk"))
 
 
 @dataclass
@@ -58,26 +74,16 @@ def attach(session: Session, draft: Draft, keys: Keys, fallback_days: int, visib
     Returns the thread and whether it is new; draft.id is the new message's pk.
     """
     conn = session.connection()
-    named = keys.named
-    nodes = {row.msgid: row for row in conn.execute(
-        _LOOKUP, {"list_id": draft.list_id, "ids": [draft.message_id, *(k for k, _ in named)]})}
-    archived = {mid: n.message_pk for mid, n in nodes.items() if n.message_pk is not None and mid != draft.message_id}
+    draft.values.update(thread_date=draft.date, thread_subject_norm=draft.subject_norm)
     # A brand-new message has no descendants yet, so no choice here can make a loop.
-    parent_id, parent_pos = forest.header_parent(conn, named, archived)
-    by_subject = not named and fallback_days > 0 and bool(draft.subject_norm) and _is_reply(draft)
-    thread_ids = list(dict.fromkeys(n.thread_id for n in nodes.values()))
-    if by_subject:
-        near = forest.nearest_earlier(conn, draft.list_id, draft.subject_norm, draft.date, draft.message_id, fallback_days)
-        if near is not None:
-            parent_id = near.id
-            thread_ids.append(near.thread_id)
-    created = not thread_ids
-    thread = conversations.new(session, draft) if created else conversations.merge(session, thread_ids)
-    draft.values.update(thread_id=thread.id, parent_id=parent_id, pref_parent_id=parent_id, parent_pos=parent_pos,
-                        by_subject=by_subject)
-    draft.extra["named"] = named
+    place = _place(conn, draft, keys, fallback_days)
+    created = not place.thread_ids
+    thread = conversations.new(session, draft) if created else conversations.merge(session, place.thread_ids)
+    draft.values.update(thread_id=thread.id, parent_id=place.parent_id, pref_parent_id=place.parent_id,
+                        parent_pos=place.parent_pos, by_subject=place.by_subject)
+    draft.extra["named"] = keys.named
     draft.id = conn.execute(_INSERT_MESSAGE, draft.values).scalar_one()
-    _record_nodes(session, draft, named, nodes, thread.id)
+    _record_nodes(session, draft, keys.named, place.nodes, thread.id)
 
     touched = forest.reparent_namers(session, draft.id, draft.message_id, draft.list_id)
     if visible:
@@ -90,6 +96,95 @@ def attach(session: Session, draft: Draft, keys: Keys, fallback_days: int, visib
                 conversations.fix_root(session, conversations.get(session, live.id))
         thread = conversations.get(session, conn.execute(_THREAD_OF, {"pk": draft.id}).scalar_one())
     return thread, created
+
+
+@dataclass
+class _Place:
+    """Where threading inputs put a message: its parent, the threads it joins, the nodes of the ids it names."""
+
+    parent_id: int | None
+    parent_pos: int
+    by_subject: bool
+    thread_ids: list[int]
+    nodes: dict[str, Any]
+
+
+def _place(conn: Connection, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
+    """The parent a message's ids (else its subject and Date) choose, and the threads they join."""
+    nodes = {row.msgid: row for row in conn.execute(
+        _LOOKUP, {"list_id": draft.list_id, "ids": [draft.message_id, *(k for k, _ in keys.named)]})}
+    archived = {mid: n.message_pk for mid, n in nodes.items() if n.message_pk is not None and mid != draft.message_id}
+    parent_id, parent_pos = forest.header_parent(conn, keys.named, archived)
+    by_subject = not keys.named and fallback_days > 0 and bool(draft.thread_subject_norm) and _is_reply(draft)
+    thread_ids = list(dict.fromkeys(n.thread_id for n in nodes.values()))
+    if by_subject:
+        near = forest.nearest_earlier(conn, draft.list_id, draft.thread_subject_norm, draft.thread_date,
+                                      draft.message_id, fallback_days)
+        if near is not None:
+            parent_id = near.id
+            thread_ids.append(near.thread_id)
+    return _Place(parent_id, parent_pos, by_subject, thread_ids, nodes)
+
+
+def place_key(date: datetime, sha256: str) -> tuple[datetime, str]:
+    """The rule among copies of one Message-ID: the copy with the smallest key places it (earliest Date, then bytes)."""
+    return date, sha256
+
+
+def place_copies(session: Session, pk: int, fallback_days: int,
+                 arrived: ParsedMessage | None = None) -> tuple[Thread, bool]:
+    """The copies' rule decides which copy of an archived message's id places it (another copy was just kept).
+
+    When that is not the copy placing it so far, the id is placed anew by the winner's
+    In-Reply-To, References, Date and Subject (replace); the message row shown stays.
+    Its thread, and whether it was placed anew. arrived: the copy just kept, if parsed already.
+    """
+    conn = session.connection()
+    copies = [*conn.execute(_PRIMARY, {"pk": pk}), *conn.execute(_VARIANTS_OF, {"pk": pk})]
+    winner = min(copies, key=lambda c: place_key(c.date, c.sha256))
+    if winner.variant_id == next((c.variant_id for c in copies if c.places), None):
+        return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one()), False
+    conn.execute(update(_VARIANTS).where(_VARIANTS.c.message_pk == pk).values(
+        places=_VARIANTS.c.id == (winner.variant_id or 0)))
+    from listgate.parsing import normalize_subject, parse
+
+    mine = arrived is not None and hashlib.sha256(arrived.raw).hexdigest() == winner.sha256
+    copy = arrived if mine and arrived is not None else parse(
+        conn.execute(select(_RAW.c.data).where(_RAW.c.id == winner.raw_id)).scalar_one(), winner.received_at)
+    draft = Draft(dict(list_id=conn.execute(select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)).scalar_one(),
+                       message_id=copy.message_id, subject=copy.subject, thread_date=winner.date,
+                       thread_subject_norm=normalize_subject(copy.subject)))
+    keys = thread_keys(copy.message_id, copy.in_reply_to, copy.references)
+    return replace(session, pk, draft, keys, fallback_days), True
+
+
+def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: int) -> Thread:
+    """Place an archived message's id anew by other threading inputs; what they reach chooses again. Its thread.
+
+    draft holds the inputs: list_id, message_id, subject, thread_date, thread_subject_norm.
+    Like attach, only the rows its ids, its subject's window and its threads reach are read.
+    """
+    conn = session.connection()
+    old = conn.execute(_PLACED, {"pk": pk}).one()
+    draft.id = pk
+    draft.extra["named"] = keys.named
+    touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
+    conn.execute(delete(_REFS).where(_REFS.c.message_pk == pk))
+    place = _place(conn, draft, keys, fallback_days)
+    conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == pk).values(
+        thread_date=draft.thread_date, thread_subject_norm=draft.thread_subject_norm, by_subject=place.by_subject))
+    _record_nodes(session, draft, keys.named, place.nodes, old.thread_id)
+    touched |= forest.set_parent(conn, pk, place.parent_id, place.parent_pos)
+    touched |= forest.reparent_namers(session, pk, draft.message_id, draft.list_id)
+    joined = forest.rechoose_by_subject(conn, pk, draft.list_id, old.thread_subject_norm, old.thread_date,
+                                        fallback_days)
+    touched |= forest.regroup(session, draft.list_id, {old.thread_id, *place.thread_ids, *joined})
+    touched |= forest.rehang_by_subject(session, draft, fallback_days)
+    for thread_id in touched:  # roots, dates and counts from the rows: a message may have left or come
+        live = resolve(session, thread_id)
+        if live is not None:
+            conversations.recount(session, conversations.get(session, live.id))
+    return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one())
 
 
 def _is_reply(msg: Any) -> bool:

@@ -23,7 +23,7 @@ def audit(source: str, lock: str) -> tuple[str, dict | None]:
     """Run pip-audit on one lock (locks may pin different versions); (why it failed, or "") and its report."""
     args = [sys.executable, "-m", "pip_audit", "--vulnerability-service", source, "--disable-pip", "--require-hashes",
             "--progress-spinner", "off", "--format", "json", "--timeout", "20", "-r", lock]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
     try:
         report = json.loads(done.stdout)
     except ValueError:

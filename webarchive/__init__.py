@@ -1,23 +1,23 @@
-"""The web archive: a Flask app built by create_app(settings); nothing is built at import time."""
+"""The web archive: a Flask app built by create_app(settings); nothing is built at import time.
+
+    views/         one blueprint per page family, registered below by name
+    reading/       the queries the pages use (who may read what, threads, listings, search)
+    rendering/     HTML made in Python: mail bodies, times, charts, the rows of long pages
+    templating.py  how pages are made (Jinja templates; the rule for fast rows) and what templates call
+    urls.py        links: every path from its route (url_for, or the same string built fast)
+    context.py, security.py, errors.py, ratelimit.py: per-app resources, sessions and CSRF, error pages, limits
+"""
 
 from __future__ import annotations
 
-import importlib
-import logging
-
-from flask import Flask
+from flask import Blueprint, Flask
 
 from listgate.config import Settings
-
-log = logging.getLogger(__name__)
-
-# Blueprints owned by other engineers: registered when their module exists.
-OPTIONAL_BLUEPRINTS = ("webarchive.subscribe", "webarchive.ops")
 
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web archive for settings (read from the environment when none is given)."""
-    from webarchive import context, errors, security
+    from webarchive import context, errors, security, templating, urls
 
     settings = settings if settings is not None else Settings.from_env()
     app = Flask(__name__)
@@ -34,14 +34,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     context.init_app(app, settings)
     security.init_app(app)
     errors.init_app(app)
-    for blueprint in _own_blueprints():
+    templating.init_app(app)
+    for blueprint in blueprints():
         app.register_blueprint(blueprint)
-    for module_name in OPTIONAL_BLUEPRINTS:
-        module = _optional_module(module_name)
-        if module is not None:
-            app.register_blueprint(module.bp)
-            # Their forms are reached from mailed links that carry a signed token: no CSRF cookie.
-            security.exempt_blueprint(app, module.bp.name)
+    urls.init_app(app)
     if settings.trusted_proxies:
         _trust_proxies(app, settings.trusted_proxies)
     return app
@@ -54,21 +50,27 @@ def _trust_proxies(app: Flask, hops: int) -> None:
     app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
 
-def _own_blueprints() -> list:  # type: ignore[type-arg]
-    """This package's blueprints, imported lazily so importing webarchive stays cheap."""
-    from webarchive import acting, api, auth, compose, editing, exports, feeds, listadmin, maps, moderation, pages
-    from webarchive import prefs, profile, search, takedown
+def blueprints() -> list[Blueprint]:
+    """Every page family, in the order they are registered (imported here: importing webarchive stays cheap)."""
+    from webarchive.views import (
+        acting,
+        api,
+        auth,
+        compose,
+        editing,
+        exports,
+        feeds,
+        listadmin,
+        maps,
+        moderation,
+        ops,
+        pages,
+        prefs,
+        profile,
+        search,
+        subscribe,
+        takedown,
+    )
 
     return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp,
-            listadmin.bp, profile.bp, takedown.bp, prefs.bp, maps.bp, editing.bp]
-
-
-def _optional_module(name: str):  # type: ignore[no-untyped-def]
-    """The module, or None when it does not exist yet (other import errors propagate)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name == name:
-            log.debug("optional blueprint %s not present", name)
-            return None
-        raise
+            listadmin.bp, profile.bp, takedown.bp, prefs.bp, maps.bp, editing.bp, subscribe.bp, ops.bp]

@@ -1,4 +1,5 @@
-"""Per-app resources (settings, engine, sessions) and the per-request database session."""
+"""Per-app resources (settings, engine, sessions, the broker client), the per-request database session,
+and handing generated mail to the worker."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import store
+from listgate import dispatch, store
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
-from listgate.states import PostState, SubscriptionState
+from listgate.models import OutboxEntry
 
 MMAP_BYTES = 1 << 30  # address space only; the OS page cache holds the data
 CACHE_KIB = 16_384  # per connection
@@ -52,8 +53,6 @@ def init_app(app: Flask, settings: Settings) -> None:
         settings=settings, engine=engine, reader=session_factory(engine), writer=session_factory(writer(engine))
     )
     app.teardown_appcontext(_close_session)
-    app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
-    app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)  # templates compare to members
 
 
 def _reader_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
@@ -96,3 +95,9 @@ def _close_session(_exc: BaseException | None) -> None:
     g.pop("_db_write", None)
     if session is not None:
         session.close()
+
+
+def enqueue(entries: list[OutboxEntry]) -> None:
+    """Send committed outbox entries by task name; if the broker is down the sweeper resends them."""
+    if entries:
+        dispatch.enqueue(resources().sender, entries)

@@ -11,12 +11,12 @@ anyone get every subscriber suspended by posting a few such messages: that is a 
 from __future__ import annotations
 
 import email
-import json
 import email.policy
+import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import Message as StdMessage
 
 from sqlalchemy.orm import Session
@@ -25,7 +25,6 @@ from listgate import dispatch
 from listgate.config import Settings
 from listgate.models import MailingList, OutboxEntry, Subscription
 from listgate.states import BounceKind, SubscriptionState
-
 from worker import mailer
 
 log = logging.getLogger(__name__)
@@ -34,18 +33,18 @@ WEIGHT = {BounceKind.PERMANENT: 1.0, BounceKind.TRANSIENT: 0.5, BounceKind.DELAY
           BounceKind.REFUSED: 0.0}
 FORGET_AFTER = timedelta(days=30)  # a score older than this starts again from zero
 _ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|root|noreply|no-reply)@", re.I)
+_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|root|noreply|no-reply)@", re.IGNORECASE)
 _ORIGINAL = re.compile(
     r"^\s*(?:-+\s*)?(?:original message|below this line is a copy|the original message|"
     r"message headers follow|unsent message below|returned message|original message follows|"
     r"--- original message|------ this is a copy of the message|received:|return-path:)",
-    re.I | re.M,
+    re.IGNORECASE | re.MULTILINE,
 )
 _WARNING = re.compile(
     r"\bdelay(?:ed)?\b|\bwarning\b|will (?:continue to|keep) (?:try|retry|attempt)|will be retried|"
     r"still (?:trying|being retried)|not yet been delivered|has not been delivered yet|no action is required|"
     r"delivery (?:is|has been) delayed",
-    re.I,
+    re.IGNORECASE,
 )
 _STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")  # RFC 3463 enhanced status code
 # Without a status code (or with X.0.0) only such words tell that the address or mailbox failed.
@@ -56,7 +55,7 @@ _RECIPIENT_WORDS = re.compile(
     r"recipient (?:address )?rejected|address rejected|not a valid mailbox|no mailbox here|addressee unknown|"
     r"account (?:disabled|closed|expired|suspended|inactive|has been disabled)|over quota|quota exceeded|"
     r"unrouteable address|host or domain name not found|domain (?:not found|does not exist)|not our customer",
-    re.I,
+    re.IGNORECASE,
 )
 # ... and these that the message itself was refused (by a size, line or content limit, a filter, a policy).
 _MESSAGE_WORDS = re.compile(
@@ -64,13 +63,13 @@ _MESSAGE_WORDS = re.compile(
     r"lines? (?:is |are )?(?:too long|longer than)|header (?:line |size )?(?:too long|exceeds)|content|spam|"
     r"virus|malware|unsolicited|policy|blocked|blacklist|blocklist|reputation|\b8-?bit\b|dmarc|dkim|\bspf\b|"
     r"not accepted|rejected for|too many hops",
-    re.I,
+    re.IGNORECASE,
 )
 _FATAL = re.compile(
     r"permanent(?:ly)?|given up|giving up|not going to try again|could not be delivered|undeliverable|"
     r"user unknown|unknown user|does not exist|no such (?:user|mailbox|address)|unknown recipient|"
     r"delivery failed|failed (?:permanently|recipient)|unable to deliver|(?<![\d.])5\.\d{1,3}\.\d{1,3}\b|\b55\d\b",
-    re.I,
+    re.IGNORECASE,
 )
 
 
@@ -147,8 +146,12 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
         if not isinstance(groups, list):
             groups = [email.message_from_string(str(groups))]
         failed: dict[str, str] = {}
-        kinds, diagnostic, blamed = [], "", []
+        kinds: list[BounceKind] = []
+        blamed: list[str] = []
+        diagnostic = ""
         for group in groups[1:] if len(groups) > 1 else groups:
+            if not isinstance(group, StdMessage):
+                continue
             action = str(group.get("Action", "")).strip().lower()
             status = str(group.get("Status", "")).strip()
             named = [str(group.get(f, "")).split(";", 1)[-1].strip().strip("<>").lower()
@@ -179,7 +182,8 @@ def _report_text(msg: StdMessage) -> str:
         if part.get_content_maintype() == "message":
             break
         if part.get_content_type() in ("text/plain", "text/html") or (not part.is_multipart() and part is msg):
-            payload = part.get_payload(decode=True) or b""
+            decoded = part.get_payload(decode=True)
+            payload = decoded if isinstance(decoded, bytes) else b""
             try:
                 text = payload.decode(part.get_content_charset() or "latin-1", "replace")
             except LookupError:  # a charset Python does not know
@@ -200,8 +204,8 @@ def _heuristic(msg: StdMessage) -> BounceReport:
     text = _report_text(msg)
     own = {a.lower() for a in _ADDR.findall(f"{msg.get('From', '')} {msg.get('To', '')}")}
     found = []
-    for addr in _ADDR.findall(text):
-        addr = addr.strip(".").lower()
+    for written in _ADDR.findall(text):
+        addr = written.strip(".").lower()
         if addr not in own and not _DAEMON.match(addr) and addr not in found:
             found.append(addr)
     fatal_subject = _FATAL.search(subject)
@@ -219,7 +223,7 @@ def score(session: Session, settings: Settings, sub: Subscription | None, kind: 
     """Add a bounce to a subscription's score; past the limit suspend it and tell the person."""
     if sub is None or WEIGHT.get(kind, 0.0) == 0.0:
         return []
-    when = datetime.now(timezone.utc)
+    when = datetime.now(UTC)
     if sub.last_bounce_at is not None and when - sub.last_bounce_at > FORGET_AFTER:
         sub.bounce_score = 0.0
     sub.bounce_score += WEIGHT[kind]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 from celery import Celery
@@ -14,7 +16,6 @@ from kombu.transport import sqlalchemy as kombu_sqla
 
 from listgate import dispatch
 from listgate.config import Settings
-
 from worker.dmarc import TxtResolver
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,10 @@ class SqliteBrokerChannel(kombu_sqla.Channel):
 
     failures = 0
 
-    def _get(self, queue: str) -> Any:
+    def _get(self, queue: str, timeout: float | None = None) -> Any:
         try:
             message = super()._get(queue)
-        except kombu_sqla.Empty:
+        except Empty:
             SqliteBrokerChannel.failures = 0
             raise
         except Exception:
@@ -67,10 +68,8 @@ class SqliteBrokerChannel(kombu_sqla.Channel):
     def _drop_session(self) -> None:
         """Roll back and close the session, returning its connection to the pool."""
         if self._session is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection may be gone already
                 self._session.rollback()
-            except Exception:  # noqa: BLE001 - the connection may be gone already
-                pass
             self._session.close()
             self._session = None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -47,7 +48,7 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
                        reason=str(exc))]
 
 
-def _sender_and_list(session: Session, payload: dict) -> tuple[MailingList | None, str]:  # type: ignore[type-arg]
+def _sender_and_list(session: Session, payload: dict[str, Any]) -> tuple[MailingList | None, str]:
     """The list and the sender's address, or (None, '') when the command cannot be answered."""
     mlist = lists.get(session, str(payload.get("list", "")))
     try:
@@ -108,7 +109,7 @@ def _thread_command(session: Session, settings: Settings, mlist: MailingList, co
     return change(session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL).outbox
 
 
-def _body(session: Session, payload: dict[str, object]) -> str:
+def _body(session: Session, payload: dict[str, Any]) -> str:
     """The text of the command mail itself (a moderator's "reject: REASON")."""
-    raw = session.get(RawMessage, int(payload.get("raw_id") or 0))  # type: ignore[call-overload]
+    raw = session.get(RawMessage, int(payload.get("raw_id") or 0))
     return parse(raw.data).body_text if raw is not None else ""

@@ -15,7 +15,6 @@ from listgate import dispatch
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.models import OutboxEntry
-
 from worker.dmarc import DmarcPolicy, TxtResolver
 from worker.resolver import Resolver
 from worker.signing import Signer

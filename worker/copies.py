@@ -6,7 +6,6 @@ import secrets
 from dataclasses import dataclass
 
 from listgate.models import MailingList, Message
-
 from worker.context import WorkerContext
 from worker.headers import ListInfo, build_copy
 from worker.longlines import fit_lines

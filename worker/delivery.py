@@ -21,21 +21,21 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import BindParameter, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from listgate import store
-from listgate.db import transaction
+from listgate.db import rowcount, transaction
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.states import BounceKind, DeliveryState, PostState, SubscriptionState
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
-from listgate.states import BounceKind, DeliveryState, PostState, SubscriptionState
-
 from worker import bounces, mailer, relay_sessions
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
@@ -56,7 +56,7 @@ STALE_AFTER = 300.0  # seconds a claim may be held before recovery takes it over
 
 def now() -> datetime:
     """Timezone-aware UTC now."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def backoff(attempts: int) -> timedelta:
@@ -176,7 +176,7 @@ def _send_batch(ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: l
             verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
             post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
         began = time.perf_counter()
-        results = out.send(items, lambda idx, dots, b=batch: ledger.handover(b, idx, dots))
+        results = out.send(items, functools.partial(ledger.handover, batch))
         ledger.record(batch, results, time.perf_counter() - began)
     ledger.flush()
     if untried:
@@ -198,11 +198,18 @@ class _Sql:
     sent: Any
 
 
+def _table() -> Table:
+    """Delivery's table (the declarative base types __table__ as any FromClause)."""
+    table = Delivery.__table__
+    assert isinstance(table, Table)
+    return table
+
+
 @functools.cache
 def _statements() -> _Sql:
     """The per-wave statements, built once (Core on the table: no ORM coercion per wave)."""
-    table = Delivery.__table__
-    ids = bindparam("ids", expanding=True)
+    table = _table()
+    ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
     return _Sql(
         hand=update(table).where(table.c.id.in_(ids), table.c.status == DeliveryState.SENDING,
                                  table.c.claimed_at == bindparam("stamp")).values(status=DeliveryState.HANDING)
@@ -251,7 +258,7 @@ class Ledger:
 
     def record(self, rows: Sequence[Any], results: list[mailer.SendResult], seconds: float) -> None:
         """Log each delivered copy; record refusals and deferrals at once."""
-        for row, result in zip(rows, results):
+        for row, result in zip(rows, results, strict=True):  # one result per row
             if result.ok:
                 self.unmarked.append(row.id)
                 self.sent += 1
@@ -326,12 +333,12 @@ def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
     """Claims older than stale_after: `handing` counts as sent, `sending` goes back to pending."""
     cutoff = now() - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = session.execute(
+        assumed = rowcount(session.execute(
             update(Delivery).where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
             .values(status=DeliveryState.SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")
-        ).rowcount
-        reset = session.execute(update(Delivery).where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
-                                .values(status=DeliveryState.PENDING)).rowcount
+        ))
+        reset = rowcount(session.execute(update(Delivery).where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
+                                .values(status=DeliveryState.PENDING)))
     if assumed or reset:
         log.warning("recovered stale deliveries: %d assumed sent, %d to send again", assumed, reset)
 

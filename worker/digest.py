@@ -4,20 +4,27 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from listgate import digests, dispatch, store
-from listgate.db import transaction
+from listgate.db import rowcount, transaction
 from listgate.digests import Period
-from listgate.models import DigestSent, MailingList, OutboxEntry, Person, RawMessage, Subscription, Thread
+from listgate.models import (
+    DigestSent,
+    MailingList,
+    OutboxEntry,
+    Person,
+    RawMessage,
+    Subscription,
+    Thread,
+)
 from listgate.models.people import DAILY, MIME
+from listgate.states import DigestState, SubscriptionState
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
-from listgate.states import DigestState, SubscriptionState
-
 from worker import mailer
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
@@ -44,7 +51,7 @@ class Batch:
 
 def default_day() -> date:
     """Yesterday (UTC): the last complete day."""
-    return (datetime.now(timezone.utc) - timedelta(days=1)).date()
+    return (datetime.now(UTC) - timedelta(days=1)).date()
 
 
 def periods(day: date | None = None) -> list[Period]:
@@ -76,7 +83,7 @@ def _claim(ctx: WorkerContext, list_id: int, address: str, period: Period, count
     with transaction(ctx.db) as session:
         row_id = session.scalar(store.of(session).insert(DigestSent).values(
             list_id=list_id, address=address, day=period.start, frequency=period.frequency,
-            status=DigestState.SENDING, message_count=count, last_error="", created_at=datetime.now(timezone.utc))
+            status=DigestState.SENDING, message_count=count, last_error="", created_at=datetime.now(UTC))
             .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"])
             .returning(DigestSent.id))
         if row_id is None:  # there already: sent, being sent by another run, or deferred (taken back here)
@@ -126,7 +133,7 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
     return sent
 
 
-def _deliver(ctx: WorkerContext, conn, row_id: int, found: Batch, sub_id: int, address: str,  # type: ignore[no-untyped-def]
+def _deliver(ctx: WorkerContext, conn: mailer.Connection, row_id: int, found: Batch, sub_id: int, address: str,
              fmt: str, outbox_id: int = 0) -> int:
     """Send a claimed digest and record the outcome; a deferral is retried via the outbox sweeper's backoff.
 
@@ -142,7 +149,7 @@ def _deliver(ctx: WorkerContext, conn, row_id: int, found: Batch, sub_id: int, a
     with transaction(ctx.db) as session:
         session.execute(update(DigestSent).where(DigestSent.id == row_id).values(
             status=status, last_error="" if result.ok else result.detail[:2000],
-            sent_at=datetime.now(timezone.utc) if result.ok else None))
+            sent_at=datetime.now(UTC) if result.ok else None))
         if status == DigestState.DEFERRED and outbox_id:
             session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None))
         elif status == DigestState.DEFERRED:
@@ -163,12 +170,12 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
     """
     with transaction(ctx.db) as session:
         claimed = session.execute(update(OutboxEntry).where(
-            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
-        entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
+            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(UTC)))
+        entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
         row_id = entry.ref_id if entry is not None else 0
         row = session.get(DigestSent, row_id)
         taken = update(DigestSent).where(DigestSent.id == row_id, DigestSent.status == DigestState.DEFERRED)
-        if row is None or session.execute(taken.values(status=DigestState.SENDING)).rowcount != 1:
+        if row is None or rowcount(session.execute(taken.values(status=DigestState.SENDING))) != 1:
             return 0
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)

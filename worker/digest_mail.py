@@ -10,7 +10,7 @@ import email
 import email.policy
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
@@ -22,7 +22,6 @@ from listgate.digests import Period
 from listgate.models import Message
 from listgate.models.people import PLAIN
 from listgate.replies import reply_mailto
-
 from worker.headers import ListInfo, archived_at, list_headers
 from worker.longlines import fit_lines
 
@@ -45,7 +44,7 @@ class Entry:
     raw: bytes
 
     @classmethod
-    def of(cls, msg: Message, thread_subject: str, raw: bytes) -> "Entry":
+    def of(cls, msg: Message, thread_subject: str, raw: bytes) -> Entry:
         """An entry from an archived post."""
         return cls(msg.message_id, msg.thread_id, thread_subject or msg.subject, msg.subject,
                    formataddr((msg.from_name, msg.from_addr)) if msg.from_name else msg.from_addr,
@@ -74,7 +73,7 @@ def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> s
 
 def _headers(info: ListInfo, subject: str, message_id: str, to: str, unsubscribe_url: str) -> list[tuple[str, str]]:
     items = [("From", formataddr((info.title or info.name, info.address))), ("To", to), ("Subject", subject),
-             ("Date", format_datetime(datetime.now(timezone.utc))), ("Message-ID", f"<{message_id}>")]
+             ("Date", format_datetime(datetime.now(UTC))), ("Message-ID", f"<{message_id}>")]
     items += [(k, v.replace("\r\n", "")) for k, v in list_headers(info, message_id, unsubscribe_url, None)
               if k != "Archived-At"]
     return items + [("Auto-Submitted", "auto-generated")]
@@ -85,8 +84,9 @@ def build(info: ListInfo, period: Period, entries: list[Entry], *, to: str, subj
     """The digest one subscriber gets, in their format."""
     toc = table_of_contents(info, period, entries)
     if fmt == PLAIN:
-        msg: EmailMessage | MIMEMultipart = EmailMessage(policy=PLAIN_POLICY)
-        msg.set_content(plain_body(info, period, entries, toc))
+        plain = EmailMessage(policy=PLAIN_POLICY)
+        plain.set_content(plain_body(info, period, entries, toc))
+        msg: EmailMessage | MIMEMultipart = plain
     else:
         msg = MIMEMultipart("digest")
         msg.attach(MIMEText(toc, "plain", "utf-8"))

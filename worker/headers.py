@@ -16,7 +16,6 @@ from listgate.headers import LOOP_HEADER
 from listgate.parsing import header_end
 
 
-
 @dataclass(frozen=True)
 class ListInfo:
     """What the headers need to know about the list and this site."""

@@ -84,7 +84,7 @@ def _fold(field: bytes, newline: bytes) -> bytes:
         pieces.extend(_pack(_WSP_RUN.split(line)) if len(line) > LIMIT else [line])
     free_text = _name(field) in _FREE_TEXT or _name(field).startswith(b"x-")
     # A free-text value must not start on a continuation line: unfolded it would begin with a space.
-    if any(len(piece) > LIMIT for piece in pieces) or free_text and not pieces[0].partition(b":")[2].strip():
+    if any(len(piece) > LIMIT for piece in pieces) or (free_text and not pieces[0].partition(b":")[2].strip()):
         if free_text:
             return _encoded_words(field, newline)
         pieces = [chunk for piece in pieces for chunk in _cut(piece)]
@@ -100,7 +100,7 @@ def _pack(words: list[bytes]) -> list[bytes]:
     lines = [words[0]]
     for word in words[1:]:
         if (len(lines[-1]) + len(word) <= FOLD or not word.strip()  # trailing whitespace never stands alone
-                or len(lines) == 1 and lines[0].endswith(b":") and len(lines[0]) + len(word) <= LIMIT):
+                or (len(lines) == 1 and lines[0].endswith(b":") and len(lines[0]) + len(word) <= LIMIT)):
             lines[-1] += word
         else:
             lines.append(word)
@@ -131,7 +131,7 @@ def _encoded_words(field: bytes, newline: bytes) -> bytes:
 def _multipart(body: bytes, boundary: str, newline: bytes, depth: int) -> bytes:
     """Each part fitted on its own; delimiters, preamble and epilogue kept (wrapped hard only if too long)."""
     delimiter = re.compile(rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape")) + rb"(--)?[ \t]*\r?$",
-                           re.M)
+                           re.MULTILINE)
     marks = list(delimiter.finditer(body))
     if not marks:
         return body

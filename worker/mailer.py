@@ -15,10 +15,11 @@ import mailbox
 import re
 import smtplib
 import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Protocol
-from contextlib import contextmanager
+from typing import Protocol
 
 from listgate.outbound import open_session
 
@@ -169,7 +170,7 @@ class MaildirConnection:
 def maildir_path(outbound: str) -> Path:
     """The directory of a maildir:/path setting."""
     rest = outbound.split(":", 1)[1]
-    return Path(rest[2:] if rest.startswith("//") else rest)
+    return Path(rest.removeprefix("//"))
 
 
 @contextmanager

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -14,7 +15,6 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import MailingList, Message, ModerationReminder, OutboxEntry
 from listgate.states import PostState
-
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def notify(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
             for to in people]
 
 
-def _notice(settings: Settings, mlist: MailingList, msg: Message, payload: dict, to: str) -> dict:  # type: ignore[type-arg]
+def _notice(settings: Settings, mlist: MailingList, msg: Message, payload: dict[str, Any], to: str) -> dict[str, Any]:
     common = {"to": to, "list": mlist.name, "subject": msg.subject, "from": msg.from_addr,
               "attach_raw_id": msg.raw_id, "link": f"{settings.base_url}/moderation"}
     if payload.get("event") == "report":
@@ -55,7 +55,7 @@ def _notice(settings: Settings, mlist: MailingList, msg: Message, payload: dict,
 
 def send_reminders(ctx: WorkerContext, now: datetime | None = None) -> int:
     """Once per list and UTC day: remind its moderators of posts held for REMIND_AFTER or longer."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     entries: list[OutboxEntry] = []
     with transaction(ctx.db) as session:
         waiting = session.execute(select(Message.list_id, func.count()).where(

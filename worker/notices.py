@@ -7,15 +7,14 @@ autoresponders and bounces never come back as posts or loops.
 from __future__ import annotations
 
 import email.policy
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
-from datetime import datetime, timezone
 from typing import Any
 
 from listgate.config import Settings
 from listgate.headers import LOOP_HEADER
 from listgate.subscriptions import unsubscribe_token
-
 
 # Long command addresses (NAME+confirm-CODE@) stay on one line instead of being folded.
 POLICY = email.policy.SMTP.clone(max_line_length=200)
@@ -156,7 +155,7 @@ def render(payload: dict[str, Any], settings: Settings, attachment: bytes = b"")
     msg["From"] = formataddr((f"{name} list" if name else "listgate", sender))
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(datetime.now(UTC))
     msg["Message-ID"] = make_msgid("notice", domain=settings.domain)
     msg["Auto-Submitted"] = "auto-replied" if payload.get("reply") else "auto-generated"
     msg["Precedence"] = "bulk"

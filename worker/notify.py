@@ -34,8 +34,8 @@ def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tup
     muted = {addr.lower() for addr, _, kind, _ in subs if kind == "mute"}
     chosen: dict[str, tuple[int, int]] = {}
     # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the thread.
-    for addr, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != "list"):
-        addr = addr.lower()
+    for written, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != "list"):
+        addr = written.lower()
         if kind == "mute" or addr in chosen or addr in muted:
             continue
         chosen[addr] = (sub_id, key if kind == "thread" else 0)

@@ -8,17 +8,17 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from listgate import autoreply
 from listgate.config import Settings
-from listgate.db import is_transient, transaction
+from listgate.db import is_transient, rowcount, transaction
 from listgate.models import OutboxEntry, RawMessage
-
 from worker import mailer, notices
 from worker.context import WorkerContext
 
@@ -42,7 +42,7 @@ def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, O
             if entry is None or entry.done_at is not None:
                 return
             queued = handler(session, entry)
-            entry.done_at = datetime.now(timezone.utc)
+            entry.done_at = datetime.now(UTC)
     except Exception as exc:
         if is_transient(exc):
             raise
@@ -65,7 +65,7 @@ def fail(ctx: WorkerContext, outbox_id: int, exc: BaseException,
         entry = session.get(OutboxEntry, outbox_id)
         if entry is None or entry.failed_at is not None or (entry.done_at is not None and not claimed):
             return []
-        entry.done_at = entry.failed_at = datetime.now(timezone.utc)
+        entry.done_at = entry.failed_at = datetime.now(UTC)
         entry.last_error = f"{detail} [reference {reference}]"
         return on_failure(session, entry, reference) if on_failure else []
 
@@ -81,11 +81,11 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     """
     with transaction(ctx.db) as session:
         claimed = session.execute(update(OutboxEntry).where(
-            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(timezone.utc)))
-        entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
+            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(UTC)))
+        entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
         payload = json.loads(entry.payload or "{}") if entry is not None else None
-        if payload is not None and _rate_limited(session, ctx.settings, payload):
-            entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"  # type: ignore[union-attr]
+        if entry is not None and payload is not None and _rate_limited(session, ctx.settings, payload):
+            entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"
             return
         attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
         attachment = attached.data if attached is not None else b""
@@ -109,7 +109,7 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
         log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
         with transaction(ctx.db) as session:
             session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
-                failed_at=datetime.now(timezone.utc), last_error=f"refused by the relay: {result.detail}"[:1000]))
+                failed_at=datetime.now(UTC), last_error=f"refused by the relay: {result.detail}"[:1000]))
 
 
 def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any]) -> bool:
@@ -131,7 +131,7 @@ def redispatch_after(older_than: float, attempts: int) -> timedelta:
 
 def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
     """Re-queue outbox entries not done and older than older_than seconds (a lost task is never lost mail)."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cutoff = now - timedelta(seconds=older_than)
     with transaction(ctx.db) as session:
         candidates = session.scalars(select(OutboxEntry).where(
@@ -142,7 +142,7 @@ def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
                    or e.dispatched_at <= now - redispatch_after(older_than, e.attempts)]
         _give_up(session, now)
         for entry in entries:
-            entry.dispatched_at, entry.attempts = datetime.now(timezone.utc), entry.attempts + 1
+            entry.dispatched_at, entry.attempts = datetime.now(UTC), entry.attempts + 1
     if entries:
         log.info("sweeper re-queued %d outbox entries", len(entries))
     ctx.enqueue(list(entries))
@@ -151,10 +151,10 @@ def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
 
 def _give_up(session: Session, now: datetime) -> None:
     """Entries dispatched MAX_DISPATCHES times and still not done end as failed (shown by status and /metrics)."""
-    gone = session.execute(update(OutboxEntry).where(
+    gone = rowcount(session.execute(update(OutboxEntry).where(
         OutboxEntry.done_at.is_(None), OutboxEntry.attempts >= MAX_DISPATCHES,
         OutboxEntry.dispatched_at <= now - redispatch_after(SWEEP_AFTER, MAX_DISPATCHES)).values(
-        done_at=now, failed_at=now, last_error=f"gave up after {MAX_DISPATCHES} dispatches")).rowcount
+        done_at=now, failed_at=now, last_error=f"gave up after {MAX_DISPATCHES} dispatches")))
     if gone:
         log.error("gave up on %d outbox entries after %d dispatches each", gone, MAX_DISPATCHES)
 

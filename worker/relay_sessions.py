@@ -19,12 +19,28 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from functools import partial
+from typing import Protocol
 
-from worker.mailer import (ABANDONED, DATA, DEFERRED, DOT, MAIL, RCPT, TIMEOUT, TRANSIENT_ERRORS, MaildirConnection,
-                           SendResult, SmtpConnection, classify, crlf, maildir_path)
+from worker.mailer import (
+    ABANDONED,
+    DATA,
+    DEFERRED,
+    DOT,
+    MAIL,
+    RCPT,
+    TIMEOUT,
+    TRANSIENT_ERRORS,
+    MaildirConnection,
+    SendResult,
+    SmtpConnection,
+    classify,
+    crlf,
+    maildir_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +129,11 @@ class SmtpWave:
     def _step(self, live: list[int], results: list[SendResult | None], stage: str, ok: set[int],
               put: Callable[[int, smtplib.SMTP], None]) -> list[int]:
         """Write one command on every live session, then read every reply; the sessions that may go on."""
-        written = [i for i in live if self._guard(i, results, lambda s, i=i: put(i, s))]
+        written = [i for i in live if self._guard(i, results, partial(put, i))]
         passed = []
         for i in written:
             reply: list[tuple[int, bytes]] = []
-            if not self._guard(i, results, lambda s: reply.append(s.getreply())):
+            if not self._guard(i, results, partial(_read_reply, reply)):
                 continue
             code, text = reply[0]
             if code in ok:
@@ -192,3 +208,7 @@ def connect(outbound: str, size: int = SIZE, timeout: float = TIMEOUT) -> Iterat
         yield out
     finally:
         out.close()
+
+
+def _read_reply(into: list[tuple[int, bytes]], smtp: smtplib.SMTP) -> None:
+    into.append(smtp.getreply())

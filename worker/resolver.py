@@ -5,7 +5,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import dns.resolver
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +25,7 @@ class Resolver:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.server, self.timeout, self.size, self.clock = server, timeout, size, clock
         self._cache: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
-        self._resolver = None
+        self._resolver: dns.resolver.Resolver | None = None
 
     def txt(self, name: str) -> list[str]:
         """The TXT strings at name ([] on NXDOMAIN, no answer, timeout or any DNS failure)."""
@@ -49,7 +53,7 @@ class Resolver:
         records = [b"".join(r.strings).decode("ascii", "replace") for r in answer]
         return records, min(float(answer.rrset.ttl if answer.rrset is not None else MAX_TTL), MAX_TTL)
 
-    def _dns(self):  # type: ignore[no-untyped-def]
+    def _dns(self) -> dns.resolver.Resolver:
         """A dnspython resolver for the configured server (built on first use)."""
         if self._resolver is None:
             import dns.resolver

@@ -15,7 +15,6 @@ from pathlib import Path
 import dkim
 
 from listgate.config import Settings
-
 from worker.resolver import Resolver
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,6 @@ from celery.signals import worker_process_init
 from listgate import dispatch
 from listgate.config import Settings
 from listgate.db import is_transient
-
 from worker import bounces, commands, delivery, digest, moderation, outbox
 from worker.context import WorkerContext
 from worker.dmarc import TxtResolver

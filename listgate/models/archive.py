@@ -159,7 +159,7 @@ class Message(Base):
         Index("ix_messages_from_addr", "from_addr"),
         Index("ix_messages_message_id", "message_id"),
         Index("ix_messages_parent", "parent_id"),
-        Index("ix_messages_list_subject_date", "list_id", "subject_norm", "date"),
+        Index("ix_messages_list_thread_subject", "list_id", "thread_subject_norm", "thread_date"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -176,6 +176,11 @@ class Message(Base):
     pref_parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # Names no usable ancestor and has a reply subject: its parent comes from the subject fallback.
     by_subject: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The Date and normalised Subject the threading rules read: those of the copy of this
+    # Message-ID that places it (its earliest Date, docs/threading.md); the row shows the first copy.
+    thread_date: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda ctx: ctx.get_current_parameters()["date"])
+    thread_subject_norm: Mapped[str] = mapped_column(
+        String(255), default=lambda ctx: ctx.get_current_parameters().get("subject_norm", ""))
     raw_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"))
     subject: Mapped[str] = mapped_column(Text, default="")
     subject_norm: Mapped[str] = mapped_column(String(255), default="")
@@ -246,6 +251,8 @@ class MessageVariant(Base):
     date: Mapped[datetime] = mapped_column(UTCDateTime())
     subject: Mapped[str] = mapped_column(Text, default="")
     from_name: Mapped[str] = mapped_column(String(255), default="")
+    # Its In-Reply-To, References, Date and Subject place the message's id (it has the earliest Date).
+    places: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     raw: Mapped[RawMessage] = relationship(lazy="select")
 

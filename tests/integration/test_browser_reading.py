@@ -107,7 +107,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     for i in range(3):
         post(db, make_mail(f"Release notes draft {i}", msgid=f"n{i}@x", sender="Carol <carol@example.net>",
                            body="Please review the draft.\n"))
-    from webarchive.moderating import hide
+    from listgate.reports import hide
 
     with transaction(db) as session:
         hide(session, session.get_one(Message, hidden.message_pk))

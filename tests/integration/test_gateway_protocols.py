@@ -109,6 +109,7 @@ def test_too_many_connections_from_one_address_get_421_others_are_served(make_en
     third = RawClient(port, source="127.0.0.1")
     assert third.greeting.startswith("421 4.7.0") and "Too many connections" in third.greeting
     assert third.reply() == "<closed>"
+    third.close()
     other = RawClient(port, source="127.0.0.2")  # another client address is still served
     assert other.greeting.startswith("220")
     assert first.cmd("QUIT").startswith("221")
@@ -146,8 +147,9 @@ def test_python_m_gateway_runs_as_a_real_process(make_env, tmp_path: Path) -> No
            "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{e.settings.smtp_port}",
            "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
            "LISTGATE_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"}
-    log = open(tmp_path / "gateway.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(tmp_path / "gateway.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
     try:
         for _ in range(200):
             try:

@@ -10,9 +10,9 @@ import pytest
 from listgate import lists
 from listgate.db import transaction
 from listgate.models import Message, Report
+from listgate.reports import hide
 from tests.support.factories import make_mail, post
 from tests.support.web import session_for
-from webarchive.moderating import hide
 
 pytestmark = pytest.mark.integration
 

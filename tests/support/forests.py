@@ -1,14 +1,17 @@
 """Random mail forests for the order-independence property, and the forest they must thread to.
 
-A case is a set of mails (loops, duplicates and variants, missing middles, several ids in
-In-Reply-To, References shuffled or parent-first, junk tokens, header-less replies, dates
-spread past the subject window) and several arrival orders. The expected forest is computed
-here from the whole set at once (no incremental state), with the same parent rule
-(forest.choose_parent) the archive uses, so the test checks the incremental machinery.
+A case is a set of mails (loops, duplicates, variants differing in body or in threading
+headers, missing middles, several ids in In-Reply-To, References shuffled or parent-first,
+junk tokens, header-less replies, dates spread past the subject window) and several arrival
+orders. The expected forest is computed here from the whole set at once (no incremental
+state), with the same parent rule (forest.choose_parent) the archive uses, so the test checks
+the incremental machinery; of the copies of one Message-ID, the one with the earliest Date
+(then the smallest sha256 of its bytes) places that id.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -53,27 +56,49 @@ def cases(draw: st.DrawFn) -> Case:
     parent = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n)]
     topic = [draw(st.sampled_from(["Alpha", "Beta"])) for _ in range(n)]
     mails: list[bytes] = []
+    hours: list[int] = []
     for i in range(n):
-        chain, p = [], parent[i]
-        while p is not None:
-            chain.insert(0, ids[p])
-            p = parent[p]
+        chain = _chain(ids, parent, parent[i])
         if parent[i] is not None:
             topic[i] = topic[parent[i]]  # a reply keeps its thread's subject
         irt, refs = _headers(draw, chain, ids, i)
         subject = ("Re: " if parent[i] is not None or draw(st.booleans()) else "") + topic[i]
-        hours = draw(st.integers(0, 24 * 45))  # replies may be dated before their parent (clock skew)
-        mails.append(_mail(ids[i], subject, hours, irt, refs, f"body {i}"))
+        hours.append(draw(st.integers(0, 24 * 45)))  # replies may be dated before their parent (clock skew)
+        mails.append(_mail(ids[i], subject, hours[i], irt, refs, f"body {i}"))
     missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
     arrivals = [i for i in range(n) if i not in missing]
-    for i in draw(st.sets(st.sampled_from(arrivals), max_size=2)):
-        if draw(st.booleans()):
-            arrivals.append(i)  # the same bytes again
-        else:
-            mails.append(mails[i].replace(b"\r\nbody ", b"\r\nanother copy of body "))  # a variant
+    for i in draw(st.sets(st.sampled_from(arrivals), max_size=3)):
+        kind = draw(st.sampled_from(["same bytes", "other body", "other headers"]))
+        if kind == "same bytes":
+            arrivals.append(i)
+            continue
+        for copy in range(draw(st.integers(1, 2))):  # other bytes with the same Message-ID
+            if kind == "other body":
+                mails.append(mails[i].replace(b"\r\nbody ", f"\r\ncopy {copy} of body ".encode()))
+            else:
+                mails.append(_other_headers(draw, ids, parent, i, hours[i], copy))
             arrivals.append(len(mails) - 1)
     orders = tuple(tuple(draw(st.permutations(arrivals))) for _ in range(3))
     return Case(tuple(mails), orders)
+
+
+def _chain(ids: list[str], parent: list[int | None], p: int | None) -> list[str]:
+    """The ids from the root down to p (p last), as References lists them."""
+    chain: list[str] = []
+    while p is not None:
+        chain.insert(0, ids[p])
+        p = parent[p]
+    return chain
+
+
+def _other_headers(draw: st.DrawFn, ids: list[str], parent: list[int | None], i: int, hours: int, copy: int) -> bytes:
+    """A variant of mail i that threads differently: another parent (any mail, so loops too), subject or Date."""
+    other = draw(st.one_of(st.none(), st.integers(0, len(ids) - 1)))
+    chain = [x for x in _chain(ids, parent, other) if x != ids[i]]
+    irt, refs = _headers(draw, chain, ids, i)
+    subject = draw(st.sampled_from(["Alpha", "Beta", "Re: Alpha", "Re: Beta"]))
+    when = draw(st.one_of(st.just(hours), st.integers(0, 24 * 45)))  # the same Date: the bytes decide
+    return _mail(ids[i], subject, when, irt, refs, f"copy {copy} of body {i}, sent again")
 
 
 def _headers(draw: st.DrawFn, chain: list[str], ids: list[str], i: int) -> tuple[str, str]:
@@ -107,9 +132,9 @@ def _headers(draw: st.DrawFn, chain: list[str], ids: list[str], i: int) -> tuple
 def expected(mails: list[bytes], days: int) -> Forest:
     """The forest of a set of mails computed from the whole set at once."""
     by: dict[str, ParsedMessage] = {}
-    for raw in mails:
+    for raw in sorted(set(mails), key=lambda r: (parse(r).date, hashlib.sha256(r).hexdigest())):
         p = parse(raw)
-        by.setdefault(p.message_id, p)
+        by.setdefault(p.message_id, p)  # the copy with the earliest Date (then smallest sha256) places an id
     ids = sorted(by)
     pk = {m: n for n, m in enumerate(ids)}
     named = {m: thread_keys(m, by[m].in_reply_to, by[m].references).named for m in ids}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import mailbox
 from collections import Counter
+from contextlib import closing
 from pathlib import Path
 
 from bench.generate import Generator, mboxrd_entry, write_mbox
@@ -25,7 +26,8 @@ def test_same_seed_same_bytes_other_seed_other_bytes() -> None:
 def test_writes_exactly_the_requested_number_of_messages(tmp_path: Path) -> None:
     path = tmp_path / "synth.mbox"
     path.write_bytes(_mbox(777))
-    assert len(mailbox.mbox(str(path))) == 777
+    with closing(mailbox.mbox(str(path))) as box:  # mailbox keeps the file open until closed
+        assert len(box) == 777
 
 
 def test_archive_has_the_shapes_real_lists_have() -> None:

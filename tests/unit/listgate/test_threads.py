@@ -353,7 +353,7 @@ def test_a_second_original_with_the_same_subject_takes_the_later_subject_replies
     assert arc.mlist().thread_count == 2 and arc.mlist().message_count == 4
 
 
-def test_a_variant_is_kept_beside_the_message_and_never_threads(arc: Archive) -> None:
+def test_a_variant_is_kept_beside_the_message_and_the_same_headers_move_nothing(arc: Archive) -> None:
     arc.post(raw("a@x.test"))
     first = raw("b@x.test", refs="<a@x.test>", subject="Re: Topic")
     arc.post(first)
@@ -376,3 +376,71 @@ def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(arc: Ar
     arc.post(raw("q@x.test", subject="Two"))
     arc.post(raw("r@x.test", irt=irt, refs=refs, subject="Re: One and Two"))
     assert arc.parents()["r@x.test"] == parent and len(arc.groups()) == 1
+
+
+def _moved_reply() -> list[bytes]:
+    """a and c start two threads; b answers a, and an earlier-dated copy of b answers c under another subject."""
+    return [raw("a@x.test"), raw("c@x.test", subject="Other"),
+            raw("b@x.test", refs="<a@x.test>", subject="Re: Topic", when=T0 + timedelta(hours=2)),
+            raw("b@x.test", refs="<c@x.test>", subject="Re: Other", when=T0 + timedelta(hours=1))]
+
+
+@pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2)])
+def test_the_copy_with_the_earliest_date_places_a_message_id_in_any_arrival_order(arc: Archive, order) -> None:  # type: ignore[no-untyped-def]
+    mails = _moved_reply()
+    for i in order:
+        arc.post(mails[i])
+    assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
+    assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (1, 2)
+    assert (arc.mlist().thread_count, arc.mlist().message_count) == (2, 3)
+    with arc.db() as s:  # the page shows the copy that arrived first, and the other one as a variant
+        shown = s.scalars(select(Message).where(Message.message_id == "b@x.test")).one()
+        first = mails[min(2, 3, key=order.index)]
+        assert shown.raw.data == first and len(s.scalars(select(MessageVariant)).all()) == 1
+
+
+def test_a_later_dated_copy_with_other_headers_moves_nothing(arc: Archive) -> None:
+    mails = _moved_reply()
+    for i in (0, 1, 3):
+        arc.post(mails[i])
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic", when=T0 + timedelta(hours=5)))
+    assert arc.parents()["b@x.test"] == "c@x.test"
+    assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
+
+
+def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_choose_again(arc: Archive) -> None:
+    mails = _moved_reply()
+    for i in (0, 1, 2):
+        arc.post(mails[i])
+    arc.post(raw("d@x.test", refs="<b@x.test>", subject="Re: Detail", when=T0 + timedelta(hours=3)))
+    arc.post(raw("e@x.test", subject="Re: Topic", when=T0 + timedelta(hours=4)))  # no ids: hangs by subject
+    assert arc.parents()["e@x.test"] == "b@x.test"
+    assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "d@x.test", "e@x.test"}), frozenset({"c@x.test"})}
+    arc.post(mails[3])
+    assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test", "d@x.test": "b@x.test",
+                             "e@x.test": "a@x.test"}  # b's place now says "Re: Other": e's nearest Topic is a
+    assert arc.groups() == {frozenset({"a@x.test", "e@x.test"}), frozenset({"b@x.test", "c@x.test", "d@x.test"})}
+    assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (2, 3)
+    assert (arc.mlist().thread_count, arc.mlist().message_count) == (2, 5)
+
+
+def test_place_variants_places_messages_whose_variants_were_kept_before_0010(arc: Archive, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from types import SimpleNamespace
+
+    from click.testing import CliRunner
+
+    from listgate import cli
+
+    with monkeypatch.context() as patched:  # the code before 0010: a variant was kept and placed nothing
+        patched.setattr(threads, "place_copies", lambda *args: (SimpleNamespace(id=0), False))
+        for mail in _moved_reply():
+            arc.post(mail)
+    assert arc.parents()["b@x.test"] == "a@x.test"
+    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    for placed in (1, 0):  # a second run finds each message placed by its earliest copy already
+        result = CliRunner().invoke(cli.main, ["messages", "place-variants", "--quiet"], env=env)
+        assert result.exit_code == 0 and f"1 message with variants, {placed} placed anew" in result.output, result.output
+    assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test"}
+    assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
+    assert (arc.mlist().thread_count, arc.thread_of("c@x.test").message_count) == (2, 2)

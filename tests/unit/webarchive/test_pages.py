@@ -177,7 +177,7 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
     mid = post(db, make_mail("Re: Root", msgid="h1@x", in_reply_to="h0@x"))
     post(db, make_mail("Re: Root", msgid="h2@x", in_reply_to="h1@x", references=["h0@x", "h1@x"]))
     from listgate.models import Message
-    from webarchive.moderating import hide
+    from listgate.reports import hide
 
     with transaction(db) as session:
         hide(session, session.get_one(Message, mid.message_pk))
@@ -223,3 +223,19 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
     sign_in(client, db, "reader@example.org")
     assert client.get(link).data == other
     assert client.get(link.replace(f"/messages/{kept.message_pk}/", f"/messages/{thread.message_pk}/")).status_code == 404
+
+
+def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(client, thread, db):  # type: ignore[no-untyped-def]
+    """The copy with the earliest Date places a Message-ID: the post moves to that thread, shown as it first came."""
+    from tests.support.factories import BASE_DATE
+
+    plan = post(db, make_mail("Release plan", msgid="plan@x", sender="Erin <erin@example.org>"))
+    moved = post(db, make_mail("Re: Release plan", body="Sent first, to the plan.\n", msgid="r3@x",
+                               in_reply_to="plan@x", sender="Dan <dan@example.com>", date=BASE_DATE))
+    assert moved.status == "variant"
+    notice = "A different message with the same Message-ID arrived on"
+    old = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
+    assert "Showing 3 posts" in old and notice not in old
+    page = client.get(f"/threads/{plan.thread_id}").get_data(as_text=True)
+    assert "Showing 2 posts" in page and page.count(notice) == 1
+    assert "Re: Build fails" in page and "Sent first, to the plan." not in page  # the first copy is what is shown

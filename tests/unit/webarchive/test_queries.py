@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from listgate.models import Message
-from webarchive.queries import BadCursor, decode_cursor, encode_cursor, order_thread
+from webarchive.reading.threads import BadCursor, decode_cursor, encode_cursor, order_thread
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from webarchive.render import blocks, display_name, mask_addresses, render_html, render_text, unflow
+from webarchive.rendering.bodies import blocks, display_name, mask_addresses, render_html, render_text, unflow
 
 
 def test_flowed_soft_breaks_are_joined_and_hard_breaks_kept():

@@ -7,8 +7,8 @@ import re
 from listgate.db import transaction
 from listgate.models import Message
 from tests.support.factories import make_mail, post
-from webarchive.fulltext import highlight, mask_snippet
-from webarchive.querylang import parse
+from webarchive.reading.fulltext import highlight, mask_snippet
+from webarchive.reading.querylang import parse
 
 
 def _subjects(page: str) -> list[str]:
@@ -107,14 +107,14 @@ def test_author_address_filter_and_snippet_around_the_match(client, make_list, d
 
 
 def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
-    from webarchive.snippets import make_snippet, token_pattern
+    from webarchive.reading.snippets import make_snippet, token_pattern
 
     snip = make_snippet("signals and a signal handler, handlers", token_pattern(["signal", "handl"], prefix_last=True))
     assert highlight(snip) == ("signals and a <mark>signal</mark> <mark>handler</mark>, <mark>handlers</mark>")
 
 
 def test_common_words_rank_the_newest_matches_and_page_on(client, make_list, db, monkeypatch):
-    from webarchive import fulltext
+    from webarchive.reading import fulltext
 
     monkeypatch.setattr(fulltext, "COMMON", 0)  # every word counts as common: the newest matches are scored
     monkeypatch.setattr(fulltext, "CANDIDATES", 10)

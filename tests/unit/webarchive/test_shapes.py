@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from webarchive.render import render_text
-from webarchive.shapes import blocks, fixed_width, paragraphs
+from webarchive.rendering.bodies import render_text
+from webarchive.rendering.shapes import blocks, fixed_width, paragraphs
 
 OUTLOOK = """Yes, ship it on Monday.
 

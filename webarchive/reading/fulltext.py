@@ -14,14 +14,25 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from markupsafe import Markup, escape
-from sqlalchemy import ColumnElement, Select, column, exists, func, literal_column, not_, or_, select, table
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    column,
+    exists,
+    func,
+    literal_column,
+    not_,
+    or_,
+    select,
+    table,
+)
 from sqlalchemy.orm import Session
 
 from listgate import store
 from listgate.models import Attachment, Message
 from listgate.states import PostState
-from webarchive.querylang import Query
-from webarchive.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
+from webarchive.reading.querylang import Query
+from webarchive.reading.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
 CANDIDATES = 100  # newest matches of common words ranked by relevance; older ones follow newest first
 COMMON = 5_000  # posts holding a word, above which it is common

@@ -7,12 +7,17 @@ from sqlalchemy import select
 
 from listgate.models import MailingList, Message
 from listgate.states import PostState
-from webarchive.access import readable_list, readable_list_ids
 from webarchive.context import db, settings
-from webarchive.lookup import readable_thread
-from webarchive.render import display_name, mask_addresses
+from webarchive.reading.access import readable_list, readable_list_ids, readable_thread
+from webarchive.reading.threads import (
+    BadCursor,
+    find_message,
+    nearest_visible_parent,
+    thread_nodes,
+    thread_page,
+)
+from webarchive.rendering.bodies import display_name, mask_addresses
 from webarchive.security import current_address
-from webarchive.queries import BadCursor, find_message, nearest_visible_parent, thread_nodes, thread_page
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_LIMIT = 200

@@ -11,18 +11,17 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from sqlalchemy import func, select
-
 from markupsafe import Markup
+from sqlalchemy import func, select
 
 from listgate.db import transaction
 from listgate.models import MailingList, Message, MessageEdit
-from webarchive.compose import MAX_BODY, send
 from webarchive.context import db, resources, settings
-from webarchive.lookup import readable_message
 from webarchive.ratelimit import limit
-from webarchive.render import render_text
+from webarchive.reading.access import readable_message
+from webarchive.rendering.bodies import render_text
 from webarchive.security import current_address, signed_in
+from webarchive.views.compose import MAX_BODY, send
 
 bp = Blueprint("editing", __name__)
 WEB = "web"

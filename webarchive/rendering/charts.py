@@ -7,7 +7,7 @@ from datetime import datetime
 
 from markupsafe import Markup, escape
 
-from webarchive.talk import Graph
+from webarchive.reading.talk import Graph
 
 MAX_NODES = 40  # more participants are listed in the table only
 INK, ACCENT, LIGHT, LINE = "#1d1f21", "#2f5d8a", "#a9c0d6", "#8a8f94"

@@ -1,4 +1,4 @@
-"""Who may read what: private lists are for members only, and outsiders get a 404."""
+"""Who may read what, and finding what a URL names: private lists are for members only, outsiders get a 404."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session
 
 from listgate import administration, lists
 from listgate.ingest import is_member
-from listgate.models import MailingList, Subscription
-from listgate.states import SubscriptionState
+from listgate.models import MailingList, Message, Subscription, Thread
+from listgate.states import PostState, SubscriptionState
+from listgate.threads import resolve
 from webarchive.context import settings
 from webarchive.security import current_address
 
@@ -60,3 +61,22 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
 def is_moderator(mlist: MailingList) -> bool:
     """The signed-in person moderates this list (as a moderator, an owner or a site administrator)."""
     return administration.may_moderate(mlist, current_address(), settings().admins)
+
+
+def readable_thread(session: Session, thread_id: int) -> Thread:
+    """The thread (after merges) if it has visible posts and the visitor may read its list; else 404."""
+    thread = resolve(session, thread_id)
+    if thread is None or thread.message_count <= 0 or not can_read(session, thread.mailing_list):
+        abort(404)
+    return thread
+
+
+def readable_message(session: Session, message_pk: int) -> Message:
+    """A visible message the visitor may read, else 404."""
+    msg = session.get(Message, message_pk)
+    if msg is None or msg.status != PostState.VISIBLE:
+        abort(404)
+    thread = resolve(session, msg.thread_id)
+    if thread is None or not can_read(session, thread.mailing_list):
+        abort(404)
+    return msg

@@ -11,7 +11,7 @@ from functools import lru_cache
 import nh3
 from markupsafe import Markup, escape
 
-from webarchive.shapes import Block, blocks, paragraphs
+from webarchive.rendering.shapes import Block, blocks, paragraphs
 
 # The domain part of an address; the search starts at the literal "@", which keeps it fast.
 _AT_DOMAIN = re.compile(r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")

@@ -14,7 +14,6 @@ from listgate.models import Attachment, MailingList, Message, MessageVariant, Th
 from listgate.models.web import Report, Vote
 from listgate.states import PostState, ReportState
 
-
 _Row = TypeVar("_Row", Attachment, MessageVariant)
 
 

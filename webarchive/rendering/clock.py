@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from markupsafe import Markup, escape
 
-from webarchive.render import human_date
+from webarchive.rendering.bodies import human_date
 
 RECENT = timedelta(days=30)  # posts younger than this also say how long ago
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -1,4 +1,4 @@
-"""Hiding and restoring posts, keeping the thread and list counts right."""
+"""Reports on posts, and hiding and restoring the posts they are about, keeping the thread and list counts right."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from sqlalchemy.orm import Session
 
 from listgate.conversations import count_step
 from listgate.models import Message
-from listgate.bans import is_banned
 from listgate.models.web import Report
 from listgate.states import PostState, ReportState
 
@@ -41,5 +40,3 @@ def close_reports(session: Session, message_pk: int, status: str, by: str) -> No
     session.execute(update(Report).where(Report.message_pk == message_pk, Report.status == ReportState.OPEN).values(
         status=status, resolved_at=datetime.now(timezone.utc), resolved_by=by))
 
-
-__all__ = ["close_reports", "hide", "is_banned", "open_reports", "restore"]

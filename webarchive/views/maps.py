@@ -7,11 +7,11 @@ from datetime import datetime, timezone
 from flask import Blueprint, jsonify, render_template, url_for
 
 from listgate.models import MailingList, Thread
-from webarchive import charts, talk
-from webarchive.access import readable_list
 from webarchive.context import db, resources
-from webarchive.lookup import readable_thread
-from webarchive.render import display_name
+from webarchive.reading import talk
+from webarchive.reading.access import readable_list, readable_thread
+from webarchive.rendering import charts
+from webarchive.rendering.bodies import display_name
 from webarchive.security import current_address
 
 bp = Blueprint("maps", __name__)

@@ -7,11 +7,12 @@ from datetime import datetime, timedelta, timezone
 from flask import Blueprint, abort, render_template, request
 
 from listgate import lists
-from webarchive.access import readable_list_ids
 from webarchive.context import db
-from webarchive.feeds import atom_response
-from webarchive.fulltext import Filters, Hit, search as run_search
-from webarchive.querylang import HELP, Query, QueryError, parse
+from webarchive.reading.access import readable_list_ids
+from webarchive.reading.fulltext import Filters, Hit
+from webarchive.reading.fulltext import search as run_search
+from webarchive.reading.querylang import HELP, Query, QueryError, parse
+from webarchive.views.feeds import atom_response
 
 bp = Blueprint("search", __name__)
 PER_PAGE = 20

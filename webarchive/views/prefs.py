@@ -1,47 +1,22 @@
-"""A reader's display choices without JavaScript: the body font (a cookie) and the time zone (person or cookie)."""
+"""Changing a reader's display choices without JavaScript: the body font (a cookie) and the time zone (person or cookie).
+
+The choices themselves are read by webarchive.templating.
+"""
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
-from flask import Blueprint, abort, flash, g, redirect, render_template, request
-from sqlalchemy import select
+from flask import Blueprint, abort, flash, redirect, render_template, request
 
 from listgate import subscriptions
 from listgate.db import transaction
-from listgate.models import Person
-from webarchive.auth import safe_next
-from webarchive.clock import zone, zone_names
-from webarchive.context import db, resources
+from webarchive.context import resources
+from webarchive.rendering.clock import zone, zone_names
 from webarchive.security import current_address
+from webarchive.templating import FONT_COOKIE, FONTS, ZONE_COOKIE, reader_zone_name
+from webarchive.urls import safe_next
 
 bp = Blueprint("prefs", __name__)
-FONTS = ("auto", "mono", "prose")  # per block, everything fixed-width, everything proportional
-FONT_COOKIE, ZONE_COOKIE = "listgate_font", "listgate_tz"
 YEAR = 365 * 86400
-
-
-def font_choice() -> str:
-    """The reader's body font choice (auto by default)."""
-    chosen = request.cookies.get(FONT_COOKIE, "auto")
-    return chosen if chosen in FONTS else "auto"
-
-
-def zone_name() -> str:
-    """The reader's chosen zone name: the signed-in person's, else the cookie's; '' means UTC."""
-    if "_zone_name" not in g:
-        address = current_address()
-        name = request.cookies.get(ZONE_COOKIE, "")
-        if address is not None:
-            stored = db().scalar(select(Person.time_zone).where(Person.address == address))
-            name = stored or name
-        g._zone_name = name if zone(name) is not None else ""
-    return g._zone_name
-
-
-def reader_zone() -> ZoneInfo | None:
-    """The reader's zone, or None for UTC."""
-    return zone(zone_name())
 
 
 @bp.get("/prefs/font/<choice>")
@@ -57,7 +32,7 @@ def set_font(choice: str):  # type: ignore[no-untyped-def]
 @bp.get("/settings/time-zone")
 def time_zone_form():  # type: ignore[no-untyped-def]
     """Choose the time zone dates are shown in."""
-    return render_template("prefs/time_zone.html", zones=zone_names(), chosen=zone_name(),
+    return render_template("prefs/time_zone.html", zones=zone_names(), chosen=reader_zone_name(),
                            next=safe_next(request.args.get("next")))
 
 

@@ -2,92 +2,55 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from urllib.parse import quote
-
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
-from markupsafe import Markup, escape
+from markupsafe import Markup
 from sqlalchemy import and_, bindparam, extract, func, or_, select
 
-from listgate import plurals, removal, replies
-from listgate.models import MailingList, Message, Removal, Subscription, Thread
-from listgate.parsing import is_reply_subject
+from listgate.models import MailingList, Message, Subscription, Thread
 from listgate.states import PostState, SubscriptionState
-from webarchive import clock, listing, render, talk, threadview
-from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
-from webarchive.prefs import font_choice, reader_zone, zone_name
-from webarchive.exports import month_range, previewable
-from webarchive.lookup import readable_message, readable_thread
-from webarchive.render import FragmentCache
-from webarchive.queries import (BadCursor, Node, decode_cursor, encode_cursor, fill_attachments, fill_nodes,
-                                find_message, thread_nodes)
+from webarchive.reading import listing, talk, visits
+from webarchive.reading.access import (
+    is_moderator,
+    readable_list,
+    readable_list_ids,
+    readable_message,
+    readable_thread,
+)
+from webarchive.reading.listing import month_range
+from webarchive.reading.threads import (
+    BadCursor,
+    Node,
+    decode_cursor,
+    encode_cursor,
+    fill_attachments,
+    fill_nodes,
+    find_message,
+    thread_nodes,
+)
+from webarchive.rendering import bodies, clock
+from webarchive.rendering import rows as rows_html
+from webarchive.rendering.bodies import FragmentCache
 from webarchive.security import csrf_token, current_address
+from webarchive.templating import anonymous, font_choice, reader_zone, reader_zone_name, request_now
 
 bp = Blueprint("pages", __name__)
 HOME_COLUMNS = (MailingList.id, MailingList.name, MailingList.title, MailingList.description, MailingList.private,
                 MailingList.message_count, MailingList.thread_count, MailingList.last_activity)
 PAGE_SIZE = 50
-PATH_SAFE = "@/:+=!$&'()*,;~"
-
-
-@bp.app_template_global()
-def anonymous() -> bool:
-    """True when nobody is signed in (addresses are masked); asked once per request."""
-    if "_anonymous" not in g:
-        g._anonymous = current_address() is None
-    return g._anonymous
-
-
-@bp.app_template_filter("when")
-def when(value) -> str:  # type: ignore[no-untyped-def]
-    """A readable date in the reader's zone (UTC until one is chosen)."""
-    return clock.local(value, reader_zone())
-
-
-@bp.app_template_filter("plural")
-def plural_filter(n: int, noun: str) -> str:
-    """'1 post', '2 posts'."""
-    return plurals.count(n, noun)
-
-
-@bp.app_template_filter("name")
-def name_filter(value: str) -> str:
-    """An author's name, masked for anonymous readers."""
-    return render.display_name(value, anonymous())
-
-
-@bp.app_template_filter("mask")
-def mask_filter(value: str) -> str:
-    """Addresses with their domain hidden (feeds are always anonymous)."""
-    return render.mask_addresses(value)
-
-
-@bp.app_template_filter("xmlsafe")
-def xmlsafe(value: str) -> str:
-    """Text without the control characters XML 1.0 forbids."""
-    return render.XML_INVALID.sub("", value)
-
-
-@bp.app_template_global()
-def body(msg: Message):  # type: ignore[no-untyped-def]
-    """A post's body as safe HTML."""
-    if not msg.body_text.strip() and msg.body_html.strip():
-        return render.render_html(msg.body_html, anonymous())
-    return render.render_text(msg.body_text, msg.is_flowed, anonymous())
 
 
 def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderator: bool, depth_class: bool = True,
-               heading: str = "h2") -> list[render.Page]:
+               heading: str = "h2") -> list[bodies.Page]:
     """A page's posts in order, one piece each: the top from the cache (the missing ones rendered together),
     then the reader's own end."""
-    _cache, root, _anon, zone, _now = _page_constants()
+    zone = _page_constants()[3]
     address = current_address()
     tops = _tops(nodes, list_address, mlist.name, depth_class, heading, address)
-    reader = threadview.Reader(str(escape(root)), address is not None, csrf_token() if address else "",
-                               url_for("auth.signin", next=request.full_path), moderator, zone)
+    reader = rows_html.Reader.of(address is not None, csrf_token() if address else "",
+                                 url_for("auth.signin", next=request.full_path), moderator, zone)
     macros = current_app.jinja_env.get_template("pages/_post.html").module  # type: ignore[attr-defined]
-    out: list[render.Page] = []
+    out: list[bodies.Page] = []
     unread, last = False, len(nodes) - 1
     for i, (node, top) in enumerate(zip(nodes, tops)):
         parts: list[str] = []
@@ -97,15 +60,15 @@ def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderat
         m = node.message
         if top is None:
             depth = node.depth if depth_class else None
-            parts.append(macros.tombstone(node, depth, moderator, root) if m.status == PostState.REMOVED
+            parts.append(macros.tombstone(node, depth, moderator) if m.status == PostState.REMOVED
                          else macros.placeholder(node, depth))
         else:
             parts.append(top)
             if address is not None and address == m.from_addr:
-                parts.append(macros.owner(m, address, root))
-            parts.append(threadview.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None,
-                                             reader))
-        out.append(render.Page("".join(parts)))
+                parts.append(macros.owner(m, address))
+            parts.append(rows_html.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None,
+                                            reader))
+        out.append(bodies.Page("".join(parts)))
     return out
 
 
@@ -148,62 +111,10 @@ def _page_constants() -> tuple:  # type: ignore[type-arg]
     """What every post of one page shares, looked up once per request."""
     if "_page_constants" not in g:
         g._page_constants = (resources().extra.setdefault("post_tops", FragmentCache(8192)), request.script_root,
-                             anonymous(), reader_zone(), _now())
+                             anonymous(), reader_zone(), request_now())
     return g._page_constants
 
 
-def _now() -> datetime:
-    """One "now" per request, so every post on a page says "ago" from the same moment."""
-    if "_now" not in g:
-        g._now = datetime.now(timezone.utc)
-    return g._now
-
-
-@bp.app_template_global()
-def reader_zone_name() -> str:
-    """The zone the reader chose ('' for UTC)."""
-    return zone_name()
-
-
-@bp.app_template_global()
-def post_links(msg: Message, list_name: str) -> dict[str, str]:
-    """The per-post links, built without a url_for per link (a long thread has many posts)."""
-    root, pk = request.script_root, msg.id
-    return {
-        "permalink": f"{root}/m/{quote(msg.message_id, safe=PATH_SAFE)}",
-        "author": f"{root}/lists/{quote(list_name)}/authors/{pk}",
-        "reply": f"{root}/messages/{pk}/reply",
-        "report": f"{root}/messages/{pk}/report",
-        "raw": f"{root}/messages/{pk}.eml",
-        "vote": f"{root}/messages/{pk}/vote",
-        "history": f"{root}/messages/{pk}/history",
-        "edit": f"{root}/messages/{pk}/edit",
-    }
-
-
-@bp.app_template_global()
-def attachment_url(att) -> str:  # type: ignore[no-untyped-def]
-    """Where an attachment is downloaded."""
-    return f"{request.script_root}/attachments/{att.id}/{quote(att.filename or 'attachment', safe='')}"
-
-
-@bp.app_template_global()
-def attachment_preview(att) -> str | None:  # type: ignore[no-untyped-def]
-    """Where an image attachment is shown inline, or None for files that are only downloaded."""
-    return f"{request.script_root}/previews/{att.id}" if previewable(att) else None
-
-
-@bp.app_template_global()
-def reply_mailto(list_address: str, msg: Message) -> str:
-    """A mailto: link that replies to msg on the list, with In-Reply-To and subject filled in."""
-    return replies.reply_mailto(list_address, msg.subject, msg.message_id, msg.references)
-
-
-@bp.app_template_global()
-def tombstone_text(msg: Message) -> str:
-    """"removed by the moderators on DATE: REASON" for a removed post."""
-    row = db().get(Removal, msg.id)
-    return removal.tombstone(row) if row is not None else "removed by the moderators"
 
 
 @bp.get("/")
@@ -228,9 +139,9 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
     except BadCursor as exc:
         abort(400, description=str(exc))
     featured = [] if cursor else listing.thread_rows(session, mlist, 100, None, featured=True)[0]
-    root, anon = request.script_root, anonymous()
-    return render_template("pages/list.html", mlist=mlist, threads=listing.threads_html(rows, root, anon, reader_zone()),
-                           featured=listing.threads_html(featured, root, anon, reader_zone()) if featured else "", next_cursor=nxt,
+    anon, zone = anonymous(), reader_zone()
+    return render_template("pages/list.html", mlist=mlist, threads=rows_html.threads_html(rows, anon, zone),
+                           featured=rows_html.threads_html(featured, anon, zone) if featured else "", next_cursor=nxt,
                            paged=cursor is not None, domain=settings().domain, moderator=is_moderator(mlist),
                            following=_following_list(session, mlist))
 
@@ -252,14 +163,14 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
-    last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
+    last_visit = visits.visit(session, resources().writer, address, found.id, nodes) if address else None
     outline = _outline(found, nodes)
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: n.number)  # numbered by (date, id)
     mlist = found.mailing_list
     # The threads around this one move only when the list gets a post.
     newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
-                               lambda: threadview.neighbours(session, found))
+                               lambda: visits.neighbours(session, found))
     list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
                            posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),  # tombstones, placeholders: no posts
@@ -281,13 +192,14 @@ def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, ty
 
 def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def]
     """The thread's outline; the same for every reader of one kind until the thread or the minute changes."""
-    now = _now()
+    now = request_now()
     if any(n.new for n in nodes):
-        return threadview.outline_html(nodes, anonymous(), reader_zone(), now)
+        return rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
     recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
-    key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), zone_name(),
-           now.replace(second=0, microsecond=0) if recent else None, [n.message.status for n in nodes].count(PostState.VISIBLE))
-    return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
+    key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), reader_zone_name(),
+           now.replace(second=0, microsecond=0) if recent else None,
+           [n.message.status for n in nodes].count(PostState.VISIBLE))
+    return _remembered("outlines", key, lambda: rows_html.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
 _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
@@ -387,5 +299,5 @@ def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
     rows = listing.month_rows(session, mlist, start, end)
-    return render_template("pages/month.html", mlist=mlist, rows=listing.month_html(rows, request.script_root, anonymous(), reader_zone()),
+    return render_template("pages/month.html", mlist=mlist, rows=rows_html.month_html(rows, anonymous(), reader_zone()),
                            count=len(rows), year=year, month=month, start=start)

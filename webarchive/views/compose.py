@@ -9,16 +9,14 @@ from email.utils import format_datetime, formataddr, make_msgid
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
+from listgate.bans import is_banned
 from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
 from listgate.models import MailingList, Message, Person
 from listgate.parsing import is_reply_subject, parse
-from webarchive.access import readable_list
-from webarchive.context import db, resources, settings
-from webarchive.lookup import readable_message
-from webarchive.moderating import is_banned
-from webarchive.outbox import enqueue
+from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import limit
+from webarchive.reading.access import readable_list, readable_message
 from webarchive.security import current_address, signed_in
 
 log = logging.getLogger(__name__)

@@ -11,14 +11,12 @@ from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
 from listgate.models.people import DAILY, WEEKLY
 from listgate.models.web import Report, Vote
-from listgate.subscriptions import RateLimited, SubscriptionError
+from listgate.reports import hide, open_reports
 from listgate.states import SubscriptionState
-from webarchive.access import readable_list
-from webarchive.context import db, resources, settings
-from webarchive.lookup import readable_message, readable_thread
-from webarchive.moderating import hide, open_reports
-from webarchive.outbox import enqueue
+from listgate.subscriptions import RateLimited, SubscriptionError
+from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
+from webarchive.reading.access import readable_list, readable_message, readable_thread
 from webarchive.security import current_address, signed_in
 
 bp = Blueprint("acting", __name__)

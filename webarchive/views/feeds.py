@@ -13,9 +13,8 @@ from listgate.db import transaction
 from listgate.ingest import is_member
 from listgate.models import MailingList, Message, Person
 from listgate.states import PostState
-from webarchive.access import readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
-from webarchive.lookup import readable_thread
+from webarchive.reading.access import readable_list, readable_list_ids, readable_thread
 from webarchive.security import current_address, signed_in
 
 bp = Blueprint("feeds", __name__)

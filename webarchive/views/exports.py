@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import timezone
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort
@@ -12,24 +12,16 @@ from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessage
 from listgate.states import PostState
-from webarchive.access import readable_list
 from webarchive.context import db
-from webarchive.lookup import readable_message, readable_thread
 from webarchive.ratelimit import client_ip, limit
+from webarchive.reading.access import readable_list, readable_message, readable_thread
+from webarchive.reading.listing import month_range
 from webarchive.security import current_address
+from webarchive.templating import PREVIEW_TYPES, previewable
 
 bp = Blueprint("exports", __name__)
 _FROM_LINE = re.compile(rb"^(>*From )", re.MULTILINE)
-# Images shown inline: each is recognised by its first bytes, not only by what the mail declared.
-PREVIEW_TYPES = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
-                 "image/gif": (b"GIF87a", b"GIF89a"), "image/webp": (b"RIFF",)}
-PREVIEW_MAX = 5 * 1024 * 1024  # bytes; larger images are only downloaded
 _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
-
-
-def previewable(att: Attachment) -> bool:
-    """An image small enough to show inline."""
-    return att.content_type.lower() in PREVIEW_TYPES and 0 < att.size <= PREVIEW_MAX
 
 
 def declared_type(content_type: str) -> str:
@@ -112,15 +104,6 @@ def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def
         Message.list_id == mlist.id, Message.status == PostState.VISIBLE, Message.date >= start, Message.date < end,
     ).order_by(Message.date, Message.id)))
     return download(_mbox(session, messages), f"{mlist.name}-{year:04d}-{month:02d}.mbox", "application/mbox")
-
-
-def month_range(year: int, month: int) -> tuple[datetime, datetime]:
-    """[start, end) of a month in UTC, or 404 for an impossible month."""
-    if not (1 <= month <= 12 and 1970 <= year <= 9998):
-        abort(404)
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
-    return start, end
 
 
 def _readable_attachment(attachment_id: int) -> tuple[Attachment, bytes]:

@@ -13,12 +13,11 @@ from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
 from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
 from listgate.models.web import Ban, Report
+from listgate.reports import close_reports, hide, restore
+from listgate.states import PostState, ReportState
 from listgate.status import failed_posts
 from listgate.subscriptions import SubscriptionError, normalize
-from listgate.states import PostState, ReportState
-from webarchive.context import db, resources, settings
-from webarchive.moderating import close_reports, hide, restore
-from webarchive.outbox import enqueue
+from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address
 
 bp = Blueprint("moderation", __name__)
@@ -60,6 +59,14 @@ def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-
     if mlist is None or not administration.may_moderate(mlist, current_address(), settings().admins):
         abort(404)
     return mlist
+
+
+def _own_post(session, message_pk: int) -> tuple[Message, MailingList]:  # type: ignore[no-untyped-def]
+    """The post and its list if this person moderates that list, else 404."""
+    msg = session.get(Message, message_pk)
+    if msg is None:
+        abort(404)
+    return msg, _own_list(session, msg.list_id)
 
 
 def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
@@ -143,10 +150,7 @@ def approve(message_pk: int):  # type: ignore[no-untyped-def]
     """Publish a held post, or put a reported post back."""
     entries = []
     with transaction(resources().writer) as session:
-        msg = session.get(Message, message_pk)
-        if msg is None:
-            abort(404)
-        mlist = _own_list(session, msg.list_id)
+        msg, mlist = _own_post(session, message_pk)
         if msg.status == PostState.HELD:
             entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
@@ -164,10 +168,7 @@ def reject(message_pk: int):  # type: ignore[no-untyped-def]
     if not reason:
         abort(400, description="Please give a reason; it is mailed to the author.")
     with transaction(resources().writer) as session:
-        msg = session.get(Message, message_pk)
-        if msg is None:
-            abort(404)
-        mlist = _own_list(session, msg.list_id)
+        msg, mlist = _own_post(session, message_pk)
         hide(session, msg)
         close_reports(session, msg.id, ReportState.ACTIONED, current_address() or "")
         entries = moderation.reject(session, mlist, msg, current_address() or "", reason)

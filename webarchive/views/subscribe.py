@@ -8,12 +8,11 @@ from typing import Callable
 from flask import Blueprint, render_template, request
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, subscriptions
+from listgate import subscriptions
 from listgate.db import transaction
-from listgate.models import OutboxEntry
 from listgate.subscriptions import SubscriptionError
-
 from webarchive import context
+from webarchive.security import csrf_exempt
 
 log = logging.getLogger(__name__)
 
@@ -23,11 +22,6 @@ bp = Blueprint("subscribe", __name__)
 def _refused(reason: str, what: str):  # type: ignore[no-untyped-def]
     """The clear 400 page for a forged, altered or expired link."""
     return render_template("subscribe/invalid.html", reason=reason, what=what), 400
-
-
-def _enqueue(entries: list[OutboxEntry]) -> None:
-    """Send the generated mail now when the app has a broker sender; the worker's sweeper otherwise."""
-    dispatch.enqueue(context.resources().sender, entries)
 
 
 @bp.get("/confirm/<token>")
@@ -49,11 +43,13 @@ def _act(token: str, what: str, action: Callable[[Session, str, str], subscripti
     except SubscriptionError as exc:
         return _refused(str(exc), what)
     log.info("%s link used (one-click: %s)", what, request.form.get("List-Unsubscribe") == "One-Click")
-    _enqueue(outcome.outbox)
+    context.enqueue(outcome.outbox)
     return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
 
 
 @bp.post("/confirm/<token>")
+@csrf_exempt("the signed token in the URL is the credential; the page comes from a mailed link, maybe in a "
+             "browser without this site's cookie")
 def confirm(token: str):  # type: ignore[no-untyped-def]
     """Confirm the subscription the signed link names."""
     return _act(token, "confirmation", subscriptions.confirm_token)
@@ -74,6 +70,8 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/unsubscribe/<token>")
+@csrf_exempt("RFC 8058 one-click: mail clients POST List-Unsubscribe=One-Click with no cookie; the signed token "
+             "in the URL is the credential")
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """Unsubscribe at once: the form's button, or a mail client's one-click POST (RFC 8058)."""
     return _act(token, "unsubscribe", subscriptions.unsubscribe_by_token)

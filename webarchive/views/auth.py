@@ -6,7 +6,7 @@ import hashlib
 import logging
 import secrets
 from datetime import datetime, timedelta, timezone
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import urlencode
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete
@@ -16,32 +16,13 @@ from listgate import dispatch, tokens
 from listgate.db import transaction
 from listgate.models import UsedToken
 from listgate.subscriptions import SubscriptionError, normalize
-from webarchive.context import resources, settings
-from webarchive.outbox import enqueue
+from webarchive.context import enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
 from webarchive.security import end_session, start_session
+from webarchive.urls import safe_next
 
 log = logging.getLogger(__name__)
 bp = Blueprint("auth", __name__)
-_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
-_QUERY_SAFE = _PATH_SAFE + "?"
-
-
-def safe_next(target: str | None) -> str:
-    """A path on this site to go back to after signing in, in a form no browser reads as another site.
-
-    urlsplit drops tabs and newlines and leading controls as browsers do; what is left is
-    percent-encoded down to printable ASCII without backslashes, so the browser's own
-    normalisation has nothing left to remove, and it must then be a path ("/x", never "//x").
-    """
-    home = url_for("pages.home")
-    parts = urlsplit(target or "")
-    if parts.scheme or parts.netloc:
-        return home
-    path = quote(parts.path, safe=_PATH_SAFE)
-    if not path.startswith("/") or path.startswith("//"):
-        return home
-    return path + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
 
 
 def sign_in_link(address: str, next_path: str) -> str:

@@ -1,0 +1,47 @@
+"""The fast links (webarchive.urls) are the routes' own paths: equal to url_for for every route."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from flask import url_for
+from werkzeug.routing import IntegerConverter
+
+from tests.support.factories import make_mail, post
+from webarchive import urls
+
+AWKWARD = "dev list+é & 'x' (1)/50%{y}.txt"  # spaces, non-ASCII, quotes, a slash, a percent, braces
+
+
+def _values(rule) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {name: 4021 if isinstance(rule._converters[name], IntegerConverter) else AWKWARD  # noqa: SLF001
+            for name in rule.arguments}
+
+
+def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app) -> None:  # type: ignore[no-untyped-def]
+    rules = list(app.url_map.iter_rules())
+    assert len(rules) > 50
+    with app.test_request_context("/", environ_overrides={"SCRIPT_NAME": "/arch{ive}"}):
+        for rule in rules:
+            values = _values(rule)
+            assert urls.path(rule.endpoint, **values) == url_for(rule.endpoint, **values), rule.rule
+            if all(isinstance(rule._converters[n], IntegerConverter) for n in rule.arguments):  # noqa: SLF001
+                assert urls.pattern(rule.endpoint).format(**values) == url_for(rule.endpoint, **values), rule.rule
+            else:
+                with pytest.raises(ValueError):
+                    urls.pattern(rule.endpoint)
+
+
+def test_a_threads_links_are_the_routes_paths(client, make_list, db) -> None:  # type: ignore[no-untyped-def]
+    """The links a thread page builds fast lead where url_for would: each one answers."""
+    make_list("dev")
+    res = post(db, make_mail("Links", msgid="links@x", attachments=[("notes (1).txt", "text/plain", b"hello")]))
+    page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
+    for name in ("Permalink", "Raw"):
+        href = re.search(rf'<a href="([^"]+)"[^>]*>{name}</a>', page).group(1)  # type: ignore[union-attr]
+        assert client.get(href).status_code == 200, href
+    download = re.search(r'<a href="([^"]+)" download>notes \(1\)\.txt</a>', page).group(1)  # type: ignore[union-attr]
+    assert client.get(download.replace("&amp;", "&")).data == b"hello"
+    month = client.get("/lists/dev/2026/3").get_data(as_text=True)
+    assert f'href="/threads/{res.thread_id}#m' in month

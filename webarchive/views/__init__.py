@@ -1,0 +1,6 @@
+"""The web archive's pages, one blueprint per page family; create_app registers each of them by name.
+
+A module here holds its blueprint (`bp`), its views and the few template globals only its own
+templates need; the queries are in webarchive.reading, the HTML in templates/<blueprint>/ and
+webarchive.templating.
+"""
