@@ -18,7 +18,10 @@ from sqlalchemy import select
 
 from listgate.models import Message, OutboxEntry, Thread
 from listgate.spool import Spool
-from tests.faults.helpers import archiver, gateway, message_count, post, prepare, record, site_env, size, wait_until
+from tests.support.config import prepare, site_env, wait_until
+from tests.support.gateway import message_count
+from tests.support.processes import archiver, gateway
+from tests.support.reliability import post, record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 

@@ -12,10 +12,11 @@ import pytest
 
 from listgate import dispatch, lists
 from listgate.db import transaction
-from tests.faults.helpers import gateway, post, prepare, record, site_env, size, wait_until
-from tests.integration.worker_helpers import WorkerProcess
-from tests.services import RedisServer, require
-from tests.sink import SmtpSink
+from tests.support.config import prepare, site_env, wait_until
+from tests.support.processes import WorkerProcess, gateway
+from tests.support.reliability import post, record, size
+from tests.support.services import RedisServer, require
+from tests.support.sink import SmtpSink
 from worker.celery_app import make_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak, pytest.mark.redis]

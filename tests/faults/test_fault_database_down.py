@@ -9,10 +9,11 @@ from typing import Iterator
 
 import pytest
 
-from tests.faults.helpers import (
-    archived_ids, gateway, http_get, post, post_code, prepare, record, site_env, wait_until, webarchive,
-)
-from tests.services import PostgresServer, require
+from tests.support.config import prepare, site_env, wait_until
+from tests.support.gateway import archived_ids
+from tests.support.processes import gateway, http_get, webarchive
+from tests.support.reliability import post, post_code, record
+from tests.support.services import PostgresServer, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.soak]
 

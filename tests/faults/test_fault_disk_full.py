@@ -17,7 +17,10 @@ from typing import Iterator
 import pytest
 from sqlalchemy import event
 
-from tests.faults.helpers import archived_ids, gateway, post, prepare, record, site_env
+from tests.support.config import prepare, site_env
+from tests.support.gateway import archived_ids
+from tests.support.processes import gateway
+from tests.support.reliability import post, record
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 BIG = "x" * 76 + "\r\n"
@@ -101,7 +104,7 @@ def test_disk_full_gives_451_and_recovers(tmp_path: Path, small_mount: Path | No
 def _simulated(tmp_path: Path) -> None:
     """No mount allowed: cap the SQLite file with max_page_count on an in-process gateway."""
     from listgate.db import make_engine, session_factory, writer
-    from tests.integration.gateway_helpers import start_gateway
+    from tests.support.gateway import start_gateway
 
     settings, _ = prepare(site_env(tmp_path), "dev")
     engine = make_engine(settings)

@@ -24,8 +24,9 @@ from typing import Iterator
 import pytest
 
 from listgate.supervisor import read_state, state_file
-from tests.faults.helpers import prepare, record, site_env, wait_until
-from tests.services import require
+from tests.support.config import prepare, site_env, wait_until
+from tests.support.reliability import record
+from tests.support.services import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 BODY = ("x" * 76 + "\r\n") * 600  # ~47 KB per post

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import select
 import smtplib
-import socket
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import archived_ids, gateway, post, prepare, record, site_env
-from tests.integration.gateway_helpers import RawClient
+from tests.support.config import prepare, site_env
+from tests.support.gateway import RawClient, archived_ids
+from tests.support.processes import gateway
+from tests.support.reliability import post, record
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 FLOOD = 64
-
-
-def _connect(port: int, source: str) -> RawClient:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20, source_address=(source, 0))
-    c = RawClient.__new__(RawClient)
-    c.sock, c.buf = sock, b""
-    c.greeting = c.reply()
-    return c
 
 
 def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path) -> None:
@@ -32,7 +25,7 @@ def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path)
     port = settings.smtp_port
     flood: list[RawClient] = []
     try:
-        flood = [_connect(port, "127.0.0.1") for _ in range(FLOOD)]
+        flood = [RawClient(port, source="127.0.0.1") for _ in range(FLOOD)]
         greetings = [c.greeting for c in flood]
         served = [c for c in flood if c.greeting.startswith("220")]
         refused = [g for g in greetings if g.startswith("421")]
@@ -78,8 +71,8 @@ def test_slowloris_is_cut_off_by_the_server_timeout_and_others_are_served(tmp_pa
     gw = gateway(env, tmp_path / "gateway.log").start()
     port = settings.smtp_port
     try:
-        idle = _connect(port, "127.0.0.1")  # says nothing after the greeting
-        slow = _connect(port, "127.0.0.1")
+        idle = RawClient(port, source="127.0.0.1")  # says nothing after the greeting
+        slow = RawClient(port, source="127.0.0.1")
         assert slow.cmd("EHLO slow.example").startswith("250")
         assert slow.cmd("MAIL FROM:<slow@example.org>").startswith("250")
         assert slow.cmd("RCPT TO:<dev@lists.test>").startswith("250")

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import Mta, archived_ids, gateway, post, prepare, record, run_mtas, site_env, size, wait_until
+from tests.support.config import prepare, site_env, wait_until
+from tests.support.gateway import archived_ids
+from tests.support.processes import gateway
+from tests.support.reliability import Mta, post, record, run_mtas, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 CLIENTS = 16

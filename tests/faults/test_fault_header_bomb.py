@@ -15,7 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.helpers import archived_ids, gateway, post, prepare, record, site_env, size
+from tests.support.config import prepare, site_env
+from tests.support.gateway import archived_ids
+from tests.support.processes import gateway
+from tests.support.reliability import post, record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 REASONS = ("header block of", "folded over", "nested 3000 deep")  # what the 5xx must name

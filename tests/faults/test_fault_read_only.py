@@ -22,8 +22,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.faults.helpers import Mta, archived_ids, gateway, post, post_code, prepare, record, run_mtas, site_env, size
-from tests.services import _admin, require
+from tests.support.config import prepare, site_env
+from tests.support.gateway import archived_ids
+from tests.support.processes import gateway
+from tests.support.reliability import Mta, post, post_code, record, run_mtas, size
+from tests.support.services import _admin, require
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 PROBE_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")

@@ -20,8 +20,9 @@ import pytest
 from sqlalchemy import event
 
 from listgate.db import make_engine, session_factory, writer
-from tests.faults.helpers import archived_ids, post, prepare, record, site_env
-from tests.integration.gateway_helpers import start_gateway
+from tests.support.config import prepare, site_env
+from tests.support.gateway import archived_ids, start_gateway
+from tests.support.reliability import post, record
 
 pytestmark = [pytest.mark.integration]
 CLIENTS = 8

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.services import require
+from tests.support.services import require
 
 POSTFIX = "/usr/sbin/postfix"
 # The services a relay to LMTP needs; every one unchrooted, so the temp dir needs no copies of /etc.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import smtplib
-import sys
 import time
 from datetime import datetime, timedelta, timezone
 from email import message_from_bytes
@@ -29,10 +28,10 @@ from sqlalchemy import select, update
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import AuditEntry, Message, RawMessage, Subscription
-from tests.integration.test_end_to_end import Stack, _get, _json, base_env, make_stack
-from tests.integration.worker_helpers import wait_until
-from tests.mailauth import Key, StubDns, dnsfunc, make_key
-from tests.sink import Received, SmtpSink
+from tests.support.config import wait_until
+from tests.support.mailauth import Key, StubDns, dnsfunc, make_key
+from tests.support.sink import Received, SmtpSink
+from tests.support.stack import Stack, base_env, get, get_json, make_stack, run_up
 
 pytestmark = pytest.mark.integration
 
@@ -64,13 +63,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink, keys: dict[
                    # The same people write several times a minute here (a digest setting, then a reply
                    # held with a hint); the one-reply-per-window rule has journeys of its own.
                    LISTGATE_AUTO_REPLY_WINDOW="0")
-    running = make_stack(tmp, env)
-    running.start("up", [sys.executable, "-m", "listgate.cli", "up", "--no-demo"])
     try:
-        running.wait_ready()
-        yield running
+        yield from run_up(make_stack(tmp, env))
     finally:
-        running.stop()
         dns.stop()
 
 
@@ -188,21 +183,21 @@ def test_an_owner_creates_edits_moderates_by_mail_removes_and_purges(stack: Stac
                                                   "Saturday at three, bring chairs.", In_Reply_To="<party@example.org>",
                                                   References="<party@example.org>"))
     arrived(msink, stack, SUB1, "the moderator's reply", lambda r: r.message["Message-ID"] == "<party-re@example.org>")
-    thread_id = _json(stack.web_port, "/api/messages/party-re@example.org")["thread_id"]
+    thread_id = get_json(stack.web_port, "/api/messages/party-re@example.org")["thread_id"]
     out = stack.listgate("messages", "remove", "party@example.org", "--reason", "posted by mistake")
     assert "removed <party@example.org> on club" in out
-    status, page = _get(stack.web_port, f"/threads/{thread_id}")
+    status, page = get(stack.web_port, f"/threads/{thread_id}")
     assert status == 200 and "removed by the moderators on" in page and "posted by mistake" in page
     assert "Saturday in the garden" not in page and "bring chairs" in page
-    thread = _json(stack.web_port, f"/api/threads/{thread_id}")
+    thread = get_json(stack.web_port, f"/api/threads/{thread_id}")
     assert [(m["message_id"], m.get("removed", False)) for m in thread["messages"]] == [
         ("party@example.org", True), ("party-re@example.org", False)]
 
     # Purge (a legal takedown): the bytes are gone from the database, search finds nothing.
     out = stack.listgate("messages", "remove", "party-re@example.org", "--reason", "court order", "--purge")
     assert "raw mail, attachments and text deleted" in out
-    assert _get(stack.web_port, "/api/messages/party-re@example.org")[0] == 404
-    assert "bring chairs" not in _get(stack.web_port, "/search?q=chairs")[1]
+    assert get(stack.web_port, "/api/messages/party-re@example.org")[0] == 404
+    assert "bring chairs" not in get(stack.web_port, "/search?q=chairs")[1]
     with db(stack)() as session:
         msg = session.scalars(select(Message).where(Message.message_id == "party-re@example.org")).one()
         assert session.get_one(RawMessage, msg.raw_id).data == b""
@@ -262,9 +257,9 @@ def test_a_weekly_digest_reader_answers_one_entry_and_the_answer_threads_under_i
     smtp_send(stack, reader, town, post(reader, town, f"Re: {digest['Subject']}", "apples@example.net",
                                         f"I can bring apples.\n\n{quoted}\n", In_Reply_To=digest["Message-ID"],
                                         References=digest["Message-ID"]))
-    answer = wait_until(lambda: _get(stack.web_port, "/api/messages/apples@example.net")[0] == 200
-                        and _json(stack.web_port, "/api/messages/apples@example.net"), what="the answer archived")
-    market = _json(stack.web_port, "/api/messages/market@example.org")
+    answer = wait_until(lambda: get(stack.web_port, "/api/messages/apples@example.net")[0] == 200
+                        and get_json(stack.web_port, "/api/messages/apples@example.net"), what="the answer archived")
+    market = get_json(stack.web_port, "/api/messages/market@example.org")
     assert answer["parent_message_id"] == "market@example.org" and answer["thread_id"] == market["thread_id"]
     assert answer["subject"] == "Re: Market day"
 
@@ -274,8 +269,8 @@ def test_a_weekly_digest_reader_answers_one_entry_and_the_answer_threads_under_i
     smtp_send(stack, reader, town, post(reader, town, unquote(fields["subject"]), "detour@example.net",
                                         "Which park?", In_Reply_To=unquote(fields["In-Reply-To"]),
                                         References=unquote(fields["References"])))
-    detour = wait_until(lambda: _get(stack.web_port, "/api/messages/detour@example.net")[0] == 200
-                        and _json(stack.web_port, "/api/messages/detour@example.net"), what="the link's answer")
+    detour = wait_until(lambda: get(stack.web_port, "/api/messages/detour@example.net")[0] == 200
+                        and get_json(stack.web_port, "/api/messages/detour@example.net"), what="the link's answer")
     assert detour["parent_message_id"] == "bridge@example.org" and detour["subject"] == "Re: Bridge repairs"
 
     # A reply naming no entry is held with a hint: never a "Re: Town digest" thread.
@@ -283,7 +278,7 @@ def test_a_weekly_digest_reader_answers_one_entry_and_the_answer_threads_under_i
                                         In_Reply_To=digest["Message-ID"]))
     hint = arrived(msink, stack, reader, "the hint", subject_has("reply to the town digest is held"))[0]
     assert "reply link" in text_of(hint.message)
-    threads = _json(stack.web_port, "/api/lists/town/threads")["threads"]
+    threads = get_json(stack.web_port, "/api/lists/town/threads")["threads"]
     assert sorted(t["subject"] for t in threads) == ["Bridge repairs", "Market day"]
 
     # The weekly digest went out once, whatever the beat or a second run does.

@@ -8,7 +8,7 @@ from sqlalchemy import func, select, text
 from listgate import administration, lists, removal
 from listgate.db import transaction
 from listgate.models import Message, RawMessage
-from tests.unit.webarchive.factories import make_mail, post
+from tests.support.factories import make_mail, post
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ import smtplib
 import socket
 
 from bench.sink import Sink
-from tests.conftest import free_port
+from tests.support.config import free_port
 
 
 def test_sink_counts_each_message_once_with_its_recipients() -> None:

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import select
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.models import OutboxEntry
-from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.serving import RecordingSender, chromium, serving, shot
+from tests.support.browser import serving, shot
+from tests.support.config import make_settings, migrated
+from tests.support.factories import make_mail, post
+from tests.support.web import RecordingSender
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 LONG_BODY = """Hi all,
@@ -56,11 +56,8 @@ class Archive:
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
-    port = free_port()
-    settings = make_settings(tmp_path_factory.mktemp("browser"), LISTGATE_WEB_LISTEN=f"127.0.0.1:{port}")
-    engine = make_engine(settings)
-    upgrade(engine)
-    factory = session_factory(writer(engine))
+    settings = make_settings(tmp_path_factory.mktemp("browser"))
+    factory = migrated(settings)
     with transaction(factory) as session:
         lists.create(session, "dev", title="Developers", description="Building and releasing the project.",
                      moderators="mod@example.org")
@@ -78,15 +75,9 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     app = create_app(settings)
     sender = RecordingSender()
     app.extensions["listgate"].sender = sender
-    with serving(app, port) as url:
+    with serving(app, settings.web_port) as url:
         yield Archive(url, factory, root.thread_id, sender)
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    with chromium(chromium_path) as launched:
-        yield launched
+    factory.kw["bind"].dispose()
 
 
 def sign_in(page: Any, archive: Archive, address: str) -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import email
 import re
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -15,23 +13,13 @@ from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import upgrade
-from tests.conftest import free_port
-from tests.integration.worker_helpers import WorkerProcess
-from tests.sink import SmtpSink
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.serving import chromium, serving, shot
+from tests.support.browser import chromium, serving, shot
+from tests.support.config import free_port, wait_until
+from tests.support.factories import make_mail, post
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
-
-
-def _wait(predicate: Any, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.1)
-    raise AssertionError("nothing arrived in time")
 
 
 def _text(data: bytes) -> str:
@@ -63,7 +51,7 @@ def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(tmp_path: Path, si
             page.click("text=Sign in")
             page.fill("#address", "writer@example.org")
             page.click("text=Mail me a sign-in link")
-            mail = _wait(lambda: sink.to("writer@example.org"))[-1]
+            mail = wait_until(lambda: sink.to("writer@example.org"), 30, "the sign-in mail")[-1]
             link = re.search(r"https?://\S+/signin/\S+", _text(mail.data)).group(0)
             page.goto(link)
             page.click("main button:has-text('Sign in')")
@@ -75,7 +63,7 @@ def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(tmp_path: Path, si
             page.click("button:has-text('Send')")
             page.wait_for_selector("text=Friday works for me.")
             shot(page, "11-reply-by-web-with-worker")
-            delivered = _wait(lambda: sink.to("subscriber@example.org"))[-1].message
+            delivered = wait_until(lambda: sink.to("subscriber@example.org"), 30, "the reply's copy")[-1].message
             assert delivered["In-Reply-To"] == "<plan@example.org>"
             assert "writer@example.org" in delivered["From"] or "writer" in delivered["From"]
             assert delivered["List-Id"]

@@ -14,12 +14,11 @@ from typing import Any, Iterator
 import pytest
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.models import Message, Report, WebSession
-from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.serving import ARTIFACTS, chromium, serving
+from tests.support.browser import ARTIFACTS, serving
+from tests.support.config import make_settings, migrated
+from tests.support.factories import make_mail, post
 from webarchive.security import session_digest
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -90,11 +89,8 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    port = free_port()
-    settings = make_settings(tmp_path_factory.mktemp("reading"), LISTGATE_WEB_LISTEN=f"127.0.0.1:{port}")
-    engine = make_engine(settings)
-    upgrade(engine)
-    db = session_factory(writer(engine))
+    settings = make_settings(tmp_path_factory.mktemp("reading"))
+    db = migrated(settings)
     with transaction(db) as session:
         lists.create(session, "dev", title="Developers", description="Building and releasing the project.")
     root = post(db, make_mail("arm64 build fix", msgid="a0@x", body=PROSE_AND_PATCH,
@@ -119,15 +115,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     from webarchive import create_app
 
     app = create_app(settings)
-    with serving(app, port) as url:
+    with serving(app, settings.web_port) as url:
         yield Site(url, app, {"thread": root.thread_id, "root": root.message_pk, "mine": mine.message_pk})
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    with chromium(chromium_path) as launched:
-        yield launched
+    db.kw["bind"].dispose()
 
 
 def pages(site: Site) -> list[tuple[str, str, bool]]:

@@ -12,8 +12,9 @@ import pytest
 from listgate import lists, tokens
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.serving import RecordingSender, chromium, serving
+from tests.support.browser import chromium, serving
+from tests.support.config import free_port, make_settings
+from tests.support.web import RecordingSender
 from tests.unit.webarchive.test_redirects import ATTACKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]

@@ -9,11 +9,10 @@ from urllib.parse import quote
 import pytest
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.unit.webarchive.factories import post
-from tests.unit.webarchive.serving import chromium, serving, shot
+from listgate.db import transaction
+from tests.support.browser import serving, shot
+from tests.support.config import make_settings, migrated
+from tests.support.factories import post
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -47,26 +46,17 @@ def corpus() -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    settings = make_settings(tmp_path_factory.mktemp("xss"), LISTGATE_WEB_LISTEN=f"127.0.0.1:{port}")
-    engine = make_engine(settings)
-    upgrade(engine)
-    factory = session_factory(writer(engine))
+    settings = make_settings(tmp_path_factory.mktemp("xss"))
+    factory = migrated(settings)
     with transaction(factory) as session:
         lists.create(session, "dev")
     for raw in corpus():
         assert post(factory, raw).status == "stored"
     from webarchive import create_app
 
-    with serving(create_app(settings), port) as url:
+    with serving(create_app(settings), settings.web_port) as url:
         yield url
-    engine.dispose()
-
-
-@pytest.fixture(scope="module")
-def browser(chromium_path: str) -> Iterator[Any]:
-    with chromium(chromium_path) as launched:
-        yield launched
+    factory.kw["bind"].dispose()
 
 
 def _pages(url: str) -> list[str]:

@@ -23,8 +23,7 @@ import yaml
 
 from listgate.cli import main
 from listgate.config import Settings
-from tests.conftest import free_port
-from tests.integration.worker_helpers import wait_until
+from tests.support.config import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTGATE_SERVICES = ("gateway", "archiver", "worker", "beat", "web")
@@ -191,7 +190,7 @@ def _hosted(value: str, hosts: dict[str, str]) -> str:
 
 def _compose_database(admin_url: str) -> str:
     """An empty database owned by the compose file's user `listgate`, on the test's PostgreSQL; its name."""
-    from tests.services import _admin
+    from tests.support.services import _admin
 
     name = f"listgate_compose_{os.getpid()}"
     _admin(admin_url, "DO $$ BEGIN CREATE ROLE listgate LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
@@ -268,7 +267,7 @@ def test_the_compose_services_commands_carry_a_post_end_to_end(compose: dict[str
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-        from tests.services import drop_database, with_database
+        from tests.support.services import drop_database, with_database
 
         drop_database(postgres_url, with_database(postgres_url, database))
 

@@ -8,16 +8,10 @@ and the archive is read over HTTP.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import smtplib
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Iterator
@@ -27,138 +21,14 @@ import pytest
 from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
-from tests.conftest import free_port
-from tests.sink import SmtpSink
+from tests.support.config import DOMAIN
+from tests.support.sink import SmtpSink
+from tests.support.stack import Stack, base_env, get, get_json, make_stack, run_separately
 
 pytestmark = pytest.mark.integration
 
-DOMAIN = "lists.test"
 ALICE, BOB, CAROL = "alice@example.org", "bob@example.org", "carol@example.net"
-STARTUP_TIMEOUT = 60.0
 DELIVERY_TIMEOUT = 60.0
-
-
-@dataclass
-class Stack:
-    """Running listgate processes and how to reach them."""
-
-    env: dict[str, str]
-    smtp_port: int
-    web_port: int
-    logs: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-
-    def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
-        """Start a process with this stack's environment, logging to logs/NAME.log."""
-        self.logs.mkdir(parents=True, exist_ok=True)
-        log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        log.close()
-        self.procs[name] = proc
-        return proc
-
-    def listgate(self, *args: str) -> str:
-        """Run a `listgate` subcommand to completion; its output."""
-        done = subprocess.run([sys.executable, "-m", "listgate.cli", *args], env=self.env, capture_output=True,
-                              text=True, timeout=60)
-        assert done.returncode == 0, f"listgate {' '.join(args)}: {done.stdout}{done.stderr}"
-        return done.stdout
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of every process log, for failure messages."""
-        out = []
-        for path in sorted(self.logs.glob("*.log")):
-            text = path.read_text(errors="replace").splitlines()[-lines:]
-            out.append(f"--- {path.name}\n" + "\n".join(text))
-        return "\n".join(out)
-
-    def check_alive(self) -> None:
-        """Fail with the logs when a process died."""
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
-                pytest.fail(f"{name} exited with status {proc.returncode}\n{self.log_tail()}", pytrace=False)
-
-    def wait_ready(self) -> None:
-        """Wait until SMTP answers and /healthz says ok."""
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            self.check_alive()
-            if _smtp_ready(self.smtp_port) and _get(self.web_port, "/healthz", quiet=True)[0] == 200:
-                return
-            time.sleep(0.2)
-        pytest.fail(f"listgate did not come up within {STARTUP_TIMEOUT:.0f}s\n{self.log_tail()}", pytrace=False)
-
-    def stop(self) -> dict[str, int]:
-        """SIGTERM every process (group), SIGKILL stragglers; their exit codes."""
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        codes = {}
-        for name, proc in self.procs.items():
-            try:
-                codes[name] = proc.wait(30)
-            except subprocess.TimeoutExpired:
-                _killpg(proc, signal.SIGKILL)
-                codes[name] = proc.wait()
-            _killpg(proc, signal.SIGKILL)
-        return codes
-
-
-def _killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
-        os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _smtp_ready(port: int) -> bool:
-    try:
-        with smtplib.SMTP("127.0.0.1", port, timeout=2) as smtp:
-            return smtp.noop()[0] == 250
-    except (OSError, smtplib.SMTPException):
-        return False
-
-
-def _get(port: int, path: str, quiet: bool = False) -> tuple[int, str]:
-    """GET a path from the web archive: (status, body)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-    except OSError:
-        if quiet:
-            return 0, ""
-        raise
-
-
-def _json(port: int, path: str) -> Any:
-    status, body = _get(port, path)
-    assert status == 200, f"GET {path}: {status} {body[:300]}"
-    return json.loads(body)
-
-
-def base_env(tmp_path: Path, sink: SmtpSink, **extra: str) -> dict[str, str]:
-    """The process environment: everything in tmp_path, on free ports, mail out to the sink."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LISTGATE_")}
-    env.update({
-        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
-        "LISTGATE_DOMAIN": DOMAIN,
-        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
-        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
-        "LISTGATE_OUTBOUND": sink.url,
-        "LISTGATE_SECRET_KEY": "end-to-end-secret-0123456789",
-        "PYTHONUNBUFFERED": "1",
-        **extra,
-    })
-    return env
-
-
-def make_stack(tmp_path: Path, env: dict[str, str]) -> Stack:
-    """A Stack for env (ports read back from it)."""
-    port = lambda name: int(env[name].rsplit(":", 1)[1])  # noqa: E731
-    return Stack(env=env, smtp_port=port("LISTGATE_SMTP_LISTEN"), web_port=port("LISTGATE_WEB_LISTEN"),
-                 logs=tmp_path / "logs")
 
 
 @pytest.fixture
@@ -179,18 +49,6 @@ def production(tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: s
     """Separate gateway, worker, beat and web processes on PostgreSQL and Redis."""
     env = base_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url)
     yield from run_separately(make_stack(tmp_path, env))
-
-
-def run_separately(stack: Stack) -> Iterator[Stack]:
-    """Start gateway, worker, beat and web as separate processes, yield the stack once ready, stop them."""
-    for name, args in (("gateway", ["-m", "gateway"]), ("worker", ["-m", "worker", "worker"]),
-                       ("beat", ["-m", "worker", "beat"]), ("web", ["-m", "webarchive"])):
-        stack.start(name, [sys.executable, *args])
-    try:
-        stack.wait_ready()
-        yield stack
-    finally:
-        stack.stop()
 
 
 def mail(sender: str, subject: str, msgid: str, body: str, in_reply_to: str | None = None) -> EmailMessage:
@@ -219,7 +77,7 @@ def _shown(port: int, path: str, text: str, timeout: float = 10.0) -> tuple[int,
     """The page once it shows text (the 250 means spooled: the archiver publishes it a moment later)."""
     deadline = time.monotonic() + timeout
     while True:
-        status, page = _get(port, path)
+        status, page = get(port, path)
         if (status == 200 and text in page) or time.monotonic() > deadline:
             return status, page
         time.sleep(0.05)
@@ -265,7 +123,7 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
     send(stack, mail(f"Alice <{ALICE}>", "Release plan", "e2e-post@example.org", "Shall we ship on Friday?"), ALICE)
     status, page = _shown(stack.web_port, "/lists/dev/", "Release plan")
     assert status == 200 and "Release plan" in page
-    threads = _json(stack.web_port, "/api/lists/dev/threads")["threads"]
+    threads = get_json(stack.web_port, "/api/lists/dev/threads")["threads"]
     assert [t["subject"] for t in threads] == ["Release plan"] and threads[0]["messages"] == 1
     thread_id = threads[0]["id"]
 
@@ -280,10 +138,10 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
     reply = mail(f"Bob <{BOB}>", "Re: Release plan", "e2e-reply@example.org", "Friday is fine.", "e2e-post@example.org")
     send(stack, reply, BOB)
     _shown(stack.web_port, f"/api/threads/{thread_id}", "e2e-reply@example.org")
-    thread = _json(stack.web_port, f"/api/threads/{thread_id}")
+    thread = get_json(stack.web_port, f"/api/threads/{thread_id}")
     assert [m["message_id"] for m in thread["messages"]] == ["e2e-post@example.org", "e2e-reply@example.org"]
     assert thread["messages"][1]["parent_message_id"] == "e2e-post@example.org"
-    assert _json(stack.web_port, "/api/lists/dev/threads")["threads"][0]["messages"] == 2
+    assert get_json(stack.web_port, "/api/lists/dev/threads")["threads"][0]["messages"] == 2
 
     wait_for_copies(stack, sink, 4)
     for address in (ALICE, CAROL):

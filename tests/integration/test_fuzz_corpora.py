@@ -15,9 +15,11 @@ from sqlalchemy import select
 
 from listgate.models import Message
 from listgate.parsing import parse
-from tests.corpora import corpus, linux_man
-from tests.faults.helpers import gateway, prepare, record, site_env, size
-from tests.integration.gateway_helpers import settle
+from tests.support.config import prepare, site_env
+from tests.support.corpora import corpus, linux_man
+from tests.support.gateway import settle
+from tests.support.processes import gateway
+from tests.support.reliability import record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 

@@ -23,9 +23,9 @@ from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, VAR
 from listgate.models import Message, MessageVariant
 from listgate.parsing import parse
 from listgate.schema import upgrade
-from tests.conftest import DATA, make_settings
-from tests.corpora import available
-from tests.faults.helpers import record, size
+from tests.support.config import DATA, make_settings
+from tests.support.corpora import available
+from tests.support.reliability import record, size
 
 pytestmark = [pytest.mark.soak]
 EXAMPLES = size(200, 10_000)

@@ -11,8 +11,10 @@ from typing import Iterator
 
 import pytest
 
-from tests.faults.helpers import Service, archived_ids, gateway, post, prepare, record, site_env, size
-from tests.integration.gateway_helpers import RawClient
+from tests.support.config import prepare, site_env
+from tests.support.gateway import RawClient, archived_ids
+from tests.support.processes import Service, gateway
+from tests.support.reliability import post, record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 REPLY = re.compile(r"^[2-5]\d\d[ -]")

@@ -14,10 +14,9 @@ from sqlalchemy import select
 
 from listgate.models import Attachment, Blob, Message, MessageVariant
 from listgate.parsing import parse
-from tests.conftest import DATA
-from tests.corpora import corpus
-from tests.integration.gateway_helpers import count
-from tests.integration.test_gateway_smtp import Env
+from tests.support.config import DATA
+from tests.support.corpora import corpus
+from tests.support.gateway import Env, count, dev_gateway
 
 pytestmark = pytest.mark.integration
 MAIL = DATA / "mail"
@@ -26,11 +25,7 @@ MAIL = DATA / "mail"
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """One gateway for the whole corpus: it must survive all of it."""
-    e = Env(tmp_path_factory.mktemp("broken"), LISTGATE_MAX_MESSAGES_PER_MINUTE="10000")
-    e.make_list("dev")
-    e.start()
-    yield e
-    e.close()
+    yield from dev_gateway(tmp_path_factory.mktemp("broken"), LISTGATE_MAX_MESSAGES_PER_MINUTE="10000")
 
 
 def crlf(data: bytes) -> bytes:

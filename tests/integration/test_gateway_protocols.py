@@ -5,35 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from listgate.models import RawMessage
-from tests.integration.gateway_helpers import RawClient, count, mail, messages, raw_of
-from tests.integration.test_gateway_smtp import Env
+from tests.support.gateway import Env, RawClient, count, mail, messages, raw_of
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def make_env(tmp_path: Path) -> Iterator:  # type: ignore[type-arg]
-    made: list[Env] = []
-
-    def make(**env: str) -> Env:
-        e = Env(tmp_path / f"e{len(made)}", **env)
-        made.append(e)
-        return e
-
-    yield make
-    for e in made:
-        e.close()
 
 
 def _lmtp_send(client: smtplib.LMTP, rcpts: list[str], raw: bytes) -> list[tuple[int, bytes]]:
@@ -86,8 +69,8 @@ def test_lmtp_on_a_unix_socket_refuses_per_recipient(make_env, tmp_path: Path) -
     (b"\n.\n", True), (b"\n.\r\n", True), (b"\r.\r", True), (b"\r.\r\n", True),
     (b"\r\n.\n", True), (b"\r\n.\r", True), (b"\r\nx\ny\r\n", False),
 ])
-def test_smuggled_end_of_data_does_not_end_data(env_dev: Env, smuggle: bytes, refused: bool) -> None:
-    c = RawClient(env_dev.settings.smtp_port)
+def test_smuggled_end_of_data_does_not_end_data(env: Env, smuggle: bytes, refused: bool) -> None:
+    c = RawClient(env.settings.smtp_port)
     assert c.cmd("EHLO client.example").startswith("250")
     assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
     assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
@@ -99,36 +82,21 @@ def test_smuggled_end_of_data_does_not_end_data(env_dev: Env, smuggle: bytes, re
     # exactly one reply for one DATA: the smuggled commands were never run as commands
     assert c.cmd("NOOP").startswith("250")
     c.close()
-    stored = messages(env_dev.db)
+    stored = messages(env.db)
     if refused:
         assert reply.startswith("554 5.5.2") and "smuggling" in reply
-        assert stored == [] and count(env_dev.db, RawMessage) == 0
+        assert stored == [] and count(env.db, RawMessage) == 0
     else:  # a bare LF away from any dot line is tolerated (as Postfix's default "normalize" does)
         assert reply.startswith("250")
         [msg] = stored
-        assert msg.message_id == "first@x" and b"MAIL FROM:<admin@example.org>" in raw_of(env_dev.db, "first@x")
+        assert msg.message_id == "first@x" and b"MAIL FROM:<admin@example.org>" in raw_of(env.db, "first@x")
 
 
-@pytest.fixture
-def env_dev(make_env) -> Env:  # type: ignore[no-untyped-def]
-    e = make_env()
-    e.make_list("dev")
-    return e.start()
-
-
-def test_dot_stuffed_lines_are_not_smuggling(env_dev: Env) -> None:
-    with env_dev.smtp() as c:
+def test_dot_stuffed_lines_are_not_smuggling(env: Env) -> None:
+    with env.smtp() as c:
         assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(body=".\r\n..two\r\n.\r\nend\r\n")) == {}
-    [msg] = messages(env_dev.db)
-    assert raw_of(env_dev.db, msg.message_id).endswith(b"\r\n.\r\n..two\r\n.\r\nend\r\n")
-
-
-def _connect(port: int, source: str) -> RawClient:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=20, source_address=(source, 0))
-    c = RawClient.__new__(RawClient)
-    c.sock, c.buf = sock, b""
-    c.greeting = c.reply()
-    return c
+    [msg] = messages(env.db)
+    assert raw_of(env.db, msg.message_id).endswith(b"\r\n.\r\n..two\r\n.\r\nend\r\n")
 
 
 def test_too_many_connections_from_one_address_get_421_others_are_served(make_env) -> None:  # type: ignore[no-untyped-def]
@@ -136,18 +104,18 @@ def test_too_many_connections_from_one_address_get_421_others_are_served(make_en
     e.make_list("dev")
     e.start()
     port = e.settings.smtp_port
-    first, second = _connect(port, "127.0.0.1"), _connect(port, "127.0.0.1")
+    first, second = RawClient(port, source="127.0.0.1"), RawClient(port, source="127.0.0.1")
     assert first.greeting.startswith("220") and second.greeting.startswith("220")
-    third = _connect(port, "127.0.0.1")
+    third = RawClient(port, source="127.0.0.1")
     assert third.greeting.startswith("421 4.7.0") and "Too many connections" in third.greeting
     assert third.reply() == "<closed>"
     third.close()
-    other = _connect(port, "127.0.0.2")  # another client address is still served
+    other = RawClient(port, source="127.0.0.2")  # another client address is still served
     assert other.greeting.startswith("220")
     assert first.cmd("QUIT").startswith("221")
     first.close()
     for _ in range(100):  # the slot frees once the server has seen the close
-        again = _connect(port, "127.0.0.1")
+        again = RawClient(port, source="127.0.0.1")
         if again.greeting.startswith("220"):
             break
         again.close()
@@ -222,7 +190,7 @@ def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env)
     e = make_env(**limits)
     e.make_list("dev")
     e.start(lmtp=True)  # LISTGATE_TRUSTED_MTAS unset: loopback is trusted in LMTP mode
-    conns = [_connect(e.settings.smtp_port, "127.0.0.1") for _ in range(4)]
+    conns = [RawClient(e.settings.smtp_port, source="127.0.0.1") for _ in range(4)]
     assert all(c.greeting.startswith("220") for c in conns), [c.greeting for c in conns]
     with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as c:
         for i in range(6):
@@ -234,7 +202,7 @@ def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env)
     stranger = make_env(LISTGATE_TRUSTED_MTAS="10.0.0.0/8", **limits)  # the MTA is elsewhere: loopback is a stranger
     stranger.make_list("dev")
     stranger.start(lmtp=True)
-    conns = [_connect(stranger.settings.smtp_port, "127.0.0.1") for _ in range(3)]
+    conns = [RawClient(stranger.settings.smtp_port, source="127.0.0.1") for _ in range(3)]
     assert [c.greeting[:3] for c in conns] == ["220", "220", "421"]
     for c in conns:
         c.close()

@@ -18,10 +18,10 @@ from gateway.handler import GatewayHandler
 from gateway.relaysize import HEADROOM
 from gateway.server import GatewayServer
 from listgate.archiver import Archiver
-from tests.conftest import free_port
-from tests.integration.test_worker_delivery import build_site
-from tests.integration.worker_helpers import WorkerProcess, wait_until
-from tests.sink import SmtpSink
+from tests.support.config import free_port, wait_until
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
+from tests.support.worker import build_site
 
 pytestmark = pytest.mark.integration
 

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from tests.integration.gateway_helpers import mail, settle
-from tests.integration.test_gateway_smtp import Env
+from tests.support.gateway import Env, mail, settle
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path)
-    e.make_list("dev")
-    e.start()
-    yield e
-    e.close()
 
 
 @pytest.fixture

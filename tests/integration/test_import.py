@@ -15,7 +15,7 @@ from listgate.db import make_engine, session_factory
 from listgate.importer import mbox_messages, quick_msgid
 from listgate.models import Message, OutboxEntry
 from listgate.parsing import parse
-from tests.corpora import corpus, linux_man_path
+from tests.support.corpora import corpus, linux_man_path
 
 pytestmark = pytest.mark.integration
 

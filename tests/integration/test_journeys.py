@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import re
 import smtplib
-import sys
 import time
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -29,9 +28,10 @@ import pytest
 
 from listgate import dispatch
 from listgate.config import Settings
-from tests.integration.test_end_to_end import DOMAIN, Stack, base_env, make_stack, run_separately
 from tests.integration.web_client import WebClient
-from tests.sink import Received, SmtpSink
+from tests.support.config import DOMAIN
+from tests.support.sink import Received, SmtpSink
+from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
 from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
@@ -309,13 +309,7 @@ def _journey_env(tmp_path: Path, sink: SmtpSink, **extra: str) -> dict[str, str]
 @pytest.fixture
 def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
     """`listgate up` on the embedded default."""
-    stack = make_stack(tmp_path, _journey_env(tmp_path, sink))
-    stack.start("up", [sys.executable, "-m", "listgate.cli", "up", "--no-demo"])
-    try:
-        stack.wait_ready()
-        yield stack
-    finally:
-        stack.stop()
+    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
 
 
 @pytest.fixture

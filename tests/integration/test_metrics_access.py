@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
-from tests.faults.helpers import Service, http_get, prepare, site_env, webarchive
+from tests.support.config import free_port, prepare, site_env
+from tests.support.processes import Service, http_get, webarchive
 
 pytestmark = pytest.mark.integration
 TOKEN = "metrics-token-0123456789"

@@ -18,8 +18,8 @@ from listgate import lists, subscriptions
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Delivery, Subscription
 from listgate.schema import current, differences, head, upgrade
-from tests.conftest import make_settings
-from tests.services import new_database
+from tests.support.config import make_settings
+from tests.support.services import new_database
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from listgate.lists import create, require
 from listgate.models import Message
 from listgate.parsing import parse
 from listgate.schema import alembic_config, current, head, upgrade
-from tests.conftest import make_settings
-from tests.services import new_database
+from tests.support.config import make_settings
+from tests.support.services import new_database
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 5, 1, 9, 0, tzinfo=timezone.utc)

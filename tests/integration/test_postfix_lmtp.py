@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import func, select
 
 from listgate.models import Message
-from tests.conftest import free_port
-from tests.faults.helpers import prepare, site_env, size, wait_until
+from tests.support.config import free_port, prepare, site_env, wait_until
+from tests.support.reliability import size
 from tests.integration.postfix import PostfixInstance
 
 pytestmark = pytest.mark.integration

@@ -23,8 +23,7 @@ from typing import Iterator
 import pytest
 
 from listgate.supervisor import read_state, state_file
-from tests.conftest import free_port
-from tests.integration.worker_helpers import wait_until
+from tests.support.config import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

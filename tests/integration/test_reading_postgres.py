@@ -8,19 +8,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import transaction
 from listgate.models import Message, Report
 from listgate.reports import hide
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import session_for
-from webarchive import create_app
+from tests.support.factories import make_mail, post
+from tests.support.web import session_for
 
 pytestmark = pytest.mark.integration
 
 
-def test_thread_page_map_activity_and_edits_on_postgres(pg_settings):  # type: ignore[no-untyped-def]
-    engine = make_engine(pg_settings)
-    db = session_factory(writer(engine))
+def test_thread_page_map_activity_and_edits_on_postgres(pg_web):  # type: ignore[no-untyped-def]
+    app, db = pg_web
     with transaction(db) as session:
         lists.create(session, "dev")
         hush = lists.create(session, "hush", private=True)
@@ -36,25 +34,20 @@ def test_thread_page_map_activity_and_edits_on_postgres(pg_settings):  # type: i
     with transaction(db) as session:
         hide(session, session.get_one(Message, bad.message_pk))
         session.add(Report(message_pk=root.message_pk, list_id=1, address="z@x.example"))
-    app = create_app(pg_settings)
-    try:
-        client = app.test_client()
-        session_for(client, "me@example.org", "tok")
-        page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
-        assert "This post was hidden after reports" in page and "Reported: moderators will look at it" in page
-        post(db, make_mail("Re: Root", msgid="new@x.test", in_reply_to="root@x.test", sender="Ann <ann@example.org>"))
-        assert "1 new post since your last visit" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
-        graph = client.get(f"/api/threads/{root.thread_id}/graph").get_json()
-        assert sorted(p["name"] for p in graph["people"]) == ["Ann", "Cy", "Me"]
-        activity = client.get("/api/lists/dev/activity").get_json()
-        assert sum(w["posts"] for w in activity["weeks"]) >= 4 and activity["top_threads"][0]["posts"] == 3  # this month: the late post is dated March
-        assert "Talks most with" in client.get(f"/lists/dev/authors/{mine.message_pk}").get_data(as_text=True)
-        done = client.post(f"/messages/{mine.message_pk}/edit", data={"csrf_token": "tok", "body": "Changed.\n"})
-        assert done.status_code == 303
-        assert "Post edited" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
-        settings_page = client.get("/me/subscriptions").get_data(as_text=True)
-        link = settings_page.split('hush: <a href="', 1)[1].split('"', 1)[0]
-        assert app.test_client().get("/" + link.split("://", 1)[1].split("/", 1)[1]).status_code == 200
-    finally:
-        app.extensions["listgate"].engine.dispose()
-        engine.dispose()
+    client = app.test_client()
+    session_for(client, "me@example.org", "tok")
+    page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
+    assert "This post was hidden after reports" in page and "Reported: moderators will look at it" in page
+    post(db, make_mail("Re: Root", msgid="new@x.test", in_reply_to="root@x.test", sender="Ann <ann@example.org>"))
+    assert "1 new post since your last visit" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
+    graph = client.get(f"/api/threads/{root.thread_id}/graph").get_json()
+    assert sorted(p["name"] for p in graph["people"]) == ["Ann", "Cy", "Me"]
+    activity = client.get("/api/lists/dev/activity").get_json()
+    assert sum(w["posts"] for w in activity["weeks"]) >= 4 and activity["top_threads"][0]["posts"] == 3  # this month: the late post is dated March
+    assert "Talks most with" in client.get(f"/lists/dev/authors/{mine.message_pk}").get_data(as_text=True)
+    done = client.post(f"/messages/{mine.message_pk}/edit", data={"csrf_token": "tok", "body": "Changed.\n"})
+    assert done.status_code == 303
+    assert "Post edited" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
+    settings_page = client.get("/me/subscriptions").get_data(as_text=True)
+    link = settings_page.split('hush: <a href="', 1)[1].split('"', 1)[0]
+    assert app.test_client().get("/" + link.split("://", 1)[1].split("/", 1)[1]).status_code == 200

@@ -25,10 +25,11 @@ from listgate import cli, dispatch, lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
-from tests.conftest import free_port, make_settings
-from tests.integration.gateway_helpers import start_gateway
-from tests.integration.worker_helpers import Site, WorkerProcess, wait_until
-from tests.sink import SmtpSink
+from tests.support.config import free_port, make_settings, wait_until
+from tests.support.gateway import start_gateway
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
+from tests.support.worker import Site
 from webarchive import create_app
 from worker.celery_app import make_celery
 

@@ -19,8 +19,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from listgate.db import Base, make_engine
 from listgate.models.search import FTS_TABLE, SEARCH_COLUMN, SEARCH_INDEX, SQLITE_TRIGGERS
 from listgate.schema import alembic_config, differences, upgrade
-from tests.conftest import make_settings
-from tests.services import drop_database, new_database
+from tests.support.config import make_settings
+from tests.support.services import drop_database, new_database
 
 pytestmark = pytest.mark.integration
 

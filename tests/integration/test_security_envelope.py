@@ -15,9 +15,8 @@ from sqlalchemy import select
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import Subscription
-from tests.faults.helpers import record
-from tests.integration.gateway_helpers import RawClient, mail, messages
-from tests.integration.test_gateway_smtp import Env, make_env  # noqa: F401 - make_env is a fixture
+from tests.support.gateway import Env, RawClient, mail, messages
+from tests.support.reliability import record
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 

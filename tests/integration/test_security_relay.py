@@ -7,8 +7,7 @@ from typing import Iterator
 
 import pytest
 
-from tests.integration.gateway_helpers import RawClient, messages, outbox_kinds
-from tests.integration.test_gateway_smtp import Env
+from tests.support.gateway import Env, RawClient, dev_gateway, messages, outbox_kinds
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
@@ -32,11 +31,8 @@ NOT_OURS = [
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[Env]:
-    e = Env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
-    e.make_list("dev")
-    e.start()
-    yield e
-    e.close()
+    """A gateway with the list dev@ and no rate limit in the way of the attacks."""
+    yield from dev_gateway(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
 
 
 def _rcpt(env: Env, address: str) -> str:

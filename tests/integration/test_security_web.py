@@ -7,7 +7,7 @@ import json
 import re
 from email import message_from_bytes
 from email.policy import default as default_policy
-from typing import Any, Iterator
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -21,24 +21,12 @@ from listgate import lists, subscriptions, tokens
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Attachment, Message, OutboxEntry
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import session_for
-from tests.unit.webarchive.serving import RecordingSender
+from tests.support.factories import make_mail, post
+from tests.support.web import session_for
 
-pytestmark = pytest.mark.soak
+pytestmark = [pytest.mark.soak, pytest.mark.usefixtures("sender")]  # no broker: sends are recorded
 MARKERS = ("Zanzibar", "Quokka", "pemberton", "Pemberton", "xylophonemango", "secretlist-title")
 TOKEN_ROUTES = ("/confirm/", "/unsubscribe/", "/signin/", "/feeds/")
-
-
-@pytest.fixture
-def app(settings: Settings, engine: Any) -> Iterator[Flask]:
-    from webarchive import create_app
-
-    application = create_app(settings)
-    application.config["TESTING"] = True
-    application.extensions["listgate"].sender = RecordingSender()
-    yield application
-    application.extensions["listgate"].engine.dispose()
 
 
 @pytest.fixture

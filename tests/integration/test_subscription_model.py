@@ -39,9 +39,9 @@ from listgate.parsing import parse
 from listgate.schema import upgrade
 from listgate.states import SubscriptionState
 from listgate.subscriptions import SubscriptionError
-from tests.conftest import make_settings
-from tests.services import in_ci
-from tests.states import foreign_words
+from tests.support.config import make_settings
+from tests.support.services import in_ci
+from tests.support.states import foreign_words
 from worker import commands, delivery, digest, outbox
 from worker.context import WorkerContext
 from worker.notify import recipients

@@ -12,16 +12,8 @@ from sqlalchemy import func, select
 from listgate import lists, subscriptions, tokens
 from listgate.db import transaction
 from listgate.models import OutboxEntry, Subscription
-from webarchive import create_app
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def client(settings, engine):  # type: ignore[no-untyped-def]
-    app = create_app(settings)
-    app.config["TESTING"] = True
-    return app.test_client()
 
 
 @pytest.fixture

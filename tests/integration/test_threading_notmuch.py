@@ -7,16 +7,14 @@ one and notmuch may not: those cases assert our answer and say where notmuch dif
 
 from __future__ import annotations
 
-import os
 import shutil
-from itertools import islice
 from pathlib import Path
 
 import pytest
 
-from listgate.importer import mbox_messages, open_stream
-from tests import notmuch
-from tests.services import in_ci, require
+from tests.support import notmuch
+from tests.support.corpora import linux_man
+from tests.support.services import require
 
 D = "Mon, 2 Mar 2026 {:02d}:00:00 +0000"
 
@@ -87,21 +85,9 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(notmuch_install
             assert {m: theirs[m] for m in expected} != expected, f"{case}: notmuch now agrees: move it up"
 
 
-def _corpora() -> Path:
-    """The shared corpora, named by LISTGATE_TEST_CORPORA (CI sets it)."""
-    where = os.environ.get("LISTGATE_TEST_CORPORA", "")
-    if not where or not (Path(where) / "linux-man" / "linux-man.mbox.xz").exists():
-        message = "LISTGATE_TEST_CORPORA unset or without linux-man/"
-        if in_ci():
-            pytest.fail(f"{message} (CI=true: the corpus tests must run)", pytrace=False)
-        pytest.skip(message)
-    return Path(where)
-
-
 def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The first 2,000 messages of linux-man (real mail: odd clients, missing parents); whole-archive figures in docs/benchmarks.md."""
-    with open(_corpora() / "linux-man" / "linux-man.mbox.xz", "rb") as raw:
-        mails = list(islice(mbox_messages(open_stream(raw)), 2000))
+    mails = list(linux_man(2000))
     figures = notmuch.both(mails, tmp_path, fallback_days=0)
     assert figures.messages >= 1990 and figures.parents_checked >= 1990
     assert figures.parent_rate >= 0.995 and figures.thread_rate >= 0.995, (figures.line(), figures.differences[:10])

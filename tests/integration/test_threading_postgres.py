@@ -7,7 +7,7 @@ import itertools
 from hypothesis import HealthCheck, given, settings as hsettings
 
 from listgate.db import make_engine, session_factory, writer
-from tests import forests
+from tests.support import forests
 
 _example = itertools.count(1)
 

@@ -12,7 +12,7 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.models import Thread
 from listgate.parsing import parse
-from tests.corpora import linux_man, linux_man_path
+from tests.support.corpora import linux_man, linux_man_path
 
 SLICE = 250
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
     linux_man_path()  # skips (fails under CI) without the corpora
-    from tests.conftest import make_settings
+    from tests.support.config import make_settings
     from listgate.db import make_engine, session_factory, writer
     from listgate.schema import upgrade
 

@@ -7,8 +7,8 @@ from sqlalchemy import text
 
 from listgate import lists
 from listgate.db import transaction
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import session_for
+from tests.support.factories import make_mail, post
+from tests.support.web import session_for
 
 pytestmark = pytest.mark.integration
 

@@ -10,32 +10,14 @@ from pathlib import Path
 import pytest
 
 from listgate import dispatch, subscriptions
-from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.schema import upgrade
-from tests.conftest import make_settings
-from tests.integration.worker_helpers import Site, WorkerProcess, mail, wait_until
-from tests.sink import SmtpSink
-from worker.celery_app import make_celery
+from listgate.db import transaction
+from tests.support.config import wait_until
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
+from tests.support.worker import build_site, mail
 
 pytestmark = pytest.mark.integration
 VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
-
-
-def build_site(tmp_path: Path, sink: SmtpSink, **env: str) -> Site:
-    """Settings, a migrated database, a producer app and one list 'dev'."""
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
-           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_OUTBOUND": sink.url,
-           "LISTGATE_BASE_URL": "https://lists.test", **env}
-    settings = make_settings(tmp_path, **env)
-    engine = make_engine(settings)
-    upgrade(engine)
-    db = session_factory(writer(engine))
-    with transaction(db) as session:
-        from listgate import lists
-
-        # No DMARC lookups in these tests (the resolver would try the real DNS): see test_dmarc.py.
-        lists.create(session, "dev", title="Developers").dmarc_mode = "never"
-    return Site(settings, env, db, make_celery(settings))
 
 
 @pytest.fixture(params=["sqla", pytest.param("redis", marks=pytest.mark.redis),

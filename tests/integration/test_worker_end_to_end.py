@@ -12,9 +12,10 @@ from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate.models import Message, Subscription
 from listgate.archiver import Archiver
-from tests.integration.test_worker_delivery import build_site
-from tests.integration.worker_helpers import WorkerProcess, mail, wait_until
-from tests.sink import SmtpSink
+from tests.support.config import wait_until
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
+from tests.support.worker import build_site, mail
 
 pytestmark = pytest.mark.integration
 

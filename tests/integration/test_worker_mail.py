@@ -16,9 +16,9 @@ from listgate.db import transaction
 from listgate.ingest import COMMAND, ingest
 from listgate.models import Bounce, Delivery, DigestSent, Message, Subscription
 from listgate.parsing import parse
-from tests.conftest import DATA
-from tests.integration.worker_helpers import Site, mail, wait_until, worker_site
-from tests.sink import SmtpSink
+from tests.support.config import DATA, wait_until
+from tests.support.sink import SmtpSink
+from tests.support.worker import Site, mail, worker_site
 from worker import delivery, digest
 from worker.celery_app import make_celery
 from worker.context import WorkerContext

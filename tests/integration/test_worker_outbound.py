@@ -8,8 +8,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
-from tests.conftest import free_port
-from tests.sink import _Handler
+from tests.support.config import free_port
+from tests.support.sink import _Handler
 from worker.mailer import BOUNCED, DEFERRED, SENT, connect
 
 pytestmark = [pytest.mark.integration,

@@ -13,10 +13,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
 from listgate.models import Delivery
-from tests.conftest import free_port
-from tests.integration.test_worker_delivery import build_site
-from tests.integration.worker_helpers import WorkerProcess, mail, wait_until
-from tests.sink import _Handler
+from tests.support.config import free_port, wait_until
+from tests.support.processes import WorkerProcess
+from tests.support.sink import _Handler
+from tests.support.worker import build_site, mail
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]

@@ -22,8 +22,9 @@ from listgate.db import transaction
 from listgate.ingest import IngestResult
 from listgate.models import Bounce, DigestSent, Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.models.people import MIME, PLAIN
-from tests.integration.worker_helpers import Site, mail, wait_until, worker_site
-from tests.sink import SmtpSink
+from tests.support.config import wait_until
+from tests.support.sink import SmtpSink
+from tests.support.worker import Site, mail, worker_site
 
 pytestmark = pytest.mark.integration
 SUBSCRIBERS = ("ann@example.org", "bob@example.org", "cyd@example.org")
@@ -164,7 +165,7 @@ MESSAGE_REFUSALS = ["554 5.7.1 Message rejected by the content filter", "552 5.3
 
 def moderation_page(site: Site, name: str) -> str:
     """The moderation page as the list's moderator sees it."""
-    from tests.unit.webarchive.helpers import session_for
+    from tests.support.web import session_for
     from webarchive import create_app
 
     with transaction(site.db) as session:

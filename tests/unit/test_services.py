@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.services import in_ci, require, with_database
+from tests.support.services import in_ci, require, with_database
 
 
 def test_a_missing_service_skips_locally_with_a_one_line_reason(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from listgate import cli
 from listgate.supervisor import Service, Supervisor
-from tests.conftest import free_port
+from tests.support.config import free_port
 
 SLEEPER = ("import os, signal, sys, time, pathlib\n"
            "{setup}\n"

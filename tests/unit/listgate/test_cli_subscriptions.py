@@ -16,7 +16,7 @@ from listgate.ingest import ingest
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
 from listgate.parsing import parse
 from listgate.schema import upgrade
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from listgate import launch
-from tests.conftest import free_port, make_settings
+from tests.support.config import free_port, make_settings
 
 
 def test_the_summary_says_lmtp_when_it_listens_for_lmtp(tmp_path: Path) -> None:

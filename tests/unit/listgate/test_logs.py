@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from listgate import logs
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 
 
 @pytest.fixture(autouse=True)

@@ -18,8 +18,8 @@ from listgate.models import Message, OutboxEntry
 from listgate.parsing import parse
 from listgate.schema import upgrade
 from listgate.states import PostState
-from tests.conftest import make_settings
-from tests.states import foreign_words
+from tests.support.config import make_settings
+from tests.support.states import foreign_words
 
 SECRET = "test-secret-key-0123456789"
 

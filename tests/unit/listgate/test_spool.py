@@ -188,7 +188,7 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
     from listgate import cli, lists, threads
     from listgate.db import make_engine, session_factory, writer
     from listgate.schema import upgrade
-    from tests.conftest import make_settings
+    from tests.support.config import make_settings
 
     env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
            "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}

@@ -20,7 +20,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.archiver import Archiver
 from listgate.models import Ban, Message, MessageVariant, NotPosted
 from listgate.schema import upgrade
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 
 SENDERS = ("ann@example.org", "bob@example.org")
 

@@ -14,7 +14,7 @@ from listgate.db import Base, transaction
 from listgate.models import Delivery, Subscription
 from listgate.states import (BounceKind, DeliveryState, DigestState, PostState, ReportState, SpoolState,
                              SubscriptionState)
-from tests.states import foreign_words, state_columns
+from tests.support.states import foreign_words, state_columns
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "listgate" / "migrations" / "versions"
 TYPED = {"deliveries.status": DeliveryState, "digests_sent.status": DigestState, "subscriptions.status": SubscriptionState,

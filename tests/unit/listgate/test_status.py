@@ -12,8 +12,8 @@ from listgate.cli import main
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, OutboxEntry
-from tests.conftest import make_settings
-from tests.unit.webarchive.factories import make_mail, post
+from tests.support.config import make_settings
+from tests.support.factories import make_mail, post
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 

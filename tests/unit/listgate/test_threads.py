@@ -216,8 +216,8 @@ from hypothesis import HealthCheck, given, settings as hsettings  # noqa: E402
 from listgate.db import make_engine, session_factory, writer  # noqa: E402
 from listgate.lists import create  # noqa: E402
 from listgate.schema import upgrade  # noqa: E402
-from tests import forests  # noqa: E402
-from tests.conftest import make_settings  # noqa: E402
+from tests.support import forests  # noqa: E402
+from tests.support.config import make_settings  # noqa: E402
 
 
 @pytest.fixture(scope="module")

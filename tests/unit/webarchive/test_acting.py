@@ -11,25 +11,8 @@ from listgate import lists
 from listgate.db import transaction
 from listgate.models import Message, Subscription
 from listgate.parsing import parse
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, notices, sign_in
-
-
-class FakeSender:
-    """Records send_task calls instead of talking to a broker."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[int]]] = []
-
-    def send_task(self, name: str, args=(), **_kw):  # type: ignore[no-untyped-def]
-        self.sent.append((name, list(args)))
-
-
-@pytest.fixture
-def sender(app):  # type: ignore[no-untyped-def]
-    fake = FakeSender()
-    app.extensions["listgate"].sender = fake
-    return fake
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, notices, sign_in
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from listgate import lists
 from listgate.db import transaction
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import session_for
+from tests.support.factories import make_mail, post
+from tests.support.web import session_for
 
 
 def test_lists_show_counts_and_address(client, make_list, db):

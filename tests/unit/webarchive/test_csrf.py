@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Rule
 
-from tests.unit.webarchive.helpers import session_for
+from tests.support.web import session_for
 from webarchive.security import csrf_exemptions
 
 REFUSED = "did not come from this site"

@@ -4,20 +4,11 @@ from __future__ import annotations
 
 import re
 
-import pytest
 from sqlalchemy import func, select
 
 from listgate.models import Message, OutboxEntry
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, sign_in
-from tests.unit.webarchive.test_acting import FakeSender
-
-
-@pytest.fixture
-def sender(app):  # type: ignore[no-untyped-def]
-    fake = FakeSender()
-    app.extensions["listgate"].sender = fake
-    return fake
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, sign_in
 
 
 def _fanouts(db) -> int:  # type: ignore[no-untyped-def]

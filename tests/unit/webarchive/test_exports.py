@@ -7,8 +7,8 @@ import re
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, sign_in
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, sign_in
 
 
 def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_limit(app, client, make_list, db):

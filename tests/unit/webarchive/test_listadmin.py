@@ -8,18 +8,12 @@ from sqlalchemy import select
 from listgate import lists
 from listgate.db import transaction
 from listgate.models import AuditEntry, MailingList, Message, Person
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, sign_in
-
-
-class FakeSender:
-    def send_task(self, name, args=(), **_kw):  # type: ignore[no-untyped-def]
-        pass
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, sign_in
 
 
 @pytest.fixture
-def dev(app, make_list):  # type: ignore[no-untyped-def]
-    app.extensions["listgate"].sender = FakeSender()
+def dev(sender, make_list):  # type: ignore[no-untyped-def]
     return make_list("dev", moderators="mod@example.org", owners="owner@example.org")
 
 

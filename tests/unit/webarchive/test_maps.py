@@ -6,8 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import sign_in
+from tests.support.factories import make_mail, post
+from tests.support.web import sign_in
 
 DAY = datetime(2026, 3, 2, 9, 0, tzinfo=timezone.utc)  # a Monday
 

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, notices, sign_in
-
-
-class FakeSender:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-
-    def send_task(self, name, args=(), **_kw):  # type: ignore[no-untyped-def]
-        self.sent.append(name)
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, notices, sign_in
 
 
 @pytest.fixture
-def moderated(app, make_list, db):  # type: ignore[no-untyped-def]
-    app.extensions["listgate"].sender = FakeSender()
+def moderated(sender, make_list, db):  # type: ignore[no-untyped-def]
     make_list("dev", policy="moderated", moderators="mod@example.org")
     held = post(db, make_mail("Please approve", msgid="h@x", sender="Newbie <new@example.org>"))
     assert held.status == "held"

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from listgate import counters
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery
-from tests.unit.webarchive.factories import make_mail, post
+from tests.support.factories import make_mail, post
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -23,7 +23,7 @@ def test_healthz_is_ok_on_a_migrated_database(client) -> None:  # type: ignore[n
 
 
 def test_healthz_is_503_when_the_database_is_not_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_settings
+    from tests.support.config import make_settings
     from webarchive import create_app
 
     app = create_app(make_settings(tmp_path))
@@ -33,7 +33,7 @@ def test_healthz_is_503_when_the_database_is_not_migrated(tmp_path) -> None:  # 
 
 
 def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import make_settings
+    from tests.support.config import make_settings
     from webarchive import create_app
 
     app = create_app(make_settings(tmp_path, LISTGATE_DATABASE_URL="postgresql://lg@127.0.0.1:1/lg"))

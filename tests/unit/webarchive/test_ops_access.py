@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import Engine
 
 from listgate.config import Settings, SettingsError
-from tests.unit.webarchive.helpers import csrf
+from tests.support.web import csrf
 
 TOKEN = "metrics-token-0123456789"
 OUTSIDE = {"REMOTE_ADDR": "203.0.113.5"}

@@ -9,8 +9,8 @@ from sqlalchemy import event
 
 from listgate.db import transaction
 from listgate.models import Message, RawMessage
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import session_for
+from tests.support.factories import make_mail, post
+from tests.support.web import session_for
 
 
 @pytest.fixture
@@ -203,7 +203,7 @@ def test_format_flowed_paragraphs_are_joined(client, make_list, db):
 
 def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(client, thread, db):  # type: ignore[no-untyped-def]
     """Same Message-ID, other bytes: kept and announced on the thread and message pages, its raw bytes downloadable."""
-    from tests.unit.webarchive.helpers import sign_in
+    from tests.support.web import sign_in
 
     first = make_mail("Re: Build fails", msgid="r4@x", in_reply_to="root@x", sender="Dan <dan@example.com>")
     assert post(db, first).status == "stored"
@@ -227,7 +227,7 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
 
 def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(client, thread, db):  # type: ignore[no-untyped-def]
     """The copy with the earliest Date places a Message-ID: the post moves to that thread, shown as it first came."""
-    from tests.unit.webarchive.factories import BASE_DATE
+    from tests.support.factories import BASE_DATE
 
     plan = post(db, make_mail("Release plan", msgid="plan@x", sender="Erin <erin@example.org>"))
     moved = post(db, make_mail("Re: Release plan", body="Sent first, to the plan.\n", msgid="r3@x",

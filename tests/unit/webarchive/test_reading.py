@@ -9,8 +9,8 @@ import pytest
 
 from listgate.db import transaction
 from listgate.models import Message, Report
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, sign_in
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, sign_in
 from webarchive.rendering.clock import ago, sender_clock, time_html, zone
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40

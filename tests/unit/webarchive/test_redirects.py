@@ -44,7 +44,7 @@ def complete_sign_in(client, settings, next_value: str):  # type: ignore[no-unty
     token = tokens.make(settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org", "n": secrets.token_hex(6)})
     page = client.get(f"/signin/{token}", query_string={"next": next_value})
     assert page.status_code == 200
-    from tests.unit.webarchive.helpers import CSRF
+    from tests.support.web import CSRF
 
     form_token = CSRF.search(page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
     return client.post(f"/signin/{token}", data={"csrf_token": form_token, "next": next_value})

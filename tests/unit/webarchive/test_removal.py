@@ -8,8 +8,8 @@ from listgate import removal
 from listgate.db import transaction
 from listgate.lists import ListError
 from listgate.models import Attachment, Blob, MailingList, Message, MessageVariant, RawMessage, Thread
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import sign_in
+from tests.support.factories import make_mail, post
+from tests.support.web import sign_in
 
 SECRET_WORD = "zanzibarquokka"
 

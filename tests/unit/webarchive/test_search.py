@@ -6,7 +6,7 @@ import re
 
 from listgate.db import transaction
 from listgate.models import Message
-from tests.unit.webarchive.factories import make_mail, post
+from tests.support.factories import make_mail, post
 from webarchive.reading.fulltext import highlight, mask_snippet
 from webarchive.reading.querylang import parse
 

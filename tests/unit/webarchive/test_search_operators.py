@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
-from tests.unit.webarchive.factories import make_mail, post
+from tests.support.factories import make_mail, post
 
 LINKER, ERROR, RELEASE, OPS, REPLY = "Linker error", "Error report", "Release date", "Ops linker", "Re: Linker error"
 # (query string, the subjects it must find, exactly)

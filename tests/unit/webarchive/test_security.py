@@ -5,8 +5,8 @@ from __future__ import annotations
 from html.parser import HTMLParser
 
 from webarchive import create_app
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf
 
 class _Tags(HTMLParser):
     def __init__(self) -> None:

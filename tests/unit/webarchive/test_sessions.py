@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tests.unit.webarchive.helpers import csrf, sign_in
+from tests.support.web import csrf, sign_in
 
 COOKIE = "listgate_session"
 PRIVATE = "/me/subscriptions"  # a page only a signed-in person sees

@@ -13,8 +13,8 @@ from sqlalchemy import create_engine, select, text
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, NotPosted, Subscription
-from tests.unit.webarchive.factories import make_mail, post
-from tests.unit.webarchive.helpers import csrf, notices, sign_in
+from tests.support.factories import make_mail, post
+from tests.support.web import csrf, notices, sign_in
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(clie
         assert session.scalars(select(Message.message_id)).all() == ["ooo@x"]
         assert session.scalars(select(NotPosted.released_by)).all() == ["mod@example.org"]
         assert session.scalars(select(MailingList.thread_count)).all() == [1]
-    assert sender.sent[-1:] == ["listgate.fanout"]
+    assert sender.names[-1:] == ["listgate.fanout"]
     assert "Nothing was kept back" in client.get("/moderation").get_data(as_text=True)
 
 

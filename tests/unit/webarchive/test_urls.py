@@ -8,7 +8,7 @@ import pytest
 from flask import url_for
 from werkzeug.routing import IntegerConverter
 
-from tests.unit.webarchive.factories import make_mail, post
+from tests.support.factories import make_mail, post
 from webarchive import urls
 
 AWKWARD = "dev list+é & 'x' (1)/50%{y}.txt"  # spaces, non-ASCII, quotes, a slash, a percent, braces

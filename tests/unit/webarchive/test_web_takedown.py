@@ -11,20 +11,14 @@ from sqlalchemy import func, select
 from listgate import lists
 from listgate.db import transaction
 from listgate.models import Attachment, AuditEntry, Message, RawMessage
-from tests.unit.webarchive.factories import post
-from tests.unit.webarchive.helpers import csrf, sign_in
+from tests.support.factories import post
+from tests.support.web import csrf, sign_in
 from tests.unit.webarchive.test_removal import SECRET_WORD, thread_of_three
 
 
-class FakeSender:
-    def send_task(self, name, args=(), **_kw):  # type: ignore[no-untyped-def]
-        pass
-
-
 @pytest.fixture
-def thread(app, db, make_list):  # type: ignore[no-untyped-def]
+def thread(sender, db, make_list):  # type: ignore[no-untyped-def]
     """root <- mid (with an attachment and a secret word) <- leaf, on dev (moderated by mod@, owned by owner@)."""
-    app.extensions["listgate"].sender = FakeSender()
     root, mid, leaf = thread_of_three(db, lambda name: make_list(name, moderators="mod@example.org",
                                                                 owners="owner@example.org"))
     make_list("other", moderators="othermod@example.org")

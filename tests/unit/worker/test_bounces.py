@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import DATA as TEST_DATA
-from tests.corpora import corpus
+from tests.support.config import DATA as TEST_DATA
+from tests.support.corpora import corpus
 from listgate.states import BounceKind
 from worker.bounces import parse_bounce, refusal_kind
 from worker.mailer import DATA as DATA_STAGE, DOT, MAIL, RCPT, classify

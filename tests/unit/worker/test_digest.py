@@ -15,8 +15,8 @@ from listgate.models import DigestSent, Message
 from listgate.models.people import DAILY
 from listgate.parsing import parse
 from listgate.states import DigestState
-from tests.conftest import make_settings
-from tests.states import foreign_words
+from tests.support.config import make_settings
+from tests.support.states import foreign_words
 from worker.context import WorkerContext
 from worker.digest import _claim, send_digests
 from worker.mailer import maildir_path

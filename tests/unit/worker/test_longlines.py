@@ -14,8 +14,8 @@ import dkim
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.conftest import DATA
-from tests.corpora import available
+from tests.support.config import DATA
+from tests.support.corpora import available
 from worker.longlines import LIMIT, fit_lines, too_long
 
 TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_categories=("Cc", "Cs")), max_size=60)

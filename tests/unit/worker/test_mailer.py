@@ -35,7 +35,7 @@ def test_maildir_abandons_when_the_claim_is_lost(tmp_path: Path) -> None:
 
 
 def test_refused_connection_is_deferred_not_raised() -> None:
-    from tests.conftest import free_port
+    from tests.support.config import free_port
 
     conn = SmtpConnection(f"smtp://127.0.0.1:{free_port()}", timeout=2)
     result = conn.send("", "ann@example.org", b"Subject: x\r\n\r\ny\r\n")

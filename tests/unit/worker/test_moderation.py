@@ -15,7 +15,7 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.models import Message, OutboxEntry, Report
 from listgate.parsing import parse
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 from worker import moderation as worker_moderation
 from worker.context import WorkerContext
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from listgate import dispatch
 from listgate.db import transaction
 from listgate.models import OutboxEntry
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 from worker import outbox
 from worker.context import WorkerContext
 

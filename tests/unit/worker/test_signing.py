@@ -8,8 +8,8 @@ from pathlib import Path
 import dkim
 import pytest
 
-from tests.conftest import make_settings
-from tests.mailauth import Key, StubDns, dnsfunc, make_key
+from tests.support.config import make_settings
+from tests.support.mailauth import Key, StubDns, dnsfunc, make_key
 from worker.headers import ListInfo, build_copy, split_message
 from worker.resolver import Resolver
 from worker.signing import Signer

@@ -10,7 +10,7 @@ from celery.exceptions import Retry
 from sqlalchemy.exc import OperationalError
 
 from listgate import dispatch
-from tests.conftest import make_settings
+from tests.support.config import make_settings
 from worker import delivery
 from worker.celery_app import make_celery
 from worker.tasks import MAX_RETRIES

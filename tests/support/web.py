@@ -1,15 +1,20 @@
-"""Helpers for driving the web archive with Flask's test client."""
+"""The web archive in Flask's test client (fixtures `app`, `client`, `sender`), and signing in."""
 
 from __future__ import annotations
 
 import json
 import re
 import secrets
+from typing import Any, Iterator
 
+import pytest
+from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import Engine
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import OutboxEntry, WebSession
 from webarchive.security import session_digest
@@ -55,3 +60,44 @@ def session_for(client: FlaskClient, address: str, csrf_value: str = "known-csrf
     with client.session_transaction() as cookie:
         cookie.update(address=address, sid=sid, csrf=csrf_value)
     return csrf_value
+
+
+class RecordingSender:
+    """Stands in for the broker: records send_task calls (the outbox rows hold the payloads)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[int]]] = []
+
+    def send_task(self, name: str, args: Any = (), **_kw: Any) -> None:
+        """Record the task name and its arguments."""
+        self.sent.append((name, list(args)))
+
+    @property
+    def names(self) -> list[str]:
+        """The task names sent, in order."""
+        return [name for name, _ in self.sent]
+
+
+@pytest.fixture
+def app(settings: Settings, engine: Engine) -> Iterator[Flask]:
+    """The web archive on the test's migrated database."""
+    from webarchive import create_app
+
+    application = create_app(settings)
+    application.config["TESTING"] = True
+    yield application
+    application.extensions["listgate"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """A test client (cookies kept between requests)."""
+    return app.test_client()
+
+
+@pytest.fixture
+def sender(app: Flask) -> RecordingSender:
+    """The app's broker client, replaced by a RecordingSender."""
+    fake = RecordingSender()
+    app.extensions["listgate"].sender = fake
+    return fake

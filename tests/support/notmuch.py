@@ -5,7 +5,7 @@ thread as trees of replies. Figures: same parent (over messages both archive and
 notmuch parent we hold too) and same thread (messages whose notmuch thread we hold as
 exactly one thread). Run as a script for a whole archive's figures:
 
-    LISTGATE_TEST_CORPORA=../shared/corpora .venv/bin/python -m tests.notmuch [LIMIT]
+    LISTGATE_TEST_CORPORA=../shared/corpora .venv/bin/python -m tests.support.notmuch [LIMIT]
 """
 
 from __future__ import annotations
@@ -119,7 +119,7 @@ def threadings(mails: list[bytes], workdir: Path, fallback_days: int) -> tuple[P
     from listgate.importer import Importer
     from listgate.lists import create
     from listgate.schema import upgrade
-    from tests.conftest import make_settings
+    from tests.support.config import make_settings
 
     engine = make_engine(make_settings(workdir / "listgate"))
     try:

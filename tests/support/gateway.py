@@ -1,22 +1,29 @@
-"""An in-process gateway for integration tests, and small SMTP/DB helpers."""
+"""An in-process gateway for integration tests (fixtures `env`, `make_env`), and small SMTP/DB helpers."""
 
 from __future__ import annotations
 
+import smtplib
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterator
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
-from listgate.config import Settings
+from listgate import lists
 from listgate.archiver import Archiver
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList, Message, OutboxEntry
+from listgate.schema import upgrade
 from listgate.spool import Spool
+from tests.support.config import make_settings
 
 
 @dataclass
@@ -31,8 +38,12 @@ class Recorder:
             self.entries.extend(entries)
         return len(entries)
 
-    def kinds(self) -> list[str]:
-        """Task names sent so far."""
+    def kinds(self, expected: int = 0, timeout: float = 10.0) -> list[str]:
+        """Task names sent so far; first waits (up to timeout) for `expected` of them: the archiver
+        hands its outbox entries over just after the commit that the database assertions see."""
+        deadline = time.monotonic() + timeout
+        while len(self.entries) < expected and time.monotonic() < deadline:
+            time.sleep(0.05)
         with self.lock:
             return [e.kind for e in self.entries]
 
@@ -130,8 +141,9 @@ def mail(subject: str = "Hello", msgid: str = "m1@example.org", frm: str = "Ann 
 class RawClient:
     """A line-level SMTP client over a plain socket (for what smtplib refuses to send)."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection((host, port), timeout=20)
+    def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None) -> None:
+        """Connect (from the loopback address `source` when given) and read the greeting."""
+        self.sock = socket.create_connection((host, port), timeout=20, source_address=(source, 0) if source else None)
         self.buf = b""
         self.greeting = self.reply()
 
@@ -167,3 +179,81 @@ def raw_of(db: sessionmaker[Session], message_id: str) -> bytes:
         msg = s.scalars(select(Message).where(Message.message_id == message_id).order_by(Message.id)).first()
         assert msg is not None, f"{message_id} is not archived"
         return msg.raw.data
+
+
+def archived_ids(db: sessionmaker[Session], list_name: str = "dev") -> list[str]:
+    """Message-IDs archived on a list, one entry per stored row (once the spool is archived)."""
+    settle(db)
+    with db() as session:
+        mlist = lists.require(session, list_name)
+        return list(session.scalars(select(Message.message_id).where(Message.list_id == mlist.id)))
+
+
+def message_count(db: sessionmaker[Session]) -> int:
+    """Rows in the messages table, read without the write lock (a writer factory's BEGIN IMMEDIATE would
+    wait for a busy archiver's batches, and see many at once)."""
+    with db.kw["bind"].connect() as conn:
+        return conn.execution_options(sqlite_begin="").scalar(select(func.count()).select_from(Message)) or 0
+
+
+class Env:
+    """A migrated database, lists and a running gateway built from LISTGATE_* overrides."""
+
+    def __init__(self, tmp_path: Path, **env: str) -> None:
+        self.settings = make_settings(tmp_path, **env)
+        self.engine = make_engine(self.settings)
+        upgrade(self.engine)
+        self.db = Settled(session_factory(writer(self.engine)))  # assertions see the archive once the spool is empty
+        self.gw: RunningGateway | None = None
+
+    def make_list(self, name: str = "dev", **kwargs: object) -> None:
+        """Create the list NAME@lists.test."""
+        with transaction(self.db) as s:
+            lists.create(s, name, **kwargs)  # type: ignore[arg-type]
+
+    def start(self, **kwargs: object) -> "Env":
+        """Start the gateway (start_gateway's options)."""
+        self.gw = start_gateway(self.settings, self.db, **kwargs)  # type: ignore[arg-type]
+        return self
+
+    def smtp(self, **kwargs: object) -> smtplib.SMTP:
+        """An SMTP client connected to the gateway."""
+        return smtplib.SMTP("127.0.0.1", self.settings.smtp_port, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        """Stop the gateway and close the database."""
+        if self.gw:
+            self.gw.stop()
+        self.engine.dispose()
+
+
+def dev_gateway(tmp_path: Path, **env: str) -> Iterator[Env]:
+    """A started gateway with the open list dev@lists.test, closed when the generator ends."""
+    e = Env(tmp_path, **env)
+    e.make_list("dev")
+    e.start()
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    """A gateway with the list dev@lists.test (open)."""
+    yield from dev_gateway(tmp_path)
+
+
+@pytest.fixture
+def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
+    """Build an Env with settings overrides; started by the test."""
+    made: list[Env] = []
+
+    def make(**env: str) -> Env:
+        e = Env(tmp_path / f"e{len(made)}", **env)
+        made.append(e)
+        return e
+
+    yield make
+    for e in made:
+        e.close()

@@ -1,28 +1,20 @@
-"""Serving the web archive on a real socket for browser tests, and what they share."""
+"""Serving the web archive on a real socket for browser tests, and Debian's Chromium (fixture `browser`)."""
 
 from __future__ import annotations
 
 import threading
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Iterator
 
+import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
+from tests.support.config import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-
-
-class RecordingSender:
-    """Stands in for the broker: records send_task calls (the outbox rows hold the payloads)."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, list[int]]] = []
-
-    def send_task(self, name: str, args: Any = (), **_kw: Any) -> None:
-        self.sent.append((name, list(args)))
 
 
 @contextmanager
@@ -55,3 +47,10 @@ def shot(page: Any, name: str) -> None:
     """Save a full-page screenshot to test-artifacts/ for people to look at."""
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="module")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """One headless Chromium for the tests of a module."""
+    with chromium(chromium_path) as launched:
+        yield launched

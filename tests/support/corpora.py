@@ -15,6 +15,7 @@ from typing import Iterator
 import pytest
 
 from listgate.importer import mbox_messages, open_stream
+from tests.support.services import in_ci
 
 VARIABLE = "LISTGATE_TEST_CORPORA"
 
@@ -25,8 +26,8 @@ def available(*parts: str) -> Path | None:
     path = Path(root, *parts) if root else None
     if path is not None and path.exists():
         return path
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"the real-mail corpora are part of the CI environment, but {_why(root, path)}")
+    if in_ci():
+        pytest.fail(f"the real-mail corpora are part of the CI environment, but {_why(root, path)}", pytrace=False)
     return None
 
 

@@ -1,4 +1,4 @@
-"""An SMTP sink for tests: a real aiosmtpd server that records every message it accepts."""
+"""An SMTP sink for tests: a real aiosmtpd server that records every message it accepts (fixtures `sink`, `msink`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,13 @@ import time
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
+from typing import Iterator
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session, SMTP
+
+from tests.support.config import free_port
 
 
 @dataclass
@@ -98,3 +102,22 @@ class SmtpSink:
 
     def stop(self) -> None:
         self.controller.stop()
+
+
+def _running_sink() -> Iterator[SmtpSink]:
+    s = SmtpSink(port=free_port())
+    s.start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def sink() -> Iterator[SmtpSink]:
+    """A real aiosmtpd server on loopback that keeps what it receives."""
+    yield from _running_sink()
+
+
+@pytest.fixture(scope="module")
+def msink() -> Iterator[SmtpSink]:
+    """One such server for all the tests of a module (they clear it between tests as they need)."""
+    yield from _running_sink()

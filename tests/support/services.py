@@ -22,6 +22,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.support.config import free_port
+
 PG_BIN = Path(os.environ.get("LISTGATE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 CHROMIUM = "/usr/bin/chromium"
 TEMPLATE_DB = "listgate_template"
@@ -39,12 +41,6 @@ def require(service: str, reason: str) -> NoReturn:
     if in_ci():
         pytest.fail(f"{message} (CI=true: every service must be present, see .ci/run)", pytrace=False)
     pytest.skip(message)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_port(port: int, timeout: float = 20.0) -> bool:
@@ -67,7 +63,7 @@ class PostgresServer:
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="listgate-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.user: str | None = None
 
     def _run(self, *args: str) -> subprocess.CompletedProcess[str]:
@@ -108,7 +104,7 @@ class RedisServer:
     """A throwaway redis-server on a free port, no persistence."""
 
     def __init__(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
@@ -277,3 +273,12 @@ SERVICE_MARKERS = {
     "redis_db_url": "redis",
     "chromium_path": "browser",
 }
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark tests by the services they use, so `-m "not postgres"` etc. select them."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        for fixture, marker in SERVICE_MARKERS.items():
+            if fixture in names:
+                item.add_marker(getattr(pytest.mark, marker))

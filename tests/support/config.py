@@ -1,0 +1,80 @@
+"""Settings and LISTGATE_* environments for a test: everything under its tmp_path, on free ports."""
+
+from __future__ import annotations
+
+import socket
+import time
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import lists
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.schema import upgrade
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA = ROOT / "tests" / "data"  # small real mails kept with the tests (their sources and licences are noted beside them)
+DOMAIN = "lists.test"
+SECRET_KEY = "test-secret-key-0123456789"
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """LISTGATE_* variables for one test: data under tmp_path/var, SMTP and web on free ports."""
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_DOMAIN": DOMAIN,
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_SECRET_KEY": SECRET_KEY,
+    }
+    env.update(extra)
+    return env
+
+
+def make_settings(tmp_path: Path, **env: str) -> Settings:
+    """Settings for a test: everything under tmp_path, on free ports."""
+    return Settings.from_env(env_for(tmp_path, **env))
+
+
+def site_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a test's processes: env_for() with the embedded broker's file under tmp_path."""
+    broker = f"sqla+sqlite:///{tmp_path / 'var' / 'broker.sqlite3'}"
+    return env_for(tmp_path, **{"LISTGATE_BROKER_URL": broker, **extra})
+
+
+def migrated(settings: Settings) -> sessionmaker[Session]:
+    """Create or migrate the database of settings; a session factory that writes to it."""
+    engine = make_engine(settings)
+    upgrade(engine)
+    return session_factory(writer(engine))
+
+
+def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmaker[Session]]:
+    """Migrate the database named by env and create the lists; returns settings and a writer factory."""
+    settings = Settings.from_env(env)
+    db = migrated(settings)
+    with transaction(db) as session:
+        for name in list_names:
+            if lists.get(session, name) is None:
+                lists.create(session, name)
+    return settings, db
+
+
+def wait_until(check: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+    """Poll check() until it is truthy; AssertionError naming `what` after timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
