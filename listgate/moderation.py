@@ -18,9 +18,9 @@ from typing import Iterable
 from sqlalchemy.orm import Session
 
 from listgate import administration, dispatch
-from listgate.ingest import publish
 from listgate.models import MailingList, Message, OutboxEntry, Report
 from listgate.models.archive import HELD, REJECTED
+from listgate.policy import publish
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)

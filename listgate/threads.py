@@ -93,7 +93,7 @@ def attach(session: Session, draft: Draft, keys: Keys, fallback_days: int, visib
 
 
 def _is_reply(msg: Any) -> bool:
-    from listgate.parsing import is_reply_subject
+    from listgate.mail.subjects import is_reply_subject
 
     return is_reply_subject(msg.subject)
 

@@ -7,9 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate import administration, lists
-from listgate.ingest import is_member
 from listgate.models import MailingList, Subscription
 from listgate.models.people import ACTIVE
+from listgate.policy import is_member
 from webarchive.context import settings
 from webarchive.security import current_address
 

@@ -11,8 +11,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 
 from listgate.db import transaction
 from listgate.ingest import STORED, ingest
+from listgate.mail.parser import parse
+from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
-from listgate.parsing import is_reply_subject, parse
 from webarchive.access import readable_list
 from webarchive.context import db, resources, settings
 from webarchive.lookup import readable_message

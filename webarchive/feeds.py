@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
-from listgate.ingest import is_member
 from listgate.models import MailingList, Message, Person
 from listgate.models.archive import VISIBLE
+from listgate.policy import is_member
 from webarchive.access import readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
 from webarchive.lookup import readable_thread

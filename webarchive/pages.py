@@ -10,10 +10,10 @@ from markupsafe import Markup
 from sqlalchemy import and_, extract, func, or_, select
 
 from listgate import plurals, removal, replies
+from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Removal, Subscription, Thread
 from listgate.models.archive import VISIBLE
 from listgate.models.people import ACTIVE, AWAITING
-from listgate.parsing import is_reply_subject
 from webarchive import clock, listing, render, talk, threadview
 from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import email
 import json
-import email.policy
 import logging
 import re
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from listgate import dispatch
 from listgate.config import Settings
+from listgate.mail import mime
 from listgate.models import MailingList, OutboxEntry, Subscription
 from listgate.models.delivery import REFUSED
 from listgate.models.people import ACTIVE, SUSPENDED
@@ -134,7 +134,7 @@ def refusal_kind(result: mailer.SendResult) -> str:
 
 def parse_bounce(raw: bytes) -> BounceReport:
     """Classify a bounce; never raises on malformed mail."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = mime.message(raw)
     report = _dsn(msg)
     return report if report is not None else _heuristic(msg)
 

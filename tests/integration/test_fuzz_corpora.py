@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
+from listgate.mail.parser import parse
 from listgate.models import Message
-from listgate.parsing import parse
 from tests.corpora import corpus, linux_man
 from tests.faults.helpers import gateway, prepare, record, site_env, size
 from tests.integration.gateway_helpers import settle

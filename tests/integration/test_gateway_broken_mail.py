@@ -12,8 +12,8 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
+from listgate.mail.parser import parse
 from listgate.models import Attachment, Blob, Message, MessageVariant
-from listgate.parsing import parse
 from tests.conftest import DATA
 from tests.corpora import corpus
 from tests.integration.gateway_helpers import count

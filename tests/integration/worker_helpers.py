@@ -19,9 +19,9 @@ from listgate import dispatch, lists
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
+from listgate.mail.parser import parse
 from listgate.models import Delivery, Subscription
 from listgate.models.people import ACTIVE
-from listgate.parsing import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 

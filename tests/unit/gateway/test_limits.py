@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.limits import (ClientLimits, header_block, header_shape, mime_depth, shape_problem, smuggling,
-                            trusted_networks)
+from gateway.limits import ClientLimits, trusted_networks
+from listgate.mail.shape import header_shape, mime_depth, shape_problem, smuggling
+from listgate.mail.split import header_block
 
 
 def test_connections_per_client_are_bounded_and_released() -> None:
@@ -81,7 +82,7 @@ def test_shape_problem_names_the_limit() -> None:
 
 
 def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
-    from gateway.limits import dot_line_with_bare_end
+    from listgate.mail.shape import dot_line_with_bare_end
 
     assert dot_line_with_bare_end(b".\nMAIL FROM:<a@b>\r\n") and dot_line_with_bare_end(b".\rDATA\r\n")
     for innocent in (b".\r\n", b"..\r\n", b"..two\r\n", b"text.\n\r\n", b"\r\n"):

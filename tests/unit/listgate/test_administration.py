@@ -12,9 +12,9 @@ from listgate import cli, lists, moderation, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import AuditEntry, Message, NotPosted, RawMessage, Subscription
 from listgate.models.archive import HELD, REJECTED, VISIBLE
-from listgate.parsing import parse
 from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
 
 SECRET = "test-secret-key-0123456789"

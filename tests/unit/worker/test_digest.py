@@ -10,8 +10,8 @@ from sqlalchemy import update
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Message
-from listgate.parsing import parse
 from tests.conftest import make_settings
 from worker.context import WorkerContext
 from worker.digest import send_digests
