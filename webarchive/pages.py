@@ -6,13 +6,13 @@ from datetime import datetime, timezone
 from urllib.parse import quote
 
 from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
-from markupsafe import Markup
-from sqlalchemy import and_, extract, func, or_, select
+from markupsafe import Markup, escape
+from sqlalchemy import and_, bindparam, extract, func, or_, select
 
 from listgate import plurals, removal, replies
 from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Removal, Subscription, Thread
-from listgate.models.archive import VISIBLE
+from listgate.models.archive import REMOVED, VISIBLE
 from listgate.models.people import ACTIVE, AWAITING
 from webarchive import clock, listing, render, talk, threadview
 from webarchive.access import is_moderator, readable_list, readable_list_ids
@@ -21,8 +21,8 @@ from webarchive.prefs import font_choice, reader_zone, zone_name
 from webarchive.exports import month_range, previewable
 from webarchive.lookup import readable_message, readable_thread
 from webarchive.render import FragmentCache
-from webarchive.queries import (BadCursor, Node, decode_cursor, encode_cursor, fill_nodes, find_message, number,
-                                thread_nodes)
+from webarchive.queries import (BadCursor, Node, decode_cursor, encode_cursor, fill_attachments, fill_nodes,
+                                find_message, thread_nodes)
 from webarchive.security import csrf_token, current_address
 
 bp = Blueprint("pages", __name__)
@@ -78,26 +78,75 @@ def body(msg: Message):  # type: ignore[no-untyped-def]
     return render.render_text(msg.body_text, msg.is_flowed, anonymous())
 
 
-@bp.app_template_global()
-def post_top(node: Node, list_address: str, list_name: str, depth: int | None, heading: str,
-             signed_in: str | None) -> Markup:
-    """The post without its votes, cached: archived posts change seldom, long threads are read often."""
-    m, parent = node.message, node.parent
+def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderator: bool, depth_class: bool = True,
+               heading: str = "h2") -> list[render.Page]:
+    """A page's posts in order, one piece each: the top from the cache (the missing ones rendered together),
+    then the reader's own end."""
+    _cache, root, _anon, zone, _now = _page_constants()
+    address = current_address()
+    tops = _tops(nodes, list_address, mlist.name, depth_class, heading, address)
+    reader = threadview.Reader(str(escape(root)), address is not None, csrf_token() if address else "",
+                               url_for("auth.signin", next=request.full_path), moderator, zone)
+    macros = current_app.jinja_env.get_template("pages/_post.html").module  # type: ignore[attr-defined]
+    out: list[render.Page] = []
+    unread, last = False, len(nodes) - 1
+    for i, (node, top) in enumerate(zip(nodes, tops)):
+        parts: list[str] = []
+        if node.new and not unread:
+            parts.append('<p id="unread" class="new-note">New since your last visit</p>')
+            unread = True
+        m = node.message
+        if top is None:
+            depth = node.depth if depth_class else None
+            parts.append(macros.tombstone(node, depth, moderator, root) if m.status == REMOVED
+                         else macros.placeholder(node, depth))
+        else:
+            parts.append(top)
+            if address is not None and address == m.from_addr:
+                parts.append(macros.owner(m, address, root))
+            parts.append(threadview.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None,
+                                             reader))
+        out.append(render.Page("".join(parts)))
+    return out
+
+
+def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: bool, heading: str,
+          address: str | None) -> list[Markup | None]:
+    """The part of each visible post that is the same for every reader of one kind (None for the others).
+
+    Cached: archived posts change seldom, long threads are read often. The posts missing from the
+    cache get their attachments in one query and are rendered; the others need neither.
+    """
     cache, root, anon, zone, now = _page_constants()
-    when = clock.time_html(m.date, m.date_offset, zone, now)
-    key = (m.id, m.message_id, root, anon, bool(signed_in), depth, heading, when, parent.id if parent else None,
-           parent.status if parent else None, list_address, list_name, node.number, node.parent_number,
-           node.reported, m.edited_at)
-    found = cache.get(key)
-    if found is None:
+    keys: list[tuple | None] = []  # type: ignore[type-arg]
+    tops: list[Markup | None] = []
+    missing: list[int] = []
+    for n in nodes:
+        m, parent = n.message, n.parent
+        if m.status != VISIBLE:
+            keys.append(None)
+            tops.append(None)
+            continue
+        # A post's date and the sender's offset never change: how long ago it was, and the zone, do.
+        keys.append((m.id, m.message_id, root, anon, address is not None, n.depth if depth_class else None, heading,
+                     clock.ago(m.date, now), zone, parent.id if parent else None, parent.status if parent else None,
+                     list_address, list_name, n.number, n.parent_number, n.reported, m.edited_at))
+        tops.append(cache.get(keys[-1]))
+        if tops[-1] is None:
+            missing.append(len(tops) - 1)
+    if missing:
+        fill_attachments(db(), [nodes[i] for i in missing])
         macro = current_app.jinja_env.get_template("pages/_post.html").module.top  # type: ignore[attr-defined]
-        found = Markup(macro(node, list_address, list_name, depth, heading, when, signed_in))
-        cache.put(key, found)
-    return found
+        for i in missing:
+            key, n = keys[i], nodes[i]
+            when = clock.time_html(n.message.date, n.message.date_offset, zone, now)
+            tops[i] = Markup(macro(n, list_address, list_name, key[5], heading, when, address))  # type: ignore[index]
+            cache.put(key, tops[i])  # type: ignore[arg-type]
+    return tops
 
 
 def _page_constants() -> tuple:  # type: ignore[type-arg]
-    """What every post of one page shares, looked up once per request (a long thread has many posts)."""
+    """What every post of one page shares, looked up once per request."""
     if "_page_constants" not in g:
         g._page_constants = (resources().extra.setdefault("post_tops", FragmentCache(8192)), request.script_root,
                              anonymous(), reader_zone(), _now())
@@ -109,13 +158,6 @@ def _now() -> datetime:
     if "_now" not in g:
         g._now = datetime.now(timezone.utc)
     return g._now
-
-
-@bp.app_template_global()
-def post_tail(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: str | None, token: str,
-              signin_here: str) -> Markup:
-    """The per-reader end of a post (see threadview.tail_html)."""
-    return threadview.tail_html(node, prev, nxt, root, bool(signed_in), token, signin_here)
 
 
 @bp.app_template_global()
@@ -211,20 +253,21 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
-    number(nodes)
     last_visit = threadview.visit(session, resources().writer, address, found.id, nodes) if address else None
     outline = _outline(found, nodes)
     if view == "flat":
-        nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
+        nodes = sorted(nodes, key=lambda n: n.number)  # numbered by (date, id)
     mlist = found.mailing_list
     # The threads around this one move only when the list gets a post.
     newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
                                lambda: threadview.neighbours(session, found))
+    list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
                            posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones, placeholders: no posts
-                           font=font_choice(), list_address=mlist.address(settings().domain), newer=newer,
-                           older=older, moderator=is_moderator(mlist), following=_thread_state(session, found),
-                           last_visit=last_visit, new_count=sum(n.new for n in nodes), **post_context())
+                           font=font_choice(), list_address=list_address, newer=newer, older=older, moderator=moderator,
+                           following=_thread_state(session, found), last_visit=last_visit,
+                           new_count=sum(n.new for n in nodes),
+                           articles=posts_html(nodes, list_address, mlist, moderator, view == "tree"))
 
 
 def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, type-arg]
@@ -248,11 +291,10 @@ def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def
     return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
-def post_context() -> dict[str, str | None]:
-    """What every post on a page shares: who is signed in, the form token, the sign-in link."""
-    address = current_address()
-    return {"signed_in_as": address, "form_token": csrf_token() if address else "",
-            "signin_here": url_for("auth.signin", next=request.full_path)}
+_THREAD_STATE = select(Subscription.kind, Subscription.status).where(
+    Subscription.list_id == bindparam("list_id"), Subscription.address == bindparam("address"),
+    Subscription.status.in_((ACTIVE, AWAITING)),
+    or_(Subscription.thread_key == bindparam("thread_id"), Subscription.kind == "list"))
 
 
 def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
@@ -260,10 +302,8 @@ def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-de
     address = current_address()
     if address is None:
         return ""
-    rows = dict(session.execute(select(Subscription.kind, Subscription.status).where(
-        Subscription.list_id == thread.list_id, Subscription.address == address,
-        Subscription.status.in_((ACTIVE, AWAITING)),
-        or_(Subscription.thread_key == thread.id, Subscription.kind == "list"))).all())
+    rows = dict(session.execute(_THREAD_STATE, {"list_id": thread.list_id, "address": address,
+                                                 "thread_id": thread.id}).all())
     if rows.get("mute") == ACTIVE:
         return "muted"
     if rows.get("thread") == ACTIVE:
@@ -295,9 +335,10 @@ def _single(session, msg: Message):  # type: ignore[no-untyped-def]
     node = Node(msg)
     fill_nodes(session, [node], current_address())
     mlist = found.mailing_list
+    list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
     return render_template("pages/message.html", node=node, thread=found, mlist=mlist, font=font_choice(),
-                           list_address=mlist.address(settings().domain), moderator=is_moderator(mlist),
-                           **post_context())
+                           list_address=list_address, moderator=moderator,
+                           articles=posts_html([node], list_address, mlist, moderator, False, "h1"))
 
 
 @bp.get("/lists/<name>/authors/<int:message_pk>")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import TypeVar
 
-from sqlalchemy import and_, case, func, literal, or_, select, union_all
+from sqlalchemy import and_, bindparam, case, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
@@ -13,23 +15,26 @@ from listgate.models.archive import HIDDEN, REMOVED, VISIBLE
 from listgate.models.web import OPEN, Report, Vote
 
 
+_Row = TypeVar("_Row", Attachment, MessageVariant)
+
+
 class BadCursor(ValueError):
     """A pagination cursor that was not made by us."""
 
 
-@dataclass
+@dataclass(slots=True)
 class Node:
     """A visible message placed in its thread: depth and nearest visible ancestor."""
 
     message: Message
     depth: int = 0
     parent: Message | None = None
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: Sequence[Attachment] = ()  # a list once filled (few posts have any: no list each)
     votes_yes: int = 0
     votes_total: int = 0
     my_vote: bool | None = None
-    variants: list[MessageVariant] = field(default_factory=list)  # other messages with its Message-ID
-    number: int | None = None  # #1…#N by date in the thread page
+    variants: Sequence[MessageVariant] = ()  # other messages with its Message-ID
+    number: int | None = None  # #1…#N by date in the thread
     parent_number: int | None = None
     reported: bool = False  # open reports: a neutral marker for everyone
     new: bool = False  # arrived since the signed-in reader's last visit
@@ -81,80 +86,123 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
     placeholders, posts hidden after reports keep their place as well (the page shows a
     placeholder), so their replies are not lifted to the top.
     """
-    by_pk = {m.id: m for m in messages}
     shown = (VISIBLE, REMOVED, HIDDEN) if placeholders else (VISIBLE, REMOVED)
-    visible = {m.id for m in messages if m.status in shown}
+    parent_of: dict[int, int | None] = {}
+    rows: list[tuple[int, Message]] = []  # the shown messages by date: siblings come out in this order
+    for m in sorted(messages, key=lambda m: (m.date, m.id)):
+        parent_of[m.id] = m.parent_id
+        if m.status in shown:
+            rows.append((m.id, m))
+    rank = {pk: i for i, (pk, _m) in enumerate(rows, 1)}  # #1…#N by date: placeholders too, so numbers stay put
+    visible = rank.keys()
 
-    def visible_parent(msg: Message) -> int | None:
+    def visible_parent(pk: int) -> int | None:
+        up = parent_of[pk]
+        if up is None or up in visible:
+            return up
         seen: set[int] = set()
-        pk = msg.parent_id
-        while pk is not None and pk in by_pk and pk not in visible and pk not in seen:
-            seen.add(pk)
-            pk = by_pk[pk].parent_id
-        return pk if pk in visible else None
+        while up is not None and up in parent_of and up not in visible and up not in seen:
+            seen.add(up)
+            up = parent_of[up]
+        return up if up in visible else None
 
-    children: dict[int | None, list[Message]] = {}
-    for msg in messages:
-        if msg.id in visible:
-            children.setdefault(visible_parent(msg), []).append(msg)
-    for group in children.values():
-        group.sort(key=lambda m: (m.date, m.id))
+    children: dict[int | None, list[tuple[int, Message]]] = {}
+    for pk, m in rows:
+        children.setdefault(visible_parent(pk), []).append((pk, m))
     out: list[Node] = []
     placed: set[int] = set()
-    stack: list[tuple[Message, int, Message | None]] = [(m, 0, None) for m in reversed(children.get(None, []))]
+    stack = [(pk, m, 0, None) for pk, m in reversed(children.get(None, []))]
     while stack:
-        msg, depth, parent = stack.pop()
-        if msg.id in placed:
+        pk, msg, depth, parent = stack.pop()
+        if pk in placed:
             continue
-        placed.add(msg.id)
-        out.append(Node(msg, depth, parent))
-        stack.extend((c, depth + 1, msg) for c in reversed(children.get(msg.id, [])))
-    # A cycle in bad data leaves messages unreachable from a root: show them at the end.
-    out.extend(Node(by_pk[pk]) for pk in sorted(visible - placed, key=lambda p: (by_pk[p].date, p)))
+        placed.add(pk)
+        out.append(Node(msg, depth, parent, number=rank[pk], parent_number=rank[parent.id] if parent else None))
+        kids = children.get(pk)
+        if kids:
+            stack.extend([(k, c, depth + 1, msg) for k, c in reversed(kids)])
+    # A cycle in bad data leaves messages unreachable from a root: show them at the end, by date.
+    if len(placed) < len(rows):
+        out.extend(Node(m, number=rank[pk]) for pk, m in rows if pk not in placed)
     return out
 
 
 def thread_nodes(session: Session, thread: Thread, voter: str | None = None, placeholders: bool = False) -> list[Node]:
-    """The thread's visible posts in thread order, with attachments, votes and reports: five queries at most."""
+    """The thread's visible posts in thread order, with votes, reports and variants: two queries, three with variants."""
     messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id)))
     nodes = order_thread(messages, placeholders)
-    fill_nodes(session, nodes, voter)
+    fill_nodes(session, nodes, voter, thread.id)
     return nodes
 
 
-def number(nodes: list[Node]) -> None:
-    """Number the posts #1…#N by date (placeholders too, so numbers stay put when a post is hidden)."""
-    by_date = sorted(nodes, key=lambda n: (n.message.date, n.message.id))
-    numbers = {n.message.id: i for i, n in enumerate(by_date, 1)}
-    for n in nodes:
-        n.number = numbers[n.message.id]
-        n.parent_number = numbers.get(n.parent.id) if n.parent is not None else None
+_REPORTED, _VARIANT = -1, -2  # markers in the count column of _facts
 
 
-def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None) -> None:
-    """Attach attachments, variants and vote counts to nodes with one query each."""
-    pks = [n.message.id for n in nodes if n.message.status == VISIBLE]  # a tombstone shows none of its post
-    if not pks:
-        return
-    index = {n.message.id: n for n in nodes}
-    for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks)).order_by(Attachment.position)):
-        index[att.message_pk].attachments.append(att)
-    for variant in session.scalars(select(MessageVariant).where(MessageVariant.message_pk.in_(pks)).order_by(MessageVariant.id)):
-        index[variant.message_pk].variants.append(variant)
+def _facts(scope):  # type: ignore[no-untyped-def]
+    """Votes (with the voter's own: 2 yes, 1 no), open reports and variants of the posts in scope, as one statement."""
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
-    votes = select(Vote.message_pk, func.count(), yes).where(Vote.message_pk.in_(pks)).group_by(Vote.message_pk)
-    reports = (select(Report.message_pk, literal(-1), literal(0))
-               .where(Report.message_pk.in_(pks), Report.status == OPEN).group_by(Report.message_pk))
-    for pk, total, valuable in session.execute(union_all(votes, reports)):  # one round trip for both
-        if total < 0:
-            index[pk].reported = True
+    mine = func.max(case((Vote.address == bindparam("voter"), case((Vote.valuable.is_(True), 2), else_=1)), else_=0))
+    votes = select(Vote.message_pk, func.count(), yes, mine).where(Vote.message_pk.in_(scope)).group_by(Vote.message_pk)
+    reports = (select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
+               .where(Report.message_pk.in_(scope), Report.status == OPEN).group_by(Report.message_pk))
+    variants = select(MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)).where(
+        MessageVariant.message_pk.in_(scope))
+    return union_all(votes, reports, variants)
+
+
+# Built once: a long thread is read often, and building the statement cost as much as running it.
+_FACTS_OF_THREAD = _facts(select(Message.id).where(Message.thread_id == bindparam("thread_id"), Message.status == VISIBLE))
+_FACTS_OF_POSTS = _facts(bindparam("pks", expanding=True))
+
+
+def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, thread_id: int | None = None) -> None:
+    """Attach votes (the voter's own too), open reports and variants to the nodes of visible posts.
+
+    One query for the three; variants, rare, are then loaded by id. With thread_id the posts are
+    named by their thread, not listed one by one (a long thread would bind a parameter per post).
+    """
+    index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}  # a tombstone shows none of its post
+    if not index:
+        return
+    if thread_id is None:
+        rows = session.execute(_FACTS_OF_POSTS, {"pks": list(index), "voter": voter})
+    else:
+        rows = session.execute(_FACTS_OF_THREAD, {"thread_id": thread_id, "voter": voter})
+    variant_ids = []
+    for pk, total, value, own in rows:
+        node = index.get(pk)
+        if node is None:  # a post that became visible after the posts were read
+            continue
+        if total == _REPORTED:
+            node.reported = True
+        elif total == _VARIANT:
+            variant_ids.append(value)
         else:
-            index[pk].votes_total, index[pk].votes_yes = total, int(valuable or 0)
-    if voter:
-        for pk, valuable in session.execute(
-            select(Vote.message_pk, Vote.valuable).where(Vote.message_pk.in_(pks), Vote.address == voter)
-        ):
-            index[pk].my_vote = valuable
+            node.votes_total, node.votes_yes = total, int(value or 0)
+            node.my_vote = None if not own else own == 2
+    if variant_ids:
+        found = session.scalars(select(MessageVariant).where(MessageVariant.id.in_(variant_ids))
+                                .order_by(MessageVariant.id))
+        for pk, variants in _by_post(found).items():
+            index[pk].variants = variants
+
+
+def fill_attachments(session: Session, nodes: list[Node]) -> None:
+    """Attach their attachments to the nodes of visible posts (one query): only posts rendered anew need them."""
+    index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}
+    if index:
+        found = session.scalars(select(Attachment).where(Attachment.message_pk.in_(list(index)))
+                                .order_by(Attachment.position))
+        for pk, attachments in _by_post(found).items():
+            index[pk].attachments = attachments
+
+
+def _by_post(rows: Iterable[_Row]) -> dict[int, list[_Row]]:
+    """Rows with a message_pk, grouped by it (in their order)."""
+    groups: dict[int, list[_Row]] = {}
+    for row in rows:
+        groups.setdefault(row.message_pk, []).append(row)
+    return groups
 
 
 def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:

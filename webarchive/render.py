@@ -151,6 +151,27 @@ def display_name(name: str, anonymous: bool = True) -> str:
     return mask_addresses(name) if anonymous else name
 
 
+class Page:
+    """Ready HTML (a post, say), printed by Jinja at the cost of one plain copy.
+
+    Jinja prints a Markup by making a new Markup of it; made from another str subclass holding
+    non-ASCII text that costs about 1.5 ns a character (1 ms for a long thread's 700 KB, CPython
+    3.11, measured), made from a plain str a plain copy (0.03 ms). Printed one post at a time, a
+    long thread's posts are not copied into one large string before the page is.
+    """
+
+    __slots__ = ("html",)
+
+    def __init__(self, html: str) -> None:
+        self.html = html
+
+    def __html__(self) -> str:
+        return self.html
+
+    def __str__(self) -> str:
+        return self.html
+
+
 class FragmentCache:
     """A small thread-safe LRU of rendered HTML fragments."""
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,10 +45,14 @@ def neighbours(session: Session, thread: Thread) -> tuple[tuple[int, str] | None
     return (tuple(newer) if newer else None), (tuple(older) if older else None)  # type: ignore[return-value]
 
 
+_MARK = select(ReadMark.last_seen_pk, ReadMark.visited_at).where(ReadMark.address == bindparam("address"),
+                                                                ReadMark.thread_id == bindparam("thread_id"))
+
+
 def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_id: int,
           nodes: list[Node]) -> datetime | None:
     """Mark posts newer than the reader's last visit as new, remember this visit; the last visit's time or None."""
-    mark = reader.get(ReadMark, (address, thread_id))
+    mark = reader.execute(_MARK, {"address": address, "thread_id": thread_id}).first()
     newest = max((n.message.id for n in nodes), default=0)
     if mark is not None:
         for n in nodes:
@@ -66,12 +72,26 @@ _VOTE_FORM = ('<form method="post" action="{root}/messages/{pk}/vote" class="inl
               '<button type="submit" name="valuable" value="yes"{yes}>Yes</button> / '
               '<button type="submit" name="valuable" value="no"{no}>No</button></form>')
 _CHOSEN = ' aria-pressed="true" class="chosen"'
+_VARIANT = ('<p class="notice variant">A different message with the same Message-ID arrived on {when} '
+            '(<a href="{root}/messages/{pk}/variants/{id}.eml">raw</a>).</p>')
 
 
-def tail_html(node: Node, prev: Node | None, nxt: Node | None, root: str, signed_in: bool, token: str,
-              signin_here: str) -> Markup:
-    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line."""
-    pk = node.message.id
+@dataclass(frozen=True)
+class Reader:
+    """Who reads the page, as the end of each post needs it (root is HTML-escaped already)."""
+
+    root: str
+    signed_in: bool
+    token: str
+    signin_here: str
+    moderator: bool
+    zone: ZoneInfo | None
+
+
+def end_html(node: Node, prev: Node | None, nxt: Node | None, reader: Reader) -> str:
+    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line,
+    the moderators' link, then the close of its footer, its variants and the close of the post."""
+    pk, root = node.message.id, reader.root
     parts = ['<span class="new">New since your last visit</span>'] if node.new else []
     steps = []
     if prev is not None:
@@ -82,11 +102,15 @@ def tail_html(node: Node, prev: Node | None, nxt: Node | None, root: str, signed
         parts.append(f'<span class="step">{" ".join(steps)}</span>')
     sentence = (f"{node.votes_yes} out of {node.votes_total} found this valuable. Do you?" if node.votes_total
                 else "Do you find this valuable?")
-    if signed_in:
-        answer = _VOTE_FORM.format(root=root, pk=pk, token=escape(token), yes=_CHOSEN if node.my_vote is True else "",
-                                   no=_CHOSEN if node.my_vote is False else "")
+    if reader.signed_in:
+        answer = _VOTE_FORM.format(root=root, pk=pk, token=escape(reader.token),
+                                   yes=_CHOSEN if node.my_vote is True else "", no=_CHOSEN if node.my_vote is False else "")
     else:
-        link = f"{escape(signin_here)}%23m{pk}"
+        link = f"{escape(reader.signin_here)}%23m{pk}"
         answer = f'<a href="{link}">Yes</a> / <a href="{link}">No</a>'
     parts.append(f'<span class="votes">{sentence} {answer}</span>')
-    return Markup("\n    ".join(parts))
+    if reader.moderator:
+        parts.append(f'<a href="{root}/moderation/messages/{pk}/remove">Take down</a>')
+    variants = "".join(_VARIANT.format(when=escape(local(v.received_at, reader.zone)), root=root, pk=pk, id=v.id)
+                       for v in node.variants)
+    return "\n    " + "\n    ".join(parts) + "\n  </footer>\n  " + variants + "\n</article>\n"
