@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.data import DataBudget
 from gateway.limits import ClientLimits
 from gateway.writer import GroupWriter
-from listgate import counters, lists, privacy
+from listgate import counters, lists, privacy, store
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
 from listgate.ingest import (COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult,
@@ -211,7 +211,7 @@ class GatewayHandler:
             recipient = parse_recipient(address, self.settings.domain)
             assert recipient is not None  # handle_RCPT let only these through
             if recipient not in done:
-                mlist = lists.get(session, recipient.list_name)
+                mlist = store.list_named(session.connection(), recipient.list_name)  # a read-only copy: no ORM query
                 done[recipient] = None if mlist is None else admit(
                     session, head, raw, mlist, recipient, domain=self.settings.domain, envelope_from=mail_from)
             outcomes.append(Outcome(address, done[recipient]))

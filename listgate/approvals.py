@@ -9,16 +9,16 @@ from sqlalchemy.orm import Session
 
 from listgate import administration
 from listgate.models import MailingList, Subscription
-from listgate.models.people import AWAITING, PENDING
 from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
+from listgate.states import SubscriptionState
 
 
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
     """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
     mlist = session.get_one(MailingList, sub.list_id)
-    if sub.status not in (AWAITING, PENDING):
+    if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
-    if sub.status == PENDING:
+    if sub.status == SubscriptionState.PENDING:
         sub.approved_by = by
         administration.record(session, mlist, by, "approve subscription", _what(sub) + ", before it is confirmed")
         return Outcome(sub, f"{sub.address} will be subscribed as soon as they confirm their address.",
@@ -33,7 +33,7 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
     """A moderator turns a request down: it ends, and the address is told (with the reason given)."""
     mlist = session.get_one(MailingList, sub.list_id)
-    if sub.status not in (AWAITING, PENDING):
+    if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
     administration.record(session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else ""))
@@ -49,11 +49,12 @@ def _what(sub: Subscription) -> str:
 def waiting(session: Session, list_ids: Iterable[int]) -> list[Subscription]:
     """Confirmed requests that wait for a moderator, oldest first."""
     return list(session.scalars(select(Subscription).where(
-        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == AWAITING).order_by(Subscription.created_at)))
+        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == SubscriptionState.AWAITING)
+        .order_by(Subscription.created_at)))
 
 
 def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subscription]:
     """The requests of address on mlist a moderator can decide on (confirmed or not yet)."""
     return list(session.scalars(select(Subscription).where(
         Subscription.list_id == mlist.id, Subscription.address == address.strip().lower(),
-        Subscription.status.in_((AWAITING, PENDING))).order_by(Subscription.id)))
+        Subscription.status.in_((SubscriptionState.AWAITING, SubscriptionState.PENDING))).order_by(Subscription.id)))

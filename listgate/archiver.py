@@ -26,8 +26,8 @@ from listgate.batches import Item, ItemResult, ingest_batch
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
-from listgate.models.spool import FAILED
 from listgate.spool import Spool
+from listgate.states import SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,7 @@ class Archiver:
                                              fallback_days=self.settings.subject_fallback_days)))
         entries, kept, tally = _outcomes(rows, results)
         self.spool.done(session, rows, kept)
-        for (name, label), n in sorted(tally.items()):
-            counters.bump(session, name, label, n)
+        counters.bump_all(session, tally)
         return entries
 
     def _failed(self, exc: Exception, claimed: list[int]) -> int:
@@ -158,7 +157,8 @@ def _outcomes(rows: Sequence[Any], results: dict[int, ItemResult]) -> tuple[list
         if result is None:  # only counts: an answer that stored nothing
             continue
         if isinstance(result, Exception):
-            kept.append({"pk": row.id, "state": FAILED, "reason": f"{type(result).__name__}: {result}"[:2000], "at": now})
+            kept.append({"pk": row.id, "state": SpoolState.FAILED, "reason": f"{type(result).__name__}: {result}"[:2000],
+                         "at": now})
             continue
         for r in {id(r): r for r in result if r is not None}.values():
             entries.extend(r.outbox)
@@ -167,7 +167,7 @@ def _outcomes(rows: Sequence[Any], results: dict[int, ItemResult]) -> tuple[list
                 tally[key2] = tally.get(key2, 0) + 1
         gone = [address for address, r in zip(filter(None, row.rcpt_tos.split("\n")), result) if r is None]
         if gone:  # deleted after the 250: nowhere to keep it but here (a retry once the list is back)
-            kept.append({"pk": row.id, "state": FAILED, "reason": f"no such list any more: {', '.join(gone)}"[:2000],
+            kept.append({"pk": row.id, "state": SpoolState.FAILED, "reason": f"no such list any more: {', '.join(gone)}"[:2000],
                          "at": now})
     return entries, kept, tally
 

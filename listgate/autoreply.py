@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.models import AutoReply
 
 
@@ -25,8 +25,7 @@ def claim(session: Session, address: str, window: int) -> bool:
     if window <= 0:
         return True
     now = datetime.now(timezone.utc)
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(AutoReply).values(address=address.lower()[:320], sent_at=now)
+    stmt = store.of(session).insert(AutoReply).values(address=address.lower()[:320], sent_at=now)
     stmt = stmt.on_conflict_do_update(index_elements=[AutoReply.address], set_={"sent_at": now},
                                       where=AutoReply.sent_at <= now - timedelta(seconds=window))
     return session.execute(stmt.returning(AutoReply.address)).first() is not None

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
-from listgate.models.web import Ban
-
-_QUERY: list[Any] = []  # the statement, built on first use (it runs for every post)
+from listgate import store
 
 
 def is_banned(session: Session, list_id: int, address: str) -> bool:
     """True when address may not post to the list."""
     if not address:
         return False
-    if not _QUERY:
-        bans = Ban.__table__
-        _QUERY.append(select(bans.c.id).where(bans.c.list_id == bindparam("list_id"),
-                                              bans.c.address == bindparam("address")).limit(1))
     # session.execute (not the bare connection) so that bans added in this session count.
-    return session.execute(_QUERY[0], {"list_id": list_id, "address": address.strip().lower()}).first() is not None
+    return session.execute(store.BANNED, {"list_id": list_id, "address": address.strip().lower()}).first() is not None
+
+
+def first_banned(session: Session, list_id: int, addresses: list[str]) -> str:
+    """The first of addresses banned from posting to the list ('' when none is): one look-up for them all."""
+    wanted = [a.strip().lower() for a in addresses if a]
+    if not wanted:
+        return ""
+    found = set(session.execute(store.BANNED_AMONG, {"list_id": list_id, "addresses": wanted}).scalars())
+    return next((a for a in wanted if a in found), "")

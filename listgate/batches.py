@@ -13,7 +13,7 @@ from typing import Sequence
 
 from sqlalchemy.orm import Session
 
-from listgate import lists
+from listgate import lists, store
 from listgate.addresses import Recipient
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.message import ParsedMessage
@@ -54,7 +54,7 @@ def ingest_batch(session: Session, items: Sequence[Item], *, domain: str, fallba
         with session.begin_nested():
             return [_ingest_item(session, item, known, domain, fallback_days) for item in items]
     except Exception as exc:  # noqa: BLE001 - redone below, one savepoint per message
-        if not transaction_alive(session):
+        if not store.of(session).transaction_alive(session):
             raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
         log.info("a message of a batch of %d failed (%s); redoing the batch one message at a time", len(items), exc)
     results: list[ItemResult] = []
@@ -63,7 +63,7 @@ def ingest_batch(session: Session, items: Sequence[Item], *, domain: str, fallba
             with session.begin_nested():
                 results.append(_ingest_item(session, item, known, domain, fallback_days))
         except Exception as exc:  # noqa: BLE001 - this item only, unless the transaction went with it
-            if not transaction_alive(session):
+            if not store.of(session).transaction_alive(session):
                 raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
             log.warning("archiving <%s> failed: %s: %s", item.parsed.message_id, type(exc).__name__, exc)
             results.append(exc)
@@ -83,16 +83,3 @@ def _ingest_item(session: Session, item: Item, known: dict[str, MailingList | No
                 fallback_days=fallback_days, recipient=recipient)
     return [done[r] for r in item.recipients]
 
-
-def transaction_alive(session: Session) -> bool:
-    """False when the database ended the session's transaction behind its back, or the connection is lost."""
-    try:
-        conn = session.connection()
-        if conn.invalidated:
-            return False
-        if conn.dialect.name == "sqlite":
-            return bool(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
-        conn.exec_driver_sql("SELECT 1")
-        return True
-    except Exception:  # noqa: BLE001 - any failure to use it means it is gone
-        return False

@@ -11,21 +11,19 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
+from listgate import store
 from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
-from listgate.models.archive import VISIBLE, utcnow
-from listgate.models.people import ACTIVE, AWAITING, ENDED, PENDING, SUSPENDED
+from listgate.models.archive import utcnow
+from listgate.states import PostState, SubscriptionState
 
 _MESSAGES = Message.__table__
 _THREADS = Thread.__table__
 _NODES = ThreadNode.__table__
-_CACHE = "listgate.threads"
-_IGNORING: dict[tuple[str, str], Insert] = {}
 _COUNTED = ("message_count", "last_activity", "root_message_pk", "subject", "subject_norm", "starter_name",
             "created_at", "participant_count")
 _NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
@@ -34,33 +32,13 @@ _PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk
 
 
 def insert_ignore(session: Session, model: Any) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING for model's table (SQLite or PostgreSQL); built once per dialect."""
-    table = model.__table__
-    dialect = session.get_bind().dialect.name
-    stmt = _IGNORING.get((dialect, table.name))
-    if stmt is None:
-        stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
-        _IGNORING[(dialect, table.name)] = stmt
-    return stmt
+    """INSERT … ON CONFLICT DO NOTHING for model's table (the store's, built once per dialect)."""
+    return store.of(session).insert_ignore(model)
 
 
 def _threads(session: Session) -> dict[int, Thread]:
-    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it."""
-    cache = session.info.get(_CACHE)
-    if cache is None or cache[0] is not session.get_transaction():
-        if _CACHE not in session.info:
-            event.listen(session, "after_soft_rollback", _forget_threads)
-        cache = session.info[_CACHE] = (session.get_transaction(), {})
-    return cache[1]
-
-
-def _forget_threads(session: Session, _previous: Any) -> None:
-    cache = session.info.get(_CACHE)
-    if cache:
-        for thread in cache[1].values():
-            if thread in session:
-                session.expunge(thread)  # reloaded from the database when next needed (maybe gone)
-        cache[1].clear()
+    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it (listgate.store.tx)."""
+    return store.tx(session).threads
 
 
 def get(session: Session, thread_id: int) -> Thread:
@@ -145,7 +123,7 @@ def recount(session: Session, thread: Thread) -> None:
     """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
     conn = session.connection()
     visible = select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name).where(
-        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == VISIBLE).subquery()
+        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE).subquery()
     count, first, last = conn.execute(
         select(func.count(), func.min(visible.c.date), func.max(visible.c.date)).select_from(visible)).one()
     conn.execute(delete(ThreadParticipant.__table__).where(ThreadParticipant.__table__.c.thread_id == thread.id))
@@ -169,7 +147,7 @@ def fix_root(session: Session, thread: Thread) -> None:
     row = conn.execute(select(_MESSAGES.c.id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
                               _MESSAGES.c.date)
                        .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.parent_id.is_(None),
-                              _MESSAGES.c.status == VISIBLE)
+                              _MESSAGES.c.status == PostState.VISIBLE)
                        .order_by(_MESSAGES.c.date, _MESSAGES.c.message_id).limit(1)).first()
     if row is None:
         return
@@ -224,7 +202,8 @@ def _move_followers(session: Session, old: int, new: int) -> None:
     Where the address already has the same kind of row on the survivor, the livelier state is
     kept there and the old row ends, staying on the old thread with its history.
     """
-    rank = {ACTIVE: 4, AWAITING: 3, PENDING: 2, SUSPENDED: 1}
+    rank = {SubscriptionState.ACTIVE: 4, SubscriptionState.AWAITING: 3, SubscriptionState.PENDING: 2,
+            SubscriptionState.SUSPENDED: 1}
     kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
     for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
         there = kept.get((sub.address, sub.kind))
@@ -234,8 +213,8 @@ def _move_followers(session: Session, old: int, new: int) -> None:
         if rank.get(sub.status, 0) > rank.get(there.status, 0):
             there.status, there.confirmed_at, there.ended_at, there.end_reason = (
                 sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason)
-        if sub.status != ENDED:
-            sub.status, sub.ended_at, sub.end_reason = ENDED, utcnow(), f"thread merged into {new}"
+        if sub.status != SubscriptionState.ENDED:
+            sub.status, sub.ended_at, sub.end_reason = SubscriptionState.ENDED, utcnow(), f"thread merged into {new}"
     session.flush()
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.models import Counter
 
 RECEIVED = "received"  # messages accepted at SMTP DATA
@@ -15,27 +15,15 @@ REFUSED = "refused"  # label: the reason, e.g. "unknown-list", "too-big", "not-m
 
 def bump(session: Session, name: str, label: str = "", n: int = 1) -> None:
     """Add n to counter (name, label) in the caller's transaction, creating it at 0 if needed."""
-    label = label[:128]
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt = postgresql.insert(Counter).values(name=name, label=label, value=n)
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(Counter).values(name=name, label=label, value=n)
-    else:
-        _bump_portable(session, name, label, n)
-        return
-    stmt = stmt.on_conflict_do_update(index_elements=[Counter.name, Counter.label],
-                                      set_={"value": Counter.value + stmt.excluded.value})
-    session.execute(stmt)
+    session.execute(store.of(session).upsert_adding(Counter, ("name", "label"), "value"),
+                    {"name": name, "label": label[:128], "value": n})
 
 
-def _bump_portable(session: Session, name: str, label: str, n: int) -> None:
-    row = session.get(Counter, (name, label), with_for_update=True)
-    if row is None:
-        session.add(Counter(name=name, label=label, value=n))
-    else:
-        row.value += n
-    session.flush()
+def bump_all(session: Session, counts: dict[tuple[str, str], int]) -> None:
+    """Add each count to its counter (name, label) in one executemany, in the caller's transaction."""
+    if counts:
+        session.connection().execute(store.of(session).upsert_adding(Counter, ("name", "label"), "value"), [
+            {"name": name, "label": label[:128], "value": n} for (name, label), n in sorted(counts.items())])
 
 
 def values(session: Session, name: str) -> dict[str, int]:

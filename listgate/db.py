@@ -179,7 +179,9 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
 
 def writer(engine: Engine) -> Engine:
     """The same engine, but its transactions take the write lock up front on SQLite."""
-    if engine.dialect.name == "sqlite":
+    from listgate import store  # it needs the models, which need this module
+
+    if store.of(engine).sqlite:
         return engine.execution_options(sqlite_begin="IMMEDIATE")
     return engine
 

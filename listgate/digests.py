@@ -22,8 +22,8 @@ from listgate import plurals
 from listgate.mail.message import ParsedMessage
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message
-from listgate.models.archive import VISIBLE
 from listgate.models.people import DAILY, WEEKLY
+from listgate.states import PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.(\d{8})\.[a-z0-9]+@(.+)$")
 _LABEL = re.compile(r"digest, (?:week of )?(\d{4}-\d{2}-\d{2})")
@@ -74,7 +74,7 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
 def posts(session: Session, mlist: MailingList, period: Period, limit: int | None = None) -> list[Message]:
     """The visible posts the list received in the period, in order."""
     start, end = period.bounds()
-    query = (select(Message).where(Message.list_id == mlist.id, Message.status == VISIBLE,
+    query = (select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE,
                                    Message.received_at >= start, Message.received_at < end)
              .order_by(Message.received_at, Message.id))
     return list(session.scalars(query.limit(limit) if limit else query))

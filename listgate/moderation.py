@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 
 from listgate import administration, dispatch
 from listgate.models import MailingList, Message, OutboxEntry, Report
-from listgate.models.archive import HELD, REJECTED
 from listgate.policy import publish
+from listgate.states import PostState
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)
@@ -58,7 +58,7 @@ def held_message(session: Session, secret: str, mlist: MailingList, action: str,
         msg = None
     if msg is None or msg.list_id != mlist.id or not hmac.compare_digest(code(secret, action, msg), given.lower()):
         raise ModerationError("this moderation address is not valid")
-    if msg.status != HELD:
+    if msg.status != PostState.HELD:
         raise ModerationError(f"the post \"{msg.subject}\" was already dealt with (it is {msg.status} now)")
     return msg
 
@@ -83,7 +83,7 @@ def approve(session: Session, mlist: MailingList, msg: Message, actor: str) -> l
 
 def reject(session: Session, mlist: MailingList, msg: Message, actor: str, reason: str) -> list[OutboxEntry]:
     """Reject a held post; its author is told why."""
-    msg.status = REJECTED
+    msg.status = PostState.REJECTED
     administration.record(session, mlist, actor, "reject message", f"<{msg.message_id}>: {reason}")
     if not msg.from_addr:
         return []

@@ -8,38 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, threads
-from listgate.models import MailingList, Message, OutboxEntry, Subscription
-from listgate.models.archive import VISIBLE
-from listgate.models.people import ACTIVE
-
-def lock_list(session: Session, mlist: MailingList) -> None:
-    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold the write lock."""
-    if session.bind is None or session.get_bind().dialect.name != "postgresql":
-        return
-    key = ("listgate.locked", mlist.id)
-    if session.info.get(key) is session.get_transaction():
-        return
-    # Lock the row and reload it: the object may carry counts read before another writer's commit,
-    # and they are written back as absolute values.
-    session.execute(select(MailingList).where(MailingList.id == mlist.id).with_for_update()
-                    .execution_options(populate_existing=True)).scalars().one()
-    session.info[key] = session.get_transaction()
+from listgate import dispatch, store, threads
+from listgate.models import MailingList, Message, OutboxEntry
+from listgate.states import PostState
+from listgate.store import lock_list
 
 
 def is_member(session: Session, mlist: MailingList, address: str) -> bool:
     """An active list or digest subscriber, or a moderator."""
     if address in mlist.moderator_addresses():
         return True
-    return session.scalar(
-        select(Subscription.id).where(
-            Subscription.list_id == mlist.id, Subscription.address == address,
-            Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE,
-        ).limit(1)
-    ) is not None
+    return session.connection().execute(store.MEMBER, {"list_id": mlist.id, "address": address}).first() is not None
 
 
 def needs_approval(mlist: MailingList) -> bool:
@@ -51,7 +32,7 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
     """Make a held message visible (a moderator approved it) and queue its fan-out."""
     mlist = session.get_one(MailingList, msg.list_id)
     lock_list(session, mlist)
-    msg.status = VISIBLE
+    msg.status = PostState.VISIBLE
     thread = session.get_one(threads.Thread, msg.thread_id)
     threads.count_visible(session, thread, msg)
     publish_counts(mlist, msg)

@@ -6,9 +6,9 @@ import random
 import time
 
 from sqlalchemy import delete, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.models import RateHit
 
 
@@ -17,8 +17,7 @@ def hit(session: Session, key: str, period: int) -> tuple[int, int]:
     now = int(time.time())
     window = now // period
     key = key.lower()[:400]
-    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-    stmt = insert(RateHit).values(key=key, window=window, count=1)
+    stmt = store.of(session).insert(RateHit).values(key=key, window=window, count=1)
     session.execute(stmt.on_conflict_do_update(index_elements=[RateHit.key, RateHit.window],
                                                set_={"count": RateHit.count + 1}))
     session.execute(delete(RateHit).where(RateHit.key == key, RateHit.window < window))

@@ -16,10 +16,10 @@ from sqlalchemy.orm import Session
 from listgate import administration, conversations
 from listgate.lists import ListError
 from listgate.models import Attachment, Delivery, MailingList, Message, RawMessage, Removal, Report, Thread
-from listgate.models.archive import REMOVED, VISIBLE, utcnow
-from listgate.models.web import ACTIONED, OPEN
+from listgate.models.archive import utcnow
+from listgate.states import DeliveryState, PostState, ReportState
 
-UNSENT = ("pending", "deferred")  # delivery states a removal cancels
+UNSENT = (DeliveryState.PENDING, DeliveryState.DEFERRED)  # delivery states a removal cancels
 
 
 @dataclass
@@ -74,18 +74,18 @@ def remove(session: Session, messages: list[Message], reason: str, actor: str, p
 
 def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: bool) -> None:
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
-    if msg.status == VISIBLE:
+    if msg.status == PostState.VISIBLE:
         conversations.count_step(session, msg, -1)
-    msg.status = REMOVED  # whatever it was (visible, hidden, held): only visible posts were counted
+    msg.status = PostState.REMOVED  # whatever it was (visible, hidden, held): only visible posts were counted
     row = session.get(Removal, msg.id)
     if row is None:
         row = Removal(message_pk=msg.id)
         session.add(row)
     row.reason, row.removed_by, row.removed_at, row.purged = reason, actor, utcnow(), row.purged or purge
-    session.execute(update(Report).where(Report.message_pk == msg.id, Report.status == OPEN).values(
-        status=ACTIONED, resolved_at=utcnow(), resolved_by=actor))
+    session.execute(update(Report).where(Report.message_pk == msg.id, Report.status == ReportState.OPEN).values(
+        status=ReportState.ACTIONED, resolved_at=utcnow(), resolved_by=actor))
     session.execute(update(Delivery).where(Delivery.message_pk == msg.id, Delivery.status.in_(UNSENT))
-                    .values(status="cancelled", last_error=f"removed by the moderators: {reason}"[:2000]))
+                    .values(status=DeliveryState.CANCELLED, last_error=f"removed by the moderators: {reason}"[:2000]))
 
 
 def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:

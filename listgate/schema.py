@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typing import Any
+
 from alembic import command
+from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -42,3 +45,17 @@ def head() -> str | None:
 def needs_upgrade(engine: Engine) -> bool:
     """True when the database is behind the code."""
     return current(engine) != head()
+
+
+def differences(engine: Engine) -> list[Any]:
+    """What autogenerate would change to make the database match the models ([] when they agree).
+
+    The same comparison as `alembic check`, with the search objects the models describe as DDL
+    (listgate/models/search.py) left out, as the migrations' environment leaves them out.
+    """
+    from listgate.db import Base
+    from listgate.models.search import managed_here
+
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": managed_here})
+        return list(compare_metadata(context, Base.metadata))

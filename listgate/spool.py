@@ -25,10 +25,11 @@ from sqlalchemy import (Column, Engine, Integer, LargeBinary, MetaData, String, 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.db import sqlite_engine, writer
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
-from listgate.models.spool import FAILED, PENDING
+from listgate.states import SpoolState
 
 SPOOL = SpooledMail.__table__
 MARKS = SpoolMark.__table__
@@ -68,7 +69,7 @@ class Spool:
 
     def __init__(self, engine: Engine) -> None:
         self.main = engine
-        self.separate = engine.dialect.name == "sqlite"
+        self.separate = store.of(engine).spool_apart
         self.generation = ""
         if not self.separate:
             self.engine = self.reader = engine
@@ -112,7 +113,7 @@ class Spool:
             conn.execute(insert(self.table), [
                 {"received_at": now, "mail_from": m.mail_from, "rcpt_tos": "\n".join(m.rcpt_tos),
                  "message_id": m.message_id[:1000], "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
-                 "raw": m.raw, "state": PENDING, "reason": ""} for m in mails])
+                 "raw": m.raw, "state": SpoolState.PENDING, "reason": ""} for m in mails])
 
     def pending(self, limit: int, after: int = 0) -> list[Any]:
         """The oldest rows waiting, read without claiming them."""
@@ -125,7 +126,8 @@ class Spool:
 
     def _pending(self, limit: int) -> Any:
         t = self.table
-        return select(*(t.c[name] for name in _PENDING_COLUMNS)).where(t.c.state == PENDING).order_by(t.c.id).limit(limit)
+        return (select(*(t.c[name] for name in _PENDING_COLUMNS)).where(t.c.state == SpoolState.PENDING)
+                .order_by(t.c.id).limit(limit))
 
     def mark(self, session: Session) -> int:
         """SQLite: the highest spool id whose archiving committed."""
@@ -161,19 +163,19 @@ class Spool:
         with self.reader.connect() as conn:
             t = self.table
             pending, oldest = conn.execute(select(func.count(), func.min(t.c.received_at)).where(
-                t.c.state == PENDING, t.c.id > after)).one()
+                t.c.state == SpoolState.PENDING, t.c.id > after)).one()
         if isinstance(oldest, str):  # SQLite gives an aggregate's datetime back as text
             oldest = datetime.fromisoformat(oldest)
         if oldest is not None and oldest.tzinfo is None:
             oldest = oldest.replace(tzinfo=timezone.utc)
-        failed = session.scalar(select(func.count()).select_from(SPOOL).where(SPOOL.c.state == FAILED)) or 0
+        failed = session.scalar(select(func.count()).select_from(SPOOL).where(SPOOL.c.state == SpoolState.FAILED)) or 0
         return Depth(int(pending), max(0.0, (now - oldest).total_seconds()) if oldest else 0.0, int(failed))
 
     def failed(self, session: Session, limit: int = 200) -> list[Any]:
         """The rows kept after archiving raised, oldest first (id, received_at, mail_from, rcpt_tos, message_id, reason)."""
         t = SPOOL
         return list(session.execute(select(t.c.id, t.c.received_at, t.c.mail_from, t.c.rcpt_tos, t.c.message_id,
-                                           t.c.reason).where(t.c.state == FAILED).order_by(t.c.id).limit(limit)))
+                                           t.c.reason).where(t.c.state == SpoolState.FAILED).order_by(t.c.id).limit(limit)))
 
     def retry(self, session: Session, ids: Sequence[int] | None = None) -> int:
         """Put failed rows (these, or all) back in line for the archiver, in the session's transaction; how many.
@@ -181,14 +183,15 @@ class Spool:
         On SQLite the row moves to the spool file first, then leaves the archive: a crash between
         the two leaves it in both, and archiving it twice finds the first copy (a duplicate).
         """
-        where = [SPOOL.c.state == FAILED] + ([SPOOL.c.id.in_(list(ids))] if ids is not None else [])
+        where = [SPOOL.c.state == SpoolState.FAILED] + ([SPOOL.c.id.in_(list(ids))] if ids is not None else [])
         if not self.separate:
-            return int(session.execute(update(SPOOL).where(*where).values(state=PENDING, reason="", done_at=None)).rowcount)
+            back = update(SPOOL).where(*where).values(state=SpoolState.PENDING, reason="", done_at=None)
+            return int(session.execute(back).rowcount)
         rows = list(session.execute(select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)))
         if rows:
             with self.engine.begin() as conn:
                 conn.execute(insert(SIDE_SPOOL), [{**{c: getattr(r, c) for c in _PENDING_COLUMNS if c != "id"},
-                                                   "state": PENDING, "reason": ""} for r in rows])
+                                                   "state": SpoolState.PENDING, "reason": ""} for r in rows])
             session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
         return len(rows)
 

@@ -18,11 +18,10 @@ from listgate import counters, notposted, plurals
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
-from listgate.models.delivery import REFUSED
-from listgate.models.people import AWAITING
 from listgate.schema import current, head
 from listgate.spool import Depth, Spool
 from listgate.supervisor import read_state, state_file
+from listgate.states import BounceKind, DeliveryState, SubscriptionState
 
 BROKER_QUEUES = ("celery",)
 FAILED_WINDOW = timedelta(days=30)  # how far back `status` and the moderation page list failed posts
@@ -47,7 +46,7 @@ def failed_posts(session: Session, list_ids: Collection[int] | None = None, limi
     last = func.max(Bounce.received_at)
     query = (select(Message.id, Message.list_id, Message.subject, func.count(Bounce.id), func.max(Bounce.diagnostic), last)
              .join(Delivery, Delivery.id == Bounce.delivery_id).join(Message, Message.id == Delivery.message_pk)
-             .where(Bounce.kind == REFUSED, Bounce.received_at >= since)
+             .where(Bounce.kind == BounceKind.REFUSED, Bounce.received_at >= since)
              .group_by(Message.id, Message.list_id, Message.subject).order_by(last.desc()).limit(limit))
     if list_ids is not None:
         query = query.where(Message.list_id.in_(list_ids))
@@ -94,7 +93,7 @@ class Status:
     @property
     def deferring(self) -> int:
         """Copies waiting for the relay after it refused or could not be reached."""
-        return self.metrics.deliveries.get("deferred", 0) if self.metrics else 0
+        return self.metrics.deliveries.get(DeliveryState.DEFERRED, 0) if self.metrics else 0
 
     @property
     def processes_down(self) -> list[str]:
@@ -132,12 +131,14 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     outbox_pending, oldest = session.execute(pending).one()
     oldest = _aware(oldest)
     failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
-    awaiting = select(func.count()).select_from(Subscription).where(Subscription.status == AWAITING)
+    awaiting = (select(func.count()).select_from(Subscription)
+                .where(Subscription.status == SubscriptionState.AWAITING))
     last_deferral, next_retry = "", None
-    if deliveries.get("deferred"):
-        deferred = select(Delivery.last_error).where(Delivery.status == "deferred")
-        last_deferral = session.scalar(deferred.order_by(Delivery.next_attempt_at.desc()).limit(1)) or ""
-        next_retry = _aware(session.scalar(select(func.min(Delivery.next_attempt_at)).where(Delivery.status == "deferred")))
+    if deliveries.get(DeliveryState.DEFERRED):
+        deferred = Delivery.status == DeliveryState.DEFERRED
+        last_deferral = session.scalar(select(Delivery.last_error).where(deferred)
+                                       .order_by(Delivery.next_attempt_at.desc()).limit(1)) or ""
+        next_retry = _aware(session.scalar(select(func.min(Delivery.next_attempt_at)).where(deferred)))
     return Metrics(
         received=counters.total(session, counters.RECEIVED),
         stored=counters.values(session, counters.STORED),
@@ -257,8 +258,10 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lines.append(f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
                      f"{m.outbox_failed} failed for good")
         d = m.deliveries
-        lines.append(f"deliveries {d.get('sent', 0)} sent, {d.get('pending', 0) + d.get('sending', 0)} pending, "
-                     f"{d.get('deferred', 0)} deferred, {d.get('bounced', 0)} bounced, {d.get(REFUSED, 0)} refused")
+        unsent = d.get(DeliveryState.PENDING, 0) + d.get(DeliveryState.SENDING, 0)
+        lines.append(f"deliveries {d.get(DeliveryState.SENT, 0)} sent, {unsent} pending, "
+                     f"{d.get(DeliveryState.DEFERRED, 0)} deferred, {d.get(DeliveryState.BOUNCED, 0)} bounced, "
+                     f"{d.get(DeliveryState.REFUSED, 0)} refused")
         lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
         lines.append(f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
                      f"{plurals.count(m.awaiting_approval, 'subscription request')} awaiting approval")

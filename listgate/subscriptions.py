@@ -28,8 +28,9 @@ from sqlalchemy.orm import Session
 from listgate import dispatch, ratelimits, threads, tokens
 from listgate.addresses import DIGEST_CHOICES
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
-from listgate.models.people import ACTIVE, AWAITING, DAILY, ENDED, KINDS, PENDING, SUSPENDED
+from listgate.models.people import DAILY, KINDS
 from listgate.policy import is_member, needs_approval
+from listgate.states import SubscriptionState
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,7 @@ def _live(session: Session, list_id: int, address: str, kinds: Iterable[str], th
           ) -> list[Subscription]:
     """The rows of address on a list that have not ended, of these kinds (and this thread)."""
     query = select(Subscription).where(Subscription.list_id == list_id, Subscription.address == address,
-                                       Subscription.kind.in_(tuple(kinds)), Subscription.status != ENDED)
+                                       Subscription.kind.in_(tuple(kinds)), Subscription.status != SubscriptionState.ENDED)
     if thread_key is not None:
         query = query.where(Subscription.thread_key == thread_key)
     return list(session.scalars(query.order_by(Subscription.id)))
@@ -103,8 +104,8 @@ def end(session: Session, subs: Iterable[Subscription], reason: str) -> int:
     """The one way a subscription ends: the row stays, with when and why; returns how many ended."""
     ended = 0
     for sub in subs:
-        if sub.status != ENDED:
-            sub.status, sub.ended_at, sub.end_reason = ENDED, _now(), reason[:64]
+        if sub.status != SubscriptionState.ENDED:
+            sub.status, sub.ended_at, sub.end_reason = SubscriptionState.ENDED, _now(), reason[:64]
             ended += 1
     session.flush()
     return ended
@@ -120,15 +121,15 @@ def start(session: Session, mlist: MailingList, address: str, kind: str = "list"
     key = _thread_key(session, mlist, kind, thread_id)
     sub = _find(session, mlist.id, address, kind, key)
     if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=key, status=PENDING,
+        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=key, status=SubscriptionState.PENDING,
                            created_at=_now(), bounce_score=0.0, end_reason="", approved_by="")
         session.add(sub)
     approved_by = approved_by or sub.approved_by
-    if sub.status == ACTIVE:
+    if sub.status == SubscriptionState.ACTIVE:
         _end_other_choice(session, sub)  # the latest choice wins, even over a request still pending
         return sub
     if not approved_by and kind in _NEEDS_APPROVAL and needs_approval(mlist) and not is_member(session, mlist, address):
-        sub.status = AWAITING
+        sub.status = SubscriptionState.AWAITING
         session.flush()
         return sub
     _make_active(session, sub, approved_by)
@@ -137,7 +138,7 @@ def start(session: Session, mlist: MailingList, address: str, kind: str = "list"
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
     """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute) ends."""
-    sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = ACTIVE, _now(), None, ""
+    sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = SubscriptionState.ACTIVE, _now(), None, ""
     sub.bounce_score, sub.approved_by = 0.0, approved_by
     session.flush()
     _end_other_choice(session, sub)
@@ -213,7 +214,7 @@ _Handler = Callable[[Session, MailingList, str, int, str], tuple[Subscription | 
 def _leave(session: Session, mlist: MailingList, address: str, _key: int, channel: str
            ) -> tuple[Subscription | None, str, str]:
     rows = _live(session, mlist.id, address, KINDS)
-    was_mailed = any(r.status in (ACTIVE, SUSPENDED) for r in rows)
+    was_mailed = any(r.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED) for r in rows)
     end(session, rows, f"left ({channel})")
     if not was_mailed:
         return None, f"{address} is not subscribed to {mlist.name}.", ""
@@ -243,7 +244,7 @@ def _unmute(session: Session, mlist: MailingList, address: str, key: int, channe
 def _follow(session: Session, mlist: MailingList, address: str, key: int, _channel: str
             ) -> tuple[Subscription | None, str, str]:
     sub = start(session, mlist, address, "thread", key)
-    if sub.status == AWAITING:
+    if sub.status == SubscriptionState.AWAITING:
         return sub, f"A moderator of {mlist.name} must approve this first; you will get a mail.", "changed"
     return sub, "You now follow this thread.", "changed"
 
@@ -260,7 +261,7 @@ def _mode(kind: str, frequency: str = DAILY) -> _Handler:
         if kind == "digest":
             sub.digest_frequency = frequency
             session.flush()
-        if sub.status == AWAITING:
+        if sub.status == SubscriptionState.AWAITING:
             return sub, f"A moderator of {mlist.name} must approve your subscription; you will get a mail.", "changed"
         what = "every post" if kind == "list" else f"a {frequency} digest"
         return sub, f"You now get {what} from {mlist.name}.", "changed"
@@ -272,14 +273,14 @@ _HANDLERS: dict[str, _Handler] = {LEAVE: _leave, LEAVE_THREAD: _leave_thread, MU
 
 
 def _live_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...]) -> bool:
-    return any(r.status == ACTIVE for r in _live(session, mlist.id, address, kinds))
+    return any(r.status == SubscriptionState.ACTIVE for r in _live(session, mlist.id, address, kinds))
 
 
 def has_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...] = KINDS) -> bool:
     """True when address has an active subscription of one of kinds on mlist."""
     return session.scalar(select(Subscription.id).where(
         Subscription.list_id == mlist.id, Subscription.address == address.lower(),
-        Subscription.kind.in_(kinds), Subscription.status == ACTIVE).limit(1)) is not None
+        Subscription.kind.in_(kinds), Subscription.status == SubscriptionState.ACTIVE).limit(1)) is not None
 
 
 # The way in: a request, confirmed by the address's owner (and approved by a moderator where needed).
@@ -311,7 +312,7 @@ def request(session: Session, mlist: MailingList, address: str, *, secret: str, 
         sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=thread_key,
                            bounce_score=0.0, end_reason="", approved_by="")
         session.add(sub)
-    sub.status, sub.created_at = PENDING, _now()  # a new request restarts the expiry clock
+    sub.status, sub.created_at = SubscriptionState.PENDING, _now()  # a new request restarts the expiry clock
     if invited_by:
         sub.approved_by = invited_by
     session.flush()
@@ -326,11 +327,11 @@ def _no_mail_needed(sub: Subscription | None, address: str, mlist: MailingList) 
     """What to say instead of sending a confirmation mail ('' when one should go)."""
     if sub is None:
         return ""
-    if sub.status == ACTIVE:
+    if sub.status == SubscriptionState.ACTIVE:
         return "You are already subscribed."
-    if sub.status == AWAITING:
+    if sub.status == SubscriptionState.AWAITING:
         return f"Your subscription waits for the approval of a moderator of {mlist.name}."
-    if sub.status == PENDING and _now() - sub.created_at < RESEND_AFTER:
+    if sub.status == SubscriptionState.PENDING and _now() - sub.created_at < RESEND_AFTER:
         # Forged requests must not turn us into a mail cannon aimed at someone's inbox.
         return f"A confirmation mail was sent to {address} a few minutes ago."
     return ""
@@ -374,7 +375,7 @@ def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str
     sub = by_confirm_code(session, secret, mlist, code)
     if sub is None:
         raise SubscriptionError("this confirmation code is not valid")
-    if sub.status == PENDING and _now() - sub.created_at > timedelta(days=CONFIRM_DAYS):
+    if sub.status == SubscriptionState.PENDING and _now() - sub.created_at > timedelta(days=CONFIRM_DAYS):
         raise SubscriptionError("this confirmation has expired; please subscribe again")
     return _confirmed(session, sub, MAIL)
 
@@ -382,18 +383,18 @@ def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str
 def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
     mlist = session.get_one(MailingList, sub.list_id)
-    if sub.status == ACTIVE:
+    if sub.status == SubscriptionState.ACTIVE:
         return Outcome(sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key)
-    if sub.status == AWAITING:
+    if sub.status == SubscriptionState.AWAITING:
         return Outcome(sub, f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
                             "your subscription.", [], mlist.name, sub.thread_key)
-    if sub.status != PENDING:  # ended or suspended since this link was sent: an old link must not bring it back
+    if sub.status != SubscriptionState.PENDING:  # ended or suspended since this link was sent: an old link must not bring it back
         raise SubscriptionError("this subscription request no longer exists; please ask again")
     start(session, mlist, sub.address, sub.kind, sub.thread_key)
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.
     fields = {"kind": sub.kind, "thread_id": sub.thread_key, "subject": thread_subject(session, sub.thread_key),
               "authenticated": True}
-    if sub.status == AWAITING:
+    if sub.status == SubscriptionState.AWAITING:
         entry = notice(session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields)
         return Outcome(sub, f"Your address is confirmed. A moderator of {mlist.name} must approve your "
                             "subscription; you will get a mail when they have.", [entry], mlist.name, sub.thread_key)

@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session
 
 from listgate import administration, lists
 from listgate.models import MailingList, Subscription
-from listgate.models.people import ACTIVE
 from listgate.policy import is_member
+from listgate.states import SubscriptionState
 from webarchive.context import settings
 from webarchive.security import current_address
 
@@ -50,7 +50,7 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
         return set()
     member = set(session.scalars(select(Subscription.list_id).where(
         Subscription.address == address, Subscription.list_id.in_(list_ids),
-        Subscription.kind.in_(("list", "digest")), Subscription.status == ACTIVE)))
+        Subscription.kind.in_(("list", "digest")), Subscription.status == SubscriptionState.ACTIVE)))
     for mlist in session.scalars(select(MailingList).where(MailingList.id.in_(list_ids))):
         if address in mlist.moderator_addresses():
             member.add(mlist.id)

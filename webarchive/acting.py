@@ -9,9 +9,10 @@ from listgate import moderation, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
-from listgate.models.people import DAILY, ENDED, WEEKLY
+from listgate.models.people import DAILY, WEEKLY
 from listgate.models.web import Report, Vote
 from listgate.subscriptions import RateLimited, SubscriptionError
+from listgate.states import SubscriptionState
 from webarchive.access import readable_list
 from webarchive.context import db, resources, settings
 from webarchive.lookup import readable_message, readable_thread
@@ -159,7 +160,7 @@ def my_subscriptions():  # type: ignore[no-untyped-def]
         select(Subscription, MailingList, Thread)
         .join(MailingList, MailingList.id == Subscription.list_id)
         .outerjoin(Thread, Thread.id == Subscription.thread_key)
-        .where(Subscription.address == current_address(), Subscription.status != ENDED)
+        .where(Subscription.address == current_address(), Subscription.status != SubscriptionState.ENDED)
         .order_by(MailingList.name, Subscription.kind, Subscription.id)).all()
     person = session.get(Person, current_address())
     return render_template("acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow)

@@ -6,7 +6,7 @@ from flask import Blueprint, abort, jsonify, request, url_for
 from sqlalchemy import select
 
 from listgate.models import MailingList, Message
-from listgate.models.archive import REMOVED
+from listgate.states import PostState
 from webarchive.access import readable_list, readable_list_ids
 from webarchive.context import db, settings
 from webarchive.lookup import readable_thread
@@ -76,7 +76,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
             "message_id": n.message.message_id,
             "parent_message_id": n.parent.message_id if n.parent else None,
             "depth": n.depth,
-            **({"removed": True} if n.message.status == REMOVED else {
+            **({"removed": True} if n.message.status == PostState.REMOVED else {
                 "subject": n.message.subject, "from_name": display_name(n.message.from_name, anonymous),
                 "date": iso(n.message.date)}),
         } for n in nodes],

@@ -10,7 +10,7 @@ from email.utils import format_datetime, formataddr, make_msgid
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 
 from listgate.db import transaction
-from listgate.ingest import STORED, ingest
+from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
@@ -85,8 +85,9 @@ def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
     if result.status == STORED:
         flash("Your post is in the archive and on its way to the subscribers.", "ok")
         return redirect(url_for("pages.thread", thread_id=result.thread_id) + f"#m{result.message_pk}", 303)
-    flash("Your post is waiting for a moderator." if result.status == "held" else f"Your post was not accepted: {result.reason}.",
-          "ok" if result.status == "held" else "error")
+    held = result.status == HELD_FOR_MODERATION
+    flash("Your post is waiting for a moderator." if held else f"Your post was not accepted: {result.reason}.",
+          "ok" if held else "error")
     return redirect(url_for("pages.list_page", name=mlist.name), 303)
 
 

@@ -9,8 +9,10 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
+from listgate import store
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
+from listgate.states import PostState, SubscriptionState
 
 MMAP_BYTES = 1 << 30  # address space only; the OS page cache holds the data
 CACHE_KIB = 16_384  # per connection
@@ -44,13 +46,14 @@ class Resources:
 def init_app(app: Flask, settings: Settings) -> None:
     """Create the engine and session factories and close the request session at teardown."""
     engine = make_engine(settings)
-    if engine.dialect.name == "sqlite":
+    if store.of(engine).sqlite:
         event.listen(engine, "connect", _reader_pragmas)
     app.extensions["listgate"] = Resources(
         settings=settings, engine=engine, reader=session_factory(engine), writer=session_factory(writer(engine))
     )
     app.teardown_appcontext(_close_session)
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
+    app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)  # templates compare to members
 
 
 def _reader_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]

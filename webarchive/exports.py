@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessage
-from listgate.models.archive import VISIBLE
+from listgate.states import PostState
 from webarchive.access import readable_list
 from webarchive.context import db
 from webarchive.lookup import readable_message, readable_thread
@@ -97,7 +97,7 @@ def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
     session = db()
     thread = readable_thread(session, thread_id)
     messages = list(session.scalars(select(Message).where(
-        Message.thread_id == thread.id, Message.status == VISIBLE).order_by(Message.date, Message.id)))
+        Message.thread_id == thread.id, Message.status == PostState.VISIBLE).order_by(Message.date, Message.id)))
     return download(_mbox(session, messages), f"thread-{thread.id}.mbox", "application/mbox")
 
 
@@ -109,7 +109,7 @@ def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
     messages = list(session.scalars(select(Message).where(
-        Message.list_id == mlist.id, Message.status == VISIBLE, Message.date >= start, Message.date < end,
+        Message.list_id == mlist.id, Message.status == PostState.VISIBLE, Message.date >= start, Message.date < end,
     ).order_by(Message.date, Message.id)))
     return download(_mbox(session, messages), f"{mlist.name}-{year:04d}-{month:02d}.mbox", "application/mbox")
 

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person
-from listgate.models.archive import VISIBLE
 from listgate.policy import is_member
+from listgate.states import PostState
 from webarchive.access import readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
 from webarchive.lookup import readable_thread
@@ -46,7 +46,7 @@ def list_feed(name: str):  # type: ignore[no-untyped-def]
 
 
 def _newest(mlist: MailingList) -> list[Message]:
-    return list(db().scalars(select(Message).where(Message.list_id == mlist.id, Message.status == VISIBLE)
+    return list(db().scalars(select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
                              .order_by(Message.date.desc(), Message.id.desc()).limit(FEED_SIZE)))
 
 
@@ -55,7 +55,7 @@ def thread_feed(thread_id: int):  # type: ignore[no-untyped-def]
     """The newest posts of a thread."""
     session = db()
     thread = readable_thread(session, thread_id)
-    messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id, Message.status == VISIBLE)
+    messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
                                     .order_by(Message.date.desc(), Message.id.desc()).limit(FEED_SIZE)))
     return atom_response(thread.subject or "(no subject)", messages, url_for("feeds.thread_feed", thread_id=thread.id),
                          url_for("pages.thread", thread_id=thread.id))

@@ -17,8 +17,9 @@ from markupsafe import Markup, escape
 from sqlalchemy import ColumnElement, Select, column, exists, func, literal_column, not_, or_, select, table
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.models import Attachment, Message
-from listgate.models.archive import VISIBLE
+from listgate.states import PostState
 from webarchive.querylang import Query
 from webarchive.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
@@ -87,7 +88,7 @@ def _author(author: str, ids: ColumnElement) -> ColumnElement:  # type: ignore[t
 
 def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  # type: ignore[type-arg]
     """Filters on messages, the same SQL on both databases (ids is the matched post's id)."""
-    query = query.where(Message.status == VISIBLE)
+    query = query.where(Message.status == PostState.VISIBLE)
     if filters.list_ids is not None:
         query = query.where(Message.list_id.in_(filters.list_ids or {-1}))
     if filters.authors:
@@ -108,7 +109,7 @@ def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  #
 def search(session: Session, query: Query, filters: Filters, page: int = 1, per_page: int = 20,
            by_date: bool = False) -> tuple[list[Hit], bool]:
     """One page of hits (best first, or newest first; newest first without words) and whether there are more."""
-    postgres = session.get_bind().dialect.name == "postgresql"
+    postgres = store.of(session).ranked_search
     offset = (page - 1) * per_page
     tokens = query.tokens()
     if not query.has_text:

@@ -14,7 +14,7 @@ from sqlalchemy import String, and_, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Thread
-from listgate.models.archive import VISIBLE
+from listgate.states import PostState
 from webarchive.queries import decode_cursor, encode_cursor
 from webarchive.clock import local
 from webarchive.render import display_name
@@ -62,7 +62,7 @@ def month_rows(session: Session, mlist: MailingList, start: datetime, end: datet
     raw_date = type_coerce(Message.date, String)  # a month holds thousands: parsed by _aware, not per-row type code
     return session.execute(select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
                            .where(Message.list_id == mlist.id, Message.date >= start, Message.date < end,
-                                  Message.status == VISIBLE)
+                                  Message.status == PostState.VISIBLE)
                            .order_by(Message.date, Message.id)).all()
 
 

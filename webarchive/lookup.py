@@ -6,8 +6,8 @@ from flask import abort
 from sqlalchemy.orm import Session
 
 from listgate.models import Message, Thread
-from listgate.models.archive import VISIBLE
 from listgate.threads import resolve
+from listgate.states import PostState
 from webarchive.access import can_read
 
 
@@ -22,7 +22,7 @@ def readable_thread(session: Session, thread_id: int) -> Thread:
 def readable_message(session: Session, message_pk: int) -> Message:
     """A visible message the visitor may read, else 404."""
     msg = session.get(Message, message_pk)
-    if msg is None or msg.status != VISIBLE:
+    if msg is None or msg.status != PostState.VISIBLE:
         abort(404)
     thread = resolve(session, msg.thread_id)
     if thread is None or not can_read(session, thread.mailing_list):

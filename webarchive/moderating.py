@@ -9,36 +9,36 @@ from sqlalchemy.orm import Session
 
 from listgate.conversations import count_step
 from listgate.models import Message
-from listgate.models.archive import HIDDEN, VISIBLE
 from listgate.bans import is_banned
-from listgate.models.web import OPEN, Report
+from listgate.models.web import Report
+from listgate.states import PostState, ReportState
 
 
 def hide(session: Session, msg: Message) -> None:
     """Take a visible post off the archive (pending review); counts go down."""
-    if msg.status != VISIBLE:
+    if msg.status != PostState.VISIBLE:
         return
-    msg.status = HIDDEN
+    msg.status = PostState.HIDDEN
     count_step(session, msg, -1)
 
 
 def restore(session: Session, msg: Message) -> None:
     """Put a hidden post back; counts go up again."""
-    if msg.status != HIDDEN:
+    if msg.status != PostState.HIDDEN:
         return
-    msg.status = VISIBLE
+    msg.status = PostState.VISIBLE
     count_step(session, msg, 1)
 
 
 def open_reports(session: Session, message_pk: int) -> int:
     """How many people reported this post and are waiting for a moderator."""
     return session.scalar(select(func.count()).select_from(Report).where(
-        Report.message_pk == message_pk, Report.status == OPEN)) or 0
+        Report.message_pk == message_pk, Report.status == ReportState.OPEN)) or 0
 
 
 def close_reports(session: Session, message_pk: int, status: str, by: str) -> None:
     """Mark every open report on a post as dealt with."""
-    session.execute(update(Report).where(Report.message_pk == message_pk, Report.status == OPEN).values(
+    session.execute(update(Report).where(Report.message_pk == message_pk, Report.status == ReportState.OPEN).values(
         status=status, resolved_at=datetime.now(timezone.utc), resolved_by=by))
 
 

@@ -12,10 +12,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
 from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
-from listgate.models.archive import HELD
-from listgate.models.web import ACTIONED, DISMISSED, OPEN, Ban, Report
+from listgate.models.web import Ban, Report
 from listgate.status import failed_posts
 from listgate.subscriptions import SubscriptionError, normalize
+from listgate.states import PostState, ReportState
 from webarchive.context import db, resources, settings
 from webarchive.moderating import close_reports, hide, restore
 from webarchive.outbox import enqueue
@@ -77,16 +77,16 @@ def queue():  # type: ignore[no-untyped-def]
     """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
-    held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == HELD)
+    held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == PostState.HELD)
                                 .order_by(Message.received_at).limit(200)))
     counts = func.count(Report.id)
     reported = session.execute(
         select(Message, counts).join(Report, Report.message_pk == Message.id)
-        .where(Report.list_id.in_(mine), Report.status == OPEN).group_by(Message.id)
+        .where(Report.list_id.in_(mine), Report.status == ReportState.OPEN).group_by(Message.id)
         .order_by(counts.desc(), Message.id).limit(200)).all()
     pks = [m.id for m, _ in reported]
     reasons: dict[int, list[Report]] = {}
-    for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == OPEN)):
+    for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == ReportState.OPEN)):
         reasons.setdefault(rep.message_pk, []).append(rep)
     bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
     return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
@@ -147,10 +147,10 @@ def approve(message_pk: int):  # type: ignore[no-untyped-def]
         if msg is None:
             abort(404)
         mlist = _own_list(session, msg.list_id)
-        if msg.status == HELD:
+        if msg.status == PostState.HELD:
             entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
-        close_reports(session, msg.id, DISMISSED, current_address() or "")
+        close_reports(session, msg.id, ReportState.DISMISSED, current_address() or "")
     enqueue(entries)
     flash(f"“{msg.subject}” is published.", "ok")
     return redirect(url_for("moderation.queue"), 303)
@@ -169,7 +169,7 @@ def reject(message_pk: int):  # type: ignore[no-untyped-def]
             abort(404)
         mlist = _own_list(session, msg.list_id)
         hide(session, msg)
-        close_reports(session, msg.id, ACTIONED, current_address() or "")
+        close_reports(session, msg.id, ReportState.ACTIONED, current_address() or "")
         entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
     enqueue(entries)
     flash(f"“{msg.subject}” is rejected; its author is told why.", "ok")

@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from sqlalchemy import text
 
 from listgate.schema import current, head
+from listgate.states import DeliveryState
 from listgate.status import Metrics, gather_metrics
 from webarchive import context
 
@@ -105,11 +106,12 @@ class _Snapshot:
         yield _counter("listgate_received", "Messages accepted by the SMTP/LMTP listener.", {(): m.received})
         yield _counter("listgate_stored", "Messages archived, by status (visible or held).", _by("status", m.stored))
         yield _counter("listgate_refused", "Messages or recipients refused, by reason.", _by("reason", m.refused))
-        yield _counter("listgate_delivered", "Copies handed to the outbound relay.", {(): m.deliveries.get("sent", 0)})
+        yield _counter("listgate_delivered", "Copies handed to the outbound relay.",
+                       {(): m.deliveries.get(DeliveryState.SENT, 0)})
         yield _counter("listgate_bounced", "Bounce reports matched, by kind.", _by("kind", m.bounced))
         yield _gauge("listgate_deliveries", "Delivery rows by status.", _by("status", m.deliveries))
         yield _gauge("listgate_deferred", "Deliveries waiting for a retry after a temporary failure.",
-                     {(): m.deliveries.get("deferred", 0)})
+                     {(): m.deliveries.get(DeliveryState.DEFERRED, 0)})
         yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
         yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
         yield _gauge("listgate_outbox_failed", "Outbox entries that failed for good (not retried).", {(): m.outbox_failed})

@@ -10,10 +10,8 @@ from markupsafe import Markup, escape
 from sqlalchemy import and_, bindparam, extract, func, or_, select
 
 from listgate import plurals, removal, replies
-from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Removal, Subscription, Thread
-from listgate.models.archive import REMOVED, VISIBLE
-from listgate.models.people import ACTIVE, AWAITING
+from listgate.states import PostState, SubscriptionState
 from webarchive import clock, listing, render, talk, threadview
 from webarchive.access import is_moderator, readable_list, readable_list_ids
 from webarchive.context import db, resources, settings
@@ -98,7 +96,7 @@ def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderat
         m = node.message
         if top is None:
             depth = node.depth if depth_class else None
-            parts.append(macros.tombstone(node, depth, moderator, root) if m.status == REMOVED
+            parts.append(macros.tombstone(node, depth, moderator, root) if m.status == PostState.REMOVED
                          else macros.placeholder(node, depth))
         else:
             parts.append(top)
@@ -123,7 +121,7 @@ def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: boo
     missing: list[int] = []
     for n in nodes:
         m, parent = n.message, n.parent
-        if m.status != VISIBLE:
+        if m.status != PostState.VISIBLE:
             keys.append(None)
             tops.append(None)
             continue
@@ -239,7 +237,7 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
 def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
     address = current_address()
     return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.status == ACTIVE,
+        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.status == SubscriptionState.ACTIVE,
         Subscription.kind.in_(("list", "digest")), Subscription.thread_key == 0).limit(1)) is not None
 
 
@@ -263,7 +261,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
                                lambda: threadview.neighbours(session, found))
     list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
     return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
-                           posts=sum(1 for n in nodes if n.message.status == VISIBLE),  # tombstones, placeholders: no posts
+                           posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),  # tombstones, placeholders: no posts
                            font=font_choice(), list_address=list_address, newer=newer, older=older, moderator=moderator,
                            following=_thread_state(session, found), last_visit=last_visit,
                            new_count=sum(n.new for n in nodes),
@@ -287,13 +285,13 @@ def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def
         return threadview.outline_html(nodes, anonymous(), reader_zone(), now)
     recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
     key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), zone_name(),
-           now.replace(second=0, microsecond=0) if recent else None, [n.message.status for n in nodes].count(VISIBLE))
+           now.replace(second=0, microsecond=0) if recent else None, [n.message.status for n in nodes].count(PostState.VISIBLE))
     return _remembered("outlines", key, lambda: threadview.outline_html(nodes, anonymous(), reader_zone(), now))
 
 
 _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
     Subscription.list_id == bindparam("list_id"), Subscription.address == bindparam("address"),
-    Subscription.status.in_((ACTIVE, AWAITING)),
+    Subscription.status.in_((SubscriptionState.ACTIVE, SubscriptionState.AWAITING)),
     or_(Subscription.thread_key == bindparam("thread_id"), Subscription.kind == "list"))
 
 
@@ -304,13 +302,13 @@ def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-de
         return ""
     rows = dict(session.execute(_THREAD_STATE, {"list_id": thread.list_id, "address": address,
                                                  "thread_id": thread.id}).all())
-    if rows.get("mute") == ACTIVE:
+    if rows.get("mute") == SubscriptionState.ACTIVE:
         return "muted"
-    if rows.get("thread") == ACTIVE:
+    if rows.get("thread") == SubscriptionState.ACTIVE:
         return "following"
-    if rows.get("list") == ACTIVE:
+    if rows.get("list") == SubscriptionState.ACTIVE:
         return "member"
-    return "awaiting" if AWAITING in rows.values() else ""
+    return SubscriptionState.AWAITING if SubscriptionState.AWAITING in rows.values() else ""
 
 
 @bp.get("/m/<path:message_id>")
@@ -349,7 +347,7 @@ def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
     sample = readable_message(session, message_pk)
     if sample.list_id != mlist.id:
         abort(404)
-    query = select(Message).where(Message.list_id == mlist.id, Message.status == VISIBLE,
+    query = select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE,
                                   Message.from_addr == sample.from_addr)
     cursor = request.args.get("before")
     if cursor:
@@ -375,7 +373,7 @@ def months(name: str):  # type: ignore[no-untyped-def]
     if cache.get(mlist.id, (None,))[0] != key:
         year, month = extract("year", Message.date), extract("month", Message.date)
         rows = session.execute(select(year, month, func.count()).where(
-            Message.list_id == mlist.id, Message.status == VISIBLE).group_by(year, month)
+            Message.list_id == mlist.id, Message.status == PostState.VISIBLE).group_by(year, month)
             .order_by(year.desc(), month.desc())).all()
         cache[mlist.id] = (key, [(int(y), int(m), n) for y, m, n in rows])
     return render_template("pages/months.html", mlist=mlist, months=cache[mlist.id][1])

@@ -11,8 +11,8 @@ from sqlalchemy import and_, bindparam, case, func, literal, or_, select, union_
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
-from listgate.models.archive import HIDDEN, REMOVED, VISIBLE
-from listgate.models.web import OPEN, Report, Vote
+from listgate.models.web import Report, Vote
+from listgate.states import PostState, ReportState
 
 
 _Row = TypeVar("_Row", Attachment, MessageVariant)
@@ -42,7 +42,7 @@ class Node:
     @property
     def hidden(self) -> bool:
         """A post hidden after reports: shown as a placeholder that keeps the thread's shape."""
-        return self.message.status != VISIBLE
+        return self.message.status != PostState.VISIBLE
 
 
 def encode_cursor(when: datetime, pk: int) -> str:
@@ -86,7 +86,7 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
     placeholders, posts hidden after reports keep their place as well (the page shows a
     placeholder), so their replies are not lifted to the top.
     """
-    shown = (VISIBLE, REMOVED, HIDDEN) if placeholders else (VISIBLE, REMOVED)
+    shown = (PostState.VISIBLE, PostState.REMOVED, PostState.HIDDEN) if placeholders else (PostState.VISIBLE, PostState.REMOVED)
     parent_of: dict[int, int | None] = {}
     rows: list[tuple[int, Message]] = []  # the shown messages by date: siblings come out in this order
     for m in sorted(messages, key=lambda m: (m.date, m.id)):
@@ -144,14 +144,14 @@ def _facts(scope):  # type: ignore[no-untyped-def]
     mine = func.max(case((Vote.address == bindparam("voter"), case((Vote.valuable.is_(True), 2), else_=1)), else_=0))
     votes = select(Vote.message_pk, func.count(), yes, mine).where(Vote.message_pk.in_(scope)).group_by(Vote.message_pk)
     reports = (select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
-               .where(Report.message_pk.in_(scope), Report.status == OPEN).group_by(Report.message_pk))
+               .where(Report.message_pk.in_(scope), Report.status == ReportState.OPEN).group_by(Report.message_pk))
     variants = select(MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)).where(
         MessageVariant.message_pk.in_(scope))
     return union_all(votes, reports, variants)
 
 
 # Built once: a long thread is read often, and building the statement cost as much as running it.
-_FACTS_OF_THREAD = _facts(select(Message.id).where(Message.thread_id == bindparam("thread_id"), Message.status == VISIBLE))
+_FACTS_OF_THREAD = _facts(select(Message.id).where(Message.thread_id == bindparam("thread_id"), Message.status == PostState.VISIBLE))
 _FACTS_OF_POSTS = _facts(bindparam("pks", expanding=True))
 
 
@@ -161,7 +161,7 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, th
     One query for the three; variants, rare, are then loaded by id. With thread_id the posts are
     named by their thread, not listed one by one (a long thread would bind a parameter per post).
     """
-    index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}  # a tombstone shows none of its post
+    index = {n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE}  # a tombstone shows none of its post
     if not index:
         return
     if thread_id is None:
@@ -189,7 +189,7 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, th
 
 def fill_attachments(session: Session, nodes: list[Node]) -> None:
     """Attach their attachments to the nodes of visible posts (one query): only posts rendered anew need them."""
-    index = {n.message.id: n for n in nodes if n.message.status == VISIBLE}
+    index = {n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE}
     if index:
         found = session.scalars(select(Attachment).where(Attachment.message_pk.in_(list(index)))
                                 .order_by(Attachment.position))
@@ -207,7 +207,7 @@ def _by_post(rows: Iterable[_Row]) -> dict[int, list[_Row]]:
 
 def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:
     """A visible message by Message-ID among readable lists (the oldest copy when cross-posted)."""
-    query = select(Message).where(Message.message_id == message_id, Message.status == VISIBLE)
+    query = select(Message).where(Message.message_id == message_id, Message.status == PostState.VISIBLE)
     if list_ids is not None:
         query = query.where(Message.list_id.in_(list_ids))
     return session.scalars(query.order_by(Message.id).limit(1)).first()
@@ -221,7 +221,7 @@ def nearest_visible_parent(session: Session, msg: Message) -> Message | None:
         parent = session.get(Message, pk)
         if parent is None:
             return None
-        if parent.status == VISIBLE:
+        if parent.status == PostState.VISIBLE:
             return parent
         pk = parent.parent_id
     return None

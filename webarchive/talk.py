@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from listgate.models import MailingList, Message, Thread
-from listgate.models.archive import VISIBLE
+from listgate.states import PostState
 
 WEEKS = 52
 TOP = 10
@@ -46,7 +46,7 @@ class Graph:
 def thread_graph(session: Session, thread_id: int) -> Graph:
     """Participants by posts (most first) and who replied to whom, from one query over the thread."""
     rows = session.execute(select(Message.id, Message.parent_id, Message.from_addr, Message.from_name)
-                           .where(Message.thread_id == thread_id, Message.status == VISIBLE)
+                           .where(Message.thread_id == thread_id, Message.status == PostState.VISIBLE)
                            .order_by(Message.date, Message.id)).all()
     author_of: dict[int, str] = {}
     counts: dict[str, list] = {}  # type: ignore[type-arg]
@@ -88,7 +88,7 @@ def list_activity(session: Session, mlist: MailingList, now: datetime, weeks: in
     end = min(now, mlist.last_activity or now)
     first = _monday(end) - timedelta(weeks=weeks - 1)
     buckets = {first + timedelta(weeks=i): [0, 0] for i in range(weeks)}
-    in_list = (Message.list_id == mlist.id, Message.status == VISIBLE, Message.date >= first)
+    in_list = (Message.list_id == mlist.id, Message.status == PostState.VISIBLE, Message.date >= first)
     for (date,) in session.execute(select(Message.date).where(*in_list)):
         buckets.get(_monday(date), [0, 0])[0] += 1
     roots = select(Message.date).join(Thread, Thread.root_message_pk == Message.id).where(*in_list)
@@ -104,7 +104,7 @@ def list_activity(session: Session, mlist: MailingList, now: datetime, weeks: in
 def _tops(session: Session, list_id: int, month: datetime) -> tuple[list, list]:  # type: ignore[type-arg]
     """The busiest threads and people of the month starting at `month`."""
     end = (month + timedelta(days=32)).replace(day=1)
-    where = (Message.list_id == list_id, Message.status == VISIBLE, Message.date >= month, Message.date < end)
+    where = (Message.list_id == list_id, Message.status == PostState.VISIBLE, Message.date >= month, Message.date < end)
     n = func.count().label("n")
     threads = session.execute(select(Message.thread_id, Thread.subject, n).join(Thread, Thread.id == Message.thread_id)
                               .where(*where).group_by(Message.thread_id, Thread.subject)
@@ -117,7 +117,7 @@ def _tops(session: Session, list_id: int, month: datetime) -> tuple[list, list]:
 def correspondents(session: Session, list_id: int, address: str, limit: int = TOP) -> list[tuple[str, int, int, int]]:
     """Whom address replies to and hears from most on a list: (name, replies to them, replies from them, sample pk)."""
     child, parent = aliased(Message), aliased(Message)
-    visible = (child.status == VISIBLE, parent.status == VISIBLE, child.list_id == list_id)
+    visible = (child.status == PostState.VISIBLE, parent.status == PostState.VISIBLE, child.list_id == list_id)
     to_them = session.execute(select(parent.from_addr, func.max(parent.from_name), func.count(), func.max(parent.id))
                               .select_from(child)
                               .join(parent, parent.id == child.parent_id)

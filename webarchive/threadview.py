@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup, escape
 from sqlalchemy import and_, bindparam, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from listgate import store
 from listgate.db import transaction
 from listgate.models import ReadMark, Thread
 from listgate.models.archive import utcnow
@@ -60,8 +60,7 @@ def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_i
         if newest <= mark.last_seen_pk:
             return mark.visited_at
     with transaction(writer) as session:
-        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-        stmt = insert(ReadMark).values(address=address, thread_id=thread_id, last_seen_pk=newest, visited_at=utcnow())
+        stmt = store.of(session).insert(ReadMark).values(address=address, thread_id=thread_id, last_seen_pk=newest, visited_at=utcnow())
         session.execute(stmt.on_conflict_do_update(index_elements=[ReadMark.address, ReadMark.thread_id],
                                                    set_={"last_seen_pk": newest, "visited_at": utcnow()}))
     return mark.visited_at if mark is not None else None

@@ -24,15 +24,14 @@ from listgate import dispatch
 from listgate.config import Settings
 from listgate.mail import mime
 from listgate.models import MailingList, OutboxEntry, Subscription
-from listgate.models.delivery import REFUSED
-from listgate.models.people import ACTIVE, SUSPENDED
+from listgate.states import BounceKind, SubscriptionState
 
 from worker import mailer
 
 log = logging.getLogger(__name__)
 
-PERMANENT, TRANSIENT, DELAYED, UNKNOWN = "permanent", "transient", "delayed", "unknown"
-WEIGHT = {PERMANENT: 1.0, TRANSIENT: 0.5, DELAYED: 0.0, UNKNOWN: 0.0, REFUSED: 0.0}
+WEIGHT = {BounceKind.PERMANENT: 1.0, BounceKind.TRANSIENT: 0.5, BounceKind.DELAYED: 0.0, BounceKind.UNKNOWN: 0.0,
+          BounceKind.REFUSED: 0.0}
 FORGET_AFTER = timedelta(days=30)  # a score older than this starts again from zero
 _ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|root|noreply|no-reply)@", re.I)
@@ -79,7 +78,7 @@ _FATAL = re.compile(
 class BounceReport:
     """What a bounce says: its kind, the failed recipients it names, and why."""
 
-    kind: str
+    kind: BounceKind
     recipients: tuple[str, ...]
     diagnostic: str = ""
     blamed: tuple[str, ...] = ()  # the recipients (lower case) whose own address or mailbox failed
@@ -125,11 +124,11 @@ def _by_code(subject: str, detail: str) -> str:
     return "recipient" if ours else "message"
 
 
-def refusal_kind(result: mailer.SendResult) -> str:
+def refusal_kind(result: mailer.SendResult) -> BounceKind:
     """PERMANENT for a relay's 5xx that is the recipient's (at RCPT, or by its status), else REFUSED."""
     if result.stage == mailer.RCPT or (result.stage == mailer.DOT and blames_recipient("", result.detail, named=False)):
-        return PERMANENT
-    return REFUSED
+        return BounceKind.PERMANENT
+    return BounceKind.REFUSED
 
 
 def parse_bounce(raw: bytes) -> BounceReport:
@@ -156,9 +155,9 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
                      for f in ("Final-Recipient", "Original-Recipient")]
             addr = named[0] or named[1]
             if action.startswith("delayed") or action in ("relayed", "delivered", "expanded"):
-                kinds.append(DELAYED if action.startswith("delayed") else UNKNOWN)
+                kinds.append(BounceKind.DELAYED if action.startswith("delayed") else BounceKind.UNKNOWN)
                 continue
-            kind = TRANSIENT if status.startswith("4") else PERMANENT
+            kind = BounceKind.TRANSIENT if status.startswith("4") else BounceKind.PERMANENT
             kinds.append(kind)
             if addr:
                 failed[addr] = kind
@@ -168,7 +167,7 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
             diagnostic = diagnostic or why or status
         if not kinds:
             return None
-        kind = PERMANENT if PERMANENT in kinds else TRANSIENT if TRANSIENT in kinds else kinds[0]
+        kind = next((k for k in (BounceKind.PERMANENT, BounceKind.TRANSIENT) if k in kinds), kinds[0])
         return BounceReport(kind, tuple(failed), diagnostic[:500], tuple(blamed))
     return None
 
@@ -208,15 +207,15 @@ def _heuristic(msg: StdMessage) -> BounceReport:
     fatal_subject = _FATAL.search(subject)
     fatal = _FATAL.search(text) or fatal_subject
     if (_WARNING.search(subject) and not fatal_subject) or (_WARNING.search(text) and not fatal):
-        return BounceReport(DELAYED, tuple(found), subject[:200])
+        return BounceReport(BounceKind.DELAYED, tuple(found), subject[:200])
     if fatal or found:
         line = fatal.group(0) if fatal else subject
         blamed = tuple(found) if blames_recipient("", f"{subject}\n{text}", named=True) else ()
-        return BounceReport(PERMANENT, tuple(found), line[:200], blamed)
-    return BounceReport(UNKNOWN, (), subject[:200])
+        return BounceReport(BounceKind.PERMANENT, tuple(found), line[:200], blamed)
+    return BounceReport(BounceKind.UNKNOWN, (), subject[:200])
 
 
-def score(session: Session, settings: Settings, sub: Subscription | None, kind: str) -> list[OutboxEntry]:
+def score(session: Session, settings: Settings, sub: Subscription | None, kind: BounceKind) -> list[OutboxEntry]:
     """Add a bounce to a subscription's score; past the limit suspend it and tell the person."""
     if sub is None or WEIGHT.get(kind, 0.0) == 0.0:
         return []
@@ -225,9 +224,9 @@ def score(session: Session, settings: Settings, sub: Subscription | None, kind: 
         sub.bounce_score = 0.0
     sub.bounce_score += WEIGHT[kind]
     sub.last_bounce_at = when
-    if sub.status != ACTIVE or sub.bounce_score < settings.bounce_score_limit:
+    if sub.status != SubscriptionState.ACTIVE or sub.bounce_score < settings.bounce_score_limit:
         return []
-    sub.status = SUSPENDED
+    sub.status = SubscriptionState.SUSPENDED
     mlist = session.get_one(MailingList, sub.list_id)
     log.warning("suspended %s on %s after bounces (score %.1f)", sub.address, mlist.name, sub.bounce_score)
     return [dispatch.record(session, dispatch.SEND_NOTICE, sub.id, {
@@ -252,8 +251,8 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry, raw: bytes)
     sub = session.get(Subscription, sub_id) if sub_id else None
     address = delivery.address if delivery is not None else (sub.address if sub is not None else "")
     failure = report.kind
-    if failure in (PERMANENT, TRANSIENT) and not report.blames(address):
-        failure = REFUSED  # the message failed (or someone else did): a failed post, not this subscriber's bounce
+    if failure in (BounceKind.PERMANENT, BounceKind.TRANSIENT) and not report.blames(address):
+        failure = BounceKind.REFUSED  # the message failed (or someone else did): a failed post, not this subscriber's bounce
         log.warning("a bounce for %s names no failure of theirs (a failed post, not counted): %s",
                     address, report.diagnostic[:200])
     session.add(Bounce(delivery_id=delivery.id if delivery else None, subscription_id=sub.id if sub else None,

@@ -26,18 +26,15 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Sequence
 
 from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from listgate import store
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
-from listgate.models.delivery import REFUSED
-from listgate.models.archive import VISIBLE
-from listgate.models.people import ACTIVE
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
+from listgate.states import BounceKind, DeliveryState, PostState, SubscriptionState
 
 from worker import bounces, mailer, relay_sessions
 from worker.context import WorkerContext
@@ -47,8 +44,6 @@ from worker.notify import recipients
 
 log = logging.getLogger(__name__)
 
-PENDING, SENDING, HANDING, SENT = "pending", "sending", "handing", "sent"
-DEFERRED, BOUNCED, FAILED, CANCELLED = "deferred", "bounced", "failed", "cancelled"
 SEND_CHUNK = "listgate.send_chunk"  # (message_pk, first_id, last_id): queued by fanout itself
 CHUNK = 512  # deliveries per chunk task: every worker process takes some
 BATCH = 256
@@ -71,12 +66,10 @@ def backoff(attempts: int) -> timedelta:
 
 def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int, int]]) -> None:
     """Create the Delivery rows that do not exist yet (a retried fan-out never duplicates)."""
-    dialect = session.get_bind().dialect.name
-    insert = pg_insert if dialect == "postgresql" else sqlite_insert
-    rows = [{"message_pk": message_pk, "address": addr, "subscription_id": sub_id, "status": PENDING,
+    rows = [{"message_pk": message_pk, "address": addr, "subscription_id": sub_id, "status": DeliveryState.PENDING,
              "attempts": 0, "created_at": now(), "last_error": ""} for addr, (sub_id, _) in sorted(chosen.items())]
     # One statement executed many times (Core, not ORM): compiled once, not once per batch.
-    stmt = insert(Delivery.__table__).on_conflict_do_nothing(index_elements=["message_pk", "address"])
+    stmt = store.of(session).insert(Delivery).on_conflict_do_nothing(index_elements=["message_pk", "address"])
     conn = session.connection()
     for start in range(0, len(rows), INSERT_BATCH):
         conn.execute(stmt, rows[start:start + INSERT_BATCH])
@@ -89,13 +82,14 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
         entry = session.get(OutboxEntry, outbox_id)
         if entry is not None and entry.done_at is None:
             msg = session.get(Message, message_pk)
-            if msg is not None and msg.status == VISIBLE:
+            if msg is not None and msg.status == PostState.VISIBLE:
                 chosen = recipients(session, msg, named)
                 insert_absent(session, message_pk, chosen)
                 log.info("fan-out of message %s: %d recipients", message_pk, len(chosen))
             entry.done_at, entry.attempts = now(), entry.attempts + 1
     with ctx.db() as session:
-        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk, Delivery.status == PENDING)
+        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk,
+                                                        Delivery.status == DeliveryState.PENDING)
                               .order_by(Delivery.id)).all()
     ranges = [(ids[i], ids[min(i + CHUNK, len(ids)) - 1]) for i in range(0, len(ids), CHUNK)]
     # Every other worker process takes a chunk; rows of a chunk task lost with the broker
@@ -127,7 +121,7 @@ def _enqueue_chunks(ctx: WorkerContext, message_pk: int, ranges: list[tuple[int,
 
 def send_chunk(ctx: WorkerContext, message_pk: int, first_id: int, last_id: int) -> int:
     """Send the pending rows of one post whose ids lie in [first_id, last_id]."""
-    return send_message(ctx, message_pk, [Delivery.status == PENDING, Delivery.id.between(first_id, last_id)])
+    return send_message(ctx, message_pk, [Delivery.status == DeliveryState.PENDING, Delivery.id.between(first_id, last_id)])
 
 
 def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BATCH) -> tuple[list[int], datetime]:
@@ -139,7 +133,7 @@ def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BA
         if not ids:
             return [], stamp
         stmt = (update(Delivery).where(Delivery.id.in_(ids), *where)
-                .values(status=SENDING, claimed_at=stamp, attempts=Delivery.attempts + 1)
+                .values(status=DeliveryState.SENDING, claimed_at=stamp, attempts=Delivery.attempts + 1)
                 .returning(Delivery.id))
         return sorted(session.scalars(stmt).all()), stamp
 
@@ -166,16 +160,16 @@ def _send_batch(ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: l
             Subscription.status, Subscription.list_id, Subscription.kind, Subscription.thread_key,
         ).outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
             .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
-    gone = [r.id for r in rows if r.sub_id is None or r.status != ACTIVE]
-    _mark(ctx, gone, CANCELLED, "no longer subscribed")
-    live = [r for r in rows if r.sub_id is not None and r.status == ACTIVE]
+    gone = [r.id for r in rows if r.sub_id is None or r.status != SubscriptionState.ACTIVE]
+    _mark(ctx, gone, DeliveryState.CANCELLED, "no longer subscribed")
+    live = [r for r in rows if r.sub_id is not None and r.status == SubscriptionState.ACTIVE]
     ledger = Ledger(ctx, post, stamp)
     untried = 0
     for start in range(0, len(live), out.size):
         batch = live[start:start + out.size]
         if ledger.network_down:
             for row in batch:
-                _finish(ctx, row.id, DEFERRED, ledger.network_down, row.attempts, announce=False)
+                _finish(ctx, row.id, DeliveryState.DEFERRED, ledger.network_down, row.attempts, announce=False)
             untried += len(batch)
             continue
         items = [relay_sessions.Outgoing(
@@ -210,12 +204,12 @@ def _statements() -> _Sql:
     table = Delivery.__table__
     ids = bindparam("ids", expanding=True)
     return _Sql(
-        hand=update(table).where(table.c.id.in_(ids), table.c.status == SENDING,
-                                 table.c.claimed_at == bindparam("stamp")).values(status=HANDING)
+        hand=update(table).where(table.c.id.in_(ids), table.c.status == DeliveryState.SENDING,
+                                 table.c.claimed_at == bindparam("stamp")).values(status=DeliveryState.HANDING)
         .returning(table.c.id),
-        unhand=update(table).where(table.c.id.in_(ids)).values(status=SENDING),
-        sent=update(table).where(table.c.id.in_(ids), table.c.status == HANDING)
-        .values(status=SENT, sent_at=bindparam("now"), last_error=""),
+        unhand=update(table).where(table.c.id.in_(ids)).values(status=DeliveryState.SENDING),
+        sent=update(table).where(table.c.id.in_(ids), table.c.status == DeliveryState.HANDING)
+        .values(status=DeliveryState.SENT, sent_at=bindparam("now"), last_error=""),
     )
 
 
@@ -241,8 +235,7 @@ class Ledger:
         ids = {rows[i].id: i for i in indexes}
         sql = _statements()
         with self.ctx.writer.begin() as conn:
-            if conn.dialect.name == "postgresql":  # COMMIT without waiting for the WAL flush: see below
-                conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            store.of(conn).relax_commit(conn)  # COMMIT without waiting for the WAL flush: see below
             held = conn.execute(sql.hand, {"ids": list(ids), "stamp": self.stamp}).scalars().all()
             self._mark_sent(conn)
             ours = {ids[i] for i in held}
@@ -267,7 +260,7 @@ class Ledger:
             elif result.status == mailer.BOUNCED:
                 _bounce(self.ctx, row, f"{result.code} {result.detail}", bounces.refusal_kind(result))
             elif result.status == mailer.DEFERRED:
-                _finish(self.ctx, row.id, DEFERRED, f"{result.code} {result.detail}".strip(), row.attempts)
+                _finish(self.ctx, row.id, DeliveryState.DEFERRED, f"{result.code} {result.detail}".strip(), row.attempts)
         if results and all(r.status == mailer.DEFERRED and r.code == 0 and "final dot" not in r.detail
                            for r in results):
             self.network_down = results[0].detail
@@ -279,30 +272,30 @@ class Ledger:
                 self._mark_sent(conn)
 
 
-def _mark(ctx: WorkerContext, delivery_ids: list[int], status: str, detail: str = "") -> None:
+def _mark(ctx: WorkerContext, delivery_ids: list[int], status: DeliveryState, detail: str = "") -> None:
     """One small write transaction for many rows (Core, no ORM session)."""
     if not delivery_ids:
         return
     values: dict[str, Any] = {"status": status, "last_error": detail}
-    if status == SENT:
+    if status == DeliveryState.SENT:
         values["sent_at"] = now()
     with ctx.writer.begin() as conn:
         conn.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(**values))
 
 
-def _finish(ctx: WorkerContext, delivery_id: int, status: str, detail: str, attempts: int = 0,
+def _finish(ctx: WorkerContext, delivery_id: int, status: DeliveryState, detail: str, attempts: int = 0,
             announce: bool = True) -> None:
     """Record the outcome of one try; a deferral past MAX_ATTEMPTS becomes a failure."""
-    values: dict[str, Any] = {"status": status, "last_error": "" if status == SENT else detail[:2000]}
-    if status == SENT:
+    values: dict[str, Any] = {"status": status, "last_error": "" if status == DeliveryState.SENT else detail[:2000]}
+    if status == DeliveryState.SENT:
         values["sent_at"] = now()
-    elif status == DEFERRED:
+    elif status == DeliveryState.DEFERRED:
         if attempts >= MAX_ATTEMPTS:
-            values["status"] = FAILED
+            values["status"] = DeliveryState.FAILED
         else:
             values["next_attempt_at"] = now() + backoff(attempts)
     _mark_values(ctx, delivery_id, values)
-    if values["status"] == DEFERRED and announce:
+    if values["status"] == DeliveryState.DEFERRED and announce:
         log.warning("delivery %s deferred, next try in %s: the relay %s said: %s", delivery_id,
                     backoff(attempts), redact(ctx.settings.outbound), detail)
 
@@ -312,16 +305,17 @@ def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -
         session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
-def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: str) -> None:
+def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None:
     """A 5xx, never retried: bounced and scored when it is the recipient's, else refused (a failed post)."""
     with transaction(ctx.db) as session:
         session.execute(update(Delivery).where(Delivery.id == row.id)
-                        .values(status=BOUNCED if kind == bounces.PERMANENT else REFUSED, last_error=detail[:2000]))
+                        .values(status=DeliveryState.BOUNCED if kind == BounceKind.PERMANENT else DeliveryState.REFUSED,
+                                last_error=detail[:2000]))
         session.add(Bounce(delivery_id=row.id, subscription_id=row.sub_id, address=row.address,
                            kind=kind, diagnostic=detail[:2000]))
         entries = bounces.score(session, ctx.settings, session.get(Subscription, row.sub_id), kind)
     ctx.enqueue(entries)
-    if kind == bounces.PERMANENT:
+    if kind == BounceKind.PERMANENT:
         log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)
     else:
         log.warning("delivery %s to %s: the relay refused the message (a failed post, not counted against %s): %s",
@@ -332,10 +326,12 @@ def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
     """Claims older than stale_after: `handing` counts as sent, `sending` goes back to pending."""
     cutoff = now() - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = session.execute(update(Delivery).where(Delivery.status == HANDING, Delivery.claimed_at <= cutoff)
-                                  .values(status=SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")).rowcount
-        reset = session.execute(update(Delivery).where(Delivery.status == SENDING, Delivery.claimed_at <= cutoff)
-                                .values(status=PENDING)).rowcount
+        assumed = session.execute(
+            update(Delivery).where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
+            .values(status=DeliveryState.SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")
+        ).rowcount
+        reset = session.execute(update(Delivery).where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
+                                .values(status=DeliveryState.PENDING)).rowcount
     if assumed or reset:
         log.warning("recovered stale deliveries: %d assumed sent, %d to send again", assumed, reset)
 
@@ -347,8 +343,8 @@ def retry_due(ctx: WorkerContext, stale_after: float = STALE_AFTER, horizon: flo
     due = started + timedelta(seconds=horizon)
     old = started - timedelta(seconds=stale_after)
     # claimed_at < started: a row deferred again during this run waits for the next one.
-    deferred = [Delivery.status == DEFERRED, Delivery.next_attempt_at <= due, Delivery.claimed_at < started]
-    orphaned = [Delivery.status == PENDING, Delivery.created_at <= old]
+    deferred = [Delivery.status == DeliveryState.DEFERRED, Delivery.next_attempt_at <= due, Delivery.claimed_at < started]
+    orphaned = [Delivery.status == DeliveryState.PENDING, Delivery.created_at <= old]
     sent = 0
     for where in (deferred, orphaned):
         with ctx.db() as session:

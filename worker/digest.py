@@ -7,17 +7,16 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch
+from listgate import digests, dispatch, store
 from listgate.db import transaction
 from listgate.digests import Period
 from listgate.models import DigestSent, MailingList, OutboxEntry, Person, RawMessage, Subscription, Thread
-from listgate.models.people import ACTIVE, DAILY, MIME
+from listgate.models.people import DAILY, MIME
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
+from listgate.states import DigestState, SubscriptionState
 
 from worker import mailer
 from worker.context import WorkerContext
@@ -27,6 +26,9 @@ from worker.headers import ListInfo, verp_address
 log = logging.getLogger(__name__)
 
 CATCH_UP = 3  # days the daily job looks back (a beat that was down at midnight still sends them)
+# A relay's answer to a digest (ABANDONED, a send given up before the final dot, is sent again like a deferral).
+_OUTCOME = {mailer.SENT: DigestState.SENT, mailer.DEFERRED: DigestState.DEFERRED, mailer.BOUNCED: DigestState.BOUNCED,
+            mailer.ABANDONED: DigestState.DEFERRED}
 
 
 @dataclass(frozen=True)
@@ -70,17 +72,18 @@ def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Peri
 
 
 def _claim(ctx: WorkerContext, list_id: int, address: str, period: Period, count: int) -> int | None:
-    """Insert-if-absent the (list, address, frequency, day) row; its id when this run should send it."""
+    """The (list, address, frequency, day) row's id when this run should send it: inserted now, or deferred."""
     with transaction(ctx.db) as session:
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert(DigestSent).values(
-            list_id=list_id, address=address, day=period.start, frequency=period.frequency, status="new",
-            message_count=count, last_error="", created_at=datetime.now(timezone.utc))
-            .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"]))
-        row_id = session.scalar(update(DigestSent).where(
-            DigestSent.list_id == list_id, DigestSent.address == address, DigestSent.day == period.start,
-            DigestSent.frequency == period.frequency, DigestSent.status.in_(("new", "deferred")))
-            .values(status="sending").returning(DigestSent.id))
+        row_id = session.scalar(store.of(session).insert(DigestSent).values(
+            list_id=list_id, address=address, day=period.start, frequency=period.frequency,
+            status=DigestState.SENDING, message_count=count, last_error="", created_at=datetime.now(timezone.utc))
+            .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"])
+            .returning(DigestSent.id))
+        if row_id is None:  # there already: sent, being sent by another run, or deferred (taken back here)
+            row_id = session.scalar(update(DigestSent).where(
+                DigestSent.list_id == list_id, DigestSent.address == address, DigestSent.day == period.start,
+                DigestSent.frequency == period.frequency, DigestSent.status == DigestState.DEFERRED)
+                .values(status=DigestState.SENDING).returning(DigestSent.id))
     return row_id
 
 
@@ -95,7 +98,7 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
     return [(i, a, f or MIME) for i, a, f in session.execute(
         select(Subscription.id, Subscription.address, Person.digest_format)
         .outerjoin(Person, Person.address == Subscription.address)
-        .where(Subscription.list_id == list_id, Subscription.kind == "digest", Subscription.status == ACTIVE,
+        .where(Subscription.list_id == list_id, Subscription.kind == "digest", Subscription.status == SubscriptionState.ACTIVE,
                Subscription.digest_frequency == period.frequency,
                or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end))).all()]
 
@@ -103,7 +106,7 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
 def _send_period(ctx: WorkerContext, period: Period) -> int:
     with ctx.db() as session:
         lists = session.scalars(select(MailingList).where(MailingList.id.in_(
-            select(Subscription.list_id).where(Subscription.kind == "digest", Subscription.status == ACTIVE,
+            select(Subscription.list_id).where(Subscription.kind == "digest", Subscription.status == SubscriptionState.ACTIVE,
                                                Subscription.digest_frequency == period.frequency)))).all()
         work = []
         for mlist in lists:
@@ -135,17 +138,17 @@ def _deliver(ctx: WorkerContext, conn, row_id: int, found: Batch, sub_id: int, a
                  message_id=digests.message_id(found.period, ctx.settings.domain), fmt=fmt)
     result = conn.send(verp_address(found.info, verp_token(ctx.settings.secret_key, "s", sub_id)), address,
                        ctx.signer.sign(data))
-    status = "sent" if result.ok else result.status
+    status = _OUTCOME[result.status]
     with transaction(ctx.db) as session:
         session.execute(update(DigestSent).where(DigestSent.id == row_id).values(
             status=status, last_error="" if result.ok else result.detail[:2000],
             sent_at=datetime.now(timezone.utc) if result.ok else None))
-        if status == mailer.DEFERRED and outbox_id:
+        if status == DigestState.DEFERRED and outbox_id:
             session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None))
-        elif status == mailer.DEFERRED:
+        elif status == DigestState.DEFERRED:
             # Not enqueued now: the outbox sweeper sends it after its backoff (as for notices).
             dispatch.record(session, dispatch.RESEND_DIGEST, row_id)
-    if status == mailer.DEFERRED:
+    if status == DigestState.DEFERRED:
         log.warning("digest %s (%s) to %s deferred, retried with backoff: %s", row_id, found.period.label, address,
                     result.detail)
     return 1 if result.ok else 0
@@ -164,8 +167,8 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         entry = session.get(OutboxEntry, outbox_id) if claimed.rowcount == 1 else None
         row_id = entry.ref_id if entry is not None else 0
         row = session.get(DigestSent, row_id)
-        if row is None or session.execute(update(DigestSent).where(
-                DigestSent.id == row_id, DigestSent.status == mailer.DEFERRED).values(status="sending")).rowcount != 1:
+        taken = update(DigestSent).where(DigestSent.id == row_id, DigestSent.status == DigestState.DEFERRED)
+        if row is None or session.execute(taken.values(status=DigestState.SENDING)).rowcount != 1:
             return 0
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)
@@ -173,7 +176,7 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         sub = next(((i, f) for i, a, f in _subscribers(session, mlist.id, period) if a == row.address), None)
         address = row.address
         if sub is None:
-            row.status = "cancelled"
+            row.status = DigestState.CANCELLED
             return 0
     with mailer.connect(ctx.settings.outbound) as conn:
         return _deliver(ctx, conn, row_id, found, sub[0], address, sub[1], outbox_id)

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, moderation, threads
+from listgate import dispatch, moderation, store
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import MailingList, Message, ModerationReminder, OutboxEntry
-from listgate.models.archive import HELD
+from listgate.states import PostState
 
 from worker.context import WorkerContext
 
@@ -30,7 +30,7 @@ def notify(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
     if msg is None:
         return []
     mlist = session.get_one(MailingList, msg.list_id)
-    if payload.get("event") == "held" and msg.status != HELD:
+    if payload.get("event") == PostState.HELD and msg.status != PostState.HELD:
         return []  # already dealt with (on the web) before this ran
     people = moderation.recipients(mlist, settings.admins)
     if not people:
@@ -59,9 +59,9 @@ def send_reminders(ctx: WorkerContext, now: datetime | None = None) -> int:
     entries: list[OutboxEntry] = []
     with transaction(ctx.db) as session:
         waiting = session.execute(select(Message.list_id, func.count()).where(
-            Message.status == HELD, Message.received_at <= now - REMIND_AFTER).group_by(Message.list_id)).all()
+            Message.status == PostState.HELD, Message.received_at <= now - REMIND_AFTER).group_by(Message.list_id)).all()
         for list_id, count in waiting:
-            claimed = session.connection().execute(threads.insert_ignore(session, ModerationReminder), {
+            claimed = session.connection().execute(store.of(session).insert_ignore(ModerationReminder), {
                 "list_id": list_id, "day": now.date(), "pending": count, "created_at": now}).rowcount
             if claimed:
                 entries += _reminder(session, ctx.settings, session.get_one(MailingList, list_id), now)
@@ -70,7 +70,7 @@ def send_reminders(ctx: WorkerContext, now: datetime | None = None) -> int:
 
 
 def _reminder(session: Session, settings: Settings, mlist: MailingList, now: datetime) -> list[OutboxEntry]:
-    held = session.scalars(select(Message).where(Message.list_id == mlist.id, Message.status == HELD,
+    held = session.scalars(select(Message).where(Message.list_id == mlist.id, Message.status == PostState.HELD,
                                                  Message.received_at <= now - REMIND_AFTER)
                            .order_by(Message.received_at).limit(MAX_LISTED)).all()
     lines = [f"- \"{m.subject}\" from {m.from_addr}, held since {m.received_at:%Y-%m-%d %H:%M} UTC\n"

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from listgate import threads
 from listgate.models import Message, Person, Subscription, Thread
-from listgate.models.people import ACTIVE
+from listgate.states import SubscriptionState
 
 
 def thread_keys(session: Session, thread_id: int) -> set[int]:
@@ -27,7 +27,7 @@ def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tup
     """
     keys = thread_keys(session, msg.thread_id)
     subs = session.execute(select(Subscription.address, Subscription.id, Subscription.kind, Subscription.thread_key).where(
-        Subscription.list_id == msg.list_id, Subscription.status == ACTIVE,
+        Subscription.list_id == msg.list_id, Subscription.status == SubscriptionState.ACTIVE,
         ((Subscription.kind == "list") & (Subscription.thread_key == 0))
         | (Subscription.kind.in_(("thread", "mute")) & Subscription.thread_key.in_(keys)),
     )).all()

@@ -19,6 +19,7 @@ from listgate.models.digests import DigestSent
 from listgate.models.notposted import NotPosted
 from listgate.models.people import AutoReply, Person, Subscription
 from listgate.models.reading import MessageEdit, ReadMark
+from listgate.models import search  # noqa: F401 - the search objects (FTS5, tsvector) beside their table
 from listgate.models.spool import SpooledMail, SpoolMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 

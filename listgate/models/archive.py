@@ -15,18 +15,18 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from listgate.db import Base
+from listgate.models.columns import StateString
+from listgate.states import PostState
 
 POLICIES = ("open", "members", "moderated")
 REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To copies get
-# Message.status values: only "visible" posts are shown and sent out.
-VISIBLE, HELD, REJECTED, HIDDEN = "visible", "held", "rejected", "hidden"
-REMOVED = "removed"  # taken down by the moderators: a tombstone keeps its place in the thread
 
 
 def utcnow() -> datetime:
@@ -115,6 +115,9 @@ class Thread(Base):
     __table_args__ = (
         Index("ix_threads_list_activity", "list_id", "last_activity", "id"),
         Index("ix_threads_list_subject", "list_id", "subject_norm"),
+        # Partial (migration 0003): the list page's featured threads, without reading every thread.
+        Index("ix_threads_featured", "list_id", "last_activity", "id",
+              sqlite_where=text("featured = 1"), postgresql_where=text("featured")),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -187,7 +190,7 @@ class Message(Base):
     body_text: Mapped[str] = mapped_column(Text, default="")
     body_html: Mapped[str] = mapped_column(Text, default="")
     is_flowed: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(16), default=VISIBLE)
+    status: Mapped[PostState] = mapped_column(StateString(PostState), default=PostState.VISIBLE)
     origin: Mapped[str] = mapped_column(String(16), default="smtp")
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
     # When the author last edited a web post's text (the raw bytes keep the original).

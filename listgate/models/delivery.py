@@ -9,10 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
-
-# A Delivery's status and a Bounce's kind when a relay refused the message itself (its size, a
-# line, its content) rather than the recipient: a failed post, shown to moderators, scored against nobody.
-REFUSED = "refused"
+from listgate.models.columns import StateString
+from listgate.states import BounceKind, DeliveryState
 
 
 class OutboxEntry(Base):
@@ -47,7 +45,7 @@ class Delivery(Base):
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"))
     address: Mapped[str] = mapped_column(String(320))
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|sending|handing|sent|deferred|bounced|refused|failed|cancelled (worker/delivery.py)
+    status: Mapped[DeliveryState] = mapped_column(StateString(DeliveryState), default=DeliveryState.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -65,6 +63,6 @@ class Bounce(Base):
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), nullable=True)
     subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), nullable=True)
     address: Mapped[str] = mapped_column(String(320), default="")
-    kind: Mapped[str] = mapped_column(String(16))  # permanent|transient|delayed|unknown|refused (worker/bounces.py)
+    kind: Mapped[BounceKind] = mapped_column(StateString(BounceKind))
     diagnostic: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
+from listgate.models.columns import StateString
+from listgate.states import DigestState
 
 
 class DigestSent(Base):
@@ -25,7 +27,7 @@ class DigestSent(Base):
     address: Mapped[str] = mapped_column(String(320))
     day: Mapped[date] = mapped_column(Date)
     frequency: Mapped[str] = mapped_column(String(8), default="daily")
-    status: Mapped[str] = mapped_column(String(16), default="sending")  # sending|sent|deferred|bounced
+    status: Mapped[DigestState] = mapped_column(StateString(DigestState), default=DigestState.SENDING)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

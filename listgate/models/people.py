@@ -9,12 +9,10 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
+from listgate.models.columns import StateString
+from listgate.states import SubscriptionState
 
 KINDS = ("list", "thread", "digest", "mute")
-PENDING, ACTIVE, SUSPENDED = "pending", "active", "suspended"
-# A subscription that ended stays as a row (deliveries and bounces point at it) and is reused on return;
-# AWAITING: the address is confirmed and a moderator's approval is still needed (private/members lists).
-ENDED, AWAITING = "ended", "awaiting"
 DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
 MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
 
@@ -52,7 +50,7 @@ class Subscription(Base):
     kind: Mapped[str] = mapped_column(String(16))
     # The thread id for thread and mute subscriptions, 0 otherwise (keeps the unique key simple).
     thread_key: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(16), default=PENDING)
+    status: Mapped[SubscriptionState] = mapped_column(StateString(SubscriptionState), default=SubscriptionState.PENDING)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)

@@ -9,12 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
-
-# SpooledMail.state values. An archived row is deleted in the transaction that archives it
-# (mail archived and not posted is in the not-posted queue, listgate.models.notposted); the
-# rows that stay failed to archive, and say why.
-PENDING = "pending"  # accepted (250 given), waiting for the archiver
-FAILED = "failed"  # archiving raised an error for this message alone (or its list is gone): `reason` holds it
+from listgate.models.columns import StateString
+from listgate.states import SpoolState
 
 
 class SpooledMail(Base):
@@ -29,7 +25,7 @@ class SpooledMail(Base):
     message_id: Mapped[str] = mapped_column(String(1000), default="")  # from the header scan, for logs
     counts: Mapped[str] = mapped_column(Text, default="")  # counters the gateway's answer adds to, one "name:label" a line
     raw: Mapped[bytes] = mapped_column(LargeBinary)
-    state: Mapped[str] = mapped_column(String(16), default=PENDING)
+    state: Mapped[SpoolState] = mapped_column(StateString(SpoolState), default=SpoolState.PENDING)
     reason: Mapped[str] = mapped_column(Text, default="")
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

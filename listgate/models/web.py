@@ -9,8 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
-
-OPEN, DISMISSED, ACTIONED = "open", "dismissed", "actioned"
+from listgate.models.columns import StateString
+from listgate.states import ReportState
 
 
 class Vote(Base):
@@ -41,7 +41,7 @@ class Report(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
     address: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(Text, default="")
-    status: Mapped[str] = mapped_column(String(16), default=OPEN)
+    status: Mapped[ReportState] = mapped_column(StateString(ReportState), default=ReportState.OPEN)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     resolved_by: Mapped[str] = mapped_column(String(320), default="")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import smtplib
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -65,4 +66,8 @@ def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) 
         assert live[0].participant_count == 7
         mlist = lists.require(s, "dev")
         assert (mlist.message_count, mlist.thread_count) == (n, 1)
+    # The archiver hands its outbox entries over just after the commit the assertions above saw.
+    deadline = time.monotonic() + 10
+    while len(env.gw.enqueued.entries) < n and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert len(env.gw.enqueued.entries) == n

@@ -12,6 +12,7 @@ from listgate import counters, lists
 from listgate.archiver import Archiver
 from listgate.db import make_engine, session_factory, transaction
 from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
+from listgate.states import SpoolState
 
 
 def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
@@ -64,7 +65,6 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
 
 def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     from listgate import threads
-    from listgate.models.spool import FAILED, PENDING
 
     engine = make_engine(pg_settings)
     db = session_factory(engine)
@@ -78,13 +78,13 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
         monkeypatch.setattr(threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
         archiver.drain()
         with db() as s:
-            assert list(s.execute(select(SpooledMail.state, SpooledMail.reason))) == [(FAILED, "RuntimeError: a bug")]
+            assert list(s.execute(select(SpooledMail.state, SpooledMail.reason))) == [(SpoolState.FAILED, "RuntimeError: a bug")]
             assert handler.spool.depth(s).failed == 1
         monkeypatch.setattr(threads, "attach", real)
         with transaction(db) as s:
             assert handler.spool.retry(s) == 1
         with db() as s:
-            assert list(s.scalars(select(SpooledMail.state))) == [PENDING]
+            assert list(s.scalars(select(SpooledMail.state))) == [SpoolState.PENDING]
         assert archiver.drain() == 1
         with db() as s:
             assert list(s.scalars(select(Message.message_id))) == ["pgfail@x"]

@@ -35,11 +35,13 @@ from listgate.config import Settings
 from listgate.db import Base, make_engine, transaction
 from listgate.ingest import COMMAND, STORED, ingest
 from listgate.mail.parser import parse
-from listgate.models import Message, OutboxEntry
+from listgate.models import Message, OutboxEntry, Subscription
 from listgate.schema import upgrade
+from listgate.states import SubscriptionState
 from listgate.subscriptions import SubscriptionError
 from tests.conftest import make_settings
 from tests.services import in_ci
+from tests.states import foreign_words
 from worker import commands, delivery, digest, outbox
 from worker.context import WorkerContext
 from worker.notify import recipients
@@ -53,14 +55,14 @@ SECRET = "test-secret-key-0123456789"
 PEOPLE = ("ann@example.org", "bob@example.org", "cat@example.net", "dan@example.net")
 AUTHORS = PEOPLE + ("eve@example.com",)
 LEAVE_CHANNELS = ("link", "mail-command", "web", "admin")
-LIVE = ("pending", "active")
+LIVE = (SubscriptionState.PENDING, SubscriptionState.ACTIVE)
 
 
 @dataclass
 class Model:
     """What the service should hold: subscription states, the ledger of copies, digests sent."""
 
-    subs: dict[tuple[str, str, int], str] = field(default_factory=dict)  # (address, kind, thread) -> status
+    subs: dict[tuple[str, str, int], SubscriptionState] = field(default_factory=dict)  # (address, kind, thread) -> status
     codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (address, kind) -> (link, code)
     posts: list[tuple[int, int, str, int]] = field(default_factory=list)  # (pk, thread, author, outbox id)
     fanned: set[int] = field(default_factory=set)
@@ -69,30 +71,30 @@ class Model:
     copies: Counter[tuple[int, str]] = field(default_factory=Counter)  # copies that must have arrived
     digests: dict[str, int] = field(default_factory=dict)  # address -> posts in today's digest
 
-    def status(self, address: str, kind: str, thread: int = 0) -> str:
-        return self.subs.get((address, kind, thread), "")
+    def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
+        return self.subs.get((address, kind, thread))
 
     def activate(self, address: str, kind: str, thread: int = 0) -> None:
         """start(): active, and the choice it replaces ends."""
-        self.subs[(address, kind, thread)] = "active"
+        self.subs[(address, kind, thread)] = SubscriptionState.ACTIVE
         other = {"list": "digest", "digest": "list", "thread": "mute", "mute": "thread"}[kind]
         if self.status(address, other, thread) in LIVE:
-            self.subs[(address, other, thread)] = "ended"
+            self.subs[(address, other, thread)] = SubscriptionState.ENDED
 
     def end(self, address: str, kinds: tuple[str, ...], thread: int | None = None) -> None:
         for (addr, kind, key), status in list(self.subs.items()):
-            if addr == address and kind in kinds and (thread is None or key == thread) and status != "ended":
-                self.subs[(addr, kind, key)] = "ended"
+            if addr == address and kind in kinds and (thread is None or key == thread) and status != SubscriptionState.ENDED:
+                self.subs[(addr, kind, key)] = SubscriptionState.ENDED
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
         """worker.notify.recipients: list members, then followers; mutes, the author and To/Cc out."""
         out: dict[str, tuple[str, str, int]] = {}
         for address in PEOPLE + ("eve@example.com",):
-            if self.status(address, "mute", thread) == "active" or address == author:
+            if self.status(address, "mute", thread) == SubscriptionState.ACTIVE or address == author:
                 continue
-            if self.status(address, "list") == "active":
+            if self.status(address, "list") == SubscriptionState.ACTIVE:
                 out[address] = (address, "list", 0)
-            elif self.status(address, "thread", thread) == "active":
+            elif self.status(address, "thread", thread) == SubscriptionState.ACTIVE:
                 out[address] = (address, "thread", thread)
         return out
 
@@ -124,13 +126,13 @@ class Lifecycle(RuleBasedStateMachine):
                                             base_url="https://lists.test", domain="lists.test", kind=kind)
             mailed = [json.loads(e.payload) for e in outcome.outbox]
         before = self.model.status(address, kind)
-        if before in ("active", "pending"):  # already in, or a mail went a few minutes ago
+        if before in LIVE:  # already in, or a mail went a few minutes ago
             assert mailed == []
             return
         assert [m["template"] for m in mailed] == ["confirm"]
         link, reply_to = mailed[0]["link"].rsplit("/", 1)[1], mailed[0]["reply_to"]
         self.model.codes[(address, kind)] = (link, reply_to.split("+confirm-")[1].split("@")[0])
-        self.model.subs[(address, kind, 0)] = "pending"
+        self.model.subs[(address, kind, 0)] = SubscriptionState.PENDING
 
     @precondition(lambda self: self.model.codes)
     @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")), by_code=st.booleans())
@@ -147,10 +149,10 @@ class Lifecycle(RuleBasedStateMachine):
                 else:
                     subscriptions.confirm_token(session, SECRET, link)
         except SubscriptionError:
-            assert before == "ended", f"a confirmation of a {before} subscription was refused"
+            assert before == SubscriptionState.ENDED, f"a confirmation of a {before} subscription was refused"
             return
-        assert before != "ended", "an old confirmation brought an ended subscription back"
-        if before == "pending":
+        assert before != SubscriptionState.ENDED, "an old confirmation brought an ended subscription back"
+        if before == SubscriptionState.PENDING:
             self.model.activate(address, kind)
 
     # -- threads and modes -----------------------------------------------------------------------
@@ -165,7 +167,7 @@ class Lifecycle(RuleBasedStateMachine):
         if by_mail and action != subscriptions.UNMUTE:
             word = {subscriptions.FOLLOW: "follow", subscriptions.MUTE: "mute",
                     subscriptions.LEAVE_THREAD: "unsubscribe"}[action]
-            if word == "follow" and not any(s == "active" for (a, _, _), s in self.model.subs.items() if a == address):
+            if word == "follow" and not any(s == SubscriptionState.ACTIVE for (a, _, _), s in self.model.subs.items() if a == address):
                 return  # someone not mailed yet is asked to confirm: covered by requests/confirms
             self.site.reply_command(address, pk, word, self._serial())
         else:
@@ -179,7 +181,7 @@ class Lifecycle(RuleBasedStateMachine):
             m.activate(address, "mute", thread)
         elif action == subscriptions.UNMUTE:
             m.end(address, ("mute",), thread)
-        elif m.status(address, "list") == "active":
+        elif m.status(address, "list") == SubscriptionState.ACTIVE:
             m.activate(address, "mute", thread)  # a list subscriber leaving a thread mutes it
         else:
             m.end(address, ("thread",), thread)
@@ -218,7 +220,7 @@ class Lifecycle(RuleBasedStateMachine):
         self.model.posts.append((pk, thread, author, outbox_id))
         m = self.model
         if m.status(author, "thread", thread) not in LIVE and m.status(author, "mute", thread) not in LIVE:
-            m.subs[(author, "thread", thread)] = "active"  # posting follows the thread (again)
+            m.subs[(author, "thread", thread)] = SubscriptionState.ACTIVE  # posting follows the thread (again)
 
     @precondition(lambda self: any(p[0] not in self.model.fanned for p in self.model.posts))
     @rule(send=st.booleans())
@@ -261,7 +263,7 @@ class Lifecycle(RuleBasedStateMachine):
         for (post, address), key in list(self.model.pending.items()):
             if post == pk:
                 del self.model.pending[(post, address)]
-                if self.model.subs.get(key) == "active":
+                if self.model.subs.get(key) == SubscriptionState.ACTIVE:
                     self.model.copies[(pk, address)] += 1
 
     @rule()
@@ -269,10 +271,18 @@ class Lifecycle(RuleBasedStateMachine):
         digest.send_digests(self.site.ctx, datetime.now(timezone.utc).date())
         today = [p[0] for p in self.model.posts]  # every post of this example was received today
         for address in PEOPLE:
-            if self.model.status(address, "digest") == "active" and address not in self.model.digests and today:
+            if self.model.status(address, "digest") == SubscriptionState.ACTIVE and address not in self.model.digests and today:
                 self.model.digests[address] = len(today)
 
     # -- what arrived ------------------------------------------------------------------------------
+
+    @invariant()
+    def the_database_holds_the_predicted_states(self) -> None:
+        with self.site.session() as session:
+            stored = {(a, k, t): s for a, k, t, s in session.execute(select(
+                Subscription.address, Subscription.kind, Subscription.thread_key, Subscription.status))}
+            assert foreign_words(session) == {}, "a state column holds a word that is not a state"
+        assert stored == self.model.subs
 
     @invariant()
     def exactly_the_predicted_copies_arrived(self) -> None:

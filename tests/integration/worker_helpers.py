@@ -21,7 +21,7 @@ from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.models import Delivery, Subscription
-from listgate.models.people import ACTIVE
+from listgate.states import SubscriptionState
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ class Site:
             mlist = lists.require(session, list_name)
             if len(addresses) > 50:
                 session.execute(insert(Subscription), [
-                    {"list_id": mlist.id, "address": a, "kind": kind, "thread_key": thread_id, "status": ACTIVE}
+                    {"list_id": mlist.id, "address": a, "kind": kind, "thread_key": thread_id, "status": SubscriptionState.ACTIVE}
                     for a in addresses])
             else:
                 for address in addresses:

@@ -14,8 +14,8 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import AuditEntry, Message, NotPosted, RawMessage, Subscription
-from listgate.models.archive import HELD, REJECTED, VISIBLE
 from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
+from listgate.states import PostState
 
 SECRET = "test-secret-key-0123456789"
 
@@ -59,17 +59,17 @@ def test_forged_swapped_and_foreign_codes_are_refused(db, club) -> None:  # type
     for name, action, code in attacks:
         with pytest.raises(moderation.ModerationError, match="not valid"):
             act(db, name, action, code, "reject: x")
-    assert status(db, msg.id) == HELD
+    assert status(db, msg.id) == PostState.HELD
 
 
 def test_a_code_works_once(db, club) -> None:  # type: ignore[no-untyped-def]
     msg = held_post(db)
     entries = act(db, "club", "approve", moderation.code(SECRET, "approve", msg))
-    assert [e.kind for e in entries] == ["listgate.fanout"] and status(db, msg.id) == VISIBLE
+    assert [e.kind for e in entries] == ["listgate.fanout"] and status(db, msg.id) == PostState.VISIBLE
     for action in ("approve", "reject"):
         with pytest.raises(moderation.ModerationError, match="already dealt with"):
             act(db, "club", action, moderation.code(SECRET, action, msg), "reject: too late")
-    assert status(db, msg.id) == VISIBLE
+    assert status(db, msg.id) == PostState.VISIBLE
 
 
 def test_reject_needs_a_reject_line_and_mails_the_reason(db, club) -> None:  # type: ignore[no-untyped-def]
@@ -77,9 +77,9 @@ def test_reject_needs_a_reject_line_and_mails_the_reason(db, club) -> None:  # t
     code = moderation.code(SECRET, "reject", msg)
     with pytest.raises(moderation.ModerationError, match="reject: REASON"):
         act(db, "club", "reject", code, "What is this about?\n> quoted")
-    assert status(db, msg.id) == HELD
+    assert status(db, msg.id) == PostState.HELD
     (notice,) = act(db, "club", "reject", code, "On Wed, Mod wrote:\n> held\n\nReject: advertising\n")
-    assert '"reason": "advertising"' in notice.payload and status(db, msg.id) == REJECTED
+    assert '"reason": "advertising"' in notice.payload and status(db, msg.id) == PostState.REJECTED
     with db() as session:
         assert [e.action for e in session.scalars(select(AuditEntry))] == ["reject message"]
 

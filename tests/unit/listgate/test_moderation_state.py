@@ -12,12 +12,14 @@ from sqlalchemy import func, select
 
 from listgate import dispatch, lists, moderation, removal
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.ingest import ingest
+from listgate.ingest import HELD_FOR_MODERATION, ingest
 from listgate.lists import ListError
 from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry
 from listgate.schema import upgrade
+from listgate.states import PostState
 from tests.conftest import make_settings
+from tests.states import foreign_words
 
 SECRET = "test-secret-key-0123456789"
 
@@ -33,7 +35,7 @@ class Moderation(RuleBasedStateMachine):
         self.db = session_factory(writer(self.engine))
         with transaction(self.db) as session:
             lists.create(session, "club", policy="moderated", moderators="mod@example.org")
-        self.model: dict[int, str] = {}  # message pk -> predicted status
+        self.model: dict[int, PostState] = {}  # message pk -> predicted status
         self.n = 0
 
     def teardown(self) -> None:
@@ -48,8 +50,8 @@ class Moderation(RuleBasedStateMachine):
                f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText {self.n}\r\n").encode()
         with transaction(self.db) as session:
             result = ingest(session, parse(raw), lists.require(session, "club"), domain="lists.test")
-        assert result.status == "held"
-        self.model[result.message_pk] = "held"
+        assert result.status == HELD_FOR_MODERATION
+        self.model[result.message_pk] = PostState.HELD
 
     def _code(self, pk: int, action: str) -> str:
         with self.db() as session:
@@ -60,7 +62,7 @@ class Moderation(RuleBasedStateMachine):
     def a_moderator_replies(self, data: st.DataObject, action: str, with_reason: bool) -> None:
         pk = data.draw(st.sampled_from(sorted(self.model)))
         body = "reject: not for this list\n" if with_reason else "What is this?\n"
-        expected = self.model[pk] == "held" and (action == "approve" or with_reason)
+        expected = self.model[pk] == PostState.HELD and (action == "approve" or with_reason)
         code = self._code(pk, action)
         try:
             with transaction(self.db) as session:
@@ -70,7 +72,7 @@ class Moderation(RuleBasedStateMachine):
             assert not expected, f"{action} of a {self.model[pk]} post was refused"
             return
         assert expected, f"{action} of a {self.model[pk]} post was accepted"
-        self.model[pk] = "visible" if action == "approve" else "rejected"
+        self.model[pk] = PostState.VISIBLE if action == "approve" else PostState.REJECTED
 
     @precondition(lambda self: self.model)
     @rule(data=st.data(), purge=st.booleans())
@@ -82,7 +84,7 @@ class Moderation(RuleBasedStateMachine):
                 removal.remove(session, [msg], "off topic", "cli:owner", purge)
             except ListError as exc:  # pragma: no cover - nothing here should refuse
                 raise AssertionError(str(exc)) from None
-        self.model[pk] = "removed"
+        self.model[pk] = PostState.REMOVED
 
     @invariant()
     def statuses_and_counts_are_as_predicted(self) -> None:
@@ -90,12 +92,12 @@ class Moderation(RuleBasedStateMachine):
             return
         with self.db() as session:
             found = dict(session.execute(select(Message.id, Message.status)).all())
-            assert found == self.model
-            visible = sum(1 for s in self.model.values() if s == "visible")
+            assert found == self.model and foreign_words(session) == {}
+            visible = sum(1 for s in self.model.values() if s is PostState.VISIBLE)
             mlist = lists.require(session, "club")
             assert mlist.message_count == visible
             # Only threads with a published post are the list's threads (held, rejected, removed are not).
-            published = session.scalars(select(Message.thread_id).where(Message.status == "visible")).all()
+            published = session.scalars(select(Message.thread_id).where(Message.status == PostState.VISIBLE)).all()
             assert mlist.thread_count == len(set(published))
             mails = session.scalar(select(func.count()).select_from(OutboxEntry)
                                    .where(OutboxEntry.kind == dispatch.NOTIFY_MODERATORS))

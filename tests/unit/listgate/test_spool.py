@@ -12,9 +12,9 @@ from gateway.handler import GatewayHandler
 from listgate import counters, dispatch, ingest, notposted, status
 from listgate.db import transaction
 from listgate.models import Ban, Message, MessageVariant, NotPosted, SpooledMail
-from listgate.models.spool import FAILED
 from listgate.archiver import Archiver
 from listgate.spool import Spool
+from listgate.states import SpoolState
 
 
 def _raw(msgid: str, sender: str = "ann@example.org", body: str = "Hello\r\n", extra: str = "") -> bytes:
@@ -140,7 +140,7 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(gate
     for msgid in ("ok1@x", "bad@x", "ok2@x"):
         handler.deliver(_raw(msgid), "ann@example.org", ["dev@lists.test"])
     assert archiver.archive_once() == 3
-    assert _rows(db) == [("bad@x", FAILED, "ValueError: a bug this message triggers")]
+    assert _rows(db) == [("bad@x", SpoolState.FAILED, "ValueError: a bug this message triggers")]
     with db() as s:
         assert sorted(s.scalars(select(Message.message_id))) == ["ok1@x", "ok2@x"]
         metrics = status.gather_metrics(s)
@@ -167,7 +167,7 @@ def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(gate, 
     with transaction(db) as s:
         administration.delete_list(s, s.get_one(type(mlist), mlist.id), "cli:test")
     archiver.drain()
-    assert _rows(db) == [("gone@x", FAILED, "no such list any more: dev@lists.test")]
+    assert _rows(db) == [("gone@x", SpoolState.FAILED, "no such list any more: dev@lists.test")]
 
 
 def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> None:  # type: ignore[no-untyped-def]

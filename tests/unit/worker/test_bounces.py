@@ -6,8 +6,8 @@ import pytest
 
 from tests.conftest import DATA as TEST_DATA
 from tests.corpora import corpus
-from listgate.models.delivery import REFUSED
-from worker.bounces import DELAYED, PERMANENT, TRANSIENT, parse_bounce, refusal_kind
+from listgate.states import BounceKind
+from worker.bounces import parse_bounce, refusal_kind
 from worker.mailer import DATA as DATA_STAGE, DOT, MAIL, RCPT, classify
 
 DATA = TEST_DATA / "bounces"  # the ones named below; the whole collection is in the corpora
@@ -25,13 +25,13 @@ FAILED = {
 
 @pytest.mark.parametrize("name", WARNINGS)
 def test_delay_warnings_are_delayed(name: str) -> None:
-    assert parse_bounce((DATA / f"{name}.txt").read_bytes()).kind == DELAYED
+    assert parse_bounce((DATA / f"{name}.txt").read_bytes()).kind == BounceKind.DELAYED
 
 
 @pytest.mark.parametrize("name,address", sorted(FAILED.items()))
 def test_failures_are_permanent_and_name_the_recipient(name: str, address: str) -> None:
     report = parse_bounce((DATA / f"{name}.txt").read_bytes())
-    assert report.kind in (PERMANENT, TRANSIENT)
+    assert report.kind in (BounceKind.PERMANENT, BounceKind.TRANSIENT)
     assert address in [a.lower() for a in report.recipients]
 
 
@@ -39,8 +39,8 @@ def test_whole_corpus_parses_without_error_and_mostly_classifies() -> None:
     files = sorted(corpus("bounces", "data").glob("*.txt"))
     assert len(files) >= 100
     kinds = [parse_bounce(f.read_bytes()).kind for f in files]
-    assert kinds.count(PERMANENT) + kinds.count(TRANSIENT) >= 90
-    assert kinds.count(DELAYED) >= len(WARNINGS)
+    assert kinds.count(BounceKind.PERMANENT) + kinds.count(BounceKind.TRANSIENT) >= 90
+    assert kinds.count(BounceKind.DELAYED) >= len(WARNINGS)
 
 
 # Who is at fault: a subscriber is scored only for failures of their own address or mailbox.
@@ -63,7 +63,7 @@ def test_real_failures_of_dead_addresses_count_against_them(name: str, address: 
 
 def test_a_spam_refusal_naming_the_recipient_counts_against_nobody() -> None:
     report = parse_bounce((DATA / "simple_42.txt").read_bytes())
-    assert report.kind == PERMANENT and report.recipients and not any(report.blames(a) for a in report.recipients)
+    assert report.kind == BounceKind.PERMANENT and report.recipients and not any(report.blames(a) for a in report.recipients)
 
 
 @pytest.mark.parametrize("status,diagnostic", [
@@ -77,7 +77,7 @@ def test_a_spam_refusal_naming_the_recipient_counts_against_nobody() -> None:
 ])
 def test_a_dsn_of_a_refused_message_does_not_blame_its_recipient(status: str, diagnostic: str) -> None:
     report = parse_bounce(dsn("ann@example.org", status, diagnostic))
-    assert report.kind == PERMANENT and report.recipients == ("ann@example.org",)
+    assert report.kind == BounceKind.PERMANENT and report.recipients == ("ann@example.org",)
     assert not report.blames("ann@example.org")
 
 
@@ -99,16 +99,16 @@ def test_a_dsn_for_a_forwarded_address_blames_the_subscriber_by_original_recipie
 
 
 @pytest.mark.parametrize("stage,reply,kind", [
-    (RCPT, "550 5.1.1 <ann@example.org>: Recipient address rejected", PERMANENT),
-    (RCPT, "554 5.7.1 Relay access denied", PERMANENT),  # refused at RCPT: always theirs (RFC 5321)
-    (MAIL, "553 5.1.8 Sender address rejected", REFUSED),
-    (DATA_STAGE, "554 5.5.1 No valid recipients", REFUSED),
-    (DOT, "500 Line too long (see RFC5321 4.5.3.1.6)", REFUSED),
-    (DOT, "552 5.3.4 Message size exceeds fixed limit", REFUSED),
-    (DOT, "554 Transaction failed", REFUSED),  # says nothing about anyone: not held against anyone
-    (DOT, "550 5.1.1 no such user", PERMANENT),
-    (DOT, "552 5.2.2 Mailbox full", PERMANENT),
-    (DOT, "550 Requested action not taken: mailbox unavailable", PERMANENT),
+    (RCPT, "550 5.1.1 <ann@example.org>: Recipient address rejected", BounceKind.PERMANENT),
+    (RCPT, "554 5.7.1 Relay access denied", BounceKind.PERMANENT),  # refused at RCPT: always theirs (RFC 5321)
+    (MAIL, "553 5.1.8 Sender address rejected", BounceKind.REFUSED),
+    (DATA_STAGE, "554 5.5.1 No valid recipients", BounceKind.REFUSED),
+    (DOT, "500 Line too long (see RFC5321 4.5.3.1.6)", BounceKind.REFUSED),
+    (DOT, "552 5.3.4 Message size exceeds fixed limit", BounceKind.REFUSED),
+    (DOT, "554 Transaction failed", BounceKind.REFUSED),  # says nothing about anyone: not held against anyone
+    (DOT, "550 5.1.1 no such user", BounceKind.PERMANENT),
+    (DOT, "552 5.2.2 Mailbox full", BounceKind.PERMANENT),
+    (DOT, "550 Requested action not taken: mailbox unavailable", BounceKind.PERMANENT),
 ])
 def test_a_relay_reply_counts_against_the_recipient_only_when_it_is_theirs(stage: str, reply: str, kind: str) -> None:
     code, _, text = reply.partition(" ")

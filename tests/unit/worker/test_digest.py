@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import mailbox
-from datetime import datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.digests import Period
 from listgate.mail.parser import parse
-from listgate.models import Message
+from listgate.models import DigestSent, Message
+from listgate.models.people import DAILY
+from listgate.states import DigestState
 from tests.conftest import make_settings
+from tests.states import foreign_words
 from worker.context import WorkerContext
-from worker.digest import send_digests
+from worker.digest import _claim, send_digests
 from worker.mailer import maildir_path
 
 
@@ -87,3 +91,24 @@ def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # 
     assert "Subject: Topic 0" in text and "Message-ID: <w1@x>" in text
     assert "Reply: mailto:town@lists.test?subject=Re%3A%20Topic%201&In-Reply-To=%3Cw1%40x%3E" in text
     assert text.rstrip().endswith("*" * len(text.rstrip().splitlines()[-2]))
+
+
+def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+    """The claim over time: new, it is taken (SENDING) once; deferred, taken back once; sent, never again."""
+    ctx = WorkerContext(make_settings(tmp_path))
+    list_id, period = make_list("dev").id, Period(DAILY, date(2026, 11, 24))
+    first = _claim(ctx, list_id, "ann@example.org", period, 2)
+    assert first is not None and _claim(ctx, list_id, "ann@example.org", period, 2) is None
+    assert _claim(ctx, list_id, "bob@example.org", period, 2) not in (None, first)  # another subscriber's row
+    with transaction(db) as session:
+        assert session.get_one(DigestSent, first).status is DigestState.SENDING
+        session.execute(update(DigestSent).where(DigestSent.id == first).values(status=DigestState.DEFERRED))
+    assert _claim(ctx, list_id, "ann@example.org", period, 2) == first
+    assert _claim(ctx, list_id, "ann@example.org", period, 2) is None
+    with transaction(db) as session:
+        assert session.get_one(DigestSent, first).status is DigestState.SENDING
+        session.execute(update(DigestSent).where(DigestSent.id == first).values(status=DigestState.SENT))
+    assert _claim(ctx, list_id, "ann@example.org", period, 2) is None
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(DigestSent)) == 2
+        assert foreign_words(session) == {}

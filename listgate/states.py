@@ -1,0 +1,88 @@
+"""The words of listgate's state machines: the one place each stored state is spelled.
+
+Every status/state/kind column holding one of these is typed with its enum (listgate.models.columns.
+StateString): the database keeps the plain word in a VARCHAR, so databases written before these
+enums existed stay valid, and storing a word that is not a member fails at flush time.
+StrEnum members are str, so they compare equal to the word, format as it and serialise to JSON as it.
+
+The outbox has no state word: an OutboxEntry is pending while done_at is NULL, done once it is
+set, and failed for good when failed_at is set too (listgate.status counts them so).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class DeliveryState(StrEnum):
+    """Delivery.status: one post to one recipient (worker/delivery.py drives it)."""
+
+    PENDING = "pending"  # recorded by the fan-out, not yet claimed
+    SENDING = "sending"  # claimed by a worker (claimed_at); reset to PENDING if the worker dies
+    HANDING = "handing"  # the final dot is on its way: assumed SENT if the worker dies now
+    SENT = "sent"
+    DEFERRED = "deferred"  # the relay said 4xx or could not be reached: retried at next_attempt_at
+    BOUNCED = "bounced"  # the relay refused the recipient (5xx at RCPT, or a DSN blaming it)
+    REFUSED = "refused"  # the relay refused the message itself: a failed post, scored against nobody
+    FAILED = "failed"  # deferred too many times: given up
+    CANCELLED = "cancelled"  # not sent: the recipient left, or the moderators removed the post
+
+
+
+class DigestState(StrEnum):
+    """DigestSent.status: one subscriber's digest of one period (worker/digest.py drives it)."""
+
+    SENDING = "sending"  # claimed by a run (a new row starts here); SENDING again from DEFERRED on a resend
+    SENT = "sent"
+    DEFERRED = "deferred"  # the relay said 4xx: resent through the outbox with backoff
+    BOUNCED = "bounced"
+    CANCELLED = "cancelled"  # the subscriber left before a deferred digest could be resent
+
+
+class SubscriptionState(StrEnum):
+    """Subscription.status (listgate/subscriptions.py drives it)."""
+
+    PENDING = "pending"  # waiting for the address to confirm
+    AWAITING = "awaiting"  # confirmed; a moderator's approval is still needed (private/members lists)
+    ACTIVE = "active"
+    SUSPENDED = "suspended"  # too many bounces (worker/bounces.py): no mail until it is started again
+    ENDED = "ended"  # the row stays (deliveries and bounces point at it) and is reused on return
+
+
+class PostState(StrEnum):
+    """Message.status, what moderation decides: only VISIBLE posts are shown and sent out."""
+
+    VISIBLE = "visible"
+    HELD = "held"  # waiting for a moderator (policy, a digest reply...)
+    REJECTED = "rejected"  # a moderator refused it
+    HIDDEN = "hidden"  # hidden by readers' reports (or a moderator) until a moderator decides
+    REMOVED = "removed"  # taken down by the moderators: a tombstone keeps its place in the thread
+
+
+class ReportState(StrEnum):
+    """Report.status: a reader's report of a post."""
+
+    OPEN = "open"
+    DISMISSED = "dismissed"  # a moderator kept the post
+    ACTIONED = "actioned"  # a moderator hid, rejected or removed the post
+
+
+class SpoolState(StrEnum):
+    """SpooledMail.state. An archived row is deleted in the transaction that archives it.
+
+    Mail archived and not posted is in the not-posted queue (listgate.models.notposted); the rows
+    that stay failed to archive, and say why.
+    """
+
+    PENDING = "pending"  # accepted (250 given), waiting for the archiver
+    FAILED = "failed"  # archiving raised an error for this message alone (or its list is gone): `reason` holds it
+
+
+class BounceKind(StrEnum):
+    """Bounce.kind: what a relay's refusal or a DSN says about one delivery (worker/bounces.py decides)."""
+
+    PERMANENT = "permanent"
+    TRANSIENT = "transient"
+    DELAYED = "delayed"
+    UNKNOWN = "unknown"
+    REFUSED = "refused"  # the message itself was refused: a failed post, scored against nobody

@@ -1,0 +1,199 @@
+"""The store layer: the hot path's statements and every SQLite/PostgreSQL difference, in one place.
+
+A `Store` is made once per database kind and kept (`store.of(session)`); the code that behaves
+differently on SQLite and PostgreSQL asks it (`st.locks_lists`, `st.insert(table)`,
+`st.relax_commit(conn)`...) instead of reading the dialect's name. Statements are built once:
+the dialect-neutral ones of the per-message path as constants below, the dialect-specific ones
+on the Store. What a transaction remembers about itself (the lists it locked, the threads it
+loaded) is one typed `TxState`, not string keys in `session.info`.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, bindparam, event, exists, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.dml import Insert
+
+from listgate.models import Ban, MailingList, Message, MessageVariant, Person, RawMessage, Subscription
+from listgate.states import SubscriptionState
+
+SQLITE, POSTGRESQL = "sqlite", "postgresql"
+Bind = Session | Connection | Engine
+
+_MSG, _RAW, _SUBS, _PEOPLE = Message.__table__, RawMessage.__table__, Subscription.__table__, Person.__table__
+_LISTS, _BANS, _VARIANTS = MailingList.__table__, Ban.__table__, MessageVariant.__table__
+
+# The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
+ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
+    _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
+RAW_BY_HASH = select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256"))
+VARIANT_OF = select(_VARIANTS.c.id).where(_VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id"))
+BANNED = select(_BANS.c.id).where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address")).limit(1)
+BANNED_AMONG = select(_BANS.c.address).where(_BANS.c.list_id == bindparam("list_id"),
+                                             _BANS.c.address.in_(bindparam("addresses", expanding=True)))
+MEMBER = select(_SUBS.c.id).where(
+    _SUBS.c.list_id == bindparam("list_id"), _SUBS.c.address == bindparam("address"),
+    _SUBS.c.kind.in_(("list", "digest")), _SUBS.c.status == SubscriptionState.ACTIVE).limit(1)
+LIST_BY_NAME = select(*_LISTS.c).where(_LISTS.c.name == bindparam("name"))
+LOCK_LIST = select(MailingList).where(MailingList.id == bindparam("id")).with_for_update().execution_options(
+    populate_existing=True)  # reloaded: the object may carry counts read before another writer's commit
+# Not opted out of following, and no live follow or mute of this thread yet.
+MAY_FOLLOW = select(~or_(
+    exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
+    exists().where(_SUBS.c.list_id == bindparam("list_id"), _SUBS.c.address == bindparam("address"),
+                   _SUBS.c.kind.in_(("thread", "mute")), _SUBS.c.thread_key == bindparam("thread_key"),
+                   _SUBS.c.status != SubscriptionState.ENDED)))
+
+
+class Store:
+    """What differs between SQLite and PostgreSQL, and the statements that differ, for one of them."""
+
+    def __init__(self, dialect: str) -> None:
+        if dialect not in (SQLITE, POSTGRESQL):
+            raise ValueError(f"listgate stores into SQLite or PostgreSQL, not {dialect!r}")
+        self.dialect = dialect
+        self._ignoring: dict[str, Insert] = {}
+        self._adding: dict[tuple[str, tuple[str, ...], str], Insert] = {}
+
+    @property
+    def postgresql(self) -> bool:
+        """True on PostgreSQL."""
+        return self.dialect == POSTGRESQL
+
+    @property
+    def sqlite(self) -> bool:
+        """True on SQLite."""
+        return self.dialect == SQLITE
+
+    @property
+    def locks_lists(self) -> bool:
+        """Writers to one list serialise on its row (PostgreSQL); on SQLite the write lock already does."""
+        return self.postgresql
+
+    @property
+    def spool_apart(self) -> bool:
+        """The spool is a database file of its own (SQLite: appends never wait for the archive's write lock)."""
+        return self.sqlite
+
+    @property
+    def ranked_search(self) -> bool:
+        """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
+        return self.postgresql
+
+    def insert(self, table: Any) -> Insert:
+        """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
+        target = getattr(table, "__table__", table)
+        return (postgresql if self.postgresql else sqlite).insert(target)
+
+    def insert_ignore(self, table: Any) -> Insert:
+        """INSERT … ON CONFLICT DO NOTHING for a model or table; built once."""
+        target: Table = getattr(table, "__table__", table)
+        stmt = self._ignoring.get(target.name)
+        if stmt is None:
+            stmt = self._ignoring[target.name] = self.insert(target).on_conflict_do_nothing()
+        return stmt
+
+    @functools.cached_property
+    def follow(self) -> Insert:
+        """Insert a thread follow, or bring an ended one back (same row: its delivery history stays)."""
+        stmt = self.insert(_SUBS)
+        return stmt.on_conflict_do_update(
+            index_elements=["list_id", "address", "kind", "thread_key"],
+            set_={"status": SubscriptionState.ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
+            where=_SUBS.c.status == SubscriptionState.ENDED)
+
+    def upsert_adding(self, table: Any, keys: tuple[str, ...], column: str) -> Insert:
+        """INSERT, or on a conflict over keys add the new row's column to the stored one (a counter); built once."""
+        target: Table = getattr(table, "__table__", table)
+        stmt = self._adding.get((target.name, keys, column))
+        if stmt is None:
+            new = self.insert(target)
+            stmt = self._adding[(target.name, keys, column)] = new.on_conflict_do_update(
+                index_elements=list(keys), set_={column: target.c[column] + new.excluded[column]})
+        return stmt
+
+    def relax_commit(self, conn: Connection) -> None:
+        """PostgreSQL: this transaction's COMMIT does not wait for the WAL flush (a crash may redo it, never lose it)."""
+        if self.postgresql:
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+
+    def transaction_alive(self, session: Session) -> bool:
+        """False when the database ended the session's transaction behind its back, or the connection is lost."""
+        try:
+            conn = session.connection()
+            if conn.invalidated:
+                return False
+            if self.sqlite:  # SQLite rolls back on SQLITE_FULL/IOERR without telling: ask the connection
+                return bool(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
+            conn.exec_driver_sql("SELECT 1")
+            return True
+        except Exception:  # noqa: BLE001 - any failure to use it means it is gone
+            return False
+
+
+@functools.cache
+def _store(dialect: str) -> Store:
+    return Store(dialect)
+
+
+def of(bind: Bind) -> Store:
+    """The Store of the database bind (a session, connection or engine) works on."""
+    engine = bind.get_bind() if isinstance(bind, Session) else bind
+    return _store(engine.dialect.name)
+
+
+@dataclass
+class TxState:
+    """What one transaction of a session remembers about itself; a rollback (a savepoint's too) forgets it."""
+
+    transaction: SessionTransaction | None
+    locked_lists: set[int] = field(default_factory=set)  # PostgreSQL: list rows locked FOR UPDATE
+    threads: dict[int, Any] = field(default_factory=dict)  # Thread objects loaded or written (held strongly)
+
+
+_TX = "listgate.tx"  # the one key listgate keeps in session.info
+
+
+def tx(session: Session) -> TxState:
+    """The state of the session's current transaction (new for a new transaction)."""
+    state: TxState | None = session.info.get(_TX)
+    current = session.get_transaction()
+    if state is None or state.transaction is not current:
+        if state is None:
+            event.listen(session, "after_soft_rollback", _forget)
+        state = session.info[_TX] = TxState(current)
+    return state
+
+
+def _forget(session: Session, _previous: Any) -> None:
+    """After any rollback: threads are reloaded when next needed (maybe gone), locks taken again (a savepoint's are released)."""
+    state: TxState | None = session.info.get(_TX)
+    if state is None:
+        return
+    for thread in state.threads.values():
+        if thread in session:
+            session.expunge(thread)
+    state.threads.clear()
+    state.locked_lists.clear()
+
+
+def lock_list(session: Session, mlist: MailingList) -> None:
+    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold the write lock."""
+    if session.bind is None or not of(session).locks_lists:
+        return
+    locked = tx(session).locked_lists
+    if mlist.id not in locked:
+        session.execute(LOCK_LIST, {"id": mlist.id}).scalars().one()
+        locked.add(mlist.id)
+
+
+def list_named(conn: Connection, name: str) -> MailingList | None:
+    """A detached copy of the list called name, for reading only (one Core SELECT, no session)."""
+    row = conn.execute(LIST_BY_NAME, {"name": name.lower()}).first() if name.isascii() else None
+    return None if row is None else MailingList(**row._asdict())
+
