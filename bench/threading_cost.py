@@ -96,7 +96,7 @@ def ingest_posts(archive: Archive, posts: list[bytes]) -> list[float]:
     from listgate import lists
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.ingest import ingest
-    from listgate.parsing import parse
+    from listgate.mail.parser import parse
 
     settings = archive.settings
     engine = make_engine(settings)

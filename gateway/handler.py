@@ -18,14 +18,16 @@ from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.data import DataBudget
-from gateway.limits import SMUGGLING, ClientLimits, shape_problem
+from gateway.limits import ClientLimits
 from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy, store
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
 from listgate.ingest import (COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult,
                              admit)
-from listgate.parsing import MessageHead, parse_head
+from listgate.mail.message import MessageHead
+from listgate.mail.parser import parse_head
+from listgate.mail.shape import SMUGGLING, shape_problem
 from listgate.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)

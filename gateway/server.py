@@ -18,11 +18,12 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from gateway.data import OVER_BUDGET, Incoming
 from gateway.handler import GatewayHandler, client_address
-from gateway.limits import dot_line_with_bare_end, trusted_networks
+from gateway.limits import trusted_networks
 from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.writer import GroupWriter
 from listgate.archiver import Archiver
 from listgate.config import Settings
+from listgate.mail.shape import dot_line_with_bare_end
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,14 @@ import mailbox
 import signal
 import sys
 import threading
-from email.parser import BytesHeaderParser
-from email.policy import default
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from listgate.mail import fields
+from listgate.mail.names import SUBJECT
+from listgate.mail.values import header_text
 
 log = logging.getLogger("sink")
 
@@ -32,7 +34,7 @@ class SinkHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         """Log and keep the message; always 250."""
         data = envelope.original_content or b""
-        subject = BytesHeaderParser(policy=default).parsebytes(data).get("Subject", "")
+        subject = header_text(fields.read(data), SUBJECT)
         self.count += 1
         if self.box is not None:
             envelope_lines = f"Return-Path: <{envelope.mail_from}>\nDelivered-To: {', '.join(envelope.rcpt_tos)}\n"

@@ -24,8 +24,8 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.batches import Item, ItemResult, ingest_batch
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
+from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
-from listgate.parsing import parse
 from listgate.spool import Spool
 from listgate.states import SpoolState
 

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from listgate import lists, store
 from listgate.addresses import Recipient
 from listgate.ingest import IngestResult, ingest
+from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
-from listgate.parsing import ParsedMessage
 
 log = logging.getLogger(__name__)
 

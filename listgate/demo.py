@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from listgate import lists
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Thread
-from listgate.parsing import parse
 
 NAME = "demo"
 SUBSCRIBER = "reader@example.org"

@@ -19,9 +19,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate import plurals
+from listgate.mail.message import ParsedMessage
+from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message
 from listgate.models.people import DAILY, WEEKLY
-from listgate.parsing import ParsedMessage, is_reply_subject, normalize_subject
 from listgate.states import PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.(\d{8})\.[a-z0-9]+@(.+)$")

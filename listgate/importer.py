@@ -32,13 +32,13 @@ from listgate.db import make_engine, session_factory, writer
 from listgate.addresses import Recipient
 from listgate.batches import Item, ItemResult, ingest_batch
 from listgate.ingest import DUPLICATE
+from listgate.mail.message import ParsedMessage
+from listgate.mail.parser import parse, parse_message_id
 from listgate.models import Message, MessageVariant, RawMessage
-from listgate.parsing import ParsedMessage, extract_msgids, generated_msgid, parse
 
 log = logging.getLogger(__name__)
 
 _FROM_ESCAPED = re.compile(rb"^>+From ")
-_MSGID_HEADER = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
 class SourceError(ValueError):
@@ -109,16 +109,6 @@ def maildir_files(path: Path) -> list[Path]:
     """The message files of a Maildir (cur/ and new/), in name order (delivery time)."""
     files = [p for sub in ("cur", "new") for p in (path / sub).iterdir() if p.is_file() and not p.name.startswith(".")]
     return sorted(files, key=lambda p: p.name)
-
-
-def quick_msgid(raw: bytes) -> str:
-    """The Message-ID parse() would find, without parsing the whole message."""
-    end = raw.find(b"\n\n")
-    end2 = raw.find(b"\r\n\r\n")
-    head = raw[: min(e for e in (end, end2, len(raw)) if e >= 0)]
-    m = _MSGID_HEADER.search(head)
-    ids = extract_msgids(m.group(1).decode("utf-8", "replace")) if m else []
-    return ids[0] if ids else generated_msgid(raw)
 
 
 def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
@@ -235,7 +225,7 @@ class Importer:
     def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:
         """Drop messages already archived with the same bytes (a resumed import) without parsing them."""
         mlist = lists.require(session, self.list_name)
-        keys = [(quick_msgid(r), hashlib.sha256(r).hexdigest()) for r in raws]
+        keys = [(parse_message_id(r), hashlib.sha256(r).hexdigest()) for r in raws]
         have: set[tuple[str, str]] = set()
         for raw_of in (Message.raw_id, MessageVariant.raw_id):  # the message's own bytes, then its variants'
             query = select(Message.message_id, RawMessage.sha256).where(

@@ -18,8 +18,8 @@ from typing import Iterable
 from sqlalchemy.orm import Session
 
 from listgate import administration, dispatch
-from listgate.ingest import publish
 from listgate.models import MailingList, Message, OutboxEntry, Report
+from listgate.policy import publish
 from listgate.states import PostState
 
 APPROVE, REJECT = "approve", "reject"

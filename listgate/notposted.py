@@ -12,9 +12,9 @@ from typing import Iterable
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList, NotPosted
 from listgate.models.archive import utcnow
-from listgate.parsing import ParsedMessage
 
 
 def keep(session: Session, mlist: MailingList, parsed: ParsedMessage, raw_id: int, reason: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from listgate.parsing import is_reply_subject
+from listgate.mail.subjects import is_reply_subject
 
 MAX_REFS = 10  # References kept in a link (mail clients choke on very long mailto: URLs)
 

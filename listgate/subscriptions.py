@@ -27,9 +27,9 @@ from sqlalchemy.orm import Session
 
 from listgate import dispatch, ratelimits, threads, tokens
 from listgate.addresses import DIGEST_CHOICES
-from listgate.ingest import is_member, needs_approval
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
 from listgate.models.people import DAILY, KINDS
+from listgate.policy import is_member, needs_approval
 from listgate.states import SubscriptionState
 
 log = logging.getLogger(__name__)

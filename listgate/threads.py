@@ -27,7 +27,7 @@ from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
 
 if TYPE_CHECKING:
-    from listgate.parsing import ParsedMessage
+    from listgate.mail.message import ParsedMessage
 
 __all__ = ["Draft", "Keys", "Thread", "attach", "choose_parent", "count_visible", "insert_ignore", "is_thread_key",
            "place_copies", "place_key", "replace", "resolve", "thread_keys"]
@@ -146,7 +146,8 @@ def place_copies(session: Session, pk: int, fallback_days: int,
         return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one()), False
     conn.execute(update(_VARIANTS).where(_VARIANTS.c.message_pk == pk).values(
         places=_VARIANTS.c.id == (winner.variant_id or 0)))
-    from listgate.parsing import normalize_subject, parse
+    from listgate.mail.parser import parse
+    from listgate.mail.subjects import normalize_subject
 
     mine = arrived is not None and hashlib.sha256(arrived.raw).hexdigest() == winner.sha256
     copy = arrived if mine and arrived is not None else parse(
@@ -188,7 +189,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
 
 
 def _is_reply(msg: Any) -> bool:
-    from listgate.parsing import is_reply_subject
+    from listgate.mail.subjects import is_reply_subject
 
     return is_reply_subject(msg.subject)
 

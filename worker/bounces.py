@@ -11,7 +11,6 @@ anyone get every subscriber suspended by posting a few such messages: that is a 
 from __future__ import annotations
 
 import email
-import email.policy
 import json
 import logging
 import re
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from listgate import dispatch
 from listgate.config import Settings
+from listgate.mail import mime
 from listgate.models import MailingList, OutboxEntry, Subscription
 from listgate.states import BounceKind, SubscriptionState
 from worker import mailer
@@ -132,7 +132,7 @@ def refusal_kind(result: mailer.SendResult) -> BounceKind:
 
 def parse_bounce(raw: bytes) -> BounceReport:
     """Classify a bounce; never raises on malformed mail."""
-    msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+    msg = mime.message(raw)
     report = _dsn(msg)
     return report if report is not None else _heuristic(msg)
 

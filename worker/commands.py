@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from listgate import lists, moderation, subscriptions
 from listgate.config import Settings
+from listgate.mail.parser import parse
 from listgate.models import MailingList, OutboxEntry, RawMessage
-from listgate.parsing import parse
 from listgate.subscriptions import MAIL, RateLimited, SubscriptionError, change, notice
 
 log = logging.getLogger(__name__)

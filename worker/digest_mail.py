@@ -19,6 +19,7 @@ from email.utils import format_datetime, formataddr
 
 from listgate import plurals
 from listgate.digests import Period
+from listgate.mail import mime
 from listgate.models import Message
 from listgate.models.people import PLAIN
 from listgate.replies import reply_mailto
@@ -91,7 +92,7 @@ def build(info: ListInfo, period: Period, entries: list[Entry], *, to: str, subj
         msg = MIMEMultipart("digest")
         msg.attach(MIMEText(toc, "plain", "utf-8"))
         for entry in entries:
-            msg.attach(MIMEMessage(email.message_from_bytes(entry.raw, policy=email.policy.compat32)))
+            msg.attach(MIMEMessage(mime.message(entry.raw)))
     for name, value in _headers(info, subject, message_id, to, unsubscribe_url):
         msg[name] = value
     # A post with a line over 998 bytes would get the whole digest refused: such a part is re-encoded.

@@ -9,12 +9,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.header import Header
-from email.utils import formataddr, getaddresses
+from email.utils import formataddr
 from urllib.parse import quote
 
-from listgate.headers import LOOP_HEADER
-from listgate.parsing import header_end
-
+from listgate.mail import fields
+from listgate.mail.fields import raw_fields
+from listgate.mail.names import DKIM_SIGNATURE, LOOP_HEADER, REPLY_TO
+from listgate.mail.split import split
+from listgate.mail.values import addresses
 
 @dataclass(frozen=True)
 class ListInfo:
@@ -37,30 +39,9 @@ def newline_of(raw: bytes) -> bytes:
     return b"\r\n" if b"\r\n" in head else b"\n"
 
 
-def split_message(raw: bytes) -> tuple[bytes, bytes]:
-    """(header block including its blank line, body); body bytes untouched."""
-    _, body = header_end(raw)
-    return raw[:body], raw[body:]
-
-
-def header_lines(raw: bytes) -> list[bytes]:
-    """The header fields of raw, each with its continuation lines (linear: each field joined once)."""
-    head, _ = split_message(raw)
-    fields: list[list[bytes]] = []
-    for line in head.splitlines(keepends=True):
-        if line in (b"\r\n", b"\n"):
-            break
-        if line[:1] in (b" ", b"\t") and fields:
-            fields[-1].append(line)
-        else:
-            fields.append([line])
-    return [b"".join(parts) for parts in fields]
-
-
 def has_header(raw: bytes, name: str) -> bool:
     """True when the original carries a header of that name."""
-    prefix = name.lower().encode() + b":"
-    return any(f.lower().replace(b" ", b"").startswith(prefix) for f in header_lines(raw))
+    return bool(fields.read(raw).all(name))
 
 
 def phrase(text: str) -> str:
@@ -109,13 +90,14 @@ def render_headers(items: list[tuple[str, str]], newline: bytes) -> bytes:
 
 def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str) -> bytes:
     """DMARC mode: From becomes '"Name via LIST" <list>'; every other header and the body untouched."""
-    head, body = split_message(raw)
+    head, body = split(raw)
     newline = newline_of(raw)
     display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
     new_from = f"From: {formataddr((display, info.address), charset='utf-8')}".encode("ascii") + newline
     out: list[bytes] = []
     done = False
-    for field in header_lines(raw):
+    lines = raw_fields(raw)
+    for field in lines:
         name = field.split(b":", 1)[0].strip().lower()
         if name == b"from" and not done:
             out.append(new_from)
@@ -126,20 +108,17 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
             out.append(field)
     if not done:
         out.insert(0, new_from)
-    blank = head[len(b"".join(header_lines(raw))):]
+    blank = head[len(b"".join(lines)):]
     return b"".join(out) + blank + body
 
 
 def signed_headers(raw: bytes) -> set[str]:
     """The header names the original's DKIM signatures cover (their h= tags), lower-cased."""
     names: set[str] = set()
-    for field in header_lines(raw):
-        name, _, value = field.partition(b":")
-        if name.strip().lower() != b"dkim-signature":
-            continue
-        for tag in re.sub(rb"\s+", b"", value).split(b";"):
-            if tag.lower().startswith(b"h="):
-                names.update(h.decode("ascii", "replace").lower() for h in tag[2:].split(b":") if h)
+    for value in fields.read(raw).all(DKIM_SIGNATURE):
+        for tag in re.sub(r"\s+", "", value).split(";"):
+            if tag.lower().startswith("h="):
+                names.update(h.lower() for h in tag[2:].split(":") if h)
     return names
 
 
@@ -153,7 +132,7 @@ def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str, au
     it (From is the list's, so a reply must still find the author), and the list too under
     "list"; h= does not matter then, the rewritten From already broke that signature.
     """
-    if has_header(raw, "Reply-To"):
+    if has_header(raw, REPLY_TO):
         return None
     if dmarc:
         author = formataddr((author_name, author_addr), charset="utf-8") if author_addr else ""
@@ -177,10 +156,5 @@ def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str
 
 def addresses_in(raw: bytes, *names: str) -> set[str]:
     """Lower-cased addresses in the named headers of the original."""
-    values = []
-    wanted = {n.lower().encode() for n in names}
-    for field in header_lines(raw):
-        name, _, value = field.partition(b":")
-        if name.strip().lower() in wanted:
-            values.append(value.decode("utf-8", "replace"))
-    return {addr.lower() for _, addr in getaddresses(values) if "@" in addr}
+    header = fields.read(raw)
+    return {addr for name in names for _, addr in addresses(header, name)}

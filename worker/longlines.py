@@ -15,10 +15,12 @@ import base64
 import quopri
 import re
 from email.header import Header, decode_header, make_header
-from email.parser import BytesHeaderParser
-from email.policy import compat32
 
-from worker.headers import header_lines, newline_of, split_message
+from listgate.mail import fields
+from listgate.mail.bodies import mime_headers
+from listgate.mail.fields import raw_fields
+from listgate.mail.names import CONTENT_TRANSFER_ENCODING
+from worker.headers import newline_of
 
 LIMIT = 998  # bytes per line, without its CRLF (RFC 5322 2.1.1, RFC 5321 4.5.3.1.6)
 FOLD = 78  # where a folded header line is cut when its whitespace allows
@@ -46,28 +48,25 @@ def _entity(data: bytes, newline: bytes, depth: int) -> bytes:
     """A message or MIME part with its long header lines folded and its long body re-encoded."""
     if depth > MAX_DEPTH or not too_long(data):
         return data
-    if data.startswith((b"\r\n", b"\n")):  # a part without header fields
-        head, body = data[:data.index(b"\n") + 1], data[data.index(b"\n") + 1:]
-        fields = []
-    else:
-        head, body = split_message(data)
-        fields = header_lines(data)
-    blank = head[len(b"".join(fields)):]
-    info = BytesHeaderParser(policy=compat32).parsebytes(head)
+    header = fields.read(data)
+    head, body = data[:header.body], data[header.body:]
+    lines = raw_fields(data)
+    blank = head[len(b"".join(lines)):]
+    info = mime_headers(header.fields)
     ctype, boundary = info.get_content_type(), info.get_boundary()
-    cte = str(info.get("Content-Transfer-Encoding", "")).strip().lower()
-    fields = [_fold(field, newline) for field in fields]
+    cte = str(info.get(CONTENT_TRANSFER_ENCODING, "")).strip().lower()
+    folded = [_fold(line, newline) for line in lines]
     if ctype.startswith("multipart/") and boundary:
         body = _multipart(body, boundary, newline, depth)
     elif ctype in ("message/rfc822", "message/global") and cte in _IDENTITY:
         body = _entity(body, newline, depth + 1)
     elif too_long(body):
         body, new_cte = _reencode(body, ctype, cte, newline)
-        fields = [f for f in fields if _name(f) != b"content-transfer-encoding"]
-        fields.append(b"Content-Transfer-Encoding: " + new_cte + newline)
-        if depth == 0 and not any(_name(f) == b"mime-version" for f in fields):
-            fields.append(b"MIME-Version: 1.0" + newline)
-    return b"".join(fields) + blank + body
+        folded = [f for f in folded if _name(f) != b"content-transfer-encoding"]
+        folded.append(b"Content-Transfer-Encoding: " + new_cte + newline)
+        if depth == 0 and not any(_name(f) == b"mime-version" for f in folded):
+            folded.append(b"MIME-Version: 1.0" + newline)
+    return b"".join(folded) + blank + body
 
 
 def _name(field: bytes) -> bytes:

@@ -13,7 +13,8 @@ from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
 from listgate.config import Settings
-from listgate.headers import LOOP_HEADER
+from listgate.mail import mime
+from listgate.mail.names import LOOP_HEADER
 from listgate.subscriptions import unsubscribe_token
 
 # Long command addresses (NAME+confirm-CODE@) stay on one line instead of being folded.
@@ -166,5 +167,5 @@ def render(payload: dict[str, Any], settings: Settings, attachment: bytes = b"")
         msg["List-Id"] = f"<{name}.{settings.domain}>"
     msg.set_content(body)
     if attachment:
-        msg.add_attachment(email.message_from_bytes(attachment, policy=email.policy.compat32))
+        msg.add_attachment(mime.message(attachment))
     return to, msg.as_bytes()

@@ -15,6 +15,9 @@ from pathlib import Path
 import dkim
 
 from listgate.config import Settings
+from listgate.mail import fields
+from listgate.mail.fields import Header
+from listgate.mail.names import ARC_SEAL, DKIM_SIGNATURE
 from worker.resolver import Resolver
 
 log = logging.getLogger(__name__)
@@ -25,7 +28,7 @@ SIGNED = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"in-
 SEALED = (b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to", b"in-reply-to", b"references",
           b"mime-version", b"content-type", b"content-transfer-encoding", b"list-id", b"list-post", b"list-archive",
           b"list-help", b"archived-at")
-_D_TAG = re.compile(rb"(?:^|;)\s*d\s*=\s*([^;\s]+)")
+_D_TAG = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)")
 
 
 class Signer:
@@ -48,7 +51,7 @@ class Signer:
             return data
         linesep = b"\r\n" if b"\r\n" in data[:4096] else b"\n"
         signature = dkim.sign(data, self.settings.dkim_selector.encode(), self.settings.domain.encode(),
-                              self._dkim_key, include_headers=[h for h in SIGNED if _has(data, h)], linesep=linesep)
+                              self._dkim_key, include_headers=_present(data, SIGNED), linesep=linesep)
         return signature + data
 
     def seal(self, data: bytes, received: bytes | None = None) -> bytes:
@@ -64,7 +67,7 @@ class Signer:
         try:
             arc_set = dkim.arc_sign(stamped, self.settings.arc_selector.encode(), self.settings.domain.encode(),
                                     self._arc_key, self.settings.domain.encode(),
-                                    include_headers=[h for h in SEALED if _has(data, h)], linesep=linesep)
+                                    include_headers=_present(data, SEALED), linesep=linesep)
         except dkim.DKIMException as exc:  # a mail too broken to seal still goes out, unsealed
             log.warning("no ARC set for this copy: %s", exc)
             return data
@@ -73,17 +76,18 @@ class Signer:
     def authentication_results(self, data: bytes) -> bytes:
         """What this list saw: the author's DKIM result and any earlier ARC chain's (RFC 8601 syntax)."""
         parts = [self.settings.domain.encode()]
-        if _has(data, b"dkim-signature"):
+        header = fields.read(data)
+        if header.all(DKIM_SIGNATURE):
             try:
                 ok = dkim.verify(data, dnsfunc=self.resolver.dkim, timeout=self.settings.dns_timeout)
             except Exception as exc:  # noqa: BLE001 - dkimpy raises on malformed signatures
                 log.info("DKIM verification error: %s", exc)
                 ok = False
-            domain = _signing_domain(data)
+            domain = _signing_domain(header)
             parts.append(b"dkim=" + (b"pass" if ok else b"fail") + (b" header.d=" + domain if domain else b""))
         else:
             parts.append(b"dkim=none")
-        if _has(data, b"arc-seal"):
+        if header.all(ARC_SEAL):
             try:
                 cv, _, _ = dkim.arc_verify(data, dnsfunc=self.resolver.dkim, timeout=self.settings.dns_timeout)
             except Exception as exc:  # noqa: BLE001
@@ -93,20 +97,13 @@ class Signer:
         return b"; ".join(parts)
 
 
-def _has(data: bytes, name: bytes) -> bool:
-    """True when the header block of data has a field called name."""
-    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    prefix = name.lower() + b":"
-    return any(line.lower().replace(b" ", b"").startswith(prefix) for line in head.splitlines()
-               if line[:1] not in (b" ", b"\t"))
+def _present(data: bytes, names: tuple[bytes, ...]) -> list[bytes]:
+    """Those of names (lower-cased) that data's header block has a field of."""
+    have = {name.lower().encode() for name, _ in fields.read(data).fields}
+    return [name for name in names if name in have]
 
 
-def _signing_domain(data: bytes) -> bytes:
+def _signing_domain(header: Header) -> bytes:
     """The d= of the topmost DKIM-Signature ('' when unreadable)."""
-    head = data.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
-    unfolded = re.sub(rb"\r?\n[ \t]+", b" ", head)
-    for line in unfolded.splitlines():
-        if line.lower().startswith(b"dkim-signature:"):
-            match = _D_TAG.search(line.split(b":", 1)[1])
-            return match.group(1) if match else b""
-    return b""
+    match = _D_TAG.search(header.first(DKIM_SIGNATURE))
+    return match.group(1).encode("ascii", "surrogateescape") if match else b""

@@ -43,7 +43,7 @@ SECURITY = """
 ## Found by these tests and fixed
 
 - atheris: a NUL byte in a charset name (Content-Type or an RFC 2047 word) raised ValueError out of
-  `listgate.parsing.parse` — the gateway would have answered 451 to that mail forever.
+  `listgate.mail.parser.parse` — the gateway would have answered 451 to that mail forever.
 - slowloris: the SMTP timeout was aiosmtpd's fixed 300 s and closed silently; now LISTGATE_SMTP_TIMEOUT,
   answered with 421 4.4.2.
 - header injection: subscribing on the web with CR/LF in the address gave a 500 (not a clear message).

@@ -1,4 +1,4 @@
-"""Coverage-guided fuzzing (atheris) of listgate.parsing.parse and listgate.ingest.ingest.
+"""Coverage-guided fuzzing (atheris) of listgate.mail.parser.parse and listgate.ingest.ingest.
 
 Run by `make soak`:  python -m tests.fuzz.atheris_ingest -atheris_runs=20000 [corpus dirs...]
 With no corpus directory, it seeds itself from tests/data and, when LISTGATE_TEST_CORPORA names them,
@@ -24,7 +24,7 @@ with atheris.instrument_imports():
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
     from listgate.models import Message
-    from listgate.parsing import parse
+    from listgate.mail.parser import parse
     from listgate.schema import upgrade
 
 DATA = Path(__file__).resolve().parents[1] / "data"

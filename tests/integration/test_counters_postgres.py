@@ -29,7 +29,7 @@ def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(pg_se
     """Two gateways' sessions read the list, both post: the list shows two posts, not one."""
     from listgate import lists
     from listgate.ingest import ingest
-    from listgate.parsing import parse
+    from listgate.mail.parser import parse
 
     engine = make_engine(pg_settings)
     factory = session_factory(engine)

@@ -13,8 +13,8 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
+from listgate.mail.parser import parse
 from listgate.models import Message
-from listgate.parsing import parse
 from tests.support.config import prepare, site_env
 from tests.support.corpora import corpus, linux_man
 from tests.support.gateway import settle

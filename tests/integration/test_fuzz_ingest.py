@@ -16,12 +16,12 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.limits import shape_problem
 from listgate import lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import DROPPED, DUPLICATE, HELD_FOR_MODERATION, STORED, VARIANT, ingest
+from listgate.mail.parser import parse
+from listgate.mail.shape import shape_problem
 from listgate.models import Message, MessageVariant
-from listgate.parsing import parse
 from listgate.schema import upgrade
 from tests.support.config import DATA, make_settings
 from tests.support.corpora import available

@@ -12,8 +12,8 @@ from typing import Iterator
 import pytest
 from sqlalchemy import select
 
+from listgate.mail.parser import parse
 from listgate.models import Attachment, Blob, Message, MessageVariant
-from listgate.parsing import parse
 from tests.support.config import DATA
 from tests.support.corpora import corpus
 from tests.support.gateway import Env, count, dev_gateway

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from listgate.cli import main
 from listgate.db import make_engine, session_factory
-from listgate.importer import mbox_messages, quick_msgid
+from listgate.importer import mbox_messages
+from listgate.mail.parser import parse, parse_message_id
 from listgate.models import Message, OutboxEntry
-from listgate.parsing import parse
 from tests.support.corpora import corpus, linux_man_path
 
 pytestmark = pytest.mark.integration
@@ -63,7 +63,7 @@ def test_mboxrd_is_split_and_unescaped_exactly() -> None:
 
     got = list(mbox_messages(io.BytesIO(_mboxrd(MESSAGES))))
     assert got == MESSAGES
-    assert [quick_msgid(m) for m in got] == [parse(m).message_id for m in got]
+    assert [parse_message_id(m) for m in got] == [parse(m).message_id for m in got]
 
 
 @pytest.mark.parametrize("compress", ["plain", "gz", "xz"])

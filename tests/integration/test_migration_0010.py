@@ -18,7 +18,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import ingest
 from listgate.lists import create, require
 from listgate.models import Message
-from listgate.parsing import parse
+from listgate.mail.parser import parse
 from listgate.schema import alembic_config, current, head, upgrade
 from tests.support.config import make_settings
 from tests.support.services import new_database

@@ -34,8 +34,8 @@ from listgate.addresses import Recipient
 from listgate.config import Settings
 from listgate.db import Base, make_engine, transaction
 from listgate.ingest import COMMAND, STORED, ingest
+from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry, Subscription
-from listgate.parsing import parse
 from listgate.schema import upgrade
 from listgate.states import SubscriptionState
 from listgate.subscriptions import SubscriptionError

@@ -84,7 +84,7 @@ def test_one_click_and_the_button_work_for_someone_who_was_mailed(client, settin
     """Issue 11: once a subscriber had been sent a post, these answered 503 and nothing changed."""
     from listgate.ingest import ingest
     from listgate.models import Bounce, Delivery
-    from listgate.parsing import parse
+    from listgate.mail.parser import parse
 
     with transaction(db) as session:
         mlist = lists.create(session, "dev")

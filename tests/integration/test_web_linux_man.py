@@ -10,8 +10,8 @@ from sqlalchemy import select
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Thread
-from listgate.parsing import parse
 from tests.support.corpora import linux_man, linux_man_path
 
 SLICE = 250

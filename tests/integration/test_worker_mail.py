@@ -14,8 +14,8 @@ from listgate import dispatch, lists, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import transaction
 from listgate.ingest import COMMAND, ingest
+from listgate.mail.parser import parse
 from listgate.models import Bounce, Delivery, DigestSent, Message, Subscription
-from listgate.parsing import parse
 from tests.support.config import DATA, wait_until
 from tests.support.sink import SmtpSink
 from tests.support.worker import Site, mail, worker_site

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
-from listgate.parsing import parse
+from listgate.mail.parser import parse
 
 _seq = itertools.count(1)
 BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)

@@ -25,8 +25,10 @@ from listgate.db import transaction
 from listgate.forest import choose_parent, thread_keys
 from listgate.ingest import ingest
 from listgate.lists import create, require
+from listgate.mail.message import ParsedMessage
+from listgate.mail.parser import parse
+from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message, MessageVariant, Thread
-from listgate.parsing import ParsedMessage, is_reply_subject, normalize_subject, parse
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 Forest = tuple[set[frozenset[str]], dict[str, str | None]]

@@ -14,8 +14,8 @@ from listgate import dispatch, lists
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
+from listgate.mail.parser import parse
 from listgate.models import Delivery, Subscription
-from listgate.parsing import parse
 from listgate.states import SubscriptionState
 from tests.support.config import make_settings, migrated
 from tests.support.processes import WorkerProcess

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate import administration, lists
-from listgate.ingest import is_member
 from listgate.models import MailingList, Message, Subscription, Thread
+from listgate.policy import is_member
 from listgate.states import PostState, SubscriptionState
 from listgate.threads import resolve
 from webarchive.context import settings

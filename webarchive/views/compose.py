@@ -12,8 +12,9 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from listgate.bans import is_banned
 from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.mail.parser import parse
+from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
-from listgate.parsing import is_reply_subject, parse
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import limit
 from webarchive.reading.access import readable_list, readable_message

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
-from listgate.ingest import is_member
 from listgate.models import MailingList, Message, Person
+from listgate.policy import is_member
 from listgate.states import PostState
 from webarchive.context import db, resources, settings
 from webarchive.reading.access import readable_list, readable_list_ids, readable_thread

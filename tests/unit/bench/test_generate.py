@@ -9,7 +9,7 @@ from contextlib import closing
 from pathlib import Path
 
 from bench.generate import Generator, mboxrd_entry, write_mbox
-from listgate.parsing import parse
+from listgate.mail.parser import parse
 
 
 def _mbox(count: int, seed: int = 1) -> bytes:

@@ -12,8 +12,8 @@ from listgate import cli, lists, moderation, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import AuditEntry, Message, NotPosted, RawMessage, Subscription
-from listgate.parsing import parse
 from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
 from listgate.states import PostState
 

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import administration, cli, lists, subscriptions
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
-from listgate.parsing import parse
 from listgate.schema import upgrade
 from tests.support.config import make_settings
 

@@ -9,8 +9,8 @@ from sqlalchemy import select, update
 from listgate import digests, lists, moderation, threads
 from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.mail.parser import parse
 from listgate.models import Message, Thread
-from listgate.parsing import parse
 
 PERIOD = digests.Period("weekly", date(2026, 11, 16))
 DIGEST_ID = "digest.weekly.20261116.abc123@lists.test"

@@ -11,8 +11,8 @@ from listgate.addresses import Recipient
 from listgate.db import transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult, ingest
 from listgate.lists import require, subscribe
+from listgate.mail.parser import parse
 from listgate.models import Message, MessageVariant, NotPosted, OutboxEntry, RawMessage, Subscription
-from listgate.parsing import parse
 
 
 def post(db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: object) -> IngestResult:

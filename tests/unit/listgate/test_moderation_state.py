@@ -14,8 +14,8 @@ from listgate import dispatch, lists, moderation, removal
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import HELD_FOR_MODERATION, ingest
 from listgate.lists import ListError
+from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry
-from listgate.parsing import parse
 from listgate.schema import upgrade
 from listgate.states import PostState
 from tests.support.config import make_settings

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import approvals, lists, subscriptions
 from listgate.db import transaction
-from listgate.ingest import ingest, publish
+from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Bounce, Delivery, MailingList, Message, Subscription, Thread
-from listgate.parsing import parse
+from listgate.policy import publish
 from listgate.subscriptions import RateLimited, SubscriptionError, change
 
 SECRET = "test-secret-key-0123456789"

@@ -12,8 +12,8 @@ from listgate import threads
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.lists import require
+from listgate.mail.parser import parse
 from listgate.models import MailingList, Message, MessageVariant, Thread
-from listgate.parsing import parse
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from listgate import lists
 from listgate.db import transaction
+from listgate.mail.parser import parse
 from listgate.models import Message, Subscription
-from listgate.parsing import parse
 from tests.support.factories import make_mail, post
 from tests.support.web import csrf, notices, sign_in
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
-from listgate.parsing import parse
+from listgate.mail.parser import parse
 from worker.context import WorkerContext
 from worker.copies import load_post
 from worker.headers import ListInfo, build_copy

@@ -11,9 +11,9 @@ from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.digests import Period
+from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message
 from listgate.models.people import DAILY
-from listgate.parsing import parse
 from listgate.states import DigestState
 from tests.support.config import make_settings
 from tests.support.states import foreign_words

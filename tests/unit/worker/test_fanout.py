@@ -15,8 +15,9 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.dispatch import FANOUT
 from listgate.ingest import ingest
-from listgate.parsing import parse
-from worker import headers
+from listgate.mail.parser import parse
+from listgate.models import Delivery
+from worker import delivery
 from worker.context import WorkerContext
 from worker.delivery import fanout
 
@@ -47,13 +48,35 @@ def test_fanout_reads_the_headers_while_others_can_write(settings: Settings, db,
         entry = next(e for e in result.outbox if e.kind == FANOUT)
     path = settings.database_url.split("///", 1)[1]
     seen: list[bool] = []
-    real = headers.header_lines
+    real = delivery.addresses_in
 
-    def watched(data: bytes) -> list[bytes]:
+    def watched(data: bytes, *names: str) -> set[str]:
         seen.append(_can_write(path))
-        return real(data)
+        return real(data, *names)
 
-    monkeypatch.setattr(headers, "header_lines", watched)
+    monkeypatch.setattr(delivery, "addresses_in", watched)
     ctx = WorkerContext(settings)
     assert fanout(ctx, entry.id, result.message_pk) == 1  # bob; carl is already in Cc
     assert seen and all(seen), "the fan-out read the post's headers while holding the write lock"
+
+
+def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(settings: Settings, db,  # type: ignore[no-untyped-def]
+                                                                             make_list) -> None:
+    """A line with no colon ends the header block (as the archive reads it): a "Cc:" after it is body.
+
+    The worker used to read on to the first blank line, took bob for a Cc'd recipient who has his
+    copy already, and sent him none.
+    """
+    make_list("dev")
+    raw = (b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\nMessage-ID: <m@example.org>\r\n"
+           b"this line has no colon\r\nCc: bob@example.org\r\n\r\nHello.\r\n")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        lists.subscribe(session, mlist, "bob@example.org")
+        parsed = parse(raw)
+        assert parsed.cc_addrs == ()  # the archive shows no Cc
+        result = ingest(session, parsed, mlist, domain="lists.test")
+        entry = next(e for e in result.outbox if e.kind == FANOUT)
+    assert fanout(WorkerContext(settings), entry.id, result.message_pk) == 1
+    with db() as session:
+        assert session.query(Delivery.address).filter_by(message_pk=result.message_pk).all() == [("bob@example.org",)]

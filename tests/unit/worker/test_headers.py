@@ -5,8 +5,9 @@ from __future__ import annotations
 from email import message_from_bytes
 from email.utils import getaddresses
 
+from listgate.mail.split import split
 from listgate.tokens import read_verp_token, verp_token
-from worker.headers import ListInfo, addresses_in, build_copy, split_message, verp_address
+from worker.headers import ListInfo, addresses_in, build_copy, verp_address
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
 RAW = (b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; h=from:subject; b=abc\r\n"
@@ -55,7 +56,7 @@ def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
     copy = build_copy(RAW, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
     msg = message_from_bytes(copy)
     assert getaddresses(msg.get_all("From")) == [("Ann Author via Developers", "dev@lists.test")]
-    assert split_message(copy)[1] == split_message(RAW)[1]
+    assert split(copy)[1] == split(RAW)[1]
     assert b"DKIM-Signature: v=1" in copy and b"Message-ID: <a b@example.org>" in copy
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 from listgate import dispatch, lists, moderation
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry, Report
-from listgate.parsing import parse
 from tests.support.config import make_settings
 from worker import moderation as worker_moderation
 from worker.context import WorkerContext

@@ -5,8 +5,8 @@ from __future__ import annotations
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
+from listgate.mail.parser import parse
 from listgate.models import Message, Subscription, Thread
-from listgate.parsing import parse
 from worker.headers import addresses_in
 from worker.notify import recipients
 

@@ -8,9 +8,10 @@ from pathlib import Path
 import dkim
 import pytest
 
+from listgate.mail.split import split
 from tests.support.config import make_settings
 from tests.support.mailauth import Key, StubDns, dnsfunc, make_key
-from worker.headers import ListInfo, build_copy, split_message
+from worker.headers import ListInfo, build_copy
 from worker.resolver import Resolver
 from worker.signing import Signer
 
@@ -68,7 +69,7 @@ def test_a_copy_keeps_the_authors_signature_and_gets_a_valid_arc_set(tmp_path: P
                        include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"reply-to"]) + POST
     copy = build_copy(signed, INFO, "p1@example.org", "https://lists.test/unsubscribe/T", reply_to="list")
     sealed = signer(tmp_path, keys).seal(copy)
-    assert b"Reply-To" not in split_message(sealed)[0]  # h= names reply-to: none added
+    assert b"Reply-To" not in split(sealed)[0]  # h= names reply-to: none added
     assert dkim.verify(sealed, dnsfunc=dnsfunc(records(keys)))
     cv, results, reason = dkim.arc_verify(sealed, dnsfunc=dnsfunc(records(keys)))
     assert cv == dkim.CV_Pass, reason

@@ -7,8 +7,9 @@ import tracemalloc
 
 import pytest
 
-from listgate import parsing
-from listgate.parsing import ParsedMessage, parse
+from listgate.mail import parser
+from listgate.mail.message import ParsedMessage
+from listgate.mail.parser import parse
 
 LINE = b"All work and no play makes Jack a dull boy, but a well-archived one.\r\n"
 
@@ -31,13 +32,13 @@ def _multipart(attachment: bytes) -> bytes:
             b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"--XX--\r\n")
 
 
-def _both(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[parsing.ParsedMessage, parsing.ParsedMessage]:
+def _both(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[ParsedMessage, ParsedMessage]:
     """(mail-parser's result, the large-message path's result) for the same bytes."""
     with monkeypatch.context() as m:
-        m.setattr(parsing, "LARGE_MESSAGE", len(raw) + 1)
+        m.setattr(parser, "LARGE_MESSAGE", len(raw) + 1)
         small = parse(raw)
     with monkeypatch.context() as m:
-        m.setattr(parsing, "LARGE_MESSAGE", 0)
+        m.setattr(parser, "LARGE_MESSAGE", 0)
         large = parse(raw)
     return small, large
 

@@ -1,18 +1,21 @@
-"""Bodies of big messages decoded straight from the bytes (parse() uses this above LARGE_MESSAGE).
+"""The body decoder for big mail (parse() uses it above LARGE_MESSAGE): straight from the bytes.
 
 mail-parser, and the standard library's feed parser, hold the whole message several times over
 as lines and strings (about 8-10x a 20 MB post). Here MIME parts are found by their delimiter
-lines in the original bytes, each part's small header block is parsed on its own, and each body
-is decoded from a memoryview: the only big allocations are the decoded results themselves.
+lines in the original bytes, each part's header block is read by the header reader, and each
+body is decoded from a memoryview: the only big allocations are the decoded results themselves.
 """
 
 from __future__ import annotations
 
 import binascii
-import email
 from email.message import Message as StdMessage
 
-from listgate.parsing import ParsedAttachment, decode_text
+from listgate.mail import fields
+from listgate.mail.bodies import decode_text, header_defects, mime_headers, shaping_fields
+from listgate.mail.fields import Header
+from listgate.mail.message import Bodies, ParsedAttachment
+from listgate.mail.names import CONTENT_TRANSFER_ENCODING
 
 MAX_PARTS = 1000  # parts per multipart taken; the gateway's shape check bounds nesting before this
 MAX_DEPTH = 50
@@ -20,33 +23,34 @@ MAX_DEPTH = 50
 Sink = tuple[list[str], list[str], list[ParsedAttachment]]
 
 
-def bodies(raw: bytes, head: StdMessage, defects: list[str]) -> tuple[str, str, tuple[ParsedAttachment, ...]]:
-    """(plain text, html, attachments) of a message whose top-level headers are head."""
+def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
+    """(plain text, html, attachments) of raw, whose top-level header block is header."""
     sink: Sink = ([], [], [])
+    head = mime_headers(shaping_fields(header))
+    header_defects(header, head.get_content_type(), defects)
     try:
-        _entity(raw, 0, len(raw), head, sink, defects, 0)
+        _entity(raw, header.body, len(raw), head, sink, defects, 0)
     except (RecursionError, Exception) as exc:  # noqa: BLE001 - never raise on malformed mail
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
     text, html, attachments = sink
     return "\n".join(t for t in text if t), "\n".join(t for t in html if t), tuple(attachments)
 
 
-def _entity(raw: bytes, start: int, end: int, head: StdMessage, sink: Sink, defects: list[str], depth: int) -> None:
-    """Add the body of raw[start:end] (headers head) to sink: a multipart's parts, or one leaf."""
-    body = body_start(raw, start, end)
+def _entity(raw: bytes, body: int, end: int, head: StdMessage, sink: Sink, defects: list[str], depth: int) -> None:
+    """Add the body raw[body:end] (its entity's headers head) to sink: a multipart's parts, or one leaf."""
     boundary = head.get_boundary() if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH else None
-    parts = split_parts(raw, body, end, _bytes(boundary)) if boundary else []
+    parts = _split_parts(raw, body, end, _bytes(boundary)) if boundary else []
     if parts:
         for s, e in parts[:MAX_PARTS]:
-            part_head = email.message_from_bytes(raw[s:body_start(raw, s, e)])
-            _entity(raw, s, e, part_head, sink, defects, depth + 1)
+            part = fields.read(raw, s, e)
+            _entity(raw, part.body, e, mime_headers(part.fields), sink, defects, depth + 1)
         return
     if head.get_content_type() in ("message/rfc822", "message/global") and depth < MAX_DEPTH and body < end:
-        inner = email.message_from_bytes(raw[body:body_start(raw, body, end)])
-        _entity(raw, body, end, inner, sink, defects, depth + 1)  # an attached message: its text counts too
+        inner = fields.read(raw, body, end)  # an attached message: its text counts too
+        _entity(raw, inner.body, end, mime_headers(inner.fields), sink, defects, depth + 1)
         return
-    data = decode_transfer(memoryview(raw)[body:end], head.get("Content-Transfer-Encoding"), defects)
-    add_leaf(head, data, sink)
+    data = _decode_transfer(memoryview(raw)[body:end], head.get(CONTENT_TRANSFER_ENCODING), defects)
+    _add_leaf(head, data, sink)
 
 
 def _bytes(boundary: str) -> bytes:
@@ -56,17 +60,7 @@ def _bytes(boundary: str) -> bytes:
         return boundary.encode("utf-8", "replace")
 
 
-def body_start(raw: bytes, start: int, end: int) -> int:
-    """Where the body of raw[start:end] begins: after its first blank line (CRLF or bare LF)."""
-    if raw.startswith(b"\r\n", start):
-        return start + 2
-    if raw.startswith(b"\n", start):
-        return start + 1
-    found = [i + len(blank) for blank in (b"\r\n\r\n", b"\n\n") if (i := raw.find(blank, start, end)) >= 0]
-    return min(found) if found else end
-
-
-def split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
+def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
     """(start, end) of each part of a multipart body raw[start:end]; [] when no delimiter is found."""
     delim = b"--" + boundary
     parts: list[tuple[int, int]] = []
@@ -94,7 +88,7 @@ def split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple
     return parts
 
 
-def decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> bytes | memoryview:
+def _decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> bytes | memoryview:
     """A body undone of its Content-Transfer-Encoding (base64, quoted-printable, else as is, uncopied)."""
     cte = str(encoding or "").strip().lower()
     try:
@@ -107,7 +101,7 @@ def decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> b
     return body
 
 
-def add_leaf(part: StdMessage, data: bytes | memoryview, sink: Sink) -> None:
+def _add_leaf(part: StdMessage, data: bytes | memoryview, sink: Sink) -> None:
     """An inline text/plain or text/html part becomes body text, anything else an attachment."""
     text, html, attachments = sink
     ctype = part.get_content_type()

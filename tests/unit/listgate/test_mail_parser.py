@@ -7,14 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from listgate.parsing import (
-    decode_header,
-    extract_msgids,
-    is_reply_subject,
-    normalize_subject,
-    parse,
-    reference_chain,
-)
+from listgate.mail.parser import parse
+from listgate.mail.subjects import is_reply_subject, normalize_subject
+from listgate.mail.values import decode_header, extract_msgids, reference_chain
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
 

@@ -1,0 +1,48 @@
+"""The body decoder interface, and what both decoders share: MIME headers from read fields, text decoding."""
+
+from __future__ import annotations
+
+from email.message import Message as StdMessage
+from typing import Protocol
+
+from listgate.mail.fields import Header
+from listgate.mail.message import Bodies
+from listgate.mail.names import BODY_HEADERS
+
+_SHAPING = frozenset(n.lower() for n in BODY_HEADERS)
+
+
+class BodyDecoder(Protocol):
+    """Decodes the bodies of raw (its header block already read); adds what is malformed to defects, never raises."""
+
+    def __call__(self, raw: bytes, header: Header, defects: list[str]) -> Bodies: ...
+
+
+def mime_headers(fields: tuple[tuple[str, str], ...]) -> StdMessage:
+    """A standard library Message holding these fields (no body): its MIME accessors (boundary, charset) read them."""
+    msg = StdMessage()
+    for name, value in fields:
+        msg.set_raw(name, value)
+    return msg
+
+
+def shaping_fields(header: Header) -> tuple[tuple[str, str], ...]:
+    """The fields that shape the body (Content-Type and its kin): all a decoder is given."""
+    return tuple((n, v) for n, v in header.fields if n.lower() in _SHAPING)
+
+
+def header_defects(header: Header, content_type: str, defects: list[str]) -> None:
+    """Add the reader's defects, named for the message's content type as mail-parser names a part's."""
+    defects.extend(f"{content_type}: {d}"[:300] for d in header.defects)
+
+
+def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str]:
+    """(text, charset used): the declared charset if it fits, else UTF-8, else cp1252/Latin-1."""
+    for cs in (charset, "utf-8", "cp1252"):
+        if not cs:
+            continue
+        try:
+            return str(data, cs), cs  # str(), unlike .decode(), also takes a memoryview
+        except (LookupError, UnicodeDecodeError, ValueError, TypeError):  # ValueError: a NUL in the charset name
+            continue
+    return str(data, "latin-1"), "latin-1"

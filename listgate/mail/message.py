@@ -1,0 +1,85 @@
+"""What parse() and parse_head() give: frozen, typed, the exact bytes kept."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from listgate.mail.subjects import is_reply_subject
+from listgate.mail.values import first_text, reference_chain
+
+
+@dataclass(frozen=True)
+class ParsedAttachment:
+    """A decoded attachment."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+    @property
+    def sha256(self) -> str:
+        """Content hash: attachments are stored once per hash."""
+        return hashlib.sha256(self.data).hexdigest()
+
+
+Bodies = tuple[str, str, tuple[ParsedAttachment, ...]]  # (plain text, html, attachments)
+
+
+@dataclass(frozen=True)
+class MessageHead:
+    """What a scan of the header block tells (no body decoded): enough to answer at SMTP DATA."""
+
+    message_id: str
+    message_id_generated: bool
+    from_addr: str
+    auto_submitted: str
+    precedence: str
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+
+    def header(self, name: str) -> str:
+        """The first value of a header, decoded, or ''."""
+        return first_text(self.headers, name)
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What listgate needs from a message, plus the exact bytes it came in."""
+
+    raw: bytes
+    message_id: str
+    message_id_generated: bool
+    in_reply_to: tuple[str, ...]
+    references: tuple[str, ...]
+    subject: str
+    from_name: str
+    from_addr: str
+    to_addrs: tuple[str, ...]
+    cc_addrs: tuple[str, ...]
+    date: datetime  # UTC
+    date_offset: int  # the sender's offset from UTC, minutes
+    date_header: str
+    date_generated: bool
+    body_text: str
+    body_html: str
+    is_flowed: bool
+    attachments: tuple[ParsedAttachment, ...]
+    auto_submitted: str
+    precedence: str
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
+    defects: tuple[str, ...] = ()
+
+    def header(self, name: str) -> str:
+        """The first value of a header, decoded, or ''."""
+        return first_text(self.headers, name)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """References then In-Reply-To, oldest first, own id and repeats removed."""
+        return reference_chain(self.message_id, self.references, self.in_reply_to)
+
+    @property
+    def is_reply_subject(self) -> bool:
+        """The subject says it is a reply (Re:, Aw:, Sv:, [list] Re: ...)."""
+        return is_reply_subject(self.subject)

@@ -1,0 +1,103 @@
+"""Parse raw mail into a frozen, typed result: the header reader's fields, a body decoder's bodies."""
+
+from __future__ import annotations
+
+import email.utils
+from datetime import datetime, timedelta, timezone
+
+from listgate.mail import fields, mime, stream
+from listgate.mail.bodies import BodyDecoder
+from listgate.mail.fields import Header
+from listgate.mail.message import MessageHead, ParsedMessage
+from listgate.mail.names import (AUTO_SUBMITTED, CC, CONTENT_TYPE, DATE, IN_REPLY_TO, PRECEDENCE, REFERENCES,
+                                 SUBJECT, TO)
+from listgate.mail.values import addresses, extract_msgids, header_text, message_id, sender, text_value
+
+LARGE_MESSAGE = 1024 * 1024  # above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
+
+
+def decoder(raw: bytes) -> BodyDecoder:
+    """The body decoder for raw: mail-parser for normal mail, the streaming decoder for big mail."""
+    return stream.decode if len(raw) > LARGE_MESSAGE else mime.decode
+
+
+def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
+    """Parse raw bytes; never raises on malformed mail (problems become defects)."""
+    arrival = arrival or datetime.now(timezone.utc)
+    header = fields.read(raw)
+    defects = ["HeaderDefect: a bare CR in the header block, read as a space"] if header.bare_cr else []
+    body_text, body_html, attachments = decoder(raw)(raw, header, defects)
+    head = _head(header, raw)
+    from_name, from_addr = sender(header)
+    if not from_name and from_addr:
+        from_name = from_addr.split("@", 1)[0]
+    date_header = header_text(header, DATE)
+    date, offset, date_generated = _parse_date(date_header, arrival)
+    if date_generated:
+        defects.append(f"DateDefect: unusable Date {date_header[:80]!r}, arrival time used")
+    content_type = header.first(CONTENT_TYPE)
+    return ParsedMessage(
+        raw=raw,
+        message_id=head.message_id,
+        message_id_generated=head.message_id_generated,
+        in_reply_to=tuple(extract_msgids(text_value(header.first(IN_REPLY_TO)))),
+        references=tuple(extract_msgids(" ".join(text_value(v) for v in header.all(REFERENCES)))),
+        subject=header_text(header, SUBJECT)[:2000],
+        from_name=from_name[:255],
+        from_addr=from_addr[:320],
+        to_addrs=tuple(a for _, a in addresses(header, TO)),
+        cc_addrs=tuple(a for _, a in addresses(header, CC)),
+        date=date,
+        date_offset=offset,
+        date_header=date_header[:500],
+        date_generated=date_generated,
+        body_text=body_text,
+        body_html=body_html,
+        is_flowed="format=flowed" in content_type.replace(" ", "").replace('"', "").lower(),
+        attachments=attachments,
+        auto_submitted=head.auto_submitted,
+        precedence=head.precedence,
+        headers=head.headers,
+        defects=tuple(defects),
+    )
+
+
+def parse_head(raw: bytes) -> MessageHead:
+    """Read only the header block (about 10x cheaper than parse()); the same values parse() gives."""
+    return _head(fields.read(raw), raw)
+
+
+def parse_message_id(raw: bytes) -> str:
+    """The Message-ID parse() finds (or generates), from the header block alone."""
+    return message_id(fields.read(raw), raw)[0]
+
+
+def _head(header: Header, raw: bytes) -> MessageHead:
+    """The header fields parse() and parse_head() share, read one way."""
+    msgid, generated = message_id(header, raw)
+    return MessageHead(
+        message_id=msgid,
+        message_id_generated=generated,
+        from_addr=sender(header)[1][:320],
+        auto_submitted=header_text(header, AUTO_SUBMITTED).lower(),
+        precedence=header_text(header, PRECEDENCE).lower(),
+        headers=tuple((k, v[:2000]) for k, v in header.fields[:200]),
+    )
+
+
+def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:
+    """(UTC date, sender offset in minutes, generated?) — absurd or missing dates become arrival."""
+    try:
+        parsed = email.utils.parsedate_tz(value) if value else None
+    except Exception:  # noqa: BLE001
+        parsed = None
+    if parsed:
+        try:
+            offset = parsed[9] or 0
+            naive = datetime(*parsed[:6])
+            utc = (naive - timedelta(seconds=offset)).replace(tzinfo=timezone.utc)
+            if datetime(1980, 1, 1, tzinfo=timezone.utc) <= utc <= arrival + timedelta(days=2) and abs(offset) <= 14 * 3600:
+                return utc, offset // 60, False
+        except (ValueError, OverflowError):
+            pass
+    return arrival, 0, True

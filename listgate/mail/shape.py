@@ -1,0 +1,160 @@
+"""Checks on a message's shape the gateway answers at DATA: smuggling, header size and folding, long lines, MIME depth."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from listgate.mail import fields
+from listgate.mail.bodies import mime_headers
+from listgate.mail.names import CONTENT_TYPE
+from listgate.mail.split import BARE_CR, header_block
+
+# A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
+# smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
+_DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a literal first is fast
+_LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
+_DECLARATION = re.compile(rb"(?i)multipart/|message/")
+
+SMUGGLING = ("smuggling", "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends")
+
+
+def dot_line_with_bare_end(line: bytes) -> bool:
+    """A DATA line as received ('.' then a bare CR or LF) that dot-unstuffing would hide from smuggling()."""
+    return line[:1] == b"." and line[1:2] in (b"\r", b"\n") and line != b".\r\n"
+
+
+def smuggling(raw: bytes) -> bool:
+    """True when a '.' line is framed by a bare CR or LF (an SMTP smuggling attempt)."""
+    for m in _DOT_LINE.finditer(raw):
+        i = m.start()
+        if i > 0 and raw[i - 1] not in (10, 13):
+            continue  # a '.' ending a sentence, not a '.' line
+        # A dot-stuffed "..\r\n" line legitimately arrives as CRLF "." CRLF.
+        before_ok = i == 0 or raw[i - 2:i] == b"\r\n"
+        if not (before_ok and raw[i + 1:i + 3] == b"\r\n"):
+            return True
+    return False
+
+
+@dataclass(frozen=True)
+class HeaderShape:
+    """What the limits look at in a header block."""
+
+    fields: int  # header fields (continuation lines excluded)
+    folded: int  # the most continuation lines of one field
+    folded_name: str  # that field's name
+
+
+def header_shape(head: bytes) -> HeaderShape:
+    """Count the fields of a header block (see header_block) and their folding, in one linear pass."""
+    count = most = run = 0
+    name = current = b""
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):
+            run += 1
+            if run > most:
+                most, name = run, current
+        elif line.rstrip(b"\r"):
+            count, run, current = count + 1, 0, line.split(b":", 1)[0]
+    return HeaderShape(count, most, name.decode("ascii", "replace").strip()[:40])
+
+
+def line_over(raw: bytes, limit: int) -> int:
+    """The length of the first line longer than limit bytes, or 0; scans without copying lines."""
+    pos, size = 0, len(raw)
+    while pos < size:
+        nl = raw.find(b"\n", pos)
+        end = size if nl < 0 else nl
+        if end - pos > limit:  # only a long stretch is looked at closely (it may hold bare CRs)
+            for line in raw[pos:end].split(b"\r"):
+                if len(line) > limit:
+                    return len(line)
+        pos = end + 1
+    return 0
+
+
+def mime_depth(raw: bytes) -> int:
+    """How deeply multiparts and attached messages nest (1 for a plain message)."""
+    stack: list[bytes | None] = []  # open boundaries; None marks an attached message/rfc822
+    deepest = 0
+    pos: int | None = 0  # where a header block starts
+    while pos is not None:
+        header = fields.read(raw, pos)
+        entity = mime_headers(((CONTENT_TYPE, header.first(CONTENT_TYPE)),))
+        if entity.get_content_maintype() == "multipart" and (boundary := entity.get_boundary()):
+            stack.append(boundary.encode("ascii", "surrogateescape"))
+        elif entity.get_content_type() in ("message/rfc822", "message/global"):
+            stack.append(None)
+            deepest = max(deepest, len(stack))
+            pos = header.body  # the attached message's header block follows at once
+            continue
+        deepest = max(deepest, len(stack))
+        pos = _next_part(raw, header.body, stack)
+    return deepest + 1
+
+
+def _next_part(raw: bytes, start: int, stack: list[bytes | None]) -> int | None:
+    """Where the header block of the next part opened by a boundary line starts (closed ones popped), or None."""
+    for m in _LINE.finditer(raw, start):
+        if m.start() == len(raw):
+            return None
+        line = m.group(1)
+        if line.startswith(b"--") and _boundary_line(stack, line.rstrip()):
+            return m.end()
+    return None
+
+
+def _boundary_line(stack: list[bytes | None], line: bytes) -> bool:
+    """Close or open parts on a boundary line; True when part headers follow."""
+    for i in range(len(stack) - 1, -1, -1):
+        b = stack[i]
+        if b is None:
+            continue
+        if line == b"--" + b + b"--":
+            del stack[i:]
+            return False
+        if line == b"--" + b:
+            del stack[i + 1:]
+            return True
+    return False
+
+
+def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int, *,
+                  max_header_bytes: int = 256 * 1024, max_folded: int = 1000) -> tuple[str, str] | None:
+    """(reason label, 5xx reply) when the message breaks a limit, else None."""
+    if smuggling(raw):
+        return SMUGGLING
+    problem = header_problem(header_block(raw), max_headers, max_header_bytes, max_folded)
+    if problem is not None:
+        return problem
+    longest = line_over(raw, max_line)  # after the header checks: they name a clearer reason
+    if longest:
+        return "line-too-long", f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}"
+    # Each level needs a multipart/ or message/ declaration: skip the line scan when too few exist.
+    if not any(i >= max_depth for i, _ in enumerate(_DECLARATION.finditer(raw), 1)):
+        return None
+    depth = mime_depth(raw)
+    if depth > max_depth:
+        return "mime-too-deep", f"554 5.6.0 Refused: MIME parts nested {depth} deep, the limit is {max_depth}"
+    return None
+
+
+def header_problem(head: bytes, max_headers: int, max_bytes: int, max_folded: int) -> tuple[str, str] | None:
+    """(reason label, 5xx reply) when a header block breaks a limit, else None.
+
+    A bare CR is refused because parsers disagree on it: the standard library ends a line at
+    a bare CR, our reader does not, so what one reads as a header the other reads as body
+    (a Message-ID lost, a field hidden from a check).
+    """
+    if len(head) > max_bytes:
+        return "header-too-big", f"552 5.3.4 Refused: a header block of {len(head)} bytes, the limit is {max_bytes}"
+    if BARE_CR.search(head):
+        return "bare-cr", "554 5.6.0 Refused: a bare CR in the header block; use CRLF line ends"
+    shape = header_shape(head)
+    if shape.fields > max_headers:
+        return "too-many-headers", f"552 5.3.4 Refused: {shape.fields} header fields, the limit is {max_headers}"
+    if shape.folded > max_folded:
+        return "header-folded", (f"554 5.6.0 Refused: the {shape.folded_name} field is folded over {shape.folded} "
+                                 f"lines, the limit is {max_folded}")
+    return None

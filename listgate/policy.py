@@ -1,0 +1,46 @@
+"""A list's posting policy: who counts as a member, who needs a moderator, publishing a held post.
+
+Apart from listgate/ingest.py, so that subscriptions, moderation, the web and the worker decide
+these without importing the ingest path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from listgate import dispatch, store, threads
+from listgate.models import MailingList, Message, OutboxEntry
+from listgate.states import PostState
+from listgate.store import lock_list
+
+
+def is_member(session: Session, mlist: MailingList, address: str) -> bool:
+    """An active list or digest subscriber, or a moderator."""
+    if address in mlist.moderator_addresses():
+        return True
+    return session.connection().execute(store.MEMBER, {"list_id": mlist.id, "address": address}).first() is not None
+
+
+def needs_approval(mlist: MailingList) -> bool:
+    """Private and members-only lists let nobody in without a moderator (or an administrator)."""
+    return mlist.private or mlist.policy == "members"
+
+
+def publish(session: Session, msg: Message) -> OutboxEntry:
+    """Make a held message visible (a moderator approved it) and queue its fan-out."""
+    mlist = session.get_one(MailingList, msg.list_id)
+    lock_list(session, mlist)
+    msg.status = PostState.VISIBLE
+    thread = session.get_one(threads.Thread, msg.thread_id)
+    threads.count_visible(session, thread, msg)
+    publish_counts(mlist, msg)
+    return dispatch.record(session, dispatch.FANOUT, msg.id)
+
+
+def publish_counts(mlist: MailingList, msg: Any) -> None:
+    """Count a newly visible post on its list (message count, last activity)."""
+    mlist.message_count += 1
+    if mlist.last_activity is None or msg.date > mlist.last_activity:
+        mlist.last_activity = msg.date
