@@ -144,9 +144,9 @@ def messages_place_variants(quiet: bool) -> None:
     from listgate import threads
     from listgate.cli import ensure_schema, load_settings
     from listgate.db import make_engine, session_factory, transaction, writer
-    from listgate.store import lock_list
     from listgate.models import MailingList, Message, MessageVariant
     from listgate.states import PostState
+    from listgate.store import lock_list
 
     settings = load_settings()
     ensure_schema(settings)
