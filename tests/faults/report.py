@@ -23,8 +23,10 @@ private lists, header injection, downloads) are pass/fail and listed at the end.
 SECURITY = """
 ## Security checks (pass/fail, every run)
 
-- Worker SIGKILL in the middle of a 2,000-recipient fan-out, then restarted: each recipient gets exactly one
-  copy (tests/integration/test_worker_delivery.py, on the embedded broker and on Redis; same size in make test).
+- Worker SIGKILL in the middle of a 2,000-recipient fan-out, then restarted: no recipient loses a copy, and a
+  second copy only for a wave whose dots went out before its COMMIT returned (SMTP has no atomic hand-over; the
+  row above counts them, and it must be 0 here) (tests/integration/test_worker_delivery.py, on the embedded
+  broker and on Redis; same size in make test, which allows one wave per worker process).
 - Relay 4xx then 250: delivered once after a backoff retry; relay 5xx: a bounce recorded, never retried
   (tests/integration/test_worker_delivery.py).
 - A relay refusing the message (size, long lines, content filter) suspends nobody: a failed post shown
