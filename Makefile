@@ -115,7 +115,7 @@ soak-reliability: install
 	@rc=0; \
 	SOAK=1 LISTGATE_RELIABILITY_OUT=$(CURDIR)/test-artifacts/reliability.jsonl $(BIN)/python -m pytest -m soak \
 		--timeout 3600 $(PYTEST_ARGS) tests/faults tests/integration || rc=1; \
-	SOAK=1 $(BIN)/python -m pytest --timeout 3600 $(PYTEST_ARGS) \
+	SOAK=1 LISTGATE_RELIABILITY_OUT=$(CURDIR)/test-artifacts/reliability.jsonl $(BIN)/python -m pytest --timeout 3600 $(PYTEST_ARGS) \
 		"tests/integration/test_worker_delivery.py::test_sigkill_mid_fanout_then_restart_loses_no_copy" || rc=1; \
 	if $(BIN)/python -m tests.fuzz.atheris_ingest -atheris_runs=$(ATHERIS_RUNS) -artifact_prefix=test-artifacts/ >test-artifacts/atheris.log 2>&1; \
 	then at="$(ATHERIS_RUNS) runs, no crash"; else at="CRASHED, see test-artifacts/atheris.log"; rc=1; fi; \
