@@ -21,6 +21,7 @@ from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
 from tests.support.processes import gateway
 from tests.support.reliability import post, record
+from tests.support.services import require
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 BIG = "x" * 76 + "\r\n"
@@ -137,7 +138,7 @@ def _simulated(tmp_path: Path) -> None:
 def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(tmp_path: Path, small_mount: Path | None) -> None:
     """Issue 17's run: 4 clients send 51 KB posts into a small data dir until it is full; count 250s against rows."""
     if small_mount is None:
-        pytest.skip("cannot mount a tmpfs here: the injected faults of test_fault_spool_batch.py cover this")
+        require("tmpfs", "cannot mount one here (locally, the injected faults of test_fault_spool_batch.py cover this)")
     import threading
 
     env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_mount / "var"), LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
