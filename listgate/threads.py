@@ -24,6 +24,8 @@ from sqlalchemy.orm import Session
 from listgate import conversations, forest
 from listgate.conversations import count_visible, insert_ignore, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
+from listgate.mail.parser import parse
+from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
 
 if TYPE_CHECKING:
@@ -146,9 +148,6 @@ def place_copies(session: Session, pk: int, fallback_days: int,
         return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one()), False
     conn.execute(update(_VARIANTS).where(_VARIANTS.c.message_pk == pk).values(
         places=_VARIANTS.c.id == (winner.variant_id or 0)))
-    from listgate.mail.parser import parse
-    from listgate.mail.subjects import normalize_subject
-
     mine = arrived is not None and hashlib.sha256(arrived.raw).hexdigest() == winner.sha256
     copy = arrived if mine and arrived is not None else parse(
         conn.execute(select(_RAW.c.data).where(_RAW.c.id == winner.raw_id)).scalar_one(), winner.received_at)
@@ -189,8 +188,6 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
 
 
 def _is_reply(msg: Any) -> bool:
-    from listgate.mail.subjects import is_reply_subject
-
     return is_reply_subject(msg.subject)
 
 
