@@ -1,8 +1,8 @@
 """`python -m bench`: run the benchmarks, print one table, write it into docs/benchmarks.md.
 
-    python -m bench                 # the full run (long: see docs/benchmarks.md)
-    python -m bench --quick         # about two minutes, smaller sizes
-    python -m bench --only pages,storage --quick
+python -m bench                 # the full run (long: see docs/benchmarks.md)
+python -m bench --quick         # about two minutes, smaller sizes
+python -m bench --only pages,storage --quick
 """
 
 from __future__ import annotations
@@ -42,18 +42,43 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m bench", description="listgate benchmarks")
     parser.add_argument("--quick", action="store_true", help="small sizes, about two minutes")
-    parser.add_argument("--soak", action="store_true",
-                        help="only the soak: sustained ingest for LISTGATE_SOAK_MINUTES (default 10)")
-    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md",
-                        help="the report to update ('-' to write none)")
-    parser.add_argument("--workdir", type=Path, default=None, help="keep archives and logs here (default: a temp dir)")
-    parser.add_argument("--repeats", type=int, default=0, help="runs per figure (default 1 quick, 3 full)")
-    parser.add_argument("--huge", action="store_true",
-                        help="also import the 1,000,000-message synthetic archive (hours at today's import rate)")
-    parser.add_argument("--synthetic-size", type=int, default=100_000,
-                        help="messages in the synthetic mbox the full run imports (default 100,000)")
-    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)  # the test suite's smoke size
+    parser.add_argument(
+        "--soak",
+        action="store_true",
+        help="only the soak: sustained ingest for LISTGATE_SOAK_MINUTES (default 10)",
+    )
+    parser.add_argument(
+        "--only", default="", help=f"comma-separated subset of: {', '.join(BENCHMARKS)}"
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / "docs" / "benchmarks.md",
+        help="the report to update ('-' to write none)",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="keep archives and logs here (default: a temp dir)",
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=0, help="runs per figure (default 1 quick, 3 full)"
+    )
+    parser.add_argument(
+        "--huge",
+        action="store_true",
+        help="also import the 1,000,000-message synthetic archive (hours at today's import rate)",
+    )
+    parser.add_argument(
+        "--synthetic-size",
+        type=int,
+        default=100_000,
+        help="messages in the synthetic mbox the full run imports (default 100,000)",
+    )
+    parser.add_argument(
+        "--tiny", action="store_true", help=argparse.SUPPRESS
+    )  # the test suite's smoke size
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 
@@ -66,7 +91,9 @@ def selected(only: str) -> list[str]:
     known = {**BENCHMARKS, **EXTRA}
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise SystemExit(f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(known)}")
+        raise SystemExit(
+            f"unknown benchmark(s): {', '.join(unknown)}; choose from {', '.join(known)}"
+        )
     return names
 
 
@@ -88,15 +115,20 @@ def run_one(ctx: Context, name: str) -> list[Row]:
 def main(argv: list[str] | None = None) -> int:
     """Run, print, write."""
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
     for noisy in ("alembic", "celery", "kombu", "amqp", "mail.log"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     names = ["soak"] if args.soak else selected(args.only)
     quick = args.quick or args.tiny
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="listgate-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    ctx = Context(workdir=workdir.resolve(), quick=quick, repeats=args.repeats or (1 if quick else 3))
+    ctx = Context(
+        workdir=workdir.resolve(), quick=quick, repeats=args.repeats or (1 if quick else 3)
+    )
     if args.tiny:
         ctx.memo["tiny"] = True
     if args.huge:
@@ -110,14 +142,22 @@ def main(argv: list[str] | None = None) -> int:
         for done, name in enumerate(names):
             log.info("running %s (%s)", name, "quick" if quick else "full")
             rows.extend(run_one(ctx, name))
-            if str(args.out) != "-" and done + 1 < len(names):  # a run stopped early keeps what it measured
-                partial = ctx.notes + [f"Partial: {done + 1} of {len(names)} benchmarks done so far."]
+            if str(args.out) != "-" and done + 1 < len(
+                names
+            ):  # a run stopped early keeps what it measured
+                partial = ctx.notes + [
+                    f"Partial: {done + 1} of {len(names)} benchmarks done so far."
+                ]
                 write_report(args.out, mode, info, rows, partial, " ".join(sys.argv[1:]))
     elapsed = time.monotonic() - started
     info["load average at end"] = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    if max(os.getloadavg()[0], float(info["load average at start"].split(",")[0])) > (os.cpu_count() or 1):
-        ctx.notes.append("The machine was shared and busy during this run (load average above the core count): "
-                         "absolute figures are pessimistic, compare the ratios taken in this run.")
+    if max(os.getloadavg()[0], float(info["load average at start"].split(",")[0])) > (
+        os.cpu_count() or 1
+    ):
+        ctx.notes.append(
+            "The machine was shared and busy during this run (load average above the core count): "
+            "absolute figures are pessimistic, compare the ratios taken in this run."
+        )
     info["duration"] = f"{elapsed:.0f} s"
     sys.stdout.write("\n" + render_table(rows) + "\n")
     if str(args.out) != "-":

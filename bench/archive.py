@@ -73,7 +73,9 @@ class Archive:
         engine = self.engine()
         try:
             with engine.connect() as conn:
-                return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+                return int(
+                    conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
+                )
         finally:
             engine.dispose()
 
@@ -89,7 +91,9 @@ class Archive:
             engine.dispose()
 
 
-def make_archive(ctx: Context, name: str, database_url: str = "", list_name: str = LIST, **env: str) -> Archive:
+def make_archive(
+    ctx: Context, name: str, database_url: str = "", list_name: str = LIST, **env: str
+) -> Archive:
     """A fresh data dir with a migrated database and one open list."""
     from listgate import lists
     from listgate.db import make_engine, session_factory, transaction, writer
@@ -107,7 +111,9 @@ def make_archive(ctx: Context, name: str, database_url: str = "", list_name: str
             if lists.get(session, list_name) is None:
                 lists.create(session, list_name, "Benchmark list", "Posts made by make bench.")
     except Exception as exc:  # noqa: BLE001 - a broken migration is reported on the row
-        raise NotAvailable(f"cannot create the archive database: {type(exc).__name__}: {exc}"[:300]) from None
+        raise NotAvailable(
+            f"cannot create the archive database: {type(exc).__name__}: {exc}"[:300]
+        ) from None
     finally:
         engine.dispose()
     return archive

@@ -90,7 +90,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_port(host: str, port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+def wait_port(
+    host: str, port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> None:
     """Wait until something accepts connections on host:port; NotAvailable if the process dies."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -166,13 +168,27 @@ class Proc:
         return ""
 
 
-def run_measured(cmd: list[str], env: dict[str, str], log_path: Path, timeout: float | None = None,
-                 stdin: Path | None = None) -> tuple[int, float, int]:
+def run_measured(
+    cmd: list[str],
+    env: dict[str, str],
+    log_path: Path,
+    timeout: float | None = None,
+    stdin: Path | None = None,
+) -> tuple[int, float, int]:
     """Run cmd to the end: (exit status, wall seconds, peak RSS KiB of that process)."""
-    with open(log_path, "ab") as out, (open(stdin, "rb") if stdin else contextlib.nullcontext()) as inp:
+    with (
+        open(log_path, "ab") as out,
+        open(stdin, "rb") if stdin else contextlib.nullcontext() as inp,
+    ):
         started = time.perf_counter()
-        popen = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=inp or subprocess.DEVNULL,
-                                 start_new_session=True)
+        popen = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=inp or subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             pid, status, usage = os.wait4(popen.pid, os.WNOHANG)
@@ -215,12 +231,21 @@ class Context:
             raise value
         return value
 
-    def start(self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
+    def start(
+        self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> Proc:
         """Start a process in its own group, logging to the work dir; stopped at the end of the run."""
         log_path = self.path("logs", f"{name}.log")
         with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
-            popen = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True)
+            popen = subprocess.Popen(
+                cmd,
+                env=env,
+                cwd=cwd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         proc = Proc(name, popen, log_path)
         self.stack.callback(proc.stop)
         return proc
@@ -229,17 +254,19 @@ class Context:
 def listgate_env(data_dir: Path, **extra: str) -> dict[str, str]:
     """Environment for listgate processes of one benchmark archive (limits raised for load)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LISTGATE_")}
-    env.update({
-        "LISTGATE_DATA_DIR": str(data_dir),
-        "LISTGATE_DOMAIN": DOMAIN,
-        "LISTGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
-        "LISTGATE_LOG_LEVEL": "WARNING",
-        "LISTGATE_MAX_MESSAGES_PER_MINUTE": "100000000",
-        "LISTGATE_MAX_CONNECTIONS_PER_CLIENT": "1024",
-        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
-        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "LISTGATE_DATA_DIR": str(data_dir),
+            "LISTGATE_DOMAIN": DOMAIN,
+            "LISTGATE_SECRET_KEY": "bench-secret-key-0123456789abcdef",
+            "LISTGATE_LOG_LEVEL": "WARNING",
+            "LISTGATE_MAX_MESSAGES_PER_MINUTE": "100000000",
+            "LISTGATE_MAX_CONNECTIONS_PER_CLIENT": "1024",
+            "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+            "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -279,6 +306,7 @@ def _pg_version() -> str:
     if binary is None:
         return "not installed"
     with contextlib.suppress(OSError, subprocess.SubprocessError):
-        return subprocess.run([str(binary), "--version"], capture_output=True, text=True, timeout=10,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
     return "unknown"

@@ -15,7 +15,9 @@ GENERATOR_VERSION = 1
 
 def cache_dir() -> Path:
     """Where decompressed and generated corpora (and prefilled archives) are kept between runs."""
-    base = Path(os.environ.get("LISTGATE_BENCH_CACHE", "") or Path.home() / ".cache" / "listgate-bench")
+    base = Path(
+        os.environ.get("LISTGATE_BENCH_CACHE", "") or Path.home() / ".cache" / "listgate-bench"
+    )
     base.mkdir(parents=True, exist_ok=True)
     return base
 
@@ -45,5 +47,9 @@ def linux_man(limit: int = 0) -> Path:
 
 def synthetic(ctx: Context, count: int, seed: int = 1) -> Path:
     """The synthetic archive of count messages (generated once, kept in the cache)."""
-    return ensure_mbox(cache_dir() / f"synthetic-v{GENERATOR_VERSION}-s{seed}-{count}.mbox", count, seed,
-                       progress=count >= 100_000)
+    return ensure_mbox(
+        cache_dir() / f"synthetic-v{GENERATOR_VERSION}-s{seed}-{count}.mbox",
+        count,
+        seed,
+        progress=count >= 100_000,
+    )

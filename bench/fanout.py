@@ -57,10 +57,24 @@ def add_subscribers(archive: Archive, n: int, list_name: str | None = None) -> N
     now = datetime.now(UTC)
     try:
         with engine.begin() as conn:
-            list_id = conn.execute(select(MailingList.id).where(MailingList.name == (list_name or archive.list_name))).scalar_one()
-            conn.execute(Subscription.__table__.insert(), [
-                {"list_id": list_id, "address": f"sub{i}@subscribers.example", "kind": "list", "thread_key": 0,
-                 "status": "active", "created_at": now, "confirmed_at": now} for i in range(n)])
+            list_id = conn.execute(
+                select(MailingList.id).where(MailingList.name == (list_name or archive.list_name))
+            ).scalar_one()
+            conn.execute(
+                Subscription.__table__.insert(),
+                [
+                    {
+                        "list_id": list_id,
+                        "address": f"sub{i}@subscribers.example",
+                        "kind": "list",
+                        "thread_key": 0,
+                        "status": "active",
+                        "created_at": now,
+                        "confirmed_at": now,
+                    }
+                    for i in range(n)
+                ],
+            )
     finally:
         engine.dispose()
 
@@ -109,7 +123,9 @@ def _worker_rss(pid: int) -> tuple[int, int]:
 def one_case(ctx: Context, archive: Archive, sink: CountingSink, broker: str, workers: int) -> Row:
     """Start a worker, prove it delivers, post once, time every delivery."""
     n = subscribers(ctx)
-    case = f"{n:,} subscribers, {broker} broker, {workers} worker process{'es' if workers > 1 else ''}"
+    case = (
+        f"{n:,} subscribers, {broker} broker, {workers} worker process{'es' if workers > 1 else ''}"
+    )
     goal = f"{GOAL_AT:,} in < {GOAL_SECONDS:.0f} s" if broker == "redis" and workers == 2 else ""
     worker = start_worker(ctx, archive, workers, f"worker-{broker}-{workers}")
     try:
@@ -117,8 +133,10 @@ def one_case(ctx: Context, archive: Archive, sink: CountingSink, broker: str, wo
         _, warm = make_post("warmup@bench.test", "warm")
         error = send_one(archive.smtp_port, "warmup@bench.test", warm)
         if error or _wait(sink, 1, 90) < 1:
-            raise NotAvailable(f"the warm-up post was not delivered ({error or 'nothing reached the sink'}); "
-                               f"worker log: {worker.tail(2)[-200:]}")
+            raise NotAvailable(
+                f"the warm-up post was not delivered ({error or 'nothing reached the sink'}); "
+                f"worker log: {worker.tail(2)[-200:]}"
+            )
         sink.reset()
         _, raw = make_post(archive.address, f"fan{broker}{workers}")
         began = time.perf_counter()
@@ -133,8 +151,18 @@ def one_case(ctx: Context, archive: Archive, sink: CountingSink, broker: str, wo
         worker.stop()
     seconds = (last - began) if last else 0.0
     rate = got / seconds if seconds else 0.0
-    note = "" if got >= n else f"stopped waiting after {time_cap(ctx):.0f} s: {got:,} of {n:,} delivered by then"
-    last_txt = f"last after {seconds:.1f} s" if got >= n else f"{n:,} would take ~{n / rate:.0f} s" if rate else "none"
+    note = (
+        ""
+        if got >= n
+        else f"stopped waiting after {time_cap(ctx):.0f} s: {got:,} of {n:,} delivered by then"
+    )
+    last_txt = (
+        f"last after {seconds:.1f} s"
+        if got >= n
+        else f"{n:,} would take ~{n / rate:.0f} s"
+        if rate
+        else "none"
+    )
     value = f"{fmt_rate(rate, ' deliveries/s')}, {last_txt}; worker peak {fmt_mb(rss_max)}"
     ok = got >= n and rate * GOAL_SECONDS >= GOAL_AT
     return Row(NAME, case, value, "", goal, verdict(ok) if goal else "", note)
@@ -157,7 +185,9 @@ def run(ctx: Context) -> list[Row]:
                     try:
                         rows.append(one_case(ctx, archive, sink, broker, workers))
                     except NotAvailable as exc:
-                        rows.append(Row.unavailable(NAME, f"{broker} broker, {workers} worker(s)", str(exc)))
+                        rows.append(
+                            Row.unavailable(NAME, f"{broker} broker, {workers} worker(s)", str(exc))
+                        )
             finally:
                 gateway.stop()
     return rows

@@ -52,18 +52,31 @@ def _scalar(engine: Any, sql: str) -> int:
 def run(ctx: Context, archive: Archive, label: str, archiver: Proc) -> list[Row]:
     """The archiver's sustained rate, then freshness at half that rate."""
     rate, note = _sustained(ctx, archive, label, archiver)
-    rows = [Row(NAME, f"{label}, archiver sustained (4 KB posts)", fmt_rate(rate), "", "", "", note)]
+    rows = [
+        Row(NAME, f"{label}, archiver sustained (4 KB posts)", fmt_rate(rate), "", "", "", note)
+    ]
     target = max(2.0, rate / 2)
     lat, sent, errors = _freshness(ctx, archive, target)
     if not lat:
-        rows.append(Row.unavailable(NAME, f"{label}, freshness", f"no post became visible ({errors})"))
+        rows.append(
+            Row.unavailable(NAME, f"{label}, freshness", f"no post became visible ({errors})")
+        )
         return rows
     p50, p99 = percentile(lat, 50), percentile(lat, 99)
     missing = sent - len(lat)
-    rows.append(Row(NAME, f"{label}, freshness 250 -> visible at {target:.0f} posts/s", f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)}",
-                    "", f"p99 < {FRESH_GOAL:.0f} s", verdict(p99 < FRESH_GOAL and not missing),
-                    f"{len(lat)} posts; max {fmt_ms(max(lat))}" + (f"; {missing} never seen" if missing else "")
-                    + (f"; {errors} errors" if errors else "")))
+    rows.append(
+        Row(
+            NAME,
+            f"{label}, freshness 250 -> visible at {target:.0f} posts/s",
+            f"p50 {fmt_ms(p50)}, p99 {fmt_ms(p99)}",
+            "",
+            f"p99 < {FRESH_GOAL:.0f} s",
+            verdict(p99 < FRESH_GOAL and not missing),
+            f"{len(lat)} posts; max {fmt_ms(max(lat))}"
+            + (f"; {missing} never seen" if missing else "")
+            + (f"; {errors} errors" if errors else ""),
+        )
+    )
     return rows
 
 
@@ -128,8 +141,10 @@ def _freshness(ctx: Context, archive: Archive, rate: float) -> tuple[list[float]
         try:
             while not stop.is_set():
                 with engine.connect() as conn:
-                    for pk, msgid in conn.execute(text("SELECT id, message_id FROM messages WHERE id > :last ORDER BY id"),
-                                                  {"last": last}):
+                    for pk, msgid in conn.execute(
+                        text("SELECT id, message_id FROM messages WHERE id > :last ORDER BY id"),
+                        {"last": last},
+                    ):
                         seen.setdefault(msgid, time.perf_counter())
                         last = pk
                 time.sleep(0.005)

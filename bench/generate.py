@@ -25,13 +25,164 @@ from typing import BinaryIO
 
 log = logging.getLogger(__name__)
 
-WORDS = ["kernel", "memory", "page", "patch", "buffer", "thread", "lock", "driver", "fix", "bug", "test", "build", "release", "manual", "section", "option", "value", "error", "return", "system", "call", "file", "socket", "signal", "process", "user", "group", "example", "string", "pointer", "struct", "function", "library", "header", "document", "update", "change", "review", "question", "answer", "version", "support", "linux", "man", "command", "argument", "default", "behaviour", "note", "see", "also", "description", "synopsis", "flag", "mode", "time", "clock", "timer", "queue", "list", "entry", "table", "index", "path", "directory", "mount", "network", "address", "port", "device", "interrupt", "handler", "cache", "read", "write", "open", "close", "the", "a", "of", "to", "and", "in", "is", "that", "for", "it", "with", "as", "on", "be", "this", "by", "are", "not", "or", "from", "at", "which", "have"]
-FIRST = ["Alice", "Bob", "Carol", "Dave", "Erin", "Frank", "Grace", "Heidi", "Ivan", "Judy", "Mallory", "Niaj", "Olivia", "Peggy", "Rupert", "Sybil", "Trent", "Victor", "Walter", "Yolanda"]
-LAST = ["Smith", "Jones", "Taylor", "Brown", "Wilson", "Evans", "Thomas", "Roberts", "Walker", "Wright", "Green", "Hall"]
-NON_ASCII_NAMES = ("José Müller", "Zoë Ångström", "李雷", "Дмитрий Иванов", "Björn Þórsson",
-                   "Łukasz Żółć", "ゆき 佐藤", "François Çelik", "Αλέξανδρος Παπαδόπουλος")
-NON_ASCII_SUBJECTS = ("Über die Speicherverwaltung", "problème de mémoire", "ошибка в драйвере",
-                      "内核 补丁 问题", "Größe des Puffers", "señal perdida", "カーネルのバグ")
+WORDS = [
+    "kernel",
+    "memory",
+    "page",
+    "patch",
+    "buffer",
+    "thread",
+    "lock",
+    "driver",
+    "fix",
+    "bug",
+    "test",
+    "build",
+    "release",
+    "manual",
+    "section",
+    "option",
+    "value",
+    "error",
+    "return",
+    "system",
+    "call",
+    "file",
+    "socket",
+    "signal",
+    "process",
+    "user",
+    "group",
+    "example",
+    "string",
+    "pointer",
+    "struct",
+    "function",
+    "library",
+    "header",
+    "document",
+    "update",
+    "change",
+    "review",
+    "question",
+    "answer",
+    "version",
+    "support",
+    "linux",
+    "man",
+    "command",
+    "argument",
+    "default",
+    "behaviour",
+    "note",
+    "see",
+    "also",
+    "description",
+    "synopsis",
+    "flag",
+    "mode",
+    "time",
+    "clock",
+    "timer",
+    "queue",
+    "list",
+    "entry",
+    "table",
+    "index",
+    "path",
+    "directory",
+    "mount",
+    "network",
+    "address",
+    "port",
+    "device",
+    "interrupt",
+    "handler",
+    "cache",
+    "read",
+    "write",
+    "open",
+    "close",
+    "the",
+    "a",
+    "of",
+    "to",
+    "and",
+    "in",
+    "is",
+    "that",
+    "for",
+    "it",
+    "with",
+    "as",
+    "on",
+    "be",
+    "this",
+    "by",
+    "are",
+    "not",
+    "or",
+    "from",
+    "at",
+    "which",
+    "have",
+]
+FIRST = [
+    "Alice",
+    "Bob",
+    "Carol",
+    "Dave",
+    "Erin",
+    "Frank",
+    "Grace",
+    "Heidi",
+    "Ivan",
+    "Judy",
+    "Mallory",
+    "Niaj",
+    "Olivia",
+    "Peggy",
+    "Rupert",
+    "Sybil",
+    "Trent",
+    "Victor",
+    "Walter",
+    "Yolanda",
+]
+LAST = [
+    "Smith",
+    "Jones",
+    "Taylor",
+    "Brown",
+    "Wilson",
+    "Evans",
+    "Thomas",
+    "Roberts",
+    "Walker",
+    "Wright",
+    "Green",
+    "Hall",
+]
+NON_ASCII_NAMES = (
+    "José Müller",
+    "Zoë Ångström",
+    "李雷",
+    "Дмитрий Иванов",
+    "Björn Þórsson",
+    "Łukasz Żółć",
+    "ゆき 佐藤",
+    "François Çelik",
+    "Αλέξανδρος Παπαδόπουλος",
+)
+NON_ASCII_SUBJECTS = (
+    "Über die Speicherverwaltung",
+    "problème de mémoire",
+    "ошибка в драйвере",
+    "内核 补丁 问题",
+    "Größe des Puffers",
+    "señal perdida",
+    "カーネルのバグ",
+)
 MAX_ACTIVE = 300  # open conversations at any time (fewer for small archives): bounds memory
 KEEP_PER_THREAD = 40  # recent messages a reply may answer
 
@@ -68,9 +219,16 @@ class Stats:
 class Generator:
     """Yields raw messages (bytes, CRLF-free LF lines) for a seed."""
 
-    def __init__(self, seed: int = 1, start: datetime | None = None, span_days: float = 7300,
-                 domain: str = "lists.example.org", list_name: str = "synth", max_thread: int = 2000,
-                 active: int = 0) -> None:
+    def __init__(
+        self,
+        seed: int = 1,
+        start: datetime | None = None,
+        span_days: float = 7300,
+        domain: str = "lists.example.org",
+        list_name: str = "synth",
+        max_thread: int = 2000,
+        active: int = 0,
+    ) -> None:
         self.rng = random.Random(seed)
         self.seed = seed
         self.start = start or datetime(2004, 1, 1, tzinfo=UTC)
@@ -99,7 +257,9 @@ class Generator:
         emitted = 0
         total_seconds = self.span.total_seconds()
         while emitted < count:
-            when = self.start + timedelta(seconds=total_seconds * step / max(count, 1) + self.rng.random() * 600)
+            when = self.start + timedelta(
+                seconds=total_seconds * step / max(count, 1) + self.rng.random() * 600
+            )
             raw = self._next(step, when)
             step += 1
             ready = [d for d in self._delayed if d[0] <= step]
@@ -136,7 +296,9 @@ class Generator:
             thread = self._active[index]
             recent = thread.posts[-KEEP_PER_THREAD:]
             # mostly answer one of the latest posts, sometimes an early one: deep and bushy trees
-            parent = recent[-1 - min(int(rng.expovariate(0.5)), len(recent) - 1)] if recent else None
+            parent = (
+                recent[-1 - min(int(rng.expovariate(0.5)), len(recent) - 1)] if recent else None
+            )
         msgid = f"{step:x}.{rng.getrandbits(40):010x}@gen{self.seed}.example"
         chain = (parent.chain + (parent.msgid,))[-30:] if parent else ()
         person = self._people[int(rng.paretovariate(1.3)) % len(self._people)]
@@ -176,8 +338,15 @@ class Generator:
         lines.extend(["", "-- ", author])
         return lines
 
-    def _render(self, msgid: str, chain: tuple[str, ...], subject: str, person: tuple[str, str],
-                when: datetime, body: list[str]) -> bytes:
+    def _render(
+        self,
+        msgid: str,
+        chain: tuple[str, ...],
+        subject: str,
+        person: tuple[str, str],
+        when: datetime,
+        body: list[str],
+    ) -> bytes:
         rng = self.rng
         offset = timezone(timedelta(minutes=rng.choice((0, 60, 120, -300, -420, 330, 540))))
         name, addr = person
@@ -199,9 +368,16 @@ class Generator:
             return _join(headers + _multipart("alternative", msgid), _alternative(text, msgid))
         if roll < 0.11:
             self.stats.attachments += 1
-            return _join(headers + _multipart("mixed", msgid), _mixed(text, msgid, rng.randbytes(rng.randint(512, 24000))))
+            return _join(
+                headers + _multipart("mixed", msgid),
+                _mixed(text, msgid, rng.randbytes(rng.randint(512, 24000))),
+            )
         if not text.isascii():
-            return _join(headers + ['Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: 8bit"], text)
+            return _join(
+                headers
+                + ['Content-Type: text/plain; charset="utf-8"', "Content-Transfer-Encoding: 8bit"],
+                text,
+            )
         return _join(headers + ['Content-Type: text/plain; charset="us-ascii"'], text)
 
 
@@ -222,19 +398,27 @@ def _multipart(kind: str, msgid: str) -> list[str]:
 
 def _alternative(text: str, msgid: str) -> str:
     boundary = "alt-" + msgid.split("@")[0]
-    html = "<html><body>" + "".join(f"<p>{line}</p>" for line in text.splitlines() if line) + "</body></html>\n"
-    return (f"This is a multi-part message in MIME format.\n\n--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{text}\n"
-            f"--{boundary}\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{html}\n"
-            f"--{boundary}--\n")
+    html = (
+        "<html><body>"
+        + "".join(f"<p>{line}</p>" for line in text.splitlines() if line)
+        + "</body></html>\n"
+    )
+    return (
+        f"This is a multi-part message in MIME format.\n\n--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{text}\n"
+        f"--{boundary}\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{html}\n"
+        f"--{boundary}--\n"
+    )
 
 
 def _mixed(text: str, msgid: str, data: bytes) -> str:
     boundary = "mix-" + msgid.split("@")[0]
     encoded = base64.encodebytes(data).decode("ascii")
-    return (f"This is a multi-part message in MIME format.\n\n--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{text}\n"
-            f"--{boundary}\nContent-Type: application/octet-stream; name=\"trace-{msgid[:6]}.bin\"\n"
-            f"Content-Disposition: attachment; filename=\"trace-{msgid[:6]}.bin\"\n"
-            f"Content-Transfer-Encoding: base64\n\n{encoded}\n--{boundary}--\n")
+    return (
+        f"This is a multi-part message in MIME format.\n\n--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{text}\n"
+        f'--{boundary}\nContent-Type: application/octet-stream; name="trace-{msgid[:6]}.bin"\n'
+        f'Content-Disposition: attachment; filename="trace-{msgid[:6]}.bin"\n'
+        f"Content-Transfer-Encoding: base64\n\n{encoded}\n--{boundary}--\n"
+    )
 
 
 def mboxrd_entry(raw: bytes, sender: bytes = b"MAILER-DAEMON") -> bytes:
@@ -249,14 +433,23 @@ def mboxrd_entry(raw: bytes, sender: bytes = b"MAILER-DAEMON") -> bytes:
     return b"".join(out)
 
 
-def write_mbox(out: BinaryIO, count: int, seed: int = 1, progress: bool = True, **kwargs: object) -> Stats:
+def write_mbox(
+    out: BinaryIO, count: int, seed: int = 1, progress: bool = True, **kwargs: object
+) -> Stats:
     """Stream count messages to out as mboxrd; returns what was written."""
     gen = Generator(seed=seed, **kwargs)  # type: ignore[arg-type]
     items = gen.messages(count)
     if progress:
         from tqdm import tqdm
 
-        items = tqdm(items, total=count, unit="msg", desc=f"generate {count}", file=sys.stderr, mininterval=1.0)
+        items = tqdm(
+            items,
+            total=count,
+            unit="msg",
+            desc=f"generate {count}",
+            file=sys.stderr,
+            mininterval=1.0,
+        )
     out.writelines(mboxrd_entry(raw) for raw in items)
     return gen.stats
 
@@ -275,7 +468,9 @@ def ensure_mbox(path: Path, count: int, seed: int = 1, progress: bool = True) ->
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: write a synthetic mbox."""
-    parser = argparse.ArgumentParser(prog="python -m bench.generate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.generate", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--messages", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True, help="mbox path ('-' for stdout)")

@@ -36,8 +36,13 @@ class HttpResult:
         return ", ".join(parts)
 
 
-def fetch(port: int, path: str, host: str = "127.0.0.1", timeout: float = 120,
-          headers: dict[str, str] | None = None) -> tuple[int, str]:
+def fetch(
+    port: int,
+    path: str,
+    host: str = "127.0.0.1",
+    timeout: float = 120,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, str]:
     """One GET: (status, Location header)."""
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
@@ -49,8 +54,14 @@ def fetch(port: int, path: str, host: str = "127.0.0.1", timeout: float = 120,
         conn.close()
 
 
-def load(port: int, path: str, concurrency: int, requests: int, host: str = "127.0.0.1",
-         headers: dict[str, str] | None = None) -> HttpResult:
+def load(
+    port: int,
+    path: str,
+    concurrency: int,
+    requests: int,
+    host: str = "127.0.0.1",
+    headers: dict[str, str] | None = None,
+) -> HttpResult:
     """`requests` GETs of path over `concurrency` keep-alive connections."""
     sent = {"Accept-Encoding": "identity", **(headers or {})}
     result = HttpResult()

@@ -63,28 +63,60 @@ def listgate_import(ctx: Context, name: str, mbox: Path) -> Imported:
 def linux_man_archive(ctx: Context) -> Imported:
     """linux-man imported once per run (pages and storage reuse it)."""
     limit = linux_man_limit(ctx)
-    return ctx.once("linux-man-archive", lambda: listgate_import(ctx, "linux-man", linux_man(limit)))  # type: ignore[return-value]
+    return ctx.once(
+        "linux-man-archive", lambda: listgate_import(ctx, "linux-man", linux_man(limit))
+    )  # type: ignore[return-value]
 
 
 def linux_man_peer(ctx: Context) -> PublicInbox:
     """The same linux-man mbox imported into public-inbox once per run."""
     limit = linux_man_limit(ctx)
-    return ctx.once("linux-man-public-inbox", lambda: import_mbox(ctx, "linuxman", linux_man(limit)))  # type: ignore[return-value]
+    return ctx.once(
+        "linux-man-public-inbox", lambda: import_mbox(ctx, "linuxman", linux_man(limit))
+    )  # type: ignore[return-value]
 
 
-def _rows(ctx: Context, label: str, ours: Imported | NotAvailable, theirs: PublicInbox | NotAvailable | None) -> list[Row]:
+def _rows(
+    ctx: Context,
+    label: str,
+    ours: Imported | NotAvailable,
+    theirs: PublicInbox | NotAvailable | None,
+) -> list[Row]:
     if isinstance(ours, NotAvailable):
-        return [Row.unavailable(NAME, f"{label}: listgate import", str(ours), goal=f">= {GOAL}x public-inbox")]
+        return [
+            Row.unavailable(
+                NAME, f"{label}: listgate import", str(ours), goal=f">= {GOAL}x public-inbox"
+            )
+        ]
     value = f"{fmt_rate(ours.rate, ' msg/s')} ({ours.messages:,} msgs in {ours.seconds:.0f} s, peak {fmt_mb(ours.peak_rss_kib)})"
     if theirs is None:
-        return [Row(NAME, f"{label}: listgate import", value, note="public-inbox not run at this size")]
+        return [
+            Row(NAME, f"{label}: listgate import", value, note="public-inbox not run at this size")
+        ]
     if isinstance(theirs, NotAvailable):
-        return [Row(NAME, f"{label}: listgate import", value, goal=f">= {GOAL}x public-inbox", verdict="n/a",
-                    note=f"public-inbox: {theirs}")]
+        return [
+            Row(
+                NAME,
+                f"{label}: listgate import",
+                value,
+                goal=f">= {GOAL}x public-inbox",
+                verdict="n/a",
+                note=f"public-inbox: {theirs}",
+            )
+        ]
     their_rate = theirs.count() / theirs.seconds if theirs.seconds else 0.0
     ratio = ours.rate / their_rate if their_rate else 0.0
-    return [Row(NAME, f"{label}: listgate import vs public-inbox", value + f"; public-inbox {fmt_rate(their_rate, ' msg/s')}"
-                f" (peak {fmt_mb(theirs.peak_rss_kib)})", f"{ratio:.2f}", f">= {GOAL}x", verdict(ratio >= GOAL))]
+    return [
+        Row(
+            NAME,
+            f"{label}: listgate import vs public-inbox",
+            value + f"; public-inbox {fmt_rate(their_rate, ' msg/s')}"
+            f" (peak {fmt_mb(theirs.peak_rss_kib)})",
+            f"{ratio:.2f}",
+            f">= {GOAL}x",
+            verdict(ratio >= GOAL),
+        )
+    ]
 
 
 def _attempt(fn):  # type: ignore[no-untyped-def]
@@ -112,9 +144,19 @@ def run(ctx: Context) -> list[Row]:
             imported.append(mine)
             ctx.memo[f"synthetic-archive-{n}"] = mine
     if len(imported) >= 2:
-        small, big = min(imported, key=lambda i: i.messages), max(imported, key=lambda i: i.messages)
+        small, big = (
+            min(imported, key=lambda i: i.messages),
+            max(imported, key=lambda i: i.messages),
+        )
         growth = big.peak_rss_kib / small.peak_rss_kib if small.peak_rss_kib else 0.0
-        rows.append(Row(NAME, f"peak RSS, {small.messages:,} vs {big.messages:,} msgs",
-                        f"{fmt_mb(small.peak_rss_kib)} vs {fmt_mb(big.peak_rss_kib)}", f"{growth:.2f}",
-                        "flat (<= 1.25x)", verdict(growth <= 1.25)))
+        rows.append(
+            Row(
+                NAME,
+                f"peak RSS, {small.messages:,} vs {big.messages:,} msgs",
+                f"{fmt_mb(small.peak_rss_kib)} vs {fmt_mb(big.peak_rss_kib)}",
+                f"{growth:.2f}",
+                "flat (<= 1.25x)",
+                verdict(growth <= 1.25),
+            )
+        )
     return rows

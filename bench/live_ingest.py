@@ -34,7 +34,9 @@ def _duration(ctx: Context) -> float:
     return 0.3 if ctx.memo.get("tiny") else (1.0 if ctx.quick else 5.0)
 
 
-def _rate(ctx: Context, port: int, to: str, clients: int, reuse: bool, tag: str) -> tuple[float, int, str]:
+def _rate(
+    ctx: Context, port: int, to: str, clients: int, reuse: bool, tag: str
+) -> tuple[float, int, str]:
     """(posts/s answered 250, how many, errors noted) for one run."""
     res = run_load(port, to, clients, 0, reuse, tag, duration=_duration(ctx))
     note = f"{len(res.errors)} errors, e.g. {res.errors[0]}" if res.errors else ""
@@ -68,7 +70,11 @@ def run(ctx: Context) -> list[Row]:
             gateway = start_gateway(ctx, archive, f"gateway-{label}", ("--no-archiver",))
             archiver = start_archiver(ctx, archive, f"archiver-{label}")
         except NotAvailable as exc:
-            rows.append(Row.unavailable(NAME, f"{label}: posts/s", str(exc), goal=f">= {GOAL} of bare, 4+ clients"))
+            rows.append(
+                Row.unavailable(
+                    NAME, f"{label}: posts/s", str(exc), goal=f">= {GOAL} of bare, 4+ clients"
+                )
+            )
             continue
         try:
             run_load(archive.smtp_port, archive.address, 4, 40, True, f"warm-{label}")
@@ -86,19 +92,27 @@ def run(ctx: Context) -> list[Row]:
     return rows
 
 
-def _row(ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, bare_port: int) -> Row:
+def _row(
+    ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, bare_port: int
+) -> Row:
     """Ours and bare alternately (ctx.repeats pairs), medians and their ratio; then the spool must drain whole."""
     mode = "reused conn" if reuse else "new conn/post"
     case = f"{label}, {clients} client{'s' if clients > 1 else ''}, {mode}"
     ours, theirs, notes, accepted = [], [], [], 0
     before = archive.count()
     for r in range(ctx.repeats):
-        rate, n, note = _rate(ctx, archive.smtp_port, archive.address, clients, reuse, f"{label}{clients}{reuse}-{r}")
+        rate, n, note = _rate(
+            ctx, archive.smtp_port, archive.address, clients, reuse, f"{label}{clients}{reuse}-{r}"
+        )
         ours.append(rate)
         accepted += n
         notes.append(note)
         if bare_port:
-            theirs.append(_rate(ctx, bare_port, "bench@bench.test", clients, reuse, f"bare{clients}{reuse}-{r}")[0])
+            theirs.append(
+                _rate(
+                    ctx, bare_port, "bench@bench.test", clients, reuse, f"bare{clients}{reuse}-{r}"
+                )[0]
+            )
     waited = freshness.drained(archive)
     archived = archive.count() - before
     if archived != accepted:
@@ -109,5 +123,12 @@ def _row(ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, 
     if not theirs:
         return Row(NAME, case, fmt_rate(median(ours)), "", goal, "", note)
     ratio = median([o / t for o, t in zip(ours, theirs, strict=False) if t]) if any(theirs) else 0.0
-    return Row(NAME, case, f"{fmt_rate(median(ours))} (bare {fmt_rate(median(theirs))})", f"{ratio:.2f}", goal,
-               verdict(ratio >= GOAL) if goal else "", note)
+    return Row(
+        NAME,
+        case,
+        f"{fmt_rate(median(ours))} (bare {fmt_rate(median(theirs))})",
+        f"{ratio:.2f}",
+        goal,
+        verdict(ratio >= GOAL) if goal else "",
+        note,
+    )

@@ -27,7 +27,7 @@ def gateway_big_post(ctx: Context) -> Row:
     gateway = start_gateway(ctx, archive, "gateway-memory")
     try:
         _, small = make_post(archive.address, "memwarm")
-        if (error := send_one(archive.smtp_port, archive.address, small)):
+        if error := send_one(archive.smtp_port, archive.address, small):
             raise NotAvailable(f"the warm-up post was refused: {error}")
         before = peak_rss_kib(gateway.popen.pid)
         _, raw = make_post(archive.address, "membig", size)
@@ -36,8 +36,15 @@ def gateway_big_post(ctx: Context) -> Row:
     finally:
         gateway.stop()
     note = f"refused: {error}" if error else ""
-    return Row(NAME, case, f"peak {fmt_mb(after)} (was {fmt_mb(before)} before it: +{fmt_mb(after - before)})",
-               f"{(after - before) / (size / 1024):.1f}x post", "", "", note)
+    return Row(
+        NAME,
+        case,
+        f"peak {fmt_mb(after)} (was {fmt_mb(before)} before it: +{fmt_mb(after - before)})",
+        f"{(after - before) / (size / 1024):.1f}x post",
+        "",
+        "",
+        note,
+    )
 
 
 def run(ctx: Context) -> list[Row]:
@@ -50,15 +57,36 @@ def run(ctx: Context) -> list[Row]:
     workers = ctx.memo.get("worker-rss") or []
     if workers:
         for case, rss_max, rss_sum in workers:  # type: ignore[union-attr]
-            rows.append(Row(NAME, f"worker during fan-out: {case}",
-                            f"largest process {fmt_mb(rss_max)}, all worker processes {fmt_mb(rss_sum)}"))
+            rows.append(
+                Row(
+                    NAME,
+                    f"worker during fan-out: {case}",
+                    f"largest process {fmt_mb(rss_max)}, all worker processes {fmt_mb(rss_sum)}",
+                )
+            )
     else:
-        rows.append(Row.unavailable(NAME, "worker during fan-out", "the fan-out benchmark did not run in this run"))
-    imports = sorted((v for k, v in ctx.memo.items() if k.startswith("synthetic-archive-")),
-                     key=lambda i: i.messages)  # type: ignore[attr-defined]
+        rows.append(
+            Row.unavailable(
+                NAME, "worker during fan-out", "the fan-out benchmark did not run in this run"
+            )
+        )
+    imports = sorted(
+        (v for k, v in ctx.memo.items() if k.startswith("synthetic-archive-")),
+        key=lambda i: i.messages,
+    )  # type: ignore[attr-defined]
     if imports:
         big: Imported = imports[-1]  # type: ignore[assignment]
-        rows.append(Row(NAME, f"`listgate import` of {big.messages:,} messages", f"peak {fmt_mb(big.peak_rss_kib)}"))
+        rows.append(
+            Row(
+                NAME,
+                f"`listgate import` of {big.messages:,} messages",
+                f"peak {fmt_mb(big.peak_rss_kib)}",
+            )
+        )
     else:
-        rows.append(Row.unavailable(NAME, "import of the synthetic archive", "the import benchmark did not import it"))
+        rows.append(
+            Row.unavailable(
+                NAME, "import of the synthetic archive", "the import benchmark did not import it"
+            )
+        )
     return rows

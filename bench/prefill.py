@@ -20,7 +20,22 @@ log = logging.getLogger(__name__)
 PREFILL_VERSION = 3  # bump when the rows written here change
 THREAD_SIZE = 5  # root and four replies, each answering the one before
 BATCH = 5000
-WORDS = ["kernel", "memory", "page", "patch", "buffer", "driver", "lock", "signal", "socket", "timer", "queue", "cache", "mount", "path"]
+WORDS = [
+    "kernel",
+    "memory",
+    "page",
+    "patch",
+    "buffer",
+    "driver",
+    "lock",
+    "signal",
+    "socket",
+    "timer",
+    "queue",
+    "cache",
+    "mount",
+    "path",
+]
 
 
 def _bodies(n: int = 997) -> list[str]:
@@ -61,24 +76,49 @@ def prefill(archive: Archive, count: int, progress: bool = True) -> None:
             if engine.dialect.name == "sqlite":
                 # a bigger page cache keeps index inserts in memory: 1M rows go in minutes, not an hour
                 conn.exec_driver_sql("PRAGMA cache_size=-1048576")
-            list_id = conn.execute(select(MailingList.id).where(MailingList.name == archive.list_name)).scalar_one()
+            list_id = conn.execute(
+                select(MailingList.id).where(MailingList.name == archive.list_name)
+            ).scalar_one()
             base_raw = conn.execute(select(func.coalesce(func.max(RawMessage.id), 0))).scalar_one()
             base_msg = conn.execute(select(func.coalesce(func.max(Message.id), 0))).scalar_one()
             base_thread = conn.execute(select(func.coalesce(func.max(Thread.id), 0))).scalar_one()
             bar = _bar(count, progress)
             bodies = _bodies()
             for start in range(0, count, BATCH):
-                rows = _batch(list_id, start, min(count, start + BATCH), base_raw, base_msg, base_thread, bodies)
-                for model in (RawMessage, Thread, Message, ThreadNode, MessageRef, ThreadParticipant):
+                rows = _batch(
+                    list_id,
+                    start,
+                    min(count, start + BATCH),
+                    base_raw,
+                    base_msg,
+                    base_thread,
+                    bodies,
+                )
+                for model in (
+                    RawMessage,
+                    Thread,
+                    Message,
+                    ThreadNode,
+                    MessageRef,
+                    ThreadParticipant,
+                ):
                     if rows[model.__tablename__]:
                         conn.execute(model.__table__.insert(), rows[model.__tablename__])
                 bar.update(min(BATCH, count - start))
             bar.close()
-            conn.execute(update(MailingList).where(MailingList.id == list_id).values(
-                message_count=MailingList.message_count + count,
-                thread_count=MailingList.thread_count + (count + THREAD_SIZE - 1) // THREAD_SIZE))
+            conn.execute(
+                update(MailingList)
+                .where(MailingList.id == list_id)
+                .values(
+                    message_count=MailingList.message_count + count,
+                    thread_count=MailingList.thread_count
+                    + (count + THREAD_SIZE - 1) // THREAD_SIZE,
+                )
+            )
     except Exception as exc:  # noqa: BLE001 - the schema moved under us: say so on the row
-        raise NotAvailable(f"bulk prefill no longer matches the schema: {type(exc).__name__}: {exc}"[:300]) from None
+        raise NotAvailable(
+            f"bulk prefill no longer matches the schema: {type(exc).__name__}: {exc}"[:300]
+        ) from None
     finally:
         engine.dispose()
 
@@ -86,13 +126,31 @@ def prefill(archive: Archive, count: int, progress: bool = True) -> None:
 def _bar(count: int, progress: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=count, unit="msg", desc=f"prefill {count}", disable=not progress, mininterval=1.0)
+    return tqdm(
+        total=count, unit="msg", desc=f"prefill {count}", disable=not progress, mininterval=1.0
+    )
 
 
-def _batch(list_id: int, lo: int, hi: int, base_raw: int, base_msg: int, base_thread: int,
-           bodies: list[str]) -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {t: [] for t in ("raw_messages", "threads", "messages", "thread_nodes",
-                                                  "message_refs", "thread_participants")}
+def _batch(
+    list_id: int,
+    lo: int,
+    hi: int,
+    base_raw: int,
+    base_msg: int,
+    base_thread: int,
+    bodies: list[str],
+) -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {
+        t: []
+        for t in (
+            "raw_messages",
+            "threads",
+            "messages",
+            "thread_nodes",
+            "message_refs",
+            "thread_participants",
+        )
+    }
     epoch = datetime(2000, 1, 1, tzinfo=UTC)
     for i in range(lo, hi):
         t, pos = divmod(i, THREAD_SIZE)
@@ -100,31 +158,76 @@ def _batch(list_id: int, lo: int, hi: int, base_raw: int, base_msg: int, base_th
         date = epoch + timedelta(minutes=7 * i)
         subject = " ".join(WORDS[(t * k + k) % len(WORDS)] for k in range(1, 5)) + f" {t}"
         author = f"author{i % 997}@example.org"
-        raw = (f"Message-ID: <{prefill_msgid(i)}>\nSubject: {subject}\nFrom: {author}\n\n"
-               f"prefilled body {i} " + bodies[i % len(bodies)]).encode()
-        rows["raw_messages"].append({"id": base_raw + i + 1, "sha256": hashlib.sha256(raw).hexdigest(),
-                                     "size": len(raw), "data": raw, "received_at": date})
+        raw = (
+            f"Message-ID: <{prefill_msgid(i)}>\nSubject: {subject}\nFrom: {author}\n\n"
+            f"prefilled body {i} " + bodies[i % len(bodies)]
+        ).encode()
+        rows["raw_messages"].append(
+            {
+                "id": base_raw + i + 1,
+                "sha256": hashlib.sha256(raw).hexdigest(),
+                "size": len(raw),
+                "data": raw,
+                "received_at": date,
+            }
+        )
         chain = [prefill_msgid(t * THREAD_SIZE + k) for k in range(pos)]
         if pos == 0:
-            rows["threads"].append({
-                "id": thread_pk, "list_id": list_id, "subject": subject, "subject_norm": subject.lower(),
-                "root_message_pk": msg_pk, "starter_name": author.split("@")[0], "created_at": date,
-                "message_count": min(THREAD_SIZE, hi - i), "participant_count": min(THREAD_SIZE, hi - i),
-                "last_activity": date + timedelta(minutes=7 * (THREAD_SIZE - 1)),
-            })
-        rows["messages"].append({
-            "id": msg_pk, "list_id": list_id, "message_id": prefill_msgid(i), "thread_id": thread_pk,
-            "parent_id": msg_pk - 1 if pos else None, "pref_parent_id": msg_pk - 1 if pos else None,
-            "parent_pos": pos - 1, "raw_id": base_raw + i + 1,
-            "subject": ("Re: " if pos else "") + subject, "subject_norm": subject.lower(),
-            "from_name": author.split("@")[0], "from_addr": author, "date": date, "received_at": date,
-            "in_reply_to": chain[-1] if chain else "", "references": " ".join(chain),
-            "body_text": raw.split(b"\n\n", 1)[1].decode(), "status": "visible", "origin": "import",
-        })
-        rows["thread_nodes"].append({"list_id": list_id, "msgid": prefill_msgid(i), "thread_id": thread_pk,
-                                     "message_pk": msg_pk})
-        rows["message_refs"].extend({"message_pk": msg_pk, "position": p, "list_id": list_id, "ref": ref,
-                                     "in_reply_to": int(p == pos - 1)} for p, ref in enumerate(chain))
+            rows["threads"].append(
+                {
+                    "id": thread_pk,
+                    "list_id": list_id,
+                    "subject": subject,
+                    "subject_norm": subject.lower(),
+                    "root_message_pk": msg_pk,
+                    "starter_name": author.split("@")[0],
+                    "created_at": date,
+                    "message_count": min(THREAD_SIZE, hi - i),
+                    "participant_count": min(THREAD_SIZE, hi - i),
+                    "last_activity": date + timedelta(minutes=7 * (THREAD_SIZE - 1)),
+                }
+            )
+        rows["messages"].append(
+            {
+                "id": msg_pk,
+                "list_id": list_id,
+                "message_id": prefill_msgid(i),
+                "thread_id": thread_pk,
+                "parent_id": msg_pk - 1 if pos else None,
+                "pref_parent_id": msg_pk - 1 if pos else None,
+                "parent_pos": pos - 1,
+                "raw_id": base_raw + i + 1,
+                "subject": ("Re: " if pos else "") + subject,
+                "subject_norm": subject.lower(),
+                "from_name": author.split("@")[0],
+                "from_addr": author,
+                "date": date,
+                "received_at": date,
+                "in_reply_to": chain[-1] if chain else "",
+                "references": " ".join(chain),
+                "body_text": raw.split(b"\n\n", 1)[1].decode(),
+                "status": "visible",
+                "origin": "import",
+            }
+        )
+        rows["thread_nodes"].append(
+            {
+                "list_id": list_id,
+                "msgid": prefill_msgid(i),
+                "thread_id": thread_pk,
+                "message_pk": msg_pk,
+            }
+        )
+        rows["message_refs"].extend(
+            {
+                "message_pk": msg_pk,
+                "position": p,
+                "list_id": list_id,
+                "ref": ref,
+                "in_reply_to": int(p == pos - 1),
+            }
+            for p, ref in enumerate(chain)
+        )
         rows["thread_participants"].append({"thread_id": thread_pk, "address": author})
     return rows
 

@@ -13,7 +13,10 @@ from pathlib import Path
 
 from bench.common import PYTHON, Context, NotAvailable, Proc, free_port, wait_port
 
-PG_DIRS = [Path("/usr/lib/postgresql/15/bin"), *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True)]
+PG_DIRS = [
+    Path("/usr/lib/postgresql/15/bin"),
+    *sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True),
+]
 
 
 def pg_bin(name: str) -> Path | None:
@@ -46,23 +49,37 @@ def _start_postgres(ctx: Context) -> str:
         try:
             pw = pwd.getpwnam("postgres")
         except KeyError:
-            raise NotAvailable("running as root and there is no 'postgres' user for initdb") from None
+            raise NotAvailable(
+                "running as root and there is no 'postgres' user for initdb"
+            ) from None
         os.chown(base, pw.pw_uid, pw.pw_gid)
         prefix = ["runuser", "-u", "postgres", "--"]
     data, port = base / "data", free_port()
 
     def run(*cmd: str) -> None:
-        done = subprocess.run([*prefix, *cmd], capture_output=True, text=True, timeout=120, check=False)
+        done = subprocess.run(
+            [*prefix, *cmd], capture_output=True, text=True, timeout=120, check=False
+        )
         if done.returncode != 0:
-            raise NotAvailable(f"{Path(cmd[0]).name} failed: {(done.stderr or done.stdout).strip()[-200:]}")
+            raise NotAvailable(
+                f"{Path(cmd[0]).name} failed: {(done.stderr or done.stdout).strip()[-200:]}"
+            )
 
     run(str(initdb), "-D", str(data), "-U", "bench", "--auth=trust", "-E", "UTF8")
     # synchronous_commit=off matches the embedded default (SQLite WAL, synchronous=NORMAL):
     # a crash may lose the last moments, never corrupts. fsync stays on.
     opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c synchronous_commit=off -c max_connections=200"
-    run(str(pg_ctl), "-D", str(data), "-l", str(base / "log"), "-o", opts, "-w", "-t", "60", "start")
-    ctx.stack.callback(lambda: subprocess.run([*prefix, str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"],
-                                              capture_output=True, timeout=120, check=False))
+    run(
+        str(pg_ctl), "-D", str(data), "-l", str(base / "log"), "-o", opts, "-w", "-t", "60", "start"
+    )
+    ctx.stack.callback(
+        lambda: subprocess.run(
+            [*prefix, str(pg_ctl), "-D", str(data), "-m", "fast", "-w", "stop"],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+    )
     return f"postgresql://bench@127.0.0.1:{port}/postgres"
 
 
@@ -81,8 +98,22 @@ def _start_redis(ctx: Context) -> str:
     if binary is None:
         raise NotAvailable("redis-server not installed (apt-get install redis-server)")
     port = free_port()
-    proc = ctx.start("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                               "--databases", "64"])
+    proc = ctx.start(
+        "redis",
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--databases",
+            "64",
+        ],
+    )
     wait_port("127.0.0.1", port, 20, proc.popen)
     return f"redis://127.0.0.1:{port}/0"
 
@@ -138,7 +169,9 @@ def _bare_main(port: int) -> None:
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
             return "250 2.0.0 OK"
 
-    controller = Controller(Bare(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024)
+    controller = Controller(
+        Bare(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024
+    )
     controller.start()
     try:
         threading.Event().wait()

@@ -120,7 +120,9 @@ class Sink:
     def start(self) -> None:
         """Listen, and serve in the background."""
         self.thread.start()
-        make = self.loop.create_server(lambda: SinkProtocol(self.tally), "127.0.0.1", self.port, backlog=512)
+        make = self.loop.create_server(
+            lambda: SinkProtocol(self.tally), "127.0.0.1", self.port, backlog=512
+        )
         self.server = asyncio.run_coroutine_threadsafe(make, self.loop).result(10)
 
     def stop(self) -> None:

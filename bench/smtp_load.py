@@ -9,7 +9,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-BODY_LINE = b"The quick brown fox jumps over the lazy dog while the kernel pages memory in and out.\r\n"
+BODY_LINE = (
+    b"The quick brown fox jumps over the lazy dog while the kernel pages memory in and out.\r\n"
+)
 _serial = itertools.count(1)
 
 
@@ -48,8 +50,17 @@ class LoadResult:
         return self.accepted / self.seconds if self.seconds else 0.0
 
 
-def run_load(port: int, to: str, clients: int, total: int, reuse: bool, tag: str,
-             size: int = 4096, host: str = "127.0.0.1", duration: float = 0.0) -> LoadResult:
+def run_load(
+    port: int,
+    to: str,
+    clients: int,
+    total: int,
+    reuse: bool,
+    tag: str,
+    size: int = 4096,
+    host: str = "127.0.0.1",
+    duration: float = 0.0,
+) -> LoadResult:
     """Post with `clients` concurrent senders: `total` posts, or as many as fit in `duration` seconds.
 
     Timed from the first connect to the last 250 (posts in flight at the deadline finish).
@@ -91,7 +102,9 @@ def run_load(port: int, to: str, clients: int, total: int, reuse: bool, tag: str
             result.accepted += accepted
             result.errors.extend(errors)
 
-    threads = [threading.Thread(target=client, args=(i, n), daemon=True) for i, n in enumerate(per_client)]
+    threads = [
+        threading.Thread(target=client, args=(i, n), daemon=True) for i, n in enumerate(per_client)
+    ]
     for t in threads:
         t.start()
     deadline[0] = time.perf_counter() + duration + 0.01

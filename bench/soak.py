@@ -30,14 +30,32 @@ def run(ctx: Context) -> list[Row]:
     accepted = 0
     try:
         for minute in range(total):
-            res = run_load(archive.smtp_port, archive.address, 4, 0, True, f"soak{minute}",
-                           duration=5.0 if ctx.memo.get("tiny") else 60.0)
+            res = run_load(
+                archive.smtp_port,
+                archive.address,
+                4,
+                0,
+                True,
+                f"soak{minute}",
+                duration=5.0 if ctx.memo.get("tiny") else 60.0,
+            )
             accepted += res.accepted
             rates.append(res.rate)
             rss.append(peak_rss_kib(gateway.popen.pid))
-            log.info("soak minute %d: %.0f posts/s, gateway peak %s", minute + 1, res.rate, fmt_mb(rss[-1]))
-            rows.append(Row(NAME, f"minute {minute + 1}", f"{fmt_rate(res.rate)}, gateway peak {fmt_mb(rss[-1])}",
-                            note=f"{len(res.errors)} errors" if res.errors else ""))
+            log.info(
+                "soak minute %d: %.0f posts/s, gateway peak %s",
+                minute + 1,
+                res.rate,
+                fmt_mb(rss[-1]),
+            )
+            rows.append(
+                Row(
+                    NAME,
+                    f"minute {minute + 1}",
+                    f"{fmt_rate(res.rate)}, gateway peak {fmt_mb(rss[-1])}",
+                    note=f"{len(res.errors)} errors" if res.errors else "",
+                )
+            )
         visible = archive.count()
     finally:
         gateway.stop()
@@ -45,8 +63,24 @@ def run(ctx: Context) -> list[Row]:
         raise NotAvailable("no load was run")
     drop = rates[-1] / rates[0] if rates[0] else 0.0
     growth = rss[-1] / rss[0] if rss[0] else 0.0
-    rows.append(Row(NAME, "last minute vs first", f"rate {drop:.2f}x, memory {growth:.2f}x", f"{drop:.2f}",
-                    "rate >= 0.8x, memory <= 1.2x", verdict(drop >= 0.8 and growth <= 1.2)))
-    rows.append(Row(NAME, "every accepted post archived", f"{visible:,} visible of {accepted:,} accepted", "",
-                    "all", verdict(visible >= accepted)))
+    rows.append(
+        Row(
+            NAME,
+            "last minute vs first",
+            f"rate {drop:.2f}x, memory {growth:.2f}x",
+            f"{drop:.2f}",
+            "rate >= 0.8x, memory <= 1.2x",
+            verdict(drop >= 0.8 and growth <= 1.2),
+        )
+    )
+    rows.append(
+        Row(
+            NAME,
+            "every accepted post archived",
+            f"{visible:,} visible of {accepted:,} accepted",
+            "",
+            "all",
+            verdict(visible >= accepted),
+        )
+    )
     return rows

@@ -33,4 +33,14 @@ def run(ctx: Context) -> list[Row]:
         ratio = f"{ours / theirs:.2f}"
     except NotAvailable as exc:
         note = f"public-inbox: {exc}"
-    return [Row(NAME, f"linux-man ({imported.messages:,} msgs), database + indexes", value, ratio, "", "", note)]
+    return [
+        Row(
+            NAME,
+            f"linux-man ({imported.messages:,} msgs), database + indexes",
+            value,
+            ratio,
+            "",
+            "",
+            note,
+        )
+    ]

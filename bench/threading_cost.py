@@ -54,7 +54,9 @@ def prefilled_archive(ctx: Context, n: int) -> Archive:
             return archive
         began = time.monotonic()
         prefill(archive, n, progress=n >= 100_000)
-        log.info("prefilled %d messages in %.0fs (cached for next runs)", n, time.monotonic() - began)
+        log.info(
+            "prefilled %d messages in %.0fs (cached for next runs)", n, time.monotonic() - began
+        )
         archive.checkpoint()
         tmp = cached.with_suffix(".part")
         shutil.copyfile(db, tmp)
@@ -85,7 +87,10 @@ def make_posts(prefilled: int, n: int, tag: str, seed: int) -> list[bytes]:
             parent, refs = "", []
         msgid, raw = make_post("bench@bench.test", f"{tag}{k}", 2048, reply_to=parent)
         if refs and len(refs) > 1:
-            raw = raw.replace(f"References: <{parent}>".encode(), ("References: " + " ".join(f"<{r}>" for r in refs)).encode())
+            raw = raw.replace(
+                f"References: <{parent}>".encode(),
+                ("References: " + " ".join(f"<{r}>" for r in refs)).encode(),
+            )
         mine.append(msgid)
         posts.append(raw)
     return posts
@@ -108,8 +113,15 @@ def ingest_posts(archive: Archive, posts: list[bytes]) -> list[float]:
             parsed = parse(raw)
             with transaction(factory) as session:
                 mlist = lists.require(session, archive.list_name)
-                ingest(session, parsed, mlist, domain=settings.domain, origin="smtp",
-                       envelope_from="poster@example.org", fallback_days=settings.subject_fallback_days)
+                ingest(
+                    session,
+                    parsed,
+                    mlist,
+                    domain=settings.domain,
+                    origin="smtp",
+                    envelope_from="poster@example.org",
+                    fallback_days=settings.subject_fallback_days,
+                )
             times.append(time.perf_counter() - began)
     finally:
         engine.dispose()
@@ -132,7 +144,18 @@ def run(ctx: Context) -> list[Row]:
     if not small:
         raise NotAvailable("no posts were ingested")
     ratio = big / small
-    value = (f"{small:.1f} s vs {big:.1f} s (p50 per post {fmt_ms(median(per_post[small_n]))} vs "
-             f"{fmt_ms(median(per_post[big_n]))})")
-    return [Row(NAME, case, value, f"{ratio:.2f}", f"<= {GOAL}x", verdict(ratio <= GOAL),
-                "in-process parse+ingest+commit per post; big list bulk-prefilled")]
+    value = (
+        f"{small:.1f} s vs {big:.1f} s (p50 per post {fmt_ms(median(per_post[small_n]))} vs "
+        f"{fmt_ms(median(per_post[big_n]))})"
+    )
+    return [
+        Row(
+            NAME,
+            case,
+            value,
+            f"{ratio:.2f}",
+            f"<= {GOAL}x",
+            verdict(ratio <= GOAL),
+            "in-process parse+ingest+commit per post; big list bulk-prefilled",
+        )
+    ]

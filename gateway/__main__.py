@@ -31,13 +31,23 @@ log = logging.getLogger("gateway")
 
 def main(argv: list[str] | None = None) -> int:
     """Build settings once, serve until SIGTERM/SIGINT, then stop cleanly."""
-    parser = argparse.ArgumentParser(prog="python -m gateway", description="listgate's SMTP/LMTP listener")
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway", description="listgate's SMTP/LMTP listener"
+    )
     parser.add_argument("--lmtp", action="store_true", help="speak LMTP (behind Postfix or Exim)")
-    parser.add_argument("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN)")
+    parser.add_argument(
+        "--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN)"
+    )
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--no-archiver", action="store_true", help="only spool; an archiver process archives")
-    mode.add_argument("--archiver-only", action="store_true", help="only archive the spool (no listener)")
-    parser.add_argument("--batch", type=int, default=20, help="messages the archiver takes per transaction")
+    mode.add_argument(
+        "--no-archiver", action="store_true", help="only spool; an archiver process archives"
+    )
+    mode.add_argument(
+        "--archiver-only", action="store_true", help="only archive the spool (no listener)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=20, help="messages the archiver takes per transaction"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
@@ -47,12 +57,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(settings)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
-    logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
+    logging.getLogger("mailparser").setLevel(
+        logging.ERROR
+    )  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
         if needs_upgrade(engine):
-            log.error("the database at %s is not at the current schema: run `listgate db upgrade` first",
-                      settings.database_url.split("@")[-1])
+            log.error(
+                "the database at %s is not at the current schema: run `listgate db upgrade` first",
+                settings.database_url.split("@")[-1],
+            )
             return 1
     except Exception as exc:  # noqa: BLE001 - say what is wrong, not a traceback
         log.error("cannot open the database %s: %s", settings.database_url.split("@")[-1], exc)
@@ -60,11 +74,22 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sender = BackgroundSender(BrokerSender(settings))  # the archiver's: outbox entries after its commit
+    sender = BackgroundSender(
+        BrokerSender(settings)
+    )  # the archiver's: outbox entries after its commit
     spool = Spool(engine)
-    archiver = None if args.no_archiver else Archiver(settings, session_factory(writer(engine)),
-                                                      read_factory=session_factory(engine), spool=spool,
-                                                      enqueue=sender, batch=args.batch)
+    archiver = (
+        None
+        if args.no_archiver
+        else Archiver(
+            settings,
+            session_factory(writer(engine)),
+            read_factory=session_factory(engine),
+            spool=spool,
+            enqueue=sender,
+            batch=args.batch,
+        )
+    )
     try:
         if archiver is not None and args.archiver_only:
             notify_ready(settings, f"archiver ready: batches of up to {args.batch}")
@@ -77,19 +102,36 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
 
 
-def _serve(settings: Settings, engine: Engine, spool: Spool, listen: tuple[str, int] | Path, lmtp: bool, archiver: Archiver | None,
-           stop: threading.Event) -> int:
+def _serve(
+    settings: Settings,
+    engine: Engine,
+    spool: Spool,
+    listen: tuple[str, int] | Path,
+    lmtp: bool,
+    archiver: Archiver | None,
+    stop: threading.Event,
+) -> int:
     """Listen (with an in-process archiver unless there is none) until stop is set."""
-    handler = GatewayHandler(settings, session_factory(writer(engine)), read_factory=session_factory(engine),
-                             spool=spool)
-    server = GatewayServer(settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver)
+    handler = GatewayHandler(
+        settings, session_factory(writer(engine)), read_factory=session_factory(engine), spool=spool
+    )
+    server = GatewayServer(
+        settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver
+    )
     try:
         server.start()
     except OSError as exc:
         log.error("cannot listen on %s: %s", server.describe(), exc)
         return 1
-    notify_ready(settings, f"gateway ready: {'LMTP' if server.lmtp else 'SMTP'} on {server.describe()}"
-                           + (", archiving in this process" if archiver is not None else ", spooling for a separate archiver"))
+    notify_ready(
+        settings,
+        f"gateway ready: {'LMTP' if server.lmtp else 'SMTP'} on {server.describe()}"
+        + (
+            ", archiving in this process"
+            if archiver is not None
+            else ", spooling for a separate archiver"
+        ),
+    )
     stop.wait()
     log.info("stopping")
     server.stop()

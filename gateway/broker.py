@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from gateway.writer import next_batch
 from listgate import dispatch
@@ -29,11 +30,17 @@ class BrokerSender:
             if self._app is None:
                 import celery  # deferred: importing celery is slow and the gateway may never need it
 
-                app = celery.Celery("listgate-gateway", broker=self.settings.broker_url, set_as_current=False)
+                app = celery.Celery(
+                    "listgate-gateway", broker=self.settings.broker_url, set_as_current=False
+                )
                 # Fail fast when the broker is down: the post is committed and the sweeper resends.
                 app.conf.broker_connection_timeout = 3
                 app.conf.broker_connection_retry_on_startup = False
-                app.conf.task_publish_retry_policy = {"max_retries": 1, "interval_start": 0.2, "interval_step": 0.5}
+                app.conf.task_publish_retry_policy = {
+                    "max_retries": 1,
+                    "interval_start": 0.2,
+                    "interval_step": 0.5,
+                }
                 self._app = app
             return self._app
 
@@ -42,13 +49,17 @@ class BrokerSender:
         try:
             sender = self.app()
         except Exception as exc:  # noqa: BLE001 - a bad broker URL must not fail a committed post
-            log.warning("broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc)
+            log.warning(
+                "broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc
+            )
             return 0
         try:
             with sender.producer_or_acquire() as producer:  # one connection for the whole batch
                 return dispatch.enqueue(_Bound(sender, producer), entries)
         except Exception as exc:  # noqa: BLE001 - e.g. the pool could not connect
-            log.warning("broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc)
+            log.warning(
+                "broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc
+            )
             return 0
 
 
@@ -108,4 +119,6 @@ class BackgroundSender:
         try:
             self.send(batch)
         except Exception as exc:  # noqa: BLE001 - the thread must live on; the sweeper resends
-            log.warning("could not send %d outbox entries, left for the sweeper: %s", len(batch), exc)
+            log.warning(
+                "could not send %d outbox entries, left for the sweeper: %s", len(batch), exc
+            )

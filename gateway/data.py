@@ -14,9 +14,11 @@ import asyncio
 import io
 import threading
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
-FREE_BYTES = 64 * 1024  # what any connection may hold without drawing on the budget (small posts always fit)
+FREE_BYTES = (
+    64 * 1024
+)  # what any connection may hold without drawing on the budget (small posts always fit)
 CHUNK = 256 * 1024  # the budget is drawn in chunks, not per line
 OVER_BUDGET = "421 4.3.2 Too much mail being received at once, try again later"
 
@@ -59,8 +61,14 @@ class DataBudget:
 class Incoming:
     """One message being received; read() until the final dot, then content(), then release()."""
 
-    def __init__(self, budget: DataBudget, client: str, max_size: int, max_line: int,
-                 watch: Callable[[bytes], None] | None = None) -> None:
+    def __init__(
+        self,
+        budget: DataBudget,
+        client: str,
+        max_size: int,
+        max_line: int,
+        watch: Callable[[bytes], None] | None = None,
+    ) -> None:
         self.budget, self.client = budget, client
         self.max_size, self.max_line = max_size, max_line
         self.watch = watch  # sees each line as received, before dot-unstuffing

@@ -10,11 +10,13 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session as SmtpSession
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.data import DataBudget
@@ -23,8 +25,17 @@ from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy, store
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
-from listgate.ingest import (COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult,
-                             admit)
+from listgate.ingest import (
+    COMMAND,
+    DROPPED,
+    DUPLICATE,
+    HELD_FOR_MODERATION,
+    REFUSED,
+    STORED,
+    VARIANT,
+    IngestResult,
+    admit,
+)
 from listgate.mail.message import MessageHead
 from listgate.mail.parser import parse_head
 from listgate.mail.shape import SMUGGLING, shape_problem
@@ -85,20 +96,34 @@ class GatewayHandler:
         self.settings = settings
         self.factory = factory
         self.read_factory = read_factory or factory
-        self.spool = spool or Spool(factory.kw["bind"])  # where accepted mail waits for the archiver
-        self.limits = limits or ClientLimits(settings.max_connections_per_client, settings.max_messages_per_minute)
+        self.spool = spool or Spool(
+            factory.kw["bind"]
+        )  # where accepted mail waits for the archiver
+        self.limits = limits or ClientLimits(
+            settings.max_connections_per_client, settings.max_messages_per_minute
+        )
         self.budget = budget or DataBudget(settings.max_data_memory, settings.max_message_size)
         self.executor = executor
         self.lmtp = lmtp
         self.writer: GroupWriter[Spooled, None] | None = None  # set by the server: group commit
-        self.spooled = threading.Event()  # set after each spool commit: wakes an in-process archiver
-        self._lists_seen: dict[str, float] = {}  # list name -> until when RCPT need not look it up again
+        self.spooled = (
+            threading.Event()
+        )  # set after each spool commit: wakes an in-process archiver
+        self._lists_seen: dict[
+            str, float
+        ] = {}  # list name -> until when RCPT need not look it up again
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
-    async def handle_MAIL(self, server: SMTP, session: SmtpSession, envelope: Envelope,
-                          address: str, mail_options: list[str]) -> str:
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
         """Refuse an 8-bit sender without SMTPUTF8, rate-limit per client address, else accept (incl. <>)."""
         client = client_address(session)
         problem = eight_bit_problem(address, mail_options)
@@ -107,8 +132,12 @@ class GatewayHandler:
             await self._run(self.count_refusal, "8bit-sender")
             return problem
         if client and not self.limits.allow_message(client):
-            log.warning("refused MAIL from %s (%s): over %d messages per minute",
-                        client, address, self.limits.max_per_minute)
+            log.warning(
+                "refused MAIL from %s (%s): over %d messages per minute",
+                client,
+                address,
+                self.limits.max_per_minute,
+            )
             await self._run(self.count_refusal, "rate-limit")
             return self._over_rate(client)
         envelope.mail_from = address
@@ -116,11 +145,19 @@ class GatewayHandler:
         return "250 2.1.0 Sender OK"
 
     def _over_rate(self, client: str) -> str:
-        return (f"451 4.7.1 Too many messages from {client}: the limit is {self.limits.max_per_minute} "
-                "per minute (each recipient counts), try again later")
+        return (
+            f"451 4.7.1 Too many messages from {client}: the limit is {self.limits.max_per_minute} "
+            "per minute (each recipient counts), try again later"
+        )
 
-    async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: Envelope,
-                          address: str, rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         """Accept list and command addresses of lists this sender may see; refuse anything else now.
 
         A private list is answered like a missing one unless the sender is known to it (privacy.admits).
@@ -130,21 +167,34 @@ class GatewayHandler:
         tried = getattr(envelope, "listgate_rcpts", 0) + 1
         envelope.listgate_rcpts = tried  # type: ignore[attr-defined]
         if tried > self.settings.max_recipients:
-            return (f"452 4.5.3 Too many recipients: the limit is {self.settings.max_recipients} per message, "
-                    "send the others in another transaction")
+            return (
+                f"452 4.5.3 Too many recipients: the limit is {self.settings.max_recipients} per message, "
+                "send the others in another transaction"
+            )
         recipient = parse_recipient(address, self.settings.domain)
         if recipient is None:
-            return await self._refuse_rcpt(address, f"550 5.1.1 <{address}>: not a list address at {self.settings.domain}")
+            return await self._refuse_rcpt(
+                address, f"550 5.1.1 <{address}>: not a list address at {self.settings.domain}"
+            )
         try:
-            known = self._known_list(recipient.list_name) or await self._run(self.admits, recipient, envelope.mail_from)
-        except Exception:  # noqa: BLE001 - the database being away is temporary
+            known = self._known_list(recipient.list_name) or await self._run(
+                self.admits, recipient, envelope.mail_from
+            )
+        except Exception:
             log.exception("list lookup failed for %s", address)
             return "451 4.3.0 Temporary failure looking up the list, try again later"
         if not known:  # no such list, or a private one this sender may not know of: the same answer
-            return await self._refuse_rcpt(address, f"550 5.1.1 <{address}>: no list named {recipient.list_name!r} here")
+            return await self._refuse_rcpt(
+                address, f"550 5.1.1 <{address}>: no list named {recipient.list_name!r} here"
+            )
         client = client_address(session)
         if envelope.rcpt_tos and client and not self.limits.allow_message(client):
-            log.warning("refused RCPT %s from %s: over %d messages per minute", address, client, self.limits.max_per_minute)
+            log.warning(
+                "refused RCPT %s from %s: over %d messages per minute",
+                address,
+                client,
+                self.limits.max_per_minute,
+            )
             await self._run(self.count_refusal, "rate-limit")
             return self._over_rate(client)
         envelope.rcpt_tos.append(address)
@@ -162,48 +212,92 @@ class GatewayHandler:
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
         try:
-            problem, delivered, job = (SMUGGLING, None, None) if getattr(server, "smuggled_dot", False) else \
-                await self._run(self.prepare, raw, envelope.mail_from, list(envelope.rcpt_tos))
+            problem, delivered, job = (
+                (SMUGGLING, None, None)
+                if getattr(server, "smuggled_dot", False)
+                else await self._run(self.prepare, raw, envelope.mail_from, list(envelope.rcpt_tos))
+            )
             if problem is not None:
                 reason, reply = problem
-                log.info("refused message from %s (%s, %d bytes): %s", client, envelope.mail_from, len(raw), reply)
+                log.info(
+                    "refused message from %s (%s, %d bytes): %s",
+                    client,
+                    envelope.mail_from,
+                    len(raw),
+                    reply,
+                )
                 await self._run(self.count_refusal, reason)
                 return self._each(envelope, reply)
             assert delivered is not None and job is not None
             await self._store(job)
-        except Exception:  # noqa: BLE001 - nothing was committed: the sender must retry
-            log.exception("storage failed for a message from %s (%s) to %s", client, envelope.mail_from, envelope.rcpt_tos)
+        except Exception:
+            log.exception(
+                "storage failed for a message from %s (%s) to %s",
+                client,
+                envelope.mail_from,
+                envelope.rcpt_tos,
+            )
             await self._run(self.count_refusal, "storage-failure")
             return self._each(envelope, TEMPFAIL)
         message_id, outcomes = delivered
-        log.info("accepted <%s> from %s (%s, %d bytes): %s", message_id, client, envelope.mail_from, len(raw),
-                 "; ".join(f"{o.address} {o.result.status if o.result else 'list vanished'}"
-                           + (f" ({o.result.reason})" if o.result and o.result.reason else "") for o in outcomes))
+        log.info(
+            "accepted <%s> from %s (%s, %d bytes): %s",
+            message_id,
+            client,
+            envelope.mail_from,
+            len(raw),
+            "; ".join(
+                f"{o.address} {o.result.status if o.result else 'list vanished'}"
+                + (f" ({o.result.reason})" if o.result and o.result.reason else "")
+                for o in outcomes
+            ),
+        )
         if self.lmtp:
             return "\r\n".join(o.reply for o in outcomes)
         if all(o.result is None or o.result.status == REFUSED for o in outcomes):
             return outcomes[0].reply
-        return "250 2.0.0 OK: " + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
+        return (
+            "250 2.0.0 OK: "
+            + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
+        )
 
-    def prepare(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> tuple[tuple[str, str] | None, Delivered | None, Spooled | None]:
+    def prepare(
+        self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]
+    ) -> tuple[tuple[str, str] | None, Delivered | None, Spooled | None]:
         """(limit problem, None, None) for a message we refuse, else (None, the answers, what to spool).
 
         A message with no recipient to archive for is spooled without bytes: only its counts.
         """
         s = self.settings
-        problem = shape_problem(raw, s.max_header_count, s.max_line_length, s.max_mime_depth,
-                                max_header_bytes=s.max_header_bytes, max_folded=s.max_folded_lines)
+        problem = shape_problem(
+            raw,
+            s.max_header_count,
+            s.max_line_length,
+            s.max_mime_depth,
+            max_header_bytes=s.max_header_bytes,
+            max_folded=s.max_folded_lines,
+        )
         if problem is not None:
             return problem, None, None
         head = parse_head(raw)
         with self.read_factory() as session:
             outcomes = self._decide(session, head, raw, mail_from, rcpt_tos)
-        accepted = tuple(o.address for o in outcomes if o.result is not None and o.result.status in SPOOLED)
-        job = Spooled(raw if accepted else b"", mail_from, accepted, head.message_id, tuple(_counts(outcomes)))
+        accepted = tuple(
+            o.address for o in outcomes if o.result is not None and o.result.status in SPOOLED
+        )
+        job = Spooled(
+            raw if accepted else b"", mail_from, accepted, head.message_id, tuple(_counts(outcomes))
+        )
         return None, (head.message_id, outcomes), job
 
-    def _decide(self, session: Session, head: MessageHead, raw: bytes, mail_from: str | None,
-                rcpt_tos: list[str]) -> list[Outcome]:
+    def _decide(
+        self,
+        session: Session,
+        head: MessageHead,
+        raw: bytes,
+        mail_from: str | None,
+        rcpt_tos: list[str],
+    ) -> list[Outcome]:
         """One answer per envelope recipient (two addresses of one list share one)."""
         done: dict[Recipient, IngestResult | None] = {}
         outcomes = []
@@ -211,9 +305,22 @@ class GatewayHandler:
             recipient = parse_recipient(address, self.settings.domain)
             assert recipient is not None  # handle_RCPT let only these through
             if recipient not in done:
-                mlist = store.list_named(session.connection(), recipient.list_name)  # a read-only copy: no ORM query
-                done[recipient] = None if mlist is None else admit(
-                    session, head, raw, mlist, recipient, domain=self.settings.domain, envelope_from=mail_from)
+                mlist = store.list_named(
+                    session.connection(), recipient.list_name
+                )  # a read-only copy: no ORM query
+                done[recipient] = (
+                    None
+                    if mlist is None
+                    else admit(
+                        session,
+                        head,
+                        raw,
+                        mlist,
+                        recipient,
+                        domain=self.settings.domain,
+                        envelope_from=mail_from,
+                    )
+                )
             outcomes.append(Outcome(address, done[recipient]))
         return outcomes
 

@@ -6,7 +6,7 @@ import ipaddress
 import threading
 import time
 from collections import defaultdict, deque
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 LOOPBACK = ("127.0.0.0/8", "::1/128")
 
@@ -25,8 +25,13 @@ class ClientLimits:
     a stranger would throttle the whole list's traffic (Postfix opens up to 20 connections).
     """
 
-    def __init__(self, max_connections: int, max_per_minute: int, clock: Callable[[], float] = time.monotonic,
-                 trusted: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        max_connections: int,
+        max_per_minute: int,
+        clock: Callable[[], float] = time.monotonic,
+        trusted: Iterable[str] = (),
+    ) -> None:
         self.max_connections = max_connections
         self.max_per_minute = max_per_minute
         self._clock = clock

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from listgate.config import Settings
 from listgate.outbound import advertised_size
@@ -25,8 +25,12 @@ HEADROOM = 16 * 1024  # bytes of list headers (List-*, Archived-At, Reply-To...)
 class SizeLimit:
     """The current limit (`current`), kept up to date by a background thread while started."""
 
-    def __init__(self, settings: Settings, check_every: float = CHECK_EVERY,
-                 probe: Callable[[str], int | None] = advertised_size) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        check_every: float = CHECK_EVERY,
+        probe: Callable[[str], int | None] = advertised_size,
+    ) -> None:
         self.configured = self.current = settings.max_message_size
         self.outbound, self.check_every, self._probe = settings.outbound, check_every, probe
         self._stop = threading.Event()
@@ -41,8 +45,12 @@ class SizeLimit:
         if advertised:
             limit = min(self.configured, max(advertised - HEADROOM, advertised // 2))
         if limit != self.current:
-            log.info("message size limit now %d bytes (the outbound relay accepts %s, LISTGATE_MAX_MESSAGE_SIZE is %d)",
-                     limit, advertised or "any size", self.configured)
+            log.info(
+                "message size limit now %d bytes (the outbound relay accepts %s, LISTGATE_MAX_MESSAGE_SIZE is %d)",
+                limit,
+                advertised or "any size",
+                self.configured,
+            )
         self.current = limit
         return limit
 
@@ -59,7 +67,7 @@ class SizeLimit:
         while not self._stop.wait(self.check_every):
             try:
                 self.check()
-            except Exception:  # noqa: BLE001 - a failed check must not end the checks
+            except Exception:
                 log.exception("checking the outbound relay's size limit failed")
 
     def stop(self) -> None:

@@ -44,9 +44,12 @@ class _Guarded(SMTP):
         limits = self.event_handler.limits
         client = self._client
         if client and not limits.connect(client):
-            log.warning("refused a connection from %s: %d already open", client, limits.max_connections)
+            log.warning(
+                "refused a connection from %s: %d already open", client, limits.max_connections
+            )
             await self.push(
-                f"421 4.7.0 Too many connections from {client} (limit {limits.max_connections}), try again later")
+                f"421 4.7.0 Too many connections from {client} (limit {limits.max_connections}), try again later"
+            )
             self._close()
             return
         try:
@@ -74,8 +77,13 @@ class _Guarded(SMTP):
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         self.smuggled_dot = False
         assert self.data_size_limit is not None  # GatewayServer._protocol always sets one
-        incoming = Incoming(self.event_handler.budget, self._client,
-                            self.data_size_limit, self.max_line, self._watch)
+        incoming = Incoming(
+            self.event_handler.budget,
+            self._client,
+            self.data_size_limit,
+            self.max_line,
+            self._watch,
+        )
         try:
             await incoming.read(self._reader)
             if incoming.problem:
@@ -104,8 +112,11 @@ class _Guarded(SMTP):
     async def _data_refused(self, problem: str) -> None:
         """Answer a message that broke a limit while it was received (over the budget: 421 and close)."""
         if problem == "over-budget":
-            log.warning("closing a connection from %s: %s", self._client or "local",
-                        "DATA over the memory budget")
+            log.warning(
+                "closing a connection from %s: %s",
+                self._client or "local",
+                "DATA over the memory budget",
+            )
             await self.push(self._refused("over-budget", OVER_BUDGET, at_data=False))
             self._close()
             return
@@ -121,7 +132,9 @@ class _Guarded(SMTP):
         transport = self.transport
         if isinstance(transport, asyncio.WriteTransport) and not transport.is_closing():
             log.info("closing an idle connection from %s", self._client or "local")
-            transport.write(b"421 4.4.2 Timeout: no complete command in time, closing the connection\r\n")
+            transport.write(
+                b"421 4.4.2 Timeout: no complete command in time, closing the connection\r\n"
+            )
         super()._timeout_cb()
 
     async def push(self, status: AnyStr) -> None:
@@ -199,9 +212,18 @@ def parse_listen(value: str, settings: Settings) -> tuple[str, int] | Path:
 class GatewayServer:
     """Start and stop the listener in a background thread (tests and __main__ alike)."""
 
-    def __init__(self, settings: Settings, handler: GatewayHandler, *, lmtp: bool = False,
-                 listen: tuple[str, int] | Path | None = None, workers: int = 8, writers: int = 1,
-                 size_check_every: float = CHECK_EVERY, archiver: Archiver | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        handler: GatewayHandler,
+        *,
+        lmtp: bool = False,
+        listen: tuple[str, int] | Path | None = None,
+        workers: int = 8,
+        writers: int = 1,
+        size_check_every: float = CHECK_EVERY,
+        archiver: Archiver | None = None,
+    ) -> None:
         self.settings = settings
         self.handler = handler
         self.lmtp = lmtp
@@ -223,9 +245,15 @@ class GatewayServer:
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
         return cls(
-            self.handler, max_line=self.settings.max_line_length, data_size_limit=self.size_limit.current,
-            enable_SMTPUTF8=True, decode_data=False, hostname=self.settings.domain,
-            tls_context=tls_context(self.settings), ident="listgate", timeout=self.settings.smtp_timeout,
+            self.handler,
+            max_line=self.settings.max_line_length,
+            data_size_limit=self.size_limit.current,
+            enable_SMTPUTF8=True,
+            decode_data=False,
+            hostname=self.settings.domain,
+            tls_context=tls_context(self.settings),
+            ident="listgate",
+            timeout=self.settings.smtp_timeout,
         )
 
     def start(self) -> None:
@@ -241,8 +269,12 @@ class GatewayServer:
         self.writer.start()
         if self.archiver is not None:
             self._archiving.clear()
-            self._archiver_thread = threading.Thread(target=self.archiver.run, args=(self._archiving, self.handler.spooled),
-                                                     name="archiver", daemon=True)
+            self._archiver_thread = threading.Thread(
+                target=self.archiver.run,
+                args=(self._archiving, self.handler.spooled),
+                name="archiver",
+                daemon=True,
+            )
             self._archiver_thread.start()
         self.controller.start()
         if isinstance(self.listen, Path):
@@ -251,7 +283,9 @@ class GatewayServer:
 
     def describe(self) -> str:
         """Where we listen, for logs."""
-        return f"unix:{self.listen}" if isinstance(self.listen, Path) else "{}:{}".format(*self.listen)
+        return (
+            f"unix:{self.listen}" if isinstance(self.listen, Path) else "{}:{}".format(*self.listen)
+        )
 
     def stop(self) -> None:
         """Stop listening, then let running ingests finish (they commit; clients retry)."""
@@ -266,4 +300,6 @@ class GatewayServer:
             self.handler.spooled.set()
             self._archiver_thread.join(30)
             self._archiver_thread = None
-            self.archiver.drain(timeout=10)  # what is left after that stays spooled for the next start
+            self.archiver.drain(
+                timeout=10
+            )  # what is left after that stays spooled for the next start

@@ -39,20 +39,30 @@ class SinkHandler:
         if self.box is not None:
             envelope_lines = f"Return-Path: <{envelope.mail_from}>\nDelivered-To: {', '.join(envelope.rcpt_tos)}\n"
             self.box.add(envelope_lines.encode() + data.replace(b"\r\n", b"\n"))
-        log.info("#%d from %s to %s: %r (%d bytes)", self.count, envelope.mail_from or "<>",
-                 ", ".join(envelope.rcpt_tos), str(subject), len(data))
+        log.info(
+            "#%d from %s to %s: %r (%d bytes)",
+            self.count,
+            envelope.mail_from or "<>",
+            ", ".join(envelope.rcpt_tos),
+            str(subject),
+            len(data),
+        )
         return "250 2.0.0 OK: kept by the listgate development sink"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Listen until Ctrl-C or SIGTERM."""
     parser = argparse.ArgumentParser(prog="listgate sink", description=__doc__.splitlines()[0])
-    parser.add_argument("--listen", default="127.0.0.1:1025", help="HOST:PORT (default 127.0.0.1:1025)")
+    parser.add_argument(
+        "--listen", default="127.0.0.1:1025", help="HOST:PORT (default 127.0.0.1:1025)"
+    )
     parser.add_argument("--maildir", default="", help="also keep every message in this Maildir")
     args = parser.parse_args(argv)
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit() or not host:
-        sys.stderr.write(f"listgate sink: --listen {args.listen!r}: expected HOST:PORT, for example 127.0.0.1:1025\n")
+        sys.stderr.write(
+            f"listgate sink: --listen {args.listen!r}: expected HOST:PORT, for example 127.0.0.1:1025\n"
+        )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sink: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)
@@ -64,7 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"listgate sink: cannot listen on {args.listen}: {exc}\n")
         return 1
     where = f", keeping messages in the Maildir {args.maildir}" if args.maildir else ""
-    log.info("listening on %s (LISTGATE_OUTBOUND=smtp://%s)%s; Ctrl-C stops", args.listen, args.listen, where)
+    log.info(
+        "listening on %s (LISTGATE_OUTBOUND=smtp://%s)%s; Ctrl-C stops",
+        args.listen,
+        args.listen,
+        where,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

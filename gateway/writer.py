@@ -52,7 +52,14 @@ class WriterStopped(RuntimeError):
 class GroupWriter(Generic[J, R]):
     """Threads that call write(batch) on every job waiting, then resolve each job's future."""
 
-    def __init__(self, write: WriteBatch[J, R], *, max_batch: int = 64, threads: int = 1, name: str = "writer") -> None:
+    def __init__(
+        self,
+        write: WriteBatch[J, R],
+        *,
+        max_batch: int = 64,
+        threads: int = 1,
+        name: str = "writer",
+    ) -> None:
         self.write = write
         self.max_batch = max_batch
         self.threads = threads
@@ -68,8 +75,10 @@ class GroupWriter(Generic[J, R]):
             if self._running:
                 return
             self._running = True
-            self._threads = [threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
-                             for i in range(self.threads)]
+            self._threads = [
+                threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
+                for i in range(self.threads)
+            ]
             for t in self._threads:
                 t.start()
 

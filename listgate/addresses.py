@@ -65,7 +65,12 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
     command, dash, arg = rest.partition("-")
     if command in ("subscribe", "unsubscribe", "help") and not dash:
         return Recipient(name, command)
-    if command in ("confirm", "bounce", "approve", "reject") and dash and arg and re.fullmatch(r"[a-z0-9_.=-]{4,60}", arg):
+    if (
+        command in ("confirm", "bounce", "approve", "reject")
+        and dash
+        and arg
+        and re.fullmatch(r"[a-z0-9_.=-]{4,60}", arg)
+    ):
         return Recipient(name, command, arg)
     if command == "digest" and (arg in DIGEST_CHOICES or not dash):
         return Recipient(name, command, arg)

@@ -42,18 +42,43 @@ def _session() -> cli_session:
 @click.argument("name")
 @click.option("--title", default=None, help="A human title.")
 @click.option("--description", default=None, help="What the list is for.")
-@click.option("--policy", type=click.Choice(POLICIES), default=None,
-              help="open: anyone posts; members: subscribers post, others are held; moderated: every post is held.")
-@click.option("--private/--public", default=None, help="Archive visible to members only, or to everyone.")
-@click.option("--reply-to", "reply_to", type=click.Choice(REPLY_TO), default=None,
-              help="Reply-To on copies: none (default), list, or author (never where the author's DKIM signature covers it).")
-def lists_edit(name: str, title: str | None, description: str | None, policy: str | None, private: bool | None,
-               reply_to: str | None) -> None:
+@click.option(
+    "--policy",
+    type=click.Choice(POLICIES),
+    default=None,
+    help="open: anyone posts; members: subscribers post, others are held; moderated: every post is held.",
+)
+@click.option(
+    "--private/--public", default=None, help="Archive visible to members only, or to everyone."
+)
+@click.option(
+    "--reply-to",
+    "reply_to",
+    type=click.Choice(REPLY_TO),
+    default=None,
+    help="Reply-To on copies: none (default), list, or author (never where the author's DKIM signature covers it).",
+)
+def lists_edit(
+    name: str,
+    title: str | None,
+    description: str | None,
+    policy: str | None,
+    private: bool | None,
+    reply_to: str | None,
+) -> None:
     """Change a list's title, description, policy, visibility or Reply-To."""
     with _session() as session:
         mlist = lists_service.require(session, name)
-        done = administration.edit(session, mlist, actor(), title=title, description=description, policy=policy,
-                                   private=private, reply_to=reply_to)
+        done = administration.edit(
+            session,
+            mlist,
+            actor(),
+            title=title,
+            description=description,
+            policy=policy,
+            private=private,
+            reply_to=reply_to,
+        )
     for line in done:
         click.echo(f"{name}: {line}")
     if not done:
@@ -62,11 +87,15 @@ def lists_edit(name: str, title: str | None, description: str | None, policy: st
 
 @click.command("delete")
 @click.argument("name")
-@click.option("--purge", is_flag=True, help="Also delete its archive: every message, raw mail and attachment.")
+@click.option(
+    "--purge", is_flag=True, help="Also delete its archive: every message, raw mail and attachment."
+)
 def lists_delete(name: str, purge: bool) -> None:
     """Delete a list; refused while it has posts, unless --purge."""
     with _session() as session:
-        what = administration.delete_list(session, lists_service.require(session, name), actor(), purge)
+        what = administration.delete_list(
+            session, lists_service.require(session, name), actor(), purge
+        )
     click.echo(f"deleted {what.describe()}")
 
 
@@ -93,16 +122,19 @@ def _role_group(role: str) -> click.Group:
 
 def _role_command(role: str, action: str, article: str) -> click.Command:
     """`listgate owners|moderators add|remove NAME ADDRESS`."""
-    helps = {"add": f"Make ADDRESS {article} {role} of list NAME.",
-             "remove": f"ADDRESS is no longer {article} {role} of list NAME."}
+    helps = {
+        "add": f"Make ADDRESS {article} {role} of list NAME.",
+        "remove": f"ADDRESS is no longer {article} {role} of list NAME.",
+    }
 
     @click.command(action, help=helps[action])
     @click.argument("name")
     @click.argument("address")
     def command(name: str, address: str) -> None:
         with _session() as session:
-            changed = administration.change_role(session, lists_service.require(session, name), action, role, address,
-                                                 actor())
+            changed = administration.change_role(
+                session, lists_service.require(session, name), action, role, address, actor()
+            )
         if action == "remove" and not changed:
             raise click.ClickException(f"{address} is not {article} {role} of {name}")
         state = ("now" if changed else "already") if action == "add" else "no longer"
@@ -123,12 +155,23 @@ def messages() -> None:
 @messages.command("remove")
 @click.argument("message_id")
 @click.option("--reason", required=True, help="Shown in the thread where the post was.")
-@click.option("--purge", is_flag=True, help="Also delete its raw mail, attachments and text (a legal takedown).")
-@click.option("--list", "list_name", default=None, help="Only the copy on this list (default: every list it is on).")
+@click.option(
+    "--purge",
+    is_flag=True,
+    help="Also delete its raw mail, attachments and text (a legal takedown).",
+)
+@click.option(
+    "--list",
+    "list_name",
+    default=None,
+    help="Only the copy on this list (default: every list it is on).",
+)
 def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | None) -> None:
     """Take the message MESSAGE_ID down, leaving a tombstone in its thread."""
     with _session() as session:
-        outcome = removal.remove(session, removal.find(session, message_id, list_name), reason, actor(), purge)
+        outcome = removal.remove(
+            session, removal.find(session, message_id, list_name), reason, actor(), purge
+        )
     for line in outcome.removed:
         click.echo(f"removed {line}")
     for line in outcome.purged + outcome.kept:
@@ -153,15 +196,28 @@ def messages_place_variants(quiet: bool) -> None:
     engine = make_engine(settings)
     try:
         db = session_factory(writer(engine))
-        with db() as session:  # a takedown stays where it was, as a copy arriving now would leave it
-            pks = session.scalars(select(MessageVariant.message_pk).distinct().join(Message)
-                                  .where(Message.status != PostState.REMOVED).order_by(MessageVariant.message_pk)).all()
+        with (
+            db() as session
+        ):  # a takedown stays where it was, as a copy arriving now would leave it
+            pks = session.scalars(
+                select(MessageVariant.message_pk)
+                .distinct()
+                .join(Message)
+                .where(Message.status != PostState.REMOVED)
+                .order_by(MessageVariant.message_pk)
+            ).all()
         moved = 0
         with click.progressbar(pks, label="messages with variants", hidden=quiet) as bar:
-            for pk in bar:  # one transaction each, the list locked as an arriving copy would lock it
+            for (
+                pk
+            ) in bar:  # one transaction each, the list locked as an arriving copy would lock it
                 with transaction(db) as session:
-                    lock_list(session, session.get_one(MailingList, session.get_one(Message, pk).list_id))
+                    lock_list(
+                        session, session.get_one(MailingList, session.get_one(Message, pk).list_id)
+                    )
                     moved += threads.place_copies(session, pk, settings.subject_fallback_days)[1]
     finally:
         engine.dispose()
-    click.echo(f"{plurals.count(len(pks), 'message')} with variants, {moved} placed anew by an earlier copy")
+    click.echo(
+        f"{plurals.count(len(pks), 'message')} with variants, {moved} placed anew by an earlier copy"
+    )

@@ -7,8 +7,8 @@ Works inside the caller's transaction.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -16,8 +16,25 @@ from sqlalchemy.orm import Session
 from listgate import plurals, subscriptions
 from listgate.lists import ListError
 from listgate.models import (
-    Attachment, AuditEntry, Ban, Blob, Delivery, DigestSent, MailingList, Message, MessageRef, ModerationReminder,
-    NotPosted, RawMessage, Removal, Report, Subscription, Thread, ThreadNode, ThreadParticipant, Vote,
+    Attachment,
+    AuditEntry,
+    Ban,
+    Blob,
+    Delivery,
+    DigestSent,
+    MailingList,
+    Message,
+    MessageRef,
+    ModerationReminder,
+    NotPosted,
+    RawMessage,
+    Removal,
+    Report,
+    Subscription,
+    Thread,
+    ThreadNode,
+    ThreadParticipant,
+    Vote,
 )
 from listgate.models.archive import POLICIES, REPLY_TO
 from listgate.models.delivery import Bounce
@@ -35,17 +52,27 @@ def normalize_address(address: str) -> str:
         raise ListError(str(exc)) from None
 
 
-def record(session: Session, mlist: MailingList, actor: str, action: str, detail: str) -> AuditEntry:
+def record(
+    session: Session, mlist: MailingList, actor: str, action: str, detail: str
+) -> AuditEntry:
     """Log one change to mlist (who, what, when)."""
-    entry = AuditEntry(list_id=mlist.id, list_name=mlist.name, actor=actor, action=action, detail=detail[:4000])
+    entry = AuditEntry(
+        list_id=mlist.id, list_name=mlist.name, actor=actor, action=action, detail=detail[:4000]
+    )
     session.add(entry)
     return entry
 
 
 def history(session: Session, mlist: MailingList, limit: int = 100) -> list[AuditEntry]:
     """The newest changes to mlist first."""
-    return list(session.scalars(select(AuditEntry).where(AuditEntry.list_id == mlist.id)
-                                .order_by(AuditEntry.id.desc()).limit(limit)))
+    return list(
+        session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.list_id == mlist.id)
+            .order_by(AuditEntry.id.desc())
+            .limit(limit)
+        )
+    )
 
 
 def is_admin(admins: Iterable[str], address: str | None) -> bool:
@@ -55,12 +82,16 @@ def is_admin(admins: Iterable[str], address: str | None) -> bool:
 
 def may_change(mlist: MailingList, address: str | None, admins: Iterable[str]) -> bool:
     """Owners and site administrators change a list's settings and roles."""
-    return bool(address) and ((address or "").lower() in mlist.owner_addresses() or is_admin(admins, address))
+    return bool(address) and (
+        (address or "").lower() in mlist.owner_addresses() or is_admin(admins, address)
+    )
 
 
 def may_moderate(mlist: MailingList, address: str | None, admins: Iterable[str]) -> bool:
     """Moderators, owners and site administrators act on posts."""
-    return bool(address) and ((address or "").lower() in mlist.moderator_addresses() or may_change(mlist, address, admins))
+    return bool(address) and (
+        (address or "").lower() in mlist.moderator_addresses() or may_change(mlist, address, admins)
+    )
 
 
 def edit(session: Session, mlist: MailingList, actor: str, **changes: object) -> list[str]:
@@ -70,9 +101,13 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
     if unknown:
         raise ListError(f"unknown setting(s): {', '.join(sorted(unknown))}")
     if "policy" in changes and changes["policy"] not in POLICIES:
-        raise ListError(f"unknown policy {changes['policy']!r}: choose one of {', '.join(POLICIES)}")
+        raise ListError(
+            f"unknown policy {changes['policy']!r}: choose one of {', '.join(POLICIES)}"
+        )
     if "reply_to" in changes and changes["reply_to"] not in REPLY_TO:
-        raise ListError(f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(REPLY_TO)}")
+        raise ListError(
+            f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(REPLY_TO)}"
+        )
     if "title" in changes and len(str(changes["title"])) > 200:
         raise ListError("the title is longer than 200 characters")
     done = []
@@ -113,7 +148,9 @@ def members_of(mlist: MailingList, role: str) -> list[str]:
     return sorted(mlist.owner_addresses() if column == "owners" else mlist.moderator_addresses())
 
 
-def change_role(session: Session, mlist: MailingList, action: str, role: str, address: str, actor: str) -> bool:
+def change_role(
+    session: Session, mlist: MailingList, action: str, role: str, address: str, actor: str
+) -> bool:
     """Add ("add") or take away ("remove") an owner or moderator; False when address already had it, or had not."""
     if action not in ROLE_ACTIONS:
         raise ListError(f"unknown action {action!r}: choose one of {', '.join(ROLE_ACTIONS)}")
@@ -140,35 +177,55 @@ class Deletion:
 
     def describe(self) -> str:
         """One line for the owner."""
-        return (f"{self.name}: {plurals.count(self.messages, 'message')}, {plurals.count(self.threads, 'thread')}, "
-                f"{plurals.count(self.subscriptions, 'subscription')}, {plurals.count(self.not_posted, 'mail')} not "
-                "posted, and its raw mail, attachments, reports and history")
+        return (
+            f"{self.name}: {plurals.count(self.messages, 'message')}, {plurals.count(self.threads, 'thread')}, "
+            f"{plurals.count(self.subscriptions, 'subscription')}, {plurals.count(self.not_posted, 'mail')} not "
+            "posted, and its raw mail, attachments, reports and history"
+        )
 
 
 def deletion(session: Session, mlist: MailingList) -> Deletion:
     """What delete() would remove."""
-    count = lambda model, *where: session.scalar(select(func.count()).select_from(model).where(*where)) or 0  # noqa: E731
-    return Deletion(mlist.name, count(Message, Message.list_id == mlist.id), count(Thread, Thread.list_id == mlist.id),
-                    count(Subscription, Subscription.list_id == mlist.id), count(NotPosted, NotPosted.list_id == mlist.id))
+    count = lambda model, *where: (
+        session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+    )
+    return Deletion(
+        mlist.name,
+        count(Message, Message.list_id == mlist.id),
+        count(Thread, Thread.list_id == mlist.id),
+        count(Subscription, Subscription.list_id == mlist.id),
+        count(NotPosted, NotPosted.list_id == mlist.id),
+    )
 
 
 def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = False) -> Deletion:
     """Delete a list; ListError when it has posts and purge is False (nothing is lost by mistake)."""
     what = deletion(session, mlist)
     if what.messages and not purge:
-        raise ListError(f"{mlist.name} has {plurals.count(what.messages, 'message')} in its archive; add --purge to delete "
-                        f"them too ({what.describe()})")
+        raise ListError(
+            f"{mlist.name} has {plurals.count(what.messages, 'message')} in its archive; add --purge to delete "
+            f"them too ({what.describe()})"
+        )
     pks = select(Message.id).where(Message.list_id == mlist.id).scalar_subquery()
     raws = set(session.scalars(select(Message.raw_id).where(Message.list_id == mlist.id)))
     raws |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.list_id == mlist.id)))
     blobs = set(session.scalars(select(Attachment.sha256).where(Attachment.message_pk.in_(pks))))
     delivery_ids = select(Delivery.id).where(Delivery.message_pk.in_(pks)).scalar_subquery()
     sub_ids = select(Subscription.id).where(Subscription.list_id == mlist.id).scalar_subquery()
-    session.execute(delete(Bounce).where(or_(Bounce.delivery_id.in_(delivery_ids), Bounce.subscription_id.in_(sub_ids))))
-    for model, where in ((Delivery, Delivery.message_pk.in_(pks)), (Vote, Vote.message_pk.in_(pks)),
-                         (Report, Report.message_pk.in_(pks)), (Removal, Removal.message_pk.in_(pks)),
-                         (Attachment, Attachment.message_pk.in_(pks)), (MessageRef, MessageRef.message_pk.in_(pks)),
-                         (ThreadNode, ThreadNode.list_id == mlist.id)):
+    session.execute(
+        delete(Bounce).where(
+            or_(Bounce.delivery_id.in_(delivery_ids), Bounce.subscription_id.in_(sub_ids))
+        )
+    )
+    for model, where in (
+        (Delivery, Delivery.message_pk.in_(pks)),
+        (Vote, Vote.message_pk.in_(pks)),
+        (Report, Report.message_pk.in_(pks)),
+        (Removal, Removal.message_pk.in_(pks)),
+        (Attachment, Attachment.message_pk.in_(pks)),
+        (MessageRef, MessageRef.message_pk.in_(pks)),
+        (ThreadNode, ThreadNode.list_id == mlist.id),
+    ):
         session.execute(delete(model).where(where))
     session.execute(update(Message).where(Message.list_id == mlist.id).values(parent_id=None))
     session.execute(delete(Message).where(Message.list_id == mlist.id))
@@ -193,6 +250,8 @@ def drop_unused(session: Session, raw_ids: set[int], blob_hashes: set[str]) -> N
         if raw_ids - used:
             session.execute(delete(RawMessage).where(RawMessage.id.in_(raw_ids - used)))
     if blob_hashes:
-        used_blobs = set(session.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(blob_hashes))))
+        used_blobs = set(
+            session.scalars(select(Attachment.sha256).where(Attachment.sha256.in_(blob_hashes)))
+        )
         if blob_hashes - used_blobs:
             session.execute(delete(Blob).where(Blob.sha256.in_(blob_hashes - used_blobs)))

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate import administration
 from listgate.models import MailingList, Subscription
-from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
 from listgate.states import SubscriptionState
+from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
 
 
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
@@ -20,14 +20,35 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     if sub.status == SubscriptionState.PENDING:
         sub.approved_by = by
-        administration.record(session, mlist, by, "approve subscription", _what(sub) + ", before it is confirmed")
-        return Outcome(sub, f"{sub.address} will be subscribed as soon as they confirm their address.",
-                       [], mlist.name, sub.thread_key)
+        administration.record(
+            session, mlist, by, "approve subscription", _what(sub) + ", before it is confirmed"
+        )
+        return Outcome(
+            sub,
+            f"{sub.address} will be subscribed as soon as they confirm their address.",
+            [],
+            mlist.name,
+            sub.thread_key,
+        )
     start(session, mlist, sub.address, sub.kind, sub.thread_key, approved_by=by)
     administration.record(session, mlist, by, "approve subscription", _what(sub))
-    entry = notice(session, mlist, "welcome", sub.address, sub.id, kind=sub.kind,
-                   thread_id=sub.thread_key, subject=thread_subject(session, sub.thread_key))
-    return Outcome(sub, f"{sub.address} is now subscribed to {mlist.name}.", [entry], mlist.name, sub.thread_key)
+    entry = notice(
+        session,
+        mlist,
+        "welcome",
+        sub.address,
+        sub.id,
+        kind=sub.kind,
+        thread_id=sub.thread_key,
+        subject=thread_subject(session, sub.thread_key),
+    )
+    return Outcome(
+        sub,
+        f"{sub.address} is now subscribed to {mlist.name}.",
+        [entry],
+        mlist.name,
+        sub.thread_key,
+    )
 
 
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
@@ -36,9 +57,13 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
-    administration.record(session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else ""))
+    administration.record(
+        session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else "")
+    )
     entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason[:500])
-    return Outcome(sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name)
+    return Outcome(
+        sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name
+    )
 
 
 def _what(sub: Subscription) -> str:
@@ -48,13 +73,28 @@ def _what(sub: Subscription) -> str:
 
 def waiting(session: Session, list_ids: Iterable[int]) -> list[Subscription]:
     """Confirmed requests that wait for a moderator, oldest first."""
-    return list(session.scalars(select(Subscription).where(
-        Subscription.list_id.in_(tuple(list_ids)), Subscription.status == SubscriptionState.AWAITING)
-        .order_by(Subscription.created_at)))
+    return list(
+        session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.list_id.in_(tuple(list_ids)),
+                Subscription.status == SubscriptionState.AWAITING,
+            )
+            .order_by(Subscription.created_at)
+        )
+    )
 
 
 def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subscription]:
     """The requests of address on mlist a moderator can decide on (confirmed or not yet)."""
-    return list(session.scalars(select(Subscription).where(
-        Subscription.list_id == mlist.id, Subscription.address == address.strip().lower(),
-        Subscription.status.in_((SubscriptionState.AWAITING, SubscriptionState.PENDING))).order_by(Subscription.id)))
+    return list(
+        session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.list_id == mlist.id,
+                Subscription.address == address.strip().lower(),
+                Subscription.status.in_((SubscriptionState.AWAITING, SubscriptionState.PENDING)),
+            )
+            .order_by(Subscription.id)
+        )
+    )

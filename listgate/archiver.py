@@ -13,16 +13,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import counters
 from listgate.addresses import parse_recipient
+from listgate.batches import Item, ItemResult, ingest_batch
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.batches import Item, ItemResult, ingest_batch
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
@@ -33,14 +34,24 @@ log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[OutboxEntry]], Any]
 IDLE_POLL_SECONDS = 0.05  # an idle archiver looks for new mail this often (one indexed SELECT)
-MAX_PAUSE_SECONDS = 5.0  # the longest wait between tries while the database fails (space freed is soon used)
+MAX_PAUSE_SECONDS = (
+    5.0  # the longest wait between tries while the database fails (space freed is soon used)
+)
 
 
 class Archiver:
     """Archives the spool of the database `factory` writes to."""
 
-    def __init__(self, settings: Settings, factory: sessionmaker[Session], *, read_factory: sessionmaker[Session] | None = None,
-                 spool: Spool | None = None, enqueue: Enqueue | None = None, batch: int = 20) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        *,
+        read_factory: sessionmaker[Session] | None = None,
+        spool: Spool | None = None,
+        enqueue: Enqueue | None = None,
+        batch: int = 20,
+    ) -> None:
         self.settings, self.factory, self.enqueue, self.batch = settings, factory, enqueue, batch
         self.read_factory = read_factory or factory
         self.spool = spool or Spool(factory.kw["bind"])
@@ -53,12 +64,17 @@ class Archiver:
         limit = 1 if self._alone_until else self.batch
         self._taking = []
         try:
-            claimed, entries = self._from_file(limit) if self.spool.separate else self._from_table(limit)
+            claimed, entries = (
+                self._from_file(limit) if self.spool.separate else self._from_table(limit)
+            )
         except Exception as exc:  # noqa: BLE001 - nothing of this batch was archived; it is tried again
             return self._failed(exc, self._taking)
         if not claimed:
             return 0
-        self.pause, self._alone_until = 0.0, (0 if claimed[-1] >= self._alone_until else self._alone_until)
+        self.pause, self._alone_until = (
+            0.0,
+            (0 if claimed[-1] >= self._alone_until else self._alone_until),
+        )
         if entries and self.enqueue is not None:
             self.enqueue(entries)
         return len(claimed)
@@ -68,7 +84,9 @@ class Archiver:
         with transaction(self.factory) as session:
             rows = self.spool.claim(session, limit)
             self._taking = [r.id for r in rows]
-            return [r.id for r in rows], self._archive(session, rows, {r.id: self._item(r) for r in rows if r.rcpt_tos})
+            return [r.id for r in rows], self._archive(
+                session, rows, {r.id: self._item(r) for r in rows if r.rcpt_tos}
+            )
 
     def _from_file(self, limit: int) -> tuple[list[int], list[OutboxEntry]]:
         """SQLite: read and parse the spool file before taking the archive's write lock, then archive past the mark."""
@@ -90,15 +108,31 @@ class Archiver:
     def _item(self, row: Any) -> Item:
         """A spooled message parsed, for each recipient it was accepted for."""
         found = (parse_recipient(a, self.settings.domain) for a in row.rcpt_tos.split("\n") if a)
-        return Item(parse(row.raw, row.received_at), tuple(r for r in found if r is not None), "smtp", row.mail_from)
+        return Item(
+            parse(row.raw, row.received_at),
+            tuple(r for r in found if r is not None),
+            "smtp",
+            row.mail_from,
+        )
 
-    def _archive(self, session: Session, rows: Sequence[Any], items: dict[int, Item]) -> list[OutboxEntry]:
+    def _archive(
+        self, session: Session, rows: Sequence[Any], items: dict[int, Item]
+    ) -> list[OutboxEntry]:
         """Ingest, count, and take the rows out of the spool, all in the caller's transaction."""
         if not rows:
             return []
         ids = [i for i in items]
-        results = dict(zip(ids, ingest_batch(session, [items[i] for i in ids], domain=self.settings.domain,
-                                             fallback_days=self.settings.subject_fallback_days)))
+        results = dict(
+            zip(
+                ids,
+                ingest_batch(
+                    session,
+                    [items[i] for i in ids],
+                    domain=self.settings.domain,
+                    fallback_days=self.settings.subject_fallback_days,
+                ),
+            )
+        )
         entries, kept, tally = _outcomes(rows, results)
         self.spool.done(session, rows, kept)
         counters.bump_all(session, tally)
@@ -108,11 +142,19 @@ class Archiver:
         """After a batch that could not commit: one message at a time past it, and a pause that grows."""
         if len(claimed) > 1:
             self._alone_until = max(claimed)
-            log.warning("archiving a batch of spooled mail failed (%s: %s); retrying one message at a time",
-                        type(exc).__name__, exc)
+            log.warning(
+                "archiving a batch of spooled mail failed (%s: %s); retrying one message at a time",
+                type(exc).__name__,
+                exc,
+            )
             return 0
         self.pause = min(max(0.5, self.pause * 2), MAX_PAUSE_SECONDS)
-        log.error("archiving failed (%s: %s); the mail stays spooled, next try in %.1f s", type(exc).__name__, exc, self.pause)
+        log.error(
+            "archiving failed (%s: %s); the mail stays spooled, next try in %.1f s",
+            type(exc).__name__,
+            exc,
+            self.pause,
+        )
         return 0
 
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
@@ -121,7 +163,7 @@ class Archiver:
         while not stop.is_set():
             try:
                 done = self.archive_once()
-            except Exception:  # noqa: BLE001 - the loop must live on; the mail stays spooled
+            except Exception:
                 log.exception("archiver round failed")
                 self.pause, done = min(max(0.5, self.pause * 2), MAX_PAUSE_SECONDS), 0
             if done and not self.pause:
@@ -143,12 +185,14 @@ class Archiver:
         return total
 
 
-def _outcomes(rows: Sequence[Any], results: dict[int, ItemResult]) -> tuple[list[OutboxEntry], list[dict[str, Any]], dict[tuple[str, str], int]]:
+def _outcomes(
+    rows: Sequence[Any], results: dict[int, ItemResult]
+) -> tuple[list[OutboxEntry], list[dict[str, Any]], dict[tuple[str, str], int]]:
     """(outbox entries, rows to keep with their state and reason, counter increments) of an archived batch."""
     entries: list[OutboxEntry] = []
     kept: list[dict[str, Any]] = []
     tally: dict[tuple[str, str], int] = {}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for row in rows:
         for line in filter(None, row.counts.split("\n")):
             key = tuple(line.split(":", 1))
@@ -157,18 +201,36 @@ def _outcomes(rows: Sequence[Any], results: dict[int, ItemResult]) -> tuple[list
         if result is None:  # only counts: an answer that stored nothing
             continue
         if isinstance(result, Exception):
-            kept.append({"pk": row.id, "state": SpoolState.FAILED, "reason": f"{type(result).__name__}: {result}"[:2000],
-                         "at": now})
+            kept.append(
+                {
+                    "pk": row.id,
+                    "state": SpoolState.FAILED,
+                    "reason": f"{type(result).__name__}: {result}"[:2000],
+                    "at": now,
+                }
+            )
             continue
         for r in {id(r): r for r in result if r is not None}.values():
             entries.extend(r.outbox)
             key2 = _counted(r)
             if key2:
                 tally[key2] = tally.get(key2, 0) + 1
-        gone = [address for address, r in zip(filter(None, row.rcpt_tos.split("\n")), result) if r is None]
-        if gone:  # deleted after the 250: nowhere to keep it but here (a retry once the list is back)
-            kept.append({"pk": row.id, "state": SpoolState.FAILED, "reason": f"no such list any more: {', '.join(gone)}"[:2000],
-                         "at": now})
+        gone = [
+            address
+            for address, r in zip(filter(None, row.rcpt_tos.split("\n")), result)
+            if r is None
+        ]
+        if (
+            gone
+        ):  # deleted after the 250: nowhere to keep it but here (a retry once the list is back)
+            kept.append(
+                {
+                    "pk": row.id,
+                    "state": SpoolState.FAILED,
+                    "reason": f"no such list any more: {', '.join(gone)}"[:2000],
+                    "at": now,
+                }
+            )
     return entries, kept, tally
 
 

@@ -9,7 +9,7 @@ the mail. Replies to a mail that proved its sender (a valid confirm-CODE) are no
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
@@ -24,8 +24,11 @@ def claim(session: Session, address: str, window: int) -> bool:
     """
     if window <= 0:
         return True
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     stmt = store.of(session).insert(AutoReply).values(address=address.lower()[:320], sent_at=now)
-    stmt = stmt.on_conflict_do_update(index_elements=[AutoReply.address], set_={"sent_at": now},
-                                      where=AutoReply.sent_at <= now - timedelta(seconds=window))
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[AutoReply.address],
+        set_={"sent_at": now},
+        where=AutoReply.sent_at <= now - timedelta(seconds=window),
+    )
     return session.execute(stmt.returning(AutoReply.address)).first() is not None

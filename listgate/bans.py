@@ -12,7 +12,12 @@ def is_banned(session: Session, list_id: int, address: str) -> bool:
     if not address:
         return False
     # session.execute (not the bare connection) so that bans added in this session count.
-    return session.execute(store.BANNED, {"list_id": list_id, "address": address.strip().lower()}).first() is not None
+    return (
+        session.execute(
+            store.BANNED, {"list_id": list_id, "address": address.strip().lower()}
+        ).first()
+        is not None
+    )
 
 
 def first_banned(session: Session, list_id: int, addresses: list[str]) -> str:
@@ -20,5 +25,7 @@ def first_banned(session: Session, list_id: int, addresses: list[str]) -> str:
     wanted = [a.strip().lower() for a in addresses if a]
     if not wanted:
         return ""
-    found = set(session.execute(store.BANNED_AMONG, {"list_id": list_id, "addresses": wanted}).scalars())
+    found = set(
+        session.execute(store.BANNED_AMONG, {"list_id": list_id, "addresses": wanted}).scalars()
+    )
     return next((a for a in wanted if a in found), "")

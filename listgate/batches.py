@@ -8,8 +8,8 @@ whole transaction with it raises BatchAborted so nobody commits or counts the re
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from sqlalchemy.orm import Session
 
@@ -32,7 +32,9 @@ class Item:
     envelope_from: str | None = None
 
 
-ItemResult = list[IngestResult | None] | Exception  # per recipient (None: no such list), or what failed the item
+ItemResult = (
+    list[IngestResult | None] | Exception
+)  # per recipient (None: no such list), or what failed the item
 
 
 class BatchAborted(RuntimeError):
@@ -42,44 +44,69 @@ class BatchAborted(RuntimeError):
     """
 
 
-def ingest_batch(session: Session, items: Sequence[Item], *, domain: str, fallback_days: int = 30) -> list[ItemResult]:
+def ingest_batch(
+    session: Session, items: Sequence[Item], *, domain: str, fallback_days: int = 30
+) -> list[ItemResult]:
     """Ingest each item under its own SAVEPOINT in the caller's transaction: the one way mail enters the archive.
 
     An item that fails alone gets its exception and the others go on. When a failure took the
     whole transaction with it (SQLite rolls back everything on SQLITE_FULL and then reports
     "no such savepoint"), BatchAborted is raised instead, so no caller commits or counts the rest.
     """
-    known: dict[str, MailingList | None] = {}  # a batch posts mostly to the same lists: look each up once
+    known: dict[
+        str, MailingList | None
+    ] = {}  # a batch posts mostly to the same lists: look each up once
     try:  # one SAVEPOINT for the batch: per message they cost a statement pair and a flush each
         with session.begin_nested():
             return [_ingest_item(session, item, known, domain, fallback_days) for item in items]
-    except Exception as exc:  # noqa: BLE001 - redone below, one savepoint per message
+    except Exception as exc:
         if not store.of(session).transaction_alive(session):
             raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
-        log.info("a message of a batch of %d failed (%s); redoing the batch one message at a time", len(items), exc)
+        log.info(
+            "a message of a batch of %d failed (%s); redoing the batch one message at a time",
+            len(items),
+            exc,
+        )
     results: list[ItemResult] = []
     for item in items:
         try:
             with session.begin_nested():
                 results.append(_ingest_item(session, item, known, domain, fallback_days))
-        except Exception as exc:  # noqa: BLE001 - this item only, unless the transaction went with it
+        except Exception as exc:
             if not store.of(session).transaction_alive(session):
                 raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
-            log.warning("archiving <%s> failed: %s: %s", item.parsed.message_id, type(exc).__name__, exc)
+            log.warning(
+                "archiving <%s> failed: %s: %s", item.parsed.message_id, type(exc).__name__, exc
+            )
             results.append(exc)
     return results
 
 
-def _ingest_item(session: Session, item: Item, known: dict[str, MailingList | None], domain: str,
-                 fallback_days: int) -> list[IngestResult | None]:
+def _ingest_item(
+    session: Session,
+    item: Item,
+    known: dict[str, MailingList | None],
+    domain: str,
+    fallback_days: int,
+) -> list[IngestResult | None]:
     done: dict[Recipient, IngestResult | None] = {}
     for recipient in item.recipients:
         if recipient not in done:
             if recipient.list_name not in known:
                 known[recipient.list_name] = lists.get(session, recipient.list_name)
             mlist = known[recipient.list_name]
-            done[recipient] = None if mlist is None else ingest(
-                session, item.parsed, mlist, domain=domain, origin=item.origin, envelope_from=item.envelope_from,
-                fallback_days=fallback_days, recipient=recipient)
+            done[recipient] = (
+                None
+                if mlist is None
+                else ingest(
+                    session,
+                    item.parsed,
+                    mlist,
+                    domain=domain,
+                    origin=item.origin,
+                    envelope_from=item.envelope_from,
+                    fallback_days=fallback_days,
+                    recipient=recipient,
+                )
+            )
     return [done[r] for r in item.recipients]
-

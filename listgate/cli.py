@@ -47,7 +47,9 @@ def ensure_schema(settings: Settings) -> None:
         if needs_upgrade(engine):
             upgrade(engine)
     except Exception as exc:  # noqa: BLE001 - say what failed, not a traceback
-        raise click.ClickException(f"database {settings.database_url.split('@')[-1]}: {brief(exc)}") from None
+        raise click.ClickException(
+            f"database {settings.database_url.split('@')[-1]}: {brief(exc)}"
+        ) from None
     finally:
         engine.dispose()
 
@@ -69,15 +71,30 @@ def _exec_service(name: str, extra: list[str]) -> NoReturn:
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.option("--lmtp", is_flag=True, help="Speak LMTP instead of SMTP (behind Postfix or Exim).")
-@click.option("--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN).")
-@click.option("--archiver/--no-archiver", default=True, show_default=True,
-              help="Also archive spooled mail in this process (--no-archiver when `listgate archiver` runs).")
+@click.option(
+    "--listen", default="", help="HOST:PORT or unix:/path (default LISTGATE_SMTP_LISTEN)."
+)
+@click.option(
+    "--archiver/--no-archiver",
+    default=True,
+    show_default=True,
+    help="Also archive spooled mail in this process (--no-archiver when `listgate archiver` runs).",
+)
 def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
     """Run the SMTP/LMTP listener (by default with an archiver in the same process)."""
     ensure_schema(load_settings())
     # Not launch.SERVICES' gateway: under `listgate up` an archiver child archives, so that one only spools.
-    os.execv(sys.executable, [sys.executable, "-m", "gateway", *(["--lmtp"] if lmtp else []),
-                              *(["--listen", listen] if listen else []), *([] if archiver else ["--no-archiver"])])
+    os.execv(
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            *(["--lmtp"] if lmtp else []),
+            *(["--listen", listen] if listen else []),
+            *([] if archiver else ["--no-archiver"]),
+        ],
+    )
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
@@ -107,10 +124,27 @@ def web(use_gunicorn: bool, workers: int) -> None:
     ensure_schema(settings)
     if use_gunicorn:
         # The metrics listener is one more bind of the same app (webarchive.views.ops tells them apart).
-        metrics = ["--bind", "[{}]:{}".format(*settings.metrics_listen)] if settings.metrics_listen else []
-        os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--workers", str(workers),
-                                   "--bind", f"{settings.web_host}:{settings.web_port}", *metrics,
-                                   "--access-logfile", "-", "webarchive.wsgi:app"])
+        metrics = (
+            ["--bind", "[{}]:{}".format(*settings.metrics_listen)]
+            if settings.metrics_listen
+            else []
+        )
+        os.execvp(
+            sys.executable,
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(workers),
+                "--bind",
+                f"{settings.web_host}:{settings.web_port}",
+                *metrics,
+                "--access-logfile",
+                "-",
+                "webarchive.wsgi:app",
+            ],
+        )
     _exec_service("web", [])
 
 
@@ -123,7 +157,11 @@ def archiver(batch: int) -> None:
 
 
 @main.command(short_help="Start gateway, archiver, worker, beat and web; Ctrl-C stops all.")
-@click.option("--demo/--no-demo", default=True, help="Create a demo list with a short discussion on first run.")
+@click.option(
+    "--demo/--no-demo",
+    default=True,
+    help="Create a demo list with a short discussion on first run.",
+)
 def up(demo: bool) -> None:
     """Start gateway, archiver, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
     settings = load_settings()
@@ -134,12 +172,17 @@ def up(demo: bool) -> None:
 
 
 @main.command()
-@click.option("--listen", default="127.0.0.1:1025", show_default=True, help="HOST:PORT to listen on.")
+@click.option(
+    "--listen", default="127.0.0.1:1025", show_default=True, help="HOST:PORT to listen on."
+)
 @click.option("--maildir", default="", help="Also keep every message in this Maildir.")
 def sink(listen: str, maildir: str) -> None:
     """A development SMTP sink: accepts every message and prints one line for each."""
-    os.execv(sys.executable, [sys.executable, "-m", "gateway.sink", "--listen", listen]
-             + (["--maildir", maildir] if maildir else []))
+    os.execv(
+        sys.executable,
+        [sys.executable, "-m", "gateway.sink", "--listen", listen]
+        + (["--maildir", maildir] if maildir else []),
+    )
 
 
 @main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
@@ -188,18 +231,38 @@ def lists_group() -> None:
 @click.argument("name")
 @click.option("--title", default="", help="A human title.")
 @click.option("--description", default="", help="What the list is for.")
-@click.option("--policy", type=click.Choice(["open", "members", "moderated"]), default="open", show_default=True)
+@click.option(
+    "--policy",
+    type=click.Choice(["open", "members", "moderated"]),
+    default="open",
+    show_default=True,
+)
 @click.option("--private", is_flag=True, help="Archive visible to members only.")
 @click.option("--moderators", default="", help="Comma-separated moderator addresses.")
-@click.option("--owners", default="", help="Comma-separated owner addresses (they change the list's settings).")
-def lists_create(name: str, title: str, description: str, policy: str, private: bool, moderators: str,
-                 owners: str) -> None:
+@click.option(
+    "--owners",
+    default="",
+    help="Comma-separated owner addresses (they change the list's settings).",
+)
+def lists_create(
+    name: str,
+    title: str,
+    description: str,
+    policy: str,
+    private: bool,
+    moderators: str,
+    owners: str,
+) -> None:
     """Create a list NAME (its address is NAME@LISTGATE_DOMAIN)."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        mlist = lists_service.create(session, name, title, description, policy, private, moderators, owners)
-        click.echo(f"created {mlist.address(settings.domain)} ({policy}{', private' if private else ''})")
+        mlist = lists_service.create(
+            session, name, title, description, policy, private, moderators, owners
+        )
+        click.echo(
+            f"created {mlist.address(settings.domain)} ({policy}{', private' if private else ''})"
+        )
 
 
 @lists_group.command("show")
@@ -216,16 +279,22 @@ def lists_show() -> None:
         if not rows:
             click.echo("no lists yet: create one with `listgate lists create NAME`")
         for m in rows:
-            click.echo(f"{m.address(settings.domain):40} {m.policy:10} {plurals.count(m.thread_count, 'thread'):>13} "
-                       f"{plurals.count(m.message_count, 'message'):>16}{'  private' if m.private else ''}  {m.title}")
+            click.echo(
+                f"{m.address(settings.domain):40} {m.policy:10} {plurals.count(m.thread_count, 'thread'):>13} "
+                f"{plurals.count(m.message_count, 'message'):>16}{'  private' if m.private else ''}  {m.title}"
+            )
 
 
 @main.command()
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list).")
+@click.option(
+    "--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list)."
+)
 @click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
-@click.option("--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance).")
+@click.option(
+    "--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance)."
+)
 def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
     """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or invite it."""
     settings = load_settings()
@@ -234,19 +303,38 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
         if invite:
-            outcome = subscriptions.request(session, mlist, address, secret=settings.secret_key,
-                                            base_url=settings.base_url, domain=settings.domain, kind=kind,
-                                            thread_id=thread_id, channel=subscriptions.ADMIN, invited_by="admin")
-            click.echo(outcome.message + (" It goes out within a minute or two." if outcome.outbox else ""))
+            outcome = subscriptions.request(
+                session,
+                mlist,
+                address,
+                secret=settings.secret_key,
+                base_url=settings.base_url,
+                domain=settings.domain,
+                kind=kind,
+                thread_id=thread_id,
+                channel=subscriptions.ADMIN,
+                invited_by="admin",
+            )
+            click.echo(
+                outcome.message + (" It goes out within a minute or two." if outcome.outbox else "")
+            )
             return
         address = lists_service.subscribe(session, mlist, address, kind, thread_id).address
-    click.echo(f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})")
+    click.echo(
+        f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})"
+    )
 
 
 @main.command()
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--thread", "thread_id", type=int, default=0, help="Only leave this thread (a list member mutes it).")
+@click.option(
+    "--thread",
+    "thread_id",
+    type=int,
+    default=0,
+    help="Only leave this thread (a list member mutes it).",
+)
 @click.option("--notify", is_flag=True, help="Mail the address a goodbye (leaving the list only).")
 def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> None:
     """End ADDRESS's subscriptions to a list (or to one thread); their history is kept."""
@@ -254,9 +342,19 @@ def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> N
     ensure_schema(settings)
     with _session(settings) as session:
         action = subscriptions.LEAVE_THREAD if thread_id else subscriptions.LEAVE
-        outcome = subscriptions.change(session, lists_service.require(session, list_name), address, action,
-                                       thread_id=thread_id, channel=subscriptions.ADMIN, notify=notify)
-    click.echo(outcome.message + (" A goodbye mail goes out within a minute or two." if outcome.outbox else ""))
+        outcome = subscriptions.change(
+            session,
+            lists_service.require(session, list_name),
+            address,
+            action,
+            thread_id=thread_id,
+            channel=subscriptions.ADMIN,
+            notify=notify,
+        )
+    click.echo(
+        outcome.message
+        + (" A goodbye mail goes out within a minute or two." if outcome.outbox else "")
+    )
 
 
 @main.command("import")
@@ -294,10 +392,11 @@ class _session:
             self.cm.__exit__(*exc)
         finally:
             self.engine.dispose()
-        if exc[0] is not None and issubclass(exc[0], (lists_service.ListError, LookupError, SubscriptionError)):
+        if exc[0] is not None and issubclass(
+            exc[0], (lists_service.ListError, LookupError, SubscriptionError)
+        ):
             raise click.ClickException(str(exc[1]))
         return False
-
 
 
 @main.group(name="requests")
@@ -317,14 +416,18 @@ def requests_show(list_name: str) -> None:
         rows = approvals.waiting(session, ids)
         for sub in rows:
             thread = f" thread {sub.thread_key}" if sub.kind == "thread" else ""
-            click.echo(f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  since {sub.created_at:%Y-%m-%d %H:%M} UTC")
+            click.echo(
+                f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  since {sub.created_at:%Y-%m-%d %H:%M} UTC"
+            )
         click.echo(f"{plurals.count(len(rows), 'request')} waiting")
 
 
 @requests_group.command("approve")
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--by", default="admin", show_default=True, help="Who approves (kept with the subscription).")
+@click.option(
+    "--by", default="admin", show_default=True, help="Who approves (kept with the subscription)."
+)
 def requests_approve(address: str, list_name: str, by: str) -> None:
     """Let ADDRESS in (every request it has on the list); it gets a welcome mail."""
     _decide(address, list_name, lambda session, sub: approvals.approve(session, sub, by))
@@ -334,13 +437,17 @@ def requests_approve(address: str, list_name: str, by: str) -> None:
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
 @click.option("--reason", default="", help="Mailed to the address.")
-@click.option("--by", default="admin", show_default=True, help="Who refuses (kept with the subscription).")
+@click.option(
+    "--by", default="admin", show_default=True, help="Who refuses (kept with the subscription)."
+)
 def requests_refuse(address: str, list_name: str, reason: str, by: str) -> None:
     """Turn down ADDRESS's requests on the list; it is told (with the reason given)."""
     _decide(address, list_name, lambda session, sub: approvals.refuse(session, sub, by, reason))
 
 
-def _decide(address: str, list_name: str, decide: Callable[[Session, Subscription], subscriptions.Outcome]) -> None:
+def _decide(
+    address: str, list_name: str, decide: Callable[[Session, Subscription], subscriptions.Outcome]
+) -> None:
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -367,22 +474,34 @@ def not_posted_show(list_name: str) -> None:
         ids = [lists_service.require(session, list_name).id] if list_name else None
         rows = notposted.waiting(session, ids, limit=1000)
         for n in rows:
-            click.echo(f"{n.id:6}  {n.received_at:%Y-%m-%d %H:%M}  {n.from_addr or n.envelope_from or '<>'}: "
-                       f"{n.subject[:60]!r} ({n.reason})")
+            click.echo(
+                f"{n.id:6}  {n.received_at:%Y-%m-%d %H:%M}  {n.from_addr or n.envelope_from or '<>'}: "
+                f"{n.subject[:60]!r} ({n.reason})"
+            )
         click.echo(f"{plurals.count(len(rows), 'mail')} not posted")
 
 
 @not_posted_group.command("release")
 @click.argument("entry_id", type=int)
-@click.option("--by", default="admin", show_default=True, help="Who releases it (kept with the entry).")
+@click.option(
+    "--by", default="admin", show_default=True, help="Who releases it (kept with the entry)."
+)
 def not_posted_release(entry_id: int, by: str) -> None:
     """Post the mail ENTRY_ID (from `listgate not-posted show`); subscribers get it within a minute or two."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
-        result = ingest.release(session, entry_id, by, domain=settings.domain,
-                                fallback_days=settings.subject_fallback_days)
-    click.echo(f"entry {entry_id} released: {result.status}" + (f" (message {result.message_pk})" if result.message_pk else ""))
+        result = ingest.release(
+            session,
+            entry_id,
+            by,
+            domain=settings.domain,
+            fallback_days=settings.subject_fallback_days,
+        )
+    click.echo(
+        f"entry {entry_id} released: {result.status}"
+        + (f" (message {result.message_pk})" if result.message_pk else "")
+    )
 
 
 from listgate import admin_cli  # noqa: E402 - the owner's commands live there

@@ -34,8 +34,10 @@ def _metrics_listen(value: str, web_port: int) -> tuple[str, int] | None:
     except ValueError:
         loopback = host == "localhost"
     if not loopback:
-        raise SettingsError(f"{name}={value!r}: must be a loopback address such as 127.0.0.1:9108 "
-                            "(to serve /metrics to other hosts set LISTGATE_METRICS_TOKEN instead)")
+        raise SettingsError(
+            f"{name}={value!r}: must be a loopback address such as 127.0.0.1:9108 "
+            "(to serve /metrics to other hosts set LISTGATE_METRICS_TOKEN instead)"
+        )
     if port == web_port:
         raise SettingsError(f"{name}={value!r}: must not be the port of LISTGATE_WEB_LISTEN")
     return host, port
@@ -75,7 +77,9 @@ def _outbound(name: str, value: str, data_dir: Path) -> str:
         return value
     if scheme == "maildir" or value.startswith("maildir:"):
         return value
-    raise SettingsError(f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path")
+    raise SettingsError(
+        f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path"
+    )
 
 
 def _networks(name: str, value: str) -> tuple[str, ...] | None:
@@ -89,7 +93,9 @@ def _networks(name: str, value: str) -> tuple[str, ...] | None:
         try:
             found.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
-            raise SettingsError(f"{name}={value!r}: {item!r} is not an address or network such as 127.0.0.1 or 10.0.0.0/8") from None
+            raise SettingsError(
+                f"{name}={value!r}: {item!r} is not an address or network such as 127.0.0.1 or 10.0.0.0/8"
+            ) from None
     return tuple(found)
 
 
@@ -129,7 +135,9 @@ class Settings:
     log_level: str = "INFO"
     metrics_token: str = ""  # bearer token for /metrics; unset: loopback clients only
     trusted_proxies: int = 0  # reverse proxies in front of the web archive (X-Forwarded-* hops)
-    metrics_listen: tuple[str, int] | None = None  # loopback listener serving /metrics without a token
+    metrics_listen: tuple[str, int] | None = (
+        None  # loopback listener serving /metrics without a token
+    )
     admins: tuple[str, ...] = ()  # site administrators: act on every list, last to hear of reports
     dkim_key: str = ""  # PEM file: list-generated mail is DKIM-signed for the list domain
     dkim_selector: str = "listgate"
@@ -137,9 +145,13 @@ class Settings:
     arc_selector: str = ""
     dns_server: str = ""  # HOST:PORT of the resolver for DMARC/DKIM look-ups ("": the system's)
     dns_timeout: int = 5  # seconds for one DNS look-up
-    trusted_mtas: tuple[str, ...] | None = None  # networks free of per-client limits; None: loopback in LMTP mode
+    trusted_mtas: tuple[str, ...] | None = (
+        None  # networks free of per-client limits; None: loopback in LMTP mode
+    )
     notify_socket: str = ""  # systemd's NOTIFY_SOCKET: where to say READY=1 (listgate up sets it)
-    auto_reply_window: int = 60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
+    auto_reply_window: int = (
+        60  # seconds: at most one automatic reply per sender (RFC 3834); 0 turns it off
+    )
     edit_window_hours: int = 24  # how long the author of a web post may edit its text
     max_data_memory: int = 256 * 1024 * 1024  # bytes of DATA all SMTP connections may hold at once
     max_header_bytes: int = 256 * 1024  # bytes of a message's header block
@@ -161,29 +173,52 @@ class Settings:
         """Build settings from LISTGATE_* variables; raise SettingsError naming a bad one."""
         env = os.environ if env is None else env
         data_dir = Path(env.get("LISTGATE_DATA_DIR", "") or "./var").resolve()
-        database_url = env.get("LISTGATE_DATABASE_URL", "") or f"sqlite:///{data_dir / 'listgate.sqlite3'}"
-        if urlsplit(database_url).scheme.split("+")[0] not in DATABASE_SCHEMES or "://" not in database_url:
-            raise SettingsError(f"LISTGATE_DATABASE_URL={database_url!r}: expected sqlite:///path or postgresql://user@host/db")
-        broker_url = env.get("LISTGATE_BROKER_URL", "") or f"sqla+sqlite:///{data_dir / 'broker.sqlite3'}"
+        database_url = (
+            env.get("LISTGATE_DATABASE_URL", "") or f"sqlite:///{data_dir / 'listgate.sqlite3'}"
+        )
+        if (
+            urlsplit(database_url).scheme.split("+")[0] not in DATABASE_SCHEMES
+            or "://" not in database_url
+        ):
+            raise SettingsError(
+                f"LISTGATE_DATABASE_URL={database_url!r}: expected sqlite:///path or postgresql://user@host/db"
+            )
+        broker_url = (
+            env.get("LISTGATE_BROKER_URL", "") or f"sqla+sqlite:///{data_dir / 'broker.sqlite3'}"
+        )
         if urlsplit(broker_url).scheme not in BROKER_SCHEMES or "://" not in broker_url:
-            raise SettingsError(f"LISTGATE_BROKER_URL={broker_url!r}: expected redis://host:port/0 or sqla+sqlite:///path")
+            raise SettingsError(
+                f"LISTGATE_BROKER_URL={broker_url!r}: expected redis://host:port/0 or sqla+sqlite:///path"
+            )
         domain = (env.get("LISTGATE_DOMAIN", "") or "lists.localhost").strip().lower().rstrip(".")
         if not domain or "@" in domain or " " in domain:
-            raise SettingsError(f"LISTGATE_DOMAIN={domain!r}: expected a mail domain such as lists.example.org")
-        smtp_host, smtp_port = _hostport("LISTGATE_SMTP_LISTEN", env.get("LISTGATE_SMTP_LISTEN", "") or "127.0.0.1:2525")
-        web_host, web_port = _hostport("LISTGATE_WEB_LISTEN", env.get("LISTGATE_WEB_LISTEN", "") or "127.0.0.1:8080")
+            raise SettingsError(
+                f"LISTGATE_DOMAIN={domain!r}: expected a mail domain such as lists.example.org"
+            )
+        smtp_host, smtp_port = _hostport(
+            "LISTGATE_SMTP_LISTEN", env.get("LISTGATE_SMTP_LISTEN", "") or "127.0.0.1:2525"
+        )
+        web_host, web_port = _hostport(
+            "LISTGATE_WEB_LISTEN", env.get("LISTGATE_WEB_LISTEN", "") or "127.0.0.1:8080"
+        )
         base_url = (env.get("LISTGATE_BASE_URL", "") or f"http://{web_host}:{web_port}").rstrip("/")
         if urlsplit(base_url).scheme not in ("http", "https"):
-            raise SettingsError(f"LISTGATE_BASE_URL={base_url!r}: expected an http:// or https:// URL")
+            raise SettingsError(
+                f"LISTGATE_BASE_URL={base_url!r}: expected an http:// or https:// URL"
+            )
         secret_key = env.get("LISTGATE_SECRET_KEY", "")
         if not secret_key:
             secret_key = _stored_secret(data_dir)
         elif len(secret_key) < 16:
             raise SettingsError("LISTGATE_SECRET_KEY: too short, use at least 16 characters")
-        dmarc = tuple(d.strip().lower() for d in env.get("LISTGATE_DMARC_ALWAYS", "").split(",") if d.strip())
+        dmarc = tuple(
+            d.strip().lower() for d in env.get("LISTGATE_DMARC_ALWAYS", "").split(",") if d.strip()
+        )
         log_level = (env.get("LISTGATE_LOG_LEVEL", "") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise SettingsError(f"LISTGATE_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR")
+            raise SettingsError(
+                f"LISTGATE_LOG_LEVEL={log_level!r}: expected DEBUG, INFO, WARNING or ERROR"
+            )
         tls_cert, tls_key = env.get("LISTGATE_TLS_CERT", ""), env.get("LISTGATE_TLS_KEY", "")
         if bool(tls_cert) != bool(tls_key):
             raise SettingsError("LISTGATE_TLS_CERT and LISTGATE_TLS_KEY: set both or neither")
@@ -262,31 +297,47 @@ class _MailAuth(TypedDict):
 
 def _mail_auth(env: Mapping[str, str]) -> _MailAuth:
     """Site administrators, DKIM and ARC keys, and the DNS resolver."""
-    admins = tuple(a.strip().lower() for a in env.get("LISTGATE_ADMINS", "").split(",") if a.strip())
+    admins = tuple(
+        a.strip().lower() for a in env.get("LISTGATE_ADMINS", "").split(",") if a.strip()
+    )
     for address in admins:
         if "@" not in address or any(c in address for c in " <>;"):
             raise SettingsError(f"LISTGATE_ADMINS: {address!r} is not an email address")
-    arc_key, arc_selector = _pem(env, "LISTGATE_ARC_KEY"), env.get("LISTGATE_ARC_SELECTOR", "").strip()
+    arc_key, arc_selector = (
+        _pem(env, "LISTGATE_ARC_KEY"),
+        env.get("LISTGATE_ARC_SELECTOR", "").strip(),
+    )
     if bool(arc_key) != bool(arc_selector):
         raise SettingsError("LISTGATE_ARC_KEY and LISTGATE_ARC_SELECTOR: set both or neither")
     for name in ("LISTGATE_DKIM_SELECTOR", "LISTGATE_ARC_SELECTOR"):
         value = env.get(name, "").strip()
-        if value and not all(part.replace("-", "").replace("_", "").isalnum() for part in value.split(".")):
-            raise SettingsError(f"{name}={value!r}: expected a DNS label such as listgate or mail2026")
+        if value and not all(
+            part.replace("-", "").replace("_", "").isalnum() for part in value.split(".")
+        ):
+            raise SettingsError(
+                f"{name}={value!r}: expected a DNS label such as listgate or mail2026"
+            )
     dns_server = env.get("LISTGATE_DNS_SERVER", "").strip()
     if dns_server:
         _hostport("LISTGATE_DNS_SERVER", dns_server)
-    return {"admins": admins, "dkim_key": _pem(env, "LISTGATE_DKIM_KEY"),
-            "dkim_selector": env.get("LISTGATE_DKIM_SELECTOR", "").strip() or "listgate",
-            "arc_key": arc_key, "arc_selector": arc_selector, "dns_server": dns_server,
-            "dns_timeout": _int(env, "LISTGATE_DNS_TIMEOUT", 5, 1)}
+    return {
+        "admins": admins,
+        "dkim_key": _pem(env, "LISTGATE_DKIM_KEY"),
+        "dkim_selector": env.get("LISTGATE_DKIM_SELECTOR", "").strip() or "listgate",
+        "arc_key": arc_key,
+        "arc_selector": arc_selector,
+        "dns_server": dns_server,
+        "dns_timeout": _int(env, "LISTGATE_DNS_TIMEOUT", 5, 1),
+    }
 
 
 def _data_memory(env: Mapping[str, str], max_message_size: int) -> int:
     value = _int(env, "LISTGATE_MAX_DATA_MEMORY", 256 * 1024 * 1024, 1024 * 1024)
     if value < max_message_size:
-        raise SettingsError(f"LISTGATE_MAX_DATA_MEMORY={value}: must be at least LISTGATE_MAX_MESSAGE_SIZE "
-                            f"({max_message_size}), or no message of the largest size could be received")
+        raise SettingsError(
+            f"LISTGATE_MAX_DATA_MEMORY={value}: must be at least LISTGATE_MAX_MESSAGE_SIZE "
+            f"({max_message_size}), or no message of the largest size could be received"
+        )
     return value
 
 
@@ -296,7 +347,9 @@ def _stored_secret(data_dir: Path) -> str:
     try:
         return _read_or_create_secret(path)
     except OSError as exc:
-        raise SettingsError(f"LISTGATE_SECRET_KEY is unset and {path} cannot be read or created: {exc}") from None
+        raise SettingsError(
+            f"LISTGATE_SECRET_KEY is unset and {path} cannot be read or created: {exc}"
+        ) from None
 
 
 def _read_or_create_secret(path: Path) -> str:

@@ -9,7 +9,8 @@ dirty, so queries on threads need no flush; objects a transaction touched are he
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
@@ -17,15 +18,30 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from listgate import store
-from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode, ThreadParticipant
+from listgate.models import (
+    MailingList,
+    Message,
+    Subscription,
+    Thread,
+    ThreadNode,
+    ThreadParticipant,
+)
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionState
 
 _MESSAGES = Message.__table__
 _THREADS = Thread.__table__
 _NODES = ThreadNode.__table__
-_COUNTED = ("message_count", "last_activity", "root_message_pk", "subject", "subject_norm", "starter_name",
-            "created_at", "participant_count")
+_COUNTED = (
+    "message_count",
+    "last_activity",
+    "root_message_pk",
+    "subject",
+    "subject_norm",
+    "starter_name",
+    "created_at",
+    "participant_count",
+)
 _NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
 _COUNT = update(_THREADS).where(_THREADS.c.id == bindparam("tid"))
 _PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
@@ -46,16 +62,27 @@ def get(session: Session, thread_id: int) -> Thread:
     cache = _threads(session)
     thread = cache.get(thread_id)
     if thread is None:
-        thread = cache[thread_id] = session.get_one(Thread, thread_id, options=(lazyload(Thread.mailing_list),))
+        thread = cache[thread_id] = session.get_one(
+            Thread, thread_id, options=(lazyload(Thread.mailing_list),)
+        )
     return thread
 
 
 def new(session: Session, draft: Any) -> Thread:
     """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
     values = dict(
-        list_id=draft.list_id, subject=draft.subject, subject_norm=draft.subject_norm, starter_name=draft.from_name,
-        created_at=draft.date, last_activity=draft.date, subject_orphan=False, root_message_pk=None,
-        message_count=0, participant_count=0, merged_into_id=None, featured=False,
+        list_id=draft.list_id,
+        subject=draft.subject,
+        subject_norm=draft.subject_norm,
+        starter_name=draft.from_name,
+        created_at=draft.date,
+        last_activity=draft.date,
+        subject_orphan=False,
+        root_message_pk=None,
+        message_count=0,
+        participant_count=0,
+        merged_into_id=None,
+        featured=False,
     )
     thread = Thread(id=session.connection().execute(_NEW_THREAD, values).scalar_one(), **values)
     make_transient_to_detached(thread)
@@ -70,8 +97,12 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     if len(threads) == 1:
         return threads[0]
     session.flush()  # the statements below work on rows: write what the session holds first
-    survivor = next((t for t in threads if t.id == prefer), None) or max(threads, key=lambda t: (t.message_count, -t.id))
-    counted = sum(1 for t in threads if t.message_count > 0)  # threads with no published post are not counted
+    survivor = next((t for t in threads if t.id == prefer), None) or max(
+        threads, key=lambda t: (t.message_count, -t.id)
+    )
+    counted = sum(
+        1 for t in threads if t.message_count > 0
+    )  # threads with no published post are not counted
     for other in threads:
         if other.id == survivor.id:
             continue
@@ -79,7 +110,11 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
             session.execute(update(model).where(column == other.id).values(thread_id=survivor.id))
         _move_followers(session, other.id, survivor.id)
         _move_participants(session, other.id, survivor.id)
-        session.execute(update(Thread).where(Thread.merged_into_id == other.id).values(merged_into_id=survivor.id))
+        session.execute(
+            update(Thread)
+            .where(Thread.merged_into_id == other.id)
+            .values(merged_into_id=survivor.id)
+        )
         survivor.message_count += other.message_count
         survivor.last_activity = max(survivor.last_activity, other.last_activity)
         if other.created_at < survivor.created_at:
@@ -95,41 +130,79 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     return survivor
 
 
-def move(session: Session, message_pks: set[int], msgids: set[str], source: int, target: int) -> None:
+def move(
+    session: Session, message_pks: set[int], msgids: set[str], source: int, target: int
+) -> None:
     """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the list's threads)."""
     session.flush()
     conn = session.connection()
     conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
-    conn.execute(update(_NODES).where(_NODES.c.thread_id == source, _NODES.c.msgid.in_(msgids)).values(thread_id=target))
+    conn.execute(
+        update(_NODES)
+        .where(_NODES.c.thread_id == source, _NODES.c.msgid.in_(msgids))
+        .values(thread_id=target)
+    )
     for thread_id in (source, target):
         thread = get(session, thread_id)
         counted = thread.message_count > 0
         recount(session, thread)
-        session.get_one(MailingList, thread.list_id).thread_count += (thread.message_count > 0) - counted
+        session.get_one(MailingList, thread.list_id).thread_count += (
+            thread.message_count > 0
+        ) - counted
 
 
 def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:
     """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its id."""
-    first = session.connection().execute(
-        select(_MESSAGES.c.list_id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
-               _MESSAGES.c.date).where(_MESSAGES.c.id.in_(message_pks))
-        .order_by(_MESSAGES.c.date, _MESSAGES.c.id).limit(1)).one()
+    first = (
+        session.connection()
+        .execute(
+            select(
+                _MESSAGES.c.list_id,
+                _MESSAGES.c.subject,
+                _MESSAGES.c.subject_norm,
+                _MESSAGES.c.from_name,
+                _MESSAGES.c.date,
+            )
+            .where(_MESSAGES.c.id.in_(message_pks))
+            .order_by(_MESSAGES.c.date, _MESSAGES.c.id)
+            .limit(1)
+        )
+        .one()
+    )
     thread = new(session, first)
-    move(session, message_pks, msgids, source, thread.id)  # counted among the list's threads if a post moved
+    move(
+        session, message_pks, msgids, source, thread.id
+    )  # counted among the list's threads if a post moved
     return thread.id
 
 
 def recount(session: Session, thread: Thread) -> None:
     """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
     conn = session.connection()
-    visible = select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name).where(
-        _MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE).subquery()
+    visible = (
+        select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name)
+        .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE)
+        .subquery()
+    )
     count, first, last = conn.execute(
-        select(func.count(), func.min(visible.c.date), func.max(visible.c.date)).select_from(visible)).one()
-    conn.execute(delete(ThreadParticipant.__table__).where(ThreadParticipant.__table__.c.thread_id == thread.id))
-    people = {r.from_addr or r.from_name for r in conn.execute(select(visible.c.from_addr, visible.c.from_name))} - {""}
+        select(func.count(), func.min(visible.c.date), func.max(visible.c.date)).select_from(
+            visible
+        )
+    ).one()
+    conn.execute(
+        delete(ThreadParticipant.__table__).where(
+            ThreadParticipant.__table__.c.thread_id == thread.id
+        )
+    )
+    people = {
+        r.from_addr or r.from_name
+        for r in conn.execute(select(visible.c.from_addr, visible.c.from_name))
+    } - {""}
     if people:
-        conn.execute(insert(ThreadParticipant.__table__), [{"thread_id": thread.id, "address": a} for a in people])
+        conn.execute(
+            insert(ThreadParticipant.__table__),
+            [{"thread_id": thread.id, "address": a} for a in people],
+        )
     values = {c: getattr(thread, c) for c in _COUNTED}
     values.update(message_count=count, participant_count=len(people), root_message_pk=None)
     if count:
@@ -144,15 +217,31 @@ def fix_root(session: Session, thread: Thread) -> None:
     root = thread.root_message_pk
     if root is not None and conn.execute(_PARENT_OF, {"pk": root}).scalar() is None:
         return
-    row = conn.execute(select(_MESSAGES.c.id, _MESSAGES.c.subject, _MESSAGES.c.subject_norm, _MESSAGES.c.from_name,
-                              _MESSAGES.c.date)
-                       .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.parent_id.is_(None),
-                              _MESSAGES.c.status == PostState.VISIBLE)
-                       .order_by(_MESSAGES.c.date, _MESSAGES.c.message_id).limit(1)).first()
+    row = conn.execute(
+        select(
+            _MESSAGES.c.id,
+            _MESSAGES.c.subject,
+            _MESSAGES.c.subject_norm,
+            _MESSAGES.c.from_name,
+            _MESSAGES.c.date,
+        )
+        .where(
+            _MESSAGES.c.thread_id == thread.id,
+            _MESSAGES.c.parent_id.is_(None),
+            _MESSAGES.c.status == PostState.VISIBLE,
+        )
+        .order_by(_MESSAGES.c.date, _MESSAGES.c.message_id)
+        .limit(1)
+    ).first()
     if row is None:
         return
     values = {c: getattr(thread, c) for c in _COUNTED}
-    values.update(root_message_pk=row.id, subject=row.subject, subject_norm=row.subject_norm, starter_name=row.from_name)
+    values.update(
+        root_message_pk=row.id,
+        subject=row.subject,
+        subject_norm=row.subject_norm,
+        starter_name=row.from_name,
+    )
     _write(session, thread, values)
 
 
@@ -160,16 +249,30 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
     values = {c: getattr(thread, c) for c in _COUNTED}
     values["message_count"] += 1
-    if values["message_count"] == 1:  # its first published post: only now is it one of the list's threads
+    if (
+        values["message_count"] == 1
+    ):  # its first published post: only now is it one of the list's threads
         session.get_one(MailingList, thread.list_id).thread_count += 1
     values["last_activity"] = max(thread.last_activity, msg.date)
-    if thread.root_message_pk is None or (msg.parent_id is None and (
-            msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))):
-        values.update(root_message_pk=msg.id, subject=msg.subject, subject_norm=msg.subject_norm,
-                      starter_name=msg.from_name, created_at=min(thread.created_at, msg.date))
+    if thread.root_message_pk is None or (
+        msg.parent_id is None
+        and (msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))
+    ):
+        values.update(
+            root_message_pk=msg.id,
+            subject=msg.subject,
+            subject_norm=msg.subject_norm,
+            starter_name=msg.from_name,
+            created_at=min(thread.created_at, msg.date),
+        )
     addr = msg.from_addr or msg.from_name
     conn = session.connection()
-    if addr and conn.execute(insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}).rowcount:
+    if (
+        addr
+        and conn.execute(
+            insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}
+        ).rowcount
+    ):
         values["participant_count"] += 1
     _write(session, thread, values)
 
@@ -177,11 +280,21 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
 def count_step(session: Session, msg: Message, step: int) -> None:
     """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move, and a thread
     with no visible post left stops being one of the list's threads (hidden, removed)."""
-    left = session.execute(update(Thread).where(Thread.id == msg.thread_id)
-                           .values(message_count=Thread.message_count + step).returning(Thread.message_count)).scalar()
+    left = session.execute(
+        update(Thread)
+        .where(Thread.id == msg.thread_id)
+        .values(message_count=Thread.message_count + step)
+        .returning(Thread.message_count)
+    ).scalar()
     threads = -1 if step < 0 and left == 0 else 1 if step > 0 and left == 1 else 0
-    session.execute(update(MailingList).where(MailingList.id == msg.list_id).values(
-        message_count=MailingList.message_count + step, thread_count=MailingList.thread_count + threads))
+    session.execute(
+        update(MailingList)
+        .where(MailingList.id == msg.list_id)
+        .values(
+            message_count=MailingList.message_count + step,
+            thread_count=MailingList.thread_count + threads,
+        )
+    )
 
 
 def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
@@ -202,9 +315,16 @@ def _move_followers(session: Session, old: int, new: int) -> None:
     Where the address already has the same kind of row on the survivor, the livelier state is
     kept there and the old row ends, staying on the old thread with its history.
     """
-    rank = {SubscriptionState.ACTIVE: 4, SubscriptionState.AWAITING: 3, SubscriptionState.PENDING: 2,
-            SubscriptionState.SUSPENDED: 1}
-    kept = {(s.address, s.kind): s for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))}
+    rank = {
+        SubscriptionState.ACTIVE: 4,
+        SubscriptionState.AWAITING: 3,
+        SubscriptionState.PENDING: 2,
+        SubscriptionState.SUSPENDED: 1,
+    }
+    kept = {
+        (s.address, s.kind): s
+        for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))
+    }
     for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
         there = kept.get((sub.address, sub.kind))
         if there is None:
@@ -212,17 +332,35 @@ def _move_followers(session: Session, old: int, new: int) -> None:
             continue
         if rank.get(sub.status, 0) > rank.get(there.status, 0):
             there.status, there.confirmed_at, there.ended_at, there.end_reason = (
-                sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason)
+                sub.status,
+                sub.confirmed_at,
+                sub.ended_at,
+                sub.end_reason,
+            )
         if sub.status != SubscriptionState.ENDED:
-            sub.status, sub.ended_at, sub.end_reason = SubscriptionState.ENDED, utcnow(), f"thread merged into {new}"
+            sub.status, sub.ended_at, sub.end_reason = (
+                SubscriptionState.ENDED,
+                utcnow(),
+                f"thread merged into {new}",
+            )
     session.flush()
 
 
 def _move_participants(session: Session, old: int, new: int) -> None:
     taken = select(ThreadParticipant.address).where(ThreadParticipant.thread_id == new)
-    session.execute(delete(ThreadParticipant).where(ThreadParticipant.thread_id == old, ThreadParticipant.address.in_(taken)))
-    session.execute(update(ThreadParticipant).where(ThreadParticipant.thread_id == old).values(thread_id=new))
-    n = session.scalar(select(func.count()).select_from(ThreadParticipant).where(ThreadParticipant.thread_id == new))
+    session.execute(
+        delete(ThreadParticipant).where(
+            ThreadParticipant.thread_id == old, ThreadParticipant.address.in_(taken)
+        )
+    )
+    session.execute(
+        update(ThreadParticipant).where(ThreadParticipant.thread_id == old).values(thread_id=new)
+    )
+    n = session.scalar(
+        select(func.count())
+        .select_from(ThreadParticipant)
+        .where(ThreadParticipant.thread_id == new)
+    )
     session.execute(update(Thread).where(Thread.id == new).values(participant_count=n))
 
 

@@ -15,15 +15,22 @@ REFUSED = "refused"  # label: the reason, e.g. "unknown-list", "too-big", "not-m
 
 def bump(session: Session, name: str, label: str = "", n: int = 1) -> None:
     """Add n to counter (name, label) in the caller's transaction, creating it at 0 if needed."""
-    session.execute(store.of(session).upsert_adding(Counter, ("name", "label"), "value"),
-                    {"name": name, "label": label[:128], "value": n})
+    session.execute(
+        store.of(session).upsert_adding(Counter, ("name", "label"), "value"),
+        {"name": name, "label": label[:128], "value": n},
+    )
 
 
 def bump_all(session: Session, counts: dict[tuple[str, str], int]) -> None:
     """Add each count to its counter (name, label) in one executemany, in the caller's transaction."""
     if counts:
-        session.connection().execute(store.of(session).upsert_adding(Counter, ("name", "label"), "value"), [
-            {"name": name, "label": label[:128], "value": n} for (name, label), n in sorted(counts.items())])
+        session.connection().execute(
+            store.of(session).upsert_adding(Counter, ("name", "label"), "value"),
+            [
+                {"name": name, "label": label[:128], "value": n}
+                for (name, label), n in sorted(counts.items())
+            ],
+        )
 
 
 def values(session: Session, name: str) -> dict[str, int]:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -63,7 +64,9 @@ def sqlite_engine(url: str, synchronous: str = "NORMAL", **kwargs: object) -> En
 
 READ_ONLY = "listgate.read_only"  # connection info key: the connection cannot write
 SQLITE_READONLY = 8  # the primary result code of every SQLITE_READONLY_* error
-PG_READ_ONLY_SQL_TRANSACTION = "25006"  # default_transaction_read_only, a hot standby, a fenced primary
+PG_READ_ONLY_SQL_TRANSACTION = (
+    "25006"  # default_transaction_read_only, a hot standby, a fenced primary
+)
 
 
 def read_only_error(exc: BaseException | None) -> bool:
@@ -90,7 +93,9 @@ def _drop_read_only(engine: Engine, cannot_write: Callable[[Any], bool], recheck
 
     @event.listens_for(engine, "checkin")
     def _close(dbapi_conn, record):  # type: ignore[no-untyped-def]
-        if dbapi_conn is not None and (record.info.get(READ_ONLY) or (recheck and cannot_write(dbapi_conn))):
+        if dbapi_conn is not None and (
+            record.info.get(READ_ONLY) or (recheck and cannot_write(dbapi_conn))
+        ):
             record.invalidate()
 
     @event.listens_for(engine, "handle_error")
@@ -126,7 +131,9 @@ def _sqlite_never_read_only(engine: Engine, path: str) -> None:
     anchor: list[sqlite3.Connection] = []
     if seen_writable[0]:
         try:
-            conn = sqlite3.connect(f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, check_same_thread=False)
+            conn = sqlite3.connect(
+                f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, check_same_thread=False
+            )
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
             anchor.append(conn)
         except sqlite3.Error as exc:
@@ -145,7 +152,10 @@ def _sqlite_read_only(path: str) -> Callable[[Any], bool]:
         if not path or path == ":memory:":
             return False
         # access(), not a trial open(): closing another descriptor of the file would drop SQLite's locks.
-        return any(os.path.exists(name) and not os.access(name, os.W_OK) for name in (path + "-wal", path + "-shm"))
+        return any(
+            os.path.exists(name) and not os.access(name, os.W_OK)
+            for name in (path + "-wal", path + "-shm")
+        )
 
     return opened_read_only
 
@@ -208,7 +218,8 @@ _PG_TRANSIENT = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", 
 def is_transient(exc: BaseException) -> bool:
     """True for a database or network error that a retry may get past (a lost connection, a lock timeout...);
     False for an integrity or programming error, which will fail the same way every time."""
-    from sqlalchemy.exc import DBAPIError, OperationalError, TimeoutError as PoolTimeout
+    from sqlalchemy.exc import DBAPIError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
 
     if isinstance(exc, (PoolTimeout, OSError)):
         return True

@@ -7,7 +7,7 @@ what the command printed by `listgate up` does.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -26,26 +26,70 @@ FEATURED_SUBJECT = "Welcome to the demo list"
 
 # (message id, author, subject, parent id or "", hours before now, body)
 DISCUSSION = (
-    ("welcome@demo.listgate", "Mira Okafor <mira@example.org>", FEATURED_SUBJECT, "", 50,
-     "Hello, and welcome!\n\nThis list is a place to try listgate. Everything here arrived as mail:\n"
-     "posts start threads, replies join them, and every post is sent to the subscribers.\n\n"
-     "Post by writing to {address}; subscribe by writing to {name}+subscribe@{domain}.\n\nMira\n"),
-    ("welcome-re1@demo.listgate", "Tomás Ruiz <tomas@example.org>", "Re: " + FEATURED_SUBJECT,
-     "welcome@demo.listgate", 46, "Thanks Mira. Do replies by mail land in the same thread on the web?\n\nTomás\n"),
-    ("welcome-re2@demo.listgate", "Mira Okafor <mira@example.org>", "Re: " + FEATURED_SUBJECT,
-     "welcome-re1@demo.listgate", 45, "They do: listgate follows In-Reply-To and References, so this answer\n"
-     "sits under your question.\n\nMira\n"),
-    ("release@demo.listgate", "Jun Park <jun@example.net>", "Which day for the release?", "", 30,
-     "Shall we ship on Thursday or wait for Monday?\n\nJun\n"),
-    ("release-re1@demo.listgate", "Tomás Ruiz <tomas@example.org>", "Re: Which day for the release?",
-     "release@demo.listgate", 28, "Thursday works for me if the docs are done.\n\nTomás\n"),
-    ("release-re2@demo.listgate", "Jun Park <jun@example.net>", "Re: Which day for the release?",
-     "release-re1@demo.listgate", 26, "The docs are done. Thursday it is.\n\nJun\n"),
+    (
+        "welcome@demo.listgate",
+        "Mira Okafor <mira@example.org>",
+        FEATURED_SUBJECT,
+        "",
+        50,
+        "Hello, and welcome!\n\nThis list is a place to try listgate. Everything here arrived as mail:\n"
+        "posts start threads, replies join them, and every post is sent to the subscribers.\n\n"
+        "Post by writing to {address}; subscribe by writing to {name}+subscribe@{domain}.\n\nMira\n",
+    ),
+    (
+        "welcome-re1@demo.listgate",
+        "Tomás Ruiz <tomas@example.org>",
+        "Re: " + FEATURED_SUBJECT,
+        "welcome@demo.listgate",
+        46,
+        "Thanks Mira. Do replies by mail land in the same thread on the web?\n\nTomás\n",
+    ),
+    (
+        "welcome-re2@demo.listgate",
+        "Mira Okafor <mira@example.org>",
+        "Re: " + FEATURED_SUBJECT,
+        "welcome-re1@demo.listgate",
+        45,
+        "They do: listgate follows In-Reply-To and References, so this answer\n"
+        "sits under your question.\n\nMira\n",
+    ),
+    (
+        "release@demo.listgate",
+        "Jun Park <jun@example.net>",
+        "Which day for the release?",
+        "",
+        30,
+        "Shall we ship on Thursday or wait for Monday?\n\nJun\n",
+    ),
+    (
+        "release-re1@demo.listgate",
+        "Tomás Ruiz <tomas@example.org>",
+        "Re: Which day for the release?",
+        "release@demo.listgate",
+        28,
+        "Thursday works for me if the docs are done.\n\nTomás\n",
+    ),
+    (
+        "release-re2@demo.listgate",
+        "Jun Park <jun@example.net>",
+        "Re: Which day for the release?",
+        "release-re1@demo.listgate",
+        26,
+        "The docs are done. Thursday it is.\n\nJun\n",
+    ),
 )
 
 
-def _raw(domain: str, now: datetime, msgid: str, author: str, subject: str, parent: str, hours: int,
-         body: str) -> bytes:
+def _raw(
+    domain: str,
+    now: datetime,
+    msgid: str,
+    author: str,
+    subject: str,
+    parent: str,
+    hours: int,
+    body: str,
+) -> bytes:
     msg = EmailMessage()
     msg["From"] = author
     msg["To"] = f"{NAME}@{domain}"
@@ -64,10 +108,12 @@ def create(session: Session, domain: str) -> bool:
         return False
     mlist = lists.create(session, NAME, "Demo list", "A list to try listgate with.")
     mlist.dmarc_mode = "never"  # no DNS look-ups for the demo's senders (a laptop may be offline)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     for post in DISCUSSION:
         ingest(session, parse(_raw(domain, now, *post)), mlist, domain=domain, origin="import")
-    featured = session.scalars(select(Thread).where(Thread.list_id == mlist.id, Thread.subject == FEATURED_SUBJECT)).one()
+    featured = session.scalars(
+        select(Thread).where(Thread.list_id == mlist.id, Thread.subject == FEATURED_SUBJECT)
+    ).one()
     featured.featured = True
     lists.subscribe(session, mlist, SUBSCRIBER)
     return True
@@ -79,7 +125,11 @@ def post_command(domain: str, host: str, port: int) -> str:
     Each run makes a new Message-ID, so pasting it twice posts twice (the same bytes without
     one would be taken for a duplicate of the first).
     """
-    raw = (f"From: You <{POSTER}>\\r\\nTo: {NAME}@{domain}\\r\\nSubject: Hello\\r\\n"
-           "Message-ID: %s\\r\\n\\r\\nHello, list!\\r\\n")
-    return (f"python3 -c \"import smtplib, email.utils as e; smtplib.SMTP('{host}', {port}).sendmail('{POSTER}', "
-            f"['{NAME}@{domain}'], '{raw}' % e.make_msgid(domain='example.org'))\"")
+    raw = (
+        f"From: You <{POSTER}>\\r\\nTo: {NAME}@{domain}\\r\\nSubject: Hello\\r\\n"
+        "Message-ID: %s\\r\\n\\r\\nHello, list!\\r\\n"
+    )
+    return (
+        f"python3 -c \"import smtplib, email.utils as e; smtplib.SMTP('{host}', {port}).sendmail('{POSTER}', "
+        f"['{NAME}@{domain}'], '{raw}' % e.make_msgid(domain='example.org'))\""
+    )

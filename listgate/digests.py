@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, replace
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -46,13 +46,17 @@ class Period:
 
     def bounds(self) -> tuple[datetime, datetime]:
         """[start, end) in UTC."""
-        start = datetime.combine(self.start, time(0), tzinfo=timezone.utc)
+        start = datetime.combine(self.start, time(0), tzinfo=UTC)
         return start, start + timedelta(days=self.days)
 
     @property
     def label(self) -> str:
         """'2026-11-28' or 'week of 2026-11-23', as in the digest's subject."""
-        return f"week of {self.start.isoformat()}" if self.frequency == WEEKLY else self.start.isoformat()
+        return (
+            f"week of {self.start.isoformat()}"
+            if self.frequency == WEEKLY
+            else self.start.isoformat()
+        )
 
 
 def last_complete_week(today: date) -> Period:
@@ -71,12 +75,21 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
     return f"{mlist.title or mlist.name} digest, {period.label} ({plurals.count(count, 'message')})"
 
 
-def posts(session: Session, mlist: MailingList, period: Period, limit: int | None = None) -> list[Message]:
+def posts(
+    session: Session, mlist: MailingList, period: Period, limit: int | None = None
+) -> list[Message]:
     """The visible posts the list received in the period, in order."""
     start, end = period.bounds()
-    query = (select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE,
-                                   Message.received_at >= start, Message.received_at < end)
-             .order_by(Message.received_at, Message.id))
+    query = (
+        select(Message)
+        .where(
+            Message.list_id == mlist.id,
+            Message.status == PostState.VISIBLE,
+            Message.received_at >= start,
+            Message.received_at < end,
+        )
+        .order_by(Message.received_at, Message.id)
+    )
     return list(session.scalars(query.limit(limit) if limit else query))
 
 
@@ -89,14 +102,20 @@ def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period 
     if not parsed.chain and is_reply_subject(parsed.subject):
         match = _digest_label(parsed.subject, mlist)
         if match:
-            return Period(WEEKLY if "week of" in match.group(0) else DAILY, date.fromisoformat(match.group(1)))
+            return Period(
+                WEEKLY if "week of" in match.group(0) else DAILY, date.fromisoformat(match.group(1))
+            )
     return None
 
 
 def _digest_label(subject: str, mlist: MailingList) -> re.Match[str] | None:
     """The period label when subject is the list's digest subject (Re: or not), else None."""
     topic = normalize_subject(subject)
-    return _LABEL.search(topic) if topic.startswith(normalize_subject(f"{mlist.title or mlist.name} digest,")) else None
+    return (
+        _LABEL.search(topic)
+        if topic.startswith(normalize_subject(f"{mlist.title or mlist.name} digest,"))
+        else None
+    )
 
 
 def _quoted(body: str) -> str:
@@ -109,12 +128,17 @@ def _score(post: Message, quoted: str) -> int:
     score = 100 if post.message_id.lower() in quoted else 0
     if post.subject and f"subject: {' '.join(post.subject.split()).lower()}" in quoted:
         score += 10
-    lines = {" ".join(line.split()).lower() for line in post.body_text.splitlines()
-             if not _QUOTE.match(line) and len(line.strip()) >= MIN_LINE}
+    lines = {
+        " ".join(line.split()).lower()
+        for line in post.body_text.splitlines()
+        if not _QUOTE.match(line) and len(line.strip()) >= MIN_LINE
+    }
     return score + sum(1 for line in lines if line in quoted)
 
 
-def answered_entry(session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period) -> Message | None:
+def answered_entry(
+    session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period
+) -> Message | None:
     """The one post of the digest this reply answers: by its subject, else by what it quotes; None if unclear."""
     entries = posts(session, mlist, period, MAX_ENTRIES)
     topic = normalize_subject(parsed.subject)
@@ -132,12 +156,15 @@ def _by_quotes(entries: list[Message], body: str) -> list[tuple[int, Message]]:
     quoted = _quoted(body)
     if not quoted:
         return []
-    scored = sorted(((_score(p, quoted), n, p) for n, p in enumerate(entries)), key=lambda t: (-t[0], t[1]))
+    scored = sorted(
+        ((_score(p, quoted), n, p) for n, p in enumerate(entries)), key=lambda t: (-t[0], t[1])
+    )
     return [(score, p) for score, _, p in scored if score > 0]
 
 
-def held_reply(session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period,
-               domain: str) -> ParsedMessage:
+def held_reply(
+    session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period, domain: str
+) -> ParsedMessage:
     """A reply answered_entry could not place, as it is held (and placed, should a moderator approve it).
 
     Under the entry it quotes most, the digest's first among equals; quoting none, a thread of
@@ -154,11 +181,17 @@ def held_reply(session: Session, mlist: MailingList, parsed: ParsedMessage, peri
 def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
     """The reply as if written to entry itself (archive subject included); the raw bytes stay as sent."""
     refs = tuple(r for r in entry.references.split() if r) + (entry.message_id,)
-    topic = parsed.subject if normalize_subject(parsed.subject) == entry.subject_norm else f"Re: {entry.subject}"
+    topic = (
+        parsed.subject
+        if normalize_subject(parsed.subject) == entry.subject_norm
+        else f"Re: {entry.subject}"
+    )
     return replace(parsed, in_reply_to=(entry.message_id,), references=refs[-30:], subject=topic)
 
 
 def without_digest(parsed: ParsedMessage, domain: str) -> ParsedMessage:
     """The reply with the digest's own id dropped from its references (held: no thread of the digest)."""
-    keep = lambda ids: tuple(i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower())))  # noqa: E731
+    keep = lambda ids: tuple(
+        i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower()))
+    )
     return replace(parsed, in_reply_to=keep(parsed.in_reply_to), references=keep(parsed.references))

@@ -7,11 +7,12 @@ outbox row again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import functools
-from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
 from sqlalchemy import Insert, insert
 from sqlalchemy.orm import Session
@@ -26,9 +27,13 @@ HANDLE_COMMAND = "listgate.handle_command"  # (outbox_id,): a +subscribe/+unsubs
 HANDLE_BOUNCE = "listgate.handle_bounce"  # (outbox_id,): a mail to a VERP bounce address
 SWEEP_OUTBOX = "listgate.sweep_outbox"
 SEND_DIGESTS = "listgate.send_digests"
-RESEND_DIGEST = "listgate.resend_digest"  # (outbox_id,): a digest a relay deferred; ref_id = digests_sent.id
+RESEND_DIGEST = (
+    "listgate.resend_digest"  # (outbox_id,): a digest a relay deferred; ref_id = digests_sent.id
+)
 RETRY_DEFERRED = "listgate.retry_deferred"
-NOTIFY_MODERATORS = "listgate.notify_moderators"  # (outbox_id,): a held post or a report; ref_id = message pk
+NOTIFY_MODERATORS = (
+    "listgate.notify_moderators"  # (outbox_id,): a held post or a report; ref_id = message pk
+)
 SEND_REMINDERS = "listgate.send_reminders"  # daily: one reminder per list of posts still held
 
 
@@ -38,10 +43,17 @@ class Sender(Protocol):
     def send_task(self, name: str, args: Any = ..., **kwargs: Any) -> Any: ...
 
 
-def record(session: Session, kind: str, ref_id: int = 0, payload: dict[str, Any] | None = None) -> OutboxEntry:
+def record(
+    session: Session, kind: str, ref_id: int = 0, payload: dict[str, Any] | None = None
+) -> OutboxEntry:
     """Record work in the caller's transaction; it is sent only after that commits."""
-    values = {"kind": kind, "ref_id": ref_id, "payload": json.dumps(payload or {}),
-              "created_at": datetime.now(timezone.utc), "attempts": 0}
+    values = {
+        "kind": kind,
+        "ref_id": ref_id,
+        "payload": json.dumps(payload or {}),
+        "created_at": datetime.now(UTC),
+        "attempts": 0,
+    }
     # One Core INSERT (it runs for every post): no unit-of-work flush. The returned object is
     # not in the session; it carries what enqueue needs (id, kind, ref_id).
     entry_id = session.connection().execute(_insert(), values).scalar_one()
@@ -59,7 +71,11 @@ def task_args(entry: OutboxEntry) -> list[int]:
     return [entry.id, entry.ref_id] if entry.kind == FANOUT else [entry.id]
 
 
-def enqueue(sender: Sender | None, entries: list[OutboxEntry], on_error: Callable[[Exception], None] | None = None) -> int:
+def enqueue(
+    sender: Sender | None,
+    entries: list[OutboxEntry],
+    on_error: Callable[[Exception], None] | None = None,
+) -> int:
     """Send committed outbox entries to the broker; failures are left to the sweeper."""
     if sender is None:
         return 0
@@ -69,7 +85,9 @@ def enqueue(sender: Sender | None, entries: list[OutboxEntry], on_error: Callabl
             sender.send_task(entry.kind, args=task_args(entry))
             sent += 1
         except Exception as exc:  # noqa: BLE001 - the broker being down must not fail the post
-            log.warning("broker unavailable, outbox entry %s left for the sweeper: %s", entry.id, exc)
+            log.warning(
+                "broker unavailable, outbox entry %s left for the sweeper: %s", entry.id, exc
+            )
             if on_error:
                 on_error(exc)
             break

@@ -10,9 +10,10 @@ whose edge is cut: the member with the earliest (Date, Message-ID).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
@@ -26,7 +27,9 @@ MIN_KEY_LENGTH = 4  # shorter ids ("<a@b>") are junk, never thread keys
 _M = Message.__table__
 _REFS = MessageRef.__table__
 _NODES = ThreadNode.__table__
-Named = Sequence[tuple[str, int]]  # (id, place in In-Reply-To or 0), References order then In-Reply-To's others
+Named = Sequence[
+    tuple[str, int]
+]  # (id, place in In-Reply-To or 0), References order then In-Reply-To's others
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,16 @@ def is_thread_key(token: str) -> bool:
 
 def thread_keys(own: str, in_reply_to: Iterable[str], references: Iterable[str]) -> Keys:
     """The keys of a message from its parsed headers; its own id, repeats and junk tokens dropped."""
+
     def keep(ids: Iterable[str]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i for i in ids if i != own and is_thread_key(i)))
 
     return Keys(irt=keep(in_reply_to)[:20], refs=keep(references)[-200:])  # bounds against junk
 
 
-def choose_parent(named: Named, archived: Mapping[str, int], declared: Mapping[int, Iterable[str]]) -> tuple[int | None, int]:
+def choose_parent(
+    named: Named, archived: Mapping[str, int], declared: Mapping[int, Iterable[str]]
+) -> tuple[int | None, int]:
     """(pk, place in named) of the parent: the nearest archived id, or (None, -1).
 
     In-Reply-To's archived ids come first, else References'. "Nearest" is the candidate whose
@@ -82,24 +88,39 @@ def choose_parent(named: Named, archived: Mapping[str, int], declared: Mapping[i
 def declared_ids(conn: Connection, pks: Iterable[int]) -> dict[int, set[str]]:
     """The ids each of these messages names."""
     out: dict[int, set[str]] = {}
-    for pk, ref in conn.execute(select(_REFS.c.message_pk, _REFS.c.ref).where(_REFS.c.message_pk.in_(list(pks)))):
+    for pk, ref in conn.execute(
+        select(_REFS.c.message_pk, _REFS.c.ref).where(_REFS.c.message_pk.in_(list(pks)))
+    ):
         out.setdefault(pk, set()).add(ref)
     return out
 
 
-def header_parent(conn: Connection, named: Named, archived: Mapping[str, int]) -> tuple[int | None, int]:
+def header_parent(
+    conn: Connection, named: Named, archived: Mapping[str, int]
+) -> tuple[int | None, int]:
     """choose_parent, reading what the candidates name only when there is a choice to make."""
     candidates = [(k, irt) for k, irt in named if k in archived]
-    pool = [k for k, irt in candidates if irt] or [k for k, _ in candidates]  # In-Reply-To's first, as chosen
+    pool = [k for k, irt in candidates if irt] or [
+        k for k, _ in candidates
+    ]  # In-Reply-To's first, as chosen
     if len(pool) < 2:
         return choose_parent(named, archived, {})
     return choose_parent(named, archived, declared_ids(conn, {archived[k] for k, _ in candidates}))
 
 
-_NAMERS = select(_REFS.c.message_pk, _REFS.c.ref, _REFS.c.in_reply_to).where(
-    _REFS.c.message_pk.in_(select(_REFS.c.message_pk).where(
-        _REFS.c.list_id == bindparam("list_id"), _REFS.c.ref == bindparam("ref"), _REFS.c.message_pk != bindparam("pk")))
-).order_by(_REFS.c.message_pk, _REFS.c.position)
+_NAMERS = (
+    select(_REFS.c.message_pk, _REFS.c.ref, _REFS.c.in_reply_to)
+    .where(
+        _REFS.c.message_pk.in_(
+            select(_REFS.c.message_pk).where(
+                _REFS.c.list_id == bindparam("list_id"),
+                _REFS.c.ref == bindparam("ref"),
+                _REFS.c.message_pk != bindparam("pk"),
+            )
+        )
+    )
+    .order_by(_REFS.c.message_pk, _REFS.c.position)
+)
 
 
 def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> set[int]:
@@ -111,8 +132,15 @@ def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> 
     named: dict[int, list[tuple[str, int]]] = {}
     for pk, ref, irt in rows:
         named.setdefault(pk, []).append((ref, irt))
-    archived = dict(conn.execute(select(_NODES.c.msgid, _NODES.c.message_pk).where(
-        _NODES.c.list_id == list_id, _NODES.c.msgid.in_({r.ref for r in rows}), _NODES.c.message_pk.is_not(None))).all())
+    archived = dict(
+        conn.execute(
+            select(_NODES.c.msgid, _NODES.c.message_pk).where(
+                _NODES.c.list_id == list_id,
+                _NODES.c.msgid.in_({r.ref for r in rows}),
+                _NODES.c.message_pk.is_not(None),
+            )
+        ).all()
+    )
     pks = set(archived.values())
     declared = declared_ids(conn, pks) if len(pks) > 1 else {}
     touched: set[int] = set()
@@ -122,8 +150,9 @@ def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> 
     return touched
 
 
-_ROW = select(_M.c.id, _M.c.pref_parent_id, _M.c.parent_id, _M.c.thread_date, _M.c.message_id, _M.c.thread_id).where(
-    _M.c.id == bindparam("pk"))
+_ROW = select(
+    _M.c.id, _M.c.pref_parent_id, _M.c.parent_id, _M.c.thread_date, _M.c.message_id, _M.c.thread_id
+).where(_M.c.id == bindparam("pk"))
 
 
 def set_parent(conn: Connection, pk: int, parent: int | None, pos: int = -1) -> set[int]:
@@ -136,8 +165,14 @@ def set_parent(conn: Connection, pk: int, parent: int | None, pos: int = -1) -> 
         loop = _walk(conn, me.pref_parent_id, pk)
         for row in loop or ():  # that loop is open now: its cut edge comes back
             if row.parent_id is None and row.pref_parent_id is not None:
-                conn.execute(update(_M).where(_M.c.id == row.id).values(parent_id=row.pref_parent_id))
-    conn.execute(update(_M).where(_M.c.id == pk).values(pref_parent_id=parent, parent_id=parent, parent_pos=pos))
+                conn.execute(
+                    update(_M).where(_M.c.id == row.id).values(parent_id=row.pref_parent_id)
+                )
+    conn.execute(
+        update(_M)
+        .where(_M.c.id == pk)
+        .values(pref_parent_id=parent, parent_id=parent, parent_pos=pos)
+    )
     loop = _walk(conn, parent, pk) if parent is not None else None
     if loop is not None:
         cut = min([*loop, me], key=lambda r: (r.thread_date, r.message_id))
@@ -162,52 +197,90 @@ def _walk(conn: Connection, start: int, target: int) -> list[Any] | None:
     return None
 
 
-def nearest_earlier(conn: Connection, list_id: int, subject_norm: str, date: datetime, msgid: str,
-                    days: int) -> Any | None:
+def nearest_earlier(
+    conn: Connection, list_id: int, subject_norm: str, date: datetime, msgid: str, days: int
+) -> Any | None:
     """The subject fallback's parent: the latest message of that subject before this one, within days.
 
     "Before" is by (Date, Message-ID), the Message-IDs compared here in Python: database
     collations order strings differently, and every such comparison must agree.
     """
-    names_me = exists().where(_REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid)  # a reply to it is no parent
+    names_me = exists().where(
+        _REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid
+    )  # a reply to it is no parent
     same = (_M.c.list_id == list_id, _M.c.thread_subject_norm == subject_norm, ~names_me)
     pick = select(_M.c.id, _M.c.thread_id, _M.c.message_id)
-    ties = [r for r in conn.execute(pick.where(*same, _M.c.thread_date == date)) if r.message_id < msgid]
+    ties = [
+        r for r in conn.execute(pick.where(*same, _M.c.thread_date == date)) if r.message_id < msgid
+    ]
     if ties:
         return max(ties, key=lambda r: r.message_id)
-    latest = conn.execute(select(func.max(_M.c.thread_date)).where(
-        *same, _M.c.thread_date < date, _M.c.thread_date >= date - timedelta(days=days))).scalar()
+    latest = conn.execute(
+        select(func.max(_M.c.thread_date)).where(
+            *same, _M.c.thread_date < date, _M.c.thread_date >= date - timedelta(days=days)
+        )
+    ).scalar()
     if latest is None:
         return None
-    return max(conn.execute(pick.where(*same, _M.c.thread_date == latest)), key=lambda r: r.message_id)
+    return max(
+        conn.execute(pick.where(*same, _M.c.thread_date == latest)), key=lambda r: r.message_id
+    )
 
 
 _PARENT = _M.alias("parent")
-_REHANG = (select(_M.c.id, _M.c.thread_id, _M.c.message_id, _M.c.thread_date, _PARENT.c.message_id.label("p_msgid"),
-                  _PARENT.c.thread_date.label("p_date"), _M.c.pref_parent_id)
-           .outerjoin(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
-           .where(_M.c.list_id == bindparam("list_id"), _M.c.thread_subject_norm == bindparam("subject_norm"),
-                  _M.c.by_subject.is_(True), _M.c.thread_date >= bindparam("lo"), _M.c.thread_date <= bindparam("hi"),
-                  _M.c.id != bindparam("pk")))
+_REHANG = (
+    select(
+        _M.c.id,
+        _M.c.thread_id,
+        _M.c.message_id,
+        _M.c.thread_date,
+        _PARENT.c.message_id.label("p_msgid"),
+        _PARENT.c.thread_date.label("p_date"),
+        _M.c.pref_parent_id,
+    )
+    .outerjoin(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
+    .where(
+        _M.c.list_id == bindparam("list_id"),
+        _M.c.thread_subject_norm == bindparam("subject_norm"),
+        _M.c.by_subject.is_(True),
+        _M.c.thread_date >= bindparam("lo"),
+        _M.c.thread_date <= bindparam("hi"),
+        _M.c.id != bindparam("pk"),
+    )
+)
 
 
-def _same_subject_after(conn: Connection, list_id: int, subject_norm: str, date: datetime, pk: int,
-                        days: int) -> list[Any]:
+def _same_subject_after(
+    conn: Connection, list_id: int, subject_norm: str, date: datetime, pk: int, days: int
+) -> list[Any]:
     """Subject-fallback messages of that subject dated date to days later, pk left out (one indexed query)."""
-    return conn.execute(_REHANG, {"list_id": list_id, "subject_norm": subject_norm, "lo": date,
-                                  "hi": date + timedelta(days=days), "pk": pk}).all()
+    return conn.execute(
+        _REHANG,
+        {
+            "list_id": list_id,
+            "subject_norm": subject_norm,
+            "lo": date,
+            "hi": date + timedelta(days=days),
+            "pk": pk,
+        },
+    ).all()
 
 
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
     """Subject-fallback messages for which the new message is nearer than their parent move under it."""
     if days <= 0 or not new.thread_subject_norm:
         return set()
-    rows = _same_subject_after(session.connection(), new.list_id, new.thread_subject_norm, new.thread_date, new.id, days)
+    rows = _same_subject_after(
+        session.connection(), new.list_id, new.thread_subject_norm, new.thread_date, new.id, days
+    )
     mine, named = (new.thread_date, new.message_id), {k for k, _ in new.extra.get("named", ())}
     touched: set[int] = set()
     for row in rows:
-        if mine < (row.thread_date, row.message_id) and row.message_id not in named and (
-                row.p_msgid is None or (row.p_date, row.p_msgid) < mine):
+        if (
+            mine < (row.thread_date, row.message_id)
+            and row.message_id not in named
+            and (row.p_msgid is None or (row.p_date, row.p_msgid) < mine)
+        ):
             touched |= relink(session, row, new.id, row.p_msgid)
     return touched
 
@@ -241,15 +314,29 @@ def _side(conn: Connection, thread_id: int, start: str) -> tuple[set[int], set[s
     return {nodes[m][0] for m in seen if nodes[m][0] is not None}, seen
 
 
-def _links(conn: Connection, thread_ids: set[int]) -> tuple[dict[str, tuple[int | None, int]], dict[str, set[str]]]:
+def _links(
+    conn: Connection, thread_ids: set[int]
+) -> tuple[dict[str, tuple[int | None, int]], dict[str, set[str]]]:
     """The nodes of these threads ({id: (message pk or None, thread)}) and what joins them: names, subject links."""
-    nodes = {r.msgid: (r.message_pk, r.thread_id) for r in conn.execute(
-        select(_NODES.c.msgid, _NODES.c.message_pk, _NODES.c.thread_id).where(_NODES.c.thread_id.in_(thread_ids)))}
+    nodes = {
+        r.msgid: (r.message_pk, r.thread_id)
+        for r in conn.execute(
+            select(_NODES.c.msgid, _NODES.c.message_pk, _NODES.c.thread_id).where(
+                _NODES.c.thread_id.in_(thread_ids)
+            )
+        )
+    }
     mine = _M.c.thread_id.in_(thread_ids)
-    edges = conn.execute(select(_M.c.message_id, _REFS.c.ref).join(_REFS, _REFS.c.message_pk == _M.c.id).where(mine)
-                         .union_all(select(_M.c.message_id, _PARENT.c.message_id)
-                                    .join(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
-                                    .where(mine, _M.c.by_subject.is_(True)))).all()
+    edges = conn.execute(
+        select(_M.c.message_id, _REFS.c.ref)
+        .join(_REFS, _REFS.c.message_pk == _M.c.id)
+        .where(mine)
+        .union_all(
+            select(_M.c.message_id, _PARENT.c.message_id)
+            .join(_PARENT, _PARENT.c.id == _M.c.pref_parent_id)
+            .where(mine, _M.c.by_subject.is_(True))
+        )
+    ).all()
     near: dict[str, set[str]] = {}
     for a, b in edges:
         near.setdefault(a, set()).add(b)
@@ -268,8 +355,9 @@ def _reach(near: Mapping[str, set[str]], start: str) -> set[str]:
     return seen
 
 
-def rechoose_by_subject(conn: Connection, pk: int, list_id: int, subject_norm: str, date: datetime,
-                        days: int) -> set[int]:
+def rechoose_by_subject(
+    conn: Connection, pk: int, list_id: int, subject_norm: str, date: datetime, days: int
+) -> set[int]:
     """Subject-fallback messages under pk choose again (its Date, subject or ids changed); their new parents' threads.
 
     subject_norm and date are pk's before the change: its subject children lie in that window.
@@ -301,7 +389,9 @@ def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
         if msgid not in placed:
             parts.append(_reach(near, msgid) & nodes.keys())
             placed |= parts[-1]
-    holders: list[set[int]] = [set() for _ in parts]  # the threads holding each part once the splits are done
+    holders: list[set[int]] = [
+        set() for _ in parts
+    ]  # the threads holding each part once the splits are done
     strays: list[tuple[int, set[str]]] = []  # placeholders in a thread none of their namers is in
     for thread_id in thread_ids:
         pieces = []  # (part, its ids in this thread, its messages in this thread)
@@ -315,13 +405,24 @@ def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
         if pieces:
             keep = max(pieces, key=lambda piece: (len(piece[2]), -min(piece[2])))[0]
             for n, ids, pks in pieces:
-                holders[n].add(thread_id if n == keep else conversations.split(session, pks, ids, thread_id))
+                holders[n].add(
+                    thread_id if n == keep else conversations.split(session, pks, ids, thread_id)
+                )
     touched = set(thread_ids) | {t for held in holders for t in held}
     for held in holders:
         if len(held) > 1:
             touched.add(conversations.merge(session, held).id)
-    for n, ids in strays:  # a placeholder nothing names any more is forgotten; else it goes where its namers are
+    for (
+        n,
+        ids,
+    ) in (
+        strays
+    ):  # a placeholder nothing names any more is forgotten; else it goes where its namers are
         live = conversations.resolve(session, min(holders[n])) if holders[n] else None
         stray = _NODES.c.list_id == list_id, _NODES.c.msgid.in_(ids)
-        conn.execute(delete(_NODES).where(*stray) if live is None else update(_NODES).where(*stray).values(thread_id=live.id))
+        conn.execute(
+            delete(_NODES).where(*stray)
+            if live is None
+            else update(_NODES).where(*stray).values(thread_id=live.id)
+        )
     return touched

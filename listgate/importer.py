@@ -17,20 +17,21 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from tqdm import tqdm
 
 from listgate import lists
-from listgate.config import Settings
-from listgate.db import make_engine, session_factory, writer
 from listgate.addresses import Recipient
 from listgate.batches import Item, ItemResult, ingest_batch
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse, parse_message_id
@@ -60,8 +61,11 @@ class Summary:
 
     def lines(self) -> list[str]:
         """A human summary, one fact per line."""
-        out = [f"imported:   {self.imported}", f"duplicates: {self.duplicates} (already archived, skipped)",
-               f"refused:    {sum(self.refused.values())}"]
+        out = [
+            f"imported:   {self.imported}",
+            f"duplicates: {self.duplicates} (already archived, skipped)",
+            f"refused:    {sum(self.refused.values())}",
+        ]
         out += [f"  {n} x {reason}" for reason, n in self.refused.most_common()]
         return out
 
@@ -107,13 +111,20 @@ def _finish(lines: list[bytes]) -> bytes:
 
 def maildir_files(path: Path) -> list[Path]:
     """The message files of a Maildir (cur/ and new/), in name order (delivery time)."""
-    files = [p for sub in ("cur", "new") for p in (path / sub).iterdir() if p.is_file() and not p.name.startswith(".")]
+    files = [
+        p
+        for sub in ("cur", "new")
+        for p in (path / sub).iterdir()
+        if p.is_file() and not p.name.startswith(".")
+    ]
     return sorted(files, key=lambda p: p.name)
 
 
 def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
     """Parse a batch (in a helper process, or here)."""
-    logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
+    logging.getLogger("mailparser").setLevel(
+        logging.ERROR
+    )  # it warns about every multipart/alternative
     return [parse(raw) for raw in raws]
 
 
@@ -121,7 +132,9 @@ class ParseAhead:
     """One helper process that parses the next batch while the current one is archived."""
 
     def __init__(self) -> None:
-        self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+        self.pool = ProcessPoolExecutor(
+            max_workers=1, mp_context=multiprocessing.get_context("spawn")
+        )
 
     def submit(self, raws: list[bytes]) -> Future[list[ParsedMessage]]:
         """Start parsing raws."""
@@ -133,7 +146,11 @@ class ParseAhead:
         try:
             return parsing.result()
         except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like: the batch is parsed again here
-            log.warning("the parsing process failed (%s: %s); parsing this batch in the importer", type(exc).__name__, exc)
+            log.warning(
+                "the parsing process failed (%s: %s); parsing this batch in the importer",
+                type(exc).__name__,
+                exc,
+            )
             return parse_all(raws)
 
     def close(self) -> None:
@@ -156,8 +173,15 @@ def _batches(messages: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
 class Importer:
     """Ingest batches of raw messages into one list, committing every `batch` messages."""
 
-    def __init__(self, factory: sessionmaker[Session], list_name: str, domain: str, *, batch: int = 500,
-                 fallback_days: int = 30) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        list_name: str,
+        domain: str,
+        *,
+        batch: int = 500,
+        fallback_days: int = 30,
+    ) -> None:
         self.factory, self.list_name, self.domain = factory, list_name, domain
         self.batch, self.fallback_days = batch, fallback_days
         self.summary = Summary()
@@ -199,16 +223,27 @@ class Importer:
             self.summary.refused["empty message"] += len(fresh) - len(kept)
         return kept
 
-    def _commit(self, seen: int, raws: list[bytes], parsing: Future[list[ParsedMessage]] | None,
-                tick: Callable[[int], None] | None) -> None:
+    def _commit(
+        self,
+        seen: int,
+        raws: list[bytes],
+        parsing: Future[list[ParsedMessage]] | None,
+        tick: Callable[[int], None] | None,
+    ) -> None:
         """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one per message."""
         parsed = parse_all(raws) if parsing is None else ParseAhead.result(parsing, raws)
         items = [Item(p, (self.recipient,), "import") for p in parsed]
         try:
             with self.factory() as session, session.begin():
-                results = ingest_batch(session, items, domain=self.domain, fallback_days=self.fallback_days)
+                results = ingest_batch(
+                    session, items, domain=self.domain, fallback_days=self.fallback_days
+                )
         except Exception as exc:  # noqa: BLE001 - BatchAborted, or the commit failed: nothing of it is stored
-            log.warning("a batch failed (%s: %s); retrying it one message at a time", type(exc).__name__, exc)
+            log.warning(
+                "a batch failed (%s: %s); retrying it one message at a time",
+                type(exc).__name__,
+                exc,
+            )
             results = [self._alone(item) for item in items]
         for result in results:
             self._count(result)
@@ -218,7 +253,9 @@ class Importer:
     def _alone(self, item: Item) -> ItemResult:
         try:
             with self.factory() as session, session.begin():
-                return ingest_batch(session, [item], domain=self.domain, fallback_days=self.fallback_days)[0]
+                return ingest_batch(
+                    session, [item], domain=self.domain, fallback_days=self.fallback_days
+                )[0]
         except Exception as exc:  # noqa: BLE001 - counted and reported, the import goes on
             return exc
 
@@ -227,12 +264,19 @@ class Importer:
         mlist = lists.require(session, self.list_name)
         keys = [(parse_message_id(r), hashlib.sha256(r).hexdigest()) for r in raws]
         have: set[tuple[str, str]] = set()
-        for raw_of in (Message.raw_id, MessageVariant.raw_id):  # the message's own bytes, then its variants'
+        for raw_of in (
+            Message.raw_id,
+            MessageVariant.raw_id,
+        ):  # the message's own bytes, then its variants'
             query = select(Message.message_id, RawMessage.sha256).where(
-                Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys}))
+                Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys})
+            )
             if raw_of is MessageVariant.raw_id:
                 query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
-            have.update((mid, sha) for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of)))
+            have.update(
+                (mid, sha)
+                for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of))
+            )
         fresh = [r for r, key in zip(raws, keys) if key not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
@@ -274,18 +318,34 @@ def sources(path: Path) -> tuple[Iterator[bytes], int, Callable[[], int]]:
     return read(), os.path.getsize(path), raw_file.tell
 
 
-def run_import(settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True) -> Summary:
+def run_import(
+    settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True
+) -> Summary:
     """Import path into list_name with a progress bar (rate, ETA) on stderr; returns the summary."""
-    logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns about every multipart/alternative
+    logging.getLogger("mailparser").setLevel(
+        logging.ERROR
+    )  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
-        importer = Importer(session_factory(writer(engine)), list_name, settings.domain, batch=batch,
-                            fallback_days=settings.subject_fallback_days)
+        importer = Importer(
+            session_factory(writer(engine)),
+            list_name,
+            settings.domain,
+            batch=batch,
+            fallback_days=settings.subject_fallback_days,
+        )
         messages, total, position = sources(path)
         unit = "msg" if path.is_dir() else "B"
         started = time.monotonic()
-        with tqdm(total=total, unit=unit, unit_scale=unit == "B", disable=not progress, file=sys.stderr,
-                  desc=f"importing into {list_name}", dynamic_ncols=True) as bar:
+        with tqdm(
+            total=total,
+            unit=unit,
+            unit_scale=unit == "B",
+            disable=not progress,
+            file=sys.stderr,
+            desc=f"importing into {list_name}",
+            dynamic_ncols=True,
+        ) as bar:
 
             def tick(_n: int) -> None:
                 try:
@@ -293,11 +353,20 @@ def run_import(settings: Settings, path: Path, list_name: str, *, batch: int = 5
                 except ValueError:  # the source was closed after its last message
                     bar.update(bar.total - bar.n)
                 rate = importer.summary.seen / max(time.monotonic() - started, 1e-6)
-                bar.set_postfix(msgs=str(importer.summary.seen), rate=f"{rate:.0f} msg/s", refresh=False)
+                bar.set_postfix(
+                    msgs=str(importer.summary.seen), rate=f"{rate:.0f} msg/s", refresh=False
+                )
 
             summary = importer.run(messages, tick)
-        log.info("import of %s into %s: %d imported, %d duplicates, %d refused in %.1fs", path, list_name,
-                 summary.imported, summary.duplicates, sum(summary.refused.values()), time.monotonic() - started)
+        log.info(
+            "import of %s into %s: %d imported, %d duplicates, %d refused in %.1fs",
+            path,
+            list_name,
+            summary.imported,
+            summary.duplicates,
+            sum(summary.refused.values()),
+            time.monotonic() - started,
+        )
         return summary
     finally:
         engine.dispose()

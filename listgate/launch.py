@@ -35,17 +35,25 @@ class PortTaken(Exception):
 
 def check_ports(settings: Settings) -> None:
     """Raise PortTaken when the SMTP or web port cannot be bound (before anything starts)."""
-    for variable, host, port in (("LISTGATE_SMTP_LISTEN", settings.smtp_host, settings.smtp_port),
-                                 ("LISTGATE_WEB_LISTEN", settings.web_host, settings.web_port)):
+    for variable, host, port in (
+        ("LISTGATE_SMTP_LISTEN", settings.smtp_host, settings.smtp_port),
+        ("LISTGATE_WEB_LISTEN", settings.web_host, settings.web_port),
+    ):
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
             try:
                 sock.bind((host, port))
             except OSError as exc:
-                why = "is already in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror})"
-                raise PortTaken(f"port {port} on {host} {why}: set {variable} to a free HOST:PORT, "
-                                f"for example {variable}={host}:{port + 1}") from None
+                why = (
+                    "is already in use"
+                    if exc.errno == errno.EADDRINUSE
+                    else f"cannot be used ({exc.strerror})"
+                )
+                raise PortTaken(
+                    f"port {port} on {host} {why}: set {variable} to a free HOST:PORT, "
+                    f"for example {variable}={host}:{port + 1}"
+                ) from None
 
 
 def create_demo(settings: Settings) -> bool:
@@ -80,8 +88,10 @@ def _relay_note(settings: Settings) -> str:
         socket.create_connection((url.hostname, url.port or 25), timeout=2).close()
         return f"relay {redact(settings.outbound)}"
     except OSError:
-        return (f"relay {redact(settings.outbound)} -- nothing answers there now: copies wait until it does "
-                f"(a development sink: {_command_path()} sink --listen {url.hostname}:{url.port})")
+        return (
+            f"relay {redact(settings.outbound)} -- nothing answers there now: copies wait until it does "
+            f"(a development sink: {_command_path()} sink --listen {url.hostname}:{url.port})"
+        )
 
 
 def summary(settings: Settings, with_demo: bool) -> list[str]:
@@ -102,7 +112,10 @@ def summary(settings: Settings, with_demo: bool) -> list[str]:
             "",
             f"Try it: this posts to {demo.NAME}@{settings.domain}, whose subscriber {demo.SUBSCRIBER} gets a copy:",
             "",
-            "  " + demo.post_command(settings.domain, _client_host(settings.smtp_host), settings.smtp_port),
+            "  "
+            + demo.post_command(
+                settings.domain, _client_host(settings.smtp_host), settings.smtp_port
+            ),
             "",
             f"then read it at {settings.base_url}/lists/{demo.NAME}/ and in the mail out {'Maildir' if settings.outbound.startswith('maildir:') else 'relay'} above.",
         ]
@@ -111,19 +124,27 @@ def summary(settings: Settings, with_demo: bool) -> list[str]:
     return lines
 
 
-def run(settings: Settings, with_demo: bool, prepare: Callable[[Settings], None],
-        echo: Callable[[str], None]) -> int:
+def run(
+    settings: Settings,
+    with_demo: bool,
+    prepare: Callable[[Settings], None],
+    echo: Callable[[str], None],
+) -> int:
     """Start and supervise the services until Ctrl-C or SIGTERM; the exit status."""
     check_ports(settings)
     logs.setup(settings)
     prepare(settings)
     if with_demo and create_demo(settings):
-        echo(f"created the demo list {demo.NAME}@{settings.domain} with a short discussion "
-             f"and one subscriber, {demo.SUBSCRIBER}")
+        echo(
+            f"created the demo list {demo.NAME}@{settings.domain} with a short discussion "
+            f"and one subscriber, {demo.SUBSCRIBER}"
+        )
     echo(f"starting {', '.join(s.name for s in SERVICES)} ...")
 
     def ready() -> None:
         echo("\n".join(summary(settings, with_demo)))
         readiness.notify_ready(settings)  # when `up` itself runs under systemd (Type=notify)
 
-    return Supervisor(SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)).run()
+    return Supervisor(
+        SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)
+    ).run()

@@ -30,28 +30,48 @@ def require(session: Session, name: str) -> MailingList:
     return mlist
 
 
-def create(session: Session, name: str, title: str = "", description: str = "", policy: str = "open",
-           private: bool = False, moderators: str = "", owners: str = "") -> MailingList:
+def create(
+    session: Session,
+    name: str,
+    title: str = "",
+    description: str = "",
+    policy: str = "open",
+    private: bool = False,
+    moderators: str = "",
+    owners: str = "",
+) -> MailingList:
     """Create a list; ListError for a bad name, a taken name or an unknown policy."""
     name = name.strip().lower()
     if not valid_list_name(name):
-        raise ListError(f"{name!r} is not a valid list name: use up to {MAX_LIST_NAME} letters, "
-                        "digits, '.', '-' or '_' (no '+')")
+        raise ListError(
+            f"{name!r} is not a valid list name: use up to {MAX_LIST_NAME} letters, "
+            "digits, '.', '-' or '_' (no '+')"
+        )
     if policy not in POLICIES:
         raise ListError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
     if get(session, name) is not None:
         raise ListError(f"a list named {name!r} already exists")
-    mlist = MailingList(name=name, title=title or name, description=description, policy=policy,
-                        private=private, moderators=moderators, owners=owners.lower().replace(" ", ""))
+    mlist = MailingList(
+        name=name,
+        title=title or name,
+        description=description,
+        policy=policy,
+        private=private,
+        moderators=moderators,
+        owners=owners.lower().replace(" ", ""),
+    )
     session.add(mlist)
     session.flush()
     return mlist
 
 
-def subscribe(session: Session, mlist: MailingList, address: str, kind: str = "list", thread_id: int = 0) -> Subscription:
+def subscribe(
+    session: Session, mlist: MailingList, address: str, kind: str = "list", thread_id: int = 0
+) -> Subscription:
     """An administrator's subscription: active at once (no confirmation mail, no approval needed)."""
     try:
-        return subscriptions.start(session, mlist, address, kind, thread_id, approved_by=subscriptions.ADMIN)
+        return subscriptions.start(
+            session, mlist, address, kind, thread_id, approved_by=subscriptions.ADMIN
+        )
     except subscriptions.SubscriptionError as exc:
         raise ListError(str(exc)) from None
-

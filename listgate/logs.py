@@ -15,8 +15,10 @@ from listgate.config import Settings
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 CHATTY = ("alembic", "celery", "kombu", "amqp", "werkzeug", "mail.log", "gunicorn.access")
-ROOT_NOTE = ("running as root: fine inside a container (its root is confined to it); on a host, "
-             "run listgate as an unprivileged user")
+ROOT_NOTE = (
+    "running as root: fine inside a container (its root is confined to it); on a host, "
+    "run listgate as an unprivileged user"
+)
 
 
 def setup(settings: Settings) -> None:
@@ -24,7 +26,9 @@ def setup(settings: Settings) -> None:
     logging.basicConfig(level=settings.log_level, format=FORMAT)
     logging.getLogger().setLevel(settings.log_level)  # also when a handler was already there
     for name in CHATTY:
-        logging.getLogger(name).setLevel(logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING)
+        logging.getLogger(name).setLevel(
+            logging.NOTSET if settings.log_level == "DEBUG" else logging.WARNING
+        )
 
 
 def running_as_root() -> bool:

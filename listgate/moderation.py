@@ -13,7 +13,7 @@ import base64
 import hashlib
 import hmac
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
@@ -24,7 +24,9 @@ from listgate.states import PostState
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)
-_ATTRIBUTION = re.compile(r"^(On .+ wrote:|.+ schrieb:|.+ a écrit :?)$")  # a client's line above the quote
+_ATTRIBUTION = re.compile(
+    r"^(On .+ wrote:|.+ schrieb:|.+ a écrit :?)$"
+)  # a client's line above the quote
 
 
 class ModerationError(ValueError):
@@ -33,7 +35,11 @@ class ModerationError(ValueError):
 
 def recipients(mlist: MailingList, admins: Iterable[str]) -> list[str]:
     """Who acts on this list's held posts and reports: its moderators, else its owners, else the site admins."""
-    for group in (mlist.moderator_addresses(), mlist.owner_addresses(), {a.lower() for a in admins}):
+    for group in (
+        mlist.moderator_addresses(),
+        mlist.owner_addresses(),
+        {a.lower() for a in admins},
+    ):
         if group:
             return sorted(group)
     return []
@@ -41,7 +47,9 @@ def recipients(mlist: MailingList, admins: Iterable[str]) -> list[str]:
 
 def code(secret: str, action: str, msg: Message) -> str:
     """The code in NAME+ACTION-CODE@ for one held post (lower-case, VERP-safe, short)."""
-    digest = hmac.new(secret.encode(), f"moderate:{action}:{msg.id}:{msg.message_id}".encode(), hashlib.sha256).digest()
+    digest = hmac.new(
+        secret.encode(), f"moderate:{action}:{msg.id}:{msg.message_id}".encode(), hashlib.sha256
+    ).digest()
     return f"{msg.id:x}." + base64.b32encode(digest).decode()[:12].lower()
 
 
@@ -50,16 +58,24 @@ def address(secret: str, action: str, msg: Message, mlist: MailingList, domain: 
     return f"{mlist.name}+{action}-{code(secret, action, msg)}@{domain}"
 
 
-def held_message(session: Session, secret: str, mlist: MailingList, action: str, given: str) -> Message:
+def held_message(
+    session: Session, secret: str, mlist: MailingList, action: str, given: str
+) -> Message:
     """The held post a code names; ModerationError when forged, for another list, or already dealt with."""
     try:
         msg = session.get(Message, int(given.partition(".")[0], 16))
     except ValueError:
         msg = None
-    if msg is None or msg.list_id != mlist.id or not hmac.compare_digest(code(secret, action, msg), given.lower()):
+    if (
+        msg is None
+        or msg.list_id != mlist.id
+        or not hmac.compare_digest(code(secret, action, msg), given.lower())
+    ):
         raise ModerationError("this moderation address is not valid")
     if msg.status != PostState.HELD:
-        raise ModerationError(f"the post \"{msg.subject}\" was already dealt with (it is {msg.status} now)")
+        raise ModerationError(
+            f'the post "{msg.subject}" was already dealt with (it is {msg.status} now)'
+        )
     return msg
 
 
@@ -81,18 +97,39 @@ def approve(session: Session, mlist: MailingList, msg: Message, actor: str) -> l
     return [publish(session, msg)]
 
 
-def reject(session: Session, mlist: MailingList, msg: Message, actor: str, reason: str) -> list[OutboxEntry]:
+def reject(
+    session: Session, mlist: MailingList, msg: Message, actor: str, reason: str
+) -> list[OutboxEntry]:
     """Reject a held post; its author is told why."""
     msg.status = PostState.REJECTED
     administration.record(session, mlist, actor, "reject message", f"<{msg.message_id}>: {reason}")
     if not msg.from_addr:
         return []
-    return [dispatch.record(session, dispatch.SEND_NOTICE, msg.id, {
-        "template": "rejected", "to": msg.from_addr, "list": mlist.name, "subject": msg.subject, "reason": reason})]
+    return [
+        dispatch.record(
+            session,
+            dispatch.SEND_NOTICE,
+            msg.id,
+            {
+                "template": "rejected",
+                "to": msg.from_addr,
+                "list": mlist.name,
+                "subject": msg.subject,
+                "reason": reason,
+            },
+        )
+    ]
 
 
-def by_mail(session: Session, secret: str, mlist: MailingList, action: str, given: str, sender: str,
-            body: str) -> list[OutboxEntry]:
+def by_mail(
+    session: Session,
+    secret: str,
+    mlist: MailingList,
+    action: str,
+    given: str,
+    sender: str,
+    body: str,
+) -> list[OutboxEntry]:
     """Act on a mail to NAME+approve-CODE@ or NAME+reject-CODE@; ModerationError says why not."""
     msg = held_message(session, secret, mlist, action, given)
     if action == APPROVE:
@@ -105,5 +142,9 @@ def by_mail(session: Session, secret: str, mlist: MailingList, action: str, give
 
 def report_recorded(session: Session, report: Report) -> OutboxEntry:
     """Queue the moderators' mail about a new report, in the report's own transaction."""
-    return dispatch.record(session, dispatch.NOTIFY_MODERATORS, report.message_pk, {
-        "event": "report", "reason": report.reason, "report_id": report.id})
+    return dispatch.record(
+        session,
+        dispatch.NOTIFY_MODERATORS,
+        report.message_pk,
+        {"event": "report", "reason": report.reason, "report_id": report.id},
+    )

@@ -7,7 +7,7 @@ status`, and can release one as a post (listgate.ingest.release).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -17,18 +17,39 @@ from listgate.models import MailingList, NotPosted
 from listgate.models.archive import utcnow
 
 
-def keep(session: Session, mlist: MailingList, parsed: ParsedMessage, raw_id: int, reason: str,
-         envelope_from: str | None) -> int:
+def keep(
+    session: Session,
+    mlist: MailingList,
+    parsed: ParsedMessage,
+    raw_id: int,
+    reason: str,
+    envelope_from: str | None,
+) -> int:
     """Record an accepted mail that is not posted, in the caller's transaction; its queue id."""
     table = NotPosted.__table__
-    return int(session.connection().execute(insert(table).returning(table.c.id), {
-        "list_id": mlist.id, "raw_id": raw_id, "message_id": parsed.message_id[:998],
-        "from_addr": (parsed.from_addr or "")[:320], "envelope_from": (envelope_from or "").strip("<>")[:320],
-        "subject": parsed.subject[:2000], "reason": reason[:2000], "received_at": utcnow(),
-        "released_by": ""}).scalar_one())
+    return int(
+        session.connection()
+        .execute(
+            insert(table).returning(table.c.id),
+            {
+                "list_id": mlist.id,
+                "raw_id": raw_id,
+                "message_id": parsed.message_id[:998],
+                "from_addr": (parsed.from_addr or "")[:320],
+                "envelope_from": (envelope_from or "").strip("<>")[:320],
+                "subject": parsed.subject[:2000],
+                "reason": reason[:2000],
+                "received_at": utcnow(),
+                "released_by": "",
+            },
+        )
+        .scalar_one()
+    )
 
 
-def waiting(session: Session, list_ids: Iterable[int] | None = None, limit: int = 200) -> list[NotPosted]:
+def waiting(
+    session: Session, list_ids: Iterable[int] | None = None, limit: int = 200
+) -> list[NotPosted]:
     """Entries not released yet (of these lists), oldest first."""
     query = select(NotPosted).where(NotPosted.released_at.is_(None))
     if list_ids is not None:
@@ -38,7 +59,12 @@ def waiting(session: Session, list_ids: Iterable[int] | None = None, limit: int 
 
 def count_waiting(session: Session) -> int:
     """How many accepted mails wait in the queue."""
-    return session.scalar(select(func.count()).select_from(NotPosted).where(NotPosted.released_at.is_(None))) or 0
+    return (
+        session.scalar(
+            select(func.count()).select_from(NotPosted).where(NotPosted.released_at.is_(None))
+        )
+        or 0
+    )
 
 
 def claim(session: Session, entry_id: int) -> NotPosted:
@@ -47,7 +73,9 @@ def claim(session: Session, entry_id: int) -> NotPosted:
     if entry is None:
         raise LookupError(f"there is no entry {entry_id} in the not-posted queue")
     if entry.released_at is not None:
-        raise LookupError(f"entry {entry_id} was already released by {entry.released_by or 'someone'}")
+        raise LookupError(
+            f"entry {entry_id} was already released by {entry.released_by or 'someone'}"
+        )
     return entry
 
 

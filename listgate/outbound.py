@@ -22,7 +22,9 @@ def open_session(url: str, timeout: float) -> smtplib.SMTP:
     parts = urlsplit(url)
     host, port = parts.hostname or "localhost", parts.port or 25
     if parts.scheme == "smtps":
-        smtp: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+        smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+            host, port, timeout=timeout, context=ssl.create_default_context()
+        )
     else:
         smtp = smtplib.SMTP(host, port, timeout=timeout)
     # The message and its final "." go out as two writes (see worker/mailer.py): without
@@ -41,10 +43,16 @@ def open_session(url: str, timeout: float) -> smtplib.SMTP:
 def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
     """Refuse to go on (no AUTH, no mail in plaintext) when the relay does not offer STARTTLS."""
     if not smtp.has_extn("starttls"):
-        log.error("outbound relay %s:%s does not offer STARTTLS but LISTGATE_OUTBOUND demands it "
-                  "(smtp+starttls://): nothing sent, no credentials sent; mail deferred", host, port)
+        log.error(
+            "outbound relay %s:%s does not offer STARTTLS but LISTGATE_OUTBOUND demands it "
+            "(smtp+starttls://): nothing sent, no credentials sent; mail deferred",
+            host,
+            port,
+        )
         smtp.close()
-        raise smtplib.SMTPNotSupportedError(f"relay {host}:{port} does not offer STARTTLS (required by smtp+starttls://)")
+        raise smtplib.SMTPNotSupportedError(
+            f"relay {host}:{port} does not offer STARTTLS (required by smtp+starttls://)"
+        )
 
 
 def advertised_size(url: str, timeout: float = PROBE_TIMEOUT) -> int | None:
@@ -54,7 +62,9 @@ def advertised_size(url: str, timeout: float = PROBE_TIMEOUT) -> int | None:
     try:
         smtp = open_session(url, timeout)
     except (smtplib.SMTPException, OSError) as exc:
-        log.warning("could not ask the outbound relay for its size limit: %s: %s", type(exc).__name__, exc)
+        log.warning(
+            "could not ask the outbound relay for its size limit: %s: %s", type(exc).__name__, exc
+        )
         return None
     size = smtp.esmtp_features.get("size", "").strip()
     try:

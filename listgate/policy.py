@@ -20,7 +20,12 @@ def is_member(session: Session, mlist: MailingList, address: str) -> bool:
     """An active list or digest subscriber, or a moderator."""
     if address in mlist.moderator_addresses():
         return True
-    return session.connection().execute(store.MEMBER, {"list_id": mlist.id, "address": address}).first() is not None
+    return (
+        session.connection()
+        .execute(store.MEMBER, {"list_id": mlist.id, "address": address})
+        .first()
+        is not None
+    )
 
 
 def needs_approval(mlist: MailingList) -> bool:

@@ -10,7 +10,9 @@ from listgate.addresses import Recipient
 from listgate.models import Delivery, MailingList, Message, Subscription
 
 
-def admits(session: Session, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str) -> bool:
+def admits(
+    session: Session, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str
+) -> bool:
     """True when RCPT may show this sender that mlist exists (always, for a list that is not private).
 
     A private list shows itself to its moderators and to addresses it knows (any subscription,
@@ -21,14 +23,18 @@ def admits(session: Session, mlist: MailingList, sender: str | None, recipient: 
         return True
     if recipient.command == "bounce":
         return _bounce_token_of(session, mlist, recipient.arg, secret)
-    if recipient.command == "confirm" and subscriptions.by_confirm_code(session, secret, mlist, recipient.arg):
+    if recipient.command == "confirm" and subscriptions.by_confirm_code(
+        session, secret, mlist, recipient.arg
+    ):
         return True
     address = (sender or "").strip().strip("<>").strip().lower()
     if not address:
         return False
     if address in mlist.moderator_addresses():
         return True
-    known = select(Subscription.id).where(Subscription.list_id == mlist.id, Subscription.address == address)
+    known = select(Subscription.id).where(
+        Subscription.list_id == mlist.id, Subscription.address == address
+    )
     return session.scalar(known.limit(1)) is not None
 
 
@@ -39,7 +45,11 @@ def _bounce_token_of(session: Session, mlist: MailingList, token: str, secret: s
         return False
     kind, ident = found
     if kind == "d":
-        query = select(Message.list_id).join(Delivery, Delivery.message_pk == Message.id).where(Delivery.id == ident)
+        query = (
+            select(Message.list_id)
+            .join(Delivery, Delivery.message_pk == Message.id)
+            .where(Delivery.id == ident)
+        )
     else:
         query = select(Subscription.list_id).where(Subscription.id == ident)
     return session.scalar(query) == mlist.id

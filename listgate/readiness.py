@@ -31,4 +31,8 @@ def notify_ready(settings: Settings, message: str = "") -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.sendto(f"READY=1\nMAINPID={os.getpid()}".encode(), address)
     except OSError as exc:  # the supervisor is gone or the socket is wrong: serve anyway
-        log.warning("cannot tell the supervisor we are ready (NOTIFY_SOCKET=%s): %s", settings.notify_socket, exc)
+        log.warning(
+            "cannot tell the supervisor we are ready (NOTIFY_SOCKET=%s): %s",
+            settings.notify_socket,
+            exc,
+        )

@@ -15,7 +15,16 @@ from sqlalchemy.orm import Session
 
 from listgate import administration, conversations
 from listgate.lists import ListError
-from listgate.models import Attachment, Delivery, MailingList, Message, RawMessage, Removal, Report, Thread
+from listgate.models import (
+    Attachment,
+    Delivery,
+    MailingList,
+    Message,
+    RawMessage,
+    Removal,
+    Report,
+    Thread,
+)
 from listgate.models.archive import utcnow
 from listgate.states import DeliveryState, PostState, ReportState
 
@@ -41,10 +50,15 @@ def find(session: Session, message_id: str, list_name: str | None = None) -> lis
     message_id = message_id.strip().strip("<>")
     query = select(Message).where(Message.message_id == message_id)
     if list_name:
-        query = query.join(MailingList, MailingList.id == Message.list_id).where(MailingList.name == list_name.lower())
+        query = query.join(MailingList, MailingList.id == Message.list_id).where(
+            MailingList.name == list_name.lower()
+        )
     found = list(session.scalars(query.order_by(Message.id)))
     if not found:
-        raise ListError(f"no archived message with Message-ID <{message_id}>" + (f" on {list_name}" if list_name else ""))
+        raise ListError(
+            f"no archived message with Message-ID <{message_id}>"
+            + (f" on {list_name}" if list_name else "")
+        )
     return found
 
 
@@ -56,15 +70,22 @@ def clean_reason(reason: str) -> str:
     return reason
 
 
-def remove(session: Session, messages: list[Message], reason: str, actor: str, purge: bool = False) -> Outcome:
+def remove(
+    session: Session, messages: list[Message], reason: str, actor: str, purge: bool = False
+) -> Outcome:
     """Take posts down with a reason (and purge their content); ListError when that cannot be done."""
     reason = clean_reason(reason)
     outcome = Outcome()
     for msg in messages:
         mlist = session.get_one(MailingList, msg.list_id)
         _take_down(session, msg, reason, actor, purge)
-        administration.record(session, mlist, actor, "purge message" if purge else "remove message",
-                              f"<{msg.message_id}>: {reason}")
+        administration.record(
+            session,
+            mlist,
+            actor,
+            "purge message" if purge else "remove message",
+            f"<{msg.message_id}>: {reason}",
+        )
         outcome.removed.append(f"<{msg.message_id}> on {mlist.name}")
     if purge:
         _purge(session, messages, outcome)
@@ -76,27 +97,48 @@ def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: b
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
     if msg.status == PostState.VISIBLE:
         conversations.count_step(session, msg, -1)
-    msg.status = PostState.REMOVED  # whatever it was (visible, hidden, held): only visible posts were counted
+    msg.status = (
+        PostState.REMOVED
+    )  # whatever it was (visible, hidden, held): only visible posts were counted
     row = session.get(Removal, msg.id)
     if row is None:
         row = Removal(message_pk=msg.id)
         session.add(row)
-    row.reason, row.removed_by, row.removed_at, row.purged = reason, actor, utcnow(), row.purged or purge
-    session.execute(update(Report).where(Report.message_pk == msg.id, Report.status == ReportState.OPEN).values(
-        status=ReportState.ACTIONED, resolved_at=utcnow(), resolved_by=actor))
-    session.execute(update(Delivery).where(Delivery.message_pk == msg.id, Delivery.status.in_(UNSENT))
-                    .values(status=DeliveryState.CANCELLED, last_error=f"removed by the moderators: {reason}"[:2000]))
+    row.reason, row.removed_by, row.removed_at, row.purged = (
+        reason,
+        actor,
+        utcnow(),
+        row.purged or purge,
+    )
+    session.execute(
+        update(Report)
+        .where(Report.message_pk == msg.id, Report.status == ReportState.OPEN)
+        .values(status=ReportState.ACTIONED, resolved_at=utcnow(), resolved_by=actor)
+    )
+    session.execute(
+        update(Delivery)
+        .where(Delivery.message_pk == msg.id, Delivery.status.in_(UNSENT))
+        .values(
+            status=DeliveryState.CANCELLED, last_error=f"removed by the moderators: {reason}"[:2000]
+        )
+    )
 
 
 def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
     """Delete the bytes: raw mail, attachments, text (the search index follows the text)."""
     pks = {m.id for m in messages}
     for raw_id in {m.raw_id for m in messages}:
-        others = session.scalars(select(Message).where(Message.raw_id == raw_id, Message.id.not_in(pks))).all()
+        others = session.scalars(
+            select(Message).where(Message.raw_id == raw_id, Message.id.not_in(pks))
+        ).all()
         if others:
-            names = ", ".join(sorted({session.get_one(MailingList, o.list_id).name for o in others}))
-            raise ListError(f"the same mail is also archived on {names}: remove it there too "
-                            "(leave out --list to act on every copy)")
+            names = ", ".join(
+                sorted({session.get_one(MailingList, o.list_id).name for o in others})
+            )
+            raise ListError(
+                f"the same mail is also archived on {names}: remove it there too "
+                "(leave out --list to act on every copy)"
+            )
         raw = session.get(RawMessage, raw_id)
         if raw is not None:
             # A new sha256 so the same bytes arriving again are stored afresh, not matched to this empty row.
@@ -108,8 +150,13 @@ def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
     session.flush()
     administration.drop_unused(session, set(), hashes)
     for sha in sorted(hashes):
-        if session.scalar(select(Attachment.id).where(Attachment.sha256 == sha).limit(1)) is not None:
-            outcome.kept.append(f"an attachment (sha256 {sha[:12]}…) is also attached to another post: kept there")
+        if (
+            session.scalar(select(Attachment.id).where(Attachment.sha256 == sha).limit(1))
+            is not None
+        ):
+            outcome.kept.append(
+                f"an attachment (sha256 {sha[:12]}…) is also attached to another post: kept there"
+            )
     for msg in messages:
         thread = session.get_one(Thread, msg.thread_id)
         if thread.root_message_pk == msg.id or thread.subject == msg.subject:

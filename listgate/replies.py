@@ -17,5 +17,7 @@ def reply_subject(subject: str) -> str:
 def reply_mailto(list_address: str, subject: str, message_id: str, references: str) -> str:
     """A mailto: link that replies to the post on the list, threaded under it."""
     refs = " ".join(f"<{r}>" for r in (references.split() + [message_id])[-MAX_REFS:])
-    return (f"mailto:{list_address}?subject={quote(reply_subject(subject), safe='')}"
-            f"&In-Reply-To={quote('<' + message_id + '>', safe='')}&References={quote(refs, safe='')}")
+    return (
+        f"mailto:{list_address}?subject={quote(reply_subject(subject), safe='')}"
+        f"&In-Reply-To={quote('<' + message_id + '>', safe='')}&References={quote(refs, safe='')}"
+    )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -31,12 +31,20 @@ def restore(session: Session, msg: Message) -> None:
 
 def open_reports(session: Session, message_pk: int) -> int:
     """How many people reported this post and are waiting for a moderator."""
-    return session.scalar(select(func.count()).select_from(Report).where(
-        Report.message_pk == message_pk, Report.status == ReportState.OPEN)) or 0
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(Report)
+            .where(Report.message_pk == message_pk, Report.status == ReportState.OPEN)
+        )
+        or 0
+    )
 
 
 def close_reports(session: Session, message_pk: int, status: str, by: str) -> None:
     """Mark every open report on a post as dealt with."""
-    session.execute(update(Report).where(Report.message_pk == message_pk, Report.status == ReportState.OPEN).values(
-        status=status, resolved_at=datetime.now(timezone.utc), resolved_by=by))
-
+    session.execute(
+        update(Report)
+        .where(Report.message_pk == message_pk, Report.status == ReportState.OPEN)
+        .values(status=status, resolved_at=datetime.now(UTC), resolved_by=by)
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-
 from typing import Any
 
 from alembic import command
@@ -57,5 +56,7 @@ def differences(engine: Engine) -> list[Any]:
     from listgate.models.search import managed_here
 
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "include_object": managed_here})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": managed_here}
+        )
         return list(compare_metadata(context, Base.metadata))

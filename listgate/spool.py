@@ -15,13 +15,28 @@ Mail archived and not posted (automatic, a ban added after the 250) is in the no
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from sqlalchemy import (Column, Engine, Integer, LargeBinary, MetaData, String, Table, Text, bindparam, delete, func,
-                        insert, select, update)
+from sqlalchemy import (
+    Column,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -35,11 +50,20 @@ SPOOL = SpooledMail.__table__
 MARKS = SpoolMark.__table__
 _SIDE = MetaData()
 SIDE_SPOOL = Table(
-    "spool", _SIDE, Column("id", Integer, primary_key=True), Column("received_at", UTCDateTime, nullable=False),
-    Column("mail_from", Text), Column("rcpt_tos", Text, nullable=False), Column("message_id", String(1000), nullable=False),
-    Column("counts", Text, nullable=False), Column("raw", LargeBinary, nullable=False),
-    Column("state", String(16), nullable=False), Column("reason", Text, nullable=False),
-    Column("done_at", UTCDateTime), sqlite_autoincrement=True)  # ids never reused: the mark compares them
+    "spool",
+    _SIDE,
+    Column("id", Integer, primary_key=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("mail_from", Text),
+    Column("rcpt_tos", Text, nullable=False),
+    Column("message_id", String(1000), nullable=False),
+    Column("counts", Text, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("done_at", UTCDateTime),
+    sqlite_autoincrement=True,
+)  # ids never reused: the mark compares them
 SIDE_META = Table("spool_meta", _SIDE, Column("generation", String(64), primary_key=True))
 _PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
 
@@ -77,10 +101,14 @@ class Spool:
             return
         path = Path(engine.url.database or "listgate.sqlite3")
         side = path.with_suffix(".spool" + path.suffix)
-        if not side.exists():  # created before the engine, which then opens it for writing or not at all (listgate.db)
+        if (
+            not side.exists()
+        ):  # created before the engine, which then opens it for writing or not at all (listgate.db)
             side.touch()
         self.reader = sqlite_engine(f"sqlite:///{side}", synchronous="FULL")
-        self.engine = writer(self.reader)  # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
+        self.engine = writer(
+            self.reader
+        )  # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
         self.table = SIDE_SPOOL
         self.generation = self._generation()
 
@@ -108,12 +136,24 @@ class Spool:
 
     def append(self, mails: Sequence[Spooled]) -> None:
         """Add answered messages in one transaction (one fsync with synchronous=FULL): the 250's promise."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with self.engine.begin() as conn:
-            conn.execute(insert(self.table), [
-                {"received_at": now, "mail_from": m.mail_from, "rcpt_tos": "\n".join(m.rcpt_tos),
-                 "message_id": m.message_id[:1000], "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
-                 "raw": m.raw, "state": SpoolState.PENDING, "reason": ""} for m in mails])
+            conn.execute(
+                insert(self.table),
+                [
+                    {
+                        "received_at": now,
+                        "mail_from": m.mail_from,
+                        "rcpt_tos": "\n".join(m.rcpt_tos),
+                        "message_id": m.message_id[:1000],
+                        "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
+                        "raw": m.raw,
+                        "state": SpoolState.PENDING,
+                        "reason": "",
+                    }
+                    for m in mails
+                ],
+            )
 
     def pending(self, limit: int, after: int = 0) -> list[Any]:
         """The oldest rows waiting, read without claiming them."""
@@ -122,32 +162,61 @@ class Spool:
 
     def claim(self, session: Session, limit: int) -> list[Any]:
         """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip them."""
-        return list(session.connection().execute(self._pending(limit).with_for_update(skip_locked=True)))
+        return list(
+            session.connection().execute(self._pending(limit).with_for_update(skip_locked=True))
+        )
 
     def _pending(self, limit: int) -> Any:
         t = self.table
-        return (select(*(t.c[name] for name in _PENDING_COLUMNS)).where(t.c.state == SpoolState.PENDING)
-                .order_by(t.c.id).limit(limit))
+        return (
+            select(*(t.c[name] for name in _PENDING_COLUMNS))
+            .where(t.c.state == SpoolState.PENDING)
+            .order_by(t.c.id)
+            .limit(limit)
+        )
 
     def mark(self, session: Session) -> int:
         """SQLite: the highest spool id whose archiving committed."""
-        return int(session.connection().execute(select(MARKS.c.archived_through).where(
-            MARKS.c.generation == self.generation)).scalar() or 0)
+        return int(
+            session.connection()
+            .execute(select(MARKS.c.archived_through).where(MARKS.c.generation == self.generation))
+            .scalar()
+            or 0
+        )
 
     def done(self, session: Session, rows: Sequence[Any], kept: list[dict[str, Any]]) -> None:
         """In the archiving transaction: the rows leave the spool; kept ones (failed) stay, saying why."""
         by_id = {row.id: row for row in rows}
         conn = session.connection()
         if not self.separate:
-            conn.execute(delete(SPOOL).where(SPOOL.c.id.in_([i for i in by_id if i not in {k["pk"] for k in kept}])))
+            conn.execute(
+                delete(SPOOL).where(
+                    SPOOL.c.id.in_([i for i in by_id if i not in {k["pk"] for k in kept}])
+                )
+            )
             if kept:
-                conn.execute(update(SPOOL).where(SPOOL.c.id == bindparam("pk")).values(
-                    state=bindparam("state"), reason=bindparam("reason"), done_at=bindparam("at")), kept)
+                conn.execute(
+                    update(SPOOL)
+                    .where(SPOOL.c.id == bindparam("pk"))
+                    .values(
+                        state=bindparam("state"),
+                        reason=bindparam("reason"),
+                        done_at=bindparam("at"),
+                    ),
+                    kept,
+                )
             return
         if kept:
             conn.execute(insert(SPOOL), [_kept_copy(by_id[k["pk"]], k) for k in kept])
         top = max(by_id)
-        if conn.execute(update(MARKS).where(MARKS.c.generation == self.generation).values(archived_through=top)).rowcount == 0:
+        if (
+            conn.execute(
+                update(MARKS)
+                .where(MARKS.c.generation == self.generation)
+                .values(archived_through=top)
+            ).rowcount
+            == 0
+        ):
             conn.execute(insert(MARKS), {"generation": self.generation, "archived_through": top})
 
     def clear_through(self, mark: int) -> None:
@@ -158,24 +227,42 @@ class Spool:
 
     def depth(self, session: Session, now: datetime | None = None) -> Depth:
         """Pending messages and the oldest one's age; the rows kept as failed."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         after = self.mark(session) if self.separate else 0
         with self.reader.connect() as conn:
             t = self.table
-            pending, oldest = conn.execute(select(func.count(), func.min(t.c.received_at)).where(
-                t.c.state == SpoolState.PENDING, t.c.id > after)).one()
+            pending, oldest = conn.execute(
+                select(func.count(), func.min(t.c.received_at)).where(
+                    t.c.state == SpoolState.PENDING, t.c.id > after
+                )
+            ).one()
         if isinstance(oldest, str):  # SQLite gives an aggregate's datetime back as text
             oldest = datetime.fromisoformat(oldest)
         if oldest is not None and oldest.tzinfo is None:
-            oldest = oldest.replace(tzinfo=timezone.utc)
-        failed = session.scalar(select(func.count()).select_from(SPOOL).where(SPOOL.c.state == SpoolState.FAILED)) or 0
-        return Depth(int(pending), max(0.0, (now - oldest).total_seconds()) if oldest else 0.0, int(failed))
+            oldest = oldest.replace(tzinfo=UTC)
+        failed = (
+            session.scalar(
+                select(func.count()).select_from(SPOOL).where(SPOOL.c.state == SpoolState.FAILED)
+            )
+            or 0
+        )
+        return Depth(
+            int(pending), max(0.0, (now - oldest).total_seconds()) if oldest else 0.0, int(failed)
+        )
 
     def failed(self, session: Session, limit: int = 200) -> list[Any]:
         """The rows kept after archiving raised, oldest first (id, received_at, mail_from, rcpt_tos, message_id, reason)."""
         t = SPOOL
-        return list(session.execute(select(t.c.id, t.c.received_at, t.c.mail_from, t.c.rcpt_tos, t.c.message_id,
-                                           t.c.reason).where(t.c.state == SpoolState.FAILED).order_by(t.c.id).limit(limit)))
+        return list(
+            session.execute(
+                select(
+                    t.c.id, t.c.received_at, t.c.mail_from, t.c.rcpt_tos, t.c.message_id, t.c.reason
+                )
+                .where(t.c.state == SpoolState.FAILED)
+                .order_by(t.c.id)
+                .limit(limit)
+            )
+        )
 
     def retry(self, session: Session, ids: Sequence[int] | None = None) -> int:
         """Put failed rows (these, or all) back in line for the archiver, in the session's transaction; how many.
@@ -183,21 +270,48 @@ class Spool:
         On SQLite the row moves to the spool file first, then leaves the archive: a crash between
         the two leaves it in both, and archiving it twice finds the first copy (a duplicate).
         """
-        where = [SPOOL.c.state == SpoolState.FAILED] + ([SPOOL.c.id.in_(list(ids))] if ids is not None else [])
+        where = [SPOOL.c.state == SpoolState.FAILED] + (
+            [SPOOL.c.id.in_(list(ids))] if ids is not None else []
+        )
         if not self.separate:
-            back = update(SPOOL).where(*where).values(state=SpoolState.PENDING, reason="", done_at=None)
+            back = (
+                update(SPOOL)
+                .where(*where)
+                .values(state=SpoolState.PENDING, reason="", done_at=None)
+            )
             return int(session.execute(back).rowcount)
-        rows = list(session.execute(select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)))
+        rows = list(
+            session.execute(
+                select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)
+            )
+        )
         if rows:
             with self.engine.begin() as conn:
-                conn.execute(insert(SIDE_SPOOL), [{**{c: getattr(r, c) for c in _PENDING_COLUMNS if c != "id"},
-                                                   "state": SpoolState.PENDING, "reason": ""} for r in rows])
+                conn.execute(
+                    insert(SIDE_SPOOL),
+                    [
+                        {
+                            **{c: getattr(r, c) for c in _PENDING_COLUMNS if c != "id"},
+                            "state": SpoolState.PENDING,
+                            "reason": "",
+                        }
+                        for r in rows
+                    ],
+                )
             session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
         return len(rows)
 
 
 def _kept_copy(row: Any, kept: dict[str, Any]) -> dict[str, Any]:
     """A spool file's row as the archive keeps it (not posted or failed)."""
-    return {"received_at": row.received_at, "mail_from": row.mail_from, "rcpt_tos": row.rcpt_tos, "message_id": row.message_id,
-            "counts": row.counts, "raw": row.raw, "state": kept["state"], "reason": kept["reason"], "done_at": kept["at"]}
-
+    return {
+        "received_at": row.received_at,
+        "mail_from": row.mail_from,
+        "rcpt_tos": row.rcpt_tos,
+        "message_id": row.message_id,
+        "counts": row.counts,
+        "raw": row.raw,
+        "state": kept["state"],
+        "reason": kept["reason"],
+        "done_at": kept["at"],
+    }

@@ -40,9 +40,13 @@ def spool_show() -> None:
         finally:
             spool.close()
     for r in rows:
-        click.echo(f"{r.id:6}  {r.received_at:%Y-%m-%d %H:%M}  <{r.message_id}> from {r.mail_from or '<>'} "
-                   f"to {r.rcpt_tos.replace(chr(10), ', ')}: {r.reason}")
-    click.echo(f"{plurals.count(len(rows), 'mail')} failed to archive; {depth.pending} waiting for the archiver")
+        click.echo(
+            f"{r.id:6}  {r.received_at:%Y-%m-%d %H:%M}  <{r.message_id}> from {r.mail_from or '<>'} "
+            f"to {r.rcpt_tos.replace(chr(10), ', ')}: {r.reason}"
+        )
+    click.echo(
+        f"{plurals.count(len(rows), 'mail')} failed to archive; {depth.pending} waiting for the archiver"
+    )
 
 
 @spool_group.command("retry")
@@ -63,5 +67,7 @@ def spool_retry(spool_id: int | None, every: bool) -> None:
         finally:
             spool.close()
     if spool_id is not None and n == 0:
-        raise click.ClickException(f"there is no failed message {spool_id} in the spool (see `listgate spool show`)")
+        raise click.ClickException(
+            f"there is no failed message {spool_id} in the spool (see `listgate spool show`)"
+        )
     click.echo(f"{plurals.count(n, 'mail')} back in line for the archiver")

@@ -23,10 +23,11 @@ class DeliveryState(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"  # the relay said 4xx or could not be reached: retried at next_attempt_at
     BOUNCED = "bounced"  # the relay refused the recipient (5xx at RCPT, or a DSN blaming it)
-    REFUSED = "refused"  # the relay refused the message itself: a failed post, scored against nobody
+    REFUSED = (
+        "refused"  # the relay refused the message itself: a failed post, scored against nobody
+    )
     FAILED = "failed"  # deferred too many times: given up
     CANCELLED = "cancelled"  # not sent: the recipient left, or the moderators removed the post
-
 
 
 class DigestState(StrEnum):
@@ -43,9 +44,13 @@ class SubscriptionState(StrEnum):
     """Subscription.status (listgate/subscriptions.py drives it)."""
 
     PENDING = "pending"  # waiting for the address to confirm
-    AWAITING = "awaiting"  # confirmed; a moderator's approval is still needed (private/members lists)
+    AWAITING = (
+        "awaiting"  # confirmed; a moderator's approval is still needed (private/members lists)
+    )
     ACTIVE = "active"
-    SUSPENDED = "suspended"  # too many bounces (worker/bounces.py): no mail until it is started again
+    SUSPENDED = (
+        "suspended"  # too many bounces (worker/bounces.py): no mail until it is started again
+    )
     ENDED = "ended"  # the row stays (deliveries and bounces point at it) and is reused on return
 
 

@@ -26,7 +26,9 @@ from listgate.states import BounceKind, DeliveryState, SubscriptionState
 from listgate.supervisor import read_state, state_file
 
 BROKER_QUEUES = ("celery",)
-FAILED_WINDOW = timedelta(days=30)  # how far back `status` and the moderation page list failed posts
+FAILED_WINDOW = timedelta(
+    days=30
+)  # how far back `status` and the moderation page list failed posts
 
 
 @dataclass(frozen=True)
@@ -41,19 +43,37 @@ class FailedPost:
     last: datetime
 
 
-def failed_posts(session: Session, list_ids: Collection[int] | None = None, limit: int = 50,
-                 now: datetime | None = None) -> list[FailedPost]:
+def failed_posts(
+    session: Session,
+    list_ids: Collection[int] | None = None,
+    limit: int = 50,
+    now: datetime | None = None,
+) -> list[FailedPost]:
     """Posts with copies refused as messages in the last FAILED_WINDOW, newest first (of these lists, or all)."""
     since = (now or datetime.now(UTC)) - FAILED_WINDOW
     last = func.max(Bounce.received_at)
-    query = (select(Message.id, Message.list_id, Message.subject, func.count(Bounce.id), func.max(Bounce.diagnostic), last)
-             .join(Delivery, Delivery.id == Bounce.delivery_id).join(Message, Message.id == Delivery.message_pk)
-             .where(Bounce.kind == BounceKind.REFUSED, Bounce.received_at >= since)
-             .group_by(Message.id, Message.list_id, Message.subject).order_by(last.desc()).limit(limit))
+    query = (
+        select(
+            Message.id,
+            Message.list_id,
+            Message.subject,
+            func.count(Bounce.id),
+            func.max(Bounce.diagnostic),
+            last,
+        )
+        .join(Delivery, Delivery.id == Bounce.delivery_id)
+        .join(Message, Message.id == Delivery.message_pk)
+        .where(Bounce.kind == BounceKind.REFUSED, Bounce.received_at >= since)
+        .group_by(Message.id, Message.list_id, Message.subject)
+        .order_by(last.desc())
+        .limit(limit)
+    )
     if list_ids is not None:
         query = query.where(Message.list_id.in_(list_ids))
-    return [FailedPost(pk, list_id, subject or "", int(n), reason or "", _aware(when) or since)
-            for pk, list_id, subject, n, reason, when in session.execute(query)]
+    return [
+        FailedPost(pk, list_id, subject or "", int(n), reason or "", _aware(when) or since)
+        for pk, list_id, subject, n, reason, when in session.execute(query)
+    ]
 
 
 @dataclass(frozen=True)
@@ -72,10 +92,14 @@ class Metrics:
     awaiting_approval: int = 0  # subscription requests a moderator must decide on
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
-    failed: list[FailedPost] = field(default_factory=list)  # posts a relay refused, last FAILED_WINDOW
+    failed: list[FailedPost] = field(
+        default_factory=list
+    )  # posts a relay refused, last FAILED_WINDOW
     last_deferral: str = ""  # why the most recently deferred copy was deferred
     next_retry: datetime | None = None  # when the next deferred copy is due
-    spool: Depth = field(default_factory=Depth)  # accepted mail waiting for the archiver, or failed to archive
+    spool: Depth = field(
+        default_factory=Depth
+    )  # accepted mail waiting for the archiver, or failed to archive
 
 
 @dataclass(frozen=True)
@@ -105,8 +129,13 @@ class Status:
     @property
     def ok(self) -> bool:
         """True when database and broker answer, the schema is current, no copy waits and every child serves."""
-        return (self.database_ok and self.broker_ok and self.revision == self.head and not self.deferring
-                and not self.processes_down)
+        return (
+            self.database_ok
+            and self.broker_ok
+            and self.revision == self.head
+            and not self.deferring
+            and not self.processes_down
+        )
 
 
 def redact(url: str) -> str:
@@ -127,20 +156,36 @@ def _aware(value: datetime | None) -> datetime | None:
 def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     """Read every metric from the database in one short read transaction."""
     now = now or datetime.now(UTC)
-    deliveries = dict(session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all())
+    deliveries = dict(
+        session.execute(select(Delivery.status, func.count()).group_by(Delivery.status)).all()
+    )
     bounced = dict(session.execute(select(Bounce.kind, func.count()).group_by(Bounce.kind)).all())
-    pending = select(func.count(), func.min(OutboxEntry.created_at)).where(OutboxEntry.done_at.is_(None))
+    pending = select(func.count(), func.min(OutboxEntry.created_at)).where(
+        OutboxEntry.done_at.is_(None)
+    )
     outbox_pending, oldest_created = session.execute(pending).one()
     oldest = _aware(oldest_created)
     failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
-    awaiting = (select(func.count()).select_from(Subscription)
-                .where(Subscription.status == SubscriptionState.AWAITING))
+    awaiting = (
+        select(func.count())
+        .select_from(Subscription)
+        .where(Subscription.status == SubscriptionState.AWAITING)
+    )
     last_deferral, next_retry = "", None
     if deliveries.get(DeliveryState.DEFERRED):
         deferred = Delivery.status == DeliveryState.DEFERRED
-        last_deferral = session.scalar(select(Delivery.last_error).where(deferred)
-                                       .order_by(Delivery.next_attempt_at.desc()).limit(1)) or ""
-        next_retry = _aware(session.scalar(select(func.min(Delivery.next_attempt_at)).where(deferred)))
+        last_deferral = (
+            session.scalar(
+                select(Delivery.last_error)
+                .where(deferred)
+                .order_by(Delivery.next_attempt_at.desc())
+                .limit(1)
+            )
+            or ""
+        )
+        next_retry = _aware(
+            session.scalar(select(func.min(Delivery.next_attempt_at)).where(deferred))
+        )
     return Metrics(
         received=counters.total(session, counters.RECEIVED),
         stored=counters.values(session, counters.STORED),
@@ -177,7 +222,9 @@ class _Channel(Protocol):
     def close(self) -> None: ...
 
 
-def broker_queue_lengths(broker_url: str, queues: tuple[str, ...] = BROKER_QUEUES, timeout: float = 3.0) -> dict[str, int]:
+def broker_queue_lengths(
+    broker_url: str, queues: tuple[str, ...] = BROKER_QUEUES, timeout: float = 3.0
+) -> dict[str, int]:
     """Messages waiting in each broker queue; raises when the broker cannot be reached."""
     from kombu import Connection  # the transport library only; the core never imports Celery
 
@@ -209,7 +256,12 @@ def collect(settings: Settings) -> Status:
         if revision is not None:
             with session_factory(engine)() as session:
                 metrics = gather_metrics(session)
-        db_state: dict[str, Any] = {"database_ok": True, "revision": revision, "head": code_head, "metrics": metrics}
+        db_state: dict[str, Any] = {
+            "database_ok": True,
+            "revision": revision,
+            "head": code_head,
+            "metrics": metrics,
+        }
     except Exception as exc:  # noqa: BLE001 - reported, not raised
         db_state = {"database_ok": False, "database": f"{db_url}: {_one_line(exc)}"}
     finally:
@@ -218,8 +270,13 @@ def collect(settings: Settings) -> Status:
         queue, broker_ok, broker = broker_queue_lengths(settings.broker_url), True, broker_url
     except Exception as exc:  # noqa: BLE001
         queue, broker_ok, broker = {}, False, f"{broker_url}: {_one_line(exc)}"
-    return Status(**{"database": db_url, **db_state}, broker=broker, broker_ok=broker_ok, broker_queue=queue,
-                  processes=(read_state(state_file(settings.data_dir)) or {}).get("children"))
+    return Status(
+        **{"database": db_url, **db_state},
+        broker=broker,
+        broker_ok=broker_ok,
+        broker_queue=queue,
+        processes=(read_state(state_file(settings.data_dir)) or {}).get("children"),
+    )
 
 
 def _one_line(exc: BaseException) -> str:
@@ -240,7 +297,7 @@ def _failed_line(failed: list[FailedPost], now: datetime) -> str:
     line = f"failed     {plurals.count(len(failed), 'post')} refused by the relay in the last {FAILED_WINDOW.days} days"
     if failed:
         newest = failed[0]
-        line += f" (latest {_ago(newest.last, now)}: post {newest.message_pk} \"{newest.subject[:60]}\": {newest.reason[:120]})"
+        line += f' (latest {_ago(newest.last, now)}: post {newest.message_pk} "{newest.subject[:60]}": {newest.reason[:120]})'
     return line
 
 
@@ -249,8 +306,14 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
     now = now or datetime.now(UTC)
     lines = []
     if status.database_ok:
-        state = "up to date" if status.revision == status.head else f"behind: code expects {status.head}, run `listgate db upgrade`"
-        lines.append(f"database   ok     {status.database} (revision {status.revision or 'none'}, {state})")
+        state = (
+            "up to date"
+            if status.revision == status.head
+            else f"behind: code expects {status.head}, run `listgate db upgrade`"
+        )
+        lines.append(
+            f"database   ok     {status.database} (revision {status.revision or 'none'}, {state})"
+        )
     else:
         lines.append(f"database   DOWN   {status.database}")
     if status.broker_ok:
@@ -260,30 +323,51 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lines.append(f"broker     DOWN   {status.broker}")
     m = status.metrics
     if m is not None:
-        lag = f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}" if m.outbox_pending else ""
+        lag = (
+            f", oldest {_ago(now - timedelta(seconds=m.queue_lag_seconds), now)}"
+            if m.outbox_pending
+            else ""
+        )
         sp = m.spool
         waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
-        failed = (f"; {plurals.count(sp.failed, 'mail')} FAILED to archive (listgate spool list; listgate spool retry)"
-                  if sp.failed else "")
+        failed = (
+            f"; {plurals.count(sp.failed, 'mail')} FAILED to archive (listgate spool list; listgate spool retry)"
+            if sp.failed
+            else ""
+        )
         lines.append(f"spool      {sp.pending} waiting for the archiver{waiting}{failed}")
-        lines.append(f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
-                     f"{m.outbox_failed} failed for good")
+        lines.append(
+            f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
+            f"{m.outbox_failed} failed for good"
+        )
         d = m.deliveries
         unsent = d.get(DeliveryState.PENDING, 0) + d.get(DeliveryState.SENDING, 0)
-        lines.append(f"deliveries {d.get(DeliveryState.SENT, 0)} sent, {unsent} pending, "
-                     f"{d.get(DeliveryState.DEFERRED, 0)} deferred, {d.get(DeliveryState.BOUNCED, 0)} bounced, "
-                     f"{d.get(DeliveryState.REFUSED, 0)} refused")
-        lines.append(f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused")
-        lines.append(f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
-                     f"{plurals.count(m.awaiting_approval, 'subscription request')} awaiting approval")
-        last = f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})" if m.last_received else "never"
+        lines.append(
+            f"deliveries {d.get(DeliveryState.SENT, 0)} sent, {unsent} pending, "
+            f"{d.get(DeliveryState.DEFERRED, 0)} deferred, {d.get(DeliveryState.BOUNCED, 0)} bounced, "
+            f"{d.get(DeliveryState.REFUSED, 0)} refused"
+        )
+        lines.append(
+            f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused"
+        )
+        lines.append(
+            f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
+            f"{plurals.count(m.awaiting_approval, 'subscription request')} awaiting approval"
+        )
+        last = (
+            f"{m.last_received:%Y-%m-%d %H:%M:%S} UTC ({_ago(m.last_received, now)})"
+            if m.last_received
+            else "never"
+        )
         lines.append(f"last mail  {last}")
         lines.append(_failed_line(m.failed, now))
     if status.deferring and m is not None:
         retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
         # Not status.outbound: this command's environment may not be the workers' (another terminal).
-        lines.append(f"relay      DEFERRING {plurals.count(status.deferring, 'copy')} {'waits' if status.deferring == 1 else 'wait'} for the relay, which said: "
-                     f"{m.last_deferral or 'nothing recorded'}{retry}")
+        lines.append(
+            f"relay      DEFERRING {plurals.count(status.deferring, 'copy')} {'waits' if status.deferring == 1 else 'wait'} for the relay, which said: "
+            f"{m.last_deferral or 'nothing recorded'}{retry}"
+        )
     lines.extend(_process_lines(status.processes))
     return lines
 
@@ -298,12 +382,17 @@ def _process_lines(processes: dict[str, Any] | None) -> list[str]:
     lines = []
     for name, child in (processes or {}).items():
         restarts = child.get("restarts", 0)
-        history = f"; restarted {plurals.count(restarts, 'time')}, last {child['last_exit']}" if restarts or child.get("last_exit") else ""
+        history = (
+            f"; restarted {plurals.count(restarts, 'time')}, last {child['last_exit']}"
+            if restarts or child.get("last_exit")
+            else ""
+        )
         if child.get("state") == "ready":
             lines.append(f"{name:10} ok     pid {child.get('pid')}{history}")
         elif child.get("state") == "restarting":
-            lines.append(f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({plurals.count(restarts, 'restart')} so far)")
+            lines.append(
+                f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({plurals.count(restarts, 'restart')} so far)"
+            )
         else:
             lines.append(f"{name:10} STARTING pid {child.get('pid')}{history}")
     return lines
-

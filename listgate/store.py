@@ -19,35 +19,75 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import Insert
 
-from listgate.models import Ban, MailingList, Message, MessageVariant, Person, RawMessage, Subscription
+from listgate.models import (
+    Ban,
+    MailingList,
+    Message,
+    MessageVariant,
+    Person,
+    RawMessage,
+    Subscription,
+)
 from listgate.states import SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 Bind = Session | Connection | Engine
 
-_MSG, _RAW, _SUBS, _PEOPLE = Message.__table__, RawMessage.__table__, Subscription.__table__, Person.__table__
+_MSG, _RAW, _SUBS, _PEOPLE = (
+    Message.__table__,
+    RawMessage.__table__,
+    Subscription.__table__,
+    Person.__table__,
+)
 _LISTS, _BANS, _VARIANTS = MailingList.__table__, Ban.__table__, MessageVariant.__table__
 
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
 ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
-    _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id"))
+    _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id")
+)
 RAW_BY_HASH = select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256"))
-VARIANT_OF = select(_VARIANTS.c.id).where(_VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id"))
-BANNED = select(_BANS.c.id).where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address")).limit(1)
-BANNED_AMONG = select(_BANS.c.address).where(_BANS.c.list_id == bindparam("list_id"),
-                                             _BANS.c.address.in_(bindparam("addresses", expanding=True)))
-MEMBER = select(_SUBS.c.id).where(
-    _SUBS.c.list_id == bindparam("list_id"), _SUBS.c.address == bindparam("address"),
-    _SUBS.c.kind.in_(("list", "digest")), _SUBS.c.status == SubscriptionState.ACTIVE).limit(1)
+VARIANT_OF = select(_VARIANTS.c.id).where(
+    _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
+)
+BANNED = (
+    select(_BANS.c.id)
+    .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
+    .limit(1)
+)
+BANNED_AMONG = select(_BANS.c.address).where(
+    _BANS.c.list_id == bindparam("list_id"),
+    _BANS.c.address.in_(bindparam("addresses", expanding=True)),
+)
+MEMBER = (
+    select(_SUBS.c.id)
+    .where(
+        _SUBS.c.list_id == bindparam("list_id"),
+        _SUBS.c.address == bindparam("address"),
+        _SUBS.c.kind.in_(("list", "digest")),
+        _SUBS.c.status == SubscriptionState.ACTIVE,
+    )
+    .limit(1)
+)
 LIST_BY_NAME = select(*_LISTS.c).where(_LISTS.c.name == bindparam("name"))
-LOCK_LIST = select(MailingList).where(MailingList.id == bindparam("id")).with_for_update().execution_options(
-    populate_existing=True)  # reloaded: the object may carry counts read before another writer's commit
+LOCK_LIST = (
+    select(MailingList)
+    .where(MailingList.id == bindparam("id"))
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)  # reloaded: the object may carry counts read before another writer's commit
 # Not opted out of following, and no live follow or mute of this thread yet.
-MAY_FOLLOW = select(~or_(
-    exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
-    exists().where(_SUBS.c.list_id == bindparam("list_id"), _SUBS.c.address == bindparam("address"),
-                   _SUBS.c.kind.in_(("thread", "mute")), _SUBS.c.thread_key == bindparam("thread_key"),
-                   _SUBS.c.status != SubscriptionState.ENDED)))
+MAY_FOLLOW = select(
+    ~or_(
+        exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
+        exists().where(
+            _SUBS.c.list_id == bindparam("list_id"),
+            _SUBS.c.address == bindparam("address"),
+            _SUBS.c.kind.in_(("thread", "mute")),
+            _SUBS.c.thread_key == bindparam("thread_key"),
+            _SUBS.c.status != SubscriptionState.ENDED,
+        ),
+    )
+)
 
 
 class Store:
@@ -104,8 +144,14 @@ class Store:
         stmt = self.insert(_SUBS)
         return stmt.on_conflict_do_update(
             index_elements=["list_id", "address", "kind", "thread_key"],
-            set_={"status": SubscriptionState.ACTIVE, "confirmed_at": stmt.excluded.confirmed_at, "ended_at": None, "end_reason": ""},
-            where=_SUBS.c.status == SubscriptionState.ENDED)
+            set_={
+                "status": SubscriptionState.ACTIVE,
+                "confirmed_at": stmt.excluded.confirmed_at,
+                "ended_at": None,
+                "end_reason": "",
+            },
+            where=_SUBS.c.status == SubscriptionState.ENDED,
+        )
 
     def upsert_adding(self, table: Any, keys: tuple[str, ...], column: str) -> Insert:
         """INSERT, or on a conflict over keys add the new row's column to the stored one (a counter); built once."""
@@ -114,7 +160,8 @@ class Store:
         if stmt is None:
             new = self.insert(target)
             stmt = self._adding[(target.name, keys, column)] = new.on_conflict_do_update(
-                index_elements=list(keys), set_={column: target.c[column] + new.excluded[column]})
+                index_elements=list(keys), set_={column: target.c[column] + new.excluded[column]}
+            )
         return stmt
 
     def relax_commit(self, conn: Connection) -> None:
@@ -128,7 +175,9 @@ class Store:
             conn = session.connection()
             if conn.invalidated:
                 return False
-            if self.sqlite:  # SQLite rolls back on SQLITE_FULL/IOERR without telling: ask the connection
+            if (
+                self.sqlite
+            ):  # SQLite rolls back on SQLITE_FULL/IOERR without telling: ask the connection
                 return bool(conn.connection.dbapi_connection.in_transaction)  # type: ignore[union-attr]
             conn.exec_driver_sql("SELECT 1")
             return True
@@ -153,7 +202,9 @@ class TxState:
 
     transaction: SessionTransaction | None
     locked_lists: set[int] = field(default_factory=set)  # PostgreSQL: list rows locked FOR UPDATE
-    threads: dict[int, Any] = field(default_factory=dict)  # Thread objects loaded or written (held strongly)
+    threads: dict[int, Any] = field(
+        default_factory=dict
+    )  # Thread objects loaded or written (held strongly)
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -196,4 +247,3 @@ def list_named(conn: Connection, name: str) -> MailingList | None:
     """A detached copy of the list called name, for reading only (one Core SELECT, no session)."""
     row = conn.execute(LIST_BY_NAME, {"name": name.lower()}).first() if name.isascii() else None
     return None if row is None else MailingList(**row._asdict())
-

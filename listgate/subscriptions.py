@@ -18,9 +18,10 @@ import hashlib
 import hmac
 import logging
 import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,12 +37,22 @@ log = logging.getLogger(__name__)
 
 CONFIRM_DAYS = 7
 RESEND_AFTER = timedelta(minutes=10)  # one confirmation mail per address and scope per 10 minutes
-CONFIRM_LIMIT = (5, 900)  # and at most 5 per address per 15 minutes over every list, like sign-in links
+CONFIRM_LIMIT = (
+    5,
+    900,
+)  # and at most 5 per address per 15 minutes over every list, like sign-in links
 # Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC 3834 replies.
 LINK, MAIL, WEB, ADMIN = "link", "mail", "web", "admin"
 # What change() can do.
 LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
-    "leave", "leave-thread", "mute", "unmute", "follow", "list", "digest")
+    "leave",
+    "leave-thread",
+    "mute",
+    "unmute",
+    "follow",
+    "list",
+    "digest",
+)
 ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
 OFF = "off"  # of DIGEST_CHOICES (NAME+digest-daily|weekly|off@): every post again
 _NEEDS_APPROVAL = ("list", "digest", "thread")  # ways in; a mute is a way out
@@ -74,27 +85,43 @@ def normalize(address: str) -> str:
     """A lower-cased bare address, or SubscriptionError (control and separator characters included)."""
     address = address.strip().strip("<>").strip().lower()
     local, at, domain = address.rpartition("@")
-    bad = any(c in " <>,;\"\\@" or unicodedata.category(c)[0] in "CZ" for c in local + domain)
+    bad = any(c in ' <>,;"\\@' or unicodedata.category(c)[0] in "CZ" for c in local + domain)
     if not at or not local or "." not in domain or bad or len(local) > 64 or len(address) > 254:
         raise SubscriptionError(f"{address!r} is not an email address")
     return address
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-def _find(session: Session, list_id: int, address: str, kind: str, thread_key: int) -> Subscription | None:
-    return session.scalars(select(Subscription).where(
-        Subscription.list_id == list_id, Subscription.address == address,
-        Subscription.kind == kind, Subscription.thread_key == thread_key)).first()
+def _find(
+    session: Session, list_id: int, address: str, kind: str, thread_key: int
+) -> Subscription | None:
+    return session.scalars(
+        select(Subscription).where(
+            Subscription.list_id == list_id,
+            Subscription.address == address,
+            Subscription.kind == kind,
+            Subscription.thread_key == thread_key,
+        )
+    ).first()
 
 
-def _live(session: Session, list_id: int, address: str, kinds: Iterable[str], thread_key: int | None = None
-          ) -> list[Subscription]:
+def _live(
+    session: Session,
+    list_id: int,
+    address: str,
+    kinds: Iterable[str],
+    thread_key: int | None = None,
+) -> list[Subscription]:
     """The rows of address on a list that have not ended, of these kinds (and this thread)."""
-    query = select(Subscription).where(Subscription.list_id == list_id, Subscription.address == address,
-                                       Subscription.kind.in_(tuple(kinds)), Subscription.status != SubscriptionState.ENDED)
+    query = select(Subscription).where(
+        Subscription.list_id == list_id,
+        Subscription.address == address,
+        Subscription.kind.in_(tuple(kinds)),
+        Subscription.status != SubscriptionState.ENDED,
+    )
     if thread_key is not None:
         query = query.where(Subscription.thread_key == thread_key)
     return list(session.scalars(query.order_by(Subscription.id)))
@@ -111,24 +138,47 @@ def end(session: Session, subs: Iterable[Subscription], reason: str) -> int:
     return ended
 
 
-def start(session: Session, mlist: MailingList, address: str, kind: str = "list", thread_id: int = 0, *,
-          approved_by: str = "") -> Subscription:
+def start(
+    session: Session,
+    mlist: MailingList,
+    address: str,
+    kind: str = "list",
+    thread_id: int = 0,
+    *,
+    approved_by: str = "",
+) -> Subscription:
     """The one way a subscription becomes active (its old row reused); where a moderator must let
     newcomers in, it waits (AWAITING) unless approved_by says who did."""
     address = normalize(address)
     if kind not in KINDS:
-        raise SubscriptionError(f"unknown subscription kind {kind!r}: choose one of {', '.join(KINDS)}")
+        raise SubscriptionError(
+            f"unknown subscription kind {kind!r}: choose one of {', '.join(KINDS)}"
+        )
     key = _thread_key(session, mlist, kind, thread_id)
     sub = _find(session, mlist.id, address, kind, key)
     if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=key, status=SubscriptionState.PENDING,
-                           created_at=_now(), bounce_score=0.0, end_reason="", approved_by="")
+        sub = Subscription(
+            list_id=mlist.id,
+            address=address,
+            kind=kind,
+            thread_key=key,
+            status=SubscriptionState.PENDING,
+            created_at=_now(),
+            bounce_score=0.0,
+            end_reason="",
+            approved_by="",
+        )
         session.add(sub)
     approved_by = approved_by or sub.approved_by
     if sub.status == SubscriptionState.ACTIVE:
         _end_other_choice(session, sub)  # the latest choice wins, even over a request still pending
         return sub
-    if not approved_by and kind in _NEEDS_APPROVAL and needs_approval(mlist) and not is_member(session, mlist, address):
+    if (
+        not approved_by
+        and kind in _NEEDS_APPROVAL
+        and needs_approval(mlist)
+        and not is_member(session, mlist, address)
+    ):
         sub.status = SubscriptionState.AWAITING
         session.flush()
         return sub
@@ -138,7 +188,12 @@ def start(session: Session, mlist: MailingList, address: str, kind: str = "list"
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
     """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute) ends."""
-    sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = SubscriptionState.ACTIVE, _now(), None, ""
+    sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = (
+        SubscriptionState.ACTIVE,
+        _now(),
+        None,
+        "",
+    )
     sub.bounce_score, sub.approved_by = 0.0, approved_by
     session.flush()
     _end_other_choice(session, sub)
@@ -146,9 +201,12 @@ def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
 
 def _end_other_choice(session: Session, sub: Subscription) -> None:
     """Every post or the digest, following or muting a thread: one of the two; the other ends."""
-    others: dict[str, tuple[str, str]] = {"list": ("digest", "switched to every post"),
-                                          "digest": ("list", "switched to the digest"),
-                                          "thread": ("mute", "followed again"), "mute": ("thread", "muted")}
+    others: dict[str, tuple[str, str]] = {
+        "list": ("digest", "switched to every post"),
+        "digest": ("list", "switched to the digest"),
+        "thread": ("mute", "followed again"),
+        "mute": ("thread", "muted"),
+    }
     other, reason = others[sub.kind]
     end(session, _live(session, sub.list_id, sub.address, (other,), sub.thread_key), reason)
 
@@ -168,8 +226,16 @@ def thread_subject(session: Session, thread_key: int) -> str:
     return thread.subject if thread is not None else ""
 
 
-def notice(session: Session, mlist: MailingList, template: str, to: str, ref_id: int = 0, *, reply: bool = False,
-           **fields: Any) -> OutboxEntry:
+def notice(
+    session: Session,
+    mlist: MailingList,
+    template: str,
+    to: str,
+    ref_id: int = 0,
+    *,
+    reply: bool = False,
+    **fields: Any,
+) -> OutboxEntry:
     """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules apply)."""
     payload = {"template": template, "to": to, "list": mlist.name, "list_id": mlist.id, **fields}
     if reply:
@@ -177,8 +243,17 @@ def notice(session: Session, mlist: MailingList, template: str, to: str, ref_id:
     return dispatch.record(session, dispatch.SEND_NOTICE, ref_id, payload)
 
 
-def change(session: Session, mlist: MailingList, address: str, action: str, *, channel: str,
-           thread_id: int = 0, notify: bool = True, frequency: str = DAILY) -> Outcome:
+def change(
+    session: Session,
+    mlist: MailingList,
+    address: str,
+    action: str,
+    *,
+    channel: str,
+    thread_id: int = 0,
+    notify: bool = True,
+    frequency: str = DAILY,
+) -> Outcome:
     """Every way to change what an address gets from a list, from every channel (link, mail, web, CLI).
 
     Leaving the list ends every subscription of the address on it; leaving a thread a list
@@ -193,7 +268,11 @@ def change(session: Session, mlist: MailingList, address: str, action: str, *, c
         raise SubscriptionError(f"digest {frequency!r}: choose {', '.join(DIGEST_CHOICES)}")
     if action == DIGEST and frequency == OFF:
         action = EVERY_POST
-    key = _thread_key(session, mlist, "thread", thread_id) if action in (LEAVE_THREAD, MUTE, UNMUTE, FOLLOW) else 0
+    key = (
+        _thread_key(session, mlist, "thread", thread_id)
+        if action in (LEAVE_THREAD, MUTE, UNMUTE, FOLLOW)
+        else 0
+    )
     handler = _mode("digest", frequency) if action == DIGEST else _HANDLERS[action]
     sub, message, said = handler(session, mlist, address, key, channel)
     outbox = []
@@ -202,8 +281,19 @@ def change(session: Session, mlist: MailingList, address: str, action: str, *, c
         # goes out per subscription that really ended.
         outbox.append(notice(session, mlist, "goodbye", address))
     elif notify and said and channel == MAIL:
-        outbox.append(notice(session, mlist, "changed", address, reply=True, message=message, thread_id=key,
-                             subject=thread_subject(session, key), action=action))
+        outbox.append(
+            notice(
+                session,
+                mlist,
+                "changed",
+                address,
+                reply=True,
+                message=message,
+                thread_id=key,
+                subject=thread_subject(session, key),
+                action=action,
+            )
+        )
     log.info("%s %s on %s by %s: %s", address, action, mlist.name, channel, message)
     return Outcome(sub, message, outbox, mlist.name, key)
 
@@ -211,90 +301,150 @@ def change(session: Session, mlist: MailingList, address: str, action: str, *, c
 _Handler = Callable[[Session, MailingList, str, int, str], tuple[Subscription | None, str, str]]
 
 
-def _leave(session: Session, mlist: MailingList, address: str, _key: int, channel: str
-           ) -> tuple[Subscription | None, str, str]:
+def _leave(
+    session: Session, mlist: MailingList, address: str, _key: int, channel: str
+) -> tuple[Subscription | None, str, str]:
     rows = _live(session, mlist.id, address, KINDS)
-    was_mailed = any(r.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED) for r in rows)
+    was_mailed = any(
+        r.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED) for r in rows
+    )
     end(session, rows, f"left ({channel})")
     if not was_mailed:
         return None, f"{address} is not subscribed to {mlist.name}.", ""
     return None, f"{address} has left {mlist.name}.", "goodbye"
 
 
-def _leave_thread(session: Session, mlist: MailingList, address: str, key: int, channel: str
-                  ) -> tuple[Subscription | None, str, str]:
+def _leave_thread(
+    session: Session, mlist: MailingList, address: str, key: int, channel: str
+) -> tuple[Subscription | None, str, str]:
     if _live_active(session, mlist, address, ("list",)):
         return _mute(session, mlist, address, key, channel)
-    end(session, _live(session, mlist.id, address, ("thread",), key), f"left the thread ({channel})")
+    end(
+        session, _live(session, mlist.id, address, ("thread",), key), f"left the thread ({channel})"
+    )
     return None, "You no longer follow this thread.", "changed"
 
 
-def _mute(session: Session, mlist: MailingList, address: str, key: int, _channel: str
-          ) -> tuple[Subscription | None, str, str]:
+def _mute(
+    session: Session, mlist: MailingList, address: str, key: int, _channel: str
+) -> tuple[Subscription | None, str, str]:
     sub = start(session, mlist, address, "mute", key)
     return sub, "You will get no more mail from this thread.", "changed"
 
 
-def _unmute(session: Session, mlist: MailingList, address: str, key: int, channel: str
-            ) -> tuple[Subscription | None, str, str]:
+def _unmute(
+    session: Session, mlist: MailingList, address: str, key: int, channel: str
+) -> tuple[Subscription | None, str, str]:
     end(session, _live(session, mlist.id, address, ("mute",), key), f"unmuted ({channel})")
     return None, "This thread is no longer muted.", "changed"
 
 
-def _follow(session: Session, mlist: MailingList, address: str, key: int, _channel: str
-            ) -> tuple[Subscription | None, str, str]:
+def _follow(
+    session: Session, mlist: MailingList, address: str, key: int, _channel: str
+) -> tuple[Subscription | None, str, str]:
     sub = start(session, mlist, address, "thread", key)
     if sub.status == SubscriptionState.AWAITING:
-        return sub, f"A moderator of {mlist.name} must approve this first; you will get a mail.", "changed"
+        return (
+            sub,
+            f"A moderator of {mlist.name} must approve this first; you will get a mail.",
+            "changed",
+        )
     return sub, "You now follow this thread.", "changed"
 
 
 def _mode(kind: str, frequency: str = DAILY) -> _Handler:
     """Every post (kind "list") or the digest at this frequency: a switch between the two rows."""
-    def switch(session: Session, mlist: MailingList, address: str, _key: int, channel: str
-               ) -> tuple[Subscription | None, str, str]:
+
+    def switch(
+        session: Session, mlist: MailingList, address: str, _key: int, channel: str
+    ) -> tuple[Subscription | None, str, str]:
         if channel == MAIL and not _live_active(session, mlist, address, ("list", "digest")):
             # From can be forged: by mail this only switches a subscription the address already has.
-            raise SubscriptionError(f"{address} is not subscribed to {mlist.name}; "
-                                    f"write to {mlist.name}+subscribe@ first")
+            raise SubscriptionError(
+                f"{address} is not subscribed to {mlist.name}; "
+                f"write to {mlist.name}+subscribe@ first"
+            )
         sub = start(session, mlist, address, kind)
         if kind == "digest":
             sub.digest_frequency = frequency
             session.flush()
         if sub.status == SubscriptionState.AWAITING:
-            return sub, f"A moderator of {mlist.name} must approve your subscription; you will get a mail.", "changed"
+            return (
+                sub,
+                f"A moderator of {mlist.name} must approve your subscription; you will get a mail.",
+                "changed",
+            )
         what = "every post" if kind == "list" else f"a {frequency} digest"
         return sub, f"You now get {what} from {mlist.name}.", "changed"
+
     return switch
 
 
-_HANDLERS: dict[str, _Handler] = {LEAVE: _leave, LEAVE_THREAD: _leave_thread, MUTE: _mute, UNMUTE: _unmute,
-                                  FOLLOW: _follow, EVERY_POST: _mode("list"), DIGEST: _mode("digest")}
+_HANDLERS: dict[str, _Handler] = {
+    LEAVE: _leave,
+    LEAVE_THREAD: _leave_thread,
+    MUTE: _mute,
+    UNMUTE: _unmute,
+    FOLLOW: _follow,
+    EVERY_POST: _mode("list"),
+    DIGEST: _mode("digest"),
+}
 
 
-def _live_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...]) -> bool:
-    return any(r.status == SubscriptionState.ACTIVE for r in _live(session, mlist.id, address, kinds))
+def _live_active(
+    session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...]
+) -> bool:
+    return any(
+        r.status == SubscriptionState.ACTIVE for r in _live(session, mlist.id, address, kinds)
+    )
 
 
-def has_active(session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...] = KINDS) -> bool:
+def has_active(
+    session: Session, mlist: MailingList, address: str, kinds: tuple[str, ...] = KINDS
+) -> bool:
     """True when address has an active subscription of one of kinds on mlist."""
-    return session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address.lower(),
-        Subscription.kind.in_(kinds), Subscription.status == SubscriptionState.ACTIVE).limit(1)) is not None
+    return (
+        session.scalar(
+            select(Subscription.id)
+            .where(
+                Subscription.list_id == mlist.id,
+                Subscription.address == address.lower(),
+                Subscription.kind.in_(kinds),
+                Subscription.status == SubscriptionState.ACTIVE,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 # The way in: a request, confirmed by the address's owner (and approved by a moderator where needed).
 
+
 def confirm_code(secret: str, sub: Subscription) -> str:
     """The code in NAME+confirm-CODE@ that confirms sub by reply (lower-case, VERP-safe)."""
-    digest = hmac.new(secret.encode(), f"confirm:{sub.id}:{sub.address}:{int(sub.created_at.timestamp())}".encode(),
-                      hashlib.sha256).digest()
+    digest = hmac.new(
+        secret.encode(),
+        f"confirm:{sub.id}:{sub.address}:{int(sub.created_at.timestamp())}".encode(),
+        hashlib.sha256,
+    ).digest()
     # 60 bits in 12 base32 characters: short enough for NAME+confirm-CODE@ to stay under 64.
     return f"{sub.id:x}." + base64.b32encode(digest).decode()[:12].lower()
 
 
-def request(session: Session, mlist: MailingList, address: str, *, secret: str, base_url: str, domain: str,
-            kind: str = "list", thread_id: int = 0, channel: str = WEB, invited_by: str = "") -> Outcome:
+def request(
+    session: Session,
+    mlist: MailingList,
+    address: str,
+    *,
+    secret: str,
+    base_url: str,
+    domain: str,
+    kind: str = "list",
+    thread_id: int = 0,
+    channel: str = WEB,
+    invited_by: str = "",
+) -> Outcome:
     """Ask to subscribe: a pending subscription and a confirmation mail to that very address."""
     address = normalize(address)
     if kind not in _NEEDS_APPROVAL:
@@ -306,21 +456,47 @@ def request(session: Session, mlist: MailingList, address: str, *, secret: str, 
         return Outcome(sub, said, [], mlist.name, thread_key)
     used, retry_after = ratelimits.hit(session, f"confirm-address:{address}", CONFIRM_LIMIT[1])
     if used > CONFIRM_LIMIT[0]:
-        raise RateLimited(f"Too many confirmation mails were sent to {address}. Please wait "
-                          f"{CONFIRM_LIMIT[1] // 60} minutes and try again.", retry_after)
+        raise RateLimited(
+            f"Too many confirmation mails were sent to {address}. Please wait "
+            f"{CONFIRM_LIMIT[1] // 60} minutes and try again.",
+            retry_after,
+        )
     if sub is None:
-        sub = Subscription(list_id=mlist.id, address=address, kind=kind, thread_key=thread_key,
-                           bounce_score=0.0, end_reason="", approved_by="")
+        sub = Subscription(
+            list_id=mlist.id,
+            address=address,
+            kind=kind,
+            thread_key=thread_key,
+            bounce_score=0.0,
+            end_reason="",
+            approved_by="",
+        )
         session.add(sub)
-    sub.status, sub.created_at = SubscriptionState.PENDING, _now()  # a new request restarts the expiry clock
+    sub.status, sub.created_at = (
+        SubscriptionState.PENDING,
+        _now(),
+    )  # a new request restarts the expiry clock
     if invited_by:
         sub.approved_by = invited_by
     session.flush()
     link = f"{base_url}/confirm/" + tokens.make(secret, tokens.CONFIRM, {"s": sub.id, "a": address})
-    entry = notice(session, mlist, "confirm", address, sub.id, reply=channel == MAIL, link=link, kind=kind, thread_id=thread_key,
-                   reply_to=f"{mlist.name}+confirm-{confirm_code(secret, sub)}@{domain}",
-                   subject=thread_subject(session, thread_key), invited=bool(invited_by))
-    return Outcome(sub, f"A confirmation mail was sent to {address}.", [entry], mlist.name, thread_key)
+    entry = notice(
+        session,
+        mlist,
+        "confirm",
+        address,
+        sub.id,
+        reply=channel == MAIL,
+        link=link,
+        kind=kind,
+        thread_id=thread_key,
+        reply_to=f"{mlist.name}+confirm-{confirm_code(secret, sub)}@{domain}",
+        subject=thread_subject(session, thread_key),
+        invited=bool(invited_by),
+    )
+    return Outcome(
+        sub, f"A confirmation mail was sent to {address}.", [entry], mlist.name, thread_key
+    )
 
 
 def _no_mail_needed(sub: Subscription | None, address: str, mlist: MailingList) -> str:
@@ -357,15 +533,23 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
     return _confirmed(session, sub, LINK)
 
 
-def by_confirm_code(session: Session, secret: str, mlist: MailingList, code: str) -> Subscription | None:
+def by_confirm_code(
+    session: Session, secret: str, mlist: MailingList, code: str
+) -> Subscription | None:
     """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered, another list)."""
     sub_hex = code.partition(".")[0]
     try:
         sub_id = int(sub_hex, 16)
     except ValueError:
         return None
-    sub = session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None  # a bigger id is no row: SQLite would overflow
-    if sub is None or sub.list_id != mlist.id or not hmac.compare_digest(confirm_code(secret, sub), code.lower()):
+    sub = (
+        session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None
+    )  # a bigger id is no row: SQLite would overflow
+    if (
+        sub is None
+        or sub.list_id != mlist.id
+        or not hmac.compare_digest(confirm_code(secret, sub), code.lower())
+    ):
         return None
     return sub
 
@@ -375,7 +559,9 @@ def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str
     sub = by_confirm_code(session, secret, mlist, code)
     if sub is None:
         raise SubscriptionError("this confirmation code is not valid")
-    if sub.status == SubscriptionState.PENDING and _now() - sub.created_at > timedelta(days=CONFIRM_DAYS):
+    if sub.status == SubscriptionState.PENDING and _now() - sub.created_at > timedelta(
+        days=CONFIRM_DAYS
+    ):
         raise SubscriptionError("this confirmation has expired; please subscribe again")
     return _confirmed(session, sub, MAIL)
 
@@ -384,25 +570,48 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
     mlist = session.get_one(MailingList, sub.list_id)
     if sub.status == SubscriptionState.ACTIVE:
-        return Outcome(sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key)
+        return Outcome(
+            sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key
+        )
     if sub.status == SubscriptionState.AWAITING:
-        return Outcome(sub, f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
-                            "your subscription.", [], mlist.name, sub.thread_key)
-    if sub.status != SubscriptionState.PENDING:  # ended or suspended since this link was sent: an old link must not bring it back
+        return Outcome(
+            sub,
+            f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
+            "your subscription.",
+            [],
+            mlist.name,
+            sub.thread_key,
+        )
+    if (
+        sub.status != SubscriptionState.PENDING
+    ):  # ended or suspended since this link was sent: an old link must not bring it back
         raise SubscriptionError("this subscription request no longer exists; please ask again")
     start(session, mlist, sub.address, sub.kind, sub.thread_key)
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.
-    fields = {"kind": sub.kind, "thread_id": sub.thread_key, "subject": thread_subject(session, sub.thread_key),
-              "authenticated": True}
+    fields = {
+        "kind": sub.kind,
+        "thread_id": sub.thread_key,
+        "subject": thread_subject(session, sub.thread_key),
+        "authenticated": True,
+    }
     if sub.status == SubscriptionState.AWAITING:
-        entry = notice(session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields)
-        return Outcome(sub, f"Your address is confirmed. A moderator of {mlist.name} must approve your "
-                            "subscription; you will get a mail when they have.", [entry], mlist.name, sub.thread_key)
+        entry = notice(
+            session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields
+        )
+        return Outcome(
+            sub,
+            f"Your address is confirmed. A moderator of {mlist.name} must approve your "
+            "subscription; you will get a mail when they have.",
+            [entry],
+            mlist.name,
+            sub.thread_key,
+        )
     entry = notice(session, mlist, "welcome", sub.address, sub.id, reply=channel == MAIL, **fields)
     return Outcome(sub, "Your subscription is confirmed.", [entry], mlist.name, sub.thread_key)
 
 
 # The way out by link: List-Unsubscribe (RFC 8058 one-click) and the link in welcome mails.
+
 
 def unsubscribe_token(secret: str, list_id: int, address: str, thread_id: int = 0) -> str:
     """The signed per-recipient token of a List-Unsubscribe URL (thread_id: leave only that thread)."""
@@ -431,8 +640,14 @@ def unsubscribe_by_token(session: Session, secret: str, token: str) -> Outcome:
     return change(session, mlist, address, LEAVE, channel=LINK)
 
 
-def person_settings(session: Session, address: str, *, auto_follow: bool | None = None,
-                    copy_own_posts: bool | None = None, name: str | None = None) -> Person:
+def person_settings(
+    session: Session,
+    address: str,
+    *,
+    auto_follow: bool | None = None,
+    copy_own_posts: bool | None = None,
+    name: str | None = None,
+) -> Person:
     """Read or change an address's preferences (created on first use)."""
     address = normalize(address)
     person = session.get(Person, address)
@@ -447,4 +662,3 @@ def person_settings(session: Session, address: str, *, auto_follow: bool | None 
         person.name = name[:255]
     session.flush()
     return person
-

@@ -20,10 +20,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 log = logging.getLogger("listgate.up")
 
@@ -31,7 +32,9 @@ PR_SET_PDEATHSIG = 1
 STOP_GRACE_SECONDS = 15.0
 FIRST_BACKOFF = 1.0
 MAX_BACKOFF = 60.0
-STABLE_SECONDS = 30.0  # a child that ran this long before dying is restarted after FIRST_BACKOFF again
+STABLE_SECONDS = (
+    30.0  # a child that ran this long before dying is restarted after FIRST_BACKOFF again
+)
 SILENT_READY_SECONDS = 1.0  # a child that does not notify counts as ready once it has run this long
 POLL_SECONDS = 0.2
 
@@ -60,10 +63,18 @@ class Child:
 
     def describe(self, now: float) -> dict[str, Any]:
         """The state `listgate status` shows."""
-        state = "ready" if self.ready else ("restarting" if self.restart_at is not None else "starting")
-        return {"pid": self.proc.pid if self.proc and self.restart_at is None else None, "state": state,
-                "restarts": self.restarts, "last_exit": self.last_exit,
-                "restart_in": round(max(0.0, self.restart_at - now), 1) if self.restart_at is not None else None}
+        state = (
+            "ready" if self.ready else ("restarting" if self.restart_at is not None else "starting")
+        )
+        return {
+            "pid": self.proc.pid if self.proc and self.restart_at is None else None,
+            "state": state,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "restart_in": round(max(0.0, self.restart_at - now), 1)
+            if self.restart_at is not None
+            else None,
+        }
 
 
 def _child_setup() -> None:
@@ -93,8 +104,13 @@ def exit_reason(code: int) -> str:
 class Supervisor:
     """Starts the services, restarts those that die, stops them all on a signal."""
 
-    def __init__(self, services: Sequence[Service], echo: Callable[[str], None],
-                 on_ready: Callable[[], None] | None = None, state_path: Path | None = None) -> None:
+    def __init__(
+        self,
+        services: Sequence[Service],
+        echo: Callable[[str], None],
+        on_ready: Callable[[], None] | None = None,
+        state_path: Path | None = None,
+    ) -> None:
         self.children = {s.name: Child(s) for s in services}
         self.echo = echo
         self.on_ready = on_ready
@@ -114,8 +130,11 @@ class Supervisor:
     def _start(self, child: Child) -> None:
         # The children inherit this environment, plus where to say READY=1.
         env = {**os.environ, "NOTIFY_SOCKET": str(self.notify_path)}
-        child.proc = subprocess.Popen([sys.executable, *child.service.args], env=env,  # noqa: PLW1509
-                                      preexec_fn=_child_setup)
+        child.proc = subprocess.Popen(
+            [sys.executable, *child.service.args],
+            env=env,
+            preexec_fn=_child_setup,
+        )
         child.started, child.ready, child.restart_at = time.monotonic(), False, None
 
     def start(self) -> None:
@@ -126,7 +145,9 @@ class Supervisor:
 
     def run(self) -> int:
         """Start, watch (restarting the dead) until a signal, stop all; 0 after a requested stop."""
-        previous = {sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {
+            sig: signal.signal(sig, self.request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
         try:
             self.start()
             self.watch()
@@ -159,12 +180,21 @@ class Supervisor:
                 return False
             self._start(child)
             child.restarts += 1
-            log.warning("restarted %s (pid %d, restart %d)", child.service.name, child.proc.pid, child.restarts)
+            log.warning(
+                "restarted %s (pid %d, restart %d)",
+                child.service.name,
+                child.proc.pid,
+                child.restarts,
+            )
             return True
         assert child.proc is not None
         code = child.proc.poll()
         if code is None:
-            if not child.ready and not child.service.notifies and now - child.started >= SILENT_READY_SECONDS:
+            if (
+                not child.ready
+                and not child.service.notifies
+                and now - child.started >= SILENT_READY_SECONDS
+            ):
                 child.ready = True
                 return True
             return False
@@ -172,9 +202,17 @@ class Supervisor:
         child.quick_deaths = 1 if lived >= STABLE_SECONDS else child.quick_deaths + 1
         delay = backoff(child.quick_deaths)
         child.ready, child.restart_at = False, now + delay
-        child.last_exit = f"exited with {exit_reason(code)} at {datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} UTC"
-        log.warning("%s (pid %d) exited with %s after %.0fs; restarting it in %.0fs",
-                    child.service.name, child.proc.pid, exit_reason(code), lived, delay)
+        child.last_exit = (
+            f"exited with {exit_reason(code)} at {datetime.now(UTC):%Y-%m-%d %H:%M:%S} UTC"
+        )
+        log.warning(
+            "%s (pid %d) exited with %s after %.0fs; restarting it in %.0fs",
+            child.service.name,
+            child.proc.pid,
+            exit_reason(code),
+            lived,
+            delay,
+        )
         return True
 
     def _receive(self, timeout: float) -> None:
@@ -189,10 +227,16 @@ class Supervisor:
             if fields.get("READY") != "1" or not fields.get("MAINPID", "").isdigit():
                 continue
             for child in self.children.values():
-                if child.proc is not None and child.proc.pid == int(fields["MAINPID"]) and not child.ready:
+                if (
+                    child.proc is not None
+                    and child.proc.pid == int(fields["MAINPID"])
+                    and not child.ready
+                ):
                     child.ready = True
                     if child.restarts:
-                        log.warning("%s is serving again (pid %d)", child.service.name, child.proc.pid)
+                        log.warning(
+                            "%s is serving again (pid %d)", child.service.name, child.proc.pid
+                        )
                     self._save()
 
     def _save(self) -> None:
@@ -200,7 +244,10 @@ class Supervisor:
         if self.state_path is None:
             return
         now = time.monotonic()
-        state = {"pid": os.getpid(), "children": {n: c.describe(now) for n, c in self.children.items()}}
+        state = {
+            "pid": os.getpid(),
+            "children": {n: c.describe(now) for n, c in self.children.items()},
+        }
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
         try:

@@ -31,28 +31,61 @@ from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thr
 if TYPE_CHECKING:
     from listgate.mail.message import ParsedMessage
 
-__all__ = ["Draft", "Keys", "Thread", "attach", "choose_parent", "count_visible", "insert_ignore", "is_thread_key",
-           "place_copies", "place_key", "replace", "resolve", "thread_keys"]
+__all__ = [
+    "Draft",
+    "Keys",
+    "Thread",
+    "attach",
+    "choose_parent",
+    "count_visible",
+    "insert_ignore",
+    "is_thread_key",
+    "place_copies",
+    "place_key",
+    "replace",
+    "resolve",
+    "thread_keys",
+]
 _NODES = ThreadNode.__table__
 _MESSAGES = Message.__table__
 _REFS = MessageRef.__table__
 _LOOKUP = select(_NODES.c.id, _NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
-    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True)))
+    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
+)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_NODE = insert(_NODES)
 _FILL_NODE = update(_NODES).where(_NODES.c.id == bindparam("node"))
 _INSERT_REF = insert(_REFS)
 _THREAD_OF = select(_MESSAGES.c.thread_id).where(_MESSAGES.c.id == bindparam("pk"))
-_PLACED = select(_MESSAGES.c.thread_id, _MESSAGES.c.thread_date, _MESSAGES.c.thread_subject_norm).where(
-    _MESSAGES.c.id == bindparam("pk"))
+_PLACED = select(
+    _MESSAGES.c.thread_id, _MESSAGES.c.thread_date, _MESSAGES.c.thread_subject_norm
+).where(_MESSAGES.c.id == bindparam("pk"))
 _VARIANTS = MessageVariant.__table__
 _RAW = RawMessage.__table__
-_PRIMARY = select(_MESSAGES.c.date, _RAW.c.sha256, _MESSAGES.c.raw_id, _MESSAGES.c.received_at,
-                  null().label("variant_id"), false().label("places")).join(_RAW, _RAW.c.id == _MESSAGES.c.raw_id).where(
-    _MESSAGES.c.id == bindparam("pk"))
-_VARIANTS_OF = select(_VARIANTS.c.date, _RAW.c.sha256, _VARIANTS.c.raw_id, _VARIANTS.c.received_at,
-                      _VARIANTS.c.id.label("variant_id"), _VARIANTS.c.places).join(
-    _RAW, _RAW.c.id == _VARIANTS.c.raw_id).where(_VARIANTS.c.message_pk == bindparam("pk"))
+_PRIMARY = (
+    select(
+        _MESSAGES.c.date,
+        _RAW.c.sha256,
+        _MESSAGES.c.raw_id,
+        _MESSAGES.c.received_at,
+        null().label("variant_id"),
+        false().label("places"),
+    )
+    .join(_RAW, _RAW.c.id == _MESSAGES.c.raw_id)
+    .where(_MESSAGES.c.id == bindparam("pk"))
+)
+_VARIANTS_OF = (
+    select(
+        _VARIANTS.c.date,
+        _RAW.c.sha256,
+        _VARIANTS.c.raw_id,
+        _VARIANTS.c.received_at,
+        _VARIANTS.c.id.label("variant_id"),
+        _VARIANTS.c.places,
+    )
+    .join(_RAW, _RAW.c.id == _VARIANTS.c.raw_id)
+    .where(_VARIANTS.c.message_pk == bindparam("pk"))
+)
 
 
 @dataclass
@@ -70,7 +103,9 @@ class Draft:
             raise AttributeError(name) from None
 
 
-def attach(session: Session, draft: Draft, keys: Keys, fallback_days: int, visible: bool = True) -> tuple[Thread, bool]:
+def attach(
+    session: Session, draft: Draft, keys: Keys, fallback_days: int, visible: bool = True
+) -> tuple[Thread, bool]:
     """Insert a new message (draft) into its thread, merging threads it links and re-hanging what it is nearer to.
 
     Returns the thread and whether it is new; draft.id is the new message's pk.
@@ -80,9 +115,18 @@ def attach(session: Session, draft: Draft, keys: Keys, fallback_days: int, visib
     # A brand-new message has no descendants yet, so no choice here can make a loop.
     place = _place(conn, draft, keys, fallback_days)
     created = not place.thread_ids
-    thread = conversations.new(session, draft) if created else conversations.merge(session, place.thread_ids)
-    draft.values.update(thread_id=thread.id, parent_id=place.parent_id, pref_parent_id=place.parent_id,
-                        parent_pos=place.parent_pos, by_subject=place.by_subject)
+    thread = (
+        conversations.new(session, draft)
+        if created
+        else conversations.merge(session, place.thread_ids)
+    )
+    draft.values.update(
+        thread_id=thread.id,
+        parent_id=place.parent_id,
+        pref_parent_id=place.parent_id,
+        parent_pos=place.parent_pos,
+        by_subject=place.by_subject,
+    )
     draft.extra["named"] = keys.named
     draft.id = conn.execute(_INSERT_MESSAGE, draft.values).scalar_one()
     _record_nodes(session, draft, keys.named, place.nodes, thread.id)
@@ -113,15 +157,35 @@ class _Place:
 
 def _place(conn: Connection, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
     """The parent a message's ids (else its subject and Date) choose, and the threads they join."""
-    nodes = {row.msgid: row for row in conn.execute(
-        _LOOKUP, {"list_id": draft.list_id, "ids": [draft.message_id, *(k for k, _ in keys.named)]})}
-    archived = {mid: n.message_pk for mid, n in nodes.items() if n.message_pk is not None and mid != draft.message_id}
+    nodes = {
+        row.msgid: row
+        for row in conn.execute(
+            _LOOKUP,
+            {"list_id": draft.list_id, "ids": [draft.message_id, *(k for k, _ in keys.named)]},
+        )
+    }
+    archived = {
+        mid: n.message_pk
+        for mid, n in nodes.items()
+        if n.message_pk is not None and mid != draft.message_id
+    }
     parent_id, parent_pos = forest.header_parent(conn, keys.named, archived)
-    by_subject = not keys.named and fallback_days > 0 and bool(draft.thread_subject_norm) and _is_reply(draft)
+    by_subject = (
+        not keys.named
+        and fallback_days > 0
+        and bool(draft.thread_subject_norm)
+        and _is_reply(draft)
+    )
     thread_ids = list(dict.fromkeys(n.thread_id for n in nodes.values()))
     if by_subject:
-        near = forest.nearest_earlier(conn, draft.list_id, draft.thread_subject_norm, draft.thread_date,
-                                      draft.message_id, fallback_days)
+        near = forest.nearest_earlier(
+            conn,
+            draft.list_id,
+            draft.thread_subject_norm,
+            draft.thread_date,
+            draft.message_id,
+            fallback_days,
+        )
         if near is not None:
             parent_id = near.id
             thread_ids.append(near.thread_id)
@@ -133,8 +197,9 @@ def place_key(date: datetime, sha256: str) -> tuple[datetime, str]:
     return date, sha256
 
 
-def place_copies(session: Session, pk: int, fallback_days: int,
-                 arrived: ParsedMessage | None = None) -> tuple[Thread, bool]:
+def place_copies(
+    session: Session, pk: int, fallback_days: int, arrived: ParsedMessage | None = None
+) -> tuple[Thread, bool]:
     """The copies' rule decides which copy of an archived message's id places it (another copy was just kept).
 
     When that is not the copy placing it so far, the id is placed anew by the winner's
@@ -146,14 +211,31 @@ def place_copies(session: Session, pk: int, fallback_days: int,
     winner = min(copies, key=lambda c: place_key(c.date, c.sha256))
     if winner.variant_id == next((c.variant_id for c in copies if c.places), None):
         return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one()), False
-    conn.execute(update(_VARIANTS).where(_VARIANTS.c.message_pk == pk).values(
-        places=_VARIANTS.c.id == (winner.variant_id or 0)))
+    conn.execute(
+        update(_VARIANTS)
+        .where(_VARIANTS.c.message_pk == pk)
+        .values(places=_VARIANTS.c.id == (winner.variant_id or 0))
+    )
     mine = arrived is not None and hashlib.sha256(arrived.raw).hexdigest() == winner.sha256
-    copy = arrived if mine and arrived is not None else parse(
-        conn.execute(select(_RAW.c.data).where(_RAW.c.id == winner.raw_id)).scalar_one(), winner.received_at)
-    draft = Draft(dict(list_id=conn.execute(select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)).scalar_one(),
-                       message_id=copy.message_id, subject=copy.subject, thread_date=winner.date,
-                       thread_subject_norm=normalize_subject(copy.subject)))
+    copy = (
+        arrived
+        if mine and arrived is not None
+        else parse(
+            conn.execute(select(_RAW.c.data).where(_RAW.c.id == winner.raw_id)).scalar_one(),
+            winner.received_at,
+        )
+    )
+    draft = Draft(
+        dict(
+            list_id=conn.execute(
+                select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)
+            ).scalar_one(),
+            message_id=copy.message_id,
+            subject=copy.subject,
+            thread_date=winner.date,
+            thread_subject_norm=normalize_subject(copy.subject),
+        )
+    )
     keys = thread_keys(copy.message_id, copy.in_reply_to, copy.references)
     return replace(session, pk, draft, keys, fallback_days), True
 
@@ -171,16 +253,26 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
     touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
     conn.execute(delete(_REFS).where(_REFS.c.message_pk == pk))
     place = _place(conn, draft, keys, fallback_days)
-    conn.execute(update(_MESSAGES).where(_MESSAGES.c.id == pk).values(
-        thread_date=draft.thread_date, thread_subject_norm=draft.thread_subject_norm, by_subject=place.by_subject))
+    conn.execute(
+        update(_MESSAGES)
+        .where(_MESSAGES.c.id == pk)
+        .values(
+            thread_date=draft.thread_date,
+            thread_subject_norm=draft.thread_subject_norm,
+            by_subject=place.by_subject,
+        )
+    )
     _record_nodes(session, draft, keys.named, place.nodes, old.thread_id)
     touched |= forest.set_parent(conn, pk, place.parent_id, place.parent_pos)
     touched |= forest.reparent_namers(session, pk, draft.message_id, draft.list_id)
-    joined = forest.rechoose_by_subject(conn, pk, draft.list_id, old.thread_subject_norm, old.thread_date,
-                                        fallback_days)
+    joined = forest.rechoose_by_subject(
+        conn, pk, draft.list_id, old.thread_subject_norm, old.thread_date, fallback_days
+    )
     touched |= forest.regroup(session, draft.list_id, {old.thread_id, *place.thread_ids, *joined})
     touched |= forest.rehang_by_subject(session, draft, fallback_days)
-    for thread_id in touched:  # roots, dates and counts from the rows: a message may have left or come
+    for (
+        thread_id
+    ) in touched:  # roots, dates and counts from the rows: a message may have left or come
         live = resolve(session, thread_id)
         if live is not None:
             conversations.recount(session, conversations.get(session, live.id))
@@ -191,21 +283,47 @@ def _is_reply(msg: Any) -> bool:
     return is_reply_subject(msg.subject)
 
 
-def _record_nodes(session: Session, draft: Draft, named: list[tuple[str, int]], nodes: dict[str, Any],
-                  thread_id: int) -> None:
+def _record_nodes(
+    session: Session,
+    draft: Draft,
+    named: list[tuple[str, int]],
+    nodes: dict[str, Any],
+    thread_id: int,
+) -> None:
     """The message's own node (new or filled in), its key rows and placeholder nodes."""
     conn = session.connection()
     own = nodes.get(draft.message_id)
     if own is None:
-        conn.execute(_INSERT_NODE, {"list_id": draft.list_id, "msgid": draft.message_id, "thread_id": thread_id,
-                                    "message_pk": draft.id})
+        conn.execute(
+            _INSERT_NODE,
+            {
+                "list_id": draft.list_id,
+                "msgid": draft.message_id,
+                "thread_id": thread_id,
+                "message_pk": draft.id,
+            },
+        )
     else:
         conn.execute(_FILL_NODE, {"node": own.id, "message_pk": draft.id, "thread_id": thread_id})
     if not named:
         return
-    conn.execute(_INSERT_REF, [{"message_pk": draft.id, "position": pos, "list_id": draft.list_id, "ref": ref,
-                                "in_reply_to": irt} for pos, (ref, irt) in enumerate(named)])
-    placeholders = [{"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
-                    for ref, _ in named if ref not in nodes]
+    conn.execute(
+        _INSERT_REF,
+        [
+            {
+                "message_pk": draft.id,
+                "position": pos,
+                "list_id": draft.list_id,
+                "ref": ref,
+                "in_reply_to": irt,
+            }
+            for pos, (ref, irt) in enumerate(named)
+        ],
+    )
+    placeholders = [
+        {"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
+        for ref, _ in named
+        if ref not in nodes
+    ]
     if placeholders:
         conn.execute(_INSERT_NODE, placeholders)

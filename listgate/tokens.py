@@ -31,7 +31,9 @@ def read(secret: str, purpose: str, token: str, max_age: int | None = None) -> A
     except SignatureExpired:
         raise TokenError("this link has expired") from None
     except BadSignature:
-        raise TokenError("this link is not valid (it was altered, or is meant for something else)") from None
+        raise TokenError(
+            "this link is not valid (it was altered, or is meant for something else)"
+        ) from None
 
 
 def encode_int(value: int) -> str:

@@ -16,13 +16,35 @@ from pathlib import Path
 SOURCES = (("pypi", "PyPI's vulnerability data"), ("osv", "the OSV database"))
 
 
-UNREACHABLE = ("ConnectionError", "Max retries", "NameResolution", "timed out", "ProxyError", "SSLError")
+UNREACHABLE = (
+    "ConnectionError",
+    "Max retries",
+    "NameResolution",
+    "timed out",
+    "ProxyError",
+    "SSLError",
+)
 
 
 def audit(source: str, lock: str) -> tuple[str, dict | None]:
     """Run pip-audit on one lock (locks may pin different versions); (why it failed, or "") and its report."""
-    args = [sys.executable, "-m", "pip_audit", "--vulnerability-service", source, "--disable-pip", "--require-hashes",
-            "--progress-spinner", "off", "--format", "json", "--timeout", "20", "-r", lock]
+    args = [
+        sys.executable,
+        "-m",
+        "pip_audit",
+        "--vulnerability-service",
+        source,
+        "--disable-pip",
+        "--require-hashes",
+        "--progress-spinner",
+        "off",
+        "--format",
+        "json",
+        "--timeout",
+        "20",
+        "-r",
+        lock,
+    ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=900, check=False)
     try:
         report = json.loads(done.stdout)
@@ -50,7 +72,9 @@ def main(locks: list[str]) -> int:
         if why:
             failures.append(f"{name} {why}")
             continue
-        return report(name, {(d["name"], d.get("version")): d for _, r in results for d in r["dependencies"]})  # type: ignore[index]
+        return report(
+            name, {(d["name"], d.get("version")): d for _, r in results for d in r["dependencies"]}
+        )  # type: ignore[index]
     print("make audit: NOTHING WAS AUDITED: no advisory source could be used:", file=sys.stderr)
     for failure in failures:
         print(f"  {failure}", file=sys.stderr)
@@ -61,14 +85,19 @@ def report(name: str, deps: dict) -> int:  # type: ignore[type-arg]
     """Print what was checked and what is vulnerable; 1 when something is."""
     vulnerable = [d for d in deps.values() if d.get("vulns")]
     skipped = sorted({d["name"] for d in deps.values() if "skip_reason" in d})
-    print(f"make audit: {len(deps) - len(skipped)} locked packages checked against {name}"
-          + (f"; not checked: {', '.join(skipped)}" if skipped else ""))
+    print(
+        f"make audit: {len(deps) - len(skipped)} locked packages checked against {name}"
+        + (f"; not checked: {', '.join(skipped)}" if skipped else "")
+    )
     for dep in vulnerable:
         for vuln in dep["vulns"]:
             fixed = ", ".join(vuln.get("fix_versions", [])) or "no fixed release yet"
             print(f"  {dep['name']} {dep['version']}: {vuln['id']} (fixed in {fixed})")
-    print("make audit: no known vulnerability" if not vulnerable else
-          f"make audit: {len(vulnerable)} vulnerable package(s): raise their ranges in pyproject.toml, then make lock")
+    print(
+        "make audit: no known vulnerability"
+        if not vulnerable
+        else f"make audit: {len(vulnerable)} vulnerable package(s): raise their ranges in pyproject.toml, then make lock"
+    )
     return 1 if vulnerable else 0
 
 

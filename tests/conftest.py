@@ -8,8 +8,9 @@ service fails the test; locally it skips with a one-line reason.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import Engine
@@ -25,8 +26,13 @@ from tests.support.config import make_settings
 if TYPE_CHECKING:
     from flask import Flask
 
-pytest_plugins = ["tests.support.services", "tests.support.sink", "tests.support.gateway", "tests.support.web",
-                  "tests.support.browser"]
+pytest_plugins = [
+    "tests.support.services",
+    "tests.support.sink",
+    "tests.support.gateway",
+    "tests.support.web",
+    "tests.support.browser",
+]
 
 
 @pytest.fixture
@@ -76,7 +82,9 @@ def pg_db(pg_settings: Settings) -> Iterator[sessionmaker[Session]]:
 
 
 @pytest.fixture
-def pg_web(pg_settings: Settings, pg_db: sessionmaker[Session]) -> Iterator[tuple[Flask, sessionmaker[Session]]]:
+def pg_web(
+    pg_settings: Settings, pg_db: sessionmaker[Session]
+) -> Iterator[tuple[Flask, sessionmaker[Session]]]:
     """The web archive on a fresh PostgreSQL database, and a session factory that writes to it."""
     from webarchive import create_app
 
@@ -88,4 +96,6 @@ def pg_web(pg_settings: Settings, pg_db: sessionmaker[Session]) -> Iterator[tupl
 @pytest.fixture
 def prod_settings(tmp_path: Path, postgres_db: str, redis_db_url: str) -> Settings:
     """The production configuration: PostgreSQL database and Redis broker."""
-    return make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url)
+    return make_settings(
+        tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url
+    )

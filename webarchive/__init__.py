@@ -1,11 +1,11 @@
 """The web archive: a Flask app built by create_app(settings); nothing is built at import time.
 
-    views/         one blueprint per page family, registered below by name
-    reading/       the queries the pages use (who may read what, threads, listings, search)
-    rendering/     HTML made in Python: mail bodies, times, charts, the rows of long pages
-    templating.py  how pages are made (Jinja templates; the rule for fast rows) and what templates call
-    urls.py        links: every path from its route (url_for, or the same string built fast)
-    context.py, security.py, errors.py, ratelimit.py: per-app resources, sessions and CSRF, error pages, limits
+views/         one blueprint per page family, registered below by name
+reading/       the queries the pages use (who may read what, threads, listings, search)
+rendering/     HTML made in Python: mail bodies, times, charts, the rows of long pages
+templating.py  how pages are made (Jinja templates; the rule for fast rows) and what templates call
+urls.py        links: every path from its route (url_for, or the same string built fast)
+context.py, security.py, errors.py, ratelimit.py: per-app resources, sessions and CSRF, error pages, limits
 """
 
 from __future__ import annotations
@@ -72,5 +72,22 @@ def blueprints() -> list[Blueprint]:
         takedown,
     )
 
-    return [pages.bp, api.bp, exports.bp, feeds.bp, search.bp, auth.bp, acting.bp, compose.bp, moderation.bp,
-            listadmin.bp, profile.bp, takedown.bp, prefs.bp, maps.bp, editing.bp, subscribe.bp, ops.bp]
+    return [
+        pages.bp,
+        api.bp,
+        exports.bp,
+        feeds.bp,
+        search.bp,
+        auth.bp,
+        acting.bp,
+        compose.bp,
+        moderation.bp,
+        listadmin.bp,
+        profile.bp,
+        takedown.bp,
+        prefs.bp,
+        maps.bp,
+        editing.bp,
+        subscribe.bp,
+        ops.bp,
+    ]

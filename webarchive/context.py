@@ -36,7 +36,9 @@ class Resources:
         if self._sender is None:
             from celery import Celery
 
-            self._sender = Celery("webarchive", broker=self.settings.broker_url, set_as_current=False)
+            self._sender = Celery(
+                "webarchive", broker=self.settings.broker_url, set_as_current=False
+            )
         return self._sender
 
     @sender.setter
@@ -50,7 +52,10 @@ def init_app(app: Flask, settings: Settings) -> None:
     if store.of(engine).sqlite:
         event.listen(engine, "connect", _reader_pragmas)
     app.extensions["listgate"] = Resources(
-        settings=settings, engine=engine, reader=session_factory(engine), writer=session_factory(writer(engine))
+        settings=settings,
+        engine=engine,
+        reader=session_factory(engine),
+        writer=session_factory(writer(engine)),
     )
     app.teardown_appcontext(_close_session)
 

@@ -68,13 +68,34 @@ def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
     if isinstance(exc, HTTPException):
         return _http_error(exc)
     if is_transient(exc):
-        log.warning("database unavailable on %s %s: %s", request.method, request.path, str(exc).splitlines()[0][:300])
-        body, status = _as_pair(error_response(
-            503, "Service Unavailable", "The archive's database is unavailable right now. Please try again in a minute."))
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.path,
+            str(exc).splitlines()[0][:300],
+        )
+        body, status = _as_pair(
+            error_response(
+                503,
+                "Service Unavailable",
+                "The archive's database is unavailable right now. Please try again in a minute.",
+            )
+        )
         return body, status, {"Retry-After": str(RETRY_AFTER)}
     reference = secrets.token_hex(4)
-    log.error("unhandled error on %s %s [reference %s]", request.method, request.path, reference, exc_info=exc)
-    return _as_pair(error_response(
-        500, "Internal Server Error",
-        f"Something went wrong on our side. It has been logged; if you tell the administrators, "
-        f"give them the reference {reference}.", reference=reference))
+    log.error(
+        "unhandled error on %s %s [reference %s]",
+        request.method,
+        request.path,
+        reference,
+        exc_info=exc,
+    )
+    return _as_pair(
+        error_response(
+            500,
+            "Internal Server Error",
+            f"Something went wrong on our side. It has been logged; if you tell the administrators, "
+            f"give them the reference {reference}.",
+            reference=reference,
+        )
+    )

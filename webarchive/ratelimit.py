@@ -30,5 +30,8 @@ def limit(action: str, who: str) -> None:
     with transaction(resources().writer) as session:
         used, retry_after = ratelimits.hit(session, f"{action}:{who}", period)
     if used > count:
-        abort(429, description=f"Too many attempts. Please wait {period // 60} minutes and try again.",
-              retry_after=retry_after)
+        abort(
+            429,
+            description=f"Too many attempts. Please wait {period // 60} minutes and try again.",
+            retry_after=retry_after,
+        )

@@ -15,9 +15,10 @@ import hashlib
 import hmac
 import logging
 import secrets
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from sqlalchemy import delete
@@ -45,16 +46,21 @@ def init_app(app: Flask) -> None:
 
 def csrf_exempt(reason: str) -> Callable[[View], View]:
     """Declare a view free of the CSRF check, saying why; put it under the route decorator."""
+
     def declare(view: View) -> View:
         view.csrf_exempt = reason  # type: ignore[attr-defined]
         return view
+
     return declare
 
 
 def csrf_exemptions(app: Flask) -> dict[str, str]:
     """Endpoint -> reason, for every view declared with @csrf_exempt."""
-    return {endpoint: view.csrf_exempt for endpoint, view in app.view_functions.items()
-            if getattr(view, "csrf_exempt", None)}
+    return {
+        endpoint: view.csrf_exempt
+        for endpoint, view in app.view_functions.items()
+        if getattr(view, "csrf_exempt", None)
+    }
 
 
 def csrf_token() -> str:
@@ -76,11 +82,14 @@ def start_session(address: str) -> None:
     from webarchive.context import resources
 
     sid, previous = secrets.token_urlsafe(32), str(session.get("sid", ""))
-    expired = datetime.now(timezone.utc) - current_app.permanent_session_lifetime
+    expired = datetime.now(UTC) - current_app.permanent_session_lifetime
     with transaction(resources().writer) as db_session:
         # The session this browser had before (if any) ends: a copy of the old cookie is worthless.
-        db_session.execute(delete(WebSession).where(
-            (WebSession.created_at < expired) | (WebSession.digest == session_digest(previous))))
+        db_session.execute(
+            delete(WebSession).where(
+                (WebSession.created_at < expired) | (WebSession.digest == session_digest(previous))
+            )
+        )
         db_session.add(WebSession(digest=session_digest(sid), address=address))
     session.clear()
     session.permanent = True
@@ -122,7 +131,7 @@ def _check_session() -> None:
         row = db().get(WebSession, session_digest(str(sid or "")))
     except SQLAlchemyError:  # the database is down: anonymous for this request, the cookie kept
         return
-    expired = datetime.now(timezone.utc) - current_app.permanent_session_lifetime
+    expired = datetime.now(UTC) - current_app.permanent_session_lifetime
     if row is None or row.address != address or row.created_at < expired:
         session.clear()  # signed out elsewhere, expired, or a cookie from before sessions were recorded
         return
@@ -131,18 +140,24 @@ def _check_session() -> None:
 
 def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
     """Send anonymous visitors to the sign-in page, coming back here afterwards."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_address() is None:
-            back = request.referrer if request.method == "POST" and request.referrer else request.full_path
+            back = (
+                request.referrer
+                if request.method == "POST" and request.referrer
+                else request.full_path
+            )
             return redirect(url_for("auth.signin", next=_local(back)), 303)
         return view(*args, **kwargs)
+
     return wrapper
 
 
 def _local(url: str) -> str:
     base = _base_url()
-    return url[len(base):] if url.startswith(base) else url if url.startswith("/") else "/"
+    return url[len(base) :] if url.startswith(base) else url if url.startswith("/") else "/"
 
 
 def _base_url() -> str:
@@ -159,7 +174,10 @@ def _check_csrf() -> None:
     sent = request.form.get("csrf_token", "") or request.headers.get("X-CSRF-Token", "")
     expected = session.get("csrf", "")
     if not expected or not sent or not hmac.compare_digest(sent, expected):
-        abort(400, description="This form has expired or did not come from this site. Go back, reload the page and try again.")
+        abort(
+            400,
+            description="This form has expired or did not come from this site. Go back, reload the page and try again.",
+        )
 
 
 def _headers(response):  # type: ignore[no-untyped-def]

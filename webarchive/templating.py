@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from flask import Flask, g, request
@@ -34,21 +34,42 @@ from webarchive.security import csrf_token, current_address
 FONTS = ("auto", "mono", "prose")  # per block, everything fixed-width, everything proportional
 FONT_COOKIE, ZONE_COOKIE = "listgate_font", "listgate_tz"
 # Images shown inline: each is recognised by its first bytes, not only by what the mail declared.
-PREVIEW_TYPES = {"image/png": (b"\x89PNG\r\n\x1a\n",), "image/jpeg": (b"\xff\xd8\xff",),
-                 "image/gif": (b"GIF87a", b"GIF89a"), "image/webp": (b"RIFF",)}
+PREVIEW_TYPES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+    "image/webp": (b"RIFF",),
+}
 PREVIEW_MAX = 5 * 1024 * 1024  # bytes; larger images are only downloaded
 
 
 def init_app(app: Flask) -> None:
     """Give every template its filters and globals."""
-    for name, fn in {"when": when, "plural": plural_filter, "name": name_filter, "mask": bodies.mask_addresses,
-                     "xmlsafe": xmlsafe}.items():
+    for name, fn in {
+        "when": when,
+        "plural": plural_filter,
+        "name": name_filter,
+        "mask": bodies.mask_addresses,
+        "xmlsafe": xmlsafe,
+    }.items():
         app.add_template_filter(fn, name)
-    for fn in (anonymous, body, reader_zone_name, post_links, attachment_url, attachment_preview, reply_mailto,
-               tombstone_text, csrf_token, current_address):
+    for fn in (
+        anonymous,
+        body,
+        reader_zone_name,
+        post_links,
+        attachment_url,
+        attachment_preview,
+        reply_mailto,
+        tombstone_text,
+        csrf_token,
+        current_address,
+    ):
         app.add_template_global(fn)
     app.add_template_global(urls.path, "path")
-    app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)  # templates compare to members
+    app.jinja_env.globals.update(
+        PostState=PostState, SubscriptionState=SubscriptionState
+    )  # templates compare to members
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
 
 
@@ -62,7 +83,7 @@ def anonymous() -> bool:
 def request_now() -> datetime:
     """One "now" per request, so every post on a page says "ago" from the same moment."""
     if "_now" not in g:
-        g._now = datetime.now(timezone.utc)
+        g._now = datetime.now(UTC)
     return g._now
 
 
@@ -136,7 +157,9 @@ def previewable(att: Attachment) -> bool:
 
 def attachment_url(att: Attachment) -> str:
     """Where an attachment is downloaded."""
-    return urls.path("exports.attachment", attachment_id=att.id, filename=att.filename or "attachment")
+    return urls.path(
+        "exports.attachment", attachment_id=att.id, filename=att.filename or "attachment"
+    )
 
 
 def attachment_preview(att: Attachment) -> str | None:
@@ -150,6 +173,6 @@ def reply_mailto(list_address: str, msg: Message) -> str:
 
 
 def tombstone_text(msg: Message) -> str:
-    """"removed by the moderators on DATE: REASON" for a removed post."""
+    """ "removed by the moderators on DATE: REASON" for a removed post."""
     row = db().get(Removal, msg.id)
     return removal.tombstone(row) if row is not None else "removed by the moderators"

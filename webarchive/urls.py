@@ -19,7 +19,9 @@ from flask import Flask, current_app, request, url_for
 from werkzeug.routing import IntegerConverter, Rule
 
 _ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
-_PATH_SAFE = "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
+_PATH_SAFE = (
+    "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
+)
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
@@ -29,8 +31,10 @@ class _Route:
     def __init__(self, rule: Rule) -> None:
         pieces = _ARGUMENT.split(rule.rule)  # literal, name, literal, name, ..., literal
         self.literals, self.names = pieces[0::2], pieces[1::2]
-        self.converters = [rule._converters[name] for name in self.names]  # noqa: SLF001 - the rule's own
-        numeric = all(isinstance(c, IntegerConverter) and not c.fixed_digits for c in self.converters)
+        self.converters = [rule._converters[name] for name in self.names]
+        numeric = all(
+            isinstance(c, IntegerConverter) and not c.fixed_digits for c in self.converters
+        )
         self.template = self._format_string() if numeric else None
 
     def build(self, values: dict[str, Any]) -> str:
@@ -43,14 +47,18 @@ class _Route:
     def _format_string(self) -> str:
         """The path as a str.format string ({name} for each part)."""
         braced = [x.replace("{", "{{").replace("}", "}}") for x in self.literals]
-        return braced[0] + "".join(f"{{{name}}}{literal}" for name, literal in zip(self.names, braced[1:]))
+        return braced[0] + "".join(
+            f"{{{name}}}{literal}" for name, literal in zip(self.names, braced[1:])
+        )
 
 
 def init_app(app: Flask) -> None:
     """Read the routes once the blueprints are registered."""
     routes: dict[str, _Route] = {}
     for rule in app.url_map.iter_rules():
-        routes.setdefault(rule.endpoint, _Route(rule))  # an endpoint with two routes is built by its first
+        routes.setdefault(
+            rule.endpoint, _Route(rule)
+        )  # an endpoint with two routes is built by its first
     app.extensions["listgate_routes"] = routes
 
 
@@ -63,7 +71,9 @@ def pattern(endpoint: str) -> str:
     """The route's path (after the script root) as a str.format string, e.g. '/threads/{thread_id}'."""
     template = current_app.extensions["listgate_routes"][endpoint].template
     if template is None:
-        raise ValueError(f"pattern() is for routes whose parts are all numbers; use path() for {endpoint}")
+        raise ValueError(
+            f"pattern() is for routes whose parts are all numbers; use path() for {endpoint}"
+        )
     return request.script_root.replace("{", "{{").replace("}", "}}") + template
 
 

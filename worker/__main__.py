@@ -32,14 +32,20 @@ def main(argv: list[str]) -> int:
 
     # Celery's multi-line warning about root; `listgate worker` and `listgate up` say it in one line.
     warnings.filterwarnings("ignore", category=SecurityWarning)
-    warnings.filterwarnings("ignore", category=CPendingDeprecationWarning)  # a note about Celery 6, at every reconnect
+    warnings.filterwarnings(
+        "ignore", category=CPendingDeprecationWarning
+    )  # a note about Celery 6, at every reconnect
     app = make_celery(settings)
     extra = argv[1:]
     # -q: no banners; listgate's own lines (and `listgate up`'s summary) say what matters.
     quiet = [] if settings.log_level == "DEBUG" else ["-q"]
     if argv[0] == "worker":
         worker_ready.connect(lambda **_: notify_ready(settings, "worker ready"), weak=False)
-        defaults = [] if any(a.startswith(("-c", "--concurrency")) for a in extra) else ["--concurrency", "2"]
+        defaults = (
+            []
+            if any(a.startswith(("-c", "--concurrency")) for a in extra)
+            else ["--concurrency", "2"]
+        )
         args = [*quiet, "worker", "--loglevel", settings.log_level, *defaults, *extra]
     else:
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # beat keeps its schedule file there

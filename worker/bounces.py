@@ -29,11 +29,18 @@ from worker import mailer
 
 log = logging.getLogger(__name__)
 
-WEIGHT = {BounceKind.PERMANENT: 1.0, BounceKind.TRANSIENT: 0.5, BounceKind.DELAYED: 0.0, BounceKind.UNKNOWN: 0.0,
-          BounceKind.REFUSED: 0.0}
+WEIGHT = {
+    BounceKind.PERMANENT: 1.0,
+    BounceKind.TRANSIENT: 0.5,
+    BounceKind.DELAYED: 0.0,
+    BounceKind.UNKNOWN: 0.0,
+    BounceKind.REFUSED: 0.0,
+}
 FORGET_AFTER = timedelta(days=30)  # a score older than this starts again from zero
 _ADDR = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailer|root|noreply|no-reply)@", re.IGNORECASE)
+_DAEMON = re.compile(
+    r"^(mailer-daemon|postmaster|mail-daemon|mailer|root|noreply|no-reply)@", re.IGNORECASE
+)
 _ORIGINAL = re.compile(
     r"^\s*(?:-+\s*)?(?:original message|below this line is a copy|the original message|"
     r"message headers follow|unsent message below|returned message|original message follows|"
@@ -46,7 +53,9 @@ _WARNING = re.compile(
     r"delivery (?:is|has been) delayed",
     re.IGNORECASE,
 )
-_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")  # RFC 3463 enhanced status code
+_STATUS = re.compile(
+    r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])"
+)  # RFC 3463 enhanced status code
 # Without a status code (or with X.0.0) only such words tell that the address or mailbox failed.
 _RECIPIENT_WORDS = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|user not found|"
@@ -119,13 +128,19 @@ def _whose(status: str, text: str) -> str:
 
 
 def _by_code(subject: str, detail: str) -> str:
-    ours = (subject == "1" and detail not in ("7", "8")) or (subject == "2" and detail != "3") or subject == "4"
+    ours = (
+        (subject == "1" and detail not in ("7", "8"))
+        or (subject == "2" and detail != "3")
+        or subject == "4"
+    )
     return "recipient" if ours else "message"
 
 
 def refusal_kind(result: mailer.SendResult) -> BounceKind:
     """PERMANENT for a relay's 5xx that is the recipient's (at RCPT, or by its status), else REFUSED."""
-    if result.stage == mailer.RCPT or (result.stage == mailer.DOT and blames_recipient("", result.detail, named=False)):
+    if result.stage == mailer.RCPT or (
+        result.stage == mailer.DOT and blames_recipient("", result.detail, named=False)
+    ):
         return BounceKind.PERMANENT
     return BounceKind.REFUSED
 
@@ -154,11 +169,15 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
                 continue
             action = str(group.get("Action", "")).strip().lower()
             status = str(group.get("Status", "")).strip()
-            named = [str(group.get(f, "")).split(";", 1)[-1].strip().strip("<>").lower()
-                     for f in ("Final-Recipient", "Original-Recipient")]
+            named = [
+                str(group.get(f, "")).split(";", 1)[-1].strip().strip("<>").lower()
+                for f in ("Final-Recipient", "Original-Recipient")
+            ]
             addr = named[0] or named[1]
             if action.startswith("delayed") or action in ("relayed", "delivered", "expanded"):
-                kinds.append(BounceKind.DELAYED if action.startswith("delayed") else BounceKind.UNKNOWN)
+                kinds.append(
+                    BounceKind.DELAYED if action.startswith("delayed") else BounceKind.UNKNOWN
+                )
                 continue
             kind = BounceKind.TRANSIENT if status.startswith("4") else BounceKind.PERMANENT
             kinds.append(kind)
@@ -170,7 +189,9 @@ def _dsn(msg: StdMessage) -> BounceReport | None:
             diagnostic = diagnostic or why or status
         if not kinds:
             return None
-        kind = next((k for k in (BounceKind.PERMANENT, BounceKind.TRANSIENT) if k in kinds), kinds[0])
+        kind = next(
+            (k for k in (BounceKind.PERMANENT, BounceKind.TRANSIENT) if k in kinds), kinds[0]
+        )
         return BounceReport(kind, tuple(failed), diagnostic[:500], tuple(blamed))
     return None
 
@@ -181,7 +202,9 @@ def _report_text(msg: StdMessage) -> str:
     for part in msg.walk():
         if part.get_content_maintype() == "message":
             break
-        if part.get_content_type() in ("text/plain", "text/html") or (not part.is_multipart() and part is msg):
+        if part.get_content_type() in ("text/plain", "text/html") or (
+            not part.is_multipart() and part is msg
+        ):
             decoded = part.get_payload(decode=True)
             payload = decoded if isinstance(decoded, bytes) else b""
             try:
@@ -219,7 +242,9 @@ def _heuristic(msg: StdMessage) -> BounceReport:
     return BounceReport(BounceKind.UNKNOWN, (), subject[:200])
 
 
-def score(session: Session, settings: Settings, sub: Subscription | None, kind: BounceKind) -> list[OutboxEntry]:
+def score(
+    session: Session, settings: Settings, sub: Subscription | None, kind: BounceKind
+) -> list[OutboxEntry]:
     """Add a bounce to a subscription's score; past the limit suspend it and tell the person."""
     if sub is None or WEIGHT.get(kind, 0.0) == 0.0:
         return []
@@ -232,13 +257,27 @@ def score(session: Session, settings: Settings, sub: Subscription | None, kind: 
         return []
     sub.status = SubscriptionState.SUSPENDED
     mlist = session.get_one(MailingList, sub.list_id)
-    log.warning("suspended %s on %s after bounces (score %.1f)", sub.address, mlist.name, sub.bounce_score)
-    return [dispatch.record(session, dispatch.SEND_NOTICE, sub.id, {
-        "template": "suspended", "to": sub.address, "list": mlist.name, "score": sub.bounce_score,
-    })]
+    log.warning(
+        "suspended %s on %s after bounces (score %.1f)", sub.address, mlist.name, sub.bounce_score
+    )
+    return [
+        dispatch.record(
+            session,
+            dispatch.SEND_NOTICE,
+            sub.id,
+            {
+                "template": "suspended",
+                "to": sub.address,
+                "list": mlist.name,
+                "score": sub.bounce_score,
+            },
+        )
+    ]
 
 
-def handle(session: Session, settings: Settings, entry: OutboxEntry, raw: bytes) -> list[OutboxEntry]:
+def handle(
+    session: Session, settings: Settings, entry: OutboxEntry, raw: bytes
+) -> list[OutboxEntry]:
     """A mail to NAME+bounce-TOKEN@: record it against its delivery and score it."""
     from listgate.models import Bounce, Delivery
     from listgate.tokens import read_verp_token
@@ -256,10 +295,22 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry, raw: bytes)
     address = delivery.address if delivery is not None else (sub.address if sub is not None else "")
     failure = report.kind
     if failure in (BounceKind.PERMANENT, BounceKind.TRANSIENT) and not report.blames(address):
-        failure = BounceKind.REFUSED  # the message failed (or someone else did): a failed post, not this subscriber's bounce
-        log.warning("a bounce for %s names no failure of theirs (a failed post, not counted): %s",
-                    address, report.diagnostic[:200])
-    session.add(Bounce(delivery_id=delivery.id if delivery else None, subscription_id=sub.id if sub else None,
-                       address=address, kind=failure, diagnostic=report.diagnostic[:2000]))
+        failure = (
+            BounceKind.REFUSED
+        )  # the message failed (or someone else did): a failed post, not this subscriber's bounce
+        log.warning(
+            "a bounce for %s names no failure of theirs (a failed post, not counted): %s",
+            address,
+            report.diagnostic[:200],
+        )
+    session.add(
+        Bounce(
+            delivery_id=delivery.id if delivery else None,
+            subscription_id=sub.id if sub else None,
+            address=address,
+            kind=failure,
+            diagnostic=report.diagnostic[:2000],
+        )
+    )
     log.info("%s bounce for %s: %s", failure, address, report.diagnostic[:120])
     return score(session, settings, sub, failure)

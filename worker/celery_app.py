@@ -60,7 +60,7 @@ class SqliteBrokerChannel(kombu_sqla.Channel):
         except Exception:
             self._drop_session()
             SqliteBrokerChannel.failures += 1
-            time.sleep(min(MAX_FAILURE_PAUSE, 0.25 * 2 ** SqliteBrokerChannel.failures))
+            time.sleep(min(MAX_FAILURE_PAUSE, 0.25 * 2**SqliteBrokerChannel.failures))
             raise
         SqliteBrokerChannel.failures = 0
         return message
@@ -105,7 +105,7 @@ def broker_connection_url(settings: Settings) -> str:
 
 def prepare_sqlite_broker(url: str) -> None:
     """Create the broker file in WAL mode so producers (gateway, web) and the worker rarely block."""
-    path = Path(url[len(SQLA_SQLITE):])
+    path = Path(url[len(SQLA_SQLITE) :])
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
     try:
@@ -120,7 +120,10 @@ def beat_schedule() -> dict[str, dict[str, Any]]:
         "sweep-outbox": {"task": dispatch.SWEEP_OUTBOX, "schedule": SWEEP_EVERY},
         "retry-deferred": {"task": dispatch.RETRY_DEFERRED, "schedule": RETRY_EVERY},
         "send-digests": {"task": dispatch.SEND_DIGESTS, "schedule": crontab(hour=0, minute=10)},
-        "moderation-reminders": {"task": dispatch.SEND_REMINDERS, "schedule": crontab(hour=8, minute=0)},
+        "moderation-reminders": {
+            "task": dispatch.SEND_REMINDERS,
+            "schedule": crontab(hour=8, minute=0),
+        },
     }
 
 
@@ -148,4 +151,3 @@ def make_celery(settings: Settings, resolver: TxtResolver | None = None) -> Cele
     )
     tasks.register(app, settings, resolver)
     return app
-

@@ -27,25 +27,46 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
     payload = json.loads(entry.payload or "{}")
     command = str(payload.get("command", ""))
     if payload.get("auto"):
-        log.info("ignored automatic mail to %s+%s: %s", payload.get("list"), command, payload["auto"])
+        log.info(
+            "ignored automatic mail to %s+%s: %s", payload.get("list"), command, payload["auto"]
+        )
         return []
     mlist, sender = _sender_and_list(session, payload)
     if mlist is None:
         return []
     try:
         if payload.get("thread_id"):
-            return _thread_command(session, settings, mlist, command, sender, int(payload["thread_id"]))
+            return _thread_command(
+                session, settings, mlist, command, sender, int(payload["thread_id"])
+            )
         if command in (moderation.APPROVE, moderation.REJECT):
-            return moderation.by_mail(session, settings.secret_key, mlist, command, str(payload.get("arg", "")),
-                                      sender, _body(session, payload))
+            return moderation.by_mail(
+                session,
+                settings.secret_key,
+                mlist,
+                command,
+                str(payload.get("arg", "")),
+                sender,
+                _body(session, payload),
+            )
         return _list_command(session, settings, mlist, command, sender, str(payload.get("arg", "")))
     except RateLimited as exc:  # answering would defeat the limit
         log.info("command %s from %s on %s not answered: %s", command, sender, mlist.name, exc)
         return []
     except (SubscriptionError, moderation.ModerationError) as exc:
         log.info("command %s from %s on %s refused: %s", command, sender, mlist.name, exc)
-        return [notice(session, mlist, "rejected", sender, entry.id, reply=True, subject=f"{command} request",
-                       reason=str(exc))]
+        return [
+            notice(
+                session,
+                mlist,
+                "rejected",
+                sender,
+                entry.id,
+                reply=True,
+                subject=f"{command} request",
+                reason=str(exc),
+            )
+        ]
 
 
 def _sender_and_list(session: Session, payload: dict[str, Any]) -> tuple[MailingList | None, str]:
@@ -56,8 +77,12 @@ def _sender_and_list(session: Session, payload: dict[str, Any]) -> tuple[Mailing
     except SubscriptionError:
         sender = ""
     if mlist is None or not sender:
-        log.info("command %r for list %r from %r ignored", payload.get("command"), payload.get("list"),
-                 payload.get("from"))
+        log.info(
+            "command %r for list %r from %r ignored",
+            payload.get("command"),
+            payload.get("list"),
+            payload.get("from"),
+        )
         return None, ""
     return mlist, sender
 
@@ -70,16 +95,34 @@ def answer_failure(session: Session, entry: OutboxEntry, reference: str) -> list
     mlist, sender = _sender_and_list(session, payload)
     if mlist is None:
         return []
-    return [notice(session, mlist, "failed", sender, entry.id, reply=True, command=str(payload.get("command", "")),
-                   reference=reference)]
+    return [
+        notice(
+            session,
+            mlist,
+            "failed",
+            sender,
+            entry.id,
+            reply=True,
+            command=str(payload.get("command", "")),
+            reference=reference,
+        )
+    ]
 
 
-def _list_command(session: Session, settings: Settings, mlist: MailingList, command: str, sender: str,
-                  arg: str) -> list[OutboxEntry]:
+def _list_command(
+    session: Session, settings: Settings, mlist: MailingList, command: str, sender: str, arg: str
+) -> list[OutboxEntry]:
     if command == "subscribe":
         # The confirmation goes to the address being subscribed, so nobody can subscribe someone else.
-        return subscriptions.request(session, mlist, sender, secret=settings.secret_key, base_url=settings.base_url,
-                                     domain=settings.domain, channel=MAIL).outbox
+        return subscriptions.request(
+            session,
+            mlist,
+            sender,
+            secret=settings.secret_key,
+            base_url=settings.base_url,
+            domain=settings.domain,
+            channel=MAIL,
+        ).outbox
     if command == "confirm":
         return subscriptions.confirm_by_code(session, settings.secret_key, mlist, arg).outbox
     if command == "unsubscribe":
@@ -88,25 +131,48 @@ def _list_command(session: Session, settings: Settings, mlist: MailingList, comm
         return change(session, mlist, sender, subscriptions.LEAVE, channel=MAIL).outbox
     if command == "digest":
         # Like unsubscribe it acts at once (only on a subscription the address has), and the answer tells it.
-        return change(session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily").outbox
+        return change(
+            session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily"
+        ).outbox
     if command == "help":
         return [notice(session, mlist, "help", sender, reply=True)]
     log.info("unknown command %r on %s", command, mlist.name)
     return []
 
 
-def _thread_command(session: Session, settings: Settings, mlist: MailingList, command: str, sender: str,
-                    thread_id: int) -> list[OutboxEntry]:
+def _thread_command(
+    session: Session,
+    settings: Settings,
+    mlist: MailingList,
+    command: str,
+    sender: str,
+    thread_id: int,
+) -> list[OutboxEntry]:
     """follow/mute/unsubscribe in a reply: act on that thread (never archived), and say so."""
-    actions = {"mute": subscriptions.MUTE, "unsubscribe": subscriptions.LEAVE_THREAD, "follow": subscriptions.FOLLOW}
+    actions = {
+        "mute": subscriptions.MUTE,
+        "unsubscribe": subscriptions.LEAVE_THREAD,
+        "follow": subscriptions.FOLLOW,
+    }
     if command not in actions:
         log.info("unknown thread command %r on %s", command, mlist.name)
         return []
     if command == "follow" and not subscriptions.has_active(session, mlist, sender):
         # Someone we do not mail yet: From can be forged, so double opt-in as on the web.
-        return subscriptions.request(session, mlist, sender, secret=settings.secret_key, base_url=settings.base_url,
-                                     domain=settings.domain, kind="thread", thread_id=thread_id, channel=MAIL).outbox
-    return change(session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL).outbox
+        return subscriptions.request(
+            session,
+            mlist,
+            sender,
+            secret=settings.secret_key,
+            base_url=settings.base_url,
+            domain=settings.domain,
+            kind="thread",
+            thread_id=thread_id,
+            channel=MAIL,
+        ).outbox
+    return change(
+        session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL
+    ).outbox
 
 
 def _body(session: Session, payload: dict[str, Any]) -> str:

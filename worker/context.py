@@ -60,7 +60,9 @@ class WorkerContext:
     def dmarc(self) -> DmarcPolicy:
         """The cached DMARC policy lookup."""
         if self._dmarc is None:
-            self._dmarc = DmarcPolicy(self.settings.dmarc_always_domains, self.resolver or self.dns.txt)
+            self._dmarc = DmarcPolicy(
+                self.settings.dmarc_always_domains, self.resolver or self.dns.txt
+            )
         return self._dmarc
 
     @property

@@ -66,13 +66,27 @@ def backoff(attempts: int) -> timedelta:
 
 def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int, int]]) -> None:
     """Create the Delivery rows that do not exist yet (a retried fan-out never duplicates)."""
-    rows = [{"message_pk": message_pk, "address": addr, "subscription_id": sub_id, "status": DeliveryState.PENDING,
-             "attempts": 0, "created_at": now(), "last_error": ""} for addr, (sub_id, _) in sorted(chosen.items())]
+    rows = [
+        {
+            "message_pk": message_pk,
+            "address": addr,
+            "subscription_id": sub_id,
+            "status": DeliveryState.PENDING,
+            "attempts": 0,
+            "created_at": now(),
+            "last_error": "",
+        }
+        for addr, (sub_id, _) in sorted(chosen.items())
+    ]
     # One statement executed many times (Core, not ORM): compiled once, not once per batch.
-    stmt = store.of(session).insert(Delivery).on_conflict_do_nothing(index_elements=["message_pk", "address"])
+    stmt = (
+        store.of(session)
+        .insert(Delivery)
+        .on_conflict_do_nothing(index_elements=["message_pk", "address"])
+    )
     conn = session.connection()
     for start in range(0, len(rows), INSERT_BATCH):
-        conn.execute(stmt, rows[start:start + INSERT_BATCH])
+        conn.execute(stmt, rows[start : start + INSERT_BATCH])
 
 
 def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
@@ -88,9 +102,11 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
                 log.info("fan-out of message %s: %d recipients", message_pk, len(chosen))
             entry.done_at, entry.attempts = now(), entry.attempts + 1
     with ctx.db() as session:
-        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk,
-                                                        Delivery.status == DeliveryState.PENDING)
-                              .order_by(Delivery.id)).all()
+        ids = session.scalars(
+            select(Delivery.id)
+            .where(Delivery.message_pk == message_pk, Delivery.status == DeliveryState.PENDING)
+            .order_by(Delivery.id)
+        ).all()
     ranges = [(ids[i], ids[min(i + CHUNK, len(ids)) - 1]) for i in range(0, len(ids), CHUNK)]
     # Every other worker process takes a chunk; rows of a chunk task lost with the broker
     # stay `pending` and retry_due picks them up (claims are compare-and-set: never twice).
@@ -101,12 +117,17 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
 def _named(ctx: WorkerContext, message_pk: int) -> set[str]:
     """The post's To/Cc addresses, parsed after the read: never while holding the write transaction."""
     with ctx.db() as session:
-        raw = session.scalar(select(RawMessage.data).join(Message, Message.raw_id == RawMessage.id)
-                             .where(Message.id == message_pk))
+        raw = session.scalar(
+            select(RawMessage.data)
+            .join(Message, Message.raw_id == RawMessage.id)
+            .where(Message.id == message_pk)
+        )
     return addresses_in(raw, "To", "Cc") if raw is not None else set()
 
 
-def _enqueue_chunks(ctx: WorkerContext, message_pk: int, ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _enqueue_chunks(
+    ctx: WorkerContext, message_pk: int, ranges: list[tuple[int, int]]
+) -> list[tuple[int, int]]:
     """Queue a SEND_CHUNK task per range; the ranges that could not be queued."""
     for done, (first, last) in enumerate(ranges):
         try:
@@ -114,27 +135,42 @@ def _enqueue_chunks(ctx: WorkerContext, message_pk: int, ranges: list[tuple[int,
                 return ranges[done:]
             ctx.sender.send_task(SEND_CHUNK, args=[message_pk, first, last])
         except Exception as exc:  # noqa: BLE001 - the broker being down: this task sends them itself
-            log.warning("broker unavailable, sending chunks of message %s here: %s", message_pk, exc)
+            log.warning(
+                "broker unavailable, sending chunks of message %s here: %s", message_pk, exc
+            )
             return ranges[done:]
     return []
 
 
 def send_chunk(ctx: WorkerContext, message_pk: int, first_id: int, last_id: int) -> int:
     """Send the pending rows of one post whose ids lie in [first_id, last_id]."""
-    return send_message(ctx, message_pk, [Delivery.status == DeliveryState.PENDING, Delivery.id.between(first_id, last_id)])
+    return send_message(
+        ctx,
+        message_pk,
+        [Delivery.status == DeliveryState.PENDING, Delivery.id.between(first_id, last_id)],
+    )
 
 
-def claim(ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BATCH) -> tuple[list[int], datetime]:
+def claim(
+    ctx: WorkerContext, message_pk: int, where: list[Any], limit: int = BATCH
+) -> tuple[list[int], datetime]:
     """Atomically take up to `limit` rows matching `where` (compare-and-set); (ids, claim time)."""
     stamp = now()
     with transaction(ctx.db) as session:
-        ids = session.scalars(select(Delivery.id).where(Delivery.message_pk == message_pk, *where)
-                              .order_by(Delivery.id).limit(limit)).all()
+        ids = session.scalars(
+            select(Delivery.id)
+            .where(Delivery.message_pk == message_pk, *where)
+            .order_by(Delivery.id)
+            .limit(limit)
+        ).all()
         if not ids:
             return [], stamp
-        stmt = (update(Delivery).where(Delivery.id.in_(ids), *where)
-                .values(status=DeliveryState.SENDING, claimed_at=stamp, attempts=Delivery.attempts + 1)
-                .returning(Delivery.id))
+        stmt = (
+            update(Delivery)
+            .where(Delivery.id.in_(ids), *where)
+            .values(status=DeliveryState.SENDING, claimed_at=stamp, attempts=Delivery.attempts + 1)
+            .returning(Delivery.id)
+        )
         return sorted(session.scalars(stmt).all()), stamp
 
 
@@ -152,43 +188,77 @@ def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
             sent += _send_batch(ctx, out, post, ids, stamp)
 
 
-def _send_batch(ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: list[int], stamp: datetime) -> int:
+def _send_batch(
+    ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: list[int], stamp: datetime
+) -> int:
     """Send each claimed row; once every session of a wave failed to connect, the rest is deferred untried."""
     with ctx.db() as session:
-        rows = session.execute(select(
-            Delivery.id, Delivery.address, Delivery.attempts, Subscription.id.label("sub_id"),
-            Subscription.status, Subscription.list_id, Subscription.kind, Subscription.thread_key,
-        ).outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
-            .where(Delivery.id.in_(ids)).order_by(Delivery.id)).all()
+        rows = session.execute(
+            select(
+                Delivery.id,
+                Delivery.address,
+                Delivery.attempts,
+                Subscription.id.label("sub_id"),
+                Subscription.status,
+                Subscription.list_id,
+                Subscription.kind,
+                Subscription.thread_key,
+            )
+            .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
+            .where(Delivery.id.in_(ids))
+            .order_by(Delivery.id)
+        ).all()
     gone = [r.id for r in rows if r.sub_id is None or r.status != SubscriptionState.ACTIVE]
     _mark(ctx, gone, DeliveryState.CANCELLED, "no longer subscribed")
     live = [r for r in rows if r.sub_id is not None and r.status == SubscriptionState.ACTIVE]
     ledger = Ledger(ctx, post, stamp)
     untried = 0
     for start in range(0, len(live), out.size):
-        batch = live[start:start + out.size]
+        batch = live[start : start + out.size]
         if ledger.network_down:
             for row in batch:
-                _finish(ctx, row.id, DeliveryState.DEFERRED, ledger.network_down, row.attempts, announce=False)
+                _finish(
+                    ctx,
+                    row.id,
+                    DeliveryState.DEFERRED,
+                    ledger.network_down,
+                    row.attempts,
+                    announce=False,
+                )
             untried += len(batch)
             continue
-        items = [relay_sessions.Outgoing(
-            verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)), row.address,
-            post.copy_for(_unsubscribe_url(ctx, row)), post.eight_bit) for row in batch]
+        items = [
+            relay_sessions.Outgoing(
+                verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)),
+                row.address,
+                post.copy_for(_unsubscribe_url(ctx, row)),
+                post.eight_bit,
+            )
+            for row in batch
+        ]
         began = time.perf_counter()
         results = out.send(items, functools.partial(ledger.handover, batch))
         ledger.record(batch, results, time.perf_counter() - began)
     ledger.flush()
     if untried:
-        log.warning("%d more copies of post %s deferred without a try: the relay %s cannot be reached (%s)",
-                    untried, post.pk, redact(ctx.settings.outbound), ledger.network_down)
+        log.warning(
+            "%d more copies of post %s deferred without a try: the relay %s cannot be reached (%s)",
+            untried,
+            post.pk,
+            redact(ctx.settings.outbound),
+            ledger.network_down,
+        )
     return ledger.sent
 
 
 def _unsubscribe_url(ctx: WorkerContext, row: Any) -> str:
     """The recipient's signed one-click link (a thread follower's leaves only that thread)."""
     return f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(
-        ctx.settings.secret_key, row.list_id, row.address, row.thread_key if row.kind == "thread" else 0)
+        ctx.settings.secret_key,
+        row.list_id,
+        row.address,
+        row.thread_key if row.kind == "thread" else 0,
+    )
 
 
 @dataclass(frozen=True)
@@ -211,11 +281,17 @@ def _statements() -> _Sql:
     table = _table()
     ids: BindParameter[list[int]] = bindparam("ids", expanding=True)
     return _Sql(
-        hand=update(table).where(table.c.id.in_(ids), table.c.status == DeliveryState.SENDING,
-                                 table.c.claimed_at == bindparam("stamp")).values(status=DeliveryState.HANDING)
+        hand=update(table)
+        .where(
+            table.c.id.in_(ids),
+            table.c.status == DeliveryState.SENDING,
+            table.c.claimed_at == bindparam("stamp"),
+        )
+        .values(status=DeliveryState.HANDING)
         .returning(table.c.id),
         unhand=update(table).where(table.c.id.in_(ids)).values(status=DeliveryState.SENDING),
-        sent=update(table).where(table.c.id.in_(ids), table.c.status == DeliveryState.HANDING)
+        sent=update(table)
+        .where(table.c.id.in_(ids), table.c.status == DeliveryState.HANDING)
         .values(status=DeliveryState.SENT, sent_at=bindparam("now"), last_error=""),
     )
 
@@ -225,11 +301,15 @@ class Ledger:
 
     def __init__(self, ctx: WorkerContext, post: Post, stamp: datetime) -> None:
         self.ctx, self.post, self.stamp = ctx, post, stamp
-        self.unmarked: list[int] = []  # `handing` rows whose 250 came: marked `sent` with the next commit
+        self.unmarked: list[
+            int
+        ] = []  # `handing` rows whose 250 came: marked `sent` with the next commit
         self.sent = 0
         self.network_down = ""
 
-    def handover(self, rows: Sequence[Any], indexes: list[int], send_dots: relay_sessions.SendDots) -> set[int]:
+    def handover(
+        self, rows: Sequence[Any], indexes: list[int], send_dots: relay_sessions.SendDots
+    ) -> set[int]:
         """One write transaction around the dots: rows still ours become `handing`, earlier ones `sent`.
 
         The row locks are taken before the dots and the commit follows them at once, so a
@@ -262,14 +342,31 @@ class Ledger:
             if result.ok:
                 self.unmarked.append(row.id)
                 self.sent += 1
-                log.info("delivered post %s %s to %s: %s %s (%.1f ms)", self.post.pk, self.post.message_id,
-                         row.address, result.code, result.detail, seconds * 1000)
+                log.info(
+                    "delivered post %s %s to %s: %s %s (%.1f ms)",
+                    self.post.pk,
+                    self.post.message_id,
+                    row.address,
+                    result.code,
+                    result.detail,
+                    seconds * 1000,
+                )
             elif result.status == mailer.BOUNCED:
-                _bounce(self.ctx, row, f"{result.code} {result.detail}", bounces.refusal_kind(result))
+                _bounce(
+                    self.ctx, row, f"{result.code} {result.detail}", bounces.refusal_kind(result)
+                )
             elif result.status == mailer.DEFERRED:
-                _finish(self.ctx, row.id, DeliveryState.DEFERRED, f"{result.code} {result.detail}".strip(), row.attempts)
-        if results and all(r.status == mailer.DEFERRED and r.code == 0 and "final dot" not in r.detail
-                           for r in results):
+                _finish(
+                    self.ctx,
+                    row.id,
+                    DeliveryState.DEFERRED,
+                    f"{result.code} {result.detail}".strip(),
+                    row.attempts,
+                )
+        if results and all(
+            r.status == mailer.DEFERRED and r.code == 0 and "final dot" not in r.detail
+            for r in results
+        ):
             self.network_down = results[0].detail
 
     def flush(self) -> None:
@@ -279,7 +376,9 @@ class Ledger:
                 self._mark_sent(conn)
 
 
-def _mark(ctx: WorkerContext, delivery_ids: list[int], status: DeliveryState, detail: str = "") -> None:
+def _mark(
+    ctx: WorkerContext, delivery_ids: list[int], status: DeliveryState, detail: str = ""
+) -> None:
     """One small write transaction for many rows (Core, no ORM session)."""
     if not delivery_ids:
         return
@@ -290,10 +389,19 @@ def _mark(ctx: WorkerContext, delivery_ids: list[int], status: DeliveryState, de
         conn.execute(update(Delivery).where(Delivery.id.in_(delivery_ids)).values(**values))
 
 
-def _finish(ctx: WorkerContext, delivery_id: int, status: DeliveryState, detail: str, attempts: int = 0,
-            announce: bool = True) -> None:
+def _finish(
+    ctx: WorkerContext,
+    delivery_id: int,
+    status: DeliveryState,
+    detail: str,
+    attempts: int = 0,
+    announce: bool = True,
+) -> None:
     """Record the outcome of one try; a deferral past MAX_ATTEMPTS becomes a failure."""
-    values: dict[str, Any] = {"status": status, "last_error": "" if status == DeliveryState.SENT else detail[:2000]}
+    values: dict[str, Any] = {
+        "status": status,
+        "last_error": "" if status == DeliveryState.SENT else detail[:2000],
+    }
     if status == DeliveryState.SENT:
         values["sent_at"] = now()
     elif status == DeliveryState.DEFERRED:
@@ -303,8 +411,13 @@ def _finish(ctx: WorkerContext, delivery_id: int, status: DeliveryState, detail:
             values["next_attempt_at"] = now() + backoff(attempts)
     _mark_values(ctx, delivery_id, values)
     if values["status"] == DeliveryState.DEFERRED and announce:
-        log.warning("delivery %s deferred, next try in %s: the relay %s said: %s", delivery_id,
-                    backoff(attempts), redact(ctx.settings.outbound), detail)
+        log.warning(
+            "delivery %s deferred, next try in %s: the relay %s said: %s",
+            delivery_id,
+            backoff(attempts),
+            redact(ctx.settings.outbound),
+            detail,
+        )
 
 
 def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -> None:
@@ -315,30 +428,61 @@ def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -
 def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None:
     """A 5xx, never retried: bounced and scored when it is the recipient's, else refused (a failed post)."""
     with transaction(ctx.db) as session:
-        session.execute(update(Delivery).where(Delivery.id == row.id)
-                        .values(status=DeliveryState.BOUNCED if kind == BounceKind.PERMANENT else DeliveryState.REFUSED,
-                                last_error=detail[:2000]))
-        session.add(Bounce(delivery_id=row.id, subscription_id=row.sub_id, address=row.address,
-                           kind=kind, diagnostic=detail[:2000]))
+        session.execute(
+            update(Delivery)
+            .where(Delivery.id == row.id)
+            .values(
+                status=DeliveryState.BOUNCED
+                if kind == BounceKind.PERMANENT
+                else DeliveryState.REFUSED,
+                last_error=detail[:2000],
+            )
+        )
+        session.add(
+            Bounce(
+                delivery_id=row.id,
+                subscription_id=row.sub_id,
+                address=row.address,
+                kind=kind,
+                diagnostic=detail[:2000],
+            )
+        )
         entries = bounces.score(session, ctx.settings, session.get(Subscription, row.sub_id), kind)
     ctx.enqueue(entries)
     if kind == BounceKind.PERMANENT:
         log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)
     else:
-        log.warning("delivery %s to %s: the relay refused the message (a failed post, not counted against %s): %s",
-                    row.id, row.address, row.address, detail)
+        log.warning(
+            "delivery %s to %s: the relay refused the message (a failed post, not counted against %s): %s",
+            row.id,
+            row.address,
+            row.address,
+            detail,
+        )
 
 
 def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
     """Claims older than stale_after: `handing` counts as sent, `sending` goes back to pending."""
     cutoff = now() - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = rowcount(session.execute(
-            update(Delivery).where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
-            .values(status=DeliveryState.SENT, sent_at=now(), last_error="assumed sent: worker stopped after handing over")
-        ))
-        reset = rowcount(session.execute(update(Delivery).where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
-                                .values(status=DeliveryState.PENDING)))
+        assumed = rowcount(
+            session.execute(
+                update(Delivery)
+                .where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
+                .values(
+                    status=DeliveryState.SENT,
+                    sent_at=now(),
+                    last_error="assumed sent: worker stopped after handing over",
+                )
+            )
+        )
+        reset = rowcount(
+            session.execute(
+                update(Delivery)
+                .where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
+                .values(status=DeliveryState.PENDING)
+            )
+        )
     if assumed or reset:
         log.warning("recovered stale deliveries: %d assumed sent, %d to send again", assumed, reset)
 
@@ -350,12 +494,18 @@ def retry_due(ctx: WorkerContext, stale_after: float = STALE_AFTER, horizon: flo
     due = started + timedelta(seconds=horizon)
     old = started - timedelta(seconds=stale_after)
     # claimed_at < started: a row deferred again during this run waits for the next one.
-    deferred = [Delivery.status == DeliveryState.DEFERRED, Delivery.next_attempt_at <= due, Delivery.claimed_at < started]
+    deferred = [
+        Delivery.status == DeliveryState.DEFERRED,
+        Delivery.next_attempt_at <= due,
+        Delivery.claimed_at < started,
+    ]
     orphaned = [Delivery.status == DeliveryState.PENDING, Delivery.created_at <= old]
     sent = 0
     for where in (deferred, orphaned):
         with ctx.db() as session:
-            pks: Iterable[int] = session.scalars(select(Delivery.message_pk).where(*where).distinct()).all()
+            pks: Iterable[int] = session.scalars(
+                select(Delivery.message_pk).where(*where).distinct()
+            ).all()
         for pk in pks:
             sent += send_message(ctx, pk, where)
     return sent

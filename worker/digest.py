@@ -34,8 +34,12 @@ log = logging.getLogger(__name__)
 
 CATCH_UP = 3  # days the daily job looks back (a beat that was down at midnight still sends them)
 # A relay's answer to a digest (ABANDONED, a send given up before the final dot, is sent again like a deferral).
-_OUTCOME = {mailer.SENT: DigestState.SENT, mailer.DEFERRED: DigestState.DEFERRED, mailer.BOUNCED: DigestState.BOUNCED,
-            mailer.ABANDONED: DigestState.DEFERRED}
+_OUTCOME = {
+    mailer.SENT: DigestState.SENT,
+    mailer.DEFERRED: DigestState.DEFERRED,
+    mailer.BOUNCED: DigestState.BOUNCED,
+    mailer.ABANDONED: DigestState.DEFERRED,
+}
 
 
 @dataclass(frozen=True)
@@ -66,31 +70,69 @@ def entries(session: Session, mlist: MailingList, period: Period) -> list[Entry]
     posts = digests.posts(session, mlist, period)
     if not posts:
         return []
-    subjects = dict(session.execute(select(Thread.id, Thread.subject).where(Thread.id.in_({p.thread_id for p in posts}))).all())
-    raws = dict(session.execute(select(RawMessage.id, RawMessage.data).where(RawMessage.id.in_({p.raw_id for p in posts}))).all())
+    subjects = dict(
+        session.execute(
+            select(Thread.id, Thread.subject).where(Thread.id.in_({p.thread_id for p in posts}))
+        ).all()
+    )
+    raws = dict(
+        session.execute(
+            select(RawMessage.id, RawMessage.data).where(
+                RawMessage.id.in_({p.raw_id for p in posts})
+            )
+        ).all()
+    )
     return [Entry.of(p, subjects.get(p.thread_id, ""), raws.get(p.raw_id, b"")) for p in posts]
 
 
 def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Period) -> Batch:
     """What every subscriber of mlist gets for period."""
     found = entries(session, mlist, period)
-    return Batch(ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url), mlist.id,
-                 digests.subject(mlist, period, len(found)), period, found)
+    return Batch(
+        ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url),
+        mlist.id,
+        digests.subject(mlist, period, len(found)),
+        period,
+        found,
+    )
 
 
-def _claim(ctx: WorkerContext, list_id: int, address: str, period: Period, count: int) -> int | None:
+def _claim(
+    ctx: WorkerContext, list_id: int, address: str, period: Period, count: int
+) -> int | None:
     """The (list, address, frequency, day) row's id when this run should send it: inserted now, or deferred."""
     with transaction(ctx.db) as session:
-        row_id = session.scalar(store.of(session).insert(DigestSent).values(
-            list_id=list_id, address=address, day=period.start, frequency=period.frequency,
-            status=DigestState.SENDING, message_count=count, last_error="", created_at=datetime.now(UTC))
+        row_id = session.scalar(
+            store.of(session)
+            .insert(DigestSent)
+            .values(
+                list_id=list_id,
+                address=address,
+                day=period.start,
+                frequency=period.frequency,
+                status=DigestState.SENDING,
+                message_count=count,
+                last_error="",
+                created_at=datetime.now(UTC),
+            )
             .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"])
-            .returning(DigestSent.id))
-        if row_id is None:  # there already: sent, being sent by another run, or deferred (taken back here)
-            row_id = session.scalar(update(DigestSent).where(
-                DigestSent.list_id == list_id, DigestSent.address == address, DigestSent.day == period.start,
-                DigestSent.frequency == period.frequency, DigestSent.status == DigestState.DEFERRED)
-                .values(status=DigestState.SENDING).returning(DigestSent.id))
+            .returning(DigestSent.id)
+        )
+        if (
+            row_id is None
+        ):  # there already: sent, being sent by another run, or deferred (taken back here)
+            row_id = session.scalar(
+                update(DigestSent)
+                .where(
+                    DigestSent.list_id == list_id,
+                    DigestSent.address == address,
+                    DigestSent.day == period.start,
+                    DigestSent.frequency == period.frequency,
+                    DigestSent.status == DigestState.DEFERRED,
+                )
+                .values(status=DigestState.SENDING)
+                .returning(DigestSent.id)
+            )
     return row_id
 
 
@@ -102,19 +144,35 @@ def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
 def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[int, str, str]]:
     """(subscription id, address, format) of the period's digest subscribers, confirmed before it ended."""
     end = period.bounds()[1]
-    return [(i, a, f or MIME) for i, a, f in session.execute(
-        select(Subscription.id, Subscription.address, Person.digest_format)
-        .outerjoin(Person, Person.address == Subscription.address)
-        .where(Subscription.list_id == list_id, Subscription.kind == "digest", Subscription.status == SubscriptionState.ACTIVE,
-               Subscription.digest_frequency == period.frequency,
-               or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end))).all()]
+    return [
+        (i, a, f or MIME)
+        for i, a, f in session.execute(
+            select(Subscription.id, Subscription.address, Person.digest_format)
+            .outerjoin(Person, Person.address == Subscription.address)
+            .where(
+                Subscription.list_id == list_id,
+                Subscription.kind == "digest",
+                Subscription.status == SubscriptionState.ACTIVE,
+                Subscription.digest_frequency == period.frequency,
+                or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end),
+            )
+        ).all()
+    ]
 
 
 def _send_period(ctx: WorkerContext, period: Period) -> int:
     with ctx.db() as session:
-        lists = session.scalars(select(MailingList).where(MailingList.id.in_(
-            select(Subscription.list_id).where(Subscription.kind == "digest", Subscription.status == SubscriptionState.ACTIVE,
-                                               Subscription.digest_frequency == period.frequency)))).all()
+        lists = session.scalars(
+            select(MailingList).where(
+                MailingList.id.in_(
+                    select(Subscription.list_id).where(
+                        Subscription.kind == "digest",
+                        Subscription.status == SubscriptionState.ACTIVE,
+                        Subscription.digest_frequency == period.frequency,
+                    )
+                )
+            )
+        ).all()
         work = []
         for mlist in lists:
             subs = _subscribers(session, mlist.id, period)
@@ -133,31 +191,65 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
     return sent
 
 
-def _deliver(ctx: WorkerContext, conn: mailer.Connection, row_id: int, found: Batch, sub_id: int, address: str,
-             fmt: str, outbox_id: int = 0) -> int:
+def _deliver(
+    ctx: WorkerContext,
+    conn: mailer.Connection,
+    row_id: int,
+    found: Batch,
+    sub_id: int,
+    address: str,
+    fmt: str,
+    outbox_id: int = 0,
+) -> int:
     """Send a claimed digest and record the outcome; a deferral is retried via the outbox sweeper's backoff.
 
     From the periodic run (outbox_id 0) a deferral records a RESEND_DIGEST entry; from a resend
     it releases that entry again, so the sweeper's per-entry backoff and give-up apply.
     """
-    url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(ctx.settings.secret_key, found.list_id, address)
-    data = build(found.info, found.period, found.entries, to=address, subject=found.subject, unsubscribe_url=url,
-                 message_id=digests.message_id(found.period, ctx.settings.domain), fmt=fmt)
-    result = conn.send(verp_address(found.info, verp_token(ctx.settings.secret_key, "s", sub_id)), address,
-                       ctx.signer.sign(data))
+    url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(
+        ctx.settings.secret_key, found.list_id, address
+    )
+    data = build(
+        found.info,
+        found.period,
+        found.entries,
+        to=address,
+        subject=found.subject,
+        unsubscribe_url=url,
+        message_id=digests.message_id(found.period, ctx.settings.domain),
+        fmt=fmt,
+    )
+    result = conn.send(
+        verp_address(found.info, verp_token(ctx.settings.secret_key, "s", sub_id)),
+        address,
+        ctx.signer.sign(data),
+    )
     status = _OUTCOME[result.status]
     with transaction(ctx.db) as session:
-        session.execute(update(DigestSent).where(DigestSent.id == row_id).values(
-            status=status, last_error="" if result.ok else result.detail[:2000],
-            sent_at=datetime.now(UTC) if result.ok else None))
+        session.execute(
+            update(DigestSent)
+            .where(DigestSent.id == row_id)
+            .values(
+                status=status,
+                last_error="" if result.ok else result.detail[:2000],
+                sent_at=datetime.now(UTC) if result.ok else None,
+            )
+        )
         if status == DigestState.DEFERRED and outbox_id:
-            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None))
+            session.execute(
+                update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None)
+            )
         elif status == DigestState.DEFERRED:
             # Not enqueued now: the outbox sweeper sends it after its backoff (as for notices).
             dispatch.record(session, dispatch.RESEND_DIGEST, row_id)
     if status == DigestState.DEFERRED:
-        log.warning("digest %s (%s) to %s deferred, retried with backoff: %s", row_id, found.period.label, address,
-                    result.detail)
+        log.warning(
+            "digest %s (%s) to %s deferred, retried with backoff: %s",
+            row_id,
+            found.period.label,
+            address,
+            result.detail,
+        )
     return 1 if result.ok else 0
 
 
@@ -169,18 +261,26 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
     Deferred again: the entry is released and the sweeper re-queues it with backoff.
     """
     with transaction(ctx.db) as session:
-        claimed = session.execute(update(OutboxEntry).where(
-            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(UTC)))
+        claimed = session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
+            .values(done_at=datetime.now(UTC))
+        )
         entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
         row_id = entry.ref_id if entry is not None else 0
         row = session.get(DigestSent, row_id)
-        taken = update(DigestSent).where(DigestSent.id == row_id, DigestSent.status == DigestState.DEFERRED)
+        taken = update(DigestSent).where(
+            DigestSent.id == row_id, DigestSent.status == DigestState.DEFERRED
+        )
         if row is None or rowcount(session.execute(taken.values(status=DigestState.SENDING))) != 1:
             return 0
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)
         found = batch(ctx, session, mlist, period)
-        sub = next(((i, f) for i, a, f in _subscribers(session, mlist.id, period) if a == row.address), None)
+        sub = next(
+            ((i, f) for i, a, f in _subscribers(session, mlist.id, period) if a == row.address),
+            None,
+        )
         address = row.address
         if sub is None:
             row.status = DigestState.CANCELLED

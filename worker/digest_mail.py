@@ -47,9 +47,17 @@ class Entry:
     @classmethod
     def of(cls, msg: Message, thread_subject: str, raw: bytes) -> Entry:
         """An entry from an archived post."""
-        return cls(msg.message_id, msg.thread_id, thread_subject or msg.subject, msg.subject,
-                   formataddr((msg.from_name, msg.from_addr)) if msg.from_name else msg.from_addr,
-                   msg.date, msg.references, msg.body_text, raw)
+        return cls(
+            msg.message_id,
+            msg.thread_id,
+            thread_subject or msg.subject,
+            msg.subject,
+            formataddr((msg.from_name, msg.from_addr)) if msg.from_name else msg.from_addr,
+            msg.date,
+            msg.references,
+            msg.body_text,
+            raw,
+        )
 
 
 def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> str:
@@ -57,31 +65,62 @@ def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> s
     by_thread: OrderedDict[int, list[tuple[int, Entry]]] = OrderedDict()
     for number, entry in enumerate(entries, 1):
         by_thread.setdefault(entry.thread_id, []).append((number, entry))
-    lines = [f"{info.title or info.name} digest, {period.label}: {plurals.count(len(entries), 'message')} in "
-             f"{plurals.count(len(by_thread), 'thread')}", "", "Topics:", ""]
+    lines = [
+        f"{info.title or info.name} digest, {period.label}: {plurals.count(len(entries), 'message')} in "
+        f"{plurals.count(len(by_thread), 'thread')}",
+        "",
+        "Topics:",
+        "",
+    ]
     for items in by_thread.values():
         first = items[0][1]
-        lines.append(f"* {first.thread_subject or '(no subject)'} ({plurals.count(len(items), 'message')})")
+        lines.append(
+            f"* {first.thread_subject or '(no subject)'} ({plurals.count(len(items), 'message')})"
+        )
         for number, e in items:
-            lines += [f"  {number:3d}. {e.subject or '(no subject)'} - {e.author}",
-                      f"       Read:  {archived_at(info, e.message_id)}",
-                      f"       Reply: {reply_mailto(info.address, e.subject, e.message_id, e.references)}"]
+            lines += [
+                f"  {number:3d}. {e.subject or '(no subject)'} - {e.author}",
+                f"       Read:  {archived_at(info, e.message_id)}",
+                f"       Reply: {reply_mailto(info.address, e.subject, e.message_id, e.references)}",
+            ]
         lines.append("")
-    lines += ["To answer one post, use its Reply link: your answer then lands in that thread.",
-              f"Archive: {info.base_url}/lists/{info.name}/", ""]
+    lines += [
+        "To answer one post, use its Reply link: your answer then lands in that thread.",
+        f"Archive: {info.base_url}/lists/{info.name}/",
+        "",
+    ]
     return "\n".join(lines)
 
 
-def _headers(info: ListInfo, subject: str, message_id: str, to: str, unsubscribe_url: str) -> list[tuple[str, str]]:
-    items = [("From", formataddr((info.title or info.name, info.address))), ("To", to), ("Subject", subject),
-             ("Date", format_datetime(datetime.now(UTC))), ("Message-ID", f"<{message_id}>")]
-    items += [(k, v.replace("\r\n", "")) for k, v in list_headers(info, message_id, unsubscribe_url, None)
-              if k != "Archived-At"]
+def _headers(
+    info: ListInfo, subject: str, message_id: str, to: str, unsubscribe_url: str
+) -> list[tuple[str, str]]:
+    items = [
+        ("From", formataddr((info.title or info.name, info.address))),
+        ("To", to),
+        ("Subject", subject),
+        ("Date", format_datetime(datetime.now(UTC))),
+        ("Message-ID", f"<{message_id}>"),
+    ]
+    items += [
+        (k, v.replace("\r\n", ""))
+        for k, v in list_headers(info, message_id, unsubscribe_url, None)
+        if k != "Archived-At"
+    ]
     return items + [("Auto-Submitted", "auto-generated")]
 
 
-def build(info: ListInfo, period: Period, entries: list[Entry], *, to: str, subject: str, message_id: str,
-          unsubscribe_url: str, fmt: str = "mime") -> bytes:
+def build(
+    info: ListInfo,
+    period: Period,
+    entries: list[Entry],
+    *,
+    to: str,
+    subject: str,
+    message_id: str,
+    unsubscribe_url: str,
+    fmt: str = "mime",
+) -> bytes:
     """The digest one subscriber gets, in their format."""
     toc = table_of_contents(info, period, entries)
     if fmt == PLAIN:
@@ -103,8 +142,20 @@ def plain_body(info: ListInfo, period: Period, entries: list[Entry], toc: str) -
     """RFC 1153: the table of contents, then each post's main headers and text, between separators."""
     parts = [toc, SEPARATOR_70, ""]
     for entry in entries:
-        text = "\n".join("- " + line if line == SEPARATOR_30 else line for line in entry.body_text.rstrip().splitlines())
-        parts += [f"Date: {format_datetime(entry.date)}", f"From: {entry.author}", f"Subject: {entry.subject}",
-                  f"Message-ID: <{entry.message_id}>", "", text, "", SEPARATOR_30, ""]
+        text = "\n".join(
+            "- " + line if line == SEPARATOR_30 else line
+            for line in entry.body_text.rstrip().splitlines()
+        )
+        parts += [
+            f"Date: {format_datetime(entry.date)}",
+            f"From: {entry.author}",
+            f"Subject: {entry.subject}",
+            f"Message-ID: <{entry.message_id}>",
+            "",
+            text,
+            "",
+            SEPARATOR_30,
+            "",
+        ]
     end = f"End of {info.title or info.name} Digest, {period.label}"
     return "\n".join(parts + [end, "*" * len(end), ""])

@@ -35,8 +35,12 @@ def policy_of(records: list[str]) -> str:
 class DmarcPolicy:
     """Decides per author domain whether From must be rewritten; answers are cached."""
 
-    def __init__(self, always: tuple[str, ...] = (), resolver: TxtResolver | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        always: tuple[str, ...] = (),
+        resolver: TxtResolver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.always = {d.lower() for d in always}
         self.resolver = resolver or Resolver().txt
         self.clock = clock
@@ -55,7 +59,9 @@ class DmarcPolicy:
         if cached is not None and cached[0] > self.clock():
             return cached[1]
         strict = self._lookup(domain)
-        if len(self._cache) >= MAX_DOMAINS:  # a small cache: start again rather than grow without end
+        if (
+            len(self._cache) >= MAX_DOMAINS
+        ):  # a small cache: start again rather than grow without end
             self._cache.clear()
         self._cache[domain] = (self.clock() + TTL, strict)
         return strict

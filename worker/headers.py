@@ -18,6 +18,7 @@ from listgate.mail.names import DKIM_SIGNATURE, LOOP_HEADER, REPLY_TO
 from listgate.mail.split import split
 from listgate.mail.values import addresses
 
+
 @dataclass(frozen=True)
 class ListInfo:
     """What the headers need to know about the list and this site."""
@@ -61,7 +62,9 @@ def archived_at(info: ListInfo, message_id: str) -> str:
     return f"{info.base_url}/m/{quote(message_id, safe='')}"
 
 
-def list_headers(info: ListInfo, message_id: str, unsubscribe_url: str, reply_to: str | None) -> list[tuple[str, str]]:
+def list_headers(
+    info: ListInfo, message_id: str, unsubscribe_url: str, reply_to: str | None
+) -> list[tuple[str, str]]:
     """The RFC 2369/2919/5064/8058 headers for one recipient, in order."""
     list_id = f"<{info.name}.{info.domain}>"
     if info.title and info.title != info.name:
@@ -71,7 +74,10 @@ def list_headers(info: ListInfo, message_id: str, unsubscribe_url: str, reply_to
         ("List-Post", f"<mailto:{info.address}>"),
         ("List-Archive", f"<{info.base_url}/lists/{info.name}/>"),
         ("List-Help", f"<mailto:{info.name}+help@{info.domain}>"),
-        ("List-Unsubscribe", f"<mailto:{info.name}+unsubscribe@{info.domain}>,\r\n <{unsubscribe_url}>"),
+        (
+            "List-Unsubscribe",
+            f"<mailto:{info.name}+unsubscribe@{info.domain}>,\r\n <{unsubscribe_url}>",
+        ),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("Archived-At", f"<{archived_at(info, message_id)}>"),
         ("Precedence", "list"),
@@ -93,7 +99,9 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
     head, body = split(raw)
     newline = newline_of(raw)
     display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
-    new_from = f"From: {formataddr((display, info.address), charset='utf-8')}".encode("ascii") + newline
+    new_from = (
+        f"From: {formataddr((display, info.address), charset='utf-8')}".encode("ascii") + newline
+    )
     out: list[bytes] = []
     done = False
     lines = raw_fields(raw)
@@ -108,7 +116,7 @@ def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str)
             out.append(field)
     if not done:
         out.insert(0, new_from)
-    blank = head[len(b"".join(lines)):]
+    blank = head[len(b"".join(lines)) :]
     return b"".join(out) + blank + body
 
 
@@ -122,8 +130,14 @@ def signed_headers(raw: bytes) -> set[str]:
     return names
 
 
-def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str, author_name: str = "",
-                   dmarc: bool = False) -> str | None:
+def added_reply_to(
+    raw: bytes,
+    info: ListInfo,
+    policy: str,
+    author_addr: str,
+    author_name: str = "",
+    dmarc: bool = False,
+) -> str | None:
     """The Reply-To the list's policy adds ("none", "list", "author"), or None.
 
     Never when the original has one (the author's own is kept: a second would make the message
@@ -144,8 +158,16 @@ def added_reply_to(raw: bytes, info: ListInfo, policy: str, author_addr: str, au
     return info.address
 
 
-def build_copy(raw: bytes, info: ListInfo, message_id: str, unsubscribe_url: str,
-               dmarc: bool = False, author_name: str = "", author_addr: str = "", reply_to: str = "none") -> bytes:
+def build_copy(
+    raw: bytes,
+    info: ListInfo,
+    message_id: str,
+    unsubscribe_url: str,
+    dmarc: bool = False,
+    author_name: str = "",
+    author_addr: str = "",
+    reply_to: str = "none",
+) -> bytes:
     """The bytes one recipient gets: list headers on top of the untouched original (From rewritten in DMARC mode)."""
     newline = newline_of(raw)
     if dmarc:

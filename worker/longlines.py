@@ -49,9 +49,9 @@ def _entity(data: bytes, newline: bytes, depth: int) -> bytes:
     if depth > MAX_DEPTH or not too_long(data):
         return data
     header = fields.read(data)
-    head, body = data[:header.body], data[header.body:]
+    head, body = data[: header.body], data[header.body :]
     lines = raw_fields(data)
-    blank = head[len(b"".join(lines)):]
+    blank = head[len(b"".join(lines)) :]
     info = mime_headers(header.fields)
     ctype, boundary = info.get_content_type(), info.get_boundary()
     cte = str(info.get(CONTENT_TRANSFER_ENCODING, "")).strip().lower()
@@ -83,7 +83,9 @@ def _fold(field: bytes, newline: bytes) -> bytes:
         pieces.extend(_pack(_WSP_RUN.split(line)) if len(line) > LIMIT else [line])
     free_text = _name(field) in _FREE_TEXT or _name(field).startswith(b"x-")
     # A free-text value must not start on a continuation line: unfolded it would begin with a space.
-    if any(len(piece) > LIMIT for piece in pieces) or (free_text and not pieces[0].partition(b":")[2].strip()):
+    if any(len(piece) > LIMIT for piece in pieces) or (
+        free_text and not pieces[0].partition(b":")[2].strip()
+    ):
         if free_text:
             return _encoded_words(field, newline)
         pieces = [chunk for piece in pieces for chunk in _cut(piece)]
@@ -98,8 +100,11 @@ def _pack(words: list[bytes]) -> list[bytes]:
     words = [word for word in words if word]
     lines = [words[0]]
     for word in words[1:]:
-        if (len(lines[-1]) + len(word) <= FOLD or not word.strip()  # trailing whitespace never stands alone
-                or (len(lines) == 1 and lines[0].endswith(b":") and len(lines[0]) + len(word) <= LIMIT)):
+        if (
+            len(lines[-1]) + len(word) <= FOLD
+            or not word.strip()  # trailing whitespace never stands alone
+            or (len(lines) == 1 and lines[0].endswith(b":") and len(lines[0]) + len(word) <= LIMIT)
+        ):
             lines[-1] += word
         else:
             lines.append(word)
@@ -109,7 +114,7 @@ def _pack(words: list[bytes]) -> list[bytes]:
 def _cut(piece: bytes) -> list[bytes]:
     """A run without whitespace longer than LIMIT, broken by folding whitespace (adds a space when unfolded)."""
     step = LIMIT - 1
-    return [piece[:step]] + [b" " + piece[i:i + step] for i in range(step, len(piece), step)]
+    return [piece[:step]] + [b" " + piece[i : i + step] for i in range(step, len(piece), step)]
 
 
 def _encoded_words(field: bytes, newline: bytes) -> bytes:
@@ -129,25 +134,33 @@ def _encoded_words(field: bytes, newline: bytes) -> bytes:
 
 def _multipart(body: bytes, boundary: str, newline: bytes, depth: int) -> bytes:
     """Each part fitted on its own; delimiters, preamble and epilogue kept (wrapped hard only if too long)."""
-    delimiter = re.compile(rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape")) + rb"(--)?[ \t]*\r?$",
-                           re.MULTILINE)
+    delimiter = re.compile(
+        rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape")) + rb"(--)?[ \t]*\r?$",
+        re.MULTILINE,
+    )
     marks = list(delimiter.finditer(body))
     if not marks:
         return body
-    out = [_wrap_hard(body[:marks[0].start()], newline)]
+    out = [_wrap_hard(body[: marks[0].start()], newline)]
     for i, mark in enumerate(marks):
         out.append(mark.group(0))
         if mark.group(1):  # the close delimiter: what follows is the epilogue
-            out.append(_wrap_hard(body[mark.end():], newline))
+            out.append(_wrap_hard(body[mark.end() :], newline))
             break
-        out.append(_part(body[mark.end():marks[i + 1].start() if i + 1 < len(marks) else len(body)], newline, depth))
+        out.append(
+            _part(
+                body[mark.end() : marks[i + 1].start() if i + 1 < len(marks) else len(body)],
+                newline,
+                depth,
+            )
+        )
     return b"".join(out)
 
 
 def _part(chunk: bytes, newline: bytes, depth: int) -> bytes:
     """What lies between two delimiter lines: the end of the first, the part, the line break before the next."""
     lead = b"\n" if chunk.startswith(b"\n") else b""
-    inner = chunk[len(lead):]
+    inner = chunk[len(lead) :]
     tail = re.search(rb"\r?\n\Z", inner)
     cut = tail.start() if tail else len(inner)
     return lead + _entity(inner[:cut], newline, depth + 1) + inner[cut:]
@@ -167,7 +180,7 @@ def _reencode(body: bytes, ctype: str, cte: str, newline: bytes) -> tuple[bytes,
 
 
 def _base64_lines(encoded: bytes, newline: bytes) -> bytes:
-    return newline.join(encoded[i:i + 76] for i in range(0, len(encoded), 76))
+    return newline.join(encoded[i : i + 76] for i in range(0, len(encoded), 76))
 
 
 def _wrap_hard(data: bytes, newline: bytes) -> bytes:
@@ -177,6 +190,6 @@ def _wrap_hard(data: bytes, newline: bytes) -> bytes:
     out = []
     for line in data.splitlines(keepends=True):
         body = line.rstrip(b"\r\n")
-        ending = line[len(body):]
-        out.append(newline.join(body[i:i + LIMIT] for i in range(0, len(body), LIMIT)) + ending)
+        ending = line[len(body) :]
+        out.append(newline.join(body[i : i + LIMIT] for i in range(0, len(body), LIMIT)) + ending)
     return b"".join(out)

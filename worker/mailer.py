@@ -26,12 +26,23 @@ from listgate.outbound import open_session
 log = logging.getLogger(__name__)
 
 SENT, DEFERRED, BOUNCED, ABANDONED = "sent", "deferred", "bounced", "abandoned"
-MAIL, RCPT, DATA, DOT = "mail", "rcpt", "data", "dot"  # the step a reply answered (DOT: the message itself)
+MAIL, RCPT, DATA, DOT = (
+    "mail",
+    "rcpt",
+    "data",
+    "dot",
+)  # the step a reply answered (DOT: the message itself)
 TIMEOUT = 60.0
 _BARE_LF = re.compile(rb"(?<!\r)\n")
 _BARE_CR = re.compile(rb"\r(?!\n)")
 _LEADING_DOT = re.compile(rb"(?m)^\.")
-TRANSIENT_ERRORS = (OSError, smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError, socket.timeout, EOFError)
+TRANSIENT_ERRORS = (
+    OSError,
+    smtplib.SMTPServerDisconnected,
+    smtplib.SMTPConnectError,
+    socket.timeout,
+    EOFError,
+)
 
 
 @dataclass(frozen=True)
@@ -66,8 +77,13 @@ def crlf(data: bytes) -> bytes:
 class Connection(Protocol):
     """An open outbound channel."""
 
-    def send(self, mail_from: str, rcpt: str, data: bytes,
-             before_commit: Callable[[], bool] | None = None) -> SendResult: ...
+    def send(
+        self,
+        mail_from: str,
+        rcpt: str,
+        data: bytes,
+        before_commit: Callable[[], bool] | None = None,
+    ) -> SendResult: ...
 
 
 class SmtpConnection:
@@ -84,14 +100,21 @@ class SmtpConnection:
             self._smtp = open_session(self.url, self.timeout)
         return self._smtp
 
-    def send(self, mail_from: str, rcpt: str, data: bytes,
-             before_commit: Callable[[], bool] | None = None) -> SendResult:
+    def send(
+        self,
+        mail_from: str,
+        rcpt: str,
+        data: bytes,
+        before_commit: Callable[[], bool] | None = None,
+    ) -> SendResult:
         """One SMTP transaction; transient network errors become DEFERRED."""
         try:
             return self._transaction(self.session(), mail_from, rcpt, data, before_commit)
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
-            return SendResult(DEFERRED, exc.smtp_code, f"relay refused our login: {exc.smtp_error!r}")
+            return SendResult(
+                DEFERRED, exc.smtp_code, f"relay refused our login: {exc.smtp_error!r}"
+            )
         except smtplib.SMTPResponseException as exc:
             self.close()
             return classify(exc.smtp_code, str(exc.smtp_error))
@@ -99,12 +122,23 @@ class SmtpConnection:
             self.close()
             return SendResult(DEFERRED, 0, f"{type(exc).__name__}: {exc}")
 
-    def _transaction(self, smtp: smtplib.SMTP, mail_from: str, rcpt: str, data: bytes,
-                     before_commit: Callable[[], bool] | None) -> SendResult:
+    def _transaction(
+        self,
+        smtp: smtplib.SMTP,
+        mail_from: str,
+        rcpt: str,
+        data: bytes,
+        before_commit: Callable[[], bool] | None,
+    ) -> SendResult:
         body = crlf(data)
-        options = ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") and any(b > 127 for b in body) else []
-        for stage, command, ok in ((MAIL, lambda: smtp.mail(mail_from, options), (250,)),
-                                   (RCPT, lambda: smtp.rcpt(rcpt), (250, 251)), (DATA, lambda: smtp.docmd("DATA"), (354,))):
+        options = (
+            ["BODY=8BITMIME"] if smtp.has_extn("8bitmime") and any(b > 127 for b in body) else []
+        )
+        for stage, command, ok in (
+            (MAIL, lambda: smtp.mail(mail_from, options), (250,)),
+            (RCPT, lambda: smtp.rcpt(rcpt), (250, 251)),
+            (DATA, lambda: smtp.docmd("DATA"), (354,)),
+        ):
             code, resp = command()
             if code not in ok:
                 smtp.rset()
@@ -123,8 +157,12 @@ class SmtpConnection:
             # The relay has the whole message and may have queued it: sending it again could
             # make a second copy, so (like a crash at this point) it counts as delivered.
             self.close_now()
-            log.warning("connection lost after the final dot to %s; counted as delivered: %s", rcpt, exc)
-            return SendResult(SENT, 0, f"assumed delivered: connection lost after the final dot ({exc})")
+            log.warning(
+                "connection lost after the final dot to %s; counted as delivered: %s", rcpt, exc
+            )
+            return SendResult(
+                SENT, 0, f"assumed delivered: connection lost after the final dot ({exc})"
+            )
         return classify(code, resp.decode("utf-8", "replace"), DOT)
 
     def close_now(self) -> None:
@@ -151,8 +189,13 @@ class MaildirConnection:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(path, create=True)
 
-    def send(self, mail_from: str, rcpt: str, data: bytes,
-             before_commit: Callable[[], bool] | None = None) -> SendResult:
+    def send(
+        self,
+        mail_from: str,
+        rcpt: str,
+        data: bytes,
+        before_commit: Callable[[], bool] | None = None,
+    ) -> SendResult:
         """Write one file (atomic: tmp/ then rename into new/)."""
         envelope = f"Return-Path: <{mail_from}>\nDelivered-To: {rcpt}\n".encode()
         if before_commit is not None and not before_commit():
@@ -174,7 +217,9 @@ def maildir_path(outbound: str) -> Path:
 
 
 @contextmanager
-def connect(outbound: str, timeout: float = TIMEOUT) -> Iterator[SmtpConnection | MaildirConnection]:
+def connect(
+    outbound: str, timeout: float = TIMEOUT
+) -> Iterator[SmtpConnection | MaildirConnection]:
     """An outbound connection for settings.outbound, closed afterwards."""
     conn: SmtpConnection | MaildirConnection
     if outbound.startswith("maildir:"):

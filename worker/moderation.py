@@ -34,23 +34,49 @@ def notify(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
         return []  # already dealt with (on the web) before this ran
     people = moderation.recipients(mlist, settings.admins)
     if not people:
-        log.error("list %s has no moderators, owners or site admins: nobody hears of %s post %s",
-                  mlist.name, payload.get("event"), msg.id)
+        log.error(
+            "list %s has no moderators, owners or site admins: nobody hears of %s post %s",
+            mlist.name,
+            payload.get("event"),
+            msg.id,
+        )
         return []
-    return [dispatch.record(session, dispatch.SEND_NOTICE, msg.id, _notice(settings, mlist, msg, payload, to))
-            for to in people]
+    return [
+        dispatch.record(
+            session, dispatch.SEND_NOTICE, msg.id, _notice(settings, mlist, msg, payload, to)
+        )
+        for to in people
+    ]
 
 
-def _notice(settings: Settings, mlist: MailingList, msg: Message, payload: dict[str, Any], to: str) -> dict[str, Any]:
-    common = {"to": to, "list": mlist.name, "subject": msg.subject, "from": msg.from_addr,
-              "attach_raw_id": msg.raw_id, "link": f"{settings.base_url}/moderation"}
+def _notice(
+    settings: Settings, mlist: MailingList, msg: Message, payload: dict[str, Any], to: str
+) -> dict[str, Any]:
+    common = {
+        "to": to,
+        "list": mlist.name,
+        "subject": msg.subject,
+        "from": msg.from_addr,
+        "attach_raw_id": msg.raw_id,
+        "link": f"{settings.base_url}/moderation",
+    }
     if payload.get("event") == "report":
-        return common | {"template": "report", "reason": payload.get("reason", ""),
-                         "post": f"{settings.base_url}/messages/{msg.id}"}
-    approve = moderation.address(settings.secret_key, moderation.APPROVE, msg, mlist, settings.domain)
+        return common | {
+            "template": "report",
+            "reason": payload.get("reason", ""),
+            "post": f"{settings.base_url}/messages/{msg.id}",
+        }
+    approve = moderation.address(
+        settings.secret_key, moderation.APPROVE, msg, mlist, settings.domain
+    )
     reject = moderation.address(settings.secret_key, moderation.REJECT, msg, mlist, settings.domain)
-    return common | {"template": "moderate", "reason": payload.get("reason", ""), "approve": approve,
-                     "reject": reject, "reply_to": reject}
+    return common | {
+        "template": "moderate",
+        "reason": payload.get("reason", ""),
+        "approve": approve,
+        "reject": reject,
+        "reply_to": reject,
+    }
 
 
 def send_reminders(ctx: WorkerContext, now: datetime | None = None) -> int:
@@ -58,27 +84,61 @@ def send_reminders(ctx: WorkerContext, now: datetime | None = None) -> int:
     now = now or datetime.now(UTC)
     entries: list[OutboxEntry] = []
     with transaction(ctx.db) as session:
-        waiting = session.execute(select(Message.list_id, func.count()).where(
-            Message.status == PostState.HELD, Message.received_at <= now - REMIND_AFTER).group_by(Message.list_id)).all()
+        waiting = session.execute(
+            select(Message.list_id, func.count())
+            .where(Message.status == PostState.HELD, Message.received_at <= now - REMIND_AFTER)
+            .group_by(Message.list_id)
+        ).all()
         for list_id, count in waiting:
-            claimed = session.connection().execute(store.of(session).insert_ignore(ModerationReminder), {
-                "list_id": list_id, "day": now.date(), "pending": count, "created_at": now}).rowcount
+            claimed = (
+                session.connection()
+                .execute(
+                    store.of(session).insert_ignore(ModerationReminder),
+                    {"list_id": list_id, "day": now.date(), "pending": count, "created_at": now},
+                )
+                .rowcount
+            )
             if claimed:
-                entries += _reminder(session, ctx.settings, session.get_one(MailingList, list_id), now)
+                entries += _reminder(
+                    session, ctx.settings, session.get_one(MailingList, list_id), now
+                )
     ctx.enqueue(entries)
     return len(entries)
 
 
-def _reminder(session: Session, settings: Settings, mlist: MailingList, now: datetime) -> list[OutboxEntry]:
-    held = session.scalars(select(Message).where(Message.list_id == mlist.id, Message.status == PostState.HELD,
-                                                 Message.received_at <= now - REMIND_AFTER)
-                           .order_by(Message.received_at).limit(MAX_LISTED)).all()
-    lines = [f"- \"{m.subject}\" from {m.from_addr}, held since {m.received_at:%Y-%m-%d %H:%M} UTC\n"
-             f"    approve: {moderation.address(settings.secret_key, moderation.APPROVE, m, mlist, settings.domain)}\n"
-             f"    reject:  {moderation.address(settings.secret_key, moderation.REJECT, m, mlist, settings.domain)}"
-             for m in held]
+def _reminder(
+    session: Session, settings: Settings, mlist: MailingList, now: datetime
+) -> list[OutboxEntry]:
+    held = session.scalars(
+        select(Message)
+        .where(
+            Message.list_id == mlist.id,
+            Message.status == PostState.HELD,
+            Message.received_at <= now - REMIND_AFTER,
+        )
+        .order_by(Message.received_at)
+        .limit(MAX_LISTED)
+    ).all()
+    lines = [
+        f'- "{m.subject}" from {m.from_addr}, held since {m.received_at:%Y-%m-%d %H:%M} UTC\n'
+        f"    approve: {moderation.address(settings.secret_key, moderation.APPROVE, m, mlist, settings.domain)}\n"
+        f"    reject:  {moderation.address(settings.secret_key, moderation.REJECT, m, mlist, settings.domain)}"
+        for m in held
+    ]
     people = moderation.recipients(mlist, settings.admins)
-    return [dispatch.record(session, dispatch.SEND_NOTICE, mlist.id, {
-        "template": "reminder", "to": to, "list": mlist.name, "count": len(held), "posts": "\n".join(lines),
-        "link": f"{settings.base_url}/moderation"}) for to in people]
-
+    return [
+        dispatch.record(
+            session,
+            dispatch.SEND_NOTICE,
+            mlist.id,
+            {
+                "template": "reminder",
+                "to": to,
+                "list": mlist.name,
+                "count": len(held),
+                "posts": "\n".join(lines),
+                "link": f"{settings.base_url}/moderation",
+            },
+        )
+        for to in people
+    ]

@@ -30,79 +30,111 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
     addr = f"{name}@{s.domain}"
     thread = _thread_words(p, s)
     texts: dict[str, tuple[str, str]] = {
-        "confirm": (f"Confirm your subscription to{thread} {name}",
-                    f"Someone (hopefully you) asked to subscribe {p.get('to')} to{thread} the list {addr}.\n\n"
-                    f"To confirm, open this link:\n\n  {p.get('link', '')}\n\n"
-                    "or simply reply to this mail. If you did not ask for this, ignore this mail:\n"
-                    "nothing will be sent to you.\n"),
-        "welcome": (f"Welcome to{thread} {name}",
-                    f"You are now subscribed to{thread} {addr}.\n\nPost by writing to {addr}.\n"
-                    f"The archive: {s.base_url}/lists/{name}/\n{_leave_words(p, s)}"),
-        "goodbye": (f"You have left {name}",
-                    f"{p.get('to')} no longer gets mail from {addr}.\n"
-                    f"To come back, write to {name}+subscribe@{s.domain}.\n"),
-        "changed": (f"Done: your mail from {name}",
-                    f"{p.get('message', '')}\n{_thread_link(p, s)}{_digest_words(p, s)}\n"
-                    f"To see everything you get from {name}: {s.base_url}/me/subscriptions\n"),
-        "awaiting": (f"Your subscription to {name} awaits approval",
-                     f"{p.get('to')} is confirmed. A moderator of {addr} must approve your subscription;\n"
-                     "you will get a mail when they have.\n"),
-        "refused": (f"Your subscription to {name} was not approved",
-                    f"The moderators of {addr} did not approve the subscription of {p.get('to')}.\n"
-                    + (f"\nReason: {p['reason']}\n" if p.get("reason") else "")),
-        "failed": (f"Your request to {name} could not be carried out",
-                   f"Your {p.get('command') or 'mail'} request to {name} failed because of an error on our side.\n"
-                   f"It has been logged with the reference {p.get('reference', '')}. Please try again later,\n"
-                   "or tell the list's administrators and give them that reference.\n"),
-        "suspended": (f"Your subscription to {name} is suspended",
-                      f"Mail from {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
-                      f"When your mailbox works again, write to {name}+subscribe@{s.domain} to resume.\n"),
-        "help": (f"Help for {name}",
-                 f"Commands for the list {addr}:\n\n"
-                 f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
-                 f"  {name}+unsubscribe@{s.domain}  leave the list\n"
-                 f"  {name}+help@{s.domain}         this help\n"
-                 f"  {name}+digest-daily@{s.domain}  a daily digest (also -weekly, and -off for every post)\n\n"
-                 "In a reply to a list mail, a body of just one word acts on that thread:\n"
-                 "  follow       get every post of this thread\n"
-                 "  mute         get no more posts of this thread\n"
-                 "  unsubscribe  leave this thread\n\n"
-                 f"The archive: {s.base_url}/lists/{name}/\n"),
+        "confirm": (
+            f"Confirm your subscription to{thread} {name}",
+            f"Someone (hopefully you) asked to subscribe {p.get('to')} to{thread} the list {addr}.\n\n"
+            f"To confirm, open this link:\n\n  {p.get('link', '')}\n\n"
+            "or simply reply to this mail. If you did not ask for this, ignore this mail:\n"
+            "nothing will be sent to you.\n",
+        ),
+        "welcome": (
+            f"Welcome to{thread} {name}",
+            f"You are now subscribed to{thread} {addr}.\n\nPost by writing to {addr}.\n"
+            f"The archive: {s.base_url}/lists/{name}/\n{_leave_words(p, s)}",
+        ),
+        "goodbye": (
+            f"You have left {name}",
+            f"{p.get('to')} no longer gets mail from {addr}.\n"
+            f"To come back, write to {name}+subscribe@{s.domain}.\n",
+        ),
+        "changed": (
+            f"Done: your mail from {name}",
+            f"{p.get('message', '')}\n{_thread_link(p, s)}{_digest_words(p, s)}\n"
+            f"To see everything you get from {name}: {s.base_url}/me/subscriptions\n",
+        ),
+        "awaiting": (
+            f"Your subscription to {name} awaits approval",
+            f"{p.get('to')} is confirmed. A moderator of {addr} must approve your subscription;\n"
+            "you will get a mail when they have.\n",
+        ),
+        "refused": (
+            f"Your subscription to {name} was not approved",
+            f"The moderators of {addr} did not approve the subscription of {p.get('to')}.\n"
+            + (f"\nReason: {p['reason']}\n" if p.get("reason") else ""),
+        ),
+        "failed": (
+            f"Your request to {name} could not be carried out",
+            f"Your {p.get('command') or 'mail'} request to {name} failed because of an error on our side.\n"
+            f"It has been logged with the reference {p.get('reference', '')}. Please try again later,\n"
+            "or tell the list's administrators and give them that reference.\n",
+        ),
+        "suspended": (
+            f"Your subscription to {name} is suspended",
+            f"Mail from {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
+            f"When your mailbox works again, write to {name}+subscribe@{s.domain} to resume.\n",
+        ),
+        "help": (
+            f"Help for {name}",
+            f"Commands for the list {addr}:\n\n"
+            f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
+            f"  {name}+unsubscribe@{s.domain}  leave the list\n"
+            f"  {name}+help@{s.domain}         this help\n"
+            f"  {name}+digest-daily@{s.domain}  a daily digest (also -weekly, and -off for every post)\n\n"
+            "In a reply to a list mail, a body of just one word acts on that thread:\n"
+            "  follow       get every post of this thread\n"
+            "  mute         get no more posts of this thread\n"
+            "  unsubscribe  leave this thread\n\n"
+            f"The archive: {s.base_url}/lists/{name}/\n",
+        ),
         # The sender may be forged: nothing they wrote (not even the Subject) is sent back.
-        "held": (f"Your post to {name} awaits moderation",
-                 f"A message from you to {addr} (received {p.get('received', '')}) is held until a moderator\n"
-                 "approves it.\n"),
-        "rejected": (f"Your mail to {name} was not accepted",
-                     f"Your message \"{p.get('subject', '')}\" to {addr} was not accepted.\n\n"
-                     f"Reason: {p.get('reason', 'not given')}\n"),
-        "moderate": (f"{name}: a post awaits moderation: {p.get('subject', '')}",
-                     f"A post to {addr} is held: {p.get('reason', '')}.\n\n"
-                     f"  From:    {p.get('from', '')}\n  Subject: {p.get('subject', '')}\n\n"
-                     "It is attached to this mail.\n\n"
-                     f"To approve it, send any mail to:\n  {p.get('approve', '')}\n"
-                     f"  (mailto:{p.get('approve', '')}?subject=approve)\n\n"
-                     "To reject it, reply to this mail with one line:\n  reject: REASON\n"
-                     "The reason is sent to the author. Each address works once.\n\n"
-                     f"Or use the moderation page: {p.get('link', '')}\n"),
-        "report": (f"{name}: a post was reported: {p.get('subject', '')}",
-                   f"A reader reported a post on {addr}.\n\n  From:    {p.get('from', '')}\n"
-                   f"  Subject: {p.get('subject', '')}\n  Reason:  {p.get('reason', '')}\n\n"
-                   f"The post: {p.get('post', '')}\nIt is attached to this mail.\n\n"
-                   f"Act on it on the moderation page: {p.get('link', '')}\n"),
-        "reminder": (f"{name}: {p.get('count', 0)} post(s) still await moderation",
-                     f"These posts to {addr} are still held:\n\n{p.get('posts', '')}\n\n"
-                     "Send any mail to an approve address to publish that post; to reject one, write\n"
-                     "\"reject: REASON\" to its reject address.\n\n"
-                     f"The moderation page: {p.get('link', '')}\n"),
-        "digest_reply": (f"Your reply to the {name} digest is held",
-                         f"Your message answers the {name} digest ({p.get('period', '')}) as a whole, and we\n"
-                         "could not tell which of its posts you meant, so it is held.\n\n"
-                         "Please send it again using the reply link of that post in the digest's table of\n"
-                         "contents, or change the subject to the post's subject (Re: ...) and quote the part\n"
-                         "you answer.\n"),
-        "signin": ("Your sign-in link",
-                   f"Open this link to sign in (it works once, for one hour):\n\n  {p.get('link', '')}\n\n"
-                   "If you did not ask for it, ignore this mail.\n"),
+        "held": (
+            f"Your post to {name} awaits moderation",
+            f"A message from you to {addr} (received {p.get('received', '')}) is held until a moderator\n"
+            "approves it.\n",
+        ),
+        "rejected": (
+            f"Your mail to {name} was not accepted",
+            f'Your message "{p.get("subject", "")}" to {addr} was not accepted.\n\n'
+            f"Reason: {p.get('reason', 'not given')}\n",
+        ),
+        "moderate": (
+            f"{name}: a post awaits moderation: {p.get('subject', '')}",
+            f"A post to {addr} is held: {p.get('reason', '')}.\n\n"
+            f"  From:    {p.get('from', '')}\n  Subject: {p.get('subject', '')}\n\n"
+            "It is attached to this mail.\n\n"
+            f"To approve it, send any mail to:\n  {p.get('approve', '')}\n"
+            f"  (mailto:{p.get('approve', '')}?subject=approve)\n\n"
+            "To reject it, reply to this mail with one line:\n  reject: REASON\n"
+            "The reason is sent to the author. Each address works once.\n\n"
+            f"Or use the moderation page: {p.get('link', '')}\n",
+        ),
+        "report": (
+            f"{name}: a post was reported: {p.get('subject', '')}",
+            f"A reader reported a post on {addr}.\n\n  From:    {p.get('from', '')}\n"
+            f"  Subject: {p.get('subject', '')}\n  Reason:  {p.get('reason', '')}\n\n"
+            f"The post: {p.get('post', '')}\nIt is attached to this mail.\n\n"
+            f"Act on it on the moderation page: {p.get('link', '')}\n",
+        ),
+        "reminder": (
+            f"{name}: {p.get('count', 0)} post(s) still await moderation",
+            f"These posts to {addr} are still held:\n\n{p.get('posts', '')}\n\n"
+            "Send any mail to an approve address to publish that post; to reject one, write\n"
+            '"reject: REASON" to its reject address.\n\n'
+            f"The moderation page: {p.get('link', '')}\n",
+        ),
+        "digest_reply": (
+            f"Your reply to the {name} digest is held",
+            f"Your message answers the {name} digest ({p.get('period', '')}) as a whole, and we\n"
+            "could not tell which of its posts you meant, so it is held.\n\n"
+            "Please send it again using the reply link of that post in the digest's table of\n"
+            "contents, or change the subject to the post's subject (Re: ...) and quote the part\n"
+            "you answer.\n",
+        ),
+        "signin": (
+            "Your sign-in link",
+            f"Open this link to sign in (it works once, for one hour):\n\n  {p.get('link', '')}\n\n"
+            "If you did not ask for it, ignore this mail.\n",
+        ),
     }
     if t not in texts:
         raise NoticeError(f"unknown notice template {t!r}")
@@ -122,8 +154,10 @@ def _digest_words(p: dict[str, Any], s: Settings) -> str:
     if p.get("action") not in ("digest", "list"):
         return ""
     name = p.get("list", "")
-    return (f"To change it, write to {name}+digest-daily@{s.domain}, {name}+digest-weekly@{s.domain}\n"
-            f"or {name}+digest-off@{s.domain} (every post).\n")
+    return (
+        f"To change it, write to {name}+digest-daily@{s.domain}, {name}+digest-weekly@{s.domain}\n"
+        f"or {name}+digest-off@{s.domain} (every post).\n"
+    )
 
 
 def _thread_link(p: dict[str, Any], s: Settings) -> str:
@@ -132,18 +166,26 @@ def _thread_link(p: dict[str, Any], s: Settings) -> str:
 
 def _leave_words(p: dict[str, Any], s: Settings) -> str:
     """How to leave, with the person's own link: a thread's leaves only that thread."""
-    name, thread_id = p.get("list", ""), int(p.get("thread_id") or 0) if p.get("kind") == "thread" else 0
+    name, thread_id = (
+        p.get("list", ""),
+        int(p.get("thread_id") or 0) if p.get("kind") == "thread" else 0,
+    )
     link = ""
     if p.get("list_id"):
         token = unsubscribe_token(s.secret_key, int(p["list_id"]), str(p.get("to", "")), thread_id)
         link = f"{s.base_url}/unsubscribe/{token}"
     if thread_id:
         return f"{_thread_link(p, s)}To stop getting this thread, open {link}\nor reply to any of its mails with the one word: unsubscribe\n"
-    return (f"To leave, write to {name}+unsubscribe@{s.domain}" + (f" or open {link}" if link else "")
-            + ",\nor use the link in any list mail.\n")
+    return (
+        f"To leave, write to {name}+unsubscribe@{s.domain}"
+        + (f" or open {link}" if link else "")
+        + ",\nor use the link in any list mail.\n"
+    )
 
 
-def render(payload: dict[str, Any], settings: Settings, attachment: bytes = b"") -> tuple[str, bytes]:
+def render(
+    payload: dict[str, Any], settings: Settings, attachment: bytes = b""
+) -> tuple[str, bytes]:
     """(recipient, message bytes) for a notice payload; attachment: a mail to attach (message/rfc822)."""
     to = str(payload.get("to", "")).strip()
     if "@" not in to:

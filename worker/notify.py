@@ -26,11 +26,16 @@ def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tup
     `named`: the addresses the author already wrote to (To/Cc, see headers.addresses_in): they got it.
     """
     keys = thread_keys(session, msg.thread_id)
-    subs = session.execute(select(Subscription.address, Subscription.id, Subscription.kind, Subscription.thread_key).where(
-        Subscription.list_id == msg.list_id, Subscription.status == SubscriptionState.ACTIVE,
-        ((Subscription.kind == "list") & (Subscription.thread_key == 0))
-        | (Subscription.kind.in_(("thread", "mute")) & Subscription.thread_key.in_(keys)),
-    )).all()
+    subs = session.execute(
+        select(
+            Subscription.address, Subscription.id, Subscription.kind, Subscription.thread_key
+        ).where(
+            Subscription.list_id == msg.list_id,
+            Subscription.status == SubscriptionState.ACTIVE,
+            ((Subscription.kind == "list") & (Subscription.thread_key == 0))
+            | (Subscription.kind.in_(("thread", "mute")) & Subscription.thread_key.in_(keys)),
+        )
+    ).all()
     muted = {addr.lower() for addr, _, kind, _ in subs if kind == "mute"}
     chosen: dict[str, tuple[int, int]] = {}
     # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the thread.

@@ -28,8 +28,12 @@ MAX_DISPATCHES = 30  # the sweeper gives up on an outbox entry after this many t
 SWEEP_AFTER = 60.0
 
 
-def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, OutboxEntry], list[OutboxEntry]],
-               on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None) -> None:
+def run_outbox(
+    ctx: WorkerContext,
+    outbox_id: int,
+    handler: Callable[[Session, OutboxEntry], list[OutboxEntry]],
+    on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
+) -> None:
     """Run handler on a not-yet-done outbox entry, mark it done in the same transaction, enqueue its mail.
 
     A transient error (database busy or unreachable) propagates, so the task is retried. Any
@@ -50,9 +54,13 @@ def run_outbox(ctx: WorkerContext, outbox_id: int, handler: Callable[[Session, O
     ctx.enqueue(queued)
 
 
-def fail(ctx: WorkerContext, outbox_id: int, exc: BaseException,
-         on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
-         claimed: bool = False) -> list[OutboxEntry]:
+def fail(
+    ctx: WorkerContext,
+    outbox_id: int,
+    exc: BaseException,
+    on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
+    claimed: bool = False,
+) -> list[OutboxEntry]:
     """End an outbox entry as failed for good: logged with its stack trace and a reference; the answer to send.
 
     claimed: this worker holds the entry (done_at set by its claim); otherwise an entry someone
@@ -63,7 +71,11 @@ def fail(ctx: WorkerContext, outbox_id: int, exc: BaseException,
     detail = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:1000]
     with transaction(ctx.db) as session:
         entry = session.get(OutboxEntry, outbox_id)
-        if entry is None or entry.failed_at is not None or (entry.done_at is not None and not claimed):
+        if (
+            entry is None
+            or entry.failed_at is not None
+            or (entry.done_at is not None and not claimed)
+        ):
             return []
         entry.done_at = entry.failed_at = datetime.now(UTC)
         entry.last_error = f"{detail} [reference {reference}]"
@@ -80,14 +92,23 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated").
     """
     with transaction(ctx.db) as session:
-        claimed = session.execute(update(OutboxEntry).where(
-            OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None)).values(done_at=datetime.now(UTC)))
+        claimed = session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
+            .values(done_at=datetime.now(UTC))
+        )
         entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
         payload = json.loads(entry.payload or "{}") if entry is not None else None
-        if entry is not None and payload is not None and _rate_limited(session, ctx.settings, payload):
+        if (
+            entry is not None
+            and payload is not None
+            and _rate_limited(session, ctx.settings, payload)
+        ):
             entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"
             return
-        attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
+        attached = (
+            session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
+        )
         attachment = attached.data if attached is not None else b""
     if payload is None:
         return
@@ -102,14 +123,25 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     if result.status == mailer.DEFERRED:
         # Released again: the sweeper re-queues it with backoff (one retry path, not two).
         log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
-        with transaction(ctx.db) as session:  # its reply slot is taken: the retry is not limited again
-            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
-                done_at=None, payload=json.dumps({**payload, "rate_checked": True})))
+        with transaction(
+            ctx.db
+        ) as session:  # its reply slot is taken: the retry is not limited again
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == outbox_id)
+                .values(done_at=None, payload=json.dumps({**payload, "rate_checked": True}))
+            )
     elif result.status == mailer.BOUNCED:
         log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
         with transaction(ctx.db) as session:
-            session.execute(update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(
-                failed_at=datetime.now(UTC), last_error=f"refused by the relay: {result.detail}"[:1000]))
+            session.execute(
+                update(OutboxEntry)
+                .where(OutboxEntry.id == outbox_id)
+                .values(
+                    failed_at=datetime.now(UTC),
+                    last_error=f"refused by the relay: {result.detail}"[:1000],
+                )
+            )
 
 
 def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any]) -> bool:
@@ -119,8 +151,12 @@ def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any])
     to = str(payload.get("to", ""))
     if autoreply.claim(session, to, settings.auto_reply_window):
         return False
-    log.info("automatic reply %r to %s not sent: one per %ss (RFC 3834)", payload.get("template"), to,
-             settings.auto_reply_window)
+    log.info(
+        "automatic reply %r to %s not sent: one per %ss (RFC 3834)",
+        payload.get("template"),
+        to,
+        settings.auto_reply_window,
+    )
     return True
 
 
@@ -134,12 +170,23 @@ def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
     now = datetime.now(UTC)
     cutoff = now - timedelta(seconds=older_than)
     with transaction(ctx.db) as session:
-        candidates = session.scalars(select(OutboxEntry).where(
-            OutboxEntry.done_at.is_(None), OutboxEntry.created_at <= cutoff, OutboxEntry.attempts < MAX_DISPATCHES,
-            or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
-        ).order_by(OutboxEntry.id).limit(1000)).all()
-        entries = [e for e in candidates if e.dispatched_at is None
-                   or e.dispatched_at <= now - redispatch_after(older_than, e.attempts)]
+        candidates = session.scalars(
+            select(OutboxEntry)
+            .where(
+                OutboxEntry.done_at.is_(None),
+                OutboxEntry.created_at <= cutoff,
+                OutboxEntry.attempts < MAX_DISPATCHES,
+                or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
+            )
+            .order_by(OutboxEntry.id)
+            .limit(1000)
+        ).all()
+        entries = [
+            e
+            for e in candidates
+            if e.dispatched_at is None
+            or e.dispatched_at <= now - redispatch_after(older_than, e.attempts)
+        ]
         _give_up(session, now)
         for entry in entries:
             entry.dispatched_at, entry.attempts = datetime.now(UTC), entry.attempts + 1
@@ -151,10 +198,19 @@ def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
 
 def _give_up(session: Session, now: datetime) -> None:
     """Entries dispatched MAX_DISPATCHES times and still not done end as failed (shown by status and /metrics)."""
-    gone = rowcount(session.execute(update(OutboxEntry).where(
-        OutboxEntry.done_at.is_(None), OutboxEntry.attempts >= MAX_DISPATCHES,
-        OutboxEntry.dispatched_at <= now - redispatch_after(SWEEP_AFTER, MAX_DISPATCHES)).values(
-        done_at=now, failed_at=now, last_error=f"gave up after {MAX_DISPATCHES} dispatches")))
+    gone = rowcount(
+        session.execute(
+            update(OutboxEntry)
+            .where(
+                OutboxEntry.done_at.is_(None),
+                OutboxEntry.attempts >= MAX_DISPATCHES,
+                OutboxEntry.dispatched_at <= now - redispatch_after(SWEEP_AFTER, MAX_DISPATCHES),
+            )
+            .values(
+                done_at=now, failed_at=now, last_error=f"gave up after {MAX_DISPATCHES} dispatches"
+            )
+        )
+    )
     if gone:
         log.error("gave up on %d outbox entries after %d dispatches each", gone, MAX_DISPATCHES)
 

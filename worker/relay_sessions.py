@@ -89,10 +89,22 @@ class SmtpWave:
         """One transaction per item (item i on session i); a result per item, in order."""
         results: list[SendResult | None] = [None] * len(items)
         live = self._open(range(len(items)), results)
-        live = self._step(live, results, MAIL, {250}, lambda i, smtp: smtp.putcmd(
-            "mail", f"FROM:<{items[i].mail_from}>{self._options(smtp, items[i])}"))
-        live = self._step(live, results, RCPT, {250, 251}, lambda i, smtp: smtp.putcmd(
-            "rcpt", f"TO:<{items[i].rcpt}>"))
+        live = self._step(
+            live,
+            results,
+            MAIL,
+            {250},
+            lambda i, smtp: smtp.putcmd(
+                "mail", f"FROM:<{items[i].mail_from}>{self._options(smtp, items[i])}"
+            ),
+        )
+        live = self._step(
+            live,
+            results,
+            RCPT,
+            {250, 251},
+            lambda i, smtp: smtp.putcmd("rcpt", f"TO:<{items[i].rcpt}>"),
+        )
         live = self._step(live, results, DATA, {354}, lambda i, smtp: smtp.putcmd("data"))
         live = [i for i in live if self._write(i, items[i].wire, results)]
         dotted = handover(live, lambda ours: self._dots(live, ours, results)) if live else set()
@@ -120,14 +132,22 @@ class SmtpWave:
                 live.append(i)
             except smtplib.SMTPResponseException as exc:
                 self.sessions[i].close_now()
-                results[i] = SendResult(DEFERRED, exc.smtp_code, f"relay refused the session: {exc.smtp_error!r}")
+                results[i] = SendResult(
+                    DEFERRED, exc.smtp_code, f"relay refused the session: {exc.smtp_error!r}"
+                )
             except (smtplib.SMTPException, *TRANSIENT_ERRORS) as exc:
                 self.sessions[i].close_now()
                 results[i] = SendResult(DEFERRED, 0, f"{type(exc).__name__}: {exc}")
         return live
 
-    def _step(self, live: list[int], results: list[SendResult | None], stage: str, ok: set[int],
-              put: Callable[[int, smtplib.SMTP], None]) -> list[int]:
+    def _step(
+        self,
+        live: list[int],
+        results: list[SendResult | None],
+        stage: str,
+        ok: set[int],
+        put: Callable[[int, smtplib.SMTP], None],
+    ) -> list[int]:
         """Write one command on every live session, then read every reply; the sessions that may go on."""
         written = [i for i in live if self._guard(i, results, partial(put, i))]
         passed = []
@@ -146,7 +166,9 @@ class SmtpWave:
     def _write(self, i: int, data: bytes, results: list[SendResult | None]) -> bool:
         return self._guard(i, results, lambda s: s.send(data))
 
-    def _guard(self, i: int, results: list[SendResult | None], act: Callable[[smtplib.SMTP], object]) -> bool:
+    def _guard(
+        self, i: int, results: list[SendResult | None], act: Callable[[smtplib.SMTP], object]
+    ) -> bool:
         """Run act on session i; a network failure drops the session and defers its copy."""
         try:
             act(self.sessions[i].session())
@@ -164,7 +186,9 @@ class SmtpWave:
             # same Message-ID) rather than risk that it never arrives.
             self.sessions[i].close_now()
             log.warning("no reply after the final dot for %s, will send again: %s", rcpt, exc)
-            return SendResult(DEFERRED, 0, f"no reply after the final dot ({type(exc).__name__}: {exc})")
+            return SendResult(
+                DEFERRED, 0, f"no reply after the final dot ({type(exc).__name__}: {exc})"
+            )
         return classify(code, text.decode("utf-8", "replace"), DOT)
 
     def close(self) -> None:
@@ -186,7 +210,9 @@ class MaildirWave:
 
         def write(ours: set[int]) -> set[int]:
             for i in ours:
-                results[i] = self.conn.send(items[i].mail_from, items[i].rcpt, _STUFFED_DOT.sub(b".", items[i].wire))
+                results[i] = self.conn.send(
+                    items[i].mail_from, items[i].rcpt, _STUFFED_DOT.sub(b".", items[i].wire)
+                )
             return {i for i in ours if results[i].ok}
 
         handover(list(range(len(items))), write)
@@ -197,7 +223,9 @@ class MaildirWave:
 
 
 @contextmanager
-def connect(outbound: str, size: int = SIZE, timeout: float = TIMEOUT) -> Iterator[SmtpWave | MaildirWave]:
+def connect(
+    outbound: str, size: int = SIZE, timeout: float = TIMEOUT
+) -> Iterator[SmtpWave | MaildirWave]:
     """A wave sender for settings.outbound, closed afterwards."""
     out: SmtpWave | MaildirWave
     if outbound.startswith("maildir:"):

@@ -21,8 +21,13 @@ SIZE = 512  # names kept; the least recently used goes first
 class Resolver:
     """Answers TXT queries; `server` ("HOST:PORT", or "" for the system's) is asked at most once per TTL."""
 
-    def __init__(self, server: str = "", timeout: float = 5.0, size: int = SIZE,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        server: str = "",
+        timeout: float = 5.0,
+        size: int = SIZE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.server, self.timeout, self.size, self.clock = server, timeout, size, clock
         self._cache: OrderedDict[str, tuple[float, list[str]]] = OrderedDict()
         self._resolver: dns.resolver.Resolver | None = None
@@ -51,7 +56,9 @@ class Resolver:
             log.debug("no TXT record at %s: %s", name, exc)
             return [], NEGATIVE_TTL
         records = [b"".join(r.strings).decode("ascii", "replace") for r in answer]
-        return records, min(float(answer.rrset.ttl if answer.rrset is not None else MAX_TTL), MAX_TTL)
+        return records, min(
+            float(answer.rrset.ttl if answer.rrset is not None else MAX_TTL), MAX_TTL
+        )
 
     def _dns(self) -> dns.resolver.Resolver:
         """A dnspython resolver for the configured server (built on first use)."""

@@ -22,12 +22,43 @@ from worker.resolver import Resolver
 
 log = logging.getLogger(__name__)
 
-SIGNED = (b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"in-reply-to", b"references",
-          b"mime-version", b"content-type", b"content-transfer-encoding", b"auto-submitted",
-          b"list-id", b"list-post", b"list-unsubscribe", b"list-unsubscribe-post")
-SEALED = (b"from", b"to", b"cc", b"subject", b"date", b"message-id", b"reply-to", b"in-reply-to", b"references",
-          b"mime-version", b"content-type", b"content-transfer-encoding", b"list-id", b"list-post", b"list-archive",
-          b"list-help", b"archived-at")
+SIGNED = (
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"auto-submitted",
+    b"list-id",
+    b"list-post",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+)
+SEALED = (
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"in-reply-to",
+    b"references",
+    b"mime-version",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"list-id",
+    b"list-post",
+    b"list-archive",
+    b"list-help",
+    b"archived-at",
+)
 _D_TAG = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)")
 
 
@@ -50,8 +81,14 @@ class Signer:
         if not self._dkim_key:
             return data
         linesep = b"\r\n" if b"\r\n" in data[:4096] else b"\n"
-        signature = dkim.sign(data, self.settings.dkim_selector.encode(), self.settings.domain.encode(),
-                              self._dkim_key, include_headers=_present(data, SIGNED), linesep=linesep)
+        signature = dkim.sign(
+            data,
+            self.settings.dkim_selector.encode(),
+            self.settings.domain.encode(),
+            self._dkim_key,
+            include_headers=_present(data, SIGNED),
+            linesep=linesep,
+        )
         return signature + data
 
     def seal(self, data: bytes, received: bytes | None = None) -> bytes:
@@ -65,9 +102,15 @@ class Signer:
         results = self.authentication_results(received if received is not None else data)
         stamped = b"Authentication-Results: " + results + linesep + data
         try:
-            arc_set = dkim.arc_sign(stamped, self.settings.arc_selector.encode(), self.settings.domain.encode(),
-                                    self._arc_key, self.settings.domain.encode(),
-                                    include_headers=_present(data, SEALED), linesep=linesep)
+            arc_set = dkim.arc_sign(
+                stamped,
+                self.settings.arc_selector.encode(),
+                self.settings.domain.encode(),
+                self._arc_key,
+                self.settings.domain.encode(),
+                include_headers=_present(data, SEALED),
+                linesep=linesep,
+            )
         except dkim.DKIMException as exc:  # a mail too broken to seal still goes out, unsealed
             log.warning("no ARC set for this copy: %s", exc)
             return data
@@ -79,17 +122,25 @@ class Signer:
         header = fields.read(data)
         if header.all(DKIM_SIGNATURE):
             try:
-                ok = dkim.verify(data, dnsfunc=self.resolver.dkim, timeout=self.settings.dns_timeout)
+                ok = dkim.verify(
+                    data, dnsfunc=self.resolver.dkim, timeout=self.settings.dns_timeout
+                )
             except Exception as exc:  # noqa: BLE001 - dkimpy raises on malformed signatures
                 log.info("DKIM verification error: %s", exc)
                 ok = False
             domain = _signing_domain(header)
-            parts.append(b"dkim=" + (b"pass" if ok else b"fail") + (b" header.d=" + domain if domain else b""))
+            parts.append(
+                b"dkim="
+                + (b"pass" if ok else b"fail")
+                + (b" header.d=" + domain if domain else b"")
+            )
         else:
             parts.append(b"dkim=none")
         if header.all(ARC_SEAL):
             try:
-                cv, _, _ = dkim.arc_verify(data, dnsfunc=self.resolver.dkim, timeout=self.settings.dns_timeout)
+                cv, _, _ = dkim.arc_verify(
+                    data, dnsfunc=self.resolver.dkim, timeout=self.settings.dns_timeout
+                )
             except Exception as exc:  # noqa: BLE001
                 log.info("ARC verification error: %s", exc)
                 cv = dkim.CV_Fail

@@ -24,7 +24,9 @@ from worker.dmarc import TxtResolver
 
 log = logging.getLogger(__name__)
 
-MAX_RETRIES = 8  # retries of a task failing with transient errors (30 s doubling, at most 1 h apart)
+MAX_RETRIES = (
+    8  # retries of a task failing with transient errors (30 s doubling, at most 1 h apart)
+)
 _contexts: dict[Celery, WorkerContext] = {}  # one per app, for the life of the process (register)
 
 
@@ -51,7 +53,7 @@ class ListgateTask(Task):
         except Exception as exc:
             if not is_transient(exc):
                 raise
-            countdown = min(30 * 2 ** self.request.retries, 3600)
+            countdown = min(30 * 2**self.request.retries, 3600)
             log.warning("%s%r: transient error, retry in %ss: %s", self.name, args, countdown, exc)
             raise self.retry(exc=exc, countdown=countdown, max_retries=MAX_RETRIES) from None
 
@@ -81,14 +83,18 @@ def send_notice(task: ListgateTask, outbox_id: int) -> None:
 def handle_command(task: ListgateTask, outbox_id: int) -> None:
     """Carry out a mailed command; if it fails for good, its sender is told."""
     settings = task.ctx.settings
-    outbox.run_outbox(task.ctx, outbox_id, lambda s, e: commands.handle(s, settings, e), commands.answer_failure)
+    outbox.run_outbox(
+        task.ctx, outbox_id, lambda s, e: commands.handle(s, settings, e), commands.answer_failure
+    )
 
 
 @shared_task(name=dispatch.HANDLE_BOUNCE, **OPTIONS)
 def handle_bounce(task: ListgateTask, outbox_id: int) -> None:
     """Score a bounce against the subscription its VERP token names."""
     settings = task.ctx.settings
-    outbox.run_outbox(task.ctx, outbox_id, lambda s, e: bounces.handle(s, settings, e, outbox.raw_mail(s, e)))
+    outbox.run_outbox(
+        task.ctx, outbox_id, lambda s, e: bounces.handle(s, settings, e, outbox.raw_mail(s, e))
+    )
 
 
 @shared_task(name=dispatch.SWEEP_OUTBOX, **OPTIONS)
@@ -98,7 +104,9 @@ def sweep_outbox(task: ListgateTask, older_than: float = outbox.SWEEP_AFTER) -> 
 
 
 @shared_task(name=dispatch.RETRY_DEFERRED, **OPTIONS)
-def retry_deferred(task: ListgateTask, stale_after: float = delivery.STALE_AFTER, horizon: float = 0.0) -> int:
+def retry_deferred(
+    task: ListgateTask, stale_after: float = delivery.STALE_AFTER, horizon: float = 0.0
+) -> int:
     """Send deferred deliveries that are due and recover those a dead worker left (beat)."""
     return delivery.retry_due(task.ctx, stale_after, horizon)
 

@@ -43,6 +43,11 @@ def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str
             continue
         try:
             return str(data, cs), cs  # str(), unlike .decode(), also takes a memoryview
-        except (LookupError, UnicodeDecodeError, ValueError, TypeError):  # ValueError: a NUL in the charset name
+        except (
+            LookupError,
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+        ):  # ValueError: a NUL in the charset name
             continue
     return str(data, "latin-1"), "latin-1"

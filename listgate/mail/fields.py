@@ -16,7 +16,9 @@ from functools import cached_property
 
 from listgate.mail.split import BARE_CR, header_end
 
-_FIELD = re.compile(rb"[^\n]*(?:\n|\Z)(?:(?:[ \t]|\r(?!\n))[^\n]*(?:\n|\Z))*")  # a line and its continuations
+_FIELD = re.compile(
+    rb"[^\n]*(?:\n|\Z)(?:(?:[ \t]|\r(?!\n))[^\n]*(?:\n|\Z))*"
+)  # a line and its continuations
 _NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):[ \t]*")
 
 
@@ -29,10 +31,14 @@ def _defect(kind: type[errors.MessageDefect]) -> str:
 class Header:
     """A header block read once: its fields in order, where it ends, where the body starts."""
 
-    fields: tuple[tuple[str, str], ...]  # (name, value) as received; values keep 8-bit bytes as surrogates
+    fields: tuple[
+        tuple[str, str], ...
+    ]  # (name, value) as received; values keep 8-bit bytes as surrogates
     end: int
     body: int
-    defects: tuple[str, ...] = ()  # what the reader found malformed, named as the standard library names it
+    defects: tuple[
+        str, ...
+    ] = ()  # what the reader found malformed, named as the standard library names it
     bare_cr: bool = False  # the block had a bare CR, read as a space
 
     @cached_property
@@ -65,7 +71,9 @@ def read(raw: bytes, start: int = 0, stop: int | None = None) -> Header:
     bare_cr = BARE_CR.search(block) is not None
     if bare_cr:
         block = BARE_CR.sub(b" ", block)
-    ended_by_body = end == body and end < (len(raw) if stop is None else stop)  # a line that is no field, not blank
+    ended_by_body = end == body and end < (
+        len(raw) if stop is None else stop
+    )  # a line that is no field, not blank
     defects = [_defect(errors.MissingHeaderBodySeparatorDefect)] if ended_by_body else []
     fields: list[tuple[str, str]] = []
     matches = [m for m in _FIELD.finditer(block) if m.end() > m.start()]
@@ -73,7 +81,7 @@ def read(raw: bytes, start: int = 0, stop: int | None = None) -> Header:
         text = match.group()
         name = _NAME.match(text) if not text.startswith(b"From ") else None
         if name is not None:
-            value = text[name.end():].rstrip(b"\r\n").decode("ascii", "surrogateescape")
+            value = text[name.end() :].rstrip(b"\r\n").decode("ascii", "surrogateescape")
             fields.append((name.group(1).decode("ascii"), value))
             continue
         defects.extend(_stray(text, first=i == 0, last=i == len(matches) - 1))
@@ -86,6 +94,12 @@ def _stray(text: bytes, first: bool, last: bool) -> list[str]:
     if text[:1] in (b" ", b"\t", b"\r"):
         return [_defect(errors.FirstHeaderLineIsContinuationDefect)] * lines
     orphans = [_defect(errors.FirstHeaderLineIsContinuationDefect)] * (lines - 1)
-    if text.startswith(b"From "):  # the envelope line first is no defect; last, the parser reads it as body
-        return orphans if first or (last and not orphans) else [_defect(errors.MisplacedEnvelopeHeaderDefect)] + orphans
+    if text.startswith(
+        b"From "
+    ):  # the envelope line first is no defect; last, the parser reads it as body
+        return (
+            orphans
+            if first or (last and not orphans)
+            else [_defect(errors.MisplacedEnvelopeHeaderDefect)] + orphans
+        )
     return [_defect(errors.InvalidHeaderDefect)] + orphans  # a ":" line: a field with no name

@@ -29,11 +29,13 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
     """(plain text, html, attachments) as mail-parser decodes them; a failure leaves them empty, as a defect."""
     import mailparser  # deferred: see the module's docstring
 
-    view = b"".join(f"{n}: {v}\n".encode("ascii", "surrogateescape") for n, v in shaping_fields(header))
+    view = b"".join(
+        f"{n}: {v}\n".encode("ascii", "surrogateescape") for n, v in shaping_fields(header)
+    )
     try:
         # Only the shaping fields: mail-parser would otherwise re-read Received, address and date
         # fields we read ourselves (that doubled the cost of every message).
-        msg: StdMessage = email.message_from_bytes(view + b"\n" + raw[header.body:])
+        msg: StdMessage = email.message_from_bytes(view + b"\n" + raw[header.body :])
         mp = mailparser.MailParser(message=msg)
     except (RecursionError, Exception) as exc:  # noqa: BLE001 - deep nesting, pathological MIME
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
@@ -47,15 +49,21 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
 
 def _bodies(mp: mailparser.MailParser, defects: list[str]) -> Bodies:
     for item in mp.defects or []:
-        for kind, texts in (item.items() if isinstance(item, dict) else []):
-            defects.extend(f"{kind}: {t}"[:300] for t in (texts if isinstance(texts, list) else [texts]))
+        for kind, texts in item.items() if isinstance(item, dict) else []:
+            defects.extend(
+                f"{kind}: {t}"[:300] for t in (texts if isinstance(texts, list) else [texts])
+            )
     text = "\n".join(t for t in (mp.text_plain or []) if t).replace("\x00", "")
     html = "\n".join(t for t in (mp.text_html or []) if t).replace("\x00", "")
     attachments = []
     for att in mp.attachments or []:
         payload = att.get("payload") or ""
         try:
-            data = base64.b64decode(payload) if att.get("binary") else payload.encode("utf-8", "surrogateescape")
+            data = (
+                base64.b64decode(payload)
+                if att.get("binary")
+                else payload.encode("utf-8", "surrogateescape")
+            )
         except (ValueError, UnicodeEncodeError) as exc:
             defects.append(f"AttachmentDefect: {att.get('filename')!r}: {exc}"[:300])
             continue
@@ -76,7 +84,9 @@ def _plain_text(msg: StdMessage, defects: list[str]) -> str:
         if part.is_multipart() and isinstance(part.get_payload(), list):
             continue
         ctype = part.get_content_type()
-        if part is not msg and (ctype != "text/plain" or part.get_content_disposition() == "attachment"):
+        if part is not msg and (
+            ctype != "text/plain" or part.get_content_disposition() == "attachment"
+        ):
             continue
         if part is msg and not ctype.startswith(("text/", "multipart/")):
             continue

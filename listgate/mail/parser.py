@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import email.utils
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from listgate.mail import fields, mime, stream
 from listgate.mail.bodies import BodyDecoder
 from listgate.mail.fields import Header
 from listgate.mail.message import MessageHead, ParsedMessage
-from listgate.mail.names import (AUTO_SUBMITTED, CC, CONTENT_TYPE, DATE, IN_REPLY_TO, PRECEDENCE, REFERENCES,
-                                 SUBJECT, TO)
-from listgate.mail.values import addresses, extract_msgids, header_text, message_id, sender, text_value
+from listgate.mail.names import (
+    AUTO_SUBMITTED,
+    CC,
+    CONTENT_TYPE,
+    DATE,
+    IN_REPLY_TO,
+    PRECEDENCE,
+    REFERENCES,
+    SUBJECT,
+    TO,
+)
+from listgate.mail.values import (
+    addresses,
+    extract_msgids,
+    header_text,
+    message_id,
+    sender,
+    text_value,
+)
 
-LARGE_MESSAGE = 1024 * 1024  # above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
+LARGE_MESSAGE = (
+    1024 * 1024
+)  # above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
 
 
 def decoder(raw: bytes) -> BodyDecoder:
@@ -23,9 +41,11 @@ def decoder(raw: bytes) -> BodyDecoder:
 
 def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
     """Parse raw bytes; never raises on malformed mail (problems become defects)."""
-    arrival = arrival or datetime.now(timezone.utc)
+    arrival = arrival or datetime.now(UTC)
     header = fields.read(raw)
-    defects = ["HeaderDefect: a bare CR in the header block, read as a space"] if header.bare_cr else []
+    defects = (
+        ["HeaderDefect: a bare CR in the header block, read as a space"] if header.bare_cr else []
+    )
     body_text, body_html, attachments = decoder(raw)(raw, header, defects)
     head = _head(header, raw)
     from_name, from_addr = sender(header)
@@ -95,8 +115,11 @@ def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:
         try:
             offset = parsed[9] or 0
             naive = datetime(*parsed[:6])
-            utc = (naive - timedelta(seconds=offset)).replace(tzinfo=timezone.utc)
-            if datetime(1980, 1, 1, tzinfo=timezone.utc) <= utc <= arrival + timedelta(days=2) and abs(offset) <= 14 * 3600:
+            utc = (naive - timedelta(seconds=offset)).replace(tzinfo=UTC)
+            if (
+                datetime(1980, 1, 1, tzinfo=UTC) <= utc <= arrival + timedelta(days=2)
+                and abs(offset) <= 14 * 3600
+            ):
                 return utc, offset // 60, False
         except (ValueError, OverflowError):
             pass

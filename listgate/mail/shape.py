@@ -16,7 +16,10 @@ _DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a lite
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
 _DECLARATION = re.compile(rb"(?i)multipart/|message/")
 
-SMUGGLING = ("smuggling", "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends")
+SMUGGLING = (
+    "smuggling",
+    "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends",
+)
 
 
 def dot_line_with_bare_end(line: bytes) -> bool:
@@ -31,8 +34,8 @@ def smuggling(raw: bytes) -> bool:
         if i > 0 and raw[i - 1] not in (10, 13):
             continue  # a '.' ending a sentence, not a '.' line
         # A dot-stuffed "..\r\n" line legitimately arrives as CRLF "." CRLF.
-        before_ok = i == 0 or raw[i - 2:i] == b"\r\n"
-        if not (before_ok and raw[i + 1:i + 3] == b"\r\n"):
+        before_ok = i == 0 or raw[i - 2 : i] == b"\r\n"
+        if not (before_ok and raw[i + 1 : i + 3] == b"\r\n"):
             return True
     return False
 
@@ -115,13 +118,20 @@ def _boundary_line(stack: list[bytes | None], line: bytes) -> bool:
             del stack[i:]
             return False
         if line == b"--" + b:
-            del stack[i + 1:]
+            del stack[i + 1 :]
             return True
     return False
 
 
-def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int, *,
-                  max_header_bytes: int = 256 * 1024, max_folded: int = 1000) -> tuple[str, str] | None:
+def shape_problem(
+    raw: bytes,
+    max_headers: int,
+    max_line: int,
+    max_depth: int,
+    *,
+    max_header_bytes: int = 256 * 1024,
+    max_folded: int = 1000,
+) -> tuple[str, str] | None:
     """(reason label, 5xx reply) when the message breaks a limit, else None."""
     if smuggling(raw):
         return SMUGGLING
@@ -130,17 +140,25 @@ def shape_problem(raw: bytes, max_headers: int, max_line: int, max_depth: int, *
         return problem
     longest = line_over(raw, max_line)  # after the header checks: they name a clearer reason
     if longest:
-        return "line-too-long", f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}"
+        return (
+            "line-too-long",
+            f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}",
+        )
     # Each level needs a multipart/ or message/ declaration: skip the line scan when too few exist.
     if not any(i >= max_depth for i, _ in enumerate(_DECLARATION.finditer(raw), 1)):
         return None
     depth = mime_depth(raw)
     if depth > max_depth:
-        return "mime-too-deep", f"554 5.6.0 Refused: MIME parts nested {depth} deep, the limit is {max_depth}"
+        return (
+            "mime-too-deep",
+            f"554 5.6.0 Refused: MIME parts nested {depth} deep, the limit is {max_depth}",
+        )
     return None
 
 
-def header_problem(head: bytes, max_headers: int, max_bytes: int, max_folded: int) -> tuple[str, str] | None:
+def header_problem(
+    head: bytes, max_headers: int, max_bytes: int, max_folded: int
+) -> tuple[str, str] | None:
     """(reason label, 5xx reply) when a header block breaks a limit, else None.
 
     A bare CR is refused because parsers disagree on it: the standard library ends a line at
@@ -148,13 +166,21 @@ def header_problem(head: bytes, max_headers: int, max_bytes: int, max_folded: in
     (a Message-ID lost, a field hidden from a check).
     """
     if len(head) > max_bytes:
-        return "header-too-big", f"552 5.3.4 Refused: a header block of {len(head)} bytes, the limit is {max_bytes}"
+        return (
+            "header-too-big",
+            f"552 5.3.4 Refused: a header block of {len(head)} bytes, the limit is {max_bytes}",
+        )
     if BARE_CR.search(head):
         return "bare-cr", "554 5.6.0 Refused: a bare CR in the header block; use CRLF line ends"
     shape = header_shape(head)
     if shape.fields > max_headers:
-        return "too-many-headers", f"552 5.3.4 Refused: {shape.fields} header fields, the limit is {max_headers}"
+        return (
+            "too-many-headers",
+            f"552 5.3.4 Refused: {shape.fields} header fields, the limit is {max_headers}",
+        )
     if shape.folded > max_folded:
-        return "header-folded", (f"554 5.6.0 Refused: the {shape.folded_name} field is folded over {shape.folded} "
-                                 f"lines, the limit is {max_folded}")
+        return "header-folded", (
+            f"554 5.6.0 Refused: the {shape.folded_name} field is folded over {shape.folded} "
+            f"lines, the limit is {max_folded}"
+        )
     return None

@@ -37,6 +37,8 @@ def split(raw: bytes) -> tuple[bytes, bytes]:
 def header_block(raw: bytes) -> bytes:
     """The top-level header block of a message, up to the line break before the blank line that ends it."""
     end, body = header_end(raw)
-    if body > end and end:  # the last field's own line break is counted with the blank line, as it always was
-        end -= 2 if raw[end - 2:end] == b"\r\n" else 1
+    if (
+        body > end and end
+    ):  # the last field's own line break is counted with the blank line, as it always was
+        end -= 2 if raw[end - 2 : end] == b"\r\n" else 1
     return raw[:end]

@@ -36,16 +36,26 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
     return "\n".join(t for t in text if t), "\n".join(t for t in html if t), tuple(attachments)
 
 
-def _entity(raw: bytes, body: int, end: int, head: StdMessage, sink: Sink, defects: list[str], depth: int) -> None:
+def _entity(
+    raw: bytes, body: int, end: int, head: StdMessage, sink: Sink, defects: list[str], depth: int
+) -> None:
     """Add the body raw[body:end] (its entity's headers head) to sink: a multipart's parts, or one leaf."""
-    boundary = head.get_boundary() if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH else None
+    boundary = (
+        head.get_boundary()
+        if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH
+        else None
+    )
     parts = _split_parts(raw, body, end, _bytes(boundary)) if boundary else []
     if parts:
         for s, e in parts[:MAX_PARTS]:
             part = fields.read(raw, s, e)
             _entity(raw, part.body, e, mime_headers(part.fields), sink, defects, depth + 1)
         return
-    if head.get_content_type() in ("message/rfc822", "message/global") and depth < MAX_DEPTH and body < end:
+    if (
+        head.get_content_type() in ("message/rfc822", "message/global")
+        and depth < MAX_DEPTH
+        and body < end
+    ):
         inner = fields.read(raw, body, end)  # an attached message: its text counts too
         _entity(raw, inner.body, end, mime_headers(inner.fields), sink, defects, depth + 1)
         return
@@ -79,7 +89,9 @@ def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tupl
         if not closing and k < end and raw[k] not in (13, 10):
             continue  # the boundary was only the start of a longer line
         if part_start >= 0:
-            parts.append((part_start, j - 2 if raw[j - 2:j] == b"\r\n" else max(j - 1, part_start)))
+            parts.append(
+                (part_start, j - 2 if raw[j - 2 : j] == b"\r\n" else max(j - 1, part_start))
+            )
         if closing:
             return parts
         part_start = raw.find(b"\n", k, end) + 1 or end
@@ -108,9 +120,16 @@ def _add_leaf(part: StdMessage, data: bytes | memoryview, sink: Sink) -> None:
     filename = part.get_filename()
     if ctype.startswith("multipart/"):  # its boundary is lost: keep what it says as text
         ctype = "text/plain"
-    if ctype in ("text/plain", "text/html") and part.get_content_disposition() != "attachment" and not filename:
+    if (
+        ctype in ("text/plain", "text/html")
+        and part.get_content_disposition() != "attachment"
+        and not filename
+    ):
         decoded, _ = decode_text(data, part.get_content_charset())
         (text if ctype == "text/plain" else html).append(decoded.replace("\x00", ""))
         return
-    attachments.append(ParsedAttachment(filename=str(filename or "attachment")[:255], content_type=ctype[:255],
-                                        data=bytes(data)))
+    attachments.append(
+        ParsedAttachment(
+            filename=str(filename or "attachment")[:255], content_type=ctype[:255], data=bytes(data)
+        )
+    )

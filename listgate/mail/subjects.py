@@ -8,7 +8,9 @@ _REPLY_PREFIX = re.compile(
     r"^\s*(?:\[[^\]]{0,100}\]\s*)?(?:(?:re|aw|sv|antw|r[ée]f|ref|odp|vs|vl|tr|wg|fwd?|fw)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]\s*(?:\[[^\]]{0,100}\]\s*)?)+",
     re.IGNORECASE,
 )
-_REPLY_WORD = re.compile(r"\b(?:re|aw|sv|antw|r[ée]f|odp|vs)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.IGNORECASE)
+_REPLY_WORD = re.compile(
+    r"\b(?:re|aw|sv|antw|r[ée]f|odp|vs)\s*(?:\[\d+\]|\(\d+\))?\s*[:：]", re.IGNORECASE
+)
 _LIST_TAG = re.compile(r"^\s*\[[^\]]{0,100}\]\s*")
 _SPACES = re.compile(r"\s+")
 

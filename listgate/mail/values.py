@@ -46,7 +46,11 @@ def decode_header(value: str | None) -> str:
             try:
                 out.append(chunk.decode(cs))
                 break
-            except (LookupError, UnicodeDecodeError, ValueError):  # ValueError: a NUL in the charset name
+            except (
+                LookupError,
+                UnicodeDecodeError,
+                ValueError,
+            ):  # ValueError: a NUL in the charset name
                 continue
     return _SPACES.sub(" ", "".join(out).replace("\x00", "")).strip()
 
@@ -107,7 +111,9 @@ def message_id(header: Header, raw: bytes) -> tuple[str, bool]:
     return (ids[0], False) if ids else (generated_msgid(raw), True)
 
 
-def reference_chain(own: str, references: tuple[str, ...] | list[str], in_reply_to: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+def reference_chain(
+    own: str, references: tuple[str, ...] | list[str], in_reply_to: tuple[str, ...] | list[str]
+) -> tuple[str, ...]:
     """The ancestors a message names, oldest first; In-Reply-To's first id is taken as the nearest."""
     chain: list[str] = []
     for ref in list(references) + list(in_reply_to[:1]):

@@ -1,5 +1,6 @@
 """The listgate data model (SQLAlchemy 2, typed)."""
 
+from listgate.models import search  # noqa: F401 - the search objects (FTS5, tsvector) beside their table
 from listgate.models.admin import AuditEntry, ModerationReminder, Removal
 from listgate.models.archive import (
     Attachment,
@@ -19,7 +20,6 @@ from listgate.models.digests import DigestSent
 from listgate.models.notposted import NotPosted
 from listgate.models.people import AutoReply, Person, Subscription
 from listgate.models.reading import MessageEdit, ReadMark
-from listgate.models import search  # noqa: F401 - the search objects (FTS5, tsvector) beside their table
 from listgate.models.spool import SpooledMail, SpoolMark
 from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
 

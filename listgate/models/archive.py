@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import (
     Boolean,
@@ -18,8 +18,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Dialect
-from sqlalchemy.types import TypeDecorator
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from listgate.db import Base
 from listgate.models.columns import StateString
@@ -31,7 +31,7 @@ REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To cop
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -42,14 +42,14 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
             if dialect.name == "sqlite":
                 value = value.replace(tzinfo=None)
         return value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is not None and value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
         return value
 
 
@@ -116,8 +116,14 @@ class Thread(Base):
         Index("ix_threads_list_activity", "list_id", "last_activity", "id"),
         Index("ix_threads_list_subject", "list_id", "subject_norm"),
         # Partial (migration 0003): the list page's featured threads, without reading every thread.
-        Index("ix_threads_featured", "list_id", "last_activity", "id",
-              sqlite_where=text("featured = 1"), postgresql_where=text("featured")),
+        Index(
+            "ix_threads_featured",
+            "list_id",
+            "last_activity",
+            "id",
+            sqlite_where=text("featured = 1"),
+            postgresql_where=text("featured"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -178,9 +184,12 @@ class Message(Base):
     by_subject: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The Date and normalised Subject the threading rules read: those of the copy of this
     # Message-ID that places it (its earliest Date, docs/threading.md); the row shows the first copy.
-    thread_date: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda ctx: ctx.get_current_parameters()["date"])
+    thread_date: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=lambda ctx: ctx.get_current_parameters()["date"]
+    )
     thread_subject_norm: Mapped[str] = mapped_column(
-        String(255), default=lambda ctx: ctx.get_current_parameters().get("subject_norm", ""))
+        String(255), default=lambda ctx: ctx.get_current_parameters().get("subject_norm", "")
+    )
     raw_id: Mapped[int] = mapped_column(ForeignKey("raw_messages.id"))
     subject: Mapped[str] = mapped_column(Text, default="")
     subject_norm: Mapped[str] = mapped_column(String(255), default="")
@@ -203,7 +212,7 @@ class Message(Base):
 
     raw: Mapped[RawMessage] = relationship(lazy="select")
     thread: Mapped[Thread] = relationship(lazy="select", foreign_keys=[thread_id])
-    attachments: Mapped[list["Attachment"]] = relationship(
+    attachments: Mapped[list[Attachment]] = relationship(
         lazy="select", order_by="Attachment.position", back_populates="message"
     )
 
@@ -242,7 +251,9 @@ class MessageVariant(Base):
     """A different message (other bytes) that arrived with an archived message's Message-ID."""
 
     __tablename__ = "message_variants"
-    __table_args__ = (UniqueConstraint("message_pk", "raw_id", name="uq_message_variants_message_raw"),)
+    __table_args__ = (
+        UniqueConstraint("message_pk", "raw_id", name="uq_message_variants_message_raw"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)

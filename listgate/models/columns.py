@@ -31,7 +31,9 @@ class StateString(TypeDecorator[E], Generic[E]):
             return None
         member = self._members.get(value) if isinstance(value, str) else None
         if member is None:
-            raise ValueError(f"{value!r} is not a {self.states.__name__}: one of {', '.join(self._members)}")
+            raise ValueError(
+                f"{value!r} is not a {self.states.__name__}: one of {', '.join(self._members)}"
+            )
         return member.value
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:

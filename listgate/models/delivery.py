@@ -44,8 +44,12 @@ class Delivery(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"))
     address: Mapped[str] = mapped_column(String(320))
-    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), nullable=True)
-    status: Mapped[DeliveryState] = mapped_column(StateString(DeliveryState), default=DeliveryState.PENDING)
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id"), nullable=True
+    )
+    status: Mapped[DeliveryState] = mapped_column(
+        StateString(DeliveryState), default=DeliveryState.PENDING
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -61,7 +65,9 @@ class Bounce(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), nullable=True)
-    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id"), nullable=True)
+    subscription_id: Mapped[int | None] = mapped_column(
+        ForeignKey("subscriptions.id"), nullable=True
+    )
     address: Mapped[str] = mapped_column(String(320), default="")
     kind: Mapped[BounceKind] = mapped_column(StateString(BounceKind))
     diagnostic: Mapped[str] = mapped_column(Text, default="")

@@ -20,14 +20,18 @@ class DigestSent(Base):
     """
 
     __tablename__ = "digests_sent"
-    __table_args__ = (UniqueConstraint("list_id", "address", "frequency", "day", name="uq_digests_sent_scope"),)
+    __table_args__ = (
+        UniqueConstraint("list_id", "address", "frequency", "day", name="uq_digests_sent_scope"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
     address: Mapped[str] = mapped_column(String(320))
     day: Mapped[date] = mapped_column(Date)
     frequency: Mapped[str] = mapped_column(String(8), default="daily")
-    status: Mapped[DigestState] = mapped_column(StateString(DigestState), default=DigestState.SENDING)
+    status: Mapped[DigestState] = mapped_column(
+        StateString(DigestState), default=DigestState.SENDING
+    )
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -50,7 +50,9 @@ class Subscription(Base):
     kind: Mapped[str] = mapped_column(String(16))
     # The thread id for thread and mute subscriptions, 0 otherwise (keeps the unique key simple).
     thread_key: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[SubscriptionState] = mapped_column(StateString(SubscriptionState), default=SubscriptionState.PENDING)
+    status: Mapped[SubscriptionState] = mapped_column(
+        StateString(SubscriptionState), default=SubscriptionState.PENDING
+    )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)

@@ -42,7 +42,10 @@ SQLITE_UP = [
     END""",
     f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('rebuild')",
 ]
-SQLITE_DOWN = [*(f"DROP TRIGGER IF EXISTS {t}" for t in reversed(SQLITE_TRIGGERS)), f"DROP TABLE IF EXISTS {FTS_TABLE}"]
+SQLITE_DOWN = [
+    *(f"DROP TRIGGER IF EXISTS {t}" for t in reversed(SQLITE_TRIGGERS)),
+    f"DROP TABLE IF EXISTS {FTS_TABLE}",
+]
 # Bodies are cut at 200,000 characters: a tsvector is limited to 1 MB.
 POSTGRES_UP = [
     f"""ALTER TABLE messages ADD COLUMN {SEARCH_COLUMN} tsvector GENERATED ALWAYS AS (
@@ -52,7 +55,10 @@ POSTGRES_UP = [
     ) STORED""",
     f"CREATE INDEX {SEARCH_INDEX} ON messages USING GIN ({SEARCH_COLUMN})",
 ]
-POSTGRES_DOWN = [f"DROP INDEX IF EXISTS {SEARCH_INDEX}", f"ALTER TABLE messages DROP COLUMN IF EXISTS {SEARCH_COLUMN}"]
+POSTGRES_DOWN = [
+    f"DROP INDEX IF EXISTS {SEARCH_INDEX}",
+    f"ALTER TABLE messages DROP COLUMN IF EXISTS {SEARCH_COLUMN}",
+]
 UP = {"sqlite": SQLITE_UP, "postgresql": POSTGRES_UP}
 DOWN = {"sqlite": SQLITE_DOWN, "postgresql": POSTGRES_DOWN}
 
@@ -65,8 +71,16 @@ def managed_here(obj: Any, name: str | None, type_: str, reflected: bool, _compa
     """Alembic's include_object: False for the search objects above (found in the database, absent from the models)."""
     if not reflected:
         return True
-    if type_ == "table" and name is not None and (name == FTS_TABLE or name.startswith(FTS_TABLE + "_")):
+    if (
+        type_ == "table"
+        and name is not None
+        and (name == FTS_TABLE or name.startswith(FTS_TABLE + "_"))
+    ):
         return False
-    if type_ == "column" and name == SEARCH_COLUMN and getattr(getattr(obj, "table", None), "name", "") == "messages":
+    if (
+        type_ == "column"
+        and name == SEARCH_COLUMN
+        and getattr(getattr(obj, "table", None), "name", "") == "messages"
+    ):
         return False
     return not (type_ == "index" and name == SEARCH_INDEX)

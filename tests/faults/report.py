@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HEAD = """# Reliability and security: figures
@@ -69,26 +69,38 @@ SECURITY = """
 def render(rows: list[dict], atheris: str) -> str:
     """The Markdown page for these figures."""
     mode = "soak" if any(r.get("soak") for r in rows) else "short"
-    out = HEAD.format(when=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), mode=mode)
+    out = HEAD.format(when=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), mode=mode)
     for r in rows:
         rec = "" if r.get("recovery_s") is None else f"{r['recovery_s']:.1f}"
         held = "" if r.get("held") is None else r["held"]
-        out += (f"| {r['scenario']} | {r['attempts']} | {held} | {r['lost']} | {r['duplicated']} | {rec} "
-                f"| {r.get('note', '')} |\n")
+        out += (
+            f"| {r['scenario']} | {r['attempts']} | {held} | {r['lost']} | {r['duplicated']} | {rec} "
+            f"| {r.get('note', '')} |\n"
+        )
     return out + SECURITY.format(atheris=atheris)
 
 
 def main(argv: list[str]) -> int:
     """Read the JSON lines the tests wrote and write the page."""
     if len(argv) < 2:
-        sys.stderr.write("usage: python -m tests.faults.report FIGURES.jsonl OUT.md [ATHERIS-SUMMARY]\n")
+        sys.stderr.write(
+            "usage: python -m tests.faults.report FIGURES.jsonl OUT.md [ATHERIS-SUMMARY]\n"
+        )
         return 2
     source = Path(argv[0])
-    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()] if source.exists() else []
+    rows = (
+        [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+        if source.exists()
+        else []
+    )
     rows = list({r["scenario"]: r for r in rows}.values())  # a re-run scenario: its last figures
     Path(argv[1]).parent.mkdir(parents=True, exist_ok=True)
     Path(argv[1]).write_text(render(rows, argv[2] if len(argv) > 2 else "not run"))
-    bad = [r for r in rows if r["lost"] or r["duplicated"] or r.get("held", r["attempts"]) != r["attempts"]]
+    bad = [
+        r
+        for r in rows
+        if r["lost"] or r["duplicated"] or r.get("held", r["attempts"]) != r["attempts"]
+    ]
     return 1 if bad or not rows else 0
 
 

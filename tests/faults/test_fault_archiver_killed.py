@@ -39,7 +39,9 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
             for i, msgid in enumerate(ids):  # one long thread: each post answers the one before
                 raw = post(msgid, subject="Re: plan" if i else "plan", body=f"Post {i}\r\n")
                 if i:
-                    raw = raw.replace(b"\r\n\r\n", f"\r\nIn-Reply-To: <{ids[i - 1]}>\r\n\r\n".encode(), 1)
+                    raw = raw.replace(
+                        b"\r\n\r\n", f"\r\nIn-Reply-To: <{ids[i - 1]}>\r\n\r\n".encode(), 1
+                    )
                 c.sendmail("ann@example.org", ["dev@lists.test"], raw)  # raises unless 250
     finally:
         gw.stop()
@@ -61,11 +63,19 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
         arch.stop()
     with db() as s:
         stored = Counter(s.scalars(select(Message.message_id)))
-        fanouts = Counter(s.scalars(select(OutboxEntry.ref_id).where(OutboxEntry.kind == "listgate.fanout")))
+        fanouts = Counter(
+            s.scalars(select(OutboxEntry.ref_id).where(OutboxEntry.kind == "listgate.fanout"))
+        )
         thread_counts = list(s.scalars(select(Thread.message_count)))
     lost, twice = sorted(set(ids) - set(stored)), sorted(m for m, n in stored.items() if n > 1)
-    record(f"archiver SIGKILL x{kills} mid-batch", total, len(lost), len(twice), time.monotonic() - started,
-           note=f"killed with {killed_at} archived")
+    record(
+        f"archiver SIGKILL x{kills} mid-batch",
+        total,
+        len(lost),
+        len(twice),
+        time.monotonic() - started,
+        note=f"killed with {killed_at} archived",
+    )
     assert all(0 < n < total for n in killed_at), f"each kill must land mid-stream: {killed_at}"
     assert lost == [] and twice == []
     assert len(fanouts) == total and set(fanouts.values()) == {1}, "one fan-out per post"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import smtplib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -34,10 +34,15 @@ def own_redis() -> Iterator[RedisServer]:
     server.stop()
 
 
-def test_posts_accepted_while_broker_down_and_notified_after(tmp_path: Path, sink: SmtpSink,
-                                                             own_redis: RedisServer) -> None:
+def test_posts_accepted_while_broker_down_and_notified_after(
+    tmp_path: Path, sink: SmtpSink, own_redis: RedisServer
+) -> None:
     down_for = size(3, 30)  # seconds without a broker
-    env = site_env(tmp_path, LISTGATE_BROKER_URL=f"redis://127.0.0.1:{own_redis.port}/0", LISTGATE_OUTBOUND=sink.url)
+    env = site_env(
+        tmp_path,
+        LISTGATE_BROKER_URL=f"redis://127.0.0.1:{own_redis.port}/0",
+        LISTGATE_OUTBOUND=sink.url,
+    )
     settings, db = prepare(env, "dev")
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "dev"), "alice@example.org")
@@ -45,7 +50,9 @@ def test_posts_accepted_while_broker_down_and_notified_after(tmp_path: Path, sin
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     try:
         with smtplib.SMTP("127.0.0.1", settings.smtp_port, timeout=30) as c:
-            assert c.sendmail("ann@example.org", ["dev@lists.test"], post("before@example.org")) == {}
+            assert (
+                c.sendmail("ann@example.org", ["dev@lists.test"], post("before@example.org")) == {}
+            )
         wait_until(lambda: len(sink.received) == 1, what="the post before the outage")
 
         own_redis.stop()
@@ -60,22 +67,35 @@ def test_posts_accepted_while_broker_down_and_notified_after(tmp_path: Path, sin
             time.sleep(0.2)
         assert len(sink.received) == 1, "nothing can go out without the broker"
         # the gateway hands entries to the broker after the 250, from a background thread
-        wait_until(lambda: "left for the sweeper" in gw.text(), what="the gateway noticing the broker is down")
+        wait_until(
+            lambda: "left for the sweeper" in gw.text(),
+            what="the gateway noticing the broker is down",
+        )
 
         own_redis.start()  # same port: the gateway and the worker reconnect on their own
         back = time.monotonic()
         producer = make_celery(settings)  # stands in for beat's periodic sweep
         wait_until(lambda: _sweep(producer), what="the broker to accept the sweep")
-        wait_until(lambda: len(sink.received) >= 1 + len(sent_down), timeout=90, what="the delayed notifications")
+        wait_until(
+            lambda: len(sink.received) >= 1 + len(sent_down),
+            timeout=90,
+            what="the delayed notifications",
+        )
         recovery = time.monotonic() - back
         with smtplib.SMTP("127.0.0.1", settings.smtp_port, timeout=30) as c:
-            assert c.sendmail("ann@example.org", ["dev@lists.test"], post("after@example.org")) == {}
+            assert (
+                c.sendmail("ann@example.org", ["dev@lists.test"], post("after@example.org")) == {}
+            )
         wait_until(lambda: len(sink.received) >= 2 + len(sent_down), what="a post after recovery")
         time.sleep(1)  # anything sent twice would have arrived by now
     finally:
         worker.stop()
         gw.stop()
-    got = Counter(r.message["Message-ID"].strip("<>") for r in sink.received if r.rcpt_tos == ["alice@example.org"])
+    got = Counter(
+        r.message["Message-ID"].strip("<>")
+        for r in sink.received
+        if r.rcpt_tos == ["alice@example.org"]
+    )
     expected = {"before@example.org", "after@example.org", *sent_down}
     lost, twice = expected - set(got), [m for m, n in got.items() if n > 1]
     record(f"broker (Redis) down {down_for}s", len(sent_down), len(lost), len(twice), recovery)

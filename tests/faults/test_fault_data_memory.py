@@ -56,11 +56,18 @@ class Attacker:
     """A connection that starts DATA, sends `nbytes` of bare CRLF lines and never the final dot."""
 
     def __init__(self, port: int, source: str, nbytes: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30, source_address=(source, 0))
+        self.sock = socket.create_connection(
+            ("127.0.0.1", port), timeout=30, source_address=(source, 0)
+        )
         self.buf = b""
         self.sent = 0
         assert self._reply().startswith("220")
-        for command in (b"EHLO flood.example", b"MAIL FROM:<x@example.org>", b"RCPT TO:<dev@lists.test>", b"DATA"):
+        for command in (
+            b"EHLO flood.example",
+            b"MAIL FROM:<x@example.org>",
+            b"RCPT TO:<dev@lists.test>",
+            b"DATA",
+        ):
             self.sock.sendall(command + b"\r\n")
             assert self._reply()[:1] in "23", command
         try:
@@ -124,8 +131,15 @@ def test_endless_data_of_empty_lines_costs_about_its_size(tmp_path: Path) -> Non
             attacker.close()
         gw.stop()
     bounded = growth < 2 * nbytes + 48 * MB
-    record(f"DATA of {nbytes // MB} MB of empty lines, no final dot", 1, 0, 0, None,
-           f"gateway peak +{growth / MB:.0f} MB ({growth / nbytes:.1f} x the bytes sent)", held=int(bounded))
+    record(
+        f"DATA of {nbytes // MB} MB of empty lines, no final dot",
+        1,
+        0,
+        0,
+        None,
+        f"gateway peak +{growth / MB:.0f} MB ({growth / nbytes:.1f} x the bytes sent)",
+        held=int(bounded),
+    )
     assert bounded, f"the gateway grew {growth / MB:.0f} MB for {nbytes / MB:.0f} MB sent"
     assert sorted(archived_ids(db)) == ["other@example.org", "warm@example.org"]
 
@@ -134,8 +148,12 @@ def test_many_endless_data_connections_stay_within_the_memory_budget(tmp_path: P
     budget, each = 32 * MB, size(6, 20) * MB
     addresses = [f"127.0.0.{i}" for i in range(2, 2 + size(6, 8))]
     per_address = size(2, 8)
-    env = site_env(tmp_path, LISTGATE_MAX_DATA_MEMORY=str(budget), LISTGATE_MAX_MESSAGE_SIZE=str(each + MB),
-                   LISTGATE_SMTP_TIMEOUT="3600")  # the connections within the budget stay until measured
+    env = site_env(
+        tmp_path,
+        LISTGATE_MAX_DATA_MEMORY=str(budget),
+        LISTGATE_MAX_MESSAGE_SIZE=str(each + MB),
+        LISTGATE_SMTP_TIMEOUT="3600",
+    )  # the connections within the budget stay until measured
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
     attackers: list[Attacker] = []
@@ -156,11 +174,19 @@ def test_many_endless_data_connections_stay_within_the_memory_budget(tmp_path: P
     refused = [r for r in replies if r.startswith("421 4.3.2")]
     offered = len(attackers) * each
     bounded = growth < 1.5 * budget + 48 * MB
-    record(f"DATA without end on {len(attackers)} connections from {len(addresses)} addresses "
-           f"({offered // MB} MB, budget {budget // MB} MB)", len(attackers), 0, 0, None,
-           f"{len(refused)} got 421; gateway peak +{growth / MB:.0f} MB; another client's post: {meanwhile}",
-           held=len(attackers) if bounded else 0)
-    assert refused and all(r in ("", "<closed>") or r.startswith("421 4.3.2") for r in replies), replies
+    record(
+        f"DATA without end on {len(attackers)} connections from {len(addresses)} addresses "
+        f"({offered // MB} MB, budget {budget // MB} MB)",
+        len(attackers),
+        0,
+        0,
+        None,
+        f"{len(refused)} got 421; gateway peak +{growth / MB:.0f} MB; another client's post: {meanwhile}",
+        held=len(attackers) if bounded else 0,
+    )
+    assert refused and all(r in ("", "<closed>") or r.startswith("421 4.3.2") for r in replies), (
+        replies
+    )
     assert bounded, f"the gateway grew {growth / MB:.0f} MB with a {budget / MB:.0f} MB budget"
     assert meanwhile == 250
     assert sorted(archived_ids(db)) == ["other@example.org", "warm@example.org"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import smtplib
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -31,8 +31,19 @@ class StoppablePostgres(PostgresServer):
 
     def resume(self) -> None:
         """Start the stopped cluster again."""
-        done = self._run("pg_ctl", "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
-                         "-o", f"-p {self.port} -k {self.dir} {self.options}", "-w", "-t", "60", "start")
+        done = self._run(
+            "pg_ctl",
+            "-D",
+            str(self.dir / "data"),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            f"-p {self.port} -k {self.dir} {self.options}",
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         assert done.returncode == 0, done.stderr or done.stdout
 
 
@@ -78,7 +89,10 @@ def test_database_down_gives_451_and_503_then_recovers(tmp_path: Path, own_postg
 
         pg.resume()
         back = time.monotonic()
-        wait_until(lambda: post_code(settings.smtp_port, "after@example.org") == 250, what="the gateway to recover")
+        wait_until(
+            lambda: post_code(settings.smtp_port, "after@example.org") == 250,
+            what="the gateway to recover",
+        )
         recovery = time.monotonic() - back  # from the database's return to the first 250
         wait_until(lambda: http_get(web_url + "/lists/dev/")[0] == 200, what="the web to recover")
         assert post_code(settings.smtp_port, "mid@example.org") == 250  # the sender's retry

@@ -11,8 +11,8 @@ import os
 import smtplib
 import sqlite3
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import event
@@ -45,10 +45,15 @@ def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path
     mnt = tmp_path / "data"
     mnt.mkdir()
     size = getattr(request, "param", "6m")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
-        logging.getLogger(__name__).warning("cannot mount a tmpfs (%s): simulating with max_page_count",
-                                            done.stderr.strip())
+        logging.getLogger(__name__).warning(
+            "cannot mount a tmpfs (%s): simulating with max_page_count", done.stderr.strip()
+        )
         yield None
         return
     yield mnt
@@ -60,7 +65,9 @@ def _fill(directory: Path) -> Path:
     """Write a file until the filesystem is full; returns it."""
     filler = directory / "filler"
     chunk = b"\0" * 65536
-    with open(filler, "wb", buffering=0) as fh:  # unbuffered: a partly written chunk is not flushed again at close
+    with open(
+        filler, "wb", buffering=0
+    ) as fh:  # unbuffered: a partly written chunk is not flushed again at close
         try:
             while True:
                 fh.write(chunk)
@@ -88,9 +95,14 @@ def test_disk_full_gives_451_and_recovers(tmp_path: Path, small_mount: Path | No
     try:
         assert _send(settings.smtp_port, "before@example.org", 10) == 250
         filler = _fill(small_mount)
-        codes = {f"full{i}@example.org": _send(settings.smtp_port, f"full{i}@example.org", 3000) for i in range(3)}
+        codes = {
+            f"full{i}@example.org": _send(settings.smtp_port, f"full{i}@example.org", 3000)
+            for i in range(3)
+        }
         assert set(codes.values()) == {451}, codes
-        assert "storage failed" in gw.text() and ("disk is full" in gw.text() or "No space" in gw.text())
+        assert "storage failed" in gw.text() and (
+            "disk is full" in gw.text() or "No space" in gw.text()
+        )
         assert _integrity(db_path) == "ok"
         os.unlink(filler)
         for msgid in codes:  # the sending server retries the same mail
@@ -99,7 +111,14 @@ def test_disk_full_gives_451_and_recovers(tmp_path: Path, small_mount: Path | No
         gw.stop()
     assert _integrity(db_path) == "ok"
     assert sorted(archived_ids(db)) == sorted(["before@example.org", *codes])
-    record("disk full (6 MB tmpfs)", len(codes) + 1, 0, 0, None, "451 while full, accepted after space returned")
+    record(
+        "disk full (6 MB tmpfs)",
+        len(codes) + 1,
+        0,
+        0,
+        None,
+        "451 while full, accepted after space returned",
+    )
 
 
 def _simulated(tmp_path: Path) -> None:
@@ -135,16 +154,27 @@ def _simulated(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("small_mount", ["24m"], indirect=True)
-def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(tmp_path: Path, small_mount: Path | None) -> None:
+def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
+    tmp_path: Path, small_mount: Path | None
+) -> None:
     """Issue 17's run: 4 clients send 51 KB posts into a small data dir until it is full; count 250s against rows."""
     if small_mount is None:
-        require("tmpfs", "cannot mount one here (locally, the injected faults of test_fault_spool_batch.py cover this)")
+        require(
+            "tmpfs",
+            "cannot mount one here (locally, the injected faults of test_fault_spool_batch.py cover this)",
+        )
     import threading
 
-    env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_mount / "var"), LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
+    env = site_env(
+        tmp_path,
+        LISTGATE_DATA_DIR=str(small_mount / "var"),
+        LISTGATE_MAX_MESSAGES_PER_MINUTE="100000",
+    )
     settings, db = prepare(env, "dev")
     reserve = small_mount / "reserve"
-    reserve.write_bytes(b"\0" * 12_000_000)  # freed at the end: the space an operator makes (the WALs need room to checkpoint)
+    reserve.write_bytes(
+        b"\0" * 12_000_000
+    )  # freed at the end: the space an operator makes (the WALs need room to checkpoint)
     gw = gateway(env, tmp_path / "gateway.log").start()
     codes: dict[str, int] = {}
 
@@ -170,8 +200,13 @@ def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(tmp_path: Pat
     finally:
         gw.stop()
     lost = sorted(set(accepted) - set(stored))
-    record("disk full, 4 clients, 51 KB posts (24 MB tmpfs)", len(codes), len(lost), len(stored) - len(set(stored)),
-           note=f"{len(accepted)} x 250, {len(refused)} x 4xx")
+    record(
+        "disk full, 4 clients, 51 KB posts (24 MB tmpfs)",
+        len(codes),
+        len(lost),
+        len(stored) - len(set(stored)),
+        note=f"{len(accepted)} x 250, {len(refused)} x 4xx",
+    )
     assert refused and {codes[m] for m in refused} <= {451, 452}, {codes[m] for m in refused}
     assert lost == [], f"{len(lost)} posts answered 250 are not in the archive: {lost[:5]}"
     assert len(stored) == len(set(stored))

@@ -18,8 +18,8 @@ import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -37,7 +37,11 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 24 MB tmpfs at tmp_path/disk."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         require("a mountable tmpfs", done.stderr.strip() or "mount failed")
     yield mnt
@@ -74,7 +78,9 @@ def delivered(outbound: Path) -> dict[str, int]:
 def fill(directory: Path) -> Path:
     """Write a file until the filesystem is full."""
     filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as fh:  # unbuffered: a partly written chunk is not flushed again at close
+    with open(
+        filler, "wb", buffering=0
+    ) as fh:  # unbuffered: a partly written chunk is not flushed again at close
         try:
             while True:
                 fh.write(b"\0" * 65536)
@@ -91,22 +97,40 @@ def worker_pid(data_dir: Path) -> int:
     return int(state["children"]["worker"]["pid"])
 
 
-def test_a_full_disk_then_freed_serves_again_without_a_manual_step(tmp_path: Path, small_disk: Path) -> None:
-    env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_disk / "var"),
-                   LISTGATE_BROKER_URL=f"sqla+sqlite:///{small_disk / 'var' / 'broker.sqlite3'}")
+def test_a_full_disk_then_freed_serves_again_without_a_manual_step(
+    tmp_path: Path, small_disk: Path
+) -> None:
+    env = site_env(
+        tmp_path,
+        LISTGATE_DATA_DIR=str(small_disk / "var"),
+        LISTGATE_BROKER_URL=f"sqla+sqlite:///{small_disk / 'var' / 'broker.sqlite3'}",
+    )
     prepare(env, "dev")
-    subprocess.run([sys.executable, "-m", "listgate.cli", "subscribe", "bob@example.org", "--list", "dev"],
-                   env={**os.environ, **env}, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "listgate.cli", "subscribe", "bob@example.org", "--list", "dev"],
+        env={**os.environ, **env},
+        check=True,
+        capture_output=True,
+    )
     port = int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1])
     outbound = small_disk / "var" / "outbound"
     log_path = tmp_path / "up.log"
     with open(log_path, "wb") as log:
-        up = subprocess.Popen([sys.executable, "-m", "listgate.cli", "up", "--no-demo"], env={**os.environ, **env},
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        up = subprocess.Popen(
+            [sys.executable, "-m", "listgate.cli", "up", "--no-demo"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
-        assert wait_until(lambda: "listgate is up" in log_path.read_text(), 60), log_path.read_text()
+        assert wait_until(lambda: "listgate is up" in log_path.read_text(), 60), (
+            log_path.read_text()
+        )
         assert send(port, "before") == 250
-        assert wait_until(lambda: delivered(outbound).get("before") == 1, 60), log_path.read_text()[-3000:]
+        assert wait_until(lambda: delivered(outbound).get("before") == 1, 60), log_path.read_text()[
+            -3000:
+        ]
 
         # The worker is busy (stopped) while posts queue up, then the disk fills under it.
         worker = worker_pid(small_disk / "var")
@@ -125,19 +149,35 @@ def test_a_full_disk_then_freed_serves_again_without_a_manual_step(tmp_path: Pat
         filler.unlink()
         freed = time.monotonic()
         assert wait_until(lambda: send(port, "after") == 250, 60), log_path.read_text()[-3000:]
-        expected = ["before", *queued, "after"] + [f"during-{i}" for i, code in enumerate(during) if code == 250]
-        assert wait_until(lambda: all(delivered(outbound).get(tag) for tag in expected), 120), \
-            (expected, delivered(outbound), log_path.read_text()[-3000:])
+        expected = ["before", *queued, "after"] + [
+            f"during-{i}" for i, code in enumerate(during) if code == 250
+        ]
+        assert wait_until(lambda: all(delivered(outbound).get(tag) for tag in expected), 120), (
+            expected,
+            delivered(outbound),
+            log_path.read_text()[-3000:],
+        )
         recovery = time.monotonic() - freed
         time.sleep(2)
         copies = delivered(outbound)
         assert all(copies[tag] == 1 for tag in expected), copies
-        status = subprocess.run([sys.executable, "-m", "listgate.cli", "status"], env={**os.environ, **env},
-                                capture_output=True, text=True, timeout=60)
+        status = subprocess.run(
+            [sys.executable, "-m", "listgate.cli", "status"],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert "worker     ok" in status.stdout and "gateway    ok" in status.stdout, status.stdout
     finally:
         up.send_signal(signal.SIGTERM)
         code = up.wait(60)
     assert code == 0, log_path.read_text()[-3000:]
-    record("full data disk under `listgate up`, then freed", len(expected), 0, 0, recovery,
-           "worker kept its pool; same processes served again")
+    record(
+        "full data disk under `listgate up`, then freed",
+        len(expected),
+        0,
+        0,
+        recovery,
+        "worker kept its pool; same processes served again",
+    )

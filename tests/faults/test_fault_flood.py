@@ -19,7 +19,9 @@ FLOOD = 64
 
 
 def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path) -> None:
-    env = site_env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="30")  # default 16 connections per client
+    env = site_env(
+        tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="30"
+    )  # default 16 connections per client
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
     port = settings.smtp_port
@@ -46,14 +48,21 @@ def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path)
                 c.send(post(f"flood{i}@example.org").replace(b"\r\n.", b"\r\n..") + b".\r\n")
                 assert c.reply().startswith("250")
             else:
-                assert "451 4.7.1 Too many messages from 127.0.0.1" in reply and "per minute" in reply
+                assert (
+                    "451 4.7.1 Too many messages from 127.0.0.1" in reply and "per minute" in reply
+                )
                 c.cmd("RSET")
         assert codes.count("250") == 30 and codes.count("451") == 10
 
         # meanwhile, with the flood still open, another client's post is accepted
         with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=("127.0.0.2", 0)) as other:
-            assert other.sendmail("bob@example.org", ["dev@lists.test"], post("other@example.org")) == {}
-        assert all(c.cmd("NOOP").startswith("250") for c in served)  # the flood was held open throughout
+            assert (
+                other.sendmail("bob@example.org", ["dev@lists.test"], post("other@example.org"))
+                == {}
+            )
+        assert all(
+            c.cmd("NOOP").startswith("250") for c in served
+        )  # the flood was held open throughout
     finally:
         for c in flood:
             c.close()
@@ -61,8 +70,14 @@ def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path)
     stored = archived_ids(db)
     assert "other@example.org" in stored and len(stored) == 31
     assert "refused a connection from 127.0.0.1" in gw.text()
-    record(f"flood: {FLOOD} connections from one address", FLOOD, 0, 0, None,
-           "16 served, 48 got 421; 451 over 30/min; another client accepted meanwhile")
+    record(
+        f"flood: {FLOOD} connections from one address",
+        FLOOD,
+        0,
+        0,
+        None,
+        "16 served, 48 got 421; 451 over 30/min; another client accepted meanwhile",
+    )
 
 
 def test_slowloris_is_cut_off_by_the_server_timeout_and_others_are_served(tmp_path: Path) -> None:
@@ -89,7 +104,10 @@ def test_slowloris_is_cut_off_by_the_server_timeout_and_others_are_served(tmp_pa
         assert idle.reply().startswith("421 4.4.2")
         assert idle.reply() == "<closed>"
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as other:
-            assert other.sendmail("bob@example.org", ["dev@lists.test"], post("other@example.org")) == {}
+            assert (
+                other.sendmail("bob@example.org", ["dev@lists.test"], post("other@example.org"))
+                == {}
+            )
         idle.close()
         slow.close()
     finally:

@@ -21,11 +21,20 @@ CLIENTS = 16
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     total = size(200, 2000)
     kills = size(1, 3)
-    env = site_env(tmp_path, LISTGATE_MAX_CONNECTIONS_PER_CLIENT="64", LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
+    env = site_env(
+        tmp_path,
+        LISTGATE_MAX_CONNECTIONS_PER_CLIENT="64",
+        LISTGATE_MAX_MESSAGES_PER_MINUTE="100000",
+    )
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
-    posts = [(f"kill{i}@example.org", post(f"kill{i}@example.org", subject=f"Post {i}", body=f"Body {i}\r\n"))
-             for i in range(total)]
+    posts = [
+        (
+            f"kill{i}@example.org",
+            post(f"kill{i}@example.org", subject=f"Post {i}", body=f"Body {i}\r\n"),
+        )
+        for i in range(total)
+    ]
     mtas = [Mta(settings.smtp_port, posts[k::CLIENTS]) for k in range(CLIENTS)]
     deadline = time.monotonic() + size(120, 900)
     threads = run_mtas(mtas, deadline)
@@ -34,14 +43,20 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
         for k in range(kills):
             # kill at evenly spaced points of the stream, while every client is busy
             target = total * (k + 1) // (kills + 2)
-            wait_until(lambda: sum(len(m.accepted) for m in mtas) >= target, timeout=120, what=f"{target} posts")
+            wait_until(
+                lambda: sum(len(m.accepted) for m in mtas) >= target,
+                timeout=120,
+                what=f"{target} posts",
+            )
             gw.kill()
             at_kill = sum(len(m.accepted) for m in mtas)
             assert at_kill < total, "the gateway must die while posts are still arriving"
             killed_at = time.monotonic()
             time.sleep(0.3)  # the clients see refused connections meanwhile and queue their posts
             gw.start()
-            wait_until(lambda: sum(len(m.accepted) for m in mtas) > at_kill, what="posts accepted again")
+            wait_until(
+                lambda: sum(len(m.accepted) for m in mtas) > at_kill, what="posts accepted again"
+            )
             recovery.append(time.monotonic() - killed_at)
         for t in threads:
             t.join(max(deadline - time.monotonic(), 1))
@@ -49,18 +64,28 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
         gw.stop()
     accepted = [msgid for m in mtas for msgid in m.accepted]
     assert [r for m in mtas for r in m.refused] == []
-    assert len(accepted) == total, f"only {len(accepted)} of {total} posts got a 250 before the deadline"
+    assert len(accepted) == total, (
+        f"only {len(accepted)} of {total} posts got a 250 before the deadline"
+    )
     assert sum(m.errors for m in mtas) > 0, "the kill must have interrupted some clients"
     stored = Counter(archived_ids(db))
     lost = sorted(set(accepted) - set(stored))
     twice = sorted(msgid for msgid, n in stored.items() if n > 1)
-    record("gateway SIGKILL x%d, %d clients" % (kills, CLIENTS), total, len(lost), len(twice), max(recovery))
+    record(
+        "gateway SIGKILL x%d, %d clients" % (kills, CLIENTS),
+        total,
+        len(lost),
+        len(twice),
+        max(recovery),
+    )
     assert lost == [] and twice == []
     assert set(stored) == set(accepted)
     conn = sqlite3.connect(settings.database_url.split("///", 1)[1])
     try:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        raws = conn.execute("SELECT count(*) FROM messages m JOIN raw_messages r ON r.id = m.raw_id").fetchone()[0]
+        raws = conn.execute(
+            "SELECT count(*) FROM messages m JOIN raw_messages r ON r.id = m.raw_id"
+        ).fetchone()[0]
         assert raws == total, "every stored post keeps its raw bytes"
     finally:
         conn.close()

@@ -25,8 +25,11 @@ REASONS = ("header block of", "folded over", "nested 3000 deep")  # what the 5xx
 
 
 def _folded(msgid: str, field: str, lines: int) -> bytes:
-    return (f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <{msgid}>\r\n{field}: x".encode()
-            + b"\r\n y" * lines + b"\r\n\r\nbody\r\n")
+    return (
+        f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <{msgid}>\r\n{field}: x".encode()
+        + b"\r\n y" * lines
+        + b"\r\n\r\nbody\r\n"
+    )
 
 
 def _mime_2231(msgid: str, depth: int) -> bytes:
@@ -51,9 +54,13 @@ def _send(port: int, raw: bytes, source: str = "127.0.0.1") -> tuple[int, str]:
 def test_hostile_header_shapes_get_a_clear_5xx_and_others_are_served(tmp_path: Path) -> None:
     lines = size(300_000, 6_000_000)  # 1.2 MB; 24 MB under SOAK=1 (just under the size limit)
     attacks = {
-        f"header folded over {lines} lines ({lines * 4 // 1_000_000} MB)": _folded("bomb@example.org", "X-Fold", lines),
+        f"header folded over {lines} lines ({lines * 4 // 1_000_000} MB)": _folded(
+            "bomb@example.org", "X-Fold", lines
+        ),
         "Subject folded over 100k lines": _folded("subject@example.org", "Subject", 100_000),
-        "multipart nested 3,000 deep via boundary*0= (RFC 2231)": _mime_2231("deep@example.org", 3000),
+        "multipart nested 3,000 deep via boundary*0= (RFC 2231)": _mime_2231(
+            "deep@example.org", 3000
+        ),
     }
     env = site_env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
     settings, db = prepare(env, "dev")
@@ -64,7 +71,9 @@ def test_hostile_header_shapes_get_a_clear_5xx_and_others_are_served(tmp_path: P
     def legitimate() -> None:  # another client posting all along
         i = 0
         while not stop.is_set():
-            others[f"ok{i}@example.org"] = _send(settings.smtp_port, post(f"ok{i}@example.org"), "127.0.0.2")[0]
+            others[f"ok{i}@example.org"] = _send(
+                settings.smtp_port, post(f"ok{i}@example.org"), "127.0.0.2"
+            )[0]
             i += 1
             time.sleep(0.05)
 
@@ -79,9 +88,18 @@ def test_hostile_header_shapes_get_a_clear_5xx_and_others_are_served(tmp_path: P
     stored = archived_ids(db)
     for name, (code, text) in replies.items():
         held = 500 <= code < 600 and any(reason in text for reason in REASONS)
-        record(f"hostile header: {name}", 1, 0, 0, None,
-               f"{code} {text[:70]}; {len(others)} posts of another client meanwhile, "
-               f"{sum(c == 250 for c in others.values())} got 250", held=int(held))
-    assert all(code in (552, 554) and any(r in text for r in REASONS) for code, text in replies.values()), replies
+        record(
+            f"hostile header: {name}",
+            1,
+            0,
+            0,
+            None,
+            f"{code} {text[:70]}; {len(others)} posts of another client meanwhile, "
+            f"{sum(c == 250 for c in others.values())} got 250",
+            held=int(held),
+        )
+    assert all(
+        code in (552, 554) and any(r in text for r in REASONS) for code, text in replies.values()
+    ), replies
     assert others and set(others.values()) == {250}, others
     assert sorted(stored) == sorted(others)

@@ -16,8 +16,8 @@ import smtplib
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -47,8 +47,13 @@ def _probe(port: int, source: str, stop: threading.Event) -> None:
             time.sleep(0.05)
 
 
-def _read_only_period(port: int, seconds: float, read_only: Callable[[], None], writable: Callable[[], None],
-                      during: list[str]) -> tuple[list[Mta], float]:
+def _read_only_period(
+    port: int,
+    seconds: float,
+    read_only: Callable[[], None],
+    writable: Callable[[], None],
+    during: list[str],
+) -> tuple[list[Mta], float]:
     """Posts from 4 sending servers and RCPT probes from 12 connections while the database is read-only.
 
     Returns the sending servers (done) and how long after the database was writable again they had
@@ -56,7 +61,10 @@ def _read_only_period(port: int, seconds: float, read_only: Callable[[], None], 
     """
     mtas = [Mta(port, [(m, post(m)) for m in during[i::4]], retry_delay=0.3) for i in range(4)]
     stop = threading.Event()
-    probes = [threading.Thread(target=_probe, args=(port, PROBE_SOURCES[i % 3], stop), daemon=True) for i in range(12)]
+    probes = [
+        threading.Thread(target=_probe, args=(port, PROBE_SOURCES[i % 3], stop), daemon=True)
+        for i in range(12)
+    ]
     read_only()
     try:
         senders = run_mtas(mtas, time.monotonic() + seconds + 120)
@@ -81,7 +89,7 @@ def _after(port: int, count: int) -> dict[str, int]:
         for m in chunk:
             codes[m] = post_code(port, m)
 
-    rest = ids[count // 2:]
+    rest = ids[count // 2 :]
     threads = [threading.Thread(target=send, args=(rest[i::4],)) for i in range(4)]
     for t in threads:
         t.start()
@@ -95,13 +103,25 @@ def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: 
     refused_after = {m: c for m, c in codes.items() if c != 250}
     queued = [m for mta in mtas for m, _ in mta.queue]
     accepted = [m for mta in mtas for m in mta.accepted]
-    tempfails = sum(1 for mta in mtas for codes_ in mta.replies.values() for c in codes_ if 400 <= c < 500)
+    tempfails = sum(
+        1 for mta in mtas for codes_ in mta.replies.values() for c in codes_ if 400 <= c < 500
+    )
     lost = len(set(accepted + [m for m, c in codes.items() if c == 250]) - set(stored))
-    record(scenario, len(queued) + len(codes), lost, len(stored) - len(set(stored)), recovery,
-           f"{tempfails} x 451 while read-only; afterwards {len(codes) - len(refused_after)}/{len(codes)} "
-           "posts got 250 at the first try")
-    assert not refused_after, f"posts refused after the database was writable again: {refused_after}"
-    assert sorted(accepted) == sorted(queued), "a sending server could not deliver its queue after the period"
+    record(
+        scenario,
+        len(queued) + len(codes),
+        lost,
+        len(stored) - len(set(stored)),
+        recovery,
+        f"{tempfails} x 451 while read-only; afterwards {len(codes) - len(refused_after)}/{len(codes)} "
+        "posts got 250 at the first try",
+    )
+    assert not refused_after, (
+        f"posts refused after the database was writable again: {refused_after}"
+    )
+    assert sorted(accepted) == sorted(queued), (
+        "a sending server could not deliver its queue after the period"
+    )
     assert not any(mta.refused for mta in mtas), [mta.refused for mta in mtas]
     assert lost == 0 and len(stored) == len(set(stored)) == len(queued) + len(codes) + 1
 
@@ -119,18 +139,29 @@ def _unprivileged() -> list[str]:
     if os.geteuid() != 0:
         return []
     if shutil.which("setpriv") is None:
-        require("setpriv", "running as root, and util-linux's setpriv is needed to drop CAP_DAC_OVERRIDE")
+        require(
+            "setpriv",
+            "running as root, and util-linux's setpriv is needed to drop CAP_DAC_OVERRIDE",
+        )
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
 
 
-def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(tmp_path: Path, shared_dir: Path) -> None:
+def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(
+    tmp_path: Path, shared_dir: Path
+) -> None:
     seconds = size(3, 30)
-    env = site_env(tmp_path, LISTGATE_DATA_DIR=str(shared_dir / "var"), LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED)
+    env = site_env(
+        tmp_path,
+        LISTGATE_DATA_DIR=str(shared_dir / "var"),
+        LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED,
+    )
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log", prefix=_unprivileged()).start()
     port = settings.smtp_port
 
-    def chmod(mode: int) -> None:  # the archive and the spool file beside it (listgate.spool.sqlite3)
+    def chmod(
+        mode: int,
+    ) -> None:  # the archive and the spool file beside it (listgate.spool.sqlite3)
         for path in (shared_dir / "var").glob("listgate*.sqlite3*"):
             path.chmod(mode)
 
@@ -139,34 +170,49 @@ def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(tmp_path: 
         files = sorted(p.name for p in (shared_dir / "var").glob("listgate*.sqlite3"))
         assert files == ["listgate.spool.sqlite3", "listgate.sqlite3"], files
         during = [f"during{i}@example.org" for i in range(size(20, 200))]
-        mtas, recovery = _read_only_period(port, seconds, lambda: chmod(0o444), lambda: chmod(0o644), during)
+        mtas, recovery = _read_only_period(
+            port, seconds, lambda: chmod(0o444), lambda: chmod(0o644), during
+        )
         codes = _after(port, size(40, 400))
     finally:
         gw.stop()
-    assert "readonly database" in gw.text(), "the database never refused a write: the test did not test anything"
+    assert "readonly database" in gw.text(), (
+        "the database never refused a write: the test did not test anything"
+    )
     _check(db, mtas, codes, f"SQLite files read-only {seconds}s", recovery)
 
 
-def test_postgres_read_only_for_a_while_then_every_post_is_stored(tmp_path: Path, postgres_url: str,
-                                                                  postgres_db: str) -> None:
+def test_postgres_read_only_for_a_while_then_every_post_is_stored(
+    tmp_path: Path, postgres_url: str, postgres_db: str
+) -> None:
     seconds = size(3, 30)
-    env = site_env(tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED)
+    env = site_env(
+        tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED
+    )
     settings, db = prepare(env, "dev")
     name = urlsplit(postgres_db).path.lstrip("/")
     gw = gateway(env, tmp_path / "gateway.log").start()
     port = settings.smtp_port
 
     def read_only(on: bool) -> None:
-        setting = "SET default_transaction_read_only = on" if on else "RESET default_transaction_read_only"
+        setting = (
+            "SET default_transaction_read_only = on"
+            if on
+            else "RESET default_transaction_read_only"
+        )
         _admin(postgres_url, f"ALTER DATABASE {name} {setting}")
 
     try:
         assert post_code(port, "before@example.org") == 250
         during = [f"during{i}@example.org" for i in range(size(20, 200))]
-        mtas, recovery = _read_only_period(port, seconds, lambda: read_only(True), lambda: read_only(False), during)
+        mtas, recovery = _read_only_period(
+            port, seconds, lambda: read_only(True), lambda: read_only(False), during
+        )
         codes = _after(port, size(40, 400))
     finally:
         gw.stop()
         read_only(False)
-    assert "read-only transaction" in gw.text(), "the database never refused a write: the test did not test anything"
+    assert "read-only transaction" in gw.text(), (
+        "the database never refused a write: the test did not test anything"
+    )
     _check(db, mtas, codes, f"PostgreSQL default_transaction_read_only {seconds}s", recovery)

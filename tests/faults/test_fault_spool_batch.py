@@ -26,7 +26,11 @@ from tests.support.reliability import post, record
 
 pytestmark = [pytest.mark.integration]
 CLIENTS = 8
-ERRORS = {"full": "database or disk is full", "ioerr": "disk I/O error", "lost": "server closed the connection unexpectedly"}
+ERRORS = {
+    "full": "database or disk is full",
+    "ioerr": "disk I/O error",
+    "lost": "server closed the connection unexpectedly",
+}
 
 
 class Fault:
@@ -43,7 +47,9 @@ class Fault:
         event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(engine, "commit", self._commit)
 
-    def _statement(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+    def _statement(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> None:
         with self.lock:
             if statement.startswith("INSERT INTO spool"):
                 self.statements = 0
@@ -77,7 +83,9 @@ def abort(conn: Any, error: str) -> None:
 def _send(port: int, msgid: str, codes: dict[str, int]) -> None:
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as c:
-            c.sendmail("ann@example.org", ["dev@lists.test"], post(msgid, body=f"Body of {msgid}\r\n"))
+            c.sendmail(
+                "ann@example.org", ["dev@lists.test"], post(msgid, body=f"Body of {msgid}\r\n")
+            )
         codes[msgid] = 250
     except smtplib.SMTPResponseException as exc:
         codes[msgid] = exc.smtp_code
@@ -85,7 +93,9 @@ def _send(port: int, msgid: str, codes: dict[str, int]) -> None:
 
 @pytest.mark.parametrize("step", ["insert", "commit"])
 @pytest.mark.parametrize("error", sorted(ERRORS))
-def test_an_aborted_batch_gives_no_250_without_a_stored_row(tmp_path: Path, step: str, error: str) -> None:
+def test_an_aborted_batch_gives_no_250_without_a_stored_row(
+    tmp_path: Path, step: str, error: str
+) -> None:
     settings, _ = prepare(site_env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000"), "dev")
     engine = make_engine(settings)
     fault = Fault(step, ERRORS[error])
@@ -96,8 +106,12 @@ def test_an_aborted_batch_gives_no_250_without_a_stored_row(tmp_path: Path, step
     try:
         for wave in range(6):  # waves of concurrent posts, until a batch of 2+ has failed
             fault.armed = fault.fired == 0
-            threads = [threading.Thread(target=_send, args=(settings.smtp_port, f"w{wave}c{c}@example.org", codes))
-                       for c in range(CLIENTS)]
+            threads = [
+                threading.Thread(
+                    target=_send, args=(settings.smtp_port, f"w{wave}c{c}@example.org", codes)
+                )
+                for c in range(CLIENTS)
+            ]
             for t in threads:
                 t.start()
             for t in threads:
@@ -110,13 +124,22 @@ def test_an_aborted_batch_gives_no_250_without_a_stored_row(tmp_path: Path, step
     accepted = {m for m, code in codes.items() if code == 250}
     refused = {m for m, code in codes.items() if code != 250}
     lost = sorted(accepted - set(stored))
-    record(f"batch aborted at {step} ({error})", len(codes), len(lost), sum(n > 1 for n in stored.values()),
-           note=f"{len(refused)} x 451")
+    record(
+        f"batch aborted at {step} ({error})",
+        len(codes),
+        len(lost),
+        sum(n > 1 for n in stored.values()),
+        note=f"{len(refused)} x 451",
+    )
     assert fault.fired == 1, "no batch of two or more messages formed: the fault never fired"
     assert lost == [], f"answered 250 but not stored: {lost}"
     assert all(n == 1 for n in stored.values())
-    assert refused and {codes[m] for m in refused} == {451}  # the failed batch: a 4xx each, the senders retry
-    assert len(refused) >= 2 and set(stored) == accepted  # nothing of the failed batch was kept either
+    assert refused and {codes[m] for m in refused} == {
+        451
+    }  # the failed batch: a 4xx each, the senders retry
+    assert (
+        len(refused) >= 2 and set(stored) == accepted
+    )  # nothing of the failed batch was kept either
 
 
 class ArchiveFault:
@@ -125,7 +148,9 @@ class ArchiveFault:
     def __init__(self, nth: int, error: str) -> None:
         self.nth, self.error, self.seen, self.fired = nth, error, 0, 0
 
-    def __call__(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool) -> None:
+    def __call__(
+        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
+    ) -> None:
         if statement.startswith("INSERT INTO messages") and not self.fired:
             self.seen += 1
             if self.seen == self.nth:
@@ -135,7 +160,9 @@ class ArchiveFault:
 
 @pytest.mark.parametrize("nth", [1, 3, 5])
 @pytest.mark.parametrize("error", sorted(ERRORS))
-def test_an_archiver_batch_aborted_mid_way_archives_each_message_exactly_once(tmp_path: Path, nth: int, error: str) -> None:
+def test_an_archiver_batch_aborted_mid_way_archives_each_message_exactly_once(
+    tmp_path: Path, nth: int, error: str
+) -> None:
     from sqlalchemy import func, select
 
     from gateway.handler import GatewayHandler
@@ -149,14 +176,20 @@ def test_an_archiver_batch_aborted_mid_way_archives_each_message_exactly_once(tm
     ids = [f"a{i}@example.org" for i in range(6)]
     for i, msgid in enumerate(ids):  # a thread of six replies, each to the one before
         extra = f"In-Reply-To: <{ids[i - 1]}>\r\n" if i else ""
-        raw = post(msgid, subject="Re: plan" if i else "plan").replace(b"\r\n\r\n", b"\r\n" + extra.encode() + b"\r\n", 1)
-        assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+        raw = post(msgid, subject="Re: plan" if i else "plan").replace(
+            b"\r\n\r\n", b"\r\n" + extra.encode() + b"\r\n", 1
+        )
+        assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+            "stored"
+        )
     fault = ArchiveFault(nth, ERRORS[error])
     event.listen(engine, "before_cursor_execute", fault)
     sent: list[Any] = []
     archiver = Archiver(settings, db, enqueue=sent.extend, batch=50)
     try:
-        assert archiver.archive_once() == 0  # the whole batch failed: nothing archived, nothing published
+        assert (
+            archiver.archive_once() == 0
+        )  # the whole batch failed: nothing archived, nothing published
         assert fault.fired == 1 and sent == []
         assert archiver.drain() == len(ids)  # then one at a time past the failed batch
         with db() as s:
@@ -168,8 +201,12 @@ def test_an_archiver_batch_aborted_mid_way_archives_each_message_exactly_once(tm
         archiver.spool.close()
         handler.spool.close()
         engine.dispose()
-    record(f"archiver batch aborted at message {nth} ({error})", len(ids), len(set(ids) - set(stored)),
-           sum(n > 1 for n in stored.values()))
+    record(
+        f"archiver batch aborted at message {nth} ({error})",
+        len(ids),
+        len(set(ids) - set(stored)),
+        sum(n > 1 for n in stored.values()),
+    )
     assert stored == Counter(ids), "each spooled message archived exactly once"
     assert [t.message_count for t in threads] == [len(ids)]  # counters agree with the rows
     assert outbox == len(ids) and len(sent) == len(ids) and left == 0

@@ -23,8 +23,8 @@ with atheris.instrument_imports():
     from listgate.config import Settings
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
-    from listgate.models import Message
     from listgate.mail.parser import parse
+    from listgate.models import Message
     from listgate.schema import upgrade
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -35,7 +35,9 @@ def setup() -> None:
     """A throwaway migrated SQLite archive with one open list."""
     tmp = Path(tempfile.mkdtemp(prefix="listgate-atheris-"))
     STATE["dirs"] = [tmp]
-    settings = Settings.from_env({"LISTGATE_DATA_DIR": str(tmp), "LISTGATE_SECRET_KEY": "atheris-secret-0123456789"})
+    settings = Settings.from_env(
+        {"LISTGATE_DATA_DIR": str(tmp), "LISTGATE_SECRET_KEY": "atheris-secret-0123456789"}
+    )
     engine = make_engine(settings)
     upgrade(engine)
     db = session_factory(writer(engine))
@@ -49,7 +51,9 @@ def one_input(data: bytes) -> None:
     parsed = parse(data)
     db = STATE["db"]
     with transaction(db) as session:  # type: ignore[arg-type]
-        result = ingest(session, parsed, lists.require(session, "dev"), domain="lists.test", origin="import")
+        result = ingest(
+            session, parsed, lists.require(session, "dev"), domain="lists.test", origin="import"
+        )
     if result.status in (STORED, HELD_FOR_MODERATION):
         with db() as session:  # type: ignore[operator]
             stored = session.get(Message, result.message_pk)
@@ -63,7 +67,9 @@ def seed_dir() -> str:
     STATE["dirs"].append(out)  # type: ignore[union-attr]
     files = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "bounces").glob("*.txt"))
     corpora = Path(os.environ.get("LISTGATE_TEST_CORPORA", "/nonexistent"))
-    files += list((corpora / "hyperkitty-testdata").glob("*.txt")) + list((corpora / "mailman-eml" / "eml").glob("*.eml"))
+    files += list((corpora / "hyperkitty-testdata").glob("*.txt")) + list(
+        (corpora / "mailman-eml" / "eml").glob("*.eml")
+    )
     files += sorted((corpora / "bounces" / "data").glob("*.txt"))[:30]
     for i, f in enumerate(p for p in files if p.name != "SOURCE.txt"):
         (out / f"seed{i}").write_bytes(re.sub(rb"\r?\n", b"\r\n", f.read_bytes()))

@@ -61,30 +61,34 @@ class PostfixInstance:
         (self.etc / "main.cf").write_text(self._main_cf() + extra + "\n")
 
     def _main_cf(self) -> str:
-        return "\n".join([
-            "compatibility_level = 3.6",
-            f"queue_directory = {self.dir / 'queue'}",
-            f"data_directory = {self.dir / 'data'}",
-            "mail_owner = postfix",
-            "setgid_group = postdrop",
-            "myhostname = mta.test",
-            "mydestination =",
-            "inet_interfaces = 127.0.0.1",
-            "inet_protocols = ipv4",
-            "mynetworks = 127.0.0.0/8",
-            "smtpd_peername_lookup = no",
-            "smtp_dns_support_level = disabled",
-            "lmtp_dns_support_level = disabled",
-            "alias_maps =",
-            "alias_database =",
-            f"maillog_file = {self.log}",
-            f"maillog_file_prefixes = {self.dir}",
-            "",
-        ])
+        return "\n".join(
+            [
+                "compatibility_level = 3.6",
+                f"queue_directory = {self.dir / 'queue'}",
+                f"data_directory = {self.dir / 'data'}",
+                "mail_owner = postfix",
+                "setgid_group = postdrop",
+                "myhostname = mta.test",
+                "mydestination =",
+                "inet_interfaces = 127.0.0.1",
+                "inet_protocols = ipv4",
+                "mynetworks = 127.0.0.0/8",
+                "smtpd_peername_lookup = no",
+                "smtp_dns_support_level = disabled",
+                "lmtp_dns_support_level = disabled",
+                "alias_maps =",
+                "alias_database =",
+                f"maillog_file = {self.log}",
+                f"maillog_file_prefixes = {self.dir}",
+                "",
+            ]
+        )
 
     def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `postfix -c ETC ARGS`."""
-        return subprocess.run([POSTFIX, "-c", str(self.etc), *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [POSTFIX, "-c", str(self.etc), *args], capture_output=True, text=True, timeout=120
+        )
 
     def start(self) -> None:
         """Create the queue and start the master; fail with Postfix's words when it cannot."""
@@ -94,13 +98,18 @@ class PostfixInstance:
         self.postfix("set-permissions")
         done = self.postfix("start")
         if done.returncode != 0:
-            require("Postfix", f"postfix start failed: {(done.stderr or done.stdout).strip()[-400:]}")
+            require(
+                "Postfix", f"postfix start failed: {(done.stderr or done.stdout).strip()[-400:]}"
+            )
 
     def queue_empty(self) -> bool:
         """True when nothing waits in any queue (active, incoming, deferred, maildrop)."""
         queue = self.dir / "queue"
-        return not any(any((queue / q).rglob("*")) for q in ("incoming", "active", "deferred", "maildrop")
-                       if (queue / q).exists())
+        return not any(
+            any((queue / q).rglob("*"))
+            for q in ("incoming", "active", "deferred", "maildrop")
+            if (queue / q).exists()
+        )
 
     def wait_drained(self, timeout: float) -> bool:
         """Wait until the queue is empty (twice in a row, so nothing was between two steps)."""

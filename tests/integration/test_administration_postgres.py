@@ -23,14 +23,26 @@ def pg(pg_web):  # type: ignore[no-untyped-def]
 def test_a_purged_post_leaves_the_search_index_and_the_tombstone_stays(pg) -> None:  # type: ignore[no-untyped-def]
     app, db = pg
     root = post(db, make_mail("Harbour plans", msgid="r@x", body="The harbour opens in spring.\n"))
-    post(db, make_mail("Re: Harbour plans", msgid="c@x", in_reply_to="r@x", body="Gossip about zanzibarquokka.\n",
-                       attachments=[("leak.txt", "text/plain", b"secret")]))
+    post(
+        db,
+        make_mail(
+            "Re: Harbour plans",
+            msgid="c@x",
+            in_reply_to="r@x",
+            body="Gossip about zanzibarquokka.\n",
+            attachments=[("leak.txt", "text/plain", b"secret")],
+        ),
+    )
     client = app.test_client()
     assert "Re: Harbour plans" in client.get("/search?q=zanzibarquokka").get_data(as_text=True)
     with transaction(db) as session:
-        removal.remove(session, removal.find(session, "c@x"), "court order", "o@example.org", purge=True)
+        removal.remove(
+            session, removal.find(session, "c@x"), "court order", "o@example.org", purge=True
+        )
     with db() as session:
-        vector = session.execute(text("SELECT search_vector::text FROM messages WHERE message_id = 'c@x'")).scalar()
+        vector = session.execute(
+            text("SELECT search_vector::text FROM messages WHERE message_id = 'c@x'")
+        ).scalar()
         assert "zanzibarquokka" not in (vector or "")
         raw_id = session.scalars(select(Message.raw_id).where(Message.message_id == "c@x")).one()
         assert session.get_one(RawMessage, raw_id).data == b""
@@ -44,11 +56,12 @@ def test_deleting_a_list_with_purge_on_postgres(pg) -> None:  # type: ignore[no-
     _, db = pg
     post(db, make_mail("One", msgid="1@x"))
     post(db, make_mail("Re: One", msgid="2@x", in_reply_to="1@x"))
+    with transaction(db) as session, pytest.raises(lists.ListError, match="--purge"):
+        administration.delete_list(session, lists.require(session, "dev"), "o@example.org")
     with transaction(db) as session:
-        with pytest.raises(lists.ListError, match="--purge"):
-            administration.delete_list(session, lists.require(session, "dev"), "o@example.org")
-    with transaction(db) as session:
-        administration.delete_list(session, lists.require(session, "dev"), "o@example.org", purge=True)
+        administration.delete_list(
+            session, lists.require(session, "dev"), "o@example.org", purge=True
+        )
     with db() as session:
         assert lists.get(session, "dev") is None
         assert session.scalar(select(func.count()).select_from(Message)) == 0

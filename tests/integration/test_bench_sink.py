@@ -16,8 +16,11 @@ def test_sink_counts_each_message_once_with_its_recipients() -> None:
         with smtplib.SMTP("127.0.0.1", sink.port) as client:
             client.ehlo()
             assert "pipelining" in client.esmtp_features
-            client.sendmail("a@example.org", ["b@example.org", "c@example.org"],
-                            b"Subject: one\r\n\r\n.a line that starts with a dot\r\n\r\n.\r\nmore\r\n")
+            client.sendmail(
+                "a@example.org",
+                ["b@example.org", "c@example.org"],
+                b"Subject: one\r\n\r\n.a line that starts with a dot\r\n\r\n.\r\nmore\r\n",
+            )
             client.sendmail("a@example.org", ["b@example.org"], b"")
             refused = client.docmd("VRFY", "b@example.org")
         assert (sink.tally.count, sink.tally.recipients) == (2, 3)
@@ -35,7 +38,7 @@ def test_sink_answers_pipelined_commands_in_order_across_split_writes() -> None:
             assert stream.readline().startswith(b"220")
             script = b"HELO x\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n"
             for i in range(0, len(script), 7):  # the terminator arrives cut in pieces
-                conn.sendall(script[i:i + 7])
+                conn.sendall(script[i : i + 7])
             codes = [stream.readline()[:3] for _ in range(6)]
         assert codes == [b"250", b"250", b"250", b"354", b"250", b"221"]
         assert sink.tally.count == 1

@@ -13,18 +13,45 @@ from bench.__main__ import BENCHMARKS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parents[2]
-TITLES = {"ingest": "live ingest", "threading": "threading at scale", "import": "import", "fanout": "fan-out",
-          "pages": "pages", "bigpages": "pages", "memory": "memory", "storage": "storage"}
+TITLES = {
+    "ingest": "live ingest",
+    "threading": "threading at scale",
+    "import": "import",
+    "fanout": "fan-out",
+    "pages": "pages",
+    "bigpages": "pages",
+    "memory": "memory",
+    "storage": "storage",
+}
 
 
 def test_every_benchmark_reports_its_rows_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     env = dict(os.environ, LISTGATE_BENCH_CACHE=str(tmp_path / "cache"))
-    done = subprocess.run([sys.executable, "-m", "bench", "--tiny", "--out", str(out), "--workdir", str(tmp_path / "work")],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=880)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--tiny",
+            "--out",
+            str(out),
+            "--workdir",
+            str(tmp_path / "work"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=880,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = out.read_text()
-    rows = [line.split(" | ") for line in report.splitlines() if line.startswith("| ") and not line.startswith("| benchmark")]
+    rows = [
+        line.split(" | ")
+        for line in report.splitlines()
+        if line.startswith("| ") and not line.startswith("| benchmark")
+    ]
     assert "- **cpu**:" in report and "- **sqlite**:" in report and "- **python**:" in report
     for name in BENCHMARKS:
         mine = [r for r in rows if r[0] == f"| {TITLES[name]}" or r[0] == f"| {name}"]

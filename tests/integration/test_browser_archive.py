@@ -6,7 +6,8 @@ Screenshots of the main pages go to test-artifacts/ (gitignored) for people to l
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -45,13 +46,21 @@ Release team
 class Archive:
     """A running web archive with its data and a way to read the outbox."""
 
-    def __init__(self, base_url: str, factory: Any, thread_id: int, sender: RecordingSender) -> None:
+    def __init__(
+        self, base_url: str, factory: Any, thread_id: int, sender: RecordingSender
+    ) -> None:
         self.url, self.db, self.thread_id, self.sender = base_url, factory, thread_id, sender
 
     def notices(self, template: str) -> list[dict[str, Any]]:
         with self.db() as session:
-            rows = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "listgate.send_notice").order_by(OutboxEntry.id))
-            return [p for p in (json.loads(r.payload) for r in rows) if p.get("template") == template]
+            rows = session.scalars(
+                select(OutboxEntry)
+                .where(OutboxEntry.kind == "listgate.send_notice")
+                .order_by(OutboxEntry.id)
+            )
+            return [
+                p for p in (json.loads(r.payload) for r in rows) if p.get("template") == template
+            ]
 
 
 @pytest.fixture(scope="module")
@@ -59,17 +68,52 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     settings = make_settings(tmp_path_factory.mktemp("browser"))
     factory = migrated(settings)
     with transaction(factory) as session:
-        lists.create(session, "dev", title="Developers", description="Building and releasing the project.",
-                     moderators="mod@example.org")
-    root = post(factory, make_mail("Build fails on the linker step", msgid="root@example.org", body=LONG_BODY,
-                                   attachments=[("build.log", "text/plain", b"ld: cannot find -lfoo\n")]))
-    post(factory, make_mail("RE: Build fails on the linker step", msgid="r1@example.org", in_reply_to="root@example.org",
-                            sender="Bob Builder <bob@corp.example>", body="Which version of binutils?\n"))
-    post(factory, make_mail("Re: Build fails on the linker step", msgid="r2@example.org", in_reply_to="r1@example.org",
-                            references=["root@example.org", "r1@example.org"], body="2.40, from Debian.\n"))
+        lists.create(
+            session,
+            "dev",
+            title="Developers",
+            description="Building and releasing the project.",
+            moderators="mod@example.org",
+        )
+    root = post(
+        factory,
+        make_mail(
+            "Build fails on the linker step",
+            msgid="root@example.org",
+            body=LONG_BODY,
+            attachments=[("build.log", "text/plain", b"ld: cannot find -lfoo\n")],
+        ),
+    )
+    post(
+        factory,
+        make_mail(
+            "RE: Build fails on the linker step",
+            msgid="r1@example.org",
+            in_reply_to="root@example.org",
+            sender="Bob Builder <bob@corp.example>",
+            body="Which version of binutils?\n",
+        ),
+    )
+    post(
+        factory,
+        make_mail(
+            "Re: Build fails on the linker step",
+            msgid="r2@example.org",
+            in_reply_to="r1@example.org",
+            references=["root@example.org", "r1@example.org"],
+            body="2.40, from Debian.\n",
+        ),
+    )
     for i in range(4):
-        post(factory, make_mail(f"Release notes draft {i}", msgid=f"n{i}@example.org", sender="Carol <carol@example.net>",
-                                body="Please review the draft.\n"))
+        post(
+            factory,
+            make_mail(
+                f"Release notes draft {i}",
+                msgid=f"n{i}@example.org",
+                sender="Carol <carol@example.net>",
+                body="Please review the draft.\n",
+            ),
+        )
     from webarchive import create_app
 
     app = create_app(settings)
@@ -123,7 +167,9 @@ def test_read_sign_in_vote_follow_reply_report(archive: Archive, browser: Any) -
     page.click("button:has-text('Send')")
     page.wait_for_selector("text=Try installing libfoo-dev first.")
     assert "Showing 4 posts" in page.inner_text("main")
-    assert any(name == "listgate.fanout" for name, _ in archive.sender.sent), "the reply was handed to the worker"
+    assert any(name == "listgate.fanout" for name, _ in archive.sender.sent), (
+        "the reply was handed to the worker"
+    )
     shot(page, "05-thread-after-reply")
 
     page.locator("article.post").nth(2).locator("text=Report").click()
@@ -168,7 +214,9 @@ def _first_pk(page: Any, archive: Archive) -> str:
 
 
 def test_reading_with_javascript_disabled(archive: Archive, browser: Any) -> None:
-    context = browser.new_context(java_script_enabled=False, viewport={"width": 1100, "height": 900})
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1100, "height": 900}
+    )
     page = context.new_page()
     page.goto(f"{archive.url}/lists/dev/")
     page.click("text=Build fails on the linker step")
@@ -187,7 +235,10 @@ def test_reading_with_javascript_disabled(archive: Archive, browser: Any) -> Non
 def test_phone_width_has_no_sideways_scrolling(archive: Archive, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True)
     page = context.new_page()
-    for path, name in ((f"/threads/{archive.thread_id}", "08-thread-phone"), ("/lists/dev/", "09-list-phone")):
+    for path, name in (
+        (f"/threads/{archive.thread_id}", "08-thread-phone"),
+        ("/lists/dev/", "09-list-phone"),
+    ):
         page.goto(archive.url + path)
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), path
         shot(page, name)
@@ -206,16 +257,35 @@ def test_keyboard_reaches_the_thread_and_the_skip_link(archive: Archive, browser
     context.close()
 
 
-def test_a_moderator_purges_a_post_and_only_a_tombstone_is_left(archive: Archive, browser: Any) -> None:
+def test_a_moderator_purges_a_post_and_only_a_tombstone_is_left(
+    archive: Archive, browser: Any
+) -> None:
     from listgate.models import Message, RawMessage
 
     with transaction(archive.db) as session:
         lists.create(session, "legal", title="Legal", moderators="mod@example.org")
-    root = post(archive.db, make_mail("Office keys", msgid="keys@example.org", to="legal@lists.test",
-                                      body="Who has the office keys?\n"), list_name="legal")
-    leak = post(archive.db, make_mail("Re: Office keys", msgid="leak@example.org", in_reply_to="keys@example.org",
-                                      to="legal@lists.test", body="The alarm code is 8842-zanzibar.\n",
-                                      attachments=[("codes.txt", "text/plain", b"8842-zanzibar")]), list_name="legal")
+    root = post(
+        archive.db,
+        make_mail(
+            "Office keys",
+            msgid="keys@example.org",
+            to="legal@lists.test",
+            body="Who has the office keys?\n",
+        ),
+        list_name="legal",
+    )
+    leak = post(
+        archive.db,
+        make_mail(
+            "Re: Office keys",
+            msgid="leak@example.org",
+            in_reply_to="keys@example.org",
+            to="legal@lists.test",
+            body="The alarm code is 8842-zanzibar.\n",
+            attachments=[("codes.txt", "text/plain", b"8842-zanzibar")],
+        ),
+        list_name="legal",
+    )
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()
     sign_in(page, archive, "mod@example.org")
@@ -238,5 +308,8 @@ def test_a_moderator_purges_a_post_and_only_a_tombstone_is_left(archive: Archive
     shot(page, "11-tombstone")
     assert page.request.get(raw_url).status == 404
     with archive.db() as session:
-        assert session.get_one(RawMessage, session.get_one(Message, leak.message_pk).raw_id).data == b""
+        assert (
+            session.get_one(RawMessage, session.get_one(Message, leak.message_pk).raw_id).data
+            == b""
+        )
     context.close()

@@ -28,11 +28,18 @@ def _text(data: bytes) -> str:
     return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
 
 
-def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(tmp_path: Path, sink: SmtpSink, chromium_path: str) -> None:
+def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(
+    tmp_path: Path, sink: SmtpSink, chromium_path: str
+) -> None:
     port = free_port()
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
-           "LISTGATE_WEB_LISTEN": f"127.0.0.1:{port}", "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
-           "LISTGATE_SECRET_KEY": "browser-mail-secret-0123456789", "LISTGATE_OUTBOUND": sink.url}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_DOMAIN": "lists.test",
+        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{port}",
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_SECRET_KEY": "browser-mail-secret-0123456789",
+        "LISTGATE_OUTBOUND": sink.url,
+    }
     settings = Settings.from_env(env)
     engine = make_engine(settings)
     upgrade(engine)
@@ -40,7 +47,9 @@ def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(tmp_path: Path, si
     with transaction(factory) as session:
         mlist = lists.create(session, "dev", title="Developers")
         lists.subscribe(session, mlist, "subscriber@example.org")
-    root = post(factory, make_mail("Release plan", msgid="plan@example.org", body="Ship on Friday?\n"))
+    root = post(
+        factory, make_mail("Release plan", msgid="plan@example.org", body="Ship on Friday?\n")
+    )
     worker = WorkerProcess(env, tmp_path / "worker.log").start()
     from webarchive import create_app
 
@@ -63,7 +72,9 @@ def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(tmp_path: Path, si
             page.click("button:has-text('Send')")
             page.wait_for_selector("text=Friday works for me.")
             shot(page, "11-reply-by-web-with-worker")
-            delivered = wait_until(lambda: sink.to("subscriber@example.org"), 30, "the reply's copy")[-1].message
+            delivered = wait_until(
+                lambda: sink.to("subscriber@example.org"), 30, "the reply's copy"
+            )[-1].message
             assert delivered["In-Reply-To"] == "<plan@example.org>"
             assert "writer@example.org" in delivered["From"] or "writer" in delivered["From"]
             assert delivered["List-Id"]

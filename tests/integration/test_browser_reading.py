@@ -7,9 +7,10 @@ from __future__ import annotations
 import secrets
 import struct
 import zlib
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -65,10 +66,17 @@ def tiny_png(size: int = 24) -> bytes:
     raw = b"".join(b"\x00" + b"\x2f\x5d\x8a" * size for _ in range(size))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 class Site:
@@ -92,31 +100,88 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     settings = make_settings(tmp_path_factory.mktemp("reading"))
     db = migrated(settings)
     with transaction(db) as session:
-        lists.create(session, "dev", title="Developers", description="Building and releasing the project.")
-    root = post(db, make_mail("arm64 build fix", msgid="a0@x", body=PROSE_AND_PATCH,
-                              attachments=[("board.png", "image/png", tiny_png()), ("trace.txt", "text/plain", b"ok\n")]))
-    reply = post(db, make_mail("RE: arm64 build fix", msgid="a1@x", in_reply_to="a0@x", sender="Bob <bob@corp.example>",
-                               body=TOP_POSTED))
-    hidden = post(db, make_mail("Re: arm64 build fix", msgid="a2@x", in_reply_to="a1@x", sender="Spam <s@spam.example>",
-                                body="buy now\n"))
-    post(db, make_mail("Re: arm64 build fix", msgid="a3@x", in_reply_to="a2@x", references=["a0@x", "a1@x", "a2@x"],
-                       sender="Carol <carol@example.net>", body="Ignore the spam above; the fix works here.\n"))
-    mine = post(db, make_mail("Re: arm64 build fix", msgid="a4@x", in_reply_to="a0@x", sender=f"Reader <{READER}>",
-                              body="Tested on rpi4: fine.\n", date=datetime.now(timezone.utc) - timedelta(hours=1)),
-                origin="web")
+        lists.create(
+            session, "dev", title="Developers", description="Building and releasing the project."
+        )
+    root = post(
+        db,
+        make_mail(
+            "arm64 build fix",
+            msgid="a0@x",
+            body=PROSE_AND_PATCH,
+            attachments=[
+                ("board.png", "image/png", tiny_png()),
+                ("trace.txt", "text/plain", b"ok\n"),
+            ],
+        ),
+    )
+    reply = post(
+        db,
+        make_mail(
+            "RE: arm64 build fix",
+            msgid="a1@x",
+            in_reply_to="a0@x",
+            sender="Bob <bob@corp.example>",
+            body=TOP_POSTED,
+        ),
+    )
+    hidden = post(
+        db,
+        make_mail(
+            "Re: arm64 build fix",
+            msgid="a2@x",
+            in_reply_to="a1@x",
+            sender="Spam <s@spam.example>",
+            body="buy now\n",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Re: arm64 build fix",
+            msgid="a3@x",
+            in_reply_to="a2@x",
+            references=["a0@x", "a1@x", "a2@x"],
+            sender="Carol <carol@example.net>",
+            body="Ignore the spam above; the fix works here.\n",
+        ),
+    )
+    mine = post(
+        db,
+        make_mail(
+            "Re: arm64 build fix",
+            msgid="a4@x",
+            in_reply_to="a0@x",
+            sender=f"Reader <{READER}>",
+            body="Tested on rpi4: fine.\n",
+            date=datetime.now(UTC) - timedelta(hours=1),
+        ),
+        origin="web",
+    )
     for i in range(3):
-        post(db, make_mail(f"Release notes draft {i}", msgid=f"n{i}@x", sender="Carol <carol@example.net>",
-                           body="Please review the draft.\n"))
+        post(
+            db,
+            make_mail(
+                f"Release notes draft {i}",
+                msgid=f"n{i}@x",
+                sender="Carol <carol@example.net>",
+                body="Please review the draft.\n",
+            ),
+        )
     from listgate.reports import hide
 
     with transaction(db) as session:
         hide(session, session.get_one(Message, hidden.message_pk))
-        session.add(Report(message_pk=reply.message_pk, list_id=1, address="x@example.org", reason="tone"))
+        session.add(
+            Report(message_pk=reply.message_pk, list_id=1, address="x@example.org", reason="tone")
+        )
     from webarchive import create_app
 
     app = create_app(settings)
     with serving(app, settings.web_port) as url:
-        yield Site(url, app, {"thread": root.thread_id, "root": root.message_pk, "mine": mine.message_pk})
+        yield Site(
+            url, app, {"thread": root.thread_id, "root": root.message_pk, "mine": mine.message_pk}
+        )
     db.kw["bind"].dispose()
 
 
@@ -124,21 +189,33 @@ def pages(site: Site) -> list[tuple[str, str, bool]]:
     """(name, path, signed in) of every page type."""
     t, root, mine = site.ids["thread"], site.ids["root"], site.ids["mine"]
     return [
-        ("home", "/", False), ("list", "/lists/dev/", False), ("thread", f"/threads/{t}", False),
-        ("thread-flat", f"/threads/{t}?view=flat", False), ("thread-signed-in", f"/threads/{t}", True),
-        ("message", f"/messages/{root}", False), ("author", f"/lists/dev/authors/{root}", False),
-        ("months", "/lists/dev/months", False), ("month", "/lists/dev/2026/3", False),
-        ("search", "/search?q=arm64", False), ("search-operators", "/search?q=from%3Acarol+-spam&group=thread", False),
-        ("thread-map", f"/threads/{t}/map", False), ("activity", "/lists/dev/activity", False),
-        ("history", f"/messages/{mine}/history", False), ("edit", f"/messages/{mine}/edit", True),
-        ("time-zone", "/settings/time-zone", False), ("settings", "/me/subscriptions", True),
-        ("signin", "/signin", False), ("not-found", "/threads/99999", False),
+        ("home", "/", False),
+        ("list", "/lists/dev/", False),
+        ("thread", f"/threads/{t}", False),
+        ("thread-flat", f"/threads/{t}?view=flat", False),
+        ("thread-signed-in", f"/threads/{t}", True),
+        ("message", f"/messages/{root}", False),
+        ("author", f"/lists/dev/authors/{root}", False),
+        ("months", "/lists/dev/months", False),
+        ("month", "/lists/dev/2026/3", False),
+        ("search", "/search?q=arm64", False),
+        ("search-operators", "/search?q=from%3Acarol+-spam&group=thread", False),
+        ("thread-map", f"/threads/{t}/map", False),
+        ("activity", "/lists/dev/activity", False),
+        ("history", f"/messages/{mine}/history", False),
+        ("edit", f"/messages/{mine}/edit", True),
+        ("time-zone", "/settings/time-zone", False),
+        ("settings", "/me/subscriptions", True),
+        ("signin", "/signin", False),
+        ("not-found", "/threads/99999", False),
     ]
 
 
 def _context(browser: Any, site: Site, width: str, signed_in: bool, **kw: Any) -> Any:
     w, h = SIZES[width]
-    context = browser.new_context(viewport={"width": w, "height": h}, is_mobile=width == "390", **kw)
+    context = browser.new_context(
+        viewport={"width": w, "height": h}, is_mobile=width == "390", **kw
+    )
     if signed_in:
         context.add_cookies([site.cookie()])
     return context
@@ -148,8 +225,11 @@ def _axe(page: Any) -> list[str]:
     """Serious and critical violations on the page, described."""
     page.add_script_tag(content=AXE.read_text())
     result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    return [f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
-            for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in result["violations"]
+        if v["impact"] in ("serious", "critical")
+    ]
 
 
 @pytest.mark.parametrize("width", sorted(SIZES))
@@ -165,9 +245,13 @@ def test_every_page_type_screenshot_and_axe(site: Site, browser: Any, width: str
             if needs_session != signed_in:
                 continue
             response = page.goto(site.url + path)
-            assert response is not None and response.status == (404 if name == "not-found" else 200), (name, path)
+            assert response is not None and response.status == (
+                404 if name == "not-found" else 200
+            ), (name, path)
             page.screenshot(path=str(out / f"{name}-{width}.png"), full_page=True)
-            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), f"{name} scrolls sideways"
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1"), (
+                f"{name} scrolls sideways"
+            )
             found = _axe(page)
             if found:
                 problems[f"{name} at {width}"] = found
@@ -176,14 +260,17 @@ def test_every_page_type_screenshot_and_axe(site: Site, browser: Any, width: str
 
 
 @pytest.mark.parametrize("width", sorted(SIZES))
-def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_markers(site: Site, browser: Any,
-                                                                                     width: str) -> None:
+def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_markers(
+    site: Site, browser: Any, width: str
+) -> None:
     context = _context(browser, site, width, signed_in=False, java_script_enabled=False)
     page = context.new_page()
     page.goto(f"{site.url}/threads/{site.ids['thread']}")
     first = page.locator("article.post").first
     box = first.locator("header").bounding_box()
-    assert box is not None and box["y"] + box["height"] <= SIZES[width][1], f"first post header at {box}"
+    assert box is not None and box["y"] + box["height"] <= SIZES[width][1], (
+        f"first post header at {box}"
+    )
     assert first.locator(".body").bounding_box()["y"] < SIZES[width][1]  # type: ignore[index]
     assert page.locator("a.num").all_inner_texts() == ["#1", "#2", "#3", "#4", "#5"]
     outline = page.locator("details.outline")
@@ -199,14 +286,21 @@ def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_mar
     prose_font = page.locator(".body .prose").first.evaluate("e => getComputedStyle(e).fontFamily")
     assert "Mono" in mono_font and "Mono" not in prose_font
     earlier = page.locator("details.earlier").first
-    assert "Earlier message" in earlier.locator("summary").inner_text() and not earlier.locator(".quote").is_visible()
+    assert (
+        "Earlier message" in earlier.locator("summary").inner_text()
+        and not earlier.locator(".quote").is_visible()
+    )
     image = page.locator('img[alt="board.png"]')
-    assert image.evaluate("e => e.complete && e.naturalWidth") == 24  # the preview loaded from its own path
+    assert (
+        image.evaluate("e => e.complete && e.naturalWidth") == 24
+    )  # the preview loaded from its own path
     assert page.locator("text=Do you find this valuable?").count() == 4
     context.close()
 
 
-def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(site: Site, browser: Any) -> None:
+def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(
+    site: Site, browser: Any
+) -> None:
     context = _context(browser, site, "1280", signed_in=True, java_script_enabled=False)
     page = context.new_page()
     page.goto(f"{site.url}/threads/{site.ids['thread']}")
@@ -216,9 +310,13 @@ def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(site:
     page.click("button:has-text('Save')")
     page.wait_for_selector("text=Subscribers were not mailed again")
     mine = page.locator(f"#m{site.ids['mine']}")
-    assert "Tested on rpi4 and rpi5" in mine.inner_text() and mine.locator("a.edited").inner_text().startswith("Post edited")
+    assert "Tested on rpi4 and rpi5" in mine.inner_text() and mine.locator(
+        "a.edited"
+    ).inner_text().startswith("Post edited")
     mine.locator("a.edited").click()
-    assert page.locator("article.post").count() == 2 and "Version 1, as first sent" in page.inner_text("main")
+    assert page.locator(
+        "article.post"
+    ).count() == 2 and "Version 1, as first sent" in page.inner_text("main")
     page.screenshot(path=str(ARTIFACTS / "reading" / "history-after-edit-1280.png"), full_page=True)
     page.goto(f"{site.url}/threads/{site.ids['thread']}")
     page.click("text=proportional")
@@ -228,7 +326,11 @@ def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(site:
     page.click("button:has-text('Save')")
     assert "JST" in page.locator("article.post time").first.inner_text()
     page.click("text=Who talks to whom")
-    assert page.locator("figure.map svg circle").count() == 4  # Alice, Bob, Carol, the reader (the spam is hidden)
+    assert (
+        page.locator("figure.map svg circle").count() == 4
+    )  # Alice, Bob, Carol, the reader (the spam is hidden)
     assert page.locator("table").first.locator("tbody tr").count() == 4
-    page.screenshot(path=str(ARTIFACTS / "reading" / "thread-map-signed-in-1280.png"), full_page=True)
+    page.screenshot(
+        path=str(ARTIFACTS / "reading" / "thread-map-signed-in-1280.png"), full_page=True
+    )
     context.close()

@@ -44,13 +44,18 @@ def test_chromium_never_leaves_the_site_after_sign_in(tmp_path: Path, chromium_p
             context.route(lambda u: urlsplit(u).hostname not in ("127.0.0.1", None), elsewhere)
             page = context.new_page()
             for spelling in ATTACKS:
-                token = tokens.make(settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org",
-                                                                         "n": secrets.token_hex(6)})
+                token = tokens.make(
+                    settings.secret_key,
+                    tokens.SIGNIN,
+                    {"a": "reader@example.org", "n": secrets.token_hex(6)},
+                )
                 page.goto(f"{url}/signin/{token}?next={quote(spelling, safe='')}")
                 page.click("main button:has-text('Sign in')")
                 page.wait_for_load_state("load")
                 assert urlsplit(page.url).hostname == "127.0.0.1", (spelling, page.url)
-                assert page.locator("text=You are signed in as reader@example.org").count() == 1, spelling
+                assert page.locator("text=You are signed in as reader@example.org").count() == 1, (
+                    spelling
+                )
             assert visited == []
             context.close()
     finally:

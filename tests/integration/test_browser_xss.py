@@ -3,7 +3,8 @@ Message-IDs and search terms. Nothing may execute, with the CSP and without it."
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -17,30 +18,59 @@ from tests.support.factories import post
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 SCRIPT = "<script>window.__xss=(window.__xss||0)+1;alert('xss')</script>"
-MIDS = ["plain-1@evil.example", 'q"onmouseover="alert(1)"@evil.example', "javascript:alert(1)@evil.example"]
+MIDS = [
+    "plain-1@evil.example",
+    'q"onmouseover="alert(1)"@evil.example',
+    "javascript:alert(1)@evil.example",
+]
 
 
-def _raw(subject: str, sender: str, msgid: str, body: bytes, ctype: str = "text/plain; charset=utf-8") -> bytes:
-    head = (f"From: {sender}\r\nTo: dev@lists.test\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n"
-            f"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: {ctype}\r\n\r\n")
+def _raw(
+    subject: str, sender: str, msgid: str, body: bytes, ctype: str = "text/plain; charset=utf-8"
+) -> bytes:
+    head = (
+        f"From: {sender}\r\nTo: dev@lists.test\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n"
+        f"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\nContent-Type: {ctype}\r\n\r\n"
+    )
     return head.encode() + body
 
 
 def corpus() -> list[bytes]:
     """Hostile mails: each field a place where markup could slip through."""
-    html = (f"<p>Hello {SCRIPT}<img src=x onerror=alert(2)><svg onload=alert(3)></svg>"
-            "<a href=\"javascript:alert(4)\">click</a><iframe src=\"javascript:alert(5)\"></iframe>"
-            "<style>body{display:none}</style><form action=\"https://evil.example\"><button>go</button></form></p>")
-    multipart = (b"--b1\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n"
-                 b"--b1\r\nContent-Type: text/html\r\nContent-Disposition: attachment; filename=\""
-                 + f"\"><img src=x onerror=alert(6)>{SCRIPT}.html".replace('"', "'").encode()
-                 + b"\"\r\n\r\n" + SCRIPT.encode() + b"\r\n--b1--\r\n")
+    html = (
+        f"<p>Hello {SCRIPT}<img src=x onerror=alert(2)><svg onload=alert(3)></svg>"
+        '<a href="javascript:alert(4)">click</a><iframe src="javascript:alert(5)"></iframe>'
+        '<style>body{display:none}</style><form action="https://evil.example"><button>go</button></form></p>'
+    )
+    multipart = (
+        b"--b1\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n"
+        b'--b1\r\nContent-Type: text/html\r\nContent-Disposition: attachment; filename="'
+        + f'"><img src=x onerror=alert(6)>{SCRIPT}.html'.replace('"', "'").encode()
+        + b'"\r\n\r\n'
+        + SCRIPT.encode()
+        + b"\r\n--b1--\r\n"
+    )
     return [
-        _raw(f"Subject {SCRIPT}", f"\"{SCRIPT}\" <evil@evil.example>", MIDS[0], f"Body {SCRIPT}\n".encode()),
-        _raw("HTML only", "\"<svg onload=alert(7)>\" <evil2@evil.example>", MIDS[1], html.encode(),
-             "text/html; charset=utf-8"),
-        _raw("Re: attachment \"><img src=x onerror=alert(8)>", "Mallory <m@evil.example>", MIDS[2], multipart,
-             "multipart/mixed; boundary=b1"),
+        _raw(
+            f"Subject {SCRIPT}",
+            f'"{SCRIPT}" <evil@evil.example>',
+            MIDS[0],
+            f"Body {SCRIPT}\n".encode(),
+        ),
+        _raw(
+            "HTML only",
+            '"<svg onload=alert(7)>" <evil2@evil.example>',
+            MIDS[1],
+            html.encode(),
+            "text/html; charset=utf-8",
+        ),
+        _raw(
+            'Re: attachment "><img src=x onerror=alert(8)>',
+            "Mallory <m@evil.example>",
+            MIDS[2],
+            multipart,
+            "multipart/mixed; boundary=b1",
+        ),
     ]
 
 
@@ -60,13 +90,27 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _pages(url: str) -> list[str]:
-    search = quote(SCRIPT + "\"><img src=x onerror=alert(9)>")
-    return [url + p for p in (
-        "/", "/lists/dev/", "/threads/1", "/threads/1?view=flat", "/threads/2", "/threads/3",
-        *(f"/m/{quote(m, safe='')}" for m in MIDS), "/lists/dev/authors/1", "/lists/dev/authors/2",
-        "/lists/dev/2026/3", f"/search?q={search}", "/search?q=hello", "/search?q=script",
-        f"/lists/dev/authors/3?before={search}", f"/nothing/{search}",
-    )]
+    search = quote(SCRIPT + '"><img src=x onerror=alert(9)>')
+    return [
+        url + p
+        for p in (
+            "/",
+            "/lists/dev/",
+            "/threads/1",
+            "/threads/1?view=flat",
+            "/threads/2",
+            "/threads/3",
+            *(f"/m/{quote(m, safe='')}" for m in MIDS),
+            "/lists/dev/authors/1",
+            "/lists/dev/authors/2",
+            "/lists/dev/2026/3",
+            f"/search?q={search}",
+            "/search?q=hello",
+            "/search?q=script",
+            f"/lists/dev/authors/3?before={search}",
+            f"/nothing/{search}",
+        )
+    ]
 
 
 DOM_CHECK = """() => {

@@ -38,6 +38,7 @@ def compose() -> dict[str, Any]:
 
 def interpolate(value: str, env: dict[str, str]) -> str:
     """Resolve ${VAR}, ${VAR:-default} and ${VAR:?error} the way Compose does."""
+
     def one(m: re.Match[str]) -> str:
         name, op, arg = m.group(1), m.group(2), m.group(3) or ""
         if env.get(name):
@@ -45,6 +46,7 @@ def interpolate(value: str, env: dict[str, str]) -> str:
         if op == "?":
             raise LookupError(f"{name}: {arg}")
         return arg if op == "-" else ""
+
     return INTERPOLATION.sub(one, value)
 
 
@@ -66,7 +68,9 @@ def resolve(args: list[str]) -> click.Command:
 
 
 def test_the_stack_has_every_service(compose: dict[str, Any]) -> None:
-    assert {"postgres", "redis", "migrate", *LISTGATE_SERVICES, "mailsink"} <= set(compose["services"])
+    assert {"postgres", "redis", "migrate", *LISTGATE_SERVICES, "mailsink"} <= set(
+        compose["services"]
+    )
 
 
 def test_postgres_and_redis_have_health_checks_the_others_wait_for(compose: dict[str, Any]) -> None:
@@ -87,7 +91,9 @@ def test_one_image_and_one_env_file(compose: dict[str, Any]) -> None:
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     services = compose["services"]
     for name in (*LISTGATE_SERVICES, "migrate"):
-        assert services[name]["image"] == f"listgate:{version}" and services[name]["build"] == ".", name
+        assert (
+            services[name]["image"] == f"listgate:{version}" and services[name]["build"] == "."
+        ), name
         assert services[name]["env_file"] == ".env", name
 
 
@@ -97,7 +103,7 @@ def test_every_image_is_pinned_to_an_exact_version(compose: dict[str, Any]) -> N
     images = {name: service["image"] for name, service in compose["services"].items()}
     loose = {name: image for name, image in images.items() if not exact.match(image)}
     assert loose == {}, "pin these to an exact release (no latest, no bare major)"
-    base = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.M)
+    base = re.search(r"^FROM (\S+)", (ROOT / "Dockerfile").read_text(), re.MULTILINE)
     assert base and exact.match(base.group(1)), base
 
 
@@ -130,9 +136,14 @@ def test_each_service_environment_is_a_valid_configuration(compose: dict[str, An
     known = set(_example_variables())
     for name in (*LISTGATE_SERVICES, "migrate"):
         env = service_env(compose["services"][name], dot_env)
-        assert set(env) <= known, f"{name} sets variables Settings does not read: {set(env) - known}"
+        assert set(env) <= known, (
+            f"{name} sets variables Settings does not read: {set(env) - known}"
+        )
         settings = Settings.from_env(env)
-        assert settings.database_url.startswith("postgresql://") and "@postgres:" in settings.database_url
+        assert (
+            settings.database_url.startswith("postgresql://")
+            and "@postgres:" in settings.database_url
+        )
         assert settings.broker_url == "redis://redis:6379/0"
         assert settings.outbound == "smtp://mailsink:1025"
 
@@ -150,36 +161,52 @@ def test_outgoing_mail_goes_to_the_sink_service(compose: dict[str, Any]) -> None
 
 def test_dockerfile_installs_the_locked_packages_then_every_package_on_python_311() -> None:
     text = (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.M)
+    assert re.search(r"^FROM python:3\.11\.\d+-slim", text, re.MULTILINE)
     locked = text.index("pip install --require-hashes -r requirements/run.txt")
     assert text.index("pip install --no-deps --no-build-isolation .") > locked
     for package in ("listgate", "gateway", "worker", "webarchive"):
-        assert re.search(rf"^COPY {package} ", text, re.M), package
+        assert re.search(rf"^COPY {package} ", text, re.MULTILINE), package
 
 
 def _example_variables() -> list[str]:
-    return re.findall(r"^#?\s*(LISTGATE_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    return re.findall(
+        r"^#?\s*(LISTGATE_[A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.MULTILINE
+    )
 
 
 def test_the_installed_package_carries_every_data_file() -> None:
     """`pip install .` in the image ships templates, static files and migrations (package-data)."""
     import tomllib
 
-    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]
     missing = []
     for package in ("listgate", "gateway", "worker", "webarchive"):
-        shipped = {p for pattern in config.get(package, []) for p in (ROOT / package).glob(pattern) if p.is_file()}
+        shipped = {
+            p
+            for pattern in config.get(package, [])
+            for p in (ROOT / package).glob(pattern)
+            if p.is_file()
+        }
         for path in (ROOT / package).rglob("*"):
-            if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts:
+            if (
+                path.is_file()
+                and path.suffix not in (".py", ".pyc")
+                and "__pycache__" not in path.parts
+            ):
                 if path not in shipped:
                     missing.append(str(path.relative_to(ROOT)))
-        migrations = (ROOT / package / "migrations" / "versions")
+        migrations = ROOT / package / "migrations" / "versions"
         for path in migrations.glob("*.py") if migrations.exists() else ():
             assert path in shipped, f"{path} is not in package-data"
-    assert missing == [], "add these to [tool.setuptools.package-data] or they are missing in the image"
+    assert missing == [], (
+        "add these to [tool.setuptools.package-data] or they are missing in the image"
+    )
 
 
 # --- the production recipe run for real: the compose services' own commands and environment ---
+
 
 def _hosted(value: str, hosts: dict[str, str]) -> str:
     """A compose value with the stack's service addresses replaced by this test's servers."""
@@ -193,13 +220,18 @@ def _compose_database(admin_url: str) -> str:
     from tests.support.services import _admin
 
     name = f"listgate_compose_{os.getpid()}"
-    _admin(admin_url, "DO $$ BEGIN CREATE ROLE listgate LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
-           f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name} OWNER listgate")
+    _admin(
+        admin_url,
+        "DO $$ BEGIN CREATE ROLE listgate LOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$",
+        f"DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+        f"CREATE DATABASE {name} OWNER listgate",
+    )
     return name
 
 
-def test_the_compose_services_commands_carry_a_post_end_to_end(compose: dict[str, Any], tmp_path: Path,
-                                                                postgres_url: str, redis_db_url: str, sink) -> None:  # type: ignore[no-untyped-def]
+def test_the_compose_services_commands_carry_a_post_end_to_end(
+    compose: dict[str, Any], tmp_path: Path, postgres_url: str, redis_db_url: str, sink
+) -> None:  # type: ignore[no-untyped-def]
     """Each listgate service's `command` with its `environment` and the env file (.env from .env.example).
 
     What differs from Docker, and only that: the service names postgres/redis/mailsink resolve
@@ -209,11 +241,18 @@ def test_the_compose_services_commands_carry_a_post_end_to_end(compose: dict[str
     pg = urlsplit(postgres_url)
     database = _compose_database(postgres_url)
     smtp_port, web_port = free_port(), free_port()
-    hosts = {"@postgres:5432/listgate": f"@127.0.0.1:{pg.port}/{database}",
-             "redis://redis:6379": f"redis://{urlsplit(redis_db_url).netloc}",
-             "smtp://mailsink:1025": sink.url, "0.0.0.0:2525": f"127.0.0.1:{smtp_port}",
-             "0.0.0.0:8080": f"127.0.0.1:{web_port}", "127.0.0.1:8080": f"127.0.0.1:{web_port}"}
-    dot_env = {**_env_file(ROOT / ".env.example"), "LISTGATE_SECRET_KEY": "compose-secret-0123456789"}
+    hosts = {
+        "@postgres:5432/listgate": f"@127.0.0.1:{pg.port}/{database}",
+        "redis://redis:6379": f"redis://{urlsplit(redis_db_url).netloc}",
+        "smtp://mailsink:1025": sink.url,
+        "0.0.0.0:2525": f"127.0.0.1:{smtp_port}",
+        "0.0.0.0:8080": f"127.0.0.1:{web_port}",
+        "127.0.0.1:8080": f"127.0.0.1:{web_port}",
+    }
+    dot_env = {
+        **_env_file(ROOT / ".env.example"),
+        "LISTGATE_SECRET_KEY": "compose-secret-0123456789",
+    }
     bin_dir = Path(sys.executable).parent
     base = {k: v for k, v in os.environ.items() if not k.startswith("LISTGATE_")}
 
@@ -223,37 +262,73 @@ def test_the_compose_services_commands_carry_a_post_end_to_end(compose: dict[str
         data = tmp_path / name / "data"
         data.mkdir(parents=True, exist_ok=True)
         own = {k: _hosted(v, hosts) for k, v in service_env(service, dot_env).items()}
-        return {**base, **dot_env, **own, "LISTGATE_DATA_DIR": str(data), "PATH": f"{bin_dir}:{base.get('PATH', '')}"}
+        return {
+            **base,
+            **dot_env,
+            **own,
+            "LISTGATE_DATA_DIR": str(data),
+            "PATH": f"{bin_dir}:{base.get('PATH', '')}",
+        }
 
     def argv(name: str) -> list[str]:
-        return [str(bin_dir / "listgate") if a == "listgate" else a for a in compose["services"][name]["command"]]
+        return [
+            str(bin_dir / "listgate") if a == "listgate" else a
+            for a in compose["services"][name]["command"]
+        ]
 
-    done = subprocess.run(argv("migrate"), env=env_of("migrate"), capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        argv("migrate"), env=env_of("migrate"), capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     procs = {}
     try:
         for name in LISTGATE_SERVICES:
             log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed after start
-            procs[name] = subprocess.Popen(argv(name), env=env_of(name), stdout=log, stderr=subprocess.STDOUT,
-                                           start_new_session=True)
+            procs[name] = subprocess.Popen(
+                argv(name),
+                env=env_of(name),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             log.close()
         health = [_hosted(a, hosts) for a in compose["services"]["web"]["healthcheck"]["test"][1:]]
-        logs = lambda: "\n".join(f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-1500:] for n in procs)  # noqa: E731
-        assert wait_until(lambda: subprocess.run(health, env=env_of("web"), capture_output=True).returncode == 0, 60), logs()
+        logs = lambda: "\n".join(
+            f"--- {n}\n" + (tmp_path / f"{n}.log").read_text()[-1500:] for n in procs
+        )
+        assert wait_until(
+            lambda: subprocess.run(health, env=env_of("web"), capture_output=True).returncode == 0,
+            60,
+        ), logs()
         assert wait_until(lambda: _smtp_answers(smtp_port), 60), logs()
 
         # `docker compose exec web listgate ...`: the web service's environment.
-        admin = lambda *args: subprocess.run([str(bin_dir / "listgate"), *args], env=env_of("web"),  # noqa: E731
-                                             capture_output=True, text=True, timeout=60)
+        admin = lambda *args: subprocess.run(
+            [str(bin_dir / "listgate"), *args],
+            env=env_of("web"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert admin("lists", "create", "dev").returncode == 0
         assert admin("subscribe", "bob@example.org", "--list", "dev").returncode == 0
         with smtplib.SMTP("127.0.0.1", smtp_port, timeout=30) as smtp:
-            smtp.sendmail("ann@example.org", [f"dev@{Settings.from_env(env_of('web')).domain}"],
-                          b"From: ann@example.org\r\nSubject: Compose\r\nMessage-ID: <compose@example.org>\r\n\r\nThrough the recipe.\r\n")
+            smtp.sendmail(
+                "ann@example.org",
+                [f"dev@{Settings.from_env(env_of('web')).domain}"],
+                b"From: ann@example.org\r\nSubject: Compose\r\nMessage-ID: <compose@example.org>\r\n\r\nThrough the recipe.\r\n",
+            )
         assert wait_until(lambda: sink.to("bob@example.org"), 60), logs()
         [copy] = sink.to("bob@example.org")
-        assert copy.message["Message-ID"] == "<compose@example.org>" and "dev." in copy.message["List-Id"]
-        threads = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{web_port}/api/lists/dev/threads", timeout=10).read())
+        assert (
+            copy.message["Message-ID"] == "<compose@example.org>"
+            and "dev." in copy.message["List-Id"]
+        )
+        threads = json.loads(
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{web_port}/api/lists/dev/threads", timeout=10
+            ).read()
+        )
         assert [t["subject"] for t in threads["threads"]] == ["Compose"]
         status = admin("status")
         assert status.returncode == 0, status.stdout + status.stderr

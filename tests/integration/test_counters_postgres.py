@@ -35,8 +35,10 @@ def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(pg_se
     factory = session_factory(engine)
 
     def post(n: int) -> bytes:
-        return (f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <p{n}@x>\r\n"
-                f"Subject: post {n}\r\n\r\nbody {n}\r\n").encode()
+        return (
+            f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <p{n}@x>\r\n"
+            f"Subject: post {n}\r\n\r\nbody {n}\r\n"
+        ).encode()
 
     try:
         with transaction(factory) as session:

@@ -12,9 +12,10 @@ import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -45,13 +46,19 @@ def embedded(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def production(tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str) -> Iterator[Stack]:
+def production(
+    tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str
+) -> Iterator[Stack]:
     """Separate gateway, worker, beat and web processes on PostgreSQL and Redis."""
-    env = base_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url)
+    env = base_env(
+        tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url
+    )
     yield from run_separately(make_stack(tmp_path, env))
 
 
-def mail(sender: str, subject: str, msgid: str, body: str, in_reply_to: str | None = None) -> EmailMessage:
+def mail(
+    sender: str, subject: str, msgid: str, body: str, in_reply_to: str | None = None
+) -> EmailMessage:
     """A post as a mail client writes it."""
     msg = EmailMessage()
     msg["From"] = sender
@@ -101,7 +108,9 @@ def copies(sink: SmtpSink, address: str, msgid: str) -> list[Any]:
 def create_list(stack: Stack, use_cli: bool) -> None:
     """The list dev with three subscribers, made by the `listgate` command or the library."""
     if use_cli:
-        assert "created dev@lists.test" in stack.listgate("lists", "create", "dev", "--title", "Developers")
+        assert "created dev@lists.test" in stack.listgate(
+            "lists", "create", "dev", "--title", "Developers"
+        )
         for address in (ALICE, BOB, CAROL):
             stack.listgate("subscribe", address, "--list", "dev")
         return
@@ -109,7 +118,9 @@ def create_list(stack: Stack, use_cli: bool) -> None:
     try:
         with transaction(session_factory(writer(engine))) as session:
             mlist = lists.create(session, "dev", "Developers")
-            mlist.dmarc_mode = "never"  # no DNS lookups of the senders' domains (CI may have no resolver)
+            mlist.dmarc_mode = (
+                "never"  # no DNS lookups of the senders' domains (CI may have no resolver)
+            )
             for address in (ALICE, BOB, CAROL):
                 lists.subscribe(session, mlist, address)
     finally:
@@ -120,7 +131,13 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
     """The scenario of issue 2, asserted the way a user would notice."""
     create_list(stack, use_cli)
 
-    send(stack, mail(f"Alice <{ALICE}>", "Release plan", "e2e-post@example.org", "Shall we ship on Friday?"), ALICE)
+    send(
+        stack,
+        mail(
+            f"Alice <{ALICE}>", "Release plan", "e2e-post@example.org", "Shall we ship on Friday?"
+        ),
+        ALICE,
+    )
     status, page = _shown(stack.web_port, "/lists/dev/", "Release plan")
     assert status == 200 and "Release plan" in page
     threads = get_json(stack.web_port, "/api/lists/dev/threads")["threads"]
@@ -135,18 +152,29 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
         assert "Shall we ship on Friday?" in got[0].get_payload(decode=True).decode()
     assert copies(sink, ALICE, "e2e-post@example.org") == [], "the author got her own post"
 
-    reply = mail(f"Bob <{BOB}>", "Re: Release plan", "e2e-reply@example.org", "Friday is fine.", "e2e-post@example.org")
+    reply = mail(
+        f"Bob <{BOB}>",
+        "Re: Release plan",
+        "e2e-reply@example.org",
+        "Friday is fine.",
+        "e2e-post@example.org",
+    )
     send(stack, reply, BOB)
     _shown(stack.web_port, f"/api/threads/{thread_id}", "e2e-reply@example.org")
     thread = get_json(stack.web_port, f"/api/threads/{thread_id}")
-    assert [m["message_id"] for m in thread["messages"]] == ["e2e-post@example.org", "e2e-reply@example.org"]
+    assert [m["message_id"] for m in thread["messages"]] == [
+        "e2e-post@example.org",
+        "e2e-reply@example.org",
+    ]
     assert thread["messages"][1]["parent_message_id"] == "e2e-post@example.org"
     assert get_json(stack.web_port, "/api/lists/dev/threads")["threads"][0]["messages"] == 2
 
     wait_for_copies(stack, sink, 4)
     for address in (ALICE, CAROL):
         got = copies(sink, address, "e2e-reply@example.org")
-        assert len(got) == 1 and "dev.lists.test" in got[0]["List-Id"], f"{address} got {len(got)} copies of the reply"
+        assert len(got) == 1 and "dev.lists.test" in got[0]["List-Id"], (
+            f"{address} got {len(got)} copies of the reply"
+        )
     assert copies(sink, BOB, "e2e-reply@example.org") == []
     time.sleep(1.0)  # let a duplicate, if the worker were to send one, arrive before counting
     assert len(sink.received) == 4, [(r.rcpt_tos, r.message["Subject"]) for r in sink.received]
@@ -157,7 +185,9 @@ def test_embedded_default_with_listgate_up(embedded: Stack, sink: SmtpSink) -> N
     demo_command_works_as_pasted(embedded)
 
 
-def test_production_on_postgres_and_redis_with_separate_processes(production: Stack, sink: SmtpSink) -> None:
+def test_production_on_postgres_and_redis_with_separate_processes(
+    production: Stack, sink: SmtpSink
+) -> None:
     post_and_reply(production, sink, use_cli=False)
 
 
@@ -170,5 +200,3 @@ def demo_command_works_as_pasted(stack: Stack) -> None:
     assert done.returncode == 0, done.stderr
     status, page = _shown(stack.web_port, "/lists/demo/", "Hello")
     assert status == 200 and "Hello" in page
-
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import smtplib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -36,7 +36,9 @@ def as_sent(archived: bytes) -> bytes:
     return re.sub(rb"(?mi)^Precedence:[^\n]*\n", b"", head + b"\n")[:-1] + sep + body
 
 
-def _deliver(port: int, mails: Iterator[tuple[str, bytes]], rcpt: str) -> tuple[dict[str, bytes], list[str]]:
+def _deliver(
+    port: int, mails: Iterator[tuple[str, bytes]], rcpt: str
+) -> tuple[dict[str, bytes], list[str]]:
     """Send each (name, bytes) over one connection; ({name: bytes} accepted and stored, [refusals])."""
     stored, refused = {}, []
     c = smtplib.SMTP("127.0.0.1", port, timeout=60)
@@ -76,12 +78,18 @@ def _check_stored(db, stored: dict[str, bytes]) -> None:  # type: ignore[no-unty
     settle(db)  # a 250 means spooled: wait for the archiver
     with db() as session:
         for name, data in stored.items():
-            msg = session.scalars(select(Message).where(Message.message_id == parse(data).message_id)).first()
+            msg = session.scalars(
+                select(Message).where(Message.message_id == parse(data).message_id)
+            ).first()
             assert msg is not None, f"{name}: 250 stored, but not in the archive"
             # Other bytes under a Message-ID spooled before the first copy was archived are kept as
             # a variant of it (linux-man #1095/#1096 share one): they must be there, intact.
-            kept = [msg.raw.data] + [v.raw.data for v in session.scalars(
-                select(MessageVariant).where(MessageVariant.message_pk == msg.id))]
+            kept = [msg.raw.data] + [
+                v.raw.data
+                for v in session.scalars(
+                    select(MessageVariant).where(MessageVariant.message_pk == msg.id)
+                )
+            ]
             assert data in kept, f"{name}: stored bytes differ"
 
 
@@ -103,8 +111,14 @@ def test_linux_man_messages_through_smtp(site) -> None:  # type: ignore[no-untyp
     n = size(100, 3000)
     mails = ((f"linux-man #{i}", crlf(as_sent(data))) for i, data in enumerate(linux_man(n)))
     stored, refused = _deliver(settings.smtp_port, mails, "dev@lists.test")
-    record("real mail through SMTP (linux-man + bounces)", n + 117, len(refused), 0, None,
-           f"{len(stored)} stored, others duplicates or automatic mail")
+    record(
+        "real mail through SMTP (linux-man + bounces)",
+        n + 117,
+        len(refused),
+        0,
+        None,
+        f"{len(stored)} stored, others duplicates or automatic mail",
+    )
     assert refused == []
     assert len(stored) > n * 0.9
     _check_stored(db, stored)

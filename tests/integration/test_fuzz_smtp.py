@@ -6,8 +6,7 @@ import random
 import re
 import smtplib
 import socket
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,10 +17,29 @@ from tests.support.reliability import post, record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 REPLY = re.compile(r"^[2-5]\d\d[ -]")
-VERBS = ["HELO x", "EHLO x.example", "MAIL FROM:<a@example.org>", "MAIL FROM:<>", "RCPT TO:<dev@lists.test>",
-         "RCPT TO:<x@elsewhere.example>", "DATA", "RSET", "NOOP", "VRFY dev", "EXPN dev", "HELP", "QUIT",
-         "STARTTLS", "AUTH PLAIN AGFhAGI=", "MAIL FROM:", "RCPT TO:", "MAIL FROM:<a@b> SIZE=x", "BDAT 10",
-         "MAIL FROM:<a@example.org> BODY=8BITMIME SMTPUTF8", "RCPT TO:<dev@lists.test> NOTIFY=NEVER"]
+VERBS = [
+    "HELO x",
+    "EHLO x.example",
+    "MAIL FROM:<a@example.org>",
+    "MAIL FROM:<>",
+    "RCPT TO:<dev@lists.test>",
+    "RCPT TO:<x@elsewhere.example>",
+    "DATA",
+    "RSET",
+    "NOOP",
+    "VRFY dev",
+    "EXPN dev",
+    "HELP",
+    "QUIT",
+    "STARTTLS",
+    "AUTH PLAIN AGFhAGI=",
+    "MAIL FROM:",
+    "RCPT TO:",
+    "MAIL FROM:<a@b> SIZE=x",
+    "BDAT 10",
+    "MAIL FROM:<a@example.org> BODY=8BITMIME SMTPUTF8",
+    "RCPT TO:<dev@lists.test> NOTIFY=NEVER",
+]
 
 
 class Site:
@@ -37,14 +55,24 @@ class Site:
         """The process runs and a normal client gets a post through."""
         assert self.gw.proc is not None and self.gw.proc.poll() is None, self.gw.text()[-3000:]
         with smtplib.SMTP("127.0.0.1", self.port, timeout=30) as c:
-            return c.sendmail("ann@example.org", ["dev@lists.test"], post(f"ok{random.random()}@example.org")) == {}
+            return (
+                c.sendmail(
+                    "ann@example.org", ["dev@lists.test"], post(f"ok{random.random()}@example.org")
+                )
+                == {}
+            )
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("fuzz-smtp")
-    env = site_env(tmp, LISTGATE_SMTP_TIMEOUT="3", LISTGATE_MAX_LINE_LENGTH="998",
-                   LISTGATE_MAX_CONNECTIONS_PER_CLIENT="1000", LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
+    env = site_env(
+        tmp,
+        LISTGATE_SMTP_TIMEOUT="3",
+        LISTGATE_MAX_LINE_LENGTH="998",
+        LISTGATE_MAX_CONNECTIONS_PER_CLIENT="1000",
+        LISTGATE_MAX_MESSAGES_PER_MINUTE="100000",
+    )
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp / "gateway.log").start()
     yield Site(gw, db, settings.smtp_port)
@@ -96,7 +124,7 @@ def test_bare_line_ends_in_commands(site: Site, eol: bytes) -> None:
     c.sock.settimeout(5)
     try:
         got = c.reply()
-    except socket.timeout:
+    except TimeoutError:
         got = "<silent>"  # bare CR: still waiting for a line end, which is fine
     assert got == "<silent>" or REPLY.match(got) or got == "<closed>"
     c.close()
@@ -106,7 +134,9 @@ def test_bare_line_ends_in_commands(site: Site, eol: bytes) -> None:
 def test_pipelined_transaction_gets_replies_in_order(site: Site) -> None:
     c = site.raw()
     assert c.cmd("EHLO pipe.example").startswith("250")
-    c.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@lists.test>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n")
+    c.send(
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@lists.test>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n"
+    )
     assert [r[:3] for r in _replies(c, 4)] == ["250", "550", "250", "354"]
     c.send(post("pipelined@example.org") + b".\r\nNOOP\r\nQUIT\r\n")
     assert [r[:3] for r in _replies(c, 3)] == ["250", "250", "221"]
@@ -132,7 +162,9 @@ def test_connection_dropped_mid_data_stores_nothing(site: Site) -> None:
         for cmd in ("EHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<dev@lists.test>", "DATA"):
             c.cmd(cmd)
         c.send(post(f"dropped{i}@example.org")[: 40 + 10 * i])
-        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        c.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )  # RST
         c.close()
     assert site.alive()
     assert not [m for m in archived_ids(site.db) if m.startswith("dropped")]
@@ -163,7 +195,9 @@ def test_random_dialogues_never_break_the_server(site: Site) -> None:
     assert not missing
 
 
-def _step(c: RawClient, rng: random.Random, n: int, in_data: bool, completed: set[str]) -> tuple[str, bool]:
+def _step(
+    c: RawClient, rng: random.Random, n: int, in_data: bool, completed: set[str]
+) -> tuple[str, bool]:
     """One random client move; (reply, whether the server now waits for DATA content)."""
     if in_data:
         msgid = f"rnd{n}.{rng.randrange(10**6)}@example.org"
@@ -175,7 +209,9 @@ def _step(c: RawClient, rng: random.Random, n: int, in_data: bool, completed: se
     pick = rng.random()
     if pick < 0.1:
         junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
-        c.send(junk.replace(b"\r", b"").replace(b"\n", b"") + b"\r\n")  # one line: replies stay in step
+        c.send(
+            junk.replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
+        )  # one line: replies stay in step
         return c.reply(), False
     if pick < 0.15:
         return "<drop>", False

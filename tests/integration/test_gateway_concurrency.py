@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 import smtplib
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -36,9 +36,17 @@ def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) 
             p = parent[p]
         return out
 
-    posts = [mail(subject="Re: Big thread" if i else "Big thread", msgid=f"t{i}@x", frm=f"u{i % 7}@example.org",
-                  extra=(f"References: {' '.join(chain(i))}\r\nIn-Reply-To: {chain(i)[-1]}\r\n" if i else ""))
-             for i in range(n)]
+    posts = [
+        mail(
+            subject="Re: Big thread" if i else "Big thread",
+            msgid=f"t{i}@x",
+            frm=f"u{i % 7}@example.org",
+            extra=(
+                f"References: {' '.join(chain(i))}\r\nIn-Reply-To: {chain(i)[-1]}\r\n" if i else ""
+            ),
+        )
+        for i in range(n)
+    ]
     order = list(range(n))
     rng.shuffle(order)
     batches = [order[k::8] for k in range(8)]
@@ -55,8 +63,12 @@ def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) 
         rows = s.scalars(select(Message)).all()
         by_pk = {m.id: m.message_id for m in rows}
         parents = {m.message_id: by_pk.get(m.parent_id) for m in rows}
-        assert parents == {f"t{i}@x": (f"t{parent[i]}@x" if parent[i] is not None else None) for i in range(n)}
-        live = s.scalars(select(Thread).where(Thread.merged_into_id.is_(None), Thread.message_count > 0)).all()
+        assert parents == {
+            f"t{i}@x": (f"t{parent[i]}@x" if parent[i] is not None else None) for i in range(n)
+        }
+        live = s.scalars(
+            select(Thread).where(Thread.merged_into_id.is_(None), Thread.message_count > 0)
+        ).all()
         assert len(live) == 1 and live[0].message_count == n and live[0].subject == "Big thread"
         assert live[0].participant_count == 7
         mlist = lists.require(s, "dev")

@@ -37,7 +37,9 @@ def test_lmtp_answers_one_line_per_recipient(make_env) -> None:  # type: ignore[
     with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as c:
         assert c.ehlo()[0] == 250  # smtplib.LMTP sends LHLO
         assert c.helo()[0] == 500  # LMTP has no HELO
-        replies = _lmtp_send(c, ["dev@lists.test", "nosuch@lists.test", "closed@lists.test"], mail(msgid="l1@x"))
+        replies = _lmtp_send(
+            c, ["dev@lists.test", "nosuch@lists.test", "closed@lists.test"], mail(msgid="l1@x")
+        )
         assert [code for code, _ in replies] == [250, 250]
         assert b"dev@lists.test" in replies[0][1] and b"stored" in replies[0][1]
         assert b"closed@lists.test" in replies[1][1] and b"held" in replies[1][1]
@@ -55,7 +57,9 @@ def test_lmtp_on_a_unix_socket_refuses_per_recipient(make_env, tmp_path: Path) -
     e.start(lmtp=True, listen=sock)
     with smtplib.LMTP(str(sock)) as c:
         c.ehlo()
-        replies = _lmtp_send(c, ["dev@lists.test", "ops@lists.test"], mail(body="y" * 3000 + "\r\n"))
+        replies = _lmtp_send(
+            c, ["dev@lists.test", "ops@lists.test"], mail(body="y" * 3000 + "\r\n")
+        )
         assert [code for code, _ in replies] == [552, 552]
         assert all(text.startswith(b"5.3.4") for _, text in replies)
         replies = _lmtp_send(c, ["dev@lists.test", "ops@lists.test"], mail(msgid="small@x"))
@@ -65,19 +69,30 @@ def test_lmtp_on_a_unix_socket_refuses_per_recipient(make_env, tmp_path: Path) -
 
 # Every end-of-data look-alike framed by a bare CR or LF is refused, including "CRLF . LF" and
 # "CRLF . CR", which dot-unstuffing (RFC 5321 4.5.2) would otherwise turn into an innocent line.
-@pytest.mark.parametrize("smuggle,refused", [
-    (b"\n.\n", True), (b"\n.\r\n", True), (b"\r.\r", True), (b"\r.\r\n", True),
-    (b"\r\n.\n", True), (b"\r\n.\r", True), (b"\r\nx\ny\r\n", False),
-])
+@pytest.mark.parametrize(
+    "smuggle,refused",
+    [
+        (b"\n.\n", True),
+        (b"\n.\r\n", True),
+        (b"\r.\r", True),
+        (b"\r.\r\n", True),
+        (b"\r\n.\n", True),
+        (b"\r\n.\r", True),
+        (b"\r\nx\ny\r\n", False),
+    ],
+)
 def test_smuggled_end_of_data_does_not_end_data(env: Env, smuggle: bytes, refused: bool) -> None:
     c = RawClient(env.settings.smtp_port)
     assert c.cmd("EHLO client.example").startswith("250")
     assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
     assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
     assert c.cmd("DATA").startswith("354")
-    c.send(b"From: ann@example.org\r\nSubject: first\r\nMessage-ID: <first@x>\r\n\r\nhello" + smuggle
-           + b"MAIL FROM:<admin@example.org>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n"
-           + b"From: admin@example.org\r\nSubject: smuggled\r\nMessage-ID: <smuggled@x>\r\n\r\nevil\r\n.\r\n")
+    c.send(
+        b"From: ann@example.org\r\nSubject: first\r\nMessage-ID: <first@x>\r\n\r\nhello"
+        + smuggle
+        + b"MAIL FROM:<admin@example.org>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n"
+        + b"From: admin@example.org\r\nSubject: smuggled\r\nMessage-ID: <smuggled@x>\r\n\r\nevil\r\n.\r\n"
+    )
     reply = c.reply()
     # exactly one reply for one DATA: the smuggled commands were never run as commands
     assert c.cmd("NOOP").startswith("250")
@@ -89,12 +104,19 @@ def test_smuggled_end_of_data_does_not_end_data(env: Env, smuggle: bytes, refuse
     else:  # a bare LF away from any dot line is tolerated (as Postfix's default "normalize" does)
         assert reply.startswith("250")
         [msg] = stored
-        assert msg.message_id == "first@x" and b"MAIL FROM:<admin@example.org>" in raw_of(env.db, "first@x")
+        assert msg.message_id == "first@x" and b"MAIL FROM:<admin@example.org>" in raw_of(
+            env.db, "first@x"
+        )
 
 
 def test_dot_stuffed_lines_are_not_smuggling(env: Env) -> None:
     with env.smtp() as c:
-        assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(body=".\r\n..two\r\n.\r\nend\r\n")) == {}
+        assert (
+            c.sendmail(
+                "ann@example.org", ["dev@lists.test"], mail(body=".\r\n..two\r\n.\r\nend\r\n")
+            )
+            == {}
+        )
     [msg] = messages(env.db)
     assert raw_of(env.db, msg.message_id).endswith(b"\r\n.\r\n..two\r\n.\r\nend\r\n")
 
@@ -143,13 +165,22 @@ def test_too_many_messages_per_minute_get_451_others_are_served(make_env) -> Non
 def test_python_m_gateway_runs_as_a_real_process(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     e = make_env()
     e.make_list("dev")
-    env = {**os.environ, "LISTGATE_DATA_DIR": str(e.settings.data_dir), "LISTGATE_DOMAIN": "lists.test",
-           "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{e.settings.smtp_port}",
-           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
-           "LISTGATE_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}"}
+    env = {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(e.settings.data_dir),
+        "LISTGATE_DOMAIN": "lists.test",
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{e.settings.smtp_port}",
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+        "LISTGATE_BROKER_URL": f"sqla+sqlite:///{tmp_path / 'broker.sqlite3'}",
+    }
     with open(tmp_path / "gateway.log", "wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway"],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         for _ in range(200):
             try:
@@ -172,16 +203,45 @@ def test_python_m_gateway_runs_as_a_real_process(make_env, tmp_path: Path) -> No
 
 
 def test_bad_listen_address_is_a_clean_error(tmp_path: Path) -> None:
-    env = {**os.environ, "LISTGATE_DATA_DIR": str(tmp_path), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
-    out = subprocess.run([sys.executable, "-m", "gateway", "--listen", "nonsense"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=60)
-    assert out.returncode == 2 and "expected HOST:PORT or unix:/path" in out.stderr and "Traceback" not in out.stderr
+    env = {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(tmp_path),
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway", "--listen", "nonsense"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        out.returncode == 2
+        and "expected HOST:PORT or unix:/path" in out.stderr
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
-    env = {**os.environ, "LISTGATE_DATA_DIR": str(tmp_path), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
-    out = subprocess.run([sys.executable, "-m", "gateway"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
-    assert out.returncode == 1 and "listgate db upgrade" in out.stderr and "Traceback" not in out.stderr
+    env = {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(tmp_path),
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "gateway"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        out.returncode == 1
+        and "listgate db upgrade" in out.stderr
+        and "Traceback" not in out.stderr
+    )
 
 
 def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env) -> None:  # type: ignore[no-untyped-def]
@@ -194,12 +254,16 @@ def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env)
     assert all(c.greeting.startswith("220") for c in conns), [c.greeting for c in conns]
     with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as c:
         for i in range(6):
-            assert [code for code, _ in _lmtp_send(c, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))] == [250]
+            assert [
+                code for code, _ in _lmtp_send(c, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))
+            ] == [250]
     for c in conns:
         c.close()
     assert len(messages(e.db)) == 6
 
-    stranger = make_env(LISTGATE_TRUSTED_MTAS="10.0.0.0/8", **limits)  # the MTA is elsewhere: loopback is a stranger
+    stranger = make_env(
+        LISTGATE_TRUSTED_MTAS="10.0.0.0/8", **limits
+    )  # the MTA is elsewhere: loopback is a stranger
     stranger.make_list("dev")
     stranger.start(lmtp=True)
     conns = [RawClient(stranger.settings.smtp_port, source="127.0.0.1") for _ in range(3)]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import base64
 import smtplib
 from collections import Counter
+from collections.abc import Iterator
 from email import message_from_bytes, policy
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -33,16 +33,36 @@ def ehlo_size(port: int) -> int:
         return int(smtp.esmtp_features["size"])
 
 
-def post(sender: str, msgid: str, attachment: bytes, html_line: int = 0, one_line: bool = True) -> bytes:
+def post(
+    sender: str, msgid: str, attachment: bytes, html_line: int = 0, one_line: bool = True
+) -> bytes:
     """A post with an attachment written as one long base64 line (as some clients do), and maybe long HTML."""
-    html = (b"--B\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>"
-            + b"x" * html_line + b"</p>\r\n") if html_line else b""
-    return (f"From: {sender}\r\nTo: dev@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
+    html = (
+        (
+            b"--B\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>"
+            + b"x" * html_line
+            + b"</p>\r\n"
+        )
+        if html_line
+        else b""
+    )
+    return (
+        (
+            f"From: {sender}\r\nTo: dev@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
             "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
-            "Content-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n").encode() + html + (
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n"
+        ).encode()
+        + html
+        + (
             b"--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
-            + (base64.b64encode(attachment) if one_line else base64.encodebytes(attachment).replace(b"\n", b"\r\n"))
-            + b"\r\n--B--\r\n")
+            + (
+                base64.b64encode(attachment)
+                if one_line
+                else base64.encodebytes(attachment).replace(b"\n", b"\r\n")
+            )
+            + b"\r\n--B--\r\n"
+        )
+    )
 
 
 @pytest.fixture
@@ -55,38 +75,59 @@ def relay() -> Iterator[SmtpSink]:
         sink.stop()
 
 
-def test_the_size_limit_follows_the_relay_and_long_lines_get_through(tmp_path: Path, relay: SmtpSink) -> None:
+def test_the_size_limit_follows_the_relay_and_long_lines_get_through(
+    tmp_path: Path, relay: SmtpSink
+) -> None:
     site = build_site(tmp_path, relay)
     site.subscribe("dev", "alice@example.org", "bob@example.org")
-    server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db), size_check_every=0.2,
-                           archiver=Archiver(site.settings, site.db, enqueue=BrokerSender(site.settings)))
+    server = GatewayServer(
+        site.settings,
+        GatewayHandler(site.settings, site.db),
+        size_check_every=0.2,
+        archiver=Archiver(site.settings, site.db, enqueue=BrokerSender(site.settings)),
+    )
     server.start()
     worker = WorkerProcess(site.env, tmp_path / "worker.log").start()
     port = site.settings.smtp_port
     try:
-        assert ehlo_size(port) == 200_000 - HEADROOM  # not the configured 25 MB: the relay takes no more
-        too_big = post("carol@example.net", "big@x", bytes(range(256)) * 700, one_line=False)  # ~240 KB
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp, pytest.raises(smtplib.SMTPResponseException) as refused:
+        assert (
+            ehlo_size(port) == 200_000 - HEADROOM
+        )  # not the configured 25 MB: the relay takes no more
+        too_big = post(
+            "carol@example.net", "big@x", bytes(range(256)) * 700, one_line=False
+        )  # ~240 KB
+        with (
+            smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp,
+            pytest.raises(smtplib.SMTPResponseException) as refused,
+        ):
             smtp.sendmail("carol@example.net", ["dev@lists.test"], too_big)
         assert refused.value.smtp_code == 552 and b"too big" in refused.value.smtp_error
-        fits = post("carol@example.net", "fits@x", bytes(range(256)) * 250, html_line=20_000)  # ~110 KB, long lines
+        fits = post(
+            "carol@example.net", "fits@x", bytes(range(256)) * 250, html_line=20_000
+        )  # ~110 KB, long lines
         assert max(map(len, fits.splitlines())) > 20_000
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
             assert smtp.sendmail("carol@example.net", ["dev@lists.test"], fits) == {}
         wait_until(lambda: len(relay.received) >= 2, what="the copies")
-        assert Counter(r.rcpt_tos[0] for r in relay.received) == {"alice@example.org": 1, "bob@example.org": 1}
+        assert Counter(r.rcpt_tos[0] for r in relay.received) == {
+            "alice@example.org": 1,
+            "bob@example.org": 1,
+        }
         sent = message_from_bytes(fits, policy=policy.default)
         for copy in relay.received:
             assert max(map(len, copy.data.splitlines())) <= 998
             got = message_from_bytes(copy.data, policy=policy.default)
-            assert [p.get_payload(decode=True) for p in got.walk() if not p.is_multipart()] == \
-                [p.get_payload(decode=True) for p in sent.walk() if not p.is_multipart()]
+            assert [p.get_payload(decode=True) for p in got.walk() if not p.is_multipart()] == [
+                p.get_payload(decode=True) for p in sent.walk() if not p.is_multipart()
+            ]
         # The relay is replaced by one with a smaller limit: the gateway follows at its next check.
         relay.stop()
         smaller = SmtpSink(port=relay.port, data_size_limit=100_000)
         smaller.start()
         try:
-            wait_until(lambda: ehlo_size(port) == 100_000 - HEADROOM, timeout=20, what="the new limit")
+            wait_until(
+                lambda: ehlo_size(port) == 100_000 - HEADROOM, timeout=20, what="the new limit"
+            )
         finally:
             smaller.stop()
         # The relay unreachable: the last limit it stated still holds.
@@ -97,7 +138,9 @@ def test_the_size_limit_follows_the_relay_and_long_lines_get_through(tmp_path: P
         server.stop()
 
 
-def test_the_gateway_never_advertises_more_than_its_own_setting(tmp_path: Path, relay: SmtpSink) -> None:
+def test_the_gateway_never_advertises_more_than_its_own_setting(
+    tmp_path: Path, relay: SmtpSink
+) -> None:
     site = build_site(tmp_path, relay, LISTGATE_MAX_MESSAGE_SIZE="50000")
     server = GatewayServer(site.settings, GatewayHandler(site.settings, site.db))
     server.start()

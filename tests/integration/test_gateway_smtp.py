@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 import smtplib
 import ssl
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -38,7 +37,9 @@ def test_unknown_addresses_are_refused_at_rcpt_and_nothing_is_queued(env: Env) -
 def test_a_post_to_two_lists_is_stored_in_both_and_fanned_out_after_commit(env: Env) -> None:
     env.make_list("ops")
     with env.smtp() as c:
-        refused = c.sendmail("ann@example.org", ["dev@lists.test", "OPS@Lists.Test"], mail(msgid="two@example.org"))
+        refused = c.sendmail(
+            "ann@example.org", ["dev@lists.test", "OPS@Lists.Test"], mail(msgid="two@example.org")
+        )
     assert refused == {}
     stored = messages(env.db)
     assert sorted(m.list_id for m in stored) == [1, 2]
@@ -50,7 +51,9 @@ def test_a_post_to_two_lists_is_stored_in_both_and_fanned_out_after_commit(env: 
 def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None:
     with env.smtp() as c:
         c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="again@example.org"))
-        c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="again@example.org", body="retry\r\n"))
+        c.sendmail(
+            "ann@example.org", ["dev@lists.test"], mail(msgid="again@example.org", body="retry\r\n")
+        )
     assert len(messages(env.db)) == 1
     assert env.gw.enqueued.kinds(expected=1) == [FANOUT]
 
@@ -58,7 +61,8 @@ def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None
 def test_exact_bytes_are_kept(env: Env) -> None:
     raw = (
         b"From: ann@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <bytes@example.org>\r\n\r\n"
-        b"caf\xe9 in latin-1\r\n.leading dot\r\nend\r\n")
+        b"caf\xe9 in latin-1\r\n.leading dot\r\nend\r\n"
+    )
     with env.smtp() as c:
         c.sendmail("ann@example.org", ["dev@lists.test"], raw)
     with env.db() as s:
@@ -88,10 +92,13 @@ def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env) -> None:  #
     assert len(messages(e.db)) == 1
 
 
-@pytest.mark.parametrize("body,code,words", [
-    ("".join(f"X-H{i}: v\r\n" for i in range(30)), 552, b"header fields"),
-    ("X-Long: " + "a" * 1500 + "\r\n", 552, b"line"),
-])
+@pytest.mark.parametrize(
+    "body,code,words",
+    [
+        ("".join(f"X-H{i}: v\r\n" for i in range(30)), 552, b"header fields"),
+        ("X-Long: " + "a" * 1500 + "\r\n", 552, b"line"),
+    ],
+)
 def test_header_count_and_line_length_limits(make_env, body: str, code: int, words: bytes) -> None:  # type: ignore[no-untyped-def]
     e = make_env(LISTGATE_MAX_HEADERS="20", LISTGATE_MAX_LINE_LENGTH="1000")
     e.make_list("dev")
@@ -105,10 +112,13 @@ def test_header_count_and_line_length_limits(make_env, body: str, code: int, wor
 
 
 def _nested(depth: int) -> bytes:
-    head = b"From: ann@example.org\r\nSubject: nested\r\nMessage-ID: <nest%d@example.org>\r\nMIME-Version: 1.0\r\n" % depth
+    head = (
+        b"From: ann@example.org\r\nSubject: nested\r\nMessage-ID: <nest%d@example.org>\r\nMIME-Version: 1.0\r\n"
+        % depth
+    )
     out = b""
     for i in range(depth - 1):
-        out += b"Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n" % (i, i)
+        out += b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
     out += b"Content-Type: text/plain\r\n\r\ndeep inside\r\n"
     for i in reversed(range(depth - 1)):
         out += b"--b%d--\r\n" % i
@@ -129,19 +139,51 @@ def test_mime_nesting_limit(make_env) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_smtputf8_and_8bit_mail(env: Env) -> None:
-    raw = ("From: Jörg <jörg@example.org>\r\nSubject: Grüße aus Köln\r\nMessage-ID: <ü@example.org>\r\n"
-           "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße\r\n").encode()
+    raw = (
+        "From: Jörg <jörg@example.org>\r\nSubject: Grüße aus Köln\r\nMessage-ID: <ü@example.org>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße\r\n"
+    ).encode()
     with env.smtp() as c:
         c.ehlo()
-        assert c.sendmail("jörg@example.org", ["dev@lists.test"], raw, mail_options=["SMTPUTF8", "BODY=8BITMIME"]) == {}
+        assert (
+            c.sendmail(
+                "jörg@example.org",
+                ["dev@lists.test"],
+                raw,
+                mail_options=["SMTPUTF8", "BODY=8BITMIME"],
+            )
+            == {}
+        )
     [msg] = messages(env.db)
-    assert msg.subject == "Grüße aus Köln" and "Schöne Grüße" in msg.body_text and msg.from_addr == "jörg@example.org"
+    assert (
+        msg.subject == "Grüße aus Köln"
+        and "Schöne Grüße" in msg.body_text
+        and msg.from_addr == "jörg@example.org"
+    )
 
 
 def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=lists.test",
-                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=lists.test",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
     e.make_list("dev")
     e.start()
@@ -153,17 +195,36 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
         assert c.starttls(context=ctx)[0] == 220
         c.ehlo()
         assert not c.has_extn("starttls")
-        assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="tls@example.org")) == {}
+        assert (
+            c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="tls@example.org")) == {}
+        )
     assert [m.message_id for m in messages(e.db)] == ["tls@example.org"]
 
 
-def test_storage_failure_answers_451_and_stores_nothing(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_storage_failure_answers_451_and_stores_nothing(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from listgate.spool import Spool
 
     def broken(spool, mails):  # type: ignore[no-untyped-def]
-        with spool.engine.begin() as conn:  # the row is written, then the disk "fails" before the commit
-            conn.execute(spool.table.insert(), [{"received_at": datetime.now(timezone.utc), "mail_from": "", "rcpt_tos": "x",
-                                                 "message_id": "", "counts": "", "raw": b"x", "state": "pending", "reason": ""}])
+        with (
+            spool.engine.begin() as conn
+        ):  # the row is written, then the disk "fails" before the commit
+            conn.execute(
+                spool.table.insert(),
+                [
+                    {
+                        "received_at": datetime.now(UTC),
+                        "mail_from": "",
+                        "rcpt_tos": "x",
+                        "message_id": "",
+                        "counts": "",
+                        "raw": b"x",
+                        "state": "pending",
+                        "reason": "",
+                    }
+                ],
+            )
             raise OSError("disk full")
 
     real = Spool.append
@@ -171,46 +232,78 @@ def test_storage_failure_answers_451_and_stores_nothing(env: Env, monkeypatch: p
     env.make_list("ops")
     with env.smtp() as c:
         with pytest.raises(smtplib.SMTPDataError) as err:
-            c.sendmail("ann@example.org", ["dev@lists.test", "ops@lists.test"], mail(msgid="fail@example.org"))
+            c.sendmail(
+                "ann@example.org",
+                ["dev@lists.test", "ops@lists.test"],
+                mail(msgid="fail@example.org"),
+            )
         assert err.value.smtp_code == 451 and err.value.smtp_error.startswith(b"4.3.0")
     assert messages(env.db) == [] and count(env.db, RawMessage) == 0 and outbox_kinds(env.db) == []
     monkeypatch.setattr(Spool, "append", real)
     with env.smtp() as c:  # the sending server retries
-        assert c.sendmail("ann@example.org", ["dev@lists.test", "ops@lists.test"], mail(msgid="fail@example.org")) == {}
+        assert (
+            c.sendmail(
+                "ann@example.org",
+                ["dev@lists.test", "ops@lists.test"],
+                mail(msgid="fail@example.org"),
+            )
+            == {}
+        )
     assert len(messages(env.db)) == 2
 
 
 def test_command_addresses_are_queued_never_archived(env: Env) -> None:
     with env.smtp() as c:
-        for rcpt in ("dev+subscribe@lists.test", "dev+unsubscribe@lists.test", "dev+help@lists.test",
-                     "dev+confirm-abcd1234@lists.test"):
+        for rcpt in (
+            "dev+subscribe@lists.test",
+            "dev+unsubscribe@lists.test",
+            "dev+help@lists.test",
+            "dev+confirm-abcd1234@lists.test",
+        ):
             assert c.sendmail("ann@example.org", [rcpt], mail(msgid=f"{rcpt}@x")) == {}
-        assert c.sendmail("<>", ["dev+bounce-tok3n@lists.test"], mail(msgid="bounce@x", frm="MAILER-DAEMON@mx.example")) == {}
+        assert (
+            c.sendmail(
+                "<>",
+                ["dev+bounce-tok3n@lists.test"],
+                mail(msgid="bounce@x", frm="MAILER-DAEMON@mx.example"),
+            )
+            == {}
+        )
     assert messages(env.db) == []
     assert outbox_kinds(env.db) == [HANDLE_COMMAND] * 4 + [HANDLE_BOUNCE]
     assert env.gw.enqueued.kinds(expected=5) == [HANDLE_COMMAND] * 4 + [HANDLE_BOUNCE]
 
 
-@pytest.mark.parametrize("sender,extra", [
-    ("<>", ""),
-    ("ann@example.org", "Auto-Submitted: auto-replied\r\n"),
-    ("ann@example.org", "Precedence: auto_reply\r\n"),
-    ("ann@example.org", "X-Autoreply: yes\r\n"),
-    ("ann@example.org", "X-Listgate-Loop: lists.test\r\n"),
-])
+@pytest.mark.parametrize(
+    "sender,extra",
+    [
+        ("<>", ""),
+        ("ann@example.org", "Auto-Submitted: auto-replied\r\n"),
+        ("ann@example.org", "Precedence: auto_reply\r\n"),
+        ("ann@example.org", "X-Autoreply: yes\r\n"),
+        ("ann@example.org", "X-Listgate-Loop: lists.test\r\n"),
+    ],
+)
 def test_automatic_mail_is_accepted_but_never_posted(env: Env, sender: str, extra: str) -> None:
     with env.smtp() as c:
         assert c.sendmail(sender, ["dev@lists.test"], mail(extra=extra)) == {}
     assert messages(env.db) == [] and outbox_kinds(env.db) == []
     with env.db() as s:
         assert counters.values(s, counters.REFUSED).get("automatic") == 1
-        kept = s.scalars(select(NotPosted)).one()  # not dropped: kept for the moderators with its reason
+        kept = s.scalars(
+            select(NotPosted)
+        ).one()  # not dropped: kept for the moderators with its reason
         assert kept.reason and kept.message_id == "m1@example.org"
 
 
 def test_precedence_bulk_mail_is_posted(env: Env) -> None:
     with env.smtp() as c:
-        assert c.sendmail("owner-other@example.com", ["dev@lists.test"], mail(extra="Precedence: bulk\r\n")) == {}
+        assert (
+            c.sendmail(
+                "owner-other@example.com", ["dev@lists.test"], mail(extra="Precedence: bulk\r\n")
+            )
+            == {}
+        )
     assert [m.message_id for m in messages(env.db)] == ["m1@example.org"]
 
 
@@ -219,19 +312,31 @@ def test_members_policy_holds_a_non_member_post_and_tells_the_sender_once(env: E
     with transaction(env.db) as s:
         lists.subscribe(s, lists.require(s, "members"), "bob@example.org")
     with env.smtp() as c:
-        c.sendmail("bob@example.org", ["members@lists.test"], mail(msgid="bob@x", frm="bob@example.org"))
-        c.sendmail("eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org"))
-        c.sendmail("eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org"))  # a retry
+        c.sendmail(
+            "bob@example.org", ["members@lists.test"], mail(msgid="bob@x", frm="bob@example.org")
+        )
+        c.sendmail(
+            "eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org")
+        )
+        c.sendmail(
+            "eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org")
+        )  # a retry
     status = {m.message_id: m.status for m in messages(env.db)}
     assert status == {"bob@x": "visible", "eve@x": "held"}
-    assert outbox_kinds(env.db) == [FANOUT, SEND_NOTICE, NOTIFY_MODERATORS]  # the retry queues nothing more
+    assert outbox_kinds(env.db) == [
+        FANOUT,
+        SEND_NOTICE,
+        NOTIFY_MODERATORS,
+    ]  # the retry queues nothing more
 
 
 def test_moderated_policy_holds_everyone_but_moderators(env: Env) -> None:
     env.make_list("mod", policy="moderated", moderators="boss@example.org")
     with env.smtp() as c:
         c.sendmail("ann@example.org", ["mod@lists.test"], mail(msgid="a@x"))
-        c.sendmail("boss@example.org", ["mod@lists.test"], mail(msgid="b@x", frm="boss@example.org"))
+        c.sendmail(
+            "boss@example.org", ["mod@lists.test"], mail(msgid="b@x", frm="boss@example.org")
+        )
     assert {m.message_id: m.status for m in messages(env.db)} == {"a@x": "held", "b@x": "visible"}
 
 
@@ -254,7 +359,9 @@ def test_a_banned_sender_gets_550_and_nothing_is_stored_or_queued(env: Env) -> N
         s.add(Ban(list_id=lists.require(s, "dev").id, address="troll@example.org", reason="abuse"))
     with env.smtp() as c:
         with pytest.raises(smtplib.SMTPDataError) as refused:
-            c.sendmail("troll@example.org", ["dev@lists.test"], mail(msgid="t1@x", frm="troll@example.org"))
+            c.sendmail(
+                "troll@example.org", ["dev@lists.test"], mail(msgid="t1@x", frm="troll@example.org")
+            )
         assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="a1@x")) == {}
     assert refused.value.smtp_code == 550
     assert b"troll@example.org is banned from posting to this list" in refused.value.smtp_error

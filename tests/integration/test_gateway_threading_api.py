@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.support.gateway import Env, mail, settle
@@ -20,7 +19,14 @@ def api(env: Env):  # type: ignore[no-untyped-def]
 def post(env: Env, msgid: str, refs: str = "", irt: str = "", subject: str = "Plan") -> None:
     extra = (f"References: {refs}\r\n" if refs else "") + (f"In-Reply-To: {irt}\r\n" if irt else "")
     with env.smtp() as c:
-        assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(subject=subject, msgid=msgid, extra=extra)) == {}
+        assert (
+            c.sendmail(
+                "ann@example.org",
+                ["dev@lists.test"],
+                mail(subject=subject, msgid=msgid, extra=extra),
+            )
+            == {}
+        )
     settle(env.db)  # the API reads the archive
 
 
@@ -34,9 +40,16 @@ def tree(api, msgid: str) -> dict[str, str | None]:  # type: ignore[no-untyped-d
 def test_replies_before_their_parents_and_a_missing_middle(env: Env, api) -> None:  # type: ignore[no-untyped-def]
     post(env, "c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Plan")  # grandchild first
     post(env, "a@x.test")
-    assert tree(api, "a@x.test") == {"a@x.test": None, "c@x.test": "a@x.test"}  # b is missing: c hangs under a, same thread
+    assert tree(api, "a@x.test") == {
+        "a@x.test": None,
+        "c@x.test": "a@x.test",
+    }  # b is missing: c hangs under a, same thread
     post(env, "b@x.test", refs="<a@x.test>", subject="Re: Plan")
-    assert tree(api, "c@x.test") == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test"}
+    assert tree(api, "c@x.test") == {
+        "a@x.test": None,
+        "b@x.test": "a@x.test",
+        "c@x.test": "b@x.test",
+    }
 
 
 def test_merged_threads_and_the_absorbed_link(env: Env, api) -> None:  # type: ignore[no-untyped-def]
@@ -48,7 +61,11 @@ def test_merged_threads_and_the_absorbed_link(env: Env, api) -> None:  # type: i
     resp = api.get(f"/api/threads/{old}")
     if resp.status_code in (301, 302, 308):  # the absorbed thread's link redirects to the survivor
         resp = api.get(resp.headers["Location"])
-    assert resp.status_code == 200 and {m["message_id"] for m in resp.get_json()["messages"]} == {"x@x.test", "y@x.test", "z@x.test"}
+    assert resp.status_code == 200 and {m["message_id"] for m in resp.get_json()["messages"]} == {
+        "x@x.test",
+        "y@x.test",
+        "z@x.test",
+    }
 
 
 def test_subject_only_replies_join_by_subject(env: Env, api) -> None:  # type: ignore[no-untyped-def]

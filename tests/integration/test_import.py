@@ -31,21 +31,31 @@ def _msg(i: int, body: str = "hello", refs: str = "") -> bytes:
 def _mboxrd(messages: list[bytes]) -> bytes:
     out = b""
     for m in messages:
-        escaped = b"".join((b">" + line if line.lstrip(b">").startswith(b"From ") else line)
-                           for line in m.splitlines(keepends=True))
+        escaped = b"".join(
+            (b">" + line if line.lstrip(b">").startswith(b"From ") else line)
+            for line in m.splitlines(keepends=True)
+        )
         out += b"From mboxrd@z Thu Jan  1 00:00:00 1970\n" + escaped + b"\n"
     return out
 
 
-MESSAGES = [_msg(0), _msg(1, refs="<imp0@x>"), _msg(2, body="From the start\n>From quoted", refs="<imp0@x> <imp1@x>"),
-            _msg(3, refs="<imp9@x>"), b"Subject: no id, no from\n\nanonymous\n"]
+MESSAGES = [
+    _msg(0),
+    _msg(1, refs="<imp0@x>"),
+    _msg(2, body="From the start\n>From quoted", refs="<imp0@x> <imp1@x>"),
+    _msg(3, refs="<imp9@x>"),
+    b"Subject: no id, no from\n\nanonymous\n",
+]
 
 
 @pytest.fixture
 def runner(settings, engine, make_list) -> CliRunner:  # type: ignore[no-untyped-def]
     make_list("dev")
-    env = {"LISTGATE_DATA_DIR": str(settings.data_dir), "LISTGATE_DOMAIN": settings.domain,
-           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    env = {
+        "LISTGATE_DATA_DIR": str(settings.data_dir),
+        "LISTGATE_DOMAIN": settings.domain,
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
     return CliRunner(env=env)
 
 
@@ -67,20 +77,33 @@ def test_mboxrd_is_split_and_unescaped_exactly() -> None:
 
 
 @pytest.mark.parametrize("compress", ["plain", "gz", "xz"])
-def test_import_an_mbox_then_rerun_skips_everything(runner: CliRunner, settings, tmp_path: Path, compress: str) -> None:  # type: ignore[no-untyped-def]
+def test_import_an_mbox_then_rerun_skips_everything(
+    runner: CliRunner, settings, tmp_path: Path, compress: str
+) -> None:  # type: ignore[no-untyped-def]
     data = _mboxrd(MESSAGES)
     path = tmp_path / {"plain": "a.mbox", "gz": "a.mbox.gz", "xz": "a.mbox.xz"}[compress]
-    path.write_bytes({"plain": data, "gz": gzip.compress(data), "xz": lzma.compress(data)}[compress])
+    path.write_bytes(
+        {"plain": data, "gz": gzip.compress(data), "xz": lzma.compress(data)}[compress]
+    )
     first = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
     assert first.exit_code == 0, first.output
-    assert "imported:   5" in first.output and "duplicates: 0" in first.output and "refused:    0" in first.output
+    assert (
+        "imported:   5" in first.output
+        and "duplicates: 0" in first.output
+        and "refused:    0" in first.output
+    )
     stored = _archived(settings)
     assert [m.origin for m in stored] == ["import"] * 5
     by_id = {m.message_id: m for m in stored}
     assert by_id["imp2@x"].parent_id == by_id["imp1@x"].id and by_id["imp3@x"].parent_id is None
-    assert ">From quoted" in by_id["imp2@x"].body_text and "\nFrom the start" in "\n" + by_id["imp2@x"].body_text
+    assert (
+        ">From quoted" in by_id["imp2@x"].body_text
+        and "\nFrom the start" in "\n" + by_id["imp2@x"].body_text
+    )
     again = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
-    assert again.exit_code == 0 and "imported:   0" in again.output and "duplicates: 5" in again.output
+    assert (
+        again.exit_code == 0 and "imported:   0" in again.output and "duplicates: 5" in again.output
+    )
     assert len(_archived(settings)) == 5
     engine = make_engine(settings)
     with session_factory(engine)() as s:  # imported mail notifies nobody
@@ -88,12 +111,19 @@ def test_import_an_mbox_then_rerun_skips_everything(runner: CliRunner, settings,
     engine.dispose()
 
 
-def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(runner: CliRunner, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(
+    runner: CliRunner, settings, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     """A later mbox holds a second version of an archived Message-ID: kept as a variant; importing again adds nothing."""
     from listgate.models import MessageVariant
 
     (tmp_path / "one.mbox").write_bytes(_mboxrd([_msg(0)]))
-    assert "imported:   1" in runner.invoke(main, ["import", str(tmp_path / "one.mbox"), "--list", "dev", "--quiet"]).output
+    assert (
+        "imported:   1"
+        in runner.invoke(
+            main, ["import", str(tmp_path / "one.mbox"), "--list", "dev", "--quiet"]
+        ).output
+    )
     path = tmp_path / "v.mbox"
     path.write_bytes(_mboxrd([_msg(0), _msg(0, body="hello again, with a footer")]))
     first = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
@@ -112,20 +142,32 @@ def test_import_a_maildir_with_a_progress_bar(runner: CliRunner, settings, tmp_p
     for sub in ("cur", "new", "tmp"):
         (md / sub).mkdir(parents=True)
     for i, m in enumerate(MESSAGES[:4]):
-        (md / ("cur" if i % 2 else "new") / f"{1700000000 + i}.M{i}.host:2,S").write_bytes(m.replace(b"\n", b"\r\n"))
+        (md / ("cur" if i % 2 else "new") / f"{1700000000 + i}.M{i}.host:2,S").write_bytes(
+            m.replace(b"\n", b"\r\n")
+        )
     result = runner.invoke(main, ["import", str(md), "--list", "dev"])
     assert result.exit_code == 0, result.output
     assert "imported:   4" in result.output
     assert "msg" in (result.stderr if hasattr(result, "stderr") else result.output)
-    assert sorted(m.message_id for m in _archived(settings)) == ["imp0@x", "imp1@x", "imp2@x", "imp3@x"]
+    assert sorted(m.message_id for m in _archived(settings)) == [
+        "imp0@x",
+        "imp1@x",
+        "imp2@x",
+        "imp3@x",
+    ]
 
 
-@pytest.mark.parametrize("what,args,words", [
-    ("missing", ["import", "/nonexistent/file.mbox", "--list", "dev"], "no such file"),
-    ("not mbox", None, "not an mbox file"),
-    ("no list", ["import", "LATER", "--list", "nosuch"], "no list named 'nosuch'"),
-])
-def test_bad_imports_get_a_clear_message(runner: CliRunner, tmp_path: Path, what: str, args, words: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "what,args,words",
+    [
+        ("missing", ["import", "/nonexistent/file.mbox", "--list", "dev"], "no such file"),
+        ("not mbox", None, "not an mbox file"),
+        ("no list", ["import", "LATER", "--list", "nosuch"], "no list named 'nosuch'"),
+    ],
+)
+def test_bad_imports_get_a_clear_message(
+    runner: CliRunner, tmp_path: Path, what: str, args, words: str
+) -> None:  # type: ignore[no-untyped-def]
     junk = tmp_path / "junk.txt"
     junk.write_bytes(b"just some text\n")
     good = tmp_path / "good.mbox"
@@ -151,10 +193,14 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_l
     oracle = json.load(lzma.open(corpus("linux-man", "notmuch-oracle-threads.json.xz")))
     make_list("linux-man")
     messages, _, _ = sources(linux_man_path())
-    summary = Importer(db, "linux-man", "lists.test", fallback_days=0).run(itertools.islice(messages, 400))
+    summary = Importer(db, "linux-man", "lists.test", fallback_days=0).run(
+        itertools.islice(messages, 400)
+    )
     assert summary.imported + summary.duplicates == 400 and not summary.refused
     with db() as s:
-        rows = s.execute(select(Message.id, Message.message_id, Message.parent_id, Message.thread_id)).all()
+        rows = s.execute(
+            select(Message.id, Message.message_id, Message.parent_id, Message.thread_id)
+        ).all()
         merged = dict(s.execute(select(Thread.id, Thread.merged_into_id)).all())
     ours = {r.message_id for r in rows}
     by_pk = {r.id: r.message_id for r in rows}
@@ -165,7 +211,11 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_l
         return t
 
     parent, thread_of = oracle["parent"], {m: i for i, t in enumerate(oracle["threads"]) for m in t}
-    checked = [r for r in rows if r.message_id in parent and (parent[r.message_id] is None or parent[r.message_id] in ours)]
+    checked = [
+        r
+        for r in rows
+        if r.message_id in parent and (parent[r.message_id] is None or parent[r.message_id] in ours)
+    ]
     same_parent = sum(by_pk.get(r.parent_id) == parent[r.message_id] for r in checked)
     assert len(checked) >= 350 and same_parent / len(checked) >= 0.98, (same_parent, len(checked))
     # Two messages of the slice are in one of our threads exactly when notmuch puts them together.

@@ -19,10 +19,10 @@ import json
 import re
 import smtplib
 import time
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -54,12 +54,19 @@ class Journey:
 
     # -- acting ------------------------------------------------------------------------------
 
-    def mail(self, sender: str, to: str, subject: str, body: str = "", in_reply_to: str = "") -> str:
+    def mail(
+        self, sender: str, to: str, subject: str, body: str = "", in_reply_to: str = ""
+    ) -> str:
         """Send a mail through the gateway (SMTP); its Message-ID."""
         self.serial += 1
         msgid = f"j{self.serial}-{int(time.time())}@example.net"
         msg = EmailMessage()
-        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = sender, to, subject, f"<{msgid}>"
+        msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
+            sender,
+            to,
+            subject,
+            f"<{msgid}>",
+        )
         msg["Date"] = "Mon, 30 Nov 2026 10:00:00 +0000"
         if in_reply_to:
             msg["In-Reply-To"] = msg["References"] = f"<{in_reply_to}>"
@@ -89,7 +96,13 @@ class Journey:
         self.mail(PAT, f"dev+{word}@{DOMAIN}", word)
 
     def thread_command(self, parent: str, word: str) -> None:
-        self.mail(PAT, f"dev@{DOMAIN}", "Re: a topic", f"{word}\n\n> the quoted post\n", in_reply_to=parent)
+        self.mail(
+            PAT,
+            f"dev@{DOMAIN}",
+            "Re: a topic",
+            f"{word}\n\n> the quoted post\n",
+            in_reply_to=parent,
+        )
 
     def cli(self, *args: str) -> str:
         return self.stack.listgate(*args)
@@ -97,7 +110,7 @@ class Journey:
     def send_digest(self) -> None:
         """What the beat does after midnight, for today, through the real worker."""
         app = make_celery(Settings.from_env(self.stack.env))
-        app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(timezone.utc).date().isoformat()})
+        app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(UTC).date().isoformat()})
 
     # -- checking ----------------------------------------------------------------------------
 
@@ -108,12 +121,14 @@ class Journey:
             self.stack.check_alive()
             time.sleep(0.1)
         time.sleep(SETTLE)
-        new = self.sink.received[self.seen:]
+        new = self.sink.received[self.seen :]
         self.seen += len(new)
         left = list(new)
         for rcpt, label in wanted:
             match = next((r for r in left if r.rcpt_tos == [rcpt] and _matches(r, label)), None)
-            assert match is not None, f"missing {label!r} for {rcpt}; got {_show(new)}\n{self.stack.log_tail(15)}"
+            assert match is not None, (
+                f"missing {label!r} for {rcpt}; got {_show(new)}\n{self.stack.log_tail(15)}"
+            )
             left.remove(match)
         assert not left, f"unexpected mail: {_show(left)} (expected {wanted})"
         return new
@@ -130,14 +145,20 @@ class Journey:
     def sign_in(self, web: WebClient) -> None:
         web.post("/signin", {"address": PAT, "next": "/"}, on_page="/signin")
         got = self.expect((PAT, "sign-in link"))
-        link = re.search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1]).group(1)
+        link = re.search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1]).group(
+            1
+        )
         done = web.post(link, {"next": "/"}, on_page=link)
         assert "You are signed in as pat@example.org" in done.body
 
     def dashboard(self, action: str, kind: str) -> str:
         """Press a button of pat's "My subscriptions" page on her row of `kind`; the flashed answer."""
         page = self.web.get("/me/subscriptions")
-        row = re.search(rf'<tr>\s*<td><a [^>]*>dev</a></td>\s*<td>{kind}.*?action="([^"]+)"', page.body, re.S)
+        row = re.search(
+            rf'<tr>\s*<td><a [^>]*>dev</a></td>\s*<td>{kind}.*?action="([^"]+)"',
+            page.body,
+            re.DOTALL,
+        )
         assert row, page.body
         done = self.web.post(row.group(1), {"action": action}, on_page="/me/subscriptions")
         return re.search(r'<p class="flash ok" role="status">(.*?)</p>', done.body).group(1)
@@ -145,7 +166,9 @@ class Journey:
 
 def _matches(r: Received, label: str) -> bool:
     msg = r.message
-    return str(msg["Message-ID"]).strip("<>") == label or label.lower() in str(msg["Subject"]).lower()
+    return (
+        str(msg["Message-ID"]).strip("<>") == label or label.lower() in str(msg["Subject"]).lower()
+    )
 
 
 def _show(mails: list[Received]) -> list[tuple[list[str], str]]:
@@ -153,8 +176,14 @@ def _show(mails: list[Received]) -> list[tuple[list[str], str]]:
 
 
 def list_unsubscribe_url(received: list[Received], rcpt: str, msgid: str) -> str:
-    msg = next(r.message for r in received if r.rcpt_tos == [rcpt] and str(r.message["Message-ID"]).strip("<>") == msgid)
-    return re.search(r"<(http[^>]+/unsubscribe/[^>]+)>", " ".join(str(msg["List-Unsubscribe"]).split())).group(1)
+    msg = next(
+        r.message
+        for r in received
+        if r.rcpt_tos == [rcpt] and str(r.message["Message-ID"]).strip("<>") == msgid
+    )
+    return re.search(
+        r"<(http[^>]+/unsubscribe/[^>]+)>", " ".join(str(msg["List-Unsubscribe"]).split())
+    ).group(1)
 
 
 def life_with_a_list(j: Journey) -> None:
@@ -273,7 +302,9 @@ def life_with_a_list(j: Journey) -> None:
     # In by mail command again, confirmed by the link this time.
     j.command("subscribe")
     confirm = j.expect((PAT, "Confirm your subscription"))
-    stranger.post(re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1))
+    stranger.post(
+        re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1)
+    )
     j.expect((PAT, "Welcome"))
     t12 = j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
@@ -295,7 +326,11 @@ def life_with_a_list(j: Journey) -> None:
     j.expect(*j.copies_to(SAM, PAT))
 
     # Over the whole life: never two copies of a post to anyone.
-    pairs = [(r.rcpt_tos[0], str(r.message["Message-ID"])) for r in j.sink.received if r.message["List-Id"]]
+    pairs = [
+        (r.rcpt_tos[0], str(r.message["Message-ID"]))
+        for r in j.sink.received
+        if r.message["List-Id"]
+    ]
     assert len(pairs) == len(set(pairs)), "a post reached someone twice"
     status = j.cli("status")
     assert "0 failed for good" in status, status
@@ -313,15 +348,25 @@ def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def separate_stack(tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str) -> Iterator[Stack]:
+def separate_stack(
+    tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str
+) -> Iterator[Stack]:
     """Gateway, worker, beat and web as separate processes on PostgreSQL and Redis."""
-    yield from run_separately(make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db,
-                                                                LISTGATE_BROKER_URL=redis_db_url)))
+    yield from run_separately(
+        make_stack(
+            tmp_path,
+            _journey_env(
+                tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url
+            ),
+        )
+    )
 
 
 def test_a_life_with_the_list_on_the_embedded_default(up_stack: Stack, sink: SmtpSink) -> None:
     life_with_a_list(Journey(up_stack, sink))
 
 
-def test_a_life_with_the_list_on_postgresql_and_redis(separate_stack: Stack, sink: SmtpSink) -> None:
+def test_a_life_with_the_list_on_postgresql_and_redis(
+    separate_stack: Stack, sink: SmtpSink
+) -> None:
     life_with_a_list(Journey(separate_stack, sink))

@@ -43,13 +43,23 @@ def test_metrics_need_the_token_when_one_is_set(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("server", ["werkzeug", "gunicorn"])
-def test_without_a_token_metrics_are_served_only_on_the_loopback_listener(tmp_path: Path, server: str) -> None:
+def test_without_a_token_metrics_are_served_only_on_the_loopback_listener(
+    tmp_path: Path, server: str
+) -> None:
     metrics_port = free_port()
     env = site_env(tmp_path, LISTGATE_METRICS_LISTEN=f"127.0.0.1:{metrics_port}")
     prepare(env, "dev")
-    web = webarchive(env, tmp_path / "web.log") if server == "werkzeug" else Service(
-        "listgate.cli", env, tmp_path / "web.log", int(env["LISTGATE_WEB_LISTEN"].rsplit(":", 1)[1]),
-        ["web", "--gunicorn", "--workers", "2"])
+    web = (
+        webarchive(env, tmp_path / "web.log")
+        if server == "werkzeug"
+        else Service(
+            "listgate.cli",
+            env,
+            tmp_path / "web.log",
+            int(env["LISTGATE_WEB_LISTEN"].rsplit(":", 1)[1]),
+            ["web", "--gunicorn", "--workers", "2"],
+        )
+    )
     web.start()
     try:
         public = f"http://{env['LISTGATE_WEB_LISTEN']}"

@@ -50,11 +50,25 @@ def _history_at_0003(engine: Engine) -> None:
             "INSERT INTO outbox (id, kind, ref_id, payload, created_at, attempts) "
             f"VALUES (1, 'listgate.fanout', 1, '{{}}', '{now}', 0)",
         ):
-            conn.execute(text(sql.replace("false", "0") if engine.dialect.name == "sqlite" else sql))
+            conn.execute(
+                text(sql.replace("false", "0") if engine.dialect.name == "sqlite" else sql)
+            )
         if engine.dialect.name == "postgresql":  # explicit ids do not move the sequences on
-            for table in ("lists", "subscriptions", "raw_messages", "threads", "messages", "deliveries", "bounces",
-                          "outbox"):
-                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"))
+            for table in (
+                "lists",
+                "subscriptions",
+                "raw_messages",
+                "threads",
+                "messages",
+                "deliveries",
+                "bounces",
+                "outbox",
+            ):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                    )
+                )
 
 
 def _upgrade_and_live(engine: Engine) -> None:
@@ -65,16 +79,35 @@ def _upgrade_and_live(engine: Engine) -> None:
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
         sub = session.get_one(Subscription, 1)
-        assert (sub.status, sub.ended_at, sub.end_reason, sub.approved_by) == ("active", None, "", "")
+        assert (sub.status, sub.ended_at, sub.end_reason, sub.approved_by) == (
+            "active",
+            None,
+            "",
+            "",
+        )
         subscriptions.change(session, mlist, "bob@example.org", subscriptions.LEAVE, channel="link")
         lists.subscribe(session, mlist, "bob@example.org")
-        weekly = subscriptions.change(session, mlist, "bob@example.org", subscriptions.DIGEST, channel="mail",
-                                      frequency="weekly").subscription
-        assert (weekly.kind, weekly.digest_frequency, weekly.status) == ("digest", "weekly", "active")
+        weekly = subscriptions.change(
+            session,
+            mlist,
+            "bob@example.org",
+            subscriptions.DIGEST,
+            channel="mail",
+            frequency="weekly",
+        ).subscription
+        assert (weekly.kind, weekly.digest_frequency, weekly.status) == (
+            "digest",
+            "weekly",
+            "active",
+        )
         subscriptions.change(session, mlist, "bob@example.org", subscriptions.LEAVE, channel="mail")
     with db() as session:
         sub = session.get_one(Subscription, 1)
-        assert (sub.status, sub.end_reason, sub.digest_frequency) == ("ended", "switched to the digest", "daily")
+        assert (sub.status, sub.end_reason, sub.digest_frequency) == (
+            "ended",
+            "switched to the digest",
+            "daily",
+        )
         assert session.get_one(Subscription, weekly.id).end_reason == "left (mail)"
         assert session.scalar(select(Delivery.subscription_id)) == 1
     assert differences(engine) == []
@@ -89,7 +122,9 @@ def test_upgrade_keeps_history_on_sqlite(tmp_path: Path) -> None:
 
 
 def test_upgrade_keeps_history_on_postgresql(tmp_path: Path, postgres_url: str) -> None:
-    engine = make_engine(make_settings(tmp_path, LISTGATE_DATABASE_URL=new_database(postgres_url, migrated=False)))
+    engine = make_engine(
+        make_settings(tmp_path, LISTGATE_DATABASE_URL=new_database(postgres_url, migrated=False))
+    )
     try:
         _upgrade_and_live(engine)
     finally:

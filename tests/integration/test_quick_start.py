@@ -16,9 +16,9 @@ import signal
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,15 +27,20 @@ from tests.support.config import free_port, wait_until
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-SCREEN_ROWS, SCREEN_COLUMNS = 24, 120  # a terminal window; `make run`'s startup output must fit in it
+SCREEN_ROWS, SCREEN_COLUMNS = (
+    24,
+    120,
+)  # a terminal window; `make run`'s startup output must fit in it
 
 
 def quick_start() -> list[str]:
     """The shell lines of README's quick start, in order, without trailing comments."""
     text = (ROOT / "README.md").read_text().split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
     lines = []
-    for block in re.findall(r"```sh\n(.*?)```", text, re.S):
-        lines += [re.sub(r"\s{2,}#.*$", "", line).strip() for line in block.splitlines() if line.strip()]
+    for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+        lines += [
+            re.sub(r"\s{2,}#.*$", "", line).strip() for line in block.splitlines() if line.strip()
+        ]
     return lines
 
 
@@ -56,14 +61,27 @@ class Shell:
 
     def run(self, line: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run a line to completion."""
-        return subprocess.run(["bash", "-c", line], cwd=self.cwd, env=self.env, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(
+            ["bash", "-c", line],
+            cwd=self.cwd,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
 
     def start(self, line: str, log: Path) -> subprocess.Popen[str]:
         """Start a long-running line (make run, the sink) in its own process group, output to log."""
         with open(log, "w") as out:
-            proc = subprocess.Popen(["bash", "-c", line], cwd=self.cwd, env=self.env, stdout=out,
-                                    stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            proc = subprocess.Popen(
+                ["bash", "-c", line],
+                cwd=self.cwd,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                text=True,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
@@ -84,14 +102,24 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     checkout.mkdir()
     for name in ("Makefile", "pyproject.toml", "README.md", "requirements", ".venv"):
         (checkout / name).symlink_to(ROOT / name)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LISTGATE_", "VIRTUAL_ENV", "MAKE"))}
-    env.update(LISTGATE_SMTP_LISTEN=f"127.0.0.1:{free_port()}", LISTGATE_WEB_LISTEN=f"127.0.0.1:{free_port()}",
-               PYTHONUNBUFFERED="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("LISTGATE_", "VIRTUAL_ENV", "MAKE"))
+    }
+    env.update(
+        LISTGATE_SMTP_LISTEN=f"127.0.0.1:{free_port()}",
+        LISTGATE_WEB_LISTEN=f"127.0.0.1:{free_port()}",
+        PYTHONUNBUFFERED="1",
+    )
     sh = Shell(checkout, env)
     # `make run` must find .venv installed: installing from this checkout would point the shared
     # .venv's editable install at a directory without the sources.
     if sh.run("make -q install-run").returncode != 0:
-        pytest.fail("the .venv is not installed from the current lock: run `make install` first", pytrace=False)
+        pytest.fail(
+            "the .venv is not installed from the current lock: run `make install` first",
+            pytrace=False,
+        )
     yield sh
     for proc in sh.procs:
         if proc.poll() is None:
@@ -116,14 +144,18 @@ def copies(outbound: Path, rcpt: str, subject: str) -> list[str]:
 
 def wait_for_up(log: Path, proc: subprocess.Popen[str]) -> list[str]:
     """Wait until `make run` printed its whole summary; the output up to there."""
+
     def done() -> bool:
         assert proc.poll() is None, log.read_text()
         return "then read it at" in log.read_text()
+
     assert wait_until(done, 120), log.read_text()
     time.sleep(0.5)  # the summary's last lines (a note) follow at once
     lines = log.read_text().splitlines()
     end = next(i for i, line in enumerate(lines) if "then read it at" in line) + 1
-    while end < len(lines) and not re.match(r"\d{4}-\d\d-\d\d ", lines[end]):  # up to the first log line
+    while end < len(lines) and not re.match(
+        r"\d{4}-\d\d-\d\d ", lines[end]
+    ):  # up to the first log line
         end += 1
     return lines[:end]
 
@@ -138,7 +170,9 @@ def posted_command(startup: list[str]) -> str:
 def check_api_examples(web: str) -> None:
     """Every example of README's JSON API section answers, with the values the README shows."""
     text = (ROOT / "README.md").read_text().split("\n## JSON API\n", 1)[1].split("\n## ", 1)[0]
-    for path, shown in re.findall(r"^curl -s '?http://127\.0\.0\.1:8080(\S+?)'?\n# (.*)$", text, re.M):
+    for path, shown in re.findall(
+        r"^curl -s '?http://127\.0\.0\.1:8080(\S+?)'?\n# (.*)$", text, re.MULTILINE
+    ):
         body = json.dumps(json.loads(get(web + path)))
         for pair in re.findall(r'"\w+": (?:"[^".]*"|\d+|true|false|null)', shown):
             assert pair in body, f"README shows {pair} for {path}; the API says {body[:500]}"
@@ -162,45 +196,67 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
     startup = wait_for_up(tmp_path / "run.log", run)
     rows = sum(max(1, -(-len(line) // SCREEN_COLUMNS)) for line in startup)
     assert rows <= SCREEN_ROWS, f"{rows} rows:\n" + "\n".join(startup)
-    assert not any(word in line for line in startup for word in ("alembic", "celery@", "Running on", "Traceback"))
+    assert not any(
+        word in line
+        for line in startup
+        for word in ("alembic", "celery@", "Running on", "Traceback")
+    )
     page = get(f"{web}/lists/demo/")
     assert "Welcome to the demo list" in page and "Which day for the release?" in page
     check_api_examples(web)
 
     # 2. The printed command (README shows the same one) reaches reader@example.org in var/outbound.
     post = posted_command(startup)
-    assert post == example_post.replace("2525", smtp_port), "README's example differs from what make run prints"
+    assert post == example_post.replace("2525", smtp_port), (
+        "README's example differs from what make run prints"
+    )
     assert shell.run(post).returncode == 0
-    assert wait_until(lambda: copies(var / "outbound", "reader@example.org", "Hello"), 60), \
-        (tmp_path / "run.log").read_text()[-3000:]
+    assert wait_until(lambda: copies(var / "outbound", "reader@example.org", "Hello"), 60), (
+        tmp_path / "run.log"
+    ).read_text()[-3000:]
     listed = shell.run(list_outbound)
     assert listed.returncode == 0 and len(listed.stdout.split()) == 1, listed
     assert "Hello, list!" in get(f"{web}/lists/demo/") or "Hello" in get(f"{web}/lists/demo/")
     done = shell.run(f"{activate} && {status}")
-    assert done.returncode == 0 and "gateway    ok" in done.stdout and "worker     ok" in done.stdout, done.stdout
+    assert (
+        done.returncode == 0 and "gateway    ok" in done.stdout and "worker     ok" in done.stdout
+    ), done.stdout
 
     # 3. A child killed outright comes back by itself, and says so.
     first = read_state(state_file(var))["children"]["gateway"]["pid"]  # type: ignore[index]
     os.kill(first, signal.SIGKILL)
-    assert wait_until(lambda: (read_state(state_file(var)) or {}).get("children", {}).get("gateway", {}).get("state")
-                      == "ready" and read_state(state_file(var))["children"]["gateway"]["pid"] != first, 60)  # type: ignore[index]
+    assert wait_until(
+        lambda: (
+            (read_state(state_file(var)) or {}).get("children", {}).get("gateway", {}).get("state")
+            == "ready"
+            and read_state(state_file(var))["children"]["gateway"]["pid"] != first
+        ),
+        60,
+    )  # type: ignore[index]
     assert shell.run(post).returncode == 0
     assert wait_until(lambda: len(copies(var / "outbound", "reader@example.org", "Hello")) == 2, 60)
     done = shell.run(f"{activate} && {status}")
     assert "restarted 1 time, last exited with signal 9 (SIGKILL)" in done.stdout, done.stdout
-    assert shell.ctrl_c(run) != 0 or True  # make reports the interrupt; what matters is that everything stopped
+    assert (
+        shell.ctrl_c(run) != 0 or True
+    )  # make reports the interrupt; what matters is that everything stopped
     assert "stopped gateway, archiver, worker, beat, web" in (tmp_path / "run.log").read_text()
 
     # 4. The development sink as a relay: one line per message.
     sink_port = str(free_port())
-    sink = shell.start(f"{activate} && {sink_line.replace('1025', sink_port)}", tmp_path / "sink.log")
-    assert wait_until(lambda: "listening on" in (tmp_path / "sink.log").read_text(), 30), (tmp_path / "sink.log").read_text()
+    sink = shell.start(
+        f"{activate} && {sink_line.replace('1025', sink_port)}", tmp_path / "sink.log"
+    )
+    assert wait_until(lambda: "listening on" in (tmp_path / "sink.log").read_text(), 30), (
+        tmp_path / "sink.log"
+    ).read_text()
     relay = shell.start(relay_run.replace("1025", sink_port), tmp_path / "relay.log")
     startup = wait_for_up(tmp_path / "relay.log", relay)
     assert f"relay smtp://127.0.0.1:{sink_port}" in "\n".join(startup)
     assert shell.run(posted_command(startup)).returncode == 0
-    assert wait_until(lambda: "to reader@example.org: 'Hello'" in (tmp_path / "sink.log").read_text(), 60), \
-        ((tmp_path / "sink.log").read_text(), (tmp_path / "relay.log").read_text()[-3000:])
+    assert wait_until(
+        lambda: "to reader@example.org: 'Hello'" in (tmp_path / "sink.log").read_text(), 60
+    ), ((tmp_path / "sink.log").read_text(), (tmp_path / "relay.log").read_text()[-3000:])
     assert len(list((var / "sink" / "new").glob("*"))) == 1
 
     # 5. The relay goes away: copies are deferred, the log says why, status says so and exits 1.
@@ -212,8 +268,15 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
         if "DEFERRING" in done.stdout:
             break
         time.sleep(0.5)
-    assert done is not None and done.returncode == 1 and "relay      DEFERRING 1 copy waits for the relay, which said: 0 ConnectionRefusedError" in done.stdout, \
-        done.stdout if done else ""
-    assert re.search(r"WARNING worker\.delivery: delivery \d+ deferred, next try in .* the relay smtp://127\.0\.0\.1:"
-                     + sink_port, (tmp_path / "relay.log").read_text())
+    assert (
+        done is not None
+        and done.returncode == 1
+        and "relay      DEFERRING 1 copy waits for the relay, which said: 0 ConnectionRefusedError"
+        in done.stdout
+    ), done.stdout if done else ""
+    assert re.search(
+        r"WARNING worker\.delivery: delivery \d+ deferred, next try in .* the relay smtp://127\.0\.0\.1:"
+        + sink_port,
+        (tmp_path / "relay.log").read_text(),
+    )
     shell.ctrl_c(relay)

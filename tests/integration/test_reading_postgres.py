@@ -3,7 +3,7 @@ the map's grouped queries, edits and secret feed keys."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -23,29 +23,82 @@ def test_thread_page_map_activity_and_edits_on_postgres(pg_web):  # type: ignore
         lists.create(session, "dev")
         hush = lists.create(session, "hush", private=True)
         lists.subscribe(session, hush, "me@example.org")
-    now = datetime.now(timezone.utc)
-    root = post(db, make_mail("Root", msgid="root@x.test", sender="Ann <ann@example.org>", date=now - timedelta(hours=3)))
-    bad = post(db, make_mail("Re: Root", msgid="bad@x.test", in_reply_to="root@x.test", sender="Spam <s@x.example>",
-                             date=now - timedelta(hours=2)))
-    post(db, make_mail("Re: Root", msgid="cy@x.test", in_reply_to="bad@x.test", references=["root@x.test", "bad@x.test"],
-                       sender="Cy <cy@example.org>", date=now - timedelta(hours=1)))
-    mine = post(db, make_mail("Re: Root", msgid="mine@x.test", in_reply_to="root@x.test", sender="Me <me@example.org>",
-                              date=now - timedelta(minutes=5)), origin="web")
+    now = datetime.now(UTC)
+    root = post(
+        db,
+        make_mail(
+            "Root",
+            msgid="root@x.test",
+            sender="Ann <ann@example.org>",
+            date=now - timedelta(hours=3),
+        ),
+    )
+    bad = post(
+        db,
+        make_mail(
+            "Re: Root",
+            msgid="bad@x.test",
+            in_reply_to="root@x.test",
+            sender="Spam <s@x.example>",
+            date=now - timedelta(hours=2),
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Re: Root",
+            msgid="cy@x.test",
+            in_reply_to="bad@x.test",
+            references=["root@x.test", "bad@x.test"],
+            sender="Cy <cy@example.org>",
+            date=now - timedelta(hours=1),
+        ),
+    )
+    mine = post(
+        db,
+        make_mail(
+            "Re: Root",
+            msgid="mine@x.test",
+            in_reply_to="root@x.test",
+            sender="Me <me@example.org>",
+            date=now - timedelta(minutes=5),
+        ),
+        origin="web",
+    )
     with transaction(db) as session:
         hide(session, session.get_one(Message, bad.message_pk))
         session.add(Report(message_pk=root.message_pk, list_id=1, address="z@x.example"))
     client = app.test_client()
     session_for(client, "me@example.org", "tok")
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
-    assert "This post was hidden after reports" in page and "Reported: moderators will look at it" in page
-    post(db, make_mail("Re: Root", msgid="new@x.test", in_reply_to="root@x.test", sender="Ann <ann@example.org>"))
-    assert "1 new post since your last visit" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
+    assert (
+        "This post was hidden after reports" in page
+        and "Reported: moderators will look at it" in page
+    )
+    post(
+        db,
+        make_mail(
+            "Re: Root",
+            msgid="new@x.test",
+            in_reply_to="root@x.test",
+            sender="Ann <ann@example.org>",
+        ),
+    )
+    assert "1 new post since your last visit" in client.get(f"/threads/{root.thread_id}").get_data(
+        as_text=True
+    )
     graph = client.get(f"/api/threads/{root.thread_id}/graph").get_json()
     assert sorted(p["name"] for p in graph["people"]) == ["Ann", "Cy", "Me"]
     activity = client.get("/api/lists/dev/activity").get_json()
-    assert sum(w["posts"] for w in activity["weeks"]) >= 4 and activity["top_threads"][0]["posts"] == 3  # this month: the late post is dated March
-    assert "Talks most with" in client.get(f"/lists/dev/authors/{mine.message_pk}").get_data(as_text=True)
-    done = client.post(f"/messages/{mine.message_pk}/edit", data={"csrf_token": "tok", "body": "Changed.\n"})
+    assert (
+        sum(w["posts"] for w in activity["weeks"]) >= 4 and activity["top_threads"][0]["posts"] == 3
+    )  # this month: the late post is dated March
+    assert "Talks most with" in client.get(f"/lists/dev/authors/{mine.message_pk}").get_data(
+        as_text=True
+    )
+    done = client.post(
+        f"/messages/{mine.message_pk}/edit", data={"csrf_token": "tok", "body": "Changed.\n"}
+    )
     assert done.status_code == 303
     assert "Post edited" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
     settings_page = client.get("/me/subscriptions").get_data(as_text=True)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import smtplib
 import uuid
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from click.testing import CliRunner
@@ -49,8 +49,13 @@ def rsink() -> Iterator[SmtpSink]:
 def world(tmp_path_factory: pytest.TempPathFactory, rsink: SmtpSink) -> Iterator[tuple[Site, int]]:
     """A site with its worker (default auto-reply window) and an in-process gateway enqueueing to it."""
     tmp = tmp_path_factory.mktemp("replies")
-    env = {"LISTGATE_DATA_DIR": str(tmp / "var"), "LISTGATE_DOMAIN": DOMAIN, "LISTGATE_OUTBOUND": rsink.url,
-           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789", "LISTGATE_BASE_URL": "https://lists.test"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp / "var"),
+        "LISTGATE_DOMAIN": DOMAIN,
+        "LISTGATE_OUTBOUND": rsink.url,
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+        "LISTGATE_BASE_URL": "https://lists.test",
+    }
     settings = make_settings(tmp, **env)
     engine = make_engine(settings)
     upgrade(engine)
@@ -69,7 +74,9 @@ def site(world: tuple[Site, int]) -> Site:
     return world[0]
 
 
-def smtp(world: tuple[Site, int], sender: str, rcpts: list[str], headers: str, body: str = "hello") -> str:
+def smtp(
+    world: tuple[Site, int], sender: str, rcpts: list[str], headers: str, body: str = "hello"
+) -> str:
     """One SMTP transaction through the gateway; the reply to DATA."""
     if "Message-ID:" not in headers:
         headers = f"Message-ID: <{uuid.uuid4().hex}@example.net>\r\n{headers}"
@@ -90,7 +97,9 @@ def mails_to(sink: SmtpSink, address: str) -> list:  # type: ignore[type-arg]
 
 def outbox_done(site: Site) -> bool:
     with site.db() as session:
-        return not session.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.done_at.is_(None)))
+        return not session.scalar(
+            select(func.count()).select_from(OutboxEntry).where(OutboxEntry.done_at.is_(None))
+        )
 
 
 def new_list(site: Site, **options: object) -> str:
@@ -104,7 +113,9 @@ def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(world, rsink
     site = world[0]
     name, victim = new_list(site), f"victim-{uuid.uuid4().hex[:6]}@example.org"
     rcpts = [f"{name}+confirm-{uuid.uuid4().hex[:12]}@{DOMAIN}" for _ in range(50)]
-    smtp(world, victim, rcpts, f"To: {name}@{DOMAIN}\r\nSubject: Buy cheap pills at evil.example\r\n")
+    smtp(
+        world, victim, rcpts, f"To: {name}@{DOMAIN}\r\nSubject: Buy cheap pills at evil.example\r\n"
+    )
     for _ in range(10):
         smtp(world, victim, [f"{name}+help@{DOMAIN}"], "Subject: Buy cheap pills\r\n")
     wait_until(lambda: outbox_done(site), what="every command and notice handled")
@@ -113,16 +124,27 @@ def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(world, rsink
     assert len(mails_to(rsink, victim)) == 1, [m["Subject"] for m in mails_to(rsink, victim)]
     assert "pills" not in got[0].as_string().lower()
     with site.db() as session:
-        held_back = session.scalar(select(func.count()).select_from(OutboxEntry).where(
-            OutboxEntry.last_error.like("not sent: one automatic reply%")))
+        held_back = session.scalar(
+            select(func.count())
+            .select_from(OutboxEntry)
+            .where(OutboxEntry.last_error.like("not sent: one automatic reply%"))
+        )
     assert held_back == 59
 
 
 def test_the_held_notice_quotes_nothing_the_sender_wrote(world, rsink) -> None:  # type: ignore[no-untyped-def]
     site = world[0]
-    name, victim = new_list(site, policy="moderated", moderators="mod@example.org"), "held-victim@example.org"
-    reply = smtp(world, victim, [f"{name}@{DOMAIN}"], "Subject: Cheap pills at evil.example\r\n",
-                 "Visit evil.example today")
+    name, victim = (
+        new_list(site, policy="moderated", moderators="mod@example.org"),
+        "held-victim@example.org",
+    )
+    reply = smtp(
+        world,
+        victim,
+        [f"{name}@{DOMAIN}"],
+        "Subject: Cheap pills at evil.example\r\n",
+        "Visit evil.example today",
+    )
     assert "held for moderation" in reply
     notice = wait_until(lambda: mails_to(rsink, victim), what="the held notice")[0]
     assert "awaits moderation" in notice["Subject"] and notice["Auto-Submitted"] == "auto-replied"
@@ -135,7 +157,10 @@ def test_a_proven_sender_gets_every_answer_within_the_window(world, rsink) -> No
     smtp(world, person, [f"{name}+subscribe@{DOMAIN}"], "Subject: subscribe\r\n")
     confirm = wait_until(lambda: mails_to(rsink, person), what="the confirmation")[0]
     smtp(world, person, [confirm["Reply-To"]], "Subject: Re: confirm\r\n", "yes")
-    wait_until(lambda: len(mails_to(rsink, person)) == 2, what="the welcome, seconds after the confirmation")
+    wait_until(
+        lambda: len(mails_to(rsink, person)) == 2,
+        what="the welcome, seconds after the confirmation",
+    )
     assert "Welcome" in mails_to(rsink, person)[1]["Subject"]
 
 
@@ -143,23 +168,35 @@ def test_precedence_list_mail_is_archived_and_delivered(world, rsink) -> None:  
     site = world[0]
     name = new_list(site)
     site.subscribe(name, "reader1@example.org", "reader2@example.org")
-    reply = smtp(world, "owner-upstream@example.com", [f"{name}@{DOMAIN}"],
-                 f"To: upstream@example.com\r\nSubject: Upstream news\r\nPrecedence: list\r\n"
-                 "List-Id: <upstream.example.com>\r\n", "From the list we archive.")
+    reply = smtp(
+        world,
+        "owner-upstream@example.com",
+        [f"{name}@{DOMAIN}"],
+        "To: upstream@example.com\r\nSubject: Upstream news\r\nPrecedence: list\r\n"
+        "List-Id: <upstream.example.com>\r\n",
+        "From the list we archive.",
+    )
     assert "stored" in reply
     for reader in ("reader1@example.org", "reader2@example.org"):
         got = wait_until(lambda r=reader: mails_to(rsink, r), what=f"the copy for {reader}")
         assert len(got) == 1 and got[0]["Subject"] == "Upstream news"
     with site.db() as session:
-        assert session.scalars(select(Message.subject).where(Message.subject == "Upstream news")).all() == ["Upstream news"]
+        assert session.scalars(
+            select(Message.subject).where(Message.subject == "Upstream news")
+        ).all() == ["Upstream news"]
 
 
 def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, rsink) -> None:  # type: ignore[no-untyped-def]
     site = world[0]
     name = new_list(site)
     site.subscribe(name, "reader3@example.org")
-    reply = smtp(world, "away@example.com", [f"{name}@{DOMAIN}"],
-                 "Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n", "I am away.")
+    reply = smtp(
+        world,
+        "away@example.com",
+        [f"{name}@{DOMAIN}"],
+        "Subject: Out of office\r\nAuto-Submitted: auto-replied\r\n",
+        "I am away.",
+    )
     assert "accepted, not posted (Auto-Submitted: auto-replied)" in reply
     runner, env = CliRunner(), {**site.env}
     status = runner.invoke(cli.main, ["status"], env=env)
@@ -168,7 +205,9 @@ def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, 
         entry = session.scalars(select(NotPosted).where(NotPosted.subject == "Out of office")).one()
     released = runner.invoke(cli.main, ["not-posted", "release", str(entry.id)], env=env)
     assert released.exit_code == 0 and "released: stored" in released.output
-    site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0})  # what the beat does within a minute
+    site.app.send_task(
+        dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0}
+    )  # what the beat does within a minute
     got = wait_until(lambda: mails_to(rsink, "reader3@example.org"), what="the released post")
     assert got[0]["Subject"] == "Out of office"
 
@@ -177,12 +216,20 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
     site = world[0]
     name, doomed = new_list(site), "doomed@example.org"
     site.subscribe(name, doomed)
-    with transaction(site.db) as session:  # a fault no retry can get past: every change of this row is refused
-        session.execute(text("CREATE TRIGGER IF NOT EXISTS doom BEFORE UPDATE ON subscriptions "
-                             f"WHEN OLD.address = '{doomed}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"))
+    with transaction(
+        site.db
+    ) as session:  # a fault no retry can get past: every change of this row is refused
+        session.execute(
+            text(
+                "CREATE TRIGGER IF NOT EXISTS doom BEFORE UPDATE ON subscriptions "
+                f"WHEN OLD.address = '{doomed}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+            )
+        )
     try:
         smtp(world, doomed, [f"{name}+unsubscribe@{DOMAIN}"], "Subject: unsubscribe\r\n")
-        answer = wait_until(lambda: mails_to(rsink, doomed), what="the answer to the failed command")[0]
+        answer = wait_until(
+            lambda: mails_to(rsink, doomed), what="the answer to the failed command"
+        )[0]
     finally:
         with transaction(site.db) as session:
             session.execute(text("DROP TRIGGER doom"))
@@ -190,10 +237,21 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
     reference = re.search(r"reference ([0-9a-f]{8})", body).group(1)
     assert "could not be carried out" in answer["Subject"] and "unsubscribe request" in body
     with site.db() as session:
-        entry = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == dispatch.HANDLE_COMMAND,
-                                                          OutboxEntry.last_error.like(f"%{reference}%"))).one()
-        assert entry.done_at is not None and entry.failed_at is not None and "IntegrityError" in entry.last_error
-        assert session.scalar(select(Subscription.status).where(Subscription.address == doomed)) == "active"
+        entry = session.scalars(
+            select(OutboxEntry).where(
+                OutboxEntry.kind == dispatch.HANDLE_COMMAND,
+                OutboxEntry.last_error.like(f"%{reference}%"),
+            )
+        ).one()
+        assert (
+            entry.done_at is not None
+            and entry.failed_at is not None
+            and "IntegrityError" in entry.last_error
+        )
+        assert (
+            session.scalar(select(Subscription.status).where(Subscription.address == doomed))
+            == "active"
+        )
     log = site.log.read_text()  # type: ignore[attr-defined]
     assert f"failed for good [reference {reference}]" in log and "Traceback" in log
     status = CliRunner().invoke(cli.main, ["status"], env=site.env)
@@ -201,8 +259,10 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
 
 
 def _confirm_by_reply(world, rsink, person: str, index: int = 0) -> None:  # type: ignore[no-untyped-def]
-    confirm = wait_until(lambda: len(mails_to(rsink, person)) > index and mails_to(rsink, person),
-                         what="the confirmation")[index]
+    confirm = wait_until(
+        lambda: len(mails_to(rsink, person)) > index and mails_to(rsink, person),
+        what="the confirmation",
+    )[index]
     assert "Confirm" in confirm["Subject"]
     smtp(world, person, [confirm["Reply-To"]], "Subject: Re: confirm\r\n", "yes")
 
@@ -211,13 +271,23 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
     site = world[0]
     name = new_list(site, policy="members", moderators="mod@example.org")
     site.subscribe(name, "insider@example.org")
-    smtp(world, "insider@example.org", [f"{name}@{DOMAIN}"], "Subject: Members only\r\nMessage-ID: <club-1@x>\r\n")
+    smtp(
+        world,
+        "insider@example.org",
+        [f"{name}@{DOMAIN}"],
+        "Subject: Members only\r\nMessage-ID: <club-1@x>\r\n",
+    )
     wait_until(lambda: outbox_done(site), what="the first post")
     # 1. NAME+subscribe@ and a confirming reply.
     smtp(world, "outsider@example.org", [f"{name}+subscribe@{DOMAIN}"], "Subject: subscribe\r\n")
     _confirm_by_reply(world, rsink, "outsider@example.org")
-    awaiting = wait_until(lambda: len(mails_to(rsink, "outsider@example.org")) == 2 and mails_to(
-        rsink, "outsider@example.org"), what="the awaiting-approval notice")[1]
+    awaiting = wait_until(
+        lambda: (
+            len(mails_to(rsink, "outsider@example.org")) == 2
+            and mails_to(rsink, "outsider@example.org")
+        ),
+        what="the awaiting-approval notice",
+    )[1]
     assert "awaits approval" in awaiting["Subject"]
     # 2. "follow" in a reply to a post of the list, and a confirming reply.
     raw_headers = f"To: {name}@{DOMAIN}\r\nSubject: Re: Members only\r\nIn-Reply-To: <club-1@x>\r\n"
@@ -225,27 +295,48 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
     _confirm_by_reply(world, rsink, "follower@example.org")
     wait_until(lambda: len(mails_to(rsink, "follower@example.org")) == 2, what="the second notice")
     with site.db() as session:
-        states = dict(session.execute(select(Subscription.address, Subscription.status).where(
-            Subscription.list_id == lists.require(session, name).id,
-            Subscription.address.in_(("outsider@example.org", "follower@example.org")))).all())
+        states = dict(
+            session.execute(
+                select(Subscription.address, Subscription.status).where(
+                    Subscription.list_id == lists.require(session, name).id,
+                    Subscription.address.in_(("outsider@example.org", "follower@example.org")),
+                )
+            ).all()
+        )
     assert states == {"outsider@example.org": "awaiting", "follower@example.org": "awaiting"}
-    smtp(world, "insider@example.org", [f"{name}@{DOMAIN}"], raw_headers.replace("Members only", "More"), "More.")
+    smtp(
+        world,
+        "insider@example.org",
+        [f"{name}@{DOMAIN}"],
+        raw_headers.replace("Members only", "More"),
+        "More.",
+    )
     wait_until(lambda: outbox_done(site), what="the second post")
-    assert len(mails_to(rsink, "outsider@example.org")) == 2 and len(mails_to(rsink, "follower@example.org")) == 2
+    assert (
+        len(mails_to(rsink, "outsider@example.org")) == 2
+        and len(mails_to(rsink, "follower@example.org")) == 2
+    )
     # The moderator approves one with the CLI; the welcome goes out, then the posts.
-    approved = CliRunner().invoke(cli.main, ["requests", "approve", "outsider@example.org", "--list", name],
-                                  env=site.env)
+    approved = CliRunner().invoke(
+        cli.main, ["requests", "approve", "outsider@example.org", "--list", name], env=site.env
+    )
     assert approved.exit_code == 0 and "is now subscribed" in approved.output
     site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0})
-    wait_until(lambda: any("Welcome" in m["Subject"] for m in mails_to(rsink, "outsider@example.org")),
-               what="the welcome after approval")
+    wait_until(
+        lambda: any("Welcome" in m["Subject"] for m in mails_to(rsink, "outsider@example.org")),
+        what="the welcome after approval",
+    )
     smtp(world, "insider@example.org", [f"{name}@{DOMAIN}"], "Subject: Third\r\n")
-    wait_until(lambda: any(m["Subject"] == "Third" for m in mails_to(rsink, "outsider@example.org")),
-               what="a post after approval")
+    wait_until(
+        lambda: any(m["Subject"] == "Third" for m in mails_to(rsink, "outsider@example.org")),
+        what="a post after approval",
+    )
     assert not any(m["Subject"] == "Third" for m in mails_to(rsink, "follower@example.org"))
 
 
-def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(
+    world, rsink
+) -> None:  # type: ignore[no-untyped-def]
     # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it by
     # mail (nor learn it exists); the way in is an invitation, which the invited address confirms by reply.
     site = world[0]
@@ -258,38 +349,64 @@ def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_
         missing = client.rcpt(f"{other}+subscribe@{DOMAIN}")
     assert hidden[0] == missing[0] == 550, (hidden, missing)
     assert hidden[1].replace(name.encode(), b"NAME") == missing[1].replace(other.encode(), b"NAME")
-    invited = CliRunner().invoke(cli.main, ["subscribe", "guest@example.org", "--list", name, "--invite"],
-                                 env=site.env)
+    invited = CliRunner().invoke(
+        cli.main, ["subscribe", "guest@example.org", "--list", name, "--invite"], env=site.env
+    )
     assert invited.exit_code == 0, invited.output
     site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0})
     _confirm_by_reply(world, rsink, "guest@example.org")
-    welcome = wait_until(lambda: len(mails_to(rsink, "guest@example.org")) == 2 and mails_to(
-        rsink, "guest@example.org"), what="the welcome of an invited address")[1]
+    welcome = wait_until(
+        lambda: (
+            len(mails_to(rsink, "guest@example.org")) == 2 and mails_to(rsink, "guest@example.org")
+        ),
+        what="the welcome of an invited address",
+    )[1]
     assert "Welcome" in welcome["Subject"]  # approved in advance: no moderator needed
     with site.db() as session:
-        assert session.scalar(select(Subscription.status).where(
-            Subscription.address == "guest@example.org", Subscription.list_id == lists.require(session, name).id)) == "active"
-        assert not session.scalar(select(func.count()).select_from(Subscription).where(
-            Subscription.address == "stranger@example.org"))
+        assert (
+            session.scalar(
+                select(Subscription.status).where(
+                    Subscription.address == "guest@example.org",
+                    Subscription.list_id == lists.require(session, name).id,
+                )
+            )
+            == "active"
+        )
+        assert not session.scalar(
+            select(func.count())
+            .select_from(Subscription)
+            .where(Subscription.address == "stranger@example.org")
+        )
 
 
 def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink) -> None:  # type: ignore[no-untyped-def]
     site = world[0]
     name = new_list(site)
-    smtp(world, "starter@example.org", [f"{name}@{DOMAIN}"], f"Subject: Plans\r\nMessage-ID: <{name}-root@x>\r\n")
+    smtp(
+        world,
+        "starter@example.org",
+        [f"{name}@{DOMAIN}"],
+        f"Subject: Plans\r\nMessage-ID: <{name}-root@x>\r\n",
+    )
     headers = f"To: {name}@{DOMAIN}\r\nSubject: Re: Plans\r\nIn-Reply-To: <{name}-root@x>\r\n"
     smtp(world, "fan@example.org", [f"{name}@{DOMAIN}"], headers, "follow")
     _confirm_by_reply(world, rsink, "fan@example.org")
-    welcome = wait_until(lambda: len(mails_to(rsink, "fan@example.org")) == 2 and mails_to(rsink, "fan@example.org"),
-                         what="the welcome")[1]
+    welcome = wait_until(
+        lambda: len(mails_to(rsink, "fan@example.org")) == 2 and mails_to(rsink, "fan@example.org"),
+        what="the welcome",
+    )[1]
     body = welcome.get_payload(decode=True).decode()
-    link = re.search(r"To stop getting this thread, open (https://lists\.test(/unsubscribe/\S+))", body)
+    link = re.search(
+        r"To stop getting this thread, open (https://lists\.test(/unsubscribe/\S+))", body
+    )
     assert link, body
     client = create_app(site.settings).test_client()
     assert b"Stop mail about this thread" in client.get(link.group(2)).data
     assert client.post(link.group(2), data={"List-Unsubscribe": "One-Click"}).status_code == 200
     with site.db() as session:
-        row = session.scalars(select(Subscription).where(Subscription.address == "fan@example.org")).one()
+        row = session.scalars(
+            select(Subscription).where(Subscription.address == "fan@example.org")
+        ).one()
     assert (row.kind, row.status) == ("thread", "ended")
 
 
@@ -302,8 +419,12 @@ def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> 
     ctx = WorkerContext(site.settings)
     try:
         with transaction(site.db) as session:
-            entry_id = dispatch.record(session, dispatch.SEND_NOTICE, 0, {
-                "template": "help", "list": "dev", "to": "deferred@example.org", "reply": True}).id
+            entry_id = dispatch.record(
+                session,
+                dispatch.SEND_NOTICE,
+                0,
+                {"template": "help", "list": "dev", "to": "deferred@example.org", "reply": True},
+            ).id
         rsink.script("451 4.3.0 try again later")
         outbox.send_notice(ctx, entry_id)
         assert mails_to(rsink, "deferred@example.org") == []

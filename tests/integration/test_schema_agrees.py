@@ -38,32 +38,70 @@ def _unfiltered(engine: Engine) -> list[str]:
     with engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     flat = [d for group in diffs for d in (group if isinstance(group, list) else [group])]
-    return sorted(str(next(p.name for p in reversed(d[1:]) if getattr(p, "name", None))) for d in flat)
+    return sorted(
+        str(next(p.name for p in reversed(d[1:]) if getattr(p, "name", None))) for d in flat
+    )
 
 
 def _sqlite_search_objects(engine: Engine) -> set[str]:
     with engine.connect() as conn:
-        return {name for (name,) in conn.execute(text(
-            "SELECT name FROM sqlite_master WHERE name = :fts OR type = 'trigger' OR name = 'ix_threads_featured'"),
-            {"fts": FTS_TABLE})}
+        return {
+            name
+            for (name,) in conn.execute(
+                text(
+                    "SELECT name FROM sqlite_master WHERE name = :fts OR type = 'trigger' OR name = 'ix_threads_featured'"
+                ),
+                {"fts": FTS_TABLE},
+            )
+        }
 
 
 def _fts_finds(engine: Engine, word: str) -> int:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO lists (name, title, description, policy, private, dmarc_mode, moderators, owners, "
-                          "reply_to, created_at, message_count, thread_count) VALUES ('dev', 'dev', '', 'open', 0, "
-                          "'auto', '', '', 'none', '2026-11-30 00:00:00', 0, 0)"))
-        conn.execute(text("INSERT INTO raw_messages (sha256, size, data, received_at) "
-                          "VALUES ('x', 1, x'78', '2026-11-30 00:00:00')"))
-        conn.execute(text("INSERT INTO threads (list_id, subject, subject_norm, starter_name, message_count, "
-                          "participant_count, created_at, last_activity, featured, subject_orphan) "
-                          "VALUES (1, 's', 's', 'a', 0, 0, '2026-11-30 00:00:00', '2026-11-30 00:00:00', 0, 0)"))
+        conn.execute(
+            text(
+                "INSERT INTO lists (name, title, description, policy, private, dmarc_mode, moderators, owners, "
+                "reply_to, created_at, message_count, thread_count) VALUES ('dev', 'dev', '', 'open', 0, "
+                "'auto', '', '', 'none', '2026-11-30 00:00:00', 0, 0)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO raw_messages (sha256, size, data, received_at) "
+                "VALUES ('x', 1, x'78', '2026-11-30 00:00:00')"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO threads (list_id, subject, subject_norm, starter_name, message_count, "
+                "participant_count, created_at, last_activity, featured, subject_orphan) "
+                "VALUES (1, 's', 's', 'a', 0, 0, '2026-11-30 00:00:00', '2026-11-30 00:00:00', 0, 0)"
+            )
+        )
         columns = {c["name"]: c for c in inspect(conn).get_columns("messages")}
-        values = {name: _filler(c) for name, c in columns.items() if name != "id" and not c.get("nullable", True)}
-        values.update(list_id=1, thread_id=1, raw_id=1, message_id="m@x", subject="hello", body_text=f"a {word} here")
+        values = {
+            name: _filler(c)
+            for name, c in columns.items()
+            if name != "id" and not c.get("nullable", True)
+        }
+        values.update(
+            list_id=1,
+            thread_id=1,
+            raw_id=1,
+            message_id="m@x",
+            subject="hello",
+            body_text=f"a {word} here",
+        )
         names = ", ".join(f'"{k}"' for k in values)
-        conn.execute(text(f"INSERT INTO messages ({names}) VALUES ({', '.join(':' + k for k in values)})"), values)
-        return int(conn.execute(text(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :w"), {"w": word}).scalar())
+        conn.execute(
+            text(f"INSERT INTO messages ({names}) VALUES ({', '.join(':' + k for k in values)})"),
+            values,
+        )
+        return int(
+            conn.execute(
+                text(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :w"), {"w": word}
+            ).scalar()
+        )
 
 
 def _filler(column: dict) -> object:  # type: ignore[type-arg]
@@ -81,8 +119,14 @@ def test_sqlite_models_and_migrations_agree(tmp_path: Path) -> None:
         upgrade(engine)
         assert differences(engine) == []
         _alembic_check(engine)
-        assert _sqlite_search_objects(engine) == {FTS_TABLE, *SQLITE_TRIGGERS, "ix_threads_featured"}
-        hidden = _unfiltered(engine)  # the filter hides the FTS5 table and its shadow tables, nothing else
+        assert _sqlite_search_objects(engine) == {
+            FTS_TABLE,
+            *SQLITE_TRIGGERS,
+            "ix_threads_featured",
+        }
+        hidden = _unfiltered(
+            engine
+        )  # the filter hides the FTS5 table and its shadow tables, nothing else
         assert hidden and all(name.startswith(FTS_TABLE) for name in hidden), hidden
     finally:
         engine.dispose()
@@ -92,7 +136,11 @@ def test_sqlite_models_alone_make_the_search_objects(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'models.sqlite3'}")
     try:
         Base.metadata.create_all(engine)
-        assert _sqlite_search_objects(engine) == {FTS_TABLE, *SQLITE_TRIGGERS, "ix_threads_featured"}
+        assert _sqlite_search_objects(engine) == {
+            FTS_TABLE,
+            *SQLITE_TRIGGERS,
+            "ix_threads_featured",
+        }
         assert _fts_finds(engine, "zebrafish") == 1  # the triggers index a new message
     finally:
         engine.dispose()
@@ -100,11 +148,18 @@ def test_sqlite_models_alone_make_the_search_objects(tmp_path: Path) -> None:
 
 def _postgres_search_objects(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
-        generated = conn.execute(text(
-            "SELECT is_generated FROM information_schema.columns WHERE table_name = 'messages' AND column_name = :c"),
-            {"c": SEARCH_COLUMN}).scalar()
-        indexes = dict(conn.execute(text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN (:a, :b)"),
-                                    {"a": SEARCH_INDEX, "b": "ix_threads_featured"}).all())
+        generated = conn.execute(
+            text(
+                "SELECT is_generated FROM information_schema.columns WHERE table_name = 'messages' AND column_name = :c"
+            ),
+            {"c": SEARCH_COLUMN},
+        ).scalar()
+        indexes = dict(
+            conn.execute(
+                text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN (:a, :b)"),
+                {"a": SEARCH_INDEX, "b": "ix_threads_featured"},
+            ).all()
+        )
     return {"column": str(generated), **indexes}
 
 
@@ -119,7 +174,10 @@ def test_postgresql_models_and_migrations_agree(tmp_path: Path, postgres_url: st
         assert found["column"] == "ALWAYS"
         assert "USING gin (search_vector)" in found[SEARCH_INDEX]
         assert found["ix_threads_featured"].endswith("WHERE featured")
-        assert set(_unfiltered(engine)) == {SEARCH_COLUMN, SEARCH_INDEX}  # hidden by the filter, nothing else
+        assert set(_unfiltered(engine)) == {
+            SEARCH_COLUMN,
+            SEARCH_INDEX,
+        }  # hidden by the filter, nothing else
     finally:
         engine.dispose()
         drop_database(postgres_url, url)
@@ -131,7 +189,9 @@ def test_postgresql_models_alone_make_the_search_objects(tmp_path: Path, postgre
     try:
         Base.metadata.create_all(engine)
         found = _postgres_search_objects(engine)
-        assert found["column"] == "ALWAYS" and SEARCH_INDEX in found and "ix_threads_featured" in found
+        assert (
+            found["column"] == "ALWAYS" and SEARCH_INDEX in found and "ix_threads_featured" in found
+        )
     finally:
         engine.dispose()
         drop_database(postgres_url, url)

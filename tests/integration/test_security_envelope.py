@@ -7,7 +7,7 @@ the reply a sender sees and what was stored.
 from __future__ import annotations
 
 import smtplib
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -44,7 +44,10 @@ def _session(env: Env, mail_from: str, smtputf8: bool = False) -> RawClient:
 
 # --- 17.6: 8-bit MAIL FROM ---------------------------------------------------------------
 
-def test_an_8bit_sender_without_smtputf8_is_refused_at_mail_and_the_session_goes_on(env: Env) -> None:
+
+def test_an_8bit_sender_without_smtputf8_is_refused_at_mail_and_the_session_goes_on(
+    env: Env,
+) -> None:
     c = _session(env, "jürgen@example.org")
     refused = c.last.startswith("553 5.6.7")  # type: ignore[attr-defined]
     record("8-bit MAIL FROM without SMTPUTF8", 1, 0, 0, None, c.last, held=int(refused))  # type: ignore[attr-defined]
@@ -65,23 +68,37 @@ def test_invalid_utf8_in_the_sender_is_refused_even_with_smtputf8(env: Env) -> N
 def test_an_8bit_sender_with_smtputf8_is_stored(env: Env) -> None:
     with env.smtp() as c:
         c.ehlo()
-        refused = c.sendmail("jürgen@example.org", ["dev@lists.test"],
-                             mail(msgid="utf8@example.org", frm="Jürgen <jürgen@example.org>").replace(
-                                 b"J\xfcrgen", "Jürgen".encode()), mail_options=["SMTPUTF8"])
+        refused = c.sendmail(
+            "jürgen@example.org",
+            ["dev@lists.test"],
+            mail(msgid="utf8@example.org", frm="Jürgen <jürgen@example.org>").replace(
+                b"J\xfcrgen", "Jürgen".encode()
+            ),
+            mail_options=["SMTPUTF8"],
+        )
     assert refused == {}
     stored = messages(env.db)
-    assert [(m.message_id, m.from_addr) for m in stored] == [("utf8@example.org", "jürgen@example.org")]
+    assert [(m.message_id, m.from_addr) for m in stored] == [
+        ("utf8@example.org", "jürgen@example.org")
+    ]
 
 
 # --- 17.7: recipients per transaction, limits counted per recipient ------------------------
+
 
 def test_the_101st_recipient_of_a_transaction_gets_452(env: Env) -> None:
     c = _session(env, "victim@example.org")
     replies = [c.cmd(f"RCPT TO:<dev+confirm-{i:04d}aaaa@lists.test>")[:9] for i in range(150)]
     c.close()
-    record("RCPT flood: 150 confirm addresses in one transaction", 150, 0, 0, None,
-           f"{replies.count('250 2.1.5')} accepted, {replies.count('452 4.5.3')} got 452",
-           held=150 if replies.count("250 2.1.5") <= 100 else 0)
+    record(
+        "RCPT flood: 150 confirm addresses in one transaction",
+        150,
+        0,
+        0,
+        None,
+        f"{replies.count('250 2.1.5')} accepted, {replies.count('452 4.5.3')} got 452",
+        held=150 if replies.count("250 2.1.5") <= 100 else 0,
+    )
     assert replies[:100] == ["250 2.1.5"] * 100
     assert set(replies[100:]) == {"452 4.5.3"}
 
@@ -94,13 +111,21 @@ def test_the_per_minute_limit_counts_recipients_not_only_messages(make_env) -> N
     replies = [c.cmd(f"RCPT TO:<dev+confirm-{i:04d}aaaa@lists.test>")[:9] for i in range(50)]
     assert replies[:30] == ["250 2.1.5"] * 30 and set(replies[30:]) == {"451 4.7.1"}, replies
     c.cmd("RSET")
-    assert c.cmd("MAIL FROM:<ann@example.org>").startswith("451 4.7.1")  # the minute's budget is spent
+    assert c.cmd("MAIL FROM:<ann@example.org>").startswith(
+        "451 4.7.1"
+    )  # the minute's budget is spent
     c.close()
 
 
 # --- 17.11: private lists are not revealed at RCPT -------------------------------------------
 
-PROBES = ["secret", "secret+subscribe", "secret+help", "secret+confirm-1.aaaaaaaaaaaa", "secret+bounce-d1.0123456789"]
+PROBES = [
+    "secret",
+    "secret+subscribe",
+    "secret+help",
+    "secret+confirm-1.aaaaaaaaaaaa",
+    "secret+bounce-d1.0123456789",
+]
 
 
 def _rcpt(env: Env, mail_from: str, local: str) -> str:
@@ -116,28 +141,52 @@ def test_an_outsider_gets_the_same_answer_for_a_private_list_as_for_no_list(env:
         private = _rcpt(env, "outsider@example.org", probe)
         unknown = _rcpt(env, "outsider@example.org", probe.replace("secret", "nolist"))
         same += private.replace("secret", "nolist") == unknown
-        assert private.startswith("550") and private.replace("secret", "nolist") == unknown, (private, unknown)
-    record("RCPT probing a private list's addresses (5 spellings)", len(PROBES), 0, 0, None,
-           f"{same} answered exactly like a list that does not exist", held=same)
+        assert private.startswith("550") and private.replace("secret", "nolist") == unknown, (
+            private,
+            unknown,
+        )
+    record(
+        "RCPT probing a private list's addresses (5 spellings)",
+        len(PROBES),
+        0,
+        0,
+        None,
+        f"{same} answered exactly like a list that does not exist",
+        held=same,
+    )
 
 
 def test_members_and_moderators_of_a_private_list_can_still_post(env: Env) -> None:
     assert _rcpt(env, "bob@example.org", "secret").startswith("250")
     assert _rcpt(env, "MOD@example.org", "secret").startswith("250")
     with env.smtp() as c:
-        assert c.sendmail("bob@example.org", ["secret@lists.test"], mail(msgid="member@example.org",
-                                                                        frm="bob@example.org")) == {}
+        assert (
+            c.sendmail(
+                "bob@example.org",
+                ["secret@lists.test"],
+                mail(msgid="member@example.org", frm="bob@example.org"),
+            )
+            == {}
+        )
     assert [m.message_id for m in messages(env.db, "secret")] == ["member@example.org"]
 
 
 def test_a_confirmation_reply_reaches_a_private_list_from_the_address_that_asked(env: Env) -> None:
     with transaction(env.db) as s:
         mlist = lists.require(s, "secret")
-        outcome = subscriptions.request(s, mlist, "carol@example.org", secret=env.settings.secret_key,
-                                        base_url="http://x", domain="lists.test")
+        outcome = subscriptions.request(
+            s,
+            mlist,
+            "carol@example.org",
+            secret=env.settings.secret_key,
+            base_url="http://x",
+            domain="lists.test",
+        )
         code = subscriptions.confirm_code(env.settings.secret_key, outcome.subscription)
     assert _rcpt(env, "carol@example.org", f"secret+confirm-{code}").startswith("250")
-    assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith("250")  # the code is the proof
+    assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith(
+        "250"
+    )  # the code is the proof
     assert _rcpt(env, "outsider@example.org", "secret+confirm-1.aaaaaaaaaaaa").startswith("550")
 
 
@@ -148,7 +197,9 @@ def test_a_bounce_to_a_private_list_needs_a_token_of_that_list(env: Env) -> None
         sub_id = s.scalar(select(Subscription.id).where(Subscription.address == "bob@example.org"))
     token = verp_token(env.settings.secret_key, "s", sub_id)
     assert _rcpt(env, "", f"secret+bounce-{token}").startswith("250")
-    assert _rcpt(env, "", f"secret+bounce-{verp_token('another-secret-0123456', 's', sub_id)}").startswith("550")
+    assert _rcpt(
+        env, "", f"secret+bounce-{verp_token('another-secret-0123456', 's', sub_id)}"
+    ).startswith("550")
 
 
 # --- 17.11: look-alike list names --------------------------------------------------------------
@@ -164,8 +215,15 @@ def test_non_ascii_look_alikes_of_a_list_name_are_refused(env: Env, local: str) 
         c.mail("ann@example.org", ["SMTPUTF8"])
         code, text = c.rcpt(f"{local}@lists.test")
         if local == LOOK_ALIKES[0]:
-            record("RCPT to a look-alike list name (U+212A KELVIN SIGN for k)", 1, 0, 0, None,
-                   f"{code} {text.decode()}", held=int(code == 550))
+            record(
+                "RCPT to a look-alike list name (U+212A KELVIN SIGN for k)",
+                1,
+                0,
+                0,
+                None,
+                f"{code} {text.decode()}",
+                held=int(code == 550),
+            )
         assert code == 550 and b"5.1.1" in text, (local, code, text)
         assert c.rcpt("kernel@lists.test")[0] == 250
     assert messages(env.db) == []

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -11,21 +11,50 @@ from tests.support.gateway import Env, RawClient, dev_gateway, messages, outbox_
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
-OURS = ["dev@lists.test", "DEV@LISTS.TEST", "Dev@Lists.Test", '"dev"@lists.test',
-        "dev+subscribe@lists.test", "dev+unsubscribe@LISTS.test"]
+OURS = [
+    "dev@lists.test",
+    "DEV@LISTS.TEST",
+    "Dev@Lists.Test",
+    '"dev"@lists.test',
+    "dev+subscribe@lists.test",
+    "dev+unsubscribe@LISTS.test",
+]
 # The final mailbox is ours: aiosmtpd refuses a trailing dot as malformed before we see it, and strips a
 # source route through someone else to our list (RFC 5321 C: the route is ignored). Either answer is
 # safe as long as the mail is stored here and never sent on.
-OURS_OR_MALFORMED = ["dev@lists.test.", "dev+help@lists.test.", "@elsewhere.example:dev@lists.test", "dev @lists.test"]
+OURS_OR_MALFORMED = [
+    "dev@lists.test.",
+    "dev+help@lists.test.",
+    "@elsewhere.example:dev@lists.test",
+    "dev @lists.test",
+]
 NOT_OURS = [
-    "dev@elsewhere.example", "dev@lists.test.elsewhere.example", "dev@sub.lists.test", "dev@lists.test..",
-    "dev@lists-test", "dev@[127.0.0.1]", "dev@lists.test@elsewhere.example", "dev%elsewhere.example@lists.test",
-    "user%elsewhere.example@lists.test", "elsewhere.example!user@lists.test", "@lists.test:user@elsewhere.example",
-    '"user@elsewhere.example"@lists.test', '"dev@elsewhere.example"',
-    '"dev"@elsewhere.example', "dev", "postmaster@elsewhere.example", "nosuchlist@lists.test",
-    "dev+nonsense@lists.test", "dev+confirm@lists.test", "dev+bounce@lists.test", "dev+bounce-x@lists.test",
-    "dev\\@elsewhere.example@lists.test", "dev@lists.test\x00.elsewhere.example",
-    "dev@xn--lists-test.example", "DEV@ELSEWHERE.EXAMPLE", "dev@LISTS.TEST.ELSEWHERE.EXAMPLE",
+    "dev@elsewhere.example",
+    "dev@lists.test.elsewhere.example",
+    "dev@sub.lists.test",
+    "dev@lists.test..",
+    "dev@lists-test",
+    "dev@[127.0.0.1]",
+    "dev@lists.test@elsewhere.example",
+    "dev%elsewhere.example@lists.test",
+    "user%elsewhere.example@lists.test",
+    "elsewhere.example!user@lists.test",
+    "@lists.test:user@elsewhere.example",
+    '"user@elsewhere.example"@lists.test',
+    '"dev@elsewhere.example"',
+    '"dev"@elsewhere.example',
+    "dev",
+    "postmaster@elsewhere.example",
+    "nosuchlist@lists.test",
+    "dev+nonsense@lists.test",
+    "dev+confirm@lists.test",
+    "dev+bounce@lists.test",
+    "dev+bounce-x@lists.test",
+    "dev\\@elsewhere.example@lists.test",
+    "dev@lists.test\x00.elsewhere.example",
+    "dev@xn--lists-test.example",
+    "DEV@ELSEWHERE.EXAMPLE",
+    "dev@LISTS.TEST.ELSEWHERE.EXAMPLE",
 ]
 
 
@@ -43,8 +72,10 @@ def _rcpt(env: Env, address: str) -> str:
         reply = c.cmd(f"RCPT TO:<{address}>")
         if reply.startswith("250"):  # accepted: it must then be stored here, never relayed
             assert c.cmd("DATA").startswith("354")
-            c.send(b"From: spammer@elsewhere.example\r\nSubject: relay?\r\nMessage-ID: <relay-%d@x>\r\n\r\nhi\r\n.\r\n"
-                   % abs(hash(address)))
+            c.send(
+                b"From: spammer@elsewhere.example\r\nSubject: relay?\r\nMessage-ID: <relay-%d@x>\r\n\r\nhi\r\n.\r\n"
+                % abs(hash(address))
+            )
             assert c.reply().startswith("250")
         return reply
     finally:
@@ -67,5 +98,8 @@ def test_every_other_spelling_is_refused_and_nothing_goes_out(env: Env) -> None:
 def test_trailing_dot_is_ours_or_refused_never_relayed(env: Env, address: str) -> None:
     reply = _rcpt(env, address)
     assert reply.startswith(("250", "5")), reply
-    assert all(m.list_id == 1 for m in messages(env.db)) and env.gw.enqueued.kinds() in ([], ["listgate.fanout"],
-                                                                                          ["listgate.handle_command"])
+    assert all(m.list_id == 1 for m in messages(env.db)) and env.gw.enqueued.kinds() in (
+        [],
+        ["listgate.fanout"],
+        ["listgate.handle_command"],
+    )

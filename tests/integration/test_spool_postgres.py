@@ -21,17 +21,25 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
     try:
         with transaction(db) as s:
             mlist = lists.create(s, "dev")
-            s.add(Ban(list_id=mlist.id, address="late@example.org"))  # banned after the 250 (below: before archiving)
+            s.add(
+                Ban(list_id=mlist.id, address="late@example.org")
+            )  # banned after the 250 (below: before archiving)
         handler = GatewayHandler(pg_settings, db)
         assert not handler.spool.separate  # the same database: claimed with SKIP LOCKED
         ids = [f"pg{n}@x" for n in range(120)]
         for n, msgid in enumerate(ids):
             raw = f"From: ann@example.org\r\nSubject: post {n % 7}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
-            assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
-        with transaction(db) as s:  # a post whose sender is banned between its 250 and its archiving
+            assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+                "stored"
+            )
+        with transaction(
+            db
+        ) as s:  # a post whose sender is banned between its 250 and its archiving
             s.execute(Ban.__table__.delete())
         late = b"From: late@example.org\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nx\r\n"
-        assert handler.deliver(late, "late@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+        assert handler.deliver(late, "late@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+            "stored"
+        )
         with transaction(db) as s:
             s.add(Ban(list_id=mlist.id, address="late@example.org"))
         sent: list[OutboxEntry] = []
@@ -49,7 +57,9 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
             t.join(120)
         with db() as s:
             stored = Counter(s.scalars(select(Message.message_id)))
-            kept = list(s.execute(select(SpooledMail.message_id, SpooledMail.state, SpooledMail.reason)))
+            kept = list(
+                s.execute(select(SpooledMail.message_id, SpooledMail.state, SpooledMail.reason))
+            )
             not_posted = list(s.execute(select(NotPosted.message_id, NotPosted.reason)))
             depth = handler.spool.depth(s)
             received = counters.total(s, counters.RECEIVED)
@@ -75,10 +85,14 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
         raw = b"From: ann@example.org\r\nSubject: s\r\nMessage-ID: <pgfail@x>\r\n\r\nx\r\n"
         handler.deliver(raw, "ann@example.org", ["dev@lists.test"])
         real = threads.attach
-        monkeypatch.setattr(threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+        monkeypatch.setattr(
+            threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug"))
+        )
         archiver.drain()
         with db() as s:
-            assert list(s.execute(select(SpooledMail.state, SpooledMail.reason))) == [(SpoolState.FAILED, "RuntimeError: a bug")]
+            assert list(s.execute(select(SpooledMail.state, SpooledMail.reason))) == [
+                (SpoolState.FAILED, "RuntimeError: a bug")
+            ]
             assert handler.spool.depth(s).failed == 1
         monkeypatch.setattr(threads, "attach", real)
         with transaction(db) as s:

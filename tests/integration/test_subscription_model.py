@@ -19,13 +19,20 @@ import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -62,13 +69,23 @@ LIVE = (SubscriptionState.PENDING, SubscriptionState.ACTIVE)
 class Model:
     """What the service should hold: subscription states, the ledger of copies, digests sent."""
 
-    subs: dict[tuple[str, str, int], SubscriptionState] = field(default_factory=dict)  # (address, kind, thread) -> status
-    codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)  # (address, kind) -> (link, code)
-    posts: list[tuple[int, int, str, int]] = field(default_factory=list)  # (pk, thread, author, outbox id)
+    subs: dict[tuple[str, str, int], SubscriptionState] = field(
+        default_factory=dict
+    )  # (address, kind, thread) -> status
+    codes: dict[tuple[str, str], tuple[str, str]] = field(
+        default_factory=dict
+    )  # (address, kind) -> (link, code)
+    posts: list[tuple[int, int, str, int]] = field(
+        default_factory=list
+    )  # (pk, thread, author, outbox id)
     fanned: set[int] = field(default_factory=set)
-    pending: dict[tuple[int, str], tuple[str, str, int]] = field(default_factory=dict)  # (pk, addr) -> sub key
+    pending: dict[tuple[int, str], tuple[str, str, int]] = field(
+        default_factory=dict
+    )  # (pk, addr) -> sub key
     ledger: set[tuple[int, str]] = field(default_factory=set)  # (pk, address) rows that exist
-    copies: Counter[tuple[int, str]] = field(default_factory=Counter)  # copies that must have arrived
+    copies: Counter[tuple[int, str]] = field(
+        default_factory=Counter
+    )  # copies that must have arrived
     digests: dict[str, int] = field(default_factory=dict)  # address -> posts in today's digest
 
     def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
@@ -83,14 +100,22 @@ class Model:
 
     def end(self, address: str, kinds: tuple[str, ...], thread: int | None = None) -> None:
         for (addr, kind, key), status in list(self.subs.items()):
-            if addr == address and kind in kinds and (thread is None or key == thread) and status != SubscriptionState.ENDED:
+            if (
+                addr == address
+                and kind in kinds
+                and (thread is None or key == thread)
+                and status != SubscriptionState.ENDED
+            ):
                 self.subs[(addr, kind, key)] = SubscriptionState.ENDED
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
         """worker.notify.recipients: list members, then followers; mutes, the author and To/Cc out."""
         out: dict[str, tuple[str, str, int]] = {}
         for address in PEOPLE + ("eve@example.com",):
-            if self.status(address, "mute", thread) == SubscriptionState.ACTIVE or address == author:
+            if (
+                self.status(address, "mute", thread) == SubscriptionState.ACTIVE
+                or address == author
+            ):
                 continue
             if self.status(address, "list") == SubscriptionState.ACTIVE:
                 out[address] = (address, "list", 0)
@@ -102,7 +127,7 @@ class Model:
 class Lifecycle(RuleBasedStateMachine):
     """One list, five people, the whole lifecycle; the Maildir is the sink."""
 
-    def __init__(self, site: "ModelSite") -> None:
+    def __init__(self, site: ModelSite) -> None:
         super().__init__()
         self.site = site
         self.model = Model()
@@ -122,8 +147,15 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")))
     def requests(self, address: str, kind: str) -> None:
         with self.site.session() as session:
-            outcome = subscriptions.request(session, self.site.mlist(session), address, secret=SECRET,
-                                            base_url="https://lists.test", domain="lists.test", kind=kind)
+            outcome = subscriptions.request(
+                session,
+                self.site.mlist(session),
+                address,
+                secret=SECRET,
+                base_url="https://lists.test",
+                domain="lists.test",
+                kind=kind,
+            )
             mailed = [json.loads(e.payload) for e in outcome.outbox]
         before = self.model.status(address, kind)
         if before in LIVE:  # already in, or a mail went a few minutes ago
@@ -135,7 +167,11 @@ class Lifecycle(RuleBasedStateMachine):
         self.model.subs[(address, kind, 0)] = SubscriptionState.PENDING
 
     @precondition(lambda self: self.model.codes)
-    @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")), by_code=st.booleans())
+    @rule(
+        address=st.sampled_from(PEOPLE),
+        kind=st.sampled_from(("list", "digest")),
+        by_code=st.booleans(),
+    )
     def confirms(self, address: str, kind: str, by_code: bool) -> None:
         """The last confirmation mail this address got for this kind, answered by its link or by reply."""
         if (address, kind) not in self.model.codes:
@@ -149,31 +185,58 @@ class Lifecycle(RuleBasedStateMachine):
                 else:
                     subscriptions.confirm_token(session, SECRET, link)
         except SubscriptionError:
-            assert before == SubscriptionState.ENDED, f"a confirmation of a {before} subscription was refused"
+            assert before == SubscriptionState.ENDED, (
+                f"a confirmation of a {before} subscription was refused"
+            )
             return
-        assert before != SubscriptionState.ENDED, "an old confirmation brought an ended subscription back"
+        assert before != SubscriptionState.ENDED, (
+            "an old confirmation brought an ended subscription back"
+        )
         if before == SubscriptionState.PENDING:
             self.model.activate(address, kind)
 
     # -- threads and modes -----------------------------------------------------------------------
 
     @precondition(lambda self: self.model.posts)
-    @rule(address=st.sampled_from(PEOPLE), post=st.integers(0, 99),
-          action=st.sampled_from((subscriptions.FOLLOW, subscriptions.MUTE, subscriptions.UNMUTE,
-                                  subscriptions.LEAVE_THREAD)), by_mail=st.booleans())
+    @rule(
+        address=st.sampled_from(PEOPLE),
+        post=st.integers(0, 99),
+        action=st.sampled_from(
+            (
+                subscriptions.FOLLOW,
+                subscriptions.MUTE,
+                subscriptions.UNMUTE,
+                subscriptions.LEAVE_THREAD,
+            )
+        ),
+        by_mail=st.booleans(),
+    )
     def thread_choice(self, address: str, post: int, action: str, by_mail: bool) -> None:
         """A thread command on the thread of post number `post` (modulo the posts made so far)."""
         pk, thread, _, _ = self.model.posts[post % len(self.model.posts)]
         if by_mail and action != subscriptions.UNMUTE:
-            word = {subscriptions.FOLLOW: "follow", subscriptions.MUTE: "mute",
-                    subscriptions.LEAVE_THREAD: "unsubscribe"}[action]
-            if word == "follow" and not any(s == SubscriptionState.ACTIVE for (a, _, _), s in self.model.subs.items() if a == address):
+            word = {
+                subscriptions.FOLLOW: "follow",
+                subscriptions.MUTE: "mute",
+                subscriptions.LEAVE_THREAD: "unsubscribe",
+            }[action]
+            if word == "follow" and not any(
+                s == SubscriptionState.ACTIVE
+                for (a, _, _), s in self.model.subs.items()
+                if a == address
+            ):
                 return  # someone not mailed yet is asked to confirm: covered by requests/confirms
             self.site.reply_command(address, pk, word, self._serial())
         else:
             with self.site.session() as session:
-                subscriptions.change(session, self.site.mlist(session), address, action, thread_id=thread,
-                                     channel="web")
+                subscriptions.change(
+                    session,
+                    self.site.mlist(session),
+                    address,
+                    action,
+                    thread_id=thread,
+                    channel="web",
+                )
         m = self.model
         if action == subscriptions.FOLLOW:
             m.activate(address, "thread", thread)
@@ -204,7 +267,9 @@ class Lifecycle(RuleBasedStateMachine):
                     token = subscriptions.unsubscribe_token(SECRET, mlist.id, address)
                     subscriptions.unsubscribe_by_token(session, SECRET, token)
                 else:
-                    subscriptions.change(session, mlist, address, subscriptions.LEAVE, channel=channel)
+                    subscriptions.change(
+                        session, mlist, address, subscriptions.LEAVE, channel=channel
+                    )
         self.model.end(address, ("list", "digest", "thread", "mute"))
 
     # -- mail --------------------------------------------------------------------------------------
@@ -212,15 +277,24 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(author=st.sampled_from(AUTHORS), reply_to=st.none() | st.integers(0, 99))
     def posts(self, author: str, reply_to: int | None) -> None:
         """A new thread, or a reply to post number `reply_to` (modulo the posts made so far)."""
-        parent = self.model.posts[reply_to % len(self.model.posts)] if reply_to is not None and self.model.posts else None
+        parent = (
+            self.model.posts[reply_to % len(self.model.posts)]
+            if reply_to is not None and self.model.posts
+            else None
+        )
         n = self._serial()
         pk, thread, outbox_id = self.site.post(author, n, parent[0] if parent else None)
         if parent is not None:
             assert thread == parent[1]
         self.model.posts.append((pk, thread, author, outbox_id))
         m = self.model
-        if m.status(author, "thread", thread) not in LIVE and m.status(author, "mute", thread) not in LIVE:
-            m.subs[(author, "thread", thread)] = SubscriptionState.ACTIVE  # posting follows the thread (again)
+        if (
+            m.status(author, "thread", thread) not in LIVE
+            and m.status(author, "mute", thread) not in LIVE
+        ):
+            m.subs[(author, "thread", thread)] = (
+                SubscriptionState.ACTIVE
+            )  # posting follows the thread (again)
 
     @precondition(lambda self: any(p[0] not in self.model.fanned for p in self.model.posts))
     @rule(send=st.booleans())
@@ -268,10 +342,14 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule()
     def sends_todays_digest(self) -> None:
-        digest.send_digests(self.site.ctx, datetime.now(timezone.utc).date())
+        digest.send_digests(self.site.ctx, datetime.now(UTC).date())
         today = [p[0] for p in self.model.posts]  # every post of this example was received today
         for address in PEOPLE:
-            if self.model.status(address, "digest") == SubscriptionState.ACTIVE and address not in self.model.digests and today:
+            if (
+                self.model.status(address, "digest") == SubscriptionState.ACTIVE
+                and address not in self.model.digests
+                and today
+            ):
                 self.model.digests[address] = len(today)
 
     # -- what arrived ------------------------------------------------------------------------------
@@ -279,8 +357,17 @@ class Lifecycle(RuleBasedStateMachine):
     @invariant()
     def the_database_holds_the_predicted_states(self) -> None:
         with self.site.session() as session:
-            stored = {(a, k, t): s for a, k, t, s in session.execute(select(
-                Subscription.address, Subscription.kind, Subscription.thread_key, Subscription.status))}
+            stored = {
+                (a, k, t): s
+                for a, k, t, s in session.execute(
+                    select(
+                        Subscription.address,
+                        Subscription.kind,
+                        Subscription.thread_key,
+                        Subscription.status,
+                    )
+                )
+            }
             assert foreign_words(session) == {}, "a state column holds a word that is not a state"
         assert stored == self.model.subs
 
@@ -290,7 +377,9 @@ class Lifecycle(RuleBasedStateMachine):
         assert +self.arrived == +self.model.copies, "copies at the Maildir differ from the model"
         assert max(self.arrived.values(), default=0) <= 1
         assert {a: n[0] for a, n in self.digests_arrived.items()} == self.model.digests
-        assert all(len(n) == 1 for n in self.digests_arrived.values()), "a digest was sent twice in a day"
+        assert all(len(n) == 1 for n in self.digests_arrived.values()), (
+            "a digest was sent twice in a day"
+        )
 
     def _serial(self) -> int:
         self.serial += 1
@@ -336,19 +425,29 @@ class ModelSite:
             refs = ""
             if parent_pk is not None:
                 refs = f"In-Reply-To: <{session.get_one(Message, parent_pk).message_id}>\r\n"
-            raw = (f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\nMessage-ID: <p{n}@x>\r\n{refs}"
-                   f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nPost {n}\r\n").encode()
-            result = ingest(session, parse(raw), self.mlist(session), domain="lists.test", envelope_from=author)
+            raw = (
+                f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\nMessage-ID: <p{n}@x>\r\n{refs}"
+                f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nPost {n}\r\n"
+            ).encode()
+            result = ingest(
+                session, parse(raw), self.mlist(session), domain="lists.test", envelope_from=author
+            )
             assert result.status == STORED, result
             return result.message_pk, result.thread_id, result.outbox[0].id
 
     def _command(self, raw: bytes, recipient: Recipient | None = None) -> None:
         with self.session() as session:
-            result = ingest(session, parse(raw), self.mlist(session), domain="lists.test", recipient=recipient)
+            result = ingest(
+                session, parse(raw), self.mlist(session), domain="lists.test", recipient=recipient
+            )
             assert result.status == COMMAND, result
             entry_id = result.outbox[0].id
-        outbox.run_outbox(self.ctx, entry_id, lambda s, e: commands.handle(s, self.settings, e),
-                          commands.answer_failure)
+        outbox.run_outbox(
+            self.ctx,
+            entry_id,
+            lambda s, e: commands.handle(s, self.settings, e),
+            commands.answer_failure,
+        )
         with self.db() as session:
             assert session.get_one(OutboxEntry, entry_id).failed_at is None
 
@@ -359,8 +458,10 @@ class ModelSite:
     def reply_command(self, address: str, parent_pk: int, word: str, n: int) -> None:
         with self.db() as session:
             parent = session.get_one(Message, parent_pk).message_id
-        raw = (f"From: {address}\r\nTo: dev@lists.test\r\nSubject: Re: x\r\nMessage-ID: <c{n}@x>\r\n"
-               f"In-Reply-To: <{parent}>\r\n\r\n{word}\r\n\r\n> quoted\r\n").encode()
+        raw = (
+            f"From: {address}\r\nTo: dev@lists.test\r\nSubject: Re: x\r\nMessage-ID: <c{n}@x>\r\n"
+            f"In-Reply-To: <{parent}>\r\n\r\n{word}\r\n\r\n> quoted\r\n"
+        ).encode()
         self._command(raw)
 
     def record_fanout(self, outbox_id: int, pk: int) -> None:
@@ -368,7 +469,7 @@ class ModelSite:
         with self.session() as session:
             msg = session.get_one(Message, pk)
             delivery.insert_absent(session, pk, recipients(session, msg, msg.raw.data))
-            session.get_one(OutboxEntry, outbox_id).done_at = datetime.now(timezone.utc)
+            session.get_one(OutboxEntry, outbox_id).done_at = datetime.now(UTC)
 
     def collect(self, copies: Counter[tuple[int, str]], digests: dict[str, list[int]]) -> None:
         """Move what the Maildir received into the counters (posts by Message-ID, digests by size)."""
@@ -378,7 +479,9 @@ class ModelSite:
             msg = box[key]
             rcpt = str(msg["Delivered-To"])
             if "digest" in str(msg["Subject"]):
-                digests.setdefault(rcpt, []).append(int(re.search(r"\((\d+) messages?\)", str(msg["Subject"]))[1]))
+                digests.setdefault(rcpt, []).append(
+                    int(re.search(r"\((\d+) messages?\)", str(msg["Subject"]))[1])
+                )
             else:
                 copies[(pks[str(msg["Message-ID"]).strip("<>")], rcpt)] += 1
             box.remove(key)
@@ -388,8 +491,13 @@ class ModelSite:
             return dict(session.execute(select(Message.message_id, Message.id)).all())
 
 
-PROFILE = hsettings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+PROFILE = hsettings(
+    max_examples=EXAMPLES,
+    stateful_step_count=STEPS,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 @pytest.fixture
@@ -410,5 +518,13 @@ def test_model_on_sqlite(tmp_path: Path, confirm_mail_unlimited: None) -> None:
     _run(make_settings(tmp_path, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}"))
 
 
-def test_model_on_postgresql(tmp_path: Path, postgres_db: str, confirm_mail_unlimited: None) -> None:
-    _run(make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}"))
+def test_model_on_postgresql(
+    tmp_path: Path, postgres_db: str, confirm_mail_unlimited: None
+) -> None:
+    _run(
+        make_settings(
+            tmp_path,
+            LISTGATE_DATABASE_URL=postgres_db,
+            LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}",
+        )
+    )

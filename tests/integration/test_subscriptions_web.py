@@ -26,14 +26,19 @@ def list_token(settings, db) -> str:  # type: ignore[no-untyped-def]
 
 def _subscribed(db) -> list[str]:  # type: ignore[no-untyped-def]
     with db() as session:
-        return list(session.scalars(select(Subscription.address).where(Subscription.kind == "list",
-                                                                        Subscription.status == "active")))
+        return list(
+            session.scalars(
+                select(Subscription.address).where(
+                    Subscription.kind == "list", Subscription.status == "active"
+                )
+            )
+        )
 
 
 def test_get_shows_a_button_and_does_not_unsubscribe(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
     page = client.get(f"/unsubscribe/{list_token}")
     assert page.status_code == 200
-    assert b"<form method=\"post\"" in page.data and b"ann@example.org" in page.data
+    assert b'<form method="post"' in page.data and b"ann@example.org" in page.data
     assert _subscribed(db) == ["ann@example.org"]
 
 
@@ -68,10 +73,16 @@ def test_expired_confirm_link_is_refused(client, settings, monkeypatch) -> None:
 def test_confirm_link_get_shows_button_post_confirms(client, settings, db) -> None:  # type: ignore[no-untyped-def]
     with transaction(db) as session:
         mlist = lists.create(session, "dev")
-        outcome = subscriptions.request(session, mlist, "new@example.org", secret=settings.secret_key,
-                                        base_url=settings.base_url, domain=settings.domain)
+        outcome = subscriptions.request(
+            session,
+            mlist,
+            "new@example.org",
+            secret=settings.secret_key,
+            base_url=settings.base_url,
+            domain=settings.domain,
+        )
         link = json.loads(outcome.outbox[0].payload)["link"]
-    path = link[len(settings.base_url):]
+    path = link[len(settings.base_url) :]
     assert client.get(path).status_code == 200
     with db() as session:
         assert session.scalars(select(Subscription.status)).one() == "pending"
@@ -83,19 +94,33 @@ def test_confirm_link_get_shows_button_post_confirms(client, settings, db) -> No
 def test_one_click_and_the_button_work_for_someone_who_was_mailed(client, settings, db) -> None:  # type: ignore[no-untyped-def]
     """Issue 11: once a subscriber had been sent a post, these answered 503 and nothing changed."""
     from listgate.ingest import ingest
-    from listgate.models import Bounce, Delivery
     from listgate.mail.parser import parse
+    from listgate.models import Bounce, Delivery
 
     with transaction(db) as session:
         mlist = lists.create(session, "dev")
         subs = [lists.subscribe(session, mlist, a) for a in ("ann@example.org", "bob@example.org")]
-        result = ingest(session, parse(b"From: x@example.org\r\nMessage-ID: <p@x>\r\nSubject: s\r\n\r\nhi\r\n"), mlist,
-                        domain="lists.test")
+        result = ingest(
+            session,
+            parse(b"From: x@example.org\r\nMessage-ID: <p@x>\r\nSubject: s\r\n\r\nhi\r\n"),
+            mlist,
+            domain="lists.test",
+        )
         for sub in subs:
-            session.add(Delivery(message_pk=result.message_pk, address=sub.address, subscription_id=sub.id,
-                                 status="sent", attempts=1, last_error=""))
+            session.add(
+                Delivery(
+                    message_pk=result.message_pk,
+                    address=sub.address,
+                    subscription_id=sub.id,
+                    status="sent",
+                    attempts=1,
+                    last_error="",
+                )
+            )
         session.add(Bounce(subscription_id=subs[1].id, address=subs[1].address, kind="transient"))
-        tokens_ = [subscriptions.unsubscribe_token(settings.secret_key, mlist.id, s.address) for s in subs]
+        tokens_ = [
+            subscriptions.unsubscribe_token(settings.secret_key, mlist.id, s.address) for s in subs
+        ]
     one_click = client.post(f"/unsubscribe/{tokens_[0]}", data={"List-Unsubscribe": "One-Click"})
     button = client.post(f"/unsubscribe/{tokens_[1]}")
     assert (one_click.status_code, button.status_code) == (200, 200)

@@ -31,31 +31,90 @@ def _mail(case: str, n: int, subject: str, irt: str = "", refs: str = "") -> byt
 # (case, its mails by number, our parent of each message by number, does notmuch agree on every parent)
 CASES = [
     # RFC 5322 appendix A.2: a reply and a reply to the reply, with both fields as the RFC fills them.
-    ("a2", [("Saying Hello", "", ""), ("Re: Saying Hello", "{1}", "{1}"), ("Re: Saying Hello", "{2}", "{1} {2}")],
-     {1: None, 2: 1, 3: 2}, True),
+    (
+        "a2",
+        [
+            ("Saying Hello", "", ""),
+            ("Re: Saying Hello", "{1}", "{1}"),
+            ("Re: Saying Hello", "{2}", "{1} {2}"),
+        ],
+        {1: None, 2: 1, 3: 2},
+        True,
+    ),
     # RFC 5322 3.6.4: In-Reply-To only, References only (RFC 1036 netnews), and both.
-    ("irt-only", [("Plan", "", ""), ("Re: Plan", "{1}", ""), ("Re: Plan", "{2}", "")], {1: None, 2: 1, 3: 2}, True),
-    ("refs-only", [("Plan", "", ""), ("Re: Plan", "", "{1}"), ("Re: Plan", "", "{1} {2}")], {1: None, 2: 1, 3: 2}, True),
+    (
+        "irt-only",
+        [("Plan", "", ""), ("Re: Plan", "{1}", ""), ("Re: Plan", "{2}", "")],
+        {1: None, 2: 1, 3: 2},
+        True,
+    ),
+    (
+        "refs-only",
+        [("Plan", "", ""), ("Re: Plan", "", "{1}"), ("Re: Plan", "", "{1} {2}")],
+        {1: None, 2: 1, 3: 2},
+        True,
+    ),
     # RFC 5322 4.5.4 obs-in-reply-to: phrases beside the id ("Your message of ...").
-    ("obs-phrase", [("Plan", "", ""), ("Re: Plan", 'Your message of "Mon, 2 Mar 2026" {1}', "")], {1: None, 2: 1}, True),
+    (
+        "obs-phrase",
+        [("Plan", "", ""), ("Re: Plan", 'Your message of "Mon, 2 Mar 2026" {1}', "")],
+        {1: None, 2: 1},
+        True,
+    ),
     # A reply whose parent never arrived: the grandparent is the nearest archived ancestor.
-    ("missing-middle", [("Plan", "", ""), None, ("Re: Plan", "{2}", "{1} {2}")], {1: None, 3: 1}, True),
+    (
+        "missing-middle",
+        [("Plan", "", ""), None, ("Re: Plan", "{2}", "{1} {2}")],
+        {1: None, 3: 1},
+        True,
+    ),
     # Replies arriving before what they answer.
-    ("reversed", [("Plan", "", ""), ("Re: Plan", "{1}", "{1}"), ("Re: Plan", "{2}", "{1} {2}")],
-     {1: None, 2: 1, 3: 2}, True),
+    (
+        "reversed",
+        [("Plan", "", ""), ("Re: Plan", "{1}", "{1}"), ("Re: Plan", "{2}", "{1} {2}")],
+        {1: None, 2: 1, 3: 2},
+        True,
+    ),
     # Clients that trim References to the first and the last ids.
-    ("trimmed", [("Plan", "", ""), ("Re: Plan", "{1}", "{1}"), ("Re: Plan", "{2}", "{1} {2}"),
-                 ("Re: Plan", "{3}", "{1} {3}")], {1: None, 2: 1, 3: 2, 4: 3}, True),
+    (
+        "trimmed",
+        [
+            ("Plan", "", ""),
+            ("Re: Plan", "{1}", "{1}"),
+            ("Re: Plan", "{2}", "{1} {2}"),
+            ("Re: Plan", "{3}", "{1} {3}"),
+        ],
+        {1: None, 2: 1, 3: 2, 4: 3},
+        True,
+    ),
     # notmuch's own test: In-Reply-To holds no id at all, References is used.
     ("broken-irt", [("one", "", ""), ("Re: one", "mumble", "{1}")], {1: None, 2: 1}, True),
     # A message naming itself.
     ("self", [("Plan", "", ""), ("Re: Plan", "{2} {1}", "{1} {2}")], {1: None, 2: 1}, True),
     # RFC 5322 3.6.4: a reply to several parents lists them all in In-Reply-To; the nearest (3 names 2) wins.
-    ("two-parents", [("Plan", "", ""), ("Re: Plan", "{1}", "{1}"), ("Re: Plan", "{2}", "{1} {2}"),
-                     ("Re: Plan", "{2} {3}", "{1}")], {1: None, 2: 1, 3: 2, 4: 3}, False),
+    (
+        "two-parents",
+        [
+            ("Plan", "", ""),
+            ("Re: Plan", "{1}", "{1}"),
+            ("Re: Plan", "{2}", "{1} {2}"),
+            ("Re: Plan", "{2} {3}", "{1}"),
+        ],
+        {1: None, 2: 1, 3: 2, 4: 3},
+        False,
+    ),
     # gmane / nmh / Lotus Notes: References with the parent first, no In-Reply-To.
-    ("parent-first", [("Plan", "", ""), ("Re: Plan", "", "{1}"), ("Re: Plan", "", "{2} {1}"),
-                      ("Re: Plan", "", "{3} {2} {1}")], {1: None, 2: 1, 3: 2, 4: 3}, False),
+    (
+        "parent-first",
+        [
+            ("Plan", "", ""),
+            ("Re: Plan", "", "{1}"),
+            ("Re: Plan", "", "{2} {1}"),
+            ("Re: Plan", "", "{3} {2} {1}"),
+        ],
+        {1: None, 2: 1, 3: 2, 4: 3},
+        False,
+    ),
 ]
 
 
@@ -66,11 +125,17 @@ def notmuch_installed() -> None:
         require("notmuch", "not installed (apt-get install notmuch)")
 
 
-def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
+    notmuch_installed, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     mails = []
     for case, specs, _, _ in CASES:  # specs by number; "reversed" arrives last first
         numbered = list(enumerate(specs, 1))
-        mails += [_mail(case, n, *spec) for n, spec in (numbered[::-1] if case == "reversed" else numbered) if spec]
+        mails += [
+            _mail(case, n, *spec)
+            for n, spec in (numbered[::-1] if case == "reversed" else numbered)
+            if spec
+        ]
     ours, our_groups, theirs, their_groups = notmuch.threadings(mails, tmp_path, fallback_days=0)
     for case, _, want, notmuch_agrees in CASES:
         name = lambda n: None if n is None else f"{n}.{case}@rfc.test"  # noqa: E731
@@ -78,11 +143,17 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(notmuch_install
         assert {m: ours[m] for m in expected} == expected, case
         held = set(expected)
         assert [g & held for g in our_groups if g & held] == [held], f"{case}: one thread"
-        assert [g & held for g in their_groups if g & held] == [held], f"{case}: notmuch also has one thread"
+        assert [g & held for g in their_groups if g & held] == [held], (
+            f"{case}: notmuch also has one thread"
+        )
         if notmuch_agrees:
-            assert {m: theirs[m] for m in expected} == expected, f"{case}: notmuch threads it the same"
+            assert {m: theirs[m] for m in expected} == expected, (
+                f"{case}: notmuch threads it the same"
+            )
         else:
-            assert {m: theirs[m] for m in expected} != expected, f"{case}: notmuch now agrees: move it up"
+            assert {m: theirs[m] for m in expected} != expected, (
+                f"{case}: notmuch now agrees: move it up"
+            )
 
 
 def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -90,4 +161,7 @@ def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_
     mails = list(linux_man(2000))
     figures = notmuch.both(mails, tmp_path, fallback_days=0)
     assert figures.messages >= 1990 and figures.parents_checked >= 1990
-    assert figures.parent_rate >= 0.995 and figures.thread_rate >= 0.995, (figures.line(), figures.differences[:10])
+    assert figures.parent_rate >= 0.995 and figures.thread_rate >= 0.995, (
+        figures.line(),
+        figures.differences[:10],
+    )

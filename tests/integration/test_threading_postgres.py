@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 
 from listgate.db import make_engine, session_factory, writer
 from tests.support import forests
@@ -12,7 +13,9 @@ from tests.support import forests
 _example = itertools.count(1)
 
 
-@hsettings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order_on_postgresql(pg_settings, case) -> None:  # type: ignore[no-untyped-def]
     """The same property as on SQLite (tests/unit/listgate/test_threads.py), on PostgreSQL's collation and types."""

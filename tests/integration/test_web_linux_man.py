@@ -22,9 +22,9 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
     linux_man_path()  # skips (fails under CI) without the corpora
-    from tests.support.config import make_settings
     from listgate.db import make_engine, session_factory, writer
     from listgate.schema import upgrade
+    from tests.support.config import make_settings
 
     settings = make_settings(tmp_path_factory.mktemp("linuxman"))
     engine = make_engine(settings)
@@ -43,8 +43,14 @@ def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
 
 def _biggest_threads(factory, n: int) -> list[Thread]:  # type: ignore[no-untyped-def]
     with factory() as session:
-        return list(session.scalars(select(Thread).where(Thread.merged_into_id.is_(None))
-                                    .order_by(Thread.message_count.desc()).limit(n)))
+        return list(
+            session.scalars(
+                select(Thread)
+                .where(Thread.merged_into_id.is_(None))
+                .order_by(Thread.message_count.desc())
+                .limit(n)
+            )
+        )
 
 
 def test_real_threads_render_whole_in_tree_and_flat(imported):
@@ -56,7 +62,11 @@ def test_real_threads_render_whole_in_tree_and_flat(imported):
         flat = client.get(f"/threads/{thread.id}?view=flat").get_data(as_text=True)
         word = "post" if thread.message_count == 1 else "posts"
         assert f"Showing {thread.message_count} {word}" in tree
-        assert tree.count('<article class="post') == flat.count('<article class="post') == thread.message_count
+        assert (
+            tree.count('<article class="post')
+            == flat.count('<article class="post')
+            == thread.message_count
+        )
         assert re.search(r'<article class="post d[1-9]', tree), "a real thread has replies indented"
         api = client.get(f"/api/threads/{thread.id}").get_json()
         assert len(api["messages"]) == thread.message_count

@@ -23,11 +23,24 @@ def pg_app(pg_web):  # type: ignore[no-untyped-def]
 
 def test_search_uses_the_tsvector_index_and_highlights(pg_app):
     app, db = pg_app
-    post(db, make_mail("Memory leak in parser", msgid="a@x", body="The parser leaks memory when given huge headers.\n"))
+    post(
+        db,
+        make_mail(
+            "Memory leak in parser",
+            msgid="a@x",
+            body="The parser leaks memory when given huge headers.\n",
+        ),
+    )
     post(db, make_mail("Other", msgid="b@x", body="Nothing here.\n"))
-    post(db, make_mail("Leak", msgid="s@x", to="secret@lists.test", body="leaks too\n"), list_name="secret")
+    post(
+        db,
+        make_mail("Leak", msgid="s@x", to="secret@lists.test", body="leaks too\n"),
+        list_name="secret",
+    )
     with db() as session:
-        indexes = session.execute(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_search_vector'")).scalar()
+        indexes = session.execute(
+            text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_search_vector'")
+        ).scalar()
     assert indexes and "gin" in indexes.lower()
     page = app.test_client().get("/search?q=leaking+memory").get_data(as_text=True)
     assert "Memory leak in parser" in page and "<mark>" in page
@@ -56,6 +69,10 @@ def test_votes_and_rate_limits_upsert_on_postgres(pg_app):
     client = app.test_client()
     session_for(client, "bob@example.org", "tok")
     for choice in ("yes", "no", "yes"):
-        response = client.post(f"/messages/{res.message_pk}/vote", data={"csrf_token": "tok", "valuable": choice})
+        response = client.post(
+            f"/messages/{res.message_pk}/vote", data={"csrf_token": "tok", "valuable": choice}
+        )
         assert response.status_code == 303
-    assert "1 out of 1 found this valuable" in client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
+    assert "1 out of 1 found this valuable" in client.get(f"/threads/{res.thread_id}").get_data(
+        as_text=True
+    )

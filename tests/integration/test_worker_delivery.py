@@ -24,8 +24,13 @@ pytestmark = pytest.mark.integration
 VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
 
 
-@pytest.fixture(params=["sqla", pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("postgres+redis", marks=[pytest.mark.redis, pytest.mark.postgres])])
+@pytest.fixture(
+    params=[
+        "sqla",
+        pytest.param("redis", marks=pytest.mark.redis),
+        pytest.param("postgres+redis", marks=[pytest.mark.redis, pytest.mark.postgres]),
+    ]
+)
 def stack(request: pytest.FixtureRequest) -> dict[str, str]:
     """The embedded default (SQLite + SQLAlchemy broker), Redis, and the production pair PostgreSQL + Redis."""
     if request.param == "sqla":
@@ -38,31 +43,62 @@ def stack(request: pytest.FixtureRequest) -> dict[str, str]:
 
 def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str, str]) -> None:
     site = build_site(tmp_path, sink, **stack)
-    site.subscribe("dev", "alice@example.org", "bob@example.org", "carol@example.org", "mute@example.org",
-                   "author@example.org")
+    site.subscribe(
+        "dev",
+        "alice@example.org",
+        "bob@example.org",
+        "carol@example.org",
+        "mute@example.org",
+        "author@example.org",
+    )
     proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
     try:
         first = site.post(mail("author@example.org", "Plans", "root@example.org"))
         wait_until(lambda: len(sink.received) >= 4, what="the first post")
         assert sorted(r.rcpt_tos[0] for r in sink.received) == [
-            "alice@example.org", "bob@example.org", "carol@example.org", "mute@example.org"]
+            "alice@example.org",
+            "bob@example.org",
+            "carol@example.org",
+            "mute@example.org",
+        ]
         with transaction(site.db) as session:
             from listgate import lists
 
             mlist = lists.require(session, "dev")
-            subscriptions.change(session, mlist, "mute@example.org", subscriptions.MUTE, thread_id=first.thread_id,
-                                 channel=subscriptions.WEB)
-            subscriptions.change(session, mlist, "follower@example.net", subscriptions.FOLLOW,
-                                 thread_id=first.thread_id, channel=subscriptions.WEB)
-        reply = mail("author@example.org", "Re: Plans", "reply@example.org", "Second thoughts.\n",
-                     cc="carol@example.org", in_reply_to="root@example.org")
+            subscriptions.change(
+                session,
+                mlist,
+                "mute@example.org",
+                subscriptions.MUTE,
+                thread_id=first.thread_id,
+                channel=subscriptions.WEB,
+            )
+            subscriptions.change(
+                session,
+                mlist,
+                "follower@example.net",
+                subscriptions.FOLLOW,
+                thread_id=first.thread_id,
+                channel=subscriptions.WEB,
+            )
+        reply = mail(
+            "author@example.org",
+            "Re: Plans",
+            "reply@example.org",
+            "Second thoughts.\n",
+            cc="carol@example.org",
+            in_reply_to="root@example.org",
+        )
         second = site.post(reply)
         wait_until(lambda: len(sink.received) >= 7, what="the reply")
         got = sorted(r.rcpt_tos[0] for r in sink.received[4:])
         # list subscribers + the follower, minus the muter, the author and the Cc'd subscriber
         assert got == ["alice@example.org", "bob@example.org", "follower@example.net"]
         # The sink holds the copy a moment before the worker records "sent": wait for the record.
-        wait_until(lambda: set(site.deliveries(second.message_pk).values()) == {"sent"}, what="every row sent")
+        wait_until(
+            lambda: set(site.deliveries(second.message_pk).values()) == {"sent"},
+            what="every row sent",
+        )
     finally:
         proc.stop()
     copy = next(r for r in sink.received[4:] if r.rcpt_tos == ["alice@example.org"])
@@ -80,15 +116,24 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
     assert msg["Reply-To"] is None  # the default Reply-To policy is none: replies go to the author
     assert msg["X-Listgate-Loop"] == "lists.test"
     assert (msg["Message-ID"], msg["In-Reply-To"], msg["References"]) == (
-        "<reply@example.org>", "<root@example.org>", "<root@example.org>")
-    follower = message_from_bytes(next(r for r in sink.received if r.rcpt_tos == ["follower@example.net"]).data)
+        "<reply@example.org>",
+        "<root@example.org>",
+        "<root@example.org>",
+    )
+    follower = message_from_bytes(
+        next(r for r in sink.received if r.rcpt_tos == ["follower@example.net"]).data
+    )
     token = re.search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"]).group(1)
     with site.db() as session:
-        assert subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2] == first.thread_id
+        assert (
+            subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2]
+            == first.thread_id
+        )
 
 
-def test_sigkill_mid_fanout_then_restart_loses_no_copy(tmp_path: Path, sink: SmtpSink, stack: dict[str, str],
-                                                             request: pytest.FixtureRequest) -> None:
+def test_sigkill_mid_fanout_then_restart_loses_no_copy(
+    tmp_path: Path, sink: SmtpSink, stack: dict[str, str], request: pytest.FixtureRequest
+) -> None:
     site = build_site(tmp_path, sink, **stack)
     addresses = [f"reader{i:04d}@example.org" for i in range(2000)]
     site.subscribe("dev", *addresses)
@@ -104,7 +149,9 @@ def test_sigkill_mid_fanout_then_restart_loses_no_copy(tmp_path: Path, sink: Smt
     proc.start()
     site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"stale_after": 0})
     wait_until(lambda: len(sink.received) >= 2000, timeout=120, what="the rest of the fan-out")
-    wait_until(lambda: set(site.deliveries(post.message_pk).values()) == {"sent"}, what="every row sent")
+    wait_until(
+        lambda: set(site.deliveries(post.message_pk).values()) == {"sent"}, what="every row sent"
+    )
     proc.stop()
     got = Counter(r.rcpt_tos[0] for r in sink.received)
     # Never lost: every recipient has a copy, and every row says so.
@@ -115,8 +162,14 @@ def test_sigkill_mid_fanout_then_restart_loses_no_copy(tmp_path: Path, sink: Smt
     # COMMIT returned sends that wave again (never loses it). Such a kill is rare (the window is
     # the dots' writes and one COMMIT); more than one wave per worker process twice is a defect.
     twice = sorted(address for address, n in got.items() if n > 1)
-    record(f"worker SIGKILL mid fan-out of 2,000 ({request.node.callspec.id})", 2000, 0, len(twice),
-           note=f"killed after {at_kill} copies; a second copy only for a wave caught between its dots and COMMIT")
+    record(
+        f"worker SIGKILL mid fan-out of 2,000 ({request.node.callspec.id})",
+        2000,
+        0,
+        len(twice),
+        note=f"killed after {at_kill} copies; a second copy only for a wave caught between its dots and COMMIT",
+    )
     assert max(got.values()) <= 2, "a recipient got three copies"
     assert len(twice) <= relay_sessions.SIZE * proc.concurrency, (
-        f"{len(twice)} recipients got two copies (killed after {at_kill} copies)")
+        f"{len(twice)} recipients got two copies (killed after {at_kill} copies)"
+    )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from email.utils import getaddresses
-from typing import Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -30,8 +30,13 @@ pytestmark = pytest.mark.integration
 def msite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator[Site]:
     """One site and one worker for the module; each test uses its own list."""
     # Addresses repeat across this module's tests; the one-reply-per-window rule has its own tests.
-    yield from worker_site(tmp_path_factory.mktemp("mail"), msink.url, LISTGATE_BOUNCE_SCORE_LIMIT="2",
-                           LISTGATE_DMARC_ALWAYS="strict.example", LISTGATE_AUTO_REPLY_WINDOW="0")
+    yield from worker_site(
+        tmp_path_factory.mktemp("mail"),
+        msink.url,
+        LISTGATE_BOUNCE_SCORE_LIMIT="2",
+        LISTGATE_DMARC_ALWAYS="strict.example",
+        LISTGATE_AUTO_REPLY_WINDOW="0",
+    )
 
 
 @pytest.fixture
@@ -52,21 +57,32 @@ def send_to(site: Site, address: str, raw: bytes, envelope_from: str | None = No
     recipient = parse_recipient(address, "lists.test")
     assert recipient is not None
     with transaction(site.db) as session:
-        result = ingest(session, parse(raw), lists.require(session, recipient.list_name), domain="lists.test",
-                        recipient=recipient, envelope_from=envelope_from)
+        result = ingest(
+            session,
+            parse(raw),
+            lists.require(session, recipient.list_name),
+            domain="lists.test",
+            recipient=recipient,
+            envelope_from=envelope_from,
+        )
     dispatch.enqueue(site.app, result.outbox)
     return result
 
 
 def status_of(site: Site, address: str, kind: str = "list") -> str | None:
     with site.db() as session:
-        return session.scalar(select(Subscription.status).where(
-            Subscription.address == address, Subscription.kind == kind))
+        return session.scalar(
+            select(Subscription.status).where(
+                Subscription.address == address, Subscription.kind == kind
+            )
+        )
 
 
 def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink) -> None:
     name = site.list_name  # type: ignore[attr-defined]
-    raw = mail("ann@example.org", "subscribe", f"sub-{name}@example.org", to=f"{name}+subscribe@lists.test")
+    raw = mail(
+        "ann@example.org", "subscribe", f"sub-{name}@example.org", to=f"{name}+subscribe@lists.test"
+    )
     send_to(site, f"{name}+subscribe@lists.test", raw, envelope_from="someone-else@example.net")
     confirm = wait_until(lambda: msink.to("ann@example.org"), what="the confirmation mail")[0]
     assert status_of(site, "ann@example.org") == "pending"
@@ -75,11 +91,19 @@ def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink)
     assert msg["Auto-Submitted"] == "auto-replied"  # an answer to a mail (RFC 3834)
     assert re.fullmatch(rf"{name}\+confirm-[a-z0-9.]+@lists\.test", msg["Reply-To"])
     assert "https://lists.test/confirm/" in msg.get_payload(decode=True).decode()
-    reply = mail("ann@example.org", f"Re: {msg['Subject']}", f"conf-{name}@example.org", "yes\n", to=msg["Reply-To"])
+    reply = mail(
+        "ann@example.org",
+        f"Re: {msg['Subject']}",
+        f"conf-{name}@example.org",
+        "yes\n",
+        to=msg["Reply-To"],
+    )
     send_to(site, msg["Reply-To"], reply, envelope_from="ann@example.org")
     wait_until(lambda: status_of(site, "ann@example.org") == "active", what="the confirmation")
-    welcome = wait_until(lambda: [r for r in msink.to("ann@example.org") if "Welcome" in r.message["Subject"]],
-                         what="the welcome mail")
+    welcome = wait_until(
+        lambda: [r for r in msink.to("ann@example.org") if "Welcome" in r.message["Subject"]],
+        what="the welcome mail",
+    )
     assert welcome[0].message["Auto-Submitted"] == "auto-replied"  # it answers the confirming reply
     assert msink.to("someone-else@example.net") == []
 
@@ -87,26 +111,45 @@ def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink)
 def test_help_and_unsubscribe_commands(site: Site, msink: SmtpSink) -> None:
     name = site.list_name  # type: ignore[attr-defined]
     site.subscribe(name, "bob@example.org")
-    send_to(site, f"{name}+help@lists.test", mail("bob@example.org", "help", f"h-{name}@x", to=f"{name}+help@lists.test"))
+    send_to(
+        site,
+        f"{name}+help@lists.test",
+        mail("bob@example.org", "help", f"h-{name}@x", to=f"{name}+help@lists.test"),
+    )
     helped = wait_until(lambda: msink.to("bob@example.org"), what="the help mail")[0]
     assert helped.message["Auto-Submitted"] == "auto-replied"
-    send_to(site, f"{name}+unsubscribe@lists.test",
-            mail("bob@example.org", "bye", f"u-{name}@x", to=f"{name}+unsubscribe@lists.test"))
+    send_to(
+        site,
+        f"{name}+unsubscribe@lists.test",
+        mail("bob@example.org", "bye", f"u-{name}@x", to=f"{name}+unsubscribe@lists.test"),
+    )
     wait_until(lambda: status_of(site, "bob@example.org") == "ended", what="the unsubscription")
     wait_until(lambda: len(msink.to("bob@example.org")) == 2, what="the goodbye mail")
 
 
-def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(site: Site, msink: SmtpSink) -> None:
+def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(
+    site: Site, msink: SmtpSink
+) -> None:
     name = site.list_name  # type: ignore[attr-defined]
     site.subscribe(name, "reader@example.org", "other@example.org")
-    root = site.post(mail("author@example.org", "Topic", f"root-{name}@x", to=f"{name}@lists.test"), name)
+    root = site.post(
+        mail("author@example.org", "Topic", f"root-{name}@x", to=f"{name}@lists.test"), name
+    )
     wait_until(lambda: len(msink.received) >= 2, what="the root post")
     with site.db() as session:
-        archived = session.scalar(select(func.count()).select_from(Message).where(Message.thread_id == root.thread_id))
+        archived = session.scalar(
+            select(func.count()).select_from(Message).where(Message.thread_id == root.thread_id)
+        )
 
     def reply(sender: str, word: str) -> None:
-        raw = mail(sender, "Re: Topic", f"{word}-{sender}-{name}@x", f"{word}\n\n> quoted text\n",
-                   to=f"{name}@lists.test", in_reply_to=f"root-{name}@x")
+        raw = mail(
+            sender,
+            "Re: Topic",
+            f"{word}-{sender}-{name}@x",
+            f"{word}\n\n> quoted text\n",
+            to=f"{name}@lists.test",
+            in_reply_to=f"root-{name}@x",
+        )
         with transaction(site.db) as session:
             result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
         assert result.status == COMMAND
@@ -114,15 +157,27 @@ def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(site: Site, ms
 
     def kinds(address: str) -> list[str]:
         with site.db() as session:
-            return sorted(session.scalars(select(Subscription.kind).where(
-                Subscription.address == address, Subscription.status == "active")))
+            return sorted(
+                session.scalars(
+                    select(Subscription.kind).where(
+                        Subscription.address == address, Subscription.status == "active"
+                    )
+                )
+            )
 
     def answered(address: str, says: str) -> None:
         """The short confirmation mail each thread command gets (issue 11, point 5)."""
-        got = wait_until(lambda: [r.message for r in msink.to(address) if r.message["Subject"].startswith("Done")],
-                         what=f"the confirmation to {address}")
+        got = wait_until(
+            lambda: [
+                r.message for r in msink.to(address) if r.message["Subject"].startswith("Done")
+            ],
+            what=f"the confirmation to {address}",
+        )
         assert len(got) == 1 and says in got[0].get_payload(decode=True).decode()
-        assert got[0]["Auto-Submitted"] == "auto-replied" and f"/threads/{root.thread_id}" in got[0].get_payload()
+        assert (
+            got[0]["Auto-Submitted"] == "auto-replied"
+            and f"/threads/{root.thread_id}" in got[0].get_payload()
+        )
 
     reply("reader@example.org", "mute")
     wait_until(lambda: kinds("reader@example.org") == ["list", "mute"], what="the mute")
@@ -134,11 +189,23 @@ def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(site: Site, ms
     wait_until(lambda: kinds("author@example.org") == [], what="leaving the thread")
     answered("author@example.org", "You no longer follow this thread")
     with site.db() as session:
-        assert session.scalar(select(func.count()).select_from(Message).where(
-            Message.thread_id == root.thread_id)) == archived
+        assert (
+            session.scalar(
+                select(func.count()).select_from(Message).where(Message.thread_id == root.thread_id)
+            )
+            == archived
+        )
     before = len(msink.received)
-    site.post(mail("x@example.org", "Re: Topic", f"r2-{name}@x", to=f"{name}@lists.test",
-                   in_reply_to=f"root-{name}@x"), name)
+    site.post(
+        mail(
+            "x@example.org",
+            "Re: Topic",
+            f"r2-{name}@x",
+            to=f"{name}@lists.test",
+            in_reply_to=f"root-{name}@x",
+        ),
+        name,
+    )
     wait_until(lambda: len(msink.received) >= before + 1, what="the next reply")
     assert [r.rcpt_tos[0] for r in msink.received[before:]] == ["other@example.org"]
 
@@ -151,7 +218,9 @@ def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: Sm
 
     def score() -> float:
         with site.db() as session:
-            return session.scalar(select(Subscription.bounce_score).where(Subscription.address == "flaky@example.org"))
+            return session.scalar(
+                select(Subscription.bounce_score).where(Subscription.address == "flaky@example.org")
+            )
 
     def bounces(kind: str) -> int:
         return site.count(Bounce, Bounce.address == "flaky@example.org", Bounce.kind == kind)
@@ -161,14 +230,20 @@ def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: Sm
     wait_until(lambda: bounces("delayed") == 1, what="the delay notice")
     assert score() == 0.0
     # A real DSN, about flaky's address (a bounce naming someone else would not count against flaky).
-    failed = (DATA / "bounces" / "dsn_11.txt").read_bytes().replace(b"joem@example.com", b"flaky@example.org")
+    failed = (
+        (DATA / "bounces" / "dsn_11.txt")
+        .read_bytes()
+        .replace(b"joem@example.com", b"flaky@example.org")
+    )
     send_to(site, verp, failed, envelope_from="")
     wait_until(lambda: bounces("permanent") == 1, what="the first bounce")
     assert score() == 1.0 and status_of(site, "flaky@example.org") == "active"
     send_to(site, verp, failed.replace(b"Message-Id:", b"X-Old-Id:", 1), envelope_from="")
     wait_until(lambda: status_of(site, "flaky@example.org") == "suspended", what="the suspension")
-    told = wait_until(lambda: [r for r in msink.to("flaky@example.org") if "suspended" in r.message["Subject"]],
-                      what="the suspension notice")
+    told = wait_until(
+        lambda: [r for r in msink.to("flaky@example.org") if "suspended" in r.message["Subject"]],
+        what="the suspension notice",
+    )
     assert told[0].message["Auto-Submitted"] == "auto-generated"
 
 
@@ -177,9 +252,17 @@ def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) 
     site.subscribe(name, "digest@example.org", kind="digest")
     site.post(mail("a@example.org", "First topic", f"d1-{name}@x", to=f"{name}@lists.test"), name)
     site.post(mail("b@example.org", "Second topic", f"d2-{name}@x", to=f"{name}@lists.test"), name)
-    site.post(mail("c@example.org", "Re: First topic", f"d3-{name}@x", to=f"{name}@lists.test",
-                   in_reply_to=f"d1-{name}@x"), name)
-    today = datetime.now(timezone.utc).date().isoformat()
+    site.post(
+        mail(
+            "c@example.org",
+            "Re: First topic",
+            f"d3-{name}@x",
+            to=f"{name}@lists.test",
+            in_reply_to=f"d1-{name}@x",
+        ),
+        name,
+    )
+    today = datetime.now(UTC).date().isoformat()
     site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": today})
     got = wait_until(lambda: msink.to("digest@example.org"), what="the digest")
     received = got[0].message
@@ -188,24 +271,33 @@ def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) 
     text = toc.get_payload(decode=True).decode()
     assert "First topic (2 messages)" in text and "Second topic (1 message)" in text
     assert sorted(p.get_payload(0)["Message-ID"] for p in posts) == sorted(
-        f"<d{i}-{name}@x>" for i in (1, 2, 3))
-    wait_until(lambda: site.count(DigestSent, DigestSent.status == "sent") == 1, what="the record of it")
+        f"<d{i}-{name}@x>" for i in (1, 2, 3)
+    )
+    wait_until(
+        lambda: site.count(DigestSent, DigestSent.status == "sent") == 1, what="the record of it"
+    )
     # The same day again (beat firing twice, a retried task): nothing more is sent.
     again = digest.send_digests(WorkerContext(site.settings), date.fromisoformat(today))
     assert again == 0 and len(msink.to("digest@example.org")) == 1
 
 
-def test_broker_outage_delays_but_never_loses_and_duplicates_never_double(site: Site, msink: SmtpSink) -> None:
+def test_broker_outage_delays_but_never_loses_and_duplicates_never_double(
+    site: Site, msink: SmtpSink
+) -> None:
     name = site.list_name  # type: ignore[attr-defined]
     site.subscribe(name, "r1@example.org", "r2@example.org")
-    raw = mail("author@example.org", "While the broker was down", f"down-{name}@x", to=f"{name}@lists.test")
+    raw = mail(
+        "author@example.org", "While the broker was down", f"down-{name}@x", to=f"{name}@lists.test"
+    )
     with transaction(site.db) as session:  # committed, but the broker never heard of it
         result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
     site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0})
     dispatch.enqueue(site.app, result.outbox)  # and the original task shows up late, twice
     dispatch.enqueue(site.app, result.outbox)
     wait_until(lambda: len(msink.received) >= 2, what="the swept fan-out")
-    wait_until(lambda: set(site.deliveries(result.message_pk).values()) == {"sent"}, what="all sent")
+    wait_until(
+        lambda: set(site.deliveries(result.message_pk).values()) == {"sent"}, what="all sent"
+    )
     assert sorted(r.rcpt_tos[0] for r in msink.received) == ["r1@example.org", "r2@example.org"]
 
 
@@ -223,8 +315,15 @@ def test_concurrent_producers_on_the_embedded_broker(site: Site, msink: SmtpSink
 
     name = site.list_name  # type: ignore[attr-defined]
     with transaction(site.db) as session:
-        ids = [dispatch.record(session, dispatch.SEND_NOTICE, 0, {
-            "template": "help", "to": f"p{i}@example.org", "list": name}).id for i in range(30)]
+        ids = [
+            dispatch.record(
+                session,
+                dispatch.SEND_NOTICE,
+                0,
+                {"template": "help", "to": f"p{i}@example.org", "list": name},
+            ).id
+            for i in range(30)
+        ]
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_produce, args=(site.env, ids[i::3])) for i in range(3)]
     for proc in procs:
@@ -233,24 +332,38 @@ def test_concurrent_producers_on_the_embedded_broker(site: Site, msink: SmtpSink
         proc.join(60)
     assert [proc.exitcode for proc in procs] == [0, 0, 0]
     wait_until(lambda: len(msink.received) >= 30, what="every notice")
-    assert sorted(r.rcpt_tos[0] for r in msink.received) == sorted(f"p{i}@example.org" for i in range(30))
+    assert sorted(r.rcpt_tos[0] for r in msink.received) == sorted(
+        f"p{i}@example.org" for i in range(30)
+    )
 
 
 def test_author_gets_own_post_when_asked(site: Site, msink: SmtpSink) -> None:
     site.subscribe(site.list_name, "alice@example.org", "selfie@example.org")
     with transaction(site.db) as session:
         subscriptions.person_settings(session, "selfie@example.org", copy_own_posts=True)
-    site.post(mail("selfie@example.org", "Mine too", "own@example.org",
-                         to=f"{site.list_name}@lists.test"), site.list_name)
+    site.post(
+        mail(
+            "selfie@example.org", "Mine too", "own@example.org", to=f"{site.list_name}@lists.test"
+        ),
+        site.list_name,
+    )
     wait_until(lambda: len(msink.received) >= 2, what="two copies")
-    assert sorted(r.rcpt_tos[0] for r in msink.received) == ["alice@example.org", "selfie@example.org"]
+    assert sorted(r.rcpt_tos[0] for r in msink.received) == [
+        "alice@example.org",
+        "selfie@example.org",
+    ]
 
 
 def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) -> None:
     name = site.list_name  # type: ignore[attr-defined]
     site.subscribe(name, "alice@example.org")
-    raw = mail("sam@strict.example", "Strict", f"strict-{name}@strict.example", "Body line one.\nline two\n",
-               to=f"{name}@lists.test")
+    raw = mail(
+        "sam@strict.example",
+        "Strict",
+        f"strict-{name}@strict.example",
+        "Body line one.\nline two\n",
+        to=f"{name}@lists.test",
+    )
     site.post(raw, name)
     got = wait_until(lambda: msink.received, what="the DMARC copy")[0]
     msg = got.message
@@ -261,21 +374,39 @@ def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) 
     assert msg["Message-ID"] == f"<strict-{name}@strict.example>"
     with transaction(site.db) as session:
         lists.require(session, name).reply_to = "list"
-    site.post(mail("sam@strict.example", "Strict again", f"strict2-{name}@strict.example", to=f"{name}@lists.test"),
-              name)
+    site.post(
+        mail(
+            "sam@strict.example",
+            "Strict again",
+            f"strict2-{name}@strict.example",
+            to=f"{name}@lists.test",
+        ),
+        name,
+    )
     again = wait_until(lambda: msink.received[1:], what="the second DMARC copy")[0].message
-    assert getaddresses(again.get_all("Reply-To")) == [("Sam", "sam@strict.example"), ("", f"{name}@lists.test")]
+    assert getaddresses(again.get_all("Reply-To")) == [
+        ("Sam", "sam@strict.example"),
+        ("", f"{name}@lists.test"),
+    ]
 
 
 def test_451_then_250_delivers_once(site: Site, msink: SmtpSink) -> None:
     site.subscribe(site.list_name, "alice@example.org")
     msink.script("451 4.3.0 try later")
-    post = site.post(mail("author@example.org", "Later", "later@example.org",
-                         to=f"{site.list_name}@lists.test"), site.list_name)
-    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "deferred", what="deferral")
+    post = site.post(
+        mail("author@example.org", "Later", "later@example.org", to=f"{site.list_name}@lists.test"),
+        site.list_name,
+    )
+    wait_until(
+        lambda: site.deliveries(post.message_pk).get("alice@example.org") == "deferred",
+        what="deferral",
+    )
     assert msink.received == []
     site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400})
-    wait_until(lambda: site.deliveries(post.message_pk).get("alice@example.org") == "sent", what="the retry")
+    wait_until(
+        lambda: site.deliveries(post.message_pk).get("alice@example.org") == "sent",
+        what="the retry",
+    )
     # Running the retry again (beat, a duplicate task) sends nothing more.
     assert delivery.retry_due(WorkerContext(site.settings), stale_after=0, horizon=86400) == 0
     assert [r.rcpt_tos for r in msink.received] == [["alice@example.org"]]
@@ -287,18 +418,37 @@ def test_451_then_250_delivers_once(site: Site, msink: SmtpSink) -> None:
 def test_550_is_a_bounce_and_never_retried(site: Site, msink: SmtpSink) -> None:
     site.subscribe(site.list_name, "gone@example.org")
     msink.script("550 5.1.1 no such user")
-    post = site.post(mail("author@example.org", "Hello", "hello550@example.org",
-                         to=f"{site.list_name}@lists.test"), site.list_name)
-    wait_until(lambda: site.deliveries(post.message_pk).get("gone@example.org") == "bounced", what="the bounce")
+    post = site.post(
+        mail(
+            "author@example.org", "Hello", "hello550@example.org", to=f"{site.list_name}@lists.test"
+        ),
+        site.list_name,
+    )
+    wait_until(
+        lambda: site.deliveries(post.message_pk).get("gone@example.org") == "bounced",
+        what="the bounce",
+    )
     with site.db() as session:
         bounce = session.scalars(select(Bounce).where(Bounce.address == "gone@example.org")).one()
         assert (bounce.address, bounce.kind) == ("gone@example.org", "permanent")
         assert "550" in bounce.diagnostic
-        assert session.scalars(select(Subscription.bounce_score).where(Subscription.address == "gone@example.org")).one() == 1.0
+        assert (
+            session.scalars(
+                select(Subscription.bounce_score).where(Subscription.address == "gone@example.org")
+            ).one()
+            == 1.0
+        )
     assert delivery.retry_due(WorkerContext(site.settings), stale_after=0, horizon=86400) == 0
-    post2 = site.post(mail("author@example.org", "Again", "again550@example.org",
-                         to=f"{site.list_name}@lists.test"), site.list_name)
-    wait_until(lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent", what="the next post")
+    post2 = site.post(
+        mail(
+            "author@example.org", "Again", "again550@example.org", to=f"{site.list_name}@lists.test"
+        ),
+        site.list_name,
+    )
+    wait_until(
+        lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent",
+        what="the next post",
+    )
     assert [r.message["Subject"] for r in msink.received] == ["Again"]
     assert site.deliveries(post.message_pk) == {"gone@example.org": "bounced"}
 
@@ -308,13 +458,20 @@ def test_notice_refused_with_451_is_sent_later_by_the_sweeper(site: Site, msink:
 
     name = site.list_name  # type: ignore[attr-defined]
     msink.script("451 4.3.0 try later")
-    send_to(site, f"{name}+help@lists.test", mail("carl@example.org", "help", f"h451-{name}@x",
-                                                   to=f"{name}+help@lists.test"))
+    send_to(
+        site,
+        f"{name}+help@lists.test",
+        mail("carl@example.org", "help", f"h451-{name}@x", to=f"{name}+help@lists.test"),
+    )
 
     def notice_pending() -> bool:
         with site.db() as session:
-            return any('"template": "help"' in e.payload and e.done_at is None
-                       for e in session.scalars(select(OutboxEntry).where(OutboxEntry.kind == dispatch.SEND_NOTICE)))
+            return any(
+                '"template": "help"' in e.payload and e.done_at is None
+                for e in session.scalars(
+                    select(OutboxEntry).where(OutboxEntry.kind == dispatch.SEND_NOTICE)
+                )
+            )
 
     wait_until(lambda: notice_pending() and not msink.handler.scripted, what="the refused notice")
     assert msink.received == []

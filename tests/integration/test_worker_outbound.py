@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -12,8 +12,10 @@ from tests.support.config import free_port
 from tests.support.sink import _Handler
 from worker.mailer import BOUNCED, DEFERRED, SENT, connect
 
-pytestmark = [pytest.mark.integration,
-              pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning"),
+]
 
 
 class CountingHandler(_Handler):
@@ -30,14 +32,24 @@ class CountingHandler(_Handler):
 @pytest.fixture
 def relay() -> Iterator[tuple[Controller, CountingHandler]]:
     """An aiosmtpd relay that wants AUTH (user 'list', password 's3cret')."""
+
     def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
-        ok = getattr(auth_data, "login", b"") == b"list" and getattr(auth_data, "password", b"") == b"s3cret"
+        ok = (
+            getattr(auth_data, "login", b"") == b"list"
+            and getattr(auth_data, "password", b"") == b"s3cret"
+        )
         return AuthResult(success=ok)
 
     handler = CountingHandler()
     CountingHandler.connections = 0
-    ctl = Controller(handler, hostname="127.0.0.1", port=free_port(), authenticator=check,
-                     auth_required=True, auth_require_tls=False)
+    ctl = Controller(
+        handler,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=check,
+        auth_required=True,
+        auth_require_tls=False,
+    )
     ctl.start()
     yield ctl, handler
     ctl.stop()
@@ -46,9 +58,14 @@ def relay() -> Iterator[tuple[Controller, CountingHandler]]:
 def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(relay) -> None:  # type: ignore[no-untyped-def]
     ctl, handler = relay
     body = "Grüße aus Köln — ünïcödé\r\n.leading dot\r\n".encode()
-    data = b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body
+    data = (
+        b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + body
+    )
     with connect(f"smtp://list:s3cret@127.0.0.1:{ctl.port}") as conn:
-        results = [conn.send("dev+bounce-x@lists.test", f"r{i}@example.org", data) for i in range(5)]
+        results = [
+            conn.send("dev+bounce-x@lists.test", f"r{i}@example.org", data) for i in range(5)
+        ]
     assert [r.status for r in results] == [SENT] * 5
     assert [r.data for r in handler.received] == [data] * 5
     assert CountingHandler.connections == 1
@@ -57,20 +74,28 @@ def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(relay) ->
 def test_scripted_replies_map_to_outcomes(sink) -> None:  # type: ignore[no-untyped-def]
     sink.script("451 4.3.0 later", "550 5.1.1 unknown")
     with connect(sink.url) as conn:
-        outcomes = [conn.send("", f"r{i}@example.org", b"Subject: x\r\n\r\ny\r\n").status for i in range(3)]
+        outcomes = [
+            conn.send("", f"r{i}@example.org", b"Subject: x\r\n\r\ny\r\n").status for i in range(3)
+        ]
     assert outcomes == [DEFERRED, BOUNCED, SENT]
     assert [r.rcpt_tos for r in sink.received] == [["r2@example.org"]]
 
 
 def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_the_dot(sink) -> None:  # type: ignore[no-untyped-def]
     from worker.mailer import ABANDONED
-    from worker.relay_sessions import Outgoing, connect as connect_wave, wire_form
+    from worker.relay_sessions import Outgoing, wire_form
+    from worker.relay_sessions import connect as connect_wave
 
     data = "Subject: wave\r\n\r\n.leading dot\r\nGrüße\r\n".encode()
-    items = [Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(data), True) for i in range(5)]
+    items = [
+        Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(data), True)
+        for i in range(5)
+    ]
     sink.script("550 5.1.1 unknown")
     with connect_wave(sink.url, size=5) as out:
-        first = out.send(items, lambda live, dots: dots(set(live) - {4}))  # r4's claim was lost meanwhile
+        first = out.send(
+            items, lambda live, dots: dots(set(live) - {4})
+        )  # r4's claim was lost meanwhile
         second = out.send(items[:2], lambda live, dots: dots(set(live)))
     statuses = [r.status for r in first]
     assert statuses[4] == ABANDONED and sorted(statuses[:4]) == [BOUNCED, SENT, SENT, SENT]

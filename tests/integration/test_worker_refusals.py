@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
-from typing import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -20,7 +20,15 @@ from sqlalchemy import select
 from listgate import dispatch, lists, subscriptions
 from listgate.db import transaction
 from listgate.ingest import IngestResult
-from listgate.models import Bounce, DigestSent, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models import (
+    Bounce,
+    Delivery,
+    DigestSent,
+    Message,
+    OutboxEntry,
+    RawMessage,
+    Subscription,
+)
 from listgate.models.people import MIME, PLAIN
 from tests.support.config import wait_until
 from tests.support.sink import SmtpSink
@@ -34,7 +42,9 @@ FINAL = {"sent", "bounced", "refused", "failed", "cancelled", "deferred"}
 @pytest.fixture(scope="module")
 def rsite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator[Site]:
     """One site and one worker for the module, with the production bounce limit (5)."""
-    yield from worker_site(tmp_path_factory.mktemp("refusals"), msink.url, LISTGATE_BOUNCE_SCORE_LIMIT="5")
+    yield from worker_site(
+        tmp_path_factory.mktemp("refusals"), msink.url, LISTGATE_BOUNCE_SCORE_LIMIT="5"
+    )
 
 
 @pytest.fixture
@@ -59,26 +69,41 @@ def settled(site: Site, posted: list[IngestResult]) -> dict[tuple[int, str], str
     def states() -> dict[tuple[int, str], str] | None:
         if site.count(OutboxEntry, OutboxEntry.id.in_(ids), OutboxEntry.done_at.is_(None)):
             return None
-        got = {(r.message_pk, addr): status for r in posted for addr, status in site.deliveries(r.message_pk).items()}
+        got = {
+            (r.message_pk, addr): status
+            for r in posted
+            for addr, status in site.deliveries(r.message_pk).items()
+        }
         return got if set(got.values()) <= FINAL else None
+
     return wait_until(states, timeout=90, what="every delivery settled")  # type: ignore[return-value]
 
 
 def scores(site: Site, name: str) -> dict[str, tuple[str, float]]:
     with site.db() as session:
-        rows = session.execute(select(Subscription.address, Subscription.status, Subscription.bounce_score)
-                               .where(Subscription.list_id == lists.require(session, name).id,
-                                      Subscription.kind == "list")).all()
+        rows = session.execute(
+            select(Subscription.address, Subscription.status, Subscription.bounce_score).where(
+                Subscription.list_id == lists.require(session, name).id, Subscription.kind == "list"
+            )
+        ).all()
     return {addr: (status, score) for addr, status, score in rows}
 
 
 def multipart_with_long_html(name: str, msgid: str) -> bytes:
     """A newsletter-like post: its HTML part is one 5,000-byte line (as many editors write it)."""
     msg = EmailMessage()
-    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = ("Html <html@example.org>", f"{name}@lists.test",
-                                                                 "Newsletter", f"<{msgid}>")
+    msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
+        "Html <html@example.org>",
+        f"{name}@lists.test",
+        "Newsletter",
+        f"<{msgid}>",
+    )
     msg.set_content("Short text part.\n")
-    html = "<html><body>" + "".join(f"<p>Item {i} &mdash; caf\u00e9</p>" for i in range(200)) + "</body></html>\n"
+    html = (
+        "<html><body>"
+        + "".join(f"<p>Item {i} &mdash; caf\u00e9</p>" for i in range(200))
+        + "</body></html>\n"
+    )
     msg.add_alternative(html, subtype="html", cte="8bit")
     raw = msg.as_bytes(policy=policy.SMTP.clone(max_line_length=None))
     assert max(map(len, raw.splitlines())) > 4000
@@ -97,29 +122,54 @@ PARAGRAPH = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."
 def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
     """Five attack posts with a 1,500-byte header line, and three legitimate posts with long lines."""
     to = f"{name}@lists.test"
-    attacks = [mail("mallory@example.net", f"Junk {i}", f"junk{i}-{name}@x", to=to, extra="X-Junk: " + "A" * 1500)
-               for i in range(5)]
+    attacks = [
+        mail(
+            "mallory@example.net",
+            f"Junk {i}",
+            f"junk{i}-{name}@x",
+            to=to,
+            extra="X-Junk: " + "A" * 1500,
+        )
+        for i in range(5)
+    ]
     legit = [
-        mail("writer@example.org", "Long paragraph", f"para-{name}@x", PARAGRAPH + "\n", to=to,
-             extra="Content-Transfer-Encoding: 8bit"),
+        mail(
+            "writer@example.org",
+            "Long paragraph",
+            f"para-{name}@x",
+            PARAGRAPH + "\n",
+            to=to,
+            extra="Content-Transfer-Encoding: 8bit",
+        ),
         multipart_with_long_html(name, f"html-{name}@x"),
-        mail("writer@example.org", " ".join(["A subject that goes on and on"] * 50), f"subj-{name}@x", to=to),
+        mail(
+            "writer@example.org",
+            " ".join(["A subject that goes on and on"] * 50),
+            f"subj-{name}@x",
+            to=to,
+        ),
     ]
     return attacks, legit
 
 
-def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(site: Site, msink: SmtpSink) -> None:
+def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
+    site: Site, msink: SmtpSink
+) -> None:
     name = site.list_name  # type: ignore[attr-defined]
     # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
     attacks, legit = long_line_posts(name)
     posted = [site.post(raw, name) for raw in attacks + legit]
     states = settled(site, posted)
-    assert len(states) == len(SUBSCRIBERS) * len(posted) and set(states.values()) == {"sent"}, Counter(states.values())
-    assert scores(site, name) == {addr: ("active", 0.0) for addr in SUBSCRIBERS}
+    assert len(states) == len(SUBSCRIBERS) * len(posted) and set(states.values()) == {"sent"}, (
+        Counter(states.values())
+    )
+    assert scores(site, name) == dict.fromkeys(SUBSCRIBERS, ("active", 0.0))
     assert site.count(Bounce, Bounce.address.in_(SUBSCRIBERS)) == 0
     copies = Counter((r.rcpt_tos[0], r.message["Message-ID"]) for r in msink.received)
     assert len(copies) == len(SUBSCRIBERS) * len(posted) and set(copies.values()) == {1}
-    by_id = {r.message["Message-ID"]: r.data for r in msink.received if r.rcpt_tos == [SUBSCRIBERS[0]]}
+    by_id = {
+        r.message["Message-ID"]: r.data for r in msink.received if r.rcpt_tos == [SUBSCRIBERS[0]]
+    }
     for raw in attacks + legit:
         sent = message_from_bytes(raw, policy=policy.default)
         got = by_id[sent["Message-ID"]]
@@ -141,26 +191,42 @@ def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink
         subscriptions.person_settings(session, "plain-digest@example.org").digest_format = PLAIN
     attacks, legit = long_line_posts(name)
     settled(site, [site.post(raw, name) for raw in attacks + legit])
-    site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(timezone.utc).date().isoformat()})
-    wait_until(lambda: site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status != "sending") == 2,
-               what="both digests settled")
+    site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(UTC).date().isoformat()})
+    wait_until(
+        lambda: (
+            site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status != "sending")
+            == 2
+        ),
+        what="both digests settled",
+    )
     assert site.count(DigestSent, DigestSent.address.in_(readers), DigestSent.status == "sent") == 2
     for address, fmt in readers.items():
         (got,) = msink.to(address)  # the strict relay took it, once
         assert max(map(len, got.data.splitlines())) <= 998, address
         digest = message_from_bytes(got.data, policy=policy.default)
         if fmt == MIME:  # each post inside reads as it was sent
-            inner = [p.get_payload(0) for p in digest.iter_parts() if p.get_content_type() == "message/rfc822"]
+            inner = [
+                p.get_payload(0)
+                for p in digest.iter_parts()
+                if p.get_content_type() == "message/rfc822"
+            ]
             sent = [leaves(raw.replace(b"\r\n", b"\n")) for raw in attacks + legit]
             assert [leaves(m.as_bytes()) for m in inner] == sent
             assert [m["X-Junk"] for m in inner[:5]] == ["A" * 1500] * 5
         else:
-            assert PARAGRAPH in digest.get_content() and "A subject that goes on and on" in digest.get_content()
+            assert (
+                PARAGRAPH in digest.get_content()
+                and "A subject that goes on and on" in digest.get_content()
+            )
 
 
-MESSAGE_REFUSALS = ["554 5.7.1 Message rejected by the content filter", "552 5.3.4 Message size exceeds fixed limit",
-                    "500 Line too long (see RFC5321 4.5.3.1.6)", "550 5.6.0 Message has a header line too long",
-                    "554 Transaction failed: spam detected"]
+MESSAGE_REFUSALS = [
+    "554 5.7.1 Message rejected by the content filter",
+    "552 5.3.4 Message size exceeds fixed limit",
+    "500 Line too long (see RFC5321 4.5.3.1.6)",
+    "550 5.6.0 Message has a header line too long",
+    "554 Transaction failed: spam detected",
+]
 
 
 def moderation_page(site: Site, name: str) -> str:
@@ -181,23 +247,38 @@ def moderation_page(site: Site, name: str) -> str:
         app.extensions["listgate"].engine.dispose()
 
 
-def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, msink: SmtpSink) -> None:
+def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(
+    site: Site, msink: SmtpSink
+) -> None:
     from click.testing import CliRunner
 
     from listgate import cli
 
     name = site.list_name  # type: ignore[attr-defined]
     posted = []
-    for i, reply in enumerate(MESSAGE_REFUSALS):  # five refused posts: the limit that used to suspend everyone
+    for i, reply in enumerate(
+        MESSAGE_REFUSALS
+    ):  # five refused posts: the limit that used to suspend everyone
         msink.script(*[reply] * len(SUBSCRIBERS))
-        posted.append(site.post(mail("author@example.org", f"Refused {i}", f"refused{i}-{name}@x",
-                                     to=f"{name}@lists.test"), name))
+        posted.append(
+            site.post(
+                mail(
+                    "author@example.org",
+                    f"Refused {i}",
+                    f"refused{i}-{name}@x",
+                    to=f"{name}@lists.test",
+                ),
+                name,
+            )
+        )
         settled(site, posted[-1:])
     states = settled(site, posted)
     assert set(states.values()) == {"refused"} and len(states) == len(SUBSCRIBERS) * len(posted)
-    assert scores(site, name) == {addr: ("active", 0.0) for addr in SUBSCRIBERS}
+    assert scores(site, name) == dict.fromkeys(SUBSCRIBERS, ("active", 0.0))
     assert site.count(Bounce, Bounce.address.in_(SUBSCRIBERS), Bounce.kind != "refused") == 0
-    after = site.post(mail("author@example.org", "Still here", f"after-{name}@x", to=f"{name}@lists.test"), name)
+    after = site.post(
+        mail("author@example.org", "Still here", f"after-{name}@x", to=f"{name}@lists.test"), name
+    )
     assert set(settled(site, [after]).values()) == {"sent"}
     assert sorted(r.rcpt_tos[0] for r in msink.received) == sorted(SUBSCRIBERS)
     page = moderation_page(site, name)
@@ -206,51 +287,87 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(site: Site, 
         assert f"Refused {i}" in page and reply.split(" ", 1)[1][:20] in page
     assert "Still here" not in page.split("Posts the relay refused", 1)[1]
     status = CliRunner().invoke(cli.main, ["status"], env=site.env)
-    assert f"failed     {len(MESSAGE_REFUSALS)} posts refused by the relay" in status.output, status.output
+    assert f"failed     {len(MESSAGE_REFUSALS)} posts refused by the relay" in status.output, (
+        status.output
+    )
 
 
-def test_only_a_refusal_naming_the_recipient_counts_against_them(site: Site, msink: SmtpSink) -> None:
+def test_only_a_refusal_naming_the_recipient_counts_against_them(
+    site: Site, msink: SmtpSink
+) -> None:
     name = site.list_name  # type: ignore[attr-defined]
     with msink.handler.lock:  # refused at RCPT: that recipient, and only them
-        msink.handler.refused_rcpts["cyd@example.org"] = "550 5.1.1 <cyd@example.org>: Recipient address rejected"
-    first = site.post(mail("author@example.org", "One", f"one-{name}@x", to=f"{name}@lists.test"), name)
-    assert settled(site, [first]) == {(first.message_pk, "ann@example.org"): "sent",
-                                      (first.message_pk, "bob@example.org"): "sent",
-                                      (first.message_pk, "cyd@example.org"): "bounced"}
+        msink.handler.refused_rcpts["cyd@example.org"] = (
+            "550 5.1.1 <cyd@example.org>: Recipient address rejected"
+        )
+    first = site.post(
+        mail("author@example.org", "One", f"one-{name}@x", to=f"{name}@lists.test"), name
+    )
+    assert settled(site, [first]) == {
+        (first.message_pk, "ann@example.org"): "sent",
+        (first.message_pk, "bob@example.org"): "sent",
+        (first.message_pk, "cyd@example.org"): "bounced",
+    }
     with msink.handler.lock:
         msink.handler.refused_rcpts.clear()
-    msink.script("550 5.1.1 <ann@example.org>... User unknown", "552 5.3.4 Message too big for this mailbox",
-                 "550 5.2.1 Mailbox disabled")  # after DATA: the status code says whose fault it is
-    second = site.post(mail("author@example.org", "Two", f"two-{name}@x", to=f"{name}@lists.test"), name)
+    msink.script(
+        "550 5.1.1 <ann@example.org>... User unknown",
+        "552 5.3.4 Message too big for this mailbox",
+        "550 5.2.1 Mailbox disabled",
+    )  # after DATA: the status code says whose fault it is
+    second = site.post(
+        mail("author@example.org", "Two", f"two-{name}@x", to=f"{name}@lists.test"), name
+    )
     assert sorted(settled(site, [second]).values()) == ["bounced", "bounced", "refused"]
     got = scores(site, name)
-    assert sum(score for _, score in got.values()) == 3.0 and all(s == "active" for s, _ in got.values())
+    assert sum(score for _, score in got.values()) == 3.0 and all(
+        s == "active" for s, _ in got.values()
+    )
 
 
-def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(site: Site, msink: SmtpSink) -> None:
+def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(
+    site: Site, msink: SmtpSink
+) -> None:
     from tests.integration.test_worker_mail import send_to
     from tests.unit.worker.test_bounces import dsn
 
     name = site.list_name  # type: ignore[attr-defined]
-    post = site.post(mail("author@example.org", "Hello", f"hello-{name}@x", to=f"{name}@lists.test"), name)
+    post = site.post(
+        mail("author@example.org", "Hello", f"hello-{name}@x", to=f"{name}@lists.test"), name
+    )
     settled(site, [post])
-    verp = msink.to("ann@example.org")[0].mail_from  # ann's copy: bounces to it are about ann's delivery
+    verp = msink.to("ann@example.org")[
+        0
+    ].mail_from  # ann's copy: bounces to it are about ann's delivery
 
-    mine = (Bounce.address == "ann@example.org", Bounce.delivery_id.in_(
-        select(Delivery.id).where(Delivery.message_pk == post.message_pk)))
+    mine = (
+        Bounce.address == "ann@example.org",
+        Bounce.delivery_id.in_(select(Delivery.id).where(Delivery.message_pk == post.message_pk)),
+    )
 
     def ann(expected: int) -> tuple[str, float]:
         """The kind of the latest bounce recorded for ann's copy of this post, and her score."""
         wait_until(lambda: site.count(Bounce, *mine) == expected, what="the bounce")
         with site.db() as session:
-            kind = session.scalars(select(Bounce.kind).where(*mine).order_by(Bounce.id.desc())).first()
+            kind = session.scalars(
+                select(Bounce.kind).where(*mine).order_by(Bounce.id.desc())
+            ).first()
         return kind or "", scores(site, name)["ann@example.org"][1]
 
     # The relay's next hop refused the message for its long lines: a DSN naming ann, but not her fault.
-    send_to(site, verp, dsn("ann@example.org", "5.6.0", "554 5.6.0 Message has lines too long"), envelope_from="")
+    send_to(
+        site,
+        verp,
+        dsn("ann@example.org", "5.6.0", "554 5.6.0 Message has lines too long"),
+        envelope_from="",
+    )
     assert ann(1) == ("refused", 0.0)
-    send_to(site, verp, dsn("bob@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from="")  # not ann's
+    send_to(
+        site, verp, dsn("bob@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from=""
+    )  # not ann's
     assert ann(2) == ("refused", 0.0)
-    send_to(site, verp, dsn("ann@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from="")  # ann's own
+    send_to(
+        site, verp, dsn("ann@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from=""
+    )  # ann's own
     assert ann(3) == ("permanent", 1.0)
     assert "Hello" in moderation_page(site, name).split("Posts the relay refused", 1)[1]

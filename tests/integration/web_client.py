@@ -23,8 +23,11 @@ class Page:
 
     def forms(self, action_part: str) -> list[str]:
         """The actions of the page's POST forms whose action contains action_part."""
-        return [html.unescape(a) for a in re.findall(r'<form method="post" action="([^"]+)"', self.body)
-                if action_part in html.unescape(a)]
+        return [
+            html.unescape(a)
+            for a in re.findall(r'<form method="post" action="([^"]+)"', self.body)
+            if action_part in html.unescape(a)
+        ]
 
 
 class WebClient:
@@ -39,7 +42,9 @@ class WebClient:
         """GET a path (or a full URL on this site)."""
         return self._open(urllib.request.Request(self._url(path)))
 
-    def post(self, path: str, data: dict[str, str] | None = None, on_page: str | None = None) -> Page:
+    def post(
+        self, path: str, data: dict[str, str] | None = None, on_page: str | None = None
+    ) -> Page:
         """POST a form; with on_page, the form's page is loaded first and its CSRF token sent along."""
         fields = dict(data or {})
         if on_page is not None:

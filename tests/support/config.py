@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -15,7 +15,9 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = ROOT / "tests" / "data"  # small real mails kept with the tests (their sources and licences are noted beside them)
+DATA = (
+    ROOT / "tests" / "data"
+)  # small real mails kept with the tests (their sources and licences are noted beside them)
 DOMAIN = "lists.test"
 SECRET_KEY = "test-secret-key-0123456789"
 
@@ -69,7 +71,9 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
     return settings, db
 
 
-def wait_until(check: Callable[[], object], timeout: float = 60.0, what: str = "condition") -> object:
+def wait_until(
+    check: Callable[[], object], timeout: float = 60.0, what: str = "condition"
+) -> object:
     """Poll check() until it is truthy; AssertionError naming `what` after timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -8,9 +8,9 @@ environment). The corpora are read where they lie, streamed, never copied into t
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -27,7 +27,10 @@ def available(*parts: str) -> Path | None:
     if path is not None and path.exists():
         return path
     if in_ci():
-        pytest.fail(f"the real-mail corpora are part of the CI environment, but {_why(root, path)}", pytrace=False)
+        pytest.fail(
+            f"the real-mail corpora are part of the CI environment, but {_why(root, path)}",
+            pytrace=False,
+        )
     return None
 
 
@@ -36,7 +39,9 @@ def corpus(*parts: str) -> Path:
     path = available(*parts)
     if path is None:
         root = os.environ.get(VARIABLE, "")
-        pytest.skip(f"real-mail corpora not available ({_why(root, Path(root, *parts) if root else None)})")
+        pytest.skip(
+            f"real-mail corpora not available ({_why(root, Path(root, *parts) if root else None)})"
+        )
     return path
 
 

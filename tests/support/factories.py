@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -15,13 +15,23 @@ from listgate.ingest import IngestResult, ingest
 from listgate.mail.parser import parse
 
 _seq = itertools.count(1)
-BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def make_mail(subject: str = "Hello", body: str = "Some text.\n", *, sender: str = "Alice Example <alice@example.org>",
-              msgid: str | None = None, in_reply_to: str | None = None, references: list[str] | None = None,
-              date: datetime | None = None, to: str = "dev@lists.test", html: str | None = None,
-              attachments: list[tuple[str, str, bytes]] | None = None, headers: dict[str, str] | None = None) -> bytes:
+def make_mail(
+    subject: str = "Hello",
+    body: str = "Some text.\n",
+    *,
+    sender: str = "Alice Example <alice@example.org>",
+    msgid: str | None = None,
+    in_reply_to: str | None = None,
+    references: list[str] | None = None,
+    date: datetime | None = None,
+    to: str = "dev@lists.test",
+    html: str | None = None,
+    attachments: list[tuple[str, str, bytes]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> bytes:
     """A mail as a client would send it."""
     n = next(_seq)
     msg = EmailMessage()
@@ -46,8 +56,13 @@ def make_mail(subject: str = "Hello", body: str = "Some text.\n", *, sender: str
     return bytes(msg)
 
 
-def post(db: sessionmaker[Session], raw: bytes, list_name: str = "dev", origin: str = "smtp",
-         domain: str = "lists.test") -> IngestResult:
+def post(
+    db: sessionmaker[Session],
+    raw: bytes,
+    list_name: str = "dev",
+    origin: str = "smtp",
+    domain: str = "lists.test",
+) -> IngestResult:
     """Store raw mail on a list through the same path as mail from the gateway."""
     with transaction(db) as session:
         mlist = lists.require(session, list_name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from hypothesis import strategies as st
 from sqlalchemy import select
@@ -30,7 +30,7 @@ from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message, MessageVariant, Thread
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 Forest = tuple[set[frozenset[str]], dict[str, str | None]]
 
 
@@ -65,7 +65,9 @@ def cases(draw: st.DrawFn) -> Case:
             topic[i] = topic[parent[i]]  # a reply keeps its thread's subject
         irt, refs = _headers(draw, chain, ids, i)
         subject = ("Re: " if parent[i] is not None or draw(st.booleans()) else "") + topic[i]
-        hours.append(draw(st.integers(0, 24 * 45)))  # replies may be dated before their parent (clock skew)
+        hours.append(
+            draw(st.integers(0, 24 * 45))
+        )  # replies may be dated before their parent (clock skew)
         mails.append(_mail(ids[i], subject, hours[i], irt, refs, f"body {i}"))
     missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
     arrivals = [i for i in range(n) if i not in missing]
@@ -93,23 +95,41 @@ def _chain(ids: list[str], parent: list[int | None], p: int | None) -> list[str]
     return chain
 
 
-def _other_headers(draw: st.DrawFn, ids: list[str], parent: list[int | None], i: int, hours: int, copy: int) -> bytes:
+def _other_headers(
+    draw: st.DrawFn, ids: list[str], parent: list[int | None], i: int, hours: int, copy: int
+) -> bytes:
     """A variant of mail i that threads differently: another parent (any mail, so loops too), subject or Date."""
     other = draw(st.one_of(st.none(), st.integers(0, len(ids) - 1)))
     chain = [x for x in _chain(ids, parent, other) if x != ids[i]]
     irt, refs = _headers(draw, chain, ids, i)
     subject = draw(st.sampled_from(["Alpha", "Beta", "Re: Alpha", "Re: Beta"]))
-    when = draw(st.one_of(st.just(hours), st.integers(0, 24 * 45)))  # the same Date: the bytes decide
+    when = draw(
+        st.one_of(st.just(hours), st.integers(0, 24 * 45))
+    )  # the same Date: the bytes decide
     return _mail(ids[i], subject, when, irt, refs, f"copy {copy} of body {i}, sent again")
 
 
 def _headers(draw: st.DrawFn, chain: list[str], ids: list[str], i: int) -> tuple[str, str]:
     """(In-Reply-To, References) in one of the shapes real mail has."""
-    style = draw(st.sampled_from(["full", "irt-only", "refs-only", "shuffled", "parent-first", "multi-irt",
-                                  "none", "junk", "loop", "trimmed"]))
+    style = draw(
+        st.sampled_from(
+            [
+                "full",
+                "irt-only",
+                "refs-only",
+                "shuffled",
+                "parent-first",
+                "multi-irt",
+                "none",
+                "junk",
+                "loop",
+                "trimmed",
+            ]
+        )
+    )
     brackets = lambda xs: " ".join(f"<{x}>" for x in xs)  # noqa: E731
     last = chain[-1:]
-    if style == "none" or not chain and style not in ("loop", "junk"):
+    if style == "none" or (not chain and style not in ("loop", "junk")):
         return "", ""
     if style == "irt-only":
         return brackets(last), ""
@@ -136,7 +156,9 @@ def expected(mails: list[bytes], days: int) -> Forest:
     by: dict[str, ParsedMessage] = {}
     for raw in sorted(set(mails), key=lambda r: (parse(r).date, hashlib.sha256(r).hexdigest())):
         p = parse(raw)
-        by.setdefault(p.message_id, p)  # the copy with the earliest Date (then smallest sha256) places an id
+        by.setdefault(
+            p.message_id, p
+        )  # the copy with the earliest Date (then smallest sha256) places an id
     ids = sorted(by)
     pk = {m: n for n, m in enumerate(ids)}
     named = {m: thread_keys(m, by[m].in_reply_to, by[m].references).named for m in ids}
@@ -150,8 +172,15 @@ def expected(mails: list[bytes], days: int) -> Forest:
         sn = normalize_subject(by[m].subject)
         if not named[m] and days > 0 and sn and is_reply_subject(by[m].subject):
             subject_link.add(m)
-            earlier = [s for s in ids if s != m and normalize_subject(by[s].subject) == sn and key[s] < key[m]
-                       and by[s].date >= by[m].date - timedelta(days=days) and m not in declared[pk[s]]]
+            earlier = [
+                s
+                for s in ids
+                if s != m
+                and normalize_subject(by[s].subject) == sn
+                and key[s] < key[m]
+                and by[s].date >= by[m].date - timedelta(days=days)
+                and m not in declared[pk[s]]
+            ]
             pref[m] = max(earlier, key=key.__getitem__, default=None)
     return _groups(ids, named, pref, subject_link), _cut_loops(ids, pref, key)
 
@@ -166,7 +195,7 @@ def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[s
             path.append(m)
             m = pref[m]
         if m is not None and m in path:
-            loop = path[path.index(m):]
+            loop = path[path.index(m) :]
             parents[min(loop, key=key.__getitem__)] = None
         done.update(path)
     return parents
@@ -191,18 +220,34 @@ def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> 
     return {frozenset(g) for g in out.values()}
 
 
-def archive(db: sessionmaker[Session], name: str, mails: list[bytes], days: int, one_transaction: bool) -> Forest:
+def archive(
+    db: sessionmaker[Session], name: str, mails: list[bytes], days: int, one_transaction: bool
+) -> Forest:
     """Post mails into a new list (one transaction each, or all in one) and read its forest back."""
     with transaction(db) as s:
         create(s, name)
     if one_transaction:
         with transaction(db) as s:
             for raw in mails:
-                ingest(s, parse(raw), require(s, name), domain="lists.test", origin="import", fallback_days=days)
+                ingest(
+                    s,
+                    parse(raw),
+                    require(s, name),
+                    domain="lists.test",
+                    origin="import",
+                    fallback_days=days,
+                )
     else:
         for raw in mails:
             with transaction(db) as s:
-                ingest(s, parse(raw), require(s, name), domain="lists.test", origin="import", fallback_days=days)
+                ingest(
+                    s,
+                    parse(raw),
+                    require(s, name),
+                    domain="lists.test",
+                    origin="import",
+                    fallback_days=days,
+                )
     return read_forest(db, name)
 
 
@@ -210,8 +255,11 @@ def read_forest(db: sessionmaker[Session], name: str) -> Forest:
     """(thread groups, parent of each message) of a list, after checking its counts agree with its rows."""
     with db() as s:
         mlist = require(s, name)
-        rows = s.execute(select(Message.id, Message.message_id, Message.parent_id, Message.thread_id)
-                         .where(Message.list_id == mlist.id)).all()
+        rows = s.execute(
+            select(Message.id, Message.message_id, Message.parent_id, Message.thread_id).where(
+                Message.list_id == mlist.id
+            )
+        ).all()
         by_pk = {r.id: r.message_id for r in rows}
         groups: dict[int, set[str]] = {}
         for r in rows:
@@ -220,15 +268,25 @@ def read_forest(db: sessionmaker[Session], name: str) -> Forest:
         for tid, members in groups.items():
             t = s.get_one(Thread, tid)
             root = s.get(Message, t.root_message_pk)
-            assert t.message_count == len(members) and root is not None and root.parent_id is None, "thread counts"
-        return {frozenset(g) for g in groups.values()}, {r.message_id: by_pk.get(r.parent_id) for r in rows}
+            assert (
+                t.message_count == len(members) and root is not None and root.parent_id is None
+            ), "thread counts"
+        return {frozenset(g) for g in groups.values()}, {
+            r.message_id: by_pk.get(r.parent_id) for r in rows
+        }
 
 
 def variant_count(db: sessionmaker[Session], name: str) -> int:
     """How many variants a list keeps."""
     with db() as s:
-        return len(s.scalars(select(MessageVariant.id).join(Message).join(MailingList)
-                             .where(MailingList.name == name)).all())
+        return len(
+            s.scalars(
+                select(MessageVariant.id)
+                .join(Message)
+                .join(MailingList)
+                .where(MailingList.name == name)
+            ).all()
+        )
 
 
 def distinct_variants(mails: list[bytes]) -> int:

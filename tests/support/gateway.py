@@ -6,9 +6,9 @@ import smtplib
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy import func, select
@@ -64,13 +64,20 @@ class RunningGateway:
         self.server.stop()
 
 
-def start_gateway(settings: Settings, db: sessionmaker[Session], *, lmtp: bool = False,
-                  listen: tuple[str, int] | Path | None = None) -> RunningGateway:
+def start_gateway(
+    settings: Settings,
+    db: sessionmaker[Session],
+    *,
+    lmtp: bool = False,
+    listen: tuple[str, int] | Path | None = None,
+) -> RunningGateway:
     """Start a gateway on settings.smtp_port (or `listen`), archiving in-process, with a recording broker."""
     rec = Recorder()
     db = db.factory if isinstance(db, Settled) else db
     handler = GatewayHandler(settings, db)
-    server = GatewayServer(settings, handler, lmtp=lmtp, listen=listen, archiver=Archiver(settings, db, enqueue=rec))
+    server = GatewayServer(
+        settings, handler, lmtp=lmtp, listen=listen, archiver=Archiver(settings, db, enqueue=rec)
+    )
     server.start()
     return RunningGateway(server, settings, rec)
 
@@ -87,7 +94,7 @@ class Settled:
         return self.factory(**kwargs)
 
 
-def settle(db: "sessionmaker[Session] | Settled", timeout: float = 30.0) -> None:
+def settle(db: sessionmaker[Session] | Settled, timeout: float = 30.0) -> None:
     """Wait until the archiver has taken everything spooled (a 250 means spooled, not yet archived)."""
     db = db.factory if isinstance(db, Settled) else db
     deadline = time.monotonic() + timeout
@@ -99,7 +106,9 @@ def settle(db: "sessionmaker[Session] | Settled", timeout: float = 30.0) -> None
             if not pending:
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"{pending} spooled messages still not archived after {timeout}s")
+                raise AssertionError(
+                    f"{pending} spooled messages still not archived after {timeout}s"
+                )
             time.sleep(0.02)
     finally:
         spool.close()
@@ -111,7 +120,9 @@ def messages(db: sessionmaker[Session], list_name: str | None = None) -> list[Me
     with db() as s:
         q = select(Message).order_by(Message.id)
         if list_name:
-            q = q.join(MailingList, MailingList.id == Message.list_id).where(MailingList.name == list_name)
+            q = q.join(MailingList, MailingList.id == Message.list_id).where(
+                MailingList.name == list_name
+            )
         return list(s.scalars(q))
 
 
@@ -129,8 +140,14 @@ def count(db: sessionmaker[Session], model: type) -> int:
         return s.scalar(select(func.count()).select_from(model)) or 0
 
 
-def mail(subject: str = "Hello", msgid: str = "m1@example.org", frm: str = "Ann <ann@example.org>",
-         extra: str = "", body: str = "Hello list\r\n", to: str = "dev@lists.test") -> bytes:
+def mail(
+    subject: str = "Hello",
+    msgid: str = "m1@example.org",
+    frm: str = "Ann <ann@example.org>",
+    extra: str = "",
+    body: str = "Hello list\r\n",
+    to: str = "dev@lists.test",
+) -> bytes:
     """A small well-formed message."""
     head = f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
     if msgid:
@@ -143,7 +160,9 @@ class RawClient:
 
     def __init__(self, port: int, host: str = "127.0.0.1", source: str | None = None) -> None:
         """Connect (from the loopback address `source` when given) and read the greeting."""
-        self.sock = socket.create_connection((host, port), timeout=20, source_address=(source, 0) if source else None)
+        self.sock = socket.create_connection(
+            (host, port), timeout=20, source_address=(source, 0) if source else None
+        )
         self.buf = b""
         self.greeting = self.reply()
 
@@ -176,7 +195,9 @@ class RawClient:
 def raw_of(db: sessionmaker[Session], message_id: str) -> bytes:
     """The stored bytes of a message (first list it is on)."""
     with db() as s:
-        msg = s.scalars(select(Message).where(Message.message_id == message_id).order_by(Message.id)).first()
+        msg = s.scalars(
+            select(Message).where(Message.message_id == message_id).order_by(Message.id)
+        ).first()
         assert msg is not None, f"{message_id} is not archived"
         return msg.raw.data
 
@@ -193,7 +214,12 @@ def message_count(db: sessionmaker[Session]) -> int:
     """Rows in the messages table, read without the write lock (a writer factory's BEGIN IMMEDIATE would
     wait for a busy archiver's batches, and see many at once)."""
     with db.kw["bind"].connect() as conn:
-        return conn.execution_options(sqlite_begin="").scalar(select(func.count()).select_from(Message)) or 0
+        return (
+            conn.execution_options(sqlite_begin="").scalar(
+                select(func.count()).select_from(Message)
+            )
+            or 0
+        )
 
 
 class Env:
@@ -203,7 +229,9 @@ class Env:
         self.settings = make_settings(tmp_path, **env)
         self.engine = make_engine(self.settings)
         upgrade(self.engine)
-        self.db = Settled(session_factory(writer(self.engine)))  # assertions see the archive once the spool is empty
+        self.db = Settled(
+            session_factory(writer(self.engine))
+        )  # assertions see the archive once the spool is empty
         self.gw: RunningGateway | None = None
 
     def make_list(self, name: str = "dev", **kwargs: object) -> None:
@@ -211,7 +239,7 @@ class Env:
         with transaction(self.db) as s:
             lists.create(s, name, **kwargs)  # type: ignore[arg-type]
 
-    def start(self, **kwargs: object) -> "Env":
+    def start(self, **kwargs: object) -> Env:
         """Start the gateway (start_gateway's options)."""
         self.gw = start_gateway(self.settings, self.db, **kwargs)  # type: ignore[arg-type]
         return self

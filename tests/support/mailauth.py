@@ -38,17 +38,24 @@ class Key:
 def make_key(directory: Path, selector: str, domain: str, bits: int = 1024) -> Key:
     """A new RSA key; openssl does the work (no Python crypto package needed)."""
     path = directory / f"{selector}.{domain}.pem"
-    subprocess.run(["openssl", "genrsa", "-out", str(path), str(bits)], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "rsa", "-in", str(path), "-pubout", "-outform", "DER"], check=True,
-                         capture_output=True).stdout
+    subprocess.run(
+        ["openssl", "genrsa", "-out", str(path), str(bits)], check=True, capture_output=True
+    )
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(path), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
     return Key(path, selector, domain, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode())
 
 
 def dnsfunc(records: dict[str, str]):  # type: ignore[no-untyped-def]
     """dkimpy's dnsfunc answering from records (a stub: never the network)."""
+
     def lookup(name: bytes, timeout: int = 5) -> bytes | None:
         value = records.get(name.decode().rstrip(".").lower())
         return value.encode() if value is not None else None
+
     return lookup
 
 
@@ -71,7 +78,7 @@ class StubDns:
         """HOST:PORT, the value of LISTGATE_DNS_SERVER."""
         return "127.0.0.1:%d" % self.sock.getsockname()[1]
 
-    def start(self) -> "StubDns":
+    def start(self) -> StubDns:
         self.thread.start()
         return self
 
@@ -93,7 +100,7 @@ class StubDns:
             self.queries.append(name)
             value = self.records.get(name)
             if value is not None and question.rdtype == dns.rdatatype.TXT:
-                chunks = " ".join('"%s"' % value[i:i + 250] for i in range(0, len(value), 250))
+                chunks = " ".join('"%s"' % value[i : i + 250] for i in range(0, len(value), 250))
                 response.answer.append(dns.rrset.from_text(question.name, 300, "IN", "TXT", chunks))
             else:
                 response.set_rcode(dns.rcode.NXDOMAIN)

@@ -17,10 +17,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import select
 
@@ -40,8 +41,10 @@ class Figures:
 
     def line(self) -> str:
         """One human line."""
-        return (f"same parent {self.same_parent}/{self.parents_checked} ({self.parent_rate:.2%}), "
-                f"same thread {self.same_thread}/{self.messages} ({self.thread_rate:.2%})")
+        return (
+            f"same parent {self.same_parent}/{self.parents_checked} ({self.parent_rate:.2%}), "
+            f"same thread {self.same_thread}/{self.messages} ({self.thread_rate:.2%})"
+        )
 
     @property
     def parent_rate(self) -> float:
@@ -62,12 +65,21 @@ def notmuch_threads(mails: Iterable[bytes], workdir: Path) -> tuple[Parents, lis
     for n, raw in enumerate(mails):
         (maildir / "cur" / f"{n:07d}.mail:2,").write_bytes(raw)
     config = workdir / "notmuch-config"
-    config.write_text(f"[database]\npath={maildir}\n[user]\nname=Test\nprimary_email=test@example.org\n"
-                      "[new]\ntags=\nignore=\n[search]\nexclude_tags=\n[maildir]\nsynchronize_flags=false\n")
+    config.write_text(
+        f"[database]\npath={maildir}\n[user]\nname=Test\nprimary_email=test@example.org\n"
+        "[new]\ntags=\nignore=\n[search]\nexclude_tags=\n[maildir]\nsynchronize_flags=false\n"
+    )
     env = {**os.environ, "NOTMUCH_CONFIG": str(config)}
-    subprocess.run(["notmuch", "new", "--quiet"], env=env, check=True, capture_output=True, timeout=3600)
-    shown = subprocess.run(["notmuch", "show", "--format=json", "--body=false", "--entire-thread=true", "*"],
-                           env=env, check=True, capture_output=True, timeout=3600).stdout
+    subprocess.run(
+        ["notmuch", "new", "--quiet"], env=env, check=True, capture_output=True, timeout=3600
+    )
+    shown = subprocess.run(
+        ["notmuch", "show", "--format=json", "--body=false", "--entire-thread=true", "*"],
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=3600,
+    ).stdout
     parents: Parents = {}
     groups: list[set[str]] = []
     for thread in json.loads(shown):
@@ -88,14 +100,18 @@ def _walk(tree: list[Any], parent: str | None, parents: Parents, members: set[st
         _walk(sub, mid, parents, members)
 
 
-def compare(ours: Parents, our_groups: list[set[str]], theirs: Parents, their_groups: list[set[str]]) -> Figures:
+def compare(
+    ours: Parents, our_groups: list[set[str]], theirs: Parents, their_groups: list[set[str]]
+) -> Figures:
     """Agreement of our parents and threads with notmuch's, over the messages both hold."""
     common = set(ours) & set(theirs)
     checked = [m for m in sorted(common) if theirs[m] is None or theirs[m] in common]
     differences = [(m, ours[m], theirs[m]) for m in checked if ours[m] != theirs[m]]
     ours_sets = {frozenset(g & common) for g in our_groups}
     same_thread = sum(len(g & common) for g in their_groups if frozenset(g & common) in ours_sets)
-    return Figures(len(checked), len(checked) - len(differences), len(common), same_thread, differences)
+    return Figures(
+        len(checked), len(checked) - len(differences), len(common), same_thread, differences
+    )
 
 
 def listgate_threads(db: Any, list_name: str) -> tuple[Parents, list[set[str]]]:
@@ -104,8 +120,11 @@ def listgate_threads(db: Any, list_name: str) -> tuple[Parents, list[set[str]]]:
     from listgate.models import MailingList, Message
 
     with db() as s:
-        rows = s.execute(select(Message.id, Message.message_id, Message.parent_id, Message.thread_id)
-                         .join(MailingList).where(MailingList.name == list_name)).all()
+        rows = s.execute(
+            select(Message.id, Message.message_id, Message.parent_id, Message.thread_id)
+            .join(MailingList)
+            .where(MailingList.name == list_name)
+        ).all()
         by_pk = {r.id: r.message_id for r in rows}
         groups: dict[int, set[str]] = {}
         for r in rows:
@@ -113,7 +132,9 @@ def listgate_threads(db: Any, list_name: str) -> tuple[Parents, list[set[str]]]:
     return {r.message_id: by_pk.get(r.parent_id) for r in rows}, list(groups.values())
 
 
-def threadings(mails: list[bytes], workdir: Path, fallback_days: int) -> tuple[Parents, list[set[str]], Parents, list[set[str]]]:
+def threadings(
+    mails: list[bytes], workdir: Path, fallback_days: int
+) -> tuple[Parents, list[set[str]], Parents, list[set[str]]]:
     """(our parents, our threads, notmuch's parents, notmuch's threads) of mails (imported into a new list)."""
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.importer import Importer
@@ -152,7 +173,9 @@ def main(argv: list[str]) -> None:
         work = Path(tempfile.mkdtemp(prefix="listgate-notmuch-"))
         try:
             figures = both(mails, work, days)
-            print(f"linux-man, {len(mails)} messages, subject fallback {days} days: {figures.line()}")
+            print(
+                f"linux-man, {len(mails)} messages, subject fallback {days} days: {figures.line()}"
+            )
             for mid, ours, theirs in figures.differences[:15]:
                 print(f"  {mid}: ours {ours}, notmuch {theirs}")
         finally:

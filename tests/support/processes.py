@@ -10,8 +10,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from tests.support.config import ROOT
 
@@ -25,23 +25,43 @@ class WorkerProcess:
         self.concurrency = concurrency
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> "WorkerProcess":
+    def start(self, timeout: float = 60.0) -> WorkerProcess:
         """Start and wait until Celery says it is ready."""
         offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "worker", "worker", "-c", str(self.concurrency), "--without-gossip",
-                 "--without-mingle", "--without-heartbeat", "-P", "prefork"],
-                cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "worker",
+                    "worker",
+                    "-c",
+                    str(self.concurrency),
+                    "--without-gossip",
+                    "--without-mingle",
+                    "--without-heartbeat",
+                    "-P",
+                    "prefork",
+                ],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = self.log.read_bytes()[offset:]
             if b"worker ready" in text:  # listgate.readiness, once Celery consumes
                 return self
             if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited with {self.proc.returncode}:\n{text.decode(errors='replace')[-3000:]}")
+                raise RuntimeError(
+                    f"worker exited with {self.proc.returncode}:\n{text.decode(errors='replace')[-3000:]}"
+                )
             time.sleep(0.1)
-        raise RuntimeError(f"worker not ready after {timeout}s:\n{self.log.read_text(errors='replace')[-3000:]}")
+        raise RuntimeError(
+            f"worker not ready after {timeout}s:\n{self.log.read_text(errors='replace')[-3000:]}"
+        )
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool: no chance to finish, ack or clean up."""
@@ -55,7 +75,9 @@ class WorkerProcess:
             return
         self.proc.send_signal(signal.SIGQUIT)  # the main process only: it stops its pool itself
         try:
-            self.proc.wait(2)  # a cold shutdown can idle in broker/pool timeouts: not worth waiting for
+            self.proc.wait(
+                2
+            )  # a cold shutdown can idle in broker/pool timeouts: not worth waiting for
         except subprocess.TimeoutExpired:
             self.kill()
 
@@ -66,22 +88,37 @@ class Service(WorkerProcess):
     kill() (SIGKILL to the whole group) is the worker tests' own.
     """
 
-    def __init__(self, module: str, env: dict[str, str], log: Path, port: int, args: Iterable[str] = (),
-                 prefix: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        module: str,
+        env: dict[str, str],
+        log: Path,
+        port: int,
+        args: Iterable[str] = (),
+        prefix: Iterable[str] = (),
+    ) -> None:
         self.module, self.args, self.prefix = module, list(args), list(prefix)
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.log, self.port = log, port
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 60.0) -> "Service":
+    def start(self, timeout: float = 60.0) -> Service:
         """Start and wait until the port accepts connections."""
         with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen([*self.prefix, sys.executable, "-m", self.module, *self.args], cwd=ROOT, env=self.env,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                [*self.prefix, sys.executable, "-m", self.module, *self.args],
+                cwd=ROOT,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.module} exited with {self.proc.returncode}:\n{self.text()[-3000:]}")
+                raise RuntimeError(
+                    f"{self.module} exited with {self.proc.returncode}:\n{self.text()[-3000:]}"
+                )
             if not self.port:  # a process that listens nowhere (the archiver): started is ready
                 return self
             try:
@@ -89,7 +126,9 @@ class Service(WorkerProcess):
                     return self
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError(f"{self.module} did not listen on {self.port} after {timeout}s:\n{self.text()[-3000:]}")
+        raise RuntimeError(
+            f"{self.module} did not listen on {self.port} after {timeout}s:\n{self.text()[-3000:]}"
+        )
 
     def text(self) -> str:
         """Everything the process logged so far."""
@@ -108,7 +147,9 @@ class Service(WorkerProcess):
 
 def gateway(env: dict[str, str], log: Path, prefix: Iterable[str] = ()) -> Service:
     """The SMTP gateway process for env (not started); `prefix` wraps the command (e.g. setpriv)."""
-    return Service("gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]), prefix=prefix)
+    return Service(
+        "gateway", env, log, int(env["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]), prefix=prefix
+    )
 
 
 def archiver(env: dict[str, str], log: Path, batch: int = 50) -> Service:

@@ -20,8 +20,15 @@ def size(short: int, long: int) -> int:
     return long if soak() else short
 
 
-def record(scenario: str, attempts: int, lost: int, duplicated: int, recovery_s: float | None = None,
-           note: str = "", held: int | None = None) -> None:
+def record(
+    scenario: str,
+    attempts: int,
+    lost: int,
+    duplicated: int,
+    recovery_s: float | None = None,
+    note: str = "",
+    held: int | None = None,
+) -> None:
     """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file).
 
     `held`: of the attempts (attacks), how many the site withstood (refused, or served within its limits).
@@ -29,19 +36,33 @@ def record(scenario: str, attempts: int, lost: int, duplicated: int, recovery_s:
     out = os.environ.get("LISTGATE_RELIABILITY_OUT", "")
     if not out:
         return
-    row = {"scenario": scenario, "attempts": attempts, "lost": lost, "duplicated": duplicated,
-           "recovery_s": None if recovery_s is None else round(recovery_s, 2), "note": note, "soak": soak()}
+    row = {
+        "scenario": scenario,
+        "attempts": attempts,
+        "lost": lost,
+        "duplicated": duplicated,
+        "recovery_s": None if recovery_s is None else round(recovery_s, 2),
+        "note": note,
+        "soak": soak(),
+    }
     if held is not None:
         row["held"] = held
     with open(out, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(row) + "\n")
 
 
-def post(msgid: str, subject: str = "Hello", sender: str = "ann@example.org", body: str = "Hello list.\r\n",
-         to: str = "dev@lists.test") -> bytes:
+def post(
+    msgid: str,
+    subject: str = "Hello",
+    sender: str = "ann@example.org",
+    body: str = "Hello list.\r\n",
+    to: str = "dev@lists.test",
+) -> bytes:
     """A small well-formed post."""
-    return (f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
-            f"Message-ID: <{msgid}>\r\n\r\n{body}").encode()
+    return (
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+        f"Message-ID: <{msgid}>\r\n\r\n{body}"
+    ).encode()
 
 
 def post_code(port: int, msgid: str, timeout: float = 30.0) -> int:
@@ -94,7 +115,10 @@ class Mta:
                     self.refused.append(f"{msgid}: {exc.recipients!r}")
                     pending.pop(0)
                 continue
-            except (OSError, smtplib.SMTPException):  # a dropped connection: retry later, same bytes
+            except (
+                OSError,
+                smtplib.SMTPException,
+            ):  # a dropped connection: retry later, same bytes
                 self._failed(msgid, 0)
                 conn = self._reset(conn, False)
                 continue
@@ -115,7 +139,7 @@ class Mta:
                 pass
         if not permanent:
             time.sleep(self.retry_delay)
-        return None
+        return
 
 
 def run_mtas(mtas: list[Mta], deadline: float) -> list[threading.Thread]:

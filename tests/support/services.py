@@ -16,8 +16,9 @@ import socket
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import NoReturn
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -39,7 +40,9 @@ def require(service: str, reason: str) -> NoReturn:
     """Fail (CI=true) or skip (locally) because `service` is not available."""
     message = f"{service} unavailable: {reason}"
     if in_ci():
-        pytest.fail(f"{message} (CI=true: every service must be present, see .ci/run)", pytrace=False)
+        pytest.fail(
+            f"{message} (CI=true: every service must be present, see .ci/run)", pytrace=False
+        )
     pytest.skip(message)
 
 
@@ -80,17 +83,35 @@ class PostgresServer:
             try:
                 pw = pwd.getpwnam("postgres")
             except KeyError:
-                raise RuntimeError("running as root and there is no 'postgres' user to run initdb") from None
+                raise RuntimeError(
+                    "running as root and there is no 'postgres' user to run initdb"
+                ) from None
             self.user = "postgres"
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         data = self.dir / "data"
-        done = self._run("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
+        done = self._run(
+            "initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
         if done.returncode != 0:
             raise RuntimeError(f"initdb failed: {done.stderr.strip().splitlines()[-1:]}")
         options = f"-p {self.port} -k {self.dir} {self.options}"
-        done = self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "log"), "-o", options, "-w", "-t", "60", "start")
+        done = self._run(
+            "pg_ctl",
+            "-D",
+            str(data),
+            "-l",
+            str(self.dir / "log"),
+            "-o",
+            options,
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
         if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed: {(done.stderr or done.stdout).strip()[-300:]}")
+            raise RuntimeError(
+                f"pg_ctl start failed: {(done.stderr or done.stdout).strip()[-300:]}"
+            )
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
@@ -113,8 +134,20 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server not found (apt-get install redis-server)")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not _wait_port(self.port):
             self.stop()
             raise RuntimeError(f"redis-server did not listen on port {self.port}")
@@ -151,10 +184,16 @@ def make_template(admin_url: str) -> None:
     from listgate.db import make_engine
     from listgate.schema import upgrade
 
-    _admin(admin_url, f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)", f"CREATE DATABASE {TEMPLATE_DB}")
-    env = {"LISTGATE_DATABASE_URL": with_database(admin_url, TEMPLATE_DB),
-           "LISTGATE_SECRET_KEY": "template-secret-0123456789",
-           "LISTGATE_DATA_DIR": tempfile.gettempdir()}
+    _admin(
+        admin_url,
+        f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
+        f"CREATE DATABASE {TEMPLATE_DB}",
+    )
+    env = {
+        "LISTGATE_DATABASE_URL": with_database(admin_url, TEMPLATE_DB),
+        "LISTGATE_SECRET_KEY": "template-secret-0123456789",
+        "LISTGATE_DATA_DIR": tempfile.gettempdir(),
+    }
     engine = make_engine(Settings.from_env(env))
     try:
         upgrade(engine)

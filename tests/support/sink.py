@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
-from typing import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope, Session, SMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.support.config import free_port
 
@@ -39,8 +39,14 @@ class _Handler:
     # Recipients refused at RCPT, with the reply (e.g. {"gone@example.org": "550 5.1.1 User unknown"}).
     refused_rcpts: dict[str, str] = field(default_factory=dict)
 
-    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         with self.lock:
             refusal = self.refused_rcpts.get(address)
         if refusal:
@@ -52,7 +58,13 @@ class _Handler:
         with self.lock:
             if self.scripted:
                 return self.scripted.pop(0)
-            self.received.append(Received(envelope.mail_from or "", list(envelope.rcpt_tos), envelope.original_content or b""))
+            self.received.append(
+                Received(
+                    envelope.mail_from or "",
+                    list(envelope.rcpt_tos),
+                    envelope.original_content or b"",
+                )
+            )
         return "250 2.0.0 OK"
 
 

@@ -11,9 +11,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -37,15 +38,22 @@ class Stack:
         """Start a process with this stack's environment, logging to logs/NAME.log."""
         self.logs.mkdir(parents=True, exist_ok=True)
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            args, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         log.close()
         self.procs[name] = proc
         return proc
 
     def listgate(self, *args: str) -> str:
         """Run a `listgate` subcommand to completion; its output."""
-        done = subprocess.run([sys.executable, "-m", "listgate.cli", *args], env=self.env, capture_output=True,
-                              text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "listgate.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, f"listgate {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
 
@@ -61,7 +69,9 @@ class Stack:
         """Fail with the logs when a process died."""
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                pytest.fail(f"{name} exited with status {proc.returncode}\n{self.log_tail()}", pytrace=False)
+                pytest.fail(
+                    f"{name} exited with status {proc.returncode}\n{self.log_tail()}", pytrace=False
+                )
 
     def wait_ready(self) -> None:
         """Wait until SMTP answers and /healthz says ok."""
@@ -71,7 +81,10 @@ class Stack:
             if smtp_ready(self.smtp_port) and get(self.web_port, "/healthz", quiet=True)[0] == 200:
                 return
             time.sleep(0.2)
-        pytest.fail(f"listgate did not come up within {STARTUP_TIMEOUT:.0f}s\n{self.log_tail()}", pytrace=False)
+        pytest.fail(
+            f"listgate did not come up within {STARTUP_TIMEOUT:.0f}s\n{self.log_tail()}",
+            pytrace=False,
+        )
 
     def stop(self) -> dict[str, int]:
         """SIGTERM every process (group), SIGKILL stragglers; their exit codes."""
@@ -129,22 +142,37 @@ def get_json(port: int, path: str) -> Any:
 def base_env(tmp_path: Path, sink: SmtpSink, **extra: str) -> dict[str, str]:
     """The process environment: everything in tmp_path, on free ports, mail out to the sink."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LISTGATE_")}
-    env.update(env_for(tmp_path, LISTGATE_OUTBOUND=sink.url, LISTGATE_SECRET_KEY="end-to-end-secret-0123456789",
-                       PYTHONUNBUFFERED="1", **extra))
+    env.update(
+        env_for(
+            tmp_path,
+            LISTGATE_OUTBOUND=sink.url,
+            LISTGATE_SECRET_KEY="end-to-end-secret-0123456789",
+            PYTHONUNBUFFERED="1",
+            **extra,
+        )
+    )
     return env
 
 
 def make_stack(tmp_path: Path, env: dict[str, str]) -> Stack:
     """A Stack for env (ports read back from it)."""
     port = lambda name: int(env[name].rsplit(":", 1)[1])  # noqa: E731
-    return Stack(env=env, smtp_port=port("LISTGATE_SMTP_LISTEN"), web_port=port("LISTGATE_WEB_LISTEN"),
-                 logs=tmp_path / "logs")
+    return Stack(
+        env=env,
+        smtp_port=port("LISTGATE_SMTP_LISTEN"),
+        web_port=port("LISTGATE_WEB_LISTEN"),
+        logs=tmp_path / "logs",
+    )
 
 
 def run_separately(stack: Stack) -> Iterator[Stack]:
     """Start gateway, worker, beat and web as separate processes, yield the stack once ready, stop them."""
-    for name, args in (("gateway", ["-m", "gateway"]), ("worker", ["-m", "worker", "worker"]),
-                       ("beat", ["-m", "worker", "beat"]), ("web", ["-m", "webarchive"])):
+    for name, args in (
+        ("gateway", ["-m", "gateway"]),
+        ("worker", ["-m", "worker", "worker"]),
+        ("beat", ["-m", "worker", "beat"]),
+        ("web", ["-m", "webarchive"]),
+    ):
         stack.start(name, [sys.executable, *args])
     try:
         stack.wait_ready()

@@ -11,16 +11,26 @@ from listgate.models.columns import StateString
 
 def state_columns() -> list[Column]:  # type: ignore[type-arg]
     """Every column of the models typed with a listgate.states enum."""
-    return [c for t in Base.metadata.sorted_tables for c in t.columns if isinstance(c.type, StateString)]
+    return [
+        c for t in Base.metadata.sorted_tables for c in t.columns if isinstance(c.type, StateString)
+    ]
 
 
 def stored_words(session: Session) -> dict[str, set[str]]:
     """The distinct words stored in each state column ("table.column"), read without the enum."""
-    return {f"{c.table.name}.{c.name}": set(session.scalars(select(type_coerce(c, String)).distinct()))
-            for c in state_columns()}
+    return {
+        f"{c.table.name}.{c.name}": set(session.scalars(select(type_coerce(c, String)).distinct()))
+        for c in state_columns()
+    }
 
 
 def foreign_words(session: Session) -> dict[str, set[str]]:
     """The stored words that are not members of their column's enum, by column (empty when all are)."""
-    members = {f"{c.table.name}.{c.name}": {m.value for m in c.type.states} for c in state_columns()}  # type: ignore[attr-defined]
-    return {name: words - members[name] for name, words in stored_words(session).items() if words - members[name]}
+    members = {
+        f"{c.table.name}.{c.name}": {m.value for m in c.type.states} for c in state_columns()
+    }  # type: ignore[attr-defined]
+    return {
+        name: words - members[name]
+        for name, words in stored_words(session).items()
+        if words - members[name]
+    }

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import re
 import secrets
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import Engine
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.config import Settings
@@ -33,7 +33,11 @@ def csrf(client: FlaskClient, path: str = "/signin") -> str:
 def notices(db: sessionmaker[Session], template: str) -> list[dict]:  # type: ignore[type-arg]
     """Payloads of SEND_NOTICE outbox entries with this template, oldest first."""
     with db() as session:
-        rows = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "listgate.send_notice").order_by(OutboxEntry.id))
+        rows = session.scalars(
+            select(OutboxEntry)
+            .where(OutboxEntry.kind == "listgate.send_notice")
+            .order_by(OutboxEntry.id)
+        )
         payloads = [json.loads(r.payload) for r in rows]
     return [p for p in payloads if p.get("template") == template]
 

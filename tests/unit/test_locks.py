@@ -43,7 +43,9 @@ def check(requirements: list[str], locked: dict[str, str], where: str) -> None:
         req = Requirement(text)
         name = re.sub(r"[-_.]+", "-", req.name).lower()
         assert name in locked, f"{where}: {req.name} is not in the lock: run `make lock`"
-        assert Version(locked[name]) in req.specifier, f"{where}: {name}=={locked[name]} is outside {req}: run `make lock`"
+        assert Version(locked[name]) in req.specifier, (
+            f"{where}: {name}=={locked[name]} is outside {req}: run `make lock`"
+        )
 
 
 @pytest.mark.parametrize("lock", ["run.txt", "test.txt", "tools.txt"])
@@ -57,27 +59,42 @@ def test_the_run_lock_matches_pyproject_and_holds_no_test_tool() -> None:
     run = pins("run.txt")
     check(project()["project"]["dependencies"], run, "run.txt")
     check(project()["build-system"]["requires"], run, "run.txt (build-system)")
-    assert not {"pytest", "hypothesis", "playwright"} & set(run), "`make run` would install test tools"
+    assert not {"pytest", "hypothesis", "playwright"} & set(run), (
+        "`make run` would install test tools"
+    )
 
 
 def test_the_test_lock_adds_the_test_tools_at_the_run_locks_versions() -> None:
     run, test = pins("run.txt"), pins("test.txt")
-    check(project()["project"]["dependencies"] + project()["project"]["optional-dependencies"]["test"], test, "test.txt")
+    check(
+        project()["project"]["dependencies"]
+        + project()["project"]["optional-dependencies"]["test"],
+        test,
+        "test.txt",
+    )
     differ = {name: (v, test.get(name)) for name, v in run.items() if test.get(name) != v}
     assert differ == {}, "run.txt and test.txt disagree: run `make lock`"
 
 
 def test_setuptools_is_past_the_path_traversal_fixes() -> None:
-    assert Version(pins("run.txt")["setuptools"]) >= Version("78.1.1")  # CVE-2024-6345 (70.0), CVE-2025-47273 (78.1.1)
-    assert Version(version("setuptools")) >= Version("78.1.1"), "this venv was not installed from the lock: make install"
+    assert Version(pins("run.txt")["setuptools"]) >= Version(
+        "78.1.1"
+    )  # CVE-2024-6345 (70.0), CVE-2025-47273 (78.1.1)
+    assert Version(version("setuptools")) >= Version("78.1.1"), (
+        "this venv was not installed from the lock: make install"
+    )
 
 
 def test_every_install_path_installs_from_the_locks() -> None:
     makefile = (ROOT / "Makefile").read_text()
     assert "pip install -qq --require-hashes -r $(RUN_LOCK)" in makefile
     assert "pip install -qq --require-hashes -r $(TEST_LOCK)" in makefile
-    assert re.search(r"^run: install-run$", makefile, re.M), "`make run` must install only the run lock"
-    assert re.search(r"^test: install ", makefile, re.M)
+    assert re.search(r"^run: install-run$", makefile, re.MULTILINE), (
+        "`make run` must install only the run lock"
+    )
+    assert re.search(r"^test: install ", makefile, re.MULTILINE)
     assert "--no-deps --no-build-isolation -e ." in makefile
-    assert "pip install --require-hashes -r requirements/run.txt" in (ROOT / "Dockerfile").read_text()
-    assert re.search(r"^\s*make test\b", (ROOT / ".ci" / "run").read_text(), re.M)
+    assert (
+        "pip install --require-hashes -r requirements/run.txt" in (ROOT / "Dockerfile").read_text()
+    )
+    assert re.search(r"^\s*make test\b", (ROOT / ".ci" / "run").read_text(), re.MULTILINE)

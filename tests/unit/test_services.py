@@ -7,7 +7,9 @@ import pytest
 from tests.support.services import in_ci, require, with_database
 
 
-def test_a_missing_service_skips_locally_with_a_one_line_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_service_skips_locally_with_a_one_line_reason(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception) as info:
         require("Redis", "redis-server not found")
@@ -28,5 +30,11 @@ def test_ci_false_is_local(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_test_databases_sit_beside_the_admin_database() -> None:
-    assert with_database("postgresql://pg@127.0.0.1:5433/postgres", "t1") == "postgresql://pg@127.0.0.1:5433/t1"
-    assert with_database("postgresql://u:p@db/x?sslmode=disable", "t2") == "postgresql://u:p@db/t2?sslmode=disable"
+    assert (
+        with_database("postgresql://pg@127.0.0.1:5433/postgres", "t1")
+        == "postgresql://pg@127.0.0.1:5433/t1"
+    )
+    assert (
+        with_database("postgresql://u:p@db/x?sslmode=disable", "t2")
+        == "postgresql://u:p@db/t2?sslmode=disable"
+    )

@@ -49,9 +49,16 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
     address = current_address()
     if address is None:
         return set()
-    member = set(session.scalars(select(Subscription.list_id).where(
-        Subscription.address == address, Subscription.list_id.in_(list_ids),
-        Subscription.kind.in_(("list", "digest")), Subscription.status == SubscriptionState.ACTIVE)))
+    member = set(
+        session.scalars(
+            select(Subscription.list_id).where(
+                Subscription.address == address,
+                Subscription.list_id.in_(list_ids),
+                Subscription.kind.in_(("list", "digest")),
+                Subscription.status == SubscriptionState.ACTIVE,
+            )
+        )
+    )
     for mlist in session.scalars(select(MailingList).where(MailingList.id.in_(list_ids))):
         if address in mlist.moderator_addresses():
             member.add(mlist.id)

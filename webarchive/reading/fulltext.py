@@ -34,7 +34,9 @@ from listgate.states import PostState
 from webarchive.reading.querylang import Query
 from webarchive.reading.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
-CANDIDATES = 100  # newest matches of common words ranked by relevance; older ones follow newest first
+CANDIDATES = (
+    100  # newest matches of common words ranked by relevance; older ones follow newest first
+)
 COMMON = 5_000  # posts holding a word, above which it is common
 FTS = table("messages_fts", column("rowid"), column("rank"))
 _COMMON_WORDS: dict[str, set[str]] = {}  # database URL -> words known to be common
@@ -48,7 +50,9 @@ class Filters:
     """What narrows a search besides the words."""
 
     list_ids: set[int] | None = None  # None: every list
-    authors: tuple[str, ...] = ()  # any of them: an address, or part of a name or the start of an address
+    authors: tuple[
+        str, ...
+    ] = ()  # any of them: an address, or part of a name or the start of an address
     subjects: tuple[str, ...] = ()  # all of them, each part of the subject
     since: datetime | None = None
     until: datetime | None = None
@@ -69,9 +73,11 @@ def mask_snippet(snippet: str) -> str:
     masked = _MARKED_ADDRESS.sub(lambda m: f"{m.group(1)}@…", snippet)
     out, pos, inside = [], 0, False
     for marker in _MARKER.finditer(masked):
-        out.append(masked[pos:marker.start()])
+        out.append(masked[pos : marker.start()])
         pos = marker.end()
-        if (marker.group() == START) != inside:  # an opening outside a mark, or a closing inside one
+        if (
+            marker.group() == START
+        ) != inside:  # an opening outside a mark, or a closing inside one
             out.append(marker.group())
             inside = not inside
     out.append(masked[pos:])
@@ -93,8 +99,10 @@ def _author(author: str, ids: ColumnElement) -> ColumnElement:  # type: ignore[t
     """One from: value: an address through its index, else part of the name or the start of the address."""
     if "@" in author:  # checked through the from_addr index before a row is loaded
         return ids.in_(select(Message.id).where(Message.from_addr == author).scalar_subquery())
-    return or_(func.lower(Message.from_name).like(f"%{_like(author)}%", escape="\\"),
-               Message.from_addr.like(f"{_like(author)}%", escape="\\"))
+    return or_(
+        func.lower(Message.from_name).like(f"%{_like(author)}%", escape="\\"),
+        Message.from_addr.like(f"{_like(author)}%", escape="\\"),
+    )
 
 
 def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  # type: ignore[type-arg]
@@ -105,9 +113,13 @@ def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  #
     if filters.authors:
         query = query.where(or_(*(_author(a.lower(), ids) for a in filters.authors)))
     for subject in filters.subjects:
-        query = query.where(func.lower(Message.subject).like(f"%{_like(subject.lower())}%", escape="\\"))
+        query = query.where(
+            func.lower(Message.subject).like(f"%{_like(subject.lower())}%", escape="\\")
+        )
     if filters.attachments:
-        query = query.where(exists(select(Attachment.id).where(Attachment.message_pk == Message.id)))
+        query = query.where(
+            exists(select(Attachment.id).where(Attachment.message_pk == Message.id))
+        )
     if filters.since is not None:
         query = query.where(Message.date >= filters.since)
     if filters.until is not None:
@@ -117,8 +129,14 @@ def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  #
     return query
 
 
-def search(session: Session, query: Query, filters: Filters, page: int = 1, per_page: int = 20,
-           by_date: bool = False) -> tuple[list[Hit], bool]:
+def search(
+    session: Session,
+    query: Query,
+    filters: Filters,
+    page: int = 1,
+    per_page: int = 20,
+    by_date: bool = False,
+) -> tuple[list[Hit], bool]:
     """One page of hits (best first, or newest first; newest first without words) and whether there are more."""
     postgres = store.of(session).ranked_search
     offset = (page - 1) * per_page
@@ -127,32 +145,52 @@ def search(session: Session, query: Query, filters: Filters, page: int = 1, per_
         ids = _newest(session, query, filters, offset, per_page + 1, postgres)
     elif postgres:
         rows = _pg_candidates(session, query, filters, max(CANDIDATES, offset + per_page + 1))
-        ids = [r[0] for r in _order(rows, tokens, by_date, True)[offset:offset + per_page + 1]]
+        ids = [r[0] for r in _order(rows, tokens, by_date, True)[offset : offset + per_page + 1]]
     else:
         ids = _sqlite_page(session, query, tokens, filters, offset, per_page + 1, by_date)
     shown = ids[:per_page]
     snippets = _pg_headlines(session, query, shown) if postgres and query.has_text else {}
     pattern = token_pattern(tokens, prefix_last=bool(query.words))
-    messages = {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(shown)))} if shown else {}
-    hits = [Hit(messages[pk], highlight(snippets.get(pk) or make_snippet(messages[pk].body_text, pattern)))
-            for pk in shown if pk in messages]
+    messages = (
+        {m.id: m for m in session.scalars(select(Message).where(Message.id.in_(shown)))}
+        if shown
+        else {}
+    )
+    hits = [
+        Hit(
+            messages[pk],
+            highlight(snippets.get(pk) or make_snippet(messages[pk].body_text, pattern)),
+        )
+        for pk in shown
+        if pk in messages
+    ]
     return hits, len(ids) > per_page
 
 
-def _newest(session: Session, query: Query, filters: Filters, offset: int, limit: int, postgres: bool) -> list[int]:
+def _newest(
+    session: Session, query: Query, filters: Filters, offset: int, limit: int, postgres: bool
+) -> list[int]:
     """Ids of posts matching only operators (from:, subject:, dates…) and exclusions, newest first."""
     stmt = _filtered(select(Message.id), filters, Message.id)
     if query.excluded:
         stmt = stmt.where(_excluded(query, postgres))
-    return list(session.scalars(stmt.order_by(Message.date.desc(), Message.id.desc()).limit(limit).offset(offset)))
+    return list(
+        session.scalars(
+            stmt.order_by(Message.date.desc(), Message.id.desc()).limit(limit).offset(offset)
+        )
+    )
 
 
 def _excluded(query: Query, postgres: bool) -> ColumnElement:  # type: ignore[type-arg]
     """A condition leaving out posts holding any excluded word or phrase."""
     if postgres:
         vector = literal_column("messages.search_vector")
-        return not_(vector.op("@@")(func.websearch_to_tsquery(_tsquery(), query.websearch_excluded())))
-    match = select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")(query.fts5_excluded()))
+        return not_(
+            vector.op("@@")(func.websearch_to_tsquery(_tsquery(), query.websearch_excluded()))
+        )
+    match = select(FTS.c.rowid).where(
+        literal_column("messages_fts").op("MATCH")(query.fts5_excluded())
+    )
     return Message.id.not_in(match.scalar_subquery())
 
 
@@ -171,8 +209,12 @@ def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list
 
 
 def _fts_query(match: str, filters: Filters, *columns: ColumnElement) -> Select:  # type: ignore[type-arg]
-    query = (select(*columns).select_from(FTS).join(Message, Message.id == FTS.c.rowid)
-             .where(literal_column("messages_fts").op("MATCH")(match)))
+    query = (
+        select(*columns)
+        .select_from(FTS)
+        .join(Message, Message.id == FTS.c.rowid)
+        .where(literal_column("messages_fts").op("MATCH")(match))
+    )
     # "+": the address filter must not become an FTS5 rowid lookup per post of the author
     return _filtered(query, filters, literal_column("+messages_fts.rowid"))
 
@@ -185,16 +227,29 @@ def _common(session: Session, tokens: list[str]) -> bool:
     known = _COMMON_WORDS.setdefault(str(session.get_bind().url), set())
     if any(t in known for t in tokens):
         return True
-    probes = [select(FTS.c.rowid).where(literal_column("messages_fts").op("MATCH")('"' + t.replace('"', "") + '"'))
-              .limit(1).offset(COMMON).scalar_subquery() for t in tokens]
+    probes = [
+        select(FTS.c.rowid)
+        .where(literal_column("messages_fts").op("MATCH")('"' + t.replace('"', "") + '"'))
+        .limit(1)
+        .offset(COMMON)
+        .scalar_subquery()
+        for t in tokens
+    ]
     found = [t for t, v in zip(tokens, session.execute(select(*probes)).one()) if v is not None]
     if found and len(known) < 10_000:
         known.update(found)
     return bool(found)
 
 
-def _sqlite_page(session: Session, query: Query, tokens: list[str], filters: Filters, offset: int, limit: int,
-                 by_date: bool) -> list[int]:
+def _sqlite_page(
+    session: Session,
+    query: Query,
+    tokens: list[str],
+    filters: Filters,
+    offset: int,
+    limit: int,
+    by_date: bool,
+) -> list[int]:
     """Ids of one page: whole words, and the last word as a prefix too when whole words fill no page.
 
     Rare words: FTS5 ranks every match (bm25). Common words: the newest CANDIDATES matches
@@ -205,16 +260,42 @@ def _sqlite_page(session: Session, query: Query, tokens: list[str], filters: Fil
         match = _match(query, prefix)
         if common:
             want = max(CANDIDATES, offset + limit)
-            rows = session.execute(_fts_query(match, filters, Message.id, Message.date, Message.subject,
-                                              Message.from_name, func.substr(Message.body_text, 1, SCORE_CHARS))
-                                   .order_by(FTS.c.rowid.desc()).limit(want)).all()
-            ids, enough = [r[0] for r in _order(rows, tokens, by_date, False)[offset:offset + limit]], len(rows)
+            rows = session.execute(
+                _fts_query(
+                    match,
+                    filters,
+                    Message.id,
+                    Message.date,
+                    Message.subject,
+                    Message.from_name,
+                    func.substr(Message.body_text, 1, SCORE_CHARS),
+                )
+                .order_by(FTS.c.rowid.desc())
+                .limit(want)
+            ).all()
+            ids, enough = (
+                [r[0] for r in _order(rows, tokens, by_date, False)[offset : offset + limit]],
+                len(rows),
+            )
         else:
-            order = (Message.date.desc(), Message.id.desc()) if by_date else (FTS.c.rank, Message.date.desc())
-            ids = list(session.scalars(_fts_query(match, filters, Message.id).order_by(*order)
-                                       .limit(limit).offset(offset)))
-            enough = len(ids) if offset == 0 else len(session.execute(
-                _fts_query(match, filters, Message.id).limit(limit)).all())
+            order = (
+                (Message.date.desc(), Message.id.desc())
+                if by_date
+                else (FTS.c.rank, Message.date.desc())
+            )
+            ids = list(
+                session.scalars(
+                    _fts_query(match, filters, Message.id)
+                    .order_by(*order)
+                    .limit(limit)
+                    .offset(offset)
+                )
+            )
+            enough = (
+                len(ids)
+                if offset == 0
+                else len(session.execute(_fts_query(match, filters, Message.id).limit(limit)).all())
+            )
         if prefix or enough >= limit:
             break
     return ids
@@ -234,8 +315,12 @@ def _pg_candidates(session: Session, query: Query, filters: Filters, want: int) 
     """(id, date, rank) of the newest matches on PostgreSQL."""
     tsquery = func.websearch_to_tsquery(_tsquery(), query.websearch())
     vector = literal_column("messages.search_vector")
-    stmt = select(Message.id, Message.date, func.ts_rank(vector, tsquery)).where(vector.op("@@")(tsquery))
-    return session.execute(_filtered(stmt, filters, Message.id).order_by(Message.id.desc()).limit(want)).all()
+    stmt = select(Message.id, Message.date, func.ts_rank(vector, tsquery)).where(
+        vector.op("@@")(tsquery)
+    )
+    return session.execute(
+        _filtered(stmt, filters, Message.id).order_by(Message.id.desc()).limit(want)
+    ).all()
 
 
 def _pg_headlines(session: Session, query: Query, ids: list[int]) -> dict[int, str]:

@@ -6,7 +6,7 @@ webarchive.rendering.rows renders these rows in one pass.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import abort
 from sqlalchemy import String, and_, or_, select, type_coerce
@@ -16,35 +16,64 @@ from listgate.models import MailingList, Message, Thread
 from listgate.states import PostState
 from webarchive.reading.threads import decode_cursor, encode_cursor
 
-THREAD_COLUMNS = (Thread.id, Thread.subject, Thread.starter_name, Thread.message_count, Thread.participant_count,
-                  Thread.last_activity, Thread.featured)
-def thread_rows(session: Session, mlist: MailingList, limit: int, cursor: str | None,
-                featured: bool) -> tuple[list, str | None]:  # type: ignore[type-arg]
+THREAD_COLUMNS = (
+    Thread.id,
+    Thread.subject,
+    Thread.starter_name,
+    Thread.message_count,
+    Thread.participant_count,
+    Thread.last_activity,
+    Thread.featured,
+)
+
+
+def thread_rows(
+    session: Session, mlist: MailingList, limit: int, cursor: str | None, featured: bool
+) -> tuple[list, str | None]:  # type: ignore[type-arg]
     """Rows of THREAD_COLUMNS by last activity (newest first) after cursor, and the next cursor."""
     query = select(*THREAD_COLUMNS).where(
-        Thread.list_id == mlist.id, Thread.merged_into_id.is_(None), Thread.message_count > 0,
-        Thread.featured == featured)  # "= 1" (not "IS 1"): the partial index of featured threads applies
+        Thread.list_id == mlist.id,
+        Thread.merged_into_id.is_(None),
+        Thread.message_count > 0,
+        Thread.featured == featured,
+    )  # "= 1" (not "IS 1"): the partial index of featured threads applies
     if cursor:
         when, pk = decode_cursor(cursor)
-        query = query.where(or_(Thread.last_activity < when, and_(Thread.last_activity == when, Thread.id < pk)))
-    rows = session.execute(query.order_by(Thread.last_activity.desc(), Thread.id.desc()).limit(limit + 1)).all()
-    nxt = encode_cursor(rows[limit - 1].last_activity, rows[limit - 1].id) if len(rows) > limit else None
+        query = query.where(
+            or_(Thread.last_activity < when, and_(Thread.last_activity == when, Thread.id < pk))
+        )
+    rows = session.execute(
+        query.order_by(Thread.last_activity.desc(), Thread.id.desc()).limit(limit + 1)
+    ).all()
+    nxt = (
+        encode_cursor(rows[limit - 1].last_activity, rows[limit - 1].id)
+        if len(rows) > limit
+        else None
+    )
     return rows[:limit], nxt
 
 
 def month_rows(session: Session, mlist: MailingList, start: datetime, end: datetime) -> list:  # type: ignore[type-arg]
     """(id, thread_id, subject, from_name, date as stored) of a list's visible posts in [start, end), by date."""
-    raw_date = type_coerce(Message.date, String)  # a month holds thousands: parsed by _aware, not per-row type code
-    return session.execute(select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
-                           .where(Message.list_id == mlist.id, Message.date >= start, Message.date < end,
-                                  Message.status == PostState.VISIBLE)
-                           .order_by(Message.date, Message.id)).all()
+    raw_date = type_coerce(
+        Message.date, String
+    )  # a month holds thousands: parsed by _aware, not per-row type code
+    return session.execute(
+        select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
+        .where(
+            Message.list_id == mlist.id,
+            Message.date >= start,
+            Message.date < end,
+            Message.status == PostState.VISIBLE,
+        )
+        .order_by(Message.date, Message.id)
+    ).all()
 
 
 def month_range(year: int, month: int) -> tuple[datetime, datetime]:
     """[start, end) of a month in UTC, or 404 for an impossible month."""
     if not (1 <= month <= 12 and 1970 <= year <= 9998):
         abort(404)
-    start = datetime(year, month, 1, tzinfo=timezone.utc)
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=timezone.utc)
+    start = datetime(year, month, 1, tzinfo=UTC)
+    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end

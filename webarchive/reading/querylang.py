@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -18,9 +18,12 @@ OPERATORS = ("from", "subject", "list", "before", "after", "has")
 MAX_TERMS = 20
 HELP = (
     ('"exact phrase"', "the words next to each other, in this order"),
-    ("-word", "leave out posts with this word (or -\"phrase\")"),
-    ("from:ann", "posts by someone whose name or address starts with or contains it; from:ann@example.org for one address"),
-    ("subject:release", "the subject contains it (subject:\"release date\" for several words)"),
+    ("-word", 'leave out posts with this word (or -"phrase")'),
+    (
+        "from:ann",
+        "posts by someone whose name or address starts with or contains it; from:ann@example.org for one address",
+    ),
+    ("subject:release", 'the subject contains it (subject:"release date" for several words)'),
     ("list:dev", "only this list"),
     ("after:2026-03-01", "on or after that day (UTC)"),
     ("before:2026-04-01", "before that day (UTC)"),
@@ -54,8 +57,16 @@ class Query:
     @property
     def is_empty(self) -> bool:
         """True when nothing at all was asked."""
-        return not (self.has_text or self.excluded or self.authors or self.subjects or self.lists
-                    or self.after or self.before or self.has_attachment)
+        return not (
+            self.has_text
+            or self.excluded
+            or self.authors
+            or self.subjects
+            or self.lists
+            or self.after
+            or self.before
+            or self.has_attachment
+        )
 
     def tokens(self) -> list[str]:
         """Every positive word, lowercased, plain words last (for scoring and highlighting)."""
@@ -86,14 +97,16 @@ class Query:
 
 def _day(name: str, value: str) -> datetime:
     try:
-        return datetime.strptime(value.replace("/", "-"), "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        return datetime.strptime(value.replace("/", "-"), "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}") from None
 
 
 def parse(text: str) -> Query:
     """The search box's text as a Query, or QueryError naming what to fix."""
-    found: dict[str, list] = {k: [] for k in ("words", "phrases", "excluded", "authors", "subjects", "lists")}  # type: ignore[type-arg]
+    found: dict[str, list] = {
+        k: [] for k in ("words", "phrases", "excluded", "authors", "subjects", "lists")
+    }  # type: ignore[type-arg]
     after = before = None
     attachment = False
     for negate, op, raw in _TOKEN.findall(text[:1000]):
@@ -130,6 +143,14 @@ def parse(text: str) -> Query:
                 found["words"].extend(terms)
     if sum(len(found[k]) for k in ("words", "phrases", "excluded")) > MAX_TERMS:
         raise QueryError(f"too many words: at most {MAX_TERMS}")
-    return Query(words=tuple(found["words"]), phrases=tuple(found["phrases"]), excluded=tuple(found["excluded"]),
-                 authors=tuple(found["authors"]), subjects=tuple(found["subjects"]), lists=tuple(found["lists"]),
-                 after=after, before=before, has_attachment=attachment)
+    return Query(
+        words=tuple(found["words"]),
+        phrases=tuple(found["phrases"]),
+        excluded=tuple(found["excluded"]),
+        authors=tuple(found["authors"]),
+        subjects=tuple(found["subjects"]),
+        lists=tuple(found["lists"]),
+        after=after,
+        before=before,
+        has_attachment=attachment,
+    )

@@ -33,8 +33,10 @@ def token_pattern(tokens: list[str], prefix_last: bool) -> re.Pattern[str] | Non
     """A regex finding the tokens as whole words (the last one as a prefix when asked)."""
     if not tokens:
         return None
-    parts = [re.escape(t) + (r"\w*" if prefix_last and i == len(tokens) - 1 else r"(?!\w)")
-             for i, t in enumerate(tokens)]
+    parts = [
+        re.escape(t) + (r"\w*" if prefix_last and i == len(tokens) - 1 else r"(?!\w)")
+        for i, t in enumerate(tokens)
+    ]
     return re.compile(r"(?<!\w)(?:" + "|".join(parts) + ")", re.IGNORECASE)
 
 
@@ -49,7 +51,7 @@ def make_snippet(body: str, pattern: re.Pattern[str] | None, size: int = SNIPPET
     out = ["…" if begin > 0 else ""]
     pos = begin
     for found in pattern.finditer(text, begin, end):  # type: ignore[union-attr]
-        out += [text[pos:found.start()], START, found.group(0), STOP]
+        out += [text[pos : found.start()], START, found.group(0), STOP]
         pos = found.end()
     out.append(text[pos:end])
     if end < len(body):

@@ -7,7 +7,7 @@ so the pages cost about what a thread page costs; nothing here knows about HTML.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
@@ -45,9 +45,11 @@ class Graph:
 
 def thread_graph(session: Session, thread_id: int) -> Graph:
     """Participants by posts (most first) and who replied to whom, from one query over the thread."""
-    rows = session.execute(select(Message.id, Message.parent_id, Message.from_addr, Message.from_name)
-                           .where(Message.thread_id == thread_id, Message.status == PostState.VISIBLE)
-                           .order_by(Message.date, Message.id)).all()
+    rows = session.execute(
+        select(Message.id, Message.parent_id, Message.from_addr, Message.from_name)
+        .where(Message.thread_id == thread_id, Message.status == PostState.VISIBLE)
+        .order_by(Message.date, Message.id)
+    ).all()
     author_of: dict[int, str] = {}
     counts: dict[str, list] = {}  # type: ignore[type-arg]
     for pk, _parent, addr, name in rows:
@@ -79,24 +81,32 @@ class Activity:
 
 
 def _monday(value: datetime) -> datetime:
-    day = value.astimezone(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    day = value.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return day - timedelta(days=day.weekday())
 
 
-def list_activity(session: Session, mlist: MailingList, now: datetime, weeks: int = WEEKS) -> Activity:
+def list_activity(
+    session: Session, mlist: MailingList, now: datetime, weeks: int = WEEKS
+) -> Activity:
     """The last `weeks` weeks up to the list's last post (or now), and the tops of this month or the last busy one."""
     end = min(now, mlist.last_activity or now)
     first = _monday(end) - timedelta(weeks=weeks - 1)
     buckets = {first + timedelta(weeks=i): [0, 0] for i in range(weeks)}
-    in_list = (Message.list_id == mlist.id, Message.status == PostState.VISIBLE, Message.date >= first)
+    in_list = (
+        Message.list_id == mlist.id,
+        Message.status == PostState.VISIBLE,
+        Message.date >= first,
+    )
     for (date,) in session.execute(select(Message.date).where(*in_list)):
         buckets.get(_monday(date), [0, 0])[0] += 1
     roots = select(Message.date).join(Thread, Thread.root_message_pk == Message.id).where(*in_list)
     for (date,) in session.execute(roots):
         buckets.get(_monday(date), [0, 0])[1] += 1
-    month = now.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     if mlist.last_activity is not None and mlist.last_activity < month:
-        month = mlist.last_activity.astimezone(timezone.utc).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        month = mlist.last_activity.astimezone(UTC).replace(
+            day=1, hour=0, minute=0, second=0, microsecond=0
+        )
     threads, people = _tops(session, mlist.id, month)
     return Activity([(w, p, t) for w, (p, t) in sorted(buckets.items())], month, threads, people)
 
@@ -104,30 +114,55 @@ def list_activity(session: Session, mlist: MailingList, now: datetime, weeks: in
 def _tops(session: Session, list_id: int, month: datetime) -> tuple[list, list]:  # type: ignore[type-arg]
     """The busiest threads and people of the month starting at `month`."""
     end = (month + timedelta(days=32)).replace(day=1)
-    where = (Message.list_id == list_id, Message.status == PostState.VISIBLE, Message.date >= month, Message.date < end)
+    where = (
+        Message.list_id == list_id,
+        Message.status == PostState.VISIBLE,
+        Message.date >= month,
+        Message.date < end,
+    )
     n = func.count().label("n")
-    threads = session.execute(select(Message.thread_id, Thread.subject, n).join(Thread, Thread.id == Message.thread_id)
-                              .where(*where).group_by(Message.thread_id, Thread.subject)
-                              .order_by(n.desc(), Message.thread_id).limit(TOP)).all()
-    people = session.execute(select(func.max(Message.from_name), n, func.max(Message.id)).where(*where)
-                             .group_by(Message.from_addr).order_by(n.desc(), func.max(Message.id)).limit(TOP)).all()
+    threads = session.execute(
+        select(Message.thread_id, Thread.subject, n)
+        .join(Thread, Thread.id == Message.thread_id)
+        .where(*where)
+        .group_by(Message.thread_id, Thread.subject)
+        .order_by(n.desc(), Message.thread_id)
+        .limit(TOP)
+    ).all()
+    people = session.execute(
+        select(func.max(Message.from_name), n, func.max(Message.id))
+        .where(*where)
+        .group_by(Message.from_addr)
+        .order_by(n.desc(), func.max(Message.id))
+        .limit(TOP)
+    ).all()
     return [tuple(r) for r in threads], [tuple(r) for r in people]
 
 
-def correspondents(session: Session, list_id: int, address: str, limit: int = TOP) -> list[tuple[str, int, int, int]]:
+def correspondents(
+    session: Session, list_id: int, address: str, limit: int = TOP
+) -> list[tuple[str, int, int, int]]:
     """Whom address replies to and hears from most on a list: (name, replies to them, replies from them, sample pk)."""
     child, parent = aliased(Message), aliased(Message)
-    visible = (child.status == PostState.VISIBLE, parent.status == PostState.VISIBLE, child.list_id == list_id)
-    to_them = session.execute(select(parent.from_addr, func.max(parent.from_name), func.count(), func.max(parent.id))
-                              .select_from(child)
-                              .join(parent, parent.id == child.parent_id)
-                              .where(child.from_addr == address, parent.from_addr != address, *visible)
-                              .group_by(parent.from_addr)).all()
-    from_them = session.execute(select(child.from_addr, func.max(child.from_name), func.count(), func.max(child.id))
-                                .select_from(child)
-                                .join(parent, parent.id == child.parent_id)
-                                .where(parent.from_addr == address, child.from_addr != address, *visible)
-                                .group_by(child.from_addr)).all()
+    visible = (
+        child.status == PostState.VISIBLE,
+        parent.status == PostState.VISIBLE,
+        child.list_id == list_id,
+    )
+    to_them = session.execute(
+        select(parent.from_addr, func.max(parent.from_name), func.count(), func.max(parent.id))
+        .select_from(child)
+        .join(parent, parent.id == child.parent_id)
+        .where(child.from_addr == address, parent.from_addr != address, *visible)
+        .group_by(parent.from_addr)
+    ).all()
+    from_them = session.execute(
+        select(child.from_addr, func.max(child.from_name), func.count(), func.max(child.id))
+        .select_from(child)
+        .join(parent, parent.id == child.parent_id)
+        .where(parent.from_addr == address, child.from_addr != address, *visible)
+        .group_by(child.from_addr)
+    ).all()
     people: dict[str, list] = {}  # type: ignore[type-arg]
     for addr, name, count, pk in to_them:
         people[addr] = [name or addr, count, 0, pk]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from sqlalchemy import and_, bindparam, case, func, literal, or_, select, union_all
@@ -46,7 +46,7 @@ class Node:
 
 def encode_cursor(when: datetime, pk: int) -> str:
     """An opaque keyset cursor: microseconds since the epoch and an id."""
-    micros = round(when.astimezone(timezone.utc).timestamp() * 1_000_000)
+    micros = round(when.astimezone(UTC).timestamp() * 1_000_000)
     return f"{micros}_{pk}"
 
 
@@ -56,14 +56,21 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         if not sep:
             raise ValueError
-        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=timezone.utc)
+        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
         return when, int(pk)
     except (ValueError, OverflowError, OSError):
-        raise BadCursor(f"cursor {cursor[:40]!r} is not valid; use the 'next' value of a previous answer") from None
+        raise BadCursor(
+            f"cursor {cursor[:40]!r} is not valid; use the 'next' value of a previous answer"
+        ) from None
 
 
-def thread_page(session: Session, mlist: MailingList, limit: int, cursor: str | None,
-                featured: bool | None = None) -> tuple[list[Thread], str | None]:
+def thread_page(
+    session: Session,
+    mlist: MailingList,
+    limit: int,
+    cursor: str | None,
+    featured: bool | None = None,
+) -> tuple[list[Thread], str | None]:
     """Threads of a list by last activity (newest first) after cursor, and the next cursor."""
     query = select(Thread).where(
         Thread.list_id == mlist.id, Thread.merged_into_id.is_(None), Thread.message_count > 0
@@ -72,9 +79,19 @@ def thread_page(session: Session, mlist: MailingList, limit: int, cursor: str | 
         query = query.where(Thread.featured.is_(featured))
     if cursor:
         when, pk = decode_cursor(cursor)
-        query = query.where(or_(Thread.last_activity < when, and_(Thread.last_activity == when, Thread.id < pk)))
-    rows = list(session.scalars(query.order_by(Thread.last_activity.desc(), Thread.id.desc()).limit(limit + 1)))
-    nxt = encode_cursor(rows[limit - 1].last_activity, rows[limit - 1].id) if len(rows) > limit else None
+        query = query.where(
+            or_(Thread.last_activity < when, and_(Thread.last_activity == when, Thread.id < pk))
+        )
+    rows = list(
+        session.scalars(
+            query.order_by(Thread.last_activity.desc(), Thread.id.desc()).limit(limit + 1)
+        )
+    )
+    nxt = (
+        encode_cursor(rows[limit - 1].last_activity, rows[limit - 1].id)
+        if len(rows) > limit
+        else None
+    )
     return rows[:limit], nxt
 
 
@@ -85,14 +102,22 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
     placeholders, posts hidden after reports keep their place as well (the page shows a
     placeholder), so their replies are not lifted to the top.
     """
-    shown = (PostState.VISIBLE, PostState.REMOVED, PostState.HIDDEN) if placeholders else (PostState.VISIBLE, PostState.REMOVED)
+    shown = (
+        (PostState.VISIBLE, PostState.REMOVED, PostState.HIDDEN)
+        if placeholders
+        else (PostState.VISIBLE, PostState.REMOVED)
+    )
     parent_of: dict[int, int | None] = {}
-    rows: list[tuple[int, Message]] = []  # the shown messages by date: siblings come out in this order
+    rows: list[
+        tuple[int, Message]
+    ] = []  # the shown messages by date: siblings come out in this order
     for m in sorted(messages, key=lambda m: (m.date, m.id)):
         parent_of[m.id] = m.parent_id
         if m.status in shown:
             rows.append((m.id, m))
-    rank = {pk: i for i, (pk, _m) in enumerate(rows, 1)}  # #1…#N by date: placeholders too, so numbers stay put
+    rank = {
+        pk: i for i, (pk, _m) in enumerate(rows, 1)
+    }  # #1…#N by date: placeholders too, so numbers stay put
     visible = rank.keys()
 
     def visible_parent(pk: int) -> int | None:
@@ -116,7 +141,15 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
         if pk in placed:
             continue
         placed.add(pk)
-        out.append(Node(msg, depth, parent, number=rank[pk], parent_number=rank[parent.id] if parent else None))
+        out.append(
+            Node(
+                msg,
+                depth,
+                parent,
+                number=rank[pk],
+                parent_number=rank[parent.id] if parent else None,
+            )
+        )
         kids = children.get(pk)
         if kids:
             stack.extend([(k, c, depth + 1, msg) for k, c in reversed(kids)])
@@ -126,7 +159,9 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
     return out
 
 
-def thread_nodes(session: Session, thread: Thread, voter: str | None = None, placeholders: bool = False) -> list[Node]:
+def thread_nodes(
+    session: Session, thread: Thread, voter: str | None = None, placeholders: bool = False
+) -> list[Node]:
     """The thread's visible posts in thread order, with votes, reports and variants: two queries, three with variants."""
     messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id)))
     nodes = order_thread(messages, placeholders)
@@ -140,27 +175,48 @@ _REPORTED, _VARIANT = -1, -2  # markers in the count column of _facts
 def _facts(scope):  # type: ignore[no-untyped-def]
     """Votes (with the voter's own: 2 yes, 1 no), open reports and variants of the posts in scope, as one statement."""
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
-    mine = func.max(case((Vote.address == bindparam("voter"), case((Vote.valuable.is_(True), 2), else_=1)), else_=0))
-    votes = select(Vote.message_pk, func.count(), yes, mine).where(Vote.message_pk.in_(scope)).group_by(Vote.message_pk)
-    reports = (select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
-               .where(Report.message_pk.in_(scope), Report.status == ReportState.OPEN).group_by(Report.message_pk))
-    variants = select(MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)).where(
-        MessageVariant.message_pk.in_(scope))
+    mine = func.max(
+        case(
+            (Vote.address == bindparam("voter"), case((Vote.valuable.is_(True), 2), else_=1)),
+            else_=0,
+        )
+    )
+    votes = (
+        select(Vote.message_pk, func.count(), yes, mine)
+        .where(Vote.message_pk.in_(scope))
+        .group_by(Vote.message_pk)
+    )
+    reports = (
+        select(Report.message_pk, literal(_REPORTED), literal(0), literal(0))
+        .where(Report.message_pk.in_(scope), Report.status == ReportState.OPEN)
+        .group_by(Report.message_pk)
+    )
+    variants = select(
+        MessageVariant.message_pk, literal(_VARIANT), MessageVariant.id, literal(0)
+    ).where(MessageVariant.message_pk.in_(scope))
     return union_all(votes, reports, variants)
 
 
 # Built once: a long thread is read often, and building the statement cost as much as running it.
-_FACTS_OF_THREAD = _facts(select(Message.id).where(Message.thread_id == bindparam("thread_id"), Message.status == PostState.VISIBLE))
+_FACTS_OF_THREAD = _facts(
+    select(Message.id).where(
+        Message.thread_id == bindparam("thread_id"), Message.status == PostState.VISIBLE
+    )
+)
 _FACTS_OF_POSTS = _facts(bindparam("pks", expanding=True))
 
 
-def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, thread_id: int | None = None) -> None:
+def fill_nodes(
+    session: Session, nodes: list[Node], voter: str | None = None, thread_id: int | None = None
+) -> None:
     """Attach votes (the voter's own too), open reports and variants to the nodes of visible posts.
 
     One query for the three; variants, rare, are then loaded by id. With thread_id the posts are
     named by their thread, not listed one by one (a long thread would bind a parameter per post).
     """
-    index = {n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE}  # a tombstone shows none of its post
+    index = {
+        n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE
+    }  # a tombstone shows none of its post
     if not index:
         return
     if thread_id is None:
@@ -180,8 +236,11 @@ def fill_nodes(session: Session, nodes: list[Node], voter: str | None = None, th
             node.votes_total, node.votes_yes = total, int(value or 0)
             node.my_vote = None if not own else own == 2
     if variant_ids:
-        found = session.scalars(select(MessageVariant).where(MessageVariant.id.in_(variant_ids))
-                                .order_by(MessageVariant.id))
+        found = session.scalars(
+            select(MessageVariant)
+            .where(MessageVariant.id.in_(variant_ids))
+            .order_by(MessageVariant.id)
+        )
         for pk, variants in _by_post(found).items():
             index[pk].variants = variants
 
@@ -190,8 +249,11 @@ def fill_attachments(session: Session, nodes: list[Node]) -> None:
     """Attach their attachments to the nodes of visible posts (one query): only posts rendered anew need them."""
     index = {n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE}
     if index:
-        found = session.scalars(select(Attachment).where(Attachment.message_pk.in_(list(index)))
-                                .order_by(Attachment.position))
+        found = session.scalars(
+            select(Attachment)
+            .where(Attachment.message_pk.in_(list(index)))
+            .order_by(Attachment.position)
+        )
         for pk, attachments in _by_post(found).items():
             index[pk].attachments = attachments
 
@@ -206,7 +268,9 @@ def _by_post(rows: Iterable[_Row]) -> dict[int, list[_Row]]:
 
 def find_message(session: Session, message_id: str, list_ids: set[int] | None) -> Message | None:
     """A visible message by Message-ID among readable lists (the oldest copy when cross-posted)."""
-    query = select(Message).where(Message.message_id == message_id, Message.status == PostState.VISIBLE)
+    query = select(Message).where(
+        Message.message_id == message_id, Message.status == PostState.VISIBLE
+    )
     if list_ids is not None:
         query = query.where(Message.list_id.in_(list_ids))
     return session.scalars(query.order_by(Message.id).limit(1)).first()

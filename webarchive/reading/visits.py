@@ -14,24 +14,38 @@ from listgate.models.archive import utcnow
 from webarchive.reading.threads import Node
 
 
-def neighbours(session: Session, thread: Thread) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+def neighbours(
+    session: Session, thread: Thread
+) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
     """(newer, older) threads of the same list by last activity, as (id, subject), or None at either end."""
-    base = select(Thread.id, Thread.subject).where(Thread.list_id == thread.list_id, Thread.merged_into_id.is_(None),
-                                                   Thread.message_count > 0, Thread.id != thread.id)
+    base = select(Thread.id, Thread.subject).where(
+        Thread.list_id == thread.list_id,
+        Thread.merged_into_id.is_(None),
+        Thread.message_count > 0,
+        Thread.id != thread.id,
+    )
     at, pk = thread.last_activity, thread.id
-    newer = session.execute(base.where(or_(Thread.last_activity > at, and_(Thread.last_activity == at, Thread.id > pk)))
-                            .order_by(Thread.last_activity, Thread.id).limit(1)).first()
-    older = session.execute(base.where(or_(Thread.last_activity < at, and_(Thread.last_activity == at, Thread.id < pk)))
-                            .order_by(Thread.last_activity.desc(), Thread.id.desc()).limit(1)).first()
+    newer = session.execute(
+        base.where(or_(Thread.last_activity > at, and_(Thread.last_activity == at, Thread.id > pk)))
+        .order_by(Thread.last_activity, Thread.id)
+        .limit(1)
+    ).first()
+    older = session.execute(
+        base.where(or_(Thread.last_activity < at, and_(Thread.last_activity == at, Thread.id < pk)))
+        .order_by(Thread.last_activity.desc(), Thread.id.desc())
+        .limit(1)
+    ).first()
     return (tuple(newer) if newer else None), (tuple(older) if older else None)  # type: ignore[return-value]
 
 
-_MARK = select(ReadMark.last_seen_pk, ReadMark.visited_at).where(ReadMark.address == bindparam("address"),
-                                                                ReadMark.thread_id == bindparam("thread_id"))
+_MARK = select(ReadMark.last_seen_pk, ReadMark.visited_at).where(
+    ReadMark.address == bindparam("address"), ReadMark.thread_id == bindparam("thread_id")
+)
 
 
-def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_id: int,
-          nodes: list[Node]) -> datetime | None:
+def visit(
+    reader: Session, writer: sessionmaker[Session], address: str, thread_id: int, nodes: list[Node]
+) -> datetime | None:
     """Mark posts newer than the reader's last visit as new, remember this visit; the last visit's time or None."""
     mark = reader.execute(_MARK, {"address": address, "thread_id": thread_id}).first()
     newest = max((n.message.id for n in nodes), default=0)
@@ -41,8 +55,15 @@ def visit(reader: Session, writer: sessionmaker[Session], address: str, thread_i
         if newest <= mark.last_seen_pk:
             return mark.visited_at
     with transaction(writer) as session:
-        stmt = store.of(session).insert(ReadMark).values(address=address, thread_id=thread_id, last_seen_pk=newest,
-                                                         visited_at=utcnow())
-        session.execute(stmt.on_conflict_do_update(index_elements=[ReadMark.address, ReadMark.thread_id],
-                                                   set_={"last_seen_pk": newest, "visited_at": utcnow()}))
+        stmt = (
+            store.of(session)
+            .insert(ReadMark)
+            .values(address=address, thread_id=thread_id, last_seen_pk=newest, visited_at=utcnow())
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[ReadMark.address, ReadMark.thread_id],
+                set_={"last_seen_pk": newest, "visited_at": utcnow()},
+            )
+        )
     return mark.visited_at if mark is not None else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import threading
 from collections import OrderedDict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import lru_cache
 
 import nh3
@@ -30,8 +30,7 @@ def unflow(text: str) -> str:
         line = line.rstrip("\r")
         level = len(line) - len(line.lstrip(">"))
         content = line[level:]
-        if content.startswith(" "):
-            content = content[1:]  # space-stuffing
+        content = content.removeprefix(" ")  # space-stuffing
         soft = content.endswith(" ") and content != "-- "
         if current is not None and level == depth:
             current += content
@@ -67,7 +66,7 @@ def _linkify(text: str) -> Markup:
     parts: list[str] = []
     pos = 0
     for match in _URL.finditer(text):
-        parts.append(str(escape(text[pos:match.start()])))
+        parts.append(str(escape(text[pos : match.start()])))
         url = escape(match.group(0))
         parts.append(f'<a href="{url}" rel="nofollow ugc noopener noreferrer">{url}</a>')
         pos = match.end()
@@ -96,11 +95,15 @@ def _render_text(text: str, flowed: bool, anonymous: bool) -> Markup:
     html: list[str] = []
     for block in blocks(text):
         if block.kind == "earlier":
-            html.append(f'<details class="quote earlier"><summary>Earlier message, {len(block.lines)} lines</summary>'
-                        f'<div class="quote">{_runs(block)}</div></details>')
+            html.append(
+                f'<details class="quote earlier"><summary>Earlier message, {len(block.lines)} lines</summary>'
+                f'<div class="quote">{_runs(block)}</div></details>'
+            )
         elif block.kind == "quote" and len(block.lines) >= FOLD_AT:
-            html.append(f'<details class="quote"><summary>{len(block.lines)} quoted lines</summary>'
-                        f'<div class="quote">{_runs(block)}</div></details>')
+            html.append(
+                f'<details class="quote"><summary>{len(block.lines)} quoted lines</summary>'
+                f'<div class="quote">{_runs(block)}</div></details>'
+            )
         elif block.kind == "quote":
             html.append(f'<div class="quote">{_runs(block)}</div>')
         elif block.kind == "sig":
@@ -118,8 +121,10 @@ def _pre(lines: tuple[str, ...] | list[str]) -> Markup:
 
 def _runs(block: Block) -> str:
     """A block's paragraphs, each marked prose or fixed-width (the reader's font choice acts on these)."""
-    return "".join(f'<div class="{"mono" if mono else "prose"}">{_pre(lines)}</div>'
-                   for mono, lines in paragraphs(block.lines))
+    return "".join(
+        f'<div class="{"mono" if mono else "prose"}">{_pre(lines)}</div>'
+        for mono, lines in paragraphs(block.lines)
+    )
 
 
 _render_text_cached = lru_cache(maxsize=2048)(_render_text)
@@ -128,8 +133,13 @@ _render_text_cached = lru_cache(maxsize=2048)(_render_text)
 @lru_cache(maxsize=512)
 def render_html(html: str, anonymous: bool = True) -> Markup:
     """An HTML part, sanitised (no scripts, styles, images or event handlers)."""
-    clean = nh3.clean(html, tags=HTML_TAGS, url_schemes={"http", "https", "mailto"},
-                      link_rel="nofollow ugc noopener noreferrer", strip_comments=True)
+    clean = nh3.clean(
+        html,
+        tags=HTML_TAGS,
+        url_schemes={"http", "https", "mailto"},
+        link_rel="nofollow ugc noopener noreferrer",
+        strip_comments=True,
+    )
     if anonymous:
         clean = mask_addresses(clean)
     return Markup(f'<div class="html-body">{clean}</div>')
@@ -141,7 +151,7 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 
 def human_date(value: datetime) -> str:
     """A readable UTC date, e.g. 'Tue 3 Mar 2026 14:05 UTC' (the same in every locale)."""
-    v = value.astimezone(timezone.utc)
+    v = value.astimezone(UTC)
     return f"{_DAYS[v.weekday()]} {v.day} {_MONTHS[v.month - 1]} {v.year} {v.hour:02d}:{v.minute:02d} UTC"
 
 

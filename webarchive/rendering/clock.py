@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -60,7 +60,7 @@ def ago(value: datetime, now: datetime) -> str:
 
 def sender_clock(value: datetime, offset: int, tz: ZoneInfo | None) -> str:
     """The sender's own time as their Date header gave it, when it differs from what the reader sees."""
-    shown = value.astimezone(tz) if tz is not None else value.astimezone(timezone.utc)
+    shown = value.astimezone(tz) if tz is not None else value.astimezone(UTC)
     if shown.utcoffset() == timedelta(minutes=offset):
         return ""
     theirs = value.astimezone(timezone(timedelta(minutes=offset)))
@@ -77,8 +77,7 @@ def time_html(value: datetime, offset: int, tz: ZoneInfo | None, now: datetime) 
 @lru_cache(maxsize=65536)
 def _stamp(value: datetime, offset: int, tz: ZoneInfo | None) -> tuple[str, str]:
     """The parts of time_html that do not move with the clock (a long thread asks for them on every view)."""
-    when = f'<time datetime="{value.astimezone(timezone.utc).isoformat()}">{escape(local(value, tz))}</time>'
+    when = f'<time datetime="{value.astimezone(UTC).isoformat()}">{escape(local(value, tz))}</time>'
     theirs = sender_clock(value, offset, tz)
-    extra = (f' <span class="their-time">sender\'s time {theirs}</span>'
-             if theirs else "")
+    extra = f' <span class="their-time">sender\'s time {theirs}</span>' if theirs else ""
     return when, extra

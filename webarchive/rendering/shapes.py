@@ -13,13 +13,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_ORIGINAL = re.compile(r"^\s*-{2,}\s*(Original Message|Forwarded message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}\s*$",
-                       re.IGNORECASE)
+_ORIGINAL = re.compile(
+    r"^\s*-{2,}\s*(Original Message|Forwarded message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}\s*$",
+    re.IGNORECASE,
+)
 _HEADER_FROM = re.compile(r"^\s*\*?(From|De|Von|Van)\s*:\*?\s+\S", re.IGNORECASE)
 _HEADER_NEXT = re.compile(r"^\s*\*?(Sent|Date|Envoyé|Gesendet|To|Subject|Cc)\s*:", re.IGNORECASE)
 _ON_WROTE_START = re.compile(r"^(On|Le|Am|El|Il|Op)\s.{4,}", re.IGNORECASE)
-_WROTE_END = re.compile(r"(wrote|a écrit|schrieb|escribió|ha scritto|schreef)\s*:\s*$", re.IGNORECASE)
-_PATCH_START = re.compile(r"^(diff --git |Index: \S|--- a/|--- \S+\t|@@ -\d+(,\d+)? \+\d+(,\d+)? @@)")
+_WROTE_END = re.compile(
+    r"(wrote|a écrit|schrieb|escribió|ha scritto|schreef)\s*:\s*$", re.IGNORECASE
+)
+_PATCH_START = re.compile(
+    r"^(diff --git |Index: \S|--- a/|--- \S+\t|@@ -\d+(,\d+)? \+\d+(,\d+)? @@)"
+)
 _TABLE_GAP = re.compile(r"\S {2,}\S|\t")
 _ART = re.compile(r"[|+\-=_*#/\\<>^~]{3,}|[\u2500-\u257f]")
 
@@ -61,7 +67,9 @@ def _earlier_mail_at(lines: list[str]) -> int:
     for i, line in enumerate(lines):
         if i == 0:
             continue  # a body that is only a quote is a forward, shown as it is
-        if _ORIGINAL.match(line) or (line.strip().startswith("_" * 10) and _header_block(lines, i + 1)):
+        if _ORIGINAL.match(line) or (
+            line.strip().startswith("_" * 10) and _header_block(lines, i + 1)
+        ):
             return i
         if _header_block(lines, i):
             return i
@@ -76,8 +84,12 @@ def _header_block(lines: list[str], i: int) -> bool:
     """An Outlook header block: "From: …" followed at once by "Sent:"/"Date:"/"To:" lines."""
     if i >= len(lines) or not _HEADER_FROM.match(lines[i]):
         return False
-    following = lines[i + 1:i + 3]
-    return len(following) > 0 and all(_HEADER_NEXT.match(x) for x in following[:1]) and (i == 0 or not lines[i - 1].startswith(">"))
+    following = lines[i + 1 : i + 3]
+    return (
+        len(following) > 0
+        and all(_HEADER_NEXT.match(x) for x in following[:1])
+        and (i == 0 or not lines[i - 1].startswith(">"))
+    )
 
 
 def _wrote_line(lines: list[str], i: int) -> int | None:

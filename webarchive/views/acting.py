@@ -38,7 +38,9 @@ def vote(message_pk: int):  # type: ignore[no-untyped-def]
     limit("vote", address or "")
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
-        row = session.scalars(select(Vote).where(Vote.message_pk == message_pk, Vote.address == address)).first()
+        row = session.scalars(
+            select(Vote).where(Vote.message_pk == message_pk, Vote.address == address)
+        ).first()
         if row is None:
             session.add(Vote(message_pk=message_pk, address=address, valuable=choice == "yes"))
         else:
@@ -61,13 +63,17 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
     limit("report", address)
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
-        row = session.scalars(select(Report).where(Report.message_pk == msg.id, Report.address == address)).first()
+        row = session.scalars(
+            select(Report).where(Report.message_pk == msg.id, Report.address == address)
+        ).first()
         mail = []
         if row is None:
             row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
             session.add(row)
             session.flush()
-            mail.append(moderation.report_recorded(session, row))  # the moderators hear of it by mail
+            mail.append(
+                moderation.report_recorded(session, row)
+            )  # the moderators hear of it by mail
         else:
             row.reason = reason
         session.flush()
@@ -75,8 +81,16 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
         if hidden:
             hide(session, msg)
     enqueue(mail)
-    flash("Thank you. The moderators will look at this post." + (" It is hidden until they do." if hidden else ""), "ok")
-    return _back_to(msg) if not hidden else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
+    flash(
+        "Thank you. The moderators will look at this post."
+        + (" It is hidden until they do." if hidden else ""),
+        "ok",
+    )
+    return (
+        _back_to(msg)
+        if not hidden
+        else redirect(url_for("pages.thread", thread_id=msg.thread_id), 303)
+    )
 
 
 @bp.post("/threads/<int:thread_id>/follow")
@@ -86,28 +100,66 @@ def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
     address = current_address()
     if not address:
         limit("signin-ip", client_ip())  # confirmation mail goes out: limited like sign-in links
-        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: _request(
-            session, mlist, "thread", thread.id))
-    return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
-        session, mlist, address, subscriptions.FOLLOW, thread_id=thread.id, channel=subscriptions.WEB))
+        return _act(
+            thread.list_id,
+            _to_thread(thread),
+            lambda session, mlist: _request(session, mlist, "thread", thread.id),
+        )
+    return _act(
+        thread.list_id,
+        _to_thread(thread),
+        lambda session, mlist: subscriptions.change(
+            session,
+            mlist,
+            address,
+            subscriptions.FOLLOW,
+            thread_id=thread.id,
+            channel=subscriptions.WEB,
+        ),
+    )
 
 
 def _thread_action(action: str):  # type: ignore[no-untyped-def]
     """A signed-in person's unfollow, mute or unmute of a thread."""
+
     def view(thread_id: int):  # type: ignore[no-untyped-def]
         thread = readable_thread(db(), thread_id)
-        return _act(thread.list_id, _to_thread(thread), lambda session, mlist: subscriptions.change(
-            session, mlist, current_address() or "", action, thread_id=thread.id, channel=subscriptions.WEB))
+        return _act(
+            thread.list_id,
+            _to_thread(thread),
+            lambda session, mlist: subscriptions.change(
+                session,
+                mlist,
+                current_address() or "",
+                action,
+                thread_id=thread.id,
+                channel=subscriptions.WEB,
+            ),
+        )
+
     view.__name__ = f"{action.replace('-', '_')}_thread"
     view.__doc__ = f"{action.capitalize()} a thread."
     return signed_in(view)
 
 
-bp.add_url_rule("/threads/<int:thread_id>/unfollow", "unfollow_thread", _thread_action(subscriptions.LEAVE_THREAD),
-                methods=["POST"])
-bp.add_url_rule("/threads/<int:thread_id>/mute", "mute_thread", _thread_action(subscriptions.MUTE), methods=["POST"])
-bp.add_url_rule("/threads/<int:thread_id>/unmute", "unmute_thread", _thread_action(subscriptions.UNMUTE),
-                methods=["POST"])
+bp.add_url_rule(
+    "/threads/<int:thread_id>/unfollow",
+    "unfollow_thread",
+    _thread_action(subscriptions.LEAVE_THREAD),
+    methods=["POST"],
+)
+bp.add_url_rule(
+    "/threads/<int:thread_id>/mute",
+    "mute_thread",
+    _thread_action(subscriptions.MUTE),
+    methods=["POST"],
+)
+bp.add_url_rule(
+    "/threads/<int:thread_id>/unmute",
+    "unmute_thread",
+    _thread_action(subscriptions.UNMUTE),
+    methods=["POST"],
+)
 
 
 def _to_thread(thread: Thread) -> str:
@@ -131,8 +183,16 @@ def _act(list_id: int, back: str, action):  # type: ignore[no-untyped-def]
 
 def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # type: ignore[no-untyped-def]
     s = settings()
-    return subscriptions.request(session, mlist, request.form.get("address", ""), secret=s.secret_key,
-                                 base_url=s.base_url, domain=s.domain, kind=kind, thread_id=thread_id)
+    return subscriptions.request(
+        session,
+        mlist,
+        request.form.get("address", ""),
+        secret=s.secret_key,
+        base_url=s.base_url,
+        domain=s.domain,
+        kind=kind,
+        thread_id=thread_id,
+    )
 
 
 @bp.post("/lists/<name>/subscribe")
@@ -145,8 +205,13 @@ def subscribe_list(name: str):  # type: ignore[no-untyped-def]
     if not address:
         limit("signin-ip", client_ip())
         return _act(mlist.id, back, lambda session, m: _request(session, m, kind))
-    return _act(mlist.id, back, lambda session, m: subscriptions.change(session, m, address, kind,
-                                                                        channel=subscriptions.WEB))
+    return _act(
+        mlist.id,
+        back,
+        lambda session, m: subscriptions.change(
+            session, m, address, kind, channel=subscriptions.WEB
+        ),
+    )
 
 
 @bp.get("/me/subscriptions")
@@ -158,18 +223,32 @@ def my_subscriptions():  # type: ignore[no-untyped-def]
         select(Subscription, MailingList, Thread)
         .join(MailingList, MailingList.id == Subscription.list_id)
         .outerjoin(Thread, Thread.id == Subscription.thread_key)
-        .where(Subscription.address == current_address(), Subscription.status != SubscriptionState.ENDED)
-        .order_by(MailingList.name, Subscription.kind, Subscription.id)).all()
+        .where(
+            Subscription.address == current_address(),
+            Subscription.status != SubscriptionState.ENDED,
+        )
+        .order_by(MailingList.name, Subscription.kind, Subscription.id)
+    ).all()
     person = session.get(Person, current_address())
-    return render_template("acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow)
+    return render_template(
+        "acting/subscriptions.html", rows=rows, auto_follow=person is None or person.auto_follow
+    )
 
 
 # The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
 # "digest" and "weekly" ask for the daily or the weekly digest.
-_DASHBOARD = {("leave", "list"): subscriptions.LEAVE, ("leave", "digest"): subscriptions.LEAVE,
-              ("leave", "thread"): subscriptions.LEAVE_THREAD, ("leave", "mute"): subscriptions.UNMUTE,
-              ("list", "digest"): subscriptions.EVERY_POST,
-              **{(button, kind): subscriptions.DIGEST for button in ("digest", "weekly") for kind in ("list", "digest")}}
+_DASHBOARD = {
+    ("leave", "list"): subscriptions.LEAVE,
+    ("leave", "digest"): subscriptions.LEAVE,
+    ("leave", "thread"): subscriptions.LEAVE_THREAD,
+    ("leave", "mute"): subscriptions.UNMUTE,
+    ("list", "digest"): subscriptions.EVERY_POST,
+    **{
+        (button, kind): subscriptions.DIGEST
+        for button in ("digest", "weekly")
+        for kind in ("list", "digest")
+    },
+}
 
 
 @bp.post("/me/subscriptions/<int:sub_id>")
@@ -186,8 +265,15 @@ def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
         if action is None:
             abort(400, description="unknown action")
         mlist = session.get_one(MailingList, sub.list_id)
-        outcome = subscriptions.change(session, mlist, address, action, thread_id=sub.thread_key,
-                                       channel=subscriptions.WEB, frequency=WEEKLY if button == "weekly" else DAILY)
+        outcome = subscriptions.change(
+            session,
+            mlist,
+            address,
+            action,
+            thread_id=sub.thread_key,
+            channel=subscriptions.WEB,
+            frequency=WEEKLY if button == "weekly" else DAILY,
+        )
     enqueue(outcome.outbox)
     flash(outcome.message, "ok")
     return redirect(url_for("acting.my_subscriptions"), 303)
@@ -198,6 +284,8 @@ def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
 def my_settings():  # type: ignore[no-untyped-def]
     """Change whether posting in a thread follows it."""
     with transaction(resources().writer) as session:
-        subscriptions.person_settings(session, current_address() or "", auto_follow=request.form.get("auto_follow") == "yes")
+        subscriptions.person_settings(
+            session, current_address() or "", auto_follow=request.form.get("auto_follow") == "yes"
+        )
     flash("Saved.", "ok")
     return redirect(url_for("acting.my_subscriptions"), 303)

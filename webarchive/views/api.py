@@ -37,11 +37,22 @@ def lists():  # type: ignore[no-untyped-def]
     if allowed is not None:
         query = query.where(MailingList.id.in_(allowed))
     domain = settings().domain
-    return jsonify({"lists": [
-        {"name": m.name, "address": m.address(domain), "title": m.title, "description": m.description,
-         "threads": m.thread_count, "messages": m.message_count, "last_activity": iso(m.last_activity)}
-        for m in session.scalars(query)
-    ]})
+    return jsonify(
+        {
+            "lists": [
+                {
+                    "name": m.name,
+                    "address": m.address(domain),
+                    "title": m.title,
+                    "description": m.description,
+                    "threads": m.thread_count,
+                    "messages": m.message_count,
+                    "last_activity": iso(m.last_activity),
+                }
+                for m in session.scalars(query)
+            ]
+        }
+    )
 
 
 @bp.get("/lists/<name>/threads")
@@ -54,11 +65,23 @@ def threads(name: str):  # type: ignore[no-untyped-def]
         rows, nxt = thread_page(session, mlist, limit, request.args.get("cursor") or None)
     except BadCursor as exc:
         abort(400, description=str(exc))
-    return jsonify({"threads": [
-        {"id": t.id, "subject": t.subject, "messages": t.message_count, "participants": t.participant_count,
-         "starter": t.starter_name, "featured": t.featured, "last_activity": iso(t.last_activity)}
-        for t in rows
-    ], "next": nxt})
+    return jsonify(
+        {
+            "threads": [
+                {
+                    "id": t.id,
+                    "subject": t.subject,
+                    "messages": t.message_count,
+                    "participants": t.participant_count,
+                    "starter": t.starter_name,
+                    "featured": t.featured,
+                    "last_activity": iso(t.last_activity),
+                }
+                for t in rows
+            ],
+            "next": nxt,
+        }
+    )
 
 
 def _limit(raw: str) -> int:
@@ -74,18 +97,32 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     found = readable_thread(session, thread_id)
     nodes = thread_nodes(session, found)
     anonymous = current_address() is None
-    return jsonify({
-        "id": found.id, "list": found.mailing_list.name, "subject": found.subject,
-        "featured": found.featured, "last_activity": iso(found.last_activity),
-        "messages": [{
-            "message_id": n.message.message_id,
-            "parent_message_id": n.parent.message_id if n.parent else None,
-            "depth": n.depth,
-            **({"removed": True} if n.message.status == PostState.REMOVED else {
-                "subject": n.message.subject, "from_name": display_name(n.message.from_name, anonymous),
-                "date": iso(n.message.date)}),
-        } for n in nodes],
-    })
+    return jsonify(
+        {
+            "id": found.id,
+            "list": found.mailing_list.name,
+            "subject": found.subject,
+            "featured": found.featured,
+            "last_activity": iso(found.last_activity),
+            "messages": [
+                {
+                    "message_id": n.message.message_id,
+                    "parent_message_id": n.parent.message_id if n.parent else None,
+                    "depth": n.depth,
+                    **(
+                        {"removed": True}
+                        if n.message.status == PostState.REMOVED
+                        else {
+                            "subject": n.message.subject,
+                            "from_name": display_name(n.message.from_name, anonymous),
+                            "date": iso(n.message.date),
+                        }
+                    ),
+                }
+                for n in nodes
+            ],
+        }
+    )
 
 
 @bp.get("/messages/<path:message_id>")
@@ -103,12 +140,24 @@ def message_json(session, msg: Message) -> dict:  # type: ignore[no-untyped-def,
     parent = nearest_visible_parent(session, msg)
     anonymous = current_address() is None
     return {
-        "message_id": msg.message_id, "thread_id": msg.thread_id, "list": msg.thread.mailing_list.name,
+        "message_id": msg.message_id,
+        "thread_id": msg.thread_id,
+        "list": msg.thread.mailing_list.name,
         "parent_message_id": parent.message_id if parent else None,
-        "subject": msg.subject, "from_name": display_name(msg.from_name, anonymous), "date": iso(msg.date),
+        "subject": msg.subject,
+        "from_name": display_name(msg.from_name, anonymous),
+        "date": iso(msg.date),
         "body_text": mask_addresses(msg.body_text) if anonymous else msg.body_text,
-        "attachments": [{"filename": a.filename, "content_type": a.content_type, "size": a.size,
-                         "url": url_for("exports.attachment", attachment_id=a.id, filename=a.filename or "attachment")}
-                        for a in msg.attachments],
+        "attachments": [
+            {
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": a.size,
+                "url": url_for(
+                    "exports.attachment", attachment_id=a.id, filename=a.filename or "attachment"
+                ),
+            }
+            for a in msg.attachments
+        ],
         "raw_url": url_for("exports.raw", message_pk=msg.id),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
@@ -27,7 +27,9 @@ bp = Blueprint("auth", __name__)
 
 def sign_in_link(address: str, next_path: str) -> str:
     """The absolute link mailed to address."""
-    token = tokens.make(settings().secret_key, tokens.SIGNIN, {"a": address, "n": secrets.token_hex(6)})
+    token = tokens.make(
+        settings().secret_key, tokens.SIGNIN, {"a": address, "n": secrets.token_hex(6)}
+    )
     query = urlencode({"next": next_path}) if next_path != "/" else ""
     return f"{settings().base_url}/signin/{token}" + (f"?{query}" if query else "")
 
@@ -51,7 +53,9 @@ def send_link():  # type: ignore[no-untyped-def]
     limit("signin-address", address)
     link = sign_in_link(address, next_path)
     with transaction(resources().writer) as db_session:
-        entry = dispatch.record(db_session, dispatch.SEND_NOTICE, 0, {"template": "signin", "to": address, "link": link})
+        entry = dispatch.record(
+            db_session, dispatch.SEND_NOTICE, 0, {"template": "signin", "to": address, "link": link}
+        )
     enqueue([entry])
     log.info("sign-in link sent to %s", address)
     return render_template("auth/sent.html", address=address)
@@ -64,8 +68,12 @@ def confirm_page(token: str):  # type: ignore[no-untyped-def]
         data = tokens.read(settings().secret_key, tokens.SIGNIN, token)
     except tokens.TokenError as exc:
         return render_template("auth/invalid.html", reason=str(exc)), 400
-    return render_template("auth/confirm.html", token=token, address=data.get("a", ""),
-                           next=safe_next(request.args.get("next")))
+    return render_template(
+        "auth/confirm.html",
+        token=token,
+        address=data.get("a", ""),
+        next=safe_next(request.args.get("next")),
+    )
 
 
 @bp.post("/signin/<token>")
@@ -77,7 +85,9 @@ def complete(token: str):  # type: ignore[no-untyped-def]
     except (tokens.TokenError, SubscriptionError, AttributeError) as exc:
         return render_template("auth/invalid.html", reason=str(exc)), 400
     if not _use_once(token):
-        return render_template("auth/invalid.html", reason="this link was already used; ask for a new one"), 400
+        return render_template(
+            "auth/invalid.html", reason="this link was already used; ask for a new one"
+        ), 400
     start_session(address)
     flash(f"You are signed in as {address}.", "ok")
     return redirect(safe_next(request.form.get("next")), 303)
@@ -89,7 +99,7 @@ def _use_once(token: str) -> bool:
     try:
         with transaction(resources().writer) as db_session:
             # An expired link is refused by its signature anyway: its row is no longer needed.
-            stale = datetime.now(timezone.utc) - timedelta(seconds=2 * tokens.MAX_AGE[tokens.SIGNIN])
+            stale = datetime.now(UTC) - timedelta(seconds=2 * tokens.MAX_AGE[tokens.SIGNIN])
             db_session.execute(delete(UsedToken).where(UsedToken.used_at < stale))
             db_session.add(UsedToken(digest=digest))
     except IntegrityError:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
@@ -25,14 +25,22 @@ bp = Blueprint("compose", __name__)
 MAX_BODY = 200_000
 
 
-def build_mail(*, sender: str, name: str, to: str, subject: str, body: str, domain: str,
-               parent: Message | None = None) -> bytes:
+def build_mail(
+    *,
+    sender: str,
+    name: str,
+    to: str,
+    subject: str,
+    body: str,
+    domain: str,
+    parent: Message | None = None,
+) -> bytes:
     """An RFC 5322 message with Message-ID, and In-Reply-To/References when replying."""
     mail = EmailMessage()
     mail["From"] = formataddr((name, sender)) if name else sender
     mail["To"] = to
     mail["Subject"] = subject
-    mail["Date"] = format_datetime(datetime.now(timezone.utc))
+    mail["Date"] = format_datetime(datetime.now(UTC))
     mail["Message-ID"] = make_msgid(domain=domain)
     if parent is not None:
         refs = [r for r in parent.references.split() if r] + [parent.message_id]
@@ -60,10 +68,24 @@ def send(mlist: MailingList, subject: str, text: str, parent: Message | None):  
         if is_banned(session, mlist.id, address):
             abort(403, description="You may not post to this list.")
         person = session.get(Person, address)
-        raw = build_mail(sender=address, name=person.name if person else "", to=mlist.address(s.domain),
-                         subject=subject, body=text, domain=s.domain, parent=parent)
-        result = ingest(session, parse(raw), mlist, domain=s.domain, origin="web", envelope_from=address,
-                        fallback_days=s.subject_fallback_days)
+        raw = build_mail(
+            sender=address,
+            name=person.name if person else "",
+            to=mlist.address(s.domain),
+            subject=subject,
+            body=text,
+            domain=s.domain,
+            parent=parent,
+        )
+        result = ingest(
+            session,
+            parse(raw),
+            mlist,
+            domain=s.domain,
+            origin="web",
+            envelope_from=address,
+            fallback_days=s.subject_fallback_days,
+        )
     enqueue(result.outbox)
     log.info("web post by %s on %s: %s", address, mlist.name, result.status)
     return result
@@ -82,10 +104,16 @@ def _validated() -> tuple[str, str]:
 def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
     if result.status == STORED:
         flash("Your post is in the archive and on its way to the subscribers.", "ok")
-        return redirect(url_for("pages.thread", thread_id=result.thread_id) + f"#m{result.message_pk}", 303)
+        return redirect(
+            url_for("pages.thread", thread_id=result.thread_id) + f"#m{result.message_pk}", 303
+        )
     held = result.status == HELD_FOR_MODERATION
-    flash("Your post is waiting for a moderator." if held else f"Your post was not accepted: {result.reason}.",
-          "ok" if held else "error")
+    flash(
+        "Your post is waiting for a moderator."
+        if held
+        else f"Your post was not accepted: {result.reason}.",
+        "ok" if held else "error",
+    )
     return redirect(url_for("pages.list_page", name=mlist.name), 303)
 
 
@@ -97,7 +125,13 @@ def reply(message_pk: int):  # type: ignore[no-untyped-def]
     mlist = db().get_one(MailingList, parent.list_id)
     if request.method == "GET":
         subject = parent.subject if is_reply_subject(parent.subject) else f"Re: {parent.subject}"
-        return render_template("compose/form.html", mlist=mlist, parent=parent, subject=subject, body=quote_text(parent))
+        return render_template(
+            "compose/form.html",
+            mlist=mlist,
+            parent=parent,
+            subject=subject,
+            body=quote_text(parent),
+        )
     subject, text = _validated()
     limit("post", current_address() or "")
     return _after(send(mlist, subject, text, parent), mlist)

@@ -8,7 +8,7 @@ Posts that came by mail are not editable: they were delivered as they are.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
@@ -35,7 +35,7 @@ def edit_state(msg: Message, address: str | None, now: datetime | None = None) -
     if msg.origin != WEB:
         return "mail"
     window = timedelta(hours=settings().edit_window_hours)
-    return "editable" if (now or datetime.now(timezone.utc)) - msg.date < window else "closed"
+    return "editable" if (now or datetime.now(UTC)) - msg.date < window else "closed"
 
 
 @bp.app_template_global()
@@ -52,18 +52,32 @@ def render_text_body(text: str) -> Markup:
 
 def versions(session, msg: Message) -> list[MessageEdit]:  # type: ignore[no-untyped-def]
     """Every version of a post's text, oldest first (the original alone when never edited)."""
-    found = list(session.scalars(select(MessageEdit).where(MessageEdit.message_pk == msg.id).order_by(MessageEdit.version)))
-    return found or [MessageEdit(message_pk=msg.id, version=1, body_text=msg.body_text, created_at=msg.date)]
+    found = list(
+        session.scalars(
+            select(MessageEdit)
+            .where(MessageEdit.message_pk == msg.id)
+            .order_by(MessageEdit.version)
+        )
+    )
+    return found or [
+        MessageEdit(message_pk=msg.id, version=1, body_text=msg.body_text, created_at=msg.date)
+    ]
 
 
 def _editable(message_pk: int) -> Message:
     msg = readable_message(db(), message_pk)
     state = edit_state(msg, current_address())
     if state == "mail":
-        abort(403, description="This post came by mail and was delivered as it is: it cannot be edited.")
+        abort(
+            403,
+            description="This post came by mail and was delivered as it is: it cannot be edited.",
+        )
     if state == "closed":
         hours = settings().edit_window_hours
-        abort(403, description=f"Posts can be edited for {hours} hours after they are sent; that time is over.")
+        abort(
+            403,
+            description=f"Posts can be edited for {hours} hours after they are sent; that time is over.",
+        )
     if state != "editable":
         abort(403, description="Only the author of a post can edit it.")
     return msg
@@ -75,24 +89,41 @@ def edit(message_pk: int):  # type: ignore[no-untyped-def]
     """Change the text of one's own web post; optionally mail the correction to the list."""
     msg = _editable(message_pk)
     if request.method == "GET":
-        return render_template("editing/edit.html", msg=msg, body=msg.body_text, hours=settings().edit_window_hours)
+        return render_template(
+            "editing/edit.html", msg=msg, body=msg.body_text, hours=settings().edit_window_hours
+        )
     text = request.form.get("body", "").replace("\r\n", "\n")
     if not text.strip() or len(text) > MAX_BODY:
         abort(400, description=f"Please write some text (at most {MAX_BODY} characters).")
     limit("post", current_address() or "")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction(resources().writer) as session:
         row = session.get_one(Message, msg.id)
-        latest = session.scalar(select(func.max(MessageEdit.version)).where(MessageEdit.message_pk == row.id)) or 0
+        latest = (
+            session.scalar(
+                select(func.max(MessageEdit.version)).where(MessageEdit.message_pk == row.id)
+            )
+            or 0
+        )
         if latest == 0:  # keep the text as first sent beside the raw bytes
-            session.add(MessageEdit(message_pk=row.id, version=1, body_text=row.body_text, created_at=row.date))
+            session.add(
+                MessageEdit(
+                    message_pk=row.id, version=1, body_text=row.body_text, created_at=row.date
+                )
+            )
             latest = 1
-        session.add(MessageEdit(message_pk=row.id, version=latest + 1, body_text=text, created_at=now))
+        session.add(
+            MessageEdit(message_pk=row.id, version=latest + 1, body_text=text, created_at=now)
+        )
         row.body_text, row.edited_at = text, now
     if request.form.get("send_correction") == "yes":
         mlist = db().get_one(MailingList, msg.list_id)
-        send(mlist, f"Correction: {msg.subject}"[:300],
-             f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}", msg)
+        send(
+            mlist,
+            f"Correction: {msg.subject}"[:300],
+            f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}",
+            msg,
+        )
         flash("Your post is changed, and the correction is on its way to the subscribers.", "ok")
     else:
         flash("Your post is changed. Subscribers were not mailed again.", "ok")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timezone
+from datetime import UTC
 from urllib.parse import quote
 
 from flask import Blueprint, Response, abort
@@ -34,7 +34,9 @@ def download(data: bytes, filename: str, mimetype: str) -> Response:
     """A response the browser saves instead of rendering."""
     ascii_name = re.sub(r"[^A-Za-z0-9._-]+", "_", filename).strip("._") or "download"
     response = Response(data, mimetype=mimetype)
-    response.headers["Content-Disposition"] = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    response.headers["Content-Disposition"] = (
+        f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"
     return response
@@ -42,7 +44,7 @@ def download(data: bytes, filename: str, mimetype: str) -> Response:
 
 def mbox_entry(msg: Message, raw: bytes) -> bytes:
     """One mboxrd entry: a From_ line, the raw bytes with From_ lines quoted, a blank line."""
-    when = msg.date.astimezone(timezone.utc).strftime("%a %b %d %H:%M:%S %Y")
+    when = msg.date.astimezone(UTC).strftime("%a %b %d %H:%M:%S %Y")
     sender = msg.from_addr or "MAILER-DAEMON"
     body = _FROM_LINE.sub(rb">\1", raw.replace(b"\r\n", b"\n"))
     if not body.endswith(b"\n"):
@@ -51,7 +53,12 @@ def mbox_entry(msg: Message, raw: bytes) -> bytes:
 
 
 def _mbox(session: Session, messages: list[Message]) -> bytes:
-    raws = {r.id: r.data for r in session.scalars(select(RawMessage).where(RawMessage.id.in_({m.raw_id for m in messages})))}
+    raws = {
+        r.id: r.data
+        for r in session.scalars(
+            select(RawMessage).where(RawMessage.id.in_({m.raw_id for m in messages}))
+        )
+    }
     return b"".join(mbox_entry(m, raws[m.raw_id]) for m in messages)
 
 
@@ -79,7 +86,9 @@ def variant_raw(message_pk: int, variant_id: int):  # type: ignore[no-untyped-de
     variant = session.get(MessageVariant, variant_id)
     if variant is None or variant.message_pk != msg.id:
         abort(404)
-    return download(variant.raw.data, f"{msg.message_id}-variant-{variant.id}.eml", "message/rfc822")
+    return download(
+        variant.raw.data, f"{msg.message_id}-variant-{variant.id}.eml", "message/rfc822"
+    )
 
 
 @bp.get("/threads/<int:thread_id>.mbox")
@@ -88,8 +97,13 @@ def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
     _count_anonymous()
     session = db()
     thread = readable_thread(session, thread_id)
-    messages = list(session.scalars(select(Message).where(
-        Message.thread_id == thread.id, Message.status == PostState.VISIBLE).order_by(Message.date, Message.id)))
+    messages = list(
+        session.scalars(
+            select(Message)
+            .where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
+            .order_by(Message.date, Message.id)
+        )
+    )
     return download(_mbox(session, messages), f"thread-{thread.id}.mbox", "application/mbox")
 
 
@@ -100,10 +114,21 @@ def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def
     session = db()
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
-    messages = list(session.scalars(select(Message).where(
-        Message.list_id == mlist.id, Message.status == PostState.VISIBLE, Message.date >= start, Message.date < end,
-    ).order_by(Message.date, Message.id)))
-    return download(_mbox(session, messages), f"{mlist.name}-{year:04d}-{month:02d}.mbox", "application/mbox")
+    messages = list(
+        session.scalars(
+            select(Message)
+            .where(
+                Message.list_id == mlist.id,
+                Message.status == PostState.VISIBLE,
+                Message.date >= start,
+                Message.date < end,
+            )
+            .order_by(Message.date, Message.id)
+        )
+    )
+    return download(
+        _mbox(session, messages), f"{mlist.name}-{year:04d}-{month:02d}.mbox", "application/mbox"
+    )
 
 
 def _readable_attachment(attachment_id: int) -> tuple[Attachment, bytes]:
@@ -120,7 +145,11 @@ def preview(attachment_id: int):  # type: ignore[no-untyped-def]
     """An image shown inline: its own type after checking its first bytes, sandboxed, never sniffed."""
     att, data = _readable_attachment(attachment_id)
     kind = att.content_type.lower()
-    if not previewable(att) or not data.startswith(PREVIEW_TYPES[kind]) or (kind == "image/webp" and data[8:12] != b"WEBP"):
+    if (
+        not previewable(att)
+        or not data.startswith(PREVIEW_TYPES[kind])
+        or (kind == "image/webp" and data[8:12] != b"WEBP")
+    ):
         abort(404, description="This attachment has no preview; download it instead.")
     response = Response(data, mimetype=kind)
     response.headers["Content-Security-Policy"] = "default-src 'none'; sandbox"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from sqlalchemy import select
@@ -26,12 +26,21 @@ def absolute(path: str) -> str:
     return settings().base_url + path
 
 
-def atom_response(title: str, messages: list[Message], self_path: str, html_path: str = "") -> Response:
+def atom_response(
+    title: str, messages: list[Message], self_path: str, html_path: str = ""
+) -> Response:
     """An Atom document of messages, newest first; html_path is the page it mirrors."""
-    updated = max((m.date for m in messages), default=datetime(2000, 1, 1, tzinfo=timezone.utc))
-    xml = render_template("feeds/atom.xml", title=title, messages=messages, updated=updated,
-                          feed_id=absolute(self_path), self_url=absolute(self_path), absolute=absolute,
-                          html_url=absolute(html_path) if html_path else "")
+    updated = max((m.date for m in messages), default=datetime(2000, 1, 1, tzinfo=UTC))
+    xml = render_template(
+        "feeds/atom.xml",
+        title=title,
+        messages=messages,
+        updated=updated,
+        feed_id=absolute(self_path),
+        self_url=absolute(self_path),
+        absolute=absolute,
+        html_url=absolute(html_path) if html_path else "",
+    )
     return Response(xml, mimetype="application/atom+xml")
 
 
@@ -40,13 +49,23 @@ def list_feed(name: str):  # type: ignore[no-untyped-def]
     """The newest posts of a list."""
     session = db()
     mlist = readable_list(session, name)
-    return atom_response(mlist.title or mlist.name, _newest(mlist), url_for("feeds.list_feed", name=mlist.name),
-                         url_for("pages.list_page", name=mlist.name))
+    return atom_response(
+        mlist.title or mlist.name,
+        _newest(mlist),
+        url_for("feeds.list_feed", name=mlist.name),
+        url_for("pages.list_page", name=mlist.name),
+    )
 
 
 def _newest(mlist: MailingList) -> list[Message]:
-    return list(db().scalars(select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
-                             .order_by(Message.date.desc(), Message.id.desc()).limit(FEED_SIZE)))
+    return list(
+        db().scalars(
+            select(Message)
+            .where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
+            .order_by(Message.date.desc(), Message.id.desc())
+            .limit(FEED_SIZE)
+        )
+    )
 
 
 @bp.get("/threads/<int:thread_id>/feed.atom")
@@ -54,10 +73,20 @@ def thread_feed(thread_id: int):  # type: ignore[no-untyped-def]
     """The newest posts of a thread."""
     session = db()
     thread = readable_thread(session, thread_id)
-    messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
-                                    .order_by(Message.date.desc(), Message.id.desc()).limit(FEED_SIZE)))
-    return atom_response(thread.subject or "(no subject)", messages, url_for("feeds.thread_feed", thread_id=thread.id),
-                         url_for("pages.thread", thread_id=thread.id))
+    messages = list(
+        session.scalars(
+            select(Message)
+            .where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
+            .order_by(Message.date.desc(), Message.id.desc())
+            .limit(FEED_SIZE)
+        )
+    )
+    return atom_response(
+        thread.subject or "(no subject)",
+        messages,
+        url_for("feeds.thread_feed", thread_id=thread.id),
+        url_for("pages.thread", thread_id=thread.id),
+    )
 
 
 MIN_KEY = 24  # characters of a secret feed key
@@ -82,25 +111,39 @@ def secret_feeds() -> list[tuple[str, str]]:
     if address is None:
         return []
     allowed = readable_list_ids(session)
-    mine = [m for m in session.scalars(select(MailingList).where(MailingList.private.is_(True)).order_by(MailingList.name))
-            if allowed is None or m.id in allowed]
+    mine = [
+        m
+        for m in session.scalars(
+            select(MailingList).where(MailingList.private.is_(True)).order_by(MailingList.name)
+        )
+        if allowed is None or m.id in allowed
+    ]
     if not mine:
         return []
     key = _feed_key(address)
-    return [(m.name, absolute(url_for("feeds.secret_list_feed", token=key, name=m.name))) for m in mine]
+    return [
+        (m.name, absolute(url_for("feeds.secret_list_feed", token=key, name=m.name))) for m in mine
+    ]
 
 
 @bp.get("/feeds/<token>/lists/<name>.atom")
 def secret_list_feed(token: str, name: str):  # type: ignore[no-untyped-def]
     """A private list's feed for a feed reader that cannot sign in: the link itself is the key."""
     session = db()
-    person = session.scalars(select(Person).where(Person.feed_token == token).limit(1)).first() \
-        if len(token) >= MIN_KEY else None
+    person = (
+        session.scalars(select(Person).where(Person.feed_token == token).limit(1)).first()
+        if len(token) >= MIN_KEY
+        else None
+    )
     mlist = lists.get(session, name)
     if person is None or mlist is None or not is_member(session, mlist, person.address):
         abort(404)  # revoked, or no longer a member: the same answer as a list that does not exist
-    return atom_response(mlist.title or mlist.name, _newest(mlist), url_for("feeds.secret_list_feed", token=token,
-                         name=mlist.name), url_for("pages.list_page", name=mlist.name))
+    return atom_response(
+        mlist.title or mlist.name,
+        _newest(mlist),
+        url_for("feeds.secret_list_feed", token=token, name=mlist.name),
+        url_for("pages.list_page", name=mlist.name),
+    )
 
 
 @bp.post("/me/feeds/revoke")

@@ -35,11 +35,16 @@ def _list_for(name: str, change: bool = False) -> MailingList:
 def page(name: str):  # type: ignore[no-untyped-def]
     """The settings form (read-only for moderators), owners and moderators, and the audit log."""
     mlist = _list_for(name)
-    return render_template("listadmin/settings.html", mlist=mlist, policies=POLICIES, reply_tos=REPLY_TO,
-                           can_change=administration.may_change(mlist, current_address(), settings().admins),
-                           owners=administration.members_of(mlist, "owner"),
-                           moderators=administration.members_of(mlist, "moderator"),
-                           history=administration.history(db(), mlist))
+    return render_template(
+        "listadmin/settings.html",
+        mlist=mlist,
+        policies=POLICIES,
+        reply_tos=REPLY_TO,
+        can_change=administration.may_change(mlist, current_address(), settings().admins),
+        owners=administration.members_of(mlist, "owner"),
+        moderators=administration.members_of(mlist, "moderator"),
+        history=administration.history(db(), mlist),
+    )
 
 
 @bp.post("/lists/<name>/settings")
@@ -51,9 +56,15 @@ def save(name: str):  # type: ignore[no-untyped-def]
     try:
         with transaction(resources().writer) as session:
             done = administration.edit(
-                session, session.get_one(MailingList, list_id), current_address() or "",
-                title=form.get("title", ""), description=form.get("description", ""), policy=form.get("policy"),
-                private=form.get("private") == "yes", reply_to=form.get("reply_to"))
+                session,
+                session.get_one(MailingList, list_id),
+                current_address() or "",
+                title=form.get("title", ""),
+                description=form.get("description", ""),
+                policy=form.get("policy"),
+                private=form.get("private") == "yes",
+                reply_to=form.get("reply_to"),
+            )
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("listadmin.page", name=name), 303)
@@ -66,16 +77,26 @@ def save(name: str):  # type: ignore[no-untyped-def]
 def roles(name: str):  # type: ignore[no-untyped-def]
     """Add or remove an owner or moderator (owners and site administrators)."""
     list_id = _list_for(name, change=True).id
-    role, action, address = request.form.get("role", ""), request.form.get("action", ""), request.form.get("address", "")
+    role, action, address = (
+        request.form.get("role", ""),
+        request.form.get("action", ""),
+        request.form.get("address", ""),
+    )
     if action not in administration.ROLE_ACTIONS:
         abort(400, description="action must be add or remove")
     try:
         with transaction(resources().writer) as session:
             mlist = session.get_one(MailingList, list_id)
-            changed = administration.change_role(session, mlist, action, role, address, current_address() or "")
+            changed = administration.change_role(
+                session, mlist, action, role, address, current_address() or ""
+            )
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("listadmin.page", name=name), 303)
-    flash(f"{address.strip().lower()} is {'now' if action == 'add' else 'no longer'} a {role}." if changed
-          else "Nothing changed.", "ok")
+    flash(
+        f"{address.strip().lower()} is {'now' if action == 'add' else 'no longer'} a {role}."
+        if changed
+        else "Nothing changed.",
+        "ok",
+    )
     return redirect(url_for("listadmin.page", name=name), 303)

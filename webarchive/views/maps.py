@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, render_template, url_for
 
@@ -30,27 +30,52 @@ def _graph(thread_id: int) -> tuple[Thread, talk.Graph, list[str]]:
 def thread_map(thread_id: int):  # type: ignore[no-untyped-def]
     """The thread's participants and who replied to whom, drawn and as a table."""
     thread, graph, names = _graph(thread_id)
-    return render_template("maps/thread.html", thread=thread, mlist=thread.mailing_list, graph=graph, names=names,
-                           svg=charts.graph_svg(graph, names), shown=min(len(graph.people), charts.MAX_NODES))
+    return render_template(
+        "maps/thread.html",
+        thread=thread,
+        mlist=thread.mailing_list,
+        graph=graph,
+        names=names,
+        svg=charts.graph_svg(graph, names),
+        shown=min(len(graph.people), charts.MAX_NODES),
+    )
 
 
 @bp.get("/api/threads/<int:thread_id>/graph")
 def thread_graph(thread_id: int):  # type: ignore[no-untyped-def]
     """The reply graph as JSON: people (names only, never addresses) and weighted edges."""
     thread, graph, names = _graph(thread_id)
-    return jsonify({
-        "thread_id": thread.id, "subject": thread.subject,
-        "people": [{"id": p.key, "name": names[p.key], "posts": p.posts} for p in graph.people],
-        "edges": [{"source": a, "target": b, "replies": ab + ba, "source_to_target": ab, "target_to_source": ba}
-                  for a, b, ab, ba in graph.edges()],
-    })
+    return jsonify(
+        {
+            "thread_id": thread.id,
+            "subject": thread.subject,
+            "people": [{"id": p.key, "name": names[p.key], "posts": p.posts} for p in graph.people],
+            "edges": [
+                {
+                    "source": a,
+                    "target": b,
+                    "replies": ab + ba,
+                    "source_to_target": ab,
+                    "target_to_source": ba,
+                }
+                for a, b, ab, ba in graph.edges()
+            ],
+        }
+    )
 
 
 def activity(mlist: MailingList) -> talk.Activity:
     """The list's activity, kept until the list changes or the month turns."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cache = resources().extra.setdefault("activity", {})
-    key = (mlist.message_count, mlist.thread_count, mlist.last_activity, now.year, now.month, now.isocalendar()[1])
+    key = (
+        mlist.message_count,
+        mlist.thread_count,
+        mlist.last_activity,
+        now.year,
+        now.month,
+        now.isocalendar()[1],
+    )
     found = cache.get(mlist.id)
     if found is None or found[0] != key:
         found = cache[mlist.id] = (key, talk.list_activity(db(), mlist, now))
@@ -64,7 +89,13 @@ def list_activity(name: str):  # type: ignore[no-untyped-def]
     act = activity(mlist)
     anonymous = current_address() is None
     people = [(display_name(n, anonymous), posts, pk) for n, posts, pk in act.top_people]
-    return render_template("maps/activity.html", mlist=mlist, act=act, people=people, svg=charts.activity_svg(act.weeks))
+    return render_template(
+        "maps/activity.html",
+        mlist=mlist,
+        act=act,
+        people=people,
+        svg=charts.activity_svg(act.weeks),
+    )
 
 
 @bp.get("/api/lists/<name>/activity")
@@ -73,12 +104,25 @@ def list_activity_json(name: str):  # type: ignore[no-untyped-def]
     mlist = readable_list(db(), name)
     act = activity(mlist)
     anonymous = current_address() is None
-    return jsonify({
-        "list": mlist.name,
-        "weeks": [{"week": w.date().isoformat(), "posts": p, "new_threads": t} for w, p, t in act.weeks],
-        "month": act.month.strftime("%Y-%m"),
-        "top_threads": [{"id": tid, "subject": s, "posts": n, "url": url_for("pages.thread", thread_id=tid)}
-                        for tid, s, n in act.top_threads],
-        "top_people": [{"name": display_name(n, anonymous), "posts": posts,
-                        "url": url_for("pages.author", name=mlist.name, message_pk=pk)} for n, posts, pk in act.top_people],
-    })
+    return jsonify(
+        {
+            "list": mlist.name,
+            "weeks": [
+                {"week": w.date().isoformat(), "posts": p, "new_threads": t}
+                for w, p, t in act.weeks
+            ],
+            "month": act.month.strftime("%Y-%m"),
+            "top_threads": [
+                {"id": tid, "subject": s, "posts": n, "url": url_for("pages.thread", thread_id=tid)}
+                for tid, s, n in act.top_threads
+            ],
+            "top_people": [
+                {
+                    "name": display_name(n, anonymous),
+                    "posts": posts,
+                    "url": url_for("pages.author", name=mlist.name, message_pk=pk),
+                }
+                for n, posts, pk in act.top_people
+            ],
+        }
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
-from typing import Any, Callable
+from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
@@ -46,17 +47,21 @@ def moderated_lists(address: str) -> list[MailingList]:
 
 def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
     """Only moderators get past; everyone else sees a 404."""
+
     @wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if current_address() is None or not moderated_lists(current_address() or ""):
             abort(404)
         return view(*args, **kwargs)
+
     return wrapper
 
 
 def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-def]
     mlist = session.get(MailingList, list_id)
-    if mlist is None or not administration.may_moderate(mlist, current_address(), settings().admins):
+    if mlist is None or not administration.may_moderate(
+        mlist, current_address(), settings().admins
+    ):
         abort(404)
     return mlist
 
@@ -84,36 +89,64 @@ def queue():  # type: ignore[no-untyped-def]
     """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
-    held = list(session.scalars(select(Message).where(Message.list_id.in_(mine), Message.status == PostState.HELD)
-                                .order_by(Message.received_at).limit(200)))
+    held = list(
+        session.scalars(
+            select(Message)
+            .where(Message.list_id.in_(mine), Message.status == PostState.HELD)
+            .order_by(Message.received_at)
+            .limit(200)
+        )
+    )
     counts = func.count(Report.id)
     reported = session.execute(
-        select(Message, counts).join(Report, Report.message_pk == Message.id)
-        .where(Report.list_id.in_(mine), Report.status == ReportState.OPEN).group_by(Message.id)
-        .order_by(counts.desc(), Message.id).limit(200)).all()
+        select(Message, counts)
+        .join(Report, Report.message_pk == Message.id)
+        .where(Report.list_id.in_(mine), Report.status == ReportState.OPEN)
+        .group_by(Message.id)
+        .order_by(counts.desc(), Message.id)
+        .limit(200)
+    ).all()
     pks = [m.id for m, _ in reported]
     reasons: dict[int, list[Report]] = {}
-    for rep in session.scalars(select(Report).where(Report.message_pk.in_(pks), Report.status == ReportState.OPEN)):
+    for rep in session.scalars(
+        select(Report).where(Report.message_pk.in_(pks), Report.status == ReportState.OPEN)
+    ):
         reasons.setdefault(rep.message_pk, []).append(rep)
-    bans = list(session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc())))
-    return render_template("moderation/queue.html", lists=mine, held=held, reported=reported, reasons=reasons, bans=bans,
-                           failed=failed_posts(session, mine), requests=approvals.waiting(session, mine),
-                           not_posted=notposted.waiting(session, mine))
+    bans = list(
+        session.scalars(select(Ban).where(Ban.list_id.in_(mine)).order_by(Ban.created_at.desc()))
+    )
+    return render_template(
+        "moderation/queue.html",
+        lists=mine,
+        held=held,
+        reported=reported,
+        reasons=reasons,
+        bans=bans,
+        failed=failed_posts(session, mine),
+        requests=approvals.waiting(session, mine),
+        not_posted=notposted.waiting(session, mine),
+    )
 
 
 @bp.post("/moderation/subscriptions/<int:sub_id>/approve")
 @moderator
 def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
     """Let an address into a private or members-only list; it gets a welcome mail."""
-    return _decide(sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or ""))
+    return _decide(
+        sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or "")
+    )
 
 
 @bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
 @moderator
 def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
     """Turn a request down; the address is told, with the reason given."""
-    return _decide(sub_id, lambda session, sub: approvals.refuse(session, sub, current_address() or "",
-                                                                 request.form.get("reason", "")))
+    return _decide(
+        sub_id,
+        lambda session, sub: approvals.refuse(
+            session, sub, current_address() or "", request.form.get("reason", "")
+        ),
+    )
 
 
 def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
@@ -135,8 +168,13 @@ def release(entry_id: int):  # type: ignore[no-untyped-def]
     with transaction(resources().writer) as session:
         _owned(session, NotPosted, entry_id)
         try:
-            result = ingest.release(session, entry_id, current_address() or "", domain=settings().domain,
-                                    fallback_days=settings().subject_fallback_days)
+            result = ingest.release(
+                session,
+                entry_id,
+                current_address() or "",
+                domain=settings().domain,
+                fallback_days=settings().subject_fallback_days,
+            )
         except LookupError as exc:
             abort(409, description=str(exc))
     enqueue(result.outbox)
@@ -187,7 +225,10 @@ def feature(thread_id: int):  # type: ignore[no-untyped-def]
             abort(404)
         _own_list(session, thread.list_id)
         thread.featured = request.form.get("featured") == "yes"
-    flash("This thread is featured." if thread.featured else "This thread is no longer featured.", "ok")
+    flash(
+        "This thread is featured." if thread.featured else "This thread is no longer featured.",
+        "ok",
+    )
     return redirect(url_for("pages.thread", thread_id=thread_id), 303)
 
 
@@ -201,16 +242,23 @@ def ban(list_id: int):  # type: ignore[no-untyped-def]
         abort(400, description=str(exc))
     with transaction(resources().writer) as session:
         mlist = _own_list(session, list_id)
-        existing = session.scalars(select(Ban).where(Ban.list_id == list_id, Ban.address == address)).first()
+        existing = session.scalars(
+            select(Ban).where(Ban.list_id == list_id, Ban.address == address)
+        ).first()
         if request.form.get("action") == "unban":
             if existing is not None:
                 session.delete(existing)
             message = f"{address} may post to {mlist.name} again."
         else:
             if existing is None:
-                session.add(Ban(list_id=list_id, address=address, reason=request.form.get("reason", "")[:2000],
-                                banned_by=current_address() or ""))
+                session.add(
+                    Ban(
+                        list_id=list_id,
+                        address=address,
+                        reason=request.form.get("reason", "")[:2000],
+                        banned_by=current_address() or "",
+                    )
+                )
             message = f"{address} is banned from {mlist.name}."
     flash(message, "ok")
     return redirect(url_for("moderation.queue"), 303)
-

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
-from typing import Iterator
+from collections.abc import Iterator
 
 from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -44,14 +44,18 @@ def healthz() -> tuple[Response, int]:
         log.warning("health check: database unavailable: %s", exc)
         return jsonify(status="error", database=f"unavailable: {type(exc).__name__}"), 503
     if revision != expected:
-        return jsonify(status="error", database=f"at revision {revision}, code expects {expected}"), 503
+        return jsonify(
+            status="error", database=f"at revision {revision}, code expects {expected}"
+        ), 503
     return jsonify(status="ok", database="ok", revision=revision), 200
 
 
 @bp.before_app_request
 def _only_operations_on_the_metrics_listener() -> None:
     """The loopback metrics listener answers /metrics and /healthz; every other page is 404 there."""
-    if request.endpoint not in OPERATIONS and on_metrics_listener(context.settings().metrics_listen):
+    if request.endpoint not in OPERATIONS and on_metrics_listener(
+        context.settings().metrics_listen
+    ):
         abort(404)
 
 
@@ -71,15 +75,23 @@ def metrics() -> Response:
 def _metrics_refusal(token: str) -> Response | None:
     """None when this request to the web port may read /metrics, else the 401/404 answer saying why."""
     if not token:
-        return Response("404 Not Found: /metrics is served on LISTGATE_METRICS_LISTEN (loopback), or here "
-                        "with the bearer token LISTGATE_METRICS_TOKEN.\n", 404, mimetype="text/plain")
+        return Response(
+            "404 Not Found: /metrics is served on LISTGATE_METRICS_LISTEN (loopback), or here "
+            "with the bearer token LISTGATE_METRICS_TOKEN.\n",
+            404,
+            mimetype="text/plain",
+        )
     given = request.headers.get("Authorization", "")
     scheme, _, value = given.partition(" ")
     if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode()):
         return None
     log.warning("refused /metrics to %s: no or wrong bearer token", request.remote_addr)
-    return Response("401 Unauthorized: /metrics needs the bearer token set in LISTGATE_METRICS_TOKEN.\n",
-                    401, {"WWW-Authenticate": 'Bearer realm="metrics"'}, mimetype="text/plain")
+    return Response(
+        "401 Unauthorized: /metrics needs the bearer token set in LISTGATE_METRICS_TOKEN.\n",
+        401,
+        {"WWW-Authenticate": 'Bearer realm="metrics"'},
+        mimetype="text/plain",
+    )
 
 
 def on_metrics_listener(listen: tuple[str, int] | None) -> bool:
@@ -90,7 +102,12 @@ def on_metrics_listener(listen: tuple[str, int] | None) -> bool:
     try:
         host, port = sock.getsockname()[:2]
         return bool(port == listen[1] and ipaddress.ip_address(host).is_loopback)
-    except (AttributeError, OSError, TypeError, ValueError):  # no socket (a test client) or not an IP one
+    except (
+        AttributeError,
+        OSError,
+        TypeError,
+        ValueError,
+    ):  # no socket (a test client) or not an IP one
         return False
 
 
@@ -103,32 +120,81 @@ class _Snapshot:
     def collect(self) -> Iterator[Metric]:
         """The metric families, named listgate_*."""
         m = self.m
-        yield _counter("listgate_received", "Messages accepted by the SMTP/LMTP listener.", {(): m.received})
-        yield _counter("listgate_stored", "Messages archived, by status (visible or held).", _by("status", m.stored))
-        yield _counter("listgate_refused", "Messages or recipients refused, by reason.", _by("reason", m.refused))
-        yield _counter("listgate_delivered", "Copies handed to the outbound relay.",
-                       {(): m.deliveries.get(DeliveryState.SENT, 0)})
-        yield _counter("listgate_bounced", "Bounce reports matched, by kind.", _by("kind", m.bounced))
+        yield _counter(
+            "listgate_received", "Messages accepted by the SMTP/LMTP listener.", {(): m.received}
+        )
+        yield _counter(
+            "listgate_stored",
+            "Messages archived, by status (visible or held).",
+            _by("status", m.stored),
+        )
+        yield _counter(
+            "listgate_refused",
+            "Messages or recipients refused, by reason.",
+            _by("reason", m.refused),
+        )
+        yield _counter(
+            "listgate_delivered",
+            "Copies handed to the outbound relay.",
+            {(): m.deliveries.get(DeliveryState.SENT, 0)},
+        )
+        yield _counter(
+            "listgate_bounced", "Bounce reports matched, by kind.", _by("kind", m.bounced)
+        )
         yield _gauge("listgate_deliveries", "Delivery rows by status.", _by("status", m.deliveries))
-        yield _gauge("listgate_deferred", "Deliveries waiting for a retry after a temporary failure.",
-                     {(): m.deliveries.get(DeliveryState.DEFERRED, 0)})
+        yield _gauge(
+            "listgate_deferred",
+            "Deliveries waiting for a retry after a temporary failure.",
+            {(): m.deliveries.get(DeliveryState.DEFERRED, 0)},
+        )
         yield _gauge("listgate_archived_messages", "Messages in the archive.", {(): m.archived})
-        yield _gauge("listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending})
-        yield _gauge("listgate_outbox_failed", "Outbox entries that failed for good (not retried).", {(): m.outbox_failed})
-        yield _gauge("listgate_not_posted", "Accepted mail kept in the not-posted queue.", {(): m.not_posted})
-        yield _gauge("listgate_subscriptions_awaiting_approval", "Subscription requests waiting for a moderator.",
-                     {(): m.awaiting_approval})
-        yield _gauge("listgate_queue_lag_seconds", "Age of the oldest outbox entry not done.", {(): m.queue_lag_seconds})
-        yield _gauge("listgate_failed_posts", "Posts a relay refused as messages (not a recipient) in the last 30 days.",
-                     {(): len(m.failed)})
-        yield _gauge("listgate_spool_pending", "Messages accepted (250) and not archived yet.", {(): m.spool.pending})
-        yield _gauge("listgate_spool_age_seconds", "Age of the oldest message waiting in the spool.",
-                     {(): m.spool.oldest_seconds})
-        yield _gauge("listgate_spool_failed", "Spooled messages whose archiving failed (listgate spool retry).",
-                     {(): m.spool.failed})
+        yield _gauge(
+            "listgate_outbox_pending", "Outbox entries not done yet.", {(): m.outbox_pending}
+        )
+        yield _gauge(
+            "listgate_outbox_failed",
+            "Outbox entries that failed for good (not retried).",
+            {(): m.outbox_failed},
+        )
+        yield _gauge(
+            "listgate_not_posted", "Accepted mail kept in the not-posted queue.", {(): m.not_posted}
+        )
+        yield _gauge(
+            "listgate_subscriptions_awaiting_approval",
+            "Subscription requests waiting for a moderator.",
+            {(): m.awaiting_approval},
+        )
+        yield _gauge(
+            "listgate_queue_lag_seconds",
+            "Age of the oldest outbox entry not done.",
+            {(): m.queue_lag_seconds},
+        )
+        yield _gauge(
+            "listgate_failed_posts",
+            "Posts a relay refused as messages (not a recipient) in the last 30 days.",
+            {(): len(m.failed)},
+        )
+        yield _gauge(
+            "listgate_spool_pending",
+            "Messages accepted (250) and not archived yet.",
+            {(): m.spool.pending},
+        )
+        yield _gauge(
+            "listgate_spool_age_seconds",
+            "Age of the oldest message waiting in the spool.",
+            {(): m.spool.oldest_seconds},
+        )
+        yield _gauge(
+            "listgate_spool_failed",
+            "Spooled messages whose archiving failed (listgate spool retry).",
+            {(): m.spool.failed},
+        )
         if m.last_received is not None:
-            yield _gauge("listgate_last_received_timestamp_seconds", "When the last mail was received (Unix time).",
-                         {(): m.last_received.timestamp()})
+            yield _gauge(
+                "listgate_last_received_timestamp_seconds",
+                "When the last mail was received (Unix time).",
+                {(): m.last_received.timestamp()},
+            )
 
 
 def _by(label: str, values: dict[str, int]) -> dict[tuple[tuple[str, str], ...], float]:

@@ -35,20 +35,39 @@ from webarchive.security import csrf_token, current_address
 from webarchive.templating import anonymous, font_choice, reader_zone, reader_zone_name, request_now
 
 bp = Blueprint("pages", __name__)
-HOME_COLUMNS = (MailingList.id, MailingList.name, MailingList.title, MailingList.description, MailingList.private,
-                MailingList.message_count, MailingList.thread_count, MailingList.last_activity)
+HOME_COLUMNS = (
+    MailingList.id,
+    MailingList.name,
+    MailingList.title,
+    MailingList.description,
+    MailingList.private,
+    MailingList.message_count,
+    MailingList.thread_count,
+    MailingList.last_activity,
+)
 PAGE_SIZE = 50
 
 
-def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderator: bool, depth_class: bool = True,
-               heading: str = "h2") -> list[bodies.Page]:
+def posts_html(
+    nodes: list[Node],
+    list_address: str,
+    mlist: MailingList,
+    moderator: bool,
+    depth_class: bool = True,
+    heading: str = "h2",
+) -> list[bodies.Page]:
     """A page's posts in order, one piece each: the top from the cache (the missing ones rendered together),
     then the reader's own end."""
     zone = _page_constants()[3]
     address = current_address()
     tops = _tops(nodes, list_address, mlist.name, depth_class, heading, address)
-    reader = rows_html.Reader.of(address is not None, csrf_token() if address else "",
-                                 url_for("auth.signin", next=request.full_path), moderator, zone)
+    reader = rows_html.Reader.of(
+        address is not None,
+        csrf_token() if address else "",
+        url_for("auth.signin", next=request.full_path),
+        moderator,
+        zone,
+    )
     macros = current_app.jinja_env.get_template("pages/_post.html").module  # type: ignore[attr-defined]
     out: list[bodies.Page] = []
     unread, last = False, len(nodes) - 1
@@ -60,20 +79,32 @@ def posts_html(nodes: list[Node], list_address: str, mlist: MailingList, moderat
         m = node.message
         if top is None:
             depth = node.depth if depth_class else None
-            parts.append(macros.tombstone(node, depth, moderator) if m.status == PostState.REMOVED
-                         else macros.placeholder(node, depth))
+            parts.append(
+                macros.tombstone(node, depth, moderator)
+                if m.status == PostState.REMOVED
+                else macros.placeholder(node, depth)
+            )
         else:
             parts.append(top)
             if address is not None and address == m.from_addr:
                 parts.append(macros.owner(m, address))
-            parts.append(rows_html.end_html(node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None,
-                                            reader))
+            parts.append(
+                rows_html.end_html(
+                    node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None, reader
+                )
+            )
         out.append(bodies.Page("".join(parts)))
     return out
 
 
-def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: bool, heading: str,
-          address: str | None) -> list[Markup | None]:
+def _tops(
+    nodes: list[Node],
+    list_address: str,
+    list_name: str,
+    depth_class: bool,
+    heading: str,
+    address: str | None,
+) -> list[Markup | None]:
     """The part of each visible post that is the same for every reader of one kind (None for the others).
 
     Cached: archived posts change seldom, long threads are read often. The posts missing from the
@@ -90,9 +121,27 @@ def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: boo
             tops.append(None)
             continue
         # A post's date and the sender's offset never change: how long ago it was, and the zone, do.
-        keys.append((m.id, m.message_id, root, anon, address is not None, n.depth if depth_class else None, heading,
-                     clock.ago(m.date, now), zone, parent.id if parent else None, parent.status if parent else None,
-                     list_address, list_name, n.number, n.parent_number, n.reported, m.edited_at))
+        keys.append(
+            (
+                m.id,
+                m.message_id,
+                root,
+                anon,
+                address is not None,
+                n.depth if depth_class else None,
+                heading,
+                clock.ago(m.date, now),
+                zone,
+                parent.id if parent else None,
+                parent.status if parent else None,
+                list_address,
+                list_name,
+                n.number,
+                n.parent_number,
+                n.reported,
+                m.edited_at,
+            )
+        )
         tops.append(cache.get(keys[-1]))
         if tops[-1] is None:
             missing.append(len(tops) - 1)
@@ -110,11 +159,14 @@ def _tops(nodes: list[Node], list_address: str, list_name: str, depth_class: boo
 def _page_constants() -> tuple:  # type: ignore[type-arg]
     """What every post of one page shares, looked up once per request."""
     if "_page_constants" not in g:
-        g._page_constants = (resources().extra.setdefault("post_tops", FragmentCache(8192)), request.script_root,
-                             anonymous(), reader_zone(), request_now())
+        g._page_constants = (
+            resources().extra.setdefault("post_tops", FragmentCache(8192)),
+            request.script_root,
+            anonymous(),
+            reader_zone(),
+            request_now(),
+        )
     return g._page_constants
-
-
 
 
 @bp.get("/")
@@ -140,17 +192,36 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
         abort(400, description=str(exc))
     featured = [] if cursor else listing.thread_rows(session, mlist, 100, None, featured=True)[0]
     anon, zone = anonymous(), reader_zone()
-    return render_template("pages/list.html", mlist=mlist, threads=rows_html.threads_html(rows, anon, zone),
-                           featured=rows_html.threads_html(featured, anon, zone) if featured else "", next_cursor=nxt,
-                           paged=cursor is not None, domain=settings().domain, moderator=is_moderator(mlist),
-                           following=_following_list(session, mlist))
+    return render_template(
+        "pages/list.html",
+        mlist=mlist,
+        threads=rows_html.threads_html(rows, anon, zone),
+        featured=rows_html.threads_html(featured, anon, zone) if featured else "",
+        next_cursor=nxt,
+        paged=cursor is not None,
+        domain=settings().domain,
+        moderator=is_moderator(mlist),
+        following=_following_list(session, mlist),
+    )
 
 
 def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
     address = current_address()
-    return address is not None and session.scalar(select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address, Subscription.status == SubscriptionState.ACTIVE,
-        Subscription.kind.in_(("list", "digest")), Subscription.thread_key == 0).limit(1)) is not None
+    return (
+        address is not None
+        and session.scalar(
+            select(Subscription.id)
+            .where(
+                Subscription.list_id == mlist.id,
+                Subscription.address == address,
+                Subscription.status == SubscriptionState.ACTIVE,
+                Subscription.kind.in_(("list", "digest")),
+                Subscription.thread_key == 0,
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 @bp.get("/threads/<int:thread_id>")
@@ -163,21 +234,40 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
-    last_visit = visits.visit(session, resources().writer, address, found.id, nodes) if address else None
+    last_visit = (
+        visits.visit(session, resources().writer, address, found.id, nodes) if address else None
+    )
     outline = _outline(found, nodes)
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: n.number)  # numbered by (date, id)
     mlist = found.mailing_list
     # The threads around this one move only when the list gets a post.
-    newer, older = _remembered("neighbours", (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
-                               lambda: visits.neighbours(session, found))
+    newer, older = _remembered(
+        "neighbours",
+        (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
+        lambda: visits.neighbours(session, found),
+    )
     list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
-    return render_template("pages/thread.html", thread=found, mlist=mlist, nodes=nodes, view=view, outline=outline,
-                           posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),  # tombstones, placeholders: no posts
-                           font=font_choice(), list_address=list_address, newer=newer, older=older, moderator=moderator,
-                           following=_thread_state(session, found), last_visit=last_visit,
-                           new_count=sum(n.new for n in nodes),
-                           articles=posts_html(nodes, list_address, mlist, moderator, view == "tree"))
+    return render_template(
+        "pages/thread.html",
+        thread=found,
+        mlist=mlist,
+        nodes=nodes,
+        view=view,
+        outline=outline,
+        posts=sum(
+            1 for n in nodes if n.message.status == PostState.VISIBLE
+        ),  # tombstones, placeholders: no posts
+        font=font_choice(),
+        list_address=list_address,
+        newer=newer,
+        older=older,
+        moderator=moderator,
+        following=_thread_state(session, found),
+        last_visit=last_visit,
+        new_count=sum(n.new for n in nodes),
+        articles=posts_html(nodes, list_address, mlist, moderator, view == "tree"),
+    )
 
 
 def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, type-arg]
@@ -196,16 +286,27 @@ def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def
     if any(n.new for n in nodes):
         return rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
     recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
-    key = (found.id, len(nodes), found.message_count, found.last_activity, anonymous(), reader_zone_name(),
-           now.replace(second=0, microsecond=0) if recent else None,
-           [n.message.status for n in nodes].count(PostState.VISIBLE))
-    return _remembered("outlines", key, lambda: rows_html.outline_html(nodes, anonymous(), reader_zone(), now))
+    key = (
+        found.id,
+        len(nodes),
+        found.message_count,
+        found.last_activity,
+        anonymous(),
+        reader_zone_name(),
+        now.replace(second=0, microsecond=0) if recent else None,
+        [n.message.status for n in nodes].count(PostState.VISIBLE),
+    )
+    return _remembered(
+        "outlines", key, lambda: rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
+    )
 
 
 _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
-    Subscription.list_id == bindparam("list_id"), Subscription.address == bindparam("address"),
+    Subscription.list_id == bindparam("list_id"),
+    Subscription.address == bindparam("address"),
     Subscription.status.in_((SubscriptionState.ACTIVE, SubscriptionState.AWAITING)),
-    or_(Subscription.thread_key == bindparam("thread_id"), Subscription.kind == "list"))
+    or_(Subscription.thread_key == bindparam("thread_id"), Subscription.kind == "list"),
+)
 
 
 def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
@@ -213,8 +314,11 @@ def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-de
     address = current_address()
     if address is None:
         return ""
-    rows = dict(session.execute(_THREAD_STATE, {"list_id": thread.list_id, "address": address,
-                                                 "thread_id": thread.id}).all())
+    rows = dict(
+        session.execute(
+            _THREAD_STATE, {"list_id": thread.list_id, "address": address, "thread_id": thread.id}
+        ).all()
+    )
     if rows.get("mute") == SubscriptionState.ACTIVE:
         return "muted"
     if rows.get("thread") == SubscriptionState.ACTIVE:
@@ -247,9 +351,16 @@ def _single(session, msg: Message):  # type: ignore[no-untyped-def]
     fill_nodes(session, [node], current_address())
     mlist = found.mailing_list
     list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
-    return render_template("pages/message.html", node=node, thread=found, mlist=mlist, font=font_choice(),
-                           list_address=list_address, moderator=moderator,
-                           articles=posts_html([node], list_address, mlist, moderator, False, "h1"))
+    return render_template(
+        "pages/message.html",
+        node=node,
+        thread=found,
+        mlist=mlist,
+        font=font_choice(),
+        list_address=list_address,
+        moderator=moderator,
+        articles=posts_html([node], list_address, mlist, moderator, False, "h1"),
+    )
 
 
 @bp.get("/lists/<name>/authors/<int:message_pk>")
@@ -260,8 +371,11 @@ def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
     sample = readable_message(session, message_pk)
     if sample.list_id != mlist.id:
         abort(404)
-    query = select(Message).where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE,
-                                  Message.from_addr == sample.from_addr)
+    query = select(Message).where(
+        Message.list_id == mlist.id,
+        Message.status == PostState.VISIBLE,
+        Message.from_addr == sample.from_addr,
+    )
     cursor = request.args.get("before")
     if cursor:
         try:
@@ -269,10 +383,24 @@ def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
         except BadCursor as exc:
             abort(400, description=str(exc))
         query = query.where(or_(Message.date < at, and_(Message.date == at, Message.id < pk)))
-    rows = list(session.scalars(query.order_by(Message.date.desc(), Message.id.desc()).limit(PAGE_SIZE + 1)))
-    nxt = encode_cursor(rows[PAGE_SIZE - 1].date, rows[PAGE_SIZE - 1].id) if len(rows) > PAGE_SIZE else None
-    return render_template("pages/author.html", mlist=mlist, sample=sample, messages=rows[:PAGE_SIZE], next_cursor=nxt,
-                           correspondents=talk.correspondents(session, mlist.id, sample.from_addr) if not cursor else [])
+    rows = list(
+        session.scalars(query.order_by(Message.date.desc(), Message.id.desc()).limit(PAGE_SIZE + 1))
+    )
+    nxt = (
+        encode_cursor(rows[PAGE_SIZE - 1].date, rows[PAGE_SIZE - 1].id)
+        if len(rows) > PAGE_SIZE
+        else None
+    )
+    return render_template(
+        "pages/author.html",
+        mlist=mlist,
+        sample=sample,
+        messages=rows[:PAGE_SIZE],
+        next_cursor=nxt,
+        correspondents=talk.correspondents(session, mlist.id, sample.from_addr)
+        if not cursor
+        else [],
+    )
 
 
 @bp.get("/lists/<name>/months")
@@ -285,9 +413,12 @@ def months(name: str):  # type: ignore[no-untyped-def]
     key = (mlist.id, mlist.message_count, mlist.last_activity)
     if cache.get(mlist.id, (None,))[0] != key:
         year, month = extract("year", Message.date), extract("month", Message.date)
-        rows = session.execute(select(year, month, func.count()).where(
-            Message.list_id == mlist.id, Message.status == PostState.VISIBLE).group_by(year, month)
-            .order_by(year.desc(), month.desc())).all()
+        rows = session.execute(
+            select(year, month, func.count())
+            .where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
+            .group_by(year, month)
+            .order_by(year.desc(), month.desc())
+        ).all()
         cache[mlist.id] = (key, [(int(y), int(m), n) for y, m, n in rows])
     return render_template("pages/months.html", mlist=mlist, months=cache[mlist.id][1])
 
@@ -299,5 +430,12 @@ def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
     mlist = readable_list(session, name)
     start, end = month_range(year, month)
     rows = listing.month_rows(session, mlist, start, end)
-    return render_template("pages/month.html", mlist=mlist, rows=rows_html.month_html(rows, anonymous(), reader_zone()),
-                           count=len(rows), year=year, month=month, start=start)
+    return render_template(
+        "pages/month.html",
+        mlist=mlist,
+        rows=rows_html.month_html(rows, anonymous(), reader_zone()),
+        count=len(rows),
+        year=year,
+        month=month,
+        start=start,
+    )

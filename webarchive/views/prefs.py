@@ -32,8 +32,12 @@ def set_font(choice: str):  # type: ignore[no-untyped-def]
 @bp.get("/settings/time-zone")
 def time_zone_form():  # type: ignore[no-untyped-def]
     """Choose the time zone dates are shown in."""
-    return render_template("prefs/time_zone.html", zones=zone_names(), chosen=reader_zone_name(),
-                           next=safe_next(request.args.get("next")))
+    return render_template(
+        "prefs/time_zone.html",
+        zones=zone_names(),
+        chosen=reader_zone_name(),
+        next=safe_next(request.args.get("next")),
+    )
 
 
 @bp.post("/settings/time-zone")

@@ -19,8 +19,13 @@ MAX_NAME = 100
 @signed_in
 def page():  # type: ignore[no-untyped-def]
     """The profile form."""
-    person = db().get(Person, current_address()) or Person(address=current_address(), name="", auto_follow=True,
-                                                           copy_own_posts=False, digest_format=MIME)
+    person = db().get(Person, current_address()) or Person(
+        address=current_address(),
+        name="",
+        auto_follow=True,
+        copy_own_posts=False,
+        digest_format=MIME,
+    )
     return render_template("profile/profile.html", person=person)
 
 
@@ -30,12 +35,16 @@ def save():  # type: ignore[no-untyped-def]
     """Save the profile; the display name becomes the From: name of posts written here."""
     name = " ".join(request.form.get("name", "").split())[:MAX_NAME]
     if any(c in name for c in '<>"\\@'):
-        flash("A display name cannot contain < > \" \\ or @.", "error")
+        flash('A display name cannot contain < > " \\ or @.', "error")
         return redirect(url_for("profile.page"), 303)
     with transaction(resources().writer) as session:
         person = subscriptions.person_settings(
-            session, current_address() or "", name=name, auto_follow=request.form.get("auto_follow") == "yes",
-            copy_own_posts=request.form.get("copy_own_posts") == "yes")
+            session,
+            current_address() or "",
+            name=name,
+            auto_follow=request.form.get("auto_follow") == "yes",
+            copy_own_posts=request.form.get("copy_own_posts") == "yes",
+        )
         person.digest_format = PLAIN if request.form.get("digest_format") == PLAIN else MIME
     flash("Your profile is saved.", "ok")
     return redirect(url_for("profile.page"), 303)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, render_template, request
 
@@ -25,7 +25,7 @@ def _date(name: str, end: bool = False) -> datetime | None:
     if not raw:
         return None
     try:
-        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=timezone.utc)
+        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
     except ValueError:
         abort(400, description=f"{name} must be a date like 2026-03-01")
     return day + timedelta(days=1) if end else day
@@ -38,7 +38,11 @@ def _list_ids(names: list[str]) -> set[int] | None:
     for name in names:
         mlist = lists.get(session, name)
         readable = mlist is not None and (allowed is None or mlist.id in allowed)
-        allowed = ({mlist.id} & (allowed if allowed is not None else {mlist.id})) if readable and mlist else set()
+        allowed = (
+            ({mlist.id} & (allowed if allowed is not None else {mlist.id}))
+            if readable and mlist
+            else set()
+        )
     return allowed
 
 
@@ -54,9 +58,15 @@ def _filters(query: Query) -> Filters:
         since = max(since, query.after) if since else query.after
     if query.before is not None:
         until = min(until, query.before) if until else query.before
-    return Filters(list_ids=_list_ids(names), authors=tuple(a for a in (author,) if a) + query.authors,
-                   subjects=query.subjects, since=since, until=until, thread_id=int(thread) if thread else None,
-                   attachments=query.has_attachment)
+    return Filters(
+        list_ids=_list_ids(names),
+        authors=tuple(a for a in (author,) if a) + query.authors,
+        subjects=query.subjects,
+        since=since,
+        until=until,
+        thread_id=int(thread) if thread else None,
+        attachments=query.has_attachment,
+    )
 
 
 def _page() -> int:
@@ -95,13 +105,26 @@ def search():  # type: ignore[no-untyped-def]
         if grouped:
             pool, _ = run_search(db(), query, filters, 1, GROUP_POOL, by_date)
             everything = group(pool)
-            groups, more = everything[(page - 1) * PER_PAGE:page * PER_PAGE], len(everything) > page * PER_PAGE
+            groups, more = (
+                everything[(page - 1) * PER_PAGE : page * PER_PAGE],
+                len(everything) > page * PER_PAGE,
+            )
         else:
             hits, more = run_search(db(), query, filters, page, PER_PAGE, by_date)
     args = {k: v for k, v in request.args.items() if k != "page" and v}
-    return render_template("search/search.html", q=text, hits=hits, groups=groups, grouped=grouped, more=more,
-                           page=page, args=args, searched=asked or bool(problem), problem=problem,
-                           help=HELP), 400 if problem else 200
+    return render_template(
+        "search/search.html",
+        q=text,
+        hits=hits,
+        groups=groups,
+        grouped=grouped,
+        more=more,
+        page=page,
+        args=args,
+        searched=asked or bool(problem),
+        problem=problem,
+        help=HELP,
+    ), 400 if problem else 200
 
 
 @bp.get("/search/feed")

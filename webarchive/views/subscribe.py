@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from flask import Blueprint, render_template, request
 from sqlalchemy.orm import Session
@@ -42,14 +42,20 @@ def _act(token: str, what: str, action: Callable[[Session, str, str], subscripti
             outcome = action(session, res.settings.secret_key, token)
     except SubscriptionError as exc:
         return _refused(str(exc), what)
-    log.info("%s link used (one-click: %s)", what, request.form.get("List-Unsubscribe") == "One-Click")
+    log.info(
+        "%s link used (one-click: %s)", what, request.form.get("List-Unsubscribe") == "One-Click"
+    )
     context.enqueue(outcome.outbox)
-    return render_template("subscribe/done.html", message=outcome.message, list_name=outcome.list_name)
+    return render_template(
+        "subscribe/done.html", message=outcome.message, list_name=outcome.list_name
+    )
 
 
 @bp.post("/confirm/<token>")
-@csrf_exempt("the signed token in the URL is the credential; the page comes from a mailed link, maybe in a "
-             "browser without this site's cookie")
+@csrf_exempt(
+    "the signed token in the URL is the credential; the page comes from a mailed link, maybe in a "
+    "browser without this site's cookie"
+)
 def confirm(token: str):  # type: ignore[no-untyped-def]
     """Confirm the subscription the signed link names."""
     return _act(token, "confirmation", subscriptions.confirm_token)
@@ -61,17 +67,26 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
     res = context.resources()
     with res.reader() as session:
         try:
-            mlist, address, thread_id = subscriptions.read_unsubscribe(session, res.settings.secret_key, token)
+            mlist, address, thread_id = subscriptions.read_unsubscribe(
+                session, res.settings.secret_key, token
+            )
         except SubscriptionError as exc:
             return _refused(str(exc), "unsubscribe")
         list_name = mlist.name
-    return render_template("subscribe/unsubscribe.html", token=token, list_name=list_name,
-                           address=address, thread_id=thread_id)
+    return render_template(
+        "subscribe/unsubscribe.html",
+        token=token,
+        list_name=list_name,
+        address=address,
+        thread_id=thread_id,
+    )
 
 
 @bp.post("/unsubscribe/<token>")
-@csrf_exempt("RFC 8058 one-click: mail clients POST List-Unsubscribe=One-Click with no cookie; the signed token "
-             "in the URL is the credential")
+@csrf_exempt(
+    "RFC 8058 one-click: mail clients POST List-Unsubscribe=One-Click with no cookie; the signed token "
+    "in the URL is the credential"
+)
 def unsubscribe(token: str):  # type: ignore[no-untyped-def]
     """Unsubscribe at once: the form's button, or a mail client's one-click POST (RFC 8058)."""
     return _act(token, "unsubscribe", subscriptions.unsubscribe_by_token)

@@ -20,8 +20,10 @@ from webarchive.context import db, resources, settings
 from webarchive.security import current_address
 
 bp = Blueprint("takedown", __name__)
-NOT_YOURS = ("the same mail is also archived on another list you do not moderate: its moderators "
-             "(or a site administrator) must purge it there, or purge every copy at once")
+NOT_YOURS = (
+    "the same mail is also archived on another list you do not moderate: its moderators "
+    "(or a site administrator) must purge it there, or purge every copy at once"
+)
 
 
 @bp.app_template_global()
@@ -35,7 +37,9 @@ def _moderated(session: Session, message_pk: int) -> tuple[Message, MailingList]
     """The post and its list when the signed-in person may moderate that list; else 404."""
     msg = session.get(Message, message_pk)
     mlist = session.get(MailingList, msg.list_id) if msg is not None else None
-    if mlist is None or not administration.may_moderate(mlist, current_address(), settings().admins):
+    if mlist is None or not administration.may_moderate(
+        mlist, current_address(), settings().admins
+    ):
         abort(404)
     return msg, mlist  # type: ignore[return-value]
 
@@ -44,8 +48,14 @@ def _moderated(session: Session, message_pk: int) -> tuple[Message, MailingList]
 def form(message_pk: int):  # type: ignore[no-untyped-def]
     """The takedown form: the post, a reason, and whether to purge it too."""
     msg, mlist = _moderated(db(), message_pk)
-    return render_template("moderation/remove.html", msg=msg, mlist=mlist, removal=db().get(Removal, msg.id),
-                           confirm=False, reason="")
+    return render_template(
+        "moderation/remove.html",
+        msg=msg,
+        mlist=mlist,
+        removal=db().get(Removal, msg.id),
+        confirm=False,
+        reason="",
+    )
 
 
 @bp.post("/moderation/messages/<int:message_pk>/remove")
@@ -55,9 +65,17 @@ def remove(message_pk: int):  # type: ignore[no-untyped-def]
     purge, subject = request.form.get("purge") == "yes", msg.subject or "(no subject)"
     try:
         reason = removal.clean_reason(request.form.get("reason", ""))
-        if purge and request.form.get("confirm") != "yes":  # a purge cannot be undone: ask once more
-            return render_template("moderation/remove.html", msg=msg, mlist=mlist, confirm=True, reason=reason,
-                                   removal=db().get(Removal, msg.id))
+        if (
+            purge and request.form.get("confirm") != "yes"
+        ):  # a purge cannot be undone: ask once more
+            return render_template(
+                "moderation/remove.html",
+                msg=msg,
+                mlist=mlist,
+                confirm=True,
+                reason=reason,
+                removal=db().get(Removal, msg.id),
+            )
         with transaction(resources().writer) as session:
             copies = _copies(session, session.get_one(Message, message_pk), purge)
             outcome = removal.remove(session, copies, reason, current_address() or "", purge)
@@ -77,8 +95,13 @@ def _copies(session: Session, msg: Message, purge: bool) -> list[Message]:
     """What to act on: the post; for a purge also the copies on other lists sharing its bytes (if ours)."""
     if not purge:
         return [msg]
-    others = list(session.scalars(select(Message).where(Message.raw_id == msg.raw_id, Message.id != msg.id)))
+    others = list(
+        session.scalars(select(Message).where(Message.raw_id == msg.raw_id, Message.id != msg.id))
+    )
     admins, address = settings().admins, current_address()
-    if any(not administration.may_moderate(session.get_one(MailingList, o.list_id), address, admins) for o in others):
+    if any(
+        not administration.may_moderate(session.get_one(MailingList, o.list_id), address, admins)
+        for o in others
+    ):
         raise ListError(NOT_YOURS)
     return [msg, *others]

@@ -6,6 +6,7 @@ generated column on PostgreSQL. Ingest needs no change.
 Revision ID: 0002
 Revises: 0001
 """
+
 from alembic import op
 
 from listgate.models.search import DOWN, UP

@@ -8,8 +8,9 @@ deletes its row (a DELETE failed on the foreign keys for anyone who was ever mai
 gets ended_at and a reason and is reused when the person comes back. Existing rows are all
 live subscriptions, so no data changes.
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0006"
 down_revision = "0005"
@@ -20,8 +21,12 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.add_column(sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True))
-        batch_op.add_column(sa.Column("end_reason", sa.String(length=64), server_default="", nullable=False))
-        batch_op.add_column(sa.Column("approved_by", sa.String(length=320), server_default="", nullable=False))
+        batch_op.add_column(
+            sa.Column("end_reason", sa.String(length=64), server_default="", nullable=False)
+        )
+        batch_op.add_column(
+            sa.Column("approved_by", sa.String(length=320), server_default="", nullable=False)
+        )
     with op.batch_alter_table("outbox", schema=None) as batch_op:
         batch_op.add_column(sa.Column("failed_at", sa.DateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column("last_error", sa.Text(), server_default="", nullable=False))
@@ -45,8 +50,12 @@ def upgrade() -> None:
         sa.Column("released_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("released_by", sa.String(length=320), nullable=False),
         sa.Column("message_pk", sa.Integer(), nullable=True),
-        sa.ForeignKeyConstraint(["list_id"], ["lists.id"], name=op.f("fk_not_posted_list_id_lists")),
-        sa.ForeignKeyConstraint(["raw_id"], ["raw_messages.id"], name=op.f("fk_not_posted_raw_id_raw_messages")),
+        sa.ForeignKeyConstraint(
+            ["list_id"], ["lists.id"], name=op.f("fk_not_posted_list_id_lists")
+        ),
+        sa.ForeignKeyConstraint(
+            ["raw_id"], ["raw_messages.id"], name=op.f("fk_not_posted_raw_id_raw_messages")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_not_posted")),
     )
     with op.batch_alter_table("not_posted", schema=None) as batch_op:
@@ -62,10 +71,14 @@ def downgrade() -> None:
         batch_op.drop_column("last_error")
         batch_op.drop_column("failed_at")
     # Ended rows would read as live after a downgrade: remove them first (their history goes too).
-    op.execute("DELETE FROM subscriptions WHERE status = 'ended' AND id NOT IN "
-               "(SELECT subscription_id FROM deliveries WHERE subscription_id IS NOT NULL "
-               "UNION SELECT subscription_id FROM bounces WHERE subscription_id IS NOT NULL)")
-    op.execute("UPDATE subscriptions SET status = 'suspended' WHERE status IN ('ended', 'awaiting')")
+    op.execute(
+        "DELETE FROM subscriptions WHERE status = 'ended' AND id NOT IN "
+        "(SELECT subscription_id FROM deliveries WHERE subscription_id IS NOT NULL "
+        "UNION SELECT subscription_id FROM bounces WHERE subscription_id IS NOT NULL)"
+    )
+    op.execute(
+        "UPDATE subscriptions SET status = 'suspended' WHERE status IN ('ended', 'awaiting')"
+    )
     with op.batch_alter_table("subscriptions", schema=None) as batch_op:
         batch_op.drop_column("approved_by")
         batch_op.drop_column("end_reason")

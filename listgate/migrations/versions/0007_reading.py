@@ -3,9 +3,9 @@
 Revision ID: 0007
 Revises: 0006
 """
-from alembic import op
-import sqlalchemy as sa
 
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0007"
 down_revision = "0006"
@@ -15,8 +15,12 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("people") as batch_op:
-        batch_op.add_column(sa.Column("time_zone", sa.String(length=64), nullable=False, server_default=""))
-        batch_op.add_column(sa.Column("feed_token", sa.String(length=64), nullable=False, server_default=""))
+        batch_op.add_column(
+            sa.Column("time_zone", sa.String(length=64), nullable=False, server_default="")
+        )
+        batch_op.add_column(
+            sa.Column("feed_token", sa.String(length=64), nullable=False, server_default="")
+        )
         batch_op.create_index("ix_people_feed_token", ["feed_token"], unique=False)
     with op.batch_alter_table("messages") as batch_op:
         batch_op.add_column(sa.Column("edited_at", sa.DateTime(timezone=True), nullable=True))
@@ -27,7 +31,9 @@ def upgrade() -> None:
         sa.Column("thread_id", sa.Integer(), nullable=False),
         sa.Column("last_seen_pk", sa.Integer(), nullable=False),
         sa.Column("visited_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["thread_id"], ["threads.id"], name=op.f("fk_read_marks_thread_id_threads")),
+        sa.ForeignKeyConstraint(
+            ["thread_id"], ["threads.id"], name=op.f("fk_read_marks_thread_id_threads")
+        ),
         sa.PrimaryKeyConstraint("address", "thread_id", name=op.f("pk_read_marks")),
     )
     op.create_table(
@@ -37,10 +43,14 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("body_text", sa.Text(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(["message_pk"], ["messages.id"], name=op.f("fk_message_edits_message_pk_messages")),
+        sa.ForeignKeyConstraint(
+            ["message_pk"], ["messages.id"], name=op.f("fk_message_edits_message_pk_messages")
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_message_edits")),
     )
-    op.create_index(op.f("ix_message_edits_message_pk"), "message_edits", ["message_pk"], unique=False)
+    op.create_index(
+        op.f("ix_message_edits_message_pk"), "message_edits", ["message_pk"], unique=False
+    )
 
 
 def downgrade() -> None:

@@ -28,7 +28,10 @@ def test_unavailable_rows_carry_a_reason_and_no_number() -> None:
 
 
 def test_table_lists_every_row() -> None:
-    rows = [Row("import", "linux-man", "500 msg/s", "2.9", ">= 2.0x", "met"), Row("pages", "home", "12 ms")]
+    rows = [
+        Row("import", "linux-man", "500 msg/s", "2.9", ">= 2.0x", "met"),
+        Row("pages", "home", "12 ms"),
+    ]
     text = render_table(rows)
     assert "linux-man" in text and "home" in text and text.splitlines()[0].startswith("benchmark")
 
@@ -37,7 +40,9 @@ def test_report_replaces_only_its_own_block(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     write_report(out, "full", INFO, [Row("import", "linux-man", "500 msg/s")], [], "")
     out.write_text(out.read_text() + "\nHand-written analysis stays.\n")
-    write_report(out, "quick", INFO, [Row("import", "linux-man", "900 msg/s")], ["a note"], "--quick")
+    write_report(
+        out, "quick", INFO, [Row("import", "linux-man", "900 msg/s")], ["a note"], "--quick"
+    )
     write_report(out, "quick", INFO, [Row("import", "linux-man", "950 msg/s")], [], "--quick")
     text = out.read_text()
     assert "500 msg/s" in text and "950 msg/s" in text and "900 msg/s" not in text

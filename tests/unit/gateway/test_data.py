@@ -9,8 +9,13 @@ from gateway.data import CHUNK, FREE_BYTES, DataBudget, Incoming
 MB = 1024 * 1024
 
 
-def _read(data: bytes, budget: DataBudget, client: str = "192.0.2.1", max_size: int = MB,
-          max_line: int = 1000) -> Incoming:
+def _read(
+    data: bytes,
+    budget: DataBudget,
+    client: str = "192.0.2.1",
+    max_size: int = MB,
+    max_line: int = 1000,
+) -> Incoming:
     async def run() -> Incoming:
         reader = asyncio.StreamReader(limit=max_line + 3)
         reader.feed_data(data)
@@ -30,13 +35,17 @@ def test_lines_are_dot_unstuffed_into_one_message() -> None:
 
 def test_a_message_over_the_size_limit_is_dropped_and_read_to_its_end() -> None:
     budget = DataBudget(8 * MB, MB)
-    incoming = _read(b"x" * 900 + b"\r\n" + (b"y" * 900 + b"\r\n") * 2000 + b".\r\nNOOP\r\n", budget, max_size=MB)
+    incoming = _read(
+        b"x" * 900 + b"\r\n" + (b"y" * 900 + b"\r\n") * 2000 + b".\r\nNOOP\r\n", budget, max_size=MB
+    )
     assert incoming.problem == "too-big"
     assert budget.held == 0
 
 
 def test_a_line_over_the_limit_is_refused_even_past_the_readers_buffer() -> None:
-    incoming = _read(b"ok\r\n" + b"z" * 5000 + b"\r\nafter\r\n.\r\n", DataBudget(8 * MB, MB), max_line=1000)
+    incoming = _read(
+        b"ok\r\n" + b"z" * 5000 + b"\r\nafter\r\n.\r\n", DataBudget(8 * MB, MB), max_line=1000
+    )
     assert incoming.problem == "line-too-long"
 
 

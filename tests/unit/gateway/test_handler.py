@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiosmtpd.smtp import Envelope, Session as SmtpSession
+from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select
 
 from gateway.handler import GatewayHandler
@@ -39,10 +40,17 @@ def handler(settings, db, make_list) -> GatewayHandler:  # type: ignore[no-untyp
 
 def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: GatewayHandler) -> None:
     env = Envelope()
-    for address, reply in [("dev@other.example", "550 5.1.1"), ("nosuch@lists.test", "550 5.1.1"),
-                           ("dev+bogus@lists.test", "550 5.1.1"), ("@relay:dev@lists.test", "550 5.1.1"),
-                           ("dev@lists.test", "250 2.1.5"), ("Dev+Subscribe@LISTS.TEST.", "250 2.1.5")]:
-        assert run(handler.handle_RCPT(FakeServer(), _session(), env, address, [])).startswith(reply), address
+    for address, reply in [
+        ("dev@other.example", "550 5.1.1"),
+        ("nosuch@lists.test", "550 5.1.1"),
+        ("dev+bogus@lists.test", "550 5.1.1"),
+        ("@relay:dev@lists.test", "550 5.1.1"),
+        ("dev@lists.test", "250 2.1.5"),
+        ("Dev+Subscribe@LISTS.TEST.", "250 2.1.5"),
+    ]:
+        assert run(handler.handle_RCPT(FakeServer(), _session(), env, address, [])).startswith(
+            reply
+        ), address
     assert env.rcpt_tos == ["dev@lists.test", "Dev+Subscribe@LISTS.TEST."]
 
 
@@ -53,7 +61,14 @@ def test_mail_accepts_the_null_sender_and_rate_limits(handler: GatewayHandler) -
     assert env.mail_from == "<>"
     reply = run(handler.handle_MAIL(FakeServer(), _session(), Envelope(), "a@example.org", []))
     assert reply.startswith("451 4.7.1") and "per minute" in reply
-    assert run(handler.handle_MAIL(FakeServer(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []))[:3] == "250"
+    assert (
+        run(
+            handler.handle_MAIL(
+                FakeServer(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []
+            )
+        )[:3]
+        == "250"
+    )
 
 
 def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = False) -> str:
@@ -78,11 +93,15 @@ def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         spool.close()
 
 
-def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(
+    handler: GatewayHandler, db
+) -> None:  # type: ignore[no-untyped-def]
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
     reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
     assert reply.startswith("250 2.0.0") and "stored" in reply
-    assert _spooled(db) == [("h1@x", "dev@lists.test\nDEV@lists.test")]  # durable before the 250, not archived yet
+    assert _spooled(db) == [
+        ("h1@x", "dev@lists.test\nDEV@lists.test")
+    ]  # durable before the 250, not archived yet
     assert handler.sent == []  # type: ignore[attr-defined]
     assert handler.archiver.drain() == 1  # type: ignore[attr-defined]
     with db() as s:
@@ -94,19 +113,28 @@ def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_af
 def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None:
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h2@x>\r\n\r\nhello\r\n"
     lines = _data(handler, raw, ["dev@lists.test", "dev+help@lists.test"], lmtp=True).split("\r\n")
-    assert lines == ["250 2.0.0 <dev@lists.test>: stored", "250 2.0.0 <dev+help@lists.test>: help request queued"]
-    shape = _data(handler, b"A: 1\r\n\r\nx\n.\nevil\r\n", ["dev@lists.test", "dev@lists.test"], lmtp=True)
+    assert lines == [
+        "250 2.0.0 <dev@lists.test>: stored",
+        "250 2.0.0 <dev+help@lists.test>: help request queued",
+    ]
+    shape = _data(
+        handler, b"A: 1\r\n\r\nx\n.\nevil\r\n", ["dev@lists.test", "dev@lists.test"], lmtp=True
+    )
     assert [line[:9] for line in shape.split("\r\n")] == ["554 5.5.2", "554 5.5.2"]
 
 
-def test_a_storage_exception_is_a_451_and_nothing_is_kept(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_storage_exception_is_a_451_and_nothing_is_kept(
+    handler: GatewayHandler, db, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     import listgate.spool as mod
 
     def boom(*_a, **_k):  # type: ignore[no-untyped-def]
         raise RuntimeError("database went away")
 
     monkeypatch.setattr(mod, "insert", boom)  # the spool's INSERT
-    reply = _data(handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"])
+    reply = _data(
+        handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"]
+    )
     assert reply.startswith("451 4.3.0")
     assert _spooled(db) == []
 
@@ -118,7 +146,9 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
     with transaction(db) as s:
         create(s, "gone")
     env = Envelope()
-    assert run(handler.handle_RCPT(FakeServer(), _session(), env, "gone@lists.test", [])).startswith("250")
+    assert run(
+        handler.handle_RCPT(FakeServer(), _session(), env, "gone@lists.test", [])
+    ).startswith("250")
     with transaction(db) as s:
         s.delete(require(s, "gone"))
     raw = b"From: a@example.org\r\nMessage-ID: <h4@x>\r\n\r\nx\r\n"
@@ -133,9 +163,15 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
     def full_disk(conn):  # type: ignore[no-untyped-def]
         raise OSError("database or disk is full")
 
-    jobs = [handler.prepare(b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i, None, ["dev@lists.test"])[2]
-            for i in range(3)]
-    event.listen(handler.spool.engine, "commit", full_disk)  # after the spool's INSERT, at its COMMIT
+    jobs = [
+        handler.prepare(
+            b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i, None, ["dev@lists.test"]
+        )[2]
+        for i in range(3)
+    ]
+    event.listen(
+        handler.spool.engine, "commit", full_disk
+    )  # after the spool's INSERT, at its COMMIT
     with pytest.raises(OSError):
         handler.store_batch(jobs)  # type: ignore[arg-type]
     event.remove(handler.spool.engine, "commit", full_disk)
@@ -145,9 +181,13 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
 def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
     assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
-    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")  # both spooled
+    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        "stored"
+    )  # both spooled
     assert handler.archiver.drain() == 2  # type: ignore[attr-defined]
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]
-    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("already archived, not stored twice")
+    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        "already archived, not stored twice"
+    )
     assert _spooled(db) == []

@@ -24,7 +24,9 @@ def test_messages_per_minute_slide() -> None:
 
 
 def test_trusted_networks_are_exempt_from_every_per_client_limit() -> None:
-    limits = ClientLimits(max_connections=1, max_per_minute=1, trusted=["127.0.0.0/8", "2001:db8::/32"])
+    limits = ClientLimits(
+        max_connections=1, max_per_minute=1, trusted=["127.0.0.0/8", "2001:db8::/32"]
+    )
     for client in ("127.0.0.1", "127.5.5.5", "::ffff:127.0.0.1", "2001:db8::25"):
         assert all(limits.connect(client) for _ in range(5)), client
         assert all(limits.allow_message(client) for _ in range(5)), client

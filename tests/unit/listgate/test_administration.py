@@ -14,20 +14,24 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import AuditEntry, Message, NotPosted, RawMessage, Subscription
-from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
 from listgate.states import PostState
+from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
 
 SECRET = "test-secret-key-0123456789"
 
 
 def mail(msgid: str, sender: str = "ann@example.org", body: str = "Hello.") -> bytes:
-    return (f"From: {sender}\r\nTo: club@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
-            f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n").encode()
+    return (
+        f"From: {sender}\r\nTo: club@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
+        f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+    ).encode()
 
 
 def held_post(db, name: str = "club", msgid: str = "h1@x") -> Message:  # type: ignore[no-untyped-def]
     with transaction(db) as session:
-        result = ingest(session, parse(mail(msgid)), lists.require(session, name), domain="lists.test")
+        result = ingest(
+            session, parse(mail(msgid)), lists.require(session, name), domain="lists.test"
+        )
         assert result.status == "held"
         return session.get_one(Message, result.message_pk)
 
@@ -40,7 +44,9 @@ def club(make_list):  # type: ignore[no-untyped-def]
 
 def act(db, name: str, action: str, code: str, body: str = "") -> list:  # type: ignore[no-untyped-def, type-arg]
     with transaction(db) as session:
-        return moderation.by_mail(session, SECRET, lists.require(session, name), action, code, "mod@example.org", body)
+        return moderation.by_mail(
+            session, SECRET, lists.require(session, name), action, code, "mod@example.org", body
+        )
 
 
 def status(db, pk: int) -> str:  # type: ignore[no-untyped-def]
@@ -51,11 +57,13 @@ def status(db, pk: int) -> str:  # type: ignore[no-untyped-def]
 def test_forged_swapped_and_foreign_codes_are_refused(db, club) -> None:  # type: ignore[no-untyped-def]
     msg = held_post(db)
     approve = moderation.code(SECRET, "approve", msg)
-    attacks = [("club", "approve", f"{msg.id:x}.aaaaaaaaaaaa"),  # guessed
-               ("club", "reject", approve),  # the approve code at the reject address
-               ("other", "approve", approve),  # another list's address
-               ("club", "approve", moderation.code("another-secret-0123456789", "approve", msg)),
-               ("club", "approve", "zz.notacode")]
+    attacks = [
+        ("club", "approve", f"{msg.id:x}.aaaaaaaaaaaa"),  # guessed
+        ("club", "reject", approve),  # the approve code at the reject address
+        ("other", "approve", approve),  # another list's address
+        ("club", "approve", moderation.code("another-secret-0123456789", "approve", msg)),
+        ("club", "approve", "zz.notacode"),
+    ]
     for name, action, code in attacks:
         with pytest.raises(moderation.ModerationError, match="not valid"):
             act(db, name, action, code, "reject: x")
@@ -65,7 +73,9 @@ def test_forged_swapped_and_foreign_codes_are_refused(db, club) -> None:  # type
 def test_a_code_works_once(db, club) -> None:  # type: ignore[no-untyped-def]
     msg = held_post(db)
     entries = act(db, "club", "approve", moderation.code(SECRET, "approve", msg))
-    assert [e.kind for e in entries] == ["listgate.fanout"] and status(db, msg.id) == PostState.VISIBLE
+    assert [e.kind for e in entries] == ["listgate.fanout"] and status(
+        db, msg.id
+    ) == PostState.VISIBLE
     for action in ("approve", "reject"):
         with pytest.raises(moderation.ModerationError, match="already dealt with"):
             act(db, "club", action, moderation.code(SECRET, action, msg), "reject: too late")
@@ -78,7 +88,9 @@ def test_reject_needs_a_reject_line_and_mails_the_reason(db, club) -> None:  # t
     with pytest.raises(moderation.ModerationError, match="reject: REASON"):
         act(db, "club", "reject", code, "What is this about?\n> quoted")
     assert status(db, msg.id) == PostState.HELD
-    (notice,) = act(db, "club", "reject", code, "On Wed, Mod wrote:\n> held\n\nReject: advertising\n")
+    (notice,) = act(
+        db, "club", "reject", code, "On Wed, Mod wrote:\n> held\n\nReject: advertising\n"
+    )
     assert '"reason": "advertising"' in notice.payload and status(db, msg.id) == PostState.REJECTED
     with db() as session:
         assert [e.action for e in session.scalars(select(AuditEntry))] == ["reject message"]
@@ -103,7 +115,10 @@ def test_moderation_goes_to_moderators_then_owners_then_admins(make_list) -> Non
 
 
 def test_command_addresses_are_parsed_and_stay_short() -> None:
-    assert parse_recipient("club+approve-1f.abcdefghijkl@lists.test", "lists.test").command == "approve"
+    assert (
+        parse_recipient("club+approve-1f.abcdefghijkl@lists.test", "lists.test").command
+        == "approve"
+    )
     assert parse_recipient("club+digest-weekly@lists.test", "lists.test").arg == "weekly"
     assert parse_recipient("club+digest-hourly@lists.test", "lists.test") is None
     assert parse_recipient("club+approve@lists.test", "lists.test") is None
@@ -121,42 +136,71 @@ def test_digest_by_mail_goes_through_change_and_refuses_strangers(db, make_list)
         with pytest.raises(SubscriptionError, match="choose daily, weekly, off"):
             change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="hourly")
         weekly = change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="weekly")
-        assert weekly.message == "You now get a weekly digest from town." and len(weekly.outbox) == 1
-        again = change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="daily").subscription
-        off = change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="off").subscription
-        assert weekly.subscription is again and (again.kind, again.digest_frequency, again.status) == (
-            "digest", "daily", "ended")
+        assert (
+            weekly.message == "You now get a weekly digest from town." and len(weekly.outbox) == 1
+        )
+        again = change(
+            session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="daily"
+        ).subscription
+        off = change(
+            session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="off"
+        ).subscription
+        assert weekly.subscription is again and (
+            again.kind,
+            again.digest_frequency,
+            again.status,
+        ) == ("digest", "daily", "ended")
         assert off is first and (off.kind, off.status) == ("list", "active")
-        rows = session.scalars(select(Subscription).where(Subscription.address.like("%@example.org"))).all()
+        rows = session.scalars(
+            select(Subscription).where(Subscription.address.like("%@example.org"))
+        ).all()
         assert sorted((r.kind, r.status) for r in rows) == [("digest", "ended"), ("list", "active")]
         assert not any(r.address == "stranger@example.org" for r in rows)
 
 
 def run(tmp_path: Path, *args: str) -> tuple[int, str]:
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": SECRET, "LISTGATE_DOMAIN": "lists.test"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": SECRET,
+        "LISTGATE_DOMAIN": "lists.test",
+    }
     result = CliRunner().invoke(cli.main, list(args), env=env)
     return result.exit_code, result.output
 
 
 def test_cli_edit_delete_and_roles_name_the_problem(tmp_path: Path) -> None:
     assert run(tmp_path, "lists", "create", "club")[0] == 0
-    assert run(tmp_path, "lists", "edit", "club", "--reply-to", "list")[1] == "club: reply_to: 'none' -> 'list'\n"
-    assert run(tmp_path, "lists", "edit", "club", "--reply-to", "list")[1] == "club: nothing changed\n"
+    assert (
+        run(tmp_path, "lists", "edit", "club", "--reply-to", "list")[1]
+        == "club: reply_to: 'none' -> 'list'\n"
+    )
+    assert (
+        run(tmp_path, "lists", "edit", "club", "--reply-to", "list")[1] == "club: nothing changed\n"
+    )
     code, out = run(tmp_path, "lists", "edit", "nosuch", "--title", "x")
     assert code == 1 and "no list named 'nosuch'" in out
     code, out = run(tmp_path, "owners", "add", "club", "not-an-address")
     assert code == 1 and "is not an email address" in out
-    assert "is now an owner of club" in run(tmp_path, "owners", "add", "club", "Owner@Example.org")[1]
+    assert (
+        "is now an owner of club" in run(tmp_path, "owners", "add", "club", "Owner@Example.org")[1]
+    )
     assert run(tmp_path, "owners", "show", "club")[1] == "owner@example.org\n"
     code, out = run(tmp_path, "moderators", "remove", "club", "owner@example.org")
     assert code == 1 and "is not a moderator of club" in out
-    assert "is already an owner of club" in run(tmp_path, "owners", "add", "club", "owner@example.org")[1]
+    assert (
+        "is already an owner of club"
+        in run(tmp_path, "owners", "add", "club", "owner@example.org")[1]
+    )
     assert run(tmp_path, "owners", "remove", "club", "OWNER@example.org") == (
-        0, "owner@example.org is no longer an owner of club\n")
+        0,
+        "owner@example.org is no longer an owner of club\n",
+    )
     assert run(tmp_path, "owners", "show", "club")[1] == "club has no owners\n"
     code, out = run(tmp_path, "owners", "remove", "club", "owner@example.org")
     assert code == 1 and "is not an owner of club" in out
-    assert all(f"{word} " in run(tmp_path, "moderators", "--help")[1] for word in ("add", "remove", "show"))
+    assert all(
+        f"{word} " in run(tmp_path, "moderators", "--help")[1] for word in ("add", "remove", "show")
+    )
 
 
 def test_cli_delete_refuses_a_list_with_posts_unless_purge(tmp_path: Path, make_list, db) -> None:  # type: ignore[no-untyped-def]
@@ -167,18 +211,28 @@ def test_cli_delete_refuses_a_list_with_posts_unless_purge(tmp_path: Path, make_
             ingest(session, parse(mail(f"p{n}@x")), mlist, domain="lists.test")
         lists.subscribe(session, mlist, "s@example.org")
         # An out-of-office answer kept in the not-posted queue, and a subscriber who left after a post.
-        auto = mail("ooo@x", sender="away@example.org").replace(b"\r\n\r\n", b"\r\nAuto-Submitted: auto-replied\r\n\r\n", 1)
+        auto = mail("ooo@x", sender="away@example.org").replace(
+            b"\r\n\r\n", b"\r\nAuto-Submitted: auto-replied\r\n\r\n", 1
+        )
         assert ingest(session, parse(auto), mlist, domain="lists.test").status == "dropped"
         subscriptions.change(session, mlist, "s@example.org", subscriptions.LEAVE, channel="admin")
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": SECRET, "LISTGATE_DOMAIN": "lists.test"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": SECRET,
+        "LISTGATE_DOMAIN": "lists.test",
+    }
     result = CliRunner().invoke(cli.main, ["lists", "delete", "club"], env=env)
-    assert result.exit_code == 1 and "has 2 messages" in result.output and "--purge" in result.output
+    assert (
+        result.exit_code == 1 and "has 2 messages" in result.output and "--purge" in result.output
+    )
     with db() as session:
         assert lists.get(session, "club") is not None
     result = CliRunner().invoke(cli.main, ["lists", "delete", "club", "--purge"], env=env)
     assert result.exit_code == 0, result.output
     # 3 subscriptions: s@ to the list, and the author following the two threads she started.
-    assert "deleted club: 2 messages, 2 threads, 3 subscriptions, 1 mail not posted" in result.output
+    assert (
+        "deleted club: 2 messages, 2 threads, 3 subscriptions, 1 mail not posted" in result.output
+    )
     with db() as session:
         assert lists.get(session, "club") is None
         assert session.scalar(select(func.count()).select_from(NotPosted)) == 0

@@ -22,19 +22,23 @@ from listgate import cli
 from listgate.supervisor import Service, Supervisor
 from tests.support.config import free_port
 
-SLEEPER = ("import os, signal, sys, time, pathlib\n"
-           "{setup}\n"
-           "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
-           "time.sleep(600)\n")
+SLEEPER = (
+    "import os, signal, sys, time, pathlib\n"
+    "{setup}\n"
+    "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+    "time.sleep(600)\n"
+)
 # A stand-in that says READY=1 the way the real services do (once the file argv[2] exists, if given).
-NOTIFIER = ("import os, sys, time, pathlib\n"
-            "from listgate.config import Settings\n"
-            "from listgate.readiness import notify_ready\n"
-            "gate = sys.argv[2] if len(sys.argv) > 2 else ''\n"
-            "while gate and not os.path.exists(gate): time.sleep(0.05)\n"
-            "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
-            "notify_ready(Settings.from_env())\n"
-            "time.sleep(600)\n")
+NOTIFIER = (
+    "import os, sys, time, pathlib\n"
+    "from listgate.config import Settings\n"
+    "from listgate.readiness import notify_ready\n"
+    "gate = sys.argv[2] if len(sys.argv) > 2 else ''\n"
+    "while gate and not os.path.exists(gate): time.sleep(0.05)\n"
+    "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
+    "notify_ready(Settings.from_env())\n"
+    "time.sleep(600)\n"
+)
 
 
 def sleeper(pidfile: Path, setup: str = "") -> list[str]:
@@ -68,31 +72,52 @@ def wait_until(predicate, timeout: float = 30.0) -> bool:  # type: ignore[no-unt
 
 def up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """The environment of a `listgate up` under test: its own data dir and free ports."""
-    return {**os.environ, "LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 32,
-            "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}", "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
-            **extra}
+    return {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": "x" * 32,
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+        **extra,
+    }
 
 
 def start_up(tmp_path: Path, services: dict[str, list[str]], **env: str) -> subprocess.Popen[str]:
     """Run `listgate up --no-demo` in a subprocess with the given stand-in services."""
     (tmp_path / "services.json").write_text(json.dumps(services))
-    script = ("import json, sys\nfrom listgate import cli, launch\nfrom listgate.supervisor import Service\n"
-              "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in json.load(open(sys.argv[1])).items())\n"
-              "cli.main(['up', '--no-demo'])\n")
-    return subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "services.json")], env=up_env(tmp_path, **env),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    script = (
+        "import json, sys\nfrom listgate import cli, launch\nfrom listgate.supervisor import Service\n"
+        "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in json.load(open(sys.argv[1])).items())\n"
+        "cli.main(['up', '--no-demo'])\n"
+    )
+    return subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "services.json")],
+        env=up_env(tmp_path, **env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def pids(*files: Path) -> list[int]:
     """Wait for the stand-ins to write their pids; return them."""
-    assert wait_until(lambda: all(f.exists() and f.read_text() for f in files)), "services did not start"
+    assert wait_until(lambda: all(f.exists() and f.read_text() for f in files)), (
+        "services did not start"
+    )
     return [int(f.read_text()) for f in files]
 
 
 def status_of(tmp_path: Path) -> str:
     """What `listgate status` prints for the data dir of start_up."""
-    return CliRunner().invoke(cli.main, ["status"], env={"LISTGATE_DATA_DIR": str(tmp_path / "var"),
-                                                         "LISTGATE_SECRET_KEY": "x" * 32}).output
+    return (
+        CliRunner()
+        .invoke(
+            cli.main,
+            ["status"],
+            env={"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 32},
+        )
+        .output
+    )
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
@@ -118,13 +143,17 @@ def test_a_child_killed_outright_is_restarted_and_status_says_so(tmp_path: Path)
         os.kill(first, signal.SIGKILL)
         (second,) = pids(a)
         assert second != first and alive(second) and alive(other)
-        assert wait_until(lambda: "restarted 1 time, last exited with signal 9 (SIGKILL)" in status_of(tmp_path)), \
-            status_of(tmp_path)
+        assert wait_until(
+            lambda: "restarted 1 time, last exited with signal 9 (SIGKILL)" in status_of(tmp_path)
+        ), status_of(tmp_path)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert f"gateway (pid {first}) exited with signal 9 (SIGKILL)" in out and "restarting it in 1s" in out
+    assert (
+        f"gateway (pid {first}) exited with signal 9 (SIGKILL)" in out
+        and "restarting it in 1s" in out
+    )
     assert f"restarted gateway (pid {second}, restart 1)" in out
     assert not alive(second) and not alive(other)
 
@@ -134,16 +163,33 @@ def test_a_child_that_keeps_dying_is_restarted_with_growing_pauses(tmp_path: Pat
     dying = ["-c", "import time; time.sleep(0.2); raise SystemExit(3)"]
     proc = start_up(tmp_path, {"gateway": sleeper(a), "web": dying})
     (survivor,) = pids(a)
-    assert wait_until(lambda: "restarting in 4.0 s" in status_of(tmp_path) or "restarting in 3." in status_of(tmp_path),
-                      timeout=20), status_of(tmp_path)
+    assert wait_until(
+        lambda: (
+            "restarting in 4.0 s" in status_of(tmp_path)
+            or "restarting in 3." in status_of(tmp_path)
+        ),
+        timeout=20,
+    ), status_of(tmp_path)
     text = status_of(tmp_path)
     assert "web        DOWN   exited with status 3" in text
-    assert CliRunner().invoke(cli.main, ["status"], env={"LISTGATE_DATA_DIR": str(tmp_path / "var"),
-                                                         "LISTGATE_SECRET_KEY": "x" * 32}).exit_code == 1
+    assert (
+        CliRunner()
+        .invoke(
+            cli.main,
+            ["status"],
+            env={"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 32},
+        )
+        .exit_code
+        == 1
+    )
     assert alive(survivor) and proc.poll() is None, "up stopped although nobody asked it to"
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=30)
-    assert "restarting it in 1s" in out and "restarting it in 2s" in out and "restarting it in 4s" in out
+    assert (
+        "restarting it in 1s" in out
+        and "restarting it in 2s" in out
+        and "restarting it in 4s" in out
+    )
     assert not alive(survivor)
 
 
@@ -177,8 +223,10 @@ def test_a_taken_port_is_reported_first_naming_port_and_variable(tmp_path: Path)
         proc = start_up(tmp_path, {"gateway": sleeper(a)}, LISTGATE_SMTP_LISTEN=f"127.0.0.1:{port}")
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1
-    assert out.strip() == (f"Error: port {port} on 127.0.0.1 is already in use: set LISTGATE_SMTP_LISTEN to a free "
-                           f"HOST:PORT, for example LISTGATE_SMTP_LISTEN=127.0.0.1:{port + 1}")
+    assert out.strip() == (
+        f"Error: port {port} on 127.0.0.1 is already in use: set LISTGATE_SMTP_LISTEN to a free "
+        f"HOST:PORT, for example LISTGATE_SMTP_LISTEN=127.0.0.1:{port + 1}"
+    )
     assert not a.exists(), "a service started although its port was taken"
 
 
@@ -205,17 +253,26 @@ def test_a_child_ignoring_sigterm_is_killed_after_the_grace_period(tmp_path: Pat
     assert not alive(child)
 
 
-@pytest.mark.parametrize(("variable", "value"), [
-    ("LISTGATE_SMTP_LISTEN", "no-port"),
-    ("LISTGATE_WEB_LISTEN", "127.0.0.1:99999"),
-    ("LISTGATE_DATABASE_URL", "listgate.sqlite3"),
-    ("LISTGATE_OUTBOUND", "ftp://relay"),
-    ("LISTGATE_MAX_MESSAGE_SIZE", "lots"),
-    ("LISTGATE_LOG_LEVEL", "chatty"),
-    ("LISTGATE_SECRET_KEY", "short"),
-])
-def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 32, variable: value}
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LISTGATE_SMTP_LISTEN", "no-port"),
+        ("LISTGATE_WEB_LISTEN", "127.0.0.1:99999"),
+        ("LISTGATE_DATABASE_URL", "listgate.sqlite3"),
+        ("LISTGATE_OUTBOUND", "ftp://relay"),
+        ("LISTGATE_MAX_MESSAGE_SIZE", "lots"),
+        ("LISTGATE_LOG_LEVEL", "chatty"),
+        ("LISTGATE_SECRET_KEY", "short"),
+    ],
+)
+def test_a_bad_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": "x" * 32,
+        variable: value,
+    }
     for command in (["lists", "show"], ["up"], ["status"], ["gateway"], ["db", "upgrade"]):
         if command[0] not in cli.main.commands:
             continue
@@ -227,18 +284,31 @@ def test_a_bad_setting_is_one_line_naming_the_variable(tmp_path: Path, variable:
 
 @pytest.mark.parametrize("command", [["up"], ["lists", "show"], ["db", "upgrade"]])
 def test_an_unreachable_database_is_one_line(tmp_path: Path, command: list[str]) -> None:
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 32,
-           "LISTGATE_DATABASE_URL": "postgresql://lg:pw@127.0.0.1:1/lg",
-           "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}", "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": "x" * 32,
+        "LISTGATE_DATABASE_URL": "postgresql://lg:pw@127.0.0.1:1/lg",
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+    }
     result = CliRunner().invoke(cli.main, command, env=env)
     assert result.exit_code == 1
     assert result.output.startswith("Error: ") and "127.0.0.1" in result.output
-    assert result.output.count("\n") == 1 and "Traceback" not in result.output and "pw@" not in result.output
+    assert (
+        result.output.count("\n") == 1
+        and "Traceback" not in result.output
+        and "pw@" not in result.output
+    )
 
 
 def test_a_wrong_celery_option_is_one_line_and_a_failure(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "listgate.cli", "worker", "--no-such-option"], env=up_env(tmp_path),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "listgate.cli", "worker", "--no-such-option"],
+        env=up_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "worker: No such option '--no-such-option'."
     assert "Traceback" not in done.stderr

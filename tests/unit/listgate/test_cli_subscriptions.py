@@ -21,8 +21,11 @@ from tests.support.config import make_settings
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
-            "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    return {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_DOMAIN": "lists.test",
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
 
 
 @pytest.fixture
@@ -39,8 +42,13 @@ def run(env: dict[str, str], *args: str) -> Result:
 def post(db: sessionmaker[Session], mid: str, list_name: str = "dev", extra: str = "") -> int:
     raw = f"From: ann@example.org\r\nSubject: Topic {mid}\r\nMessage-ID: <{mid}>\r\n{extra}\r\nhello\r\n".encode()
     with transaction(db) as session:
-        result = ingest(session, parse(raw), lists.require(session, list_name), domain="lists.test",
-                        envelope_from="ann@example.org")
+        result = ingest(
+            session,
+            parse(raw),
+            lists.require(session, list_name),
+            domain="lists.test",
+            envelope_from="ann@example.org",
+        )
         return result.message_pk or 0
 
 
@@ -49,18 +57,35 @@ def test_unsubscribe_of_someone_who_was_mailed_keeps_the_history(env, db) -> Non
     assert run(env, "subscribe", "Bob@Example.org", "--list", "dev").exit_code == 0
     pk = post(db, "p1@x")
     with transaction(db) as session:
-        sub = session.scalars(select(Subscription).where(Subscription.address == "bob@example.org")).one()
-        session.add(Delivery(message_pk=pk, address=sub.address, subscription_id=sub.id, status="sent", attempts=1,
-                             last_error=""))
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == "bob@example.org")
+        ).one()
+        session.add(
+            Delivery(
+                message_pk=pk,
+                address=sub.address,
+                subscription_id=sub.id,
+                status="sent",
+                attempts=1,
+                last_error="",
+            )
+        )
     done = run(env, "unsubscribe", "bob@example.org", "--list", "dev")
     assert done.exit_code == 0 and done.output.strip() == "bob@example.org has left dev."
     again = run(env, "unsubscribe", "bob@example.org", "--list", "dev")
     assert again.exit_code == 0 and "is not subscribed" in again.output
     with db() as session:
-        sub = session.scalars(select(Subscription).where(Subscription.address == "bob@example.org")).one()
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == "bob@example.org")
+        ).one()
         assert (sub.status, sub.end_reason) == ("ended", "left (admin)")
         assert session.scalar(select(Delivery.subscription_id)) == sub.id
-        assert session.scalars(select(OutboxEntry.kind).where(OutboxEntry.kind != "listgate.fanout")).all() == []
+        assert (
+            session.scalars(
+                select(OutboxEntry.kind).where(OutboxEntry.kind != "listgate.fanout")
+            ).all()
+            == []
+        )
 
 
 def test_a_member_leaving_one_thread_mutes_it(env, db) -> None:  # type: ignore[no-untyped-def]
@@ -83,20 +108,32 @@ def test_subscribe_to_a_thread_of_another_list_or_none_is_refused(env, db) -> No
         done = run(env, "subscribe", "bob@example.org", "--list", "dev", "--thread", thread)
         assert done.exit_code == 1 and f"there is no thread {thread} on the list dev" in done.output
     with db() as session:
-        assert session.scalars(select(Subscription).where(Subscription.address == "bob@example.org")).all() == []
+        assert (
+            session.scalars(
+                select(Subscription).where(Subscription.address == "bob@example.org")
+            ).all()
+            == []
+        )
 
 
 @pytest.mark.parametrize("address", ["a\x0bb@example.org", "a\u2028b@example.org", "nobody"])
 def test_bad_addresses_are_named(env, db, address: str) -> None:  # type: ignore[no-untyped-def]
     run(env, "lists", "create", "dev")
     done = run(env, "subscribe", address, "--list", "dev")
-    assert done.exit_code == 1 and "is not an email address" in done.output and "Traceback" not in done.output
+    assert (
+        done.exit_code == 1
+        and "is not an email address" in done.output
+        and "Traceback" not in done.output
+    )
 
 
 def test_lists_show_counts_in_words(env, db) -> None:  # type: ignore[no-untyped-def]
     run(env, "lists", "create", "dev")
     post(db, "p1@x")
-    assert "1 thread" in run(env, "lists", "show").output and "1 message " in run(env, "lists", "show").output
+    assert (
+        "1 thread" in run(env, "lists", "show").output
+        and "1 message " in run(env, "lists", "show").output
+    )
     post(db, "p2@x")
     shown = run(env, "lists", "show").output
     assert "2 threads" in shown and "2 messages" in shown
@@ -107,24 +144,45 @@ def test_requests_are_shown_approved_and_refused(env, db) -> None:  # type: igno
     with transaction(db) as session:
         club = lists.require(session, "club")
         for address in ("a@example.org", "b@example.org"):
-            sub = subscriptions.request(session, club, address, secret="test-secret-key-0123456789",
-                                        base_url="https://lists.test", domain="lists.test").subscription
-            token = subscriptions.tokens.make("test-secret-key-0123456789", "confirm", {"s": sub.id, "a": address})
+            sub = subscriptions.request(
+                session,
+                club,
+                address,
+                secret="test-secret-key-0123456789",
+                base_url="https://lists.test",
+                domain="lists.test",
+            ).subscription
+            token = subscriptions.tokens.make(
+                "test-secret-key-0123456789", "confirm", {"s": sub.id, "a": address}
+            )
             subscriptions.confirm_token(session, "test-secret-key-0123456789", token)
     shown = run(env, "requests", "show")
     assert "a@example.org" in shown.output and "2 requests waiting" in shown.output
-    assert "is now subscribed to club" in run(env, "requests", "approve", "a@example.org", "--list", "club").output
-    assert "is refused" in run(env, "requests", "refuse", "b@example.org", "--list", "club", "--reason", "no").output
+    assert (
+        "is now subscribed to club"
+        in run(env, "requests", "approve", "a@example.org", "--list", "club").output
+    )
+    assert (
+        "is refused"
+        in run(
+            env, "requests", "refuse", "b@example.org", "--list", "club", "--reason", "no"
+        ).output
+    )
     missing = run(env, "requests", "approve", "c@example.org", "--list", "club")
     assert missing.exit_code == 1 and "has no request waiting on club" in missing.output
     with db() as session:
         states = dict(session.execute(select(Subscription.address, Subscription.status)).all())
         notices = [json.loads(p)["template"] for p in session.scalars(select(OutboxEntry.payload))]
-        audit = [(e.actor, e.action, e.detail) for e in administration.history(session, lists.require(session, "club"))]
+        audit = [
+            (e.actor, e.action, e.detail)
+            for e in administration.history(session, lists.require(session, "club"))
+        ]
     assert states == {"a@example.org": "active", "b@example.org": "ended"}
     assert notices.count("welcome") == 1 and notices.count("refused") == 1
-    assert audit[:2] == [("admin", "refuse subscription", "b@example.org (list): no"),
-                         ("admin", "approve subscription", "a@example.org (list)")]
+    assert audit[:2] == [
+        ("admin", "refuse subscription", "b@example.org (list): no"),
+        ("admin", "approve subscription", "a@example.org (list)"),
+    ]
 
 
 def test_an_invitation_mails_a_confirmation_approved_in_advance(env, db) -> None:  # type: ignore[no-untyped-def]

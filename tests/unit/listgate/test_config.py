@@ -58,7 +58,9 @@ def test_env_example_lists_exactly_the_variables_settings_reads(tmp_path: Path) 
     assert listed - read == set(), "these in .env.example are not read by Settings.from_env"
 
 
-def test_env_example_defaults_are_the_real_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_env_example_defaults_are_the_real_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     documented = {k: v for k, v in example().items() if v}
     fields = lambda s: {k: v for k, v in asdict(s).items() if k != "extra"}  # noqa: E731
@@ -81,10 +83,19 @@ def test_the_generated_secret_key_survives_a_restart(tmp_path: Path) -> None:
 
 
 def test_production_values_are_taken_as_given(tmp_path: Path) -> None:
-    s = Settings.from_env(base(
-        tmp_path, LISTGATE_DATABASE_URL="postgresql://lg:pw@db:5432/listgate", LISTGATE_BROKER_URL="redis://redis:6379/0",
-        LISTGATE_DOMAIN="Lists.Example.org.", LISTGATE_SMTP_LISTEN="0.0.0.0:25", LISTGATE_OUTBOUND="smtp://relay:587",
-        LISTGATE_BASE_URL="https://lists.example.org/", LISTGATE_LMTP="yes", LISTGATE_DMARC_ALWAYS="Yahoo.com, aol.com"))
+    s = Settings.from_env(
+        base(
+            tmp_path,
+            LISTGATE_DATABASE_URL="postgresql://lg:pw@db:5432/listgate",
+            LISTGATE_BROKER_URL="redis://redis:6379/0",
+            LISTGATE_DOMAIN="Lists.Example.org.",
+            LISTGATE_SMTP_LISTEN="0.0.0.0:25",
+            LISTGATE_OUTBOUND="smtp://relay:587",
+            LISTGATE_BASE_URL="https://lists.example.org/",
+            LISTGATE_LMTP="yes",
+            LISTGATE_DMARC_ALWAYS="Yahoo.com, aol.com",
+        )
+    )
     assert s.domain == "lists.example.org" and s.base_url == "https://lists.example.org"
     assert (s.smtp_host, s.smtp_port, s.lmtp) == ("0.0.0.0", 25, True)
     assert s.dmarc_always_domains == ("yahoo.com", "aol.com")
@@ -142,7 +153,9 @@ BAD = [
 
 
 @pytest.mark.parametrize(("variable", "value"), BAD)
-def test_a_wrong_value_is_refused_naming_the_variable(tmp_path: Path, variable: str, value: str) -> None:
+def test_a_wrong_value_is_refused_naming_the_variable(
+    tmp_path: Path, variable: str, value: str
+) -> None:
     env = base(tmp_path, **{variable: value})
     if variable == "LISTGATE_TLS_CERT":
         env["LISTGATE_TLS_KEY"] = str(tmp_path / "key.pem")
@@ -178,17 +191,29 @@ def test_an_unwritable_data_dir_without_a_key_is_named(tmp_path: Path) -> None:
 
 
 def test_a_data_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="LISTGATE_SECRET_KEY is unset and .* cannot be read or created"):
+    with pytest.raises(
+        SettingsError, match="LISTGATE_SECRET_KEY is unset and .* cannot be read or created"
+    ):
         Settings.from_env({"LISTGATE_DATA_DIR": "/proc/listgate-test/var"})
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("", None), ("none", ()), ("127.0.0.1", ("127.0.0.1/32",)), ("10.0.0.0/8, ::1", ("10.0.0.0/8", "::1/128")),
-])
-def test_trusted_mtas_are_addresses_or_networks(tmp_path: Path, value: str, expected: object) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", None),
+        ("none", ()),
+        ("127.0.0.1", ("127.0.0.1/32",)),
+        ("10.0.0.0/8, ::1", ("10.0.0.0/8", "::1/128")),
+    ],
+)
+def test_trusted_mtas_are_addresses_or_networks(
+    tmp_path: Path, value: str, expected: object
+) -> None:
     assert Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS=value)).trusted_mtas == expected
 
 
 def test_a_bad_trusted_mta_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="LISTGATE_TRUSTED_MTAS=.*'mail.example.org' is not an address"):
+    with pytest.raises(
+        SettingsError, match="LISTGATE_TRUSTED_MTAS=.*'mail.example.org' is not an address"
+    ):
         Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS="127.0.0.1,mail.example.org"))

@@ -41,8 +41,14 @@ def test_bump_all_adds_a_batch_of_counts_to_old_and_new_counters(db) -> None:  #
     with transaction(db) as session:
         counters.bump(session, counters.REFUSED, "banned")
     with transaction(db) as session:  # what the archiver adds after a batch, in one statement
-        counters.bump_all(session, {(counters.REFUSED, "banned"): 2, (counters.REFUSED, "automatic"): 1,
-                                    (counters.STORED, "stored"): 5})
+        counters.bump_all(
+            session,
+            {
+                (counters.REFUSED, "banned"): 2,
+                (counters.REFUSED, "automatic"): 1,
+                (counters.STORED, "stored"): 5,
+            },
+        )
         counters.bump_all(session, {})
     with transaction(db) as session:
         assert counters.values(session, counters.REFUSED) == {"banned": 3, "automatic": 1}

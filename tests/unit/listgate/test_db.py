@@ -39,5 +39,7 @@ class PgError(Exception):
 
 
 def test_postgres_read_only_transactions_are_recognised_by_their_sqlstate() -> None:
-    assert read_only_error(PgError("25006"))  # read-only transaction: default_transaction_read_only, a standby
+    assert read_only_error(
+        PgError("25006")
+    )  # read-only transaction: default_transaction_read_only, a standby
     assert not read_only_error(PgError("23505"))  # a unique violation is not

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select, update
 
@@ -14,14 +14,21 @@ from listgate.models import Message, Thread
 
 PERIOD = digests.Period("weekly", date(2026, 11, 16))
 DIGEST_ID = "digest.weekly.20261116.abc123@lists.test"
-BODIES = {"b@x": ("Bridge repairs", "The bridge closes on Monday for repairs.\nDetours through the park."),
-          "m@x": ("Market day", "The market moves to the church square.\nStalls open at seven."),
-          "m2@x": ("Market day", "Same subject, another post about the market stalls.")}
+BODIES = {
+    "b@x": (
+        "Bridge repairs",
+        "The bridge closes on Monday for repairs.\nDetours through the park.",
+    ),
+    "m@x": ("Market day", "The market moves to the church square.\nStalls open at seven."),
+    "m2@x": ("Market day", "Same subject, another post about the market stalls."),
+}
 
 
 def mail(msgid: str, subject: str, body: str, extra: str = "") -> bytes:
-    return (f"From: r@example.org\r\nTo: town@lists.test\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n{extra}"
-            f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n").encode()
+    return (
+        f"From: r@example.org\r\nTo: town@lists.test\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n{extra}"
+        f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+    ).encode()
 
 
 def town(db, make_list):  # type: ignore[no-untyped-def]
@@ -30,14 +37,18 @@ def town(db, make_list):  # type: ignore[no-untyped-def]
         mlist = lists.require(session, "town")
         for msgid, (subject, body) in BODIES.items():
             ingest(session, parse(mail(msgid, subject, body)), mlist, domain="lists.test")
-        session.execute(update(Message).values(received_at=datetime(2026, 11, 18, 9, tzinfo=timezone.utc)))
+        session.execute(update(Message).values(received_at=datetime(2026, 11, 18, 9, tzinfo=UTC)))
 
 
 def reply(db, subject: str, body: str, refs: bool = True):  # type: ignore[no-untyped-def]
     extra = f"In-Reply-To: <{DIGEST_ID}>\r\nReferences: <{DIGEST_ID}>\r\n" if refs else ""
     with transaction(db) as session:
-        result = ingest(session, parse(mail(f"r{abs(hash(body))}@x", subject, body, extra)),
-                        lists.require(session, "town"), domain="lists.test")
+        result = ingest(
+            session,
+            parse(mail(f"r{abs(hash(body))}@x", subject, body, extra)),
+            lists.require(session, "town"),
+            domain="lists.test",
+        )
         msg = session.get_one(Message, result.message_pk)
         parent = session.get(Message, msg.parent_id) if msg.parent_id else None
         return result, msg.subject, parent.message_id if parent else None
@@ -45,8 +56,11 @@ def reply(db, subject: str, body: str, refs: bool = True):  # type: ignore[no-un
 
 def test_a_quote_names_the_entry(db, make_list) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    result, subject, parent = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)",
-                                    "Count me in.\n\n> The bridge closes on Monday for repairs.\n")
+    result, subject, parent = reply(
+        db,
+        "Re: Town digest, week of 2026-11-16 (3 messages)",
+        "Count me in.\n\n> The bridge closes on Monday for repairs.\n",
+    )
     assert (result.status, subject, parent) == (STORED, "Re: Bridge repairs", "b@x")
 
 
@@ -58,17 +72,27 @@ def test_a_changed_subject_names_the_entry_even_without_references(db, make_list
 
 def test_the_digest_subject_alone_is_recognised(db, make_list) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    result, _, parent = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)",
-                              "> Stalls open at seven.\nThanks", refs=False)
+    result, _, parent = reply(
+        db,
+        "Re: Town digest, week of 2026-11-16 (3 messages)",
+        "> Stalls open at seven.\nThanks",
+        refs=False,
+    )
     assert (result.status, parent) == (STORED, "m@x")
 
 
 def test_a_reply_that_cannot_be_told_is_held_not_threaded(db, make_list) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    for body in ("Nice digest!", "> market stalls\n> church square"):  # nothing quoted / too short to tell
+    for body in (
+        "Nice digest!",
+        "> market stalls\n> church square",
+    ):  # nothing quoted / too short to tell
         result, _, parent = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", body)
         assert result.status == HELD_FOR_MODERATION and parent is None
-        assert [e.kind for e in result.outbox] == ["listgate.send_notice", "listgate.notify_moderators"]
+        assert [e.kind for e in result.outbox] == [
+            "listgate.send_notice",
+            "listgate.notify_moderators",
+        ]
         assert '"template": "digest_reply"' in result.outbox[0].payload
 
 
@@ -82,7 +106,14 @@ def test_an_equal_score_is_ambiguous(db, make_list) -> None:  # type: ignore[no-
 def test_a_digest_id_of_another_domain_is_an_ordinary_reference(db, make_list) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
     with transaction(db) as session:
-        parsed = parse(mail("o@x", "Re: things", "hi", "In-Reply-To: <digest.weekly.20261116.abc@evil.example>\r\n"))
+        parsed = parse(
+            mail(
+                "o@x",
+                "Re: things",
+                "hi",
+                "In-Reply-To: <digest.weekly.20261116.abc@evil.example>\r\n",
+            )
+        )
         assert digests.period_of(parsed, lists.require(session, "town"), "lists.test") is None
 
 
@@ -100,14 +131,22 @@ def approve(db, message_pk: int) -> tuple[str, str | None, str]:  # type: ignore
 
 def digest_threads(db) -> list[str]:  # type: ignore[no-untyped-def]
     with db() as session:
-        return [s for s in session.scalars(select(Thread.subject).where(Thread.message_count > 0)) if "digest" in s]
+        return [
+            s
+            for s in session.scalars(select(Thread.subject).where(Thread.message_count > 0))
+            if "digest" in s
+        ]
 
 
-def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quotes(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quotes(
+    db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
     body = "> The market moves to the church square.\n> The bridge closes on Monday for repairs.\n\nBoth fine."
     result, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", body)
-    assert result.status == HELD_FOR_MODERATION  # which one it answers cannot be told: the author gets the hint
+    assert (
+        result.status == HELD_FOR_MODERATION
+    )  # which one it answers cannot be told: the author gets the hint
     # Approved anyway: under the first of the entries it quotes most, in the digest's order (the bridge).
     assert approve(db, result.message_pk) == ("Bridge repairs", "b@x", "visible")
     assert digest_threads(db) == []
@@ -115,9 +154,13 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
 
 def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db, make_list) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    picnic, _, _ = reply(db, "Picnic on Sunday?", "Who brings the blankets?")  # an own subject, the digest's id
+    picnic, _, _ = reply(
+        db, "Picnic on Sunday?", "Who brings the blankets?"
+    )  # an own subject, the digest's id
     thanks, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Nice digest!")
-    again, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Thanks for sending it.", refs=False)
+    again, _, _ = reply(
+        db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Thanks for sending it.", refs=False
+    )
     assert {r.status for r in (picnic, thanks, again)} == {HELD_FOR_MODERATION}
     assert approve(db, picnic.message_pk) == ("Picnic on Sunday?", None, "visible")
     # The digest's subject names no topic: such a reply starts a thread of its own, without a subject,
@@ -125,5 +168,8 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db,
     assert approve(db, thanks.message_pk) == ("", None, "visible")
     assert approve(db, again.message_pk) == ("", None, "visible")
     with db() as session:
-        assert len({session.get_one(Message, r.message_pk).thread_id for r in (picnic, thanks, again)}) == 3
+        assert (
+            len({session.get_one(Message, r.message_pk).thread_id for r in (picnic, thanks, again)})
+            == 3
+        )
     assert digest_threads(db) == []

@@ -9,18 +9,39 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import dispatch
 from listgate.addresses import Recipient
 from listgate.db import transaction
-from listgate.ingest import COMMAND, DROPPED, DUPLICATE, HELD_FOR_MODERATION, REFUSED, STORED, VARIANT, IngestResult, ingest
+from listgate.ingest import (
+    COMMAND,
+    DROPPED,
+    DUPLICATE,
+    HELD_FOR_MODERATION,
+    REFUSED,
+    STORED,
+    VARIANT,
+    IngestResult,
+    ingest,
+)
 from listgate.lists import require, subscribe
 from listgate.mail.parser import parse
-from listgate.models import Message, MessageVariant, NotPosted, OutboxEntry, RawMessage, Subscription
+from listgate.models import (
+    Message,
+    MessageVariant,
+    NotPosted,
+    OutboxEntry,
+    RawMessage,
+    Subscription,
+)
 
 
-def post(db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: object) -> IngestResult:
+def post(
+    db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: object
+) -> IngestResult:
     with transaction(db) as s:
         return ingest(s, parse(raw), require(s, list_name), domain="lists.test", **kw)  # type: ignore[arg-type]
 
 
-def mail(mid: str = "i1@x", frm: str = "ann@example.org", extra: str = "", body: str = "hello") -> bytes:
+def mail(
+    mid: str = "i1@x", frm: str = "ann@example.org", extra: str = "", body: str = "hello"
+) -> bytes:
     return f"From: {frm}\r\nSubject: Topic\r\nMessage-ID: <{mid}>\r\n{extra}\r\n{body}\r\n".encode()
 
 
@@ -49,7 +70,9 @@ def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(db, dev) -> None:
     assert rows(db, Message) == 1 and rows(db, RawMessage) == 1
 
 
-def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_sent(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_sent(
+    db, dev
+) -> None:  # type: ignore[no-untyped-def]
     first = post(db, mail())
     other = post(db, mail(body="a different body, same id"))
     assert other.status == VARIANT and other.message_pk == first.message_pk and other.outbox == []
@@ -66,16 +89,21 @@ def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  
     assert rows(db, Message) == 2 and rows(db, RawMessage) == 1
 
 
-@pytest.mark.parametrize("extra,envelope", [
-    ("Auto-Submitted: auto-replied\r\n", "a@example.org"),
-    ("Auto-Submitted: auto-generated; type=vacation\r\n", "a@example.org"),
-    ("Precedence: auto_reply\r\n", "a@example.org"),
-    ("X-Autorespond: on\r\n", "a@example.org"),
-    ("X-AutoReply-From: a@example.org\r\n", "a@example.org"),
-    ("X-Listgate-Loop: lists.test\r\n", "a@example.org"),
-    ("", "<>"),
-])
-def test_automatic_mail_is_not_posted_and_kept_with_its_reason(db, dev, extra: str, envelope: str) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "extra,envelope",
+    [
+        ("Auto-Submitted: auto-replied\r\n", "a@example.org"),
+        ("Auto-Submitted: auto-generated; type=vacation\r\n", "a@example.org"),
+        ("Precedence: auto_reply\r\n", "a@example.org"),
+        ("X-Autorespond: on\r\n", "a@example.org"),
+        ("X-AutoReply-From: a@example.org\r\n", "a@example.org"),
+        ("X-Listgate-Loop: lists.test\r\n", "a@example.org"),
+        ("", "<>"),
+    ],
+)
+def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
+    db, dev, extra: str, envelope: str
+) -> None:  # type: ignore[no-untyped-def]
     r = post(db, mail(extra=extra), envelope_from=envelope)
     assert r.status == DROPPED and r.reason and r.outbox == []
     assert rows(db, Message) == 0
@@ -87,13 +115,18 @@ def test_automatic_mail_is_not_posted_and_kept_with_its_reason(db, dev, extra: s
 @pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
 def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None:  # type: ignore[no-untyped-def]
     """How another list (or an archive subscribed to one) sends its posts: they must be archived and sent."""
-    r = post(db, mail(extra=f"Precedence: {precedence}\r\n"), envelope_from="owner-other@example.org")
+    r = post(
+        db, mail(extra=f"Precedence: {precedence}\r\n"), envelope_from="owner-other@example.org"
+    )
     assert r.status == STORED and [e.kind for e in r.outbox] == [dispatch.FANOUT]
     assert rows(db, NotPosted) == 0
 
 
 def test_auto_submitted_no_is_a_person(db, dev) -> None:  # type: ignore[no-untyped-def]
-    assert post(db, mail(extra="Auto-Submitted: no\r\n"), envelope_from="a@example.org").status == STORED
+    assert (
+        post(db, mail(extra="Auto-Submitted: no\r\n"), envelope_from="a@example.org").status
+        == STORED
+    )
 
 
 def test_import_keeps_automatic_mail_and_queues_nothing(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -101,7 +134,9 @@ def test_import_keeps_automatic_mail_and_queues_nothing(db, dev) -> None:  # typ
     assert r.status == STORED and r.outbox == [] and rows(db, OutboxEntry) == 0
 
 
-def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators_mail(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators_mail(
+    db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="members")
     with transaction(db) as s:
         subscribe(s, require(s, "club"), "member@example.org")
@@ -109,10 +144,17 @@ def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators
     held = post(db, mail("s@x", frm="stranger@example.org"), "club")
     assert held.status == HELD_FOR_MODERATION
     assert [e.kind for e in held.outbox] == [dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS]
-    assert post(db, mail("s@x", frm="stranger@example.org"), "club").status == DUPLICATE  # a retry: no second notice
+    assert (
+        post(db, mail("s@x", frm="stranger@example.org"), "club").status == DUPLICATE
+    )  # a retry: no second notice
     with db() as s:
         for kind in (dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS):
-            assert s.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == kind)) == 1
+            assert (
+                s.scalar(
+                    select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == kind)
+                )
+                == 1
+            )
         assert require(s, "club").message_count == 1  # held posts are not counted until approved
 
 
@@ -129,14 +171,20 @@ def test_a_banned_sender_is_not_posted_and_told_why(db, dev) -> None:  # type: i
 
     with transaction(db) as s:
         s.add(Ban(list_id=dev.id, address="troll@example.org"))
-    by_from = post(db, mail("b1@x", frm="Troll <Troll@Example.org>"), envelope_from="troll@example.org")
-    by_envelope = post(db, mail("b2@x", frm="sock@example.org"), envelope_from="<troll@example.org>")
+    by_from = post(
+        db, mail("b1@x", frm="Troll <Troll@Example.org>"), envelope_from="troll@example.org"
+    )
+    by_envelope = post(
+        db, mail("b2@x", frm="sock@example.org"), envelope_from="<troll@example.org>"
+    )
     for r in (by_from, by_envelope):
         assert r.status == REFUSED and "banned" in r.reason and r.outbox == []
     assert rows(db, Message) == 0
     # the ban is per list, and an import of old archives is not a post
     assert post(db, mail("b3@x", frm="troll@example.org"), origin="import").status == STORED
-    unsub = post(db, mail("b4@x", frm="troll@example.org"), recipient=Recipient("dev", "unsubscribe", ""))
+    unsub = post(
+        db, mail("b4@x", frm="troll@example.org"), recipient=Recipient("dev", "unsubscribe", "")
+    )
     assert unsub.status == COMMAND  # a banned person can still leave the list
 
 
@@ -144,10 +192,12 @@ def test_a_post_with_attachments_stores_each_content_once(db, dev) -> None:  # t
     from listgate.models import Attachment, Blob
 
     def with_file(mid: str) -> bytes:
-        return (f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
-                "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
-                "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\n"
-                "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n").encode()
+        return (
+            f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
+            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\n"
+            "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n"
+        ).encode()
 
     first, second = post(db, with_file("f1@x")), post(db, with_file("f2@x"))
     assert first.status == second.status == STORED

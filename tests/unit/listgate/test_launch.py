@@ -20,7 +20,11 @@ def test_the_summary_says_lmtp_when_it_listens_for_lmtp(tmp_path: Path) -> None:
 
 def test_a_relay_that_does_not_answer_is_named_with_the_sink_to_run(tmp_path: Path) -> None:
     port = free_port()
-    text = "\n".join(launch.summary(make_settings(tmp_path, LISTGATE_OUTBOUND=f"smtp://127.0.0.1:{port}"), with_demo=False))
+    text = "\n".join(
+        launch.summary(
+            make_settings(tmp_path, LISTGATE_OUTBOUND=f"smtp://127.0.0.1:{port}"), with_demo=False
+        )
+    )
     assert f"relay smtp://127.0.0.1:{port} -- nothing answers there now" in text
     assert f"sink --listen 127.0.0.1:{port}" in text
 
@@ -39,6 +43,9 @@ def test_a_taken_web_port_names_its_variable(tmp_path: Path) -> None:
         taken.listen()
         port = taken.getsockname()[1]
         settings = make_settings(tmp_path, LISTGATE_WEB_LISTEN=f"127.0.0.1:{port}")
-        with pytest.raises(launch.PortTaken, match=f"port {port} on 127.0.0.1 is already in use: set LISTGATE_WEB_LISTEN"):
+        with pytest.raises(
+            launch.PortTaken,
+            match=f"port {port} on 127.0.0.1 is already in use: set LISTGATE_WEB_LISTEN",
+        ):
             launch.check_ports(settings)
     launch.check_ports(settings)  # free again

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,7 +11,7 @@ from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.mail.values import decode_header, extract_msgids, reference_chain
 
-NOW = datetime(2026, 11, 25, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def test_the_result_is_frozen_and_keeps_the_exact_bytes() -> None:
@@ -22,15 +22,18 @@ def test_the_result_is_frozen_and_keeps_the_exact_bytes() -> None:
         p.subject = "changed"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("value,expected", [
-    ("=?utf-8?q?caf=C3=A9?=", "café"),
-    ("=?iso-8859-1?q?Gr=FC=DFe?= =?utf-8?b?4oKs?=", "Grüße€"),
-    ("=?utf-8?q?caf=E9?=", "café"),  # says utf-8, is latin-1
-    ("=?x-unknown?q?abc?=", "abc"),
-    ("=?utf-8?q?broken", "=?utf-8?q?broken"),
-    ("plain   folded\r\n text", "plain folded text"),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "value,expected",
+    [
+        ("=?utf-8?q?caf=C3=A9?=", "café"),
+        ("=?iso-8859-1?q?Gr=FC=DFe?= =?utf-8?b?4oKs?=", "Grüße€"),
+        ("=?utf-8?q?caf=E9?=", "café"),  # says utf-8, is latin-1
+        ("=?x-unknown?q?abc?=", "abc"),
+        ("=?utf-8?q?broken", "=?utf-8?q?broken"),
+        ("plain   folded\r\n text", "plain folded text"),
+        ("", ""),
+    ],
+)
 def test_rfc2047_headers_decode_or_fall_back(value: str, expected: str) -> None:
     assert decode_header(value) == expected
 
@@ -43,8 +46,16 @@ def test_no_message_id_gets_a_deterministic_generated_one() -> None:
     assert parse(raw + b"x", NOW).message_id != first.message_id
 
 
-@pytest.mark.parametrize("date", ["", "garbage", "Fri, 31 Dec 2999 23:59:59 +0000", "Mon, 1 Jan 1900 00:00:00 +0000",
-                                  "Tue, 24 Nov 2026 10:00:00 +9900"])
+@pytest.mark.parametrize(
+    "date",
+    [
+        "",
+        "garbage",
+        "Fri, 31 Dec 2999 23:59:59 +0000",
+        "Mon, 1 Jan 1900 00:00:00 +0000",
+        "Tue, 24 Nov 2026 10:00:00 +9900",
+    ],
+)
 def test_absurd_or_missing_dates_become_arrival_time_keeping_the_header(date: str) -> None:
     raw = f"From: a@example.org\r\nDate: {date}\r\nMessage-ID: <d@x>\r\n\r\nx\r\n".encode()
     p = parse(raw, NOW)
@@ -54,21 +65,27 @@ def test_absurd_or_missing_dates_become_arrival_time_keeping_the_header(date: st
 
 def test_dates_are_utc_plus_the_senders_offset() -> None:
     p = parse(b"From: a@example.org\r\nDate: Tue, 24 Nov 2026 10:00:00 -0530\r\n\r\nx\r\n", NOW)
-    assert p.date == datetime(2026, 11, 24, 15, 30, tzinfo=timezone.utc) and p.date_offset == -330
+    assert p.date == datetime(2026, 11, 24, 15, 30, tzinfo=UTC) and p.date_offset == -330
     assert not p.date_generated
 
 
 def test_prefers_text_plain_keeps_html_and_stores_attachments_by_hash() -> None:
-    raw = (b"From: a@example.org\r\nMessage-ID: <mp@x>\r\nMIME-Version: 1.0\r\n"
-           b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\n'
-           b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
-           b"plain words\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--a--\r\n"
-           b'--o\r\nContent-Type: application/pdf; name="r.pdf"\r\nContent-Disposition: attachment; filename="=?utf-8?q?r=C3=A9sum=C3=A9.pdf?="\r\n'
-           b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--o--\r\n")
+    raw = (
+        b"From: a@example.org\r\nMessage-ID: <mp@x>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\n'
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+        b"plain words\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--a--\r\n"
+        b'--o\r\nContent-Type: application/pdf; name="r.pdf"\r\nContent-Disposition: attachment; filename="=?utf-8?q?r=C3=A9sum=C3=A9.pdf?="\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--o--\r\n"
+    )
     p = parse(raw, NOW)
     assert "plain words" in p.body_text and "<p>html words</p>" in p.body_html
     [att] = p.attachments
-    assert (att.filename, att.content_type, att.data) == ("résumé.pdf", "application/pdf", b"%PDF-1.4\n")
+    assert (att.filename, att.content_type, att.data) == (
+        "résumé.pdf",
+        "application/pdf",
+        b"%PDF-1.4\n",
+    )
     assert len(att.sha256) == 64
 
 
@@ -80,7 +97,7 @@ def test_a_lying_body_charset_is_recovered_and_recorded() -> None:
 
 
 def test_8bit_headers_are_read_as_utf8_else_latin1() -> None:
-    p = parse("From: Zoë <z@example.org>\r\nSubject: Grüße\r\n\r\nx\r\n".encode() , NOW)
+    p = parse("From: Zoë <z@example.org>\r\nSubject: Grüße\r\n\r\nx\r\n".encode(), NOW)
     assert (p.from_name, p.subject) == ("Zoë", "Grüße")
     p = parse(b"From: Zo\xeb <z@example.org>\r\nSubject: Gr\xfc\xdfe\r\n\r\nx\r\n", NOW)
     assert (p.from_name, p.subject) == ("Zoë", "Grüße")
@@ -88,45 +105,57 @@ def test_8bit_headers_are_read_as_utf8_else_latin1() -> None:
 
 def test_pathological_nesting_never_raises() -> None:
     raw = b"From: a@example.org\r\nSubject: deep\r\nMIME-Version: 1.0\r\n" + b"".join(
-        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i) for i in range(3000))
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+        for i in range(3000)
+    )
     p = parse(raw, NOW)
     assert p.subject == "deep" and p.from_addr == "a@example.org"
 
 
-@pytest.mark.parametrize("value,ids", [
-    ("<a@x>", ["a@x"]),
-    ("<a@x>\r\n <b@x>", ["a@x", "b@x"]),
-    ("< a@x >", ["a@x"]),
-    ("<a\r\n @x>", ["a@x"]),
-    ("a@x (comment) b@x", ["a@x", "b@x"]),
-    ("<a@x> (Ann's message of Monday)", ["a@x"]),
-    ("<> < > garbage", []),
-    ("Your message of Monday <a@x>", ["a@x"]),
-    ("<a@x>\x00", ["a@x"]),
-])
+@pytest.mark.parametrize(
+    "value,ids",
+    [
+        ("<a@x>", ["a@x"]),
+        ("<a@x>\r\n <b@x>", ["a@x", "b@x"]),
+        ("< a@x >", ["a@x"]),
+        ("<a\r\n @x>", ["a@x"]),
+        ("a@x (comment) b@x", ["a@x", "b@x"]),
+        ("<a@x> (Ann's message of Monday)", ["a@x"]),
+        ("<> < > garbage", []),
+        ("Your message of Monday <a@x>", ["a@x"]),
+        ("<a@x>\x00", ["a@x"]),
+    ],
+)
 def test_message_ids_are_extracted_tolerantly(value: str, ids: list[str]) -> None:
     assert extract_msgids(value) == ids
 
 
 def test_reference_chain_drops_self_and_repeats_and_puts_in_reply_to_last() -> None:
-    assert reference_chain("me@x", ("a@x", "me@x", "b@x", "a@x"), ("c@x", "d@x")) == ("b@x", "a@x", "c@x")
+    assert reference_chain("me@x", ("a@x", "me@x", "b@x", "a@x"), ("c@x", "d@x")) == (
+        "b@x",
+        "a@x",
+        "c@x",
+    )
     assert reference_chain("me@x", (), ("me@x",)) == ()
     assert len(reference_chain("me@x", tuple(f"{i}@x" for i in range(5000)), ())) == 200
 
 
-@pytest.mark.parametrize("subject,norm,reply", [
-    ("Re: Hello", "hello", True),
-    ("RE: re: Hello", "hello", True),
-    ("[dev] Re: Hello", "hello", True),
-    ("Re: [dev] Re: Hello  World", "hello world", True),
-    ("AW: Sv: Antw: Hello", "hello", True),
-    ("Réf. Hello", "réf. hello", False),
-    ("Réf: Hello", "hello", True),
-    ("Re[2]: Hello", "hello", True),
-    ("Fwd: Hello", "hello", False),
-    ("[dev] Hello", "hello", False),
-    ("Hello: world", "hello: world", False),
-])
+@pytest.mark.parametrize(
+    "subject,norm,reply",
+    [
+        ("Re: Hello", "hello", True),
+        ("RE: re: Hello", "hello", True),
+        ("[dev] Re: Hello", "hello", True),
+        ("Re: [dev] Re: Hello  World", "hello world", True),
+        ("AW: Sv: Antw: Hello", "hello", True),
+        ("Réf. Hello", "réf. hello", False),
+        ("Réf: Hello", "hello", True),
+        ("Re[2]: Hello", "hello", True),
+        ("Fwd: Hello", "hello", False),
+        ("[dev] Hello", "hello", False),
+        ("Hello: world", "hello: world", False),
+    ],
+)
 def test_subject_normalisation(subject: str, norm: str, reply: bool) -> None:
     assert normalize_subject(subject) == norm
     assert is_reply_subject(subject) is reply
@@ -137,8 +166,12 @@ def test_subject_normalisation(subject: str, norm: str, reply: bool) -> None:
 def test_a_subject_folded_over_many_lines_keeps_the_message_id(fold: bytes, lines: int) -> None:
     # Imported mail never meets the gateway's limits; a bare CR must not end the header block
     # for the parser while every other splitter reads on (the Message-ID would become body).
-    raw = (b"From: a@example.org\r\nSubject: x" + fold * lines + b"\r\nMessage-ID: <keep@example.org>\r\n"
-           b"To: dev@lists.test\r\n\r\nbody\r\n")
+    raw = (
+        b"From: a@example.org\r\nSubject: x"
+        + fold * lines
+        + b"\r\nMessage-ID: <keep@example.org>\r\n"
+        b"To: dev@lists.test\r\n\r\nbody\r\n"
+    )
     parsed = parse(raw)
     assert (parsed.message_id, parsed.message_id_generated) == ("keep@example.org", False)
     assert parsed.subject.startswith("x y") and parsed.raw == raw

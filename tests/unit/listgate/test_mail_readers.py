@@ -13,21 +13,24 @@ from email.policy import compat32
 from pathlib import Path
 
 import pytest
-from hypothesis import example, given, settings, strategies as st
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from listgate.mail import fields, mime, stream
 from listgate.mail.parser import parse, parse_head, parse_message_id
 from listgate.mail.shape import header_shape
 from listgate.mail.split import BARE_CR, header_block, header_end
-from worker.headers import addresses_in, has_header, rewrite_from, ListInfo
+from worker.headers import ListInfo, addresses_in, has_header, rewrite_from
 
 BODY = b"Message-ID: <in-body@example.org>\nCc: bob@example.net\n\nhello\n"
 MALFORMED = {
     "LF fields, a CRLF blank line": b"From: ann@example.org\nSubject: s\n\r\n" + BODY,
-    "a line without a colon, no blank line": b"From: ann@example.org\nSubject: s\nno colon here\n" + BODY,
+    "a line without a colon, no blank line": b"From: ann@example.org\nSubject: s\nno colon here\n"
+    + BODY,
     "a space before a colon": b"From: ann@example.org\nSubject : s\n" + BODY,
     "an 8-bit field name": b"From: ann@example.org\nSubj\xe9ct: s\n" + BODY,
-    "a continuation first, a name-less field": b" stray\nFrom: ann@example.org\n: no name\n\n" + BODY,
+    "a continuation first, a name-less field": b" stray\nFrom: ann@example.org\n: no name\n\n"
+    + BODY,
     "CRLF fields, an LF blank line": b"From: ann@example.org\r\nSubject: s\r\n\n" + BODY,
     "no header at all": b"\r\n" + BODY,
 }
@@ -36,12 +39,20 @@ MALFORMED = {
 @pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
 def test_every_reader_takes_the_header_block_the_archive_stores(raw: bytes) -> None:
     parsed = parse(raw)
-    assert parsed.message_id_generated and parsed.cc_addrs == ()  # the Message-ID and Cc lines are body
-    assert parse_head(raw).message_id == parse_message_id(raw) == parsed.message_id  # gateway, importer
-    assert not has_header(raw, "Message-ID") and addresses_in(raw, "To", "Cc") == set()  # the worker's copies
+    assert (
+        parsed.message_id_generated and parsed.cc_addrs == ()
+    )  # the Message-ID and Cc lines are body
+    assert (
+        parse_head(raw).message_id == parse_message_id(raw) == parsed.message_id
+    )  # gateway, importer
+    assert (
+        not has_header(raw, "Message-ID") and addresses_in(raw, "To", "Cc") == set()
+    )  # the worker's copies
     names = [n for n, _ in parsed.headers]
     assert names == [n for n, _ in fields.read(raw).fields]
-    assert header_shape(header_block(raw)).fields >= len(names)  # the gateway's limits count at least these
+    assert header_shape(header_block(raw)).fields >= len(
+        names
+    )  # the gateway's limits count at least these
     assert b"in-body@example.org" not in header_block(raw)
     assert "hello" in parsed.body_text
 
@@ -60,7 +71,9 @@ def test_the_dmarc_rewrite_keeps_every_byte_of_a_malformed_block() -> None:
     assert out.endswith(b"Subject: s\nno colon here\n" + BODY) and out.startswith(b"From: ")
 
 
-_NAME = st.sampled_from([b"From", b"To", b"Subject", b"Message-ID", b"X-A", b"", b"Bad Name", b"\xe9t\xe9", b"From "])
+_NAME = st.sampled_from(
+    [b"From", b"To", b"Subject", b"Message-ID", b"X-A", b"", b"Bad Name", b"\xe9t\xe9", b"From "]
+)
 _TEXT = st.binary(max_size=12).map(lambda b: b.replace(b"\n", b"").replace(b"\r", b""))
 _LINE = st.one_of(
     st.tuples(_NAME, st.sampled_from([b":", b": ", b":\t", b""]), _TEXT).map(b"".join),
@@ -68,7 +81,8 @@ _LINE = st.one_of(
     st.sampled_from([b"", b"From someone Mon Jan 1", b"--b", b"\r"]),
 )
 _BLOCK = st.lists(st.tuples(_LINE, st.sampled_from([b"\r\n", b"\n", b"\r\r\n"])), max_size=8).map(
-    lambda lines: b"".join(a + b for a, b in lines))
+    lambda lines: b"".join(a + b for a, b in lines)
+)
 
 
 @settings(max_examples=400, deadline=None)
@@ -85,7 +99,13 @@ def test_the_reader_reads_fields_as_the_standard_library_does(block: bytes, body
     assert ours == stdlib
 
 
-_PARSERS = {"message_from_bytes", "message_from_binary_file", "BytesParser", "BytesHeaderParser", "BytesFeedParser"}
+_PARSERS = {
+    "message_from_bytes",
+    "message_from_binary_file",
+    "BytesParser",
+    "BytesHeaderParser",
+    "BytesFeedParser",
+}
 
 
 def _names(node: ast.AST) -> list[str]:
@@ -94,7 +114,13 @@ def _names(node: ast.AST) -> list[str]:
         return [a.name for a in node.names]
     if isinstance(node, ast.ImportFrom):
         return [a.name for a in node.names] + [node.module or ""]
-    return [node.attr] if isinstance(node, ast.Attribute) else [node.id] if isinstance(node, ast.Name) else []
+    return (
+        [node.attr]
+        if isinstance(node, ast.Attribute)
+        else [node.id]
+        if isinstance(node, ast.Name)
+        else []
+    )
 
 
 def test_no_module_outside_listgate_mail_parses_raw_mail_itself() -> None:
@@ -106,6 +132,11 @@ def test_no_module_outside_listgate_mail_parses_raw_mail_itself() -> None:
             if path.parent == root / "listgate" / "mail":
                 continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
-                found += [f"{path.relative_to(root)}:{node.lineno}: {name}" for name in _names(node)  # type: ignore[attr-defined]
-                          if name in _PARSERS or name.split(".")[0] == "mailparser" or name in ("email.parser", "email.feedparser")]
+                found += [
+                    f"{path.relative_to(root)}:{node.lineno}: {name}"
+                    for name in _names(node)  # type: ignore[attr-defined]
+                    if name in _PARSERS
+                    or name.split(".")[0] == "mailparser"
+                    or name in ("email.parser", "email.feedparser")
+                ]
     assert found == []

@@ -4,26 +4,37 @@ from __future__ import annotations
 
 import pytest
 
-from listgate.mail.shape import dot_line_with_bare_end, header_shape, mime_depth, shape_problem, smuggling
+from listgate.mail.shape import (
+    dot_line_with_bare_end,
+    header_shape,
+    mime_depth,
+    shape_problem,
+    smuggling,
+)
 from listgate.mail.split import header_block
 
 
-@pytest.mark.parametrize("raw,expected", [
-    (b"a\r\n.\r\nb", False),  # a dot-stuffed "..", unstuffed
-    (b".\r\nstart", False),
-    (b"a\n.\nb", True),
-    (b"a\r\n.\nb", True),
-    (b"a\n.\r\nb", True),
-    (b"a\r.\rb", True),
-    (b"a\r\n.. x\r\n", False),
-    (b"no dots at all\n", False),
-])
+@pytest.mark.parametrize(
+    "raw,expected",
+    [
+        (b"a\r\n.\r\nb", False),  # a dot-stuffed "..", unstuffed
+        (b".\r\nstart", False),
+        (b"a\n.\nb", True),
+        (b"a\r\n.\nb", True),
+        (b"a\n.\r\nb", True),
+        (b"a\r.\rb", True),
+        (b"a\r\n.. x\r\n", False),
+        (b"no dots at all\n", False),
+    ],
+)
 def test_smuggling_patterns(raw: bytes, expected: bool) -> None:
     assert smuggling(raw) is expected
 
 
 def test_header_count_ignores_folded_lines_and_the_body() -> None:
-    shape = header_shape(header_block(b"A: 1\r\nB: 2\r\n  folded\r\n\tagain\r\n\r\nC: not a header\r\n"))
+    shape = header_shape(
+        header_block(b"A: 1\r\nB: 2\r\n  folded\r\n\tagain\r\n\r\nC: not a header\r\n")
+    )
     assert (shape.fields, shape.folded, shape.folded_name) == (2, 2, "B")
     assert header_shape(header_block(b"\r\nbody only")).fields == 0
 
@@ -31,7 +42,12 @@ def test_header_count_ignores_folded_lines_and_the_body() -> None:
 def _nested(depth: int, boundary: bytes = b"B") -> bytes:
     out = b"Subject: x\r\n"
     for i in range(depth - 1):
-        out += b'Content-Type: multipart/mixed; boundary="%s%d"\r\n\r\n--%s%d\r\n' % (boundary, i, boundary, i)
+        out += b'Content-Type: multipart/mixed; boundary="%s%d"\r\n\r\n--%s%d\r\n' % (
+            boundary,
+            i,
+            boundary,
+            i,
+        )
     out += b"Content-Type: text/plain\r\n\r\nleaf\r\n"
     for i in reversed(range(depth - 1)):
         out += b"--%s%d--\r\n" % (boundary, i)
@@ -42,11 +58,16 @@ def test_mime_depth_counts_nesting_not_siblings() -> None:
     assert mime_depth(b"Subject: x\r\n\r\nplain") == 1
     assert mime_depth(_nested(5)) == 5
     assert mime_depth(_nested(5, b"CaseSensitive")) == 5
-    siblings = (b'Content-Type: multipart/mixed; boundary="s"\r\n\r\n' + b"--s\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 100
-                + b"--s--\r\n")
+    siblings = (
+        b'Content-Type: multipart/mixed; boundary="s"\r\n\r\n'
+        + b"--s\r\nContent-Type: text/plain\r\n\r\nx\r\n" * 100
+        + b"--s--\r\n"
+    )
     assert mime_depth(siblings) == 2
-    attached = (b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n'
-                b'Subject: inner\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n--o--\r\n')
+    attached = (
+        b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n'
+        b'Subject: inner\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n--o--\r\n'
+    )
     assert mime_depth(attached) == 4
 
 
@@ -54,7 +75,9 @@ def test_shape_problem_names_the_limit() -> None:
     ok = b"A: 1\r\n\r\nbody\r\n"
     assert shape_problem(ok, 10, 1000, 5) is None
     assert shape_problem(b"".join(b"H%d: v\r\n" % i for i in range(11)) + b"\r\n", 10, 1000, 5) == (
-        "too-many-headers", "552 5.3.4 Refused: 11 header fields, the limit is 10")
+        "too-many-headers",
+        "552 5.3.4 Refused: 11 header fields, the limit is 10",
+    )
     reason, reply = shape_problem(b"A: " + b"x" * 2000 + b"\r\n\r\n", 10, 1000, 5)  # type: ignore[misc]
     assert reason == "line-too-long" and reply.startswith("552 5.3.4")
     reason, reply = shape_problem(_nested(7), 10, 1000, 5)  # type: ignore[misc]
@@ -63,7 +86,9 @@ def test_shape_problem_names_the_limit() -> None:
 
 
 def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
-    assert dot_line_with_bare_end(b".\nMAIL FROM:<a@b>\r\n") and dot_line_with_bare_end(b".\rDATA\r\n")
+    assert dot_line_with_bare_end(b".\nMAIL FROM:<a@b>\r\n") and dot_line_with_bare_end(
+        b".\rDATA\r\n"
+    )
     for innocent in (b".\r\n", b"..\r\n", b"..two\r\n", b"text.\n\r\n", b"\r\n"):
         assert not dot_line_with_bare_end(innocent), innocent
 
@@ -79,7 +104,9 @@ def _nested_2231(depth: int, spelling: bytes) -> bytes:
     return out
 
 
-@pytest.mark.parametrize("spelling", [b'boundary*0="b%d"', b"boundary*=utf-8''b%d", b'boundary*0="b"; boundary*1="%d"'])
+@pytest.mark.parametrize(
+    "spelling", [b'boundary*0="b%d"', b"boundary*=utf-8''b%d", b'boundary*0="b"; boundary*1="%d"']
+)
 def test_rfc2231_boundaries_count_towards_the_mime_depth(spelling: bytes) -> None:
     assert mime_depth(_nested_2231(7, spelling)) == 7
     reason, reply = shape_problem(_nested_2231(3000, spelling), 1000, 100_000, 50)  # type: ignore[misc]
@@ -91,14 +118,22 @@ def test_a_header_block_over_its_byte_limit_is_refused() -> None:
     head = raw.index(b"\r\n\r\n")
     assert shape_problem(raw, 1000, 100_000, 50, max_header_bytes=300_000) is None
     assert shape_problem(raw, 1000, 100_000, 50, max_header_bytes=256 * 1024) == (
-        "header-too-big", f"552 5.3.4 Refused: a header block of {head} bytes, the limit is 262144")
+        "header-too-big",
+        f"552 5.3.4 Refused: a header block of {head} bytes, the limit is 262144",
+    )
 
 
 def test_a_field_folded_over_too_many_lines_is_refused() -> None:
-    folded = b"From: a@example.org\r\nSubject: x" + b"\r\n y" * 300_000 + b"\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"
+    folded = (
+        b"From: a@example.org\r\nSubject: x"
+        + b"\r\n y" * 300_000
+        + b"\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"
+    )
     reason, reply = shape_problem(folded, 1000, 100_000, 50, max_header_bytes=2 * 1024 * 1024)  # type: ignore[misc]
-    assert (reason, reply) == ("header-folded", "554 5.6.0 Refused: the Subject field is folded over 300000 lines, "
-                                                "the limit is 1000")
+    assert (reason, reply) == (
+        "header-folded",
+        "554 5.6.0 Refused: the Subject field is folded over 300000 lines, the limit is 1000",
+    )
     ok = b"To: " + b",\r\n ".join(b"p%d@example.org" % i for i in range(300)) + b"\r\n\r\nbody\r\n"
     assert shape_problem(ok, 1000, 100_000, 50) is None
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 from sqlalchemy import func, select
 
@@ -46,10 +47,14 @@ class Moderation(RuleBasedStateMachine):
     @rule()
     def a_post_arrives(self) -> None:
         self.n += 1
-        raw = (f"From: a{self.n}@example.org\r\nSubject: Post {self.n}\r\nMessage-ID: <p{self.n}@x>\r\n"
-               f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText {self.n}\r\n").encode()
+        raw = (
+            f"From: a{self.n}@example.org\r\nSubject: Post {self.n}\r\nMessage-ID: <p{self.n}@x>\r\n"
+            f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText {self.n}\r\n"
+        ).encode()
         with transaction(self.db) as session:
-            result = ingest(session, parse(raw), lists.require(session, "club"), domain="lists.test")
+            result = ingest(
+                session, parse(raw), lists.require(session, "club"), domain="lists.test"
+            )
         assert result.status == HELD_FOR_MODERATION
         self.model[result.message_pk] = PostState.HELD
 
@@ -66,8 +71,15 @@ class Moderation(RuleBasedStateMachine):
         code = self._code(pk, action)
         try:
             with transaction(self.db) as session:
-                moderation.by_mail(session, SECRET, lists.require(session, "club"), action, code, "mod@example.org",
-                                   body)
+                moderation.by_mail(
+                    session,
+                    SECRET,
+                    lists.require(session, "club"),
+                    action,
+                    code,
+                    "mod@example.org",
+                    body,
+                )
         except moderation.ModerationError:
             assert not expected, f"{action} of a {self.model[pk]} post was refused"
             return
@@ -97,13 +109,22 @@ class Moderation(RuleBasedStateMachine):
             mlist = lists.require(session, "club")
             assert mlist.message_count == visible
             # Only threads with a published post are the list's threads (held, rejected, removed are not).
-            published = session.scalars(select(Message.thread_id).where(Message.status == PostState.VISIBLE)).all()
+            published = session.scalars(
+                select(Message.thread_id).where(Message.status == PostState.VISIBLE)
+            ).all()
             assert mlist.thread_count == len(set(published))
-            mails = session.scalar(select(func.count()).select_from(OutboxEntry)
-                                   .where(OutboxEntry.kind == dispatch.NOTIFY_MODERATORS))
+            mails = session.scalar(
+                select(func.count())
+                .select_from(OutboxEntry)
+                .where(OutboxEntry.kind == dispatch.NOTIFY_MODERATORS)
+            )
             assert mails == len(self.model)  # the moderators heard of each post exactly once
 
 
-Moderation.TestCase.settings = settings(max_examples=25, stateful_step_count=12, deadline=None,
-                                        suppress_health_check=[HealthCheck.too_slow])
+Moderation.TestCase.settings = settings(
+    max_examples=25,
+    stateful_step_count=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 TestModeration = Moderation.TestCase

@@ -3,21 +3,23 @@ that says why not, or a failed spool row with the error; never nothing."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from gateway.handler import GatewayHandler
 from listgate import counters, dispatch, ingest, notposted, status
-from listgate.db import transaction
-from listgate.models import Ban, Message, MessageVariant, NotPosted, SpooledMail
 from listgate.archiver import Archiver
+from listgate.db import transaction
+from listgate.models import Ban, Message, MessageVariant, SpooledMail
 from listgate.spool import Spool
 from listgate.states import SpoolState
 
 
-def _raw(msgid: str, sender: str = "ann@example.org", body: str = "Hello\r\n", extra: str = "") -> bytes:
+def _raw(
+    msgid: str, sender: str = "ann@example.org", body: str = "Hello\r\n", extra: str = ""
+) -> bytes:
     return f"From: {sender}\r\nSubject: hi\r\nMessage-ID: <{msgid}>\r\n{extra}\r\n{body}".encode()
 
 
@@ -31,7 +33,10 @@ def gate(settings, db, make_list):  # type: ignore[no-untyped-def]
 
 def _rows(db) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
     with db() as s:
-        return [(r.message_id, r.state, r.reason) for r in s.scalars(select(SpooledMail).order_by(SpooledMail.id))]
+        return [
+            (r.message_id, r.state, r.reason)
+            for r in s.scalars(select(SpooledMail).order_by(SpooledMail.id))
+        ]
 
 
 def _not_posted(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
@@ -39,20 +44,29 @@ def _not_posted(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         return [(n.message_id, n.reason) for n in notposted.waiting(s)]
 
 
-def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_it_can_be_released(gate, db, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_it_can_be_released(
+    gate, db, settings
+) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, mlist, sent = gate
-    assert handler.deliver(_raw("late@x"), "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+    assert handler.deliver(_raw("late@x"), "ann@example.org", ["dev@lists.test"])[1][
+        0
+    ].reply.endswith("stored")
     with transaction(db) as s:
         s.add(Ban(list_id=mlist.id, address="ann@example.org"))
     assert archiver.drain() == 1
     assert _not_posted(db) == [("late@x", "ann@example.org is banned from posting to this list")]
     assert _rows(db) == []  # one queue: nothing kept in the spool beside it
     with db() as s:
-        assert s.scalars(select(Message)).all() == [] and counters.values(s, counters.REFUSED) == {"banned": 1}
+        assert s.scalars(select(Message)).all() == [] and counters.values(s, counters.REFUSED) == {
+            "banned": 1
+        }
         metrics = status.gather_metrics(s)
     assert (metrics.not_posted, metrics.spool.pending, metrics.spool.failed) == (1, 0, 0)
     lines = status.render(status.Status("db", True, "x", "x", "broker", True, {}, metrics))
-    assert "moderators 1 mail accepted and not posted, 0 subscription requests awaiting approval" in lines
+    assert (
+        "moderators 1 mail accepted and not posted, 0 subscription requests awaiting approval"
+        in lines
+    )
     assert sent == []
     with transaction(db) as s:  # still banned: the release says why not
         entry_id = notposted.waiting(s)[0].id
@@ -62,24 +76,37 @@ def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_i
         s.execute(Ban.__table__.delete())
     with transaction(db) as s:
         released = ingest.release(s, entry_id, "mod@example.org", domain=settings.domain)
-    assert released.status == ingest.STORED and [e.kind for e in released.outbox] == [dispatch.FANOUT]
+    assert released.status == ingest.STORED and [e.kind for e in released.outbox] == [
+        dispatch.FANOUT
+    ]
     assert _not_posted(db) == []
 
 
-def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_archiving(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_archiving(
+    gate, db
+) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, _, sent = gate
-    reply = handler.deliver(_raw("auto@x", extra="Auto-Submitted: auto-replied\r\n"), "ann@example.org",
-                            ["dev@lists.test"])[1][0].reply
-    assert reply == "250 2.0.0 <dev@lists.test>: accepted, not posted (Auto-Submitted: auto-replied)"
+    reply = handler.deliver(
+        _raw("auto@x", extra="Auto-Submitted: auto-replied\r\n"),
+        "ann@example.org",
+        ["dev@lists.test"],
+    )[1][0].reply
+    assert (
+        reply == "250 2.0.0 <dev@lists.test>: accepted, not posted (Auto-Submitted: auto-replied)"
+    )
     assert _not_posted(db) == []  # decided at DATA, kept by the archiver
     archiver.drain()
     assert _not_posted(db) == [("auto@x", "Auto-Submitted: auto-replied")]
     with db() as s:
-        assert s.scalars(select(Message)).all() == [] and counters.values(s, counters.REFUSED) == {"automatic": 1}
+        assert s.scalars(select(Message)).all() == [] and counters.values(s, counters.REFUSED) == {
+            "automatic": 1
+        }
     assert sent == [] and _rows(db) == []
 
 
-def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_bytes_nothing(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_bytes_nothing(
+    gate, db
+) -> None:  # type: ignore[no-untyped-def]
     from listgate import removal
 
     handler, archiver, mlist, sent = gate
@@ -89,29 +116,42 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
     again = handler.deliver(first, "ann@example.org", ["dev@lists.test"])[1][0].reply
     assert again.endswith("already archived, not stored twice")
     other = _raw("v@x", body="Hello, corrected\r\n")
-    assert handler.deliver(other, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("same Message-ID")
+    assert handler.deliver(other, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        "same Message-ID"
+    )
     archiver.drain()
-    assert handler.deliver(other, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("not stored twice")
+    assert handler.deliver(other, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        "not stored twice"
+    )
     with db() as s:
-        assert len(s.scalars(select(MessageVariant)).all()) == 1 and len(s.scalars(select(Message)).all()) == 1
+        assert (
+            len(s.scalars(select(MessageVariant)).all()) == 1
+            and len(s.scalars(select(Message)).all()) == 1
+        )
         pk = s.scalars(select(Message.id)).one()
     assert len(sent) == 1  # one fan-out: a variant is not sent out
     with transaction(db) as s:
         removal.remove(s, [s.get_one(Message, pk)], "spam", "mod@example.org")
     third = _raw("v@x", body="Hello, once more\r\n")
-    assert handler.deliver(third, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("not stored twice")
+    assert handler.deliver(third, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        "not stored twice"
+    )
     archiver.drain()
     with db() as s:
         assert len(s.scalars(select(MessageVariant)).all()) == 1  # a takedown gets no new variants
 
 
-def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_sender(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_sender(
+    gate, db
+) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, mlist, _ = gate
     with transaction(db) as s:
         s.add(Ban(list_id=mlist.id, address="spam@example.net"))
-    for raw, envelope in ((_raw("b1@x", "spam@example.net"), "x@example.org"),
-                          (_raw("b2@x", extra="Sender: spam@example.net\r\n"), "x@example.org"),
-                          (_raw("b3@x"), "spam@example.net")):
+    for raw, envelope in (
+        (_raw("b1@x", "spam@example.net"), "x@example.org"),
+        (_raw("b2@x", extra="Sender: spam@example.net\r\n"), "x@example.org"),
+        (_raw("b3@x"), "spam@example.net"),
+    ):
         reply = handler.deliver(raw, envelope, ["dev@lists.test"])[1][0].reply
         assert reply.startswith("550 5.7.1") and "banned" in reply
     assert _rows(db) == []  # nothing spooled
@@ -120,12 +160,16 @@ def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_send
 def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(gate, db) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, _, _ = gate
     raw = _raw("cmd@x", body="follow\r\n", extra="In-Reply-To: <nowhere@x>\r\n")
-    assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+    assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        "stored"
+    )
     archiver.drain()
     assert _not_posted(db) == [("cmd@x", "'follow' names no thread we know")] and _rows(db) == []
 
 
-def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(gate, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
+    gate, db, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     from listgate import threads
 
     handler, archiver, _, sent = gate
@@ -146,7 +190,10 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(gate
         metrics = status.gather_metrics(s)
     assert len(sent) == 2
     lines = status.render(status.Status("db", True, "x", "x", "broker", True, {}, metrics))
-    assert any(line.startswith("spool      0 waiting for the archiver; 1 mail FAILED to archive") for line in lines), lines
+    assert any(
+        line.startswith("spool      0 waiting for the archiver; 1 mail FAILED to archive")
+        for line in lines
+    ), lines
     monkeypatch.setattr(threads, "attach", real)  # the bug is fixed: the operator retries it
     with transaction(db) as s:
         spool = Spool(db.kw["bind"])
@@ -175,14 +222,20 @@ def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> Non
     handler.deliver(_raw("w1@x"), "ann@example.org", ["dev@lists.test"])
     handler.deliver(_raw("w2@x"), "ann@example.org", ["dev@lists.test"])
     with db() as s:
-        metrics = status.gather_metrics(s, now=datetime.now(timezone.utc) + timedelta(seconds=90))
+        metrics = status.gather_metrics(s, now=datetime.now(UTC) + timedelta(seconds=90))
     assert metrics.spool.pending == 2 and 89 < metrics.spool.oldest_seconds < 120
     lines = status.render(status.Status("db", True, "x", "x", "broker", True, {}, metrics))
-    assert any(line.startswith("spool      2 waiting for the archiver, oldest") for line in lines), lines
-    assert _rows(db) == []  # the archive keeps only rows that failed; pending mail is in the spool file
+    assert any(
+        line.startswith("spool      2 waiting for the archiver, oldest") for line in lines
+    ), lines
+    assert (
+        _rows(db) == []
+    )  # the archive keeps only rows that failed; pending mail is in the spool file
 
 
-def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archiver(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archiver(
+    tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
     from listgate import cli, lists, threads
@@ -190,8 +243,11 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
     from listgate.schema import upgrade
     from tests.support.config import make_settings
 
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_DOMAIN": "lists.test",
-           "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_DOMAIN": "lists.test",
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
     settings = make_settings(tmp_path, **env)
     engine = make_engine(settings)
     upgrade(engine)
@@ -200,7 +256,9 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
         lists.create(s, "dev")
     handler, archiver = GatewayHandler(settings, db), Archiver(settings, db)
     real = threads.attach
-    monkeypatch.setattr(threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk on fire")))
+    monkeypatch.setattr(
+        threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk on fire"))
+    )
     for msgid in ("f1@x", "f2@x"):
         handler.deliver(_raw(msgid), "ann@example.org", ["dev@lists.test"])
     archiver.drain()
@@ -211,11 +269,17 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
     try:
         shown = run("show")
         assert shown.exit_code == 0, shown.output
-        assert "<f1@x> from ann@example.org to dev@lists.test: RuntimeError: disk on fire" in shown.output
+        assert (
+            "<f1@x> from ann@example.org to dev@lists.test: RuntimeError: disk on fire"
+            in shown.output
+        )
         assert "2 mails failed to archive; 0 waiting for the archiver" in shown.output
         assert run("retry").exit_code == 2 and "give a spool id or --all" in run("retry").output
         missing = run("retry", "999")
-        assert missing.exit_code == 1 and "there is no failed message 999 in the spool" in missing.output
+        assert (
+            missing.exit_code == 1
+            and "there is no failed message 999 in the spool" in missing.output
+        )
         with db() as s:
             first = s.scalars(select(SpooledMail.id).order_by(SpooledMail.id)).first()
         assert "1 mail back in line" in run("retry", str(first)).output

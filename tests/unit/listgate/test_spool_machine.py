@@ -10,14 +10,15 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from hypothesis import settings as hyp_settings, strategies as st
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from sqlalchemy import event, select
 
 from gateway.handler import GatewayHandler
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.archiver import Archiver
+from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Ban, Message, MessageVariant, NotPosted
 from listgate.schema import upgrade
 from tests.support.config import make_settings
@@ -41,8 +42,12 @@ class SpoolMachine(RuleBasedStateMachine):
         self.archiver = Archiver(self.settings, self.db, batch=3)
         self.abort_at = 0  # > 0: the next archiver transaction dies at its nth message
         event.listen(self.engine, "before_cursor_execute", self._fault)
-        self.pending: list[tuple[str, str, bool]] = []  # every answer spools a row: (message-id, sender, spooled?)
-        self.archived: dict[str, set[str]] = {}  # Message-ID -> the senders whose bytes are archived (message, variants)
+        self.pending: list[
+            tuple[str, str, bool]
+        ] = []  # every answer spools a row: (message-id, sender, spooled?)
+        self.archived: dict[
+            str, set[str]
+        ] = {}  # Message-ID -> the senders whose bytes are archived (message, variants)
         self.not_posted: list[str] = []
         self.banned: set[str] = set()
         self.seen = 0
@@ -60,18 +65,24 @@ class SpoolMachine(RuleBasedStateMachine):
     @rule(n=st.integers(0, 7), sender=st.sampled_from(SENDERS))
     def post(self, n: int, sender: str) -> None:
         msgid = f"m{n}@x"
-        raw = f"From: {sender}\r\nSubject: s{n}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
+        raw = (
+            f"From: {sender}\r\nSubject: s{n}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
+        )
         reply = self.handler.deliver(raw, sender, ["dev@lists.test"])[1][0].reply
         if sender in self.banned:
             assert reply.startswith("550 5.7.1"), reply
         elif sender in self.archived.get(msgid, ()):
             assert reply.endswith("already archived, not stored twice"), reply
         elif msgid in self.archived:  # other bytes (another From) under an archived Message-ID
-            assert reply.endswith("stored beside the archived message with the same Message-ID"), reply
+            assert reply.endswith("stored beside the archived message with the same Message-ID"), (
+                reply
+            )
         else:
             assert reply.endswith("stored"), reply
         spooled = reply.endswith(("stored", "same Message-ID"))
-        self.pending.append((msgid, sender, spooled))  # a refusal or a duplicate spools only its counts
+        self.pending.append(
+            (msgid, sender, spooled)
+        )  # a refusal or a duplicate spools only its counts
 
     @rule(sender=st.sampled_from(SENDERS))
     def ban(self, sender: str) -> None:
@@ -108,7 +119,9 @@ class SpoolMachine(RuleBasedStateMachine):
             variants = len(s.scalars(select(MessageVariant.id)).all())
             not_posted = list(s.scalars(select(NotPosted.message_id).order_by(NotPosted.id)))
             mark = self.archiver.spool.mark(s)
-        waiting = [r.message_id for r in self.archiver.spool.pending(1000, after=mark) if r.rcpt_tos]
+        waiting = [
+            r.message_id for r in self.archiver.spool.pending(1000, after=mark) if r.rcpt_tos
+        ]
         assert len(stored) == len(set(stored)), "a message archived twice"
         assert set(stored) == set(self.archived)
         assert variants == sum(len(senders) - 1 for senders in self.archived.values())
@@ -122,5 +135,7 @@ class SpoolMachine(RuleBasedStateMachine):
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-SpoolMachine.TestCase.settings = hyp_settings(max_examples=25, stateful_step_count=25, deadline=None)
+SpoolMachine.TestCase.settings = hyp_settings(
+    max_examples=25, stateful_step_count=25, deadline=None
+)
 test_spool_model = SpoolMachine.TestCase

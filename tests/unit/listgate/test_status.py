@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,7 +15,7 @@ from listgate.models import Bounce, Delivery, OutboxEntry
 from tests.support.config import make_settings
 from tests.support.factories import make_mail, post
 
-NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
 def busy_day(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
@@ -27,10 +27,23 @@ def busy_day(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-u
         counters.bump(session, counters.RECEIVED, n=5)
         counters.bump(session, counters.REFUSED, "unknown-list", n=2)
         counters.bump(session, counters.REFUSED, "too-big")
-        for address, state in (("a@x.org", "sent"), ("b@x.org", "sent"), ("c@x.org", "deferred"), ("d@x.org", "bounced")):
-            session.add(Delivery(message_pk=first.message_pk, address=address, status=state,
-                                 last_error="0 ConnectionRefusedError: [Errno 111] Connection refused" if state == "deferred" else "",
-                                 next_attempt_at=NOW + timedelta(minutes=5) if state == "deferred" else None))
+        for address, state in (
+            ("a@x.org", "sent"),
+            ("b@x.org", "sent"),
+            ("c@x.org", "deferred"),
+            ("d@x.org", "bounced"),
+        ):
+            session.add(
+                Delivery(
+                    message_pk=first.message_pk,
+                    address=address,
+                    status=state,
+                    last_error="0 ConnectionRefusedError: [Errno 111] Connection refused"
+                    if state == "deferred"
+                    else "",
+                    next_attempt_at=NOW + timedelta(minutes=5) if state == "deferred" else None,
+                )
+            )
         session.flush()
         session.add(Bounce(address="d@x.org", kind="permanent"))
         session.add(OutboxEntry(kind="listgate.fanout", created_at=NOW - timedelta(seconds=90)))
@@ -49,7 +62,9 @@ def test_metrics_are_read_from_rows(db, make_list) -> None:  # type: ignore[no-u
     assert m.last_received is not None
 
 
-def test_status_lists_database_broker_queue_and_last_mail(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_status_lists_database_broker_queue_and_last_mail(
+    settings: Settings, db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     busy_day(db, make_list)
     state = status.collect(settings)
     text = "\n".join(status.render(state, now=NOW))
@@ -73,8 +88,12 @@ def test_the_broker_queue_length_counts_waiting_tasks(settings: Settings) -> Non
 
 
 def test_status_command_exits_1_and_names_what_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "x" * 20,
-           "LISTGATE_DATABASE_URL": "postgresql://lg:hunter22@127.0.0.1:1/lg", "LISTGATE_BROKER_URL": "redis://127.0.0.1:1/0"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": "x" * 20,
+        "LISTGATE_DATABASE_URL": "postgresql://lg:hunter22@127.0.0.1:1/lg",
+        "LISTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
     result = CliRunner().invoke(main, ["status"], env=env)
     assert result.exit_code == 1
     assert "database   DOWN   postgresql://lg:***@127.0.0.1:1/lg" in result.output
@@ -88,7 +107,9 @@ def test_status_says_when_the_schema_is_behind(tmp_path) -> None:  # type: ignor
     assert "revision none" in text and "listgate db upgrade" in text
 
 
-def test_failed_work_the_not_posted_queue_and_requests_are_counted(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_failed_work_the_not_posted_queue_and_requests_are_counted(
+    settings: Settings, db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     from listgate import lists, subscriptions
     from listgate.models import Subscription
 
@@ -96,7 +117,11 @@ def test_failed_work_the_not_posted_queue_and_requests_are_counted(settings: Set
     make_list("club", private=True)
     post(db, make_mail("auto", headers={"Auto-Submitted": "auto-replied"}))
     with transaction(db) as session:
-        session.add(OutboxEntry(kind="listgate.handle_command", done_at=NOW, failed_at=NOW, last_error="boom"))
+        session.add(
+            OutboxEntry(
+                kind="listgate.handle_command", done_at=NOW, failed_at=NOW, last_error="boom"
+            )
+        )
         session.add(OutboxEntry(kind="listgate.send_notice", done_at=NOW))
         sub = subscriptions.start(session, lists.require(session, "club"), "x@example.org")
         assert isinstance(sub, Subscription) and sub.status == "awaiting"
@@ -115,9 +140,15 @@ def test_deferred_copies_make_status_fail_and_say_why(settings: Settings, db, ma
     text = "\n".join(status.render(state, now=NOW))
     assert "relay      DEFERRING 1 copy waits for the relay, which said: 0 Connection" in text
     assert "Connection refused" in text and "next try in 300 s" in text
-    result = CliRunner().invoke(main, ["status"], env={"LISTGATE_DATA_DIR": str(settings.data_dir),
-                                                       "LISTGATE_DATABASE_URL": settings.database_url,
-                                                       "LISTGATE_SECRET_KEY": settings.secret_key})
+    result = CliRunner().invoke(
+        main,
+        ["status"],
+        env={
+            "LISTGATE_DATA_DIR": str(settings.data_dir),
+            "LISTGATE_DATABASE_URL": settings.database_url,
+            "LISTGATE_SECRET_KEY": settings.secret_key,
+        },
+    )
     assert result.exit_code == 1 and "DEFERRING" in result.output
 
 

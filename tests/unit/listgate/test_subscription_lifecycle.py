@@ -24,34 +24,61 @@ SECRET = "test-secret-key-0123456789"
 KW = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
 
 
-def post(db: sessionmaker[Session], mid: str, frm: str = "ann@example.org", refs: str = "", list_name: str = "dev",
-         subject: str = "Topic") -> Message:
+def post(
+    db: sessionmaker[Session],
+    mid: str,
+    frm: str = "ann@example.org",
+    refs: str = "",
+    list_name: str = "dev",
+    subject: str = "Topic",
+) -> Message:
     raw = f"From: {frm}\r\nSubject: {subject}\r\nMessage-ID: <{mid}>\r\n"
     if refs:
         raw += f"References: {refs}\r\nIn-Reply-To: {refs.split()[-1]}\r\n"
     with transaction(db) as session:
-        result = ingest(session, parse((raw + "\r\nhello\r\n").encode()), lists.require(session, list_name),
-                        domain="lists.test")
+        result = ingest(
+            session,
+            parse((raw + "\r\nhello\r\n").encode()),
+            lists.require(session, list_name),
+            domain="lists.test",
+        )
         return session.get_one(Message, result.message_pk)
 
 
 def mailed(db: sessionmaker[Session], msg: Message, address: str, kind: str = "list") -> int:
     """address got msg through its `kind` subscription, and bounced once: the history the FKs protect."""
     with transaction(db) as session:
-        sub = session.scalars(select(Subscription).where(
-            Subscription.address == address, Subscription.kind == kind,
-            Subscription.thread_key == (msg.thread_id if kind == "thread" else 0))).one()
-        delivery = Delivery(message_pk=msg.id, address=address, subscription_id=sub.id, status="sent", attempts=1,
-                            last_error="")
+        sub = session.scalars(
+            select(Subscription).where(
+                Subscription.address == address,
+                Subscription.kind == kind,
+                Subscription.thread_key == (msg.thread_id if kind == "thread" else 0),
+            )
+        ).one()
+        delivery = Delivery(
+            message_pk=msg.id,
+            address=address,
+            subscription_id=sub.id,
+            status="sent",
+            attempts=1,
+            last_error="",
+        )
         session.add(delivery)
         session.flush()
-        session.add(Bounce(delivery_id=delivery.id, subscription_id=sub.id, address=address, kind="transient"))
+        session.add(
+            Bounce(
+                delivery_id=delivery.id, subscription_id=sub.id, address=address, kind="transient"
+            )
+        )
         return sub.id
 
 
 def state(db: sessionmaker[Session], address: str) -> dict[str, str]:
     with db() as session:
-        return {s.kind: s.status for s in session.scalars(select(Subscription).where(Subscription.address == address))}
+        return {
+            s.kind: s.status
+            for s in session.scalars(select(Subscription).where(Subscription.address == address))
+        }
 
 
 @pytest.fixture
@@ -61,13 +88,19 @@ def dev(make_list) -> MailingList:  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("action", [subscriptions.LEAVE, subscriptions.DIGEST])
 @pytest.mark.parametrize("channel", ["link", "mail", "web", "admin"])
-def test_a_subscriber_who_was_mailed_can_leave_or_switch_by_every_channel(db, dev, action, channel) -> None:  # type: ignore[no-untyped-def]
+def test_a_subscriber_who_was_mailed_can_leave_or_switch_by_every_channel(
+    db, dev, action, channel
+) -> None:  # type: ignore[no-untyped-def]
     with transaction(db) as session:
         lists.subscribe(session, session.merge(dev), "bob@example.org")
     sub_id = mailed(db, post(db, "p1@x"), "bob@example.org")
     with transaction(db) as session:
         change(session, session.merge(dev), "bob@example.org", action, channel=channel)
-    expected = {"list": "ended"} if action == subscriptions.LEAVE else {"list": "ended", "digest": "active"}
+    expected = (
+        {"list": "ended"}
+        if action == subscriptions.LEAVE
+        else {"list": "ended", "digest": "active"}
+    )
     assert state(db, "bob@example.org") == expected
     with db() as session:  # the history is still there, pointing at the same row
         assert session.scalar(select(Delivery.subscription_id)) == sub_id
@@ -93,8 +126,14 @@ def test_leave_return_leave_reuses_one_row_and_keeps_its_history(db, dev) -> Non
         assert back.subscription.id == sub_id and back.subscription.status == "active"
         change(session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="link")
     with db() as session:
-        assert session.scalar(select(func.count()).select_from(Subscription).where(
-            Subscription.address == "bob@example.org")) == 1
+        assert (
+            session.scalar(
+                select(func.count())
+                .select_from(Subscription)
+                .where(Subscription.address == "bob@example.org")
+            )
+            == 1
+        )
         assert session.scalar(select(func.count()).select_from(Delivery)) == 1
 
 
@@ -103,20 +142,43 @@ def test_leaving_the_list_ends_follows_and_mutes_and_says_goodbye_once(db, dev) 
     with transaction(db) as session:
         mlist = session.merge(dev)
         lists.subscribe(session, mlist, "bob@example.org")
-        change(session, mlist, "bob@example.org", subscriptions.MUTE, thread_id=first.thread_id, channel="web")
+        change(
+            session,
+            mlist,
+            "bob@example.org",
+            subscriptions.MUTE,
+            thread_id=first.thread_id,
+            channel="web",
+        )
         lists.subscribe(session, mlist, "bob@example.org", "thread", other.thread_id)
     mailed(db, first, "bob@example.org")
     with transaction(db) as session:
-        bye = change(session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="web")
-        again = change(session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="web")
+        bye = change(
+            session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="web"
+        )
+        again = change(
+            session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="web"
+        )
     assert state(db, "bob@example.org") == {"list": "ended", "mute": "ended", "thread": "ended"}
     assert [json.loads(e.payload)["template"] for e in bye.outbox] == ["goodbye"]
     assert again.outbox == [] and "not subscribed" in again.message
 
 
-@pytest.mark.parametrize("bad", ["a\u2028b@example.org", "a\x0bb@example.org", "a@exa\x0bmple.org", "a\x00@example.org",
-                                 "a\u00a0b@example.org", "a\u200bb@example.org", "a@exam\u2029ple.org",
-                                 "a\u3000@example.org", "a@b@example.org", "x" * 65 + "@example.org"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "a\u2028b@example.org",
+        "a\x0bb@example.org",
+        "a@exa\x0bmple.org",
+        "a\x00@example.org",
+        "a\u00a0b@example.org",
+        "a\u200bb@example.org",
+        "a@exam\u2029ple.org",
+        "a\u3000@example.org",
+        "a@b@example.org",
+        "x" * 65 + "@example.org",
+    ],
+)
 def test_control_and_separator_characters_are_not_addresses(bad: str) -> None:
     with pytest.raises(SubscriptionError, match="not an email address"):
         subscriptions.normalize(bad)
@@ -135,14 +197,20 @@ def test_confirmation_mail_to_one_address_is_limited_over_every_list(db, make_li
     for name in names:
         with transaction(db) as session:
             try:
-                sent.append(subscriptions.request(session, lists.require(session, name), "victim@example.org", **KW))
+                sent.append(
+                    subscriptions.request(
+                        session, lists.require(session, name), "victim@example.org", **KW
+                    )
+                )
             except RateLimited as exc:
                 assert exc.retry_after > 0 and "Too many confirmation mails" in str(exc)
     assert sum(len(o.outbox) for o in sent) == subscriptions.CONFIRM_LIMIT[0]
 
 
 @pytest.mark.parametrize("options", [{"private": True}, {"policy": "members"}])
-def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(db, make_list, options) -> None:  # type: ignore[no-untyped-def]
+def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
+    db, make_list, options
+) -> None:  # type: ignore[no-untyped-def]
     make_list("club", moderators="mod@example.org", **options)
     make_list("dev")
     thread_id = post(db, "c1@x", frm="mod@example.org", list_name="club").thread_id
@@ -153,35 +221,72 @@ def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(db, make
         token = json.loads(pending.outbox[0].payload)["link"].rsplit("/", 1)[1]
         confirmed = subscriptions.confirm_token(session, SECRET, token)
         web = change(session, club, "b@example.org", subscriptions.DIGEST, channel="web")
-        follow = change(session, club, "c@example.org", subscriptions.FOLLOW, thread_id=thread_id, channel="mail")
+        follow = change(
+            session,
+            club,
+            "c@example.org",
+            subscriptions.FOLLOW,
+            thread_id=thread_id,
+            channel="mail",
+        )
         # a mute is no way in; the moderator is in already
-        muted = change(session, club, "d@example.org", subscriptions.MUTE, thread_id=thread_id, channel="web")
-        moderator = change(session, club, "mod@example.org", subscriptions.EVERY_POST, channel="web")
+        muted = change(
+            session, club, "d@example.org", subscriptions.MUTE, thread_id=thread_id, channel="web"
+        )
+        moderator = change(
+            session, club, "mod@example.org", subscriptions.EVERY_POST, channel="web"
+        )
         # an open list lets people in at once
-        open_list = change(session, lists.require(session, "dev"), "a@example.org", subscriptions.EVERY_POST,
-                           channel="web")
+        open_list = change(
+            session,
+            lists.require(session, "dev"),
+            "a@example.org",
+            subscriptions.EVERY_POST,
+            channel="web",
+        )
     assert [json.loads(e.payload)["template"] for e in confirmed.outbox] == ["awaiting"]
     assert [o.subscription.status for o in (confirmed, web, follow)] == ["awaiting"] * 3
     assert [o.subscription.status for o in (muted, moderator, open_list)] == ["active"] * 3
     with transaction(db) as session:
         club = lists.require(session, "club")
-        assert {s.address for s in approvals.waiting(session, [club.id])} == {"a@example.org", "b@example.org",
-                                                                             "c@example.org"}
-        welcome = approvals.approve(session, session.get_one(Subscription, confirmed.subscription.id), "mod@example.org")
-        refused = approvals.refuse(session, session.get_one(Subscription, web.subscription.id), "mod@example.org",
-                                   "members only")
-    assert [json.loads(e.payload)["template"] for e in welcome.outbox + refused.outbox] == ["welcome", "refused"]
-    assert state(db, "a@example.org") == {"list": "active"} and state(db, "b@example.org") == {"digest": "ended"}
+        assert {s.address for s in approvals.waiting(session, [club.id])} == {
+            "a@example.org",
+            "b@example.org",
+            "c@example.org",
+        }
+        welcome = approvals.approve(
+            session, session.get_one(Subscription, confirmed.subscription.id), "mod@example.org"
+        )
+        refused = approvals.refuse(
+            session,
+            session.get_one(Subscription, web.subscription.id),
+            "mod@example.org",
+            "members only",
+        )
+    assert [json.loads(e.payload)["template"] for e in welcome.outbox + refused.outbox] == [
+        "welcome",
+        "refused",
+    ]
+    assert state(db, "a@example.org") == {"list": "active"} and state(db, "b@example.org") == {
+        "digest": "ended"
+    }
 
 
 def test_an_invitation_is_approved_before_the_address_confirms(db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("club", private=True, moderators="mod@example.org")
     with transaction(db) as session:
-        outcome = subscriptions.request(session, lists.require(session, "club"), "new@example.org",
-                                        invited_by="mod@example.org", **KW)
+        outcome = subscriptions.request(
+            session,
+            lists.require(session, "club"),
+            "new@example.org",
+            invited_by="mod@example.org",
+            **KW,
+        )
         token = json.loads(outcome.outbox[0].payload)["link"].rsplit("/", 1)[1]
         done = subscriptions.confirm_token(session, SECRET, token)
-    assert done.subscription.status == "active" and done.subscription.approved_by == "mod@example.org"
+    assert (
+        done.subscription.status == "active" and done.subscription.approved_by == "mod@example.org"
+    )
 
 
 def test_posting_on_a_private_list_does_not_make_an_outsider_follow(db, make_list) -> None:  # type: ignore[no-untyped-def]
@@ -199,8 +304,11 @@ def test_merging_threads_moves_follows_without_deleting_mailed_rows(db, dev) -> 
     mailed(db, a, "f@example.org", "thread")
     joined = post(db, "c1@x", refs="<a1@x> <b1@x>")  # links both threads: they merge
     with db() as session:
-        rows = session.execute(select(Subscription.thread_key, Subscription.status).where(
-            Subscription.address == "f@example.org")).all()
+        rows = session.execute(
+            select(Subscription.thread_key, Subscription.status).where(
+                Subscription.address == "f@example.org"
+            )
+        ).all()
         survivor = session.get_one(Message, joined.id).thread_id
     assert sorted(status for _, status in rows) == ["active", "ended"]
     assert [key for key, status in rows if status == "active"] == [survivor]

@@ -36,7 +36,9 @@ def test_request_is_pending_and_mails_the_address_itself(db, dev) -> None:  # ty
     payload = json.loads(outcome.outbox[0].payload)
     assert payload["template"] == "confirm" and payload["to"] == "ann@example.org"
     assert payload["link"].startswith("https://lists.test/confirm/")
-    assert payload["reply_to"].startswith("dev+confirm-") and payload["reply_to"].endswith("@lists.test")
+    assert payload["reply_to"].startswith("dev+confirm-") and payload["reply_to"].endswith(
+        "@lists.test"
+    )
 
 
 def test_confirm_by_link_and_by_code(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -49,7 +51,12 @@ def test_confirm_by_link_and_by_code(db, dev) -> None:  # type: ignore[no-untype
         done = subscriptions.confirm_token(session, SECRET, link_token)
         assert done.subscription.status == "active"
         assert json.loads(done.outbox[0].payload)["template"] == "welcome"
-        assert subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code).subscription.status == "active"
+        assert (
+            subscriptions.confirm_by_code(
+                session, SECRET, session.merge(dev), code
+            ).subscription.status
+            == "active"
+        )
     with transaction(db) as session, pytest.raises(SubscriptionError):
         subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code[:-2] + "00")
 
@@ -68,7 +75,9 @@ def old_token(monkeypatch, purpose: str, data: object, age: float) -> str:  # ty
 
 
 def test_forged_and_expired_confirm_links_are_refused(db, dev, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    forged = tokens.make("another-secret-0123456789", tokens.CONFIRM, {"s": 1, "a": "x@example.org"})
+    forged = tokens.make(
+        "another-secret-0123456789", tokens.CONFIRM, {"s": 1, "a": "x@example.org"}
+    )
     with transaction(db) as session, pytest.raises(SubscriptionError, match="not valid"):
         subscriptions.confirm_token(session, SECRET, forged)
     expired = old_token(monkeypatch, tokens.CONFIRM, {"s": 1, "a": "x@example.org"}, 8 * 86400)
@@ -81,21 +90,36 @@ def test_unsubscribe_token_leaves_the_list_or_only_the_thread(db, dev) -> None: 
     with transaction(db) as session:
         mlist = session.merge(dev)
         lists.subscribe(session, mlist, "a@example.org")
-        subscriptions.change(session, mlist, "f@example.org", subscriptions.FOLLOW, thread_id=thread_id, channel="web")
+        subscriptions.change(
+            session,
+            mlist,
+            "f@example.org",
+            subscriptions.FOLLOW,
+            thread_id=thread_id,
+            channel="web",
+        )
     thread_token = subscriptions.unsubscribe_token(SECRET, dev.id, "f@example.org", thread_id)
     list_token = subscriptions.unsubscribe_token(SECRET, dev.id, "a@example.org")
     with transaction(db) as session:
-        assert subscriptions.read_unsubscribe(session, SECRET, thread_token)[1:] == ("f@example.org", thread_id)
+        assert subscriptions.read_unsubscribe(session, SECRET, thread_token)[1:] == (
+            "f@example.org",
+            thread_id,
+        )
         subscriptions.unsubscribe_by_token(session, SECRET, thread_token)
         out = subscriptions.unsubscribe_by_token(session, SECRET, list_token)
         assert json.loads(out.outbox[0].payload)["template"] == "goodbye"
-    assert _states(db) == {("a@example.org", "list"): ("ended", "left (link)"),
-                           ("f@example.org", "thread"): ("ended", "left the thread (link)")}
+    assert _states(db) == {
+        ("a@example.org", "list"): ("ended", "left (link)"),
+        ("f@example.org", "thread"): ("ended", "left the thread (link)"),
+    }
 
 
 def _states(db) -> dict[tuple[str, str], tuple[str, str]]:  # type: ignore[no-untyped-def]
     with db() as session:
-        return {(s.address, s.kind): (s.status, s.end_reason) for s in session.scalars(select(Subscription))}
+        return {
+            (s.address, s.kind): (s.status, s.end_reason)
+            for s in session.scalars(select(Subscription))
+        }
 
 
 def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -103,11 +127,27 @@ def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type:
     with transaction(db) as session:
         mlist = session.merge(dev)
         lists.subscribe(session, mlist, "a@example.org")
-        subscriptions.change(session, mlist, "a@example.org", subscriptions.FOLLOW, thread_id=thread_id, channel="web")
-        subscriptions.change(session, mlist, "a@example.org", subscriptions.LEAVE_THREAD, thread_id=thread_id,
-                             channel="mail")
-    assert _states(db) == {("a@example.org", "list"): ("active", ""), ("a@example.org", "mute"): ("active", ""),
-                           ("a@example.org", "thread"): ("ended", "muted")}
+        subscriptions.change(
+            session,
+            mlist,
+            "a@example.org",
+            subscriptions.FOLLOW,
+            thread_id=thread_id,
+            channel="web",
+        )
+        subscriptions.change(
+            session,
+            mlist,
+            "a@example.org",
+            subscriptions.LEAVE_THREAD,
+            thread_id=thread_id,
+            channel="mail",
+        )
+    assert _states(db) == {
+        ("a@example.org", "list"): ("active", ""),
+        ("a@example.org", "mute"): ("active", ""),
+        ("a@example.org", "thread"): ("ended", "muted"),
+    }
 
 
 def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -115,8 +155,14 @@ def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type
         with pytest.raises(SubscriptionError, match="not an email address"):
             subscriptions.request(session, session.merge(dev), "not an address", **KW)
         with pytest.raises(SubscriptionError, match="no thread 999 on the list dev"):
-            subscriptions.change(session, session.merge(dev), "a@example.org", subscriptions.FOLLOW, thread_id=999,
-                                 channel="web")
+            subscriptions.change(
+                session,
+                session.merge(dev),
+                "a@example.org",
+                subscriptions.FOLLOW,
+                thread_id=999,
+                channel="web",
+            )
 
 
 def test_repeated_requests_send_one_confirmation_per_ten_minutes(db, dev) -> None:  # type: ignore[no-untyped-def]
@@ -141,10 +187,18 @@ def test_confirm_address_under_64_for_the_longest_list_name(db, make_list) -> No
     for address in (reply_to, f"{name}+confirm-{longest}@lists.test"):
         assert len(address.split("@")[0]) < 64
         recipient = parse_recipient(address, "lists.test")
-        assert recipient is not None and (recipient.list_name, recipient.command) == (name, "confirm")
+        assert recipient is not None and (recipient.list_name, recipient.command) == (
+            name,
+            "confirm",
+        )
     with transaction(db) as session:
         code = reply_to.split("+confirm-")[1].split("@")[0]
-        assert subscriptions.confirm_by_code(session, SECRET, session.merge(mlist), code).subscription.status == "active"
+        assert (
+            subscriptions.confirm_by_code(
+                session, SECRET, session.merge(mlist), code
+            ).subscription.status
+            == "active"
+        )
 
 
 def test_list_names_longer_than_the_limit_are_refused(db) -> None:  # type: ignore[no-untyped-def]

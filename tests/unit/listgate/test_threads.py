@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
@@ -15,10 +15,17 @@ from listgate.lists import require
 from listgate.mail.parser import parse
 from listgate.models import MailingList, Message, MessageVariant, Thread
 
-T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def raw(mid: str, refs: str = "", irt: str = "", subject: str = "Topic", when: datetime = T0, frm: str = "ann@example.org") -> bytes:
+def raw(
+    mid: str,
+    refs: str = "",
+    irt: str = "",
+    subject: str = "Topic",
+    when: datetime = T0,
+    frm: str = "ann@example.org",
+) -> bytes:
     """A message with the given threading headers (verbatim)."""
     head = f"From: {frm}\r\nSubject: {subject}\r\nDate: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
     if mid:
@@ -33,26 +40,39 @@ def raw(mid: str, refs: str = "", irt: str = "", subject: str = "Topic", when: d
 class Archive:
     """Post into one list and read the forest back."""
 
-    def __init__(self, db: sessionmaker[Session], name: str = "dev", fallback_days: int = 30) -> None:
+    def __init__(
+        self, db: sessionmaker[Session], name: str = "dev", fallback_days: int = 30
+    ) -> None:
         self.db, self.name, self.fallback_days = db, name, fallback_days
 
     def post(self, data: bytes) -> None:
         with transaction(self.db) as s:
-            ingest(s, parse(data), require(s, self.name), domain="lists.test", origin="import",
-                   fallback_days=self.fallback_days)
+            ingest(
+                s,
+                parse(data),
+                require(s, self.name),
+                domain="lists.test",
+                origin="import",
+                fallback_days=self.fallback_days,
+            )
 
     def parents(self) -> dict[str, str | None]:
         """message_id -> parent's message_id."""
         with self.db() as s:
-            rows = s.scalars(select(Message).join(MailingList).where(MailingList.name == self.name)).all()
+            rows = s.scalars(
+                select(Message).join(MailingList).where(MailingList.name == self.name)
+            ).all()
             by_pk = {m.id: m.message_id for m in rows}
             return {m.message_id: by_pk.get(m.parent_id) if m.parent_id else None for m in rows}
 
     def groups(self) -> set[frozenset[str]]:
         """The messages of each live thread."""
         with self.db() as s:
-            rows = s.execute(select(Message.message_id, Message.thread_id).join(MailingList)
-                             .where(MailingList.name == self.name)).all()
+            rows = s.execute(
+                select(Message.message_id, Message.thread_id)
+                .join(MailingList)
+                .where(MailingList.name == self.name)
+            ).all()
             out: dict[int, set[str]] = {}
             for mid, tid in rows:
                 out.setdefault(threads.resolve(s, tid).id, set()).add(mid)
@@ -60,8 +80,11 @@ class Archive:
 
     def thread_of(self, mid: str) -> Thread:
         with self.db() as s:
-            tid = s.scalar(select(Message.thread_id).join(MailingList)
-                           .where(MailingList.name == self.name, Message.message_id == mid))
+            tid = s.scalar(
+                select(Message.thread_id)
+                .join(MailingList)
+                .where(MailingList.name == self.name, Message.message_id == mid)
+            )
             return threads.resolve(s, tid)
 
     def mlist(self) -> MailingList:
@@ -80,7 +103,12 @@ def test_replies_in_order_form_a_tree(arc: Archive) -> None:
     arc.post(raw("b@x.test", refs="<a@x.test>", irt="<a@x.test>", subject="Re: Topic"))
     arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", subject="Re: Topic"))
     arc.post(raw("d@x.test", refs="<a@x.test>", irt="<a@x.test>", subject="Re: Topic"))
-    assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test", "d@x.test": "a@x.test"}
+    assert arc.parents() == {
+        "a@x.test": None,
+        "b@x.test": "a@x.test",
+        "c@x.test": "b@x.test",
+        "d@x.test": "a@x.test",
+    }
     assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "c@x.test", "d@x.test"})}
     t = arc.thread_of("c@x.test")
     assert (t.message_count, t.participant_count, t.subject) == (4, 1, "Topic")
@@ -90,9 +118,14 @@ def test_replies_in_order_form_a_tree(arc: Archive) -> None:
 def test_a_reply_before_its_parent_is_adopted_when_the_parent_arrives(arc: Archive) -> None:
     arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
     arc.post(raw("a@x.test"))
-    assert arc.parents() == {"a@x.test": None, "c@x.test": "a@x.test"}  # the missing b is a placeholder
+    assert arc.parents() == {
+        "a@x.test": None,
+        "c@x.test": "a@x.test",
+    }  # the missing b is a placeholder
     assert arc.groups() == {frozenset({"a@x.test", "c@x.test"})}
-    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))  # the missing middle takes its place
+    arc.post(
+        raw("b@x.test", refs="<a@x.test>", subject="Re: Topic")
+    )  # the missing middle takes its place
     assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test"}
     t = arc.thread_of("a@x.test")
     assert t.root_message_pk is not None and t.message_count == 3 and t.subject == "Topic"
@@ -115,7 +148,10 @@ def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(ar
     assert arc.mlist().thread_count == 1
     # the placeholder arriving later keeps everything in the one thread
     arc.post(raw("missing@x.test", refs="<x1@x.test>", subject="Re: First"))
-    assert arc.parents()["y1@x.test"] == "missing@x.test" and arc.parents()["missing@x.test"] == "x1@x.test"
+    assert (
+        arc.parents()["y1@x.test"] == "missing@x.test"
+        and arc.parents()["missing@x.test"] == "x1@x.test"
+    )
     assert len(arc.groups()) == 1 and arc.mlist().thread_count == 1
 
 
@@ -144,17 +180,29 @@ def test_loops_and_self_references_never_make_a_cycle(arc: Archive) -> None:
             assert cur not in seen, f"cycle through {cur}"
             seen.add(cur)
             cur = parents[cur]
-    assert {frozenset({"l1@x.test", "l2@x.test", "l3@x.test"}), frozenset({"self@x.test"})} == arc.groups()
+    assert {
+        frozenset({"l1@x.test", "l2@x.test", "l3@x.test"}),
+        frozenset({"self@x.test"}),
+    } == arc.groups()
 
 
-@pytest.mark.parametrize("refs,irt", [
-    ("<a@x.test>\r\n\t<b@x.test>", ""),  # folded
-    ("<a@x.test> (the original)  <b@x.test> (a reply)", ""),  # comments
-    ("a@x.test b@x.test", ""),  # no brackets
-    ("", "<a@x.test> <b@x.test>"),  # several ids in In-Reply-To: the nearest (b names a) is the parent
-    ("<a@x.test> garbage <not an id> <> <b@x.test>", "<b@x.test> (Ann's message of Monday)"),  # junk
-    ("<a@x.test>\r\n <b\r\n @x.test>", "<b@x.test>"),  # an id folded in the middle
-])
+@pytest.mark.parametrize(
+    "refs,irt",
+    [
+        ("<a@x.test>\r\n\t<b@x.test>", ""),  # folded
+        ("<a@x.test> (the original)  <b@x.test> (a reply)", ""),  # comments
+        ("a@x.test b@x.test", ""),  # no brackets
+        (
+            "",
+            "<a@x.test> <b@x.test>",
+        ),  # several ids in In-Reply-To: the nearest (b names a) is the parent
+        (
+            "<a@x.test> garbage <not an id> <> <b@x.test>",
+            "<b@x.test> (Ann's message of Monday)",
+        ),  # junk
+        ("<a@x.test>\r\n <b\r\n @x.test>", "<b@x.test>"),  # an id folded in the middle
+    ],
+)
 def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, irt: str) -> None:
     arc.post(raw("a@x.test"))
     arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
@@ -163,10 +211,20 @@ def test_odd_reference_headers_still_find_the_parent(arc: Archive, refs: str, ir
     assert len(arc.groups()) == 1
 
 
-@pytest.mark.parametrize("subject", [
-    "Re: Hello world", "RE: Hello world", "Aw: Hello world", "Sv: Hello world", "Antw: Hello world",
-    "Réf: Hello world", "[dev] Re: Hello world", "Re: [dev] Re: Re: hello   WORLD", "Re[2]: Hello world",
-])
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Re: Hello world",
+        "RE: Hello world",
+        "Aw: Hello world",
+        "Sv: Hello world",
+        "Antw: Hello world",
+        "Réf: Hello world",
+        "[dev] Re: Hello world",
+        "Re: [dev] Re: Re: hello   WORLD",
+        "Re[2]: Hello world",
+    ],
+)
 def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> None:
     arc.post(raw("orig@x.test", subject="Hello world"))
     arc.post(raw("web@x.test", subject=subject, when=T0 + timedelta(days=3)))
@@ -174,16 +232,22 @@ def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> N
     assert arc.parents()["web@x.test"] == "orig@x.test"
 
 
-def test_subject_fallback_is_bounded_and_can_be_turned_off(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+def test_subject_fallback_is_bounded_and_can_be_turned_off(
+    db: sessionmaker[Session], make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("dev")
     make_list("off")
     on, off = Archive(db, "dev"), Archive(db, "off", fallback_days=0)
     for a in (on, off):
         a.post(raw(f"orig-{a.name}@x", subject="Hello"))
         a.post(raw(f"old-{a.name}@x.test", subject="Re: Hello", when=T0 + timedelta(days=45)))
-        a.post(raw(f"plain-{a.name}@x.test", subject="Hello", when=T0 + timedelta(days=1)))  # not a reply: new thread
+        a.post(
+            raw(f"plain-{a.name}@x.test", subject="Hello", when=T0 + timedelta(days=1))
+        )  # not a reply: new thread
     assert len(on.groups()) == 3 and len(off.groups()) == 3
-    on.post(raw("soon-dev@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))  # joins the 45-day one
+    on.post(
+        raw("soon-dev@x.test", subject="Re: Hello", when=T0 + timedelta(days=50))
+    )  # joins the 45-day one
     off.post(raw("soon-off@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))
     assert frozenset({"old-dev@x.test", "soon-dev@x.test"}) in on.groups()
     assert len(off.groups()) == 4
@@ -211,10 +275,10 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
 
 # --- order independence -----------------------------------------------------------------
 
-from hypothesis import HealthCheck, given, settings as hsettings  # noqa: E402
+from hypothesis import HealthCheck, given  # noqa: E402
+from hypothesis import settings as hsettings
 
 from listgate.db import make_engine, session_factory, writer  # noqa: E402
-from listgate.lists import create  # noqa: E402
 from listgate.schema import upgrade  # noqa: E402
 from tests.support import forests  # noqa: E402
 from tests.support.config import make_settings  # noqa: E402
@@ -232,7 +296,9 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unty
 _example = [0]
 
 
-@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@hsettings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
     """Loops, duplicates, missing middles, multi-id In-Reply-To, shuffled References: any order, one forest."""
@@ -244,16 +310,47 @@ def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc
     arc.post(raw("sp1@x.test"))
     with transaction(arc.db) as s:
         mlist = require(s, arc.name)
-        ingest(s, parse(raw("sp2@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="bob@example.org")), mlist,
-               domain="lists.test", origin="import")
-        with pytest.raises(RuntimeError):
-            with s.begin_nested():
-                ingest(s, parse(raw("sp3@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="cy@example.org")), mlist,
-                       domain="lists.test", origin="import")
-                ingest(s, parse(raw("sp4@x.test", subject="Another")), mlist, domain="lists.test", origin="import")
-                raise RuntimeError("this message could not be stored")
-        ingest(s, parse(raw("sp5@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="dee@example.org")), mlist,
-               domain="lists.test", origin="import")
+        ingest(
+            s,
+            parse(
+                raw("sp2@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="bob@example.org")
+            ),
+            mlist,
+            domain="lists.test",
+            origin="import",
+        )
+        with pytest.raises(RuntimeError), s.begin_nested():
+            ingest(
+                s,
+                parse(
+                    raw(
+                        "sp3@x.test",
+                        refs="<sp1@x.test>",
+                        subject="Re: Topic",
+                        frm="cy@example.org",
+                    )
+                ),
+                mlist,
+                domain="lists.test",
+                origin="import",
+            )
+            ingest(
+                s,
+                parse(raw("sp4@x.test", subject="Another")),
+                mlist,
+                domain="lists.test",
+                origin="import",
+            )
+            raise RuntimeError("this message could not be stored")
+        ingest(
+            s,
+            parse(
+                raw("sp5@x.test", refs="<sp1@x.test>", subject="Re: Topic", frm="dee@example.org")
+            ),
+            mlist,
+            domain="lists.test",
+            origin="import",
+        )
     t = arc.thread_of("sp1@x.test")
     assert (t.message_count, t.participant_count) == (3, 3)
     assert arc.groups() == {frozenset({"sp1@x.test", "sp2@x.test", "sp5@x.test"})}
@@ -262,16 +359,31 @@ def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc
 
 # --- round 2: every id, any order, loops and variants by content ---------------------------------
 
+
 def test_every_in_reply_to_id_is_used_when_the_first_is_unknown(arc: Archive) -> None:
     arc.post(raw("a@x.test"))
     arc.post(raw("b@x.test", irt="<a@x.test>", subject="Re: Topic"))
-    arc.post(raw("c@x.test", irt="<never-arrived@x.test> <b@x.test> (message from Ann)", subject="Re: Topic"))
+    arc.post(
+        raw(
+            "c@x.test",
+            irt="<never-arrived@x.test> <b@x.test> (message from Ann)",
+            subject="Re: Topic",
+        )
+    )
     assert arc.parents()["c@x.test"] == "b@x.test" and len(arc.groups()) == 1
 
 
-@pytest.mark.parametrize("refs", ["<c@x.test> <b@x.test> <a@x.test>", "<b@x.test> <c@x.test> <a@x.test>",
-                                  "<a@x.test> <c@x.test> <b@x.test>"])
-def test_the_deepest_archived_reference_wins_whatever_the_list_order(arc: Archive, refs: str) -> None:
+@pytest.mark.parametrize(
+    "refs",
+    [
+        "<c@x.test> <b@x.test> <a@x.test>",
+        "<b@x.test> <c@x.test> <a@x.test>",
+        "<a@x.test> <c@x.test> <b@x.test>",
+    ],
+)
+def test_the_deepest_archived_reference_wins_whatever_the_list_order(
+    arc: Archive, refs: str
+) -> None:
     """gmane, nmh and Lotus Notes list the parent first: the reference whose own ids include the others wins."""
     arc.post(raw("a@x.test"))
     arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
@@ -288,10 +400,12 @@ def test_list_order_decides_only_when_no_reference_is_deeper(arc: Archive) -> No
 
 
 @pytest.mark.parametrize("first", ["early", "late"])
-def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(arc: Archive, first: str) -> None:
+def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(
+    arc: Archive, first: str
+) -> None:
     early = raw("early@x.test", refs="<late@x.test>", when=T0)
     late = raw("late@x.test", refs="<early@x.test>", when=T0 + timedelta(hours=1))
-    for data in ((early, late) if first == "early" else (late, early)):
+    for data in (early, late) if first == "early" else (late, early):
         arc.post(data)
     assert arc.parents() == {"early@x.test": None, "late@x.test": "early@x.test"}
     assert arc.thread_of("late@x.test").root_message_pk is not None
@@ -301,7 +415,11 @@ def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(arc: Arch
 def test_a_loop_opened_by_a_later_message_gets_its_cut_edge_back(arc: Archive) -> None:
     """b and c name each other (cut above b, the earlier); c's real parent a arriving opens the loop."""
     arc.post(raw("b@x.test", refs="<c@x.test>", when=T0 + timedelta(hours=1)))
-    arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", when=T0 + timedelta(hours=2)))
+    arc.post(
+        raw(
+            "c@x.test", refs="<a@x.test> <b@x.test>", irt="<b@x.test>", when=T0 + timedelta(hours=2)
+        )
+    )
     assert arc.parents() == {"b@x.test": None, "c@x.test": "b@x.test"}
     arc.post(raw("a@x.test", when=T0))
     # c still answers b (In-Reply-To), b answers c: a loop again, cut above the earliest, b
@@ -315,37 +433,83 @@ def test_junk_reference_tokens_never_join_unrelated_threads(arc: Archive, junk: 
     arc.post(raw("two@x.test", subject="Second", irt=junk, refs=junk))
     assert arc.groups() == {frozenset({"one@x.test"}), frozenset({"two@x.test"})}
     with arc.db() as s:  # kept as text
-        assert s.scalar(select(Message.in_reply_to).where(Message.message_id == "two@x.test")) == junk.strip("<>")
+        assert s.scalar(
+            select(Message.in_reply_to).where(Message.message_id == "two@x.test")
+        ) == junk.strip("<>")
 
 
-def test_a_subject_reply_moves_under_a_nearer_earlier_message_that_arrives_later(arc: Archive) -> None:
+def test_a_subject_reply_moves_under_a_nearer_earlier_message_that_arrives_later(
+    arc: Archive,
+) -> None:
     arc.post(raw("orig@x.test", subject="Plan", when=T0))
     arc.post(raw("late@x.test", subject="Re: Plan", when=T0 + timedelta(days=2)))
     assert arc.parents()["late@x.test"] == "orig@x.test"
     arc.post(raw("mid@x.test", subject="Re: Plan", when=T0 + timedelta(days=1)))
-    assert arc.parents() == {"orig@x.test": None, "mid@x.test": "orig@x.test", "late@x.test": "mid@x.test"}
+    assert arc.parents() == {
+        "orig@x.test": None,
+        "mid@x.test": "orig@x.test",
+        "late@x.test": "mid@x.test",
+    }
     assert len(arc.groups()) == 1 and arc.thread_of("late@x.test").message_count == 3
 
 
-def test_a_header_less_reply_arriving_after_its_own_replies_still_joins_by_subject(arc: Archive) -> None:
-    arc.post(raw("answer@x.test", refs="<webreply@x.test>", subject="Re: Plan", when=T0 + timedelta(days=2)))
+def test_a_header_less_reply_arriving_after_its_own_replies_still_joins_by_subject(
+    arc: Archive,
+) -> None:
+    arc.post(
+        raw(
+            "answer@x.test",
+            refs="<webreply@x.test>",
+            subject="Re: Plan",
+            when=T0 + timedelta(days=2),
+        )
+    )
     arc.post(raw("orig@x.test", subject="Plan", when=T0))
     arc.post(raw("webreply@x.test", subject="Re: Plan", when=T0 + timedelta(days=1)))
-    assert arc.parents() == {"orig@x.test": None, "webreply@x.test": "orig@x.test", "answer@x.test": "webreply@x.test"}
+    assert arc.parents() == {
+        "orig@x.test": None,
+        "webreply@x.test": "orig@x.test",
+        "answer@x.test": "webreply@x.test",
+    }
     assert arc.groups() == {frozenset({"orig@x.test", "webreply@x.test", "answer@x.test"})}
     assert arc.mlist().thread_count == 1 and arc.thread_of("answer@x.test").subject == "Plan"
 
 
-def test_a_second_original_with_the_same_subject_takes_the_later_subject_replies_with_it(arc: Archive) -> None:
+def test_a_second_original_with_the_same_subject_takes_the_later_subject_replies_with_it(
+    arc: Archive,
+) -> None:
     """The re-hang splits the old thread: the reply and its own answers move; counts follow."""
     arc.post(raw("first@x.test", subject="Weekly call", when=T0, frm="ann@example.org"))
-    arc.post(raw("reply@x.test", subject="Re: Weekly call", when=T0 + timedelta(days=8), frm="bob@example.org"))
-    arc.post(raw("answer@x.test", refs="<reply@x.test>", subject="Re: Weekly call", when=T0 + timedelta(days=9),
-                 frm="cy@example.org"))
+    arc.post(
+        raw(
+            "reply@x.test",
+            subject="Re: Weekly call",
+            when=T0 + timedelta(days=8),
+            frm="bob@example.org",
+        )
+    )
+    arc.post(
+        raw(
+            "answer@x.test",
+            refs="<reply@x.test>",
+            subject="Re: Weekly call",
+            when=T0 + timedelta(days=9),
+            frm="cy@example.org",
+        )
+    )
     assert len(arc.groups()) == 1 and arc.thread_of("first@x.test").message_count == 3
-    arc.post(raw("second@x.test", subject="Weekly call", when=T0 + timedelta(days=7), frm="dee@example.org"))
-    assert arc.groups() == {frozenset({"first@x.test"}),
-                            frozenset({"second@x.test", "reply@x.test", "answer@x.test"})}
+    arc.post(
+        raw(
+            "second@x.test",
+            subject="Weekly call",
+            when=T0 + timedelta(days=7),
+            frm="dee@example.org",
+        )
+    )
+    assert arc.groups() == {
+        frozenset({"first@x.test"}),
+        frozenset({"second@x.test", "reply@x.test", "answer@x.test"}),
+    }
     assert arc.parents()["reply@x.test"] == "second@x.test"
     old, new = arc.thread_of("first@x.test"), arc.thread_of("second@x.test")
     assert (old.message_count, old.participant_count) == (1, 1)
@@ -353,7 +517,9 @@ def test_a_second_original_with_the_same_subject_takes_the_later_subject_replies
     assert arc.mlist().thread_count == 2 and arc.mlist().message_count == 4
 
 
-def test_a_variant_is_kept_beside_the_message_and_the_same_headers_move_nothing(arc: Archive) -> None:
+def test_a_variant_is_kept_beside_the_message_and_the_same_headers_move_nothing(
+    arc: Archive,
+) -> None:
     arc.post(raw("a@x.test"))
     first = raw("b@x.test", refs="<a@x.test>", subject="Re: Topic")
     arc.post(first)
@@ -361,17 +527,31 @@ def test_a_variant_is_kept_beside_the_message_and_the_same_headers_move_nothing(
     arc.post(first.replace(b"body", b"another body"))
     with arc.db() as s:
         variants = s.scalars(select(MessageVariant)).all()
-        assert len(variants) == 1 and variants[0].raw.data == first.replace(b"body", b"another body")
+        assert len(variants) == 1 and variants[0].raw.data == first.replace(
+            b"body", b"another body"
+        )
     assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test"}
     assert arc.thread_of("a@x.test").message_count == 2 and arc.mlist().message_count == 2
 
 
-@pytest.mark.parametrize("irt,refs,parent", [
-    ("<p@x.test> <q@x.test>", "", "q@x.test"),  # a reply to two messages, neither naming the other: the last
-    ("<p@x.test> <q@x.test>", "<q@x.test> <p@x.test>", "p@x.test"),  # References order settles it
-])
-def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(arc: Archive, irt: str, refs: str,
-                                                                          parent: str) -> None:
+@pytest.mark.parametrize(
+    "irt,refs,parent",
+    [
+        (
+            "<p@x.test> <q@x.test>",
+            "",
+            "q@x.test",
+        ),  # a reply to two messages, neither naming the other: the last
+        (
+            "<p@x.test> <q@x.test>",
+            "<q@x.test> <p@x.test>",
+            "p@x.test",
+        ),  # References order settles it
+    ],
+)
+def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(
+    arc: Archive, irt: str, refs: str, parent: str
+) -> None:
     arc.post(raw("p@x.test", subject="One"))
     arc.post(raw("q@x.test", subject="Two"))
     arc.post(raw("r@x.test", irt=irt, refs=refs, subject="Re: One and Two"))
@@ -380,21 +560,31 @@ def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(arc: Ar
 
 def _moved_reply() -> list[bytes]:
     """a and c start two threads; b answers a, and an earlier-dated copy of b answers c under another subject."""
-    return [raw("a@x.test"), raw("c@x.test", subject="Other"),
-            raw("b@x.test", refs="<a@x.test>", subject="Re: Topic", when=T0 + timedelta(hours=2)),
-            raw("b@x.test", refs="<c@x.test>", subject="Re: Other", when=T0 + timedelta(hours=1))]
+    return [
+        raw("a@x.test"),
+        raw("c@x.test", subject="Other"),
+        raw("b@x.test", refs="<a@x.test>", subject="Re: Topic", when=T0 + timedelta(hours=2)),
+        raw("b@x.test", refs="<c@x.test>", subject="Re: Other", when=T0 + timedelta(hours=1)),
+    ]
 
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2)])
-def test_the_copy_with_the_earliest_date_places_a_message_id_in_any_arrival_order(arc: Archive, order) -> None:  # type: ignore[no-untyped-def]
+def test_the_copy_with_the_earliest_date_places_a_message_id_in_any_arrival_order(
+    arc: Archive, order
+) -> None:  # type: ignore[no-untyped-def]
     mails = _moved_reply()
     for i in order:
         arc.post(mails[i])
     assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test"}
     assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
-    assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (1, 2)
+    assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (
+        1,
+        2,
+    )
     assert (arc.mlist().thread_count, arc.mlist().message_count) == (2, 3)
-    with arc.db() as s:  # the page shows the copy that arrived first, and the other one as a variant
+    with (
+        arc.db() as s
+    ):  # the page shows the copy that arrived first, and the other one as a variant
         shown = s.scalars(select(Message).where(Message.message_id == "b@x.test")).one()
         first = mails[min(2, 3, key=order.index)]
         assert shown.raw.data == first and len(s.scalars(select(MessageVariant)).all()) == 1
@@ -409,38 +599,66 @@ def test_a_later_dated_copy_with_other_headers_moves_nothing(arc: Archive) -> No
     assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
 
 
-def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_choose_again(arc: Archive) -> None:
+def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_choose_again(
+    arc: Archive,
+) -> None:
     mails = _moved_reply()
     for i in (0, 1, 2):
         arc.post(mails[i])
     arc.post(raw("d@x.test", refs="<b@x.test>", subject="Re: Detail", when=T0 + timedelta(hours=3)))
-    arc.post(raw("e@x.test", subject="Re: Topic", when=T0 + timedelta(hours=4)))  # no ids: hangs by subject
+    arc.post(
+        raw("e@x.test", subject="Re: Topic", when=T0 + timedelta(hours=4))
+    )  # no ids: hangs by subject
     assert arc.parents()["e@x.test"] == "b@x.test"
-    assert arc.groups() == {frozenset({"a@x.test", "b@x.test", "d@x.test", "e@x.test"}), frozenset({"c@x.test"})}
+    assert arc.groups() == {
+        frozenset({"a@x.test", "b@x.test", "d@x.test", "e@x.test"}),
+        frozenset({"c@x.test"}),
+    }
     arc.post(mails[3])
-    assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test", "d@x.test": "b@x.test",
-                             "e@x.test": "a@x.test"}  # b's place now says "Re: Other": e's nearest Topic is a
-    assert arc.groups() == {frozenset({"a@x.test", "e@x.test"}), frozenset({"b@x.test", "c@x.test", "d@x.test"})}
-    assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (2, 3)
+    assert arc.parents() == {
+        "a@x.test": None,
+        "c@x.test": None,
+        "b@x.test": "c@x.test",
+        "d@x.test": "b@x.test",
+        "e@x.test": "a@x.test",
+    }  # b's place now says "Re: Other": e's nearest Topic is a
+    assert arc.groups() == {
+        frozenset({"a@x.test", "e@x.test"}),
+        frozenset({"b@x.test", "c@x.test", "d@x.test"}),
+    }
+    assert (arc.thread_of("a@x.test").message_count, arc.thread_of("c@x.test").message_count) == (
+        2,
+        3,
+    )
     assert (arc.mlist().thread_count, arc.mlist().message_count) == (2, 5)
 
 
-def test_place_variants_places_messages_whose_variants_were_kept_before_0010(arc: Archive, tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_place_variants_places_messages_whose_variants_were_kept_before_0010(
+    arc: Archive, tmp_path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
     from types import SimpleNamespace
 
     from click.testing import CliRunner
 
     from listgate import cli
 
-    with monkeypatch.context() as patched:  # the code before 0010: a variant was kept and placed nothing
+    with (
+        monkeypatch.context() as patched
+    ):  # the code before 0010: a variant was kept and placed nothing
         patched.setattr(threads, "place_copies", lambda *args: (SimpleNamespace(id=0), False))
         for mail in _moved_reply():
             arc.post(mail)
     assert arc.parents()["b@x.test"] == "a@x.test"
-    env = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "LISTGATE_SECRET_KEY": "test-secret-key-0123456789"}
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
+    }
     for placed in (1, 0):  # a second run finds each message placed by its earliest copy already
         result = CliRunner().invoke(cli.main, ["messages", "place-variants", "--quiet"], env=env)
-        assert result.exit_code == 0 and f"1 message with variants, {placed} placed anew" in result.output, result.output
+        assert (
+            result.exit_code == 0
+            and f"1 message with variants, {placed} placed anew" in result.output
+        ), result.output
     assert arc.parents() == {"a@x.test": None, "c@x.test": None, "b@x.test": "c@x.test"}
     assert arc.groups() == {frozenset({"a@x.test"}), frozenset({"b@x.test", "c@x.test"})}
     assert (arc.mlist().thread_count, arc.thread_of("c@x.test").message_count) == (2, 2)

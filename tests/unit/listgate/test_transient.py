@@ -36,11 +36,14 @@ def test_a_sqlite_lock_timeout_is_transient(tmp_path: Path) -> None:
     assert "locked" in str(exc) and is_transient(exc)
 
 
-@pytest.mark.parametrize("statement", [
-    "INSERT INTO t VALUES (1)",  # UNIQUE constraint failed: an integrity error
-    "SELECT * FROM no_such_table",  # a programming error SQLite reports as OperationalError
-    "SELECT x FROM t WHERE",  # syntax
-])
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "INSERT INTO t VALUES (1)",  # UNIQUE constraint failed: an integrity error
+        "SELECT * FROM no_such_table",  # a programming error SQLite reports as OperationalError
+        "SELECT x FROM t WHERE",  # syntax
+    ],
+)
 def test_integrity_and_programming_errors_are_not(tmp_path: Path, statement: str) -> None:
     url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
     setup = create_engine(url)
@@ -52,7 +55,9 @@ def test_integrity_and_programming_errors_are_not(tmp_path: Path, statement: str
 
 
 def test_an_unreachable_postgresql_is_transient() -> None:
-    engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2})
+    engine = create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:1/none", connect_args={"connect_timeout": 2}
+    )
     with pytest.raises(DBAPIError) as caught:
         engine.connect()
     assert is_transient(caught.value)

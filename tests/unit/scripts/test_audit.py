@@ -23,10 +23,22 @@ if answer == "broken":
     sys.exit(1)
 print(json.dumps({"dependencies": answer}))
 """
-SKIPPED = [{"name": "flask", "skip_reason": "Dependency not found"}, {"name": "click", "skip_reason": "Dependency not found"}]
-CLEAN = [{"name": "flask", "version": "3.1.3", "vulns": []}, {"name": "click", "version": "8.5.1", "vulns": []}]
-VULNERABLE = [{"name": "flask", "version": "3.1.3", "vulns": [{"id": "GHSA-test", "fix_versions": ["3.1.4"]}]},
-              {"name": "click", "version": "8.5.1", "vulns": []}]
+SKIPPED = [
+    {"name": "flask", "skip_reason": "Dependency not found"},
+    {"name": "click", "skip_reason": "Dependency not found"},
+]
+CLEAN = [
+    {"name": "flask", "version": "3.1.3", "vulns": []},
+    {"name": "click", "version": "8.5.1", "vulns": []},
+]
+VULNERABLE = [
+    {
+        "name": "flask",
+        "version": "3.1.3",
+        "vulns": [{"id": "GHSA-test", "fix_versions": ["3.1.4"]}],
+    },
+    {"name": "click", "version": "8.5.1", "vulns": []},
+]
 
 
 def audit(tmp_path: Path, answers: dict[str, object]) -> subprocess.CompletedProcess[str]:
@@ -37,8 +49,13 @@ def audit(tmp_path: Path, answers: dict[str, object]) -> subprocess.CompletedPro
     lock = tmp_path / "run.txt"
     lock.write_text("flask==3.1.3 \\\n    --hash=sha256:00\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "ANSWERS": json.dumps(answers)}
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "audit.py"), str(lock)], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "audit.py"), str(lock)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_no_reachable_source_says_nothing_was_audited_and_fails(tmp_path: Path) -> None:
@@ -51,7 +68,10 @@ def test_no_reachable_source_says_nothing_was_audited_and_fails(tmp_path: Path) 
 def test_the_first_usable_source_audits(tmp_path: Path) -> None:
     done = audit(tmp_path, {"pypi": "unreachable", "osv": CLEAN})
     assert done.returncode == 0, done.stderr
-    assert "2 locked packages checked against the OSV database" in done.stdout and "no known vulnerability" in done.stdout
+    assert (
+        "2 locked packages checked against the OSV database" in done.stdout
+        and "no known vulnerability" in done.stdout
+    )
 
 
 def test_a_vulnerable_package_is_named_with_its_fix_and_fails(tmp_path: Path) -> None:

@@ -49,11 +49,15 @@ def test_votes_are_one_per_person_and_changeable(client, db, sender, topic):
     sign_in(client, db, "bob@example.org")
     token = csrf(client, f"/threads/{topic.thread_id}")
     for choice in ("yes", "yes", "no"):
-        client.post(f"/messages/{topic.message_pk}/vote", data={"csrf_token": token, "valuable": choice})
+        client.post(
+            f"/messages/{topic.message_pk}/vote", data={"csrf_token": token, "valuable": choice}
+        )
     page = client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
     assert "0 out of 1 found this valuable" in page
     client.post(f"/messages/{topic.message_pk}/vote", data={"csrf_token": token, "valuable": "yes"})
-    assert "1 out of 1 found this valuable" in client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
+    assert "1 out of 1 found this valuable" in client.get(f"/threads/{topic.thread_id}").get_data(
+        as_text=True
+    )
 
 
 def test_anonymous_vote_goes_to_sign_in(client, topic):
@@ -63,11 +67,15 @@ def test_anonymous_vote_goes_to_sign_in(client, topic):
 
 
 def test_reports_past_the_threshold_hide_the_post(app, client, db, sender, topic):
-    app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(report_threshold=2)
+    app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(
+        report_threshold=2
+    )
     for who in ("a@example.org", "b@example.org"):
         sign_in(client, db, who)
         token = csrf(client, f"/messages/{topic.message_pk}/report")
-        client.post(f"/messages/{topic.message_pk}/report", data={"csrf_token": token, "reason": "spam"})
+        client.post(
+            f"/messages/{topic.message_pk}/report", data={"csrf_token": token, "reason": "spam"}
+        )
     assert client.get(f"/threads/{topic.thread_id}").status_code == 404
     assert client.get("/api/messages/t%40x").status_code == 404
 
@@ -77,16 +85,25 @@ def test_follow_when_signed_in_is_immediate(client, db, sender, topic):
     token = csrf(client, f"/threads/{topic.thread_id}")
     client.post(f"/threads/{topic.thread_id}/follow", data={"csrf_token": token})
     with db() as session:
-        sub = session.scalars(select(Subscription).where(Subscription.address == "bob@example.org")).one()
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == "bob@example.org")
+        ).one()
     assert (sub.kind, sub.status, sub.thread_key) == ("thread", "active", topic.thread_id)
-    assert "You follow this thread by mail" in client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
+    assert "You follow this thread by mail" in client.get(f"/threads/{topic.thread_id}").get_data(
+        as_text=True
+    )
 
 
 def test_follow_when_anonymous_asks_for_confirmation(client, db, sender, topic):
     token = csrf(client, f"/threads/{topic.thread_id}")
-    client.post(f"/threads/{topic.thread_id}/follow", data={"csrf_token": token, "address": "eve@example.org"})
+    client.post(
+        f"/threads/{topic.thread_id}/follow",
+        data={"csrf_token": token, "address": "eve@example.org"},
+    )
     with db() as session:
-        sub = session.scalars(select(Subscription).where(Subscription.address == "eve@example.org")).one()
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == "eve@example.org")
+        ).one()
     assert sub.status == "pending"
     assert notices(db, "confirm")[-1]["to"] == "eve@example.org"
 
@@ -110,8 +127,10 @@ def test_web_reply_is_a_real_threaded_mail_through_ingest(client, db, sender, to
     form = client.get(f"/messages/{topic.message_pk}/reply").get_data(as_text=True)
     assert 'value="Re: Topic"' in form and "&gt; First post." in form
     token = csrf(client, f"/messages/{topic.message_pk}/reply")
-    done = client.post(f"/messages/{topic.message_pk}/reply",
-                       data={"csrf_token": token, "subject": "Re: Topic", "body": "Agreed, ship it.\n"})
+    done = client.post(
+        f"/messages/{topic.message_pk}/reply",
+        data={"csrf_token": token, "subject": "Re: Topic", "body": "Agreed, ship it.\n"},
+    )
     assert done.status_code == 303 and f"/threads/{topic.thread_id}#m" in done.location
     with db() as session:
         msg = session.scalars(select(Message).where(Message.origin == "web")).one()
@@ -126,7 +145,10 @@ def test_web_reply_is_a_real_threaded_mail_through_ingest(client, db, sender, to
 def test_new_thread_from_the_web(client, db, sender, topic):
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/new")
-    done = client.post("/lists/dev/new", data={"csrf_token": token, "subject": "Fresh idea", "body": "Hear me out.\n"})
+    done = client.post(
+        "/lists/dev/new",
+        data={"csrf_token": token, "subject": "Fresh idea", "body": "Hear me out.\n"},
+    )
     assert done.status_code == 303
     listing = client.get("/api/lists/dev/threads").get_json()["threads"]
     assert listing[0]["subject"] == "Fresh idea"
@@ -136,15 +158,22 @@ def test_web_posts_are_rate_limited(app, client, db, sender, topic):
     app.config["RATE_LIMITS"] = {"post": (2, 3600)}
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/new")
-    codes = [client.post("/lists/dev/new", data={"csrf_token": token, "subject": f"S{i}", "body": "x"}).status_code
-             for i in range(3)]
+    codes = [
+        client.post(
+            "/lists/dev/new", data={"csrf_token": token, "subject": f"S{i}", "body": "x"}
+        ).status_code
+        for i in range(3)
+    ]
     assert codes == [303, 303, 429]
 
 
 def test_sign_in_requests_are_rate_limited(app, client, db, sender, topic):
     app.config["RATE_LIMITS"] = {"signin-address": (2, 900)}
     token = csrf(client)
-    codes = [client.post("/signin", data={"csrf_token": token, "address": "bob@example.org"}).status_code for _ in range(3)]
+    codes = [
+        client.post("/signin", data={"csrf_token": token, "address": "bob@example.org"}).status_code
+        for _ in range(3)
+    ]
     assert codes == [200, 200, 429]
     assert len(notices(db, "signin")) == 2
 

@@ -26,7 +26,11 @@ def test_threads_are_paged_by_cursor_newest_first(client, make_list, db):
     assert [t["subject"] for t in first["threads"]] == ["Topic 4", "Topic 3"]
     second = client.get(f"/api/lists/dev/threads?limit=2&cursor={first['next']}").get_json()
     third = client.get(f"/api/lists/dev/threads?limit=2&cursor={second['next']}").get_json()
-    assert [t["subject"] for t in second["threads"] + third["threads"]] == ["Topic 2", "Topic 1", "Topic 0"]
+    assert [t["subject"] for t in second["threads"] + third["threads"]] == [
+        "Topic 2",
+        "Topic 1",
+        "Topic 0",
+    ]
     assert third["next"] is None
 
 
@@ -34,11 +38,19 @@ def test_thread_order_is_depth_first_with_siblings_by_date(client, make_list, db
     make_list("dev")
     root = post(db, make_mail("Root", msgid="r@x.test"))
     post(db, make_mail("Re: Root", msgid="late@x", in_reply_to="r@x.test"))
-    post(db, make_mail("Re: Root", msgid="deep@x", in_reply_to="late@x", references=["r@x.test", "late@x"]))
+    post(
+        db,
+        make_mail(
+            "Re: Root", msgid="deep@x", in_reply_to="late@x", references=["r@x.test", "late@x"]
+        ),
+    )
     post(db, make_mail("Re: Root", msgid="later@x", in_reply_to="r@x.test"))
     data = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [(m["message_id"], m["parent_message_id"]) for m in data["messages"]] == [
-        ("r@x.test", None), ("late@x", "r@x.test"), ("deep@x", "late@x"), ("later@x", "r@x.test"),
+        ("r@x.test", None),
+        ("late@x", "r@x.test"),
+        ("deep@x", "late@x"),
+        ("later@x", "r@x.test"),
     ]
     assert data["list"] == "dev" and data["subject"] == "Root"
 
@@ -46,16 +58,33 @@ def test_thread_order_is_depth_first_with_siblings_by_date(client, make_list, db
 def test_parent_is_the_nearest_archived_ancestor(client, make_list, db):
     make_list("dev")
     root = post(db, make_mail("Root", msgid="r@x.test"))
-    post(db, make_mail("Re: Root", msgid="c@x.test", in_reply_to="never-archived@x", references=["r@x.test", "never-archived@x"]))
+    post(
+        db,
+        make_mail(
+            "Re: Root",
+            msgid="c@x.test",
+            in_reply_to="never-archived@x",
+            references=["r@x.test", "never-archived@x"],
+        ),
+    )
     data = client.get(f"/api/threads/{root.thread_id}").get_json()
-    assert data["messages"][1] == {**data["messages"][1], "message_id": "c@x.test", "parent_message_id": "r@x.test"}
+    assert data["messages"][1] == {
+        **data["messages"][1],
+        "message_id": "c@x.test",
+        "parent_message_id": "r@x.test",
+    }
 
 
 def test_merged_thread_redirects_to_the_survivor(client, make_list, db):
     make_list("dev")
     a = post(db, make_mail("A", msgid="a@x.test"))
     b = post(db, make_mail("B", msgid="b@x.test"))
-    post(db, make_mail("Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]))
+    post(
+        db,
+        make_mail(
+            "Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]
+        ),
+    )
     one = client.get(f"/api/threads/{a.thread_id}").get_json()
     other = client.get(f"/api/threads/{b.thread_id}").get_json()
     assert one["id"] == other["id"]
@@ -75,7 +104,12 @@ def test_message_by_percent_encoded_id(client, make_list, db):
 
 def test_unknown_things_are_json_404(client, make_list):
     make_list("dev")
-    for url in ("/api/lists/nope/threads", "/api/threads/999", "/api/messages/none%40x", "/api/whatever"):
+    for url in (
+        "/api/lists/nope/threads",
+        "/api/threads/999",
+        "/api/messages/none%40x",
+        "/api/whatever",
+    ):
         response = client.get(url)
         assert response.status_code == 404, url
         assert "error" in response.get_json()
@@ -102,7 +136,11 @@ def test_private_list_is_invisible_to_outsiders(client, make_list, db):
     make_list("secret", private=True)
     res = post(db, make_mail("Hush", msgid="s@x.test", to="secret@lists.test"), list_name="secret")
     assert client.get("/api/lists").get_json()["lists"] == []
-    for url in ("/api/lists/secret/threads", f"/api/threads/{res.thread_id}", "/api/messages/s%40x"):
+    for url in (
+        "/api/lists/secret/threads",
+        f"/api/threads/{res.thread_id}",
+        "/api/messages/s%40x",
+    ):
         assert client.get(url).status_code == 404, url
 
 

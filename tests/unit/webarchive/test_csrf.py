@@ -16,13 +16,19 @@ DECLARED = {"subscribe.confirm", "subscribe.unsubscribe"}
 
 def _unsafe_rules(app: Flask) -> list[tuple[Rule, str]]:
     """(rule, method) for every route that changes something, with the method it answers."""
-    return [(rule, method) for rule in app.url_map.iter_rules() for method in sorted(UNSAFE & (rule.methods or set()))]
+    return [
+        (rule, method)
+        for rule in app.url_map.iter_rules()
+        for method in sorted(UNSAFE & (rule.methods or set()))
+    ]
 
 
 def _path(rule: Rule) -> str:
     """A path the rule matches, with a number or a word for each of its parts."""
-    values = {name: 1 if isinstance(rule._converters[name], IntegerConverter) else "x"  # noqa: SLF001
-              for name in rule.arguments}
+    values = {
+        name: 1 if isinstance(rule._converters[name], IntegerConverter) else "x"
+        for name in rule.arguments
+    }
     return rule.build(values)[1]  # type: ignore[index]
 
 
@@ -45,21 +51,31 @@ def test_every_post_endpoint_refuses_a_forged_post_unless_declared_exempt(app) -
         if rule.endpoint in exempt:
             assert REFUSED not in _forged(app, path, method, None), path
             continue
-        assert REFUSED in _forged(app, path, method, None), f"{method} {path} ({rule.endpoint}) took a POST without a token"
-        assert REFUSED in _forged(app, path, method, "forged"), f"{method} {path} took a wrong token"
-        assert REFUSED not in _forged(app, path, method, "the-real-token"), f"{method} {path} refused the right token"
+        assert REFUSED in _forged(app, path, method, None), (
+            f"{method} {path} ({rule.endpoint}) took a POST without a token"
+        )
+        assert REFUSED in _forged(app, path, method, "forged"), (
+            f"{method} {path} took a wrong token"
+        )
+        assert REFUSED not in _forged(app, path, method, "the-real-token"), (
+            f"{method} {path} refused the right token"
+        )
 
 
 def test_operations_endpoints_answer_no_post(app, client) -> None:  # type: ignore[no-untyped-def]
     """The ops blueprint is no longer exempt: it has nothing to exempt, and a POST there is not routed."""
-    ops = [(rule, method) for rule, method in _unsafe_rules(app) if rule.endpoint.startswith("ops.")]
+    ops = [
+        (rule, method) for rule, method in _unsafe_rules(app) if rule.endpoint.startswith("ops.")
+    ]
     assert ops == []
     assert client.post("/healthz").status_code == 405
 
 
 def test_one_click_unsubscribe_needs_no_cookie_but_a_valid_token(client) -> None:  # type: ignore[no-untyped-def]
     """RFC 8058: a mail client POSTs with no session; a forged token gets the clear 400 page, not the CSRF refusal."""
-    response = client.post("/unsubscribe/not-a-signed-token", data={"List-Unsubscribe": "One-Click"})
+    response = client.post(
+        "/unsubscribe/not-a-signed-token", data={"List-Unsubscribe": "One-Click"}
+    )
     assert response.status_code == 400
     page = response.get_data(as_text=True)
     assert REFUSED not in page and "unsubscribe" in page.lower()

@@ -13,12 +13,18 @@ from tests.support.web import csrf, sign_in
 
 def _fanouts(db) -> int:  # type: ignore[no-untyped-def]
     with db() as session:
-        return session.scalar(select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == "listgate.fanout"))
+        return session.scalar(
+            select(func.count())
+            .select_from(OutboxEntry)
+            .where(OutboxEntry.kind == "listgate.fanout")
+        )
 
 
 def _write(client, db, text: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     token = csrf(client, "/lists/dev/new")
-    done = client.post("/lists/dev/new", data={"csrf_token": token, "subject": "Meeting", "body": text})
+    done = client.post(
+        "/lists/dev/new", data={"csrf_token": token, "subject": "Meeting", "body": text}
+    )
     thread_id, pk = re.search(r"/threads/(\d+)#m(\d+)", done.headers["Location"]).groups()  # type: ignore[union-attr]
     return int(thread_id), int(pk)
 
@@ -31,16 +37,31 @@ def test_author_edits_a_web_post_and_every_version_stays(client, make_list, db, 
     assert f'href="/messages/{pk}/edit">Edit</a>' in page and "Post edited" not in page
     before = _fanouts(db)
     token = csrf(client, f"/messages/{pk}/edit")
-    assert client.post(f"/messages/{pk}/edit", data={"csrf_token": token, "body": "Meet at 11.\n"}).status_code == 303
+    assert (
+        client.post(
+            f"/messages/{pk}/edit", data={"csrf_token": token, "body": "Meet at 11.\n"}
+        ).status_code
+        == 303
+    )
     page = client.get(f"/threads/{thread_id}").get_data(as_text=True)
     assert "Meet at 11." in page and "Meet at 10." not in page
-    assert re.search(rf'<a class="edited" href="/messages/{pk}/history">Post edited <time datetime=', page)
+    assert re.search(
+        rf'<a class="edited" href="/messages/{pk}/history">Post edited <time datetime=', page
+    )
     history = client.get(f"/messages/{pk}/history").get_data(as_text=True)
-    assert "Version 1, as first sent" in history and "Meet at 10." in history and "Version 2" in history
-    assert b"Meet at 10." in client.get(f"/messages/{pk}.eml").data  # the raw bytes keep the original
+    assert (
+        "Version 1, as first sent" in history
+        and "Meet at 10." in history
+        and "Version 2" in history
+    )
+    assert (
+        b"Meet at 10." in client.get(f"/messages/{pk}.eml").data
+    )  # the raw bytes keep the original
     assert b"Meet at 10." in client.get(f"/threads/{thread_id}.mbox").data
     assert _fanouts(db) == before  # nobody mailed again
-    assert "Meeting" in client.get("/search?q=11").get_data(as_text=True)  # the index follows the text
+    assert "Meeting" in client.get("/search?q=11").get_data(
+        as_text=True
+    )  # the index follows the text
 
 
 def test_send_the_correction_mails_it_as_a_reply_in_the_thread(client, make_list, db, sender):
@@ -49,14 +70,25 @@ def test_send_the_correction_mails_it_as_a_reply_in_the_thread(client, make_list
     thread_id, pk = _write(client, db, "Budget: 100.\n")
     before = _fanouts(db)
     token = csrf(client, f"/messages/{pk}/edit")
-    client.post(f"/messages/{pk}/edit", data={"csrf_token": token, "body": "Budget: 120.\n", "send_correction": "yes"})
+    client.post(
+        f"/messages/{pk}/edit",
+        data={"csrf_token": token, "body": "Budget: 120.\n", "send_correction": "yes"},
+    )
     assert _fanouts(db) == before + 1
     with db() as session:
-        correction = session.scalars(select(Message).where(Message.subject == "Correction: Meeting")).one()
-    assert correction.thread_id == thread_id and correction.parent_id == pk and "Budget: 120." in correction.body_text
+        correction = session.scalars(
+            select(Message).where(Message.subject == "Correction: Meeting")
+        ).one()
+    assert (
+        correction.thread_id == thread_id
+        and correction.parent_id == pk
+        and "Budget: 120." in correction.body_text
+    )
 
 
-def test_others_cannot_edit_mail_posts_say_so_and_the_window_closes(app, client, make_list, db, sender):
+def test_others_cannot_edit_mail_posts_say_so_and_the_window_closes(
+    app, client, make_list, db, sender
+):
     make_list("dev")
     mailed = post(db, make_mail("By mail", msgid="bm@x", sender="Ann <ann@example.org>"))
     sign_in(client, db, "ann@example.org")

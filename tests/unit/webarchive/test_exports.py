@@ -11,7 +11,9 @@ from tests.support.factories import make_mail, post
 from tests.support.web import csrf, sign_in
 
 
-def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_limit(app, client, make_list, db):
+def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_limit(
+    app, client, make_list, db
+):
     make_list("dev")
     make_list("hush", private=True)
     res = post(db, make_mail("Open", msgid="o@x", body="public text\n"))
@@ -32,10 +34,18 @@ def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(client, mak
     res = post(db, make_mail("Feedy", msgid="f@x"))
     xml = client.get("/lists/dev/feed.atom").get_data(as_text=True)
     assert '<link rel="alternate" type="text/html" href="http://' in xml
-    assert re.search(rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}#m{res.message_pk}"/>', xml)
-    assert re.search(r'<link rel="alternate" type="text/html" href="http://[^"]+/lists/dev/"/>', xml)
+    assert re.search(
+        rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}#m{res.message_pk}"/>',
+        xml,
+    )
+    assert re.search(
+        r'<link rel="alternate" type="text/html" href="http://[^"]+/lists/dev/"/>', xml
+    )
     thread_xml = client.get(f"/threads/{res.thread_id}/feed.atom").get_data(as_text=True)
-    assert re.search(rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}"/>', thread_xml)
+    assert re.search(
+        rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}"/>',
+        thread_xml,
+    )
 
 
 def _secret_link(client) -> str:  # type: ignore[no-untyped-def]
@@ -59,7 +69,9 @@ def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(
     key = link.split("/")[2]
     altered = key[:-1] + ("A" if key[-1] != "A" else "B")
     assert reader.get(link.replace(key, altered)).status_code == 404
-    assert reader.get(link.replace(key, "")).status_code == 404 and "member" not in link  # no address in the link
+    assert (
+        reader.get(link.replace(key, "")).status_code == 404 and "member" not in link
+    )  # no address in the link
     member.post("/me/feeds/revoke", data={"csrf_token": csrf(member, "/me/subscriptions")})
     assert reader.get(link).status_code == 404
     fresh = _secret_link(member)
@@ -75,6 +87,11 @@ def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(app, make_list
     link = _secret_link(member)
     assert app.test_client().get(link).status_code == 200
     with transaction(db) as session:
-        subscriptions.change(session, session.merge(mlist), "leaver@example.org", subscriptions.LEAVE,
-                             channel=subscriptions.ADMIN)
+        subscriptions.change(
+            session,
+            session.merge(mlist),
+            "leaver@example.org",
+            subscriptions.LEAVE,
+            channel=subscriptions.ADMIN,
+        )
     assert app.test_client().get(link).status_code == 404

@@ -35,9 +35,17 @@ def test_approving_a_held_post_publishes_it(client, db, moderated):
 def test_rejecting_mails_the_reason_to_the_author(client, db, moderated):
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
-    client.post(f"/moderation/messages/{moderated.message_pk}/reject", data={"csrf_token": token, "reason": "Off topic"})
+    client.post(
+        f"/moderation/messages/{moderated.message_pk}/reject",
+        data={"csrf_token": token, "reason": "Off topic"},
+    )
     payload = notices(db, "rejected")[-1]
-    assert payload == {**payload, "to": "new@example.org", "reason": "Off topic", "subject": "Please approve"}
+    assert payload == {
+        **payload,
+        "to": "new@example.org",
+        "reason": "Off topic",
+        "subject": "Please approve",
+    }
     assert client.get(f"/threads/{moderated.thread_id}").status_code == 404
 
 
@@ -46,21 +54,29 @@ def test_feature_pins_a_thread_on_top(client, db, moderated, make_list):
     token = csrf(client, "/moderation")
     client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
     post(db, make_mail("Newer", msgid="n@x", sender="mod@example.org"))
-    client.post(f"/threads/{moderated.thread_id}/feature", data={"csrf_token": token, "featured": "yes"})
+    client.post(
+        f"/threads/{moderated.thread_id}/feature", data={"csrf_token": token, "featured": "yes"}
+    )
     page = client.get("/lists/dev/").get_data(as_text=True)
-    page = page[page.index('<ul class="threads"'):]
-    assert page.index("This is a featured thread") < page.index("Please approve") < page.index("Newer")
+    page = page[page.index('<ul class="threads"') :]
+    assert (
+        page.index("This is a featured thread") < page.index("Please approve") < page.index("Newer")
+    )
 
 
 def test_a_banned_address_cannot_post_from_the_web(client, db, moderated, make_list):
     make_list("open", moderators="mod@example.org")
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
-    client.post("/moderation/lists/2/bans", data={"csrf_token": token, "address": "troll@example.org"})
+    client.post(
+        "/moderation/lists/2/bans", data={"csrf_token": token, "address": "troll@example.org"}
+    )
     assert "troll@example.org on open" in client.get("/moderation").get_data(as_text=True)
     sign_in(client, db, "troll@example.org")
     token = csrf(client, "/lists/open/new")
-    response = client.post("/lists/open/new", data={"csrf_token": token, "subject": "Hi", "body": "x"})
+    response = client.post(
+        "/lists/open/new", data={"csrf_token": token, "subject": "Hi", "body": "x"}
+    )
     assert response.status_code == 403
 
 
@@ -70,7 +86,10 @@ def test_reported_posts_reach_the_queue_with_reasons(client, db, moderated):
     client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
     sign_in(client, db, "reader@example.org")
     token = csrf(client, f"/messages/{moderated.message_pk}/report")
-    client.post(f"/messages/{moderated.message_pk}/report", data={"csrf_token": token, "reason": "Looks like spam"})
+    client.post(
+        f"/messages/{moderated.message_pk}/report",
+        data={"csrf_token": token, "reason": "Looks like spam"},
+    )
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "Looks like spam" in queue and "1 report" in queue
@@ -92,8 +111,13 @@ def test_list_counts_follow_what_is_published(client, db, moderated):
     client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
     assert counts() == (1, 1)
     assert "1 post in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
-    client.post(f"/moderation/messages/{moderated.message_pk}/reject", data={"csrf_token": token, "reason": "spam"})
+    client.post(
+        f"/moderation/messages/{moderated.message_pk}/reject",
+        data={"csrf_token": token, "reason": "spam"},
+    )
     assert counts() == (0, 0)
     held = post(db, make_mail("Another", msgid="h2@x", sender="Newbie <new@example.org>"))
-    client.post(f"/moderation/messages/{held.message_pk}/reject", data={"csrf_token": token, "reason": "no"})
+    client.post(
+        f"/moderation/messages/{held.message_pk}/reject", data={"csrf_token": token, "reason": "no"}
+    )
     assert counts() == (0, 0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from listgate import counters
@@ -12,8 +14,11 @@ from tests.support.factories import make_mail, post
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of a Prometheus text page, keyed by name and labels."""
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def test_healthz_is_ok_on_a_migrated_database(client) -> None:  # type: ignore[no-untyped-def]
@@ -36,7 +41,9 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # t
     from tests.support.config import make_settings
     from webarchive import create_app
 
-    app = create_app(make_settings(tmp_path, LISTGATE_DATABASE_URL="postgresql://lg@127.0.0.1:1/lg"))
+    app = create_app(
+        make_settings(tmp_path, LISTGATE_DATABASE_URL="postgresql://lg@127.0.0.1:1/lg")
+    )
     r = app.test_client().get("/healthz")
     assert r.status_code == 503
     assert r.get_json()["database"].startswith("unavailable")
@@ -58,7 +65,14 @@ def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type:
         refused = Delivery(message_pk=stored.message_pk, address="c@x.org", status="refused")
         session.add(refused)
         session.flush()
-        session.add(Bounce(delivery_id=refused.id, address="c@x.org", kind="refused", diagnostic="552 5.3.4 too big"))
+        session.add(
+            Bounce(
+                delivery_id=refused.id,
+                address="c@x.org",
+                kind="refused",
+                diagnostic="552 5.3.4 too big",
+            )
+        )
     r = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.content_type.startswith("text/plain")
     got = samples(r.get_data(as_text=True))
@@ -73,7 +87,7 @@ def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type:
 
 
 def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from listgate.models import OutboxEntry
     from webarchive import create_app
@@ -84,9 +98,15 @@ def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, ma
     make_list("dev")
     post(db, make_mail("auto", headers={"Auto-Submitted": "auto-replied"}))
     with transaction(db) as session:
-        now = datetime.now(timezone.utc)
-        session.add(OutboxEntry(kind="listgate.handle_command", done_at=now, failed_at=now, last_error="boom"))
-    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True))
+        now = datetime.now(UTC)
+        session.add(
+            OutboxEntry(
+                kind="listgate.handle_command", done_at=now, failed_at=now, last_error="boom"
+            )
+        )
+    got = samples(
+        client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True)
+    )
     assert got[("listgate_outbox_failed", ())] == 1
     assert got[("listgate_not_posted", ())] == 1
     assert got[("listgate_subscriptions_awaiting_approval", ())] == 0
@@ -102,9 +122,13 @@ def test_metrics_show_the_spool_waiting_for_the_archiver(db, settings, make_list
     handler = GatewayHandler(settings, db)
     for n in range(3):  # answered 250, not archived: no archiver runs here
         raw = b"From: a@example.org\r\nSubject: s\r\nMessage-ID: <spool%d@x>\r\n\r\nx\r\n" % n
-        assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
+        assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+            "stored"
+        )
     handler.spool.close()
-    got = samples(client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True))
+    got = samples(
+        client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True)
+    )
     assert got[("listgate_spool_pending", ())] == 3
     assert got[("listgate_spool_age_seconds", ())] >= 0
     assert got[("listgate_spool_failed", ())] == 0

@@ -16,13 +16,41 @@ from tests.support.web import session_for
 @pytest.fixture
 def thread(make_list, db):  # type: ignore[no-untyped-def]
     make_list("dev", title="Developers", description="Talk about the code")
-    root = post(db, make_mail("Build fails", msgid="root@x", sender="Alice Example <alice@example.org>",
-                              body="It fails.\n\nbob@corp.example wrote:\n> old 1\n> old 2\n> old 3\n> old 4\n-- \nAlice\n"))
-    post(db, make_mail("RE: Build fails", msgid="r1@x", in_reply_to="root@x", sender="Bob <bob@corp.example>",
-                       attachments=[("log.txt", "text/plain", b"error 42\n")]))
-    post(db, make_mail("Re: Build fails", msgid="r2@x", in_reply_to="r1@x", references=["root@x", "r1@x"],
-                       sender="carol@example.net"))
-    post(db, make_mail("Re: Build fails", msgid="r3@x", in_reply_to="root@x", sender="Dan <dan@example.com>"))
+    root = post(
+        db,
+        make_mail(
+            "Build fails",
+            msgid="root@x",
+            sender="Alice Example <alice@example.org>",
+            body="It fails.\n\nbob@corp.example wrote:\n> old 1\n> old 2\n> old 3\n> old 4\n-- \nAlice\n",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "RE: Build fails",
+            msgid="r1@x",
+            in_reply_to="root@x",
+            sender="Bob <bob@corp.example>",
+            attachments=[("log.txt", "text/plain", b"error 42\n")],
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Re: Build fails",
+            msgid="r2@x",
+            in_reply_to="r1@x",
+            references=["root@x", "r1@x"],
+            sender="carol@example.net",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Re: Build fails", msgid="r3@x", in_reply_to="root@x", sender="Dan <dan@example.com>"
+        ),
+    )
     return root
 
 
@@ -65,8 +93,13 @@ def test_flat_view_is_by_date(client, thread):
 
 def test_posts_show_name_only_and_machine_readable_dates(client, thread):
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
-    assert "by <a href=\"/lists/dev/authors/2\">Bob</a>" in page and ">carol</a>" in page
-    for address in ("alice@example.org", "bob@corp.example", "carol@example.net", "dan@example.com"):
+    assert 'by <a href="/lists/dev/authors/2">Bob</a>' in page and ">carol</a>" in page
+    for address in (
+        "alice@example.org",
+        "bob@corp.example",
+        "carol@example.net",
+        "dan@example.com",
+    ):
         assert address not in page
     assert '<time datetime="2026-03-01T' in page
 
@@ -79,7 +112,9 @@ def test_quotes_folded_and_signature_dimmed(client, thread):
 
 def test_reply_by_email_link_has_in_reply_to_and_subject(client, thread):
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
-    assert "mailto:dev@lists.test?subject=Re%3A%20Build%20fails&amp;In-Reply-To=%3Croot%40x%3E" in page
+    assert (
+        "mailto:dev@lists.test?subject=Re%3A%20Build%20fails&amp;In-Reply-To=%3Croot%40x%3E" in page
+    )
 
 
 def test_attachment_is_a_download_never_rendered(client, thread):
@@ -93,9 +128,13 @@ def test_attachment_is_a_download_never_rendered(client, thread):
 
 def test_raw_message_is_byte_identical(client, make_list, db):
     make_list("dev")
-    raw = make_mail("Bytes", msgid="bytes@x").replace(b"\n", b"\r\n") + b"\r\ntrailing \xff byte\r\n"
+    raw = (
+        make_mail("Bytes", msgid="bytes@x").replace(b"\n", b"\r\n") + b"\r\ntrailing \xff byte\r\n"
+    )
     res = post(db, raw)
-    response = client.get(f"/messages/{res.message_pk}.eml")  # anonymous readers of a public list too
+    response = client.get(
+        f"/messages/{res.message_pk}.eml"
+    )  # anonymous readers of a public list too
     with db() as session:
         stored = session.get_one(RawMessage, session.get_one(Message, res.message_pk).raw_id).data
     assert response.data == stored == raw
@@ -126,7 +165,14 @@ def test_permalink_author_and_month_pages(client, thread):
 
 def test_unknown_pages_are_404_pages(client, thread):
     _sign_in_as(client, "reader@example.org")
-    for url in ("/lists/nope/", "/threads/999", "/m/none@x", "/messages/999.eml", "/lists/dev/2026/13", "/attachments/99/x"):
+    for url in (
+        "/lists/nope/",
+        "/threads/999",
+        "/m/none@x",
+        "/messages/999.eml",
+        "/lists/dev/2026/13",
+        "/attachments/99/x",
+    ):
         response = client.get(url)
         assert response.status_code == 404, url
         assert "<h1>404" in response.get_data(as_text=True)
@@ -139,8 +185,15 @@ def test_thread_page_uses_a_fixed_number_of_queries(app, client, make_list, db):
     big = post(db, make_mail("Big", msgid="b0@x"))
     for i in range(1, 40):
         parent = f"b{(i - 1) // 2}@x"
-        post(db, make_mail("Re: Big", msgid=f"b{i}@x", in_reply_to=parent,
-                           attachments=[(f"f{i}.txt", "text/plain", b"x")] if i % 3 == 0 else None))
+        post(
+            db,
+            make_mail(
+                "Re: Big",
+                msgid=f"b{i}@x",
+                in_reply_to=parent,
+                attachments=[(f"f{i}.txt", "text/plain", b"x")] if i % 3 == 0 else None,
+            ),
+        )
     engine = app.extensions["listgate"].engine
     counts = []
 
@@ -160,14 +213,28 @@ def test_thread_page_uses_a_fixed_number_of_queries(app, client, make_list, db):
 
 def test_private_list_pages_are_404_for_outsiders(client, make_list, db):
     make_list("secret", private=True)
-    res = post(db, make_mail("Hush", msgid="p@x", to="secret@lists.test", attachments=[("s.txt", "text/plain", b"s")]),
-               list_name="secret")
+    res = post(
+        db,
+        make_mail(
+            "Hush", msgid="p@x", to="secret@lists.test", attachments=[("s.txt", "text/plain", b"s")]
+        ),
+        list_name="secret",
+    )
     assert "secret" not in client.get("/").get_data(as_text=True)
     _sign_in_as(client, "stranger@example.org")
     assert "secret" not in client.get("/").get_data(as_text=True)
-    for url in ("/lists/secret/", f"/threads/{res.thread_id}", "/m/p@x", f"/messages/{res.message_pk}.eml",
-                f"/threads/{res.thread_id}.mbox", "/lists/secret/2026/3.mbox", "/lists/secret/feed.atom",
-                f"/threads/{res.thread_id}/feed.atom", "/lists/secret/months", "/attachments/1/s.txt"):
+    for url in (
+        "/lists/secret/",
+        f"/threads/{res.thread_id}",
+        "/m/p@x",
+        f"/messages/{res.message_pk}.eml",
+        f"/threads/{res.thread_id}.mbox",
+        "/lists/secret/2026/3.mbox",
+        "/lists/secret/feed.atom",
+        f"/threads/{res.thread_id}/feed.atom",
+        "/lists/secret/months",
+        "/attachments/1/s.txt",
+    ):
         assert client.get(url).status_code == 404, url
 
 
@@ -185,17 +252,21 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
     assert "Showing 2 posts" in page
     assert re.findall(r'<article class="post (?:placeholder )?(d\d+)"', page) == ["d0", "d1", "d2"]
     assert "This post was hidden after reports; moderators will look at it." in page
-    assert page.count("<h2 class=\"subject\"") == 2  # the hidden post's subject and author are not shown
+    assert (
+        page.count('<h2 class="subject"') == 2
+    )  # the hidden post's subject and author are not shown
     api = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [m["parent_message_id"] for m in api["messages"]] == [None, "h0@x"]
 
 
 def test_format_flowed_paragraphs_are_joined(client, make_list, db):
     make_list("dev")
-    raw = (b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\nMessage-ID: <fl@x>\r\n"
-           b"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
-           b"Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
-           b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n-- \r\nFay\r\n")
+    raw = (
+        b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\nMessage-ID: <fl@x>\r\n"
+        b"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
+        b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n-- \r\nFay\r\n"
+    )
     res = post(db, raw)
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     assert "This paragraph was wrapped by the sender&#39;s client at 72 columns." in page
@@ -205,12 +276,19 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
     """Same Message-ID, other bytes: kept and announced on the thread and message pages, its raw bytes downloadable."""
     from tests.support.web import sign_in
 
-    first = make_mail("Re: Build fails", msgid="r4@x", in_reply_to="root@x", sender="Dan <dan@example.com>")
+    first = make_mail(
+        "Re: Build fails", msgid="r4@x", in_reply_to="root@x", sender="Dan <dan@example.com>"
+    )
     assert post(db, first).status == "stored"
     again = post(db, first)
     assert again.status == "duplicate"  # the same bytes twice: nothing new
-    other = make_mail("Re: Build fails (resent)", body="A second version.\n", msgid="r4@x", in_reply_to="root@x",
-                      sender="Dan <dan@example.com>")
+    other = make_mail(
+        "Re: Build fails (resent)",
+        body="A second version.\n",
+        msgid="r4@x",
+        in_reply_to="root@x",
+        sender="Dan <dan@example.com>",
+    )
     kept = post(db, other)
     assert kept.status == "variant" and kept.message_pk == again.message_pk
     assert post(db, other).status == "duplicate"  # that variant arriving twice is kept once
@@ -222,20 +300,38 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
     link = re.search(r'href="(/messages/\d+/variants/\d+\.eml)"', single).group(1)
     sign_in(client, db, "reader@example.org")
     assert client.get(link).data == other
-    assert client.get(link.replace(f"/messages/{kept.message_pk}/", f"/messages/{thread.message_pk}/")).status_code == 404
+    assert (
+        client.get(
+            link.replace(f"/messages/{kept.message_pk}/", f"/messages/{thread.message_pk}/")
+        ).status_code
+        == 404
+    )
 
 
-def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(client, thread, db):  # type: ignore[no-untyped-def]
+def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(
+    client, thread, db
+):  # type: ignore[no-untyped-def]
     """The copy with the earliest Date places a Message-ID: the post moves to that thread, shown as it first came."""
     from tests.support.factories import BASE_DATE
 
     plan = post(db, make_mail("Release plan", msgid="plan@x", sender="Erin <erin@example.org>"))
-    moved = post(db, make_mail("Re: Release plan", body="Sent first, to the plan.\n", msgid="r3@x",
-                               in_reply_to="plan@x", sender="Dan <dan@example.com>", date=BASE_DATE))
+    moved = post(
+        db,
+        make_mail(
+            "Re: Release plan",
+            body="Sent first, to the plan.\n",
+            msgid="r3@x",
+            in_reply_to="plan@x",
+            sender="Dan <dan@example.com>",
+            date=BASE_DATE,
+        ),
+    )
     assert moved.status == "variant"
     notice = "A different message with the same Message-ID arrived on"
     old = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "Showing 3 posts" in old and notice not in old
     page = client.get(f"/threads/{plan.thread_id}").get_data(as_text=True)
     assert "Showing 2 posts" in page and page.count(notice) == 1
-    assert "Re: Build fails" in page and "Sent first, to the plan." not in page  # the first copy is what is shown
+    assert (
+        "Re: Build fails" in page and "Sent first, to the plan." not in page
+    )  # the first copy is what is shown

@@ -16,15 +16,43 @@ from listgate import tokens
 SITE = "127.0.0.1"
 # Each value is what `next` holds after the query string or form was decoded.
 ATTACKS = [
-    "/\t/evil.example/", "/\n/evil.example/", "/\r/evil.example/", "/\x0b/evil.example/", "/ /evil.example/",
-    "/\u3000/evil.example/", "\t//evil.example/", " //evil.example/", "\x0b//evil.example/", "\x00//evil.example/",
-    "\u3000//evil.example/", "//evil.example/", "///evil.example/", "/\\evil.example/", "\\\\evil.example/",
-    "/\\/evil.example/", "/\t\\evil.example/", "//\tevil.example/", "/\r\n/evil.example/", "https://evil.example/",
-    "http:evil.example", "http:/\\evil.example", "javascript:alert(1)", "//evil.example@127.0.0.1/", "\x7f//evil.example",
-    "/\u2215evil.example/", "/\uff0f/evil.example/", "%2F%2Fevil.example/", "/%2F/evil.example/", "\\/evil.example",
+    "/\t/evil.example/",
+    "/\n/evil.example/",
+    "/\r/evil.example/",
+    "/\x0b/evil.example/",
+    "/ /evil.example/",
+    "/\u3000/evil.example/",
+    "\t//evil.example/",
+    " //evil.example/",
+    "\x0b//evil.example/",
+    "\x00//evil.example/",
+    "\u3000//evil.example/",
+    "//evil.example/",
+    "///evil.example/",
+    "/\\evil.example/",
+    "\\\\evil.example/",
+    "/\\/evil.example/",
+    "/\t\\evil.example/",
+    "//\tevil.example/",
+    "/\r\n/evil.example/",
+    "https://evil.example/",
+    "http:evil.example",
+    "http:/\\evil.example",
+    "javascript:alert(1)",
+    "//evil.example@127.0.0.1/",
+    "\x7f//evil.example",
+    "/\u2215evil.example/",
+    "/\uff0f/evil.example/",
+    "%2F%2Fevil.example/",
+    "/%2F/evil.example/",
+    "\\/evil.example",
 ]
-KEPT = {"/lists/dev/": "/lists/dev/", "/threads/3?view=flat": "/threads/3?view=flat",
-        "/m/a%40b.example": "/m/a%40b.example", "/search?q=r%C3%A9sum%C3%A9&page=2": "/search?q=r%C3%A9sum%C3%A9&page=2"}
+KEPT = {
+    "/lists/dev/": "/lists/dev/",
+    "/threads/3?view=flat": "/threads/3?view=flat",
+    "/m/a%40b.example": "/m/a%40b.example",
+    "/search?q=r%C3%A9sum%C3%A9&page=2": "/search?q=r%C3%A9sum%C3%A9&page=2",
+}
 
 
 def browser_resolves(location: str) -> str:
@@ -35,13 +63,19 @@ def browser_resolves(location: str) -> str:
         return url[2:].split("/", 1)[0].rsplit("@", 1)[-1]
     scheme, sep, rest = url.partition(":")
     if sep and scheme.isalpha() and "/" not in scheme:
-        return rest.lstrip("/").split("/", 1)[0] if scheme.lower() in ("http", "https") else f"{scheme}:"
+        return (
+            rest.lstrip("/").split("/", 1)[0]
+            if scheme.lower() in ("http", "https")
+            else f"{scheme}:"
+        )
     return SITE
 
 
 def complete_sign_in(client, settings, next_value: str):  # type: ignore[no-untyped-def]
     """Open a valid sign-in link carrying next_value and press its button; the 303 response."""
-    token = tokens.make(settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org", "n": secrets.token_hex(6)})
+    token = tokens.make(
+        settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org", "n": secrets.token_hex(6)}
+    )
     page = client.get(f"/signin/{token}", query_string={"next": next_value})
     assert page.status_code == 200
     from tests.support.web import CSRF
@@ -62,7 +96,9 @@ def test_no_spelling_of_next_leaves_the_site(client, make_list, settings, spelli
 
 
 @pytest.mark.parametrize("path,expected", sorted(KEPT.items()))
-def test_a_path_on_this_site_is_where_sign_in_returns(client, make_list, settings, path: str, expected: str) -> None:
+def test_a_path_on_this_site_is_where_sign_in_returns(
+    client, make_list, settings, path: str, expected: str
+) -> None:
     make_list("dev")
     assert complete_sign_in(client, settings, path).headers["Location"] == expected
 

@@ -7,7 +7,15 @@ from sqlalchemy import func, select
 from listgate import removal
 from listgate.db import transaction
 from listgate.lists import ListError
-from listgate.models import Attachment, Blob, MailingList, Message, MessageVariant, RawMessage, Thread
+from listgate.models import (
+    Attachment,
+    Blob,
+    MailingList,
+    Message,
+    MessageVariant,
+    RawMessage,
+    Thread,
+)
 from tests.support.factories import make_mail, post
 from tests.support.web import sign_in
 
@@ -17,28 +25,58 @@ SECRET_WORD = "zanzibarquokka"
 def thread_of_three(db, make_list):  # type: ignore[no-untyped-def]
     make_list("dev")
     root = post(db, make_mail("Plans", "Root text.\n", msgid="root@x"))
-    mid = post(db, make_mail("Re: Plans", f"The {SECRET_WORD} leak.\n", msgid="mid@x", in_reply_to="root@x",
-                             attachments=[("leak.txt", "text/plain", b"leaked file bytes")]))
-    leaf = post(db, make_mail("Re: Plans", "Reply to the middle.\n", msgid="leaf@x", in_reply_to="mid@x",
-                              references=["root@x", "mid@x"]))
+    mid = post(
+        db,
+        make_mail(
+            "Re: Plans",
+            f"The {SECRET_WORD} leak.\n",
+            msgid="mid@x",
+            in_reply_to="root@x",
+            attachments=[("leak.txt", "text/plain", b"leaked file bytes")],
+        ),
+    )
+    leaf = post(
+        db,
+        make_mail(
+            "Re: Plans",
+            "Reply to the middle.\n",
+            msgid="leaf@x",
+            in_reply_to="mid@x",
+            references=["root@x", "mid@x"],
+        ),
+    )
     return root, mid, leaf
 
 
 def take_down(db, msgid: str, purge: bool = False, reason: str = "off topic") -> removal.Outcome:  # type: ignore[no-untyped-def]
     with transaction(db) as session:
-        return removal.remove(session, removal.find(session, msgid), reason, "owner@example.org", purge)
+        return removal.remove(
+            session, removal.find(session, msgid), reason, "owner@example.org", purge
+        )
 
 
 def served_everywhere(client, db, thread_id: int) -> str:  # type: ignore[no-untyped-def]
     """Everything the archive serves about this list, concatenated."""
     sign_in(client, db, "reader@example.org")  # raw and mbox downloads need a signed-in reader
-    paths = [f"/threads/{thread_id}", "/lists/dev/", f"/api/threads/{thread_id}", "/api/messages/mid@x",
-             "/m/mid@x", "/search?q=leak", "/search/feed?q=leak", "/lists/dev/feed.atom",
-             f"/threads/{thread_id}/feed.atom", f"/threads/{thread_id}.mbox", "/lists/dev/2026/3.mbox"]
+    paths = [
+        f"/threads/{thread_id}",
+        "/lists/dev/",
+        f"/api/threads/{thread_id}",
+        "/api/messages/mid@x",
+        "/m/mid@x",
+        "/search?q=leak",
+        "/search/feed?q=leak",
+        "/lists/dev/feed.atom",
+        f"/threads/{thread_id}/feed.atom",
+        f"/threads/{thread_id}.mbox",
+        "/lists/dev/2026/3.mbox",
+    ]
     return "\n".join(client.get(p).get_data(as_text=True) for p in paths)
 
 
-def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(client, db, make_list) -> None:
+def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(
+    client, db, make_list
+) -> None:
     root, mid, leaf = thread_of_three(db, make_list)
     take_down(db, "mid@x", reason="personal attack")
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
@@ -49,18 +87,26 @@ def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(client,
     assert f'class="post tombstone d1" id="m{mid.message_pk}"' in page
     assert f'class="post d2" id="m{leaf.message_pk}"' in page
     flat = client.get(f"/threads/{root.thread_id}?view=flat").get_data(as_text=True)
-    for shown in (page, flat):  # the tombstone keeps its place, but a reader counts two posts, not three
+    for shown in (
+        page,
+        flat,
+    ):  # the tombstone keeps its place, but a reader counts two posts, not three
         assert "Showing 2 posts" in shown and shown.count("post tombstone") == 1
     api = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [(m["message_id"], m["depth"], m.get("removed", False)) for m in api["messages"]] == [
-        ("root@x", 0, False), ("mid@x", 1, True), ("leaf@x", 2, False)]
+        ("root@x", 0, False),
+        ("mid@x", 1, True),
+        ("leaf@x", 2, False),
+    ]
     assert api["messages"][2]["parent_message_id"] == "mid@x"
     with db() as session:
         assert session.get_one(Thread, root.thread_id).message_count == 2
         assert session.scalars(select(MailingList)).one().message_count == 2
 
 
-def test_removal_hides_the_post_from_every_page_feed_export_and_search(client, db, make_list) -> None:
+def test_removal_hides_the_post_from_every_page_feed_export_and_search(
+    client, db, make_list
+) -> None:
     root, _, _ = thread_of_three(db, make_list)
     assert SECRET_WORD in served_everywhere(client, db, root.thread_id)  # the check can fail
     take_down(db, "mid@x")
@@ -85,25 +131,45 @@ def test_purge_deletes_the_raw_mail_attachments_and_indexed_text(client, db, mak
         msg = session.get_one(Message, mid.message_pk)
         assert (msg.subject, msg.body_text, msg.body_html) == ("", "", "")
         # Nothing left in the full-text index either (SQLite FTS5 external content).
-        hits = session.connection().exec_driver_sql(
-            "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (SECRET_WORD,)).scalar()
+        hits = (
+            session.connection()
+            .exec_driver_sql(
+                "SELECT count(*) FROM messages_fts WHERE messages_fts MATCH ?", (SECRET_WORD,)
+            )
+            .scalar()
+        )
         assert hits == 0
     served = served_everywhere(client, db, root.thread_id)
     assert SECRET_WORD not in served and "court order 12/2026" in served
 
 
-def test_the_same_mail_arriving_again_after_a_purge_is_not_archived_again(client, db, make_list) -> None:
+def test_the_same_mail_arriving_again_after_a_purge_is_not_archived_again(
+    client, db, make_list
+) -> None:
     thread_of_three(db, make_list)
     take_down(db, "mid@x", purge=True)
-    again = post(db, make_mail("Re: Plans", f"The {SECRET_WORD} leak.\n", msgid="mid@x", in_reply_to="root@x"))
+    again = post(
+        db,
+        make_mail("Re: Plans", f"The {SECRET_WORD} leak.\n", msgid="mid@x", in_reply_to="root@x"),
+    )
     assert again.status == "duplicate"
 
 
-def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(client, db, make_list) -> None:
+def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(
+    client, db, make_list
+) -> None:
     """A takedown must not come back through the variant link (issue 14's variants, issue 13's takedowns)."""
     thread_of_three(db, make_list)
     take_down(db, "mid@x")
-    again = post(db, make_mail("Re: Plans", f"The {SECRET_WORD} leak, once more.\n", msgid="mid@x", in_reply_to="root@x"))
+    again = post(
+        db,
+        make_mail(
+            "Re: Plans",
+            f"The {SECRET_WORD} leak, once more.\n",
+            msgid="mid@x",
+            in_reply_to="root@x",
+        ),
+    )
     assert again.status == "duplicate"
     with db() as session:
         assert session.scalar(select(func.count()).select_from(MessageVariant)) == 0
@@ -111,7 +177,10 @@ def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(client
 
 def test_a_reason_is_required_and_an_unknown_message_is_named(db, make_list) -> None:
     thread_of_three(db, make_list)
-    for msgid, reason, words in (("mid@x", "  ", "give a reason"), ("nope@x", "spam", "no archived message")):
+    for msgid, reason, words in (
+        ("mid@x", "  ", "give a reason"),
+        ("nope@x", "spam", "no archived message"),
+    ):
         try:
             take_down(db, msgid, reason=reason)
         except ListError as exc:

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from webarchive.rendering.bodies import blocks, display_name, mask_addresses, render_html, render_text, unflow
+from webarchive.rendering.bodies import (
+    blocks,
+    display_name,
+    mask_addresses,
+    render_html,
+    render_text,
+    unflow,
+)
 
 
 def test_flowed_soft_breaks_are_joined_and_hard_breaks_kept():
@@ -32,7 +39,10 @@ def test_signature_is_marked_for_dimming():
 def test_text_is_escaped_and_urls_linked():
     html = render_text("<script>alert(1)</script> see https://example.org/a?b=1&c=2.\n")
     assert "<script>" not in html and "&lt;script&gt;" in html
-    assert '<a href="https://example.org/a?b=1&amp;c=2" rel="nofollow ugc noopener noreferrer">' in html
+    assert (
+        '<a href="https://example.org/a?b=1&amp;c=2" rel="nofollow ugc noopener noreferrer">'
+        in html
+    )
 
 
 def test_addresses_are_masked_for_anonymous_readers():
@@ -43,8 +53,10 @@ def test_addresses_are_masked_for_anonymous_readers():
 
 
 def test_html_parts_are_sanitised():
-    html = render_html('<p onclick="x()">Hi<script>alert(1)</script><img src="http://t/x.png" onerror="alert(2)">'
-                       '<a href="javascript:alert(3)">link</a><style>p{}</style></p>')
+    html = render_html(
+        '<p onclick="x()">Hi<script>alert(1)</script><img src="http://t/x.png" onerror="alert(2)">'
+        '<a href="javascript:alert(3)">link</a><style>p{}</style></p>'
+    )
     for bad in ("<script", "onclick", "onerror", "<img", "javascript:", "<style"):
         assert bad not in html
     assert "<p>Hi" in html

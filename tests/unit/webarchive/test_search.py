@@ -23,12 +23,17 @@ def test_fts5_query_quotes_every_word():
 def test_snippets_are_escaped_and_highlighted_without_leaking_addresses():
     assert highlight("<b>\x02word\x03</b>") == "&lt;b&gt;<mark>word</mark>&lt;/b&gt;"
     assert "example" not in mask_snippet("mail bob@\x02example\x03.com today")
-    assert highlight("x \x02bob@example.com\x03 y").count("<mark>") == highlight("x \x02bob@example.com\x03 y").count("</mark>")
+    assert highlight("x \x02bob@example.com\x03 y").count("<mark>") == highlight(
+        "x \x02bob@example.com\x03 y"
+    ).count("</mark>")
 
 
 def test_search_finds_new_posts_at_once_with_highlights(client, make_list, db):
     make_list("dev")
-    post(db, make_mail("Scheduler bug", msgid="a@x.test", body="The scheduler deadlocks under load.\n"))
+    post(
+        db,
+        make_mail("Scheduler bug", msgid="a@x.test", body="The scheduler deadlocks under load.\n"),
+    )
     post(db, make_mail("Unrelated", msgid="b@x.test", body="Nothing to see.\n"))
     page = client.get("/search?q=deadlocks").get_data(as_text=True)
     assert _subjects(page) == ["Scheduler bug"]
@@ -38,15 +43,53 @@ def test_search_finds_new_posts_at_once_with_highlights(client, make_list, db):
 def test_search_filters_by_list_author_date_and_thread(client, make_list, db):
     make_list("dev")
     make_list("ops")
-    root = post(db, make_mail("Disk full", msgid="d1@x", sender="Alice <alice@example.org>", body="disk alarm\n"))
-    post(db, make_mail("Re: Disk full", msgid="d2@x", in_reply_to="d1@x", sender="Bob <bob@example.org>", body="disk alarm again\n"))
-    post(db, make_mail("Disk", msgid="o1@x", to="ops@lists.test", sender="Carol <carol@example.org>", body="disk alarm ops\n"), list_name="ops")
+    root = post(
+        db,
+        make_mail(
+            "Disk full", msgid="d1@x", sender="Alice <alice@example.org>", body="disk alarm\n"
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Re: Disk full",
+            msgid="d2@x",
+            in_reply_to="d1@x",
+            sender="Bob <bob@example.org>",
+            body="disk alarm again\n",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Disk",
+            msgid="o1@x",
+            to="ops@lists.test",
+            sender="Carol <carol@example.org>",
+            body="disk alarm ops\n",
+        ),
+        list_name="ops",
+    )
     assert len(_subjects(client.get("/search?q=disk").get_data(as_text=True))) == 3
     assert _subjects(client.get("/search?q=disk&list=ops").get_data(as_text=True)) == ["Disk"]
-    assert _subjects(client.get("/search?q=disk&author=bob").get_data(as_text=True)) == ["Re: Disk full"]
-    assert len(_subjects(client.get(f"/search?q=disk&thread={root.thread_id}").get_data(as_text=True))) == 2
+    assert _subjects(client.get("/search?q=disk&author=bob").get_data(as_text=True)) == [
+        "Re: Disk full"
+    ]
+    assert (
+        len(_subjects(client.get(f"/search?q=disk&thread={root.thread_id}").get_data(as_text=True)))
+        == 2
+    )
     assert _subjects(client.get("/search?q=disk&since=2030-01-01").get_data(as_text=True)) == []
-    assert len(_subjects(client.get("/search?q=disk&since=2026-03-01&until=2026-03-01").get_data(as_text=True))) == 3
+    assert (
+        len(
+            _subjects(
+                client.get("/search?q=disk&since=2026-03-01&until=2026-03-01").get_data(
+                    as_text=True
+                )
+            )
+        )
+        == 3
+    )
 
 
 def test_search_is_paginated(client, make_list, db):
@@ -63,8 +106,16 @@ def test_search_never_shows_private_held_or_hidden_posts(client, make_list, db):
     make_list("secret", private=True)
     make_list("mod", policy="moderated")
     make_list("dev")
-    post(db, make_mail("Hush", msgid="s@x.test", to="secret@lists.test", body="zebra\n"), list_name="secret")
-    post(db, make_mail("Held", msgid="h@x.test", to="mod@lists.test", body="zebra\n"), list_name="mod")
+    post(
+        db,
+        make_mail("Hush", msgid="s@x.test", to="secret@lists.test", body="zebra\n"),
+        list_name="secret",
+    )
+    post(
+        db,
+        make_mail("Held", msgid="h@x.test", to="mod@lists.test", body="zebra\n"),
+        list_name="mod",
+    )
     hidden = post(db, make_mail("Hidden", msgid="x@x.test", body="zebra\n"))
     with transaction(db) as session:
         session.get_one(Message, hidden.message_pk).status = "hidden"
@@ -86,21 +137,55 @@ def test_bad_search_parameters_are_400(client, make_list):
         assert client.get(f"/search?{query}").status_code == 400, query
 
 
-def test_best_match_puts_the_post_about_the_words_first_and_finds_word_starts(client, make_list, db):
+def test_best_match_puts_the_post_about_the_words_first_and_finds_word_starts(
+    client, make_list, db
+):
     make_list("dev")
-    post(db, make_mail("Lunch", msgid="l@x.test", body="We had lunch. Also a word on the scheduler.\n" + "filler text\n" * 40))
-    post(db, make_mail("Scheduler latency", msgid="s@x.test", body="The scheduler adds latency; scheduler latency grows.\n"))
+    post(
+        db,
+        make_mail(
+            "Lunch",
+            msgid="l@x.test",
+            body="We had lunch. Also a word on the scheduler.\n" + "filler text\n" * 40,
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            "Scheduler latency",
+            msgid="s@x.test",
+            body="The scheduler adds latency; scheduler latency grows.\n",
+        ),
+    )
     post(db, make_mail("Later", msgid="z@x.test", body="nothing relevant\n"))
-    assert _subjects(client.get("/search?q=scheduler+latency").get_data(as_text=True)) == ["Scheduler latency"]
-    assert _subjects(client.get("/search?q=scheduler").get_data(as_text=True))[0] == "Scheduler latency"
+    assert _subjects(client.get("/search?q=scheduler+latency").get_data(as_text=True)) == [
+        "Scheduler latency"
+    ]
+    assert (
+        _subjects(client.get("/search?q=scheduler").get_data(as_text=True))[0]
+        == "Scheduler latency"
+    )
     # a word being typed still finds posts (the last word is also a prefix when whole words find too few)
-    assert _subjects(client.get("/search?q=schedu").get_data(as_text=True))[0] == "Scheduler latency"
+    assert (
+        _subjects(client.get("/search?q=schedu").get_data(as_text=True))[0] == "Scheduler latency"
+    )
 
 
 def test_author_address_filter_and_snippet_around_the_match(client, make_list, db):
     make_list("dev")
-    post(db, make_mail("One", msgid="1@x.test", sender="Ann <ann@example.org>", body="intro " * 80 + "the quokka appears\n"))
-    post(db, make_mail("Two", msgid="2@x.test", sender="Ben <ben@example.org>", body="a quokka too\n"))
+    post(
+        db,
+        make_mail(
+            "One",
+            msgid="1@x.test",
+            sender="Ann <ann@example.org>",
+            body="intro " * 80 + "the quokka appears\n",
+        ),
+    )
+    post(
+        db,
+        make_mail("Two", msgid="2@x.test", sender="Ben <ben@example.org>", body="a quokka too\n"),
+    )
     page = client.get("/search?q=quokka&author=ann%40example.org").get_data(as_text=True)
     assert _subjects(page) == ["One"]
     assert "<mark>quokka</mark> appears" in page and "…" in page
@@ -109,19 +194,40 @@ def test_author_address_filter_and_snippet_around_the_match(client, make_list, d
 def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
     from webarchive.reading.snippets import make_snippet, token_pattern
 
-    snip = make_snippet("signals and a signal handler, handlers", token_pattern(["signal", "handl"], prefix_last=True))
-    assert highlight(snip) == ("signals and a <mark>signal</mark> <mark>handler</mark>, <mark>handlers</mark>")
+    snip = make_snippet(
+        "signals and a signal handler, handlers",
+        token_pattern(["signal", "handl"], prefix_last=True),
+    )
+    assert highlight(snip) == (
+        "signals and a <mark>signal</mark> <mark>handler</mark>, <mark>handlers</mark>"
+    )
 
 
 def test_common_words_rank_the_newest_matches_and_page_on(client, make_list, db, monkeypatch):
     from webarchive.reading import fulltext
 
-    monkeypatch.setattr(fulltext, "COMMON", 0)  # every word counts as common: the newest matches are scored
+    monkeypatch.setattr(
+        fulltext, "COMMON", 0
+    )  # every word counts as common: the newest matches are scored
     monkeypatch.setattr(fulltext, "CANDIDATES", 10)
     make_list("dev")
     for i in range(25):
-        post(db, make_mail(f"Widget {i}", msgid=f"w{i}@x", body="widget report\n" + "padding words here\n" * (i % 3)))
-    post(db, make_mail("Gadget", msgid="g@x.test", body="a gadget, not a widget\n" + "padding words here\n" * 30))
+        post(
+            db,
+            make_mail(
+                f"Widget {i}",
+                msgid=f"w{i}@x",
+                body="widget report\n" + "padding words here\n" * (i % 3),
+            ),
+        )
+    post(
+        db,
+        make_mail(
+            "Gadget",
+            msgid="g@x.test",
+            body="a gadget, not a widget\n" + "padding words here\n" * 30,
+        ),
+    )
     first = _subjects(client.get("/search?q=widget").get_data(as_text=True))
     second = _subjects(client.get("/search?q=widget&page=2").get_data(as_text=True))
     assert len(first) == 20 and len(second) == 6 and not set(first) & set(second)

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Flask
@@ -14,11 +14,20 @@ from listgate import lists
 from listgate.db import transaction
 from tests.support.factories import make_mail, post
 
-LINKER, ERROR, RELEASE, OPS, REPLY = "Linker error", "Error report", "Release date", "Ops linker", "Re: Linker error"
+LINKER, ERROR, RELEASE, OPS, REPLY = (
+    "Linker error",
+    "Error report",
+    "Release date",
+    "Ops linker",
+    "Re: Linker error",
+)
 # (query string, the subjects it must find, exactly)
 CASES: list[tuple[str, set[str]]] = [
     ("q=linker", {LINKER, ERROR, OPS, REPLY}),
-    ('q="linker error"', {LINKER, OPS, REPLY}),  # the reply's subject holds the phrase; ERROR's body has the words apart
+    (
+        'q="linker error"',
+        {LINKER, OPS, REPLY},
+    ),  # the reply's subject holds the phrase; ERROR's body has the words apart
     ("q=linker -windows", {LINKER, OPS, REPLY}),
     ('q=linker -"arm64 builds"', {ERROR, OPS, REPLY}),
     ("q=from:ann", {LINKER, OPS}),  # an author alone, no words
@@ -44,17 +53,61 @@ def fill(db: sessionmaker[Session]) -> None:
     """Five posts on two lists, by three people, over five weeks."""
     with transaction(db) as session:
         lists.create(session, "ops")
-    day = lambda d, m=3: datetime(2026, m, d, 12, 0, tzinfo=timezone.utc)  # noqa: E731
-    post(db, make_mail(LINKER, msgid="l@x", sender="Ann <ann@example.org>", date=day(1),
-                       body="the linker error appears on arm64 builds\n", attachments=[("log.txt", "text/plain", b"x\n")]))
-    post(db, make_mail(REPLY, msgid="r@x", in_reply_to="l@x", sender="Ben <ben@corp.example>", date=day(2),
-                       body="error linker, said backwards\n"))
-    post(db, make_mail(ERROR, msgid="e@x", sender="Ben <ben@corp.example>", date=day(10),
-                       body="an error in the linker step of windows builds\n"))
-    post(db, make_mail(RELEASE, msgid="c@x", sender="Cy <cy@example.net>", date=day(2, 4),
-                       body="release candidate next week\n"))
-    post(db, make_mail(OPS, msgid="o@x", to="ops@lists.test", sender="Ann <ann@example.org>", date=day(5),
-                       body="linker error on the ops box\n"), list_name="ops")
+    day = lambda d, m=3: datetime(2026, m, d, 12, 0, tzinfo=UTC)  # noqa: E731
+    post(
+        db,
+        make_mail(
+            LINKER,
+            msgid="l@x",
+            sender="Ann <ann@example.org>",
+            date=day(1),
+            body="the linker error appears on arm64 builds\n",
+            attachments=[("log.txt", "text/plain", b"x\n")],
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            REPLY,
+            msgid="r@x",
+            in_reply_to="l@x",
+            sender="Ben <ben@corp.example>",
+            date=day(2),
+            body="error linker, said backwards\n",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            ERROR,
+            msgid="e@x",
+            sender="Ben <ben@corp.example>",
+            date=day(10),
+            body="an error in the linker step of windows builds\n",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            RELEASE,
+            msgid="c@x",
+            sender="Cy <cy@example.net>",
+            date=day(2, 4),
+            body="release candidate next week\n",
+        ),
+    )
+    post(
+        db,
+        make_mail(
+            OPS,
+            msgid="o@x",
+            to="ops@lists.test",
+            sender="Ann <ann@example.org>",
+            date=day(5),
+            body="linker error on the ops box\n",
+        ),
+        list_name="ops",
+    )
 
 
 def subjects(page: str) -> set[str]:
@@ -70,11 +123,15 @@ def run_table(app: Flask) -> list[str]:
         response = client.get(f"/search?{query}")
         found = subjects(response.get_data(as_text=True))
         if response.status_code != 200 or found != expected:
-            wrong.append(f"{query}: {response.status_code} found {sorted(found)}, expected {sorted(expected)}")
+            wrong.append(
+                f"{query}: {response.status_code} found {sorted(found)}, expected {sorted(expected)}"
+            )
     grouped = client.get("/search?q=linker&group=thread").get_data(as_text=True)
     counts = sorted(re.findall(r"(\d+) matching posts? in this thread", grouped))
     if counts != ["1", "1", "2"]:
-        wrong.append(f"group=thread: counts {counts}, expected 1, 1 and 2 (the reply shares its thread)")
+        wrong.append(
+            f"group=thread: counts {counts}, expected 1, 1 and 2 (the reply shares its thread)"
+        )
     return wrong
 
 
@@ -86,14 +143,24 @@ def test_every_operator_on_sqlite(app: Flask, make_list: Any, db: sessionmaker[S
 
 def test_bad_operators_say_what_to_fix(client: Any, make_list: Any) -> None:
     make_list("dev")
-    for query, words in (("after:yesterday", "after: wants a date like 2026-03-01"),
-                         ("has:pictures", "has: knows only has:attachment")):
+    for query, words in (
+        ("after:yesterday", "after: wants a date like 2026-03-01"),
+        ("has:pictures", "has: knows only has:attachment"),
+    ):
         response = client.get("/search", query_string={"q": query})
         assert response.status_code == 400 and words in response.get_data(as_text=True), query
 
 
 def test_the_help_box_lists_every_operator(client: Any, make_list: Any) -> None:
     page = client.get("/search").get_data(as_text=True)
-    for example in ('"exact phrase"', "-word", "from:ann", "subject:release", "list:dev", "after:2026-03-01",
-                    "before:2026-04-01", "has:attachment"):
+    for example in (
+        '"exact phrase"',
+        "-word",
+        "from:ann",
+        "subject:release",
+        "list:dev",
+        "after:2026-03-01",
+        "before:2026-04-01",
+        "has:attachment",
+    ):
         assert f"<code>{example}</code>" in page.replace("&#34;", '"'), example

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from webarchive import create_app
 from tests.support.factories import make_mail, post
 from tests.support.web import csrf
+from webarchive import create_app
+
 
 class _Tags(HTMLParser):
     def __init__(self) -> None:
@@ -35,7 +36,9 @@ def test_strict_content_security_policy_and_nosniff(client, make_list):
     make_list("dev")
     response = client.get("/lists/dev/")
     csp = response.headers["Content-Security-Policy"]
-    assert "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+    assert (
+        "default-src 'none'" in csp and "script-src" not in csp and "frame-ancestors 'none'" in csp
+    )
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
@@ -49,12 +52,30 @@ def test_session_cookie_is_httponly_samesite_and_secure_over_https(settings, eng
 
 def test_xss_in_subject_name_body_and_filename_is_escaped(client, make_list, db):
     make_list("dev")
-    res = post(db, make_mail(f"Hi {XSS}", msgid="x@x", sender=f'"{XSS}" <evil@example.org>',
-                             body=f"text {XSS}\n", html=f"<p>html {XSS}<a href='javascript:alert(1)'>x</a></p>",
-                             attachments=[(f"{XSS}.txt", "text/plain", b"x")]))
-    pages = [client.get(u).get_data(as_text=True) for u in (
-        "/lists/dev/", f"/threads/{res.thread_id}", f"/threads/{res.thread_id}?view=flat", "/m/x@x",
-        "/lists/dev/2026/3", "/search?q=script", f"/search?q={XSS}", "/lists/dev/authors/1")]
+    res = post(
+        db,
+        make_mail(
+            f"Hi {XSS}",
+            msgid="x@x",
+            sender=f'"{XSS}" <evil@example.org>',
+            body=f"text {XSS}\n",
+            html=f"<p>html {XSS}<a href='javascript:alert(1)'>x</a></p>",
+            attachments=[(f"{XSS}.txt", "text/plain", b"x")],
+        ),
+    )
+    pages = [
+        client.get(u).get_data(as_text=True)
+        for u in (
+            "/lists/dev/",
+            f"/threads/{res.thread_id}",
+            f"/threads/{res.thread_id}?view=flat",
+            "/m/x@x",
+            "/lists/dev/2026/3",
+            "/search?q=script",
+            f"/search?q={XSS}",
+            "/lists/dev/authors/1",
+        )
+    ]
     for page in pages:
         assert _dangerous(page) == []
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in pages[1]
@@ -62,11 +83,31 @@ def test_xss_in_subject_name_body_and_filename_is_escaped(client, make_list, db)
 
 def test_anonymous_pages_hold_no_full_address(client, make_list, db):
     make_list("dev")
-    res = post(db, make_mail("Contact", msgid="c@x", sender="Victim Person <victim@private.example>",
-                             body="Write to victim@private.example or other@secret.example.\n"))
-    urls = ["/", "/lists/dev/", f"/threads/{res.thread_id}", "/m/c@x", "/lists/dev/authors/1", "/lists/dev/2026/3",
-            "/search?q=contact", "/lists/dev/feed.atom", f"/threads/{res.thread_id}/feed.atom", "/search/feed?q=write",
-            "/api/lists", "/api/lists/dev/threads", f"/api/threads/{res.thread_id}", "/api/messages/c%40x"]
+    res = post(
+        db,
+        make_mail(
+            "Contact",
+            msgid="c@x",
+            sender="Victim Person <victim@private.example>",
+            body="Write to victim@private.example or other@secret.example.\n",
+        ),
+    )
+    urls = [
+        "/",
+        "/lists/dev/",
+        f"/threads/{res.thread_id}",
+        "/m/c@x",
+        "/lists/dev/authors/1",
+        "/lists/dev/2026/3",
+        "/search?q=contact",
+        "/lists/dev/feed.atom",
+        f"/threads/{res.thread_id}/feed.atom",
+        "/search/feed?q=write",
+        "/api/lists",
+        "/api/lists/dev/threads",
+        f"/api/threads/{res.thread_id}",
+        "/api/messages/c%40x",
+    ]
     for url in urls:
         body = client.get(url).get_data(as_text=True)
         assert "private.example" not in body and "secret.example" not in body, url
@@ -75,9 +116,16 @@ def test_anonymous_pages_hold_no_full_address(client, make_list, db):
 def test_missing_csrf_token_is_a_clear_400(client, make_list):
     make_list("dev")
     response = client.post("/signin", data={"address": "a@example.org"})
-    assert response.status_code == 400 and "did not come from this site" in response.get_data(as_text=True)
+    assert response.status_code == 400 and "did not come from this site" in response.get_data(
+        as_text=True
+    )
     token = csrf(client)
-    assert client.post("/signin", data={"address": "a@example.org", "csrf_token": token + "x"}).status_code == 400
+    assert (
+        client.post(
+            "/signin", data={"address": "a@example.org", "csrf_token": token + "x"}
+        ).status_code
+        == 400
+    )
 
 
 def test_database_down_gives_a_503_page_not_a_traceback(settings):

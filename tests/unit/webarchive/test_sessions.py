@@ -37,7 +37,9 @@ def sign_out(client: FlaskClient, **form: str) -> None:
     assert response.status_code == 303
 
 
-def test_a_saved_cookie_no_longer_signs_in_after_sign_out(app: Flask, client: FlaskClient, db, make_list) -> None:
+def test_a_saved_cookie_no_longer_signs_in_after_sign_out(
+    app: Flask, client: FlaskClient, db, make_list
+) -> None:
     make_list("dev")
     sign_in(client, db, "ann@example.org")
     saved = saved_cookie(client)
@@ -49,7 +51,9 @@ def test_a_saved_cookie_no_longer_signs_in_after_sign_out(app: Flask, client: Fl
     assert "ann@example.org" not in thief.get("/").get_data(as_text=True)
 
 
-def test_sign_out_everywhere_ends_every_session_of_that_address_only(app: Flask, db, make_list) -> None:
+def test_sign_out_everywhere_ends_every_session_of_that_address_only(
+    app: Flask, db, make_list
+) -> None:
     make_list("dev")
     laptop, phone, other = app.test_client(), app.test_client(), app.test_client()
     sign_in(laptop, db, "ann@example.org")
@@ -62,11 +66,15 @@ def test_sign_out_everywhere_ends_every_session_of_that_address_only(app: Flask,
     page = laptop.get(PRIVATE).get_data(as_text=True)
     assert 'name="everywhere" value="yes"' in page  # the button every signed-in page offers
     sign_out(laptop, everywhere="yes")
-    assert not signed_in(laptop) and not signed_in(phone) and not signed_in(replay(app, phone_cookie))
+    assert (
+        not signed_in(laptop) and not signed_in(phone) and not signed_in(replay(app, phone_cookie))
+    )
     assert signed_in(other)
 
 
-def test_signing_in_again_gives_a_new_session_id(app: Flask, client: FlaskClient, db, make_list) -> None:
+def test_signing_in_again_gives_a_new_session_id(
+    app: Flask, client: FlaskClient, db, make_list
+) -> None:
     make_list("dev")
     sign_in(client, db, "ann@example.org")
     first = saved_cookie(client)

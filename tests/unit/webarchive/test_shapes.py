@@ -80,7 +80,10 @@ def test_prose_and_a_patch_in_one_post_get_different_fonts():
     runs = paragraphs(tuple(PATCH.rstrip().split("\n")))
     assert [mono for mono, _ in runs] == [False, True]
     html = render_text(PATCH)
-    assert html.startswith('<div class="prose">Here is the fix') and '<div class="mono">diff --git' in html
+    assert (
+        html.startswith('<div class="prose">Here is the fix')
+        and '<div class="mono">diff --git' in html
+    )
 
 
 def test_indented_code_tables_and_drawings_are_fixed_width_prose_is_not():

@@ -25,7 +25,10 @@ def topic(make_list, db):  # type: ignore[no-untyped-def]
 
 def _states(db, address: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     with db() as session:
-        return {s.kind: s.status for s in session.scalars(select(Subscription).where(Subscription.address == address))}
+        return {
+            s.kind: s.status
+            for s in session.scalars(select(Subscription).where(Subscription.address == address))
+        }
 
 
 def test_a_member_mutes_and_unmutes_a_thread_from_its_page(client, db, sender, topic) -> None:  # type: ignore[no-untyped-def]
@@ -34,10 +37,14 @@ def test_a_member_mutes_and_unmutes_a_thread_from_its_page(client, db, sender, t
     sign_in(client, db, "bob@example.org")
     path = f"/threads/{topic.thread_id}"
     assert "Mute this thread" in client.get(path).get_data(as_text=True)
-    page = client.post(f"{path}/mute", data={"csrf_token": csrf(client, path)}, follow_redirects=True)
+    page = client.post(
+        f"{path}/mute", data={"csrf_token": csrf(client, path)}, follow_redirects=True
+    )
     assert "You muted this thread" in page.get_data(as_text=True)
     assert _states(db, "bob@example.org") == {"list": "active", "mute": "active"}
-    page = client.post(f"{path}/unmute", data={"csrf_token": csrf(client, path)}, follow_redirects=True)
+    page = client.post(
+        f"{path}/unmute", data={"csrf_token": csrf(client, path)}, follow_redirects=True
+    )
     assert "Mute this thread" in page.get_data(as_text=True)
     assert _states(db, "bob@example.org") == {"list": "active", "mute": "ended"}
     assert notices(db, "changed") == []  # the page says it; no mail for a web action
@@ -49,14 +56,20 @@ def test_list_page_counts_in_words(client, db, topic) -> None:  # type: ignore[n
     assert "2 posts in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
 
 
-def test_confirmation_mail_to_one_address_is_limited_like_sign_in(app, client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_confirmation_mail_to_one_address_is_limited_like_sign_in(
+    app, client, db, sender, make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("dev")
     threads = [post(db, make_mail(f"Topic {n}")).thread_id for n in range(7)]
     answers = []
     for thread_id in threads:
         token = csrf(client, f"/threads/{thread_id}")
-        answers.append(client.post(f"/threads/{thread_id}/follow",
-                                   data={"csrf_token": token, "address": "victim@example.org"}))
+        answers.append(
+            client.post(
+                f"/threads/{thread_id}/follow",
+                data={"csrf_token": token, "address": "victim@example.org"},
+            )
+        )
     assert [r.status_code for r in answers].count(303) == subscriptions.CONFIRM_LIMIT[0]
     refused = answers[-1]
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
@@ -64,16 +77,26 @@ def test_confirmation_mail_to_one_address_is_limited_like_sign_in(app, client, d
     assert len(notices(db, "confirm")) == subscriptions.CONFIRM_LIMIT[0]
 
 
-def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_page(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_page(
+    client, db, sender, make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="members", moderators="mod@example.org")
     make_list("secret", private=True, moderators="mod@example.org")
     sign_in(client, db, "new@example.org")
-    page = client.post("/lists/club/subscribe", data={"csrf_token": csrf(client, "/"), "kind": "list"},
-                       follow_redirects=True)
+    page = client.post(
+        "/lists/club/subscribe",
+        data={"csrf_token": csrf(client, "/"), "kind": "list"},
+        follow_redirects=True,
+    )
     assert "must approve your subscription" in page.get_data(as_text=True)
     assert _states(db, "new@example.org") == {"list": "awaiting"}
     # A private list's page, and so its form, is not even there for an outsider.
-    assert client.post("/lists/secret/subscribe", data={"csrf_token": csrf(client, "/"), "kind": "list"}).status_code == 404
+    assert (
+        client.post(
+            "/lists/secret/subscribe", data={"csrf_token": csrf(client, "/"), "kind": "list"}
+        ).status_code
+        == 404
+    )
     client.post("/signout", data={"csrf_token": csrf(client, "/")})
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
@@ -89,17 +112,27 @@ def test_a_moderator_refuses_a_request_with_a_reason(client, db, sender, make_li
     with transaction(db) as session:
         subscriptions.start(session, lists.require(session, "club"), "x@example.org", "digest")
     sign_in(client, db, "mod@example.org")
-    action = re.search(r'action="(/moderation/subscriptions/\d+/refuse)"', client.get("/moderation").get_data(as_text=True))
-    client.post(action.group(1), data={"csrf_token": csrf(client, "/moderation"), "reason": "members of the club only"})
+    action = re.search(
+        r'action="(/moderation/subscriptions/\d+/refuse)"',
+        client.get("/moderation").get_data(as_text=True),
+    )
+    client.post(
+        action.group(1),
+        data={"csrf_token": csrf(client, "/moderation"), "reason": "members of the club only"},
+    )
     assert _states(db, "x@example.org") == {"digest": "ended"}
     assert notices(db, "refused")[0]["reason"] == "members of the club only"
     again = client.post(action.group(1), data={"csrf_token": csrf(client, "/moderation")})
     assert again.status_code == 409 and "has no request waiting" in again.get_data(as_text=True)
 
 
-def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
+    client, db, sender, make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("dev", moderators="mod@example.org")
-    kept = post(db, make_mail("Out of office", msgid="ooo@x", headers={"Auto-Submitted": "auto-replied"}))
+    kept = post(
+        db, make_mail("Out of office", msgid="ooo@x", headers={"Auto-Submitted": "auto-replied"})
+    )
     assert kept.status == "dropped"
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
@@ -114,7 +147,9 @@ def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(clie
     assert "Nothing was kept back" in client.get("/moderation").get_data(as_text=True)
 
 
-def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(app, client, db, make_list, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
+    app, client, db, make_list, caplog
+) -> None:  # type: ignore[no-untyped-def]
     make_list("dev")
 
     def broken():  # type: ignore[no-untyped-def]
@@ -159,33 +194,56 @@ def test_a_lock_timeout_is_a_503_with_retry_after(app, client, db, make_list, se
     assert "unavailable" in answer.get_json()["error"]
 
 
-def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(
+    client, db, sender, make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="members", moderators="mod@example.org")
-    thread_id = post(db, make_mail("Members talk", sender="mod@example.org"), list_name="club").thread_id
-    client.post("/lists/club/subscribe", data={"csrf_token": csrf(client, "/lists/club/"), "address": "a@example.org"})
-    client.post(f"/threads/{thread_id}/follow", data={"csrf_token": csrf(client, f"/threads/{thread_id}"),
-                                                       "address": "b@example.org"})
+    thread_id = post(
+        db, make_mail("Members talk", sender="mod@example.org"), list_name="club"
+    ).thread_id
+    client.post(
+        "/lists/club/subscribe",
+        data={"csrf_token": csrf(client, "/lists/club/"), "address": "a@example.org"},
+    )
+    client.post(
+        f"/threads/{thread_id}/follow",
+        data={"csrf_token": csrf(client, f"/threads/{thread_id}"), "address": "b@example.org"},
+    )
     for payload in notices(db, "confirm"):
         path = payload["link"].split("://", 1)[1].split("/", 1)[1]
         assert "Press the button to confirm" in client.get("/" + path).get_data(as_text=True)
         done = client.post("/" + path).get_data(as_text=True)
         assert "must approve your subscription" in done
-    assert _states(db, "a@example.org") == {"list": "awaiting"} and _states(db, "b@example.org") == {"thread": "awaiting"}
+    assert _states(db, "a@example.org") == {"list": "awaiting"} and _states(
+        db, "b@example.org"
+    ) == {"thread": "awaiting"}
     assert [n["to"] for n in notices(db, "awaiting")] == ["a@example.org", "b@example.org"]
     assert notices(db, "welcome") == []
 
 
-def test_a_confirmed_outsider_still_cannot_read_a_private_list(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_confirmed_outsider_still_cannot_read_a_private_list(
+    client, db, sender, make_list
+) -> None:  # type: ignore[no-untyped-def]
     """Issue 17.9: secret+subscribe@, confirm, sign in, read. Now the request waits for a moderator."""
     make_list("secret", private=True, moderators="mod@example.org")
     post(db, make_mail("Secret plans", sender="mod@example.org"), list_name="secret")
     with transaction(db) as session:
-        outcome = subscriptions.request(session, lists.require(session, "secret"), "spy@example.org",
-                                        secret="test-secret-key-0123456789", base_url="https://lists.test",
-                                        domain="lists.test", channel=subscriptions.MAIL)
+        outcome = subscriptions.request(
+            session,
+            lists.require(session, "secret"),
+            "spy@example.org",
+            secret="test-secret-key-0123456789",
+            base_url="https://lists.test",
+            domain="lists.test",
+            channel=subscriptions.MAIL,
+        )
         reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
-        subscriptions.confirm_by_code(session, "test-secret-key-0123456789", lists.require(session, "secret"),
-                                      reply_to.split("+confirm-")[1].split("@")[0])
+        subscriptions.confirm_by_code(
+            session,
+            "test-secret-key-0123456789",
+            lists.require(session, "secret"),
+            reply_to.split("+confirm-")[1].split("@")[0],
+        )
     sign_in(client, db, "spy@example.org")
     assert client.get("/lists/secret/").status_code == 404
     assert "Secret plans" not in client.get("/").get_data(as_text=True)

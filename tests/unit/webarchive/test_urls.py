@@ -15,8 +15,10 @@ AWKWARD = "dev list+é & 'x' (1)/50%{y}.txt"  # spaces, non-ASCII, quotes, a sla
 
 
 def _values(rule) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    return {name: 4021 if isinstance(rule._converters[name], IntegerConverter) else AWKWARD  # noqa: SLF001
-            for name in rule.arguments}
+    return {
+        name: 4021 if isinstance(rule._converters[name], IntegerConverter) else AWKWARD
+        for name in rule.arguments
+    }
 
 
 def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app) -> None:  # type: ignore[no-untyped-def]
@@ -26,8 +28,10 @@ def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app)
         for rule in rules:
             values = _values(rule)
             assert urls.path(rule.endpoint, **values) == url_for(rule.endpoint, **values), rule.rule
-            if all(isinstance(rule._converters[n], IntegerConverter) for n in rule.arguments):  # noqa: SLF001
-                assert urls.pattern(rule.endpoint).format(**values) == url_for(rule.endpoint, **values), rule.rule
+            if all(isinstance(rule._converters[n], IntegerConverter) for n in rule.arguments):
+                assert urls.pattern(rule.endpoint).format(**values) == url_for(
+                    rule.endpoint, **values
+                ), rule.rule
             else:
                 with pytest.raises(ValueError):
                     urls.pattern(rule.endpoint)
@@ -36,7 +40,12 @@ def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app)
 def test_a_threads_links_are_the_routes_paths(client, make_list, db) -> None:  # type: ignore[no-untyped-def]
     """The links a thread page builds fast lead where url_for would: each one answers."""
     make_list("dev")
-    res = post(db, make_mail("Links", msgid="links@x", attachments=[("notes (1).txt", "text/plain", b"hello")]))
+    res = post(
+        db,
+        make_mail(
+            "Links", msgid="links@x", attachments=[("notes (1).txt", "text/plain", b"hello")]
+        ),
+    )
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     for name in ("Permalink", "Raw"):
         href = re.search(rf'<a href="([^"]+)"[^>]*>{name}</a>', page).group(1)  # type: ignore[union-attr]

@@ -6,8 +6,15 @@ from listgate import dispatch
 from worker.__main__ import main
 from worker.celery_app import make_celery
 
-NAMES = [dispatch.FANOUT, dispatch.SEND_NOTICE, dispatch.HANDLE_COMMAND, dispatch.HANDLE_BOUNCE,
-         dispatch.SWEEP_OUTBOX, dispatch.SEND_DIGESTS, dispatch.RETRY_DEFERRED]
+NAMES = [
+    dispatch.FANOUT,
+    dispatch.SEND_NOTICE,
+    dispatch.HANDLE_COMMAND,
+    dispatch.HANDLE_BOUNCE,
+    dispatch.SWEEP_OUTBOX,
+    dispatch.SEND_DIGESTS,
+    dispatch.RETRY_DEFERRED,
+]
 
 
 def test_tasks_are_registered_by_name_with_late_acks(settings) -> None:  # type: ignore[no-untyped-def]
@@ -19,7 +26,10 @@ def test_tasks_are_registered_by_name_with_late_acks(settings) -> None:  # type:
 
 
 def test_beat_schedule_sweeps_retries_and_sends_digests(settings) -> None:  # type: ignore[no-untyped-def]
-    schedule = {entry["task"]: entry["schedule"] for entry in make_celery(settings).conf.beat_schedule.values()}
+    schedule = {
+        entry["task"]: entry["schedule"]
+        for entry in make_celery(settings).conf.beat_schedule.values()
+    }
     assert schedule[dispatch.SWEEP_OUTBOX] <= 15
     assert schedule[dispatch.RETRY_DEFERRED] <= 30
     assert dispatch.SEND_DIGESTS in schedule
@@ -43,6 +53,8 @@ def test_sweeper_backs_off_per_entry() -> None:
 
     from worker.outbox import redispatch_after
 
-    assert [redispatch_after(60, n) for n in (1, 2, 3)] == [timedelta(seconds=s) for s in (60, 120, 240)]
+    assert [redispatch_after(60, n) for n in (1, 2, 3)] == [
+        timedelta(seconds=s) for s in (60, 120, 240)
+    ]
     assert redispatch_after(60, 20) == timedelta(hours=1)
     assert redispatch_after(0, 5) == timedelta(0)

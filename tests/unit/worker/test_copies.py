@@ -11,8 +11,10 @@ from worker.copies import load_post
 from worker.headers import ListInfo, build_copy
 from worker.relay_sessions import wire_form
 
-RAW = (b"From: Ann <ann@example.org>\nTo: dev@lists.test\nSubject: s\nMessage-ID: <c@x>\n\n"
-       b".leading dot\nGr\xc3\xbc\xc3\x9fe\n")
+RAW = (
+    b"From: Ann <ann@example.org>\nTo: dev@lists.test\nSubject: s\nMessage-ID: <c@x>\n\n"
+    b".leading dot\nGr\xc3\xbc\xc3\x9fe\n"
+)
 
 
 def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
@@ -24,7 +26,10 @@ def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) 
         info = ListInfo(mlist.name, mlist.title, settings.domain, settings.base_url)
     post = load_post(WorkerContext(settings), pk)
     assert post is not None and post.eight_bit and post.message_id == "c@x"
-    for url in (f"{settings.base_url}/unsubscribe/abc", f"{settings.base_url}/unsubscribe/other.token"):
+    for url in (
+        f"{settings.base_url}/unsubscribe/abc",
+        f"{settings.base_url}/unsubscribe/other.token",
+    ):
         assert post.copy_for(url) == wire_form(build_copy(RAW, info, "c@x", url))
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import mailbox
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
 from listgate import lists
 from listgate.db import transaction
-from listgate.ingest import ingest
 from listgate.digests import Period
+from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message
 from listgate.models.people import DAILY
@@ -23,9 +23,11 @@ from worker.mailer import maildir_path
 
 
 def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(tmp_path)  # the same data dir as `db`: outbound is the embedded Maildir
+    settings = make_settings(
+        tmp_path
+    )  # the same data dir as `db`: outbound is the embedded Maildir
     make_list("dev")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
         old = lists.subscribe(session, mlist, "old@example.org", "digest")
@@ -51,30 +53,48 @@ def _week_of_posts(db, settings, make_list, fmt: str):  # type: ignore[no-untype
     from listgate.models import Person
 
     make_list("town")
-    week = last_complete_week(datetime.now(timezone.utc).date())
-    wednesday = datetime.combine(week.start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=2, hours=9)
+    week = last_complete_week(datetime.now(UTC).date())
+    wednesday = datetime.combine(week.start, datetime.min.time(), tzinfo=UTC) + timedelta(
+        days=2, hours=9
+    )
     with transaction(db) as session:
         mlist = lists.require(session, "town")
-        for address, frequency in (("daily@example.org", "daily"), ("weekly@example.org", "weekly")):
+        for address, frequency in (
+            ("daily@example.org", "daily"),
+            ("weekly@example.org", "weekly"),
+        ):
             sub = lists.subscribe(session, mlist, address, "digest")
             sub.digest_frequency, sub.confirmed_at = frequency, wednesday - timedelta(days=30)
         session.add(Person(address="weekly@example.org", name="", digest_format=fmt))
-        for n, body in enumerate(("The bridge closes on Monday.\n------------------------------\nsigned",
-                                  "Market moves to the square.")):
-            raw = (f"From: Ann <a@example.org>\r\nSubject: Topic {n}\r\nMessage-ID: <w{n}@x>\r\n"
-                   f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
+        for n, body in enumerate(
+            (
+                "The bridge closes on Monday.\n------------------------------\nsigned",
+                "Market moves to the square.",
+            )
+        ):
+            raw = (
+                f"From: Ann <a@example.org>\r\nSubject: Topic {n}\r\nMessage-ID: <w{n}@x>\r\n"
+                f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n"
+            ).encode()
             ingest(session, parse(raw), mlist, domain="lists.test")
         session.execute(update(Message).values(received_at=wednesday))
     return WorkerContext(settings)
 
 
-def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(
+    tmp_path, db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path)
     ctx = _week_of_posts(db, settings, make_list, "mime")
-    assert send_digests(ctx) == 1 and send_digests(ctx) == 0  # Wednesday is older than the daily catch-up
+    assert (
+        send_digests(ctx) == 1 and send_digests(ctx) == 0
+    )  # Wednesday is older than the daily catch-up
     (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
     assert digest["Delivered-To"] == "weekly@example.org"
-    assert "town digest, week of" in digest["Subject"] and digest.get_content_type() == "multipart/digest"
+    assert (
+        "town digest, week of" in digest["Subject"]
+        and digest.get_content_type() == "multipart/digest"
+    )
     assert digest["List-Post"] == "<mailto:town@lists.test>"
     assert digest["Message-ID"].startswith("<digest.weekly.")
 
@@ -89,25 +109,36 @@ def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # 
     assert "-" * 70 in text and text.count("\n" + "-" * 30 + "\n") == 2  # one after each post
     assert "- ------------------------------" in text  # a separator inside a post is escaped
     assert "Subject: Topic 0" in text and "Message-ID: <w1@x>" in text
-    assert "Reply: mailto:town@lists.test?subject=Re%3A%20Topic%201&In-Reply-To=%3Cw1%40x%3E" in text
+    assert (
+        "Reply: mailto:town@lists.test?subject=Re%3A%20Topic%201&In-Reply-To=%3Cw1%40x%3E" in text
+    )
     assert text.rstrip().endswith("*" * len(text.rstrip().splitlines()[-2]))
 
 
-def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
+    tmp_path, db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     """The claim over time: new, it is taken (SENDING) once; deferred, taken back once; sent, never again."""
     ctx = WorkerContext(make_settings(tmp_path))
     list_id, period = make_list("dev").id, Period(DAILY, date(2026, 11, 24))
     first = _claim(ctx, list_id, "ann@example.org", period, 2)
     assert first is not None and _claim(ctx, list_id, "ann@example.org", period, 2) is None
-    assert _claim(ctx, list_id, "bob@example.org", period, 2) not in (None, first)  # another subscriber's row
+    assert _claim(ctx, list_id, "bob@example.org", period, 2) not in (
+        None,
+        first,
+    )  # another subscriber's row
     with transaction(db) as session:
         assert session.get_one(DigestSent, first).status is DigestState.SENDING
-        session.execute(update(DigestSent).where(DigestSent.id == first).values(status=DigestState.DEFERRED))
+        session.execute(
+            update(DigestSent).where(DigestSent.id == first).values(status=DigestState.DEFERRED)
+        )
     assert _claim(ctx, list_id, "ann@example.org", period, 2) == first
     assert _claim(ctx, list_id, "ann@example.org", period, 2) is None
     with transaction(db) as session:
         assert session.get_one(DigestSent, first).status is DigestState.SENDING
-        session.execute(update(DigestSent).where(DigestSent.id == first).values(status=DigestState.SENT))
+        session.execute(
+            update(DigestSent).where(DigestSent.id == first).values(status=DigestState.SENT)
+        )
     assert _claim(ctx, list_id, "ann@example.org", period, 2) is None
     with db() as session:
         assert session.scalar(select(func.count()).select_from(DigestSent)) == 2

@@ -9,6 +9,7 @@ def stub(records: dict[str, list[str]], calls: list[str]):  # type: ignore[no-un
     def resolve(name: str) -> list[str]:
         calls.append(name)
         return records.get(name, [])
+
     return resolve
 
 
@@ -20,9 +21,16 @@ def test_policy_of_reads_p_tag() -> None:
 
 def test_reject_and_quarantine_rewrite_none_does_not() -> None:
     calls: list[str] = []
-    policy = DmarcPolicy(resolver=stub({"_dmarc.strict.org": ["v=DMARC1; p=reject"],
-                                        "_dmarc.q.org": ["v=DMARC1; p=quarantine"],
-                                        "_dmarc.lax.org": ["v=DMARC1; p=none"]}, calls))
+    policy = DmarcPolicy(
+        resolver=stub(
+            {
+                "_dmarc.strict.org": ["v=DMARC1; p=reject"],
+                "_dmarc.q.org": ["v=DMARC1; p=quarantine"],
+                "_dmarc.lax.org": ["v=DMARC1; p=none"],
+            },
+            calls,
+        )
+    )
     assert policy.needs_rewrite("a@strict.org")
     assert policy.needs_rewrite("a@q.org")
     assert not policy.needs_rewrite("a@lax.org")

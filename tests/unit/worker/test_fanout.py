@@ -35,11 +35,17 @@ def _can_write(path: str) -> bool:
         conn.close()
 
 
-def test_fanout_reads_the_headers_while_others_can_write(settings: Settings, db, make_list,  # type: ignore[no-untyped-def]
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fanout_reads_the_headers_while_others_can_write(
+    settings: Settings,
+    db,
+    make_list,  # type: ignore[no-untyped-def]
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     make_list("dev")
-    raw = (b"From: ann@example.org\r\nTo: dev@lists.test\r\nCc: carl@example.org\r\nSubject: hello\r\n"
-           b"Message-ID: <p@example.org>\r\n\r\nHello.\r\n")
+    raw = (
+        b"From: ann@example.org\r\nTo: dev@lists.test\r\nCc: carl@example.org\r\nSubject: hello\r\n"
+        b"Message-ID: <p@example.org>\r\n\r\nHello.\r\n"
+    )
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
         for address in ("bob@example.org", "carl@example.org"):
@@ -60,16 +66,21 @@ def test_fanout_reads_the_headers_while_others_can_write(settings: Settings, db,
     assert seen and all(seen), "the fan-out read the post's headers while holding the write lock"
 
 
-def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(settings: Settings, db,  # type: ignore[no-untyped-def]
-                                                                             make_list) -> None:
+def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
+    settings: Settings,
+    db,  # type: ignore[no-untyped-def]
+    make_list,
+) -> None:
     """A line with no colon ends the header block (as the archive reads it): a "Cc:" after it is body.
 
     The worker used to read on to the first blank line, took bob for a Cc'd recipient who has his
     copy already, and sent him none.
     """
     make_list("dev")
-    raw = (b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\nMessage-ID: <m@example.org>\r\n"
-           b"this line has no colon\r\nCc: bob@example.org\r\n\r\nHello.\r\n")
+    raw = (
+        b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\nMessage-ID: <m@example.org>\r\n"
+        b"this line has no colon\r\nCc: bob@example.org\r\n\r\nHello.\r\n"
+    )
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
         lists.subscribe(session, mlist, "bob@example.org")
@@ -79,4 +90,6 @@ def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(setti
         entry = next(e for e in result.outbox if e.kind == FANOUT)
     assert fanout(WorkerContext(settings), entry.id, result.message_pk) == 1
     with db() as session:
-        assert session.query(Delivery.address).filter_by(message_pk=result.message_pk).all() == [("bob@example.org",)]
+        assert session.query(Delivery.address).filter_by(message_pk=result.message_pk).all() == [
+            ("bob@example.org",)
+        ]

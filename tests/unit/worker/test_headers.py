@@ -10,9 +10,11 @@ from listgate.tokens import read_verp_token, verp_token
 from worker.headers import ListInfo, addresses_in, build_copy, verp_address
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
-RAW = (b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; h=from:subject; b=abc\r\n"
-       b"From: Ann Author <ann@example.org>\r\nTo: dev@lists.test\r\nCc: Bob <BOB@example.org>\r\n"
-       b"Subject: Hi\r\nMessage-ID: <a b@example.org>\r\n\r\nBody\r\n.\r\nFrom: not a header\r\n")
+RAW = (
+    b"DKIM-Signature: v=1; a=rsa-sha256; d=example.org; h=from:subject; b=abc\r\n"
+    b"From: Ann Author <ann@example.org>\r\nTo: dev@lists.test\r\nCc: Bob <BOB@example.org>\r\n"
+    b"Subject: Hi\r\nMessage-ID: <a b@example.org>\r\n\r\nBody\r\n.\r\nFrom: not a header\r\n"
+)
 
 
 def test_copy_is_headers_then_the_exact_original() -> None:
@@ -39,8 +41,14 @@ def test_authors_own_reply_to_is_kept_and_not_doubled() -> None:
 
 
 def test_reply_to_follows_the_list_policy() -> None:
-    for policy, expected in (("none", None), ("list", "dev@lists.test"), ("author", "ann@example.org")):
-        msg = message_from_bytes(build_copy(RAW, INFO, "x@y", "u", reply_to=policy, author_addr="ann@example.org"))
+    for policy, expected in (
+        ("none", None),
+        ("list", "dev@lists.test"),
+        ("author", "ann@example.org"),
+    ):
+        msg = message_from_bytes(
+            build_copy(RAW, INFO, "x@y", "u", reply_to=policy, author_addr="ann@example.org")
+        )
         assert msg["Reply-To"] == expected, policy
 
 
@@ -48,12 +56,16 @@ def test_no_reply_to_where_the_authors_signature_covers_it() -> None:
     # h= names reply-to although the mail has none: a Reply-To added on top would break the signature.
     raw = RAW.replace(b"h=from:subject;", b"h=from:subject:\r\n\treply-to;")
     for policy in ("list", "author"):
-        msg = message_from_bytes(build_copy(raw, INFO, "x@y", "u", reply_to=policy, author_addr="ann@example.org"))
+        msg = message_from_bytes(
+            build_copy(raw, INFO, "x@y", "u", reply_to=policy, author_addr="ann@example.org")
+        )
         assert msg["Reply-To"] is None, policy
 
 
 def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
-    copy = build_copy(RAW, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org")
+    copy = build_copy(
+        RAW, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org"
+    )
     msg = message_from_bytes(copy)
     assert getaddresses(msg.get_all("From")) == [("Ann Author via Developers", "dev@lists.test")]
     assert split(copy)[1] == split(RAW)[1]
@@ -66,16 +78,32 @@ def test_dmarc_reply_to_follows_the_list_policy_and_always_reaches_the_author() 
     ann, dev = ("Ann Author", "ann@example.org"), ("", "dev@lists.test")
     for raw in (RAW, RAW.replace(b"h=from:subject;", b"h=from:subject:reply-to;")):
         for policy, expected in (("none", [ann]), ("list", [ann, dev]), ("author", [ann])):
-            copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author",
-                              author_addr="ann@example.org", reply_to=policy)
+            copy = build_copy(
+                raw,
+                INFO,
+                "x@y",
+                "u",
+                dmarc=True,
+                author_name="Ann Author",
+                author_addr="ann@example.org",
+                reply_to=policy,
+            )
             assert getaddresses(message_from_bytes(copy).get_all("Reply-To")) == expected, policy
 
 
 def test_dmarc_keeps_the_authors_own_reply_to() -> None:
     raw = RAW.replace(b"Subject: Hi\r\n", b"Subject: Hi\r\nReply-To: other@example.org\r\n")
     for policy in ("none", "list", "author"):
-        copy = build_copy(raw, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org",
-                          reply_to=policy)
+        copy = build_copy(
+            raw,
+            INFO,
+            "x@y",
+            "u",
+            dmarc=True,
+            author_name="Ann Author",
+            author_addr="ann@example.org",
+            reply_to=policy,
+        )
         assert message_from_bytes(copy).get_all("Reply-To") == ["other@example.org"], policy
 
 
@@ -104,5 +132,7 @@ def test_verp_local_part_under_64_for_the_longest_list_name_and_largest_id() -> 
         address = verp_address(info, token)
         assert len(address.split("@")[0]) < 64
         recipient = parse_recipient(address, "lists.test")
-        assert recipient is not None and recipient.list_name == name and recipient.command == "bounce"
+        assert (
+            recipient is not None and recipient.list_name == name and recipient.command == "bounce"
+        )
         assert read_verp_token("secret", recipient.arg) == (kind, 2**31 - 1)

@@ -12,13 +12,17 @@ from pathlib import Path
 
 import dkim
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.config import DATA
 from tests.support.corpora import available
 from worker.longlines import LIMIT, fit_lines, too_long
 
-TEXT = st.text(st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_categories=("Cc", "Cs")), max_size=60)
+TEXT = st.text(
+    st.characters(min_codepoint=32, max_codepoint=0x2FF, exclude_categories=("Cc", "Cs")),
+    max_size=60,
+)
 
 
 def lines_ok(data: bytes) -> bool:
@@ -28,7 +32,11 @@ def lines_ok(data: bytes) -> bool:
 def leaves(data: bytes) -> list[tuple[str, bytes]]:
     """(content type, decoded bytes) of every leaf part: what a mail client shows or saves."""
     msg = message_from_bytes(data, policy=policy.compat32)
-    return [(p.get_content_type(), p.get_payload(decode=True) or b"") for p in msg.walk() if not p.is_multipart()]
+    return [
+        (p.get_content_type(), p.get_payload(decode=True) or b"")
+        for p in msg.walk()
+        if not p.is_multipart()
+    ]
 
 
 def header(data: bytes, name: str) -> str | None:
@@ -51,7 +59,13 @@ def test_mail_without_long_lines_is_sent_byte_for_byte(path: Path) -> None:
 
 
 def test_a_long_unbroken_header_becomes_encoded_words_of_the_same_text() -> None:
-    raw = b"From: a@example.org\r\nX-Junk: " + b"A" * 1500 + b"\r\nSubject: " + b"x" * 1200 + b"\r\n\r\nHi\r\n"
+    raw = (
+        b"From: a@example.org\r\nX-Junk: "
+        + b"A" * 1500
+        + b"\r\nSubject: "
+        + b"x" * 1200
+        + b"\r\n\r\nHi\r\n"
+    )
     out = fit_lines(raw)
     assert lines_ok(out)
     assert header(out, "X-Junk") == "A" * 1500 and header(out, "Subject") == "x" * 1200
@@ -63,17 +77,21 @@ def test_a_long_structured_header_is_folded_at_its_whitespace() -> None:
     raw = f"From: a@example.org\r\nTo: {rcpts}\r\nSubject: s\r\n\r\nHi\r\n".encode()
     out = fit_lines(raw)
     assert lines_ok(out) and header(out, "To") == rcpts
-    assert message_from_bytes(out)["To"].replace("\r\n", "") == rcpts  # only line breaks were inserted
+    assert (
+        message_from_bytes(out)["To"].replace("\r\n", "") == rcpts
+    )  # only line breaks were inserted
 
 
-@pytest.mark.parametrize("value", ["a" * 995, "https://example.org/" + "p" * 80 + " and " + "more words " * 90])
+@pytest.mark.parametrize(
+    "value", ["a" * 995, "https://example.org/" + "p" * 80 + " and " + "more words " * 90]
+)
 def test_a_folded_free_text_field_never_leaves_its_name_alone(value: str) -> None:
     # Found by the property test below: "X-Tag:" alone on its line made the value read " aaa...".
     for name in ("X-Tag", "Subject"):
         raw = f"From: a@example.org\r\n{name}: {value}\r\n\r\nHi\r\n".encode()
         out = fit_lines(raw)
         assert lines_ok(out) and header(out, name) == value
-        assert not re.search(rf"^{name}:[ \t]*\r\n".encode(), out, re.M)
+        assert not re.search(rf"^{name}:[ \t]*\r\n".encode(), out, re.MULTILINE)
 
 
 def test_only_the_part_with_a_long_line_is_re_encoded() -> None:
@@ -81,7 +99,9 @@ def test_only_the_part_with_a_long_line_is_re_encoded() -> None:
     msg["From"], msg["Subject"] = "a@example.org", "Mixed"
     msg.set_content("Short caf\u00e9 text.\n", cte="8bit")
     msg.add_alternative("<p>" + "long caf\u00e9 line " * 300 + "</p>\n", subtype="html", cte="8bit")
-    msg.add_attachment(b"\x00\x01binary" * 10, maintype="application", subtype="octet-stream", filename="b.bin")
+    msg.add_attachment(
+        b"\x00\x01binary" * 10, maintype="application", subtype="octet-stream", filename="b.bin"
+    )
     raw = msg.as_bytes(policy=policy.SMTP.clone(max_line_length=None))
     out = fit_lines(raw)
     assert lines_ok(out) and leaves(out) == leaves(raw)
@@ -93,13 +113,21 @@ def test_only_the_part_with_a_long_line_is_re_encoded() -> None:
 def test_a_base64_attachment_in_one_long_line_is_only_rewrapped() -> None:
     payload = bytes(range(256)) * 20
     body = base64.b64encode(payload)
-    raw = (b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
-           b"preamble " + b"p" * 1200 + b"\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
-           b"--XX\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n" + body +
-           b"\r\n--XX--\r\nepilogue\r\n")
+    raw = (
+        b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"preamble " + b"p" * 1200 + b"\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--XX\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + body
+        + b"\r\n--XX--\r\nepilogue\r\n"
+    )
     out = fit_lines(raw)
-    assert lines_ok(out) and leaves(out) == leaves(raw) == [("text/plain", b"hello"), ("application/pdf", payload)]
-    assert out.count(b"Content-Transfer-Encoding") == 1 and out.endswith(b"=\r\n--XX--\r\nepilogue\r\n")
+    assert lines_ok(out) and leaves(out) == leaves(raw) == [
+        ("text/plain", b"hello"),
+        ("application/pdf", payload),
+    ]
+    assert out.count(b"Content-Transfer-Encoding") == 1 and out.endswith(
+        b"=\r\n--XX--\r\nepilogue\r\n"
+    )
 
 
 def test_a_long_line_in_a_mail_without_mime_headers_gets_them() -> None:
@@ -118,14 +146,22 @@ def mails(draw: st.DrawFn) -> bytes:
     msg["From"] = "Author <author@example.org>"
     msg["Subject"] = draw(TEXT) * draw(st.integers(1, 60))
     msg["X-Tag"] = draw(st.text("abc", min_size=1, max_size=5)) * draw(st.integers(1, 600))
-    msg.set_content((draw(TEXT) + "\n") * draw(st.integers(0, 3)) + draw(TEXT) * draw(st.integers(0, 80)) + "\n",
-                    cte=draw(st.sampled_from(["8bit", "quoted-printable", "base64"])))
+    msg.set_content(
+        (draw(TEXT) + "\n") * draw(st.integers(0, 3))
+        + draw(TEXT) * draw(st.integers(0, 80))
+        + "\n",
+        cte=draw(st.sampled_from(["8bit", "quoted-printable", "base64"])),
+    )
     for _ in range(draw(st.integers(0, 3))):
         kind = draw(st.sampled_from(["html", "binary", "message"]))
         if kind == "html":
-            msg.add_attachment("<p>" + draw(TEXT) * draw(st.integers(1, 80)) + "</p>", subtype="html", cte="8bit")
+            msg.add_attachment(
+                "<p>" + draw(TEXT) * draw(st.integers(1, 80)) + "</p>", subtype="html", cte="8bit"
+            )
         elif kind == "binary":
-            msg.add_attachment(draw(st.binary(max_size=3000)), maintype="application", subtype="octet-stream")
+            msg.add_attachment(
+                draw(st.binary(max_size=3000)), maintype="application", subtype="octet-stream"
+            )
         else:
             inner = EmailMessage()
             inner["Subject"] = draw(TEXT) * draw(st.integers(1, 40))
@@ -153,14 +189,23 @@ def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
     """(private key PEM, DNS TXT record) of a fresh RSA key (openssl, as dkimpy's own key tool uses)."""
     key = tmp_path_factory.mktemp("dkim") / "key.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,
-                         capture_output=True).stdout
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"],
+        check=True,
+        capture_output=True,
+    ).stdout
     return key.read_bytes(), b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
 def signed(raw: bytes, key: tuple[bytes, bytes]) -> bytes:
-    signature = dkim.sign(raw, b"sel", b"example.org", key[0], canonicalize=(b"relaxed", b"relaxed"),
-                          include_headers=[b"from", b"subject", b"to"])
+    signature = dkim.sign(
+        raw,
+        b"sel",
+        b"example.org",
+        key[0],
+        canonicalize=(b"relaxed", b"relaxed"),
+        include_headers=[b"from", b"subject", b"to"],
+    )
     return signature + raw
 
 
@@ -169,12 +214,20 @@ def verifies(raw: bytes, key: tuple[bytes, bytes]) -> bool:
 
 
 def test_dkim_survives_unless_a_body_line_was_too_long(dkim_key: tuple[bytes, bytes]) -> None:
-    plain = signed(b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: short\r\n\r\nBody.\r\n", dkim_key)
+    plain = signed(
+        b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: short\r\n\r\nBody.\r\n", dkim_key
+    )
     assert fit_lines(plain) is plain and verifies(plain, dkim_key)
     words = " ".join(["long subject"] * 120).encode()
-    folded = signed(b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: " + words + b"\r\n\r\nBody.\r\n", dkim_key)
+    folded = signed(
+        b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: " + words + b"\r\n\r\nBody.\r\n",
+        dkim_key,
+    )
     # The signed Subject is folded at its own spaces: relaxed canonicalisation reads the same field.
     assert lines_ok(fit_lines(folded)) and verifies(fit_lines(folded), dkim_key)
-    body = signed(b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: s\r\n\r\n" + b"x" * 1200 + b"\r\n", dkim_key)
+    body = signed(
+        b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: s\r\n\r\n" + b"x" * 1200 + b"\r\n",
+        dkim_key,
+    )
     # A body line over 998 bytes has to change, and the body hash with it: the price of being delivered at all.
     assert lines_ok(fit_lines(body)) and not verifies(fit_lines(body), dkim_key)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import mailbox
 from pathlib import Path
 
-from worker.mailer import ABANDONED, BOUNCED, DEFERRED, SENT, SmtpConnection, classify, connect, crlf
+from worker.mailer import (
+    ABANDONED,
+    BOUNCED,
+    DEFERRED,
+    SENT,
+    SmtpConnection,
+    classify,
+    connect,
+    crlf,
+)
 
 
 def test_reply_codes_are_classified() -> None:
@@ -20,7 +29,9 @@ def test_crlf_normalises_line_endings() -> None:
 
 def test_maildir_delivery_keeps_the_message_and_the_envelope(tmp_path: Path) -> None:
     with connect(f"maildir:{tmp_path / 'out'}") as conn:
-        result = conn.send("dev+bounce-x@lists.test", "ann@example.org", b"Subject: hi\r\n\r\nbody\r\n")
+        result = conn.send(
+            "dev+bounce-x@lists.test", "ann@example.org", b"Subject: hi\r\n\r\nbody\r\n"
+        )
     assert result.ok
     (only,) = list(mailbox.Maildir(tmp_path / "out"))
     assert only["Delivered-To"] == "ann@example.org" and only["Subject"] == "hi"
@@ -29,7 +40,9 @@ def test_maildir_delivery_keeps_the_message_and_the_envelope(tmp_path: Path) -> 
 
 def test_maildir_abandons_when_the_claim_is_lost(tmp_path: Path) -> None:
     with connect(f"maildir:{tmp_path / 'out'}") as conn:
-        result = conn.send("", "ann@example.org", b"Subject: hi\r\n\r\nbody\r\n", before_commit=lambda: False)
+        result = conn.send(
+            "", "ann@example.org", b"Subject: hi\r\n\r\nbody\r\n", before_commit=lambda: False
+        )
     assert result.status == ABANDONED
     assert list(mailbox.Maildir(tmp_path / "out")) == []
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
@@ -21,8 +20,10 @@ from worker.context import WorkerContext
 
 
 def held(db, name: str, n: int = 1) -> int:  # type: ignore[no-untyped-def]
-    raw = (f"From: a@example.org\r\nSubject: Held {n}\r\nMessage-ID: <h{n}-{name}@x>\r\n"
-           f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText\r\n").encode()
+    raw = (
+        f"From: a@example.org\r\nSubject: Held {n}\r\nMessage-ID: <h{n}-{name}@x>\r\n"
+        f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText\r\n"
+    ).encode()
     with transaction(db) as session:
         result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
     assert result.status == "held"
@@ -41,27 +42,43 @@ def notices_of(db, entry_kind: str, ref_id: int, payload: dict) -> list[dict]:  
 def test_a_held_post_mails_each_moderator_with_the_post_and_both_addresses(db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="moderated", moderators="m1@example.org,m2@example.org")
     pk = held(db, "club")
-    found = notices_of(db, dispatch.NOTIFY_MODERATORS, pk, {"event": "held", "reason": "every post is moderated"})
+    found = notices_of(
+        db, dispatch.NOTIFY_MODERATORS, pk, {"event": "held", "reason": "every post is moderated"}
+    )
     assert sorted(n["to"] for n in found) == ["m1@example.org", "m2@example.org"]
     with db() as session:
         msg = session.get_one(Message, pk)
     assert all(n["template"] == "moderate" and n["attach_raw_id"] == msg.raw_id for n in found)
-    assert found[0]["approve"].startswith("club+approve-") and found[0]["reply_to"] == found[0]["reject"]
+    assert (
+        found[0]["approve"].startswith("club+approve-")
+        and found[0]["reply_to"] == found[0]["reject"]
+    )
 
 
-def test_reports_go_to_owners_when_there_are_no_moderators_then_to_site_admins(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_reports_go_to_owners_when_there_are_no_moderators_then_to_site_admins(
+    db, make_list
+) -> None:  # type: ignore[no-untyped-def]
     make_list("owned", owners="o@example.org")
     make_list("bare")
     for name, expected in (("owned", ["o@example.org"]), ("bare", ["root@example.org"])):
         raw = f"From: a@example.org\r\nSubject: Hi\r\nMessage-ID: <r-{name}@x>\r\n\r\nText\r\n".encode()
         with transaction(db) as session:
-            pk = ingest(session, parse(raw), lists.require(session, name), domain="lists.test").message_pk
-            report = Report(message_pk=pk, list_id=lists.require(session, name).id, address="r@x.org", reason="rude")
+            pk = ingest(
+                session, parse(raw), lists.require(session, name), domain="lists.test"
+            ).message_pk
+            report = Report(
+                message_pk=pk,
+                list_id=lists.require(session, name).id,
+                address="r@x.org",
+                reason="rude",
+            )
             session.add(report)
             session.flush()
             entry = moderation.report_recorded(session, report)
         found = notices_of(db, entry.kind, entry.ref_id, json.loads(entry.payload))
-        assert [(n["to"], n["template"], n["reason"]) for n in found] == [(expected[0], "report", "rude")]
+        assert [(n["to"], n["template"], n["reason"]) for n in found] == [
+            (expected[0], "report", "rude")
+        ]
 
 
 def test_a_post_approved_before_the_mail_went_out_is_not_mailed(db, make_list) -> None:  # type: ignore[no-untyped-def]
@@ -75,15 +92,23 @@ def test_a_post_approved_before_the_mail_went_out_is_not_mailed(db, make_list) -
 def test_one_reminder_a_day_of_posts_held_long_enough(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="moderated", moderators="m@example.org")
     old, new = held(db, "club", 1), held(db, "club", 2)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with transaction(db) as session:
-        session.execute(update(Message).where(Message.id == old).values(received_at=now - timedelta(hours=13)))
+        session.execute(
+            update(Message).where(Message.id == old).values(received_at=now - timedelta(hours=13))
+        )
     ctx = WorkerContext(make_settings(tmp_path))
     assert worker_moderation.send_reminders(ctx, now) == 1
-    assert worker_moderation.send_reminders(ctx, now + timedelta(hours=3)) == 0  # same day: no second one
+    assert (
+        worker_moderation.send_reminders(ctx, now + timedelta(hours=3)) == 0
+    )  # same day: no second one
     with db() as session:
-        (entry,) = session.scalars(select(OutboxEntry).where(OutboxEntry.payload.contains('"reminder"'))).all()
+        (entry,) = session.scalars(
+            select(OutboxEntry).where(OutboxEntry.payload.contains('"reminder"'))
+        ).all()
     payload = json.loads(entry.payload)
     assert payload["to"] == "m@example.org" and payload["count"] == 1
     assert "Held 1" in payload["posts"] and "Held 2" not in payload["posts"] and new
-    assert worker_moderation.send_reminders(ctx, now + timedelta(days=1)) == 1  # the next day: again
+    assert (
+        worker_moderation.send_reminders(ctx, now + timedelta(days=1)) == 1
+    )  # the next day: again

@@ -8,14 +8,33 @@ import pytest
 
 from worker.notices import NoticeError, render
 
-TEMPLATES = ["held", "confirm", "welcome", "goodbye", "suspended", "help", "signin", "rejected", "changed",
-             "awaiting", "refused", "failed"]
+TEMPLATES = [
+    "held",
+    "confirm",
+    "welcome",
+    "goodbye",
+    "suspended",
+    "help",
+    "signin",
+    "rejected",
+    "changed",
+    "awaiting",
+    "refused",
+    "failed",
+]
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_template_renders(settings, template: str) -> None:  # type: ignore[no-untyped-def]
-    payload = {"template": template, "to": "ann@example.org", "list": "dev", "link": "https://x/y",
-               "reason": "too big", "subject": "Hello", "reply_to": "dev+confirm-1.abcd@lists.test"}
+    payload = {
+        "template": template,
+        "to": "ann@example.org",
+        "list": "dev",
+        "link": "https://x/y",
+        "reason": "too big",
+        "subject": "Hello",
+        "reply_to": "dev+confirm-1.abcd@lists.test",
+    }
     to, data = render(payload, settings)
     msg = message_from_bytes(data)
     assert to == "ann@example.org" == msg["To"]
@@ -30,9 +49,13 @@ def test_replies_to_commands_are_auto_replied(settings) -> None:  # type: ignore
 
 
 def test_reason_and_link_are_in_the_text(settings) -> None:  # type: ignore[no-untyped-def]
-    _, data = render({"template": "rejected", "to": "a@b.org", "list": "dev", "reason": "not a member"}, settings)
+    _, data = render(
+        {"template": "rejected", "to": "a@b.org", "list": "dev", "reason": "not a member"}, settings
+    )
     assert b"not a member" in data
-    _, data = render({"template": "signin", "to": "a@b.org", "link": "https://lists.test/signin/T"}, settings)
+    _, data = render(
+        {"template": "signin", "to": "a@b.org", "link": "https://lists.test/signin/T"}, settings
+    )
     assert b"https://lists.test/signin/T" in data
 
 
@@ -43,12 +66,24 @@ def test_unknown_template_or_missing_recipient_is_refused(settings) -> None:  # 
         render({"template": "help", "list": "dev"}, settings)
 
 
-def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_thread(settings) -> None:  # type: ignore[no-untyped-def]
+def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_thread(
+    settings,
+) -> None:  # type: ignore[no-untyped-def]
     from listgate import subscriptions
 
     def link(kind: str, thread_id: int) -> str:
-        _, data = render({"template": "welcome", "to": "ann@example.org", "list": "dev", "list_id": 7, "kind": kind,
-                          "thread_id": thread_id, "subject": "Plans"}, settings)
+        _, data = render(
+            {
+                "template": "welcome",
+                "to": "ann@example.org",
+                "list": "dev",
+                "list_id": 7,
+                "kind": kind,
+                "thread_id": thread_id,
+                "subject": "Plans",
+            },
+            settings,
+        )
         text = message_from_bytes(data).get_payload(decode=True).decode()
         return text.split("/unsubscribe/", 1)[1].split()[0].rstrip(",")
 
@@ -59,10 +94,20 @@ def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_
 
 
 def test_a_reply_to_an_unproven_sender_quotes_no_subject(settings) -> None:  # type: ignore[no-untyped-def]
-    payload = {"template": "confirm", "to": "a@b.org", "list": "dev", "kind": "thread", "subject": "Buy pills",
-               "link": "https://x/y", "thread_id": 3}
+    payload = {
+        "template": "confirm",
+        "to": "a@b.org",
+        "list": "dev",
+        "kind": "thread",
+        "subject": "Buy pills",
+        "link": "https://x/y",
+        "thread_id": 3,
+    }
     assert b"Buy pills" in render(payload, settings)[1]
     assert b"Buy pills" not in render({**payload, "reply": True}, settings)[1]
     assert b"Buy pills" in render({**payload, "reply": True, "authenticated": True}, settings)[1]
-    held = render({"template": "held", "to": "a@b.org", "list": "dev", "subject": "Buy pills", "reply": True}, settings)
+    held = render(
+        {"template": "held", "to": "a@b.org", "list": "dev", "subject": "Buy pills", "reply": True},
+        settings,
+    )
     assert b"pills" not in held[1]

@@ -43,7 +43,9 @@ def delivered(ctx: WorkerContext) -> list[str]:
 
 def test_a_transient_error_propagates_for_a_retry_and_leaves_the_entry_open(ctx) -> None:  # type: ignore[no-untyped-def]
     entry_id = record(ctx, dispatch.HANDLE_COMMAND, {"command": "help"})
-    locked = OperationalError("INSERT ...", {}, type("E", (Exception,), {"sqlite_errorcode": 5})("database is locked"))
+    locked = OperationalError(
+        "INSERT ...", {}, type("E", (Exception,), {"sqlite_errorcode": 5})("database is locked")
+    )
     with pytest.raises(OperationalError):
         outbox.run_outbox(ctx, entry_id, lambda s, e: (_ for _ in ()).throw(locked))
     assert entry(ctx, entry_id).done_at is None and entry(ctx, entry_id).failed_at is None
@@ -51,7 +53,9 @@ def test_a_transient_error_propagates_for_a_retry_and_leaves_the_entry_open(ctx)
 
 def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(ctx) -> None:  # type: ignore[no-untyped-def]
     entry_id = record(ctx, dispatch.HANDLE_COMMAND, {"command": "unsubscribe"})
-    broken = IntegrityError("UPDATE subscriptions ...", {}, Exception("FOREIGN KEY constraint failed"))
+    broken = IntegrityError(
+        "UPDATE subscriptions ...", {}, Exception("FOREIGN KEY constraint failed")
+    )
     answered: list[str] = []
 
     def answer(session, failed, reference):  # type: ignore[no-untyped-def]
@@ -66,18 +70,36 @@ def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(ctx) -
 
 
 def test_a_notice_with_a_bad_payload_ends_as_failed(ctx) -> None:  # type: ignore[no-untyped-def]
-    entry_id = record(ctx, dispatch.SEND_NOTICE, {"template": "no-such-template", "to": "a@example.org"})
+    entry_id = record(
+        ctx, dispatch.SEND_NOTICE, {"template": "no-such-template", "to": "a@example.org"}
+    )
     outbox.send_notice(ctx, entry_id)
-    assert entry(ctx, entry_id).failed_at is not None and "unknown notice template" in entry(ctx, entry_id).last_error
+    assert (
+        entry(ctx, entry_id).failed_at is not None
+        and "unknown notice template" in entry(ctx, entry_id).last_error
+    )
 
 
 def test_one_automatic_reply_per_sender_per_window(ctx) -> None:  # type: ignore[no-untyped-def]
     reply = {"template": "help", "list": "dev", "reply": True}
-    ids = [record(ctx, dispatch.SEND_NOTICE, {**reply, "to": to}) for to in
-           ("a@example.org", "A@example.org", "b@example.org")]
-    proven = record(ctx, dispatch.SEND_NOTICE, {"template": "welcome", "list": "dev", "to": "a@example.org",
-                                                "reply": True, "authenticated": True})
-    plain = record(ctx, dispatch.SEND_NOTICE, {"template": "goodbye", "list": "dev", "to": "a@example.org"})
+    ids = [
+        record(ctx, dispatch.SEND_NOTICE, {**reply, "to": to})
+        for to in ("a@example.org", "A@example.org", "b@example.org")
+    ]
+    proven = record(
+        ctx,
+        dispatch.SEND_NOTICE,
+        {
+            "template": "welcome",
+            "list": "dev",
+            "to": "a@example.org",
+            "reply": True,
+            "authenticated": True,
+        },
+    )
+    plain = record(
+        ctx, dispatch.SEND_NOTICE, {"template": "goodbye", "list": "dev", "to": "a@example.org"}
+    )
     for entry_id in (*ids, proven, plain):
         outbox.send_notice(ctx, entry_id)
     assert delivered(ctx) == ["a@example.org", "a@example.org", "a@example.org", "b@example.org"]
@@ -90,6 +112,12 @@ def test_one_automatic_reply_per_sender_per_window(ctx) -> None:  # type: ignore
 def test_the_window_can_be_turned_off(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ctx.settings = ctx.settings.with_(auto_reply_window=0)
     for _ in range(3):
-        outbox.send_notice(ctx, record(ctx, dispatch.SEND_NOTICE, {"template": "help", "list": "dev", "reply": True,
-                                                                  "to": "a@example.org"}))
+        outbox.send_notice(
+            ctx,
+            record(
+                ctx,
+                dispatch.SEND_NOTICE,
+                {"template": "help", "list": "dev", "reply": True, "to": "a@example.org"},
+            ),
+        )
     assert len(delivered(ctx)) == 3

@@ -14,8 +14,10 @@ def test_wire_form_uses_crlf_doubles_leading_dots_and_ends_with_a_line_break() -
 
 
 def test_maildir_wave_writes_only_the_copies_still_claimed(tmp_path: Path) -> None:
-    items = [Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(b"Subject: s\n\n.dot\n"))
-             for i in range(3)]
+    items = [
+        Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(b"Subject: s\n\n.dot\n"))
+        for i in range(3)
+    ]
     handed: list[set[int]] = []
 
     def handover(indexes: list[int], send_dots):  # type: ignore[no-untyped-def]

@@ -16,17 +16,22 @@ from worker.resolver import Resolver
 from worker.signing import Signer
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
-POST = (b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\nSubject: A rather long subject that a mail client\r\n"
-        b" folds over two lines\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@example.org>\r\n"
-        b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-        + "Grüße aus Köln.\r\n\r\n-- \r\nAnn\r\n".encode())
+POST = (
+    b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\nSubject: A rather long subject that a mail client\r\n"
+    b" folds over two lines\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@example.org>\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    + "Grüße aus Köln.\r\n\r\n-- \r\nAnn\r\n".encode()
+)
 
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Key]:
     tmp = tmp_path_factory.mktemp("keys")
-    return {"author": make_key(tmp, "a2026", "example.org"), "list": make_key(tmp, "listgate", "lists.test"),
-            "arc": make_key(tmp, "arc", "lists.test")}
+    return {
+        "author": make_key(tmp, "a2026", "example.org"),
+        "list": make_key(tmp, "listgate", "lists.test"),
+        "arc": make_key(tmp, "arc", "lists.test"),
+    }
 
 
 class StubResolver(Resolver):
@@ -45,8 +50,12 @@ def records(keys: dict[str, Key]) -> dict[str, str]:
 
 
 def signer(tmp_path: Path, keys: dict[str, Key]) -> Signer:
-    settings = make_settings(tmp_path, LISTGATE_DKIM_KEY=str(keys["list"].path), LISTGATE_ARC_KEY=str(keys["arc"].path),
-                             LISTGATE_ARC_SELECTOR="arc")
+    settings = make_settings(
+        tmp_path,
+        LISTGATE_DKIM_KEY=str(keys["list"].path),
+        LISTGATE_ARC_KEY=str(keys["arc"].path),
+        LISTGATE_ARC_SELECTOR="arc",
+    )
     return Signer(settings, StubResolver(records(keys)))
 
 
@@ -56,7 +65,9 @@ def test_generated_mail_is_signed_for_the_list_domain(tmp_path: Path, keys: dict
     assert signed.endswith(notice)
     assert dkim.verify(signed, dnsfunc=dnsfunc(records(keys)))
     assert b"d=lists.test" in signed and b"s=listgate" in signed
-    assert not dkim.verify(signed.replace(b"Hello", b"Hallo"), dnsfunc=dnsfunc(records(keys)))  # the check can fail
+    assert not dkim.verify(
+        signed.replace(b"Hello", b"Hallo"), dnsfunc=dnsfunc(records(keys))
+    )  # the check can fail
 
 
 def test_without_keys_nothing_is_added(tmp_path: Path) -> None:
@@ -64,10 +75,23 @@ def test_without_keys_nothing_is_added(tmp_path: Path) -> None:
     assert plain.sign(POST) == POST and plain.seal(POST) == POST
 
 
-def test_a_copy_keeps_the_authors_signature_and_gets_a_valid_arc_set(tmp_path: Path, keys: dict[str, Key]) -> None:
-    signed = dkim.sign(POST, b"a2026", b"example.org", keys["author"].private, canonicalize=(b"simple", b"simple"),
-                       include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"reply-to"]) + POST
-    copy = build_copy(signed, INFO, "p1@example.org", "https://lists.test/unsubscribe/T", reply_to="list")
+def test_a_copy_keeps_the_authors_signature_and_gets_a_valid_arc_set(
+    tmp_path: Path, keys: dict[str, Key]
+) -> None:
+    signed = (
+        dkim.sign(
+            POST,
+            b"a2026",
+            b"example.org",
+            keys["author"].private,
+            canonicalize=(b"simple", b"simple"),
+            include_headers=[b"from", b"to", b"subject", b"date", b"message-id", b"reply-to"],
+        )
+        + POST
+    )
+    copy = build_copy(
+        signed, INFO, "p1@example.org", "https://lists.test/unsubscribe/T", reply_to="list"
+    )
     sealed = signer(tmp_path, keys).seal(copy)
     assert b"Reply-To" not in split(sealed)[0]  # h= names reply-to: none added
     assert dkim.verify(sealed, dnsfunc=dnsfunc(records(keys)))
@@ -77,18 +101,32 @@ def test_a_copy_keeps_the_authors_signature_and_gets_a_valid_arc_set(tmp_path: P
     # Each recipient's unsubscribe link is cut in after sealing: the seal must not cover it.
     other = sealed.replace(b"/unsubscribe/T", b"/unsubscribe/SOMEONE-ELSE")
     assert dkim.arc_verify(other, dnsfunc=dnsfunc(records(keys)))[0] == dkim.CV_Pass
-    assert dkim.arc_verify(sealed.replace("Köln".encode(), b"Bonn"),
-                           dnsfunc=dnsfunc(records(keys)))[0] == dkim.CV_Fail
+    assert (
+        dkim.arc_verify(sealed.replace("Köln".encode(), b"Bonn"), dnsfunc=dnsfunc(records(keys)))[0]
+        == dkim.CV_Fail
+    )
 
 
-def test_dmarc_rewrite_breaks_the_authors_signature_but_the_arc_chain_holds(tmp_path: Path, keys: dict[str, Key]) -> None:
+def test_dmarc_rewrite_breaks_the_authors_signature_but_the_arc_chain_holds(
+    tmp_path: Path, keys: dict[str, Key]
+) -> None:
     signed = dkim.sign(POST, b"a2026", b"example.org", keys["author"].private) + POST
-    copy = build_copy(signed, INFO, "p1@example.org", "u", dmarc=True, author_name="Ann", author_addr="ann@example.org")
+    copy = build_copy(
+        signed,
+        INFO,
+        "p1@example.org",
+        "u",
+        dmarc=True,
+        author_name="Ann",
+        author_addr="ann@example.org",
+    )
     sealed = signer(tmp_path, keys).seal(copy, signed)
     assert not dkim.verify(sealed, dnsfunc=dnsfunc(records(keys)))  # From was rewritten
     assert dkim.arc_verify(sealed, dnsfunc=dnsfunc(records(keys)))[0] == dkim.CV_Pass
     unfolded = re.sub(rb"\r\n[ \t]+", b" ", sealed)
-    assert b"ARC-Authentication-Results: i=1; lists.test; dkim=pass header.d=example.org" in unfolded
+    assert (
+        b"ARC-Authentication-Results: i=1; lists.test; dkim=pass header.d=example.org" in unfolded
+    )
 
 
 def test_the_resolver_asks_the_server_once_and_answers_from_its_cache(keys: dict[str, Key]) -> None:
@@ -99,7 +137,10 @@ def test_the_resolver_asks_the_server_once_and_answers_from_its_cache(keys: dict
         assert resolver.txt("_DMARC.strict.example.") == ["v=DMARC1; p=reject"]
         assert resolver.txt("_dmarc.nowhere.example") == []
         assert server.queries == ["_dmarc.strict.example", "_dmarc.nowhere.example"]
-        resolver.txt("a.example"), resolver.txt("b.example")  # the cache holds two names: the first is evicted
+        (
+            resolver.txt("a.example"),
+            resolver.txt("b.example"),
+        )  # the cache holds two names: the first is evicted
         resolver.txt("_dmarc.strict.example")
         assert server.queries.count("_dmarc.strict.example") == 2
     finally:

@@ -20,8 +20,14 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"  # refused at once: a trans
 
 def run_as_worker(task: Task, retries: int, *args: object) -> None:
     """Call task as the worker does: inside its request (the retries so far), not called directly."""
-    task.push_request(id=f"test-{retries}", retries=retries, called_directly=False, args=list(args), kwargs={},
-                      delivery_info={"routing_key": "celery"})
+    task.push_request(
+        id=f"test-{retries}",
+        retries=retries,
+        called_directly=False,
+        args=list(args),
+        kwargs={},
+        delivery_info={"routing_key": "celery"},
+    )
     try:
         task(*args)
     finally:
@@ -29,8 +35,11 @@ def run_as_worker(task: Task, retries: int, *args: object) -> None:
 
 
 def test_every_task_name_the_core_queues_has_a_task(settings) -> None:  # type: ignore[no-untyped-def]
-    names = {value for key, value in vars(dispatch).items() if key.isupper() and isinstance(value, str)
-             and value.startswith("listgate.")}
+    names = {
+        value
+        for key, value in vars(dispatch).items()
+        if key.isupper() and isinstance(value, str) and value.startswith("listgate.")
+    }
     app = make_celery(settings)
     assert names | {delivery.SEND_CHUNK} <= set(app.tasks)
     assert all(app.tasks[name].acks_late and app.tasks[name].ignore_result for name in names)
