@@ -82,7 +82,7 @@ RUFF_CLEAN = bench scripts gateway/__main__.py gateway/server.py gateway/writer.
 	listgate/cli.py listgate/config.py listgate/launch.py listgate/spool_cli.py listgate/status.py \
 	$(filter-out worker/headers.py,$(wildcard worker/*.py))
 RUFF_CLEAN_IGNORE = --extend-ignore E501
-FORMAT_CLEAN = scripts/lint_debt.py $(wildcard bench/__init__.py bench/big_pages.py gateway/__init__.py worker/__init__.py)
+FORMAT_CLEAN = .
 
 lint: install lint-imports
 	$(BIN)/ruff check --quiet $(RUFF_CLEAN_IGNORE) $(RUFF_CLEAN)
