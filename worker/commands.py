@@ -1,5 +1,5 @@
-"""Mail commands: NAME+subscribe/unsubscribe/help/digest-CHOICE/confirm-CODE@, moderators' NAME+approve/reject-CODE@,
-and follow/mute/unsubscribe replies.
+"""Mail commands: NAME+subscribe/unsubscribe/help/digest-CHOICE/confirm-CODE@, moderators'
+NAME+approve/reject-CODE@, and follow/mute/unsubscribe replies.
 
 Every answer is an automatic reply to an address nobody authenticated (RFC 3834): it goes
 through the notice path, which sends at most one per sender per window.
@@ -113,7 +113,8 @@ def _list_command(
     session: Session, settings: Settings, mlist: MailingList, command: str, sender: str, arg: str
 ) -> list[OutboxEntry]:
     if command == "subscribe":
-        # The confirmation goes to the address being subscribed, so nobody can subscribe someone else.
+        # The confirmation goes to the address being subscribed, so nobody can subscribe someone
+        # else.
         return subscriptions.request(
             session,
             mlist,
@@ -130,7 +131,8 @@ def _list_command(
         # request is noticed and undone with one mail.
         return change(session, mlist, sender, subscriptions.LEAVE, channel=MAIL).outbox
     if command == "digest":
-        # Like unsubscribe it acts at once (only on a subscription the address has), and the answer tells it.
+        # Like unsubscribe it acts at once (only on a subscription the address has), and the
+        # answer tells it.
         return change(
             session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily"
         ).outbox

@@ -2,10 +2,11 @@
 
 Each send reports SENT (2xx), DEFERRED (4xx, refused, timeout, dropped connection) or
 BOUNCED (5xx), with the step that got the reply (a 5xx to RCPT is about the recipient, one to
-MAIL or after the message usually about the message: worker/bounces.py decides). `before_commit` is called just before the final "." of DATA: the caller
-records there that the relay may now have the message (see worker/delivery.py); when it
-returns False the transaction is abandoned (the connection is dropped before the ".", so
-the relay discards it) and the result is ABANDONED.
+MAIL or after the message usually about the message: worker/bounces.py decides).
+`before_commit` is called just before the final "." of DATA: the caller records there that
+the relay may now have the message (see worker/delivery.py); when it returns False the
+transaction is abandoned (the connection is dropped before the ".", so the relay discards
+it) and the result is ABANDONED.
 """
 
 from __future__ import annotations
@@ -95,7 +96,10 @@ class SmtpConnection:
         self._smtp: smtplib.SMTP | None = None
 
     def session(self) -> smtplib.SMTP:
-        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/relay_sessions.py drives it."""
+        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed.
+
+        worker/relay_sessions.py drives it.
+        """
         if self._smtp is None:
             self._smtp = open_session(self.url, self.timeout)
         return self._smtp

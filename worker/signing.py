@@ -63,7 +63,7 @@ _D_TAG = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)")
 
 
 class Signer:
-    """Signs with LISTGATE_DKIM_KEY and seals with LISTGATE_ARC_KEY; each does nothing when its key is unset."""
+    """Signs with LISTGATE_DKIM_KEY, seals with LISTGATE_ARC_KEY; an unset key skips its step."""
 
     def __init__(self, settings: Settings, resolver: Resolver) -> None:
         self.settings, self.resolver = settings, resolver
@@ -117,7 +117,7 @@ class Signer:
         return b"".join(arc_set) + stamped
 
     def authentication_results(self, data: bytes) -> bytes:
-        """What this list saw: the author's DKIM result and any earlier ARC chain's (RFC 8601 syntax)."""
+        """What this list saw: the author's DKIM result and any earlier ARC chain's (RFC 8601)."""
         parts = [self.settings.domain.encode()]
         header = fields.read(data)
         if header.all(DKIM_SIGNATURE):
