@@ -25,7 +25,7 @@ from listgate.models.people import DAILY, MIME
 from listgate.states import DigestState, SubscriptionState
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
-from worker import mailer
+from worker import mailer, outbox
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
 from worker.headers import ListInfo, verp_address
@@ -262,12 +262,7 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
     Deferred again: the entry is released and the sweeper re-queues it with backoff.
     """
     with transaction(ctx.db) as session:
-        claimed = session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
-            .values(done_at=datetime.now(UTC))
-        )
-        entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+        entry = outbox.claim(session, outbox_id)
         row_id = entry.ref_id if entry is not None else 0
         row = session.get(DigestSent, row_id)
         taken = update(DigestSent).where(

@@ -84,6 +84,16 @@ def fail(
         return on_failure(session, entry, reference) if on_failure else []
 
 
+def claim(session: Session, outbox_id: int) -> OutboxEntry | None:
+    """Take a not-yet-done entry by compare-and-set on done_at; None if it is done or taken."""
+    claimed = session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
+        .values(done_at=datetime.now(UTC))
+    )
+    return session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+
+
 def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     """Render and send one generated mail; a 4xx waits for the sweeper, a 5xx or bad payload fails.
 
@@ -94,12 +104,7 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated").
     """
     with transaction(ctx.db) as session:
-        claimed = session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
-            .values(done_at=datetime.now(UTC))
-        )
-        entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+        entry = claim(session, outbox_id)
         payload = json.loads(entry.payload or "{}") if entry is not None else None
         if (
             entry is not None
