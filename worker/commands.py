@@ -115,15 +115,7 @@ def _list_command(
     if command == "subscribe":
         # The confirmation goes to the address being subscribed, so nobody can subscribe someone
         # else.
-        return subscriptions.request(
-            session,
-            mlist,
-            sender,
-            secret=settings.secret_key,
-            base_url=settings.base_url,
-            domain=settings.domain,
-            channel=MAIL,
-        ).outbox
+        return _request(session, settings, mlist, sender)
     if command == "confirm":
         return subscriptions.confirm_by_code(session, settings.secret_key, mlist, arg).outbox
     if command == "unsubscribe":
@@ -140,6 +132,28 @@ def _list_command(
         return [notice(session, mlist, "help", sender, reply=True)]
     log.info("unknown command %r on %s", command, mlist.name)
     return []
+
+
+def _request(
+    session: Session,
+    settings: Settings,
+    mlist: MailingList,
+    sender: str,
+    kind: str = "list",
+    thread_id: int = 0,
+) -> list[OutboxEntry]:
+    """A subscription asked for by mail: double opt-in, the confirmation to that very address."""
+    return subscriptions.request(
+        session,
+        mlist,
+        sender,
+        secret=settings.secret_key,
+        base_url=settings.base_url,
+        domain=settings.domain,
+        kind=kind,
+        thread_id=thread_id,
+        channel=MAIL,
+    ).outbox
 
 
 def _thread_command(
@@ -161,17 +175,7 @@ def _thread_command(
         return []
     if command == "follow" and not subscriptions.has_active(session, mlist, sender):
         # Someone we do not mail yet: From can be forged, so double opt-in as on the web.
-        return subscriptions.request(
-            session,
-            mlist,
-            sender,
-            secret=settings.secret_key,
-            base_url=settings.base_url,
-            domain=settings.domain,
-            kind="thread",
-            thread_id=thread_id,
-            channel=MAIL,
-        ).outbox
+        return _request(session, settings, mlist, sender, kind="thread", thread_id=thread_id)
     return change(
         session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL
     ).outbox
