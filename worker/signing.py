@@ -22,9 +22,8 @@ from worker.resolver import Resolver
 
 log = logging.getLogger(__name__)
 
-SIGNED = (
-    b"from",
-    b"to",
+# The headers that make the message what it is: both the signature and the seal cover them.
+_MESSAGE = (
     b"subject",
     b"date",
     b"message-id",
@@ -34,6 +33,11 @@ SIGNED = (
     b"mime-version",
     b"content-type",
     b"content-transfer-encoding",
+)
+SIGNED = (
+    b"from",
+    b"to",
+    *_MESSAGE,
     b"auto-submitted",
     b"list-id",
     b"list-post",
@@ -44,15 +48,7 @@ SEALED = (
     b"from",
     b"to",
     b"cc",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"reply-to",
-    b"in-reply-to",
-    b"references",
-    b"mime-version",
-    b"content-type",
-    b"content-transfer-encoding",
+    *_MESSAGE,
     b"list-id",
     b"list-post",
     b"list-archive",
