@@ -139,10 +139,9 @@ def _request(
     settings: Settings,
     mlist: MailingList,
     sender: str,
-    kind: str = "list",
-    thread_id: int = 0,
+    thread_id: int | None = None,
 ) -> list[OutboxEntry]:
-    """A subscription asked for by mail: double opt-in, the confirmation to that very address."""
+    """A subscription asked for by mail (to the list, or to thread_id): double opt-in."""
     return subscriptions.request(
         session,
         mlist,
@@ -150,8 +149,8 @@ def _request(
         secret=settings.secret_key,
         base_url=settings.base_url,
         domain=settings.domain,
-        kind=kind,
-        thread_id=thread_id,
+        kind="list" if thread_id is None else "thread",
+        thread_id=thread_id or 0,
         channel=MAIL,
     ).outbox
 
@@ -175,7 +174,7 @@ def _thread_command(
         return []
     if command == "follow" and not subscriptions.has_active(session, mlist, sender):
         # Someone we do not mail yet: From can be forged, so double opt-in as on the web.
-        return _request(session, settings, mlist, sender, kind="thread", thread_id=thread_id)
+        return _request(session, settings, mlist, sender, thread_id)
     return change(
         session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL
     ).outbox
