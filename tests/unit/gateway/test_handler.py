@@ -172,7 +172,7 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
     event.listen(
         handler.spool.engine, "commit", full_disk
     )  # after the spool's INSERT, at its COMMIT
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="database or disk is full"):
         handler.store_batch(jobs)  # type: ignore[arg-type]
     event.remove(handler.spool.engine, "commit", full_disk)
     assert _spooled(db) == []

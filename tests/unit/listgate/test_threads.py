@@ -5,15 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import threads
-from listgate.db import transaction
+from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import ingest
 from listgate.lists import require
 from listgate.mail.parser import parse
 from listgate.models import MailingList, Message, MessageVariant, Thread
+from listgate.schema import upgrade
+from tests.support import forests
+from tests.support.config import make_settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -275,14 +280,6 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
 
 # --- order independence -----------------------------------------------------------------
 
-from hypothesis import HealthCheck, given  # noqa: E402
-from hypothesis import settings as hsettings
-
-from listgate.db import make_engine, session_factory, writer  # noqa: E402
-from listgate.schema import upgrade  # noqa: E402
-from tests.support import forests  # noqa: E402
-from tests.support.config import make_settings  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
@@ -319,29 +316,34 @@ def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc
             domain="lists.test",
             origin="import",
         )
-        with pytest.raises(RuntimeError), s.begin_nested():
-            ingest(
-                s,
-                parse(
-                    raw(
-                        "sp3@x.test",
-                        refs="<sp1@x.test>",
-                        subject="Re: Topic",
-                        frm="cy@example.org",
-                    )
-                ),
-                mlist,
-                domain="lists.test",
-                origin="import",
-            )
-            ingest(
-                s,
-                parse(raw("sp4@x.test", subject="Another")),
-                mlist,
-                domain="lists.test",
-                origin="import",
-            )
-            raise RuntimeError("this message could not be stored")
+
+        def store_two_then_fail() -> None:
+            with s.begin_nested():
+                ingest(
+                    s,
+                    parse(
+                        raw(
+                            "sp3@x.test",
+                            refs="<sp1@x.test>",
+                            subject="Re: Topic",
+                            frm="cy@example.org",
+                        )
+                    ),
+                    mlist,
+                    domain="lists.test",
+                    origin="import",
+                )
+                ingest(
+                    s,
+                    parse(raw("sp4@x.test", subject="Another")),
+                    mlist,
+                    domain="lists.test",
+                    origin="import",
+                )
+                raise RuntimeError("this message could not be stored")
+
+        with pytest.raises(RuntimeError, match="this message could not be stored"):
+            store_two_then_fail()
         ingest(
             s,
             parse(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from listgate import removal
@@ -181,9 +182,5 @@ def test_a_reason_is_required_and_an_unknown_message_is_named(db, make_list) -> 
         ("mid@x", "  ", "give a reason"),
         ("nope@x", "spam", "no archived message"),
     ):
-        try:
+        with pytest.raises(ListError, match=words):
             take_down(db, msgid, reason=reason)
-        except ListError as exc:
-            assert words in str(exc)
-        else:
-            raise AssertionError("accepted")
