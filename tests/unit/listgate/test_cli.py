@@ -308,6 +308,7 @@ def test_a_wrong_celery_option_is_one_line_and_a_failure(tmp_path: Path) -> None
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "worker: No such option '--no-such-option'."

@@ -85,12 +85,16 @@ def test_a_word_that_is_no_state_is_refused_and_nothing_is_stored(db, make_list)
         transaction(db) as session,
     ):
         session.get_one(Subscription, sub_id).status = "confirmed"  # type: ignore[assignment]
-    with pytest.raises(StatementError, match="'queued' is not a DeliveryState"):
-        with transaction(db) as session:
-            session.execute(update(Delivery).where(Delivery.id > 0).values(status="queued"))
-    with pytest.raises(StatementError, match="'pending ' is not a SubscriptionState"):
-        with db() as session:
-            session.scalars(select(Subscription).where(Subscription.status == "pending ")).all()
+    with (
+        pytest.raises(StatementError, match="'queued' is not a DeliveryState"),
+        transaction(db) as session,
+    ):
+        session.execute(update(Delivery).where(Delivery.id > 0).values(status="queued"))
+    with (
+        pytest.raises(StatementError, match="'pending ' is not a SubscriptionState"),
+        db() as session,
+    ):
+        session.scalars(select(Subscription).where(Subscription.status == "pending ")).all()
     with db() as session:
         assert session.get_one(Subscription, sub_id).status is SubscriptionState.ACTIVE
         assert foreign_words(session) == {}

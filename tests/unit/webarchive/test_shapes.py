@@ -17,7 +17,7 @@ To: dev@lists.test
 Subject: Release date
 
 When do we ship?
--- 
+--\x20
 Alice
 """
 OUTLOOK_HEADERS_ONLY = """Agreed.

@@ -95,7 +95,7 @@ def test_a_copy_keeps_the_authors_signature_and_gets_a_valid_arc_set(
     sealed = signer(tmp_path, keys).seal(copy)
     assert b"Reply-To" not in split(sealed)[0]  # h= names reply-to: none added
     assert dkim.verify(sealed, dnsfunc=dnsfunc(records(keys)))
-    cv, results, reason = dkim.arc_verify(sealed, dnsfunc=dnsfunc(records(keys)))
+    cv, _, reason = dkim.arc_verify(sealed, dnsfunc=dnsfunc(records(keys)))
     assert cv == dkim.CV_Pass, reason
     assert b"dkim=pass header.d=example.org" in sealed
     # Each recipient's unsubscribe link is cut in after sealing: the seal must not cover it.
@@ -154,7 +154,7 @@ def test_a_resolver_that_does_not_answer_times_out_to_no_record() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     try:
-        resolver = Resolver("127.0.0.1:%d" % silent.getsockname()[1], timeout=0.5)
+        resolver = Resolver(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
         began = time.monotonic()
         assert resolver.txt("_dmarc.slow.example") == []
         assert time.monotonic() - began < 3
