@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import smtplib
@@ -133,10 +134,8 @@ class Mta:
 
     def _reset(self, conn: smtplib.SMTP | None, permanent: bool) -> None:
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection is already broken
                 conn.close()
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
         if not permanent:
             time.sleep(self.retry_delay)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,6 +54,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,  # a failure is reported with its output below
         )
         assert done.returncode == 0, f"listgate {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
@@ -104,10 +106,8 @@ class Stack:
 
 def killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
     """Signal a process group that may be gone already."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def smtp_ready(port: int) -> bool:
