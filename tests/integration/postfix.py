@@ -87,7 +87,11 @@ class PostfixInstance:
     def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `postfix -c ETC ARGS`."""
         return subprocess.run(
-            [POSTFIX, "-c", str(self.etc), *args], capture_output=True, text=True, timeout=120
+            [POSTFIX, "-c", str(self.etc), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,  # callers read Postfix's status and words
         )
 
     def start(self) -> None:

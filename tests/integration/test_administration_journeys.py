@@ -549,8 +549,8 @@ def signed_posts(key: Key, to: str) -> dict[str, bytes]:
         "folded@example.org",
     }  # h= names Reply-To although absent
     out = {}
-    for msgid, raw in raws.items():
-        raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    for msgid, given in raws.items():
+        raw = given.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         headers = [b"from", b"to", b"subject", b"date", b"message-id", b"content-type"]
         headers += [b"reply-to"] if msgid in signed_reply_to else []
         out[msgid] = (

@@ -37,7 +37,7 @@ bob@corp.example wrote:
 
 Sure: ld: cannot find -lfoo. See https://example.org/bugs/42 for the full log.
 
--- 
+--\x20
 Alice Example
 Release team
 """

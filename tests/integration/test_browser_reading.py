@@ -44,7 +44,7 @@ Timings before and after:
   rpi4       12.1 s   11.9 s
   x86-64      3.2 s    3.2 s
 
--- 
+--\x20
 Alice
 """
 TOP_POSTED = """Works on my ppc64 box too, thanks!

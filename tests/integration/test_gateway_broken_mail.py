@@ -227,6 +227,6 @@ def test_every_message_of_the_shared_corpora_through_smtp(env: Env) -> None:
         # These were archived from lists, so they say "Precedence: list": a live gateway would
         # (rightly) not repost them. Rename that header so each one exercises the parser.
         data = re.sub(rb"(?im)^(precedence|auto-submitted):", rb"X-Was-\1:", data)
-        code, msg = assert_kept_or_refused(env, crlf(data))
+        code, _ = assert_kept_or_refused(env, crlf(data))
         kept += code == 250
     assert kept == len(files)

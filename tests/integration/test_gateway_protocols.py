@@ -215,6 +215,7 @@ def test_bad_listen_address_is_a_clean_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert (
         out.returncode == 2
@@ -236,6 +237,7 @@ def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert (
         out.returncode == 1

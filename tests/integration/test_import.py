@@ -190,7 +190,8 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_l
     from listgate.importer import Importer, sources
     from listgate.models import Thread
 
-    oracle = json.load(lzma.open(corpus("linux-man", "notmuch-oracle-threads.json.xz")))
+    with lzma.open(corpus("linux-man", "notmuch-oracle-threads.json.xz")) as packed:
+        oracle = json.load(packed)
     make_list("linux-man")
     messages, _, _ = sources(linux_man_path())
     summary = Importer(db, "linux-man", "lists.test", fallback_days=0).run(

@@ -68,6 +68,7 @@ class Shell:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,  # callers read the status and the output
         )
 
     def start(self, line: str, log: Path) -> subprocess.Popen[str]:

@@ -119,7 +119,7 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
         _sign_in(client, who)
     private, missing = _urls(app, site, True), _urls(app, site, False)
     assert len(private) >= 15, private  # every page family with arguments is covered
-    for p_url, m_url in zip(private, missing):
+    for p_url, m_url in zip(private, missing, strict=True):
         p, m = client.get(p_url), client.get(m_url)
         body = p.get_data(as_text=True)
         # 404, or the same sign-in redirect a list that does not exist gets (mbox exports need a session)
@@ -133,7 +133,7 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
             m.get_data(as_text=True),
             m.headers.get("Location", ""),
         )  # apart from echoing the URL
-        for asked, real in zip(m_url.split("/"), p_url.split("/")):
+        for asked, real in zip(m_url.split("/"), p_url.split("/"), strict=True):
             if asked != real:
                 echoed, location = echoed.replace(asked, real), location.replace(asked, real)
         assert body == echoed and p.headers.get("Location", "") == location, p_url

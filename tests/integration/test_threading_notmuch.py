@@ -138,7 +138,10 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
         ]
     ours, our_groups, theirs, their_groups = notmuch.threadings(mails, tmp_path, fallback_days=0)
     for case, _, want, notmuch_agrees in CASES:
-        name = lambda n: None if n is None else f"{n}.{case}@rfc.test"  # noqa: E731
+
+        def name(n: int | None, case: str = case) -> str | None:
+            return None if n is None else f"{n}.{case}@rfc.test"
+
         expected = {name(n): name(p) for n, p in want.items()}
         assert {m: ours[m] for m in expected} == expected, case
         held = set(expected)

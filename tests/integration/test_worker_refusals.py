@@ -178,7 +178,7 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
         assert arrived["Subject"] == sent["Subject"] and arrived["X-Junk"] == sent["X-Junk"]
         assert leaves(got) == leaves(raw)
     with site.db() as session:  # the archive keeps the bytes as they were received
-        for result, raw in zip(posted, attacks + legit):
+        for result, raw in zip(posted, attacks + legit, strict=True):
             msg = session.get_one(Message, result.message_pk)
             assert session.get_one(RawMessage, msg.raw_id).data == raw
 
