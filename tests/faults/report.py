@@ -1,4 +1,6 @@
-"""`python -m tests.faults.report FIGURES.jsonl docs/reliability.md`: the reliability table from a soak run."""
+"""`python -m tests.faults.report FIGURES.jsonl
+docs/reliability.md`: the reliability table from a soak run.
+"""
 
 from __future__ import annotations
 

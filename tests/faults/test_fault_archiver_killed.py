@@ -1,4 +1,5 @@
-"""SIGKILL the archiver process in the middle of its batches: every spooled post is archived exactly once.
+"""SIGKILL the archiver process in the middle of its batches: every spooled post is archived exactly
+once.
 
 The gateway only spools (--no-archiver); a separate archiver takes batches of 50. Killed while
 a batch's transaction is open, it leaves that batch spooled (the transaction never committed)

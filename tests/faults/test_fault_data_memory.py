@@ -35,7 +35,9 @@ def _status(pid: int, field: str) -> int:
 
 
 def _reset_peak(pid: int) -> int:
-    """Start measuring the peak afresh (clear_refs 5 resets VmHWM); returns the resident size now."""
+    """Start measuring the peak afresh (clear_refs
+    5 resets VmHWM); returns the resident size now.
+    """
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     return _status(pid, "VmRSS")
 

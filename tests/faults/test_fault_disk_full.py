@@ -1,4 +1,5 @@
-"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space returns.
+"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space
+returns.
 
 The data directory is a size-limited tmpfs mount (we need root for that). Where mounting is not
 allowed, the same behaviour is checked with SQLite's max_page_count on an in-process gateway.
@@ -41,7 +42,9 @@ def _send(port: int, msgid: str, lines: int) -> int:
 
 @pytest.fixture
 def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | None]:
-    """A 6 MB tmpfs at tmp_path/data (another size with indirect parametrization), or None when this sandbox cannot mount."""
+    """A 6 MB tmpfs at tmp_path/data (another size with indirect
+    parametrization), or None when this sandbox cannot mount.
+    """
     mnt = tmp_path / "data"
     mnt.mkdir()
     size = getattr(request, "param", "6m")
@@ -159,7 +162,9 @@ def _simulated(tmp_path: Path) -> None:
 def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
     tmp_path: Path, small_mount: Path | None
 ) -> None:
-    """Issue 17's run: 4 clients send 51 KB posts into a small data dir until it is full; count 250s against rows."""
+    """Issue 17's run: 4 clients send 51 KB posts into a
+    small data dir until it is full; count 250s against rows.
+    """
     if small_mount is None:
         require(
             "tmpfs",

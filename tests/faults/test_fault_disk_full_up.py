@@ -1,4 +1,5 @@
-"""The whole `listgate up` stack on a small data disk that fills up, then frees: it serves again by itself.
+"""The whole `listgate up` stack on a small data disk that fills up, then frees: it serves again by
+itself.
 
 Before: the broker's writes failed, Celery's consumer restarted in a loop leaking pooled
 connections until "QueuePool limit ... reached", the worker exited with status 0 and `up`
@@ -92,7 +93,9 @@ def fill(directory: Path) -> Path:
 
 
 def worker_pid(data_dir: Path) -> int:
-    """The pid of the worker child of `listgate up` (its main Celery process), from up's state file."""
+    """The pid of the worker child of `listgate up`
+    (its main Celery process), from up's state file.
+    """
     state = read_state(state_file(data_dir))
     assert state is not None, "listgate up wrote no state file"
     return int(state["children"]["worker"]["pid"])

@@ -1,4 +1,6 @@
-"""64 connections from one address: per-client limits apply; another client's post is accepted meanwhile."""
+"""64 connections from one address: per-client limits
+apply; another client's post is accepted meanwhile.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Hostile header shapes over SMTP: each gets a clear 5xx, nothing is stored, other clients are served meanwhile.
+"""Hostile header shapes over SMTP: each gets a clear 5xx, nothing is stored, other clients are
+served meanwhile.
 
 A header folded over 300k short lines (1.2 MB) was stored, then its fan-out read it with a
 quadratic join inside the write transaction: every write stalled about 60 s and a legitimate

@@ -1,4 +1,5 @@
-"""A private Postfix instance for tests: its own config, queue and log in a temp dir, SMTP on a free port.
+"""A private Postfix instance for tests: its own config, queue and log in a temp dir, SMTP on a free
+port.
 
 It uses Debian's postfix package (/usr/sbin/postfix) but not the system instance: nothing in
 /etc/postfix is read or changed, and nothing listens on port 25. Postfix's master must start
@@ -45,7 +46,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 class PostfixInstance:
-    """Start, drive and stop a private Postfix whose main.cf ends with `extra` (e.g. the README's lines)."""
+    """Start, drive and stop a private Postfix whose
+    main.cf ends with `extra` (e.g. the README's lines).
+    """
 
     def __init__(self, port: int, extra: str) -> None:
         if not os.path.exists(POSTFIX):

@@ -1,5 +1,6 @@
-"""Issue 13's journeys on real processes: `listgate up` (gateway, archiver, worker, beat, web), mail in over SMTP,
-out at an aiosmtpd sink, DNS from a stub server on loopback, signatures checked with dkimpy.
+"""Issue 13's journeys on real processes: `listgate up` (gateway, archiver, worker, beat, web), mail
+in over SMTP, out at an aiosmtpd sink, DNS from a stub server on loopback, signatures checked with
+dkimpy.
 
 1. An owner creates and edits a list, moderates by mail (approve and reject by reply), removes
    and purges a message.

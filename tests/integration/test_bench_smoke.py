@@ -1,4 +1,6 @@
-"""`python -m bench` at a tiny size: every benchmark runs and reports its row (no figures checked)."""
+"""`python -m bench` at a tiny size: every benchmark
+runs and reports its row (no figures checked).
+"""
 
 from __future__ import annotations
 

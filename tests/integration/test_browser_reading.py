@@ -1,6 +1,6 @@
-"""Every page type as a reader sees it, at 1280×800 and 390×844: screenshots in test-artifacts/reading/,
-what must be visible (first post above the fold, numbers, outline, edited marker, the map), and axe-core
-with no serious or critical accessibility violation."""
+"""Every page type as a reader sees it, at 1280×800 and 390×844: screenshots in
+test-artifacts/reading/, what must be visible (first post above the fold, numbers, outline, edited
+marker, the map), and axe-core with no serious or critical accessibility violation."""
 
 from __future__ import annotations
 

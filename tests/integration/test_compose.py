@@ -216,7 +216,9 @@ def _hosted(value: str, hosts: dict[str, str]) -> str:
 
 
 def _compose_database(admin_url: str) -> str:
-    """An empty database owned by the compose file's user `listgate`, on the test's PostgreSQL; its name."""
+    """An empty database owned by the compose file's
+    user `listgate`, on the test's PostgreSQL; its name.
+    """
     from tests.support.services import _admin
 
     name = f"listgate_compose_{os.getpid()}"
@@ -232,7 +234,8 @@ def _compose_database(admin_url: str) -> str:
 def test_the_compose_services_commands_carry_a_post_end_to_end(
     compose: dict[str, Any], tmp_path: Path, postgres_url: str, redis_db_url: str, sink
 ) -> None:  # type: ignore[no-untyped-def]
-    """Each listgate service's `command` with its `environment` and the env file (.env from .env.example).
+    """Each listgate service's `command` with its `environment` and the env file (.env from
+    .env.example).
 
     What differs from Docker, and only that: the service names postgres/redis/mailsink resolve
     to this test's PostgreSQL and Redis (Debian's packages) and SMTP sink; 0.0.0.0:2525/8080
@@ -364,7 +367,9 @@ def test_the_compose_services_commands_carry_a_post_end_to_end(
 
 
 def _env_file(path: Path) -> dict[str, str]:
-    """The assignments of an env file (comments and blank lines skipped), as docker compose reads it."""
+    """The assignments of an env file (comments and
+    blank lines skipped), as docker compose reads it.
+    """
     found = {}
     for line in path.read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#") and "=" in line:

@@ -81,7 +81,9 @@ def send(stack: Stack, msg: EmailMessage, sender: str) -> None:
 
 
 def _shown(port: int, path: str, text: str, timeout: float = 10.0) -> tuple[int, str]:
-    """The page once it shows text (the 250 means spooled: the archiver publishes it a moment later)."""
+    """The page once it shows text (the 250 means
+    spooled: the archiver publishes it a moment later).
+    """
     deadline = time.monotonic() + timeout
     while True:
         status, page = get(port, path)

@@ -1,4 +1,6 @@
-"""Hostile SMTP dialogue over raw sockets against the real gateway process: it stays up and serves others."""
+"""Hostile SMTP dialogue over raw sockets against the
+real gateway process: it stays up and serves others.
+"""
 
 from __future__ import annotations
 
@@ -171,7 +173,9 @@ def test_connection_dropped_mid_data_stores_nothing(site: Site) -> None:
 
 
 def test_random_dialogues_never_break_the_server(site: Site) -> None:
-    """Random command sequences (with junk, odd line ends, DATA bodies and drops): every reply well-formed."""
+    """Random command sequences (with junk, odd line ends,
+    DATA bodies and drops): every reply well-formed.
+    """
     rng = random.Random(7)
     sessions = size(40, 1000)
     completed = set()

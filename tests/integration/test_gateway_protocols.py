@@ -247,7 +247,9 @@ def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
 
 
 def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env) -> None:  # type: ignore[no-untyped-def]
-    """Issue 18.7: behind Postfix every LMTP connection comes from loopback; only untrusted clients are limited."""
+    """Issue 18.7: behind Postfix every LMTP connection
+    comes from loopback; only untrusted clients are limited.
+    """
     limits = {"LISTGATE_MAX_CONNECTIONS_PER_CLIENT": "2", "LISTGATE_MAX_MESSAGES_PER_MINUTE": "3"}
     e = make_env(**limits)
     e.make_list("dev")

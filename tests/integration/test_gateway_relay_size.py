@@ -36,7 +36,9 @@ def ehlo_size(port: int) -> int:
 def post(
     sender: str, msgid: str, attachment: bytes, html_line: int = 0, one_line: bool = True
 ) -> bytes:
-    """A post with an attachment written as one long base64 line (as some clients do), and maybe long HTML."""
+    """A post with an attachment written as one long
+    base64 line (as some clients do), and maybe long HTML.
+    """
     html = (
         (
             b"--B\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>"

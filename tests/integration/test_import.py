@@ -114,7 +114,9 @@ def test_import_an_mbox_then_rerun_skips_everything(
 def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(
     runner: CliRunner, settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """A later mbox holds a second version of an archived Message-ID: kept as a variant; importing again adds nothing."""
+    """A later mbox holds a second version of an archived
+    Message-ID: kept as a variant; importing again adds nothing.
+    """
     from listgate.models import MessageVariant
 
     (tmp_path / "one.mbox").write_bytes(_mboxrd([_msg(0)]))

@@ -1,5 +1,5 @@
-"""/metrics through the real web archive process (werkzeug and gunicorn): the bearer token on the web
-port, without a token only on the loopback listener LISTGATE_METRICS_LISTEN."""
+"""/metrics through the real web archive process (werkzeug and gunicorn): the bearer token on the
+web port, without a token only on the loopback listener LISTGATE_METRICS_LISTEN."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 
 A database at 0003 with a subscriber who was mailed and bounced is upgraded through 0004 (web
 sessions), 0005 (administration: it rebuilds tables on SQLite), 0006 and what follows it (0007
-reading alters people and messages, 0008 threading); then that subscriber can leave, come back and switch to
-the weekly digest (the DELETE that failed on the foreign keys is gone), and the models agree
-with the migrated schema, every table of it.
+reading alters people and messages, 0008 threading); then that subscriber can leave, come back and
+switch to the weekly digest (the DELETE that failed on the foreign keys is gone), and the models
+agree with the migrated schema, every table of it.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Behind a real MTA: a burst through Debian's Postfix, configured with README's lines, to the LMTP listener.
+"""Behind a real MTA: a burst through Debian's Postfix, configured with README's lines, to the LMTP
+listener.
 
 Every post must be archived exactly once and Postfix must defer none: the MTA is one client
 address opening many connections, so per-client limits that throttled it (421 "too many

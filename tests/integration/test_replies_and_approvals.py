@@ -47,7 +47,9 @@ def rsink() -> Iterator[SmtpSink]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, rsink: SmtpSink) -> Iterator[tuple[Site, int]]:
-    """A site with its worker (default auto-reply window) and an in-process gateway enqueueing to it."""
+    """A site with its worker (default auto-reply
+    window) and an in-process gateway enqueueing to it.
+    """
     tmp = tmp_path_factory.mktemp("replies")
     env = {
         "LISTGATE_DATA_DIR": str(tmp / "var"),
@@ -411,7 +413,9 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
 
 
 def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> None:  # type: ignore[no-untyped-def]
-    """The 451 retry of a reply already counted in its window must not be held back by that window."""
+    """The 451 retry of a reply already counted in
+    its window must not be held back by that window.
+    """
     from worker import outbox
     from worker.context import WorkerContext
 

@@ -1,4 +1,6 @@
-"""No open relay: RCPT to anything but our lists and their command addresses is refused, however it is spelled."""
+"""No open relay: RCPT to anything but our lists and their
+command addresses is refused, however it is spelled.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Web security, enumerated from the app itself: CSRF on every POST route, single-purpose tokens,
-a private list that leaks nothing through any GET route, no header injection into mail, safe downloads."""
+"""Web security, enumerated from the app itself: CSRF on every POST route, single-purpose tokens, a
+private list that leaks nothing through any GET route, no header injection into mail, safe
+downloads."""
 
 from __future__ import annotations
 
@@ -73,12 +74,16 @@ def site(db: sessionmaker[Session]) -> dict[str, Any]:
 
 
 def _sign_in(client: FlaskClient, address: str) -> str:
-    """A signed-in session for address (the sign-in flow itself is tested in the web tests); its CSRF token."""
+    """A signed-in session for address (the sign-in flow
+    itself is tested in the web tests); its CSRF token.
+    """
     return session_for(client, address)
 
 
 def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:
-    """Every GET route of the app, filled with the private list's objects (or with ones that do not exist)."""
+    """Every GET route of the app, filled with the private
+    list's objects (or with ones that do not exist).
+    """
     r = site["priv" if private else "pub"]
     att_id, _filename = site["att"][r.message_pk]
     values = {

@@ -1,4 +1,6 @@
-"""The spool on PostgreSQL: a table in the archive's database; archivers side by side take each message once."""
+"""The spool on PostgreSQL: a table in the archive's
+database; archivers side by side take each message once.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Our threading against notmuch's, run here (Debian's notmuch): cases written from the RFCs, and real mail.
+"""Our threading against notmuch's, run here (Debian's notmuch): cases written from the RFCs, and
+real mail.
 
 notmuch does no subject fallback, so it is off for the comparisons. Where the RFCs let a
 mail name several parents or list References parent-first, we choose the nearest archived
@@ -20,7 +21,9 @@ D = "Mon, 2 Mar 2026 {:02d}:00:00 +0000"
 
 
 def _mail(case: str, n: int, subject: str, irt: str = "", refs: str = "") -> bytes:
-    """Message n of a case: ids look like <n.case@rfc.test>, '{k}' in headers names message k of the case."""
+    """Message n of a case: ids look like <n.case@rfc.test>,
+    '{k}' in headers names message k of the case.
+    """
     ids = lambda text: text.replace("{", "<").replace("}", f".{case}@rfc.test>")  # noqa: E731
     head = f"From: p{n}@example.org\r\nDate: {D.format(n)}\r\nSubject: {subject}\r\nMessage-ID: <{n}.{case}@rfc.test>\r\n"
     head += f"In-Reply-To: {ids(irt)}\r\n" if irt else ""
@@ -160,7 +163,9 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
 
 
 def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The first 2,000 messages of linux-man (real mail: odd clients, missing parents); whole-archive figures in docs/benchmarks.md."""
+    """The first 2,000 messages of linux-man (real mail: odd clients,
+    missing parents); whole-archive figures in docs/benchmarks.md.
+    """
     mails = list(linux_man(2000))
     figures = notmuch.both(mails, tmp_path, fallback_days=0)
     assert figures.messages >= 1990 and figures.parents_checked >= 1990

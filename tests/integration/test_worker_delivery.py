@@ -1,4 +1,6 @@
-"""A real Celery worker delivers posts to an SMTP sink: recipients, headers, retries, bounces, crashes."""
+"""A real Celery worker delivers posts to an SMTP
+sink: recipients, headers, retries, bounces, crashes.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
     ]
 )
 def stack(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The embedded default (SQLite + SQLAlchemy broker), Redis, and the production pair PostgreSQL + Redis."""
+    """The embedded default (SQLite + SQLAlchemy broker),
+    Redis, and the production pair PostgreSQL + Redis.
+    """
     if request.param == "sqla":
         return {}
     env = {"LISTGATE_BROKER_URL": request.getfixturevalue("redis_db_url")}

@@ -1,4 +1,6 @@
-"""End to end: SMTP into the real gateway, its archiver and broker sender, a real worker, the SMTP sink."""
+"""End to end: SMTP into the real gateway, its archiver
+and broker sender, a real worker, the SMTP sink.
+"""
 
 from __future__ import annotations
 

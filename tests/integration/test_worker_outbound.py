@@ -1,4 +1,6 @@
-"""The outbound relay: authentication, 8-bit mail intact, one connection reused across recipients."""
+"""The outbound relay: authentication, 8-bit mail
+intact, one connection reused across recipients.
+"""
 
 from __future__ import annotations
 

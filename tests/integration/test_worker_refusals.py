@@ -49,7 +49,9 @@ def rsite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator
 
 @pytest.fixture
 def site(rsite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
-    """The shared site with a fresh list (three subscribers) named after the test, and an empty relay."""
+    """The shared site with a fresh list (three
+    subscribers) named after the test, and an empty relay.
+    """
     with msink.handler.lock:
         msink.handler.received.clear()
         msink.handler.scripted.clear()
@@ -111,7 +113,9 @@ def multipart_with_long_html(name: str, msgid: str) -> bytes:
 
 
 def leaves(data: bytes) -> list[tuple[str, str]]:
-    """(content type, decoded text) of every leaf part, for comparing what arrived with what was sent."""
+    """(content type, decoded text) of every leaf part,
+    for comparing what arrived with what was sent.
+    """
     msg = message_from_bytes(data, policy=policy.default)
     return [(p.get_content_type(), p.get_content()) for p in msg.walk() if not p.is_multipart()]
 
@@ -120,7 +124,9 @@ PARAGRAPH = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."
 
 
 def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
-    """Five attack posts with a 1,500-byte header line, and three legitimate posts with long lines."""
+    """Five attack posts with a 1,500-byte header
+    line, and three legitimate posts with long lines.
+    """
     to = f"{name}@lists.test"
     attacks = [
         mail(

@@ -1,4 +1,6 @@
-"""DKIM test keys (made with openssl) and a stub DNS server on loopback (dnspython) that serves them."""
+"""DKIM test keys (made with openssl) and a stub DNS
+server on loopback (dnspython) that serves them.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The short and long sizes of the fault, fuzz and security tests, their figures, and sending MTAs."""
+"""The short and long sizes of the fault, fuzz and
+security tests, their figures, and sending MTAs.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ def record(
 ) -> None:
     """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file).
 
-    `held`: of the attempts (attacks), how many the site withstood (refused, or served within its limits).
+    `held`: of the attempts (attacks), how many the site withstood (refused, or served within its
+    limits).
     """
     out = os.environ.get("LISTGATE_RELIABILITY_OUT", "")
     if not out:
@@ -80,7 +83,9 @@ def post_code(port: int, msgid: str, timeout: float = 30.0) -> int:
 
 @dataclass
 class Mta:
-    """A sending mail server: queues posts, retries each later with the same bytes until it gets a 250."""
+    """A sending mail server: queues posts, retries
+    each later with the same bytes until it gets a 250.
+    """
 
     port: int
     queue: list[tuple[str, bytes]]

@@ -1,4 +1,6 @@
-"""An SMTP sink for tests: a real aiosmtpd server that records every message it accepts (fixtures `sink`, `msink`)."""
+"""An SMTP sink for tests: a real aiosmtpd server that
+records every message it accepts (fixtures `sink`, `msink`).
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A whole listgate site for the journeys: `listgate up` or separate processes, and HTTP reads of it."""
+"""A whole listgate site for the journeys: `listgate
+up` or separate processes, and HTTP reads of it.
+"""
 
 from __future__ import annotations
 
@@ -166,7 +168,9 @@ def make_stack(tmp_path: Path, env: dict[str, str]) -> Stack:
 
 
 def run_separately(stack: Stack) -> Iterator[Stack]:
-    """Start gateway, worker, beat and web as separate processes, yield the stack once ready, stop them."""
+    """Start gateway, worker, beat and web as separate
+    processes, yield the stack once ready, stop them.
+    """
     for name, args in (
         ("gateway", ["-m", "gateway"]),
         ("worker", ["-m", "worker", "worker"]),

@@ -81,7 +81,9 @@ def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = Fa
 
 
 def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    """(Message-ID, recipients) of the mail waiting in the spool (rows that only count are left out)."""
+    """(Message-ID, recipients) of the mail waiting
+    in the spool (rows that only count are left out).
+    """
     from listgate.spool import Spool
 
     spool = Spool(db.kw["bind"])

@@ -1,4 +1,6 @@
-"""The administrator's commands on people: subscribe, unsubscribe (with history), requests, the not-posted queue."""
+"""The administrator's commands on people: subscribe,
+unsubscribe (with history), requests, the not-posted queue.
+"""
 
 from __future__ import annotations
 

@@ -118,7 +118,9 @@ def test_a_digest_id_of_another_domain_is_an_ordinary_reference(db, make_list) -
 
 
 def approve(db, message_pk: int) -> tuple[str, str | None, str]:  # type: ignore[no-untyped-def]
-    """A moderator approves a held reply: (its thread's subject, its parent's Message-ID, its status)."""
+    """A moderator approves a held reply: (its thread's
+    subject, its parent's Message-ID, its status).
+    """
     with transaction(db) as session:
         msg = session.get_one(Message, message_pk)
         moderation.approve(session, lists.require(session, "town"), msg, "mod@example.org")

@@ -114,7 +114,9 @@ def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
 
 @pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
 def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None:  # type: ignore[no-untyped-def]
-    """How another list (or an archive subscribed to one) sends its posts: they must be archived and sent."""
+    """How another list (or an archive subscribed to one)
+    sends its posts: they must be archived and sent.
+    """
     r = post(
         db, mail(extra=f"Precedence: {precedence}\r\n"), envelope_from="owner-other@example.org"
     )

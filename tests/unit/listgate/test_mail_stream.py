@@ -1,4 +1,6 @@
-"""Big messages (above LARGE_MESSAGE) are parsed without mail-parser: same result, a fraction of the memory."""
+"""Big messages (above LARGE_MESSAGE) are parsed without
+mail-parser: same result, a fraction of the memory.
+"""
 
 from __future__ import annotations
 

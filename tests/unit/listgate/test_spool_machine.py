@@ -27,7 +27,9 @@ SENDERS = ("ann@example.org", "bob@example.org")
 
 
 class SpoolMachine(RuleBasedStateMachine):
-    """The model: which Message-IDs were answered "stored", which are archived, which are pending."""
+    """The model: which Message-IDs were answered
+    "stored", which are archived, which are pending.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -93,7 +95,9 @@ class SpoolMachine(RuleBasedStateMachine):
 
     @rule(abort_at=st.sampled_from([0, 1, 1, 2, 3]))
     def archive_round(self, abort_at: int) -> None:
-        """One archiver round; with abort_at, its transaction dies (SQLITE_FULL) at that message row."""
+        """One archiver round; with abort_at, its
+        transaction dies (SQLITE_FULL) at that message row.
+        """
         before, fired = len(self.pending), self.fired
         self.abort_at, self.seen = abort_at, 0
         self.archiver.pause = 0.0

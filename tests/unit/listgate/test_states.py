@@ -1,4 +1,6 @@
-"""The state words: every state column is typed with its enum, stores the plain word, refuses others."""
+"""The state words: every state column is typed with
+its enum, stores the plain word, refuses others.
+"""
 
 from __future__ import annotations
 
@@ -116,7 +118,9 @@ def test_a_foreign_word_in_the_database_is_named(db, make_list) -> None:  # type
 
 
 def _migration_words() -> dict[str, set[str]]:
-    """The words the migrations' SQL compares state columns to or writes into them, by "table.column"."""
+    """The words the migrations' SQL compares state
+    columns to or writes into them, by "table.column".
+    """
     found: dict[str, set[str]] = {}
     columns = {c.name for c in state_columns()}
     for path in sorted(MIGRATIONS.glob("*.py")):

@@ -1,4 +1,5 @@
-"""The lifecycle of subscriptions with history: ending keeps rows, coming back reuses them, every way in is checked.
+"""The lifecycle of subscriptions with history: ending keeps rows, coming back reuses them, every
+way in is checked.
 
 Every test here starts from a subscriber who was already mailed (delivery and bounce rows
 point at the subscription): the state the first version was never tested on.
@@ -46,7 +47,9 @@ def post(
 
 
 def mailed(db: sessionmaker[Session], msg: Message, address: str, kind: str = "list") -> int:
-    """address got msg through its `kind` subscription, and bounced once: the history the FKs protect."""
+    """address got msg through its `kind` subscription,
+    and bounced once: the history the FKs protect.
+    """
     with transaction(db) as session:
         sub = session.scalars(
             select(Subscription).where(
@@ -189,7 +192,9 @@ def test_international_addresses_are_kept() -> None:
 
 
 def test_confirmation_mail_to_one_address_is_limited_over_every_list(db, make_list) -> None:  # type: ignore[no-untyped-def]
-    """Forged requests on many lists (or kinds) must not flood one inbox: 5 per 15 minutes, like sign-in links."""
+    """Forged requests on many lists (or kinds) must not
+    flood one inbox: 5 per 15 minutes, like sign-in links.
+    """
     names = [f"l{i}" for i in range(7)]
     for name in names:
         make_list(name)

@@ -298,7 +298,9 @@ _example = [0]
 )
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
-    """Loops, duplicates, missing middles, multi-id In-Reply-To, shuffled References: any order, one forest."""
+    """Loops, duplicates, missing middles, multi-id
+    In-Reply-To, shuffled References: any order, one forest.
+    """
     _example[0] += 1
     forests.check(shared_db, case, f"p{_example[0]}")
 
@@ -386,7 +388,9 @@ def test_every_in_reply_to_id_is_used_when_the_first_is_unknown(arc: Archive) ->
 def test_the_deepest_archived_reference_wins_whatever_the_list_order(
     arc: Archive, refs: str
 ) -> None:
-    """gmane, nmh and Lotus Notes list the parent first: the reference whose own ids include the others wins."""
+    """gmane, nmh and Lotus Notes list the parent first:
+    the reference whose own ids include the others wins.
+    """
     arc.post(raw("a@x.test"))
     arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
     arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
@@ -415,7 +419,9 @@ def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(
 
 
 def test_a_loop_opened_by_a_later_message_gets_its_cut_edge_back(arc: Archive) -> None:
-    """b and c name each other (cut above b, the earlier); c's real parent a arriving opens the loop."""
+    """b and c name each other (cut above b, the
+    earlier); c's real parent a arriving opens the loop.
+    """
     arc.post(raw("b@x.test", refs="<c@x.test>", when=T0 + timedelta(hours=1)))
     arc.post(
         raw(
@@ -561,7 +567,9 @@ def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(
 
 
 def _moved_reply() -> list[bytes]:
-    """a and c start two threads; b answers a, and an earlier-dated copy of b answers c under another subject."""
+    """a and c start two threads; b answers a, and an
+    earlier-dated copy of b answers c under another subject.
+    """
     return [
         raw("a@x.test"),
         raw("c@x.test", subject="Other"),

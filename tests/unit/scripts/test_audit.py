@@ -1,4 +1,6 @@
-"""`make audit` (scripts/audit.py) against a stand-in pip-audit: it never calls "not audited" clean."""
+"""`make audit` (scripts/audit.py) against a stand-in
+pip-audit: it never calls "not audited" clean.
+"""
 
 from __future__ import annotations
 

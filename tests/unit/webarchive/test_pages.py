@@ -273,7 +273,9 @@ def test_format_flowed_paragraphs_are_joined(client, make_list, db):
 
 
 def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(client, thread, db):  # type: ignore[no-untyped-def]
-    """Same Message-ID, other bytes: kept and announced on the thread and message pages, its raw bytes downloadable."""
+    """Same Message-ID, other bytes: kept and announced on
+    the thread and message pages, its raw bytes downloadable.
+    """
     from tests.support.web import sign_in
 
     first = make_mail(
@@ -311,7 +313,9 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
 def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(
     client, thread, db
 ):  # type: ignore[no-untyped-def]
-    """The copy with the earliest Date places a Message-ID: the post moves to that thread, shown as it first came."""
+    """The copy with the earliest Date places a Message-ID:
+    the post moves to that thread, shown as it first came.
+    """
     from tests.support.factories import BASE_DATE
 
     plan = post(db, make_mail("Release plan", msgid="plan@x", sender="Erin <erin@example.org>"))

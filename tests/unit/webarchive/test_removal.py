@@ -159,7 +159,9 @@ def test_the_same_mail_arriving_again_after_a_purge_is_not_archived_again(
 def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(
     client, db, make_list
 ) -> None:
-    """A takedown must not come back through the variant link (issue 14's variants, issue 13's takedowns)."""
+    """A takedown must not come back through the variant
+    link (issue 14's variants, issue 13's takedowns).
+    """
     thread_of_three(db, make_list)
     take_down(db, "mid@x")
     again = post(

@@ -1,5 +1,5 @@
-"""Each search operator, table-driven, with the posts it must find; the same table runs on PostgreSQL
-(tests/integration/test_search_operators_postgres.py)."""
+"""Each search operator, table-driven, with the posts it must find; the same table runs on
+PostgreSQL (tests/integration/test_search_operators_postgres.py)."""
 
 from __future__ import annotations
 

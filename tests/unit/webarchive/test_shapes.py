@@ -1,4 +1,6 @@
-"""Bodies told apart as a reader sees them: top-posted earlier mails folded, prose and code in their own fonts."""
+"""Bodies told apart as a reader sees them: top-posted
+earlier mails folded, prose and code in their own fonts.
+"""
 
 from __future__ import annotations
 

@@ -118,7 +118,9 @@ def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # 
 def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
     tmp_path, db, make_list
 ) -> None:  # type: ignore[no-untyped-def]
-    """The claim over time: new, it is taken (SENDING) once; deferred, taken back once; sent, never again."""
+    """The claim over time: new, it is taken (SENDING)
+    once; deferred, taken back once; sent, never again.
+    """
     ctx = WorkerContext(make_settings(tmp_path))
     list_id, period = make_list("dev").id, Period(DAILY, date(2026, 11, 24))
     first = _claim(ctx, list_id, "ann@example.org", period, 2)

@@ -141,7 +141,9 @@ def test_a_long_line_in_a_mail_without_mime_headers_gets_them() -> None:
 
 @st.composite
 def mails(draw: st.DrawFn) -> bytes:
-    """Messages with some long lines: free text and address headers, text and binary parts, nesting."""
+    """Messages with some long lines: free text and
+    address headers, text and binary parts, nesting.
+    """
     msg = EmailMessage()
     msg["From"] = "Author <author@example.org>"
     msg["Subject"] = draw(TEXT) * draw(st.integers(1, 60))
@@ -186,7 +188,9 @@ def test_every_copy_fits_and_reads_the_same(raw: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    """(private key PEM, DNS TXT record) of a fresh RSA key (openssl, as dkimpy's own key tool uses)."""
+    """(private key PEM, DNS TXT record) of a fresh
+    RSA key (openssl, as dkimpy's own key tool uses).
+    """
     key = tmp_path_factory.mktemp("dkim") / "key.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
     der = subprocess.run(
