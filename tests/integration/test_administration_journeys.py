@@ -631,8 +631,9 @@ def test_a_strict_dmarc_authors_post_is_rewritten_and_the_arc_chain_vouches_for_
         lambda r: r.message["Message-ID"] == "<sam@strict.example>",
     )
     assert "strict@lists.test" in copy.message["From"] and "Sam via" in copy.message["From"]
-    # dkimpy's default h= covers Reply-To; the rewritten From broke that signature anyway, so the author is
-    # added for replies (the list's policy is "none": the author only), and the ARC seal covers it.
+    # dkimpy's default h= covers Reply-To; the rewritten From broke that signature anyway, so the
+    # author is added for replies (the list's policy is "none": the author only), and the ARC seal
+    # covers it.
     assert copy.message["Reply-To"] == "Sam <sam@strict.example>"
     assert not dkim.verify(
         copy.data, dnsfunc=dnsfunc_from(stack)

@@ -339,8 +339,9 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
 def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(
     world, rsink
 ) -> None:  # type: ignore[no-untyped-def]
-    # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it by
-    # mail (nor learn it exists); the way in is an invitation, which the invited address confirms by reply.
+    # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it
+    # by mail (nor learn it exists); the way in is an invitation, which the invited address confirms
+    # by reply.
     site = world[0]
     name = new_list(site, private=True, policy="members", moderators="mod@example.org")
     other = "l" + uuid.uuid4().hex[:10]  # a name no list has, of the same shape

@@ -21,9 +21,9 @@ OURS = [
     "dev+subscribe@lists.test",
     "dev+unsubscribe@LISTS.test",
 ]
-# The final mailbox is ours: aiosmtpd refuses a trailing dot as malformed before we see it, and strips a
-# source route through someone else to our list (RFC 5321 C: the route is ignored). Either answer is
-# safe as long as the mail is stored here and never sent on.
+# The final mailbox is ours: aiosmtpd refuses a trailing dot as malformed before we see it, and
+# strips a source route through someone else to our list (RFC 5321 C: the route is ignored). Either
+# answer is safe as long as the mail is stored here and never sent on.
 OURS_OR_MALFORMED = [
     "dev@lists.test.",
     "dev+help@lists.test.",

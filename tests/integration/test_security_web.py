@@ -127,7 +127,8 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
     for p_url, m_url in zip(private, missing, strict=True):
         p, m = client.get(p_url), client.get(m_url)
         body = p.get_data(as_text=True)
-        # 404, or the same sign-in redirect a list that does not exist gets (mbox exports need a session)
+        # 404, or the same sign-in redirect a list that
+        # does not exist gets (mbox exports need a session)
         assert p.status_code == m.status_code and p.status_code in (404, 303), (
             p_url,
             p.status_code,

@@ -31,9 +31,11 @@ def _mail(case: str, n: int, subject: str, irt: str = "", refs: str = "") -> byt
     return (head + f"\r\nmessage {n} of {case}\r\n").encode()
 
 
-# (case, its mails by number, our parent of each message by number, does notmuch agree on every parent)
+# (case, its mails by number, our parent of each message
+# by number, does notmuch agree on every parent)
 CASES = [
-    # RFC 5322 appendix A.2: a reply and a reply to the reply, with both fields as the RFC fills them.
+    # RFC 5322 appendix A.2: a reply and a reply to the
+    # reply, with both fields as the RFC fills them.
     (
         "a2",
         [
@@ -94,7 +96,8 @@ CASES = [
     ("broken-irt", [("one", "", ""), ("Re: one", "mumble", "{1}")], {1: None, 2: 1}, True),
     # A message naming itself.
     ("self", [("Plan", "", ""), ("Re: Plan", "{2} {1}", "{1} {2}")], {1: None, 2: 1}, True),
-    # RFC 5322 3.6.4: a reply to several parents lists them all in In-Reply-To; the nearest (3 names 2) wins.
+    # RFC 5322 3.6.4: a reply to several parents lists them
+    # all in In-Reply-To; the nearest (3 names 2) wins.
     (
         "two-parents",
         [

@@ -360,7 +360,8 @@ def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(
             ).first()
         return kind or "", scores(site, name)["ann@example.org"][1]
 
-    # The relay's next hop refused the message for its long lines: a DSN naming ann, but not her fault.
+    # The relay's next hop refused the message for its
+    # long lines: a DSN naming ann, but not her fault.
     send_to(
         site,
         verp,

@@ -28,7 +28,8 @@ SLEEPER = (
     "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
     "time.sleep(600)\n"
 )
-# A stand-in that says READY=1 the way the real services do (once the file argv[2] exists, if given).
+# A stand-in that says READY=1 the way the real
+# services do (once the file argv[2] exists, if given).
 NOTIFIER = (
     "import os, sys, time, pathlib\n"
     "from listgate.config import Settings\n"

@@ -149,7 +149,8 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
     assert (
         result.status == HELD_FOR_MODERATION
     )  # which one it answers cannot be told: the author gets the hint
-    # Approved anyway: under the first of the entries it quotes most, in the digest's order (the bridge).
+    # Approved anyway: under the first of the entries it
+    # quotes most, in the digest's order (the bridge).
     assert approve(db, result.message_pk) == ("Bridge repairs", "b@x", "visible")
     assert digest_threads(db) == []
 
@@ -165,8 +166,8 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db,
     )
     assert {r.status for r in (picnic, thanks, again)} == {HELD_FOR_MODERATION}
     assert approve(db, picnic.message_pk) == ("Picnic on Sunday?", None, "visible")
-    # The digest's subject names no topic: such a reply starts a thread of its own, without a subject,
-    # and two of them are not joined into one thread by that subject.
+    # The digest's subject names no topic: such a reply starts a thread of its own, without a
+    # subject, and two of them are not joined into one thread by that subject.
     assert approve(db, thanks.message_pk) == ("", None, "visible")
     assert approve(db, again.message_pk) == ("", None, "visible")
     with db() as session:

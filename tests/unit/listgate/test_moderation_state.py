@@ -108,7 +108,8 @@ class Moderation(RuleBasedStateMachine):
             visible = sum(1 for s in self.model.values() if s is PostState.VISIBLE)
             mlist = lists.require(session, "club")
             assert mlist.message_count == visible
-            # Only threads with a published post are the list's threads (held, rejected, removed are not).
+            # Only threads with a published post are the list's
+            # threads (held, rejected, removed are not).
             published = session.scalars(
                 select(Message.thread_id).where(Message.status == PostState.VISIBLE)
             ).all()

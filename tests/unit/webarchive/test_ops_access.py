@@ -114,7 +114,8 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(make_app) -> None
     app = make_app()
     app.config["RATE_LIMITS"] = {"signin-ip": (2, 900)}
     assert _ask_for_signin_links(app, "198.51.100.1", 2) == [200, 200]
-    # A client cannot escape the limit by inventing X-Forwarded-For: all count as the proxy 10.0.0.2.
+    # A client cannot escape the limit by inventing
+    # X-Forwarded-For: all count as the proxy 10.0.0.2.
     assert _ask_for_signin_links(app, "198.51.100.2", 1) == [429]
 
 

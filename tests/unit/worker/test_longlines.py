@@ -233,5 +233,6 @@ def test_dkim_survives_unless_a_body_line_was_too_long(dkim_key: tuple[bytes, by
         b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: s\r\n\r\n" + b"x" * 1200 + b"\r\n",
         dkim_key,
     )
-    # A body line over 998 bytes has to change, and the body hash with it: the price of being delivered at all.
+    # A body line over 998 bytes has to change, and the body
+    # hash with it: the price of being delivered at all.
     assert lines_ok(fit_lines(body)) and not verifies(fit_lines(body), dkim_key)

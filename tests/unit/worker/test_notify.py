@@ -63,5 +63,6 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
         )
         session.flush()
         got = recipients(session, reply, addresses_in(reply.raw.data, "To", "Cc"))
-    # one@ auto-followed by posting; member@ muted the thread; cc@ is already in Cc; two@ is the author
+    # one@ auto-followed by posting; member@ muted the
+    # thread; cc@ is already in Cc; two@ is the author
     assert sorted(got) == ["old@example.org", "one@example.org"]
