@@ -183,7 +183,8 @@ def test_many_endless_data_connections_stay_within_the_memory_budget(tmp_path: P
         0,
         0,
         None,
-        f"{len(refused)} got 421; gateway peak +{growth / MB:.0f} MB; another client's post: {meanwhile}",
+        f"{len(refused)} got 421; gateway peak +{growth / MB:.0f} MB; "
+        f"another client's post: {meanwhile}",
         held=len(attackers) if bounded else 0,
     )
     assert refused and all(r in ("", "<closed>") or r.startswith("421 4.3.2") for r in replies), (

@@ -168,7 +168,8 @@ def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
     if small_mount is None:
         require(
             "tmpfs",
-            "cannot mount one here (locally, the injected faults of test_fault_spool_batch.py cover this)",
+            "cannot mount one here (locally, the injected faults of "
+            "test_fault_spool_batch.py cover this)",
         )
     import threading
 

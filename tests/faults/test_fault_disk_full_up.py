@@ -53,7 +53,10 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 
 def send(port: int, tag: str) -> int:
     """Post once; the SMTP code (or 0 when the connection failed)."""
-    raw = f"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: {tag}\r\nMessage-ID: <{tag}@t>\r\n\r\n{BODY}"
+    raw = (
+        f"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: {tag}\r\n"
+        f"Message-ID: <{tag}@t>\r\n\r\n{BODY}"
+    )
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
             smtp.sendmail("ann@example.org", ["dev@lists.test"], raw)

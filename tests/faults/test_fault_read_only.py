@@ -115,7 +115,8 @@ def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: 
         lost,
         len(stored) - len(set(stored)),
         recovery,
-        f"{tempfails} x 451 while read-only; afterwards {len(codes) - len(refused_after)}/{len(codes)} "
+        f"{tempfails} x 451 while read-only; afterwards "
+        f"{len(codes) - len(refused_after)}/{len(codes)} "
         "posts got 250 at the first try",
     )
     assert not refused_after, (

@@ -521,7 +521,8 @@ def signed_posts(key: Key, to: str) -> dict[str, bytes]:
     )
     eight = (
         "From: Ann <ann@example.org>\r\nTo: " + to + "\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
-        "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <eight@example.org>\r\nMIME-Version: 1.0\r\n"
+        "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <eight@example.org>\r\n"
+        "MIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
         "Grüße aus Köln, ça va très bien.\r\n"
     ).encode()

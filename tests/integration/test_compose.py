@@ -335,7 +335,8 @@ def test_the_compose_services_commands_carry_a_post_end_to_end(
             smtp.sendmail(
                 "ann@example.org",
                 [f"dev@{Settings.from_env(env_of('web')).domain}"],
-                b"From: ann@example.org\r\nSubject: Compose\r\nMessage-ID: <compose@example.org>\r\n\r\nThrough the recipe.\r\n",
+                b"From: ann@example.org\r\nSubject: Compose\r\n"
+                b"Message-ID: <compose@example.org>\r\n\r\nThrough the recipe.\r\n",
             )
         assert wait_until(lambda: sink.to("bob@example.org"), 60), logs()
         [copy] = sink.to("bob@example.org")

@@ -137,7 +137,8 @@ def test_pipelined_transaction_gets_replies_in_order(site: Site) -> None:
     c = site.raw()
     assert c.cmd("EHLO pipe.example").startswith("250")
     c.send(
-        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@lists.test>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n"
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@lists.test>\r\n"
+        b"RCPT TO:<dev@lists.test>\r\nDATA\r\n"
     )
     assert [r[:3] for r in _replies(c, 4)] == ["250", "550", "250", "354"]
     c.send(post("pipelined@example.org") + b".\r\nNOOP\r\nQUIT\r\n")

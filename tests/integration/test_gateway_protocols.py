@@ -91,7 +91,8 @@ def test_smuggled_end_of_data_does_not_end_data(env: Env, smuggle: bytes, refuse
         b"From: ann@example.org\r\nSubject: first\r\nMessage-ID: <first@x>\r\n\r\nhello"
         + smuggle
         + b"MAIL FROM:<admin@example.org>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n"
-        + b"From: admin@example.org\r\nSubject: smuggled\r\nMessage-ID: <smuggled@x>\r\n\r\nevil\r\n.\r\n"
+        + b"From: admin@example.org\r\nSubject: smuggled\r\nMessage-ID: <smuggled@x>\r\n\r\n"
+        b"evil\r\n.\r\n"
     )
     reply = c.reply()
     # exactly one reply for one DATA: the smuggled commands were never run as commands

@@ -21,7 +21,10 @@ pytestmark = pytest.mark.integration
 
 
 def _msg(i: int, body: str = "hello", refs: str = "") -> bytes:
-    head = f"From: user{i}@example.org\nSubject: {'Re: ' if refs else ''}Topic\nMessage-ID: <imp{i}@x>\n"
+    head = (
+        f"From: user{i}@example.org\nSubject: {'Re: ' if refs else ''}Topic\n"
+        f"Message-ID: <imp{i}@x>\n"
+    )
     head += f"Date: Mon, 2 Mar 2026 10:{i % 60:02d}:00 +0000\n"
     if refs:
         head += f"References: {refs}\nIn-Reply-To: {refs.split()[-1]}\n"

@@ -224,7 +224,8 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
         session.execute(
             text(
                 "CREATE TRIGGER IF NOT EXISTS doom BEFORE UPDATE ON subscriptions "
-                f"WHEN OLD.address = '{doomed}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                f"WHEN OLD.address = '{doomed}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
             )
         )
     try:

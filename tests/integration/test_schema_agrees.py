@@ -53,7 +53,8 @@ def _sqlite_search_objects(engine: Engine) -> set[str]:
             name
             for (name,) in conn.execute(
                 text(
-                    "SELECT name FROM sqlite_master WHERE name = :fts OR type = 'trigger' OR name = 'ix_threads_featured'"
+                    "SELECT name FROM sqlite_master "
+                    "WHERE name = :fts OR type = 'trigger' OR name = 'ix_threads_featured'"
                 ),
                 {"fts": FTS_TABLE},
             )
@@ -64,8 +65,9 @@ def _fts_finds(engine: Engine, word: str) -> int:
     with engine.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO lists (name, title, description, policy, private, dmarc_mode, moderators, owners, "
-                "reply_to, created_at, message_count, thread_count) VALUES ('dev', 'dev', '', 'open', 0, "
+                "INSERT INTO lists (name, title, description, policy, private, dmarc_mode, "
+                "moderators, owners, reply_to, created_at, message_count, thread_count) "
+                "VALUES ('dev', 'dev', '', 'open', 0, "
                 "'auto', '', '', 'none', '2026-11-30 00:00:00', 0, 0)"
             )
         )
@@ -79,7 +81,8 @@ def _fts_finds(engine: Engine, word: str) -> int:
             text(
                 "INSERT INTO threads (list_id, subject, subject_norm, starter_name, message_count, "
                 "participant_count, created_at, last_activity, featured, subject_orphan) "
-                "VALUES (1, 's', 's', 'a', 0, 0, '2026-11-30 00:00:00', '2026-11-30 00:00:00', 0, 0)"
+                "VALUES (1, 's', 's', 'a', 0, 0, "
+                "'2026-11-30 00:00:00', '2026-11-30 00:00:00', 0, 0)"
             )
         )
         columns = {c["name"]: c for c in inspect(conn).get_columns("messages")}
@@ -154,7 +157,8 @@ def _postgres_search_objects(engine: Engine) -> dict[str, str]:
     with engine.connect() as conn:
         generated = conn.execute(
             text(
-                "SELECT is_generated FROM information_schema.columns WHERE table_name = 'messages' AND column_name = :c"
+                "SELECT is_generated FROM information_schema.columns "
+                "WHERE table_name = 'messages' AND column_name = :c"
             ),
             {"c": SEARCH_COLUMN},
         ).scalar()

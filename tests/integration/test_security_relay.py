@@ -75,8 +75,8 @@ def _rcpt(env: Env, address: str) -> str:
         if reply.startswith("250"):  # accepted: it must then be stored here, never relayed
             assert c.cmd("DATA").startswith("354")
             c.send(
-                b"From: spammer@elsewhere.example\r\nSubject: relay?\r\nMessage-ID: <relay-%d@x>\r\n\r\nhi\r\n.\r\n"
-                % abs(hash(address))
+                b"From: spammer@elsewhere.example\r\nSubject: relay?\r\n"
+                b"Message-ID: <relay-%d@x>\r\n\r\nhi\r\n.\r\n" % abs(hash(address))
             )
             assert c.reply().startswith("250")
         return reply

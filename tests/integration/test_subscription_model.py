@@ -436,7 +436,8 @@ class ModelSite:
             if parent_pk is not None:
                 refs = f"In-Reply-To: <{session.get_one(Message, parent_pk).message_id}>\r\n"
             raw = (
-                f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\nMessage-ID: <p{n}@x>\r\n{refs}"
+                f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\n"
+                f"Message-ID: <p{n}@x>\r\n{refs}"
                 f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nPost {n}\r\n"
             ).encode()
             result = ingest(

@@ -25,7 +25,10 @@ def _mail(case: str, n: int, subject: str, irt: str = "", refs: str = "") -> byt
     '{k}' in headers names message k of the case.
     """
     ids = lambda text: text.replace("{", "<").replace("}", f".{case}@rfc.test>")  # noqa: E731
-    head = f"From: p{n}@example.org\r\nDate: {D.format(n)}\r\nSubject: {subject}\r\nMessage-ID: <{n}.{case}@rfc.test>\r\n"
+    head = (
+        f"From: p{n}@example.org\r\nDate: {D.format(n)}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{n}.{case}@rfc.test>\r\n"
+    )
     head += f"In-Reply-To: {ids(irt)}\r\n" if irt else ""
     head += f"References: {ids(refs)}\r\n" if refs else ""
     return (head + f"\r\nmessage {n} of {case}\r\n").encode()

@@ -171,7 +171,10 @@ def test_sigkill_mid_fanout_then_restart_loses_no_copy(
         2000,
         0,
         len(twice),
-        note=f"killed after {at_kill} copies; a second copy only for a wave caught between its dots and COMMIT",
+        note=(
+            f"killed after {at_kill} copies; "
+            "a second copy only for a wave caught between its dots and COMMIT"
+        ),
     )
     assert max(got.values()) <= 2, "a recipient got three copies"
     assert len(twice) <= relay_sessions.SIZE * proc.concurrency, (

@@ -44,7 +44,10 @@ class Case:
 
 def _mail(mid: str, subject: str, hours: int, irt: str, refs: str, body: str) -> bytes:
     date = (T0 + timedelta(hours=hours)).strftime("%a, %d %b %Y %H:%M:%S +0000")
-    head = f"From: someone@forest.test\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{mid}>\r\n"
+    head = (
+        f"From: someone@forest.test\r\nSubject: {subject}\r\nDate: {date}\r\n"
+        f"Message-ID: <{mid}>\r\n"
+    )
     head += f"In-Reply-To: {irt}\r\n" if irt else ""
     head += f"References: {refs}\r\n" if refs else ""
     return (head + f"\r\n{body}\r\n").encode()

@@ -155,7 +155,10 @@ def mail(
     to: str = "dev@lists.test",
 ) -> bytes:
     """A small well-formed message."""
-    head = f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
+    head = (
+        f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        "Date: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
+    )
     if msgid:
         head += f"Message-ID: <{msgid}>\r\n"
     return (head + extra + "\r\n" + body).encode()

@@ -60,7 +60,8 @@ class WorkerProcess:
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"worker exited with {self.proc.returncode}:\n{text.decode(errors='replace')[-3000:]}"
+                    f"worker exited with {self.proc.returncode}:\n"
+                    f"{text.decode(errors='replace')[-3000:]}"
                 )
             time.sleep(0.1)
         raise RuntimeError(

@@ -64,7 +64,8 @@ def post(
 ) -> bytes:
     """A small well-formed post."""
     return (
-        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
         f"Message-ID: <{msgid}>\r\n\r\n{body}"
     ).encode()
 

@@ -63,7 +63,10 @@ class PostgresServer:
 
     # Fast and unsafe on a crash of the server (synchronous_commit off forgets the last commits);
     # a test that crashes its server on purpose overrides this.
-    options = "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+    options = (
+        "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+        "-c full_page_writes=off -c max_connections=200"
+    )
 
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="listgate-pg-"))

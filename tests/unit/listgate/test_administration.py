@@ -22,7 +22,8 @@ SECRET = "test-secret-key-0123456789"
 
 def mail(msgid: str, sender: str = "ann@example.org", body: str = "Hello.") -> bytes:
     return (
-        f"From: {sender}\r\nTo: club@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
+        f"From: {sender}\r\nTo: club@lists.test\r\nSubject: Post {msgid}\r\n"
+        f"Message-ID: <{msgid}>\r\n"
         f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
     ).encode()
 

@@ -87,8 +87,10 @@ def start_up(tmp_path: Path, services: dict[str, list[str]], **env: str) -> subp
     """Run `listgate up --no-demo` in a subprocess with the given stand-in services."""
     (tmp_path / "services.json").write_text(json.dumps(services))
     script = (
-        "import json, sys\nfrom listgate import cli, launch\nfrom listgate.supervisor import Service\n"
-        "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in json.load(open(sys.argv[1])).items())\n"
+        "import json, sys\nfrom listgate import cli, launch\n"
+        "from listgate.supervisor import Service\n"
+        "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in "
+        "json.load(open(sys.argv[1])).items())\n"
         "cli.main(['up', '--no-demo'])\n"
     )
     return subprocess.Popen(

@@ -26,7 +26,8 @@ BODIES = {
 
 def mail(msgid: str, subject: str, body: str, extra: str = "") -> bytes:
     return (
-        f"From: r@example.org\r\nTo: town@lists.test\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n{extra}"
+        f"From: r@example.org\r\nTo: town@lists.test\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{msgid}>\r\n{extra}"
         f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
     ).encode()
 
@@ -144,7 +145,10 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
     db, make_list
 ) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    body = "> The market moves to the church square.\n> The bridge closes on Monday for repairs.\n\nBoth fine."
+    body = (
+        "> The market moves to the church square.\n> The bridge closes on Monday for repairs.\n\n"
+        "Both fine."
+    )
     result, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", body)
     assert (
         result.status == HELD_FOR_MODERATION

@@ -195,9 +195,12 @@ def test_a_post_with_attachments_stores_each_content_once(db, dev) -> None:  # t
 
     def with_file(mid: str) -> bytes:
         return (
-            f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
-            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
-            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\n"
+            f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\n"
+            "MIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+            "Content-Type: text/plain\r\n\r\nsee\r\n"
+            "--b\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Disposition: attachment; filename=a.bin\r\n"
             "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n"
         ).encode()
 

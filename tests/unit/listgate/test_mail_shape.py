@@ -67,8 +67,10 @@ def test_mime_depth_counts_nesting_not_siblings() -> None:
     )
     assert mime_depth(siblings) == 2
     attached = (
-        b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n'
-        b'Subject: inner\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n--o--\r\n'
+        b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\n'
+        b"Content-Type: message/rfc822\r\n\r\n"
+        b'Subject: inner\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n\r\n'
+        b"x\r\n--i--\r\n--o--\r\n"
     )
     assert mime_depth(attached) == 4
 

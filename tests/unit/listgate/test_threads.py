@@ -32,7 +32,10 @@ def raw(
     frm: str = "ann@example.org",
 ) -> bytes:
     """A message with the given threading headers (verbatim)."""
-    head = f"From: {frm}\r\nSubject: {subject}\r\nDate: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+    head = (
+        f"From: {frm}\r\nSubject: {subject}\r\n"
+        f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+    )
     if mid:
         head += f"Message-ID: {mid if '<' in mid or not mid else '<' + mid + '>'}\r\n"
     if refs:

@@ -22,7 +22,10 @@ def thread(make_list, db):  # type: ignore[no-untyped-def]
             "Build fails",
             msgid="root@x",
             sender="Alice Example <alice@example.org>",
-            body="It fails.\n\nbob@corp.example wrote:\n> old 1\n> old 2\n> old 3\n> old 4\n-- \nAlice\n",
+            body=(
+                "It fails.\n\n"
+                "bob@corp.example wrote:\n> old 1\n> old 2\n> old 3\n> old 4\n-- \nAlice\n"
+            ),
         ),
     )
     post(
@@ -262,10 +265,12 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
 def test_format_flowed_paragraphs_are_joined(client, make_list, db):
     make_list("dev")
     raw = (
-        b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\nMessage-ID: <fl@x>\r\n"
+        b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\n"
+        b"Message-ID: <fl@x>\r\n"
         b"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
         b"Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
-        b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n-- \r\nFay\r\n"
+        b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n"
+        b"-- \r\nFay\r\n"
     )
     res = post(db, raw)
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)

@@ -80,7 +80,8 @@ def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
     """
     make_list("dev")
     raw = (
-        b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\nMessage-ID: <m@example.org>\r\n"
+        b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\n"
+        b"Message-ID: <m@example.org>\r\n"
         b"this line has no colon\r\nCc: bob@example.org\r\n\r\nHello.\r\n"
     )
     with transaction(db) as session:

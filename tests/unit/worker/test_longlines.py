@@ -114,7 +114,8 @@ def test_a_base64_attachment_in_one_long_line_is_only_rewrapped() -> None:
     payload = bytes(range(256)) * 20
     body = base64.b64encode(payload)
     raw = (
-        b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
         b"preamble " + b"p" * 1200 + b"\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
         b"--XX\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         + body

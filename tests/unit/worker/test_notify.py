@@ -13,7 +13,8 @@ from worker.notify import recipients
 
 def _post(session, mlist, msgid: str, sender: str, extra: str = "") -> Message:  # type: ignore[no-untyped-def]
     raw = (
-        f"From: {sender}\r\nTo: dev@lists.test\r\n{extra}Subject: s\r\nMessage-ID: <{msgid}>\r\n\r\nhi\r\n"
+        f"From: {sender}\r\nTo: dev@lists.test\r\n{extra}Subject: s\r\n"
+        f"Message-ID: <{msgid}>\r\n\r\nhi\r\n"
     ).encode()
     result = ingest(session, parse(raw), mlist, domain="lists.test")
     return session.get(Message, result.message_pk)

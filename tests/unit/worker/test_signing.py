@@ -17,10 +17,12 @@ from worker.signing import Signer
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
 POST = (
-    b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\nSubject: A rather long subject that a mail client\r\n"
-    b" folds over two lines\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@example.org>\r\n"
-    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    + "Grüße aus Köln.\r\n\r\n-- \r\nAnn\r\n".encode()
+    b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\n"
+    b"Subject: A rather long subject that a mail client\r\n"
+    b" folds over two lines\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+    b"Message-ID: <p1@example.org>\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße aus Köln.\r\n\r\n-- \r\nAnn\r\n".encode()
 )
 
 
@@ -60,7 +62,10 @@ def signer(tmp_path: Path, keys: dict[str, Key]) -> Signer:
 
 
 def test_generated_mail_is_signed_for_the_list_domain(tmp_path: Path, keys: dict[str, Key]) -> None:
-    notice = b"From: dev list <dev+help@lists.test>\r\nTo: x@example.org\r\nSubject: Welcome\r\n\r\nHello\r\n"
+    notice = (
+        b"From: dev list <dev+help@lists.test>\r\nTo: x@example.org\r\nSubject: Welcome\r\n\r\n"
+        b"Hello\r\n"
+    )
     signed = signer(tmp_path, keys).sign(notice)
     assert signed.endswith(notice)
     assert dkim.verify(signed, dnsfunc=dnsfunc(records(keys)))
