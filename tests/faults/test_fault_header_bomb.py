@@ -34,7 +34,9 @@ def _folded(msgid: str, field: str, lines: int) -> bytes:
 
 
 def _mime_2231(msgid: str, depth: int) -> bytes:
-    out = f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <{msgid}>\r\nSubject: deep\r\n".encode()
+    out = (
+        f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <{msgid}>\r\nSubject: deep\r\n"
+    ).encode()
     for i in range(depth - 1):
         out += b'Content-Type: multipart/mixed; boundary*0="b%d"\r\n\r\n--b%d\r\n' % (i, i)
     out += b"Content-Type: text/plain\r\n\r\nleaf\r\n"

@@ -121,7 +121,8 @@ DOM_CHECK = """() => {
     if (['SCRIPT', 'IFRAME', 'OBJECT', 'EMBED', 'STYLE'].includes(el.tagName)) bad.push(el.tagName);
     for (const a of el.attributes) {
       if (a.name.startsWith('on')) bad.push(el.tagName + ' ' + a.name);
-      if (/^\\s*javascript:/i.test(a.value) && ['href', 'src', 'action', 'formaction'].includes(a.name)) bad.push(el.tagName + ' ' + a.name);
+      const url = ['href', 'src', 'action', 'formaction'].includes(a.name);
+      if (url && /^\\s*javascript:/i.test(a.value)) bad.push(el.tagName + ' ' + a.name);
     }
   }
   return bad;

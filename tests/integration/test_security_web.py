@@ -217,7 +217,9 @@ def test_every_post_route_refuses_a_request_without_csrf_token(
     checked = []
     for rule in _post_routes(app):
         if rule.rule.startswith(TOKEN_ROUTES[:2]):
-            continue  # confirm/unsubscribe: the signed token in the URL is the credential (RFC 8058 one-click)
+            # confirm/unsubscribe: the signed token in the URL is the credential
+            # (RFC 8058 one-click)
+            continue
         path = rule.rule
         for arg in rule.arguments:
             path = re.sub(rf"<(?:[a-z]+:)?{arg}>", str(values.get(arg, "x")), path)

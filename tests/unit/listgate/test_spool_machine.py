@@ -61,7 +61,8 @@ class SpoolMachine(RuleBasedStateMachine):
             if self.seen == self.abort_at:
                 self.abort_at, self.seen = 0, 0
                 self.fired += 1
-                conn.connection.dbapi_connection.rollback()  # SQLITE_FULL: the whole transaction is gone
+                # SQLITE_FULL: the whole transaction is gone
+                conn.connection.dbapi_connection.rollback()
                 raise sqlite3.OperationalError("database or disk is full")
 
     @rule(n=st.integers(0, 7), sender=st.sampled_from(SENDERS))
@@ -112,7 +113,9 @@ class SpoolMachine(RuleBasedStateMachine):
                     continue
                 if sender in self.banned:
                     self.not_posted.append(msgid)
-                else:  # the message, a variant, or (the same bytes spooled twice before archiving) nothing new
+                else:
+                    # the message, a variant, or (the same bytes spooled twice before archiving)
+                    # nothing new
                     self.archived.setdefault(msgid, set()).add(sender)
         assert taken <= before
 

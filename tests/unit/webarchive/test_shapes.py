@@ -58,7 +58,7 @@ diff --git a/x.c b/x.c
 """
 
 
-def test_outlook_original_message_block_is_one_folded_earlier_mail_and_the_signature_inside_stays_in_it():
+def test_outlook_original_message_block_is_one_folded_earlier_mail_with_the_signature_inside():
     kinds = [b.kind for b in blocks(OUTLOOK)]
     assert kinds == ["text", "earlier"]
     html = render_text(OUTLOOK)

@@ -34,7 +34,9 @@ def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make
         new = lists.subscribe(session, mlist, "new@example.org", "digest")
         old.confirmed_at = now - timedelta(days=5)
         for n in range(2):
-            raw = f"From: a@example.org\r\nSubject: T{n}\r\nMessage-ID: <d{n}@x>\r\n\r\nhi\r\n".encode()
+            raw = (
+                f"From: a@example.org\r\nSubject: T{n}\r\nMessage-ID: <d{n}@x>\r\n\r\nhi\r\n"
+            ).encode()
             ingest(session, parse(raw), mlist, domain="lists.test")
         session.execute(update(Message).values(received_at=now - timedelta(days=1)))
         new.confirmed_at = now
