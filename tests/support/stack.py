@@ -1,5 +1,5 @@
-"""A whole listgate site for the journeys: `listgate
-up` or separate processes, and HTTP reads of it.
+"""A whole listgate site for the journeys: `listgate up`
+or separate processes, and HTTP reads of it.
 """
 
 from __future__ import annotations
