@@ -89,6 +89,9 @@ MAY_FOLLOW = select(
     )
 )
 
+# What Store.insert builds: either dialect's INSERT has on_conflict_do_nothing/do_update.
+DialectInsert = postgresql.Insert | sqlite.Insert
+
 
 class Store:
     """What differs between SQLite and PostgreSQL, and the statements that differ, for one of them."""
@@ -125,7 +128,7 @@ class Store:
         """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
         return self.postgresql
 
-    def insert(self, table: Any) -> Insert:
+    def insert(self, table: Any) -> DialectInsert:
         """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
         target = getattr(table, "__table__", table)
         return (postgresql if self.postgresql else sqlite).insert(target)
