@@ -8,7 +8,9 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from listgate import dispatch, store
 from listgate.config import Settings
@@ -60,7 +62,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.teardown_appcontext(_close_session)
 
 
-def _reader_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _reader_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     """Pages read much and write little: map the file and keep more pages per connection.
 
     A post's status and date come after its body in the row, so a listing or a search reads
