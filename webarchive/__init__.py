@@ -5,7 +5,8 @@ reading/       the queries the pages use (who may read what, threads, listings, 
 rendering/     HTML made in Python: mail bodies, times, charts, the rows of long pages
 templating.py  how pages are made (Jinja templates; the rule for fast rows) and what templates call
 urls.py        links: every path from its route (url_for, or the same string built fast)
-context.py, security.py, errors.py, ratelimit.py: per-app resources, sessions and CSRF, error pages, limits
+context.py     per-app resources and the request's database session
+security.py    sessions and CSRF; errors.py: error pages; ratelimit.py: limits
 """
 
 from __future__ import annotations

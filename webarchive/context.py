@@ -1,5 +1,5 @@
-"""Per-app resources (settings, engine, sessions, the broker client), the per-request database session,
-and handing generated mail to the worker."""
+"""Per-app resources (settings, engine, sessions, the broker client), the per-request database
+session, and handing generated mail to the worker."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class Resources:
 
     @property
     def sender(self) -> Any:
-        """A Celery client that only sends tasks by name (made on first use; tests may replace it)."""
+        """A Celery client that only sends tasks by name (made on first use; tests replace it)."""
         if self._sender is None:
             from celery import Celery
 
@@ -105,6 +105,6 @@ def _close_session(_exc: BaseException | None) -> None:
 
 
 def enqueue(entries: list[OutboxEntry]) -> None:
-    """Send committed outbox entries by task name; if the broker is down the sweeper resends them."""
+    """Send committed outbox entries by task name; if the broker is down, the sweeper resends."""
     if entries:
         dispatch.enqueue(resources().sender, entries)

@@ -127,7 +127,7 @@ def month_html(rows: Sequence[MonthRow], anonymous: bool, tz: ZoneInfo | None = 
 
 
 def _aware(value: datetime | str) -> datetime:
-    """A stored date as aware UTC (SQLite keeps naive UTC text, PostgreSQL gives aware datetimes)."""
+    """A stored date as aware UTC (SQLite keeps naive UTC text, PostgreSQL gives aware ones)."""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
