@@ -17,7 +17,7 @@ from listgate.models.people import DAILY, WEEKLY
 from listgate.models.web import Report, Vote
 from listgate.reports import hide, open_reports
 from listgate.states import SubscriptionState
-from listgate.subscriptions import Outcome, RateLimited, SubscriptionError
+from listgate.subscriptions import RateLimited, SubscriptionError
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
 from webarchive.reading.access import readable_list, readable_message, readable_thread
@@ -168,7 +168,9 @@ def _to_thread(thread: Thread) -> str:
     return url_for("pages.thread", thread_id=thread.id)
 
 
-def _act(list_id: int, back: str, action: Callable[[Session, MailingList], Outcome]) -> Response:
+def _act(
+    list_id: int, back: str, action: Callable[[Session, MailingList], subscriptions.Outcome]
+) -> Response:
     """Run action(session, list) in one write transaction; flash what it did and go back."""
     try:
         with transaction(resources().writer) as session:
@@ -183,7 +185,9 @@ def _act(list_id: int, back: str, action: Callable[[Session, MailingList], Outco
     return redirect(back, 303)
 
 
-def _request(session: Session, mlist: MailingList, kind: str, thread_id: int = 0) -> Outcome:
+def _request(
+    session: Session, mlist: MailingList, kind: str, thread_id: int = 0
+) -> subscriptions.Outcome:
     s = settings()
     return subscriptions.request(
         session,
