@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from datetime import datetime
-from typing import Any, NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
@@ -47,6 +47,7 @@ from webarchive.templating import (
     reader_zone_name,
     request_now,
 )
+from webarchive.urls import carried_args
 
 bp = Blueprint("pages", __name__)
 HOME_COLUMNS = (
@@ -255,8 +256,9 @@ def thread(thread_id: int) -> str | Response:
     session = db()
     found = readable_thread(session, thread_id)
     if found.id != thread_id:
-        args: dict[str, Any] = request.args.to_dict()  # the first value of each, as before
-        return redirect(url_for("pages.thread", thread_id=found.id, **args), 301)
+        return redirect(
+            url_for("pages.thread", thread_id=found.id, **carried_args("thread_id")), 301
+        )
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
