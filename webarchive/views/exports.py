@@ -14,7 +14,7 @@ from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessag
 from listgate.states import PostState
 from webarchive.context import db
 from webarchive.ratelimit import client_ip, limit
-from webarchive.reading.access import readable_list, readable_message, readable_thread
+from webarchive.reading.access import readable_list, readable_message, readable_posts
 from webarchive.reading.listing import month_range
 from webarchive.security import current_address
 from webarchive.templating import PREVIEW_TYPES, previewable
@@ -96,14 +96,7 @@ def thread_mbox(thread_id: int) -> Response:
     """Every visible post of a thread as an mbox, by date."""
     _count_anonymous()
     session = db()
-    thread = readable_thread(session, thread_id)
-    messages = list(
-        session.scalars(
-            select(Message)
-            .where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
-            .order_by(Message.date, Message.id)
-        )
-    )
+    thread, messages = readable_posts(session, thread_id)
     return download(_mbox(session, messages), f"thread-{thread.id}.mbox", "application/mbox")
 
 
