@@ -18,7 +18,7 @@ import pytest
 
 from listgate import tokens
 from listgate.threads import resolve
-from tests.support.factories import make_mail, post
+from tests.support.factories import make_mail, merged_pair, post
 
 SITE = "127.0.0.1"
 # Each value is what `next` holds after the query string or form was decoded.
@@ -123,14 +123,7 @@ def test_the_sign_in_form_carries_only_a_safe_next(client, make_list) -> None:
 def merged_threads(make_list, db) -> tuple[int, int]:  # type: ignore[no-untyped-def]
     """Two threads joined by a reply that names both: (the absorbed id, the surviving id)."""
     make_list("dev")
-    a = post(db, make_mail("A", msgid="a@x.test"))
-    b = post(db, make_mail("B", msgid="b@x.test"))
-    post(
-        db,
-        make_mail(
-            "Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]
-        ),
-    )
+    a, b = merged_pair(db)
     with db() as session:
         survivor = resolve(session, a.thread_id)
         assert survivor is not None
