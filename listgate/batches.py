@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from listgate import lists, store
 from listgate.addresses import Recipient
-from listgate.ingest import IngestResult, ingest
+from listgate.ingest import IngestResult, ingest, look_ahead
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
 
@@ -58,6 +58,7 @@ def ingest_batch(
     ] = {}  # a batch posts mostly to the same lists: look each up once
     try:  # one SAVEPOINT for the batch: per message they cost a statement pair and a flush each
         with session.begin_nested():
+            _look_ahead(session, items, known)
             return [_ingest_item(session, item, known, domain, fallback_days) for item in items]
     except Exception as exc:
         if not store.of(session).transaction_alive(session):
@@ -80,6 +81,23 @@ def ingest_batch(
             )
             results.append(exc)
     return results
+
+
+def _look_ahead(
+    session: Session, items: Sequence[Item], known: dict[str, MailingList | None]
+) -> None:
+    """Read what the batch will ask of each list's archive in a few queries (listgate.places)."""
+    batches: dict[str, list[ParsedMessage]] = {}
+    for item in items:
+        for recipient in item.recipients:
+            if not recipient.command:
+                batches.setdefault(recipient.list_name, []).append(item.parsed)
+    for name, batch in batches.items():
+        if name not in known:
+            known[name] = lists.get(session, name)
+        mlist = known[name]
+        if mlist is not None:
+            look_ahead(session, mlist, batch)
 
 
 def _ingest_item(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
-from listgate import store
+from listgate import places, store
 from listgate.models import (
     MailingList,
     Message,
@@ -97,6 +97,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     if len(threads) == 1:
         return threads[0]
     session.flush()  # the statements below work on rows: write what the session holds first
+    places.forget(session)
     survivor = next((t for t in threads if t.id == prefer), None) or max(
         threads, key=lambda t: (t.message_count, -t.id)
     )
@@ -135,6 +136,7 @@ def move(
 ) -> None:
     """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the list's threads)."""
     session.flush()
+    places.forget(session)
     conn = session.connection()
     conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
     conn.execute(
@@ -194,6 +196,7 @@ def recount(session: Session, thread: Thread) -> None:
             ThreadParticipant.__table__.c.thread_id == thread.id
         )
     )
+    places.forget(session)
     people = {
         r.from_addr or r.from_name
         for r in conn.execute(select(visible.c.from_addr, visible.c.from_name))
@@ -266,14 +269,19 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
             created_at=min(thread.created_at, msg.date),
         )
     addr = msg.from_addr or msg.from_name
-    conn = session.connection()
+    stored = store.tx(session).participants  # (thread, address) rows this transaction wrote
     if (
         addr
-        and conn.execute(
+        and (thread.id, addr) not in stored
+        and session.connection()
+        .execute(
             insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}
-        ).rowcount
+        )
+        .rowcount
     ):
         values["participant_count"] += 1
+    if addr:
+        stored.add((thread.id, addr))
     _write(session, thread, values)
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from listgate import conversations
+from listgate import conversations, places
 from listgate.models import Message, MessageRef, ThreadNode
 
 MAX_DEPTH = 10_000  # the bound on any walk up a chain of parents
@@ -382,6 +382,7 @@ def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
     their own); parts now joined merge; placeholders nothing names any more are forgotten.
     """
     conn = session.connection()
+    places.forget(session)
     nodes, near = _links(conn, thread_ids)
     parts: list[set[str]] = []
     placed: set[str] = set()

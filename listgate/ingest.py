@@ -7,13 +7,14 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch, notposted, store, threads
+from listgate import digests, dispatch, notposted, places, store, threads
 from listgate.addresses import Recipient
 from listgate.bans import first_banned
 from listgate.mail.message import MessageHead, ParsedMessage
@@ -386,13 +387,22 @@ def admit(
     return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
 
 
-def _archived(session: Session, mlist: MailingList, message_id: str) -> Any:
+def _archived(session: Session, mlist: MailingList, message_id: str) -> places.Archived | None:
     """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or None."""
-    return (
-        session.connection()
-        .execute(store.ARCHIVED, {"list_id": mlist.id, "message_id": message_id})
-        .first()
+    return places.archived(session, mlist.id, message_id)
+
+
+def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessage]) -> None:
+    """Read what ingesting batch into mlist will ask (archived ids, thread nodes) in a few queries."""
+    lock_list(session, mlist)  # first: what is read must be what the list holds while we write
+    named = (
+        key
+        for parsed in batch
+        for key, _ in threads.thread_keys(
+            parsed.message_id, parsed.in_reply_to, parsed.references
+        ).named
     )
+    places.prefetch(session, mlist.id, (p.message_id for p in batch), named)
 
 
 def _archived_bytes(session: Session, existing: Any, raw: bytes) -> bool:

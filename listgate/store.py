@@ -42,9 +42,6 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
 _LISTS, _BANS, _VARIANTS = MailingList.__table__, Ban.__table__, MessageVariant.__table__
 
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
-ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
-    _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id")
-)
 RAW_BY_HASH = select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256"))
 VARIANT_OF = select(_VARIANTS.c.id).where(
     _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
@@ -205,6 +202,10 @@ class TxState:
     threads: dict[int, Any] = field(
         default_factory=dict
     )  # Thread objects loaded or written (held strongly)
+    # listgate.places: what this transaction knows of Message-IDs, keyed (list id, Message-ID)
+    archived: dict[tuple[int, str], Any] = field(default_factory=dict)
+    nodes: dict[tuple[int, str], Any] = field(default_factory=dict)
+    participants: set[tuple[int, str]] = field(default_factory=set)  # (thread, address) stored
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -231,6 +232,9 @@ def _forget(session: Session, _previous: Any) -> None:
             session.expunge(thread)
     state.threads.clear()
     state.locked_lists.clear()
+    state.archived.clear()
+    state.nodes.clear()
+    state.participants.clear()
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, delete, false, insert, null, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from listgate import conversations, forest
+from listgate import conversations, forest, places
 from listgate.conversations import count_visible, insert_ignore, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.mail.parser import parse
@@ -49,12 +49,11 @@ __all__ = [
 _NODES = ThreadNode.__table__
 _MESSAGES = Message.__table__
 _REFS = MessageRef.__table__
-_LOOKUP = select(_NODES.c.id, _NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
-    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
-)
 _INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
 _INSERT_NODE = insert(_NODES)
-_FILL_NODE = update(_NODES).where(_NODES.c.id == bindparam("node"))
+_FILL_NODE = update(_NODES).where(
+    _NODES.c.list_id == bindparam("list"), _NODES.c.msgid == bindparam("node_msgid")
+)
 _INSERT_REF = insert(_REFS)
 _THREAD_OF = select(_MESSAGES.c.thread_id).where(_MESSAGES.c.id == bindparam("pk"))
 _PLACED = select(
@@ -113,7 +112,7 @@ def attach(
     conn = session.connection()
     draft.values.update(thread_date=draft.date, thread_subject_norm=draft.subject_norm)
     # A brand-new message has no descendants yet, so no choice here can make a loop.
-    place = _place(conn, draft, keys, fallback_days)
+    place = _place(session, draft, keys, fallback_days)
     created = not place.thread_ids
     thread = (
         conversations.new(session, draft)
@@ -130,8 +129,18 @@ def attach(
     draft.extra["named"] = keys.named
     draft.id = conn.execute(_INSERT_MESSAGE, draft.values).scalar_one()
     _record_nodes(session, draft, keys.named, place.nodes, thread.id)
-
-    touched = forest.reparent_namers(session, draft.id, draft.message_id, draft.list_id)
+    places.noted(
+        session,
+        draft.list_id,
+        places.Node(draft.message_id, thread.id, draft.id),
+        places.Archived(draft.id, thread.id, draft.raw_id, draft.status),
+    )
+    # Whatever names an id has a node for it (a placeholder at least): none, and nothing names it.
+    touched = (
+        forest.reparent_namers(session, draft.id, draft.message_id, draft.list_id)
+        if draft.message_id in place.nodes
+        else set()
+    )
     if visible:
         count_visible(session, thread, draft)
     touched |= forest.rehang_by_subject(session, draft, fallback_days)
@@ -155,15 +164,10 @@ class _Place:
     nodes: dict[str, Any]
 
 
-def _place(conn: Connection, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
+def _place(session: Session, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
     """The parent a message's ids (else its subject and Date) choose, and the threads they join."""
-    nodes = {
-        row.msgid: row
-        for row in conn.execute(
-            _LOOKUP,
-            {"list_id": draft.list_id, "ids": [draft.message_id, *(k for k, _ in keys.named)]},
-        )
-    }
+    conn = session.connection()
+    nodes = places.nodes(session, draft.list_id, [draft.message_id, *(k for k, _ in keys.named)])
     archived = {
         mid: n.message_pk
         for mid, n in nodes.items()
@@ -252,7 +256,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
     draft.extra["named"] = keys.named
     touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
     conn.execute(delete(_REFS).where(_REFS.c.message_pk == pk))
-    place = _place(conn, draft, keys, fallback_days)
+    place = _place(session, draft, keys, fallback_days)
     conn.execute(
         update(_MESSAGES)
         .where(_MESSAGES.c.id == pk)
@@ -276,6 +280,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
         live = resolve(session, thread_id)
         if live is not None:
             conversations.recount(session, conversations.get(session, live.id))
+    places.forget(session)
     return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one())
 
 
@@ -304,7 +309,15 @@ def _record_nodes(
             },
         )
     else:
-        conn.execute(_FILL_NODE, {"node": own.id, "message_pk": draft.id, "thread_id": thread_id})
+        conn.execute(
+            _FILL_NODE,
+            {
+                "list": draft.list_id,
+                "node_msgid": draft.message_id,
+                "message_pk": draft.id,
+                "thread_id": thread_id,
+            },
+        )
     if not named:
         return
     conn.execute(
@@ -327,3 +340,5 @@ def _record_nodes(
     ]
     if placeholders:
         conn.execute(_INSERT_NODE, placeholders)
+        for row in placeholders:
+            places.noted(session, draft.list_id, places.Node(row["msgid"], thread_id, None))

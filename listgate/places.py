@@ -1,0 +1,123 @@
+"""What a transaction knows of a list's Message-IDs: their archived messages and thread nodes.
+
+Ingest asks, for each message, whether its id is archived (the duplicate check) and where the
+ids it names sit (the thread nodes). A batch reads both for all its messages at once
+(`prefetch`: two queries per batch instead of two per message); what ingest writes is noted
+here as it is written (`noted`), and whatever moves threads or nodes wholesale (merge, move,
+split, regroup, a message placed anew) calls `forget`, after which ids are read again. The
+knowledge lives in the transaction's state (listgate.store.tx), so any rollback drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
+
+from listgate import store
+from listgate.models import Message, ThreadNode
+
+_MESSAGES = Message.__table__
+_NODES = ThreadNode.__table__
+_CHUNK = 2000  # ids per IN list: far under every database's limit on bound parameters
+_ARCHIVED_AMONG = select(
+    _MESSAGES.c.message_id,
+    _MESSAGES.c.id,
+    _MESSAGES.c.thread_id,
+    _MESSAGES.c.raw_id,
+    _MESSAGES.c.status,
+).where(
+    _MESSAGES.c.list_id == bindparam("list_id"),
+    _MESSAGES.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+_NODES_AMONG = select(_NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
+    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
+)
+
+
+class Archived(NamedTuple):
+    """The archived message with a Message-ID on a list: what the duplicate check needs."""
+
+    id: int
+    thread_id: int
+    raw_id: int
+    status: str
+
+
+class Node(NamedTuple):
+    """A Message-ID's place in a list's forest: its thread, and its message (None: a placeholder)."""
+
+    msgid: str
+    thread_id: int
+    message_pk: int | None
+
+
+def archived(session: Session, list_id: int, message_id: str) -> Archived | None:
+    """The archived message with this Message-ID on the list, or None."""
+    known = store.tx(session).archived
+    if (list_id, message_id) not in known:
+        _read_archived(session, list_id, [message_id])
+    return known[(list_id, message_id)]
+
+
+def nodes(session: Session, list_id: int, ids: Iterable[str]) -> dict[str, Node]:
+    """The thread nodes of those ids that the list has (archived or placeholders), by id."""
+    known = store.tx(session).nodes
+    wanted = list(dict.fromkeys(ids))
+    missing = [i for i in wanted if (list_id, i) not in known]
+    if missing:
+        _read_nodes(session, list_id, missing)
+    return {i: node for i in wanted if (node := known[(list_id, i)]) is not None}
+
+
+def prefetch(session: Session, list_id: int, own: Iterable[str], named: Iterable[str]) -> None:
+    """Read, in a few queries, what a batch will ask: its own ids' messages, every id's node."""
+    state = store.tx(session)
+    own_ids = [i for i in dict.fromkeys(own) if (list_id, i) not in state.archived]
+    all_ids = [i for i in dict.fromkeys([*own_ids, *named]) if (list_id, i) not in state.nodes]
+    if own_ids:
+        _read_archived(session, list_id, own_ids)
+    if all_ids:
+        _read_nodes(session, list_id, all_ids)
+
+
+def noted(session: Session, list_id: int, node: Node, message: Archived | None = None) -> None:
+    """Remember a node (and its message) ingest has just written."""
+    state = store.tx(session)
+    state.nodes[(list_id, node.msgid)] = node
+    if message is not None:
+        state.archived[(list_id, node.msgid)] = message
+
+
+def forget(session: Session) -> None:
+    """Threads or nodes moved wholesale: read every id again when next asked."""
+    state = store.tx(session)
+    state.archived.clear()
+    state.nodes.clear()
+    state.participants.clear()
+
+
+def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:
+    known = store.tx(session).archived
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found = {
+            r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status)
+            for r in conn.execute(_ARCHIVED_AMONG, {"list_id": list_id, "ids": chunk})
+        }
+        known.update({(list_id, i): found.get(i) for i in chunk})
+
+
+def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
+    known = store.tx(session).nodes
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found = {
+            r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
+            for r in conn.execute(_NODES_AMONG, {"list_id": list_id, "ids": chunk})
+        }
+        known.update({(list_id, i): found.get(i) for i in chunk})
