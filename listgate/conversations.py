@@ -2,9 +2,10 @@
 
 A list counts only threads with a published post: a thread becomes one of the list's threads
 with its first visible post and stops being one when it has none left (held, rejected, hidden
-or removed posts are no threads). Counts are written by Core statements and the Thread objects kept in step without becoming
-dirty, so queries on threads need no flush; objects a transaction touched are held strongly
-(the identity map only holds weak references) and dropped on any rollback.
+or removed posts are no threads). Counts are set on the Thread objects and written by the
+session's flush, once per thread however many posts a batch adds (ingest runs without autoflush;
+merges and moves flush first); objects a transaction touched are held strongly (the identity map
+only holds weak references) and dropped on any rollback.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
 from listgate import places, store
@@ -43,7 +43,6 @@ _COUNTED = (
     "participant_count",
 )
 _NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
-_COUNT = update(_THREADS).where(_THREADS.c.id == bindparam("tid"))
 _PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
 
 
@@ -306,10 +305,11 @@ def count_step(session: Session, msg: Message, step: int) -> None:
 
 
 def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
-    """One UPDATE of the thread row; the object kept in step without becoming dirty."""
-    session.connection().execute(_COUNT, {"tid": thread.id, **values})
+    """Set the thread's counts on the object: the session writes each changed thread once, at
+    its next flush (the commit, a savepoint, a merge), however many messages a batch adds."""
     for name, value in values.items():
-        set_committed_value(thread, name, value)
+        if getattr(thread, name) != value:
+            setattr(thread, name, value)
 
 
 def _has_parent(session: Session, message_pk: int) -> bool:

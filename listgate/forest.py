@@ -268,7 +268,11 @@ def _same_subject_after(
 
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
     """Subject-fallback messages for which the new message is nearer than their parent move under it."""
-    if days <= 0 or not new.thread_subject_norm:
+    if (
+        days <= 0
+        or not new.thread_subject_norm
+        or not places.linked_by_subject(session, new.list_id, new.thread_subject_norm)
+    ):
         return set()
     rows = _same_subject_after(
         session.connection(), new.list_id, new.thread_subject_norm, new.thread_date, new.id, days

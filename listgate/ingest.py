@@ -402,7 +402,8 @@ def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessa
             parsed.message_id, parsed.in_reply_to, parsed.references
         ).named
     )
-    places.prefetch(session, mlist.id, (p.message_id for p in batch), named)
+    subjects = [normalize_subject(p.subject) for p in batch]
+    places.prefetch(session, mlist.id, (p.message_id for p in batch), named, subjects)
 
 
 def _archived_bytes(session: Session, existing: Any, raw: bytes) -> bool:

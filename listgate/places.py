@@ -1,5 +1,7 @@
 """What a transaction knows of a list's Message-IDs: their archived messages and thread nodes.
 
+(And of its subjects: which have messages joined to a thread by subject alone.)
+
 Ingest asks, for each message, whether its id is archived (the duplicate check) and where the
 ids it names sit (the thread nodes). A batch reads both for all its messages at once
 (`prefetch`: two queries per batch instead of two per message); what ingest writes is noted
@@ -31,6 +33,15 @@ _ARCHIVED_AMONG = select(
 ).where(
     _MESSAGES.c.list_id == bindparam("list_id"),
     _MESSAGES.c.message_id.in_(bindparam("ids", expanding=True)),
+)
+_LINKED_AMONG = (
+    select(_MESSAGES.c.thread_subject_norm)
+    .where(
+        _MESSAGES.c.list_id == bindparam("list_id"),
+        _MESSAGES.c.by_subject.is_(True),
+        _MESSAGES.c.thread_subject_norm.in_(bindparam("subjects", expanding=True)),
+    )
+    .distinct()
 )
 _NODES_AMONG = select(_NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
     _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
@@ -72,8 +83,20 @@ def nodes(session: Session, list_id: int, ids: Iterable[str]) -> dict[str, Node]
     return {i: node for i in wanted if (node := known[(list_id, i)]) is not None}
 
 
-def prefetch(session: Session, list_id: int, own: Iterable[str], named: Iterable[str]) -> None:
-    """Read, in a few queries, what a batch will ask: its own ids' messages, every id's node."""
+def linked_by_subject(session: Session, list_id: int, subject_norm: str) -> bool:
+    """False when no message of the list joined a thread by this subject (True: not known)."""
+    return bool(store.tx(session).subjects.get((list_id, subject_norm), True))
+
+
+def prefetch(
+    session: Session,
+    list_id: int,
+    own: Iterable[str],
+    named: Iterable[str],
+    subjects: Iterable[str] = (),
+) -> None:
+    """Read, in a few queries, what a batch will ask: its own ids' messages, every id's node,
+    and which of its subjects have messages joined by subject."""
     state = store.tx(session)
     own_ids = [i for i in dict.fromkeys(own) if (list_id, i) not in state.archived]
     all_ids = [i for i in dict.fromkeys([*own_ids, *named]) if (list_id, i) not in state.nodes]
@@ -81,14 +104,28 @@ def prefetch(session: Session, list_id: int, own: Iterable[str], named: Iterable
         _read_archived(session, list_id, own_ids)
     if all_ids:
         _read_nodes(session, list_id, all_ids)
+    wanted = [t for t in dict.fromkeys(subjects) if t and (list_id, t) not in state.subjects]
+    conn = session.connection()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        linked = set(conn.execute(_LINKED_AMONG, {"list_id": list_id, "subjects": chunk}).scalars())
+        state.subjects.update({(list_id, t): t in linked for t in chunk})
 
 
-def noted(session: Session, list_id: int, node: Node, message: Archived | None = None) -> None:
-    """Remember a node (and its message) ingest has just written."""
+def noted(
+    session: Session,
+    list_id: int,
+    node: Node,
+    message: Archived | None = None,
+    subject_link: str = "",
+) -> None:
+    """Remember a node (and its message, and the subject it joined its thread by) just written."""
     state = store.tx(session)
     state.nodes[(list_id, node.msgid)] = node
     if message is not None:
         state.archived[(list_id, node.msgid)] = message
+    if subject_link:
+        state.subjects[(list_id, subject_link)] = True
 
 
 def forget(session: Session) -> None:
@@ -97,6 +134,7 @@ def forget(session: Session) -> None:
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()
+    state.subjects.clear()
 
 
 def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:

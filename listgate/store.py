@@ -206,6 +206,7 @@ class TxState:
     archived: dict[tuple[int, str], Any] = field(default_factory=dict)
     nodes: dict[tuple[int, str], Any] = field(default_factory=dict)
     participants: set[tuple[int, str]] = field(default_factory=set)  # (thread, address) stored
+    subjects: dict[tuple[int, str], bool] = field(default_factory=dict)  # joined by subject?
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -235,6 +236,7 @@ def _forget(session: Session, _previous: Any) -> None:
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()
+    state.subjects.clear()
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:

@@ -134,6 +134,7 @@ def attach(
         draft.list_id,
         places.Node(draft.message_id, thread.id, draft.id),
         places.Archived(draft.id, thread.id, draft.raw_id, draft.status),
+        draft.thread_subject_norm if place.by_subject else "",
     )
     # Whatever names an id has a node for it (a placeholder at least): none, and nothing names it.
     touched = (
@@ -252,6 +253,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
     """
     conn = session.connection()
     old = conn.execute(_PLACED, {"pk": pk}).one()
+    places.forget(session)  # what the transaction knew of ids and subjects is moved here
     draft.id = pk
     draft.extra["named"] = keys.named
     touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
