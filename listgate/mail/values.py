@@ -12,12 +12,13 @@ from listgate.mail.names import FROM, MESSAGE_ID, SENDER
 
 _ID_IN_BRACKETS = re.compile(r"<([^<>]*)>")
 _SPACES = re.compile(r"\s+")
+_SURROGATES = re.compile("[\udc80-\udcff]")  # 8-bit header bytes read as surrogateescape
 
 
 def text_value(value: object) -> str:
     """8-bit header bytes (surrogates) recovered as UTF-8, else Latin-1."""
     text = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and _SURROGATES.search(text):
         data = text.encode("utf-8", "surrogateescape")
         try:
             text = data.decode("utf-8")
