@@ -9,9 +9,10 @@ prints statements per message by kind; `--profile FILE` also writes a cProfile o
 from __future__ import annotations
 
 import argparse
-import cProfile
 import collections
+import cProfile
 import itertools
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,12 +85,15 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="write a cProfile of the import here")
     args = parser.parse_args()
     result = measure(args.messages, args.database_url, args.profile)
-    print(
+    lines = [
         f"{result['imported']}/{result['messages']} imported in {result['seconds']:.1f} s; "
         f"{result['statements']} statements, {result['per_message']:.2f} per message"
-    )
-    for kind, n in result["by_kind"].items():
-        print(f"  {kind:<10} {n / max(result['messages'], 1):6.2f} per message")
+    ]
+    lines += [
+        f"  {kind:<10} {n / max(result['messages'], 1):6.2f} per message"
+        for kind, n in result["by_kind"].items()
+    ]
+    sys.stdout.write("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

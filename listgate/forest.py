@@ -277,7 +277,7 @@ def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
     rows = _same_subject_after(
         session.connection(), new.list_id, new.thread_subject_norm, new.thread_date, new.id, days
     )
-    mine, named = (new.thread_date, new.message_id), {k for k, _ in new.extra.get("named", ())}
+    mine, named = (new.thread_date, new.message_id), {k for k, _ in new.named}
     touched: set[int] = set()
     for row in rows:
         if (

@@ -449,29 +449,30 @@ def _draft(
     session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str
 ) -> threads.Draft:
     """The new message's column values (raw bytes stored); threads.attach inserts it once its thread is known."""
+    subject_norm = normalize_subject(parsed.subject)
     return threads.Draft(
-        dict(
-            list_id=mlist.id,
-            message_id=parsed.message_id,
-            message_id_generated=parsed.message_id_generated,
-            raw_id=store_raw_id(session, parsed.raw),
-            subject=parsed.subject,
-            subject_norm=normalize_subject(parsed.subject),
-            from_name=parsed.from_name,
-            from_addr=parsed.from_addr,
-            date=parsed.date,
-            date_offset=parsed.date_offset,
-            date_header=parsed.date_header,
-            received_at=datetime.now(UTC),
-            in_reply_to=" ".join(parsed.in_reply_to)[:4000],
-            references=" ".join(parsed.chain)[:20000],
-            body_text=parsed.body_text,
-            body_html=parsed.body_html,
-            is_flowed=parsed.is_flowed,
-            status=status,
-            origin=origin,
-            defects="\n".join(parsed.defects)[:20000],
-        )
+        list_id=mlist.id,
+        message_id=parsed.message_id,
+        subject=parsed.subject,
+        date=parsed.date,
+        thread_date=parsed.date,
+        thread_subject_norm=subject_norm,
+        subject_norm=subject_norm,
+        message_id_generated=parsed.message_id_generated,
+        raw_id=store_raw_id(session, parsed.raw),
+        from_name=parsed.from_name,
+        from_addr=parsed.from_addr,
+        date_offset=parsed.date_offset,
+        date_header=parsed.date_header,
+        received_at=datetime.now(UTC),
+        in_reply_to=" ".join(parsed.in_reply_to)[:4000],
+        references=" ".join(parsed.chain)[:20000],
+        body_text=parsed.body_text,
+        body_html=parsed.body_html,
+        is_flowed=parsed.is_flowed,
+        status=status,
+        origin=origin,
+        defects="\n".join(parsed.defects)[:20000],
     )
 
 

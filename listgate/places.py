@@ -58,7 +58,7 @@ class Archived(NamedTuple):
 
 
 class Node(NamedTuple):
-    """A Message-ID's place in a list's forest: its thread, and its message (None: a placeholder)."""
+    """A Message-ID's place in a list's forest: its thread and message (None: a placeholder)."""
 
     msgid: str
     thread_id: int

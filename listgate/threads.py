@@ -13,12 +13,11 @@ is keyed by the message's ids, so what earlier calls wrote is seen without a flu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, false, insert, null, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from listgate import conversations, forest, places
@@ -27,6 +26,7 @@ from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
+from listgate.states import PostState
 
 if TYPE_CHECKING:
     from listgate.mail.message import ParsedMessage
@@ -89,17 +89,47 @@ _VARIANTS_OF = (
 
 @dataclass
 class Draft:
-    """A message being stored: its column values; `id` once inserted."""
+    """A message being stored (or an archived one placed anew): its column values; `id` once inserted.
 
-    values: dict[str, Any]
+    The threading inputs come first; `replace` needs only those. `row()` is what attach inserts.
+    """
+
+    list_id: int
+    message_id: str
+    subject: str
+    date: datetime  # UTC
+    thread_date: datetime  # the Date that places it (the earliest copy's, for a Message-ID)
+    thread_subject_norm: str
+    subject_norm: str = ""
+    message_id_generated: bool = False
+    raw_id: int = 0
+    from_name: str = ""
+    from_addr: str = ""
+    date_offset: int = 0
+    date_header: str = ""
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    in_reply_to: str = ""
+    references: str = ""
+    body_text: str = ""
+    body_html: str = ""
+    is_flowed: bool = False
+    status: str = PostState.VISIBLE
+    origin: str = "smtp"
+    defects: str = ""
+    thread_id: int | None = None
+    parent_id: int | None = None
+    pref_parent_id: int | None = None
+    parent_pos: int = -1
+    by_subject: bool = False
     id: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    named: list[tuple[str, int]] = field(default_factory=list)  # its thread keys
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def row(self) -> dict[str, Any]:
+        """The messages row to insert."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_COLUMNS}
+
+
+_NOT_COLUMNS = frozenset({"id", "named"})
 
 
 def attach(
@@ -110,7 +140,6 @@ def attach(
     Returns the thread and whether it is new; draft.id is the new message's pk.
     """
     conn = session.connection()
-    draft.values.update(thread_date=draft.date, thread_subject_norm=draft.subject_norm)
     # A brand-new message has no descendants yet, so no choice here can make a loop.
     place = _place(session, draft, keys, fallback_days)
     created = not place.thread_ids
@@ -119,15 +148,13 @@ def attach(
         if created
         else conversations.merge(session, place.thread_ids)
     )
-    draft.values.update(
-        thread_id=thread.id,
-        parent_id=place.parent_id,
-        pref_parent_id=place.parent_id,
-        parent_pos=place.parent_pos,
-        by_subject=place.by_subject,
+    draft.thread_id, draft.parent_id, draft.pref_parent_id = (
+        thread.id,
+        place.parent_id,
+        place.parent_id,
     )
-    draft.extra["named"] = keys.named
-    draft.id = conn.execute(_INSERT_MESSAGE, draft.values).scalar_one()
+    draft.parent_pos, draft.by_subject, draft.named = place.parent_pos, place.by_subject, keys.named
+    draft.id = conn.execute(_INSERT_MESSAGE, draft.row()).scalar_one()
     _record_nodes(session, draft, keys.named, place.nodes, thread.id)
     places.noted(
         session,
@@ -231,15 +258,12 @@ def place_copies(
         )
     )
     draft = Draft(
-        dict(
-            list_id=conn.execute(
-                select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)
-            ).scalar_one(),
-            message_id=copy.message_id,
-            subject=copy.subject,
-            thread_date=winner.date,
-            thread_subject_norm=normalize_subject(copy.subject),
-        )
+        list_id=conn.execute(select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)).scalar_one(),
+        message_id=copy.message_id,
+        subject=copy.subject,
+        date=winner.date,
+        thread_date=winner.date,
+        thread_subject_norm=normalize_subject(copy.subject),
     )
     keys = thread_keys(copy.message_id, copy.in_reply_to, copy.references)
     return replace(session, pk, draft, keys, fallback_days), True
@@ -254,8 +278,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
     conn = session.connection()
     old = conn.execute(_PLACED, {"pk": pk}).one()
     places.forget(session)  # what the transaction knew of ids and subjects is moved here
-    draft.id = pk
-    draft.extra["named"] = keys.named
+    draft.id, draft.named = pk, keys.named
     touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
     conn.execute(delete(_REFS).where(_REFS.c.message_pk == pk))
     place = _place(session, draft, keys, fallback_days)

@@ -34,10 +34,11 @@ ARRIVAL = datetime(2026, 11, 30, tzinfo=UTC)  # the date of mail whose own Date 
 CHUNK = 100
 RANDOM_NAME = re.compile(r"[a-z]{10}\.txt")
 FIELDS = (
-    "message_id message_id_generated in_reply_to references subject from_name from_addr"
-    " to_addrs cc_addrs date_offset date_header date_generated body_text body_html is_flowed"
-    " auto_submitted precedence headers defects chain"
-).split()
+    *("message_id", "message_id_generated", "in_reply_to", "references", "subject"),
+    *("from_name", "from_addr", "to_addrs", "cc_addrs", "date_offset", "date_header"),
+    *("date_generated", "body_text", "body_html", "is_flowed", "auto_submitted"),
+    *("precedence", "headers", "defects", "chain"),
+)
 
 
 def derived(raw: bytes) -> list[Any]:
@@ -102,12 +103,12 @@ def test_what_is_shown_of_every_corpus_message_is_unchanged(name: str) -> None:
     logging.getLogger("mailparser").setLevel(logging.ERROR)
     expected = json.loads(DIGESTS.read_text())[name]
     got = digests(sources()[name])
-    changed = [i for i, (a, b) in enumerate(zip(got, expected)) if a != b]
     assert len(got) == len(expected), (len(got), len(expected))
+    changed = [i for i, (a, b) in enumerate(zip(got, expected, strict=True)) if a != b]
     assert not changed, f"messages {[(i * CHUNK, (i + 1) * CHUNK) for i in changed][:5]} changed"
 
 
 if __name__ == "__main__":  # python -m tests.integration.test_parse_corpora: write the digests
     logging.getLogger("mailparser").setLevel(logging.ERROR)
     DIGESTS.write_text(json.dumps({k: digests(v) for k, v in sources().items()}, indent=1) + "\n")
-    print(f"wrote {DIGESTS}", file=sys.stderr)
+    sys.stderr.write(f"wrote {DIGESTS}\n")

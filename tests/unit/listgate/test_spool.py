@@ -176,7 +176,7 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
     real = threads.attach
 
     def attach(session, msg, *a, **k):  # type: ignore[no-untyped-def]
-        if msg.values["message_id"] == "bad@x":
+        if msg.message_id == "bad@x":
             raise ValueError("a bug this message triggers")
         return real(session, msg, *a, **k)
 
