@@ -34,7 +34,7 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
-from listgate.mail.parser import parse, parse_message_id
+from listgate.mail.parser import parse
 from listgate.models import Message, MessageVariant, RawMessage
 
 log = logging.getLogger(__name__)
@@ -260,24 +260,24 @@ class Importer:
             return exc
 
     def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:
-        """Drop messages already archived with the same bytes (a resumed import) without parsing them."""
+        """Drop messages already archived with the same bytes (a resumed import) without parsing them.
+
+        The bytes alone decide: the same bytes always parse to the same Message-ID, so bytes kept
+        on this list (as a message or a variant) are that message, archived.
+        """
         mlist = lists.require(session, self.list_name)
-        keys = [(parse_message_id(r), hashlib.sha256(r).hexdigest()) for r in raws]
-        have: set[tuple[str, str]] = set()
-        for raw_of in (
-            Message.raw_id,
-            MessageVariant.raw_id,
-        ):  # the message's own bytes, then its variants'
-            query = select(Message.message_id, RawMessage.sha256).where(
-                Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys})
+        hashes = [hashlib.sha256(r).hexdigest() for r in raws]
+        have: set[str] = set()
+        for raw_of in (Message.raw_id, MessageVariant.raw_id):  # its own bytes, then variants'
+            query = (
+                select(RawMessage.sha256)
+                .select_from(Message)
+                .where(Message.list_id == mlist.id, RawMessage.sha256.in_(set(hashes)))
             )
             if raw_of is MessageVariant.raw_id:
                 query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
-            have.update(
-                (mid, sha)
-                for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of))
-            )
-        fresh = [r for r, key in zip(raws, keys) if key not in have]
+            have.update(session.scalars(query.join(RawMessage, RawMessage.id == raw_of)))
+        fresh = [r for r, digest in zip(raws, hashes, strict=True) if digest not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
 
