@@ -42,8 +42,8 @@ _COUNTED = (
     "created_at",
     "participant_count",
 )
-_NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
-_PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
+_NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
+_PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
 
 
 def insert_ignore(session: Session, model: Any) -> Insert:
@@ -62,7 +62,10 @@ def get(session: Session, thread_id: int) -> Thread:
     thread = cache.get(thread_id)
     if thread is None:
         thread = cache[thread_id] = session.get_one(
-            Thread, thread_id, options=(lazyload(Thread.mailing_list),)
+            Thread,
+            thread_id,
+            options=(lazyload(Thread.mailing_list),),
+            execution_options={store.BLIND: True},
         )
     return thread
 
@@ -274,7 +277,8 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
         and (thread.id, addr) not in stored
         and session.connection()
         .execute(
-            insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}
+            store.blind(insert_ignore(session, ThreadParticipant)),
+            {"thread_id": thread.id, "address": addr},
         )
         .rowcount
     ):

@@ -19,7 +19,7 @@ from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from listgate import conversations, places
+from listgate import conversations, places, store
 from listgate.models import Message, MessageRef, ThreadNode
 
 MAX_DEPTH = 10_000  # the bound on any walk up a chain of parents
@@ -228,7 +228,7 @@ def nearest_earlier(
 
 
 _PARENT = _M.alias("parent")
-_REHANG = (
+_REHANG = store.blind(  # messages only
     select(
         _M.c.id,
         _M.c.thread_id,

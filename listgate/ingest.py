@@ -49,6 +49,7 @@ VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside 
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
 _RAW = RawMessage.__table__
+_INSERT_ATTACHMENT = store.blind(insert(Attachment.__table__))
 
 
 @dataclass
@@ -92,7 +93,7 @@ def store_raw_id(session: Session, raw: bytes) -> int:
     digest = hashlib.sha256(raw).hexdigest()
     conn = session.connection()
     new = conn.execute(
-        store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id),
+        store.blind(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id)),
         {"sha256": digest, "size": len(raw), "data": raw},
     ).scalar()
     if new is not None:
@@ -404,6 +405,7 @@ def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessa
     )
     subjects = [normalize_subject(p.subject) for p in batch]
     places.prefetch(session, mlist.id, (p.message_id for p in batch), named, subjects)
+    places.defer_rows(session)
 
 
 def _archived_bytes(session: Session, existing: Any, raw: bytes) -> bool:
@@ -482,11 +484,11 @@ def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int)
         return
     conn = session.connection()
     conn.execute(
-        store.of(session).insert_ignore(Blob),
+        store.blind(store.of(session).insert_ignore(Blob)),
         [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
     )
     conn.execute(
-        insert(Attachment.__table__),
+        _INSERT_ATTACHMENT,
         [
             {
                 "message_pk": message_pk,

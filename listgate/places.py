@@ -13,9 +13,10 @@ knowledge lives in the transaction's state (listgate.store.tx), so any rollback 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Connection, bindparam, event, select
+from sqlalchemy.sql.base import Executable
 from sqlalchemy.orm import Session
 
 from listgate import store
@@ -24,17 +25,19 @@ from listgate.models import Message, ThreadNode
 _MESSAGES = Message.__table__
 _NODES = ThreadNode.__table__
 _CHUNK = 2000  # ids per IN list: far under every database's limit on bound parameters
-_ARCHIVED_AMONG = select(
-    _MESSAGES.c.message_id,
-    _MESSAGES.c.id,
-    _MESSAGES.c.thread_id,
-    _MESSAGES.c.raw_id,
-    _MESSAGES.c.status,
-).where(
-    _MESSAGES.c.list_id == bindparam("list_id"),
-    _MESSAGES.c.message_id.in_(bindparam("ids", expanding=True)),
+_ARCHIVED_AMONG = store.blind(
+    select(
+        _MESSAGES.c.message_id,
+        _MESSAGES.c.id,
+        _MESSAGES.c.thread_id,
+        _MESSAGES.c.raw_id,
+        _MESSAGES.c.status,
+    ).where(
+        _MESSAGES.c.list_id == bindparam("list_id"),
+        _MESSAGES.c.message_id.in_(bindparam("ids", expanding=True)),
+    )
 )
-_LINKED_AMONG = (
+_LINKED_AMONG = store.blind(
     select(_MESSAGES.c.thread_subject_norm)
     .where(
         _MESSAGES.c.list_id == bindparam("list_id"),
@@ -159,3 +162,63 @@ def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
             for r in conn.execute(_NODES_AMONG, {"list_id": list_id, "ids": chunk})
         }
         known.update({(list_id, i): found.get(i) for i in chunk})
+
+
+# Rows a batch only adds (thread nodes, reference rows) go out in one executemany per kind.
+# While a batch is under way (`defer_rows`), they wait on the connection; they are written
+# before any statement not marked as leaving nodes and references alone (`store.blind`), before a
+# SAVEPOINT and before the COMMIT, and forgotten by a rollback to a savepoint or of all.
+_ROWS = "listgate.rows"  # conn.info key: {insert statement: [rows]} while deferring
+
+
+def defer_rows(session: Session) -> None:
+    """From now until this transaction ends, node and reference rows are written in bulk."""
+    conn = session.connection()
+    engine = conn.engine
+    if not event.contains(engine, "before_execute", _before_execute):
+        event.listen(engine, "before_execute", _before_execute)
+        event.listen(engine, "savepoint", _write_pending)
+        event.listen(engine, "commit", _commit)
+        event.listen(engine, "rollback_savepoint", _drop_pending)
+        event.listen(engine, "rollback", _stop)
+    conn.info.setdefault(_ROWS, {})
+
+
+def insert_rows(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows now, or with the batch's others when it defers them."""
+    pending = conn.info.get(_ROWS)
+    if pending is None:
+        conn.execute(statement, rows)
+    else:
+        pending.setdefault(statement, []).extend(rows)
+
+
+def _write_pending(conn: Connection, *_: Any) -> None:
+    pending = conn.info.get(_ROWS)
+    if pending:
+        batches = list(pending.items())
+        pending.clear()
+        for statement, rows in batches:
+            conn.execute(store.blind(statement), rows)
+
+
+def _before_execute(conn: Connection, statement: Any, *_: Any) -> None:
+    if conn.info.get(_ROWS) and not (
+        isinstance(statement, Executable) and statement.get_execution_options().get(store.BLIND)
+    ):
+        _write_pending(conn)
+
+
+def _commit(conn: Connection) -> None:
+    _write_pending(conn)
+    conn.info.pop(_ROWS, None)
+
+
+def _drop_pending(conn: Connection, *_: Any) -> None:
+    pending = conn.info.get(_ROWS)
+    if pending:
+        pending.clear()
+
+
+def _stop(conn: Connection) -> None:
+    conn.info.pop(_ROWS, None)

@@ -41,31 +41,50 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
 )
 _LISTS, _BANS, _VARIANTS = MailingList.__table__, Ban.__table__, MessageVariant.__table__
 
+BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
+
+
+def blind(statement: Any) -> Any:
+    """The statement marked as reading and writing no thread nodes and no reference rows.
+
+    While a batch defers those rows (listgate.places), only unmarked statements wait for them.
+    """
+    return statement.execution_options(**{BLIND: True})
+
+
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
-RAW_BY_HASH = select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256"))
-VARIANT_OF = select(_VARIANTS.c.id).where(
-    _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
-)
-BANNED = (
-    select(_BANS.c.id)
-    .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
-    .limit(1)
-)
-BANNED_AMONG = select(_BANS.c.address).where(
-    _BANS.c.list_id == bindparam("list_id"),
-    _BANS.c.address.in_(bindparam("addresses", expanding=True)),
-)
-MEMBER = (
-    select(_SUBS.c.id)
-    .where(
-        _SUBS.c.list_id == bindparam("list_id"),
-        _SUBS.c.address == bindparam("address"),
-        _SUBS.c.kind.in_(("list", "digest")),
-        _SUBS.c.status == SubscriptionState.ACTIVE,
+RAW_BY_HASH = blind(select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256")))
+VARIANT_OF = blind(
+    select(_VARIANTS.c.id).where(
+        _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
     )
-    .limit(1)
 )
-LIST_BY_NAME = select(*_LISTS.c).where(_LISTS.c.name == bindparam("name"))
+BANNED = blind(
+    (
+        select(_BANS.c.id)
+        .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
+        .limit(1)
+    )
+)
+BANNED_AMONG = blind(
+    select(_BANS.c.address).where(
+        _BANS.c.list_id == bindparam("list_id"),
+        _BANS.c.address.in_(bindparam("addresses", expanding=True)),
+    )
+)
+MEMBER = blind(
+    (
+        select(_SUBS.c.id)
+        .where(
+            _SUBS.c.list_id == bindparam("list_id"),
+            _SUBS.c.address == bindparam("address"),
+            _SUBS.c.kind.in_(("list", "digest")),
+            _SUBS.c.status == SubscriptionState.ACTIVE,
+        )
+        .limit(1)
+    )
+)
+LIST_BY_NAME = blind(select(*_LISTS.c).where(_LISTS.c.name == bindparam("name")))
 LOCK_LIST = (
     select(MailingList)
     .where(MailingList.id == bindparam("id"))
@@ -73,16 +92,20 @@ LOCK_LIST = (
     .execution_options(populate_existing=True)
 )  # reloaded: the object may carry counts read before another writer's commit
 # Not opted out of following, and no live follow or mute of this thread yet.
-MAY_FOLLOW = select(
-    ~or_(
-        exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
-        exists().where(
-            _SUBS.c.list_id == bindparam("list_id"),
-            _SUBS.c.address == bindparam("address"),
-            _SUBS.c.kind.in_(("thread", "mute")),
-            _SUBS.c.thread_key == bindparam("thread_key"),
-            _SUBS.c.status != SubscriptionState.ENDED,
-        ),
+MAY_FOLLOW = blind(
+    select(
+        ~or_(
+            exists().where(
+                _PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)
+            ),
+            exists().where(
+                _SUBS.c.list_id == bindparam("list_id"),
+                _SUBS.c.address == bindparam("address"),
+                _SUBS.c.kind.in_(("thread", "mute")),
+                _SUBS.c.thread_key == bindparam("thread_key"),
+                _SUBS.c.status != SubscriptionState.ENDED,
+            ),
+        )
     )
 )
 

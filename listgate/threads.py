@@ -21,6 +21,7 @@ from sqlalchemy import bindparam, delete, false, insert, null, select, update
 from sqlalchemy.orm import Session
 
 from listgate import conversations, forest, places
+from listgate.store import blind
 from listgate.conversations import count_visible, insert_ignore, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.mail.parser import parse
@@ -49,7 +50,7 @@ __all__ = [
 _NODES = ThreadNode.__table__
 _MESSAGES = Message.__table__
 _REFS = MessageRef.__table__
-_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_INSERT_MESSAGE = blind(insert(_MESSAGES).returning(_MESSAGES.c.id))
 _INSERT_NODE = insert(_NODES)
 _FILL_NODE = update(_NODES).where(
     _NODES.c.list_id == bindparam("list"), _NODES.c.msgid == bindparam("node_msgid")
@@ -323,9 +324,14 @@ def _record_nodes(
     """The message's own node (new or filled in), its key rows and placeholder nodes."""
     conn = session.connection()
     own = nodes.get(draft.message_id)
+    rows = [
+        {"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
+        for ref, _ in named
+        if ref not in nodes
+    ]
     if own is None:
-        conn.execute(
-            _INSERT_NODE,
+        rows.insert(
+            0,
             {
                 "list_id": draft.list_id,
                 "msgid": draft.message_id,
@@ -343,27 +349,22 @@ def _record_nodes(
                 "thread_id": thread_id,
             },
         )
-    if not named:
-        return
-    conn.execute(
-        _INSERT_REF,
-        [
-            {
-                "message_pk": draft.id,
-                "position": pos,
-                "list_id": draft.list_id,
-                "ref": ref,
-                "in_reply_to": irt,
-            }
-            for pos, (ref, irt) in enumerate(named)
-        ],
-    )
-    placeholders = [
-        {"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
-        for ref, _ in named
-        if ref not in nodes
-    ]
-    if placeholders:
-        conn.execute(_INSERT_NODE, placeholders)
-        for row in placeholders:
-            places.noted(session, draft.list_id, places.Node(row["msgid"], thread_id, None))
+    if rows:
+        places.insert_rows(conn, _INSERT_NODE, rows)
+    if named:
+        places.insert_rows(
+            conn,
+            _INSERT_REF,
+            [
+                {
+                    "message_pk": draft.id,
+                    "position": pos,
+                    "list_id": draft.list_id,
+                    "ref": ref,
+                    "in_reply_to": irt,
+                }
+                for pos, (ref, irt) in enumerate(named)
+            ],
+        )
+    for row in rows[1 if own is None else 0 :]:
+        places.noted(session, draft.list_id, places.Node(row["msgid"], thread_id, None))
