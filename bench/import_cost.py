@@ -3,7 +3,8 @@
 `python -m bench.import_cost --messages 2000` imports the first messages of linux-man in this
 process (the ingest path `listgate import` and the archiver share) into a fresh archive and
 prints statements per message by kind; `--profile FILE` also writes a cProfile of the run
-(the first batch is parsed here, the rest by the import's parsing process). `--database-url` runs it on PostgreSQL.
+(the first batch is parsed here, the rest by the import's parsing process). `--database-url`
+runs it on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def measure(messages: int, database_url: str, profile: Path | None) -> dict[str,
     if profiler:
         profiler.enable()
     importer.run(iter(raws))
-    if profiler:
+    if profiler and profile:
         profiler.disable()
         profiler.dump_stats(profile)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu

@@ -1,4 +1,5 @@
-"""Thread rows: created, merged, split when a subject link moves, counted, resolved through redirects.
+"""Thread rows: created, merged, split when a subject link moves, counted, resolved through
+redirects.
 
 A list counts only threads with a published post: a thread becomes one of the list's threads
 with its first visible post and stops being one when it has none left (held, rejected, hidden
@@ -28,10 +29,11 @@ from listgate.models import (
 )
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionState
+from listgate.store import table
 
-_MESSAGES = Message.__table__
-_THREADS = Thread.__table__
-_NODES = ThreadNode.__table__
+_MESSAGES = table(Message)
+_THREADS = table(Thread)
+_NODES = table(ThreadNode)
 _COUNTED = (
     "message_count",
     "last_activity",
@@ -52,7 +54,8 @@ def insert_ignore(session: Session, model: Any) -> Insert:
 
 
 def _threads(session: Session) -> dict[int, Thread]:
-    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it (listgate.store.tx)."""
+    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it
+    (listgate.store.tx)."""
     return store.tx(session).threads
 
 
@@ -72,20 +75,20 @@ def get(session: Session, thread_id: int) -> Thread:
 
 def new(session: Session, draft: Any) -> Thread:
     """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
-    values = dict(
-        list_id=draft.list_id,
-        subject=draft.subject,
-        subject_norm=draft.subject_norm,
-        starter_name=draft.from_name,
-        created_at=draft.date,
-        last_activity=draft.date,
-        subject_orphan=False,
-        root_message_pk=None,
-        message_count=0,
-        participant_count=0,
-        merged_into_id=None,
-        featured=False,
-    )
+    values = {
+        "list_id": draft.list_id,
+        "subject": draft.subject,
+        "subject_norm": draft.subject_norm,
+        "starter_name": draft.from_name,
+        "created_at": draft.date,
+        "last_activity": draft.date,
+        "subject_orphan": False,
+        "root_message_pk": None,
+        "message_count": 0,
+        "participant_count": 0,
+        "merged_into_id": None,
+        "featured": False,
+    }
     thread = Thread(id=session.connection().execute(_NEW_THREAD, values).scalar_one(), **values)
     make_transient_to_detached(thread)
     session.add(thread)
@@ -136,7 +139,8 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
 def move(
     session: Session, message_pks: set[int], msgids: set[str], source: int, target: int
 ) -> None:
-    """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the list's threads)."""
+    """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the
+    list's threads)."""
     session.flush()
     places.forget(session)
     conn = session.connection()
@@ -156,7 +160,8 @@ def move(
 
 
 def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:
-    """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its id."""
+    """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its
+    id."""
     first = (
         session.connection()
         .execute(
@@ -194,9 +199,7 @@ def recount(session: Session, thread: Thread) -> None:
         )
     ).one()
     conn.execute(
-        delete(ThreadParticipant.__table__).where(
-            ThreadParticipant.__table__.c.thread_id == thread.id
-        )
+        delete(table(ThreadParticipant)).where(table(ThreadParticipant).c.thread_id == thread.id)
     )
     places.forget(session)
     people = {
@@ -205,7 +208,7 @@ def recount(session: Session, thread: Thread) -> None:
     } - {""}
     if people:
         conn.execute(
-            insert(ThreadParticipant.__table__),
+            insert(table(ThreadParticipant)),
             [{"thread_id": thread.id, "address": a} for a in people],
         )
     values = {c: getattr(thread, c) for c in _COUNTED}
@@ -217,7 +220,8 @@ def recount(session: Session, thread: Thread) -> None:
 
 
 def fix_root(session: Session, thread: Thread) -> None:
-    """Make the thread's root its earliest visible message without a parent, when it is not already one."""
+    """Make the thread's root its earliest visible message without a parent, when it is not already
+    one."""
     conn = session.connection()
     root = thread.root_message_pk
     if root is not None and conn.execute(_PARENT_OF, {"pk": root}).scalar() is None:
@@ -251,7 +255,8 @@ def fix_root(session: Session, thread: Thread) -> None:
 
 
 def count_visible(session: Session, thread: Thread, msg: Any) -> None:
-    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
+    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the
+    message."""
     values = {c: getattr(thread, c) for c in _COUNTED}
     values["message_count"] += 1
     if (
@@ -289,7 +294,8 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
 
 
 def count_step(session: Session, msg: Message, step: int) -> None:
-    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move, and a thread
+    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move,
+    and a thread
     with no visible post left stops being one of the list's threads (hidden, removed)."""
     left = session.execute(
         update(Thread)
@@ -322,7 +328,8 @@ def _has_parent(session: Session, message_pk: int) -> bool:
 
 
 def _move_followers(session: Session, old: int, new: int) -> None:
-    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries point at them).
+    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries
+    point at them).
 
     Where the address already has the same kind of row on the survivor, the livelier state is
     kept there and the old row ends, staying on the old thread with its history.

@@ -95,9 +95,7 @@ def mbox_messages(stream: BinaryIO) -> Iterator[bytes]:
             if line.strip():
                 raise SourceError("not an mbox file: it does not start with a 'From ' line")
             continue
-        if line.startswith(b">") and _FROM_ESCAPED.match(line):
-            line = line[1:]
-        lines.append(line)
+        lines.append(line[1:] if line.startswith(b">") and _FROM_ESCAPED.match(line) else line)
     if started:
         yield _finish(lines)
 
@@ -142,7 +140,8 @@ class ParseAhead:
 
     @staticmethod
     def result(parsing: Future[list[ParsedMessage]], raws: list[bytes]) -> list[ParsedMessage]:
-        """The parsed batch; parsed here when the helper process failed (it died, ran out of memory)."""
+        """The parsed batch; parsed here when the helper process failed (it died, ran out of
+        memory)."""
         try:
             return parsing.result()
         except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like: the batch is parsed again here
@@ -215,7 +214,8 @@ class Importer:
         return self.summary
 
     def _fresh(self, raws: list[bytes]) -> list[bytes]:
-        """The batch without what is archived already (skipped unparsed) and without empty messages (refused)."""
+        """The batch without what is archived already (skipped unparsed) and without empty messages
+        (refused)."""
         with self.factory() as session:
             fresh = self._skip_archived(session, raws)
         kept = [raw for raw in fresh if raw.strip()]
@@ -230,7 +230,8 @@ class Importer:
         parsing: Future[list[ParsedMessage]] | None,
         tick: Callable[[int], None] | None,
     ) -> None:
-        """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one per message."""
+        """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one
+        per message."""
         parsed = parse_all(raws) if parsing is None else ParseAhead.result(parsing, raws)
         items = [Item(p, (self.recipient,), "import") for p in parsed]
         try:
@@ -260,7 +261,8 @@ class Importer:
             return exc
 
     def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:
-        """Drop messages already archived with the same bytes (a resumed import) without parsing them.
+        """Drop messages already archived with the same bytes (a resumed import) without parsing
+        them.
 
         The bytes alone decide: the same bytes always parse to the same Message-ID, so bytes kept
         on this list (as a message or a variant) are that message, archived.
@@ -299,15 +301,15 @@ def sources(path: Path) -> tuple[Iterator[bytes], int, Callable[[], int]]:
         files = maildir_files(path)
         count = [0]
 
-        def read() -> Iterator[bytes]:
+        def read_files() -> Iterator[bytes]:
             for f in files:
                 count[0] += 1
                 yield f.read_bytes()
 
-        return read(), len(files), lambda: count[0]
+        return read_files(), len(files), lambda: count[0]
     if not path.is_file():
         raise SourceError(f"{path}: no such file or directory")
-    raw_file = open(path, "rb")  # closed when the generator below is exhausted or collected
+    raw_file = open(path, "rb")  # noqa: SIM115 - closed by read() below, when done or collected
     stream = open_stream(raw_file)
 
     def read() -> Iterator[bytes]:
@@ -351,7 +353,7 @@ def run_import(
                 try:
                     bar.update(position() - bar.n)
                 except ValueError:  # the source was closed after its last message
-                    bar.update(bar.total - bar.n)
+                    bar.update((bar.total or 0) - bar.n)
                 rate = importer.summary.seen / max(time.monotonic() - started, 1e-6)
                 bar.set_postfix(
                     msgs=str(importer.summary.seen), rate=f"{rate:.0f} msg/s", refresh=False

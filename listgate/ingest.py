@@ -6,8 +6,8 @@ import email.utils
 import hashlib
 import logging
 import re
-from dataclasses import dataclass, field
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from listgate.models import (
 )
 from listgate.policy import is_member, needs_approval, publish_counts
 from listgate.states import PostState, SubscriptionState
-from listgate.store import lock_list
+from listgate.store import lock_list, table
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ RELEASE = "release"  # origin of a post a moderator released from the not-posted
 VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside it, not sent out
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
-_RAW = RawMessage.__table__
-_INSERT_ATTACHMENT = store.blind(insert(Attachment.__table__))
+_RAW = table(RawMessage)
+_INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
 
 
 @dataclass
@@ -67,7 +67,8 @@ class IngestResult:
 def automatic_reason(
     parsed: ParsedMessage | MessageHead, envelope_from: str | None, domain: str
 ) -> str:
-    """Why this mail is an automatic reply (RFC 3834) or a loop and must not become a post ('' if not).
+    """Why this mail is an automatic reply (RFC 3834) or a loop and must not become a post ('' if
+    not).
 
     Precedence: bulk, junk or list alone says nothing of the kind: that is how another list
     (or an archive subscribed to one) sends its posts, and they must be archived.
@@ -203,7 +204,8 @@ def _ingest(
     else:
         result.reason = "held for moderation"
         if origin not in ("import", RELEASE) and msg.from_addr:
-            # An automatic reply to an unauthenticated From: rate-limited, and the Subject is not quoted back.
+            # An automatic reply to an unauthenticated From: rate-limited, and the Subject is not
+            # quoted back.
             result.outbox.append(
                 dispatch.record(
                     session,
@@ -239,7 +241,8 @@ def _not_posted(
     envelope_from: str | None,
     status: str = DROPPED,
 ) -> IngestResult:
-    """Accepted and not posted: kept in the not-posted queue with its reason, never dropped silently.
+    """Accepted and not posted: kept in the not-posted queue with its reason, never dropped
+    silently.
 
     status is DROPPED (automatic mail, a thread command naming no thread) or REFUSED (a sender
     banned after the gateway's 250).
@@ -256,7 +259,8 @@ def _not_posted(
 def release(
     session: Session, entry_id: int, by: str, *, domain: str, fallback_days: int = 30
 ) -> IngestResult:
-    """A moderator releases an entry of the not-posted queue as a post; LookupError if it cannot be."""
+    """A moderator releases an entry of the not-posted queue as a post; LookupError if it cannot
+    be."""
     entry = notposted.claim(session, entry_id)
     mlist = session.get_one(MailingList, entry.list_id)
     raw = session.get_one(RawMessage, entry.raw_id).data
@@ -286,9 +290,11 @@ def _held_reason(mlist: MailingList) -> str:
 def _same_id(
     session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any, fallback_days: int
 ) -> IngestResult:
-    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it.
+    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a
+    variant of it.
 
-    The message shown stays; the copy with the earliest Date places the id in the forest (threads.place_copies).
+    The message shown stays; the copy with the earliest Date places the id in the forest
+    (threads.place_copies).
     """
     result = IngestResult(
         DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived"
@@ -338,7 +344,8 @@ def screen(
     origin: str = "smtp",
     envelope_from: str | None = None,
 ) -> IngestResult | None:
-    """What the headers and a ban look-up decide alone: automatic mail DROPPED, a banned sender REFUSED, else None.
+    """What the headers and a ban look-up decide alone: automatic mail DROPPED, a banned sender
+    REFUSED, else None.
 
     The gateway asks this at SMTP DATA (on a header scan) and ingest asks it again when archiving,
     where a ban added after the 250 is caught. A released entry is not automatic mail any more.
@@ -389,12 +396,14 @@ def admit(
 
 
 def _archived(session: Session, mlist: MailingList, message_id: str) -> places.Archived | None:
-    """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or None."""
+    """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or
+    None."""
     return places.archived(session, mlist.id, message_id)
 
 
 def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessage]) -> None:
-    """Read what ingesting batch into mlist will ask (archived ids, thread nodes) in a few queries."""
+    """Read what ingesting batch into mlist will ask (archived ids, thread nodes) in a few
+    queries."""
     lock_list(session, mlist)  # first: what is read must be what the list holds while we write
     named = (
         key
@@ -426,7 +435,8 @@ def _banned(
     parsed: ParsedMessage | MessageHead,
     envelope_from: str | None,
 ) -> str:
-    """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or envelope address."""
+    """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or
+    envelope address."""
     envelope = (envelope_from or "").strip("<> ").lower()
     sender = email.utils.parseaddr(parsed.header(SENDER))[1].strip().lower()
     address = first_banned(
@@ -450,7 +460,8 @@ def _policy_status(
 def _draft(
     session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str
 ) -> threads.Draft:
-    """The new message's column values (raw bytes stored); threads.attach inserts it once its thread is known."""
+    """The new message's column values (raw bytes stored); threads.attach inserts it once its thread
+    is known."""
     subject_norm = normalize_subject(parsed.subject)
     return threads.Draft(
         list_id=mlist.id,
@@ -504,7 +515,8 @@ def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int)
 
 
 def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> None:
-    """Posting in a thread follows it, unless the person turned that off, mutes it or already has a say in it.
+    """Posting in a thread follows it, unless the person turned that off, mutes it or already has a
+    say in it.
 
     A follow the person ended earlier is taken up again (same row: its delivery history stays).
     On a list that needs a moderator's approval, only members are followed: posting is no way in.

@@ -16,14 +16,15 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, bindparam, event, select
-from sqlalchemy.sql.base import Executable
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
 
 from listgate import store
 from listgate.models import Message, ThreadNode
+from listgate.store import table
 
-_MESSAGES = Message.__table__
-_NODES = ThreadNode.__table__
+_MESSAGES = table(Message)
+_NODES = table(ThreadNode)
 _CHUNK = 2000  # ids per IN list: far under every database's limit on bound parameters
 _ARCHIVED_AMONG = store.blind(
     select(

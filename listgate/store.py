@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, bindparam, event, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.sql.dml import Insert
 
 from listgate.models import (
     Ban,
@@ -31,15 +30,26 @@ from listgate.models import (
 from listgate.states import SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
+DialectInsert = postgresql.Insert | sqlite.Insert  # both have on_conflict_do_nothing/do_update
+
+
+def table(model: type[Any]) -> Table:
+    """The Table of a mapped class (declarative types it as a FromClause; it is a Table)."""
+    found = model.__table__
+    if not isinstance(found, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return found
+
+
 Bind = Session | Connection | Engine
 
 _MSG, _RAW, _SUBS, _PEOPLE = (
-    Message.__table__,
-    RawMessage.__table__,
-    Subscription.__table__,
-    Person.__table__,
+    table(Message),
+    table(RawMessage),
+    table(Subscription),
+    table(Person),
 )
-_LISTS, _BANS, _VARIANTS = MailingList.__table__, Ban.__table__, MessageVariant.__table__
+_LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
 
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
 
@@ -60,11 +70,9 @@ VARIANT_OF = blind(
     )
 )
 BANNED = blind(
-    (
-        select(_BANS.c.id)
-        .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
-        .limit(1)
-    )
+    select(_BANS.c.id)
+    .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
+    .limit(1)
 )
 BANNED_AMONG = blind(
     select(_BANS.c.address).where(
@@ -73,16 +81,14 @@ BANNED_AMONG = blind(
     )
 )
 MEMBER = blind(
-    (
-        select(_SUBS.c.id)
-        .where(
-            _SUBS.c.list_id == bindparam("list_id"),
-            _SUBS.c.address == bindparam("address"),
-            _SUBS.c.kind.in_(("list", "digest")),
-            _SUBS.c.status == SubscriptionState.ACTIVE,
-        )
-        .limit(1)
+    select(_SUBS.c.id)
+    .where(
+        _SUBS.c.list_id == bindparam("list_id"),
+        _SUBS.c.address == bindparam("address"),
+        _SUBS.c.kind.in_(("list", "digest")),
+        _SUBS.c.status == SubscriptionState.ACTIVE,
     )
+    .limit(1)
 )
 LIST_BY_NAME = blind(select(*_LISTS.c).where(_LISTS.c.name == bindparam("name")))
 LOCK_LIST = (
@@ -111,14 +117,15 @@ MAY_FOLLOW = blind(
 
 
 class Store:
-    """What differs between SQLite and PostgreSQL, and the statements that differ, for one of them."""
+    """What differs between SQLite and PostgreSQL, and the statements that differ, for one of
+    them."""
 
     def __init__(self, dialect: str) -> None:
         if dialect not in (SQLITE, POSTGRESQL):
             raise ValueError(f"listgate stores into SQLite or PostgreSQL, not {dialect!r}")
         self.dialect = dialect
-        self._ignoring: dict[str, Insert] = {}
-        self._adding: dict[tuple[str, tuple[str, ...], str], Insert] = {}
+        self._ignoring: dict[str, DialectInsert] = {}
+        self._adding: dict[tuple[str, tuple[str, ...], str], DialectInsert] = {}
 
     @property
     def postgresql(self) -> bool:
@@ -132,12 +139,14 @@ class Store:
 
     @property
     def locks_lists(self) -> bool:
-        """Writers to one list serialise on its row (PostgreSQL); on SQLite the write lock already does."""
+        """Writers to one list serialise on its row (PostgreSQL); on SQLite the write lock already
+        does."""
         return self.postgresql
 
     @property
     def spool_apart(self) -> bool:
-        """The spool is a database file of its own (SQLite: appends never wait for the archive's write lock)."""
+        """The spool is a database file of its own (SQLite: appends never wait for the archive's
+        write lock)."""
         return self.sqlite
 
     @property
@@ -145,22 +154,23 @@ class Store:
         """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
         return self.postgresql
 
-    def insert(self, table: Any) -> Insert:
+    def insert(self, model: Any) -> DialectInsert:
         """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
-        target = getattr(table, "__table__", table)
-        return (postgresql if self.postgresql else sqlite).insert(target)
+        target = _target(model)
+        return postgresql.insert(target) if self.postgresql else sqlite.insert(target)
 
-    def insert_ignore(self, table: Any) -> Insert:
+    def insert_ignore(self, model: Any) -> DialectInsert:
         """INSERT … ON CONFLICT DO NOTHING for a model or table; built once."""
-        target: Table = getattr(table, "__table__", table)
+        target = _target(model)
         stmt = self._ignoring.get(target.name)
         if stmt is None:
             stmt = self._ignoring[target.name] = self.insert(target).on_conflict_do_nothing()
         return stmt
 
     @functools.cached_property
-    def follow(self) -> Insert:
-        """Insert a thread follow, or bring an ended one back (same row: its delivery history stays)."""
+    def follow(self) -> DialectInsert:
+        """Insert a thread follow, or bring an ended one back (same row: its delivery history
+        stays)."""
         stmt = self.insert(_SUBS)
         return stmt.on_conflict_do_update(
             index_elements=["list_id", "address", "kind", "thread_key"],
@@ -173,9 +183,13 @@ class Store:
             where=_SUBS.c.status == SubscriptionState.ENDED,
         )
 
-    def upsert_adding(self, table: Any, keys: tuple[str, ...], column: str) -> Insert:
-        """INSERT, or on a conflict over keys add the new row's column to the stored one (a counter); built once."""
-        target: Table = getattr(table, "__table__", table)
+    def upsert_adding(self, model: Any, keys: tuple[str, ...], column: str) -> DialectInsert:
+        """INSERT, or on a conflict over keys add the new row's column to the stored one; built
+        once.
+
+        (A counter: the stored value grows by the new row's.)
+        """
+        target = _target(model)
         stmt = self._adding.get((target.name, keys, column))
         if stmt is None:
             new = self.insert(target)
@@ -185,12 +199,14 @@ class Store:
         return stmt
 
     def relax_commit(self, conn: Connection) -> None:
-        """PostgreSQL: this transaction's COMMIT does not wait for the WAL flush (a crash may redo it, never lose it)."""
+        """PostgreSQL: this transaction's COMMIT does not wait for the WAL flush (a crash may redo
+        it, never lose it)."""
         if self.postgresql:
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
     def transaction_alive(self, session: Session) -> bool:
-        """False when the database ended the session's transaction behind its back, or the connection is lost."""
+        """False when the database ended the session's transaction behind its back, or the
+        connection is lost."""
         try:
             conn = session.connection()
             if conn.invalidated:
@@ -203,6 +219,11 @@ class Store:
             return True
         except Exception:  # noqa: BLE001 - any failure to use it means it is gone
             return False
+
+
+def _target(model: Any) -> Table:
+    """A Table, or the Table of a mapped class."""
+    return model if isinstance(model, Table) else table(model)
 
 
 @functools.cache
@@ -218,7 +239,8 @@ def of(bind: Bind) -> Store:
 
 @dataclass
 class TxState:
-    """What one transaction of a session remembers about itself; a rollback (a savepoint's too) forgets it."""
+    """What one transaction of a session remembers about itself; a rollback (a savepoint's too)
+    forgets it."""
 
     transaction: SessionTransaction | None
     locked_lists: set[int] = field(default_factory=set)  # PostgreSQL: list rows locked FOR UPDATE
@@ -247,7 +269,8 @@ def tx(session: Session) -> TxState:
 
 
 def _forget(session: Session, _previous: Any) -> None:
-    """After any rollback: threads are reloaded when next needed (maybe gone), locks taken again (a savepoint's are released)."""
+    """After any rollback: threads are reloaded when next needed (maybe gone), locks taken again (a
+    savepoint's are released)."""
     state: TxState | None = session.info.get(_TX)
     if state is None:
         return
@@ -263,7 +286,8 @@ def _forget(session: Session, _previous: Any) -> None:
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:
-    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold the write lock."""
+    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold
+    the write lock."""
     if session.bind is None or not of(session).locks_lists:
         return
     locked = tx(session).locked_lists

@@ -1,4 +1,5 @@
-"""Threading: a message joins the thread of every id it names; its parent is the nearest archived one.
+"""Threading: a message joins the thread of every id it names; its parent is the nearest archived
+one.
 
 Works incrementally on a session: storing one message touches only the rows its own
 Message-ID, the ids it names and its subject's recent messages reach (all indexed), never a
@@ -21,13 +22,13 @@ from sqlalchemy import bindparam, delete, false, insert, null, select, update
 from sqlalchemy.orm import Session
 
 from listgate import conversations, forest, places
-from listgate.store import blind
 from listgate.conversations import count_visible, insert_ignore, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
 from listgate.states import PostState
+from listgate.store import blind, table
 
 if TYPE_CHECKING:
     from listgate.mail.message import ParsedMessage
@@ -47,9 +48,9 @@ __all__ = [
     "resolve",
     "thread_keys",
 ]
-_NODES = ThreadNode.__table__
-_MESSAGES = Message.__table__
-_REFS = MessageRef.__table__
+_NODES = table(ThreadNode)
+_MESSAGES = table(Message)
+_REFS = table(MessageRef)
 _INSERT_MESSAGE = blind(insert(_MESSAGES).returning(_MESSAGES.c.id))
 _INSERT_NODE = insert(_NODES)
 _FILL_NODE = update(_NODES).where(
@@ -60,8 +61,8 @@ _THREAD_OF = select(_MESSAGES.c.thread_id).where(_MESSAGES.c.id == bindparam("pk
 _PLACED = select(
     _MESSAGES.c.thread_id, _MESSAGES.c.thread_date, _MESSAGES.c.thread_subject_norm
 ).where(_MESSAGES.c.id == bindparam("pk"))
-_VARIANTS = MessageVariant.__table__
-_RAW = RawMessage.__table__
+_VARIANTS = table(MessageVariant)
+_RAW = table(RawMessage)
 _PRIMARY = (
     select(
         _MESSAGES.c.date,
@@ -90,7 +91,8 @@ _VARIANTS_OF = (
 
 @dataclass
 class Draft:
-    """A message being stored (or an archived one placed anew): its column values; `id` once inserted.
+    """A message being stored (or an archived one placed anew): its column values; `id` once
+    inserted.
 
     The threading inputs come first; `replace` needs only those. `row()` is what attach inserts.
     """
@@ -136,7 +138,8 @@ _NOT_COLUMNS = frozenset({"id", "named"})
 def attach(
     session: Session, draft: Draft, keys: Keys, fallback_days: int, visible: bool = True
 ) -> tuple[Thread, bool]:
-    """Insert a new message (draft) into its thread, merging threads it links and re-hanging what it is nearer to.
+    """Insert a new message (draft) into its thread, merging threads it links and re-hanging what it
+    is nearer to.
 
     Returns the thread and whether it is new; draft.id is the new message's pk.
     """
@@ -184,7 +187,8 @@ def attach(
 
 @dataclass
 class _Place:
-    """Where threading inputs put a message: its parent, the threads it joins, the nodes of the ids it names."""
+    """Where threading inputs put a message: its parent, the threads it joins, the nodes of the ids
+    it names."""
 
     parent_id: int | None
     parent_pos: int
@@ -226,14 +230,16 @@ def _place(session: Session, draft: Draft, keys: Keys, fallback_days: int) -> _P
 
 
 def place_key(date: datetime, sha256: str) -> tuple[datetime, str]:
-    """The rule among copies of one Message-ID: the copy with the smallest key places it (earliest Date, then bytes)."""
+    """The rule among copies of one Message-ID: the copy with the smallest key places it (earliest
+    Date, then bytes)."""
     return date, sha256
 
 
 def place_copies(
     session: Session, pk: int, fallback_days: int, arrived: ParsedMessage | None = None
 ) -> tuple[Thread, bool]:
-    """The copies' rule decides which copy of an archived message's id places it (another copy was just kept).
+    """The copies' rule decides which copy of an archived message's id places it (another copy was
+    just kept).
 
     When that is not the copy placing it so far, the id is placed anew by the winner's
     In-Reply-To, References, Date and Subject (replace); the message row shown stays.
@@ -271,7 +277,8 @@ def place_copies(
 
 
 def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: int) -> Thread:
-    """Place an archived message's id anew by other threading inputs; what they reach chooses again. Its thread.
+    """Place an archived message's id anew by other threading inputs; what they reach chooses again.
+    Its thread.
 
     draft holds the inputs: list_id, message_id, subject, thread_date, thread_subject_norm.
     Like attach, only the rows its ids, its subject's window and its threads reach are read.
@@ -324,10 +331,10 @@ def _record_nodes(
     """The message's own node (new or filled in), its key rows and placeholder nodes."""
     conn = session.connection()
     own = nodes.get(draft.message_id)
-    rows = [
+    placeholders = [ref for ref, _ in named if ref not in nodes]
+    rows: list[dict[str, Any]] = [
         {"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
-        for ref, _ in named
-        if ref not in nodes
+        for ref in placeholders
     ]
     if own is None:
         rows.insert(
@@ -366,5 +373,5 @@ def _record_nodes(
                 for pos, (ref, irt) in enumerate(named)
             ],
         )
-    for row in rows[1 if own is None else 0 :]:
-        places.noted(session, draft.list_id, places.Node(row["msgid"], thread_id, None))
+    for ref in placeholders:
+        places.noted(session, draft.list_id, places.Node(ref, thread_id, None))

@@ -9,7 +9,6 @@ from functools import cached_property
 
 from listgate.mail import fields
 from listgate.mail.names import CC, TO
-
 from listgate.mail.subjects import is_reply_subject
 from listgate.mail.values import addresses, first_text, reference_chain
 

@@ -21,12 +21,14 @@ if TYPE_CHECKING:
 
 
 def message(raw: bytes) -> StdMessage:
-    """The standard library's MIME tree of raw (compat32, bytes kept): to attach it to a notice, or walk a report."""
+    """The standard library's MIME tree of raw (compat32, bytes kept): to attach it to a notice, or
+    walk a report."""
     return email.message_from_bytes(raw, policy=compat32)
 
 
 def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
-    """(plain text, html, attachments) as mail-parser decodes them; a failure leaves them empty, as a defect."""
+    """(plain text, html, attachments) as mail-parser decodes them; a failure leaves them empty, as
+    a defect."""
     import mailparser  # deferred: see the module's docstring
 
     view = b"".join(
@@ -78,7 +80,8 @@ def _bodies(mp: mailparser.MailParser, defects: list[str]) -> Bodies:
 
 
 def _plain_text(msg: StdMessage, defects: list[str]) -> str:
-    """Text parts decoded by us: for lying or unknown charsets, and multiparts whose boundary is lost."""
+    """Text parts decoded by us: for lying or unknown charsets, and multiparts whose boundary is
+    lost."""
     out = []
     for part in msg.walk():
         if part.is_multipart() and isinstance(part.get_payload(), list):

@@ -1,4 +1,5 @@
-"""Parse raw mail into a frozen, typed result: the header reader's fields, a body decoder's bodies."""
+"""Parse raw mail into a frozen, typed result: the header reader's fields, a body decoder's
+bodies."""
 
 from __future__ import annotations
 
@@ -78,7 +79,8 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
 
 
 def parse_head(raw: bytes) -> MessageHead:
-    """Read only the header block (about 10x cheaper than parse()); the same values parse() gives."""
+    """Read only the header block (about 10x cheaper than parse()); the same values parse()
+    gives."""
     return _head(fields.read(raw), raw)
 
 
@@ -109,8 +111,7 @@ def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:
     if parsed:
         try:
             offset = parsed[9] or 0
-            naive = datetime(*parsed[:6])
-            utc = (naive - timedelta(seconds=offset)).replace(tzinfo=UTC)
+            utc = datetime(*parsed[:6], tzinfo=UTC) - timedelta(seconds=offset)
             if (
                 datetime(1980, 1, 1, tzinfo=UTC) <= utc <= arrival + timedelta(days=2)
                 and abs(offset) <= 14 * 3600
