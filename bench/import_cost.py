@@ -3,8 +3,8 @@
 `python -m bench.import_cost --messages 2000` imports the first messages of linux-man in this
 process (the ingest path `listgate import` and the archiver share) into a fresh archive and
 prints statements per message by kind; `--profile FILE` also writes a cProfile of the run
-(the first batch is parsed here, the rest by the import's parsing process). `--database-url`
-runs it on PostgreSQL.
+(the first batch is parsed here, the rest by the import's parsing process). `--postgresql`
+(or `--database-url`) runs it on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import event
 
-from bench.common import listgate_env
+from bench.common import Context, listgate_env
 from bench.corpora import linux_man
+from bench.services import postgres
 
 
 def _count_statements(engine: Any) -> collections.Counter[str]:
@@ -84,9 +85,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=2000, help="first N linux-man messages")
     parser.add_argument("--database-url", default="", help="PostgreSQL URL (default: SQLite)")
+    parser.add_argument(
+        "--postgresql", action="store_true", help="on a throwaway PostgreSQL cluster of its own"
+    )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the import here")
     args = parser.parse_args()
-    result = measure(args.messages, args.database_url, args.profile)
+    workdir = Path(tempfile.mkdtemp(prefix="listgate-import-cost-"))
+    workdir.chmod(0o755)  # PostgreSQL's own user reaches its cluster inside
+    ctx = Context(workdir, True, 1)
+    with ctx.stack:
+        url = postgres(ctx) if args.postgresql else args.database_url
+        result = measure(args.messages, url, args.profile)
     lines = [
         f"{result['imported']}/{result['messages']} imported in {result['seconds']:.1f} s"
         f" ({result['cpu']:.1f} CPU-s in this process, parsing aside); "
