@@ -30,7 +30,6 @@ from listgate.models import (
 from listgate.states import SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
-DialectInsert = postgresql.Insert | sqlite.Insert  # both have on_conflict_do_nothing/do_update
 
 
 def table(model: type[Any]) -> Table:
@@ -42,6 +41,8 @@ def table(model: type[Any]) -> Table:
 
 
 Bind = Session | Connection | Engine
+# What Store.insert returns: either dialect's INSERT has on_conflict_do_nothing/do_update.
+UpsertInsert = postgresql.Insert | sqlite.Insert
 
 _MSG, _RAW, _SUBS, _PEOPLE = (
     table(Message),
@@ -124,8 +125,8 @@ class Store:
         if dialect not in (SQLITE, POSTGRESQL):
             raise ValueError(f"listgate stores into SQLite or PostgreSQL, not {dialect!r}")
         self.dialect = dialect
-        self._ignoring: dict[str, DialectInsert] = {}
-        self._adding: dict[tuple[str, tuple[str, ...], str], DialectInsert] = {}
+        self._ignoring: dict[str, UpsertInsert] = {}
+        self._adding: dict[tuple[str, tuple[str, ...], str], UpsertInsert] = {}
 
     @property
     def postgresql(self) -> bool:
@@ -154,12 +155,12 @@ class Store:
         """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
         return self.postgresql
 
-    def insert(self, model: Any) -> DialectInsert:
+    def insert(self, model: Any) -> UpsertInsert:
         """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
         target = _target(model)
         return postgresql.insert(target) if self.postgresql else sqlite.insert(target)
 
-    def insert_ignore(self, model: Any) -> DialectInsert:
+    def insert_ignore(self, model: Any) -> UpsertInsert:
         """INSERT … ON CONFLICT DO NOTHING for a model or table; built once."""
         target = _target(model)
         stmt = self._ignoring.get(target.name)
@@ -168,7 +169,7 @@ class Store:
         return stmt
 
     @functools.cached_property
-    def follow(self) -> DialectInsert:
+    def follow(self) -> UpsertInsert:
         """Insert a thread follow, or bring an ended one back (same row: its delivery history
         stays)."""
         stmt = self.insert(_SUBS)
@@ -183,7 +184,7 @@ class Store:
             where=_SUBS.c.status == SubscriptionState.ENDED,
         )
 
-    def upsert_adding(self, model: Any, keys: tuple[str, ...], column: str) -> DialectInsert:
+    def upsert_adding(self, model: Any, keys: tuple[str, ...], column: str) -> UpsertInsert:
         """INSERT, or on a conflict over keys add the new row's column to the stored one; built
         once.
 

@@ -1,4 +1,5 @@
-"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space returns.
+"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space
+returns.
 
 The data directory is a size-limited tmpfs mount (we need root for that). Where mounting is not
 allowed, the same behaviour is checked with SQLite's max_page_count on an in-process gateway.
@@ -10,7 +11,6 @@ import logging
 import os
 import smtplib
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from sqlalchemy import event
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
+from tests.support.mounts import tmpfs
 from tests.support.processes import gateway
 from tests.support.reliability import post, record
 from tests.support.services import require
@@ -41,24 +42,18 @@ def _send(port: int, msgid: str, lines: int) -> int:
 
 @pytest.fixture
 def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | None]:
-    """A 6 MB tmpfs at tmp_path/data (another size with indirect parametrization), or None when this sandbox cannot mount."""
+    """A 6 MB tmpfs at tmp_path/data (another size with indirect
+    parametrization), or None when this sandbox cannot mount.
+    """
     mnt = tmp_path / "data"
-    mnt.mkdir()
-    size = getattr(request, "param", "6m")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        logging.getLogger(__name__).warning(
-            "cannot mount a tmpfs (%s): simulating with max_page_count", done.stderr.strip()
-        )
-        yield None
-        return
-    yield mnt
-    if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    with tmpfs(mnt, getattr(request, "param", "6m")) as refused:
+        if refused:
+            logging.getLogger(__name__).warning(
+                "cannot mount a tmpfs (%s): simulating with max_page_count", refused
+            )
+            yield None
+        else:
+            yield mnt
 
 
 def _fill(directory: Path) -> Path:
@@ -87,7 +82,8 @@ def _integrity(path: str) -> str:
 
 def test_disk_full_gives_451_and_recovers(tmp_path: Path, small_mount: Path | None) -> None:
     if small_mount is None:
-        return _simulated(tmp_path)
+        _simulated(tmp_path)
+        return
     env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_mount / "var"))
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
@@ -157,11 +153,14 @@ def _simulated(tmp_path: Path) -> None:
 def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
     tmp_path: Path, small_mount: Path | None
 ) -> None:
-    """Issue 17's run: 4 clients send 51 KB posts into a small data dir until it is full; count 250s against rows."""
+    """Issue 17's run: 4 clients send 51 KB posts into a
+    small data dir until it is full; count 250s against rows.
+    """
     if small_mount is None:
         require(
             "tmpfs",
-            "cannot mount one here (locally, the injected faults of test_fault_spool_batch.py cover this)",
+            "cannot mount one here (locally, the injected faults of "
+            "test_fault_spool_batch.py cover this)",
         )
     import threading
 
