@@ -167,9 +167,11 @@ def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
 
 # Rows a batch only adds (thread nodes, reference rows) go out in one executemany per kind.
 # While a batch is under way (`defer_rows`), they wait on the connection; they are written
-# before any statement not marked as leaving nodes and references alone (`store.blind`), before a
-# SAVEPOINT and before the COMMIT, and forgotten by a rollback to a savepoint or of all.
-_ROWS = "listgate.rows"  # conn.info key: {insert statement: [rows]} while deferring
+# before any statement not marked as leaving nodes and references alone (`store.blind`), before
+# a SAVEPOINT and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
+# belong to one transaction: a connection whose transaction ended otherwise never carries them on.
+_ROWS = "listgate.rows"  # conn.info key: (transaction, {insert statement: [rows]}) while deferring
+Pending = dict[Any, list[dict[str, Any]]]
 
 
 def defer_rows(session: Session) -> None:
@@ -182,20 +184,33 @@ def defer_rows(session: Session) -> None:
         event.listen(engine, "commit", _commit)
         event.listen(engine, "rollback_savepoint", _drop_pending)
         event.listen(engine, "rollback", _stop)
-    conn.info.setdefault(_ROWS, {})
+    if _pending(conn) is None:
+        conn.info[_ROWS] = (conn.get_transaction(), {})
 
 
 def insert_rows(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
     """INSERT rows now, or with the batch's others when it defers them."""
-    pending = conn.info.get(_ROWS)
+    pending = _pending(conn)
     if pending is None:
         conn.execute(statement, rows)
     else:
         pending.setdefault(statement, []).extend(rows)
 
 
+def _pending(conn: Connection) -> Pending | None:
+    """The rows waiting on this connection for its current transaction (None: not deferring)."""
+    held = conn.info.get(_ROWS)
+    if held is None:
+        return None
+    if held[0] is not conn.get_transaction():  # left by a transaction that ended unseen
+        del conn.info[_ROWS]
+        return None
+    pending: Pending = held[1]
+    return pending
+
+
 def _write_pending(conn: Connection, *_: Any) -> None:
-    pending = conn.info.get(_ROWS)
+    pending = _pending(conn)
     if pending:
         batches = list(pending.items())
         pending.clear()
@@ -204,7 +219,7 @@ def _write_pending(conn: Connection, *_: Any) -> None:
 
 
 def _before_execute(conn: Connection, statement: Any, *_: Any) -> None:
-    if conn.info.get(_ROWS) and not (
+    if _ROWS in conn.info and not (
         isinstance(statement, Executable) and statement.get_execution_options().get(store.BLIND)
     ):
         _write_pending(conn)
@@ -216,7 +231,7 @@ def _commit(conn: Connection) -> None:
 
 
 def _drop_pending(conn: Connection, *_: Any) -> None:
-    pending = conn.info.get(_ROWS)
+    pending = _pending(conn)
     if pending:
         pending.clear()
 
