@@ -353,15 +353,6 @@ class GatewayHandler:
         """A public list of that name existed a moment ago (one deleted since still gets its 550 at DATA)."""
         return self._lists_seen.get(name, 0.0) > time.monotonic()
 
-    def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> Delivered:
-        """Answer and spool one message without SMTP (tests, tools): the Message-ID and one outcome per recipient."""
-        problem, delivered, job = self.prepare(raw, mail_from, rcpt_tos)
-        if problem is not None:
-            raise ValueError(problem[1])
-        assert delivered is not None and job is not None
-        self.store_batch([job])
-        return delivered
-
     def store_batch(self, jobs: list[Spooled]) -> list[None]:
         """Spool several answered messages in one transaction (one fsync), their counts with them.
 

@@ -13,6 +13,7 @@ from listgate.archiver import Archiver
 from listgate.db import make_engine, session_factory, transaction
 from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 from listgate.states import SpoolState
+from tests.support.gateway import through_hooks
 
 
 def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
@@ -29,7 +30,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
         ids = [f"pg{n}@x" for n in range(120)]
         for n, msgid in enumerate(ids):
             raw = f"From: ann@example.org\r\nSubject: post {n % 7}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
-            assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+            assert through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"]).endswith(
                 "stored"
             )
         with transaction(
@@ -37,7 +38,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
         ) as s:  # a post whose sender is banned between its 250 and its archiving
             s.execute(Ban.__table__.delete())
         late = b"From: late@example.org\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nx\r\n"
-        assert handler.deliver(late, "late@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        assert through_hooks(handler, late, "late@example.org", ["dev@lists.test"]).endswith(
             "stored"
         )
         with transaction(db) as s:
@@ -83,7 +84,7 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
             lists.create(s, "dev")
         handler, archiver = GatewayHandler(pg_settings, db), Archiver(pg_settings, db)
         raw = b"From: ann@example.org\r\nSubject: s\r\nMessage-ID: <pgfail@x>\r\n\r\nx\r\n"
-        handler.deliver(raw, "ann@example.org", ["dev@lists.test"])
+        through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"])
         real = threads.attach
         monkeypatch.setattr(
             threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug"))
