@@ -6,7 +6,6 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce", "approve", "reject", "digest")
 DIGEST_CHOICES = ("daily", "weekly", "off")  # NAME+digest-CHOICE@
 # Every address we make must keep its local part under 64 characters (RFC 5321): the longest are
 # NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31), NAME+confirm-CODE (9 + at most 21)
