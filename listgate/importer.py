@@ -122,9 +122,6 @@ def maildir_files(path: Path) -> list[Path]:
 
 def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
     """Parse a batch (in a helper process, or here)."""
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     return [parse(raw) for raw in raws]
 
 
@@ -322,9 +319,6 @@ def run_import(
     settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True
 ) -> Summary:
     """Import path into list_name with a progress bar (rate, ETA) on stderr; returns the summary."""
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
         importer = Importer(
