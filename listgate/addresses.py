@@ -6,7 +6,10 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-DIGEST_CHOICES = ("daily", "weekly", "off")  # NAME+digest-CHOICE@
+from listgate.states import DigestFrequency
+
+DIGEST_OFF = "off"  # NAME+digest-off@: every post again
+DIGEST_CHOICES: tuple[str, ...] = (*DigestFrequency, DIGEST_OFF)  # NAME+digest-CHOICE@
 # Every address we make must keep its local part under 64 characters (RFC 5321): the longest are
 # NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31), NAME+confirm-CODE (9 + at most 21)
 # and NAME+approve-CODE (9 + at most 21).

@@ -14,7 +14,7 @@ import click
 
 from listgate import administration, plurals, removal
 from listgate import lists as lists_service
-from listgate.models.archive import POLICIES, REPLY_TO
+from listgate.states import ListPolicy, ReplyTo
 
 if TYPE_CHECKING:
     from listgate.cli import _session as cli_session
@@ -44,7 +44,7 @@ def _session() -> cli_session:
 @click.option("--description", default=None, help="What the list is for.")
 @click.option(
     "--policy",
-    type=click.Choice(POLICIES),
+    type=click.Choice([p.value for p in ListPolicy]),
     default=None,
     help="open: anyone posts; members: subscribers post, others are held; moderated: every post is held.",
 )
@@ -54,7 +54,7 @@ def _session() -> cli_session:
 @click.option(
     "--reply-to",
     "reply_to",
-    type=click.Choice(REPLY_TO),
+    type=click.Choice([r.value for r in ReplyTo]),
     default=None,
     help="Reply-To on copies: none (default), list, or author (never where the author's DKIM signature covers it).",
 )

@@ -36,8 +36,8 @@ from listgate.models import (
     ThreadParticipant,
     Vote,
 )
-from listgate.models.archive import POLICIES, REPLY_TO
 from listgate.models.delivery import Bounce
+from listgate.states import ListPolicy, ReplyTo
 
 ROLES = ("owner", "moderator")
 ROLE_ACTIONS = ("add", "remove")
@@ -100,13 +100,13 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise ListError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    if "policy" in changes and changes["policy"] not in POLICIES:
+    if "policy" in changes and changes["policy"] not in tuple(ListPolicy):
         raise ListError(
-            f"unknown policy {changes['policy']!r}: choose one of {', '.join(POLICIES)}"
+            f"unknown policy {changes['policy']!r}: choose one of {', '.join(ListPolicy)}"
         )
-    if "reply_to" in changes and changes["reply_to"] not in REPLY_TO:
+    if "reply_to" in changes and changes["reply_to"] not in tuple(ReplyTo):
         raise ListError(
-            f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(REPLY_TO)}"
+            f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(ReplyTo)}"
         )
     if "title" in changes and len(str(changes["title"])) > 200:
         raise ListError("the title is longer than 200 characters")

@@ -18,6 +18,7 @@ from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList, Subscription
 from listgate.schema import needs_upgrade, upgrade
+from listgate.states import ListPolicy, SubscriptionKind
 from listgate.subscriptions import SubscriptionError
 
 
@@ -233,8 +234,8 @@ def lists_group() -> None:
 @click.option("--description", default="", help="What the list is for.")
 @click.option(
     "--policy",
-    type=click.Choice(["open", "members", "moderated"]),
-    default="open",
+    type=click.Choice([p.value for p in ListPolicy]),
+    default=ListPolicy.OPEN.value,
     show_default=True,
 )
 @click.option("--private", is_flag=True, help="Archive visible to members only.")
@@ -299,7 +300,11 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
     """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or invite it."""
     settings = load_settings()
     ensure_schema(settings)
-    kind = "thread" if thread_id else ("digest" if digest else "list")
+    kind = (
+        SubscriptionKind.THREAD
+        if thread_id
+        else (SubscriptionKind.DIGEST if digest else SubscriptionKind.LIST)
+    )
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
         if invite:
@@ -415,7 +420,7 @@ def requests_show(list_name: str) -> None:
         ids = [lists_service.require(session, list_name).id] if list_name else list(named)
         rows = approvals.waiting(session, ids)
         for sub in rows:
-            thread = f" thread {sub.thread_key}" if sub.kind == "thread" else ""
+            thread = f" thread {sub.thread_key}" if sub.kind == SubscriptionKind.THREAD else ""
             click.echo(
                 f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  since {sub.created_at:%Y-%m-%d %H:%M} UTC"
             )

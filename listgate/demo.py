@@ -18,6 +18,7 @@ from listgate import lists
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Thread
+from listgate.states import DmarcMode
 
 NAME = "demo"
 SUBSCRIBER = "reader@example.org"
@@ -107,7 +108,9 @@ def create(session: Session, domain: str) -> bool:
     if lists.get(session, NAME) is not None:
         return False
     mlist = lists.create(session, NAME, "Demo list", "A list to try listgate with.")
-    mlist.dmarc_mode = "never"  # no DNS look-ups for the demo's senders (a laptop may be offline)
+    mlist.dmarc_mode = (
+        DmarcMode.NEVER
+    )  # no DNS look-ups for the demo's senders (a laptop may be offline)
     now = datetime.now(UTC)
     for post in DISCUSSION:
         ingest(session, parse(_raw(domain, now, *post)), mlist, domain=domain, origin="import")

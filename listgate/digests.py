@@ -22,8 +22,7 @@ from listgate import plurals
 from listgate.mail.message import ParsedMessage
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message
-from listgate.models.people import DAILY, WEEKLY
-from listgate.states import PostState
+from listgate.states import DigestFrequency, PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.(\d{8})\.[a-z0-9]+@(.+)$")
 _LABEL = re.compile(r"digest, (?:week of )?(\d{4}-\d{2}-\d{2})")
@@ -36,13 +35,13 @@ MIN_LINE = 16  # quoted lines shorter than this ("Thanks!", "Hi all,") say nothi
 class Period:
     """The days one digest covers: one UTC day, or a week from Monday."""
 
-    frequency: str
+    frequency: DigestFrequency
     start: date
 
     @property
     def days(self) -> int:
         """1 or 7."""
-        return 7 if self.frequency == WEEKLY else 1
+        return 7 if self.frequency == DigestFrequency.WEEKLY else 1
 
     def bounds(self) -> tuple[datetime, datetime]:
         """[start, end) in UTC."""
@@ -54,7 +53,7 @@ class Period:
         """'2026-11-28' or 'week of 2026-11-23', as in the digest's subject."""
         return (
             f"week of {self.start.isoformat()}"
-            if self.frequency == WEEKLY
+            if self.frequency == DigestFrequency.WEEKLY
             else self.start.isoformat()
         )
 
@@ -62,7 +61,7 @@ class Period:
 def last_complete_week(today: date) -> Period:
     """The most recent Monday-to-Sunday week that has ended before today."""
     this_monday = today - timedelta(days=today.weekday())
-    return Period(WEEKLY, this_monday - timedelta(days=7))
+    return Period(DigestFrequency.WEEKLY, this_monday - timedelta(days=7))
 
 
 def message_id(period: Period, domain: str) -> str:
@@ -98,12 +97,15 @@ def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period 
     for ref in reversed(parsed.chain):
         match = _ID.match(ref)
         if match and match.group(3).lower() == domain.lower():
-            return Period(match.group(1), datetime.strptime(match.group(2), "%Y%m%d").date())
+            return Period(
+                DigestFrequency(match.group(1)), datetime.strptime(match.group(2), "%Y%m%d").date()
+            )
     if not parsed.chain and is_reply_subject(parsed.subject):
         match = _digest_label(parsed.subject, mlist)
         if match:
             return Period(
-                WEEKLY if "week of" in match.group(0) else DAILY, date.fromisoformat(match.group(1))
+                DigestFrequency.WEEKLY if "week of" in match.group(0) else DigestFrequency.DAILY,
+                date.fromisoformat(match.group(1)),
             )
     return None
 

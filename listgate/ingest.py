@@ -30,7 +30,7 @@ from listgate.models import (
     ThreadNode,
 )
 from listgate.policy import is_member, needs_approval, publish_counts
-from listgate.states import PostState, SubscriptionState
+from listgate.states import ListPolicy, PostState, SubscriptionKind, SubscriptionState
 from listgate.store import lock_list
 
 log = logging.getLogger(__name__)
@@ -276,7 +276,7 @@ def release(
 
 def _held_reason(mlist: MailingList) -> str:
     """Why the list's policy holds a post, as the moderators are told."""
-    if mlist.policy == "moderated":
+    if mlist.policy == ListPolicy.MODERATED:
         return "every post to this list is moderated"
     return "the sender is not a member of the list"
 
@@ -425,9 +425,9 @@ def _banned(
 def _policy_status(
     session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str
 ) -> str:
-    if origin in ("import", RELEASE) or mlist.policy == "open":
+    if origin in ("import", RELEASE) or mlist.policy == ListPolicy.OPEN:
         return PostState.VISIBLE
-    if mlist.policy == "moderated":
+    if mlist.policy == ListPolicy.MODERATED:
         return (
             PostState.VISIBLE if parsed.from_addr in mlist.moderator_addresses() else PostState.HELD
         )
@@ -504,7 +504,7 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
             store.of(session).follow,
             {
                 **params,
-                "kind": "thread",
+                "kind": SubscriptionKind.THREAD,
                 "status": SubscriptionState.ACTIVE,
                 "confirmed_at": datetime.now(UTC),
             },

@@ -28,7 +28,7 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.states import SubscriptionState
+from listgate.states import SubscriptionKind, SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 Bind = Session | Connection | Engine
@@ -63,7 +63,7 @@ MEMBER = (
     .where(
         _SUBS.c.list_id == bindparam("list_id"),
         _SUBS.c.address == bindparam("address"),
-        _SUBS.c.kind.in_(("list", "digest")),
+        _SUBS.c.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
         _SUBS.c.status == SubscriptionState.ACTIVE,
     )
     .limit(1)
@@ -82,7 +82,7 @@ MAY_FOLLOW = select(
         exists().where(
             _SUBS.c.list_id == bindparam("list_id"),
             _SUBS.c.address == bindparam("address"),
-            _SUBS.c.kind.in_(("thread", "mute")),
+            _SUBS.c.kind.in_((SubscriptionKind.THREAD, SubscriptionKind.MUTE)),
             _SUBS.c.thread_key == bindparam("thread_key"),
             _SUBS.c.status != SubscriptionState.ENDED,
         ),

@@ -23,10 +23,7 @@ from sqlalchemy.types import TypeDecorator
 
 from listgate.db import Base
 from listgate.models.columns import StateString
-from listgate.states import PostState
-
-POLICIES = ("open", "members", "moderated")
-REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To copies get
+from listgate.states import DmarcMode, ListPolicy, PostState, ReplyTo
 
 
 def utcnow() -> datetime:
@@ -62,12 +59,12 @@ class MailingList(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text, default="")
-    policy: Mapped[str] = mapped_column(String(16), default="open")
+    policy: Mapped[ListPolicy] = mapped_column(StateString(ListPolicy), default=ListPolicy.OPEN)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
-    dmarc_mode: Mapped[str] = mapped_column(String(16), default="auto")
+    dmarc_mode: Mapped[DmarcMode] = mapped_column(StateString(DmarcMode), default=DmarcMode.AUTO)
     moderators: Mapped[str] = mapped_column(Text, default="")
     owners: Mapped[str] = mapped_column(Text, default="")
-    reply_to: Mapped[str] = mapped_column(String(16), default="none")
+    reply_to: Mapped[ReplyTo] = mapped_column(StateString(ReplyTo), default=ReplyTo.NONE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     thread_count: Mapped[int] = mapped_column(Integer, default=0)

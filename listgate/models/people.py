@@ -10,11 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
 from listgate.models.columns import StateString
-from listgate.states import SubscriptionState
-
-KINDS = ("list", "thread", "digest", "mute")
-DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
-MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
+from listgate.states import DigestFormat, DigestFrequency, SubscriptionKind, SubscriptionState
 
 
 class Person(Base):
@@ -26,7 +22,9 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
-    digest_format: Mapped[str] = mapped_column(String(8), default=MIME)
+    digest_format: Mapped[DigestFormat] = mapped_column(
+        StateString(DigestFormat, 8), default=DigestFormat.MIME
+    )
     # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
     time_zone: Mapped[str] = mapped_column(String(64), default="")
     # The key in this person's secret feed links to private lists ("" until first shown); replaced to revoke them.
@@ -47,7 +45,7 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
     address: Mapped[str] = mapped_column(String(320))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[SubscriptionKind] = mapped_column(StateString(SubscriptionKind))
     # The thread id for thread and mute subscriptions, 0 otherwise (keeps the unique key simple).
     thread_key: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[SubscriptionState] = mapped_column(
@@ -57,7 +55,9 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    digest_frequency: Mapped[str] = mapped_column(String(8), default=DAILY)
+    digest_frequency: Mapped[DigestFrequency] = mapped_column(
+        StateString(DigestFrequency, 8), default=DigestFrequency.DAILY
+    )
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     end_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     approved_by: Mapped[str] = mapped_column(String(320), default="", server_default="")

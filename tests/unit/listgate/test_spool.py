@@ -93,9 +93,7 @@ def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_arch
         "ann@example.org",
         ["dev@lists.test"],
     )
-    assert (
-        reply == "250 2.0.0 OK: accepted, not posted (Auto-Submitted: auto-replied)"
-    )
+    assert reply == "250 2.0.0 OK: accepted, not posted (Auto-Submitted: auto-replied)"
     assert _not_posted(db) == []  # decided at DATA, kept by the archiver
     archiver.drain()
     assert _not_posted(db) == [("auto@x", "Auto-Submitted: auto-replied")]

@@ -1,4 +1,5 @@
-"""The state words: every state column is typed with its enum, stores the plain word, refuses others."""
+"""The state words: every state or vocabulary column is typed with its enum, stores the plain
+word, refuses others."""
 
 from __future__ import annotations
 
@@ -15,10 +16,16 @@ from listgate.models import Delivery, Subscription
 from listgate.states import (
     BounceKind,
     DeliveryState,
+    DigestFormat,
+    DigestFrequency,
     DigestState,
+    DmarcMode,
+    ListPolicy,
     PostState,
+    ReplyTo,
     ReportState,
     SpoolState,
+    SubscriptionKind,
     SubscriptionState,
 )
 from tests.support.states import foreign_words, state_columns
@@ -32,6 +39,13 @@ TYPED = {
     "reports.status": ReportState,
     "spool.state": SpoolState,
     "bounces.kind": BounceKind,
+    "subscriptions.kind": SubscriptionKind,
+    "subscriptions.digest_frequency": DigestFrequency,
+    "digests_sent.frequency": DigestFrequency,
+    "people.digest_format": DigestFormat,
+    "lists.policy": ListPolicy,
+    "lists.reply_to": ReplyTo,
+    "lists.dmarc_mode": DmarcMode,
 }
 
 
