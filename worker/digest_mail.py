@@ -21,8 +21,8 @@ from listgate import plurals
 from listgate.digests import Period
 from listgate.mail import mime
 from listgate.models import Message
-from listgate.states import DigestFormat
 from listgate.replies import reply_mailto
+from listgate.states import DigestFormat
 from worker.headers import ListInfo, archived_at, list_headers
 from worker.longlines import fit_lines
 
