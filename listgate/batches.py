@@ -18,6 +18,7 @@ from listgate.addresses import Recipient
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
+from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ class Item:
 
     parsed: ParsedMessage
     recipients: tuple[Recipient, ...]
-    origin: str = "smtp"
+    origin: str = PostOrigin.SMTP
     envelope_from: str | None = None
 
 

@@ -18,7 +18,7 @@ from listgate import lists
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Thread
-from listgate.states import DmarcMode
+from listgate.states import DmarcMode, PostOrigin
 
 NAME = "demo"
 SUBSCRIBER = "reader@example.org"
@@ -113,7 +113,9 @@ def create(session: Session, domain: str) -> bool:
     )  # no DNS look-ups for the demo's senders (a laptop may be offline)
     now = datetime.now(UTC)
     for post in DISCUSSION:
-        ingest(session, parse(_raw(domain, now, *post)), mlist, domain=domain, origin="import")
+        ingest(
+            session, parse(_raw(domain, now, *post)), mlist, domain=domain, origin=PostOrigin.IMPORT
+        )
     featured = session.scalars(
         select(Thread).where(Thread.list_id == mlist.id, Thread.subject == FEATURED_SUBJECT)
     ).one()

@@ -36,6 +36,7 @@ from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse, parse_message_id
 from listgate.models import Message, MessageVariant, RawMessage
+from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +230,7 @@ class Importer:
     ) -> None:
         """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one per message."""
         parsed = parse_all(raws) if parsing is None else ParseAhead.result(parsing, raws)
-        items = [Item(p, (self.recipient,), "import") for p in parsed]
+        items = [Item(p, (self.recipient,), PostOrigin.IMPORT) for p in parsed]
         try:
             with self.factory() as session, session.begin():
                 results = ingest_batch(

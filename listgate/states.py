@@ -96,6 +96,15 @@ class BounceKind(StrEnum):
     REFUSED = "refused"  # the message itself was refused: a failed post, scored against nobody
 
 
+class PostOrigin(StrEnum):
+    """Message.origin: how a post came in (listgate/ingest.py acts on it)."""
+
+    SMTP = "smtp"  # by mail, through the gateway
+    IMPORT = "import"  # from an archive (listgate import): no notifications, no moderation
+    RELEASE = "release"  # released by a moderator from the not-posted queue
+    WEB = "web"  # written in the archive's compose form (its author may edit it for a while)
+
+
 class SubscriptionKind(StrEnum):
     """Subscription.kind: what a subscription brings (listgate/subscriptions.py)."""
 

@@ -23,7 +23,7 @@ from sqlalchemy.types import TypeDecorator
 
 from listgate.db import Base
 from listgate.models.columns import StateString
-from listgate.states import DmarcMode, ListPolicy, PostState, ReplyTo
+from listgate.states import DmarcMode, ListPolicy, PostOrigin, PostState, ReplyTo
 
 
 def utcnow() -> datetime:
@@ -202,7 +202,7 @@ class Message(Base):
     body_html: Mapped[str] = mapped_column(Text, default="")
     is_flowed: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[PostState] = mapped_column(StateString(PostState), default=PostState.VISIBLE)
-    origin: Mapped[str] = mapped_column(String(16), default="smtp")
+    origin: Mapped[PostOrigin] = mapped_column(StateString(PostOrigin), default=PostOrigin.SMTP)
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
     # When the author last edited a web post's text (the raw bytes keep the original).
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
