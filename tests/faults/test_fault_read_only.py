@@ -1,4 +1,5 @@
-"""The database turns read-only for a while: 451 meanwhile, and once it is writable again every post gets 250.
+"""The database turns read-only for a while: 451 meanwhile, and once it is writable again every post
+gets 250.
 
 Connections opened during the read-only period are read-only for good (SQLite falls back to
 read-only when it cannot open the file for writing; a PostgreSQL session keeps the
@@ -54,7 +55,8 @@ def _read_only_period(
     writable: Callable[[], None],
     during: list[str],
 ) -> tuple[list[Mta], float]:
-    """Posts from 4 sending servers and RCPT probes from 12 connections while the database is read-only.
+    """Posts from 4 sending servers and RCPT probes from 12 connections while the database is
+    read-only.
 
     Returns the sending servers (done) and how long after the database was writable again they had
     every post accepted.
@@ -113,7 +115,8 @@ def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: 
         lost,
         len(stored) - len(set(stored)),
         recovery,
-        f"{tempfails} x 451 while read-only; afterwards {len(codes) - len(refused_after)}/{len(codes)} "
+        f"{tempfails} x 451 while read-only; afterwards "
+        f"{len(codes) - len(refused_after)}/{len(codes)} "
         "posts got 250 at the first try",
     )
     assert not refused_after, (
@@ -135,7 +138,9 @@ def shared_dir() -> Iterator[Path]:
 
 
 def _unprivileged() -> list[str]:
-    """A command prefix that makes file permissions bind the gateway even when the tests run as root."""
+    """A command prefix that makes file permissions
+    bind the gateway even when the tests run as root.
+    """
     if os.geteuid() != 0:
         return []
     if shutil.which("setpriv") is None:

@@ -1,4 +1,5 @@
-"""The SMTP envelope under attack: 8-bit senders, recipient floods, probing for private lists, look-alike names.
+"""The SMTP envelope under attack: 8-bit senders, recipient floods, probing for private lists,
+look-alike names.
 
 Each test sends what an attacker sent (issue 17: items 6, 7 and 11) over real SMTP and asserts
 the reply a sender sees and what was stored.
@@ -221,8 +222,8 @@ def test_a_former_member_of_a_private_list_gets_a_strangers_answer(env: Env) -> 
             probe,
             former,
         )
+    again = mail(msgid="dave2@example.org", frm="dave@example.org", to="secret@lists.test")
     with env.smtp() as c, pytest.raises(smtplib.SMTPRecipientsRefused):
-        again = mail(msgid="dave2@example.org", frm="dave@example.org", to="secret@lists.test")
         c.sendmail("dave@example.org", ["secret@lists.test"], again)
     assert [m.message_id for m in messages(env.db, "secret")] == ["dave1@example.org"]
     assert _rcpt(env, "bob@example.org", "secret").startswith("250")  # bob is still a member

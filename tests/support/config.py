@@ -48,7 +48,9 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
 
 
 def site_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a test's processes: env_for() with the embedded broker's file under tmp_path."""
+    """The environment of a test's processes: env_for()
+    with the embedded broker's file under tmp_path.
+    """
     broker = f"sqla+sqlite:///{tmp_path / 'var' / 'broker.sqlite3'}"
     return env_for(tmp_path, **{"LISTGATE_BROKER_URL": broker, **extra})
 
@@ -61,7 +63,9 @@ def migrated(settings: Settings) -> sessionmaker[Session]:
 
 
 def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmaker[Session]]:
-    """Migrate the database named by env and create the lists; returns settings and a writer factory."""
+    """Migrate the database named by env and create
+    the lists; returns settings and a writer factory.
+    """
     settings = Settings.from_env(env)
     db = migrated(settings)
     with transaction(db) as session:
