@@ -14,7 +14,7 @@ DIGEST_CHOICES: tuple[str, ...] = (*DigestFrequency, DIGEST_OFF)  # NAME+digest-
 # NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31), NAME+confirm-CODE (9 + at most 21)
 # and NAME+approve-CODE (9 + at most 21).
 MAX_LIST_NAME = 32
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,%d}$" % (MAX_LIST_NAME - 1))
+_NAME = re.compile(rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_LIST_NAME - 1}}}$")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,9 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
 
 
 def ascii_reading(address: str) -> str:
-    """What a non-ASCII address imitates: NFKC and case folding (for logs; such an address is never ours)."""
+    """What a non-ASCII address imitates: NFKC and case folding (for logs; such an address is never
+    ours).
+    """
     return unicodedata.normalize("NFKC", address).casefold()
 
 

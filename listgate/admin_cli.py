@@ -1,4 +1,5 @@
-"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages remove|place-variants`.
+"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages
+remove|place-variants`.
 
 Each is a thin shell over listgate.administration / listgate.removal (the web settings page
 uses the same functions); listgate/cli.py registers them.
@@ -46,7 +47,10 @@ def _session() -> cli_session:
     "--policy",
     type=click.Choice([p.value for p in ListPolicy]),
     default=None,
-    help="open: anyone posts; members: subscribers post, others are held; moderated: every post is held.",
+    help=(
+        "open: anyone posts; members: subscribers post, others are held; "
+        "moderated: every post is held."
+    ),
 )
 @click.option(
     "--private/--public", default=None, help="Archive visible to members only, or to everyone."
@@ -56,7 +60,10 @@ def _session() -> cli_session:
     "reply_to",
     type=click.Choice([r.value for r in ReplyTo]),
     default=None,
-    help="Reply-To on copies: none (default), list, or author (never where the author's DKIM signature covers it).",
+    help=(
+        "Reply-To on copies: none (default), list, or author "
+        "(never where the author's DKIM signature covers it)."
+    ),
 )
 def lists_edit(
     name: str,
@@ -181,7 +188,9 @@ def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | 
 @messages.command("place-variants")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def messages_place_variants(quiet: bool) -> None:
-    """Place each message kept with variants by its copy with the earliest Date (variants kept before version 0010)."""
+    """Place each message kept with variants by its copy with the earliest Date (variants kept
+    before version 0010).
+    """
     from sqlalchemy import select
 
     from listgate import threads
@@ -219,5 +228,6 @@ def messages_place_variants(quiet: bool) -> None:
     finally:
         engine.dispose()
     click.echo(
-        f"{plurals.count(len(pks), 'message')} with variants, {moved} placed anew by an earlier copy"
+        f"{plurals.count(len(pks), 'message')} with variants, "
+        f"{moved} placed anew by an earlier copy"
     )

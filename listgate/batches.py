@@ -1,4 +1,5 @@
-"""Batches of mail into the archive: ingest_batch, the one way the archiver and `listgate import` archive.
+"""Batches of mail into the archive: ingest_batch, the one way the archiver and `listgate import`
+archive.
 
 Each message is ingested (listgate.ingest.ingest) for each of its recipients, the whole batch
 under one SAVEPOINT; a message that fails alone is redone apart, and a failure that took the
@@ -48,7 +49,8 @@ class BatchAborted(RuntimeError):
 def ingest_batch(
     session: Session, items: Sequence[Item], *, domain: str, fallback_days: int = 30
 ) -> list[ItemResult]:
-    """Ingest each item under its own SAVEPOINT in the caller's transaction: the one way mail enters the archive.
+    """Ingest each item under its own SAVEPOINT in the caller's transaction: the one way mail enters
+    the archive.
 
     An item that fails alone gets its exception and the others go on. When a failure took the
     whole transaction with it (SQLite rolls back everything on SQLITE_FULL and then reports

@@ -1,4 +1,5 @@
-"""Digest periods, their Message-IDs, and replies to a digest (threaded under the entry they answer).
+"""Digest periods, their Message-IDs, and replies to a digest (threaded under the entry they
+answer).
 
 A digest's Message-ID names its period (digest.weekly.20261123.TOKEN@DOMAIN), so a reply to
 the digest as a whole can be traced back to the posts it gathered. Ingest asks `period_of`
@@ -97,9 +98,7 @@ def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period 
     for ref in reversed(parsed.chain):
         match = _ID.match(ref)
         if match and match.group(3).lower() == domain.lower():
-            return Period(
-                DigestFrequency(match.group(1)), datetime.strptime(match.group(2), "%Y%m%d").date()
-            )
+            return Period(DigestFrequency(match.group(1)), date.fromisoformat(match.group(2)))
     if not parsed.chain and is_reply_subject(parsed.subject):
         match = _digest_label(parsed.subject, mlist)
         if match:
@@ -141,7 +140,9 @@ def _score(post: Message, quoted: str) -> int:
 def answered_entry(
     session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period
 ) -> Message | None:
-    """The one post of the digest this reply answers: by its subject, else by what it quotes; None if unclear."""
+    """The one post of the digest this reply answers: by its subject, else by what it quotes; None
+    if unclear.
+    """
     entries = posts(session, mlist, period, MAX_ENTRIES)
     topic = normalize_subject(parsed.subject)
     named = [p for p in entries if topic and p.subject_norm == topic]
@@ -167,7 +168,8 @@ def _by_quotes(entries: list[Message], body: str) -> list[tuple[int, Message]]:
 def held_reply(
     session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period, domain: str
 ) -> ParsedMessage:
-    """A reply answered_entry could not place, as it is held (and placed, should a moderator approve it).
+    """A reply answered_entry could not place, as it is held (and placed, should a moderator approve
+    it).
 
     Under the entry it quotes most, the digest's first among equals; quoting none, a thread of
     its own without the digest's id and without the digest's subject, which names no topic (and
@@ -181,7 +183,9 @@ def held_reply(
 
 
 def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
-    """The reply as if written to entry itself (archive subject included); the raw bytes stay as sent."""
+    """The reply as if written to entry itself (archive subject included); the raw bytes stay as
+    sent.
+    """
     refs = tuple(r for r in entry.references.split() if r) + (entry.message_id,)
     topic = (
         parsed.subject
@@ -192,8 +196,11 @@ def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
 
 
 def without_digest(parsed: ParsedMessage, domain: str) -> ParsedMessage:
-    """The reply with the digest's own id dropped from its references (held: no thread of the digest)."""
-    keep = lambda ids: tuple(
-        i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower()))
-    )
+    """The reply without the digest's own id in its references (held: in no thread of it)."""
+
+    def keep(ids: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(
+            i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower()))
+        )
+
     return replace(parsed, in_reply_to=keep(parsed.in_reply_to), references=keep(parsed.references))

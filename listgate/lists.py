@@ -1,4 +1,6 @@
-"""Creating lists and administrators' subscriptions (the lifecycle itself lives in listgate.subscriptions)."""
+"""Creating lists and administrators' subscriptions (the lifecycle itself lives in
+listgate.subscriptions).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +18,9 @@ class ListError(ValueError):
 
 
 def get(session: Session, name: str) -> MailingList | None:
-    """The list called name, or None (list names are ASCII: a look-alike such as U+212A for k is no name)."""
+    """The list called name, or None (list names are ASCII: a look-alike such as U+212A for k is no
+    name).
+    """
     if not name.isascii():
         return None
     return session.scalars(select(MailingList).where(MailingList.name == name.lower())).first()
@@ -72,7 +76,7 @@ def subscribe(
     kind: str = SubscriptionKind.LIST,
     thread_id: int = 0,
 ) -> Subscription:
-    """An administrator's subscription: active at once (no confirmation mail, no approval needed)."""
+    """An administrator's subscription: active at once (no confirmation mail, no approval)."""
     try:
         return subscriptions.start(
             session, mlist, address, kind, thread_id, approved_by=subscriptions.ADMIN

@@ -1,4 +1,6 @@
-"""Who may learn that a private list exists: RCPT answers a private list like a missing one, except to these."""
+"""Who may learn that a private list exists: RCPT answers a private list like a missing one, except
+to these.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from listgate.states import SubscriptionState
 def admits(
     session: Session, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str
 ) -> bool:
-    """True when RCPT may show this sender that mlist exists (always, for a list that is not private).
+    """True when RCPT may show this sender that mlist exists (always, for a list that is not
+    private).
 
     A private list shows itself to its moderators and to addresses it knows (any subscription that
     has not ended, pending ones included, so a confirmation reply gets through), and to mail

@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, bindparam, event, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.dml import Insert as PgInsert
+from sqlalchemy.dialects.sqlite.dml import Insert as SqliteInsert
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import Insert
 
@@ -125,7 +127,7 @@ class Store:
         """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
         return self.postgresql
 
-    def insert(self, table: Any) -> Insert:
+    def insert(self, table: Any) -> PgInsert | SqliteInsert:
         """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
         target = getattr(table, "__table__", table)
         return (postgresql if self.postgresql else sqlite).insert(target)

@@ -40,7 +40,8 @@ CONFIRM_LIMIT = (
     5,
     900,
 )  # and at most 5 per address per 15 minutes over every list, like sign-in links
-# Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC 3834 replies.
+# Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC
+# 3834 replies.
 LINK, MAIL, WEB, ADMIN = "link", "mail", "web", "admin"
 # What change() can do.
 LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
@@ -86,7 +87,7 @@ class Outcome:
 
 
 def normalize(address: str) -> str:
-    """A lower-cased bare address, or SubscriptionError (control and separator characters included)."""
+    """A lower-cased bare address, or SubscriptionError (control or separator characters too)."""
     address = address.strip().strip("<>").strip().lower()
     local, at, domain = address.rpartition("@")
     bad = any(c in ' <>,;"\\@' or unicodedata.category(c)[0] in "CZ" for c in local + domain)
@@ -192,7 +193,9 @@ def start(
 
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
-    """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute) ends."""
+    """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute)
+    ends.
+    """
     sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = (
         SubscriptionState.ACTIVE,
         _now(),
@@ -241,7 +244,9 @@ def notice(
     reply: bool = False,
     **fields: Any,
 ) -> OutboxEntry:
-    """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules apply)."""
+    """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules
+    apply).
+    """
     payload = {"template": template, "to": to, "list": mlist.name, "list_id": mlist.id, **fields}
     if reply:
         payload["reply"] = True
@@ -259,7 +264,8 @@ def change(
     notify: bool = True,
     frequency: str = DigestFrequency.DAILY,
 ) -> Outcome:
-    """Every way to change what an address gets from a list, from every channel (link, mail, web, CLI).
+    """Every way to change what an address gets from a list, from every channel (link, mail, web,
+    CLI).
 
     Leaving the list ends every subscription of the address on it; leaving a thread a list
     subscriber still gets mutes it; DIGEST comes daily or weekly (frequency; "off" is every
@@ -430,7 +436,8 @@ def has_active(
     )
 
 
-# The way in: a request, confirmed by the address's owner (and approved by a moderator where needed).
+# The way in: a request, confirmed by the address's owner (and approved by a moderator where
+# needed).
 
 
 def confirm_code(secret: str, sub: Subscription) -> str:
@@ -548,7 +555,9 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
 def by_confirm_code(
     session: Session, secret: str, mlist: MailingList, code: str
 ) -> Subscription | None:
-    """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered, another list)."""
+    """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered,
+    another list).
+    """
     sub_hex = code.partition(".")[0]
     try:
         sub_id = int(sub_hex, 16)
@@ -594,11 +603,10 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
             mlist.name,
             sub.thread_key,
         )
-    if (
-        sub.status != SubscriptionState.PENDING
-    ):  # ended or suspended since this link was sent: an old link must not bring it back
+    if sub.status != SubscriptionState.PENDING:
+        # Ended or suspended since this link was sent: an old link must not bring it back.
         raise SubscriptionError("this subscription request no longer exists; please ask again")
-    start(session, mlist, sub.address, sub.kind, sub.thread_key)
+    started = start(session, mlist, sub.address, sub.kind, sub.thread_key)  # the same row
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.
     fields = {
         "kind": sub.kind,
@@ -606,7 +614,7 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
         "subject": thread_subject(session, sub.thread_key),
         "authenticated": True,
     }
-    if sub.status == SubscriptionState.AWAITING:
+    if started.status == SubscriptionState.AWAITING:
         entry = notice(
             session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields
         )
@@ -626,7 +634,7 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
 
 
 def unsubscribe_token(secret: str, list_id: int, address: str, thread_id: int = 0) -> str:
-    """The signed per-recipient token of a List-Unsubscribe URL (thread_id: leave only that thread)."""
+    """The signed per-recipient token of a List-Unsubscribe URL (thread_id: leave that thread)."""
     return tokens.make(secret, tokens.UNSUBSCRIBE, {"l": list_id, "a": address, "t": thread_id})
 
 

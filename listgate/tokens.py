@@ -1,4 +1,6 @@
-"""Signed tokens: expiring single-purpose ones for links in mail (itsdangerous), short VERP ones for addresses."""
+"""Signed tokens: expiring single-purpose ones for links in mail (itsdangerous), short VERP ones for
+addresses.
+"""
 
 from __future__ import annotations
 
