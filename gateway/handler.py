@@ -125,9 +125,7 @@ class GatewayHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        """Refuse an 8-bit sender without SMTPUTF8, rate-limit per client address, else accept
-        (incl. <>).
-        """
+        """Refuse an 8-bit sender without SMTPUTF8, rate-limit per client, else accept (<> too)."""
         client = client_address(session)
         problem = eight_bit_problem(address, mail_options)
         if problem:
@@ -212,9 +210,7 @@ class GatewayHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        """Check limits, decide for every recipient from the headers, spool in one group commit,
-        then answer.
-        """
+        """Check limits, decide each recipient from the headers, spool in a group commit, answer."""
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
         try:
@@ -346,9 +342,7 @@ class GatewayHandler:
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
     def admits(self, recipient: Recipient, sender: str | None) -> bool:
-        """True when RCPT may accept this list address from sender (a short read); public lists
-        remembered a while.
-        """
+        """True when RCPT may accept this list from sender; public lists remembered a while."""
         with self.read_factory() as session:
             mlist = lists.get(session, recipient.list_name)
             if mlist is None:
@@ -359,9 +353,7 @@ class GatewayHandler:
         return True
 
     def _known_list(self, name: str) -> bool:
-        """A public list of that name existed a moment ago (one deleted since still gets its 550 at
-        DATA).
-        """
+        """A public list of that name existed a moment ago (a deleted one gets its 550 at DATA)."""
         return self._lists_seen.get(name, 0.0) > time.monotonic()
 
     def store_batch(self, jobs: list[Spooled]) -> list[None]:
@@ -391,9 +383,7 @@ class GatewayHandler:
 
 
 def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    """The counters an answered message adds to: received, and refused per list (the archiver counts
-    what it archives).
-    """
+    """What an answered message counts: received, refused per list (the archiver: the rest)."""
     counts = [(counters.RECEIVED, "")]
     for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
         if r.status == REFUSED:

@@ -112,9 +112,7 @@ class _Guarded(SMTP):
             self.smuggled_dot = True
 
     async def _data_refused(self, problem: str) -> None:
-        """Answer a message that broke a limit while it was received (over the budget: 421 and
-        close).
-        """
+        """Answer a message that broke a limit while it came in (over the budget: 421 and close)."""
         if problem == "over-budget":
             log.warning(
                 "closing a connection from %s: %s",

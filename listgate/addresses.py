@@ -80,9 +80,7 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
 
 
 def ascii_reading(address: str) -> str:
-    """What a non-ASCII address imitates: NFKC and case folding (for logs; such an address is never
-    ours).
-    """
+    """What a non-ASCII address imitates: NFKC and case folding (for logs; it is never ours)."""
     return unicodedata.normalize("NFKC", address).casefold()
 
 

@@ -188,9 +188,7 @@ def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | 
 @messages.command("place-variants")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def messages_place_variants(quiet: bool) -> None:
-    """Place each message kept with variants by its copy with the earliest Date (variants kept
-    before version 0010).
-    """
+    """Place each message kept with variants by its earliest-dated copy (variants before 0010)."""
     from sqlalchemy import select
 
     from listgate import threads

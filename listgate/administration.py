@@ -96,9 +96,7 @@ def may_moderate(mlist: MailingList, address: str | None, admins: Iterable[str])
 
 
 def edit(session: Session, mlist: MailingList, actor: str, **changes: object) -> list[str]:
-    """Change some of FIELDS (None: leave as is); ListError for a bad value; the logged lines
-    ('policy: ...').
-    """
+    """Change some of FIELDS (None: as is); ListError for a bad value; the lines logged."""
     changes = {name: value for name, value in changes.items() if value is not None}
     unknown = set(changes) - set(FIELDS)
     if unknown:
@@ -154,9 +152,7 @@ def members_of(mlist: MailingList, role: str) -> list[str]:
 def change_role(
     session: Session, mlist: MailingList, action: str, role: str, address: str, actor: str
 ) -> bool:
-    """Add ("add") or take away ("remove") an owner or moderator; False when address already had it,
-    or had not.
-    """
+    """Add or remove an owner or moderator; False when the address already had it, or had not."""
     if action not in ROLE_ACTIONS:
         raise ListError(f"unknown action {action!r}: choose one of {', '.join(ROLE_ACTIONS)}")
     address, column = normalize_address(address), _role_column(role)
@@ -259,9 +255,7 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
 
 
 def drop_unused(session: Session, raw_ids: set[int], blob_hashes: set[str]) -> None:
-    """Delete raw mails and attachment contents no message refers to any more (stored once per
-    hash).
-    """
+    """Delete raw mails and attachment contents no message refers to any more (stored by hash)."""
     if raw_ids:
         used = set(session.scalars(select(Message.raw_id).where(Message.raw_id.in_(raw_ids))))
         used |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.raw_id.in_(raw_ids))))

@@ -154,9 +154,7 @@ def web(use_gunicorn: bool, workers: int) -> None:
 @main.command()
 @click.option("--batch", default=20, show_default=True, help="Messages archived per transaction.")
 def archiver(batch: int) -> None:
-    """Archive spooled mail (parse, thread, index, queue the fan-out); run several on PostgreSQL to
-    scale.
-    """
+    """Archive spooled mail (parse, thread, index, queue the fan-out); run several to scale."""
     ensure_schema(load_settings())
     _exec_service("archiver", ["--batch", str(batch)])
 
@@ -168,9 +166,7 @@ def archiver(batch: int) -> None:
     help="Create a demo list with a short discussion on first run.",
 )
 def up(demo: bool) -> None:
-    """Start gateway, archiver, worker, beat and web together and restart any that dies; Ctrl-C
-    stops them all.
-    """
+    """Start gateway, archiver, worker, beat and web, restart any that dies; Ctrl-C stops all."""
     settings = load_settings()
     try:
         sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
@@ -195,9 +191,7 @@ def sink(listen: str, maildir: str) -> None:
 @main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue, last mail, deferred copies and `up`'s processes; exit 1 when
-    something is wrong.
-    """
+    """Database, broker, queue, last mail, deferred copies, processes; exit 1 if one is wrong."""
     from listgate import status as status_service
 
     settings = load_settings()
@@ -307,9 +301,7 @@ def lists_show() -> None:
     "--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance)."
 )
 def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
-    """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or
-    invite it.
-    """
+    """Subscribe ADDRESS at once (confirmed and approved by an administrator), or invite it."""
     settings = load_settings()
     ensure_schema(settings)
     kind = (
@@ -380,9 +372,7 @@ def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> N
 @click.option("--batch", default=500, show_default=True, help="Messages per transaction.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
-    """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; rerunning skips what is
-    there.
-    """
+    """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; reruns skip what is in."""
     from listgate import importer
 
     settings = load_settings()
@@ -481,9 +471,7 @@ def _decide(
 
 @main.group(name="not-posted")
 def not_posted_group() -> None:
-    """Mail accepted with a 250 and not posted (automatic replies, loops): look, and release as
-    posts.
-    """
+    """Mail accepted with a 250 and not posted (automatic replies, loops): look, release it."""
 
 
 @not_posted_group.command("show")
@@ -510,9 +498,7 @@ def not_posted_show(list_name: str) -> None:
     "--by", default="admin", show_default=True, help="Who releases it (kept with the entry)."
 )
 def not_posted_release(entry_id: int, by: str) -> None:
-    """Post the mail ENTRY_ID (from `listgate not-posted show`); subscribers get it within a minute
-    or two.
-    """
+    """Post the mail ENTRY_ID (see `listgate not-posted show`); subscribers get it in minutes."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:

@@ -24,9 +24,7 @@ def _hostport(name: str, value: str) -> tuple[str, int]:
 
 
 def _metrics_listen(value: str, web_port: int) -> tuple[str, int] | None:
-    """LISTGATE_METRICS_LISTEN: a loopback HOST:PORT of its own (never the public web port), or
-    None.
-    """
+    """LISTGATE_METRICS_LISTEN: a loopback HOST:PORT of its own (never the web port), or None."""
     name = "LISTGATE_METRICS_LISTEN"
     if not value.strip():
         return None

@@ -140,9 +140,7 @@ def _score(post: Message, quoted: str) -> int:
 def answered_entry(
     session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period
 ) -> Message | None:
-    """The one post of the digest this reply answers: by its subject, else by what it quotes; None
-    if unclear.
-    """
+    """The post of the digest this reply answers: by subject, else by what it quotes; or None."""
     entries = posts(session, mlist, period, MAX_ENTRIES)
     topic = normalize_subject(parsed.subject)
     named = [p for p in entries if topic and p.subject_norm == topic]
@@ -183,9 +181,7 @@ def held_reply(
 
 
 def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
-    """The reply as if written to entry itself (archive subject included); the raw bytes stay as
-    sent.
-    """
+    """The reply as if written to entry (archive subject included); the raw bytes stay as sent."""
     refs = tuple(r for r in entry.references.split() if r) + (entry.message_id,)
     topic = (
         parsed.subject

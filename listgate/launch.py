@@ -1,6 +1,4 @@
-"""`listgate up`: check the ports, prepare the database, supervise the services, print one short
-summary.
-"""
+"""`listgate up`: check the ports, prepare the database, supervise the services, sum it up."""
 
 from __future__ import annotations
 

@@ -1,6 +1,4 @@
-"""Creating lists and administrators' subscriptions (the lifecycle itself lives in
-listgate.subscriptions).
-"""
+"""Creating lists and administrators' subscriptions (the lifecycle: listgate.subscriptions)."""
 
 from __future__ import annotations
 
@@ -18,9 +16,7 @@ class ListError(ValueError):
 
 
 def get(session: Session, name: str) -> MailingList | None:
-    """The list called name, or None (list names are ASCII: a look-alike such as U+212A for k is no
-    name).
-    """
+    """The list called name, or None (names are ASCII: a look-alike such as U+212A is none)."""
     if not name.isascii():
         return None
     return session.scalars(select(MailingList).where(MailingList.name == name.lower())).first()

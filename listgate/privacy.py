@@ -1,6 +1,4 @@
-"""Who may learn that a private list exists: RCPT answers a private list like a missing one, except
-to these.
-"""
+"""Who may learn that a private list exists: RCPT answers it like a missing one, except to these."""
 
 from __future__ import annotations
 

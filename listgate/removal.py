@@ -63,9 +63,7 @@ def find(session: Session, message_id: str, list_name: str | None = None) -> lis
 
 
 def clean_reason(reason: str) -> str:
-    """The reason as the tombstone shows it (one line, at most 2,000 characters); ListError when
-    empty.
-    """
+    """The reason as the tombstone shows it (one line, 2,000 characters at most); or ListError."""
     reason = " ".join(reason.split())[:2000]
     if not reason:
         raise ListError("give a reason: it is shown in the thread where the post was")

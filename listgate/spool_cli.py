@@ -55,9 +55,7 @@ def spool_show() -> None:
 @click.argument("spool_id", type=int, required=False)
 @click.option("--all", "every", is_flag=True, help="Every failed message.")
 def spool_retry(spool_id: int | None, every: bool) -> None:
-    """Give the failed message SPOOL_ID (from `listgate spool show`), or --all, to the archiver
-    again.
-    """
+    """Give the failed message SPOOL_ID (see `listgate spool show`), or --all, to the archiver."""
     from listgate.cli import _session, ensure_schema, load_settings
 
     if (spool_id is None) == (not every):

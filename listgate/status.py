@@ -49,9 +49,7 @@ def failed_posts(
     limit: int = 50,
     now: datetime | None = None,
 ) -> list[FailedPost]:
-    """Posts with copies refused as messages in the last FAILED_WINDOW, newest first (of these
-    lists, or all).
-    """
+    """Posts with copies refused as messages in the last FAILED_WINDOW, newest first."""
     since = (now or datetime.now(UTC)) - FAILED_WINDOW
     last = func.max(Bounce.received_at)
     query = (
@@ -130,9 +128,7 @@ class Status:
 
     @property
     def ok(self) -> bool:
-        """True when database and broker answer, the schema is current, no copy waits and every
-        child serves.
-        """
+        """True when database and broker answer, the schema is current, no copy waits, all serve."""
         return (
             self.database_ok
             and self.broker_ok

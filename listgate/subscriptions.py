@@ -193,9 +193,7 @@ def start(
 
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
-    """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute)
-    ends.
-    """
+    """Active from now, a fresh bounce score; the choice it replaces (digest/list, mute) ends."""
     sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = (
         SubscriptionState.ACTIVE,
         _now(),
@@ -244,9 +242,7 @@ def notice(
     reply: bool = False,
     **fields: Any,
 ) -> OutboxEntry:
-    """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules
-    apply).
-    """
+    """Record a generated mail; reply: it answers a mail, so RFC 3834's auto-reply rules apply."""
     payload = {"template": template, "to": to, "list": mlist.name, "list_id": mlist.id, **fields}
     if reply:
         payload["reply"] = True
@@ -555,9 +551,7 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
 def by_confirm_code(
     session: Session, secret: str, mlist: MailingList, code: str
 ) -> Subscription | None:
-    """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered,
-    another list).
-    """
+    """The subscription a NAME+confirm-CODE@ code was made for, or None (forged, or elsewhere)."""
     sub_hex = code.partition(".")[0]
     try:
         sub_id = int(sub_hex, 16)

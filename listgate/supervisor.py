@@ -160,9 +160,7 @@ class Supervisor:
         return 0
 
     def watch(self) -> None:
-        """Until asked to stop: collect READY=1, restart children that died, announce readiness
-        once.
-        """
+        """Until asked to stop: collect READY=1, restart dead children, announce readiness once."""
         while not self.stop_requested:
             self._receive(POLL_SECONDS)
             now = time.monotonic()
@@ -178,9 +176,7 @@ class Supervisor:
         self.echo("stopping (signal received)")
 
     def _check(self, child: Child, now: float) -> bool:
-        """Restart a child that is due, notice one that died, mark a silent one ready; True on a
-        change.
-        """
+        """Restart a child that is due, notice a death, mark a quiet one ready; True on a change."""
         if child.restart_at is not None:
             if now < child.restart_at:
                 return False
