@@ -180,7 +180,8 @@ class Message(Base):
     # Names no usable ancestor and has a reply subject: its parent comes from the subject fallback.
     by_subject: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The Date and normalised Subject the threading rules read: those of the copy of this
-    # Message-ID that places it (its earliest Date, docs/threading.md); the row shows the first copy.
+    # Message-ID that places it (its earliest Date, docs/threading.md); the row shows the first
+    # copy.
     thread_date: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=lambda ctx: ctx.get_current_parameters()["date"]
     )
@@ -215,7 +216,7 @@ class Message(Base):
 
 
 class MessageRef(Base):
-    """One thread key a message names: References in order (position 0 = first), then In-Reply-To's others."""
+    """A thread key a message names: References in order (0 = first), then In-Reply-To's others."""
 
     __tablename__ = "message_refs"
     __table_args__ = (Index("ix_message_refs_list_ref", "list_id", "ref"),)
@@ -259,7 +260,8 @@ class MessageVariant(Base):
     date: Mapped[datetime] = mapped_column(UTCDateTime())
     subject: Mapped[str] = mapped_column(Text, default="")
     from_name: Mapped[str] = mapped_column(String(255), default="")
-    # Its In-Reply-To, References, Date and Subject place the message's id (it has the earliest Date).
+    # Its In-Reply-To, References, Date and Subject place the message's id (it has the earliest
+    # Date).
     places: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     raw: Mapped[RawMessage] = relationship(lazy="select")

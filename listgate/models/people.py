@@ -27,7 +27,8 @@ class Person(Base):
     )
     # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
     time_zone: Mapped[str] = mapped_column(String(64), default="")
-    # The key in this person's secret feed links to private lists ("" until first shown); replaced to revoke them.
+    # The key in this person's secret feed links to private lists ("" until first shown); replaced
+    # to revoke them.
     feed_token: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -64,7 +65,7 @@ class Subscription(Base):
 
 
 class AutoReply(Base):
-    """When an address last got an automatic reply to mail it sent (RFC 3834's one-per-window rule)."""
+    """When an address last got an automatic reply to its mail (RFC 3834's one-per-window rule)."""
 
     __tablename__ = "auto_replies"
 
