@@ -102,7 +102,7 @@ def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
         return _act(
             thread.list_id,
             _to_thread(thread),
-            lambda session, mlist: _request(session, mlist, "thread", thread.id),
+            lambda session, mlist: _request(session, mlist, SubscriptionKind.THREAD, thread.id),
         )
     return _act(
         thread.list_id,
