@@ -10,7 +10,6 @@ get 250 at the first try and be stored.
 
 from __future__ import annotations
 
-import smtplib
 import threading
 import time
 from collections.abc import Callable
@@ -22,28 +21,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
-from tests.support.permissions import chmod_databases, unprivileged
 from tests.support.processes import gateway
+from tests.support.readonly import chmod_databases, probes, unprivileged
 from tests.support.reliability import Mta, post, post_code, record, run_mtas, size
 from tests.support.services import _admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
-PROBE_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 UNLIMITED = "1000000"  # messages per minute per client: the posts here all come from 127.0.0.1
-
-
-def _probe(port: int, source: str, stop: threading.Event) -> None:
-    """RCPT to lists that do not exist, again and again: each is a database read in the gateway."""
-    while not stop.is_set():
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as c:
-                c.ehlo()
-                c.mail("probe@example.org")
-                for i in range(20):
-                    c.rcpt(f"nolist{i}@lists.test")
-                c.rset()
-        except (OSError, smtplib.SMTPException):
-            time.sleep(0.05)
 
 
 def _read_only_period(
@@ -60,21 +44,18 @@ def _read_only_period(
     """
     mtas = [Mta(port, [(m, post(m)) for m in during[i::4]], retry_delay=0.3) for i in range(4)]
     stop = threading.Event()
-    probes = [
-        threading.Thread(target=_probe, args=(port, PROBE_SOURCES[i % 3], stop), daemon=True)
-        for i in range(12)
-    ]
+    readers = probes(port, stop)
     read_only()
     try:
         senders = run_mtas(mtas, time.monotonic() + seconds + 120)
-        for t in probes:
+        for t in readers:
             t.start()
         time.sleep(seconds)
     finally:
         writable()
         back = time.monotonic()
         stop.set()
-    for t in probes + senders:
+    for t in readers + senders:
         t.join(150)
     return mtas, time.monotonic() - back
 
