@@ -1,4 +1,5 @@
-"""SIGKILL the archiver process in the middle of its batches: every spooled post is archived exactly once.
+"""SIGKILL the archiver process in the middle of its batches: every spooled post is archived exactly
+once.
 
 The gateway only spools (--no-archiver); a separate archiver takes batches of 50. Killed while
 a batch's transaction is open, it leaves that batch spooled (the transaction never committed)
@@ -52,7 +53,11 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
     for k in range(kills):
         arch.start()
         target = total * (k + 1) // (kills + 1)
-        wait_until(lambda: message_count(db) >= target, timeout=120, what=f"{target} archived")
+        wait_until(
+            lambda target=target: message_count(db) >= target,
+            timeout=120,
+            what=f"{target} archived",
+        )
         time.sleep(random.uniform(0.0, 0.1))  # a batch of 50 takes longer: SIGKILL lands inside one
         arch.kill()
         killed_at.append(message_count(db))

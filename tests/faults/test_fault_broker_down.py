@@ -1,4 +1,6 @@
-"""Redis (the broker) goes away while posts arrive: posts still get 250; notifications follow its return."""
+"""Redis (the broker) goes away while posts arrive:
+posts still get 250; notifications follow its return.
+"""
 
 from __future__ import annotations
 

@@ -35,7 +35,9 @@ def _status(pid: int, field: str) -> int:
 
 
 def _reset_peak(pid: int) -> int:
-    """Start measuring the peak afresh (clear_refs 5 resets VmHWM); returns the resident size now."""
+    """Start measuring the peak afresh (clear_refs
+    5 resets VmHWM); returns the resident size now.
+    """
     Path(f"/proc/{pid}/clear_refs").write_text("5")
     return _status(pid, "VmRSS")
 
@@ -181,7 +183,8 @@ def test_many_endless_data_connections_stay_within_the_memory_budget(tmp_path: P
         0,
         0,
         None,
-        f"{len(refused)} got 421; gateway peak +{growth / MB:.0f} MB; another client's post: {meanwhile}",
+        f"{len(refused)} got 421; gateway peak +{growth / MB:.0f} MB; "
+        f"another client's post: {meanwhile}",
         held=len(attackers) if bounded else 0,
     )
     assert refused and all(r in ("", "<closed>") or r.startswith("421 4.3.2") for r in replies), (

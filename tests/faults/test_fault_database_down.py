@@ -1,4 +1,6 @@
-"""PostgreSQL stops: the gateway answers 451 (never 250), the web a clear 503; both recover on their own."""
+"""PostgreSQL stops: the gateway answers 451 (never
+250), the web a clear 503; both recover on their own.
+"""
 
 from __future__ import annotations
 

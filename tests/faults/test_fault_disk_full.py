@@ -1,4 +1,5 @@
-"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space returns.
+"""The data directory fills up: 451 and a log line, no corrupted store, and it recovers when space
+returns.
 
 The data directory is a size-limited tmpfs mount (we need root for that). Where mounting is not
 allowed, the same behaviour is checked with SQLite's max_page_count on an in-process gateway.
@@ -41,7 +42,9 @@ def _send(port: int, msgid: str, lines: int) -> int:
 
 @pytest.fixture
 def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path | None]:
-    """A 6 MB tmpfs at tmp_path/data (another size with indirect parametrization), or None when this sandbox cannot mount."""
+    """A 6 MB tmpfs at tmp_path/data (another size with indirect
+    parametrization), or None when this sandbox cannot mount.
+    """
     mnt = tmp_path / "data"
     mnt.mkdir()
     size = getattr(request, "param", "6m")
@@ -49,6 +52,7 @@ def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path
         ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
         capture_output=True,
         text=True,
+        check=False,  # a sandbox that cannot mount is handled below
     )
     if done.returncode != 0:
         logging.getLogger(__name__).warning(
@@ -57,8 +61,8 @@ def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path
         yield None
         return
     yield mnt
-    if subprocess.run(["umount", str(mnt)], capture_output=True).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+    if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode != 0:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
 
 
 def _fill(directory: Path) -> Path:
@@ -87,7 +91,8 @@ def _integrity(path: str) -> str:
 
 def test_disk_full_gives_451_and_recovers(tmp_path: Path, small_mount: Path | None) -> None:
     if small_mount is None:
-        return _simulated(tmp_path)
+        _simulated(tmp_path)
+        return
     env = site_env(tmp_path, LISTGATE_DATA_DIR=str(small_mount / "var"))
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
@@ -157,11 +162,14 @@ def _simulated(tmp_path: Path) -> None:
 def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
     tmp_path: Path, small_mount: Path | None
 ) -> None:
-    """Issue 17's run: 4 clients send 51 KB posts into a small data dir until it is full; count 250s against rows."""
+    """Issue 17's run: 4 clients send 51 KB posts into a
+    small data dir until it is full; count 250s against rows.
+    """
     if small_mount is None:
         require(
             "tmpfs",
-            "cannot mount one here (locally, the injected faults of test_fault_spool_batch.py cover this)",
+            "cannot mount one here (locally, the injected faults of "
+            "test_fault_spool_batch.py cover this)",
         )
     import threading
 

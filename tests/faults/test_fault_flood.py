@@ -1,4 +1,6 @@
-"""64 connections from one address: per-client limits apply; another client's post is accepted meanwhile."""
+"""64 connections from one address: per-client limits
+apply; another client's post is accepted meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path)
         assert all("4.7.0 Too many connections from 127.0.0.1 (limit 16)" in g for g in refused)
         assert all(c.cmd("EHLO flood.example").startswith("250") for c in served)
 
-        # the held-open flood connections pump messages: the per-minute limit answers 451 with a reason
+        # the held-open flood connections pump messages:
+        # the per-minute limit answers 451 with a reason
         codes = []
         for i in range(40):
             c = served[i % len(served)]

@@ -44,7 +44,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
             # kill at evenly spaced points of the stream, while every client is busy
             target = total * (k + 1) // (kills + 2)
             wait_until(
-                lambda: sum(len(m.accepted) for m in mtas) >= target,
+                lambda target=target: sum(len(m.accepted) for m in mtas) >= target,
                 timeout=120,
                 what=f"{target} posts",
             )
@@ -55,7 +55,8 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
             time.sleep(0.3)  # the clients see refused connections meanwhile and queue their posts
             gw.start()
             wait_until(
-                lambda: sum(len(m.accepted) for m in mtas) > at_kill, what="posts accepted again"
+                lambda at_kill=at_kill: sum(len(m.accepted) for m in mtas) > at_kill,
+                what="posts accepted again",
             )
             recovery.append(time.monotonic() - killed_at)
         for t in threads:
@@ -72,7 +73,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
     lost = sorted(set(accepted) - set(stored))
     twice = sorted(msgid for msgid, n in stored.items() if n > 1)
     record(
-        "gateway SIGKILL x%d, %d clients" % (kills, CLIENTS),
+        f"gateway SIGKILL x{kills}, {CLIENTS} clients",
         total,
         len(lost),
         len(twice),

@@ -1,4 +1,5 @@
-"""Hostile header shapes over SMTP: each gets a clear 5xx, nothing is stored, other clients are served meanwhile.
+"""Hostile header shapes over SMTP: each gets a clear 5xx, nothing is stored, other clients are
+served meanwhile.
 
 A header folded over 300k short lines (1.2 MB) was stored, then its fan-out read it with a
 quadratic join inside the write transaction: every write stalled about 60 s and a legitimate
@@ -33,7 +34,9 @@ def _folded(msgid: str, field: str, lines: int) -> bytes:
 
 
 def _mime_2231(msgid: str, depth: int) -> bytes:
-    out = f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <{msgid}>\r\nSubject: deep\r\n".encode()
+    out = (
+        f"From: a@example.org\r\nTo: dev@lists.test\r\nMessage-ID: <{msgid}>\r\nSubject: deep\r\n"
+    ).encode()
     for i in range(depth - 1):
         out += b'Content-Type: multipart/mixed; boundary*0="b%d"\r\n\r\n--b%d\r\n' % (i, i)
     out += b"Content-Type: text/plain\r\n\r\nleaf\r\n"

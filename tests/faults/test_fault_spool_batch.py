@@ -1,4 +1,5 @@
-"""Issue 17, item 1: an error that aborts a group-commit batch never leaves a 250 without a stored row.
+"""Issue 17, item 1: an error that aborts a group-commit batch never leaves a 250 without a stored
+row.
 
 Attack first: several clients post at once so the gateway's writer commits them in batches;
 one batch then fails at a chosen step (the spool INSERT, the COMMIT) with the
@@ -34,7 +35,9 @@ ERRORS = {
 
 
 class Fault:
-    """Fails the step-th statement (or the COMMIT) of the next spool transaction with a batch of 2+ messages."""
+    """Fails the step-th statement (or the COMMIT) of the
+    next spool transaction with a batch of 2+ messages.
+    """
 
     def __init__(self, step: str, error: str) -> None:
         self.step, self.error = step, error

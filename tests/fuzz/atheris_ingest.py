@@ -1,9 +1,9 @@
 """Coverage-guided fuzzing (atheris) of listgate.mail.parser.parse and listgate.ingest.ingest.
 
 Run by `make soak`:  python -m tests.fuzz.atheris_ingest -atheris_runs=20000 [corpus dirs...]
-With no corpus directory, it seeds itself from tests/data and, when LISTGATE_TEST_CORPORA names them,
-the shared corpora (copied to a temp dir). Any exception is a crash: atheris stops and writes the input that caused it.
-Every stored message must keep its raw bytes exactly.
+With no corpus directory, it seeds itself from tests/data and, when LISTGATE_TEST_CORPORA names
+them, the shared corpora (copied to a temp dir). Any exception is a crash: atheris stops and writes
+the input that caused it. Every stored message must keep its raw bytes exactly.
 """
 
 from __future__ import annotations

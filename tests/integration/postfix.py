@@ -1,4 +1,5 @@
-"""A private Postfix instance for tests: its own config, queue and log in a temp dir, SMTP on a free port.
+"""A private Postfix instance for tests: its own config, queue and log in a temp dir, SMTP on a free
+port.
 
 It uses Debian's postfix package (/usr/sbin/postfix) but not the system instance: nothing in
 /etc/postfix is read or changed, and nothing listens on port 25. Postfix's master must start
@@ -45,7 +46,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
 
 
 class PostfixInstance:
-    """Start, drive and stop a private Postfix whose main.cf ends with `extra` (e.g. the README's lines)."""
+    """Start, drive and stop a private Postfix whose
+    main.cf ends with `extra` (e.g. the README's lines).
+    """
 
     def __init__(self, port: int, extra: str) -> None:
         if not os.path.exists(POSTFIX):
@@ -87,7 +90,11 @@ class PostfixInstance:
     def postfix(self, *args: str) -> subprocess.CompletedProcess[str]:
         """Run `postfix -c ETC ARGS`."""
         return subprocess.run(
-            [POSTFIX, "-c", str(self.etc), *args], capture_output=True, text=True, timeout=120
+            [POSTFIX, "-c", str(self.etc), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,  # callers read Postfix's status and words
         )
 
     def start(self) -> None:

@@ -1,5 +1,6 @@
-"""Issue 13's journeys on real processes: `listgate up` (gateway, archiver, worker, beat, web), mail in over SMTP,
-out at an aiosmtpd sink, DNS from a stub server on loopback, signatures checked with dkimpy.
+"""Issue 13's journeys on real processes: `listgate up` (gateway, archiver, worker, beat, web), mail
+in over SMTP, out at an aiosmtpd sink, DNS from a stub server on loopback, signatures checked with
+dkimpy.
 
 1. An owner creates and edits a list, moderates by mail (approve and reject by reply), removes
    and purges a message.
@@ -520,7 +521,8 @@ def signed_posts(key: Key, to: str) -> dict[str, bytes]:
     )
     eight = (
         "From: Ann <ann@example.org>\r\nTo: " + to + "\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
-        "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <eight@example.org>\r\nMIME-Version: 1.0\r\n"
+        "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <eight@example.org>\r\n"
+        "MIME-Version: 1.0\r\n"
         "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
         "Grüße aus Köln, ça va très bien.\r\n"
     ).encode()
@@ -549,8 +551,8 @@ def signed_posts(key: Key, to: str) -> dict[str, bytes]:
         "folded@example.org",
     }  # h= names Reply-To although absent
     out = {}
-    for msgid, raw in raws.items():
-        raw = raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    for msgid, given in raws.items():
+        raw = given.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
         headers = [b"from", b"to", b"subject", b"date", b"message-id", b"content-type"]
         headers += [b"reply-to"] if msgid in signed_reply_to else []
         out[msgid] = (
@@ -630,8 +632,9 @@ def test_a_strict_dmarc_authors_post_is_rewritten_and_the_arc_chain_vouches_for_
         lambda r: r.message["Message-ID"] == "<sam@strict.example>",
     )
     assert "strict@lists.test" in copy.message["From"] and "Sam via" in copy.message["From"]
-    # dkimpy's default h= covers Reply-To; the rewritten From broke that signature anyway, so the author is
-    # added for replies (the list's policy is "none": the author only), and the ARC seal covers it.
+    # dkimpy's default h= covers Reply-To; the rewritten From broke that signature anyway, so the
+    # author is added for replies (the list's policy is "none": the author only), and the ARC seal
+    # covers it.
     assert copy.message["Reply-To"] == "Sam <sam@strict.example>"
     assert not dkim.verify(
         copy.data, dnsfunc=dnsfunc_from(stack)

@@ -1,4 +1,6 @@
-"""Administration on PostgreSQL: the migration, a purge that empties the tsvector, deleting a list."""
+"""Administration on PostgreSQL: the migration, a
+purge that empties the tsvector, deleting a list.
+"""
 
 from __future__ import annotations
 

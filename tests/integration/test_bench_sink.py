@@ -36,7 +36,10 @@ def test_sink_answers_pipelined_commands_in_order_across_split_writes() -> None:
         with socket.create_connection(("127.0.0.1", sink.port), timeout=5) as conn:
             stream = conn.makefile("rb")
             assert stream.readline().startswith(b"220")
-            script = b"HELO x\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nSubject: s\r\n\r\nbody\r\n.\r\nQUIT\r\n"
+            script = (
+                b"HELO x\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\nSubject: s\r\n\r\n"
+                b"body\r\n.\r\nQUIT\r\n"
+            )
             for i in range(0, len(script), 7):  # the terminator arrives cut in pieces
                 conn.sendall(script[i : i + 7])
             codes = [stream.readline()[:3] for _ in range(6)]

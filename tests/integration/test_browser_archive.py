@@ -1,4 +1,5 @@
-"""The web archive in headless Chromium: read, sign in, vote, follow, reply, report, moderate, search.
+"""The web archive in headless Chromium: read, sign in, vote, follow, reply, report, moderate,
+search.
 
 Screenshots of the main pages go to test-artifacts/ (gitignored) for people to look at.
 """
@@ -37,7 +38,7 @@ bob@corp.example wrote:
 
 Sure: ld: cannot find -lfoo. See https://example.org/bugs/42 for the full log.
 
--- 
+--\x20
 Alice Example
 Release team
 """

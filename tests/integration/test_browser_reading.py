@@ -1,6 +1,6 @@
-"""Every page type as a reader sees it, at 1280×800 and 390×844: screenshots in test-artifacts/reading/,
-what must be visible (first post above the fold, numbers, outline, edited marker, the map), and axe-core
-with no serious or critical accessibility violation."""
+"""Every page type as a reader sees it, at 1280×800 and 390×844: screenshots in
+test-artifacts/reading/, what must be visible (first post above the fold, numbers, outline, edited
+marker, the map), and axe-core with no serious or critical accessibility violation."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ Timings before and after:
   rpi4       12.1 s   11.9 s
   x86-64      3.2 s    3.2 s
 
--- 
+--\x20
 Alice
 """
 TOP_POSTED = """Works on my ppc64 box too, thanks!

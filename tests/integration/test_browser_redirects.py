@@ -34,7 +34,9 @@ def test_chromium_never_leaves_the_site_after_sign_in(tmp_path: Path, chromium_p
     visited: list[str] = []
 
     def elsewhere(route) -> None:  # type: ignore[no-untyped-def]
-        """Any request off the site is recorded and answered here (no real DNS, no real evil.example)."""
+        """Any request off the site is recorded and
+        answered here (no real DNS, no real evil.example).
+        """
         visited.append(route.request.url)
         route.fulfill(status=200, content_type="text/html", body="<h1>evil</h1>")
 

@@ -46,7 +46,7 @@ def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(pg_se
         first, second = factory(), factory()
         stale = [lists.require(s, "dev") for s in (first, second)]  # both read the list (0 posts)
         first.commit(), second.commit()  # the objects stay loaded (expire_on_commit=False)
-        for n, (session, mlist) in enumerate(zip((first, second), stale)):
+        for n, (session, mlist) in enumerate(zip((first, second), stale, strict=True)):
             with session.begin():
                 ingest(session, parse(post(n)), mlist, domain="lists.test")
             session.close()

@@ -81,7 +81,9 @@ def send(stack: Stack, msg: EmailMessage, sender: str) -> None:
 
 
 def _shown(port: int, path: str, text: str, timeout: float = 10.0) -> tuple[int, str]:
-    """The page once it shows text (the 250 means spooled: the archiver publishes it a moment later)."""
+    """The page once it shows text (the 250 means
+    spooled: the archiver publishes it a moment later).
+    """
     deadline = time.monotonic() + timeout
     while True:
         status, page = get(port, path)
@@ -196,7 +198,9 @@ def demo_command_works_as_pasted(stack: Stack) -> None:
     log = (stack.logs / "up.log").read_text()
     lines = [line.strip() for line in log.splitlines() if line.strip().startswith("python3 -c")]
     assert len(lines) == 1, log
-    done = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        ["bash", "-c", lines[0]], capture_output=True, text=True, timeout=30, check=False
+    )
     assert done.returncode == 0, done.stderr
     status, page = _shown(stack.web_port, "/lists/demo/", "Hello")
     assert status == 200 and "Hello" in page

@@ -1,4 +1,5 @@
-"""Real mail the gateway's own corpus test does not cover — bounces and linux-man — through real SMTP.
+"""Real mail the gateway's own corpus test does not cover — bounces and linux-man — through real
+SMTP.
 
 (hyperkitty-testdata and mailman-eml go through SMTP in test_gateway_broken_mail.py.) Every message
 gets a 250, as a mail server would give it, and each stored post keeps its exact bytes.
@@ -31,7 +32,9 @@ def crlf(data: bytes) -> bytes:
 
 
 def as_sent(archived: bytes) -> bytes:
-    """The mail as its author sent it: without the list's own 'Precedence: bulk' (we drop list mail)."""
+    """The mail as its author sent it: without the
+    list's own 'Precedence: bulk' (we drop list mail).
+    """
     head, sep, body = archived.partition(b"\n\n")
     return re.sub(rb"(?mi)^Precedence:[^\n]*\n", b"", head + b"\n")[:-1] + sep + body
 
@@ -39,7 +42,9 @@ def as_sent(archived: bytes) -> bytes:
 def _deliver(
     port: int, mails: Iterator[tuple[str, bytes]], rcpt: str
 ) -> tuple[dict[str, bytes], list[str]]:
-    """Send each (name, bytes) over one connection; ({name: bytes} accepted and stored, [refusals])."""
+    """Send each (name, bytes) over one connection;
+    ({name: bytes} accepted and stored, [refusals]).
+    """
     stored, refused = {}, []
     c = smtplib.SMTP("127.0.0.1", port, timeout=60)
     try:

@@ -1,4 +1,6 @@
-"""Hostile SMTP dialogue over raw sockets against the real gateway process: it stays up and serves others."""
+"""Hostile SMTP dialogue over raw sockets against the
+real gateway process: it stays up and serves others.
+"""
 
 from __future__ import annotations
 
@@ -135,7 +137,8 @@ def test_pipelined_transaction_gets_replies_in_order(site: Site) -> None:
     c = site.raw()
     assert c.cmd("EHLO pipe.example").startswith("250")
     c.send(
-        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@lists.test>\r\nRCPT TO:<dev@lists.test>\r\nDATA\r\n"
+        b"MAIL FROM:<a@example.org>\r\nRCPT TO:<nobody@lists.test>\r\n"
+        b"RCPT TO:<dev@lists.test>\r\nDATA\r\n"
     )
     assert [r[:3] for r in _replies(c, 4)] == ["250", "550", "250", "354"]
     c.send(post("pipelined@example.org") + b".\r\nNOOP\r\nQUIT\r\n")
@@ -171,7 +174,9 @@ def test_connection_dropped_mid_data_stores_nothing(site: Site) -> None:
 
 
 def test_random_dialogues_never_break_the_server(site: Site) -> None:
-    """Random command sequences (with junk, odd line ends, DATA bodies and drops): every reply well-formed."""
+    """Random command sequences (with junk, odd line ends,
+    DATA bodies and drops): every reply well-formed.
+    """
     rng = random.Random(7)
     sessions = size(40, 1000)
     completed = set()

@@ -170,9 +170,12 @@ def _big(mb: int) -> bytes:
     payload = base64.encodebytes(bytes(range(256)) * (mb * 4096))
     return (
         (
-            b"From: big@example.org\r\nSubject: big attachment\r\nMessage-ID: <big-%d@x>\r\nMIME-Version: 1.0\r\n"
-            b'Content-Type: multipart/mixed; boundary="big"\r\n\r\n--big\r\nContent-Type: text/plain\r\n\r\nsee file\r\n'
-            b'--big\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename="big.bin"\r\n'
+            b"From: big@example.org\r\nSubject: big attachment\r\nMessage-ID: <big-%d@x>\r\n"
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/mixed; boundary="big"\r\n\r\n--big\r\n'
+            b"Content-Type: text/plain\r\n\r\nsee file\r\n"
+            b"--big\r\nContent-Type: application/octet-stream\r\n"
+            b'Content-Disposition: attachment; filename="big.bin"\r\n'
             b"Content-Transfer-Encoding: base64\r\n\r\n" % mb
         )
         + crlf(payload)
@@ -227,6 +230,6 @@ def test_every_message_of_the_shared_corpora_through_smtp(env: Env) -> None:
         # These were archived from lists, so they say "Precedence: list": a live gateway would
         # (rightly) not repost them. Rename that header so each one exercises the parser.
         data = re.sub(rb"(?im)^(precedence|auto-submitted):", rb"X-Was-\1:", data)
-        code, msg = assert_kept_or_refused(env, crlf(data))
+        code, _ = assert_kept_or_refused(env, crlf(data))
         kept += code == 250
     assert kept == len(files)

@@ -36,25 +36,28 @@ def ehlo_size(port: int) -> int:
 def post(
     sender: str, msgid: str, attachment: bytes, html_line: int = 0, one_line: bool = True
 ) -> bytes:
-    """A post with an attachment written as one long base64 line (as some clients do), and maybe long HTML."""
+    """A post with an attachment written as one long
+    base64 line (as some clients do), and maybe long HTML.
+    """
     html = (
         (
-            b"--B\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>"
-            + b"x" * html_line
-            + b"</p>\r\n"
+            b"--B\r\nContent-Type: text/html; charset=utf-8\r\n"
+            b"Content-Transfer-Encoding: 8bit\r\n\r\n<p>" + b"x" * html_line + b"</p>\r\n"
         )
         if html_line
         else b""
     )
     return (
         (
-            f"From: {sender}\r\nTo: dev@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
+            f"From: {sender}\r\nTo: dev@lists.test\r\nSubject: Post {msgid}\r\n"
+            f"Message-ID: <{msgid}>\r\n"
             "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\n"
             "Content-Type: text/plain; charset=utf-8\r\n\r\nSee the attachment.\r\n"
         ).encode()
         + html
         + (
-            b"--B\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            b"--B\r\nContent-Type: application/octet-stream\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\n"
             + (
                 base64.b64encode(attachment)
                 if one_line

@@ -60,7 +60,8 @@ def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None
 
 def test_exact_bytes_are_kept(env: Env) -> None:
     raw = (
-        b"From: ann@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\nMessage-ID: <bytes@example.org>\r\n\r\n"
+        b"From: ann@example.org\r\nSubject: =?utf-8?q?caf=C3=A9?=\r\n"
+        b"Message-ID: <bytes@example.org>\r\n\r\n"
         b"caf\xe9 in latin-1\r\n.leading dot\r\nend\r\n"
     )
     with env.smtp() as c:
@@ -113,8 +114,8 @@ def test_header_count_and_line_length_limits(make_env, body: str, code: int, wor
 
 def _nested(depth: int) -> bytes:
     head = (
-        b"From: ann@example.org\r\nSubject: nested\r\nMessage-ID: <nest%d@example.org>\r\nMIME-Version: 1.0\r\n"
-        % depth
+        b"From: ann@example.org\r\nSubject: nested\r\nMessage-ID: <nest%d@example.org>\r\n"
+        b"MIME-Version: 1.0\r\n" % depth
     )
     out = b""
     for i in range(depth - 1):
@@ -140,8 +141,10 @@ def test_mime_nesting_limit(make_env) -> None:  # type: ignore[no-untyped-def]
 
 def test_smtputf8_and_8bit_mail(env: Env) -> None:
     raw = (
-        "From: Jörg <jörg@example.org>\r\nSubject: Grüße aus Köln\r\nMessage-ID: <ü@example.org>\r\n"
-        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nSchöne Grüße\r\n"
+        "From: Jörg <jörg@example.org>\r\nSubject: Grüße aus Köln\r\n"
+        "Message-ID: <ü@example.org>\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        "Schöne Grüße\r\n"
     ).encode()
     with env.smtp() as c:
         c.ehlo()

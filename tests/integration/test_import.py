@@ -21,7 +21,10 @@ pytestmark = pytest.mark.integration
 
 
 def _msg(i: int, body: str = "hello", refs: str = "") -> bytes:
-    head = f"From: user{i}@example.org\nSubject: {'Re: ' if refs else ''}Topic\nMessage-ID: <imp{i}@x>\n"
+    head = (
+        f"From: user{i}@example.org\nSubject: {'Re: ' if refs else ''}Topic\n"
+        f"Message-ID: <imp{i}@x>\n"
+    )
     head += f"Date: Mon, 2 Mar 2026 10:{i % 60:02d}:00 +0000\n"
     if refs:
         head += f"References: {refs}\nIn-Reply-To: {refs.split()[-1]}\n"
@@ -114,7 +117,9 @@ def test_import_an_mbox_then_rerun_skips_everything(
 def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(
     runner: CliRunner, settings, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    """A later mbox holds a second version of an archived Message-ID: kept as a variant; importing again adds nothing."""
+    """A later mbox holds a second version of an archived
+    Message-ID: kept as a variant; importing again adds nothing.
+    """
     from listgate.models import MessageVariant
 
     (tmp_path / "one.mbox").write_bytes(_mboxrd([_msg(0)]))
@@ -190,7 +195,8 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_l
     from listgate.importer import Importer, sources
     from listgate.models import Thread
 
-    oracle = json.load(lzma.open(corpus("linux-man", "notmuch-oracle-threads.json.xz")))
+    with lzma.open(corpus("linux-man", "notmuch-oracle-threads.json.xz")) as packed:
+        oracle = json.load(packed)
     make_list("linux-man")
     messages, _, _ = sources(linux_man_path())
     summary = Importer(db, "linux-man", "lists.test", fallback_days=0).run(

@@ -115,7 +115,9 @@ class Journey:
     # -- checking ----------------------------------------------------------------------------
 
     def expect(self, *wanted: tuple[str, str]) -> list[Received]:
-        """Wait for the new mails at the sink to be exactly `wanted`: (recipient, Message-ID or words of the Subject)."""
+        """Wait for the new mails at the sink to be exactly
+        `wanted`: (recipient, Message-ID or words of the Subject).
+        """
         deadline = time.monotonic() + WAIT
         while len(self.sink.received) - self.seen < len(wanted) and time.monotonic() < deadline:
             self.stack.check_alive()
@@ -152,7 +154,9 @@ class Journey:
         assert "You are signed in as pat@example.org" in done.body
 
     def dashboard(self, action: str, kind: str) -> str:
-        """Press a button of pat's "My subscriptions" page on her row of `kind`; the flashed answer."""
+        """Press a button of pat's "My subscriptions"
+        page on her row of `kind`; the flashed answer.
+        """
         page = self.web.get("/me/subscriptions")
         row = re.search(
             rf'<tr>\s*<td><a [^>]*>dev</a></td>\s*<td>{kind}.*?action="([^"]+)"',

@@ -1,5 +1,5 @@
-"""/metrics through the real web archive process (werkzeug and gunicorn): the bearer token on the web
-port, without a token only on the loopback listener LISTGATE_METRICS_LISTEN."""
+"""/metrics through the real web archive process (werkzeug and gunicorn): the bearer token on the
+web port, without a token only on the loopback listener LISTGATE_METRICS_LISTEN."""
 
 from __future__ import annotations
 
@@ -63,7 +63,8 @@ def test_without_a_token_metrics_are_served_only_on_the_loopback_listener(
     web.start()
     try:
         public = f"http://{env['LISTGATE_WEB_LISTEN']}"
-        # A proxy on this host forwards visitors to the web port with only X-Real-IP: they all look local.
+        # A proxy on this host forwards visitors to the web
+        # port with only X-Real-IP: they all look local.
         for headers in ({}, {"X-Real-IP": "198.51.100.9"}, {"X-Forwarded-For": "198.51.100.9"}):
             assert get(f"{public}/metrics", **headers) == 404, headers
         assert get(f"{public}/lists/dev/") == 200 and get(f"{public}/healthz") == 200

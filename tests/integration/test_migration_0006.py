@@ -2,9 +2,9 @@
 
 A database at 0003 with a subscriber who was mailed and bounced is upgraded through 0004 (web
 sessions), 0005 (administration: it rebuilds tables on SQLite), 0006 and what follows it (0007
-reading alters people and messages, 0008 threading); then that subscriber can leave, come back and switch to
-the weekly digest (the DELETE that failed on the foreign keys is gone), and the models agree
-with the migrated schema, every table of it.
+reading alters people and messages, 0008 threading); then that subscriber can leave, come back and
+switch to the weekly digest (the DELETE that failed on the foreign keys is gone), and the models
+agree with the migrated schema, every table of it.
 """
 
 from __future__ import annotations
@@ -30,22 +30,29 @@ def _history_at_0003(engine: Engine) -> None:
     now = "2026-11-01 10:00:00"
     with engine.begin() as conn:
         for sql in (
-            "INSERT INTO lists (id, name, title, description, policy, private, dmarc_mode, moderators, created_at, "
-            f"message_count, thread_count) VALUES (1, 'dev', 'dev', '', 'open', false, 'auto', '', '{now}', 1, 1)",
-            "INSERT INTO subscriptions (id, list_id, address, kind, thread_key, status, created_at, bounce_score) "
+            "INSERT INTO lists (id, name, title, description, policy, private, dmarc_mode, "
+            "moderators, created_at, message_count, thread_count) "
+            f"VALUES (1, 'dev', 'dev', '', 'open', false, 'auto', '', '{now}', 1, 1)",
+            "INSERT INTO subscriptions (id, list_id, address, kind, thread_key, status, "
+            "created_at, bounce_score) "
             f"VALUES (1, 1, 'bob@example.org', 'list', 0, 'active', '{now}', 0)",
-            f"INSERT INTO raw_messages (id, sha256, size, data, received_at) VALUES (1, 'x', 1, 'x', '{now}')",
-            "INSERT INTO threads (id, list_id, subject, subject_norm, starter_name, message_count, participant_count, "
-            f"created_at, last_activity, featured, subject_orphan) VALUES (1, 1, 's', 's', 'a', 1, 1, '{now}', '{now}', "
-            "false, false)",
-            "INSERT INTO messages (id, list_id, message_id, message_id_generated, thread_id, parent_pos, raw_id, subject, "
-            "subject_norm, from_name, from_addr, date, date_offset, date_header, received_at, in_reply_to, "
-            "\"references\", body_text, body_html, is_flowed, status, origin, defects) VALUES (1, 1, 'p@x', false, 1, "
-            f"0, 1, 's', 's', 'a', 'a@example.org', '{now}', 0, '', '{now}', '', '', 'hi', '', false, 'visible', "
-            "'smtp', '')",
-            "INSERT INTO deliveries (id, message_pk, address, subscription_id, status, attempts, last_error, created_at) "
+            "INSERT INTO raw_messages (id, sha256, size, data, received_at) "
+            f"VALUES (1, 'x', 1, 'x', '{now}')",
+            "INSERT INTO threads (id, list_id, subject, subject_norm, starter_name, "
+            "message_count, participant_count, created_at, last_activity, featured, "
+            "subject_orphan) "
+            f"VALUES (1, 1, 's', 's', 'a', 1, 1, '{now}', '{now}', false, false)",
+            "INSERT INTO messages (id, list_id, message_id, message_id_generated, thread_id, "
+            "parent_pos, raw_id, subject, subject_norm, from_name, from_addr, date, date_offset, "
+            'date_header, received_at, in_reply_to, "references", body_text, body_html, '
+            "is_flowed, status, origin, defects) "
+            "VALUES (1, 1, 'p@x', false, 1, 0, 1, 's', 's', 'a', 'a@example.org', "
+            f"'{now}', 0, '', '{now}', '', '', 'hi', '', false, 'visible', 'smtp', '')",
+            "INSERT INTO deliveries (id, message_pk, address, subscription_id, status, attempts, "
+            "last_error, created_at) "
             f"VALUES (1, 1, 'bob@example.org', 1, 'sent', 1, '', '{now}')",
-            "INSERT INTO bounces (id, delivery_id, subscription_id, address, kind, diagnostic, received_at) "
+            "INSERT INTO bounces (id, delivery_id, subscription_id, address, kind, diagnostic, "
+            "received_at) "
             f"VALUES (1, 1, 1, 'bob@example.org', 'transient', '', '{now}')",
             "INSERT INTO outbox (id, kind, ref_id, payload, created_at, attempts) "
             f"VALUES (1, 'listgate.fanout', 1, '{{}}', '{now}', 0)",
@@ -66,7 +73,8 @@ def _history_at_0003(engine: Engine) -> None:
             ):
                 conn.execute(
                     text(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))"
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"(SELECT max(id) FROM {table}))"
                     )
                 )
 

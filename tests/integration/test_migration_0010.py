@@ -1,4 +1,5 @@
-"""Migration 0010 (variant threading) on an archive that holds threads and a variant, SQLite and PostgreSQL.
+"""Migration 0010 (variant threading) on an archive that holds threads and a variant, SQLite and
+PostgreSQL.
 
 The archive is threaded, taken back to 0009 (the columns go) and upgraded again: every
 message is placed by its own Date and subject as before, the replies keep their parents, and

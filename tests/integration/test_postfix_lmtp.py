@@ -1,4 +1,5 @@
-"""Behind a real MTA: a burst through Debian's Postfix, configured with README's lines, to the LMTP listener.
+"""Behind a real MTA: a burst through Debian's Postfix, configured with README's lines, to the LMTP
+listener.
 
 Every post must be archived exactly once and Postfix must defer none: the MTA is one client
 address opening many connections, so per-client limits that throttled it (421 "too many
@@ -82,11 +83,13 @@ def test_a_burst_through_postfix_is_archived_once_with_no_deferral(tmp_path: Pat
             lambda: "gateway ready: LMTP" in (tmp_path / "gateway.log").read_text(), 30
         ), (tmp_path / "gateway.log").read_text()
         mta.start()
-        with smtplib.SMTP("127.0.0.1", mta.port, timeout=60) as smtp:
-            with pytest.raises(smtplib.SMTPRecipientsRefused) as unknown:
-                smtp.sendmail(
-                    "ann@example.org", ["nosuch@lists.test"], b"Subject: lost\r\n\r\nlost\r\n"
-                )
+        with (
+            smtplib.SMTP("127.0.0.1", mta.port, timeout=60) as smtp,
+            pytest.raises(smtplib.SMTPRecipientsRefused) as unknown,
+        ):
+            smtp.sendmail(
+                "ann@example.org", ["nosuch@lists.test"], b"Subject: lost\r\n\r\nlost\r\n"
+            )
         code, text = unknown.value.recipients["nosuch@lists.test"]
         assert code == 550 and b"undeliverable" in text.lower(), text
 

@@ -1,4 +1,5 @@
-"""README's quick start, followed literally by a newcomer's shell: its commands are read from README.md.
+"""README's quick start, followed literally by a newcomer's shell: its commands are read from
+README.md.
 
 The commands run with bash in a directory laid out like a checkout (Makefile, lock files and
 the already-installed .venv linked in), so `make run` finds everything installed and `var/`
@@ -68,10 +69,13 @@ class Shell:
             capture_output=True,
             text=True,
             timeout=timeout,
+            check=False,  # callers read the status and the output
         )
 
     def start(self, line: str, log: Path) -> subprocess.Popen[str]:
-        """Start a long-running line (make run, the sink) in its own process group, output to log."""
+        """Start a long-running line (make run, the
+        sink) in its own process group, output to log.
+        """
         with open(log, "w") as out:
             proc = subprocess.Popen(
                 ["bash", "-c", line],

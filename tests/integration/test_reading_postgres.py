@@ -1,5 +1,5 @@
-"""The reading features on PostgreSQL: read marks upserted, placeholders, votes and reports in one query,
-the map's grouped queries, edits and secret feed keys."""
+"""The reading features on PostgreSQL: read marks upserted, placeholders, votes and reports in one
+query, the map's grouped queries, edits and secret feed keys."""
 
 from __future__ import annotations
 

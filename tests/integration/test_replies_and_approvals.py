@@ -47,7 +47,9 @@ def rsink() -> Iterator[SmtpSink]:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory, rsink: SmtpSink) -> Iterator[tuple[Site, int]]:
-    """A site with its worker (default auto-reply window) and an in-process gateway enqueueing to it."""
+    """A site with its worker (default auto-reply
+    window) and an in-process gateway enqueueing to it.
+    """
     tmp = tmp_path_factory.mktemp("replies")
     env = {
         "LISTGATE_DATA_DIR": str(tmp / "var"),
@@ -222,7 +224,8 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
         session.execute(
             text(
                 "CREATE TRIGGER IF NOT EXISTS doom BEFORE UPDATE ON subscriptions "
-                f"WHEN OLD.address = '{doomed}' BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                f"WHEN OLD.address = '{doomed}' "
+                "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
             )
         )
     try:
@@ -337,8 +340,9 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
 def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(
     world, rsink
 ) -> None:  # type: ignore[no-untyped-def]
-    # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it by
-    # mail (nor learn it exists); the way in is an invitation, which the invited address confirms by reply.
+    # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it
+    # by mail (nor learn it exists); the way in is an invitation, which the invited address confirms
+    # by reply.
     site = world[0]
     name = new_list(site, private=True, policy="members", moderators="mod@example.org")
     other = "l" + uuid.uuid4().hex[:10]  # a name no list has, of the same shape
@@ -411,7 +415,9 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
 
 
 def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> None:  # type: ignore[no-untyped-def]
-    """The 451 retry of a reply already counted in its window must not be held back by that window."""
+    """The 451 retry of a reply already counted in
+    its window must not be held back by that window.
+    """
     from worker import outbox
     from worker.context import WorkerContext
 

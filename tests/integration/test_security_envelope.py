@@ -1,4 +1,5 @@
-"""The SMTP envelope under attack: 8-bit senders, recipient floods, probing for private lists, look-alike names.
+"""The SMTP envelope under attack: 8-bit senders, recipient floods, probing for private lists,
+look-alike names.
 
 Each test sends what an attacker sent (issue 17: items 6, 7 and 11) over real SMTP and asserts
 the reply a sender sees and what was stored.

@@ -1,4 +1,6 @@
-"""No open relay: RCPT to anything but our lists and their command addresses is refused, however it is spelled."""
+"""No open relay: RCPT to anything but our lists and their
+command addresses is refused, however it is spelled.
+"""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ OURS = [
     "dev+subscribe@lists.test",
     "dev+unsubscribe@LISTS.test",
 ]
-# The final mailbox is ours: aiosmtpd refuses a trailing dot as malformed before we see it, and strips a
-# source route through someone else to our list (RFC 5321 C: the route is ignored). Either answer is
-# safe as long as the mail is stored here and never sent on.
+# The final mailbox is ours: aiosmtpd refuses a trailing dot as malformed before we see it, and
+# strips a source route through someone else to our list (RFC 5321 C: the route is ignored). Either
+# answer is safe as long as the mail is stored here and never sent on.
 OURS_OR_MALFORMED = [
     "dev@lists.test.",
     "dev+help@lists.test.",
@@ -73,8 +75,8 @@ def _rcpt(env: Env, address: str) -> str:
         if reply.startswith("250"):  # accepted: it must then be stored here, never relayed
             assert c.cmd("DATA").startswith("354")
             c.send(
-                b"From: spammer@elsewhere.example\r\nSubject: relay?\r\nMessage-ID: <relay-%d@x>\r\n\r\nhi\r\n.\r\n"
-                % abs(hash(address))
+                b"From: spammer@elsewhere.example\r\nSubject: relay?\r\n"
+                b"Message-ID: <relay-%d@x>\r\n\r\nhi\r\n.\r\n" % abs(hash(address))
             )
             assert c.reply().startswith("250")
         return reply

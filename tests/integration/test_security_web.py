@@ -1,5 +1,6 @@
-"""Web security, enumerated from the app itself: CSRF on every POST route, single-purpose tokens,
-a private list that leaks nothing through any GET route, no header injection into mail, safe downloads."""
+"""Web security, enumerated from the app itself: CSRF on every POST route, single-purpose tokens, a
+private list that leaks nothing through any GET route, no header injection into mail, safe
+downloads."""
 
 from __future__ import annotations
 
@@ -73,12 +74,16 @@ def site(db: sessionmaker[Session]) -> dict[str, Any]:
 
 
 def _sign_in(client: FlaskClient, address: str) -> str:
-    """A signed-in session for address (the sign-in flow itself is tested in the web tests); its CSRF token."""
+    """A signed-in session for address (the sign-in flow
+    itself is tested in the web tests); its CSRF token.
+    """
     return session_for(client, address)
 
 
 def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:
-    """Every GET route of the app, filled with the private list's objects (or with ones that do not exist)."""
+    """Every GET route of the app, filled with the private
+    list's objects (or with ones that do not exist).
+    """
     r = site["priv" if private else "pub"]
     att_id, _filename = site["att"][r.message_pk]
     values = {
@@ -119,10 +124,11 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
         _sign_in(client, who)
     private, missing = _urls(app, site, True), _urls(app, site, False)
     assert len(private) >= 15, private  # every page family with arguments is covered
-    for p_url, m_url in zip(private, missing):
+    for p_url, m_url in zip(private, missing, strict=True):
         p, m = client.get(p_url), client.get(m_url)
         body = p.get_data(as_text=True)
-        # 404, or the same sign-in redirect a list that does not exist gets (mbox exports need a session)
+        # 404, or the same sign-in redirect a list that
+        # does not exist gets (mbox exports need a session)
         assert p.status_code == m.status_code and p.status_code in (404, 303), (
             p_url,
             p.status_code,
@@ -133,7 +139,7 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
             m.get_data(as_text=True),
             m.headers.get("Location", ""),
         )  # apart from echoing the URL
-        for asked, real in zip(m_url.split("/"), p_url.split("/")):
+        for asked, real in zip(m_url.split("/"), p_url.split("/"), strict=True):
             if asked != real:
                 echoed, location = echoed.replace(asked, real), location.replace(asked, real)
         assert body == echoed and p.headers.get("Location", "") == location, p_url
@@ -211,7 +217,9 @@ def test_every_post_route_refuses_a_request_without_csrf_token(
     checked = []
     for rule in _post_routes(app):
         if rule.rule.startswith(TOKEN_ROUTES[:2]):
-            continue  # confirm/unsubscribe: the signed token in the URL is the credential (RFC 8058 one-click)
+            # confirm/unsubscribe: the signed token in the URL is the credential
+            # (RFC 8058 one-click)
+            continue
         path = rule.rule
         for arg in rule.arguments:
             path = re.sub(rf"<(?:[a-z]+:)?{arg}>", str(values.get(arg, "x")), path)

@@ -1,4 +1,6 @@
-"""The spool on PostgreSQL: a table in the archive's database; archivers side by side take each message once."""
+"""The spool on PostgreSQL: a table in the archive's
+database; archivers side by side take each message once.
+"""
 
 from __future__ import annotations
 
@@ -28,7 +30,10 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
         assert not handler.spool.separate  # the same database: claimed with SKIP LOCKED
         ids = [f"pg{n}@x" for n in range(120)]
         for n, msgid in enumerate(ids):
-            raw = f"From: ann@example.org\r\nSubject: post {n % 7}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
+            raw = (
+                f"From: ann@example.org\r\nSubject: post {n % 7}\r\nMessage-ID: <{msgid}>\r\n\r\n"
+                f"body {n}\r\n"
+            ).encode()
             assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
                 "stored"
             )

@@ -109,7 +109,9 @@ class Model:
                 self.subs[(addr, kind, key)] = SubscriptionState.ENDED
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
-        """worker.notify.recipients: list members, then followers; mutes, the author and To/Cc out."""
+        """worker.notify.recipients: list members, then
+        followers; mutes, the author and To/Cc out.
+        """
         out: dict[str, tuple[str, str, int]] = {}
         for address in PEOPLE + ("eve@example.com",):
             if (
@@ -173,7 +175,9 @@ class Lifecycle(RuleBasedStateMachine):
         by_code=st.booleans(),
     )
     def confirms(self, address: str, kind: str, by_code: bool) -> None:
-        """The last confirmation mail this address got for this kind, answered by its link or by reply."""
+        """The last confirmation mail this address got
+        for this kind, answered by its link or by reply.
+        """
         if (address, kind) not in self.model.codes:
             return
         link, code = self.model.codes[(address, kind)]
@@ -317,7 +321,9 @@ class Lifecycle(RuleBasedStateMachine):
     @precondition(lambda self: self.model.pending)
     @rule()
     def sends_what_was_left(self) -> None:
-        """The beat's recovery sends rows nobody is working on; whoever left meanwhile is cancelled."""
+        """The beat's recovery sends rows nobody is
+        working on; whoever left meanwhile is cancelled.
+        """
         delivery.retry_due(self.site.ctx, stale_after=0.0)
         for pk in {pk for pk, _ in self.model.pending}:
             self._sent(pk)
@@ -333,7 +339,9 @@ class Lifecycle(RuleBasedStateMachine):
         self._sent(pk)
 
     def _sent(self, pk: int) -> None:
-        """Pending rows of post pk were just sent: those whose subscription row is still active arrive."""
+        """Pending rows of post pk were just sent: those
+        whose subscription row is still active arrive.
+        """
         for (post, address), key in list(self.model.pending.items()):
             if post == pk:
                 del self.model.pending[(post, address)]
@@ -387,7 +395,9 @@ class Lifecycle(RuleBasedStateMachine):
 
 
 class ModelSite:
-    """One database (SQLite file or PostgreSQL) emptied for each example, and the worker's code in-process."""
+    """One database (SQLite file or PostgreSQL) emptied
+    for each example, and the worker's code in-process.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -426,7 +436,8 @@ class ModelSite:
             if parent_pk is not None:
                 refs = f"In-Reply-To: <{session.get_one(Message, parent_pk).message_id}>\r\n"
             raw = (
-                f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\nMessage-ID: <p{n}@x>\r\n{refs}"
+                f"From: {author}\r\nTo: dev@lists.test\r\nSubject: Topic {n}\r\n"
+                f"Message-ID: <p{n}@x>\r\n{refs}"
                 f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nPost {n}\r\n"
             ).encode()
             result = ingest(
@@ -465,14 +476,18 @@ class ModelSite:
         self._command(raw)
 
     def record_fanout(self, outbox_id: int, pk: int) -> None:
-        """The fan-out's own transaction, as a worker killed right after it leaves it: rows, nothing sent."""
+        """The fan-out's own transaction, as a worker killed
+        right after it leaves it: rows, nothing sent.
+        """
         with self.session() as session:
             msg = session.get_one(Message, pk)
             delivery.insert_absent(session, pk, recipients(session, msg, msg.raw.data))
             session.get_one(OutboxEntry, outbox_id).done_at = datetime.now(UTC)
 
     def collect(self, copies: Counter[tuple[int, str]], digests: dict[str, list[int]]) -> None:
-        """Move what the Maildir received into the counters (posts by Message-ID, digests by size)."""
+        """Move what the Maildir received into the
+        counters (posts by Message-ID, digests by size).
+        """
         box = mailbox.Maildir(self.box, create=True)
         pks = self._pks()
         for key in list(box.keys()):
@@ -502,7 +517,9 @@ PROFILE = hsettings(
 
 @pytest.fixture
 def confirm_mail_unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The per-address limit on confirmation mail has its own tests; here one person asks many times."""
+    """The per-address limit on confirmation mail has
+    its own tests; here one person asks many times.
+    """
     monkeypatch.setattr(subscriptions, "CONFIRM_LIMIT", (10**6, 900))
 
 

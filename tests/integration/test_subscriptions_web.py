@@ -1,4 +1,6 @@
-"""Confirm and unsubscribe links in a browser or mail client: GET shows, POST acts, bad links explain."""
+"""Confirm and unsubscribe links in a browser or mail
+client: GET shows, POST acts, bad links explain.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Our threading against notmuch's, run here (Debian's notmuch): cases written from the RFCs, and real mail.
+"""Our threading against notmuch's, run here (Debian's notmuch): cases written from the RFCs, and
+real mail.
 
 notmuch does no subject fallback, so it is off for the comparisons. Where the RFCs let a
 mail name several parents or list References parent-first, we choose the nearest archived
@@ -20,17 +21,24 @@ D = "Mon, 2 Mar 2026 {:02d}:00:00 +0000"
 
 
 def _mail(case: str, n: int, subject: str, irt: str = "", refs: str = "") -> bytes:
-    """Message n of a case: ids look like <n.case@rfc.test>, '{k}' in headers names message k of the case."""
+    """Message n of a case: ids look like <n.case@rfc.test>,
+    '{k}' in headers names message k of the case.
+    """
     ids = lambda text: text.replace("{", "<").replace("}", f".{case}@rfc.test>")  # noqa: E731
-    head = f"From: p{n}@example.org\r\nDate: {D.format(n)}\r\nSubject: {subject}\r\nMessage-ID: <{n}.{case}@rfc.test>\r\n"
+    head = (
+        f"From: p{n}@example.org\r\nDate: {D.format(n)}\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{n}.{case}@rfc.test>\r\n"
+    )
     head += f"In-Reply-To: {ids(irt)}\r\n" if irt else ""
     head += f"References: {ids(refs)}\r\n" if refs else ""
     return (head + f"\r\nmessage {n} of {case}\r\n").encode()
 
 
-# (case, its mails by number, our parent of each message by number, does notmuch agree on every parent)
+# (case, its mails by number, our parent of each message
+# by number, does notmuch agree on every parent)
 CASES = [
-    # RFC 5322 appendix A.2: a reply and a reply to the reply, with both fields as the RFC fills them.
+    # RFC 5322 appendix A.2: a reply and a reply to the
+    # reply, with both fields as the RFC fills them.
     (
         "a2",
         [
@@ -91,7 +99,8 @@ CASES = [
     ("broken-irt", [("one", "", ""), ("Re: one", "mumble", "{1}")], {1: None, 2: 1}, True),
     # A message naming itself.
     ("self", [("Plan", "", ""), ("Re: Plan", "{2} {1}", "{1} {2}")], {1: None, 2: 1}, True),
-    # RFC 5322 3.6.4: a reply to several parents lists them all in In-Reply-To; the nearest (3 names 2) wins.
+    # RFC 5322 3.6.4: a reply to several parents lists them
+    # all in In-Reply-To; the nearest (3 names 2) wins.
     (
         "two-parents",
         [
@@ -138,7 +147,10 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
         ]
     ours, our_groups, theirs, their_groups = notmuch.threadings(mails, tmp_path, fallback_days=0)
     for case, _, want, notmuch_agrees in CASES:
-        name = lambda n: None if n is None else f"{n}.{case}@rfc.test"  # noqa: E731
+
+        def name(n: int | None, case: str = case) -> str | None:
+            return None if n is None else f"{n}.{case}@rfc.test"
+
         expected = {name(n): name(p) for n, p in want.items()}
         assert {m: ours[m] for m in expected} == expected, case
         held = set(expected)
@@ -157,7 +169,9 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
 
 
 def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """The first 2,000 messages of linux-man (real mail: odd clients, missing parents); whole-archive figures in docs/benchmarks.md."""
+    """The first 2,000 messages of linux-man (real mail: odd clients,
+    missing parents); whole-archive figures in docs/benchmarks.md.
+    """
     mails = list(linux_man(2000))
     figures = notmuch.both(mails, tmp_path, fallback_days=0)
     assert figures.messages >= 1990 and figures.parents_checked >= 1990

@@ -1,4 +1,6 @@
-"""Threading on PostgreSQL: the order-independence property, and a loop and a variant through real rows."""
+"""Threading on PostgreSQL: the order-independence
+property, and a loop and a variant through real rows.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ _example = itertools.count(1)
 )
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order_on_postgresql(pg_settings, case) -> None:  # type: ignore[no-untyped-def]
-    """The same property as on SQLite (tests/unit/listgate/test_threads.py), on PostgreSQL's collation and types."""
+    """The same property as on SQLite (tests/unit/listgate/test_threads.py),
+    on PostgreSQL's collation and types.
+    """
     engine = make_engine(pg_settings)
     try:
         forests.check(session_factory(writer(engine)), case, f"pg{next(_example)}")

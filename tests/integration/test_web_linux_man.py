@@ -90,7 +90,7 @@ def test_list_pages_months_and_search_over_real_mail(imported):
 
 
 def test_every_imported_message_page_renders(imported):
-    app, factory = imported
+    app, _ = imported
     client = app.test_client()
     data = client.get("/api/lists/linux-man/threads?limit=200").get_json()
     for thread in data["threads"][:60]:

@@ -1,4 +1,6 @@
-"""A real Celery worker delivers posts to an SMTP sink: recipients, headers, retries, bounces, crashes."""
+"""A real Celery worker delivers posts to an SMTP
+sink: recipients, headers, retries, bounces, crashes.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +34,9 @@ VERP = re.compile(r"^dev\+bounce-[a-z0-9_.=-]{4,60}@lists\.test$")
     ]
 )
 def stack(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The embedded default (SQLite + SQLAlchemy broker), Redis, and the production pair PostgreSQL + Redis."""
+    """The embedded default (SQLite + SQLAlchemy broker),
+    Redis, and the production pair PostgreSQL + Redis.
+    """
     if request.param == "sqla":
         return {}
     env = {"LISTGATE_BROKER_URL": request.getfixturevalue("redis_db_url")}
@@ -167,7 +171,10 @@ def test_sigkill_mid_fanout_then_restart_loses_no_copy(
         2000,
         0,
         len(twice),
-        note=f"killed after {at_kill} copies; a second copy only for a wave caught between its dots and COMMIT",
+        note=(
+            f"killed after {at_kill} copies; "
+            "a second copy only for a wave caught between its dots and COMMIT"
+        ),
     )
     assert max(got.values()) <= 2, "a recipient got three copies"
     assert len(twice) <= relay_sessions.SIZE * proc.concurrency, (

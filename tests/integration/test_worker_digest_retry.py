@@ -1,4 +1,6 @@
-"""A digest the relay defers (451) is sent again with the sweeper's backoff, not a day later, and only once."""
+"""A digest the relay defers (451) is sent again with
+the sweeper's backoff, not a day later, and only once.
+"""
 
 from __future__ import annotations
 

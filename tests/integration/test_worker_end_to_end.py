@@ -1,4 +1,6 @@
-"""End to end: SMTP into the real gateway, its archiver and broker sender, a real worker, the SMTP sink."""
+"""End to end: SMTP into the real gateway, its archiver
+and broker sender, a real worker, the SMTP sink.
+"""
 
 from __future__ import annotations
 
@@ -38,8 +40,8 @@ def test_post_and_mute_reply_through_the_gateway(tmp_path: Path, sink: SmtpSink)
             "bob@example.org",
         ]
         copy = sink.to("bob@example.org")[0]
-        # Bob answers his copy ("reply to list": its List-Post) with just "mute": it acts on the thread
-        # and is never posted.
+        # Bob answers his copy ("reply to list": its List-Post) with just "mute": it acts on the
+        # thread and is never posted.
         reply = mail("bob@example.org", "Re: Hi", "mute@x", "mute\n", in_reply_to="e2e@x")
         list_post = copy.message["List-Post"].strip("<>").removeprefix("mailto:")
         with smtplib.SMTP(site.settings.smtp_host, site.settings.smtp_port, timeout=10) as smtp:

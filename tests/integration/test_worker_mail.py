@@ -229,7 +229,8 @@ def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: Sm
     send_to(site, verp, delayed, envelope_from="")
     wait_until(lambda: bounces("delayed") == 1, what="the delay notice")
     assert score() == 0.0
-    # A real DSN, about flaky's address (a bounce naming someone else would not count against flaky).
+    # A real DSN, about flaky's address (a bounce naming
+    # someone else would not count against flaky).
     failed = (
         (DATA / "bounces" / "dsn_11.txt")
         .read_bytes()
@@ -368,7 +369,8 @@ def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) 
     got = wait_until(lambda: msink.received, what="the DMARC copy")[0]
     msg = got.message
     assert getaddresses([msg["From"]]) == [(f"Sam via {name}", f"{name}@lists.test")]
-    # The list's Reply-To policy is "none": a reply goes to the author (whose address left From), not the list.
+    # The list's Reply-To policy is "none": a reply goes to
+    # the author (whose address left From), not the list.
     assert getaddresses(msg.get_all("Reply-To")) == [("Sam", "sam@strict.example")]
     assert got.data.endswith(raw.split(b"\r\n\r\n", 1)[1])
     assert msg["Message-ID"] == f"<strict-{name}@strict.example>"

@@ -1,4 +1,6 @@
-"""The outbound relay: authentication, 8-bit mail intact, one connection reused across recipients."""
+"""The outbound relay: authentication, 8-bit mail
+intact, one connection reused across recipients.
+"""
 
 from __future__ import annotations
 
@@ -59,8 +61,8 @@ def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(relay) ->
     ctl, handler = relay
     body = "Grüße aus Köln — ünïcödé\r\n.leading dot\r\n".encode()
     data = (
-        b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-        + body
+        b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body
     )
     with connect(f"smtp://list:s3cret@127.0.0.1:{ctl.port}") as conn:
         results = [

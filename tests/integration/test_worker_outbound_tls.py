@@ -1,4 +1,6 @@
-"""Outbound STARTTLS + AUTH through a real Celery worker, and no plaintext fallback when STARTTLS is missing."""
+"""Outbound STARTTLS + AUTH through a real Celery worker,
+and no plaintext fallback when STARTTLS is missing.
+"""
 
 from __future__ import annotations
 
@@ -79,7 +81,9 @@ def self_signed(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def start_relay(tls: tuple[Path, Path] | None) -> Relay:
-    """A relay wanting AUTH (list / s3cret): over STARTTLS only when tls is given, else plaintext."""
+    """A relay wanting AUTH (list / s3cret): over
+    STARTTLS only when tls is given, else plaintext.
+    """
     logins: list[tuple[bytes, bool]] = []
 
     def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]

@@ -49,7 +49,9 @@ def rsite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator
 
 @pytest.fixture
 def site(rsite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
-    """The shared site with a fresh list (three subscribers) named after the test, and an empty relay."""
+    """The shared site with a fresh list (three
+    subscribers) named after the test, and an empty relay.
+    """
     with msink.handler.lock:
         msink.handler.received.clear()
         msink.handler.scripted.clear()
@@ -111,7 +113,9 @@ def multipart_with_long_html(name: str, msgid: str) -> bytes:
 
 
 def leaves(data: bytes) -> list[tuple[str, str]]:
-    """(content type, decoded text) of every leaf part, for comparing what arrived with what was sent."""
+    """(content type, decoded text) of every leaf part,
+    for comparing what arrived with what was sent.
+    """
     msg = message_from_bytes(data, policy=policy.default)
     return [(p.get_content_type(), p.get_content()) for p in msg.walk() if not p.is_multipart()]
 
@@ -120,7 +124,9 @@ PARAGRAPH = " ".join(["Un caf\u00e9 tr\u00e8s long sans retour \u00e0 la ligne."
 
 
 def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
-    """Five attack posts with a 1,500-byte header line, and three legitimate posts with long lines."""
+    """Five attack posts with a 1,500-byte header
+    line, and three legitimate posts with long lines.
+    """
     to = f"{name}@lists.test"
     attacks = [
         mail(
@@ -178,7 +184,7 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
         assert arrived["Subject"] == sent["Subject"] and arrived["X-Junk"] == sent["X-Junk"]
         assert leaves(got) == leaves(raw)
     with site.db() as session:  # the archive keeps the bytes as they were received
-        for result, raw in zip(posted, attacks + legit):
+        for result, raw in zip(posted, attacks + legit, strict=True):
             msg = session.get_one(Message, result.message_pk)
             assert session.get_one(RawMessage, msg.raw_id).data == raw
 
@@ -354,7 +360,8 @@ def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(
             ).first()
         return kind or "", scores(site, name)["ann@example.org"][1]
 
-    # The relay's next hop refused the message for its long lines: a DSN naming ann, but not her fault.
+    # The relay's next hop refused the message for its
+    # long lines: a DSN naming ann, but not her fault.
     send_to(
         site,
         verp,

@@ -1,4 +1,6 @@
-"""A browser-like HTTP client for tests against a running web archive: cookies, forms, CSRF tokens."""
+"""A browser-like HTTP client for tests against a
+running web archive: cookies, forms, CSRF tokens.
+"""
 
 from __future__ import annotations
 
@@ -31,7 +33,9 @@ class Page:
 
 
 class WebClient:
-    """Keeps the session cookie, follows redirects, sends the CSRF token of the page a form is on."""
+    """Keeps the session cookie, follows redirects,
+    sends the CSRF token of the page a form is on.
+    """
 
     def __init__(self, port: int) -> None:
         self.base = f"http://127.0.0.1:{port}"
@@ -45,7 +49,9 @@ class WebClient:
     def post(
         self, path: str, data: dict[str, str] | None = None, on_page: str | None = None
     ) -> Page:
-        """POST a form; with on_page, the form's page is loaded first and its CSRF token sent along."""
+        """POST a form; with on_page, the form's page
+        is loaded first and its CSRF token sent along.
+        """
         fields = dict(data or {})
         if on_page is not None:
             found = _TOKEN.search(self.get(on_page).body)

@@ -1,4 +1,6 @@
-"""Serving the web archive on a real socket for browser tests, and Debian's Chromium (fixture `browser`)."""
+"""Serving the web archive on a real socket for browser
+tests, and Debian's Chromium (fixture `browser`).
+"""
 
 from __future__ import annotations
 

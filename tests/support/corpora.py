@@ -21,7 +21,9 @@ VARIABLE = "LISTGATE_TEST_CORPORA"
 
 
 def available(*parts: str) -> Path | None:
-    """The path of parts inside the corpora, or None when they are not there (a failure under CI=true)."""
+    """The path of parts inside the corpora, or None
+    when they are not there (a failure under CI=true).
+    """
     root = os.environ.get(VARIABLE, "")
     path = Path(root, *parts) if root else None
     if path is not None and path.exists():
@@ -35,7 +37,9 @@ def available(*parts: str) -> Path | None:
 
 
 def corpus(*parts: str) -> Path:
-    """The path of parts inside the corpora; skips the test with one line when they are not there."""
+    """The path of parts inside the corpora; skips
+    the test with one line when they are not there.
+    """
     path = available(*parts)
     if path is None:
         root = os.environ.get(VARIABLE, "")
@@ -55,6 +59,8 @@ def linux_man_path() -> Path:
 
 
 def linux_man(limit: int) -> Iterator[bytes]:
-    """The first `limit` messages of the linux-man archive, read by the importer's own mbox reader."""
+    """The first `limit` messages of the linux-man
+    archive, read by the importer's own mbox reader.
+    """
     with open(linux_man_path(), "rb") as raw:
         yield from islice(mbox_messages(open_stream(raw)), limit)

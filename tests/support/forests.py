@@ -44,7 +44,10 @@ class Case:
 
 def _mail(mid: str, subject: str, hours: int, irt: str, refs: str, body: str) -> bytes:
     date = (T0 + timedelta(hours=hours)).strftime("%a, %d %b %Y %H:%M:%S +0000")
-    head = f"From: someone@forest.test\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{mid}>\r\n"
+    head = (
+        f"From: someone@forest.test\r\nSubject: {subject}\r\nDate: {date}\r\n"
+        f"Message-ID: <{mid}>\r\n"
+    )
     head += f"In-Reply-To: {irt}\r\n" if irt else ""
     head += f"References: {refs}\r\n" if refs else ""
     return (head + f"\r\n{body}\r\n").encode()
@@ -52,7 +55,9 @@ def _mail(mid: str, subject: str, hours: int, irt: str, refs: str, body: str) ->
 
 @st.composite
 def cases(draw: st.DrawFn) -> Case:
-    """A random forest of 2-10 mails as clients and gateways really write them, and three arrival orders."""
+    """A random forest of 2-10 mails as clients and
+    gateways really write them, and three arrival orders.
+    """
     n = draw(st.integers(2, 10))
     ids = [f"m{i}@forest.test" for i in range(n)]
     parent = [None] + [draw(st.one_of(st.none(), st.integers(0, i - 1))) for i in range(1, n)]
@@ -98,7 +103,9 @@ def _chain(ids: list[str], parent: list[int | None], p: int | None) -> list[str]
 def _other_headers(
     draw: st.DrawFn, ids: list[str], parent: list[int | None], i: int, hours: int, copy: int
 ) -> bytes:
-    """A variant of mail i that threads differently: another parent (any mail, so loops too), subject or Date."""
+    """A variant of mail i that threads differently: another
+    parent (any mail, so loops too), subject or Date.
+    """
     other = draw(st.one_of(st.none(), st.integers(0, len(ids) - 1)))
     chain = [x for x in _chain(ids, parent, other) if x != ids[i]]
     irt, refs = _headers(draw, chain, ids, i)
@@ -252,7 +259,9 @@ def archive(
 
 
 def read_forest(db: sessionmaker[Session], name: str) -> Forest:
-    """(thread groups, parent of each message) of a list, after checking its counts agree with its rows."""
+    """(thread groups, parent of each message) of a
+    list, after checking its counts agree with its rows.
+    """
     with db() as s:
         mlist = require(s, name)
         rows = s.execute(
@@ -296,7 +305,9 @@ def distinct_variants(mails: list[bytes]) -> int:
 
 
 def check(db: sessionmaker[Session], case: Case, tag: str) -> None:
-    """Every arrival order (one transaction per mail, or one for all) threads to the expected forest, fallback on and off."""
+    """Every arrival order (one transaction per mail, or one for
+    all) threads to the expected forest, fallback on and off.
+    """
     for days in (0, 30):
         want = expected([case.mails[i] for i in case.orders[0]], days)
         for k, order in enumerate(case.orders):

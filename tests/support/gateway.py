@@ -1,4 +1,6 @@
-"""An in-process gateway for integration tests (fixtures `env`, `make_env`), and small SMTP/DB helpers."""
+"""An in-process gateway for integration tests (fixtures
+`env`, `make_env`), and small SMTP/DB helpers.
+"""
 
 from __future__ import annotations
 
@@ -71,7 +73,9 @@ def start_gateway(
     lmtp: bool = False,
     listen: tuple[str, int] | Path | None = None,
 ) -> RunningGateway:
-    """Start a gateway on settings.smtp_port (or `listen`), archiving in-process, with a recording broker."""
+    """Start a gateway on settings.smtp_port (or `listen`),
+    archiving in-process, with a recording broker.
+    """
     rec = Recorder()
     db = db.factory if isinstance(db, Settled) else db
     handler = GatewayHandler(settings, db)
@@ -95,7 +99,9 @@ class Settled:
 
 
 def settle(db: sessionmaker[Session] | Settled, timeout: float = 30.0) -> None:
-    """Wait until the archiver has taken everything spooled (a 250 means spooled, not yet archived)."""
+    """Wait until the archiver has taken everything
+    spooled (a 250 means spooled, not yet archived).
+    """
     db = db.factory if isinstance(db, Settled) else db
     deadline = time.monotonic() + timeout
     spool = Spool(db.kw["bind"])
@@ -149,7 +155,10 @@ def mail(
     to: str = "dev@lists.test",
 ) -> bytes:
     """A small well-formed message."""
-    head = f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
+    head = (
+        f"From: {frm}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        "Date: Tue, 24 Nov 2026 10:00:00 +0100\r\n"
+    )
     if msgid:
         head += f"Message-ID: <{msgid}>\r\n"
     return (head + extra + "\r\n" + body).encode()
@@ -211,8 +220,8 @@ def archived_ids(db: sessionmaker[Session], list_name: str = "dev") -> list[str]
 
 
 def message_count(db: sessionmaker[Session]) -> int:
-    """Rows in the messages table, read without the write lock (a writer factory's BEGIN IMMEDIATE would
-    wait for a busy archiver's batches, and see many at once)."""
+    """Rows in the messages table, read without the write lock (a writer factory's BEGIN IMMEDIATE
+    would wait for a busy archiver's batches, and see many at once)."""
     with db.kw["bind"].connect() as conn:
         return (
             conn.execution_options(sqlite_begin="").scalar(

@@ -1,4 +1,6 @@
-"""DKIM test keys (made with openssl) and a stub DNS server on loopback (dnspython) that serves them."""
+"""DKIM test keys (made with openssl) and a stub DNS
+server on loopback (dnspython) that serves them.
+"""
 
 from __future__ import annotations
 
@@ -76,7 +78,7 @@ class StubDns:
     @property
     def address(self) -> str:
         """HOST:PORT, the value of LISTGATE_DNS_SERVER."""
-        return "127.0.0.1:%d" % self.sock.getsockname()[1]
+        return f"127.0.0.1:{self.sock.getsockname()[1]}"
 
     def start(self) -> StubDns:
         self.thread.start()
@@ -100,8 +102,9 @@ class StubDns:
             self.queries.append(name)
             value = self.records.get(name)
             if value is not None and question.rdtype == dns.rdatatype.TXT:
-                chunks = " ".join('"%s"' % value[i : i + 250] for i in range(0, len(value), 250))
-                response.answer.append(dns.rrset.from_text(question.name, 300, "IN", "TXT", chunks))
+                chunks = " ".join(f'"{value[i : i + 250]}"' for i in range(0, len(value), 250))
+                answer = dns.rrset.from_text(question.name, 300, "IN", "TXT", chunks)
+                response.answer.append(answer)
             else:
                 response.set_rcode(dns.rcode.NXDOMAIN)
             self.sock.sendto(response.to_wire(), peer)

@@ -1,4 +1,6 @@
-"""listgate's own processes for the tests: the gateway, archiver, web archive and a Celery worker."""
+"""listgate's own processes for the tests: the
+gateway, archiver, web archive and a Celery worker.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +19,9 @@ from tests.support.config import ROOT
 
 
 class WorkerProcess:
-    """`python -m worker worker` in its own process group (so SIGKILL takes its pool children too)."""
+    """`python -m worker worker` in its own process
+    group (so SIGKILL takes its pool children too).
+    """
 
     def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
@@ -56,7 +60,8 @@ class WorkerProcess:
                 return self
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"worker exited with {self.proc.returncode}:\n{text.decode(errors='replace')[-3000:]}"
+                    f"worker exited with {self.proc.returncode}:\n"
+                    f"{text.decode(errors='replace')[-3000:]}"
                 )
             time.sleep(0.1)
         raise RuntimeError(
@@ -70,7 +75,9 @@ class WorkerProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
-        """Cold shutdown (SIGQUIT: the tests have waited for the work they check), SIGKILL if it hangs."""
+        """Cold shutdown (SIGQUIT: the tests have waited
+        for the work they check), SIGKILL if it hangs.
+        """
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGQUIT)  # the main process only: it stops its pool itself
@@ -83,7 +90,8 @@ class WorkerProcess:
 
 
 class Service(WorkerProcess):
-    """`python -m <module>` in its own process group, logging to a file, ready once its port listens.
+    """`python -m <module>` in its own process group, logging to a file, ready once its port
+    listens.
 
     kill() (SIGKILL to the whole group) is the worker tests' own.
     """

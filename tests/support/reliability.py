@@ -1,7 +1,10 @@
-"""The short and long sizes of the fault, fuzz and security tests, their figures, and sending MTAs."""
+"""The short and long sizes of the fault, fuzz and
+security tests, their figures, and sending MTAs.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import smtplib
@@ -31,7 +34,8 @@ def record(
 ) -> None:
     """Append one figure for docs/reliability.md (only when LISTGATE_RELIABILITY_OUT names a file).
 
-    `held`: of the attempts (attacks), how many the site withstood (refused, or served within its limits).
+    `held`: of the attempts (attacks), how many the site withstood (refused, or served within its
+    limits).
     """
     out = os.environ.get("LISTGATE_RELIABILITY_OUT", "")
     if not out:
@@ -60,7 +64,8 @@ def post(
 ) -> bytes:
     """A small well-formed post."""
     return (
-        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+        f"From: {sender}\r\nTo: {to}\r\nSubject: {subject}\r\n"
+        "Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
         f"Message-ID: <{msgid}>\r\n\r\n{body}"
     ).encode()
 
@@ -79,7 +84,9 @@ def post_code(port: int, msgid: str, timeout: float = 30.0) -> int:
 
 @dataclass
 class Mta:
-    """A sending mail server: queues posts, retries each later with the same bytes until it gets a 250."""
+    """A sending mail server: queues posts, retries
+    each later with the same bytes until it gets a 250.
+    """
 
     port: int
     queue: list[tuple[str, bytes]]
@@ -133,10 +140,8 @@ class Mta:
 
     def _reset(self, conn: smtplib.SMTP | None, permanent: bool) -> None:
         if conn is not None:
-            try:
+            with contextlib.suppress(Exception):  # the connection is already broken
                 conn.close()
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
         if not permanent:
             time.sleep(self.retry_delay)
         return

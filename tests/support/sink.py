@@ -1,4 +1,6 @@
-"""An SMTP sink for tests: a real aiosmtpd server that records every message it accepts (fixtures `sink`, `msink`)."""
+"""An SMTP sink for tests: a real aiosmtpd server that
+records every message it accepts (fixtures `sink`, `msink`).
+"""
 
 from __future__ import annotations
 
@@ -36,7 +38,8 @@ class _Handler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Replies to give instead of 250, consumed one per DATA (e.g. ["451 4.3.0 try later"]).
     scripted: list[str] = field(default_factory=list)
-    # Recipients refused at RCPT, with the reply (e.g. {"gone@example.org": "550 5.1.1 User unknown"}).
+    # Recipients refused at RCPT, with the reply (e.g.
+    # {"gone@example.org": "550 5.1.1 User unknown"}).
     refused_rcpts: dict[str, str] = field(default_factory=dict)
 
     async def handle_RCPT(

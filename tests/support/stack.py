@@ -1,7 +1,10 @@
-"""A whole listgate site for the journeys: `listgate up` or separate processes, and HTTP reads of it."""
+"""A whole listgate site for the journeys: `listgate up`
+or separate processes, and HTTP reads of it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -53,6 +56,7 @@ class Stack:
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,  # a failure is reported with its output below
         )
         assert done.returncode == 0, f"listgate {' '.join(args)}: {done.stdout}{done.stderr}"
         return done.stdout
@@ -104,10 +108,8 @@ class Stack:
 
 def killpg(proc: subprocess.Popen[bytes], sig: int) -> None:
     """Signal a process group that may be gone already."""
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def smtp_ready(port: int) -> bool:
@@ -166,7 +168,9 @@ def make_stack(tmp_path: Path, env: dict[str, str]) -> Stack:
 
 
 def run_separately(stack: Stack) -> Iterator[Stack]:
-    """Start gateway, worker, beat and web as separate processes, yield the stack once ready, stop them."""
+    """Start gateway, worker, beat and web as separate
+    processes, yield the stack once ready, stop them.
+    """
     for name, args in (
         ("gateway", ["-m", "gateway"]),
         ("worker", ["-m", "worker", "worker"]),

@@ -25,7 +25,9 @@ def stored_words(session: Session) -> dict[str, set[str]]:
 
 
 def foreign_words(session: Session) -> dict[str, set[str]]:
-    """The stored words that are not members of their column's enum, by column (empty when all are)."""
+    """The stored words that are not members of their
+    column's enum, by column (empty when all are).
+    """
     members = {
         f"{c.table.name}.{c.name}": {m.value for m in c.type.states} for c in state_columns()
     }  # type: ignore[attr-defined]

@@ -57,7 +57,9 @@ def sign_in(client: FlaskClient, db: sessionmaker[Session], address: str) -> Non
 
 
 def session_for(client: FlaskClient, address: str, csrf_value: str = "known-csrf-token") -> str:
-    """A recorded signed-in session for address in the client's cookie (the flow itself: sign_in); its CSRF token."""
+    """A recorded signed-in session for address in the client's
+    cookie (the flow itself: sign_in); its CSRF token.
+    """
     sid = secrets.token_urlsafe(16)
     with transaction(client.application.extensions["listgate"].writer) as session:
         session.add(WebSession(digest=session_digest(sid), address=address))

@@ -140,7 +140,9 @@ def build_site(tmp: Path, sink: SmtpSink, **env: str) -> Site:
 
 
 def worker_site(tmp: Path, outbound: str, **env: str) -> Iterator[Site]:
-    """A migrated site sending to `outbound`, with one real worker running while the generator is open."""
+    """A migrated site sending to `outbound`, with one
+    real worker running while the generator is open.
+    """
     site = site_for(tmp, outbound, **env)
     proc = WorkerProcess(site.env, tmp / "worker.log").start()
     try:

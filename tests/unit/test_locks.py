@@ -1,4 +1,6 @@
-"""The lock files: every package pinned with hashes, in agreement with pyproject.toml, installed by every path."""
+"""The lock files: every package pinned with hashes, in
+agreement with pyproject.toml, installed by every path.
+"""
 
 from __future__ import annotations
 

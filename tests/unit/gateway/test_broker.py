@@ -1,4 +1,6 @@
-"""The background sender: the 250 does not wait for the broker, and a broker failure loses nothing."""
+"""The background sender: the 250 does not wait for
+the broker, and a broker failure loses nothing.
+"""
 
 from __future__ import annotations
 

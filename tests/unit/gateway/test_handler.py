@@ -81,7 +81,9 @@ def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = Fa
 
 
 def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
-    """(Message-ID, recipients) of the mail waiting in the spool (rows that only count are left out)."""
+    """(Message-ID, recipients) of the mail waiting
+    in the spool (rows that only count are left out).
+    """
     from listgate.spool import Spool
 
     spool = Spool(db.kw["bind"])
@@ -172,7 +174,7 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
     event.listen(
         handler.spool.engine, "commit", full_disk
     )  # after the spool's INSERT, at its COMMIT
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="database or disk is full"):
         handler.store_batch(jobs)  # type: ignore[arg-type]
     event.remove(handler.spool.engine, "commit", full_disk)
     assert _spooled(db) == []

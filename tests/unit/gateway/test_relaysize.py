@@ -1,4 +1,6 @@
-"""The gateway's size limit from the relay's answer (the relay itself: tests/integration/test_gateway_relay_size.py)."""
+"""The gateway's size limit from the relay's answer (the
+relay itself: tests/integration/test_gateway_relay_size.py).
+"""
 
 from __future__ import annotations
 

@@ -51,7 +51,7 @@ def test_a_failed_write_fails_every_job_of_the_batch_and_the_writer_goes_on() ->
 
 
 def test_a_stopped_writer_refuses_at_once() -> None:
-    w: GroupWriter[int, int] = GroupWriter(lambda jobs: list(jobs))
+    w: GroupWriter[int, int] = GroupWriter(list)
     with pytest.raises(WriterStopped):
         w.submit(1).result(1)
     w.start()

@@ -22,7 +22,8 @@ SECRET = "test-secret-key-0123456789"
 
 def mail(msgid: str, sender: str = "ann@example.org", body: str = "Hello.") -> bytes:
     return (
-        f"From: {sender}\r\nTo: club@lists.test\r\nSubject: Post {msgid}\r\nMessage-ID: <{msgid}>\r\n"
+        f"From: {sender}\r\nTo: club@lists.test\r\nSubject: Post {msgid}\r\n"
+        f"Message-ID: <{msgid}>\r\n"
         f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
     ).encode()
 
@@ -210,7 +211,8 @@ def test_cli_delete_refuses_a_list_with_posts_unless_purge(tmp_path: Path, make_
         for n in range(2):
             ingest(session, parse(mail(f"p{n}@x")), mlist, domain="lists.test")
         lists.subscribe(session, mlist, "s@example.org")
-        # An out-of-office answer kept in the not-posted queue, and a subscriber who left after a post.
+        # An out-of-office answer kept in the not-posted
+        # queue, and a subscriber who left after a post.
         auto = mail("ooo@x", sender="away@example.org").replace(
             b"\r\n\r\n", b"\r\nAuto-Submitted: auto-replied\r\n\r\n", 1
         )

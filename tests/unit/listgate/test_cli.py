@@ -28,7 +28,8 @@ SLEEPER = (
     "pathlib.Path(sys.argv[1]).write_text(str(os.getpid()))\n"
     "time.sleep(600)\n"
 )
-# A stand-in that says READY=1 the way the real services do (once the file argv[2] exists, if given).
+# A stand-in that says READY=1 the way the real
+# services do (once the file argv[2] exists, if given).
 NOTIFIER = (
     "import os, sys, time, pathlib\n"
     "from listgate.config import Settings\n"
@@ -86,8 +87,10 @@ def start_up(tmp_path: Path, services: dict[str, list[str]], **env: str) -> subp
     """Run `listgate up --no-demo` in a subprocess with the given stand-in services."""
     (tmp_path / "services.json").write_text(json.dumps(services))
     script = (
-        "import json, sys\nfrom listgate import cli, launch\nfrom listgate.supervisor import Service\n"
-        "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in json.load(open(sys.argv[1])).items())\n"
+        "import json, sys\nfrom listgate import cli, launch\n"
+        "from listgate.supervisor import Service\n"
+        "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in "
+        "json.load(open(sys.argv[1])).items())\n"
         "cli.main(['up', '--no-demo'])\n"
     )
     return subprocess.Popen(
@@ -308,6 +311,7 @@ def test_a_wrong_celery_option_is_one_line_and_a_failure(tmp_path: Path) -> None
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
     assert done.returncode == 2
     assert done.stderr.strip().splitlines()[-1] == "worker: No such option '--no-such-option'."

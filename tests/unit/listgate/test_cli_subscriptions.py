@@ -1,4 +1,6 @@
-"""The administrator's commands on people: subscribe, unsubscribe (with history), requests, the not-posted queue."""
+"""The administrator's commands on people: subscribe,
+unsubscribe (with history), requests, the not-posted queue.
+"""
 
 from __future__ import annotations
 
@@ -40,7 +42,10 @@ def run(env: dict[str, str], *args: str) -> Result:
 
 
 def post(db: sessionmaker[Session], mid: str, list_name: str = "dev", extra: str = "") -> int:
-    raw = f"From: ann@example.org\r\nSubject: Topic {mid}\r\nMessage-ID: <{mid}>\r\n{extra}\r\nhello\r\n".encode()
+    raw = (
+        f"From: ann@example.org\r\nSubject: Topic {mid}\r\nMessage-ID: <{mid}>\r\n{extra}\r\n"
+        "hello\r\n"
+    ).encode()
     with transaction(db) as session:
         result = ingest(
             session,

@@ -174,7 +174,7 @@ def test_every_listed_variable_has_a_wrong_value_test() -> None:
 
 def test_a_key_file_that_is_no_pem_key_is_refused(tmp_path: Path) -> None:
     (tmp_path / "key.pem").write_text("not a key")
-    with pytest.raises(SettingsError, match="LISTGATE_DKIM_KEY=.*not a PEM private key"):
+    with pytest.raises(SettingsError, match=r"LISTGATE_DKIM_KEY=.*not a PEM private key"):
         Settings.from_env(base(tmp_path, LISTGATE_DKIM_KEY=str(tmp_path / "key.pem")))
 
 
@@ -192,7 +192,7 @@ def test_an_unwritable_data_dir_without_a_key_is_named(tmp_path: Path) -> None:
 
 def test_a_data_dir_that_cannot_be_created_is_named(tmp_path: Path) -> None:
     with pytest.raises(
-        SettingsError, match="LISTGATE_SECRET_KEY is unset and .* cannot be read or created"
+        SettingsError, match=r"LISTGATE_SECRET_KEY is unset and .* cannot be read or created"
     ):
         Settings.from_env({"LISTGATE_DATA_DIR": "/proc/listgate-test/var"})
 
@@ -214,6 +214,6 @@ def test_trusted_mtas_are_addresses_or_networks(
 
 def test_a_bad_trusted_mta_is_named(tmp_path: Path) -> None:
     with pytest.raises(
-        SettingsError, match="LISTGATE_TRUSTED_MTAS=.*'mail.example.org' is not an address"
+        SettingsError, match=r"LISTGATE_TRUSTED_MTAS=.*'mail\.example\.org' is not an address"
     ):
         Settings.from_env(base(tmp_path, LISTGATE_TRUSTED_MTAS="127.0.0.1,mail.example.org"))

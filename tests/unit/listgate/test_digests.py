@@ -26,7 +26,8 @@ BODIES = {
 
 def mail(msgid: str, subject: str, body: str, extra: str = "") -> bytes:
     return (
-        f"From: r@example.org\r\nTo: town@lists.test\r\nSubject: {subject}\r\nMessage-ID: <{msgid}>\r\n{extra}"
+        f"From: r@example.org\r\nTo: town@lists.test\r\nSubject: {subject}\r\n"
+        f"Message-ID: <{msgid}>\r\n{extra}"
         f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
     ).encode()
 
@@ -118,7 +119,9 @@ def test_a_digest_id_of_another_domain_is_an_ordinary_reference(db, make_list) -
 
 
 def approve(db, message_pk: int) -> tuple[str, str | None, str]:  # type: ignore[no-untyped-def]
-    """A moderator approves a held reply: (its thread's subject, its parent's Message-ID, its status)."""
+    """A moderator approves a held reply: (its thread's
+    subject, its parent's Message-ID, its status).
+    """
     with transaction(db) as session:
         msg = session.get_one(Message, message_pk)
         moderation.approve(session, lists.require(session, "town"), msg, "mod@example.org")
@@ -142,12 +145,16 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
     db, make_list
 ) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    body = "> The market moves to the church square.\n> The bridge closes on Monday for repairs.\n\nBoth fine."
+    body = (
+        "> The market moves to the church square.\n> The bridge closes on Monday for repairs.\n\n"
+        "Both fine."
+    )
     result, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", body)
     assert (
         result.status == HELD_FOR_MODERATION
     )  # which one it answers cannot be told: the author gets the hint
-    # Approved anyway: under the first of the entries it quotes most, in the digest's order (the bridge).
+    # Approved anyway: under the first of the entries it
+    # quotes most, in the digest's order (the bridge).
     assert approve(db, result.message_pk) == ("Bridge repairs", "b@x", "visible")
     assert digest_threads(db) == []
 
@@ -163,8 +170,8 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db,
     )
     assert {r.status for r in (picnic, thanks, again)} == {HELD_FOR_MODERATION}
     assert approve(db, picnic.message_pk) == ("Picnic on Sunday?", None, "visible")
-    # The digest's subject names no topic: such a reply starts a thread of its own, without a subject,
-    # and two of them are not joined into one thread by that subject.
+    # The digest's subject names no topic: such a reply starts a thread of its own, without a
+    # subject, and two of them are not joined into one thread by that subject.
     assert approve(db, thanks.message_pk) == ("", None, "visible")
     assert approve(db, again.message_pk) == ("", None, "visible")
     with db() as session:

@@ -114,7 +114,9 @@ def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
 
 @pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
 def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None:  # type: ignore[no-untyped-def]
-    """How another list (or an archive subscribed to one) sends its posts: they must be archived and sent."""
+    """How another list (or an archive subscribed to one)
+    sends its posts: they must be archived and sent.
+    """
     r = post(
         db, mail(extra=f"Precedence: {precedence}\r\n"), envelope_from="owner-other@example.org"
     )
@@ -193,9 +195,12 @@ def test_a_post_with_attachments_stores_each_content_once(db, dev) -> None:  # t
 
     def with_file(mid: str) -> bytes:
         return (
-            f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\nMIME-Version: 1.0\r\n"
-            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee\r\n"
-            "--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; filename=a.bin\r\n"
+            f"From: ann@example.org\r\nSubject: Files\r\nMessage-ID: <{mid}>\r\n"
+            "MIME-Version: 1.0\r\n"
+            "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+            "Content-Type: text/plain\r\n\r\nsee\r\n"
+            "--b\r\nContent-Type: application/octet-stream\r\n"
+            "Content-Disposition: attachment; filename=a.bin\r\n"
             "Content-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--b--\r\n"
         ).encode()
 

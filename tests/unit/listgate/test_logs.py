@@ -1,4 +1,6 @@
-"""One log format; the frameworks' INFO chatter only at LISTGATE_LOG_LEVEL=DEBUG, their warnings always."""
+"""One log format; the frameworks' INFO chatter only
+at LISTGATE_LOG_LEVEL=DEBUG, their warnings always.
+"""
 
 from __future__ import annotations
 

@@ -73,9 +73,11 @@ def test_prefers_text_plain_keeps_html_and_stores_attachments_by_hash() -> None:
     raw = (
         b"From: a@example.org\r\nMessage-ID: <mp@x>\r\nMIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\n'
-        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+        b'Content-Type: multipart/alternative; boundary="a"\r\n\r\n--a\r\n'
+        b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
         b"plain words\r\n--a\r\nContent-Type: text/html\r\n\r\n<p>html words</p>\r\n--a--\r\n"
-        b'--o\r\nContent-Type: application/pdf; name="r.pdf"\r\nContent-Disposition: attachment; filename="=?utf-8?q?r=C3=A9sum=C3=A9.pdf?="\r\n'
+        b'--o\r\nContent-Type: application/pdf; name="r.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="=?utf-8?q?r=C3=A9sum=C3=A9.pdf?="\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--o--\r\n"
     )
     p = parse(raw, NOW)

@@ -1,4 +1,5 @@
-"""Every reader of raw mail agrees on where the header ends and what it holds, malformed mail included.
+"""Every reader of raw mail agrees on where the header ends and what it holds, malformed mail
+included.
 
 Before listgate.mail, five places split header from body and disagreed on malformed mail: the
 importer took a Message-ID from the body, the worker read a Cc: line of the body (and skipped
@@ -124,7 +125,9 @@ def _names(node: ast.AST) -> list[str]:
 
 
 def test_no_module_outside_listgate_mail_parses_raw_mail_itself() -> None:
-    """import-linter holds mail-parser to listgate.mail; this holds the standard library's byte parsers there too."""
+    """import-linter holds mail-parser to listgate.mail; this
+    holds the standard library's byte parsers there too.
+    """
     root = Path(__file__).resolve().parents[3]
     found = []
     for package in ("listgate", "gateway", "worker", "webarchive"):

@@ -1,4 +1,6 @@
-"""The shape checks the gateway answers at DATA (smuggling, header size and folding, line length, MIME depth)."""
+"""The shape checks the gateway answers at DATA (smuggling,
+header size and folding, line length, MIME depth).
+"""
 
 from __future__ import annotations
 
@@ -65,8 +67,10 @@ def test_mime_depth_counts_nesting_not_siblings() -> None:
     )
     assert mime_depth(siblings) == 2
     attached = (
-        b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\nContent-Type: message/rfc822\r\n\r\n'
-        b'Subject: inner\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n\r\nx\r\n--i--\r\n--o--\r\n'
+        b'Content-Type: multipart/mixed; boundary="o"\r\n\r\n--o\r\n'
+        b"Content-Type: message/rfc822\r\n\r\n"
+        b'Subject: inner\r\nContent-Type: multipart/mixed; boundary="i"\r\n\r\n--i\r\n\r\n'
+        b"x\r\n--i--\r\n--o--\r\n"
     )
     assert mime_depth(attached) == 4
 
@@ -94,7 +98,9 @@ def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
 
 
 def _nested_2231(depth: int, spelling: bytes) -> bytes:
-    """Nested multiparts whose boundary is given in an RFC 2231 spelling (boundary*0=, boundary*=)."""
+    """Nested multiparts whose boundary is given in
+    an RFC 2231 spelling (boundary*0=, boundary*=).
+    """
     out = b"Subject: x\r\n"
     for i in range(depth - 1):
         out += b"Content-Type: multipart/mixed; " + spelling % (i,) + b"\r\n\r\n--b%d\r\n" % i

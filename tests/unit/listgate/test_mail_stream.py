@@ -1,4 +1,6 @@
-"""Big messages (above LARGE_MESSAGE) are parsed without mail-parser: same result, a fraction of the memory."""
+"""Big messages (above LARGE_MESSAGE) are parsed without
+mail-parser: same result, a fraction of the memory.
+"""
 
 from __future__ import annotations
 
@@ -31,12 +33,15 @@ def _plain(
 def _multipart(attachment: bytes) -> bytes:
     b64 = base64.encodebytes(attachment).replace(b"\n", b"\r\n")
     return (
-        b"From: ann@example.org\r\nSubject: with a file\r\nMessage-ID: <file@example.org>\r\nMIME-Version: 1.0\r\n"
+        b"From: ann@example.org\r\nSubject: with a file\r\nMessage-ID: <file@example.org>\r\n"
+        b"MIME-Version: 1.0\r\n"
         b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
-        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b"--XX\r\nContent-Type: text/plain; charset=utf-8\r\n"
+        b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         b"Caf=C3=A9 attached.\r\n"
         b"--XX\r\nContent-Type: text/html; charset=utf-8\r\n\r\n<p>Caf\xc3\xa9 attached.</p>\r\n"
-        b'--XX\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename="big.pdf"\r\n'
+        b"--XX\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="big.pdf"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\n" + b64 + b"--XX--\r\n"
     )
 
@@ -84,7 +89,8 @@ def test_the_large_path_finds_the_same_text_html_and_attachments(
 
 def test_a_lost_boundary_still_keeps_the_text(monkeypatch: pytest.MonkeyPatch) -> None:
     raw = (
-        b"From: a@example.org\r\nMessage-ID: <lost@x>\r\nContent-Type: multipart/mixed; boundary=gone\r\n\r\n"
+        b"From: a@example.org\r\nMessage-ID: <lost@x>\r\n"
+        b"Content-Type: multipart/mixed; boundary=gone\r\n\r\n"
         b"--other\r\nContent-Type: text/plain\r\n\r\ntext worth keeping\r\n--other--\r\n"
     )
     _, large = _both(raw, monkeypatch)
@@ -127,12 +133,15 @@ def test_an_attached_message_and_nested_multiparts_are_walked(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     inner = (
-        b"From: bob@example.org\r\nSubject: original\r\nContent-Type: multipart/alternative; boundary=in\r\n\r\n"
-        b"--in\r\nContent-Type: text/plain\r\n\r\noriginal body\r\n--in\r\nContent-Type: text/html\r\n\r\n"
+        b"From: bob@example.org\r\nSubject: original\r\n"
+        b"Content-Type: multipart/alternative; boundary=in\r\n\r\n"
+        b"--in\r\nContent-Type: text/plain\r\n\r\noriginal body\r\n--in\r\n"
+        b"Content-Type: text/html\r\n\r\n"
         b"<b>original</b>\r\n--in--\r\n"
     )
     raw = (
-        b'From: ann@example.org\r\nMessage-ID: <fwd@x>\r\nContent-Type: multipart/mixed; boundary="out"\r\n\r\n'
+        b"From: ann@example.org\r\nMessage-ID: <fwd@x>\r\n"
+        b'Content-Type: multipart/mixed; boundary="out"\r\n\r\n'
         b"preamble\r\n--out\r\nContent-Type: text/plain\r\n\r\nforwarding this\r\n--out \r\n"
         b"Content-Type: message/rfc822\r\n\r\n" + inner + b"--out--\r\nepilogue\r\n"
     )

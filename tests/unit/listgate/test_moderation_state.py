@@ -48,7 +48,8 @@ class Moderation(RuleBasedStateMachine):
     def a_post_arrives(self) -> None:
         self.n += 1
         raw = (
-            f"From: a{self.n}@example.org\r\nSubject: Post {self.n}\r\nMessage-ID: <p{self.n}@x>\r\n"
+            f"From: a{self.n}@example.org\r\nSubject: Post {self.n}\r\n"
+            f"Message-ID: <p{self.n}@x>\r\n"
             f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText {self.n}\r\n"
         ).encode()
         with transaction(self.db) as session:
@@ -108,7 +109,8 @@ class Moderation(RuleBasedStateMachine):
             visible = sum(1 for s in self.model.values() if s is PostState.VISIBLE)
             mlist = lists.require(session, "club")
             assert mlist.message_count == visible
-            # Only threads with a published post are the list's threads (held, rejected, removed are not).
+            # Only threads with a published post are the list's
+            # threads (held, rejected, removed are not).
             published = session.scalars(
                 select(Message.thread_id).where(Message.status == PostState.VISIBLE)
             ).all()

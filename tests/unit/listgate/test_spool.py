@@ -109,7 +109,7 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
 ) -> None:  # type: ignore[no-untyped-def]
     from listgate import removal
 
-    handler, archiver, mlist, sent = gate
+    handler, archiver, _, sent = gate
     first = _raw("v@x")
     handler.deliver(first, "ann@example.org", ["dev@lists.test"])
     archiver.drain()
@@ -144,7 +144,7 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
 def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_sender(
     gate, db
 ) -> None:  # type: ignore[no-untyped-def]
-    handler, archiver, mlist, _ = gate
+    handler, _, mlist, _ = gate
     with transaction(db) as s:
         s.add(Ban(list_id=mlist.id, address="spam@example.net"))
     for raw, envelope in (

@@ -27,7 +27,9 @@ SENDERS = ("ann@example.org", "bob@example.org")
 
 
 class SpoolMachine(RuleBasedStateMachine):
-    """The model: which Message-IDs were answered "stored", which are archived, which are pending."""
+    """The model: which Message-IDs were answered
+    "stored", which are archived, which are pending.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -59,7 +61,8 @@ class SpoolMachine(RuleBasedStateMachine):
             if self.seen == self.abort_at:
                 self.abort_at, self.seen = 0, 0
                 self.fired += 1
-                conn.connection.dbapi_connection.rollback()  # SQLITE_FULL: the whole transaction is gone
+                # SQLITE_FULL: the whole transaction is gone
+                conn.connection.dbapi_connection.rollback()
                 raise sqlite3.OperationalError("database or disk is full")
 
     @rule(n=st.integers(0, 7), sender=st.sampled_from(SENDERS))
@@ -93,7 +96,9 @@ class SpoolMachine(RuleBasedStateMachine):
 
     @rule(abort_at=st.sampled_from([0, 1, 1, 2, 3]))
     def archive_round(self, abort_at: int) -> None:
-        """One archiver round; with abort_at, its transaction dies (SQLITE_FULL) at that message row."""
+        """One archiver round; with abort_at, its
+        transaction dies (SQLITE_FULL) at that message row.
+        """
         before, fired = len(self.pending), self.fired
         self.abort_at, self.seen = abort_at, 0
         self.archiver.pause = 0.0
@@ -108,7 +113,9 @@ class SpoolMachine(RuleBasedStateMachine):
                     continue
                 if sender in self.banned:
                     self.not_posted.append(msgid)
-                else:  # the message, a variant, or (the same bytes spooled twice before archiving) nothing new
+                else:
+                    # the message, a variant, or (the same bytes spooled twice before archiving)
+                    # nothing new
                     self.archived.setdefault(msgid, set()).add(sender)
         assert taken <= before
 

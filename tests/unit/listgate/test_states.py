@@ -1,4 +1,6 @@
-"""The state words: every state column is typed with its enum, stores the plain word, refuses others."""
+"""The state words: every state column is typed with
+its enum, stores the plain word, refuses others.
+"""
 
 from __future__ import annotations
 
@@ -85,12 +87,16 @@ def test_a_word_that_is_no_state_is_refused_and_nothing_is_stored(db, make_list)
         transaction(db) as session,
     ):
         session.get_one(Subscription, sub_id).status = "confirmed"  # type: ignore[assignment]
-    with pytest.raises(StatementError, match="'queued' is not a DeliveryState"):
-        with transaction(db) as session:
-            session.execute(update(Delivery).where(Delivery.id > 0).values(status="queued"))
-    with pytest.raises(StatementError, match="'pending ' is not a SubscriptionState"):
-        with db() as session:
-            session.scalars(select(Subscription).where(Subscription.status == "pending ")).all()
+    with (
+        pytest.raises(StatementError, match="'queued' is not a DeliveryState"),
+        transaction(db) as session,
+    ):
+        session.execute(update(Delivery).where(Delivery.id > 0).values(status="queued"))
+    with (
+        pytest.raises(StatementError, match="'pending ' is not a SubscriptionState"),
+        db() as session,
+    ):
+        session.scalars(select(Subscription).where(Subscription.status == "pending ")).all()
     with db() as session:
         assert session.get_one(Subscription, sub_id).status is SubscriptionState.ACTIVE
         assert foreign_words(session) == {}
@@ -112,7 +118,9 @@ def test_a_foreign_word_in_the_database_is_named(db, make_list) -> None:  # type
 
 
 def _migration_words() -> dict[str, set[str]]:
-    """The words the migrations' SQL compares state columns to or writes into them, by "table.column"."""
+    """The words the migrations' SQL compares state
+    columns to or writes into them, by "table.column".
+    """
     found: dict[str, set[str]] = {}
     columns = {c.name for c in state_columns()}
     for path in sorted(MIGRATIONS.glob("*.py")):

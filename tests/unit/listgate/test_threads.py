@@ -5,15 +5,20 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import threads
-from listgate.db import transaction
+from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import ingest
 from listgate.lists import require
 from listgate.mail.parser import parse
 from listgate.models import MailingList, Message, MessageVariant, Thread
+from listgate.schema import upgrade
+from tests.support import forests
+from tests.support.config import make_settings
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -27,7 +32,10 @@ def raw(
     frm: str = "ann@example.org",
 ) -> bytes:
     """A message with the given threading headers (verbatim)."""
-    head = f"From: {frm}\r\nSubject: {subject}\r\nDate: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+    head = (
+        f"From: {frm}\r\nSubject: {subject}\r\n"
+        f"Date: {when.strftime('%a, %d %b %Y %H:%M:%S +0000')}\r\n"
+    )
     if mid:
         head += f"Message-ID: {mid if '<' in mid or not mid else '<' + mid + '>'}\r\n"
     if refs:
@@ -275,14 +283,6 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
 
 # --- order independence -----------------------------------------------------------------
 
-from hypothesis import HealthCheck, given  # noqa: E402
-from hypothesis import settings as hsettings
-
-from listgate.db import make_engine, session_factory, writer  # noqa: E402
-from listgate.schema import upgrade  # noqa: E402
-from tests.support import forests  # noqa: E402
-from tests.support.config import make_settings  # noqa: E402
-
 
 @pytest.fixture(scope="module")
 def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
@@ -301,7 +301,9 @@ _example = [0]
 )
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
-    """Loops, duplicates, missing middles, multi-id In-Reply-To, shuffled References: any order, one forest."""
+    """Loops, duplicates, missing middles, multi-id
+    In-Reply-To, shuffled References: any order, one forest.
+    """
     _example[0] += 1
     forests.check(shared_db, case, f"p{_example[0]}")
 
@@ -319,29 +321,34 @@ def test_a_message_rolled_back_in_a_savepoint_leaves_the_thread_counts_right(arc
             domain="lists.test",
             origin="import",
         )
-        with pytest.raises(RuntimeError), s.begin_nested():
-            ingest(
-                s,
-                parse(
-                    raw(
-                        "sp3@x.test",
-                        refs="<sp1@x.test>",
-                        subject="Re: Topic",
-                        frm="cy@example.org",
-                    )
-                ),
-                mlist,
-                domain="lists.test",
-                origin="import",
-            )
-            ingest(
-                s,
-                parse(raw("sp4@x.test", subject="Another")),
-                mlist,
-                domain="lists.test",
-                origin="import",
-            )
-            raise RuntimeError("this message could not be stored")
+
+        def store_two_then_fail() -> None:
+            with s.begin_nested():
+                ingest(
+                    s,
+                    parse(
+                        raw(
+                            "sp3@x.test",
+                            refs="<sp1@x.test>",
+                            subject="Re: Topic",
+                            frm="cy@example.org",
+                        )
+                    ),
+                    mlist,
+                    domain="lists.test",
+                    origin="import",
+                )
+                ingest(
+                    s,
+                    parse(raw("sp4@x.test", subject="Another")),
+                    mlist,
+                    domain="lists.test",
+                    origin="import",
+                )
+                raise RuntimeError("this message could not be stored")
+
+        with pytest.raises(RuntimeError, match="this message could not be stored"):
+            store_two_then_fail()
         ingest(
             s,
             parse(
@@ -384,7 +391,9 @@ def test_every_in_reply_to_id_is_used_when_the_first_is_unknown(arc: Archive) ->
 def test_the_deepest_archived_reference_wins_whatever_the_list_order(
     arc: Archive, refs: str
 ) -> None:
-    """gmane, nmh and Lotus Notes list the parent first: the reference whose own ids include the others wins."""
+    """gmane, nmh and Lotus Notes list the parent first:
+    the reference whose own ids include the others wins.
+    """
     arc.post(raw("a@x.test"))
     arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
     arc.post(raw("c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Topic"))
@@ -413,7 +422,9 @@ def test_a_loop_is_cut_above_its_earliest_message_in_any_arrival_order(
 
 
 def test_a_loop_opened_by_a_later_message_gets_its_cut_edge_back(arc: Archive) -> None:
-    """b and c name each other (cut above b, the earlier); c's real parent a arriving opens the loop."""
+    """b and c name each other (cut above b, the
+    earlier); c's real parent a arriving opens the loop.
+    """
     arc.post(raw("b@x.test", refs="<c@x.test>", when=T0 + timedelta(hours=1)))
     arc.post(
         raw(
@@ -559,7 +570,9 @@ def test_two_unrelated_parents_in_in_reply_to_tie_to_the_one_listed_last(
 
 
 def _moved_reply() -> list[bytes]:
-    """a and c start two threads; b answers a, and an earlier-dated copy of b answers c under another subject."""
+    """a and c start two threads; b answers a, and an
+    earlier-dated copy of b answers c under another subject.
+    """
     return [
         raw("a@x.test"),
         raw("c@x.test", subject="Other"),

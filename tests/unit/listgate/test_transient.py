@@ -1,4 +1,6 @@
-"""Which database errors are worth a retry (and a 503), and which fail the same way every time (a 500)."""
+"""Which database errors are worth a retry (and a
+503), and which fail the same way every time (a 500).
+"""
 
 from __future__ import annotations
 

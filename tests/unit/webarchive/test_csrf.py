@@ -1,4 +1,6 @@
-"""Every POST the archive answers is CSRF-protected, or declared exempt next to its view with a reason."""
+"""Every POST the archive answers is CSRF-protected,
+or declared exempt next to its view with a reason.
+"""
 
 from __future__ import annotations
 
@@ -33,7 +35,9 @@ def _path(rule: Rule) -> str:
 
 
 def _forged(app: Flask, path: str, method: str, token: str | None) -> str:
-    """What a signed-in victim's browser gets for a POST a forger made (token: what the form carried)."""
+    """What a signed-in victim's browser gets for a
+    POST a forger made (token: what the form carried).
+    """
     client = app.test_client()
     session_for(client, "victim@example.org", csrf_value="the-real-token")
     data = {} if token is None else {"csrf_token": token}
@@ -63,7 +67,9 @@ def test_every_post_endpoint_refuses_a_forged_post_unless_declared_exempt(app) -
 
 
 def test_operations_endpoints_answer_no_post(app, client) -> None:  # type: ignore[no-untyped-def]
-    """The ops blueprint is no longer exempt: it has nothing to exempt, and a POST there is not routed."""
+    """The ops blueprint is no longer exempt: it has
+    nothing to exempt, and a POST there is not routed.
+    """
     ops = [
         (rule, method) for rule, method in _unsafe_rules(app) if rule.endpoint.startswith("ops.")
     ]
@@ -72,7 +78,9 @@ def test_operations_endpoints_answer_no_post(app, client) -> None:  # type: igno
 
 
 def test_one_click_unsubscribe_needs_no_cookie_but_a_valid_token(client) -> None:  # type: ignore[no-untyped-def]
-    """RFC 8058: a mail client POSTs with no session; a forged token gets the clear 400 page, not the CSRF refusal."""
+    """RFC 8058: a mail client POSTs with no session; a forged
+    token gets the clear 400 page, not the CSRF refusal.
+    """
     response = client.post(
         "/unsubscribe/not-a-signed-token", data={"List-Unsubscribe": "One-Click"}
     )

@@ -1,4 +1,6 @@
-"""Editing a web post: its author within the window, every version kept, the raw bytes untouched, mail only on request."""
+"""Editing a web post: its author within the window, every
+version kept, the raw bytes untouched, mail only on request.
+"""
 
 from __future__ import annotations
 

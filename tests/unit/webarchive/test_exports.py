@@ -1,5 +1,5 @@
-"""Exports and feeds: raw mail and mbox for anonymous readers of public lists (rate-limited), Atom links,
-secret feed links to private lists that their reader can revoke."""
+"""Exports and feeds: raw mail and mbox for anonymous readers of public lists (rate-limited), Atom
+links, secret feed links to private lists that their reader can revoke."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The list settings page (owners change, moderators look, others get a 404) and the profile page."""
+"""The list settings page (owners change, moderators
+look, others get a 404) and the profile page.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A map of who talks to whom: the thread graph, list activity and correspondents, drawn and as JSON."""
+"""A map of who talks to whom: the thread graph,
+list activity and correspondents, drawn and as JSON.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +16,9 @@ DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
 @pytest.fixture
 def talk(make_list, db):  # type: ignore[no-untyped-def]
-    """Ann starts; Ben replies twice to Ann, Ann once to Ben, Cy once to Ben, Ann answers herself."""
+    """Ann starts; Ben replies twice to Ann, Ann once
+    to Ben, Cy once to Ben, Ann answers herself.
+    """
     make_list("dev")
     root = post(db, make_mail("Design", msgid="t0@x", sender="Ann <ann@example.org>", date=DAY))
     steps = [

@@ -96,7 +96,9 @@ def test_reported_posts_reach_the_queue_with_reasons(client, db, moderated):
 
 
 def test_list_counts_follow_what_is_published(client, db, moderated):
-    """Held and rejected posts are no threads; hiding a thread's only post takes the thread off the count."""
+    """Held and rejected posts are no threads; hiding a
+    thread's only post takes the thread off the count.
+    """
     from listgate import lists
 
     def counts() -> tuple[int, int]:

@@ -1,6 +1,8 @@
-"""Who may read /metrics on the web port (only with LISTGATE_METRICS_TOKEN), and trusted proxies (ProxyFix).
+"""Who may read /metrics on the web port (only with LISTGATE_METRICS_TOKEN), and trusted proxies
+(ProxyFix).
 
-The loopback listener (LISTGATE_METRICS_LISTEN) is tested on real sockets in tests/integration/test_metrics_access.py.
+The loopback listener (LISTGATE_METRICS_LISTEN) is tested on real sockets in
+tests/integration/test_metrics_access.py.
 """
 
 from __future__ import annotations
@@ -82,7 +84,9 @@ def test_healthz_stays_public(make_app) -> None:  # type: ignore[no-untyped-def]
 
 
 def _ask_for_signin_links(app: Flask, forwarded_for: str, times: int) -> list[int]:
-    """Status codes of `times` sign-in requests arriving from a proxy on 10.0.0.2 for forwarded_for."""
+    """Status codes of `times` sign-in requests arriving
+    from a proxy on 10.0.0.2 for forwarded_for.
+    """
     client = app.test_client()
     env = {"REMOTE_ADDR": "10.0.0.2"}
     headers = {"X-Forwarded-For": forwarded_for}
@@ -110,7 +114,8 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(make_app) -> None
     app = make_app()
     app.config["RATE_LIMITS"] = {"signin-ip": (2, 900)}
     assert _ask_for_signin_links(app, "198.51.100.1", 2) == [200, 200]
-    # A client cannot escape the limit by inventing X-Forwarded-For: all count as the proxy 10.0.0.2.
+    # A client cannot escape the limit by inventing
+    # X-Forwarded-For: all count as the proxy 10.0.0.2.
     assert _ask_for_signin_links(app, "198.51.100.2", 1) == [429]
 
 

@@ -22,7 +22,10 @@ def thread(make_list, db):  # type: ignore[no-untyped-def]
             "Build fails",
             msgid="root@x",
             sender="Alice Example <alice@example.org>",
-            body="It fails.\n\nbob@corp.example wrote:\n> old 1\n> old 2\n> old 3\n> old 4\n-- \nAlice\n",
+            body=(
+                "It fails.\n\n"
+                "bob@corp.example wrote:\n> old 1\n> old 2\n> old 3\n> old 4\n-- \nAlice\n"
+            ),
         ),
     )
     post(
@@ -262,10 +265,12 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
 def test_format_flowed_paragraphs_are_joined(client, make_list, db):
     make_list("dev")
     raw = (
-        b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\nMessage-ID: <fl@x>\r\n"
+        b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\n"
+        b"Message-ID: <fl@x>\r\n"
         b"Date: Sun, 01 Mar 2026 12:00:00 +0000\r\nMIME-Version: 1.0\r\n"
         b"Content-Type: text/plain; charset=utf-8; format=flowed\r\n\r\n"
-        b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n-- \r\nFay\r\n"
+        b"This paragraph was wrapped \r\nby the sender's client \r\nat 72 columns.\r\n\r\n"
+        b"-- \r\nFay\r\n"
     )
     res = post(db, raw)
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
@@ -273,7 +278,9 @@ def test_format_flowed_paragraphs_are_joined(client, make_list, db):
 
 
 def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(client, thread, db):  # type: ignore[no-untyped-def]
-    """Same Message-ID, other bytes: kept and announced on the thread and message pages, its raw bytes downloadable."""
+    """Same Message-ID, other bytes: kept and announced on
+    the thread and message pages, its raw bytes downloadable.
+    """
     from tests.support.web import sign_in
 
     first = make_mail(
@@ -311,7 +318,9 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
 def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(
     client, thread, db
 ):  # type: ignore[no-untyped-def]
-    """The copy with the earliest Date places a Message-ID: the post moves to that thread, shown as it first came."""
+    """The copy with the earliest Date places a Message-ID:
+    the post moves to that thread, shown as it first came.
+    """
     from tests.support.factories import BASE_DATE
 
     plan = post(db, make_mail("Release plan", msgid="plan@x", sender="Erin <erin@example.org>"))

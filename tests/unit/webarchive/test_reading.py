@@ -1,4 +1,6 @@
-"""The thread page as a reader uses it: numbers, outline, neighbours, unread posts, times, fonts, images, reports."""
+"""The thread page as a reader uses it: numbers, outline,
+neighbours, unread posts, times, fonts, images, reports.
+"""
 
 from __future__ import annotations
 

@@ -56,7 +56,9 @@ KEPT = {
 
 
 def browser_resolves(location: str) -> str:
-    """The host a browser ends up on after `Location: location` from http://SITE/ (WHATWG parsing)."""
+    """The host a browser ends up on after `Location: location`
+    from http://SITE/ (WHATWG parsing).
+    """
     url = location.strip("".join(map(chr, range(0x21))))
     url = url.replace("\t", "").replace("\n", "").replace("\r", "").replace("\\", "/")
     if url.startswith("//"):

@@ -1,4 +1,6 @@
-"""Plain-text bodies shown faithfully: flowed text joined, quotes folded, signatures dimmed, nothing harvestable."""
+"""Plain-text bodies shown faithfully: flowed text joined,
+quotes folded, signatures dimmed, nothing harvestable.
+"""
 
 from __future__ import annotations
 

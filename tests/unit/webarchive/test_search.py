@@ -165,7 +165,8 @@ def test_best_match_puts_the_post_about_the_words_first_and_finds_word_starts(
         _subjects(client.get("/search?q=scheduler").get_data(as_text=True))[0]
         == "Scheduler latency"
     )
-    # a word being typed still finds posts (the last word is also a prefix when whole words find too few)
+    # a word being typed still finds posts (the last word
+    # is also a prefix when whole words find too few)
     assert (
         _subjects(client.get("/search?q=schedu").get_data(as_text=True))[0] == "Scheduler latency"
     )

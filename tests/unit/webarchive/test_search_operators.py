@@ -1,5 +1,5 @@
-"""Each search operator, table-driven, with the posts it must find; the same table runs on PostgreSQL
-(tests/integration/test_search_operators_postgres.py)."""
+"""Each search operator, table-driven, with the posts it must find; the same table runs on
+PostgreSQL (tests/integration/test_search_operators_postgres.py)."""
 
 from __future__ import annotations
 
@@ -124,7 +124,8 @@ def run_table(app: Flask) -> list[str]:
         found = subjects(response.get_data(as_text=True))
         if response.status_code != 200 or found != expected:
             wrong.append(
-                f"{query}: {response.status_code} found {sorted(found)}, expected {sorted(expected)}"
+                f"{query}: {response.status_code} found {sorted(found)}, expected "
+                f"{sorted(expected)}"
             )
     grouped = client.get("/search?q=linker&group=thread").get_data(as_text=True)
     counts = sorted(re.findall(r"(\d+) matching posts? in this thread", grouped))

@@ -1,4 +1,6 @@
-"""Bodies told apart as a reader sees them: top-posted earlier mails folded, prose and code in their own fonts."""
+"""Bodies told apart as a reader sees them: top-posted
+earlier mails folded, prose and code in their own fonts.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ To: dev@lists.test
 Subject: Release date
 
 When do we ship?
--- 
+--\x20
 Alice
 """
 OUTLOOK_HEADERS_ONLY = """Agreed.
@@ -56,7 +58,7 @@ diff --git a/x.c b/x.c
 """
 
 
-def test_outlook_original_message_block_is_one_folded_earlier_mail_and_the_signature_inside_stays_in_it():
+def test_outlook_original_message_block_is_one_folded_earlier_mail_with_the_signature_inside():
     kinds = [b.kind for b in blocks(OUTLOOK)]
     assert kinds == ["text", "earlier"]
     html = render_text(OUTLOOK)

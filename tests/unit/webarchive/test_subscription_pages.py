@@ -1,5 +1,5 @@
-"""Subscriptions on the web: mute from a thread page, approvals and the not-posted queue for moderators,
-counts in words, limits on confirmation mail, and error pages that say what happened."""
+"""Subscriptions on the web: mute from a thread page, approvals and the not-posted queue for
+moderators, counts in words, limits on confirmation mail, and error pages that say what happened."""
 
 from __future__ import annotations
 
@@ -224,7 +224,9 @@ def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(
 def test_a_confirmed_outsider_still_cannot_read_a_private_list(
     client, db, sender, make_list
 ) -> None:  # type: ignore[no-untyped-def]
-    """Issue 17.9: secret+subscribe@, confirm, sign in, read. Now the request waits for a moderator."""
+    """Issue 17.9: secret+subscribe@, confirm, sign
+    in, read. Now the request waits for a moderator.
+    """
     make_list("secret", private=True, moderators="mod@example.org")
     post(db, make_mail("Secret plans", sender="mod@example.org"), list_name="secret")
     with transaction(db) as session:

@@ -18,7 +18,9 @@ from tests.unit.webarchive.test_removal import SECRET_WORD, thread_of_three
 
 @pytest.fixture
 def thread(sender, db, make_list):  # type: ignore[no-untyped-def]
-    """root <- mid (with an attachment and a secret word) <- leaf, on dev (moderated by mod@, owned by owner@)."""
+    """root <- mid (with an attachment and a secret word)
+    <- leaf, on dev (moderated by mod@, owned by owner@).
+    """
     root, mid, leaf = thread_of_three(
         db, lambda name: make_list(name, moderators="mod@example.org", owners="owner@example.org")
     )

@@ -70,10 +70,13 @@ def dsn(recipient: str, status: str, diagnostic: str, original: str = "") -> byt
     """A DSN (RFC 3464) as a relay writes it after the next hop refused a copy."""
     orig = f"Original-Recipient: rfc822;{original}\r\n" if original else ""
     return (
-        "From: MAILER-DAEMON@relay.example\r\nTo: dev+bounce-x@lists.test\r\nSubject: Undelivered Mail\r\n"
-        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
+        "From: MAILER-DAEMON@relay.example\r\nTo: dev+bounce-x@lists.test\r\n"
+        "Subject: Undelivered Mail\r\n"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: multipart/report; report-type=delivery-status; boundary=B\r\n\r\n"
         "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-        "--B\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; relay.example\r\n\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; relay.example\r\n\r\n"
         f"{orig}Final-Recipient: rfc822;{recipient}\r\nAction: failed\r\nStatus: {status}\r\n"
         f"Diagnostic-Code: smtp; {diagnostic}\r\n\r\n--B--\r\n"
     ).encode()

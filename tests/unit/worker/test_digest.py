@@ -34,7 +34,9 @@ def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make
         new = lists.subscribe(session, mlist, "new@example.org", "digest")
         old.confirmed_at = now - timedelta(days=5)
         for n in range(2):
-            raw = f"From: a@example.org\r\nSubject: T{n}\r\nMessage-ID: <d{n}@x>\r\n\r\nhi\r\n".encode()
+            raw = (
+                f"From: a@example.org\r\nSubject: T{n}\r\nMessage-ID: <d{n}@x>\r\n\r\nhi\r\n"
+            ).encode()
             ingest(session, parse(raw), mlist, domain="lists.test")
         session.execute(update(Message).values(received_at=now - timedelta(days=1)))
         new.confirmed_at = now
@@ -118,7 +120,9 @@ def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # 
 def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
     tmp_path, db, make_list
 ) -> None:  # type: ignore[no-untyped-def]
-    """The claim over time: new, it is taken (SENDING) once; deferred, taken back once; sent, never again."""
+    """The claim over time: new, it is taken (SENDING)
+    once; deferred, taken back once; sent, never again.
+    """
     ctx = WorkerContext(make_settings(tmp_path))
     list_id, period = make_list("dev").id, Period(DAILY, date(2026, 11, 24))
     first = _claim(ctx, list_id, "ann@example.org", period, 2)

@@ -1,4 +1,5 @@
-"""The fan-out reads the post's headers outside its write transaction: other writers are never held up by it.
+"""The fan-out reads the post's headers outside its write transaction: other writers are never held
+up by it.
 
 A header folded over a million lines took minutes to read (a quadratic join) while the fan-out
 held SQLite's write lock, so every post through the gateway got 451 meanwhile.
@@ -71,14 +72,16 @@ def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
     db,  # type: ignore[no-untyped-def]
     make_list,
 ) -> None:
-    """A line with no colon ends the header block (as the archive reads it): a "Cc:" after it is body.
+    """A line with no colon ends the header block (as the archive reads it): a "Cc:" after it is
+    body.
 
     The worker used to read on to the first blank line, took bob for a Cc'd recipient who has his
     copy already, and sent him none.
     """
     make_list("dev")
     raw = (
-        b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\nMessage-ID: <m@example.org>\r\n"
+        b"From: ann@example.org\r\nTo: dev@lists.test\r\nSubject: hello\r\n"
+        b"Message-ID: <m@example.org>\r\n"
         b"this line has no colon\r\nCc: bob@example.org\r\n\r\nHello.\r\n"
     )
     with transaction(db) as session:

@@ -53,7 +53,8 @@ def test_reply_to_follows_the_list_policy() -> None:
 
 
 def test_no_reply_to_where_the_authors_signature_covers_it() -> None:
-    # h= names reply-to although the mail has none: a Reply-To added on top would break the signature.
+    # h= names reply-to although the mail has none: a
+    # Reply-To added on top would break the signature.
     raw = RAW.replace(b"h=from:subject;", b"h=from:subject:\r\n\treply-to;")
     for policy in ("list", "author"):
         msg = message_from_bytes(
@@ -73,8 +74,10 @@ def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
 
 
 def test_dmarc_reply_to_follows_the_list_policy_and_always_reaches_the_author() -> None:
-    # From is the list's address now: without the author in Reply-To, "reply" would reach only the list.
-    # h= naming reply-to changes nothing here: rewriting From already broke that signature (ARC vouches).
+    # From is the list's address now: without the author
+    # in Reply-To, "reply" would reach only the list.
+    # h= naming reply-to changes nothing here: rewriting
+    # From already broke that signature (ARC vouches).
     ann, dev = ("Ann Author", "ann@example.org"), ("", "dev@lists.test")
     for raw in (RAW, RAW.replace(b"h=from:subject;", b"h=from:subject:reply-to;")):
         for policy, expected in (("none", [ann]), ("list", [ann, dev]), ("author", [ann])):

@@ -114,7 +114,8 @@ def test_a_base64_attachment_in_one_long_line_is_only_rewrapped() -> None:
     payload = bytes(range(256)) * 20
     body = base64.b64encode(payload)
     raw = (
-        b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=XX\r\n\r\n"
+        b"From: a@example.org\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=XX\r\n\r\n"
         b"preamble " + b"p" * 1200 + b"\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
         b"--XX\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         + body
@@ -141,7 +142,9 @@ def test_a_long_line_in_a_mail_without_mime_headers_gets_them() -> None:
 
 @st.composite
 def mails(draw: st.DrawFn) -> bytes:
-    """Messages with some long lines: free text and address headers, text and binary parts, nesting."""
+    """Messages with some long lines: free text and
+    address headers, text and binary parts, nesting.
+    """
     msg = EmailMessage()
     msg["From"] = "Author <author@example.org>"
     msg["Subject"] = draw(TEXT) * draw(st.integers(1, 60))
@@ -186,7 +189,9 @@ def test_every_copy_fits_and_reads_the_same(raw: bytes) -> None:
 
 @pytest.fixture(scope="module")
 def dkim_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
-    """(private key PEM, DNS TXT record) of a fresh RSA key (openssl, as dkimpy's own key tool uses)."""
+    """(private key PEM, DNS TXT record) of a fresh
+    RSA key (openssl, as dkimpy's own key tool uses).
+    """
     key = tmp_path_factory.mktemp("dkim") / "key.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
     der = subprocess.run(
@@ -229,5 +234,6 @@ def test_dkim_survives_unless_a_body_line_was_too_long(dkim_key: tuple[bytes, by
         b"From: a@example.org\r\nTo: l@lists.test\r\nSubject: s\r\n\r\n" + b"x" * 1200 + b"\r\n",
         dkim_key,
     )
-    # A body line over 998 bytes has to change, and the body hash with it: the price of being delivered at all.
+    # A body line over 998 bytes has to change, and the body
+    # hash with it: the price of being delivered at all.
     assert lines_ok(fit_lines(body)) and not verifies(fit_lines(body), dkim_key)

@@ -61,7 +61,9 @@ def test_reports_go_to_owners_when_there_are_no_moderators_then_to_site_admins(
     make_list("owned", owners="o@example.org")
     make_list("bare")
     for name, expected in (("owned", ["o@example.org"]), ("bare", ["root@example.org"])):
-        raw = f"From: a@example.org\r\nSubject: Hi\r\nMessage-ID: <r-{name}@x>\r\n\r\nText\r\n".encode()
+        raw = (
+            f"From: a@example.org\r\nSubject: Hi\r\nMessage-ID: <r-{name}@x>\r\n\r\nText\r\n"
+        ).encode()
         with transaction(db) as session:
             pk = ingest(
                 session, parse(raw), lists.require(session, name), domain="lists.test"

@@ -13,7 +13,8 @@ from worker.notify import recipients
 
 def _post(session, mlist, msgid: str, sender: str, extra: str = "") -> Message:  # type: ignore[no-untyped-def]
     raw = (
-        f"From: {sender}\r\nTo: dev@lists.test\r\n{extra}Subject: s\r\nMessage-ID: <{msgid}>\r\n\r\nhi\r\n"
+        f"From: {sender}\r\nTo: dev@lists.test\r\n{extra}Subject: s\r\n"
+        f"Message-ID: <{msgid}>\r\n\r\nhi\r\n"
     ).encode()
     result = ingest(session, parse(raw), mlist, domain="lists.test")
     return session.get(Message, result.message_pk)
@@ -63,5 +64,6 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
         )
         session.flush()
         got = recipients(session, reply, addresses_in(reply.raw.data, "To", "Cc"))
-    # one@ auto-followed by posting; member@ muted the thread; cc@ is already in Cc; two@ is the author
+    # one@ auto-followed by posting; member@ muted the
+    # thread; cc@ is already in Cc; two@ is the author
     assert sorted(got) == ["old@example.org", "one@example.org"]

@@ -1,4 +1,6 @@
-"""Outbox work in the worker: transient errors are retried, permanent ones end as failed; replies are rate-limited."""
+"""Outbox work in the worker: transient errors are retried,
+permanent ones end as failed; replies are rate-limited.
+"""
 
 from __future__ import annotations
 

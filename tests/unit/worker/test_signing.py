@@ -17,10 +17,12 @@ from worker.signing import Signer
 
 INFO = ListInfo("dev", "Developers", "lists.test", "https://lists.test")
 POST = (
-    b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\nSubject: A rather long subject that a mail client\r\n"
-    b" folds over two lines\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@example.org>\r\n"
-    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
-    + "Grüße aus Köln.\r\n\r\n-- \r\nAnn\r\n".encode()
+    b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\n"
+    b"Subject: A rather long subject that a mail client\r\n"
+    b" folds over two lines\r\nDate: Wed, 25 Nov 2026 10:00:00 +0000\r\n"
+    b"Message-ID: <p1@example.org>\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n\r\n" + "Grüße aus Köln.\r\n\r\n-- \r\nAnn\r\n".encode()
 )
 
 
@@ -60,7 +62,10 @@ def signer(tmp_path: Path, keys: dict[str, Key]) -> Signer:
 
 
 def test_generated_mail_is_signed_for_the_list_domain(tmp_path: Path, keys: dict[str, Key]) -> None:
-    notice = b"From: dev list <dev+help@lists.test>\r\nTo: x@example.org\r\nSubject: Welcome\r\n\r\nHello\r\n"
+    notice = (
+        b"From: dev list <dev+help@lists.test>\r\nTo: x@example.org\r\nSubject: Welcome\r\n\r\n"
+        b"Hello\r\n"
+    )
     signed = signer(tmp_path, keys).sign(notice)
     assert signed.endswith(notice)
     assert dkim.verify(signed, dnsfunc=dnsfunc(records(keys)))
@@ -95,7 +100,7 @@ def test_a_copy_keeps_the_authors_signature_and_gets_a_valid_arc_set(
     sealed = signer(tmp_path, keys).seal(copy)
     assert b"Reply-To" not in split(sealed)[0]  # h= names reply-to: none added
     assert dkim.verify(sealed, dnsfunc=dnsfunc(records(keys)))
-    cv, results, reason = dkim.arc_verify(sealed, dnsfunc=dnsfunc(records(keys)))
+    cv, _, reason = dkim.arc_verify(sealed, dnsfunc=dnsfunc(records(keys)))
     assert cv == dkim.CV_Pass, reason
     assert b"dkim=pass header.d=example.org" in sealed
     # Each recipient's unsubscribe link is cut in after sealing: the seal must not cover it.
@@ -154,7 +159,7 @@ def test_a_resolver_that_does_not_answer_times_out_to_no_record() -> None:
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))
     try:
-        resolver = Resolver("127.0.0.1:%d" % silent.getsockname()[1], timeout=0.5)
+        resolver = Resolver(f"127.0.0.1:{silent.getsockname()[1]}", timeout=0.5)
         began = time.monotonic()
         assert resolver.txt("_dmarc.slow.example") == []
         assert time.monotonic() - began < 3

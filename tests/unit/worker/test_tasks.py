@@ -1,4 +1,6 @@
-"""The tasks as the worker runs them: every task name has one, transient errors come back later, others fail."""
+"""The tasks as the worker runs them: every task name
+has one, transient errors come back later, others fail.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +21,9 @@ UNREACHABLE = "postgresql://nobody@127.0.0.1:1/none"  # refused at once: a trans
 
 
 def run_as_worker(task: Task, retries: int, *args: object) -> None:
-    """Call task as the worker does: inside its request (the retries so far), not called directly."""
+    """Call task as the worker does: inside its
+    request (the retries so far), not called directly.
+    """
     task.push_request(
         id=f"test-{retries}",
         retries=retries,
