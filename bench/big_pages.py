@@ -1,4 +1,4 @@
-"""Pages of the biggest list of the run (1M messages in the full run, 100k quick), search goal included."""
+"""Pages of the biggest list of the run (1M messages full, 100k quick), search goal included."""
 
 from __future__ import annotations
 

@@ -27,7 +27,10 @@ DOMAIN = "bench.test"
 
 
 class NotAvailable(Exception):
-    """Nothing to measure (a corpus or peer missing, a process failing): the row says why, with no number."""
+    """Nothing to measure (a corpus or peer missing, a process failing): the row says why.
+
+    It carries no number.
+    """
 
 
 @dataclass
@@ -234,7 +237,7 @@ class Context:
     def start(
         self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
     ) -> Proc:
-        """Start a process in its own group, logging to the work dir; stopped at the end of the run."""
+        """Start a process in its own group, logging to the work dir; stopped at the run's end."""
         log_path = self.path("logs", f"{name}.log")
         with open(log_path, "ab") as out:  # the child keeps its own copy of the descriptor
             popen = subprocess.Popen(

@@ -1,4 +1,4 @@
-"""Fan-out: one post to N subscribers, each with a personal unsubscribe link, into a local SMTP sink."""
+"""Fan-out: one post to N subscribers, each with a personal unsubscribe link, into an SMTP sink."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def _make(ctx: Context, broker: str, sink: CountingSink) -> Archive:
 
 
 def _wait(sink: CountingSink, want: int, timeout: float) -> int:
-    """Wait until want recipients arrived, timeout, or nothing arrived for STALL_SECONDS; how many."""
+    """Wait until want recipients arrived, timeout, or none arrived for STALL_SECONDS; how many."""
     deadline = time.monotonic() + timeout
     last_change, seen = time.monotonic(), -1
     while time.monotonic() < deadline:

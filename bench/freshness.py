@@ -1,4 +1,4 @@
-"""The archiver stage: its sustained rate (a spool of posts drained) and the freshness of the archive.
+"""The archiver stage: its sustained rate (a spool of posts drained) and the archive's freshness.
 
 Freshness is the time from a post's 250 to its row being visible in the archive, which is what
 its thread page shows (pages keep no cache of a thread's list of posts). Posts are sent at half
@@ -81,7 +81,7 @@ def run(ctx: Context, archive: Archive, label: str, archiver: Proc) -> list[Row]
 
 
 def _sustained(ctx: Context, archive: Archive, label: str, archiver: Proc) -> tuple[float, str]:
-    """Stop the archiver, spool N posts, start a new archiver and time it from its first commit to the last."""
+    """Stop the archiver, spool N posts, start a new one; time its first commit to its last."""
     archiver.stop()
     n = 60 if ctx.memo.get("tiny") else (500 if ctx.quick else 3000)
     engine = archive.engine()
@@ -109,7 +109,7 @@ def _sustained(ctx: Context, archive: Archive, label: str, archiver: Proc) -> tu
 
 
 def _freshness(ctx: Context, archive: Archive, rate: float) -> tuple[list[float], int, int]:
-    """(seconds from 250 to visible, posts answered 250, errors) for paced posts at `rate` per second."""
+    """(seconds from 250 to visible, posts answered 250, errors) for posts paced at `rate` per s."""
     duration = 1.0 if ctx.memo.get("tiny") else (5.0 if ctx.quick else 20.0)
     answered: dict[str, float] = {}
     seen: dict[str, float] = {}

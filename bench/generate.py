@@ -404,8 +404,11 @@ def _alternative(text: str, msgid: str) -> str:
         + "</body></html>\n"
     )
     return (
-        f"This is a multi-part message in MIME format.\n\n--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{text}\n"
-        f"--{boundary}\nContent-Type: text/html; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{html}\n"
+        f"This is a multi-part message in MIME format.\n\n--{boundary}\n"
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+        f"{text}\n"
+        f"--{boundary}\nContent-Type: text/html; charset=utf-8\n"
+        f"Content-Transfer-Encoding: 8bit\n\n{html}\n"
         f"--{boundary}--\n"
     )
 
@@ -414,7 +417,9 @@ def _mixed(text: str, msgid: str, data: bytes) -> str:
     boundary = "mix-" + msgid.split("@")[0]
     encoded = base64.encodebytes(data).decode("ascii")
     return (
-        f"This is a multi-part message in MIME format.\n\n--{boundary}\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n{text}\n"
+        f"This is a multi-part message in MIME format.\n\n--{boundary}\n"
+        "Content-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\n"
+        f"{text}\n"
         f'--{boundary}\nContent-Type: application/octet-stream; name="trace-{msgid[:6]}.bin"\n'
         f'Content-Disposition: attachment; filename="trace-{msgid[:6]}.bin"\n'
         f"Content-Transfer-Encoding: base64\n\n{encoded}\n--{boundary}--\n"

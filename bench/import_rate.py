@@ -88,7 +88,10 @@ def _rows(
                 NAME, f"{label}: listgate import", str(ours), goal=f">= {GOAL}x public-inbox"
             )
         ]
-    value = f"{fmt_rate(ours.rate, ' msg/s')} ({ours.messages:,} msgs in {ours.seconds:.0f} s, peak {fmt_mb(ours.peak_rss_kib)})"
+    value = (
+        f"{fmt_rate(ours.rate, ' msg/s')} ({ours.messages:,} msgs in {ours.seconds:.0f} s, "
+        f"peak {fmt_mb(ours.peak_rss_kib)})"
+    )
     if theirs is None:
         return [
             Row(NAME, f"{label}: listgate import", value, note="public-inbox not run at this size")

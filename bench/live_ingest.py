@@ -1,4 +1,5 @@
-"""Live ingest over real SMTP: posts/s answered 250 (spooled), ours against a bare aiosmtpd, case by case in one run.
+"""Live ingest over real SMTP: posts/s answered 250 (spooled), ours against a bare aiosmtpd,
+case by case in one run.
 
 Ours is the gateway as `listgate up` runs it: the listener only spools (--no-archiver) and a
 separate archiver process archives meanwhile. After each measurement the spool must drain into
@@ -55,7 +56,10 @@ def _backend(ctx: Context, label: str) -> Archive:
 
 
 def run(ctx: Context) -> list[Row]:
-    """Rows: one per (database, clients, connection mode) with our/bare ratio; then the archiver's rate and freshness."""
+    """Rows: one per (database, clients, connection mode) with our/bare ratio; then the archiver's.
+
+    The archiver's rows give its rate and the archive's freshness.
+    """
     rows: list[Row] = []
     backends = ["sqlite"] if ctx.quick else ["sqlite", "postgresql"]
     try:
@@ -95,7 +99,10 @@ def run(ctx: Context) -> list[Row]:
 def _row(
     ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, bare_port: int
 ) -> Row:
-    """Ours and bare alternately (ctx.repeats pairs), medians and their ratio; then the spool must drain whole."""
+    """Ours and bare alternately (ctx.repeats pairs), medians and their ratio.
+
+    Then the spool must drain whole.
+    """
     mode = "reused conn" if reuse else "new conn/post"
     case = f"{label}, {clients} client{'s' if clients > 1 else ''}, {mode}"
     ours, theirs, notes, accepted = [], [], [], 0

@@ -152,7 +152,7 @@ def _requests(ctx: Context, concurrency: int) -> int:
 
 
 def signed_in_cookie(archive: Archive) -> dict[str, str]:
-    """A session cookie of a signed-in reader, made with the archive's own secret (exports need one)."""
+    """A signed-in reader's session cookie, made with the archive's secret (exports need one)."""
     from webarchive import create_app
 
     app = create_app(archive.settings)
@@ -165,7 +165,8 @@ def measure(
     ctx: Context, port: int, path: str, cookie: dict[str, str] | None = None
 ) -> dict[int, HttpResult]:
     """Warm the page (signing in if it sends us to sign in), then load it at each concurrency."""
-    # Exports are counted per client for anonymous readers: measure them signed in, as before they were public.
+    # Exports are counted per client for anonymous readers: measure them signed in, as before
+    # they were public.
     headers: dict[str, str] = dict(cookie) if cookie and path.endswith((".mbox", ".eml")) else {}
     status, location = fetch(port, path, headers=headers)
     if status in (302, 303) and "signin" in location and cookie:
@@ -279,7 +280,10 @@ def _linux_man(ctx: Context) -> list[Row]:
 
 
 def big(ctx: Context) -> list[Row]:
-    """Pages of the big list: an imported 1M synthetic archive if this run made one, else the prefilled list."""
+    """Pages of the big list: the 1M synthetic archive if this run imported one.
+
+    Otherwise the prefilled list.
+    """
     from bench.threading_cost import prefilled_archive, sizes
 
     imported = ctx.memo.get("synthetic-archive-1000000")

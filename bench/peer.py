@@ -45,7 +45,7 @@ class PublicInbox:
 
 
 def ensure_installed(ctx: Context) -> None:
-    """public-inbox on PATH, installing Debian's package once if we can; NotAvailable saying why not."""
+    """public-inbox on PATH, installing Debian's package once if we can; else NotAvailable (why)."""
 
     def install() -> bool:
         if shutil.which("public-inbox-init"):

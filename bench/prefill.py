@@ -74,7 +74,8 @@ def prefill(archive: Archive, count: int, progress: bool = True) -> None:
     try:
         with engine.begin() as conn:
             if engine.dialect.name == "sqlite":
-                # a bigger page cache keeps index inserts in memory: 1M rows go in minutes, not an hour
+                # a bigger page cache keeps index inserts in memory: 1M rows go in minutes, not
+                # an hour
                 conn.exec_driver_sql("PRAGMA cache_size=-1048576")
             list_id = conn.execute(
                 select(MailingList.id).where(MailingList.name == archive.list_name)

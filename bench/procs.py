@@ -22,7 +22,7 @@ def start_gateway(
 
 
 def start_archiver(ctx: Context, archive: Archive, name: str = "archiver", batch: int = 20) -> Proc:
-    """The archiver stage as its own process (`python -m gateway --archiver-only`), as `listgate up` runs it."""
+    """The archiver stage as its own process (`python -m gateway --archiver-only`), as in `up`."""
     return ctx.start(
         name, [PYTHON, "-m", "gateway", "--archiver-only", "--batch", str(batch)], env=archive.env
     )

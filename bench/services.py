@@ -1,4 +1,4 @@
-"""Servers a benchmark needs: a throwaway PostgreSQL, Redis, a counting SMTP sink, a bare SMTP server."""
+"""Servers a benchmark needs: a throwaway PostgreSQL, Redis, a counting SMTP sink, a bare server."""
 
 from __future__ import annotations
 
@@ -68,7 +68,10 @@ def _start_postgres(ctx: Context) -> str:
     run(str(initdb), "-D", str(data), "-U", "bench", "--auth=trust", "-E", "UTF8")
     # synchronous_commit=off matches the embedded default (SQLite WAL, synchronous=NORMAL):
     # a crash may lose the last moments, never corrupts. fsync stays on.
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c synchronous_commit=off -c max_connections=200"
+    opts = (
+        f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c synchronous_commit=off "
+        "-c max_connections=200"
+    )
     run(
         str(pg_ctl), "-D", str(data), "-l", str(base / "log"), "-o", opts, "-w", "-t", "60", "start"
     )

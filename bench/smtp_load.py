@@ -22,7 +22,8 @@ def make_post(to: str, tag: str, size: int = 4096, reply_to: str = "") -> tuple[
     headers = [
         f"From: Load Client {n % 50} <poster{n % 50}@example.org>",
         f"To: {to}",
-        f"Subject: {'Re: ' if reply_to else ''}load test post {n if not reply_to else reply_to.split('.')[1]}",
+        f"Subject: {'Re: ' if reply_to else ''}load test post "
+        f"{n if not reply_to else reply_to.split('.')[1]}",
         f"Message-ID: <{msgid}>",
         time.strftime("Date: %a, %d %b %Y %H:%M:%S +0000", time.gmtime()),
         "MIME-Version: 1.0",
@@ -61,7 +62,7 @@ def run_load(
     host: str = "127.0.0.1",
     duration: float = 0.0,
 ) -> LoadResult:
-    """Post with `clients` concurrent senders: `total` posts, or as many as fit in `duration` seconds.
+    """Post with `clients` concurrent senders: `total` posts, or as many as fit in `duration` s.
 
     Timed from the first connect to the last 250 (posts in flight at the deadline finish).
     """

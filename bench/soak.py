@@ -1,4 +1,4 @@
-"""`make soak`: sustained live ingest for minutes; the rate and the gateway's memory must hold steady."""
+"""`make soak`: sustained live ingest for minutes; the rate and the gateway's memory must hold."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Bytes on disk per message on linux-man: our database (tables and indexes) against public-inbox."""
+"""Bytes on disk per message on linux-man: our database (tables, indexes) against public-inbox."""
 
 from __future__ import annotations
 

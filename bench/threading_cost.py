@@ -67,7 +67,7 @@ def prefilled_archive(ctx: Context, n: int) -> Archive:
 
 
 def make_posts(prefilled: int, n: int, tag: str, seed: int) -> list[bytes]:
-    """n posts: replies to old messages, replies to each other, new threads, a few with lost parents."""
+    """n posts: replies to old messages, to each other, new threads, a few with lost parents."""
     rng = random.Random(seed)
     targets = list(reply_targets(prefilled, n, seed))
     posts: list[bytes] = []
@@ -97,7 +97,7 @@ def make_posts(prefilled: int, n: int, tag: str, seed: int) -> list[bytes]:
 
 
 def ingest_posts(archive: Archive, posts: list[bytes]) -> list[float]:
-    """Parse and ingest each post in its own committed transaction, as the gateway does; seconds each."""
+    """Parse and ingest each post in its own committed transaction, as the gateway does; seconds."""
     from listgate import lists
     from listgate.db import make_engine, session_factory, transaction, writer
     from listgate.ingest import ingest

@@ -32,6 +32,8 @@ from listgate.states import SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 Bind = Session | Connection | Engine
+# What Store.insert returns: either dialect's INSERT has on_conflict_do_nothing/do_update.
+UpsertInsert = postgresql.Insert | sqlite.Insert
 
 _MSG, _RAW, _SUBS, _PEOPLE = (
     Message.__table__,
@@ -125,7 +127,7 @@ class Store:
         """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
         return self.postgresql
 
-    def insert(self, table: Any) -> Insert:
+    def insert(self, table: Any) -> UpsertInsert:
         """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
         target = getattr(table, "__table__", table)
         return (postgresql if self.postgresql else sqlite).insert(target)

@@ -27,7 +27,10 @@ UNREACHABLE = (
 
 
 def audit(source: str, lock: str) -> tuple[str, dict | None]:
-    """Run pip-audit on one lock (locks may pin different versions); (why it failed, or "") and its report."""
+    """Run pip-audit on one lock (locks may pin different versions).
+
+    Returns (why it failed, or "") and its report.
+    """
     args = [
         sys.executable,
         "-m",
@@ -96,7 +99,8 @@ def report(name: str, deps: dict) -> int:  # type: ignore[type-arg]
     print(
         "make audit: no known vulnerability"
         if not vulnerable
-        else f"make audit: {len(vulnerable)} vulnerable package(s): raise their ranges in pyproject.toml, then make lock"
+        else f"make audit: {len(vulnerable)} vulnerable package(s): "
+        "raise their ranges in pyproject.toml, then make lock"
     )
     return 1 if vulnerable else 0
 

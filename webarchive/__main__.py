@@ -1,7 +1,8 @@
 """`python -m webarchive`: serve the archive with werkzeug's threaded server (the embedded default).
 
 With LISTGATE_METRICS_LISTEN set, a second werkzeug server on that loopback address serves the
-same app, where webarchive.views.ops answers /metrics without a token (and nothing but /metrics and /healthz).
+same app, where webarchive.views.ops answers /metrics without a token (and nothing but /metrics
+and /healthz).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Per-app resources (settings, engine, sessions, the broker client), the per-request database session,
-and handing generated mail to the worker."""
+"""Per-app resources (settings, engine, sessions, the broker client), the per-request database
+session, and handing generated mail to the worker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from typing import Any
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from listgate import dispatch, store
 from listgate.config import Settings
@@ -32,7 +34,7 @@ class Resources:
 
     @property
     def sender(self) -> Any:
-        """A Celery client that only sends tasks by name (made on first use; tests may replace it)."""
+        """A Celery client that only sends tasks by name (made on first use; tests replace it)."""
         if self._sender is None:
             from celery import Celery
 
@@ -60,7 +62,7 @@ def init_app(app: Flask, settings: Settings) -> None:
     app.teardown_appcontext(_close_session)
 
 
-def _reader_pragmas(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _reader_pragmas(dbapi_conn: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     """Pages read much and write little: map the file and keep more pages per connection.
 
     A post's status and date come after its body in the row, so a listing or a search reads
@@ -103,6 +105,6 @@ def _close_session(_exc: BaseException | None) -> None:
 
 
 def enqueue(entries: list[OutboxEntry]) -> None:
-    """Send committed outbox entries by task name; if the broker is down the sweeper resends them."""
+    """Send committed outbox entries by task name; if the broker is down, the sweeper resends."""
     if entries:
         dispatch.enqueue(resources().sender, entries)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask, jsonify, render_template, request
+from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
@@ -19,6 +19,8 @@ from listgate.db import is_transient
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = 30  # seconds
+Answer = tuple[str | Response, int]  # a page or a JSON response, and the status
+Headed = tuple[str | Response, int, dict[str, str]]  # the same with headers
 
 
 def init_app(app: Flask) -> None:
@@ -33,7 +35,7 @@ def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path.endswith(".json")
 
 
-def error_response(code: int, title: str, message: str, **extra: str):  # type: ignore[no-untyped-def]
+def error_response(code: int, title: str, message: str, **extra: str) -> Response | tuple[str, int]:
     """A JSON or HTML error response."""
     if wants_json():
         response = jsonify({"error": message or title, "status": code, **extra})
@@ -42,16 +44,17 @@ def error_response(code: int, title: str, message: str, **extra: str):  # type: 
     return render_template("error.html", code=code, title=title, message=message, **extra), code
 
 
-def _http_error(exc: HTTPException):  # type: ignore[no-untyped-def]
+def _http_error(exc: HTTPException) -> Headed:
     code = exc.code or 500
     custom = exc.description != type(exc).description
     message = exc.description if custom or code in (400, 405, 413, 429) else ""
     body, status = _as_pair(error_response(code, exc.name, message or _default_message(code)))
-    headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else {}
+    retry_after = getattr(exc, "retry_after", None)  # only some HTTP errors have one
+    headers = {"Retry-After": str(retry_after)} if retry_after else {}
     return body, status, headers
 
 
-def _as_pair(response):  # type: ignore[no-untyped-def]
+def _as_pair(response: Response | tuple[str, int]) -> Answer:
     return response if isinstance(response, tuple) else (response, response.status_code)
 
 
@@ -64,7 +67,7 @@ def _default_message(code: int) -> str:
     }.get(code, "")
 
 
-def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
+def _unexpected(exc: Exception) -> Answer | Headed:
     if isinstance(exc, HTTPException):
         return _http_error(exc)
     if is_transient(exc):
@@ -94,8 +97,8 @@ def _unexpected(exc: Exception):  # type: ignore[no-untyped-def]
         error_response(
             500,
             "Internal Server Error",
-            f"Something went wrong on our side. It has been logged; if you tell the administrators, "
-            f"give them the reference {reference}.",
+            "Something went wrong on our side. It has been logged; "
+            f"if you tell the administrators, give them the reference {reference}.",
             reference=reference,
         )
     )

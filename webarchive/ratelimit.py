@@ -1,4 +1,4 @@
-"""Rate limits on sign-in, votes, reports and web posts, counted in the database (shared by all workers)."""
+"""Rate limits on sign-in, votes, reports and web posts, counted in the database for all workers."""
 
 from __future__ import annotations
 

@@ -18,13 +18,14 @@ import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, abort, current_app, g, redirect, request, session, url_for
 from sqlalchemy import delete
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.wrappers import Response
 
-from listgate.db import transaction
+from listgate.db import rowcount, transaction
 from listgate.models import WebSession
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ CSP = (
 )
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 View = TypeVar("View", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def init_app(app: Flask) -> None:
@@ -48,7 +51,7 @@ def csrf_exempt(reason: str) -> Callable[[View], View]:
     """Declare a view free of the CSRF check, saying why; put it under the route decorator."""
 
     def declare(view: View) -> View:
-        view.csrf_exempt = reason  # type: ignore[attr-defined]
+        vars(view)["csrf_exempt"] = reason  # a function attribute, read by getattr below
         return view
 
     return declare
@@ -57,9 +60,9 @@ def csrf_exempt(reason: str) -> Callable[[View], View]:
 def csrf_exemptions(app: Flask) -> dict[str, str]:
     """Endpoint -> reason, for every view declared with @csrf_exempt."""
     return {
-        endpoint: view.csrf_exempt
+        endpoint: reason
         for endpoint, view in app.view_functions.items()
-        if getattr(view, "csrf_exempt", None)
+        if (reason := getattr(view, "csrf_exempt", None))
     }
 
 
@@ -78,7 +81,7 @@ def current_address() -> str | None:
 
 
 def start_session(address: str) -> None:
-    """Sign address in on this browser: a new session id, recorded on the server, in a fresh cookie."""
+    """Sign address in on this browser: a new session id, kept on the server, in a fresh cookie."""
     from webarchive.context import resources
 
     sid, previous = secrets.token_urlsafe(32), str(session.get("sid", ""))
@@ -98,7 +101,7 @@ def start_session(address: str) -> None:
 
 
 def end_session(everywhere: bool = False) -> None:
-    """Sign out this browser, or every browser of the signed-in person; their cookies stop working."""
+    """Sign out this browser or all browsers of the signed-in person; their cookies stop working."""
     from webarchive.context import resources
 
     address = current_address()
@@ -107,7 +110,7 @@ def end_session(everywhere: bool = False) -> None:
     else:
         where = WebSession.digest == session_digest(str(session.get("sid", "")))
     with transaction(resources().writer) as db_session:
-        ended = db_session.execute(delete(WebSession).where(where)).rowcount
+        ended = rowcount(db_session.execute(delete(WebSession).where(where)))
     if everywhere and address is not None:
         log.info("%s signed out everywhere (%d sessions ended)", address, ended)
     session.clear()
@@ -133,16 +136,17 @@ def _check_session() -> None:
         return
     expired = datetime.now(UTC) - current_app.permanent_session_lifetime
     if row is None or row.address != address or row.created_at < expired:
-        session.clear()  # signed out elsewhere, expired, or a cookie from before sessions were recorded
+        # signed out elsewhere, expired, or a cookie from before sessions were recorded
+        session.clear()
         return
     g._address = address
 
 
-def signed_in(view: Callable[..., Any]) -> Callable[..., Any]:
+def signed_in(view: Callable[P, R]) -> Callable[P, R | Response]:
     """Send anonymous visitors to the sign-in page, coming back here afterwards."""
 
     @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
         if current_address() is None:
             back = (
                 request.referrer
@@ -176,11 +180,12 @@ def _check_csrf() -> None:
     if not expected or not sent or not hmac.compare_digest(sent, expected):
         abort(
             400,
-            description="This form has expired or did not come from this site. Go back, reload the page and try again.",
+            description="This form has expired or did not come from this site. "
+            "Go back, reload the page and try again.",
         )
 
 
-def _headers(response):  # type: ignore[no-untyped-def]
+def _headers(response: Response) -> Response:
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

@@ -16,10 +16,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Flask, g, request
+from flask import Flask, current_app, g, request
 from markupsafe import Markup
 from sqlalchemy import select
 
@@ -45,13 +47,14 @@ PREVIEW_MAX = 5 * 1024 * 1024  # bytes; larger images are only downloaded
 
 def init_app(app: Flask) -> None:
     """Give every template its filters and globals."""
-    for name, fn in {
+    filters: dict[str, Callable[..., Any]] = {
         "when": when,
         "plural": plural_filter,
         "name": name_filter,
         "mask": bodies.mask_addresses,
         "xmlsafe": xmlsafe,
-    }.items():
+    }
+    for name, fn in filters.items():
         app.add_template_filter(fn, name)
     for fn in (
         anonymous,
@@ -67,10 +70,16 @@ def init_app(app: Flask) -> None:
     ):
         app.add_template_global(fn)
     app.add_template_global(urls.path, "path")
-    app.jinja_env.globals.update(
-        PostState=PostState, SubscriptionState=SubscriptionState
-    )  # templates compare to members
+    # templates compare to members
+    app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
+
+
+def macros(template: str, *names: str) -> list[Callable[..., Markup]]:
+    """Macros of a template, to call from Python (a template module's names exist at run time)."""
+    module = current_app.jinja_env.get_template(template).module
+    found: list[Callable[..., Markup]] = [getattr(module, name) for name in names]
+    return found
 
 
 def anonymous() -> bool:

@@ -19,9 +19,8 @@ from flask import Flask, current_app, request, url_for
 from werkzeug.routing import IntegerConverter, Rule
 
 _ARGUMENT = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
-_PATH_SAFE = (
-    "/%!$&'()*+,;=:@-._~"  # RFC 3986 pchar and "/", with "%" kept: already-encoded stays as it is
-)
+# RFC 3986 pchar and "/", with "%" kept: what is already encoded stays as it is
+_PATH_SAFE = "/%!$&'()*+,;=:@-._~"
 _QUERY_SAFE = _PATH_SAFE + "?"
 
 
@@ -40,7 +39,9 @@ class _Route:
     def build(self, values: dict[str, Any]) -> str:
         """The path with values written as url_for writes them."""
         out = [self.literals[0]]
-        for name, converter, literal in zip(self.names, self.converters, self.literals[1:]):
+        for name, converter, literal in zip(
+            self.names, self.converters, self.literals[1:], strict=True
+        ):
             out += [converter.to_url(values[name]), literal]
         return "".join(out)
 
@@ -48,7 +49,7 @@ class _Route:
         """The path as a str.format string ({name} for each part)."""
         braced = [x.replace("{", "{{").replace("}", "}}") for x in self.literals]
         return braced[0] + "".join(
-            f"{{{name}}}{literal}" for name, literal in zip(self.names, braced[1:])
+            f"{{{name}}}{literal}" for name, literal in zip(self.names, braced[1:], strict=True)
         )
 
 
@@ -56,19 +57,17 @@ def init_app(app: Flask) -> None:
     """Read the routes once the blueprints are registered."""
     routes: dict[str, _Route] = {}
     for rule in app.url_map.iter_rules():
-        routes.setdefault(
-            rule.endpoint, _Route(rule)
-        )  # an endpoint with two routes is built by its first
+        routes.setdefault(rule.endpoint, _Route(rule))  # an endpoint's first route builds it
     app.extensions["listgate_routes"] = routes
 
 
 def path(endpoint: str, **values: Any) -> str:
-    """The same path as url_for(endpoint, **values) (no query string, no anchor), built without the map."""
+    """The path url_for(endpoint, **values) gives (no query string, no anchor), without the map."""
     return request.script_root + current_app.extensions["listgate_routes"][endpoint].build(values)
 
 
 def pattern(endpoint: str) -> str:
-    """The route's path (after the script root) as a str.format string, e.g. '/threads/{thread_id}'."""
+    """The route's path (after the script root) as a str.format string: '/threads/{thread_id}'."""
     template = current_app.extensions["listgate_routes"][endpoint].template
     if template is None:
         raise ValueError(
@@ -78,7 +77,7 @@ def pattern(endpoint: str) -> str:
 
 
 def safe_next(target: str | None) -> str:
-    """A path on this site to go back to after signing in, in a form no browser reads as another site.
+    """A path on this site to go back to after signing in, that no browser reads as another site.
 
     urlsplit drops tabs and newlines and leading controls as browsers do; what is left is
     percent-encoded down to printable ASCII without backslashes, so the browser's own

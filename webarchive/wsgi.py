@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask
 
-_app: Flask | None = None
 
-
+@functools.cache
 def _get() -> Flask:
-    global _app
-    if _app is None:
-        from webarchive import create_app
+    from webarchive import create_app
 
-        _app = create_app()
-    return _app
+    return create_app()
 
 
 def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -30,7 +30,8 @@ def main(argv: list[str]) -> int:
 
     from worker.celery_app import make_celery
 
-    # Celery's multi-line warning about root; `listgate worker` and `listgate up` say it in one line.
+    # Celery's multi-line warning about root; `listgate worker` and `listgate up` say it in one
+    # line.
     warnings.filterwarnings("ignore", category=SecurityWarning)
     warnings.filterwarnings(
         "ignore", category=CPendingDeprecationWarning

@@ -49,8 +49,8 @@ _ORIGINAL = re.compile(
 )
 _WARNING = re.compile(
     r"\bdelay(?:ed)?\b|\bwarning\b|will (?:continue to|keep) (?:try|retry|attempt)|will be retried|"
-    r"still (?:trying|being retried)|not yet been delivered|has not been delivered yet|no action is required|"
-    r"delivery (?:is|has been) delayed",
+    r"still (?:trying|being retried)|not yet been delivered|has not been delivered yet|"
+    r"no action is required|delivery (?:is|has been) delayed",
     re.IGNORECASE,
 )
 _STATUS = re.compile(
@@ -59,25 +59,34 @@ _STATUS = re.compile(
 # Without a status code (or with X.0.0) only such words tell that the address or mailbox failed.
 _RECIPIENT_WORDS = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|user not found|"
-    r"mailbox (?:unavailable|not found|disabled|inactive|full|does not exist|is full)|does not exist|"
+    r"mailbox (?:unavailable|not found|disabled|inactive|full|does not exist|is full)|"
+    r"does not exist|"
     r"unknown (?:recipient|mailbox|address|local part)|invalid (?:recipient|mailbox|address)|"
-    r"recipient (?:address )?rejected|address rejected|not a valid mailbox|no mailbox here|addressee unknown|"
-    r"account (?:disabled|closed|expired|suspended|inactive|has been disabled)|over quota|quota exceeded|"
-    r"unrouteable address|host or domain name not found|domain (?:not found|does not exist)|not our customer",
+    r"recipient (?:address )?rejected|address rejected|not a valid mailbox|no mailbox here|"
+    r"addressee unknown|"
+    r"account (?:disabled|closed|expired|suspended|inactive|has been disabled)|over quota|"
+    r"quota exceeded|"
+    r"unrouteable address|host or domain name not found|domain (?:not found|does not exist)|"
+    r"not our customer",
     re.IGNORECASE,
 )
-# ... and these that the message itself was refused (by a size, line or content limit, a filter, a policy).
+# ... and these that the message itself was refused (by a size, line or content limit, a filter,
+# a policy).
 _MESSAGE_WORDS = re.compile(
-    r"too (?:large|big|long)|size (?:limit|exceeds)|exceeds (?:the )?(?:size|maximum|limit)|line length|"
-    r"lines? (?:is |are )?(?:too long|longer than)|header (?:line |size )?(?:too long|exceeds)|content|spam|"
+    r"too (?:large|big|long)|size (?:limit|exceeds)|exceeds (?:the )?(?:size|maximum|limit)|"
+    r"line length|"
+    r"lines? (?:is |are )?(?:too long|longer than)|header (?:line |size )?(?:too long|exceeds)|"
+    r"content|spam|"
     r"virus|malware|unsolicited|policy|blocked|blacklist|blocklist|reputation|\b8-?bit\b|dmarc|dkim|\bspf\b|"
     r"not accepted|rejected for|too many hops",
     re.IGNORECASE,
 )
 _FATAL = re.compile(
-    r"permanent(?:ly)?|given up|giving up|not going to try again|could not be delivered|undeliverable|"
+    r"permanent(?:ly)?|given up|giving up|not going to try again|could not be delivered|"
+    r"undeliverable|"
     r"user unknown|unknown user|does not exist|no such (?:user|mailbox|address)|unknown recipient|"
-    r"delivery failed|failed (?:permanently|recipient)|unable to deliver|(?<![\d.])5\.\d{1,3}\.\d{1,3}\b|\b55\d\b",
+    r"delivery failed|failed (?:permanently|recipient)|unable to deliver|"
+    r"(?<![\d.])5\.\d{1,3}\.\d{1,3}\b|\b55\d\b",
     re.IGNORECASE,
 )
 
@@ -97,14 +106,15 @@ class BounceReport:
 
 
 def blames_recipient(status: str, text: str, named: bool) -> bool:
-    """Whether a failure is the recipient's (their address, mailbox or route) rather than the message's.
+    """Whether a failure is the recipient's (address, mailbox or route) rather than the message's.
 
     The enhanced status code (RFC 3463) decides when there is one: X.1.x addressing, except X.1.7
     and X.1.8 (the sender's); X.2.x mailbox, except X.2.3 (the message's length); X.4.x routing are
     the recipient's; system, protocol, content and policy (X.3, X.5, X.6, X.7) are the message's.
     Without one (or with X.0.0) the words do, when they say. A report that names the recipient
     (a DSN's failed recipient, an address in a bounce) counts unless it shows the message is at
-    fault; a reply to the message itself names nobody and counts only when it shows the recipient is.
+    fault; a reply to the message itself names nobody and counts only when it shows the
+    recipient is.
     """
     whose = _whose(status, text)
     return whose == "recipient" or (named and whose == "")
@@ -137,7 +147,7 @@ def _by_code(subject: str, detail: str) -> str:
 
 
 def refusal_kind(result: mailer.SendResult) -> BounceKind:
-    """PERMANENT for a relay's 5xx that is the recipient's (at RCPT, or by its status), else REFUSED."""
+    """PERMANENT for a relay's 5xx that is the recipient's (at RCPT, or by status), else REFUSED."""
     if result.stage == mailer.RCPT or (
         result.stage == mailer.DOT and blames_recipient("", result.detail, named=False)
     ):

@@ -28,7 +28,7 @@ MAX_FAILURE_PAUSE = 5.0  # seconds between broker reads while its writes fail
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
-    """Transport options: on the embedded SQLite broker, writers wait for each other instead of failing."""
+    """Transport options: on the embedded SQLite broker, writers wait for each other, not fail."""
     if settings.broker_url.startswith(SQLA_SQLITE):
         return {"connect_args": {"timeout": 30}}
     if settings.broker_url.startswith(("redis://", "rediss://")):
@@ -94,7 +94,7 @@ class SqliteBrokerTransport(kombu_sqla.Transport):
 
 
 def broker_connection_url(settings: Settings) -> str:
-    """The URL Celery connects with: the embedded SQLite broker goes through our faster-polling transport."""
+    """The URL Celery connects with: the embedded SQLite broker goes through our faster poller."""
     if not settings.broker_url.startswith(SQLA_SQLITE):
         return settings.broker_url
     from kombu.transport import TRANSPORT_ALIASES
@@ -104,7 +104,7 @@ def broker_connection_url(settings: Settings) -> str:
 
 
 def prepare_sqlite_broker(url: str) -> None:
-    """Create the broker file in WAL mode so producers (gateway, web) and the worker rarely block."""
+    """Create the broker file in WAL mode: producers (gateway, web) and the worker rarely block."""
     path = Path(url[len(SQLA_SQLITE) :])
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(path, timeout=30)
@@ -115,7 +115,7 @@ def prepare_sqlite_broker(url: str) -> None:
 
 
 def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The periodic tasks: outbox sweep, deferred retries and recovery, the digests, moderators' reminders."""
+    """The periodic tasks: outbox sweep, retries and recovery, digests, moderators' reminders."""
     return {
         "sweep-outbox": {"task": dispatch.SWEEP_OUTBOX, "schedule": SWEEP_EVERY},
         "retry-deferred": {"task": dispatch.RETRY_DEFERRED, "schedule": RETRY_EVERY},

@@ -1,5 +1,5 @@
-"""Mail commands: NAME+subscribe/unsubscribe/help/digest-CHOICE/confirm-CODE@, moderators' NAME+approve/reject-CODE@,
-and follow/mute/unsubscribe replies.
+"""Mail commands: NAME+subscribe/unsubscribe/help/digest-CHOICE/confirm-CODE@, moderators'
+NAME+approve/reject-CODE@, and follow/mute/unsubscribe replies.
 
 Every answer is an automatic reply to an address nobody authenticated (RFC 3834): it goes
 through the notice path, which sends at most one per sender per window.
@@ -113,16 +113,9 @@ def _list_command(
     session: Session, settings: Settings, mlist: MailingList, command: str, sender: str, arg: str
 ) -> list[OutboxEntry]:
     if command == "subscribe":
-        # The confirmation goes to the address being subscribed, so nobody can subscribe someone else.
-        return subscriptions.request(
-            session,
-            mlist,
-            sender,
-            secret=settings.secret_key,
-            base_url=settings.base_url,
-            domain=settings.domain,
-            channel=MAIL,
-        ).outbox
+        # The confirmation goes to the address being subscribed, so nobody can subscribe someone
+        # else.
+        return _request(session, settings, mlist, sender)
     if command == "confirm":
         return subscriptions.confirm_by_code(session, settings.secret_key, mlist, arg).outbox
     if command == "unsubscribe":
@@ -130,7 +123,8 @@ def _list_command(
         # request is noticed and undone with one mail.
         return change(session, mlist, sender, subscriptions.LEAVE, channel=MAIL).outbox
     if command == "digest":
-        # Like unsubscribe it acts at once (only on a subscription the address has), and the answer tells it.
+        # Like unsubscribe it acts at once (only on a subscription the address has), and the
+        # answer tells it.
         return change(
             session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily"
         ).outbox
@@ -138,6 +132,27 @@ def _list_command(
         return [notice(session, mlist, "help", sender, reply=True)]
     log.info("unknown command %r on %s", command, mlist.name)
     return []
+
+
+def _request(
+    session: Session,
+    settings: Settings,
+    mlist: MailingList,
+    sender: str,
+    thread_id: int | None = None,
+) -> list[OutboxEntry]:
+    """A subscription asked for by mail (to the list, or to thread_id): double opt-in."""
+    return subscriptions.request(
+        session,
+        mlist,
+        sender,
+        secret=settings.secret_key,
+        base_url=settings.base_url,
+        domain=settings.domain,
+        kind="list" if thread_id is None else "thread",
+        thread_id=thread_id or 0,
+        channel=MAIL,
+    ).outbox
 
 
 def _thread_command(
@@ -159,17 +174,7 @@ def _thread_command(
         return []
     if command == "follow" and not subscriptions.has_active(session, mlist, sender):
         # Someone we do not mail yet: From can be forged, so double opt-in as on the web.
-        return subscriptions.request(
-            session,
-            mlist,
-            sender,
-            secret=settings.secret_key,
-            base_url=settings.base_url,
-            domain=settings.domain,
-            kind="thread",
-            thread_id=thread_id,
-            channel=MAIL,
-        ).outbox
+        return _request(session, settings, mlist, sender, thread_id)
     return change(
         session, mlist, sender, actions[command], thread_id=thread_id, channel=MAIL
     ).outbox

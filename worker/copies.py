@@ -1,4 +1,4 @@
-"""The personal copies of one post, rendered once: only the unsubscribe link differs per recipient."""
+"""The personal copies of one post, rendered once: only the unsubscribe link differs per copy."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Post:
 
 
 def load_post(ctx: WorkerContext, message_pk: int) -> Post | None:
-    """Render the post once with a placeholder link (headers, DMARC, CRLF, dot-stuffing); None if gone."""
+    """Render the post once with a placeholder link (headers, DMARC, CRLF, dots); None if gone."""
     with (
         ctx.db() as session
     ):  # read, then render after the session ends (it may hold SQLite's write lock)

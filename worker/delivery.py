@@ -90,7 +90,10 @@ def insert_absent(session: Session, message_pk: int, chosen: dict[str, tuple[int
 
 
 def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
-    """Record who gets the post (once), mark the outbox entry done, then send in chunks; copies sent here."""
+    """Record who gets the post (once), mark the outbox entry done, then send in chunks.
+
+    Returns the number of copies sent here.
+    """
     named = _named(ctx, message_pk)
     with transaction(ctx.db) as session:
         entry = session.get(OutboxEntry, outbox_id)
@@ -115,7 +118,7 @@ def fanout(ctx: WorkerContext, outbox_id: int, message_pk: int) -> int:
 
 
 def _named(ctx: WorkerContext, message_pk: int) -> set[str]:
-    """The post's To/Cc addresses, parsed after the read: never while holding the write transaction."""
+    """The post's To/Cc addresses, parsed after the read: never while holding the write lock."""
     with ctx.db() as session:
         raw = session.scalar(
             select(RawMessage.data)
@@ -175,7 +178,7 @@ def claim(
 
 
 def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
-    """Send the rows of one post matching `where`, claimed batch by batch, a wave of sessions at a time."""
+    """Send the rows of one post matching `where`, claimed batch by batch, a wave at a time."""
     post = load_post(ctx, message_pk)
     if post is None:
         return 0
@@ -191,7 +194,7 @@ def send_message(ctx: WorkerContext, message_pk: int, where: list[Any]) -> int:
 def _send_batch(
     ctx: WorkerContext, out: relay_sessions.Wave, post: Post, ids: list[int], stamp: datetime
 ) -> int:
-    """Send each claimed row; once every session of a wave failed to connect, the rest is deferred untried."""
+    """Send each claimed row; once a whole wave failed to connect, the rest is deferred untried."""
     with ctx.db() as session:
         rows = session.execute(
             select(
@@ -297,7 +300,7 @@ def _statements() -> _Sql:
 
 
 class Ledger:
-    """What one claimed batch did: claim checks, the `handing` commits, the buffered `sent` marks."""
+    """What one claimed batch did: claim checks, `handing` commits, the buffered `sent` marks."""
 
     def __init__(self, ctx: WorkerContext, post: Post, stamp: datetime) -> None:
         self.ctx, self.post, self.stamp = ctx, post, stamp
@@ -310,7 +313,7 @@ class Ledger:
     def handover(
         self, rows: Sequence[Any], indexes: list[int], send_dots: relay_sessions.SendDots
     ) -> set[int]:
-        """One write transaction around the dots: rows still ours become `handing`, earlier ones `sent`.
+        """One write transaction around the dots: rows still ours become `handing`, earlier `sent`.
 
         The row locks are taken before the dots and the commit follows them at once, so a
         crash between the two (a copy sent twice) spans only the COMMIT call itself. That call
@@ -426,7 +429,7 @@ def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -
 
 
 def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None:
-    """A 5xx, never retried: bounced and scored when it is the recipient's, else refused (a failed post)."""
+    """A 5xx, never retried: a bounce (scored) if it is the recipient's, else a failed post."""
     with transaction(ctx.db) as session:
         session.execute(
             update(Delivery)
@@ -453,7 +456,8 @@ def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None
         log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)
     else:
         log.warning(
-            "delivery %s to %s: the relay refused the message (a failed post, not counted against %s): %s",
+            "delivery %s to %s: the relay refused the message "
+            "(a failed post, not counted against %s): %s",
             row.id,
             row.address,
             row.address,
@@ -488,7 +492,7 @@ def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
 
 
 def retry_due(ctx: WorkerContext, stale_after: float = STALE_AFTER, horizon: float = 0.0) -> int:
-    """Send deferred rows that are due (within `horizon` s) and pending rows nobody is working on."""
+    """Send deferred rows due (within `horizon` s) and pending rows nobody is working on."""
     recover_stale(ctx, stale_after)
     started = now()
     due = started + timedelta(seconds=horizon)

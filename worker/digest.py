@@ -1,4 +1,4 @@
-"""Digests, daily or weekly per subscriber: one per (list, address, frequency, period), sent once."""
+"""Digests, daily or weekly per subscriber: one per (list, address, frequency, period), once."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from listgate.models.people import DAILY, MIME
 from listgate.states import DigestState, SubscriptionState
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
-from worker import mailer
+from worker import mailer, outbox
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
 from worker.headers import ListInfo, verp_address
@@ -33,7 +33,8 @@ from worker.headers import ListInfo, verp_address
 log = logging.getLogger(__name__)
 
 CATCH_UP = 3  # days the daily job looks back (a beat that was down at midnight still sends them)
-# A relay's answer to a digest (ABANDONED, a send given up before the final dot, is sent again like a deferral).
+# A relay's answer to a digest (ABANDONED, a send given up before the final dot, is sent again
+# like a deferral).
 _OUTCOME = {
     mailer.SENT: DigestState.SENT,
     mailer.DEFERRED: DigestState.DEFERRED,
@@ -100,7 +101,7 @@ def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Peri
 def _claim(
     ctx: WorkerContext, list_id: int, address: str, period: Period, count: int
 ) -> int | None:
-    """The (list, address, frequency, day) row's id when this run should send it: inserted now, or deferred."""
+    """The (list, address, frequency, day) row's id if this run should send it (new or deferred)."""
     with transaction(ctx.db) as session:
         row_id = session.scalar(
             store.of(session)
@@ -137,12 +138,12 @@ def _claim(
 
 
 def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
-    """Send every digest due (see periods) to its subscribers that have not had it; the count sent."""
+    """Send every digest due (see periods) to subscribers that have not had it; the count sent."""
     return sum(_send_period(ctx, period) for period in periods(day))
 
 
 def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[int, str, str]]:
-    """(subscription id, address, format) of the period's digest subscribers, confirmed before it ended."""
+    """(subscription id, address, format) of digest subscribers confirmed by the period's end."""
     end = period.bounds()[1]
     return [
         (i, a, f or MIME)
@@ -201,7 +202,7 @@ def _deliver(
     fmt: str,
     outbox_id: int = 0,
 ) -> int:
-    """Send a claimed digest and record the outcome; a deferral is retried via the outbox sweeper's backoff.
+    """Send a claimed digest and record the outcome; a deferral is retried by the outbox sweeper.
 
     From the periodic run (outbox_id 0) a deferral records a RESEND_DIGEST entry; from a resend
     it releases that entry again, so the sweeper's per-entry backoff and give-up apply.
@@ -261,12 +262,7 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
     Deferred again: the entry is released and the sweeper re-queues it with backoff.
     """
     with transaction(ctx.db) as session:
-        claimed = session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
-            .values(done_at=datetime.now(UTC))
-        )
-        entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+        entry = outbox.claim(session, outbox_id)
         row_id = entry.ref_id if entry is not None else 0
         row = session.get(DigestSent, row_id)
         taken = update(DigestSent).where(

@@ -61,12 +61,13 @@ class Entry:
 
 
 def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> str:
-    """The plain-text table of contents, grouped by thread: each post's archive page and reply link."""
+    """The plain-text table of contents, by thread: each post's archive page and reply link."""
     by_thread: OrderedDict[int, list[tuple[int, Entry]]] = OrderedDict()
     for number, entry in enumerate(entries, 1):
         by_thread.setdefault(entry.thread_id, []).append((number, entry))
     lines = [
-        f"{info.title or info.name} digest, {period.label}: {plurals.count(len(entries), 'message')} in "
+        f"{info.title or info.name} digest, {period.label}: "
+        f"{plurals.count(len(entries), 'message')} in "
         f"{plurals.count(len(by_thread), 'thread')}",
         "",
         "Topics:",
@@ -81,7 +82,8 @@ def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> s
             lines += [
                 f"  {number:3d}. {e.subject or '(no subject)'} - {e.author}",
                 f"       Read:  {archived_at(info, e.message_id)}",
-                f"       Reply: {reply_mailto(info.address, e.subject, e.message_id, e.references)}",
+                f"       Reply: "
+                f"{reply_mailto(info.address, e.subject, e.message_id, e.references)}",
             ]
         lines.append("")
     lines += [
@@ -134,12 +136,13 @@ def build(
             msg.attach(MIMEMessage(mime.message(entry.raw)))
     for name, value in _headers(info, subject, message_id, to, unsubscribe_url):
         msg[name] = value
-    # A post with a line over 998 bytes would get the whole digest refused: such a part is re-encoded.
+    # A post with a line over 998 bytes would get the whole digest refused: such a part is
+    # re-encoded.
     return fit_lines(msg.as_bytes())
 
 
 def plain_body(info: ListInfo, period: Period, entries: list[Entry], toc: str) -> str:
-    """RFC 1153: the table of contents, then each post's main headers and text, between separators."""
+    """RFC 1153: the table of contents, then each post's main headers and text, with separators."""
     parts = [toc, SEPARATOR_70, ""]
     for entry in entries:
         text = "\n".join(

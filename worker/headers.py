@@ -95,7 +95,7 @@ def render_headers(items: list[tuple[str, str]], newline: bytes) -> bytes:
 
 
 def rewrite_from(raw: bytes, info: ListInfo, author_name: str, author_addr: str) -> bytes:
-    """DMARC mode: From becomes '"Name via LIST" <list>'; every other header and the body untouched."""
+    """DMARC mode: From becomes '"Name via LIST" <list>'; other headers and the body untouched."""
     head, body = split(raw)
     newline = newline_of(raw)
     display = f"{author_name or author_addr.split('@')[0]} via {info.title or info.name}"
@@ -168,7 +168,10 @@ def build_copy(
     author_addr: str = "",
     reply_to: str = "none",
 ) -> bytes:
-    """The bytes one recipient gets: list headers on top of the untouched original (From rewritten in DMARC mode)."""
+    """The bytes one recipient gets: list headers on top of the untouched original.
+
+    In DMARC mode the From is rewritten.
+    """
     newline = newline_of(raw)
     if dmarc:
         raw = rewrite_from(raw, info, author_name, author_addr)

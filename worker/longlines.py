@@ -74,7 +74,7 @@ def _name(field: bytes) -> bytes:
 
 
 def _fold(field: bytes, newline: bytes) -> bytes:
-    """One header field with every physical line within LIMIT (folded at its whitespace when it can)."""
+    """One header field with every physical line within LIMIT (folded at whitespace if it can)."""
     lines = field.splitlines()
     if all(len(line) <= LIMIT for line in lines):
         return field
@@ -112,7 +112,10 @@ def _pack(words: list[bytes]) -> list[bytes]:
 
 
 def _cut(piece: bytes) -> list[bytes]:
-    """A run without whitespace longer than LIMIT, broken by folding whitespace (adds a space when unfolded)."""
+    """A run without whitespace longer than LIMIT, broken by folding whitespace.
+
+    Unfolded, it reads with an added space.
+    """
     step = LIMIT - 1
     return [piece[:step]] + [b" " + piece[i : i + step] for i in range(step, len(piece), step)]
 
@@ -133,7 +136,7 @@ def _encoded_words(field: bytes, newline: bytes) -> bytes:
 
 
 def _multipart(body: bytes, boundary: str, newline: bytes, depth: int) -> bytes:
-    """Each part fitted on its own; delimiters, preamble and epilogue kept (wrapped hard only if too long)."""
+    """Each part fitted on its own; delimiters, preamble and epilogue kept (cut if too long)."""
     delimiter = re.compile(
         rb"^--" + re.escape(boundary.encode("utf-8", "surrogateescape")) + rb"(--)?[ \t]*\r?$",
         re.MULTILINE,
@@ -158,7 +161,7 @@ def _multipart(body: bytes, boundary: str, newline: bytes, depth: int) -> bytes:
 
 
 def _part(chunk: bytes, newline: bytes, depth: int) -> bytes:
-    """What lies between two delimiter lines: the end of the first, the part, the line break before the next."""
+    """Between two delimiter lines: the first's end, the part, the line break before the next."""
     lead = b"\n" if chunk.startswith(b"\n") else b""
     inner = chunk[len(lead) :]
     tail = re.search(rb"\r?\n\Z", inner)
@@ -184,7 +187,7 @@ def _base64_lines(encoded: bytes, newline: bytes) -> bytes:
 
 
 def _wrap_hard(data: bytes, newline: bytes) -> bytes:
-    """The last resort for text nobody reads as content (a preamble) or a broken structure: cut long lines."""
+    """Cut long lines: the last resort for text nobody reads (a preamble) or a broken structure."""
     if not too_long(data):
         return data
     out = []

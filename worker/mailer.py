@@ -2,10 +2,10 @@
 
 Each send reports SENT (2xx), DEFERRED (4xx, refused, timeout, dropped connection) or
 BOUNCED (5xx), with the step that got the reply (a 5xx to RCPT is about the recipient, one to
-MAIL or after the message usually about the message: worker/bounces.py decides). `before_commit` is called just before the final "." of DATA: the caller
-records there that the relay may now have the message (see worker/delivery.py); when it
-returns False the transaction is abandoned (the connection is dropped before the ".", so
-the relay discards it) and the result is ABANDONED.
+MAIL or after the message usually about the message: worker/bounces.py decides). For a
+fan-out, worker/relay_sessions.py drives several SMTP sessions in lock-step and records,
+before each final ".", that the relay may now have the copy (a copy whose claim was lost is
+ABANDONED: its session is dropped before the ".").
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import mailbox
 import re
 import smtplib
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,13 +77,7 @@ def crlf(data: bytes) -> bytes:
 class Connection(Protocol):
     """An open outbound channel."""
 
-    def send(
-        self,
-        mail_from: str,
-        rcpt: str,
-        data: bytes,
-        before_commit: Callable[[], bool] | None = None,
-    ) -> SendResult: ...
+    def send(self, mail_from: str, rcpt: str, data: bytes) -> SendResult: ...
 
 
 class SmtpConnection:
@@ -95,21 +89,18 @@ class SmtpConnection:
         self._smtp: smtplib.SMTP | None = None
 
     def session(self) -> smtplib.SMTP:
-        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed; worker/relay_sessions.py drives it."""
+        """The open SMTP session, opened (EHLO, STARTTLS, AUTH) when needed.
+
+        worker/relay_sessions.py drives it.
+        """
         if self._smtp is None:
             self._smtp = open_session(self.url, self.timeout)
         return self._smtp
 
-    def send(
-        self,
-        mail_from: str,
-        rcpt: str,
-        data: bytes,
-        before_commit: Callable[[], bool] | None = None,
-    ) -> SendResult:
+    def send(self, mail_from: str, rcpt: str, data: bytes) -> SendResult:
         """One SMTP transaction; transient network errors become DEFERRED."""
         try:
-            return self._transaction(self.session(), mail_from, rcpt, data, before_commit)
+            return self._transaction(self.session(), mail_from, rcpt, data)
         except smtplib.SMTPAuthenticationError as exc:
             self.close()
             return SendResult(
@@ -123,12 +114,7 @@ class SmtpConnection:
             return SendResult(DEFERRED, 0, f"{type(exc).__name__}: {exc}")
 
     def _transaction(
-        self,
-        smtp: smtplib.SMTP,
-        mail_from: str,
-        rcpt: str,
-        data: bytes,
-        before_commit: Callable[[], bool] | None,
+        self, smtp: smtplib.SMTP, mail_from: str, rcpt: str, data: bytes
     ) -> SendResult:
         body = crlf(data)
         options = (
@@ -147,9 +133,6 @@ class SmtpConnection:
         if not quoted.endswith(b"\r\n"):
             quoted += b"\r\n"
         smtp.send(quoted)
-        if before_commit is not None and not before_commit():
-            self.close_now()
-            return SendResult(ABANDONED, 0, "claim lost before the final dot")
         try:
             smtp.send(b".\r\n")
             code, resp = smtp.getreply()
@@ -189,17 +172,9 @@ class MaildirConnection:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(path, create=True)
 
-    def send(
-        self,
-        mail_from: str,
-        rcpt: str,
-        data: bytes,
-        before_commit: Callable[[], bool] | None = None,
-    ) -> SendResult:
+    def send(self, mail_from: str, rcpt: str, data: bytes) -> SendResult:
         """Write one file (atomic: tmp/ then rename into new/)."""
         envelope = f"Return-Path: <{mail_from}>\nDelivered-To: {rcpt}\n".encode()
-        if before_commit is not None and not before_commit():
-            return SendResult(ABANDONED, 0, "claim lost")
         try:
             key = self.box.add(envelope + data.replace(b"\r\n", b"\n"))
         except OSError as exc:

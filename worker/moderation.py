@@ -1,4 +1,4 @@
-"""Moderators hear of held posts and reports by mail, and get one reminder a day of what still waits."""
+"""Moderators hear of held posts and reports by mail, and get a daily reminder of what waits."""
 
 from __future__ import annotations
 
@@ -119,10 +119,11 @@ def _reminder(
         .order_by(Message.received_at)
         .limit(MAX_LISTED)
     ).all()
+    key, domain = settings.secret_key, settings.domain
     lines = [
         f'- "{m.subject}" from {m.from_addr}, held since {m.received_at:%Y-%m-%d %H:%M} UTC\n'
-        f"    approve: {moderation.address(settings.secret_key, moderation.APPROVE, m, mlist, settings.domain)}\n"
-        f"    reject:  {moderation.address(settings.secret_key, moderation.REJECT, m, mlist, settings.domain)}"
+        f"    approve: {moderation.address(key, moderation.APPROVE, m, mlist, domain)}\n"
+        f"    reject:  {moderation.address(key, moderation.REJECT, m, mlist, domain)}"
         for m in held
     ]
     people = moderation.recipients(mlist, settings.admins)

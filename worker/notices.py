@@ -32,7 +32,8 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
     texts: dict[str, tuple[str, str]] = {
         "confirm": (
             f"Confirm your subscription to{thread} {name}",
-            f"Someone (hopefully you) asked to subscribe {p.get('to')} to{thread} the list {addr}.\n\n"
+            f"Someone (hopefully you) asked to subscribe {p.get('to')} to{thread} "
+            f"the list {addr}.\n\n"
             f"To confirm, open this link:\n\n  {p.get('link', '')}\n\n"
             "or simply reply to this mail. If you did not ask for this, ignore this mail:\n"
             "nothing will be sent to you.\n",
@@ -64,14 +65,17 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
         ),
         "failed": (
             f"Your request to {name} could not be carried out",
-            f"Your {p.get('command') or 'mail'} request to {name} failed because of an error on our side.\n"
-            f"It has been logged with the reference {p.get('reference', '')}. Please try again later,\n"
+            f"Your {p.get('command') or 'mail'} request to {name} failed "
+            "because of an error on our side.\n"
+            f"It has been logged with the reference {p.get('reference', '')}. "
+            "Please try again later,\n"
             "or tell the list's administrators and give them that reference.\n",
         ),
         "suspended": (
             f"Your subscription to {name} is suspended",
             f"Mail from {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
-            f"When your mailbox works again, write to {name}+subscribe@{s.domain} to resume.\n",
+            f"When your mailbox works again, write to {name}+subscribe@{s.domain} "
+            "to resume.\n",
         ),
         "help": (
             f"Help for {name}",
@@ -79,7 +83,8 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
             f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
             f"  {name}+unsubscribe@{s.domain}  leave the list\n"
             f"  {name}+help@{s.domain}         this help\n"
-            f"  {name}+digest-daily@{s.domain}  a daily digest (also -weekly, and -off for every post)\n\n"
+            f"  {name}+digest-daily@{s.domain}  "
+            "a daily digest (also -weekly, and -off for every post)\n\n"
             "In a reply to a list mail, a body of just one word acts on that thread:\n"
             "  follow       get every post of this thread\n"
             "  mute         get no more posts of this thread\n"
@@ -89,7 +94,8 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
         # The sender may be forged: nothing they wrote (not even the Subject) is sent back.
         "held": (
             f"Your post to {name} awaits moderation",
-            f"A message from you to {addr} (received {p.get('received', '')}) is held until a moderator\n"
+            f"A message from you to {addr} (received {p.get('received', '')}) "
+            "is held until a moderator\n"
             "approves it.\n",
         ),
         "rejected": (
@@ -142,7 +148,7 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
 
 
 def _thread_words(p: dict[str, Any], s: Settings) -> str:
-    """' the thread "SUBJECT" on' for thread notices; the subject is left out of replies nobody authenticated."""
+    """' the thread "SUBJECT" on' for thread notices; no subject in replies nobody authenticated."""
     if p.get("kind") != "thread":
         return ""
     quoted = p.get("subject") and not (p.get("reply") and not p.get("authenticated"))
@@ -175,7 +181,10 @@ def _leave_words(p: dict[str, Any], s: Settings) -> str:
         token = unsubscribe_token(s.secret_key, int(p["list_id"]), str(p.get("to", "")), thread_id)
         link = f"{s.base_url}/unsubscribe/{token}"
     if thread_id:
-        return f"{_thread_link(p, s)}To stop getting this thread, open {link}\nor reply to any of its mails with the one word: unsubscribe\n"
+        return (
+            f"{_thread_link(p, s)}To stop getting this thread, open {link}\n"
+            "or reply to any of its mails with the one word: unsubscribe\n"
+        )
     return (
         f"To leave, write to {name}+unsubscribe@{s.domain}"
         + (f" or open {link}" if link else "")
@@ -186,7 +195,7 @@ def _leave_words(p: dict[str, Any], s: Settings) -> str:
 def render(
     payload: dict[str, Any], settings: Settings, attachment: bytes = b""
 ) -> tuple[str, bytes]:
-    """(recipient, message bytes) for a notice payload; attachment: a mail to attach (message/rfc822)."""
+    """(recipient, message bytes) for a notice payload; attachment: a mail to attach (rfc822)."""
     to = str(payload.get("to", "")).strip()
     if "@" not in to:
         raise NoticeError(f"notice without a recipient: {payload.get('template')!r}")

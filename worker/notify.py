@@ -23,7 +23,8 @@ def thread_keys(session: Session, thread_id: int) -> set[int]:
 def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tuple[int, int]]:
     """{address: (subscription id, thread key or 0)} of everyone who should get msg, each once.
 
-    `named`: the addresses the author already wrote to (To/Cc, see headers.addresses_in): they got it.
+    `named`: the addresses the author already wrote to (To/Cc, see headers.addresses_in): they
+    got it.
     """
     keys = thread_keys(session, msg.thread_id)
     subs = session.execute(
@@ -38,7 +39,8 @@ def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tup
     ).all()
     muted = {addr.lower() for addr, _, kind, _ in subs if kind == "mute"}
     chosen: dict[str, tuple[int, int]] = {}
-    # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the thread.
+    # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the
+    # thread.
     for written, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != "list"):
         addr = written.lower()
         if kind == "mute" or addr in chosen or addr in muted:

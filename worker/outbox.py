@@ -1,4 +1,4 @@
-"""Outbox work in the worker: run an entry once, end it as failed for good, send a notice, sweep lost ones.
+"""Outbox work in the worker: run an entry once, fail it for good, send a notice, sweep lost ones.
 
 The tasks in worker/tasks.py call these; every outbox entry is done or failed exactly once.
 """
@@ -34,7 +34,7 @@ def run_outbox(
     handler: Callable[[Session, OutboxEntry], list[OutboxEntry]],
     on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
 ) -> None:
-    """Run handler on a not-yet-done outbox entry, mark it done in the same transaction, enqueue its mail.
+    """Run handler on a not-yet-done outbox entry, mark it done in that transaction, queue mail.
 
     A transient error (database busy or unreachable) propagates, so the task is retried. Any
     other error fails the same way every time: the entry ends as failed, and on_failure may
@@ -61,7 +61,9 @@ def fail(
     on_failure: Callable[[Session, OutboxEntry, str], list[OutboxEntry]] | None = None,
     claimed: bool = False,
 ) -> list[OutboxEntry]:
-    """End an outbox entry as failed for good: logged with its stack trace and a reference; the answer to send.
+    """End an outbox entry as failed for good; the answer to send.
+
+    The failure is logged with its stack trace and a reference.
 
     claimed: this worker holds the entry (done_at set by its claim); otherwise an entry someone
     else finished meanwhile is left as it is.
@@ -82,8 +84,18 @@ def fail(
         return on_failure(session, entry, reference) if on_failure else []
 
 
+def claim(session: Session, outbox_id: int) -> OutboxEntry | None:
+    """Take a not-yet-done entry by compare-and-set on done_at; None if it is done or taken."""
+    claimed = session.execute(
+        update(OutboxEntry)
+        .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
+        .values(done_at=datetime.now(UTC))
+    )
+    return session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+
+
 def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
-    """Render and send one generated mail; 4xx leaves it for the sweeper, 5xx or a bad payload fails it.
+    """Render and send one generated mail; a 4xx waits for the sweeper, a 5xx or bad payload fails.
 
     The entry is claimed (done_at set, compare-and-set) before sending, so a task re-queued by
     the sweeper while the first copy still waits in the broker never sends a second notice. A
@@ -92,12 +104,7 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated").
     """
     with transaction(ctx.db) as session:
-        claimed = session.execute(
-            update(OutboxEntry)
-            .where(OutboxEntry.id == outbox_id, OutboxEntry.done_at.is_(None))
-            .values(done_at=datetime.now(UTC))
-        )
-        entry = session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+        entry = claim(session, outbox_id)
         payload = json.loads(entry.payload or "{}") if entry is not None else None
         if (
             entry is not None
@@ -145,7 +152,7 @@ def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
 
 
 def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any]) -> bool:
-    """True when this notice is an automatic reply its address may not get now (RFC 3834's rate rule)."""
+    """True when this notice is an automatic reply its address may not get now (RFC 3834 rate)."""
     if not payload.get("reply") or payload.get("authenticated") or payload.get("rate_checked"):
         return False
     to = str(payload.get("to", ""))
@@ -161,12 +168,12 @@ def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any])
 
 
 def redispatch_after(older_than: float, attempts: int) -> timedelta:
-    """How long after its last dispatch an unfinished entry is sent again: doubling, at most an hour."""
+    """How long after its last dispatch an unfinished entry is sent again: doubling, max an hour."""
     return timedelta(seconds=min(older_than * 2 ** max(attempts - 1, 0), 3600.0))
 
 
 def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
-    """Re-queue outbox entries not done and older than older_than seconds (a lost task is never lost mail)."""
+    """Re-queue entries not done and older than older_than seconds (a lost task loses no mail)."""
     now = datetime.now(UTC)
     cutoff = now - timedelta(seconds=older_than)
     with transaction(ctx.db) as session:
@@ -197,7 +204,10 @@ def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
 
 
 def _give_up(session: Session, now: datetime) -> None:
-    """Entries dispatched MAX_DISPATCHES times and still not done end as failed (shown by status and /metrics)."""
+    """Entries dispatched MAX_DISPATCHES times and still not done end as failed.
+
+    The status command and /metrics show them.
+    """
     gone = rowcount(
         session.execute(
             update(OutboxEntry)
@@ -216,7 +226,7 @@ def _give_up(session: Session, now: datetime) -> None:
 
 
 def raw_mail(session: Session, entry: OutboxEntry) -> bytes:
-    """The stored bytes of the mail an entry is about (payload "raw_id", else its ref_id); b"" if gone."""
+    """The stored bytes of the mail an entry is about (payload "raw_id", else ref_id), or b""."""
     raw_id = json.loads(entry.payload or "{}").get("raw_id") or entry.ref_id
     row = session.get(RawMessage, raw_id)
     return row.data if row is not None else b""

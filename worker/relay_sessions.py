@@ -148,7 +148,7 @@ class SmtpWave:
         ok: set[int],
         put: Callable[[int, smtplib.SMTP], None],
     ) -> list[int]:
-        """Write one command on every live session, then read every reply; the sessions that may go on."""
+        """Write one command on every live session, then read every reply; those that may go on."""
         written = [i for i in live if self._guard(i, results, partial(put, i))]
         passed = []
         for i in written:

@@ -19,7 +19,7 @@ SIZE = 512  # names kept; the least recently used goes first
 
 
 class Resolver:
-    """Answers TXT queries; `server` ("HOST:PORT", or "" for the system's) is asked at most once per TTL."""
+    """Answers TXT queries; `server` ("HOST:PORT", or "" for the system's) is asked once per TTL."""
 
     def __init__(
         self,

@@ -22,9 +22,8 @@ from worker.resolver import Resolver
 
 log = logging.getLogger(__name__)
 
-SIGNED = (
-    b"from",
-    b"to",
+# The headers that make the message what it is: both the signature and the seal cover them.
+_MESSAGE = (
     b"subject",
     b"date",
     b"message-id",
@@ -34,6 +33,11 @@ SIGNED = (
     b"mime-version",
     b"content-type",
     b"content-transfer-encoding",
+)
+SIGNED = (
+    b"from",
+    b"to",
+    *_MESSAGE,
     b"auto-submitted",
     b"list-id",
     b"list-post",
@@ -44,15 +48,7 @@ SEALED = (
     b"from",
     b"to",
     b"cc",
-    b"subject",
-    b"date",
-    b"message-id",
-    b"reply-to",
-    b"in-reply-to",
-    b"references",
-    b"mime-version",
-    b"content-type",
-    b"content-transfer-encoding",
+    *_MESSAGE,
     b"list-id",
     b"list-post",
     b"list-archive",
@@ -63,7 +59,7 @@ _D_TAG = re.compile(r"(?:^|;)\s*d\s*=\s*([^;\s]+)")
 
 
 class Signer:
-    """Signs with LISTGATE_DKIM_KEY and seals with LISTGATE_ARC_KEY; each does nothing when its key is unset."""
+    """Signs with LISTGATE_DKIM_KEY, seals with LISTGATE_ARC_KEY; an unset key skips its step."""
 
     def __init__(self, settings: Settings, resolver: Resolver) -> None:
         self.settings, self.resolver = settings, resolver
@@ -117,7 +113,7 @@ class Signer:
         return b"".join(arc_set) + stamped
 
     def authentication_results(self, data: bytes) -> bytes:
-        """What this list saw: the author's DKIM result and any earlier ARC chain's (RFC 8601 syntax)."""
+        """What this list saw: the author's DKIM result and any earlier ARC chain's (RFC 8601)."""
         parts = [self.settings.domain.encode()]
         header = fields.read(data)
         if header.all(DKIM_SIGNATURE):

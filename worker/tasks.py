@@ -1,7 +1,8 @@
-"""The tasks: one named function per task name of listgate.dispatch; thin, ids in, work done in the modules below.
+"""The tasks: one named function per task name of listgate.dispatch; thin, ids in.
 
-Each is declared with Celery's shared_task, so this module builds no app: make_celery builds
-one and calls register, which gives the app's tasks their context (settings, engine, DNS).
+The work is done in the modules below. Each is declared with Celery's shared_task, so this
+module builds no app: make_celery builds one and calls register, which gives the app's tasks
+their context (settings, engine, DNS).
 The module-level names are Celery's proxies to the current app's task; tests call the
 functions they wrap (worker.outbox, worker.delivery, ...) with a WorkerContext instead.
 """
@@ -31,7 +32,7 @@ _contexts: dict[Celery, WorkerContext] = {}  # one per app, for the life of the 
 
 
 class ListgateTask(Task):
-    """A listgate task: acknowledged late, no result kept; transient errors retried, others fail loudly."""
+    """A listgate task: acked late, no result kept; transient errors retried, others fail loudly."""
 
     acks_late = True
     reject_on_worker_lost = True
@@ -43,7 +44,7 @@ class ListgateTask(Task):
         return _contexts[self.app]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the task; a transient error (database busy or unreachable) is retried later with backoff.
+        """Run the task; a transient error (database busy or unreachable) is retried with backoff.
 
         self.run directly, as the worker would without this method: Task.__call__ pushes a
         second, empty request over the worker's (no id, no retries) while the task runs.
@@ -144,7 +145,7 @@ def register(app: Celery, settings: Settings, resolver: TxtResolver | None = Non
 
 
 def _warm(ctx: WorkerContext) -> None:
-    """In each new pool process: connect and import ahead of the first task (a fan-out's first copy)."""
+    """In each new pool process: connect and import early (speeds a fan-out's first copy)."""
     try:
         ctx.warm()
     except Exception as exc:  # noqa: BLE001 - only an optimisation: the first task will report the problem

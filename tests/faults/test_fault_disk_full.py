@@ -11,7 +11,6 @@ import logging
 import os
 import smtplib
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sqlalchemy import event
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
+from tests.support.mounts import tmpfs
 from tests.support.processes import gateway
 from tests.support.reliability import post, record
 from tests.support.services import require
@@ -46,23 +46,14 @@ def small_mount(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Path
     parametrization), or None when this sandbox cannot mount.
     """
     mnt = tmp_path / "data"
-    mnt.mkdir()
-    size = getattr(request, "param", "6m")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,  # a sandbox that cannot mount is handled below
-    )
-    if done.returncode != 0:
-        logging.getLogger(__name__).warning(
-            "cannot mount a tmpfs (%s): simulating with max_page_count", done.stderr.strip()
-        )
-        yield None
-        return
-    yield mnt
-    if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+    with tmpfs(mnt, getattr(request, "param", "6m")) as refused:
+        if refused:
+            logging.getLogger(__name__).warning(
+                "cannot mount a tmpfs (%s): simulating with max_page_count", refused
+            )
+            yield None
+        else:
+            yield mnt
 
 
 def _fill(directory: Path) -> Path:

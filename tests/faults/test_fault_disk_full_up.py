@@ -26,6 +26,7 @@ import pytest
 
 from listgate.supervisor import read_state, state_file
 from tests.support.config import prepare, site_env, wait_until
+from tests.support.mounts import tmpfs
 from tests.support.reliability import record
 from tests.support.services import require
 
@@ -37,18 +38,10 @@ BODY = ("x" * 76 + "\r\n") * 600  # ~47 KB per post
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 24 MB tmpfs at tmp_path/disk."""
     mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mnt)],
-        capture_output=True,
-        text=True,
-        check=False,  # a sandbox that cannot mount is reported below
-    )
-    if done.returncode != 0:
-        require("a mountable tmpfs", done.stderr.strip() or "mount failed")
-    yield mnt
-    if subprocess.run(["umount", str(mnt)], capture_output=True, check=False).returncode != 0:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True, check=False)
+    with tmpfs(mnt, "24m") as refused:
+        if refused:
+            require("a mountable tmpfs", refused)
+        yield mnt
 
 
 def send(port: int, tag: str) -> int:

@@ -1,4 +1,7 @@
-"""Who may read what, and finding what a URL names: private lists are for members only, outsiders get a 404."""
+"""Who may read what, and finding what a URL names.
+
+Private lists are for members only: outsiders get a 404.
+"""
 
 from __future__ import annotations
 
@@ -66,12 +69,12 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
 
 
 def is_moderator(mlist: MailingList) -> bool:
-    """The signed-in person moderates this list (as a moderator, an owner or a site administrator)."""
+    """Whether the signed-in person moderates this list (as moderator, owner or site admin)."""
     return administration.may_moderate(mlist, current_address(), settings().admins)
 
 
 def readable_thread(session: Session, thread_id: int) -> Thread:
-    """The thread (after merges) if it has visible posts and the visitor may read its list; else 404."""
+    """The thread (after merges) if it has visible posts and its list is readable; else 404."""
     thread = resolve(session, thread_id)
     if thread is None or thread.message_count <= 0 or not can_read(session, thread.mailing_list):
         abort(404)

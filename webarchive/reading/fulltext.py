@@ -10,13 +10,18 @@ Snippets are made only for the posts shown.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar, TypeVarTuple
 
 from markupsafe import Markup, escape
 from sqlalchemy import (
+    ColumnClause,
     ColumnElement,
+    Row,
     Select,
+    SQLColumnExpression,
     column,
     exists,
     func,
@@ -34,15 +39,15 @@ from listgate.states import PostState
 from webarchive.reading.querylang import Query
 from webarchive.reading.snippets import SCORE_CHARS, START, STOP, make_snippet, score, token_pattern
 
-CANDIDATES = (
-    100  # newest matches of common words ranked by relevance; older ones follow newest first
-)
+CANDIDATES = 100  # newest matches of common words, ranked by relevance; older ones follow by date
 COMMON = 5_000  # posts holding a word, above which it is common
 FTS = table("messages_fts", column("rowid"), column("rank"))
 _COMMON_WORDS: dict[str, set[str]] = {}  # database URL -> words known to be common
 _MARKER = re.compile("[\x02\x03]")
 # An address, possibly with highlight markers inside it (so a match cannot unmask it).
 _MARKED_ADDRESS = re.compile(r"([\w.%+=\x02\x03-]{1,80})@([\w\x02\x03-]+(?:\.[\w\x02\x03-]+)+)")
+Columns = TypeVarTuple("Columns")
+Candidate = TypeVar("Candidate", bound=Row[*tuple[Any, ...]])  # (id, date, …) of a match
 
 
 @dataclass(frozen=True)
@@ -50,9 +55,8 @@ class Filters:
     """What narrows a search besides the words."""
 
     list_ids: set[int] | None = None  # None: every list
-    authors: tuple[
-        str, ...
-    ] = ()  # any of them: an address, or part of a name or the start of an address
+    # any of them: an address, or part of a name or the start of an address
+    authors: tuple[str, ...] = ()
     subjects: tuple[str, ...] = ()  # all of them, each part of the subject
     since: datetime | None = None
     until: datetime | None = None
@@ -75,9 +79,7 @@ def mask_snippet(snippet: str) -> str:
     for marker in _MARKER.finditer(masked):
         out.append(masked[pos : marker.start()])
         pos = marker.end()
-        if (
-            marker.group() == START
-        ) != inside:  # an opening outside a mark, or a closing inside one
+        if (marker.group() == START) != inside:  # an opening outside a mark, or a closing inside
             out.append(marker.group())
             inside = not inside
     out.append(masked[pos:])
@@ -95,8 +97,8 @@ def _like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _author(author: str, ids: ColumnElement) -> ColumnElement:  # type: ignore[type-arg]
-    """One from: value: an address through its index, else part of the name or the start of the address."""
+def _author(author: str, ids: SQLColumnExpression[int]) -> ColumnElement[bool]:
+    """One from: value: an address through its index, else part of the name or start of address."""
     if "@" in author:  # checked through the from_addr index before a row is loaded
         return ids.in_(select(Message.id).where(Message.from_addr == author).scalar_subquery())
     return or_(
@@ -105,7 +107,9 @@ def _author(author: str, ids: ColumnElement) -> ColumnElement:  # type: ignore[t
     )
 
 
-def _filtered(query: Select, filters: Filters, ids: ColumnElement) -> Select:  # type: ignore[type-arg]
+def _filtered(
+    query: Select[*Columns], filters: Filters, ids: SQLColumnExpression[int]
+) -> Select[*Columns]:
     """Filters on messages, the same SQL on both databases (ids is the matched post's id)."""
     query = query.where(Message.status == PostState.VISIBLE)
     if filters.list_ids is not None:
@@ -137,7 +141,7 @@ def search(
     per_page: int = 20,
     by_date: bool = False,
 ) -> tuple[list[Hit], bool]:
-    """One page of hits (best first, or newest first; newest first without words) and whether there are more."""
+    """One page of hits (best or newest first; newest without words) and whether there are more."""
     postgres = store.of(session).ranked_search
     offset = (page - 1) * per_page
     tokens = query.tokens()
@@ -170,7 +174,7 @@ def search(
 def _newest(
     session: Session, query: Query, filters: Filters, offset: int, limit: int, postgres: bool
 ) -> list[int]:
-    """Ids of posts matching only operators (from:, subject:, dates…) and exclusions, newest first."""
+    """Ids of the posts matching only operators (from:, dates…) and exclusions, newest first."""
     stmt = _filtered(select(Message.id), filters, Message.id)
     if query.excluded:
         stmt = stmt.where(_excluded(query, postgres))
@@ -181,10 +185,10 @@ def _newest(
     )
 
 
-def _excluded(query: Query, postgres: bool) -> ColumnElement:  # type: ignore[type-arg]
+def _excluded(query: Query, postgres: bool) -> ColumnElement[bool]:
     """A condition leaving out posts holding any excluded word or phrase."""
     if postgres:
-        vector = literal_column("messages.search_vector")
+        vector: ColumnClause[Any] = literal_column("messages.search_vector")
         return not_(
             vector.op("@@")(func.websearch_to_tsquery(_tsquery(), query.websearch_excluded()))
         )
@@ -194,9 +198,11 @@ def _excluded(query: Query, postgres: bool) -> ColumnElement:  # type: ignore[ty
     return Message.id.not_in(match.scalar_subquery())
 
 
-def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list:  # type: ignore[type-arg]
-    """The first CANDIDATES rows best first (or newest first), then the rest as found (newest first)."""
-    head, tail = rows[:CANDIDATES], rows[CANDIDATES:]
+def _order(
+    rows: Sequence[Candidate], tokens: list[str], by_date: bool, postgres: bool
+) -> list[Candidate]:
+    """The first CANDIDATES rows best (or newest) first, then the rest as found (newest first)."""
+    head, tail = list(rows[:CANDIDATES]), list(rows[CANDIDATES:])
     if by_date:
         head = sorted(head, key=lambda r: (r[1], r[0]), reverse=True)
     elif postgres:
@@ -208,7 +214,9 @@ def _order(rows: list, tokens: list[str], by_date: bool, postgres: bool) -> list
     return head + tail
 
 
-def _fts_query(match: str, filters: Filters, *columns: ColumnElement) -> Select:  # type: ignore[type-arg]
+def _fts_query(
+    match: str, filters: Filters, *columns: SQLColumnExpression[Any]
+) -> Select[*tuple[Any, ...]]:
     query = (
         select(*columns)
         .select_from(FTS)
@@ -224,7 +232,7 @@ def _common(session: Session, tokens: list[str]) -> bool:
 
     A word once common stays so (posts are seldom deleted): remembered per process.
     """
-    known = _COMMON_WORDS.setdefault(str(session.get_bind().url), set())
+    known = _COMMON_WORDS.setdefault(str(session.get_bind().engine.url), set())
     if any(t in known for t in tokens):
         return True
     probes = [
@@ -235,7 +243,8 @@ def _common(session: Session, tokens: list[str]) -> bool:
         .scalar_subquery()
         for t in tokens
     ]
-    found = [t for t, v in zip(tokens, session.execute(select(*probes)).one()) if v is not None]
+    probed = session.execute(select(*probes)).one()  # one probe per token
+    found = [t for t, v in zip(tokens, probed, strict=True) if v is not None]
     if found and len(known) < 10_000:
         known.update(found)
     return bool(found)
@@ -250,7 +259,7 @@ def _sqlite_page(
     limit: int,
     by_date: bool,
 ) -> list[int]:
-    """Ids of one page: whole words, and the last word as a prefix too when whole words fill no page.
+    """Ids of one page: whole words, and the last word as a prefix too if whole words fill no page.
 
     Rare words: FTS5 ranks every match (bm25). Common words: the newest CANDIDATES matches
     are scored here and older ones follow newest first.
@@ -307,14 +316,16 @@ def _match(query: Query, prefix: bool) -> str:
     return f"({positive}) NOT ({query.fts5_excluded()})" if query.excluded else positive
 
 
-def _tsquery():  # type: ignore[no-untyped-def]
+def _tsquery() -> ColumnClause[Any]:
     return literal_column("'english'::regconfig")
 
 
-def _pg_candidates(session: Session, query: Query, filters: Filters, want: int) -> list:  # type: ignore[type-arg]
+def _pg_candidates(
+    session: Session, query: Query, filters: Filters, want: int
+) -> Sequence[Row[int, datetime, float]]:
     """(id, date, rank) of the newest matches on PostgreSQL."""
     tsquery = func.websearch_to_tsquery(_tsquery(), query.websearch())
-    vector = literal_column("messages.search_vector")
+    vector: ColumnClause[Any] = literal_column("messages.search_vector")
     stmt = select(Message.id, Message.date, func.ts_rank(vector, tsquery)).where(
         vector.op("@@")(tsquery)
     )
@@ -328,6 +339,9 @@ def _pg_headlines(session: Session, query: Query, ids: list[int]) -> dict[int, s
     if not ids:
         return {}
     tsquery = func.websearch_to_tsquery(_tsquery(), query.websearch())
-    options = f"StartSel={START}, StopSel={STOP}, MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter= … "
+    options = (
+        f"StartSel={START}, StopSel={STOP}, "
+        "MaxWords=35, MinWords=12, MaxFragments=2, FragmentDelimiter= … "
+    )
     snippet = func.ts_headline(_tsquery(), func.left(Message.body_text, 100000), tsquery, options)
     return dict(session.execute(select(Message.id, snippet).where(Message.id.in_(ids))).all())

@@ -6,10 +6,12 @@ webarchive.rendering.rows renders these rows in one pass.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from flask import abort
-from sqlalchemy import String, and_, or_, select, type_coerce
+from sqlalchemy import Row, String, and_, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Thread
@@ -25,18 +27,22 @@ THREAD_COLUMNS = (
     Thread.last_activity,
     Thread.featured,
 )
+ThreadRow = Row[int, str, str, int, int, datetime, bool]  # THREAD_COLUMNS
+# (id, thread_id, subject, from_name, date as stored): text on SQLite, but PostgreSQL's driver
+# gives a datetime whatever the column is coerced to (rendering.rows reads both).
+MonthRow = Row[int, int, str, str, Any]
 
 
 def thread_rows(
     session: Session, mlist: MailingList, limit: int, cursor: str | None, featured: bool
-) -> tuple[list, str | None]:  # type: ignore[type-arg]
+) -> tuple[Sequence[ThreadRow], str | None]:
     """Rows of THREAD_COLUMNS by last activity (newest first) after cursor, and the next cursor."""
     query = select(*THREAD_COLUMNS).where(
         Thread.list_id == mlist.id,
         Thread.merged_into_id.is_(None),
         Thread.message_count > 0,
-        Thread.featured == featured,
-    )  # "= 1" (not "IS 1"): the partial index of featured threads applies
+        Thread.featured == featured,  # "= 1" (not "IS 1"): the partial index of featured applies
+    )
     if cursor:
         when, pk = decode_cursor(cursor)
         query = query.where(
@@ -53,11 +59,12 @@ def thread_rows(
     return rows[:limit], nxt
 
 
-def month_rows(session: Session, mlist: MailingList, start: datetime, end: datetime) -> list:  # type: ignore[type-arg]
-    """(id, thread_id, subject, from_name, date as stored) of a list's visible posts in [start, end), by date."""
-    raw_date = type_coerce(
-        Message.date, String
-    )  # a month holds thousands: parsed by _aware, not per-row type code
+def month_rows(
+    session: Session, mlist: MailingList, start: datetime, end: datetime
+) -> Sequence[MonthRow]:
+    """MonthRow of each of a list's visible posts in [start, end), by date."""
+    # a month holds thousands: parsed by rendering.rows, not by per-row type code
+    raw_date = type_coerce(Message.date, String)
     return session.execute(
         select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
         .where(

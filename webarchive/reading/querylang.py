@@ -1,4 +1,6 @@
-"""The search box's language: words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment.
+"""The search box's language.
+
+Words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment.
 
 Parsed once into a Query that both engines turn into their own syntax (an FTS5 MATCH
 expression, a websearch_to_tsquery string), so every operator means the same on SQLite
@@ -21,7 +23,8 @@ HELP = (
     ("-word", 'leave out posts with this word (or -"phrase")'),
     (
         "from:ann",
-        "posts by someone whose name or address starts with or contains it; from:ann@example.org for one address",
+        "posts by someone whose name or address starts with or contains it; "
+        "from:ann@example.org for one address",
     ),
     ("subject:release", 'the subject contains it (subject:"release date" for several words)'),
     ("list:dev", "only this list"),
@@ -90,7 +93,7 @@ class Query:
 
     def websearch(self) -> str:
         """The positive and excluded terms as a PostgreSQL websearch_to_tsquery string."""
-        parts = [w for w in self.words] + ['"' + " ".join(p) + '"' for p in self.phrases]
+        parts = list(self.words) + ['"' + " ".join(p) + '"' for p in self.phrases]
         parts += ['-"' + " ".join(p) + '"' if len(p) > 1 else f"-{p[0]}" for p in self.excluded]
         return " ".join(parts)
 
@@ -104,15 +107,14 @@ def _day(name: str, value: str) -> datetime:
 
 def parse(text: str) -> Query:
     """The search box's text as a Query, or QueryError naming what to fix."""
-    found: dict[str, list] = {
-        k: [] for k in ("words", "phrases", "excluded", "authors", "subjects", "lists")
-    }  # type: ignore[type-arg]
+    found: dict[str, list[str]] = {k: [] for k in ("words", "authors", "subjects", "lists")}
+    groups: dict[str, list[tuple[str, ...]]] = {"phrases": [], "excluded": []}  # of words
     after = before = None
     attachment = False
-    for negate, op, raw in _TOKEN.findall(text[:1000]):
+    for negate, given_op, raw in _TOKEN.findall(text[:1000]):
         quoted = raw.startswith('"')
         value = raw.strip('"').strip()
-        op = op.lower()
+        op = given_op.lower()
         if op and op not in OPERATORS:  # "re:" or "http:" are words, not operators
             value, op, quoted = f"{op} {value}", "", False
         if not value:
@@ -136,17 +138,17 @@ def parse(text: str) -> Query:
             if not terms:
                 continue
             if negate:
-                found["excluded"].append(tuple(terms))
+                groups["excluded"].append(tuple(terms))
             elif quoted and len(terms) > 1:
-                found["phrases"].append(tuple(terms))
+                groups["phrases"].append(tuple(terms))
             else:
                 found["words"].extend(terms)
-    if sum(len(found[k]) for k in ("words", "phrases", "excluded")) > MAX_TERMS:
+    if len(found["words"]) + len(groups["phrases"]) + len(groups["excluded"]) > MAX_TERMS:
         raise QueryError(f"too many words: at most {MAX_TERMS}")
     return Query(
         words=tuple(found["words"]),
-        phrases=tuple(found["phrases"]),
-        excluded=tuple(found["excluded"]),
+        phrases=tuple(groups["phrases"]),
+        excluded=tuple(groups["excluded"]),
         authors=tuple(found["authors"]),
         subjects=tuple(found["subjects"]),
         lists=tuple(found["lists"]),

@@ -18,7 +18,7 @@ SUBJECT_WEIGHT, NAME_WEIGHT = 2.0, 0.5
 
 
 def score(tokens: list[str], subject: str, name: str, body: str, avg_len: float) -> float:
-    """A BM25-like relevance of one post for lowercase tokens: term counts, saturated, length-normalised."""
+    """A BM25-like relevance of a post for lowercase tokens: counts saturated, length-normalised."""
     subject_l, name_l, body_l = subject.lower(), name.lower(), body.lower()
     norm = K1 * (1 - B + B * len(body_l) / max(avg_len, 1.0))
     total = 0.0
@@ -41,16 +41,16 @@ def token_pattern(tokens: list[str], prefix_last: bool) -> re.Pattern[str] | Non
 
 
 def make_snippet(body: str, pattern: re.Pattern[str] | None, size: int = SNIPPET_CHARS) -> str:
-    """About size characters of body around the first match, matches wrapped in START/STOP markers."""
+    """About size characters of body around the first match; matches wrapped in START/STOP."""
     text = body[:_SCAN_CHARS]
     first = pattern.search(text) if pattern is not None else None
-    if first is None:
+    if pattern is None or first is None:
         return body[:size]
     begin = _word_start(text, max(0, first.start() - size // 4))
     end = _word_end(text, min(len(text), begin + size))
     out = ["…" if begin > 0 else ""]
     pos = begin
-    for found in pattern.finditer(text, begin, end):  # type: ignore[union-attr]
+    for found in pattern.finditer(text, begin, end):
         out += [text[pos : found.start()], START, found.group(0), STOP]
         pos = found.end()
     out.append(text[pos:end])

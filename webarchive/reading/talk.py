@@ -1,4 +1,4 @@
-"""Who talks to whom: a thread's reply graph, a list's activity over time, a person's correspondents.
+"""Who talks to whom: a thread's reply graph, a list's activity over time, one's correspondents.
 
 Each is a few grouped queries over indexed columns (thread, list and date, author, parent),
 so the pages cost about what a thread page costs; nothing here knows about HTML.
@@ -44,23 +44,25 @@ class Graph:
 
 
 def thread_graph(session: Session, thread_id: int) -> Graph:
-    """Participants by posts (most first) and who replied to whom, from one query over the thread."""
+    """Participants by posts (most first) and who replied to whom: one query over the thread."""
     rows = session.execute(
         select(Message.id, Message.parent_id, Message.from_addr, Message.from_name)
         .where(Message.thread_id == thread_id, Message.status == PostState.VISIBLE)
         .order_by(Message.date, Message.id)
     ).all()
     author_of: dict[int, str] = {}
-    counts: dict[str, list] = {}  # type: ignore[type-arg]
+    people: dict[str, Person] = {}  # keyed once they are ranked
     for pk, _parent, addr, name in rows:
         who = (addr or name or "someone").lower()
         author_of[pk] = who
-        entry = counts.setdefault(who, [name or addr or "someone", 0, pk])
-        entry[1] += 1
-        entry[2] = pk
-    order = sorted(counts, key=lambda w: (-counts[w][1], counts[w][0].lower()))
+        person = people.setdefault(who, Person(0, name or addr or "someone", 0, pk))
+        person.posts += 1
+        person.sample_pk = pk
+    order = sorted(people, key=lambda w: (-people[w].posts, people[w].name.lower()))
     key = {w: i for i, w in enumerate(order)}
-    graph = Graph([Person(key[w], counts[w][0], counts[w][1], counts[w][2]) for w in order])
+    for who, i in key.items():
+        people[who].key = i
+    graph = Graph([people[w] for w in order])
     for pk, parent, _addr, _name in rows:
         if parent is None or parent not in author_of or author_of[parent] == author_of[pk]:
             continue
@@ -88,7 +90,7 @@ def _monday(value: datetime) -> datetime:
 def list_activity(
     session: Session, mlist: MailingList, now: datetime, weeks: int = WEEKS
 ) -> Activity:
-    """The last `weeks` weeks up to the list's last post (or now), and the tops of this month or the last busy one."""
+    """The `weeks` weeks up to the last post (or now); the tops of this or the last busy month."""
     end = min(now, mlist.last_activity or now)
     first = _monday(end) - timedelta(weeks=weeks - 1)
     buckets = {first + timedelta(weeks=i): [0, 0] for i in range(weeks)}
@@ -111,7 +113,9 @@ def list_activity(
     return Activity([(w, p, t) for w, (p, t) in sorted(buckets.items())], month, threads, people)
 
 
-def _tops(session: Session, list_id: int, month: datetime) -> tuple[list, list]:  # type: ignore[type-arg]
+def _tops(
+    session: Session, list_id: int, month: datetime
+) -> tuple[list[tuple[int, str, int]], list[tuple[str, int, int]]]:
     """The busiest threads and people of the month starting at `month`."""
     end = (month + timedelta(days=32)).replace(day=1)
     where = (
@@ -136,13 +140,19 @@ def _tops(session: Session, list_id: int, month: datetime) -> tuple[list, list]:
         .order_by(n.desc(), func.max(Message.id))
         .limit(TOP)
     ).all()
-    return [tuple(r) for r in threads], [tuple(r) for r in people]
+    return (
+        [(thread_id, subject, posts) for thread_id, subject, posts in threads],
+        [(name, posts, sample) for name, posts, sample in people],
+    )
 
 
 def correspondents(
     session: Session, list_id: int, address: str, limit: int = TOP
 ) -> list[tuple[str, int, int, int]]:
-    """Whom address replies to and hears from most on a list: (name, replies to them, replies from them, sample pk)."""
+    """Whom address replies to and hears from most on a list.
+
+    (name, replies to them, replies from them, a sample post's pk), most replies first.
+    """
     child, parent = aliased(Message), aliased(Message)
     visible = (
         child.status == PostState.VISIBLE,
@@ -163,11 +173,13 @@ def correspondents(
         .where(parent.from_addr == address, child.from_addr != address, *visible)
         .group_by(child.from_addr)
     ).all()
-    people: dict[str, list] = {}  # type: ignore[type-arg]
+    people: dict[str, tuple[str, int, int, int]] = {}  # address -> (name, to, from, sample pk)
     for addr, name, count, pk in to_them:
-        people[addr] = [name or addr, count, 0, pk]
+        people[addr] = (name or addr, count, 0, pk)
     for addr, name, count, pk in from_them:
-        entry = people.setdefault(addr, [name or addr, 0, 0, pk])
-        entry[2] = count
+        known = people.get(addr)
+        people[addr] = (
+            (known[0], known[1], count, known[3]) if known else (name or addr, 0, count, pk)
+        )
     ranked = sorted(people.values(), key=lambda e: (-(e[1] + e[2]), e[0].lower()))
-    return [(name, to, frm, pk) for name, to, frm, pk in ranked[:limit]]
+    return ranked[:limit]

@@ -1,4 +1,4 @@
-"""Reading the archive: keyset pages of threads and a whole thread in a fixed number of queries."""
+"""Reading the archive: keyset pages of threads, and a whole thread in a fixed number of queries."""
 
 from __future__ import annotations
 
@@ -7,7 +7,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from sqlalchemy import and_, bindparam, case, func, literal, or_, select, union_all
+from sqlalchemy import (
+    BindParameter,
+    CompoundSelect,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
@@ -108,16 +120,14 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
         else (PostState.VISIBLE, PostState.REMOVED)
     )
     parent_of: dict[int, int | None] = {}
-    rows: list[
-        tuple[int, Message]
-    ] = []  # the shown messages by date: siblings come out in this order
+    # the shown messages by date: siblings come out in this order
+    rows: list[tuple[int, Message]] = []
     for m in sorted(messages, key=lambda m: (m.date, m.id)):
         parent_of[m.id] = m.parent_id
         if m.status in shown:
             rows.append((m.id, m))
-    rank = {
-        pk: i for i, (pk, _m) in enumerate(rows, 1)
-    }  # #1…#N by date: placeholders too, so numbers stay put
+    # #1…#N by date: placeholders too, so numbers stay put
+    rank = {pk: i for i, (pk, _m) in enumerate(rows, 1)}
     visible = rank.keys()
 
     def visible_parent(pk: int) -> int | None:
@@ -135,7 +145,9 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
         children.setdefault(visible_parent(pk), []).append((pk, m))
     out: list[Node] = []
     placed: set[int] = set()
-    stack = [(pk, m, 0, None) for pk, m in reversed(children.get(None, []))]
+    stack: list[tuple[int, Message, int, Message | None]] = [
+        (pk, m, 0, None) for pk, m in reversed(children.get(None, []))
+    ]
     while stack:
         pk, msg, depth, parent = stack.pop()
         if pk in placed:
@@ -162,7 +174,10 @@ def order_thread(messages: list[Message], placeholders: bool = False) -> list[No
 def thread_nodes(
     session: Session, thread: Thread, voter: str | None = None, placeholders: bool = False
 ) -> list[Node]:
-    """The thread's visible posts in thread order, with votes, reports and variants: two queries, three with variants."""
+    """The thread's visible posts in thread order, with votes, reports and variants.
+
+    Two queries, three when there are variants.
+    """
     messages = list(session.scalars(select(Message).where(Message.thread_id == thread.id)))
     nodes = order_thread(messages, placeholders)
     fill_nodes(session, nodes, voter, thread.id)
@@ -172,8 +187,11 @@ def thread_nodes(
 _REPORTED, _VARIANT = -1, -2  # markers in the count column of _facts
 
 
-def _facts(scope):  # type: ignore[no-untyped-def]
-    """Votes (with the voter's own: 2 yes, 1 no), open reports and variants of the posts in scope, as one statement."""
+def _facts(scope: Select[int] | BindParameter[list[int]]) -> CompoundSelect[int, int, int, int]:
+    """Votes (the voter's own: 2 yes, 1 no), open reports and variants of the posts in scope.
+
+    One statement for the three.
+    """
     yes = func.sum(case((Vote.valuable.is_(True), 1), else_=0))
     mine = func.max(
         case(
@@ -214,9 +232,8 @@ def fill_nodes(
     One query for the three; variants, rare, are then loaded by id. With thread_id the posts are
     named by their thread, not listed one by one (a long thread would bind a parameter per post).
     """
-    index = {
-        n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE
-    }  # a tombstone shows none of its post
+    # a tombstone shows none of its post
+    index = {n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE}
     if not index:
         return
     if thread_id is None:
@@ -246,7 +263,10 @@ def fill_nodes(
 
 
 def fill_attachments(session: Session, nodes: list[Node]) -> None:
-    """Attach their attachments to the nodes of visible posts (one query): only posts rendered anew need them."""
+    """Attach their attachments to the nodes of visible posts (one query).
+
+    Only posts rendered anew need them.
+    """
     index = {n.message.id: n for n in nodes if n.message.status == PostState.VISIBLE}
     if index:
         found = session.scalars(

@@ -1,10 +1,10 @@
-"""What the thread page reads around the posts: the threads before and after it, the reader's last visit."""
+"""What the thread page reads around the posts: the threads before and after, the last visit."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import and_, bindparam, or_, select
+from sqlalchemy import Row, and_, bindparam, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import store
@@ -17,7 +17,7 @@ from webarchive.reading.threads import Node
 def neighbours(
     session: Session, thread: Thread
 ) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
-    """(newer, older) threads of the same list by last activity, as (id, subject), or None at either end."""
+    """(newer, older) threads of the list by last activity, as (id, subject); None at either end."""
     base = select(Thread.id, Thread.subject).where(
         Thread.list_id == thread.list_id,
         Thread.merged_into_id.is_(None),
@@ -35,7 +35,13 @@ def neighbours(
         .order_by(Thread.last_activity.desc(), Thread.id.desc())
         .limit(1)
     ).first()
-    return (tuple(newer) if newer else None), (tuple(older) if older else None)  # type: ignore[return-value]
+    return (_pair(newer) if newer else None), (_pair(older) if older else None)
+
+
+def _pair(row: Row[int, str]) -> tuple[int, str]:
+    """A plain (id, subject) to keep between requests."""
+    pk, subject = row
+    return pk, subject
 
 
 _MARK = select(ReadMark.last_seen_pk, ReadMark.visited_at).where(
@@ -46,7 +52,10 @@ _MARK = select(ReadMark.last_seen_pk, ReadMark.visited_at).where(
 def visit(
     reader: Session, writer: sessionmaker[Session], address: str, thread_id: int, nodes: list[Node]
 ) -> datetime | None:
-    """Mark posts newer than the reader's last visit as new, remember this visit; the last visit's time or None."""
+    """Mark posts newer than the reader's last visit as new and remember this visit.
+
+    The last visit's time, or None.
+    """
     mark = reader.execute(_MARK, {"address": address, "thread_id": thread_id}).first()
     newest = max((n.message.id for n in nodes), default=0)
     if mark is not None:

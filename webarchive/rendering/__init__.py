@@ -1,1 +1,1 @@
-"""HTML made in Python: mail bodies, times, SVG charts and the rows long pages repeat (see webarchive.templating)."""
+"""HTML made in Python: mail bodies, times, SVG charts, the rows of long pages (see templating)."""

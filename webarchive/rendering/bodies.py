@@ -1,4 +1,7 @@
-"""Faithful plain text for the web: format=flowed joined, quotes folded and dimmed, signatures dimmed."""
+"""Faithful plain text for the web.
+
+format=flowed joined, quotes folded and dimmed, signatures dimmed.
+"""
 
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ def unflow(text: str) -> str:
     """Join format=flowed soft line breaks (RFC 3676, DelSp=No), keeping quote depth."""
     out: list[str] = []
     current, depth = None, -1
-    for line in text.split("\n"):
-        line = line.rstrip("\r")
+    for raw_line in text.split("\n"):
+        line = raw_line.rstrip("\r")
         level = len(line) - len(line.lstrip(">"))
         content = line[level:]
         content = content.removeprefix(" ")  # space-stuffing
@@ -96,7 +99,8 @@ def _render_text(text: str, flowed: bool, anonymous: bool) -> Markup:
     for block in blocks(text):
         if block.kind == "earlier":
             html.append(
-                f'<details class="quote earlier"><summary>Earlier message, {len(block.lines)} lines</summary>'
+                '<details class="quote earlier">'
+                f"<summary>Earlier message, {len(block.lines)} lines</summary>"
                 f'<div class="quote">{_runs(block)}</div></details>'
             )
         elif block.kind == "quote" and len(block.lines) >= FOLD_AT:
@@ -120,7 +124,7 @@ def _pre(lines: tuple[str, ...] | list[str]) -> Markup:
 
 
 def _runs(block: Block) -> str:
-    """A block's paragraphs, each marked prose or fixed-width (the reader's font choice acts on these)."""
+    """A block's paragraphs, each marked prose or fixed-width (for the reader's font choice)."""
     return "".join(
         f'<div class="{"mono" if mono else "prose"}">{_pre(lines)}</div>'
         for mono, lines in paragraphs(block.lines)
@@ -152,7 +156,10 @@ _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct",
 def human_date(value: datetime) -> str:
     """A readable UTC date, e.g. 'Tue 3 Mar 2026 14:05 UTC' (the same in every locale)."""
     v = value.astimezone(UTC)
-    return f"{_DAYS[v.weekday()]} {v.day} {_MONTHS[v.month - 1]} {v.year} {v.hour:02d}:{v.minute:02d} UTC"
+    return (
+        f"{_DAYS[v.weekday()]} {v.day} {_MONTHS[v.month - 1]} {v.year} "
+        f"{v.hour:02d}:{v.minute:02d} UTC"
+    )
 
 
 def display_name(name: str, anonymous: bool = True) -> str:

@@ -1,4 +1,7 @@
-"""Server-drawn SVG: a thread's reply graph and a list's weekly activity. No JavaScript, no inline styles."""
+"""Server-drawn SVG: a thread's reply graph and a list's weekly activity.
+
+No JavaScript, no inline styles.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ def _short(name: str, limit: int = 18) -> str:
 
 
 def graph_svg(graph: Graph, names: list[str], size: int = 520) -> Markup:
-    """Participants on a circle (area by posts) joined by lines as thick as their replies to each other."""
+    """Participants on a circle (area by posts), joined by lines as thick as their replies."""
     people = graph.people[:MAX_NODES]
     n = len(people)
     centre, ring = size / 2, size / 2 - 90
@@ -37,15 +40,17 @@ def graph_svg(graph: Graph, names: list[str], size: int = 520) -> Markup:
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {size} {size}" role="img" '
         f'aria-labelledby="graph-title graph-desc">',
         '<title id="graph-title">Who replied to whom in this thread</title>',
-        f'<desc id="graph-desc">{n} participants; circles sized by posts, lines as thick as the replies between '
-        f"two people. The same figures are in the table.</desc>",
+        f'<desc id="graph-desc">{n} participants; circles sized by posts, '
+        "lines as thick as the replies between two people. "
+        "The same figures are in the table.</desc>",
     ]
     for a, b, ab, ba in edges:
         (x1, y1), (x2, y2) = pos[a], pos[b]
         width = 1 + 7 * (ab + ba) / heaviest
         out.append(
             f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{LINE}" '
-            f'stroke-opacity="0.7" stroke-width="{width:.1f}"><title>{escape(names[a])} and {escape(names[b])}: '
+            f'stroke-opacity="0.7" stroke-width="{width:.1f}">'
+            f"<title>{escape(names[a])} and {escape(names[b])}: "
             f"{ab + ba} repl{'y' if ab + ba == 1 else 'ies'}</title></line>"
         )
     for p in people:
@@ -53,7 +58,8 @@ def graph_svg(graph: Graph, names: list[str], size: int = 520) -> Markup:
         r = 5 + 17 * math.sqrt(p.posts / most)
         out.append(
             f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{r:.1f}" fill="{ACCENT}" fill-opacity="0.85">'
-            f"<title>{escape(names[p.key])}: {p.posts} post{'' if p.posts == 1 else 's'}</title></circle>"
+            f"<title>{escape(names[p.key])}: {p.posts} post{'' if p.posts == 1 else 's'}</title>"
+            "</circle>"
         )
         right = x >= centre - 1
         lx = x + (r + 4 if right else -(r + 4))
@@ -77,10 +83,14 @@ def activity_svg(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" role="img" '
         f'aria-labelledby="act-title act-desc">',
         '<title id="act-title">Posts and new threads per week</title>',
-        f'<desc id="act-desc">{len(weeks)} weeks; at most {most} posts in a week. The numbers are in the table below.</desc>',
-        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" stroke="{LINE}"/>',
-        f'<text x="{left - 4}" y="{top + 4}" font-size="11" fill="{INK}" text-anchor="end">{most}</text>',
-        f'<text x="{left - 4}" y="{top + plot_h}" font-size="11" fill="{INK}" text-anchor="end">0</text>',
+        f'<desc id="act-desc">{len(weeks)} weeks; at most {most} posts in a week. '
+        "The numbers are in the table below.</desc>",
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 8}" y2="{top + plot_h}" '
+        f'stroke="{LINE}"/>',
+        f'<text x="{left - 4}" y="{top + 4}" font-size="11" fill="{INK}" '
+        f'text-anchor="end">{most}</text>',
+        f'<text x="{left - 4}" y="{top + plot_h}" font-size="11" fill="{INK}" '
+        'text-anchor="end">0</text>',
     ]
     for i, (week, posts, threads) in enumerate(weeks):
         x = left + i * step
@@ -88,15 +98,17 @@ def activity_svg(
             if value:
                 h = plot_h * value / most
                 out.append(
-                    f'<rect x="{x + step * inset:.1f}" y="{top + plot_h - h:.1f}" width="{step * (1 - 2 * inset):.1f}" '
-                    f'height="{h:.1f}" fill="{colour}"><title>week of {week:%d %b %Y}: {posts} posts, '
+                    f'<rect x="{x + step * inset:.1f}" y="{top + plot_h - h:.1f}" '
+                    f'width="{step * (1 - 2 * inset):.1f}" height="{h:.1f}" fill="{colour}">'
+                    f"<title>week of {week:%d %b %Y}: {posts} posts, "
                     f"{threads} new threads</title></rect>"
                 )
     for i in sorted({0, len(weeks) // 2, len(weeks) - 1}):
         if 0 <= i < len(weeks):
             anchor = "start" if i == 0 else "end" if i == len(weeks) - 1 else "middle"
             out.append(
-                f'<text x="{left + (i + 0.5) * step:.1f}" y="{height - 8}" font-size="11" fill="{INK}" '
+                f'<text x="{left + (i + 0.5) * step:.1f}" y="{height - 8}" '
+                f'font-size="11" fill="{INK}" '
                 f'text-anchor="{anchor}">{weeks[i][0]:%d %b %Y}</text>'
             )
     out.append("</svg>")

@@ -1,4 +1,7 @@
-"""Times as a reader wants them: in the reader's chosen zone, with the sender's own clock and "3 days ago"."""
+"""Times as a reader wants them.
+
+In the reader's chosen zone, with the sender's own clock and "3 days ago".
+"""
 
 from __future__ import annotations
 
@@ -43,7 +46,10 @@ def local(value: datetime, tz: ZoneInfo | None) -> str:
     if tz is None:
         return human_date(value)
     v = value.astimezone(tz)
-    return f"{_DAYS[v.weekday()]} {v.day} {_MONTHS[v.month - 1]} {v.year} {v.hour:02d}:{v.minute:02d} {v.tzname()}"
+    return (
+        f"{_DAYS[v.weekday()]} {v.day} {_MONTHS[v.month - 1]} {v.year} "
+        f"{v.hour:02d}:{v.minute:02d} {v.tzname()}"
+    )
 
 
 def ago(value: datetime, now: datetime) -> str:
@@ -59,7 +65,7 @@ def ago(value: datetime, now: datetime) -> str:
 
 
 def sender_clock(value: datetime, offset: int, tz: ZoneInfo | None) -> str:
-    """The sender's own time as their Date header gave it, when it differs from what the reader sees."""
+    """The sender's own time as their Date header gave it, if not what the reader sees."""
     shown = value.astimezone(tz) if tz is not None else value.astimezone(UTC)
     if shown.utcoffset() == timedelta(minutes=offset):
         return ""
@@ -68,7 +74,7 @@ def sender_clock(value: datetime, offset: int, tz: ZoneInfo | None) -> str:
 
 
 def time_html(value: datetime, offset: int, tz: ZoneInfo | None, now: datetime) -> Markup:
-    """<time datetime> in the reader's zone, then how long ago and the sender's own clock when useful."""
+    """<time datetime> in the reader's zone, then how long ago and the sender's clock if useful."""
     recent = ago(value, now)
     when, theirs = _stamp(value, offset, tz)
     return Markup(when + (f' <span class="ago">{recent}</span>' if recent else "") + theirs)
@@ -76,7 +82,7 @@ def time_html(value: datetime, offset: int, tz: ZoneInfo | None, now: datetime) 
 
 @lru_cache(maxsize=65536)
 def _stamp(value: datetime, offset: int, tz: ZoneInfo | None) -> tuple[str, str]:
-    """The parts of time_html that do not move with the clock (a long thread asks for them on every view)."""
+    """The parts of time_html that do not move with the clock (asked for by every thread view)."""
     when = f'<time datetime="{value.astimezone(UTC).isoformat()}">{escape(local(value, tz))}</time>'
     theirs = sender_clock(value, offset, tz)
     extra = f' <span class="their-time">sender\'s time {theirs}</span>' if theirs else ""

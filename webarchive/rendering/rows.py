@@ -7,6 +7,7 @@ every text value is escaped, and links are the routes' own patterns (webarchive.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -14,20 +15,24 @@ from zoneinfo import ZoneInfo
 from markupsafe import Markup, escape
 
 from webarchive import urls
+from webarchive.reading.listing import MonthRow, ThreadRow
 from webarchive.reading.threads import Node
 from webarchive.rendering.bodies import display_name
 from webarchive.rendering.clock import ago, local
 
 _THREAD_ROW = (
     '<li{cls}>\n  {badge}\n  <h2><a href="{thread}">{subject}</a></h2>\n'
-    '  <p class="meta">started by {name} · {posts} post{ps} · {people} participant{pps} · last activity '
-    '<time datetime="{iso}">{human}</time></p>\n</li>\n'
+    '  <p class="meta">started by {name} · {posts} post{ps} · {people} participant{pps} · '
+    'last activity <time datetime="{iso}">{human}</time></p>\n</li>\n'
 )
 _MONTH_ROW = (
     '<tr><td><a href="{thread}#m{id}">{subject}</a></td><td>{name}</td>'
     '<td><time datetime="{iso}">{human}</time></td></tr>\n'
 )
-_OUTLINE_ROW = '<li class="d{depth}"><a href="#m{pk}">#{num} {name}</a> <span class="muted">{when}</span>{mark}</li>'
+_OUTLINE_ROW = (
+    '<li class="d{depth}"><a href="#m{pk}">#{num} {name}</a> '
+    '<span class="muted">{when}</span>{mark}</li>'
+)
 _VOTE_FORM = (
     '<form method="post" action="{vote}" class="inline">'
     '<input type="hidden" name="csrf_token" value="{token}">'
@@ -43,7 +48,10 @@ _VARIANT = (
 
 @dataclass(frozen=True)
 class Reader:
-    """Who reads the page, as the end of each post needs it; links are the routes' patterns, HTML-escaped."""
+    """Who reads the page, as the end of each post needs it.
+
+    Links are the routes' patterns, HTML-escaped.
+    """
 
     signed_in: bool
     token: str
@@ -72,7 +80,7 @@ class Reader:
         )
 
 
-def threads_html(rows: list, anonymous: bool, tz=None) -> Markup:  # type: ignore[type-arg, no-untyped-def]
+def threads_html(rows: Sequence[ThreadRow], anonymous: bool, tz: ZoneInfo | None = None) -> Markup:
     """The <li> of each thread row, dates in the reader's zone tz (UTC when None)."""
     out = []
     fmt = _THREAD_ROW.replace("{thread}", urls.pattern("pages.thread")).format
@@ -95,7 +103,7 @@ def threads_html(rows: list, anonymous: bool, tz=None) -> Markup:  # type: ignor
     return Markup("".join(out))
 
 
-def month_html(rows: list, anonymous: bool, tz=None) -> Markup:  # type: ignore[type-arg, no-untyped-def]
+def month_html(rows: Sequence[MonthRow], anonymous: bool, tz: ZoneInfo | None = None) -> Markup:
     """The <tr> of each post of a month, dates in the reader's zone tz (UTC when None)."""
     names: dict[str, str] = {}
     out = []
@@ -119,12 +127,12 @@ def month_html(rows: list, anonymous: bool, tz=None) -> Markup:  # type: ignore[
 
 
 def _aware(value: datetime | str) -> datetime:
-    """A stored date as aware UTC (SQLite keeps naive UTC text, PostgreSQL gives aware datetimes)."""
+    """A stored date as aware UTC (SQLite keeps naive UTC text, PostgreSQL gives aware ones)."""
     when = datetime.fromisoformat(value) if isinstance(value, str) else value
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
-def outline_html(nodes: list[Node], anonymous: bool, tz, now: datetime) -> Markup:  # type: ignore[no-untyped-def]
+def outline_html(nodes: list[Node], anonymous: bool, tz: ZoneInfo | None, now: datetime) -> Markup:
     """The thread's skeleton (who, when, how deep), one row per post in tree order."""
     rows = []
     for n in nodes:
@@ -145,8 +153,11 @@ def outline_html(nodes: list[Node], anonymous: bool, tz, now: datetime) -> Marku
 
 
 def end_html(node: Node, prev: Node | None, nxt: Node | None, reader: Reader) -> str:
-    """The per-reader end of a post: new since the last visit, the steps to the posts around it, the vote line,
-    the moderators' link, then the close of its footer, its variants and the close of the post."""
+    """The per-reader end of a post.
+
+    New since the last visit, the steps to the posts around it, the vote line, the moderators'
+    link, then the close of its footer, its variants and the close of the post.
+    """
     pk = node.message.id
     parts = ['<span class="new">New since your last visit</span>'] if node.new else []
     steps = []

@@ -1,4 +1,6 @@
-"""What a body's lines are: text, quotes, an earlier mail quoted whole, a signature; prose or fixed-width.
+"""What a body's lines are.
+
+Text, quotes, an earlier mail quoted whole, a signature; prose or fixed-width.
 
 Mail clients quote in three shapes: `>` lines (interleaved or trailing), Outlook's
 "-----Original Message-----" or "From: … Sent: …" header block with the earlier mail
@@ -14,7 +16,9 @@ import re
 from dataclasses import dataclass
 
 _ORIGINAL = re.compile(
-    r"^\s*-{2,}\s*(Original Message|Forwarded message|Ursprüngliche Nachricht|Message d'origine)\s*-{2,}\s*$",
+    r"^\s*-{2,}\s*"
+    r"(Original Message|Forwarded message|Ursprüngliche Nachricht|Message d'origine)"
+    r"\s*-{2,}\s*$",
     re.IGNORECASE,
 )
 _HEADER_FROM = re.compile(r"^\s*\*?(From|De|Von|Van)\s*:\*?\s+\S", re.IGNORECASE)
@@ -93,7 +97,7 @@ def _header_block(lines: list[str], i: int) -> bool:
 
 
 def _wrote_line(lines: list[str], i: int) -> int | None:
-    """The line ending an "On … wrote:" attribution that starts at i (clients wrap it over up to 3 lines)."""
+    """The line ending an "On … wrote:" attribution starting at i (wrapped over up to 3 lines)."""
     for j in range(i, min(i + 3, len(lines))):
         if _WROTE_END.search(lines[j]):
             return j
@@ -107,7 +111,7 @@ def _only_quotes_after(lines: list[str], start: int) -> bool:
 
 
 def fixed_width(lines: tuple[str, ...] | list[str]) -> bool:
-    """Whether a paragraph needs a fixed-width font: a patch, indented code, a table of spaces, drawn art."""
+    """Whether a paragraph needs a fixed-width font: a patch, indented code, a table, drawn art."""
     body = [x.lstrip(">").removeprefix(" ") if x.startswith(">") else x for x in lines]
     body = [x for x in body if x.strip()]
     if not body:
@@ -124,7 +128,7 @@ def fixed_width(lines: tuple[str, ...] | list[str]) -> bool:
 
 
 def paragraphs(lines: tuple[str, ...]) -> list[tuple[bool, list[str]]]:
-    """Runs of lines as (fixed_width, lines), split at blank lines; a patch runs to the end of the block."""
+    """Runs of lines as (fixed_width, lines), split at blank lines; a patch runs to the end."""
     runs: list[tuple[bool, list[str]]] = []
     current: list[str] = []
     in_patch = False

@@ -1,4 +1,4 @@
-"""The web archive's pages, one blueprint per page family; create_app registers each of them by name.
+"""The web archive's pages, one blueprint per page family; create_app registers each by name.
 
 A module here holds its blueprint (`bp`), its views and the few template globals only its own
 templates need; the queries are in webarchive.reading, the HTML in templates/<blueprint>/ and

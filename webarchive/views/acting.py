@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from listgate import moderation, subscriptions
 from listgate.db import transaction
@@ -22,13 +26,13 @@ from webarchive.security import current_address, signed_in
 bp = Blueprint("acting", __name__)
 
 
-def _back_to(msg: Message):  # type: ignore[no-untyped-def]
+def _back_to(msg: Message) -> Response:
     return redirect(url_for("pages.thread", thread_id=msg.thread_id) + f"#m{msg.id}", 303)
 
 
 @bp.post("/messages/<int:message_pk>/vote")
 @signed_in
-def vote(message_pk: int):  # type: ignore[no-untyped-def]
+def vote(message_pk: int) -> Response:
     """Say whether a post was valuable (one answer per person, changeable)."""
     address = current_address()
     readable_message(db(), message_pk)
@@ -50,7 +54,7 @@ def vote(message_pk: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/messages/<int:message_pk>/report", methods=["GET", "POST"])
 @signed_in
-def report(message_pk: int):  # type: ignore[no-untyped-def]
+def report(message_pk: int) -> str | tuple[str, int] | Response:
     """Report a post to the list's moderators, with a reason."""
     msg = readable_message(db(), message_pk)
     if request.method == "GET":
@@ -71,9 +75,7 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
             row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
             session.add(row)
             session.flush()
-            mail.append(
-                moderation.report_recorded(session, row)
-            )  # the moderators hear of it by mail
+            mail.append(moderation.report_recorded(session, row))  # the moderators hear by mail
         else:
             row.reason = reason
         session.flush()
@@ -94,7 +96,7 @@ def report(message_pk: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/threads/<int:thread_id>/follow")
-def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
+def follow_thread(thread_id: int) -> Response:
     """Follow a thread by mail: at once when signed in, by double opt-in otherwise."""
     thread = readable_thread(db(), thread_id)
     address = current_address()
@@ -119,10 +121,10 @@ def follow_thread(thread_id: int):  # type: ignore[no-untyped-def]
     )
 
 
-def _thread_action(action: str):  # type: ignore[no-untyped-def]
+def _thread_action(action: str) -> Callable[[int], Response]:
     """A signed-in person's unfollow, mute or unmute of a thread."""
 
-    def view(thread_id: int):  # type: ignore[no-untyped-def]
+    def view(thread_id: int) -> Response:
         thread = readable_thread(db(), thread_id)
         return _act(
             thread.list_id,
@@ -166,7 +168,9 @@ def _to_thread(thread: Thread) -> str:
     return url_for("pages.thread", thread_id=thread.id)
 
 
-def _act(list_id: int, back: str, action):  # type: ignore[no-untyped-def]
+def _act(
+    list_id: int, back: str, action: Callable[[Session, MailingList], subscriptions.Outcome]
+) -> Response:
     """Run action(session, list) in one write transaction; flash what it did and go back."""
     try:
         with transaction(resources().writer) as session:
@@ -181,7 +185,9 @@ def _act(list_id: int, back: str, action):  # type: ignore[no-untyped-def]
     return redirect(back, 303)
 
 
-def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # type: ignore[no-untyped-def]
+def _request(
+    session: Session, mlist: MailingList, kind: str, thread_id: int = 0
+) -> subscriptions.Outcome:
     s = settings()
     return subscriptions.request(
         session,
@@ -196,8 +202,8 @@ def _request(session, mlist: MailingList, kind: str, thread_id: int = 0):  # typ
 
 
 @bp.post("/lists/<name>/subscribe")
-def subscribe_list(name: str):  # type: ignore[no-untyped-def]
-    """Subscribe to a whole list (or its digest): at once when signed in, by double opt-in otherwise."""
+def subscribe_list(name: str) -> Response:
+    """Subscribe to a list (or its digest): at once when signed in, by double opt-in otherwise."""
     mlist = readable_list(db(), name)
     kind = "digest" if request.form.get("kind") == "digest" else "list"
     address = current_address()
@@ -216,7 +222,7 @@ def subscribe_list(name: str):  # type: ignore[no-untyped-def]
 
 @bp.get("/me/subscriptions")
 @signed_in
-def my_subscriptions():  # type: ignore[no-untyped-def]
+def my_subscriptions() -> str:
     """Every list and thread the signed-in person gets mail from (or asked to)."""
     session = db()
     rows = session.execute(
@@ -253,7 +259,7 @@ _DASHBOARD = {
 
 @bp.post("/me/subscriptions/<int:sub_id>")
 @signed_in
-def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
+def change_subscription(sub_id: int) -> Response:
     """Leave, unfollow, unmute, or switch between every post and the daily or weekly digest."""
     address = current_address() or ""
     with transaction(resources().writer) as session:
@@ -281,7 +287,7 @@ def change_subscription(sub_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/me/settings")
 @signed_in
-def my_settings():  # type: ignore[no-untyped-def]
+def my_settings() -> Response:
     """Change whether posting in a thread follows it."""
     with transaction(resources().writer) as session:
         subscriptions.person_settings(

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from flask import Blueprint, abort, jsonify, request, url_for
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from listgate.models import MailingList, Message
 from listgate.states import PostState
@@ -23,13 +28,13 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 MAX_LIMIT = 200
 
 
-def iso(value) -> str | None:  # type: ignore[no-untyped-def]
+def iso(value: datetime | None) -> str | None:
     """An ISO 8601 UTC timestamp, or None."""
     return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 @bp.get("/lists")
-def lists():  # type: ignore[no-untyped-def]
+def lists() -> Response:
     """Every list this visitor may read."""
     session = db()
     query = select(MailingList).order_by(MailingList.name)
@@ -56,7 +61,7 @@ def lists():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/threads")
-def threads(name: str):  # type: ignore[no-untyped-def]
+def threads(name: str) -> Response:
     """Threads of a list, most recent activity first; follow "next" for more."""
     session = db()
     mlist = readable_list(session, name)
@@ -91,7 +96,7 @@ def _limit(raw: str) -> int:
 
 
 @bp.get("/threads/<int:thread_id>")
-def thread(thread_id: int):  # type: ignore[no-untyped-def]
+def thread(thread_id: int) -> Response:
     """A thread's messages in thread order (depth first, siblings by date)."""
     session = db()
     found = readable_thread(session, thread_id)
@@ -126,7 +131,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/messages/<path:message_id>")
-def message(message_id: str):  # type: ignore[no-untyped-def]
+def message(message_id: str) -> Response:
     """One message by Message-ID (percent-encoded, without angle brackets)."""
     session = db()
     msg = find_message(session, message_id.strip().strip("<>"), readable_list_ids(session))
@@ -135,7 +140,7 @@ def message(message_id: str):  # type: ignore[no-untyped-def]
     return jsonify(message_json(session, msg))
 
 
-def message_json(session, msg: Message) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def message_json(session: Session, msg: Message) -> dict[str, Any]:
     """The API view of one message."""
     parent = nearest_visible_parent(session, msg)
     anonymous = current_address() is None

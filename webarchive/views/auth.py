@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
+from werkzeug.wrappers import Response
 
 from listgate import dispatch, tokens
 from listgate.db import transaction
@@ -35,13 +36,13 @@ def sign_in_link(address: str, next_path: str) -> str:
 
 
 @bp.get("/signin")
-def signin():  # type: ignore[no-untyped-def]
+def signin() -> str:
     """The sign-in form."""
     return render_template("auth/signin.html", next=safe_next(request.args.get("next")))
 
 
 @bp.post("/signin")
-def send_link():  # type: ignore[no-untyped-def]
+def send_link() -> str | tuple[str, int]:
     """Mail a sign-in link to the address given."""
     next_path = safe_next(request.form.get("next"))
     try:
@@ -62,7 +63,7 @@ def send_link():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/signin/<token>")
-def confirm_page(token: str):  # type: ignore[no-untyped-def]
+def confirm_page(token: str) -> str | tuple[str, int]:
     """Show a button: link scanners that fetch the link do not sign anyone in."""
     try:
         data = tokens.read(settings().secret_key, tokens.SIGNIN, token)
@@ -77,7 +78,7 @@ def confirm_page(token: str):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/signin/<token>")
-def complete(token: str):  # type: ignore[no-untyped-def]
+def complete(token: str) -> tuple[str, int] | Response:
     """Sign in with a valid link."""
     try:
         data = tokens.read(settings().secret_key, tokens.SIGNIN, token)
@@ -108,8 +109,8 @@ def _use_once(token: str) -> bool:
 
 
 @bp.post("/signout")
-def signout():  # type: ignore[no-untyped-def]
-    """Sign out this browser (everywhere=yes: every browser of this person); the cookie stops working."""
+def signout() -> Response:
+    """Sign out this browser (everywhere=yes: all of this person's); the cookie stops working."""
     everywhere = request.form.get("everywhere") == "yes"
     end_session(everywhere)
     flash("You are signed out on every device." if everywhere else "You are signed out.", "ok")

@@ -1,4 +1,4 @@
-"""Writing from the web: the text becomes a real mail from the signed-in person, ingested like any post."""
+"""Writing from the web: the text becomes a real mail from the signed-in person, then ingested."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
 
 from listgate.bans import is_banned
 from listgate.db import transaction
-from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
@@ -59,7 +60,7 @@ def quote_text(msg: Message) -> str:
     return f"{msg.from_name or 'Someone'} wrote:\n{quoted}\n\n"
 
 
-def send(mlist: MailingList, subject: str, text: str, parent: Message | None):  # type: ignore[no-untyped-def]
+def send(mlist: MailingList, subject: str, text: str, parent: Message | None) -> IngestResult:
     """Build, ingest and enqueue one web post; returns the IngestResult."""
     address = current_address() or ""
     s = settings()
@@ -101,7 +102,7 @@ def _validated() -> tuple[str, str]:
     return subject, text
 
 
-def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
+def _after(result: IngestResult, mlist: MailingList) -> Response:
     if result.status == STORED:
         flash("Your post is in the archive and on its way to the subscribers.", "ok")
         return redirect(
@@ -119,7 +120,7 @@ def _after(result, mlist: MailingList):  # type: ignore[no-untyped-def]
 
 @bp.route("/messages/<int:message_pk>/reply", methods=["GET", "POST"])
 @signed_in
-def reply(message_pk: int):  # type: ignore[no-untyped-def]
+def reply(message_pk: int) -> str | Response:
     """Reply to a post from the web."""
     parent = readable_message(db(), message_pk)
     mlist = db().get_one(MailingList, parent.list_id)
@@ -139,7 +140,7 @@ def reply(message_pk: int):  # type: ignore[no-untyped-def]
 
 @bp.route("/lists/<name>/new", methods=["GET", "POST"])
 @signed_in
-def new_thread(name: str):  # type: ignore[no-untyped-def]
+def new_thread(name: str) -> str | Response:
     """Start a thread from the web."""
     mlist = readable_list(db(), name)
     if request.method == "GET":

@@ -1,9 +1,10 @@
-"""Editing a post written on the web: its author, within a window; every version kept, the raw bytes never touched.
+"""Editing a post written on the web: by its author, within a window.
 
-Subscribers got the first version by mail. They are mailed again only when the author
-asks ("send the correction"): the correction then goes out as a reply in the thread,
-through the same path as any web post, so it is archived and delivered exactly once.
-Posts that came by mail are not editable: they were delivered as they are.
+Every version is kept; the raw bytes are never touched. Subscribers got the first version by
+mail. They are mailed again only when the author asks ("send the correction"): the correction
+then goes out as a reply in the thread, through the same path as any web post, so it is
+archived and delivered exactly once. Posts that came by mail are not editable: they were
+delivered as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from listgate.db import transaction
 from listgate.models import MailingList, Message, MessageEdit
@@ -50,7 +53,7 @@ def render_text_body(text: str) -> Markup:
     return render_text(text, False, current_address() is None)
 
 
-def versions(session, msg: Message) -> list[MessageEdit]:  # type: ignore[no-untyped-def]
+def versions(session: Session, msg: Message) -> list[MessageEdit]:
     """Every version of a post's text, oldest first (the original alone when never edited)."""
     found = list(
         session.scalars(
@@ -76,7 +79,8 @@ def _editable(message_pk: int) -> Message:
         hours = settings().edit_window_hours
         abort(
             403,
-            description=f"Posts can be edited for {hours} hours after they are sent; that time is over.",
+            description=f"Posts can be edited for {hours} hours after they are sent; "
+            "that time is over.",
         )
     if state != "editable":
         abort(403, description="Only the author of a post can edit it.")
@@ -85,7 +89,7 @@ def _editable(message_pk: int) -> Message:
 
 @bp.route("/messages/<int:message_pk>/edit", methods=["GET", "POST"])
 @signed_in
-def edit(message_pk: int):  # type: ignore[no-untyped-def]
+def edit(message_pk: int) -> str | Response:
     """Change the text of one's own web post; optionally mail the correction to the list."""
     msg = _editable(message_pk)
     if request.method == "GET":
@@ -131,7 +135,7 @@ def edit(message_pk: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/messages/<int:message_pk>/history")
-def history(message_pk: int):  # type: ignore[no-untyped-def]
+def history(message_pk: int) -> str:
     """Every version of a post with its date."""
     session = db()
     msg = readable_message(session, message_pk)

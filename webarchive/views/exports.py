@@ -25,7 +25,7 @@ _MIME_TYPE = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_
 
 
 def declared_type(content_type: str) -> str:
-    """The attachment's declared type when it is a well-formed type/subtype, else application/octet-stream."""
+    """The declared type if it is a well-formed type/subtype, else application/octet-stream."""
     value = content_type.split(";", 1)[0].strip().lower()
     return value if _MIME_TYPE.match(value) else "application/octet-stream"
 
@@ -63,13 +63,13 @@ def _mbox(session: Session, messages: list[Message]) -> bytes:
 
 
 def _count_anonymous() -> None:
-    """Whole messages for anonymous readers of public lists (as public-inbox serves them), counted per client."""
+    """Serve whole messages to anonymous readers (as public-inbox does); count them per client."""
     if current_address() is None:
         limit("export", client_ip())
 
 
 @bp.get("/messages/<int:message_pk>.eml")
-def raw(message_pk: int):  # type: ignore[no-untyped-def]
+def raw(message_pk: int) -> Response:
     """The message exactly as received."""
     _count_anonymous()
     session = db()
@@ -78,7 +78,7 @@ def raw(message_pk: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/messages/<int:message_pk>/variants/<int:variant_id>.eml")
-def variant_raw(message_pk: int, variant_id: int):  # type: ignore[no-untyped-def]
+def variant_raw(message_pk: int, variant_id: int) -> Response:
     """A different message that arrived with this message's Message-ID, exactly as received."""
     _count_anonymous()
     session = db()
@@ -92,7 +92,7 @@ def variant_raw(message_pk: int, variant_id: int):  # type: ignore[no-untyped-de
 
 
 @bp.get("/threads/<int:thread_id>.mbox")
-def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
+def thread_mbox(thread_id: int) -> Response:
     """Every visible post of a thread as an mbox, by date."""
     _count_anonymous()
     session = db()
@@ -108,7 +108,7 @@ def thread_mbox(thread_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>.mbox")
-def month_mbox(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
+def month_mbox(name: str, year: int, month: int) -> Response:
     """Every visible post of a list in one month as an mbox."""
     _count_anonymous()
     session = db()
@@ -141,8 +141,8 @@ def _readable_attachment(attachment_id: int) -> tuple[Attachment, bytes]:
 
 
 @bp.get("/previews/<int:attachment_id>")
-def preview(attachment_id: int):  # type: ignore[no-untyped-def]
-    """An image shown inline: its own type after checking its first bytes, sandboxed, never sniffed."""
+def preview(attachment_id: int) -> Response:
+    """An image shown inline: its type checked against its first bytes, sandboxed, never sniffed."""
     att, data = _readable_attachment(attachment_id)
     kind = att.content_type.lower()
     if (
@@ -160,7 +160,7 @@ def preview(attachment_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/attachments/<int:attachment_id>/<path:filename>")
-def attachment(attachment_id: int, filename: str = ""):  # type: ignore[no-untyped-def]
+def attachment(attachment_id: int, filename: str = "") -> Response:
     """An attachment, downloaded with its declared type, never rendered by the browser."""
     att, data = _readable_attachment(attachment_id)
     return download(data, att.filename or "attachment", declared_type(att.content_type))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, flash, redirect, render_template, url_for
 from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
@@ -45,7 +46,7 @@ def atom_response(
 
 
 @bp.get("/lists/<name>/feed.atom")
-def list_feed(name: str):  # type: ignore[no-untyped-def]
+def list_feed(name: str) -> Response:
     """The newest posts of a list."""
     session = db()
     mlist = readable_list(session, name)
@@ -69,7 +70,7 @@ def _newest(mlist: MailingList) -> list[Message]:
 
 
 @bp.get("/threads/<int:thread_id>/feed.atom")
-def thread_feed(thread_id: int):  # type: ignore[no-untyped-def]
+def thread_feed(thread_id: int) -> Response:
     """The newest posts of a thread."""
     session = db()
     thread = readable_thread(session, thread_id)
@@ -127,7 +128,7 @@ def secret_feeds() -> list[tuple[str, str]]:
 
 
 @bp.get("/feeds/<token>/lists/<name>.atom")
-def secret_list_feed(token: str, name: str):  # type: ignore[no-untyped-def]
+def secret_list_feed(token: str, name: str) -> Response:
     """A private list's feed for a feed reader that cannot sign in: the link itself is the key."""
     session = db()
     person = (
@@ -137,7 +138,7 @@ def secret_list_feed(token: str, name: str):  # type: ignore[no-untyped-def]
     )
     mlist = lists.get(session, name)
     if person is None or mlist is None or not is_member(session, mlist, person.address):
-        abort(404)  # revoked, or no longer a member: the same answer as a list that does not exist
+        abort(404)  # revoked, or no longer a member: the answer for a list that does not exist
     return atom_response(
         mlist.title or mlist.name,
         _newest(mlist),
@@ -148,8 +149,8 @@ def secret_list_feed(token: str, name: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/me/feeds/revoke")
 @signed_in
-def revoke_feeds():  # type: ignore[no-untyped-def]
-    """Make every secret feed link given so far stop working (new ones are made when next shown)."""
+def revoke_feeds() -> BaseResponse:
+    """Make every secret feed link given so far stop working (new ones are made when shown)."""
     with transaction(resources().writer) as session:
         subscriptions.person_settings(session, current_address() or "").feed_token = ""
     flash("Your old feed links no longer work; the new ones are below.", "ok")

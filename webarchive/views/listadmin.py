@@ -1,8 +1,9 @@
-"""A list's settings page, for its owners and moderators: the fields, the roles, and who changed what."""
+"""A list's settings page for its owners and moderators: the fields, the roles, who changed what."""
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
 
 from listgate import administration, lists
 from listgate.db import transaction
@@ -17,7 +18,7 @@ bp = Blueprint("listadmin", __name__)
 
 @bp.app_template_global()
 def may_moderate_list(mlist: MailingList) -> bool:
-    """Whether the signed-in person sees this list's settings page (owners, moderators, site admins)."""
+    """Whether the signed-in person sees this list's settings (owners, moderators, site admins)."""
     return administration.may_moderate(mlist, current_address(), settings().admins)
 
 
@@ -32,7 +33,7 @@ def _list_for(name: str, change: bool = False) -> MailingList:
 
 @bp.get("/lists/<name>/settings")
 @signed_in
-def page(name: str):  # type: ignore[no-untyped-def]
+def page(name: str) -> str:
     """The settings form (read-only for moderators), owners and moderators, and the audit log."""
     mlist = _list_for(name)
     return render_template(
@@ -49,7 +50,7 @@ def page(name: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/lists/<name>/settings")
 @signed_in
-def save(name: str):  # type: ignore[no-untyped-def]
+def save(name: str) -> Response:
     """Change the list's settings (owners and site administrators)."""
     list_id = _list_for(name, change=True).id
     form = request.form
@@ -74,7 +75,7 @@ def save(name: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/lists/<name>/roles")
 @signed_in
-def roles(name: str):  # type: ignore[no-untyped-def]
+def roles(name: str) -> Response:
     """Add or remove an owner or moderator (owners and site administrators)."""
     list_id = _list_for(name, change=True).id
     role, action, address = (

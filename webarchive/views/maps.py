@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Blueprint, jsonify, render_template, url_for
+from werkzeug.wrappers import Response
 
 from listgate.models import MailingList, Thread
 from webarchive.context import db, resources
@@ -27,7 +28,7 @@ def _graph(thread_id: int) -> tuple[Thread, talk.Graph, list[str]]:
 
 
 @bp.get("/threads/<int:thread_id>/map")
-def thread_map(thread_id: int):  # type: ignore[no-untyped-def]
+def thread_map(thread_id: int) -> str:
     """The thread's participants and who replied to whom, drawn and as a table."""
     thread, graph, names = _graph(thread_id)
     return render_template(
@@ -42,7 +43,7 @@ def thread_map(thread_id: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/api/threads/<int:thread_id>/graph")
-def thread_graph(thread_id: int):  # type: ignore[no-untyped-def]
+def thread_graph(thread_id: int) -> Response:
     """The reply graph as JSON: people (names only, never addresses) and weighted edges."""
     thread, graph, names = _graph(thread_id)
     return jsonify(
@@ -83,7 +84,7 @@ def activity(mlist: MailingList) -> talk.Activity:
 
 
 @bp.get("/lists/<name>/activity")
-def list_activity(name: str):  # type: ignore[no-untyped-def]
+def list_activity(name: str) -> str:
     """Posts and new threads per week, and this month's busiest threads and people."""
     mlist = readable_list(db(), name)
     act = activity(mlist)
@@ -99,7 +100,7 @@ def list_activity(name: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/api/lists/<name>/activity")
-def list_activity_json(name: str):  # type: ignore[no-untyped-def]
+def list_activity_json(name: str) -> Response:
     """The same as JSON."""
     mlist = readable_list(db(), name)
     act = activity(mlist)

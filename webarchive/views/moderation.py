@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
@@ -17,11 +19,14 @@ from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, hide, restore
 from listgate.states import PostState, ReportState
 from listgate.status import failed_posts
-from listgate.subscriptions import SubscriptionError, normalize
+from listgate.subscriptions import Outcome, SubscriptionError, normalize
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address
 
 bp = Blueprint("moderation", __name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+Owned = TypeVar("Owned", Subscription, NotPosted)  # rows that belong to one list
 
 
 @bp.app_context_processor
@@ -45,11 +50,11 @@ def moderated_lists(address: str) -> list[MailingList]:
     return [m for m in db().scalars(query) if administration.may_moderate(m, address, admins)]
 
 
-def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
+def moderator(view: Callable[P, R]) -> Callable[P, R]:
     """Only moderators get past; everyone else sees a 404."""
 
     @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         if current_address() is None or not moderated_lists(current_address() or ""):
             abort(404)
         return view(*args, **kwargs)
@@ -57,7 +62,7 @@ def moderator(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-def]
+def _own_list(session: Session, list_id: int) -> MailingList:
     mlist = session.get(MailingList, list_id)
     if mlist is None or not administration.may_moderate(
         mlist, current_address(), settings().admins
@@ -66,7 +71,7 @@ def _own_list(session, list_id: int) -> MailingList:  # type: ignore[no-untyped-
     return mlist
 
 
-def _own_post(session, message_pk: int) -> tuple[Message, MailingList]:  # type: ignore[no-untyped-def]
+def _own_post(session: Session, message_pk: int) -> tuple[Message, MailingList]:
     """The post and its list if this person moderates that list, else 404."""
     msg = session.get(Message, message_pk)
     if msg is None:
@@ -74,7 +79,7 @@ def _own_post(session, message_pk: int) -> tuple[Message, MailingList]:  # type:
     return msg, _own_list(session, msg.list_id)
 
 
-def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
+def _owned(session: Session, model: type[Owned], pk: int) -> Owned:
     """The row of model with this id if it belongs to a list this person moderates, else 404."""
     row = session.get(model, pk)
     if row is None:
@@ -85,8 +90,8 @@ def _owned(session, model: type, pk: int):  # type: ignore[no-untyped-def]
 
 @bp.get("/moderation")
 @moderator
-def queue():  # type: ignore[no-untyped-def]
-    """Held, reported and refused posts, subscription requests and mail not posted, on every list this person moderates."""
+def queue() -> str:
+    """Held, reported and refused posts, requests and mail not posted on the lists one moderates."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
     held = list(
@@ -130,7 +135,7 @@ def queue():  # type: ignore[no-untyped-def]
 
 @bp.post("/moderation/subscriptions/<int:sub_id>/approve")
 @moderator
-def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
+def approve_request(sub_id: int) -> Response:
     """Let an address into a private or members-only list; it gets a welcome mail."""
     return _decide(
         sub_id, lambda session, sub: approvals.approve(session, sub, current_address() or "")
@@ -139,7 +144,7 @@ def approve_request(sub_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
 @moderator
-def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
+def refuse_request(sub_id: int) -> Response:
     """Turn a request down; the address is told, with the reason given."""
     return _decide(
         sub_id,
@@ -149,7 +154,7 @@ def refuse_request(sub_id: int):  # type: ignore[no-untyped-def]
     )
 
 
-def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
+def _decide(sub_id: int, decide: Callable[[Session, Subscription], Outcome]) -> Response:
     with transaction(resources().writer) as session:
         sub = _owned(session, Subscription, sub_id)
         try:
@@ -163,7 +168,7 @@ def _decide(sub_id: int, decide):  # type: ignore[no-untyped-def]
 
 @bp.post("/moderation/not-posted/<int:entry_id>/release")
 @moderator
-def release(entry_id: int):  # type: ignore[no-untyped-def]
+def release(entry_id: int) -> Response:
     """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
     with transaction(resources().writer) as session:
         _owned(session, NotPosted, entry_id)
@@ -184,7 +189,7 @@ def release(entry_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/moderation/messages/<int:message_pk>/approve")
 @moderator
-def approve(message_pk: int):  # type: ignore[no-untyped-def]
+def approve(message_pk: int) -> Response:
     """Publish a held post, or put a reported post back."""
     entries = []
     with transaction(resources().writer) as session:
@@ -200,7 +205,7 @@ def approve(message_pk: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/moderation/messages/<int:message_pk>/reject")
 @moderator
-def reject(message_pk: int):  # type: ignore[no-untyped-def]
+def reject(message_pk: int) -> Response:
     """Reject a held or reported post; the reason is mailed to its author."""
     reason = request.form.get("reason", "").strip()[:2000]
     if not reason:
@@ -217,7 +222,7 @@ def reject(message_pk: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/threads/<int:thread_id>/feature")
 @moderator
-def feature(thread_id: int):  # type: ignore[no-untyped-def]
+def feature(thread_id: int) -> Response:
     """Pin a thread on top of its list, or unpin it."""
     with transaction(resources().writer) as session:
         thread = session.get(Thread, thread_id)
@@ -234,7 +239,7 @@ def feature(thread_id: int):  # type: ignore[no-untyped-def]
 
 @bp.post("/moderation/lists/<int:list_id>/bans")
 @moderator
-def ban(list_id: int):  # type: ignore[no-untyped-def]
+def ban(list_id: int) -> Response:
     """Ban an address from posting to a list (or lift the ban with action=unban)."""
     try:
         address = normalize(request.form.get("address", ""))

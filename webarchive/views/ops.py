@@ -52,7 +52,7 @@ def healthz() -> tuple[Response, int]:
 
 @bp.before_app_request
 def _only_operations_on_the_metrics_listener() -> None:
-    """The loopback metrics listener answers /metrics and /healthz; every other page is 404 there."""
+    """The loopback metrics listener answers /metrics and /healthz; any other page is 404 there."""
     if request.endpoint not in OPERATIONS and on_metrics_listener(
         context.settings().metrics_listen
     ):
@@ -61,19 +61,19 @@ def _only_operations_on_the_metrics_listener() -> None:
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    """Prometheus text exposition of the counters and gauges (metrics listener, or the bearer token)."""
+    """Prometheus text exposition of the counters and gauges (metrics listener, or bearer token)."""
     settings = context.settings()
     if not on_metrics_listener(settings.metrics_listen):
         refusal = _metrics_refusal(settings.metrics_token)
         if refusal is not None:
             return refusal
     snapshot = gather_metrics(context.db())
-    body = generate_latest(_Snapshot(snapshot))  # type: ignore[arg-type]
+    body = generate_latest(_Snapshot(snapshot))
     return Response(body, content_type=CONTENT_TYPE_LATEST)
 
 
 def _metrics_refusal(token: str) -> Response | None:
-    """None when this request to the web port may read /metrics, else the 401/404 answer saying why."""
+    """None when this request to the web port may read /metrics, else the 401/404 saying why."""
     if not token:
         return Response(
             "404 Not Found: /metrics is served on LISTGATE_METRICS_LISTEN (loopback), or here "
@@ -95,19 +95,16 @@ def _metrics_refusal(token: str) -> Response | None:
 
 
 def on_metrics_listener(listen: tuple[str, int] | None) -> bool:
-    """True when this request came in on the metrics listener: its socket's local port (not any header)."""
+    """Whether this request came in on the metrics listener: its socket's local port, no header."""
     if listen is None:
         return False
     sock = request.environ.get("werkzeug.socket") or request.environ.get("gunicorn.socket")
+    if sock is None:  # a test client
+        return False
     try:
         host, port = sock.getsockname()[:2]
         return bool(port == listen[1] and ipaddress.ip_address(host).is_loopback)
-    except (
-        AttributeError,
-        OSError,
-        TypeError,
-        ValueError,
-    ):  # no socket (a test client) or not an IP one
+    except (AttributeError, OSError, TypeError, ValueError):  # not an IP socket
         return False
 
 
@@ -197,19 +194,24 @@ class _Snapshot:
             )
 
 
-def _by(label: str, values: dict[str, int]) -> dict[tuple[tuple[str, str], ...], float]:
+Samples = dict[tuple[tuple[str, str], ...], float]  # ((label, value), ...) -> sample
+
+
+def _by(label: str, values: dict[str, int]) -> Samples:
     return {((label, key),): value for key, value in values.items()}
 
 
-def _counter(name: str, doc: str, samples: dict) -> Metric:  # type: ignore[type-arg]
+def _counter(name: str, doc: str, samples: Samples) -> Metric:
     return _family(CounterMetricFamily, name, doc, samples)
 
 
-def _gauge(name: str, doc: str, samples: dict) -> Metric:  # type: ignore[type-arg]
+def _gauge(name: str, doc: str, samples: Samples) -> Metric:
     return _family(GaugeMetricFamily, name, doc, samples)
 
 
-def _family(cls: type, name: str, doc: str, samples: dict) -> Metric:  # type: ignore[type-arg]
+def _family(
+    cls: type[CounterMetricFamily | GaugeMetricFamily], name: str, doc: str, samples: Samples
+) -> Metric:
     """A metric family whose label names come from the samples' keys."""
     family = cls(name, doc, labels=[k for k, _ in next(iter(samples), ())])
     for key, value in samples.items():

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, g, redirect, render_template, request, url_for
+from collections.abc import Callable, Hashable
+from datetime import datetime
+from typing import Any, NamedTuple, TypeVar
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 from markupsafe import Markup
 from sqlalchemy import and_, bindparam, extract, func, or_, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from listgate.models import MailingList, Message, Subscription, Thread
 from listgate.states import PostState, SubscriptionState
@@ -32,7 +39,14 @@ from webarchive.rendering import bodies, clock
 from webarchive.rendering import rows as rows_html
 from webarchive.rendering.bodies import FragmentCache
 from webarchive.security import csrf_token, current_address
-from webarchive.templating import anonymous, font_choice, reader_zone, reader_zone_name, request_now
+from webarchive.templating import (
+    anonymous,
+    font_choice,
+    macros,
+    reader_zone,
+    reader_zone_name,
+    request_now,
+)
 
 bp = Blueprint("pages", __name__)
 HOME_COLUMNS = (
@@ -46,6 +60,17 @@ HOME_COLUMNS = (
     MailingList.last_activity,
 )
 PAGE_SIZE = 50
+T = TypeVar("T")
+
+
+class PageConstants(NamedTuple):
+    """What every post of one page shares, looked up once per request."""
+
+    cache: FragmentCache  # the posts' tops, for every request of this process
+    root: str
+    anonymous: bool
+    zone: ZoneInfo | None
+    now: datetime
 
 
 def posts_html(
@@ -56,9 +81,11 @@ def posts_html(
     depth_class: bool = True,
     heading: str = "h2",
 ) -> list[bodies.Page]:
-    """A page's posts in order, one piece each: the top from the cache (the missing ones rendered together),
-    then the reader's own end."""
-    zone = _page_constants()[3]
+    """A page's posts in order, one piece each, then the reader's own end.
+
+    The top of each post comes from the cache (the missing ones are rendered together).
+    """
+    zone = _page_constants().zone
     address = current_address()
     tops = _tops(nodes, list_address, mlist.name, depth_class, heading, address)
     reader = rows_html.Reader.of(
@@ -68,10 +95,10 @@ def posts_html(
         moderator,
         zone,
     )
-    macros = current_app.jinja_env.get_template("pages/_post.html").module  # type: ignore[attr-defined]
+    tombstone, placeholder, owner = macros("pages/_post.html", "tombstone", "placeholder", "owner")
     out: list[bodies.Page] = []
     unread, last = False, len(nodes) - 1
-    for i, (node, top) in enumerate(zip(nodes, tops)):
+    for i, (node, top) in enumerate(zip(nodes, tops, strict=True)):
         parts: list[str] = []
         if node.new and not unread:
             parts.append('<p id="unread" class="new-note">New since your last visit</p>')
@@ -80,14 +107,14 @@ def posts_html(
         if top is None:
             depth = node.depth if depth_class else None
             parts.append(
-                macros.tombstone(node, depth, moderator)
+                tombstone(node, depth, moderator)
                 if m.status == PostState.REMOVED
-                else macros.placeholder(node, depth)
+                else placeholder(node, depth)
             )
         else:
             parts.append(top)
             if address is not None and address == m.from_addr:
-                parts.append(macros.owner(m, address))
+                parts.append(owner(m, address))
             parts.append(
                 rows_html.end_html(
                     node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None, reader
@@ -105,61 +132,59 @@ def _tops(
     heading: str,
     address: str | None,
 ) -> list[Markup | None]:
-    """The part of each visible post that is the same for every reader of one kind (None for the others).
+    """The part of each visible post the same for every reader of one kind (None for the others).
 
     Cached: archived posts change seldom, long threads are read often. The posts missing from the
     cache get their attachments in one query and are rendered; the others need neither.
     """
     cache, root, anon, zone, now = _page_constants()
-    keys: list[tuple | None] = []  # type: ignore[type-arg]
     tops: list[Markup | None] = []
-    missing: list[int] = []
-    for n in nodes:
+    missing: dict[int, tuple[object, ...]] = {}  # index of a post not in the cache -> its key
+    for i, n in enumerate(nodes):
         m, parent = n.message, n.parent
         if m.status != PostState.VISIBLE:
-            keys.append(None)
             tops.append(None)
             continue
         # A post's date and the sender's offset never change: how long ago it was, and the zone, do.
-        keys.append(
-            (
-                m.id,
-                m.message_id,
-                root,
-                anon,
-                address is not None,
-                n.depth if depth_class else None,
-                heading,
-                clock.ago(m.date, now),
-                zone,
-                parent.id if parent else None,
-                parent.status if parent else None,
-                list_address,
-                list_name,
-                n.number,
-                n.parent_number,
-                n.reported,
-                m.edited_at,
-            )
+        key: tuple[object, ...] = (
+            m.id,
+            m.message_id,
+            root,
+            anon,
+            address is not None,
+            n.depth if depth_class else None,
+            heading,
+            clock.ago(m.date, now),
+            zone,
+            parent.id if parent else None,
+            parent.status if parent else None,
+            list_address,
+            list_name,
+            n.number,
+            n.parent_number,
+            n.reported,
+            m.edited_at,
         )
-        tops.append(cache.get(keys[-1]))
+        tops.append(cache.get(key))
         if tops[-1] is None:
-            missing.append(len(tops) - 1)
+            missing[i] = key
     if missing:
         fill_attachments(db(), [nodes[i] for i in missing])
-        macro = current_app.jinja_env.get_template("pages/_post.html").module.top  # type: ignore[attr-defined]
-        for i in missing:
-            key, n = keys[i], nodes[i]
+        (top,) = macros("pages/_post.html", "top")
+        for i, key in missing.items():
+            n = nodes[i]
+            depth = n.depth if depth_class else None
             when = clock.time_html(n.message.date, n.message.date_offset, zone, now)
-            tops[i] = Markup(macro(n, list_address, list_name, key[5], heading, when, address))  # type: ignore[index]
-            cache.put(key, tops[i])  # type: ignore[arg-type]
+            html = Markup(top(n, list_address, list_name, depth, heading, when, address))
+            tops[i] = html
+            cache.put(key, html)
     return tops
 
 
-def _page_constants() -> tuple:  # type: ignore[type-arg]
+def _page_constants() -> PageConstants:
     """What every post of one page shares, looked up once per request."""
     if "_page_constants" not in g:
-        g._page_constants = (
+        g._page_constants = PageConstants(
             resources().extra.setdefault("post_tops", FragmentCache(8192)),
             request.script_root,
             anonymous(),
@@ -170,7 +195,7 @@ def _page_constants() -> tuple:  # type: ignore[type-arg]
 
 
 @bp.get("/")
-def home():  # type: ignore[no-untyped-def]
+def home() -> str:
     """The lists with their counts and last activity."""
     session = db()
     rows = session.execute(select(*HOME_COLUMNS).order_by(MailingList.name)).all()
@@ -181,7 +206,7 @@ def home():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/")
-def list_page(name: str):  # type: ignore[no-untyped-def]
+def list_page(name: str) -> str:
     """A list's threads by last activity, featured ones pinned on the first page."""
     session = db()
     mlist = readable_list(session, name)
@@ -205,7 +230,7 @@ def list_page(name: str):  # type: ignore[no-untyped-def]
     )
 
 
-def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-untyped-def]
+def _following_list(session: Session, mlist: MailingList) -> bool:
     address = current_address()
     return (
         address is not None
@@ -225,12 +250,13 @@ def _following_list(session, mlist: MailingList) -> bool:  # type: ignore[no-unt
 
 
 @bp.get("/threads/<int:thread_id>")
-def thread(thread_id: int):  # type: ignore[no-untyped-def]
+def thread(thread_id: int) -> str | Response:
     """A thread as an indented tree, or flat by date with ?view=flat; its outline and neighbours."""
     session = db()
     found = readable_thread(session, thread_id)
     if found.id != thread_id:
-        return redirect(url_for("pages.thread", thread_id=found.id, **request.args), 301)
+        args: dict[str, Any] = request.args.to_dict()  # the first value of each, as before
+        return redirect(url_for("pages.thread", thread_id=found.id, **args), 301)
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
@@ -239,7 +265,7 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     )
     outline = _outline(found, nodes)
     if view == "flat":
-        nodes = sorted(nodes, key=lambda n: n.number)  # numbered by (date, id)
+        nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))  # as they are numbered
     mlist = found.mailing_list
     # The threads around this one move only when the list gets a post.
     newer, older = _remembered(
@@ -255,9 +281,8 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
         nodes=nodes,
         view=view,
         outline=outline,
-        posts=sum(
-            1 for n in nodes if n.message.status == PostState.VISIBLE
-        ),  # tombstones, placeholders: no posts
+        # tombstones, placeholders: no posts
+        posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),
         font=font_choice(),
         list_address=list_address,
         newer=newer,
@@ -270,8 +295,8 @@ def thread(thread_id: int):  # type: ignore[no-untyped-def]
     )
 
 
-def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, type-arg]
-    """A per-process answer kept under key (at most 4,096 of each kind: forgotten all at once when full)."""
+def _remembered(kind: str, key: Hashable, make: Callable[[], T]) -> T:
+    """A per-process answer kept under key (up to 4,096 of each kind, all forgotten when full)."""
     cache = resources().extra.setdefault(kind, {})
     if key not in cache:
         if len(cache) >= 4096:
@@ -280,8 +305,8 @@ def _remembered(kind: str, key: tuple, make):  # type: ignore[no-untyped-def, ty
     return cache[key]
 
 
-def _outline(found, nodes: list[Node]) -> Markup:  # type: ignore[no-untyped-def]
-    """The thread's outline; the same for every reader of one kind until the thread or the minute changes."""
+def _outline(found: Thread, nodes: list[Node]) -> Markup:
+    """The thread's outline: one for each kind of reader until the thread or the minute changes."""
     now = request_now()
     if any(n.new for n in nodes):
         return rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
@@ -309,8 +334,11 @@ _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
 )
 
 
-def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-def]
-    """What the signed-in person gets of this thread: following, muted, awaiting, member (with the list) or ''."""
+def _thread_state(session: Session, thread: Thread) -> str:
+    """What the signed-in person gets of this thread.
+
+    following, muted, awaiting, member (of the whole list) or ''.
+    """
     address = current_address()
     if address is None:
         return ""
@@ -329,7 +357,7 @@ def _thread_state(session, thread: Thread) -> str:  # type: ignore[no-untyped-de
 
 
 @bp.get("/m/<path:message_id>")
-def permalink(message_id: str):  # type: ignore[no-untyped-def]
+def permalink(message_id: str) -> str:
     """One message by its Message-ID."""
     session = db()
     msg = find_message(session, message_id.strip().strip("<>"), readable_list_ids(session))
@@ -339,13 +367,13 @@ def permalink(message_id: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/messages/<int:message_pk>")
-def message(message_pk: int):  # type: ignore[no-untyped-def]
+def message(message_pk: int) -> str:
     """One message by its archive number."""
     session = db()
     return _single(session, readable_message(session, message_pk))
 
 
-def _single(session, msg: Message):  # type: ignore[no-untyped-def]
+def _single(session: Session, msg: Message) -> str:
     found = readable_thread(session, msg.thread_id)
     node = Node(msg)
     fill_nodes(session, [node], current_address())
@@ -364,7 +392,7 @@ def _single(session, msg: Message):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/authors/<int:message_pk>")
-def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
+def author(name: str, message_pk: int) -> str:
     """Every post on a list by the author of one message (the URL never holds the address)."""
     session = db()
     mlist = readable_list(session, name)
@@ -404,7 +432,7 @@ def author(name: str, message_pk: int):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/months")
-def months(name: str):  # type: ignore[no-untyped-def]
+def months(name: str) -> str:
     """The months a list has posts in, with counts."""
     session = db()
     mlist = readable_list(session, name)
@@ -424,7 +452,7 @@ def months(name: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>")
-def month(name: str, year: int, month: int):  # type: ignore[no-untyped-def]
+def month(name: str, year: int, month: int) -> str:
     """A list's posts in one month, by date."""
     session = db()
     mlist = readable_list(session, name)

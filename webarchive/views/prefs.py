@@ -1,11 +1,13 @@
-"""Changing a reader's display choices without JavaScript: the body font (a cookie) and the time zone (person or cookie).
+"""A reader's display choices, changed without JavaScript.
 
+The body font is kept in a cookie, the time zone on the signed-in person (or in a cookie).
 The choices themselves are read by webarchive.templating.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, abort, flash, redirect, render_template, request
+from werkzeug.wrappers import Response
 
 from listgate import subscriptions
 from listgate.db import transaction
@@ -20,7 +22,7 @@ YEAR = 365 * 86400
 
 
 @bp.get("/prefs/font/<choice>")
-def set_font(choice: str):  # type: ignore[no-untyped-def]
+def set_font(choice: str) -> Response:
     """Remember the body font in a cookie and go back (a plain link: works without JavaScript)."""
     if choice not in FONTS:
         abort(400, description=f"font must be one of {', '.join(FONTS)}")
@@ -30,7 +32,7 @@ def set_font(choice: str):  # type: ignore[no-untyped-def]
 
 
 @bp.get("/settings/time-zone")
-def time_zone_form():  # type: ignore[no-untyped-def]
+def time_zone_form() -> str:
     """Choose the time zone dates are shown in."""
     return render_template(
         "prefs/time_zone.html",
@@ -41,7 +43,7 @@ def time_zone_form():  # type: ignore[no-untyped-def]
 
 
 @bp.post("/settings/time-zone")
-def save_time_zone():  # type: ignore[no-untyped-def]
+def save_time_zone() -> Response:
     """Keep the zone on the signed-in person, or in a cookie for anonymous readers."""
     name = request.form.get("time_zone", "").strip()
     if name not in ("", "UTC") and zone(name) is None:

@@ -1,8 +1,9 @@
-"""A signed-in person's profile: display name, copies of their own posts, following, digest format."""
+"""A signed-in person's profile: display name, copies of own posts, following, digest format."""
 
 from __future__ import annotations
 
 from flask import Blueprint, flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
 
 from listgate import subscriptions
 from listgate.db import transaction
@@ -17,7 +18,7 @@ MAX_NAME = 100
 
 @bp.get("/me/profile")
 @signed_in
-def page():  # type: ignore[no-untyped-def]
+def page() -> str:
     """The profile form."""
     person = db().get(Person, current_address()) or Person(
         address=current_address(),
@@ -31,7 +32,7 @@ def page():  # type: ignore[no-untyped-def]
 
 @bp.post("/me/profile")
 @signed_in
-def save():  # type: ignore[no-untyped-def]
+def save() -> Response:
     """Save the profile; the display name becomes the From: name of posts written here."""
     name = " ".join(request.form.get("name", "").split())[:MAX_NAME]
     if any(c in name for c in '<>"\\@'):

@@ -1,10 +1,15 @@
-"""The search page and its Atom feed: the search box's operators, the form's filters, results by thread on request."""
+"""The search page and its Atom feed.
+
+The search box's operators and the form's filters together; results grouped by thread on request.
+"""
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, abort, render_template, request
+from werkzeug.wrappers import Response
 
 from listgate import lists
 from webarchive.context import db
@@ -32,7 +37,7 @@ def _date(name: str, end: bool = False) -> datetime | None:
 
 
 def _list_ids(names: list[str]) -> set[int] | None:
-    """Readable lists among names, all of them at once (every readable list when none; None: every list)."""
+    """Readable lists among names, all at once (every readable one when none; None: every list)."""
     session = db()
     allowed = readable_list_ids(session)
     for name in names:
@@ -86,21 +91,25 @@ def _query(text: str) -> tuple[Query, str]:
 
 def group(hits: list[Hit]) -> list[tuple[Hit, int]]:
     """The best hit of each thread, in order, with how many hits its thread had."""
-    groups: dict[int, list] = {}  # type: ignore[type-arg]
+    best: dict[int, Hit] = {}
+    counts: Counter[int] = Counter()
     for hit in hits:
-        groups.setdefault(hit.message.thread_id, [hit, 0])[1] += 1
-    return [(best, n) for best, n in groups.values()]
+        best.setdefault(hit.message.thread_id, hit)
+        counts[hit.message.thread_id] += 1
+    return [(hit, counts[thread_id]) for thread_id, hit in best.items()]
 
 
 @bp.get("/search")
-def search():  # type: ignore[no-untyped-def]
-    """Full-text search with operators, list, author, date and thread filters; grouped by thread on request."""
+def search() -> tuple[str, int]:
+    """Full-text search with operators and list, author, date and thread filters."""
     text = request.args.get("q", "").strip()[:500]
     page, (query, problem) = _page(), _query(text)
     by_date, grouped = request.args.get("sort") == "date", request.args.get("group") == "thread"
     filters = _filters(query)
     asked = not query.is_empty or bool(filters.authors)  # an author alone is a search too
-    hits, more, groups = [], False, []
+    hits: list[Hit] = []
+    groups: list[tuple[Hit, int]] = []
+    more = False
     if asked and not problem:
         if grouped:
             pool, _ = run_search(db(), query, filters, 1, GROUP_POOL, by_date)
@@ -128,7 +137,7 @@ def search():  # type: ignore[no-untyped-def]
 
 
 @bp.get("/search/feed")
-def search_feed():  # type: ignore[no-untyped-def]
+def search_feed() -> Response:
     """The newest posts matching a search, as Atom."""
     text = request.args.get("q", "").strip()[:500]
     query, problem = _query(text)

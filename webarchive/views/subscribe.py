@@ -1,4 +1,4 @@
-"""Confirm and unsubscribe links from mail: a GET shows a button, the POST acts (RFC 8058 one-click)."""
+"""Confirm and unsubscribe links from mail: a GET shows a button, the POST acts (RFC 8058)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ log = logging.getLogger(__name__)
 bp = Blueprint("subscribe", __name__)
 
 
-def _refused(reason: str, what: str):  # type: ignore[no-untyped-def]
+def _refused(reason: str, what: str) -> tuple[str, int]:
     """The clear 400 page for a forged, altered or expired link."""
     return render_template("subscribe/invalid.html", reason=reason, what=what), 400
 
 
 @bp.get("/confirm/<token>")
-def confirm_page(token: str):  # type: ignore[no-untyped-def]
+def confirm_page(token: str) -> str | tuple[str, int]:
     """Show what is about to be confirmed, with a button (link scanners must not act)."""
     try:
         subscriptions.read_confirm(context.settings().secret_key, token)
@@ -34,8 +34,10 @@ def confirm_page(token: str):  # type: ignore[no-untyped-def]
     return render_template("subscribe/confirm.html", token=token)
 
 
-def _act(token: str, what: str, action: Callable[[Session, str, str], subscriptions.Outcome]):  # type: ignore[no-untyped-def]
-    """Run action(session, secret, token) in one transaction: the done page, or the clear 400 page."""
+def _act(
+    token: str, what: str, action: Callable[[Session, str, str], subscriptions.Outcome]
+) -> str | tuple[str, int]:
+    """Run action(session, secret, token) in one transaction: the done page, or the 400 page."""
     res = context.resources()
     try:
         with transaction(res.writer) as session:
@@ -56,13 +58,13 @@ def _act(token: str, what: str, action: Callable[[Session, str, str], subscripti
     "the signed token in the URL is the credential; the page comes from a mailed link, maybe in a "
     "browser without this site's cookie"
 )
-def confirm(token: str):  # type: ignore[no-untyped-def]
+def confirm(token: str) -> str | tuple[str, int]:
     """Confirm the subscription the signed link names."""
     return _act(token, "confirmation", subscriptions.confirm_token)
 
 
 @bp.get("/unsubscribe/<token>")
-def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
+def unsubscribe_page(token: str) -> str | tuple[str, int]:
     """Say what the link would do, with a button; a GET never unsubscribes."""
     res = context.resources()
     with res.reader() as session:
@@ -84,9 +86,9 @@ def unsubscribe_page(token: str):  # type: ignore[no-untyped-def]
 
 @bp.post("/unsubscribe/<token>")
 @csrf_exempt(
-    "RFC 8058 one-click: mail clients POST List-Unsubscribe=One-Click with no cookie; the signed token "
-    "in the URL is the credential"
+    "RFC 8058 one-click: mail clients POST List-Unsubscribe=One-Click with no cookie; "
+    "the signed token in the URL is the credential"
 )
-def unsubscribe(token: str):  # type: ignore[no-untyped-def]
+def unsubscribe(token: str) -> str | tuple[str, int]:
     """Unsubscribe at once: the form's button, or a mail client's one-click POST (RFC 8058)."""
     return _act(token, "unsubscribe", subscriptions.unsubscribe_by_token)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from listgate import administration, removal
 from listgate.db import transaction
@@ -36,16 +37,18 @@ def purged(msg: Message) -> bool:
 def _moderated(session: Session, message_pk: int) -> tuple[Message, MailingList]:
     """The post and its list when the signed-in person may moderate that list; else 404."""
     msg = session.get(Message, message_pk)
-    mlist = session.get(MailingList, msg.list_id) if msg is not None else None
+    if msg is None:
+        abort(404)
+    mlist = session.get(MailingList, msg.list_id)
     if mlist is None or not administration.may_moderate(
         mlist, current_address(), settings().admins
     ):
         abort(404)
-    return msg, mlist  # type: ignore[return-value]
+    return msg, mlist
 
 
 @bp.get("/moderation/messages/<int:message_pk>/remove")
-def form(message_pk: int):  # type: ignore[no-untyped-def]
+def form(message_pk: int) -> str:
     """The takedown form: the post, a reason, and whether to purge it too."""
     msg, mlist = _moderated(db(), message_pk)
     return render_template(
@@ -59,15 +62,13 @@ def form(message_pk: int):  # type: ignore[no-untyped-def]
 
 
 @bp.post("/moderation/messages/<int:message_pk>/remove")
-def remove(message_pk: int):  # type: ignore[no-untyped-def]
-    """Remove the post (a tombstone keeps its place), or purge it once the moderator has confirmed."""
+def remove(message_pk: int) -> str | Response:
+    """Remove the post (a tombstone keeps its place), or purge it once the moderator confirms."""
     msg, mlist = _moderated(db(), message_pk)
     purge, subject = request.form.get("purge") == "yes", msg.subject or "(no subject)"
     try:
         reason = removal.clean_reason(request.form.get("reason", ""))
-        if (
-            purge and request.form.get("confirm") != "yes"
-        ):  # a purge cannot be undone: ask once more
+        if purge and request.form.get("confirm") != "yes":  # a purge is for good: ask again
             return render_template(
                 "moderation/remove.html",
                 msg=msg,
@@ -92,7 +93,7 @@ def remove(message_pk: int):  # type: ignore[no-untyped-def]
 
 
 def _copies(session: Session, msg: Message, purge: bool) -> list[Message]:
-    """What to act on: the post; for a purge also the copies on other lists sharing its bytes (if ours)."""
+    """What to act on: the post; for a purge its copies on other lists too (if ours to moderate)."""
     if not purge:
         return [msg]
     others = list(

@@ -6,7 +6,6 @@ import mailbox
 from pathlib import Path
 
 from worker.mailer import (
-    ABANDONED,
     BOUNCED,
     DEFERRED,
     SENT,
@@ -36,15 +35,6 @@ def test_maildir_delivery_keeps_the_message_and_the_envelope(tmp_path: Path) -> 
     (only,) = list(mailbox.Maildir(tmp_path / "out"))
     assert only["Delivered-To"] == "ann@example.org" and only["Subject"] == "hi"
     assert only.get_payload() == "body\n"
-
-
-def test_maildir_abandons_when_the_claim_is_lost(tmp_path: Path) -> None:
-    with connect(f"maildir:{tmp_path / 'out'}") as conn:
-        result = conn.send(
-            "", "ann@example.org", b"Subject: hi\r\n\r\nbody\r\n", before_commit=lambda: False
-        )
-    assert result.status == ABANDONED
-    assert list(mailbox.Maildir(tmp_path / "out")) == []
 
 
 def test_refused_connection_is_deferred_not_raised() -> None:
