@@ -28,7 +28,8 @@ class BrokerSender:
         """The Celery app used only to send tasks by name."""
         with self._lock:
             if self._app is None:
-                import celery  # deferred: importing celery is slow and the gateway may never need it
+                # deferred: importing celery is slow and the gateway may never need it
+                import celery
 
                 app = celery.Celery(
                     "listgate-gateway", broker=self.settings.broker_url, set_as_current=False
@@ -100,7 +101,7 @@ class BackgroundSender:
         return len(entries)
 
     def close(self, timeout: float = 10.0) -> None:
-        """Send what is queued (for at most timeout seconds; the sweeper has the rest), then stop."""
+        """Send what is queued (for at most timeout seconds; the sweeper takes the rest), stop."""
         with self._lock:
             thread, self._thread = self._thread, None
         if thread is not None:

@@ -28,7 +28,7 @@ from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
 from listgate.spool import Spool
-from listgate.states import SpoolState
+from listgate.states import PostOrigin, SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ class Archiver:
         return Item(
             parse(row.raw, row.received_at),
             tuple(r for r in found if r is not None),
-            "smtp",
+            PostOrigin.SMTP,
             row.mail_from,
         )
 

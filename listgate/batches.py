@@ -19,6 +19,7 @@ from listgate.addresses import Recipient
 from listgate.ingest import IngestResult, ingest, look_ahead
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
+from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ class Item:
 
     parsed: ParsedMessage
     recipients: tuple[Recipient, ...]
-    origin: str = "smtp"
+    origin: str = PostOrigin.SMTP
     envelope_from: str | None = None
 
 

@@ -36,6 +36,7 @@ from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse
 from listgate.models import Message, MessageVariant, RawMessage
+from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
@@ -120,9 +121,6 @@ def maildir_files(path: Path) -> list[Path]:
 
 def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
     """Parse a batch (in a helper process, or here)."""
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     return [parse(raw) for raw in raws]
 
 
@@ -233,7 +231,7 @@ class Importer:
         """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one
         per message."""
         parsed = parse_all(raws) if parsing is None else ParseAhead.result(parsing, raws)
-        items = [Item(p, (self.recipient,), "import") for p in parsed]
+        items = [Item(p, (self.recipient,), PostOrigin.IMPORT) for p in parsed]
         try:
             with self.factory() as session, session.begin():
                 results = ingest_batch(
@@ -324,9 +322,6 @@ def run_import(
     settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True
 ) -> Summary:
     """Import path into list_name with a progress bar (rate, ETA) on stderr; returns the summary."""
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
         importer = Importer(

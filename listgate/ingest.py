@@ -31,7 +31,13 @@ from listgate.models import (
     ThreadNode,
 )
 from listgate.policy import is_member, needs_approval, publish_counts
-from listgate.states import PostState, SubscriptionState
+from listgate.states import (
+    ListPolicy,
+    PostOrigin,
+    PostState,
+    SubscriptionKind,
+    SubscriptionState,
+)
 from listgate.store import lock_list, table
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,6 @@ STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = (
     "command",
 )
 REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx over SMTP
-RELEASE = "release"  # origin of a post a moderator released from the not-posted queue
 VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside it, not sent out
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
@@ -123,7 +128,7 @@ def ingest(
     mlist: MailingList,
     *,
     domain: str,
-    origin: str = "smtp",
+    origin: str = PostOrigin.SMTP,
     envelope_from: str | None = None,
     fallback_days: int = 30,
     recipient: Recipient | None = None,
@@ -150,7 +155,7 @@ def _ingest(
     lock_list(session, mlist)
     if recipient is not None and recipient.command:
         return _command(session, parsed, mlist, recipient, envelope_from)
-    if origin != "import":
+    if origin != PostOrigin.IMPORT:
         early = screen(
             session, parsed, mlist, domain=domain, origin=origin, envelope_from=envelope_from
         )
@@ -159,10 +164,10 @@ def _ingest(
         ):  # answered 250 already (or a web post): kept in the not-posted queue, never dropped
             return (
                 early
-                if origin == RELEASE
+                if origin == PostOrigin.RELEASE
                 else _not_posted(session, parsed, mlist, early.reason, envelope_from, early.status)
             )
-        word = thread_command(parsed) if origin != RELEASE else ""
+        word = thread_command(parsed) if origin != PostOrigin.RELEASE else ""
         if word:
             return _reply_command(session, parsed, mlist, word, envelope_from)
     existing = _archived(session, mlist, parsed.message_id)
@@ -171,7 +176,7 @@ def _ingest(
 
     status = _policy_status(session, mlist, parsed, origin)
     held_why = "" if status == PostState.VISIBLE else _held_reason(mlist)
-    period = digests.period_of(parsed, mlist, domain) if origin != "import" else None
+    period = digests.period_of(parsed, mlist, domain) if origin != PostOrigin.IMPORT else None
     if (
         period is not None
     ):  # a reply to a whole digest: under the entry it answers, or held with a hint
@@ -198,12 +203,12 @@ def _ingest(
     )
     if status == PostState.VISIBLE:
         publish_counts(mlist, msg)
-        if origin != "import":
+        if origin != PostOrigin.IMPORT:
             _auto_follow(session, mlist, msg.from_addr, thread.id)
             result.outbox.append(dispatch.record(session, dispatch.FANOUT, msg.id))
     else:
         result.reason = "held for moderation"
-        if origin not in ("import", RELEASE) and msg.from_addr:
+        if origin not in (PostOrigin.IMPORT, PostOrigin.RELEASE) and msg.from_addr:
             # An automatic reply to an unauthenticated From: rate-limited, and the Subject is not
             # quoted back.
             result.outbox.append(
@@ -221,7 +226,9 @@ def _ingest(
                     },
                 )
             )
-        if origin != "import":  # the moderators hear of it once, by mail (worker/moderation.py)
+        if (
+            origin != PostOrigin.IMPORT
+        ):  # the moderators hear of it once, by mail (worker/moderation.py)
             result.outbox.append(
                 dispatch.record(
                     session,
@@ -269,7 +276,7 @@ def release(
         parse(raw),
         mlist,
         domain=domain,
-        origin=RELEASE,
+        origin=PostOrigin.RELEASE,
         envelope_from=entry.envelope_from,
         fallback_days=fallback_days,
     )
@@ -282,7 +289,7 @@ def release(
 
 def _held_reason(mlist: MailingList) -> str:
     """Why the list's policy holds a post, as the moderators are told."""
-    if mlist.policy == "moderated":
+    if mlist.policy == ListPolicy.MODERATED:
         return "every post to this list is moderated"
     return "the sender is not a member of the list"
 
@@ -341,7 +348,7 @@ def screen(
     mlist: MailingList,
     *,
     domain: str,
-    origin: str = "smtp",
+    origin: str = PostOrigin.SMTP,
     envelope_from: str | None = None,
 ) -> IngestResult | None:
     """What the headers and a ban look-up decide alone: automatic mail DROPPED, a banned sender
@@ -350,7 +357,7 @@ def screen(
     The gateway asks this at SMTP DATA (on a header scan) and ingest asks it again when archiving,
     where a ban added after the 250 is caught. A released entry is not automatic mail any more.
     """
-    reason = automatic_reason(head, envelope_from, domain) if origin != RELEASE else ""
+    reason = automatic_reason(head, envelope_from, domain) if origin != PostOrigin.RELEASE else ""
     if reason:
         return IngestResult(DROPPED, mlist.name, reason=reason)
     reason = _banned(session, mlist, head, envelope_from)
@@ -390,7 +397,7 @@ def admit(
         return IngestResult(
             VARIANT, mlist.name, existing.id, existing.thread_id, "to be kept as a variant"
         )
-    if _policy_status(session, mlist, head, "smtp") == PostState.VISIBLE:
+    if _policy_status(session, mlist, head, PostOrigin.SMTP) == PostState.VISIBLE:
         return IngestResult(STORED, mlist.name)
     return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
 
@@ -448,9 +455,9 @@ def _banned(
 def _policy_status(
     session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str
 ) -> str:
-    if origin in ("import", RELEASE) or mlist.policy == "open":
+    if origin in (PostOrigin.IMPORT, PostOrigin.RELEASE) or mlist.policy == ListPolicy.OPEN:
         return PostState.VISIBLE
-    if mlist.policy == "moderated":
+    if mlist.policy == ListPolicy.MODERATED:
         return (
             PostState.VISIBLE if parsed.from_addr in mlist.moderator_addresses() else PostState.HELD
         )
@@ -530,7 +537,7 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
             store.of(session).follow,
             {
                 **params,
-                "kind": "thread",
+                "kind": SubscriptionKind.THREAD,
                 "status": SubscriptionState.ACTIVE,
                 "confirmed_at": datetime.now(UTC),
             },

@@ -1,4 +1,4 @@
-"""Reports on posts, and hiding and restoring the posts they are about, keeping the thread and list counts right."""
+"""Reports on posts; hiding and restoring the posts, keeping the thread and list counts right."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.states import SubscriptionState
+from listgate.states import SubscriptionKind, SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
@@ -86,7 +86,7 @@ MEMBER = blind(
     .where(
         _SUBS.c.list_id == bindparam("list_id"),
         _SUBS.c.address == bindparam("address"),
-        _SUBS.c.kind.in_(("list", "digest")),
+        _SUBS.c.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
         _SUBS.c.status == SubscriptionState.ACTIVE,
     )
     .limit(1)
@@ -108,7 +108,7 @@ MAY_FOLLOW = blind(
             exists().where(
                 _SUBS.c.list_id == bindparam("list_id"),
                 _SUBS.c.address == bindparam("address"),
-                _SUBS.c.kind.in_(("thread", "mute")),
+                _SUBS.c.kind.in_((SubscriptionKind.THREAD, SubscriptionKind.MUTE)),
                 _SUBS.c.thread_key == bindparam("thread_key"),
                 _SUBS.c.status != SubscriptionState.ENDED,
             ),

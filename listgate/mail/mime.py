@@ -1,15 +1,19 @@
 """The body decoder for normal mail: mail-parser, given the body and the fields that shape it.
 
 mail-parser is imported on the first message decoded (it costs 0.2-0.8 s): whoever only reads
-header fields (the worker at start, the gateway's checks) never loads it.
+header fields (the worker at start, the gateway's checks) never loads it. Its logger is quieted
+here, once, for every process that decodes mail (it warns about every multipart/alternative).
 """
 
 from __future__ import annotations
 
 import base64
 import email
+import functools
+import logging
 from email.message import Message as StdMessage
 from email.policy import compat32
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from listgate.mail.bodies import decode_text, header_defects, shaping_fields
@@ -26,11 +30,19 @@ def message(raw: bytes) -> StdMessage:
     return email.message_from_bytes(raw, policy=compat32)
 
 
+@functools.cache
+def _mailparser() -> ModuleType:
+    """mail-parser, imported on first use (see the module's docstring), its warnings silenced."""
+    import mailparser
+
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    return mailparser
+
+
 def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
     """(plain text, html, attachments) as mail-parser decodes them; a failure leaves them empty, as
     a defect."""
-    import mailparser  # deferred: see the module's docstring
-
+    mailparser = _mailparser()
     view = b"".join(
         f"{n}: {v}\n".encode("ascii", "surrogateescape") for n, v in shaping_fields(header)
     )
