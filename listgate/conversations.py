@@ -29,7 +29,7 @@ from listgate.models import (
 )
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionState
-from listgate.store import table
+from listgate.store import lock_list, table
 
 _MESSAGES = table(Message)
 _THREADS = table(Thread)
@@ -295,8 +295,13 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
 
 def count_step(session: Session, msg: Message, step: int) -> None:
     """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move,
-    and a thread
-    with no visible post left stops being one of the list's threads (hidden, removed)."""
+    and a thread with no visible post left stops being one of the list's threads.
+
+    Called before any other write of the caller's transaction: the list lock comes first, as in
+    the archiver's batches (which read a thread's counts after it and write them at their flush),
+    so a takedown waits for a batch instead of being overwritten by it or deadlocking with it.
+    """
+    lock_list(session, session.get_one(MailingList, msg.list_id))
     left = session.execute(
         update(Thread)
         .where(Thread.id == msg.thread_id)
