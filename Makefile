@@ -19,13 +19,12 @@ PYTEST_ARGS ?=
 INSTALL_PROJECT := PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 COMPILE := $(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links
 
-.PHONY: help install install-run run test lint lint-imports lint-debt lock audit bench bench-quick soak soak-reliability clean distclean
+.PHONY: help install install-run run test lint lint-imports lock audit bench bench-quick soak soak-reliability clean distclean
 
 help:
 	@echo "make run          install if needed, then start listgate (SMTP 127.0.0.1:2525, web http://127.0.0.1:8080)"
 	@echo "make test         install if needed, run the guardrails (make lint), then the whole suite with branch coverage"
 	@echo "make lint         ruff (lint and format), mypy and the import contracts"
-	@echo "make lint-debt    count what the guardrails would still find with nothing exempted (issue 15.6)"
 	@echo "make install      create .venv and install listgate with its test dependencies (idempotent)"
 	@echo "make lock         regenerate requirements/*.txt (hashes) from pyproject.toml's ranges"
 	@echo "make audit        check the locked packages for known vulnerabilities (says so when it cannot)"
@@ -73,24 +72,11 @@ audit: $(TOOLS)/.installed
 lint-imports: install
 	$(BIN)/lint-imports
 
-# The guardrails. PENDING (issue 15.6), the path to zero: until the final pass formats the tree
-# and cleans the rest, ruff holds the files listed here (all its rules but the line length, which
-# waits for the formatter), the format check the files already formatted, and mypy every module
-# but those in the PENDING block of pyproject.toml's [tool.mypy]. When the tree is clean all three
-# lists become `.` and the block goes. `make lint-debt` counts what is left.
-RUFF_CLEAN = bench scripts gateway/__main__.py gateway/server.py gateway/writer.py listgate/admin_cli.py \
-	listgate/cli.py listgate/config.py listgate/launch.py listgate/spool_cli.py listgate/status.py \
-	$(filter-out worker/headers.py,$(wildcard worker/*.py))
-RUFF_CLEAN_IGNORE = --extend-ignore E501
-FORMAT_CLEAN = .
-
+# The guardrails, over the whole tree with nothing exempted (README "Development").
 lint: install lint-imports
-	$(BIN)/ruff check --quiet $(RUFF_CLEAN_IGNORE) $(RUFF_CLEAN)
-	$(BIN)/ruff format --check --quiet $(FORMAT_CLEAN)
+	$(BIN)/ruff check --quiet .
+	$(BIN)/ruff format --check --quiet .
 	$(BIN)/mypy
-
-lint-debt: install
-	$(BIN)/python scripts/lint_debt.py --after-format
 
 # Coverage of the code the suite runs in its own process (servers the tests start as
 # subprocesses are not measured); the floor is in pyproject.toml's [tool.coverage.report].

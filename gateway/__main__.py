@@ -57,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(settings)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
         if needs_upgrade(engine):

@@ -1,4 +1,5 @@
-"""DATA as received: one growing buffer per message, within a per-message size and a shared memory budget.
+"""DATA as received: one growing buffer per message, within a per-message size and a shared memory
+budget.
 
 aiosmtpd keeps one bytearray per received line until the final dot (about 70 bytes per empty
 line: 24 MB of bare CRLF lines held 866 MB). Here the lines go into one buffer, dot-unstuffed on
@@ -27,7 +28,8 @@ class DataBudget:
     """Bytes of DATA held in memory by all connections together, and by each client address."""
 
     def __init__(self, total: int, max_message: int) -> None:
-        # One client address: a quarter of the total, but always room for one message of the largest size.
+        # One client address: a quarter of the total, but always room for one message of the largest
+        # size.
         self.per_client = max(total // 4, max_message + CHUNK)
         self.total = max(total, self.per_client)
         self._lock = threading.Lock()
@@ -78,7 +80,8 @@ class Incoming:
         self._size = 0  # bytes received, as aiosmtpd counts them (CRLFs and stuffing dots included)
 
     async def read(self, reader: asyncio.StreamReader) -> None:
-        """Take lines up to the final dot; on a limit, keep reading (and dropping) to the dot, as aiosmtpd does.
+        """Take lines up to the final dot; on a limit, keep reading (and dropping) to the dot, as
+        aiosmtpd does.
 
         Over the budget it returns at once (the caller answers 421 and closes).
         """

@@ -1,4 +1,5 @@
-"""The aiosmtpd handler: refuse at RCPT; at DATA decide from the headers, spool, and answer 250 only after the commit.
+"""The aiosmtpd handler: refuse at RCPT; at DATA decide from the headers, spool, and answer 250 only
+after the commit.
 
 A 250 means the exact bytes are durable in the spool; the archiver stage (listgate.spool)
 parses, threads, indexes and queues the fan-out afterwards.
@@ -124,7 +125,7 @@ class GatewayHandler:
         address: str,
         mail_options: list[str],
     ) -> str:
-        """Refuse an 8-bit sender without SMTPUTF8, rate-limit per client address, else accept (incl. <>)."""
+        """Refuse an 8-bit sender without SMTPUTF8, rate-limit per client, else accept (<> too)."""
         client = client_address(session)
         problem = eight_bit_problem(address, mail_options)
         if problem:
@@ -160,15 +161,16 @@ class GatewayHandler:
     ) -> str:
         """Accept list and command addresses of lists this sender may see; refuse anything else now.
 
-        A private list is answered like a missing one unless the sender is known to it (privacy.admits).
-        At most max_recipients RCPTs per transaction; each accepted recipient after the first counts
-        against the client's messages per minute, like a message of its own.
+        A private list is answered like a missing one unless the sender is known to it
+        (privacy.admits). At most max_recipients RCPTs per transaction; each accepted recipient
+        after the first counts against the client's messages per minute, like a message of its own.
         """
         tried = getattr(envelope, "listgate_rcpts", 0) + 1
         envelope.listgate_rcpts = tried  # type: ignore[attr-defined]
         if tried > self.settings.max_recipients:
             return (
-                f"452 4.5.3 Too many recipients: the limit is {self.settings.max_recipients} per message, "
+                "452 4.5.3 Too many recipients: the limit is "
+                f"{self.settings.max_recipients} per message, "
                 "send the others in another transaction"
             )
         recipient = parse_recipient(address, self.settings.domain)
@@ -208,7 +210,7 @@ class GatewayHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        """Check limits, decide for every recipient from the headers, spool in one group commit, then answer."""
+        """Check limits, decide each recipient from the headers, spool in a group commit, answer."""
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
         try:
@@ -264,7 +266,8 @@ class GatewayHandler:
     def prepare(
         self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]
     ) -> tuple[tuple[str, str] | None, Delivered | None, Spooled | None]:
-        """(limit problem, None, None) for a message we refuse, else (None, the answers, what to spool).
+        """(limit problem, None, None) for a message we refuse, else (None, the answers, what to
+        spool).
 
         A message with no recipient to archive for is spooled without bytes: only its counts.
         """
@@ -339,7 +342,7 @@ class GatewayHandler:
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
     def admits(self, recipient: Recipient, sender: str | None) -> bool:
-        """True when RCPT may accept this list address from sender (a short read); public lists remembered a while."""
+        """True when RCPT may accept this list from sender; public lists remembered a while."""
         with self.read_factory() as session:
             mlist = lists.get(session, recipient.list_name)
             if mlist is None:
@@ -350,17 +353,8 @@ class GatewayHandler:
         return True
 
     def _known_list(self, name: str) -> bool:
-        """A public list of that name existed a moment ago (one deleted since still gets its 550 at DATA)."""
+        """A public list of that name existed a moment ago (a deleted one gets its 550 at DATA)."""
         return self._lists_seen.get(name, 0.0) > time.monotonic()
-
-    def deliver(self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]) -> Delivered:
-        """Answer and spool one message without SMTP (tests, tools): the Message-ID and one outcome per recipient."""
-        problem, delivered, job = self.prepare(raw, mail_from, rcpt_tos)
-        if problem is not None:
-            raise ValueError(problem[1])
-        assert delivered is not None and job is not None
-        self.store_batch([job])
-        return delivered
 
     def store_batch(self, jobs: list[Spooled]) -> list[None]:
         """Spool several answered messages in one transaction (one fsync), their counts with them.
@@ -373,7 +367,8 @@ class GatewayHandler:
         return [None] * len(jobs)
 
     def count_refusal(self, reason: str) -> None:
-        """Count a refusal through the spool (the archiver adds it up); a failure here never changes a reply.
+        """Count a refusal through the spool (the archiver adds it up); a failure here never changes
+        a reply.
 
         It waits for the group commit it shares, so a refusal the client was told of is counted.
         """
@@ -388,7 +383,7 @@ class GatewayHandler:
 
 
 def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    """The counters an answered message adds to: received, and refused per list (the archiver counts what it archives)."""
+    """What an answered message counts: received, refused per list (the archiver: the rest)."""
     counts = [(counters.RECEIVED, "")]
     for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
         if r.status == REFUSED:

@@ -1,4 +1,4 @@
-"""Per-client limits: connections and messages per minute (the checks on a message's shape: listgate.mail.shape)."""
+"""Per-client limits: connections and messages per minute (message shapes: listgate.mail.shape)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ LOOPBACK = ("127.0.0.0/8", "::1/128")
 
 
 def trusted_networks(configured: tuple[str, ...] | None, lmtp: bool) -> tuple[str, ...]:
-    """LISTGATE_TRUSTED_MTAS when set; otherwise loopback in LMTP mode (the MTA in front) and nobody in SMTP mode."""
+    """LISTGATE_TRUSTED_MTAS if set; else loopback under LMTP (the MTA in front), none in SMTP."""
     if configured is not None:
         return configured
     return LOOPBACK if lmtp else ()

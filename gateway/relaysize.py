@@ -1,4 +1,5 @@
-"""The largest message the gateway takes: LISTGATE_MAX_MESSAGE_SIZE, lowered to what the outbound relay takes.
+"""The largest message the gateway takes: LISTGATE_MAX_MESSAGE_SIZE, lowered to what the outbound
+relay takes.
 
 A post the relay refuses for its size is accepted here and then fails for every subscriber (a
 failed post, see worker/bounces.py). So when LISTGATE_OUTBOUND is an SMTP relay the gateway
@@ -46,7 +47,8 @@ class SizeLimit:
             limit = min(self.configured, max(advertised - HEADROOM, advertised // 2))
         if limit != self.current:
             log.info(
-                "message size limit now %d bytes (the outbound relay accepts %s, LISTGATE_MAX_MESSAGE_SIZE is %d)",
+                "message size limit now %d bytes (the outbound relay accepts %s, "
+                "LISTGATE_MAX_MESSAGE_SIZE is %d)",
                 limit,
                 advertised or "any size",
                 self.configured,

@@ -48,7 +48,8 @@ class _Guarded(SMTP):
                 "refused a connection from %s: %d already open", client, limits.max_connections
             )
             await self.push(
-                f"421 4.7.0 Too many connections from {client} (limit {limits.max_connections}), try again later"
+                f"421 4.7.0 Too many connections from {client} "
+                f"(limit {limits.max_connections}), try again later"
             )
             self._close()
             return
@@ -59,7 +60,8 @@ class _Guarded(SMTP):
                 limits.disconnect(client)
 
     async def smtp_DATA(self, arg: str) -> None:
-        """aiosmtpd's DATA, the message read into one buffer within the memory budget (gateway/data.py).
+        """aiosmtpd's DATA, the message read into one buffer within the memory budget
+        (gateway/data.py).
 
         Each line is also watched before it is dot-unstuffed: "CRLF . LF" would otherwise arrive
         as an innocent bare LF (limits.dot_line_with_bare_end), and the handler refuses it like
@@ -110,7 +112,7 @@ class _Guarded(SMTP):
             self.smuggled_dot = True
 
     async def _data_refused(self, problem: str) -> None:
-        """Answer a message that broke a limit while it was received (over the budget: 421 and close)."""
+        """Answer a message that broke a limit while it came in (over the budget: 421 and close)."""
         if problem == "over-budget":
             log.warning(
                 "closing a connection from %s: %s",
@@ -152,7 +154,7 @@ class _Guarded(SMTP):
         return f"552 5.3.4 Message too big: the limit is {self.data_size_limit} bytes"
 
     def _refused(self, reason: str, reply: str, at_data: bool) -> str:
-        """Log and count a refusal by aiosmtpd itself; after DATA, LMTP wants a line per recipient."""
+        """Log and count a refusal by aiosmtpd itself; after DATA, LMTP answers per recipient."""
         handler = self.event_handler
         self.loop.run_in_executor(handler.executor, handler.count_refusal, reason)
         log.info("refused a message from %s: %s", self._client or "local", reply)

@@ -37,7 +37,10 @@ class SinkHandler:
         subject = header_text(fields.read(data), SUBJECT)
         self.count += 1
         if self.box is not None:
-            envelope_lines = f"Return-Path: <{envelope.mail_from}>\nDelivered-To: {', '.join(envelope.rcpt_tos)}\n"
+            envelope_lines = (
+                f"Return-Path: <{envelope.mail_from}>\n"
+                f"Delivered-To: {', '.join(envelope.rcpt_tos)}\n"
+            )
             self.box.add(envelope_lines.encode() + data.replace(b"\r\n", b"\n"))
         log.info(
             "#%d from %s to %s: %r (%d bytes)",
@@ -61,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     host, sep, port = args.listen.rpartition(":")
     if not sep or not port.isdigit() or not host:
         sys.stderr.write(
-            f"listgate sink: --listen {args.listen!r}: expected HOST:PORT, for example 127.0.0.1:1025\n"
+            f"listgate sink: --listen {args.listen!r}: expected HOST:PORT, "
+            "for example 127.0.0.1:1025\n"
         )
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sink: %(message)s")

@@ -6,13 +6,15 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-COMMANDS = ("subscribe", "unsubscribe", "help", "confirm", "bounce", "approve", "reject", "digest")
-DIGEST_CHOICES = ("daily", "weekly", "off")  # NAME+digest-CHOICE@
+from listgate.states import DigestFrequency
+
+DIGEST_OFF = "off"  # NAME+digest-off@: every post again
+DIGEST_CHOICES: tuple[str, ...] = (*DigestFrequency, DIGEST_OFF)  # NAME+digest-CHOICE@
 # Every address we make must keep its local part under 64 characters (RFC 5321): the longest are
 # NAME+bounce-TOKEN (8 + at most 27, for ids up to 2^31), NAME+confirm-CODE (9 + at most 21)
 # and NAME+approve-CODE (9 + at most 21).
 MAX_LIST_NAME = 32
-_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,%d}$" % (MAX_LIST_NAME - 1))
+_NAME = re.compile(rf"^[a-z0-9][a-z0-9._-]{{0,{MAX_LIST_NAME - 1}}}$")
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ def parse_recipient(address: str, domain: str) -> Recipient | None:
 
 
 def ascii_reading(address: str) -> str:
-    """What a non-ASCII address imitates: NFKC and case folding (for logs; such an address is never ours)."""
+    """What a non-ASCII address imitates: NFKC and case folding (for logs; it is never ours)."""
     return unicodedata.normalize("NFKC", address).casefold()
 
 

@@ -1,4 +1,5 @@
-"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages remove|place-variants`.
+"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages
+remove|place-variants`.
 
 Each is a thin shell over listgate.administration / listgate.removal (the web settings page
 uses the same functions); listgate/cli.py registers them.
@@ -14,7 +15,7 @@ import click
 
 from listgate import administration, plurals, removal
 from listgate import lists as lists_service
-from listgate.models.archive import POLICIES, REPLY_TO
+from listgate.states import ListPolicy, ReplyTo
 
 if TYPE_CHECKING:
     from listgate.cli import _session as cli_session
@@ -44,9 +45,12 @@ def _session() -> cli_session:
 @click.option("--description", default=None, help="What the list is for.")
 @click.option(
     "--policy",
-    type=click.Choice(POLICIES),
+    type=click.Choice([p.value for p in ListPolicy]),
     default=None,
-    help="open: anyone posts; members: subscribers post, others are held; moderated: every post is held.",
+    help=(
+        "open: anyone posts; members: subscribers post, others are held; "
+        "moderated: every post is held."
+    ),
 )
 @click.option(
     "--private/--public", default=None, help="Archive visible to members only, or to everyone."
@@ -54,9 +58,12 @@ def _session() -> cli_session:
 @click.option(
     "--reply-to",
     "reply_to",
-    type=click.Choice(REPLY_TO),
+    type=click.Choice([r.value for r in ReplyTo]),
     default=None,
-    help="Reply-To on copies: none (default), list, or author (never where the author's DKIM signature covers it).",
+    help=(
+        "Reply-To on copies: none (default), list, or author "
+        "(never where the author's DKIM signature covers it)."
+    ),
 )
 def lists_edit(
     name: str,
@@ -181,7 +188,7 @@ def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | 
 @messages.command("place-variants")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def messages_place_variants(quiet: bool) -> None:
-    """Place each message kept with variants by its copy with the earliest Date (variants kept before version 0010)."""
+    """Place each message kept with variants by its earliest-dated copy (variants before 0010)."""
     from sqlalchemy import select
 
     from listgate import threads
@@ -219,5 +226,6 @@ def messages_place_variants(quiet: bool) -> None:
     finally:
         engine.dispose()
     click.echo(
-        f"{plurals.count(len(pks), 'message')} with variants, {moved} placed anew by an earlier copy"
+        f"{plurals.count(len(pks), 'message')} with variants, "
+        f"{moved} placed anew by an earlier copy"
     )

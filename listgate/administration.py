@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from listgate import plurals, subscriptions
@@ -36,8 +37,8 @@ from listgate.models import (
     ThreadParticipant,
     Vote,
 )
-from listgate.models.archive import POLICIES, REPLY_TO
 from listgate.models.delivery import Bounce
+from listgate.states import ListPolicy, ReplyTo
 
 ROLES = ("owner", "moderator")
 ROLE_ACTIONS = ("add", "remove")
@@ -95,18 +96,18 @@ def may_moderate(mlist: MailingList, address: str | None, admins: Iterable[str])
 
 
 def edit(session: Session, mlist: MailingList, actor: str, **changes: object) -> list[str]:
-    """Change some of FIELDS (None: leave as is); ListError for a bad value; the logged lines ('policy: ...')."""
+    """Change some of FIELDS (None: as is); ListError for a bad value; the lines logged."""
     changes = {name: value for name, value in changes.items() if value is not None}
     unknown = set(changes) - set(FIELDS)
     if unknown:
         raise ListError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    if "policy" in changes and changes["policy"] not in POLICIES:
+    if "policy" in changes and changes["policy"] not in tuple(ListPolicy):
         raise ListError(
-            f"unknown policy {changes['policy']!r}: choose one of {', '.join(POLICIES)}"
+            f"unknown policy {changes['policy']!r}: choose one of {', '.join(ListPolicy)}"
         )
-    if "reply_to" in changes and changes["reply_to"] not in REPLY_TO:
+    if "reply_to" in changes and changes["reply_to"] not in tuple(ReplyTo):
         raise ListError(
-            f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(REPLY_TO)}"
+            f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(ReplyTo)}"
         )
     if "title" in changes and len(str(changes["title"])) > 200:
         raise ListError("the title is longer than 200 characters")
@@ -151,7 +152,7 @@ def members_of(mlist: MailingList, role: str) -> list[str]:
 def change_role(
     session: Session, mlist: MailingList, action: str, role: str, address: str, actor: str
 ) -> bool:
-    """Add ("add") or take away ("remove") an owner or moderator; False when address already had it, or had not."""
+    """Add or remove an owner or moderator; False when the address already had it, or had not."""
     if action not in ROLE_ACTIONS:
         raise ListError(f"unknown action {action!r}: choose one of {', '.join(ROLE_ACTIONS)}")
     address, column = normalize_address(address), _role_column(role)
@@ -178,17 +179,20 @@ class Deletion:
     def describe(self) -> str:
         """One line for the owner."""
         return (
-            f"{self.name}: {plurals.count(self.messages, 'message')}, {plurals.count(self.threads, 'thread')}, "
-            f"{plurals.count(self.subscriptions, 'subscription')}, {plurals.count(self.not_posted, 'mail')} not "
-            "posted, and its raw mail, attachments, reports and history"
+            f"{self.name}: {plurals.count(self.messages, 'message')}, "
+            f"{plurals.count(self.threads, 'thread')}, "
+            f"{plurals.count(self.subscriptions, 'subscription')}, "
+            f"{plurals.count(self.not_posted, 'mail')} not posted, "
+            "and its raw mail, attachments, reports and history"
         )
 
 
 def deletion(session: Session, mlist: MailingList) -> Deletion:
     """What delete() would remove."""
-    count = lambda model, *where: (
-        session.scalar(select(func.count()).select_from(model).where(*where)) or 0
-    )
+
+    def count(model: type[Any], *where: ColumnElement[bool]) -> int:
+        return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
+
     return Deletion(
         mlist.name,
         count(Message, Message.list_id == mlist.id),
@@ -199,12 +203,12 @@ def deletion(session: Session, mlist: MailingList) -> Deletion:
 
 
 def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = False) -> Deletion:
-    """Delete a list; ListError when it has posts and purge is False (nothing is lost by mistake)."""
+    """Delete a list; ListError when it has posts and purge is False (nothing lost by mistake)."""
     what = deletion(session, mlist)
     if what.messages and not purge:
         raise ListError(
-            f"{mlist.name} has {plurals.count(what.messages, 'message')} in its archive; add --purge to delete "
-            f"them too ({what.describe()})"
+            f"{mlist.name} has {plurals.count(what.messages, 'message')} in its archive; "
+            f"add --purge to delete them too ({what.describe()})"
         )
     pks = select(Message.id).where(Message.list_id == mlist.id).scalar_subquery()
     raws = set(session.scalars(select(Message.raw_id).where(Message.list_id == mlist.id)))
@@ -233,8 +237,16 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
     session.execute(delete(ThreadParticipant).where(ThreadParticipant.thread_id.in_(threads)))
     session.execute(update(Thread).where(Thread.list_id == mlist.id).values(merged_into_id=None))
     session.execute(delete(Thread).where(Thread.list_id == mlist.id))
-    for model in (Subscription, DigestSent, Ban, Report, ModerationReminder, NotPosted):
-        session.execute(delete(model).where(model.list_id == mlist.id))  # type: ignore[attr-defined]
+    scoped: tuple[type[Any], ...] = (
+        Subscription,
+        DigestSent,
+        Ban,
+        Report,
+        ModerationReminder,
+        NotPosted,
+    )
+    for model_type in scoped:
+        session.execute(delete(model_type).where(model_type.list_id == mlist.id))
     drop_unused(session, raws, blobs)
     record(session, mlist, actor, "delete list", what.describe())
     session.delete(mlist)
@@ -243,7 +255,7 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
 
 
 def drop_unused(session: Session, raw_ids: set[int], blob_hashes: set[str]) -> None:
-    """Delete raw mails and attachment contents no message refers to any more (stored once per hash)."""
+    """Delete raw mails and attachment contents no message refers to any more (stored by hash)."""
     if raw_ids:
         used = set(session.scalars(select(Message.raw_id).where(Message.raw_id.in_(raw_ids))))
         used |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.raw_id.in_(raw_ids))))

@@ -52,7 +52,7 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
 
 
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
-    """A moderator turns a request down: it ends, and the address is told (with the reason given)."""
+    """A moderator turns a request down: it ends, and the address is told (with the reason)."""
     mlist = session.get_one(MailingList, sub.list_id)
     if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")

@@ -28,7 +28,7 @@ from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
 from listgate.spool import Spool
-from listgate.states import SpoolState
+from listgate.states import PostOrigin, SpoolState
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,8 @@ class Archiver:
         self._alone_until = 0  # after an aborted batch, archive one at a time up to this spool id
 
     def archive_once(self) -> int:
-        """Archive one batch; the number of spool rows it took (0: nothing waiting, or it failed)."""
+        """Archive one batch; the number of spool rows it took (0: nothing waiting, or it
+        failed)."""
         limit = 1 if self._alone_until else self.batch
         self._taking = []
         try:
@@ -80,7 +81,8 @@ class Archiver:
         return len(claimed)
 
     def _from_table(self, limit: int) -> tuple[list[int], list[OutboxEntry]]:
-        """PostgreSQL: claim (SKIP LOCKED), parse and archive in one transaction; other archivers take other rows."""
+        """PostgreSQL: claim (SKIP LOCKED), parse and archive in one transaction; other archivers
+        take other rows."""
         with transaction(self.factory) as session:
             rows = self.spool.claim(session, limit)
             self._taking = [r.id for r in rows]
@@ -89,7 +91,8 @@ class Archiver:
             )
 
     def _from_file(self, limit: int) -> tuple[list[int], list[OutboxEntry]]:
-        """SQLite: read and parse the spool file before taking the archive's write lock, then archive past the mark."""
+        """SQLite: read and parse the spool file before taking the archive's write lock, then
+        archive past the mark."""
         with self.read_factory() as session:
             mark = self.spool.mark(session)
         self.spool.clear_through(mark)  # archived by an archiver that died before clearing them
@@ -111,7 +114,7 @@ class Archiver:
         return Item(
             parse(row.raw, row.received_at),
             tuple(r for r in found if r is not None),
-            "smtp",
+            PostOrigin.SMTP,
             row.mail_from,
         )
 
@@ -121,7 +124,7 @@ class Archiver:
         """Ingest, count, and take the rows out of the spool, all in the caller's transaction."""
         if not rows:
             return []
-        ids = [i for i in items]
+        ids = list(items)
         results = dict(
             zip(
                 ids,
@@ -131,6 +134,7 @@ class Archiver:
                     domain=self.settings.domain,
                     fallback_days=self.settings.subject_fallback_days,
                 ),
+                strict=True,
             )
         )
         entries, kept, tally = _outcomes(rows, results)
@@ -139,7 +143,8 @@ class Archiver:
         return entries
 
     def _failed(self, exc: Exception, claimed: list[int]) -> int:
-        """After a batch that could not commit: one message at a time past it, and a pause that grows."""
+        """After a batch that could not commit: one message at a time past it, and a pause that
+        grows."""
         if len(claimed) > 1:
             self._alone_until = max(claimed)
             log.warning(
@@ -188,15 +193,16 @@ class Archiver:
 def _outcomes(
     rows: Sequence[Any], results: dict[int, ItemResult]
 ) -> tuple[list[OutboxEntry], list[dict[str, Any]], dict[tuple[str, str], int]]:
-    """(outbox entries, rows to keep with their state and reason, counter increments) of an archived batch."""
+    """(outbox entries, rows to keep with their state and reason, counter increments) of an archived
+    batch."""
     entries: list[OutboxEntry] = []
     kept: list[dict[str, Any]] = []
     tally: dict[tuple[str, str], int] = {}
     now = datetime.now(UTC)
     for row in rows:
         for line in filter(None, row.counts.split("\n")):
-            key = tuple(line.split(":", 1))
-            tally[key] = tally.get(key, 0) + 1  # type: ignore[index]
+            name, _, label = line.partition(":")
+            tally[(name, label)] = tally.get((name, label), 0) + 1
         result = results.get(row.id)
         if result is None:  # only counts: an answer that stored nothing
             continue
@@ -217,7 +223,7 @@ def _outcomes(
                 tally[key2] = tally.get(key2, 0) + 1
         gone = [
             address
-            for address, r in zip(filter(None, row.rcpt_tos.split("\n")), result)
+            for address, r in zip(filter(None, row.rcpt_tos.split("\n")), result, strict=False)
             if r is None
         ]
         if (

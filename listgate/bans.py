@@ -1,4 +1,4 @@
-"""Addresses a list's moderators banned from posting (set from the web archive's moderation queue)."""
+"""Addresses a list's moderators banned from posting (set from the archive's moderation queue)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def is_banned(session: Session, list_id: int, address: str) -> bool:
 
 
 def first_banned(session: Session, list_id: int, addresses: list[str]) -> str:
-    """The first of addresses banned from posting to the list ('' when none is): one look-up for them all."""
+    """The first of addresses banned from posting to the list ('' if none): one look-up for all."""
     wanted = [a.strip().lower() for a in addresses if a]
     if not wanted:
         return ""

@@ -1,4 +1,5 @@
-"""Batches of mail into the archive: ingest_batch, the one way the archiver and `listgate import` archive.
+"""Batches of mail into the archive: ingest_batch, the one way the archiver and `listgate import`
+archive.
 
 Each message is ingested (listgate.ingest.ingest) for each of its recipients, the whole batch
 under one SAVEPOINT; a message that fails alone is redone apart, and a failure that took the
@@ -15,9 +16,10 @@ from sqlalchemy.orm import Session
 
 from listgate import lists, store
 from listgate.addresses import Recipient
-from listgate.ingest import IngestResult, ingest
+from listgate.ingest import IngestResult, ingest, look_ahead
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
+from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +30,7 @@ class Item:
 
     parsed: ParsedMessage
     recipients: tuple[Recipient, ...]
-    origin: str = "smtp"
+    origin: str = PostOrigin.SMTP
     envelope_from: str | None = None
 
 
@@ -47,7 +49,8 @@ class BatchAborted(RuntimeError):
 def ingest_batch(
     session: Session, items: Sequence[Item], *, domain: str, fallback_days: int = 30
 ) -> list[ItemResult]:
-    """Ingest each item under its own SAVEPOINT in the caller's transaction: the one way mail enters the archive.
+    """Ingest each item under its own SAVEPOINT in the caller's transaction: the one way mail enters
+    the archive.
 
     An item that fails alone gets its exception and the others go on. When a failure took the
     whole transaction with it (SQLite rolls back everything on SQLITE_FULL and then reports
@@ -58,6 +61,7 @@ def ingest_batch(
     ] = {}  # a batch posts mostly to the same lists: look each up once
     try:  # one SAVEPOINT for the batch: per message they cost a statement pair and a flush each
         with session.begin_nested():
+            _look_ahead(session, items, known)
             return [_ingest_item(session, item, known, domain, fallback_days) for item in items]
     except Exception as exc:
         if not store.of(session).transaction_alive(session):
@@ -80,6 +84,23 @@ def ingest_batch(
             )
             results.append(exc)
     return results
+
+
+def _look_ahead(
+    session: Session, items: Sequence[Item], known: dict[str, MailingList | None]
+) -> None:
+    """Read what the batch will ask of each list's archive in a few queries (listgate.places)."""
+    batches: dict[str, list[ParsedMessage]] = {}
+    for item in items:
+        for recipient in item.recipients:
+            if not recipient.command:
+                batches.setdefault(recipient.list_name, []).append(item.parsed)
+    for name, batch in batches.items():
+        if name not in known:
+            known[name] = lists.get(session, name)
+        mlist = known[name]
+        if mlist is not None:
+            look_ahead(session, mlist, batch)
 
 
 def _ingest_item(

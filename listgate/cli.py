@@ -18,6 +18,7 @@ from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList, Subscription
 from listgate.schema import needs_upgrade, upgrade
+from listgate.states import ListPolicy, SubscriptionKind
 from listgate.subscriptions import SubscriptionError
 
 
@@ -83,7 +84,8 @@ def _exec_service(name: str, extra: list[str]) -> NoReturn:
 def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
     """Run the SMTP/LMTP listener (by default with an archiver in the same process)."""
     ensure_schema(load_settings())
-    # Not launch.SERVICES' gateway: under `listgate up` an archiver child archives, so that one only spools.
+    # Not launch.SERVICES' gateway: under `listgate up` an archiver child archives, so that one only
+    # spools.
     os.execv(
         sys.executable,
         [
@@ -123,7 +125,8 @@ def web(use_gunicorn: bool, workers: int) -> None:
     settings = load_settings()
     ensure_schema(settings)
     if use_gunicorn:
-        # The metrics listener is one more bind of the same app (webarchive.views.ops tells them apart).
+        # The metrics listener is one more bind of the same app (webarchive.views.ops tells them
+        # apart).
         metrics = (
             ["--bind", "[{}]:{}".format(*settings.metrics_listen)]
             if settings.metrics_listen
@@ -151,7 +154,7 @@ def web(use_gunicorn: bool, workers: int) -> None:
 @main.command()
 @click.option("--batch", default=20, show_default=True, help="Messages archived per transaction.")
 def archiver(batch: int) -> None:
-    """Archive spooled mail (parse, thread, index, queue the fan-out); run several on PostgreSQL to scale."""
+    """Archive spooled mail (parse, thread, index, queue the fan-out); run several to scale."""
     ensure_schema(load_settings())
     _exec_service("archiver", ["--batch", str(batch)])
 
@@ -163,7 +166,7 @@ def archiver(batch: int) -> None:
     help="Create a demo list with a short discussion on first run.",
 )
 def up(demo: bool) -> None:
-    """Start gateway, archiver, worker, beat and web together and restart any that dies; Ctrl-C stops them all."""
+    """Start gateway, archiver, worker, beat and web, restart any that dies; Ctrl-C stops all."""
     settings = load_settings()
     try:
         sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
@@ -188,7 +191,7 @@ def sink(listen: str, maildir: str) -> None:
 @main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue, last mail, deferred copies and `up`'s processes; exit 1 when something is wrong."""
+    """Database, broker, queue, last mail, deferred copies, processes; exit 1 if one is wrong."""
     from listgate import status as status_service
 
     settings = load_settings()
@@ -233,8 +236,8 @@ def lists_group() -> None:
 @click.option("--description", default="", help="What the list is for.")
 @click.option(
     "--policy",
-    type=click.Choice(["open", "members", "moderated"]),
-    default="open",
+    type=click.Choice([p.value for p in ListPolicy]),
+    default=ListPolicy.OPEN.value,
     show_default=True,
 )
 @click.option("--private", is_flag=True, help="Archive visible to members only.")
@@ -280,8 +283,10 @@ def lists_show() -> None:
             click.echo("no lists yet: create one with `listgate lists create NAME`")
         for m in rows:
             click.echo(
-                f"{m.address(settings.domain):40} {m.policy:10} {plurals.count(m.thread_count, 'thread'):>13} "
-                f"{plurals.count(m.message_count, 'message'):>16}{'  private' if m.private else ''}  {m.title}"
+                f"{m.address(settings.domain):40} {m.policy:10} "
+                f"{plurals.count(m.thread_count, 'thread'):>13} "
+                f"{plurals.count(m.message_count, 'message'):>16}"
+                f"{'  private' if m.private else ''}  {m.title}"
             )
 
 
@@ -296,10 +301,14 @@ def lists_show() -> None:
     "--invite", is_flag=True, help="Mail an invitation to confirm instead (approved in advance)."
 )
 def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
-    """Subscribe ADDRESS at once (an administrator's pre-confirmed, pre-approved subscription), or invite it."""
+    """Subscribe ADDRESS at once (confirmed and approved by an administrator), or invite it."""
     settings = load_settings()
     ensure_schema(settings)
-    kind = "thread" if thread_id else ("digest" if digest else "list")
+    kind = (
+        SubscriptionKind.THREAD
+        if thread_id
+        else (SubscriptionKind.DIGEST if digest else SubscriptionKind.LIST)
+    )
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
         if invite:
@@ -363,7 +372,7 @@ def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> N
 @click.option("--batch", default=500, show_default=True, help="Messages per transaction.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
-    """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; rerunning skips what is there."""
+    """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; reruns skip what is in."""
     from listgate import importer
 
     settings = load_settings()
@@ -415,9 +424,10 @@ def requests_show(list_name: str) -> None:
         ids = [lists_service.require(session, list_name).id] if list_name else list(named)
         rows = approvals.waiting(session, ids)
         for sub in rows:
-            thread = f" thread {sub.thread_key}" if sub.kind == "thread" else ""
+            thread = f" thread {sub.thread_key}" if sub.kind == SubscriptionKind.THREAD else ""
             click.echo(
-                f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  since {sub.created_at:%Y-%m-%d %H:%M} UTC"
+                f"{named[sub.list_id]:20} {sub.address:40} {sub.kind}{thread}  "
+                f"since {sub.created_at:%Y-%m-%d %H:%M} UTC"
             )
         click.echo(f"{plurals.count(len(rows), 'request')} waiting")
 
@@ -461,7 +471,7 @@ def _decide(
 
 @main.group(name="not-posted")
 def not_posted_group() -> None:
-    """Mail accepted with a 250 and not posted (automatic replies, loops): look, and release as posts."""
+    """Mail accepted with a 250 and not posted (automatic replies, loops): look, release it."""
 
 
 @not_posted_group.command("show")
@@ -475,7 +485,8 @@ def not_posted_show(list_name: str) -> None:
         rows = notposted.waiting(session, ids, limit=1000)
         for n in rows:
             click.echo(
-                f"{n.id:6}  {n.received_at:%Y-%m-%d %H:%M}  {n.from_addr or n.envelope_from or '<>'}: "
+                f"{n.id:6}  {n.received_at:%Y-%m-%d %H:%M}  "
+                f"{n.from_addr or n.envelope_from or '<>'}: "
                 f"{n.subject[:60]!r} ({n.reason})"
             )
         click.echo(f"{plurals.count(len(rows), 'mail')} not posted")
@@ -487,7 +498,7 @@ def not_posted_show(list_name: str) -> None:
     "--by", default="admin", show_default=True, help="Who releases it (kept with the entry)."
 )
 def not_posted_release(entry_id: int, by: str) -> None:
-    """Post the mail ENTRY_ID (from `listgate not-posted show`); subscribers get it within a minute or two."""
+    """Post the mail ENTRY_ID (see `listgate not-posted show`); subscribers get it in minutes."""
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:

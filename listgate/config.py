@@ -24,7 +24,7 @@ def _hostport(name: str, value: str) -> tuple[str, int]:
 
 
 def _metrics_listen(value: str, web_port: int) -> tuple[str, int] | None:
-    """LISTGATE_METRICS_LISTEN: a loopback HOST:PORT of its own (never the public web port), or None."""
+    """LISTGATE_METRICS_LISTEN: a loopback HOST:PORT of its own (never the web port), or None."""
     name = "LISTGATE_METRICS_LISTEN"
     if not value.strip():
         return None
@@ -78,7 +78,8 @@ def _outbound(name: str, value: str, data_dir: Path) -> str:
     if scheme == "maildir" or value.startswith("maildir:"):
         return value
     raise SettingsError(
-        f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port or maildir:/path"
+        f"{name}={value!r}: expected smtp://host:port, smtp+starttls://user:pass@host:port "
+        "or maildir:/path"
     )
 
 
@@ -94,7 +95,8 @@ def _networks(name: str, value: str) -> tuple[str, ...] | None:
             found.append(str(ipaddress.ip_network(item, strict=False)))
         except ValueError:
             raise SettingsError(
-                f"{name}={value!r}: {item!r} is not an address or network such as 127.0.0.1 or 10.0.0.0/8"
+                f"{name}={value!r}: {item!r} is not an address or network "
+                "such as 127.0.0.1 or 10.0.0.0/8"
             ) from None
     return tuple(found)
 

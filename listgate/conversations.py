@@ -1,10 +1,12 @@
-"""Thread rows: created, merged, split when a subject link moves, counted, resolved through redirects.
+"""Thread rows: created, merged, split when a subject link moves, counted, resolved through
+redirects.
 
 A list counts only threads with a published post: a thread becomes one of the list's threads
 with its first visible post and stops being one when it has none left (held, rejected, hidden
-or removed posts are no threads). Counts are written by Core statements and the Thread objects kept in step without becoming
-dirty, so queries on threads need no flush; objects a transaction touched are held strongly
-(the identity map only holds weak references) and dropped on any rollback.
+or removed posts are no threads). Counts are set on the Thread objects and written by the
+session's flush, once per thread however many posts a batch adds (ingest runs without autoflush;
+merges and moves flush first); objects a transaction touched are held strongly (the identity map
+only holds weak references) and dropped on any rollback.
 """
 
 from __future__ import annotations
@@ -14,10 +16,9 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
-from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.dml import Insert
 
-from listgate import store
+from listgate import places, store
 from listgate.models import (
     MailingList,
     Message,
@@ -28,10 +29,11 @@ from listgate.models import (
 )
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionState
+from listgate.store import lock_list, table
 
-_MESSAGES = Message.__table__
-_THREADS = Thread.__table__
-_NODES = ThreadNode.__table__
+_MESSAGES = table(Message)
+_THREADS = table(Thread)
+_NODES = table(ThreadNode)
 _COUNTED = (
     "message_count",
     "last_activity",
@@ -42,9 +44,8 @@ _COUNTED = (
     "created_at",
     "participant_count",
 )
-_NEW_THREAD = insert(_THREADS).returning(_THREADS.c.id)
-_COUNT = update(_THREADS).where(_THREADS.c.id == bindparam("tid"))
-_PARENT_OF = select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk"))
+_NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
+_PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
 
 
 def insert_ignore(session: Session, model: Any) -> Insert:
@@ -53,7 +54,8 @@ def insert_ignore(session: Session, model: Any) -> Insert:
 
 
 def _threads(session: Session) -> dict[int, Thread]:
-    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it (listgate.store.tx)."""
+    """Threads this transaction loaded or wrote; any rollback (a savepoint's too) empties it
+    (listgate.store.tx)."""
     return store.tx(session).threads
 
 
@@ -63,27 +65,30 @@ def get(session: Session, thread_id: int) -> Thread:
     thread = cache.get(thread_id)
     if thread is None:
         thread = cache[thread_id] = session.get_one(
-            Thread, thread_id, options=(lazyload(Thread.mailing_list),)
+            Thread,
+            thread_id,
+            options=(lazyload(Thread.mailing_list),),
+            execution_options={store.BLIND: True},
         )
     return thread
 
 
 def new(session: Session, draft: Any) -> Thread:
     """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
-    values = dict(
-        list_id=draft.list_id,
-        subject=draft.subject,
-        subject_norm=draft.subject_norm,
-        starter_name=draft.from_name,
-        created_at=draft.date,
-        last_activity=draft.date,
-        subject_orphan=False,
-        root_message_pk=None,
-        message_count=0,
-        participant_count=0,
-        merged_into_id=None,
-        featured=False,
-    )
+    values = {
+        "list_id": draft.list_id,
+        "subject": draft.subject,
+        "subject_norm": draft.subject_norm,
+        "starter_name": draft.from_name,
+        "created_at": draft.date,
+        "last_activity": draft.date,
+        "subject_orphan": False,
+        "root_message_pk": None,
+        "message_count": 0,
+        "participant_count": 0,
+        "merged_into_id": None,
+        "featured": False,
+    }
     thread = Thread(id=session.connection().execute(_NEW_THREAD, values).scalar_one(), **values)
     make_transient_to_detached(thread)
     session.add(thread)
@@ -97,6 +102,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     if len(threads) == 1:
         return threads[0]
     session.flush()  # the statements below work on rows: write what the session holds first
+    places.forget(session)
     survivor = next((t for t in threads if t.id == prefer), None) or max(
         threads, key=lambda t: (t.message_count, -t.id)
     )
@@ -133,8 +139,10 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
 def move(
     session: Session, message_pks: set[int], msgids: set[str], source: int, target: int
 ) -> None:
-    """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the list's threads)."""
+    """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the
+    list's threads)."""
     session.flush()
+    places.forget(session)
     conn = session.connection()
     conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
     conn.execute(
@@ -152,7 +160,8 @@ def move(
 
 
 def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:
-    """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its id."""
+    """Part of a thread that nothing joins to the rest any more becomes a thread of its own; its
+    id."""
     first = (
         session.connection()
         .execute(
@@ -190,17 +199,16 @@ def recount(session: Session, thread: Thread) -> None:
         )
     ).one()
     conn.execute(
-        delete(ThreadParticipant.__table__).where(
-            ThreadParticipant.__table__.c.thread_id == thread.id
-        )
+        delete(table(ThreadParticipant)).where(table(ThreadParticipant).c.thread_id == thread.id)
     )
+    places.forget(session)
     people = {
         r.from_addr or r.from_name
         for r in conn.execute(select(visible.c.from_addr, visible.c.from_name))
     } - {""}
     if people:
         conn.execute(
-            insert(ThreadParticipant.__table__),
+            insert(table(ThreadParticipant)),
             [{"thread_id": thread.id, "address": a} for a in people],
         )
     values = {c: getattr(thread, c) for c in _COUNTED}
@@ -212,7 +220,8 @@ def recount(session: Session, thread: Thread) -> None:
 
 
 def fix_root(session: Session, thread: Thread) -> None:
-    """Make the thread's root its earliest visible message without a parent, when it is not already one."""
+    """Make the thread's root its earliest visible message without a parent, when it is not already
+    one."""
     conn = session.connection()
     root = thread.root_message_pk
     if root is not None and conn.execute(_PARENT_OF, {"pk": root}).scalar() is None:
@@ -246,7 +255,8 @@ def fix_root(session: Session, thread: Thread) -> None:
 
 
 def count_visible(session: Session, thread: Thread, msg: Any) -> None:
-    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the message."""
+    """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the
+    message."""
     values = {c: getattr(thread, c) for c in _COUNTED}
     values["message_count"] += 1
     if (
@@ -266,20 +276,32 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
             created_at=min(thread.created_at, msg.date),
         )
     addr = msg.from_addr or msg.from_name
-    conn = session.connection()
+    stored = store.tx(session).participants  # (thread, address) rows this transaction wrote
     if (
         addr
-        and conn.execute(
-            insert_ignore(session, ThreadParticipant), {"thread_id": thread.id, "address": addr}
-        ).rowcount
+        and (thread.id, addr) not in stored
+        and session.connection()
+        .execute(
+            store.blind(insert_ignore(session, ThreadParticipant)),
+            {"thread_id": thread.id, "address": addr},
+        )
+        .rowcount
     ):
         values["participant_count"] += 1
+    if addr:
+        stored.add((thread.id, addr))
     _write(session, thread, values)
 
 
 def count_step(session: Session, msg: Message, step: int) -> None:
-    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move, and a thread
-    with no visible post left stops being one of the list's threads (hidden, removed)."""
+    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move,
+    and a thread with no visible post left stops being one of the list's threads.
+
+    Called before any other write of the caller's transaction: the list lock comes first, as in
+    the archiver's batches (which read a thread's counts after it and write them at their flush),
+    so a takedown waits for a batch instead of being overwritten by it or deadlocking with it.
+    """
+    lock_list(session, session.get_one(MailingList, msg.list_id))
     left = session.execute(
         update(Thread)
         .where(Thread.id == msg.thread_id)
@@ -298,10 +320,11 @@ def count_step(session: Session, msg: Message, step: int) -> None:
 
 
 def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
-    """One UPDATE of the thread row; the object kept in step without becoming dirty."""
-    session.connection().execute(_COUNT, {"tid": thread.id, **values})
+    """Set the thread's counts on the object: the session writes each changed thread once, at
+    its next flush (the commit, a savepoint, a merge), however many messages a batch adds."""
     for name, value in values.items():
-        set_committed_value(thread, name, value)
+        if getattr(thread, name) != value:
+            setattr(thread, name, value)
 
 
 def _has_parent(session: Session, message_pk: int) -> bool:
@@ -310,7 +333,8 @@ def _has_parent(session: Session, message_pk: int) -> bool:
 
 
 def _move_followers(session: Session, old: int, new: int) -> None:
-    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries point at them).
+    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries
+    point at them).
 
     Where the address already has the same kind of row on the survivor, the livelier state is
     kept there and the old row ends, staying on the old thread with its history.

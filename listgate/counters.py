@@ -22,7 +22,8 @@ def bump(session: Session, name: str, label: str = "", n: int = 1) -> None:
 
 
 def bump_all(session: Session, counts: dict[tuple[str, str], int]) -> None:
-    """Add each count to its counter (name, label) in one executemany, in the caller's transaction."""
+    """Add each count to its counter (name, label) in one executemany, in the caller's
+    transaction."""
     if counts:
         session.connection().execute(
             store.of(session).upsert_adding(Counter, ("name", "label"), "value"),
@@ -36,7 +37,7 @@ def bump_all(session: Session, counts: dict[tuple[str, str], int]) -> None:
 def values(session: Session, name: str) -> dict[str, int]:
     """Every label of a counter with its value ({} when it never happened)."""
     rows = session.execute(select(Counter.label, Counter.value).where(Counter.name == name))
-    return {label: value for label, value in rows}
+    return {row.label: row.value for row in rows}
 
 
 def total(session: Session, name: str) -> int:

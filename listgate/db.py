@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Engine, MetaData, create_engine, event
-from sqlalchemy.engine import CursorResult, ExceptionContext
+from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy.engine import CursorResult, Dialect, ExceptionContext, ExecutionContext
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
 
 from listgate.config import Settings
 
@@ -34,13 +37,13 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(settings: Settings, **kwargs: object) -> Engine:
+def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     """Create the engine for settings.database_url (SQLite gets WAL and a busy timeout)."""
     url = settings.database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         return sqlite_engine(url, **kwargs)
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = create_engine(url, pool_pre_ping=True, **kwargs)
     _drop_read_only(engine, _postgres_read_only, recheck=True)
@@ -48,7 +51,7 @@ def make_engine(settings: Settings, **kwargs: object) -> Engine:
 
 
 def sqlite_engine(url: str, synchronous: str = "NORMAL", **kwargs: object) -> Engine:
-    """A SQLite engine: WAL, a busy timeout, foreign keys, and no connection that cannot write kept in its pool.
+    """A SQLite engine: WAL, a busy timeout, foreign keys, and no connection unable to write pooled.
 
     synchronous=FULL for a file whose every commit must survive a power loss (the gateway's spool).
     """
@@ -57,20 +60,20 @@ def sqlite_engine(url: str, synchronous: str = "NORMAL", **kwargs: object) -> En
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
     _sqlite_pragmas(engine, synchronous)
+    _drop_read_only(engine, _sqlite_cannot_write, recheck=False)
     _sqlite_never_read_only(engine, path)
-    _drop_read_only(engine, _sqlite_read_only(path), recheck=False)
     return engine
 
 
 READ_ONLY = "listgate.read_only"  # connection info key: the connection cannot write
 SQLITE_READONLY = 8  # the primary result code of every SQLITE_READONLY_* error
-PG_READ_ONLY_SQL_TRANSACTION = (
-    "25006"  # default_transaction_read_only, a hot standby, a fenced primary
-)
+SQLITE_BUSY_MS = 30000  # how long a SQLite statement waits for another writer's lock
+# default_transaction_read_only, a hot standby, a fenced primary
+PG_READ_ONLY_SQL_TRANSACTION = "25006"
 
 
 def read_only_error(exc: BaseException | None) -> bool:
-    """True for a DBAPI error saying this connection cannot write (it will not get better by retrying on it)."""
+    """True for a DBAPI error saying this connection cannot write (retrying on it will not help)."""
     code = getattr(exc, "sqlite_errorcode", None)
     if isinstance(code, int):
         return code & 0xFF == SQLITE_READONLY
@@ -78,7 +81,7 @@ def read_only_error(exc: BaseException | None) -> bool:
 
 
 def _drop_read_only(engine: Engine, cannot_write: Callable[[Any], bool], recheck: bool) -> None:
-    """Never pool a connection that cannot write, so a read-only period ends when the database comes back.
+    """Never pool a connection that cannot write, so a read-only period ends with the database's.
 
     A SQLite connection opened while its files were read-only, or a PostgreSQL session started
     read-only (default_transaction_read_only, a standby), stays so for its whole life: one kept in
@@ -88,11 +91,11 @@ def _drop_read_only(engine: Engine, cannot_write: Callable[[Any], bool], recheck
     """
 
     @event.listens_for(engine, "connect")
-    def _flag(dbapi_conn, record):  # type: ignore[no-untyped-def]
+    def _flag(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
         record.info[READ_ONLY] = cannot_write(dbapi_conn)
 
     @event.listens_for(engine, "checkin")
-    def _close(dbapi_conn, record):  # type: ignore[no-untyped-def]
+    def _close(dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
         if dbapi_conn is not None and (
             record.info.get(READ_ONLY) or (recheck and cannot_write(dbapi_conn))
         ):
@@ -102,66 +105,99 @@ def _drop_read_only(engine: Engine, cannot_write: Callable[[Any], bool], recheck
     def _discard(context: ExceptionContext) -> None:
         if read_only_error(context.original_exception):
             context.is_disconnect = True
+            _close_cursor(context.execution_context)
+
+
+def _close_cursor(context: ExecutionContext | None) -> None:
+    """Close the cursor of a statement that failed on a connection about to be discarded.
+
+    SQLAlchemy leaves it open when it discards the connection, and the traceback keeps it alive
+    until the garbage collector runs: its SQLite statement, never finalized, keeps the closed
+    connection open underneath, and with it the read-only WAL index that every connection this
+    process opens to the file shares, so writes fail for minutes after the files are writable.
+    """
+    cursor = getattr(context, "cursor", None)
+    if cursor is not None:
+        with suppress(Exception):  # a cursor of a broken connection may refuse even this
+            cursor.close()
+
+
+def _sqlite_cannot_write(dbapi_conn: Any) -> bool:
+    """True when a new SQLite connection cannot write: it tries one, rolled back, without waiting.
+
+    Its own file opened read-only, or the WAL index (-shm) it shares with the process's other
+    connections to the file opened so while the files were read-only: file modes cannot tell,
+    and BEGIN IMMEDIATE alone succeeds on a read-only file. Busy (another writer holds the lock)
+    means it can write.
+    """
+    version = int(dbapi_conn.execute("PRAGMA user_version").fetchone()[0])
+    try:
+        dbapi_conn.execute("PRAGMA busy_timeout=0")
+        dbapi_conn.execute("BEGIN IMMEDIATE")
+        try:
+            dbapi_conn.execute(f"PRAGMA user_version={version}")  # the same value, and rolled back
+        finally:
+            dbapi_conn.execute("ROLLBACK")
+    except sqlite3.Error as exc:
+        return read_only_error(exc)
+    finally:
+        dbapi_conn.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+    return False
 
 
 def _sqlite_never_read_only(engine: Engine, path: str) -> None:
-    """Open an existing database file for writing or not at all, and keep one connection open for good.
+    """Open an existing database file, never create one; keep a writable WAL index once made.
 
-    mode=rw, once the file was seen writable: while it is read-only a new connection then fails (the
-    caller answers 451) instead of silently becoming read-only for its whole life. A file this
-    process never could write (a read-only copy, `listgate status` run by another user) is still
-    opened for reading. The anchor: SQLite shares one shared-memory WAL
-    index per file in a process, made by whichever connection finds none; made while the files are
-    read-only it stays read-only, and every connection opened later shares it, as long as any
-    connection is open. An idle connection opened now, while the file is writable, keeps a writable
-    one alive for the engine's life (closed when the engine is disposed).
+    mode=rw, once the file was seen writable: a deleted file is not silently made again empty.
+    (SQLite still opens a write-protected file read-only; such connections are never pooled.)
+    The anchor: SQLite shares one WAL index (-shm) per file among the connections of a process,
+    made by whichever connection finds none; made while the files are read-only it stays
+    read-only while any connection shares it. The first time a connection can write, an idle
+    connection opened beside it keeps that writable index for the engine's life (closed when the
+    engine is disposed), so connections opened during a later read-only period share it.
     """
     if not path or path == ":memory:":
         return
-
+    uri = f"file:{quote(os.path.abspath(path))}?mode=rw"
     seen_writable = [os.path.exists(path) and os.access(path, os.W_OK)]
+    anchor: list[sqlite3.Connection] = []
+    lock = threading.Lock()
 
     @event.listens_for(engine, "do_connect")
-    def _rw(_dialect, _record, cargs, cparams):  # type: ignore[no-untyped-def]
+    def _rw(_dialect: Dialect, _record: object, cargs: list[Any], cparams: dict[str, Any]) -> None:
         if seen_writable[0] or (os.path.exists(path) and os.access(path, os.W_OK)):
             seen_writable[0] = True
-            cargs[:] = [f"file:{quote(os.path.abspath(path))}?mode=rw"]
+            cargs[:] = [uri]
             cparams["uri"] = True
 
-    anchor: list[sqlite3.Connection] = []
-    if seen_writable[0]:
-        try:
-            conn = sqlite3.connect(
-                f"file:{quote(os.path.abspath(path))}?mode=rw", uri=True, check_same_thread=False
-            )
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
-            anchor.append(conn)
-        except sqlite3.Error as exc:
-            log.warning("could not keep a connection open to %s: %s", path, exc)
+    @event.listens_for(engine, "connect")
+    def _keep(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        if anchor or record.info.get(READ_ONLY):
+            return
+        with lock:
+            if not anchor:
+                anchor.extend(_open_anchor(uri, path))
 
     @event.listens_for(engine, "engine_disposed")
-    def _close(_engine):  # type: ignore[no-untyped-def]
-        while anchor:
-            anchor.pop().close()
+    def _close(_engine: Engine) -> None:
+        with lock:
+            while anchor:
+                anchor.pop().close()
 
 
-def _sqlite_read_only(path: str) -> Callable[[Any], bool]:
-    """A check, run just after SQLite opened path, of whether its WAL or index fell back to read-only."""
-
-    def opened_read_only(_dbapi_conn: object) -> bool:
-        if not path or path == ":memory:":
-            return False
-        # access(), not a trial open(): closing another descriptor of the file would drop SQLite's locks.
-        return any(
-            os.path.exists(name) and not os.access(name, os.W_OK)
-            for name in (path + "-wal", path + "-shm")
-        )
-
-    return opened_read_only
+def _open_anchor(uri: str, path: str) -> list[sqlite3.Connection]:
+    """An idle connection that maps the file's WAL index, or none when it cannot be opened."""
+    try:
+        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()  # maps the WAL index
+    except sqlite3.Error as exc:
+        log.warning("could not keep a connection open to %s: %s", path, exc)
+        return []
+    return [conn]
 
 
 def _postgres_read_only(dbapi_conn: Any) -> bool:
-    """True when a psycopg session is read-only now (the server reports both settings, PostgreSQL 14+)."""
+    """True when a psycopg session is read-only now (PostgreSQL 14+ reports both settings)."""
     status = getattr(getattr(dbapi_conn, "info", None), "parameter_status", None)
     if status is None:
         return False
@@ -172,17 +208,17 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
     """WAL, foreign keys, and BEGIN IMMEDIATE for writers so read-then-write never deadlocks."""
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _connect(dbapi_conn: Any, _record: ConnectionPoolEntry) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves below
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _begin(conn):  # type: ignore[no-untyped-def]
+    def _begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "")
         conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
@@ -208,16 +244,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-# SQLite primary result codes worth retrying: busy, locked, out of memory, read-only, I/O, full, can't open.
+# SQLite primary result codes worth retrying: busy, locked, out of memory, read-only, I/O, full,
+# can't open.
 _SQLITE_TRANSIENT = {5, 6, 7, 8, 10, 13, 14}
-# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement timeout,
-# shutdown / cannot connect now, read-only transaction (a failover); classes 08 (connection) and 53 (resources).
+# PostgreSQL SQLSTATEs worth retrying: serialization failure, deadlock, lock timeout, statement
+# timeout, shutdown / cannot connect now, read-only transaction (a failover); classes 08
+# (connection) and 53 (resources).
 _PG_TRANSIENT = {"40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "25006"}
 
 
 def is_transient(exc: BaseException) -> bool:
-    """True for a database or network error that a retry may get past (a lost connection, a lock timeout...);
-    False for an integrity or programming error, which will fail the same way every time."""
+    """True for a database or network error that a retry may get past (a lost connection...).
+
+    False for an integrity or programming error, which will fail the same way every time.
+    """
     from sqlalchemy.exc import DBAPIError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 

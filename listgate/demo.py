@@ -1,4 +1,5 @@
-"""The demo list `listgate up` creates on a first run: a short threaded discussion and one subscriber.
+"""The demo list `listgate up` creates on a first run: a short threaded discussion and one
+subscriber.
 
 The posts go in through the importer's path (parse, thread, store; no mail out), so the
 archive shows real threads; the subscriber then receives whatever is posted next, which is
@@ -18,6 +19,7 @@ from listgate import lists
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Thread
+from listgate.states import DmarcMode, PostOrigin
 
 NAME = "demo"
 SUBSCRIBER = "reader@example.org"
@@ -32,9 +34,11 @@ DISCUSSION = (
         FEATURED_SUBJECT,
         "",
         50,
-        "Hello, and welcome!\n\nThis list is a place to try listgate. Everything here arrived as mail:\n"
+        "Hello, and welcome!\n\n"
+        "This list is a place to try listgate. Everything here arrived as mail:\n"
         "posts start threads, replies join them, and every post is sent to the subscribers.\n\n"
-        "Post by writing to {address}; subscribe by writing to {name}+subscribe@{domain}.\n\nMira\n",
+        "Post by writing to {address}; subscribe by writing to {name}+subscribe@{domain}.\n\n"
+        "Mira\n",
     ),
     (
         "welcome-re1@demo.listgate",
@@ -107,10 +111,14 @@ def create(session: Session, domain: str) -> bool:
     if lists.get(session, NAME) is not None:
         return False
     mlist = lists.create(session, NAME, "Demo list", "A list to try listgate with.")
-    mlist.dmarc_mode = "never"  # no DNS look-ups for the demo's senders (a laptop may be offline)
+    mlist.dmarc_mode = (
+        DmarcMode.NEVER
+    )  # no DNS look-ups for the demo's senders (a laptop may be offline)
     now = datetime.now(UTC)
     for post in DISCUSSION:
-        ingest(session, parse(_raw(domain, now, *post)), mlist, domain=domain, origin="import")
+        ingest(
+            session, parse(_raw(domain, now, *post)), mlist, domain=domain, origin=PostOrigin.IMPORT
+        )
     featured = session.scalars(
         select(Thread).where(Thread.list_id == mlist.id, Thread.subject == FEATURED_SUBJECT)
     ).one()
@@ -130,6 +138,7 @@ def post_command(domain: str, host: str, port: int) -> str:
         "Message-ID: %s\\r\\n\\r\\nHello, list!\\r\\n"
     )
     return (
-        f"python3 -c \"import smtplib, email.utils as e; smtplib.SMTP('{host}', {port}).sendmail('{POSTER}', "
+        'python3 -c "import smtplib, email.utils as e; '
+        f"smtplib.SMTP('{host}', {port}).sendmail('{POSTER}', "
         f"['{NAME}@{domain}'], '{raw}' % e.make_msgid(domain='example.org'))\""
     )

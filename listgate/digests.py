@@ -1,4 +1,5 @@
-"""Digest periods, their Message-IDs, and replies to a digest (threaded under the entry they answer).
+"""Digest periods, their Message-IDs, and replies to a digest (threaded under the entry they
+answer).
 
 A digest's Message-ID names its period (digest.weekly.20261123.TOKEN@DOMAIN), so a reply to
 the digest as a whole can be traced back to the posts it gathered. Ingest asks `period_of`
@@ -22,8 +23,7 @@ from listgate import plurals
 from listgate.mail.message import ParsedMessage
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message
-from listgate.models.people import DAILY, WEEKLY
-from listgate.states import PostState
+from listgate.states import DigestFrequency, PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.(\d{8})\.[a-z0-9]+@(.+)$")
 _LABEL = re.compile(r"digest, (?:week of )?(\d{4}-\d{2}-\d{2})")
@@ -36,13 +36,13 @@ MIN_LINE = 16  # quoted lines shorter than this ("Thanks!", "Hi all,") say nothi
 class Period:
     """The days one digest covers: one UTC day, or a week from Monday."""
 
-    frequency: str
+    frequency: DigestFrequency
     start: date
 
     @property
     def days(self) -> int:
         """1 or 7."""
-        return 7 if self.frequency == WEEKLY else 1
+        return 7 if self.frequency == DigestFrequency.WEEKLY else 1
 
     def bounds(self) -> tuple[datetime, datetime]:
         """[start, end) in UTC."""
@@ -54,7 +54,7 @@ class Period:
         """'2026-11-28' or 'week of 2026-11-23', as in the digest's subject."""
         return (
             f"week of {self.start.isoformat()}"
-            if self.frequency == WEEKLY
+            if self.frequency == DigestFrequency.WEEKLY
             else self.start.isoformat()
         )
 
@@ -62,7 +62,7 @@ class Period:
 def last_complete_week(today: date) -> Period:
     """The most recent Monday-to-Sunday week that has ended before today."""
     this_monday = today - timedelta(days=today.weekday())
-    return Period(WEEKLY, this_monday - timedelta(days=7))
+    return Period(DigestFrequency.WEEKLY, this_monday - timedelta(days=7))
 
 
 def message_id(period: Period, domain: str) -> str:
@@ -98,12 +98,13 @@ def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period 
     for ref in reversed(parsed.chain):
         match = _ID.match(ref)
         if match and match.group(3).lower() == domain.lower():
-            return Period(match.group(1), datetime.strptime(match.group(2), "%Y%m%d").date())
+            return Period(DigestFrequency(match.group(1)), date.fromisoformat(match.group(2)))
     if not parsed.chain and is_reply_subject(parsed.subject):
         match = _digest_label(parsed.subject, mlist)
         if match:
             return Period(
-                WEEKLY if "week of" in match.group(0) else DAILY, date.fromisoformat(match.group(1))
+                DigestFrequency.WEEKLY if "week of" in match.group(0) else DigestFrequency.DAILY,
+                date.fromisoformat(match.group(1)),
             )
     return None
 
@@ -139,7 +140,7 @@ def _score(post: Message, quoted: str) -> int:
 def answered_entry(
     session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period
 ) -> Message | None:
-    """The one post of the digest this reply answers: by its subject, else by what it quotes; None if unclear."""
+    """The post of the digest this reply answers: by subject, else by what it quotes; or None."""
     entries = posts(session, mlist, period, MAX_ENTRIES)
     topic = normalize_subject(parsed.subject)
     named = [p for p in entries if topic and p.subject_norm == topic]
@@ -165,7 +166,8 @@ def _by_quotes(entries: list[Message], body: str) -> list[tuple[int, Message]]:
 def held_reply(
     session: Session, mlist: MailingList, parsed: ParsedMessage, period: Period, domain: str
 ) -> ParsedMessage:
-    """A reply answered_entry could not place, as it is held (and placed, should a moderator approve it).
+    """A reply answered_entry could not place, as it is held (and placed, should a moderator approve
+    it).
 
     Under the entry it quotes most, the digest's first among equals; quoting none, a thread of
     its own without the digest's id and without the digest's subject, which names no topic (and
@@ -179,7 +181,7 @@ def held_reply(
 
 
 def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
-    """The reply as if written to entry itself (archive subject included); the raw bytes stay as sent."""
+    """The reply as if written to entry (archive subject included); the raw bytes stay as sent."""
     refs = tuple(r for r in entry.references.split() if r) + (entry.message_id,)
     topic = (
         parsed.subject
@@ -190,8 +192,11 @@ def thread_under(parsed: ParsedMessage, entry: Message) -> ParsedMessage:
 
 
 def without_digest(parsed: ParsedMessage, domain: str) -> ParsedMessage:
-    """The reply with the digest's own id dropped from its references (held: no thread of the digest)."""
-    keep = lambda ids: tuple(
-        i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower()))
-    )
+    """The reply without the digest's own id in its references (held: in no thread of it)."""
+
+    def keep(ids: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(
+            i for i in ids if not (_ID.match(i) and i.lower().endswith("@" + domain.lower()))
+        )
+
     return replace(parsed, in_reply_to=keep(parsed.in_reply_to), references=keep(parsed.references))

@@ -12,9 +12,9 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import Insert, insert
+from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session
 
 from listgate.models import OutboxEntry
@@ -62,7 +62,7 @@ def record(
 
 @functools.cache
 def _insert() -> Insert:
-    table = OutboxEntry.__table__
+    table = cast(Table, OutboxEntry.__table__)
     return insert(table).returning(table.c.id)
 
 

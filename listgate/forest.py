@@ -1,4 +1,5 @@
-"""Parent edges: chosen from every id a mail names, else by subject; loops cut where the Date is earliest.
+"""Parent edges: chosen from every id a mail names, else by subject; loops cut where the Date is
+earliest.
 
 Every choice is a function of message content (the ids a message names, which of them are
 archived and what those name in turn; subjects and dates), never of arrival order, so a
@@ -19,14 +20,15 @@ from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from listgate import conversations
+from listgate import conversations, places, store
 from listgate.models import Message, MessageRef, ThreadNode
+from listgate.store import table
 
 MAX_DEPTH = 10_000  # the bound on any walk up a chain of parents
 MIN_KEY_LENGTH = 4  # shorter ids ("<a@b>") are junk, never thread keys
-_M = Message.__table__
-_REFS = MessageRef.__table__
-_NODES = ThreadNode.__table__
+_M = table(Message)
+_REFS = table(MessageRef)
+_NODES = table(ThreadNode)
 Named = Sequence[
     tuple[str, int]
 ]  # (id, place in In-Reply-To or 0), References order then In-Reply-To's others
@@ -34,26 +36,30 @@ Named = Sequence[
 
 @dataclass(frozen=True)
 class Keys:
-    """The thread keys a message names, junk left out: In-Reply-To's ids and References' ids, in order."""
+    """The thread keys a message names, junk left out: In-Reply-To's ids and References' ids, in
+    order."""
 
     irt: tuple[str, ...] = ()
     refs: tuple[str, ...] = ()
 
     @property
     def named(self) -> list[tuple[str, int]]:
-        """Every key once: References order, then In-Reply-To ids not in References; with In-Reply-To places."""
+        """Every key once: References order, then In-Reply-To ids not in References; with
+        In-Reply-To places."""
         place = {k: i + 1 for i, k in enumerate(self.irt)}
         return [(k, place.get(k, 0)) for k in dict.fromkeys(self.refs + self.irt)]
 
 
 def is_thread_key(token: str) -> bool:
-    """True for an id that can join threads: local@domain, both parts present, not absurdly short."""
+    """True for an id that can join threads: local@domain, both parts present, not absurdly
+    short."""
     local, at, domain = token.rpartition("@")
     return bool(at and local and domain) and len(token) >= MIN_KEY_LENGTH
 
 
 def thread_keys(own: str, in_reply_to: Iterable[str], references: Iterable[str]) -> Keys:
-    """The keys of a message from its parsed headers; its own id, repeats and junk tokens dropped."""
+    """The keys of a message from its parsed headers; its own id, repeats and junk tokens
+    dropped."""
 
     def keep(ids: Iterable[str]) -> tuple[str, ...]:
         return tuple(dict.fromkeys(i for i in ids if i != own and is_thread_key(i)))
@@ -124,7 +130,8 @@ _NAMERS = (
 
 
 def reparent_namers(session: Session, msg_pk: int, msgid: str, list_id: int) -> set[int]:
-    """Messages that name a newly archived id choose again (it may be nearer); the threads touched."""
+    """Messages that name a newly archived id choose again (it may be nearer); the threads
+    touched."""
     conn = session.connection()
     rows = conn.execute(_NAMERS, {"list_id": list_id, "ref": msgid, "pk": msg_pk}).all()
     if not rows:
@@ -156,7 +163,8 @@ _ROW = select(
 
 
 def set_parent(conn: Connection, pk: int, parent: int | None, pos: int = -1) -> set[int]:
-    """Give a message a new chosen parent, keeping every loop cut at its earliest member; the threads touched."""
+    """Give a message a new chosen parent, keeping every loop cut at its earliest member; the
+    threads touched."""
     me = conn.execute(_ROW, {"pk": pk}).one()
     if me.pref_parent_id == parent:
         return set()
@@ -200,7 +208,8 @@ def _walk(conn: Connection, start: int, target: int) -> list[Any] | None:
 def nearest_earlier(
     conn: Connection, list_id: int, subject_norm: str, date: datetime, msgid: str, days: int
 ) -> Any | None:
-    """The subject fallback's parent: the latest message of that subject before this one, within days.
+    """The subject fallback's parent: the latest message of that subject before this one, within
+    days.
 
     "Before" is by (Date, Message-ID), the Message-IDs compared here in Python: database
     collations order strings differently, and every such comparison must agree.
@@ -228,7 +237,7 @@ def nearest_earlier(
 
 
 _PARENT = _M.alias("parent")
-_REHANG = (
+_REHANG = store.blind(  # messages only
     select(
         _M.c.id,
         _M.c.thread_id,
@@ -252,8 +261,9 @@ _REHANG = (
 
 def _same_subject_after(
     conn: Connection, list_id: int, subject_norm: str, date: datetime, pk: int, days: int
-) -> list[Any]:
-    """Subject-fallback messages of that subject dated date to days later, pk left out (one indexed query)."""
+) -> Sequence[Any]:
+    """Subject-fallback messages of that subject dated date to days later, pk left out (one indexed
+    query)."""
     return conn.execute(
         _REHANG,
         {
@@ -267,13 +277,18 @@ def _same_subject_after(
 
 
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:
-    """Subject-fallback messages for which the new message is nearer than their parent move under it."""
-    if days <= 0 or not new.thread_subject_norm:
+    """Subject-fallback messages for which the new message is nearer than their parent move under
+    it."""
+    if (
+        days <= 0
+        or not new.thread_subject_norm
+        or not places.linked_by_subject(session, new.list_id, new.thread_subject_norm)
+    ):
         return set()
     rows = _same_subject_after(
         session.connection(), new.list_id, new.thread_subject_norm, new.thread_date, new.id, days
     )
-    mine, named = (new.thread_date, new.message_id), {k for k, _ in new.extra.get("named", ())}
+    mine, named = (new.thread_date, new.message_id), {k for k, _ in new.named}
     touched: set[int] = set()
     for row in rows:
         if (
@@ -308,16 +323,18 @@ def relink(session: Session, row: Any, parent_pk: int, old_msgid: str | None) ->
 
 
 def _side(conn: Connection, thread_id: int, start: str) -> tuple[set[int], set[str]]:
-    """(message pks, ids) of the part of a thread joined to start (whose subject link was just moved away)."""
+    """(message pks, ids) of the part of a thread joined to start (whose subject link was just moved
+    away)."""
     nodes, near = _links(conn, {thread_id})
     seen = _reach(near, start) & nodes.keys()  # the moved link's new end lies in another thread
-    return {nodes[m][0] for m in seen if nodes[m][0] is not None}, seen
+    return {pk for m in seen if (pk := nodes[m][0]) is not None}, seen
 
 
 def _links(
     conn: Connection, thread_ids: set[int]
 ) -> tuple[dict[str, tuple[int | None, int]], dict[str, set[str]]]:
-    """The nodes of these threads ({id: (message pk or None, thread)}) and what joins them: names, subject links."""
+    """The nodes of these threads ({id: (message pk or None, thread)}) and what joins them: names,
+    subject links."""
     nodes = {
         r.msgid: (r.message_pk, r.thread_id)
         for r in conn.execute(
@@ -358,7 +375,8 @@ def _reach(near: Mapping[str, set[str]], start: str) -> set[str]:
 def rechoose_by_subject(
     conn: Connection, pk: int, list_id: int, subject_norm: str, date: datetime, days: int
 ) -> set[int]:
-    """Subject-fallback messages under pk choose again (its Date, subject or ids changed); their new parents' threads.
+    """Subject-fallback messages under pk choose again (its Date, subject or ids changed); their new
+    parents' threads.
 
     subject_norm and date are pk's before the change: its subject children lie in that window.
     """
@@ -382,6 +400,7 @@ def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
     their own); parts now joined merge; placeholders nothing names any more are forgotten.
     """
     conn = session.connection()
+    places.forget(session)
     nodes, near = _links(conn, thread_ids)
     parts: list[set[str]] = []
     placed: set[str] = set()
@@ -397,7 +416,7 @@ def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
         pieces = []  # (part, its ids in this thread, its messages in this thread)
         for n, part in enumerate(parts):
             ids = {m for m in part if nodes[m][1] == thread_id}
-            pks = {nodes[m][0] for m in ids} - {None}
+            pks = {pk for m in ids if (pk := nodes[m][0]) is not None}
             if pks:
                 pieces.append((n, ids, pks))
             elif ids:

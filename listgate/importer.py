@@ -34,8 +34,9 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
-from listgate.mail.parser import parse, parse_message_id
+from listgate.mail.parser import parse
 from listgate.models import Message, MessageVariant, RawMessage
+from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +96,7 @@ def mbox_messages(stream: BinaryIO) -> Iterator[bytes]:
             if line.strip():
                 raise SourceError("not an mbox file: it does not start with a 'From ' line")
             continue
-        if line.startswith(b">") and _FROM_ESCAPED.match(line):
-            line = line[1:]
-        lines.append(line)
+        lines.append(line[1:] if line.startswith(b">") and _FROM_ESCAPED.match(line) else line)
     if started:
         yield _finish(lines)
 
@@ -122,9 +121,6 @@ def maildir_files(path: Path) -> list[Path]:
 
 def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
     """Parse a batch (in a helper process, or here)."""
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     return [parse(raw) for raw in raws]
 
 
@@ -142,7 +138,8 @@ class ParseAhead:
 
     @staticmethod
     def result(parsing: Future[list[ParsedMessage]], raws: list[bytes]) -> list[ParsedMessage]:
-        """The parsed batch; parsed here when the helper process failed (it died, ran out of memory)."""
+        """The parsed batch; parsed here when the helper process failed (it died, ran out of
+        memory)."""
         try:
             return parsing.result()
         except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like: the batch is parsed again here
@@ -215,7 +212,8 @@ class Importer:
         return self.summary
 
     def _fresh(self, raws: list[bytes]) -> list[bytes]:
-        """The batch without what is archived already (skipped unparsed) and without empty messages (refused)."""
+        """The batch without what is archived already (skipped unparsed) and without empty messages
+        (refused)."""
         with self.factory() as session:
             fresh = self._skip_archived(session, raws)
         kept = [raw for raw in fresh if raw.strip()]
@@ -230,9 +228,10 @@ class Importer:
         parsing: Future[list[ParsedMessage]] | None,
         tick: Callable[[int], None] | None,
     ) -> None:
-        """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one per message."""
+        """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one
+        per message."""
         parsed = parse_all(raws) if parsing is None else ParseAhead.result(parsing, raws)
-        items = [Item(p, (self.recipient,), "import") for p in parsed]
+        items = [Item(p, (self.recipient,), PostOrigin.IMPORT) for p in parsed]
         try:
             with self.factory() as session, session.begin():
                 results = ingest_batch(
@@ -260,24 +259,25 @@ class Importer:
             return exc
 
     def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:
-        """Drop messages already archived with the same bytes (a resumed import) without parsing them."""
+        """Drop messages already archived with the same bytes (a resumed import) without parsing
+        them.
+
+        The bytes alone decide: the same bytes always parse to the same Message-ID, so bytes kept
+        on this list (as a message or a variant) are that message, archived.
+        """
         mlist = lists.require(session, self.list_name)
-        keys = [(parse_message_id(r), hashlib.sha256(r).hexdigest()) for r in raws]
-        have: set[tuple[str, str]] = set()
-        for raw_of in (
-            Message.raw_id,
-            MessageVariant.raw_id,
-        ):  # the message's own bytes, then its variants'
-            query = select(Message.message_id, RawMessage.sha256).where(
-                Message.list_id == mlist.id, Message.message_id.in_({k for k, _ in keys})
+        hashes = [hashlib.sha256(r).hexdigest() for r in raws]
+        have: set[str] = set()
+        for raw_of in (Message.raw_id, MessageVariant.raw_id):  # its own bytes, then variants'
+            query = (
+                select(RawMessage.sha256)
+                .select_from(Message)
+                .where(Message.list_id == mlist.id, RawMessage.sha256.in_(set(hashes)))
             )
             if raw_of is MessageVariant.raw_id:
                 query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
-            have.update(
-                (mid, sha)
-                for mid, sha in session.execute(query.join(RawMessage, RawMessage.id == raw_of))
-            )
-        fresh = [r for r, key in zip(raws, keys) if key not in have]
+            have.update(session.scalars(query.join(RawMessage, RawMessage.id == raw_of)))
+        fresh = [r for r, digest in zip(raws, hashes, strict=True) if digest not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
 
@@ -299,15 +299,15 @@ def sources(path: Path) -> tuple[Iterator[bytes], int, Callable[[], int]]:
         files = maildir_files(path)
         count = [0]
 
-        def read() -> Iterator[bytes]:
+        def read_files() -> Iterator[bytes]:
             for f in files:
                 count[0] += 1
                 yield f.read_bytes()
 
-        return read(), len(files), lambda: count[0]
+        return read_files(), len(files), lambda: count[0]
     if not path.is_file():
         raise SourceError(f"{path}: no such file or directory")
-    raw_file = open(path, "rb")  # closed when the generator below is exhausted or collected
+    raw_file = open(path, "rb")  # noqa: SIM115 - closed by read() below, when done or collected
     stream = open_stream(raw_file)
 
     def read() -> Iterator[bytes]:
@@ -322,9 +322,6 @@ def run_import(
     settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True
 ) -> Summary:
     """Import path into list_name with a progress bar (rate, ETA) on stderr; returns the summary."""
-    logging.getLogger("mailparser").setLevel(
-        logging.ERROR
-    )  # it warns about every multipart/alternative
     engine = make_engine(settings)
     try:
         importer = Importer(
@@ -351,7 +348,7 @@ def run_import(
                 try:
                     bar.update(position() - bar.n)
                 except ValueError:  # the source was closed after its last message
-                    bar.update(bar.total - bar.n)
+                    bar.update((bar.total or 0) - bar.n)
                 rate = importer.summary.seen / max(time.monotonic() - started, 1e-6)
                 bar.set_postfix(
                     msgs=str(importer.summary.seen), rate=f"{rate:.0f} msg/s", refresh=False

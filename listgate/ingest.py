@@ -6,6 +6,7 @@ import email.utils
 import hashlib
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch, notposted, store, threads
+from listgate import digests, dispatch, notposted, places, store, threads
 from listgate.addresses import Recipient
 from listgate.bans import first_banned
 from listgate.mail.message import MessageHead, ParsedMessage
@@ -30,8 +31,14 @@ from listgate.models import (
     ThreadNode,
 )
 from listgate.policy import is_member, needs_approval, publish_counts
-from listgate.states import PostState, SubscriptionState
-from listgate.store import lock_list
+from listgate.states import (
+    ListPolicy,
+    PostOrigin,
+    PostState,
+    SubscriptionKind,
+    SubscriptionState,
+)
+from listgate.store import lock_list, table
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +50,11 @@ STORED, DUPLICATE, HELD_FOR_MODERATION, DROPPED, COMMAND = (
     "command",
 )
 REFUSED = "refused"  # the sender may not post here (banned): refused with a 5xx over SMTP
-RELEASE = "release"  # origin of a post a moderator released from the not-posted queue
 VARIANT = "variant"  # other bytes with an archived Message-ID: archived beside it, not sent out
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
-_RAW = RawMessage.__table__
+_RAW = table(RawMessage)
+_INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
 
 
 @dataclass
@@ -65,7 +72,8 @@ class IngestResult:
 def automatic_reason(
     parsed: ParsedMessage | MessageHead, envelope_from: str | None, domain: str
 ) -> str:
-    """Why this mail is an automatic reply (RFC 3834) or a loop and must not become a post ('' if not).
+    """Why this mail is an automatic reply (RFC 3834) or a loop and must not become a post ('' if
+    not).
 
     Precedence: bulk, junk or list alone says nothing of the kind: that is how another list
     (or an archive subscribed to one) sends its posts, and they must be archived.
@@ -91,7 +99,7 @@ def store_raw_id(session: Session, raw: bytes) -> int:
     digest = hashlib.sha256(raw).hexdigest()
     conn = session.connection()
     new = conn.execute(
-        store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id),
+        store.blind(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id)),
         {"sha256": digest, "size": len(raw), "data": raw},
     ).scalar()
     if new is not None:
@@ -120,7 +128,7 @@ def ingest(
     mlist: MailingList,
     *,
     domain: str,
-    origin: str = "smtp",
+    origin: str = PostOrigin.SMTP,
     envelope_from: str | None = None,
     fallback_days: int = 30,
     recipient: Recipient | None = None,
@@ -147,7 +155,7 @@ def _ingest(
     lock_list(session, mlist)
     if recipient is not None and recipient.command:
         return _command(session, parsed, mlist, recipient, envelope_from)
-    if origin != "import":
+    if origin != PostOrigin.IMPORT:
         early = screen(
             session, parsed, mlist, domain=domain, origin=origin, envelope_from=envelope_from
         )
@@ -156,10 +164,10 @@ def _ingest(
         ):  # answered 250 already (or a web post): kept in the not-posted queue, never dropped
             return (
                 early
-                if origin == RELEASE
+                if origin == PostOrigin.RELEASE
                 else _not_posted(session, parsed, mlist, early.reason, envelope_from, early.status)
             )
-        word = thread_command(parsed) if origin != RELEASE else ""
+        word = thread_command(parsed) if origin != PostOrigin.RELEASE else ""
         if word:
             return _reply_command(session, parsed, mlist, word, envelope_from)
     existing = _archived(session, mlist, parsed.message_id)
@@ -168,7 +176,7 @@ def _ingest(
 
     status = _policy_status(session, mlist, parsed, origin)
     held_why = "" if status == PostState.VISIBLE else _held_reason(mlist)
-    period = digests.period_of(parsed, mlist, domain) if origin != "import" else None
+    period = digests.period_of(parsed, mlist, domain) if origin != PostOrigin.IMPORT else None
     if (
         period is not None
     ):  # a reply to a whole digest: under the entry it answers, or held with a hint
@@ -195,13 +203,14 @@ def _ingest(
     )
     if status == PostState.VISIBLE:
         publish_counts(mlist, msg)
-        if origin != "import":
+        if origin != PostOrigin.IMPORT:
             _auto_follow(session, mlist, msg.from_addr, thread.id)
             result.outbox.append(dispatch.record(session, dispatch.FANOUT, msg.id))
     else:
         result.reason = "held for moderation"
-        if origin not in ("import", RELEASE) and msg.from_addr:
-            # An automatic reply to an unauthenticated From: rate-limited, and the Subject is not quoted back.
+        if origin not in (PostOrigin.IMPORT, PostOrigin.RELEASE) and msg.from_addr:
+            # An automatic reply to an unauthenticated From: rate-limited, and the Subject is not
+            # quoted back.
             result.outbox.append(
                 dispatch.record(
                     session,
@@ -217,7 +226,9 @@ def _ingest(
                     },
                 )
             )
-        if origin != "import":  # the moderators hear of it once, by mail (worker/moderation.py)
+        if (
+            origin != PostOrigin.IMPORT
+        ):  # the moderators hear of it once, by mail (worker/moderation.py)
             result.outbox.append(
                 dispatch.record(
                     session,
@@ -237,7 +248,8 @@ def _not_posted(
     envelope_from: str | None,
     status: str = DROPPED,
 ) -> IngestResult:
-    """Accepted and not posted: kept in the not-posted queue with its reason, never dropped silently.
+    """Accepted and not posted: kept in the not-posted queue with its reason, never dropped
+    silently.
 
     status is DROPPED (automatic mail, a thread command naming no thread) or REFUSED (a sender
     banned after the gateway's 250).
@@ -254,7 +266,8 @@ def _not_posted(
 def release(
     session: Session, entry_id: int, by: str, *, domain: str, fallback_days: int = 30
 ) -> IngestResult:
-    """A moderator releases an entry of the not-posted queue as a post; LookupError if it cannot be."""
+    """A moderator releases an entry of the not-posted queue as a post; LookupError if it cannot
+    be."""
     entry = notposted.claim(session, entry_id)
     mlist = session.get_one(MailingList, entry.list_id)
     raw = session.get_one(RawMessage, entry.raw_id).data
@@ -263,7 +276,7 @@ def release(
         parse(raw),
         mlist,
         domain=domain,
-        origin=RELEASE,
+        origin=PostOrigin.RELEASE,
         envelope_from=entry.envelope_from,
         fallback_days=fallback_days,
     )
@@ -276,7 +289,7 @@ def release(
 
 def _held_reason(mlist: MailingList) -> str:
     """Why the list's policy holds a post, as the moderators are told."""
-    if mlist.policy == "moderated":
+    if mlist.policy == ListPolicy.MODERATED:
         return "every post to this list is moderated"
     return "the sender is not a member of the list"
 
@@ -284,9 +297,11 @@ def _held_reason(mlist: MailingList) -> str:
 def _same_id(
     session: Session, parsed: ParsedMessage, mlist: MailingList, existing: Any, fallback_days: int
 ) -> IngestResult:
-    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a variant of it.
+    """A Message-ID already archived: the same bytes are a duplicate; other bytes are kept as a
+    variant of it.
 
-    The message shown stays; the copy with the earliest Date places the id in the forest (threads.place_copies).
+    The message shown stays; the copy with the earliest Date places the id in the forest
+    (threads.place_copies).
     """
     result = IngestResult(
         DUPLICATE, mlist.name, existing.id, existing.thread_id, "already archived"
@@ -333,15 +348,16 @@ def screen(
     mlist: MailingList,
     *,
     domain: str,
-    origin: str = "smtp",
+    origin: str = PostOrigin.SMTP,
     envelope_from: str | None = None,
 ) -> IngestResult | None:
-    """What the headers and a ban look-up decide alone: automatic mail DROPPED, a banned sender REFUSED, else None.
+    """What the headers and a ban look-up decide alone: automatic mail DROPPED, a banned sender
+    REFUSED, else None.
 
     The gateway asks this at SMTP DATA (on a header scan) and ingest asks it again when archiving,
     where a ban added after the 250 is caught. A released entry is not automatic mail any more.
     """
-    reason = automatic_reason(head, envelope_from, domain) if origin != RELEASE else ""
+    reason = automatic_reason(head, envelope_from, domain) if origin != PostOrigin.RELEASE else ""
     if reason:
         return IngestResult(DROPPED, mlist.name, reason=reason)
     reason = _banned(session, mlist, head, envelope_from)
@@ -381,18 +397,31 @@ def admit(
         return IngestResult(
             VARIANT, mlist.name, existing.id, existing.thread_id, "to be kept as a variant"
         )
-    if _policy_status(session, mlist, head, "smtp") == PostState.VISIBLE:
+    if _policy_status(session, mlist, head, PostOrigin.SMTP) == PostState.VISIBLE:
         return IngestResult(STORED, mlist.name)
     return IngestResult(HELD_FOR_MODERATION, mlist.name, reason="held for moderation")
 
 
-def _archived(session: Session, mlist: MailingList, message_id: str) -> Any:
-    """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or None."""
-    return (
-        session.connection()
-        .execute(store.ARCHIVED, {"list_id": mlist.id, "message_id": message_id})
-        .first()
+def _archived(session: Session, mlist: MailingList, message_id: str) -> places.Archived | None:
+    """The archived message with this Message-ID on the list (id, thread_id, raw_id, status), or
+    None."""
+    return places.archived(session, mlist.id, message_id)
+
+
+def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessage]) -> None:
+    """Read what ingesting batch into mlist will ask (archived ids, thread nodes) in a few
+    queries."""
+    lock_list(session, mlist)  # first: what is read must be what the list holds while we write
+    named = (
+        key
+        for parsed in batch
+        for key, _ in threads.thread_keys(
+            parsed.message_id, parsed.in_reply_to, parsed.references
+        ).named
     )
+    subjects = [normalize_subject(p.subject) for p in batch]
+    places.prefetch(session, mlist.id, (p.message_id for p in batch), named, subjects)
+    places.defer_rows(session)
 
 
 def _archived_bytes(session: Session, existing: Any, raw: bytes) -> bool:
@@ -413,7 +442,8 @@ def _banned(
     parsed: ParsedMessage | MessageHead,
     envelope_from: str | None,
 ) -> str:
-    """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or envelope address."""
+    """Why the sender may not post here ('' when they may): a moderator banned the From, Sender or
+    envelope address."""
     envelope = (envelope_from or "").strip("<> ").lower()
     sender = email.utils.parseaddr(parsed.header(SENDER))[1].strip().lower()
     address = first_banned(
@@ -425,9 +455,9 @@ def _banned(
 def _policy_status(
     session: Session, mlist: MailingList, parsed: ParsedMessage | MessageHead, origin: str
 ) -> str:
-    if origin in ("import", RELEASE) or mlist.policy == "open":
+    if origin in (PostOrigin.IMPORT, PostOrigin.RELEASE) or mlist.policy == ListPolicy.OPEN:
         return PostState.VISIBLE
-    if mlist.policy == "moderated":
+    if mlist.policy == ListPolicy.MODERATED:
         return (
             PostState.VISIBLE if parsed.from_addr in mlist.moderator_addresses() else PostState.HELD
         )
@@ -437,30 +467,32 @@ def _policy_status(
 def _draft(
     session: Session, parsed: ParsedMessage, mlist: MailingList, origin: str, status: str
 ) -> threads.Draft:
-    """The new message's column values (raw bytes stored); threads.attach inserts it once its thread is known."""
+    """The new message's column values (raw bytes stored); threads.attach inserts it once its thread
+    is known."""
+    subject_norm = normalize_subject(parsed.subject)
     return threads.Draft(
-        dict(
-            list_id=mlist.id,
-            message_id=parsed.message_id,
-            message_id_generated=parsed.message_id_generated,
-            raw_id=store_raw_id(session, parsed.raw),
-            subject=parsed.subject,
-            subject_norm=normalize_subject(parsed.subject),
-            from_name=parsed.from_name,
-            from_addr=parsed.from_addr,
-            date=parsed.date,
-            date_offset=parsed.date_offset,
-            date_header=parsed.date_header,
-            received_at=datetime.now(UTC),
-            in_reply_to=" ".join(parsed.in_reply_to)[:4000],
-            references=" ".join(parsed.chain)[:20000],
-            body_text=parsed.body_text,
-            body_html=parsed.body_html,
-            is_flowed=parsed.is_flowed,
-            status=status,
-            origin=origin,
-            defects="\n".join(parsed.defects)[:20000],
-        )
+        list_id=mlist.id,
+        message_id=parsed.message_id,
+        subject=parsed.subject,
+        date=parsed.date,
+        thread_date=parsed.date,
+        thread_subject_norm=subject_norm,
+        subject_norm=subject_norm,
+        message_id_generated=parsed.message_id_generated,
+        raw_id=store_raw_id(session, parsed.raw),
+        from_name=parsed.from_name,
+        from_addr=parsed.from_addr,
+        date_offset=parsed.date_offset,
+        date_header=parsed.date_header,
+        received_at=datetime.now(UTC),
+        in_reply_to=" ".join(parsed.in_reply_to)[:4000],
+        references=" ".join(parsed.chain)[:20000],
+        body_text=parsed.body_text,
+        body_html=parsed.body_html,
+        is_flowed=parsed.is_flowed,
+        status=status,
+        origin=origin,
+        defects="\n".join(parsed.defects)[:20000],
     )
 
 
@@ -470,11 +502,11 @@ def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int)
         return
     conn = session.connection()
     conn.execute(
-        store.of(session).insert_ignore(Blob),
+        store.blind(store.of(session).insert_ignore(Blob)),
         [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
     )
     conn.execute(
-        insert(Attachment.__table__),
+        _INSERT_ATTACHMENT,
         [
             {
                 "message_pk": message_pk,
@@ -490,7 +522,8 @@ def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int)
 
 
 def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> None:
-    """Posting in a thread follows it, unless the person turned that off, mutes it or already has a say in it.
+    """Posting in a thread follows it, unless the person turned that off, mutes it or already has a
+    say in it.
 
     A follow the person ended earlier is taken up again (same row: its delivery history stays).
     On a list that needs a moderator's approval, only members are followed: posting is no way in.
@@ -504,7 +537,7 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
             store.of(session).follow,
             {
                 **params,
-                "kind": "thread",
+                "kind": SubscriptionKind.THREAD,
                 "status": SubscriptionState.ACTIVE,
                 "confirmed_at": datetime.now(UTC),
             },

@@ -1,4 +1,4 @@
-"""`listgate up`: check the ports, prepare the database, supervise the services, print one short summary."""
+"""`listgate up`: check the ports, prepare the database, supervise the services, sum it up."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def _client_host(host: str) -> str:
 
 
 def _command_path() -> str:
-    """How to type the `listgate` command that runs this code (.venv/bin/listgate after `make run`)."""
+    """How to type the `listgate` command of this code (.venv/bin/listgate after `make run`)."""
     path = Path(sys.executable).parent / "listgate"
     try:
         return str(path.relative_to(Path.cwd()))
@@ -89,7 +89,8 @@ def _relay_note(settings: Settings) -> str:
         return f"relay {redact(settings.outbound)}"
     except OSError:
         return (
-            f"relay {redact(settings.outbound)} -- nothing answers there now: copies wait until it does "
+            f"relay {redact(settings.outbound)} -- nothing answers there now: "
+            "copies wait until it does "
             f"(a development sink: {_command_path()} sink --listen {url.hostname}:{url.port})"
         )
 
@@ -110,14 +111,16 @@ def summary(settings: Settings, with_demo: bool) -> list[str]:
     if with_demo:
         lines += [
             "",
-            f"Try it: this posts to {demo.NAME}@{settings.domain}, whose subscriber {demo.SUBSCRIBER} gets a copy:",
+            f"Try it: this posts to {demo.NAME}@{settings.domain}, "
+            f"whose subscriber {demo.SUBSCRIBER} gets a copy:",
             "",
             "  "
             + demo.post_command(
                 settings.domain, _client_host(settings.smtp_host), settings.smtp_port
             ),
             "",
-            f"then read it at {settings.base_url}/lists/{demo.NAME}/ and in the mail out {'Maildir' if settings.outbound.startswith('maildir:') else 'relay'} above.",
+            f"then read it at {settings.base_url}/lists/{demo.NAME}/ and in the mail out "
+            f"{'Maildir' if settings.outbound.startswith('maildir:') else 'relay'} above.",
         ]
     if logs.running_as_root():
         lines += ["", f"note: {logs.ROOT_NOTE}"]

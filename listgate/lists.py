@@ -1,4 +1,4 @@
-"""Creating lists and administrators' subscriptions (the lifecycle itself lives in listgate.subscriptions)."""
+"""Creating lists and administrators' subscriptions (the lifecycle: listgate.subscriptions)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from listgate import subscriptions
 from listgate.addresses import MAX_LIST_NAME, valid_list_name
 from listgate.models import MailingList, Subscription
-from listgate.models.archive import POLICIES
+from listgate.states import ListPolicy, SubscriptionKind
 
 
 class ListError(ValueError):
@@ -16,7 +16,7 @@ class ListError(ValueError):
 
 
 def get(session: Session, name: str) -> MailingList | None:
-    """The list called name, or None (list names are ASCII: a look-alike such as U+212A for k is no name)."""
+    """The list called name, or None (names are ASCII: a look-alike such as U+212A is none)."""
     if not name.isascii():
         return None
     return session.scalars(select(MailingList).where(MailingList.name == name.lower())).first()
@@ -35,7 +35,7 @@ def create(
     name: str,
     title: str = "",
     description: str = "",
-    policy: str = "open",
+    policy: str = ListPolicy.OPEN,
     private: bool = False,
     moderators: str = "",
     owners: str = "",
@@ -47,15 +47,15 @@ def create(
             f"{name!r} is not a valid list name: use up to {MAX_LIST_NAME} letters, "
             "digits, '.', '-' or '_' (no '+')"
         )
-    if policy not in POLICIES:
-        raise ListError(f"unknown policy {policy!r}: choose one of {', '.join(POLICIES)}")
+    if policy not in tuple(ListPolicy):
+        raise ListError(f"unknown policy {policy!r}: choose one of {', '.join(ListPolicy)}")
     if get(session, name) is not None:
         raise ListError(f"a list named {name!r} already exists")
     mlist = MailingList(
         name=name,
         title=title or name,
         description=description,
-        policy=policy,
+        policy=ListPolicy(policy),
         private=private,
         moderators=moderators,
         owners=owners.lower().replace(" ", ""),
@@ -66,9 +66,13 @@ def create(
 
 
 def subscribe(
-    session: Session, mlist: MailingList, address: str, kind: str = "list", thread_id: int = 0
+    session: Session,
+    mlist: MailingList,
+    address: str,
+    kind: str = SubscriptionKind.LIST,
+    thread_id: int = 0,
 ) -> Subscription:
-    """An administrator's subscription: active at once (no confirmation mail, no approval needed)."""
+    """An administrator's subscription: active at once (no confirmation mail, no approval)."""
     try:
         return subscriptions.start(
             session, mlist, address, kind, thread_id, approved_by=subscriptions.ADMIN

@@ -34,7 +34,7 @@ class ModerationError(ValueError):
 
 
 def recipients(mlist: MailingList, admins: Iterable[str]) -> list[str]:
-    """Who acts on this list's held posts and reports: its moderators, else its owners, else the site admins."""
+    """Who acts on this list's held posts and reports: moderators, else owners, else site admins."""
     for group in (
         mlist.moderator_addresses(),
         mlist.owner_addresses(),
@@ -61,7 +61,7 @@ def address(secret: str, action: str, msg: Message, mlist: MailingList, domain: 
 def held_message(
     session: Session, secret: str, mlist: MailingList, action: str, given: str
 ) -> Message:
-    """The held post a code names; ModerationError when forged, for another list, or already dealt with."""
+    """The held post a code names; ModerationError if forged, for another list, or dealt with."""
     try:
         msg = session.get(Message, int(given.partition(".")[0], 16))
     except ValueError:
@@ -80,7 +80,7 @@ def held_message(
 
 
 def reject_reason(body: str) -> str | None:
-    """REASON from the first own line of a reply ("reject: REASON"); None when that line is no rejection."""
+    """REASON from a reply's first own line ("reject: REASON"); None if it is no rejection."""
     for line in body.splitlines():
         if not line.strip() or line.lstrip().startswith(">") or _ATTRIBUTION.match(line.strip()):
             continue

@@ -8,8 +8,9 @@ status`, and can release one as a post (listgate.ingest.release).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
 from listgate.mail.message import ParsedMessage
@@ -26,7 +27,7 @@ def keep(
     envelope_from: str | None,
 ) -> int:
     """Record an accepted mail that is not posted, in the caller's transaction; its queue id."""
-    table = NotPosted.__table__
+    table = cast(Table, NotPosted.__table__)
     return int(
         session.connection()
         .execute(

@@ -18,7 +18,7 @@ PROBE_TIMEOUT = 10.0
 
 
 def open_session(url: str, timeout: float) -> smtplib.SMTP:
-    """An SMTP session to the relay at url, greeted (EHLO), secured (smtps, STARTTLS) and logged in as it says."""
+    """An SMTP session to the relay at url: greeted, secured (smtps, STARTTLS), logged in."""
     parts = urlsplit(url)
     host, port = parts.hostname or "localhost", parts.port or 25
     if parts.scheme == "smtps":
@@ -29,6 +29,7 @@ def open_session(url: str, timeout: float) -> smtplib.SMTP:
         smtp = smtplib.SMTP(host, port, timeout=timeout)
     # The message and its final "." go out as two writes (see worker/mailer.py): without
     # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
+    assert smtp.sock is not None  # connected by the constructor, which was given a host
     smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     smtp.ehlo_or_helo_if_needed()
     if parts.scheme == "smtp+starttls":
@@ -56,7 +57,7 @@ def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
 
 
 def advertised_size(url: str, timeout: float = PROBE_TIMEOUT) -> int | None:
-    """The relay's EHLO SIZE in bytes (0: it states no limit); None when url is no SMTP relay or it cannot be asked."""
+    """The relay's EHLO SIZE (0: no limit); None when url is no relay or it cannot be asked."""
     if urlsplit(url).scheme not in ("smtp", "smtps", "smtp+starttls"):
         return None
     try:

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from listgate import dispatch, store, threads
 from listgate.models import MailingList, Message, OutboxEntry
-from listgate.states import PostState
+from listgate.states import ListPolicy, PostState
 from listgate.store import lock_list
 
 
@@ -30,7 +30,7 @@ def is_member(session: Session, mlist: MailingList, address: str) -> bool:
 
 def needs_approval(mlist: MailingList) -> bool:
     """Private and members-only lists let nobody in without a moderator (or an administrator)."""
-    return mlist.private or mlist.policy == "members"
+    return mlist.private or mlist.policy == ListPolicy.MEMBERS
 
 
 def publish(session: Session, msg: Message) -> OutboxEntry:

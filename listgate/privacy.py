@@ -1,4 +1,4 @@
-"""Who may learn that a private list exists: RCPT answers a private list like a missing one, except to these."""
+"""Who may learn that a private list exists: RCPT answers it like a missing one, except to these."""
 
 from __future__ import annotations
 
@@ -8,16 +8,18 @@ from sqlalchemy.orm import Session
 from listgate import subscriptions, tokens
 from listgate.addresses import Recipient
 from listgate.models import Delivery, MailingList, Message, Subscription
+from listgate.states import SubscriptionState
 
 
 def admits(
     session: Session, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str
 ) -> bool:
-    """True when RCPT may show this sender that mlist exists (always, for a list that is not private).
+    """True when RCPT may show this sender that mlist exists (always, for a list that is not
+    private).
 
-    A private list shows itself to its moderators and to addresses it knows (any subscription,
-    pending ones included, so a confirmation reply gets through), and to mail carrying a token
-    we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@.
+    A private list shows itself to its moderators and to addresses it knows (any subscription that
+    has not ended, pending ones included, so a confirmation reply gets through), and to mail
+    carrying a token we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@.
     """
     if not mlist.private:
         return True
@@ -33,7 +35,9 @@ def admits(
     if address in mlist.moderator_addresses():
         return True
     known = select(Subscription.id).where(
-        Subscription.list_id == mlist.id, Subscription.address == address
+        Subscription.list_id == mlist.id,
+        Subscription.address == address,
+        Subscription.status != SubscriptionState.ENDED,  # a former member is a stranger again
     )
     return session.scalar(known.limit(1)) is not None
 

@@ -13,7 +13,7 @@ from listgate.models import RateHit
 
 
 def hit(session: Session, key: str, period: int) -> tuple[int, int]:
-    """Count one event for key in the caller's transaction: (events in this window, seconds until it ends)."""
+    """Count one event for key in the caller's transaction: (events in the window, seconds left)."""
     now = int(time.time())
     window = now // period
     key = key.lower()[:400]

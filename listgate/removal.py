@@ -63,7 +63,7 @@ def find(session: Session, message_id: str, list_name: str | None = None) -> lis
 
 
 def clean_reason(reason: str) -> str:
-    """The reason as the tombstone shows it (one line, at most 2,000 characters); ListError when empty."""
+    """The reason as the tombstone shows it (one line, 2,000 characters at most); or ListError."""
     reason = " ".join(reason.split())[:2000]
     if not reason:
         raise ListError("give a reason: it is shown in the thread where the post was")
@@ -73,7 +73,7 @@ def clean_reason(reason: str) -> str:
 def remove(
     session: Session, messages: list[Message], reason: str, actor: str, purge: bool = False
 ) -> Outcome:
-    """Take posts down with a reason (and purge their content); ListError when that cannot be done."""
+    """Take posts down with a reason (and purge their content); ListError when that cannot be."""
     reason = clean_reason(reason)
     outcome = Outcome()
     for msg in messages:
@@ -141,7 +141,8 @@ def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
             )
         raw = session.get(RawMessage, raw_id)
         if raw is not None:
-            # A new sha256 so the same bytes arriving again are stored afresh, not matched to this empty row.
+            # A new sha256 so the same bytes arriving again are stored afresh, not matched to this
+            # empty row.
             raw.data, raw.size, raw.sha256 = b"", 0, f"purged-{raw.id}"
     hashes = set()
     for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks))):

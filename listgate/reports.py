@@ -1,4 +1,4 @@
-"""Reports on posts, and hiding and restoring the posts they are about, keeping the thread and list counts right."""
+"""Reports on posts; hiding and restoring the posts, keeping the thread and list counts right."""
 
 from __future__ import annotations
 
@@ -17,16 +17,16 @@ def hide(session: Session, msg: Message) -> None:
     """Take a visible post off the archive (pending review); counts go down."""
     if msg.status != PostState.VISIBLE:
         return
+    count_step(session, msg, -1)  # first: it takes the list lock
     msg.status = PostState.HIDDEN
-    count_step(session, msg, -1)
 
 
 def restore(session: Session, msg: Message) -> None:
     """Put a hidden post back; counts go up again."""
     if msg.status != PostState.HIDDEN:
         return
+    count_step(session, msg, 1)  # first: it takes the list lock
     msg.status = PostState.VISIBLE
-    count_step(session, msg, 1)
 
 
 def open_reports(session: Session, message_pk: int) -> int:

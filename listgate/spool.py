@@ -45,9 +45,10 @@ from listgate.db import sqlite_engine, writer
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
 from listgate.states import SpoolState
+from listgate.store import table
 
-SPOOL = SpooledMail.__table__
-MARKS = SpoolMark.__table__
+SPOOL = table(SpooledMail)
+MARKS = table(SpoolMark)
 _SIDE = MetaData()
 SIDE_SPOOL = Table(
     "spool",
@@ -113,7 +114,8 @@ class Spool:
         self.generation = self._generation()
 
     def _generation(self) -> str:
-        """The spool file's generation, made (with its tables) on first use; a read alone when it exists."""
+        """The spool file's generation, made (with its tables) on first use; a read alone when it
+        exists."""
         try:
             with self.reader.connect() as conn:
                 found = conn.execute(select(SIDE_META.c.generation)).scalar()
@@ -135,7 +137,8 @@ class Spool:
             self.reader.dispose()
 
     def append(self, mails: Sequence[Spooled]) -> None:
-        """Add answered messages in one transaction (one fsync with synchronous=FULL): the 250's promise."""
+        """Add answered messages in one transaction (one fsync with synchronous=FULL): the 250's
+        promise."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             conn.execute(
@@ -161,7 +164,8 @@ class Spool:
             return list(conn.execute(self._pending(limit).where(self.table.c.id > after)))
 
     def claim(self, session: Session, limit: int) -> list[Any]:
-        """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip them."""
+        """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip
+        them."""
         return list(
             session.connection().execute(self._pending(limit).with_for_update(skip_locked=True))
         )
@@ -185,7 +189,8 @@ class Spool:
         )
 
     def done(self, session: Session, rows: Sequence[Any], kept: list[dict[str, Any]]) -> None:
-        """In the archiving transaction: the rows leave the spool; kept ones (failed) stay, saying why."""
+        """In the archiving transaction: the rows leave the spool; kept ones (failed) stay, saying
+        why."""
         by_id = {row.id: row for row in rows}
         conn = session.connection()
         if not self.separate:
@@ -251,7 +256,8 @@ class Spool:
         )
 
     def failed(self, session: Session, limit: int = 200) -> list[Any]:
-        """The rows kept after archiving raised, oldest first (id, received_at, mail_from, rcpt_tos, message_id, reason)."""
+        """The rows kept after archiving raised, oldest first (id, received_at, mail_from, rcpt_tos,
+        message_id, reason)."""
         t = SPOOL
         return list(
             session.execute(
@@ -265,7 +271,8 @@ class Spool:
         )
 
     def retry(self, session: Session, ids: Sequence[int] | None = None) -> int:
-        """Put failed rows (these, or all) back in line for the archiver, in the session's transaction; how many.
+        """Put failed rows (these, or all) back in line for the archiver, in the session's
+        transaction; how many.
 
         On SQLite the row moves to the spool file first, then leaves the archive: a crash between
         the two leaves it in both, and archiving it twice finds the first copy (a duplicate).
@@ -279,7 +286,7 @@ class Spool:
                 .where(*where)
                 .values(state=SpoolState.PENDING, reason="", done_at=None)
             )
-            return int(session.execute(back).rowcount)
+            return int(session.connection().execute(back).rowcount)
         rows = list(
             session.execute(
                 select(*(SPOOL.c[c] for c in _PENDING_COLUMNS)).where(*where).order_by(SPOOL.c.id)

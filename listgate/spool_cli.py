@@ -41,11 +41,13 @@ def spool_show() -> None:
             spool.close()
     for r in rows:
         click.echo(
-            f"{r.id:6}  {r.received_at:%Y-%m-%d %H:%M}  <{r.message_id}> from {r.mail_from or '<>'} "
+            f"{r.id:6}  {r.received_at:%Y-%m-%d %H:%M}  "
+            f"<{r.message_id}> from {r.mail_from or '<>'} "
             f"to {r.rcpt_tos.replace(chr(10), ', ')}: {r.reason}"
         )
     click.echo(
-        f"{plurals.count(len(rows), 'mail')} failed to archive; {depth.pending} waiting for the archiver"
+        f"{plurals.count(len(rows), 'mail')} failed to archive; "
+        f"{depth.pending} waiting for the archiver"
     )
 
 
@@ -53,7 +55,7 @@ def spool_show() -> None:
 @click.argument("spool_id", type=int, required=False)
 @click.option("--all", "every", is_flag=True, help="Every failed message.")
 def spool_retry(spool_id: int | None, every: bool) -> None:
-    """Give the failed message SPOOL_ID (from `listgate spool show`), or --all, to the archiver again."""
+    """Give the failed message SPOOL_ID (see `listgate spool show`), or --all, to the archiver."""
     from listgate.cli import _session, ensure_schema, load_settings
 
     if (spool_id is None) == (not every):

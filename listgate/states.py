@@ -1,9 +1,10 @@
-"""The words of listgate's state machines: the one place each stored state is spelled.
+"""The words of listgate's state machines and closed vocabularies: the one place each is spelled.
 
-Every status/state/kind column holding one of these is typed with its enum (listgate.models.columns.
-StateString): the database keeps the plain word in a VARCHAR, so databases written before these
-enums existed stay valid, and storing a word that is not a member fails at flush time.
-StrEnum members are str, so they compare equal to the word, format as it and serialise to JSON as it.
+Every status/state/kind column holding one of these is typed with its enum
+(listgate.models.columns.StateString): the database keeps the plain word in a VARCHAR, so
+databases written before these enums existed stay valid, and storing a word that is not a member
+fails at flush time. StrEnum members are str, so they compare equal to the word, format as it and
+serialise to JSON as it.
 
 The outbox has no state word: an OutboxEntry is pending while done_at is NULL, done once it is
 set, and failed for good when failed_at is set too (listgate.status counts them so).
@@ -33,7 +34,8 @@ class DeliveryState(StrEnum):
 class DigestState(StrEnum):
     """DigestSent.status: one subscriber's digest of one period (worker/digest.py drives it)."""
 
-    SENDING = "sending"  # claimed by a run (a new row starts here); SENDING again from DEFERRED on a resend
+    # claimed by a run (a new row starts here); SENDING again from DEFERRED on a resend
+    SENDING = "sending"
     SENT = "sent"
     DEFERRED = "deferred"  # the relay said 4xx: resent through the outbox with backoff
     BOUNCED = "bounced"
@@ -80,14 +82,71 @@ class SpoolState(StrEnum):
     """
 
     PENDING = "pending"  # accepted (250 given), waiting for the archiver
-    FAILED = "failed"  # archiving raised an error for this message alone (or its list is gone): `reason` holds it
+    # archiving raised an error for this message alone (or its list is gone): `reason` holds it
+    FAILED = "failed"
 
 
 class BounceKind(StrEnum):
-    """Bounce.kind: what a relay's refusal or a DSN says about one delivery (worker/bounces.py decides)."""
+    """Bounce.kind: what a relay's refusal or a DSN says about one delivery (worker/bounces.py)."""
 
     PERMANENT = "permanent"
     TRANSIENT = "transient"
     DELAYED = "delayed"
     UNKNOWN = "unknown"
     REFUSED = "refused"  # the message itself was refused: a failed post, scored against nobody
+
+
+class PostOrigin(StrEnum):
+    """Message.origin: how a post came in (listgate/ingest.py acts on it)."""
+
+    SMTP = "smtp"  # by mail, through the gateway
+    IMPORT = "import"  # from an archive (listgate import): no notifications, no moderation
+    RELEASE = "release"  # released by a moderator from the not-posted queue
+    WEB = "web"  # written in the archive's compose form (its author may edit it for a while)
+
+
+class SubscriptionKind(StrEnum):
+    """Subscription.kind: what a subscription brings (listgate/subscriptions.py)."""
+
+    LIST = "list"  # every post of the list
+    DIGEST = "digest"  # the list's posts gathered daily or weekly (Subscription.digest_frequency)
+    THREAD = "thread"  # every post of one thread (thread_key), without the rest of the list
+    MUTE = "mute"  # none of one thread's posts (thread_key), for a list subscriber
+
+
+class DigestFrequency(StrEnum):
+    """Subscription.digest_frequency and DigestSent.frequency: how often a digest comes."""
+
+    DAILY = "daily"
+    WEEKLY = "weekly"
+
+
+class DigestFormat(StrEnum):
+    """Person.digest_format: how a digest is laid out."""
+
+    MIME = "mime"  # multipart/digest, one message/rfc822 part per post
+    PLAIN = "plain"  # RFC 1153 plain text
+
+
+class ListPolicy(StrEnum):
+    """MailingList.policy: who may post without a moderator."""
+
+    OPEN = "open"  # anyone
+    MEMBERS = "members"  # subscribers and moderators; others are held (and joining needs approval)
+    MODERATED = "moderated"  # every post waits for a moderator
+
+
+class ReplyTo(StrEnum):
+    """MailingList.reply_to: the Reply-To the copies sent out carry (worker/headers.py)."""
+
+    NONE = "none"  # none added (an author's own Reply-To is always kept)
+    LIST = "list"  # the list (added to the author's)
+    AUTHOR = "author"  # the author
+
+
+class DmarcMode(StrEnum):
+    """MailingList.dmarc_mode: when the copies go out From the list (worker/dmarc.py)."""
+
+    AUTO = "auto"  # when the author's domain publishes a strict DMARC policy
+    ALWAYS = "always"
+    NEVER = "never"

@@ -33,7 +33,7 @@ FAILED_WINDOW = timedelta(
 
 @dataclass(frozen=True)
 class FailedPost:
-    """A post a relay refused (the message itself, not a recipient): for moderators and operators."""
+    """A post a relay refused (the message itself, not a recipient): for moderators, operators."""
 
     message_pk: int
     list_id: int
@@ -49,7 +49,7 @@ def failed_posts(
     limit: int = 50,
     now: datetime | None = None,
 ) -> list[FailedPost]:
-    """Posts with copies refused as messages in the last FAILED_WINDOW, newest first (of these lists, or all)."""
+    """Posts with copies refused as messages in the last FAILED_WINDOW, newest first."""
     since = (now or datetime.now(UTC)) - FAILED_WINDOW
     last = func.max(Bounce.received_at)
     query = (
@@ -128,7 +128,7 @@ class Status:
 
     @property
     def ok(self) -> bool:
-        """True when database and broker answer, the schema is current, no copy waits and every child serves."""
+        """True when database and broker answer, the schema is current, no copy waits, all serve."""
         return (
             self.database_ok
             and self.broker_ok
@@ -294,10 +294,16 @@ def _ago(when: datetime, now: datetime) -> str:
 
 
 def _failed_line(failed: list[FailedPost], now: datetime) -> str:
-    line = f"failed     {plurals.count(len(failed), 'post')} refused by the relay in the last {FAILED_WINDOW.days} days"
+    line = (
+        f"failed     {plurals.count(len(failed), 'post')} refused by the relay "
+        f"in the last {FAILED_WINDOW.days} days"
+    )
     if failed:
         newest = failed[0]
-        line += f' (latest {_ago(newest.last, now)}: post {newest.message_pk} "{newest.subject[:60]}": {newest.reason[:120]})'
+        line += (
+            f" (latest {_ago(newest.last, now)}: post {newest.message_pk} "
+            f'"{newest.subject[:60]}": {newest.reason[:120]})'
+        )
     return line
 
 
@@ -331,7 +337,8 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         sp = m.spool
         waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
         failed = (
-            f"; {plurals.count(sp.failed, 'mail')} FAILED to archive (listgate spool list; listgate spool retry)"
+            f"; {plurals.count(sp.failed, 'mail')} FAILED to archive "
+            "(listgate spool list; listgate spool retry)"
             if sp.failed
             else ""
         )
@@ -344,11 +351,13 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         unsent = d.get(DeliveryState.PENDING, 0) + d.get(DeliveryState.SENDING, 0)
         lines.append(
             f"deliveries {d.get(DeliveryState.SENT, 0)} sent, {unsent} pending, "
-            f"{d.get(DeliveryState.DEFERRED, 0)} deferred, {d.get(DeliveryState.BOUNCED, 0)} bounced, "
+            f"{d.get(DeliveryState.DEFERRED, 0)} deferred, "
+            f"{d.get(DeliveryState.BOUNCED, 0)} bounced, "
             f"{d.get(DeliveryState.REFUSED, 0)} refused"
         )
         lines.append(
-            f"mail       {m.received} received, {sum(m.stored.values())} stored, {sum(m.refused.values())} refused"
+            f"mail       {m.received} received, {sum(m.stored.values())} stored, "
+            f"{sum(m.refused.values())} refused"
         )
         lines.append(
             f"moderators {plurals.count(m.not_posted, 'mail')} accepted and not posted, "
@@ -363,9 +372,11 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lines.append(_failed_line(m.failed, now))
     if status.deferring and m is not None:
         retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
-        # Not status.outbound: this command's environment may not be the workers' (another terminal).
+        # Not status.outbound: this command's environment may not be the workers' (another
+        # terminal).
         lines.append(
-            f"relay      DEFERRING {plurals.count(status.deferring, 'copy')} {'waits' if status.deferring == 1 else 'wait'} for the relay, which said: "
+            f"relay      DEFERRING {plurals.count(status.deferring, 'copy')} "
+            f"{'waits' if status.deferring == 1 else 'wait'} for the relay, which said: "
             f"{m.last_deferral or 'nothing recorded'}{retry}"
         )
     lines.extend(_process_lines(status.processes))
@@ -391,7 +402,9 @@ def _process_lines(processes: dict[str, Any] | None) -> list[str]:
             lines.append(f"{name:10} ok     pid {child.get('pid')}{history}")
         elif child.get("state") == "restarting":
             lines.append(
-                f"{name:10} DOWN   {child.get('last_exit')}; restarting in {child.get('restart_in')} s ({plurals.count(restarts, 'restart')} so far)"
+                f"{name:10} DOWN   {child.get('last_exit')}; "
+                f"restarting in {child.get('restart_in')} s "
+                f"({plurals.count(restarts, 'restart')} so far)"
             )
         else:
             lines.append(f"{name:10} STARTING pid {child.get('pid')}{history}")

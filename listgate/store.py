@@ -17,7 +17,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, bindparam, event, exists, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
-from sqlalchemy.sql.dml import Insert
 
 from listgate.models import (
     Ban,
@@ -28,49 +27,71 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.states import SubscriptionState
+from listgate.states import SubscriptionKind, SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
+
+
+def table(model: type[Any]) -> Table:
+    """The Table of a mapped class (declarative types it as a FromClause; it is a Table)."""
+    found = model.__table__
+    if not isinstance(found, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return found
+
+
 Bind = Session | Connection | Engine
 # What Store.insert returns: either dialect's INSERT has on_conflict_do_nothing/do_update.
 UpsertInsert = postgresql.Insert | sqlite.Insert
 
 _MSG, _RAW, _SUBS, _PEOPLE = (
-    Message.__table__,
-    RawMessage.__table__,
-    Subscription.__table__,
-    Person.__table__,
+    table(Message),
+    table(RawMessage),
+    table(Subscription),
+    table(Person),
 )
-_LISTS, _BANS, _VARIANTS = MailingList.__table__, Ban.__table__, MessageVariant.__table__
+_LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
+
+BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
+
+
+def blind(statement: Any) -> Any:
+    """The statement marked as reading and writing no thread nodes and no reference rows.
+
+    While a batch defers those rows (listgate.places), only unmarked statements wait for them.
+    """
+    return statement.execution_options(**{BLIND: True})
+
 
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
-ARCHIVED = select(_MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status).where(
-    _MSG.c.list_id == bindparam("list_id"), _MSG.c.message_id == bindparam("message_id")
+RAW_BY_HASH = blind(select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256")))
+VARIANT_OF = blind(
+    select(_VARIANTS.c.id).where(
+        _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
+    )
 )
-RAW_BY_HASH = select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256"))
-VARIANT_OF = select(_VARIANTS.c.id).where(
-    _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
-)
-BANNED = (
+BANNED = blind(
     select(_BANS.c.id)
     .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
     .limit(1)
 )
-BANNED_AMONG = select(_BANS.c.address).where(
-    _BANS.c.list_id == bindparam("list_id"),
-    _BANS.c.address.in_(bindparam("addresses", expanding=True)),
+BANNED_AMONG = blind(
+    select(_BANS.c.address).where(
+        _BANS.c.list_id == bindparam("list_id"),
+        _BANS.c.address.in_(bindparam("addresses", expanding=True)),
+    )
 )
-MEMBER = (
+MEMBER = blind(
     select(_SUBS.c.id)
     .where(
         _SUBS.c.list_id == bindparam("list_id"),
         _SUBS.c.address == bindparam("address"),
-        _SUBS.c.kind.in_(("list", "digest")),
+        _SUBS.c.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
         _SUBS.c.status == SubscriptionState.ACTIVE,
     )
     .limit(1)
 )
-LIST_BY_NAME = select(*_LISTS.c).where(_LISTS.c.name == bindparam("name"))
+LIST_BY_NAME = blind(select(*_LISTS.c).where(_LISTS.c.name == bindparam("name")))
 LOCK_LIST = (
     select(MailingList)
     .where(MailingList.id == bindparam("id"))
@@ -78,29 +99,34 @@ LOCK_LIST = (
     .execution_options(populate_existing=True)
 )  # reloaded: the object may carry counts read before another writer's commit
 # Not opted out of following, and no live follow or mute of this thread yet.
-MAY_FOLLOW = select(
-    ~or_(
-        exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
-        exists().where(
-            _SUBS.c.list_id == bindparam("list_id"),
-            _SUBS.c.address == bindparam("address"),
-            _SUBS.c.kind.in_(("thread", "mute")),
-            _SUBS.c.thread_key == bindparam("thread_key"),
-            _SUBS.c.status != SubscriptionState.ENDED,
-        ),
+MAY_FOLLOW = blind(
+    select(
+        ~or_(
+            exists().where(
+                _PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)
+            ),
+            exists().where(
+                _SUBS.c.list_id == bindparam("list_id"),
+                _SUBS.c.address == bindparam("address"),
+                _SUBS.c.kind.in_((SubscriptionKind.THREAD, SubscriptionKind.MUTE)),
+                _SUBS.c.thread_key == bindparam("thread_key"),
+                _SUBS.c.status != SubscriptionState.ENDED,
+            ),
+        )
     )
 )
 
 
 class Store:
-    """What differs between SQLite and PostgreSQL, and the statements that differ, for one of them."""
+    """What differs between SQLite and PostgreSQL, and the statements that differ, for one of
+    them."""
 
     def __init__(self, dialect: str) -> None:
         if dialect not in (SQLITE, POSTGRESQL):
             raise ValueError(f"listgate stores into SQLite or PostgreSQL, not {dialect!r}")
         self.dialect = dialect
-        self._ignoring: dict[str, Insert] = {}
-        self._adding: dict[tuple[str, tuple[str, ...], str], Insert] = {}
+        self._ignoring: dict[str, UpsertInsert] = {}
+        self._adding: dict[tuple[str, tuple[str, ...], str], UpsertInsert] = {}
 
     @property
     def postgresql(self) -> bool:
@@ -114,12 +140,14 @@ class Store:
 
     @property
     def locks_lists(self) -> bool:
-        """Writers to one list serialise on its row (PostgreSQL); on SQLite the write lock already does."""
+        """Writers to one list serialise on its row (PostgreSQL); on SQLite the write lock already
+        does."""
         return self.postgresql
 
     @property
     def spool_apart(self) -> bool:
-        """The spool is a database file of its own (SQLite: appends never wait for the archive's write lock)."""
+        """The spool is a database file of its own (SQLite: appends never wait for the archive's
+        write lock)."""
         return self.sqlite
 
     @property
@@ -127,22 +155,23 @@ class Store:
         """Full-text search by the tsvector column (PostgreSQL), else by the FTS5 table (SQLite)."""
         return self.postgresql
 
-    def insert(self, table: Any) -> UpsertInsert:
+    def insert(self, model: Any) -> UpsertInsert:
         """INSERT for a model or table in this dialect (it has on_conflict_do_nothing/do_update)."""
-        target = getattr(table, "__table__", table)
-        return (postgresql if self.postgresql else sqlite).insert(target)
+        target = _target(model)
+        return postgresql.insert(target) if self.postgresql else sqlite.insert(target)
 
-    def insert_ignore(self, table: Any) -> Insert:
+    def insert_ignore(self, model: Any) -> UpsertInsert:
         """INSERT … ON CONFLICT DO NOTHING for a model or table; built once."""
-        target: Table = getattr(table, "__table__", table)
+        target = _target(model)
         stmt = self._ignoring.get(target.name)
         if stmt is None:
             stmt = self._ignoring[target.name] = self.insert(target).on_conflict_do_nothing()
         return stmt
 
     @functools.cached_property
-    def follow(self) -> Insert:
-        """Insert a thread follow, or bring an ended one back (same row: its delivery history stays)."""
+    def follow(self) -> UpsertInsert:
+        """Insert a thread follow, or bring an ended one back (same row: its delivery history
+        stays)."""
         stmt = self.insert(_SUBS)
         return stmt.on_conflict_do_update(
             index_elements=["list_id", "address", "kind", "thread_key"],
@@ -155,9 +184,13 @@ class Store:
             where=_SUBS.c.status == SubscriptionState.ENDED,
         )
 
-    def upsert_adding(self, table: Any, keys: tuple[str, ...], column: str) -> Insert:
-        """INSERT, or on a conflict over keys add the new row's column to the stored one (a counter); built once."""
-        target: Table = getattr(table, "__table__", table)
+    def upsert_adding(self, model: Any, keys: tuple[str, ...], column: str) -> UpsertInsert:
+        """INSERT, or on a conflict over keys add the new row's column to the stored one; built
+        once.
+
+        (A counter: the stored value grows by the new row's.)
+        """
+        target = _target(model)
         stmt = self._adding.get((target.name, keys, column))
         if stmt is None:
             new = self.insert(target)
@@ -167,12 +200,14 @@ class Store:
         return stmt
 
     def relax_commit(self, conn: Connection) -> None:
-        """PostgreSQL: this transaction's COMMIT does not wait for the WAL flush (a crash may redo it, never lose it)."""
+        """PostgreSQL: this transaction's COMMIT does not wait for the WAL flush (a crash may redo
+        it, never lose it)."""
         if self.postgresql:
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
     def transaction_alive(self, session: Session) -> bool:
-        """False when the database ended the session's transaction behind its back, or the connection is lost."""
+        """False when the database ended the session's transaction behind its back, or the
+        connection is lost."""
         try:
             conn = session.connection()
             if conn.invalidated:
@@ -185,6 +220,11 @@ class Store:
             return True
         except Exception:  # noqa: BLE001 - any failure to use it means it is gone
             return False
+
+
+def _target(model: Any) -> Table:
+    """A Table, or the Table of a mapped class."""
+    return model if isinstance(model, Table) else table(model)
 
 
 @functools.cache
@@ -200,13 +240,19 @@ def of(bind: Bind) -> Store:
 
 @dataclass
 class TxState:
-    """What one transaction of a session remembers about itself; a rollback (a savepoint's too) forgets it."""
+    """What one transaction of a session remembers about itself; a rollback (a savepoint's too)
+    forgets it."""
 
     transaction: SessionTransaction | None
     locked_lists: set[int] = field(default_factory=set)  # PostgreSQL: list rows locked FOR UPDATE
     threads: dict[int, Any] = field(
         default_factory=dict
     )  # Thread objects loaded or written (held strongly)
+    # listgate.places: what this transaction knows of Message-IDs, keyed (list id, Message-ID)
+    archived: dict[tuple[int, str], Any] = field(default_factory=dict)
+    nodes: dict[tuple[int, str], Any] = field(default_factory=dict)
+    participants: set[tuple[int, str]] = field(default_factory=set)  # (thread, address) stored
+    subjects: dict[tuple[int, str], bool] = field(default_factory=dict)  # joined by subject?
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -224,7 +270,8 @@ def tx(session: Session) -> TxState:
 
 
 def _forget(session: Session, _previous: Any) -> None:
-    """After any rollback: threads are reloaded when next needed (maybe gone), locks taken again (a savepoint's are released)."""
+    """After any rollback: threads are reloaded when next needed (maybe gone), locks taken again (a
+    savepoint's are released)."""
     state: TxState | None = session.info.get(_TX)
     if state is None:
         return
@@ -233,10 +280,15 @@ def _forget(session: Session, _previous: Any) -> None:
             session.expunge(thread)
     state.threads.clear()
     state.locked_lists.clear()
+    state.archived.clear()
+    state.nodes.clear()
+    state.participants.clear()
+    state.subjects.clear()
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:
-    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold the write lock."""
+    """Serialise writers per list (PostgreSQL), once per transaction; SQLite writers already hold
+    the write lock."""
     if session.bind is None or not of(session).locks_lists:
         return
     locked = tx(session).locked_lists

@@ -27,11 +27,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, ratelimits, threads, tokens
-from listgate.addresses import DIGEST_CHOICES
+from listgate.addresses import DIGEST_CHOICES, DIGEST_OFF
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
-from listgate.models.people import DAILY, KINDS
 from listgate.policy import is_member, needs_approval
-from listgate.states import SubscriptionState
+from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,8 @@ CONFIRM_LIMIT = (
     5,
     900,
 )  # and at most 5 per address per 15 minutes over every list, like sign-in links
-# Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC 3834 replies.
+# Channels: how a change was asked for. Kept in the end reason; answers on the mail channel are RFC
+# 3834 replies.
 LINK, MAIL, WEB, ADMIN = "link", "mail", "web", "admin"
 # What change() can do.
 LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
@@ -54,8 +54,13 @@ LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
     "digest",
 )
 ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
-OFF = "off"  # of DIGEST_CHOICES (NAME+digest-daily|weekly|off@): every post again
-_NEEDS_APPROVAL = ("list", "digest", "thread")  # ways in; a mute is a way out
+KINDS = tuple(SubscriptionKind)
+_LIST_KINDS = (SubscriptionKind.LIST, SubscriptionKind.DIGEST)  # on the list, not a thread
+_NEEDS_APPROVAL = (
+    SubscriptionKind.LIST,
+    SubscriptionKind.DIGEST,
+    SubscriptionKind.THREAD,
+)  # ways in; a mute is a way out
 
 
 class SubscriptionError(ValueError):
@@ -82,7 +87,7 @@ class Outcome:
 
 
 def normalize(address: str) -> str:
-    """A lower-cased bare address, or SubscriptionError (control and separator characters included)."""
+    """A lower-cased bare address, or SubscriptionError (control or separator characters too)."""
     address = address.strip().strip("<>").strip().lower()
     local, at, domain = address.rpartition("@")
     bad = any(c in ' <>,;"\\@' or unicodedata.category(c)[0] in "CZ" for c in local + domain)
@@ -142,7 +147,7 @@ def start(
     session: Session,
     mlist: MailingList,
     address: str,
-    kind: str = "list",
+    kind: str = SubscriptionKind.LIST,
     thread_id: int = 0,
     *,
     approved_by: str = "",
@@ -154,6 +159,7 @@ def start(
         raise SubscriptionError(
             f"unknown subscription kind {kind!r}: choose one of {', '.join(KINDS)}"
         )
+    kind = SubscriptionKind(kind)
     key = _thread_key(session, mlist, kind, thread_id)
     sub = _find(session, mlist.id, address, kind, key)
     if sub is None:
@@ -187,7 +193,7 @@ def start(
 
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
-    """Active from now, a fresh bounce score; the choice it replaces (digest/list, follow/mute) ends."""
+    """Active from now, a fresh bounce score; the choice it replaces (digest/list, mute) ends."""
     sub.status, sub.confirmed_at, sub.ended_at, sub.end_reason = (
         SubscriptionState.ACTIVE,
         _now(),
@@ -201,18 +207,18 @@ def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
 
 def _end_other_choice(session: Session, sub: Subscription) -> None:
     """Every post or the digest, following or muting a thread: one of the two; the other ends."""
-    others: dict[str, tuple[str, str]] = {
-        "list": ("digest", "switched to every post"),
-        "digest": ("list", "switched to the digest"),
-        "thread": ("mute", "followed again"),
-        "mute": ("thread", "muted"),
+    others: dict[SubscriptionKind, tuple[SubscriptionKind, str]] = {
+        SubscriptionKind.LIST: (SubscriptionKind.DIGEST, "switched to every post"),
+        SubscriptionKind.DIGEST: (SubscriptionKind.LIST, "switched to the digest"),
+        SubscriptionKind.THREAD: (SubscriptionKind.MUTE, "followed again"),
+        SubscriptionKind.MUTE: (SubscriptionKind.THREAD, "muted"),
     }
     other, reason = others[sub.kind]
     end(session, _live(session, sub.list_id, sub.address, (other,), sub.thread_key), reason)
 
 
 def _thread_key(session: Session, mlist: MailingList, kind: str, thread_id: int) -> int:
-    if kind not in ("thread", "mute"):
+    if kind not in (SubscriptionKind.THREAD, SubscriptionKind.MUTE):
         return 0
     thread = threads.resolve(session, thread_id) if thread_id else None
     if thread is None or thread.list_id != mlist.id:
@@ -236,7 +242,7 @@ def notice(
     reply: bool = False,
     **fields: Any,
 ) -> OutboxEntry:
-    """Record a generated mail; reply: it answers a mail, an automatic reply (RFC 3834's rules apply)."""
+    """Record a generated mail; reply: it answers a mail, so RFC 3834's auto-reply rules apply."""
     payload = {"template": template, "to": to, "list": mlist.name, "list_id": mlist.id, **fields}
     if reply:
         payload["reply"] = True
@@ -252,9 +258,10 @@ def change(
     channel: str,
     thread_id: int = 0,
     notify: bool = True,
-    frequency: str = DAILY,
+    frequency: str = DigestFrequency.DAILY,
 ) -> Outcome:
-    """Every way to change what an address gets from a list, from every channel (link, mail, web, CLI).
+    """Every way to change what an address gets from a list, from every channel (link, mail, web,
+    CLI).
 
     Leaving the list ends every subscription of the address on it; leaving a thread a list
     subscriber still gets mutes it; DIGEST comes daily or weekly (frequency; "off" is every
@@ -266,14 +273,18 @@ def change(
         raise SubscriptionError(f"unknown action {action!r}: choose one of {', '.join(ACTIONS)}")
     if frequency not in DIGEST_CHOICES:
         raise SubscriptionError(f"digest {frequency!r}: choose {', '.join(DIGEST_CHOICES)}")
-    if action == DIGEST and frequency == OFF:
+    if action == DIGEST and frequency == DIGEST_OFF:
         action = EVERY_POST
     key = (
-        _thread_key(session, mlist, "thread", thread_id)
+        _thread_key(session, mlist, SubscriptionKind.THREAD, thread_id)
         if action in (LEAVE_THREAD, MUTE, UNMUTE, FOLLOW)
         else 0
     )
-    handler = _mode("digest", frequency) if action == DIGEST else _HANDLERS[action]
+    handler = (
+        _mode(SubscriptionKind.DIGEST, DigestFrequency(frequency))
+        if action == DIGEST
+        else _HANDLERS[action]
+    )
     sub, message, said = handler(session, mlist, address, key, channel)
     outbox = []
     if notify and said == "goodbye":
@@ -317,10 +328,12 @@ def _leave(
 def _leave_thread(
     session: Session, mlist: MailingList, address: str, key: int, channel: str
 ) -> tuple[Subscription | None, str, str]:
-    if _live_active(session, mlist, address, ("list",)):
+    if _live_active(session, mlist, address, (SubscriptionKind.LIST,)):
         return _mute(session, mlist, address, key, channel)
     end(
-        session, _live(session, mlist.id, address, ("thread",), key), f"left the thread ({channel})"
+        session,
+        _live(session, mlist.id, address, (SubscriptionKind.THREAD,), key),
+        f"left the thread ({channel})",
     )
     return None, "You no longer follow this thread.", "changed"
 
@@ -328,21 +341,22 @@ def _leave_thread(
 def _mute(
     session: Session, mlist: MailingList, address: str, key: int, _channel: str
 ) -> tuple[Subscription | None, str, str]:
-    sub = start(session, mlist, address, "mute", key)
+    sub = start(session, mlist, address, SubscriptionKind.MUTE, key)
     return sub, "You will get no more mail from this thread.", "changed"
 
 
 def _unmute(
     session: Session, mlist: MailingList, address: str, key: int, channel: str
 ) -> tuple[Subscription | None, str, str]:
-    end(session, _live(session, mlist.id, address, ("mute",), key), f"unmuted ({channel})")
+    muted = _live(session, mlist.id, address, (SubscriptionKind.MUTE,), key)
+    end(session, muted, f"unmuted ({channel})")
     return None, "This thread is no longer muted.", "changed"
 
 
 def _follow(
     session: Session, mlist: MailingList, address: str, key: int, _channel: str
 ) -> tuple[Subscription | None, str, str]:
-    sub = start(session, mlist, address, "thread", key)
+    sub = start(session, mlist, address, SubscriptionKind.THREAD, key)
     if sub.status == SubscriptionState.AWAITING:
         return (
             sub,
@@ -352,20 +366,20 @@ def _follow(
     return sub, "You now follow this thread.", "changed"
 
 
-def _mode(kind: str, frequency: str = DAILY) -> _Handler:
-    """Every post (kind "list") or the digest at this frequency: a switch between the two rows."""
+def _mode(kind: SubscriptionKind, frequency: DigestFrequency = DigestFrequency.DAILY) -> _Handler:
+    """Every post (kind LIST) or the digest at this frequency: a switch between the two rows."""
 
     def switch(
         session: Session, mlist: MailingList, address: str, _key: int, channel: str
     ) -> tuple[Subscription | None, str, str]:
-        if channel == MAIL and not _live_active(session, mlist, address, ("list", "digest")):
+        if channel == MAIL and not _live_active(session, mlist, address, _LIST_KINDS):
             # From can be forged: by mail this only switches a subscription the address already has.
             raise SubscriptionError(
                 f"{address} is not subscribed to {mlist.name}; "
                 f"write to {mlist.name}+subscribe@ first"
             )
         sub = start(session, mlist, address, kind)
-        if kind == "digest":
+        if kind == SubscriptionKind.DIGEST:
             sub.digest_frequency = frequency
             session.flush()
         if sub.status == SubscriptionState.AWAITING:
@@ -374,7 +388,7 @@ def _mode(kind: str, frequency: str = DAILY) -> _Handler:
                 f"A moderator of {mlist.name} must approve your subscription; you will get a mail.",
                 "changed",
             )
-        what = "every post" if kind == "list" else f"a {frequency} digest"
+        what = "every post" if kind == SubscriptionKind.LIST else f"a {frequency} digest"
         return sub, f"You now get {what} from {mlist.name}.", "changed"
 
     return switch
@@ -386,8 +400,8 @@ _HANDLERS: dict[str, _Handler] = {
     MUTE: _mute,
     UNMUTE: _unmute,
     FOLLOW: _follow,
-    EVERY_POST: _mode("list"),
-    DIGEST: _mode("digest"),
+    EVERY_POST: _mode(SubscriptionKind.LIST),
+    DIGEST: _mode(SubscriptionKind.DIGEST),
 }
 
 
@@ -418,7 +432,8 @@ def has_active(
     )
 
 
-# The way in: a request, confirmed by the address's owner (and approved by a moderator where needed).
+# The way in: a request, confirmed by the address's owner (and approved by a moderator where
+# needed).
 
 
 def confirm_code(secret: str, sub: Subscription) -> str:
@@ -440,7 +455,7 @@ def request(
     secret: str,
     base_url: str,
     domain: str,
-    kind: str = "list",
+    kind: str = SubscriptionKind.LIST,
     thread_id: int = 0,
     channel: str = WEB,
     invited_by: str = "",
@@ -536,7 +551,7 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
 def by_confirm_code(
     session: Session, secret: str, mlist: MailingList, code: str
 ) -> Subscription | None:
-    """The subscription to mlist a NAME+confirm-CODE@ code was made for, or None (forged, altered, another list)."""
+    """The subscription a NAME+confirm-CODE@ code was made for, or None (forged, or elsewhere)."""
     sub_hex = code.partition(".")[0]
     try:
         sub_id = int(sub_hex, 16)
@@ -582,11 +597,10 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
             mlist.name,
             sub.thread_key,
         )
-    if (
-        sub.status != SubscriptionState.PENDING
-    ):  # ended or suspended since this link was sent: an old link must not bring it back
+    if sub.status != SubscriptionState.PENDING:
+        # Ended or suspended since this link was sent: an old link must not bring it back.
         raise SubscriptionError("this subscription request no longer exists; please ask again")
-    start(session, mlist, sub.address, sub.kind, sub.thread_key)
+    started = start(session, mlist, sub.address, sub.kind, sub.thread_key)  # the same row
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.
     fields = {
         "kind": sub.kind,
@@ -594,7 +608,7 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
         "subject": thread_subject(session, sub.thread_key),
         "authenticated": True,
     }
-    if sub.status == SubscriptionState.AWAITING:
+    if started.status == SubscriptionState.AWAITING:
         entry = notice(
             session, mlist, "awaiting", sub.address, sub.id, reply=channel == MAIL, **fields
         )
@@ -614,7 +628,7 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
 
 
 def unsubscribe_token(secret: str, list_id: int, address: str, thread_id: int = 0) -> str:
-    """The signed per-recipient token of a List-Unsubscribe URL (thread_id: leave only that thread)."""
+    """The signed per-recipient token of a List-Unsubscribe URL (thread_id: leave that thread)."""
     return tokens.make(secret, tokens.UNSUBSCRIBE, {"l": list_id, "a": address, "t": thread_id})
 
 

@@ -1,4 +1,5 @@
-"""Run the listgate processes as children of `listgate up`: start them, restart the dead, stop them together.
+"""Run the listgate processes as children of `listgate up`: start them, restart the dead, stop them
+together.
 
 A child that exits on its own is started again after a pause that doubles with each quick
 death (1 s, 2 s, 4 s ... at most a minute) and starts over once it has run for a while; only
@@ -9,6 +10,7 @@ socket in NOTIFY_SOCKET (listgate.readiness), the way systemd's Type=notify serv
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import logging
@@ -41,7 +43,7 @@ POLL_SECONDS = 0.2
 
 @dataclass(frozen=True)
 class Service:
-    """A child of `listgate up`: its name, its arguments to this Python, whether it sends READY=1."""
+    """A child of `listgate up`: its name, its arguments to this Python, whether it says READY=1."""
 
     name: str
     args: tuple[str, ...]
@@ -80,10 +82,9 @@ class Child:
 def _child_setup() -> None:
     """In the child: its own process group, and SIGTERM if `listgate up` itself dies."""
     os.setsid()
-    try:
+    # Not Linux (OSError, AttributeError): Ctrl-C and SIGTERM still stop everything.
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: Ctrl-C and SIGTERM still stop everything
-        pass
 
 
 def backoff(quick_deaths: int) -> float:
@@ -133,7 +134,8 @@ class Supervisor:
         child.proc = subprocess.Popen(
             [sys.executable, *child.service.args],
             env=env,
-            preexec_fn=_child_setup,
+            # The death signal can only be asked for in the child; `listgate up` runs no threads.
+            preexec_fn=_child_setup,  # noqa: PLW1509
         )
         child.started, child.ready, child.restart_at = time.monotonic(), False, None
 
@@ -158,7 +160,7 @@ class Supervisor:
         return 0
 
     def watch(self) -> None:
-        """Until asked to stop: collect READY=1, restart children that died, announce readiness once."""
+        """Until asked to stop: collect READY=1, restart dead children, announce readiness once."""
         while not self.stop_requested:
             self._receive(POLL_SECONDS)
             now = time.monotonic()
@@ -174,11 +176,12 @@ class Supervisor:
         self.echo("stopping (signal received)")
 
     def _check(self, child: Child, now: float) -> bool:
-        """Restart a child that is due, notice one that died, mark a silent one ready; True on a change."""
+        """Restart a child that is due, notice a death, mark a quiet one ready; True on a change."""
         if child.restart_at is not None:
             if now < child.restart_at:
                 return False
             self._start(child)
+            assert child.proc is not None
             child.restarts += 1
             log.warning(
                 "restarted %s (pid %d, restart %d)",
@@ -300,7 +303,5 @@ def read_state(path: Path) -> dict[str, Any] | None:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass

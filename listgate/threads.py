@@ -1,4 +1,5 @@
-"""Threading: a message joins the thread of every id it names; its parent is the nearest archived one.
+"""Threading: a message joins the thread of every id it names; its parent is the nearest archived
+one.
 
 Works incrementally on a session: storing one message touches only the rows its own
 Message-ID, the ids it names and its subject's recent messages reach (all indexed), never a
@@ -13,20 +14,21 @@ is keyed by the message's ids, so what earlier calls wrote is seen without a flu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, fields
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, false, insert, null, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from listgate import conversations, forest
+from listgate import conversations, forest, places
 from listgate.conversations import count_visible, insert_ignore, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
+from listgate.states import PostState
+from listgate.store import blind, table
 
 if TYPE_CHECKING:
     from listgate.mail.message import ParsedMessage
@@ -46,22 +48,21 @@ __all__ = [
     "resolve",
     "thread_keys",
 ]
-_NODES = ThreadNode.__table__
-_MESSAGES = Message.__table__
-_REFS = MessageRef.__table__
-_LOOKUP = select(_NODES.c.id, _NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
-    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
-)
-_INSERT_MESSAGE = insert(_MESSAGES).returning(_MESSAGES.c.id)
+_NODES = table(ThreadNode)
+_MESSAGES = table(Message)
+_REFS = table(MessageRef)
+_INSERT_MESSAGE = blind(insert(_MESSAGES).returning(_MESSAGES.c.id))
 _INSERT_NODE = insert(_NODES)
-_FILL_NODE = update(_NODES).where(_NODES.c.id == bindparam("node"))
+_FILL_NODE = update(_NODES).where(
+    _NODES.c.list_id == bindparam("list"), _NODES.c.msgid == bindparam("node_msgid")
+)
 _INSERT_REF = insert(_REFS)
 _THREAD_OF = select(_MESSAGES.c.thread_id).where(_MESSAGES.c.id == bindparam("pk"))
 _PLACED = select(
     _MESSAGES.c.thread_id, _MESSAGES.c.thread_date, _MESSAGES.c.thread_subject_norm
 ).where(_MESSAGES.c.id == bindparam("pk"))
-_VARIANTS = MessageVariant.__table__
-_RAW = RawMessage.__table__
+_VARIANTS = table(MessageVariant)
+_RAW = table(RawMessage)
 _PRIMARY = (
     select(
         _MESSAGES.c.date,
@@ -90,48 +91,88 @@ _VARIANTS_OF = (
 
 @dataclass
 class Draft:
-    """A message being stored: its column values; `id` once inserted."""
+    """A message being stored (or an archived one placed anew): its column values; `id` once
+    inserted.
 
-    values: dict[str, Any]
+    The threading inputs come first; `replace` needs only those. `row()` is what attach inserts.
+    """
+
+    list_id: int
+    message_id: str
+    subject: str
+    date: datetime  # UTC
+    thread_date: datetime  # the Date that places it (the earliest copy's, for a Message-ID)
+    thread_subject_norm: str
+    subject_norm: str = ""
+    message_id_generated: bool = False
+    raw_id: int = 0
+    from_name: str = ""
+    from_addr: str = ""
+    date_offset: int = 0
+    date_header: str = ""
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    in_reply_to: str = ""
+    references: str = ""
+    body_text: str = ""
+    body_html: str = ""
+    is_flowed: bool = False
+    status: str = PostState.VISIBLE
+    origin: str = "smtp"
+    defects: str = ""
+    thread_id: int | None = None
+    parent_id: int | None = None
+    pref_parent_id: int | None = None
+    parent_pos: int = -1
+    by_subject: bool = False
     id: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    named: list[tuple[str, int]] = field(default_factory=list)  # its thread keys
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["values"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    def row(self) -> dict[str, Any]:
+        """The messages row to insert."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_COLUMNS}
+
+
+_NOT_COLUMNS = frozenset({"id", "named"})
 
 
 def attach(
     session: Session, draft: Draft, keys: Keys, fallback_days: int, visible: bool = True
 ) -> tuple[Thread, bool]:
-    """Insert a new message (draft) into its thread, merging threads it links and re-hanging what it is nearer to.
+    """Insert a new message (draft) into its thread, merging threads it links and re-hanging what it
+    is nearer to.
 
     Returns the thread and whether it is new; draft.id is the new message's pk.
     """
     conn = session.connection()
-    draft.values.update(thread_date=draft.date, thread_subject_norm=draft.subject_norm)
     # A brand-new message has no descendants yet, so no choice here can make a loop.
-    place = _place(conn, draft, keys, fallback_days)
+    place = _place(session, draft, keys, fallback_days)
     created = not place.thread_ids
     thread = (
         conversations.new(session, draft)
         if created
         else conversations.merge(session, place.thread_ids)
     )
-    draft.values.update(
-        thread_id=thread.id,
-        parent_id=place.parent_id,
-        pref_parent_id=place.parent_id,
-        parent_pos=place.parent_pos,
-        by_subject=place.by_subject,
+    draft.thread_id, draft.parent_id, draft.pref_parent_id = (
+        thread.id,
+        place.parent_id,
+        place.parent_id,
     )
-    draft.extra["named"] = keys.named
-    draft.id = conn.execute(_INSERT_MESSAGE, draft.values).scalar_one()
+    draft.parent_pos, draft.by_subject, draft.named = place.parent_pos, place.by_subject, keys.named
+    draft.id = conn.execute(_INSERT_MESSAGE, draft.row()).scalar_one()
     _record_nodes(session, draft, keys.named, place.nodes, thread.id)
-
-    touched = forest.reparent_namers(session, draft.id, draft.message_id, draft.list_id)
+    places.noted(
+        session,
+        draft.list_id,
+        places.Node(draft.message_id, thread.id, draft.id),
+        places.Archived(draft.id, thread.id, draft.raw_id, draft.status),
+        draft.thread_subject_norm if place.by_subject else "",
+    )
+    # Whatever names an id has a node for it (a placeholder at least): none, and nothing names it.
+    touched = (
+        forest.reparent_namers(session, draft.id, draft.message_id, draft.list_id)
+        if draft.message_id in place.nodes
+        else set()
+    )
     if visible:
         count_visible(session, thread, draft)
     touched |= forest.rehang_by_subject(session, draft, fallback_days)
@@ -146,7 +187,8 @@ def attach(
 
 @dataclass
 class _Place:
-    """Where threading inputs put a message: its parent, the threads it joins, the nodes of the ids it names."""
+    """Where threading inputs put a message: its parent, the threads it joins, the nodes of the ids
+    it names."""
 
     parent_id: int | None
     parent_pos: int
@@ -155,15 +197,10 @@ class _Place:
     nodes: dict[str, Any]
 
 
-def _place(conn: Connection, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
+def _place(session: Session, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
     """The parent a message's ids (else its subject and Date) choose, and the threads they join."""
-    nodes = {
-        row.msgid: row
-        for row in conn.execute(
-            _LOOKUP,
-            {"list_id": draft.list_id, "ids": [draft.message_id, *(k for k, _ in keys.named)]},
-        )
-    }
+    conn = session.connection()
+    nodes = places.nodes(session, draft.list_id, [draft.message_id, *(k for k, _ in keys.named)])
     archived = {
         mid: n.message_pk
         for mid, n in nodes.items()
@@ -193,14 +230,16 @@ def _place(conn: Connection, draft: Draft, keys: Keys, fallback_days: int) -> _P
 
 
 def place_key(date: datetime, sha256: str) -> tuple[datetime, str]:
-    """The rule among copies of one Message-ID: the copy with the smallest key places it (earliest Date, then bytes)."""
+    """The rule among copies of one Message-ID: the copy with the smallest key places it (earliest
+    Date, then bytes)."""
     return date, sha256
 
 
 def place_copies(
     session: Session, pk: int, fallback_days: int, arrived: ParsedMessage | None = None
 ) -> tuple[Thread, bool]:
-    """The copies' rule decides which copy of an archived message's id places it (another copy was just kept).
+    """The copies' rule decides which copy of an archived message's id places it (another copy was
+    just kept).
 
     When that is not the copy placing it so far, the id is placed anew by the winner's
     In-Reply-To, References, Date and Subject (replace); the message row shown stays.
@@ -226,33 +265,31 @@ def place_copies(
         )
     )
     draft = Draft(
-        dict(
-            list_id=conn.execute(
-                select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)
-            ).scalar_one(),
-            message_id=copy.message_id,
-            subject=copy.subject,
-            thread_date=winner.date,
-            thread_subject_norm=normalize_subject(copy.subject),
-        )
+        list_id=conn.execute(select(_MESSAGES.c.list_id).where(_MESSAGES.c.id == pk)).scalar_one(),
+        message_id=copy.message_id,
+        subject=copy.subject,
+        date=winner.date,
+        thread_date=winner.date,
+        thread_subject_norm=normalize_subject(copy.subject),
     )
     keys = thread_keys(copy.message_id, copy.in_reply_to, copy.references)
     return replace(session, pk, draft, keys, fallback_days), True
 
 
 def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: int) -> Thread:
-    """Place an archived message's id anew by other threading inputs; what they reach chooses again. Its thread.
+    """Place an archived message's id anew by other threading inputs; what they reach chooses again.
+    Its thread.
 
     draft holds the inputs: list_id, message_id, subject, thread_date, thread_subject_norm.
     Like attach, only the rows its ids, its subject's window and its threads reach are read.
     """
     conn = session.connection()
     old = conn.execute(_PLACED, {"pk": pk}).one()
-    draft.id = pk
-    draft.extra["named"] = keys.named
+    places.forget(session)  # what the transaction knew of ids and subjects is moved here
+    draft.id, draft.named = pk, keys.named
     touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
     conn.execute(delete(_REFS).where(_REFS.c.message_pk == pk))
-    place = _place(conn, draft, keys, fallback_days)
+    place = _place(session, draft, keys, fallback_days)
     conn.execute(
         update(_MESSAGES)
         .where(_MESSAGES.c.id == pk)
@@ -276,6 +313,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
         live = resolve(session, thread_id)
         if live is not None:
             conversations.recount(session, conversations.get(session, live.id))
+    places.forget(session)
     return conversations.get(session, conn.execute(_THREAD_OF, {"pk": pk}).scalar_one())
 
 
@@ -293,9 +331,14 @@ def _record_nodes(
     """The message's own node (new or filled in), its key rows and placeholder nodes."""
     conn = session.connection()
     own = nodes.get(draft.message_id)
+    placeholders = [ref for ref, _ in named if ref not in nodes]
+    rows: list[dict[str, Any]] = [
+        {"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
+        for ref in placeholders
+    ]
     if own is None:
-        conn.execute(
-            _INSERT_NODE,
+        rows.insert(
+            0,
             {
                 "list_id": draft.list_id,
                 "msgid": draft.message_id,
@@ -304,26 +347,31 @@ def _record_nodes(
             },
         )
     else:
-        conn.execute(_FILL_NODE, {"node": own.id, "message_pk": draft.id, "thread_id": thread_id})
-    if not named:
-        return
-    conn.execute(
-        _INSERT_REF,
-        [
+        conn.execute(
+            _FILL_NODE,
             {
+                "list": draft.list_id,
+                "node_msgid": draft.message_id,
                 "message_pk": draft.id,
-                "position": pos,
-                "list_id": draft.list_id,
-                "ref": ref,
-                "in_reply_to": irt,
-            }
-            for pos, (ref, irt) in enumerate(named)
-        ],
-    )
-    placeholders = [
-        {"list_id": draft.list_id, "msgid": ref, "thread_id": thread_id, "message_pk": None}
-        for ref, _ in named
-        if ref not in nodes
-    ]
-    if placeholders:
-        conn.execute(_INSERT_NODE, placeholders)
+                "thread_id": thread_id,
+            },
+        )
+    if rows:
+        places.insert_rows(conn, _INSERT_NODE, rows)
+    if named:
+        places.insert_rows(
+            conn,
+            _INSERT_REF,
+            [
+                {
+                    "message_pk": draft.id,
+                    "position": pos,
+                    "list_id": draft.list_id,
+                    "ref": ref,
+                    "in_reply_to": irt,
+                }
+                for pos, (ref, irt) in enumerate(named)
+            ],
+        )
+    for ref in placeholders:
+        places.noted(session, draft.list_id, places.Node(ref, thread_id, None))

@@ -1,4 +1,4 @@
-"""Signed tokens: expiring single-purpose ones for links in mail (itsdangerous), short VERP ones for addresses."""
+"""Signed tokens: expiring one-purpose ones for links in mail (itsdangerous), short VERP ones."""
 
 from __future__ import annotations
 

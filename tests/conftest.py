@@ -21,7 +21,7 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList
 from listgate.schema import upgrade
-from tests.support.config import make_settings
+from tests.support.config import ENGINES, dispose_engines, make_settings
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -33,6 +33,25 @@ pytest_plugins = [
     "tests.support.web",
     "tests.support.browser",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _engines_disposed() -> Iterator[None]:
+    """After each test, dispose the engines its migrated() and prepare() made.
+
+    A pooled PostgreSQL connection left to the garbage collector is a ResourceWarning, an error
+    in whichever later test the collector happens to run.
+    """
+    keep = len(ENGINES)  # a module's fixtures made theirs before: disposed at the session's end
+    yield
+    dispose_engines(keep)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _all_engines_disposed() -> Iterator[None]:
+    """At the end of the session, dispose the engines the modules' fixtures made."""
+    yield
+    dispose_engines()
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ from listgate import lists, moderation, subscriptions
 from listgate.config import Settings
 from listgate.mail.parser import parse
 from listgate.models import MailingList, OutboxEntry, RawMessage
+from listgate.states import DigestFrequency, SubscriptionKind
 from listgate.subscriptions import MAIL, RateLimited, SubscriptionError, change, notice
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,12 @@ def _list_command(
         # Like unsubscribe it acts at once (only on a subscription the address has), and the
         # answer tells it.
         return change(
-            session, mlist, sender, subscriptions.DIGEST, channel=MAIL, frequency=arg or "daily"
+            session,
+            mlist,
+            sender,
+            subscriptions.DIGEST,
+            channel=MAIL,
+            frequency=arg or DigestFrequency.DAILY,
         ).outbox
     if command == "help":
         return [notice(session, mlist, "help", sender, reply=True)]
@@ -149,7 +155,7 @@ def _request(
         secret=settings.secret_key,
         base_url=settings.base_url,
         domain=settings.domain,
-        kind="list" if thread_id is None else "thread",
+        kind=SubscriptionKind.LIST if thread_id is None else SubscriptionKind.THREAD,
         thread_id=thread_id or 0,
         channel=MAIL,
     ).outbox

@@ -32,7 +32,13 @@ from sqlalchemy.orm import Session
 from listgate import store
 from listgate.db import rowcount, transaction
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
-from listgate.states import BounceKind, DeliveryState, PostState, SubscriptionState
+from listgate.states import (
+    BounceKind,
+    DeliveryState,
+    PostState,
+    SubscriptionKind,
+    SubscriptionState,
+)
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
@@ -260,7 +266,7 @@ def _unsubscribe_url(ctx: WorkerContext, row: Any) -> str:
         ctx.settings.secret_key,
         row.list_id,
         row.address,
-        row.thread_key if row.kind == "thread" else 0,
+        row.thread_key if row.kind == SubscriptionKind.THREAD else 0,
     )
 
 

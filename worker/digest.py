@@ -21,8 +21,13 @@ from listgate.models import (
     Subscription,
     Thread,
 )
-from listgate.models.people import DAILY, MIME
-from listgate.states import DigestState, SubscriptionState
+from listgate.states import (
+    DigestFormat,
+    DigestFrequency,
+    DigestState,
+    SubscriptionKind,
+    SubscriptionState,
+)
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import verp_token
 from worker import mailer, outbox
@@ -63,7 +68,9 @@ def periods(day: date | None = None) -> list[Period]:
     """The periods a run covers: the day (or the last CATCH_UP days) and the last complete week."""
     last = day or default_day()
     days = [last] if day else [last - timedelta(days=n) for n in range(CATCH_UP)]
-    return [Period(DAILY, d) for d in days] + [digests.last_complete_week(last + timedelta(days=1))]
+    return [Period(DigestFrequency.DAILY, d) for d in days] + [
+        digests.last_complete_week(last + timedelta(days=1))
+    ]
 
 
 def entries(session: Session, mlist: MailingList, period: Period) -> list[Entry]:
@@ -146,13 +153,13 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
     """(subscription id, address, format) of digest subscribers confirmed by the period's end."""
     end = period.bounds()[1]
     return [
-        (i, a, f or MIME)
+        (i, a, f or DigestFormat.MIME)
         for i, a, f in session.execute(
             select(Subscription.id, Subscription.address, Person.digest_format)
             .outerjoin(Person, Person.address == Subscription.address)
             .where(
                 Subscription.list_id == list_id,
-                Subscription.kind == "digest",
+                Subscription.kind == SubscriptionKind.DIGEST,
                 Subscription.status == SubscriptionState.ACTIVE,
                 Subscription.digest_frequency == period.frequency,
                 or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end),
@@ -167,7 +174,7 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
             select(MailingList).where(
                 MailingList.id.in_(
                     select(Subscription.list_id).where(
-                        Subscription.kind == "digest",
+                        Subscription.kind == SubscriptionKind.DIGEST,
                         Subscription.status == SubscriptionState.ACTIVE,
                         Subscription.digest_frequency == period.frequency,
                     )

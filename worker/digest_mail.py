@@ -21,8 +21,8 @@ from listgate import plurals
 from listgate.digests import Period
 from listgate.mail import mime
 from listgate.models import Message
-from listgate.models.people import PLAIN
 from listgate.replies import reply_mailto
+from listgate.states import DigestFormat
 from worker.headers import ListInfo, archived_at, list_headers
 from worker.longlines import fit_lines
 
@@ -121,11 +121,11 @@ def build(
     subject: str,
     message_id: str,
     unsubscribe_url: str,
-    fmt: str = "mime",
+    fmt: str = DigestFormat.MIME,
 ) -> bytes:
     """The digest one subscriber gets, in their format."""
     toc = table_of_contents(info, period, entries)
-    if fmt == PLAIN:
+    if fmt == DigestFormat.PLAIN:
         plain = EmailMessage(policy=PLAIN_POLICY)
         plain.set_content(plain_body(info, period, entries, toc))
         msg: EmailMessage | MIMEMultipart = plain

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from listgate.states import DmarcMode
 from worker.resolver import Resolver
 
 STRICT = ("reject", "quarantine")
@@ -46,11 +47,11 @@ class DmarcPolicy:
         self.clock = clock
         self._cache: dict[str, tuple[float, bool]] = {}
 
-    def needs_rewrite(self, address: str, mode: str = "auto") -> bool:
+    def needs_rewrite(self, address: str, mode: str = DmarcMode.AUTO) -> bool:
         """True when mail From this address must go out From the list (mode: auto|always|never)."""
-        if mode == "never" or "@" not in address:
+        if mode == DmarcMode.NEVER or "@" not in address:
             return False
-        if mode == "always":
+        if mode == DmarcMode.ALWAYS:
             return True
         domain = address.rsplit("@", 1)[1].lower().rstrip(".")
         if domain in self.always or any(domain.endswith("." + d) for d in self.always):

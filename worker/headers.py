@@ -17,6 +17,7 @@ from listgate.mail.fields import raw_fields
 from listgate.mail.names import DKIM_SIGNATURE, LOOP_HEADER, REPLY_TO
 from listgate.mail.split import split
 from listgate.mail.values import addresses
+from listgate.states import ReplyTo
 
 
 @dataclass(frozen=True)
@@ -150,10 +151,13 @@ def added_reply_to(
         return None
     if dmarc:
         author = formataddr((author_name, author_addr), charset="utf-8") if author_addr else ""
-        return ", ".join(a for a in (author, info.address if policy == "list" else "") if a) or None
-    if policy not in ("list", "author") or "reply-to" in signed_headers(raw):
+        return (
+            ", ".join(a for a in (author, info.address if policy == ReplyTo.LIST else "") if a)
+            or None
+        )
+    if policy not in (ReplyTo.LIST, ReplyTo.AUTHOR) or "reply-to" in signed_headers(raw):
         return None
-    if policy == "author":
+    if policy == ReplyTo.AUTHOR:
         return author_addr or None
     return info.address
 
@@ -166,7 +170,7 @@ def build_copy(
     dmarc: bool = False,
     author_name: str = "",
     author_addr: str = "",
-    reply_to: str = "none",
+    reply_to: str = ReplyTo.NONE,
 ) -> bytes:
     """The bytes one recipient gets: list headers on top of the untouched original.
 

@@ -15,6 +15,7 @@ from typing import Any
 from listgate.config import Settings
 from listgate.mail import mime
 from listgate.mail.names import LOOP_HEADER
+from listgate.states import SubscriptionKind
 from listgate.subscriptions import unsubscribe_token
 
 # Long command addresses (NAME+confirm-CODE@) stay on one line instead of being folded.
@@ -149,7 +150,7 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
 
 def _thread_words(p: dict[str, Any], s: Settings) -> str:
     """' the thread "SUBJECT" on' for thread notices; no subject in replies nobody authenticated."""
-    if p.get("kind") != "thread":
+    if p.get("kind") != SubscriptionKind.THREAD:
         return ""
     quoted = p.get("subject") and not (p.get("reply") and not p.get("authenticated"))
     return f' the thread "{p["subject"]}" on' if quoted else " a thread on"
@@ -174,7 +175,7 @@ def _leave_words(p: dict[str, Any], s: Settings) -> str:
     """How to leave, with the person's own link: a thread's leaves only that thread."""
     name, thread_id = (
         p.get("list", ""),
-        int(p.get("thread_id") or 0) if p.get("kind") == "thread" else 0,
+        int(p.get("thread_id") or 0) if p.get("kind") == SubscriptionKind.THREAD else 0,
     )
     link = ""
     if p.get("list_id"):

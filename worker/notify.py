@@ -7,7 +7,9 @@ from sqlalchemy.orm import Session
 
 from listgate import threads
 from listgate.models import Message, Person, Subscription, Thread
-from listgate.states import SubscriptionState
+from listgate.states import SubscriptionKind, SubscriptionState
+
+_THREAD_KINDS = (SubscriptionKind.THREAD, SubscriptionKind.MUTE)
 
 
 def thread_keys(session: Session, thread_id: int) -> set[int]:
@@ -33,19 +35,19 @@ def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tup
         ).where(
             Subscription.list_id == msg.list_id,
             Subscription.status == SubscriptionState.ACTIVE,
-            ((Subscription.kind == "list") & (Subscription.thread_key == 0))
-            | (Subscription.kind.in_(("thread", "mute")) & Subscription.thread_key.in_(keys)),
+            ((Subscription.kind == SubscriptionKind.LIST) & (Subscription.thread_key == 0))
+            | (Subscription.kind.in_(_THREAD_KINDS) & Subscription.thread_key.in_(keys)),
         )
     ).all()
-    muted = {addr.lower() for addr, _, kind, _ in subs if kind == "mute"}
+    muted = {addr.lower() for addr, _, kind, _ in subs if kind == SubscriptionKind.MUTE}
     chosen: dict[str, tuple[int, int]] = {}
     # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the
     # thread.
-    for written, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != "list"):
+    for written, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != SubscriptionKind.LIST):
         addr = written.lower()
-        if kind == "mute" or addr in chosen or addr in muted:
+        if kind == SubscriptionKind.MUTE or addr in chosen or addr in muted:
             continue
-        chosen[addr] = (sub_id, key if kind == "thread" else 0)
+        chosen[addr] = (sub_id, key if kind == SubscriptionKind.THREAD else 0)
     author = (msg.from_addr or "").lower()
     if author in chosen:
         person = session.get(Person, author)

@@ -1,4 +1,5 @@
-"""Every read of raw mail bytes: the split of header from body, the header fields, the bodies, the shape checks.
+"""Every read of raw mail bytes: the split of header from body, the header fields, the bodies, the
+shape checks.
 
 split: where a header block ends (the one reading, the standard library's); fields: its fields,
 read once, linear on folded lines; values: header values decoded (Message-IDs, addresses, RFC 2047);

@@ -1,4 +1,5 @@
-"""The body decoder interface, and what both decoders share: MIME headers from read fields, text decoding."""
+"""The body decoder interface, and what both decoders share: MIME headers from read fields, text
+decoding."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ _SHAPING = frozenset(n.lower() for n in BODY_HEADERS)
 
 
 class BodyDecoder(Protocol):
-    """Decodes the bodies of raw (its header block already read); adds what is malformed to defects, never raises."""
+    """Decodes the bodies of raw (its header block already read); adds what is malformed to defects,
+    never raises."""
 
     def __call__(self, raw: bytes, header: Header, defects: list[str]) -> Bodies: ...
 
 
 def mime_headers(fields: tuple[tuple[str, str], ...]) -> StdMessage:
-    """A standard library Message holding these fields (no body): its MIME accessors (boundary, charset) read them."""
+    """A standard library Message holding these fields (no body): its MIME accessors (boundary,
+    charset) read them."""
     msg = StdMessage()
     for name, value in fields:
         msg.set_raw(name, value)
@@ -32,7 +35,8 @@ def shaping_fields(header: Header) -> tuple[tuple[str, str], ...]:
 
 
 def header_defects(header: Header, content_type: str, defects: list[str]) -> None:
-    """Add the reader's defects, named for the message's content type as mail-parser names a part's."""
+    """Add the reader's defects, named for the message's content type as mail-parser names a
+    part's."""
     defects.extend(f"{content_type}: {d}"[:300] for d in header.defects)
 
 

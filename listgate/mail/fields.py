@@ -59,7 +59,8 @@ class Header:
 
 
 def raw_fields(raw: bytes, start: int = 0, stop: int | None = None) -> list[bytes]:
-    """The header block's fields as bytes, each with its continuation lines and line ends (lines that are no field too)."""
+    """The header block's fields as bytes, each with its continuation lines and line ends (lines
+    that are no field too)."""
     end = header_end(raw, start, stop)[0]
     return [m.group() for m in _FIELD.finditer(raw, start, end) if m.end() > m.start()]
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 
+from listgate.mail import fields
+from listgate.mail.names import CC, TO
 from listgate.mail.subjects import is_reply_subject
-from listgate.mail.values import first_text, reference_chain
+from listgate.mail.values import addresses, first_text, reference_chain
 
 
 @dataclass(frozen=True)
@@ -55,8 +58,6 @@ class ParsedMessage:
     subject: str
     from_name: str
     from_addr: str
-    to_addrs: tuple[str, ...]
-    cc_addrs: tuple[str, ...]
     date: datetime  # UTC
     date_offset: int  # the sender's offset from UTC, minutes
     date_header: str
@@ -73,6 +74,16 @@ class ParsedMessage:
     def header(self, name: str) -> str:
         """The first value of a header, decoded, or ''."""
         return first_text(self.headers, name)
+
+    @cached_property
+    def to_addrs(self) -> tuple[str, ...]:
+        """The To addresses, lower-cased (read when asked: the archive does not show them)."""
+        return tuple(a for _, a in addresses(fields.read(self.raw), TO))
+
+    @cached_property
+    def cc_addrs(self) -> tuple[str, ...]:
+        """The Cc addresses, lower-cased (read when asked)."""
+        return tuple(a for _, a in addresses(fields.read(self.raw), CC))
 
     @property
     def chain(self) -> tuple[str, ...]:

@@ -1,15 +1,19 @@
 """The body decoder for normal mail: mail-parser, given the body and the fields that shape it.
 
 mail-parser is imported on the first message decoded (it costs 0.2-0.8 s): whoever only reads
-header fields (the worker at start, the gateway's checks) never loads it.
+header fields (the worker at start, the gateway's checks) never loads it. Its logger is quieted
+here, once, for every process that decodes mail (it warns about every multipart/alternative).
 """
 
 from __future__ import annotations
 
 import base64
 import email
+import functools
+import logging
 from email.message import Message as StdMessage
 from email.policy import compat32
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from listgate.mail.bodies import decode_text, header_defects, shaping_fields
@@ -21,14 +25,24 @@ if TYPE_CHECKING:
 
 
 def message(raw: bytes) -> StdMessage:
-    """The standard library's MIME tree of raw (compat32, bytes kept): to attach it to a notice, or walk a report."""
+    """The standard library's MIME tree of raw (compat32, bytes kept): to attach it to a notice, or
+    walk a report."""
     return email.message_from_bytes(raw, policy=compat32)
 
 
-def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
-    """(plain text, html, attachments) as mail-parser decodes them; a failure leaves them empty, as a defect."""
-    import mailparser  # deferred: see the module's docstring
+@functools.cache
+def _mailparser() -> ModuleType:
+    """mail-parser, imported on first use (see the module's docstring), its warnings silenced."""
+    import mailparser
 
+    logging.getLogger("mailparser").setLevel(logging.ERROR)
+    return mailparser
+
+
+def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
+    """(plain text, html, attachments) as mail-parser decodes them; a failure leaves them empty, as
+    a defect."""
+    mailparser = _mailparser()
     view = b"".join(
         f"{n}: {v}\n".encode("ascii", "surrogateescape") for n, v in shaping_fields(header)
     )
@@ -78,7 +92,8 @@ def _bodies(mp: mailparser.MailParser, defects: list[str]) -> Bodies:
 
 
 def _plain_text(msg: StdMessage, defects: list[str]) -> str:
-    """Text parts decoded by us: for lying or unknown charsets, and multiparts whose boundary is lost."""
+    """Text parts decoded by us: for lying or unknown charsets, and multiparts whose boundary is
+    lost."""
     out = []
     for part in msg.walk():
         if part.is_multipart() and isinstance(part.get_payload(), list):

@@ -23,5 +23,6 @@ DKIM_SIGNATURE = "DKIM-Signature"
 ARC_SEAL = "ARC-Seal"
 LOOP_HEADER = "X-Listgate-Loop"  # on all mail listgate sends (its domain); coming back: a loop
 AUTORESPONDER_HEADERS = ("X-Autoreply", "X-Autorespond", "X-AutoReply-From", "X-Mail-Autoreply")
-# The fields that shape a body: the body decoders are given these alone (not Received, addresses, dates).
+# The fields that shape a body: the body decoders are given these alone (not Received, addresses,
+# dates).
 BODY_HEADERS = (CONTENT_TYPE, CONTENT_TRANSFER_ENCODING, CONTENT_DISPOSITION, MIME_VERSION)

@@ -1,4 +1,5 @@
-"""Parse raw mail into a frozen, typed result: the header reader's fields, a body decoder's bodies."""
+"""Parse raw mail into a frozen, typed result: the header reader's fields, a body decoder's
+bodies."""
 
 from __future__ import annotations
 
@@ -11,17 +12,14 @@ from listgate.mail.fields import Header
 from listgate.mail.message import MessageHead, ParsedMessage
 from listgate.mail.names import (
     AUTO_SUBMITTED,
-    CC,
     CONTENT_TYPE,
     DATE,
     IN_REPLY_TO,
     PRECEDENCE,
     REFERENCES,
     SUBJECT,
-    TO,
 )
 from listgate.mail.values import (
-    addresses,
     extract_msgids,
     header_text,
     message_id,
@@ -47,8 +45,8 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
         ["HeaderDefect: a bare CR in the header block, read as a space"] if header.bare_cr else []
     )
     body_text, body_html, attachments = decoder(raw)(raw, header, defects)
-    head = _head(header, raw)
     from_name, from_addr = sender(header)
+    head = _head(header, raw, from_addr)
     if not from_name and from_addr:
         from_name = from_addr.split("@", 1)[0]
     date_header = header_text(header, DATE)
@@ -65,8 +63,6 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
         subject=header_text(header, SUBJECT)[:2000],
         from_name=from_name[:255],
         from_addr=from_addr[:320],
-        to_addrs=tuple(a for _, a in addresses(header, TO)),
-        cc_addrs=tuple(a for _, a in addresses(header, CC)),
         date=date,
         date_offset=offset,
         date_header=date_header[:500],
@@ -83,7 +79,8 @@ def parse(raw: bytes, arrival: datetime | None = None) -> ParsedMessage:
 
 
 def parse_head(raw: bytes) -> MessageHead:
-    """Read only the header block (about 10x cheaper than parse()); the same values parse() gives."""
+    """Read only the header block (about 10x cheaper than parse()); the same values parse()
+    gives."""
     return _head(fields.read(raw), raw)
 
 
@@ -92,13 +89,13 @@ def parse_message_id(raw: bytes) -> str:
     return message_id(fields.read(raw), raw)[0]
 
 
-def _head(header: Header, raw: bytes) -> MessageHead:
-    """The header fields parse() and parse_head() share, read one way."""
+def _head(header: Header, raw: bytes, from_addr: str | None = None) -> MessageHead:
+    """The header fields parse() and parse_head() share, read one way (from_addr: read already)."""
     msgid, generated = message_id(header, raw)
     return MessageHead(
         message_id=msgid,
         message_id_generated=generated,
-        from_addr=sender(header)[1][:320],
+        from_addr=(sender(header)[1] if from_addr is None else from_addr)[:320],
         auto_submitted=header_text(header, AUTO_SUBMITTED).lower(),
         precedence=header_text(header, PRECEDENCE).lower(),
         headers=tuple((k, v[:2000]) for k, v in header.fields[:200]),
@@ -114,8 +111,7 @@ def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:
     if parsed:
         try:
             offset = parsed[9] or 0
-            naive = datetime(*parsed[:6])
-            utc = (naive - timedelta(seconds=offset)).replace(tzinfo=UTC)
+            utc = datetime(*parsed[:6], tzinfo=UTC) - timedelta(seconds=offset)
             if (
                 datetime(1980, 1, 1, tzinfo=UTC) <= utc <= arrival + timedelta(days=2)
                 and abs(offset) <= 14 * 3600

@@ -1,4 +1,5 @@
-"""Checks on a message's shape the gateway answers at DATA: smuggling, header size and folding, long lines, MIME depth."""
+"""Checks on a message's shape the gateway answers at DATA: smuggling, header size and folding, long
+lines, MIME depth."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ SMUGGLING = (
 
 
 def dot_line_with_bare_end(line: bytes) -> bool:
-    """A DATA line as received ('.' then a bare CR or LF) that dot-unstuffing would hide from smuggling()."""
+    """A DATA line as received ('.' then a bare CR or LF) that dot-unstuffing would hide from
+    smuggling()."""
     return line[:1] == b"." and line[1:2] in (b"\r", b"\n") and line != b".\r\n"
 
 
@@ -50,7 +52,8 @@ class HeaderShape:
 
 
 def header_shape(head: bytes) -> HeaderShape:
-    """Count the fields of a header block (see header_block) and their folding, in one linear pass."""
+    """Count the fields of a header block (see header_block) and their folding, in one linear
+    pass."""
     count = most = run = 0
     name = current = b""
     for line in head.split(b"\n"):
@@ -98,7 +101,8 @@ def mime_depth(raw: bytes) -> int:
 
 
 def _next_part(raw: bytes, start: int, stack: list[bytes | None]) -> int | None:
-    """Where the header block of the next part opened by a boundary line starts (closed ones popped), or None."""
+    """Where the header block of the next part opened by a boundary line starts (closed ones
+    popped), or None."""
     for m in _LINE.finditer(raw, start):
         if m.start() == len(raw):
             return None

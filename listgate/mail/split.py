@@ -1,4 +1,5 @@
-"""Where a message's (or a MIME part's) header block ends and its body starts: the one reading of it."""
+"""Where a message's (or a MIME part's) header block ends and its body starts: the one reading of
+it."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def split(raw: bytes) -> tuple[bytes, bytes]:
 
 
 def header_block(raw: bytes) -> bytes:
-    """The top-level header block of a message, up to the line break before the blank line that ends it."""
+    """The top-level header block of a message, up to the line break before the blank line that ends
+    it."""
     end, body = header_end(raw)
     if (
         body > end and end

@@ -39,7 +39,8 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
 def _entity(
     raw: bytes, body: int, end: int, head: StdMessage, sink: Sink, defects: list[str], depth: int
 ) -> None:
-    """Add the body raw[body:end] (its entity's headers head) to sink: a multipart's parts, or one leaf."""
+    """Add the body raw[body:end] (its entity's headers head) to sink: a multipart's parts, or one
+    leaf."""
     boundary = (
         head.get_boundary()
         if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH
@@ -71,7 +72,8 @@ def _bytes(boundary: str) -> bytes:
 
 
 def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each part of a multipart body raw[start:end]; [] when no delimiter is found."""
+    """(start, end) of each part of a multipart body raw[start:end]; [] when no delimiter is
+    found."""
     delim = b"--" + boundary
     parts: list[tuple[int, int]] = []
     part_start = -1
@@ -101,7 +103,8 @@ def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tupl
 
 
 def _decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> bytes | memoryview:
-    """A body undone of its Content-Transfer-Encoding (base64, quoted-printable, else as is, uncopied)."""
+    """A body undone of its Content-Transfer-Encoding (base64, quoted-printable, else as is,
+    uncopied)."""
     cte = str(encoding or "").strip().lower()
     try:
         if cte == "base64":

@@ -12,12 +12,13 @@ from listgate.mail.names import FROM, MESSAGE_ID, SENDER
 
 _ID_IN_BRACKETS = re.compile(r"<([^<>]*)>")
 _SPACES = re.compile(r"\s+")
+_SURROGATES = re.compile("[\udc80-\udcff]")  # 8-bit header bytes read as surrogateescape
 
 
 def text_value(value: object) -> str:
     """8-bit header bytes (surrogates) recovered as UTF-8, else Latin-1."""
     text = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and _SURROGATES.search(text):
         data = text.encode("utf-8", "surrogateescape")
         try:
             text = data.decode("utf-8")
@@ -87,7 +88,8 @@ def sender(header: Header) -> tuple[str, str]:
 
 
 def extract_msgids(value: str) -> list[str]:
-    """Every Message-ID in a header value, in order; tolerant of folding, comments and no brackets."""
+    """Every Message-ID in a header value, in order; tolerant of folding, comments and no
+    brackets."""
     if not value:
         return []
     value = value.replace("\x00", "")
@@ -106,7 +108,8 @@ def generated_msgid(raw: bytes) -> str:
 
 
 def message_id(header: Header, raw: bytes) -> tuple[str, bool]:
-    """(the message's Message-ID, generated?): its first Message-ID field's first id, else one made from raw."""
+    """(the message's Message-ID, generated?): its first Message-ID field's first id, else one made
+    from raw."""
     ids = extract_msgids(text_value(header.first(MESSAGE_ID)))
     return (ids[0], False) if ids else (generated_msgid(raw), True)
 
@@ -114,7 +117,8 @@ def message_id(header: Header, raw: bytes) -> tuple[str, bool]:
 def reference_chain(
     own: str, references: tuple[str, ...] | list[str], in_reply_to: tuple[str, ...] | list[str]
 ) -> tuple[str, ...]:
-    """The ancestors a message names, oldest first; In-Reply-To's first id is taken as the nearest."""
+    """The ancestors a message names, oldest first; In-Reply-To's first id is taken as the
+    nearest."""
     chain: list[str] = []
     for ref in list(references) + list(in_reply_to[:1]):
         if ref and ref != own:

@@ -23,10 +23,7 @@ from sqlalchemy.types import TypeDecorator
 
 from listgate.db import Base
 from listgate.models.columns import StateString
-from listgate.states import PostState
-
-POLICIES = ("open", "members", "moderated")
-REPLY_TO = ("none", "list", "author")  # MailingList.reply_to: what Reply-To copies get
+from listgate.states import DmarcMode, ListPolicy, PostOrigin, PostState, ReplyTo
 
 
 def utcnow() -> datetime:
@@ -62,12 +59,12 @@ class MailingList(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(String(200), default="")
     description: Mapped[str] = mapped_column(Text, default="")
-    policy: Mapped[str] = mapped_column(String(16), default="open")
+    policy: Mapped[ListPolicy] = mapped_column(StateString(ListPolicy), default=ListPolicy.OPEN)
     private: Mapped[bool] = mapped_column(Boolean, default=False)
-    dmarc_mode: Mapped[str] = mapped_column(String(16), default="auto")
+    dmarc_mode: Mapped[DmarcMode] = mapped_column(StateString(DmarcMode), default=DmarcMode.AUTO)
     moderators: Mapped[str] = mapped_column(Text, default="")
     owners: Mapped[str] = mapped_column(Text, default="")
-    reply_to: Mapped[str] = mapped_column(String(16), default="none")
+    reply_to: Mapped[ReplyTo] = mapped_column(StateString(ReplyTo), default=ReplyTo.NONE)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     thread_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -183,7 +180,8 @@ class Message(Base):
     # Names no usable ancestor and has a reply subject: its parent comes from the subject fallback.
     by_subject: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The Date and normalised Subject the threading rules read: those of the copy of this
-    # Message-ID that places it (its earliest Date, docs/threading.md); the row shows the first copy.
+    # Message-ID that places it (its earliest Date, docs/threading.md); the row shows the first
+    # copy.
     thread_date: Mapped[datetime] = mapped_column(
         UTCDateTime(), default=lambda ctx: ctx.get_current_parameters()["date"]
     )
@@ -205,7 +203,7 @@ class Message(Base):
     body_html: Mapped[str] = mapped_column(Text, default="")
     is_flowed: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[PostState] = mapped_column(StateString(PostState), default=PostState.VISIBLE)
-    origin: Mapped[str] = mapped_column(String(16), default="smtp")
+    origin: Mapped[PostOrigin] = mapped_column(StateString(PostOrigin), default=PostOrigin.SMTP)
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
     # When the author last edited a web post's text (the raw bytes keep the original).
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
@@ -218,7 +216,7 @@ class Message(Base):
 
 
 class MessageRef(Base):
-    """One thread key a message names: References in order (position 0 = first), then In-Reply-To's others."""
+    """A thread key a message names: References in order (0 = first), then In-Reply-To's others."""
 
     __tablename__ = "message_refs"
     __table_args__ = (Index("ix_message_refs_list_ref", "list_id", "ref"),)
@@ -262,7 +260,8 @@ class MessageVariant(Base):
     date: Mapped[datetime] = mapped_column(UTCDateTime())
     subject: Mapped[str] = mapped_column(Text, default="")
     from_name: Mapped[str] = mapped_column(String(255), default="")
-    # Its In-Reply-To, References, Date and Subject place the message's id (it has the earliest Date).
+    # Its In-Reply-To, References, Date and Subject place the message's id (it has the earliest
+    # Date).
     places: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     raw: Mapped[RawMessage] = relationship(lazy="select")

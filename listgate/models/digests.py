@@ -10,7 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
 from listgate.models.columns import StateString
-from listgate.states import DigestState
+from listgate.states import DigestFrequency, DigestState
 
 
 class DigestSent(Base):
@@ -28,7 +28,9 @@ class DigestSent(Base):
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
     address: Mapped[str] = mapped_column(String(320))
     day: Mapped[date] = mapped_column(Date)
-    frequency: Mapped[str] = mapped_column(String(8), default="daily")
+    frequency: Mapped[DigestFrequency] = mapped_column(
+        StateString(DigestFrequency, 8), default=DigestFrequency.DAILY
+    )
     status: Mapped[DigestState] = mapped_column(
         StateString(DigestState), default=DigestState.SENDING
     )

@@ -10,11 +10,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from listgate.db import Base
 from listgate.models.archive import UTCDateTime, utcnow
 from listgate.models.columns import StateString
-from listgate.states import SubscriptionState
-
-KINDS = ("list", "thread", "digest", "mute")
-DAILY, WEEKLY = "daily", "weekly"  # Subscription.digest_frequency of a digest subscription
-MIME, PLAIN = "mime", "plain"  # Person.digest_format: multipart/digest or RFC 1153 text
+from listgate.states import DigestFormat, DigestFrequency, SubscriptionKind, SubscriptionState
 
 
 class Person(Base):
@@ -26,10 +22,13 @@ class Person(Base):
     name: Mapped[str] = mapped_column(String(255), default="")
     auto_follow: Mapped[bool] = mapped_column(Boolean, default=True)
     copy_own_posts: Mapped[bool] = mapped_column(Boolean, default=False)
-    digest_format: Mapped[str] = mapped_column(String(8), default=MIME)
+    digest_format: Mapped[DigestFormat] = mapped_column(
+        StateString(DigestFormat, 8), default=DigestFormat.MIME
+    )
     # An IANA zone name ("Europe/Paris") the archive shows times in; "" shows UTC.
     time_zone: Mapped[str] = mapped_column(String(64), default="")
-    # The key in this person's secret feed links to private lists ("" until first shown); replaced to revoke them.
+    # The key in this person's secret feed links to private lists ("" until first shown); replaced
+    # to revoke them.
     feed_token: Mapped[str] = mapped_column(String(64), default="", index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
@@ -47,7 +46,7 @@ class Subscription(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
     address: Mapped[str] = mapped_column(String(320))
-    kind: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[SubscriptionKind] = mapped_column(StateString(SubscriptionKind))
     # The thread id for thread and mute subscriptions, 0 otherwise (keeps the unique key simple).
     thread_key: Mapped[int] = mapped_column(Integer, default=0)
     status: Mapped[SubscriptionState] = mapped_column(
@@ -57,14 +56,16 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    digest_frequency: Mapped[str] = mapped_column(String(8), default=DAILY)
+    digest_frequency: Mapped[DigestFrequency] = mapped_column(
+        StateString(DigestFrequency, 8), default=DigestFrequency.DAILY
+    )
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     end_reason: Mapped[str] = mapped_column(String(64), default="", server_default="")
     approved_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
 
 class AutoReply(Base):
-    """When an address last got an automatic reply to mail it sent (RFC 3834's one-per-window rule)."""
+    """When an address last got an automatic reply to its mail (RFC 3834's one-per-window rule)."""
 
     __tablename__ = "auto_replies"
 

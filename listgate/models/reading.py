@@ -1,4 +1,4 @@
-"""What the archive remembers for readers: where each left a thread, and the versions of edited posts."""
+"""What the archive remembers for readers: where each left a thread, versions of edited posts."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from listgate.models.archive import UTCDateTime, utcnow
 
 
 class ReadMark(Base):
-    """The newest post a signed-in reader had seen in a thread, and when ("unread since your last visit")."""
+    """The newest post a signed-in reader saw in a thread, and when ("unread since last visit")."""
 
     __tablename__ = "read_marks"
 
@@ -23,7 +23,7 @@ class ReadMark(Base):
 
 
 class MessageEdit(Base):
-    """One version of a web post's text; version 1 is the text as first sent (the raw bytes never change)."""
+    """One version of a web post's text; version 1 is the text first sent (raw bytes stay)."""
 
     __tablename__ = "message_edits"
 

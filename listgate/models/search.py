@@ -1,4 +1,5 @@
-"""The full-text search objects beside the tables they index: FTS5 on SQLite, a tsvector on PostgreSQL.
+"""The full-text search objects beside the tables they index: FTS5 on SQLite, a tsvector on
+PostgreSQL.
 
 They are not columns or indexes a model can declare for both databases, so they are described
 here as DDL: migration 0002 runs it, `Base.metadata.create_all` runs it too (DDL events on the
@@ -34,7 +35,8 @@ SQLITE_UP = [
         INSERT INTO messages_fts(messages_fts, rowid, subject, from_name, body_text)
         VALUES ('delete', old.id, old.subject, old.from_name, old.body_text);
     END""",
-    """CREATE TRIGGER messages_fts_update AFTER UPDATE OF subject, from_name, body_text ON messages BEGIN
+    """CREATE TRIGGER messages_fts_update
+    AFTER UPDATE OF subject, from_name, body_text ON messages BEGIN
         INSERT INTO messages_fts(messages_fts, rowid, subject, from_name, body_text)
         VALUES ('delete', old.id, old.subject, old.from_name, old.body_text);
         INSERT INTO messages_fts(rowid, subject, from_name, body_text)
@@ -68,7 +70,7 @@ for _dialect, _statements in UP.items():
 
 
 def managed_here(obj: Any, name: str | None, type_: str, reflected: bool, _compare_to: Any) -> bool:
-    """Alembic's include_object: False for the search objects above (found in the database, absent from the models)."""
+    """Alembic's include_object: False for the search objects above (not in the models)."""
     if not reflected:
         return True
     if (

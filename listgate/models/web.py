@@ -81,7 +81,7 @@ class UsedToken(Base):
 
 
 class WebSession(Base):
-    """A signed-in browser: the cookie carries a random id, this row its digest, so signing out ends it for good."""
+    """A signed-in browser: the cookie holds a random id, this row its digest; sign-out ends it."""
 
     __tablename__ = "web_sessions"
     __table_args__ = (Index("ix_web_sessions_address", "address"),)

@@ -1,5 +1,4 @@
-"""The database turns read-only for a while: 451 meanwhile, and once it is writable again every post
-gets 250.
+"""The database turns read-only for a while: 451 meanwhile, then every post gets 250 again.
 
 Connections opened during the read-only period are read-only for good (SQLite falls back to
 read-only when it cannot open the file for writing; a PostgreSQL session keeps the
@@ -11,41 +10,24 @@ get 250 at the first try and be stored.
 
 from __future__ import annotations
 
-import os
-import shutil
-import smtplib
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
 from tests.support.processes import gateway
+from tests.support.readonly import chmod_databases, probes, unprivileged
 from tests.support.reliability import Mta, post, post_code, record, run_mtas, size
-from tests.support.services import _admin, require
+from tests.support.services import _admin
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
-PROBE_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 UNLIMITED = "1000000"  # messages per minute per client: the posts here all come from 127.0.0.1
-
-
-def _probe(port: int, source: str, stop: threading.Event) -> None:
-    """RCPT to lists that do not exist, again and again: each is a database read in the gateway."""
-    while not stop.is_set():
-        try:
-            with smtplib.SMTP("127.0.0.1", port, timeout=30, source_address=(source, 0)) as c:
-                c.ehlo()
-                c.mail("probe@example.org")
-                for i in range(20):
-                    c.rcpt(f"nolist{i}@lists.test")
-                c.rset()
-        except (OSError, smtplib.SMTPException):
-            time.sleep(0.05)
 
 
 def _read_only_period(
@@ -55,29 +37,25 @@ def _read_only_period(
     writable: Callable[[], None],
     during: list[str],
 ) -> tuple[list[Mta], float]:
-    """Posts from 4 sending servers and RCPT probes from 12 connections while the database is
-    read-only.
+    """Posts from 4 sending servers and RCPT probes from 12 connections while read-only.
 
     Returns the sending servers (done) and how long after the database was writable again they had
     every post accepted.
     """
     mtas = [Mta(port, [(m, post(m)) for m in during[i::4]], retry_delay=0.3) for i in range(4)]
     stop = threading.Event()
-    probes = [
-        threading.Thread(target=_probe, args=(port, PROBE_SOURCES[i % 3], stop), daemon=True)
-        for i in range(12)
-    ]
+    readers = probes(port, stop)
     read_only()
     try:
         senders = run_mtas(mtas, time.monotonic() + seconds + 120)
-        for t in probes:
+        for t in readers:
             t.start()
         time.sleep(seconds)
     finally:
         writable()
         back = time.monotonic()
         stop.set()
-    for t in probes + senders:
+    for t in readers + senders:
         t.join(150)
     return mtas, time.monotonic() - back
 
@@ -100,7 +78,13 @@ def _after(port: int, count: int) -> dict[str, int]:
     return codes
 
 
-def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: float) -> None:  # type: ignore[no-untyped-def]
+def _check(
+    db: sessionmaker[Session],
+    mtas: list[Mta],
+    codes: dict[str, int],
+    scenario: str,
+    recovery: float,
+) -> None:
     stored = archived_ids(db)
     refused_after = {m: c for m, c in codes.items() if c != 250}
     queued = [m for mta in mtas for m, _ in mta.queue]
@@ -116,8 +100,7 @@ def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: 
         len(stored) - len(set(stored)),
         recovery,
         f"{tempfails} x 451 while read-only; afterwards "
-        f"{len(codes) - len(refused_after)}/{len(codes)} "
-        "posts got 250 at the first try",
+        f"{len(codes) - len(refused_after)}/{len(codes)} posts got 250 at the first try",
     )
     assert not refused_after, (
         f"posts refused after the database was writable again: {refused_after}"
@@ -127,28 +110,6 @@ def _check(db, mtas: list[Mta], codes: dict[str, int], scenario: str, recovery: 
     )
     assert not any(mta.refused for mta in mtas), [mta.refused for mta in mtas]
     assert lost == 0 and len(stored) == len(set(stored)) == len(queued) + len(codes) + 1
-
-
-@pytest.fixture
-def shared_dir() -> Iterator[Path]:
-    """A data directory outside pytest's private temp dir (removed afterwards)."""
-    path = Path(tempfile.mkdtemp(prefix="listgate-ro-"))
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def _unprivileged() -> list[str]:
-    """A command prefix that makes file permissions
-    bind the gateway even when the tests run as root.
-    """
-    if os.geteuid() != 0:
-        return []
-    if shutil.which("setpriv") is None:
-        require(
-            "setpriv",
-            "running as root, and util-linux's setpriv is needed to drop CAP_DAC_OVERRIDE",
-        )
-    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
 
 
 def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(
@@ -161,14 +122,11 @@ def test_sqlite_files_read_only_for_a_while_then_every_post_is_stored(
         LISTGATE_MAX_MESSAGES_PER_MINUTE=UNLIMITED,
     )
     settings, db = prepare(env, "dev")
-    gw = gateway(env, tmp_path / "gateway.log", prefix=_unprivileged()).start()
+    gw = gateway(env, tmp_path / "gateway.log", prefix=unprivileged()).start()
     port = settings.smtp_port
 
-    def chmod(
-        mode: int,
-    ) -> None:  # the archive and the spool file beside it (listgate.spool.sqlite3)
-        for path in (shared_dir / "var").glob("listgate*.sqlite3*"):
-            path.chmod(mode)
+    def chmod(mode: int) -> None:
+        chmod_databases(shared_dir / "var", mode)
 
     try:
         assert post_code(port, "before@example.org") == 250

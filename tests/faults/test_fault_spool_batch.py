@@ -22,7 +22,7 @@ from sqlalchemy import event
 
 from listgate.db import make_engine, session_factory, writer
 from tests.support.config import prepare, site_env
-from tests.support.gateway import archived_ids, start_gateway
+from tests.support.gateway import archived_ids, start_gateway, through_hooks
 from tests.support.reliability import post, record
 
 pytestmark = [pytest.mark.integration]
@@ -182,9 +182,7 @@ def test_an_archiver_batch_aborted_mid_way_archives_each_message_exactly_once(
         raw = post(msgid, subject="Re: plan" if i else "plan").replace(
             b"\r\n\r\n", b"\r\n" + extra.encode() + b"\r\n", 1
         )
-        assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
-            "stored"
-        )
+        assert through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"]).endswith("stored")
     fault = ArchiveFault(nth, ERRORS[error])
     event.listen(engine, "before_cursor_execute", fault)
     sent: list[Any] = []

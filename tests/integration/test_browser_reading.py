@@ -314,16 +314,20 @@ def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(
         "a.edited"
     ).inner_text().startswith("Post edited")
     mine.locator("a.edited").click()
+    # A click does not wait for the page it opens: wait for it before counting what it shows.
+    page.wait_for_url(f"**/messages/{site.ids['mine']}/history")
     assert page.locator(
         "article.post"
     ).count() == 2 and "Version 1, as first sent" in page.inner_text("main")
     page.screenshot(path=str(ARTIFACTS / "reading" / "history-after-edit-1280.png"), full_page=True)
     page.goto(f"{site.url}/threads/{site.ids['thread']}")
     page.click("text=proportional")
+    page.wait_for_selector("section.font-prose")
     assert page.locator("section.font-prose").count() == 1
     page.goto(f"{site.url}/settings/time-zone?next=/threads/{site.ids['thread']}")
     page.select_option("#time_zone", "Asia/Tokyo")
     page.click("button:has-text('Save')")
+    page.wait_for_url(f"**/threads/{site.ids['thread']}")
     assert "JST" in page.locator("article.post time").first.inner_text()
     page.click("text=Who talks to whom")
     assert (

@@ -203,6 +203,42 @@ def test_a_bounce_to_a_private_list_needs_a_token_of_that_list(env: Env) -> None
     ).startswith("550")
 
 
+def test_a_former_member_of_a_private_list_gets_a_strangers_answer(env: Env) -> None:
+    """Dave was subscribed and posted, then left: RCPT must not tell him the list still exists."""
+    with transaction(env.db) as s:
+        lists.subscribe(s, lists.require(s, "secret"), "dave@example.org")
+    with env.smtp() as c:
+        post = mail(msgid="dave1@example.org", frm="dave@example.org", to="secret@lists.test")
+        assert c.sendmail("dave@example.org", ["secret@lists.test"], post) == {}
+    assert [m.message_id for m in messages(env.db, "secret")] == ["dave1@example.org"]
+    with transaction(env.db) as s:
+        left = subscriptions.change(
+            s, lists.require(s, "secret"), "dave@example.org", subscriptions.LEAVE, channel="web"
+        )
+    assert left.message == "dave@example.org has left secret."
+    for probe in PROBES:
+        former = _rcpt(env, "dave@example.org", probe)
+        assert former.startswith("550") and former == _rcpt(env, "outsider@example.org", probe), (
+            probe,
+            former,
+        )
+    again = mail(msgid="dave2@example.org", frm="dave@example.org", to="secret@lists.test")
+    with env.smtp() as c, pytest.raises(smtplib.SMTPRecipientsRefused):
+        c.sendmail("dave@example.org", ["secret@lists.test"], again)
+    assert [m.message_id for m in messages(env.db, "secret")] == ["dave1@example.org"]
+    assert _rcpt(env, "bob@example.org", "secret").startswith("250")  # bob is still a member
+    with transaction(env.db) as s:  # asking to come back makes him known again (pending)
+        subscriptions.request(
+            s,
+            lists.require(s, "secret"),
+            "dave@example.org",
+            secret=env.settings.secret_key,
+            base_url="http://x",
+            domain="lists.test",
+        )
+    assert _rcpt(env, "dave@example.org", "secret").startswith("250")
+
+
 # --- 17.11: look-alike list names --------------------------------------------------------------
 
 LOOK_ALIKES = ["\u212aernel", "ｄｅｖ", "\u217eev", "dev\u200b"]

@@ -15,6 +15,7 @@ from listgate.archiver import Archiver
 from listgate.db import make_engine, session_factory, transaction
 from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 from listgate.states import SpoolState
+from tests.support.gateway import through_hooks
 
 
 def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
@@ -34,7 +35,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
                 f"From: ann@example.org\r\nSubject: post {n % 7}\r\nMessage-ID: <{msgid}>\r\n\r\n"
                 f"body {n}\r\n"
             ).encode()
-            assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+            assert through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"]).endswith(
                 "stored"
             )
         with transaction(
@@ -42,7 +43,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
         ) as s:  # a post whose sender is banned between its 250 and its archiving
             s.execute(Ban.__table__.delete())
         late = b"From: late@example.org\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nx\r\n"
-        assert handler.deliver(late, "late@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+        assert through_hooks(handler, late, "late@example.org", ["dev@lists.test"]).endswith(
             "stored"
         )
         with transaction(db) as s:
@@ -88,7 +89,7 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
             lists.create(s, "dev")
         handler, archiver = GatewayHandler(pg_settings, db), Archiver(pg_settings, db)
         raw = b"From: ann@example.org\r\nSubject: s\r\nMessage-ID: <pgfail@x>\r\n\r\nx\r\n"
-        handler.deliver(raw, "ann@example.org", ["dev@lists.test"])
+        through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"])
         real = threads.attach
         monkeypatch.setattr(
             threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug"))

@@ -15,7 +15,8 @@ from listgate.addresses import parse_recipient
 from listgate.db import transaction
 from listgate.ingest import COMMAND, ingest
 from listgate.mail.parser import parse
-from listgate.models import Bounce, Delivery, DigestSent, Message, Subscription
+from listgate.models import Bounce, Delivery, DigestSent, Message, OutboxEntry, Subscription
+from listgate.states import DeliveryState
 from tests.support.config import DATA, wait_until
 from tests.support.sink import SmtpSink
 from tests.support.worker import Site, mail, worker_site
@@ -41,7 +42,19 @@ def msite(tmp_path_factory: pytest.TempPathFactory, msink: SmtpSink) -> Iterator
 
 @pytest.fixture
 def site(msite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
-    """The shared site with a fresh list named after the test and an empty sink."""
+    """The shared site with a fresh list named after the test and an empty sink.
+
+    The sink is emptied only once the previous test's work is done (every outbox entry and every
+    copy in flight), so a late copy of its fan-out never lands among this test's mail.
+    """
+    in_flight = (DeliveryState.PENDING, DeliveryState.SENDING, DeliveryState.HANDING)
+    wait_until(
+        lambda: (
+            msite.count(OutboxEntry, OutboxEntry.done_at.is_(None)) == 0
+            and msite.count(Delivery, Delivery.status.in_(in_flight)) == 0
+        ),
+        what="the previous test's mail to be sent",
+    )
     with msink.handler.lock:
         msink.handler.received.clear()
     name = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-30:]

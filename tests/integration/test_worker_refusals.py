@@ -29,7 +29,7 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.models.people import MIME, PLAIN
+from listgate.states import DigestFormat
 from tests.support.config import wait_until
 from tests.support.sink import SmtpSink
 from tests.support.worker import Site, mail, worker_site
@@ -191,10 +191,15 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
 
 def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink: SmtpSink) -> None:
     name = site.list_name  # type: ignore[attr-defined]
-    readers = {"mime-digest@example.org": MIME, "plain-digest@example.org": PLAIN}
+    readers = {
+        "mime-digest@example.org": DigestFormat.MIME,
+        "plain-digest@example.org": DigestFormat.PLAIN,
+    }
     site.subscribe(name, *readers, kind="digest")
     with transaction(site.db) as session:
-        subscriptions.person_settings(session, "plain-digest@example.org").digest_format = PLAIN
+        subscriptions.person_settings(
+            session, "plain-digest@example.org"
+        ).digest_format = DigestFormat.PLAIN
     attacks, legit = long_line_posts(name)
     settled(site, [site.post(raw, name) for raw in attacks + legit])
     site.app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": datetime.now(UTC).date().isoformat()})
@@ -210,7 +215,7 @@ def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink
         (got,) = msink.to(address)  # the strict relay took it, once
         assert max(map(len, got.data.splitlines())) <= 998, address
         digest = message_from_bytes(got.data, policy=policy.default)
-        if fmt == MIME:  # each post inside reads as it was sent
+        if fmt == DigestFormat.MIME:  # each post inside reads as it was sent
             inner = [
                 p.get_payload(0)
                 for p in digest.iter_parts()

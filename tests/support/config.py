@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
@@ -48,24 +49,34 @@ def make_settings(tmp_path: Path, **env: str) -> Settings:
 
 
 def site_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a test's processes: env_for()
-    with the embedded broker's file under tmp_path.
-    """
+    """The environment of a test's processes: env_for(), the embedded broker's file in tmp_path."""
     broker = f"sqla+sqlite:///{tmp_path / 'var' / 'broker.sqlite3'}"
     return env_for(tmp_path, **{"LISTGATE_BROKER_URL": broker, **extra})
 
 
+ENGINES: list[Engine] = []  # made by migrated(), disposed by tests/conftest.py (dispose_engines)
+
+
 def migrated(settings: Settings) -> sessionmaker[Session]:
-    """Create or migrate the database of settings; a session factory that writes to it."""
+    """Create or migrate the database of settings; a session factory that writes to it.
+
+    Its engine is disposed after the test that made it (or at the end of the session, for a
+    module's fixture), not left to the garbage collector with its pooled connections open.
+    """
     engine = make_engine(settings)
+    ENGINES.append(engine)
     upgrade(engine)
     return session_factory(writer(engine))
 
 
+def dispose_engines(keep: int = 0) -> None:
+    """Dispose the engines migrated() made, all but the first `keep`, newest first."""
+    while len(ENGINES) > keep:
+        ENGINES.pop().dispose()
+
+
 def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmaker[Session]]:
-    """Migrate the database named by env and create
-    the lists; returns settings and a writer factory.
-    """
+    """Migrate the database named by env and create the lists; settings and a writer factory."""
     settings = Settings.from_env(env)
     db = migrated(settings)
     with transaction(db) as session:

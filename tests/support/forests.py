@@ -21,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import threads
+from listgate.addresses import Recipient
+from listgate.batches import Item, ingest_batch
 from listgate.db import transaction
 from listgate.forest import choose_parent, thread_keys
 from listgate.ingest import ingest
@@ -228,12 +230,27 @@ def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> 
 
 
 def archive(
-    db: sessionmaker[Session], name: str, mails: list[bytes], days: int, one_transaction: bool
+    db: sessionmaker[Session],
+    name: str,
+    mails: list[bytes],
+    days: int,
+    one_transaction: bool,
+    batch: int = 0,
 ) -> Forest:
-    """Post mails into a new list (one transaction each, or all in one) and read its forest back."""
+    """Post mails into a new list (one transaction each, all in one, or batches of `batch` the
+    way the archiver and `listgate import` do) and read its forest back."""
     with transaction(db) as s:
         create(s, name)
-    if one_transaction:
+    if batch:
+        for start in range(0, len(mails), batch):
+            with transaction(db) as s:
+                items = [
+                    Item(parse(raw), (Recipient(name),), "import")
+                    for raw in mails[start : start + batch]
+                ]
+                results = ingest_batch(s, items, domain="lists.test", fallback_days=days)
+                assert not [r for r in results if isinstance(r, Exception)], results
+    elif one_transaction:
         with transaction(db) as s:
             for raw in mails:
                 ingest(
@@ -305,14 +322,14 @@ def distinct_variants(mails: list[bytes]) -> int:
 
 
 def check(db: sessionmaker[Session], case: Case, tag: str) -> None:
-    """Every arrival order (one transaction per mail, or one for
-    all) threads to the expected forest, fallback on and off.
+    """Every arrival order (one transaction per mail, one for all, or batches through
+    ingest_batch) threads to the expected forest, fallback on and off.
     """
     for days in (0, 30):
         want = expected([case.mails[i] for i in case.orders[0]], days)
         for k, order in enumerate(case.orders):
             mails = [case.mails[i] for i in order]
             name = f"{tag}-{days}-{k}"
-            got = archive(db, name, mails, days, one_transaction=k == 1)
+            got = archive(db, name, mails, days, one_transaction=k == 1, batch=4 * (k == 2))
             assert got == want, f"order {k} (fallback {days} days) differs"
             assert variant_count(db, name) == distinct_variants(mails)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import smtplib
 import socket
 import threading
@@ -13,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
-from gateway.server import GatewayServer
+from gateway.server import GatewayLMTP, GatewayServer, GatewaySMTP
 from listgate import lists
 from listgate.archiver import Archiver
 from listgate.config import Settings
@@ -294,3 +297,28 @@ def make_env(tmp_path: Path) -> Iterator[Callable[..., Env]]:
     yield make
     for e in made:
         e.close()
+
+
+def through_hooks(handler: GatewayHandler, raw: bytes, mail_from: str, rcpt_tos: list[str]) -> str:
+    """One transaction through the handler's hooks as aiosmtpd calls them (MAIL, RCPT, DATA).
+
+    Returns the DATA reply, or the first MAIL/RCPT reply that is not a 250. The peer is a unix
+    socket (no client address), so the per-client rate limit never answers for the test.
+    """
+
+    async def transaction() -> str:
+        protocol = GatewayLMTP if handler.lmtp else GatewaySMTP
+        server = protocol(handler, max_line=handler.settings.max_line_length)
+        session, envelope = SmtpSession(asyncio.get_running_loop()), Envelope()
+        session.peer = ""
+        reply = await handler.handle_MAIL(server, session, envelope, mail_from, [])
+        for address in rcpt_tos:
+            if not reply.startswith("250"):
+                return reply
+            reply = await handler.handle_RCPT(server, session, envelope, address, [])
+        if not reply.startswith("250"):
+            return reply
+        envelope.original_content = raw
+        return await handler.handle_DATA(server, session, envelope)
+
+    return asyncio.run(transaction())

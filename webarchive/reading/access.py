@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from listgate import administration, lists
 from listgate.models import MailingList, Message, Subscription, Thread
 from listgate.policy import is_member
-from listgate.states import PostState, SubscriptionState
+from listgate.states import PostState, SubscriptionKind, SubscriptionState
 from listgate.threads import resolve
 from webarchive.context import settings
 from webarchive.security import current_address
@@ -57,7 +57,7 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
             select(Subscription.list_id).where(
                 Subscription.address == address,
                 Subscription.list_id.in_(list_ids),
-                Subscription.kind.in_(("list", "digest")),
+                Subscription.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
                 Subscription.status == SubscriptionState.ACTIVE,
             )
         )

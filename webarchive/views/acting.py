@@ -13,10 +13,9 @@ from listgate import moderation, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
-from listgate.models.people import DAILY, WEEKLY
 from listgate.models.web import Report, Vote
 from listgate.reports import hide, open_reports
-from listgate.states import SubscriptionState
+from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
 from listgate.subscriptions import RateLimited, SubscriptionError
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
@@ -105,7 +104,7 @@ def follow_thread(thread_id: int) -> Response:
         return _act(
             thread.list_id,
             _to_thread(thread),
-            lambda session, mlist: _request(session, mlist, "thread", thread.id),
+            lambda session, mlist: _request(session, mlist, SubscriptionKind.THREAD, thread.id),
         )
     return _change_thread(thread, address, subscriptions.FOLLOW)
 
@@ -193,7 +192,8 @@ def _request(
 def subscribe_list(name: str) -> Response:
     """Subscribe to a list (or its digest): at once when signed in, by double opt-in otherwise."""
     mlist = readable_list(db(), name)
-    kind = "digest" if request.form.get("kind") == "digest" else "list"
+    digest = request.form.get("kind") == SubscriptionKind.DIGEST
+    kind = SubscriptionKind.DIGEST if digest else SubscriptionKind.LIST
     address = current_address()
     back = url_for("pages.list_page", name=mlist.name)
     if not address:
@@ -232,15 +232,15 @@ def my_subscriptions() -> str:
 # The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
 # "digest" and "weekly" ask for the daily or the weekly digest.
 _DASHBOARD = {
-    ("leave", "list"): subscriptions.LEAVE,
-    ("leave", "digest"): subscriptions.LEAVE,
-    ("leave", "thread"): subscriptions.LEAVE_THREAD,
-    ("leave", "mute"): subscriptions.UNMUTE,
-    ("list", "digest"): subscriptions.EVERY_POST,
+    ("leave", SubscriptionKind.LIST): subscriptions.LEAVE,
+    ("leave", SubscriptionKind.DIGEST): subscriptions.LEAVE,
+    ("leave", SubscriptionKind.THREAD): subscriptions.LEAVE_THREAD,
+    ("leave", SubscriptionKind.MUTE): subscriptions.UNMUTE,
+    ("list", SubscriptionKind.DIGEST): subscriptions.EVERY_POST,
     **{
         (button, kind): subscriptions.DIGEST
         for button in ("digest", "weekly")
-        for kind in ("list", "digest")
+        for kind in (SubscriptionKind.LIST, SubscriptionKind.DIGEST)
     },
 }
 
@@ -266,7 +266,7 @@ def change_subscription(sub_id: int) -> Response:
             action,
             thread_id=sub.thread_key,
             channel=subscriptions.WEB,
-            frequency=WEEKLY if button == "weekly" else DAILY,
+            frequency=DigestFrequency.WEEKLY if button == "weekly" else DigestFrequency.DAILY,
         )
     enqueue(outcome.outbox)
     flash(outcome.message, "ok")

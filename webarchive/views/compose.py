@@ -16,6 +16,7 @@ from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
+from listgate.states import PostOrigin
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import limit
 from webarchive.reading.access import readable_list, readable_message
@@ -83,7 +84,7 @@ def send(mlist: MailingList, subject: str, text: str, parent: Message | None) ->
             parse(raw),
             mlist,
             domain=s.domain,
-            origin="web",
+            origin=PostOrigin.WEB,
             envelope_from=address,
             fallback_days=s.subject_fallback_days,
         )

@@ -19,6 +19,7 @@ from werkzeug.wrappers import Response
 
 from listgate.db import transaction
 from listgate.models import MailingList, Message, MessageEdit
+from listgate.states import PostOrigin
 from webarchive.context import db, resources, settings
 from webarchive.ratelimit import limit
 from webarchive.reading.access import readable_message
@@ -27,7 +28,6 @@ from webarchive.security import current_address, signed_in
 from webarchive.views.compose import MAX_BODY, send
 
 bp = Blueprint("editing", __name__)
-WEB = "web"
 
 
 @bp.app_template_global()
@@ -35,7 +35,7 @@ def edit_state(msg: Message, address: str | None, now: datetime | None = None) -
     """'editable', 'closed' (window over), 'mail' (came by mail) or '' (not the author's post)."""
     if address is None or msg.from_addr != address:
         return ""
-    if msg.origin != WEB:
+    if msg.origin != PostOrigin.WEB:
         return "mail"
     window = timedelta(hours=settings().edit_window_hours)
     return "editable" if (now or datetime.now(UTC)) - msg.date < window else "closed"

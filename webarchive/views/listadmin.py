@@ -9,7 +9,7 @@ from listgate import administration, lists
 from listgate.db import transaction
 from listgate.lists import ListError
 from listgate.models import MailingList
-from listgate.models.archive import POLICIES, REPLY_TO
+from listgate.states import ListPolicy, ReplyTo
 from webarchive.context import db, resources, settings
 from webarchive.security import current_address, signed_in
 
@@ -39,8 +39,8 @@ def page(name: str) -> str:
     return render_template(
         "listadmin/settings.html",
         mlist=mlist,
-        policies=POLICIES,
-        reply_tos=REPLY_TO,
+        policies=tuple(ListPolicy),
+        reply_tos=tuple(ReplyTo),
         can_change=administration.may_change(mlist, current_address(), settings().admins),
         owners=administration.members_of(mlist, "owner"),
         moderators=administration.members_of(mlist, "moderator"),

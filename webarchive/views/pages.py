@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from listgate.models import MailingList, Message, Subscription, Thread
-from listgate.states import PostState, SubscriptionState
+from listgate.states import PostState, SubscriptionKind, SubscriptionState
 from webarchive.context import db, resources, settings
 from webarchive.reading import listing, talk, visits
 from webarchive.reading.access import (
@@ -241,7 +241,7 @@ def _following_list(session: Session, mlist: MailingList) -> bool:
                 Subscription.list_id == mlist.id,
                 Subscription.address == address,
                 Subscription.status == SubscriptionState.ACTIVE,
-                Subscription.kind.in_(("list", "digest")),
+                Subscription.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
                 Subscription.thread_key == 0,
             )
             .limit(1)
@@ -346,7 +346,10 @@ _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
     Subscription.list_id == bindparam("list_id"),
     Subscription.address == bindparam("address"),
     Subscription.status.in_((SubscriptionState.ACTIVE, SubscriptionState.AWAITING)),
-    or_(Subscription.thread_key == bindparam("thread_id"), Subscription.kind == "list"),
+    or_(
+        Subscription.thread_key == bindparam("thread_id"),
+        Subscription.kind == SubscriptionKind.LIST,
+    ),
 )
 
 
@@ -363,11 +366,11 @@ def _thread_state(session: Session, thread: Thread) -> str:
             _THREAD_STATE, {"list_id": thread.list_id, "address": address, "thread_id": thread.id}
         ).all()
     )
-    if rows.get("mute") == SubscriptionState.ACTIVE:
+    if rows.get(SubscriptionKind.MUTE) == SubscriptionState.ACTIVE:
         return "muted"
-    if rows.get("thread") == SubscriptionState.ACTIVE:
+    if rows.get(SubscriptionKind.THREAD) == SubscriptionState.ACTIVE:
         return "following"
-    if rows.get("list") == SubscriptionState.ACTIVE:
+    if rows.get(SubscriptionKind.LIST) == SubscriptionState.ACTIVE:
         return "member"
     return SubscriptionState.AWAITING if SubscriptionState.AWAITING in rows.values() else ""
 

@@ -8,7 +8,7 @@ from werkzeug.wrappers import Response
 from listgate import subscriptions
 from listgate.db import transaction
 from listgate.models import Person
-from listgate.models.people import MIME, PLAIN
+from listgate.states import DigestFormat
 from webarchive.context import db, resources
 from webarchive.security import current_address, signed_in
 
@@ -25,7 +25,7 @@ def page() -> str:
         name="",
         auto_follow=True,
         copy_own_posts=False,
-        digest_format=MIME,
+        digest_format=DigestFormat.MIME,
     )
     return render_template("profile/profile.html", person=person)
 
@@ -46,6 +46,7 @@ def save() -> Response:
             auto_follow=request.form.get("auto_follow") == "yes",
             copy_own_posts=request.form.get("copy_own_posts") == "yes",
         )
-        person.digest_format = PLAIN if request.form.get("digest_format") == PLAIN else MIME
+        plain = request.form.get("digest_format") == DigestFormat.PLAIN
+        person.digest_format = DigestFormat.PLAIN if plain else DigestFormat.MIME
     flash("Your profile is saved.", "ok")
     return redirect(url_for("profile.page"), 303)

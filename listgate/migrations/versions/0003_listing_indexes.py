@@ -11,10 +11,16 @@ down_revision = "0002"
 branch_labels = None
 depends_on = None
 
-# The list page asks "threads.featured = 1" (SQLite) / "= true" (PostgreSQL): both imply these WHERE clauses.
+# The list page asks "threads.featured = 1" (SQLite) / "= true" (PostgreSQL): both imply these WHERE
+# clauses.
 UP = {
-    "sqlite": "CREATE INDEX ix_threads_featured ON threads (list_id, last_activity, id) WHERE featured = 1",
-    "postgresql": "CREATE INDEX ix_threads_featured ON threads (list_id, last_activity, id) WHERE featured",
+    "sqlite": (
+        "CREATE INDEX ix_threads_featured ON threads (list_id, last_activity, id) "
+        "WHERE featured = 1"
+    ),
+    "postgresql": (
+        "CREATE INDEX ix_threads_featured ON threads (list_id, last_activity, id) WHERE featured"
+    ),
 }
 
 

@@ -1,4 +1,5 @@
-"""subscriptions end instead of being deleted; approvals; outbox failures; not-posted queue; auto-reply rate
+"""subscriptions end instead of being deleted; approvals; outbox failures; not-posted queue;
+auto-reply rate
 
 Revision ID: 0006
 Revises: 0005

@@ -1,4 +1,5 @@
-"""threading round 2: the chosen parent before loops are cut, subject-fallback messages, In-Reply-To refs, variants
+"""threading round 2: the chosen parent before loops are cut, subject-fallback messages, In-Reply-To
+refs, variants
 
 Revision ID: 0008
 Revises: 0007
@@ -14,7 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    # Plain ALTER TABLE, no batch mode: on SQLite a batch copies the table and loses its search triggers.
+    # Plain ALTER TABLE, no batch mode: on SQLite a batch copies the table and loses its search
+    # triggers.
     op.add_column("messages", sa.Column("pref_parent_id", sa.Integer(), nullable=True))
     op.add_column(
         "messages", sa.Column("by_subject", sa.Boolean(), server_default=sa.false(), nullable=False)

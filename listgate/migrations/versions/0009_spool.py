@@ -1,4 +1,5 @@
-"""spool: mail accepted at SMTP DATA, durable before the 250, archived by its own stage; spool_marks (SQLite's spool file)
+"""spool: mail accepted at SMTP DATA, durable before the 250, archived by its own stage; spool_marks
+(SQLite's spool file)
 
 Revision ID: 0009
 Revises: 0008

@@ -1,4 +1,5 @@
-"""variant threading: the Date and subject that place a message (its earliest copy's), and which variant places it
+"""variant threading: the Date and subject that place a message (its earliest copy's), and which
+variant places it
 
 Revision ID: 0010
 Revises: 0009
@@ -15,7 +16,8 @@ depends_on = None
 
 def upgrade() -> None:
     # Plain ALTER TABLE, no batch mode: on SQLite a batch copies the table and loses its search
-    # triggers. SQLite adds a NOT NULL column only with a default: a placeholder, overwritten at once.
+    # triggers. SQLite adds a NOT NULL column only with a default: a placeholder, overwritten at
+    # once.
     op.add_column(
         "messages",
         sa.Column(

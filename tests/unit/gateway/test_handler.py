@@ -12,6 +12,7 @@ from sqlalchemy import select
 from gateway.handler import GatewayHandler
 from listgate.archiver import Archiver
 from listgate.models import Message
+from tests.support.gateway import through_hooks
 
 
 class FakeServer:
@@ -182,14 +183,14 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
 
 def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
-    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith("stored")
-    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+    assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
+    assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith(
         "stored"
     )  # both spooled
     assert handler.archiver.drain() == 2  # type: ignore[attr-defined]
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]
-    assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+    assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith(
         "already archived, not stored twice"
     )
     assert _spooled(db) == []

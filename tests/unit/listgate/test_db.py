@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from listgate.db import read_only_error
+from listgate.db import SQLITE_BUSY_MS, _sqlite_cannot_write, read_only_error
 
 
 def test_a_write_on_a_read_only_sqlite_connection_is_a_read_only_error(tmp_path: Path) -> None:
@@ -39,7 +39,45 @@ class PgError(Exception):
 
 
 def test_postgres_read_only_transactions_are_recognised_by_their_sqlstate() -> None:
-    assert read_only_error(
-        PgError("25006")
-    )  # read-only transaction: default_transaction_read_only, a standby
+    # read-only transaction: default_transaction_read_only, a standby
+    assert read_only_error(PgError("25006"))
     assert not read_only_error(PgError("23505"))  # a unique violation is not
+
+
+def _database(tmp_path: Path) -> Path:
+    path = tmp_path / "db.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("CREATE TABLE t (x)")
+    return path
+
+
+def test_a_new_sqlite_connection_that_can_write_is_told_apart_from_one_that_cannot(
+    tmp_path: Path,
+) -> None:
+    path = _database(tmp_path)
+    rw = sqlite3.connect(path, isolation_level=None)
+    ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    try:
+        assert not _sqlite_cannot_write(rw)
+        assert _sqlite_cannot_write(ro)
+        assert rw.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_MS,)
+        assert not rw.in_transaction and not ro.in_transaction
+        rw.execute("INSERT INTO t VALUES (1)")  # the probe left nothing behind
+        assert rw.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    finally:
+        rw.close()
+        ro.close()
+
+
+def test_a_connection_waiting_for_another_writer_can_write(tmp_path: Path) -> None:
+    path = _database(tmp_path)
+    holder = sqlite3.connect(path, isolation_level=None)
+    new = sqlite3.connect(path, isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")  # the probe does not wait for it, and says writable
+        assert not _sqlite_cannot_write(new)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        new.close()

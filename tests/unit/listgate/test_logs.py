@@ -40,3 +40,20 @@ def test_at_debug_everything_shows(tmp_path: Path) -> None:
     logs.setup(make_settings(tmp_path, LISTGATE_LOG_LEVEL="DEBUG"))
     for name in ("alembic.runtime.migration", "celery.beat", "werkzeug"):
         assert logging.getLogger(name).isEnabledFor(logging.DEBUG), name
+
+
+def test_decoding_mail_at_debug_logs_nothing_from_mail_parser(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from listgate.mail.parser import parse
+
+    logs.setup(make_settings(tmp_path, LISTGATE_LOG_LEVEL="DEBUG"))
+    raw = (
+        b"From: a@example.org\r\nMessage-ID: <alt@example.org>\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain\r\n\r\nhello\r\n--b\r\nContent-Type: text/html\r\n\r\n"
+        b"<p>hello</p>\r\n--b--\r\n"
+    )
+    with caplog.at_level(logging.DEBUG):
+        assert parse(raw).body_text.strip() == "hello"
+    assert [r.name for r in caplog.records if r.name.startswith("mailparser")] == []

@@ -15,6 +15,7 @@ from listgate.db import transaction
 from listgate.models import Ban, Message, MessageVariant, SpooledMail
 from listgate.spool import Spool
 from listgate.states import SpoolState
+from tests.support.gateway import through_hooks
 
 
 def _raw(
@@ -48,9 +49,9 @@ def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_i
     gate, db, settings
 ) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, mlist, sent = gate
-    assert handler.deliver(_raw("late@x"), "ann@example.org", ["dev@lists.test"])[1][
-        0
-    ].reply.endswith("stored")
+    assert through_hooks(handler, _raw("late@x"), "ann@example.org", ["dev@lists.test"]).endswith(
+        "stored"
+    )
     with transaction(db) as s:
         s.add(Ban(list_id=mlist.id, address="ann@example.org"))
     assert archiver.drain() == 1
@@ -86,14 +87,13 @@ def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_arch
     gate, db
 ) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, _, sent = gate
-    reply = handler.deliver(
+    reply = through_hooks(
+        handler,
         _raw("auto@x", extra="Auto-Submitted: auto-replied\r\n"),
         "ann@example.org",
         ["dev@lists.test"],
-    )[1][0].reply
-    assert (
-        reply == "250 2.0.0 <dev@lists.test>: accepted, not posted (Auto-Submitted: auto-replied)"
     )
+    assert reply == "250 2.0.0 OK: accepted, not posted (Auto-Submitted: auto-replied)"
     assert _not_posted(db) == []  # decided at DATA, kept by the archiver
     archiver.drain()
     assert _not_posted(db) == [("auto@x", "Auto-Submitted: auto-replied")]
@@ -111,16 +111,16 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
 
     handler, archiver, _, sent = gate
     first = _raw("v@x")
-    handler.deliver(first, "ann@example.org", ["dev@lists.test"])
+    through_hooks(handler, first, "ann@example.org", ["dev@lists.test"])
     archiver.drain()
-    again = handler.deliver(first, "ann@example.org", ["dev@lists.test"])[1][0].reply
+    again = through_hooks(handler, first, "ann@example.org", ["dev@lists.test"])
     assert again.endswith("already archived, not stored twice")
     other = _raw("v@x", body="Hello, corrected\r\n")
-    assert handler.deliver(other, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+    assert through_hooks(handler, other, "ann@example.org", ["dev@lists.test"]).endswith(
         "same Message-ID"
     )
     archiver.drain()
-    assert handler.deliver(other, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+    assert through_hooks(handler, other, "ann@example.org", ["dev@lists.test"]).endswith(
         "not stored twice"
     )
     with db() as s:
@@ -133,7 +133,7 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
     with transaction(db) as s:
         removal.remove(s, [s.get_one(Message, pk)], "spam", "mod@example.org")
     third = _raw("v@x", body="Hello, once more\r\n")
-    assert handler.deliver(third, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
+    assert through_hooks(handler, third, "ann@example.org", ["dev@lists.test"]).endswith(
         "not stored twice"
     )
     archiver.drain()
@@ -152,7 +152,7 @@ def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_send
         (_raw("b2@x", extra="Sender: spam@example.net\r\n"), "x@example.org"),
         (_raw("b3@x"), "spam@example.net"),
     ):
-        reply = handler.deliver(raw, envelope, ["dev@lists.test"])[1][0].reply
+        reply = through_hooks(handler, raw, envelope, ["dev@lists.test"])
         assert reply.startswith("550 5.7.1") and "banned" in reply
     assert _rows(db) == []  # nothing spooled
 
@@ -160,9 +160,7 @@ def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_send
 def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(gate, db) -> None:  # type: ignore[no-untyped-def]
     handler, archiver, _, _ = gate
     raw = _raw("cmd@x", body="follow\r\n", extra="In-Reply-To: <nowhere@x>\r\n")
-    assert handler.deliver(raw, "ann@example.org", ["dev@lists.test"])[1][0].reply.endswith(
-        "stored"
-    )
+    assert through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"]).endswith("stored")
     archiver.drain()
     assert _not_posted(db) == [("cmd@x", "'follow' names no thread we know")] and _rows(db) == []
 
@@ -176,13 +174,13 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
     real = threads.attach
 
     def attach(session, msg, *a, **k):  # type: ignore[no-untyped-def]
-        if msg.values["message_id"] == "bad@x":
+        if msg.message_id == "bad@x":
             raise ValueError("a bug this message triggers")
         return real(session, msg, *a, **k)
 
     monkeypatch.setattr(threads, "attach", attach)
     for msgid in ("ok1@x", "bad@x", "ok2@x"):
-        handler.deliver(_raw(msgid), "ann@example.org", ["dev@lists.test"])
+        through_hooks(handler, _raw(msgid), "ann@example.org", ["dev@lists.test"])
     assert archiver.archive_once() == 3
     assert _rows(db) == [("bad@x", SpoolState.FAILED, "ValueError: a bug this message triggers")]
     with db() as s:
@@ -210,7 +208,7 @@ def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(gate, 
     from listgate import administration
 
     handler, archiver, mlist, _ = gate
-    handler.deliver(_raw("gone@x"), "ann@example.org", ["dev@lists.test"])
+    through_hooks(handler, _raw("gone@x"), "ann@example.org", ["dev@lists.test"])
     with transaction(db) as s:
         administration.delete_list(s, s.get_one(type(mlist), mlist.id), "cli:test")
     archiver.drain()
@@ -219,8 +217,8 @@ def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(gate, 
 
 def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> None:  # type: ignore[no-untyped-def]
     handler, _, _, _ = gate
-    handler.deliver(_raw("w1@x"), "ann@example.org", ["dev@lists.test"])
-    handler.deliver(_raw("w2@x"), "ann@example.org", ["dev@lists.test"])
+    through_hooks(handler, _raw("w1@x"), "ann@example.org", ["dev@lists.test"])
+    through_hooks(handler, _raw("w2@x"), "ann@example.org", ["dev@lists.test"])
     with db() as s:
         metrics = status.gather_metrics(s, now=datetime.now(UTC) + timedelta(seconds=90))
     assert metrics.spool.pending == 2 and 89 < metrics.spool.oldest_seconds < 120
@@ -260,7 +258,7 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
         threads, "attach", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("disk on fire"))
     )
     for msgid in ("f1@x", "f2@x"):
-        handler.deliver(_raw(msgid), "ann@example.org", ["dev@lists.test"])
+        through_hooks(handler, _raw(msgid), "ann@example.org", ["dev@lists.test"])
     archiver.drain()
 
     def run(*args: str):  # type: ignore[no-untyped-def]

@@ -22,6 +22,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Ban, Message, MessageVariant, NotPosted
 from listgate.schema import upgrade
 from tests.support.config import make_settings
+from tests.support.gateway import through_hooks
 
 SENDERS = ("ann@example.org", "bob@example.org")
 
@@ -71,7 +72,7 @@ class SpoolMachine(RuleBasedStateMachine):
         raw = (
             f"From: {sender}\r\nSubject: s{n}\r\nMessage-ID: <{msgid}>\r\n\r\nbody {n}\r\n".encode()
         )
-        reply = self.handler.deliver(raw, sender, ["dev@lists.test"])[1][0].reply
+        reply = through_hooks(self.handler, raw, sender, ["dev@lists.test"])
         if sender in self.banned:
             assert reply.startswith("550 5.7.1"), reply
         elif sender in self.archived.get(msgid, ()):

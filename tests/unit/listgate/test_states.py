@@ -1,5 +1,5 @@
-"""The state words: every state column is typed with
-its enum, stores the plain word, refuses others.
+"""The state words: every state or vocabulary column is typed with its enum, stores the plain
+word, refuses others.
 """
 
 from __future__ import annotations
@@ -17,10 +17,17 @@ from listgate.models import Delivery, Subscription
 from listgate.states import (
     BounceKind,
     DeliveryState,
+    DigestFormat,
+    DigestFrequency,
     DigestState,
+    DmarcMode,
+    ListPolicy,
+    PostOrigin,
     PostState,
+    ReplyTo,
     ReportState,
     SpoolState,
+    SubscriptionKind,
     SubscriptionState,
 )
 from tests.support.states import foreign_words, state_columns
@@ -34,6 +41,14 @@ TYPED = {
     "reports.status": ReportState,
     "spool.state": SpoolState,
     "bounces.kind": BounceKind,
+    "messages.origin": PostOrigin,
+    "subscriptions.kind": SubscriptionKind,
+    "subscriptions.digest_frequency": DigestFrequency,
+    "digests_sent.frequency": DigestFrequency,
+    "people.digest_format": DigestFormat,
+    "lists.policy": ListPolicy,
+    "lists.reply_to": ReplyTo,
+    "lists.dmarc_mode": DmarcMode,
 }
 
 

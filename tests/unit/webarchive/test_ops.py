@@ -10,6 +10,7 @@ from listgate import counters
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery
 from tests.support.factories import make_mail, post
+from tests.support.gateway import through_hooks
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -122,9 +123,7 @@ def test_metrics_show_the_spool_waiting_for_the_archiver(db, settings, make_list
     handler = GatewayHandler(settings, db)
     for n in range(3):  # answered 250, not archived: no archiver runs here
         raw = b"From: a@example.org\r\nSubject: s\r\nMessage-ID: <spool%d@x>\r\n\r\nx\r\n" % n
-        assert handler.deliver(raw, "a@example.org", ["dev@lists.test"])[1][0].reply.endswith(
-            "stored"
-        )
+        assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
     handler.spool.close()
     got = samples(
         client.get("/metrics", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True)

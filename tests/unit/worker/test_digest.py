@@ -13,8 +13,7 @@ from listgate.digests import Period
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message
-from listgate.models.people import DAILY
-from listgate.states import DigestState
+from listgate.states import DigestFrequency, DigestState
 from tests.support.config import make_settings
 from tests.support.states import foreign_words
 from worker.context import WorkerContext
@@ -124,7 +123,7 @@ def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
     once; deferred, taken back once; sent, never again.
     """
     ctx = WorkerContext(make_settings(tmp_path))
-    list_id, period = make_list("dev").id, Period(DAILY, date(2026, 11, 24))
+    list_id, period = make_list("dev").id, Period(DigestFrequency.DAILY, date(2026, 11, 24))
     first = _claim(ctx, list_id, "ann@example.org", period, 2)
     assert first is not None and _claim(ctx, list_id, "ann@example.org", period, 2) is None
     assert _claim(ctx, list_id, "bob@example.org", period, 2) not in (

@@ -1,0 +1,240 @@
+"""What a transaction knows of a list's Message-IDs: their archived messages and thread nodes.
+
+(And of its subjects: which have messages joined to a thread by subject alone.)
+
+Ingest asks, for each message, whether its id is archived (the duplicate check) and where the
+ids it names sit (the thread nodes). A batch reads both for all its messages at once
+(`prefetch`: two queries per batch instead of two per message); what ingest writes is noted
+here as it is written (`noted`), and whatever moves threads or nodes wholesale (merge, move,
+split, regroup, a message placed anew) calls `forget`, after which ids are read again. The
+knowledge lives in the transaction's state (listgate.store.tx), so any rollback drops it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection, bindparam, event, select
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.base import Executable
+
+from listgate import store
+from listgate.models import Message, ThreadNode
+from listgate.store import table
+
+_MESSAGES = table(Message)
+_NODES = table(ThreadNode)
+_CHUNK = 2000  # ids per IN list: far under every database's limit on bound parameters
+_ARCHIVED_AMONG = store.blind(
+    select(
+        _MESSAGES.c.message_id,
+        _MESSAGES.c.id,
+        _MESSAGES.c.thread_id,
+        _MESSAGES.c.raw_id,
+        _MESSAGES.c.status,
+    ).where(
+        _MESSAGES.c.list_id == bindparam("list_id"),
+        _MESSAGES.c.message_id.in_(bindparam("ids", expanding=True)),
+    )
+)
+_LINKED_AMONG = store.blind(
+    select(_MESSAGES.c.thread_subject_norm)
+    .where(
+        _MESSAGES.c.list_id == bindparam("list_id"),
+        _MESSAGES.c.by_subject.is_(True),
+        _MESSAGES.c.thread_subject_norm.in_(bindparam("subjects", expanding=True)),
+    )
+    .distinct()
+)
+_NODES_AMONG = select(_NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
+    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
+)
+
+
+class Archived(NamedTuple):
+    """The archived message with a Message-ID on a list: what the duplicate check needs."""
+
+    id: int
+    thread_id: int
+    raw_id: int
+    status: str
+
+
+class Node(NamedTuple):
+    """A Message-ID's place in a list's forest: its thread and message (None: a placeholder)."""
+
+    msgid: str
+    thread_id: int
+    message_pk: int | None
+
+
+def archived(session: Session, list_id: int, message_id: str) -> Archived | None:
+    """The archived message with this Message-ID on the list, or None."""
+    known = store.tx(session).archived
+    if (list_id, message_id) not in known:
+        _read_archived(session, list_id, [message_id])
+    return known[(list_id, message_id)]
+
+
+def nodes(session: Session, list_id: int, ids: Iterable[str]) -> dict[str, Node]:
+    """The thread nodes of those ids that the list has (archived or placeholders), by id."""
+    known = store.tx(session).nodes
+    wanted = list(dict.fromkeys(ids))
+    missing = [i for i in wanted if (list_id, i) not in known]
+    if missing:
+        _read_nodes(session, list_id, missing)
+    return {i: node for i in wanted if (node := known[(list_id, i)]) is not None}
+
+
+def linked_by_subject(session: Session, list_id: int, subject_norm: str) -> bool:
+    """False when no message of the list joined a thread by this subject (True: not known)."""
+    return bool(store.tx(session).subjects.get((list_id, subject_norm), True))
+
+
+def prefetch(
+    session: Session,
+    list_id: int,
+    own: Iterable[str],
+    named: Iterable[str],
+    subjects: Iterable[str] = (),
+) -> None:
+    """Read, in a few queries, what a batch will ask: its own ids' messages, every id's node,
+    and which of its subjects have messages joined by subject."""
+    state = store.tx(session)
+    own_ids = [i for i in dict.fromkeys(own) if (list_id, i) not in state.archived]
+    all_ids = [i for i in dict.fromkeys([*own_ids, *named]) if (list_id, i) not in state.nodes]
+    if own_ids:
+        _read_archived(session, list_id, own_ids)
+    if all_ids:
+        _read_nodes(session, list_id, all_ids)
+    wanted = [t for t in dict.fromkeys(subjects) if t and (list_id, t) not in state.subjects]
+    conn = session.connection()
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        linked = set(conn.execute(_LINKED_AMONG, {"list_id": list_id, "subjects": chunk}).scalars())
+        state.subjects.update({(list_id, t): t in linked for t in chunk})
+
+
+def noted(
+    session: Session,
+    list_id: int,
+    node: Node,
+    message: Archived | None = None,
+    subject_link: str = "",
+) -> None:
+    """Remember a node (and its message, and the subject it joined its thread by) just written."""
+    state = store.tx(session)
+    state.nodes[(list_id, node.msgid)] = node
+    if message is not None:
+        state.archived[(list_id, node.msgid)] = message
+    if subject_link:
+        state.subjects[(list_id, subject_link)] = True
+
+
+def forget(session: Session) -> None:
+    """Threads or nodes moved wholesale: read every id again when next asked."""
+    state = store.tx(session)
+    state.archived.clear()
+    state.nodes.clear()
+    state.participants.clear()
+    state.subjects.clear()
+
+
+def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:
+    known = store.tx(session).archived
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found = {
+            r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status)
+            for r in conn.execute(_ARCHIVED_AMONG, {"list_id": list_id, "ids": chunk})
+        }
+        known.update({(list_id, i): found.get(i) for i in chunk})
+
+
+def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
+    known = store.tx(session).nodes
+    conn = session.connection()
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        found = {
+            r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
+            for r in conn.execute(_NODES_AMONG, {"list_id": list_id, "ids": chunk})
+        }
+        known.update({(list_id, i): found.get(i) for i in chunk})
+
+
+# Rows a batch only adds (thread nodes, reference rows) go out in one executemany per kind.
+# While a batch is under way (`defer_rows`), they wait on the connection; they are written
+# before any statement not marked as leaving nodes and references alone (`store.blind`), before
+# a SAVEPOINT and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
+# belong to one transaction: a connection whose transaction ended otherwise never carries them on.
+_ROWS = "listgate.rows"  # conn.info key: (transaction, {insert statement: [rows]}) while deferring
+Pending = dict[Any, list[dict[str, Any]]]
+
+
+def defer_rows(session: Session) -> None:
+    """From now until this transaction ends, node and reference rows are written in bulk."""
+    conn = session.connection()
+    engine = conn.engine
+    if not event.contains(engine, "before_execute", _before_execute):
+        event.listen(engine, "before_execute", _before_execute)
+        event.listen(engine, "savepoint", _write_pending)
+        event.listen(engine, "commit", _commit)
+        event.listen(engine, "rollback_savepoint", _drop_pending)
+        event.listen(engine, "rollback", _stop)
+    if _pending(conn) is None:
+        conn.info[_ROWS] = (conn.get_transaction(), {})
+
+
+def insert_rows(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
+    """INSERT rows now, or with the batch's others when it defers them."""
+    pending = _pending(conn)
+    if pending is None:
+        conn.execute(statement, rows)
+    else:
+        pending.setdefault(statement, []).extend(rows)
+
+
+def _pending(conn: Connection) -> Pending | None:
+    """The rows waiting on this connection for its current transaction (None: not deferring)."""
+    held = conn.info.get(_ROWS)
+    if held is None:
+        return None
+    if held[0] is not conn.get_transaction():  # left by a transaction that ended unseen
+        del conn.info[_ROWS]
+        return None
+    pending: Pending = held[1]
+    return pending
+
+
+def _write_pending(conn: Connection, *_: Any) -> None:
+    pending = _pending(conn)
+    if pending:
+        batches = list(pending.items())
+        pending.clear()
+        for statement, rows in batches:
+            conn.execute(store.blind(statement), rows)
+
+
+def _before_execute(conn: Connection, statement: Any, *_: Any) -> None:
+    if _ROWS in conn.info and not (
+        isinstance(statement, Executable) and statement.get_execution_options().get(store.BLIND)
+    ):
+        _write_pending(conn)
+
+
+def _commit(conn: Connection) -> None:
+    _write_pending(conn)
+    conn.info.pop(_ROWS, None)
+
+
+def _drop_pending(conn: Connection, *_: Any) -> None:
+    pending = _pending(conn)
+    if pending:
+        pending.clear()
+
+
+def _stop(conn: Connection) -> None:
+    conn.info.pop(_ROWS, None)
