@@ -73,9 +73,8 @@ def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(
     key = link.split("/")[2]
     altered = key[:-1] + ("A" if key[-1] != "A" else "B")
     assert reader.get(link.replace(key, altered)).status_code == 404
-    assert (
-        reader.get(link.replace(key, "")).status_code == 404 and "member" not in link
-    )  # no address in the link
+    # no address in the link
+    assert reader.get(link.replace(key, "")).status_code == 404 and "member" not in link
     member.post("/me/feeds/revoke", data={"csrf_token": csrf(member, "/me/subscriptions")})
     assert reader.get(link).status_code == 404
     fresh = _secret_link(member)
