@@ -20,7 +20,7 @@ from listgate.spool import Spool
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids, settle
 from tests.support.processes import Service, archiver, gateway
-from tests.support.readonly import chmod_databases, probes, unprivileged
+from tests.support.readonly import chmod_databases, probes, refuses_new_writers, unprivileged
 from tests.support.reliability import Mta, post, record, run_mtas, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
@@ -107,6 +107,7 @@ def _run(
         for k in range(periods):
             if k or not start_read_only:
                 chmod(0o444)
+            assert refuses_new_writers(data_dir), "the files did not turn read-only"
             stop = threading.Event()
             readers = probes(port, stop)
             batch, senders = _senders(
@@ -149,8 +150,8 @@ def test_started_while_the_sqlite_files_are_read_only_then_every_post_is_archive
 def test_sqlite_files_read_only_twice_then_every_post_is_archived(
     tmp_path: Path, shared_dir: Path, separate: bool
 ) -> None:
-    """Connections opened before a period still write (a 250 is then durable); new ones cannot."""
-    _, procs = _run(tmp_path, shared_dir / "var", separate, periods=2, start_read_only=False)
-    assert any("readonly database" in p.text() for p in procs), (
-        "the database never refused a write: the test did not test anything"
-    )
+    """Connections opened before a period may still write (a 250 is then durable); new ones
+    cannot (each period checks that with a connection of its own). Whether the processes under
+    test met a refusal depends on whether they opened a connection during a period, so it is not
+    asserted here; the tests that start read-only always do."""
+    _run(tmp_path, shared_dir / "var", separate, periods=2, start_read_only=False)

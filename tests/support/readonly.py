@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import smtplib
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -30,6 +32,31 @@ def chmod_databases(data_dir: Path, mode: int) -> None:
     """Set the mode of the archive, the spool file beside it and their -wal and -shm files."""
     for path in data_dir.glob("listgate*.sqlite3*"):
         path.chmod(mode)
+
+
+WRITE_ONCE = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=0, isolation_level=None)
+try:
+    db.execute("BEGIN IMMEDIATE")
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    db.execute(f"PRAGMA user_version = {version}")  # a write that changes nothing
+    db.execute("ROLLBACK")
+except sqlite3.OperationalError as exc:
+    sys.exit(str(exc))
+"""
+
+
+def refuses_new_writers(data_dir: Path) -> bool:
+    """Whether a connection opened now, by a process the file modes bind, cannot write to the
+    archive: the read-only period is real, whatever the processes under test happen to do."""
+    done = subprocess.run(
+        [*unprivileged(), sys.executable, "-c", WRITE_ONCE, str(data_dir / "listgate.sqlite3")],
+        capture_output=True,
+        text=True,
+        check=False,  # the exit status is the answer
+    )
+    return done.returncode != 0 and "readonly" in done.stderr
 
 
 PROBE_SOURCES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
