@@ -53,6 +53,8 @@ def _start_postgres(ctx: Context) -> str:
                 "running as root and there is no 'postgres' user for initdb"
             ) from None
         os.chown(base, pw.pw_uid, pw.pw_gid)
+        # the run's work dir is a private temp dir: the server's own user must pass through it
+        ctx.workdir.chmod(ctx.workdir.stat().st_mode | 0o011)
         prefix = ["runuser", "-u", "postgres", "--"]
     data, port = base / "data", free_port()
 
