@@ -47,7 +47,7 @@ def _rate(
 def _backend(ctx: Context, label: str) -> Archive:
     if label == "sqlite":
         return make_archive(ctx, "live-sqlite")
-    url = postgres(ctx)
+    url = postgres(ctx, durable=True)  # the spool's commit before a 250 flushes the WAL
     try:
         broker = {"LISTGATE_BROKER_URL": redis_url_db(ctx, 1)}
     except NotAvailable:

@@ -27,8 +27,12 @@ def pg_bin(name: str) -> Path | None:
     return None
 
 
-def postgres(ctx: Context) -> str:
-    """A throwaway PostgreSQL cluster for this run (shared); returns a URL for a fresh database."""
+def postgres(ctx: Context, durable: bool = False) -> str:
+    """A throwaway PostgreSQL cluster for this run (shared); returns a URL for a fresh database.
+
+    durable: its commits wait for the WAL flush (synchronous_commit=on, PostgreSQL's default), as
+    the spool's commit before a 250 must (on SQLite the spool file is at synchronous=FULL).
+    """
     admin = ctx.once("postgres", lambda: _start_postgres(ctx))
     name = f"bench{len([k for k in ctx.memo if k.startswith('pgdb:')]) + 1}"
     ctx.memo[f"pgdb:{name}"] = True
@@ -36,6 +40,8 @@ def postgres(ctx: Context) -> str:
 
     with psycopg.connect(str(admin), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        if durable:
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')  # type: ignore[arg-type]
     return str(admin).rsplit("/", 1)[0] + "/" + name
 
 
