@@ -76,9 +76,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=100_000,
         help="messages in the synthetic mbox the full run imports (default 100,000)",
     )
-    parser.add_argument(
-        "--tiny", action="store_true", help=argparse.SUPPRESS
-    )  # the test suite's smoke size
+    # the test suite's smoke size
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser.parse_args(argv)
 

@@ -71,9 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    sender = BackgroundSender(
-        BrokerSender(settings)
-    )  # the archiver's: outbox entries after its commit
+    # the archiver's: outbox entries after its commit
+    sender = BackgroundSender(BrokerSender(settings))
     spool = Spool(engine)
     archiver = (
         None

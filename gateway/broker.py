@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from gateway.writer import next_batch
+from gateway.writer import drain
 from listgate import dispatch
 from listgate.config import Settings
 from listgate.models import OutboxEntry
@@ -94,7 +94,12 @@ class BackgroundSender:
         """Queue entries for sending; returns how many were queued."""
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(target=self._loop, name="broker-send", daemon=True)
+                self._thread = threading.Thread(
+                    target=drain,
+                    args=(self._queue, self.max_batch, self._send),
+                    name="broker-send",
+                    daemon=True,
+                )
                 self._thread.start()
         for entry in entries:
             self._queue.put(entry)
@@ -107,14 +112,6 @@ class BackgroundSender:
         if thread is not None:
             self._queue.put(None)
             thread.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            batch, stop = next_batch(self._queue, self.max_batch)
-            if batch:
-                self._send(batch)
-            if stop:
-                return
 
     def _send(self, batch: list[OutboxEntry]) -> None:
         try:

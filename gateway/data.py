@@ -17,9 +17,8 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable
 
-FREE_BYTES = (
-    64 * 1024
-)  # what any connection may hold without drawing on the budget (small posts always fit)
+# what any connection may hold without drawing on the budget (small posts always fit)
+FREE_BYTES = 64 * 1024
 CHUNK = 256 * 1024  # the budget is drawn in chunks, not per line
 OVER_BUDGET = "421 4.3.2 Too much mail being received at once, try again later"
 

@@ -97,9 +97,8 @@ class GatewayHandler:
         self.settings = settings
         self.factory = factory
         self.read_factory = read_factory or factory
-        self.spool = spool or Spool(
-            factory.kw["bind"]
-        )  # where accepted mail waits for the archiver
+        # where accepted mail waits for the archiver
+        self.spool = spool or Spool(factory.kw["bind"])
         self.limits = limits or ClientLimits(
             settings.max_connections_per_client, settings.max_messages_per_minute
         )
@@ -107,9 +106,8 @@ class GatewayHandler:
         self.executor = executor
         self.lmtp = lmtp
         self.writer: GroupWriter[Spooled, None] | None = None  # set by the server: group commit
-        self.spooled = (
-            threading.Event()
-        )  # set after each spool commit: wakes an in-process archiver
+        # set after each spool commit: wakes an in-process archiver
+        self.spooled = threading.Event()
         self._lists_seen: dict[
             str, float
         ] = {}  # list name -> until when RCPT need not look it up again
@@ -308,9 +306,8 @@ class GatewayHandler:
             recipient = parse_recipient(address, self.settings.domain)
             assert recipient is not None  # handle_RCPT let only these through
             if recipient not in done:
-                mlist = store.list_named(
-                    session.connection(), recipient.list_name
-                )  # a read-only copy: no ORM query
+                # a read-only copy: no ORM query
+                mlist = store.list_named(session.connection(), recipient.list_name)
                 done[recipient] = (
                     None
                     if mlist is None

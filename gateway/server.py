@@ -302,6 +302,5 @@ class GatewayServer:
             self.handler.spooled.set()
             self._archiver_thread.join(30)
             self._archiver_thread = None
-            self.archiver.drain(
-                timeout=10
-            )  # what is left after that stays spooled for the next start
+            # what is left after that stays spooled for the next start
+            self.archiver.drain(timeout=10)

@@ -45,6 +45,18 @@ def next_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[li
     return batch, False
 
 
+def drain(
+    waiting: queue.SimpleQueue[T | None], max_batch: int, handle: Callable[[list[T]], None]
+) -> None:
+    """A queue's one consumer: hand each batch (next_batch) to handle until the stop mark."""
+    while True:
+        batch, stop = next_batch(waiting, max_batch)
+        if batch:
+            handle(batch)
+        if stop:
+            return
+
+
 class WriterStopped(RuntimeError):
     """A message arrived while the writer is not running."""
 
@@ -76,7 +88,12 @@ class GroupWriter(Generic[J, R]):
                 return
             self._running = True
             self._threads = [
-                threading.Thread(target=self._loop, name=f"{self.name}-{i}", daemon=True)
+                threading.Thread(
+                    target=drain,
+                    args=(self._queue, self.max_batch, self._run),
+                    name=f"{self.name}-{i}",
+                    daemon=True,
+                )
                 for i in range(self.threads)
             ]
             for t in self._threads:
@@ -102,14 +119,6 @@ class GroupWriter(Generic[J, R]):
                 self._queue.put(None)
         for t in self._threads:
             t.join(timeout)
-
-    def _loop(self) -> None:
-        while True:
-            batch, stop = next_batch(self._queue, self.max_batch)
-            if batch:
-                self._run(batch)
-            if stop:
-                return
 
     def _run(self, batch: list[tuple[J, Future[R]]]) -> None:
         """Write one batch; a failure of the whole batch fails every job in it."""

@@ -34,9 +34,8 @@ class Item:
     envelope_from: str | None = None
 
 
-ItemResult = (
-    list[IngestResult | None] | Exception
-)  # per recipient (None: no such list), or what failed the item
+# per recipient (None: no such list), or what failed the item
+ItemResult = list[IngestResult | None] | Exception
 
 
 class BatchAborted(RuntimeError):

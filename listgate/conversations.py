@@ -106,9 +106,8 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     survivor = next((t for t in threads if t.id == prefer), None) or max(
         threads, key=lambda t: (t.message_count, -t.id)
     )
-    counted = sum(
-        1 for t in threads if t.message_count > 0
-    )  # threads with no published post are not counted
+    # threads with no published post are not counted
+    counted = sum(1 for t in threads if t.message_count > 0)
     for other in threads:
         if other.id == survivor.id:
             continue
@@ -179,9 +178,8 @@ def split(session: Session, message_pks: set[int], msgids: set[str], source: int
         .one()
     )
     thread = new(session, first)
-    move(
-        session, message_pks, msgids, source, thread.id
-    )  # counted among the list's threads if a post moved
+    # counted among the list's threads if a post moved
+    move(session, message_pks, msgids, source, thread.id)
     return thread.id
 
 

@@ -111,9 +111,8 @@ def create(session: Session, domain: str) -> bool:
     if lists.get(session, NAME) is not None:
         return False
     mlist = lists.create(session, NAME, "Demo list", "A list to try listgate with.")
-    mlist.dmarc_mode = (
-        DmarcMode.NEVER
-    )  # no DNS look-ups for the demo's senders (a laptop may be offline)
+    # no DNS look-ups for the demo's senders (a laptop may be offline)
+    mlist.dmarc_mode = DmarcMode.NEVER
     now = datetime.now(UTC)
     for post in DISCUSSION:
         ingest(

@@ -29,9 +29,8 @@ MIN_KEY_LENGTH = 4  # shorter ids ("<a@b>") are junk, never thread keys
 _M = table(Message)
 _REFS = table(MessageRef)
 _NODES = table(ThreadNode)
-Named = Sequence[
-    tuple[str, int]
-]  # (id, place in In-Reply-To or 0), References order then In-Reply-To's others
+# (id, place in In-Reply-To or 0), References order then In-Reply-To's others
+Named = Sequence[tuple[str, int]]
 
 
 @dataclass(frozen=True)
@@ -106,9 +105,8 @@ def header_parent(
 ) -> tuple[int | None, int]:
     """choose_parent, reading what the candidates name only when there is a choice to make."""
     candidates = [(k, irt) for k, irt in named if k in archived]
-    pool = [k for k, irt in candidates if irt] or [
-        k for k, _ in candidates
-    ]  # In-Reply-To's first, as chosen
+    # In-Reply-To's first, as chosen
+    pool = [k for k, irt in candidates if irt] or [k for k, _ in candidates]
     if len(pool) < 2:
         return choose_parent(named, archived, {})
     return choose_parent(named, archived, declared_ids(conn, {archived[k] for k, _ in candidates}))
@@ -214,9 +212,8 @@ def nearest_earlier(
     "Before" is by (Date, Message-ID), the Message-IDs compared here in Python: database
     collations order strings differently, and every such comparison must agree.
     """
-    names_me = exists().where(
-        _REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid
-    )  # a reply to it is no parent
+    # a reply to it is no parent
+    names_me = exists().where(_REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid)
     same = (_M.c.list_id == list_id, _M.c.thread_subject_norm == subject_norm, ~names_me)
     pick = select(_M.c.id, _M.c.thread_id, _M.c.message_id)
     ties = [
@@ -408,9 +405,8 @@ def regroup(session: Session, list_id: int, thread_ids: set[int]) -> set[int]:
         if msgid not in placed:
             parts.append(_reach(near, msgid) & nodes.keys())
             placed |= parts[-1]
-    holders: list[set[int]] = [
-        set() for _ in parts
-    ]  # the threads holding each part once the splits are done
+    # the threads holding each part once the splits are done
+    holders: list[set[int]] = [set() for _ in parts]
     strays: list[tuple[int, set[str]]] = []  # placeholders in a thread none of their namers is in
     for thread_id in thread_ids:
         pieces = []  # (part, its ids in this thread, its messages in this thread)

@@ -24,9 +24,8 @@ from listgate.states import PostState
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)
-_ATTRIBUTION = re.compile(
-    r"^(On .+ wrote:|.+ schrieb:|.+ a écrit :?)$"
-)  # a client's line above the quote
+# a client's line above the quote
+_ATTRIBUTION = re.compile(r"^(On .+ wrote:|.+ schrieb:|.+ a écrit :?)$")
 
 
 class ModerationError(ValueError):

@@ -97,9 +97,8 @@ def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: b
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
     if msg.status == PostState.VISIBLE:
         conversations.count_step(session, msg, -1)
-    msg.status = (
-        PostState.REMOVED
-    )  # whatever it was (visible, hidden, held): only visible posts were counted
+    # whatever it was (visible, hidden, held): only visible posts were counted
+    msg.status = PostState.REMOVED
     row = session.get(Removal, msg.id)
     if row is None:
         row = Removal(message_pk=msg.id)

@@ -107,9 +107,8 @@ class Spool:
         ):  # created before the engine, which then opens it for writing or not at all (listgate.db)
             side.touch()
         self.reader = sqlite_engine(f"sqlite:///{side}", synchronous="FULL")
-        self.engine = writer(
-            self.reader
-        )  # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
+        # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
+        self.engine = writer(self.reader)
         self.table = SIDE_SPOOL
         self.generation = self._generation()
 

@@ -26,9 +26,8 @@ from listgate.states import BounceKind, DeliveryState, SubscriptionState
 from listgate.supervisor import read_state, state_file
 
 BROKER_QUEUES = ("celery",)
-FAILED_WINDOW = timedelta(
-    days=30
-)  # how far back `status` and the moderation page list failed posts
+# how far back `status` and the moderation page list failed posts
+FAILED_WINDOW = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -92,14 +91,12 @@ class Metrics:
     awaiting_approval: int = 0  # subscription requests a moderator must decide on
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
     last_received: datetime | None = None
-    failed: list[FailedPost] = field(
-        default_factory=list
-    )  # posts a relay refused, last FAILED_WINDOW
+    # posts a relay refused, last FAILED_WINDOW
+    failed: list[FailedPost] = field(default_factory=list)
     last_deferral: str = ""  # why the most recently deferred copy was deferred
     next_retry: datetime | None = None  # when the next deferred copy is due
-    spool: Depth = field(
-        default_factory=Depth
-    )  # accepted mail waiting for the archiver, or failed to archive
+    # accepted mail waiting for the archiver, or failed to archive
+    spool: Depth = field(default_factory=Depth)
 
 
 @dataclass(frozen=True)

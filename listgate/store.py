@@ -247,9 +247,8 @@ class TxState:
 
     transaction: SessionTransaction | None
     locked_lists: set[int] = field(default_factory=set)  # PostgreSQL: list rows locked FOR UPDATE
-    threads: dict[int, Any] = field(
-        default_factory=dict
-    )  # Thread objects loaded or written (held strongly)
+    # Thread objects loaded or written (held strongly)
+    threads: dict[int, Any] = field(default_factory=dict)
     # listgate.places: what this transaction knows of Message-IDs, keyed (list id, Message-ID)
     archived: dict[tuple[int, str], Any] = field(default_factory=dict)
     nodes: dict[tuple[int, str], Any] = field(default_factory=dict)

@@ -557,9 +557,8 @@ def by_confirm_code(
         sub_id = int(sub_hex, 16)
     except ValueError:
         return None
-    sub = (
-        session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None
-    )  # a bigger id is no row: SQLite would overflow
+    # a bigger id is no row: SQLite would overflow
+    sub = session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None
     if (
         sub is None
         or sub.list_id != mlist.id

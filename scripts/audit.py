@@ -75,9 +75,10 @@ def main(locks: list[str]) -> int:
         if why:
             failures.append(f"{name} {why}")
             continue
+        # type: ignore[index]
         return report(
             name, {(d["name"], d.get("version")): d for _, r in results for d in r["dependencies"]}
-        )  # type: ignore[index]
+        )
     print("make audit: NOTHING WAS AUDITED: no advisory source could be used:", file=sys.stderr)
     for failure in failures:
         print(f"  {failure}", file=sys.stderr)

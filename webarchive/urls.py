@@ -6,7 +6,8 @@ path() builds the same string from the route's own pattern and converters, read 
 app's url_map once; pattern() gives a route whose parts are all numbers as a str.format
 string, for a row renderer's loop. A test holds both equal to url_for for every route. No
 path is spelled out by hand anywhere else. safe_next() is the one check of a path to go
-back to that a visitor gave.
+back to that a visitor gave; carried_args() the one way a visitor's query string reaches
+url_for.
 """
 
 from __future__ import annotations
@@ -91,3 +92,17 @@ def safe_next(target: str | None) -> str:
     if not local.startswith("/") or local.startswith("//"):
         return home
     return local + (f"?{quote(parts.query, safe=_QUERY_SAFE)}" if parts.query else "")
+
+
+def carried_args(*taken: str) -> dict[str, Any]:  # str values: Any is what **url_for takes
+    """The request's query arguments (the first value of each) for url_for to carry on.
+
+    Left out: the names in taken (the route's parts, what the caller sets itself) and every
+    name url_for reads as an option (_external, _scheme, _anchor, _method), so a query string
+    adds query arguments to the link and never changes where it goes.
+    """
+    return {
+        key: value
+        for key, value in request.args.items()
+        if key not in taken and not key.startswith("_")
+    }

@@ -33,9 +33,8 @@ def main(argv: list[str]) -> int:
     # Celery's multi-line warning about root; `listgate worker` and `listgate up` say it in one
     # line.
     warnings.filterwarnings("ignore", category=SecurityWarning)
-    warnings.filterwarnings(
-        "ignore", category=CPendingDeprecationWarning
-    )  # a note about Celery 6, at every reconnect
+    # a note about Celery 6, at every reconnect
+    warnings.filterwarnings("ignore", category=CPendingDeprecationWarning)
     app = make_celery(settings)
     extra = argv[1:]
     # -q: no banners; listgate's own lines (and `listgate up`'s summary) say what matters.

@@ -53,9 +53,8 @@ _WARNING = re.compile(
     r"no action is required|delivery (?:is|has been) delayed",
     re.IGNORECASE,
 )
-_STATUS = re.compile(
-    r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])"
-)  # RFC 3463 enhanced status code
+# RFC 3463 enhanced status code
+_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
 # Without a status code (or with X.0.0) only such words tell that the address or mailbox failed.
 _RECIPIENT_WORDS = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|user not found|"
@@ -305,9 +304,8 @@ def handle(
     address = delivery.address if delivery is not None else (sub.address if sub is not None else "")
     failure = report.kind
     if failure in (BounceKind.PERMANENT, BounceKind.TRANSIENT) and not report.blames(address):
-        failure = (
-            BounceKind.REFUSED
-        )  # the message failed (or someone else did): a failed post, not this subscriber's bounce
+        # the message failed (or someone else did): a failed post, not this subscriber's bounce
+        failure = BounceKind.REFUSED
         log.warning(
             "a bounce for %s names no failure of theirs (a failed post, not counted): %s",
             address,

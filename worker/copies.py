@@ -39,9 +39,8 @@ def load_post(ctx: WorkerContext, message_pk: int) -> Post | None:
         mlist = session.get_one(MailingList, msg.list_id)
         raw, dmarc_mode, reply_to = msg.raw.data, mlist.dmarc_mode, mlist.reply_to
     info = ListInfo(mlist.name, mlist.title, ctx.settings.domain, ctx.settings.base_url)
-    dmarc = ctx.dmarc.needs_rewrite(
-        msg.from_addr, dmarc_mode
-    )  # may ask DNS: outside the session too
+    # may ask DNS: outside the session too
+    dmarc = ctx.dmarc.needs_rewrite(msg.from_addr, dmarc_mode)
     # The placeholder sits inside a header line (never at a line start, no line break in a
     # URL), so cutting the wire form there equals rendering each copy from scratch.
     mark = f"urn:x-listgate:{secrets.token_hex(16)}"

@@ -16,9 +16,8 @@ from functools import cached_property
 
 from listgate.mail.split import BARE_CR, header_end
 
-_FIELD = re.compile(
-    rb"[^\n]*(?:\n|\Z)(?:(?:[ \t]|\r(?!\n))[^\n]*(?:\n|\Z))*"
-)  # a line and its continuations
+# a line and its continuations
+_FIELD = re.compile(rb"[^\n]*(?:\n|\Z)(?:(?:[ \t]|\r(?!\n))[^\n]*(?:\n|\Z))*")
 _NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+):[ \t]*")
 
 
@@ -31,9 +30,8 @@ def _defect(kind: type[errors.MessageDefect]) -> str:
 class Header:
     """A header block read once: its fields in order, where it ends, where the body starts."""
 
-    fields: tuple[
-        tuple[str, str], ...
-    ]  # (name, value) as received; values keep 8-bit bytes as surrogates
+    # (name, value) as received; values keep 8-bit bytes as surrogates
+    fields: tuple[tuple[str, str], ...]
     end: int
     body: int
     defects: tuple[
@@ -72,9 +70,8 @@ def read(raw: bytes, start: int = 0, stop: int | None = None) -> Header:
     bare_cr = BARE_CR.search(block) is not None
     if bare_cr:
         block = BARE_CR.sub(b" ", block)
-    ended_by_body = end == body and end < (
-        len(raw) if stop is None else stop
-    )  # a line that is no field, not blank
+    # a line that is no field, not blank
+    ended_by_body = end == body and end < (len(raw) if stop is None else stop)
     defects = [_defect(errors.MissingHeaderBodySeparatorDefect)] if ended_by_body else []
     fields: list[tuple[str, str]] = []
     matches = [m for m in _FIELD.finditer(block) if m.end() > m.start()]

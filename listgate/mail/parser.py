@@ -27,9 +27,8 @@ from listgate.mail.values import (
     text_value,
 )
 
-LARGE_MESSAGE = (
-    1024 * 1024
-)  # above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
+# above this, bodies are decoded without mail-parser (its copies cost ~8x the size)
+LARGE_MESSAGE = 1024 * 1024
 
 
 def decoder(raw: bytes) -> BodyDecoder:

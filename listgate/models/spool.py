@@ -22,16 +22,13 @@ class SpooledMail(Base):
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True
     )
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    mail_from: Mapped[str | None] = mapped_column(
-        Text, nullable=True
-    )  # None: no MAIL FROM (a direct call)
+    # None: no MAIL FROM (a direct call)
+    mail_from: Mapped[str | None] = mapped_column(Text, nullable=True)
     rcpt_tos: Mapped[str] = mapped_column(Text)  # the recipients to archive for, one per line
-    message_id: Mapped[str] = mapped_column(
-        String(1000), default=""
-    )  # from the header scan, for logs
-    counts: Mapped[str] = mapped_column(
-        Text, default=""
-    )  # counters the gateway's answer adds to, one "name:label" a line
+    # from the header scan, for logs
+    message_id: Mapped[str] = mapped_column(String(1000), default="")
+    # counters the gateway's answer adds to, one "name:label" a line
+    counts: Mapped[str] = mapped_column(Text, default="")
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     state: Mapped[SpoolState] = mapped_column(StateString(SpoolState), default=SpoolState.PENDING)
     reason: Mapped[str] = mapped_column(Text, default="")

@@ -86,8 +86,7 @@ class WebSession(Base):
     __tablename__ = "web_sessions"
     __table_args__ = (Index("ix_web_sessions_address", "address"),)
 
-    digest: Mapped[str] = mapped_column(
-        String(64), primary_key=True
-    )  # sha256 of the id, never the id
+    # sha256 of the id, never the id
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     address: Mapped[str] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

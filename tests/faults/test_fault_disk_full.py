@@ -171,9 +171,8 @@ def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
     )
     settings, db = prepare(env, "dev")
     reserve = small_mount / "reserve"
-    reserve.write_bytes(
-        b"\0" * 12_000_000
-    )  # freed at the end: the space an operator makes (the WALs need room to checkpoint)
+    # freed at the end: the space an operator makes (the WALs need room to checkpoint)
+    reserve.write_bytes(b"\0" * 12_000_000)
     gw = gateway(env, tmp_path / "gateway.log").start()
     codes: dict[str, int] = {}
 

@@ -21,9 +21,8 @@ FLOOD = 64
 
 
 def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path) -> None:
-    env = site_env(
-        tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="30"
-    )  # default 16 connections per client
+    # default 16 connections per client
+    env = site_env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="30")
     settings, db = prepare(env, "dev")
     gw = gateway(env, tmp_path / "gateway.log").start()
     port = settings.smtp_port
@@ -63,9 +62,8 @@ def test_flood_from_one_address_is_limited_and_others_are_served(tmp_path: Path)
                 other.sendmail("bob@example.org", ["dev@lists.test"], post("other@example.org"))
                 == {}
             )
-        assert all(
-            c.cmd("NOOP").startswith("250") for c in served
-        )  # the flood was held open throughout
+        # the flood was held open throughout
+        assert all(c.cmd("NOOP").startswith("250") for c in served)
     finally:
         for c in flood:
             c.close()

@@ -137,12 +137,10 @@ def test_an_aborted_batch_gives_no_250_without_a_stored_row(
     assert fault.fired == 1, "no batch of two or more messages formed: the fault never fired"
     assert lost == [], f"answered 250 but not stored: {lost}"
     assert all(n == 1 for n in stored.values())
-    assert refused and {codes[m] for m in refused} == {
-        451
-    }  # the failed batch: a 4xx each, the senders retry
-    assert (
-        len(refused) >= 2 and set(stored) == accepted
-    )  # nothing of the failed batch was kept either
+    # the failed batch: a 4xx each, the senders retry
+    assert refused and {codes[m] for m in refused} == {451}
+    # nothing of the failed batch was kept either
+    assert len(refused) >= 2 and set(stored) == accepted
 
 
 class ArchiveFault:
@@ -188,9 +186,8 @@ def test_an_archiver_batch_aborted_mid_way_archives_each_message_exactly_once(
     sent: list[Any] = []
     archiver = Archiver(settings, db, enqueue=sent.extend, batch=50)
     try:
-        assert (
-            archiver.archive_once() == 0
-        )  # the whole batch failed: nothing archived, nothing published
+        # the whole batch failed: nothing archived, nothing published
+        assert archiver.archive_once() == 0
         assert fault.fired == 1 and sent == []
         assert archiver.drain() == len(ids)  # then one at a time past the failed batch
         with db() as s:

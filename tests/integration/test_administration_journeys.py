@@ -199,9 +199,8 @@ def test_an_owner_creates_edits_moderates_by_mail_removes_and_purges(
     attached = [p for p in note.walk() if p.get_content_type() == "message/rfc822"]
     assert attached and attached[0].get_payload(0)["Message-ID"] == "<party@example.org>"
     assert "every post to this list is moderated" in text_of(note)
-    assert dkim.verify(
-        held.data, dnsfunc=dnsfunc_from(stack)
-    )  # moderation mail is signed for the list domain
+    # moderation mail is signed for the list domain
+    assert dkim.verify(held.data, dnsfunc=dnsfunc_from(stack))
     approve = re.search(r"club\+approve-[a-z0-9.]+@lists\.test", text_of(note)).group(0)  # type: ignore[union-attr]
     reject_to = note["Reply-To"]
     assert re.fullmatch(r"club\+reject-[a-z0-9.]+@lists\.test", reject_to)
@@ -382,9 +381,8 @@ def test_a_weekly_digest_reader_answers_one_entry_and_the_answer_threads_under_i
             .where(Subscription.address == reader)
             .values(confirmed_at=last_wednesday - timedelta(days=30))
         )
-    assert (
-        copies_of(msink, reader, "bridge@example.org") == []
-    )  # a digest reader gets no single posts
+    # a digest reader gets no single posts
+    assert copies_of(msink, reader, "bridge@example.org") == []
 
     send_task(stack, "listgate.send_digests")
     (got,) = arrived(msink, stack, reader, "the weekly digest", subject_has("Town digest, week of"))
@@ -636,13 +634,11 @@ def test_a_strict_dmarc_authors_post_is_rewritten_and_the_arc_chain_vouches_for_
     # author is added for replies (the list's policy is "none": the author only), and the ARC seal
     # covers it.
     assert copy.message["Reply-To"] == "Sam <sam@strict.example>"
-    assert not dkim.verify(
-        copy.data, dnsfunc=dnsfunc_from(stack)
-    )  # the rewrite breaks the author's signature...
+    # the rewrite breaks the author's signature...
+    assert not dkim.verify(copy.data, dnsfunc=dnsfunc_from(stack))
     cv, _, why = dkim.arc_verify(copy.data, dnsfunc=dnsfunc_from(stack))
-    assert cv == dkim.CV_Pass, (
-        why
-    )  # ...and the ARC chain tells receivers it was good when it reached the list
+    # ...and the ARC chain tells receivers it was good when it reached the list
+    assert cv == dkim.CV_Pass, why
     aar = re.sub(r"\s+", " ", str(copy.message["ARC-Authentication-Results"]))
     assert "dkim=pass header.d=strict.example" in aar
 

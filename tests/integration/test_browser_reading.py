@@ -291,9 +291,8 @@ def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_mar
         and not earlier.locator(".quote").is_visible()
     )
     image = page.locator('img[alt="board.png"]')
-    assert (
-        image.evaluate("e => e.complete && e.naturalWidth") == 24
-    )  # the preview loaded from its own path
+    # the preview loaded from its own path
+    assert image.evaluate("e => e.complete && e.naturalWidth") == 24
     assert page.locator("text=Do you find this valuable?").count() == 4
     context.close()
 
@@ -330,9 +329,8 @@ def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(
     page.wait_for_url(f"**/threads/{site.ids['thread']}")
     assert "JST" in page.locator("article.post time").first.inner_text()
     page.click("text=Who talks to whom")
-    assert (
-        page.locator("figure.map svg circle").count() == 4
-    )  # Alice, Bob, Carol, the reader (the spam is hidden)
+    # Alice, Bob, Carol, the reader (the spam is hidden)
+    assert page.locator("figure.map svg circle").count() == 4
     assert page.locator("table").first.locator("tbody tr").count() == 4
     page.screenshot(
         path=str(ARTIFACTS / "reading" / "thread-map-signed-in-1280.png"), full_page=True

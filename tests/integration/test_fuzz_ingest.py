@@ -243,9 +243,8 @@ def test_fuzzed_mail_is_stored_intact_or_refused_clearly(
         outcomes[status] = outcomes.get(status, 0) + 1
 
     run()
-    assert outcomes.get(STORED, 0) > EXAMPLES // 10, (
-        outcomes
-    )  # the fuzz reaches storage, not just refusals
+    # the fuzz reaches storage, not just refusals
+    assert outcomes.get(STORED, 0) > EXAMPLES // 10, outcomes
     with archive() as session:
         rows = session.scalars(select(Message)).all()
         assert all(m.raw is not None and len(m.raw.data) == m.raw.size for m in rows)

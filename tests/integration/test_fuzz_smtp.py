@@ -165,9 +165,8 @@ def test_connection_dropped_mid_data_stores_nothing(site: Site) -> None:
         for cmd in ("EHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<dev@lists.test>", "DATA"):
             c.cmd(cmd)
         c.send(post(f"dropped{i}@example.org")[: 40 + 10 * i])
-        c.sock.setsockopt(
-            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-        )  # RST
+        # RST
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         c.close()
     assert site.alive()
     assert not [m for m in archived_ids(site.db) if m.startswith("dropped")]
@@ -214,9 +213,8 @@ def _step(
     pick = rng.random()
     if pick < 0.1:
         junk = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
-        c.send(
-            junk.replace(b"\r", b"").replace(b"\n", b"") + b"\r\n"
-        )  # one line: replies stay in step
+        # one line: replies stay in step
+        c.send(junk.replace(b"\r", b"").replace(b"\n", b"") + b"\r\n")
         return c.reply(), False
     if pick < 0.15:
         return "<drop>", False

@@ -60,9 +60,8 @@ def assert_kept_or_refused(env: Env, data: bytes) -> tuple[int, Message | None]:
         with env.db() as s:
             if b"already archived" in text:  # the same bytes again: kept once
                 return code, msg
-            sent = (
-                data if data.endswith(b"\r\n") else data + b"\r\n"
-            )  # SMTP ends DATA on a line end
+            # SMTP ends DATA on a line end
+            sent = data if data.endswith(b"\r\n") else data + b"\r\n"
             if (
                 b"stored beside" in text
             ):  # a corpus reuses a Message-ID with other bytes: kept as a variant
@@ -123,9 +122,8 @@ def test_what_could_be_parsed_is_what_a_reader_sees(env: Env) -> None:
         and gen.from_addr == ""
     )
     for name in ("absurd-date", "garbage-date"):
-        assert (
-            m[name].date.year == m[name].received_at.year and m[name].date_header
-        )  # arrival used, header kept
+        # arrival used, header kept
+        assert m[name].date.year == m[name].received_at.year and m[name].date_header
     assert m["absurd-date"].date_header.startswith("Fri, 31 Dec 2999")
     assert m["junk-references"].parent_id == m["folded-message-id"].id
     assert "deepest text" in m["deeply-nested-mime"].body_text

@@ -266,9 +266,8 @@ def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env)
         c.close()
     assert len(messages(e.db)) == 6
 
-    stranger = make_env(
-        LISTGATE_TRUSTED_MTAS="10.0.0.0/8", **limits
-    )  # the MTA is elsewhere: loopback is a stranger
+    # the MTA is elsewhere: loopback is a stranger
+    stranger = make_env(LISTGATE_TRUSTED_MTAS="10.0.0.0/8", **limits)
     stranger.make_list("dev")
     stranger.start(lmtp=True)
     conns = [RawClient(stranger.settings.smtp_port, source="127.0.0.1") for _ in range(3)]

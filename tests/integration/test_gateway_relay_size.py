@@ -93,21 +93,18 @@ def test_the_size_limit_follows_the_relay_and_long_lines_get_through(
     worker = WorkerProcess(site.env, tmp_path / "worker.log").start()
     port = site.settings.smtp_port
     try:
-        assert (
-            ehlo_size(port) == 200_000 - HEADROOM
-        )  # not the configured 25 MB: the relay takes no more
-        too_big = post(
-            "carol@example.net", "big@x", bytes(range(256)) * 700, one_line=False
-        )  # ~240 KB
+        # not the configured 25 MB: the relay takes no more
+        assert ehlo_size(port) == 200_000 - HEADROOM
+        # ~240 KB
+        too_big = post("carol@example.net", "big@x", bytes(range(256)) * 700, one_line=False)
         with (
             smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp,
             pytest.raises(smtplib.SMTPResponseException) as refused,
         ):
             smtp.sendmail("carol@example.net", ["dev@lists.test"], too_big)
         assert refused.value.smtp_code == 552 and b"too big" in refused.value.smtp_error
-        fits = post(
-            "carol@example.net", "fits@x", bytes(range(256)) * 250, html_line=20_000
-        )  # ~110 KB, long lines
+        # ~110 KB, long lines
+        fits = post("carol@example.net", "fits@x", bytes(range(256)) * 250, html_line=20_000)
         assert max(map(len, fits.splitlines())) > 20_000
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as smtp:
             assert smtp.sendmail("carol@example.net", ["dev@lists.test"], fits) == {}

@@ -321,9 +321,10 @@ def test_members_policy_holds_a_non_member_post_and_tells_the_sender_once(env: E
         c.sendmail(
             "eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org")
         )
+        # a retry
         c.sendmail(
             "eve@example.org", ["members@lists.test"], mail(msgid="eve@x", frm="eve@example.org")
-        )  # a retry
+        )
     status = {m.message_id: m.status for m in messages(env.db)}
     assert status == {"bob@x": "visible", "eve@x": "held"}
     assert outbox_kinds(env.db) == [

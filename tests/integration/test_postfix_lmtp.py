@@ -104,12 +104,12 @@ def test_a_burst_through_postfix_is_archived_once_with_no_deferral(tmp_path: Pat
             t.join(300)
         assert refused == []
         assert mta.wait_drained(120), f"Postfix still holds mail: {mta.deliveries()}"
+        # probes
         outcomes = {
             k: v for k, v in mta.deliveries().items() if k not in ("deliverable", "undeliverable")
-        }  # probes
-        assert outcomes == {"sent": burst}, (
-            outcomes
-        )  # nothing deferred for a later retry, nothing bounced
+        }
+        # nothing deferred for a later retry, nothing bounced
+        assert outcomes == {"sent": burst}, outcomes
         with db() as session:
             rows = session.execute(
                 select(Message.message_id, func.count()).group_by(Message.message_id)

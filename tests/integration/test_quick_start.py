@@ -241,9 +241,8 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
     assert wait_until(lambda: len(copies(var / "outbound", "reader@example.org", "Hello")) == 2, 60)
     done = shell.run(f"{activate} && {status}")
     assert "restarted 1 time, last exited with signal 9 (SIGKILL)" in done.stdout, done.stdout
-    assert (
-        shell.ctrl_c(run) != 0 or True
-    )  # make reports the interrupt; what matters is that everything stopped
+    # make reports the interrupt; what matters is that everything stopped
+    assert shell.ctrl_c(run) != 0 or True
     assert "stopped gateway, archiver, worker, beat, web" in (tmp_path / "run.log").read_text()
 
     # 4. The development sink as a relay: one line per message.

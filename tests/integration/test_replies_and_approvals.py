@@ -207,9 +207,8 @@ def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, 
         entry = session.scalars(select(NotPosted).where(NotPosted.subject == "Out of office")).one()
     released = runner.invoke(cli.main, ["not-posted", "release", str(entry.id)], env=env)
     assert released.exit_code == 0 and "released: stored" in released.output
-    site.app.send_task(
-        dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0}
-    )  # what the beat does within a minute
+    # what the beat does within a minute
+    site.app.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0.0})
     got = wait_until(lambda: mails_to(rsink, "reader3@example.org"), what="the released post")
     assert got[0]["Subject"] == "Out of office"
 

@@ -131,9 +131,8 @@ def test_sqlite_models_and_migrations_agree(tmp_path: Path) -> None:
             *SQLITE_TRIGGERS,
             "ix_threads_featured",
         }
-        hidden = _unfiltered(
-            engine
-        )  # the filter hides the FTS5 table and its shadow tables, nothing else
+        # the filter hides the FTS5 table and its shadow tables, nothing else
+        hidden = _unfiltered(engine)
         assert hidden and all(name.startswith(FTS_TABLE) for name in hidden), hidden
     finally:
         engine.dispose()

@@ -112,9 +112,8 @@ def test_the_per_minute_limit_counts_recipients_not_only_messages(make_env) -> N
     replies = [c.cmd(f"RCPT TO:<dev+confirm-{i:04d}aaaa@lists.test>")[:9] for i in range(50)]
     assert replies[:30] == ["250 2.1.5"] * 30 and set(replies[30:]) == {"451 4.7.1"}, replies
     c.cmd("RSET")
-    assert c.cmd("MAIL FROM:<ann@example.org>").startswith(
-        "451 4.7.1"
-    )  # the minute's budget is spent
+    # the minute's budget is spent
+    assert c.cmd("MAIL FROM:<ann@example.org>").startswith("451 4.7.1")
     c.close()
 
 
@@ -185,9 +184,8 @@ def test_a_confirmation_reply_reaches_a_private_list_from_the_address_that_asked
         )
         code = subscriptions.confirm_code(env.settings.secret_key, outcome.subscription)
     assert _rcpt(env, "carol@example.org", f"secret+confirm-{code}").startswith("250")
-    assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith(
-        "250"
-    )  # the code is the proof
+    # the code is the proof
+    assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith("250")
     assert _rcpt(env, "outsider@example.org", "secret+confirm-1.aaaaaaaaaaaa").startswith("550")
 
 

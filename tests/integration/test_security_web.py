@@ -156,9 +156,8 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
         "/me/subscriptions",
     ):
         body = client.get(url).get_data(as_text=True)
-        unasked = [
-            k for k in MARKERS + ("secretlist",) if k.lower() not in url.lower()
-        ]  # queries are echoed
+        # queries are echoed
+        unasked = [k for k in MARKERS + ("secretlist",) if k.lower() not in url.lower()]
         assert not [k for k in unasked if k in body], (url, body[:500])
 
 
@@ -194,9 +193,8 @@ def test_private_list_counts_do_not_change_public_pages(
 def test_a_member_does_see_the_private_list(app: Flask, site: dict[str, Any]) -> None:
     client = app.test_client()
     _sign_in(client, "member@example.org")
-    assert "Zanzibar" in client.get("/lists/secretlist/").get_data(
-        as_text=True
-    )  # the 404s above are not vacuous
+    # the 404s above are not vacuous
+    assert "Zanzibar" in client.get("/lists/secretlist/").get_data(as_text=True)
 
 
 def _post_routes(app: Flask) -> list[Any]:
@@ -224,9 +222,8 @@ def test_every_post_route_refuses_a_request_without_csrf_token(
         for arg in rule.arguments:
             path = re.sub(rf"<(?:[a-z]+:)?{arg}>", str(values.get(arg, "x")), path)
         client = app.test_client()
-        _sign_in(
-            client, "boss@example.org"
-        )  # a moderator: the check must not depend on being allowed
+        # a moderator: the check must not depend on being allowed
+        _sign_in(client, "boss@example.org")
         form = {
             "address": "victim@example.org",
             "subject": "csrf",

@@ -24,9 +24,8 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
     try:
         with transaction(db) as s:
             mlist = lists.create(s, "dev")
-            s.add(
-                Ban(list_id=mlist.id, address="late@example.org")
-            )  # banned after the 250 (below: before archiving)
+            # banned after the 250 (below: before archiving)
+            s.add(Ban(list_id=mlist.id, address="late@example.org"))
         handler = GatewayHandler(pg_settings, db)
         assert not handler.spool.separate  # the same database: claimed with SKIP LOCKED
         ids = [f"pg{n}@x" for n in range(120)]

@@ -69,23 +69,18 @@ LIVE = (SubscriptionState.PENDING, SubscriptionState.ACTIVE)
 class Model:
     """What the service should hold: subscription states, the ledger of copies, digests sent."""
 
-    subs: dict[tuple[str, str, int], SubscriptionState] = field(
-        default_factory=dict
-    )  # (address, kind, thread) -> status
-    codes: dict[tuple[str, str], tuple[str, str]] = field(
-        default_factory=dict
-    )  # (address, kind) -> (link, code)
-    posts: list[tuple[int, int, str, int]] = field(
-        default_factory=list
-    )  # (pk, thread, author, outbox id)
+    # (address, kind, thread) -> status
+    subs: dict[tuple[str, str, int], SubscriptionState] = field(default_factory=dict)
+    # (address, kind) -> (link, code)
+    codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (pk, thread, author, outbox id)
+    posts: list[tuple[int, int, str, int]] = field(default_factory=list)
     fanned: set[int] = field(default_factory=set)
-    pending: dict[tuple[int, str], tuple[str, str, int]] = field(
-        default_factory=dict
-    )  # (pk, addr) -> sub key
+    # (pk, addr) -> sub key
+    pending: dict[tuple[int, str], tuple[str, str, int]] = field(default_factory=dict)
     ledger: set[tuple[int, str]] = field(default_factory=set)  # (pk, address) rows that exist
-    copies: Counter[tuple[int, str]] = field(
-        default_factory=Counter
-    )  # copies that must have arrived
+    # copies that must have arrived
+    copies: Counter[tuple[int, str]] = field(default_factory=Counter)
     digests: dict[str, int] = field(default_factory=dict)  # address -> posts in today's digest
 
     def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
@@ -296,9 +291,8 @@ class Lifecycle(RuleBasedStateMachine):
             m.status(author, "thread", thread) not in LIVE
             and m.status(author, "mute", thread) not in LIVE
         ):
-            m.subs[(author, "thread", thread)] = (
-                SubscriptionState.ACTIVE
-            )  # posting follows the thread (again)
+            # posting follows the thread (again)
+            m.subs[(author, "thread", thread)] = SubscriptionState.ACTIVE
 
     @precondition(lambda self: any(p[0] not in self.model.fanned for p in self.model.posts))
     @rule(send=st.booleans())

@@ -95,9 +95,8 @@ def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_th
     ]
     sink.script("550 5.1.1 unknown")
     with connect_wave(sink.url, size=5) as out:
-        first = out.send(
-            items, lambda live, dots: dots(set(live) - {4})
-        )  # r4's claim was lost meanwhile
+        # r4's claim was lost meanwhile
+        first = out.send(items, lambda live, dots: dots(set(live) - {4}))
         second = out.send(items[:2], lambda live, dots: dots(set(live)))
     statuses = [r.status for r in first]
     assert statuses[4] == ABANDONED and sorted(statuses[:4]) == [BOUNCED, SENT, SENT, SENT]

@@ -374,12 +374,10 @@ def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(
         envelope_from="",
     )
     assert ann(1) == ("refused", 0.0)
-    send_to(
-        site, verp, dsn("bob@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from=""
-    )  # not ann's
+    # not ann's
+    send_to(site, verp, dsn("bob@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from="")
     assert ann(2) == ("refused", 0.0)
-    send_to(
-        site, verp, dsn("ann@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from=""
-    )  # ann's own
+    # ann's own
+    send_to(site, verp, dsn("ann@example.org", "5.1.1", "550 5.1.1 User unknown"), envelope_from="")
     assert ann(3) == ("permanent", 1.0)
     assert "Hello" in moderation_page(site, name).split("Posts the relay refused", 1)[1]

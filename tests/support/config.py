@@ -16,9 +16,8 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import upgrade
 
 ROOT = Path(__file__).resolve().parents[2]
-DATA = (
-    ROOT / "tests" / "data"
-)  # small real mails kept with the tests (their sources and licences are noted beside them)
+# small real mails kept with the tests (their sources and licences are noted beside them)
+DATA = ROOT / "tests" / "data"
 DOMAIN = "lists.test"
 SECRET_KEY = "test-secret-key-0123456789"
 

@@ -67,3 +67,16 @@ def post(
     with transaction(db) as session:
         mlist = lists.require(session, list_name)
         return ingest(session, parse(raw), mlist, domain=domain, origin=origin)
+
+
+def merged_pair(db: sessionmaker[Session]) -> tuple[IngestResult, IngestResult]:
+    """Two threads on "dev", then a reply naming both, which merges them: the two first posts."""
+    a = post(db, make_mail("A", msgid="a@x.test"))
+    b = post(db, make_mail("B", msgid="b@x.test"))
+    post(
+        db,
+        make_mail(
+            "Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]
+        ),
+    )
+    return a, b

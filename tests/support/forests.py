@@ -72,9 +72,8 @@ def cases(draw: st.DrawFn) -> Case:
             topic[i] = topic[parent[i]]  # a reply keeps its thread's subject
         irt, refs = _headers(draw, chain, ids, i)
         subject = ("Re: " if parent[i] is not None or draw(st.booleans()) else "") + topic[i]
-        hours.append(
-            draw(st.integers(0, 24 * 45))
-        )  # replies may be dated before their parent (clock skew)
+        # replies may be dated before their parent (clock skew)
+        hours.append(draw(st.integers(0, 24 * 45)))
         mails.append(_mail(ids[i], subject, hours[i], irt, refs, f"body {i}"))
     missing = draw(st.sets(st.integers(0, n - 1), max_size=n // 3))
     arrivals = [i for i in range(n) if i not in missing]
@@ -112,9 +111,8 @@ def _other_headers(
     chain = [x for x in _chain(ids, parent, other) if x != ids[i]]
     irt, refs = _headers(draw, chain, ids, i)
     subject = draw(st.sampled_from(["Alpha", "Beta", "Re: Alpha", "Re: Beta"]))
-    when = draw(
-        st.one_of(st.just(hours), st.integers(0, 24 * 45))
-    )  # the same Date: the bytes decide
+    # the same Date: the bytes decide
+    when = draw(st.one_of(st.just(hours), st.integers(0, 24 * 45)))
     return _mail(ids[i], subject, when, irt, refs, f"copy {copy} of body {i}, sent again")
 
 
@@ -165,9 +163,8 @@ def expected(mails: list[bytes], days: int) -> Forest:
     by: dict[str, ParsedMessage] = {}
     for raw in sorted(set(mails), key=lambda r: (parse(r).date, hashlib.sha256(r).hexdigest())):
         p = parse(raw)
-        by.setdefault(
-            p.message_id, p
-        )  # the copy with the earliest Date (then smallest sha256) places an id
+        # the copy with the earliest Date (then smallest sha256) places an id
+        by.setdefault(p.message_id, p)
     ids = sorted(by)
     pk = {m: n for n, m in enumerate(ids)}
     named = {m: thread_keys(m, by[m].in_reply_to, by[m].references).named for m in ids}

@@ -241,9 +241,8 @@ class Env:
         self.settings = make_settings(tmp_path, **env)
         self.engine = make_engine(self.settings)
         upgrade(self.engine)
-        self.db = Settled(
-            session_factory(writer(self.engine))
-        )  # assertions see the archive once the spool is empty
+        # assertions see the archive once the spool is empty
+        self.db = Settled(session_factory(writer(self.engine)))
         self.gw: RunningGateway | None = None
 
     def make_list(self, name: str = "dev", **kwargs: object) -> None:

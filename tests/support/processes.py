@@ -82,9 +82,8 @@ class WorkerProcess:
             return
         self.proc.send_signal(signal.SIGQUIT)  # the main process only: it stops its pool itself
         try:
-            self.proc.wait(
-                2
-            )  # a cold shutdown can idle in broker/pool timeouts: not worth waiting for
+            # a cold shutdown can idle in broker/pool timeouts: not worth waiting for
+            self.proc.wait(2)
         except subprocess.TimeoutExpired:
             self.kill()
 

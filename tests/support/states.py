@@ -28,9 +28,10 @@ def foreign_words(session: Session) -> dict[str, set[str]]:
     """The stored words that are not members of their
     column's enum, by column (empty when all are).
     """
+    # type: ignore[attr-defined]
     members = {
         f"{c.table.name}.{c.name}": {m.value for m in c.type.states} for c in state_columns()
-    }  # type: ignore[attr-defined]
+    }
     return {
         name: words - members[name]
         for name, words in stored_words(session).items()

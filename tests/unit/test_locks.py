@@ -79,9 +79,8 @@ def test_the_test_lock_adds_the_test_tools_at_the_run_locks_versions() -> None:
 
 
 def test_setuptools_is_past_the_path_traversal_fixes() -> None:
-    assert Version(pins("run.txt")["setuptools"]) >= Version(
-        "78.1.1"
-    )  # CVE-2024-6345 (70.0), CVE-2025-47273 (78.1.1)
+    # CVE-2024-6345 (70.0), CVE-2025-47273 (78.1.1)
+    assert Version(pins("run.txt")["setuptools"]) >= Version("78.1.1")
     assert Version(version("setuptools")) >= Version("78.1.1"), (
         "this venv was not installed from the lock: make install"
     )

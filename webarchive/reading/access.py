@@ -81,6 +81,24 @@ def readable_thread(session: Session, thread_id: int) -> Thread:
     return thread
 
 
+def readable_posts(
+    session: Session, thread_id: int, newest: int | None = None
+) -> tuple[Thread, list[Message]]:
+    """The readable thread (readable_thread) and its visible posts.
+
+    All of them oldest first, or with newest given only that many, newest first.
+    """
+    thread = readable_thread(session, thread_id)
+    query = select(Message).where(
+        Message.thread_id == thread.id, Message.status == PostState.VISIBLE
+    )
+    if newest is None:
+        query = query.order_by(Message.date, Message.id)
+    else:
+        query = query.order_by(Message.date.desc(), Message.id.desc()).limit(newest)
+    return thread, list(session.scalars(query))
+
+
 def readable_message(session: Session, message_pk: int) -> Message:
     """A visible message the visitor may read, else 404."""
     msg = session.get(Message, message_pk)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVarTuple
 
 from flask import abort
-from sqlalchemy import Row, String, and_, or_, select, type_coerce
+from sqlalchemy import Row, Select, String, and_, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Thread
@@ -31,6 +31,7 @@ ThreadRow = Row[int, str, str, int, int, datetime, bool]  # THREAD_COLUMNS
 # (id, thread_id, subject, from_name, date as stored): text on SQLite, but PostgreSQL's driver
 # gives a datetime whatever the column is coerced to (rendering.rows reads both).
 MonthRow = Row[int, int, str, str, Any]
+Ts = TypeVarTuple("Ts")
 
 
 def thread_rows(
@@ -65,16 +66,27 @@ def month_rows(
     """MonthRow of each of a list's visible posts in [start, end), by date."""
     # a month holds thousands: parsed by rendering.rows, not by per-row type code
     raw_date = type_coerce(Message.date, String)
-    return session.execute(
-        select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
-        .where(
-            Message.list_id == mlist.id,
-            Message.date >= start,
-            Message.date < end,
-            Message.status == PostState.VISIBLE,
-        )
-        .order_by(Message.date, Message.id)
-    ).all()
+    columns = select(Message.id, Message.thread_id, Message.subject, Message.from_name, raw_date)
+    return session.execute(_in_month(columns, mlist, start, end)).all()
+
+
+def month_posts(
+    session: Session, mlist: MailingList, start: datetime, end: datetime
+) -> list[Message]:
+    """A list's visible posts in [start, end), by date: the posts month_rows lists."""
+    return list(session.scalars(_in_month(select(Message), mlist, start, end)))
+
+
+def _in_month(
+    query: Select[*Ts], mlist: MailingList, start: datetime, end: datetime
+) -> Select[*Ts]:
+    """query narrowed to a list's visible posts dated in [start, end), ordered by date."""
+    return query.where(
+        Message.list_id == mlist.id,
+        Message.date >= start,
+        Message.date < end,
+        Message.status == PostState.VISIBLE,
+    ).order_by(Message.date, Message.id)
 
 
 def month_range(year: int, month: int) -> tuple[datetime, datetime]:

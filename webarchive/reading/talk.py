@@ -6,10 +6,11 @@ so the pages cost about what a thread page costs; nothing here knows about HTML.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 from sqlalchemy.orm import Session, aliased
 
 from listgate.models import MailingList, Message, Thread
@@ -159,20 +160,18 @@ def correspondents(
         parent.status == PostState.VISIBLE,
         child.list_id == list_id,
     )
-    to_them = session.execute(
-        select(parent.from_addr, func.max(parent.from_name), func.count(), func.max(parent.id))
-        .select_from(child)
-        .join(parent, parent.id == child.parent_id)
-        .where(child.from_addr == address, parent.from_addr != address, *visible)
-        .group_by(parent.from_addr)
-    ).all()
-    from_them = session.execute(
-        select(child.from_addr, func.max(child.from_name), func.count(), func.max(child.id))
-        .select_from(child)
-        .join(parent, parent.id == child.parent_id)
-        .where(parent.from_addr == address, child.from_addr != address, *visible)
-        .group_by(child.from_addr)
-    ).all()
+
+    def replies(me: type[Message], them: type[Message]) -> Sequence[Row[str, str, int, int]]:
+        """(their address, name, replies, a sample pk) of the replies between address and them."""
+        return session.execute(
+            select(them.from_addr, func.max(them.from_name), func.count(), func.max(them.id))
+            .select_from(child)
+            .join(parent, parent.id == child.parent_id)
+            .where(me.from_addr == address, them.from_addr != address, *visible)
+            .group_by(them.from_addr)
+        ).all()
+
+    to_them, from_them = replies(child, parent), replies(parent, child)
     people: dict[str, tuple[str, int, int, int]] = {}  # address -> (name, to, from, sample pk)
     for addr, name, count, pk in to_them:
         people[addr] = (name or addr, count, 0, pk)

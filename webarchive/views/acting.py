@@ -106,37 +106,14 @@ def follow_thread(thread_id: int) -> Response:
             _to_thread(thread),
             lambda session, mlist: _request(session, mlist, SubscriptionKind.THREAD, thread.id),
         )
-    return _act(
-        thread.list_id,
-        _to_thread(thread),
-        lambda session, mlist: subscriptions.change(
-            session,
-            mlist,
-            address,
-            subscriptions.FOLLOW,
-            thread_id=thread.id,
-            channel=subscriptions.WEB,
-        ),
-    )
+    return _change_thread(thread, address, subscriptions.FOLLOW)
 
 
 def _thread_action(action: str) -> Callable[[int], Response]:
     """A signed-in person's unfollow, mute or unmute of a thread."""
 
     def view(thread_id: int) -> Response:
-        thread = readable_thread(db(), thread_id)
-        return _act(
-            thread.list_id,
-            _to_thread(thread),
-            lambda session, mlist: subscriptions.change(
-                session,
-                mlist,
-                current_address() or "",
-                action,
-                thread_id=thread.id,
-                channel=subscriptions.WEB,
-            ),
-        )
+        return _change_thread(readable_thread(db(), thread_id), current_address() or "", action)
 
     view.__name__ = f"{action.replace('-', '_')}_thread"
     view.__doc__ = f"{action.capitalize()} a thread."
@@ -165,6 +142,17 @@ bp.add_url_rule(
 
 def _to_thread(thread: Thread) -> str:
     return url_for("pages.thread", thread_id=thread.id)
+
+
+def _change_thread(thread: Thread, address: str, action: str) -> Response:
+    """A signed-in person's change of what they get of a thread, through _act."""
+    return _act(
+        thread.list_id,
+        _to_thread(thread),
+        lambda session, mlist: subscriptions.change(
+            session, mlist, address, action, thread_id=thread.id, channel=subscriptions.WEB
+        ),
+    )
 
 
 def _act(

@@ -11,11 +11,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from listgate.models import Attachment, Blob, Message, MessageVariant, RawMessage
-from listgate.states import PostState
 from webarchive.context import db
 from webarchive.ratelimit import client_ip, limit
-from webarchive.reading.access import readable_list, readable_message, readable_thread
-from webarchive.reading.listing import month_range
+from webarchive.reading.access import readable_list, readable_message, readable_posts
+from webarchive.reading.listing import month_posts, month_range
 from webarchive.security import current_address
 from webarchive.templating import PREVIEW_TYPES, previewable
 
@@ -96,14 +95,7 @@ def thread_mbox(thread_id: int) -> Response:
     """Every visible post of a thread as an mbox, by date."""
     _count_anonymous()
     session = db()
-    thread = readable_thread(session, thread_id)
-    messages = list(
-        session.scalars(
-            select(Message)
-            .where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
-            .order_by(Message.date, Message.id)
-        )
-    )
+    thread, messages = readable_posts(session, thread_id)
     return download(_mbox(session, messages), f"thread-{thread.id}.mbox", "application/mbox")
 
 
@@ -113,19 +105,7 @@ def month_mbox(name: str, year: int, month: int) -> Response:
     _count_anonymous()
     session = db()
     mlist = readable_list(session, name)
-    start, end = month_range(year, month)
-    messages = list(
-        session.scalars(
-            select(Message)
-            .where(
-                Message.list_id == mlist.id,
-                Message.status == PostState.VISIBLE,
-                Message.date >= start,
-                Message.date < end,
-            )
-            .order_by(Message.date, Message.id)
-        )
-    )
+    messages = month_posts(session, mlist, *month_range(year, month))
     return download(
         _mbox(session, messages), f"{mlist.name}-{year:04d}-{month:02d}.mbox", "application/mbox"
     )

@@ -15,7 +15,7 @@ from listgate.models import MailingList, Message, Person
 from listgate.policy import is_member
 from listgate.states import PostState
 from webarchive.context import db, resources, settings
-from webarchive.reading.access import readable_list, readable_list_ids, readable_thread
+from webarchive.reading.access import readable_list, readable_list_ids, readable_posts
 from webarchive.security import current_address, signed_in
 
 bp = Blueprint("feeds", __name__)
@@ -72,16 +72,7 @@ def _newest(mlist: MailingList) -> list[Message]:
 @bp.get("/threads/<int:thread_id>/feed.atom")
 def thread_feed(thread_id: int) -> Response:
     """The newest posts of a thread."""
-    session = db()
-    thread = readable_thread(session, thread_id)
-    messages = list(
-        session.scalars(
-            select(Message)
-            .where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
-            .order_by(Message.date.desc(), Message.id.desc())
-            .limit(FEED_SIZE)
-        )
-    )
+    thread, messages = readable_posts(db(), thread_id, newest=FEED_SIZE)
     return atom_response(
         thread.subject or "(no subject)",
         messages,

@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
-from listgate.models import MailingList, Message, NotPosted, Subscription, Thread
+from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
 from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, hide, restore
 from listgate.states import PostState, ReportState
@@ -161,8 +161,13 @@ def _decide(sub_id: int, decide: Callable[[Session, Subscription], Outcome]) -> 
             outcome = decide(session, sub)
         except SubscriptionError as exc:
             abort(409, description=str(exc))
-    enqueue(outcome.outbox)
-    flash(outcome.message, "ok")
+    return _to_queue(outcome.message, outcome.outbox)
+
+
+def _to_queue(message: str, outbox: list[OutboxEntry] | None = None) -> Response:
+    """Send what a decision mailed, say what it did and go back to the queue."""
+    enqueue(outbox or [])
+    flash(message, "ok")
     return redirect(url_for("moderation.queue"), 303)
 
 
@@ -182,9 +187,7 @@ def release(entry_id: int) -> Response:
             )
         except LookupError as exc:
             abort(409, description=str(exc))
-    enqueue(result.outbox)
-    flash(f"The mail is posted ({result.status}).", "ok")
-    return redirect(url_for("moderation.queue"), 303)
+    return _to_queue(f"The mail is posted ({result.status}).", result.outbox)
 
 
 @bp.post("/moderation/messages/<int:message_pk>/approve")
@@ -198,9 +201,7 @@ def approve(message_pk: int) -> Response:
             entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
         close_reports(session, msg.id, ReportState.DISMISSED, current_address() or "")
-    enqueue(entries)
-    flash(f"“{msg.subject}” is published.", "ok")
-    return redirect(url_for("moderation.queue"), 303)
+    return _to_queue(f"“{msg.subject}” is published.", entries)
 
 
 @bp.post("/moderation/messages/<int:message_pk>/reject")
@@ -215,9 +216,7 @@ def reject(message_pk: int) -> Response:
         hide(session, msg)
         close_reports(session, msg.id, ReportState.ACTIONED, current_address() or "")
         entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
-    enqueue(entries)
-    flash(f"“{msg.subject}” is rejected; its author is told why.", "ok")
-    return redirect(url_for("moderation.queue"), 303)
+    return _to_queue(f"“{msg.subject}” is rejected; its author is told why.", entries)
 
 
 @bp.post("/threads/<int:thread_id>/feature")
@@ -265,5 +264,4 @@ def ban(list_id: int) -> Response:
                     )
                 )
             message = f"{address} is banned from {mlist.name}."
-    flash(message, "ok")
-    return redirect(url_for("moderation.queue"), 303)
+    return _to_queue(message)

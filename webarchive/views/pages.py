@@ -47,6 +47,7 @@ from webarchive.templating import (
     reader_zone_name,
     request_now,
 )
+from webarchive.urls import carried_args
 
 bp = Blueprint("pages", __name__)
 HOME_COLUMNS = (
@@ -255,8 +256,9 @@ def thread(thread_id: int) -> str | Response:
     session = db()
     found = readable_thread(session, thread_id)
     if found.id != thread_id:
-        args: dict[str, Any] = request.args.to_dict()  # the first value of each, as before
-        return redirect(url_for("pages.thread", thread_id=found.id, **args), 301)
+        return redirect(
+            url_for("pages.thread", thread_id=found.id, **carried_args("thread_id")), 301
+        )
     view = "flat" if request.args.get("view") == "flat" else "tree"
     address = current_address()
     nodes = thread_nodes(session, found, address, placeholders=True)
@@ -273,25 +275,39 @@ def thread(thread_id: int) -> str | Response:
         (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
         lambda: visits.neighbours(session, found),
     )
-    list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
-    return render_template(
+    return _posts_page(
         "pages/thread.html",
-        thread=found,
-        mlist=mlist,
+        found,
+        nodes,
+        view == "tree",
         nodes=nodes,
         view=view,
         outline=outline,
         # tombstones, placeholders: no posts
         posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),
-        font=font_choice(),
-        list_address=list_address,
         newer=newer,
         older=older,
-        moderator=moderator,
         following=_thread_state(session, found),
         last_visit=last_visit,
         new_count=sum(n.new for n in nodes),
-        articles=posts_html(nodes, list_address, mlist, moderator, view == "tree"),
+    )
+
+
+def _posts_page(
+    template: str, found: Thread, shown: list[Node], tree: bool, heading: str = "h2", /, **page: Any
+) -> str:
+    """A page of a thread's posts (the thread's, a message's): what both show, then page."""
+    mlist = found.mailing_list
+    list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
+    return render_template(
+        template,
+        thread=found,
+        mlist=mlist,
+        font=font_choice(),
+        list_address=list_address,
+        moderator=moderator,
+        articles=posts_html(shown, list_address, mlist, moderator, tree, heading),
+        **page,
     )
 
 
@@ -380,18 +396,7 @@ def _single(session: Session, msg: Message) -> str:
     found = readable_thread(session, msg.thread_id)
     node = Node(msg)
     fill_nodes(session, [node], current_address())
-    mlist = found.mailing_list
-    list_address, moderator = mlist.address(settings().domain), is_moderator(mlist)
-    return render_template(
-        "pages/message.html",
-        node=node,
-        thread=found,
-        mlist=mlist,
-        font=font_choice(),
-        list_address=list_address,
-        moderator=moderator,
-        articles=posts_html([node], list_address, mlist, moderator, False, "h1"),
-    )
+    return _posts_page("pages/message.html", found, [node], False, "h1", node=node)
 
 
 @bp.get("/lists/<name>/authors/<int:message_pk>")

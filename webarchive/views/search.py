@@ -17,6 +17,7 @@ from webarchive.reading.access import readable_list_ids
 from webarchive.reading.fulltext import Filters, Hit
 from webarchive.reading.fulltext import search as run_search
 from webarchive.reading.querylang import HELP, Query, QueryError, parse
+from webarchive.urls import carried_args
 from webarchive.views.feeds import atom_response
 
 bp = Blueprint("search", __name__)
@@ -120,7 +121,7 @@ def search() -> tuple[str, int]:
             )
         else:
             hits, more = run_search(db(), query, filters, page, PER_PAGE, by_date)
-    args = {k: v for k, v in request.args.items() if k != "page" and v}
+    args = {k: v for k, v in carried_args("page").items() if v}
     return render_template(
         "search/search.html",
         q=text,

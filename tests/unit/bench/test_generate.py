@@ -36,9 +36,8 @@ def test_archive_has_the_shapes_real_lists_have() -> None:
     ids = {p.message_id for p in parsed}
     assert len(ids) == 2000  # unique Message-IDs
     sizes = Counter(p.chain[0] if p.chain else p.message_id for p in parsed)
-    assert max(sizes.values()) >= 10 * (
-        sum(sizes.values()) / len(sizes)
-    )  # a long tail of thread sizes
+    # a long tail of thread sizes
+    assert max(sizes.values()) >= 10 * (sum(sizes.values()) / len(sizes))
     assert sum(1 for p in parsed if p.body_html) > 60
     assert sum(1 for p in parsed if p.attachments) > 20
     assert sum(1 for p in parsed if not p.subject.isascii()) > 40  # decoded RFC 2047 subjects

@@ -102,9 +102,8 @@ def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_af
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
     reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
     assert reply.startswith("250 2.0.0") and "stored" in reply
-    assert _spooled(db) == [
-        ("h1@x", "dev@lists.test\nDEV@lists.test")
-    ]  # durable before the 250, not archived yet
+    # durable before the 250, not archived yet
+    assert _spooled(db) == [("h1@x", "dev@lists.test\nDEV@lists.test")]
     assert handler.sent == []  # type: ignore[attr-defined]
     assert handler.archiver.drain() == 1  # type: ignore[attr-defined]
     with db() as s:
@@ -172,9 +171,8 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
         )[2]
         for i in range(3)
     ]
-    event.listen(
-        handler.spool.engine, "commit", full_disk
-    )  # after the spool's INSERT, at its COMMIT
+    # after the spool's INSERT, at its COMMIT
+    event.listen(handler.spool.engine, "commit", full_disk)
     with pytest.raises(OSError, match="database or disk is full"):
         handler.store_batch(jobs)  # type: ignore[arg-type]
     event.remove(handler.spool.engine, "commit", full_disk)
@@ -184,9 +182,8 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monk
 def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
-    assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith(
-        "stored"
-    )  # both spooled
+    # both spooled
+    assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
     assert handler.archiver.drain() == 2  # type: ignore[attr-defined]
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]

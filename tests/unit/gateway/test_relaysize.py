@@ -22,9 +22,8 @@ def test_the_limit_is_the_relays_less_headroom_never_above_the_setting(settings:
     assert limit_after(settings, 500_000) == [500_000 - HEADROOM]
     assert limit_after(settings, 50_000_000) == [1_000_000]  # the relay takes more than we allow
     assert limit_after(settings, 0) == [1_000_000]  # SIZE 0 or none: the relay states no limit
-    assert limit_after(settings, 20_000) == [
-        10_000
-    ]  # a tiny limit: at least half of it for the post
+    # a tiny limit: at least half of it for the post
+    assert limit_after(settings, 20_000) == [10_000]
 
 
 def test_a_relay_that_cannot_be_asked_leaves_the_last_limit(settings: Settings) -> None:

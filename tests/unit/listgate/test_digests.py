@@ -150,9 +150,8 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
         "Both fine."
     )
     result, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", body)
-    assert (
-        result.status == HELD_FOR_MODERATION
-    )  # which one it answers cannot be told: the author gets the hint
+    # which one it answers cannot be told: the author gets the hint
+    assert result.status == HELD_FOR_MODERATION
     # Approved anyway: under the first of the entries it
     # quotes most, in the digest's order (the bridge).
     assert approve(db, result.message_pk) == ("Bridge repairs", "b@x", "visible")
@@ -161,9 +160,8 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
 
 def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db, make_list) -> None:  # type: ignore[no-untyped-def]
     town(db, make_list)
-    picnic, _, _ = reply(
-        db, "Picnic on Sunday?", "Who brings the blankets?"
-    )  # an own subject, the digest's id
+    # an own subject, the digest's id
+    picnic, _, _ = reply(db, "Picnic on Sunday?", "Who brings the blankets?")
     thanks, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Nice digest!")
     again, _, _ = reply(
         db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Thanks for sending it.", refs=False

@@ -146,9 +146,8 @@ def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators
     held = post(db, mail("s@x", frm="stranger@example.org"), "club")
     assert held.status == HELD_FOR_MODERATION
     assert [e.kind for e in held.outbox] == [dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS]
-    assert (
-        post(db, mail("s@x", frm="stranger@example.org"), "club").status == DUPLICATE
-    )  # a retry: no second notice
+    # a retry: no second notice
+    assert post(db, mail("s@x", frm="stranger@example.org"), "club").status == DUPLICATE
     with db() as s:
         for kind in (dispatch.SEND_NOTICE, dispatch.NOTIFY_MODERATORS):
             assert (

@@ -40,20 +40,16 @@ MALFORMED = {
 @pytest.mark.parametrize("raw", MALFORMED.values(), ids=MALFORMED.keys())
 def test_every_reader_takes_the_header_block_the_archive_stores(raw: bytes) -> None:
     parsed = parse(raw)
-    assert (
-        parsed.message_id_generated and parsed.cc_addrs == ()
-    )  # the Message-ID and Cc lines are body
-    assert (
-        parse_head(raw).message_id == parse_message_id(raw) == parsed.message_id
-    )  # gateway, importer
-    assert (
-        not has_header(raw, "Message-ID") and addresses_in(raw, "To", "Cc") == set()
-    )  # the worker's copies
+    # the Message-ID and Cc lines are body
+    assert parsed.message_id_generated and parsed.cc_addrs == ()
+    # gateway, importer
+    assert parse_head(raw).message_id == parse_message_id(raw) == parsed.message_id
+    # the worker's copies
+    assert not has_header(raw, "Message-ID") and addresses_in(raw, "To", "Cc") == set()
     names = [n for n, _ in parsed.headers]
     assert names == [n for n, _ in fields.read(raw).fields]
-    assert header_shape(header_block(raw)).fields >= len(
-        names
-    )  # the gateway's limits count at least these
+    # the gateway's limits count at least these
+    assert header_shape(header_block(raw)).fields >= len(names)
     assert b"in-body@example.org" not in header_block(raw)
     assert "hello" in parsed.body_text
 

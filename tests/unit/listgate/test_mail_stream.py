@@ -65,9 +65,8 @@ def _both(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[ParsedMessage, P
         _plain(
             0, "utf-8", "base64", base64.encodebytes("Grüße ✓\n".encode()).replace(b"\n", b"\r\n")
         ),
-        _plain(
-            0, "utf-8", "8bit", "naïve café\r\n".encode("latin-1")
-        ),  # a lying charset: falls back
+        # a lying charset: falls back
+        _plain(0, "utf-8", "8bit", "naïve café\r\n".encode("latin-1")),
         _multipart(bytes(range(256)) * 40),
     ],
 )

@@ -226,9 +226,8 @@ def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> Non
     assert any(
         line.startswith("spool      2 waiting for the archiver, oldest") for line in lines
     ), lines
-    assert (
-        _rows(db) == []
-    )  # the archive keeps only rows that failed; pending mail is in the spool file
+    # the archive keeps only rows that failed; pending mail is in the spool file
+    assert _rows(db) == []
 
 
 def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archiver(

@@ -84,9 +84,8 @@ class SpoolMachine(RuleBasedStateMachine):
         else:
             assert reply.endswith("stored"), reply
         spooled = reply.endswith(("stored", "same Message-ID"))
-        self.pending.append(
-            (msgid, sender, spooled)
-        )  # a refusal or a duplicate spools only its counts
+        # a refusal or a duplicate spools only its counts
+        self.pending.append((msgid, sender, spooled))
 
     @rule(sender=st.sampled_from(SENDERS))
     def ban(self, sender: str) -> None:

@@ -131,9 +131,8 @@ def test_a_reply_before_its_parent_is_adopted_when_the_parent_arrives(arc: Archi
         "c@x.test": "a@x.test",
     }  # the missing b is a placeholder
     assert arc.groups() == {frozenset({"a@x.test", "c@x.test"})}
-    arc.post(
-        raw("b@x.test", refs="<a@x.test>", subject="Re: Topic")
-    )  # the missing middle takes its place
+    # the missing middle takes its place
+    arc.post(raw("b@x.test", refs="<a@x.test>", subject="Re: Topic"))
     assert arc.parents() == {"a@x.test": None, "b@x.test": "a@x.test", "c@x.test": "b@x.test"}
     t = arc.thread_of("a@x.test")
     assert t.root_message_pk is not None and t.message_count == 3 and t.subject == "Topic"
@@ -249,13 +248,11 @@ def test_subject_fallback_is_bounded_and_can_be_turned_off(
     for a in (on, off):
         a.post(raw(f"orig-{a.name}@x", subject="Hello"))
         a.post(raw(f"old-{a.name}@x.test", subject="Re: Hello", when=T0 + timedelta(days=45)))
-        a.post(
-            raw(f"plain-{a.name}@x.test", subject="Hello", when=T0 + timedelta(days=1))
-        )  # not a reply: new thread
+        # not a reply: new thread
+        a.post(raw(f"plain-{a.name}@x.test", subject="Hello", when=T0 + timedelta(days=1)))
     assert len(on.groups()) == 3 and len(off.groups()) == 3
-    on.post(
-        raw("soon-dev@x.test", subject="Re: Hello", when=T0 + timedelta(days=50))
-    )  # joins the 45-day one
+    # joins the 45-day one
+    on.post(raw("soon-dev@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))
     off.post(raw("soon-off@x.test", subject="Re: Hello", when=T0 + timedelta(days=50)))
     assert frozenset({"old-dev@x.test", "soon-dev@x.test"}) in on.groups()
     assert len(off.groups()) == 4
@@ -619,9 +616,8 @@ def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_cho
     for i in (0, 1, 2):
         arc.post(mails[i])
     arc.post(raw("d@x.test", refs="<b@x.test>", subject="Re: Detail", when=T0 + timedelta(hours=3)))
-    arc.post(
-        raw("e@x.test", subject="Re: Topic", when=T0 + timedelta(hours=4))
-    )  # no ids: hangs by subject
+    # no ids: hangs by subject
+    arc.post(raw("e@x.test", subject="Re: Topic", when=T0 + timedelta(hours=4)))
     assert arc.parents()["e@x.test"] == "b@x.test"
     assert arc.groups() == {
         frozenset({"a@x.test", "b@x.test", "d@x.test", "e@x.test"}),

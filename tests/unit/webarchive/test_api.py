@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from listgate import lists
 from listgate.db import transaction
-from tests.support.factories import make_mail, post
+from tests.support.factories import make_mail, merged_pair, post
 from tests.support.web import session_for
 
 
@@ -77,14 +77,7 @@ def test_parent_is_the_nearest_archived_ancestor(client, make_list, db):
 
 def test_merged_thread_redirects_to_the_survivor(client, make_list, db):
     make_list("dev")
-    a = post(db, make_mail("A", msgid="a@x.test"))
-    b = post(db, make_mail("B", msgid="b@x.test"))
-    post(
-        db,
-        make_mail(
-            "Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]
-        ),
-    )
+    a, b = merged_pair(db)
     one = client.get(f"/api/threads/{a.thread_id}").get_json()
     other = client.get(f"/api/threads/{b.thread_id}").get_json()
     assert one["id"] == other["id"]

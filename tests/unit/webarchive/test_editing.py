@@ -56,14 +56,12 @@ def test_author_edits_a_web_post_and_every_version_stays(client, make_list, db, 
         and "Meet at 10." in history
         and "Version 2" in history
     )
-    assert (
-        b"Meet at 10." in client.get(f"/messages/{pk}.eml").data
-    )  # the raw bytes keep the original
+    # the raw bytes keep the original
+    assert b"Meet at 10." in client.get(f"/messages/{pk}.eml").data
     assert b"Meet at 10." in client.get(f"/threads/{thread_id}.mbox").data
     assert _fanouts(db) == before  # nobody mailed again
-    assert "Meeting" in client.get("/search?q=11").get_data(
-        as_text=True
-    )  # the index follows the text
+    # the index follows the text
+    assert "Meeting" in client.get("/search?q=11").get_data(as_text=True)
 
 
 def test_send_the_correction_mails_it_as_a_reply_in_the_thread(client, make_list, db, sender):

@@ -4,11 +4,15 @@ links, secret feed links to private lists that their reader can revoke."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
-from tests.support.factories import make_mail, post
+from listgate.models import Message
+from listgate.states import PostState
+from tests.support.factories import BASE_DATE, make_mail, post
 from tests.support.web import csrf, sign_in
+from webarchive.views import feeds
 
 
 def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_limit(
@@ -69,9 +73,8 @@ def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(
     key = link.split("/")[2]
     altered = key[:-1] + ("A" if key[-1] != "A" else "B")
     assert reader.get(link.replace(key, altered)).status_code == 404
-    assert (
-        reader.get(link.replace(key, "")).status_code == 404 and "member" not in link
-    )  # no address in the link
+    # no address in the link
+    assert reader.get(link.replace(key, "")).status_code == 404 and "member" not in link
     member.post("/me/feeds/revoke", data={"csrf_token": csrf(member, "/me/subscriptions")})
     assert reader.get(link).status_code == 404
     fresh = _secret_link(member)
@@ -95,3 +98,32 @@ def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(app, make_list
             channel=subscriptions.ADMIN,
         )
     assert app.test_client().get(link).status_code == 404
+
+
+def test_thread_mbox_is_oldest_first_and_its_feed_the_newest_first(
+    client, make_list, db, monkeypatch
+):
+    make_list("dev")
+    # Arrival order is not date order; one post is hidden by a moderator.
+    minutes = {"p0": 0, "p3": 30, "p1": 10, "p2": 20, "gone": 25}
+    parent = None
+    for name, minute in minutes.items():
+        res = post(
+            db,
+            make_mail(
+                f"Post {name}",
+                msgid=f"{name}@x",
+                in_reply_to=parent,
+                references=[parent] if parent else None,
+                date=BASE_DATE + timedelta(minutes=minute),
+            ),
+        )
+        parent = parent or f"{name}@x"
+    with transaction(db) as session:
+        session.get_one(Message, res.message_pk).status = PostState.HIDDEN
+    box = client.get(f"/threads/{res.thread_id}.mbox").get_data(as_text=True)
+    assert re.findall(r"^Message-ID: <(\w+)@x>", box, re.MULTILINE) == ["p0", "p1", "p2", "p3"]
+    monkeypatch.setattr(feeds, "FEED_SIZE", 3)
+    xml = client.get(f"/threads/{res.thread_id}/feed.atom").get_data(as_text=True)
+    titles = re.findall(r"<title>Post (\w+)</title>", xml)
+    assert titles == ["p0", "p3", "p2", "p1"]  # the feed's own (the thread's), then its entries

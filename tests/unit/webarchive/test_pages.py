@@ -135,9 +135,8 @@ def test_raw_message_is_byte_identical(client, make_list, db):
         make_mail("Bytes", msgid="bytes@x").replace(b"\n", b"\r\n") + b"\r\ntrailing \xff byte\r\n"
     )
     res = post(db, raw)
-    response = client.get(
-        f"/messages/{res.message_pk}.eml"
-    )  # anonymous readers of a public list too
+    # anonymous readers of a public list too
+    response = client.get(f"/messages/{res.message_pk}.eml")
     with db() as session:
         stored = session.get_one(RawMessage, session.get_one(Message, res.message_pk).raw_id).data
     assert response.data == stored == raw
@@ -255,9 +254,8 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
     assert "Showing 2 posts" in page
     assert re.findall(r'<article class="post (?:placeholder )?(d\d+)"', page) == ["d0", "d1", "d2"]
     assert "This post was hidden after reports; moderators will look at it." in page
-    assert (
-        page.count('<h2 class="subject"') == 2
-    )  # the hidden post's subject and author are not shown
+    # the hidden post's subject and author are not shown
+    assert page.count('<h2 class="subject"') == 2
     api = client.get(f"/api/threads/{root.thread_id}").get_json()
     assert [m["parent_message_id"] for m in api["messages"]] == [None, "h0@x"]
 
@@ -341,6 +339,5 @@ def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note
     assert "Showing 3 posts" in old and notice not in old
     page = client.get(f"/threads/{plan.thread_id}").get_data(as_text=True)
     assert "Showing 2 posts" in page and page.count(notice) == 1
-    assert (
-        "Re: Build fails" in page and "Sent first, to the plan." not in page
-    )  # the first copy is what is shown
+    # the first copy is what is shown
+    assert "Re: Build fails" in page and "Sent first, to the plan." not in page

@@ -133,9 +133,8 @@ def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(c
     )
     third = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "since your last visit" not in third
-    other = client.get(f"/threads/{thread.thread_id}").get_data(
-        as_text=True
-    )  # anonymous readers keep nothing
+    # anonymous readers keep nothing
+    other = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "since your last visit" not in other
 
 
@@ -193,9 +192,8 @@ def test_time_zone_choice_is_a_cookie_for_anonymous_readers_and_a_setting_when_s
     assert done.status_code == 303 and "listgate_tz=Asia/Tokyo" in done.headers["Set-Cookie"]
     tokyo = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "Sun 1 Mar 2026 21:05 JST</time>" in tokyo
-    assert "Sun 1 Mar 2026 21:30 JST</time>" in client.get("/lists/dev/").get_data(
-        as_text=True
-    )  # last activity
+    # last activity
+    assert "Sun 1 Mar 2026 21:30 JST</time>" in client.get("/lists/dev/").get_data(as_text=True)
     assert "Sun 1 Mar 2026 21:05 JST</time>" in client.get("/lists/dev/2026/3").get_data(
         as_text=True
     )
@@ -240,9 +238,8 @@ def test_images_preview_inline_sandboxed_other_files_download_with_their_type(cl
     assert download.mimetype == "application/pdf" and download.headers[
         "Content-Disposition"
     ].startswith("attachment")
-    assert (
-        client.get(f"/previews/{pdf.split('/')[2]}").status_code == 404
-    )  # not an image: no preview
+    # not an image: no preview
+    assert client.get(f"/previews/{pdf.split('/')[2]}").status_code == 404
 
 
 def test_an_image_that_lies_about_its_type_gets_no_preview(client, make_list, db):

@@ -3,15 +3,22 @@
 The oracle resolves the Location header the way a browser does (WHATWG URL parsing: leading
 and trailing C0 controls and spaces stripped, tabs and newlines removed anywhere, a backslash
 read as a slash); tests/integration/test_browser_redirects.py asks real Chromium too.
+
+Links and redirects that carry the query string on (a merged thread's old address, search's
+pages and feed) take what the visitor wrote only as query arguments, never as the route's parts
+or url_for's options (_external, _scheme, _anchor, _method).
 """
 
 from __future__ import annotations
 
+import re
 import secrets
 
 import pytest
 
 from listgate import tokens
+from listgate.threads import resolve
+from tests.support.factories import make_mail, merged_pair, post
 
 SITE = "127.0.0.1"
 # Each value is what `next` holds after the query string or form was decoded.
@@ -111,3 +118,50 @@ def test_the_sign_in_form_carries_only_a_safe_next(client, make_list) -> None:
     assert 'name="next" value="/"' in page
     page = client.get("/signin", query_string={"next": "/lists/dev/"}).get_data(as_text=True)
     assert 'name="next" value="/lists/dev/"' in page
+
+
+def merged_threads(make_list, db) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Two threads joined by a reply that names both: (the absorbed id, the surviving id)."""
+    make_list("dev")
+    a, b = merged_pair(db)
+    with db() as session:
+        survivor = resolve(session, a.thread_id)
+        assert survivor is not None
+        absorbed = b.thread_id if survivor.id == a.thread_id else a.thread_id
+        assert resolve(session, absorbed).id == survivor.id != absorbed  # type: ignore[union-attr]
+        return absorbed, survivor.id
+
+
+# A query string may name what url_for takes as its own arguments: the route's part and options.
+QUERY_ATTACKS = [
+    "thread_id=1&view=flat",
+    "view=flat&_external=1&_scheme=javascript",
+    "view=flat&_anchor=elsewhere",
+    "view=flat&_method=POST",
+]
+
+
+@pytest.mark.parametrize("query", QUERY_ATTACKS)
+def test_a_merged_threads_page_redirects_whatever_its_query_names(
+    client, make_list, db, query: str
+) -> None:
+    absorbed, survivor = merged_threads(make_list, db)
+    response = client.get(f"/threads/{absorbed}?{query}")
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"/threads/{survivor}?view=flat"
+    page = client.get(response.headers["Location"])
+    assert page.status_code == 200 and b"<title>" in page.data
+
+
+def test_search_links_carry_the_search_but_not_url_options(client, make_list, db) -> None:
+    make_list("dev")
+    for i in range(21):
+        post(db, make_mail(f"Widget {i}", msgid=f"w{i}@x", body="widget report\n"))
+    page = client.get(
+        "/search?q=widget&sort=date&_external=1&_scheme=javascript&_anchor=x&page=1"
+    ).get_data(as_text=True)
+    links = re.findall(r'href="([^"]*search[^"]*)"', page)
+    carried = [link for link in links if "q=widget" in link]
+    assert len(carried) >= 3, links  # the feed in the head and the text, the next page
+    for link in carried:
+        assert link.startswith("/search") and "#" not in link and "_" not in link, link

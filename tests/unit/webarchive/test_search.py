@@ -207,9 +207,8 @@ def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
 def test_common_words_rank_the_newest_matches_and_page_on(client, make_list, db, monkeypatch):
     from webarchive.reading import fulltext
 
-    monkeypatch.setattr(
-        fulltext, "COMMON", 0
-    )  # every word counts as common: the newest matches are scored
+    # every word counts as common: the newest matches are scored
+    monkeypatch.setattr(fulltext, "COMMON", 0)
     monkeypatch.setattr(fulltext, "CANDIDATES", 10)
     make_list("dev")
     for i in range(25):

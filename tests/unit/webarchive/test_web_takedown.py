@@ -94,9 +94,8 @@ def test_a_moderator_takes_a_post_down_from_the_thread_and_the_log_says_who(
     assert page.index(f'id="m{mid.message_pk}"') < page.index(f'id="m{leaf.message_pk}"')
     assert client.get(f"/messages/{mid.message_pk}.eml").status_code == 404
     status, raw = status_and_raw(db, mid.message_pk)
-    assert (
-        status == "removed" and SECRET_WORD.encode() in raw
-    )  # removed, not purged: the bytes are kept
+    # removed, not purged: the bytes are kept
+    assert status == "removed" and SECRET_WORD.encode() in raw
     history = client.get("/lists/dev/settings").get_data(as_text=True)
     assert re.search(
         r"mod@example\.org.*remove message.*&lt;mid@x&gt;: personal attack", history, re.DOTALL
@@ -196,7 +195,6 @@ def test_a_reported_post_is_taken_down_from_the_moderation_queue(client, db, thr
     queue = client.get("/moderation").get_data(as_text=True)
     assert "Leaks a secret" in queue and f"/moderation/messages/{mid.message_pk}/remove" in queue
     take_down(client, mid.message_pk, reason="leaked a secret")
-    assert "No open reports" in client.get("/moderation").get_data(
-        as_text=True
-    )  # the report is dealt with
+    # the report is dealt with
+    assert "No open reports" in client.get("/moderation").get_data(as_text=True)
     assert "leaked a secret" in client.get(f"/threads/{root.thread_id}").get_data(as_text=True)

@@ -22,9 +22,8 @@ from worker.mailer import maildir_path
 
 
 def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(
-        tmp_path
-    )  # the same data dir as `db`: outbound is the embedded Maildir
+    # the same data dir as `db`: outbound is the embedded Maildir
+    settings = make_settings(tmp_path)
     make_list("dev")
     now = datetime.now(UTC)
     with transaction(db) as session:
@@ -87,9 +86,8 @@ def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(
 ) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(tmp_path)
     ctx = _week_of_posts(db, settings, make_list, "mime")
-    assert (
-        send_digests(ctx) == 1 and send_digests(ctx) == 0
-    )  # Wednesday is older than the daily catch-up
+    # Wednesday is older than the daily catch-up
+    assert send_digests(ctx) == 1 and send_digests(ctx) == 0
     (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
     assert digest["Delivered-To"] == "weekly@example.org"
     assert (

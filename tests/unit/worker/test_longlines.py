@@ -77,9 +77,8 @@ def test_a_long_structured_header_is_folded_at_its_whitespace() -> None:
     raw = f"From: a@example.org\r\nTo: {rcpts}\r\nSubject: s\r\n\r\nHi\r\n".encode()
     out = fit_lines(raw)
     assert lines_ok(out) and header(out, "To") == rcpts
-    assert (
-        message_from_bytes(out)["To"].replace("\r\n", "") == rcpts
-    )  # only line breaks were inserted
+    # only line breaks were inserted
+    assert message_from_bytes(out)["To"].replace("\r\n", "") == rcpts
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,8 @@ def test_one_reminder_a_day_of_posts_held_long_enough(tmp_path, db, make_list) -
         )
     ctx = WorkerContext(make_settings(tmp_path))
     assert worker_moderation.send_reminders(ctx, now) == 1
-    assert (
-        worker_moderation.send_reminders(ctx, now + timedelta(hours=3)) == 0
-    )  # same day: no second one
+    # same day: no second one
+    assert worker_moderation.send_reminders(ctx, now + timedelta(hours=3)) == 0
     with db() as session:
         (entry,) = session.scalars(
             select(OutboxEntry).where(OutboxEntry.payload.contains('"reminder"'))
@@ -111,6 +110,5 @@ def test_one_reminder_a_day_of_posts_held_long_enough(tmp_path, db, make_list) -
     payload = json.loads(entry.payload)
     assert payload["to"] == "m@example.org" and payload["count"] == 1
     assert "Held 1" in payload["posts"] and "Held 2" not in payload["posts"] and new
-    assert (
-        worker_moderation.send_reminders(ctx, now + timedelta(days=1)) == 1
-    )  # the next day: again
+    # the next day: again
+    assert worker_moderation.send_reminders(ctx, now + timedelta(days=1)) == 1
