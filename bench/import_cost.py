@@ -4,7 +4,9 @@
 process (the ingest path `listgate import` and the archiver share) into a fresh archive and
 prints statements per message by kind; `--profile FILE` also writes a cProfile of the run
 (the first batch is parsed here, the rest by the import's parsing process). `--postgresql`
-(or `--database-url`) runs it on PostgreSQL.
+(or `--database-url`) runs it on PostgreSQL. `--smtp` takes the live path instead: the messages
+are spooled as the gateway spools a post to the list, and the archiver stage archives them in its
+batches (SMTP origin: a follow of the thread and an outbox entry per post, which an import skips).
 """
 
 from __future__ import annotations
@@ -37,12 +39,53 @@ def _count_statements(engine: Any) -> collections.Counter[str]:
     return seen
 
 
-def measure(messages: int, database_url: str, profile: Path | None) -> dict[str, Any]:
-    """Import the first `messages` of linux-man in-process; statements and seconds."""
+def _import(factory: Any, settings: Any, raws: list[bytes]) -> int:
+    """`listgate import`'s path: how many were imported."""
+    from listgate.importer import Importer
+
+    importer = Importer(factory, "cost", settings.domain, batch=500)
+    importer.run(iter(raws))
+    return importer.summary.imported
+
+
+def _spool(engine: Any, settings: Any, raws: list[bytes]) -> Any:
+    """The messages spooled as the gateway spools posts to the list (before counting)."""
+    from listgate.mail.parser import parse_message_id
+    from listgate.spool import Spool, Spooled
+
+    spool = Spool(engine)
+    to = (f"cost@{settings.domain}",)
+    for start in range(0, len(raws), 500):
+        spool.append(
+            [
+                Spooled(r, "poster@example.org", to, parse_message_id(r))
+                for r in raws[start : start + 500]
+            ]
+        )
+    return spool
+
+
+def _archive_spool(factory: Any, settings: Any, spool: Any) -> int:
+    """The archiver stage's path (batches of 20, as `python -m gateway --archiver-only`)."""
+    from listgate.archiver import Archiver
+    from listgate.db import session_factory
+
+    archiver = Archiver(
+        settings, factory, read_factory=session_factory(spool.main), spool=spool, batch=20
+    )
+    done = archiver.drain(timeout=3600)
+    spool.close()
+    return done
+
+
+def measure(
+    messages: int, database_url: str, profile: Path | None, smtp: bool = False
+) -> dict[str, Any]:
+    """Archive the first `messages` of linux-man in-process; statements and seconds."""
     from listgate import lists
     from listgate.config import Settings
     from listgate.db import make_engine, session_factory, transaction, writer
-    from listgate.importer import Importer, mbox_messages, parse_all
+    from listgate.importer import mbox_messages, parse_all
     from listgate.schema import upgrade
 
     data_dir = Path(tempfile.mkdtemp(prefix="listgate-import-cost-"))
@@ -56,13 +99,13 @@ def measure(messages: int, database_url: str, profile: Path | None) -> dict[str,
     with open(linux_man(messages), "rb") as mbox:
         raws = list(itertools.islice(mbox_messages(mbox), messages))
     parse_all(raws[:1])  # load the body decoder before timing
+    spool = _spool(engine, settings, raws) if smtp else None
     seen = _count_statements(engine)
-    importer = Importer(factory, "cost", settings.domain, batch=500)
     profiler = cProfile.Profile() if profile else None
     started, cpu = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
-    importer.run(iter(raws))
+    done = _archive_spool(factory, settings, spool) if spool else _import(factory, settings, raws)
     if profiler and profile:
         profiler.disable()
         profiler.dump_stats(profile)
@@ -71,7 +114,7 @@ def measure(messages: int, database_url: str, profile: Path | None) -> dict[str,
     total = sum(seen.values())
     return {
         "messages": len(raws),
-        "imported": importer.summary.imported,
+        "imported": done,
         "seconds": seconds,
         "cpu": cpu,
         "statements": total,
@@ -89,16 +132,22 @@ def main() -> None:
         "--postgresql", action="store_true", help="on a throwaway PostgreSQL cluster of its own"
     )
     parser.add_argument("--profile", type=Path, help="write a cProfile of the import here")
+    parser.add_argument(
+        "--smtp", action="store_true", help="spool them as posts and run the archiver stage"
+    )
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="listgate-import-cost-"))
     workdir.chmod(0o755)  # PostgreSQL's own user reaches its cluster inside
     ctx = Context(workdir, True, 1)
     with ctx.stack:
         url = postgres(ctx) if args.postgresql else args.database_url
-        result = measure(args.messages, url, args.profile)
+        result = measure(args.messages, url, args.profile, args.smtp)
+    done, parsing = (
+        ("archived from the spool", "") if args.smtp else ("imported", ", parsing aside")
+    )
     lines = [
-        f"{result['imported']}/{result['messages']} imported in {result['seconds']:.1f} s"
-        f" ({result['cpu']:.1f} CPU-s in this process, parsing aside); "
+        f"{result['imported']}/{result['messages']} {done} in {result['seconds']:.1f} s"
+        f" ({result['cpu']:.1f} CPU-s in this process{parsing}); "
         f"{result['statements']} statements, {result['per_message']:.2f} per message"
     ]
     lines += [

@@ -27,8 +27,12 @@ def pg_bin(name: str) -> Path | None:
     return None
 
 
-def postgres(ctx: Context) -> str:
-    """A throwaway PostgreSQL cluster for this run (shared); returns a URL for a fresh database."""
+def postgres(ctx: Context, durable: bool = False) -> str:
+    """A throwaway PostgreSQL cluster for this run (shared); returns a URL for a fresh database.
+
+    durable: its commits wait for the WAL flush (synchronous_commit=on, PostgreSQL's default), as
+    the spool's commit before a 250 must (on SQLite the spool file is at synchronous=FULL).
+    """
     admin = ctx.once("postgres", lambda: _start_postgres(ctx))
     name = f"bench{len([k for k in ctx.memo if k.startswith('pgdb:')]) + 1}"
     ctx.memo[f"pgdb:{name}"] = True
@@ -36,6 +40,8 @@ def postgres(ctx: Context) -> str:
 
     with psycopg.connect(str(admin), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        if durable:
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')  # type: ignore[arg-type]
     return str(admin).rsplit("/", 1)[0] + "/" + name
 
 
@@ -53,6 +59,8 @@ def _start_postgres(ctx: Context) -> str:
                 "running as root and there is no 'postgres' user for initdb"
             ) from None
         os.chown(base, pw.pw_uid, pw.pw_gid)
+        # the run's work dir is a private temp dir: the server's own user must pass through it
+        ctx.workdir.chmod(ctx.workdir.stat().st_mode | 0o011)
         prefix = ["runuser", "-u", "postgres", "--"]
     data, port = base / "data", free_port()
 

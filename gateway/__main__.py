@@ -21,7 +21,7 @@ from gateway.server import GatewayServer, parse_listen
 from listgate import logs
 from listgate.archiver import Archiver
 from listgate.config import Settings, SettingsError
-from listgate.db import make_engine, session_factory, writer
+from listgate.db import look_ups, make_engine, session_factory, writer
 from listgate.readiness import notify_ready
 from listgate.schema import needs_upgrade
 from listgate.spool import Spool
@@ -109,7 +109,10 @@ def _serve(
 ) -> int:
     """Listen (with an in-process archiver unless there is none) until stop is set."""
     handler = GatewayHandler(
-        settings, session_factory(writer(engine)), read_factory=session_factory(engine), spool=spool
+        settings,
+        session_factory(writer(engine)),
+        read_factory=session_factory(look_ups(engine)),
+        spool=spool,
     )
     server = GatewayServer(
         settings, handler, lmtp=lmtp or settings.lmtp, listen=listen, archiver=archiver

@@ -232,6 +232,20 @@ def writer(engine: Engine) -> Engine:
     return engine
 
 
+def look_ups(engine: Engine) -> Engine:
+    """The same engine for read-only look-ups that need no common snapshot (the gateway's DATA).
+
+    On PostgreSQL each statement commits by itself: no BEGIN and ROLLBACK round trips around
+    them (at READ COMMITTED each statement takes its own snapshot in a transaction too). Nothing
+    written through it may depend on a rollback.
+    """
+    from listgate import store
+
+    if store.of(engine).postgresql:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return engine
+
+
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A sessionmaker bound to engine; objects stay usable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)

@@ -168,7 +168,8 @@ def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
 # Rows a batch only adds (thread nodes, reference rows) go out in one executemany per kind.
 # While a batch is under way (`defer_rows`), they wait on the connection; they are written
 # before any statement not marked as leaving nodes and references alone (`store.blind`), before
-# a SAVEPOINT and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
+# a SAVEPOINT or its RELEASE (so a batch's rows fail inside the SAVEPOINT that covers the batch)
+# and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
 # belong to one transaction: a connection whose transaction ended otherwise never carries them on.
 _ROWS = "listgate.rows"  # conn.info key: (transaction, {insert statement: [rows]}) while deferring
 Pending = dict[Any, list[dict[str, Any]]]
@@ -181,6 +182,7 @@ def defer_rows(session: Session) -> None:
     if not event.contains(engine, "before_execute", _before_execute):
         event.listen(engine, "before_execute", _before_execute)
         event.listen(engine, "savepoint", _write_pending)
+        event.listen(engine, "release_savepoint", _write_pending)  # inside the batch's SAVEPOINT
         event.listen(engine, "commit", _commit)
         event.listen(engine, "rollback_savepoint", _drop_pending)
         event.listen(engine, "rollback", _stop)

@@ -173,15 +173,17 @@ class Store:
         """Insert a thread follow, or bring an ended one back (same row: its delivery history
         stays)."""
         stmt = self.insert(_SUBS)
-        return stmt.on_conflict_do_update(
-            index_elements=["list_id", "address", "kind", "thread_key"],
-            set_={
-                "status": SubscriptionState.ACTIVE,
-                "confirmed_at": stmt.excluded.confirmed_at,
-                "ended_at": None,
-                "end_reason": "",
-            },
-            where=_SUBS.c.status == SubscriptionState.ENDED,
+        return blind(  # a follow names a thread by id, never a node or a reference row
+            stmt.on_conflict_do_update(
+                index_elements=["list_id", "address", "kind", "thread_key"],
+                set_={
+                    "status": SubscriptionState.ACTIVE,
+                    "confirmed_at": stmt.excluded.confirmed_at,
+                    "ended_at": None,
+                    "end_reason": "",
+                },
+                where=_SUBS.c.status == SubscriptionState.ENDED,
+            )
         )
 
     def upsert_adding(self, model: Any, keys: tuple[str, ...], column: str) -> UpsertInsert:

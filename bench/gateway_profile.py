@@ -1,0 +1,265 @@
+"""Where a post's server time goes in the gateway, from the end of DATA to the 250.
+
+`python -m bench.gateway_profile [--postgresql] [--clients 1,4] [--seconds 5]` starts the gateway
+(`python -m gateway --no-archiver`, a separate archiver draining the spool, as `listgate up` runs
+them) with timers around the steps of `handle_DATA` and a sampler of every thread's stack, loads it
+over SMTP from this process with each number of clients in turn, and prints the mean time per
+post of each step, the spool's group-commit batches, the gateway's CPU per post, and the
+functions the sampler found most often on the gateway's threads. Nothing in the gateway changes:
+the timers are put around its functions by the `serve` entry point below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import cProfile
+import json
+import os
+import pstats
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bench.archive import make_archive
+from bench.common import PYTHON, Context, wait_port
+from bench.procs import start_archiver
+from bench.services import postgres
+from bench.smtp_load import run_load
+
+_SPANS: dict[str, list[float]] = collections.defaultdict(list)
+_SAMPLES: collections.Counter[str] = collections.Counter()
+_SELF: collections.Counter[str] = collections.Counter()
+SAMPLE_EVERY = 0.002  # seconds between stack samples
+# A thread whose top frame is one of these is idle (waiting for work), and not counted.
+IDLE = {
+    "selectors.py:select",
+    "thread.py:_worker",
+    "writer.py:next_batch",
+    "threading.py:wait",
+}
+
+
+def _timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """fn, its wall time per call added to _SPANS[name]."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _SPANS[name].append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def _timed_async(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The coroutine function fn, its wall time per call added to _SPANS[name]."""
+
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await fn(*args, **kwargs)
+        finally:
+            _SPANS[name].append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def _instrument() -> None:
+    """Timers around the steps between the end of DATA and the reply (gateway/handler.py)."""
+    from gateway import handler
+    from listgate.spool import Spool
+
+    gh = handler.GatewayHandler
+    gh.handle_DATA = _timed_async("DATA -> reply (handle_DATA)", gh.handle_DATA)  # type: ignore[method-assign]
+    gh.prepare = _timed("  prepare (executor thread)", gh.prepare)  # type: ignore[method-assign]
+    handler.shape_problem = _timed("    shape/smuggling checks", handler.shape_problem)
+    handler.parse_head = _timed("    header scan (parse_head)", handler.parse_head)
+    gh._decide = _timed("    list, ban, duplicate, policy (_decide)", gh._decide)  # type: ignore[method-assign]
+    handler.admit = _timed("      admit", handler.admit)
+    gh._store = _timed_async("  spool: submit -> committed (_store)", gh._store)  # type: ignore[method-assign]
+    Spool.append = _timed("    Spool.append (per batch, writer thread)", Spool.append)  # type: ignore[method-assign]
+    original = gh.store_batch
+
+    def batch(self: Any, jobs: list[Any]) -> Any:
+        _SPANS["group commit batch size"].append(float(len(jobs)))
+        return original(self, jobs)
+
+    gh.store_batch = batch  # type: ignore[method-assign]
+
+
+def _sample(stop: threading.Event) -> None:
+    """Count each function on every other thread's stack (inclusive) and on top (self)."""
+    me = threading.get_ident()
+    while not stop.wait(SAMPLE_EVERY):
+        for ident, frame in sys._current_frames().items():
+            if ident == me:
+                continue
+            top = _where(frame)
+            if top in IDLE:
+                continue
+            _SELF[top] += 1
+            seen = set()
+            f: Any = frame
+            while f is not None:
+                seen.add(_where(f))
+                f = f.f_back
+            _SAMPLES.update(seen)
+
+
+def _where(frame: Any) -> str:
+    code = frame.f_code
+    path = code.co_filename
+    short = path.split("site-packages/")[-1] if "site-packages" in path else Path(path).name
+    return f"{short}:{code.co_name}"
+
+
+def serve(out: Path, cpu_profile: Path | None = None) -> int:
+    """`python -m bench.gateway_profile serve OUT [PSTATS]`: the gateway, timed; figures to OUT.
+
+    With PSTATS, every thread the gateway starts runs under cProfile counting its own CPU time
+    (thread_time), merged into PSTATS at exit.
+    """
+    from gateway.__main__ import main
+
+    _instrument()
+    stop = threading.Event()
+    if cpu_profile is None:  # the sampler's own work would be in the CPU profile
+        threading.Thread(target=_sample, args=(stop,), daemon=True).start()
+    profiles = _profile_threads() if cpu_profile else []
+    cpu = [time.process_time()]
+    signal.signal(signal.SIGUSR1, lambda *_: _dump(out, cpu))
+    code = main(["--no-archiver"])
+    stop.set()
+    if cpu_profile and profiles:
+        stats = pstats.Stats(profiles[0])
+        for more in profiles[1:]:
+            stats.add(more)
+        stats.dump_stats(cpu_profile)
+    return code
+
+
+def _profile_threads() -> list[cProfile.Profile]:
+    """From now on, each new thread runs under a cProfile of its own CPU time."""
+    profiles: list[cProfile.Profile] = []
+    run = threading.Thread.run
+
+    def profiled(self: threading.Thread) -> None:
+        profile = cProfile.Profile(time.thread_time)
+        profiles.append(profile)
+        profile.enable()
+        try:
+            run(self)
+        finally:
+            profile.disable()
+
+    threading.Thread.run = profiled  # type: ignore[method-assign]
+    return profiles
+
+
+def _dump(out: Path, cpu: list[float]) -> None:
+    """Write what was measured so far, and start counting afresh (one dump per load)."""
+    now = time.process_time()
+    data = {
+        "spans": {k: list(v) for k, v in _SPANS.items()},
+        "samples": _SAMPLES.most_common(60),
+        "self": _SELF.most_common(40),
+        "busy": sum(_SELF.values()),
+        "cpu": now - cpu[0],
+    }
+    cpu[0] = now
+    out.write_text(json.dumps(data))
+    _SPANS.clear()
+    _SAMPLES.clear()
+    _SELF.clear()
+
+
+def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
+    """Load the timed gateway with each number of clients; the report's lines."""
+    archive = make_archive(
+        ctx, "profile", database_url=postgres(ctx, durable=True) if args.postgresql else ""
+    )
+    out = ctx.path("profile.json")
+    extra = [str(args.cpu_profile.resolve())] if args.cpu_profile else []
+    gateway = ctx.start(
+        "gateway-profiled",
+        [PYTHON, "-m", "bench.gateway_profile", "serve", str(out), *extra],
+        env=archive.env,
+    )
+    wait_port("127.0.0.1", archive.smtp_port, 60, gateway.popen)
+    start_archiver(ctx, archive)
+    lines: list[str] = []
+    for reuse in _modes(args.reuse):
+        for n in (int(c) for c in args.clients.split(",")):
+            run_load(archive.smtp_port, archive.address, n, 40, reuse, "warm")
+            os.kill(gateway.popen.pid, signal.SIGUSR1)  # forget the warm-up
+            time.sleep(0.3)
+            res = run_load(
+                archive.smtp_port, archive.address, n, 0, reuse, f"p{n}", duration=args.seconds
+            )
+            os.kill(gateway.popen.pid, signal.SIGUSR1)
+            time.sleep(0.5)
+            mode = "reused connection" if reuse else "new connection per post"
+            title = f"{n} client(s), {mode}, {res.rate:.0f} posts/s"
+            lines += _report(json.loads(out.read_text()), res.accepted, title)
+    gateway.stop()
+    return lines
+
+
+def _modes(spelled: str) -> list[bool]:
+    """Connection modes to measure, as run_load's `reuse` flag."""
+    return [m == "reused" for m in ("new", "reused") if m in spelled.split(",")]
+
+
+def _report(data: dict[str, Any], posts: int, title: str) -> list[str]:
+    """Mean ms per post for each timed step, then the sampler's top functions."""
+    lines = [
+        f"== {title}: {posts} posts, gateway CPU {1000 * data['cpu'] / max(posts, 1):.2f} ms/post"
+    ]
+    for name, values in data["spans"].items():
+        if name == "group commit batch size":
+            lines.append(
+                f"  group commit: {len(values)} batches, mean {sum(values) / len(values):.1f} posts"
+            )
+            continue
+        mean = 1000 * sum(values) / max(len(values), 1)
+        lines.append(
+            f"  {name:<48} {mean:7.2f} ms mean over {len(values)} calls,"
+            f" p50 {1000 * sorted(values)[len(values) // 2]:.2f}"
+        )
+    total = max(data["busy"], 1)
+    lines.append("  busy-thread stack samples: share containing each function (inclusive)")
+    lines += [f"    {100 * n / total:5.1f}%  {where}" for where, n in data["samples"][:30]]
+    return lines
+
+
+def main() -> None:
+    """Profile the gateway under load and print where the time goes."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgresql", action="store_true", help="on a throwaway PostgreSQL")
+    parser.add_argument("--clients", default="1,4", help="comma-separated client counts")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of load per case")
+    parser.add_argument(
+        "--cpu-profile",
+        type=Path,
+        help="also write a cProfile (CPU time of the gateway's threads, all cases) here",
+    )
+    parser.add_argument("--reuse", default="new,reused", help="connection modes: new, reused")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="listgate-gateway-profile-"))
+    ctx = Context(workdir, True, 1)
+    with ctx.stack:
+        lines = measure(ctx, args)
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) in (3, 4) and sys.argv[1] == "serve":
+        sys.exit(serve(Path(sys.argv[2]), Path(sys.argv[3]) if len(sys.argv) == 4 else None))
+    main()
