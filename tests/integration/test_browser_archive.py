@@ -143,6 +143,7 @@ def test_read_sign_in_vote_follow_reply_report(archive: Archive, browser: Any) -
     page.goto(archive.url + "/")
     shot(page, "01-home")
     page.click("text=Developers")
+    page.wait_for_load_state()  # the page the click opened, fully parsed
     assert page.locator("ul.threads li").count() == 5
     shot(page, "02-list")
     page.click("text=Build fails on the linker step")
@@ -152,6 +153,7 @@ def test_read_sign_in_vote_follow_reply_report(archive: Archive, browser: Any) -
     assert "bob@corp.example" not in page.content()
     shot(page, "03-thread-tree")
     page.click("text=Show flat, by date")
+    page.wait_for_load_state()  # the page the click opened, fully parsed
     assert page.locator("article.post.d1").count() == 0
     shot(page, "04-thread-flat")
 
@@ -203,6 +205,7 @@ def test_moderator_queue_feature_and_search(archive: Archive, browser: Any) -> N
     page.click("nav >> text=Search")
     page.fill("#q", "linker")
     page.click("form[role=search] button:has-text('Search')")
+    page.wait_for_load_state()  # the page the click opened, fully parsed
     assert page.locator("ol.results li").count() >= 1
     assert page.locator("ol.results mark").count() >= 1
     shot(page, "07-search")

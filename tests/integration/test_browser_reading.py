@@ -329,6 +329,7 @@ def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(
     page.wait_for_url(f"**/threads/{site.ids['thread']}")
     assert "JST" in page.locator("article.post time").first.inner_text()
     page.click("text=Who talks to whom")
+    page.wait_for_load_state()  # the page the click opened, fully parsed
     # Alice, Bob, Carol, the reader (the spam is hidden)
     assert page.locator("figure.map svg circle").count() == 4
     assert page.locator("table").first.locator("tbody tr").count() == 4
