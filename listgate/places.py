@@ -142,27 +142,27 @@ def forget(session: Session) -> None:
 
 
 def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:
-    known = store.tx(session).archived
-    conn = session.connection()
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        found = {
-            r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status)
-            for r in conn.execute(_ARCHIVED_AMONG, {"list_id": list_id, "ids": chunk})
-        }
-        known.update({(list_id, i): found.get(i) for i in chunk})
+    rows = _among(session, _ARCHIVED_AMONG, list_id, ids)
+    found = {r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status) for r in rows}
+    store.tx(session).archived.update({(list_id, i): found.get(i) for i in ids})
 
 
 def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
-    known = store.tx(session).nodes
+    found = {
+        r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
+        for r in _among(session, _NODES_AMONG, list_id, ids)
+    }
+    store.tx(session).nodes.update({(list_id, i): found.get(i) for i in ids})
+
+
+def _among(session: Session, query: Executable, list_id: int, ids: list[str]) -> list[Any]:
+    """The rows `query` finds for `ids` on the list, asked _CHUNK ids at a time."""
     conn = session.connection()
-    for start in range(0, len(ids), _CHUNK):
-        chunk = ids[start : start + _CHUNK]
-        found = {
-            r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
-            for r in conn.execute(_NODES_AMONG, {"list_id": list_id, "ids": chunk})
-        }
-        known.update({(list_id, i): found.get(i) for i in chunk})
+    return [
+        row
+        for start in range(0, len(ids), _CHUNK)
+        for row in conn.execute(query, {"list_id": list_id, "ids": ids[start : start + _CHUNK]})
+    ]
 
 
 # Rows a batch only adds (thread nodes, reference rows) go out in one executemany per kind.
