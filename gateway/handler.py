@@ -13,70 +13,25 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
-from dataclasses import dataclass
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
+from gateway.answers import Answer, Answerer, Arrival, Job, Result
 from gateway.data import DataBudget
 from gateway.limits import ClientLimits
 from gateway.writer import GroupWriter
-from listgate import counters, lists, privacy, store
+from listgate import counters, lists, privacy
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
-from listgate.ingest import (
-    COMMAND,
-    DROPPED,
-    DUPLICATE,
-    HELD_FOR_MODERATION,
-    REFUSED,
-    STORED,
-    VARIANT,
-    IngestResult,
-    admit,
-)
-from listgate.mail.message import MessageHead
-from listgate.mail.parser import parse_head
-from listgate.mail.shape import SMUGGLING, shape_problem
 from listgate.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
 
 LIST_CACHE_SECONDS = 5.0
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
-# The answers at DATA that the archiver carries out: automatic mail (DROPPED) goes to the
-# not-posted queue there, and other bytes under an archived Message-ID become a variant.
-SPOOLED = (STORED, HELD_FOR_MODERATION, COMMAND, DROPPED, VARIANT)
-
-
-@dataclass
-class Outcome:
-    """What became of one envelope recipient."""
-
-    address: str
-    result: IngestResult | None  # None: the list vanished between RCPT and DATA
-
-    @property
-    def reply(self) -> str:
-        """The SMTP/LMTP reply line for this recipient."""
-        r = self.result
-        if r is None:
-            return f"550 5.1.1 <{self.address}>: no such list here"
-        if r.status == REFUSED:
-            return f"550 5.7.1 <{self.address}>: not accepted: {r.reason}"
-        text = {
-            DUPLICATE: "already archived, not stored twice",
-            VARIANT: "stored beside the archived message with the same Message-ID",
-            HELD_FOR_MODERATION: "held for moderation",
-            DROPPED: f"accepted, not posted ({r.reason})",
-            COMMAND: r.reason,
-        }.get(r.status, "stored")
-        return f"250 2.0.0 <{self.address}>: {text}"
-
-
-Delivered = tuple[str, list[Outcome]]  # (Message-ID, one outcome per envelope recipient)
 
 
 class GatewayHandler:
@@ -105,7 +60,9 @@ class GatewayHandler:
         self.budget = budget or DataBudget(settings.max_data_memory, settings.max_message_size)
         self.executor = executor
         self.lmtp = lmtp
-        self.writer: GroupWriter[Spooled, None] | None = None  # set by the server: group commit
+        # each batch decided on the read engine, spooled in one commit (gateway/answers.py)
+        self.answer = Answerer(settings, self.read_factory.kw["bind"], self.spool)
+        self.writer: GroupWriter[Job, Answer | None] | None = None  # set by the server
         # set after each spool commit: wakes an in-process archiver
         self.spooled = threading.Event()
         self._lists_seen: dict[
@@ -208,28 +165,14 @@ class GatewayHandler:
         return reply
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
-        """Check limits, decide each recipient from the headers, spool in a group commit, answer."""
+        """Hand the message to the writer (checks, decision, spool: a batch at a time), answer."""
         raw = envelope.original_content or b""
         client = client_address(session) or "local"
+        smuggled = bool(getattr(server, "smuggled_dot", False))
         try:
-            problem, delivered, job = (
-                (SMUGGLING, None, None)
-                if getattr(server, "smuggled_dot", False)
-                else await self._run(self.prepare, raw, envelope.mail_from, list(envelope.rcpt_tos))
+            answer = await self._store(
+                Arrival(raw, envelope.mail_from, tuple(envelope.rcpt_tos), smuggled)
             )
-            if problem is not None:
-                reason, reply = problem
-                log.info(
-                    "refused message from %s (%s, %d bytes): %s",
-                    client,
-                    envelope.mail_from,
-                    len(raw),
-                    reply,
-                )
-                await self._run(self.count_refusal, reason)
-                return self._each(envelope, reply)
-            assert delivered is not None and job is not None
-            await self._store(job)
         except Exception:
             log.exception(
                 "storage failed for a message from %s (%s) to %s",
@@ -239,100 +182,39 @@ class GatewayHandler:
             )
             await self._run(self.count_refusal, "storage-failure")
             return self._each(envelope, TEMPFAIL)
-        message_id, outcomes = delivered
+        if answer.problem is not None:
+            log.info(
+                "refused message from %s (%s, %d bytes): %s",
+                client,
+                envelope.mail_from,
+                len(raw),
+                answer.problem[1],
+            )
+            return self._each(envelope, answer.problem[1])
         log.info(
             "accepted <%s> from %s (%s, %d bytes): %s",
-            message_id,
+            answer.message_id,
             client,
             envelope.mail_from,
             len(raw),
-            "; ".join(
-                f"{o.address} {o.result.status if o.result else 'list vanished'}"
-                + (f" ({o.result.reason})" if o.result and o.result.reason else "")
-                for o in outcomes
-            ),
+            "; ".join(o.describe() for o in answer.outcomes),
         )
-        if self.lmtp:
-            return "\r\n".join(o.reply for o in outcomes)
-        if all(o.result is None or o.result.status == REFUSED for o in outcomes):
-            return outcomes[0].reply
-        return (
-            "250 2.0.0 OK: "
-            + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
-        )
+        return answer.reply(self.lmtp)
 
-    def prepare(
-        self, raw: bytes, mail_from: str | None, rcpt_tos: list[str]
-    ) -> tuple[tuple[str, str] | None, Delivered | None, Spooled | None]:
-        """(limit problem, None, None) for a message we refuse, else (None, the answers, what to
-        spool).
-
-        A message with no recipient to archive for is spooled without bytes: only its counts.
-        """
-        s = self.settings
-        problem = shape_problem(
-            raw,
-            s.max_header_count,
-            s.max_line_length,
-            s.max_mime_depth,
-            max_header_bytes=s.max_header_bytes,
-            max_folded=s.max_folded_lines,
-        )
-        if problem is not None:
-            return problem, None, None
-        head = parse_head(raw)
-        with self.read_factory() as session:
-            outcomes = self._decide(session, head, raw, mail_from, rcpt_tos)
-        accepted = tuple(
-            o.address for o in outcomes if o.result is not None and o.result.status in SPOOLED
-        )
-        job = Spooled(
-            raw if accepted else b"", mail_from, accepted, head.message_id, tuple(_counts(outcomes))
-        )
-        return None, (head.message_id, outcomes), job
-
-    def _decide(
-        self,
-        session: Session,
-        head: MessageHead,
-        raw: bytes,
-        mail_from: str | None,
-        rcpt_tos: list[str],
-    ) -> list[Outcome]:
-        """One answer per envelope recipient (two addresses of one list share one)."""
-        done: dict[Recipient, IngestResult | None] = {}
-        outcomes = []
-        for address in rcpt_tos:
-            recipient = parse_recipient(address, self.settings.domain)
-            assert recipient is not None  # handle_RCPT let only these through
-            if recipient not in done:
-                # a read-only copy: no ORM query
-                mlist = store.list_named(session.connection(), recipient.list_name)
-                done[recipient] = (
-                    None
-                    if mlist is None
-                    else admit(
-                        session,
-                        head,
-                        raw,
-                        mlist,
-                        recipient,
-                        domain=self.settings.domain,
-                        envelope_from=mail_from,
-                    )
-                )
-            outcomes.append(Outcome(address, done[recipient]))
-        return outcomes
-
-    async def _store(self, job: Spooled) -> None:
+    async def _store(self, job: Arrival) -> Answer:
         """Through the group writer when there is one, else in an executor thread."""
         if self.writer is None:
-            await self._run(self._store_alone, job)
-            return
-        await asyncio.wrap_future(self.writer.submit(job))
+            result = await self._run(self._store_alone, job)
+        else:
+            result = await asyncio.wrap_future(self.writer.submit(job))
+        assert isinstance(result, Answer)
+        return result
 
-    def _store_alone(self, job: Spooled) -> None:
-        self.store_batch([job])
+    def _store_alone(self, job: Job) -> Answer | None:
+        result = self.store_batch([job])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _each(self, envelope: Envelope, reply: str) -> str:
         """The same reply for every recipient (one line per recipient in LMTP)."""
@@ -353,15 +235,16 @@ class GatewayHandler:
         """A public list of that name existed a moment ago (a deleted one gets its 550 at DATA)."""
         return self._lists_seen.get(name, 0.0) > time.monotonic()
 
-    def store_batch(self, jobs: list[Spooled]) -> list[None]:
-        """Spool several answered messages in one transaction (one fsync), their counts with them.
+    def store_batch(self, jobs: list[Job]) -> list[Result]:
+        """Decide and spool a batch of messages in one transaction (one fsync), counts with them.
 
-        All or nothing: when anything fails, before or at the commit, the exception propagates and
-        every message of the batch is answered 451 (none gets a 250 for work the database undid).
+        Each job's result is its Answer, or the exception that failed it: a failure of the
+        look-ups or of the commit fails every message that needed them (451: none gets a 250 for
+        work the database undid); a message refused for its shape keeps its own reply.
         """
-        self.spool.append(jobs)
+        results = self.answer(jobs)
         self.spooled.set()
-        return [None] * len(jobs)
+        return results
 
     def count_refusal(self, reason: str) -> None:
         """Count a refusal through the spool (the archiver adds it up); a failure here never changes
@@ -374,18 +257,9 @@ class GatewayHandler:
             if self.writer is not None:
                 self.writer.submit(job).result()
             else:
-                self.store_batch([job])
+                self._store_alone(job)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count a refusal (%s): %s", reason, exc)
-
-
-def _counts(outcomes: list[Outcome]) -> list[tuple[str, str]]:
-    """What an answered message counts: received, refused per list (the archiver: the rest)."""
-    counts = [(counters.RECEIVED, "")]
-    for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
-        if r.status == REFUSED:
-            counts.append((counters.REFUSED, "banned"))
-    return counts
 
 
 def client_address(session: SmtpSession) -> str:

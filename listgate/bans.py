@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from listgate import store
@@ -22,10 +23,23 @@ def is_banned(session: Session, list_id: int, address: str) -> bool:
 
 def first_banned(session: Session, list_id: int, addresses: list[str]) -> str:
     """The first of addresses banned from posting to the list ('' if none): one look-up for all."""
-    wanted = [a.strip().lower() for a in addresses if a]
-    if not wanted:
-        return ""
-    found = set(
-        session.execute(store.BANNED_AMONG, {"list_id": list_id, "addresses": wanted}).scalars()
-    )
+    wanted = posting_forms(addresses)
+    found = banned_among(session, list_id, wanted)
     return next((a for a in wanted if a in found), "")
+
+
+def banned_among(bind: Session | Connection, list_id: int, addresses: list[str]) -> set[str]:
+    """Those of addresses (as posting_forms gives them) banned from posting to the list: one query.
+
+    Through a session, bans added in it count; a batch's few hundred addresses fit one IN list.
+    """
+    if not addresses:
+        return set()
+    return set(
+        bind.execute(store.BANNED_AMONG, {"list_id": list_id, "addresses": addresses}).scalars()
+    )
+
+
+def posting_forms(addresses: list[str]) -> list[str]:
+    """The addresses as bans name them (trimmed, lower case), empty ones left out."""
+    return [a.strip().lower() for a in addresses if a]

@@ -141,23 +141,29 @@ def forget(session: Session) -> None:
     state.subjects.clear()
 
 
+def archived_among(conn: Connection, list_id: int, ids: list[str]) -> dict[str, Archived]:
+    """The archived messages with these Message-IDs on the list, by id (outside any session)."""
+    return {
+        r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status)
+        for r in _among(conn, _ARCHIVED_AMONG, list_id, ids)
+    }
+
+
 def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:
-    rows = _among(session, _ARCHIVED_AMONG, list_id, ids)
-    found = {r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status) for r in rows}
+    found = archived_among(session.connection(), list_id, ids)
     store.tx(session).archived.update({(list_id, i): found.get(i) for i in ids})
 
 
 def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
     found = {
         r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
-        for r in _among(session, _NODES_AMONG, list_id, ids)
+        for r in _among(session.connection(), _NODES_AMONG, list_id, ids)
     }
     store.tx(session).nodes.update({(list_id, i): found.get(i) for i in ids})
 
 
-def _among(session: Session, query: Executable, list_id: int, ids: list[str]) -> list[Any]:
+def _among(conn: Connection, query: Executable, list_id: int, ids: list[str]) -> list[Any]:
     """The rows `query` finds for `ids` on the list, asked _CHUNK ids at a time."""
-    conn = session.connection()
     return [
         row
         for start in range(0, len(ids), _CHUNK)

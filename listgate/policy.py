@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, store, threads
@@ -18,14 +19,19 @@ from listgate.store import lock_list
 
 def is_member(session: Session, mlist: MailingList, address: str) -> bool:
     """An active list or digest subscriber, or a moderator."""
-    if address in mlist.moderator_addresses():
-        return True
-    return (
-        session.connection()
-        .execute(store.MEMBER, {"list_id": mlist.id, "address": address})
-        .first()
-        is not None
+    return address in members_among(session.connection(), mlist, [address])
+
+
+def members_among(conn: Connection, mlist: MailingList, addresses: list[str]) -> set[str]:
+    """Those of addresses that are members (is_member): moderators, then one query for the rest."""
+    moderators = mlist.moderator_addresses()
+    others = [a for a in addresses if a not in moderators]
+    found = (
+        set(conn.execute(store.MEMBERS_AMONG, {"list_id": mlist.id, "addresses": others}).scalars())
+        if others
+        else set()
     )
+    return {a for a in addresses if a in moderators} | found
 
 
 def needs_approval(mlist: MailingList) -> bool:

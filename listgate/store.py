@@ -11,6 +11,7 @@ loaded) is one typed `TxState`, not string keys in `session.info`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,17 +82,15 @@ BANNED_AMONG = blind(
         _BANS.c.address.in_(bindparam("addresses", expanding=True)),
     )
 )
-MEMBER = blind(
-    select(_SUBS.c.id)
-    .where(
+MEMBERS_AMONG = blind(
+    select(_SUBS.c.address).where(
         _SUBS.c.list_id == bindparam("list_id"),
-        _SUBS.c.address == bindparam("address"),
+        _SUBS.c.address.in_(bindparam("addresses", expanding=True)),
         _SUBS.c.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
         _SUBS.c.status == SubscriptionState.ACTIVE,
     )
-    .limit(1)
 )
-LIST_BY_NAME = blind(select(*_LISTS.c).where(_LISTS.c.name == bindparam("name")))
+LISTS_NAMED = blind(select(*_LISTS.c).where(_LISTS.c.name.in_(bindparam("names", expanding=True))))
 LOCK_LIST = (
     select(MailingList)
     .where(MailingList.id == bindparam("id"))
@@ -298,7 +297,11 @@ def lock_list(session: Session, mlist: MailingList) -> None:
         locked.add(mlist.id)
 
 
-def list_named(conn: Connection, name: str) -> MailingList | None:
-    """A detached copy of the list called name, for reading only (one Core SELECT, no session)."""
-    row = conn.execute(LIST_BY_NAME, {"name": name.lower()}).first() if name.isascii() else None
-    return None if row is None else MailingList(**row._asdict())
+def lists_named(conn: Connection, names: Iterable[str]) -> dict[str, MailingList]:
+    """Detached copies of the lists called names (one SELECT for all), keyed by the name asked."""
+    wanted = {name: name.lower() for name in names if name.isascii()}
+    if not wanted:
+        return {}
+    rows = conn.execute(LISTS_NAMED, {"names": sorted(set(wanted.values()))})
+    found = {row.name: MailingList(**row._asdict()) for row in rows}
+    return {name: found[lower] for name, lower in wanted.items() if lower in found}

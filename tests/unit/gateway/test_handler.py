@@ -159,23 +159,33 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
     assert _spooled(db) == [("h4@x", "dev@lists.test")]
 
 
-def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import event
+
+    from gateway.answers import Answer, Arrival
 
     def full_disk(conn):  # type: ignore[no-untyped-def]
         raise OSError("database or disk is full")
 
     jobs = [
-        handler.prepare(
-            b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i, None, ["dev@lists.test"]
-        )[2]
+        Arrival(
+            b"From: a@example.org\r\nMessage-ID: <c%d@x>\r\n\r\nx\r\n" % i,
+            None,
+            ("dev@lists.test",),
+        )
         for i in range(3)
     ]
+    refused = Arrival(b"A: 1\r\n\r\nx\n.\nevil\r\n", None, ("dev@lists.test",))
     # after the spool's INSERT, at its COMMIT
     event.listen(handler.spool.engine, "commit", full_disk)
-    with pytest.raises(OSError, match="database or disk is full"):
-        handler.store_batch(jobs)  # type: ignore[arg-type]
+    results = handler.store_batch([*jobs, refused])
     event.remove(handler.spool.engine, "commit", full_disk)
+    assert [type(r) for r in results[:3]] == [OSError] * 3
+    assert all("database or disk is full" in str(r) for r in results[:3])
+    # a refusal stands whatever the commit did: only its count is lost
+    last = results[3]
+    assert isinstance(last, Answer) and last.problem is not None
+    assert last.problem[1].startswith("554 5.5.2")
     assert _spooled(db) == []
 
 

@@ -1,0 +1,228 @@
+"""The answers at SMTP DATA, decided and spooled a group-commit batch at a time.
+
+The writer thread takes every message waiting (an `Arrival`: bytes and envelope, as DATA ended)
+and, for the whole batch: checks each one's shape and scans its headers; decides every
+recipient of every message with a few statements on a read connection (listgate.admission:
+the lists by name, then per list the bans, the archived Message-IDs, members where a list needs
+them); then appends what was accepted, and the counts of what was refused, in one spool
+transaction. Each message's future gets its `Answer` only after that commit. A message whose
+shape is refused is answered with its own reply whatever happens to the others; a failure of
+the read step or of the commit fails (451) every message that needed it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from listgate import counters
+from listgate.addresses import Recipient, parse_recipient
+from listgate.admission import (
+    COMMAND,
+    DROPPED,
+    DUPLICATE,
+    HELD_FOR_MODERATION,
+    REFUSED,
+    STORED,
+    VARIANT,
+    Ask,
+    IngestResult,
+    admit_all,
+)
+from listgate.config import Settings
+from listgate.mail.parser import parse_head
+from listgate.mail.shape import SMUGGLING, shape_problem
+from listgate.spool import Spool, Spooled
+
+log = logging.getLogger(__name__)
+# The answers at DATA that the archiver carries out: automatic mail (DROPPED) goes to the
+# not-posted queue there, and other bytes under an archived Message-ID become a variant.
+SPOOLED = (STORED, HELD_FOR_MODERATION, COMMAND, DROPPED, VARIANT)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A message as DATA ended: its bytes, its envelope, and whether the reader saw a smuggled
+    dot."""
+
+    raw: bytes
+    mail_from: str | None
+    rcpt_tos: tuple[str, ...]
+    smuggled: bool = False
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one envelope recipient."""
+
+    address: str
+    result: IngestResult | None  # None: the list vanished between RCPT and DATA
+
+    @property
+    def reply(self) -> str:
+        """The SMTP/LMTP reply line for this recipient."""
+        r = self.result
+        if r is None:
+            return f"550 5.1.1 <{self.address}>: no such list here"
+        if r.status == REFUSED:
+            return f"550 5.7.1 <{self.address}>: not accepted: {r.reason}"
+        text = {
+            DUPLICATE: "already archived, not stored twice",
+            VARIANT: "stored beside the archived message with the same Message-ID",
+            HELD_FOR_MODERATION: "held for moderation",
+            DROPPED: f"accepted, not posted ({r.reason})",
+            COMMAND: r.reason,
+        }.get(r.status, "stored")
+        return f"250 2.0.0 <{self.address}>: {text}"
+
+    def describe(self) -> str:
+        """The recipient and what became of it, for the log."""
+        r = self.result
+        if r is None:
+            return f"{self.address} list vanished"
+        return f"{self.address} {r.status}" + (f" ({r.reason})" if r.reason else "")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What DATA answers one message: a refusal (reason label, reply), or one outcome per
+    recipient."""
+
+    problem: tuple[str, str] | None = None
+    message_id: str = ""
+    outcomes: tuple[Outcome, ...] = ()
+
+    def reply(self, lmtp: bool) -> str:
+        """The reply to DATA (LMTP: one line per recipient) for an answered message."""
+        outcomes = self.outcomes
+        if lmtp:
+            return "\r\n".join(o.reply for o in outcomes)
+        if all(o.result is None or o.result.status == REFUSED for o in outcomes):
+            return outcomes[0].reply
+        return (
+            "250 2.0.0 OK: "
+            + "; ".join(o.reply.split(": ", 1)[1] for o in outcomes if o.result is not None)[:400]
+        )
+
+    def spooled(self, arrival: Arrival) -> Spooled:
+        """What the spool keeps of the message: its bytes if a recipient accepted it, and its
+        counts."""
+        if self.problem is not None:
+            return Spooled(b"", None, (), "", ((counters.REFUSED, self.problem[0]),))
+        accepted = tuple(
+            o.address for o in self.outcomes if o.result is not None and o.result.status in SPOOLED
+        )
+        return Spooled(
+            arrival.raw if accepted else b"",
+            arrival.mail_from,
+            accepted,
+            self.message_id,
+            tuple(_counts(self.outcomes)),
+        )
+
+
+Job = Arrival | Spooled  # a Spooled job is a count alone (a refusal before DATA)
+Result = Answer | None | BaseException
+
+
+class Answerer:
+    """The writer's batch step: decide every waiting message, spool them in one commit, answer."""
+
+    def __init__(self, settings: Settings, read: Engine, spool: Spool) -> None:
+        self.settings = settings
+        self.read = read  # look-ups: the archive database (its own connection, never the spool's)
+        self.spool = spool
+
+    def __call__(self, jobs: list[Job]) -> list[Result]:
+        """One result per job: its Answer (a count alone: None), or the exception that failed it."""
+        results: list[Result] = [None] * len(jobs)
+        asks: dict[int, Ask] = {}
+        for i, job in enumerate(jobs):
+            if isinstance(job, Arrival):
+                try:
+                    problem = self.shape(job)
+                    if problem is not None:
+                        results[i] = Answer(problem)
+                    else:
+                        asks[i] = self.ask(job)
+                except Exception as exc:  # noqa: BLE001 - fails this message alone (451)
+                    results[i] = exc
+        if asks:
+            self._decide(jobs, asks, results)
+        self._append(jobs, results)
+        return results
+
+    def shape(self, job: Arrival) -> tuple[str, str] | None:
+        """(reason label, 5xx reply) for a message refused for its shape or size, else None."""
+        if job.smuggled:
+            return SMUGGLING
+        s = self.settings
+        return shape_problem(
+            job.raw,
+            s.max_header_count,
+            s.max_line_length,
+            s.max_mime_depth,
+            max_header_bytes=s.max_header_bytes,
+            max_folded=s.max_folded_lines,
+        )
+
+    def ask(self, job: Arrival) -> Ask:
+        """The message's question for listgate.admission: its header scan and recipients."""
+        recipients = []
+        for address in job.rcpt_tos:
+            recipient = parse_recipient(address, self.settings.domain)
+            assert recipient is not None  # handle_RCPT let only these through
+            recipients.append(recipient)
+        return Ask(parse_head(job.raw), job.raw, job.mail_from, tuple(recipients))
+
+    def _decide(self, jobs: list[Job], asks: dict[int, Ask], results: list[Result]) -> None:
+        """Every asking message's Answer, read on one connection; a failure fails them all."""
+        try:
+            with self.read.connect() as conn:
+                decided = admit_all(conn, list(asks.values()), domain=self.settings.domain)
+        except Exception as exc:  # noqa: BLE001 - each message of the read gets its 451
+            for i in asks:
+                results[i] = exc
+            return
+        for (i, ask), per in zip(asks.items(), decided, strict=True):
+            job = jobs[i]
+            assert isinstance(job, Arrival)
+            results[i] = Answer(None, ask.head.message_id, _outcomes(job, ask.recipients, per))
+
+    def _append(self, jobs: list[Job], results: list[Result]) -> None:
+        """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
+        spooled = []
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(job, Spooled):
+                spooled.append(job)
+            elif isinstance(result, Answer):
+                spooled.append(result.spooled(job))
+        if not spooled:
+            return
+        try:
+            self.spool.append(spooled)
+        except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
+            for i, result in enumerate(results):
+                if isinstance(result, Answer) and result.problem is not None:
+                    # its refusal stands; only its count is lost
+                    log.warning("could not count a refusal (%s): %s", result.problem[0], exc)
+                elif not isinstance(result, BaseException):
+                    results[i] = exc
+
+
+def _outcomes(
+    job: Arrival, recipients: tuple[Recipient, ...], decided: dict[Recipient, IngestResult | None]
+) -> tuple[Outcome, ...]:
+    """One outcome per envelope recipient (two addresses of one list share one answer)."""
+    return tuple(Outcome(a, decided[r]) for a, r in zip(job.rcpt_tos, recipients, strict=True))
+
+
+def _counts(outcomes: tuple[Outcome, ...]) -> list[tuple[str, str]]:
+    """What an answered message counts: received, refused per list (the archiver: the rest)."""
+    counts = [(counters.RECEIVED, "")]
+    for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
+        if r.status == REFUSED:
+            counts.append((counters.REFUSED, "banned"))
+    return counts
