@@ -35,6 +35,7 @@ from bench.smtp_load import run_load
 _SPANS: dict[str, list[float]] = collections.defaultdict(list)
 _SAMPLES: collections.Counter[str] = collections.Counter()
 _SELF: collections.Counter[str] = collections.Counter()
+_STATEMENTS = [0]  # SQL statements sent since the last dump
 SAMPLE_EVERY = 0.002  # seconds between stack samples
 # A thread whose top frame is one of these is idle (waiting for work), and not counted.
 IDLE = {
@@ -72,18 +73,21 @@ def _timed_async(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _instrument() -> None:
-    """Timers around the steps between the end of DATA and the reply (gateway/handler.py)."""
-    from gateway import handler
+    """Timers around the steps between the end of DATA and the reply (gateway/handler.py,
+    gateway/answers.py), and a count of the SQL statements the gateway runs."""
+    from gateway import answers, handler
     from listgate.spool import Spool
 
     gh = handler.GatewayHandler
     gh.handle_DATA = _timed_async("DATA -> reply (handle_DATA)", gh.handle_DATA)  # type: ignore[method-assign]
-    gh.prepare = _timed("  prepare (executor thread)", gh.prepare)  # type: ignore[method-assign]
-    handler.shape_problem = _timed("    shape/smuggling checks", handler.shape_problem)
-    handler.parse_head = _timed("    header scan (parse_head)", handler.parse_head)
-    gh._decide = _timed("    list, ban, duplicate, policy (_decide)", gh._decide)  # type: ignore[method-assign]
-    handler.admit = _timed("      admit", handler.admit)
-    gh._store = _timed_async("  spool: submit -> committed (_store)", gh._store)  # type: ignore[method-assign]
+    answers.shape_problem = _timed(
+        "    shape/smuggling checks (writer thread)", answers.shape_problem
+    )
+    answers.parse_head = _timed("    header scan (parse_head, writer thread)", answers.parse_head)
+    answers.admit_all = _timed(
+        "    list, ban, duplicate, policy (admit_all, per batch)", answers.admit_all
+    )
+    gh._store = _timed_async("  writer: submit -> answered (_store)", gh._store)  # type: ignore[method-assign]
     Spool.append = _timed("    Spool.append (per batch, writer thread)", Spool.append)  # type: ignore[method-assign]
     original = gh.store_batch
 
@@ -92,6 +96,17 @@ def _instrument() -> None:
         return original(self, jobs)
 
     gh.store_batch = batch  # type: ignore[method-assign]
+    _count_statements()
+
+
+def _count_statements() -> None:
+    """Count every SQL statement any engine of the gateway sends (BEGIN included, COMMIT not)."""
+    from sqlalchemy import Engine, event
+
+    def count(*_: Any) -> None:
+        _STATEMENTS[0] += 1
+
+    event.listen(Engine, "before_cursor_execute", count)
 
 
 def _sample(stop: threading.Event) -> None:
@@ -172,7 +187,9 @@ def _dump(out: Path, cpu: list[float]) -> None:
         "self": _SELF.most_common(40),
         "busy": sum(_SELF.values()),
         "cpu": now - cpu[0],
+        "statements": _STATEMENTS[0],
     }
+    _STATEMENTS[0] = 0
     cpu[0] = now
     out.write_text(json.dumps(data))
     _SPANS.clear()
@@ -220,7 +237,9 @@ def _modes(spelled: str) -> list[bool]:
 def _report(data: dict[str, Any], posts: int, title: str) -> list[str]:
     """Mean ms per post for each timed step, then the sampler's top functions."""
     lines = [
-        f"== {title}: {posts} posts, gateway CPU {1000 * data['cpu'] / max(posts, 1):.2f} ms/post"
+        f"== {title}: {posts} posts, gateway CPU {1000 * data['cpu'] / max(posts, 1):.2f} ms/post",
+        f"  SQL statements per post (all of the gateway's): "
+        f"{data.get('statements', 0) / max(posts, 1):.2f}",
     ]
     for name, values in data["spans"].items():
         if name == "group commit batch size":
