@@ -132,7 +132,9 @@ class Answerer:
 
     def __init__(self, settings: Settings, read: Engine, spool: Spool) -> None:
         self.settings = settings
-        self.read = read  # look-ups: the archive database (its own connection, never the spool's)
+        # the look-ups: the archive database, on a connection of their own (never the spool's);
+        # on SQLite a deferred read transaction, never the archive's write lock
+        self.read = read.execution_options(sqlite_begin="")
         self.spool = spool
 
     def __call__(self, jobs: list[Job]) -> list[Result]:

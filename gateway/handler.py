@@ -1,5 +1,6 @@
-"""The aiosmtpd handler: refuse at RCPT; at DATA decide from the headers, spool, and answer 250 only
-after the commit.
+"""The aiosmtpd handler: refuse at RCPT; at DATA hand the message to the group writer, which
+decides it from the headers with the rest of its batch and spools them (gateway/answers.py),
+and answer 250 only after the commit.
 
 A 250 means the exact bytes are durable in the spool; the archiver stage (listgate.spool)
 parses, threads, indexes and queues the fan-out afterwards.
@@ -35,7 +36,7 @@ TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
 
 
 class GatewayHandler:
-    """Hooks for aiosmtpd; storage runs in an executor so the loop keeps serving clients."""
+    """Hooks for aiosmtpd; look-ups and storage run off the loop (executor, group writer)."""
 
     def __init__(
         self,
