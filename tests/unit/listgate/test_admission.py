@@ -1,0 +1,130 @@
+"""The DATA decision for a batch (admit_all) against the same rules asked one message at a time."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+
+from listgate import lists
+from listgate.addresses import parse_recipient
+from listgate.admission import (
+    COMMAND,
+    DROPPED,
+    HELD_FOR_MODERATION,
+    REFUSED,
+    STORED,
+    Ask,
+    BatchFacts,
+    SessionFacts,
+    admit,
+    admit_all,
+)
+from listgate.db import transaction
+from listgate.mail.parser import parse_head
+from listgate.models import Ban
+from listgate.states import ListPolicy
+
+DOMAIN = "lists.test"
+
+
+def _ask(frm: str, rcpts: list[str], extra: str = "", msgid: str = "", sender: str = "") -> Ask:
+    msgid = msgid or f"{frm}-{len(rcpts)}-{len(extra)}@x"
+    raw = f"From: {frm}\r\nMessage-ID: <{msgid}>\r\n{extra}\r\nhello\r\n".encode()
+    recipients = tuple(r for a in rcpts if (r := parse_recipient(a, DOMAIN)) is not None)
+    return Ask(parse_head(raw), raw, sender or frm, recipients)
+
+
+def _site(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    make_list("dev")
+    make_list("club", policy=ListPolicy.MEMBERS, moderators="mod@example.org")
+    make_list("calm", policy=ListPolicy.MODERATED, moderators="mod@example.org")
+    with transaction(db) as s:
+        lists.subscribe(s, lists.require(s, "club"), "bob@example.org")
+        s.add(Ban(list_id=lists.require(s, "dev").id, address="troll@example.org", reason="x"))
+
+
+def _asks() -> list[Ask]:
+    every = ["dev@lists.test", "club@lists.test", "calm@lists.test"]
+    return [
+        _ask("ann@example.org", every),
+        _ask("bob@example.org", every),
+        _ask("mod@example.org", every),
+        # banned by the Sender header alone, on dev only
+        _ask("eve@example.org", ["dev@lists.test"], extra="Sender: Troll@Example.org\r\n"),
+        _ask("ann@example.org", ["dev@lists.test"], extra="Auto-Submitted: auto-replied\r\n"),
+        _ask("ann@example.org", ["dev+help@lists.test", "gone@lists.test"]),
+    ]
+
+
+def test_a_batch_gets_the_answers_each_message_gets_alone(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    _site(db, make_list)
+    asks = _asks()
+    with db.kw["bind"].connect() as conn:
+        batch = admit_all(conn, asks, domain=DOMAIN)
+    with db() as s:
+        found = {lst.name: lst for lst in (lists.require(s, n) for n in ("dev", "club", "calm"))}
+        alone = [
+            {
+                r: None
+                if r.list_name not in found
+                else admit(SessionFacts(s), ask, found[r.list_name], r, domain=DOMAIN)
+                for r in ask.recipients
+            }
+            for ask in asks
+        ]
+
+    def statuses(decided: list[dict[Any, Any]]) -> list[list[tuple[str, str] | None]]:
+        return [
+            [None if res is None else (res.status, res.reason) for res in d.values()]
+            for d in decided
+        ]
+
+    assert statuses(batch) == statuses(alone)
+    assert [[res and res.status for res in d.values()] for d in batch] == [
+        [STORED, HELD_FOR_MODERATION, HELD_FOR_MODERATION],  # ann: not a member, not a moderator
+        [STORED, STORED, HELD_FOR_MODERATION],  # bob: a member of club
+        [STORED, STORED, STORED],  # mod: a moderator of both
+        [REFUSED],
+        [DROPPED],
+        [COMMAND, None],  # a command address; a list that does not exist
+    ]
+    assert batch[3][parse_recipient("dev@lists.test", DOMAIN)].reason == (  # type: ignore[index,union-attr]
+        "troll@example.org is banned from posting to this list"
+    )
+
+
+def test_the_look_ups_do_not_grow_with_the_batch(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    _site(db, make_list)
+    engine = db.kw["bind"]
+    counted: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        counted.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        sizes = []
+        for n in (1, 12):
+            counted.clear()
+            with engine.connect() as conn:
+                admit_all(conn, _asks() * n, domain=DOMAIN)
+            sizes.append(len(counted))
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    # BEGIN, the lists, then bans and archived ids per list, and club's members
+    assert sizes == [1 + 1 + 2 * 3 + 1] * 2
+
+
+def test_batch_facts_read_what_was_not_read_ahead(db, make_list) -> None:  # type: ignore[no-untyped-def]
+    _site(db, make_list)
+    with db() as s:
+        dev, club = lists.require(s, "dev"), lists.require(s, "club")
+    with db.kw["bind"].connect() as conn:
+        facts = BatchFacts(conn)
+        assert facts.first_banned(dev.id, ["friend@example.org", " TROLL@example.org"]) == (
+            "troll@example.org"
+        )
+        assert facts.archived(dev.id, "nothing@x") is None
+        assert facts.member(club, "bob@example.org") and facts.member(club, "mod@example.org")
+        assert not facts.member(club, "eve@example.org")
