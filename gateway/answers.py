@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from listgate import counters
 from listgate.addresses import Recipient, parse_recipient
@@ -124,6 +125,7 @@ class Answer:
 
 
 Job = Arrival | Spooled  # a Spooled job is a count alone (a refusal before DATA)
+Decided = dict[Recipient, IngestResult | None]  # one message's answer per recipient
 Result = Answer | None | BaseException
 
 
@@ -180,18 +182,38 @@ class Answerer:
         return Ask(parse_head(job.raw), job.raw, job.mail_from, tuple(recipients))
 
     def _decide(self, jobs: list[Job], asks: dict[int, Ask], results: list[Result]) -> None:
-        """Every asking message's Answer, read on one connection; a failure fails them all."""
+        """Every asking message's Answer, read for all at once; when that fails, each alone.
+
+        One message can make the look-ups fail (PostgreSQL refuses a NUL in a From): decided
+        alone, it fails alone (451) and the others of its batch are answered. A lost connection
+        fails them all at once.
+        """
+        decided: dict[int, Decided | BaseException]
         try:
-            with self.read.connect() as conn:
-                decided = admit_all(conn, list(asks.values()), domain=self.settings.domain)
+            decided = dict(zip(asks, self._admit(list(asks.values())), strict=True))
         except Exception as exc:  # noqa: BLE001 - each message of the read gets its 451
-            for i in asks:
-                results[i] = exc
-            return
-        for (i, ask), per in zip(asks.items(), decided, strict=True):
+            if len(asks) == 1 or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
+                decided = dict.fromkeys(asks, exc)
+            else:
+                decided = {i: self._alone(ask) for i, ask in asks.items()}
+        for i, per in decided.items():
             job = jobs[i]
             assert isinstance(job, Arrival)
-            results[i] = Answer(None, ask.head.message_id, _outcomes(job, ask.recipients, per))
+            results[i] = (
+                per
+                if isinstance(per, BaseException)
+                else Answer(None, asks[i].head.message_id, _outcomes(job, asks[i].recipients, per))
+            )
+
+    def _admit(self, asks: list[Ask]) -> list[Decided]:
+        with self.read.connect() as conn:
+            return admit_all(conn, asks, domain=self.settings.domain)
+
+    def _alone(self, ask: Ask) -> Decided | BaseException:
+        try:
+            return self._admit([ask])[0]
+        except Exception as exc:  # noqa: BLE001 - this message's 451
+            return exc
 
     def _append(self, jobs: list[Job], results: list[Result]) -> None:
         """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
@@ -215,7 +237,7 @@ class Answerer:
 
 
 def _outcomes(
-    job: Arrival, recipients: tuple[Recipient, ...], decided: dict[Recipient, IngestResult | None]
+    job: Arrival, recipients: tuple[Recipient, ...], decided: Decided
 ) -> tuple[Outcome, ...]:
     """One outcome per envelope recipient (two addresses of one list share one answer)."""
     return tuple(Outcome(a, decided[r]) for a, r in zip(job.rcpt_tos, recipients, strict=True))

@@ -110,3 +110,41 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
             assert list(s.scalars(select(SpooledMail.id))) == []
     finally:
         engine.dispose()
+
+
+def test_a_message_whose_look_ups_fail_takes_no_other_message_of_its_batch_with_it(
+    pg_settings,
+) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses a NUL in a text parameter: a From with one fails its own decision (451),
+    and the messages decided in the same writer batch are still answered and spooled."""
+    from gateway.answers import Answer, Arrival
+
+    engine = make_engine(pg_settings)
+    db = session_factory(engine)
+    try:
+        with transaction(db) as s:
+            lists.create(s, "dev")
+        handler = GatewayHandler(pg_settings, db)
+
+        def arrival(frm: bytes, msgid: str) -> Arrival:
+            raw = b"From: " + frm + b"\r\nMessage-ID: <" + msgid.encode() + b">\r\n\r\nx\r\n"
+            return Arrival(raw, "ann@example.org", ("dev@lists.test",))
+
+        results = handler.store_batch(
+            [
+                arrival(b"ann@example.org", "good1@x"),
+                arrival(b"a\x00b@example.org", "poison@x"),
+                arrival(b"bob@example.org", "good2@x"),
+            ]
+        )
+        good = [r for r in results if isinstance(r, Answer)]
+        assert [r.message_id for r in good] == ["good1@x", "good2@x"]
+        assert all(r.reply(False) == "250 2.0.0 OK: stored" for r in good)
+        assert isinstance(results[1], Exception) and "NUL" in str(results[1])
+        with db() as s:
+            spooled = sorted(
+                s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b""))
+            )
+        assert spooled == ["good1@x", "good2@x"]
+    finally:
+        engine.dispose()
