@@ -6,8 +6,9 @@ recipient of every message with a few statements on a read connection (listgate.
 the lists by name, then per list the bans, the archived Message-IDs, members where a list needs
 them); then appends what was accepted, and the counts of what was refused, in one spool
 transaction. Each message's future gets its `Answer` only after that commit. A message whose
-shape is refused is answered with its own reply whatever happens to the others; a failure of
-the read step or of the commit fails (451) every message that needed it.
+shape is refused is answered with its own reply whatever happens to the others; when the
+batch's look-ups fail, each message is decided alone (the one that made them fail gets its 451
+alone); a failed commit fails (451) every message of the batch.
 """
 
 from __future__ import annotations
