@@ -1,16 +1,14 @@
 """The answers at SMTP DATA, decided and spooled a group-commit batch at a time.
 
-The writer takes every message waiting (an `Arrival`: bytes and envelope, as DATA ended) and,
-for the whole batch: checks each one's shape and scans its headers; decides every recipient of
-every message with a few statements on a read connection (listgate.admission: the lists by
-name, then per list the bans, the archived Message-IDs, members where a list needs them); then
-appends what was accepted, and the counts of what was refused, in one spool transaction. Each
-message's future gets its `Answer` only after that commit. The writer's prepare thread decides
-a batch while its write thread commits the one before (gateway/writer.py).
-
-A message whose shape is refused is answered with its own reply whatever happens to the others;
-when the batch's look-ups fail, each message is decided alone (the one that made them fail gets
-its 451 alone); a failed commit fails (451) every message of the batch.
+The writer thread takes every message waiting (an `Arrival`: bytes and envelope, as DATA ended)
+and, for the whole batch: checks each one's shape and scans its headers; decides every
+recipient of every message with a few statements on a read connection (listgate.admission:
+the lists by name, then per list the bans, the archived Message-IDs, members where a list needs
+them); then appends what was accepted, and the counts of what was refused, in one spool
+transaction. Each message's future gets its `Answer` only after that commit. A message whose
+shape is refused is answered with its own reply whatever happens to the others; when the
+batch's look-ups fail, each message is decided alone (the one that made them fail gets its 451
+alone); a failed commit fails (451) every message of the batch.
 """
 
 from __future__ import annotations
@@ -127,22 +125,13 @@ class Answer:
         )
 
 
-@dataclass(frozen=True)
-class Answered:
-    """A message decided and not spooled yet: the writer spools it, then gives its answer."""
-
-    arrival: Arrival
-    answer: Answer
-
-
-Job = Arrival | Answered | Spooled  # a Spooled job is a count alone (a refusal before DATA)
+Job = Arrival | Spooled  # a Spooled job is a count alone (a refusal before DATA)
 Decided = dict[Recipient, IngestResult | None]  # one message's answer per recipient
 Result = Answer | None | BaseException
 
 
 class Answerer:
-    """The writer's two steps: decide the waiting messages (`decide`), spool them in one commit
-    and answer (`append`)."""
+    """The writer's batch step: decide every waiting message, spool them in one commit, answer."""
 
     def __init__(self, settings: Settings, read: Engine, spool: Spool) -> None:
         self.settings = settings
@@ -151,54 +140,23 @@ class Answerer:
         self.read = read.execution_options(sqlite_begin="")
         self.spool = spool
 
-    def decide(self, jobs: list[Job]) -> list[Job | BaseException]:
-        """Each message decided (Answered), or the exception that failed it; other jobs as they
-        are."""
-        out: list[Job | BaseException] = list(jobs)
+    def __call__(self, jobs: list[Job]) -> list[Result]:
+        """One result per job: its Answer (a count alone: None), or the exception that failed it."""
+        results: list[Result] = [None] * len(jobs)
         asks: dict[int, Ask] = {}
         for i, job in enumerate(jobs):
             if isinstance(job, Arrival):
                 try:
                     problem = self.shape(job)
                     if problem is not None:
-                        out[i] = Answered(job, Answer(problem))
+                        results[i] = Answer(problem)
                     else:
                         asks[i] = self.ask(job)
                 except Exception as exc:  # noqa: BLE001 - fails this message alone (451)
-                    out[i] = exc
-        if asks:
-            self._decide(jobs, asks, out)
-        return out
-
-    def append(self, jobs: list[Job]) -> list[Result]:
-        """Spool the batch (deciding first what is not decided yet) in one transaction; one result
-        per job: its Answer (a count alone: None), or the exception that failed it.
-
-        When the commit fails, every result but a refusal's becomes that exception (no 250 for
-        what the commit lost; a refusal stands, only its count is lost).
-        """
-        ready = self.decide(jobs) if any(isinstance(j, Arrival) for j in jobs) else list(jobs)
-        results: list[Result] = []
-        spooled: list[Spooled] = []
-        for job in ready:
-            if isinstance(job, Answered):
-                results.append(job.answer)
-                spooled.append(job.answer.spooled(job.arrival))
-            elif isinstance(job, Spooled):
-                results.append(None)
-                spooled.append(job)
-            else:
-                results.append(job if isinstance(job, BaseException) else RuntimeError(job))
-        if not spooled:
-            return results
-        try:
-            self.spool.append(spooled)
-        except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
-            for i, result in enumerate(results):
-                if isinstance(result, Answer) and result.problem is not None:
-                    log.warning("could not count a refusal (%s): %s", result.problem[0], exc)
-                elif not isinstance(result, BaseException):
                     results[i] = exc
+        if asks:
+            self._decide(jobs, asks, results)
+        self._append(jobs, results)
         return results
 
     def shape(self, job: Arrival) -> tuple[str, str] | None:
@@ -224,9 +182,7 @@ class Answerer:
             recipients.append(recipient)
         return Ask(parse_head(job.raw), job.raw, job.mail_from, tuple(recipients))
 
-    def _decide(
-        self, jobs: list[Job], asks: dict[int, Ask], out: list[Job | BaseException]
-    ) -> None:
+    def _decide(self, jobs: list[Job], asks: dict[int, Ask], results: list[Result]) -> None:
         """Every asking message's Answer, read for all at once; when that fails, each alone.
 
         One message can make the look-ups fail (PostgreSQL refuses a NUL in a From): decided
@@ -242,14 +198,12 @@ class Answerer:
             else:
                 decided = {i: self._alone(ask) for i, ask in asks.items()}
         for i, per in decided.items():
-            job, ask = jobs[i], asks[i]
+            job = jobs[i]
             assert isinstance(job, Arrival)
-            out[i] = (
+            results[i] = (
                 per
                 if isinstance(per, BaseException)
-                else Answered(
-                    job, Answer(None, ask.head.message_id, _outcomes(job, ask.recipients, per))
-                )
+                else Answer(None, asks[i].head.message_id, _outcomes(job, asks[i].recipients, per))
             )
 
     def _admit(self, asks: list[Ask]) -> list[Decided]:
@@ -261,6 +215,26 @@ class Answerer:
             return self._admit([ask])[0]
         except Exception as exc:  # noqa: BLE001 - this message's 451
             return exc
+
+    def _append(self, jobs: list[Job], results: list[Result]) -> None:
+        """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
+        spooled = []
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(job, Spooled):
+                spooled.append(job)
+            elif isinstance(result, Answer):
+                spooled.append(result.spooled(job))
+        if not spooled:
+            return
+        try:
+            self.spool.append(spooled)
+        except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
+            for i, result in enumerate(results):
+                if isinstance(result, Answer) and result.problem is not None:
+                    # its refusal stands; only its count is lost
+                    log.warning("could not count a refusal (%s): %s", result.problem[0], exc)
+                elif not isinstance(result, BaseException):
+                    results[i] = exc
 
 
 def _outcomes(

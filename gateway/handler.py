@@ -236,20 +236,14 @@ class GatewayHandler:
         """A public list of that name existed a moment ago (a deleted one gets its 550 at DATA)."""
         return self._lists_seen.get(name, 0.0) > time.monotonic()
 
-    def decide_batch(self, jobs: list[Job]) -> list[Job | BaseException]:
-        """The writer's prepare step: check and decide every waiting message (answers.py)."""
-        return self.answer.decide(jobs)
-
     def store_batch(self, jobs: list[Job]) -> list[Result]:
-        """Spool a batch of messages in one transaction (one fsync), counts with them; what is not
-        decided yet is decided first.
+        """Decide and spool a batch of messages in one transaction (one fsync), counts with them.
 
         Each job's result is its Answer, or the exception that failed it: a failure of the
-        look-ups fails the messages that needed them, a failure of the commit every message of
-        the batch (451: none gets a 250 for work the database undid); a message refused for its
-        shape keeps its own reply.
+        look-ups or of the commit fails every message that needed them (451: none gets a 250 for
+        work the database undid); a message refused for its shape keeps its own reply.
         """
-        results = self.answer.append(jobs)
+        results = self.answer(jobs)
         self.spooled.set()
         return results
 

@@ -3,9 +3,7 @@
 Several executor threads each taking SQLite's write lock for one message spend their time
 waiting on each other (BEGIN IMMEDIATE, busy_timeout); one writer that takes every pending
 message at once shares one commit (and one fsync) between them, and answers each client only
-after that commit. With a `prepare` step (the gateway's look-ups), a thread of its own prepares
-the next batch while the writer commits the one before: the two steps overlap instead of adding
-up, and the writer takes every prepared batch waiting into its next commit.
+after that commit.
 """
 
 from __future__ import annotations
@@ -22,7 +20,6 @@ log = logging.getLogger(__name__)
 J = TypeVar("J")
 R = TypeVar("R")
 WriteBatch = Callable[[list[J]], Sequence["R | BaseException"]]
-PrepareBatch = Callable[[list[J]], Sequence["J | BaseException"]]
 
 
 T = TypeVar("T")
@@ -71,19 +68,15 @@ class GroupWriter(Generic[J, R]):
         self,
         write: WriteBatch[J, R],
         *,
-        prepare: PrepareBatch[J] | None = None,
         max_batch: int = 64,
         threads: int = 1,
         name: str = "writer",
     ) -> None:
         self.write = write
-        self.prepare = prepare
         self.max_batch = max_batch
         self.threads = threads
         self.name = name
         self._queue: queue.SimpleQueue[tuple[J, Future[R]] | None] = queue.SimpleQueue()
-        # with a prepare step: what it prepared, waiting for the writer threads
-        self._prepared: queue.SimpleQueue[tuple[J, Future[R]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._running = False
@@ -94,23 +87,15 @@ class GroupWriter(Generic[J, R]):
             if self._running:
                 return
             self._running = True
-            writes = self._queue if self.prepare is None else self._prepared
             self._threads = [
                 threading.Thread(
                     target=drain,
-                    args=(writes, self.max_batch, self._run),
+                    args=(self._queue, self.max_batch, self._run),
                     name=f"{self.name}-{i}",
                     daemon=True,
                 )
                 for i in range(self.threads)
             ]
-            if self.prepare is not None:
-                self._threads.insert(
-                    0,
-                    threading.Thread(
-                        target=self._preparing, name=f"{self.name}-prepare", daemon=True
-                    ),
-                )
             for t in self._threads:
                 t.start()
 
@@ -130,32 +115,10 @@ class GroupWriter(Generic[J, R]):
             if not self._running:
                 return
             self._running = False
-            # the prepare thread, when there is one, passes the stop marks on to the writers
-            for _ in range(self.threads if self.prepare is None else 1):
+            for _ in self._threads:
                 self._queue.put(None)
         for t in self._threads:
             t.join(timeout)
-
-    def _preparing(self) -> None:
-        """The prepare thread: each batch prepared, then handed to the writers (or failed)."""
-        assert self.prepare is not None
-        drain(self._queue, self.max_batch, self._prepare)
-        for _ in range(self.threads):
-            self._prepared.put(None)
-
-    def _prepare(self, batch: list[tuple[J, Future[R]]]) -> None:
-        try:
-            assert self.prepare is not None
-            prepared = self.prepare([job for job, _ in batch])
-            if len(prepared) != len(batch):
-                raise RuntimeError(f"prepare gave {len(prepared)} jobs for {len(batch)}")
-        except BaseException as exc:  # noqa: BLE001 - every client must get an answer
-            prepared = [exc] * len(batch)
-        for (_, future), job in zip(batch, prepared, strict=True):
-            if isinstance(job, BaseException):
-                future.set_exception(job)
-            else:
-                self._prepared.put((job, future))
 
     def _run(self, batch: list[tuple[J, Future[R]]]) -> None:
         """Write one batch; a failure of the whole batch fails every job in it."""

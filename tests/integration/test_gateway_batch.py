@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from gateway.answers import Arrival, Job
+from gateway.answers import Arrival, Job, Result
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate import counters, lists
@@ -40,32 +40,31 @@ SMUGGLED = (
 
 
 class Held:
-    """Holds the writer's decide step on a first batch until the test's messages all wait behind
-    it; keeps what each batch held, and counts the look-up statements sent per batch."""
+    """Holds the writer on a first batch until the test's messages all wait behind it; keeps
+    what each batch held, and counts the look-up statements the writer sends per batch."""
 
     def __init__(self, handler: GatewayHandler, server: GatewayServer) -> None:
         self.answer, self.server = handler.answer, server
-        self.decide = handler.answer.decide
         self.release = threading.Event()
         self.batches: list[list[Job]] = []
         self.statements: list[int] = []
         self.read = handler.answer.read
-        handler.answer.decide = self._decide  # type: ignore[method-assign]
+        handler.answer = self  # type: ignore[assignment]
         event.listen(self.read, "before_cursor_execute", self._count)
 
-    def _decide(self, jobs: list[Job]) -> list[Job | BaseException]:
+    def __call__(self, jobs: list[Job]) -> list[Result]:
         self.batches.append(list(jobs))
         if not self.release.is_set() and len(self.batches) == 1:
             self.release.wait(30)
         self.statements.append(0)
-        return self.decide(jobs)
+        return self.answer(jobs)
 
     def _count(self, *_: Any) -> None:
         if threading.current_thread().name.startswith("store") and self.statements:
             self.statements[-1] += 1
 
     def hold(self) -> None:
-        """Occupy the decide step with a count alone; the next messages queue behind it."""
+        """Occupy the writer with a count alone; the next messages queue behind it."""
         self.server.writer.submit(Spooled(b"", None, (), "", ((counters.REFUSED, "held"),)))
         _wait(lambda: len(self.batches) == 1)
 
