@@ -7,6 +7,10 @@ the way, so a message costs its own size; and every connection draws what it hol
 small allowance from a budget shared by the whole gateway (and, at most a quarter of it, by one
 client address). A connection that would go past the budget gets 421 and is closed: the sending
 server retries later.
+
+The lines are taken in bulk, not one by one: whatever the stream reader holds up to the final
+dot, checked and unstuffed with a few bytes methods per run of lines, with the same outcome as
+aiosmtpd's line-by-line reading (tests/unit/gateway/test_data_reader.py keeps that as the oracle).
 """
 
 from __future__ import annotations
