@@ -21,6 +21,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.data import DataBudget
+from gateway.hooks import Introspected
 from gateway.limits import ClientLimits
 from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy, store
@@ -79,7 +80,7 @@ class Outcome:
 Delivered = tuple[str, list[Outcome]]  # (Message-ID, one outcome per envelope recipient)
 
 
-class GatewayHandler:
+class GatewayHandler(Introspected):
     """Hooks for aiosmtpd; storage runs in an executor so the loop keeps serving clients."""
 
     def __init__(
