@@ -19,6 +19,7 @@ from gateway.data import OVER_BUDGET, Incoming
 from gateway.handler import GatewayHandler, client_address
 from gateway.hooks import Introspected
 from gateway.limits import trusted_networks
+from gateway.paths import plain_path
 from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.tls import ServerTls
 from gateway.writer import GroupWriter
@@ -98,6 +99,11 @@ class _Guarded(Introspected, SMTP):
             await self.push("250 OK" if status is MISSING else status)
         finally:
             incoming.release()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's reading of a MAIL/RCPT path, the plain shape read by a regular expression."""
+        plain = None if self.local_part_limit else plain_path(arg)
+        return plain if plain is not None else super()._getaddr(arg)
 
     @property
     def _client(self) -> str:
