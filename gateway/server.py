@@ -255,6 +255,8 @@ class GatewayServer:
             tls_context=self.tls.context() if self.tls is not None else None,
             ident="listgate",
             timeout=self.settings.smtp_timeout,
+            # called in the loop's thread; without it aiosmtpd looks the loop up per connection
+            loop=asyncio.get_running_loop(),
         )
 
     def start(self) -> None:
