@@ -56,6 +56,14 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _nice(env: Mapping[str, str]) -> int:
+    """LISTGATE_ARCHIVER_NICE: 0 (the listener's priority) to 19 (only CPU nobody else wants)."""
+    value = _int(env, "LISTGATE_ARCHIVER_NICE", 10, 0)
+    if value > 19:
+        raise SettingsError(f"LISTGATE_ARCHIVER_NICE={value}: must be at most 19 (as for nice)")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -158,6 +166,7 @@ class Settings:
     max_data_memory: int = 256 * 1024 * 1024  # bytes of DATA all SMTP connections may hold at once
     max_header_bytes: int = 256 * 1024  # bytes of a message's header block
     max_folded_lines: int = 1000  # continuation lines of one header field
+    archiver_nice: int = 10  # how far below the listener the archiver's CPU priority is (nice)
     max_recipients: int = 100  # RCPTs accepted per SMTP transaction
     extra: Mapping[str, str] = field(default_factory=dict)
 
@@ -270,6 +279,7 @@ class Settings:
             max_header_bytes=_int(env, "LISTGATE_MAX_HEADER_BYTES", 256 * 1024, 1024),
             max_folded_lines=_int(env, "LISTGATE_MAX_FOLDED_LINES", 1000, 1),
             max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
+            archiver_nice=_nice(env),
         )
 
 

@@ -149,6 +149,8 @@ BAD = [
     ("LISTGATE_MAX_HEADER_BYTES", "100"),
     ("LISTGATE_MAX_FOLDED_LINES", "0"),
     ("LISTGATE_MAX_RECIPIENTS", "many"),
+    ("LISTGATE_ARCHIVER_NICE", "20"),  # nice stops at 19
+    ("LISTGATE_ARCHIVER_NICE", "-5"),  # a higher priority than the listener's
 ]
 
 
