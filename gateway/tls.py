@@ -27,7 +27,7 @@ class ServerTls:
         self._stamp: _Stamp | None = None
         self._context: ssl.SSLContext | None = None
         self._failed: _Stamp | None = None
-        self.context()  # a configured pair that does not load stops the start, as before
+        self.context()  # a configured pair that does not load stops the start (OSError)
 
     def context(self) -> ssl.SSLContext:
         """The current context, rebuilt first when either file changed since it was built."""
@@ -47,7 +47,9 @@ class ServerTls:
             context.load_cert_chain(self.cert, self.key)
         except (OSError, ssl.SSLError) as exc:
             if self._context is None:
-                raise
+                raise OSError(
+                    f"cannot load the TLS certificate {self.cert} with the key {self.key}: {exc}"
+                ) from exc
             self._failed = stamp
             log.warning(
                 "cannot load the changed TLS certificate %s / key %s (%s): "

@@ -249,6 +249,17 @@ def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
     ]
 
 
+def test_a_certificate_that_does_not_load_stops_the_start_naming_the_files(
+    make_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key\n")
+    e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
+    with pytest.raises(OSError, match=f"cannot load the TLS certificate {cert} with the key {key}"):
+        e.start()
+
+
 def test_storage_failure_answers_451_and_stores_nothing(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
