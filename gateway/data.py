@@ -7,6 +7,10 @@ the way, so a message costs its own size; and every connection draws what it hol
 small allowance from a budget shared by the whole gateway (and, at most a quarter of it, by one
 client address). A connection that would go past the budget gets 421 and is closed: the sending
 server retries later.
+
+The lines are taken in bulk, not one by one: whatever the stream reader holds up to the final
+dot, checked and unstuffed with a few bytes methods per run of lines, with the same outcome as
+aiosmtpd's line-by-line reading (tests/unit/gateway/test_data_reader.py keeps that as the oracle).
 """
 
 from __future__ import annotations
@@ -59,6 +63,18 @@ class DataBudget:
             return self._held
 
 
+END = b"\r\n.\r\n"  # the final dot, after the CRLF that ends the last line
+DOT_LINE_END = END[2:]  # what ends a "." line, or any line whose last byte is a dot
+
+
+def _matched(tail: bytes) -> int:
+    """How many bytes of END (0 to 4) the bytes taken so far end with."""
+    for k in (4, 3, 2, 1):
+        if tail.endswith(END[:k]):
+            return k
+    return 0
+
+
 class Incoming:
     """One message being received; read() until the final dot, then content(), then release()."""
 
@@ -72,58 +88,126 @@ class Incoming:
     ) -> None:
         self.budget, self.client = budget, client
         self.max_size, self.max_line = max_size, max_line
-        self.watch = watch  # sees each line as received, before dot-unstuffing
+        # sees runs of whole lines as received where a line starts with a dot, before unstuffing
+        self.watch = watch
         self.problem = ""  # "too-big", "line-too-long" or "over-budget"
         self._buf: io.BytesIO | None = io.BytesIO()
         self._held = 0  # drawn from the budget
         self._size = 0  # bytes received, as aiosmtpd counts them (CRLFs and stuffing dots included)
+        self._pending = b""  # the start of a line not yet ended
+        self._tail = b"\r\n"  # the last bytes taken (DATA starts where a line starts)
+        self._probe = True  # at a line start: look at the next three bytes alone
+        self._whole = False  # search for the final dot whole (none can straddle what was taken)
 
     async def read(self, reader: asyncio.StreamReader) -> None:
-        """Take lines up to the final dot; on a limit, keep reading (and dropping) to the dot, as
-        aiosmtpd does.
+        """Take what the reader holds up to the final dot, in runs of whole lines; on a limit,
+        keep reading (and dropping) to the dot, as aiosmtpd does.
 
-        Over the budget it returns at once (the caller answers 421 and closes).
+        Never a byte past the final dot is taken: a pipelining client's next command stays in the
+        reader. Over the budget it returns at once (the caller answers 421 and closes).
         """
-        partial = False  # inside a line longer than the reader's limit
         while True:
-            try:
-                line = await reader.readuntil(b"\r\n")
-            except asyncio.LimitOverrunError as exc:
-                self._fail("line-too-long")
-                await reader.readexactly(exc.consumed)
-                partial = True
-                continue
-            if partial:
-                partial = False
-                continue
-            if line == b".\r\n":
-                return
-            self._size += len(line)
-            if self._buf is not None and not self._add(line):
+            chunk, final = await self._next(reader)
+            if not self._take(chunk, final) or final:
                 return
 
-    def _add(self, line: bytes) -> bool:
-        """Buffer one line; False when the budget refused it."""
-        if self._size > self.max_size:
-            self._fail("too-big")
-            return True
-        if len(line) > self.max_line + 3:  # CRLF and a transparency dot
-            self._fail("line-too-long")
-            return True
-        if self.watch is not None:
-            self.watch(line)
-        data = memoryview(line)[1:] if line[:1] == b"." else line
-        buf = self._buf
-        assert buf is not None
-        short = buf.tell() + len(data) - FREE_BYTES - self._held
-        if short > 0:
-            more = -(-short // CHUNK) * CHUNK  # whole chunks (a line may be longer than one)
-            if not self.budget.take(self.client, more):
-                self._fail("over-budget")
-                return False
-            self._held += more
-        buf.write(data)
+    async def _next(self, reader: asyncio.StreamReader) -> tuple[bytes, bool]:
+        """The next bytes, up to the final dot at most, and whether they end with it.
+
+        Public StreamReader calls only: a search for END takes everything before it (or before the
+        last bytes that could begin it) in one call, so only where a final dot may begin in bytes
+        already taken (DATA's start, a CRLF just taken) is a shorter step needed.
+        """
+        k = 0 if self._whole else _matched(self._tail)
+        try:
+            if k >= 3 or (k == 2 and self._probe):  # the next bytes alone say if the dot is here
+                chunk = await reader.readexactly(len(END) - k)
+                final, self._probe = chunk == END[k:], False
+            elif k == 0:
+                chunk, final = await reader.readuntil(END), True
+            else:  # a CR or CRLF taken last: look for "." CRLF, then at the two bytes before it
+                chunk = await reader.readuntil(DOT_LINE_END)
+                final = (self._tail[-2:] + chunk[-5:-3])[-2:] == b"\r\n"
+                self._probe = True
+        except asyncio.LimitOverrunError as exc:  # what was searched for begins after consumed
+            chunk, final = await reader.readexactly(exc.consumed), False
+            self._tail = (self._tail + chunk[-4:])[-4:]
+            # After a search for END nothing taken begins it; after one for "." CRLF, only a CR
+            # or CRLF taken last can.
+            self._whole, self._probe = k == 0 or _matched(self._tail) > 2, False
+            return chunk, final
+        self._tail = (self._tail + chunk[-4:])[-4:]
+        return chunk, final
+
+    def _take(self, chunk: bytes, final: bool) -> bool:
+        """Keep the whole lines received so far (before the final dot); False over the budget."""
+        if self._buf is None:
+            return True  # dropping to the final dot
+        text = self._pending + chunk if self._pending else chunk
+        if final:
+            whole, self._pending = text[: -len(DOT_LINE_END)], b""
+        else:
+            cut = text.rfind(b"\r\n") + 2  # 1: no line ended (taken as 0 below)
+            whole, self._pending = (text[:cut], text[cut:]) if cut > 1 else (b"", text)
+        if whole and not self._lines(whole):
+            return False
+        pending = self._pending
+        if self._buf is not None and len(pending) - pending.endswith(b"\r") > self.max_line + 3:
+            self._fail("line-too-long")  # longer than the reader's limit, whatever comes next
         return True
+
+    def _lines(self, whole: bytes) -> bool:
+        """Keep whole lines as received up to the first over a limit; False over the budget."""
+        cut, problem = self._limit(whole)
+        kept = whole[:cut] if cut < len(whole) else whole
+        if kept:
+            data: bytes | memoryview = kept
+            if b"\r\n." in kept or kept[:1] == b".":  # a line starts with a dot
+                if self.watch is not None:
+                    self.watch(kept)
+                data = kept.replace(b"\r\n.", b"\r\n")  # dot-unstuffing (the first line below)
+                if kept[:1] == b".":
+                    data = memoryview(data)[1:]
+            buf = self._buf
+            assert buf is not None
+            short = buf.tell() + len(data) - FREE_BYTES - self._held
+            if short > 0:
+                more = -(-short // CHUNK) * CHUNK  # whole chunks (a line may be longer than one)
+                if not self.budget.take(self.client, more):
+                    self._fail("over-budget")
+                    return False
+                self._held += more
+            buf.write(data)
+            self._size += len(kept)
+        if problem:
+            self._fail(problem)
+        return True
+
+    def _limit(self, whole: bytes) -> tuple[int, str]:
+        """Where in whole lines the first one over a limit starts, and which limit (or "").
+
+        As aiosmtpd counts: a message is too big at the line that takes it past max_size, a line
+        is too long past max_line + 3 bytes with its CRLF and a transparency dot; when one line
+        is both, it is too long only if longer than the reader's limit (aiosmtpd never sizes it).
+        """
+        end = len(whole)
+        long_at = big_at = end
+        overrun = False
+        pos, span = 0, self.max_line + 3  # a line of max_line + 1 bytes and its CRLF fit a span
+        while pos < end:  # from a line's start, to the last line end within a span
+            last = whole.rfind(b"\r\n", pos, pos + span)
+            if last < 0:  # the line at pos is too long
+                long_at = pos
+                overrun = whole.find(b"\r\n", pos) - pos > self.max_line + 3
+                break
+            pos = last + 2
+        room = self.max_size - self._size
+        if end > room:
+            at = whole.rfind(b"\r\n", 0, room)  # the line holding byte number room starts after
+            big_at = at + 2 if at >= 0 else 0
+        if long_at < big_at or (long_at == big_at < end and overrun):
+            return long_at, "line-too-long"
+        return big_at, "too-big" if big_at < end else ""
 
     def _fail(self, problem: str) -> None:
         """Stop keeping the message: drop what was received (the budget is given back too)."""

@@ -65,9 +65,9 @@ class _Guarded(Introspected, SMTP):
         """aiosmtpd's DATA, the message read into one buffer within the memory budget
         (gateway/data.py).
 
-        Each line is also watched before it is dot-unstuffed: "CRLF . LF" would otherwise arrive
-        as an innocent bare LF (limits.dot_line_with_bare_end), and the handler refuses it like
-        the other smuggling shapes instead of storing it.
+        The lines are also watched, in runs, before they are dot-unstuffed: "CRLF . LF" would
+        otherwise arrive as an innocent bare LF (shape.dot_line_with_bare_end), and the handler
+        refuses it like the other smuggling shapes instead of storing it.
         """
         if await self.check_helo_needed() or await self.check_auth_needed("DATA"):
             return
@@ -114,8 +114,8 @@ class _Guarded(Introspected, SMTP):
         if self.transport is not None:
             self.transport.close()
 
-    def _watch(self, line: bytes) -> None:
-        if dot_line_with_bare_end(line):
+    def _watch(self, lines: bytes) -> None:
+        if dot_line_with_bare_end(lines):
             self.smuggled_dot = True
 
     async def _data_refused(self, problem: str) -> None:

@@ -15,6 +15,7 @@ from listgate.mail.split import BARE_CR, header_block
 # smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
 _DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a literal first is fast
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
+_DOT_CR = re.compile(rb"\r\n\.\r(?!\n)")  # a line '.' CR, not the final dot's '.' CRLF
 _DECLARATION = re.compile(rb"(?i)multipart/|message/")
 
 SMUGGLING = (
@@ -23,10 +24,12 @@ SMUGGLING = (
 )
 
 
-def dot_line_with_bare_end(line: bytes) -> bool:
-    """A DATA line as received ('.' then a bare CR or LF) that dot-unstuffing would hide from
-    smuggling()."""
-    return line[:1] == b"." and line[1:2] in (b"\r", b"\n") and line != b".\r\n"
+def dot_line_with_bare_end(lines: bytes) -> bool:
+    """Whole DATA lines as received (CRLF-ended, before dot-unstuffing, the final dot not among
+    them): is one a '.' then a bare CR or LF, which dot-unstuffing would hide from smuggling()?"""
+    if lines[:1] == b"." and lines[1:2] in (b"\r", b"\n") and lines[:3] != b".\r\n":
+        return True  # the first line
+    return b"\r\n.\n" in lines or (b"\r\n.\r" in lines and _DOT_CR.search(lines) is not None)
 
 
 def smuggling(raw: bytes) -> bool:

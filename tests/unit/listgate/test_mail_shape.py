@@ -95,6 +95,11 @@ def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
     )
     for innocent in (b".\r\n", b"..\r\n", b"..two\r\n", b"text.\n\r\n", b"\r\n"):
         assert not dot_line_with_bare_end(innocent), innocent
+    # the reader hands over runs of whole lines: a dot line anywhere in the run counts
+    for run in (b"a\r\n.\nMAIL FROM:<a@b>\r\n", b"a\r\n\r\n.\rDATA\r\nb\r\n", b".\r\r\nx\r\n"):
+        assert dot_line_with_bare_end(run), run
+    for run in (b"a.\r\n..\r\n.b\r\n", b"a\r\n..\n\r\n", b"text.\n.\r\n"):
+        assert not dot_line_with_bare_end(run), run
 
 
 def _nested_2231(depth: int, spelling: bytes) -> bytes:
