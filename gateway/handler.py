@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.answers import Answer, Answerer, Arrival, Job, Result
 from gateway.data import DataBudget
+from gateway.hooks import Introspected
 from gateway.limits import ClientLimits
 from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy
@@ -35,7 +36,7 @@ LIST_CACHE_SECONDS = 5.0
 TEMPFAIL = "451 4.3.0 Temporary storage failure, please try again later"
 
 
-class GatewayHandler:
+class GatewayHandler(Introspected):
     """Hooks for aiosmtpd; look-ups and storage run off the loop (executor, group writer)."""
 
     def __init__(

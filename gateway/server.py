@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import ssl
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -18,8 +17,11 @@ from aiosmtpd.smtp import MISSING, SMTP
 
 from gateway.data import OVER_BUDGET, Incoming
 from gateway.handler import GatewayHandler, client_address
+from gateway.hooks import Introspected
 from gateway.limits import trusted_networks
+from gateway.paths import plain_path
 from gateway.relaysize import CHECK_EVERY, SizeLimit
+from gateway.tls import ServerTls
 from gateway.writer import GroupWriter
 from listgate.archiver import Archiver
 from listgate.config import Settings
@@ -28,7 +30,7 @@ from listgate.mail.shape import dot_line_with_bare_end
 log = logging.getLogger(__name__)
 
 
-class _Guarded(SMTP):
+class _Guarded(Introspected, SMTP):
     """Per-client connection limit, configured line length, enhanced status codes."""
 
     handler: GatewayHandler
@@ -97,6 +99,11 @@ class _Guarded(SMTP):
             await self.push("250 OK" if status is MISSING else status)
         finally:
             incoming.release()
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """aiosmtpd's reading of a MAIL/RCPT path, the plain shape read by a regular expression."""
+        plain = None if self.local_part_limit else plain_path(arg)
+        return plain if plain is not None else super()._getaddr(arg)
 
     @property
     def _client(self) -> str:
@@ -190,15 +197,6 @@ class _UnixController(UnixSocketController):
         return self._make()
 
 
-def tls_context(settings: Settings) -> ssl.SSLContext | None:
-    """A server context for STARTTLS when a certificate and key are configured."""
-    if not settings.tls_cert:
-        return None
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(settings.tls_cert, settings.tls_key)
-    return ctx
-
-
 def parse_listen(value: str, settings: Settings) -> tuple[str, int] | Path:
     """HOST:PORT or unix:/path (default: the configured SMTP address)."""
     if not value:
@@ -239,6 +237,7 @@ class GatewayServer:
         handler.writer = self.writer
         self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None
+        self.tls: ServerTls | None = None  # STARTTLS, when a certificate is configured
         # An archiver in this process (small sites, tests): woken by each spool commit.
         self.archiver = archiver
         self._archiving = threading.Event()
@@ -253,13 +252,17 @@ class GatewayServer:
             enable_SMTPUTF8=True,
             decode_data=False,
             hostname=self.settings.domain,
-            tls_context=tls_context(self.settings),
+            tls_context=self.tls.context() if self.tls is not None else None,
             ident="listgate",
             timeout=self.settings.smtp_timeout,
+            # called in the loop's thread; without it aiosmtpd looks the loop up per connection
+            loop=asyncio.get_running_loop(),
         )
 
     def start(self) -> None:
         """Bind and serve; returns once the listener answers."""
+        if self.settings.tls_cert:  # a pair that does not load: OSError (ssl.SSLError is one)
+            self.tls = ServerTls(self.settings.tls_cert, self.settings.tls_key)
         if isinstance(self.listen, Path):
             if self.listen.exists():
                 self.listen.unlink()

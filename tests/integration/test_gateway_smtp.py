@@ -165,8 +165,8 @@ def test_smtputf8_and_8bit_mail(env: Env) -> None:
     )
 
 
-def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+def _certificate(cert: Path, key: Path, name: str = "lists.test") -> None:
+    """A self-signed certificate for CN=name and its key, written to cert and key."""
     subprocess.run(
         [
             "openssl",
@@ -178,7 +178,7 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
             "-days",
             "2",
             "-subj",
-            "/CN=lists.test",
+            f"/CN={name}",
             "-keyout",
             str(key),
             "-out",
@@ -187,10 +187,11 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
         check=True,
         capture_output=True,
     )
-    e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
-    e.make_list("dev")
-    e.start()
-    ctx = ssl.create_default_context(cafile=str(cert))
+
+
+def _starttls_names(e: Env, cafile: Path, msgid: str) -> str:
+    """Post over a fresh STARTTLS session; the common name of the certificate the gateway showed."""
+    ctx = ssl.create_default_context(cafile=str(cafile))
     ctx.check_hostname = False
     with e.smtp() as c:
         c.ehlo()
@@ -198,10 +199,65 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
         assert c.starttls(context=ctx)[0] == 220
         c.ehlo()
         assert not c.has_extn("starttls")
-        assert (
-            c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid="tls@example.org")) == {}
-        )
+        assert c.sendmail("ann@example.org", ["dev@lists.test"], mail(msgid=msgid)) == {}
+        sock = c.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        peer = sock.getpeercert()
+    assert peer is not None
+    return dict(pair[0] for pair in peer["subject"])["commonName"]
+
+
+def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    _certificate(cert, key)
+    e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
+    e.make_list("dev")
+    e.start()
+    assert _starttls_names(e, cert, "tls@example.org") == "lists.test"
     assert [m.message_id for m in messages(e.db)] == ["tls@example.org"]
+
+
+def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not(
+    make_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The context is built once, and again when the files change (a renewal); a pair that does
+    not load (the certificate replaced, the key not yet) leaves STARTTLS on the last good pair."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    _certificate(cert, key, "old.lists.test")
+    e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
+    e.make_list("dev")
+    e.start()
+    assert _starttls_names(e, cert, "tls1@example.org") == "old.lists.test"
+    assert _starttls_names(e, cert, "tls2@example.org") == "old.lists.test"
+
+    renewed = tmp_path / "renewed"
+    renewed.mkdir()
+    _certificate(renewed / "cert.pem", renewed / "key.pem", "new.lists.test")
+    old_cert = tmp_path / "old-cert.pem"
+    old_cert.write_bytes(cert.read_bytes())
+    (renewed / "cert.pem").replace(cert)  # the certificate first: it does not match the old key
+    assert _starttls_names(e, old_cert, "tls3@example.org") == "old.lists.test"
+    (renewed / "key.pem").replace(key)
+    assert _starttls_names(e, cert, "tls4@example.org") == "new.lists.test"
+
+    new_cert = tmp_path / "new-cert.pem"
+    new_cert.write_bytes(cert.read_bytes())
+    cert.write_text("not a certificate\n")  # broken: the renewed pair stays in use
+    assert _starttls_names(e, new_cert, "tls5@example.org") == "new.lists.test"
+    assert sorted(m.message_id for m in messages(e.db)) == [
+        f"tls{i}@example.org" for i in range(1, 6)
+    ]
+
+
+def test_a_certificate_that_does_not_load_stops_the_start_naming_the_files(
+    make_env, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("not a certificate\n")
+    key.write_text("not a key\n")
+    e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
+    with pytest.raises(OSError, match=f"cannot load the TLS certificate {cert} with the key {key}"):
+        e.start()
 
 
 def test_storage_failure_answers_451_and_stores_nothing(
