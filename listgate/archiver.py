@@ -95,9 +95,9 @@ class Archiver:
         archive past the mark."""
         with self.read_factory() as session:
             mark = self.spool.mark(session)
-        self.spool.clear_through(mark)  # archived by an archiver that died before clearing them
         rows = self.spool.pending(limit, after=mark)
-        if not rows:
+        if not rows:  # idle: clear what was archived (by us, or by an archiver that died since)
+            self.spool.clear_through(mark)
             return [], []
         self._taking = [r.id for r in rows]
         items = {r.id: self._item(r) for r in rows if r.rcpt_tos}
@@ -105,7 +105,7 @@ class Archiver:
             if self.spool.mark(session) != mark:  # another archiver got there first
                 return [], []
             entries = self._archive(session, rows, items)
-        self.spool.clear_through(rows[-1].id)
+        self.spool.clear_through(rows[-1].id, soon=True)
         return [r.id for r in rows], entries
 
     def _item(self, row: Any) -> Item:

@@ -14,6 +14,7 @@ Mail archived and not posted (automatic, a ban added after the 250) is in the no
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ SIDE_SPOOL = Table(
     sqlite_autoincrement=True,
 )  # ids never reused: the mark compares them
 SIDE_META = Table("spool_meta", _SIDE, Column("generation", String(64), primary_key=True))
+CLEAR_EVERY = 1.0  # seconds between clears of archived rows while the archiver is busy
 _PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
 
 
@@ -96,6 +98,7 @@ class Spool:
         self.main = engine
         self.separate = store.of(engine).spool_apart
         self.generation = ""
+        self._cleared, self._cleared_at = 0, 0.0  # the last clear_through: its mark, its time
         if not self.separate:
             self.engine = self.reader = engine
             self.table = SPOOL
@@ -223,11 +226,21 @@ class Spool:
         ):
             conn.execute(insert(MARKS), {"generation": self.generation, "archived_through": top})
 
-    def clear_through(self, mark: int) -> None:
-        """SQLite: drop the spool file's rows up to the mark (archived already)."""
-        if self.separate and mark:
-            with self.engine.begin() as conn:
-                conn.execute(delete(SIDE_SPOOL).where(SIDE_SPOOL.c.id <= mark))
+    def clear_through(self, mark: int, *, soon: bool = False) -> None:
+        """SQLite: drop the spool file's rows up to the mark (archived already).
+
+        soon: only if the last clear is CLEAR_EVERY seconds old. Each clear takes the spool file's
+        write lock (and an fsync), which the listener's appends wait for, behind an archiver of
+        lower CPU priority: under load the archived rows go once a second, not every batch
+        (they are past the mark, so nothing reads them again meanwhile).
+        """
+        if not self.separate or mark <= self._cleared:
+            return
+        if soon and time.monotonic() < self._cleared_at + CLEAR_EVERY:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(delete(SIDE_SPOOL).where(SIDE_SPOOL.c.id <= mark))
+        self._cleared, self._cleared_at = mark, time.monotonic()
 
     def depth(self, session: Session, now: datetime | None = None) -> Depth:
         """Pending messages and the oldest one's age; the rows kept as failed."""

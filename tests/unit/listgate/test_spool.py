@@ -13,7 +13,7 @@ from listgate import counters, dispatch, ingest, notposted, status
 from listgate.archiver import Archiver
 from listgate.db import transaction
 from listgate.models import Ban, Message, MessageVariant, SpooledMail
-from listgate.spool import Spool
+from listgate.spool import SIDE_SPOOL, Spool
 from listgate.states import SpoolState
 from tests.support.gateway import through_hooks
 
@@ -291,3 +291,35 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
         handler.spool.close()
         archiver.spool.close()
         engine.dispose()
+
+
+def test_archived_rows_leave_the_spool_file_once_a_second_while_busy_and_when_idle(
+    gate, db
+) -> None:  # type: ignore[no-untyped-def]
+    """Each clear takes the spool file's write lock, which the listener's appends wait for."""
+    handler, archiver, _mlist, _sent = gate
+    spool = archiver.spool
+    assert spool.separate, "the unit tests' SQLite keeps its spool in a file of its own"
+
+    def in_file() -> int:
+        with spool.reader.connect() as conn:
+            return len(conn.execute(select(SIDE_SPOOL.c.id)).all())
+
+    def post(*names: str) -> None:
+        for name in names:
+            assert through_hooks(
+                handler, _raw(f"{name}@example.org"), "ann@example.org", ["dev@lists.test"]
+            ).startswith("250")
+
+    post("a", "b", "c")
+    assert archiver.archive_once() == 3
+    assert in_file() == 0  # the first clear is at once
+    post("d", "e")
+    assert archiver.archive_once() == 2
+    assert in_file() == 2  # archived, past the mark, left for the next clear
+    with db() as s:
+        assert spool.depth(s).pending == 0
+    assert archiver.archive_once() == 0  # idle: cleared now, and nothing archived twice
+    assert in_file() == 0
+    with db() as s:
+        assert len(s.scalars(select(Message)).all()) == 5
