@@ -34,6 +34,7 @@ from listgate.admission import (
     admit_all,
 )
 from listgate.config import Settings
+from listgate.db import look_ups
 from listgate.mail.parser import parse_head
 from listgate.mail.shape import SMUGGLING, shape_problem
 from listgate.spool import Spool, Spooled
@@ -135,9 +136,9 @@ class Answerer:
 
     def __init__(self, settings: Settings, read: Engine, spool: Spool) -> None:
         self.settings = settings
-        # the look-ups: the archive database, on a connection of their own (never the spool's);
-        # on SQLite a deferred read transaction, never the archive's write lock
-        self.read = read.execution_options(sqlite_begin="")
+        # the look-ups: the archive database, on a connection of their own (never the spool's),
+        # each statement by itself (db.look_ups): never the archive's write lock on SQLite
+        self.read = look_ups(read)
         self.spool = spool
 
     def __call__(self, jobs: list[Job]) -> list[Result]:

@@ -204,6 +204,9 @@ def _postgres_read_only(dbapi_conn: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
+NO_BEGIN = "none"  # sqlite_begin for look_ups(): no BEGIN, each statement a transaction of its own
+
+
 def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
     """WAL, foreign keys, and BEGIN IMMEDIATE for writers so read-then-write never deadlocks."""
 
@@ -220,7 +223,8 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "")
-        conn.exec_driver_sql(f"BEGIN {mode}".strip())
+        if mode != NO_BEGIN:
+            conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
 
 def writer(engine: Engine) -> Engine:
@@ -235,15 +239,17 @@ def writer(engine: Engine) -> Engine:
 def look_ups(engine: Engine) -> Engine:
     """The same engine for read-only look-ups that need no common snapshot (the gateway's DATA).
 
-    On PostgreSQL each statement commits by itself: no BEGIN and ROLLBACK round trips around
-    them (at READ COMMITTED each statement takes its own snapshot in a transaction too). Nothing
-    written through it may depend on a rollback.
+    Each statement is a transaction of its own: no BEGIN and ROLLBACK around them (on PostgreSQL
+    two round trips; at READ COMMITTED each statement takes its own snapshot in a transaction
+    too). Nothing written through it may depend on a rollback.
     """
     from listgate import store
 
     if store.of(engine).postgresql:
         return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return engine
+    # SQLAlchemy's AUTOCOMMIT would reset the sqlite3 connection's transaction mode on its return
+    # to the pool; the connection already runs each statement alone until our BEGIN (above)
+    return engine.execution_options(sqlite_begin=NO_BEGIN)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
