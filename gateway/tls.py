@@ -68,10 +68,8 @@ class ServerTls:
         for path in (self.cert, self.key):
             try:
                 st = os.stat(path)
-            except OSError:
-                stamps.append(
-                    (0, -1, 0)
-                )  # gone (mid-rotation?): the load fails, the old pair stays
+            except OSError:  # gone (mid-rotation?): the load fails, the old pair stays
+                stamps.append((0, -1, 0))
                 continue
             stamps.append((st.st_ino, st.st_size, st.st_mtime_ns))
         return tuple(stamps)
