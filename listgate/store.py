@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
@@ -217,11 +218,14 @@ class Store:
                 type_=JSON,
             )
         ).where(_MSG.c.list_id == _LISTS.c.id, self.among(_MSG.c.message_id, "message_ids"))
+        # kind as an expression, not the column: SQLite, without statistics, would otherwise walk
+        # every subscriber of the list by (list, kind, status) instead of the asked addresses
+        kind = type_coerce(_SUBS.c.kind, String) + ""
         members = select(many(_SUBS.c.address, type_=JSON)).where(
             _LISTS.c.policy == ListPolicy.MEMBERS,
             _SUBS.c.list_id == _LISTS.c.id,
             self.among(_SUBS.c.address, "froms"),
-            or_(_SUBS.c.kind == SubscriptionKind.LIST, _SUBS.c.kind == SubscriptionKind.DIGEST),
+            or_(kind == SubscriptionKind.LIST, kind == SubscriptionKind.DIGEST),
             _SUBS.c.status == SubscriptionState.ACTIVE,
         )
         return blind(

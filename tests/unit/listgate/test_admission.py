@@ -162,3 +162,21 @@ def test_batch_facts_read_what_was_not_read_ahead(site) -> None:  # type: ignore
         assert facts.archived(dev.id, "nothing@x") is None
         assert facts.member(club, "bob@example.org") and facts.member(club, "mod@example.org")
         assert not facts.member(club, "eve@example.org")
+
+
+def test_sqlite_finds_members_by_the_addresses_asked_not_by_walking_the_list(engine) -> None:  # type: ignore[no-untyped-def]
+    """Without statistics SQLite would pick the (list, kind, status) index and walk every
+    subscriber of a members-only list for each batch (3 ms a batch at 20,000 members)."""
+    from listgate import store
+
+    compiled = store.of(engine).lists_with_facts.compile(dialect=engine.dialect)
+    params = [
+        '["x"]' if name in ("names", "addresses", "message_ids", "froms") else value
+        for name, value in ((n, compiled.params.get(n, "")) for n in compiled.positiontup or ())
+    ]
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        plan = [row[3] for row in raw.execute("EXPLAIN QUERY PLAN " + str(compiled), params)]
+    subscriptions = [step for step in plan if "subscriptions" in step]
+    assert len(subscriptions) == 1, plan
+    assert subscriptions[0].endswith("(list_id=? AND address=?)"), plan  # the unique index
