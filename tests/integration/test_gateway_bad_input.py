@@ -1,18 +1,24 @@
 """Bad input in the SMTP/LMTP dialogue gets a clear answer and the session goes on: a DATA with no
-header fields is refused (never archived as an empty post)."""
+header fields is refused (never archived as an empty post), a MAIL FROM or RCPT TO argument the
+address parser chokes on gets a 5xx naming it (never "500 Error: (IndexError) ...")."""
 
 from __future__ import annotations
 
+import re
 import smtplib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from listgate import counters
 from tests.support.gateway import Env, RawClient, archived_ids, dev_gateway, mail
 
 pytestmark = pytest.mark.integration
+REPLY = re.compile(r"[2-5]\d\d[ -]")
 
 # DATA contents (before the final dot) with no header field at all, and how each is built.
 HEADERLESS = {
@@ -100,3 +106,91 @@ def test_lmtp_refuses_an_empty_message_once_per_recipient(make_env, tmp_path: Pa
         c.close()
     assert archived_ids(e.db, "dev") == ["lmtp-ok@x"] and archived_ids(e.db, "ops") == ["lmtp-ok@x"]
     assert _refused_counts(e)["no-header"] == 2
+
+
+# Path arguments the email package's address parser crashed on (IndexError, AttributeError,
+# UnboundLocalError), which aiosmtpd then answered "500 Error: (IndexError) ...".
+CRASHERS = ['"', "<", "a@", '"a"@', "a@[", "<a@[1.2.3.4>", '(x)"', ' "', '<"']
+
+
+def _cmd(c: RawClient, line: bytes) -> str:
+    c.send(line + b"\r\n")
+    return c.reply()
+
+
+def _not_a_crash(reply: str) -> None:
+    assert REPLY.match(reply) and not reply.startswith("500"), reply
+    assert "Error: (" not in reply, reply  # no Python exception name
+
+
+@pytest.mark.parametrize("arg", CRASHERS)
+def test_a_path_the_parser_chokes_on_gets_553_and_the_session_goes_on(gw: Env, arg: str) -> None:
+    c = RawClient(gw.settings.smtp_port)
+    try:
+        assert c.cmd("EHLO client.example").startswith("250")
+        reply = c.cmd(f"MAIL FROM:{arg}")
+        assert reply == "553 5.1.3 Error: malformed address", reply
+        assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
+        reply = c.cmd(f"RCPT TO:{arg}")
+        assert reply == "553 5.1.3 Error: malformed address", reply
+        assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
+        msgid = f"after-bad-path-{CRASHERS.index(arg)}@example.org"
+        assert c.cmd("DATA").startswith("354")
+        c.send(mail(msgid=msgid) + b".\r\n")
+        assert c.reply().startswith("250")
+    finally:
+        c.close()
+    assert msgid in archived_ids(gw.db)
+
+
+def test_a_recipient_that_is_not_utf8_is_refused_showing_its_bytes(gw: Env) -> None:
+    c = RawClient(gw.settings.smtp_port)
+    try:
+        assert c.cmd("EHLO client.example").startswith("250")
+        assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
+        reply = _cmd(c, b"RCPT TO:<d\xe9v@lists.test>")  # Latin-1, not UTF-8
+        assert reply == "550 5.1.1 <d\\xe9v@lists.test>: not a list address at lists.test", reply
+        assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
+        assert c.cmd("RSET").startswith("250")
+    finally:
+        c.close()
+
+
+# Pieces that shape a path (quotes, brackets, comments, escapes, separators, a literal, a
+# parameter), any other text and bytes that are not UTF-8, strung together on one line.
+_PATH_PIECES = st.one_of(
+    st.sampled_from(list('"<>@\\()[]:;,. \t') + ["a", "b.example", "1.2.3.4", '""', "é", "SIZE=1"]),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=3),
+).map(str.encode) | st.binary(max_size=2).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+def test_any_path_argument_gets_a_reply_that_is_not_a_crash(gw: Env) -> None:
+    """For any argument text, MAIL and RCPT answer 2xx/4xx/5xx but never aiosmtpd's "500 Error",
+    and the connection stays usable."""
+    c = RawClient(gw.settings.smtp_port)
+    assert c.cmd("EHLO client.example").startswith("250")
+
+    @hsettings(
+        max_examples=400, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
+    @given(arg=st.lists(_PATH_PIECES, max_size=10).map(b"".join))
+    @example(arg=b'"')  # each known crash is tried, whatever the draw
+    @example(arg=b"a@")
+    @example(arg=b"<a@[")
+    def check(arg: bytes) -> None:
+        _not_a_crash(_cmd(c, b"MAIL FROM:" + arg))
+        assert c.cmd("RSET").startswith("250")
+        assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
+        _not_a_crash(_cmd(c, b"RCPT TO:" + arg))
+        assert c.cmd("RSET").startswith("250")
+
+    try:
+        check()
+        assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
+        assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
+        assert c.cmd("DATA").startswith("354")
+        c.send(mail(msgid="after-fuzzed-paths@example.org") + b".\r\n")
+        assert c.reply().startswith("250")
+    finally:
+        c.close()
+    assert "after-fuzzed-paths@example.org" in archived_ids(gw.db)
