@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, example, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from listgate import counters
+from listgate.status import gather_metrics
 from tests.support.gateway import Env, RawClient, archived_ids, dev_gateway, mail
 
 pytestmark = pytest.mark.integration
@@ -43,8 +43,9 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
 
 
 def _refused_counts(env: Env) -> dict[str, int]:
+    """Refusals by reason as `listgate status --json` and /metrics (listgate_refused) show them."""
     with env.db() as s:
-        return counters.values(s, counters.REFUSED)
+        return gather_metrics(s).refused
 
 
 def _envelope(c: RawClient) -> None:
