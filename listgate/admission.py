@@ -5,8 +5,8 @@ The rules (`screen`, `admit`, `policy_status`) are written once, against `Facts`
 archived Message-IDs and members they ask about. `SessionFacts` reads each fact when asked,
 inside a session's transaction (the archiver, a release, where a ban added after the 250 must
 count). `BatchFacts` reads, before the rules run, what a whole group-commit batch of the
-gateway's messages will ask, in a few statements per list (`admit_all`), and reads anything
-else it is asked later one look-up at a time.
+gateway's messages will ask, with the lists themselves, in one statement (`admit_all`), and
+reads anything else it is asked later one look-up at a time.
 """
 
 from __future__ import annotations
@@ -114,15 +114,32 @@ class BatchFacts:
     found: dict[tuple[int, str], places.Archived | None] = field(default_factory=dict)
     members: dict[int, dict[str, bool]] = field(default_factory=dict)  # list -> address -> member?
 
-    def learn(self, mlist: MailingList, asks: Iterable[Ask]) -> None:
-        """Read what the rules will ask about these messages posted to mlist: three statements at
-        most."""
-        posts = list(asks)
-        addresses = [a for ask in posts for a in posting_addresses(ask.head, ask.envelope_from)]
-        self._learn_bans(mlist.id, addresses)
-        self._learn_archived(mlist.id, [ask.head.message_id for ask in posts])
-        if mlist.policy == ListPolicy.MEMBERS:
-            self._learn_members(mlist, [ask.head.from_addr for ask in posts])
+    def learn(self, names: Iterable[str], asks: Sequence[Ask]) -> dict[str, MailingList]:
+        """The lists called names, with what the rules will ask about these messages on each
+        (bans of their posting addresses, their archived Message-IDs, members): one statement.
+
+        Every message's facts are read on every list named (a superset: a few extra index probes
+        instead of a statement per list).
+        """
+        addresses = list(
+            dict.fromkeys(
+                bans.posting_forms(
+                    [a for ask in asks for a in posting_addresses(ask.head, ask.envelope_from)]
+                )
+            )
+        )
+        ids = list(dict.fromkeys(ask.head.message_id for ask in asks))
+        froms = list(dict.fromkeys(ask.head.from_addr for ask in asks))
+        found = store.lists_with_facts(self.conn, names, addresses, ids, froms)
+        for known in found.values():
+            list_id = known.mlist.id
+            self.bans[list_id] = {a: a in known.banned for a in addresses}
+            archived = {a[0]: places.Archived(*a[1:]) for a in known.archived}
+            self.found.update({(list_id, i): archived.get(i) for i in ids})
+            if known.mlist.policy == ListPolicy.MEMBERS:
+                members = known.members | known.mlist.moderator_addresses()
+                self.members[list_id] = {a: a in members for a in froms}
+        return {name: known.mlist for name, known in found.items()}
 
     def first_banned(self, list_id: int, addresses: list[str]) -> str:
         """The first of addresses banned from posting to the list ('' if none)."""
@@ -171,12 +188,10 @@ def admit_all(
     conn: Connection, asks: Sequence[Ask], *, domain: str
 ) -> list[dict[Recipient, IngestResult | None]]:
     """Each message's answer per recipient (None: no such list), decided by `admit` on facts read
-    for all of them at once: the lists by name, then per list the bans, the archived ids and, on a
-    members-only list, the members."""
-    lists = store.lists_named(conn, {r.list_name for ask in asks for r in ask.recipients})
+    for all of them at once (BatchFacts.learn: the lists by name, with the bans, archived ids and
+    members the messages ask about, in one statement)."""
     facts = BatchFacts(conn)
-    for name, mlist in lists.items():
-        facts.learn(mlist, _posts_to(name, asks))
+    lists = facts.learn({r.list_name for ask in asks for r in ask.recipients}, asks)
     return [
         {r: _admit_to(facts, ask, lists.get(r.list_name), r, domain) for r in ask.recipients}
         for ask in asks
@@ -187,13 +202,6 @@ def _admit_to(
     facts: Facts, ask: Ask, mlist: MailingList | None, recipient: Recipient, domain: str
 ) -> IngestResult | None:
     return None if mlist is None else admit(facts, ask, mlist, recipient, domain=domain)
-
-
-def _posts_to(name: str, asks: Sequence[Ask]) -> list[Ask]:
-    """The messages posted to the list called name (not only to its command addresses)."""
-    return [
-        ask for ask in asks if any(r.list_name == name and not r.command for r in ask.recipients)
-    ]
 
 
 def admit(

@@ -13,9 +13,22 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, Table, bindparam, event, exists, or_, select
+from sqlalchemy import (
+    JSON,
+    Connection,
+    Engine,
+    String,
+    Table,
+    any_,
+    bindparam,
+    event,
+    exists,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 
@@ -28,7 +41,7 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.states import SubscriptionKind, SubscriptionState
+from listgate.states import ListPolicy, SubscriptionKind, SubscriptionState
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 
@@ -53,6 +66,7 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
 )
 _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
 
+_FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
 
 
@@ -90,7 +104,6 @@ MEMBERS_AMONG = blind(
         _SUBS.c.status == SubscriptionState.ACTIVE,
     )
 )
-LISTS_NAMED = blind(select(*_LISTS.c).where(_LISTS.c.name.in_(bindparam("names", expanding=True))))
 LOCK_LIST = (
     select(MailingList)
     .where(MailingList.id == bindparam("id"))
@@ -184,6 +197,50 @@ class Store:
                 where=_SUBS.c.status == SubscriptionState.ENDED,
             )
         )
+
+    @functools.cached_property
+    def lists_with_facts(self) -> Any:
+        """The lists called :names, each with what a batch of posts asks of it, in one statement.
+
+        Per list, as JSON arrays: which of :addresses it bans; its archived messages among
+        :message_ids ([Message-ID, id, thread, raw, status]); on a members-only list, its active
+        list and digest subscribers among :froms. (PostgreSQL's json_agg of no rows is NULL.)
+        """
+        many = func.json_agg if self.postgresql else func.json_group_array
+        row = func.json_build_array if self.postgresql else func.json_array
+        banned = select(many(_BANS.c.address, type_=JSON)).where(
+            _BANS.c.list_id == _LISTS.c.id, self.among(_BANS.c.address, "addresses")
+        )
+        archived = select(
+            many(
+                row(_MSG.c.message_id, _MSG.c.id, _MSG.c.thread_id, _MSG.c.raw_id, _MSG.c.status),
+                type_=JSON,
+            )
+        ).where(_MSG.c.list_id == _LISTS.c.id, self.among(_MSG.c.message_id, "message_ids"))
+        members = select(many(_SUBS.c.address, type_=JSON)).where(
+            _LISTS.c.policy == ListPolicy.MEMBERS,
+            _SUBS.c.list_id == _LISTS.c.id,
+            self.among(_SUBS.c.address, "froms"),
+            or_(_SUBS.c.kind == SubscriptionKind.LIST, _SUBS.c.kind == SubscriptionKind.DIGEST),
+            _SUBS.c.status == SubscriptionState.ACTIVE,
+        )
+        return blind(
+            select(
+                *_LISTS.c,
+                banned.scalar_subquery().label(_FACTS[0]),
+                archived.scalar_subquery().label(_FACTS[1]),
+                members.scalar_subquery().label(_FACTS[2]),
+            ).where(self.among(_LISTS.c.name, "names"))
+        )
+
+    def among(self, column: Any, name: str) -> Any:
+        """column IN the list of strings bound as :name, in one parameter however many there are:
+        the statement's text stays the same (parsed and planned once: SQLite's statement cache,
+        PostgreSQL's prepared statements)."""
+        if self.postgresql:
+            return column == any_(bindparam(name, type_=postgresql.ARRAY(String)))
+        values = func.json_each(bindparam(name, type_=JSON)).table_valued("value")
+        return column.in_(select(values.c.value))
 
     def upsert_adding(self, model: Any, keys: tuple[str, ...], column: str) -> UpsertInsert:
         """INSERT, or on a conflict over keys add the new row's column to the stored one; built
@@ -297,11 +354,43 @@ def lock_list(session: Session, mlist: MailingList) -> None:
         locked.add(mlist.id)
 
 
-def lists_named(conn: Connection, names: Iterable[str]) -> dict[str, MailingList]:
-    """Detached copies of the lists called names (one SELECT for all), keyed by the name asked."""
+class ListFacts(NamedTuple):
+    """A list and what a batch of posts asks of it (Store.lists_with_facts)."""
+
+    mlist: MailingList
+    banned: set[str]  # the addresses asked that it bans
+    archived: list[tuple[str, int, int, int, str]]  # (Message-ID, id, thread, raw, status)
+    members: set[str]  # the From addresses asked that subscribe to it (members-only lists)
+
+
+def lists_with_facts(
+    conn: Connection,
+    names: Iterable[str],
+    addresses: list[str],
+    message_ids: list[str],
+    froms: list[str],
+) -> dict[str, ListFacts]:
+    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT."""
     wanted = {name: name.lower() for name in names if name.isascii()}
     if not wanted:
         return {}
-    rows = conn.execute(LISTS_NAMED, {"names": sorted(set(wanted.values()))})
-    found = {row.name: MailingList(**row._asdict()) for row in rows}
+    rows = conn.execute(
+        of(conn).lists_with_facts,
+        {
+            "names": sorted(set(wanted.values())),
+            "addresses": addresses,
+            "message_ids": message_ids,
+            "froms": froms,
+        },
+    )
+    found = {}
+    for row in rows:
+        values = row._mapping
+        banned, archived, members = (values[label] or [] for label in _FACTS)
+        found[values["name"]] = ListFacts(
+            MailingList(**{c.name: values[c.name] for c in _LISTS.c}),
+            set(banned),
+            [tuple(a) for a in archived],
+            set(members),
+        )
     return {name: found[lower] for name, lower in wanted.items() if lower in found}

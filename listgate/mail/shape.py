@@ -87,15 +87,23 @@ def _blank(raw: bytes) -> bool:
 
 
 def line_over(raw: bytes, limit: int) -> int:
-    """The length of the first line longer than limit bytes, or 0; scans without copying lines."""
+    """The length of the first line longer than limit bytes, or 0; scans without copying lines.
+
+    A window of limit + 1 bytes holding a line break holds no long line before its last break:
+    the scan jumps from window to window (a few C calls per message), and only a stretch with no
+    line break in a whole window is looked at closely (it may hold bare CRs).
+    """
     pos, size = 0, len(raw)
-    while pos < size:
+    while size - pos > limit:
+        nl = raw.rfind(b"\n", pos, pos + limit + 1)
+        if nl >= 0:
+            pos = nl + 1
+            continue
         nl = raw.find(b"\n", pos)
         end = size if nl < 0 else nl
-        if end - pos > limit:  # only a long stretch is looked at closely (it may hold bare CRs)
-            for line in raw[pos:end].split(b"\r"):
-                if len(line) > limit:
-                    return len(line)
+        for line in raw[pos:end].split(b"\r"):
+            if len(line) > limit:
+                return len(line)
         pos = end + 1
     return 0
 

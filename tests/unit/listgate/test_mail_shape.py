@@ -5,11 +5,14 @@ header size and folding, line length, MIME depth).
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from listgate.mail.shape import (
     dot_line_with_bare_end,
     header_shape,
     headerless,
+    line_over,
     mime_depth,
     shape_problem,
     smuggling,
@@ -189,3 +192,25 @@ def test_a_bare_cr_in_the_header_block_is_refused(bare: bytes) -> None:
     raw = b"From: a@example.org\r\nSubject: x" + bare + b"\r\nMessage-ID: <m@x>\r\n\r\nbody\r\n"
     reason, reply = shape_problem(raw, 1000, 100_000, 50)  # type: ignore[misc]
     assert reason == "bare-cr" and reply.startswith("554 5.6.0")
+
+
+def _first_long_line(raw: bytes, limit: int) -> int:
+    """The specification of line_over: lines end at LF or a bare CR (a CR of CRLF ends one too)."""
+    pieces = (piece for line in raw.split(b"\n") for piece in line.split(b"\r"))
+    return next((len(piece) for piece in pieces if len(piece) > limit), 0)
+
+
+@given(
+    st.lists(st.tuples(st.integers(0, 40), st.sampled_from([b"\r\n", b"\n", b"\r", b""]))),
+    st.integers(1, 30),
+)
+def test_line_over_finds_the_first_line_over_the_limit(
+    lines: list[tuple[int, bytes]], limit: int
+) -> None:
+    raw = b"".join(b"x" * length + end for length, end in lines)
+    assert line_over(raw, limit) == _first_long_line(raw, limit)
+
+
+def test_line_over_a_crlf_line_of_exactly_the_limit_is_not_over() -> None:
+    assert line_over(b"a" * 10 + b"\r\n" + b"b" * 10 + b"\r\n", 10) == 0
+    assert line_over(b"a" * 10 + b"\r\n" + b"b" * 11 + b"\r\nc", 10) == 11
