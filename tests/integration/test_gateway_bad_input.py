@@ -129,6 +129,7 @@ def test_a_path_the_parser_chokes_on_gets_553_and_the_session_goes_on(gw: Env, a
     c = RawClient(gw.settings.smtp_port)
     try:
         assert c.cmd("EHLO client.example").startswith("250")
+        assert c.cmd(f"VRFY {arg}") == f"502 Could not VRFY {arg.strip()}"  # the same reader
         reply = c.cmd(f"MAIL FROM:{arg}")
         assert reply == "553 5.1.3 Error: malformed address", reply
         assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")
