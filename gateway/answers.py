@@ -208,6 +208,14 @@ class Answerer:
             )
 
     def _admit(self, asks: list[Ask]) -> list[Decided]:
+        """The batch's answers; read again once on a new connection when the pooled one was cut
+        (a server restart under steady load: listgate.db pings only connections idle a while)."""
+        try:
+            with self.read.connect() as conn:
+                return admit_all(conn, asks, domain=self.settings.domain)
+        except DBAPIError as exc:
+            if not exc.connection_invalidated:
+                raise
         with self.read.connect() as conn:
             return admit_all(conn, asks, domain=self.settings.domain)
 

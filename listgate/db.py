@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -15,6 +16,7 @@ from urllib.parse import quote
 from sqlalchemy import Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import CursorResult, Dialect, ExceptionContext, ExecutionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
@@ -45,9 +47,43 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         return sqlite_engine(url, **kwargs)
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)
+    engine = create_engine(url, **kwargs)
+    _ping_after_idle(engine)
     _drop_read_only(engine, _postgres_read_only, recheck=True)
     return engine
+
+
+PING_AFTER_IDLE = 1.0  # seconds a pooled PostgreSQL connection sits unused before a ping at reuse
+_LAST_USED = "listgate.last_used"  # connection info key: when it was last returned to the pool
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping the server before reusing a pooled connection that sat unused a while.
+
+    SQLAlchemy's pool_pre_ping pings before every use: a round trip per checkout, two per
+    group-commit batch of the gateway. A server restarted, or a connection cut, while the
+    connection sat idle is found here and the connection replaced, unseen by the caller. A
+    connection in steady use is handed out as it is: if the server went away meanwhile, the
+    statement fails as a disconnect, SQLAlchemy discards the pool's connections, and the next
+    try gets a new one (the gateway answers that batch 451).
+    """
+
+    @event.listens_for(engine, "connect")
+    def _new(_dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkin")
+    def _used(_dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        record.info[_LAST_USED] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ask(dbapi_conn: DBAPIConnection, record: ConnectionPoolEntry, _proxy: object) -> None:
+        if time.monotonic() - record.info.get(_LAST_USED, 0.0) < PING_AFTER_IDLE:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # a ping fails only on a connection gone bad
+            raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
 def sqlite_engine(url: str, synchronous: str = "NORMAL", **kwargs: object) -> Engine:
@@ -204,7 +240,9 @@ def _postgres_read_only(dbapi_conn: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
-NO_BEGIN = "none"  # sqlite_begin for look_ups(): no BEGIN, each statement a transaction of its own
+NO_BEGIN = (
+    "none"  # sqlite_begin for autocommit(): no BEGIN, each statement a transaction of its own
+)
 
 
 def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
@@ -250,6 +288,19 @@ def look_ups(engine: Engine) -> Engine:
     # SQLAlchemy's AUTOCOMMIT would reset the sqlite3 connection's transaction mode on its return
     # to the pool; the connection already runs each statement alone until our BEGIN (above)
     return engine.execution_options(sqlite_begin=NO_BEGIN)
+
+
+def single_statement(engine: Engine) -> Engine:
+    """The same engine for a transaction of one statement (the spool's append).
+
+    On PostgreSQL the statement commits by itself, durably (no BEGIN and COMMIT round trips); on
+    SQLite, where they cost no round trip, it runs between BEGIN IMMEDIATE and COMMIT (writer).
+    """
+    from listgate import store
+
+    if store.of(engine).postgresql:
+        return engine.execution_options(isolation_level="AUTOCOMMIT")
+    return writer(engine)
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

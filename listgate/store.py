@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
@@ -96,12 +97,18 @@ BANNED_AMONG = blind(
         _BANS.c.address.in_(bindparam("addresses", expanding=True)),
     )
 )
+# A subscription's kind as an expression, not the column: SQLite, without statistics, would
+# otherwise walk every subscriber of the list by (list, kind, status) instead of the addresses.
+_KIND = type_coerce(_SUBS.c.kind, String) + ""
+_MEMBER = (
+    or_(_KIND == SubscriptionKind.LIST, _KIND == SubscriptionKind.DIGEST),
+    _SUBS.c.status == SubscriptionState.ACTIVE,
+)
 MEMBERS_AMONG = blind(
     select(_SUBS.c.address).where(
         _SUBS.c.list_id == bindparam("list_id"),
         _SUBS.c.address.in_(bindparam("addresses", expanding=True)),
-        _SUBS.c.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
-        _SUBS.c.status == SubscriptionState.ACTIVE,
+        *_MEMBER,
     )
 )
 LOCK_LIST = (
@@ -221,8 +228,7 @@ class Store:
             _LISTS.c.policy == ListPolicy.MEMBERS,
             _SUBS.c.list_id == _LISTS.c.id,
             self.among(_SUBS.c.address, "froms"),
-            or_(_SUBS.c.kind == SubscriptionKind.LIST, _SUBS.c.kind == SubscriptionKind.DIGEST),
-            _SUBS.c.status == SubscriptionState.ACTIVE,
+            *_MEMBER,
         )
         return blind(
             select(

@@ -16,7 +16,6 @@ from listgate.mail.split import BARE_CR, header_block
 _DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a literal first is fast
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
 _DOT_CR = re.compile(rb"\r\n\.\r(?!\n)")  # a line '.' CR, not the final dot's '.' CRLF
-_DECLARATION = re.compile(rb"(?i)multipart/|message/")
 
 SMUGGLING = (
     "smuggling",
@@ -155,6 +154,12 @@ def _boundary_line(stack: list[bytes | None], line: bytes) -> bool:
     return False
 
 
+def declarations(raw: bytes) -> int:
+    """How many times multipart/ or message/ (any case) occurs: an upper bound of the MIME depth."""
+    lower = raw.lower()
+    return lower.count(b"multipart/") + lower.count(b"message/")
+
+
 def shape_problem(
     raw: bytes,
     max_headers: int,
@@ -180,7 +185,7 @@ def shape_problem(
             f"552 5.3.4 Refused: a line of {longest} bytes, the limit is {max_line}",
         )
     # Each level needs a multipart/ or message/ declaration: skip the line scan when too few exist.
-    if not any(i >= max_depth for i, _ in enumerate(_DECLARATION.finditer(raw), 1)):
+    if declarations(raw) < max_depth:
         return None
     depth = mime_depth(raw)
     if depth > max_depth:

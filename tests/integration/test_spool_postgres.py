@@ -148,3 +148,55 @@ def test_a_message_whose_look_ups_fail_takes_no_other_message_of_its_batch_with_
         assert spooled == ["good1@x", "good2@x"]
     finally:
         engine.dispose()
+
+
+def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
+    pg_settings, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A restart under steady load: the pooled connections are reused at once (no ping), the
+    look-ups find theirs cut and read again on a new one; no 451 for that batch."""
+    from gateway.answers import Answer, Arrival
+    from listgate import db as dbmod
+
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 60.0)
+    engine = make_engine(pg_settings)
+    db = session_factory(engine)
+    try:
+        with transaction(db) as s:
+            lists.create(s, "dev")
+        handler = GatewayHandler(pg_settings, db)
+
+        def batch(*ids: str) -> list[object]:
+            return handler.store_batch(
+                [
+                    Arrival(
+                        f"From: a@example.org\r\nMessage-ID: <{i}>\r\n\r\nx\r\n".encode(),
+                        "a@example.org",
+                        ("dev@lists.test",),
+                    )
+                    for i in ids
+                ]
+            )
+
+        assert all(isinstance(r, Answer) for r in batch("a@x", "b@x"))
+        other = make_engine(pg_settings)
+        try:
+            with other.connect() as conn:
+                cut = conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).scalar_one()
+        finally:
+            other.dispose()
+        assert cut >= 1
+        results = batch("c@x", "d@x")
+        assert [r.reply(False) if isinstance(r, Answer) else r for r in results] == [
+            "250 2.0.0 OK: stored"
+        ] * 2
+        with db() as s:
+            spooled = sorted(
+                s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b""))
+            )
+        assert spooled == ["a@x", "b@x", "c@x", "d@x"]
+    finally:
+        engine.dispose()

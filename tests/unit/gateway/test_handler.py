@@ -128,12 +128,11 @@ def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None
 def test_a_storage_exception_is_a_451_and_nothing_is_kept(
     handler: GatewayHandler, db, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    import listgate.spool as mod
+    class Gone:
+        def begin(self) -> None:
+            raise RuntimeError("database went away")
 
-    def boom(*_a, **_k):  # type: ignore[no-untyped-def]
-        raise RuntimeError("database went away")
-
-    monkeypatch.setattr(mod, "insert", boom)  # the spool's INSERT
+    monkeypatch.setattr(handler.spool, "appender", Gone())  # the spool's append transaction
     reply = _data(
         handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"]
     )

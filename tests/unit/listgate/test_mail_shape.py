@@ -4,11 +4,14 @@ header size and folding, line length, MIME depth).
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from listgate.mail.shape import (
+    declarations,
     dot_line_with_bare_end,
     header_shape,
     headerless,
@@ -214,3 +217,13 @@ def test_line_over_finds_the_first_line_over_the_limit(
 def test_line_over_a_crlf_line_of_exactly_the_limit_is_not_over() -> None:
     assert line_over(b"a" * 10 + b"\r\n" + b"b" * 10 + b"\r\n", 10) == 0
     assert line_over(b"a" * 10 + b"\r\n" + b"b" * 11 + b"\r\nc", 10) == 11
+
+
+@given(
+    st.lists(
+        st.sampled_from([b"multipart/", b"MultiPart/", b"message/", b"MESSAGE/", b"m", b"/", b"x"])
+    )
+)
+def test_declarations_counts_what_a_case_blind_search_finds(pieces: list[bytes]) -> None:
+    raw = b"".join(pieces)
+    assert declarations(raw) == len(re.findall(rb"(?i)multipart/|message/", raw))

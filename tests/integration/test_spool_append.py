@@ -1,0 +1,92 @@
+"""The spool's append, the 250's promise, on both databases: a batch is one INSERT, all of its rows
+committed when append returns, none of them when one row fails; and the one-statement transaction
+(PostgreSQL: autocommit) leaves the engine's other transactions as they were."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event, select
+
+from listgate.config import Settings
+from listgate.db import make_engine
+from listgate.schema import upgrade
+from listgate.spool import Spool, Spooled
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def spool(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[Spool, Engine]]:
+    chosen = settings if request.param == "sqlite" else request.getfixturevalue("pg_settings")
+    engine = make_engine(chosen)
+    upgrade(engine)
+    spool = Spool(engine)
+    yield spool, engine
+    spool.close()
+    engine.dispose()
+
+
+def _mail(n: int) -> Spooled:
+    raw = f"From: a@example.org\r\nMessage-ID: <{n}@x>\r\n\r\nbody {n}\r\n".encode()
+    return Spooled(raw, "a@example.org", ("dev@lists.test",), f"{n}@x", (("received", ""),))
+
+
+def _spooled_ids(spool: Spool) -> list[str]:
+    with spool.reader.connect() as conn:  # a connection of its own: sees committed rows only
+        return list(
+            conn.execute(select(spool.table.c.message_id).order_by(spool.table.c.id)).scalars()
+        )
+
+
+def test_a_batch_is_one_insert_and_committed_when_append_returns(spool) -> None:  # type: ignore[no-untyped-def]
+    spool, _engine = spool
+    inserts: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT"):
+            inserts.append(statement)
+
+    event.listen(spool.engine, "before_cursor_execute", seen)
+    try:
+        spool.append([_mail(n) for n in range(40)])
+    finally:
+        event.remove(spool.engine, "before_cursor_execute", seen)
+    assert len(inserts) == 1  # one statement: on PostgreSQL it is the whole transaction
+    assert _spooled_ids(spool) == [f"{n}@x" for n in range(40)]
+
+
+def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(spool) -> None:  # type: ignore[no-untyped-def]
+    spool, _engine = spool
+    spool.append([_mail(1)])
+    broken = Spooled(None, "b@example.org", ("dev@lists.test",), "broken@x")  # type: ignore[arg-type]
+    with pytest.raises(Exception, match="(?i)null"):
+        spool.append([_mail(2), broken, _mail(3)])
+    assert _spooled_ids(spool) == ["1@x"]  # no 250 was owed for 2 and 3: they are not there
+    spool.append([_mail(4)])
+    assert _spooled_ids(spool) == ["1@x", "4@x"]
+
+
+def test_the_engines_other_transactions_still_roll_back_after_appends(spool) -> None:  # type: ignore[no-untyped-def]
+    spool, engine = spool
+    for n in range(5):  # the pool's connections have all been the append's
+        spool.append([_mail(n)])
+    with pytest.raises(RuntimeError), spool.engine.begin() as conn:
+        conn.execute(spool.table.insert(), [{**_row(99)}])
+        raise RuntimeError("undo")
+    assert "99@x" not in _spooled_ids(spool)
+
+
+def _row(n: int) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    return {
+        "received_at": datetime.now(UTC),
+        "mail_from": "a@example.org",
+        "rcpt_tos": "dev@lists.test",
+        "message_id": f"{n}@x",
+        "counts": "",
+        "raw": b"x",
+        "state": "pending",
+        "reason": "",
+    }
