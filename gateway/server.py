@@ -101,9 +101,21 @@ class _Guarded(Introspected, SMTP):
             incoming.release()
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
-        """aiosmtpd's reading of a MAIL/RCPT path, the plain shape read by a regular expression."""
+        """aiosmtpd's reading of a MAIL/RCPT path, the plain shape read by a regular expression.
+
+        The email package's parser behind aiosmtpd's reading crashes on some malformed paths
+        ('"', 'a@', '<a@[', ...: IndexError, AttributeError, UnboundLocalError), which aiosmtpd
+        would answer "500 Error: (IndexError) ...". Such a path is unreadable like those the
+        parser refuses: (None, None), answered "553 5.1.3 Error: malformed address".
+        """
         plain = None if self.local_part_limit else plain_path(arg)
-        return plain if plain is not None else super()._getaddr(arg)
+        if plain is not None:
+            return plain
+        try:
+            return super()._getaddr(arg)
+        except Exception:  # noqa: BLE001 - any crash of the parser on a client's text
+            log.info("unreadable path from %s: %r", self._client or "local", arg[:200])
+            return None, None
 
     @property
     def _client(self) -> str:
@@ -147,9 +159,18 @@ class _Guarded(Introspected, SMTP):
         super()._timeout_cb()
 
     async def push(self, status: AnyStr) -> None:
-        """Send a reply, giving aiosmtpd's built-in data-phase errors enhanced codes."""
+        """Send a reply, giving aiosmtpd's built-in data-phase errors enhanced codes.
+
+        A reply that echoes a client's bytes that were not UTF-8 (aiosmtpd hands them over as
+        surrogates, which aiosmtpd's push cannot encode: "500 Error: (UnicodeEncodeError)")
+        shows those bytes as \\xNN.
+        """
         if isinstance(status, str):
             status = self._enhanced(status)
+            if not status.isascii():
+                status = status.encode("utf-8", "surrogateescape").decode(
+                    "utf-8", "backslashreplace"
+                )
         await super().push(status)
 
     def _enhanced(self, status: str) -> str:

@@ -35,12 +35,14 @@ from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse
+from listgate.mail.shape import headerless
 from listgate.models import Message, MessageVariant, RawMessage
 from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
 _FROM_ESCAPED = re.compile(rb"^>+From ")
+NO_HEADER_REASON = "no header fields (empty, or text without From: and Date:)"
 
 
 class SourceError(ValueError):
@@ -212,13 +214,13 @@ class Importer:
         return self.summary
 
     def _fresh(self, raws: list[bytes]) -> list[bytes]:
-        """The batch without what is archived already (skipped unparsed) and without empty messages
-        (refused)."""
+        """The batch without what is archived already (skipped unparsed) and without messages that
+        have no header field (refused, as the gateway refuses them)."""
         with self.factory() as session:
             fresh = self._skip_archived(session, raws)
-        kept = [raw for raw in fresh if raw.strip()]
+        kept = [raw for raw in fresh if not headerless(raw)]
         if len(kept) < len(fresh):
-            self.summary.refused["empty message"] += len(fresh) - len(kept)
+            self.summary.refused[NO_HEADER_REASON] += len(fresh) - len(kept)
         return kept
 
     def _commit(

@@ -21,6 +21,13 @@ SMUGGLING = (
     "smuggling",
     "554 5.5.2 Refused: a bare CR or LF next to a '.' line (SMTP smuggling); use CRLF line ends",
 )
+# No header field at all: nothing, blank lines, or text from the first line (RFC 5322 wants at
+# least From and Date). The first for an empty or blank DATA, the second for the others.
+EMPTY = "no-header", "554 5.6.0 Refused: an empty message (no header fields)"
+NO_HEADER = (
+    "no-header",
+    "554 5.6.0 Refused: no header fields; a message starts with fields such as From: and Date:",
+)
 
 
 def dot_line_with_bare_end(lines: bytes) -> bool:
@@ -48,7 +55,7 @@ def smuggling(raw: bytes) -> bool:
 class HeaderShape:
     """What the limits look at in a header block."""
 
-    fields: int  # header fields (continuation lines excluded)
+    fields: int  # header fields (not continuations, a "From " envelope line, a nameless ":")
     folded: int  # the most continuation lines of one field
     folded_name: str  # that field's name
 
@@ -63,9 +70,19 @@ def header_shape(head: bytes) -> HeaderShape:
             run += 1
             if run > most:
                 most, name = run, current
-        elif line.rstrip(b"\r"):
+        elif line[:1] not in (b"", b"\r", b":") and not line.startswith(b"From "):
             count, run, current = count + 1, 0, line.split(b":", 1)[0]
     return HeaderShape(count, most, name.decode("ascii", "replace").strip()[:40])
+
+
+def headerless(raw: bytes) -> bool:
+    """True for a message without a single header field: empty, blank, or text from its first
+    line (what the gateway refuses as EMPTY or NO_HEADER)."""
+    return _blank(raw) or not header_shape(header_block(raw)).fields
+
+
+def _blank(raw: bytes) -> bool:
+    return not raw or raw.isspace()  # isspace stops at the first other byte
 
 
 def line_over(raw: bytes, limit: int) -> int:
@@ -152,9 +169,12 @@ def shape_problem(
     max_header_bytes: int = 256 * 1024,
     max_folded: int = 1000,
 ) -> tuple[str, str] | None:
-    """(reason label, 5xx reply) when the message breaks a limit, else None."""
+    """(reason label, 5xx reply) when the message breaks a limit or has no header field, else
+    None."""
     if smuggling(raw):
         return SMUGGLING
+    if _blank(raw):
+        return EMPTY
     problem = header_problem(header_block(raw), max_headers, max_header_bytes, max_folded)
     if problem is not None:
         return problem
@@ -179,7 +199,7 @@ def shape_problem(
 def header_problem(
     head: bytes, max_headers: int, max_bytes: int, max_folded: int
 ) -> tuple[str, str] | None:
-    """(reason label, 5xx reply) when a header block breaks a limit, else None.
+    """(reason label, 5xx reply) when a header block breaks a limit or holds no field, else None.
 
     A bare CR is refused because parsers disagree on it: the standard library ends a line at
     a bare CR, our reader does not, so what one reads as a header the other reads as body
@@ -193,6 +213,8 @@ def header_problem(
     if BARE_CR.search(head):
         return "bare-cr", "554 5.6.0 Refused: a bare CR in the header block; use CRLF line ends"
     shape = header_shape(head)
+    if not shape.fields:
+        return NO_HEADER
     if shape.fields > max_headers:
         return (
             "too-many-headers",

@@ -162,6 +162,37 @@ def test_import_a_maildir_with_a_progress_bar(runner: CliRunner, settings, tmp_p
     ]
 
 
+HEADERLESS = [
+    b"",  # an empty message
+    b"\n\n\n",  # blank lines
+    b" \n\t\n",  # whitespace lines
+    b"just some text, no header\n",
+    b"\nSubject: after a blank line\n\nbody\n",
+]
+
+
+@pytest.mark.parametrize("source", ["mbox", "maildir"])
+def test_mail_without_header_fields_is_refused_and_counted(
+    runner: CliRunner, settings, tmp_path: Path, source: str
+) -> None:  # type: ignore[no-untyped-def]
+    """As the gateway refuses it at DATA: never archived as an empty post."""
+    mixed = [MESSAGES[0], *HEADERLESS, MESSAGES[1]]
+    if source == "mbox":
+        path = tmp_path / "mixed.mbox"
+        path.write_bytes(_mboxrd(mixed))
+    else:
+        path = tmp_path / "Maildir"
+        for sub in ("cur", "new", "tmp"):
+            (path / sub).mkdir(parents=True)
+        for i, m in enumerate(mixed):
+            (path / "cur" / f"{1700000000 + i}.M{i}.host:2,S").write_bytes(m)
+    result = runner.invoke(main, ["import", str(path), "--list", "dev", "--quiet"])
+    assert result.exit_code == 0 and "Traceback" not in result.output, result.output
+    assert "imported:   2" in result.output and "refused:    5" in result.output, result.output
+    assert "5 x no header fields" in result.output, result.output
+    assert [m.message_id for m in _archived(settings)] == ["imp0@x", "imp1@x"]
+
+
 @pytest.mark.parametrize(
     "what,args,words",
     [

@@ -14,6 +14,7 @@ from listgate.mail.shape import (
     declarations,
     dot_line_with_bare_end,
     header_shape,
+    headerless,
     line_over,
     mime_depth,
     shape_problem,
@@ -93,6 +94,40 @@ def test_shape_problem_names_the_limit() -> None:
     reason, reply = shape_problem(_nested(7), 10, 1000, 5)  # type: ignore[misc]
     assert reason == "mime-too-deep" and reply.startswith("554 5.6.0") and "nested 7 deep" in reply
     assert shape_problem(b"A: 1\r\n\r\nx\n.\nMAIL FROM:<a@b>\r\n", 10, 1000, 5)[0] == "smuggling"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "raw,empty",
+    [
+        (b"", True),
+        (b"\r\n", True),
+        (b" \r\n\t\r\n\r\n", True),
+        (b"\r\nFrom: a@b\r\n\r\nbody\r\n", False),  # a blank first line: what follows is body
+        (b"text from the first line\r\n", False),
+        (b" folded\r\n\tagain\r\n\r\nbody\r\n", False),  # a continuation of no field
+        (b"From a@b Mon Nov 30 10:00:00 2026\r\n\r\nbody\r\n", False),  # an mbox envelope line
+        (b": nameless\r\n\r\nbody\r\n", False),
+        # the parser reads no field behind a byte-order mark either: it would be a post of nothing
+        (b"\xef\xbb\xbfSubject: behind a byte-order mark\r\n\r\nbody\r\n", False),
+    ],
+)
+def test_a_message_without_header_fields_is_refused(raw: bytes, empty: bool) -> None:
+    reason, reply = shape_problem(raw, 10, 1000, 5)  # type: ignore[misc]
+    assert reason == "no-header" and reply.startswith("554 5.6.0 Refused: ")
+    assert ("an empty message" in reply) == empty and "no header fields" in reply
+    assert headerless(raw) and headerless(raw.replace(b"\r\n", b"\n"))  # the importer's test
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"Subject: only a subject\r\n\r\n",  # no From, no Date: kept, with what it has
+        b"From: a@b\r\n",  # no blank line, no body
+        b"From x\r\nSubject: after an envelope line\r\n\r\nbody\r\n",
+    ],
+)
+def test_a_message_with_one_header_field_is_not_refused_for_it(raw: bytes) -> None:
+    assert shape_problem(raw, 10, 1000, 5) is None and not headerless(raw)
 
 
 def test_dot_lines_with_a_bare_end_are_spotted_before_unstuffing() -> None:
