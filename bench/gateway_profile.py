@@ -248,13 +248,17 @@ def _report(data: dict[str, Any], posts: int, title: str) -> list[str]:
             )
             continue
         mean = 1000 * sum(values) / max(len(values), 1)
+        ranked = sorted(values)
         lines.append(
             f"  {name:<48} {mean:7.2f} ms mean over {len(values)} calls,"
-            f" p50 {1000 * sorted(values)[len(values) // 2]:.2f}"
+            f" p50 {1000 * ranked[len(ranked) // 2]:.2f}"
+            f" p99 {1000 * ranked[len(ranked) * 99 // 100]:.2f} max {1000 * ranked[-1]:.1f}"
         )
     total = max(data["busy"], 1)
     lines.append("  busy-thread stack samples: share containing each function (inclusive)")
     lines += [f"    {100 * n / total:5.1f}%  {where}" for where, n in data["samples"][:30]]
+    lines.append("  busy-thread stack samples: share on top of the stack (self)")
+    lines += [f"    {100 * n / total:5.1f}%  {where}" for where, n in data["self"][:25]]
     return lines
 
 

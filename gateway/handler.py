@@ -208,7 +208,7 @@ class GatewayHandler(Introspected):
         if self.writer is None:
             result = await self._run(self._store_alone, job)
         else:
-            result = await asyncio.wrap_future(self.writer.submit(job))
+            result = await self.writer.submit_waiting(job)
         assert isinstance(result, Answer)
         return result
 

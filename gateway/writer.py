@@ -8,9 +8,11 @@ after that commit.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -23,6 +25,8 @@ WriteBatch = Callable[[list[J]], Sequence["R | BaseException"]]
 
 
 T = TypeVar("T")
+# Where a job's result goes: a thread's Future, or a coroutine's asyncio future on its loop.
+Waiter = Future | tuple[asyncio.AbstractEventLoop, asyncio.Future]
 
 
 def next_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[list[T], bool]:
@@ -76,7 +80,7 @@ class GroupWriter(Generic[J, R]):
         self.max_batch = max_batch
         self.threads = threads
         self.name = name
-        self._queue: queue.SimpleQueue[tuple[J, Future[R]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[J, Waiter] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._running = False
@@ -102,12 +106,25 @@ class GroupWriter(Generic[J, R]):
     def submit(self, job: J) -> Future[R]:
         """Queue job; its future gets write()'s result for it, or the exception that failed it."""
         future: Future[R] = Future()
+        if not self._put(job, future):
+            future.set_exception(WriterStopped("the gateway is stopping"))
+        return future
+
+    def submit_waiting(self, job: J) -> asyncio.Future[R]:
+        """Queue job for the running event loop's coroutine: as submit, but the loop is woken once
+        per batch for all of its futures (not once per job: each wake-up is a GIL hand-over)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[R] = loop.create_future()
+        if not self._put(job, (loop, future)):
+            future.set_exception(WriterStopped("the gateway is stopping"))
+        return future
+
+    def _put(self, job: J, waiter: Waiter) -> bool:
         with self._lock:
             if not self._running:
-                future.set_exception(WriterStopped("the gateway is stopping"))
-                return future
-            self._queue.put((job, future))
-        return future
+                return False
+            self._queue.put((job, waiter))
+        return True
 
     def stop(self, timeout: float | None = None) -> None:
         """Write what is queued, then stop the threads."""
@@ -120,7 +137,7 @@ class GroupWriter(Generic[J, R]):
         for t in self._threads:
             t.join(timeout)
 
-    def _run(self, batch: list[tuple[J, Future[R]]]) -> None:
+    def _run(self, batch: list[tuple[J, Waiter]]) -> None:
         """Write one batch; a failure of the whole batch fails every job in it."""
         log.debug("writing %d waiting messages in one transaction", len(batch))
         try:
@@ -129,8 +146,29 @@ class GroupWriter(Generic[J, R]):
                 raise RuntimeError(f"write returned {len(results)} results for {len(batch)} jobs")
         except BaseException as exc:  # noqa: BLE001 - every client must get an answer
             results = [exc] * len(batch)
-        for (_, future), result in zip(batch, results, strict=True):  # lengths checked above
-            if isinstance(result, BaseException):
-                future.set_exception(result)
+        on_loops: defaultdict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]]
+        on_loops = defaultdict(list)
+        for (_, waiter), result in zip(batch, results, strict=True):  # lengths checked above
+            if isinstance(waiter, Future):
+                _settle(waiter, result)
             else:
-                future.set_result(result)
+                on_loops[waiter[0]].append((waiter[1], result))
+        for loop, settled in on_loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                log.debug("answers for %d messages after the event loop closed", len(settled))
+
+
+def _settle(future: Future | asyncio.Future, result: object) -> None:
+    if isinstance(result, BaseException):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
+
+
+def _settle_all(settled: list[tuple[asyncio.Future, object]]) -> None:
+    """On the loop: resolve each future still awaited (a client that left cancelled its own)."""
+    for future, result in settled:
+        if not future.done():
+            _settle(future, result)

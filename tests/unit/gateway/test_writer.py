@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
+from typing import Any
 
 import pytest
 
@@ -59,3 +61,56 @@ def test_a_stopped_writer_refuses_at_once() -> None:
     w.stop(10)
     with pytest.raises(WriterStopped):
         w.submit(3).result(1)
+
+
+def test_coroutines_get_their_own_results_and_the_loop_is_woken_once_per_batch() -> None:
+    """Each wake-up of the event loop from the writer thread is a hand-over of the GIL: the
+    answers of a whole batch arrive together. A coroutine that gave up (a client that left) is
+    skipped; the others still get theirs."""
+    gate, started, batches = threading.Event(), threading.Event(), []
+
+    def write(jobs: list[int]) -> list[object]:
+        started.set()
+        gate.wait(10)
+        batches.append(list(jobs))
+        return [ValueError(f"bad {j}") if j == 3 else j * 10 for j in jobs]
+
+    async def main() -> tuple[list[object], int]:
+        loop = asyncio.get_running_loop()
+        wakes = [0]
+        real = loop.call_soon_threadsafe
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            wakes[0] += 1
+            return real(*args, **kwargs)
+
+        first = w.submit_waiting(100)  # taken at once: the writer waits on the gate with it
+        await loop.run_in_executor(None, started.wait, 10)  # the others wait behind it
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        waiting = [w.submit_waiting(j) for j in range(5)]
+        waiting[1].cancel()  # its client left
+        gate.set()
+        done = await asyncio.gather(first, *waiting, return_exceptions=True)
+        return done, wakes[0]
+
+    w: GroupWriter[int, int] = GroupWriter(write)
+    w.start()
+    try:
+        done, wakes = asyncio.run(main())
+    finally:
+        w.stop(10)
+    assert batches == [[100], [0, 1, 2, 3, 4]]
+    assert [done[0], done[1], done[3], done[5]] == [1000, 0, 20, 40]
+    assert isinstance(done[2], asyncio.CancelledError)
+    assert isinstance(done[4], ValueError) and str(done[4]) == "bad 3"
+    assert wakes == 2  # one per batch
+
+
+def test_a_coroutine_submitting_to_a_stopped_writer_is_refused_at_once() -> None:
+    w: GroupWriter[int, int] = GroupWriter(list)
+
+    async def main() -> None:
+        with pytest.raises(WriterStopped):
+            await w.submit_waiting(1)
+
+    asyncio.run(main())
