@@ -1,0 +1,103 @@
+"""The gateway's group-writer step alone: the time to decide and spool one batch, with no load.
+
+`python -m bench.writer_step [--postgresql] [--batch 3] [--batches 1500]` makes a fresh archive
+(SQLite; with --postgresql also a throwaway PostgreSQL) and hands the writer's step
+(gateway.answers.Answerer, as the gateway's writer thread calls it) batches of --batch fresh
+4 KB posts (the load benchmarks') to one open list, then prints the mean wall time per batch:
+the whole step, the batch's look-ups (admit_all, on its read connection) and the spool's append
+(its commit: one fsync on SQLite at synchronous=FULL, the WAL flush on PostgreSQL). Nothing
+else runs: this is the cycle's floor, which the load benchmarks' clients and archiver then
+share the cores with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.archive import make_archive
+from bench.common import Context
+from bench.services import postgres
+from bench.smtp_load import make_post
+from gateway.answers import Answer, Answerer, Arrival
+from listgate.db import make_engine
+from listgate.spool import Spool
+
+WARM_UP = 200  # batches before the timing (statement caches, prepared statements)
+
+
+def _timed(spent: list[float], fn: Any) -> Any:
+    def wrapper(*args: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return fn(*args)
+        finally:
+            spent.append(time.perf_counter() - started)
+
+    return wrapper
+
+
+def measure(ctx: Context, pg: bool, size: int, batches: int) -> str:
+    """One line: the mean step, look-ups and append per batch of `size` posts, in ms."""
+    archive = make_archive(ctx, "writer-step", postgres(ctx) if pg else "")
+    engine = make_engine(archive.settings)
+    spool = Spool(engine)
+    step = Answerer(archive.settings, engine, spool)
+    looked: list[float] = []
+    appended: list[float] = []
+    step._admit = _timed(looked, step._admit)  # type: ignore[method-assign]
+    spool.append = _timed(appended, spool.append)  # type: ignore[method-assign]
+    to = archive.address
+    sent = 0
+
+    def batch() -> list[Any]:
+        nonlocal sent
+        jobs = []
+        for _ in range(size):
+            sent += 1
+            _msgid, raw = make_post(to, f"step{sent}")  # the load benchmarks' posts
+            jobs.append(Arrival(raw, "poster@example.org", (to,)))
+        return step(list(jobs))
+
+    try:
+        for _ in range(WARM_UP):
+            batch()
+        looked.clear()
+        appended.clear()
+        started = time.perf_counter()
+        for _ in range(batches):
+            results = batch()
+        whole = (time.perf_counter() - started) / batches
+        if not all(isinstance(r, Answer) and r.problem is None for r in results):
+            raise SystemExit(f"the step did not accept the posts: {results}")
+    finally:
+        spool.close()
+        engine.dispose()
+    return (
+        f"{'postgresql' if pg else 'sqlite'}, batches of {size}: step {1000 * whole:.3f} ms,"
+        f" look-ups {1000 * sum(looked) / len(looked):.3f} ms,"
+        f" append {1000 * sum(appended) / len(appended):.3f} ms"
+    )
+
+
+def main() -> None:
+    """Time the writer's step and print one line per database."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--postgresql", action="store_true", help="also on a throwaway PostgreSQL")
+    parser.add_argument("--batch", type=int, default=3, help="posts per batch")
+    parser.add_argument("--batches", type=int, default=1500, help="batches timed")
+    args = parser.parse_args()
+    ctx = Context(Path(tempfile.mkdtemp(prefix="listgate-writer-step-")), True, 1)
+    with ctx.stack:
+        lines = [measure(ctx, False, args.batch, args.batches)]
+        if args.postgresql:
+            lines.append(measure(ctx, True, args.batch, args.batches))
+    sys.stdout.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
