@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
 from listgate import counters, lists
@@ -16,6 +19,19 @@ from listgate.db import make_engine, session_factory, transaction
 from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 from listgate.states import SpoolState
 from tests.support.gateway import through_hooks
+
+
+@pytest.fixture
+def dev_gate(pg_settings) -> Iterator[tuple[GatewayHandler, sessionmaker[Session]]]:  # type: ignore[no-untyped-def]
+    """A gateway handler (no server) on a fresh PostgreSQL archive with the list dev."""
+    engine = make_engine(pg_settings)
+    db = session_factory(engine)
+    try:
+        with transaction(db) as s:
+            lists.create(s, "dev")
+        yield GatewayHandler(pg_settings, db), db
+    finally:
+        engine.dispose()
 
 
 def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
@@ -113,45 +129,36 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
 
 
 def test_a_message_whose_look_ups_fail_takes_no_other_message_of_its_batch_with_it(
-    pg_settings,
+    dev_gate,
 ) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL refuses a NUL in a text parameter: a From with one fails its own decision (451),
     and the messages decided in the same writer batch are still answered and spooled."""
     from gateway.answers import Answer, Arrival
 
-    engine = make_engine(pg_settings)
-    db = session_factory(engine)
-    try:
-        with transaction(db) as s:
-            lists.create(s, "dev")
-        handler = GatewayHandler(pg_settings, db)
+    handler, db = dev_gate
 
-        def arrival(frm: bytes, msgid: str) -> Arrival:
-            raw = b"From: " + frm + b"\r\nMessage-ID: <" + msgid.encode() + b">\r\n\r\nx\r\n"
-            return Arrival(raw, "ann@example.org", ("dev@lists.test",))
+    def arrival(frm: bytes, msgid: str) -> Arrival:
+        raw = b"From: " + frm + b"\r\nMessage-ID: <" + msgid.encode() + b">\r\n\r\nx\r\n"
+        return Arrival(raw, "ann@example.org", ("dev@lists.test",))
 
-        results = handler.store_batch(
-            [
-                arrival(b"ann@example.org", "good1@x"),
-                arrival(b"a\x00b@example.org", "poison@x"),
-                arrival(b"bob@example.org", "good2@x"),
-            ]
-        )
-        good = [r for r in results if isinstance(r, Answer)]
-        assert [r.message_id for r in good] == ["good1@x", "good2@x"]
-        assert all(r.reply(False) == "250 2.0.0 OK: stored" for r in good)
-        assert isinstance(results[1], Exception) and "NUL" in str(results[1])
-        with db() as s:
-            spooled = sorted(
-                s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b""))
-            )
-        assert spooled == ["good1@x", "good2@x"]
-    finally:
-        engine.dispose()
+    results = handler.store_batch(
+        [
+            arrival(b"ann@example.org", "good1@x"),
+            arrival(b"a\x00b@example.org", "poison@x"),
+            arrival(b"bob@example.org", "good2@x"),
+        ]
+    )
+    good = [r for r in results if isinstance(r, Answer)]
+    assert [r.message_id for r in good] == ["good1@x", "good2@x"]
+    assert all(r.reply(False) == "250 2.0.0 OK: stored" for r in good)
+    assert isinstance(results[1], Exception) and "NUL" in str(results[1])
+    with db() as s:
+        spooled = sorted(s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b"")))
+    assert spooled == ["good1@x", "good2@x"]
 
 
 def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
-    pg_settings, monkeypatch
+    dev_gate, pg_settings, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
     """A restart under steady load: the pooled connections are reused at once (no ping), the
     look-ups find theirs cut and read again on a new one; no 451 for that batch."""
@@ -159,44 +166,35 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     from listgate import db as dbmod
 
     monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 60.0)
-    engine = make_engine(pg_settings)
-    db = session_factory(engine)
+    handler, db = dev_gate
+
+    def batch(*ids: str) -> list[object]:
+        return handler.store_batch(
+            [
+                Arrival(
+                    f"From: a@example.org\r\nMessage-ID: <{i}>\r\n\r\nx\r\n".encode(),
+                    "a@example.org",
+                    ("dev@lists.test",),
+                )
+                for i in ids
+            ]
+        )
+
+    assert all(isinstance(r, Answer) for r in batch("a@x", "b@x"))
+    other = make_engine(pg_settings)
     try:
-        with transaction(db) as s:
-            lists.create(s, "dev")
-        handler = GatewayHandler(pg_settings, db)
-
-        def batch(*ids: str) -> list[object]:
-            return handler.store_batch(
-                [
-                    Arrival(
-                        f"From: a@example.org\r\nMessage-ID: <{i}>\r\n\r\nx\r\n".encode(),
-                        "a@example.org",
-                        ("dev@lists.test",),
-                    )
-                    for i in ids
-                ]
-            )
-
-        assert all(isinstance(r, Answer) for r in batch("a@x", "b@x"))
-        other = make_engine(pg_settings)
-        try:
-            with other.connect() as conn:
-                cut = conn.exec_driver_sql(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                ).scalar_one()
-        finally:
-            other.dispose()
-        assert cut >= 1
-        results = batch("c@x", "d@x")
-        assert [r.reply(False) if isinstance(r, Answer) else r for r in results] == [
-            "250 2.0.0 OK: stored"
-        ] * 2
-        with db() as s:
-            spooled = sorted(
-                s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b""))
-            )
-        assert spooled == ["a@x", "b@x", "c@x", "d@x"]
+        with other.connect() as conn:
+            cut = conn.exec_driver_sql(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalar_one()
     finally:
-        engine.dispose()
+        other.dispose()
+    assert cut >= 1
+    results = batch("c@x", "d@x")
+    assert [r.reply(False) if isinstance(r, Answer) else r for r in results] == [
+        "250 2.0.0 OK: stored"
+    ] * 2
+    with db() as s:
+        spooled = sorted(s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b"")))
+    assert spooled == ["a@x", "b@x", "c@x", "d@x"]
