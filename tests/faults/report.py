@@ -67,6 +67,13 @@ SECURITY = """
 - the envelope (17.6, 17.7, 17.11): an 8-bit MAIL FROM was accepted and then got 451 forever;
   161,500 RCPTs were accepted in one transaction; RCPT told outsiders which private lists exist;
   U+212A KELVIN SIGN folded onto "k" and reached a list.
+- bad input in the dialogue (tests/integration/test_gateway_bad_input.py): a DATA with no header
+  field (nothing before the final dot, blank lines, text from the first line) got 250 and was
+  archived as an empty post; now `554 5.6.0`, counted as `no-header` (and `listgate import`
+  refuses it alike). A MAIL FROM or RCPT TO path the email package's parser crashes on (`"`, `a@`,
+  `<a@[`, found by hypothesis over path arguments) got `500 Error: (IndexError) ...`, and a RCPT
+  reply echoing bytes that are not UTF-8 `500 Error: (UnicodeEncodeError) ...`; now
+  `553 5.1.3 Error: malformed address`, and such bytes are shown as `\\xNN`.
 
 ## Not covered here
 
