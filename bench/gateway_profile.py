@@ -275,10 +275,12 @@ def main() -> None:
     )
     parser.add_argument("--reuse", default="new,reused", help="connection modes: new, reused")
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="listgate-gateway-profile-"))
-    ctx = Context(workdir, True, 1)
-    with ctx.stack:
-        lines = measure(ctx, args)
+    with tempfile.TemporaryDirectory(
+        prefix="listgate-gateway-profile-", ignore_cleanup_errors=True
+    ) as workdir:
+        ctx = Context(Path(workdir), True, 1)
+        with ctx.stack:  # its servers stop before their files go
+            lines = measure(ctx, args)
     sys.stdout.write("\n".join(lines) + "\n")
 
 

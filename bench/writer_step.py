@@ -92,11 +92,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=3, help="posts per batch")
     parser.add_argument("--batches", type=int, default=1500, help="batches timed")
     args = parser.parse_args()
-    ctx = Context(Path(tempfile.mkdtemp(prefix="listgate-writer-step-")), True, 1)
-    with ctx.stack:
-        lines = [measure(ctx, False, args.batch, args.batches)]
-        if args.postgresql:
-            lines.append(measure(ctx, True, args.batch, args.batches))
+    with tempfile.TemporaryDirectory(
+        prefix="listgate-writer-step-", ignore_cleanup_errors=True
+    ) as workdir:
+        ctx = Context(Path(workdir), True, 1)
+        with ctx.stack:  # its servers stop before their files go
+            lines = [measure(ctx, False, args.batch, args.batches)]
+            if args.postgresql:
+                lines.append(measure(ctx, True, args.batch, args.batches))
     sys.stdout.write("\n".join(lines) + "\n")
 
 
