@@ -240,9 +240,7 @@ def _postgres_read_only(dbapi_conn: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
-NO_BEGIN = (
-    "none"  # sqlite_begin for autocommit(): no BEGIN, each statement a transaction of its own
-)
+NO_BEGIN = "none"  # sqlite_begin for look_ups(): no BEGIN, each statement a transaction of its own
 
 
 def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
