@@ -12,8 +12,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,6 +253,16 @@ class Context:
         proc = Proc(name, popen, log_path)
         self.stack.callback(proc.stop)
         return proc
+
+
+@contextlib.contextmanager
+def scratch(prefix: str) -> Iterator[Context]:
+    """A quick Context in a temporary directory, for a tool run alone: its servers stop, then its
+    files go."""
+    with tempfile.TemporaryDirectory(prefix=prefix, ignore_cleanup_errors=True) as workdir:
+        ctx = Context(Path(workdir), True, 1)
+        with ctx.stack:
+            yield ctx
 
 
 def listgate_env(data_dir: Path, **extra: str) -> dict[str, str]:

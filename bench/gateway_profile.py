@@ -19,7 +19,6 @@ import os
 import pstats
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.archive import make_archive
-from bench.common import PYTHON, Context, wait_port
+from bench.common import PYTHON, Context, scratch, wait_port
 from bench.procs import start_archiver
 from bench.services import postgres
 from bench.smtp_load import run_load
@@ -275,12 +274,8 @@ def main() -> None:
     )
     parser.add_argument("--reuse", default="new,reused", help="connection modes: new, reused")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(
-        prefix="listgate-gateway-profile-", ignore_cleanup_errors=True
-    ) as workdir:
-        ctx = Context(Path(workdir), True, 1)
-        with ctx.stack:  # its servers stop before their files go
-            lines = measure(ctx, args)
+    with scratch("listgate-gateway-profile-") as ctx:
+        lines = measure(ctx, args)
     sys.stdout.write("\n".join(lines) + "\n")
 
 

@@ -14,13 +14,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from bench.archive import make_archive
-from bench.common import Context
+from bench.common import Context, scratch
 from bench.services import postgres
 from bench.smtp_load import make_post
 from gateway.answers import Answer, Answerer, Arrival
@@ -92,14 +90,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=3, help="posts per batch")
     parser.add_argument("--batches", type=int, default=1500, help="batches timed")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(
-        prefix="listgate-writer-step-", ignore_cleanup_errors=True
-    ) as workdir:
-        ctx = Context(Path(workdir), True, 1)
-        with ctx.stack:  # its servers stop before their files go
-            lines = [measure(ctx, False, args.batch, args.batches)]
-            if args.postgresql:
-                lines.append(measure(ctx, True, args.batch, args.batches))
+    with scratch("listgate-writer-step-") as ctx:
+        lines = [measure(ctx, False, args.batch, args.batches)]
+        if args.postgresql:
+            lines.append(measure(ctx, True, args.batch, args.batches))
     sys.stdout.write("\n".join(lines) + "\n")
 
 
