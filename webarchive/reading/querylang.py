@@ -11,13 +11,16 @@ become plain column filters, identical on both.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
 OPERATORS = ("from", "subject", "list", "before", "after", "has")
 MAX_TERMS = 20
+MAX_TEXT = 1000  # characters of the box that are read
 HELP = (
     ('"exact phrase"', "the words next to each other, in this order"),
     ("-word", 'leave out posts with this word (or -"phrase")'),
@@ -107,52 +110,93 @@ def _day(name: str, value: str) -> datetime:
 
 def parse(text: str) -> Query:
     """The search box's text as a Query, or QueryError naming what to fix."""
-    found: dict[str, list[str]] = {k: [] for k in ("words", "authors", "subjects", "lists")}
-    groups: dict[str, list[tuple[str, ...]]] = {"phrases": [], "excluded": []}  # of words
-    after = before = None
-    attachment = False
-    for negate, given_op, raw in _TOKEN.findall(text[:1000]):
+    reading = _Reading()
+    for token in _tokens(text):
+        reading.add(token)
+    return reading.query()
+
+
+class _Token(NamedTuple):
+    """One piece of the box: text (op '') or the value of a known operator."""
+
+    negated: bool
+    op: str
+    value: str
+    quoted: bool
+
+
+def _tokens(text: str) -> Iterator[_Token]:
+    """The box's pieces in order, those with nothing in them left out."""
+    for negate, given_op, raw in _TOKEN.findall(text[:MAX_TEXT]):
         quoted = raw.startswith('"')
         value = raw.strip('"').strip()
         op = given_op.lower()
         if op and op not in OPERATORS:  # "re:" or "http:" are words, not operators
             value, op, quoted = f"{op} {value}", "", False
-        if not value:
-            continue
+        if value:
+            yield _Token(bool(negate), op, value, quoted)
+
+
+@dataclass
+class _Reading:
+    """A Query as it is read, token by token."""
+
+    words: list[str] = field(default_factory=list)
+    phrases: list[tuple[str, ...]] = field(default_factory=list)
+    excluded: list[tuple[str, ...]] = field(default_factory=list)  # each a word or a phrase
+    authors: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+    after: datetime | None = None
+    before: datetime | None = None
+    has_attachment: bool = False
+
+    def add(self, token: _Token) -> None:
+        """Take one piece in: an operator's value to its filter, text to the terms."""
+        if token.op:
+            self._add_filter(token.op, token.value)  # a minus before an operator is not read
+        else:
+            self._add_text(token)
+
+    def _add_filter(self, op: str, value: str) -> None:
         if op == "from":
-            found["authors"].append(value.lower()[:200])
+            self.authors.append(value.lower()[:200])
         elif op == "subject":
-            found["subjects"].append(value.lower()[:200])
+            self.subjects.append(value.lower()[:200])
         elif op == "list":
-            found["lists"].append(value.lower()[:64])
+            self.lists.append(value.lower()[:64])
         elif op == "after":
-            after = _day("after", value)
+            self.after = _day("after", value)  # the last one given counts
         elif op == "before":
-            before = _day("before", value)
+            self.before = _day("before", value)
         elif op == "has":
             if value.lower() not in ("attachment", "attachments"):
                 raise QueryError(f"has: knows only has:attachment, not has:{value[:40]}")
-            attachment = True
+            self.has_attachment = True
+
+    def _add_text(self, token: _Token) -> None:
+        terms = tuple(_WORD.findall(token.value))
+        if not terms:
+            return
+        if token.negated:
+            self.excluded.append(terms)
+        elif token.quoted and len(terms) > 1:
+            self.phrases.append(terms)
         else:
-            terms = _WORD.findall(value)
-            if not terms:
-                continue
-            if negate:
-                groups["excluded"].append(tuple(terms))
-            elif quoted and len(terms) > 1:
-                groups["phrases"].append(tuple(terms))
-            else:
-                found["words"].extend(terms)
-    if len(found["words"]) + len(groups["phrases"]) + len(groups["excluded"]) > MAX_TERMS:
-        raise QueryError(f"too many words: at most {MAX_TERMS}")
-    return Query(
-        words=tuple(found["words"]),
-        phrases=tuple(groups["phrases"]),
-        excluded=tuple(groups["excluded"]),
-        authors=tuple(found["authors"]),
-        subjects=tuple(found["subjects"]),
-        lists=tuple(found["lists"]),
-        after=after,
-        before=before,
-        has_attachment=attachment,
-    )
+            self.words.extend(terms)
+
+    def query(self) -> Query:
+        """What was read, once every piece is in; QueryError when it holds too many terms."""
+        if len(self.words) + len(self.phrases) + len(self.excluded) > MAX_TERMS:
+            raise QueryError(f"too many words: at most {MAX_TERMS}")
+        return Query(
+            words=tuple(self.words),
+            phrases=tuple(self.phrases),
+            excluded=tuple(self.excluded),
+            authors=tuple(self.authors),
+            subjects=tuple(self.subjects),
+            lists=tuple(self.lists),
+            after=self.after,
+            before=self.before,
+            has_attachment=self.has_attachment,
+        )

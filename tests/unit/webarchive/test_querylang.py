@@ -71,6 +71,7 @@ MEANINGS: list[tuple[str, Query]] = [
     ("http://example.org/x", Query(words=("http", "example", "org", "x"))),
     ('re:"linker error"', Query(words=("re", "linker", "error"))),
     ("-re:linker", Query(excluded=(("re", "linker"),))),
+    ('re:""', Query(words=("re",))),
     ("x1:y día:z", Query(words=("x1", "y", "día", "z"))),
     # everything at once
     (
