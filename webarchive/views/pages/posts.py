@@ -31,6 +31,19 @@ class PageConstants(NamedTuple):
     now: datetime
 
 
+class _Shape(NamedTuple):
+    """How one page shows each of its posts."""
+
+    list_address: str
+    list_name: str
+    depth_class: bool  # each post's depth as a class (the tree view)
+    heading: str
+    address: str | None  # the reader's; None when nobody is signed in
+
+
+_UNREAD = '<p id="unread" class="new-note">New since your last visit</p>'
+
+
 def posts_html(
     nodes: list[Node],
     list_address: str,
@@ -43,87 +56,56 @@ def posts_html(
 
     The top of each post comes from the cache (the missing ones are rendered together).
     """
-    zone = _page_constants().zone
     address = current_address()
-    tops = _tops(nodes, list_address, mlist.name, depth_class, heading, address)
+    tops = _tops(nodes, _Shape(list_address, mlist.name, depth_class, heading, address))
     reader = rows_html.Reader.of(
         address is not None,
         csrf_token() if address else "",
         url_for("auth.signin", next=request.full_path),
         moderator,
-        zone,
+        _page_constants().zone,
     )
-    tombstone, placeholder, owner = macros("pages/_post.html", "tombstone", "placeholder", "owner")
+    (owner,) = macros("pages/_post.html", "owner")
+    first_new = next((i for i, node in enumerate(nodes) if node.new), None)
     out: list[bodies.Page] = []
-    unread, last = False, len(nodes) - 1
     for i, (node, top) in enumerate(zip(nodes, tops, strict=True)):
-        parts: list[str] = []
-        if node.new and not unread:
-            parts.append('<p id="unread" class="new-note">New since your last visit</p>')
-            unread = True
-        m = node.message
+        parts = [_UNREAD] if i == first_new else []
         if top is None:
-            depth = node.depth if depth_class else None
-            parts.append(
-                tombstone(node, depth, moderator)
-                if m.status == PostState.REMOVED
-                else placeholder(node, depth)
-            )
+            parts.append(_hidden_html(node, node.depth if depth_class else None, moderator))
         else:
             parts.append(top)
-            if address is not None and address == m.from_addr:
-                parts.append(owner(m, address))
-            parts.append(
-                rows_html.end_html(
-                    node, nodes[i - 1] if i else None, nodes[i + 1] if i < last else None, reader
-                )
-            )
+            if address is not None and address == node.message.from_addr:
+                parts.append(owner(node.message, address))
+            before = nodes[i - 1] if i else None
+            after = nodes[i + 1] if i + 1 < len(nodes) else None
+            parts.append(rows_html.end_html(node, before, after, reader))
         out.append(bodies.Page("".join(parts)))
     return out
 
 
-def _tops(
-    nodes: list[Node],
-    list_address: str,
-    list_name: str,
-    depth_class: bool,
-    heading: str,
-    address: str | None,
-) -> list[Markup | None]:
+def _hidden_html(node: Node, depth: int | None, moderator: bool) -> str:
+    """What stands for a post that is not shown: a removed post's tombstone, or a placeholder."""
+    tombstone, placeholder = macros("pages/_post.html", "tombstone", "placeholder")
+    if node.message.status == PostState.REMOVED:
+        return tombstone(node, depth, moderator)
+    return placeholder(node, depth)
+
+
+def _tops(nodes: list[Node], shape: _Shape) -> list[Markup | None]:
     """The part of each visible post the same for every reader of one kind (None for the others).
 
     Cached: archived posts change seldom, long threads are read often. The posts missing from the
     cache get their attachments in one query and are rendered; the others need neither.
     """
-    cache, root, anon, zone, now = _page_constants()
+    page = _page_constants()
     tops: list[Markup | None] = []
     missing: dict[int, tuple[object, ...]] = {}  # index of a post not in the cache -> its key
     for i, n in enumerate(nodes):
-        m, parent = n.message, n.parent
-        if m.status != PostState.VISIBLE:
+        if n.message.status != PostState.VISIBLE:
             tops.append(None)
             continue
-        # A post's date and the sender's offset never change: how long ago it was, and the zone, do.
-        key: tuple[object, ...] = (
-            m.id,
-            m.message_id,
-            root,
-            anon,
-            address is not None,
-            n.depth if depth_class else None,
-            heading,
-            clock.ago(m.date, now),
-            zone,
-            parent.id if parent else None,
-            parent.status if parent else None,
-            list_address,
-            list_name,
-            n.number,
-            n.parent_number,
-            n.reported,
-            m.edited_at,
-        )
-        tops.append(cache.get(key))
+        key = _top_key(n, page, shape)
+        tops.append(page.cache.get(key))
         if tops[-1] is None:
             missing[i] = key
     if missing:
@@ -131,12 +113,47 @@ def _tops(
         (top,) = macros("pages/_post.html", "top")
         for i, key in missing.items():
             n = nodes[i]
-            depth = n.depth if depth_class else None
-            when = clock.time_html(n.message.date, n.message.date_offset, zone, now)
-            html = Markup(top(n, list_address, list_name, depth, heading, when, address))
+            depth = n.depth if shape.depth_class else None
+            when = clock.time_html(n.message.date, n.message.date_offset, page.zone, page.now)
+            html = Markup(
+                top(
+                    n,
+                    shape.list_address,
+                    shape.list_name,
+                    depth,
+                    shape.heading,
+                    when,
+                    shape.address,
+                )
+            )
             tops[i] = html
-            cache.put(key, html)
+            page.cache.put(key, html)
     return tops
+
+
+def _top_key(n: Node, page: PageConstants, shape: _Shape) -> tuple[object, ...]:
+    """Everything a post's top shows: the same key, the same top."""
+    m, parent = n.message, n.parent
+    # A post's date and the sender's offset never change: how long ago it was, and the zone, do.
+    return (
+        m.id,
+        m.message_id,
+        page.root,
+        page.anonymous,
+        shape.address is not None,
+        n.depth if shape.depth_class else None,
+        shape.heading,
+        clock.ago(m.date, page.now),
+        page.zone,
+        parent.id if parent else None,
+        parent.status if parent else None,
+        shape.list_address,
+        shape.list_name,
+        n.number,
+        n.parent_number,
+        n.reported,
+        m.edited_at,
+    )
 
 
 def _page_constants() -> PageConstants:
