@@ -153,8 +153,12 @@ class _Reading:
 
     def add(self, token: _Token) -> None:
         """Take one piece in: an operator's value to its filter, text to the terms."""
+        if token.op and token.negated:  # read as the operator, it would find the opposite
+            raise QueryError(
+                f"-{token.op}: is not possible: a minus leaves out words and phrases only"
+            )
         if token.op:
-            self._add_filter(token.op, token.value)  # a minus before an operator is not read
+            self._add_filter(token.op, token.value)
         else:
             self._add_text(token)
 

@@ -165,3 +165,22 @@ def test_the_help_box_lists_every_operator(client: Any, make_list: Any) -> None:
         "has:attachment",
     ):
         assert f"<code>{example}</code>" in page.replace("&#34;", '"'), example
+
+
+def test_a_minus_before_an_operator_never_finds_the_opposite(
+    client: Any, make_list: Any, db: sessionmaker[Session]
+) -> None:
+    """-from:ann asks to leave Ann out: it must never answer with Ann's posts alone."""
+    make_list("dev")
+    fill(db)
+    for query, only_what_was_left_out in (
+        ("linker -from:ann", {LINKER, OPS}),
+        ("-list:ops linker", {OPS}),
+        ("linker -has:attachment", {LINKER}),
+        ("linker -subject:ops", {OPS}),
+    ):
+        response = client.get("/search", query_string={"q": query})
+        page = response.get_data(as_text=True)
+        assert subjects(page) != only_what_was_left_out, query
+        assert response.status_code == 400, query
+        assert "a minus leaves out words and phrases only" in page, query
