@@ -6,7 +6,7 @@ import pytest
 
 from listgate import lists
 from listgate.db import transaction
-from tests.unit.webarchive.test_search_operators import fill, run_table
+from tests.unit.webarchive.test_search_operators import fill, fill_pages, run_pages, run_table
 
 pytestmark = pytest.mark.integration
 
@@ -17,3 +17,11 @@ def test_every_operator_on_postgres(pg_web):  # type: ignore[no-untyped-def]
         lists.create(session, "dev")
     fill(factory)
     assert run_table(app) == []
+
+
+def test_leaving_posts_out_pages_on_postgres(pg_web):  # type: ignore[no-untyped-def]
+    app, factory = pg_web
+    with transaction(factory) as session:
+        lists.create(session, "dev")
+    fill_pages(factory)
+    assert run_pages(app) == []

@@ -59,6 +59,29 @@ MEANINGS: list[tuple[str, Query]] = [
     ("after:2026-03-01 after:2026-03-05", Query(after=day("2026-03-05"))),  # the last one
     ("has:attachment", Query(has_attachment=True)),
     ("has:Attachments", Query(has_attachment=True)),
+    # a minus before an operator: leave out what the operator would find
+    ("-from:ann", Query(not_authors=("ann",))),
+    ("-FROM:Ann -from:ben@corp.example", Query(not_authors=("ann", "ben@corp.example"))),
+    ('-from:"Ann Smith"', Query(not_authors=("ann smith",))),
+    ("from:ann -from:ann@example.org", Query(authors=("ann",), not_authors=("ann@example.org",))),
+    ("-from:" + "A" * 300, Query(not_authors=("a" * 200,))),
+    ('-subject:"Release Date"', Query(not_subjects=("release date",))),
+    ("-list:Dev -list:ops", Query(not_lists=("dev", "ops"))),
+    ("list:dev -list:ops", Query(lists=("dev",), not_lists=("ops",))),
+    ("-list:" + "x" * 100, Query(not_lists=("x" * 64,))),
+    ("-has:attachment", Query(no_attachment=True)),
+    ("linker -HAS:Attachments", Query(words=("linker",), no_attachment=True)),
+    ("has:attachment -has:attachment", Query(has_attachment=True, no_attachment=True)),
+    ('-from:""', Query()),
+    # -after: is before: (leave out posts on or after the day), -before: is after:
+    ("-after:2026-03-01", Query(before=day("2026-03-01"))),
+    ("-before:2026/04/01", Query(after=day("2026-04-01"))),
+    ("-after:2026-03-05 -after:2026-03-01", Query(before=day("2026-03-01"))),  # the last one
+    # with the positive bound the same way, both hold: the tighter bound
+    ("before:2026-03-01 -after:2026-04-01", Query(before=day("2026-03-01"))),
+    ("-after:2026-03-01 before:2026-04-01", Query(before=day("2026-03-01"))),
+    ("after:2026-03-05 -before:2026-03-01", Query(after=day("2026-03-05"))),
+    ("-before:2026-03-05 after:2026-03-01", Query(after=day("2026-03-05"))),
     # an operator with nothing after it
     ("from:", Query(words=("from",))),
     ("from: ann", Query(words=("from", "ann"))),
@@ -73,6 +96,21 @@ MEANINGS: list[tuple[str, Query]] = [
     ('re:""', Query(words=("re",))),
     ("x1:y día:z", Query(words=("x1", "y", "día", "z"))),
     # everything at once
+    (
+        'from:ann "linker error" -windows -from:bot -list:ops -subject:ci -before:2026-01-01 '
+        "-has:attachment kernel",
+        Query(
+            words=("kernel",),
+            phrases=(("linker", "error"),),
+            excluded=(("windows",),),
+            authors=("ann",),
+            not_authors=("bot",),
+            not_subjects=("ci",),
+            not_lists=("ops",),
+            after=day("2026-01-01"),
+            no_attachment=True,
+        ),
+    ),
     (
         'from:ann "linker error" -windows list:dev after:2026-03-01 has:attachment kernel',
         Query(
@@ -101,10 +139,9 @@ MISTAKES: list[tuple[str, str]] = [
     ("before:2026-13-01", "before: wants a date like 2026-03-01, not '2026-13-01'"),
     ("after:" + "9" * 60, "after: wants a date like 2026-03-01, not '" + "9" * 40 + "'"),
     ("has:pictures", "has: knows only has:attachment, not has:pictures"),
-    ("-from:ann", "-from: is not possible: a minus leaves out words and phrases only"),
-    ("linker -HAS:attachment", "-has: is not possible"),
-    ('-subject:"release date"', "-subject: is not possible"),
-    ("-list:dev -after:2026-03-01", "-list: is not possible"),
+    ("-has:pictures", "has: knows only has:attachment, not has:pictures"),
+    ("-after:yesterday", "after: wants a date like 2026-03-01, not 'yesterday'"),
+    ("-before:2026-13-01", "before: wants a date like 2026-03-01, not '2026-13-01'"),
     ("linker has:pictures after:2026-03-01", "has: knows only has:attachment"),
     (" ".join(["w"] * (MAX_TERMS + 1)), f"too many words: at most {MAX_TERMS}"),
     ("a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u", f"too many words: at most {MAX_TERMS}"),
@@ -163,8 +200,9 @@ def test_any_text_is_a_query_or_a_message_to_fix(text: str) -> None:
     assert all(len(p) > 1 for p in query.phrases)
     assert all(re.fullmatch(r"\w+", w) for p in query.phrases + query.excluded for w in p)
     assert len(query.words) + len(query.phrases) + len(query.excluded) <= MAX_TERMS
-    assert all(a == a.lower() and 0 < len(a) <= 200 for a in query.authors + query.subjects)
-    assert all(x == x.lower() and 0 < len(x) <= 64 for x in query.lists)
+    named = query.authors + query.subjects + query.not_authors + query.not_subjects
+    assert all(a == a.lower() and 0 < len(a) <= 200 for a in named)
+    assert all(x == x.lower() and 0 < len(x) <= 64 for x in query.lists + query.not_lists)
 
 
 @given(TEXTS, TEXTS)
