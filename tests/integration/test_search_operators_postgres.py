@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from listgate import lists
@@ -11,17 +14,14 @@ from tests.unit.webarchive.test_search_operators import fill, fill_pages, run_pa
 pytestmark = pytest.mark.integration
 
 
-def test_every_operator_on_postgres(pg_web):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "posts,searches",
+    [(fill, run_table), (fill_pages, run_pages)],
+    ids=["every operator", "leaving posts out pages"],
+)
+def test_on_postgres(pg_web: Any, posts: Callable[..., None], searches: Callable[..., Any]) -> None:
     app, factory = pg_web
     with transaction(factory) as session:
         lists.create(session, "dev")
-    fill(factory)
-    assert run_table(app) == []
-
-
-def test_leaving_posts_out_pages_on_postgres(pg_web):  # type: ignore[no-untyped-def]
-    app, factory = pg_web
-    with transaction(factory) as session:
-        lists.create(session, "dev")
-    fill_pages(factory)
-    assert run_pages(app) == []
+    posts(factory)
+    assert searches(app) == []

@@ -1,6 +1,7 @@
 """The search box's language.
 
-Words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment.
+Words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment; a minus
+before an operator leaves out what the operator would find (-after: is before:, -before: is after:).
 
 Parsed once into a Query that both engines turn into their own syntax (an FTS5 MATCH
 expression, a websearch_to_tsquery string), so every operator means the same on SQLite
@@ -11,7 +12,7 @@ become plain column filters, identical on both.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
@@ -34,6 +35,11 @@ HELP = (
     ("after:2026-03-01", "on or after that day (UTC)"),
     ("before:2026-04-01", "before that day (UTC)"),
     ("has:attachment", "posts with a file attached"),
+    (
+        "-from:ann",
+        "leave out what the operator finds: -from:, -subject:, -list:, -has:attachment",
+    ),
+    ("-after:2026-03-01", "leave out that day and later: the same as before:2026-03-01"),
 )
 
 
@@ -54,6 +60,11 @@ class Query:
     after: datetime | None = None
     before: datetime | None = None
     has_attachment: bool = False
+    # a minus before an operator: posts the operator would find are left out
+    not_authors: tuple[str, ...] = ()
+    not_subjects: tuple[str, ...] = ()
+    not_lists: tuple[str, ...] = ()
+    no_attachment: bool = False
 
     @property
     def has_text(self) -> bool:
@@ -72,6 +83,10 @@ class Query:
             or self.after
             or self.before
             or self.has_attachment
+            or self.not_authors
+            or self.not_subjects
+            or self.not_lists
+            or self.no_attachment
         )
 
     def tokens(self) -> list[str]:
@@ -150,33 +165,43 @@ class _Reading:
     after: datetime | None = None
     before: datetime | None = None
     has_attachment: bool = False
+    not_authors: list[str] = field(default_factory=list)
+    not_subjects: list[str] = field(default_factory=list)
+    not_lists: list[str] = field(default_factory=list)
+    not_after: datetime | None = None  # -after:D, the posts before D
+    not_before: datetime | None = None  # -before:D, the posts on or after D
+    no_attachment: bool = False
 
     def add(self, token: _Token) -> None:
         """Take one piece in: an operator's value to its filter, text to the terms."""
-        if token.op and token.negated:  # read as the operator, it would find the opposite
-            raise QueryError(
-                f"-{token.op}: is not possible: a minus leaves out words and phrases only"
-            )
         if token.op:
-            self._add_filter(token.op, token.value)
+            self._add_filter(token.op, token.value, token.negated)
         else:
             self._add_text(token)
 
-    def _add_filter(self, op: str, value: str) -> None:
+    def _add_filter(self, op: str, value: str, negated: bool) -> None:
+        """An operator's value, to what it finds or (after a minus) to what it leaves out."""
         if op == "from":
-            self.authors.append(value.lower()[:200])
+            (self.not_authors if negated else self.authors).append(value.lower()[:200])
         elif op == "subject":
-            self.subjects.append(value.lower()[:200])
+            (self.not_subjects if negated else self.subjects).append(value.lower()[:200])
         elif op == "list":
-            self.lists.append(value.lower()[:64])
+            (self.not_lists if negated else self.lists).append(value.lower()[:64])
+        elif op == "after" and negated:
+            self.not_after = _day("after", value)
         elif op == "after":
-            self.after = _day("after", value)  # the last one given counts
+            self.after = _day("after", value)  # the last one given counts (each way)
+        elif op == "before" and negated:
+            self.not_before = _day("before", value)
         elif op == "before":
             self.before = _day("before", value)
         elif op == "has":
             if value.lower() not in ("attachment", "attachments"):
                 raise QueryError(f"has: knows only has:attachment, not has:{value[:40]}")
-            self.has_attachment = True
+            if negated:
+                self.no_attachment = True
+            else:
+                self.has_attachment = True
 
     def _add_text(self, token: _Token) -> None:
         terms = tuple(_WORD.findall(token.value))
@@ -200,7 +225,19 @@ class _Reading:
             authors=tuple(self.authors),
             subjects=tuple(self.subjects),
             lists=tuple(self.lists),
-            after=self.after,
-            before=self.before,
+            after=_tighter(max, self.after, self.not_before),
+            before=_tighter(min, self.before, self.not_after),
             has_attachment=self.has_attachment,
+            not_authors=tuple(self.not_authors),
+            not_subjects=tuple(self.not_subjects),
+            not_lists=tuple(self.not_lists),
+            no_attachment=self.no_attachment,
         )
+
+
+def _tighter(
+    pick: Callable[[list[datetime]], datetime], *bounds: datetime | None
+) -> datetime | None:
+    """The bound within every given one (pick: max for a start, min for an end), or None."""
+    given = [b for b in bounds if b is not None]
+    return pick(given) if given else None
