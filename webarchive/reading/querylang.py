@@ -39,7 +39,10 @@ HELP = (
         "-from:ann",
         "leave out what the operator finds: -from:, -subject:, -list:, -has:attachment",
     ),
-    ("-after:2026-03-01", "leave out that day and later: the same as before:2026-03-01"),
+    (
+        "-after:2026-03-01",
+        "leave out that day and later, as before:2026-03-01 does (and -before: is after:)",
+    ),
 )
 
 
