@@ -29,9 +29,7 @@ from listgate.admission import (
     REFUSED,
     STORED,
     VARIANT,
-    Admitted,
     Ask,
-    Decided,
     IngestResult,
     admit_all,
 )
@@ -39,7 +37,7 @@ from listgate.config import Settings
 from listgate.db import look_ups
 from listgate.mail.parser import parse_head
 from listgate.mail.shape import SMUGGLING, shape_problem
-from listgate.spool import Spool, Spooled, rows
+from listgate.spool import Spool, Spooled
 
 log = logging.getLogger(__name__)
 # The answers at DATA that the archiver carries out: automatic mail (DROPPED) goes to the
@@ -119,26 +117,17 @@ class Answer:
         accepted = tuple(
             o.address for o in self.outcomes if o.result is not None and o.result.status in SPOOLED
         )
-        return _spooled(arrival, accepted, self.message_id, tuple(_counts(self.outcomes)))
-
-
-def _spooled(
-    arrival: Arrival,
-    accepted: tuple[str, ...],
-    message_id: str,
-    counts: tuple[tuple[str, str], ...],
-) -> Spooled:
-    return Spooled(
-        arrival.raw if accepted else b"", arrival.mail_from, accepted, message_id, counts
-    )
-
-
-def accepted_by_all(arrival: Arrival, message_id: str) -> Spooled:
-    """What the spool keeps of a message every recipient accepts (Answer.spooled's answer then)."""
-    return _spooled(arrival, arrival.rcpt_tos, message_id, ((counters.RECEIVED, ""),))
+        return Spooled(
+            arrival.raw if accepted else b"",
+            arrival.mail_from,
+            accepted,
+            self.message_id,
+            tuple(_counts(self.outcomes)),
+        )
 
 
 Job = Arrival | Spooled  # a Spooled job is a count alone (a refusal before DATA)
+Decided = dict[Recipient, IngestResult | None]  # one message's answer per recipient
 Result = Answer | None | BaseException
 
 
@@ -166,8 +155,9 @@ class Answerer:
                         asks[i] = self.ask(job)
                 except Exception as exc:  # noqa: BLE001 - fails this message alone (451)
                     results[i] = exc
-        appended = self._decide(jobs, asks, results) if asks else {}
-        self._append(jobs, results, appended)
+        if asks:
+            self._decide(jobs, asks, results)
+        self._append(jobs, results)
         return results
 
     def shape(self, job: Arrival) -> tuple[str, str] | None:
@@ -193,38 +183,21 @@ class Answerer:
             recipients.append(recipient)
         return Ask(parse_head(job.raw), job.raw, job.mail_from, tuple(recipients))
 
-    def _decide(
-        self, jobs: list[Job], asks: dict[int, Ask], results: list[Result]
-    ) -> dict[int, Spooled]:
+    def _decide(self, jobs: list[Job], asks: dict[int, Ask], results: list[Result]) -> None:
         """Every asking message's Answer, read for all at once; when that fails, each alone.
 
         One message can make the look-ups fail (PostgreSQL refuses a NUL in a From): decided
         alone, it fails alone (451) and the others of its batch are answered. A lost connection
-        fails them all at once. Where the spool is beside the look-ups (PostgreSQL), the read
-        appends the messages too when no fact can refuse one of them: what it appended, by job,
-        is returned (committed already).
+        fails them all at once.
         """
-        early: dict[int, Spooled] = {}
-        if self.spool.beside_look_ups:
-            early = {
-                i: accepted_by_all(job, ask.head.message_id)
-                for i, ask in asks.items()
-                if isinstance(job := jobs[i], Arrival)
-            }
         decided: dict[int, Decided | BaseException]
-        appended: set[int] = set()
         try:
-            admitted = self._admit(list(asks.values()), list(early.values()))
-            decided = dict(zip(asks, admitted.decided, strict=True))
-            appended = set(early) if admitted.appended else set()
+            decided = dict(zip(asks, self._admit(list(asks.values())), strict=True))
         except Exception as exc:  # noqa: BLE001 - each message of the read gets its 451
             if len(asks) == 1 or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
                 decided = dict.fromkeys(asks, exc)
             else:
-                decided = {}
-                for i, ask in asks.items():
-                    decided[i], alone = self._alone(ask, early.get(i))
-                    appended |= {i} if alone else set()
+                decided = {i: self._alone(ask) for i, ask in asks.items()}
         for i, per in decided.items():
             job = jobs[i]
             assert isinstance(job, Arrival)
@@ -233,44 +206,33 @@ class Answerer:
                 if isinstance(per, BaseException)
                 else Answer(None, asks[i].head.message_id, _outcomes(job, asks[i].recipients, per))
             )
-        return {i: early[i] for i in appended}
 
-    def _admit(self, asks: list[Ask], early: list[Spooled]) -> Admitted:
-        """The batch's answers, appending early's rows when no fact refuses them; read again once
-        on a new connection when the pooled one was cut (a server restart under steady load:
-        listgate.db pings only connections idle a while)."""
-        append = rows(early)
+    def _admit(self, asks: list[Ask]) -> list[Decided]:
+        """The batch's answers; read again once on a new connection when the pooled one was cut
+        (a server restart under steady load: listgate.db pings only connections idle a while)."""
         try:
             with self.read.connect() as conn:
-                return admit_all(conn, asks, domain=self.settings.domain, append=append)
+                return admit_all(conn, asks, domain=self.settings.domain)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
         with self.read.connect() as conn:
-            return admit_all(conn, asks, domain=self.settings.domain, append=append)
+            return admit_all(conn, asks, domain=self.settings.domain)
 
-    def _alone(self, ask: Ask, early: Spooled | None) -> tuple[Decided | BaseException, bool]:
+    def _alone(self, ask: Ask) -> Decided | BaseException:
         try:
-            admitted = self._admit([ask], [early] if early else [])
+            return self._admit([ask])[0]
         except Exception as exc:  # noqa: BLE001 - this message's 451
-            return exc, False
-        return admitted.decided[0], admitted.appended
+            return exc
 
-    def _append(self, jobs: list[Job], results: list[Result], appended: dict[int, Spooled]) -> None:
-        """Spool the batch in one transaction (but what the look-ups appended already); on
-        failure, every answer of it but a refusal becomes the failure."""
+    def _append(self, jobs: list[Job], results: list[Result]) -> None:
+        """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
         spooled = []
-        for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        for job, result in zip(jobs, results, strict=True):
             if isinstance(job, Spooled):
                 spooled.append(job)
-            elif isinstance(result, Answer) and i not in appended:
+            elif isinstance(result, Answer):
                 spooled.append(result.spooled(job))
-            elif i in appended and not _kept_as_answered(appended[i], job, result):
-                log.error(
-                    "%s was spooled before its answer (%s); the archiver decides it again",
-                    appended[i].message_id,
-                    result,
-                )
         if not spooled:
             return
         try:
@@ -280,13 +242,8 @@ class Answerer:
                 if isinstance(result, Answer) and result.problem is not None:
                     # its refusal stands; only its count is lost
                     log.warning("could not count a refusal (%s): %s", result.problem[0], exc)
-                elif not isinstance(result, BaseException) and i not in appended:
+                elif not isinstance(result, BaseException):
                     results[i] = exc
-
-
-def _kept_as_answered(kept: Spooled, job: Job, result: Result) -> bool:
-    """The spool row appended before the answer is the one the answer would have appended."""
-    return isinstance(job, Arrival) and isinstance(result, Answer) and result.spooled(job) == kept
 
 
 def _outcomes(

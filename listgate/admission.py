@@ -16,7 +16,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
@@ -113,17 +113,13 @@ class BatchFacts:
     bans: dict[int, dict[str, bool]] = field(default_factory=dict)  # list -> address -> banned?
     found: dict[tuple[int, str], places.Archived | None] = field(default_factory=dict)
     members: dict[int, dict[str, bool]] = field(default_factory=dict)  # list -> address -> member?
-    appended: bool = False  # learn appended the spool rows it was given (then committed)
 
-    def learn(
-        self, names: Iterable[str], asks: Sequence[Ask], append: Sequence[dict[str, Any]] = ()
-    ) -> dict[str, MailingList]:
+    def learn(self, names: Iterable[str], asks: Sequence[Ask]) -> dict[str, MailingList]:
         """The lists called names, with what the rules will ask about these messages on each
         (bans of their posting addresses, their archived Message-IDs, members): one statement.
 
         Every message's facts are read on every list named (a superset: a few extra index probes
-        instead of a statement per list). The same statement appends the spool rows given when
-        none of these facts can refuse a message (store.lists_with_facts: PostgreSQL).
+        instead of a statement per list).
         """
         addresses = list(
             dict.fromkeys(
@@ -134,9 +130,7 @@ class BatchFacts:
         )
         ids = list(dict.fromkeys(ask.head.message_id for ask in asks))
         froms = list(dict.fromkeys(ask.head.from_addr for ask in asks))
-        found, self.appended = store.lists_with_facts(
-            self.conn, names, addresses, ids, froms, append
-        )
+        found = store.lists_with_facts(self.conn, names, addresses, ids, froms)
         for known in found.values():
             list_id = known.mlist.id
             self.bans[list_id] = {a: a in known.banned for a in addresses}
@@ -190,45 +184,18 @@ class BatchFacts:
             known.update({a: a in members for a in missing})
 
 
-Decided = dict[Recipient, IngestResult | None]  # one message's answer per recipient
-
-
-class Admitted(NamedTuple):
-    """A batch's answers (a message whose rules raised: the exception), and whether its
-    messages were appended to the spool already (by the statement that read the facts)."""
-
-    decided: list[Decided | Exception]
-    appended: bool
-
-
 def admit_all(
-    conn: Connection,
-    asks: Sequence[Ask],
-    *,
-    domain: str,
-    append: Sequence[dict[str, Any]] = (),
-) -> Admitted:
+    conn: Connection, asks: Sequence[Ask], *, domain: str
+) -> list[dict[Recipient, IngestResult | None]]:
     """Each message's answer per recipient (None: no such list), decided by `admit` on facts read
     for all of them at once (BatchFacts.learn: the lists by name, with the bans, archived ids and
-    members the messages ask about, in one statement, which may append their spool rows too).
-
-    Once the facts are read, a message whose rules raise fails alone (its rows may be spooled).
-    """
+    members the messages ask about, in one statement)."""
     facts = BatchFacts(conn)
-    lists = facts.learn({r.list_name for ask in asks for r in ask.recipients}, asks, append)
-    decided: list[Decided | Exception] = []
-    for ask in asks:
-        try:
-            decided.append(
-                {
-                    r: _admit_to(facts, ask, lists.get(r.list_name), r, domain)
-                    for r in ask.recipients
-                }
-            )
-        except Exception as exc:  # this message gets its 451; the others are answered
-            log.exception("could not decide %s", ask.head.message_id)
-            decided.append(exc)
-    return Admitted(decided, facts.appended)
+    lists = facts.learn({r.list_name for ask in asks for r in ask.recipients}, asks)
+    return [
+        {r: _admit_to(facts, ask, lists.get(r.list_name), r, domain) for r in ask.recipients}
+        for ask in asks
+    ]
 
 
 def _admit_to(

@@ -82,24 +82,6 @@ class Spooled:
     counts: tuple[tuple[str, str], ...] = ()
 
 
-def rows(mails: Sequence[Spooled]) -> list[dict[str, Any]]:
-    """The spool rows of answered messages, waiting to be archived."""
-    now = datetime.now(UTC)
-    return [
-        {
-            "received_at": now,
-            "mail_from": m.mail_from,
-            "rcpt_tos": "\n".join(m.rcpt_tos),
-            "message_id": m.message_id[:1000],
-            "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
-            "raw": m.raw,
-            "state": SpoolState.PENDING,
-            "reason": "",
-        }
-        for m in mails
-    ]
-
-
 @dataclass(frozen=True)
 class Depth:
     """What waits in the spool, for `listgate status` and /metrics."""
@@ -162,12 +144,6 @@ class Spool:
         if self.separate:
             self.reader.dispose()
 
-    @property
-    def beside_look_ups(self) -> bool:
-        """The spool is a table of the archive's own database (PostgreSQL): the gateway's look-ups
-        can append to it in the same statement (store.lists_with_facts)."""
-        return not self.separate
-
     def append(self, mails: Sequence[Spooled]) -> None:
         """Add answered messages, durably, before the 250 (SQLite: synchronous=FULL, one fsync).
 
@@ -175,8 +151,24 @@ class Spool:
         a group-commit batch is far under its thousand rows a statement), a transaction by itself
         (db.single_statement: on PostgreSQL without the BEGIN and COMMIT round trips).
         """
+        now = datetime.now(UTC)
         with self.appender.begin() as conn:
-            conn.execute(self._insert, rows(mails))
+            conn.execute(
+                self._insert,
+                [
+                    {
+                        "received_at": now,
+                        "mail_from": m.mail_from,
+                        "rcpt_tos": "\n".join(m.rcpt_tos),
+                        "message_id": m.message_id[:1000],
+                        "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
+                        "raw": m.raw,
+                        "state": SpoolState.PENDING,
+                        "reason": "",
+                    }
+                    for m in mails
+                ],
+            )
 
     def pending(self, limit: int, after: int = 0) -> list[Any]:
         """The oldest rows waiting, read without claiming them."""

@@ -11,7 +11,7 @@ loaded) is one typed `TxState`, not string keys in `session.info`.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -23,11 +23,9 @@ from sqlalchemy import (
     Table,
     any_,
     bindparam,
-    column,
     event,
     exists,
     func,
-    insert,
     or_,
     select,
     type_coerce,
@@ -42,7 +40,6 @@ from listgate.models import (
     MessageVariant,
     Person,
     RawMessage,
-    SpooledMail,
     Subscription,
 )
 from listgate.states import ListPolicy, SubscriptionKind, SubscriptionState
@@ -69,7 +66,6 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
     table(Person),
 )
 _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
-_SPOOL = table(SpooledMail)
 
 _FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
@@ -243,40 +239,6 @@ class Store:
             ).where(self.among(_LISTS.c.name, "names"))
         )
 
-    @functools.cached_property
-    def lists_with_facts_appending(self) -> Any:
-        """PostgreSQL: lists_with_facts, and in the same statement (a transaction by itself) the
-        rows bound as :spool_<column> arrays appended to the spool, in their order, when none of
-        the facts can refuse them: every one of the :lists names found, no ban, no archived
-        Message-ID. The lg_appended column counts the rows appended (0: none; no row: none).
-        """
-        facts = self.lists_with_facts.cte("lg_facts")
-        names = [c.name for c in _SPOOL.c if c.name not in ("id", "done_at")]
-        given = (
-            func.unnest(
-                *(bindparam(f"spool_{n}", type_=postgresql.ARRAY(_SPOOL.c[n].type)) for n in names)
-            )
-            .table_valued(*(column(n, _SPOOL.c[n].type) for n in names), with_ordinality="lg_n")
-            .render_derived()
-        )
-        found = select(func.count()).select_from(facts).scalar_subquery()
-        refusing = select(facts).where(
-            or_(facts.c[_FACTS[0]].is_not(None), facts.c[_FACTS[1]].is_not(None))
-        )
-        appended = (
-            insert(_SPOOL)
-            .from_select(
-                names,
-                select(*(given.c[n] for n in names))
-                .where(found == bindparam("lists"), ~refusing.exists())
-                .order_by(given.c.lg_n),
-            )
-            .returning(_SPOOL.c.id)
-            .cte("lg_spooled")
-        )
-        count = select(func.count()).select_from(appended).scalar_subquery()
-        return blind(select(facts, count.label("lg_appended")))
-
     def among(self, column: Any, name: str) -> Any:
         """column IN the list of strings bound as :name, in one parameter however many there are:
         the statement's text stays the same (parsed and planned once: SQLite's statement cache,
@@ -413,32 +375,22 @@ def lists_with_facts(
     addresses: list[str],
     message_ids: list[str],
     froms: list[str],
-    append: Sequence[dict[str, Any]] = (),
-) -> tuple[dict[str, ListFacts], bool]:
-    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT.
-
-    With rows to append (PostgreSQL: the spool is a table of the same database), the statement
-    appends them too when no fact can refuse them (Store.lists_with_facts_appending); the flag
-    says whether it did, and then they are committed.
-    """
-    asked = set(names)
-    wanted = {name: name.lower() for name in asked if name.isascii()}
+) -> dict[str, ListFacts]:
+    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT."""
+    wanted = {name: name.lower() for name in names if name.isascii()}
     if not wanted:
-        return {}, False
-    params: dict[str, Any] = {
-        "names": sorted(set(wanted.values())),
-        "addresses": addresses,
-        "message_ids": message_ids,
-        "froms": froms,
-    }
-    statement = of(conn).lists_with_facts
-    appending = bool(append) and len(wanted) == len(asked)  # a non-ASCII name: no such list
-    if appending:
-        statement = of(conn).lists_with_facts_appending
-        params["lists"] = len(params["names"])
-        params.update({f"spool_{key}": [row[key] for row in append] for key in append[0]})
-    found, appended = {}, False
-    for row in conn.execute(statement, params):
+        return {}
+    rows = conn.execute(
+        of(conn).lists_with_facts,
+        {
+            "names": sorted(set(wanted.values())),
+            "addresses": addresses,
+            "message_ids": message_ids,
+            "froms": froms,
+        },
+    )
+    found = {}
+    for row in rows:
         values = row._mapping
         banned, archived, members = (values[label] or [] for label in _FACTS)
         found[values["name"]] = ListFacts(
@@ -447,5 +399,4 @@ def lists_with_facts(
             [tuple(a) for a in archived],
             set(members),
         )
-        appended = appending and values["lg_appended"] > 0
-    return {name: found[lower] for name, lower in wanted.items() if lower in found}, appended
+    return {name: found[lower] for name, lower in wanted.items() if lower in found}

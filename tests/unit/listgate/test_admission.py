@@ -89,7 +89,7 @@ def test_a_batch_gets_the_answers_each_message_gets_alone(site) -> None:  # type
     _site(db, make_list)
     asks = _asks()
     with db.kw["bind"].connect() as conn:
-        batch = admit_all(conn, asks, domain=DOMAIN).decided
+        batch = admit_all(conn, asks, domain=DOMAIN)
     with db() as s:
         found = {lst.name: lst for lst in (lists.require(s, n) for n in ("dev", "club", "calm"))}
         alone = [
