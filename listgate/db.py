@@ -45,8 +45,8 @@ GENERIC_PLANS = "plan_cache_mode=force_generic_plan"  # make_engine(plan_once=Tr
 def make_engine(settings: Settings, *, plan_once: bool = False, **kwargs: Any) -> Engine:
     """Create the engine for settings.database_url (SQLite gets WAL and a busy timeout).
 
-    plan_once: a process that runs the same few statements thousands of times (the gateway's
-    listener) has PostgreSQL plan each of them once per connection. psycopg prepares a statement
+    plan_once: a process that runs the same few statements thousands of times (the gateway, the
+    archiver) has PostgreSQL plan each of them once per connection. psycopg prepares a statement
     at its fifth run, but PostgreSQL keeps planning ours anew at every run (a custom plan) when
     its generic plan's estimate looks no cheaper: 0.1-0.2 ms of the server's CPU each time, for
     the same index look-ups. (SQLite keeps every statement's plan in its statement cache.)

@@ -69,7 +69,7 @@ def _settings_of(engine: Engine) -> tuple[str, str]:
 def test_the_gateways_engine_plans_its_statements_once_and_keeps_the_operators_options(
     pg_settings,  # type: ignore[no-untyped-def]
 ) -> None:
-    """make_engine(plan_once=True), as the gateway's listener makes it: prepared statements run
+    """make_engine(plan_once=True), as the gateway and archiver make it: prepared statements run
     on their generic plan; options the operator put in the database URL still apply."""
     url = pg_settings.database_url
     options = "options=-c%20application_name%3Dlg-test"
