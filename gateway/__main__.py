@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logs.setup(settings)
     logging.getLogger("mail.log").setLevel(logging.WARNING)  # aiosmtpd logs every command at INFO
-    engine = make_engine(settings, plan_once=True)  # the same statements, thousands of times
+    engine = make_engine(settings)
     try:
         if needs_upgrade(engine):
             log.error(
