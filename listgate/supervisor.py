@@ -5,7 +5,8 @@ A child that exits on its own is started again after a pause that doubles with e
 death (1 s, 2 s, 4 s ... at most a minute) and starts over once it has run for a while; only
 Ctrl-C or SIGTERM stops everything. Each restart is logged at WARNING and recorded in a small
 state file that `listgate status` reads. A child says it serves by sending READY=1 to the
-socket in NOTIFY_SOCKET (listgate.readiness), the way systemd's Type=notify services do.
+socket in NOTIFY_SOCKET (listgate.readiness), the way systemd's Type=notify services do; both
+live in the data directory's run/, where the next start removes what a killed `up` left.
 """
 
 from __future__ import annotations
@@ -294,8 +295,8 @@ def state_file(data_dir: Path) -> Path:
 def _notify_socket(run_dir: Path | None) -> tuple[socket.socket, Path, Path | None]:
     """Bind this supervisor's readiness socket: (socket, path, temporary directory to remove).
 
-    It is run_dir/notify-PID, so that two `listgate up` of one site keep apart, after the
-    sockets that supervisors killed outright left there are removed. Without a run_dir, or
+    It is run_dir/notify-PID (the pid keeps two `listgate up` of one site apart); the sockets
+    that supervisors killed outright left there are removed first. Without a run_dir, or
     where run_dir cannot hold a socket (a path too long for one, a file system without them),
     it goes in a private temporary directory instead, which a killed supervisor leaves behind.
     """
