@@ -43,7 +43,7 @@ def measure(ctx: Context, pg: bool, size: int, batches: int) -> str:
     """One line: the mean step, look-ups and append per batch of `size` posts, in ms."""
     # durable: the spool's commit before a 250 waits for the WAL flush, as in live_ingest
     archive = make_archive(ctx, "writer-step", postgres(ctx, durable=True) if pg else "")
-    engine = make_engine(archive.settings)
+    engine = make_engine(archive.settings, plan_once=True)  # as the gateway makes it
     spool = Spool(engine)
     step = Answerer(archive.settings, engine, spool)
     looked: list[float] = []

@@ -84,11 +84,17 @@ def _wait(condition: Callable[[], bool], timeout: float = 30.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def site(tmp_path: Path) -> Iterator[tuple[Env, GatewayHandler, GatewayServer, Held]]:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[Env, GatewayHandler, GatewayServer, Held]]:
     """Lists dev (open, troll@ banned, old@x archived) and club (members-only), and a gateway
-    with no archiver (the spool keeps what it accepted) whose writer the test holds."""
-    env = Env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
+    with no archiver (the spool keeps what it accepted) whose writer the test holds; on each
+    database (PostgreSQL: the spool is a table beside the look-ups)."""
+    database = {}
+    if request.param == "postgresql":
+        database["LISTGATE_DATABASE_URL"] = request.getfixturevalue("postgres_db")
+    env = Env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000", **database)
     env.make_list("dev")
     env.make_list("club", policy=ListPolicy.MEMBERS)
     db = session_factory(writer(env.engine))
@@ -149,10 +155,12 @@ def _posts(port: int) -> dict[str, tuple[str, str, bytes]]:
     }
 
 
-def _post_all(port: int, held: Held, smuggle: bool = True) -> dict[str, str]:
-    """Every client at once, behind the held writer; their replies by name."""
+def _post_all(
+    port: int, held: Held, smuggle: bool = True, only: tuple[str, ...] = ()
+) -> dict[str, str]:
+    """Every client (or those named) at once, behind the held writer; their replies by name."""
     replies: dict[str, str] = {}
-    posts = _posts(port)
+    posts = {k: post for k, post in _posts(port).items() if not only or k in only}
     threads = [
         threading.Thread(target=_send, args=(port, *args, replies, key))
         for key, args in posts.items()
@@ -220,6 +228,46 @@ def test_messages_sharing_a_batch_each_get_their_own_answer(site) -> None:  # ty
         ("club@x", PostState.HELD),
     }
     assert len(olds) == 1
+
+
+def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(site) -> None:  # type: ignore[no-untyped-def]
+    """A batch nothing refuses: the archive database is asked one statement for the whole batch
+    (and, where the spool is a table of it, PostgreSQL, the append is a second); each spool row
+    keeps the envelope and the exact bytes its client sent."""
+    env, handler, _server, held = site
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if threading.current_thread().name.startswith("store") and len(held.batches) == 2:
+            sent.append(statement.split(None, 1)[0])
+
+    event.listen(env.engine, "before_cursor_execute", seen)
+    try:
+        replies = _post_all(
+            env.settings.smtp_port, held, smuggle=False, only=("stored1", "stored2", "held")
+        )
+    finally:
+        event.remove(env.engine, "before_cursor_execute", seen)
+    assert replies == {
+        "stored1": "250 2.0.0 OK: stored",
+        "stored2": "250 2.0.0 OK: stored",
+        "held": "250 2.0.0 OK: held for moderation",
+    }
+    assert [sum(isinstance(j, Arrival) for j in batch) for batch in held.batches] == [0, 3]
+    assert sent == (["SELECT"] if handler.spool.separate else ["SELECT", "INSERT"])
+    posts = _posts(env.settings.smtp_port)
+    rows = {r.message_id: r for r in handler.spool.pending(1000) if r.rcpt_tos}
+    for key in ("stored1", "stored2", "held"):
+        sender, rcpt, raw = posts[key]
+        msgid = raw.split(b"Message-ID: <", 1)[1].split(b">", 1)[0].decode()
+        row = rows.pop(msgid)
+        assert (row.mail_from, row.rcpt_tos, row.counts, row.raw) == (
+            sender,
+            rcpt,
+            "received:",
+            raw,
+        )
+    assert rows == {}
 
 
 def test_a_batch_whose_look_ups_fail_is_answered_451_and_spools_nothing(site) -> None:  # type: ignore[no-untyped-def]

@@ -4,6 +4,7 @@ while in steady use fails its next statement once (a disconnect), and the pool s
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
 from sqlalchemy import Engine
@@ -55,3 +56,28 @@ def test_a_connection_cut_while_in_steady_use_fails_once_then_the_pool_recovers(
         assert _backend(engine) != first
     finally:
         engine.dispose()
+
+
+def _settings_of(engine: Engine) -> tuple[str, str]:
+    with engine.connect() as conn:
+        return (
+            conn.exec_driver_sql("SHOW plan_cache_mode").scalar_one(),
+            conn.exec_driver_sql("SHOW application_name").scalar_one(),
+        )
+
+
+def test_the_gateways_engine_plans_its_statements_once_and_keeps_the_operators_options(
+    pg_settings,  # type: ignore[no-untyped-def]
+) -> None:
+    """make_engine(plan_once=True), as the gateway's listener makes it: prepared statements run
+    on their generic plan; options the operator put in the database URL still apply."""
+    url = pg_settings.database_url
+    options = "options=-c%20application_name%3Dlg-test"
+    mine = replace(pg_settings, database_url=f"{url}{'&' if '?' in url else '?'}{options}")
+    plain, once = make_engine(mine), make_engine(mine, plan_once=True)
+    try:
+        assert _settings_of(plain) == ("auto", "lg-test")
+        assert _settings_of(once) == ("force_generic_plan", "lg-test")
+    finally:
+        plain.dispose()
+        once.dispose()

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 from listgate import lists
 from listgate.db import transaction
-from tests.unit.webarchive.test_search_operators import fill, run_table
+from tests.unit.webarchive.test_search_operators import fill, fill_pages, run_pages, run_table
 
 pytestmark = pytest.mark.integration
 
 
-def test_every_operator_on_postgres(pg_web):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "posts,searches",
+    [(fill, run_table), (fill_pages, run_pages)],
+    ids=["every operator", "leaving posts out pages"],
+)
+def test_on_postgres(pg_web: Any, posts: Callable[..., None], searches: Callable[..., Any]) -> None:
     app, factory = pg_web
     with transaction(factory) as session:
         lists.create(session, "dev")
-    fill(factory)
-    assert run_table(app) == []
+    posts(factory)
+    assert searches(app) == []

@@ -62,6 +62,11 @@ class Filters:
     until: datetime | None = None
     thread_id: int | None = None
     attachments: bool = False
+    # what a minus before an operator leaves out, by the same rules as the operator
+    not_list_ids: frozenset[int] = frozenset()
+    not_authors: tuple[str, ...] = ()  # none of them
+    not_subjects: tuple[str, ...] = ()  # none of them
+    no_attachments: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,29 +112,50 @@ def _author(author: str, ids: SQLColumnExpression[int]) -> ColumnElement[bool]:
     )
 
 
+def _subject(subject: str) -> ColumnElement[bool]:
+    """One subject: value: part of the subject, in any case."""
+    return func.lower(Message.subject).like(f"%{_like(subject.lower())}%", escape="\\")
+
+
+def _attached() -> ColumnElement[bool]:
+    """The post has a file attached."""
+    return exists(select(Attachment.id).where(Attachment.message_pk == Message.id))
+
+
 def _filtered(
     query: Select[*Columns], filters: Filters, ids: SQLColumnExpression[int]
 ) -> Select[*Columns]:
     """Filters on messages, the same SQL on both databases (ids is the matched post's id)."""
-    query = query.where(Message.status == PostState.VISIBLE)
+    query = _left_out(query.where(Message.status == PostState.VISIBLE), filters, ids)
     if filters.list_ids is not None:
         query = query.where(Message.list_id.in_(filters.list_ids or {-1}))
     if filters.authors:
         query = query.where(or_(*(_author(a.lower(), ids) for a in filters.authors)))
     for subject in filters.subjects:
-        query = query.where(
-            func.lower(Message.subject).like(f"%{_like(subject.lower())}%", escape="\\")
-        )
+        query = query.where(_subject(subject))
     if filters.attachments:
-        query = query.where(
-            exists(select(Attachment.id).where(Attachment.message_pk == Message.id))
-        )
+        query = query.where(_attached())
     if filters.since is not None:
         query = query.where(Message.date >= filters.since)
     if filters.until is not None:
         query = query.where(Message.date < filters.until)
     if filters.thread_id is not None:
         query = query.where(Message.thread_id == filters.thread_id)
+    return query
+
+
+def _left_out(
+    query: Select[*Columns], filters: Filters, ids: SQLColumnExpression[int]
+) -> Select[*Columns]:
+    """Leave out what the operators after a minus would find, matched as those operators match."""
+    if filters.not_list_ids:
+        query = query.where(Message.list_id.not_in(filters.not_list_ids))
+    if filters.not_authors:
+        query = query.where(not_(or_(*(_author(a.lower(), ids) for a in filters.not_authors))))
+    for subject in filters.not_subjects:
+        query = query.where(not_(_subject(subject)))
+    if filters.no_attachments:
+        query = query.where(not_(_attached()))
     return query
 
 

@@ -1,6 +1,7 @@
 """The search box's language.
 
-Words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment.
+Words, "phrases", -excluded, from:, subject:, list:, before:, after:, has:attachment; a minus
+before an operator leaves out what the operator would find (-after: is before:, -before: is after:).
 
 Parsed once into a Query that both engines turn into their own syntax (an FTS5 MATCH
 expression, a websearch_to_tsquery string), so every operator means the same on SQLite
@@ -11,13 +12,16 @@ become plain column filters, identical on both.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
 OPERATORS = ("from", "subject", "list", "before", "after", "has")
 MAX_TERMS = 20
+MAX_TEXT = 1000  # characters of the box that are read
 HELP = (
     ('"exact phrase"', "the words next to each other, in this order"),
     ("-word", 'leave out posts with this word (or -"phrase")'),
@@ -31,6 +35,14 @@ HELP = (
     ("after:2026-03-01", "on or after that day (UTC)"),
     ("before:2026-04-01", "before that day (UTC)"),
     ("has:attachment", "posts with a file attached"),
+    (
+        "-from:ann",
+        "leave out what the operator finds: -from:, -subject:, -list:, -has:attachment",
+    ),
+    (
+        "-after:2026-03-01",
+        "leave out that day and later, as before:2026-03-01 does (and -before: is after:)",
+    ),
 )
 
 
@@ -51,6 +63,11 @@ class Query:
     after: datetime | None = None
     before: datetime | None = None
     has_attachment: bool = False
+    # a minus before an operator: posts the operator would find are left out
+    not_authors: tuple[str, ...] = ()
+    not_subjects: tuple[str, ...] = ()
+    not_lists: tuple[str, ...] = ()
+    no_attachment: bool = False
 
     @property
     def has_text(self) -> bool:
@@ -69,6 +86,10 @@ class Query:
             or self.after
             or self.before
             or self.has_attachment
+            or self.not_authors
+            or self.not_subjects
+            or self.not_lists
+            or self.no_attachment
         )
 
     def tokens(self) -> list[str]:
@@ -107,52 +128,119 @@ def _day(name: str, value: str) -> datetime:
 
 def parse(text: str) -> Query:
     """The search box's text as a Query, or QueryError naming what to fix."""
-    found: dict[str, list[str]] = {k: [] for k in ("words", "authors", "subjects", "lists")}
-    groups: dict[str, list[tuple[str, ...]]] = {"phrases": [], "excluded": []}  # of words
-    after = before = None
-    attachment = False
-    for negate, given_op, raw in _TOKEN.findall(text[:1000]):
+    reading = _Reading()
+    for token in _tokens(text):
+        reading.add(token)
+    return reading.query()
+
+
+class _Token(NamedTuple):
+    """One piece of the box: text (op '') or the value of a known operator."""
+
+    negated: bool
+    op: str
+    value: str
+    quoted: bool
+
+
+def _tokens(text: str) -> Iterator[_Token]:
+    """The box's pieces in order, those with nothing in them left out."""
+    for negate, given_op, raw in _TOKEN.findall(text[:MAX_TEXT]):
         quoted = raw.startswith('"')
         value = raw.strip('"').strip()
         op = given_op.lower()
         if op and op not in OPERATORS:  # "re:" or "http:" are words, not operators
             value, op, quoted = f"{op} {value}", "", False
-        if not value:
-            continue
+        if value:
+            yield _Token(bool(negate), op, value, quoted)
+
+
+@dataclass
+class _Reading:
+    """A Query as it is read, token by token."""
+
+    words: list[str] = field(default_factory=list)
+    phrases: list[tuple[str, ...]] = field(default_factory=list)
+    excluded: list[tuple[str, ...]] = field(default_factory=list)  # each a word or a phrase
+    authors: list[str] = field(default_factory=list)
+    subjects: list[str] = field(default_factory=list)
+    lists: list[str] = field(default_factory=list)
+    after: datetime | None = None
+    before: datetime | None = None
+    has_attachment: bool = False
+    not_authors: list[str] = field(default_factory=list)
+    not_subjects: list[str] = field(default_factory=list)
+    not_lists: list[str] = field(default_factory=list)
+    not_after: datetime | None = None  # -after:D, the posts before D
+    not_before: datetime | None = None  # -before:D, the posts on or after D
+    no_attachment: bool = False
+
+    def add(self, token: _Token) -> None:
+        """Take one piece in: an operator's value to its filter, text to the terms."""
+        if token.op:
+            self._add_filter(token.op, token.value, token.negated)
+        else:
+            self._add_text(token)
+
+    def _add_filter(self, op: str, value: str, negated: bool) -> None:
+        """An operator's value, to what it finds or (after a minus) to what it leaves out."""
         if op == "from":
-            found["authors"].append(value.lower()[:200])
+            (self.not_authors if negated else self.authors).append(value.lower()[:200])
         elif op == "subject":
-            found["subjects"].append(value.lower()[:200])
+            (self.not_subjects if negated else self.subjects).append(value.lower()[:200])
         elif op == "list":
-            found["lists"].append(value.lower()[:64])
+            (self.not_lists if negated else self.lists).append(value.lower()[:64])
+        elif op == "after" and negated:
+            self.not_after = _day("after", value)
         elif op == "after":
-            after = _day("after", value)
+            self.after = _day("after", value)  # the last one given counts (each way)
+        elif op == "before" and negated:
+            self.not_before = _day("before", value)
         elif op == "before":
-            before = _day("before", value)
+            self.before = _day("before", value)
         elif op == "has":
             if value.lower() not in ("attachment", "attachments"):
                 raise QueryError(f"has: knows only has:attachment, not has:{value[:40]}")
-            attachment = True
-        else:
-            terms = _WORD.findall(value)
-            if not terms:
-                continue
-            if negate:
-                groups["excluded"].append(tuple(terms))
-            elif quoted and len(terms) > 1:
-                groups["phrases"].append(tuple(terms))
+            if negated:
+                self.no_attachment = True
             else:
-                found["words"].extend(terms)
-    if len(found["words"]) + len(groups["phrases"]) + len(groups["excluded"]) > MAX_TERMS:
-        raise QueryError(f"too many words: at most {MAX_TERMS}")
-    return Query(
-        words=tuple(found["words"]),
-        phrases=tuple(groups["phrases"]),
-        excluded=tuple(groups["excluded"]),
-        authors=tuple(found["authors"]),
-        subjects=tuple(found["subjects"]),
-        lists=tuple(found["lists"]),
-        after=after,
-        before=before,
-        has_attachment=attachment,
-    )
+                self.has_attachment = True
+
+    def _add_text(self, token: _Token) -> None:
+        terms = tuple(_WORD.findall(token.value))
+        if not terms:
+            return
+        if token.negated:
+            self.excluded.append(terms)
+        elif token.quoted and len(terms) > 1:
+            self.phrases.append(terms)
+        else:
+            self.words.extend(terms)
+
+    def query(self) -> Query:
+        """What was read, once every piece is in; QueryError when it holds too many terms."""
+        if len(self.words) + len(self.phrases) + len(self.excluded) > MAX_TERMS:
+            raise QueryError(f"too many words: at most {MAX_TERMS}")
+        return Query(
+            words=tuple(self.words),
+            phrases=tuple(self.phrases),
+            excluded=tuple(self.excluded),
+            authors=tuple(self.authors),
+            subjects=tuple(self.subjects),
+            lists=tuple(self.lists),
+            after=_tighter(max, self.after, self.not_before),
+            before=_tighter(min, self.before, self.not_after),
+            has_attachment=self.has_attachment,
+            not_authors=tuple(self.not_authors),
+            not_subjects=tuple(self.not_subjects),
+            not_lists=tuple(self.not_lists),
+            no_attachment=self.no_attachment,
+        )
+
+
+def _tighter(
+    pick: Callable[[list[datetime]], datetime], *bounds: datetime | None
+) -> datetime | None:
+    """The bound within every given one (pick: max for a start, min for an end), or None."""
+    given = [b for b in bounds if b is not None]
+    return pick(given) if given else None

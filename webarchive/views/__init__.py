@@ -2,5 +2,6 @@
 
 A module here holds its blueprint (`bp`), its views and the few template globals only its own
 templates need; the queries are in webarchive.reading, the HTML in templates/<blueprint>/ and
-webarchive.templating.
+webarchive.templating. A family too big for one module is a package (pages/): its modules
+register on the one `bp` of its blueprint.py, which the package hands on.
 """

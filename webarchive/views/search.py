@@ -72,6 +72,12 @@ def _filters(query: Query) -> Filters:
         until=until,
         thread_id=int(thread) if thread else None,
         attachments=query.has_attachment,
+        not_list_ids=frozenset(
+            mlist.id for name in query.not_lists if (mlist := lists.get(db(), name)) is not None
+        ),
+        not_authors=query.not_authors,
+        not_subjects=query.not_subjects,
+        no_attachments=query.no_attachment,
     )
 
 

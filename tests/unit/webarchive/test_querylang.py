@@ -1,0 +1,235 @@
+"""The search box's language: what each piece of text means, edge by edge (no database)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from webarchive.reading.querylang import MAX_TERMS, Query, QueryError, parse
+
+
+def day(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+
+
+# (what the user typed, the Query it means)
+MEANINGS: list[tuple[str, Query]] = [
+    ("", Query()),
+    ("  \t ", Query()),
+    (";; ,, ...", Query()),  # no word characters at all
+    ("-", Query()),
+    ('""', Query()),
+    ('"   "', Query()),
+    ('-""', Query()),
+    # words: split on anything that is not a word character, case kept
+    ("Linker error", Query(words=("Linker", "error"))),
+    ("foo-bar a.b", Query(words=("foo", "bar", "a", "b"))),
+    ("café 日本語 a_b", Query(words=("café", "日本語", "a_b"))),
+    # quotes: a phrase needs two words; an unclosed quote runs to the end
+    ('"linker error"', Query(phrases=(("linker", "error"),))),
+    ('"linker"', Query(words=("linker",))),
+    ('"linker, error', Query(phrases=(("linker", "error"),))),
+    ('ab"cd ef"', Query(words=("ab",), phrases=(("cd", "ef"),))),
+    ('"a"b', Query(words=("a", "b"))),
+    # negation: a word or a phrase left out
+    ("-windows", Query(excluded=(("windows",),))),
+    ('-"arm64 builds"', Query(excluded=(("arm64", "builds"),))),
+    ('-"linker"', Query(excluded=(("linker",),))),
+    ("-foo-bar", Query(excluded=(("foo", "bar"),))),
+    ("linker -windows", Query(words=("linker",), excluded=(("windows",),))),
+    # field prefixes: lowercased values, any case of the operator's name
+    ("from:Ann", Query(authors=("ann",))),
+    ("FROM:ann", Query(authors=("ann",))),
+    ('from:"Ann Smith"', Query(authors=("ann smith",))),
+    ("from:ann from:cy", Query(authors=("ann", "cy"))),
+    ("from:ann@example.org", Query(authors=("ann@example.org",))),
+    ('from:ann"x y"', Query(authors=("ann",), phrases=(("x", "y"),))),
+    ("from:" + "A" * 300, Query(authors=("a" * 200,))),
+    ('subject:"Release Date"', Query(subjects=("release date",))),
+    ("subject:" + "b" * 300, Query(subjects=("b" * 200,))),
+    ("list:Dev", Query(lists=("dev",))),
+    ("list:" + "x" * 100, Query(lists=("x" * 64,))),
+    ("after:2026-03-01", Query(after=day("2026-03-01"))),
+    ("before:2026/04/01", Query(before=day("2026-04-01"))),
+    ('after:"2026-03-01"', Query(after=day("2026-03-01"))),
+    ("after:2026-03-01 after:2026-03-05", Query(after=day("2026-03-05"))),  # the last one
+    ("has:attachment", Query(has_attachment=True)),
+    ("has:Attachments", Query(has_attachment=True)),
+    # a minus before an operator: leave out what the operator would find
+    ("-from:ann", Query(not_authors=("ann",))),
+    ("-FROM:Ann -from:ben@corp.example", Query(not_authors=("ann", "ben@corp.example"))),
+    ('-from:"Ann Smith"', Query(not_authors=("ann smith",))),
+    ("from:ann -from:ann@example.org", Query(authors=("ann",), not_authors=("ann@example.org",))),
+    ("-from:" + "A" * 300, Query(not_authors=("a" * 200,))),
+    ('-subject:"Release Date"', Query(not_subjects=("release date",))),
+    ("-list:Dev -list:ops", Query(not_lists=("dev", "ops"))),
+    ("list:dev -list:ops", Query(lists=("dev",), not_lists=("ops",))),
+    ("-list:" + "x" * 100, Query(not_lists=("x" * 64,))),
+    ("-has:attachment", Query(no_attachment=True)),
+    ("linker -HAS:Attachments", Query(words=("linker",), no_attachment=True)),
+    ("has:attachment -has:attachment", Query(has_attachment=True, no_attachment=True)),
+    ('-from:""', Query()),
+    # -after: is before: (leave out posts on or after the day), -before: is after:
+    ("-after:2026-03-01", Query(before=day("2026-03-01"))),
+    ("-before:2026/04/01", Query(after=day("2026-04-01"))),
+    ("-after:2026-03-05 -after:2026-03-01", Query(before=day("2026-03-01"))),  # the last one
+    # with the positive bound the same way, both hold: the tighter bound
+    ("before:2026-03-01 -after:2026-04-01", Query(before=day("2026-03-01"))),
+    ("-after:2026-03-01 before:2026-04-01", Query(before=day("2026-03-01"))),
+    ("after:2026-03-05 -before:2026-03-01", Query(after=day("2026-03-05"))),
+    ("-before:2026-03-05 after:2026-03-01", Query(after=day("2026-03-05"))),
+    # an operator with nothing after it
+    ("from:", Query(words=("from",))),
+    ("from: ann", Query(words=("from", "ann"))),
+    ('from:""', Query()),
+    ('after:""', Query()),
+    ('has:""', Query()),
+    # unknown fields are words, never a phrase
+    ("re:linker", Query(words=("re", "linker"))),
+    ("http://example.org/x", Query(words=("http", "example", "org", "x"))),
+    ('re:"linker error"', Query(words=("re", "linker", "error"))),
+    ("-re:linker", Query(excluded=(("re", "linker"),))),
+    ('re:""', Query(words=("re",))),
+    ("x1:y día:z", Query(words=("x1", "y", "día", "z"))),
+    # everything at once
+    (
+        'from:ann "linker error" -windows -from:bot -list:ops -subject:ci -before:2026-01-01 '
+        "-has:attachment kernel",
+        Query(
+            words=("kernel",),
+            phrases=(("linker", "error"),),
+            excluded=(("windows",),),
+            authors=("ann",),
+            not_authors=("bot",),
+            not_subjects=("ci",),
+            not_lists=("ops",),
+            after=day("2026-01-01"),
+            no_attachment=True,
+        ),
+    ),
+    (
+        'from:ann "linker error" -windows list:dev after:2026-03-01 has:attachment kernel',
+        Query(
+            words=("kernel",),
+            phrases=(("linker", "error"),),
+            excluded=(("windows",),),
+            authors=("ann",),
+            lists=("dev",),
+            after=day("2026-03-01"),
+            has_attachment=True,
+        ),
+    ),
+    # only the first 1,000 characters are read
+    ("x" * 999 + " linker", Query(words=("x" * 999,))),
+    # at most MAX_TERMS terms, a phrase or an excluded phrase counting as one
+    (" ".join(["w"] * MAX_TERMS), Query(words=("w",) * MAX_TERMS)),
+    (
+        " ".join(["w"] * (MAX_TERMS - 2)) + ' "a b" -"c d"',
+        Query(words=("w",) * (MAX_TERMS - 2), phrases=(("a", "b"),), excluded=(("c", "d"),)),
+    ),
+]
+
+# (what the user typed, what the error must say)
+MISTAKES: list[tuple[str, str]] = [
+    ("after:yesterday", "after: wants a date like 2026-03-01, not 'yesterday'"),
+    ("before:2026-13-01", "before: wants a date like 2026-03-01, not '2026-13-01'"),
+    ("after:" + "9" * 60, "after: wants a date like 2026-03-01, not '" + "9" * 40 + "'"),
+    ("has:pictures", "has: knows only has:attachment, not has:pictures"),
+    ("-has:pictures", "has: knows only has:attachment, not has:pictures"),
+    ("-after:yesterday", "after: wants a date like 2026-03-01, not 'yesterday'"),
+    ("-before:2026-13-01", "before: wants a date like 2026-03-01, not '2026-13-01'"),
+    ("linker has:pictures after:2026-03-01", "has: knows only has:attachment"),
+    (" ".join(["w"] * (MAX_TERMS + 1)), f"too many words: at most {MAX_TERMS}"),
+    ("a-b-c-d-e-f-g-h-i-j-k-l-m-n-o-p-q-r-s-t-u", f"too many words: at most {MAX_TERMS}"),
+    (
+        " ".join(["w"] * (MAX_TERMS - 1)) + ' "a b" -c',
+        f"too many words: at most {MAX_TERMS}",
+    ),
+]
+
+
+@pytest.mark.parametrize("text,meaning", MEANINGS)
+def test_what_a_search_means(text: str, meaning: Query) -> None:
+    assert parse(text) == meaning
+
+
+@pytest.mark.parametrize("text,words", MISTAKES)
+def test_a_search_to_fix_says_what_is_wrong(text: str, words: str) -> None:
+    with pytest.raises(QueryError) as caught:
+        parse(text)
+    assert words in str(caught.value)
+
+
+PIECES = st.sampled_from(
+    [
+        "from:",
+        "subject:",
+        "list:",
+        "after:",
+        "before:",
+        "has:",
+        "re:",
+        "FROM:",
+        "-",
+        '"',
+        " ",
+        "attachment",
+        "2026-03-01",
+        "2026/04/01",
+        "ann@example.org",
+        "word",
+        "é",
+        ",",
+    ]
+)
+TEXTS = st.lists(PIECES | st.text(max_size=8), max_size=30).map("".join)
+
+
+@given(TEXTS)
+def test_any_text_is_a_query_or_a_message_to_fix(text: str) -> None:
+    """Nothing typed in the box breaks the parser, and what it keeps stays within its limits."""
+    query = _outcome(text)
+    if isinstance(query, str):
+        assert query  # the message to show
+        return
+    assert all(re.fullmatch(r"\w+", w) for w in query.words)
+    assert all(len(p) > 1 for p in query.phrases)
+    assert all(re.fullmatch(r"\w+", w) for p in query.phrases + query.excluded for w in p)
+    assert len(query.words) + len(query.phrases) + len(query.excluded) <= MAX_TERMS
+    named = query.authors + query.subjects + query.not_authors + query.not_subjects
+    assert all(a == a.lower() and 0 < len(a) <= 200 for a in named)
+    assert all(x == x.lower() and 0 < len(x) <= 64 for x in query.lists + query.not_lists)
+
+
+@given(TEXTS, TEXTS)
+def test_only_the_first_thousand_characters_count(head: str, tail: str) -> None:
+    """What follows the first 1,000 characters changes nothing (a search is not a document)."""
+    text = head.ljust(1000)
+    assert len(text) == 1000
+    assert _outcome(text + tail) == _outcome(text)
+
+
+def _outcome(text: str) -> Query | str:
+    try:
+        return parse(text)
+    except QueryError as exc:
+        return str(exc)
+
+
+@given(TEXTS)
+def test_the_engines_text_means_the_same_search(text: str) -> None:
+    """The words handed to PostgreSQL, typed in the box again, are the same words."""
+    try:
+        query = parse(text)
+    except QueryError:
+        return
+    again = parse(query.websearch())
+    assert (again.words, again.phrases, again.excluded) == (
+        query.words,
+        query.phrases,
+        query.excluded,
+    )

@@ -1,0 +1,159 @@
+"""The pages of one thread: the thread (as a tree or flat), and one message of it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TypeVar
+
+from flask import abort, redirect, request, url_for
+from markupsafe import Markup
+from sqlalchemy import bindparam, or_, select
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
+
+from listgate.models import Message, Subscription, Thread
+from listgate.states import PostState, SubscriptionKind, SubscriptionState
+from webarchive.context import db, resources
+from webarchive.reading import visits
+from webarchive.reading.access import readable_list_ids, readable_message, readable_thread
+from webarchive.reading.threads import Node, fill_nodes, find_message, thread_nodes
+from webarchive.rendering import clock
+from webarchive.rendering import rows as rows_html
+from webarchive.security import current_address
+from webarchive.templating import anonymous, reader_zone, reader_zone_name, request_now
+from webarchive.urls import carried_args
+from webarchive.views.pages.blueprint import bp
+from webarchive.views.pages.posts import posts_page
+
+T = TypeVar("T")
+
+
+@bp.get("/threads/<int:thread_id>")
+def thread(thread_id: int) -> str | Response:
+    """A thread as an indented tree, or flat by date with ?view=flat; its outline and neighbours."""
+    session = db()
+    found = readable_thread(session, thread_id)
+    if found.id != thread_id:
+        return redirect(
+            url_for("pages.thread", thread_id=found.id, **carried_args("thread_id")), 301
+        )
+    view = "flat" if request.args.get("view") == "flat" else "tree"
+    address = current_address()
+    nodes = thread_nodes(session, found, address, placeholders=True)
+    last_visit = (
+        visits.visit(session, resources().writer, address, found.id, nodes) if address else None
+    )
+    outline = _outline(found, nodes)
+    if view == "flat":
+        nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))  # as they are numbered
+    mlist = found.mailing_list
+    # The threads around this one move only when the list gets a post.
+    newer, older = _remembered(
+        "neighbours",
+        (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
+        lambda: visits.neighbours(session, found),
+    )
+    return posts_page(
+        "pages/thread.html",
+        found,
+        nodes,
+        view == "tree",
+        nodes=nodes,
+        view=view,
+        outline=outline,
+        # tombstones, placeholders: no posts
+        posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),
+        newer=newer,
+        older=older,
+        following=_thread_state(session, found),
+        last_visit=last_visit,
+        new_count=sum(n.new for n in nodes),
+    )
+
+
+def _remembered(kind: str, key: Hashable, make: Callable[[], T]) -> T:
+    """A per-process answer kept under key (up to 4,096 of each kind, all forgotten when full)."""
+    cache = resources().extra.setdefault(kind, {})
+    if key not in cache:
+        if len(cache) >= 4096:
+            cache.clear()
+        cache[key] = make()
+    return cache[key]
+
+
+def _outline(found: Thread, nodes: list[Node]) -> Markup:
+    """The thread's outline: one for each kind of reader until the thread or the minute changes."""
+    now = request_now()
+    if any(n.new for n in nodes):
+        return rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
+    recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
+    key = (
+        found.id,
+        len(nodes),
+        found.message_count,
+        found.last_activity,
+        anonymous(),
+        reader_zone_name(),
+        now.replace(second=0, microsecond=0) if recent else None,
+        [n.message.status for n in nodes].count(PostState.VISIBLE),
+    )
+    return _remembered(
+        "outlines", key, lambda: rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
+    )
+
+
+_THREAD_STATE = select(Subscription.kind, Subscription.status).where(
+    Subscription.list_id == bindparam("list_id"),
+    Subscription.address == bindparam("address"),
+    Subscription.status.in_((SubscriptionState.ACTIVE, SubscriptionState.AWAITING)),
+    or_(
+        Subscription.thread_key == bindparam("thread_id"),
+        Subscription.kind == SubscriptionKind.LIST,
+    ),
+)
+
+
+def _thread_state(session: Session, thread: Thread) -> str:
+    """What the signed-in person gets of this thread.
+
+    following, muted, awaiting, member (of the whole list) or ''.
+    """
+    address = current_address()
+    if address is None:
+        return ""
+    rows = dict(
+        session.execute(
+            _THREAD_STATE, {"list_id": thread.list_id, "address": address, "thread_id": thread.id}
+        ).all()
+    )
+    if rows.get(SubscriptionKind.MUTE) == SubscriptionState.ACTIVE:
+        return "muted"
+    if rows.get(SubscriptionKind.THREAD) == SubscriptionState.ACTIVE:
+        return "following"
+    if rows.get(SubscriptionKind.LIST) == SubscriptionState.ACTIVE:
+        return "member"
+    return SubscriptionState.AWAITING if SubscriptionState.AWAITING in rows.values() else ""
+
+
+@bp.get("/m/<path:message_id>")
+def permalink(message_id: str) -> str:
+    """One message by its Message-ID."""
+    session = db()
+    msg = find_message(session, message_id.strip().strip("<>"), readable_list_ids(session))
+    if msg is None:
+        abort(404)
+    return _single(session, msg)
+
+
+@bp.get("/messages/<int:message_pk>")
+def message(message_pk: int) -> str:
+    """One message by its archive number."""
+    session = db()
+    return _single(session, readable_message(session, message_pk))
+
+
+def _single(session: Session, msg: Message) -> str:
+    found = readable_thread(session, msg.thread_id)
+    node = Node(msg)
+    fill_nodes(session, [node], current_address())
+    return posts_page("pages/message.html", found, [node], False, "h1", node=node)
