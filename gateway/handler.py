@@ -67,6 +67,7 @@ class GatewayHandler(Introspected):
         self.writer: GroupWriter[Job, Answer | None] | None = None  # set by the server
         # set after each spool commit: wakes an in-process archiver
         self.spooled = threading.Event()
+        self._counting: set[asyncio.Task[None]] = set()  # count_refusal_soon's, until done
         self._lists_seen: dict[
             str, float
         ] = {}  # list name -> until when RCPT need not look it up again
@@ -87,7 +88,7 @@ class GatewayHandler(Introspected):
         problem = eight_bit_problem(address, mail_options)
         if problem:
             log.info("refused MAIL from %s (%r): %s", client or "local", address, problem)
-            await self._run(self.count_refusal, "8bit-sender")
+            await self.count_refusal("8bit-sender")
             return problem
         if client and not self.limits.allow_message(client):
             log.warning(
@@ -96,7 +97,7 @@ class GatewayHandler(Introspected):
                 address,
                 self.limits.max_per_minute,
             )
-            await self._run(self.count_refusal, "rate-limit")
+            await self.count_refusal("rate-limit")
             return self._over_rate(client)
         envelope.mail_from = address
         envelope.mail_options.extend(mail_options)
@@ -154,7 +155,7 @@ class GatewayHandler(Introspected):
                 client,
                 self.limits.max_per_minute,
             )
-            await self._run(self.count_refusal, "rate-limit")
+            await self.count_refusal("rate-limit")
             return self._over_rate(client)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
@@ -163,7 +164,7 @@ class GatewayHandler(Introspected):
     async def _refuse_rcpt(self, address: str, reply: str) -> str:
         note = "" if address.isascii() else f" (non-ASCII, reads as {ascii_reading(address)!r})"
         log.info("refused RCPT %s%s: %s", address, note, reply)
-        await self._run(self.count_refusal, "unknown-list")
+        await self.count_refusal("unknown-list")
         return reply
 
     async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
@@ -182,7 +183,7 @@ class GatewayHandler(Introspected):
                 envelope.mail_from,
                 envelope.rcpt_tos,
             )
-            await self._run(self.count_refusal, "storage-failure")
+            await self.count_refusal("storage-failure")
             return self._each(envelope, TEMPFAIL)
         if answer.problem is not None:
             log.info(
@@ -248,20 +249,28 @@ class GatewayHandler(Introspected):
         self.spooled.set()
         return results
 
-    def count_refusal(self, reason: str) -> None:
+    async def count_refusal(self, reason: str) -> None:
         """Count a refusal through the spool (the archiver adds it up); a failure here never changes
         a reply.
 
-        It waits for the group commit it shares, so a refusal the client was told of is counted.
+        It waits for the group commit it shares, so a refusal the client was told of is counted;
+        it waits on the loop (GroupWriter.submit_waiting), holding no executor thread, so refusals
+        waiting for a busy writer cannot starve the look-ups of other clients.
         """
         job = Spooled(b"", None, (), "", ((counters.REFUSED, reason),))
         try:
             if self.writer is not None:
-                self.writer.submit(job).result()
+                await self.writer.submit_waiting(job)
             else:
-                self._store_alone(job)
+                await self._run(self._store_alone, job)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not count a refusal (%s): %s", reason, exc)
+
+    def count_refusal_soon(self, reason: str) -> None:
+        """Count a refusal without waiting for it (replies given from aiosmtpd's own code)."""
+        task = asyncio.get_running_loop().create_task(self.count_refusal(reason))
+        self._counting.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(self._counting.discard)
 
 
 def client_address(session: SmtpSession) -> str:

@@ -183,8 +183,7 @@ class _Guarded(Introspected, SMTP):
 
     def _refused(self, reason: str, reply: str, at_data: bool) -> str:
         """Log and count a refusal by aiosmtpd itself; after DATA, LMTP answers per recipient."""
-        handler = self.event_handler
-        self.loop.run_in_executor(handler.executor, handler.count_refusal, reason)
+        self.event_handler.count_refusal_soon(reason)
         log.info("refused a message from %s: %s", self._client or "local", reply)
         envelope = self.envelope
         if at_data and isinstance(self, LMTP) and envelope is not None and envelope.rcpt_tos:

@@ -5,7 +5,8 @@ A child that exits on its own is started again after a pause that doubles with e
 death (1 s, 2 s, 4 s ... at most a minute) and starts over once it has run for a while; only
 Ctrl-C or SIGTERM stops everything. Each restart is logged at WARNING and recorded in a small
 state file that `listgate status` reads. A child says it serves by sending READY=1 to the
-socket in NOTIFY_SOCKET (listgate.readiness), the way systemd's Type=notify services do.
+socket in NOTIFY_SOCKET (listgate.readiness), the way systemd's Type=notify services do; both
+live in the data directory's run/, where the next start removes what a killed `up` left.
 """
 
 from __future__ import annotations
@@ -118,11 +119,9 @@ class Supervisor:
         self.state_path = state_path
         self.stop_requested = False
         self.announced = False
-        self._dir = Path(tempfile.mkdtemp(prefix="listgate-up-"))
-        self.notify_path = self._dir / "notify"
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._sock.bind(str(self.notify_path))
-        self._sock.setblocking(False)
+        self._sock, self.notify_path, self._temp_dir = _notify_socket(
+            state_path.parent if state_path is not None else None
+        )
 
     def request_stop(self, signum: int = 0, _frame: object = None) -> None:
         """Signal handler: leave the watch loop and stop the children."""
@@ -284,12 +283,68 @@ class Supervisor:
         for path in (self.notify_path, self.state_path):
             if path is not None:
                 path.unlink(missing_ok=True)
-        self._dir.rmdir()
+        if self._temp_dir is not None:
+            self._temp_dir.rmdir()
 
 
 def state_file(data_dir: Path) -> Path:
-    """Where `listgate up` records its children's state for `listgate status`."""
+    """Where `listgate up` records its state for `listgate status` (beside its socket)."""
     return data_dir / "run" / "up.json"
+
+
+def _notify_socket(run_dir: Path | None) -> tuple[socket.socket, Path, Path | None]:
+    """Bind this supervisor's readiness socket: (socket, path, temporary directory to remove).
+
+    It is run_dir/notify-PID (the pid keeps two `listgate up` of one site apart); the sockets
+    that supervisors killed outright left there are removed first. Without a run_dir, or
+    where run_dir cannot hold a socket (a path too long for one, a file system without them),
+    it goes in a private temporary directory instead, which a killed supervisor leaves behind.
+    """
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.setblocking(False)
+    if run_dir is not None:
+        path = run_dir / f"notify-{os.getpid()}"
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            remove_stale_sockets(run_dir)
+            sock.bind(str(path))
+            return sock, path, None
+        except OSError as exc:
+            log.warning(
+                "cannot make the readiness socket %s (%s); using a temporary one", path, exc
+            )
+    temp_dir = Path(tempfile.mkdtemp(prefix="listgate-up-"))
+    try:
+        sock.bind(str(temp_dir / "notify"))
+    except OSError:
+        sock.close()
+        temp_dir.rmdir()
+        raise
+    return sock, temp_dir / "notify", temp_dir
+
+
+def remove_stale_sockets(run_dir: Path) -> list[Path]:
+    """Remove the readiness sockets in run_dir that nobody receives on any more; those removed.
+
+    Whether a supervisor still owns one is asked of the socket itself: an empty datagram, which
+    a live supervisor ignores, is refused only when nobody has it bound (process ids get reused).
+    """
+    removed = []
+    for path in sorted(run_dir.glob("notify-*")):
+        if not path.is_socket():
+            continue
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as probe:
+            probe.setblocking(False)  # a live supervisor's full queue must not hold this start
+            try:
+                probe.sendto(b"", str(path))
+            except ConnectionRefusedError:
+                path.unlink(missing_ok=True)
+                removed.append(path)
+            except OSError:  # alive but busy, not a socket, or gone meanwhile: leave it
+                continue
+    if removed:
+        log.info("removed readiness sockets left by killed supervisors: %s", removed)
+    return removed
 
 
 def read_state(path: Path) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select
 
 from gateway.handler import GatewayHandler
+from gateway.writer import GroupWriter
 from listgate.archiver import Archiver
 from listgate.models import Message
 from tests.support.gateway import through_hooks
@@ -200,3 +201,30 @@ def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) ->
         "already archived, not stored twice"
     )
     assert _spooled(db) == []
+
+
+def test_a_count_that_cannot_be_written_changes_no_reply_and_is_logged(
+    handler: GatewayHandler, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(jobs: list[object]) -> list[object]:
+        raise OSError("disk full")
+
+    async def refuse_twice() -> str:
+        handler.count_refusal_soon("too-big")  # aiosmtpd's own refusals: not awaited
+        reply = await handler.handle_RCPT(FakeServer(), _session(), Envelope(), "no@lists.test", [])
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        await asyncio.wait_for(asyncio.gather(*others), 10)
+        return reply
+
+    handler.writer = GroupWriter(broken, name="broken")
+    handler.writer.start()
+    try:
+        reply = run(refuse_twice())
+    finally:
+        handler.writer.stop()
+    assert reply.startswith("550 5.1.1 <no@lists.test>: no list named 'no'")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sorted(warnings) == [
+        "could not count a refusal (too-big): disk full",
+        "could not count a refusal (unknown-list): disk full",
+    ]
