@@ -228,8 +228,8 @@ class _Reading:
             authors=tuple(self.authors),
             subjects=tuple(self.subjects),
             lists=tuple(self.lists),
-            after=_tighter(max, self.after, self.not_before),
-            before=_tighter(min, self.before, self.not_after),
+            after=tighter(max, self.after, self.not_before),
+            before=tighter(min, self.before, self.not_after),
             has_attachment=self.has_attachment,
             not_authors=tuple(self.not_authors),
             not_subjects=tuple(self.not_subjects),
@@ -238,7 +238,7 @@ class _Reading:
         )
 
 
-def _tighter(
+def tighter(
     pick: Callable[[list[datetime]], datetime], *bounds: datetime | None
 ) -> datetime | None:
     """The bound within every given one (pick: max for a start, min for an end), or None."""

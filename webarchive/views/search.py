@@ -16,7 +16,7 @@ from webarchive.context import db
 from webarchive.reading.access import readable_list_ids
 from webarchive.reading.fulltext import Filters, Hit
 from webarchive.reading.fulltext import search as run_search
-from webarchive.reading.querylang import HELP, Query, QueryError, parse
+from webarchive.reading.querylang import HELP, Query, QueryError, parse, tighter
 from webarchive.urls import carried_args
 from webarchive.views.feeds import atom_response
 
@@ -59,11 +59,8 @@ def _filters(query: Query) -> Filters:
     if thread and not thread.isdigit():
         abort(400, description="thread must be a thread number")
     author = request.args.get("author", "").strip()[:200]
-    since, until = _date("since"), _date("until", end=True)
-    if query.after is not None:
-        since = max(since, query.after) if since else query.after
-    if query.before is not None:
-        until = min(until, query.before) if until else query.before
+    since = tighter(max, _date("since"), query.after)
+    until = tighter(min, _date("until", end=True), query.before)
     return Filters(
         list_ids=_list_ids(names),
         authors=tuple(a for a in (author,) if a) + query.authors,
