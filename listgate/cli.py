@@ -12,7 +12,7 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions
+from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions, uplock
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
@@ -170,7 +170,7 @@ def up(demo: bool) -> None:
     settings = load_settings()
     try:
         sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
-    except launch.PortTaken as exc:
+    except (launch.PortTaken, uplock.AlreadyRunning) as exc:
         raise click.ClickException(str(exc)) from None
 
 

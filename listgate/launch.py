@@ -1,4 +1,4 @@
-"""`listgate up`: check the ports, prepare the database, supervise the services, sum it up."""
+"""`listgate up`: lock the data dir, check the ports, prepare the database, run the services."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from listgate import demo, logs, readiness
+from listgate import demo, logs, readiness, uplock
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.status import redact
@@ -133,21 +133,25 @@ def run(
     prepare: Callable[[Settings], None],
     echo: Callable[[str], None],
 ) -> int:
-    """Start and supervise the services until Ctrl-C or SIGTERM; the exit status."""
-    check_ports(settings)
-    logs.setup(settings)
-    prepare(settings)
-    if with_demo and create_demo(settings):
-        echo(
-            f"created the demo list {demo.NAME}@{settings.domain} with a short discussion "
-            f"and one subscriber, {demo.SUBSCRIBER}"
-        )
-    echo(f"starting {', '.join(s.name for s in SERVICES)} ...")
+    """Start and supervise the services until Ctrl-C or SIGTERM; the exit status.
 
-    def ready() -> None:
-        echo("\n".join(summary(settings, with_demo)))
-        readiness.notify_ready(settings)  # when `up` itself runs under systemd (Type=notify)
+    Raises uplock.AlreadyRunning, before anything else, while an `up` runs on this data dir.
+    """
+    with uplock.hold(settings.data_dir):  # held until the supervisor has stopped every child
+        check_ports(settings)
+        logs.setup(settings)
+        prepare(settings)
+        if with_demo and create_demo(settings):
+            echo(
+                f"created the demo list {demo.NAME}@{settings.domain} with a short discussion "
+                f"and one subscriber, {demo.SUBSCRIBER}"
+            )
+        echo(f"starting {', '.join(s.name for s in SERVICES)} ...")
 
-    return Supervisor(
-        SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)
-    ).run()
+        def ready() -> None:
+            echo("\n".join(summary(settings, with_demo)))
+            readiness.notify_ready(settings)  # when `up` itself runs under systemd (Type=notify)
+
+        return Supervisor(
+            SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)
+        ).run()

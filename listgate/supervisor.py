@@ -29,6 +29,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from listgate import uplock
+
 log = logging.getLogger("listgate.up")
 
 PR_SET_PDEATHSIG = 1
@@ -295,7 +297,7 @@ def state_file(data_dir: Path) -> Path:
 def _notify_socket(run_dir: Path | None) -> tuple[socket.socket, Path, Path | None]:
     """Bind this supervisor's readiness socket: (socket, path, temporary directory to remove).
 
-    It is run_dir/notify-PID (the pid keeps two `listgate up` of one site apart); the sockets
+    It is run_dir/notify-PID (the pid keeps it apart from a killed supervisor's); the sockets
     that supervisors killed outright left there are removed first. Without a run_dir, or
     where run_dir cannot hold a socket (a path too long for one, a file system without them),
     it goes in a private temporary directory instead, which a killed supervisor leaves behind.
@@ -348,10 +350,18 @@ def remove_stale_sockets(run_dir: Path) -> list[Path]:
 
 
 def read_state(path: Path) -> dict[str, Any] | None:
-    """The state a running `listgate up` wrote, or None when none runs (or the file is stale)."""
+    """The state a running `listgate up` wrote, or None when none runs (or the file is stale).
+
+    Whether one runs is asked of the data dir's lock, which a killed `up` does not keep; only
+    where the lock cannot tell is it whether the pid in the file lives (pids get reused).
+    """
     try:
         state = json.loads(path.read_text())
-        os.kill(int(state["pid"]), 0)
+        running = uplock.held(path.parent.parent)
+        if running is None:
+            os.kill(int(state["pid"]), 0)
+        elif not running:
+            return None
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return state

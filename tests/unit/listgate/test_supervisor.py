@@ -1,6 +1,6 @@
 """What `listgate up` leaves on disk: a supervisor killed outright leaves nothing that piles up,
-and supervisors running side by side (two sites, or one site twice) keep their own children's
-readiness apart.
+a second `up` of one site refuses to start while the first runs on untouched, and supervisors of
+two sites run side by side, each hearing its own children.
 
 `up` runs as a real subprocess with stand-in services (as in test_cli); TMPDIR points at the
 test's own directory so that what is left in it is this test's alone.
@@ -8,6 +8,7 @@ test's own directory so that what is left in it is this test's alone.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,8 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from listgate.supervisor import Service, Supervisor
-from tests.unit.listgate.test_cli import alive, notifier, pids, start_up, wait_until
+from listgate.supervisor import Service, Supervisor, read_state, state_file
+from tests.support.config import free_port
+from tests.unit.listgate.test_cli import (
+    alive,
+    notifier,
+    pids,
+    start_up,
+    status_of,
+    wait_until,
+)
 
 
 def until_up(proc: subprocess.Popen[str]) -> list[str]:
@@ -70,21 +79,108 @@ def test_up_killed_outright_leaves_nothing_that_piles_up(tmp_path: Path) -> None
     assert left_behind(tmp, run) == []
 
 
-def test_two_ups_of_one_site_each_hear_their_own_restarted_child(tmp_path: Path) -> None:
-    """A second `up` on the same data dir (other ports) must not take the first one's socket."""
-    tmp = tmp_path / "tmp"
-    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+def refused(proc: subprocess.Popen[str]) -> str:
+    """The output of an `up` expected to refuse to start (one that runs instead is stopped)."""
+    try:
+        out, _ = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        out = stop(proc)
+        pytest.fail(f"the second `up` ran instead of refusing:\n{out}")
+    return out
+
+
+@pytest.mark.parametrize("same_ports", [False, True], ids=["own ports", "the first's ports"])
+def test_a_second_up_of_one_site_refuses_and_leaves_the_first_alone(
+    tmp_path: Path, same_ports: bool
+) -> None:
+    """Two `up` of one data dir would share its state and database: the second says so and exits."""
+    first_dir, second_dir, var = tmp_path / "first", tmp_path / "second", tmp_path / "var"
+    for d in (first_dir, second_dir):
+        d.mkdir()
+    listen = {
+        "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
+        "LISTGATE_WEB_LISTEN": f"127.0.0.1:{free_port()}",
+    }
+    a, b = first_dir / "a.pid", second_dir / "b.pid"
+    first = start_up(first_dir, {"gateway": notifier(a)}, LISTGATE_DATA_DIR=str(var), **listen)
+    try:
+        until_up(first)
+        (child,) = pids(a)
+        second = start_up(
+            second_dir,
+            {"gateway": notifier(b)},
+            LISTGATE_DATA_DIR=str(var),
+            **(listen if same_ports else {}),
+        )
+        out = refused(second)
+        assert second.returncode == 1, out
+        assert out.strip() == (
+            f"Error: `listgate up` is already running on the data dir {var.resolve()} "
+            f"(pid {first.pid}): stop it first (Ctrl-C where it runs, or kill {first.pid}), "
+            "or set LISTGATE_DATA_DIR to another directory to run a second site"
+        )
+        assert not b.exists(), "the second `up` started a service"
+        # The first runs on untouched: its child, its state file, its readiness socket.
+        assert first.poll() is None and alive(child) and pids(a) == [child]
+        state = read_state(state_file(var))
+        assert state is not None and state["pid"] == first.pid, state
+        assert state["children"]["gateway"]["pid"] == child
+        assert f"gateway    ok     pid {child}" in status_of(tmp_path)
+        a.unlink()
+        os.kill(child, signal.SIGKILL)
+        (again,) = pids(a)
+        assert wait_until(lambda: f"gateway    ok     pid {again}" in status_of(tmp_path))
+    finally:
+        out_first = stop(first)
+    assert f"gateway is serving again (pid {again})" in out_first, out_first
+    assert first.returncode == 0, out_first
+
+
+def test_up_killed_outright_is_not_reported_running_and_the_next_up_starts(
+    tmp_path: Path,
+) -> None:
+    a, var = tmp_path / "a.pid", tmp_path / "var"
+    proc = start_up(tmp_path, {"gateway": notifier(a)})
+    until_up(proc)
+    (child,) = pids(a)
+    assert f"gateway    ok     pid {child}" in status_of(tmp_path)
+    proc.kill()  # SIGKILL: no chance to remove its state file or to let go of anything
+    proc.communicate(timeout=30)
+    assert wait_until(lambda: not alive(child), timeout=10), "an orphan kept running"
+    left = state_file(var)
+    assert left.exists()
+    # The pid in the state file left behind may be anybody's by now: here a live process's.
+    left.write_text(json.dumps({**json.loads(left.read_text()), "pid": os.getpid()}))
+    assert read_state(left) is None
+    assert "gateway" not in status_of(tmp_path)
+    a.unlink()
+    again = start_up(tmp_path, {"gateway": notifier(a)})
+    try:
+        until_up(again)
+        (child,) = pids(a)
+        state = read_state(left)
+        assert state is not None and state["pid"] == again.pid, state
+        assert f"gateway    ok     pid {child}" in status_of(tmp_path)
+    finally:
+        out = stop(again)
+    assert again.returncode == 0, out
+
+
+def test_ups_of_two_sites_run_side_by_side_each_hearing_its_own_children(tmp_path: Path) -> None:
+    """Each data dir has its own `up`: neither refuses, each restarts and hears its own child."""
+    tmp, first_dir, second_dir = tmp_path / "tmp", tmp_path / "first", tmp_path / "second"
     for d in (tmp, first_dir, second_dir):
         d.mkdir()
-    site = {"LISTGATE_DATA_DIR": str(tmp_path / "var"), "TMPDIR": str(tmp)}
     a, b = first_dir / "a.pid", second_dir / "b.pid"
-    first = start_up(first_dir, {"gateway": notifier(a)}, **site)
+    first = start_up(first_dir, {"gateway": notifier(a)}, TMPDIR=str(tmp))
     second = None
     try:
         until_up(first)
-        second = start_up(second_dir, {"gateway": notifier(b)}, **site)
+        second = start_up(second_dir, {"gateway": notifier(b)}, TMPDIR=str(tmp))
         until_up(second)
-        (child,) = pids(a)
+        (child,), (other,) = pids(a), pids(b)
+        assert f"gateway    ok     pid {child}" in status_of(first_dir)
+        assert f"gateway    ok     pid {other}" in status_of(second_dir)
         a.unlink()
         os.kill(child, signal.SIGKILL)
         (again,) = pids(a)
@@ -92,8 +188,10 @@ def test_two_ups_of_one_site_each_hear_their_own_restarted_child(tmp_path: Path)
         out_first = stop(first)
         out_second = stop(second) if second is not None else ""
     assert f"gateway is serving again (pid {again})" in out_first, out_first
+    assert "serving again" not in out_second, out_second
     assert first.returncode == 0 and second is not None and second.returncode == 0, out_second
-    assert left_behind(tmp, tmp_path / "var" / "run") == []
+    assert left_behind(tmp, first_dir / "var" / "run") == []
+    assert left_behind(tmp, second_dir / "var" / "run") == []
 
 
 def test_a_data_dir_too_deep_for_a_socket_still_supervises_and_cleans_up(
