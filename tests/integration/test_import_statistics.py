@@ -2,7 +2,8 @@
 
 Right after a bulk import, before autovacuum gets to the tables, the gateway's duplicate look-up
 must already find a batch's Message-IDs by probing an index, not by walking every message of the
-list (the generic plan a prepared statement settles on did that: 1.7 ms instead of 0.03 ms).
+list. Without statistics both its plans walked it: on the first 3,000 posts of linux-man, 0.60 ms
+reading past 2,995 rows instead of 0.035 ms.
 """
 
 from __future__ import annotations
