@@ -17,33 +17,23 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from listgate import models
 from listgate.db import writer
-from listgate.models import (
-    Attachment,
-    Blob,
-    Message,
-    MessageRef,
-    MessageVariant,
-    RawMessage,
-    Thread,
-    ThreadNode,
-    ThreadParticipant,
-)
 from listgate.store import table
 
 log = logging.getLogger(__name__)
 
 # What archiving a message writes row by row (listgate.ingest, threads, conversations).
 ARCHIVE = (
-    Message,
-    RawMessage,
-    Thread,
-    ThreadNode,
-    MessageRef,
-    ThreadParticipant,
-    MessageVariant,
-    Attachment,
-    Blob,
+    models.Message,
+    models.RawMessage,
+    models.Thread,
+    models.ThreadNode,
+    models.MessageRef,
+    models.ThreadParticipant,
+    models.MessageVariant,
+    models.Attachment,
+    models.Blob,
 )
 ANNOUNCE = "updating the planner's statistics…"
 
