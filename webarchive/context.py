@@ -1,10 +1,13 @@
 """Per-app resources (settings, engine, sessions, the broker client), the per-request database
-session, and handing generated mail to the worker."""
+session, the answers a process remembers between requests, and handing generated mail to the
+worker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, TypeVar
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, event
@@ -15,10 +18,12 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from listgate import dispatch, store
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
-from listgate.models import OutboxEntry
+from listgate.models import MailingList, OutboxEntry
 
 MMAP_BYTES = 1 << 30  # address space only; the OS page cache holds the data
 CACHE_KIB = 16_384  # per connection
+REMEMBERED = 4096  # answers of one kind a process keeps (all forgotten when full)
+T = TypeVar("T")
 
 
 @dataclass
@@ -102,6 +107,30 @@ def _close_session(_exc: BaseException | None) -> None:
     g.pop("_db_write", None)
     if session is not None:
         session.close()
+
+
+def remembered(kind: str, identity: Hashable, version: Hashable, make: Callable[[], T]) -> T:
+    """The answer about identity this process made at this version, else make() kept instead.
+
+    The one rule for every remembered answer: it is stale as soon as its version differs from
+    the one its caller reads now. One answer per identity, so a stale one is replaced, not kept.
+    """
+    cache: dict[Hashable, tuple[Hashable, T]] = resources().extra.setdefault(kind, {})
+    found = cache.get(identity)
+    if found is not None and found[0] == version:
+        return found[1]
+    value = make()
+    if identity not in cache and len(cache) >= REMEMBERED:
+        cache.clear()
+    cache[identity] = (version, value)
+    return value
+
+
+def list_version(mlist: MailingList) -> tuple[int, int, datetime | None]:
+    """What moves when a post arrives on the list or leaves it: answers about its posts last while
+    it stays (a post leaving and another arriving between two reads, with no newer date, leave it
+    as it was)."""
+    return mlist.message_count, mlist.thread_count, mlist.last_activity
 
 
 def enqueue(entries: list[OutboxEntry]) -> None:

@@ -297,6 +297,36 @@ def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_mar
     context.close()
 
 
+def test_a_long_search_in_the_box_is_read_to_its_end_or_refused_with_the_limit(
+    site: Site, browser: Any
+) -> None:
+    context = _context(browser, site, "1280", signed_in=False)
+    page = context.new_page()
+    page.goto(f"{site.url}/search")
+    page.click("details.search-help summary")
+    assert "A search has at most 1,000 characters." in page.inner_text("details.search-help")
+    nobody = " ".join(f"-from:nobody{i:02d}@example.org" for i in range(25))
+    text = f"arm64 {nobody} -from:bob"  # its last operator leaves Bob's reply out
+    assert 600 <= len(text) <= 1000
+    page.fill("#q", text)
+    with page.expect_navigation():
+        page.press("#q", "Enter")
+    found = page.locator("ol.results h2").all_inner_texts()
+    assert "arm64 build fix" in found and "RE: arm64 build fix" not in found
+    assert page.input_value("#q") == text
+    longer = f"{text} {'x' * 400}"
+    page.fill("#q", longer)
+    with page.expect_navigation() as answer:
+        page.press("#q", "Enter")
+    assert answer.value.status == 400
+    assert page.locator("p[role=alert]").inner_text() == (
+        f"too long: at most 1,000 characters (this one has {len(longer):,})"
+    )
+    assert page.input_value("#q") == longer  # the box cut nothing: it is there to shorten
+    assert page.locator("ol.results").count() == 0
+    context.close()
+
+
 def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(
     site: Site, browser: Any
 ) -> None:

@@ -21,7 +21,7 @@ _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
 OPERATORS = ("from", "subject", "list", "before", "after", "has")
 MAX_TERMS = 20
-MAX_TEXT = 1000  # characters of the box that are read
+MAX_TEXT = 1000  # characters a search may have (the spaces around it not counted)
 HELP = (
     ('"exact phrase"', "the words next to each other, in this order"),
     ("-word", 'leave out posts with this word (or -"phrase")'),
@@ -128,6 +128,10 @@ def _day(name: str, value: str) -> datetime:
 
 def parse(text: str) -> Query:
     """The search box's text as a Query, or QueryError naming what to fix."""
+    if len(text.strip()) > MAX_TEXT:  # never read in part: its end may change what it finds
+        raise QueryError(
+            f"too long: at most {MAX_TEXT:,} characters (this one has {len(text.strip()):,})"
+        )
     reading = _Reading()
     for token in _tokens(text):
         reading.add(token)
@@ -145,7 +149,7 @@ class _Token(NamedTuple):
 
 def _tokens(text: str) -> Iterator[_Token]:
     """The box's pieces in order, those with nothing in them left out."""
-    for negate, given_op, raw in _TOKEN.findall(text[:MAX_TEXT]):
+    for negate, given_op, raw in _TOKEN.findall(text):
         quoted = raw.startswith('"')
         value = raw.strip('"').strip()
         op = given_op.lower()

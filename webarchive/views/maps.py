@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, render_template, url_for
 from werkzeug.wrappers import Response
 
 from listgate.models import MailingList, Thread
-from webarchive.context import db, resources
+from webarchive.context import db, list_version, remembered
 from webarchive.reading import talk
 from webarchive.reading.access import readable_list, readable_thread
 from webarchive.rendering import charts
@@ -68,19 +68,12 @@ def thread_graph(thread_id: int) -> Response:
 def activity(mlist: MailingList) -> talk.Activity:
     """The list's activity, kept until the list changes or the month turns."""
     now = datetime.now(UTC)
-    cache = resources().extra.setdefault("activity", {})
-    key = (
-        mlist.message_count,
-        mlist.thread_count,
-        mlist.last_activity,
-        now.year,
-        now.month,
-        now.isocalendar()[1],
+    return remembered(
+        "activity",
+        mlist.id,
+        (list_version(mlist), now.year, now.month, now.isocalendar()[1]),
+        lambda: talk.list_activity(db(), mlist, now),
     )
-    found = cache.get(mlist.id)
-    if found is None or found[0] != key:
-        found = cache[mlist.id] = (key, talk.list_activity(db(), mlist, now))
-    return found[1]
 
 
 @bp.get("/lists/<name>/activity")

@@ -16,7 +16,7 @@ from webarchive.context import db
 from webarchive.reading.access import readable_list_ids
 from webarchive.reading.fulltext import Filters, Hit
 from webarchive.reading.fulltext import search as run_search
-from webarchive.reading.querylang import HELP, Query, QueryError, parse, tighter
+from webarchive.reading.querylang import HELP, MAX_TEXT, Query, QueryError, parse, tighter
 from webarchive.urls import carried_args
 from webarchive.views.feeds import atom_response
 
@@ -106,7 +106,7 @@ def group(hits: list[Hit]) -> list[tuple[Hit, int]]:
 @bp.get("/search")
 def search() -> tuple[str, int]:
     """Full-text search with operators and list, author, date and thread filters."""
-    text = request.args.get("q", "").strip()[:500]
+    text = request.args.get("q", "").strip()
     page, (query, problem) = _page(), _query(text)
     by_date, grouped = request.args.get("sort") == "date", request.args.get("group") == "thread"
     filters = _filters(query)
@@ -137,13 +137,14 @@ def search() -> tuple[str, int]:
         searched=asked or bool(problem),
         problem=problem,
         help=HELP,
+        limit=MAX_TEXT,
     ), 400 if problem else 200
 
 
 @bp.get("/search/feed")
 def search_feed() -> Response:
     """The newest posts matching a search, as Atom."""
-    text = request.args.get("q", "").strip()[:500]
+    text = request.args.get("q", "").strip()
     query, problem = _query(text)
     if problem:
         abort(400, description=problem)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webarchive.reading.querylang import MAX_TERMS, Query, QueryError, parse
+from webarchive.reading.querylang import MAX_TERMS, MAX_TEXT, Query, QueryError, parse
 
 
 def day(text: str) -> datetime:
@@ -123,8 +123,9 @@ MEANINGS: list[tuple[str, Query]] = [
             has_attachment=True,
         ),
     ),
-    # only the first 1,000 characters are read
-    ("x" * 999 + " linker", Query(words=("x" * 999,))),
+    # up to MAX_TEXT characters are read to the end, the spaces around not counted
+    ("x" * 993 + " linker", Query(words=("x" * 993, "linker"))),
+    ("  " + "x" * 993 + " linker\n", Query(words=("x" * 993, "linker"))),
     # at most MAX_TERMS terms, a phrase or an excluded phrase counting as one
     (" ".join(["w"] * MAX_TERMS), Query(words=("w",) * MAX_TERMS)),
     (
@@ -149,6 +150,7 @@ MISTAKES: list[tuple[str, str]] = [
         " ".join(["w"] * (MAX_TERMS - 1)) + ' "a b" -c',
         f"too many words: at most {MAX_TERMS}",
     ),
+    ("x" * 994 + " linker", "too long: at most 1,000 characters (this one has 1,001)"),
 ]
 
 
@@ -206,11 +208,19 @@ def test_any_text_is_a_query_or_a_message_to_fix(text: str) -> None:
 
 
 @given(TEXTS, TEXTS)
-def test_only_the_first_thousand_characters_count(head: str, tail: str) -> None:
-    """What follows the first 1,000 characters changes nothing (a search is not a document)."""
-    text = head.ljust(1000)
-    assert len(text) == 1000
-    assert _outcome(text + tail) == _outcome(text)
+def test_a_search_longer_than_the_limit_is_a_message_never_a_shorter_search(
+    head: str, tail: str
+) -> None:
+    """Past MAX_TEXT characters the box is not read in part: the answer says the limit."""
+    text = f"w {head}"[: MAX_TEXT - 1].ljust(MAX_TEXT - 1) + "x"
+    assert len(text) == MAX_TEXT
+    assert not str(_outcome(text)).startswith("too long")
+    assert _outcome(f"  {text}\n") == _outcome(text)  # the spaces around are not the search
+    longer = text + (tail.strip() or "y")
+    assert (
+        _outcome(longer)
+        == f"too long: at most {MAX_TEXT:,} characters (this one has {len(longer):,})"
+    )
 
 
 def _outcome(text: str) -> Query | str:

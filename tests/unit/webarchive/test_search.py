@@ -233,3 +233,38 @@ def test_common_words_rank_the_newest_matches_and_page_on(client, make_list, db,
     assert len(first) == 20 and len(second) == 6 and not set(first) & set(second)
     assert "Gadget" not in first[:3]  # its subject lacks the word and its body is long
     assert _subjects(client.get("/search?q=widg").get_data(as_text=True))  # prefixes still work
+
+
+def _long_search(tail: str) -> str:
+    """Build fails, by nobody of 25 people, then tail: a search of 600 characters and more."""
+    nobody = " ".join(f"-from:nobody{i:02d}@example.org" for i in range(25))
+    return f"build {nobody} {tail}"
+
+
+def test_a_long_search_is_read_to_its_last_operator(client, make_list, db):
+    make_list("dev")
+    post(db, make_mail("Build fails", msgid="a@x", sender="Alice <alice@example.org>"))
+    post(db, make_mail("Build fails too", msgid="b@x", sender="Bob <bob@corp.example>"))
+    q = _long_search("-from:bob@corp.example")
+    assert 600 <= len(q) <= 1000
+    response = client.get("/search", query_string={"q": q})
+    assert response.status_code == 200
+    assert _subjects(response.get_data(as_text=True)) == ["Build fails"]
+    feed = client.get("/search/feed", query_string={"q": q}).get_data(as_text=True)
+    assert "<title>Build fails</title>" in feed and "Build fails too" not in feed
+
+
+def test_a_search_over_the_limit_is_a_400_that_says_the_limit(client, make_list, db):
+    make_list("dev")
+    post(db, make_mail("Build fails", msgid="a@x", sender="Bob <bob@corp.example>"))
+    q = _long_search("-from:bob@corp.example " + "x" * 400)
+    assert len(q) > 1000
+    response = client.get("/search", query_string={"q": q})
+    page = response.get_data(as_text=True)
+    assert response.status_code == 400
+    assert "too long: at most 1,000 characters" in page and _subjects(page) == []
+    assert f'value="{q}"' in page  # kept in the box, to shorten
+    feed = client.get("/search/feed", query_string={"q": q})
+    assert feed.status_code == 400
+    assert "too long: at most 1,000 characters" in feed.get_data(as_text=True)
+    assert client.get("/search", query_string={"q": f"  {q[:1000]}  "}).status_code == 200

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from listgate.models import MailingList, Message, Subscription
 from listgate.states import PostState, SubscriptionKind, SubscriptionState
-from webarchive.context import db, resources, settings
+from webarchive.context import db, list_version, remembered, settings
 from webarchive.reading import listing, talk
 from webarchive.reading.access import (
     is_moderator,
@@ -137,18 +137,20 @@ def months(name: str) -> str:
     session = db()
     mlist = readable_list(session, name)
     # Counting a big list's months reads all its posts: keep the answer until the list changes.
-    cache = resources().extra.setdefault("months", {})
-    key = (mlist.id, mlist.message_count, mlist.last_activity)
-    if cache.get(mlist.id, (None,))[0] != key:
-        year, month = extract("year", Message.date), extract("month", Message.date)
-        rows = session.execute(
-            select(year, month, func.count())
-            .where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
-            .group_by(year, month)
-            .order_by(year.desc(), month.desc())
-        ).all()
-        cache[mlist.id] = (key, [(int(y), int(m), n) for y, m, n in rows])
-    return render_template("pages/months.html", mlist=mlist, months=cache[mlist.id][1])
+    found = remembered("months", mlist.id, list_version(mlist), lambda: _months(session, mlist))
+    return render_template("pages/months.html", mlist=mlist, months=found)
+
+
+def _months(session: Session, mlist: MailingList) -> list[tuple[int, int, int]]:
+    """(year, month, visible posts) of each month the list has posts in, newest first."""
+    year, month = extract("year", Message.date), extract("month", Message.date)
+    rows = session.execute(
+        select(year, month, func.count())
+        .where(Message.list_id == mlist.id, Message.status == PostState.VISIBLE)
+        .group_by(year, month)
+        .order_by(year.desc(), month.desc())
+    ).all()
+    return [(int(y), int(m), n) for y, m, n in rows]
 
 
 @bp.get("/lists/<name>/<int:year>/<int:month>")

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-from typing import TypeVar
-
 from flask import abort, redirect, request, url_for
 from markupsafe import Markup
 from sqlalchemy import bindparam, or_, select
@@ -13,7 +10,7 @@ from werkzeug.wrappers import Response
 
 from listgate.models import Message, Subscription, Thread
 from listgate.states import PostState, SubscriptionKind, SubscriptionState
-from webarchive.context import db, resources
+from webarchive.context import db, list_version, remembered, resources
 from webarchive.reading import visits
 from webarchive.reading.access import readable_list_ids, readable_message, readable_thread
 from webarchive.reading.threads import Node, fill_nodes, find_message, thread_nodes
@@ -24,8 +21,6 @@ from webarchive.templating import anonymous, reader_zone, reader_zone_name, requ
 from webarchive.urls import carried_args
 from webarchive.views.pages.blueprint import bp
 from webarchive.views.pages.posts import posts_page
-
-T = TypeVar("T")
 
 
 @bp.get("/threads/<int:thread_id>")
@@ -47,11 +42,9 @@ def thread(thread_id: int) -> str | Response:
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))  # as they are numbered
     mlist = found.mailing_list
-    # The threads around this one move only when the list gets a post.
-    newer, older = _remembered(
-        "neighbours",
-        (found.id, mlist.thread_count, mlist.message_count, mlist.last_activity),
-        lambda: visits.neighbours(session, found),
+    # The threads around this one move only when a post arrives on the list or leaves it.
+    newer, older = remembered(
+        "neighbours", found.id, list_version(mlist), lambda: visits.neighbours(session, found)
     )
     return posts_page(
         "pages/thread.html",
@@ -71,34 +64,24 @@ def thread(thread_id: int) -> str | Response:
     )
 
 
-def _remembered(kind: str, key: Hashable, make: Callable[[], T]) -> T:
-    """A per-process answer kept under key (up to 4,096 of each kind, all forgotten when full)."""
-    cache = resources().extra.setdefault(kind, {})
-    if key not in cache:
-        if len(cache) >= 4096:
-            cache.clear()
-        cache[key] = make()
-    return cache[key]
-
-
 def _outline(found: Thread, nodes: list[Node]) -> Markup:
     """The thread's outline: one for each kind of reader until the thread or the minute changes."""
     now = request_now()
     if any(n.new for n in nodes):
         return rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
     recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
-    key = (
-        found.id,
+    version = (
         len(nodes),
         found.message_count,
         found.last_activity,
-        anonymous(),
-        reader_zone_name(),
         now.replace(second=0, microsecond=0) if recent else None,
         [n.message.status for n in nodes].count(PostState.VISIBLE),
     )
-    return _remembered(
-        "outlines", key, lambda: rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
+    return remembered(
+        "outlines",
+        (found.id, anonymous(), reader_zone_name()),
+        version,
+        lambda: rows_html.outline_html(nodes, anonymous(), reader_zone(), now),
     )
 
 
