@@ -253,7 +253,7 @@ class GatewayHandler(Introspected):
 
     async def count_refusal(self, reason: str) -> None:
         """Count a refusal through the spool (the archiver adds it up); a failure here never changes
-        a reply.
+        a reply, and leaves the count waiting with count_refusal_soon's.
 
         It waits for the group commit it shares, so a refusal the client was told of is counted;
         it waits on the loop (GroupWriter.submit_waiting), holding no executor thread, so refusals
@@ -262,7 +262,10 @@ class GatewayHandler(Introspected):
         try:
             await self._write_counts(((counters.REFUSED, reason),))
         except Exception as exc:  # noqa: BLE001
-            log.warning("could not count a refusal (%s): %s", reason, exc)
+            log.warning(
+                "could not count a refusal (%s) now, it waits to be written: %s", reason, exc
+            )
+            self._counting.add(counters.REFUSED, reason)
 
     def count_refusal_soon(self, reason: str) -> None:
         """Count a refusal without waiting for it (replies given from aiosmtpd's own code).
