@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope
@@ -24,6 +24,7 @@ from gateway.answers import Answer, Answerer, Arrival, Job, Result
 from gateway.data import DataBudget
 from gateway.hooks import Introspected
 from gateway.limits import ClientLimits
+from gateway.tally import Counts, Tally, describe
 from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
@@ -67,7 +68,8 @@ class GatewayHandler(Introspected):
         self.writer: GroupWriter[Job, Answer | None] | None = None  # set by the server
         # set after each spool commit: wakes an in-process archiver
         self.spooled = threading.Event()
-        self._counting: set[asyncio.Task[None]] = set()  # count_refusal_soon's, until done
+        # count_refusal_soon's counts, written a job at a time
+        self._counting = Tally(self._write_counts, self._write_counts_now)
         self._lists_seen: dict[
             str, float
         ] = {}  # list name -> until when RCPT need not look it up again
@@ -259,26 +261,53 @@ class GatewayHandler(Introspected):
 
     async def count_refusal(self, reason: str) -> None:
         """Count a refusal through the spool (the archiver adds it up); a failure here never changes
-        a reply.
+        a reply, and leaves the count waiting with count_refusal_soon's.
 
         It waits for the group commit it shares, so a refusal the client was told of is counted;
         it waits on the loop (GroupWriter.submit_waiting), holding no executor thread, so refusals
         waiting for a busy writer cannot starve the look-ups of other clients.
         """
-        job = Spooled(b"", None, (), "", ((counters.REFUSED, reason),))
         try:
-            if self.writer is not None:
-                await self.writer.submit_waiting(job)
-            else:
-                await self._run(self._store_alone, job)
+            await self._write_counts(((counters.REFUSED, reason),))
         except Exception as exc:  # noqa: BLE001
-            log.warning("could not count a refusal (%s): %s", reason, exc)
+            log.warning(
+                "could not count a refusal (%s) now, it waits to be written: %s", reason, exc
+            )
+            self._counting.add(counters.REFUSED, reason)
 
     def count_refusal_soon(self, reason: str) -> None:
-        """Count a refusal without waiting for it (replies given from aiosmtpd's own code)."""
-        task = asyncio.get_running_loop().create_task(self.count_refusal(reason))
-        self._counting.add(task)  # the loop keeps only a weak reference to a task
-        task.add_done_callback(self._counting.discard)
+        """Count a refusal without waiting for it (replies given from aiosmtpd's own code).
+
+        The count waits in memory for the next write of them all (gateway/tally.py): a client
+        repeating a refused command adds one to a number, not a task and a job for the writer.
+        """
+        self._counting.add(counters.REFUSED, reason)
+
+    async def _write_counts(self, counts: Counts) -> None:
+        """Spool a job of counts only and wait for its commit."""
+        job = counts_only(counts)
+        if self.writer is not None:
+            await self.writer.submit_waiting(job)
+        else:  # shielded: a cancelled wait must not cancel a write not yet started
+            await asyncio.shield(self._run(self._store_alone, job))
+
+    def _write_counts_now(self, counts: Counts) -> None:
+        """Spool a job of counts without waiting (the loop is stopping; the writer still runs)."""
+        job = counts_only(counts)
+        if self.writer is None:
+            self._store_alone(job)
+            return
+
+        def failed(written: Future[Answer | None]) -> None:
+            if written.exception() is not None:
+                log.warning("could not write %s: %s", describe(counts), written.exception())
+
+        self.writer.submit(job).add_done_callback(failed)
+
+
+def counts_only(counts: Counts) -> Spooled:
+    """A spool job that stores nothing but counts (the archiver adds them up)."""
+    return Spooled(b"", None, (), "", counts)
 
 
 def client_address(session: SmtpSession) -> str:
