@@ -36,8 +36,7 @@ SPARE = 3  # tasks and writer jobs a repeated flood may keep beside the connecti
 
 
 class HeldWriter:
-    """Holds every batch of the writer's first stage until released; counts the jobs that
-    reached it."""
+    """Holds every batch of the writer until released; counts the jobs that reached it."""
 
     def __init__(self, handler: GatewayHandler, server: GatewayServer) -> None:
         self.answer, self.server = handler.answer, server
@@ -46,13 +45,10 @@ class HeldWriter:
         self.clients: list[RawClient] = []  # the test's connections, closed at teardown
         handler.answer = self  # type: ignore[assignment]
 
-    def decide(self, jobs: list[Job]) -> list[Result]:
+    def __call__(self, jobs: list[Job]) -> list[Result]:
         self.seen += len(jobs)
         self.release.wait(60)
-        return self.answer.decide(jobs)
-
-    def append(self, decided: list[tuple[Job, Result]]) -> list[Result]:
-        return self.answer.append(decided)
+        return self.answer(jobs)
 
     def reached(self) -> int:
         """Jobs handed to the writer so far: in its held batch, or queued behind it."""
