@@ -88,13 +88,13 @@ def _instrument() -> None:
     )
     gh._store = _timed_async("  writer: submit -> answered (_store)", gh._store)  # type: ignore[method-assign]
     Spool.append = _timed("    Spool.append (per batch, writer thread)", Spool.append)  # type: ignore[method-assign]
-    original = gh.spool_batch
+    original = gh.store_batch
 
-    def batch(self: Any, decided: list[Any]) -> Any:
-        _SPANS["group commit batch size"].append(float(len(decided)))
-        return original(self, decided)
+    def batch(self: Any, jobs: list[Any]) -> Any:
+        _SPANS["group commit batch size"].append(float(len(jobs)))
+        return original(self, jobs)
 
-    gh.spool_batch = batch  # type: ignore[method-assign]
+    gh.store_batch = batch  # type: ignore[method-assign]
     _count_statements()
 
 

@@ -143,11 +143,6 @@ class Answerer:
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
         """One result per job: its Answer (a count alone: None), or the exception that failed it."""
-        return self.append(list(zip(jobs, self.decide(jobs), strict=True)))
-
-    def decide(self, jobs: list[Job]) -> list[Result]:
-        """Each job's Answer before it is spooled (a count alone: None), or the exception that
-        failed it."""
         results: list[Result] = [None] * len(jobs)
         asks: dict[int, Ask] = {}
         for i, job in enumerate(jobs):
@@ -162,6 +157,7 @@ class Answerer:
                     results[i] = exc
         if asks:
             self._decide(jobs, asks, results)
+        self._append(jobs, results)
         return results
 
     def shape(self, job: Arrival) -> tuple[str, str] | None:
@@ -229,18 +225,16 @@ class Answerer:
         except Exception as exc:  # noqa: BLE001 - this message's 451
             return exc
 
-    def append(self, decided: list[tuple[Job, Result]]) -> list[Result]:
-        """Spool decided jobs in one transaction; on failure, every answer but a refusal becomes
-        the exception (no 250 for what the commit lost)."""
-        results = [result for _, result in decided]
+    def _append(self, jobs: list[Job], results: list[Result]) -> None:
+        """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
         spooled = []
-        for job, result in decided:
+        for job, result in zip(jobs, results, strict=True):
             if isinstance(job, Spooled):
                 spooled.append(job)
             elif isinstance(result, Answer):
                 spooled.append(result.spooled(job))
         if not spooled:
-            return results
+            return
         try:
             self.spool.append(spooled)
         except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
@@ -250,7 +244,6 @@ class Answerer:
                     log.warning("could not count a refusal (%s): %s", result.problem[0], exc)
                 elif not isinstance(result, BaseException):
                     results[i] = exc
-        return results
 
 
 def _outcomes(

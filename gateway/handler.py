@@ -247,15 +247,7 @@ class GatewayHandler(Introspected):
         look-ups or of the commit fails every message that needed them (451: none gets a 250 for
         work the database undid); a message refused for its shape keeps its own reply.
         """
-        return self.spool_batch(list(zip(jobs, self.decide_batch(jobs), strict=True)))
-
-    def decide_batch(self, jobs: list[Job]) -> list[Result]:
-        """The group writer's first stage: every waiting message's answer, read for all at once."""
-        return self.answer.decide(jobs)
-
-    def spool_batch(self, decided: list[tuple[Job, Result]]) -> list[Result]:
-        """The second stage: spool what the first decided, in one commit, and wake the archiver."""
-        results = self.answer.append(decided)
+        results = self.answer(jobs)
         self.spooled.set()
         return results
 

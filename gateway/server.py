@@ -252,14 +252,8 @@ class GatewayServer:
         self.listen = listen or (settings.smtp_host, settings.smtp_port)
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         handler.executor = self.executor
-        # One writer (group commit) whatever the database: see gateway/writer.py. It works in two
-        # stages: while one batch is spooled (its commit), the next batch's look-ups run.
-        self.writer = GroupWriter(
-            handler.decide_batch,
-            threads=writers,
-            name="decide",
-            then=GroupWriter(handler.spool_batch, threads=writers, name="store"),
-        )
+        # One writer (group commit) whatever the database: see gateway/writer.py.
+        self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
         handler.writer = self.writer
         self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None

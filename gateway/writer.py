@@ -75,15 +75,11 @@ class GroupWriter(Generic[J, R]):
         max_batch: int = 64,
         threads: int = 1,
         name: str = "writer",
-        then: GroupWriter[tuple[J, R | BaseException], R] | None = None,
     ) -> None:
         self.write = write
         self.max_batch = max_batch
         self.threads = threads
         self.name = name
-        # The next stage: each job goes on with this stage's result, and its waiter is answered
-        # there. While the next stage writes one batch, this one already works on the following.
-        self.then = then
         self._queue: queue.SimpleQueue[tuple[J, Waiter] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
@@ -106,8 +102,6 @@ class GroupWriter(Generic[J, R]):
             ]
             for t in self._threads:
                 t.start()
-        if self.then is not None:
-            self.then.start()
 
     def submit(self, job: J) -> Future[R]:
         """Queue job; its future gets write()'s result for it, or the exception that failed it."""
@@ -142,8 +136,6 @@ class GroupWriter(Generic[J, R]):
                 self._queue.put(None)
         for t in self._threads:
             t.join(timeout)
-        if self.then is not None:  # after this stage handed on all it took
-            self.then.stop(timeout)
 
     def _run(self, batch: list[tuple[J, Waiter]]) -> None:
         """Write one batch; a failure of the whole batch fails every job in it."""
@@ -154,29 +146,18 @@ class GroupWriter(Generic[J, R]):
                 raise RuntimeError(f"write returned {len(results)} results for {len(batch)} jobs")
         except BaseException as exc:  # noqa: BLE001 - every client must get an answer
             results = [exc] * len(batch)
-        if self.then is not None:
-            for (job, waiter), result in zip(batch, results, strict=True):
-                if not self.then._put((job, result), waiter):
-                    _answer([waiter], [WriterStopped("the gateway is stopping")])
-            return
-        _answer([waiter for _, waiter in batch], results)
-
-
-def _answer(waiters: Sequence[Waiter], results: Sequence[object]) -> None:
-    """Resolve each waiter with its result: a thread's future at once, a loop's futures in one
-    call per loop."""
-    on_loops: defaultdict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]]
-    on_loops = defaultdict(list)
-    for waiter, result in zip(waiters, results, strict=True):  # lengths checked by the caller
-        if isinstance(waiter, Future):
-            _settle(waiter, result)
-        else:
-            on_loops[waiter[0]].append((waiter[1], result))
-    for loop, settled in on_loops.items():
-        try:
-            loop.call_soon_threadsafe(_settle_all, settled)
-        except RuntimeError:  # the loop is closed: nobody waits for these any more
-            log.debug("answers for %d messages after the event loop closed", len(settled))
+        on_loops: defaultdict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]]
+        on_loops = defaultdict(list)
+        for (_, waiter), result in zip(batch, results, strict=True):  # lengths checked above
+            if isinstance(waiter, Future):
+                _settle(waiter, result)
+            else:
+                on_loops[waiter[0]].append((waiter[1], result))
+        for loop, settled in on_loops.items():
+            try:
+                loop.call_soon_threadsafe(_settle_all, settled)
+            except RuntimeError:  # the loop is closed: nobody waits for these any more
+                log.debug("answers for %d messages after the event loop closed", len(settled))
 
 
 def _settle(future: Future | asyncio.Future, result: object) -> None:

@@ -40,33 +40,27 @@ SMUGGLED = (
 
 
 class Held:
-    """Holds the writer's first stage on a first batch until the test's messages all wait behind
-    it; keeps what each batch held (decided, then spooled), and counts the look-up statements
-    the first stage sends per batch."""
+    """Holds the writer on a first batch until the test's messages all wait behind it; keeps
+    what each batch held, and counts the look-up statements the writer sends per batch."""
 
     def __init__(self, handler: GatewayHandler, server: GatewayServer) -> None:
         self.answer, self.server = handler.answer, server
         self.release = threading.Event()
         self.batches: list[list[Job]] = []
-        self.spooled: list[list[Job]] = []
         self.statements: list[int] = []
         self.read = handler.answer.read
         handler.answer = self  # type: ignore[assignment]
         event.listen(self.read, "before_cursor_execute", self._count)
 
-    def decide(self, jobs: list[Job]) -> list[Result]:
+    def __call__(self, jobs: list[Job]) -> list[Result]:
         self.batches.append(list(jobs))
         if not self.release.is_set() and len(self.batches) == 1:
             self.release.wait(30)
         self.statements.append(0)
-        return self.answer.decide(jobs)
-
-    def append(self, decided: list[tuple[Job, Result]]) -> list[Result]:
-        self.spooled.append([job for job, _ in decided])
-        return self.answer.append(decided)
+        return self.answer(jobs)
 
     def _count(self, *_: Any) -> None:
-        if threading.current_thread().name.startswith("decide") and self.statements:
+        if threading.current_thread().name.startswith("store") and self.statements:
             self.statements[-1] += 1
 
     def hold(self) -> None:
@@ -242,14 +236,10 @@ def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(site) -> None: 
     keeps the envelope and the exact bytes its client sent."""
     env, handler, _server, held = site
     sent: list[str] = []
-    appended: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        stage = threading.current_thread().name
-        if stage.startswith("decide") and len(held.batches) == 2:
+        if threading.current_thread().name.startswith("store") and len(held.batches) == 2:
             sent.append(statement.split(None, 1)[0])
-        elif stage.startswith("store"):
-            appended.append(statement.split(None, 1)[0])
 
     event.listen(env.engine, "before_cursor_execute", seen)
     try:
@@ -264,9 +254,7 @@ def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(site) -> None: 
         "held": "250 2.0.0 OK: held for moderation",
     }
     assert [sum(isinstance(j, Arrival) for j in batch) for batch in held.batches] == [0, 3]
-    assert sent == ["SELECT"]
-    # each spooling batch is one INSERT where the spool is a table of the archive's database
-    assert appended == ([] if handler.spool.separate else ["INSERT"] * len(held.spooled))
+    assert sent == (["SELECT"] if handler.spool.separate else ["SELECT", "INSERT"])
     posts = _posts(env.settings.smtp_port)
     rows = {r.message_id: r for r in handler.spool.pending(1000) if r.rcpt_tos}
     for key in ("stored1", "stored2", "held"):
@@ -287,7 +275,7 @@ def test_a_batch_whose_look_ups_fail_is_answered_451_and_spools_nothing(site) ->
     armed = threading.Event()
 
     def fail(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
-        if armed.is_set() and threading.current_thread().name.startswith("decide"):
+        if armed.is_set() and threading.current_thread().name.startswith("store"):
             raise OperationalError(statement, {}, Exception("disk I/O error"))
 
     event.listen(held.read, "before_cursor_execute", fail)
