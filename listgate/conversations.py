@@ -45,6 +45,8 @@ _COUNTED = (
     "participant_count",
 )
 _NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
+# In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
+_CHANGED = MailingList.changes + 1
 _PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
 
 
@@ -128,6 +130,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
             survivor.root_message_pk = other.root_message_pk
         survivor.featured = survivor.featured or other.featured
         other.merged_into_id, other.message_count = survivor.id, 0
+    changed(session, survivor.list_id)
     survivor.mailing_list.thread_count -= counted - (1 if survivor.message_count > 0 else 0)
     survivor.subject_orphan = False
     session.flush()
@@ -313,16 +316,35 @@ def count_step(session: Session, msg: Message, step: int) -> None:
         .values(
             message_count=MailingList.message_count + step,
             thread_count=MailingList.thread_count + threads,
+            changes=_CHANGED,
         )
     )
 
 
+def changed(session: Session, list_id: int) -> None:
+    """What the archive shows of the list changes in this transaction: its change counter goes up
+    (listgate.models.MailingList.changes), in the UPDATE that writes the list at the next flush.
+
+    Takes the list lock first, as every writer of the list does.
+    """
+    mlist = session.get_one(MailingList, list_id)
+    lock_list(session, mlist)
+    mlist.changes = _CHANGED
+
+
 def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
     """Set the thread's counts on the object: the session writes each changed thread once, at
-    its next flush (the commit, a savepoint, a merge), however many messages a batch adds."""
+    its next flush (the commit, a savepoint, a merge), however many messages a batch adds.
+
+    A thread's counts, dates, root or subject moving is a change of its list (changed).
+    """
+    moved = False
     for name, value in values.items():
         if getattr(thread, name) != value:
             setattr(thread, name, value)
+            moved = True
+    if moved:
+        changed(session, thread.list_id)
 
 
 def _has_parent(session: Session, message_pk: int) -> bool:

@@ -95,6 +95,8 @@ def remove(
 
 def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: bool) -> None:
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
+    # first (it takes the list lock): a tombstone or a blanked subject shows though no count moves
+    conversations.changed(session, msg.list_id)
     if msg.status == PostState.VISIBLE:
         conversations.count_step(session, msg, -1)
     # whatever it was (visible, hidden, held): only visible posts were counted

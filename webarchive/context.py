@@ -126,11 +126,11 @@ def remembered(kind: str, identity: Hashable, version: Hashable, make: Callable[
     return value
 
 
-def list_version(mlist: MailingList) -> tuple[int, int, datetime | None]:
-    """What moves when a post arrives on the list or leaves it: answers about its posts last while
-    it stays (a post leaving and another arriving between two reads, with no newer date, leave it
-    as it was)."""
-    return mlist.message_count, mlist.thread_count, mlist.last_activity
+def list_version(mlist: MailingList) -> tuple[int, datetime, int]:
+    """What moves with every change to what the list's archive shows (conversations.changed):
+    answers about its posts and threads last while it stays. created_at tells a list made again
+    under a reused id from the one deleted."""
+    return mlist.id, mlist.created_at, mlist.changes
 
 
 def enqueue(entries: list[OutboxEntry]) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -69,6 +70,9 @@ class MailingList(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     thread_count: Mapped[int] = mapped_column(Integer, default=0)
     last_activity: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Raised in the transaction of every change to what the archive shows of the list
+    # (listgate.conversations.changed): what a web process remembers lasts while it stays.
+    changes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     def address(self, domain: str) -> str:
         """The posting address of this list."""

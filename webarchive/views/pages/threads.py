@@ -42,7 +42,7 @@ def thread(thread_id: int) -> str | Response:
     if view == "flat":
         nodes = sorted(nodes, key=lambda n: (n.message.date, n.message.id))  # as they are numbered
     mlist = found.mailing_list
-    # The threads around this one move only when a post arrives on the list or leaves it.
+    # The threads around this one move only when what the list shows changes.
     newer, older = remembered(
         "neighbours", found.id, list_version(mlist), lambda: visits.neighbours(session, found)
     )
@@ -70,12 +70,14 @@ def _outline(found: Thread, nodes: list[Node]) -> Markup:
     if any(n.new for n in nodes):
         return rows_html.outline_html(nodes, anonymous(), reader_zone(), now)
     recent = now - found.last_activity < clock.RECENT  # "3 minutes ago" moves with the clock
+    # Everything a row shows, in order: a post hidden as another comes back, or one hung
+    # elsewhere, changes it with no count moving.
     version = (
-        len(nodes),
-        found.message_count,
-        found.last_activity,
+        tuple(
+            (n.message.id, n.depth, n.number, n.message.status, n.message.from_name, n.message.date)
+            for n in nodes
+        ),
         now.replace(second=0, microsecond=0) if recent else None,
-        [n.message.status for n in nodes].count(PostState.VISIBLE),
     )
     return remembered(
         "outlines",
