@@ -255,3 +255,36 @@ def test_a_takedown_of_a_hidden_root_renames_the_neighbour_it_was(site: Site) ->
     assert "Older thread: (removed)" in page and "Secret plans" not in page
     with site.db() as session:
         assert session.scalar(select(MailingList.changes).where(MailingList.name == "dev"))
+
+
+def test_concurrent_writers_on_postgresql_lose_no_change(tmp_path: Path, postgres_db: str) -> None:
+    """A moderator hiding and restoring while the archiver stores mail: every transaction counts."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from listgate.config import Settings
+
+    db = migrated(Settings.from_env(env_for(tmp_path, LISTGATE_DATABASE_URL=postgres_db)))
+    with transaction(db) as session:
+        lists.create(session, "dev")
+    site = Site(None, None, db, {})  # type: ignore[arg-type]
+    pk = _post(site, "Steady", "s@x", datetime(2026, 3, 1, tzinfo=UTC))
+    with db() as session:
+        start = session.scalar(select(MailingList.changes))
+    rounds = 20
+
+    def moderate() -> None:
+        for i in range(rounds):
+            _hide(site, *(() if i % 2 else (pk,)), restore=(pk,) if i % 2 else ())
+
+    def archive() -> None:
+        for i in range(rounds):
+            _post(
+                site, f"New {i}", f"n{i}@x", datetime(2026, 3, 2, tzinfo=UTC) + timedelta(minutes=i)
+            )
+
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(moderate), pool.submit(archive)]:
+            done.result()
+    with db() as session:
+        assert session.scalar(select(MailingList.changes)) == start + 2 * rounds
+        assert session.scalar(select(MailingList.message_count)) == 1 + rounds
