@@ -67,9 +67,10 @@ def test_activity_probes_threads_by_key_on_an_archive_without_statistics(engine,
 
 
 @pytest.fixture
-def history(db, make_list) -> dict[str, int]:  # type: ignore[no-untyped-def]
+def history(db, make_list) -> None:  # type: ignore[no-untyped-def]
     """Posts over three weeks: a plain thread, a thread whose root is hidden, a reply arriving
-    before its parent, two threads a late reply merges; the pks of the interesting posts."""
+    before its parent, two threads a late reply merges, a reply a nearer post takes to its own
+    thread."""
     make_list("dev")
 
     def at(days: float) -> datetime:
@@ -82,13 +83,12 @@ def history(db, make_list) -> dict[str, int]:  # type: ignore[no-untyped-def]
             db, make_mail(subject, msgid=msgid, date=at(days), sender=sender, **kw)
         ).message_pk
 
-    pks = {}
     # week 1 (2 March): a plain thread of three posts
     send("Plain", "p0@x", 0)
     send("Re: Plain", "p1@x", 0.1, "Ben <ben@x.test>", in_reply_to="p0@x")
     send("Re: Plain", "p2@x", 0.2, "Cy <cy@x.test>", in_reply_to="p1@x")
     # week 1: a thread whose root is hidden later; its reply stays
-    pks["hidden"] = send("Hush", "h0@x", 1)
+    hidden = send("Hush", "h0@x", 1)
     send("Re: Hush", "h1@x", 1.1, "Ben <ben@x.test>", in_reply_to="h0@x")
     # week 2 (9 March): the reply arrives first, its parent (dated before it) later
     send("Re: Late", "l1@x", 7.5, "Ben <ben@x.test>", in_reply_to="l0@x")
@@ -99,24 +99,26 @@ def history(db, make_list) -> dict[str, int]:  # type: ignore[no-untyped-def]
     send("Beta", "b0@x", 14, "Cy <cy@x.test>")
     send("Re: Beta", "b1@x", 14.1, in_reply_to="b0@x")
     send("Re: Beta", "b2@x", 14.2, in_reply_to="b0@x")
-    pks["merger"] = send(
-        "Re: Alpha", "ab@x", 15, "Cy <cy@x.test>", in_reply_to="b0@x", references=["a0@x", "b0@x"]
-    )
+    send("Re: Alpha", "ab@x", 15, "Cy <cy@x.test>", in_reply_to="b0@x", references=["a0@x", "b0@x"])
+    # week 3: a subject-only reply hangs under Gamma; a later-arriving Gamma post (of its own
+    # thread) dated between them is nearer: the reply moves to that thread
+    send("Gamma", "g0@x", 15.5, "Dee <dee@x.test>")
+    send("Re: Gamma", "g2@x", 16.5, "Dee <dee@x.test>")
+    send("Gamma", "g1@x", 16, "Dee <dee@x.test>")
     with transaction(db) as session:
-        reports.hide(session, session.get_one(Message, pks["hidden"]))
-    return pks
+        reports.hide(session, session.get_one(Message, hidden))
 
 
 def test_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(db, history):
     with db() as session:
-        merged = session.get_one(Message, history["merger"]).thread_id
+        thread: dict[str, int] = dict(
+            session.execute(select(Message.message_id, Message.thread_id)).all()
+        )
         # Beta's thread joined Alpha's: one thread redirects to the other
-        assert session.scalars(select(Thread.merged_into_id).where(Thread.id != merged)).all() == [
-            None,
-            None,
-            None,
-            merged,
-        ]
+        assert thread["a0@x"] == thread["b0@x"] == thread["ab@x"]
+        assert session.scalars(select(Thread.merged_into_id)).all().count(thread["a0@x"]) == 1
+        # the subject-only reply went over to the nearer Gamma post's thread
+        assert thread["g2@x"] == thread["g1@x"] != thread["g0@x"]
         activity = list_activity(session, lists.require(session, "dev"), NOW)
     weeks = {w.date().isoformat(): (posts, new) for w, posts, new in activity.weeks if posts}
     assert weeks == {
@@ -124,19 +126,23 @@ def test_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(db, 
         "2026-03-02": (4, 1),
         # Late and its early reply (2, one thread), Alpha's two posts (a thread, merged later)
         "2026-03-09": (4, 2),
-        # Beta's three posts and the merging reply: Beta's thread joined Alpha's, no new thread
-        "2026-03-16": (4, 0),
+        # Beta's three posts and the merging reply: Beta's thread joined Alpha's, no new thread;
+        # three Gamma posts in two threads
+        "2026-03-16": (7, 2),
     }
     assert activity.month == datetime(2026, 3, 1, tzinfo=UTC)
     assert [(subject, posts) for _, subject, posts in activity.top_threads] == [
         ("Alpha", 6),
         ("Plain", 3),
         ("Late", 2),
+        ("Gamma", 2),  # the later Gamma thread and the reply that moved to it
         ("Hush", 1),  # a hidden root leaves the thread its subject
+        ("Gamma", 1),
     ]
     # hidden posts do not count; ties go by who posted last, earliest first
     assert [(name, posts) for name, posts, _ in activity.top_people] == [
         ("Ben", 4),
         ("Ann", 4),
         ("Cy", 4),
+        ("Dee", 3),
     ]
