@@ -294,6 +294,8 @@ def read_forest(db: sessionmaker[Session], name: str) -> Forest:
             assert (
                 t.message_count == len(members) and root is not None and root.parent_id is None
             ), "thread counts"
+            # pages find a thread's start by the thread's key: its root is one of its messages
+            assert root.thread_id == tid, "root in another thread"
         return {frozenset(g) for g in groups.values()}, {
             r.message_id: by_pk.get(r.parent_id) for r in rows
         }

@@ -102,7 +102,14 @@ def list_activity(
     )
     for (date,) in session.execute(select(Message.date).where(*in_list)):
         buckets.get(_monday(date), [0, 0])[0] += 1
-    roots = select(Message.date).join(Thread, Thread.root_message_pk == Message.id).where(*in_list)
+    # A root is one of its thread's messages: the primary key finds each post's thread whatever
+    # the planner knows (root_message_pk has no index), and a merged-away thread, whose
+    # root_message_pk still names a message now in the survivor, starts nothing.
+    roots = (
+        select(Message.date)
+        .join(Thread, (Thread.id == Message.thread_id) & (Thread.root_message_pk == Message.id))
+        .where(*in_list)
+    )
     for (date,) in session.execute(roots):
         buckets.get(_monday(date), [0, 0])[1] += 1
     month = now.astimezone(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
