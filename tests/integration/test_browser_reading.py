@@ -327,6 +327,36 @@ def test_a_long_search_in_the_box_is_read_to_its_end_or_refused_with_the_limit(
     context.close()
 
 
+def test_a_long_author_is_searched_whole_or_refused_with_the_limit(
+    site: Site, browser: Any
+) -> None:
+    context = _context(browser, site, "1280", signed_in=False)
+    page = context.new_page()
+    page.goto(f"{site.url}/search")
+    page.click("details.search-help summary")
+    assert (
+        "An author (from: or Author) has at most 320, as the longest address; "
+        "a list name (list: or List) at most 64."
+    ) in page.inner_text("details.search-help")
+    pasted = f"{'a' * 64}@{'.'.join(['b' * 63] * 4)}x"  # one more than RFC 5321's longest
+    page.fill("input[name=author]", pasted)
+    with page.expect_navigation() as answer:
+        page.press("input[name=author]", "Enter")
+    assert answer.value.status == 400
+    assert page.locator("p[role=alert]").inner_text() == (
+        "author: too long: at most 320 characters (this one has 321)"
+    )
+    assert page.input_value("input[name=author]") == pasted  # all of it kept, to correct
+    assert page.locator("ol.results").count() == 0
+    page.fill("input[name=author]", "alice@example.org")
+    page.fill("#q", "arm64")
+    with page.expect_navigation() as answer:
+        page.press("#q", "Enter")
+    assert answer.value.status == 200
+    assert page.locator("ol.results h2").all_inner_texts() == ["arm64 build fix"]
+    context.close()
+
+
 def test_a_reader_edits_a_post_chooses_a_font_and_a_zone_and_finds_the_map(
     site: Site, browser: Any
 ) -> None:
