@@ -14,7 +14,7 @@ alone); a failed commit fails (451) every message of the batch.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
@@ -96,6 +96,7 @@ class Answer:
     problem: tuple[str, str] | None = None
     message_id: str = ""
     outcomes: tuple[Outcome, ...] = ()
+    counted: bool = True  # False: a refusal whose count the commit lost (the caller keeps it)
 
     def reply(self, lmtp: bool) -> str:
         """The reply to DATA (LMTP: one line per recipient) for an answered message."""
@@ -240,8 +241,9 @@ class Answerer:
         except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
             for i, result in enumerate(results):
                 if isinstance(result, Answer) and result.problem is not None:
-                    # its refusal stands; only its count is lost
-                    log.warning("could not count a refusal (%s): %s", result.problem[0], exc)
+                    # its refusal stands; its count goes back to the caller (handler's tally)
+                    log.warning("could not count a refusal (%s) now: %s", result.problem[0], exc)
+                    results[i] = replace(result, counted=False)
                 elif not isinstance(result, BaseException):
                     results[i] = exc
 

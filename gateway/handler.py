@@ -195,6 +195,8 @@ class GatewayHandler(Introspected):
                 len(raw),
                 answer.problem[1],
             )
+            if not answer.counted:  # the batch's commit failed: written with the next counts
+                self._counting.add(counters.REFUSED, answer.problem[0])
             return self._each(envelope, answer.problem[1])
         log.info(
             "accepted <%s> from %s (%s, %d bytes): %s",

@@ -23,7 +23,7 @@ from listgate import counters
 from listgate.addresses import parse_recipient
 from listgate.batches import Item, ItemResult, ingest_batch
 from listgate.config import Settings
-from listgate.db import transaction
+from listgate.db import durable, session_factory, transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
@@ -52,9 +52,14 @@ class Archiver:
         enqueue: Enqueue | None = None,
         batch: int = 20,
     ) -> None:
-        self.settings, self.factory, self.enqueue, self.batch = settings, factory, enqueue, batch
+        self.settings, self.enqueue, self.batch = settings, enqueue, batch
         self.read_factory = read_factory or factory
         self.spool = spool or Spool(factory.kw["bind"])
+        # SQLite: the archive's commits are synchronous=NORMAL elsewhere; a power loss could undo
+        # one that moved the spool's mark after the spool file dropped the rows up to it
+        self.factory = (
+            session_factory(durable(factory.kw["bind"])) if self.spool.separate else factory
+        )
         self._taking: list[int] = []  # the spool ids of the batch under way
         self.pause = 0.0  # > 0 after a failure: wait this long before the next try
         self._alone_until = 0  # after an aborted batch, archive one at a time up to this spool id

@@ -240,6 +240,7 @@ def _postgres_read_only(dbapi_conn: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
+_SYNCHRONOUS = "listgate.synchronous"  # connection info key: the safety level set on it
 NO_BEGIN = "none"  # sqlite_begin for look_ups(): no BEGIN, each statement a transaction of its own
 
 
@@ -258,7 +259,15 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "")
+        options = conn.get_execution_options()
+        level = options.get("sqlite_synchronous", synchronous)
+        info = conn.connection.info
+        if (
+            info.get(_SYNCHRONOUS, synchronous) != level
+        ):  # only between transactions (SQLite's rule)
+            conn.exec_driver_sql(f"PRAGMA synchronous={level}")
+            info[_SYNCHRONOUS] = level
+        mode = options.get("sqlite_begin", "")
         if mode != NO_BEGIN:
             conn.exec_driver_sql(f"BEGIN {mode}".strip())
 
@@ -269,6 +278,20 @@ def writer(engine: Engine) -> Engine:
 
     if store.of(engine).sqlite:
         return engine.execution_options(sqlite_begin="IMMEDIATE")
+    return engine
+
+
+def durable(engine: Engine) -> Engine:
+    """The same engine, but on SQLite each commit is on disk before it returns (synchronous=FULL).
+
+    For a transaction whose loss in a power failure would lose what another file forgot meanwhile:
+    the archiver's, which moves the spool's mark (the spool file then drops the rows up to it).
+    PostgreSQL commits are durable already.
+    """
+    from listgate import store
+
+    if store.of(engine).sqlite:
+        return engine.execution_options(sqlite_synchronous="FULL")
     return engine
 
 

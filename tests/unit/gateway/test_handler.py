@@ -186,10 +186,10 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db) -> N
     event.remove(handler.spool.engine, "commit", full_disk)
     assert [type(r) for r in results[:3]] == [OSError] * 3
     assert all("database or disk is full" in str(r) for r in results[:3])
-    # a refusal stands whatever the commit did: only its count is lost
+    # a refusal stands whatever the commit did; its count goes back to the caller (not counted)
     last = results[3]
     assert isinstance(last, Answer) and last.problem is not None
-    assert last.problem[1].startswith("554 5.5.2")
+    assert last.problem[1].startswith("554 5.5.2") and not last.counted
     assert _spooled(db) == []
 
 
@@ -246,3 +246,45 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
     )
     assert any(w.startswith("could not write 1 count (refused:too-big 1)") for w in warnings)
     assert values == {"too-big": 1, "unknown-list": 1}
+
+
+def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_has_room(
+    handler: GatewayHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message refused for its shape keeps its 554 when the spool's commit fails; its count
+    waits in memory and is written once the spool takes writes again (not lost)."""
+    from sqlalchemy import event
+
+    disk_full = threading.Event()
+    disk_full.set()
+
+    def full_disk(conn):  # type: ignore[no-untyped-def]
+        if disk_full.is_set():
+            raise OSError("database or disk is full")
+
+    def counted() -> dict[str, int]:
+        handler.archiver.drain()  # type: ignore[attr-defined]
+        with db() as s:
+            return counters.values(s, counters.REFUSED)
+
+    async def refuse() -> tuple[str, dict[str, int]]:
+        env = Envelope()
+        env.mail_from, env.rcpt_tos = "a@example.org", ["dev@lists.test"]
+        env.original_content = b"A: 1\r\n\r\nx\n.\nevil\r\n"  # a bare LF next to a '.' line
+        reply = await handler.handle_DATA(FakeServer(), _session(), env)
+        disk_full.clear()
+        for _ in range(200):  # 10 s
+            if counted():
+                break
+            await asyncio.sleep(0.05)
+        return reply, counted()
+
+    event.listen(handler.spool.engine, "commit", full_disk)
+    try:
+        reply, values = run(refuse())
+    finally:
+        event.remove(handler.spool.engine, "commit", full_disk)
+    assert reply.startswith("554 5.5.2")
+    assert values == {"smuggling": 1}
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any(w.startswith("could not count a refusal (smuggling)") for w in warnings), warnings

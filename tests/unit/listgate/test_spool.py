@@ -323,3 +323,47 @@ def test_archived_rows_leave_the_spool_file_once_a_second_while_busy_and_when_id
     assert in_file() == 0
     with db() as s:
         assert len(s.scalars(select(Message)).all()) == 5
+
+
+def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets_the_rows(
+    gate, db
+) -> None:  # type: ignore[no-untyped-def]
+    """SQLite: the archive commits at synchronous=NORMAL (a power loss may undo its last commits),
+    while the spool file drops rows up to the mark durably. The archiver's commit, which moves
+    the mark, is therefore FULL; other writers of the archive keep NORMAL."""
+    from sqlalchemy import event, text
+
+    handler, archiver, _mlist, _sent = gate
+    engine = db.kw["bind"]
+    levels: list[tuple[bool, int]] = []  # (the transaction moved the mark, its safety level)
+    moved: set[int] = set()
+
+    def seen(conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+        if "spool_marks" in statement and statement.lstrip().upper().startswith(
+            ("UPDATE", "INSERT")
+        ):
+            moved.add(id(conn.connection.dbapi_connection))
+
+    def committing(conn) -> None:  # type: ignore[no-untyped-def]
+        raw = conn.connection.dbapi_connection
+        level = raw.execute("PRAGMA synchronous").fetchone()[0]
+        levels.append((id(raw) in moved, level))
+        moved.discard(id(raw))
+
+    event.listen(engine, "before_cursor_execute", seen)
+    event.listen(engine, "commit", committing)
+    try:
+        for name in ("a", "b"):
+            assert through_hooks(
+                handler, _raw(f"{name}@example.org"), "ann@example.org", ["dev@lists.test"]
+            ).startswith("250")
+        assert archiver.archive_once() == 2
+        with transaction(db) as s:  # another writer of the archive (the web, the worker)
+            s.execute(text("UPDATE lists SET title = title"))
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+        event.remove(engine, "commit", committing)
+    FULL, NORMAL = 2, 1
+    assert (True, FULL) in levels, levels
+    assert all(level == FULL for marked, level in levels if marked), levels
+    assert levels[-1] == (False, NORMAL), levels
