@@ -297,13 +297,19 @@ def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_mar
     context.close()
 
 
-def test_a_long_search_in_the_box_is_read_to_its_end_or_refused_with_the_limit(
-    site: Site, browser: Any
-) -> None:
+def _search_page(site: Site, browser: Any) -> tuple[Any, Any]:
+    """A reader's context and the search page in it, the help about what to type open."""
     context = _context(browser, site, "1280", signed_in=False)
     page = context.new_page()
     page.goto(f"{site.url}/search")
     page.click("details.search-help summary")
+    return context, page
+
+
+def test_a_long_search_in_the_box_is_read_to_its_end_or_refused_with_the_limit(
+    site: Site, browser: Any
+) -> None:
+    context, page = _search_page(site, browser)
     assert "A search has at most 1,000 characters." in page.inner_text("details.search-help")
     nobody = " ".join(f"-from:nobody{i:02d}@example.org" for i in range(25))
     text = f"arm64 {nobody} -from:bob"  # its last operator leaves Bob's reply out
@@ -324,6 +330,33 @@ def test_a_long_search_in_the_box_is_read_to_its_end_or_refused_with_the_limit(
     )
     assert page.input_value("#q") == longer  # the box cut nothing: it is there to shorten
     assert page.locator("ol.results").count() == 0
+    context.close()
+
+
+def test_a_long_author_is_searched_whole_or_refused_with_the_limit(
+    site: Site, browser: Any
+) -> None:
+    context, page = _search_page(site, browser)
+    assert (
+        "An author (from: or Author) has at most 320, as the longest address; "
+        "a list name (list: or List) at most 64."
+    ) in page.inner_text("details.search-help")
+    pasted = f"{'a' * 64}@{'.'.join(['b' * 63] * 4)}x"  # one more than RFC 5321's longest
+    page.fill("input[name=author]", pasted)
+    with page.expect_navigation() as answer:
+        page.press("input[name=author]", "Enter")
+    assert answer.value.status == 400
+    assert page.locator("p[role=alert]").inner_text() == (
+        "author: too long: at most 320 characters (this one has 321)"
+    )
+    assert page.input_value("input[name=author]") == pasted  # all of it kept, to correct
+    assert page.locator("ol.results").count() == 0
+    page.fill("input[name=author]", "alice@example.org")
+    page.fill("#q", "arm64")
+    with page.expect_navigation() as answer:
+        page.press("#q", "Enter")
+    assert answer.value.status == 200
+    assert page.locator("ol.results h2").all_inner_texts() == ["arm64 build fix"]
     context.close()
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from listgate import lists
 from listgate.db import transaction
+from tests.unit.webarchive.test_search_limits import fill_limits, run_limits
 from tests.unit.webarchive.test_search_operators import fill, fill_pages, run_pages, run_table
 
 pytestmark = pytest.mark.integration
@@ -16,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize(
     "posts,searches",
-    [(fill, run_table), (fill_pages, run_pages)],
-    ids=["every operator", "leaving posts out pages"],
+    [(fill, run_table), (fill_pages, run_pages), (fill_limits, run_limits)],
+    ids=["every operator", "leaving posts out pages", "values as long as what they search"],
 )
 def test_on_postgres(pg_web: Any, posts: Callable[..., None], searches: Callable[..., Any]) -> None:
     app, factory = pg_web

@@ -22,6 +22,10 @@ _WORD = re.compile(r"\w+", re.UNICODE)
 OPERATORS = ("from", "subject", "list", "before", "after", "has")
 MAX_TERMS = 20
 MAX_TEXT = 1000  # characters a search may have (the spaces around it not counted)
+# A value is read whole up to the longest thing it can find, refused past it, never cut:
+MAX_AUTHOR = 320  # an address, 64@255 (RFC 5321), as Message.from_addr holds it; a name, 255
+MAX_LIST = 64  # a list name as MailingList.name holds it (new ones: addresses.MAX_LIST_NAME)
+# subject: has no limit of its own: a stored subject has up to 2,000 characters, a search 1,000
 HELP = (
     ('"exact phrase"', "the words next to each other, in this order"),
     ("-word", 'leave out posts with this word (or -"phrase")'),
@@ -126,12 +130,19 @@ def _day(name: str, value: str) -> datetime:
         raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}") from None
 
 
+def within(limit: int, value: str, name: str = "") -> str:
+    """value, or QueryError naming the field and its limit: never read in part, its end counts."""
+    if len(value) > limit:
+        where = f"{name}: " if name else ""
+        raise QueryError(
+            f"{where}too long: at most {limit:,} characters (this one has {len(value):,})"
+        )
+    return value
+
+
 def parse(text: str) -> Query:
     """The search box's text as a Query, or QueryError naming what to fix."""
-    if len(text.strip()) > MAX_TEXT:  # never read in part: its end may change what it finds
-        raise QueryError(
-            f"too long: at most {MAX_TEXT:,} characters (this one has {len(text.strip()):,})"
-        )
+    within(MAX_TEXT, text.strip())
     reading = _Reading()
     for token in _tokens(text):
         reading.add(token)
@@ -189,11 +200,13 @@ class _Reading:
     def _add_filter(self, op: str, value: str, negated: bool) -> None:
         """An operator's value, to what it finds or (after a minus) to what it leaves out."""
         if op == "from":
-            (self.not_authors if negated else self.authors).append(value.lower()[:200])
+            author = within(MAX_AUTHOR, value, "from").lower()
+            (self.not_authors if negated else self.authors).append(author)
         elif op == "subject":
-            (self.not_subjects if negated else self.subjects).append(value.lower()[:200])
+            (self.not_subjects if negated else self.subjects).append(value.lower())
         elif op == "list":
-            (self.not_lists if negated else self.lists).append(value.lower()[:64])
+            name = within(MAX_LIST, value, "list").lower()
+            (self.not_lists if negated else self.lists).append(name)
         elif op == "after" and negated:
             self.not_after = _day("after", value)
         elif op == "after":

@@ -16,7 +16,17 @@ from webarchive.context import db
 from webarchive.reading.access import readable_list_ids
 from webarchive.reading.fulltext import Filters, Hit
 from webarchive.reading.fulltext import search as run_search
-from webarchive.reading.querylang import HELP, MAX_TEXT, Query, QueryError, parse, tighter
+from webarchive.reading.querylang import (
+    HELP,
+    MAX_AUTHOR,
+    MAX_LIST,
+    MAX_TEXT,
+    Query,
+    QueryError,
+    parse,
+    tighter,
+    within,
+)
 from webarchive.urls import carried_args
 from webarchive.views.feeds import atom_response
 
@@ -24,6 +34,7 @@ bp = Blueprint("search", __name__)
 PER_PAGE = 20
 MAX_PAGE = 50
 GROUP_POOL = 200  # hits gathered to group by thread
+MAX_ID = 2**31 - 1  # the largest id an Integer column holds on PostgreSQL
 
 
 def _date(name: str, end: bool = False) -> datetime | None:
@@ -56,9 +67,10 @@ def _filters(query: Query) -> Filters:
     """The form's filters and the query's operators together (both must hold)."""
     names = [n for n in [request.args.get("list", "").strip().lower()] + list(query.lists) if n]
     thread = request.args.get("thread", "").strip()
-    if thread and not thread.isdigit():
+    thread_id = _whole(thread, MAX_ID) if thread else None
+    if thread and thread_id is None:
         abort(400, description="thread must be a thread number")
-    author = request.args.get("author", "").strip()[:200]
+    author = request.args.get("author", "").strip()  # within MAX_AUTHOR: _query saw to it
     since = tighter(max, _date("since"), query.after)
     until = tighter(min, _date("until", end=True), query.before)
     return Filters(
@@ -67,7 +79,7 @@ def _filters(query: Query) -> Filters:
         subjects=query.subjects,
         since=since,
         until=until,
-        thread_id=int(thread) if thread else None,
+        thread_id=thread_id,
         attachments=query.has_attachment,
         not_list_ids=frozenset(
             mlist.id for name in query.not_lists if (mlist := lists.get(db(), name)) is not None
@@ -79,15 +91,24 @@ def _filters(query: Query) -> Filters:
 
 
 def _page() -> int:
-    raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+    page = _whole(request.args.get("page", "1"), MAX_PAGE)
+    if page is None:
         abort(400, description=f"page must be a number from 1 to {MAX_PAGE}")
-    return int(raw)
+    return page
+
+
+def _whole(raw: str, most: int) -> int | None:
+    """raw as a number from 1 to most in ASCII digits, else None ("²" is a digit int() refuses)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(most)):
+        return None
+    return int(raw) if 1 <= int(raw) <= most else None
 
 
 def _query(text: str) -> tuple[Query, str]:
-    """The parsed search and '' , or an empty Query and the problem to show."""
+    """The parsed search and '', or an empty Query and the problem to show (box or form)."""
     try:
+        within(MAX_LIST, request.args.get("list", "").strip(), "list")
+        within(MAX_AUTHOR, request.args.get("author", "").strip(), "author")
         return parse(text), ""
     except QueryError as exc:
         return Query(), str(exc)
@@ -137,7 +158,7 @@ def search() -> tuple[str, int]:
         searched=asked or bool(problem),
         problem=problem,
         help=HELP,
-        limit=MAX_TEXT,
+        limits=(MAX_TEXT, MAX_AUTHOR, MAX_LIST),
     ), 400 if problem else 200
 
 

@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from webarchive.reading.querylang import MAX_TERMS, MAX_TEXT, Query, QueryError, parse
+from webarchive.reading.querylang import (
+    MAX_AUTHOR,
+    MAX_LIST,
+    MAX_TERMS,
+    MAX_TEXT,
+    Query,
+    QueryError,
+    parse,
+)
+
+ADDRESS = f"{'b' * 64}@{'.'.join(['g' * 63] * 4)}"  # 64@255, the longest (RFC 5321)
 
 
 def day(text: str) -> datetime:
@@ -48,11 +58,10 @@ MEANINGS: list[tuple[str, Query]] = [
     ("from:ann from:cy", Query(authors=("ann", "cy"))),
     ("from:ann@example.org", Query(authors=("ann@example.org",))),
     ('from:ann"x y"', Query(authors=("ann",), phrases=(("x", "y"),))),
-    ("from:" + "A" * 300, Query(authors=("a" * 200,))),
+    ("from:" + "A" * 300, Query(authors=("a" * 300,))),  # all of it: an address has 320
     ('subject:"Release Date"', Query(subjects=("release date",))),
-    ("subject:" + "b" * 300, Query(subjects=("b" * 200,))),
+    ("subject:" + "b" * 300, Query(subjects=("b" * 300,))),
     ("list:Dev", Query(lists=("dev",))),
-    ("list:" + "x" * 100, Query(lists=("x" * 64,))),
     ("after:2026-03-01", Query(after=day("2026-03-01"))),
     ("before:2026/04/01", Query(before=day("2026-04-01"))),
     ('after:"2026-03-01"', Query(after=day("2026-03-01"))),
@@ -64,11 +73,10 @@ MEANINGS: list[tuple[str, Query]] = [
     ("-FROM:Ann -from:ben@corp.example", Query(not_authors=("ann", "ben@corp.example"))),
     ('-from:"Ann Smith"', Query(not_authors=("ann smith",))),
     ("from:ann -from:ann@example.org", Query(authors=("ann",), not_authors=("ann@example.org",))),
-    ("-from:" + "A" * 300, Query(not_authors=("a" * 200,))),
+    ("-from:" + "A" * 300, Query(not_authors=("a" * 300,))),
     ('-subject:"Release Date"', Query(not_subjects=("release date",))),
     ("-list:Dev -list:ops", Query(not_lists=("dev", "ops"))),
     ("list:dev -list:ops", Query(lists=("dev",), not_lists=("ops",))),
-    ("-list:" + "x" * 100, Query(not_lists=("x" * 64,))),
     ("-has:attachment", Query(no_attachment=True)),
     ("linker -HAS:Attachments", Query(words=("linker",), no_attachment=True)),
     ("has:attachment -has:attachment", Query(has_attachment=True, no_attachment=True)),
@@ -126,6 +134,13 @@ MEANINGS: list[tuple[str, Query]] = [
     # up to MAX_TEXT characters are read to the end, the spaces around not counted
     ("x" * 993 + " linker", Query(words=("x" * 993, "linker"))),
     ("  " + "x" * 993 + " linker\n", Query(words=("x" * 993, "linker"))),
+    # an operator's value is read to its end, up to the longest thing it can find
+    (f"from:{ADDRESS.upper()}", Query(authors=(ADDRESS,))),
+    (f'-from:"{"n " * 160}"', Query(not_authors=("n " * 159 + "n",))),
+    ("list:" + "L" * 64, Query(lists=("l" * 64,))),  # a list name has 64 at most
+    ("-list:" + "l" * 64, Query(not_lists=("l" * 64,))),
+    (f'subject:"{"s " * 495}"', Query(subjects=("s " * 494 + "s",))),  # a subject has 2,000
+    ("-subject:" + "s" * 991, Query(not_subjects=("s" * 991,))),
     # at most MAX_TERMS terms, a phrase or an excluded phrase counting as one
     (" ".join(["w"] * MAX_TERMS), Query(words=("w",) * MAX_TERMS)),
     (
@@ -151,6 +166,12 @@ MISTAKES: list[tuple[str, str]] = [
         f"too many words: at most {MAX_TERMS}",
     ),
     ("x" * 994 + " linker", "too long: at most 1,000 characters (this one has 1,001)"),
+    (f"from:{ADDRESS}x", "from: too long: at most 320 characters (this one has 321)"),
+    (f'-from:"{"n " * 161}"', "from: too long: at most 320 characters (this one has 321)"),
+    (f"linker -from:{'a' * 400}", "from: too long: at most 320 characters (this one has 400)"),
+    ("list:" + "l" * 65, "list: too long: at most 64 characters (this one has 65)"),
+    ("-list:" + "l" * 65, "list: too long: at most 64 characters (this one has 65)"),
+    ("list:" + "x" * 100, "list: too long: at most 64 characters (this one has 100)"),
 ]
 
 
@@ -202,9 +223,11 @@ def test_any_text_is_a_query_or_a_message_to_fix(text: str) -> None:
     assert all(len(p) > 1 for p in query.phrases)
     assert all(re.fullmatch(r"\w+", w) for p in query.phrases + query.excluded for w in p)
     assert len(query.words) + len(query.phrases) + len(query.excluded) <= MAX_TERMS
-    named = query.authors + query.subjects + query.not_authors + query.not_subjects
-    assert all(a == a.lower() and 0 < len(a) <= 200 for a in named)
-    assert all(x == x.lower() and 0 < len(x) <= 64 for x in query.lists + query.not_lists)
+    authors, lists = query.authors + query.not_authors, query.lists + query.not_lists
+    assert all(a == a.lower() and 0 < len(a) <= MAX_AUTHOR for a in authors)
+    assert all(s == s.lower() and 0 < len(s) <= MAX_TEXT for s in query.subjects)
+    assert all(s == s.lower() and 0 < len(s) <= MAX_TEXT for s in query.not_subjects)
+    assert all(x == x.lower() and 0 < len(x) <= MAX_LIST for x in lists)
 
 
 @given(TEXTS, TEXTS)
@@ -221,6 +244,25 @@ def test_a_search_longer_than_the_limit_is_a_message_never_a_shorter_search(
         _outcome(longer)
         == f"too long: at most {MAX_TEXT:,} characters (this one has {len(longer):,})"
     )
+
+
+@given(st.sampled_from(["from", "list"]), st.booleans(), TEXTS, st.integers(-2, 2))
+def test_an_operator_value_is_read_whole_or_refused_never_cut(
+    op: str, negated: bool, text: str, over: int
+) -> None:
+    """A from: or list: value near its limit: searched whole, or the answer says the limit."""
+    limit = {"from": MAX_AUTHOR, "list": MAX_LIST}[op]
+    value = (text.replace('"', "").strip() + "v" * limit)[: limit + over].strip()
+    outcome = _outcome(f'{"-" if negated else ""}{op}:"{value}"')
+    if len(value) > limit:
+        assert outcome == f"{op}: too long: at most {limit} characters (this one has {len(value)})"
+    else:
+        assert isinstance(outcome, Query)
+        kept = {
+            "from": outcome.not_authors if negated else outcome.authors,
+            "list": outcome.not_lists if negated else outcome.lists,
+        }[op]
+        assert kept == (value.lower(),)
 
 
 def _outcome(text: str) -> Query | str:
