@@ -19,7 +19,7 @@ from listgate.config import Settings
 
 def create_app(settings: Settings | None = None) -> Flask:
     """Build the web archive for settings (read from the environment when none is given)."""
-    from webarchive import context, errors, security, templating, urls
+    from webarchive import context, errors, ids, security, templating, urls
 
     settings = settings if settings is not None else Settings.from_env()
     app = Flask(__name__)
@@ -38,6 +38,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     security.init_app(app)
     errors.init_app(app)
     templating.init_app(app)
+    ids.init_app(app)
     for blueprint in blueprints():
         app.register_blueprint(blueprint)
     urls.init_app(app)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
 from listgate.models.web import Report, Vote
 from listgate.states import PostState, ReportState
+from webarchive.ids import whole
 
 _Row = TypeVar("_Row", Attachment, MessageVariant)
 
@@ -64,12 +65,12 @@ def encode_cursor(when: datetime, pk: int) -> str:
 
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """The (time, id) in a cursor, or BadCursor."""
-    micros, sep, pk = cursor.partition("_")
+    micros, sep, raw_pk = cursor.partition("_")
     try:
-        if not sep:
+        pk = whole(raw_pk)  # an id we never made would overflow the database's column
+        if not sep or pk is None:
             raise ValueError
-        when = datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC)
-        return when, int(pk)
+        return datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC), pk
     except (ValueError, OverflowError, OSError):
         raise BadCursor(
             f"cursor {cursor[:40]!r} is not valid; use the 'next' value of a previous answer"

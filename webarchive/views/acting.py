@@ -29,7 +29,7 @@ def _back_to(msg: Message) -> Response:
     return redirect(url_for("pages.thread", thread_id=msg.thread_id) + f"#m{msg.id}", 303)
 
 
-@bp.post("/messages/<int:message_pk>/vote")
+@bp.post("/messages/<id:message_pk>/vote")
 @signed_in
 def vote(message_pk: int) -> Response:
     """Say whether a post was valuable (one answer per person, changeable)."""
@@ -51,7 +51,7 @@ def vote(message_pk: int) -> Response:
     return _back_to(msg)
 
 
-@bp.route("/messages/<int:message_pk>/report", methods=["GET", "POST"])
+@bp.route("/messages/<id:message_pk>/report", methods=["GET", "POST"])
 @signed_in
 def report(message_pk: int) -> str | tuple[str, int] | Response:
     """Report a post to the list's moderators, with a reason."""
@@ -94,7 +94,7 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
     )
 
 
-@bp.post("/threads/<int:thread_id>/follow")
+@bp.post("/threads/<id:thread_id>/follow")
 def follow_thread(thread_id: int) -> Response:
     """Follow a thread by mail: at once when signed in, by double opt-in otherwise."""
     thread = readable_thread(db(), thread_id)
@@ -121,19 +121,19 @@ def _thread_action(action: str) -> Callable[[int], Response]:
 
 
 bp.add_url_rule(
-    "/threads/<int:thread_id>/unfollow",
+    "/threads/<id:thread_id>/unfollow",
     "unfollow_thread",
     _thread_action(subscriptions.LEAVE_THREAD),
     methods=["POST"],
 )
 bp.add_url_rule(
-    "/threads/<int:thread_id>/mute",
+    "/threads/<id:thread_id>/mute",
     "mute_thread",
     _thread_action(subscriptions.MUTE),
     methods=["POST"],
 )
 bp.add_url_rule(
-    "/threads/<int:thread_id>/unmute",
+    "/threads/<id:thread_id>/unmute",
     "unmute_thread",
     _thread_action(subscriptions.UNMUTE),
     methods=["POST"],
@@ -245,7 +245,7 @@ _DASHBOARD = {
 }
 
 
-@bp.post("/me/subscriptions/<int:sub_id>")
+@bp.post("/me/subscriptions/<id:sub_id>")
 @signed_in
 def change_subscription(sub_id: int) -> Response:
     """Leave, unfollow, unmute, or switch between every post and the daily or weekly digest."""

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from listgate.models import MailingList, Message
 from listgate.states import PostState
 from webarchive.context import db, settings
+from webarchive.ids import whole
 from webarchive.reading.access import readable_list, readable_list_ids, readable_thread
 from webarchive.reading.threads import (
     BadCursor,
@@ -90,12 +91,13 @@ def threads(name: str) -> Response:
 
 
 def _limit(raw: str) -> int:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    limit = whole(raw, MAX_LIMIT)
+    if limit is None:
         abort(400, description=f"limit must be a whole number from 1 to {MAX_LIMIT}")
-    return int(raw)
+    return limit
 
 
-@bp.get("/threads/<int:thread_id>")
+@bp.get("/threads/<id:thread_id>")
 def thread(thread_id: int) -> Response:
     """A thread's messages in thread order (depth first, siblings by date)."""
     session = db()

@@ -119,7 +119,7 @@ def _after(result: IngestResult, mlist: MailingList) -> Response:
     return redirect(url_for("pages.list_page", name=mlist.name), 303)
 
 
-@bp.route("/messages/<int:message_pk>/reply", methods=["GET", "POST"])
+@bp.route("/messages/<id:message_pk>/reply", methods=["GET", "POST"])
 @signed_in
 def reply(message_pk: int) -> str | Response:
     """Reply to a post from the web."""

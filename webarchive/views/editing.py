@@ -87,7 +87,7 @@ def _editable(message_pk: int) -> Message:
     return msg
 
 
-@bp.route("/messages/<int:message_pk>/edit", methods=["GET", "POST"])
+@bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
 @signed_in
 def edit(message_pk: int) -> str | Response:
     """Change the text of one's own web post; optionally mail the correction to the list."""
@@ -134,7 +134,7 @@ def edit(message_pk: int) -> str | Response:
     return redirect(url_for("pages.thread", thread_id=msg.thread_id) + f"#m{msg.id}", 303)
 
 
-@bp.get("/messages/<int:message_pk>/history")
+@bp.get("/messages/<id:message_pk>/history")
 def history(message_pk: int) -> str:
     """Every version of a post with its date."""
     session = db()

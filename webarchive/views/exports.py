@@ -67,7 +67,7 @@ def _count_anonymous() -> None:
         limit("export", client_ip())
 
 
-@bp.get("/messages/<int:message_pk>.eml")
+@bp.get("/messages/<id:message_pk>.eml")
 def raw(message_pk: int) -> Response:
     """The message exactly as received."""
     _count_anonymous()
@@ -76,7 +76,7 @@ def raw(message_pk: int) -> Response:
     return download(msg.raw.data, f"{msg.message_id}.eml", "message/rfc822")
 
 
-@bp.get("/messages/<int:message_pk>/variants/<int:variant_id>.eml")
+@bp.get("/messages/<id:message_pk>/variants/<id:variant_id>.eml")
 def variant_raw(message_pk: int, variant_id: int) -> Response:
     """A different message that arrived with this message's Message-ID, exactly as received."""
     _count_anonymous()
@@ -90,7 +90,7 @@ def variant_raw(message_pk: int, variant_id: int) -> Response:
     )
 
 
-@bp.get("/threads/<int:thread_id>.mbox")
+@bp.get("/threads/<id:thread_id>.mbox")
 def thread_mbox(thread_id: int) -> Response:
     """Every visible post of a thread as an mbox, by date."""
     _count_anonymous()
@@ -120,7 +120,7 @@ def _readable_attachment(attachment_id: int) -> tuple[Attachment, bytes]:
     return att, session.get_one(Blob, att.sha256).data
 
 
-@bp.get("/previews/<int:attachment_id>")
+@bp.get("/previews/<id:attachment_id>")
 def preview(attachment_id: int) -> Response:
     """An image shown inline: its type checked against its first bytes, sandboxed, never sniffed."""
     att, data = _readable_attachment(attachment_id)
@@ -139,7 +139,7 @@ def preview(attachment_id: int) -> Response:
     return response
 
 
-@bp.get("/attachments/<int:attachment_id>/<path:filename>")
+@bp.get("/attachments/<id:attachment_id>/<path:filename>")
 def attachment(attachment_id: int, filename: str = "") -> Response:
     """An attachment, downloaded with its declared type, never rendered by the browser."""
     att, data = _readable_attachment(attachment_id)

@@ -69,7 +69,7 @@ def _newest(mlist: MailingList) -> list[Message]:
     )
 
 
-@bp.get("/threads/<int:thread_id>/feed.atom")
+@bp.get("/threads/<id:thread_id>/feed.atom")
 def thread_feed(thread_id: int) -> Response:
     """The newest posts of a thread."""
     thread, messages = readable_posts(db(), thread_id, newest=FEED_SIZE)

@@ -27,7 +27,7 @@ def _graph(thread_id: int) -> tuple[Thread, talk.Graph, list[str]]:
     return thread, graph, [display_name(p.name, anonymous) for p in graph.people]
 
 
-@bp.get("/threads/<int:thread_id>/map")
+@bp.get("/threads/<id:thread_id>/map")
 def thread_map(thread_id: int) -> str:
     """The thread's participants and who replied to whom, drawn and as a table."""
     thread, graph, names = _graph(thread_id)
@@ -42,7 +42,7 @@ def thread_map(thread_id: int) -> str:
     )
 
 
-@bp.get("/api/threads/<int:thread_id>/graph")
+@bp.get("/api/threads/<id:thread_id>/graph")
 def thread_graph(thread_id: int) -> Response:
     """The reply graph as JSON: people (names only, never addresses) and weighted edges."""
     thread, graph, names = _graph(thread_id)

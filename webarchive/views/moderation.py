@@ -133,7 +133,7 @@ def queue() -> str:
     )
 
 
-@bp.post("/moderation/subscriptions/<int:sub_id>/approve")
+@bp.post("/moderation/subscriptions/<id:sub_id>/approve")
 @moderator
 def approve_request(sub_id: int) -> Response:
     """Let an address into a private or members-only list; it gets a welcome mail."""
@@ -142,7 +142,7 @@ def approve_request(sub_id: int) -> Response:
     )
 
 
-@bp.post("/moderation/subscriptions/<int:sub_id>/refuse")
+@bp.post("/moderation/subscriptions/<id:sub_id>/refuse")
 @moderator
 def refuse_request(sub_id: int) -> Response:
     """Turn a request down; the address is told, with the reason given."""
@@ -171,7 +171,7 @@ def _to_queue(message: str, outbox: list[OutboxEntry] | None = None) -> Response
     return redirect(url_for("moderation.queue"), 303)
 
 
-@bp.post("/moderation/not-posted/<int:entry_id>/release")
+@bp.post("/moderation/not-posted/<id:entry_id>/release")
 @moderator
 def release(entry_id: int) -> Response:
     """Post a mail that was accepted and not posted (an automatic reply, a loop...)."""
@@ -190,7 +190,7 @@ def release(entry_id: int) -> Response:
     return _to_queue(f"The mail is posted ({result.status}).", result.outbox)
 
 
-@bp.post("/moderation/messages/<int:message_pk>/approve")
+@bp.post("/moderation/messages/<id:message_pk>/approve")
 @moderator
 def approve(message_pk: int) -> Response:
     """Publish a held post, or put a reported post back."""
@@ -204,7 +204,7 @@ def approve(message_pk: int) -> Response:
     return _to_queue(f"“{msg.subject}” is published.", entries)
 
 
-@bp.post("/moderation/messages/<int:message_pk>/reject")
+@bp.post("/moderation/messages/<id:message_pk>/reject")
 @moderator
 def reject(message_pk: int) -> Response:
     """Reject a held or reported post; the reason is mailed to its author."""
@@ -219,7 +219,7 @@ def reject(message_pk: int) -> Response:
     return _to_queue(f"“{msg.subject}” is rejected; its author is told why.", entries)
 
 
-@bp.post("/threads/<int:thread_id>/feature")
+@bp.post("/threads/<id:thread_id>/feature")
 @moderator
 def feature(thread_id: int) -> Response:
     """Pin a thread on top of its list, or unpin it."""
@@ -236,7 +236,7 @@ def feature(thread_id: int) -> Response:
     return redirect(url_for("pages.thread", thread_id=thread_id), 303)
 
 
-@bp.post("/moderation/lists/<int:list_id>/bans")
+@bp.post("/moderation/lists/<id:list_id>/bans")
 @moderator
 def ban(list_id: int) -> Response:
     """Ban an address from posting to a list (or lift the ban with action=unban)."""

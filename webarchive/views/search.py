@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from listgate import lists
 from webarchive.context import db
+from webarchive.ids import whole
 from webarchive.reading.access import readable_list_ids
 from webarchive.reading.fulltext import Filters, Hit
 from webarchive.reading.fulltext import search as run_search
@@ -34,7 +35,6 @@ bp = Blueprint("search", __name__)
 PER_PAGE = 20
 MAX_PAGE = 50
 GROUP_POOL = 200  # hits gathered to group by thread
-MAX_ID = 2**31 - 1  # the largest id an Integer column holds on PostgreSQL
 
 
 def _date(name: str, end: bool = False) -> datetime | None:
@@ -67,7 +67,7 @@ def _filters(query: Query) -> Filters:
     """The form's filters and the query's operators together (both must hold)."""
     names = [n for n in [request.args.get("list", "").strip().lower()] + list(query.lists) if n]
     thread = request.args.get("thread", "").strip()
-    thread_id = _whole(thread, MAX_ID) if thread else None
+    thread_id = whole(thread) if thread else None
     if thread and thread_id is None:
         abort(400, description="thread must be a thread number")
     author = request.args.get("author", "").strip()  # within MAX_AUTHOR: _query saw to it
@@ -91,17 +91,10 @@ def _filters(query: Query) -> Filters:
 
 
 def _page() -> int:
-    page = _whole(request.args.get("page", "1"), MAX_PAGE)
+    page = whole(request.args.get("page", "1"), MAX_PAGE)
     if page is None:
         abort(400, description=f"page must be a number from 1 to {MAX_PAGE}")
     return page
-
-
-def _whole(raw: str, most: int) -> int | None:
-    """raw as a number from 1 to most in ASCII digits, else None ("²" is a digit int() refuses)."""
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(most)):
-        return None
-    return int(raw) if 1 <= int(raw) <= most else None
 
 
 def _query(text: str) -> tuple[Query, str]:

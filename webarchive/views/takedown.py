@@ -47,7 +47,7 @@ def _moderated(session: Session, message_pk: int) -> tuple[Message, MailingList]
     return msg, mlist
 
 
-@bp.get("/moderation/messages/<int:message_pk>/remove")
+@bp.get("/moderation/messages/<id:message_pk>/remove")
 def form(message_pk: int) -> str:
     """The takedown form: the post, a reason, and whether to purge it too."""
     msg, mlist = _moderated(db(), message_pk)
@@ -61,7 +61,7 @@ def form(message_pk: int) -> str:
     )
 
 
-@bp.post("/moderation/messages/<int:message_pk>/remove")
+@bp.post("/moderation/messages/<id:message_pk>/remove")
 def remove(message_pk: int) -> str | Response:
     """Remove the post (a tombstone keeps its place), or purge it once the moderator confirms."""
     msg, mlist = _moderated(db(), message_pk)

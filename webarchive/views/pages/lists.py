@@ -91,7 +91,7 @@ def _following_list(session: Session, mlist: MailingList) -> bool:
     )
 
 
-@bp.get("/lists/<name>/authors/<int:message_pk>")
+@bp.get("/lists/<name>/authors/<id:message_pk>")
 def author(name: str, message_pk: int) -> str:
     """Every post on a list by the author of one message (the URL never holds the address)."""
     session = db()

@@ -23,7 +23,7 @@ from webarchive.views.pages.blueprint import bp
 from webarchive.views.pages.posts import posts_page
 
 
-@bp.get("/threads/<int:thread_id>")
+@bp.get("/threads/<id:thread_id>")
 def thread(thread_id: int) -> str | Response:
     """A thread as an indented tree, or flat by date with ?view=flat; its outline and neighbours."""
     session = db()
@@ -130,7 +130,7 @@ def permalink(message_id: str) -> str:
     return _single(session, msg)
 
 
-@bp.get("/messages/<int:message_pk>")
+@bp.get("/messages/<id:message_pk>")
 def message(message_pk: int) -> str:
     """One message by its archive number."""
     session = db()
