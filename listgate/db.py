@@ -262,9 +262,8 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
         options = conn.get_execution_options()
         level = options.get("sqlite_synchronous", synchronous)
         info = conn.connection.info
-        if (
-            info.get(_SYNCHRONOUS, synchronous) != level
-        ):  # only between transactions (SQLite's rule)
+        # set before BEGIN: SQLite refuses to change the safety level inside a transaction
+        if info.get(_SYNCHRONOUS, synchronous) != level:
             conn.exec_driver_sql(f"PRAGMA synchronous={level}")
             info[_SYNCHRONOUS] = level
         mode = options.get("sqlite_begin", "")
