@@ -102,7 +102,7 @@ class Archiver:
             mark = self.spool.mark(session)
         rows = self.spool.pending(limit, after=mark)
         if not rows:  # idle: clear what was archived (by us, or by an archiver that died since)
-            self.spool.clear_through(mark)
+            self._clear(mark, soon=False)
             return [], []
         self._taking = [r.id for r in rows]
         items = {r.id: self._item(r) for r in rows if r.rcpt_tos}
@@ -110,8 +110,26 @@ class Archiver:
             if self.spool.mark(session) != mark:  # another archiver got there first
                 return [], []
             entries = self._archive(session, rows, items)
-        self.spool.clear_through(rows[-1].id, soon=True)
+        self._clear(rows[-1].id, soon=True)
         return [r.id for r in rows], entries
+
+    def _clear(self, mark: int, *, soon: bool) -> None:
+        """Drop archived rows from the spool file; a failure is no failure of the archiving.
+
+        The archiving committed already: its work is handed on and the next batch follows. The
+        rows stay past the mark (never archived twice) until a later clear succeeds. On a full
+        disk the DELETE of many rows can need more room in the spool file's WAL than a batch's
+        commit in the archive's; pausing the archiving for it would only hold mail back.
+        """
+        try:
+            self.spool.clear_through(mark, soon=soon)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.warning(
+                "could not clear archived mail from the spool file (%s: %s); it stays there, "
+                "past the archive's mark, until a later clear",
+                type(exc).__name__,
+                exc,
+            )
 
     def _item(self, row: Any) -> Item:
         """A spooled message parsed, for each recipient it was accepted for."""

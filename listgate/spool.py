@@ -99,6 +99,7 @@ class Spool:
         self.separate = store.of(engine).spool_apart
         self.generation = ""
         self._cleared, self._cleared_at = 0, 0.0  # the last clear_through: its mark, its time
+        self._retry_at = 0.0  # after a clear that failed: not before then
         if not self.separate:
             self.engine = self.reader = engine
             self.table = SPOOL
@@ -246,10 +247,15 @@ class Spool:
         """
         if not self.separate or mark <= self._cleared:
             return
-        if soon and time.monotonic() < self._cleared_at + CLEAR_EVERY:
+        now = time.monotonic()
+        if (soon and now < self._cleared_at + CLEAR_EVERY) or now < self._retry_at:
             return
-        with self.engine.begin() as conn:
-            conn.execute(delete(SIDE_SPOOL).where(SIDE_SPOOL.c.id <= mark))
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(delete(SIDE_SPOOL).where(SIDE_SPOOL.c.id <= mark))
+        except Exception:
+            self._retry_at = now + CLEAR_EVERY  # a full disk: not again at every idle poll
+            raise
         self._cleared, self._cleared_at = mark, time.monotonic()
 
     def depth(self, session: Session, now: datetime | None = None) -> Depth:

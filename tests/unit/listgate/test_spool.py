@@ -367,3 +367,53 @@ def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets
     assert (True, FULL) in levels, levels
     assert all(level == FULL for marked, level in levels if marked), levels
     assert levels[-1] == (False, NORMAL), levels
+
+
+def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
+    gate, db, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A full disk refuses the spool file's DELETE while the archive still takes commits (the
+    DELETE of many rows needs more room in its WAL than one batch's commit): the archiving has
+    committed, so the batch is done, its work is handed on, and no pause follows; the archived
+    rows stay past the mark until a later clear succeeds."""
+    from sqlalchemy import event
+    from sqlalchemy.exc import OperationalError
+
+    import listgate.spool
+
+    monkeypatch.setattr(listgate.spool, "CLEAR_EVERY", 0.0)  # each round may try to clear
+    handler, archiver, _mlist, sent = gate
+    spool = archiver.spool
+    full = {"on": True}
+
+    def refuse(_conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+        if full["on"] and statement.lstrip().upper().startswith("DELETE FROM SPOOL"):
+            raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+    def in_file() -> int:
+        with spool.reader.connect() as conn:
+            return len(conn.execute(select(SIDE_SPOOL.c.id)).all())
+
+    event.listen(spool.engine, "before_cursor_execute", refuse)
+    try:
+        for name in ("a", "b", "c"):
+            assert through_hooks(
+                handler, _raw(f"{name}@example.org"), "ann@example.org", ["dev@lists.test"]
+            ).startswith("250")
+        assert archiver.archive_once() == 3
+        assert archiver.pause == 0
+        assert len(sent) == 3  # the fan-out work of each post, handed on after the commit
+        assert in_file() == 3
+        assert archiver.archive_once() == 0  # idle: the clear fails again, nothing archived twice
+        assert "could not clear" in caplog.text
+    finally:
+        event.remove(spool.engine, "before_cursor_execute", refuse)
+    full["on"] = False  # the disk has room again: the next idle round clears
+    assert archiver.archive_once() == 0
+    assert in_file() == 0
+    with db() as s:
+        assert sorted(s.scalars(select(Message.message_id))) == [
+            "a@example.org",
+            "b@example.org",
+            "c@example.org",
+        ]
