@@ -240,6 +240,9 @@ def _postgres_read_only(dbapi_conn: Any) -> bool:
     return "on" in (status("default_transaction_read_only"), status("in_hot_standby"))
 
 
+# After a checkpoint that empties it, the WAL file is cut back to this size: a burst's WAL (on a
+# full disk, several MB per database file) would otherwise keep its room for good.
+WAL_KEPT_BYTES = 1024 * 1024
 _SYNCHRONOUS = "listgate.synchronous"  # connection info key: the safety level set on it
 NO_BEGIN = "none"  # sqlite_begin for look_ups(): no BEGIN, each statement a transaction of its own
 
@@ -253,6 +256,7 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
         cur.execute(f"PRAGMA synchronous={synchronous}")
+        cur.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
         cur.close()

@@ -149,6 +149,17 @@ def _simulated(tmp_path: Path) -> None:
     assert sorted(archived_ids(db)) == ["before@example.org", "full@example.org"]
 
 
+def _room(mount: Path) -> str:
+    """Free space on the mount and the size of each file in it, for a failure's message."""
+    st = os.statvfs(mount)
+    files = sorted(
+        (p.stat().st_size, str(p.relative_to(mount))) for p in mount.rglob("*") if p.is_file()
+    )
+    return f"{st.f_bavail * st.f_frsize // 1024} KB free; files: " + ", ".join(
+        f"{name} {size // 1024} KB" for size, name in reversed(files)
+    )
+
+
 @pytest.mark.parametrize("small_mount", ["24m"], indirect=True)
 def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
     tmp_path: Path, small_mount: Path | None
@@ -194,7 +205,10 @@ def test_a_full_disk_under_four_clients_gives_no_250_without_a_row(
         accepted = sorted(m for m, c in codes.items() if c == 250)
         refused = sorted(m for m, c in codes.items() if c != 250)
         os.unlink(reserve)
-        stored = archived_ids(db)  # waits until the archiver has taken everything spooled
+        try:
+            stored = archived_ids(db)  # waits until the archiver has taken everything spooled
+        except AssertionError as exc:  # say where the room went
+            raise AssertionError(f"{exc}; {_room(small_mount)}") from None
     finally:
         gw.stop()
     lost = sorted(set(accepted) - set(stored))

@@ -81,3 +81,29 @@ def test_a_connection_waiting_for_another_writer_can_write(tmp_path: Path) -> No
         holder.execute("ROLLBACK")
         holder.close()
         new.close()
+
+
+def test_a_bursts_wal_gives_its_room_back_after_a_checkpoint(tmp_path: Path) -> None:
+    """A burst grows a database's WAL file far past its usual size; once a checkpoint has copied
+    it back and the next write starts the WAL again, the file is cut back (a full disk gets that
+    room back)."""
+    from sqlalchemy import text
+
+    from listgate.db import WAL_KEPT_BYTES, sqlite_engine
+
+    path = tmp_path / "burst.sqlite3"
+    engine = sqlite_engine(f"sqlite:///{path}")
+    wal = Path(f"{path}-wal")
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE t (b BLOB)"))
+            for _ in range(80):  # 8 MB in one transaction: no checkpoint can cut it short
+                conn.execute(text("INSERT INTO t VALUES (:b)"), {"b": b"x" * 100_000})
+        assert wal.stat().st_size > 6 * WAL_KEPT_BYTES
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+        with engine.begin() as conn:  # this write starts the WAL from its beginning
+            conn.execute(text("INSERT INTO t VALUES (x'00')"))
+        assert wal.stat().st_size <= WAL_KEPT_BYTES
+    finally:
+        engine.dispose()
