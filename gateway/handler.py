@@ -24,12 +24,12 @@ from gateway.answers import Answer, Answerer, Arrival, Job, Result
 from gateway.data import DataBudget
 from gateway.hooks import Introspected
 from gateway.limits import ClientLimits
-from gateway.tally import Counts, Tally, describe
+from gateway.tally import Tally, describe
 from gateway.writer import GroupWriter
 from listgate import counters, lists, privacy
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
-from listgate.spool import Spool, Spooled
+from listgate.spool import Counts, Spool, Spooled
 
 log = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ class GatewayHandler(Introspected):
         waiting for a busy writer cannot starve the look-ups of other clients.
         """
         try:
-            await self._write_counts(((counters.REFUSED, reason),))
+            await self._write_counts(((counters.REFUSED, reason, 1),))
         except Exception as exc:  # noqa: BLE001
             log.warning(
                 "could not count a refusal (%s) now, it waits to be written: %s", reason, exc
