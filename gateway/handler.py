@@ -29,6 +29,7 @@ from gateway.writer import GroupWriter
 from listgate import counters, privacy, store
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
+from listgate.db import look_ups
 from listgate.spool import Counts, Spool, Spooled
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,8 @@ class GatewayHandler(Introspected):
         self.settings = settings
         self.factory = factory
         self.read_factory = read_factory or factory
+        # RCPT's look-ups: Core statements, each by itself (db.look_ups), as DATA's
+        self.look_ups = look_ups(self.read_factory.kw["bind"])
         # where accepted mail waits for the archiver
         self.spool = spool or Spool(factory.kw["bind"])
         self.limits = limits or ClientLimits(
@@ -233,7 +236,7 @@ class GatewayHandler(Introspected):
         The list is read by the statement that reads it at DATA (store.lists_with_facts, Core, on
         the look-up engine); a private list's checks are Core statements on the same connection.
         """
-        with self.answer.read.connect() as conn:
+        with self.look_ups.connect() as conn:
             found = store.lists_with_facts(conn, [recipient.list_name], [], [], [])
             known = found.get(recipient.list_name)
             if known is None:
