@@ -7,6 +7,7 @@ posts and subscriptions stay, the index is back, and the archive takes mail and 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -70,21 +71,17 @@ def _down_and_up(engine: Engine) -> None:
     assert (posts, after[: len(subs)], after[len(subs)]) == (4, subs, ("cy@example.org", "list"))
 
 
-def test_0013_down_and_up_keeps_the_archive_on_sqlite(tmp_path: Path) -> None:
-    engine = make_engine(make_settings(tmp_path))
-    try:
-        _down_and_up(engine)
-    finally:
-        engine.dispose()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a new, empty database of each kind (not migrated yet)."""
+    env = {}
+    if request.param == "postgresql":
+        admin = request.getfixturevalue("postgres_url")
+        env["LISTGATE_DATABASE_URL"] = new_database(admin, migrated=False)
+    engine = make_engine(make_settings(tmp_path, **env))
+    yield engine
+    engine.dispose()
 
 
-def test_0013_down_and_up_keeps_the_archive_on_postgresql(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    engine = make_engine(
-        make_settings(tmp_path, LISTGATE_DATABASE_URL=new_database(postgres_url, migrated=False))
-    )
-    try:
-        _down_and_up(engine)
-    finally:
-        engine.dispose()
+def test_0013_down_and_up_keeps_the_archive(new_engine: Engine) -> None:
+    _down_and_up(new_engine)
