@@ -44,9 +44,10 @@ def _post(
 ) -> None:
     key = f"<{reply_to}.batch@example.org>"
     refs = f"In-Reply-To: {key}\r\nReferences: {key}\r\n" if reply_to else ""
+    text = body or f"Text of {msgid}."
     raw = (
         f"From: {sender}\r\nSubject: {'Re: ' if reply_to else ''}topic {msgid}\r\n"
-        f"Message-ID: <{msgid}.batch@example.org>\r\n{refs}{extra}\r\n{body or f'Text of {msgid}.'}\r\n"
+        f"Message-ID: <{msgid}.batch@example.org>\r\n{refs}{extra}\r\n{text}\r\n"
     ).encode()
     assert "250" in through_hooks(handler, raw, sender, ["dev@lists.test"])
 
