@@ -25,7 +25,7 @@ from flask import Flask, current_app, g, request
 from markupsafe import Markup
 from sqlalchemy import select
 
-from listgate import plurals, removal, replies
+from listgate import limits, plurals, removal, replies
 from listgate.models import Attachment, Message, Person, Removal
 from listgate.states import PostState, SubscriptionState
 from webarchive import urls
@@ -72,6 +72,7 @@ def init_app(app: Flask) -> None:
     app.add_template_global(urls.path, "path")
     # templates compare to members
     app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)
+    app.jinja_env.globals["limits"] = limits  # a form's maxlength: limits.SUBJECT.chars
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from listgate.db import transaction
+from listgate.limits import BODY, TooLong, typed, within
 from listgate.models import MailingList, Message, MessageEdit
 from listgate.states import PostOrigin
 from webarchive.context import db, resources, settings
@@ -25,7 +26,7 @@ from webarchive.ratelimit import limit
 from webarchive.reading.access import readable_message
 from webarchive.rendering.bodies import render_text
 from webarchive.security import current_address, signed_in
-from webarchive.views.compose import MAX_BODY, send
+from webarchive.views.compose import send
 
 bp = Blueprint("editing", __name__)
 
@@ -87,18 +88,28 @@ def _editable(message_pk: int) -> Message:
     return msg
 
 
+def _form(msg: Message, body: str) -> str:
+    """The edit form holding body."""
+    return render_template(
+        "editing/edit.html", msg=msg, body=body, hours=settings().edit_window_hours
+    )
+
+
 @bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
 @signed_in
-def edit(message_pk: int) -> str | Response:
+def edit(message_pk: int) -> str | tuple[str, int] | Response:
     """Change the text of one's own web post; optionally mail the correction to the list."""
     msg = _editable(message_pk)
     if request.method == "GET":
-        return render_template(
-            "editing/edit.html", msg=msg, body=msg.body_text, hours=settings().edit_window_hours
-        )
-    text = request.form.get("body", "").replace("\r\n", "\n")
-    if not text.strip() or len(text) > MAX_BODY:
-        abort(400, description=f"Please write some text (at most {MAX_BODY} characters).")
+        return _form(msg, msg.body_text)
+    text = typed(request.form.get("body", ""))
+    if not text.strip():
+        abort(400, description="Please write some text.")
+    try:
+        within(BODY, text)
+    except TooLong as exc:
+        flash(str(exc), "error")
+        return _form(msg, text), 400
     limit("post", current_address() or "")
     now = datetime.now(UTC)
     with transaction(resources().writer) as session:
@@ -124,7 +135,7 @@ def edit(message_pk: int) -> str | Response:
         mlist = db().get_one(MailingList, msg.list_id)
         send(
             mlist,
-            f"Correction: {msg.subject}"[:300],
+            f"Correction: {msg.subject}",  # not typed: the post's own subject, whole
             f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}",
             msg,
         )
