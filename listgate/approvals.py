@@ -16,6 +16,7 @@ from listgate.subscriptions import Outcome, SubscriptionError, end, notice, star
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
     """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
     mlist = session.get_one(MailingList, sub.list_id)
+    limits.within(limits.ACTOR, by)
     if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     if sub.status == SubscriptionState.PENDING:
@@ -54,6 +55,7 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
     """A moderator turns a request down: it ends, the address is told (with the reason); TooLong."""
     mlist = session.get_one(MailingList, sub.list_id)
+    limits.within(limits.ACTOR, by)
     limits.within(limits.REASON, reason)
     if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")

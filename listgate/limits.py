@@ -29,6 +29,9 @@ BODY = Limit("text", 200_000)  # a web post's text, first written or edited
 DISPLAY_NAME = Limit("display name", 100)  # typed on the profile (Person.name holds mail's 255)
 REASON = Limit("reason", 2_000)  # a moderator's or a reader's: report, reject, ban, refuse, remove
 TITLE = Limit("title", 200)  # a list's title: MailingList.title is VARCHAR(TITLE.chars)
+# who acted (the command line's --by; on the web, the signed-in address) as AuditEntry.actor,
+# Subscription.approved_by and NotPosted.released_by hold it: an address's 320
+ACTOR = Limit("by", 320)
 
 
 def typed(value: str) -> str:

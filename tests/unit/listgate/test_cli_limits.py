@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import cli, lists, subscriptions
 from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.models import MailingList, OutboxEntry, Removal, Subscription
+from listgate.models import MailingList, NotPosted, OutboxEntry, Removal, Subscription
 from listgate.schema import upgrade
 from tests.support.config import make_settings
 from tests.support.factories import make_mail, post
@@ -38,7 +38,7 @@ def titles(factory: Factory) -> dict[str, str]:
 
 
 def cli_journey(env: dict[str, str], factory: Factory) -> None:
-    """Titles, a refusal's reason and a takedown's reason: one over the limit, then at it."""
+    """Titles, reasons and who acted (--by): one character over the limit, then at it."""
     title = "title: too long: at most 200 characters (this one has 201)"
     refused(run(env, "lists", "create", "dev", "--title", over(200)), title)
     assert titles(factory) == {}
@@ -63,6 +63,24 @@ def cli_journey(env: dict[str, str], factory: Factory) -> None:
     with factory() as session:
         payloads = [json.loads(p) for p in session.scalars(select(OutboxEntry.payload))]
     assert [p["reason"] for p in payloads if p.get("template") == "refused"] == [at(2000)]
+
+    by = "by: too long: at most 320 characters (this one has 321)"
+    with transaction(factory) as session:
+        club = lists.require(session, "club")
+        subscriptions.change(
+            session, club, "dee@example.org", subscriptions.EVERY_POST, channel="web"
+        )
+    approval = ("requests", "approve", "dee@example.org", "--list", "club", "--by")
+    refused(run(env, *approval, over(320)), by)
+    assert run(env, *approval, at(320)).exit_code == 0
+    with factory() as session:
+        assert session.scalars(select(Subscription.approved_by)).all() == ["", at(320)]
+    auto = make_mail("Away", msgid="away@x", headers={"Auto-Submitted": "auto-replied"})
+    assert post(factory, auto).status != "stored"  # kept in the not-posted queue
+    refused(run(env, "not-posted", "release", "1", "--by", over(320)), by)
+    assert run(env, "not-posted", "release", "1", "--by", at(320)).exit_code == 0
+    with factory() as session:
+        assert session.scalars(select(NotPosted.released_by)).all() == [at(320)]
 
     post(factory, make_mail("Oops", msgid="oops@x"), domain="lists.test")
     refused(run(env, "messages", "remove", "oops@x", "--reason", over(2000)), reason)
