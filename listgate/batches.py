@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from listgate import lists, store
+from listgate import bans, lists, store
 from listgate.addresses import Recipient
+from listgate.admission import posting_addresses
 from listgate.ingest import IngestResult, ingest, look_ahead
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
@@ -88,18 +89,31 @@ def ingest_batch(
 def _look_ahead(
     session: Session, items: Sequence[Item], known: dict[str, MailingList | None]
 ) -> None:
-    """Read what the batch will ask of each list's archive in a few queries (listgate.places)."""
-    batches: dict[str, list[ParsedMessage]] = {}
+    """Read what the batch will ask of each list's archive in a few queries (listgate.places),
+    and which of its senders each list bans (the screen of live mail)."""
+    batches: dict[str, list[Item]] = {}
     for item in items:
         for recipient in item.recipients:
             if not recipient.command:
-                batches.setdefault(recipient.list_name, []).append(item.parsed)
+                batches.setdefault(recipient.list_name, []).append(item)
     for name, batch in batches.items():
         if name not in known:
             known[name] = lists.get(session, name)
         mlist = known[name]
         if mlist is not None:
-            look_ahead(session, mlist, batch)
+            look_ahead(session, mlist, [item.parsed for item in batch])
+            bans.learn(
+                session,
+                mlist.id,
+                bans.posting_forms(
+                    [
+                        address
+                        for item in batch
+                        if item.origin != PostOrigin.IMPORT
+                        for address in posting_addresses(item.parsed, item.envelope_from)
+                    ]
+                ),
+            )
 
 
 def _ingest_item(

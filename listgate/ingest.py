@@ -398,18 +398,20 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
     """
     if not address or (needs_approval(mlist) and not is_member(session, mlist, address)):
         return
-    params = {"address": address, "list_id": mlist.id, "thread_key": thread_id}
-    conn = session.connection()
-    if conn.execute(store.MAY_FOLLOW, params).scalar():  # not opted out, no live thread choice
-        conn.execute(
-            store.of(session).follow,
+    places.insert_rows(  # with the batch's other rows, when it defers them
+        session.connection(),
+        store.of(session).auto_follow,
+        [
             {
-                **params,
+                "list_id": mlist.id,
+                "address": address,
                 "kind": SubscriptionKind.THREAD,
+                "thread_key": thread_id,
                 "status": SubscriptionState.ACTIVE,
-                "confirmed_at": datetime.now(UTC),
-            },
-        )
+                "now": datetime.now(UTC),
+            }
+        ],
+    )
 
 
 def _command(
