@@ -47,3 +47,12 @@ def within(limit: Limit, value: str) -> str:
             f"{where}too long: at most {limit.chars:,} characters (this one has {len(value):,})"
         )
     return value
+
+
+def problem(limit: Limit, value: str) -> str:
+    """'' when value is within limit, else what TooLong says (for a form to show)."""
+    try:
+        within(limit, value)
+    except TooLong as exc:
+        return str(exc)
+    return ""

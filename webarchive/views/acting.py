@@ -11,7 +11,7 @@ from werkzeug.wrappers import Response
 
 from listgate import moderation, subscriptions
 from listgate.db import transaction
-from listgate.limits import REASON, TooLong, typed, within
+from listgate.limits import REASON, problem, typed
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
 from listgate.models.web import Report, Vote
@@ -60,13 +60,9 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
     if request.method == "GET":
         return render_template("acting/report.html", msg=msg, reason="")
     reason = typed(request.form.get("reason", "")).strip()
-    problem = "" if reason else "Please say what is wrong with this post."
-    try:
-        within(REASON, reason)
-    except TooLong as exc:
-        problem = str(exc)
-    if problem:
-        flash(problem, "error")
+    wrong = problem(REASON, reason) if reason else "Please say what is wrong with this post."
+    if wrong:  # the form again, holding what was typed
+        flash(wrong, "error")
         return render_template("acting/report.html", msg=msg, reason=reason), 400
     address = current_address() or ""
     limit("report", address)

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from listgate.db import transaction
-from listgate.limits import BODY, TooLong, typed, within
+from listgate.limits import BODY, problem, typed
 from listgate.models import MailingList, Message, MessageEdit
 from listgate.states import PostOrigin
 from webarchive.context import db, resources, settings
@@ -95,25 +95,11 @@ def _form(msg: Message, body: str) -> str:
     )
 
 
-@bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
-@signed_in
-def edit(message_pk: int) -> str | tuple[str, int] | Response:
-    """Change the text of one's own web post; optionally mail the correction to the list."""
-    msg = _editable(message_pk)
-    if request.method == "GET":
-        return _form(msg, msg.body_text)
-    text = typed(request.form.get("body", ""))
-    if not text.strip():
-        abort(400, description="Please write some text.")
-    try:
-        within(BODY, text)
-    except TooLong as exc:
-        flash(str(exc), "error")
-        return _form(msg, text), 400
-    limit("post", current_address() or "")
+def _record(message_pk: int, text: str) -> None:
+    """Keep text as the post's newest version (at the first edit, the text first sent too)."""
     now = datetime.now(UTC)
     with transaction(resources().writer) as session:
-        row = session.get_one(Message, msg.id)
+        row = session.get_one(Message, message_pk)
         latest = (
             session.scalar(
                 select(func.max(MessageEdit.version)).where(MessageEdit.message_pk == row.id)
@@ -131,6 +117,23 @@ def edit(message_pk: int) -> str | tuple[str, int] | Response:
             MessageEdit(message_pk=row.id, version=latest + 1, body_text=text, created_at=now)
         )
         row.body_text, row.edited_at = text, now
+
+
+@bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
+@signed_in
+def edit(message_pk: int) -> str | tuple[str, int] | Response:
+    """Change the text of one's own web post; optionally mail the correction to the list."""
+    msg = _editable(message_pk)
+    if request.method == "GET":
+        return _form(msg, msg.body_text)
+    text = typed(request.form.get("body", ""))
+    if not text.strip():
+        abort(400, description="Please write some text.")
+    if wrong := problem(BODY, text):  # the form again, holding what was typed
+        flash(wrong, "error")
+        return _form(msg, text), 400
+    limit("post", current_address() or "")
+    _record(msg.id, text)
     if request.form.get("send_correction") == "yes":
         mlist = db().get_one(MailingList, msg.list_id)
         send(

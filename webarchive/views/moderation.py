@@ -14,7 +14,7 @@ from werkzeug.wrappers import Response
 
 from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
-from listgate.limits import REASON, TooLong, within
+from listgate.limits import REASON, TooLong, problem
 from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
 from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, hide, restore
@@ -227,10 +227,8 @@ def reject(message_pk: int) -> Response | tuple[str, int]:
     if not reason:
         abort(400, description="Please give a reason; it is mailed to the author.")
     _own_post(db(), message_pk)
-    try:
-        within(REASON, reason)
-    except TooLong as exc:
-        return _again(str(exc), {f"reject-{message_pk}": reason})
+    if wrong := problem(REASON, reason):
+        return _again(wrong, {f"reject-{message_pk}": reason})
     with transaction(resources().writer) as session:
         msg, mlist = _own_post(session, message_pk)
         hide(session, msg)
@@ -266,10 +264,8 @@ def ban(list_id: int) -> Response | tuple[str, int]:
         abort(400, description=str(exc))
     reason = request.form.get("reason", "")
     _own_list(db(), list_id)
-    try:
-        within(REASON, reason)
-    except TooLong as exc:
-        return _again(str(exc), {f"ban-{list_id}": reason, f"ban-{list_id}-address": address})
+    if wrong := problem(REASON, reason):
+        return _again(wrong, {f"ban-{list_id}": reason, f"ban-{list_id}-address": address})
     with transaction(resources().writer) as session:
         mlist = _own_list(session, list_id)
         existing = session.scalars(

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from listgate import subscriptions
 from listgate.db import transaction
-from listgate.limits import DISPLAY_NAME, TooLong, within
+from listgate.limits import DISPLAY_NAME, problem
 from listgate.models import Person
 from listgate.states import DigestFormat
 from webarchive.context import db, resources
@@ -34,11 +34,7 @@ def _problem(name: str) -> str:
     """What is wrong with a display name, or ''."""
     if any(c in name for c in '<>"\\@'):
         return 'A display name cannot contain < > " \\ or @.'
-    try:
-        within(DISPLAY_NAME, name)
-    except TooLong as exc:
-        return str(exc)
-    return ""
+    return problem(DISPLAY_NAME, name)
 
 
 @bp.post("/me/profile")
@@ -46,9 +42,9 @@ def _problem(name: str) -> str:
 def save() -> str | tuple[str, int] | Response:
     """Save the profile; the display name becomes the From: name of posts written here."""
     name = " ".join(request.form.get("name", "").split())
-    problem = _problem(name)
-    if problem:  # the form again, holding what was typed
-        flash(problem, "error")
+    wrong = _problem(name)
+    if wrong:  # the form again, holding what was typed
+        flash(wrong, "error")
         person = db().get(Person, current_address()) or Person(digest_format=DigestFormat.MIME)
         return render_template("profile/profile.html", person=person, name=name), 400
     with transaction(resources().writer) as session:
