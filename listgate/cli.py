@@ -16,6 +16,7 @@ from listgate import approvals, ingest, launch, logs, notposted, plurals, subscr
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.limits import TooLong
 from listgate.models import MailingList, Subscription
 from listgate.schema import needs_upgrade, upgrade
 from listgate.states import ListPolicy, SubscriptionKind
@@ -387,7 +388,7 @@ def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
 
 
 class _session:
-    """A write transaction that turns ListError into a clean CLI message."""
+    """A write transaction that turns ListError (TooLong...) into a clean CLI message."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
@@ -402,7 +403,7 @@ class _session:
         finally:
             self.engine.dispose()
         if exc[0] is not None and issubclass(
-            exc[0], (lists_service.ListError, LookupError, SubscriptionError)
+            exc[0], (lists_service.ListError, LookupError, SubscriptionError, TooLong)
         ):
             raise click.ClickException(str(exc[1]))
         return False

@@ -26,7 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, ratelimits, threads, tokens
+from listgate import dispatch, limits, ratelimits, threads, tokens
 from listgate.addresses import DIGEST_CHOICES, DIGEST_OFF
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
 from listgate.policy import is_member, needs_approval
@@ -672,6 +672,6 @@ def person_settings(
     if copy_own_posts is not None:
         person.copy_own_posts = copy_own_posts
     if name is not None:
-        person.name = name[:255]
+        person.name = limits.within(limits.DISPLAY_NAME, name)
     session.flush()
     return person

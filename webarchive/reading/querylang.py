@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from listgate import limits
+from listgate.limits import Limit, TooLong
+
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
 OPERATORS = ("from", "subject", "list", "before", "after", "has")
@@ -132,12 +135,10 @@ def _day(name: str, value: str) -> datetime:
 
 def within(limit: int, value: str, name: str = "") -> str:
     """value, or QueryError naming the field and its limit: never read in part, its end counts."""
-    if len(value) > limit:
-        where = f"{name}: " if name else ""
-        raise QueryError(
-            f"{where}too long: at most {limit:,} characters (this one has {len(value):,})"
-        )
-    return value
+    try:
+        return limits.within(Limit(name, limit), value)
+    except TooLong as exc:
+        raise QueryError(str(exc)) from None
 
 
 def parse(text: str) -> Query:
