@@ -50,6 +50,7 @@ def web(request: pytest.FixtureRequest) -> tuple[Flask, int, int]:
     with transaction(db) as session:
         lists.create(session, "dev")
     res = post(db, make_mail("Root", msgid="r@x"))
+    assert res.thread_id and res.message_pk  # archived, so numbered
     return app, res.thread_id, res.message_pk
 
 
@@ -60,8 +61,13 @@ def _numeric_routes(app: Flask) -> Iterator[tuple[Rule, set[str]]]:
             yield rule, numeric
 
 
+def _fill(rule: Rule, values: dict[str, str]) -> str:
+    """The rule's path with each part given in values, the others "dev" (the list's name)."""
+    return _PART.sub(lambda m: values.get(m.group(1), "dev"), rule.rule)
+
+
 def _path(rule: Rule, numeric: set[str], number: str) -> str:
-    return _PART.sub(lambda m: number if m.group(1) in numeric else "dev", rule.rule)
+    return _fill(rule, dict.fromkeys(numeric, number))
 
 
 def _assert_refused(client: FlaskClient, method: str, path: str, code: int) -> None:
@@ -73,7 +79,9 @@ def _assert_refused(client: FlaskClient, method: str, path: str, code: int) -> N
         assert f"<h1>{code} ·" in response.get_data(as_text=True), path
 
 
-def test_every_numeric_route_answers_404_for_a_number_no_id_can_be(web):
+def test_every_numeric_route_answers_404_for_a_number_no_id_can_be(
+    web: tuple[Flask, int, int],
+) -> None:
     app, thread_id, _ = web
     client = app.test_client()
     assert client.get(f"/threads/{thread_id}").status_code == 200  # the real one is there
@@ -85,7 +93,7 @@ def test_every_numeric_route_answers_404_for_a_number_no_id_can_be(web):
             _assert_refused(client, methods[0], _path(rule, numeric, number), 404)
 
 
-def test_a_query_value_no_number_can_be_is_a_400_that_says_so(web):
+def test_a_query_value_no_number_can_be_is_a_400_that_says_so(web: tuple[Flask, int, int]) -> None:
     app, thread_id, message_pk = web
     client = app.test_client()
     author = f"/lists/dev/authors/{message_pk}"
@@ -110,7 +118,7 @@ def test_a_query_value_no_number_can_be_is_a_400_that_says_so(web):
             _assert_refused(client, "GET", path, 400)
 
 
-def test_a_query_value_in_another_scripts_digits_is_a_400(web):
+def test_a_query_value_in_another_scripts_digits_is_a_400(web: tuple[Flask, int, int]) -> None:
     app, thread_id, message_pk = web
     client = app.test_client()
     author = f"/lists/dev/authors/{message_pk}"
@@ -136,7 +144,9 @@ def test_a_query_value_in_another_scripts_digits_is_a_400(web):
         assert "after: wants a date like 2026-03-01" in answer.get_data(as_text=True)
 
 
-def test_every_numeric_route_refuses_another_scripts_digits(app, db):
+def test_every_numeric_route_refuses_another_scripts_digits(
+    app: Flask, db: sessionmaker[Session]
+) -> None:
     """Each numeric part in turn, spelled in another script, of a path that is otherwise real."""
     with transaction(db) as session:
         lists.create(session, "dev")
@@ -153,5 +163,4 @@ def test_every_numeric_route_refuses_another_scripts_digits(app, db):
             for script in SCRIPTS:
                 spelled = {n: str(real.get(n, 1)) for n in numeric}
                 spelled[part] = _in(script, spelled[part])
-                path = _PART.sub(lambda m, s=spelled: s.get(m.group(1), "dev"), rule.rule)
-                _assert_refused(client, method, path, 404)
+                _assert_refused(client, method, _fill(rule, spelled), 404)
