@@ -1,8 +1,4 @@
-"""A number from a request: plain ASCII digits, the one check for all.
-
-Python's int(), str.isdigit() and a regular expression's \\d take the digits of every script
-(Arabic-Indic ٣, Devanagari ३, fullwidth ３), and int() takes "1_000" and " 5" too: a request's
-number is read here instead, so that it is one spelling of one number.
+"""A number from a request: plain ASCII digits (listgate.numerals), the one check for all.
 
 A route takes an id through the "id" URL converter and another number (a year, a month) through
 "number" (both registered by init_app before the blueprints), whose pattern takes only what
@@ -17,11 +13,9 @@ from datetime import UTC, datetime
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
+from listgate.numerals import number
+
 MAX_ID = 2**31 - 1  # the largest id an Integer column holds on PostgreSQL
-
-
-def _ascii_digits(raw: str) -> bool:
-    return raw.isascii() and raw.isdigit()  # "²" and "٣" are digits to str.isdigit() alone
 
 
 def whole(raw: str, most: int = MAX_ID) -> int | None:
@@ -29,17 +23,13 @@ def whole(raw: str, most: int = MAX_ID) -> int | None:
 
     "²" is a digit to str.isdigit() that int() refuses; a number past most would overflow.
     """
-    if not _ascii_digits(raw) or raw[0] == "0" or len(raw) > len(str(most)):
-        return None
-    return int(raw) if int(raw) <= most else None
+    return None if raw.startswith("0") else number(raw, most)
 
 
 def signed(raw: str, most: int) -> int | None:
     """raw as a number from -most to most in ASCII digits after an optional "-", else None."""
-    digits = raw.removeprefix("-")
-    if not _ascii_digits(digits) or len(digits) > len(str(most)):
-        return None
-    return int(raw) if abs(int(raw)) <= most else None
+    size = number(raw.removeprefix("-"), most)
+    return None if size is None else -size if raw.startswith("-") else size
 
 
 def day(raw: str) -> datetime | None:
