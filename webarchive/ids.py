@@ -13,9 +13,7 @@ from datetime import UTC, datetime
 from flask import Flask
 from werkzeug.routing import IntegerConverter, Map, ValidationError
 
-from listgate.numerals import number
-
-MAX_ID = 2**31 - 1  # the largest id an Integer column holds on PostgreSQL
+from listgate.numerals import MAX_ID, number
 
 
 def whole(raw: str, most: int = MAX_ID) -> int | None:
