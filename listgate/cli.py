@@ -18,6 +18,7 @@ from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.limits import TooLong
 from listgate.models import MailingList, Subscription
+from listgate.numerals import ID
 from listgate.schema import needs_upgrade, upgrade
 from listgate.states import ListPolicy, SubscriptionKind
 from listgate.subscriptions import SubscriptionError
@@ -295,7 +296,7 @@ def lists_show() -> None:
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
 @click.option(
-    "--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list)."
+    "--thread", "thread_id", type=ID, default=0, help="Follow only this thread id (of that list)."
 )
 @click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
 @click.option(
@@ -341,7 +342,7 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
 @click.option(
     "--thread",
     "thread_id",
-    type=int,
+    type=ID,
     default=0,
     help="Only leave this thread (a list member mutes it).",
 )
@@ -494,7 +495,7 @@ def not_posted_show(list_name: str) -> None:
 
 
 @not_posted_group.command("release")
-@click.argument("entry_id", type=int)
+@click.argument("entry_id", type=ID)
 @click.option(
     "--by", default="admin", show_default=True, help="Who releases it (kept with the entry)."
 )

@@ -95,10 +95,12 @@ def remove(
 
 def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: bool) -> None:
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
-    # first (it takes the list lock): a tombstone or a blanked subject shows though no count moves
-    conversations.changed(session, msg.list_id)
+    # first, as each takes the list lock; one change of the list either way: count_step's when
+    # a visible post leaves the counts, else changed's (a tombstone shows though no count moves)
     if msg.status == PostState.VISIBLE:
         conversations.count_step(session, msg, -1)
+    else:
+        conversations.changed(session, msg.list_id)
     # whatever it was (visible, hidden, held): only visible posts were counted
     msg.status = PostState.REMOVED
     row = session.get(Removal, msg.id)

@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
 
 from listgate import limits
 from listgate.limits import Limit, TooLong
+from webarchive.ids import day
 
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -127,10 +128,10 @@ class Query:
 
 
 def _day(name: str, value: str) -> datetime:
-    try:
-        return datetime.strptime(value.replace("/", "-"), "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}") from None
+    start = day(value.replace("/", "-"))
+    if start is None:
+        raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}")
+    return start
 
 
 def within(limit: int, value: str, name: str = "") -> str:
