@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, ratelimits, threads, tokens
+from listgate import dispatch, limits, ratelimits, threads, tokens
 from listgate.addresses import DIGEST_CHOICES, DIGEST_OFF
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
+from listgate.numerals import hex_id
 from listgate.policy import is_member, needs_approval
 from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
 
@@ -561,11 +562,7 @@ def by_confirm_code(
 
 def confirm_code_id(code: str) -> int | None:
     """The subscription id a NAME+confirm-CODE@ code names, or None (no id a row can have)."""
-    try:
-        sub_id = int(code.partition(".")[0], 16)
-    except ValueError:
-        return None
-    return sub_id if 0 < sub_id < 2**62 else None  # a bigger id is no row: SQLite would overflow
+    return hex_id(code.partition(".")[0])
 
 
 def code_confirms(secret: str, sub: Subscription, list_id: int, code: str) -> bool:
@@ -677,6 +674,6 @@ def person_settings(
     if copy_own_posts is not None:
         person.copy_own_posts = copy_own_posts
     if name is not None:
-        person.name = name[:255]
+        person.name = limits.within(limits.DISPLAY_NAME, name)
     session.flush()
     return person
