@@ -110,7 +110,15 @@ class Blob(Base):
 
 
 class Thread(Base):
-    """A conversation on one list; merged threads point at their survivor."""
+    """A conversation on one list; merged threads point at their survivor.
+
+    Its root (root_message_pk; subject, subject_norm and starter_name are the root's) is its
+    earliest visible message without a parent, else (its visible posts answer posts not shown)
+    its earliest visible message; a post hidden or removed later stays the root until the
+    thread's root is next fixed (listgate.conversations.fix_root). A merged-away thread
+    (merged_into_id set) holds no messages and has no root and a message_count of 0; a list's
+    thread_count counts its live threads with a visible post (tests/support/roots.py checks these).
+    """
 
     __tablename__ = "threads"
     __table_args__ = (
