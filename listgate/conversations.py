@@ -48,6 +48,8 @@ _NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
 _PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
+# A post once shown: a start taken down later keeps its place as the thread's root (its tombstone).
+_PUBLISHED = frozenset({PostState.VISIBLE, PostState.HIDDEN, PostState.REMOVED})
 _ROOT = store.blind(
     select(_MESSAGES.c.parent_id, _MESSAGES.c.thread_id, _MESSAGES.c.status).where(
         _MESSAGES.c.id == bindparam("pk")
@@ -235,15 +237,16 @@ def recount(session: Session, thread: Thread) -> None:
 
 def fix_root(session: Session, thread: Thread) -> None:
     """Make the thread's root its earliest visible message without a parent (else its earliest
-    visible message) unless it is a visible start of its own already; kept when none is visible.
+    visible message) unless it is a start of its own already (a published message without a
+    parent, hidden or removed since or not: listgate.models.Thread); kept when none is visible.
     """
     conn = session.connection()
     root = thread.root_message_pk
     now = None if root is None else conn.execute(_ROOT, {"pk": root}).first()
-    if now is not None and (now.thread_id, now.status, now.parent_id) == (
-        thread.id,
-        PostState.VISIBLE,
-        None,
+    if (
+        now is not None
+        and (now.thread_id, now.parent_id) == (thread.id, None)
+        and now.status in _PUBLISHED
     ):
         return
     row = conn.execute(

@@ -14,7 +14,7 @@ import pytest
 from alembic import command
 from sqlalchemy import Engine, select, update
 
-from listgate import lists
+from listgate import lists, reports
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList, Message, Thread
 from listgate.schema import alembic_config, current, head, upgrade
@@ -28,7 +28,8 @@ EVE, MOD = "Eve <eve@example.org>", "Mod <mod@example.org>"
 
 
 def _archive(engine: Engine) -> None:
-    """Two lists: a held post's thread merged into a published one; replies merged out of order."""
+    """Two lists: a held post's thread merged into a published one, a thread whose start is
+    hidden; replies merged out of order."""
     db = session_factory(writer(engine))
     with transaction(db) as s:
         lists.create(s, "club", policy="moderated", moderators="mod@example.org")
@@ -37,6 +38,9 @@ def _archive(engine: Engine) -> None:
     post(db, "club", mail("v@x.test", "Public", 1, MOD))
     post(db, "club", mail("r@x.test", "Re: Public", 2, EVE, refs="<h@x.test> <v@x.test>"))
     post(db, "club", mail("o@x.test", "Other", 3, MOD))
+    post(db, "club", mail("o1@x.test", "Re: Other", 4, MOD, refs="<o@x.test>"))
+    with transaction(db) as s:  # a start hidden later stays the root (its tombstone's place)
+        reports.hide(s, s.scalars(select(Message).where(Message.message_id == "o@x.test")).one())
     for raw in (
         mail("b@x.test", "Re: Plan", 3, MOD, refs="<a@x.test> <hole1@x.test>"),
         mail("c@x.test", "Re: Plan", 1, MOD, refs="<hole2@x.test>"),

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, moderation, threads
+from listgate import lists, moderation, reports, threads
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
 from listgate.mail.parser import parse
@@ -90,6 +90,10 @@ def test_a_merge_with_an_older_thread_of_held_posts_keeps_the_visible_start(
         "Eve",
         h_pk,
     )
+    check(db, "club")
+    with transaction(db) as s:  # hidden after reports: its tombstone still starts the thread
+        reports.hide(s, s.get_one(Message, h_pk))
+    assert thread_of(db, "v@x.test")[0].root_message_pk == h_pk
     check(db, "club")
 
 

@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session
 from listgate.models import MailingList, Message, Thread
 from listgate.states import PostState
 
+# a start hidden or removed since stays the root (its tombstone keeps its place)
+PUBLISHED = {PostState.VISIBLE, PostState.HIDDEN, PostState.REMOVED}
+
 
 def problems(session: Session, list_id: int) -> list[str]:
     """What breaks the invariants on this list (empty when they hold), one line per thread."""
@@ -43,7 +46,7 @@ def problems(session: Session, list_id: int) -> list[str]:
         if (
             root is None
             or root.thread_id != t.id
-            or root.status != PostState.VISIBLE
+            or root.status not in PUBLISHED
             or (t.id in tops and root.parent_id is not None)
         ):
             where = "none" if root is None else f"{root.id} ({root.status}, thread {root.thread_id}"

@@ -36,25 +36,28 @@ _MESSAGES = sa.table(
 )
 _LISTS = sa.table("lists", sa.column("id", sa.Integer), sa.column("changes", sa.BigInteger))
 _VISIBLE = "visible"
+# a start hidden or removed since keeps its place (listgate.conversations.fix_root)
+_PUBLISHED = (_VISIBLE, "hidden", "removed")
 
 
 def upgrade() -> None:
     # Code before 0012 left a merged-away thread's root naming a message now in its survivor, and
     # a merge with an older thread of held posts only gave the survivor no root (or a reply as
-    # root) and the held post's subject. The rule is listgate.conversations.fix_root's.
+    # root) and the held post's subject. The rule is listgate.conversations.fix_root's: a live
+    # thread with a visible post whose root is no published parentless message of its own gets
+    # its earliest visible parentless message (else its earliest visible one) as root.
     conn = op.get_bind()
     t, m = _THREADS, _MESSAGES
     conn.execute(
         t.update()
         .where(t.c.merged_into_id.is_not(None), t.c.root_message_pk.is_not(None))
-        # values() by column: the table object names only what this migration reads
         .values(root_message_pk=None)
     )
     root = m.alias("root")
     start = (
         sa.exists()
         .where(root.c.id == t.c.root_message_pk, root.c.thread_id == t.c.id)
-        .where(root.c.status == _VISIBLE, root.c.parent_id.is_(None))
+        .where(root.c.status.in_(_PUBLISHED), root.c.parent_id.is_(None))
     )
     shown = sa.exists().where(m.c.thread_id == t.c.id, m.c.status == _VISIBLE)
     broken = conn.execute(
