@@ -8,6 +8,7 @@ upgraded: every thread passes the invariants again, and a second round changes n
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -117,21 +118,18 @@ def _down_and_up(engine: Engine) -> None:
     assert _state(engine) == ([], after) and _threads(engine) == good
 
 
-def test_0012_down_and_up_repairs_the_roots_on_sqlite(tmp_path: Path) -> None:
-    engine = make_engine(make_settings(tmp_path))
-    try:
-        _down_and_up(engine)
-    finally:
-        engine.dispose()
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An empty database on each (PostgreSQL's not migrated either)."""
+    url = {}
+    if request.param == "postgresql":
+        url["LISTGATE_DATABASE_URL"] = new_database(
+            request.getfixturevalue("postgres_url"), migrated=False
+        )
+    made = make_engine(make_settings(tmp_path, **url))
+    yield made
+    made.dispose()
 
 
-def test_0012_down_and_up_repairs_the_roots_on_postgresql(
-    tmp_path: Path, postgres_url: str
-) -> None:
-    engine = make_engine(
-        make_settings(tmp_path, LISTGATE_DATABASE_URL=new_database(postgres_url, migrated=False))
-    )
-    try:
-        _down_and_up(engine)
-    finally:
-        engine.dispose()
+def test_0012_down_and_up_repairs_the_roots(engine: Engine) -> None:
+    _down_and_up(engine)

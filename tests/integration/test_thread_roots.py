@@ -60,7 +60,9 @@ def thread_of(db: sessionmaker[Session], mid: str) -> tuple[Thread, int]:
     """The live thread of a message, and the message's pk."""
     with db() as s:
         msg = s.scalars(select(Message).where(Message.message_id == mid)).one()
-        return threads.resolve(s, msg.thread_id), msg.id
+        live = threads.resolve(s, msg.thread_id)
+        assert live is not None
+        return live, msg.id
 
 
 @pytest.mark.parametrize("reply_from", ["Mod <mod@example.org>", "Eve <eve@example.org>"])
