@@ -115,8 +115,9 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     survivor = next((t for t in threads if t.id == prefer), None) or max(
         threads, key=lambda t: (t.message_count, -t.id)
     )
-    # threads with no published post are not counted
-    counted = sum(1 for t in threads if t.message_count > 0)
+    # threads with no published post are not counted, nor do their (held) posts date the survivor
+    shown = [t for t in threads if t.message_count > 0]
+    last = max(t.last_activity for t in shown or threads)
     for other in threads:
         if other.id == survivor.id:
             continue
@@ -130,7 +131,6 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
             .values(merged_into_id=survivor.id)
         )
         survivor.message_count += other.message_count
-        survivor.last_activity = max(survivor.last_activity, other.last_activity)
         if _start(other) < _start(survivor):
             survivor.created_at, survivor.subject = other.created_at, other.subject
             survivor.subject_norm, survivor.starter_name = other.subject_norm, other.starter_name
@@ -138,9 +138,10 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
         survivor.featured = survivor.featured or other.featured
         # a merged-away thread starts nothing: its root now lies in the survivor
         other.merged_into_id, other.message_count, other.root_message_pk = survivor.id, 0, None
+    survivor.last_activity = last
     changed(session, survivor.list_id)
     fix_root(session, survivor)
-    survivor.mailing_list.thread_count -= counted - (1 if survivor.message_count > 0 else 0)
+    survivor.mailing_list.thread_count -= len(shown) - (1 if survivor.message_count > 0 else 0)
     survivor.subject_orphan = False
     session.flush()
     session.refresh(survivor, ["participant_count"])

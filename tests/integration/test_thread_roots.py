@@ -123,3 +123,23 @@ def test_threads_merged_by_replies_arriving_before_their_start_name_no_root(
     with db() as s:
         gone = s.scalars(select(Thread).where(Thread.merged_into_id.is_not(None))).all()
         assert len(gone) == 2 and {t.root_message_pk for t in gone} == {None}
+
+
+def test_a_held_post_merged_into_a_thread_does_not_date_its_last_activity(
+    db: sessionmaker[Session],
+) -> None:
+    """A held post dated a month after every published one merges in: the
+    thread's last activity (the list's order and "last post") stays its last published post's."""
+    with transaction(db) as s:
+        lists.create(s, "club", policy="moderated", moderators="mod@example.org")
+    post(db, "club", mail("h@x.test", "Buy now", 24 * 30, "Eve <eve@example.org>"))
+    post(db, "club", mail("v@x.test", "Public", 1, "Mod <mod@example.org>"))
+    post(
+        db,
+        "club",
+        mail("r@x.test", "Re: Public", 2, "Mod <mod@example.org>", refs="<h@x.test> <v@x.test>"),
+    )
+    thread, _ = thread_of(db, "v@x.test")
+    assert thread_of(db, "h@x.test")[0].id == thread.id
+    assert thread.last_activity == T0 + timedelta(hours=2)
+    check(db, "club")
