@@ -138,6 +138,7 @@ def forget(session: Session) -> None:
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()
+    state.new_threads.clear()  # a merge may have brought participants into one
     state.subjects.clear()
 
 
@@ -205,6 +206,7 @@ def insert_rows(
 ) -> None:
     """INSERT rows now, or with the batch's others when it defers them.
 
+    Rows go together when their statement is the same object: build it once.
     into: for a statement RETURNING the new ids in the rows' order, the objects whose `id` they
     become (set once the rows are written).
     """

@@ -81,6 +81,9 @@ def blind(statement: Any) -> Any:
 
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
 RAW_BY_HASH = blind(select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256")))
+RAWS_BY_HASH = blind(
+    select(_RAW.c.id, _RAW.c.sha256).where(_RAW.c.sha256.in_(bindparam("hashes", expanding=True)))
+)
 VARIANT_OF = blind(
     select(_VARIANTS.c.id).where(
         _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
@@ -317,7 +320,9 @@ class TxState:
     # listgate.places: what this transaction knows of Message-IDs, keyed (list id, Message-ID)
     archived: dict[tuple[int, str], Any] = field(default_factory=dict)
     nodes: dict[tuple[int, str], Any] = field(default_factory=dict)
-    participants: set[tuple[int, str]] = field(default_factory=set)  # (thread, address) stored
+    # (thread, address): a participant row there? (known or written), and threads started here
+    participants: dict[tuple[int, str], bool] = field(default_factory=dict)
+    new_threads: set[int] = field(default_factory=set)
     subjects: dict[tuple[int, str], bool] = field(default_factory=dict)  # joined by subject?
     bans: dict[tuple[int, str], bool] = field(default_factory=dict)  # (list, address) banned?
     raw_ids: dict[str, int] = field(default_factory=dict)  # raw_messages ids by sha256, written
@@ -351,6 +356,7 @@ def _forget(session: Session, _previous: Any) -> None:
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()
+    state.new_threads.clear()
     state.subjects.clear()
     state.bans.clear()
     state.raw_ids.clear()
