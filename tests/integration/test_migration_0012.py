@@ -1,9 +1,10 @@
 """Migration 0012 (thread roots) on an archive that holds posts, SQLite and PostgreSQL.
 
 Threads are merged by real mail (out of order, with a held post), the archive is taken back to
-0011 and given the roots the code before 0012 left (merged-away threads naming a message of their
-survivor, a survivor with no root and a held post's subject, a thread started by a reply), then
-upgraded: every thread passes the invariants again, and a second round changes nothing.
+the revision before 0012 and given the roots the code before 0012 left (merged-away threads
+naming a message of their survivor, a survivor with no root and a held post's subject, a thread
+started by a reply), then upgraded: every thread passes the invariants again, and a second
+round changes nothing.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select, update
 
 from listgate import lists, reports
@@ -99,9 +101,11 @@ def _down_and_up(engine: Engine) -> None:
     assert _state(engine)[0] == []
     good = _threads(engine)
     cfg = alembic_config()
+    previous = ScriptDirectory.from_config(cfg).get_revision("0012").down_revision
+    assert isinstance(previous, str)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0011")
+        command.downgrade(cfg, previous)
     assert _threads(engine) == good  # nothing to undo
     _damage(engine)
     broken, before = _state(engine)
@@ -113,7 +117,7 @@ def _down_and_up(engine: Engine) -> None:
     assert {n: after[n] - before[n] for n in after} == {"club": 1, "dev": 1}
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.downgrade(cfg, "0011")
+        command.downgrade(cfg, previous)
     upgrade(engine)  # a right archive stays as it is
     assert _state(engine) == ([], after) and _threads(engine) == good
 

@@ -1,14 +1,15 @@
 """thread roots: merged-away threads name no root; a live thread starts at a visible post of its own
 
 Revision ID: 0012
-Revises: 0011
+Revises: 0013
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0011"
+# After 0013 (merged first, main): an archive already at 0013 still gets this repair.
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
