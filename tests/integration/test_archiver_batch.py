@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
-from listgate import dispatch, lists, notposted
+from listgate import dispatch, lists, notposted, removal
 from listgate.archiver import Archiver
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.models import Ban, Message, OutboxEntry, Person, Subscription
+from listgate.models import Ban, Message, OutboxEntry, Person, RawMessage, Subscription
 from listgate.states import SubscriptionKind, SubscriptionState
 from tests.support.gateway import through_hooks
 
@@ -35,13 +35,19 @@ def site(request: pytest.FixtureRequest) -> tuple[Settings, sessionmaker[Session
 
 
 def _post(
-    handler: GatewayHandler, msgid: str, sender: str, reply_to: str = "", extra: str = ""
+    handler: GatewayHandler,
+    msgid: str,
+    sender: str,
+    reply_to: str = "",
+    extra: str = "",
+    body: str = "",
 ) -> None:
     key = f"<{reply_to}.batch@example.org>"
     refs = f"In-Reply-To: {key}\r\nReferences: {key}\r\n" if reply_to else ""
+    text = body or f"Text of {msgid}."
     raw = (
         f"From: {sender}\r\nSubject: {'Re: ' if reply_to else ''}topic {msgid}\r\n"
-        f"Message-ID: <{msgid}.batch@example.org>\r\n{refs}{extra}\r\nText of {msgid}.\r\n"
+        f"Message-ID: <{msgid}.batch@example.org>\r\n{refs}{extra}\r\n{text}\r\n"
     ).encode()
     assert "250" in through_hooks(handler, raw, sender, ["dev@lists.test"])
 
@@ -74,10 +80,11 @@ def test_a_batch_of_varied_mail_is_archived_as_one_with_each_outcome_its_own(
     archiver = Archiver(settings, db, enqueue=sent.extend, batch=50)
     _post(handler, "a", "ann@example.org")
     _post(handler, "b", "bob@example.org")
-    assert archiver.drain() == 2
-    a, b = _thread(db, "a"), _thread(db, "b")
+    _post(handler, "t", "tom@example.org")
+    assert archiver.drain() == 3
+    a, b, t = _thread(db, "a"), _thread(db, "b"), _thread(db, "t")
     before = _follows(db)
-    assert set(before) == {("ann@example.org", a), ("bob@example.org", b)}
+    assert set(before) == {("ann@example.org", a), ("bob@example.org", b), ("tom@example.org", t)}
     with transaction(db) as s:  # the state the second batch meets
         s.add(Person(address="carol@example.org", auto_follow=False))
         s.add(
@@ -102,11 +109,18 @@ def test_a_batch_of_varied_mail_is_archived_as_one_with_each_outcome_its_own(
     _post(handler, "f", "frank@example.org")  # a new thread
     _post(handler, "e", "erin@example.org", "a")  # banned after the 250 (below)
     _post(handler, "g", "gina@example.org", "a", "Auto-Submitted: auto-replied\r\n")
+    _post(handler, "h", "hank@example.org", "b", body="follow")  # a thread command: no post
+    _post(handler, "t", "tom@example.org", body="Other bytes.")  # taken down after the 250
     with transaction(db) as s:
         s.add(Ban(list_id=1, address="erin@example.org"))
+        removal.remove(s, removal.find(s, "t.batch@example.org"), "spam", "mod@example.org")
+        kept_before = s.scalar(select(func.count()).select_from(RawMessage))
     with caplog.at_level(logging.INFO, logger="listgate"):
-        assert archiver.drain() == 9
+        assert archiver.drain() == 11
     assert not [r for r in caplog.records if "one message at a time" in r.getMessage()]
+    with db() as s:  # the bytes of the 7 posts and the 2 not posted; none of the command's or
+        # of the takedown's Message-ID
+        assert s.scalar(select(func.count()).select_from(RawMessage)) == kept_before + 9
 
     f = _thread(db, "f")
     after = _follows(db)
@@ -117,6 +131,7 @@ def test_a_batch_of_varied_mail_is_archived_as_one_with_each_outcome_its_own(
         ("bob@example.org", b): (SubscriptionKind.THREAD, active),
         ("dave@example.org", a): (SubscriptionKind.MUTE, active),
         ("frank@example.org", f): (SubscriptionKind.THREAD, active),
+        ("tom@example.org", t): (SubscriptionKind.THREAD, active),
     }
     assert after[("ann@example.org", a)][0] == before[("ann@example.org", a)][0]  # the same row
     assert ended not in {v[2] for v in after.values()}
