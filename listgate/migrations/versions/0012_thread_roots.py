@@ -1,7 +1,7 @@
 """thread roots: merged-away threads name no root; a live thread starts at a visible post of its own
 
 Revision ID: 0012
-Revises: 0013
+Revises: 0011
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 revision = "0012"
 # After 0013 (merged first, main): an archive already at 0013 still gets this repair.
-down_revision = "0013"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
