@@ -27,7 +27,7 @@ from listgate.db import durable, session_factory, transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
 from listgate.mail.parser import parse
 from listgate.models import OutboxEntry
-from listgate.spool import Spool
+from listgate.spool import Spool, counts_of
 from listgate.states import PostOrigin, SpoolState
 
 log = logging.getLogger(__name__)
@@ -223,9 +223,8 @@ def _outcomes(
     tally: dict[tuple[str, str], int] = {}
     now = datetime.now(UTC)
     for row in rows:
-        for line in filter(None, row.counts.split("\n")):
-            name, _, label = line.partition(":")
-            tally[(name, label)] = tally.get((name, label), 0) + 1
+        for name, label, n in counts_of(row.counts):
+            tally[(name, label)] = tally.get((name, label), 0) + n
         result = results.get(row.id)
         if result is None:  # only counts: an answer that stored nothing
             continue

@@ -341,8 +341,19 @@ class Spool:
 
 
 def _counts_text(counts: Counts) -> str:
-    """The counts column: a line "name:label" per event, as the archiver adds them up."""
-    return "\n".join(f"{name}:{label}" for name, label, n in counts for _ in range(n))
+    """The counts column: a line "name:label<TAB>n" per counter (its size bounded by the counters,
+    not by the events)."""
+    return "\n".join(f"{name}:{label}\t{n}" for name, label, n in counts if n > 0)
+
+
+def counts_of(text: str) -> Counts:
+    """The counts a spool row carries (a line "name:label" alone, as written before, is one)."""
+    found = []
+    for line in filter(None, text.split("\n")):
+        key, _, n = line.partition("\t")
+        name, _, label = key.partition(":")
+        found.append((name, label, int(n) if n.isdigit() else 1))
+    return tuple(found)
 
 
 def _kept_copy(row: Any, kept: dict[str, Any]) -> dict[str, Any]:

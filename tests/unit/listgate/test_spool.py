@@ -12,8 +12,8 @@ from gateway.handler import GatewayHandler
 from listgate import counters, dispatch, ingest, notposted, status
 from listgate.archiver import Archiver
 from listgate.db import transaction
-from listgate.models import Ban, Message, MessageVariant, SpooledMail
-from listgate.spool import SIDE_SPOOL, Spool
+from listgate.models import Ban, Counter, Message, MessageVariant, SpooledMail
+from listgate.spool import SIDE_SPOOL, Spool, Spooled
 from listgate.states import SpoolState
 from tests.support.gateway import through_hooks
 
@@ -417,3 +417,34 @@ def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
             "b@example.org",
             "c@example.org",
         ]
+
+
+def test_a_spool_row_carries_one_line_per_counter_however_many_refusals_it_counts(gate, db) -> None:  # type: ignore[no-untyped-def]
+    handler, archiver, _mlist, _sent = gate
+    spool = handler.spool
+    many = Spooled(b"", None, (), "", ((counters.REFUSED, "smuggling", 9000), ("received", "", 2)))
+    spool.append([many])
+    (row,) = spool.pending(10)
+    assert row.counts.splitlines() == [f"{counters.REFUSED}:smuggling\t9000", "received:\t2"]
+    spool.append(  # a row an older gateway wrote: one line per event
+        [Spooled(b"", None, (), "", ())]
+    )
+    with spool.appender.begin() as conn:
+        conn.execute(
+            SIDE_SPOOL.update()
+            .where(SIDE_SPOOL.c.counts == "")
+            .values(counts="received:\nreceived:")
+        )
+    before = _counted(db)
+    assert archiver.drain() == 2
+    after = _counted(db)
+    assert (
+        after[(counters.REFUSED, "smuggling")] - before.get((counters.REFUSED, "smuggling"), 0)
+        == 9000
+    )
+    assert after[("received", "")] - before.get(("received", ""), 0) == 4
+
+
+def _counted(db) -> dict[tuple[str, str], int]:  # type: ignore[no-untyped-def]
+    with db() as s:
+        return {(c.name, c.label): c.value for c in s.scalars(select(Counter))}
