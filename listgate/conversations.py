@@ -99,7 +99,6 @@ def new(session: Session, draft: Any) -> Thread:
         "starter_name": draft.from_name,
         "created_at": draft.date,
         "last_activity": draft.date,
-        "subject_orphan": False,
         "root_message_pk": None,
         "message_count": 0,
         "participant_count": 0,
@@ -151,7 +150,6 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     changed(session, survivor.list_id)
     fix_root(session, survivor)
     survivor.mailing_list.thread_count -= len(shown) - (1 if survivor.message_count > 0 else 0)
-    survivor.subject_orphan = False
     session.flush()
     session.refresh(survivor, ["participant_count"])
     return survivor

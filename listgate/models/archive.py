@@ -151,7 +151,6 @@ class Thread(Base):
     featured: Mapped[bool] = mapped_column(Boolean, default=False)
     # True while the thread was started by a subject-only reply ("Re: x" with no headers):
     # an original "x" arriving later may adopt it.
-    subject_orphan: Mapped[bool] = mapped_column(Boolean, default=False)
 
     mailing_list: Mapped[MailingList] = relationship(lazy="joined")
 

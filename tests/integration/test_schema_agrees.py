@@ -80,9 +80,9 @@ def _fts_finds(engine: Engine, word: str) -> int:
         conn.execute(
             text(
                 "INSERT INTO threads (list_id, subject, subject_norm, starter_name, message_count, "
-                "participant_count, created_at, last_activity, featured, subject_orphan) "
+                "participant_count, created_at, last_activity, featured) "
                 "VALUES (1, 's', 's', 'a', 0, 0, "
-                "'2026-11-30 00:00:00', '2026-11-30 00:00:00', 0, 0)"
+                "'2026-11-30 00:00:00', '2026-11-30 00:00:00', 0)"
             )
         )
         columns = {c["name"]: c for c in inspect(conn).get_columns("messages")}
