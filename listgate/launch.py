@@ -137,7 +137,9 @@ def run(
 
     Raises uplock.AlreadyRunning, before anything else, while an `up` runs on this data dir.
     """
-    with uplock.hold(settings.data_dir):  # held until the supervisor has stopped every child
+    # Held until the supervisor has stopped every child; the children hold it too, so that after
+    # a kill -9 of `up` the next one waits for them to be gone.
+    with uplock.hold(settings.data_dir, echo) as lock:
         check_ports(settings)
         logs.setup(settings)
         prepare(settings)
@@ -153,5 +155,9 @@ def run(
             readiness.notify_ready(settings)  # when `up` itself runs under systemd (Type=notify)
 
         return Supervisor(
-            SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)
+            SERVICES,
+            echo=echo,
+            on_ready=ready,
+            state_path=state_file(settings.data_dir),
+            inherited=() if lock is None else (lock,),
         ).run()

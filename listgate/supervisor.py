@@ -114,8 +114,11 @@ class Supervisor:
         echo: Callable[[str], None],
         on_ready: Callable[[], None] | None = None,
         state_path: Path | None = None,
+        inherited: tuple[int, ...] = (),
     ) -> None:
+        """inherited: descriptors each child keeps (the data dir's lock, held till all are gone)."""
         self.children = {s.name: Child(s) for s in services}
+        self.inherited = inherited
         self.echo = echo
         self.on_ready = on_ready
         self.state_path = state_path
@@ -135,6 +138,7 @@ class Supervisor:
         child.proc = subprocess.Popen(
             [sys.executable, *child.service.args],
             env=env,
+            pass_fds=self.inherited,
             # The death signal can only be asked for in the child; `listgate up` runs no threads.
             preexec_fn=_child_setup,  # noqa: PLW1509
         )

@@ -83,11 +83,15 @@ def up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def start_up(tmp_path: Path, services: dict[str, list[str]], **env: str) -> subprocess.Popen[str]:
-    """Run `listgate up --no-demo` in a subprocess with the given stand-in services."""
+def start_up(
+    tmp_path: Path, services: dict[str, list[str]], setup: str = "", **env: str
+) -> subprocess.Popen[str]:
+    """Run `listgate up --no-demo` in a subprocess with the given stand-in services (after the
+    Python statements of setup).
+    """
     (tmp_path / "services.json").write_text(json.dumps(services))
     script = (
-        "import json, sys\nfrom listgate import cli, launch\n"
+        f"import json, sys\nfrom listgate import cli, launch\n{setup}\n"
         "from listgate.supervisor import Service\n"
         "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in "
         "json.load(open(sys.argv[1])).items())\n"
