@@ -356,15 +356,16 @@ def remove_stale_sockets(run_dir: Path) -> list[Path]:
 def read_state(path: Path) -> dict[str, Any] | None:
     """The state a running `listgate up` wrote, or None when none runs (or the file is stale).
 
-    Whether one runs is asked of the data dir's lock, which a killed `up` does not keep; only
-    where the lock cannot tell is it whether the pid in the file lives (pids get reused).
+    Whether one runs is asked of the data dir's lock, which a killed `up` does not keep (its
+    services hold it while they stop: then its pid in the file is dead); only where the lock
+    cannot tell is it whether the pid in the file lives (pids get reused).
     """
     try:
         state = json.loads(path.read_text())
         running = uplock.held(path.parent.parent)
         if running is None:
             os.kill(int(state["pid"]), 0)
-        elif not running:
+        elif not running or not uplock.alive(int(state["pid"])):
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None

@@ -95,7 +95,7 @@ def _lock(fd: int, path: Path, echo: Callable[[str], None]) -> bool:
             return True
         except BlockingIOError:
             holder, now = _holder(fd), time.monotonic()
-            if holder is not None and holder != killed and not _alive(holder):
+            if holder is not None and holder != killed and not alive(holder):
                 killed, deadline = holder, now + STOP_WAIT_SECONDS
                 echo(
                     f"waiting for the services of the killed `listgate up` (pid {holder}) "
@@ -110,7 +110,7 @@ def _lock(fd: int, path: Path, echo: Callable[[str], None]) -> bool:
             return False
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether pid runs (a killed process not yet reaped by its parent counts as gone)."""
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"

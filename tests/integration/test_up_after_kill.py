@@ -25,18 +25,10 @@ from listgate import demo
 from listgate.supervisor import read_state, state_file
 from tests.support.config import DOMAIN, env_for, wait_until
 from tests.support.stack import get
+from tests.unit.listgate.test_cli import alive
 
 pytestmark = pytest.mark.integration
 ROUNDS = 5
-
-
-def alive(pid: int) -> bool:
-    """True while pid runs (a zombie waiting for its reaper counts as dead)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, IndexError):
-        return False
-    return state not in ("Z", "X")
 
 
 class Site:

@@ -260,6 +260,7 @@ def test_up_started_right_after_a_kill_9_waits_for_the_killed_ups_services(
     (old,) = pids(a)
     first.kill()  # SIGKILL: the kernel sends the service SIGTERM; it takes 5s to stop
     first.wait(30)  # (its output stays open until the service is gone)
+    assert alive(old) and "gateway" not in status_of(tmp_path), "a killed `up` shown running"
     second = start_up(tmp_path, {"gateway": slow_to_stop(b, 0)})
     lines: list[str] = []
     try:
