@@ -26,6 +26,7 @@ from gateway.writer import GroupWriter
 from listgate.archiver import Archiver
 from listgate.config import Settings
 from listgate.mail.shape import dot_line_with_bare_end
+from listgate.numerals import MAX_PORT, number
 
 log = logging.getLogger(__name__)
 
@@ -223,10 +224,11 @@ def parse_listen(value: str, settings: Settings) -> tuple[str, int] | Path:
         return settings.smtp_host, settings.smtp_port
     if value.startswith("unix:"):
         return Path(value[5:])
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
+    host, sep, raw_port = value.rpartition(":")
+    port = number(raw_port, MAX_PORT)
+    if not sep or port is None:
         raise ValueError(f"--listen {value!r}: expected HOST:PORT or unix:/path")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), port
 
 
 class GatewayServer:

@@ -20,6 +20,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from listgate.mail import fields
 from listgate.mail.names import SUBJECT
 from listgate.mail.values import header_text
+from listgate.numerals import MAX_PORT, number
 
 log = logging.getLogger("sink")
 
@@ -61,8 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--maildir", default="", help="also keep every message in this Maildir")
     args = parser.parse_args(argv)
-    host, sep, port = args.listen.rpartition(":")
-    if not sep or not port.isdigit() or not host:
+    host, sep, raw_port = args.listen.rpartition(":")
+    port = number(raw_port, MAX_PORT)
+    if not sep or port is None or not host:
         sys.stderr.write(
             f"listgate sink: --listen {args.listen!r}: expected HOST:PORT, "
             "for example 127.0.0.1:1025\n"
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s sink: %(message)s")
     logging.getLogger("mail.log").setLevel(logging.WARNING)
     handler = SinkHandler(Path(args.maildir) if args.maildir else None)
-    controller = Controller(handler, hostname=host.strip("[]"), port=int(port))
+    controller = Controller(handler, hostname=host.strip("[]"), port=port)
     try:
         controller.start()
     except (OSError, RuntimeError) as exc:

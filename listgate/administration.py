@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from listgate import plurals, subscriptions
+from listgate import limits, plurals, subscriptions
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -96,7 +96,7 @@ def may_moderate(mlist: MailingList, address: str | None, admins: Iterable[str])
 
 
 def edit(session: Session, mlist: MailingList, actor: str, **changes: object) -> list[str]:
-    """Change some of FIELDS (None: as is); ListError for a bad value; the lines logged."""
+    """Change some of FIELDS (None: as is); ListError or TooLong for a bad value; lines logged."""
     changes = {name: value for name, value in changes.items() if value is not None}
     unknown = set(changes) - set(FIELDS)
     if unknown:
@@ -109,8 +109,8 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         raise ListError(
             f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(ReplyTo)}"
         )
-    if "title" in changes and len(str(changes["title"])) > 200:
-        raise ListError("the title is longer than 200 characters")
+    if "title" in changes:
+        limits.within(limits.TITLE, str(changes["title"]).strip())
     done = []
     for name in FIELDS:
         if name not in changes:

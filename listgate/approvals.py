@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import administration
+from listgate import administration, limits
 from listgate.models import MailingList, Subscription
 from listgate.states import SubscriptionState
 from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
@@ -16,6 +16,7 @@ from listgate.subscriptions import Outcome, SubscriptionError, end, notice, star
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
     """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
     mlist = session.get_one(MailingList, sub.list_id)
+    limits.within(limits.ACTOR, by)
     if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     if sub.status == SubscriptionState.PENDING:
@@ -52,15 +53,17 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
 
 
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
-    """A moderator turns a request down: it ends, and the address is told (with the reason)."""
+    """A moderator turns a request down: it ends, the address is told (with the reason); TooLong."""
     mlist = session.get_one(MailingList, sub.list_id)
+    limits.within(limits.ACTOR, by)
+    limits.within(limits.REASON, reason)
     if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
     administration.record(
         session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else "")
     )
-    entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason[:500])
+    entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason)
     return Outcome(
         sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name
     )

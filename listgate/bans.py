@@ -22,10 +22,23 @@ def is_banned(session: Session, list_id: int, address: str) -> bool:
 
 
 def first_banned(session: Session, list_id: int, addresses: list[str]) -> str:
-    """The first of addresses banned from posting to the list ('' if none): one look-up for all."""
+    """The first of addresses banned from posting to the list ('' if none).
+
+    What the transaction read already (`learn`: a batch's addresses at once) is not read again.
+    """
     wanted = posting_forms(addresses)
-    found = banned_among(session, list_id, wanted)
-    return next((a for a in wanted if a in found), "")
+    known = store.tx(session).bans
+    learn(session, list_id, [a for a in wanted if (list_id, a) not in known])
+    return next((a for a in wanted if known[(list_id, a)]), "")
+
+
+def learn(session: Session, list_id: int, addresses: list[str]) -> None:
+    """Read which of addresses (posting forms) are banned from the list, in one query, and remember
+    it for the rest of the transaction (a ban is added by a moderator's transaction of its own)."""
+    wanted = list(dict.fromkeys(addresses))
+    if wanted:
+        found = banned_among(session, list_id, wanted)
+        store.tx(session).bans.update({(list_id, a): a in found for a in wanted})
 
 
 def banned_among(bind: Session | Connection, list_id: int, addresses: list[str]) -> set[str]:

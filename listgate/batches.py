@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
-from listgate import lists, store
+from listgate import bans, lists, places, store
 from listgate.addresses import Recipient
-from listgate.ingest import IngestResult, ingest, look_ahead
+from listgate.admission import posting_addresses
+from listgate.ingest import IngestResult, ingest, look_ahead, store_raws, thread_command
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
-from listgate.states import PostOrigin
+from listgate.states import PostOrigin, PostState
 
 log = logging.getLogger(__name__)
 
@@ -88,18 +89,53 @@ def ingest_batch(
 def _look_ahead(
     session: Session, items: Sequence[Item], known: dict[str, MailingList | None]
 ) -> None:
-    """Read what the batch will ask of each list's archive in a few queries (listgate.places)."""
-    batches: dict[str, list[ParsedMessage]] = {}
+    """Read what the batch will ask of each list's archive in a few queries (listgate.places),
+    and which of its senders each list bans (the screen of live mail)."""
+    batches: dict[str, list[Item]] = {}
     for item in items:
         for recipient in item.recipients:
             if not recipient.command:
-                batches.setdefault(recipient.list_name, []).append(item.parsed)
+                batches.setdefault(recipient.list_name, []).append(item)
     for name, batch in batches.items():
         if name not in known:
             known[name] = lists.get(session, name)
         mlist = known[name]
         if mlist is not None:
-            look_ahead(session, mlist, batch)
+            look_ahead(session, mlist, [item.parsed for item in batch])
+            bans.learn(
+                session,
+                mlist.id,
+                bans.posting_forms(
+                    [
+                        address
+                        for item in batch
+                        if item.origin != PostOrigin.IMPORT
+                        for address in posting_addresses(item.parsed, item.envelope_from)
+                    ]
+                ),
+            )
+    store_raws(session, [item.parsed.raw for item in items if _keeps_bytes(session, item, known)])
+
+
+def _keeps_bytes(session: Session, item: Item, known: dict[str, MailingList | None]) -> bool:
+    """Whether ingesting the item will keep its bytes, as far as the look-ahead tells.
+
+    Every way in keeps them (a post, a held post, a variant, the not-posted queue, a command),
+    except a thread command acting on its thread, and the Message-ID of a takedown, which
+    keeps nothing more. When unsure it answers False: store_raw_id then stores them alone.
+    """
+    if thread_command(item.parsed):
+        return False
+    for recipient in item.recipients:
+        mlist = known.get(recipient.list_name)
+        if mlist is None:
+            continue
+        if recipient.command:
+            return True
+        existing = places.archived(session, mlist.id, item.parsed.message_id)
+        if existing is None or existing.status != PostState.REMOVED:
+            return True
+    return False
 
 
 def _ingest_item(

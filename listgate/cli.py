@@ -16,7 +16,9 @@ from listgate import approvals, ingest, launch, logs, notposted, plurals, subscr
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.limits import TooLong
 from listgate.models import MailingList, Subscription
+from listgate.numerals import ID
 from listgate.schema import needs_upgrade, upgrade
 from listgate.states import ListPolicy, SubscriptionKind
 from listgate.subscriptions import SubscriptionError
@@ -294,7 +296,7 @@ def lists_show() -> None:
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
 @click.option(
-    "--thread", "thread_id", type=int, default=0, help="Follow only this thread id (of that list)."
+    "--thread", "thread_id", type=ID, default=0, help="Follow only this thread id (of that list)."
 )
 @click.option("--digest", is_flag=True, help="A daily digest instead of every post.")
 @click.option(
@@ -340,7 +342,7 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
 @click.option(
     "--thread",
     "thread_id",
-    type=int,
+    type=ID,
     default=0,
     help="Only leave this thread (a list member mutes it).",
 )
@@ -387,7 +389,7 @@ def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
 
 
 class _session:
-    """A write transaction that turns ListError into a clean CLI message."""
+    """A write transaction that turns ListError (TooLong...) into a clean CLI message."""
 
     def __init__(self, settings: Settings) -> None:
         self.engine = make_engine(settings)
@@ -402,7 +404,7 @@ class _session:
         finally:
             self.engine.dispose()
         if exc[0] is not None and issubclass(
-            exc[0], (lists_service.ListError, LookupError, SubscriptionError)
+            exc[0], (lists_service.ListError, LookupError, SubscriptionError, TooLong)
         ):
             raise click.ClickException(str(exc[1]))
         return False
@@ -493,7 +495,7 @@ def not_posted_show(list_name: str) -> None:
 
 
 @not_posted_group.command("release")
-@click.argument("entry_id", type=int)
+@click.argument("entry_id", type=ID)
 @click.option(
     "--by", default="admin", show_default=True, help="Who releases it (kept with the entry)."
 )

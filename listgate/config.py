@@ -11,16 +11,21 @@ from pathlib import Path
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
+from listgate.numerals import MAX_PORT, number
+
+MAX_SETTING = 2**63 - 1  # a whole-number setting past this is a typing slip, not a size
+
 
 class SettingsError(ValueError):
     """A setting is missing or wrong; the message names the variable."""
 
 
 def _hostport(name: str, value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    host, sep, raw_port = value.rpartition(":")
+    port = number(raw_port, MAX_PORT)
+    if not sep or not host or port is None:
         raise SettingsError(f"{name}={value!r}: expected HOST:PORT, for example 127.0.0.1:2525")
-    return host.strip("[]"), int(port)
+    return host.strip("[]"), port
 
 
 def _metrics_listen(value: str, web_port: int) -> tuple[str, int] | None:
@@ -47,11 +52,10 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     raw = env.get(name, "")
     if raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}={raw!r}: expected a whole number") from None
-    if value < minimum:
+    value = number(raw.removeprefix("-"), MAX_SETTING)
+    if value is None:
+        raise SettingsError(f"{name}={raw!r}: expected a whole number")
+    if raw.startswith("-") or value < minimum:
         raise SettingsError(f"{name}={raw!r}: must be at least {minimum}")
     return value
 

@@ -45,6 +45,14 @@ _COUNTED = (
     "participant_count",
 )
 _NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
+_PARTICIPANTS = table(ThreadParticipant)
+_JOIN: dict[str, Any] = {}  # per dialect: a participant's row, ON CONFLICT DO NOTHING (built once)
+_PARTICIPANTS_AMONG = store.blind(
+    select(_PARTICIPANTS.c.thread_id, _PARTICIPANTS.c.address).where(
+        _PARTICIPANTS.c.thread_id.in_(bindparam("threads", expanding=True)),
+        _PARTICIPANTS.c.address.in_(bindparam("addresses", expanding=True)),
+    )
+)
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
 _PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
@@ -92,6 +100,7 @@ def new(session: Session, draft: Any) -> Thread:
         "featured": False,
     }
     thread = Thread(id=session.connection().execute(_NEW_THREAD, values).scalar_one(), **values)
+    store.tx(session).new_threads.add(thread.id)  # no participant yet
     make_transient_to_detached(thread)
     session.add(thread)
     _threads(session)[thread.id] = thread
@@ -277,21 +286,54 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
             created_at=min(thread.created_at, msg.date),
         )
     addr = msg.from_addr or msg.from_name
-    stored = store.tx(session).participants  # (thread, address) rows this transaction wrote
-    if (
-        addr
-        and (thread.id, addr) not in stored
-        and session.connection()
-        .execute(
-            store.blind(insert_ignore(session, ThreadParticipant)),
-            {"thread_id": thread.id, "address": addr},
-        )
-        .rowcount
-    ):
+    if addr and _joins(session, thread.id, addr):
         values["participant_count"] += 1
-    if addr:
-        stored.add((thread.id, addr))
     _write(session, thread, values)
+
+
+def _joins(session: Session, thread_id: int, address: str) -> bool:
+    """True when address is new among the thread's participants; its row is then written.
+
+    Where the transaction knows the answer (its own rows, a thread it started, what
+    `learn_participants` read) the row goes in with the batch's others; else one INSERT tells.
+    """
+    state = store.tx(session)
+    known = state.participants.get((thread_id, address))
+    if known is None and thread_id in state.new_threads:
+        known = False
+    state.participants[(thread_id, address)] = True
+    if known:
+        return False
+    row = {"thread_id": thread_id, "address": address}
+    statement = _JOIN.get(store.of(session).dialect)
+    if statement is None:
+        statement = _JOIN[store.of(session).dialect] = store.blind(
+            insert_ignore(session, ThreadParticipant)
+        )
+    if known is None:
+        return bool(session.connection().execute(statement, row).rowcount)
+    places.insert_rows(session.connection(), statement, [row])
+    return True
+
+
+def learn_participants(
+    session: Session, thread_ids: Iterable[int], addresses: Iterable[str]
+) -> None:
+    """Read which of addresses take part in which of the threads (one query), for the batch's
+    posts."""
+    threads, wanted = list(dict.fromkeys(thread_ids)), list(dict.fromkeys(addresses))
+    if not threads or not wanted:
+        return
+    found = {
+        (r.thread_id, r.address)
+        for r in session.connection().execute(
+            _PARTICIPANTS_AMONG, {"threads": threads, "addresses": wanted}
+        )
+    }
+    state = store.tx(session)
+    for thread_id in threads:
+        for address in wanted:
+            state.participants.setdefault((thread_id, address), (thread_id, address) in found)
 
 
 def count_step(session: Session, msg: Message, step: int) -> None:

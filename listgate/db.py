@@ -44,7 +44,11 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
     url = settings.database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return sqlite_engine(url, **kwargs)
+        from listgate import statistics  # it needs the models, which need this module
+
+        engine = sqlite_engine(url, **kwargs)
+        statistics.keep_fresh(engine)  # PostgreSQL's autovacuum does it there
+        return engine
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = create_engine(url, **kwargs)

@@ -25,8 +25,8 @@ from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message
 from listgate.states import DigestFrequency, PostState
 
-_ID = re.compile(r"^digest\.(daily|weekly)\.(\d{8})\.[a-z0-9]+@(.+)$")
-_LABEL = re.compile(r"digest, (?:week of )?(\d{4}-\d{2}-\d{2})")
+_ID = re.compile(r"^digest\.(daily|weekly)\.([0-9]{8})\.[a-z0-9]+@(.+)$")
+_LABEL = re.compile(r"digest, (?:week of )?([0-9]{4}-[0-9]{2}-[0-9]{2})")
 _QUOTE = re.compile(r"^\s*(?:>\s?)+")
 MAX_ENTRIES = 1000  # posts a reply is matched against (a digest this long is already unreadable)
 MIN_LINE = 16  # quoted lines shorter than this ("Thanks!", "Hi all,") say nothing about which post
@@ -97,16 +97,24 @@ def period_of(parsed: ParsedMessage, mlist: MailingList, domain: str) -> Period 
     """The digest this mail answers as a whole (by its references, else its subject), or None."""
     for ref in reversed(parsed.chain):
         match = _ID.match(ref)
-        if match and match.group(3).lower() == domain.lower():
-            return Period(DigestFrequency(match.group(1)), date.fromisoformat(match.group(2)))
+        if match and match.group(3).lower() == domain.lower() and (day := _day(match.group(2))):
+            return Period(DigestFrequency(match.group(1)), day)
     if not parsed.chain and is_reply_subject(parsed.subject):
         match = _digest_label(parsed.subject, mlist)
-        if match:
+        if match and (day := _day(match.group(1))):
             return Period(
                 DigestFrequency.WEEKLY if "week of" in match.group(0) else DigestFrequency.DAILY,
-                date.fromisoformat(match.group(1)),
+                day,
             )
     return None
+
+
+def _day(text: str) -> date | None:
+    """The day a digest's id or subject names (20261125, 2026-11-25); None for no such day."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:  # 20261399: a digest never sent, an ordinary reference
+        return None
 
 
 def _digest_label(subject: str, mlist: MailingList) -> re.Match[str] | None:

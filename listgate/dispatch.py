@@ -17,7 +17,7 @@ from typing import Any, Protocol, cast
 from sqlalchemy import Insert, Table, insert
 from sqlalchemy.orm import Session
 
-from listgate import store
+from listgate import places, store
 from listgate.models import OutboxEntry
 
 log = logging.getLogger(__name__)
@@ -56,9 +56,12 @@ def record(
         "attempts": 0,
     }
     # One Core INSERT (it runs for every post): no unit-of-work flush. The returned object is
-    # not in the session; it carries what enqueue needs (id, kind, ref_id).
-    entry_id = session.connection().execute(_insert(), values).scalar_one()
-    return OutboxEntry(id=entry_id, **values)
+    # not in the session; it carries what enqueue needs (id, kind, ref_id). In an archiving
+    # batch the row goes in with the batch's others (listgate.places), and the id is set then:
+    # before the commit, and before any statement that could read the outbox.
+    entry = OutboxEntry(**values)
+    places.insert_rows(session.connection(), _insert(), [values], [entry])
+    return entry
 
 
 @functools.cache
@@ -66,7 +69,7 @@ def _insert() -> Insert:
     # The outbox names no thread node or reference row (no foreign key, no trigger): the rows an
     # archiving batch defers (listgate.places) need not be written before it.
     table = cast(Table, OutboxEntry.__table__)
-    return store.blind(insert(table).returning(table.c.id))
+    return store.blind(insert(table).returning(table.c.id, sort_by_parameter_order=True))
 
 
 def task_args(entry: OutboxEntry) -> list[int]:

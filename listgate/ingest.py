@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from listgate import digests, dispatch, notposted, places, store, threads
+from listgate import conversations, digests, dispatch, notposted, places, store, threads
 from listgate.addresses import Recipient
 from listgate.admission import (
     COMMAND,
@@ -54,20 +54,58 @@ log = logging.getLogger(__name__)
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
 _RAW = table(RawMessage)
+RAW_AHEAD_BYTES = 256 * 1024  # a batch's messages up to this size are stored in one statement
 _INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
 
 
 def store_raw_id(session: Session, raw: bytes) -> int:
     """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT)."""
     digest = hashlib.sha256(raw).hexdigest()
+    known = store.tx(session).raw_ids
+    if digest not in known:
+        conn = session.connection()
+        new = conn.execute(
+            store.blind(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id)),
+            {"sha256": digest, "size": len(raw), "data": raw},
+        ).scalar()
+        known[digest] = (
+            int(new)
+            if new is not None
+            else int(conn.execute(store.RAW_BY_HASH, {"sha256": digest}).scalar_one())
+        )
+    return known[digest]
+
+
+def store_raws(session: Session, raws: Sequence[bytes]) -> None:
+    """Store a batch's bytes in one INSERT; store_raw_id then finds their ids without a statement.
+
+    A message over RAW_AHEAD_BYTES is left to store_raw_id (one statement of many megabytes
+    would hold them all in memory at once).
+    """
+    known = store.tx(session).raw_ids
+    rows: dict[str, dict[str, Any]] = {}
+    for raw in raws:
+        digest = hashlib.sha256(raw).hexdigest()
+        if len(raw) <= RAW_AHEAD_BYTES and digest not in known:
+            rows.setdefault(digest, {"sha256": digest, "size": len(raw), "data": raw})
+    if not rows:
+        return
     conn = session.connection()
-    new = conn.execute(
-        store.blind(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id)),
-        {"sha256": digest, "size": len(raw), "data": raw},
-    ).scalar()
-    if new is not None:
-        return int(new)
-    return int(conn.execute(store.RAW_BY_HASH, {"sha256": digest}).scalar_one())
+    written = conn.execute(
+        store.blind(
+            store.of(session)
+            .insert(RawMessage)
+            .values(list(rows.values()))
+            .on_conflict_do_nothing()
+            .returning(_RAW.c.id, _RAW.c.sha256)
+        )
+    )
+    known.update({r.sha256: r.id for r in written})
+    stored_before = [d for d in rows if d not in known]  # the same bytes came earlier
+    if stored_before:
+        known.update(
+            {r.sha256: r.id for r in conn.execute(store.RAWS_BY_HASH, {"hashes": stored_before})}
+        )
 
 
 def thread_command(parsed: ParsedMessage) -> str:
@@ -320,15 +358,20 @@ def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessa
     """Read what ingesting batch into mlist will ask (archived ids, thread nodes) in a few
     queries."""
     lock_list(session, mlist)  # first: what is read must be what the list holds while we write
-    named = (
+    named = [
         key
         for parsed in batch
         for key, _ in threads.thread_keys(
             parsed.message_id, parsed.in_reply_to, parsed.references
         ).named
-    )
+    ]
     subjects = [normalize_subject(p.subject) for p in batch]
     places.prefetch(session, mlist.id, (p.message_id for p in batch), named, subjects)
+    conversations.learn_participants(  # the threads the replies name, and their senders
+        session,
+        (n.thread_id for n in places.nodes(session, mlist.id, named).values()),
+        (p.from_addr or p.from_name for p in batch),
+    )
     places.defer_rows(session)
 
 
@@ -398,18 +441,20 @@ def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: 
     """
     if not address or (needs_approval(mlist) and not is_member(session, mlist, address)):
         return
-    params = {"address": address, "list_id": mlist.id, "thread_key": thread_id}
-    conn = session.connection()
-    if conn.execute(store.MAY_FOLLOW, params).scalar():  # not opted out, no live thread choice
-        conn.execute(
-            store.of(session).follow,
+    places.insert_rows(  # with the batch's other rows, when it defers them
+        session.connection(),
+        store.of(session).auto_follow,
+        [
             {
-                **params,
+                "list_id": mlist.id,
+                "address": address,
                 "kind": SubscriptionKind.THREAD,
+                "thread_key": thread_id,
                 "status": SubscriptionState.ACTIVE,
-                "confirmed_at": datetime.now(UTC),
-            },
-        )
+                "now": datetime.now(UTC),
+            }
+        ],
+    )
 
 
 def _command(

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from listgate import subscriptions
 from listgate.addresses import MAX_LIST_NAME, valid_list_name
+from listgate.limits import TITLE, within
 from listgate.models import MailingList, Subscription
 from listgate.states import ListPolicy, SubscriptionKind
 
@@ -40,7 +41,7 @@ def create(
     moderators: str = "",
     owners: str = "",
 ) -> MailingList:
-    """Create a list; ListError for a bad name, a taken name or an unknown policy."""
+    """Create a list; ListError for a bad name, a taken name or an unknown policy; TooLong."""
     name = name.strip().lower()
     if not valid_list_name(name):
         raise ListError(
@@ -53,7 +54,7 @@ def create(
         raise ListError(f"a list named {name!r} already exists")
     mlist = MailingList(
         name=name,
-        title=title or name,
+        title=within(TITLE, title.strip()) or name,
         description=description,
         policy=ListPolicy(policy),
         private=private,

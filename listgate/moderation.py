@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from listgate import administration, dispatch
 from listgate.models import MailingList, Message, OutboxEntry, Report
+from listgate.numerals import hex_id
 from listgate.policy import publish
 from listgate.states import PostState
 
@@ -61,10 +62,8 @@ def held_message(
     session: Session, secret: str, mlist: MailingList, action: str, given: str
 ) -> Message:
     """The held post a code names; ModerationError if forged, for another list, or dealt with."""
-    try:
-        msg = session.get(Message, int(given.partition(".")[0], 16))
-    except ValueError:
-        msg = None
+    pk = hex_id(given.partition(".")[0])
+    msg = session.get(Message, pk) if pk is not None else None
     if (
         msg is None
         or msg.list_id != mlist.id

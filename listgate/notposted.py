@@ -13,6 +13,7 @@ from typing import cast
 from sqlalchemy import Table, func, insert, select
 from sqlalchemy.orm import Session
 
+from listgate import limits
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList, NotPosted
 from listgate.models.archive import utcnow
@@ -81,5 +82,6 @@ def claim(session: Session, entry_id: int) -> NotPosted:
 
 
 def mark_released(entry: NotPosted, by: str, message_pk: int | None) -> None:
-    """Remember who released an entry and the post it became."""
-    entry.released_at, entry.released_by, entry.message_pk = utcnow(), by[:320], message_pk
+    """Remember who released an entry and the post it became; TooLong for a longer by."""
+    by = limits.within(limits.ACTOR, by)
+    entry.released_at, entry.released_by, entry.message_pk = utcnow(), by, message_pk

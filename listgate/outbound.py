@@ -12,6 +12,8 @@ import socket
 import ssl
 from urllib.parse import unquote, urlsplit
 
+from listgate.numerals import number
+
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT = 10.0
@@ -72,4 +74,4 @@ def advertised_size(url: str, timeout: float = PROBE_TIMEOUT) -> int | None:
         smtp.quit()
     except (smtplib.SMTPException, OSError):
         smtp.close()
-    return int(size) if size.isdigit() else 0
+    return number(size, 2**63 - 1) or 0

@@ -138,6 +138,7 @@ def forget(session: Session) -> None:
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()
+    state.new_threads.clear()  # a merge may have brought participants into one
     state.subjects.clear()
 
 
@@ -171,14 +172,15 @@ def _among(conn: Connection, query: Executable, list_id: int, ids: list[str]) ->
     ]
 
 
-# Rows a batch only adds (thread nodes, reference rows) go out in one executemany per kind.
+# Rows a batch only adds (thread nodes, reference rows, follows, outbox entries) go out in one
+# executemany per kind.
 # While a batch is under way (`defer_rows`), they wait on the connection; they are written
 # before any statement not marked as leaving nodes and references alone (`store.blind`), before
 # a SAVEPOINT or its RELEASE (so a batch's rows fail inside the SAVEPOINT that covers the batch)
 # and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
 # belong to one transaction: a connection whose transaction ended otherwise never carries them on.
 _ROWS = "listgate.rows"  # conn.info key: (transaction, {insert statement: [rows]}) while deferring
-Pending = dict[Any, list[dict[str, Any]]]
+Pending = dict[Any, tuple[list[dict[str, Any]], list[Any]]]  # rows, and what takes their ids
 
 
 def defer_rows(session: Session) -> None:
@@ -196,13 +198,31 @@ def defer_rows(session: Session) -> None:
         conn.info[_ROWS] = (conn.get_transaction(), {})
 
 
-def insert_rows(conn: Connection, statement: Any, rows: list[dict[str, Any]]) -> None:
-    """INSERT rows now, or with the batch's others when it defers them."""
+def insert_rows(
+    conn: Connection,
+    statement: Any,
+    rows: list[dict[str, Any]],
+    into: list[Any] | None = None,
+) -> None:
+    """INSERT rows now, or with the batch's others when it defers them.
+
+    Rows go together when their statement is the same object: build it once.
+    into: for a statement RETURNING the new ids in the rows' order, the objects whose `id` they
+    become (set once the rows are written).
+    """
     pending = _pending(conn)
     if pending is None:
-        conn.execute(statement, rows)
+        _write(conn, statement, rows, into or [])
     else:
-        pending.setdefault(statement, []).extend(rows)
+        waiting = pending.setdefault(statement, ([], []))
+        waiting[0].extend(rows)
+        waiting[1].extend(into or [])
+
+
+def _write(conn: Connection, statement: Any, rows: list[dict[str, Any]], into: list[Any]) -> None:
+    result = conn.execute(statement, rows)
+    for obj, new_id in zip(into, result.scalars() if into else (), strict=True):
+        obj.id = new_id
 
 
 def _pending(conn: Connection) -> Pending | None:
@@ -222,8 +242,8 @@ def _write_pending(conn: Connection, *_: Any) -> None:
     if pending:
         batches = list(pending.items())
         pending.clear()
-        for statement, rows in batches:
-            conn.execute(store.blind(statement), rows)
+        for statement, (rows, into) in batches:
+            _write(conn, store.blind(statement), rows, into)
 
 
 def _before_execute(conn: Connection, statement: Any, *_: Any) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from listgate import administration, conversations
+from listgate import administration, conversations, limits
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -63,8 +63,8 @@ def find(session: Session, message_id: str, list_name: str | None = None) -> lis
 
 
 def clean_reason(reason: str) -> str:
-    """The reason as the tombstone shows it (one line, 2,000 characters at most); or ListError."""
-    reason = " ".join(reason.split())[:2000]
+    """The reason as the tombstone shows it (one line, whole); ListError or TooLong."""
+    reason = limits.within(limits.REASON, " ".join(reason.split()))
     if not reason:
         raise ListError("give a reason: it is shown in the thread where the post was")
     return reason
@@ -95,10 +95,12 @@ def remove(
 
 def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: bool) -> None:
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
-    # first (it takes the list lock): a tombstone or a blanked subject shows though no count moves
-    conversations.changed(session, msg.list_id)
+    # first, as each takes the list lock; one change of the list either way: count_step's when
+    # a visible post leaves the counts, else changed's (a tombstone shows though no count moves)
     if msg.status == PostState.VISIBLE:
         conversations.count_step(session, msg, -1)
+    else:
+        conversations.changed(session, msg.list_id)
     # whatever it was (visible, hidden, held): only visible posts were counted
     msg.status = PostState.REMOVED
     row = session.get(Removal, msg.id)
@@ -119,9 +121,7 @@ def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: b
     session.execute(
         update(Delivery)
         .where(Delivery.message_pk == msg.id, Delivery.status.in_(UNSENT))
-        .values(
-            status=DeliveryState.CANCELLED, last_error=f"removed by the moderators: {reason}"[:2000]
-        )
+        .values(status=DeliveryState.CANCELLED, last_error=f"removed by the moderators: {reason}")
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from listgate import plurals
+from listgate.numerals import ID
 from listgate.spool import Spool
 
 
@@ -52,7 +53,7 @@ def spool_show() -> None:
 
 
 @spool_group.command("retry")
-@click.argument("spool_id", type=int, required=False)
+@click.argument("spool_id", type=ID, required=False)
 @click.option("--all", "every", is_flag=True, help="Every failed message.")
 def spool_retry(spool_id: int | None, every: bool) -> None:
     """Give the failed message SPOOL_ID (see `listgate spool show`), or --all, to the archiver."""

@@ -81,6 +81,9 @@ def blind(statement: Any) -> Any:
 
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
 RAW_BY_HASH = blind(select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256")))
+RAWS_BY_HASH = blind(
+    select(_RAW.c.id, _RAW.c.sha256).where(_RAW.c.sha256.in_(bindparam("hashes", expanding=True)))
+)
 VARIANT_OF = blind(
     select(_VARIANTS.c.id).where(
         _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
@@ -117,23 +120,19 @@ LOCK_LIST = (
     .with_for_update()
     .execution_options(populate_existing=True)
 )  # reloaded: the object may carry counts read before another writer's commit
-# Not opted out of following, and no live follow or mute of this thread yet.
-MAY_FOLLOW = blind(
-    select(
-        ~or_(
-            exists().where(
-                _PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)
-            ),
-            exists().where(
-                _SUBS.c.list_id == bindparam("list_id"),
-                _SUBS.c.address == bindparam("address"),
-                _SUBS.c.kind.in_((SubscriptionKind.THREAD, SubscriptionKind.MUTE)),
-                _SUBS.c.thread_key == bindparam("thread_key"),
-                _SUBS.c.status != SubscriptionState.ENDED,
-            ),
-        )
-    )
+# Not opted out of following, and no live follow or mute of this thread yet (no IN list: a
+# statement run as one executemany takes no expanding parameter).
+_MAY_FOLLOW = ~or_(
+    exists().where(_PEOPLE.c.address == bindparam("address"), _PEOPLE.c.auto_follow.is_(False)),
+    exists().where(
+        _SUBS.c.list_id == bindparam("list_id"),
+        _SUBS.c.address == bindparam("address"),
+        or_(_SUBS.c.kind == SubscriptionKind.THREAD, _SUBS.c.kind == SubscriptionKind.MUTE),
+        _SUBS.c.thread_key == bindparam("thread_key"),
+        _SUBS.c.status != SubscriptionState.ENDED,
+    ),
 )
+_FOLLOWED = ("list_id", "address", "kind", "thread_key", "status", "created_at", "confirmed_at")
 
 
 class Store:
@@ -188,10 +187,17 @@ class Store:
         return stmt
 
     @functools.cached_property
-    def follow(self) -> UpsertInsert:
-        """Insert a thread follow, or bring an ended one back (same row: its delivery history
-        stays)."""
-        stmt = self.insert(_SUBS)
+    def auto_follow(self) -> Any:
+        """Follow the thread :thread_key one posted in (:now), unless one turned that off or has a
+        live follow or mute of it; an ended follow is brought back. One statement with its check,
+        so a batch's follows go out together (listgate.places.insert_rows)."""
+        c = _SUBS.c
+        row = select(
+            *(bindparam(name, type_=c[name].type) for name in _FOLLOWED[:5]),
+            bindparam("now", type_=c.created_at.type),
+            bindparam("now", type_=c.confirmed_at.type),
+        ).where(_MAY_FOLLOW)  # a WHERE also keeps SQLite from reading ON CONFLICT as a join's
+        stmt = self.insert(_SUBS).from_select(_FOLLOWED, row)
         return blind(  # a follow names a thread by id, never a node or a reference row
             stmt.on_conflict_do_update(
                 index_elements=["list_id", "address", "kind", "thread_key"],
@@ -314,8 +320,12 @@ class TxState:
     # listgate.places: what this transaction knows of Message-IDs, keyed (list id, Message-ID)
     archived: dict[tuple[int, str], Any] = field(default_factory=dict)
     nodes: dict[tuple[int, str], Any] = field(default_factory=dict)
-    participants: set[tuple[int, str]] = field(default_factory=set)  # (thread, address) stored
+    # (thread, address): a participant row there? (known or written), and threads started here
+    participants: dict[tuple[int, str], bool] = field(default_factory=dict)
+    new_threads: set[int] = field(default_factory=set)
     subjects: dict[tuple[int, str], bool] = field(default_factory=dict)  # joined by subject?
+    bans: dict[tuple[int, str], bool] = field(default_factory=dict)  # (list, address) banned?
+    raw_ids: dict[str, int] = field(default_factory=dict)  # raw_messages ids by sha256, written
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -346,7 +356,10 @@ def _forget(session: Session, _previous: Any) -> None:
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()
+    state.new_threads.clear()
     state.subjects.clear()
+    state.bans.clear()
+    state.raw_ids.clear()
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:

@@ -26,9 +26,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, ratelimits, threads, tokens
+from listgate import dispatch, limits, ratelimits, threads, tokens
 from listgate.addresses import DIGEST_CHOICES, DIGEST_OFF
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
+from listgate.numerals import hex_id
 from listgate.policy import is_member, needs_approval
 from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
 
@@ -552,13 +553,8 @@ def by_confirm_code(
     session: Session, secret: str, mlist: MailingList, code: str
 ) -> Subscription | None:
     """The subscription a NAME+confirm-CODE@ code was made for, or None (forged, or elsewhere)."""
-    sub_hex = code.partition(".")[0]
-    try:
-        sub_id = int(sub_hex, 16)
-    except ValueError:
-        return None
-    # a bigger id is no row: SQLite would overflow
-    sub = session.get(Subscription, sub_id) if 0 < sub_id < 2**62 else None
+    sub_id = hex_id(code.partition(".")[0])
+    sub = session.get(Subscription, sub_id) if sub_id is not None else None
     if (
         sub is None
         or sub.list_id != mlist.id
@@ -672,6 +668,6 @@ def person_settings(
     if copy_own_posts is not None:
         person.copy_own_posts = copy_own_posts
     if name is not None:
-        person.name = name[:255]
+        person.name = limits.within(limits.DISPLAY_NAME, name)
     session.flush()
     return person

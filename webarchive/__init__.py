@@ -15,6 +15,11 @@ from flask import Blueprint, Flask
 from flask.json.provider import DefaultJSONProvider
 
 from listgate.config import Settings
+from listgate.limits import BODY
+
+# A request may carry the longest text a form takes whatever its characters: a four-byte one is
+# sent as twelve (%F0%9F%98%80), plus room for the rest of the form.
+MAX_REQUEST_BYTES = BODY.chars * 12 + 1024 * 1024
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -29,7 +34,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         SESSION_COOKIE_NAME="listgate_session",
-        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         JSON_SORT_KEYS=False,
     )
     if isinstance(app.json, DefaultJSONProvider):  # always, unless a provider is configured

@@ -25,7 +25,8 @@ from flask import Flask, current_app, g, request
 from markupsafe import Markup
 from sqlalchemy import select
 
-from listgate import plurals, removal, replies
+from listgate import limits, plurals, removal, replies
+from listgate.limits import Limit
 from listgate.models import Attachment, Message, Person, Removal
 from listgate.states import PostState, SubscriptionState
 from webarchive import urls
@@ -43,6 +44,17 @@ PREVIEW_TYPES = {
     "image/webp": (b"RIFF",),
 }
 PREVIEW_MAX = 5 * 1024 * 1024  # bytes; larger images are only downloaded
+
+
+def length_rule(limit: Limit) -> Markup:
+    """An input's pattern for limit: the browser says so before sending and keeps the value whole.
+
+    Not maxlength: a browser cuts a pasted value at maxlength without a word (the cut this
+    replaces), and counts a four-byte character as two. Textareas have no pattern: the server's
+    400 keeps their text.
+    """
+    rule = f"{limit.field}: at most {limit.chars:,} characters"
+    return Markup('pattern=".{{0,{}}}" title="{}"').format(limit.chars, rule)
 
 
 def init_app(app: Flask) -> None:
@@ -72,6 +84,9 @@ def init_app(app: Flask) -> None:
     app.add_template_global(urls.path, "path")
     # templates compare to members
     app.jinja_env.globals.update(PostState=PostState, SubscriptionState=SubscriptionState)
+    app.jinja_env.globals.update(
+        limits=limits, length_rule=length_rule
+    )  # length_rule(limits.TITLE)
     app.context_processor(lambda: {"url_endpoints": app.view_functions.keys()})
 
 

@@ -53,8 +53,8 @@ _WARNING = re.compile(
     r"no action is required|delivery (?:is|has been) delayed",
     re.IGNORECASE,
 )
-# RFC 3463 enhanced status code
-_STATUS = re.compile(r"(?<![\d.])([45])\.(\d{1,3})\.(\d{1,3})(?![\d.])")
+# RFC 3463 enhanced status code, in ASCII digits (\d takes "٧": such a text is no code)
+_STATUS = re.compile(r"(?<![0-9.])([45])\.([0-9]{1,3})\.([0-9]{1,3})(?![0-9.])")
 # Without a status code (or with X.0.0) only such words tell that the address or mailbox failed.
 _RECIPIENT_WORDS = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|account)|user not found|"
@@ -85,7 +85,7 @@ _FATAL = re.compile(
     r"undeliverable|"
     r"user unknown|unknown user|does not exist|no such (?:user|mailbox|address)|unknown recipient|"
     r"delivery failed|failed (?:permanently|recipient)|unable to deliver|"
-    r"(?<![\d.])5\.\d{1,3}\.\d{1,3}\b|\b55\d\b",
+    r"(?<![0-9.])5\.[0-9]{1,3}\.[0-9]{1,3}\b|\b55[0-9]\b",
     re.IGNORECASE,
 )
 

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from listgate.db import Base
+from listgate.limits import TITLE
 from listgate.models.columns import StateString
 from listgate.states import DmarcMode, ListPolicy, PostOrigin, PostState, ReplyTo
 
@@ -58,7 +59,7 @@ class MailingList(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
-    title: Mapped[str] = mapped_column(String(200), default="")
+    title: Mapped[str] = mapped_column(String(TITLE.chars), default="")
     description: Mapped[str] = mapped_column(Text, default="")
     policy: Mapped[ListPolicy] = mapped_column(StateString(ListPolicy), default=ListPolicy.OPEN)
     private: Mapped[bool] = mapped_column(Boolean, default=False)

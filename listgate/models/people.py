@@ -41,6 +41,9 @@ class Subscription(Base):
         UniqueConstraint("list_id", "address", "kind", "thread_key", name="uq_subscriptions_scope"),
         Index("ix_subscriptions_list_kind", "list_id", "kind", "status"),
         Index("ix_subscriptions_thread", "thread_key", "kind"),
+        # one person's rows by address (their own pages ask on every list); with the status, SQLite
+        # without statistics prefers it to walking a list's members by (list, kind, status)
+        Index("ix_subscriptions_address", "address", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

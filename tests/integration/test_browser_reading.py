@@ -179,6 +179,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
     app = create_app(settings)
     with serving(app, settings.web_port) as url:
+        assert root.thread_id and root.message_pk and mine.message_pk  # archived, so numbered
         yield Site(
             url, app, {"thread": root.thread_id, "root": root.message_pk, "mine": mine.message_pk}
         )
@@ -271,7 +272,8 @@ def test_thread_page_shows_the_first_post_above_the_fold_numbers_outline_and_mar
     assert box is not None and box["y"] + box["height"] <= SIZES[width][1], (
         f"first post header at {box}"
     )
-    assert first.locator(".body").bounding_box()["y"] < SIZES[width][1]  # type: ignore[index]
+    body = first.locator(".body").bounding_box()
+    assert body is not None and body["y"] < SIZES[width][1]
     assert page.locator("a.num").all_inner_texts() == ["#1", "#2", "#3", "#4", "#5"]
     outline = page.locator("details.outline")
     assert not outline.locator("ol").is_visible()

@@ -148,3 +148,30 @@ def test_the_gateway_never_advertises_more_than_its_own_setting(
         assert ehlo_size(site.settings.smtp_port) == 50_000
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("said", "read"), [(b"SIZE 300000", 300_000), (b"SIZE \xb2", 0)])
+def test_a_relay_size_that_is_no_ascii_number_is_no_limit(said: bytes, read: int) -> None:
+    """A relay whose EHLO says SIZE ² (a digit to str.isdigit(), not to int()) states no limit:
+    the probe answers 0 instead of raising."""
+    import socketserver
+    import threading
+
+    from listgate.outbound import advertised_size
+
+    class Relay(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(b"220 relay ESMTP\r\n")
+            for line in self.rfile:
+                verb = line[:4].upper()
+                self.wfile.write(b"250-relay\r\n250 " + said + b"\r\n" if verb == b"EHLO" else b"")
+                self.wfile.write(b"221 bye\r\n" if verb == b"QUIT" else b"")
+                if verb == b"QUIT":
+                    return
+
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), Relay) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            assert advertised_size(f"smtp://127.0.0.1:{server.server_address[1]}") == read
+        finally:
+            server.shutdown()

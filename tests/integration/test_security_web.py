@@ -110,7 +110,7 @@ def _urls(app: Flask, site: dict[str, Any], private: bool) -> list[str]:
             continue
         path = rule.rule
         for arg in rule.arguments:
-            path = re.sub(rf"<(?:[a-z]+:)?{arg}>", str(values[arg]), path)
+            path = re.sub(rf"<(?:[^<>:]+:)?{arg}>", str(values[arg]), path)
         urls.append(path)
     return sorted(urls)
 
@@ -220,7 +220,7 @@ def test_every_post_route_refuses_a_request_without_csrf_token(
             continue
         path = rule.rule
         for arg in rule.arguments:
-            path = re.sub(rf"<(?:[a-z]+:)?{arg}>", str(values.get(arg, "x")), path)
+            path = re.sub(rf"<(?:[^<>:]+:)?{arg}>", str(values.get(arg, "x")), path)
         client = app.test_client()
         # a moderator: the check must not depend on being allowed
         _sign_in(client, "boss@example.org")

@@ -288,3 +288,51 @@ def test_concurrent_writers_on_postgresql_lose_no_change(tmp_path: Path, postgre
     with db() as session:
         assert session.scalar(select(MailingList.changes)) == start + 2 * rounds
         assert session.scalar(select(MailingList.message_count)) == 1 + rounds
+
+
+def test_each_takedown_hide_and_restore_moves_the_change_counter_by_exactly_one(
+    site: Site,
+) -> None:
+    """The counter counts changes, not writes: one step per moderator action that changes what
+    the archive shows (a hide or restore that finds nothing to do is none), whatever the post was.
+    """
+    with transaction(site.db) as session:
+        mlist = lists.create(session, "dev", policy="members")
+        lists.subscribe(session, mlist, "alice@example.org")
+    t0 = datetime(2026, 3, 1, tzinfo=UTC)
+    a, b, c, d = (
+        _post(site, f"Post {n}", f"{n}@x", t0 + timedelta(hours=i)) for i, n in enumerate("abcd")
+    )
+    held = _archive(site, make_mail("Stranger", sender="Bob <bob@example.org>", msgid="h@x"))
+    held_pk = held.message_pk
+    assert held.reason == "held for moderation" and held_pk
+
+    def changes() -> int:
+        with site.db() as session:
+            return lists.require(session, "dev").changes
+
+    def take_down(pk: int, purge: bool = False) -> None:
+        with transaction(site.db) as session:
+            remove(session, [session.get_one(Message, pk)], "spam", MOD, purge=purge)
+
+    def hide_then_take_down(pk: int) -> None:
+        _hide(site, pk)
+        take_down(pk)
+
+    steps = [
+        ("hide a visible post", lambda: _hide(site, a), 1),
+        ("hide it again", lambda: _hide(site, a), 0),
+        ("restore it", lambda: _hide(site, restore=(a,)), 1),
+        ("restore a visible post", lambda: _hide(site, restore=(a,)), 0),
+        ("take down a visible post", lambda: take_down(b), 1),
+        ("take it down again (a new reason)", lambda: take_down(b), 1),
+        ("hide a removed post", lambda: _hide(site, b), 0),
+        ("hide a post, then take it down", lambda: hide_then_take_down(c), 2),
+        ("take down a held post", lambda: take_down(held_pk), 1),
+        ("purge a visible post", lambda: take_down(d, purge=True), 1),
+    ]
+    for what, step, moves in steps:
+        before = changes()
+        step()
+        assert changes() - before == moves, what
+    assert _counts(site)[:2] == (1, 1)  # a is the one visible post left

@@ -14,8 +14,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import NamedTuple
+
+from listgate import limits
+from listgate.limits import Limit, TooLong
+from webarchive.ids import day
 
 _TOKEN = re.compile(r'(-?)(?:([A-Za-z]+):)?("[^"]*"?|[^\s"]+)')
 _WORD = re.compile(r"\w+", re.UNICODE)
@@ -124,20 +128,18 @@ class Query:
 
 
 def _day(name: str, value: str) -> datetime:
-    try:
-        return datetime.strptime(value.replace("/", "-"), "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
-        raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}") from None
+    start = day(value.replace("/", "-"))
+    if start is None:
+        raise QueryError(f"{name}: wants a date like 2026-03-01, not {value[:40]!r}")
+    return start
 
 
 def within(limit: int, value: str, name: str = "") -> str:
     """value, or QueryError naming the field and its limit: never read in part, its end counts."""
-    if len(value) > limit:
-        where = f"{name}: " if name else ""
-        raise QueryError(
-            f"{where}too long: at most {limit:,} characters (this one has {len(value):,})"
-        )
-    return value
+    try:
+        return limits.within(Limit(name, limit), value)
+    except TooLong as exc:
+        raise QueryError(str(exc)) from None
 
 
 def parse(text: str) -> Query:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from listgate.models import Attachment, MailingList, Message, MessageVariant, Thread
 from listgate.models.web import Report, Vote
 from listgate.states import PostState, ReportState
-from webarchive.ids import whole
+from webarchive.ids import signed, whole
 
 _Row = TypeVar("_Row", Attachment, MessageVariant)
 
@@ -57,6 +57,9 @@ class Node:
         return self.message.status != PostState.VISIBLE
 
 
+MAX_MICROS = 253_402_300_800 * 1_000_000  # 10000-01-01 in microseconds: past any datetime
+
+
 def encode_cursor(when: datetime, pk: int) -> str:
     """An opaque keyset cursor: microseconds since the epoch and an id."""
     micros = round(when.astimezone(UTC).timestamp() * 1_000_000)
@@ -68,9 +71,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     micros, sep, raw_pk = cursor.partition("_")
     try:
         pk = whole(raw_pk)  # an id we never made would overflow the database's column
-        if not sep or pk is None:
+        number = signed(micros, MAX_MICROS)
+        if not sep or pk is None or number is None:
             raise ValueError
-        return datetime.fromtimestamp(int(micros) / 1_000_000, tz=UTC), pk
+        return datetime.fromtimestamp(number / 1_000_000, tz=UTC), pk
     except (ValueError, OverflowError, OSError):
         raise BadCursor(
             f"cursor {cursor[:40]!r} is not valid; use the 'next' value of a previous answer"

@@ -11,6 +11,7 @@ from werkzeug.wrappers import Response
 
 from listgate import moderation, subscriptions
 from listgate.db import transaction
+from listgate.limits import REASON, problem, typed
 from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
 from listgate.models.web import Report, Vote
@@ -57,11 +58,12 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
     """Report a post to the list's moderators, with a reason."""
     msg = readable_message(db(), message_pk)
     if request.method == "GET":
-        return render_template("acting/report.html", msg=msg)
-    reason = request.form.get("reason", "").strip()[:2000]
-    if not reason:
-        flash("Please say what is wrong with this post.", "error")
-        return render_template("acting/report.html", msg=msg), 400
+        return render_template("acting/report.html", msg=msg, reason="")
+    reason = typed(request.form.get("reason", "")).strip()
+    wrong = problem(REASON, reason) if reason else "Please say what is wrong with this post."
+    if wrong:  # the form again, holding what was typed
+        flash(wrong, "error")
+        return render_template("acting/report.html", msg=msg, reason=reason), 400
     address = current_address() or ""
     limit("report", address)
     with transaction(resources().writer) as session:

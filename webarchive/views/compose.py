@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 from listgate.bans import is_banned
 from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
+from listgate.limits import BODY, SUBJECT, TooLong, typed, within
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
@@ -24,7 +25,6 @@ from webarchive.security import current_address, signed_in
 
 log = logging.getLogger(__name__)
 bp = Blueprint("compose", __name__)
-MAX_BODY = 200_000
 
 
 def build_mail(
@@ -94,13 +94,24 @@ def send(mlist: MailingList, subject: str, text: str, parent: Message | None) ->
 
 
 def _validated() -> tuple[str, str]:
-    subject = " ".join(request.form.get("subject", "").split())[:300]
-    text = request.form.get("body", "")
+    """The subject and text as typed, whole; TooLong naming the field past its limit."""
+    subject = " ".join(request.form.get("subject", "").split())
+    text = typed(request.form.get("body", ""))
     if not subject or not text.strip():
         abort(400, description="Please write a subject and some text.")
-    if len(text) > MAX_BODY:
-        abort(400, description=f"The text is too long (at most {MAX_BODY} characters).")
-    return subject, text
+    return within(SUBJECT, subject), within(BODY, text)
+
+
+def _form(mlist: MailingList, parent: Message | None, problem: str = "") -> tuple[str, int]:
+    """The form again with what was typed, and why it was not sent (a 400)."""
+    flash(problem, "error")
+    return render_template(
+        "compose/form.html",
+        mlist=mlist,
+        parent=parent,
+        subject=request.form.get("subject", ""),
+        body=request.form.get("body", ""),
+    ), 400
 
 
 def _after(result: IngestResult, mlist: MailingList) -> Response:
@@ -121,7 +132,7 @@ def _after(result: IngestResult, mlist: MailingList) -> Response:
 
 @bp.route("/messages/<id:message_pk>/reply", methods=["GET", "POST"])
 @signed_in
-def reply(message_pk: int) -> str | Response:
+def reply(message_pk: int) -> str | tuple[str, int] | Response:
     """Reply to a post from the web."""
     parent = readable_message(db(), message_pk)
     mlist = db().get_one(MailingList, parent.list_id)
@@ -134,18 +145,24 @@ def reply(message_pk: int) -> str | Response:
             subject=subject,
             body=quote_text(parent),
         )
-    subject, text = _validated()
+    try:
+        subject, text = _validated()
+    except TooLong as exc:
+        return _form(mlist, parent, str(exc))
     limit("post", current_address() or "")
     return _after(send(mlist, subject, text, parent), mlist)
 
 
 @bp.route("/lists/<name>/new", methods=["GET", "POST"])
 @signed_in
-def new_thread(name: str) -> str | Response:
+def new_thread(name: str) -> str | tuple[str, int] | Response:
     """Start a thread from the web."""
     mlist = readable_list(db(), name)
     if request.method == "GET":
         return render_template("compose/form.html", mlist=mlist, parent=None, subject="", body="")
-    subject, text = _validated()
+    try:
+        subject, text = _validated()
+    except TooLong as exc:
+        return _form(mlist, None, str(exc))
     limit("post", current_address() or "")
     return _after(send(mlist, subject, text, None), mlist)

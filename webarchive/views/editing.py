@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from listgate.db import transaction
+from listgate.limits import BODY, problem, typed
 from listgate.models import MailingList, Message, MessageEdit
 from listgate.states import PostOrigin
 from webarchive.context import db, resources, settings
@@ -25,7 +26,7 @@ from webarchive.ratelimit import limit
 from webarchive.reading.access import readable_message
 from webarchive.rendering.bodies import render_text
 from webarchive.security import current_address, signed_in
-from webarchive.views.compose import MAX_BODY, send
+from webarchive.views.compose import send
 
 bp = Blueprint("editing", __name__)
 
@@ -87,22 +88,18 @@ def _editable(message_pk: int) -> Message:
     return msg
 
 
-@bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
-@signed_in
-def edit(message_pk: int) -> str | Response:
-    """Change the text of one's own web post; optionally mail the correction to the list."""
-    msg = _editable(message_pk)
-    if request.method == "GET":
-        return render_template(
-            "editing/edit.html", msg=msg, body=msg.body_text, hours=settings().edit_window_hours
-        )
-    text = request.form.get("body", "").replace("\r\n", "\n")
-    if not text.strip() or len(text) > MAX_BODY:
-        abort(400, description=f"Please write some text (at most {MAX_BODY} characters).")
-    limit("post", current_address() or "")
+def _form(msg: Message, body: str) -> str:
+    """The edit form holding body."""
+    return render_template(
+        "editing/edit.html", msg=msg, body=body, hours=settings().edit_window_hours
+    )
+
+
+def _record(message_pk: int, text: str) -> None:
+    """Keep text as the post's newest version (at the first edit, the text first sent too)."""
     now = datetime.now(UTC)
     with transaction(resources().writer) as session:
-        row = session.get_one(Message, msg.id)
+        row = session.get_one(Message, message_pk)
         latest = (
             session.scalar(
                 select(func.max(MessageEdit.version)).where(MessageEdit.message_pk == row.id)
@@ -120,11 +117,28 @@ def edit(message_pk: int) -> str | Response:
             MessageEdit(message_pk=row.id, version=latest + 1, body_text=text, created_at=now)
         )
         row.body_text, row.edited_at = text, now
+
+
+@bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
+@signed_in
+def edit(message_pk: int) -> str | tuple[str, int] | Response:
+    """Change the text of one's own web post; optionally mail the correction to the list."""
+    msg = _editable(message_pk)
+    if request.method == "GET":
+        return _form(msg, msg.body_text)
+    text = typed(request.form.get("body", ""))
+    if not text.strip():
+        abort(400, description="Please write some text.")
+    if wrong := problem(BODY, text):  # the form again, holding what was typed
+        flash(wrong, "error")
+        return _form(msg, text), 400
+    limit("post", current_address() or "")
+    _record(msg.id, text)
     if request.form.get("send_correction") == "yes":
         mlist = db().get_one(MailingList, msg.list_id)
         send(
             mlist,
-            f"Correction: {msg.subject}"[:300],
+            f"Correction: {msg.subject}",  # not typed: the post's own subject, whole
             f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}",
             msg,
         )

@@ -99,7 +99,7 @@ def thread_mbox(thread_id: int) -> Response:
     return download(_mbox(session, messages), f"thread-{thread.id}.mbox", "application/mbox")
 
 
-@bp.get("/lists/<name>/<int:year>/<int:month>.mbox")
+@bp.get("/lists/<name>/<number(most=9998):year>/<number(most=12, zeros=True):month>.mbox")
 def month_mbox(name: str, year: int, month: int) -> Response:
     """Every visible post of a list in one month as an mbox."""
     _count_anonymous()

@@ -7,6 +7,7 @@ from werkzeug.wrappers import Response
 
 from listgate import administration, lists
 from listgate.db import transaction
+from listgate.limits import TooLong
 from listgate.lists import ListError
 from listgate.models import MailingList
 from listgate.states import ListPolicy, ReplyTo
@@ -36,9 +37,27 @@ def _list_for(name: str, change: bool = False) -> MailingList:
 def page(name: str) -> str:
     """The settings form (read-only for moderators), owners and moderators, and the audit log."""
     mlist = _list_for(name)
+    return _page(mlist, {field: getattr(mlist, field) for field in administration.FIELDS})
+
+
+def _typed() -> dict[str, object]:
+    """The settings as the form sent them (shown again when they cannot be saved)."""
+    form = request.form
+    return {
+        "title": form.get("title", ""),
+        "description": form.get("description", ""),
+        "policy": form.get("policy"),
+        "private": form.get("private") == "yes",
+        "reply_to": form.get("reply_to"),
+    }
+
+
+def _page(mlist: MailingList, shown: dict[str, object]) -> str:
+    """The settings page, its form holding shown (the list's settings, or what was typed)."""
     return render_template(
         "listadmin/settings.html",
         mlist=mlist,
+        shown=shown,
         policies=tuple(ListPolicy),
         reply_tos=tuple(ReplyTo),
         can_change=administration.may_change(mlist, current_address(), settings().admins),
@@ -50,22 +69,18 @@ def page(name: str) -> str:
 
 @bp.post("/lists/<name>/settings")
 @signed_in
-def save(name: str) -> Response:
+def save(name: str) -> Response | tuple[str, int]:
     """Change the list's settings (owners and site administrators)."""
-    list_id = _list_for(name, change=True).id
-    form = request.form
+    mlist = _list_for(name, change=True)
+    typed = _typed()
     try:
         with transaction(resources().writer) as session:
             done = administration.edit(
-                session,
-                session.get_one(MailingList, list_id),
-                current_address() or "",
-                title=form.get("title", ""),
-                description=form.get("description", ""),
-                policy=form.get("policy"),
-                private=form.get("private") == "yes",
-                reply_to=form.get("reply_to"),
+                session, session.get_one(MailingList, mlist.id), current_address() or "", **typed
             )
+    except TooLong as exc:  # the form again, holding what was typed
+        flash(str(exc), "error")
+        return _page(mlist, typed), 400
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("listadmin.page", name=name), 303)

@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from listgate import administration, approvals, ingest, moderation, notposted
 from listgate.db import transaction
+from listgate.limits import REASON, TooLong, problem
 from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
 from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, hide, restore
@@ -92,6 +93,17 @@ def _owned(session: Session, model: type[Owned], pk: int) -> Owned:
 @moderator
 def queue() -> str:
     """Held, reported and refused posts, requests and mail not posted on the lists one moderates."""
+    return _queue({})
+
+
+def _again(problem: str, kept: dict[str, str]) -> tuple[str, int]:
+    """The queue again (a 400) saying what to fix, its form holding what was typed."""
+    flash(problem, "error")
+    return _queue(kept), 400
+
+
+def _queue(kept: dict[str, str]) -> str:
+    """The queue page; kept: the values typed in its forms, by form ("reject-7", "ban-2"...)."""
     session = db()
     mine = {m.id: m for m in moderated_lists(current_address() or "")}
     held = list(
@@ -130,6 +142,7 @@ def queue() -> str:
         failed=failed_posts(session, mine),
         requests=approvals.waiting(session, mine),
         not_posted=notposted.waiting(session, mine),
+        kept=kept,
     )
 
 
@@ -144,14 +157,16 @@ def approve_request(sub_id: int) -> Response:
 
 @bp.post("/moderation/subscriptions/<id:sub_id>/refuse")
 @moderator
-def refuse_request(sub_id: int) -> Response:
+def refuse_request(sub_id: int) -> Response | tuple[str, int]:
     """Turn a request down; the address is told, with the reason given."""
-    return _decide(
-        sub_id,
-        lambda session, sub: approvals.refuse(
-            session, sub, current_address() or "", request.form.get("reason", "")
-        ),
-    )
+    reason = request.form.get("reason", "").strip()
+    try:
+        return _decide(
+            sub_id,
+            lambda session, sub: approvals.refuse(session, sub, current_address() or "", reason),
+        )
+    except TooLong as exc:
+        return _again(str(exc), {f"refuse-{sub_id}": reason})
 
 
 def _decide(sub_id: int, decide: Callable[[Session, Subscription], Outcome]) -> Response:
@@ -206,11 +221,14 @@ def approve(message_pk: int) -> Response:
 
 @bp.post("/moderation/messages/<id:message_pk>/reject")
 @moderator
-def reject(message_pk: int) -> Response:
+def reject(message_pk: int) -> Response | tuple[str, int]:
     """Reject a held or reported post; the reason is mailed to its author."""
-    reason = request.form.get("reason", "").strip()[:2000]
+    reason = request.form.get("reason", "").strip()
     if not reason:
         abort(400, description="Please give a reason; it is mailed to the author.")
+    _own_post(db(), message_pk)
+    if wrong := problem(REASON, reason):
+        return _again(wrong, {f"reject-{message_pk}": reason})
     with transaction(resources().writer) as session:
         msg, mlist = _own_post(session, message_pk)
         hide(session, msg)
@@ -238,12 +256,16 @@ def feature(thread_id: int) -> Response:
 
 @bp.post("/moderation/lists/<id:list_id>/bans")
 @moderator
-def ban(list_id: int) -> Response:
+def ban(list_id: int) -> Response | tuple[str, int]:
     """Ban an address from posting to a list (or lift the ban with action=unban)."""
     try:
         address = normalize(request.form.get("address", ""))
     except SubscriptionError as exc:
         abort(400, description=str(exc))
+    reason = request.form.get("reason", "")
+    _own_list(db(), list_id)
+    if wrong := problem(REASON, reason):
+        return _again(wrong, {f"ban-{list_id}": reason, f"ban-{list_id}-address": address})
     with transaction(resources().writer) as session:
         mlist = _own_list(session, list_id)
         existing = session.scalars(
@@ -259,7 +281,7 @@ def ban(list_id: int) -> Response:
                     Ban(
                         list_id=list_id,
                         address=address,
-                        reason=request.form.get("reason", "")[:2000],
+                        reason=reason,
                         banned_by=current_address() or "",
                     )
                 )

@@ -6,14 +6,14 @@ The search box's operators and the form's filters together; results grouped by t
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from flask import Blueprint, abort, render_template, request
 from werkzeug.wrappers import Response
 
 from listgate import lists
 from webarchive.context import db
-from webarchive.ids import whole
+from webarchive.ids import day, whole
 from webarchive.reading.access import readable_list_ids
 from webarchive.reading.fulltext import Filters, Hit
 from webarchive.reading.fulltext import search as run_search
@@ -41,11 +41,10 @@ def _date(name: str, end: bool = False) -> datetime | None:
     raw = request.args.get(name, "").strip()
     if not raw:
         return None
-    try:
-        day = datetime.strptime(raw, "%Y-%m-%d").replace(tzinfo=UTC)
-    except ValueError:
+    start = day(raw)
+    if start is None:
         abort(400, description=f"{name} must be a date like 2026-03-01")
-    return day + timedelta(days=1) if end else day
+    return start + timedelta(days=1) if end else start
 
 
 def _list_ids(names: list[str]) -> set[int] | None:

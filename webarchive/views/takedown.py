@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from listgate import administration, removal
 from listgate.db import transaction
+from listgate.limits import TooLong
 from listgate.lists import ListError
 from listgate.models import MailingList, Message, Removal
 from listgate.threads import resolve
@@ -51,18 +52,23 @@ def _moderated(session: Session, message_pk: int) -> tuple[Message, MailingList]
 def form(message_pk: int) -> str:
     """The takedown form: the post, a reason, and whether to purge it too."""
     msg, mlist = _moderated(db(), message_pk)
+    return _form(msg, mlist, "")
+
+
+def _form(msg: Message, mlist: MailingList, reason: str) -> str:
+    """The takedown form, holding reason (or the reason the post was removed with)."""
     return render_template(
         "moderation/remove.html",
         msg=msg,
         mlist=mlist,
         removal=db().get(Removal, msg.id),
         confirm=False,
-        reason="",
+        reason=reason,
     )
 
 
 @bp.post("/moderation/messages/<id:message_pk>/remove")
-def remove(message_pk: int) -> str | Response:
+def remove(message_pk: int) -> str | tuple[str, int] | Response:
     """Remove the post (a tombstone keeps its place), or purge it once the moderator confirms."""
     msg, mlist = _moderated(db(), message_pk)
     purge, subject = request.form.get("purge") == "yes", msg.subject or "(no subject)"
@@ -82,6 +88,9 @@ def remove(message_pk: int) -> str | Response:
             outcome = removal.remove(session, copies, reason, current_address() or "", purge)
             thread = resolve(session, copies[0].thread_id)
             shown = thread.id if thread is not None and thread.message_count > 0 else None
+    except TooLong as exc:  # the form again, holding what was typed
+        flash(str(exc), "error")
+        return _form(msg, mlist, request.form.get("reason", "")), 400
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("takedown.form", message_pk=message_pk), 303)

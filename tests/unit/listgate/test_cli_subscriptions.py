@@ -214,3 +214,20 @@ def test_the_not_posted_queue_is_shown_and_released(env, db) -> None:  # type: i
         assert session.scalars(select(Message.message_id)).all() == ["auto@x"]
         assert session.scalars(select(OutboxEntry.kind)).all() == ["listgate.fanout"]
     assert "0 mails not posted" in run(env, "not-posted", "show").output
+
+
+def test_an_id_that_is_no_ascii_number_is_refused_naming_it(env, db) -> None:  # type: ignore[no-untyped-def]
+    """An id in another script's digits is not the ASCII id it looks like, nor is ² or a number
+    past the database's ids one at all: refused before anything is looked up or released."""
+    run(env, "lists", "create", "dev")
+    run(env, "subscribe", "bob@example.org", "--list", "dev")
+    assert post(db, "auto@x", extra="Auto-Submitted: auto-replied\r\n") == 0
+    with db() as session:
+        entry_id = session.scalars(select(NotPosted.id)).one()
+    for spelled in (chr(0x0660 + entry_id), chr(0xFF10 + entry_id), "²", str(2**31)):
+        done = run(env, "not-posted", "release", spelled)
+        assert done.exit_code == 2 and f"Invalid value for 'ENTRY_ID': {spelled!r}" in done.output
+        done = run(env, "unsubscribe", "bob@example.org", "--list", "dev", "--thread", spelled)
+        assert done.exit_code == 2 and "Invalid value for '--thread'" in done.output
+        assert run(env, "spool", "retry", spelled).exit_code == 2
+    assert "1 mail not posted" in run(env, "not-posted", "show").output

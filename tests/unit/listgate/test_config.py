@@ -151,6 +151,12 @@ BAD = [
     ("LISTGATE_MAX_RECIPIENTS", "many"),
     ("LISTGATE_ARCHIVER_NICE", "20"),  # nice stops at 19
     ("LISTGATE_ARCHIVER_NICE", "-5"),  # a higher priority than the listener's
+    # digits of other scripts, and "²" (a digit to str.isdigit() that int() refuses)
+    ("LISTGATE_SMTP_LISTEN", "127.0.0.1:٢٥٢٥"),
+    ("LISTGATE_WEB_LISTEN", "127.0.0.1:²"),
+    ("LISTGATE_DNS_SERVER", "127.0.0.1:５３"),
+    ("LISTGATE_MAX_RECIPIENTS", "१००"),
+    ("LISTGATE_SMTP_TIMEOUT", " 30_0"),
 ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from sqlalchemy import select, update
 
 from listgate import digests, lists, moderation, threads
@@ -178,3 +179,22 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db,
             == 3
         )
     assert digest_threads(db) == []
+
+
+@pytest.mark.parametrize(
+    "digest_id",
+    [
+        "digest.daily.20261399.abc@lists.test",  # no such day
+        "digest.daily.٢٠٢٦١١٢٥.abc@lists.test",  # a day in Arabic-Indic digits
+        "digest.weekly.２０２６１１１６.abc@lists.test",
+    ],
+)
+def test_a_digest_id_that_names_no_day_is_an_ordinary_reference(db, make_list, digest_id) -> None:  # type: ignore[no-untyped-def]
+    """A reply naming a digest that cannot have been sent is archived like any reply."""
+    town(db, make_list)
+    extra = f"In-Reply-To: <{digest_id}>\r\nReferences: <{digest_id}>\r\n"
+    with transaction(db) as session:
+        mlist = lists.require(session, "town")
+        parsed = parse(mail("odd@x", "Re: things", "hi", extra))
+        assert digests.period_of(parsed, mlist, "lists.test") is None
+        assert ingest(session, parsed, mlist, domain="lists.test").status == STORED

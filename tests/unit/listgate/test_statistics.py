@@ -1,9 +1,11 @@
-"""The statistics after `listgate import`: gathered and announced; a failure only warns."""
+"""The statistics after `listgate import`: gathered and announced; a failure only warns. The
+periodic PRAGMA optimize never waits for another writer."""
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,12 +13,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, event, func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.cli import main
 from listgate.config import Settings
-from listgate.db import make_engine, session_factory
+from listgate.db import SQLITE_BUSY_MS, make_engine, session_factory
 from listgate.models import Message
-from listgate.statistics import ANNOUNCE
+from listgate.statistics import ANNOUNCE, optimize
+from tests.support.factories import make_mail, post
 
 POSTS = 4
 
@@ -105,3 +109,39 @@ def test_a_failing_analyze_is_a_warning_and_the_import_stands(
     said = warning.getMessage()
     assert "ANALYZE messages: database is locked" in said and "not analyzed: messages" in said
     assert _archive(settings) == (POSTS, set())
+
+
+def test_optimize_gives_way_to_a_writer_and_leaves_the_connection_as_it_was(
+    settings: Settings,
+    engine: Engine,
+    db: sessionmaker[Session],
+    make_list: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    make_list("dev")
+    for n in range(POSTS):
+        post(db, make_mail(f"Post {n}"))
+    path = settings.data_dir / "listgate.sqlite3"
+    pooled = engine.raw_connection()
+    try:
+        raw = pooled.driver_connection
+        assert isinstance(raw, sqlite3.Connection)
+        # the planner uses the messages table's indexes on this connection
+        raw.execute("SELECT id FROM messages WHERE message_id = 'x' AND list_id = 1").fetchall()
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock...
+        releases = threading.Timer(1.0, other.rollback)  # ...and lets go a second later
+        releases.start()
+        with caplog.at_level(logging.INFO, logger="listgate.statistics"):
+            optimize(raw)
+        releases.join()
+        other.close()
+        # it did not wait for the lock (it would have got it a second later) and said so
+        assert "not refreshed now (database is locked)" in caplog.text
+        assert _archive(settings) == (POSTS, set())
+        assert raw.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_MS,)
+        assert raw.execute("PRAGMA analysis_limit").fetchone() == (0,)
+        optimize(raw)  # its next turn, with nobody writing
+        assert "messages" in _archive(settings)[1]
+    finally:
+        pooled.close()

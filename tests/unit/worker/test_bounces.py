@@ -7,7 +7,7 @@ import pytest
 from listgate.states import BounceKind
 from tests.support.config import DATA as TEST_DATA
 from tests.support.corpora import corpus
-from worker.bounces import parse_bounce, refusal_kind
+from worker.bounces import blames_recipient, parse_bounce, refusal_kind
 from worker.mailer import DATA as DATA_STAGE
 from worker.mailer import DOT, MAIL, RCPT, classify
 
@@ -169,3 +169,11 @@ def test_a_relay_reply_counts_against_the_recipient_only_when_it_is_theirs(
 ) -> None:
     code, _, text = reply.partition(" ")
     assert refusal_kind(classify(int(code), text, stage)) == kind
+
+
+def test_a_status_code_in_another_scripts_digits_is_no_status_code() -> None:
+    """ "5.٧.١" is not RFC 3463's 5.7.1 (the message's): with no code the words decide."""
+    text = "550 {} <ann@example.org>: Recipient address rejected: user unknown"
+    for code in ("5.٧.١", "５.７.１", "5.७.१"):
+        assert blames_recipient(code, text.format(code), named=False), code
+    assert not blames_recipient("5.7.1", text.format("5.7.1"), named=False)

@@ -153,7 +153,7 @@ def _months(session: Session, mlist: MailingList) -> list[tuple[int, int, int]]:
     return [(int(y), int(m), n) for y, m, n in rows]
 
 
-@bp.get("/lists/<name>/<int:year>/<int:month>")
+@bp.get("/lists/<name>/<number(most=9998):year>/<number(most=12, zeros=True):month>")
 def month(name: str, year: int, month: int) -> str:
     """A list's posts in one month, by date."""
     session = db()
