@@ -45,13 +45,15 @@ def check_ports(settings: Settings) -> None:
             try:
                 sock.bind((host, port))
             except OSError as exc:
+                # This data dir's own services are gone by now (they hold its lock until then):
+                # what listens there is another program.
                 why = (
-                    "is already in use"
+                    "is already in use by another program: stop it, or"
                     if exc.errno == errno.EADDRINUSE
-                    else f"cannot be used ({exc.strerror})"
+                    else f"cannot be used ({exc.strerror}):"
                 )
                 raise PortTaken(
-                    f"port {port} on {host} {why}: set {variable} to a free HOST:PORT, "
+                    f"port {port} on {host} {why} set {variable} to a free HOST:PORT, "
                     f"for example {variable}={host}:{port + 1}"
                 ) from None
 

@@ -231,7 +231,8 @@ def test_a_taken_port_is_reported_first_naming_port_and_variable(tmp_path: Path)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert out.strip() == (
-        f"Error: port {port} on 127.0.0.1 is already in use: set LISTGATE_SMTP_LISTEN to a free "
+        f"Error: port {port} on 127.0.0.1 is already in use by another program: stop it, or set "
+        "LISTGATE_SMTP_LISTEN to a free "
         f"HOST:PORT, for example LISTGATE_SMTP_LISTEN=127.0.0.1:{port + 1}"
     )
     assert not a.exists(), "a service started although its port was taken"
