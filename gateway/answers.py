@@ -114,7 +114,7 @@ class Answer:
         """What the spool keeps of the message: its bytes if a recipient accepted it, and its
         counts."""
         if self.problem is not None:
-            return Spooled(b"", None, (), "", ((counters.REFUSED, self.problem[0]),))
+            return Spooled(b"", None, (), "", ((counters.REFUSED, self.problem[0], 1),))
         accepted = tuple(
             o.address for o in self.outcomes if o.result is not None and o.result.status in SPOOLED
         )
@@ -255,10 +255,8 @@ def _outcomes(
     return tuple(Outcome(a, decided[r]) for a, r in zip(job.rcpt_tos, recipients, strict=True))
 
 
-def _counts(outcomes: tuple[Outcome, ...]) -> list[tuple[str, str]]:
+def _counts(outcomes: tuple[Outcome, ...]) -> list[tuple[str, str, int]]:
     """What an answered message counts: received, refused per list (the archiver: the rest)."""
-    counts = [(counters.RECEIVED, "")]
-    for r in {id(o.result): o.result for o in outcomes if o.result is not None}.values():
-        if r.status == REFUSED:
-            counts.append((counters.REFUSED, "banned"))
-    return counts
+    results = {id(o.result): o.result for o in outcomes if o.result is not None}.values()
+    banned = sum(r.status == REFUSED for r in results)
+    return [(counters.RECEIVED, "", 1)] + ([(counters.REFUSED, "banned", banned)] if banned else [])

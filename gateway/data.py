@@ -5,8 +5,9 @@ aiosmtpd keeps one bytearray per received line until the final dot (about 70 byt
 line: 24 MB of bare CRLF lines held 866 MB). Here the lines go into one buffer, dot-unstuffed on
 the way, so a message costs its own size; and every connection draws what it holds beyond a
 small allowance from a budget shared by the whole gateway (and, at most a quarter of it, by one
-client address). A connection that would go past the budget gets 421 and is closed: the sending
-server retries later.
+client address). A line still being received counts too (a line of max_line bytes is held until it
+ends), and the stream reader under it buffers at most about READER_LIMIT bytes whatever max_line is.
+A connection that would go past the budget gets 421 and is closed: the sending server retries later.
 
 The lines are taken in bulk, not one by one: whatever the stream reader holds up to the final
 dot, checked and unstuffed with a few bytes methods per run of lines, with the same outcome as
@@ -24,6 +25,9 @@ from collections.abc import Callable
 # what any connection may hold without drawing on the budget (small posts always fit)
 FREE_BYTES = 64 * 1024
 CHUNK = 256 * 1024  # the budget is drawn in chunks, not per line
+# The stream reader's limit: asyncio buffers up to twice this (and one socket read) per connection
+# before it stops reading. Commands are far shorter; DATA is read past it in runs (Incoming).
+READER_LIMIT = 16 * 1024
 OVER_BUDGET = "421 4.3.2 Too much mail being received at once, try again later"
 
 
@@ -154,7 +158,10 @@ class Incoming:
         pending = self._pending
         if self._buf is not None and len(pending) - pending.endswith(b"\r") > self.max_line + 3:
             self._fail("line-too-long")  # longer than the reader's limit, whatever comes next
-        return True
+        # The line still coming is held too. Its first two bytes may turn out to be a stuffing
+        # dot or the final dot's: not counted, so a message never holds more than it will keep.
+        buf = self._buf
+        return buf is None or self._hold(buf.tell() + max(0, len(pending) - 2))
 
     def _lines(self, whole: bytes) -> bool:
         """Keep whole lines as received up to the first over a limit; False over the budget."""
@@ -170,17 +177,24 @@ class Incoming:
                     data = memoryview(data)[1:]
             buf = self._buf
             assert buf is not None
-            short = buf.tell() + len(data) - FREE_BYTES - self._held
-            if short > 0:
-                more = -(-short // CHUNK) * CHUNK  # whole chunks (a line may be longer than one)
-                if not self.budget.take(self.client, more):
-                    self._fail("over-budget")
-                    return False
-                self._held += more
+            if not self._hold(buf.tell() + len(data)):
+                return False
             buf.write(data)
             self._size += len(kept)
         if problem:
             self._fail(problem)
+        return True
+
+    def _hold(self, size: int) -> bool:
+        """Draw from the budget what holding size bytes needs beyond the allowance (whole chunks:
+        a line may be longer than one); False, and the message dropped, over the budget."""
+        short = size - FREE_BYTES - self._held
+        if short > 0:
+            more = -(-short // CHUNK) * CHUNK
+            if not self.budget.take(self.client, more):
+                self._fail("over-budget")
+                return False
+            self._held += more
         return True
 
     def _limit(self, whole: bytes) -> tuple[int, str]:
@@ -213,6 +227,7 @@ class Incoming:
         """Stop keeping the message: drop what was received (the budget is given back too)."""
         self.problem = self.problem or problem
         self._buf = None
+        self._pending = b""  # read on to the final dot, holding nothing
         self.release()
 
     def content(self) -> bytes:

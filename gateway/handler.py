@@ -24,12 +24,13 @@ from gateway.answers import Answer, Answerer, Arrival, Job, Result
 from gateway.data import DataBudget
 from gateway.hooks import Introspected
 from gateway.limits import ClientLimits
-from gateway.tally import Counts, Tally, describe
+from gateway.tally import Tally, describe
 from gateway.writer import GroupWriter
-from listgate import counters, lists, privacy
+from listgate import counters, privacy, store
 from listgate.addresses import Recipient, ascii_reading, eight_bit_problem, parse_recipient
 from listgate.config import Settings
-from listgate.spool import Spool, Spooled
+from listgate.db import look_ups
+from listgate.spool import Counts, Spool, Spooled
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class GatewayHandler(Introspected):
         self.settings = settings
         self.factory = factory
         self.read_factory = read_factory or factory
+        # RCPT's look-ups: Core statements, each by itself (db.look_ups), as DATA's
+        self.look_ups = look_ups(self.read_factory.kw["bind"])
         # where accepted mail waits for the archiver
         self.spool = spool or Spool(factory.kw["bind"])
         self.limits = limits or ClientLimits(
@@ -228,13 +231,19 @@ class GatewayHandler(Introspected):
         return "\r\n".join([reply] * len(envelope.rcpt_tos)) if self.lmtp else reply
 
     def admits(self, recipient: Recipient, sender: str | None) -> bool:
-        """True when RCPT may accept this list from sender; public lists remembered a while."""
-        with self.read_factory() as session:
-            mlist = lists.get(session, recipient.list_name)
-            if mlist is None:
+        """True when RCPT may accept this list from sender; public lists remembered a while.
+
+        The list is read by the statement that reads it at DATA (store.lists_with_facts, Core, on
+        the look-up engine); a private list's checks are Core statements on the same connection.
+        """
+        with self.look_ups.connect() as conn:
+            found = store.lists_with_facts(conn, [recipient.list_name], [], [], [])
+            known = found.get(recipient.list_name)
+            if known is None:
                 return False
-            if mlist.private:
-                return privacy.admits(session, mlist, sender, recipient, self.settings.secret_key)
+            if known.mlist.private:
+                secret = self.settings.secret_key
+                return privacy.admits(conn, known.mlist, sender, recipient, secret)
         self._lists_seen[recipient.list_name] = time.monotonic() + LIST_CACHE_SECONDS
         return True
 
@@ -262,7 +271,7 @@ class GatewayHandler(Introspected):
         waiting for a busy writer cannot starve the look-ups of other clients.
         """
         try:
-            await self._write_counts(((counters.REFUSED, reason),))
+            await self._write_counts(((counters.REFUSED, reason, 1),))
         except Exception as exc:  # noqa: BLE001
             log.warning(
                 "could not count a refusal (%s) now, it waits to be written: %s", reason, exc

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import MISSING, SMTP
 
-from gateway.data import OVER_BUDGET, Incoming
+from gateway.data import OVER_BUDGET, READER_LIMIT, Incoming
 from gateway.handler import GatewayHandler, client_address
 from gateway.hooks import Introspected
 from gateway.limits import trusted_networks
@@ -32,16 +32,55 @@ log = logging.getLogger(__name__)
 
 
 class _Guarded(Introspected, SMTP):
-    """Per-client connection limit, configured line length, enhanced status codes."""
+    """Per-client connection limit, configured line length, enhanced status codes.
+
+    The stream reader's limit is READER_LIMIT, not the configured line length: what asyncio
+    buffers for a connection stays small, and a long DATA line is held within the memory budget
+    (gateway/data.py). A command line longer than max_line bytes gets 421 and the connection is
+    closed; a shorter one over aiosmtpd's command limits, 500 once it ends.
+    """
 
     handler: GatewayHandler
     smuggled_dot = False  # set during DATA: a '.' line ended by a bare CR or LF was received
+    in_data = False  # the DATA reader reads what comes (its own limits), not the command watch
+    unended = 0  # bytes received since the last LF outside DATA: the command line so far
 
     def __init__(self, handler: GatewayHandler, *, max_line: int, **kwargs: Any) -> None:
         # SMTP.__init__ sizes its stream reader from this, so it must be set first.
-        self.line_length_limit = max_line + 3  # CRLF and a transparency dot
+        self.line_length_limit = READER_LIMIT
         self.max_line = max_line
         super().__init__(handler, **kwargs)
+
+    def data_received(self, data: bytes) -> None:
+        """Hand the bytes to the stream reader, watching how long the command line grows."""
+        if not self.in_data:
+            end = data.rfind(b"\n")
+            if end < 0:
+                self.unended += len(data)
+                longest = self.unended
+            else:  # the line that ends here began in earlier receives
+                longest = self.unended + data.find(b"\n")
+                self.unended = len(data) - end - 1
+            if max(longest, self.unended) > self.max_line:
+                self._endless_command()
+                return
+        super().data_received(data)
+
+    def _endless_command(self) -> None:
+        """421 and close: a command line longer than any line may be (what came is dropped).
+
+        aiosmtpd would read it to its end, for as long as the client sends, to answer 500.
+        """
+        transport = self.transport
+        if not isinstance(transport, asyncio.WriteTransport) or transport.is_closing():
+            return
+        reply = (
+            f"421 4.5.2 Line too long: a command line went on past {self.max_line} bytes, "
+            "closing the connection"
+        )
+        self._refused("command-too-long", reply, at_data=False)
+        transport.write(reply.encode() + b"\r\n")
+        transport.close()
 
     async def _handle_client(self) -> None:
         limits = self.event_handler.limits
@@ -79,8 +118,8 @@ class _Guarded(Introspected, SMTP):
         if arg:
             await self.push("501 5.5.4 Syntax: DATA")
             return
+        self.in_data, self.smuggled_dot = True, False
         await self.push("354 End data with <CR><LF>.<CR><LF>")
-        self.smuggled_dot = False
         assert self.data_size_limit is not None  # GatewayServer._protocol always sets one
         incoming = Incoming(
             self.event_handler.budget,
@@ -100,6 +139,7 @@ class _Guarded(Introspected, SMTP):
             await self.push("250 OK" if status is MISSING else status)
         finally:
             incoming.release()
+            self.in_data, self.unended = False, 0
 
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
         """aiosmtpd's reading of a MAIL/RCPT path, the plain shape read by a regular expression.
@@ -177,6 +217,12 @@ class _Guarded(Introspected, SMTP):
     def _enhanced(self, status: str) -> str:
         if status.startswith("552 Error: message size exceeds"):  # the SIZE declared at MAIL
             return self._refused("too-big", self._too_big(), at_data=False)
+        if status == "500 Command line too long":  # over aiosmtpd's limit for that command
+            reply = (
+                "500 5.5.2 Line too long: a command line may have at most "
+                f"{self.max_command_size_limit} bytes"
+            )
+            return self._refused("command-too-long", reply, at_data=False)
         return status
 
     def _too_big(self) -> str:

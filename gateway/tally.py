@@ -5,8 +5,8 @@ memory budget) is counted without the client waiting for the count. With a task 
 of its own per refusal, a client repeating a refused command as fast as it can would queue them
 faster than the writer commits (memory without bound, and work added to the commit that posts
 wait for). Here a refusal adds one to a counter in memory; at most one write is in flight, and it
-takes every count waiting (a spooled job's counts may repeat a name:label: the archiver adds them
-up), so counts are coalesced, never dropped.
+takes every count waiting as one number per (name, label): a job's size is bounded by the number of
+distinct counters, however many refusals it carries. Counts are coalesced, never dropped.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 
+from listgate.spool import Counts
+
 log = logging.getLogger(__name__)
 
-Counts = tuple[tuple[str, str], ...]  # (name, label) once per event
 FIRST_PAUSE, LAST_PAUSE = 0.5, 30.0  # seconds before writing again after a failure, doubling
 
 
@@ -50,7 +51,7 @@ class Tally:
         self._task.add_done_callback(self._ended)
 
     def _take(self) -> Counts:
-        counts = tuple(key for key, n in sorted(self.waiting.items()) for _ in range(n))
+        counts = tuple((name, label, n) for (name, label), n in sorted(self.waiting.items()))
         self.waiting.clear()
         return counts
 
@@ -62,7 +63,7 @@ class Tally:
             try:
                 await self.write(counts)
             except Exception as exc:  # noqa: BLE001 - a count never changes a reply
-                self.waiting.update(counts)
+                self.waiting.update({(name, label): n for name, label, n in counts})
                 log.warning(
                     "could not write %s, trying again in %.1f s: %s", describe(counts), pause, exc
                 )
@@ -86,6 +87,6 @@ class Tally:
 
 def describe(counts: Counts) -> str:
     """'3 counts (refused:too-big 2, refused:over-budget 1)', for logs."""
-    by_key = Counter(counts)
-    each = ", ".join(f"{name}:{label} {n}" for (name, label), n in sorted(by_key.items()))
-    return f"{len(counts)} count{'s' if len(counts) != 1 else ''} ({each})"
+    total = sum(n for _, _, n in counts)
+    each = ", ".join(f"{name}:{label} {n}" for name, label, n in sorted(counts))
+    return f"{total} count{'s' if total != 1 else ''} ({each})"

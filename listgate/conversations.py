@@ -56,6 +56,13 @@ _PARTICIPANTS_AMONG = store.blind(
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
 _PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
+# A post once shown: a start taken down later keeps its place as the thread's root (its tombstone).
+_PUBLISHED = frozenset({PostState.VISIBLE, PostState.HIDDEN, PostState.REMOVED})
+_ROOT = store.blind(
+    select(_MESSAGES.c.parent_id, _MESSAGES.c.thread_id, _MESSAGES.c.status).where(
+        _MESSAGES.c.id == bindparam("pk")
+    )
+)
 
 
 def insert_ignore(session: Session, model: Any) -> Insert:
@@ -117,8 +124,9 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     survivor = next((t for t in threads if t.id == prefer), None) or max(
         threads, key=lambda t: (t.message_count, -t.id)
     )
-    # threads with no published post are not counted
-    counted = sum(1 for t in threads if t.message_count > 0)
+    # threads with no published post are not counted, nor do their (held) posts date the survivor
+    shown = [t for t in threads if t.message_count > 0]
+    last = max(t.last_activity for t in shown or threads)
     for other in threads:
         if other.id == survivor.id:
             continue
@@ -132,15 +140,17 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
             .values(merged_into_id=survivor.id)
         )
         survivor.message_count += other.message_count
-        survivor.last_activity = max(survivor.last_activity, other.last_activity)
-        if other.created_at < survivor.created_at:
+        if _start(other) < _start(survivor):
             survivor.created_at, survivor.subject = other.created_at, other.subject
             survivor.subject_norm, survivor.starter_name = other.subject_norm, other.starter_name
             survivor.root_message_pk = other.root_message_pk
         survivor.featured = survivor.featured or other.featured
-        other.merged_into_id, other.message_count = survivor.id, 0
+        # a merged-away thread starts nothing: its root now lies in the survivor
+        other.merged_into_id, other.message_count, other.root_message_pk = survivor.id, 0, None
+    survivor.last_activity = last
     changed(session, survivor.list_id)
-    survivor.mailing_list.thread_count -= counted - (1 if survivor.message_count > 0 else 0)
+    fix_root(session, survivor)
+    survivor.mailing_list.thread_count -= len(shown) - (1 if survivor.message_count > 0 else 0)
     survivor.subject_orphan = False
     session.flush()
     session.refresh(survivor, ["participant_count"])
@@ -195,6 +205,12 @@ def split(session: Session, message_pks: set[int], msgids: set[str], source: int
     return thread.id
 
 
+def _start(thread: Thread) -> tuple[bool, Any]:
+    """Which of two merging threads gives the survivor its start: one with a visible start before
+    one without (only held posts or placeholders), then the older."""
+    return thread.root_message_pk is None, thread.created_at
+
+
 def recount(session: Session, thread: Thread) -> None:
     """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
     conn = session.connection()
@@ -230,11 +246,18 @@ def recount(session: Session, thread: Thread) -> None:
 
 
 def fix_root(session: Session, thread: Thread) -> None:
-    """Make the thread's root its earliest visible message without a parent, when it is not already
-    one."""
+    """Make the thread's root its earliest visible message without a parent (else its earliest
+    visible message) unless it is a start of its own already (a published message without a
+    parent, hidden or removed since or not: listgate.models.Thread); kept when none is visible.
+    """
     conn = session.connection()
     root = thread.root_message_pk
-    if root is not None and conn.execute(_PARENT_OF, {"pk": root}).scalar() is None:
+    now = None if root is None else conn.execute(_ROOT, {"pk": root}).first()
+    if (
+        now is not None
+        and (now.thread_id, now.parent_id) == (thread.id, None)
+        and now.status in _PUBLISHED
+    ):
         return
     row = conn.execute(
         select(
@@ -244,12 +267,8 @@ def fix_root(session: Session, thread: Thread) -> None:
             _MESSAGES.c.from_name,
             _MESSAGES.c.date,
         )
-        .where(
-            _MESSAGES.c.thread_id == thread.id,
-            _MESSAGES.c.parent_id.is_(None),
-            _MESSAGES.c.status == PostState.VISIBLE,
-        )
-        .order_by(_MESSAGES.c.date, _MESSAGES.c.message_id)
+        .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE)
+        .order_by(_MESSAGES.c.parent_id.is_not(None), _MESSAGES.c.date, _MESSAGES.c.message_id)
         .limit(1)
     ).first()
     if row is None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, select
 
 from listgate import subscriptions, tokens
 from listgate.addresses import Recipient
@@ -12,7 +11,7 @@ from listgate.states import SubscriptionState
 
 
 def admits(
-    session: Session, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str
+    conn: Connection, mlist: MailingList, sender: str | None, recipient: Recipient, secret: str
 ) -> bool:
     """True when RCPT may show this sender that mlist exists (always, for a list that is not
     private).
@@ -20,14 +19,13 @@ def admits(
     A private list shows itself to its moderators and to addresses it knows (any subscription that
     has not ended, pending ones included, so a confirmation reply gets through), and to mail
     carrying a token we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@.
+    Core statements on conn (the gateway's look-up connection), no ORM session.
     """
     if not mlist.private:
         return True
     if recipient.command == "bounce":
-        return _bounce_token_of(session, mlist, recipient.arg, secret)
-    if recipient.command == "confirm" and subscriptions.by_confirm_code(
-        session, secret, mlist, recipient.arg
-    ):
+        return _bounce_token_of(conn, mlist, recipient.arg, secret)
+    if recipient.command == "confirm" and _confirm_code_of(conn, mlist, recipient.arg, secret):
         return True
     address = (sender or "").strip().strip("<>").strip().lower()
     if not address:
@@ -39,10 +37,25 @@ def admits(
         Subscription.address == address,
         Subscription.status != SubscriptionState.ENDED,  # a former member is a stranger again
     )
-    return session.scalar(known.limit(1)) is not None
+    return conn.scalar(known.limit(1)) is not None
 
 
-def _bounce_token_of(session: Session, mlist: MailingList, token: str, secret: str) -> bool:
+def _confirm_code_of(conn: Connection, mlist: MailingList, code: str, secret: str) -> bool:
+    """True when code confirms a subscription to mlist (subscriptions.by_confirm_code's test)."""
+    sub_id = subscriptions.confirm_code_id(code)
+    if sub_id is None:
+        return False
+    row = conn.execute(
+        select(
+            Subscription.id, Subscription.list_id, Subscription.address, Subscription.created_at
+        ).where(Subscription.id == sub_id)
+    ).first()
+    return row is not None and subscriptions.code_confirms(
+        secret, Subscription(**row._mapping), mlist.id, code
+    )
+
+
+def _bounce_token_of(conn: Connection, mlist: MailingList, token: str, secret: str) -> bool:
     """True when a VERP token is ours and names a delivery or subscription of mlist."""
     found = tokens.read_verp_token(secret, token)
     if found is None or not 0 < found[1] < 2**62:
@@ -56,4 +69,4 @@ def _bounce_token_of(session: Session, mlist: MailingList, token: str, secret: s
         )
     else:
         query = select(Subscription.list_id).where(Subscription.id == ident)
-    return session.scalar(query) == mlist.id
+    return conn.scalar(query) == mlist.id

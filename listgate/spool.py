@@ -71,6 +71,9 @@ CLEAR_EVERY = 1.0  # seconds between clears of archived rows while the archiver 
 _PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
 
 
+Counts = tuple[tuple[str, str, int], ...]  # (name, label, how many): once per counter
+
+
 @dataclass(frozen=True)
 class Spooled:
     """What the gateway appends for one answered message (no recipients: only its counts)."""
@@ -79,7 +82,7 @@ class Spooled:
     mail_from: str | None
     rcpt_tos: tuple[str, ...]
     message_id: str
-    counts: tuple[tuple[str, str], ...] = ()
+    counts: Counts = ()
 
 
 @dataclass(frozen=True)
@@ -162,7 +165,7 @@ class Spool:
                         "mail_from": m.mail_from,
                         "rcpt_tos": "\n".join(m.rcpt_tos),
                         "message_id": m.message_id[:1000],
-                        "counts": "\n".join(f"{n}:{lb}" for n, lb in m.counts),
+                        "counts": _counts_text(m.counts),
                         "raw": m.raw,
                         "state": SpoolState.PENDING,
                         "reason": "",
@@ -335,6 +338,11 @@ class Spool:
                 )
             session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
         return len(rows)
+
+
+def _counts_text(counts: Counts) -> str:
+    """The counts column: a line "name:label" per event, as the archiver adds them up."""
+    return "\n".join(f"{name}:{label}" for name, label, n in counts for _ in range(n))
 
 
 def _kept_copy(row: Any, kept: dict[str, Any]) -> dict[str, Any]:

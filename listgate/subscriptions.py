@@ -553,15 +553,21 @@ def by_confirm_code(
     session: Session, secret: str, mlist: MailingList, code: str
 ) -> Subscription | None:
     """The subscription a NAME+confirm-CODE@ code was made for, or None (forged, or elsewhere)."""
-    sub_id = hex_id(code.partition(".")[0])
+    sub_id = confirm_code_id(code)
     sub = session.get(Subscription, sub_id) if sub_id is not None else None
-    if (
-        sub is None
-        or sub.list_id != mlist.id
-        or not hmac.compare_digest(confirm_code(secret, sub), code.lower())
-    ):
+    if sub is None or not code_confirms(secret, sub, mlist.id, code):
         return None
     return sub
+
+
+def confirm_code_id(code: str) -> int | None:
+    """The subscription id a NAME+confirm-CODE@ code names, or None (no id a row can have)."""
+    return hex_id(code.partition(".")[0])
+
+
+def code_confirms(secret: str, sub: Subscription, list_id: int, code: str) -> bool:
+    """True when code is the confirmation code made for sub, a subscription to list list_id."""
+    return sub.list_id == list_id and hmac.compare_digest(confirm_code(secret, sub), code.lower())
 
 
 def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str) -> Outcome:

@@ -111,7 +111,16 @@ class Blob(Base):
 
 
 class Thread(Base):
-    """A conversation on one list; merged threads point at their survivor."""
+    """A conversation on one list; merged threads point at their survivor.
+
+    Once it has a visible post, its root (root_message_pk; subject, subject_norm and
+    starter_name are the root's) is one of its own published messages without a parent (the
+    earliest when listgate.conversations.fix_root chooses), or its earliest visible message when
+    every visible post answers one not shown (held); never a held or rejected post. A start
+    hidden or removed later stays the root, as its tombstone keeps its place. A merged-away
+    thread (merged_into_id set) holds no messages, has no root and a message_count of 0; a
+    list's thread_count counts its live threads with a visible post (tests/support/roots.py).
+    """
 
     __tablename__ = "threads"
     __table_args__ = (

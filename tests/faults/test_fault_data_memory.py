@@ -11,47 +11,21 @@ from __future__ import annotations
 import select
 import smtplib
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
+from tests.support.memory import reset_peak as _reset_peak
+from tests.support.memory import settle as _settle
+from tests.support.memory import status as _status
 from tests.support.processes import gateway
 from tests.support.reliability import post, record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
 MB = 1024 * 1024
 CRLFS = b"\r\n" * 32768
-
-
-def _status(pid: int, field: str) -> int:
-    """A memory figure of a process from /proc/PID/status, in bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no {field} in /proc/{pid}/status")
-
-
-def _reset_peak(pid: int) -> int:
-    """Start measuring the peak afresh (clear_refs
-    5 resets VmHWM); returns the resident size now.
-    """
-    Path(f"/proc/{pid}/clear_refs").write_text("5")
-    return _status(pid, "VmRSS")
-
-
-def _settle(pid: int) -> None:
-    """Wait until the process's memory stops growing (it has read what was sent)."""
-    last, still = -1, 0
-    for _ in range(300):
-        now = _status(pid, "VmRSS")
-        still = still + 1 if abs(now - last) < MB else 0
-        if still >= 5:
-            return
-        last = now
-        time.sleep(0.1)
 
 
 class Attacker:

@@ -107,7 +107,7 @@ def test_a_1_mb_line_is_refused_and_the_server_goes_on(site: Site) -> None:
     c = site.raw()
     c.send(b"EHLO " + b"a" * 1_000_000 + b"\r\n")
     reply = c.reply()
-    assert reply.startswith("500") or reply == "<closed>"
+    assert reply.startswith(("500", "421 4.5.2")) or reply == "<closed>", reply
     c.close()
     c = site.raw()
     for cmd in ("EHLO x", "MAIL FROM:<a@example.org>", "RCPT TO:<dev@lists.test>", "DATA"):

@@ -65,7 +65,7 @@ class Held:
 
     def hold(self) -> None:
         """Occupy the writer with a count alone; the next messages queue behind it."""
-        self.server.writer.submit(Spooled(b"", None, (), "", ((counters.REFUSED, "held"),)))
+        self.server.writer.submit(Spooled(b"", None, (), "", ((counters.REFUSED, "held", 1),)))
         _wait(lambda: len(self.batches) == 1)
 
     def let_go_once(self, waiting: int) -> None:

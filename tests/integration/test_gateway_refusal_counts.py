@@ -24,6 +24,7 @@ from gateway.server import GatewayServer
 from listgate import counters
 from listgate.archiver import Archiver
 from listgate.db import session_factory, writer
+from listgate.spool import Spooled
 from tests.support.gateway import Env, RawClient, archived_ids, mail
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,13 @@ class HeldWriter:
         self.answer, self.server = handler.answer, server
         self.release = threading.Event()
         self.seen = 0
+        self.count_jobs: list[int] = []  # of each job of counts only: how many counts it carries
         self.clients: list[RawClient] = []  # the test's connections, closed at teardown
         handler.answer = self  # type: ignore[assignment]
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
         self.seen += len(jobs)
+        self.count_jobs += [len(j.counts) for j in jobs if isinstance(j, Spooled) and not j.raw]
         self.release.wait(60)
         return self.answer(jobs)
 
@@ -228,6 +231,8 @@ def test_a_repeated_refusal_costs_a_count_not_a_task_and_a_write_each(
     held.release.set()
     assert post.reply().startswith("250"), "the post was not accepted"
     assert counted(env, db, made) == {"too-big": made}
+    # thousands of refusals, in jobs of one count per counter (their size: not one per refusal)
+    assert held.count_jobs and max(held.count_jobs) == 1, held.count_jobs
     assert archived_ids(db) == ["amid-repeats@x"]
     flood(clients[:1], 1)  # and the next refusal, once the flood is over, is counted too
     assert counted(env, db, made + 1) == {"too-big": made + 1}

@@ -29,7 +29,7 @@ def spool(request: pytest.FixtureRequest, settings: Settings) -> Iterator[tuple[
 
 def _mail(n: int) -> Spooled:
     raw = f"From: a@example.org\r\nMessage-ID: <{n}@x>\r\n\r\nbody {n}\r\n".encode()
-    return Spooled(raw, "a@example.org", ("dev@lists.test",), f"{n}@x", (("received", ""),))
+    return Spooled(raw, "a@example.org", ("dev@lists.test",), f"{n}@x", (("received", "", 1),))
 
 
 def _spooled_ids(spool: Spool) -> list[str]:

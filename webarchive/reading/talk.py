@@ -103,8 +103,8 @@ def list_activity(
     for (date,) in session.execute(select(Message.date).where(*in_list)):
         buckets.get(_monday(date), [0, 0])[0] += 1
     # A root is one of its thread's messages: the primary key finds each post's thread whatever
-    # the planner knows (root_message_pk has no index), and a merged-away thread, whose
-    # root_message_pk still names a message now in the survivor, starts nothing.
+    # the planner knows (root_message_pk has no index), and a root is counted once, in the
+    # thread that holds it (a merged-away thread has no root since migration 0012).
     roots = (
         select(Message.date)
         .join(Thread, (Thread.id == Message.thread_id) & (Thread.root_message_pk == Message.id))

@@ -1,13 +1,13 @@
 """subscriptions by address: a person's own pages find their rows without reading every subscription
 
 Revision ID: 0013
-Revises: 0011
+Revises: 0012
 """
 
 from alembic import op
 
 revision = "0013"
-down_revision = "0011"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

@@ -85,3 +85,29 @@ def test_a_line_longer_than_a_chunk_is_fully_accounted() -> None:
     incoming = _read(b"L" * (3 * CHUNK) + b"\r\n.\r\n", budget, max_size=4 * MB, max_line=4 * CHUNK)
     assert incoming.problem == ""
     assert budget.held >= len(incoming.content()) - FREE_BYTES
+
+
+def test_a_line_still_being_received_is_held_within_the_budget() -> None:
+    """One line of 3 MB arriving without its end (max_line 4 MB): what the message holds is in
+    the budget meanwhile, not outside it; past max_line it is dropped and nothing is held."""
+    budget = DataBudget(64 * MB, 8 * MB)
+
+    async def run() -> tuple[int, int, str]:
+        reader = asyncio.StreamReader(limit=16 * 1024)
+        incoming = Incoming(budget, "192.0.2.1", 8 * MB, 4 * MB)
+        reading = asyncio.ensure_future(incoming.read(reader))
+        for _ in range(48):
+            reader.feed_data(b"x" * (64 * 1024))
+            await asyncio.sleep(0)
+        held_mid_line = budget.held
+        for _ in range(32):  # 5 MB: past max_line, the line is dropped as it comes
+            reader.feed_data(b"x" * (64 * 1024))
+            await asyncio.sleep(0)
+        held_past_it = budget.held
+        reader.feed_data(b"\r\n.\r\n")
+        await reading
+        return held_mid_line, held_past_it, incoming.problem
+
+    held_mid_line, held_past_it, problem = asyncio.run(run())
+    assert held_mid_line >= 3 * MB - FREE_BYTES - CHUNK
+    assert held_past_it == 0 and problem == "line-too-long"

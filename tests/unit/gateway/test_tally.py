@@ -8,7 +8,8 @@ from collections import Counter
 import pytest
 
 from gateway import tally
-from gateway.tally import Counts, Tally
+from gateway.tally import Tally
+from listgate.spool import Counts
 
 
 class Writes:
@@ -31,7 +32,11 @@ class Writes:
         self.now.append(counts)
 
     def written(self) -> Counter[tuple[str, str]]:
-        return Counter(key for job in self.jobs for key in job)
+        written: Counter[tuple[str, str]] = Counter()
+        for job in self.jobs:
+            assert len({(name, label) for name, label, _ in job}) == len(job), job
+            written.update({(name, label): n for name, label, n in job})
+        return written
 
 
 async def settle() -> None:
@@ -52,7 +57,8 @@ def test_counts_added_while_a_write_is_held_wait_for_one_next_write() -> None:
         assert len(w.jobs) == 1, "a second write started while the first was held"
         w.release.set()
         await settle()
-        assert [len(job) for job in w.jobs] == [1, 2000]
+        # one line per counter, not per refusal
+        assert w.jobs[1] == (("refused", "line-too-long", 1000), ("refused", "too-big", 1000))
         counts.add("refused", "over-budget")  # after the flood: a write of its own
         await settle()
         return w
@@ -87,7 +93,7 @@ def test_a_failed_write_is_tried_again_with_the_counts_added_since(
         return w
 
     w = asyncio.run(journey())
-    assert w.jobs == [(("refused", "too-big"),), (("refused", "too-big"),) * 2]
+    assert w.jobs == [(("refused", "too-big", 1),), (("refused", "too-big", 2),)]
     assert [r.getMessage() for r in caplog.records] == [
         "could not write 1 count (refused:too-big 1), trying again in 0.0 s: disk full"
     ]
@@ -108,8 +114,8 @@ def test_counts_waiting_when_the_loop_stops_are_handed_over_without_waiting() ->
         await settle()
 
     asyncio.run(stop_with_counts_waiting())
-    assert w.jobs == [(("refused", "too-big"),)]  # already queued for the writer: not again
-    assert w.now == [(("refused", "over-budget"),) * 3]
+    assert w.jobs == [(("refused", "too-big", 1),)]  # already queued for the writer: not again
+    assert w.now == [(("refused", "over-budget", 3),)]
 
 
 def test_counts_of_a_write_never_started_are_handed_over_when_the_loop_stops() -> None:
@@ -124,4 +130,4 @@ def test_counts_of_a_write_never_started_are_handed_over_when_the_loop_stops() -
 
     asyncio.run(stop_at_once())
     assert w.jobs == []
-    assert w.now == [(("refused", "too-big"),)]
+    assert w.now == [(("refused", "too-big", 1),)]

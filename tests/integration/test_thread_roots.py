@@ -1,0 +1,145 @@
+"""Thread roots over time, on SQLite and PostgreSQL: merges of threads built from real mail arriving
+out of order, with held posts among them; after every step each live thread starts at a visible
+post of its own, a merged-away thread names no root, and the list counts its live threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import lists, moderation, reports, threads
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.mail.parser import parse
+from listgate.models import Message, Thread
+from listgate.schema import upgrade
+from tests.support import roots
+from tests.support.config import make_settings
+
+pytestmark = pytest.mark.integration
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """A migrated archive on each database."""
+    if request.param == "sqlite":
+        engine = make_engine(make_settings(tmp_path))
+        upgrade(engine)
+    else:
+        engine = make_engine(request.getfixturevalue("pg_settings"))
+    yield session_factory(writer(engine))
+    engine.dispose()
+
+
+def mail(mid: str, subject: str, hours: int, frm: str, refs: str = "") -> bytes:
+    date = (T0 + timedelta(hours=hours)).strftime("%a, %d %b %Y %H:%M:%S +0000")
+    head = f"From: {frm}\r\nSubject: {subject}\r\nDate: {date}\r\nMessage-ID: <{mid}>\r\n"
+    return (head + (f"References: {refs}\r\n" if refs else "") + "\r\nbody\r\n").encode()
+
+
+def post(db: sessionmaker[Session], name: str, raw: bytes, origin: str = "smtp") -> str:
+    with transaction(db) as s:
+        return ingest(
+            s, parse(raw), lists.require(s, name), domain="lists.test", origin=origin
+        ).status
+
+
+def check(db: sessionmaker[Session], name: str) -> None:
+    with db() as s:
+        assert not (broken := roots.problems(s, lists.require(s, name).id)), broken
+
+
+def thread_of(db: sessionmaker[Session], mid: str) -> tuple[Thread, int]:
+    """The live thread of a message, and the message's pk."""
+    with db() as s:
+        msg = s.scalars(select(Message).where(Message.message_id == mid)).one()
+        live = threads.resolve(s, msg.thread_id)
+        assert live is not None
+        return live, msg.id
+
+
+@pytest.mark.parametrize("reply_from", ["Mod <mod@example.org>", "Eve <eve@example.org>"])
+def test_a_merge_with_an_older_thread_of_held_posts_keeps_the_visible_start(
+    db: sessionmaker[Session], reply_from: str
+) -> None:
+    """An older thread holding only a held post merges into a thread with a published start (by a
+    published reply or a held one): the thread keeps its start, subject and starter (the held
+    post's subject is not shown); once the held post is approved it starts the thread."""
+    with transaction(db) as s:
+        lists.create(s, "club", policy="moderated", moderators="mod@example.org")
+    assert post(db, "club", mail("h@x.test", "Secret plan", 0, "Eve <eve@example.org>")) == (
+        HELD_FOR_MODERATION
+    )
+    assert post(db, "club", mail("v@x.test", "Public", 1, "Mod <mod@example.org>")) == STORED
+    post(db, "club", mail("r@x.test", "Re: Public", 2, reply_from, refs="<h@x.test> <v@x.test>"))
+    thread, v_pk = thread_of(db, "v@x.test")
+    assert (thread.subject, thread.starter_name, thread.root_message_pk) == ("Public", "Mod", v_pk)
+    assert thread_of(db, "h@x.test")[0].id == thread.id
+    check(db, "club")
+    with transaction(db) as s:
+        held = s.scalars(select(Message).where(Message.message_id == "h@x.test")).one()
+        moderation.approve(s, lists.require(s, "club"), held, "mod@example.org")
+    thread, h_pk = thread_of(db, "h@x.test")
+    assert (thread.subject, thread.starter_name, thread.root_message_pk) == (
+        "Secret plan",
+        "Eve",
+        h_pk,
+    )
+    check(db, "club")
+    with transaction(db) as s:  # hidden after reports: its tombstone still starts the thread
+        reports.hide(s, s.get_one(Message, h_pk))
+    assert thread_of(db, "v@x.test")[0].root_message_pk == h_pk
+    check(db, "club")
+
+
+def test_threads_merged_by_replies_arriving_before_their_start_name_no_root(
+    db: sessionmaker[Session],
+) -> None:
+    """Replies to a start not archived yet open a thread each; a reply naming two of them merges
+    them, another merges the third; the start arrives last. After each mail: the invariants."""
+    with transaction(db) as s:
+        lists.create(s, "dev")
+    ann = "Ann <ann@example.org>"
+    steps = [
+        mail("b@x.test", "Re: Plan", 3, ann, refs="<a@x.test> <hole1@x.test>"),
+        mail("c@x.test", "Re: Plan", 1, ann, refs="<hole2@x.test>"),
+        mail("d@x.test", "Re: Plan", 2, ann, refs="<hole3@x.test>"),
+        mail("e@x.test", "Re: Plan", 4, ann, refs="<hole1@x.test> <hole2@x.test>"),
+        mail("f@x.test", "Re: Plan", 5, ann, refs="<hole3@x.test> <b@x.test>"),
+        mail("a@x.test", "Plan", 0, ann),
+    ]
+    for raw in steps:
+        assert post(db, "dev", raw, origin="import") == STORED
+        check(db, "dev")
+    thread, a_pk = thread_of(db, "a@x.test")
+    assert (thread.message_count, thread.root_message_pk, thread.subject) == (6, a_pk, "Plan")
+    with db() as s:
+        gone = s.scalars(select(Thread).where(Thread.merged_into_id.is_not(None))).all()
+        assert len(gone) == 2 and {t.root_message_pk for t in gone} == {None}
+
+
+def test_a_held_post_merged_into_a_thread_does_not_date_its_last_activity(
+    db: sessionmaker[Session],
+) -> None:
+    """A held post dated a month after every published one merges in: the
+    thread's last activity (the list's order and "last post") stays its last published post's."""
+    with transaction(db) as s:
+        lists.create(s, "club", policy="moderated", moderators="mod@example.org")
+    post(db, "club", mail("h@x.test", "Buy now", 24 * 30, "Eve <eve@example.org>"))
+    post(db, "club", mail("v@x.test", "Public", 1, "Mod <mod@example.org>"))
+    post(
+        db,
+        "club",
+        mail("r@x.test", "Re: Public", 2, "Mod <mod@example.org>", refs="<h@x.test> <v@x.test>"),
+    )
+    thread, _ = thread_of(db, "v@x.test")
+    assert thread_of(db, "h@x.test")[0].id == thread.id
+    assert thread.last_activity == T0 + timedelta(hours=2)
+    check(db, "club")
