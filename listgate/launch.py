@@ -45,13 +45,15 @@ def check_ports(settings: Settings) -> None:
             try:
                 sock.bind((host, port))
             except OSError as exc:
+                # This data dir's own services are gone by now (they hold its lock until then):
+                # what listens there is another program.
                 why = (
-                    "is already in use"
+                    "is already in use by another program: stop it, or"
                     if exc.errno == errno.EADDRINUSE
-                    else f"cannot be used ({exc.strerror})"
+                    else f"cannot be used ({exc.strerror}):"
                 )
                 raise PortTaken(
-                    f"port {port} on {host} {why}: set {variable} to a free HOST:PORT, "
+                    f"port {port} on {host} {why} set {variable} to a free HOST:PORT, "
                     f"for example {variable}={host}:{port + 1}"
                 ) from None
 
@@ -137,7 +139,9 @@ def run(
 
     Raises uplock.AlreadyRunning, before anything else, while an `up` runs on this data dir.
     """
-    with uplock.hold(settings.data_dir):  # held until the supervisor has stopped every child
+    # Held until the supervisor has stopped every child; the children hold it too, so that after
+    # a kill -9 of `up` the next one waits for them to be gone.
+    with uplock.hold(settings.data_dir, echo) as lock:
         check_ports(settings)
         logs.setup(settings)
         prepare(settings)
@@ -153,5 +157,9 @@ def run(
             readiness.notify_ready(settings)  # when `up` itself runs under systemd (Type=notify)
 
         return Supervisor(
-            SERVICES, echo=echo, on_ready=ready, state_path=state_file(settings.data_dir)
+            SERVICES,
+            echo=echo,
+            on_ready=ready,
+            state_path=state_file(settings.data_dir),
+            inherited=() if lock is None else (lock,),
         ).run()

@@ -114,8 +114,11 @@ class Supervisor:
         echo: Callable[[str], None],
         on_ready: Callable[[], None] | None = None,
         state_path: Path | None = None,
+        inherited: tuple[int, ...] = (),
     ) -> None:
+        """inherited: descriptors each child keeps (the data dir's lock, held till all are gone)."""
         self.children = {s.name: Child(s) for s in services}
+        self.inherited = inherited
         self.echo = echo
         self.on_ready = on_ready
         self.state_path = state_path
@@ -135,6 +138,7 @@ class Supervisor:
         child.proc = subprocess.Popen(
             [sys.executable, *child.service.args],
             env=env,
+            pass_fds=self.inherited,
             # The death signal can only be asked for in the child; `listgate up` runs no threads.
             preexec_fn=_child_setup,  # noqa: PLW1509
         )
@@ -352,15 +356,16 @@ def remove_stale_sockets(run_dir: Path) -> list[Path]:
 def read_state(path: Path) -> dict[str, Any] | None:
     """The state a running `listgate up` wrote, or None when none runs (or the file is stale).
 
-    Whether one runs is asked of the data dir's lock, which a killed `up` does not keep; only
-    where the lock cannot tell is it whether the pid in the file lives (pids get reused).
+    Whether one runs is asked of the data dir's lock, which a killed `up` does not keep (its
+    services hold it while they stop: then its pid in the file is dead); only where the lock
+    cannot tell is it whether the pid in the file lives (pids get reused).
     """
     try:
         state = json.loads(path.read_text())
         running = uplock.held(path.parent.parent)
         if running is None:
             os.kill(int(state["pid"]), 0)
-        elif not running:
+        elif not running or not uplock.alive(int(state["pid"])):
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None

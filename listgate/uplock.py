@@ -1,8 +1,12 @@
-"""One `listgate up` per data directory: a lock on run/up.lock, held for as long as `up` runs.
+"""One `listgate up` per data directory: a lock on run/up.lock, held for as long as `up` or any
+of its services runs.
 
-The lock is the kernel's (flock): it goes with the process however that ends, kill -9 included,
-so a killed supervisor never leaves a stale lock behind. The holder writes its pid in the file
-for the message a second `up` prints; whether an `up` runs is asked of the lock alone.
+The lock is the kernel's (flock): it goes with the last process holding it however that ends,
+kill -9 included, so a killed supervisor never leaves a stale lock behind. The services inherit
+it, so after a kill -9 of `up` the lock stays held while they stop (the kernel sends them
+SIGTERM): a new `up` waits for them, a moment, instead of meeting their ports still taken or
+running its services beside theirs. The holder writes its pid in the file for the message a
+second `up` prints; whether an `up` runs is asked of the lock alone.
 """
 
 from __future__ import annotations
@@ -12,13 +16,16 @@ import fcntl
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("listgate.up")
 
 # How long a starting `up` retries a taken lock: a `listgate status` holds it only for a moment.
 RETRY_SECONDS = 1.0
+# How long a starting `up` waits for the services of a killed `up` to stop (they got SIGTERM):
+# the grace `up` itself gives its services when it stops them.
+STOP_WAIT_SECONDS = 15.0
 
 
 class AlreadyRunning(Exception):
@@ -31,11 +38,13 @@ def lock_file(data_dir: Path) -> Path:
 
 
 @contextlib.contextmanager
-def hold(data_dir: Path) -> Iterator[None]:
+def hold(data_dir: Path, echo: Callable[[str], None] = log.info) -> Iterator[int | None]:
     """Hold data_dir's lock while the block runs; AlreadyRunning when another `up` holds it.
 
-    Where no lock can be made (a read-only data dir, a file system without locks) `up` still
-    runs, with a warning: refusing to serve would be worse than not refusing a second `up`.
+    Yields the lock's descriptor, for the services to inherit (None without a lock). While the
+    services of a killed `up` hold it, waits for them (saying so with echo) STOP_WAIT_SECONDS
+    at most. Where no lock can be made (a read-only data dir, a file system without locks) `up`
+    still runs, with a warning: refusing to serve would be worse than not refusing a second `up`.
     """
     path = lock_file(data_dir)
     try:
@@ -46,10 +55,10 @@ def hold(data_dir: Path) -> Iterator[None]:
         fd = -1
     locked = False
     try:
-        locked = fd >= 0 and _lock(fd, path)
+        locked = fd >= 0 and _lock(fd, path, echo)
         if locked:
             _write_pid(fd, f"{os.getpid()}\n")
-        yield
+        yield fd if locked else None
     finally:
         if locked:
             _write_pid(fd, "")  # an `up` that stopped leaves no pid behind
@@ -74,20 +83,63 @@ def held(data_dir: Path) -> bool | None:
     return False
 
 
-def _lock(fd: int, path: Path) -> bool:
-    """Take the lock, waiting RETRY_SECONDS for a passing probe; False where locks do not work."""
+def _lock(fd: int, path: Path, echo: Callable[[str], None]) -> bool:
+    """Take the lock, waiting RETRY_SECONDS for a passing probe, STOP_WAIT_SECONDS for the
+    services of a killed `up`; False where locks do not work.
+    """
     deadline = time.monotonic() + RETRY_SECONDS
+    killed = None  # the pid of the killed `up` whose services are awaited
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise AlreadyRunning(_message(path, _holder(fd))) from None
+            holder, now = _holder(fd), time.monotonic()
+            if holder is not None and holder != killed and not alive(holder):
+                killed, deadline = holder, now + STOP_WAIT_SECONDS
+                echo(
+                    f"waiting for the services of the killed `listgate up` (pid {holder}) "
+                    f"to stop (at most {STOP_WAIT_SECONDS:.0f}s) ..."
+                )
+            elif now >= deadline:
+                message = _still_running(path, holder) if holder == killed else None
+                raise AlreadyRunning(message or _message(path, holder)) from None
             time.sleep(0.05)
         except OSError as exc:
             _cannot_lock(path, exc)
             return False
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a killed process not yet reaped by its parent counts as gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except FileNotFoundError:
+        return False
+    except (OSError, IndexError):  # no /proc (not Linux): ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except OSError:
+            pass  # someone else's process
+        return True
+
+
+def _holders(path: Path) -> list[str]:
+    """'pid N (command)' of each other process with the lock file open, where /proc tells."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        if fd_dir.parent.name == str(os.getpid()):
+            continue
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) == str(path) for fd in fd_dir.iterdir()):
+                words = (fd_dir.parent / "cmdline").read_bytes().replace(b"\0", b" ").split()
+                # on one line (a `python -c` script has several), and short
+                command = b" ".join(words).decode(errors="replace")
+                command = command if len(command) <= 60 else command[:57] + "..."
+                found.append(f"pid {fd_dir.parent.name} ({command})")
+    return found
 
 
 def _holder(fd: int) -> int | None:
@@ -112,6 +164,20 @@ def _message(path: Path, pid: int | None) -> str:
         f"`listgate up` is already running on the data dir {path.parent.parent.resolve()} "
         f"({who}): stop it first ({how}), "
         "or set LISTGATE_DATA_DIR to another directory to run a second site"
+    )
+
+
+def _still_running(path: Path, killed: int | None) -> str | None:
+    """The error when the services of a killed `up` did not stop in time (None if none is seen)."""
+    holders = _holders(path.resolve())
+    if not holders:
+        return None
+    pids = " ".join(h.split()[1] for h in holders)
+    return (
+        f"the services of the killed `listgate up` (pid {killed}) on the data dir "
+        f"{path.parent.parent.resolve()} did not stop within {STOP_WAIT_SECONDS:.0f}s: "
+        f"{', '.join(holders)}; stop them (kill {pids}, or kill -9 {pids} if they hang) "
+        "and start `listgate up` again"
     )
 
 

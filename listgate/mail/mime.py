@@ -11,6 +11,7 @@ import base64
 import email
 import functools
 import logging
+import re
 from email.message import Message as StdMessage
 from email.policy import compat32
 from types import ModuleType
@@ -18,7 +19,12 @@ from typing import TYPE_CHECKING
 
 from listgate.mail.bodies import decode_text, header_defects, shaping_fields
 from listgate.mail.fields import Header
+from listgate.mail.filenames import is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
+from listgate.mail.values import decode_header
+
+# The name mail-parser makes up, at random, for an attachment the mail leaves unnamed.
+_MADE_UP = re.compile(r"[a-z]{10}\.(?:txt|rtf)")
 
 if TYPE_CHECKING:
     import mailparser
@@ -55,13 +61,33 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
         return "", "", ()
     header_defects(header, msg.get_content_type(), defects)
-    body_text, body_html, attachments = _bodies(mp, defects)
+    body_text, body_html, attachments = _bodies(mp, defects, _names_for_unnamed(msg))
     if "\ufffd" in body_text or not (body_text or body_html or attachments):
         body_text = _plain_text(msg, defects) or body_text
     return body_text, body_html, attachments
 
 
-def _bodies(mp: mailparser.MailParser, defects: list[str]) -> Bodies:
+def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], set[str]]:
+    """(our names for the parts mail-parser names at random, in its order; the names the mail
+    gives its parts).
+
+    Those parts are the unnamed attachments it does not name by their Content-ID; the message is
+    not changed to name them first, as what it stores of an attached message would change too.
+    """
+    names, given, n = [], set(), 0
+    for part in msg.walk():
+        if (filename := part.get_filename()) is not None:
+            given.add(decode_header(filename))
+        elif is_unnamed_attachment(part):
+            n += 1  # counted as the streaming decoder counts them
+            if not part.get("Content-ID") or part.get_content_subtype() in ("html", "plain"):
+                names.append(unnamed(part, n))
+    return names, given
+
+
+def _bodies(
+    mp: mailparser.MailParser, defects: list[str], unnamed_parts: tuple[list[str], set[str]]
+) -> Bodies:
     for item in mp.defects or []:
         for kind, texts in item.items() if isinstance(item, dict) else []:
             defects.extend(
@@ -70,6 +96,7 @@ def _bodies(mp: mailparser.MailParser, defects: list[str]) -> Bodies:
     text = "\n".join(t for t in (mp.text_plain or []) if t).replace("\x00", "")
     html = "\n".join(t for t in (mp.text_html or []) if t).replace("\x00", "")
     attachments = []
+    names, given = iter(unnamed_parts[0]), unnamed_parts[1]
     for att in mp.attachments or []:
         payload = att.get("payload") or ""
         try:
@@ -81,9 +108,12 @@ def _bodies(mp: mailparser.MailParser, defects: list[str]) -> Bodies:
         except (ValueError, UnicodeEncodeError) as exc:
             defects.append(f"AttachmentDefect: {att.get('filename')!r}: {exc}"[:300])
             continue
+        filename = str(att.get("filename") or "")
+        if _MADE_UP.fullmatch(filename) and filename not in given:
+            filename = next(names, filename)
         attachments.append(
             ParsedAttachment(
-                filename=str(att.get("filename") or "attachment")[:255],
+                filename=safe_filename(filename),
                 content_type=str(att.get("mail_content_type") or "application/octet-stream")[:255],
                 data=data,
             )

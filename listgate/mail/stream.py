@@ -14,25 +14,27 @@ from email.message import Message as StdMessage
 from listgate.mail import fields
 from listgate.mail.bodies import decode_text, header_defects, mime_headers, shaping_fields
 from listgate.mail.fields import Header
+from listgate.mail.filenames import is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
 from listgate.mail.names import CONTENT_TRANSFER_ENCODING
 
 MAX_PARTS = 1000  # parts per multipart taken; the gateway's shape check bounds nesting before this
 MAX_DEPTH = 50
 
-Sink = tuple[list[str], list[str], list[ParsedAttachment]]
+# (texts, htmls, attachments, the unnamed attachments met: counted to name them as mime.decode does)
+Sink = tuple[list[str], list[str], list[ParsedAttachment], list[StdMessage]]
 
 
 def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
     """(plain text, html, attachments) of raw, whose top-level header block is header."""
-    sink: Sink = ([], [], [])
+    sink: Sink = ([], [], [], [])
     head = mime_headers(shaping_fields(header))
     header_defects(header, head.get_content_type(), defects)
     try:
         _entity(raw, header.body, len(raw), head, sink, defects, 0)
     except (RecursionError, Exception) as exc:  # noqa: BLE001 - never raise on malformed mail
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
-    text, html, attachments = sink
+    text, html, attachments, _ = sink
     return "\n".join(t for t in text if t), "\n".join(t for t in html if t), tuple(attachments)
 
 
@@ -57,6 +59,8 @@ def _entity(
         and depth < MAX_DEPTH
         and body < end
     ):
+        if is_unnamed_attachment(head):
+            sink[3].append(head)  # not kept as a file here, but counted as mime.decode counts it
         inner = fields.read(raw, body, end)  # an attached message: its text counts too
         _entity(raw, inner.body, end, mime_headers(inner.fields), sink, defects, depth + 1)
         return
@@ -118,7 +122,7 @@ def _decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> 
 
 def _add_leaf(part: StdMessage, data: bytes | memoryview, sink: Sink) -> None:
     """An inline text/plain or text/html part becomes body text, anything else an attachment."""
-    text, html, attachments = sink
+    text, html, attachments, unnamed_met = sink
     ctype = part.get_content_type()
     filename = part.get_filename()
     if ctype.startswith("multipart/"):  # its boundary is lost: keep what it says as text
@@ -131,8 +135,11 @@ def _add_leaf(part: StdMessage, data: bytes | memoryview, sink: Sink) -> None:
         decoded, _ = decode_text(data, part.get_content_charset())
         (text if ctype == "text/plain" else html).append(decoded.replace("\x00", ""))
         return
+    if is_unnamed_attachment(part):
+        unnamed_met.append(part)
+        filename = unnamed(part, len(unnamed_met))
     attachments.append(
         ParsedAttachment(
-            filename=str(filename or "attachment")[:255], content_type=ctype[:255], data=bytes(data)
+            filename=safe_filename(filename or ""), content_type=ctype[:255], data=bytes(data)
         )
     )

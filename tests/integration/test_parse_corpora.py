@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -32,7 +31,6 @@ pytestmark = pytest.mark.integration
 DIGESTS = Path(__file__).parents[1] / "data" / "parse-digests.json"
 ARRIVAL = datetime(2026, 11, 30, tzinfo=UTC)  # the date of mail whose own Date is unusable
 CHUNK = 100
-RANDOM_NAME = re.compile(r"[a-z]{10}\.txt")
 FIELDS = (
     *("message_id", "message_id_generated", "in_reply_to", "references", "subject"),
     *("from_name", "from_addr", "to_addrs", "cc_addrs", "date_offset", "date_header"),
@@ -49,19 +47,12 @@ def derived(raw: bytes) -> list[Any]:
     return [
         *(getattr(parsed, name) for name in FIELDS),
         parsed.date.isoformat(),
-        [(_name(a.filename, a.content_type), a.content_type, a.sha256) for a in parsed.attachments],
+        [(a.filename, a.content_type, a.sha256) for a in parsed.attachments],
         normalize_subject(parsed.subject),
         keys.named,
         [head.message_id, head.from_addr, head.auto_submitted, head.precedence, head.headers],
         parse_message_id(raw),
     ]
-
-
-def _name(filename: str, content_type: str) -> str:
-    """An attachment's name; mail-parser names an unnamed attached message at random each time."""
-    if content_type.startswith("message/") and RANDOM_NAME.fullmatch(filename):
-        return "(random name).txt"
-    return filename
 
 
 def sources() -> dict[str, Iterator[bytes]]:

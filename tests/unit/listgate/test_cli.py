@@ -83,11 +83,15 @@ def up_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-def start_up(tmp_path: Path, services: dict[str, list[str]], **env: str) -> subprocess.Popen[str]:
-    """Run `listgate up --no-demo` in a subprocess with the given stand-in services."""
+def start_up(
+    tmp_path: Path, services: dict[str, list[str]], setup: str = "", **env: str
+) -> subprocess.Popen[str]:
+    """Run `listgate up --no-demo` in a subprocess with the given stand-in services (after the
+    Python statements of setup).
+    """
     (tmp_path / "services.json").write_text(json.dumps(services))
     script = (
-        "import json, sys\nfrom listgate import cli, launch\n"
+        f"import json, sys\nfrom listgate import cli, launch\n{setup}\n"
         "from listgate.supervisor import Service\n"
         "launch.SERVICES = tuple(Service(n, tuple(a)) for n, a in "
         "json.load(open(sys.argv[1])).items())\n"
@@ -227,7 +231,8 @@ def test_a_taken_port_is_reported_first_naming_port_and_variable(tmp_path: Path)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 1
     assert out.strip() == (
-        f"Error: port {port} on 127.0.0.1 is already in use: set LISTGATE_SMTP_LISTEN to a free "
+        f"Error: port {port} on 127.0.0.1 is already in use by another program: stop it, or set "
+        "LISTGATE_SMTP_LISTEN to a free "
         f"HOST:PORT, for example LISTGATE_SMTP_LISTEN=127.0.0.1:{port + 1}"
     )
     assert not a.exists(), "a service started although its port was taken"

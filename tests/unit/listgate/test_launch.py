@@ -45,7 +45,8 @@ def test_a_taken_web_port_names_its_variable(tmp_path: Path) -> None:
         settings = make_settings(tmp_path, LISTGATE_WEB_LISTEN=f"127.0.0.1:{port}")
         with pytest.raises(
             launch.PortTaken,
-            match=f"port {port} on 127.0.0.1 is already in use: set LISTGATE_WEB_LISTEN",
+            match=f"port {port} on 127.0.0.1 is already in use by another program: stop it, or "
+            "set LISTGATE_WEB_LISTEN",
         ):
             launch.check_ports(settings)
     launch.check_ports(settings)  # free again

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -20,6 +22,7 @@ import pytest
 from listgate.supervisor import Service, Supervisor, read_state, state_file
 from tests.support.config import free_port
 from tests.unit.listgate.test_cli import (
+    NOTIFIER,
     alive,
     notifier,
     pids,
@@ -218,3 +221,104 @@ def test_a_data_dir_too_deep_for_a_socket_still_supervises_and_cleans_up(
     finally:
         sup.stop_all(grace=5)
     assert left_behind(tmp, run) == []
+
+
+# A stand-in that says READY=1 and, on SIGTERM, takes argv[3] seconds to stop (the real services
+# finish their work first); it notes when it started and when it stopped, beside its pid file.
+SLOW_TO_STOP = NOTIFIER.replace(
+    "notify_ready(Settings.from_env())\ntime.sleep(600)\n",
+    "import signal\n"
+    "def stop(*_):\n"
+    "    time.sleep(float(sys.argv[3]))\n"
+    "    pathlib.Path(sys.argv[1] + '.stopped').write_text(repr(time.time()))\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, stop)\n"
+    "pathlib.Path(sys.argv[1] + '.started').write_text(repr(time.time()))\n"
+    "notify_ready(Settings.from_env())\n"
+    "while True: time.sleep(1)\n",
+)
+
+
+def slow_to_stop(pidfile: Path, seconds: float) -> list[str]:
+    """A stand-in service taking `seconds` to stop on SIGTERM."""
+    return ["-c", SLOW_TO_STOP, str(pidfile), "", str(seconds)]  # no gate (NOTIFIER's argv[2])
+
+
+def noted(path: Path) -> float:
+    """The time a stand-in noted in path."""
+    assert wait_until(path.exists, timeout=10), f"{path.name} was not written"
+    return float(path.read_text())
+
+
+def test_up_started_right_after_a_kill_9_waits_for_the_killed_ups_services(
+    tmp_path: Path,
+) -> None:
+    """Their ports and their work are theirs until they are gone: the next `up` says it waits."""
+    a, b = tmp_path / "a.pid", tmp_path / "b.pid"
+    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 5)})
+    until_up(first)
+    (old,) = pids(a)
+    first.kill()  # SIGKILL: the kernel sends the service SIGTERM; it takes 5s to stop
+    first.wait(30)  # (its output stays open until the service is gone)
+    assert alive(old) and "gateway" not in status_of(tmp_path), "a killed `up` shown running"
+    second = start_up(tmp_path, {"gateway": slow_to_stop(b, 0)})
+    lines: list[str] = []
+    try:
+        lines = until_up(second)
+        (new,) = pids(b)
+    finally:
+        out = "".join(lines) + stop(second)
+        first.communicate(timeout=30)
+    assert lines[0] == (
+        f"waiting for the services of the killed `listgate up` (pid {first.pid}) to stop "
+        "(at most 15s) ...\n"
+    ), out
+    assert noted(Path(f"{a}.stopped")) <= noted(Path(f"{b}.started")), (
+        f"the new service (pid {new}) started while the old one (pid {old}) still ran"
+    )
+    assert second.returncode == 0, out
+
+
+def test_services_of_a_killed_up_that_do_not_stop_are_named_with_what_to_do(
+    tmp_path: Path,
+) -> None:
+    a, b, c, var = tmp_path / "a.pid", tmp_path / "b.pid", tmp_path / "c.pid", tmp_path / "var"
+    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 3600)})  # it hangs on SIGTERM
+    try:
+        until_up(first)
+        (hung,) = pids(a)
+        first.kill()
+        first.wait(30)
+        second = start_up(
+            tmp_path, {"gateway": slow_to_stop(b, 0)}, setup="launch.uplock.STOP_WAIT_SECONDS = 1"
+        )
+        out = refused(second)
+        assert second.returncode == 1, out
+        assert not b.exists(), "the new `up` started a service beside the hung one"
+        waiting, error = out.splitlines()
+        assert waiting == (
+            f"waiting for the services of the killed `listgate up` (pid {first.pid}) to stop "
+            "(at most 1s) ..."
+        )
+        # The service is named by its pid and its command line (cut short: this one is a script).
+        assert re.fullmatch(
+            rf"Error: the services of the killed `listgate up` \(pid {first.pid}\) on the data "
+            rf"dir {re.escape(str(var.resolve()))} did not stop within 1s: pid {hung} "
+            rf"\({re.escape(sys.executable)} -c import os, sys, [^)]{{1,30}}\.\.\.\); "
+            rf"stop them \(kill {hung}, or kill -9 {hung} if they hang\) and start "
+            r"`listgate up` again",
+            error,
+        ), error
+    finally:
+        if a.exists():
+            os.killpg(int(a.read_text()), signal.SIGKILL)  # the stand-in leads its own group
+        first.communicate(timeout=30)
+    assert wait_until(lambda: not alive(hung), timeout=10)
+    # Once it is gone the next `up` starts at once, without waiting.
+    third = start_up(tmp_path, {"gateway": slow_to_stop(c, 0)})
+    try:
+        lines = until_up(third)
+    finally:
+        out = "".join(lines) + stop(third)
+    assert not any("waiting" in line for line in lines), out
+    assert third.returncode == 0, out

@@ -1,0 +1,64 @@
+"""The names attachments are archived under: the mail's own, made safe for a file, else one made
+from what the part is (an attached message's Subject), the same on every parse of the same mail.
+"""
+
+from __future__ import annotations
+
+import functools
+import mimetypes
+import re
+from email.message import Message as StdMessage
+
+from listgate.mail.names import SUBJECT
+from listgate.mail.values import first_text
+
+MAX_NAME = 200  # characters, its extension kept
+MAX_STEM = 100  # characters of an attached message's Subject in its name
+# Path separators and control characters (the browser that saves a file knows its own system's
+# other limits); runs of white space, a folded line's included.
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]+")
+_SPACES = re.compile(r"\s+")
+
+
+def safe_filename(name: str, fallback: str = "attachment") -> str:
+    """name as a file name: no path separators or control characters, one line, bounded length
+    (its extension kept); fallback when nothing is left."""
+    name = _UNSAFE.sub("_", _SPACES.sub(" ", name)).strip(" ._")
+    stem, dot, ext = name.rpartition(".")
+    if len(name) > MAX_NAME:
+        keep = f"{dot}{ext}" if stem and len(ext) <= 16 else ""
+        name = name[: MAX_NAME - len(keep)].rstrip(" ._") + keep
+    return name or fallback
+
+
+def unnamed(part: StdMessage, n: int) -> str:
+    """The name of the n-th attachment a message leaves unnamed: an attached message's Subject
+    and .eml (else message-N.eml), else attachment-N with the extension of its type."""
+    ctype = part.get_content_type()
+    if ctype in ("message/rfc822", "message/global"):
+        payload = part.get_payload()
+        inner = payload[0] if isinstance(payload, list) and payload else None
+        fields = tuple(inner.items()) if isinstance(inner, StdMessage) else ()
+        subject = safe_filename(first_text(fields, SUBJECT), "")[:MAX_STEM].rstrip(" ._")
+        return f"{subject or f'message-{n}'}.eml"
+    return f"attachment-{n}{_extension(ctype)}"
+
+
+def is_unnamed_attachment(part: StdMessage) -> bool:
+    """A part the mail says is an attachment (or an RTF file) but gives no name."""
+    return part.get_filename() is None and (
+        part.get_content_disposition() == "attachment" or part.get_content_subtype() == "rtf"
+    )
+
+
+@functools.cache
+def _types() -> mimetypes.MimeTypes:
+    """Python's own table of types and extensions (not the system's: the same on every site)."""
+    return mimetypes.MimeTypes()
+
+
+def _extension(ctype: str) -> str:
+    if ctype.endswith("/rtf"):
+        return ".rtf"
+    known = _types().guess_extension(ctype, strict=False)
+    return known or (".txt" if ctype.startswith(("text/", "message/")) else ".bin")
