@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from listgate import administration, dispatch
+from listgate import administration, dispatch, limits
 from listgate.models import MailingList, Message, OutboxEntry, Report
 from listgate.numerals import hex_id
 from listgate.policy import publish
@@ -98,7 +98,8 @@ def approve(session: Session, mlist: MailingList, msg: Message, actor: str) -> l
 def reject(
     session: Session, mlist: MailingList, msg: Message, actor: str, reason: str
 ) -> list[OutboxEntry]:
-    """Reject a held post; its author is told why."""
+    """Reject a held post; its author is told why; TooLong for a reason past its limit."""
+    limits.within(limits.REASON, reason)
     msg.status = PostState.REJECTED
     administration.record(session, mlist, actor, "reject message", f"<{msg.message_id}>: {reason}")
     if not msg.from_addr:
@@ -135,7 +136,13 @@ def by_mail(
     reason = reject_reason(body)
     if reason is None:
         raise ModerationError("to reject, reply with one line: reject: REASON")
-    return reject(session, mlist, msg, f"mail:{sender}", reason)
+    try:
+        return reject(session, mlist, msg, f"mail:{sender}", reason)
+    except limits.TooLong as exc:  # the web's limit, said as a mail can say it
+        raise ModerationError(
+            f"{exc}. The post is still held: to reject it, reply again with a shorter line: "
+            "reject: REASON"
+        ) from None
 
 
 def report_recorded(session: Session, report: Report) -> OutboxEntry:

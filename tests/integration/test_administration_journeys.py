@@ -307,6 +307,54 @@ def test_an_owner_creates_edits_moderates_by_mail_removes_and_purges(
     assert log[2][0] == f"mail:{MOD}" and log[0][0].startswith("cli:")
 
 
+def test_a_reject_reason_by_mail_over_the_limit_is_answered_and_the_post_stays_held(
+    stack: Stack, msink: SmtpSink
+) -> None:
+    """The web's reason limit holds by mail: a longer "reject: REASON" is refused with a reply
+    saying so (the post stays held, its author hears nothing), a reason at the limit is sent whole.
+    """
+    stack.listgate("lists", "create", "board", "--policy", "moderated", "--moderators", MOD)
+    smtp_send(
+        stack,
+        ANN,
+        "board@lists.test",
+        post(ANN, "board@lists.test", "Minutes of the board", "minutes@example.org", "Minutes."),
+    )
+    note = arrived(msink, stack, MOD, "the moderators' mail", subject_has("Minutes of the board"))[
+        0
+    ].message
+    too_long = "n" * 1997 + "ü€😀ß"  # 2,001 characters, on one line of the reply
+    for n, reason in enumerate((too_long, too_long[:-1])):
+        reply = post(
+            MOD,
+            note["Reply-To"],
+            f"Re: {note['Subject']}",
+            f"rej-board-{n}@example.org",
+            f"reject: {reason}\n\nOn Wed, Mod wrote:\n> A post to board is held",
+        )
+        smtp_send(stack, MOD, note["Reply-To"], reply)
+        if n == 0:
+            answer = arrived(
+                msink,
+                stack,
+                MOD,
+                "the answer to a reason too long",
+                lambda r: "too long" in text_of(r.message),
+            )[0]
+            said = " ".join(text_of(answer.message).split())
+            assert "reason: too long: at most 2,000 characters (this one has 2,001)" in said
+            assert "still held" in said
+            with db(stack)() as session:
+                held = session.scalars(
+                    select(Message.status).where(Message.message_id == "minutes@example.org")
+                ).one()
+            assert held == "held"
+    refusal = arrived(msink, stack, ANN, "the rejection", subject_has("board was not accepted"))
+    assert too_long[:-1] in text_of(refusal[0].message)
+    assert len([r for r in msink.to(ANN) if "board was not accepted" in r.message["Subject"]]) == 1
+    assert len([r for r in msink.to(MOD) if "too long" in text_of(r.message)]) == 1
+
+
 # --- 2. the weekly digest -------------------------------------------------------------------
 
 

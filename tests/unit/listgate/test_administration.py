@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,22 @@ def test_reject_needs_a_reject_line_and_mails_the_reason(db, club) -> None:  # t
     assert '"reason": "advertising"' in notice.payload and status(db, msg.id) == PostState.REJECTED
     with db() as session:
         assert [e.action for e in session.scalars(select(AuditEntry))] == ["reject message"]
+
+
+def test_a_reject_reason_by_mail_has_the_web_s_limit(db, club) -> None:  # type: ignore[no-untyped-def]
+    msg = held_post(db)
+    code = moderation.code(SECRET, "reject", msg)
+    too_long = "n" * 1997 + "ü€😀ß"  # 2,001 characters
+    with pytest.raises(moderation.ModerationError) as refused:
+        act(db, "club", "reject", code, f"reject: {too_long}\n\n> the post")
+    assert "reason: too long: at most 2,000 characters (this one has 2,001)" in str(refused.value)
+    assert "still held" in str(refused.value)
+    assert status(db, msg.id) == PostState.HELD
+    with db() as session:
+        assert session.scalars(select(AuditEntry)).all() == []
+    (notice,) = act(db, "club", "reject", code, f"reject: {too_long[:-1]}\n")
+    assert json.loads(notice.payload)["reason"] == too_long[:-1]
+    assert status(db, msg.id) == PostState.REJECTED
 
 
 def test_reject_reason_lines() -> None:
