@@ -43,6 +43,7 @@ from listgate.states import ListPolicy, ReplyTo
 ROLES = ("owner", "moderator")
 ROLE_ACTIONS = ("add", "remove")
 FIELDS = ("title", "description", "policy", "private", "reply_to")
+LIMITS = {"title": limits.TITLE, "description": limits.DESCRIPTION}
 
 
 def normalize_address(address: str) -> str:
@@ -109,8 +110,10 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         raise ListError(
             f"unknown Reply-To policy {changes['reply_to']!r}: choose one of {', '.join(ReplyTo)}"
         )
-    if "title" in changes:
-        limits.within(limits.TITLE, str(changes["title"]).strip())
+    for name, limit in LIMITS.items():
+        # a value stored before its limit stays while the other settings change
+        if name in changes and str(changes[name]).strip() != getattr(mlist, name):
+            limits.within(limit, str(changes[name]).strip())
     done = []
     for name in FIELDS:
         if name not in changes:

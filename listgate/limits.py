@@ -1,5 +1,5 @@
 """How much a person may write in each field: one definition each, read by the models, the web
-forms (their maxlength and their check) and the command line.
+forms (their pattern and their check) and the command line.
 
 A value over its limit is refused with a message naming the field and the limit, never cut:
 what a person wrote is stored whole or not at all. Limits count characters (code points), as
@@ -29,6 +29,10 @@ BODY = Limit("text", 200_000)  # a web post's text, first written or edited
 DISPLAY_NAME = Limit("display name", 100)  # typed on the profile (Person.name holds mail's 255)
 REASON = Limit("reason", 2_000)  # a moderator's or a reader's: report, reject, ban, refuse, remove
 TITLE = Limit("title", 200)  # a list's title: MailingList.title is VARCHAR(TITLE.chars)
+# a list's description (MailingList.description is TEXT): shown whole under the list's name on
+# the home page, on the list's page and in /api/lists, so a paragraph or a few (about 300 words),
+# not a charter (link to one): at most a few KB per list where every list is shown
+DESCRIPTION = Limit("description", 2_000)
 # who acted (the command line's --by; on the web, the signed-in address) as AuditEntry.actor,
 # Subscription.approved_by and NotPosted.released_by hold it: an address's 320
 ACTOR = Limit("by", 320)

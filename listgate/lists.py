@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from listgate import subscriptions
 from listgate.addresses import MAX_LIST_NAME, valid_list_name
-from listgate.limits import TITLE, within
+from listgate.limits import DESCRIPTION, TITLE, within
 from listgate.models import MailingList, Subscription
 from listgate.states import ListPolicy, SubscriptionKind
 
@@ -55,7 +55,7 @@ def create(
     mlist = MailingList(
         name=name,
         title=within(TITLE, title.strip()) or name,
-        description=description,
+        description=within(DESCRIPTION, description.strip()),
         policy=ListPolicy(policy),
         private=private,
         moderators=moderators,

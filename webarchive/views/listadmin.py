@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from listgate import administration, lists
 from listgate.db import transaction
-from listgate.limits import TooLong
+from listgate.limits import TooLong, typed
 from listgate.lists import ListError
 from listgate.models import MailingList
 from listgate.states import ListPolicy, ReplyTo
@@ -45,7 +45,7 @@ def _typed() -> dict[str, object]:
     form = request.form
     return {
         "title": form.get("title", ""),
-        "description": form.get("description", ""),
+        "description": typed(form.get("description", "")),
         "policy": form.get("policy"),
         "private": form.get("private") == "yes",
         "reply_to": form.get("reply_to"),
@@ -72,15 +72,15 @@ def _page(mlist: MailingList, shown: dict[str, object]) -> str:
 def save(name: str) -> Response | tuple[str, int]:
     """Change the list's settings (owners and site administrators)."""
     mlist = _list_for(name, change=True)
-    typed = _typed()
+    sent = _typed()
     try:
         with transaction(resources().writer) as session:
             done = administration.edit(
-                session, session.get_one(MailingList, mlist.id), current_address() or "", **typed
+                session, session.get_one(MailingList, mlist.id), current_address() or "", **sent
             )
     except TooLong as exc:  # the form again, holding what was typed
         flash(str(exc), "error")
-        return _page(mlist, typed), 400
+        return _page(mlist, sent), 400
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("listadmin.page", name=name), 303)

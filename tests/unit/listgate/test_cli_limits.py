@@ -48,6 +48,17 @@ def cli_journey(env: dict[str, str], factory: Factory) -> None:
     assert run(env, "lists", "edit", "dev", "--title", "Dev").exit_code == 0
     assert titles(factory) == {"dev": "Dev"}
 
+    about = "description: too long: at most 2,000 characters (this one has {})"
+    for description, has in ((over(2000), "2,001"), ("d" * 50_000_000, "50,000,000")):
+        refused(run(env, "lists", "create", "big", "--description", description), about.format(has))
+        refused(run(env, "lists", "edit", "dev", "--description", description), about.format(has))
+    assert titles(factory) == {"dev": "Dev"}
+    assert run(env, "lists", "create", "big", "--description", at(2000)).exit_code == 0
+    assert run(env, "lists", "edit", "dev", "--description", at(2000)).exit_code == 0
+    with factory() as session:
+        described = session.execute(select(MailingList.name, MailingList.description)).all()
+    assert sorted(described) == [("big", at(2000)), ("dev", at(2000))]
+
     reason = "reason: too long: at most 2,000 characters (this one has 2,001)"
     assert run(env, "lists", "create", "club", "--private").exit_code == 0
     with transaction(factory) as session:

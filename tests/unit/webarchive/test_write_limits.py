@@ -186,6 +186,39 @@ def list_title(client: FlaskClient, factory: Factory) -> None:
         assert session.get_one(MailingList, 1).title == at(200)
 
 
+def list_description(client: FlaskClient, factory: Factory) -> None:
+    world(client, factory)
+    token = csrf(client, "/lists/dev/settings")
+    form = {"csrf_token": token, "title": "Dev", "policy": "open", "reply_to": "none"}
+    message = "description: too long: at most 2,000 characters (this one has {})"
+    for description, has in ((over(2000), "2,001"), ("d" * 3_000_000, "3,000,000")):
+        response = client.post("/lists/dev/settings", data={**form, "description": description})
+        refused(response, message.format(has), description)
+    with factory() as session:
+        assert (
+            session.get_one(MailingList, 1).title,
+            session.get_one(MailingList, 1).description,
+        ) == (
+            "dev",
+            "",
+        )
+    sent = lines(2000).replace("\n", "\r\n")  # 2,199 as sent, 2,000 as typed
+    done = client.post("/lists/dev/settings", data={**form, "description": sent})
+    assert done.status_code == 303
+    with factory() as session:
+        assert session.get_one(MailingList, 1).description == lines(2000)
+    # a description stored longer before the limit stays as it is while other settings change
+    with transaction(factory) as session:
+        session.get_one(MailingList, 1).description = over(2000)
+    done = client.post(
+        "/lists/dev/settings", data={**form, "description": over(2000), "policy": "members"}
+    )
+    assert done.status_code == 303
+    with factory() as session:
+        mlist = session.get_one(MailingList, 1)
+        assert (mlist.policy, mlist.description) == ("members", over(2000))
+
+
 def reject_reason(client: FlaskClient, factory: Factory) -> None:
     pk = world(client, factory)
     token = csrf(client, "/moderation")
@@ -255,6 +288,7 @@ JOURNEYS: list[Callable[[FlaskClient, Factory], None]] = [
     report_reason,
     profile_name,
     list_title,
+    list_description,
     reject_reason,
     ban_reason,
     refuse_reason,
