@@ -53,6 +53,16 @@ def within(limit: Limit, value: str) -> str:
     return value
 
 
+def suggested(limit: Limit, value: str) -> str:
+    """A value the site proposes (a reply's "Re: " subject), shortened to fit with a visible "…".
+
+    Only for what the person has not written yet: the form shows it, and they may change it.
+    """
+    if len(value) <= limit.chars:
+        return value
+    return value[: limit.chars - 1].rstrip() + "…"
+
+
 def problem(limit: Limit, value: str) -> str:
     """'' when value is within limit, else what TooLong says (for a form to show)."""
     try:

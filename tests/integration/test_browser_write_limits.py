@@ -100,3 +100,24 @@ def test_a_pasted_report_reason_is_sent_whole_or_refused_with_the_limit(
     assert answer.value.status == 200
     assert _rows(site, select(Report.reason)) == [pasted[:-1]]
     context.close()
+
+
+def test_a_reply_to_a_mail_with_a_long_subject_is_sent_as_prefilled(
+    site: Site, browser: Any
+) -> None:
+    subject = ("A subject from mail " * 20)[:296] + "ü€😀ß"  # 300: "Re: " would make 304
+    parent = post(site.app.extensions["listgate"].writer, make_mail(subject, msgid="long@x"))
+    context = _signed_in(browser, site)
+    page = context.new_page()
+    page.goto(f"{site.url}/messages/{parent.message_pk}/reply")
+    valid = "(e => [e.validity.valid, e.value])(document.getElementById('subject'))"
+    assert page.evaluate(valid)[0], "the browser would not send the form as prefilled"
+    prefilled = page.input_value("#subject")
+    assert prefilled == "Re: " + subject[:294] + "…"  # what the person sees, and can change
+    with page.expect_navigation() as answer:
+        page.click("main form button[type=submit]")
+    assert answer.value.status == 200 and "/threads/" in page.url
+    assert _rows(site, select(Message.subject).where(Message.subject.startswith("Re: "))) == [
+        prefilled
+    ]
+    context.close()

@@ -13,10 +13,10 @@ from werkzeug.wrappers import Response
 from listgate.bans import is_banned
 from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
-from listgate.limits import BODY, SUBJECT, TooLong, typed, within
+from listgate.limits import BODY, SUBJECT, TooLong, suggested, typed, within
 from listgate.mail.parser import parse
-from listgate.mail.subjects import is_reply_subject
 from listgate.models import MailingList, Message, Person
+from listgate.replies import reply_subject
 from listgate.states import PostOrigin
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import limit
@@ -137,12 +137,14 @@ def reply(message_pk: int) -> str | tuple[str, int] | Response:
     parent = readable_message(db(), message_pk)
     mlist = db().get_one(MailingList, parent.list_id)
     if request.method == "GET":
-        subject = parent.subject if is_reply_subject(parent.subject) else f"Re: {parent.subject}"
+        # the subject of a mail may be longer than a web post's: the form proposes one that fits
+        subject = " ".join(reply_subject(parent.subject).split())
         return render_template(
             "compose/form.html",
             mlist=mlist,
             parent=parent,
-            subject=subject,
+            subject=suggested(SUBJECT, subject),
+            shortened=len(subject) > SUBJECT.chars,
             body=quote_text(parent),
         )
     try:

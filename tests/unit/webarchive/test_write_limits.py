@@ -10,6 +10,7 @@ test_write_limits_postgres.py). Line ends count once, as the browser's maxlength
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -109,6 +110,44 @@ def compose_body(client: FlaskClient, factory: Factory) -> None:
     with factory() as session:
         bodies = list(session.scalars(select(Message.body_text).where(Message.subject == "Re: x")))
     assert [b.rstrip("\n") for b in bodies] == ["😀" * 200_000, lines(200_000)]
+
+
+REPLY_SUBJECT = re.compile(r'<input type="text" id="subject" name="subject" value="([^"]*)"')
+
+
+def reply_to_a_long_subject(client: FlaskClient, factory: Factory) -> None:
+    """Mail has no subject limit: a reply's prefilled subject fits the form's 300 (it is a
+    suggestion, shortened with a visible "…" that the page points out), so Send just works."""
+    world(client, factory)
+    fits = "s" * 292 + "ü€😀ß"  # 296: with "Re: " 300, prefilled whole
+    long = ("A subject from mail " * 20)[:296] + "ü€😀ß"  # 300: with "Re: " 304
+    reply = "Re: " + "r" * 400  # a reply already (404): no second "Re: "
+    cases = [
+        (fits, "Re: " + fits, False),
+        (long, "Re: " + long[:294] + "…", True),  # cut after a space: "from…", not "from …"
+        (reply, reply[:299] + "…", True),
+    ]
+    for n, (subject, expected, shortened) in enumerate(cases):
+        parent = post(factory, make_mail(subject, msgid=f"long-{n}@x"))
+        with factory() as session:
+            assert session.get_one(Message, parent.message_pk).subject == subject
+        page = client.get(f"/messages/{parent.message_pk}/reply").get_data(as_text=True)
+        prefilled = html.unescape(REPLY_SUBJECT.search(page).group(1))  # type: ignore[union-attr]
+        assert (prefilled, len(prefilled) <= 300) == (expected, True)
+        note = "shortened to fit its 300 characters"
+        assert (note in html.unescape(page)) == shortened, page[page.find("<main") :][:900]
+        token = csrf(client, f"/messages/{parent.message_pk}/reply")
+        done = client.post(
+            f"/messages/{parent.message_pk}/reply",
+            data={"csrf_token": token, "subject": prefilled, "body": "Agreed.\n"},
+        )
+        assert done.status_code == 303, done.get_data(as_text=True)[:300]
+        with factory() as session:
+            sent = session.scalars(select(Message).order_by(Message.id.desc())).first()
+            assert sent is not None and (sent.subject, sent.thread_id) == (
+                expected,
+                parent.thread_id,
+            )
 
 
 def _web_post(client: FlaskClient, token: str, subject: str) -> int:
@@ -284,6 +323,7 @@ def takedown_reason(client: FlaskClient, factory: Factory) -> None:
 JOURNEYS: list[Callable[[FlaskClient, Factory], None]] = [
     compose_subject,
     compose_body,
+    reply_to_a_long_subject,
     edit_body_and_correction_subject,
     report_reason,
     profile_name,
