@@ -35,6 +35,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         SESSION_COOKIE_NAME="listgate_session",
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        # a multipart form's field is held by the request's limit alone (Flask's own 500,000
+        # bytes refused 125,000 emoji), so the only 413 is the one its page explains
+        MAX_FORM_MEMORY_SIZE=MAX_REQUEST_BYTES,
         JSON_SORT_KEYS=False,
     )
     if isinstance(app.json, DefaultJSONProvider):  # always, unless a provider is configured

@@ -13,9 +13,10 @@ import secrets
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from listgate.db import is_transient
+from listgate.limits import BODY
 
 log = logging.getLogger(__name__)
 RETRY_AFTER = 30  # seconds
@@ -45,6 +46,8 @@ def error_response(code: int, title: str, message: str, **extra: str) -> Respons
 
 
 def _http_error(exc: HTTPException) -> Headed:
+    if isinstance(exc, RequestEntityTooLarge):
+        return (*_as_pair(_too_large()), {})
     code = exc.code or 500
     custom = exc.description != type(exc).description
     message = exc.description if custom or code in (400, 405, 413, 429) else ""
@@ -52,6 +55,27 @@ def _http_error(exc: HTTPException) -> Headed:
     retry_after = getattr(exc, "retry_after", None)  # only some HTTP errors have one
     headers = {"Retry-After": str(retry_after)} if retry_after else {}
     return body, status, headers
+
+
+def _too_large() -> Response | tuple[str, int]:
+    """A request over MAX_CONTENT_LENGTH: the limit, and what to do (it was not read: not kept)."""
+    limit = request.max_content_length or 0
+    sent = f" {_megabytes(request.content_length)}" if request.content_length else " more"
+    return error_response(
+        413,
+        "Too much at once",
+        f"This form sent{sent}; the archive reads at most {_megabytes(limit)} ({limit:,} bytes) "
+        f"in one request, which any form here fits: a post's text may have up to "
+        f"{BODY.chars:,} characters of any kind. The request was not read, so nothing was "
+        "stored and what you wrote cannot be shown here again: go back in your browser (the "
+        "form may still hold it), copy your text somewhere safe, and shorten it or split it "
+        "into several posts.",
+        limit=str(limit),
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1_000_000:.1f} MB"
 
 
 def _as_pair(response: Response | tuple[str, int]) -> Answer:

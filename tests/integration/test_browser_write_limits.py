@@ -121,3 +121,21 @@ def test_a_reply_to_a_mail_with_a_long_subject_is_sent_as_prefilled(
         prefilled
     ]
     context.close()
+
+
+def test_a_post_over_the_request_limit_is_answered_with_the_limit_and_what_to_do(
+    site: Site, browser: Any
+) -> None:
+    context = _signed_in(browser, site)
+    page = context.new_page()
+    page.goto(f"{site.url}/lists/dev/new")
+    page.fill("#subject", "A long one")
+    page.fill("#body", "😀" * 300_000)  # 3.6 MB as a form sends it (12 bytes each)
+    with page.expect_navigation() as answer:
+        page.click("main form button[type=submit]")
+    assert answer.value.status == 413
+    said = page.inner_text("main")
+    assert "3.4 MB" in said and "200,000 characters" in said, said
+    assert "was not read" in said and "go back in your browser" in said, said
+    assert _rows(site, select(Message).where(Message.subject == "A long one")) == []
+    context.close()

@@ -320,6 +320,48 @@ def takedown_reason(client: FlaskClient, factory: Factory) -> None:
         assert session.scalars(select(Removal.reason)).all() == [at(2000)]
 
 
+def test_a_request_over_the_limit_says_the_limit_and_what_to_do(app: Flask, db: Factory) -> None:
+    """Past MAX_CONTENT_LENGTH the request is not read: the page says so, the limit, the way on."""
+    client = web(app)
+    world(client, db)
+    token = csrf(client, "/lists/dev/new")
+    body = "x" * 3_500_000
+    response = client.post(
+        "/lists/dev/new", data={"csrf_token": token, "subject": "Big", "body": body}
+    )
+    page = html.unescape(response.get_data(as_text=True))
+    assert response.status_code == 413, page[:300]
+    main = " ".join(page[page.find("<main") :].split())
+    assert "This form sent 3.5 MB; the archive reads at most 3.4 MB (3,448,576 bytes)" in main
+    assert "up to 200,000 characters" in main and "was not read" in main, main[:900]
+    assert subjects(db) == ["By Bob"]
+
+
+def multipart(fields: dict[str, str]) -> dict[str, Any]:
+    """A form as a browser's FormData sends it (multipart/form-data), in memory."""
+    parts = [
+        f'--b0undary\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in fields.items()
+    ]
+    body = ("".join(parts) + "--b0undary--\r\n").encode()
+    return {"data": body, "content_type": "multipart/form-data; boundary=b0undary"}
+
+
+def test_a_form_sent_as_multipart_takes_the_same_text(app: Flask, db: Factory) -> None:
+    """A script or a browser's FormData sends multipart/form-data: the same 200,000 characters
+    fit (Flask's own 500,000-byte cap on a multipart field answered 413 at 125,000 emoji)."""
+    client = web(app)
+    world(client, db)
+    token = csrf(client, "/lists/dev/new")
+    form = {"csrf_token": token, "subject": "Many", "body": "😀" * 200_000}
+    done = client.post("/lists/dev/new", **multipart(form))
+    assert done.status_code == 303, done.get_data(as_text=True)[:300]
+    form["body"] = over(200_000)
+    response = client.post("/lists/dev/new", **multipart(form))
+    refused(response, "text: too long: at most 200,000 characters (this one has 200,001)")
+    assert subjects(db) == ["By Bob", "Many"]
+
+
 JOURNEYS: list[Callable[[FlaskClient, Factory], None]] = [
     compose_subject,
     compose_body,
