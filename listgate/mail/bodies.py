@@ -3,6 +3,7 @@ decoding."""
 
 from __future__ import annotations
 
+import binascii
 from email.message import Message as StdMessage
 from typing import Protocol
 
@@ -55,3 +56,15 @@ def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str
         ):  # ValueError: a NUL in the charset name
             continue
     return str(data, "latin-1"), "latin-1"
+
+
+def decode_base64(data: bytes | memoryview) -> tuple[bytes | memoryview, str]:
+    """(bytes, problem or ''): base64 decoded, characters outside its alphabet skipped and a
+    missing padding added; the bytes as sent when even that fails (a reader still gets the file)."""
+    try:
+        return binascii.a2b_base64(data), ""
+    except (binascii.Error, ValueError) as exc:
+        try:
+            return binascii.a2b_base64(bytes(data) + b"=="), f"padding added ({exc})"
+        except (binascii.Error, ValueError) as again:
+            return data, f"kept as sent ({again})"

@@ -38,7 +38,7 @@ def unnamed(part: StdMessage, n: int) -> str:
     if ctype in ("message/rfc822", "message/global"):
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-        fields = tuple(inner.items()) if isinstance(inner, StdMessage) else ()
+        fields = tuple(inner.raw_items()) if isinstance(inner, StdMessage) else ()
         subject = safe_filename(first_text(fields, SUBJECT), "")[:MAX_STEM].rstrip(" ._")
         return f"{subject or f'message-{n}'}.eml"
     return f"attachment-{n}{_extension(ctype)}"
