@@ -16,6 +16,7 @@ test_mail_decoders_agree.py holds both to it), by these rules:
   "inline";
 - any other part that is not text/plain or text/html (delivery and disposition reports, header
   dumps, calendar text sent inline and unnamed) is not shown: mail-parser keeps no file of it;
+  but a mail that is nothing but such text shows it as its plain text;
 - a multipart whose boundary is never found is read as text; one with only its closing delimiter
   is empty.
 """
@@ -87,7 +88,7 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
     inner = _inner_message(sink, body, end, head, depth) if parts is None else None
     report = head.get_content_type() == "message/delivery-status"  # a container of field blocks
     if parts is None and inner is None and not report:
-        _add_leaf(sink, head, _decoded(sink, head, body, end), inside)
+        _add_leaf(sink, head, _decoded(sink, head, body, end), inside, depth == 0)
         return
     if head.get_content_disposition() == "attachment":
         _add_attachment(sink, head, _decoded(sink, head, body, end))
@@ -175,13 +176,17 @@ def _decoded(sink: _Sink, head: StdMessage, body: int, end: int) -> bytes | memo
     return binascii.a2b_qp(data) if cte == "quoted-printable" else data
 
 
-def _add_leaf(sink: _Sink, part: StdMessage, data: bytes | memoryview, inside: bool) -> None:
+def _add_leaf(
+    sink: _Sink, part: StdMessage, data: bytes | memoryview, inside: bool, root: bool
+) -> None:
     """A leaf is body text (text/plain, text/html), an attachment, both, or nothing (see the
     module's docstring)."""
     ctype = part.get_content_type()
     if ctype.startswith("multipart/"):  # its boundary is lost: keep what it says as text
         ctype = "text/plain"
     attached = _add_attachment(sink, part, data, ctype)
+    if root and not attached and ctype.startswith("text/") and ctype not in _BODY_TYPES:
+        ctype = "text/plain"  # a mail that is only other text (text/calendar): its text is shown
     inline_body = not inside and part.get_content_disposition() == "inline"
     if ctype in _BODY_TYPES and (not attached or inline_body):
         decoded, _ = decode_text(data, part.get_content_charset())
