@@ -8,7 +8,8 @@ What it shows is what the streaming decoder shows of the same mail (the rules ar
 docstring), but where mail-parser is not what a reader would expect, it is corrected here:
 - an attached message (or report, or multipart) is the file that was sent, as the streaming
   decoder finds it: mail-parser writes it again, 8-bit text turned to U+FFFD or base64;
-- html in a lying or unknown charset is decoded as plain text is (decode_text), not to U+FFFD;
+- text and html in a lying or unknown charset are decoded by decode_text, not to U+FFFD, and
+  text in a 7-bit charset (ISO-2022-JP) is decoded, not shown as its escape sequences;
 - an attachment whose base64 is broken is kept, repaired as far as it can be, with a defect,
   not dropped.
 """
@@ -70,14 +71,20 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
         return "", "", ()
     header_defects(header, msg.get_content_type(), defects)
     body_text, body_html, attachments = _bodies(mp, defects, _names_for_unnamed(msg))
-    if "\ufffd" in body_text or not (body_text or body_html or attachments):
+    if _undecoded(body_text) or not (body_text or body_html or attachments):
         body_text = _texts(msg, defects, "text/plain") or body_text
-    if "\ufffd" in body_html:
+    if _undecoded(body_html):
         body_html = _texts(msg, defects, "text/html") or body_html
     containers = [i for i, att in enumerate(mp.attachments or []) if not att.get("binary")]
     if containers:
         attachments = _as_sent(raw, header, attachments, containers)
     return body_text, body_html, attachments
+
+
+def _undecoded(text: str) -> bool:
+    """Whether mail-parser left text undecoded: U+FFFD for a lying or unknown charset, or the
+    escapes of a 7-bit charset (ISO-2022-JP) it never applied to a 7bit part."""
+    return "\ufffd" in text or "\x1b" in text
 
 
 def _as_sent(
