@@ -68,3 +68,22 @@ def decode_base64(data: bytes | memoryview) -> tuple[bytes | memoryview, str]:
             return binascii.a2b_base64(bytes(data) + b"=="), f"padding added ({exc})"
         except (binascii.Error, ValueError) as again:
             return data, f"kept as sent ({again})"
+
+
+def decode_uu(data: bytes | memoryview) -> tuple[bytes | memoryview, str]:
+    """(bytes, problem or ''): a uuencoded body decoded as the standard library decodes it; the
+    bytes as sent when it has no begin line or a blank line before its end."""
+    lines = iter(bytes(data).splitlines())
+    if not any(line.startswith(b"begin ") for line in lines):
+        return data, "no begin line, kept as sent"
+    out = []
+    for line in lines:
+        if line.strip(b" \t\r\n\f") == b"end":
+            break
+        if not line:
+            return data, "a blank line before its end, kept as sent"
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:  # some encoders pad lines: take what the length byte says
+            out.append(binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3]))
+    return b"".join(out), ""

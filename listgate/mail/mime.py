@@ -11,7 +11,9 @@ docstring), but where mail-parser is not what a reader would expect, it is corre
 - text and html in a lying or unknown charset are decoded by decode_text, not to U+FFFD, and
   text in a 7-bit charset (ISO-2022-JP) is decoded, not shown as its escape sequences;
 - an attachment whose base64 is broken is kept, repaired as far as it can be, with a defect,
-  not dropped.
+  not dropped;
+- a name the mail gives in 8-bit bytes is read as UTF-8, else Latin-1 (filenames.given_name),
+  not as U+FFFD.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import TYPE_CHECKING
 from listgate.mail import stream
 from listgate.mail.bodies import decode_base64, decode_text, header_defects, shaping_fields
 from listgate.mail.fields import Header
-from listgate.mail.filenames import is_unnamed_attachment, safe_filename, unnamed
+from listgate.mail.filenames import given_name, is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
 from listgate.mail.values import decode_header
 
@@ -114,17 +116,17 @@ def _as_sent(
     return tuple(out)
 
 
-def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], set[str]]:
+def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], dict[str, str]]:
     """(our names for the parts mail-parser names at random, in its order; the names the mail
-    gives its parts).
+    gives its parts, as mail-parser reads them, to as we read them: 8-bit ones not as U+FFFD).
 
     Those parts are the unnamed attachments it does not name by their Content-ID; the message is
     not changed to name them first, as what it stores of an attached message would change too.
     """
-    names, given, n = [], set(), 0
+    names, given, n = [], {}, 0
     for part in msg.walk():
         if (filename := part.get_filename()) is not None:
-            given.add(decode_header(filename))
+            given[decode_header(filename)] = given_name(part) or decode_header(filename)
         elif is_unnamed_attachment(part):
             n += 1  # counted as the streaming decoder counts them
             if not part.get("Content-ID") or part.get_content_subtype() in ("html", "plain"):
@@ -133,7 +135,7 @@ def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], set[str]]:
 
 
 def _bodies(
-    mp: mailparser.MailParser, defects: list[str], unnamed_parts: tuple[list[str], set[str]]
+    mp: mailparser.MailParser, defects: list[str], unnamed_parts: tuple[list[str], dict[str, str]]
 ) -> Bodies:
     for item in mp.defects or []:
         for kind, texts in item.items() if isinstance(item, dict) else []:
@@ -154,6 +156,7 @@ def _bodies(
         filename = str(att.get("filename") or "")
         if _MADE_UP.fullmatch(filename) and filename not in given:
             filename = next(names, filename)
+        filename = given.get(filename, filename)
         attachments.append(
             ParsedAttachment(
                 filename=safe_filename(filename),

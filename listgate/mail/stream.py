@@ -31,19 +31,20 @@ from listgate.mail import fields
 from listgate.mail.bodies import (
     decode_base64,
     decode_text,
+    decode_uu,
     header_defects,
     mime_headers,
     shaping_fields,
 )
 from listgate.mail.fields import Header
-from listgate.mail.filenames import is_unnamed_attachment, safe_filename, unnamed
+from listgate.mail.filenames import given_name, is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
 from listgate.mail.names import CONTENT_TRANSFER_ENCODING
-from listgate.mail.values import decode_header, text_value
 
 MAX_PARTS = 1000  # parts per multipart taken; the gateway's shape check bounds nesting before this
 MAX_DEPTH = 50
 _BODY_TYPES = ("text/plain", "text/html")
+_UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")  # the standard library's names
 
 
 @dataclass
@@ -97,7 +98,10 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
         _entity(sink, inner.body, end, mime_headers(inner.fields), depth + 1, inside)
     for s, e in (parts or [])[:MAX_PARTS]:
         part = fields.read(raw, s, e)
-        _entity(sink, part.body, e, mime_headers(part.fields), depth + 1, inside)
+        part_head = mime_headers(part.fields)
+        if head.get_content_subtype() == "digest":  # its parts are messages unless they say
+            part_head.set_default_type("message/rfc822")
+        _entity(sink, part.body, e, part_head, depth + 1, inside)
 
 
 def _inner_message(sink: _Sink, body: int, end: int, head: StdMessage, depth: int) -> Header | None:
@@ -168,12 +172,15 @@ def _decoded(sink: _Sink, head: StdMessage, body: int, end: int) -> bytes | memo
     as is, uncopied)."""
     data = memoryview(sink.raw)[body:end]
     cte = str(head.get(CONTENT_TRANSFER_ENCODING) or "").strip().lower()
-    if cte == "base64":
-        decoded, problem = decode_base64(data)
-        if problem:
-            sink.defects.append(f"TransferEncodingDefect: base64: {problem}"[:300])
-        return decoded
-    return binascii.a2b_qp(data) if cte == "quoted-printable" else data
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(data)
+    undo = decode_base64 if cte == "base64" else decode_uu if cte in _UUENCODE else None
+    if undo is None:
+        return data
+    decoded, problem = undo(data)
+    if problem:
+        sink.defects.append(f"TransferEncodingDefect: {cte}: {problem}"[:300])
+    return decoded
 
 
 def _add_leaf(
@@ -199,25 +206,17 @@ def _add_attachment(
     """Keep part as an attachment if the mail names it or marks it as one; whether it was
     kept."""
     ctype = ctype or part.get_content_type()
-    filename = _filename(part)
+    filename = given_name(part)
     if is_unnamed_attachment(part):
         sink.unnamed += 1  # counted as mime.decode counts them
     cid = str(part.get("Content-ID") or "")
-    if filename is not None:
-        filename = decode_header(filename)
-    elif cid and part.get_content_subtype() not in ("html", "plain"):
+    if filename is None and cid and part.get_content_subtype() not in ("html", "plain"):
         filename = cid
-    elif is_unnamed_attachment(part):
+    elif filename is None and is_unnamed_attachment(part):
         filename = unnamed(part, sink.unnamed)
-    else:
+    if filename is None:
         return False
     sink.attachments.append(
         ParsedAttachment(safe_filename(filename), content_type=ctype[:255], data=bytes(data))
     )
     return True
-
-
-def _filename(part: StdMessage) -> str | None:
-    """The name part's fields give it, 8-bit bytes read as UTF-8 (else Latin-1) as mail-parser
-    reads them, not as U+FFFD."""
-    return mime_headers(tuple((n, text_value(v)) for n, v in part.raw_items())).get_filename()

@@ -9,6 +9,7 @@ LISTGATE_TEST_CORPORA is set, the real corpora. What differs on purpose is named
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import quopri
 import re
@@ -100,7 +101,9 @@ def test_the_corpora_read_alike() -> None:
 _WORDS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=40)
 _CHARSETS = st.sampled_from([None, "utf-8", "iso-8859-1", "koi8-r", "windows-1252", "x-bogus"])
 _NAMES = st.sampled_from(
-    [None, "report.pdf", "=?utf-8?q?R=C3=A9sum=C3=A9?=.txt", "Résumé.txt", "../up.bin"]
+    # 8-bit names: in UTF-8, and in Latin-1 (its bytes written as surrogate escapes)
+    [None, "report.pdf", "=?utf-8?q?R=C3=A9sum=C3=A9?=.txt", "Résumé.txt", "R\udce9sum\udce9.pdf"]
+    + ["../up.bin"]
 )
 _DISPOSITIONS = st.sampled_from([None, "inline", "attachment"])
 
@@ -121,13 +124,16 @@ def _leaf(draw: st.DrawFn) -> str:
         )
     )
     charset = draw(_CHARSETS) if ctype.startswith("text/") else None
-    cte = draw(st.sampled_from(["8bit", "base64", "quoted-printable"]))
+    cte = draw(st.sampled_from(["8bit", "base64", "quoted-printable", "x-uuencode"]))
     if ctype == "message/delivery-status":
         cte = "7bit"  # EXCEPTIONS["report blocks"]
     body = (
         _REPORT.encode() if ctype == "message/delivery-status" else _encoded(draw(_WORDS), charset)
     )
-    if cte == "base64":
+    if cte == "x-uuencode":
+        lines = (binascii.b2a_uu(body[i : i + 45]) for i in range(0, len(body), 45))
+        body = b"begin 644 part\n" + b"".join(lines) + b"`\nend\n"
+    elif cte == "base64":
         body = base64.encodebytes(body)
     elif cte == "quoted-printable":
         body = quopri.encodestring(body)
@@ -170,7 +176,9 @@ def _node(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 def _multipart(draw: st.DrawFn, children: st.SearchStrategy[str]) -> str:
     parts = draw(st.lists(children, min_size=1, max_size=3))
     boundary = f"b{draw(st.integers(0, 10**6))}"
-    subtype = draw(st.sampled_from(["mixed", "alternative", "related"]))
+    subtype = draw(st.sampled_from(["mixed", "alternative", "related", "digest"]))
+    if subtype == "digest":  # its parts are messages by default: say so or not
+        parts = [p.removeprefix("Content-Type: message/rfc822\n") for p in parts]
     head = _named(
         draw,
         f'multipart/{subtype}; boundary="{boundary}"',
