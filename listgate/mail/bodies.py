@@ -3,6 +3,7 @@ decoding."""
 
 from __future__ import annotations
 
+import binascii
 from email.message import Message as StdMessage
 from typing import Protocol
 
@@ -55,3 +56,34 @@ def decode_text(data: bytes | memoryview, charset: str | None) -> tuple[str, str
         ):  # ValueError: a NUL in the charset name
             continue
     return str(data, "latin-1"), "latin-1"
+
+
+def decode_base64(data: bytes | memoryview) -> tuple[bytes | memoryview, str]:
+    """(bytes, problem or ''): base64 decoded, characters outside its alphabet skipped and a
+    missing padding added; the bytes as sent when even that fails (a reader still gets the file)."""
+    try:
+        return binascii.a2b_base64(data), ""
+    except (binascii.Error, ValueError) as exc:
+        try:
+            return binascii.a2b_base64(bytes(data) + b"=="), f"padding added ({exc})"
+        except (binascii.Error, ValueError) as again:
+            return data, f"kept as sent ({again})"
+
+
+def decode_uu(data: bytes | memoryview) -> tuple[bytes | memoryview, str]:
+    """(bytes, problem or ''): a uuencoded body decoded as the standard library decodes it; the
+    bytes as sent when it has no begin line or a blank line before its end."""
+    lines = iter(bytes(data).splitlines())
+    if not any(line.startswith(b"begin ") for line in lines):
+        return data, "no begin line, kept as sent"
+    out = []
+    for line in lines:
+        if line.strip(b" \t\r\n\f") == b"end":
+            break
+        if not line:
+            return data, "a blank line before its end, kept as sent"
+        try:
+            out.append(binascii.a2b_uu(line))
+        except binascii.Error:  # some encoders pad lines: take what the length byte says
+            out.append(binascii.a2b_uu(line[: (((line[0] - 32) & 63) * 4 + 5) // 3]))
+    return b"".join(out), ""

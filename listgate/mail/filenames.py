@@ -9,8 +9,9 @@ import mimetypes
 import re
 from email.message import Message as StdMessage
 
+from listgate.mail.bodies import mime_headers
 from listgate.mail.names import SUBJECT
-from listgate.mail.values import first_text
+from listgate.mail.values import decode_header, first_text, text_value
 
 MAX_NAME = 200  # characters, its extension kept
 MAX_STEM = 100  # characters of an attached message's Subject in its name
@@ -38,10 +39,18 @@ def unnamed(part: StdMessage, n: int) -> str:
     if ctype in ("message/rfc822", "message/global"):
         payload = part.get_payload()
         inner = payload[0] if isinstance(payload, list) and payload else None
-        fields = tuple(inner.items()) if isinstance(inner, StdMessage) else ()
+        fields = tuple(inner.raw_items()) if isinstance(inner, StdMessage) else ()
         subject = safe_filename(first_text(fields, SUBJECT), "")[:MAX_STEM].rstrip(" ._")
         return f"{subject or f'message-{n}'}.eml"
     return f"attachment-{n}{_extension(ctype)}"
+
+
+def given_name(part: StdMessage) -> str | None:
+    """The name part's fields give it (None if none), RFC 2047 decoded, 8-bit bytes read as UTF-8
+    (else Latin-1), not as U+FFFD as the standard library reads them."""
+    fields = tuple((n, text_value(v)) for n, v in part.raw_items())
+    name = mime_headers(fields).get_filename() if fields else None
+    return None if name is None else decode_header(name)
 
 
 def is_unnamed_attachment(part: StdMessage) -> bool:

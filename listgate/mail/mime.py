@@ -3,11 +3,21 @@
 mail-parser is imported on the first message decoded (it costs 0.2-0.8 s): whoever only reads
 header fields (the worker at start, the gateway's checks) never loads it. Its logger is quieted
 here, once, for every process that decodes mail (it warns about every multipart/alternative).
+
+What it shows is what the streaming decoder shows of the same mail (the rules are in stream's
+docstring), but where mail-parser is not what a reader would expect, it is corrected here:
+- an attached message (or report, or multipart) is the file that was sent, as the streaming
+  decoder finds it: mail-parser writes it again, 8-bit text turned to U+FFFD or base64;
+- text and html in a lying or unknown charset are decoded by decode_text, not to U+FFFD, and
+  text in a 7-bit charset (ISO-2022-JP) is decoded, not shown as its escape sequences;
+- an attachment whose base64 is broken is kept, repaired as far as it can be, with a defect,
+  not dropped;
+- a name the mail gives in 8-bit bytes is read as UTF-8, else Latin-1 (filenames.given_name),
+  not as U+FFFD.
 """
 
 from __future__ import annotations
 
-import base64
 import email
 import functools
 import logging
@@ -17,9 +27,10 @@ from email.policy import compat32
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from listgate.mail.bodies import decode_text, header_defects, shaping_fields
+from listgate.mail import stream
+from listgate.mail.bodies import decode_base64, decode_text, header_defects, shaping_fields
 from listgate.mail.fields import Header
-from listgate.mail.filenames import is_unnamed_attachment, safe_filename, unnamed
+from listgate.mail.filenames import given_name, is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
 from listgate.mail.values import decode_header
 
@@ -62,22 +73,60 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
         return "", "", ()
     header_defects(header, msg.get_content_type(), defects)
     body_text, body_html, attachments = _bodies(mp, defects, _names_for_unnamed(msg))
-    if "\ufffd" in body_text or not (body_text or body_html or attachments):
-        body_text = _plain_text(msg, defects) or body_text
+    if _undecoded(body_text) or not (body_text or body_html or attachments):
+        body_text = _texts(msg, defects, "text/plain") or body_text
+    if _undecoded(body_html):
+        body_html = _texts(msg, defects, "text/html") or body_html
+    containers = [i for i, att in enumerate(mp.attachments or []) if not att.get("binary")]
+    if containers:
+        attachments = _as_sent(raw, header, attachments, containers)
     return body_text, body_html, attachments
 
 
-def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], set[str]]:
+def _undecoded(text: str) -> bool:
+    """Whether mail-parser left text undecoded: U+FFFD for a lying or unknown charset, or the
+    escapes of a 7-bit charset (ISO-2022-JP) it never applied to a 7bit part."""
+    return "\ufffd" in text or "\x1b" in text
+
+
+def _as_sent(
+    raw: bytes, header: Header, attachments: tuple[ParsedAttachment, ...], containers: list[int]
+) -> tuple[ParsedAttachment, ...]:
+    """attachments, its attached messages (and multiparts) as the bytes that were sent.
+
+    mail-parser stores them as the standard library writes them again: 8-bit text becomes U+FFFD
+    or base64, folded fields lose their spaces. The streaming decoder finds the bytes sent; an
+    attachment it does not find (the two read a broken structure differently) is left as it is.
+    """
+    found = list(stream.decode(raw, header, [])[2])
+    out = list(attachments)
+    for i in containers:
+        att = out[i]
+        j = next(
+            (
+                k
+                for k, s in enumerate(found)
+                if (s.filename, s.content_type) == (att.filename, att.content_type)
+            ),
+            None,
+        )
+        if j is not None:
+            out[i] = ParsedAttachment(att.filename, att.content_type, found[j].data)
+            del found[: j + 1]
+    return tuple(out)
+
+
+def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], dict[str, str]]:
     """(our names for the parts mail-parser names at random, in its order; the names the mail
-    gives its parts).
+    gives its parts, as mail-parser reads them, to as we read them: 8-bit ones not as U+FFFD).
 
     Those parts are the unnamed attachments it does not name by their Content-ID; the message is
     not changed to name them first, as what it stores of an attached message would change too.
     """
-    names, given, n = [], set(), 0
+    names, given, n = [], {}, 0
     for part in msg.walk():
         if (filename := part.get_filename()) is not None:
-            given.add(decode_header(filename))
+            given[decode_header(filename)] = given_name(part) or decode_header(filename)
         elif is_unnamed_attachment(part):
             n += 1  # counted as the streaming decoder counts them
             if not part.get("Content-ID") or part.get_content_subtype() in ("html", "plain"):
@@ -86,7 +135,7 @@ def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], set[str]]:
 
 
 def _bodies(
-    mp: mailparser.MailParser, defects: list[str], unnamed_parts: tuple[list[str], set[str]]
+    mp: mailparser.MailParser, defects: list[str], unnamed_parts: tuple[list[str], dict[str, str]]
 ) -> Bodies:
     for item in mp.defects or []:
         for kind, texts in item.items() if isinstance(item, dict) else []:
@@ -98,19 +147,16 @@ def _bodies(
     attachments = []
     names, given = iter(unnamed_parts[0]), unnamed_parts[1]
     for att in mp.attachments or []:
-        payload = att.get("payload") or ""
-        try:
-            data = (
-                base64.b64decode(payload)
-                if att.get("binary")
-                else payload.encode("utf-8", "surrogateescape")
-            )
-        except (ValueError, UnicodeEncodeError) as exc:
-            defects.append(f"AttachmentDefect: {att.get('filename')!r}: {exc}"[:300])
-            continue
+        data = str(att.get("payload") or "").encode("utf-8", "surrogateescape")
+        if att.get("binary"):
+            decoded, problem = decode_base64(data)
+            data = bytes(decoded)  # the bytes given back as they are when they cannot be decoded
+            if problem:
+                defects.append(f"AttachmentDefect: {att.get('filename')!r}: {problem}"[:300])
         filename = str(att.get("filename") or "")
         if _MADE_UP.fullmatch(filename) and filename not in given:
             filename = next(names, filename)
+        filename = given.get(filename, filename)
         attachments.append(
             ParsedAttachment(
                 filename=safe_filename(filename),
@@ -121,19 +167,21 @@ def _bodies(
     return text, html, tuple(attachments)
 
 
-def _plain_text(msg: StdMessage, defects: list[str]) -> str:
-    """Text parts decoded by us: for lying or unknown charsets, and multiparts whose boundary is
-    lost."""
+def _texts(msg: StdMessage, defects: list[str], wanted: str) -> str:
+    """The wanted (text/plain or text/html) parts decoded by us: for lying or unknown charsets,
+    and (plain text) multiparts whose boundary is lost."""
     out = []
     for part in msg.walk():
         if part.is_multipart() and isinstance(part.get_payload(), list):
             continue
         ctype = part.get_content_type()
-        if part is not msg and (
-            ctype != "text/plain" or part.get_content_disposition() == "attachment"
-        ):
+        if part is not msg and (ctype != wanted or part.get_content_disposition() == "attachment"):
             continue
-        if part is msg and not ctype.startswith(("text/", "multipart/")):
+        if (
+            part is msg
+            and ctype != wanted
+            and (wanted != "text/plain" or not ctype.startswith(("text/", "multipart/")))
+        ):
             continue
         try:
             data = part.get_payload(decode=True)

@@ -4,68 +4,127 @@ mail-parser, and the standard library's feed parser, hold the whole message seve
 as lines and strings (about 8-10x a 20 MB post). Here MIME parts are found by their delimiter
 lines in the original bytes, each part's header block is read by the header reader, and each
 body is decoded from a memoryview: the only big allocations are the decoded results themselves.
+
+What a reader sees is what mail-parser shows of the same mail (tests/unit/listgate/
+test_mail_decoders_agree.py holds both to it), by these rules:
+- a part named by the mail (filename or name, RFC 2047 decoded) is an attachment; an unnamed one
+  is an attachment when it has a Content-ID (named by it, unless it is text), is RTF, or is marked
+  attachment (named by filenames.unnamed); a named text part marked inline is body text too;
+- an attached message (any message/* but a delivery report, or a multipart, marked attachment)
+  is kept as a file of the bytes that were sent, and its text still counts as body text, as an
+  inline message's does; the parts inside an attached one are never body text by their own
+  "inline";
+- any other part that is not text/plain or text/html (delivery and disposition reports, header
+  dumps, calendar text sent inline and unnamed) is not shown: mail-parser keeps no file of it;
+  but a mail that is nothing but such text shows it as its plain text;
+- a multipart whose boundary is never found is read as text; one with only its closing delimiter
+  is empty.
 """
 
 from __future__ import annotations
 
 import binascii
+from dataclasses import dataclass, field
 from email.message import Message as StdMessage
 
 from listgate.mail import fields
-from listgate.mail.bodies import decode_text, header_defects, mime_headers, shaping_fields
+from listgate.mail.bodies import (
+    decode_base64,
+    decode_text,
+    decode_uu,
+    header_defects,
+    mime_headers,
+    shaping_fields,
+)
 from listgate.mail.fields import Header
-from listgate.mail.filenames import is_unnamed_attachment, safe_filename, unnamed
+from listgate.mail.filenames import given_name, is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
 from listgate.mail.names import CONTENT_TRANSFER_ENCODING
 
 MAX_PARTS = 1000  # parts per multipart taken; the gateway's shape check bounds nesting before this
 MAX_DEPTH = 50
+_BODY_TYPES = ("text/plain", "text/html")
+_UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")  # the standard library's names
 
-# (texts, htmls, attachments, the unnamed attachments met: counted to name them as mime.decode does)
-Sink = tuple[list[str], list[str], list[ParsedAttachment], list[StdMessage]]
+
+@dataclass
+class _Sink:
+    """What the walk found: texts, htmls, attachments, and the unnamed attachments met (counted
+    to name them as mime.decode does)."""
+
+    raw: bytes
+    defects: list[str]
+    text: list[str] = field(default_factory=list)
+    html: list[str] = field(default_factory=list)
+    attachments: list[ParsedAttachment] = field(default_factory=list)
+    unnamed: int = 0
 
 
 def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
     """(plain text, html, attachments) of raw, whose top-level header block is header."""
-    sink: Sink = ([], [], [], [])
+    sink = _Sink(raw, defects)
     head = mime_headers(shaping_fields(header))
     header_defects(header, head.get_content_type(), defects)
     try:
-        _entity(raw, header.body, len(raw), head, sink, defects, 0)
+        _entity(sink, header.body, len(raw), head, 0, False)
     except (RecursionError, Exception) as exc:  # noqa: BLE001 - never raise on malformed mail
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
-    text, html, attachments, _ = sink
-    return "\n".join(t for t in text if t), "\n".join(t for t in html if t), tuple(attachments)
+    return (
+        "\n".join(t for t in sink.text if t),
+        "\n".join(t for t in sink.html if t),
+        tuple(sink.attachments),
+    )
 
 
-def _entity(
-    raw: bytes, body: int, end: int, head: StdMessage, sink: Sink, defects: list[str], depth: int
-) -> None:
-    """Add the body raw[body:end] (its entity's headers head) to sink: a multipart's parts, or one
-    leaf."""
+def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, inside: bool) -> None:
+    """Add the body raw[body:end] (its entity's headers head) to sink: a multipart's parts, an
+    attached message, or one leaf; inside: within an attached container."""
+    raw = sink.raw
     boundary = (
         head.get_boundary()
         if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH
         else None
     )
-    parts = _split_parts(raw, body, end, _bytes(boundary)) if boundary else []
-    if parts:
-        for s, e in parts[:MAX_PARTS]:
-            part = fields.read(raw, s, e)
-            _entity(raw, part.body, e, mime_headers(part.fields), sink, defects, depth + 1)
+    parts = _split_parts(raw, body, end, _bytes(boundary)) if boundary else None
+    inner = _inner_message(sink, body, end, head, depth) if parts is None else None
+    report = head.get_content_type() == "message/delivery-status"  # a container of field blocks
+    if parts is None and inner is None and not report:
+        _add_leaf(sink, head, _decoded(sink, head, body, end), inside, depth == 0)
         return
+    if head.get_content_disposition() == "attachment":
+        _add_attachment(sink, head, _decoded(sink, head, body, end))
+    inside = inside or _blocks_inline(head)
+    if inner is not None:
+        _entity(sink, inner.body, end, mime_headers(inner.fields), depth + 1, inside)
+    for s, e in (parts or [])[:MAX_PARTS]:
+        part = fields.read(raw, s, e)
+        part_head = mime_headers(part.fields)
+        if head.get_content_subtype() == "digest":  # its parts are messages unless they say
+            part_head.set_default_type("message/rfc822")
+        _entity(sink, part.body, e, part_head, depth + 1, inside)
+
+
+def _inner_message(sink: _Sink, body: int, end: int, head: StdMessage, depth: int) -> Header | None:
+    """The header block of the message head's body is, if it is one (message/*, but a delivery
+    report: the standard library's reading); its fields are given to head, to name it by."""
     if (
-        head.get_content_type() in ("message/rfc822", "message/global")
-        and depth < MAX_DEPTH
-        and body < end
+        head.get_content_maintype() != "message"
+        or head.get_content_subtype() == "delivery-status"
+        or depth >= MAX_DEPTH
+        or body >= end
     ):
-        if is_unnamed_attachment(head):
-            sink[3].append(head)  # not kept as a file here, but counted as mime.decode counts it
-        inner = fields.read(raw, body, end)  # an attached message: its text counts too
-        _entity(raw, inner.body, end, mime_headers(inner.fields), sink, defects, depth + 1)
-        return
-    data = _decode_transfer(memoryview(raw)[body:end], head.get(CONTENT_TRANSFER_ENCODING), defects)
-    _add_leaf(head, data, sink)
+        return None
+    inner = fields.read(sink.raw, body, end)
+    head.set_payload([mime_headers(inner.fields)])  # filenames.unnamed reads its Subject
+    return inner
+
+
+def _blocks_inline(head: StdMessage) -> bool:
+    """A container whose parts are not shown as body by their own "inline" (RFC 2183 2.9)."""
+    disposition = head.get_content_disposition()
+    return disposition not in (None, "inline") or (
+        disposition != "inline" and bool(head.get_filename())
+    )
 
 
 def _bytes(boundary: str) -> bytes:
@@ -75,11 +134,11 @@ def _bytes(boundary: str) -> bytes:
         return boundary.encode("utf-8", "replace")
 
 
-def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]]:
-    """(start, end) of each part of a multipart body raw[start:end]; [] when no delimiter is
+def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]] | None:
+    """(start, end) of each part of a multipart body raw[start:end]; None when no delimiter is
     found."""
     delim = b"--" + boundary
-    parts: list[tuple[int, int]] = []
+    parts: list[tuple[int, int]] | None = None
     part_start = -1
     pos = start
     while (j := raw.find(delim, pos, end)) >= 0:
@@ -94,6 +153,7 @@ def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tupl
             k += 1
         if not closing and k < end and raw[k] not in (13, 10):
             continue  # the boundary was only the start of a longer line
+        parts = parts or []
         if part_start >= 0:
             parts.append(
                 (part_start, j - 2 if raw[j - 2 : j] == b"\r\n" else max(j - 1, part_start))
@@ -101,45 +161,62 @@ def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tupl
         if closing:
             return parts
         part_start = raw.find(b"\n", k, end) + 1 or end
-    if part_start >= 0:
-        parts.append((part_start, end))
+    if parts is not None and part_start >= 0:  # never closed: its last line end is not its own
+        last = end - 2 if raw[end - 2 : end] == b"\r\n" else end - (raw[end - 1 : end] == b"\n")
+        parts.append((part_start, max(last, part_start)))
     return parts
 
 
-def _decode_transfer(body: memoryview, encoding: object, defects: list[str]) -> bytes | memoryview:
-    """A body undone of its Content-Transfer-Encoding (base64, quoted-printable, else as is,
-    uncopied)."""
-    cte = str(encoding or "").strip().lower()
-    try:
-        if cte == "base64":
-            return binascii.a2b_base64(body)
-        if cte == "quoted-printable":
-            return binascii.a2b_qp(body)
-    except (binascii.Error, ValueError) as exc:
-        defects.append(f"TransferEncodingDefect: {cte}: {exc}"[:300])
-    return body
+def _decoded(sink: _Sink, head: StdMessage, body: int, end: int) -> bytes | memoryview:
+    """raw[body:end] undone of head's Content-Transfer-Encoding (base64, quoted-printable, else
+    as is, uncopied)."""
+    data = memoryview(sink.raw)[body:end]
+    cte = str(head.get(CONTENT_TRANSFER_ENCODING) or "").strip().lower()
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(data)
+    undo = decode_base64 if cte == "base64" else decode_uu if cte in _UUENCODE else None
+    if undo is None:
+        return data
+    decoded, problem = undo(data)
+    if problem:
+        sink.defects.append(f"TransferEncodingDefect: {cte}: {problem}"[:300])
+    return decoded
 
 
-def _add_leaf(part: StdMessage, data: bytes | memoryview, sink: Sink) -> None:
-    """An inline text/plain or text/html part becomes body text, anything else an attachment."""
-    text, html, attachments, unnamed_met = sink
+def _add_leaf(
+    sink: _Sink, part: StdMessage, data: bytes | memoryview, inside: bool, root: bool
+) -> None:
+    """A leaf is body text (text/plain, text/html), an attachment, both, or nothing (see the
+    module's docstring)."""
     ctype = part.get_content_type()
-    filename = part.get_filename()
     if ctype.startswith("multipart/"):  # its boundary is lost: keep what it says as text
         ctype = "text/plain"
-    if (
-        ctype in ("text/plain", "text/html")
-        and part.get_content_disposition() != "attachment"
-        and not filename
-    ):
+    attached = _add_attachment(sink, part, data, ctype)
+    if root and not attached and ctype.startswith("text/") and ctype not in _BODY_TYPES:
+        ctype = "text/plain"  # a mail that is only other text (text/calendar): its text is shown
+    inline_body = not inside and part.get_content_disposition() == "inline"
+    if ctype in _BODY_TYPES and (not attached or inline_body):
         decoded, _ = decode_text(data, part.get_content_charset())
-        (text if ctype == "text/plain" else html).append(decoded.replace("\x00", ""))
-        return
+        (sink.text if ctype == "text/plain" else sink.html).append(decoded.replace("\x00", ""))
+
+
+def _add_attachment(
+    sink: _Sink, part: StdMessage, data: bytes | memoryview, ctype: str = ""
+) -> bool:
+    """Keep part as an attachment if the mail names it or marks it as one; whether it was
+    kept."""
+    ctype = ctype or part.get_content_type()
+    filename = given_name(part)
     if is_unnamed_attachment(part):
-        unnamed_met.append(part)
-        filename = unnamed(part, len(unnamed_met))
-    attachments.append(
-        ParsedAttachment(
-            filename=safe_filename(filename or ""), content_type=ctype[:255], data=bytes(data)
-        )
+        sink.unnamed += 1  # counted as mime.decode counts them
+    cid = str(part.get("Content-ID") or "")
+    if filename is None and cid and part.get_content_subtype() not in ("html", "plain"):
+        filename = cid
+    elif filename is None and is_unnamed_attachment(part):
+        filename = unnamed(part, sink.unnamed)
+    if filename is None:
+        return False
+    sink.attachments.append(
+        ParsedAttachment(safe_filename(filename), content_type=ctype[:255], data=bytes(data))
     )
+    return True

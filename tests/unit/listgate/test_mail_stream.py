@@ -151,3 +151,27 @@ def test_an_attached_message_and_nested_multiparts_are_walked(
         == ["forwarding", "this", "original", "body"]
     )
     assert large.body_html.strip() == small.body_html.strip() == "<b>original</b>"
+
+
+def test_a_20_mb_forwarded_message_costs_its_file_and_its_text() -> None:
+    """An attached message is kept as the file that was sent, read from the bytes: never
+    re-parsed whole (the standard library's parser needed about 10x)."""
+    inner = b"From: bob@example.org\r\nSubject: big original\r\n\r\n" + LINE * (
+        20 * 1024 * 1024 // len(LINE)
+    )
+    raw = (
+        b"From: ann@example.org\r\nMessage-ID: <bigfwd@example.org>\r\n"
+        b'Content-Type: multipart/mixed; boundary="out"\r\n\r\n--out\r\n'
+        b"Content-Type: text/plain\r\n\r\nforwarding this\r\n--out\r\n"
+        b"Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"
+        + inner
+        + b"\r\n--out--\r\n"
+    )
+    parsed, peak = _parse_measured(raw)
+    [att] = parsed.attachments
+    assert att.data == inner, "the attached message is not the file that was sent"
+    assert (att.filename, att.content_type) == ("big original.eml", "message/rfc822")
+    assert parsed.body_text.startswith("forwarding this\nAll work")
+    # the file (its blob is stored whole, as every attachment's), its text, and that text joined to
+    # the mail's own: about 3x, as measured; the standard library's parser needed about 10x
+    assert peak < 3.5 * len(inner)
