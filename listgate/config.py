@@ -284,7 +284,7 @@ class Settings:
             max_header_bytes=_int(env, "LISTGATE_MAX_HEADER_BYTES", 256 * 1024, 1024),
             max_folded_lines=_int(env, "LISTGATE_MAX_FOLDED_LINES", 1000, 1),
             max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
-            max_connections=_int(env, "LISTGATE_MAX_CONNECTIONS", 0, 0),
+            max_connections=_int(env, "LISTGATE_MAX_CONNECTIONS", 0, 1),  # unset: 0, derived
             archiver_nice=_nice(env),
         )
 
