@@ -286,11 +286,12 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     message."""
     values = {c: getattr(thread, c) for c in _COUNTED}
     values["message_count"] += 1
-    if (
-        values["message_count"] == 1
-    ):  # its first published post: only now is it one of the list's threads
+    # Its first published post: only now is it one of the list's threads, and the dates it had
+    # came from held posts (the thread was made for one), which are nobody's business yet.
+    first = values["message_count"] == 1
+    if first:
         session.get_one(MailingList, thread.list_id).thread_count += 1
-    values["last_activity"] = max(thread.last_activity, msg.date)
+    values["last_activity"] = msg.date if first else max(thread.last_activity, msg.date)
     if thread.root_message_pk is None or (
         msg.parent_id is None
         and (msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))
@@ -300,7 +301,7 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
             subject=msg.subject,
             subject_norm=msg.subject_norm,
             starter_name=msg.from_name,
-            created_at=min(thread.created_at, msg.date),
+            created_at=msg.date if first else min(thread.created_at, msg.date),
         )
     addr = msg.from_addr or msg.from_name
     if addr and _joins(session, thread.id, addr):

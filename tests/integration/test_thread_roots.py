@@ -143,3 +143,31 @@ def test_a_held_post_merged_into_a_thread_does_not_date_its_last_activity(
     assert thread_of(db, "h@x.test")[0].id == thread.id
     assert thread.last_activity == T0 + timedelta(hours=2)
     check(db, "club")
+
+
+@pytest.mark.parametrize("held_hours", [24 * 30, -24 * 30])
+def test_a_thread_started_by_a_held_post_is_dated_by_its_published_posts(
+    db: sessionmaker[Session], held_hours: int
+) -> None:
+    """A stranger's held post starts a thread (dated a month after, or a month before); the
+    moderator's published answer is its first post. The thread's start and last activity (the
+    list's order, its "started" and "last post") are the published post's, never the held one's;
+    they follow the held post only once it is approved."""
+    with transaction(db) as s:
+        lists.create(s, "club", policy="moderated", moderators="mod@example.org")
+    held = mail("h@x.test", "Question", held_hours, "Eve <eve@example.org>")
+    assert post(db, "club", held) == HELD_FOR_MODERATION
+    answer = mail("a@x.test", "Re: Question", 0, "Mod <mod@example.org>", refs="<h@x.test>")
+    assert post(db, "club", answer) == STORED
+    thread, answer_pk = thread_of(db, "a@x.test")
+    assert (thread.created_at, thread.last_activity) == (T0, T0)
+    assert (thread.root_message_pk, thread.message_count) == (answer_pk, 1)
+    check(db, "club")
+    with transaction(db) as s:  # approved: now it is the start, and its date counts
+        held_msg = s.scalars(select(Message).where(Message.message_id == "h@x.test")).one()
+        moderation.approve(s, lists.require(s, "club"), held_msg, "mod@example.org")
+    thread, _ = thread_of(db, "a@x.test")
+    held_at = T0 + timedelta(hours=held_hours)
+    assert (thread.created_at, thread.last_activity) == (min(T0, held_at), max(T0, held_at))
+    assert thread.message_count == 2
+    check(db, "club")
