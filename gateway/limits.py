@@ -26,13 +26,14 @@ RESERVED_FDS = 192
 FULL = "421 4.7.0 Too many connections, try again later"
 
 
-def connection_limit(configured: int, data_memory: int) -> int:
+def connection_limit(configured: int, data_memory: int, files: int | None = None) -> int:
     """LISTGATE_MAX_CONNECTIONS when set (not 0); else what the fds and the memory budget allow.
 
     By default the connections may cost as much memory as the DATA budget (a connection
-    CONNECTION_COST), and leave RESERVED_FDS of the process's file descriptors free.
+    CONNECTION_COST), and leave RESERVED_FDS of the process's file descriptors (`files`, by
+    default its limit) free.
     """
-    fds = open_files() - RESERVED_FDS
+    fds = (open_files() if files is None else files) - RESERVED_FDS
     if configured:
         if configured > fds:
             log.warning(

@@ -53,20 +53,17 @@ def test_the_log_line_of_a_full_gateway_comes_at_most_once_a_minute() -> None:
 
 
 def test_the_default_limit_follows_the_memory_budget_and_the_fds() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert connection_limit(50, 256 * MB) == 50  # set: as set
     assert connection_limit(0, 64 * MB) == min(64 * MB // CONNECTION_COST, soft - RESERVED_FDS)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (RESERVED_FDS + 40, hard))
-    try:
-        assert connection_limit(0, 256 * MB) == 40
-    finally:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert connection_limit(0, 256 * MB, files=1024) == 682  # the default budget, ulimit -n 1024
+    assert connection_limit(0, 256 * MB, files=RESERVED_FDS + 40) == 40
+    assert connection_limit(0, 256 * MB, files=100) == 1  # never none
 
 
 def test_a_limit_over_the_fds_is_kept_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    assert connection_limit(soft * 2, 256 * MB) == soft * 2
-    assert f"LISTGATE_MAX_CONNECTIONS={soft * 2}: more than the" in caplog.text
+    assert connection_limit(2000, 256 * MB, files=1024) == 2000
+    assert "LISTGATE_MAX_CONNECTIONS=2000: more than the 832 file descriptors" in caplog.text
 
 
 def test_messages_per_minute_slide() -> None:
