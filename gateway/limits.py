@@ -22,6 +22,8 @@ CONNECTION_COST = 384 * 1024
 # socket (about 30 with SQLite), and the sockets asyncio accepts in one go (up to the listen
 # backlog, 100) before their connections are counted.
 RESERVED_FDS = 192
+# The default limit however small the memory budget (as many as Postfix's smtpd processes).
+FEWEST_CONNECTIONS = 100
 # Answer to a connection over the gateway's limit (a 4xx: the sender tries again later).
 FULL = "421 4.7.0 Too many connections, try again later"
 
@@ -30,7 +32,7 @@ def connection_limit(configured: int, data_memory: int, files: int | None = None
     """LISTGATE_MAX_CONNECTIONS when set (not 0); else what the fds and the memory budget allow.
 
     By default the connections may cost as much memory as the DATA budget (a connection
-    CONNECTION_COST), and leave RESERVED_FDS of the process's file descriptors (`files`, by
+    CONNECTION_COST; a small budget still allows FEWEST_CONNECTIONS), and leave RESERVED_FDS of the process's file descriptors (`files`, by
     default its limit) free.
     """
     fds = (open_files() if files is None else files) - RESERVED_FDS
@@ -44,7 +46,7 @@ def connection_limit(configured: int, data_memory: int, files: int | None = None
                 RESERVED_FDS,
             )
         return configured
-    return max(1, min(data_memory // CONNECTION_COST, fds))
+    return max(1, min(max(data_memory // CONNECTION_COST, FEWEST_CONNECTIONS), fds))
 
 
 def open_files() -> int:

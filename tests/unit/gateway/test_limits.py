@@ -58,6 +58,7 @@ def test_the_default_limit_follows_the_memory_budget_and_the_fds() -> None:
     assert connection_limit(0, 64 * MB) == min(64 * MB // CONNECTION_COST, soft - RESERVED_FDS)
     assert connection_limit(0, 256 * MB, files=1024) == 682  # the default budget, ulimit -n 1024
     assert connection_limit(0, 256 * MB, files=RESERVED_FDS + 40) == 40
+    assert connection_limit(0, 16 * MB, files=1024) == 100  # a small budget: still 100
     assert connection_limit(0, 256 * MB, files=100) == 1  # never none
 
 
