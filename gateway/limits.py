@@ -32,8 +32,8 @@ def connection_limit(configured: int, data_memory: int, files: int | None = None
     """LISTGATE_MAX_CONNECTIONS when set (not 0); else what the fds and the memory budget allow.
 
     By default the connections may cost as much memory as the DATA budget (a connection
-    CONNECTION_COST; a small budget still allows FEWEST_CONNECTIONS), and leave RESERVED_FDS of the process's file descriptors (`files`, by
-    default its limit) free.
+    CONNECTION_COST; a small budget still allows FEWEST_CONNECTIONS), and leave RESERVED_FDS of
+    the process's file descriptors (`files`, by default its limit) free.
     """
     fds = (open_files() if files is None else files) - RESERVED_FDS
     if configured:
