@@ -1,14 +1,58 @@
-"""Per-client limits: connections and messages per minute (message shapes: listgate.mail.shape)."""
+"""Connection limits (the gateway's, each client's) and messages per minute per client (message
+shapes: listgate.mail.shape)."""
 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import resource
 import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable
 
+log = logging.getLogger(__name__)
+
 LOOPBACK = ("127.0.0.0/8", "::1/128")
+# What one connection may hold outside the DATA budget: asyncio reads up to 256 KiB at a time,
+# the stream reader keeps up to 2 x 16 KiB, the reply buffer up to 64 KiB (a client that never
+# reads its replies), and aiosmtpd's objects.
+CONNECTION_COST = 384 * 1024
+# File descriptors kept for the gateway's own use: its database connections, logs, the listening
+# socket (about 30 with SQLite), and the sockets asyncio accepts in one go (up to the listen
+# backlog, 100) before their connections are counted.
+RESERVED_FDS = 192
+# The default limit however small the memory budget (as many as Postfix's smtpd processes).
+FEWEST_CONNECTIONS = 100
+# Answer to a connection over the gateway's limit (a 4xx: the sender tries again later).
+FULL = "421 4.7.0 Too many connections, try again later"
+
+
+def connection_limit(configured: int, data_memory: int, files: int | None = None) -> int:
+    """LISTGATE_MAX_CONNECTIONS when set (not 0); else what the fds and the memory budget allow.
+
+    By default the connections may cost as much memory as the DATA budget (a connection
+    CONNECTION_COST; a small budget still allows FEWEST_CONNECTIONS), and leave RESERVED_FDS of
+    the process's file descriptors (`files`, by default its limit) free.
+    """
+    fds = (open_files() if files is None else files) - RESERVED_FDS
+    if configured:
+        if configured > fds:
+            log.warning(
+                "LISTGATE_MAX_CONNECTIONS=%d: more than the %d file descriptors left for "
+                "connections (ulimit -n less %d); past them, connections wait unanswered",
+                configured,
+                max(fds, 0),
+                RESERVED_FDS,
+            )
+        return configured
+    return max(1, min(max(data_memory // CONNECTION_COST, FEWEST_CONNECTIONS), fds))
+
+
+def open_files() -> int:
+    """The process's limit of open file descriptors (its soft RLIMIT_NOFILE)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
 
 
 def trusted_networks(configured: tuple[str, ...] | None, lmtp: bool) -> tuple[str, ...]:
@@ -23,6 +67,8 @@ class ClientLimits:
 
     Behind Postfix every LMTP connection comes from the MTA's one address: counting it like
     a stranger would throttle the whole list's traffic (Postfix opens up to 20 connections).
+    The gateway-wide limit of connections (max_total) counts every connection, and refuses any
+    but a trusted MTA's or a unix socket peer's ('' client).
     """
 
     def __init__(
@@ -31,9 +77,13 @@ class ClientLimits:
         max_per_minute: int,
         clock: Callable[[], float] = time.monotonic,
         trusted: Iterable[str] = (),
+        max_total: int = 1 << 20,
     ) -> None:
         self.max_connections = max_connections
         self.max_per_minute = max_per_minute
+        self.max_total = max_total
+        self.total = 0  # connections open now, all clients together
+        self._full_noted = -60.0  # when note_full last said yes
         self._clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, int] = defaultdict(int)
@@ -60,21 +110,36 @@ class ClientLimits:
                 self._verdicts[client] = verdict
         return verdict
 
-    def connect(self, client: str) -> bool:
-        """Count a new connection from client; False (and not counted) when over the limit."""
-        if self.trusted(client):
-            return True
+    def connect(self, client: str) -> str:
+        """Count a new connection from client: '' when it may go on; else (not counted) the limit
+        it is over: 'too-many-connections' (the gateway's) or 'client-connections' (client's)."""
+        exempt = not client or self.trusted(client)
         with self._lock:
-            if self._open[client] >= self.max_connections:
+            if not exempt:
+                if self.total >= self.max_total:
+                    return "too-many-connections"
+                if self._open[client] >= self.max_connections:
+                    return "client-connections"
+                self._open[client] += 1
+            self.total += 1
+            return ""
+
+    def note_full(self) -> bool:
+        """True at most once a minute: when a refusal over max_total is worth a log line."""
+        now = self._clock()
+        with self._lock:
+            if now - self._full_noted < 60:
                 return False
-            self._open[client] += 1
+            self._full_noted = now
             return True
 
     def disconnect(self, client: str) -> None:
-        """A connection from client closed."""
-        if self.trusted(client):
-            return
+        """A connection from client that connect() let in closed."""
+        exempt = not client or self.trusted(client)
         with self._lock:
+            self.total -= 1
+            if exempt:
+                return
             self._open[client] -= 1
             if self._open[client] <= 0:
                 del self._open[client]

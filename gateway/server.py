@@ -18,7 +18,8 @@ from aiosmtpd.smtp import MISSING, SMTP
 from gateway.data import OVER_BUDGET, READER_LIMIT, Incoming
 from gateway.handler import GatewayHandler, client_address
 from gateway.hooks import Introspected
-from gateway.limits import trusted_networks
+from gateway.limits import FULL, trusted_networks
+from gateway.loop import ListenerLoop
 from gateway.paths import plain_path
 from gateway.relaysize import CHECK_EVERY, SizeLimit
 from gateway.tls import ServerTls
@@ -85,21 +86,39 @@ class _Guarded(Introspected, SMTP):
     async def _handle_client(self) -> None:
         limits = self.event_handler.limits
         client = self._client
-        if client and not limits.connect(client):
-            log.warning(
-                "refused a connection from %s: %d already open", client, limits.max_connections
-            )
-            await self.push(
-                f"421 4.7.0 Too many connections from {client} "
-                f"(limit {limits.max_connections}), try again later"
-            )
-            self._close()
+        over = limits.connect(client)
+        if over:
+            self._refuse_connection(over)
             return
         try:
             await super()._handle_client()
         finally:
-            if client:
-                limits.disconnect(client)
+            limits.disconnect(client)
+
+    def _refuse_connection(self, over: str) -> None:
+        """421 for the greeting, not waited for, and close (counted): over the gateway's limit or
+        the client's."""
+        limits, client = self.event_handler.limits, self._client
+        if over == "too-many-connections":
+            reply = FULL
+            if limits.note_full():
+                log.warning(
+                    "refusing connections: %d open, the limit (LISTGATE_MAX_CONNECTIONS) is %d",
+                    limits.total,
+                    limits.max_total,
+                )
+        else:
+            reply = (
+                f"421 4.7.0 Too many connections from {client} "
+                f"(limit {limits.max_connections}), try again later"
+            )
+            log.warning(
+                "refused a connection from %s: %d already open", client, limits.max_connections
+            )
+        self.event_handler.count_refusal_soon(over)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+        self._close()
 
     async def smtp_DATA(self, arg: str) -> None:
         """aiosmtpd's DATA, the message read into one buffer within the memory budget
@@ -334,10 +353,14 @@ class GatewayServer:
         if isinstance(self.listen, Path):
             if self.listen.exists():
                 self.listen.unlink()
-            self.controller = _UnixController(self._protocol, unix_socket=self.listen)
+            self.controller = _UnixController(
+                self._protocol, unix_socket=self.listen, loop=ListenerLoop()
+            )
         else:
             host, port = self.listen
-            self.controller = _TcpController(self._protocol, hostname=host, port=port)
+            self.controller = _TcpController(
+                self._protocol, hostname=host, port=port, loop=ListenerLoop()
+            )
         self.size_limit.start()
         self.writer.start()
         if self.archiver is not None:
@@ -352,7 +375,12 @@ class GatewayServer:
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
-        log.debug("listening for %s on %s", "LMTP" if self.lmtp else "SMTP", self.describe())
+        log.info(
+            "listening for %s on %s, up to %d connections at once",
+            "LMTP" if self.lmtp else "SMTP",
+            self.describe(),
+            self.handler.limits.max_total,
+        )
 
     def describe(self) -> str:
         """Where we listen, for logs."""

@@ -138,6 +138,7 @@ class Settings:
     max_line_length: int = 100_000
     max_mime_depth: int = 50
     max_connections_per_client: int = 16
+    max_connections: int = 0  # simultaneous SMTP connections, all clients; 0: from fds and memory
     max_messages_per_minute: int = 600
     smtp_timeout: int = 300  # seconds a client may stay silent, or spend in one DATA
     subject_fallback_days: int = 30
@@ -283,6 +284,7 @@ class Settings:
             max_header_bytes=_int(env, "LISTGATE_MAX_HEADER_BYTES", 256 * 1024, 1024),
             max_folded_lines=_int(env, "LISTGATE_MAX_FOLDED_LINES", 1000, 1),
             max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
+            max_connections=_int(env, "LISTGATE_MAX_CONNECTIONS", 0, 1),  # unset: 0, derived
             archiver_nice=_nice(env),
         )
 
