@@ -179,7 +179,7 @@ def _among(conn: Connection, query: Executable, list_id: int, ids: list[str]) ->
 # a SAVEPOINT or its RELEASE (so a batch's rows fail inside the SAVEPOINT that covers the batch)
 # and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
 # belong to one transaction: a connection whose transaction ended otherwise never carries them on.
-_ROWS = "listgate.rows"  # conn.info key: (transaction, {insert statement: [rows]}) while deferring
+_ROWS = "listgate.rows"  # conn.info key: (transaction, Pending) while deferring
 Pending = dict[Any, tuple[list[dict[str, Any]], list[Any]]]  # rows, and what takes their ids
 
 
