@@ -375,7 +375,7 @@ class GatewayServer:
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
-        log.info(
+        log.debug(  # debug: `listgate up`'s start-up summary (with the address) fits one screen
             "listening for %s on %s, up to %d connections at once",
             "LMTP" if self.lmtp else "SMTP",
             self.describe(),
