@@ -94,7 +94,9 @@ def test_a_post_approved_before_the_mail_went_out_is_not_mailed(db, make_list) -
 def test_one_reminder_a_day_of_posts_held_long_enough(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
     make_list("club", policy="moderated", moderators="m@example.org")
     old, new = held(db, "club", 1), held(db, "club", 2)
-    now = datetime.now(UTC)
+    # a morning (UTC), so that three hours later is the same day whenever the test runs (it
+    # failed between 21:00 and midnight); the post held just now is under 12 hours old then
+    now = datetime.now(UTC).replace(hour=9, minute=0, second=0, microsecond=0)
     with transaction(db) as session:
         session.execute(
             update(Message).where(Message.id == old).values(received_at=now - timedelta(hours=13))
