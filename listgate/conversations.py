@@ -125,6 +125,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
     )
     # threads with no published post are not counted, nor do their (held) posts date the survivor
     shown = [t for t in threads if t.message_count > 0]
+    first = min(t.created_at for t in shown or threads)
     last = max(t.last_activity for t in shown or threads)
     for other in threads:
         if other.id == survivor.id:
@@ -140,13 +141,13 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
         )
         survivor.message_count += other.message_count
         if _start(other) < _start(survivor):
-            survivor.created_at, survivor.subject = other.created_at, other.subject
+            survivor.subject = other.subject
             survivor.subject_norm, survivor.starter_name = other.subject_norm, other.starter_name
             survivor.root_message_pk = other.root_message_pk
         survivor.featured = survivor.featured or other.featured
         # a merged-away thread starts nothing: its root now lies in the survivor
         other.merged_into_id, other.message_count, other.root_message_pk = survivor.id, 0, None
-    survivor.last_activity = last
+    survivor.created_at, survivor.last_activity = first, last
     changed(session, survivor.list_id)
     fix_root(session, survivor)
     survivor.mailing_list.thread_count -= len(shown) - (1 if survivor.message_count > 0 else 0)
@@ -248,6 +249,14 @@ def fix_root(session: Session, thread: Thread) -> None:
     visible message) unless it is a start of its own already (a published message without a
     parent, hidden or removed since or not: listgate.models.Thread); kept when none is visible.
     """
+    values = _root(session, thread, _MESSAGES.c.status == PostState.VISIBLE)
+    if values is not None:
+        _write(session, thread, values)
+
+
+def _root(session: Session, thread: Thread, shown: Any) -> dict[str, Any] | None:
+    """The thread's values with the root fix_root chooses, None when the root stays; `shown` tells
+    which of its messages are visible (a post being hidden or restored counts as it will be)."""
     conn = session.connection()
     root = thread.root_message_pk
     now = None if root is None else conn.execute(_ROOT, {"pk": root}).first()
@@ -256,21 +265,20 @@ def fix_root(session: Session, thread: Thread) -> None:
         and (now.thread_id, now.parent_id) == (thread.id, None)
         and now.status in _PUBLISHED
     ):
-        return
+        return None
     row = conn.execute(
         select(
             _MESSAGES.c.id,
             _MESSAGES.c.subject,
             _MESSAGES.c.subject_norm,
             _MESSAGES.c.from_name,
-            _MESSAGES.c.date,
         )
-        .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE)
+        .where(_MESSAGES.c.thread_id == thread.id, shown)
         .order_by(_MESSAGES.c.parent_id.is_not(None), _MESSAGES.c.date, _MESSAGES.c.message_id)
         .limit(1)
     ).first()
     if row is None:
-        return
+        return None
     values = {c: getattr(thread, c) for c in _COUNTED}
     values.update(
         root_message_pk=row.id,
@@ -278,7 +286,7 @@ def fix_root(session: Session, thread: Thread) -> None:
         subject_norm=row.subject_norm,
         starter_name=row.from_name,
     )
-    _write(session, thread, values)
+    return values
 
 
 def count_visible(session: Session, thread: Thread, msg: Any) -> None:
@@ -291,7 +299,9 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     first = values["message_count"] == 1
     if first:
         session.get_one(MailingList, thread.list_id).thread_count += 1
+    # a thread's dates are its visible posts' first and last
     values["last_activity"] = msg.date if first else max(thread.last_activity, msg.date)
+    values["created_at"] = msg.date if first else min(thread.created_at, msg.date)
     if thread.root_message_pk is None or (
         msg.parent_id is None
         and (msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))
@@ -301,7 +311,6 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
             subject=msg.subject,
             subject_norm=msg.subject_norm,
             starter_name=msg.from_name,
-            created_at=msg.date if first else min(thread.created_at, msg.date),
         )
     addr = msg.from_addr or msg.from_name
     if addr and _joins(session, thread.id, addr):
@@ -379,6 +388,33 @@ def count_step(session: Session, msg: Message, step: int) -> None:
             changes=_CHANGED,
         )
     )
+    _settle(session, msg, step)
+
+
+def _settle(session: Session, msg: Message, step: int) -> None:
+    """The thread's dates from its visible posts and its root chosen again if it is no start,
+    the post that is leaving (-1) or coming back (+1) counted as it will be (count_step's change
+    of the list covers them)."""
+    visible = _MESSAGES.c.status == PostState.VISIBLE
+    shown = (
+        visible & (_MESSAGES.c.id != msg.id) if step < 0 else visible | (_MESSAGES.c.id == msg.id)
+    )
+    thread = get(session, msg.thread_id)
+    first, last = (
+        session.connection()
+        .execute(
+            select(func.min(_MESSAGES.c.date), func.max(_MESSAGES.c.date)).where(
+                _MESSAGES.c.thread_id == thread.id, shown
+            )
+        )
+        .one()
+    )
+    values = _root(session, thread, shown) or {}
+    if first is not None:  # a thread with no visible post is no thread of the list: dates kept
+        values.update(created_at=first, last_activity=last)
+    for name, value in values.items():
+        if name not in ("message_count", "participant_count") and getattr(thread, name) != value:
+            setattr(thread, name, value)
 
 
 def changed(session: Session, list_id: int) -> None:

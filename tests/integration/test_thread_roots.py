@@ -171,3 +171,43 @@ def test_a_thread_started_by_a_held_post_is_dated_by_its_published_posts(
     assert (thread.created_at, thread.last_activity) == (min(T0, held_at), max(T0, held_at))
     assert thread.message_count == 2
     check(db, "club")
+
+
+def test_a_hidden_post_moved_to_a_thread_of_held_posts_gets_its_root_back_when_restored(
+    db: sessionmaker[Session],
+) -> None:
+    """A reply joined by subject is hidden after reports; a stranger's held post nearer to it by
+    date takes it into the held post's thread (which then shows nothing). Restoring the reply
+    makes that thread one of the list's: it starts at the reply, dated by the reply alone (the
+    held post's date is nobody's business); hiding it again and approving the held post leaves
+    the held post as the start."""
+    with transaction(db) as s:
+        lists.create(s, "club", policy="moderated", moderators="mod@example.org")
+    mod = "Mod <mod@example.org>"
+    assert post(db, "club", mail("a@x.test", "Plan", 0, mod)) == STORED
+    assert post(db, "club", mail("b@x.test", "Re: Plan", 5, mod)) == STORED
+    thread, b_pk = thread_of(db, "b@x.test")
+    assert thread.id == thread_of(db, "a@x.test")[0].id
+    with transaction(db) as s:
+        reports.hide(s, s.get_one(Message, b_pk))
+    check(db, "club")
+    held = mail("c@x.test", "Plan", 3, "Eve <eve@example.org>")
+    assert post(db, "club", held) == HELD_FOR_MODERATION
+    moved, c_pk = thread_of(db, "c@x.test")
+    assert thread_of(db, "b@x.test")[0].id == moved.id != thread_of(db, "a@x.test")[0].id
+    check(db, "club")
+    with transaction(db) as s:
+        reports.restore(s, s.get_one(Message, b_pk))
+    moved, _ = thread_of(db, "b@x.test")
+    assert (moved.root_message_pk, moved.subject, moved.message_count) == (b_pk, "Re: Plan", 1)
+    at_b = T0 + timedelta(hours=5)
+    assert (moved.created_at, moved.last_activity) == (at_b, at_b)
+    check(db, "club")
+    with transaction(db) as s:
+        reports.hide(s, s.get_one(Message, b_pk))
+        moderation.approve(s, lists.require(s, "club"), s.get_one(Message, c_pk), "mod@x")
+    moved, _ = thread_of(db, "c@x.test")
+    at_c = T0 + timedelta(hours=3)
+    assert (moved.root_message_pk, moved.subject, moved.message_count) == (c_pk, "Plan", 1)
+    assert (moved.created_at, moved.last_activity) == (at_c, at_c)
+    check(db, "club")
