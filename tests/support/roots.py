@@ -1,10 +1,11 @@
-"""The Thread model's root and count invariants (listgate.models.Thread), checked against a list's
+"""The Thread model's root, date and count invariants (listgate.models.Thread), checked against a list's
 rows: the threading property tests, the merge tests and the migration 0012 test read the same ones.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,12 +20,16 @@ PUBLISHED = {PostState.VISIBLE, PostState.HIDDEN, PostState.REMOVED}
 def problems(session: Session, list_id: int) -> list[str]:
     """What breaks the invariants on this list (empty when they hold), one line per thread."""
     rows = session.execute(
-        select(Message.id, Message.thread_id, Message.parent_id, Message.status).where(
-            Message.list_id == list_id
-        )
+        select(
+            Message.id, Message.thread_id, Message.parent_id, Message.status, Message.date
+        ).where(Message.list_id == list_id)
     ).all()
     by_pk = {r.id: r for r in rows}
     visible = Counter(r.thread_id for r in rows if r.status == PostState.VISIBLE)
+    dates: dict[int, list[datetime]] = {}
+    for r in rows:
+        if r.status == PostState.VISIBLE:
+            dates.setdefault(r.thread_id, []).append(r.date)
     tops = {r.thread_id for r in rows if r.status == PostState.VISIBLE and r.parent_id is None}
     holding = {r.thread_id for r in rows}
     out: list[str] = []
@@ -43,6 +48,12 @@ def problems(session: Session, list_id: int) -> list[str]:
             out.append(f"thread {t.id}: {t.message_count} counted, {visible[t.id]} visible")
         if not visible[t.id]:
             continue
+        shown = (min(dates[t.id]), max(dates[t.id]))
+        if (t.created_at, t.last_activity) != shown:
+            out.append(
+                f"thread {t.id}: dated {t.created_at} to {t.last_activity}, "
+                f"its visible posts {shown[0]} to {shown[1]}"
+            )
         if (
             root is None
             or root.thread_id != t.id
