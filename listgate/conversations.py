@@ -388,10 +388,11 @@ def count_step(session: Session, msg: Message, step: int) -> None:
             changes=_CHANGED,
         )
     )
-    _settle(session, msg, step)
+    thread = _settle(session, msg, step)
+    _list_activity(session, thread, msg, step)
 
 
-def _settle(session: Session, msg: Message, step: int) -> None:
+def _settle(session: Session, msg: Message, step: int) -> Thread:
     """The thread's dates from its visible posts and its root chosen again if it is no start,
     the post that is leaving (-1) or coming back (+1) counted as it will be (count_step's change
     of the list covers them)."""
@@ -415,6 +416,33 @@ def _settle(session: Session, msg: Message, step: int) -> None:
     for name, value in values.items():
         if name not in ("message_count", "participant_count") and getattr(thread, name) != value:
             setattr(thread, name, value)
+    return thread
+
+
+def _list_activity(session: Session, thread: Thread, msg: Message, step: int) -> None:
+    """The list's last activity after a post left (-1) or came back (+1): its latest visible
+    post's date (its threads' latest last activity), none when it shows nothing."""
+    mlist = session.get_one(MailingList, msg.list_id)
+    if step > 0:
+        if mlist.last_activity is None or msg.date > mlist.last_activity:
+            mlist.last_activity = msg.date
+        return
+    if mlist.last_activity is not None and msg.date < mlist.last_activity:
+        return  # a later post is still shown
+    others = (
+        session.connection()
+        .execute(
+            select(func.max(_THREADS.c.last_activity)).where(
+                _THREADS.c.list_id == mlist.id,
+                _THREADS.c.merged_into_id.is_(None),
+                _THREADS.c.message_count > 0,
+                _THREADS.c.id != thread.id,
+            )
+        )
+        .scalar()
+    )
+    dates = [d for d in (others, thread.last_activity if thread.message_count else None) if d]
+    mlist.last_activity = max(dates, default=None)
 
 
 def changed(session: Session, list_id: int) -> None:

@@ -211,3 +211,32 @@ def test_a_hidden_post_moved_to_a_thread_of_held_posts_gets_its_root_back_when_r
     assert (moved.root_message_pk, moved.subject, moved.message_count) == (c_pk, "Plan", 1)
     assert (moved.created_at, moved.last_activity) == (at_c, at_c)
     check(db, "club")
+
+
+def test_hiding_the_latest_posts_takes_their_dates_off_the_thread_and_the_list(
+    db: sessionmaker[Session],
+) -> None:
+    """The list's and the thread's last activity ("last post", the home page's "last activity")
+    follow the posts still shown when the latest ones are hidden after reports, and come back
+    with them; a list showing nothing shows no last activity."""
+    with transaction(db) as s:
+        lists.create(s, "dev")
+    ann = "Ann <ann@example.org>"
+    post(db, "dev", mail("a@x.test", "Plan", 0, ann))
+    post(db, "dev", mail("b@x.test", "Re: Plan", 5, ann, refs="<a@x.test>"))
+    post(db, "dev", mail("c@x.test", "Other", 3, ann))
+    pks = {mid: thread_of(db, mid)[1] for mid in ("a@x.test", "b@x.test", "c@x.test")}
+
+    def hide(mid: str, back: bool = False) -> tuple[datetime | None, datetime]:
+        with transaction(db) as s:
+            (reports.restore if back else reports.hide)(s, s.get_one(Message, pks[mid]))
+        check(db, "dev")
+        with db() as s:
+            listed = lists.require(s, "dev").last_activity
+        return listed, thread_of(db, "a@x.test")[0].last_activity
+
+    at = {h: T0 + timedelta(hours=h) for h in (0, 3, 5)}
+    assert hide("b@x.test") == (at[3], at[0])
+    assert hide("c@x.test") == (at[0], at[0])
+    assert hide("a@x.test") == (None, at[0])  # nothing shown: its thread is no thread of the list
+    assert hide("b@x.test", back=True) == (at[5], at[5])
