@@ -1,5 +1,6 @@
-"""The Thread model's root, date and count invariants (listgate.models.Thread), checked against a list's
-rows: the threading property tests, the merge tests and the migration 0012 test read the same ones.
+"""The Thread model's root, date and count invariants (listgate.models.Thread), checked against
+a list's rows: the threading property tests and models, the merge tests and the migration tests
+read the same ones.
 """
 
 from __future__ import annotations
