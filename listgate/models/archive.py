@@ -120,6 +120,8 @@ class Thread(Base):
     hidden or removed later stays the root, as its tombstone keeps its place. A merged-away
     thread (merged_into_id set) holds no messages, has no root and a message_count of 0; a
     list's thread_count counts its live threads with a visible post (tests/support/roots.py).
+    Its created_at and last_activity are its visible posts' first and last dates (one showing
+    nothing keeps its dates, unread).
     """
 
     __tablename__ = "threads"
