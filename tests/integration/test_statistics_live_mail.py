@@ -27,7 +27,11 @@ from gateway.handler import GatewayHandler
 from listgate import statistics
 from listgate.archiver import Archiver
 from listgate.config import Settings
+from tests.support.config import wait_until
 from tests.support.gateway import through_hooks
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
+from tests.support.worker import build_site, mail
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +155,21 @@ def test_a_command_line_run_on_an_archive_fed_by_mail_leaves_its_statistics(
     assert "messages" in _analyzed(path)
     for plan in _plans(path, statements):
         assert any("USING INDEX ix_messages_from_addr (from_addr=?)" in step for step in plan), plan
+
+
+def test_a_worker_process_that_ends_leaves_its_statistics(tmp_path: Path, sink: SmtpSink) -> None:
+    """A pool process recycled after its task (--max-tasks-per-child) closes its connections."""
+    site = build_site(tmp_path, sink)
+    site.subscribe("dev", *(f"r{n}@example.org" for n in range(30)))
+    path = site.settings.data_dir / "listgate.sqlite3"
+    worker = WorkerProcess(
+        site.env, tmp_path / "worker.log", concurrency=1, extra=("--max-tasks-per-child", "1")
+    ).start()
+    try:
+        site.post(mail("carol@example.net", "Hi", "w1@x"))
+        wait_until(lambda: len(sink.received) == 30, what="the post's 30 copies")
+        # the pool process's connections closed as it ended, before the next one took over
+        wait_until(lambda: "subscriptions" in _analyzed(path), what="the fan-out's statistics")
+    finally:
+        worker.stop()
+        site.db.kw["bind"].dispose()

@@ -23,10 +23,13 @@ class WorkerProcess:
     group (so SIGKILL takes its pool children too).
     """
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, concurrency: int = 2, extra: tuple[str, ...] = ()
+    ) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.log = log
         self.concurrency = concurrency
+        self.extra = extra  # more of Celery's worker options
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
@@ -46,6 +49,7 @@ class WorkerProcess:
                     "--without-heartbeat",
                     "-P",
                     "prefork",
+                    *self.extra,
                 ],
                 cwd=ROOT,
                 env=self.env,
