@@ -90,12 +90,7 @@ def texts(p: dict[str, Any], s: Settings) -> dict[str, tuple[str, str]]:
         ),
         "help": (
             f"Help for {name}",
-            f"Commands for the list {addr}:\n\n"
-            f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
-            f"  {name}+unsubscribe@{s.domain}  leave the list\n"
-            f"  {name}+help@{s.domain}         this help\n"
-            f"  {name}+digest-daily@{s.domain}  "
-            "a daily digest (also -weekly, and -off for every post)\n\n"
+            f"Commands for the list {addr}:\n\n{_commands(name, s)}\n"
             "In a reply to a list mail, a body of just one word acts on that thread:\n"
             "  follow       get every post of this thread\n"
             "  mute         get no more posts of this thread\n"
@@ -135,7 +130,8 @@ def texts(p: dict[str, Any], s: Settings) -> dict[str, tuple[str, str]]:
         "reminder": (
             f"{name}: {plurals.count(int(p.get('count', 0)), 'post')} still "
             f"{'awaits' if p.get('count') == 1 else 'await'} moderation",
-            f"These posts to {addr} are still held:\n\n{p.get('posts', '')}\n\n"
+            f"{'This post' if p.get('count') == 1 else 'These posts'} to {addr} "
+            f"{'is' if p.get('count') == 1 else 'are'} still held:\n\n{p.get('posts', '')}\n\n"
             "Send any mail to an approve address to publish that post; to reject one, write\n"
             '"reject: REASON" to its reject address.\n\n'
             f"The moderation page: {p.get('link', '')}\n",
@@ -161,6 +157,18 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
     if found is None:
         raise NoticeError(f"unknown notice template {t!r}")
     return found
+
+
+def _commands(name: str, s: Settings) -> str:
+    """The list's command addresses, what each does beside it (in one column)."""
+    rows = [
+        ("subscribe", "subscribe (you will be asked to confirm)"),
+        ("unsubscribe", "leave the list"),
+        ("help", "this help"),
+        ("digest-daily", "a daily digest (also -weekly, and -off for every post)"),
+    ]
+    width = max(len(f"{name}+{command}@{s.domain}") for command, _ in rows)
+    return "".join(f"  {f'{name}+{c}@{s.domain}':<{width}}  {what}\n" for c, what in rows)
 
 
 def _why(p: dict[str, Any]) -> str:
@@ -206,10 +214,11 @@ def _leave_words(p: dict[str, Any], s: Settings) -> str:
             f"{_thread_link(p, s)}To stop getting this thread, open {link}\n"
             "or reply to any of its mails with the one word: unsubscribe\n"
         )
+    # the link ends its line: a mail reader would take a "," after it for part of it
     return (
-        f"To leave, write to {name}+unsubscribe@{s.domain}"
-        + (f" or open {link}" if link else "")
-        + ",\nor use the link in any list mail.\n"
+        f"To leave, write to {name}+unsubscribe@{s.domain}\n"
+        + (f"or open {link}\n" if link else "")
+        + "or use the link in any list mail.\n"
     )
 
 

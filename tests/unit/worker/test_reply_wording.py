@@ -26,6 +26,8 @@ from worker import commands, notices
 # "Reason: reason: …", "Subject: subject: …": one label and the same label again
 DOUBLED_LABEL = re.compile(r"\b(\w[\w -]*?):\s+\1:", re.IGNORECASE)
 # '""', "(received )", a line of a bare label ("Reason:"), "None", a template's braces
+# a link a mail reader would take the punctuation after it into ("…/unsubscribe/TOKEN,")
+LINK_AND_MARK = re.compile(r"https?://\S*[,;.)](\s|$)")
 MAILS = itertools.count(1)  # each command mail its own Message-ID
 EMPTY = re.compile(r'""|\((?:\w+\s*)?\)|^\s*\w+(?: \w+)?:\s*$|\bNone\b|[{}]')
 
@@ -38,6 +40,8 @@ def problems(subject: str, body: str) -> list[str]:
             found.append(f"a label said twice: {line!r}")
         if EMPTY.search(line):
             found.append(f"an empty or unfilled value: {line!r}")
+        if LINK_AND_MARK.search(line):
+            found.append(f"a link followed by a mark: {line!r}")
     return found
 
 
@@ -173,9 +177,21 @@ def test_each_kind_of_mail_reads_without_a_doubled_label(settings, kind: str) ->
 
 
 @pytest.mark.parametrize(
-    ("count", "said"), [(1, "1 post still awaits"), (2, "2 posts still await")]
+    ("count", "said", "held"),
+    [(1, "1 post still awaits", "This post to"), (2, "2 posts still await", "These posts to")],
 )
-def test_the_reminder_counts_its_posts_in_words(settings, count: int, said: str) -> None:  # type: ignore[no-untyped-def]
+def test_the_reminder_counts_its_posts_in_words(  # type: ignore[no-untyped-def]
+    settings, count: int, said: str, held: str
+) -> None:
     payload = {"template": "reminder", "to": "m@example.org", "list": "club", "count": count}
-    subject, _ = read(notices.render(payload, settings)[1])
+    subject, body = read(notices.render(payload, settings)[1])
     assert subject == f"club: {said} moderation"
+    assert body.startswith(held)
+
+
+def test_the_help_lines_up_what_each_command_address_does(settings) -> None:  # type: ignore[no-untyped-def]
+    payload = {"template": "help", "to": "ann@example.org", "list": "a-longer-name"}
+    _, body = read(notices.render(payload, settings)[1])
+    rows = [line for line in body.splitlines() if line.startswith("  a-longer-name+")]
+    assert len(rows) == 4
+    assert len({re.match(r"  \S+\s+", row).end() for row in rows}) == 1, rows  # type: ignore[union-attr]
