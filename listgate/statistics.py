@@ -7,8 +7,8 @@ list instead of probing its Message-IDs, and SQLite joined a list's activity pag
 threads by scanning the threads once per post (quadratic). So `listgate import` ends by gathering
 them (gather, ANALYZE). An archive fed by mail is never imported: on SQLite each pooled connection
 of the engine (the archiver's, the gateway's, the web's, a worker's) runs PRAGMA optimize now and
-then and as it closes (keep_fresh), which analyzes only the tables its planner used that lack statistics or grew
-many times over since; PostgreSQL's autovacuum does that job there.
+then and as it closes (keep_fresh), which analyzes only the tables its planner used that lack
+statistics or grew many times over since; PostgreSQL's autovacuum does that job there.
 """
 
 from __future__ import annotations
