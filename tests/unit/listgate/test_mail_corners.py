@@ -15,6 +15,7 @@ from listgate.mail.parser import LARGE_MESSAGE, parse
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 24
 PDF = b"%PDF-1.4 minutes"
+ATTACHED_PDF = "Content-Type: application/pdf\r\nContent-Disposition: attachment"
 DECODERS = pytest.mark.parametrize("decode", [mime.decode, stream.decode], ids=["small", "big"])
 
 
@@ -46,9 +47,9 @@ def shown(decode: BodyDecoder, raw: bytes) -> tuple[str, str, list[tuple[str, st
     [
         'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=""\r\n',
         'Content-Type: application/pdf; name=""\r\n',
-        'Content-Type: application/pdf; name=""\r\nContent-Disposition: attachment; filename=""\r\n',
+        ATTACHED_PDF.replace("pdf", 'pdf; name=""') + '; filename=""\r\n',
         'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="  "\r\n',
-        'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="=?utf-8?q??="\r\n',
+        ATTACHED_PDF + '; filename="=?utf-8?q??="\r\n',
         'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=".."\r\n',
     ],
     ids=["filename", "name", "both", "blank", "empty-encoded-word", "dots"],
@@ -67,7 +68,10 @@ def test_empty_names_are_numbered_with_the_unnamed_parts(decode: BodyDecoder) ->
     raw = mail(
         part("Content-Type: application/pdf\r\nContent-Disposition: attachment\r\n", PDF),
         'Content-Type: text/plain\r\nContent-Disposition: attachment; filename=""\r\n\r\nnotes',
-        part('Content-Type: application/pdf\r\nContent-Disposition: attachment; filename="a.pdf"\r\n', PDF),
+        part(
+            ATTACHED_PDF + '; filename="a.pdf"\r\n',
+            PDF,
+        ),
     )
     assert [n for n, _, _ in shown(decode, raw)[2]] == [
         "attachment-1.pdf",
@@ -119,9 +123,11 @@ def test_a_nested_multipart_reusing_its_parents_boundary_loses_nothing(
 ) -> None:
     """Was: the big path lost every part after the inner closing delimiter ("after"), the small
     path showed it only through mail-parser's epilogue recovery."""
-    raw = mail(REUSED, "Content-Type: text/plain\r\n\r\nafter", part(
-        'Content-Type: application/pdf; name="m.pdf"\r\n', PDF
-    ))
+    raw = mail(
+        REUSED,
+        "Content-Type: text/plain\r\n\r\nafter",
+        part('Content-Type: application/pdf; name="m.pdf"\r\n', PDF),
+    )
     text, html, attachments = shown(decode, raw)
     assert text.split() == ["see", "below", "inner", "plain", "after"]
     assert html == "<p>inner html</p>"
@@ -136,27 +142,33 @@ def test_reused_boundaries_nested_three_deep_and_through_an_attached_message(
         'Content-Type: multipart/mixed; boundary="b"\r\n\r\n'
         f"--b\r\n{REUSED}\r\n--b\r\nContent-Type: text/plain\r\n\r\nmiddle\r\n--b--\r\n"
     )
-    attached = f"Content-Type: message/rfc822\r\n\r\nFrom: c@example.org\r\nMIME-Version: 1.0\r\n{REUSED}"
+    attached = (
+        f"Content-Type: message/rfc822\r\n\r\nFrom: c@example.org\r\nMIME-Version: 1.0\r\n{REUSED}"
+    )
     raw = mail(deeper, attached, "Content-Type: text/plain\r\n\r\nlast")
     assert shown(decode, raw)[0].split() == (
-        "see below inner plain middle inner plain last".split()
+        ["see", "below", "inner", "plain", "middle", "inner", "plain", "last"]
     )
 
 
 def test_a_boundary_reused_without_any_closing_delimiter_ends_and_keeps_the_text() -> None:
     raw = (
-        'From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"'
-        '\r\n\r\n--b\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
-        "Content-Type: text/plain\r\n\r\nonly text\r\n"
-    ).encode()
+        b'From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"'
+        b'\r\n\r\n--b\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\n'
+        b"Content-Type: text/plain\r\n\r\nonly text\r\n"
+    )
     assert shown(mime.decode, raw)[0].strip() == shown(stream.decode, raw)[0].strip() == "only text"
 
 
 def test_parse_shows_the_corners_alike_at_any_size() -> None:
     """What the archive stores (parse()), below and above LARGE_MESSAGE."""
-    big = part('Content-Type: application/octet-stream; name="big.bin"\r\n', b"\x00" * LARGE_MESSAGE)
+    big = part(
+        'Content-Type: application/octet-stream; name="big.bin"\r\n', b"\x00" * LARGE_MESSAGE
+    )
     corners = (
-        part('Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=""\r\n', PDF),
+        part(
+            'Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=""\r\n', PDF
+        ),
         part("Content-Type: image/png\r\nContent-Disposition: inline\r\n", PNG),
         REUSED,
         "Content-Type: text/plain\r\n\r\nafter",
