@@ -88,7 +88,8 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
         if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH
         else None
     )
-    parts = _split_parts(raw, body, end, _bytes(boundary)) if boundary else None
+    digest = head.get_content_subtype() == "digest"
+    parts = _split_parts(raw, body, end, _bytes(boundary), digest) if boundary else None
     inner = _inner_message(sink, body, end, head, depth) if parts is None else None
     report = head.get_content_type() == "message/delivery-status"  # a container of field blocks
     if parts is None and inner is None and not report:
@@ -102,7 +103,7 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
     for s, e in (parts or [])[:MAX_PARTS]:
         part = fields.read(raw, s, e)
         part_head = mime_headers(part.fields)
-        if head.get_content_subtype() == "digest":  # its parts are messages unless they say
+        if digest:  # its parts are messages unless they say
             part_head.set_default_type("message/rfc822")
         _entity(sink, part.body, e, part_head, depth + 1, inside)
 
@@ -138,14 +139,16 @@ def _bytes(boundary: str) -> bytes:
         return boundary.encode("utf-8", "replace")
 
 
-def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]] | None:
-    """(start, end) of each part of a multipart body raw[start:end]; None when no delimiter is
-    found."""
-    return _scan(raw, start, end, boundary, 0)[0]
+def _split_parts(
+    raw: bytes, start: int, end: int, boundary: bytes, digest: bool = False
+) -> list[tuple[int, int]] | None:
+    """(start, end) of each part of a multipart body raw[start:end] (of a multipart/digest: its
+    parts are messages by default); None when no delimiter is found."""
+    return _scan(raw, start, end, boundary, 0, digest)[0]
 
 
 def _scan(
-    raw: bytes, start: int, end: int, boundary: bytes, depth: int
+    raw: bytes, start: int, end: int, boundary: bytes, depth: int, digest: bool
 ) -> tuple[list[tuple[int, int]] | None, int]:
     """(the parts of a multipart body raw[start:end] or None, where its closing delimiter line
     ends, or end); a part that is a multipart reusing boundary keeps its own delimiters."""
@@ -173,14 +176,14 @@ def _scan(
         if closing:
             return parts, raw.find(b"\n", k, end) + 1 or end
         part_start = raw.find(b"\n", k, end) + 1 or end
-        pos = _past_reuse(raw, part_start, end, boundary, depth)
+        pos = _past_reuse(raw, part_start, end, boundary, depth, digest)
     if parts is not None and part_start >= 0:  # never closed: its last line end is not its own
         last = end - 2 if raw[end - 2 : end] == b"\r\n" else end - (raw[end - 1 : end] == b"\n")
         parts.append((part_start, max(last, part_start)))
     return parts, end
 
 
-def _past_reuse(raw: bytes, start: int, end: int, boundary: bytes, depth: int) -> int:
+def _past_reuse(raw: bytes, start: int, end: int, boundary: bytes, depth: int, digest: bool) -> int:
     """Where to look for the next delimiter after a part starting at start: past the closing
     delimiter of a multipart (or attached message's) that reuses boundary, else start.
 
@@ -194,10 +197,13 @@ def _past_reuse(raw: bytes, start: int, end: int, boundary: bytes, depth: int) -
     for _ in range(MAX_DEPTH - depth):
         header = fields.read(raw, pos, end)
         head = mime_headers(header.fields)
+        if digest and pos == start:
+            head.set_default_type("message/rfc822")
         if head.get_content_maintype() == "multipart":
             own = head.get_boundary()
             same = own is not None and _bytes(own) == boundary
-            return _scan(raw, header.body, end, boundary, depth + 1)[1] if same else start
+            nested = head.get_content_subtype() == "digest"
+            return _scan(raw, header.body, end, boundary, depth + 1, nested)[1] if same else start
         if _inner_type(head) is None or header.body >= end:
             return start
         pos = header.body
