@@ -19,6 +19,12 @@ MAX_STEM = 100  # characters of an attached message's Subject in its name
 # other limits); runs of white space, a folded line's included.
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]+")
 _SPACES = re.compile(r"\s+")
+# Types mail carries unnamed that Python's table does not know (an OpenPGP signature part).
+_OWN_EXTENSIONS = {
+    "application/pgp-signature": ".asc",
+    "application/pgp-keys": ".asc",
+    "application/pgp-encrypted": ".asc",
+}
 # Main types that are read (as body text, or a message's parts), not kept as files when unnamed.
 _NOT_FILES = ("text", "message", "multipart")
 
@@ -79,7 +85,7 @@ def _types() -> mimetypes.MimeTypes:
 
 
 def _extension(ctype: str) -> str:
-    if ctype.endswith("/rtf"):
-        return ".rtf"
+    if ctype in _OWN_EXTENSIONS or ctype.endswith("/rtf"):
+        return _OWN_EXTENSIONS.get(ctype, ".rtf")
     known = _types().guess_extension(ctype, strict=False)
     return known or (".txt" if ctype.startswith(("text/", "message/")) else ".bin")

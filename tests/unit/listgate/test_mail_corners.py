@@ -182,3 +182,21 @@ def test_parse_shows_the_corners_alike_at_any_size() -> None:
             ("attachment-2.png", PNG),
         ]
     assert small.attachments == large.attachments[:2]
+
+
+@DECODERS
+def test_an_unnamed_openpgp_signature_is_shown_as_an_asc_file(decode: BodyDecoder) -> None:
+    """26 linux-man posts sign this way; the signature was shown on neither path (the line end
+    before a delimiter is the delimiter's, RFC 2046)."""
+    signature = "-----BEGIN PGP SIGNATURE-----\r\n\r\niQEz\r\n-----END PGP SIGNATURE-----\r\n"
+    raw = (
+        "From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/signed; "
+        'micalg=pgp-sha256; protocol="application/pgp-signature"; boundary="s"\r\n\r\n'
+        "--s\r\nContent-Type: text/plain\r\n\r\nsigned text\r\n"
+        f"--s\r\nContent-Type: application/pgp-signature\r\n\r\n{signature}--s--\r\n"
+    ).encode()
+    assert shown(decode, raw) == (
+        "signed text",
+        "",
+        [("attachment-1.asc", "application/pgp-signature", signature.encode().rstrip())],
+    )
