@@ -46,6 +46,9 @@ from listgate.mail.names import CONTENT_TRANSFER_ENCODING
 
 MAX_PARTS = 1000  # parts per multipart taken; the gateway's shape check bounds nesting before this
 MAX_DEPTH = 50
+# Bytes of a part's start searched for its parent's boundary, named again in its header (or its
+# attached message's): never the whole of a big attachment's body.
+_HEADER_WINDOW = 64 * 1024
 _BODY_TYPES = ("text/plain", "text/html")
 _UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")  # the standard library's names
 
@@ -190,8 +193,7 @@ def _past_reuse(raw: bytes, start: int, end: int, boundary: bytes, depth: int, d
     Not MIME (RFC 2046 5.1.1), but sent: the part is read as its sender meant, holding the
     delimiters up to its own closing one (as the gateway's depth check reads them), not as the
     parts of its parent ended by that closing delimiter (what followed it was lost)."""
-    nxt = raw.find(b"--" + boundary, start, end)
-    if depth >= MAX_DEPTH or raw.find(boundary, start, end if nxt < 0 else nxt) < 0:
+    if depth >= MAX_DEPTH or raw.find(boundary, start, min(end, start + _HEADER_WINDOW)) < 0:
         return start  # the boundary is not named in the part's header: the usual case, cheap
     pos = start
     for _ in range(MAX_DEPTH - depth):
