@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from typing import Any, AnyStr
 
 from aiosmtpd.lmtp import LMTP
@@ -37,7 +38,16 @@ class _Guarded(Introspected, SMTP):
         # SMTP.__init__ sizes its stream reader from this, so it must be set first.
         self.line_length_limit = READER_LIMIT
         self.max_line = max_line
+        # aiosmtpd's is a dict of the class, which every connection's EHLO raised and every new
+        # connection cleared: each connection has its own.
+        self.command_size_limits = _command_limits()
         super().__init__(handler, **kwargs)
+
+    async def smtp_EHLO(self, hostname: str) -> None:
+        """aiosmtpd's EHLO, which raises MAIL's limit for the extensions it names: from the base
+        again at each EHLO (it adds up, 36 bytes an EHLO, without end)."""
+        self.command_size_limits.clear()
+        await super().smtp_EHLO(hostname)
 
     def data_received(self, data: bytes) -> None:
         """Hand the bytes to the stream reader, watching how long the command line grows."""
@@ -242,6 +252,11 @@ class _Guarded(Introspected, SMTP):
         if at_data and isinstance(self, LMTP) and envelope is not None and envelope.rcpt_tos:
             return "\r\n".join([reply] * len(envelope.rcpt_tos))
         return reply
+
+
+def _command_limits() -> defaultdict[str, int]:
+    """A connection's command line limits, by command: aiosmtpd's base for each until EHLO."""
+    return defaultdict(lambda: SMTP.command_size_limit)
 
 
 class GatewaySMTP(_Guarded, SMTP):
