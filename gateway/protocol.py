@@ -13,7 +13,7 @@ from aiosmtpd.smtp import MISSING, SMTP
 from gateway.data import OVER_BUDGET, READER_LIMIT, Incoming
 from gateway.handler import GatewayHandler, client_address
 from gateway.hooks import Introspected
-from gateway.limits import FULL
+from gateway.limits import network_of
 from gateway.paths import plain_path
 from listgate.mail.shape import dot_line_with_bare_end
 
@@ -93,28 +93,33 @@ class _Guarded(Introspected, SMTP):
             limits.disconnect(client)
 
     def _refuse_connection(self, over: str) -> None:
-        """421 for the greeting, not waited for, and close (counted): over the gateway's limit or
-        the client's."""
+        """421 for the greeting, not waited for, and close (counted): over the gateway's limit,
+        the client's network's share of it, or the client's own."""
         limits, client = self.event_handler.limits, self._client
         if over == "too-many-connections":
-            reply = FULL
-            if limits.note_full():
+            if limits.noted("full"):
                 log.warning(
                     "refusing connections: %d open, the limit (LISTGATE_MAX_CONNECTIONS) is %d",
                     limits.total,
                     limits.max_total,
                 )
+        elif over == "network-connections":
+            network = network_of(client)
+            if limits.noted(network):  # a network's many addresses: a line a minute
+                log.warning(
+                    "refusing connections from %s: %d open, its share "
+                    "(LISTGATE_MAX_CONNECTIONS_PER_NETWORK) is %d",
+                    network,
+                    limits.networks(client),
+                    limits.max_per_network,
+                )
         else:
-            reply = (
-                f"421 4.7.0 Too many connections from {client} "
-                f"(limit {limits.max_connections}), try again later"
-            )
             log.warning(
                 "refused a connection from %s: %d already open", client, limits.max_connections
             )
         self.event_handler.count_refusal_soon(over)
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+            self.transport.write(limits.refusal(over, client).encode() + b"\r\n")  # type: ignore[attr-defined]
         self._close()
 
     async def smtp_DATA(self, arg: str) -> None:
