@@ -14,6 +14,7 @@ from typing import Any
 from aiosmtpd.controller import Controller, UnixSocketController
 from aiosmtpd.smtp import SMTP
 
+from gateway.beacon import Beacon, gateway_name
 from gateway.handler import GatewayHandler
 from gateway.limits import trusted_networks
 from gateway.loop import ListenerLoop
@@ -92,6 +93,8 @@ class GatewayServer:
         self.archiver = archiver
         self._archiving = threading.Event()
         self._archiver_thread: threading.Thread | None = None
+        # its connections and limits, for `listgate status` and /metrics (listgate.gateways)
+        self.beacon = Beacon(gateway_name(self.describe()), handler.limits, handler.factory)
 
     def _protocol(self) -> SMTP:
         cls = GatewayLMTP if self.lmtp else GatewaySMTP
@@ -138,6 +141,7 @@ class GatewayServer:
         self.controller.start()
         if isinstance(self.listen, Path):
             os.chmod(self.listen, 0o660)
+        self.beacon.start()
         log.debug(  # debug: `listgate up`'s start-up summary (with the address) fits one screen
             "listening for %s on %s, up to %d connections at once",
             "LMTP" if self.lmtp else "SMTP",
@@ -156,6 +160,7 @@ class GatewayServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
+        self.beacon.stop()
         self.size_limit.stop()
         self.writer.stop()
         self.executor.shutdown(wait=True)
