@@ -23,7 +23,7 @@ from listgate.db import transaction
 
 log = logging.getLogger(__name__)
 
-LOOK_EVERY = 0.25  # seconds between two looks at the count (at most 4 writes a second)
+LOOK_EVERY = 0.5  # seconds between two looks at the count (at most 2 writes a second)
 LAST_PAUSE = 60.0  # seconds between two tries at most, while the database refuses
 
 
