@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
-from gateway.server import GatewayLMTP, GatewayServer, GatewaySMTP
+from gateway.protocol import GatewayLMTP, GatewaySMTP
+from gateway.server import GatewayServer
 from listgate import lists
 from listgate.archiver import Archiver
 from listgate.config import Settings
