@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
 pytest_plugins = [
+    "tests.support.reaper",  # first: the processes the others start die with the run
     "tests.support.services",
     "tests.support.sink",
     "tests.support.gateway",

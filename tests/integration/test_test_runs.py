@@ -1,0 +1,68 @@
+"""The test runs themselves: a run killed outright (kill -9 of pytest, no `finally` runs) takes
+the servers it started with it (tests/support/reaper.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.config import ROOT
+from tests.unit.listgate.test_cli import alive, wait_until
+
+pytestmark = pytest.mark.integration
+
+# A test that starts a real gateway (in its own process group, as the suite's do), notes its
+# pid, and waits to be killed.
+INNER = """
+import os, time
+from pathlib import Path
+from tests.support.config import env_for, prepare
+from tests.support.processes import gateway
+
+def test_serves_until_killed(tmp_path):
+    env = env_for(tmp_path)
+    prepare(env, "dev")
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    Path(os.environ["INNER_PIDFILE"]).write_text(str(gw.proc.pid))
+    time.sleep(600)
+"""
+
+
+def test_a_test_run_killed_outright_leaves_no_server_running(tmp_path: Path) -> None:
+    inner, pidfile, log = tmp_path / "test_inner.py", tmp_path / "gateway.pid", tmp_path / "run.log"
+    inner.write_text(INNER)
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the suite's options
+    with open(log, "wb") as out:
+        run = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider"]
+            + ["--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(inner)],
+            cwd=ROOT,
+            env={**os.environ, "INNER_PIDFILE": str(pidfile)},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = 0
+    try:
+        assert wait_until(lambda: pidfile.exists() or run.poll() is not None, 120), log.read_text()
+        assert run.poll() is None, f"the inner run ended:\n{log.read_text()}"
+        server = int(pidfile.read_text())
+        run.kill()  # kill -9: no fixture teardown, no `finally`, no atexit
+        run.wait()
+        assert wait_until(lambda: not alive(server), 10), (
+            f"the gateway (pid {server}) of a test run killed with kill -9 still runs 10s later"
+        )
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        if server and alive(server):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server, signal.SIGKILL)  # the gateway leads its own process group
