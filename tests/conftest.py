@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 pytest_plugins = [
     "tests.support.reaper",  # first: the processes the others start die with the run
+    "tests.support.temproot",  # this checkout's own base temp
     "tests.support.services",
     "tests.support.sink",
     "tests.support.gateway",

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,7 +45,8 @@ def test_a_test_run_killed_outright_leaves_no_server_running(tmp_path: Path) -> 
             [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider"]
             + ["--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(inner)],
             cwd=ROOT,
-            env={**os.environ, "INNER_PIDFILE": str(pidfile)},
+            # TMPDIR: the inner run's temp dirs are this test's
+            env={**os.environ, "INNER_PIDFILE": str(pidfile), "TMPDIR": str(tmp_path)},
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -66,3 +68,51 @@ def test_a_test_run_killed_outright_leaves_no_server_running(tmp_path: Path) -> 
         if server and alive(server):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server, signal.SIGKILL)  # the gateway leads its own process group
+
+
+KEEP = """
+from pathlib import Path
+
+def test_keeps(tmp_path, pytestconfig):
+    (pytestconfig.rootpath / "kept").write_text(str(tmp_path))
+"""
+
+
+def run_in(checkout: Path, env: dict[str, str]) -> Path:
+    """Run the suite's plugins in checkout (a test noting its tmp_path); that tmp_path."""
+    checkout.mkdir(exist_ok=True)
+    (checkout / "pytest.ini").write_text("[pytest]\n")
+    (checkout / "test_keep.py").write_text(KEEP)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider"]
+        + ["--rootdir", str(checkout), "-c", str(checkout / "pytest.ini"), str(checkout)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return Path((checkout / "kept").read_text())
+
+
+def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None:
+    """pytest keeps the temp dirs of the last three runs (to look into after a failure): the
+    runs of another checkout (CI in one worktree, a helper's tests in another) must not count.
+    """
+    tmp = tmp_path / "tmp"  # this test's own, standing for the machine's /tmp
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DEBUG_TEMPROOT"}
+    env["TMPDIR"] = str(tmp)
+    failed_ci_run = run_in(tmp_path / "ci", env)
+    others = [run_in(tmp_path / "helper", env) for _ in range(4)]
+    assert failed_ci_run.exists(), (
+        f"another checkout's {len(others)} runs deleted this checkout's last run's {failed_ci_run}"
+    )
+    assert not failed_ci_run.is_relative_to(others[-1].parent.parent)
+    assert [p.exists() for p in others] == [False, True, True, True], "the disk is not bounded"
+    # A checkout removed: the next run anywhere removes its temp dirs.
+    shutil.rmtree(tmp_path / "ci")
+    run_in(tmp_path / "helper", env)
+    assert not failed_ci_run.exists(), "the temp dirs of a removed checkout stay forever"
