@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.config import ROOT
+from tests.support.config import ROOT, free_port
+from tests.support.processes import Service
 from tests.unit.listgate.test_cli import alive, wait_until
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,14 @@ def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None
     shutil.rmtree(tmp_path / "ci")
     run_in(tmp_path / "helper", env)
     assert not failed_ci_run.exists(), "the temp dirs of a removed checkout stay forever"
+
+
+def test_a_service_that_never_serves_is_not_left_running(tmp_path: Path) -> None:
+    """A process that does not become ready raises, and nobody else holds it to stop it."""
+    listens_elsewhere = Service(
+        "http.server", {}, tmp_path / "server.log", free_port(), [str(free_port())]
+    )
+    with pytest.raises(RuntimeError, match="did not listen"):
+        listens_elsewhere.start(timeout=2)
+    assert listens_elsewhere.proc is not None
+    assert wait_until(lambda: not alive(listens_elsewhere.proc.pid), 5), "left running"
