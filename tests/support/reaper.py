@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pytest
 
+from listgate import uplock
 from tests.support.config import ROOT
 
 VARIABLE = "PYTEST_LISTGATE_RUN"  # not LISTGATE_*: tests strip those from the services' env
@@ -93,12 +94,7 @@ def register_server(pid: int, directory: Path | None = None) -> None:
     """
     for registry in _REGISTRY:
         with open(registry, "a") as out:
-            out.write(f"{pid} {_table().get(pid, (0, '?'))[1]} {directory or ''}\n")
-
-
-def _stat(pid: int) -> list[str]:
-    """The fields of /proc/PID/stat after the command name (which may hold spaces and ")")."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            out.write(f"{pid} {uplock.start_time(pid) or '?'} {directory or ''}\n")
 
 
 def _table() -> dict[int, tuple[int, str]]:
@@ -106,7 +102,8 @@ def _table() -> dict[int, tuple[int, str]]:
     table = {}
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = _stat(int(proc.name))
+            # after the command name (which may hold spaces and ")")
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
             if fields[0] not in "ZX":  # fields 3, 4 and 22 of proc_pid_stat(5)
                 table[int(proc.name)] = (int(fields[1]), fields[19])
     return table
@@ -147,11 +144,7 @@ def command(pid: int) -> str:
 
 
 def _running(ident: Ident) -> bool:
-    try:
-        fields = _stat(ident[0])
-    except (OSError, IndexError):
-        return False
-    return fields[0] not in "ZX" and fields[19] == ident[1]
+    return uplock.alive(*ident)
 
 
 def _signal(idents: set[Ident], sig: int) -> None:
