@@ -37,14 +37,21 @@ def test_serves_until_killed(tmp_path):
 """
 
 
+def pytest_in(checkout: Path, test: str) -> list[str]:
+    """The command running the suite's plugins (tests/conftest.py) on test, written in checkout."""
+    checkout.mkdir(exist_ok=True)
+    (checkout / "pytest.ini").write_text("[pytest]\n")  # not the suite's options
+    (checkout / "test_inner.py").write_text(test)
+    plugins = ["-p", "tests.conftest", "-p", "no:cacheprovider"]
+    where = ["--rootdir", str(checkout), "-c", str(checkout / "pytest.ini")]
+    return [sys.executable, "-m", "pytest", "-q", *plugins, *where, str(checkout / "test_inner.py")]
+
+
 def test_a_test_run_killed_outright_leaves_no_server_running(tmp_path: Path) -> None:
-    inner, pidfile, log = tmp_path / "test_inner.py", tmp_path / "gateway.pid", tmp_path / "run.log"
-    inner.write_text(INNER)
-    (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not the suite's options
+    pidfile, log = tmp_path / "gateway.pid", tmp_path / "run.log"
     with open(log, "wb") as out:
         run = subprocess.Popen(
-            [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider"]
-            + ["--rootdir", str(tmp_path), "-c", str(tmp_path / "pytest.ini"), str(inner)],
+            pytest_in(tmp_path, INNER),
             cwd=ROOT,
             # TMPDIR: the inner run's temp dirs are this test's
             env={**os.environ, "INNER_PIDFILE": str(pidfile), "TMPDIR": str(tmp_path)},
@@ -81,12 +88,8 @@ def test_keeps(tmp_path, pytestconfig):
 
 def run_in(checkout: Path, env: dict[str, str]) -> Path:
     """Run the suite's plugins in checkout (a test noting its tmp_path); that tmp_path."""
-    checkout.mkdir(exist_ok=True)
-    (checkout / "pytest.ini").write_text("[pytest]\n")
-    (checkout / "test_keep.py").write_text(KEEP)
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.conftest", "-p", "no:cacheprovider"]
-        + ["--rootdir", str(checkout), "-c", str(checkout / "pytest.ini"), str(checkout)],
+        pytest_in(checkout, KEEP),
         cwd=ROOT,
         env=env,
         capture_output=True,
