@@ -270,9 +270,9 @@ class Env:
 def dev_gateway(tmp_path: Path, **env: str) -> Iterator[Env]:
     """A started gateway with the open list dev@lists.test, closed when the generator ends."""
     e = Env(tmp_path, **env)
-    e.make_list("dev")
-    e.start()
     try:
+        e.make_list("dev")
+        e.start()  # a port taken: the database is still closed below
         yield e
     finally:
         e.close()
