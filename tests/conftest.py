@@ -22,6 +22,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList
 from listgate.schema import upgrade
 from tests.support.config import ENGINES, dispose_engines, make_settings
+from tests.support.factories import MakeList
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -76,7 +77,7 @@ def db(engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def make_list(db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def make_list(db: sessionmaker[Session]) -> MakeList:
     """Create a list: make_list("dev", policy="members")."""
 
     def make(name: str = "dev", **kwargs: object) -> MailingList:

@@ -6,6 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -13,6 +14,7 @@ from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.parser import parse
+from listgate.models import MailingList
 
 _seq = itertools.count(1)
 BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -80,3 +82,9 @@ def merged_pair(db: sessionmaker[Session]) -> tuple[IngestResult, IngestResult]:
         ),
     )
     return a, b
+
+
+class MakeList(Protocol):
+    """The make_list fixture: create a list by name, settings as keywords (lists.create's)."""
+
+    def __call__(self, name: str = "dev", **kwargs: object) -> MailingList: ...
