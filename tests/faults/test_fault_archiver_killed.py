@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.models import Message, OutboxEntry, Thread
 from listgate.spool import Spool
@@ -87,7 +88,7 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
     assert thread_counts == [total], "the thread's count agrees with its rows"
 
 
-def _pending(db) -> int:  # type: ignore[no-untyped-def]
+def _pending(db: sessionmaker[Session]) -> int:
     spool = Spool(db.kw["bind"])
     try:
         with db() as s:

@@ -64,7 +64,7 @@ def one_input(data: bytes) -> None:
 def seed_dir() -> str:
     """A temp dir of seed inputs from the shared corpora."""
     out = Path(tempfile.mkdtemp(prefix="listgate-atheris-seeds-"))
-    STATE["dirs"].append(out)  # type: ignore[union-attr]
+    STATE["dirs"].append(out)
     files = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "bounces").glob("*.txt"))
     corpora = Path(os.environ.get("LISTGATE_TEST_CORPORA", "/nonexistent"))
     files += list((corpora / "hyperkitty-testdata").glob("*.txt")) + list(
@@ -88,7 +88,7 @@ def main() -> None:
     try:
         atheris.Fuzz()
     finally:
-        for path in STATE["dirs"]:  # type: ignore[union-attr]
+        for path in STATE["dirs"]:
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -110,7 +110,7 @@ def arrived(
     stack: Stack,
     address: str,
     what: str,
-    match=lambda r: True,  # type: ignore[no-untyped-def]
+    match=lambda r: True,
     count: int = 1,
 ) -> list[Received]:
     """Wait until `count` mails matching `match` reached address; fail with the logs otherwise."""

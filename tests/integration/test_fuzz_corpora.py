@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.mail.parser import parse
 from listgate.models import Message, MessageVariant
@@ -79,7 +80,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     gw.stop()
 
 
-def _check_stored(db, stored: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+def _check_stored(db: sessionmaker[Session], stored: dict[str, bytes]) -> None:
     settle(db)  # a 250 means spooled: wait for the archiver
     with db() as session:
         for name, data in stored.items():

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import RawClient, archived_ids
@@ -47,7 +48,7 @@ VERBS = [
 class Site:
     """A running gateway process and its database."""
 
-    def __init__(self, gw: Service, db, port: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, gw: Service, db: sessionmaker[Session], port: int) -> None:
         self.gw, self.db, self.port = gw, db, port
 
     def raw(self) -> RawClient:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -86,7 +86,9 @@ def test_smtplib_sending_an_empty_message_gets_554(env: Env) -> None:
     assert archived_ids(env.db) == [] and _refused_counts(env) == {"no-header": 1}
 
 
-def test_lmtp_refuses_an_empty_message_once_per_recipient(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_lmtp_refuses_an_empty_message_once_per_recipient(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     e = make_env()
     e.make_list("dev")
     e.make_list("ops")

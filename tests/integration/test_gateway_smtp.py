@@ -5,6 +5,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_exact_bytes_are_kept(env: Env) -> None:
         assert msg.subject == "café"
 
 
-def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env: Callable[..., Env]) -> None:
     e = make_env(LISTGATE_MAX_MESSAGE_SIZE="4096")
     e.make_list("dev")
     e.start()
@@ -100,7 +101,9 @@ def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env) -> None:  #
         ("X-Long: " + "a" * 1500 + "\r\n", 552, b"line"),
     ],
 )
-def test_header_count_and_line_length_limits(make_env, body: str, code: int, words: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_header_count_and_line_length_limits(
+    make_env: Callable[..., Env], body: str, code: int, words: bytes
+) -> None:
     e = make_env(LISTGATE_MAX_HEADERS="20", LISTGATE_MAX_LINE_LENGTH="1000")
     e.make_list("dev")
     e.start()
@@ -126,7 +129,7 @@ def _nested(depth: int) -> bytes:
     return head + out
 
 
-def test_mime_nesting_limit(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_mime_nesting_limit(make_env: Callable[..., Env]) -> None:
     e = make_env(LISTGATE_MAX_MIME_DEPTH="10")
     e.make_list("dev")
     e.start()
@@ -207,7 +210,9 @@ def _starttls_names(e: Env, cafile: Path, msgid: str) -> str:
     return dict(pair[0] for pair in peer["subject"])["commonName"]
 
 
-def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_starttls_with_a_configured_certificate(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     _certificate(cert, key)
     e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
@@ -218,8 +223,8 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
 
 
 def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not(
-    make_env, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     """The context is built once, and again when the files change (a renewal); a pair that does
     not load (the certificate replaced, the key not yet) leaves STARTTLS on the last good pair."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -250,8 +255,8 @@ def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
 
 
 def test_a_certificate_that_does_not_load_stops_the_start_naming_the_files(
-    make_env, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("not a certificate\n")
     key.write_text("not a key\n")

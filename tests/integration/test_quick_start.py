@@ -236,7 +236,7 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
             and read_state(state_file(var))["children"]["gateway"]["pid"] != first
         ),
         60,
-    )  # type: ignore[index]
+    )
     assert shell.run(post).returncode == 0
     assert wait_until(lambda: len(copies(var / "outbound", "reader@example.org", "Hello")) == 2, 60)
     done = shell.run(f"{activate} && {status}")

@@ -17,7 +17,7 @@ from tests.support.web import session_for
 pytestmark = pytest.mark.integration
 
 
-def test_thread_page_map_activity_and_edits_on_postgres(pg_web):  # type: ignore[no-untyped-def]
+def test_thread_page_map_activity_and_edits_on_postgres(pg_web) -> None:  # type: ignore[no-untyped-def]
     app, db = pg_web
     with transaction(db) as session:
         lists.create(session, "dev")

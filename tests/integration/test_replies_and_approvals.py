@@ -93,7 +93,7 @@ def smtp(
     return reply.decode()
 
 
-def mails_to(sink: SmtpSink, address: str) -> list:  # type: ignore[type-arg]
+def mails_to(sink: SmtpSink, address: str) -> list:
     return [r.message for r in sink.to(address)]
 
 
@@ -111,7 +111,9 @@ def new_list(site: Site, **options: object) -> str:
     return name
 
 
-def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, victim = new_list(site), f"victim-{uuid.uuid4().hex[:6]}@example.org"
     rcpts = [f"{name}+confirm-{uuid.uuid4().hex[:12]}@{DOMAIN}" for _ in range(50)]
@@ -134,7 +136,9 @@ def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(world, rsink
     assert held_back == 59
 
 
-def test_the_held_notice_quotes_nothing_the_sender_wrote(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_the_held_notice_quotes_nothing_the_sender_wrote(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, victim = (
         new_list(site, policy="moderated", moderators="mod@example.org"),
@@ -153,7 +157,9 @@ def test_the_held_notice_quotes_nothing_the_sender_wrote(world, rsink) -> None: 
     assert "pills" not in notice.as_string().lower() and "evil.example" not in notice.as_string()
 
 
-def test_a_proven_sender_gets_every_answer_within_the_window(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_proven_sender_gets_every_answer_within_the_window(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, person = new_list(site), "quick@example.org"
     smtp(world, person, [f"{name}+subscribe@{DOMAIN}"], "Subject: subscribe\r\n")
@@ -166,7 +172,9 @@ def test_a_proven_sender_gets_every_answer_within_the_window(world, rsink) -> No
     assert "Welcome" in mails_to(rsink, person)[1]["Subject"]
 
 
-def test_precedence_list_mail_is_archived_and_delivered(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_precedence_list_mail_is_archived_and_delivered(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site)
     site.subscribe(name, "reader1@example.org", "reader2@example.org")
@@ -188,7 +196,9 @@ def test_precedence_list_mail_is_archived_and_delivered(world, rsink) -> None:  
         ).all() == ["Upstream news"]
 
 
-def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site)
     site.subscribe(name, "reader3@example.org")
@@ -213,7 +223,9 @@ def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, 
     assert got[0]["Subject"] == "Out of office"
 
 
-def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_command_that_fails_for_good_is_answered_and_not_retried(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, doomed = new_list(site), "doomed@example.org"
     site.subscribe(name, doomed)
@@ -260,7 +272,9 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
     assert re.search(r"[1-9]\d* failed for good", status.output), status.output
 
 
-def _confirm_by_reply(world, rsink, person: str, index: int = 0) -> None:  # type: ignore[no-untyped-def]
+def _confirm_by_reply(
+    world: tuple[Site, int], rsink: SmtpSink, person: str, index: int = 0
+) -> None:
     confirm = wait_until(
         lambda: len(mails_to(rsink, person)) > index and mails_to(rsink, person),
         what="the confirmation",
@@ -269,7 +283,9 @@ def _confirm_by_reply(world, rsink, person: str, index: int = 0) -> None:  # typ
     smtp(world, person, [confirm["Reply-To"]], "Subject: Re: confirm\r\n", "yes")
 
 
-def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site, policy="members", moderators="mod@example.org")
     site.subscribe(name, "insider@example.org")
@@ -337,8 +353,8 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
 
 
 def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(
-    world, rsink
-) -> None:  # type: ignore[no-untyped-def]
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it
     # by mail (nor learn it exists); the way in is an invitation, which the invited address confirms
     # by reply.
@@ -382,7 +398,9 @@ def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_
         )
 
 
-def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site)
     smtp(
@@ -413,7 +431,9 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
     assert (row.kind, row.status) == ("thread", "ended")
 
 
-def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     """The 451 retry of a reply already counted in
     its window must not be held back by that window.
     """

@@ -111,7 +111,7 @@ def _fts_finds(engine: Engine, word: str) -> int:
         )
 
 
-def _filler(column: dict) -> object:  # type: ignore[type-arg]
+def _filler(column: dict) -> object:
     kind = str(column["type"]).upper()
     if "INT" in kind or "BOOL" in kind:
         return 0

@@ -8,7 +8,8 @@ the reply a sender sees and what was stored.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 
 @pytest.fixture
-def env(tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
+def env(tmp_path: Path) -> Iterator[Env]:
     """A gateway with the open list dev@ and the private list secret@ (bob is subscribed to it)."""
     e = Env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="1000")
     e.make_list("dev")
@@ -104,7 +105,9 @@ def test_the_101st_recipient_of_a_transaction_gets_452(env: Env) -> None:
     assert set(replies[100:]) == {"452 4.5.3"}
 
 
-def test_the_per_minute_limit_counts_recipients_not_only_messages(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_the_per_minute_limit_counts_recipients_not_only_messages(
+    make_env: Callable[..., Env],
+) -> None:
     e = make_env(LISTGATE_MAX_MESSAGES_PER_MINUTE="30")
     e.make_list("dev")
     e.start()

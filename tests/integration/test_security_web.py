@@ -162,8 +162,8 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
 
 
 def test_private_list_counts_do_not_change_public_pages(
-    app: Flask, site: dict[str, Any], db
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, site: dict[str, Any], db: sessionmaker[Session]
+) -> None:
     client = app.test_client()
     urls = (
         "/",
@@ -256,8 +256,8 @@ def _tokens(settings: Settings, db: sessionmaker[Session]) -> dict[str, str]:
 
 
 def test_tokens_are_single_purpose(
-    app: Flask, site: dict[str, Any], settings: Settings, db
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, site: dict[str, Any], settings: Settings, db: sessionmaker[Session]
+) -> None:
     made = _tokens(settings, db)
     client = app.test_client()
     csrf = _sign_in(client, "someone@example.org")
@@ -280,8 +280,8 @@ def test_tokens_are_single_purpose(
 
 @pytest.mark.parametrize("route", ["confirm", "unsubscribe", "signin"])
 def test_forged_altered_and_expired_tokens_get_a_clear_page(
-    app: Flask, site: dict[str, Any], settings: Settings, db, route: str
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, site: dict[str, Any], settings: Settings, db: sessionmaker[Session], route: str
+) -> None:
     good = _tokens(settings, db)[route]
     altered = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
     forged = tokens.make(
@@ -352,8 +352,8 @@ def test_served_attachments_cannot_run_script(app: Flask, db: sessionmaker[Sessi
 
 
 def test_no_header_injection_through_form_fields_into_mail(
-    app: Flask, settings: Settings, db
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, settings: Settings, db: sessionmaker[Session]
+) -> None:
     from worker import notices
 
     with transaction(db) as s:

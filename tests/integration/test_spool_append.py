@@ -39,7 +39,9 @@ def _spooled_ids(spool: Spool) -> list[str]:
         )
 
 
-def test_a_batch_is_one_insert_and_committed_when_append_returns(spool) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_is_one_insert_and_committed_when_append_returns(
+    spool: tuple[Spool, Engine],
+) -> None:
     spool, _engine = spool
     inserts: list[str] = []
 
@@ -56,7 +58,9 @@ def test_a_batch_is_one_insert_and_committed_when_append_returns(spool) -> None:
     assert _spooled_ids(spool) == [f"{n}@x" for n in range(40)]
 
 
-def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(spool) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(
+    spool: tuple[Spool, Engine],
+) -> None:
     spool, _engine = spool
     spool.append([_mail(1)])
     broken = Spooled(None, "b@example.org", ("dev@lists.test",), "broken@x")  # type: ignore[arg-type]
@@ -67,7 +71,9 @@ def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(spool) 
     assert _spooled_ids(spool) == ["1@x", "4@x"]
 
 
-def test_the_engines_other_transactions_still_roll_back_after_appends(spool) -> None:  # type: ignore[no-untyped-def]
+def test_the_engines_other_transactions_still_roll_back_after_appends(
+    spool: tuple[Spool, Engine],
+) -> None:
     spool, _engine = spool
     for n in range(5):  # the pool's connections have all been the append's
         spool.append([_mail(n)])

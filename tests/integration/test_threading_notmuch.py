@@ -135,8 +135,8 @@ def notmuch_installed() -> None:
 
 
 def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
-    notmuch_installed, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    notmuch_installed: None, tmp_path: Path
+) -> None:
     mails = []
     for case, specs, _, _ in CASES:  # specs by number; "reversed" arrives last first
         numbered = list(enumerate(specs, 1))
@@ -168,7 +168,9 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
             )
 
 
-def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_linux_man_slice_threads_as_notmuch_threads_it(
+    notmuch_installed: None, tmp_path: Path
+) -> None:
     """The first 2,000 messages of linux-man (real mail: odd clients,
     missing parents); whole-archive figures in docs/benchmarks.md.
     """

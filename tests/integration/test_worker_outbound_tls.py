@@ -18,7 +18,7 @@ from aiosmtpd.smtp import AuthResult
 from listgate.models import Delivery
 from tests.support.config import free_port, wait_until
 from tests.support.processes import WorkerProcess
-from tests.support.sink import _Handler
+from tests.support.sink import SmtpSink, _Handler
 from tests.support.worker import build_site, mail
 
 pytestmark = [
@@ -120,7 +120,9 @@ def relays() -> Iterator[list[Relay]]:
         relay.controller.stop()
 
 
-def test_worker_delivers_over_starttls_with_auth(tmp_path: Path, sink, relays) -> None:  # type: ignore[no-untyped-def]
+def test_worker_delivers_over_starttls_with_auth(
+    tmp_path: Path, sink: SmtpSink, relays: list[Relay]
+) -> None:
     cert, key = self_signed(tmp_path)
     relay = start_relay((cert, key))
     relays.append(relay)
@@ -147,8 +149,8 @@ def test_worker_delivers_over_starttls_with_auth(tmp_path: Path, sink, relays) -
 
 
 def test_relay_without_starttls_defers_and_never_sees_credentials(
-    tmp_path: Path, sink, relays
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, sink: SmtpSink, relays: list[Relay]
+) -> None:
     relay = start_relay(None)  # plaintext relay that would happily take AUTH and mail in the clear
     relays.append(relay)
     site = build_site(

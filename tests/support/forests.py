@@ -211,7 +211,7 @@ def expected(mails: list[bytes], days: int) -> Forest:
     return _groups(ids, named, pref, subject_link), _cut_loops(ids, pref, key)
 
 
-def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[str, str | None]:  # type: ignore[type-arg]
+def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[str, str | None]:
     parents = dict(pref)
     done: set[str] = set()
     for start in ids:
@@ -227,7 +227,7 @@ def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[s
     return parents
 
 
-def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> set[frozenset[str]]:  # type: ignore[type-arg]
+def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> set[frozenset[str]]:
     root: dict[str, str] = {}
 
     def find(x: str) -> str:

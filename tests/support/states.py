@@ -9,7 +9,7 @@ from listgate.db import Base
 from listgate.models.columns import StateString
 
 
-def state_columns() -> list[Column]:  # type: ignore[type-arg]
+def state_columns() -> list[Column]:
     """Every column of the models typed with a listgate.states enum."""
     return [
         c for t in Base.metadata.sorted_tables for c in t.columns if isinstance(c.type, StateString)
@@ -28,7 +28,7 @@ def foreign_words(session: Session) -> dict[str, set[str]]:
     """The stored words that are not members of their
     column's enum, by column (empty when all are).
     """
-    # type: ignore[attr-defined]
+
     members = {
         f"{c.table.name}.{c.name}": {m.value for m in c.type.states} for c in state_columns()
     }

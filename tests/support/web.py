@@ -30,7 +30,7 @@ def csrf(client: FlaskClient, path: str = "/signin") -> str:
     return match.group(1)
 
 
-def notices(db: sessionmaker[Session], template: str) -> list[dict]:  # type: ignore[type-arg]
+def notices(db: sessionmaker[Session], template: str) -> list[dict]:
     """Payloads of SEND_NOTICE outbox entries with this template, oldest first."""
     with db() as session:
         rows = session.scalars(

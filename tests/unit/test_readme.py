@@ -60,7 +60,7 @@ def test_the_commands_table_names_every_command_as_listgate_command() -> None:
         re.match(r"`listgate ([\w-]+)", row[0]).group(1)
         for row in rows
         if row[0].startswith("`listgate ")
-    }  # type: ignore[union-attr]
+    }
     assert set(main.commands) <= named, (
         f"missing from README's Commands table: {set(main.commands) - named}"
     )

@@ -16,7 +16,9 @@ from gateway.handler import GatewayHandler
 from gateway.writer import GroupWriter
 from listgate import counters
 from listgate.archiver import Archiver
+from listgate.config import Settings
 from listgate.models import Message
+from tests.support.factories import MakeList
 from tests.support.gateway import through_hooks
 
 
@@ -35,7 +37,7 @@ def run(coro):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def handler(settings, db, make_list) -> GatewayHandler:  # type: ignore[no-untyped-def]
+def handler(settings: Settings, db: sessionmaker[Session], make_list: MakeList) -> GatewayHandler:
     make_list("dev")
     sent: list = []
     h = GatewayHandler(settings, db)
@@ -86,7 +88,7 @@ def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = Fa
     return run(handler.handle_DATA(FakeServer(), _session(), env))
 
 
-def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _spooled(db: sessionmaker[Session]) -> list[tuple[str, str]]:
     """(Message-ID, recipients) of the mail waiting
     in the spool (rows that only count are left out).
     """
@@ -102,8 +104,8 @@ def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 
 def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(
-    handler: GatewayHandler, db
-) -> None:  # type: ignore[no-untyped-def]
+    handler: GatewayHandler, db: sessionmaker[Session]
+) -> None:
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
     reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
     assert reply.startswith("250 2.0.0") and "stored" in reply
@@ -131,8 +133,8 @@ def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None
 
 
 def test_a_storage_exception_is_a_451_and_nothing_is_kept(
-    handler: GatewayHandler, db, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    handler: GatewayHandler, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Gone:
         def begin(self) -> None:
             raise RuntimeError("database went away")
@@ -145,7 +147,9 @@ def test_a_storage_exception_is_a_451_and_nothing_is_kept(
     assert _spooled(db) == []
 
 
-def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_list_deleted_between_rcpt_and_data_gets_550(
+    handler: GatewayHandler, db: sessionmaker[Session]
+) -> None:
     from listgate.db import transaction
     from listgate.lists import create, require
 
@@ -163,7 +167,9 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
     assert _spooled(db) == [("h4@x", "dev@lists.test")]
 
 
-def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_commit_fails_the_whole_batch(
+    handler: GatewayHandler, db: sessionmaker[Session]
+) -> None:
     from sqlalchemy import event
 
     from gateway.answers import Answer, Arrival
@@ -193,7 +199,9 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db) -> N
     assert _spooled(db) == []
 
 
-def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_message_twice_is_archived_once(
+    handler: GatewayHandler, db: sessionmaker[Session]
+) -> None:
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
     # both spooled

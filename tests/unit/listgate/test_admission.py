@@ -29,12 +29,13 @@ from listgate.ingest import ingest
 from listgate.mail.parser import parse, parse_head
 from listgate.models import Ban
 from listgate.states import ListPolicy
+from tests.support.factories import MakeList
 
 DOMAIN = "lists.test"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, make_list):  # type: ignore[no-untyped-def]
+def site(request: pytest.FixtureRequest, make_list: MakeList):  # type: ignore[no-untyped-def]
     """(session factory, make_list) on a fresh database of each kind: the batch read is one
     statement in each dialect."""
     if request.param == "sqlite":
@@ -55,7 +56,7 @@ def _ask(frm: str, rcpts: list[str], extra: str = "", msgid: str = "", sender: s
     return Ask(parse_head(raw), raw, sender or frm, recipients)
 
 
-def _site(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def _site(db: sessionmaker[Session], make_list: MakeList) -> None:
     make_list("dev")
     make_list("club", policy=ListPolicy.MEMBERS, moderators="mod@example.org")
     make_list("calm", policy=ListPolicy.MODERATED, moderators="mod@example.org")
@@ -164,7 +165,9 @@ def test_batch_facts_read_what_was_not_read_ahead(site) -> None:  # type: ignore
         assert not facts.member(club, "eve@example.org")
 
 
-def test_sqlite_finds_members_by_the_addresses_asked_not_by_walking_the_list(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_finds_members_by_the_addresses_asked_not_by_walking_the_list(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     """Without statistics SQLite would pick the (list, kind, status) index and walk every
     subscriber of a members-only list for each look-up (3 ms at 20,000 members): at DATA for the
     batch, and in the archiver (SessionFacts) for each message."""

@@ -133,7 +133,7 @@ def test_no_module_outside_listgate_mail_parses_raw_mail_itself() -> None:
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 found += [
                     f"{path.relative_to(root)}:{node.lineno}: {name}"
-                    for name in _names(node)  # type: ignore[attr-defined]
+                    for name in _names(node)
                     if name in _PARSERS
                     or name.split(".")[0] == "mailparser"
                     or name in ("email.parser", "email.feedparser")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -19,6 +20,7 @@ from listgate.models import MailingList, Message, MessageVariant, Thread
 from listgate.schema import upgrade
 from tests.support import forests
 from tests.support.config import make_settings
+from tests.support.factories import MakeList
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -101,7 +103,7 @@ class Archive:
 
 
 @pytest.fixture
-def arc(db: sessionmaker[Session], make_list) -> Archive:  # type: ignore[no-untyped-def]
+def arc(db: sessionmaker[Session], make_list: MakeList) -> Archive:
     make_list("dev")
     return Archive(db)
 
@@ -240,8 +242,8 @@ def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> N
 
 
 def test_subject_fallback_is_bounded_and_can_be_turned_off(
-    db: sessionmaker[Session], make_list
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     make_list("off")
     on, off = Archive(db, "dev"), Archive(db, "off", fallback_days=0)
@@ -267,7 +269,7 @@ def test_an_original_arriving_after_its_subject_only_reply_adopts_it(arc: Archiv
     assert arc.mlist().thread_count == 1
 
 
-def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+def test_threads_are_per_list(db: sessionmaker[Session], make_list: MakeList) -> None:
     make_list("dev")
     make_list("ops")
     dev, ops = Archive(db, "dev"), Archive(db, "ops")
@@ -581,7 +583,7 @@ def _moved_reply() -> list[bytes]:
 @pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2)])
 def test_the_copy_with_the_earliest_date_places_a_message_id_in_any_arrival_order(
     arc: Archive, order
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     mails = _moved_reply()
     for i in order:
         arc.post(mails[i])
@@ -643,8 +645,8 @@ def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_cho
 
 
 def test_place_variants_places_messages_whose_variants_were_kept_before_0010(
-    arc: Archive, tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    arc: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from types import SimpleNamespace
 
     from click.testing import CliRunner

@@ -8,22 +8,26 @@ import logging
 import re
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists, subscriptions
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import MailingList, Message, NotPosted, Subscription
-from tests.support.factories import make_mail, post
-from tests.support.web import csrf, notices, sign_in
+from tests.support.factories import MakeList, make_mail, post
+from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def topic(make_list, db):  # type: ignore[no-untyped-def]
+def topic(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
     make_list("dev")
     return post(db, make_mail("Topic", msgid="t@x", body="First post.\n"))
 
 
-def _states(db, address: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _states(db: sessionmaker[Session], address: str) -> dict[str, str]:
     with db() as session:
         return {
             s.kind: s.status
@@ -31,7 +35,9 @@ def _states(db, address: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         }
 
 
-def test_a_member_mutes_and_unmutes_a_thread_from_its_page(client, db, sender, topic) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_mutes_and_unmutes_a_thread_from_its_page(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+) -> None:
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "dev"), "bob@example.org")
     sign_in(client, db, "bob@example.org")
@@ -50,15 +56,19 @@ def test_a_member_mutes_and_unmutes_a_thread_from_its_page(client, db, sender, t
     assert notices(db, "changed") == []  # the page says it; no mail for a web action
 
 
-def test_list_page_counts_in_words(client, db, topic) -> None:  # type: ignore[no-untyped-def]
+def test_list_page_counts_in_words(client: FlaskClient, db: sessionmaker[Session], topic) -> None:  # type: ignore[no-untyped-def]
     assert "1 post in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
     post(db, make_mail("Re: Topic", in_reply_to="t@x"))
     assert "2 posts in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
 
 
 def test_confirmation_mail_to_one_address_is_limited_like_sign_in(
-    app, client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    make_list: MakeList,
+) -> None:
     make_list("dev")
     threads = [post(db, make_mail(f"Topic {n}")).thread_id for n in range(7)]
     answers = []
@@ -78,8 +88,8 @@ def test_confirmation_mail_to_one_address_is_limited_like_sign_in(
 
 
 def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_page(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("club", policy="members", moderators="mod@example.org")
     make_list("secret", private=True, moderators="mod@example.org")
     sign_in(client, db, "new@example.org")
@@ -107,7 +117,9 @@ def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_pag
     assert [n["to"] for n in notices(db, "welcome")] == ["new@example.org"]
 
 
-def test_a_moderator_refuses_a_request_with_a_reason(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_moderator_refuses_a_request_with_a_reason(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("club", policy="members", moderators="mod@example.org")
     with transaction(db) as session:
         subscriptions.start(session, lists.require(session, "club"), "x@example.org", "digest")
@@ -127,8 +139,8 @@ def test_a_moderator_refuses_a_request_with_a_reason(client, db, sender, make_li
 
 
 def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("dev", moderators="mod@example.org")
     kept = post(
         db, make_mail("Out of office", msgid="ooo@x", headers={"Auto-Submitted": "auto-replied"})
@@ -148,8 +160,12 @@ def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
 
 
 def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
-    app, client, db, make_list, caplog
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    make_list: MakeList,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     make_list("dev")
 
     def broken():  # type: ignore[no-untyped-def]
@@ -167,7 +183,13 @@ def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
     assert record.exc_info and "IntegrityError" in repr(record.exc_info[1])
 
 
-def test_a_lock_timeout_is_a_503_with_retry_after(app, client, db, make_list, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_lock_timeout_is_a_503_with_retry_after(
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    make_list: MakeList,
+    settings: Settings,
+) -> None:
     make_list("dev")
     url = settings.database_url
     holder = create_engine(url)
@@ -195,8 +217,8 @@ def test_a_lock_timeout_is_a_503_with_retry_after(app, client, db, make_list, se
 
 
 def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("club", policy="members", moderators="mod@example.org")
     thread_id = post(
         db, make_mail("Members talk", sender="mod@example.org"), list_name="club"
@@ -222,8 +244,8 @@ def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(
 
 
 def test_a_confirmed_outsider_still_cannot_read_a_private_list(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     """Issue 17.9: secret+subscribe@, confirm, sign
     in, read. Now the request waits for a moderator.
     """

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from flask import url_for
+from flask import Flask, url_for
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter
 
-from tests.support.factories import make_mail, post
+from tests.support.factories import MakeList, make_mail, post
 from webarchive import urls
 
 AWKWARD = "dev list+é & 'x' (1)/50%{y}.txt"  # spaces, non-ASCII, quotes, a slash, a percent, braces
@@ -21,7 +23,7 @@ def _values(rule) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
 
 
-def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app) -> None:  # type: ignore[no-untyped-def]
+def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app: Flask) -> None:
     rules = list(app.url_map.iter_rules())
     assert len(rules) > 50
     with app.test_request_context("/", environ_overrides={"SCRIPT_NAME": "/arch{ive}"}):
@@ -37,7 +39,9 @@ def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app)
                     urls.pattern(rule.endpoint)
 
 
-def test_a_threads_links_are_the_routes_paths(client, make_list, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_threads_links_are_the_routes_paths(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     """The links a thread page builds fast lead where url_for would: each one answers."""
     make_list("dev")
     res = post(

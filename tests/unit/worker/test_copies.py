@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
+from tests.support.factories import MakeList
 from worker.context import WorkerContext
 from worker.copies import load_post
 from worker.headers import ListInfo, build_copy
@@ -17,7 +21,9 @@ RAW = (
 )
 
 
-def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_each_copy_equals_a_copy_rendered_from_scratch(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
@@ -33,5 +39,5 @@ def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) 
         assert post.copy_for(url) == wire_form(build_copy(RAW, info, "c@x", url))
 
 
-def test_a_missing_post_renders_nothing(settings, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_post_renders_nothing(settings: Settings, db: sessionmaker[Session]) -> None:
     assert load_post(WorkerContext(settings), 12345) is None

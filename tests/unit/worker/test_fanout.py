@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.config import Settings
@@ -18,6 +19,7 @@ from listgate.dispatch import FANOUT
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Delivery
+from tests.support.factories import MakeList
 from worker import delivery
 from worker.context import WorkerContext
 from worker.delivery import fanout
@@ -38,8 +40,8 @@ def _can_write(path: str) -> bool:
 
 def test_fanout_reads_the_headers_while_others_can_write(
     settings: Settings,
-    db,
-    make_list,  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session],
+    make_list: MakeList,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     make_list("dev")
@@ -69,8 +71,8 @@ def test_fanout_reads_the_headers_while_others_can_write(
 
 def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
     settings: Settings,
-    db,  # type: ignore[no-untyped-def]
-    make_list,
+    db: sessionmaker[Session],
+    make_list: MakeList,
 ) -> None:
     """A line with no colon ends the header block (as the archive reads it): a "Cc:" after it is
     body.

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, Subscription, Thread
+from tests.support.factories import MakeList
 from worker.headers import addresses_in
 from worker.notify import recipients
 
@@ -20,7 +23,9 @@ def _post(session, mlist, msgid: str, sender: str, extra: str = "") -> Message: 
     return session.get(Message, result.message_pk)
 
 
-def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_followers_of_a_merged_thread_still_get_posts(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
