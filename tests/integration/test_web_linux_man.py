@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
@@ -20,7 +23,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def imported(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Flask, sessionmaker[Session]]]:
     linux_man_path()  # skips (fails under CI) without the corpora
     from listgate.db import make_engine, session_factory, writer
     from listgate.schema import upgrade
@@ -53,7 +58,9 @@ def _biggest_threads(factory, n: int) -> list[Thread]:  # type: ignore[no-untype
         )
 
 
-def test_real_threads_render_whole_in_tree_and_flat(imported) -> None:
+def test_real_threads_render_whole_in_tree_and_flat(
+    imported: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, factory = imported
     client = app.test_client()
     for thread in _biggest_threads(factory, 5):
@@ -77,7 +84,9 @@ def test_real_threads_render_whole_in_tree_and_flat(imported) -> None:
             seen.add(m["message_id"])
 
 
-def test_list_pages_months_and_search_over_real_mail(imported) -> None:
+def test_list_pages_months_and_search_over_real_mail(
+    imported: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, _ = imported
     client = app.test_client()
     listing = client.get("/lists/linux-man/")
@@ -89,7 +98,7 @@ def test_list_pages_months_and_search_over_real_mail(imported) -> None:
     assert "<mark>" in page
 
 
-def test_every_imported_message_page_renders(imported) -> None:
+def test_every_imported_message_page_renders(imported: tuple[Flask, sessionmaker[Session]]) -> None:
     app, _ = imported
     client = app.test_client()
     data = client.get("/api/lists/linux-man/threads?limit=200").get_json()

@@ -41,7 +41,7 @@ def held_post(db: sessionmaker[Session], name: str = "club", msgid: str = "h1@x"
 
 
 @pytest.fixture
-def club(make_list: MakeList):  # type: ignore[no-untyped-def]
+def club(make_list: MakeList) -> None:
     make_list("club", policy="moderated", moderators="mod@example.org")
     make_list("other", policy="moderated", moderators="mod@example.org")
 
@@ -58,7 +58,9 @@ def status(db: sessionmaker[Session], pk: int) -> str:
         return session.get_one(Message, pk).status
 
 
-def test_forged_swapped_and_foreign_codes_are_refused(db: sessionmaker[Session], club) -> None:  # type: ignore[no-untyped-def]
+def test_forged_swapped_and_foreign_codes_are_refused(
+    db: sessionmaker[Session], club: None
+) -> None:
     msg = held_post(db)
     approve = moderation.code(SECRET, "approve", msg)
     attacks = [
@@ -76,7 +78,7 @@ def test_forged_swapped_and_foreign_codes_are_refused(db: sessionmaker[Session],
     assert status(db, msg.id) == PostState.HELD
 
 
-def test_a_code_works_once(db: sessionmaker[Session], club) -> None:  # type: ignore[no-untyped-def]
+def test_a_code_works_once(db: sessionmaker[Session], club: None) -> None:
     msg = held_post(db)
     entries = act(db, "club", "approve", moderation.code(SECRET, "approve", msg))
     assert [e.kind for e in entries] == ["listgate.fanout"] and status(
@@ -88,7 +90,9 @@ def test_a_code_works_once(db: sessionmaker[Session], club) -> None:  # type: ig
     assert status(db, msg.id) == PostState.VISIBLE
 
 
-def test_reject_needs_a_reject_line_and_mails_the_reason(db: sessionmaker[Session], club) -> None:  # type: ignore[no-untyped-def]
+def test_reject_needs_a_reject_line_and_mails_the_reason(
+    db: sessionmaker[Session], club: None
+) -> None:
     msg = held_post(db)
     code = moderation.code(SECRET, "reject", msg)
     with pytest.raises(moderation.ModerationError, match="reject: REASON"):
@@ -102,7 +106,7 @@ def test_reject_needs_a_reject_line_and_mails_the_reason(db: sessionmaker[Sessio
         assert [e.action for e in session.scalars(select(AuditEntry))] == ["reject message"]
 
 
-def test_a_reject_reason_by_mail_has_the_web_s_limit(db: sessionmaker[Session], club) -> None:  # type: ignore[no-untyped-def]
+def test_a_reject_reason_by_mail_has_the_web_s_limit(db: sessionmaker[Session], club: None) -> None:
     msg = held_post(db)
     code = moderation.code(SECRET, "reject", msg)
     too_long = "n" * 1997 + "ü€😀ß"  # 2,001 characters

@@ -23,6 +23,7 @@ from listgate.ingest import (
 from listgate.lists import require, subscribe
 from listgate.mail.parser import parse
 from listgate.models import (
+    MailingList,
     Message,
     MessageVariant,
     NotPosted,
@@ -52,12 +53,12 @@ def rows(db: sessionmaker[Session], model: type) -> int:
 
 
 @pytest.fixture
-def dev(make_list: MakeList):  # type: ignore[no-untyped-def]
+def dev(make_list: MakeList) -> MailingList:
     return make_list("dev")
 
 
 def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(
-    db: sessionmaker[Session], dev
+    db: sessionmaker[Session], dev: MailingList
 ) -> None:
     r = post(db, mail(), envelope_from="ann@example.org")
     assert r.status == STORED and [e.kind for e in r.outbox] == [dispatch.FANOUT]
@@ -67,7 +68,7 @@ def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(
 
 
 def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(
-    db: sessionmaker[Session], dev
+    db: sessionmaker[Session], dev: MailingList
 ) -> None:
     first = post(db, mail())
     again = post(db, mail())
@@ -76,7 +77,7 @@ def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(
 
 
 def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_sent(
-    db: sessionmaker[Session], dev
+    db: sessionmaker[Session], dev: MailingList
 ) -> None:
     first = post(db, mail())
     other = post(db, mail(body="a different body, same id"))
@@ -109,7 +110,7 @@ def test_the_same_bytes_on_two_lists_share_one_raw_row(
     ],
 )
 def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
-    db: sessionmaker[Session], dev, extra: str, envelope: str
+    db: sessionmaker[Session], dev: MailingList, extra: str, envelope: str
 ) -> None:
     r = post(db, mail(extra=extra), envelope_from=envelope)
     assert r.status == DROPPED and r.reason and r.outbox == []
@@ -121,7 +122,7 @@ def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
 
 @pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
 def test_precedence_alone_does_not_stop_a_post(
-    db: sessionmaker[Session], dev, precedence: str
+    db: sessionmaker[Session], dev: MailingList, precedence: str
 ) -> None:
     """How another list (or an archive subscribed to one)
     sends its posts: they must be archived and sent.
@@ -133,14 +134,16 @@ def test_precedence_alone_does_not_stop_a_post(
     assert rows(db, NotPosted) == 0
 
 
-def test_auto_submitted_no_is_a_person(db: sessionmaker[Session], dev) -> None:  # type: ignore[no-untyped-def]
+def test_auto_submitted_no_is_a_person(db: sessionmaker[Session], dev: MailingList) -> None:
     assert (
         post(db, mail(extra="Auto-Submitted: no\r\n"), envelope_from="a@example.org").status
         == STORED
     )
 
 
-def test_import_keeps_automatic_mail_and_queues_nothing(db: sessionmaker[Session], dev) -> None:  # type: ignore[no-untyped-def]
+def test_import_keeps_automatic_mail_and_queues_nothing(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     r = post(db, mail(extra="Precedence: bulk\r\n"), origin="import")
     assert r.status == STORED and r.outbox == [] and rows(db, OutboxEntry) == 0
 
@@ -168,7 +171,9 @@ def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators
         assert require(s, "club").message_count == 1  # held posts are not counted until approved
 
 
-def test_command_addresses_queue_work_and_archive_nothing(db: sessionmaker[Session], dev) -> None:  # type: ignore[no-untyped-def]
+def test_command_addresses_queue_work_and_archive_nothing(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     r = post(db, mail(), recipient=Recipient("dev", "subscribe"), envelope_from="ann@example.org")
     assert r.status == COMMAND and [e.kind for e in r.outbox] == [dispatch.HANDLE_COMMAND]
     b = post(db, mail("b@x"), recipient=Recipient("dev", "bounce", "tok123"), envelope_from="<>")
@@ -176,7 +181,9 @@ def test_command_addresses_queue_work_and_archive_nothing(db: sessionmaker[Sessi
     assert rows(db, Message) == 0
 
 
-def test_a_banned_sender_is_not_posted_and_told_why(db: sessionmaker[Session], dev) -> None:  # type: ignore[no-untyped-def]
+def test_a_banned_sender_is_not_posted_and_told_why(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     from listgate.models.web import Ban
 
     with transaction(db) as s:
@@ -198,7 +205,9 @@ def test_a_banned_sender_is_not_posted_and_told_why(db: sessionmaker[Session], d
     assert unsub.status == COMMAND  # a banned person can still leave the list
 
 
-def test_a_post_with_attachments_stores_each_content_once(db: sessionmaker[Session], dev) -> None:  # type: ignore[no-untyped-def]
+def test_a_post_with_attachments_stores_each_content_once(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     from listgate.models import Attachment, Blob
 
     def with_file(mid: str) -> bytes:

@@ -15,7 +15,15 @@ from listgate import counters, dispatch, ingest, notposted, status
 from listgate.archiver import Archiver
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.models import Ban, Counter, Message, MessageVariant, SpooledMail
+from listgate.models import (
+    Ban,
+    Counter,
+    MailingList,
+    Message,
+    MessageVariant,
+    OutboxEntry,
+    SpooledMail,
+)
 from listgate.spool import SIDE_SPOOL, Spool, Spooled
 from listgate.states import SpoolState
 from tests.support.factories import MakeList
@@ -29,7 +37,9 @@ def _raw(
 
 
 @pytest.fixture
-def gate(settings: Settings, db: sessionmaker[Session], make_list: MakeList):  # type: ignore[no-untyped-def]
+def gate(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]]:
     mlist = make_list("dev")
     sent: list = []
     handler = GatewayHandler(settings, db)
@@ -50,7 +60,9 @@ def _not_posted(db: sessionmaker[Session]) -> list[tuple[str, str]]:
 
 
 def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_it_can_be_released(
-    gate, db: sessionmaker[Session], settings: Settings
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]],
+    db: sessionmaker[Session],
+    settings: Settings,
 ) -> None:
     handler, archiver, mlist, sent = gate
     assert through_hooks(handler, _raw("late@x"), "ann@example.org", ["dev@lists.test"]).endswith(
@@ -88,7 +100,7 @@ def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_i
 
 
 def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_archiving(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     handler, archiver, _, sent = gate
     reply = through_hooks(
@@ -109,7 +121,7 @@ def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_arch
 
 
 def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_bytes_nothing(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     from listgate import removal
 
@@ -146,7 +158,7 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
 
 
 def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_sender(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     handler, _, mlist, _ = gate
     with transaction(db) as s:
@@ -162,7 +174,7 @@ def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_send
 
 
 def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     handler, archiver, _, _ = gate
     raw = _raw("cmd@x", body="follow\r\n", extra="In-Reply-To: <nowhere@x>\r\n")
@@ -172,7 +184,9 @@ def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(
 
 
 def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
-    gate, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]],
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from listgate import threads
 
@@ -211,7 +225,7 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
 
 
 def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     from listgate import administration
 
@@ -224,7 +238,7 @@ def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(
 
 
 def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     handler, _, _, _ = gate
     through_hooks(handler, _raw("w1@x"), "ann@example.org", ["dev@lists.test"])
@@ -304,7 +318,7 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
 
 
 def test_archived_rows_leave_the_spool_file_once_a_second_while_busy_and_when_idle(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     """Each clear takes the spool file's write lock, which the listener's appends wait for."""
     handler, archiver, _mlist, _sent = gate
@@ -336,7 +350,7 @@ def test_archived_rows_leave_the_spool_file_once_a_second_while_busy_and_when_id
 
 
 def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets_the_rows(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     """SQLite: the archive commits at synchronous=NORMAL (a power loss may undo its last commits),
     while the spool file drops rows up to the mark durably. The archiver's commit, which moves
@@ -380,7 +394,7 @@ def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets
 
 
 def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
-    gate,
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]],
     db: sessionmaker[Session],
     caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
@@ -433,7 +447,7 @@ def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
 
 
 def test_a_spool_row_carries_one_line_per_counter_however_many_refusals_it_counts(
-    gate, db: sessionmaker[Session]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
 ) -> None:
     handler, archiver, _mlist, _sent = gate
     spool = handler.spool

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -284,7 +285,7 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list: MakeList) ->
 
 
 @pytest.fixture(scope="module")
-def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
     """One database for every hypothesis example; each example uses fresh lists."""
     engine = make_engine(make_settings(tmp_path_factory.mktemp("threads")))
     upgrade(engine)
@@ -299,7 +300,9 @@ _example = [0]
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(case=forests.cases())
-def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
+def test_the_forest_does_not_depend_on_arrival_order(
+    shared_db: sessionmaker[Session], case
+) -> None:
     """Loops, duplicates, missing middles, multi-id
     In-Reply-To, shuffled References: any order, one forest.
     """

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.mail.parser import parse
 from listgate.models import Message, Subscription
 from tests.support.factories import MakeList, make_mail, post
@@ -19,13 +20,13 @@ from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def topic(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def topic(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev")
     return post(db, make_mail("Topic", msgid="t@x.test", body="First post.\n"))
 
 
 def test_sign_in_link_is_recorded_and_sent_to_the_worker(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     payload = notices(db, "signin")[-1]
@@ -36,7 +37,7 @@ def test_sign_in_link_is_recorded_and_sent_to_the_worker(
 
 
 def test_a_tampered_sign_in_link_is_refused(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     token = csrf(client)
     client.post("/signin", data={"csrf_token": token, "address": "bob@example.org"})
@@ -47,7 +48,7 @@ def test_a_tampered_sign_in_link_is_refused(
 
 
 def test_forms_without_csrf_token_are_refused(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     response = client.post(f"/messages/{topic.message_pk}/vote", data={"valuable": "yes"})
@@ -55,7 +56,7 @@ def test_forms_without_csrf_token_are_refused(
 
 
 def test_votes_are_one_per_person_and_changeable(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, f"/threads/{topic.thread_id}")
@@ -71,14 +72,18 @@ def test_votes_are_one_per_person_and_changeable(
     )
 
 
-def test_anonymous_vote_goes_to_sign_in(client: FlaskClient, topic) -> None:
+def test_anonymous_vote_goes_to_sign_in(client: FlaskClient, topic: IngestResult) -> None:
     page = client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
     assert "out of 0" not in page and page.count("Do you find this valuable?") == 1
     assert re.search(r'href="/signin\?next=[^"]+">Yes</a>', page)
 
 
 def test_reports_past_the_threshold_hide_the_post(
-    app: Flask, client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    topic: IngestResult,
 ) -> None:
     app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(
         report_threshold=2
@@ -94,7 +99,7 @@ def test_reports_past_the_threshold_hide_the_post(
 
 
 def test_follow_when_signed_in_is_immediate(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, f"/threads/{topic.thread_id}")
@@ -110,7 +115,7 @@ def test_follow_when_signed_in_is_immediate(
 
 
 def test_follow_when_anonymous_asks_for_confirmation(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     token = csrf(client, f"/threads/{topic.thread_id}")
     client.post(
@@ -126,7 +131,7 @@ def test_follow_when_anonymous_asks_for_confirmation(
 
 
 def test_my_subscriptions_switch_to_digest_and_leave(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/")
@@ -142,7 +147,7 @@ def test_my_subscriptions_switch_to_digest_and_leave(
 
 
 def test_web_reply_is_a_real_threaded_mail_through_ingest(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     form = client.get(f"/messages/{topic.message_pk}/reply").get_data(as_text=True)
@@ -164,7 +169,7 @@ def test_web_reply_is_a_real_threaded_mail_through_ingest(
 
 
 def test_new_thread_from_the_web(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/new")
@@ -178,7 +183,11 @@ def test_new_thread_from_the_web(
 
 
 def test_web_posts_are_rate_limited(
-    app: Flask, client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    topic: IngestResult,
 ) -> None:
     app.config["RATE_LIMITS"] = {"post": (2, 3600)}
     sign_in(client, db, "bob@example.org")
@@ -193,7 +202,11 @@ def test_web_posts_are_rate_limited(
 
 
 def test_sign_in_requests_are_rate_limited(
-    app: Flask, client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    topic: IngestResult,
 ) -> None:
     app.config["RATE_LIMITS"] = {"signin-address": (2, 900)}
     token = csrf(client)
@@ -219,7 +232,7 @@ def test_private_list_pages_open_for_members(
 
 
 def test_a_sign_in_link_works_once(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     sign_in(client, db, "bob@example.org")
     link = notices(db, "signin")[-1]["link"]

@@ -10,6 +10,7 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from listgate.ingest import IngestResult
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import sign_in
 
@@ -17,7 +18,7 @@ DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
 
 @pytest.fixture
-def talk(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def talk(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     """Ann starts; Ben replies twice to Ann, Ann once
     to Ben, Cy once to Ben, Ann answers herself.
     """
@@ -51,7 +52,7 @@ def talk(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-unt
 
 
 def test_thread_graph_json_counts_posts_and_replies_each_way_without_addresses(
-    client: FlaskClient, talk
+    client: FlaskClient, talk: IngestResult
 ) -> None:
     data = client.get(f"/api/threads/{talk.thread_id}/graph").get_json()
     assert [(p["name"], p["posts"]) for p in data["people"]] == [("Ann", 3), ("Ben", 2), ("Cy", 1)]
@@ -69,7 +70,7 @@ def test_thread_graph_json_counts_posts_and_replies_each_way_without_addresses(
 
 
 def test_thread_map_page_has_an_svg_and_a_table_for_screen_readers(
-    client: FlaskClient, talk
+    client: FlaskClient, talk: IngestResult
 ) -> None:
     page = client.get(f"/threads/{talk.thread_id}/map").get_data(as_text=True)
     assert (
@@ -85,7 +86,7 @@ def test_thread_map_page_has_an_svg_and_a_table_for_screen_readers(
 
 
 def test_list_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(
-    client: FlaskClient, talk
+    client: FlaskClient, talk: IngestResult
 ) -> None:
     data = client.get("/api/lists/dev/activity").get_json()
     weeks = {w["week"]: (w["posts"], w["new_threads"]) for w in data["weeks"]}
@@ -103,7 +104,7 @@ def test_list_activity_counts_posts_and_new_threads_per_week_and_the_months_tops
     )
 
 
-def test_author_page_lists_frequent_correspondents(client: FlaskClient, talk) -> None:
+def test_author_page_lists_frequent_correspondents(client: FlaskClient, talk: IngestResult) -> None:
     page = client.get(f"/lists/dev/authors/{talk.message_pk}").get_data(as_text=True)
     row = page.split("Talks most with", 1)[1]
     assert "Ben</a></td><td>1</td><td>2</td>" in row  # Ann replied to Ben once, Ben to Ann twice

@@ -6,12 +6,15 @@ import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
+from listgate.ingest import IngestResult
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def moderated(sender: RecordingSender, make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def moderated(
+    sender: RecordingSender, make_list: MakeList, db: sessionmaker[Session]
+) -> IngestResult:
     make_list("dev", policy="moderated", moderators="mod@example.org")
     held = post(db, make_mail("Please approve", msgid="h@x", sender="Newbie <new@example.org>"))
     assert held.status == "held"
@@ -19,7 +22,7 @@ def moderated(sender: RecordingSender, make_list: MakeList, db: sessionmaker[Ses
 
 
 def test_non_moderators_do_not_see_the_queue(
-    client: FlaskClient, db: sessionmaker[Session], moderated
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
 ) -> None:
     assert client.get("/moderation").status_code == 404
     sign_in(client, db, "someone@example.org")
@@ -27,7 +30,7 @@ def test_non_moderators_do_not_see_the_queue(
 
 
 def test_approving_a_held_post_publishes_it(
-    client: FlaskClient, db: sessionmaker[Session], moderated
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
 ) -> None:
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
@@ -39,7 +42,7 @@ def test_approving_a_held_post_publishes_it(
 
 
 def test_rejecting_mails_the_reason_to_the_author(
-    client: FlaskClient, db: sessionmaker[Session], moderated
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
 ) -> None:
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
@@ -58,7 +61,7 @@ def test_rejecting_mails_the_reason_to_the_author(
 
 
 def test_feature_pins_a_thread_on_top(
-    client: FlaskClient, db: sessionmaker[Session], moderated, make_list: MakeList
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult, make_list: MakeList
 ) -> None:
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
@@ -75,7 +78,7 @@ def test_feature_pins_a_thread_on_top(
 
 
 def test_a_banned_address_cannot_post_from_the_web(
-    client: FlaskClient, db: sessionmaker[Session], moderated, make_list: MakeList
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult, make_list: MakeList
 ) -> None:
     make_list("open", moderators="mod@example.org")
     sign_in(client, db, "mod@example.org")
@@ -93,7 +96,7 @@ def test_a_banned_address_cannot_post_from_the_web(
 
 
 def test_reported_posts_reach_the_queue_with_reasons(
-    client: FlaskClient, db: sessionmaker[Session], moderated
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
 ) -> None:
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
@@ -110,7 +113,7 @@ def test_reported_posts_reach_the_queue_with_reasons(
 
 
 def test_list_counts_follow_what_is_published(
-    client: FlaskClient, db: sessionmaker[Session], moderated
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
 ) -> None:
     """Held and rejected posts are no threads; hiding a
     thread's only post takes the thread off the count.

@@ -11,13 +11,14 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import Message, RawMessage
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import session_for
 
 
 @pytest.fixture
-def thread(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def thread(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev", title="Developers", description="Talk about the code")
     root = post(
         db,
@@ -60,13 +61,15 @@ def thread(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-u
     return root
 
 
-def test_home_lists_titles_and_counts(client: FlaskClient, thread) -> None:
+def test_home_lists_titles_and_counts(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get("/").get_data(as_text=True)
     assert "Developers" in page and "Talk about the code" in page
     assert "4 posts in 1 thread" in page
 
 
-def test_list_page_shows_threads_with_starter_and_counts(client: FlaskClient, thread) -> None:
+def test_list_page_shows_threads_with_starter_and_counts(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get("/lists/dev/").get_data(as_text=True)
     assert "Build fails" in page and "started by Alice Example" in page
     assert "4 posts" in page and "4 participants" in page
@@ -85,21 +88,23 @@ def test_list_page_paginates_by_keyset(
     assert "Topic 04" in second and "Topic 00" in second and "Topic 54" not in second
 
 
-def test_thread_tree_order_depth_and_count(client: FlaskClient, thread) -> None:
+def test_thread_tree_order_depth_and_count(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "Showing 4 posts" in page
     ids = re.findall(r'<article class="post (d\d+)" id="m(\d+)"', page)
     assert [d for d, _ in ids] == ["d0", "d1", "d2", "d1"]
 
 
-def test_flat_view_is_by_date(client: FlaskClient, thread) -> None:
+def test_flat_view_is_by_date(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}?view=flat").get_data(as_text=True)
     subjects = re.findall(r'class="subject" id="s\d+">([^<]+)<', page)
     assert subjects == ["Build fails", "RE: Build fails", "Re: Build fails", "Re: Build fails"]
     assert "Show as tree" in page
 
 
-def test_posts_show_name_only_and_machine_readable_dates(client: FlaskClient, thread) -> None:
+def test_posts_show_name_only_and_machine_readable_dates(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert 'by <a href="/lists/dev/authors/2">Bob</a>' in page and ">carol</a>" in page
     for address in (
@@ -112,20 +117,22 @@ def test_posts_show_name_only_and_machine_readable_dates(client: FlaskClient, th
     assert '<time datetime="2026-03-01T' in page
 
 
-def test_quotes_folded_and_signature_dimmed(client: FlaskClient, thread) -> None:
+def test_quotes_folded_and_signature_dimmed(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "<summary>4 quoted lines</summary>" in page
     assert '<div class="sig">-- \nAlice</div>' in page
 
 
-def test_reply_by_email_link_has_in_reply_to_and_subject(client: FlaskClient, thread) -> None:
+def test_reply_by_email_link_has_in_reply_to_and_subject(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert (
         "mailto:dev@lists.test?subject=Re%3A%20Build%20fails&amp;In-Reply-To=%3Croot%40x%3E" in page
     )
 
 
-def test_attachment_is_a_download_never_rendered(client: FlaskClient, thread) -> None:
+def test_attachment_is_a_download_never_rendered(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     url = re.search(r'href="(/attachments/[^"]+)"', page).group(1)
     response = client.get(url)
@@ -154,7 +161,7 @@ def _sign_in_as(client: FlaskClient, address: str) -> None:
     session_for(client, address)
 
 
-def test_thread_and_month_mbox_hold_every_post(client: FlaskClient, thread) -> None:
+def test_thread_and_month_mbox_hold_every_post(client: FlaskClient, thread: IngestResult) -> None:
     _sign_in_as(client, "reader@example.org")
     box = client.get(f"/threads/{thread.thread_id}.mbox").data
     assert box.count(b"\nFrom ") + box.startswith(b"From ") == 4
@@ -162,7 +169,7 @@ def test_thread_and_month_mbox_hold_every_post(client: FlaskClient, thread) -> N
     assert month.count(b"\nMessage-ID: <") == 4
 
 
-def test_permalink_author_and_month_pages(client: FlaskClient, thread) -> None:
+def test_permalink_author_and_month_pages(client: FlaskClient, thread: IngestResult) -> None:
     assert "RE: Build fails" in client.get("/m/r1@x").get_data(as_text=True)
     assert client.get("/m/%3Cr1%40x%3E").status_code == 200
     author = client.get("/lists/dev/authors/2").get_data(as_text=True)
@@ -172,7 +179,7 @@ def test_permalink_author_and_month_pages(client: FlaskClient, thread) -> None:
     assert "Build fails" in client.get("/lists/dev/2026/3").get_data(as_text=True)
 
 
-def test_unknown_pages_are_404_pages(client: FlaskClient, thread) -> None:
+def test_unknown_pages_are_404_pages(client: FlaskClient, thread: IngestResult) -> None:
     _sign_in_as(client, "reader@example.org")
     for url in (
         "/lists/nope/",
@@ -291,7 +298,7 @@ def test_format_flowed_paragraphs_are_joined(
 
 
 def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(
-    client: FlaskClient, thread, db: sessionmaker[Session]
+    client: FlaskClient, thread: IngestResult, db: sessionmaker[Session]
 ) -> None:
     """Same Message-ID, other bytes: kept and announced on
     the thread and message pages, its raw bytes downloadable.
@@ -331,7 +338,7 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(
 
 
 def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(
-    client: FlaskClient, thread, db: sessionmaker[Session]
+    client: FlaskClient, thread: IngestResult, db: sessionmaker[Session]
 ) -> None:
     """The copy with the earliest Date places a Message-ID:
     the post moves to that thread, shown as it first came.

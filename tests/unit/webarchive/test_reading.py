@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import Message, Report
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import csrf, sign_in
@@ -21,7 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 
 
 @pytest.fixture
-def thread(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def thread(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev")
     root = post(
         db,
@@ -80,7 +81,7 @@ def _numbers(page: str) -> list[str]:
 
 
 def test_posts_are_numbered_by_date_as_anchors_with_an_outline_in_tree_order(
-    client: FlaskClient, thread
+    client: FlaskClient, thread: IngestResult
 ) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert _numbers(page) == [
@@ -103,7 +104,7 @@ def test_posts_are_numbered_by_date_as_anchors_with_an_outline_in_tree_order(
 
 
 def test_previous_and_next_post_links_and_the_neighbouring_threads(
-    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], thread
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], thread: IngestResult
 ) -> None:
     newer = post(db, make_mail("Newer topic", msgid="nw@x", date=datetime(2026, 4, 1, tzinfo=UTC)))
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
@@ -117,7 +118,7 @@ def test_previous_and_next_post_links_and_the_neighbouring_threads(
 
 
 def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
 ) -> None:
     sign_in(client, db, "reader@example.org")
     first = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
@@ -147,7 +148,7 @@ def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(
 
 
 def test_vote_sentence_with_and_without_votes(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
 ) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert page.count("Do you find this valuable?") == 4 and "out of 0" not in page
@@ -164,7 +165,7 @@ def test_vote_sentence_with_and_without_votes(
 
 
 def test_reported_posts_carry_a_neutral_marker_for_everyone(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
 ) -> None:
     with transaction(db) as session:
         session.add(
@@ -189,7 +190,7 @@ def test_times_in_the_readers_zone_with_the_senders_clock_and_how_long_ago() -> 
 
 
 def test_time_zone_choice_is_a_cookie_for_anonymous_readers_and_a_setting_when_signed_in(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
 ) -> None:
     token = csrf(client, "/settings/time-zone")
     assert (
@@ -220,7 +221,9 @@ def test_time_zone_choice_is_a_cookie_for_anonymous_readers_and_a_setting_when_s
     )
 
 
-def test_font_choice_is_a_cookie_and_a_class_on_the_posts(client: FlaskClient, thread) -> None:
+def test_font_choice_is_a_cookie_and_a_class_on_the_posts(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     assert 'class="tree font-auto"' in client.get(f"/threads/{thread.thread_id}").get_data(
         as_text=True
     )
@@ -236,7 +239,7 @@ def test_font_choice_is_a_cookie_and_a_class_on_the_posts(client: FlaskClient, t
 
 
 def test_images_preview_inline_sandboxed_other_files_download_with_their_type(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
 ) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     previews = re.findall(r'<img src="(/previews/\d+)" alt="shot.png"', page)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -9,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import removal
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -25,7 +28,9 @@ from tests.support.web import sign_in
 SECRET_WORD = "zanzibarquokka"
 
 
-def thread_of_three(db: sessionmaker[Session], make_list: MakeList):  # type: ignore[no-untyped-def]
+def thread_of_three(
+    db: sessionmaker[Session], make_list: Callable[[str], MailingList]
+) -> tuple[IngestResult, IngestResult, IngestResult]:
     make_list("dev")
     root = post(db, make_mail("Plans", "Root text.\n", msgid="root@x"))
     mid = post(

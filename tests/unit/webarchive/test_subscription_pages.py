@@ -16,13 +16,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import lists, subscriptions
 from listgate.config import Settings
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import MailingList, Message, NotPosted, Subscription
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def topic(make_list: MakeList, db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def topic(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev")
     return post(db, make_mail("Topic", msgid="t@x", body="First post.\n"))
 
@@ -36,7 +37,7 @@ def _states(db: sessionmaker[Session], address: str) -> dict[str, str]:
 
 
 def test_a_member_mutes_and_unmutes_a_thread_from_its_page(
-    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
 ) -> None:
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "dev"), "bob@example.org")
@@ -56,7 +57,9 @@ def test_a_member_mutes_and_unmutes_a_thread_from_its_page(
     assert notices(db, "changed") == []  # the page says it; no mail for a web action
 
 
-def test_list_page_counts_in_words(client: FlaskClient, db: sessionmaker[Session], topic) -> None:  # type: ignore[no-untyped-def]
+def test_list_page_counts_in_words(
+    client: FlaskClient, db: sessionmaker[Session], topic: IngestResult
+) -> None:
     assert "1 post in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
     post(db, make_mail("Re: Topic", in_reply_to="t@x"))
     assert "2 posts in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import Attachment, AuditEntry, Message, RawMessage
 from tests.support.factories import MakeList, post
 from tests.support.web import RecordingSender, csrf, sign_in
@@ -20,7 +21,9 @@ from tests.unit.webarchive.test_removal import SECRET_WORD, thread_of_three
 
 
 @pytest.fixture
-def thread(sender: RecordingSender, db: sessionmaker[Session], make_list: MakeList):  # type: ignore[no-untyped-def]
+def thread(
+    sender: RecordingSender, db: sessionmaker[Session], make_list: MakeList
+) -> tuple[IngestResult, IngestResult, IngestResult]:
     """root <- mid (with an attachment and a secret word)
     <- leaf, on dev (moderated by mod@, owned by owner@).
     """
@@ -43,7 +46,9 @@ def take_down(client: FlaskClient, pk: int, **form: str):  # type: ignore[no-unt
 
 
 def test_nobody_but_the_lists_moderators_can_take_a_post_down(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
     url = f"/moderation/messages/{mid.message_pk}/remove"
@@ -76,7 +81,9 @@ def test_nobody_but_the_lists_moderators_can_take_a_post_down(
 
 
 def test_a_moderator_takes_a_post_down_from_the_thread_and_the_log_says_who(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, leaf = thread
     sign_in(client, db, "mod@example.org")
@@ -108,7 +115,9 @@ def test_a_moderator_takes_a_post_down_from_the_thread_and_the_log_says_who(
 
 
 def test_purge_asks_first_then_deletes_the_raw_mail_everywhere(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
     sign_in(client, db, "owner@example.org")  # owners moderate too
@@ -140,7 +149,10 @@ def test_purge_asks_first_then_deletes_the_raw_mail_everywhere(
 
 
 def test_a_removed_post_can_be_purged_later_from_its_tombstone(
-    app: Flask, client: FlaskClient, db: sessionmaker[Session], thread
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
     sign_in(client, db, "mod@example.org")
@@ -160,7 +172,9 @@ def test_a_removed_post_can_be_purged_later_from_its_tombstone(
 
 
 def test_a_missing_reason_is_named_and_nothing_is_removed(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     _, mid, _ = thread
     sign_in(client, db, "mod@example.org")
@@ -172,7 +186,9 @@ def test_a_missing_reason_is_named_and_nothing_is_removed(
 
 
 def test_purging_mail_also_archived_on_a_list_one_does_not_moderate_is_refused(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     _, mid, _ = thread
     with db() as session:
@@ -196,7 +212,9 @@ def test_purging_mail_also_archived_on_a_list_one_does_not_moderate_is_refused(
 
 
 def test_a_reported_post_is_taken_down_from_the_moderation_queue(
-    client: FlaskClient, db: sessionmaker[Session], thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
     sign_in(client, db, "reader@example.org")
