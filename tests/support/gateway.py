@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.smtp import Envelope
@@ -89,14 +90,17 @@ def start_gateway(
     return RunningGateway(server, settings, rec)
 
 
-class Settled:
-    """A session factory for a test's assertions: each session starts once the spool is archived."""
+class Settled(sessionmaker[Session]):
+    """A session factory for a test's assertions: each session starts once the spool is archived.
+
+    A sessionmaker itself (same bind and options as FACTORY), so it goes wherever one does.
+    """
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
+        super().__init__(**factory.kw)
         self.factory = factory
-        self.kw = factory.kw
 
-    def __call__(self, **kwargs: object) -> Session:
+    def __call__(self, **kwargs: Any) -> Session:
         settle(self.factory)
         return self.factory(**kwargs)
 
