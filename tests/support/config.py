@@ -6,6 +6,7 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # small real mails kept with the tests (their sources and licences are noted beside them)
 DATA = ROOT / "tests" / "data"
 DOMAIN = "lists.test"
+T = TypeVar("T")
 SECRET_KEY = "test-secret-key-0123456789"
 
 
@@ -85,10 +87,8 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
     return settings, db
 
 
-def wait_until(
-    check: Callable[[], object], timeout: float = 60.0, what: str = "condition"
-) -> object:
-    """Poll check() until it is truthy; AssertionError naming `what` after timeout."""
+def wait_until(check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
+    """Poll check() until it is truthy and return that; AssertionError naming `what` after timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
