@@ -88,7 +88,7 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
-    """Poll check() until it is truthy and return that; AssertionError naming `what` after timeout."""
+    """Poll check() until truthy and return its value; AssertionError naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
