@@ -30,7 +30,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import AuditEntry, Message, RawMessage, Subscription
 from tests.support.config import wait_until
 from tests.support.mailauth import Key, StubDns, dnsfunc, make_key
-from tests.support.sink import Received, SmtpSink
+from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, base_env, get, get_json, make_stack, run_up
 
 pytestmark = pytest.mark.integration
@@ -157,7 +157,7 @@ def text_of(message: EmailMsg) -> str:
     """The first text/plain part, decoded."""
     for part in message.walk():
         if part.get_content_type() == "text/plain" and not part.get_filename():
-            return part.get_payload(decode=True).decode("utf-8", "replace")
+            return payload(part).decode("utf-8", "replace")
     return ""
 
 

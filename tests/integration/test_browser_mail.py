@@ -17,7 +17,7 @@ from tests.support.browser import chromium, serving, shot
 from tests.support.config import free_port, wait_until
 from tests.support.factories import make_mail, post
 from tests.support.processes import WorkerProcess
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, payload
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 def _text(data: bytes) -> str:
     msg = email.message_from_bytes(data)
     part = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
-    return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+    return payload(part).decode(part.get_content_charset() or "utf-8")
 
 
 def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(

@@ -30,7 +30,7 @@ from listgate import dispatch
 from listgate.config import Settings
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN
-from tests.support.sink import Received, SmtpSink
+from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
 from worker.celery_app import make_celery
 
@@ -142,7 +142,7 @@ class Journey:
         r = next(r for r in received if r.rcpt_tos == [rcpt] and _matches(r, label))
         msg = r.message
         part = msg.get_payload(0) if msg.is_multipart() else msg
-        return msg, part.get_payload(decode=True).decode()
+        return msg, payload(part).decode()
 
     def sign_in(self, web: WebClient) -> None:
         web.post("/signin", {"address": PAT, "next": "/"}, on_page="/signin")

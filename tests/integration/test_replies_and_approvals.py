@@ -28,7 +28,7 @@ from listgate.schema import upgrade
 from tests.support.config import free_port, make_settings, wait_until
 from tests.support.gateway import start_gateway
 from tests.support.processes import WorkerProcess
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, payload
 from tests.support.worker import Site
 from webarchive import create_app
 from worker.celery_app import make_celery
@@ -247,7 +247,7 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(
     finally:
         with transaction(site.db) as session:
             session.execute(text("DROP TRIGGER doom"))
-    body = answer.get_payload(decode=True).decode()
+    body = payload(answer).decode()
     reference = re.search(r"reference ([0-9a-f]{8})", body).group(1)
     assert "could not be carried out" in answer["Subject"] and "unsubscribe request" in body
     with site.db() as session:
@@ -416,7 +416,7 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(
         lambda: len(mails_to(rsink, "fan@example.org")) == 2 and mails_to(rsink, "fan@example.org"),
         what="the welcome",
     )[1]
-    body = welcome.get_payload(decode=True).decode()
+    body = payload(welcome).decode()
     link = re.search(
         r"To stop getting this thread, open (https://lists\.test(/unsubscribe/\S+))", body
     )

@@ -70,8 +70,9 @@ def cases(draw: st.DrawFn) -> Case:
     hours: list[int] = []
     for i in range(n):
         chain = _chain(ids, parent, parent[i])
-        if parent[i] is not None:
-            topic[i] = topic[parent[i]]  # a reply keeps its thread's subject
+        p = parent[i]
+        if p is not None:
+            topic[i] = topic[p]  # a reply keeps its thread's subject
         irt, refs = _headers(draw, chain, ids, i)
         subject = ("Re: " if parent[i] is not None or draw(st.booleans()) else "") + topic[i]
         # replies may be dated before their parent (clock skew)

@@ -184,7 +184,7 @@ class RawClient:
 
     def reply(self) -> str:
         """Read one (possibly multi-line) reply."""
-        lines = []
+        lines: list[str] = []
         while True:
             while b"\r\n" not in self.buf:
                 chunk = self.sock.recv(65536)

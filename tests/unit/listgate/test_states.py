@@ -32,7 +32,7 @@ from listgate.states import (
     SubscriptionState,
 )
 from tests.support.factories import MakeList
-from tests.support.states import foreign_words, state_columns
+from tests.support.states import enum_of, foreign_words, state_columns
 
 MIGRATIONS = Path(__file__).resolve().parents[3] / "listgate" / "migrations" / "versions"
 TYPED = {
@@ -55,7 +55,7 @@ TYPED = {
 
 
 def test_every_status_and_state_column_is_typed_with_its_enum() -> None:
-    typed = {f"{c.table.name}.{c.name}": c.type.states for c in state_columns()}
+    typed = {f"{c.table.name}.{c.name}": enum_of(c) for c in state_columns()}
     assert typed == TYPED
     named = {
         f"{t.name}.{c.name}"

@@ -19,6 +19,7 @@ from listgate.models import DigestSent, Message
 from listgate.states import DigestFrequency, DigestState
 from tests.support.config import make_settings
 from tests.support.factories import MakeList
+from tests.support.sink import payload
 from tests.support.states import foreign_words
 from worker.context import WorkerContext
 from worker.digest import _claim, send_digests
@@ -112,7 +113,7 @@ def test_the_plain_digest_follows_rfc_1153(
     assert send_digests(ctx) == 1
     (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
     assert digest.get_content_type() == "text/plain"
-    text = digest.get_payload(decode=True).decode()
+    text = payload(digest).decode()
     assert "-" * 70 in text and text.count("\n" + "-" * 30 + "\n") == 2  # one after each post
     assert "- ------------------------------" in text  # a separator inside a post is escaped
     assert "Subject: Topic 0" in text and "Message-ID: <w1@x>" in text

@@ -7,6 +7,7 @@ from email import message_from_bytes
 import pytest
 
 from listgate.config import Settings
+from tests.support.sink import payload
 from worker.notices import NoticeError, render
 
 TEMPLATES = [
@@ -85,7 +86,7 @@ def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_
             },
             settings,
         )
-        text = message_from_bytes(data).get_payload(decode=True).decode()
+        text = payload(message_from_bytes(data)).decode()
         return text.split("/unsubscribe/", 1)[1].split()[0].rstrip(",")
 
     list_token, thread_token = link("list", 0), link("thread", 42)
