@@ -65,7 +65,7 @@ def store_raw_id(session: Session, raw: bytes) -> int:
     if digest not in known:
         conn = session.connection()
         new = conn.execute(
-            store.blind(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id)),
+            store.of(session).insert_ignore(RawMessage, _RAW.c.id),
             {"sha256": digest, "size": len(raw), "data": raw},
         ).scalar()
         known[digest] = (
@@ -413,7 +413,7 @@ def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int)
         return
     conn = session.connection()
     conn.execute(
-        store.blind(store.of(session).insert_ignore(Blob)),
+        store.of(session).insert_ignore(Blob),
         [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
     )
     conn.execute(
