@@ -29,7 +29,7 @@ import pytest
 from listgate import dispatch
 from listgate.config import Settings
 from tests.integration.web_client import WebClient
-from tests.support.config import DOMAIN
+from tests.support.config import DOMAIN, search
 from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
 from worker.celery_app import make_celery
@@ -147,9 +147,7 @@ class Journey:
     def sign_in(self, web: WebClient) -> None:
         web.post("/signin", {"address": PAT, "next": "/"}, on_page="/signin")
         got = self.expect((PAT, "sign-in link"))
-        link = re.search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1]).group(
-            1
-        )
+        link = search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1])
         done = web.post(link, {"next": "/"}, on_page=link)
         assert "You are signed in as pat@example.org" in done.body
 
@@ -165,7 +163,7 @@ class Journey:
         )
         assert row, page.body
         done = self.web.post(row.group(1), {"action": action}, on_page="/me/subscriptions")
-        return re.search(r'<p class="flash ok" role="status">(.*?)</p>', done.body).group(1)
+        return search(r'<p class="flash ok" role="status">(.*?)</p>', done.body)
 
 
 def _matches(r: Received, label: str) -> bool:
@@ -185,9 +183,9 @@ def list_unsubscribe_url(received: list[Received], rcpt: str, msgid: str) -> str
         for r in received
         if r.rcpt_tos == [rcpt] and str(r.message["Message-ID"]).strip("<>") == msgid
     )
-    return re.search(
+    return search(
         r"<(http[^>]+/unsubscribe/[^>]+)>", " ".join(str(msg["List-Unsubscribe"]).split())
-    ).group(1)
+    )
 
 
 def life_with_a_list(j: Journey) -> None:
@@ -266,7 +264,7 @@ def life_with_a_list(j: Journey) -> None:
     stranger = WebClient(j.stack.web_port)
     stranger.post("/lists/dev/subscribe", {"address": PAT, "kind": "list"}, on_page="/lists/dev/")
     confirm = j.expect((PAT, "Confirm your subscription"))
-    link = re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1)
+    link = search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1])
     assert "Confirm my subscription" in stranger.get(link).body
     stranger.post(link)
     j.expect((PAT, "Welcome"))
@@ -306,9 +304,7 @@ def life_with_a_list(j: Journey) -> None:
     # In by mail command again, confirmed by the link this time.
     j.command("subscribe")
     confirm = j.expect((PAT, "Confirm your subscription"))
-    stranger.post(
-        re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1)
-    )
+    stranger.post(search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]))
     j.expect((PAT, "Welcome"))
     t12 = j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))

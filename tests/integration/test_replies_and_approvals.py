@@ -25,7 +25,7 @@ from listgate import cli, dispatch, lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
-from tests.support.config import free_port, make_settings, wait_until
+from tests.support.config import free_port, make_settings, search, wait_until
 from tests.support.gateway import start_gateway
 from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink, payload
@@ -248,7 +248,7 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(
         with transaction(site.db) as session:
             session.execute(text("DROP TRIGGER doom"))
     body = payload(answer).decode()
-    reference = re.search(r"reference ([0-9a-f]{8})", body).group(1)
+    reference = search(r"reference ([0-9a-f]{8})", body)
     assert "could not be carried out" in answer["Subject"] and "unsubscribe request" in body
     with site.db() as session:
         entry = session.scalars(

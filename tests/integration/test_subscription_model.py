@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import mailbox
 import os
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +45,7 @@ from listgate.models import Message, OutboxEntry, Subscription
 from listgate.schema import upgrade
 from listgate.states import SubscriptionState
 from listgate.subscriptions import SubscriptionError
-from tests.support.config import make_settings
+from tests.support.config import make_settings, search
 from tests.support.services import in_ci
 from tests.support.states import foreign_words
 from worker import commands, delivery, digest, outbox
@@ -489,7 +488,7 @@ class ModelSite:
             rcpt = str(msg["Delivered-To"])
             if "digest" in str(msg["Subject"]):
                 digests.setdefault(rcpt, []).append(
-                    int(re.search(r"\((\d+) messages?\)", str(msg["Subject"]))[1])
+                    int(search(r"\((\d+) messages?\)", str(msg["Subject"])))
                 )
             else:
                 copies[(pks[str(msg["Message-ID"]).strip("<>")], rcpt)] += 1

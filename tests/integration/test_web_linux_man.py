@@ -15,6 +15,7 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Thread
+from tests.support.config import search
 from tests.support.corpora import linux_man, linux_man_path
 
 SLICE = 250
@@ -92,7 +93,7 @@ def test_list_pages_months_and_search_over_real_mail(
     listing = client.get("/lists/linux-man/")
     assert listing.status_code == 200 and 'rel="next"' in listing.get_data(as_text=True)
     months = client.get("/lists/linux-man/months").get_data(as_text=True)
-    first_month = re.search(r'href="(/lists/linux-man/\d{4}/\d{1,2})"', months).group(1)
+    first_month = search(r'href="(/lists/linux-man/\d{4}/\d{1,2})"', months)
     assert client.get(first_month).status_code == 200
     page = client.get("/search?q=manual+page").get_data(as_text=True)
     assert "<mark>" in page

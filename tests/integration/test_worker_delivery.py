@@ -15,7 +15,7 @@ import pytest
 
 from listgate import dispatch, subscriptions
 from listgate.db import transaction
-from tests.support.config import wait_until
+from tests.support.config import search, wait_until
 from tests.support.processes import WorkerProcess
 from tests.support.reliability import record
 from tests.support.sink import SmtpSink
@@ -127,7 +127,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
     follower = message_from_bytes(
         next(r for r in sink.received if r.rcpt_tos == ["follower@example.net"]).data
     )
-    token = re.search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"]).group(1)
+    token = search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"])
     with site.db() as session:
         assert (
             subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -85,6 +86,13 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
             if lists.get(session, name) is None:
                 lists.create(session, name)
     return settings, db
+
+
+def search(pattern: str, text: str, group: int = 1) -> str:
+    """The group of pattern's first match in text; an AssertionError naming the pattern if none."""
+    found = re.search(pattern, text)
+    assert found is not None, f"no {pattern!r} in {text[:2000]!r}"
+    return found.group(group)
 
 
 def wait_until(check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:

@@ -9,6 +9,7 @@ import pytest
 
 from listgate.cli import main
 from listgate.config import Settings
+from tests.support.config import search
 from tests.unit.listgate.test_config import RecordingEnv, example
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,9 +58,7 @@ def test_the_configuration_table_defaults_match_env_example() -> None:
 def test_the_commands_table_names_every_command_as_listgate_command() -> None:
     rows = table_rows(section("Commands"))
     named = {
-        re.match(r"`listgate ([\w-]+)", row[0]).group(1)
-        for row in rows
-        if row[0].startswith("`listgate ")
+        search(r"\A`listgate ([\w-]+)", row[0]) for row in rows if row[0].startswith("`listgate ")
     }
     assert set(main.commands) <= named, (
         f"missing from README's Commands table: {set(main.commands) - named}"

@@ -15,6 +15,7 @@ from listgate.db import transaction
 from listgate.ingest import IngestResult
 from listgate.mail.parser import parse
 from listgate.models import Message, Subscription
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
@@ -137,11 +138,11 @@ def test_my_subscriptions_switch_to_digest_and_leave(
     token = csrf(client, "/lists/dev/")
     client.post("/lists/dev/subscribe", data={"csrf_token": token, "kind": "list"})
     page = client.get("/me/subscriptions").get_data(as_text=True)
-    sub_id = re.search(r'action="/me/subscriptions/(\d+)"', page).group(1)
+    sub_id = search(r'action="/me/subscriptions/(\d+)"', page)
     client.post(f"/me/subscriptions/{sub_id}", data={"csrf_token": token, "action": "digest"})
     assert "daily digest" in client.get("/me/subscriptions").get_data(as_text=True)
     page = client.get("/me/subscriptions").get_data(as_text=True)
-    sub_id = re.search(r'action="/me/subscriptions/(\d+)"', page).group(1)
+    sub_id = search(r'action="/me/subscriptions/(\d+)"', page)
     client.post(f"/me/subscriptions/{sub_id}", data={"csrf_token": token, "action": "leave"})
     assert "You get no mail" in client.get("/me/subscriptions").get_data(as_text=True)
 
@@ -239,6 +240,6 @@ def test_a_sign_in_link_works_once(
     path = "/" + link.split("://", 1)[1].split("/", 1)[1]
     other = client.application.test_client()
     page = other.get(path).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = search(r'name="csrf_token" value="([^"]+)"', page)
     again = other.post(path.split("?")[0], data={"csrf_token": token})
     assert again.status_code == 400 and "already used" in again.get_data(as_text=True)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate.db import transaction
 from listgate.ingest import IngestResult
 from listgate.models import Message, RawMessage
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import session_for
 
@@ -83,7 +84,7 @@ def test_list_page_paginates_by_keyset(
         post(db, make_mail(f"Topic {i:02d}", msgid=f"t{i}@x"))
     first = client.get("/lists/dev/").get_data(as_text=True)
     assert "Topic 54" in first and "Topic 04" not in first
-    older = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    older = search(r'href="([^"]+)" rel="next"', first).replace("&amp;", "&")
     second = client.get(older).get_data(as_text=True)
     assert "Topic 04" in second and "Topic 00" in second and "Topic 54" not in second
 
@@ -134,7 +135,7 @@ def test_reply_by_email_link_has_in_reply_to_and_subject(
 
 def test_attachment_is_a_download_never_rendered(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
-    url = re.search(r'href="(/attachments/[^"]+)"', page).group(1)
+    url = search(r'href="(/attachments/[^"]+)"', page)
     response = client.get(url)
     assert response.data == b"error 42\n"
     assert response.headers["Content-Disposition"].startswith("attachment;")
@@ -326,7 +327,7 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(
     assert page.count(notice) == 1 and "Showing 5 posts" in page
     single = client.get(f"/messages/{kept.message_pk}").get_data(as_text=True)
     assert notice in single
-    link = re.search(r'href="(/messages/\d+/variants/\d+\.eml)"', single).group(1)
+    link = search(r'href="(/messages/\d+/variants/\d+\.eml)"', single)
     sign_in(client, db, "reader@example.org")
     assert client.get(link).data == other
     assert (

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 import pytest
 from flask import Flask
@@ -18,6 +17,7 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import IngestResult
 from listgate.models import MailingList, Message, NotPosted, Subscription
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
@@ -114,7 +114,7 @@ def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_pag
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "new@example.org asks for every post of club" in queue
-    action = re.search(r'action="(/moderation/subscriptions/\d+/approve)"', queue).group(1)
+    action = search(r'action="(/moderation/subscriptions/\d+/approve)"', queue)
     client.post(action, data={"csrf_token": csrf(client, "/moderation")})
     assert _states(db, "new@example.org") == {"list": "active"}
     assert [n["to"] for n in notices(db, "welcome")] == ["new@example.org"]
@@ -127,17 +127,17 @@ def test_a_moderator_refuses_a_request_with_a_reason(
     with transaction(db) as session:
         subscriptions.start(session, lists.require(session, "club"), "x@example.org", "digest")
     sign_in(client, db, "mod@example.org")
-    action = re.search(
+    action = search(
         r'action="(/moderation/subscriptions/\d+/refuse)"',
         client.get("/moderation").get_data(as_text=True),
     )
     client.post(
-        action.group(1),
+        action,
         data={"csrf_token": csrf(client, "/moderation"), "reason": "members of the club only"},
     )
     assert _states(db, "x@example.org") == {"digest": "ended"}
     assert notices(db, "refused")[0]["reason"] == "members of the club only"
-    again = client.post(action.group(1), data={"csrf_token": csrf(client, "/moderation")})
+    again = client.post(action, data={"csrf_token": csrf(client, "/moderation")})
     assert again.status_code == 409 and "has no request waiting" in again.get_data(as_text=True)
 
 
@@ -152,7 +152,7 @@ def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "Out of office" in queue and "Auto-Submitted: auto-replied" in queue
-    action = re.search(r'action="(/moderation/not-posted/\d+/release)"', queue).group(1)
+    action = search(r'action="(/moderation/not-posted/\d+/release)"', queue)
     client.post(action, data={"csrf_token": csrf(client, "/moderation")})
     with db() as session:
         assert session.scalars(select(Message.message_id)).all() == ["ooo@x"]
@@ -180,7 +180,7 @@ def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
     with caplog.at_level(logging.ERROR, logger="webarchive.errors"):
         page = client.get("/broken")
     body = page.get_data(as_text=True)
-    reference = re.search(r"give them the reference ([0-9a-f]{8})", body).group(1)
+    reference = search(r"give them the reference ([0-9a-f]{8})", body)
     assert page.status_code == 500 and "Retry-After" not in page.headers and "Traceback" not in body
     record = next(r for r in caplog.records if reference in r.getMessage())
     assert record.exc_info and "IntegrityError" in repr(record.exc_info[1])

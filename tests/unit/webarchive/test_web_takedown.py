@@ -51,6 +51,7 @@ def test_nobody_but_the_lists_moderators_can_take_a_post_down(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     url = f"/moderation/messages/{mid.message_pk}/remove"
     assert client.get(url).status_code == 404  # anonymous
     assert client.post(url, data={"reason": "x"}).status_code in (400, 404)
@@ -86,6 +87,7 @@ def test_a_moderator_takes_a_post_down_from_the_thread_and_the_log_says_who(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, leaf = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "mod@example.org")
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
     link = f"/moderation/messages/{mid.message_pk}/remove"
@@ -120,6 +122,7 @@ def test_purge_asks_first_then_deletes_the_raw_mail_everywhere(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "owner@example.org")  # owners moderate too
     assert client.get(f"/messages/{mid.message_pk}.eml").status_code == 200
     asked = take_down(client, mid.message_pk, reason="court order 7/2026", purge="yes")
@@ -155,6 +158,7 @@ def test_a_removed_post_can_be_purged_later_from_its_tombstone(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "mod@example.org")
     take_down(client, mid.message_pk, reason="off topic")
     app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(
@@ -177,6 +181,7 @@ def test_a_missing_reason_is_named_and_nothing_is_removed(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     _, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "mod@example.org")
     answer = take_down(client, mid.message_pk, reason="   ")
     assert answer.status_code == 303
@@ -191,10 +196,11 @@ def test_purging_mail_also_archived_on_a_list_one_does_not_moderate_is_refused(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     _, mid, _ = thread
+    assert mid.message_pk is not None
     with db() as session:
         raw = session.get_one(RawMessage, session.get_one(Message, mid.message_pk).raw_id).data
     other = post(db, raw, list_name="other")  # the same bytes, archived on a second list
-    assert other.status == "stored"
+    assert other.status == "stored" and other.message_pk is not None
     sign_in(client, db, "mod@example.org")
     answer = take_down(client, mid.message_pk, reason="court order", purge="yes", confirm="yes")
     page = client.get(answer.headers["Location"]).get_data(as_text=True)
@@ -217,6 +223,7 @@ def test_a_reported_post_is_taken_down_from_the_moderation_queue(
     thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "reader@example.org")
     token = csrf(client, f"/messages/{mid.message_pk}/report")
     client.post(
