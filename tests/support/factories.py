@@ -6,15 +6,15 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists
+from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.parser import parse
-from listgate.models import MailingList
+from listgate.models import MailingList, Subscription
 
 _seq = itertools.count(1)
 BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -82,6 +82,20 @@ def merged_pair(db: sessionmaker[Session]) -> tuple[IngestResult, IngestResult]:
         ),
     )
     return a, b
+
+
+class LinkOptions(TypedDict):
+    """subscriptions.request's keywords that build confirmation links."""
+
+    secret: str
+    base_url: str
+    domain: str
+
+
+def subscription_of(outcome: subscriptions.Outcome) -> Subscription:
+    """The subscription an outcome is about (an AssertionError when it has none)."""
+    assert outcome.subscription is not None, f"no subscription: {outcome}"
+    return outcome.subscription
 
 
 class MakeList(Protocol):

@@ -12,10 +12,10 @@ from listgate import lists, subscriptions, tokens
 from listgate.db import transaction
 from listgate.models import MailingList, Subscription, Thread
 from listgate.subscriptions import SubscriptionError
-from tests.support.factories import MakeList
+from tests.support.factories import LinkOptions, MakeList, subscription_of
 
 SECRET = "test-secret-key-0123456789"
-KW = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
+KW: LinkOptions = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def test_request_is_pending_and_mails_the_address_itself(
 ) -> None:
     with transaction(db) as session:
         outcome = subscriptions.request(session, session.merge(dev), "Ann@Example.org", **KW)
-    assert outcome.subscription.status == "pending"
+    assert subscription_of(outcome).status == "pending"
     payload = json.loads(outcome.outbox[0].payload)
     assert payload["template"] == "confirm" and payload["to"] == "ann@example.org"
     assert payload["link"].startswith("https://lists.test/confirm/")
@@ -53,12 +53,12 @@ def test_confirm_by_link_and_by_code(db: sessionmaker[Session], dev: MailingList
         code = json.loads(b.outbox[0].payload)["reply_to"].split("+confirm-")[1].split("@")[0]
     with transaction(db) as session:
         done = subscriptions.confirm_token(session, SECRET, link_token)
-        assert done.subscription.status == "active"
+        assert subscription_of(done).status == "active"
         assert json.loads(done.outbox[0].payload)["template"] == "welcome"
         assert (
-            subscriptions.confirm_by_code(
-                session, SECRET, session.merge(dev), code
-            ).subscription.status
+            subscription_of(
+                subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+            ).status
             == "active"
         )
     with transaction(db) as session, pytest.raises(SubscriptionError):
@@ -196,7 +196,7 @@ def test_confirm_address_under_64_for_the_longest_list_name(
     with transaction(db) as session:
         outcome = subscriptions.request(session, session.merge(mlist), "a@example.org", **KW)
         reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
-        created = outcome.subscription.created_at
+        created = subscription_of(outcome).created_at
     # the largest id an Integer column holds gives the longest code
     largest = Subscription(id=2**31 - 1, address="a@example.org", created_at=created)
     longest = subscriptions.confirm_code(SECRET, largest)
@@ -210,9 +210,9 @@ def test_confirm_address_under_64_for_the_longest_list_name(
     with transaction(db) as session:
         code = reply_to.split("+confirm-")[1].split("@")[0]
         assert (
-            subscriptions.confirm_by_code(
-                session, SECRET, session.merge(mlist), code
-            ).subscription.status
+            subscription_of(
+                subscriptions.confirm_by_code(session, SECRET, session.merge(mlist), code)
+            ).status
             == "active"
         )
 

@@ -25,7 +25,7 @@ from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Removal, Subscription
 from listgate.models.web import Ban, Report
-from tests.support.factories import make_mail, post
+from tests.support.factories import make_mail, post, subscription_of
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 Factory = sessionmaker[Session]
@@ -291,9 +291,11 @@ def refuse_reason(client: FlaskClient, factory: Factory) -> None:
     world(client, factory)
     with transaction(factory) as session:
         club = lists.require(session, "club")
-        waiting = subscriptions.change(
-            session, club, "cy@example.org", subscriptions.EVERY_POST, channel="web"
-        ).subscription.id
+        waiting = subscription_of(
+            subscriptions.change(
+                session, club, "cy@example.org", subscriptions.EVERY_POST, channel="web"
+            )
+        ).id
     token = csrf(client, "/moderation")
     path = f"/moderation/subscriptions/{waiting}/refuse"
     response = client.post(path, data={"csrf_token": token, "reason": over(2000)})
