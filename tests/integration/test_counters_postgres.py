@@ -50,7 +50,8 @@ def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(
             lists.create(session, "dev")
         first, second = factory(), factory()
         stale = [lists.require(s, "dev") for s in (first, second)]  # both read the list (0 posts)
-        first.commit(), second.commit()  # the objects stay loaded (expire_on_commit=False)
+        first.commit()  # the objects stay loaded (expire_on_commit=False)
+        second.commit()
         for n, (session, mlist) in enumerate(zip((first, second), stale, strict=True)):
             with session.begin():
                 ingest(session, parse(post(n)), mlist, domain="lists.test")

@@ -36,7 +36,7 @@ def test_entries_are_sent_in_the_background_in_order_and_close_flushes() -> None
 def test_a_failing_send_is_logged_and_the_next_batch_still_goes(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    got = []
+    got: list[int] = []
 
     def send(batch: list[OutboxEntry]) -> int:
         if batch[0].id == 1:

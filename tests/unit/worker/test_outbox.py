@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import mailbox
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ from worker.context import WorkerContext
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, engine: Engine) -> WorkerContext:
+def ctx(tmp_path: Path, engine: Engine) -> Iterator[WorkerContext]:
     settings = make_settings(tmp_path, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}")
     context = WorkerContext(settings)
     yield context
