@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import smtplib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.message import Message as EmailMsg
@@ -30,7 +30,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import AuditEntry, Message, RawMessage, Subscription
 from tests.support.config import wait_until
 from tests.support.mailauth import Key, StubDns, dnsfunc, make_key
-from tests.support.sink import Received, SmtpSink, payload
+from tests.support.sink import Received, SmtpSink, enclosed, payload
 from tests.support.stack import Stack, base_env, get, get_json, make_stack, run_up
 
 pytestmark = pytest.mark.integration
@@ -110,7 +110,7 @@ def arrived(
     stack: Stack,
     address: str,
     what: str,
-    match=lambda r: True,
+    match: Callable[[Received], bool] = lambda r: True,
     count: int = 1,
 ) -> list[Received]:
     """Wait until `count` mails matching `match` reached address; fail with the logs otherwise."""
@@ -121,7 +121,7 @@ def arrived(
         return got if len(got) >= count else []
 
     try:
-        return wait_until(found, timeout=60, what=what)  # type: ignore[return-value]
+        return wait_until(found, timeout=60, what=what)
     except AssertionError:
         pytest.fail(
             f"{what}: not at {address}\n{[r.message['Subject'] for r in sink.to(address)]}\n"
@@ -197,7 +197,7 @@ def test_an_owner_creates_edits_moderates_by_mail_removes_and_purges(
     arrived(msink, stack, ANN, "the author's held notice", subject_has("awaits moderation"))
     note = held.message
     attached = [p for p in note.walk() if p.get_content_type() == "message/rfc822"]
-    assert attached and attached[0].get_payload(0)["Message-ID"] == "<party@example.org>"
+    assert attached and enclosed(attached[0])["Message-ID"] == "<party@example.org>"
     assert "every post to this list is moderated" in text_of(note)
     # moderation mail is signed for the list domain
     assert dkim.verify(held.data, dnsfunc=dnsfunc_from(stack))
@@ -629,13 +629,11 @@ def test_every_copy_of_a_signed_post_verifies_and_carries_a_valid_arc_set(
         smtp_send(stack, ANN, "signed@lists.test", raw)
     for address in people:
         for msgid in sent:
-            arrived(
-                msink,
-                stack,
-                address,
-                f"{msgid}",
-                lambda r, m=msgid: r.message["Message-ID"] == f"<{m}>",
-            )
+
+            def is_it(r: Received, m: str = msgid) -> bool:
+                return bool(r.message["Message-ID"] == f"<{m}>")
+
+            arrived(msink, stack, address, f"{msgid}", is_it)
     for address in people:
         for msgid in sent:
             (copy,) = copies_of(msink, address, msgid)

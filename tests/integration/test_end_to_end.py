@@ -22,6 +22,7 @@ import pytest
 from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.states import DmarcMode
 from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink, payload
 from tests.support.stack import Stack, base_env, get, get_json, make_stack, run_separately
@@ -121,7 +122,7 @@ def create_list(stack: Stack, use_cli: bool) -> None:
         with transaction(session_factory(writer(engine))) as session:
             mlist = lists.create(session, "dev", "Developers")
             mlist.dmarc_mode = (
-                "never"  # no DNS lookups of the senders' domains (CI may have no resolver)
+                DmarcMode.NEVER  # no DNS lookups of the senders' domains (CI may have no resolver)
             )
             for address in (ALICE, BOB, CAROL):
                 lists.subscribe(session, mlist, address)

@@ -43,7 +43,7 @@ from listgate.ingest import COMMAND, STORED, ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry, Subscription
 from listgate.schema import upgrade
-from listgate.states import SubscriptionState
+from listgate.states import DmarcMode, SubscriptionState
 from listgate.subscriptions import SubscriptionError
 from tests.support.config import make_settings, search
 from tests.support.services import in_ci
@@ -411,7 +411,7 @@ class ModelSite:
                 for table in reversed(Base.metadata.sorted_tables):
                     session.execute(delete(table))
             mlist = lists.create(session, "dev")
-            mlist.dmarc_mode = "never"
+            mlist.dmarc_mode = DmarcMode.NEVER
             self.list_id = mlist.id
         for path in self.box.glob("*/*"):
             path.unlink()
@@ -437,6 +437,7 @@ class ModelSite:
                 session, parse(raw), self.mlist(session), domain="lists.test", envelope_from=author
             )
             assert result.status == STORED, result
+            assert result.message_pk is not None and result.thread_id is not None, result
             return result.message_pk, result.thread_id, result.outbox[0].id
 
     def _command(self, raw: bytes, recipient: Recipient | None = None) -> None:
@@ -519,7 +520,12 @@ def confirm_mail_unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
 def _run(settings: Settings) -> None:
     site = ModelSite(settings)
     try:
-        run_state_machine_as_test(lambda: Lifecycle(site), settings=PROFILE)
+
+        class OnSite(Lifecycle):  # hypothesis builds the machine from a class with no arguments
+            def __init__(self) -> None:
+                super().__init__(site)
+
+        run_state_machine_as_test(OnSite, settings=PROFILE)
     finally:
         site.ctx.dispose()
 

@@ -21,7 +21,7 @@ _example = itertools.count(1)
 )
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order_on_postgresql(
-    pg_settings: Settings, case
+    pg_settings: Settings, case: forests.Case
 ) -> None:
     """The same property as on SQLite (tests/unit/listgate/test_threads.py),
     on PostgreSQL's collation and types.

@@ -48,6 +48,13 @@ def raw(
     return (head + "\r\nbody\r\n").encode()
 
 
+def _resolved(session: Session, thread_id: int) -> Thread:
+    """The live thread thread_id is (or was merged into); an AssertionError when there is none."""
+    thread = threads.resolve(session, thread_id)
+    assert thread is not None, f"thread {thread_id} resolves to nothing"
+    return thread
+
+
 class Archive:
     """Post into one list and read the forest back."""
 
@@ -86,7 +93,7 @@ class Archive:
             ).all()
             out: dict[int, set[str]] = {}
             for mid, tid in rows:
-                out.setdefault(threads.resolve(s, tid).id, set()).add(mid)
+                out.setdefault(_resolved(s, tid).id, set()).add(mid)
             return {frozenset(v) for v in out.values()}
 
     def thread_of(self, mid: str) -> Thread:
@@ -96,7 +103,8 @@ class Archive:
                 .join(MailingList)
                 .where(MailingList.name == self.name, Message.message_id == mid)
             )
-            return threads.resolve(s, tid)
+            assert tid is not None, f"{mid} is not archived"
+            return _resolved(s, tid)
 
     def mlist(self) -> MailingList:
         with self.db() as s:
@@ -151,8 +159,8 @@ def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(ar
     arc.post(raw("z@x.test", refs="<x1@x.test> <missing@x.test>", subject="Re: both"))
     assert arc.groups() == {frozenset({"x1@x.test", "x2@x.test", "y1@x.test", "z@x.test"})}
     with arc.db() as s:
-        old = s.get(Thread, absorbed)
-        survivor = threads.resolve(s, absorbed)
+        old = s.get_one(Thread, absorbed)
+        survivor = _resolved(s, absorbed)
         assert old.merged_into_id == survivor.id != absorbed and old.message_count == 0
         assert survivor.message_count == 4
     assert arc.mlist().thread_count == 1
@@ -173,7 +181,7 @@ def test_redirects_follow_merge_chains(arc: Archive) -> None:
     arc.post(raw("s@x.test", refs="<hole1@x.test> <hole2@x.test>"))
     arc.post(raw("t@x.test", refs="<hole2@x.test> <hole3@x.test>"))
     with arc.db() as s:
-        assert len({threads.resolve(s, i).id for i in ids}) == 1
+        assert len({_resolved(s, i).id for i in ids}) == 1
         assert threads.resolve(s, 10_000) is None
 
 
@@ -185,7 +193,8 @@ def test_loops_and_self_references_never_make_a_cycle(arc: Archive) -> None:
     parents = arc.parents()
     assert parents["self@x.test"] is None
     for start in parents:  # every parent walk ends at a root
-        seen, cur = set(), start
+        seen: set[str] = set()
+        cur: str | None = start
         while cur is not None:
             assert cur not in seen, f"cycle through {cur}"
             seen.add(cur)
@@ -301,7 +310,7 @@ _example = [0]
 )
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(
-    shared_db: sessionmaker[Session], case
+    shared_db: sessionmaker[Session], case: forests.Case
 ) -> None:
     """Loops, duplicates, missing middles, multi-id
     In-Reply-To, shuffled References: any order, one forest.
@@ -585,7 +594,7 @@ def _moved_reply() -> list[bytes]:
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2)])
 def test_the_copy_with_the_earliest_date_places_a_message_id_in_any_arrival_order(
-    arc: Archive, order
+    arc: Archive, order: tuple[int, ...]
 ) -> None:
     mails = _moved_reply()
     for i in order:
