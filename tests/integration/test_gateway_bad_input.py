@@ -164,7 +164,7 @@ def test_a_recipient_that_is_not_utf8_is_refused_showing_its_bytes(gw: Env) -> N
 # parameter), any other text and bytes that are not UTF-8, strung together on one line.
 _PATH_PIECES = st.one_of(
     st.sampled_from(list('"<>@\\()[]:;,. \t') + ["a", "b.example", "1.2.3.4", '""', "é", "SIZE=1"]),
-    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=3),
+    st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\r\n"), max_size=3),
 ).map(str.encode) | st.binary(max_size=2).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
 
 

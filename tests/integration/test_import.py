@@ -207,7 +207,7 @@ def test_mail_without_header_fields_is_refused_and_counted(
     ],
 )
 def test_bad_imports_get_a_clear_message(
-    runner: CliRunner, tmp_path: Path, what: str, args, words: str
+    runner: CliRunner, tmp_path: Path, what: str, args: list[str] | None, words: str
 ) -> None:
     junk = tmp_path / "junk.txt"
     junk.write_bytes(b"just some text\n")
@@ -250,8 +250,8 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(
     by_pk = {r.id: r.message_id for r in rows}
 
     def live(t: int) -> int:
-        while merged.get(t):
-            t = merged[t]
+        while into := merged.get(t):
+            t = into
         return t
 
     parent, thread_of = oracle["parent"], {m: i for i, t in enumerate(oracle["threads"]) for m in t}

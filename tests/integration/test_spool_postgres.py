@@ -9,7 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
@@ -57,7 +57,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings: Settin
         with transaction(
             db
         ) as s:  # a post whose sender is banned between its 250 and its archiving
-            s.execute(Ban.__table__.delete())
+            s.execute(delete(Ban))
         late = b"From: late@example.org\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nx\r\n"
         assert through_hooks(handler, late, "late@example.org", ["dev@lists.test"]).endswith(
             "stored"

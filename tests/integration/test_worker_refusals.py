@@ -60,7 +60,7 @@ def site(rsite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
     with transaction(rsite.db) as session:
         lists.create(session, name).dmarc_mode = "never"
     rsite.subscribe(name, *SUBSCRIBERS)
-    rsite.list_name = name  # type: ignore[attr-defined]
+    rsite.list_name = name
     return rsite
 
 
@@ -78,7 +78,7 @@ def settled(site: Site, posted: list[IngestResult]) -> dict[tuple[int, str], str
         }
         return got if set(got.values()) <= FINAL else None
 
-    return wait_until(states, timeout=90, what="every delivery settled")  # type: ignore[return-value]
+    return wait_until(states, timeout=90, what="every delivery settled")
 
 
 def scores(site: Site, name: str) -> dict[str, tuple[str, float]]:
@@ -161,7 +161,7 @@ def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
 def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
     site: Site, msink: SmtpSink
 ) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
     attacks, legit = long_line_posts(name)
     posted = [site.post(raw, name) for raw in attacks + legit]
@@ -190,7 +190,7 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
 
 
 def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     readers = {
         "mime-digest@example.org": DigestFormat.MIME,
         "plain-digest@example.org": DigestFormat.PLAIN,
@@ -265,7 +265,7 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(
 
     from listgate import cli
 
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     posted = []
     for i, reply in enumerate(
         MESSAGE_REFUSALS
@@ -306,7 +306,7 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(
 def test_only_a_refusal_naming_the_recipient_counts_against_them(
     site: Site, msink: SmtpSink
 ) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     with msink.handler.lock:  # refused at RCPT: that recipient, and only them
         msink.handler.refused_rcpts["cyd@example.org"] = (
             "550 5.1.1 <cyd@example.org>: Recipient address rejected"
@@ -342,7 +342,7 @@ def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(
     from tests.integration.test_worker_mail import send_to
     from tests.unit.worker.test_bounces import dsn
 
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     post = site.post(
         mail("author@example.org", "Hello", f"hello-{name}@x", to=f"{name}@lists.test"), name
     )

@@ -19,11 +19,11 @@ def _full(obj: object, prefix: str) -> set[str]:
 
 @pytest.mark.parametrize("protocol", [GatewaySMTP, GatewayLMTP])
 def test_the_protocol_knows_every_command_and_hook_it_would_without_the_short_listing(
-    protocol: type[GatewaySMTP],
+    protocol: type[GatewaySMTP] | type[GatewayLMTP],
     settings: Settings,
     db: sessionmaker[Session],
 ) -> None:
-    async def built() -> GatewaySMTP:
+    async def built() -> GatewaySMTP | GatewayLMTP:
         return protocol(GatewayHandler(settings, db), max_line=settings.max_line_length)
 
     server = asyncio.run(built())

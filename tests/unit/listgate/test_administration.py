@@ -18,7 +18,7 @@ from listgate.mail.parser import parse
 from listgate.models import AuditEntry, Message, NotPosted, RawMessage, Subscription
 from listgate.states import PostState
 from listgate.subscriptions import DIGEST, MAIL, SubscriptionError, change
-from tests.support.factories import MakeList
+from tests.support.factories import MakeList, subscription_of
 
 SECRET = "test-secret-key-0123456789"
 
@@ -141,11 +141,10 @@ def test_moderation_goes_to_moderators_then_owners_then_admins(make_list: MakeLi
 
 
 def test_command_addresses_are_parsed_and_stay_short() -> None:
-    assert (
-        parse_recipient("club+approve-1f.abcdefghijkl@lists.test", "lists.test").command
-        == "approve"
-    )
-    assert parse_recipient("club+digest-weekly@lists.test", "lists.test").arg == "weekly"
+    approve = parse_recipient("club+approve-1f.abcdefghijkl@lists.test", "lists.test")
+    assert approve is not None and approve.command == "approve"
+    digest = parse_recipient("club+digest-weekly@lists.test", "lists.test")
+    assert digest is not None and digest.arg == "weekly"
     assert parse_recipient("club+digest-hourly@lists.test", "lists.test") is None
     assert parse_recipient("club+approve@lists.test", "lists.test") is None
     longest = f"{'n' * 32}+approve-{2**31:x}.{'a' * 12}"
@@ -167,12 +166,12 @@ def test_digest_by_mail_goes_through_change_and_refuses_strangers(
         assert (
             weekly.message == "You now get a weekly digest from town." and len(weekly.outbox) == 1
         )
-        again = change(
-            session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="daily"
-        ).subscription
-        off = change(
-            session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="off"
-        ).subscription
+        again = subscription_of(
+            change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="daily")
+        )
+        off = subscription_of(
+            change(session, mlist, "r@example.org", DIGEST, channel=MAIL, frequency="off")
+        )
         assert weekly.subscription is again and (
             again.kind,
             again.digest_frequency,

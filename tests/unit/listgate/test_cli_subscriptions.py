@@ -19,6 +19,7 @@ from listgate.mail.parser import parse
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
 from tests.support.config import make_settings
+from tests.support.factories import subscription_of
 
 
 @pytest.fixture
@@ -159,14 +160,16 @@ def test_requests_are_shown_approved_and_refused(
     with transaction(db) as session:
         club = lists.require(session, "club")
         for address in ("a@example.org", "b@example.org"):
-            sub = subscriptions.request(
-                session,
-                club,
-                address,
-                secret="test-secret-key-0123456789",
-                base_url="https://lists.test",
-                domain="lists.test",
-            ).subscription
+            sub = subscription_of(
+                subscriptions.request(
+                    session,
+                    club,
+                    address,
+                    secret="test-secret-key-0123456789",
+                    base_url="https://lists.test",
+                    domain="lists.test",
+                )
+            )
             token = subscriptions.tokens.make(
                 "test-secret-key-0123456789", "confirm", {"s": sub.id, "a": address}
             )

@@ -13,9 +13,10 @@ from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, Thread
+from listgate.states import DigestFrequency
 from tests.support.factories import MakeList
 
-PERIOD = digests.Period("weekly", date(2026, 11, 16))
+PERIOD = digests.Period(DigestFrequency.WEEKLY, date(2026, 11, 16))
 DIGEST_ID = "digest.weekly.20261116.abc123@lists.test"
 BODIES = {
     "b@x": (
@@ -202,7 +203,7 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(
     ],
 )
 def test_a_digest_id_that_names_no_day_is_an_ordinary_reference(
-    db: sessionmaker[Session], make_list: MakeList, digest_id
+    db: sessionmaker[Session], make_list: MakeList, digest_id: str
 ) -> None:
     """A reply naming a digest that cannot have been sent is archived like any reply."""
     town(db, make_list)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
@@ -90,7 +90,7 @@ def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_i
         with pytest.raises(LookupError, match="banned"):
             ingest.release(s, entry_id, "mod@example.org", domain=settings.domain)
     with transaction(db) as s:
-        s.execute(Ban.__table__.delete())
+        s.execute(delete(Ban))
     with transaction(db) as s:
         released = ingest.release(s, entry_id, "mod@example.org", domain=settings.domain)
     assert released.status == ingest.STORED and [e.kind for e in released.outbox] == [

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.db import transaction
 from listgate.models import Message
+from listgate.states import PostState
 from tests.support.factories import MakeList, make_mail, post
 from webarchive.reading.fulltext import highlight, mask_snippet
 from webarchive.reading.querylang import parse
@@ -130,7 +131,7 @@ def test_search_never_shows_private_held_or_hidden_posts(
     )
     hidden = post(db, make_mail("Hidden", msgid="x@x.test", body="zebra\n"))
     with transaction(db) as session:
-        session.get_one(Message, hidden.message_pk).status = "hidden"
+        session.get_one(Message, hidden.message_pk).status = PostState.HIDDEN
     assert _subjects(client.get("/search?q=zebra").get_data(as_text=True)) == []
     assert _subjects(client.get("/search?q=zebra&list=secret").get_data(as_text=True)) == []
 

@@ -9,6 +9,7 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
+from listgate.states import DmarcMode
 from tests.support.factories import MakeList
 from worker.context import WorkerContext
 from worker.copies import load_post
@@ -27,9 +28,10 @@ def test_each_copy_equals_a_copy_rendered_from_scratch(
     make_list("dev")
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
-        mlist.dmarc_mode = "never"
+        mlist.dmarc_mode = DmarcMode.NEVER
         pk = ingest(session, parse(RAW), mlist, domain=settings.domain).message_pk
         info = ListInfo(mlist.name, mlist.title, settings.domain, settings.base_url)
+    assert pk is not None
     post = load_post(WorkerContext(settings), pk)
     assert post is not None and post.eight_bit and post.message_id == "c@x"
     for url in (

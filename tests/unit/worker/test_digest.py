@@ -67,8 +67,8 @@ def _week_of_posts(db: sessionmaker[Session], settings: Settings, make_list: Mak
     with transaction(db) as session:
         mlist = lists.require(session, "town")
         for address, frequency in (
-            ("daily@example.org", "daily"),
-            ("weekly@example.org", "weekly"),
+            ("daily@example.org", DigestFrequency.DAILY),
+            ("weekly@example.org", DigestFrequency.WEEKLY),
         ):
             sub = lists.subscribe(session, mlist, address, "digest")
             sub.digest_frequency, sub.confirmed_at = frequency, wednesday - timedelta(days=30)

@@ -65,6 +65,7 @@ def test_fanout_reads_the_headers_while_others_can_write(
 
     monkeypatch.setattr(delivery, "addresses_in", watched)
     ctx = WorkerContext(settings)
+    assert result.message_pk is not None
     assert fanout(ctx, entry.id, result.message_pk) == 1  # bob; carl is already in Cc
     assert seen and all(seen), "the fan-out read the post's headers while holding the write lock"
 
@@ -93,6 +94,7 @@ def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
         assert parsed.cc_addrs == ()  # the archive shows no Cc
         result = ingest(session, parsed, mlist, domain="lists.test")
         entry = next(e for e in result.outbox if e.kind == FANOUT)
+    assert result.message_pk is not None
     assert fanout(WorkerContext(settings), entry.id, result.message_pk) == 1
     with db() as session:
         assert session.query(Delivery.address).filter_by(message_pk=result.message_pk).all() == [

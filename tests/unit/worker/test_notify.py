@@ -53,7 +53,7 @@ def test_followers_of_a_merged_thread_still_get_posts(
         other = Thread(list_id=mlist.id, subject="s")
         session.add(other)
         session.flush()
-        session.get(
+        session.get_one(
             Thread, old_thread
         ).merged_into_id = other.id  # as if merged, followers not yet moved
         reply = _post(
