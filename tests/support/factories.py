@@ -92,6 +92,12 @@ class LinkOptions(TypedDict):
     domain: str
 
 
+def stored_pk(result: IngestResult) -> int:
+    """The archived row's id of an ingest result (an AssertionError when nothing was stored)."""
+    assert result.message_pk is not None, f"{result.status}: {result.reason}"
+    return result.message_pk
+
+
 def subscription_of(outcome: subscriptions.Outcome) -> Subscription:
     """The subscription an outcome is about (an AssertionError when it has none)."""
     assert outcome.subscription is not None, f"no subscription: {outcome}"

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import cast
 
 import pytest
-from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,9 +27,14 @@ class FakeServer:
     """Hooks never touch the server object."""
 
 
+def fake_server() -> SMTP:
+    """A FakeServer where the hooks take an SMTP (they never read it)."""
+    return cast(SMTP, FakeServer())
+
+
 def _session(peer: object = ("192.0.2.1", 4000)) -> SmtpSession:
     s = SmtpSession(loop=None)  # type: ignore[arg-type]
-    s.peer = peer
+    s.peer = peer  # type: ignore[assignment]  # aiosmtpd hints str; a peername is a (host, port)
     return s
 
 
@@ -56,7 +62,7 @@ def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: Gate
         ("dev@lists.test", "250 2.1.5"),
         ("Dev+Subscribe@LISTS.TEST.", "250 2.1.5"),
     ]:
-        assert run(handler.handle_RCPT(FakeServer(), _session(), env, address, [])).startswith(
+        assert run(handler.handle_RCPT(fake_server(), _session(), env, address, [])).startswith(
             reply
         ), address
     assert env.rcpt_tos == ["dev@lists.test", "Dev+Subscribe@LISTS.TEST."]
@@ -65,14 +71,14 @@ def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: Gate
 def test_mail_accepts_the_null_sender_and_rate_limits(handler: GatewayHandler) -> None:
     handler.limits.max_per_minute = 1
     env = Envelope()
-    assert run(handler.handle_MAIL(FakeServer(), _session(), env, "<>", [])).startswith("250")
+    assert run(handler.handle_MAIL(fake_server(), _session(), env, "<>", [])).startswith("250")
     assert env.mail_from == "<>"
-    reply = run(handler.handle_MAIL(FakeServer(), _session(), Envelope(), "a@example.org", []))
+    reply = run(handler.handle_MAIL(fake_server(), _session(), Envelope(), "a@example.org", []))
     assert reply.startswith("451 4.7.1") and "per minute" in reply
     assert (
         run(
             handler.handle_MAIL(
-                FakeServer(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []
+                fake_server(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []
             )
         )[:3]
         == "250"
@@ -85,7 +91,7 @@ def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = Fa
     env.mail_from = "a@example.org"
     env.rcpt_tos = rcpts
     env.original_content = raw
-    return run(handler.handle_DATA(FakeServer(), _session(), env))
+    return run(handler.handle_DATA(fake_server(), _session(), env))
 
 
 def _spooled(db: sessionmaker[Session]) -> list[tuple[str, str]]:
@@ -157,7 +163,7 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(
         create(s, "gone")
     env = Envelope()
     assert run(
-        handler.handle_RCPT(FakeServer(), _session(), env, "gone@lists.test", [])
+        handler.handle_RCPT(fake_server(), _session(), env, "gone@lists.test", [])
     ).startswith("250")
     with transaction(db) as s:
         s.delete(require(s, "gone"))
@@ -233,7 +239,9 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
 
     async def refuse_twice() -> tuple[str, dict[str, int]]:
         handler.count_refusal_soon("too-big")  # aiosmtpd's own refusals: not awaited
-        reply = await handler.handle_RCPT(FakeServer(), _session(), Envelope(), "no@lists.test", [])
+        reply = await handler.handle_RCPT(
+            fake_server(), _session(), Envelope(), "no@lists.test", []
+        )
         disk_full.clear()  # the disk has room again: the counts waiting are written
         for _ in range(200):  # 10 s
             if len(counted()) == 2:
@@ -279,7 +287,7 @@ def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_
         env = Envelope()
         env.mail_from, env.rcpt_tos = "a@example.org", ["dev@lists.test"]
         env.original_content = b"A: 1\r\n\r\nx\n.\nevil\r\n"  # a bare LF next to a '.' line
-        reply = await handler.handle_DATA(FakeServer(), _session(), env)
+        reply = await handler.handle_DATA(fake_server(), _session(), env)
         disk_full.clear()
         for _ in range(200):  # 10 s
             if counted():

@@ -82,9 +82,9 @@ def history(db: sessionmaker[Session], make_list: MakeList) -> None:
     def send(
         subject: str, msgid: str, days: float, sender: str = "Ann <ann@x.test>", **kw: Any
     ) -> int:
-        return post(
-            db, make_mail(subject, msgid=msgid, date=at(days), sender=sender, **kw)
-        ).message_pk
+        result = post(db, make_mail(subject, msgid=msgid, date=at(days), sender=sender, **kw))
+        assert result.message_pk is not None
+        return result.message_pk
 
     # week 1 (2 March): a plain thread of three posts
     send("Plain", "p0@x", 0)

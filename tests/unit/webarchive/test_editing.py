@@ -18,11 +18,11 @@ from tests.support.web import RecordingSender, csrf, sign_in
 
 def _fanouts(db: sessionmaker[Session]) -> int:
     with db() as session:
-        return session.scalar(
+        return session.execute(
             select(func.count())
             .select_from(OutboxEntry)
             .where(OutboxEntry.kind == "listgate.fanout")
-        )
+        ).scalar_one()
 
 
 def _write(client: FlaskClient, db: sessionmaker[Session], text: str) -> tuple[int, int]:

@@ -7,7 +7,7 @@ tests/integration/test_metrics_access.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ OUTSIDE = {"REMOTE_ADDR": "203.0.113.5"}
 
 
 @pytest.fixture
-def make_app(settings: Settings, engine: Engine) -> Iterator:
+def make_app(settings: Settings, engine: Engine) -> Iterator[Callable[..., Flask]]:
     """create_app on the test database with some settings changed."""
     from webarchive import create_app
 
@@ -39,7 +39,7 @@ def make_app(settings: Settings, engine: Engine) -> Iterator:
         app.extensions["listgate"].engine.dispose()
 
 
-PROXIED = (
+PROXIED: tuple[dict[str, str], ...] = (
     {},
     {"X-Real-IP": "198.51.100.9"},
     {"X-Forwarded-For": "198.51.100.9"},
@@ -52,7 +52,7 @@ PROXIED = (
 )
 @pytest.mark.parametrize("remote", ["127.0.0.1", "::1", "203.0.113.5"])
 def test_without_a_token_the_web_port_never_serves_metrics(
-    make_app: Iterator, headers, remote
+    make_app: Callable[..., Flask], headers: dict[str, str], remote: str
 ) -> None:
     # A reverse proxy on this host that sends only X-Real-IP makes every visitor look local:
     # the web port cannot tell, so without a token it serves /metrics to nobody.
@@ -66,7 +66,9 @@ def test_without_a_token_the_web_port_never_serves_metrics(
     assert "listgate_" not in refused.get_data(as_text=True)
 
 
-def test_with_a_token_the_bearer_token_is_required_from_anywhere(make_app: Iterator) -> None:
+def test_with_a_token_the_bearer_token_is_required_from_anywhere(
+    make_app: Callable[..., Flask],
+) -> None:
     client = make_app(metrics_token=TOKEN).test_client()
     missing = client.get("/metrics")
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
@@ -81,7 +83,7 @@ def test_with_a_token_the_bearer_token_is_required_from_anywhere(make_app: Itera
     assert ok.status_code == 200 and "listgate_received_total" in ok.get_data(as_text=True)
 
 
-def test_healthz_stays_public(make_app: Iterator) -> None:
+def test_healthz_stays_public(make_app: Callable[..., Flask]) -> None:
     client = make_app(metrics_token=TOKEN).test_client()
     assert client.get("/healthz", environ_base=OUTSIDE).status_code == 200
 
@@ -105,7 +107,7 @@ def _ask_for_signin_links(app: Flask, forwarded_for: str, times: int) -> list[in
     ]
 
 
-def test_trusted_proxy_rate_limits_see_the_real_client(make_app: Iterator) -> None:
+def test_trusted_proxy_rate_limits_see_the_real_client(make_app: Callable[..., Flask]) -> None:
     app = make_app(trusted_proxies=1)
     app.config["RATE_LIMITS"] = {"signin-ip": (2, 900)}
     assert _ask_for_signin_links(app, "198.51.100.1", 3) == [200, 200, 429]
@@ -113,7 +115,9 @@ def test_trusted_proxy_rate_limits_see_the_real_client(make_app: Iterator) -> No
     assert _ask_for_signin_links(app, "198.51.100.2", 1) == [200]
 
 
-def test_without_trusted_proxies_forwarded_headers_are_ignored(make_app: Iterator) -> None:
+def test_without_trusted_proxies_forwarded_headers_are_ignored(
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app()
     app.config["RATE_LIMITS"] = {"signin-ip": (2, 900)}
     assert _ask_for_signin_links(app, "198.51.100.1", 2) == [200, 200]

@@ -214,9 +214,9 @@ def test_thread_page_uses_a_fixed_number_of_queries(
             ),
         )
     engine = app.extensions["listgate"].engine
-    counts = []
+    counts: list[int] = []
 
-    def count(*_args):  # type: ignore[no-untyped-def]
+    def count(*_args: object) -> None:
         counts[-1] += 1
 
     event.listen(engine, "before_cursor_execute", count)

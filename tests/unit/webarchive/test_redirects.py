@@ -131,11 +131,13 @@ def merged_threads(make_list: MakeList, db: sessionmaker[Session]) -> tuple[int,
     """Two threads joined by a reply that names both: (the absorbed id, the surviving id)."""
     make_list("dev")
     a, b = merged_pair(db)
+    assert a.thread_id is not None and b.thread_id is not None
     with db() as session:
         survivor = resolve(session, a.thread_id)
         assert survivor is not None
         absorbed = b.thread_id if survivor.id == a.thread_id else a.thread_id
-        assert resolve(session, absorbed).id == survivor.id != absorbed  # type: ignore[union-attr]
+        resolved = resolve(session, absorbed)
+        assert resolved is not None and resolved.id == survivor.id != absorbed
         return absorbed, survivor.id
 
 

@@ -17,7 +17,7 @@ from listgate import lists
 from listgate.db import transaction
 from listgate.models import Message
 from listgate.removal import remove
-from tests.support.factories import MakeList, make_mail, post
+from tests.support.factories import MakeList, make_mail, post, stored_pk
 from tests.support.web import session_for
 
 MARCH = datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
@@ -33,9 +33,9 @@ def _months(client: FlaskClient, name: str = "dev") -> dict[str, int]:
 
 def _march(db: sessionmaker[Session], count: int) -> list[int]:
     return [
-        post(
-            db, make_mail(f"March {i}", msgid=f"mar{i}@x", date=MARCH.replace(day=5 + i))
-        ).message_pk
+        stored_pk(
+            post(db, make_mail(f"March {i}", msgid=f"mar{i}@x", date=MARCH.replace(day=5 + i)))
+        )
         for i in range(count)
     ]
 

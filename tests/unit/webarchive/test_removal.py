@@ -88,6 +88,7 @@ def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(
     client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     root, mid, leaf = thread_of_three(db, make_list)
+    assert root.thread_id is not None
     take_down(db, "mid@x", reason="personal attack")
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
     assert "removed by the moderators on" in page and "personal attack" in page
@@ -118,6 +119,7 @@ def test_removal_hides_the_post_from_every_page_feed_export_and_search(
     client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     root, _, _ = thread_of_three(db, make_list)
+    assert root.thread_id is not None
     assert SECRET_WORD in served_everywhere(client, db, root.thread_id)  # the check can fail
     take_down(db, "mid@x")
     served = served_everywhere(client, db, root.thread_id)
@@ -131,6 +133,7 @@ def test_purge_deletes_the_raw_mail_attachments_and_indexed_text(
     client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     root, mid, _ = thread_of_three(db, make_list)
+    assert root.thread_id is not None
     with db() as session:
         raw_id = session.get_one(Message, mid.message_pk).raw_id
     outcome = take_down(db, "mid@x", purge=True, reason="court order 12/2026")
