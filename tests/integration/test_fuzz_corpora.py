@@ -112,7 +112,7 @@ def test_real_bounces_through_smtp(site: tuple[Settings, sessionmaker[Session], 
     # and to a VERP bounce address, where the worker reads them: all taken
     mails = ((f.name, crlf(f.read_bytes())) for f in files[:20])
     assert _deliver(settings.smtp_port, mails, "dev+bounce-abcd1234@lists.test")[1] == []
-    assert gw.proc.poll() is None and "Traceback" not in gw.text()
+    assert gw.process.poll() is None and "Traceback" not in gw.text()
 
 
 def test_linux_man_messages_through_smtp(
@@ -133,4 +133,4 @@ def test_linux_man_messages_through_smtp(
     assert refused == []
     assert len(stored) > n * 0.9
     _check_stored(db, stored)
-    assert gw.proc.poll() is None and "Traceback" not in gw.text()
+    assert gw.process.poll() is None and "Traceback" not in gw.text()

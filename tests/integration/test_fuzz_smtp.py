@@ -179,7 +179,7 @@ def test_random_dialogues_never_break_the_server(site: Site) -> None:
     """
     rng = random.Random(7)
     sessions = size(40, 1000)
-    completed = set()
+    completed: set[str] = set()
     for n in range(sessions):
         c = site.raw()
         c.sock.settimeout(10)

@@ -268,10 +268,10 @@ def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(
     e.start(lmtp=True)  # LISTGATE_TRUSTED_MTAS unset: loopback is trusted in LMTP mode
     conns = [RawClient(e.settings.smtp_port, source="127.0.0.1") for _ in range(4)]
     assert all(c.greeting.startswith("220") for c in conns), [c.greeting for c in conns]
-    with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as c:
+    with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as lmtp:
         for i in range(6):
             assert [
-                code for code, _ in _lmtp_send(c, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))
+                code for code, _ in _lmtp_send(lmtp, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))
             ] == [250]
     for c in conns:
         c.close()

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import select
@@ -46,7 +47,7 @@ def test_a_post_to_two_lists_is_stored_in_both_and_fanned_out_after_commit(env: 
     assert sorted(m.list_id for m in stored) == [1, 2]
     assert {m.message_id for m in stored} == {"two@example.org"}
     assert count(env.db, RawMessage) == 1  # the exact bytes, once
-    assert env.gw.enqueued.kinds(expected=2) == [FANOUT, FANOUT]
+    assert env.gw is not None and env.gw.enqueued.kinds(expected=2) == [FANOUT, FANOUT]
 
 
 def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None:
@@ -56,7 +57,7 @@ def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None
             "ann@example.org", ["dev@lists.test"], mail(msgid="again@example.org", body="retry\r\n")
         )
     assert len(messages(env.db)) == 1
-    assert env.gw.enqueued.kinds(expected=1) == [FANOUT]
+    assert env.gw is not None and env.gw.enqueued.kinds(expected=1) == [FANOUT]
 
 
 def test_exact_bytes_are_kept(env: Env) -> None:
@@ -207,7 +208,9 @@ def _starttls_names(e: Env, cafile: Path, msgid: str) -> str:
         assert isinstance(sock, ssl.SSLSocket)
         peer = sock.getpeercert()
     assert peer is not None
-    return dict(pair[0] for pair in peer["subject"])["commonName"]
+    # getpeercert()'s subject: relative distinguished names, each of (name, value) pairs
+    subject = cast(tuple[tuple[tuple[str, str], ...], ...], peer["subject"])
+    return dict(pair[0] for pair in subject)["commonName"]
 
 
 def test_starttls_with_a_configured_certificate(
@@ -301,7 +304,9 @@ def test_storage_failure_answers_451_and_stores_nothing(
                 ["dev@lists.test", "ops@lists.test"],
                 mail(msgid="fail@example.org"),
             )
-        assert err.value.smtp_code == 451 and err.value.smtp_error.startswith(b"4.3.0")
+        error = err.value.smtp_error
+        assert err.value.smtp_code == 451
+        assert isinstance(error, bytes) and error.startswith(b"4.3.0")
     assert messages(env.db) == [] and count(env.db, RawMessage) == 0 and outbox_kinds(env.db) == []
     monkeypatch.setattr(Spool, "append", real)
     with env.smtp() as c:  # the sending server retries
@@ -335,6 +340,7 @@ def test_command_addresses_are_queued_never_archived(env: Env) -> None:
         )
     assert messages(env.db) == []
     assert outbox_kinds(env.db) == [HANDLE_COMMAND] * 4 + [HANDLE_BOUNCE]
+    assert env.gw is not None
     assert env.gw.enqueued.kinds(expected=5) == [HANDLE_COMMAND] * 4 + [HANDLE_BOUNCE]
 
 

@@ -21,7 +21,7 @@ import smtplib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
@@ -138,10 +138,11 @@ class Journey:
     def copies_to(self, *addresses: str) -> list[tuple[str, str]]:
         return [(a, self.posts[-1]) for a in addresses]
 
-    def body(self, received: list[Received], rcpt: str, label: str) -> tuple[EmailMessage, str]:
+    def body(self, received: list[Received], rcpt: str, label: str) -> tuple[Message, str]:
         r = next(r for r in received if r.rcpt_tos == [rcpt] and _matches(r, label))
         msg = r.message
         part = msg.get_payload(0) if msg.is_multipart() else msg
+        assert isinstance(part, Message)
         return msg, payload(part).decode()
 
     def sign_in(self, web: WebClient) -> None:

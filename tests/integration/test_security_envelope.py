@@ -17,6 +17,7 @@ from sqlalchemy import select
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import Subscription
+from tests.support.factories import subscription_of
 from tests.support.gateway import Env, RawClient, mail, messages
 from tests.support.reliability import record
 
@@ -185,7 +186,7 @@ def test_a_confirmation_reply_reaches_a_private_list_from_the_address_that_asked
             base_url="http://x",
             domain="lists.test",
         )
-        code = subscriptions.confirm_code(env.settings.secret_key, outcome.subscription)
+        code = subscriptions.confirm_code(env.settings.secret_key, subscription_of(outcome))
     assert _rcpt(env, "carol@example.org", f"secret+confirm-{code}").startswith("250")
     # the code is the proof
     assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith("250")
@@ -197,6 +198,7 @@ def test_a_bounce_to_a_private_list_needs_a_token_of_that_list(env: Env) -> None
 
     with env.db() as s:
         sub_id = s.scalar(select(Subscription.id).where(Subscription.address == "bob@example.org"))
+    assert sub_id is not None
     token = verp_token(env.settings.secret_key, "s", sub_id)
     assert _rcpt(env, "", f"secret+bounce-{token}").startswith("250")
     assert _rcpt(

@@ -173,7 +173,7 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 60.0)
     handler, db = dev_gate
 
-    def batch(*ids: str) -> list[object]:
+    def batch(*ids: str) -> list[Answer | BaseException | None]:
         return handler.store_batch(
             [
                 Arrival(

@@ -17,6 +17,7 @@ from aiosmtpd.smtp import AuthResult
 
 from listgate.models import Delivery
 from tests.support.config import free_port, wait_until
+from tests.support.factories import stored_pk
 from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink, _Handler
 from tests.support.worker import build_site, mail
@@ -134,7 +135,7 @@ def test_worker_delivers_over_starttls_with_auth(
     try:
         post = site.post(mail("author@example.org", "Over TLS", "tls-post@example.org"))
         wait_until(
-            lambda: set(site.deliveries(post.message_pk).values()) == {"sent"},
+            lambda: set(site.deliveries(stored_pk(post)).values()) == {"sent"},
             what="both copies sent",
         )
     finally:
@@ -162,7 +163,7 @@ def test_relay_without_starttls_defers_and_never_sees_credentials(
     try:
         post = site.post(mail("author@example.org", "No TLS", "no-tls@example.org"))
         wait_until(
-            lambda: set(site.deliveries(post.message_pk).values()) == {"deferred"},
+            lambda: set(site.deliveries(stored_pk(post)).values()) == {"deferred"},
             what="the deferral",
         )
     finally:

@@ -29,9 +29,10 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.states import DigestFormat
+from listgate.states import DigestFormat, DmarcMode
 from tests.support.config import wait_until
-from tests.support.sink import SmtpSink
+from tests.support.factories import stored_pk
+from tests.support.sink import SmtpSink, enclosed
 from tests.support.worker import Site, mail, worker_site
 
 pytestmark = pytest.mark.integration
@@ -58,7 +59,7 @@ def site(rsite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
         msink.handler.refused_rcpts.clear()
     name = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-30:]
     with transaction(rsite.db) as session:
-        lists.create(session, name).dmarc_mode = "never"
+        lists.create(session, name).dmarc_mode = DmarcMode.NEVER
     rsite.subscribe(name, *SUBSCRIBERS)
     rsite.list_name = name
     return rsite
@@ -72,9 +73,9 @@ def settled(site: Site, posted: list[IngestResult]) -> dict[tuple[int, str], str
         if site.count(OutboxEntry, OutboxEntry.id.in_(ids), OutboxEntry.done_at.is_(None)):
             return None
         got = {
-            (r.message_pk, addr): status
+            (stored_pk(r), addr): status
             for r in posted
-            for addr, status in site.deliveries(r.message_pk).items()
+            for addr, status in site.deliveries(stored_pk(r)).items()
         }
         return got if set(got.values()) <= FINAL else None
 
@@ -217,9 +218,7 @@ def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink
         digest = message_from_bytes(got.data, policy=policy.default)
         if fmt == DigestFormat.MIME:  # each post inside reads as it was sent
             inner = [
-                p.get_payload(0)
-                for p in digest.iter_parts()
-                if p.get_content_type() == "message/rfc822"
+                enclosed(p) for p in digest.iter_parts() if p.get_content_type() == "message/rfc822"
             ]
             sent = [leaves(raw.replace(b"\r\n", b"\n")) for raw in attacks + legit]
             assert [leaves(m.as_bytes()) for m in inner] == sent

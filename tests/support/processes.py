@@ -68,6 +68,12 @@ class WorkerProcess:
             f"worker not ready after {timeout}s:\n{self.log.read_text(errors='replace')[-3000:]}"
         )
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The started process (an AssertionError before start())."""
+        assert self.proc is not None, "not started"
+        return self.proc
+
     def kill(self) -> None:
         """SIGKILL the worker and its pool: no chance to finish, ack or clean up."""
         if self.proc is not None and self.proc.poll() is None:
