@@ -54,8 +54,12 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
     for k in range(kills):
         arch.start()
         target = total * (k + 1) // (kills + 1)
+
+        def archived(target: int = target) -> bool:
+            return message_count(db) >= target
+
         wait_until(
-            lambda target=target: message_count(db) >= target,
+            archived,
             timeout=120,
             what=f"{target} archived",
         )

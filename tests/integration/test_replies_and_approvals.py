@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import email.message
 import re
 import smtplib
 import uuid
@@ -25,6 +26,7 @@ from listgate import cli, dispatch, lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
+from listgate.states import DmarcMode
 from tests.support.config import free_port, make_settings, search, wait_until
 from tests.support.gateway import start_gateway
 from tests.support.processes import WorkerProcess
@@ -93,7 +95,7 @@ def smtp(
     return reply.decode()
 
 
-def mails_to(sink: SmtpSink, address: str) -> list:
+def mails_to(sink: SmtpSink, address: str) -> list[email.message.Message]:
     return [r.message for r in sink.to(address)]
 
 
@@ -107,7 +109,7 @@ def outbox_done(site: Site) -> bool:
 def new_list(site: Site, **options: object) -> str:
     name = "l" + uuid.uuid4().hex[:10]
     with transaction(site.db) as session:
-        lists.create(session, name, **options).dmarc_mode = "never"  # type: ignore[arg-type]
+        lists.create(session, name, **options).dmarc_mode = DmarcMode.NEVER  # type: ignore[arg-type]
     return name
 
 
@@ -188,7 +190,11 @@ def test_precedence_list_mail_is_archived_and_delivered(
     )
     assert "stored" in reply
     for reader in ("reader1@example.org", "reader2@example.org"):
-        got = wait_until(lambda r=reader: mails_to(rsink, r), what=f"the copy for {reader}")
+
+        def copies(r: str = reader) -> list[email.message.Message]:
+            return mails_to(rsink, r)
+
+        got = wait_until(copies, what=f"the copy for {reader}")
         assert len(got) == 1 and got[0]["Subject"] == "Upstream news"
     with site.db() as session:
         assert session.scalars(
@@ -276,7 +282,7 @@ def _confirm_by_reply(
     world: tuple[Site, int], rsink: SmtpSink, person: str, index: int = 0
 ) -> None:
     confirm = wait_until(
-        lambda: len(mails_to(rsink, person)) > index and mails_to(rsink, person),
+        lambda: mails_to(rsink, person) if len(mails_to(rsink, person)) > index else None,
         what="the confirmation",
     )[index]
     assert "Confirm" in confirm["Subject"]
@@ -301,8 +307,9 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(
     _confirm_by_reply(world, rsink, "outsider@example.org")
     awaiting = wait_until(
         lambda: (
-            len(mails_to(rsink, "outsider@example.org")) == 2
-            and mails_to(rsink, "outsider@example.org")
+            mails_to(rsink, "outsider@example.org")
+            if len(mails_to(rsink, "outsider@example.org")) == 2
+            else None
         ),
         what="the awaiting-approval notice",
     )[1]
@@ -376,7 +383,9 @@ def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_
     _confirm_by_reply(world, rsink, "guest@example.org")
     welcome = wait_until(
         lambda: (
-            len(mails_to(rsink, "guest@example.org")) == 2 and mails_to(rsink, "guest@example.org")
+            mails_to(rsink, "guest@example.org")
+            if len(mails_to(rsink, "guest@example.org")) == 2
+            else None
         ),
         what="the welcome of an invited address",
     )[1]
@@ -413,7 +422,11 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(
     smtp(world, "fan@example.org", [f"{name}@{DOMAIN}"], headers, "follow")
     _confirm_by_reply(world, rsink, "fan@example.org")
     welcome = wait_until(
-        lambda: len(mails_to(rsink, "fan@example.org")) == 2 and mails_to(rsink, "fan@example.org"),
+        lambda: (
+            mails_to(rsink, "fan@example.org")
+            if len(mails_to(rsink, "fan@example.org")) == 2
+            else None
+        ),
         what="the welcome",
     )[1]
     body = payload(welcome).decode()

@@ -269,7 +269,7 @@ def test_concurrent_writers_on_postgresql_lose_no_change(tmp_path: Path, postgre
     site = Site(None, None, db, {})  # type: ignore[arg-type]
     pk = _post(site, "Steady", "s@x", datetime(2026, 3, 1, tzinfo=UTC))
     with db() as session:
-        start = session.scalar(select(MailingList.changes))
+        start = session.execute(select(MailingList.changes)).scalar_one()
     rounds = 20
 
     def moderate() -> None:
