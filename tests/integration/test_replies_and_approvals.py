@@ -17,6 +17,7 @@ import re
 import smtplib
 import uuid
 from collections.abc import Iterator
+from typing import Unpack
 
 import pytest
 from click.testing import CliRunner
@@ -28,6 +29,7 @@ from listgate.models import Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
 from listgate.states import DmarcMode
 from tests.support.config import free_port, make_settings, search, wait_until
+from tests.support.factories import ListOptions
 from tests.support.gateway import start_gateway
 from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink, payload
@@ -106,10 +108,10 @@ def outbox_done(site: Site) -> bool:
         )
 
 
-def new_list(site: Site, **options: object) -> str:
+def new_list(site: Site, **options: Unpack[ListOptions]) -> str:
     name = "l" + uuid.uuid4().hex[:10]
     with transaction(site.db) as session:
-        lists.create(session, name, **options).dmarc_mode = DmarcMode.NEVER  # type: ignore[arg-type]
+        lists.create(session, name, **options).dmarc_mode = DmarcMode.NEVER
     return name
 
 

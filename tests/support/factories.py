@@ -6,7 +6,7 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
-from typing import Protocol, TypedDict
+from typing import Protocol, TypedDict, Unpack
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -84,6 +84,17 @@ def merged_pair(db: sessionmaker[Session]) -> tuple[IngestResult, IngestResult]:
     return a, b
 
 
+class ListOptions(TypedDict, total=False):
+    """lists.create's settings, as make_list and Env.make_list take them."""
+
+    title: str
+    description: str
+    policy: str
+    private: bool
+    moderators: str
+    owners: str
+
+
 class LinkOptions(TypedDict):
     """subscriptions.request's keywords that build confirmation links."""
 
@@ -107,4 +118,4 @@ def subscription_of(outcome: subscriptions.Outcome) -> Subscription:
 class MakeList(Protocol):
     """The make_list fixture: create a list by name, settings as keywords (lists.create's)."""
 
-    def __call__(self, name: str = "dev", **kwargs: object) -> MailingList: ...
+    def __call__(self, name: str = "dev", **kwargs: Unpack[ListOptions]) -> MailingList: ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 from sqlalchemy import event
@@ -27,24 +27,26 @@ from listgate.admission import (
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse, parse_head
-from listgate.models import Ban
+from listgate.models import Ban, MailingList
 from listgate.states import ListPolicy
-from tests.support.factories import MakeList
+from tests.support.factories import ListOptions, MakeList
 
 DOMAIN = "lists.test"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, make_list: MakeList):  # type: ignore[no-untyped-def]
+def site(
+    request: pytest.FixtureRequest, make_list: MakeList
+) -> tuple[sessionmaker[Session], MakeList]:
     """(session factory, make_list) on a fresh database of each kind: the batch read is one
     statement in each dialect."""
     if request.param == "sqlite":
         return request.getfixturevalue("db"), make_list
     pg: sessionmaker[Session] = request.getfixturevalue("pg_db")
 
-    def make(name: str = "dev", **kwargs: object) -> Any:
+    def make(name: str = "dev", **kwargs: Unpack[ListOptions]) -> MailingList:
         with transaction(pg) as session:
-            return lists.create(session, name, **kwargs)  # type: ignore[arg-type]
+            return lists.create(session, name, **kwargs)
 
     return pg, make
 
@@ -85,7 +87,9 @@ def _asks() -> list[Ask]:
     ]
 
 
-def test_a_batch_gets_the_answers_each_message_gets_alone(site) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_gets_the_answers_each_message_gets_alone(
+    site: tuple[sessionmaker[Session], MakeList],
+) -> None:
     db, make_list = site
     _site(db, make_list)
     asks = _asks()
@@ -125,7 +129,9 @@ def test_a_batch_gets_the_answers_each_message_gets_alone(site) -> None:  # type
     )
 
 
-def test_the_look_ups_do_not_grow_with_the_batch(site) -> None:  # type: ignore[no-untyped-def]
+def test_the_look_ups_do_not_grow_with_the_batch(
+    site: tuple[sessionmaker[Session], MakeList],
+) -> None:
     db, make_list = site
     _site(db, make_list)
     engine = db.kw["bind"]
@@ -150,7 +156,9 @@ def test_the_look_ups_do_not_grow_with_the_batch(site) -> None:  # type: ignore[
     assert sizes == [1, 1]
 
 
-def test_batch_facts_read_what_was_not_read_ahead(site) -> None:  # type: ignore[no-untyped-def]
+def test_batch_facts_read_what_was_not_read_ahead(
+    site: tuple[sessionmaker[Session], MakeList],
+) -> None:
     db, make_list = site
     _site(db, make_list)
     with db() as s:

@@ -8,6 +8,7 @@ point at the subscription): the state the first version was never tested on.
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import pytest
 from sqlalchemy import func, select
@@ -224,9 +225,16 @@ def test_confirmation_mail_to_one_address_is_limited_over_every_list(
     assert sum(len(o.outbox) for o in sent) == limit
 
 
+class Closed(TypedDict, total=False):
+    """What makes a list wait for a moderator (lists.create's keywords)."""
+
+    private: bool
+    policy: str
+
+
 @pytest.mark.parametrize("options", [{"private": True}, {"policy": "members"}])
 def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
-    db: sessionmaker[Session], make_list: MakeList, options: dict[str, object]
+    db: sessionmaker[Session], make_list: MakeList, options: Closed
 ) -> None:
     make_list("club", moderators="mod@example.org", **options)
     make_list("dev")
