@@ -24,6 +24,7 @@ import dkim
 import pytest
 from celery import Celery
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
@@ -93,7 +94,7 @@ def stack(
         dns.stop()
 
 
-def db(stack: Stack):  # type: ignore[no-untyped-def]
+def db(stack: Stack) -> sessionmaker[Session]:
     """A session factory on the stack's database."""
     return session_factory(writer(make_engine(Settings.from_env(stack.env))))
 
@@ -139,7 +140,7 @@ def send_task(stack: Stack, name: str) -> None:
         app.close()
 
 
-def subject_has(words: str):  # type: ignore[no-untyped-def]
+def subject_has(words: str) -> Callable[[Received], bool]:
     return lambda r: words in str(r.message["Subject"])
 
 
@@ -537,13 +538,13 @@ def test_a_weekly_digest_reader_answers_one_entry_and_the_answer_threads_under_i
 # --- 3. DKIM, ARC, DMARC --------------------------------------------------------------------
 
 
-def dnsfunc_from(stack: Stack):  # type: ignore[no-untyped-def]
-    return dnsfunc(stack.records)  # type: ignore[attr-defined]
+def dnsfunc_from(stack: Stack) -> Callable[..., bytes | None]:
+    return dnsfunc(stack.records)
 
 
 @pytest.fixture(autouse=True)
 def _records_on_stack(stack: Stack, records: dict[str, str]) -> None:
-    stack.records = records  # type: ignore[attr-defined]
+    stack.records = records
 
 
 def signed_posts(key: Key, to: str) -> dict[str, bytes]:

@@ -271,9 +271,9 @@ def test_a_certificate_that_does_not_load_stops_the_start_naming_the_files(
 def test_storage_failure_answers_451_and_stores_nothing(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from listgate.spool import Spool
+    from listgate.spool import Spool, Spooled
 
-    def broken(spool, mails):  # type: ignore[no-untyped-def]
+    def broken(spool: Spool, mails: list[Spooled]) -> None:
         with (
             spool.engine.begin() as conn
         ):  # the row is written, then the disk "fails" before the commit

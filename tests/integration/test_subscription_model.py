@@ -17,6 +17,7 @@ import json
 import mailbox
 import os
 from collections import Counter
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from listgate.config import Settings
 from listgate.db import Base, make_engine, transaction
 from listgate.ingest import COMMAND, STORED, ingest
 from listgate.mail.parser import parse
-from listgate.models import Message, OutboxEntry, Subscription
+from listgate.models import MailingList, Message, OutboxEntry, Subscription
 from listgate.schema import upgrade
 from listgate.states import DmarcMode, SubscriptionState
 from listgate.subscriptions import SubscriptionError
@@ -50,6 +51,7 @@ from tests.support.services import in_ci
 from tests.support.states import foreign_words
 from worker import commands, delivery, digest, outbox
 from worker.context import WorkerContext
+from worker.headers import addresses_in
 from worker.notify import recipients
 
 # 300 examples of up to 30 steps take about 1.5 min on SQLite and 3 on PostgreSQL on 2 busy cores.
@@ -416,10 +418,10 @@ class ModelSite:
         for path in self.box.glob("*/*"):
             path.unlink()
 
-    def session(self):  # type: ignore[no-untyped-def]
+    def session(self) -> AbstractContextManager[Session]:
         return transaction(self.db)
 
-    def mlist(self, session: Session):  # type: ignore[no-untyped-def]
+    def mlist(self, session: Session) -> MailingList:
         return lists.require(session, "dev")
 
     def post(self, author: str, n: int, parent_pk: int | None) -> tuple[int, int, int]:
@@ -475,7 +477,8 @@ class ModelSite:
         """
         with self.session() as session:
             msg = session.get_one(Message, pk)
-            delivery.insert_absent(session, pk, recipients(session, msg, msg.raw.data))
+            named = addresses_in(msg.raw.data, "To", "Cc")  # as delivery._named reads them
+            delivery.insert_absent(session, pk, recipients(session, msg, named))
             session.get_one(OutboxEntry, outbox_id).done_at = datetime.now(UTC)
 
     def collect(self, copies: Counter[tuple[int, str]], digests: dict[str, list[int]]) -> None:

@@ -47,7 +47,7 @@ def imported(
     engine.dispose()
 
 
-def _biggest_threads(factory, n: int) -> list[Thread]:  # type: ignore[no-untyped-def]
+def _biggest_threads(factory: sessionmaker[Session], n: int) -> list[Thread]:
     with factory() as session:
         return list(
             session.scalars(

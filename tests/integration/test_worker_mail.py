@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from listgate import dispatch, lists, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import transaction
-from listgate.ingest import COMMAND, ingest
+from listgate.ingest import COMMAND, IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.models import Bounce, Delivery, DigestSent, Message, OutboxEntry, Subscription
 from listgate.states import DeliveryState, DmarcMode, ReplyTo
@@ -68,7 +68,7 @@ def site(msite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
     return msite
 
 
-def send_to(site: Site, address: str, raw: bytes, envelope_from: str | None = None):  # type: ignore[no-untyped-def]
+def send_to(site: Site, address: str, raw: bytes, envelope_from: str | None = None) -> IngestResult:
     """What the gateway does with a mail to one of our addresses."""
     recipient = parse_recipient(address, "lists.test")
     assert recipient is not None

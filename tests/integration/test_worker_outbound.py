@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 
 from tests.support.config import free_port
 from tests.support.sink import SmtpSink, _Handler
@@ -25,7 +26,14 @@ class CountingHandler(_Handler):
 
     connections = 0
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
         type(self).connections += 1
         session.host_name = hostname
         return responses
@@ -35,7 +43,9 @@ class CountingHandler(_Handler):
 def relay() -> Iterator[tuple[Controller, CountingHandler]]:
     """An aiosmtpd relay that wants AUTH (user 'list', password 's3cret')."""
 
-    def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def check(
+        server: SMTP, session: SmtpSession, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
         ok = (
             getattr(auth_data, "login", b"") == b"list"
             and getattr(auth_data, "password", b"") == b"s3cret"

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 
 from listgate.models import Delivery
 from tests.support.config import free_port, wait_until
@@ -87,7 +88,9 @@ def start_relay(tls: tuple[Path, Path] | None) -> Relay:
     """
     logins: list[tuple[bytes, bool]] = []
 
-    def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def check(
+        server: SMTP, session: SmtpSession, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
         login = getattr(auth_data, "login", b"")
         logins.append((login, session.ssl is not None))
         return AuthResult(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import cast
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar, cast
 
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope
@@ -38,7 +39,10 @@ def _session(peer: object = ("192.0.2.1", 4000)) -> SmtpSession:
     return s
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
@@ -180,7 +184,7 @@ def test_a_failed_commit_fails_the_whole_batch(
 
     from gateway.answers import Answer, Arrival
 
-    def full_disk(conn):  # type: ignore[no-untyped-def]
+    def full_disk(conn: object) -> NoReturn:
         raise OSError("database or disk is full")
 
     jobs = [
@@ -274,7 +278,7 @@ def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_
     disk_full = threading.Event()
     disk_full.set()
 
-    def full_disk(conn):  # type: ignore[no-untyped-def]
+    def full_disk(conn: object) -> None:
         if disk_full.is_set():
             raise OSError("database or disk is full")
 

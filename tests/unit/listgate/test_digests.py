@@ -10,11 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import digests, lists, moderation, threads
 from listgate.db import transaction
-from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, Thread
 from listgate.states import DigestFrequency
-from tests.support.factories import MakeList
+from tests.support.factories import MakeList, stored_pk
 
 PERIOD = digests.Period(DigestFrequency.WEEKLY, date(2026, 11, 16))
 DIGEST_ID = "digest.weekly.20261116.abc123@lists.test"
@@ -36,7 +36,7 @@ def mail(msgid: str, subject: str, body: str, extra: str = "") -> bytes:
     ).encode()
 
 
-def town(db: sessionmaker[Session], make_list: MakeList):  # type: ignore[no-untyped-def]
+def town(db: sessionmaker[Session], make_list: MakeList) -> None:
     make_list("town", title="Town")
     with transaction(db) as session:
         mlist = lists.require(session, "town")
@@ -45,7 +45,9 @@ def town(db: sessionmaker[Session], make_list: MakeList):  # type: ignore[no-unt
         session.execute(update(Message).values(received_at=datetime(2026, 11, 18, 9, tzinfo=UTC)))
 
 
-def reply(db: sessionmaker[Session], subject: str, body: str, refs: bool = True):  # type: ignore[no-untyped-def]
+def reply(
+    db: sessionmaker[Session], subject: str, body: str, refs: bool = True
+) -> tuple[IngestResult, str, str | None]:
     extra = f"In-Reply-To: <{DIGEST_ID}>\r\nReferences: <{DIGEST_ID}>\r\n" if refs else ""
     with transaction(db) as session:
         result = ingest(
@@ -166,7 +168,7 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
     assert result.status == HELD_FOR_MODERATION
     # Approved anyway: under the first of the entries it
     # quotes most, in the digest's order (the bridge).
-    assert approve(db, result.message_pk) == ("Bridge repairs", "b@x", "visible")
+    assert approve(db, stored_pk(result)) == ("Bridge repairs", "b@x", "visible")
     assert digest_threads(db) == []
 
 
@@ -181,11 +183,11 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(
         db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Thanks for sending it.", refs=False
     )
     assert {r.status for r in (picnic, thanks, again)} == {HELD_FOR_MODERATION}
-    assert approve(db, picnic.message_pk) == ("Picnic on Sunday?", None, "visible")
+    assert approve(db, stored_pk(picnic)) == ("Picnic on Sunday?", None, "visible")
     # The digest's subject names no topic: such a reply starts a thread of its own, without a
     # subject, and two of them are not joined into one thread by that subject.
-    assert approve(db, thanks.message_pk) == ("", None, "visible")
-    assert approve(db, again.message_pk) == ("", None, "visible")
+    assert approve(db, stored_pk(thanks)) == ("", None, "visible")
+    assert approve(db, stored_pk(again)) == ("", None, "visible")
     with db() as session:
         assert (
             len({session.get_one(Message, r.message_pk).thread_id for r in (picnic, thanks, again)})

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from click.testing import Result
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
@@ -23,9 +25,11 @@ from listgate.models import (
     MessageVariant,
     OutboxEntry,
     SpooledMail,
+    Thread,
 )
 from listgate.spool import SIDE_SPOOL, Spool, Spooled
 from listgate.states import SpoolState
+from listgate.threads import Draft
 from tests.support.factories import MakeList
 from tests.support.gateway import through_hooks
 
@@ -193,7 +197,7 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
     handler, archiver, _, sent = gate
     real = threads.attach
 
-    def attach(session, msg, *a, **k):  # type: ignore[no-untyped-def]
+    def attach(session: Session, msg: Draft, *a: Any, **k: Any) -> tuple[Thread, bool]:
         if msg.message_id == "bad@x":
             raise ValueError("a bug this message triggers")
         return real(session, msg, *a, **k)
@@ -284,7 +288,7 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
         through_hooks(handler, _raw(msgid), "ann@example.org", ["dev@lists.test"])
     archiver.drain()
 
-    def run(*args: str):  # type: ignore[no-untyped-def]
+    def run(*args: str) -> Result:
         return CliRunner().invoke(cli.main, ["spool", *args], env=env)
 
     try:
@@ -362,14 +366,15 @@ def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets
     levels: list[tuple[bool, int]] = []  # (the transaction moved the mark, its safety level)
     moved: set[int] = set()
 
-    def seen(conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+    def seen(conn: Connection, _cursor: object, statement: str, *_: object) -> None:
         if "spool_marks" in statement and statement.lstrip().upper().startswith(
             ("UPDATE", "INSERT")
         ):
             moved.add(id(conn.connection.dbapi_connection))
 
-    def committing(conn) -> None:  # type: ignore[no-untyped-def]
+    def committing(conn: Connection) -> None:
         raw = conn.connection.dbapi_connection
+        assert raw is not None
         level = raw.execute("PRAGMA synchronous").fetchone()[0]
         levels.append((id(raw) in moved, level))
         moved.discard(id(raw))
@@ -413,7 +418,7 @@ def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
     spool = archiver.spool
     full = {"on": True}
 
-    def refuse(_conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+    def refuse(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         if full["on"] and statement.lstrip().upper().startswith("DELETE FROM SPOOL"):
             raise OperationalError(statement, {}, Exception("database or disk is full"))
 

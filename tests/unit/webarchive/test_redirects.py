@@ -17,6 +17,7 @@ import secrets
 import pytest
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from listgate import tokens
 from listgate.config import Settings
@@ -83,7 +84,7 @@ def browser_resolves(location: str) -> str:
     return SITE
 
 
-def complete_sign_in(client: FlaskClient, settings: Settings, next_value: str):  # type: ignore[no-untyped-def]
+def complete_sign_in(client: FlaskClient, settings: Settings, next_value: str) -> TestResponse:
     """Open a valid sign-in link carrying next_value and press its button; the 303 response."""
     token = tokens.make(
         settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org", "n": secrets.token_hex(6)}

@@ -19,7 +19,7 @@ class _Tags(HTMLParser):
         super().__init__()
         self.bad: list[str] = []
 
-    def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "iframe", "object", "embed", "style"):
             self.bad.append(tag)
         for name, value in attrs:

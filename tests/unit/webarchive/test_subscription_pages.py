@@ -171,7 +171,7 @@ def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
 ) -> None:
     make_list("dev")
 
-    def broken():  # type: ignore[no-untyped-def]
+    def broken() -> str:
         with transaction(app.extensions["listgate"].writer) as session:
             session.add(MailingList(name="dev"))  # the name is taken: a real IntegrityError
         return "unreachable"
@@ -199,7 +199,7 @@ def test_a_lock_timeout_is_a_503_with_retry_after(
     conn = holder.connect()
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # another process holds the write lock
 
-    def write():  # type: ignore[no-untyped-def]
+    def write() -> str:
         impatient = create_engine(url, connect_args={"timeout": 0.2})
         try:
             with impatient.begin() as c:

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from listgate import lists
 from listgate.db import transaction
@@ -40,7 +41,7 @@ def status_and_raw(db: sessionmaker[Session], pk: int) -> tuple[str, bytes]:
         return msg.status, session.get_one(RawMessage, msg.raw_id).data
 
 
-def take_down(client: FlaskClient, pk: int, **form: str):  # type: ignore[no-untyped-def]
+def take_down(client: FlaskClient, pk: int, **form: str) -> TestResponse:
     token = csrf(client, "/moderation")
     return client.post(f"/moderation/messages/{pk}/remove", data={"csrf_token": token, **form})
 

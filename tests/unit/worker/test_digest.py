@@ -54,7 +54,9 @@ def test_daily_job_sends_yesterday_once_to_who_was_subscribed(
     assert len(digest.get_payload()) == 3  # the table of contents and both posts
 
 
-def _week_of_posts(db: sessionmaker[Session], settings: Settings, make_list: MakeList, fmt: str):  # type: ignore[no-untyped-def]
+def _week_of_posts(
+    db: sessionmaker[Session], settings: Settings, make_list: MakeList, fmt: str
+) -> WorkerContext:
     """Two posts last week, one daily and one weekly reader (the weekly one wants `fmt`)."""
     from listgate.digests import last_complete_week
     from listgate.models import Person

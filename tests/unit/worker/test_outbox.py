@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from listgate import dispatch
 from listgate.db import transaction
@@ -65,7 +66,7 @@ def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(
     )
     answered: list[str] = []
 
-    def answer(session, failed, reference):  # type: ignore[no-untyped-def]
+    def answer(session: Session, failed: OutboxEntry, reference: str) -> list[OutboxEntry]:
         answered.append(reference)
         return []
 
