@@ -88,7 +88,7 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
     return settings, db
 
 
-def search(pattern: str, text: str, group: int = 1) -> str:
+def search(pattern: str | re.Pattern[str], text: str, group: int = 1) -> str:
     """The group of pattern's first match in text; an AssertionError naming the pattern if none."""
     found = re.search(pattern, text)
     assert found is not None, f"no {pattern!r} in {text[:2000]!r}"

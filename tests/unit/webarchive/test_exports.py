@@ -15,6 +15,7 @@ from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import Message
 from listgate.states import PostState
+from tests.support.config import search
 from tests.support.factories import BASE_DATE, MakeList, make_mail, post
 from tests.support.web import csrf, sign_in
 from webarchive.views import feeds
@@ -61,7 +62,7 @@ def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(
 
 def _secret_link(client: FlaskClient) -> str:
     page = client.get("/me/subscriptions").get_data(as_text=True)
-    return re.search(r'hush: <a href="http://[^/]+(/feeds/[^"]+)">', page).group(1)  # type: ignore[union-attr]
+    return search(r'hush: <a href="http://[^/]+(/feeds/[^"]+)">', page)
 
 
 def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(

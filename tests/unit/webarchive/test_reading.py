@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate.db import transaction
 from listgate.ingest import IngestResult
 from listgate.models import Message, Report
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import csrf, sign_in
 from webarchive.rendering.clock import ago, sender_clock, time_html, zone
@@ -250,7 +251,7 @@ def test_images_preview_inline_sandboxed_other_files_download_with_their_type(
         "sandbox" in image.headers["Content-Security-Policy"]
         and image.headers["X-Content-Type-Options"] == "nosniff"
     )
-    pdf = re.search(r'href="(/attachments/\d+/notes.pdf)" download', page).group(1)  # type: ignore[union-attr]
+    pdf = search(r'href="(/attachments/\d+/notes.pdf)" download', page)
     download = client.get(pdf)
     assert download.mimetype == "application/pdf" and download.headers[
         "Content-Disposition"

@@ -22,6 +22,7 @@ from werkzeug.test import TestResponse
 from listgate import tokens
 from listgate.config import Settings
 from listgate.threads import resolve
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, merged_pair, post
 
 SITE = "127.0.0.1"
@@ -93,7 +94,7 @@ def complete_sign_in(client: FlaskClient, settings: Settings, next_value: str) -
     assert page.status_code == 200
     from tests.support.web import CSRF
 
-    form_token = CSRF.search(page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    form_token = search(CSRF, page.get_data(as_text=True))
     return client.post(f"/signin/{token}", data={"csrf_token": form_token, "next": next_value})
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -11,6 +10,7 @@ from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 from werkzeug.routing import IntegerConverter, Rule
 
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from webarchive import urls
 
@@ -53,9 +53,9 @@ def test_a_threads_links_are_the_routes_paths(
     )
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     for name in ("Permalink", "Raw"):
-        href = re.search(rf'<a href="([^"]+)"[^>]*>{name}</a>', page).group(1)  # type: ignore[union-attr]
+        href = search(rf'<a href="([^"]+)"[^>]*>{name}</a>', page)
         assert client.get(href).status_code == 200, href
-    download = re.search(r'<a href="([^"]+)" download>notes \(1\)\.txt</a>', page).group(1)  # type: ignore[union-attr]
+    download = search(r'<a href="([^"]+)" download>notes \(1\)\.txt</a>', page)
     assert client.get(download.replace("&amp;", "&")).data == b"hello"
     month = client.get("/lists/dev/2026/3").get_data(as_text=True)
     assert f'href="/threads/{res.thread_id}#m' in month

@@ -25,6 +25,7 @@ from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Removal, Subscription
 from listgate.models.web import Ban, Report
+from tests.support.config import search
 from tests.support.factories import make_mail, post, subscription_of
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
@@ -132,7 +133,7 @@ def reply_to_a_long_subject(client: FlaskClient, factory: Factory) -> None:
         with factory() as session:
             assert session.get_one(Message, parent.message_pk).subject == subject
         page = client.get(f"/messages/{parent.message_pk}/reply").get_data(as_text=True)
-        prefilled = html.unescape(REPLY_SUBJECT.search(page).group(1))  # type: ignore[union-attr]
+        prefilled = html.unescape(search(REPLY_SUBJECT, page))
         assert (prefilled, len(prefilled) <= 300) == (expected, True)
         note = "shortened to fit its 300 characters"
         assert (note in html.unescape(page)) == shortened, page[page.find("<main") :][:900]
