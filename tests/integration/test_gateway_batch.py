@@ -49,7 +49,7 @@ class Held:
         self.batches: list[list[Job]] = []
         self.statements: list[int] = []
         self.read = handler.answer.read
-        handler.answer = self  # type: ignore[assignment]
+        handler.answer = self  # type: ignore[assignment]  # a double wrapping the handler's Answerer
         event.listen(self.read, "before_cursor_execute", self._count)
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
@@ -293,12 +293,12 @@ def test_a_batch_whose_look_ups_fail_is_answered_451_and_spools_nothing(
         armed.set()  # every client is past RCPT: only the batch's look-ups fail
         held.release.set()
 
-    held.let_go_once = arm_then_release  # type: ignore[method-assign]
+    held.let_go_once = arm_then_release  # type: ignore[method-assign]  # this test arms it itself
     try:
         replies = _post_all(env.settings.smtp_port, held)
     finally:
         armed.clear()
-        held.let_go_once = original  # type: ignore[method-assign]
+        held.let_go_once = original  # type: ignore[method-assign]  # and puts it back
         event.remove(held.read, "before_cursor_execute", fail)
     smuggled = replies.pop("smuggling")
     assert set(replies.values()) == {

@@ -227,7 +227,9 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
     ), done.stdout
 
     # 3. A child killed outright comes back by itself, and says so.
-    first = read_state(state_file(var))["children"]["gateway"]["pid"]  # type: ignore[index]
+    state = read_state(state_file(var))
+    assert state is not None
+    first = state["children"]["gateway"]["pid"]
     os.kill(first, signal.SIGKILL)
     assert wait_until(
         lambda: (

@@ -66,10 +66,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, rsink: SmtpSink) -> Iterator
     engine = make_engine(settings)
     upgrade(engine)
     site = Site(settings, env, session_factory(writer(engine)), make_celery(settings))
-    site.log = tmp / "worker.log"  # type: ignore[attr-defined]
-    proc = WorkerProcess(env, site.log).start()  # type: ignore[attr-defined]
+    site.log = tmp / "worker.log"
+    proc = WorkerProcess(env, site.log).start()
     gateway = start_gateway(settings, site.db)
-    gateway.server.archiver.enqueue = lambda entries: dispatch.enqueue(site.app, entries)  # type: ignore[union-attr]
+    assert gateway.server.archiver is not None
+    gateway.server.archiver.enqueue = lambda entries: dispatch.enqueue(site.app, entries)
     yield site, gateway.port
     gateway.stop()
     proc.stop()
@@ -274,7 +275,8 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(
             session.scalar(select(Subscription.status).where(Subscription.address == doomed))
             == "active"
         )
-    log = site.log.read_text()  # type: ignore[attr-defined]
+    assert site.log is not None
+    log = site.log.read_text()
     assert f"failed for good [reference {reference}]" in log and "Traceback" in log
     status = CliRunner().invoke(cli.main, ["status"], env=site.env)
     assert re.search(r"[1-9]\d* failed for good", status.output), status.output

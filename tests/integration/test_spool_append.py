@@ -63,7 +63,8 @@ def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(
 ) -> None:
     appender, _engine = spool
     appender.append([_mail(1)])
-    broken = Spooled(None, "b@example.org", ("dev@lists.test",), "broken@x")  # type: ignore[arg-type]
+    no_raw: bytes = None  # type: ignore[assignment]  # NULL on purpose: the row the database refuses
+    broken = Spooled(no_raw, "b@example.org", ("dev@lists.test",), "broken@x")
     with pytest.raises(Exception, match=r"(?i)null"):
         appender.append([_mail(2), broken, _mail(3)])
     assert _spooled_ids(appender) == ["1@x"]  # no 250 was owed for 2 and 3: they are not there

@@ -20,6 +20,19 @@ _seq = itertools.count(1)
 BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
+class MailOptions(TypedDict, total=False):
+    """make_mail's keywords besides the subject, Message-ID and date."""
+
+    body: str
+    sender: str
+    in_reply_to: str | None
+    references: list[str] | None
+    to: str
+    html: str | None
+    attachments: list[tuple[str, str, bytes]] | None
+    headers: dict[str, str] | None
+
+
 def make_mail(
     subject: str = "Hello",
     body: str = "Some text.\n",

@@ -31,6 +31,7 @@ class Site:
     db: sessionmaker[Session]
     app: Celery
     list_name: str = "dev"  # the list a test made for itself (test_worker_mail gives each its own)
+    log: Path | None = None  # the worker's log, when the test started one itself
 
     def post(self, raw: bytes, list_name: str = "dev") -> IngestResult:
         """Ingest a post as the gateway would, then enqueue its work after the commit."""

@@ -19,7 +19,7 @@ from gateway.writer import GroupWriter
 from listgate import counters
 from listgate.archiver import Archiver
 from listgate.config import Settings
-from listgate.models import Message
+from listgate.models import Message, OutboxEntry
 from tests.support.factories import MakeList
 from tests.support.gateway import through_hooks
 
@@ -34,7 +34,7 @@ def fake_server() -> SMTP:
 
 
 def _session(peer: object = ("192.0.2.1", 4000)) -> SmtpSession:
-    s = SmtpSession(loop=None)  # type: ignore[arg-type]
+    s = SmtpSession(loop=None)  # type: ignore[arg-type]  # the hooks never use the session's loop
     s.peer = peer  # type: ignore[assignment]  # aiosmtpd hints str; a peername is a (host, port)
     return s
 
@@ -46,17 +46,24 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+class ArchivingHandler(GatewayHandler):
+    """The gateway's handler, with an archiver the tests drain and what it enqueued."""
+
+    def __init__(self, settings: Settings, db: sessionmaker[Session]) -> None:
+        super().__init__(settings, db)
+        self.sent: list[list[OutboxEntry]] = []
+        self.archiver = Archiver(settings, db, enqueue=self.sent.append)
+
+
 @pytest.fixture
-def handler(settings: Settings, db: sessionmaker[Session], make_list: MakeList) -> GatewayHandler:
+def handler(settings: Settings, db: sessionmaker[Session], make_list: MakeList) -> ArchivingHandler:
     make_list("dev")
-    sent: list = []
-    h = GatewayHandler(settings, db)
-    h.sent = sent  # type: ignore[attr-defined]
-    h.archiver = Archiver(settings, db, enqueue=sent.append)  # type: ignore[attr-defined]
-    return h
+    return ArchivingHandler(settings, db)
 
 
-def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: GatewayHandler) -> None:
+def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(
+    handler: ArchivingHandler,
+) -> None:
     env = Envelope()
     for address, reply in [
         ("dev@other.example", "550 5.1.1"),
@@ -72,7 +79,7 @@ def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: Gate
     assert env.rcpt_tos == ["dev@lists.test", "Dev+Subscribe@LISTS.TEST."]
 
 
-def test_mail_accepts_the_null_sender_and_rate_limits(handler: GatewayHandler) -> None:
+def test_mail_accepts_the_null_sender_and_rate_limits(handler: ArchivingHandler) -> None:
     handler.limits.max_per_minute = 1
     env = Envelope()
     assert run(handler.handle_MAIL(fake_server(), _session(), env, "<>", [])).startswith("250")
@@ -89,7 +96,7 @@ def test_mail_accepts_the_null_sender_and_rate_limits(handler: GatewayHandler) -
     )
 
 
-def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = False) -> str:
+def _data(handler: ArchivingHandler, raw: bytes, rcpts: list[str], lmtp: bool = False) -> str:
     handler.lmtp = lmtp
     env = Envelope()
     env.mail_from = "a@example.org"
@@ -114,22 +121,22 @@ def _spooled(db: sessionmaker[Session]) -> list[tuple[str, str]]:
 
 
 def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(
-    handler: GatewayHandler, db: sessionmaker[Session]
+    handler: ArchivingHandler, db: sessionmaker[Session]
 ) -> None:
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
     reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
     assert reply.startswith("250 2.0.0") and "stored" in reply
     # durable before the 250, not archived yet
     assert _spooled(db) == [("h1@x", "dev@lists.test\nDEV@lists.test")]
-    assert handler.sent == []  # type: ignore[attr-defined]
-    assert handler.archiver.drain() == 1  # type: ignore[attr-defined]
+    assert handler.sent == []
+    assert handler.archiver.drain() == 1
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["h1@x"]
     assert _spooled(db) == []  # archived: its spool row left in the same transaction
-    assert [e.kind for e in handler.sent[0]] == ["listgate.fanout"]  # type: ignore[attr-defined]
+    assert [e.kind for e in handler.sent[0]] == ["listgate.fanout"]
 
 
-def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None:
+def test_lmtp_data_gives_one_line_per_recipient(handler: ArchivingHandler) -> None:
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h2@x>\r\n\r\nhello\r\n"
     lines = _data(handler, raw, ["dev@lists.test", "dev+help@lists.test"], lmtp=True).split("\r\n")
     assert lines == [
@@ -143,7 +150,7 @@ def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None
 
 
 def test_a_storage_exception_is_a_451_and_nothing_is_kept(
-    handler: GatewayHandler, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+    handler: ArchivingHandler, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     class Gone:
         def begin(self) -> None:
@@ -158,7 +165,7 @@ def test_a_storage_exception_is_a_451_and_nothing_is_kept(
 
 
 def test_a_list_deleted_between_rcpt_and_data_gets_550(
-    handler: GatewayHandler, db: sessionmaker[Session]
+    handler: ArchivingHandler, db: sessionmaker[Session]
 ) -> None:
     from listgate.db import transaction
     from listgate.lists import create, require
@@ -178,7 +185,7 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(
 
 
 def test_a_failed_commit_fails_the_whole_batch(
-    handler: GatewayHandler, db: sessionmaker[Session]
+    handler: ArchivingHandler, db: sessionmaker[Session]
 ) -> None:
     from sqlalchemy import event
 
@@ -210,13 +217,13 @@ def test_a_failed_commit_fails_the_whole_batch(
 
 
 def test_the_same_message_twice_is_archived_once(
-    handler: GatewayHandler, db: sessionmaker[Session]
+    handler: ArchivingHandler, db: sessionmaker[Session]
 ) -> None:
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
     # both spooled
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
-    assert handler.archiver.drain() == 2  # type: ignore[attr-defined]
+    assert handler.archiver.drain() == 2
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith(
@@ -226,7 +233,7 @@ def test_the_same_message_twice_is_archived_once(
 
 
 def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_later(
-    handler: GatewayHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    handler: ArchivingHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     disk_full = threading.Event()
     disk_full.set()
@@ -237,7 +244,7 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
         return handler.store_batch(jobs)
 
     def counted() -> dict[str, int]:
-        handler.archiver.drain()  # type: ignore[attr-defined]
+        handler.archiver.drain()
         with db() as s:
             return counters.values(s, counters.REFUSED)
 
@@ -269,7 +276,7 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
 
 
 def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_has_room(
-    handler: GatewayHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    handler: ArchivingHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A message refused for its shape keeps its 554 when the spool's commit fails; its count
     waits in memory and is written once the spool takes writes again (not lost)."""
@@ -283,7 +290,7 @@ def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_
             raise OSError("database or disk is full")
 
     def counted() -> dict[str, int]:
-        handler.archiver.drain()  # type: ignore[attr-defined]
+        handler.archiver.drain()
         with db() as s:
             return counters.values(s, counters.REFUSED)
 

@@ -50,7 +50,7 @@ def test_a_hook_set_on_the_handler_itself_is_found_too(
     async def handle_NOOP(*args: object) -> str:
         return "250 2.0.0 still here"
 
-    handler.handle_NOOP = handle_NOOP  # type: ignore[attr-defined]
+    handler.handle_NOOP = handle_NOOP  # type: ignore[attr-defined]  # a hook on the instance itself
 
     async def built() -> GatewaySMTP:
         return GatewaySMTP(handler, max_line=settings.max_line_length)

@@ -124,9 +124,11 @@ def test_a_batch_gets_the_answers_each_message_gets_alone(
         [DUPLICATE],
         [VARIANT],
     ]
-    assert batch[3][parse_recipient("dev@lists.test", DOMAIN)].reason == (  # type: ignore[index,union-attr]
-        "troll@example.org is banned from posting to this list"
-    )
+    dev = parse_recipient("dev@lists.test", DOMAIN)
+    assert dev is not None
+    refused = batch[3][dev]
+    assert refused is not None
+    assert refused.reason == "troll@example.org is banned from posting to this list"
 
 
 def test_the_look_ups_do_not_grow_with_the_batch(

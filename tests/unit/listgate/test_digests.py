@@ -143,7 +143,8 @@ def approve(db: sessionmaker[Session], message_pk: int) -> tuple[str, str | None
         msg = session.get_one(Message, message_pk)
         parent = session.get(Message, msg.parent_id) if msg.parent_id else None
         thread = threads.resolve(session, msg.thread_id)
-        return thread.subject, parent.message_id if parent else None, msg.status  # type: ignore[union-attr]
+        assert thread is not None
+        return thread.subject, parent.message_id if parent else None, msg.status
 
 
 def digest_threads(db: sessionmaker[Session]) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,11 +36,19 @@ from listgate.models import (
 from tests.support.factories import MakeList
 
 
+class IngestOptions(TypedDict, total=False):
+    """ingest's keywords the tests vary."""
+
+    origin: str
+    envelope_from: str | None
+    recipient: Recipient | None
+
+
 def post(
-    db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: object
+    db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: Unpack[IngestOptions]
 ) -> IngestResult:
     with transaction(db) as s:
-        return ingest(s, parse(raw), require(s, list_name), domain="lists.test", **kw)  # type: ignore[arg-type]
+        return ingest(s, parse(raw), require(s, list_name), domain="lists.test", **kw)
 
 
 def mail(

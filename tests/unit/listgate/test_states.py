@@ -109,7 +109,7 @@ def test_a_word_that_is_no_state_is_refused_and_nothing_is_stored(
         ),
         transaction(db) as session,
     ):
-        session.get_one(Subscription, sub_id).status = "confirmed"  # type: ignore[assignment]
+        session.get_one(Subscription, sub_id).status = "confirmed"  # type: ignore[assignment]  # no such state, on purpose
     with (
         pytest.raises(StatementError, match="'queued' is not a DeliveryState"),
         transaction(db) as session,

@@ -32,7 +32,9 @@ def _path(rule: Rule) -> str:
         name: 1 if isinstance(rule._converters[name], IntegerConverter) else "x"
         for name in rule.arguments
     }
-    return rule.build(values)[1]  # type: ignore[index]
+    built = rule.build(values)
+    assert built is not None, rule.rule
+    return built[1]
 
 
 def _forged(app: Flask, path: str, method: str, token: str | None) -> str:

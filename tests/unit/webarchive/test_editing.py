@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.models import Message, OutboxEntry
+from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, sign_in
 
@@ -30,8 +31,10 @@ def _write(client: FlaskClient, db: sessionmaker[Session], text: str) -> tuple[i
     done = client.post(
         "/lists/dev/new", data={"csrf_token": token, "subject": "Meeting", "body": text}
     )
-    thread_id, pk = re.search(r"/threads/(\d+)#m(\d+)", done.headers["Location"]).groups()  # type: ignore[union-attr]
-    return int(thread_id), int(pk)
+    location = done.headers["Location"]
+    return int(search(r"/threads/(\d+)#m(\d+)", location)), int(
+        search(r"/threads/(\d+)#m(\d+)", location, 2)
+    )
 
 
 def test_author_edits_a_web_post_and_every_version_stays(

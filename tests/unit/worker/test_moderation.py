@@ -16,7 +16,7 @@ from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry, Report
 from tests.support.config import make_settings
-from tests.support.factories import MakeList
+from tests.support.factories import MakeList, stored_pk
 from worker import moderation as worker_moderation
 from worker.context import WorkerContext
 
@@ -29,7 +29,7 @@ def held(db: sessionmaker[Session], name: str, n: int = 1) -> int:
     with transaction(db) as session:
         result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
     assert result.status == "held"
-    return result.message_pk  # type: ignore[return-value]
+    return stored_pk(result)
 
 
 def notices_of(
