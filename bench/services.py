@@ -175,14 +175,20 @@ def start_bare_smtpd(ctx: Context, name: str = "bare-aiosmtpd") -> tuple[Proc, i
 
 def _bare_main(port: int) -> None:
     """A bare aiosmtpd server, run as `python -m bench.services bare PORT`."""
-    from aiosmtpd.controller import Controller
 
     class Bare:
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
             return "250 2.0.0 OK"
 
+    _serve(Bare(), port)
+
+
+def _serve(handler: object, port: int) -> None:
+    """Serve SMTP with handler on port until the process is stopped."""
+    from aiosmtpd.controller import Controller
+
     controller = Controller(
-        Bare(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024
+        handler, hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024
     )
     controller.start()
     try:
@@ -251,8 +257,6 @@ def _floor_writer(kind: str, target: str) -> Callable[[list[tuple]], list[str]]:
 def _floor_main(kind: str, target: str, port: int) -> None:
     """`python -m bench.services floor KIND TARGET PORT`: the durable floor (start_floor_smtpd),
     with the gateway's own group writer."""
-    from aiosmtpd.controller import Controller
-
     from gateway.writer import GroupWriter
 
     writer: GroupWriter[tuple, str] = GroupWriter(_floor_writer(kind, target), name="floor")
@@ -263,14 +267,9 @@ def _floor_main(kind: str, target: str, port: int) -> None:
             job = (envelope.mail_from, ",".join(envelope.rcpt_tos), envelope.original_content)
             return await writer.submit_waiting(job)
 
-    controller = Controller(
-        Floor(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024
-    )
-    controller.start()
     try:
-        threading.Event().wait()
+        _serve(Floor(), port)
     finally:
-        controller.stop()
         writer.stop()
 
 

@@ -59,20 +59,12 @@ _INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
 
 
 def store_raw_id(session: Session, raw: bytes) -> int:
-    """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT)."""
+    """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT);
+    none when store_raws stored them ahead in this transaction."""
     digest = hashlib.sha256(raw).hexdigest()
     known = store.tx(session).raw_ids
     if digest not in known:
-        conn = session.connection()
-        new = conn.execute(
-            store.of(session).insert_ignore(RawMessage, _RAW.c.id),
-            {"sha256": digest, "size": len(raw), "data": raw},
-        ).scalar()
-        known[digest] = (
-            int(new)
-            if new is not None
-            else int(conn.execute(store.RAW_BY_HASH, {"sha256": digest}).scalar_one())
-        )
+        _insert_raws(session, {digest: raw})
     return known[digest]
 
 
@@ -83,25 +75,30 @@ def store_raws(session: Session, raws: Sequence[bytes]) -> None:
     would hold them all in memory at once).
     """
     known = store.tx(session).raw_ids
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, bytes] = {}
     for raw in raws:
         digest = hashlib.sha256(raw).hexdigest()
         if len(raw) <= RAW_AHEAD_BYTES and digest not in known:
-            rows.setdefault(digest, {"sha256": digest, "size": len(raw), "data": raw})
-    if not rows:
-        return
+            rows.setdefault(digest, raw)
+    if rows:
+        _insert_raws(session, rows)
+
+
+def _insert_raws(session: Session, raws: dict[str, bytes]) -> None:
+    """Insert the bytes by their hashes (ON CONFLICT DO NOTHING); learn every row's id."""
+    known = store.tx(session).raw_ids
     conn = session.connection()
     written = conn.execute(
         store.blind(
             store.of(session)
             .insert(RawMessage)
-            .values(list(rows.values()))
+            .values([{"sha256": d, "size": len(raw), "data": raw} for d, raw in raws.items()])
             .on_conflict_do_nothing()
             .returning(_RAW.c.id, _RAW.c.sha256)
         )
     )
     known.update({r.sha256: r.id for r in written})
-    stored_before = [d for d in rows if d not in known]  # the same bytes came earlier
+    stored_before = [d for d in raws if d not in known]  # the same bytes came earlier
     if stored_before:
         known.update(
             {r.sha256: r.id for r in conn.execute(store.RAWS_BY_HASH, {"hashes": stored_before})}

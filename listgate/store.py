@@ -145,7 +145,7 @@ class Store:
         if dialect not in (SQLITE, POSTGRESQL):
             raise ValueError(f"listgate stores into SQLite or PostgreSQL, not {dialect!r}")
         self.dialect = dialect
-        self._ignoring: dict[tuple[str, tuple[str, ...]], Insert] = {}
+        self._ignoring: dict[str, Insert] = {}
         self._adding: dict[tuple[str, tuple[str, ...], str], UpsertInsert] = {}
 
     @property
@@ -180,24 +180,21 @@ class Store:
         target = _target(model)
         return postgresql.insert(target) if self.postgresql else sqlite.insert(target)
 
-    def insert_ignore(self, model: Any, *returning: Any) -> Insert:
-        """INSERT … ON CONFLICT DO NOTHING [RETURNING the columns] for a model or table; built once.
+    def insert_ignore(self, model: Any) -> Insert:
+        """INSERT … ON CONFLICT DO NOTHING for a model or table; built once.
 
         Marked `blind` unless it writes thread nodes or reference rows, and the same object each
         time: a batch's deferred rows go together only under one statement object
         (listgate.places.insert_rows).
         """
         target = _target(model)
-        key = (target.name, tuple(c.name for c in returning))
-        known = self._ignoring.get(key)
+        known = self._ignoring.get(target.name)
         if known is not None:
             return known
         stmt: Insert = self.insert(target).on_conflict_do_nothing()
-        if returning:
-            stmt = stmt.returning(*returning)
         if target.name not in _SEES_NODES:
             stmt = blind(stmt)
-        self._ignoring[key] = stmt
+        self._ignoring[target.name] = stmt
         return stmt
 
     @functools.cached_property

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
-from gateway.server import GatewayLMTP, GatewaySMTP
+from gateway.protocol import GatewayLMTP, GatewaySMTP
 from listgate.config import Settings
 
 
