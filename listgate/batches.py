@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from listgate import bans, lists, places, store
 from listgate.addresses import Recipient
 from listgate.admission import posting_addresses
-from listgate.ingest import IngestResult, ingest, look_ahead, store_raws, thread_command
+from listgate.contents import store_raws
+from listgate.ingest import IngestResult, ingest, look_ahead, thread_command
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
 from listgate.states import PostOrigin, PostState
