@@ -56,6 +56,7 @@ LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
 )
 ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
 KINDS = tuple(SubscriptionKind)
+SWITCHED_TO_LIST = "switched to every post"  # a digest's end reason: its posts so far still come
 _LIST_KINDS = (SubscriptionKind.LIST, SubscriptionKind.DIGEST)  # on the list, not a thread
 _NEEDS_APPROVAL = (
     SubscriptionKind.LIST,
@@ -209,7 +210,7 @@ def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
 def _end_other_choice(session: Session, sub: Subscription) -> None:
     """Every post or the digest, following or muting a thread: one of the two; the other ends."""
     others: dict[SubscriptionKind, tuple[SubscriptionKind, str]] = {
-        SubscriptionKind.LIST: (SubscriptionKind.DIGEST, "switched to every post"),
+        SubscriptionKind.LIST: (SubscriptionKind.DIGEST, SWITCHED_TO_LIST),
         SubscriptionKind.DIGEST: (SubscriptionKind.LIST, "switched to the digest"),
         SubscriptionKind.THREAD: (SubscriptionKind.MUTE, "followed again"),
         SubscriptionKind.MUTE: (SubscriptionKind.THREAD, "muted"),
