@@ -171,6 +171,7 @@ def _receives(period: Period) -> ColumnElement[bool]:
     switched = and_(
         Subscription.status == SubscriptionState.ENDED,
         Subscription.end_reason == SWITCHED_TO_LIST,
+        Subscription.confirmed_at.is_not(None),  # a digest once had, not a request never confirmed
         Subscription.ended_at >= period.bounds()[0],
         still_member,
     )
@@ -199,39 +200,60 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
     ]
 
 
-def _had(session: Session, list_id: int, address: str, period: Period) -> set[str]:
-    """Message-IDs of the period's posts address got one by one, or came while it was on every
-    post (a muted thread's posts too): its digest leaves them out, so no post comes twice."""
+def _had(session: Session, digest_row: Subscription, period: Period) -> set[str]:
+    """Message-IDs of the period's posts the digest's address got one by one, or that came while
+    it was on every post (a muted thread's too): its digest leaves them out, no post comes twice."""
     start, end = period.bounds()
     posts = select(Message.message_id).where(
-        Message.list_id == list_id, Message.received_at >= start, Message.received_at < end
+        Message.list_id == digest_row.list_id,
+        Message.received_at >= start,
+        Message.received_at < end,
     )
     had = set(
         session.scalars(
             posts.join(Delivery, Delivery.message_pk == Message.id).where(
-                Delivery.address == address
+                Delivery.address == digest_row.address
             )
         )
     )
-    every_post = session.scalars(
-        select(Subscription).where(
-            Subscription.list_id == list_id,
-            Subscription.address == address,
-            Subscription.kind == SubscriptionKind.LIST,
-            Subscription.confirmed_at.is_not(None),
-        )
-    ).first()
-    if every_post is not None and every_post.confirmed_at is not None:
-        posts = posts.where(Message.received_at >= every_post.confirmed_at)
-        if every_post.status not in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
-            posts = posts.where(Message.received_at < (every_post.ended_at or start))
+    stretch = _on_every_post(session, digest_row)
+    if stretch is not None:
+        posts = posts.where(Message.received_at >= stretch[0])
+        if stretch[1] is not None:
+            posts = posts.where(Message.received_at < stretch[1])
         had.update(session.scalars(posts))
     return had
 
 
-def _for(session: Session, mlist: MailingList, found: Batch, address: str) -> Batch:
-    """The list's digest of the period as address gets it: without the posts it had (_had)."""
-    had = _had(session, mlist.id, address, found.period)
+def _on_every_post(
+    session: Session, digest_row: Subscription
+) -> tuple[datetime, datetime | None] | None:
+    """[from, until) of the address's last stretch on every post (until None: still on it).
+
+    Only the last stretch is known (the row keeps when it last started and ended); one ended
+    after the digest started again was a request never confirmed: the stretch ended then.
+    """
+    row = session.scalars(
+        select(Subscription).where(
+            Subscription.list_id == digest_row.list_id,
+            Subscription.address == digest_row.address,
+            Subscription.kind == SubscriptionKind.LIST,
+            Subscription.thread_key == 0,
+        )
+    ).first()
+    if row is None or row.confirmed_at is None:
+        return None
+    if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
+        return row.confirmed_at, None
+    until = row.ended_at or row.confirmed_at
+    if digest_row.status == SubscriptionState.ACTIVE and digest_row.confirmed_at is not None:
+        until = min(until, digest_row.confirmed_at)
+    return row.confirmed_at, until
+
+
+def _for(session: Session, mlist: MailingList, found: Batch, sub_id: int) -> Batch:
+    """The list's digest of the period as subscription sub_id gets it: without what it had."""
+    had = _had(session, session.get_one(Subscription, sub_id), found.period)
     kept = [e for e in found.entries if e.message_id not in had]
     return replace(found, entries=kept, subject=digests.subject(mlist, found.period, len(kept)))
 
@@ -250,7 +272,7 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
             if found is None or not found.entries:
                 continue
             for sub_id, address, fmt in subs:
-                own = _for(session, mlist, found, address)
+                own = _for(session, mlist, found, sub_id)
                 if own.entries:
                     work.append((own, sub_id, address, fmt))
     sent = 0
@@ -344,11 +366,13 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
             return 0
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)
-        found = _for(session, mlist, batch(ctx, session, mlist, period), row.address)
         sub = next(
             ((i, f) for i, a, f in _subscribers(session, mlist.id, period) if a == row.address),
             None,
         )
+        found = batch(ctx, session, mlist, period)
+        if sub is not None:
+            found = _for(session, mlist, found, sub[0])
         address = row.address
         if sub is None or not found.entries:
             row.status = DigestState.CANCELLED

@@ -4,9 +4,10 @@ Hypothesis drives random sequences of subscribe (administrator or request + conf
 or code), follow, mute, unmute, leave a thread, switch to the digest and back, leave the list
 (by link, mail command, web, CLI), come back, post (new threads and replies, with their
 authors auto-following), fan out, lose the sending after the fan-out, send again, and send the
-day's digest. The model predicts exactly which copies reach which address; after every step
-the copies written to the outbound Maildir must match it, one per (post, address) at most,
-and no operation may raise anything but the refusals the model predicts.
+day's digest. The model predicts exactly which copies reach which address, and how many posts
+each digest holds (those not had one by one, switching to every post and back included);
+after every step the copies written to the outbound Maildir must match it, one per (post,
+address) at most, and no operation may raise anything but the refusals the model predicts.
 
 CI=true runs at least 300 examples per database (profile "ci"); locally fewer.
 """
@@ -82,16 +83,33 @@ class Model:
     # copies that must have arrived
     copies: Counter[tuple[int, str]] = field(default_factory=Counter)
     digests: dict[str, int] = field(default_factory=dict)  # address -> posts in today's digest
+    # (address, kind) -> how many posts had come when its list/digest row last started or ended
+    started: dict[tuple[str, str], int] = field(default_factory=dict)
+    ended: dict[tuple[str, str], int] = field(default_factory=dict)
+    switched: set[str] = field(default_factory=set)  # digest rows ended by a switch to every post
 
     def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
         return self.subs.get((address, kind, thread))
 
+    def set(self, key: tuple[str, str, int], status: SubscriptionState, why: str = "") -> None:
+        """A row's new status; when its list or digest row started or ended (and why) kept."""
+        before, (address, kind, _) = self.subs.get(key), key
+        self.subs[key] = status
+        if status == SubscriptionState.ACTIVE and before != SubscriptionState.ACTIVE:
+            self.started[(address, kind)] = len(self.posts)
+        elif status == SubscriptionState.ENDED and before not in (None, SubscriptionState.ENDED):
+            self.ended[(address, kind)] = len(self.posts)
+            if kind == "digest":
+                self.switched.discard(address)
+                if why == "switched":
+                    self.switched.add(address)
+
     def activate(self, address: str, kind: str, thread: int = 0) -> None:
         """start(): active, and the choice it replaces ends."""
-        self.subs[(address, kind, thread)] = SubscriptionState.ACTIVE
+        self.set((address, kind, thread), SubscriptionState.ACTIVE)
         other = {"list": "digest", "digest": "list", "thread": "mute", "mute": "thread"}[kind]
         if self.status(address, other, thread) in LIVE:
-            self.subs[(address, other, thread)] = SubscriptionState.ENDED
+            self.set((address, other, thread), SubscriptionState.ENDED, "switched")
 
     def end(self, address: str, kinds: tuple[str, ...], thread: int | None = None) -> None:
         for (addr, kind, key), status in list(self.subs.items()):
@@ -101,7 +119,36 @@ class Model:
                 and (thread is None or key == thread)
                 and status != SubscriptionState.ENDED
             ):
-                self.subs[(addr, kind, key)] = SubscriptionState.ENDED
+                self.set((addr, kind, key), SubscriptionState.ENDED)
+
+    def digest_size(self, address: str) -> int:
+        """How many of today's posts address's digest holds (0: it gets none).
+
+        The digest goes to an active digest row, or one left for every post (while still on
+        it); it holds the posts that did not reach the address one by one and did not come
+        during its last stretch on every post (which a digest started again cuts short).
+        """
+        digest, on_list = self.status(address, "digest"), self.status(address, "list")
+        left_for_list = (
+            digest == SubscriptionState.ENDED
+            and address in self.switched
+            and (address, "digest") in self.started
+            and on_list == SubscriptionState.ACTIVE
+        )
+        if digest != SubscriptionState.ACTIVE and not left_for_list:
+            return 0
+        since = self.started.get((address, "list"))
+        until: int | None = None
+        if since is not None and on_list != SubscriptionState.ACTIVE:
+            until = self.ended.get((address, "list"), since)
+            if digest == SubscriptionState.ACTIVE:
+                until = min(until, self.started[(address, "digest")])
+        return sum(
+            1
+            for n, (pk, *_) in enumerate(self.posts)
+            if (pk, address) not in self.ledger
+            and not (since is not None and n >= since and (until is None or n < until))
+        )
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
         """worker.notify.recipients: list members, then
@@ -161,7 +208,7 @@ class Lifecycle(RuleBasedStateMachine):
         assert [m["template"] for m in mailed] == ["confirm"]
         link, reply_to = mailed[0]["link"].rsplit("/", 1)[1], mailed[0]["reply_to"]
         self.model.codes[(address, kind)] = (link, reply_to.split("+confirm-")[1].split("@")[0])
-        self.model.subs[(address, kind, 0)] = SubscriptionState.PENDING
+        self.model.set((address, kind, 0), SubscriptionState.PENDING)
 
     @precondition(lambda self: self.model.codes)
     @rule(
@@ -292,7 +339,7 @@ class Lifecycle(RuleBasedStateMachine):
             and m.status(author, "mute", thread) not in LIVE
         ):
             # posting follows the thread (again)
-            m.subs[(author, "thread", thread)] = SubscriptionState.ACTIVE
+            m.set((author, "thread", thread), SubscriptionState.ACTIVE)
 
     @precondition(lambda self: any(p[0] not in self.model.fanned for p in self.model.posts))
     @rule(send=st.booleans())
@@ -344,15 +391,12 @@ class Lifecycle(RuleBasedStateMachine):
 
     @rule()
     def sends_todays_digest(self) -> None:
+        """Every post of this example was received today: the digest of today, once per address."""
         digest.send_digests(self.site.ctx, datetime.now(UTC).date())
-        today = [p[0] for p in self.model.posts]  # every post of this example was received today
         for address in PEOPLE:
-            if (
-                self.model.status(address, "digest") == SubscriptionState.ACTIVE
-                and address not in self.model.digests
-                and today
-            ):
-                self.model.digests[address] = len(today)
+            size = self.model.digest_size(address)
+            if size and address not in self.model.digests:
+                self.model.digests[address] = size
 
     # -- what arrived ------------------------------------------------------------------------------
 
