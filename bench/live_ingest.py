@@ -1,5 +1,6 @@
 """Live ingest over real SMTP: posts/s answered 250 (spooled), ours against a bare aiosmtpd,
-case by case in one run.
+case by case in one run, and beside both the durable floor: aiosmtpd whose 250 waits for a group
+commit of the bytes and nothing else (bench.services.start_floor_smtpd), on the same database.
 
 Ours is the gateway as `listgate up` runs it: the listener only spools (--no-archiver) and a
 separate archiver process archives meanwhile. After each measurement the spool must drain into
@@ -16,7 +17,7 @@ from bench import freshness
 from bench.archive import Archive, make_archive
 from bench.common import Context, NotAvailable, Row, fmt_rate, median, verdict
 from bench.procs import start_archiver, start_gateway
-from bench.services import postgres, redis_url_db, start_bare_smtpd
+from bench.services import postgres, redis_url_db, start_bare_smtpd, start_floor_smtpd
 from bench.smtp_load import run_load
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def run(ctx: Context) -> list[Row]:
             archive = _backend(ctx, label)
             gateway = start_gateway(ctx, archive, f"gateway-{label}", ("--no-archiver",))
             archiver = start_archiver(ctx, archive, f"archiver-{label}")
+            floor_port = _floor(ctx, label) if bare_port else 0
         except NotAvailable as exc:
             rows.append(
                 Row.unavailable(
@@ -86,7 +88,7 @@ def run(ctx: Context) -> list[Row]:
             freshness.drained(archive)
             for n in clients(ctx):
                 for reuse in (False, True):
-                    rows.append(_row(ctx, archive, label, n, reuse, bare_port))
+                    rows.append(_row(ctx, archive, label, n, reuse, (bare_port, floor_port)))
             rows.extend(freshness.run(ctx, archive, label, archiver))
         finally:
             gateway.stop()
@@ -97,34 +99,49 @@ def run(ctx: Context) -> list[Row]:
     return rows
 
 
+def _floor(ctx: Context, label: str) -> int:
+    """The durable floor's port for this database (bench.services.start_floor_smtpd)."""
+    if label == "sqlite":
+        target = str(ctx.path("floor", "floor.sqlite3"))
+    else:
+        target = postgres(ctx, durable=True)
+    return start_floor_smtpd(ctx, label, target)[1]
+
+
 def _row(
-    ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, bare_port: int
+    ctx: Context, archive: Archive, label: str, clients: int, reuse: bool, refs: tuple[int, int]
 ) -> Row:
-    """Ours and bare alternately (ctx.repeats pairs), medians and their ratio.
+    """Ours, bare and the durable floor alternately (ctx.repeats rounds), medians and ours/bare.
 
     Then the spool must drain whole.
     """
+    bare_port, floor_port = refs
     mode = "reused conn" if reuse else "new conn/post"
     case = f"{label}, {clients} client{'s' if clients > 1 else ''}, {mode}"
-    ours, theirs, notes, accepted = [], [], [], 0
+    ours, theirs, floor, notes, accepted = [], [], [], [], 0
     before = archive.count()
     for r in range(ctx.repeats):
-        rate, n, note = _rate(
-            ctx, archive.smtp_port, archive.address, clients, reuse, f"{label}{clients}{reuse}-{r}"
-        )
+        tag = f"{label}{clients}{reuse}-{r}"
+        rate, n, note = _rate(ctx, archive.smtp_port, archive.address, clients, reuse, tag)
         ours.append(rate)
         accepted += n
         notes.append(note)
         if bare_port:
-            theirs.append(
-                _rate(
-                    ctx, bare_port, "bench@bench.test", clients, reuse, f"bare{clients}{reuse}-{r}"
-                )[0]
-            )
+            theirs.append(_rate(ctx, bare_port, "bench@bench.test", clients, reuse, "b" + tag)[0])
+        if floor_port:
+            floor.append(_rate(ctx, floor_port, "bench@bench.test", clients, reuse, "f" + tag)[0])
     waited = freshness.drained(archive)
     archived = archive.count() - before
     if archived != accepted:
         notes.append(f"LOSS: {accepted} answered 250, {archived} archived")
+    if floor and not all(floor):
+        notes.append("the durable floor failed (see its log)")
+    elif floor and all(theirs):
+        notes.append(
+            f"durable floor {fmt_rate(median(floor))} = "
+            f"{median([f / t for f, t in zip(floor, theirs, strict=True)]):.2f} of bare, "
+            f"ours {median([o / f for o, f in zip(ours, floor, strict=True)]):.2f} of it"
+        )
     notes.append(f"spool drained {waited:.1f} s after the load")
     note = "; ".join(n for n in dict.fromkeys(notes) if n)
     goal = f">= {GOAL} of bare" if clients >= 4 else ""

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import PYTHON, Context, NotAvailable, Proc, free_port, wait_port
@@ -174,14 +175,20 @@ def start_bare_smtpd(ctx: Context, name: str = "bare-aiosmtpd") -> tuple[Proc, i
 
 def _bare_main(port: int) -> None:
     """A bare aiosmtpd server, run as `python -m bench.services bare PORT`."""
-    from aiosmtpd.controller import Controller
 
     class Bare:
         async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
             return "250 2.0.0 OK"
 
+    _serve(Bare(), port)
+
+
+def _serve(handler: object, port: int) -> None:
+    """Serve SMTP with handler on port until the process is stopped."""
+    from aiosmtpd.controller import Controller
+
     controller = Controller(
-        Bare(), hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024
+        handler, hostname="127.0.0.1", port=port, data_size_limit=64 * 1024 * 1024
     )
     controller.start()
     try:
@@ -190,7 +197,86 @@ def _bare_main(port: int) -> None:
         controller.stop()
 
 
+def start_floor_smtpd(ctx: Context, kind: str, target: str) -> tuple[Proc, int]:
+    """The durable floor: aiosmtpd whose 250 waits for a group commit of the bytes, nothing else.
+
+    kind is "sqlite" (target: a file, WAL at synchronous=FULL, as the spool file) or "postgresql"
+    (target: a database URL whose commits wait for the WAL flush, as the spool table's). It is
+    the least any server can do that answers 250 only once the bytes are durable: what ours does
+    beyond it is the checks, the look-ups and the spool row's envelope and counts.
+    """
+    port = free_port()
+    proc = ctx.start(
+        f"floor-{kind}", [PYTHON, "-m", "bench.services", "floor", kind, target, str(port)]
+    )
+    wait_port("127.0.0.1", port, 20, proc.popen)
+    return proc, port
+
+
+_FLOOR_INSERT = "INSERT INTO floor (sender, rcpt, data) VALUES (?, ?, ?)"
+
+
+def _floor_writer(kind: str, target: str) -> Callable[[list[tuple]], list[str]]:
+    """write(batch of (from, to, bytes)): one transaction, committed durably, per batch."""
+    if kind == "postgresql":
+        import psycopg
+
+        pg = psycopg.connect(
+            target.replace("postgresql+psycopg://", "postgresql://"), autocommit=True
+        )
+        pg.execute(
+            "CREATE TABLE floor (id bigserial PRIMARY KEY, sender text, rcpt text, data bytea)"
+        )
+
+        def write_pg(batch: list[tuple]) -> list[str]:
+            with pg.transaction(), pg.cursor() as cur:
+                cur.executemany(_FLOOR_INSERT.replace("?", "%s"), batch)
+            return ["250 2.0.0 OK"] * len(batch)
+
+        return write_pg
+    import sqlite3
+
+    lite = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+    lite.execute("PRAGMA journal_mode=WAL")
+    lite.execute("PRAGMA synchronous=FULL")
+    lite.execute("CREATE TABLE floor (id INTEGER PRIMARY KEY, sender TEXT, rcpt TEXT, data BLOB)")
+
+    def write_sqlite(batch: list[tuple]) -> list[str]:
+        lite.execute("BEGIN IMMEDIATE")
+        try:
+            lite.executemany(_FLOOR_INSERT, batch)
+        except BaseException:
+            lite.execute("ROLLBACK")
+            raise
+        lite.execute("COMMIT")
+        return ["250 2.0.0 OK"] * len(batch)
+
+    return write_sqlite
+
+
+def _floor_main(kind: str, target: str, port: int) -> None:
+    """`python -m bench.services floor KIND TARGET PORT`: the durable floor (start_floor_smtpd),
+    with the gateway's own group writer."""
+    from gateway.writer import GroupWriter
+
+    writer: GroupWriter[tuple, str] = GroupWriter(_floor_writer(kind, target), name="floor")
+    writer.start()
+
+    class Floor:
+        async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+            job = (envelope.mail_from, ",".join(envelope.rcpt_tos), envelope.original_content)
+            return await writer.submit_waiting(job)
+
+    try:
+        _serve(Floor(), port)
+    finally:
+        writer.stop()
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "bare":
         asyncio.set_event_loop(asyncio.new_event_loop())
         _bare_main(int(sys.argv[2]))
+    elif len(sys.argv) == 5 and sys.argv[1] == "floor":
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        _floor_main(sys.argv[2], sys.argv[3], int(sys.argv[4]))

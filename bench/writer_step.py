@@ -1,7 +1,7 @@
 """The gateway's group-writer step alone: the time to decide and spool one batch, with no load.
 
-`python -m bench.writer_step [--postgresql] [--batch 3] [--batches 1500]` makes a fresh archive
-(SQLite; with --postgresql also a throwaway PostgreSQL) and hands the writer's step
+`python -m bench.writer_step [--postgresql] [--batch 3] [--batches 1500] [--profile FILE]` makes
+a fresh archive (SQLite; with --postgresql also a throwaway PostgreSQL) and hands the writer's step
 (gateway.answers.Answerer, as the gateway's writer thread calls it) batches of --batch fresh
 4 KB posts (the load benchmarks') to one open list, then prints the mean wall time per batch:
 the whole step, the batch's look-ups (admit_all, on its read connection) and the spool's append
@@ -13,6 +13,7 @@ share the cores with.
 from __future__ import annotations
 
 import argparse
+import cProfile
 import sys
 import time
 from typing import Any
@@ -39,8 +40,9 @@ def _timed(spent: list[float], fn: Any) -> Any:
     return wrapper
 
 
-def measure(ctx: Context, pg: bool, size: int, batches: int) -> str:
-    """One line: the mean step, look-ups and append per batch of `size` posts, in ms."""
+def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "") -> str:
+    """One line: the mean step (and its CPU in this process), look-ups and append per batch of
+    `size` posts, in ms; with profile_to, the timed step's cProfile stats go to that file."""
     # durable: the spool's commit before a 250 waits for the WAL flush, as in live_ingest
     archive = make_archive(ctx, "writer-step", postgres(ctx, durable=True) if pg else "")
     engine = make_engine(archive.settings)
@@ -53,31 +55,43 @@ def measure(ctx: Context, pg: bool, size: int, batches: int) -> str:
     to = archive.address
     sent = 0
 
-    def batch() -> list[Any]:
+    def jobs(count: int) -> list[list[Arrival]]:
+        """count batches of fresh posts (the load benchmarks'), made before the timing."""
         nonlocal sent
-        jobs = []
-        for _ in range(size):
-            sent += 1
-            _msgid, raw = make_post(to, f"step{sent}")  # the load benchmarks' posts
-            jobs.append(Arrival(raw, "poster@example.org", (to,)))
-        return step(list(jobs))
+        made = []
+        for _ in range(count):
+            made.append([])
+            for _ in range(size):
+                sent += 1
+                _msgid, raw = make_post(to, f"step{sent}")
+                made[-1].append(Arrival(raw, "poster@example.org", (to,)))
+        return made
 
     try:
-        for _ in range(WARM_UP):
-            batch()
+        for one in jobs(WARM_UP):
+            step(one)
         looked.clear()
         appended.clear()
-        started = time.perf_counter()
-        for _ in range(batches):
-            results = batch()
+        timed = jobs(batches)
+        profile = cProfile.Profile() if profile_to else None
+        started, cpu = time.perf_counter(), time.thread_time()
+        if profile:
+            profile.enable()
+        for one in timed:
+            results = step(one)
+        if profile:
+            profile.disable()
+            profile.dump_stats(f"{profile_to}.{'postgresql' if pg else 'sqlite'}")
         whole = (time.perf_counter() - started) / batches
+        cpu = (time.thread_time() - cpu) / batches
         if not all(isinstance(r, Answer) and r.problem is None for r in results):
             raise SystemExit(f"the step did not accept the posts: {results}")
     finally:
         spool.close()
         engine.dispose()
     return (
-        f"{'postgresql' if pg else 'sqlite'}, batches of {size}: step {1000 * whole:.3f} ms,"
+        f"{'postgresql' if pg else 'sqlite'}, batches of {size}: step {1000 * whole:.3f} ms"
+        f" (CPU {1000 * cpu:.3f} ms),"
         f" look-ups {1000 * sum(looked) / len(looked):.3f} ms,"
         f" append {1000 * sum(appended) / len(appended):.3f} ms"
     )
@@ -89,11 +103,12 @@ def main() -> None:
     parser.add_argument("--postgresql", action="store_true", help="also on a throwaway PostgreSQL")
     parser.add_argument("--batch", type=int, default=3, help="posts per batch")
     parser.add_argument("--batches", type=int, default=1500, help="batches timed")
+    parser.add_argument("--profile", default="", help="cProfile stats to FILE.sqlite/.postgresql")
     args = parser.parse_args()
     with scratch("listgate-writer-step-") as ctx:
-        lines = [measure(ctx, False, args.batch, args.batches)]
+        lines = [measure(ctx, False, args.batch, args.batches, args.profile)]
         if args.postgresql:
-            lines.append(measure(ctx, True, args.batch, args.batches))
+            lines.append(measure(ctx, True, args.batch, args.batches, args.profile))
     sys.stdout.write("\n".join(lines) + "\n")
 
 

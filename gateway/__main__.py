@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import Engine
@@ -23,6 +24,7 @@ from listgate import logs
 from listgate.archiver import Archiver
 from listgate.config import Settings, SettingsError
 from listgate.db import look_ups, make_engine, session_factory, writer
+from listgate.numerals import number
 from listgate.readiness import notify_ready
 from listgate.schema import needs_upgrade
 from listgate.spool import Spool
@@ -30,8 +32,25 @@ from listgate.spool import Spool
 log = logging.getLogger("gateway")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build settings once, serve until SIGTERM/SIGINT, then stop cleanly."""
+MOST_BATCH = 10_000  # messages the archiver may take per transaction
+
+
+def count(most: int) -> Callable[[str], int]:
+    """An option's type: a whole number from 1 to most in ASCII digits (listgate.numerals)."""
+
+    def read(raw: str) -> int:
+        value = number(raw, most)
+        if not value:
+            raise argparse.ArgumentTypeError(
+                f"{raw[:40]!r}: expected a whole number from 1 to {most:,} in digits 0-9"
+            )
+        return value
+
+    return read
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line of `python -m gateway`."""
     parser = argparse.ArgumentParser(
         prog="python -m gateway", description="listgate's SMTP/LMTP listener"
     )
@@ -47,9 +66,17 @@ def main(argv: list[str] | None = None) -> int:
         "--archiver-only", action="store_true", help="only archive the spool (no listener)"
     )
     parser.add_argument(
-        "--batch", type=int, default=20, help="messages the archiver takes per transaction"
+        "--batch",
+        type=count(MOST_BATCH),
+        default=20,
+        help=f"messages the archiver takes per transaction (1 to {MOST_BATCH:,})",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build settings once, serve until SIGTERM/SIGINT, then stop cleanly."""
+    args = parser().parse_args(argv)
     try:
         settings = Settings.from_env()
         listen = parse_listen(args.listen, settings)

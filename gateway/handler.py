@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from gateway.answers import Answer, Answerer, Arrival, Job, Result
 from gateway.data import DataBudget
 from gateway.hooks import Introspected
-from gateway.limits import ClientLimits, connection_limit
+from gateway.limits import ClientLimits, client_limits
 from gateway.tally import Tally, describe
 from gateway.writer import GroupWriter
 from listgate import counters, privacy, store
@@ -60,11 +60,7 @@ class GatewayHandler(Introspected):
         self.look_ups = look_ups(self.read_factory.kw["bind"])
         # where accepted mail waits for the archiver
         self.spool = spool or Spool(factory.kw["bind"])
-        self.limits = limits or ClientLimits(
-            settings.max_connections_per_client,
-            settings.max_messages_per_minute,
-            max_total=connection_limit(settings.max_connections, settings.max_data_memory),
-        )
+        self.limits = limits or client_limits(settings)
         self.budget = budget or DataBudget(settings.max_data_memory, settings.max_message_size)
         self.executor = executor
         self.lmtp = lmtp

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import counters
 from listgate.addresses import parse_recipient
-from listgate.batches import Item, ItemResult, ingest_batch
+from listgate.batches import Item, ItemResult, first_cause, ingest_batch
 from listgate.config import Settings
 from listgate.db import durable, session_factory, transaction
 from listgate.ingest import COMMAND, DROPPED, DUPLICATE, REFUSED, IngestResult
@@ -171,16 +171,14 @@ class Archiver:
         if len(claimed) > 1:
             self._alone_until = max(claimed)
             log.warning(
-                "archiving a batch of spooled mail failed (%s: %s); retrying one message at a time",
-                type(exc).__name__,
-                exc,
+                "archiving a batch of spooled mail failed (%s); retrying one message at a time",
+                first_cause(exc),
             )
             return 0
         self.pause = min(max(0.5, self.pause * 2), MAX_PAUSE_SECONDS)
         log.error(
-            "archiving failed (%s: %s); the mail stays spooled, next try in %.1f s",
-            type(exc).__name__,
-            exc,
+            "archiving failed (%s); the mail stays spooled, next try in %.1f s",
+            first_cause(exc),
             self.pause,
         )
         return 0

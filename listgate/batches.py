@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from listgate import bans, lists, places, store
 from listgate.addresses import Recipient
 from listgate.admission import posting_addresses
-from listgate.ingest import IngestResult, ingest, look_ahead, store_raws, thread_command
+from listgate.contents import store_raws
+from listgate.ingest import IngestResult, ingest, look_ahead, thread_command
 from listgate.mail.message import ParsedMessage
 from listgate.models import MailingList
 from listgate.states import PostOrigin, PostState
@@ -46,6 +47,19 @@ class BatchAborted(RuntimeError):
     """
 
 
+def first_cause(exc: BaseException) -> str:
+    """The error that started it all, named for an operator: a transaction that is gone fails
+    again at each later step (SQLite's "no such savepoint" at the SAVEPOINT's end), and the last
+    of those hides the first (disk full, I/O error, too many open files)."""
+    first, seen = exc, {id(exc)}
+    while first.__context__ is not None and id(first.__context__) not in seen:
+        first = first.__context__
+        seen.add(id(first))
+    driver = getattr(first, "orig", None)  # SQLAlchemy's wrapper: the driver's own error
+    named = driver if isinstance(driver, BaseException) else first
+    return f"{type(named).__name__}: {str(named).strip()}"
+
+
 def ingest_batch(
     session: Session, items: Sequence[Item], *, domain: str, fallback_days: int = 30
 ) -> list[ItemResult]:
@@ -65,7 +79,7 @@ def ingest_batch(
             return [_ingest_item(session, item, known, domain, fallback_days) for item in items]
     except Exception as exc:
         if not store.of(session).transaction_alive(session):
-            raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
+            raise BatchAborted(first_cause(exc)) from exc
         log.info(
             "a message of a batch of %d failed (%s); redoing the batch one message at a time",
             len(items),
@@ -78,7 +92,7 @@ def ingest_batch(
                 results.append(_ingest_item(session, item, known, domain, fallback_days))
         except Exception as exc:
             if not store.of(session).transaction_alive(session):
-                raise BatchAborted(f"{type(exc).__name__}: {exc}") from exc
+                raise BatchAborted(first_cause(exc)) from exc
             log.warning(
                 "archiving <%s> failed: %s: %s", item.parsed.message_id, type(exc).__name__, exc
             )

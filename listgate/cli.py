@@ -18,7 +18,7 @@ from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.limits import TooLong
 from listgate.models import MailingList, Subscription
-from listgate.numerals import ID
+from listgate.numerals import ID, Count
 from listgate.schema import needs_upgrade, upgrade
 from listgate.states import ListPolicy, SubscriptionKind
 from listgate.subscriptions import SubscriptionError
@@ -121,7 +121,9 @@ def beat(celery_args: tuple[str, ...]) -> None:
 
 @main.command()
 @click.option("--gunicorn", "use_gunicorn", is_flag=True, help="Serve with gunicorn (production).")
-@click.option("--workers", default=2, show_default=True, help="gunicorn worker processes.")
+@click.option(
+    "--workers", type=Count(1, 256), default=2, show_default=True, help="gunicorn worker processes."
+)
 def web(use_gunicorn: bool, workers: int) -> None:
     """Run the web archive."""
     settings = load_settings()
@@ -154,7 +156,13 @@ def web(use_gunicorn: bool, workers: int) -> None:
 
 
 @main.command()
-@click.option("--batch", default=20, show_default=True, help="Messages archived per transaction.")
+@click.option(
+    "--batch",
+    type=Count(1, 10_000),
+    default=20,
+    show_default=True,
+    help="Messages archived per transaction.",
+)
 def archiver(batch: int) -> None:
     """Archive spooled mail (parse, thread, index, queue the fan-out); run several to scale."""
     ensure_schema(load_settings())
@@ -371,7 +379,13 @@ def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> N
 @main.command("import")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--list", "list_name", required=True, help="The list to import into.")
-@click.option("--batch", default=500, show_default=True, help="Messages per transaction.")
+@click.option(
+    "--batch",
+    type=Count(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Messages per transaction.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
     """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; reruns skip what is in."""

@@ -173,6 +173,9 @@ class Settings:
     max_folded_lines: int = 1000  # continuation lines of one header field
     archiver_nice: int = 10  # how far below the listener the archiver's CPU priority is (nice)
     max_recipients: int = 100  # RCPTs accepted per SMTP transaction
+    # simultaneous SMTP connections from one network (IPv4 /24, IPv6 /64); 0: a quarter of the
+    # gateway's limit, at least max_connections_per_client
+    max_connections_per_network: int = 0
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -286,6 +289,7 @@ class Settings:
             max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
             max_connections=_int(env, "LISTGATE_MAX_CONNECTIONS", 0, 1),  # unset: 0, derived
             archiver_nice=_nice(env),
+            max_connections_per_network=_int(env, "LISTGATE_MAX_CONNECTIONS_PER_NETWORK", 0, 1),
         )
 
 

@@ -16,7 +16,6 @@ from typing import Any
 
 from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
-from sqlalchemy.sql.dml import Insert
 
 from listgate import places, store
 from listgate.models import (
@@ -46,7 +45,6 @@ _COUNTED = (
 )
 _NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
 _PARTICIPANTS = table(ThreadParticipant)
-_JOIN: dict[str, Any] = {}  # per dialect: a participant's row, ON CONFLICT DO NOTHING (built once)
 _PARTICIPANTS_AMONG = store.blind(
     select(_PARTICIPANTS.c.thread_id, _PARTICIPANTS.c.address).where(
         _PARTICIPANTS.c.thread_id.in_(bindparam("threads", expanding=True)),
@@ -63,11 +61,6 @@ _ROOT = store.blind(
         _MESSAGES.c.id == bindparam("pk")
     )
 )
-
-
-def insert_ignore(session: Session, model: Any) -> Insert:
-    """INSERT … ON CONFLICT DO NOTHING for model's table (the store's, built once per dialect)."""
-    return store.of(session).insert_ignore(model)
 
 
 def _threads(session: Session) -> dict[int, Thread]:
@@ -323,11 +316,7 @@ def _joins(session: Session, thread_id: int, address: str) -> bool:
     if known:
         return False
     row = {"thread_id": thread_id, "address": address}
-    statement = _JOIN.get(store.of(session).dialect)
-    if statement is None:
-        statement = _JOIN[store.of(session).dialect] = store.blind(
-            insert_ignore(session, ThreadParticipant)
-        )
+    statement = store.of(session).insert_ignore(ThreadParticipant)
     if known is None:
         return bool(session.connection().execute(statement, row).rowcount)
     places.insert_rows(session.connection(), statement, [row])

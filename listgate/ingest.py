@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import conversations, digests, dispatch, notposted, places, store, threads
+from listgate import contents, conversations, digests, dispatch, notposted, places, store, threads
 from listgate.addresses import Recipient
 from listgate.admission import (
     COMMAND,
@@ -32,8 +31,6 @@ from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse
 from listgate.mail.subjects import normalize_subject
 from listgate.models import (
-    Attachment,
-    Blob,
     MailingList,
     MessageVariant,
     RawMessage,
@@ -47,65 +44,12 @@ from listgate.states import (
     SubscriptionKind,
     SubscriptionState,
 )
-from listgate.store import lock_list, table
+from listgate.store import lock_list
 
 log = logging.getLogger(__name__)
 
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
-_RAW = table(RawMessage)
-RAW_AHEAD_BYTES = 256 * 1024  # a batch's messages up to this size are stored in one statement
-_INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
-
-
-def store_raw_id(session: Session, raw: bytes) -> int:
-    """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT)."""
-    digest = hashlib.sha256(raw).hexdigest()
-    known = store.tx(session).raw_ids
-    if digest not in known:
-        conn = session.connection()
-        new = conn.execute(
-            store.blind(store.of(session).insert_ignore(RawMessage).returning(_RAW.c.id)),
-            {"sha256": digest, "size": len(raw), "data": raw},
-        ).scalar()
-        known[digest] = (
-            int(new)
-            if new is not None
-            else int(conn.execute(store.RAW_BY_HASH, {"sha256": digest}).scalar_one())
-        )
-    return known[digest]
-
-
-def store_raws(session: Session, raws: Sequence[bytes]) -> None:
-    """Store a batch's bytes in one INSERT; store_raw_id then finds their ids without a statement.
-
-    A message over RAW_AHEAD_BYTES is left to store_raw_id (one statement of many megabytes
-    would hold them all in memory at once).
-    """
-    known = store.tx(session).raw_ids
-    rows: dict[str, dict[str, Any]] = {}
-    for raw in raws:
-        digest = hashlib.sha256(raw).hexdigest()
-        if len(raw) <= RAW_AHEAD_BYTES and digest not in known:
-            rows.setdefault(digest, {"sha256": digest, "size": len(raw), "data": raw})
-    if not rows:
-        return
-    conn = session.connection()
-    written = conn.execute(
-        store.blind(
-            store.of(session)
-            .insert(RawMessage)
-            .values(list(rows.values()))
-            .on_conflict_do_nothing()
-            .returning(_RAW.c.id, _RAW.c.sha256)
-        )
-    )
-    known.update({r.sha256: r.id for r in written})
-    stored_before = [d for d in rows if d not in known]  # the same bytes came earlier
-    if stored_before:
-        known.update(
-            {r.sha256: r.id for r in conn.execute(store.RAWS_BY_HASH, {"hashes": stored_before})}
-        )
 
 
 def thread_command(parsed: ParsedMessage) -> str:
@@ -200,7 +144,7 @@ def _ingest(
     thread, _created = threads.attach(
         session, msg, keys, fallback_days, visible=status == PostState.VISIBLE
     )
-    _store_attachments(session, parsed, msg.id)
+    contents.store_attachments(session, parsed, msg.id)
     result = IngestResult(
         STORED if status == PostState.VISIBLE else HELD_FOR_MODERATION,
         mlist.name,
@@ -261,7 +205,7 @@ def _not_posted(
     banned after the gateway's 250).
     """
     entry_id = notposted.keep(
-        session, mlist, parsed, store_raw_id(session, parsed.raw), reason, envelope_from
+        session, mlist, parsed, contents.store_raw_id(session, parsed.raw), reason, envelope_from
     )
     log.info(
         "not posted %s on %s (queue entry %s): %s", parsed.message_id, mlist.name, entry_id, reason
@@ -316,7 +260,7 @@ def _same_id(
         existing.status == PostState.REMOVED
     ):  # a takedown stays down: nothing more is kept under that Message-ID
         return result
-    raw_id = store_raw_id(session, parsed.raw)
+    raw_id = contents.store_raw_id(session, parsed.raw)
     if raw_id == existing.raw_id:
         return result
     added = (
@@ -390,7 +334,7 @@ def _draft(
         thread_subject_norm=subject_norm,
         subject_norm=subject_norm,
         message_id_generated=parsed.message_id_generated,
-        raw_id=store_raw_id(session, parsed.raw),
+        raw_id=contents.store_raw_id(session, parsed.raw),
         from_name=parsed.from_name,
         from_addr=parsed.from_addr,
         date_offset=parsed.date_offset,
@@ -404,31 +348,6 @@ def _draft(
         status=status,
         origin=origin,
         defects="\n".join(parsed.defects)[:20000],
-    )
-
-
-def _store_attachments(session: Session, parsed: ParsedMessage, message_pk: int) -> None:
-    """Attachment rows, their content stored once per hash."""
-    if not parsed.attachments:
-        return
-    conn = session.connection()
-    conn.execute(
-        store.blind(store.of(session).insert_ignore(Blob)),
-        [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
-    )
-    conn.execute(
-        _INSERT_ATTACHMENT,
-        [
-            {
-                "message_pk": message_pk,
-                "position": pos,
-                "filename": a.filename,
-                "content_type": a.content_type,
-                "size": len(a.data),
-                "sha256": a.sha256,
-            }
-            for pos, a in enumerate(parsed.attachments)
-        ],
     )
 
 
@@ -465,7 +384,7 @@ def _command(
     envelope_from: str | None,
 ) -> IngestResult:
     """A mail to NAME+command@: handed to the worker, never archived."""
-    raw_id = store_raw_id(session, parsed.raw)
+    raw_id = contents.store_raw_id(session, parsed.raw)
     kind = dispatch.HANDLE_BOUNCE if recipient.command == "bounce" else dispatch.HANDLE_COMMAND
     entry = dispatch.record(
         session,

@@ -47,10 +47,14 @@ def within(limit: Limit, value: str) -> str:
     """value, or TooLong naming the field and its limit: never read or stored in part."""
     if len(value) > limit.chars:
         where = f"{limit.field}: " if limit.field else ""
-        raise TooLong(
-            f"{where}too long: at most {limit.chars:,} characters (this one has {len(value):,})"
-        )
+        raise TooLong(where + excess(limit, value))
     return value
+
+
+def excess(limit: Limit, value: str) -> str:
+    """'too long: at most N characters (this one has M)': TooLong's words, for a sentence that
+    names the field itself ("the reason is too long: …")."""
+    return f"too long: at most {limit.chars:,} characters (this one has {len(value):,})"
 
 
 def suggested(limit: Limit, value: str) -> str:

@@ -135,13 +135,14 @@ def by_mail(
         return approve(session, mlist, msg, f"mail:{sender}")
     reason = reject_reason(body)
     if reason is None:
-        raise ModerationError("to reject, reply with one line: reject: REASON")
+        raise ModerationError("to reject, reply with one line:\n  reject: REASON")
     try:
         return reject(session, mlist, msg, f"mail:{sender}", reason)
-    except limits.TooLong as exc:  # the web's limit, said as a mail can say it
+    except limits.TooLong:  # the web's limit, said as a mail can say it
         raise ModerationError(
-            f"{exc}. The post is still held: to reject it, reply again with a shorter line: "
-            "reject: REASON"
+            f"the {limits.REASON.field} is {limits.excess(limits.REASON, reason)}.\n"
+            "The post is still held: to reject it, reply again with a shorter line:\n"
+            "  reject: REASON"
         ) from None
 
 

@@ -52,3 +52,25 @@ class DatabaseId(click.ParamType):
 
 
 ID = DatabaseId()
+
+
+class Count(click.ParamType):
+    """A count on the command line (`type=Count(1, 10_000)`): least to most in ASCII digits, else
+    a usage error naming the range."""
+
+    name = "count"
+
+    def __init__(self, least: int, most: int) -> None:
+        self.least, self.most = least, most
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """The count, or click's "Invalid value" naming the parameter and the range."""
+        found = value if isinstance(value, int) else number(str(value), self.most)
+        if found is None or not self.least <= found <= self.most:
+            self.fail(
+                f"{value!r}: expected a whole number from {self.least:,} to {self.most:,} "
+                "in digits 0-9",
+                param,
+                ctx,
+            )
+        return found

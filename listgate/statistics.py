@@ -7,8 +7,8 @@ list instead of probing its Message-IDs, and SQLite joined a list's activity pag
 threads by scanning the threads once per post (quadratic). So `listgate import` ends by gathering
 them (gather, ANALYZE). An archive fed by mail is never imported: on SQLite each pooled connection
 of the engine (the archiver's, the gateway's, the web's, a worker's) runs PRAGMA optimize now and
-then (keep_fresh), which analyzes only the tables its planner used that lack statistics or grew
-many times over since; PostgreSQL's autovacuum does that job there.
+then and as it closes (keep_fresh), which analyzes only the tables its planner used that lack
+statistics or grew many times over since; PostgreSQL's autovacuum does that job there.
 """
 
 from __future__ import annotations
@@ -86,11 +86,14 @@ def gather(engine: Engine, models: Iterable[type[Any]] = ARCHIVE) -> bool:
 
 def keep_fresh(engine: Engine) -> None:
     """SQLite: each pooled connection runs PRAGMA optimize when back in the pool, at most every
-    OPTIMIZE_EVERY seconds of its life.
+    OPTIMIZE_EVERY seconds of its life, and once more when it is closed.
 
     SQLite analyzes the tables this connection's planner used whose indexes lack statistics or
     that grew many times over since their last ANALYZE (25 times before SQLite 3.46): the
     connection itself keeps track of which, so it runs on the connections that did the work.
+    SQLite advises it before closing a short-lived connection: one that lives less than the
+    interval (a pool's overflow, a short worker process, a command line's) never had its turn,
+    and its work would be forgotten. With analysis_limit it stays cheap.
     """
 
     @event.listens_for(engine, "connect")
@@ -106,6 +109,11 @@ def keep_fresh(engine: Engine) -> None:
             return
         # after a failure (another writer held the lock) the next try comes sooner
         record.info[_OPTIMIZED] = now if optimize(dbapi_conn) else now - OPTIMIZE_EVERY + RETRY
+
+    @event.listens_for(engine, "close")
+    def _closed(dbapi_conn: DBAPIConnection | None, record: ConnectionPoolEntry) -> None:
+        if dbapi_conn is not None and not record.info.get(READ_ONLY):
+            optimize(dbapi_conn)  # a busy database skips it: the next connection's close tries
 
 
 def optimize(dbapi_conn: DBAPIConnection) -> bool:

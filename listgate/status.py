@@ -16,9 +16,10 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session
 
-from listgate import counters, notposted, plurals
+from listgate import counters, gateways, notposted, plurals
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
+from listgate.gateways import GatewayReport
 from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.schema import current, head
 from listgate.spool import Depth, Spool
@@ -97,6 +98,8 @@ class Metrics:
     next_retry: datetime | None = None  # when the next deferred copy is due
     # accepted mail waiting for the archiver, or failed to archive
     spool: Depth = field(default_factory=Depth)
+    # each gateway's connections open and its limits, as it last said (listgate.gateways)
+    gateways: list[GatewayReport] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -200,6 +203,7 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         last_deferral=last_deferral,
         next_retry=next_retry,
         spool=_spool_depth(session, now),
+        gateways=gateways.reports(session),
     )
 
 
@@ -367,6 +371,7 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         )
         lines.append(f"last mail  {last}")
         lines.append(_failed_line(m.failed, now))
+        lines.extend(gateways.lines(m.gateways, now))
     if status.deferring and m is not None:
         retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
         # Not status.outbound: this command's environment may not be the workers' (another

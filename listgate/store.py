@@ -32,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.sql.dml import Insert
 
 from listgate.models import (
     Ban,
@@ -69,6 +70,7 @@ _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
 
 _FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
+_SEES_NODES = frozenset({"thread_nodes", "message_refs"})  # the tables a batch defers
 
 
 def blind(statement: Any) -> Any:
@@ -143,7 +145,7 @@ class Store:
         if dialect not in (SQLITE, POSTGRESQL):
             raise ValueError(f"listgate stores into SQLite or PostgreSQL, not {dialect!r}")
         self.dialect = dialect
-        self._ignoring: dict[str, UpsertInsert] = {}
+        self._ignoring: dict[str, Insert] = {}
         self._adding: dict[tuple[str, tuple[str, ...], str], UpsertInsert] = {}
 
     @property
@@ -178,12 +180,21 @@ class Store:
         target = _target(model)
         return postgresql.insert(target) if self.postgresql else sqlite.insert(target)
 
-    def insert_ignore(self, model: Any) -> UpsertInsert:
-        """INSERT … ON CONFLICT DO NOTHING for a model or table; built once."""
+    def insert_ignore(self, model: Any) -> Insert:
+        """INSERT … ON CONFLICT DO NOTHING for a model or table; built once.
+
+        Marked `blind` unless it writes thread nodes or reference rows, and the same object each
+        time: a batch's deferred rows go together only under one statement object
+        (listgate.places.insert_rows).
+        """
         target = _target(model)
-        stmt = self._ignoring.get(target.name)
-        if stmt is None:
-            stmt = self._ignoring[target.name] = self.insert(target).on_conflict_do_nothing()
+        known = self._ignoring.get(target.name)
+        if known is not None:
+            return known
+        stmt: Insert = self.insert(target).on_conflict_do_nothing()
+        if target.name not in _SEES_NODES:
+            stmt = blind(stmt)
+        self._ignoring[target.name] = stmt
         return stmt
 
     @functools.cached_property

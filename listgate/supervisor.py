@@ -254,6 +254,9 @@ class Supervisor:
         now = time.monotonic()
         state = {
             "pid": os.getpid(),
+            "started": uplock.start_time(
+                os.getpid()
+            ),  # which process the pid was (pids come round)
             "children": {n: c.describe(now) for n, c in self.children.items()},
         }
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -357,15 +360,16 @@ def read_state(path: Path) -> dict[str, Any] | None:
     """The state a running `listgate up` wrote, or None when none runs (or the file is stale).
 
     Whether one runs is asked of the data dir's lock, which a killed `up` does not keep (its
-    services hold it while they stop: then its pid in the file is dead); only where the lock
-    cannot tell is it whether the pid in the file lives (pids get reused).
+    services hold it while they stop: then its pid in the file is dead, or another process's,
+    told apart by its start time); only where the lock cannot tell is it whether the pid in the
+    file lives.
     """
     try:
         state = json.loads(path.read_text())
         running = uplock.held(path.parent.parent)
         if running is None:
             os.kill(int(state["pid"]), 0)
-        elif not running or not uplock.alive(int(state["pid"])):
+        elif not running or not uplock.alive(int(state["pid"]), state.get("started")):
             return None
     except (OSError, ValueError, KeyError, TypeError):
         return None

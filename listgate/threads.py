@@ -22,7 +22,7 @@ from sqlalchemy import bindparam, delete, false, insert, null, select, update
 from sqlalchemy.orm import Session
 
 from listgate import conversations, forest, places
-from listgate.conversations import count_visible, insert_ignore, resolve
+from listgate.conversations import count_visible, resolve
 from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
@@ -40,7 +40,6 @@ __all__ = [
     "attach",
     "choose_parent",
     "count_visible",
-    "insert_ignore",
     "is_thread_key",
     "place_copies",
     "place_key",

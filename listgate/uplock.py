@@ -6,7 +6,9 @@ kill -9 included, so a killed supervisor never leaves a stale lock behind. The s
 it, so after a kill -9 of `up` the lock stays held while they stop (the kernel sends them
 SIGTERM): a new `up` waits for them, a moment, instead of meeting their ports still taken or
 running its services beside theirs. The holder writes its pid in the file for the message a
-second `up` prints; whether an `up` runs is asked of the lock alone.
+second `up` prints, with its start time: pids come round again (only 32768 of them on many
+systems), and the pid of a killed `up` taken by a new process must not look like that `up`
+alive. Whether an `up` runs is asked of the lock alone.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def hold(data_dir: Path, echo: Callable[[str], None] = log.info) -> Iterator[int
     try:
         locked = fd >= 0 and _lock(fd, path, echo)
         if locked:
-            _write_pid(fd, f"{os.getpid()}\n")
+            _write_pid(fd, f"{os.getpid()} {start_time(os.getpid()) or ''}".strip() + "\n")
         yield fd if locked else None
     finally:
         if locked:
@@ -94,11 +96,12 @@ def _lock(fd: int, path: Path, echo: Callable[[str], None]) -> bool:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return True
         except BlockingIOError:
-            holder, now = _holder(fd), time.monotonic()
-            if holder is not None and holder != killed and not alive(holder):
+            (holder, started), now = _holder(fd), time.monotonic()
+            if holder is not None and holder != killed and not alive(holder, started):
                 killed, deadline = holder, now + STOP_WAIT_SECONDS
+                reused = ", a number another process has taken since" if alive(holder) else ""
                 echo(
-                    f"waiting for the services of the killed `listgate up` (pid {holder}) "
+                    f"waiting for the services of the killed `listgate up` (pid {holder}{reused}) "
                     f"to stop (at most {STOP_WAIT_SECONDS:.0f}s) ..."
                 )
             elif now >= deadline:
@@ -110,10 +113,22 @@ def _lock(fd: int, path: Path, echo: Callable[[str], None]) -> bool:
             return False
 
 
-def alive(pid: int) -> bool:
-    """Whether pid runs (a killed process not yet reaped by its parent counts as gone)."""
+def start_time(pid: int) -> str | None:
+    """When pid started (clock ticks after boot, from /proc), None where /proc does not tell."""
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+        return _stat(pid)[19]  # field 22 of proc_pid_stat(5); the first after ")" is field 3
+    except (OSError, IndexError):
+        return None
+
+
+def alive(pid: int, started: str | None = None) -> bool:
+    """Whether pid runs and, given `started` (its start_time()), is still that process.
+
+    A killed process not yet reaped by its parent counts as gone.
+    """
+    try:
+        fields = _stat(pid)
+        return fields[0] not in "ZX" and started in (None, fields[19])
     except FileNotFoundError:
         return False
     except (OSError, IndexError):  # no /proc (not Linux): ask the kernel
@@ -124,6 +139,11 @@ def alive(pid: int) -> bool:
         except OSError:
             pass  # someone else's process
         return True
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces and ")")."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def _holders(path: Path) -> list[str]:
@@ -142,10 +162,15 @@ def _holders(path: Path) -> list[str]:
     return found
 
 
-def _holder(fd: int) -> int | None:
-    """The pid the holder wrote in the lock file (None if it has not written it yet)."""
-    text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    return int(text) if text.isdigit() else None
+def _holder(fd: int) -> tuple[int | None, str | None]:
+    """The pid and start time the holder wrote in the lock file (None if it has not yet).
+
+    An `up` older than the start time wrote its pid alone: (pid, None).
+    """
+    words = os.pread(fd, 64, 0).decode("ascii", "replace").split()
+    if not words or not words[0].isdigit():
+        return None, None
+    return int(words[0]), words[1] if len(words) > 1 and words[1].isdigit() else None
 
 
 def _write_pid(fd: int, text: str) -> None:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from flask import Flask
 
 pytest_plugins = [
+    "tests.support.reaper",  # first: the processes the others start die with the run
+    "tests.support.temproot",  # this checkout's own base temp
     "tests.support.services",
     "tests.support.sink",
     "tests.support.gateway",

@@ -65,6 +65,7 @@ def init_app(app: Flask) -> None:
         "name": name_filter,
         "mask": bodies.mask_addresses,
         "xmlsafe": xmlsafe,
+        "paragraphs": bodies.typed_paragraphs,
     }
     for name, fn in filters.items():
         app.add_template_filter(fn, name)

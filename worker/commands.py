@@ -60,12 +60,12 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
             notice(
                 session,
                 mlist,
-                "rejected",
+                "not_done",
                 sender,
                 entry.id,
                 reply=True,
-                subject=f"{command} request",
-                reason=str(exc),
+                command=command,
+                why=str(exc),
             )
         ]
 

@@ -92,7 +92,7 @@ class WorkerContext:
         dispatch.enqueue(self.sender, entries)
 
     def dispose(self) -> None:
-        """Close this process's connections."""
+        """Close this process's connections (a forked child leaves its parent's to the parent)."""
         if self._engine is not None:
-            self._engine.dispose()
-        self._engine = self._db = None
+            self._engine.dispose(close=self._pid == os.getpid())
+        self._engine = self._db = self._writer = None

@@ -7,11 +7,13 @@ autoresponders and bounces never come back as posts or loops.
 from __future__ import annotations
 
 import email.policy
+import textwrap
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, make_msgid
 from typing import Any
 
+from listgate import plurals
 from listgate.config import Settings
 from listgate.mail import mime
 from listgate.mail.names import LOOP_HEADER
@@ -26,11 +28,12 @@ class NoticeError(ValueError):
     """A payload naming an unknown template or lacking a recipient."""
 
 
-def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]:
+def texts(p: dict[str, Any], s: Settings) -> dict[str, tuple[str, str]]:
+    """Each kind of notice's (Subject, text) for the payload p."""
     name = p.get("list", "")
     addr = f"{name}@{s.domain}"
     thread = _thread_words(p, s)
-    texts: dict[str, tuple[str, str]] = {
+    return {
         "confirm": (
             f"Confirm your subscription to{thread} {name}",
             f"Someone (hopefully you) asked to subscribe {p.get('to')} to{thread} "
@@ -72,6 +75,13 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
             "Please try again later,\n"
             "or tell the list's administrators and give them that reference.\n",
         ),
+        # A mail command refused: what the sender asked (from its address) and why, never a
+        # word of their mail.
+        "not_done": (
+            f"Your {p.get('command', '')} request to {name} was not carried out",
+            f"Your {p.get('command', '')} request to {addr} was not carried out:\n\n{_why(p)}\n\n"
+            f"For the commands of {addr}, write to {name}+help@{s.domain}\n",
+        ),
         "suspended": (
             f"Your subscription to {name} is suspended",
             f"Mail from {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
@@ -80,12 +90,7 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
         ),
         "help": (
             f"Help for {name}",
-            f"Commands for the list {addr}:\n\n"
-            f"  {name}+subscribe@{s.domain}    subscribe (you will be asked to confirm)\n"
-            f"  {name}+unsubscribe@{s.domain}  leave the list\n"
-            f"  {name}+help@{s.domain}         this help\n"
-            f"  {name}+digest-daily@{s.domain}  "
-            "a daily digest (also -weekly, and -off for every post)\n\n"
+            f"Commands for the list {addr}:\n\n{_commands(name, s)}\n"
             "In a reply to a list mail, a body of just one word acts on that thread:\n"
             "  follow       get every post of this thread\n"
             "  mute         get no more posts of this thread\n"
@@ -123,8 +128,10 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
             f"Act on it on the moderation page: {p.get('link', '')}\n",
         ),
         "reminder": (
-            f"{name}: {p.get('count', 0)} post(s) still await moderation",
-            f"These posts to {addr} are still held:\n\n{p.get('posts', '')}\n\n"
+            f"{name}: {plurals.count(int(p.get('count', 0)), 'post')} still "
+            f"{'awaits' if p.get('count') == 1 else 'await'} moderation",
+            f"{'This post' if p.get('count') == 1 else 'These posts'} to {addr} "
+            f"{'is' if p.get('count') == 1 else 'are'} still held:\n\n{p.get('posts', '')}\n\n"
             "Send any mail to an approve address to publish that post; to reject one, write\n"
             '"reject: REASON" to its reject address.\n\n'
             f"The moderation page: {p.get('link', '')}\n",
@@ -143,9 +150,30 @@ def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]
             "If you did not ask for it, ignore this mail.\n",
         ),
     }
-    if t not in texts:
+
+
+def _subject_and_body(t: str, p: dict[str, Any], s: Settings) -> tuple[str, str]:
+    found = texts(p, s).get(t)
+    if found is None:
         raise NoticeError(f"unknown notice template {t!r}")
-    return texts[t]
+    return found
+
+
+def _commands(name: str, s: Settings) -> str:
+    """The list's command addresses, what each does beside it (in one column)."""
+    rows = [
+        ("subscribe", "subscribe (you will be asked to confirm)"),
+        ("unsubscribe", "leave the list"),
+        ("help", "this help"),
+        ("digest-daily", "a daily digest (also -weekly, and -off for every post)"),
+    ]
+    width = max(len(f"{name}+{command}@{s.domain}") for command, _ in rows)
+    return "".join(f"  {f'{name}+{c}@{s.domain}':<{width}}  {what}\n" for c, what in rows)
+
+
+def _why(p: dict[str, Any]) -> str:
+    """Why a command was not carried out, set off from the sentence announcing it."""
+    return textwrap.indent(str(p.get("why", "")).strip() or "it could not be understood", "  ")
 
 
 def _thread_words(p: dict[str, Any], s: Settings) -> str:
@@ -186,10 +214,11 @@ def _leave_words(p: dict[str, Any], s: Settings) -> str:
             f"{_thread_link(p, s)}To stop getting this thread, open {link}\n"
             "or reply to any of its mails with the one word: unsubscribe\n"
         )
+    # the link ends its line: a mail reader would take a "," after it for part of it
     return (
-        f"To leave, write to {name}+unsubscribe@{s.domain}"
-        + (f" or open {link}" if link else "")
-        + ",\nor use the link in any list mail.\n"
+        f"To leave, write to {name}+unsubscribe@{s.domain}\n"
+        + (f"or open {link}\n" if link else "")
+        + "or use the link in any list mail.\n"
     )
 
 

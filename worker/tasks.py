@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from celery import Celery, Task, shared_task
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_process_shutdown
 
 from listgate import dispatch
 from listgate.config import Settings
@@ -138,9 +138,13 @@ def send_reminders(task: ListgateTask) -> int:
 
 
 def register(app: Celery, settings: Settings, resolver: TxtResolver | None = None) -> WorkerContext:
-    """Give app's listgate tasks one per-process context, warmed in each new pool process."""
+    """Give app's listgate tasks one per-process context, warmed in each new pool process and
+    closed as it ends."""
     ctx = _contexts[app] = WorkerContext(settings, sender=app, resolver=resolver)
     worker_process_init.connect(lambda **_: _warm(ctx), weak=False)
+    # a pool process that ends (--max-tasks-per-child, a pool shrinking) closes its connections,
+    # each running SQLite's PRAGMA optimize as it closes (listgate.statistics)
+    worker_process_shutdown.connect(lambda **_: ctx.dispose(), weak=False)
     return ctx
 
 

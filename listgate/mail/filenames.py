@@ -19,6 +19,14 @@ MAX_STEM = 100  # characters of an attached message's Subject in its name
 # other limits); runs of white space, a folded line's included.
 _UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]+")
 _SPACES = re.compile(r"\s+")
+# Types mail carries unnamed that Python's table does not know (an OpenPGP signature part).
+_OWN_EXTENSIONS = {
+    "application/pgp-signature": ".asc",
+    "application/pgp-keys": ".asc",
+    "application/pgp-encrypted": ".asc",
+}
+# Main types that are read (as body text, or a message's parts), not kept as files when unnamed.
+_NOT_FILES = ("text", "message", "multipart")
 
 
 def safe_filename(name: str, fallback: str = "attachment") -> str:
@@ -46,17 +54,27 @@ def unnamed(part: StdMessage, n: int) -> str:
 
 
 def given_name(part: StdMessage) -> str | None:
-    """The name part's fields give it (None if none), RFC 2047 decoded, 8-bit bytes read as UTF-8
-    (else Latin-1), not as U+FFFD as the standard library reads them."""
+    """The name part's fields give it, RFC 2047 decoded, 8-bit bytes read as UTF-8 (else Latin-1),
+    not as U+FFFD as the standard library reads them; None if none, or one that leaves nothing
+    once made safe (`filename=""`, "..": no name, as the mail had given none)."""
     fields = tuple((n, text_value(v)) for n, v in part.raw_items())
     name = mime_headers(fields).get_filename() if fields else None
-    return None if name is None else decode_header(name)
+    return (
+        None if name is None or not safe_filename(decode_header(name), "") else decode_header(name)
+    )
 
 
 def is_unnamed_attachment(part: StdMessage) -> bool:
-    """A part the mail says is an attachment (or an RTF file) but gives no name."""
-    return part.get_filename() is None and (
-        part.get_content_disposition() == "attachment" or part.get_content_subtype() == "rtf"
+    """A part shown as a file though the mail gives it no name (given_name): one marked
+    attachment, RTF, or any file that is not text, a message or a multipart and has no
+    Content-ID to be named by (an image sent inline without a name is not lost)."""
+    if given_name(part) is not None:
+        return False
+    maintype = part.get_content_maintype()
+    return (
+        part.get_content_disposition() == "attachment"
+        or part.get_content_subtype() == "rtf"
+        or (maintype not in _NOT_FILES and not part.get("Content-ID"))
     )
 
 
@@ -67,7 +85,7 @@ def _types() -> mimetypes.MimeTypes:
 
 
 def _extension(ctype: str) -> str:
-    if ctype.endswith("/rtf"):
-        return ".rtf"
+    if ctype in _OWN_EXTENSIONS or ctype.endswith("/rtf"):
+        return _OWN_EXTENSIONS.get(ctype, ".rtf")
     known = _types().guess_extension(ctype, strict=False)
     return known or (".txt" if ctype.startswith(("text/", "message/")) else ".bin")

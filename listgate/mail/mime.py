@@ -13,7 +13,11 @@ docstring), but where mail-parser is not what a reader would expect, it is corre
 - an attachment whose base64 is broken is kept, repaired as far as it can be, with a defect,
   not dropped;
 - a name the mail gives in 8-bit bytes is read as UTF-8, else Latin-1 (filenames.given_name),
-  not as U+FFFD.
+  not as U+FFFD;
+- a part the mail leaves unnamed (or names `filename=""`) is named by filenames.unnamed, not at
+  random, and an unnamed file that is not text (an image sent inline) is kept, not dropped;
+- a multipart that reuses its parent's boundary is read as the streaming decoder reads it: the
+  standard library ends the parent at the inner closing delimiter, what follows was lost.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import email
 import functools
 import logging
-import re
 from email.message import Message as StdMessage
 from email.policy import compat32
 from types import ModuleType
@@ -33,9 +36,6 @@ from listgate.mail.fields import Header
 from listgate.mail.filenames import given_name, is_unnamed_attachment, safe_filename, unnamed
 from listgate.mail.message import Bodies, ParsedAttachment
 from listgate.mail.values import decode_header
-
-# The name mail-parser makes up, at random, for an attachment the mail leaves unnamed.
-_MADE_UP = re.compile(r"[a-z]{10}\.(?:txt|rtf)")
 
 if TYPE_CHECKING:
     import mailparser
@@ -67,12 +67,15 @@ def decode(raw: bytes, header: Header, defects: list[str]) -> Bodies:
         # Only the shaping fields: mail-parser would otherwise re-read Received, address and date
         # fields we read ourselves (that doubled the cost of every message).
         msg: StdMessage = email.message_from_bytes(view + b"\n" + raw[header.body :])
+        if _reuses_boundary(msg):
+            return stream.decode(raw, header, defects)
+        names = _name_parts(msg)
         mp = mailparser.MailParser(message=msg)
     except (RecursionError, Exception) as exc:  # noqa: BLE001 - deep nesting, pathological MIME
         defects.append(f"ParseError: {type(exc).__name__}: {exc}"[:300])
         return "", "", ()
     header_defects(header, msg.get_content_type(), defects)
-    body_text, body_html, attachments = _bodies(mp, defects, _names_for_unnamed(msg))
+    body_text, body_html, attachments = _bodies(mp, defects, names)
     if _undecoded(body_text) or not (body_text or body_html or attachments):
         body_text = _texts(msg, defects, "text/plain") or body_text
     if _undecoded(body_html):
@@ -116,27 +119,51 @@ def _as_sent(
     return tuple(out)
 
 
-def _names_for_unnamed(msg: StdMessage) -> tuple[list[str], dict[str, str]]:
-    """(our names for the parts mail-parser names at random, in its order; the names the mail
-    gives its parts, as mail-parser reads them, to as we read them: 8-bit ones not as U+FFFD).
+def _reuses_boundary(msg: StdMessage, open_: tuple[str, ...] = ()) -> bool:
+    """Whether a multipart in msg reuses the boundary of one it is inside (not MIME: the standard
+    library ends the outer one at the inner closing delimiter and mail-parser recovers only part
+    of what follows); such mail is read as the streaming decoder reads it."""
+    boundary = msg.get_boundary() if msg.get_content_maintype() == "multipart" else None
+    if boundary is not None and boundary in open_:
+        return True
+    payload = msg.get_payload()
+    inner = open_ + ((boundary,) if boundary is not None else ())
+    return isinstance(payload, list) and any(
+        _reuses_boundary(p, inner) for p in payload if isinstance(p, StdMessage)
+    )
 
-    Those parts are the unnamed attachments it does not name by their Content-ID; the message is
-    not changed to name them first, as what it stores of an attached message would change too.
+
+def _name_parts(msg: StdMessage) -> dict[str, str]:
+    """Name msg's parts as the streaming decoder does, before mail-parser reads them: a name that
+    leaves nothing once made safe is taken away, an unnamed attachment is given a token for our
+    name (mail-parser's is random). What mail-parser reads as a name, to our reading of it.
+
+    8-bit names are not rewritten (the standard library would write them again as U+FFFD): they
+    are mapped back to our reading (filenames.given_name) instead.
     """
-    names, given, n = [], {}, 0
+    names, n = {}, 0
     for part in msg.walk():
-        if (filename := part.get_filename()) is not None:
-            given[decode_header(filename)] = given_name(part) or decode_header(filename)
-        elif is_unnamed_attachment(part):
-            n += 1  # counted as the streaming decoder counts them
-            if not part.get("Content-ID") or part.get_content_subtype() in ("html", "plain"):
-                names.append(unnamed(part, n))
-    return names, given
+        filename = part.get_filename()
+        ours = given_name(part)
+        if ours is None and filename is not None:
+            part.del_param("filename", header="Content-Disposition")
+            part.del_param("name")
+        elif filename is not None and ours is not None:
+            names[decode_header(filename)] = ours
+        if not is_unnamed_attachment(part):
+            continue
+        n += 1  # counted as the streaming decoder counts them
+        if not part.get("Content-ID") or part.get_content_subtype() in ("html", "plain"):
+            token = f"listgate-unnamed-{n}"
+            # A new Content-Disposition (its kind kept): a broken Content-Type takes no parameter
+            disposition = part.get_content_disposition() or "attachment"
+            del part["Content-Disposition"]
+            part["Content-Disposition"] = f'{disposition}; filename="{token}"'
+            names[token] = unnamed(part, n)
+    return names
 
 
-def _bodies(
-    mp: mailparser.MailParser, defects: list[str], unnamed_parts: tuple[list[str], dict[str, str]]
-) -> Bodies:
+def _bodies(mp: mailparser.MailParser, defects: list[str], names: dict[str, str]) -> Bodies:
     for item in mp.defects or []:
         for kind, texts in item.items() if isinstance(item, dict) else []:
             defects.extend(
@@ -145,7 +172,6 @@ def _bodies(
     text = "\n".join(t for t in (mp.text_plain or []) if t).replace("\x00", "")
     html = "\n".join(t for t in (mp.text_html or []) if t).replace("\x00", "")
     attachments = []
-    names, given = iter(unnamed_parts[0]), unnamed_parts[1]
     for att in mp.attachments or []:
         data = str(att.get("payload") or "").encode("utf-8", "surrogateescape")
         if att.get("binary"):
@@ -154,9 +180,7 @@ def _bodies(
             if problem:
                 defects.append(f"AttachmentDefect: {att.get('filename')!r}: {problem}"[:300])
         filename = str(att.get("filename") or "")
-        if _MADE_UP.fullmatch(filename) and filename not in given:
-            filename = next(names, filename)
-        filename = given.get(filename, filename)
+        filename = names.get(filename, filename)
         attachments.append(
             ParsedAttachment(
                 filename=safe_filename(filename),

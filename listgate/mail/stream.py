@@ -8,8 +8,10 @@ body is decoded from a memoryview: the only big allocations are the decoded resu
 What a reader sees is what mail-parser shows of the same mail (tests/unit/listgate/
 test_mail_decoders_agree.py holds both to it), by these rules:
 - a part named by the mail (filename or name, RFC 2047 decoded) is an attachment; an unnamed one
-  is an attachment when it has a Content-ID (named by it, unless it is text), is RTF, or is marked
-  attachment (named by filenames.unnamed); a named text part marked inline is body text too;
+  (or one whose name leaves nothing once made safe: `filename=""`) is an attachment when it has a
+  Content-ID (named by it, unless it is text), is RTF, is marked attachment, or is any other file
+  but text, a message or a multipart (an image sent inline without a name): named by
+  filenames.unnamed; a named text part marked inline is body text too;
 - an attached message (any message/* but a delivery report, or a multipart, marked attachment)
   is kept as a file of the bytes that were sent, and its text still counts as body text, as an
   inline message's does; the parts inside an attached one are never body text by their own
@@ -18,7 +20,8 @@ test_mail_decoders_agree.py holds both to it), by these rules:
   dumps, calendar text sent inline and unnamed) is not shown: mail-parser keeps no file of it;
   but a mail that is nothing but such text shows it as its plain text;
 - a multipart whose boundary is never found is read as text; one with only its closing delimiter
-  is empty.
+  is empty; one that reuses its parent's boundary holds the delimiters up to its own closing one
+  (mime.decode hands such mail to this decoder).
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ from listgate.mail.names import CONTENT_TRANSFER_ENCODING
 
 MAX_PARTS = 1000  # parts per multipart taken; the gateway's shape check bounds nesting before this
 MAX_DEPTH = 50
+# Bytes of a part's start searched for its parent's boundary, named again in its header (or its
+# attached message's): never the whole of a big attachment's body.
+_HEADER_WINDOW = 64 * 1024
 _BODY_TYPES = ("text/plain", "text/html")
 _UUENCODE = ("x-uuencode", "uuencode", "uue", "x-uue")  # the standard library's names
 
@@ -85,7 +91,8 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
         if head.get_content_maintype() == "multipart" and depth < MAX_DEPTH
         else None
     )
-    parts = _split_parts(raw, body, end, _bytes(boundary)) if boundary else None
+    digest = head.get_content_subtype() == "digest"
+    parts = _split_parts(raw, body, end, _bytes(boundary), digest) if boundary else None
     inner = _inner_message(sink, body, end, head, depth) if parts is None else None
     report = head.get_content_type() == "message/delivery-status"  # a container of field blocks
     if parts is None and inner is None and not report:
@@ -99,7 +106,7 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
     for s, e in (parts or [])[:MAX_PARTS]:
         part = fields.read(raw, s, e)
         part_head = mime_headers(part.fields)
-        if head.get_content_subtype() == "digest":  # its parts are messages unless they say
+        if digest:  # its parts are messages unless they say
             part_head.set_default_type("message/rfc822")
         _entity(sink, part.body, e, part_head, depth + 1, inside)
 
@@ -107,16 +114,17 @@ def _entity(sink: _Sink, body: int, end: int, head: StdMessage, depth: int, insi
 def _inner_message(sink: _Sink, body: int, end: int, head: StdMessage, depth: int) -> Header | None:
     """The header block of the message head's body is, if it is one (message/*, but a delivery
     report: the standard library's reading); its fields are given to head, to name it by."""
-    if (
-        head.get_content_maintype() != "message"
-        or head.get_content_subtype() == "delivery-status"
-        or depth >= MAX_DEPTH
-        or body >= end
-    ):
+    if _inner_type(head) is None or depth >= MAX_DEPTH or body >= end:
         return None
     inner = fields.read(sink.raw, body, end)
     head.set_payload([mime_headers(inner.fields)])  # filenames.unnamed reads its Subject
     return inner
+
+
+def _inner_type(head: StdMessage) -> str | None:
+    """head's type if its body is a message (message/*, but a delivery report), else None."""
+    ctype = head.get_content_type()
+    return ctype if ctype.startswith("message/") and ctype != "message/delivery-status" else None
 
 
 def _blocks_inline(head: StdMessage) -> bool:
@@ -134,9 +142,19 @@ def _bytes(boundary: str) -> bytes:
         return boundary.encode("utf-8", "replace")
 
 
-def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tuple[int, int]] | None:
-    """(start, end) of each part of a multipart body raw[start:end]; None when no delimiter is
-    found."""
+def _split_parts(
+    raw: bytes, start: int, end: int, boundary: bytes, digest: bool = False
+) -> list[tuple[int, int]] | None:
+    """(start, end) of each part of a multipart body raw[start:end] (of a multipart/digest: its
+    parts are messages by default); None when no delimiter is found."""
+    return _scan(raw, start, end, boundary, 0, digest)[0]
+
+
+def _scan(
+    raw: bytes, start: int, end: int, boundary: bytes, depth: int, digest: bool
+) -> tuple[list[tuple[int, int]] | None, int]:
+    """(the parts of a multipart body raw[start:end] or None, where its closing delimiter line
+    ends, or end); a part that is a multipart reusing boundary keeps its own delimiters."""
     delim = b"--" + boundary
     parts: list[tuple[int, int]] | None = None
     part_start = -1
@@ -159,12 +177,39 @@ def _split_parts(raw: bytes, start: int, end: int, boundary: bytes) -> list[tupl
                 (part_start, j - 2 if raw[j - 2 : j] == b"\r\n" else max(j - 1, part_start))
             )
         if closing:
-            return parts
+            return parts, raw.find(b"\n", k, end) + 1 or end
         part_start = raw.find(b"\n", k, end) + 1 or end
+        pos = _past_reuse(raw, part_start, end, boundary, depth, digest)
     if parts is not None and part_start >= 0:  # never closed: its last line end is not its own
         last = end - 2 if raw[end - 2 : end] == b"\r\n" else end - (raw[end - 1 : end] == b"\n")
         parts.append((part_start, max(last, part_start)))
-    return parts
+    return parts, end
+
+
+def _past_reuse(raw: bytes, start: int, end: int, boundary: bytes, depth: int, digest: bool) -> int:
+    """Where to look for the next delimiter after a part starting at start: past the closing
+    delimiter of a multipart (or attached message's) that reuses boundary, else start.
+
+    Not MIME (RFC 2046 5.1.1), but sent: the part is read as its sender meant, holding the
+    delimiters up to its own closing one (as the gateway's depth check reads them), not as the
+    parts of its parent ended by that closing delimiter (what followed it was lost)."""
+    if depth >= MAX_DEPTH or raw.find(boundary, start, min(end, start + _HEADER_WINDOW)) < 0:
+        return start  # the boundary is not named in the part's header: the usual case, cheap
+    pos = start
+    for _ in range(MAX_DEPTH - depth):
+        header = fields.read(raw, pos, end)
+        head = mime_headers(header.fields)
+        if digest and pos == start:
+            head.set_default_type("message/rfc822")
+        if head.get_content_maintype() == "multipart":
+            own = head.get_boundary()
+            same = own is not None and _bytes(own) == boundary
+            nested = head.get_content_subtype() == "digest"
+            return _scan(raw, header.body, end, boundary, depth + 1, nested)[1] if same else start
+        if _inner_type(head) is None or header.body >= end:
+            return start
+        pos = header.body
+    return start
 
 
 def _decoded(sink: _Sink, head: StdMessage, body: int, end: int) -> bytes | memoryview:

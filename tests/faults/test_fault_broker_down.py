@@ -48,9 +48,11 @@ def test_posts_accepted_while_broker_down_and_notified_after(
     settings, db = prepare(env, "dev")
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "dev"), "alice@example.org")
-    gw = gateway(env, tmp_path / "gateway.log").start()
-    worker = WorkerProcess(env, tmp_path / "worker.log").start()
-    try:
+    gw = gateway(env, tmp_path / "gateway.log")
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    try:  # both stopped whichever failed to start
+        gw.start()
+        worker.start()
         with smtplib.SMTP("127.0.0.1", settings.smtp_port, timeout=30) as c:
             assert (
                 c.sendmail("ann@example.org", ["dev@lists.test"], post("before@example.org")) == {}

@@ -1,12 +1,12 @@
 """Many connections from many addresses, idle or slow: the gateway's own limit, not its fds or RAM.
 
-The attack: hundreds of connections spread over 250 loopback source addresses (under the limit per
-client), held open idle or sending a command a byte at a time. Without a gateway-wide limit each
-is served, costing the gateway a file descriptor and its buffers, until accept() fails with
-EMFILE. Here the connections over LISTGATE_MAX_CONNECTIONS must get 421 at once and be closed,
-the gateway's fds and memory must stay bounded, and once the attack ends a real client's post
-must get 250 and be stored; with fewer fds than connections allowed (a low `ulimit -n`), the
-listener must survive EMFILE and serve again once fds are free.
+The attack: hundreds of connections spread over 250 loopback source addresses in 250 networks
+(under the limits per client and per network), held open idle or sending a command a byte at a
+time. Without a gateway-wide limit each is served, costing the gateway a file descriptor and its
+buffers, until accept() fails with EMFILE. Here the connections over LISTGATE_MAX_CONNECTIONS must
+get 421 at once and be closed, the gateway's fds and memory must stay bounded, and once the attack
+ends a real client's post must get 250 and be stored; with fewer fds than connections allowed (a
+low `ulimit -n`), the listener must survive EMFILE and serve again once fds are free.
 """
 
 from __future__ import annotations
@@ -37,8 +37,10 @@ SLACK = 24 * MB  # the interpreter's own noise between two measurements
 
 
 def _sources(n: int) -> list[str]:
-    """n loopback source addresses, 127.0.0.2 to 127.0.0.251 in turn (127.0.0.9 is the client's)."""
-    return [f"127.0.0.{2 + i % 250}" for i in range(n)]
+    """n loopback source addresses, 127.0.1.2 to 127.0.250.2 in turn: each in a network of its own
+    (a /24), so the gateway's limit is what refuses them, not one network's share of it; the
+    client posts from 127.0.0.1."""
+    return [f"127.0.{1 + i % 250}.2" for i in range(n)]
 
 
 class Crowd:

@@ -67,9 +67,11 @@ def test_database_down_gives_451_and_503_then_recovers(tmp_path: Path, own_postg
     env = site_env(tmp_path, LISTGATE_DATABASE_URL=url)
     settings, db = prepare(env, "dev")
     web_url = f"http://127.0.0.1:{settings.web_port}"
-    gw = gateway(env, tmp_path / "gateway.log").start()
-    web = webarchive(env, tmp_path / "web.log").start()
-    try:
+    gw = gateway(env, tmp_path / "gateway.log")
+    web = webarchive(env, tmp_path / "web.log")
+    try:  # both stopped whichever failed to start
+        gw.start()
+        web.start()
         assert post_code(settings.smtp_port, "before@example.org") == 250
         assert http_get(web_url + "/lists/dev/")[0] == 200
         # a transaction whose RCPT was accepted before the outage, DATA during it

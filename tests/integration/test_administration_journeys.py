@@ -240,7 +240,11 @@ def test_an_owner_creates_edits_moderates_by_mail_removes_and_purges(
     # The approve address works once: a second use is answered, and nothing is sent again.
     smtp_send(stack, MOD, approve, post(MOD, approve, "approve", "ok-2@example.org", "approve"))
     answer = arrived(
-        msink, stack, MOD, "the answer to a reused address", subject_has("was not accepted")
+        msink,
+        stack,
+        MOD,
+        "the answer to a reused address",
+        subject_has("Your approve request to club was not carried out"),
     )[0]
     assert "already dealt with" in text_of(answer.message)
     for address in (SUB1, SUB2):
@@ -342,7 +346,9 @@ def test_a_reject_reason_by_mail_over_the_limit_is_answered_and_the_post_stays_h
                 lambda r: "too long" in text_of(r.message),
             )[0]
             said = " ".join(text_of(answer.message).split())
-            assert "reason: too long: at most 2,000 characters (this one has 2,001)" in said
+            assert "the reason is too long: at most 2,000 characters (this one has 2,001)" in said
+            assert "reason: reason:" not in said.lower()  # "Reason: reason: too long…" before
+            assert answer.message["Subject"] == "Your reject request to board was not carried out"
             assert "still held" in said
             with db(stack)() as session:
                 held = session.scalars(

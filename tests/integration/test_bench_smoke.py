@@ -63,5 +63,8 @@ def test_every_benchmark_reports_its_rows_at_a_tiny_size(tmp_path: Path) -> None
             # a row is a figure or says why there is none; a crash is a defect
             assert r[2].strip(), r
             assert r[5].strip() != "error", f"{name} crashed: {r[2]}\n{done.stderr[-2000:]}"
+    # each acceptance case is measured beside the durable floor, which must have worked
+    ingest = [r for r in rows if r[0] == "| live ingest" and "client" in r[1]]
+    assert ingest and all("durable floor" in r[6] and "failed" not in r[6] for r in ingest), ingest
     # the table printed on the terminal is the same run
     assert "benchmark" in done.stdout and "live ingest" in done.stdout

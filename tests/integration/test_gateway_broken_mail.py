@@ -129,7 +129,28 @@ def test_what_could_be_parsed_is_what_a_reader_sees(env: Env) -> None:
     assert "deepest text" in m["deeply-nested-mime"].body_text
     assert "original body" in m["message-rfc822-attached"].body_text
     assert "<b>HTML</b>" in m["html-only"].body_html
+    assert "text after the inner closing delimiter" in m["reused-boundary"].body_text
+    assert "html of the alternative" in m["reused-boundary"].body_html
     with env.db() as s:
+        files = {
+            name: [
+                (a.filename, a.content_type)
+                for a in s.scalars(
+                    select(Attachment)
+                    .where(Attachment.message_pk == m[name].id)
+                    .order_by(Attachment.position)
+                )
+            ]
+            for name in ("empty-filename", "unnamed-inline-image", "reused-boundary")
+        }
+        assert files == {  # nothing a reader could not open, or could not find
+            "empty-filename": [
+                ("attachment-1.pdf", "application/pdf"),
+                ("attachment-2.png", "image/png"),
+            ],
+            "unnamed-inline-image": [("attachment-1.png", "image/png")],
+            "reused-boundary": [("agenda.pdf", "application/pdf")],
+        }
         atts = s.scalars(
             select(Attachment).where(Attachment.message_pk == m["same-attachment-twice"].id)
         ).all()

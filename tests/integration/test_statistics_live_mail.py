@@ -5,12 +5,16 @@ archiver never had statistics, and its planner guessed. Measured on 5,000 posts 
 an author page's "who answers whom" statements walked the whole list by date (ix_messages_list_date)
 instead of probing the author's posts (ix_messages_from_addr): 1.6 and 2.0 ms instead of 0.05 and
 0.03 ms, growing with the list. Each pooled connection now runs SQLite's PRAGMA optimize, at most
-every statistics.OPTIMIZE_EVERY seconds, when it goes back to the pool.
+every statistics.OPTIMIZE_EVERY seconds, when it goes back to the pool, and once as it closes (a
+command line's connection never lived that long).
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +27,11 @@ from gateway.handler import GatewayHandler
 from listgate import statistics
 from listgate.archiver import Archiver
 from listgate.config import Settings
+from tests.support.config import wait_until
 from tests.support.gateway import through_hooks
+from tests.support.processes import WorkerProcess
+from tests.support.sink import SmtpSink
+from tests.support.worker import build_site, mail
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +116,60 @@ def test_an_archive_fed_by_mail_gets_statistics_from_its_archiver(
     assert {"messages", "threads", "thread_nodes", "message_refs"} <= _analyzed(path)
     for plan in _plans(path, statements):
         assert any("USING INDEX ix_messages_from_addr (from_addr=?)" in step for step in plan), plan
+
+
+def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`listgate ARGS` in a process of its own on the database of settings."""
+    env = {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(settings.data_dir),
+        "LISTGATE_DOMAIN": settings.domain,
+        "LISTGATE_SECRET_KEY": settings.secret_key,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "listgate.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_command_line_run_on_an_archive_fed_by_mail_leaves_its_statistics(
+    settings: Settings, db: sessionmaker[Session], make_list: Any, app: Flask
+) -> None:
+    """A connection that lives less than OPTIMIZE_EVERY (here the command line's) runs PRAGMA
+    optimize when it closes: before, only pooled connections an hour old ever did."""
+    make_list("dev")
+    path = settings.data_dir / "listgate.sqlite3"
+    handler, archiver = GatewayHandler(settings, db), Archiver(settings, db)
+    _archive(handler, archiver, range(240))  # their connections stay open, in their pool
+    assert _analyzed(path) == set()
+    statements = _author_page_statements(app, 5)
+    for plan in _plans(path, statements):
+        assert plan[0].endswith("USING INDEX ix_messages_list_date (list_id=?)"), plan
+    # a moderator takes a post down from the command line: a few look-ups, then it exits
+    done = _cli(settings, "messages", "remove", "p7@x", "--reason", "spam")
+    assert done.returncode == 0, done.stderr
+    assert "messages" in _analyzed(path)
+    for plan in _plans(path, statements):
+        assert any("USING INDEX ix_messages_from_addr (from_addr=?)" in step for step in plan), plan
+
+
+def test_a_worker_process_that_ends_leaves_its_statistics(tmp_path: Path, sink: SmtpSink) -> None:
+    """A pool process recycled after its task (--max-tasks-per-child) closes its connections."""
+    site = build_site(tmp_path, sink)
+    site.subscribe("dev", *(f"r{n}@example.org" for n in range(30)))
+    path = site.settings.data_dir / "listgate.sqlite3"
+    worker = WorkerProcess(
+        site.env, tmp_path / "worker.log", concurrency=1, extra=("--max-tasks-per-child", "1")
+    ).start()
+    try:
+        site.post(mail("carol@example.net", "Hi", "w1@x"))
+        wait_until(lambda: len(sink.received) == 30, what="the post's 30 copies")
+        # the pool process's connections closed as it ended, before the next one took over
+        wait_until(lambda: "subscriptions" in _analyzed(path), what="the fan-out's statistics")
+    finally:
+        worker.stop()
+        site.db.kw["bind"].dispose()

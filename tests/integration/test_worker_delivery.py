@@ -141,22 +141,26 @@ def test_sigkill_mid_fanout_then_restart_loses_no_copy(
     site = build_site(tmp_path, sink, **stack)
     addresses = [f"reader{i:04d}@example.org" for i in range(2000)]
     site.subscribe("dev", *addresses)
-    proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
-    post = site.post(mail("author@example.org", "Big news", "big@example.org"))
-    wait_until(lambda: len(sink.received) >= 300, what="the fan-out to get going")
-    # A crash comes at any moment, not just as the sink takes a copy (killing on that event
-    # aimed the kill at the instant between a wave's dots and its COMMIT).
-    time.sleep(random.uniform(0.0, 0.2))
-    proc.kill()
-    at_kill = len(sink.received)
-    assert at_kill < 2000, "the worker must die in the middle of the fan-out"
-    proc.start()
-    site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"stale_after": 0})
-    wait_until(lambda: len(sink.received) >= 2000, timeout=120, what="the rest of the fan-out")
-    wait_until(
-        lambda: set(site.deliveries(post.message_pk).values()) == {"sent"}, what="every row sent"
-    )
-    proc.stop()
+    proc = WorkerProcess(site.env, tmp_path / "worker.log")
+    try:
+        proc.start()
+        post = site.post(mail("author@example.org", "Big news", "big@example.org"))
+        wait_until(lambda: len(sink.received) >= 300, what="the fan-out to get going")
+        # A crash comes at any moment, not just as the sink takes a copy (killing on that event
+        # aimed the kill at the instant between a wave's dots and its COMMIT).
+        time.sleep(random.uniform(0.0, 0.2))
+        proc.kill()
+        at_kill = len(sink.received)
+        assert at_kill < 2000, "the worker must die in the middle of the fan-out"
+        proc.start()
+        site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"stale_after": 0})
+        wait_until(lambda: len(sink.received) >= 2000, timeout=120, what="the rest of the fan-out")
+        wait_until(
+            lambda: set(site.deliveries(post.message_pk).values()) == {"sent"},
+            what="every row sent",
+        )
+    finally:
+        proc.stop()
     got = Counter(r.rcpt_tos[0] for r in sink.received)
     # Never lost: every recipient has a copy, and every row says so.
     assert sorted(got) == addresses

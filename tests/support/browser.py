@@ -37,6 +37,7 @@ def serving(app: Flask, port: int) -> Iterator[str]:
     finally:
         server.shutdown()
         thread.join(10)
+        server.server_close()  # the listening socket, not left to the garbage collector
 
 
 @contextmanager

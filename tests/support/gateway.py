@@ -20,7 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
-from gateway.server import GatewayLMTP, GatewayServer, GatewaySMTP
+from gateway.protocol import GatewayLMTP, GatewaySMTP
+from gateway.server import GatewayServer
 from listgate import lists
 from listgate.archiver import Archiver
 from listgate.config import Settings
@@ -269,9 +270,9 @@ class Env:
 def dev_gateway(tmp_path: Path, **env: str) -> Iterator[Env]:
     """A started gateway with the open list dev@lists.test, closed when the generator ends."""
     e = Env(tmp_path, **env)
-    e.make_list("dev")
-    e.start()
     try:
+        e.make_list("dev")
+        e.start()  # a port taken: the database is still closed below
         yield e
     finally:
         e.close()

@@ -4,6 +4,7 @@ gateway, archiver, web archive and a Celery worker.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -23,10 +24,13 @@ class WorkerProcess:
     group (so SIGKILL takes its pool children too).
     """
 
-    def __init__(self, env: dict[str, str], log: Path, concurrency: int = 2) -> None:
+    def __init__(
+        self, env: dict[str, str], log: Path, concurrency: int = 2, extra: tuple[str, ...] = ()
+    ) -> None:
         self.env = {**os.environ, **env, "PYTHONPATH": str(ROOT)}
         self.log = log
         self.concurrency = concurrency
+        self.extra = extra  # more of Celery's worker options
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> WorkerProcess:
@@ -46,6 +50,7 @@ class WorkerProcess:
                     "--without-heartbeat",
                     "-P",
                     "prefork",
+                    *self.extra,
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -59,14 +64,25 @@ class WorkerProcess:
             if b"worker ready" in text:  # listgate.readiness, once Celery consumes
                 return self
             if self.proc.poll() is not None:
+                self.abandon()
                 raise RuntimeError(
                     f"worker exited with {self.proc.returncode}:\n"
                     f"{text.decode(errors='replace')[-3000:]}"
                 )
             time.sleep(0.1)
+        self.abandon()
         raise RuntimeError(
             f"worker not ready after {timeout}s:\n{self.log.read_text(errors='replace')[-3000:]}"
         )
+
+    def abandon(self) -> None:
+        """SIGKILL what is left of a process that did not start: its caller gets no object to
+        stop it with (a worker's pool outlives a worker that exited).
+        """
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
 
     def kill(self) -> None:
         """SIGKILL the worker and its pool: no chance to finish, ack or clean up."""
@@ -123,6 +139,7 @@ class Service(WorkerProcess):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.abandon()
                 raise RuntimeError(
                     f"{self.module} exited with {self.proc.returncode}:\n{self.text()[-3000:]}"
                 )
@@ -133,6 +150,7 @@ class Service(WorkerProcess):
                     return self
             except OSError:
                 time.sleep(0.05)
+        self.abandon()
         raise RuntimeError(
             f"{self.module} did not listen on {self.port} after {timeout}s:\n{self.text()[-3000:]}"
         )

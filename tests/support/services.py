@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from tests.support.config import free_port
+from tests.support.reaper import register_server
 
 PG_BIN = Path(os.environ.get("LISTGATE_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 CHROMIUM = "/usr/bin/chromium"
@@ -117,6 +118,8 @@ class PostgresServer:
             raise RuntimeError(
                 f"pg_ctl start failed: {(done.stderr or done.stdout).strip()[-300:]}"
             )
+        # The postmaster's first line is its pid: stopped (and its files removed) with the run.
+        register_server(int((data / "postmaster.pid").read_text().split()[0]), self.dir)
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:

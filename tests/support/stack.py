@@ -171,14 +171,14 @@ def run_separately(stack: Stack) -> Iterator[Stack]:
     """Start gateway, worker, beat and web as separate
     processes, yield the stack once ready, stop them.
     """
-    for name, args in (
-        ("gateway", ["-m", "gateway"]),
-        ("worker", ["-m", "worker", "worker"]),
-        ("beat", ["-m", "worker", "beat"]),
-        ("web", ["-m", "webarchive"]),
-    ):
-        stack.start(name, [sys.executable, *args])
     try:
+        for name, args in (
+            ("gateway", ["-m", "gateway"]),
+            ("worker", ["-m", "worker", "worker"]),
+            ("beat", ["-m", "worker", "beat"]),
+            ("web", ["-m", "webarchive"]),
+        ):
+            stack.start(name, [sys.executable, *args])  # one failing stops those started
         stack.wait_ready()
         yield stack
     finally:

@@ -153,6 +153,17 @@ _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+def typed_paragraphs(text: str) -> Markup:
+    """Text typed in a form (a list's description) as escaped HTML: a blank line starts a new
+    paragraph, a line break stays one."""
+    paras = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n").strip("\n"))
+    return Markup("\n").join(
+        Markup("<p>{}</p>").format(Markup("<br>\n").join(p.strip("\n").split("\n")))
+        for p in paras
+        if p.strip()
+    )
+
+
 def human_date(value: datetime) -> str:
     """A readable UTC date, e.g. 'Tue 3 Mar 2026 14:05 UTC' (the same in every locale)."""
     v = value.astimezone(UTC)

@@ -28,13 +28,14 @@ def absolute(path: str) -> str:
 
 
 def atom_response(
-    title: str, messages: list[Message], self_path: str, html_path: str = ""
+    title: str, messages: list[Message], self_path: str, html_path: str = "", subtitle: str = ""
 ) -> Response:
     """An Atom document of messages, newest first; html_path is the page it mirrors."""
     updated = max((m.date for m in messages), default=datetime(2000, 1, 1, tzinfo=UTC))
     xml = render_template(
         "feeds/atom.xml",
         title=title,
+        subtitle=subtitle,  # text: a reader keeps its line breaks
         messages=messages,
         updated=updated,
         feed_id=absolute(self_path),
@@ -55,6 +56,7 @@ def list_feed(name: str) -> Response:
         _newest(mlist),
         url_for("feeds.list_feed", name=mlist.name),
         url_for("pages.list_page", name=mlist.name),
+        mlist.description,
     )
 
 
@@ -135,6 +137,7 @@ def secret_list_feed(token: str, name: str) -> Response:
         _newest(mlist),
         url_for("feeds.secret_list_feed", token=token, name=mlist.name),
         url_for("pages.list_page", name=mlist.name),
+        mlist.description,
     )
 
 

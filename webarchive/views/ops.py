@@ -16,6 +16,7 @@ import hmac
 import ipaddress
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -186,6 +187,7 @@ class _Snapshot:
             "Spooled messages whose archiving failed (listgate spool retry).",
             {(): m.spool.failed},
         )
+        yield from _gateway_gauges(m)
         if m.last_received is not None:
             yield _gauge(
                 "listgate_last_received_timestamp_seconds",
@@ -195,6 +197,35 @@ class _Snapshot:
 
 
 Samples = dict[tuple[tuple[str, str], ...], float]  # ((label, value), ...) -> sample
+
+
+def _gateway_gauges(m: Metrics) -> Iterator[Metric]:
+    """Each gateway's connections and limits (those heard from lately), and when it last said."""
+    now = datetime.now(UTC)
+    live = [r for r in m.gateways if not r.silent(now)]
+    for name, doc, value in (
+        ("connections", "Connections open now, by gateway process.", "connections"),
+        (
+            "connection_limit",
+            "A gateway's limit of connections (LISTGATE_MAX_CONNECTIONS).",
+            "limit",
+        ),
+        (
+            "network_share",
+            "Connections one network may hold (LISTGATE_MAX_CONNECTIONS_PER_NETWORK).",
+            "network_share",
+        ),
+    ):
+        yield _gauge(
+            f"listgate_gateway_{name}",
+            doc,
+            {(("gateway", r.name),): getattr(r, value) for r in live},
+        )
+    yield _gauge(
+        "listgate_gateway_seen_timestamp_seconds",
+        "When a gateway last reported its connections (Unix time); silent ones too, for a day.",
+        {(("gateway", r.name),): r.seen.timestamp() for r in m.gateways},
+    )
 
 
 def _by(label: str, values: dict[str, int]) -> Samples:

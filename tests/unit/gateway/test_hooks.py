@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from gateway.handler import GatewayHandler
-from gateway.server import GatewayLMTP, GatewaySMTP
+from gateway.protocol import GatewayLMTP, GatewaySMTP
 
 
 def _full(obj: object, prefix: str) -> set[str]:

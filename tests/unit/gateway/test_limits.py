@@ -11,6 +11,8 @@ from gateway.limits import (
     RESERVED_FDS,
     ClientLimits,
     connection_limit,
+    network_limit,
+    network_of,
     trusted_networks,
 )
 
@@ -45,11 +47,52 @@ def test_connections_of_all_clients_are_bounded_and_released() -> None:
 def test_the_log_line_of_a_full_gateway_comes_at_most_once_a_minute() -> None:
     now = [500.0]
     limits = ClientLimits(max_connections=2, max_per_minute=10, clock=lambda: now[0])
-    assert limits.note_full() and not limits.note_full()
+    assert limits.noted("full") and not limits.noted("full")
+    assert limits.noted("10.0.0.0/24")  # each network's refusals: a line of their own
     now[0] += 59
-    assert not limits.note_full()
+    assert not limits.noted("full")
     now[0] += 2
-    assert limits.note_full()
+    assert limits.noted("full")
+
+
+def test_a_network_gets_its_share_others_and_trusted_mtas_are_served() -> None:
+    limits = ClientLimits(
+        max_connections=2,
+        max_per_minute=10,
+        max_total=8,
+        max_per_network=3,
+        trusted=["10.9.0.0/16"],
+    )
+    assert [limits.connect(c) for c in ("10.0.0.1", "10.0.0.1", "10.0.0.200")] == ["", "", ""]
+    assert limits.connect("10.0.0.7") == "network-connections"  # a fresh address, same /24
+    assert limits.connect("10.0.0.1") == "client-connections"  # the client's own limit first
+    assert limits.connect("10.0.1.1") == ""  # the next /24 is another network
+    assert [limits.connect("10.9.0.1") for _ in range(3)] == ["", "", ""]  # trusted: exempt
+    assert limits.networks("10.0.0.99") == 3 and limits.connections("10.0.0.7") == 0
+    limits.disconnect("10.0.0.200")
+    assert limits.connect("10.0.0.7") == "" and limits.connect("10.0.0.8") == "network-connections"
+    for client in ("10.0.0.1", "10.0.0.1", "10.0.0.7", "10.0.1.1"):
+        limits.disconnect(client)
+    assert limits.networks("10.0.0.1") == limits.networks("10.0.1.1") == 0
+    assert limits._open == {} and limits._networks == {}  # nothing left behind by the refused
+
+
+def test_a_network_is_an_ipv4_24_or_an_ipv6_64() -> None:
+    assert network_of("192.0.2.77") == "192.0.2.0/24"
+    assert network_of("::ffff:192.0.2.77") == "192.0.2.0/24"  # mapped: the IPv4 network
+    assert network_of("2001:db8:1:2:3:4:5:6") == "2001:db8:1:2::/64"
+    assert network_of("") == "" and network_of("not an address") == "not an address"
+    limits = ClientLimits(max_connections=9, max_per_minute=9, max_per_network=1)
+    assert limits.connect("2001:db8::1") == ""
+    assert limits.connect("2001:db8::2:1") == "network-connections"
+    assert limits.connect("2001:db8:0:1::1") == ""
+
+
+def test_the_default_share_is_a_quarter_never_less_than_one_client() -> None:
+    assert network_limit(0, 682, 16) == 170
+    assert network_limit(0, 40, 16) == 16  # a network of one client: what one client may open
+    assert network_limit(0, 2, 0) == 1
+    assert network_limit(5, 682, 16) == 5  # set: as set
 
 
 def test_the_default_limit_follows_the_memory_budget_and_the_fds() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -33,3 +34,26 @@ def test_what_int_16_takes_beside_hex_digits_is_no_hex_id() -> None:
     for raw in ("", "٣", "0x1f", "1_f", " 1f", "-1", "+1", "g", "f" * 20, "0"):
         assert hex_id(raw) is None, raw
     assert hex_id("000001f") == 31
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["import", "--list", "dev", "--batch"],
+        ["archiver", "--batch"],
+        ["web", "--workers"],
+    ],
+)
+@pytest.mark.parametrize("raw", ["٣", "३", "３", "-5", "0", "1_000", " 5", "99999"])
+def test_a_count_on_the_command_line_is_ascii_digits_in_its_range(
+    args: list[str], raw: str
+) -> None:
+    from click.testing import CliRunner
+
+    from listgate import cli
+
+    result = CliRunner().invoke(
+        cli.main, [*args, raw, "x"] if args[0] == "import" else [*args, raw]
+    )
+    assert result.exit_code == 2, result.output
+    assert "expected a whole number from 1 to" in result.output and "digits 0-9" in result.output

@@ -322,3 +322,37 @@ def test_services_of_a_killed_up_that_do_not_stop_are_named_with_what_to_do(
         out = "".join(lines) + stop(third)
     assert not any("waiting" in line for line in lines), out
     assert third.returncode == 0, out
+
+
+def test_up_after_a_kill_9_whose_pid_another_process_took_waits_and_starts(
+    tmp_path: Path,
+) -> None:
+    """pids come round again (32768 of them here): the lock names the killed `up`'s pid, which a
+    new process took; the next `up` must see it is not that `up`, wait for the services, start.
+    """
+    a, b, var = tmp_path / "a.pid", tmp_path / "b.pid", tmp_path / "var"
+    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 4)})
+    sleep = second = None
+    try:
+        until_up(first)
+        first.kill()  # SIGKILL: its service holds the lock while it takes 4s to stop
+        first.wait(30)
+        sleep = subprocess.Popen(["sleep", "600"])  # the unrelated process that got the pid
+        lock = var / "run" / "up.lock"
+        words = lock.read_text().split()
+        assert words[0] == str(first.pid), words
+        lock.write_text(" ".join([str(sleep.pid), *words[1:]]) + "\n")  # as if the pid came round
+        second = start_up(tmp_path, {"gateway": slow_to_stop(b, 0)})
+        lines = until_up(second)
+    finally:
+        out = stop(second) if second is not None else ""
+        first.communicate(timeout=30)
+        if sleep is not None:
+            sleep.kill()
+            sleep.wait()
+    assert sleep is not None and lines[0] == (
+        f"waiting for the services of the killed `listgate up` (pid {sleep.pid}, a number "
+        "another process has taken since) to stop (at most 15s) ...\n"
+    ), "".join(lines) + out
+    assert noted(Path(f"{a}.stopped")) <= noted(Path(f"{b}.started"))
+    assert second.returncode == 0, out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from xml.etree import ElementTree
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
@@ -50,6 +51,19 @@ def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(client, mak
         rf'<link rel="alternate" type="text/html" href="http://[^"]+/threads/{res.thread_id}"/>',
         thread_xml,
     )
+
+
+def test_a_list_feed_is_subtitled_with_the_description_as_typed(client, make_list, db):  # type: ignore[no-untyped-def]
+    typed = "Where the project is built.\nReleases too.\n\nBe kind. <script>alert(1)</script>"
+    make_list("dev", description=typed)
+    make_list("bare")
+    xml = client.get("/lists/dev/feed.atom").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in xml and "<script>" not in xml
+    feed = ElementTree.fromstring(xml.encode())
+    # a text construct: a feed reader shows its paragraphs and line breaks as typed
+    assert feed.findtext("{http://www.w3.org/2005/Atom}subtitle") == typed
+    bare = ElementTree.fromstring(client.get("/lists/bare/feed.atom").get_data())
+    assert bare.find("{http://www.w3.org/2005/Atom}subtitle") is None
 
 
 def _secret_link(client) -> str:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from webarchive.rendering.bodies import (
     mask_addresses,
     render_html,
     render_text,
+    typed_paragraphs,
     unflow,
 )
 
@@ -67,3 +68,12 @@ def test_html_parts_are_sanitised():
 def test_blank_lines_between_blocks_survive():
     html = render_text("Para one.\n\n> quote\n")
     assert html.startswith('<div class="prose">Para one.\n\n</div>')
+
+
+def test_typed_text_keeps_its_paragraphs_and_line_breaks_and_no_markup():
+    typed = "One\r\ntwo\r\n\r\n \n\n\nThree <script>x</script> & <b>b</b>\n\n"
+    assert typed_paragraphs(typed) == (
+        "<p>One<br>\ntwo</p>\n"
+        "<p>Three &lt;script&gt;x&lt;/script&gt; &amp; &lt;b&gt;b&lt;/b&gt;</p>"
+    )
+    assert typed_paragraphs("") == "" and typed_paragraphs("\n \n") == ""

@@ -1,0 +1,94 @@
+"""The exact bytes of mail and of its attachments, stored once per content hash.
+
+A batch stores its messages' bytes in one statement ahead of ingesting them (store_raws); a
+message then finds its row's id without a statement (store_raw_id), or stores its bytes alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from listgate import store
+from listgate.mail.message import ParsedMessage
+from listgate.models import Attachment, Blob, RawMessage
+from listgate.store import table
+
+_RAW = table(RawMessage)
+RAW_AHEAD_BYTES = 256 * 1024  # a batch's messages up to this size are stored in one statement
+_INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
+
+
+def store_raw_id(session: Session, raw: bytes) -> int:
+    """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT);
+    none when store_raws stored them ahead in this transaction."""
+    digest = hashlib.sha256(raw).hexdigest()
+    known = store.tx(session).raw_ids
+    if digest not in known:
+        _insert_raws(session, {digest: raw})
+    return known[digest]
+
+
+def store_raws(session: Session, raws: Sequence[bytes]) -> None:
+    """Store a batch's bytes in one INSERT; store_raw_id then finds their ids without a statement.
+
+    A message over RAW_AHEAD_BYTES is left to store_raw_id (one statement of many megabytes
+    would hold them all in memory at once).
+    """
+    known = store.tx(session).raw_ids
+    rows: dict[str, bytes] = {}
+    for raw in raws:
+        digest = hashlib.sha256(raw).hexdigest()
+        if len(raw) <= RAW_AHEAD_BYTES and digest not in known:
+            rows.setdefault(digest, raw)
+    if rows:
+        _insert_raws(session, rows)
+
+
+def _insert_raws(session: Session, raws: dict[str, bytes]) -> None:
+    """Insert the bytes by their hashes (ON CONFLICT DO NOTHING); learn every row's id."""
+    known = store.tx(session).raw_ids
+    conn = session.connection()
+    written = conn.execute(
+        store.blind(
+            store.of(session)
+            .insert(RawMessage)
+            .values([{"sha256": d, "size": len(raw), "data": raw} for d, raw in raws.items()])
+            .on_conflict_do_nothing()
+            .returning(_RAW.c.id, _RAW.c.sha256)
+        )
+    )
+    known.update({r.sha256: r.id for r in written})
+    stored_before = [d for d in raws if d not in known]  # the same bytes came earlier
+    if stored_before:
+        known.update(
+            {r.sha256: r.id for r in conn.execute(store.RAWS_BY_HASH, {"hashes": stored_before})}
+        )
+
+
+def store_attachments(session: Session, parsed: ParsedMessage, message_pk: int) -> None:
+    """Attachment rows, their content stored once per hash."""
+    if not parsed.attachments:
+        return
+    conn = session.connection()
+    conn.execute(
+        store.of(session).insert_ignore(Blob),
+        [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
+    )
+    conn.execute(
+        _INSERT_ATTACHMENT,
+        [
+            {
+                "message_pk": message_pk,
+                "position": pos,
+                "filename": a.filename,
+                "content_type": a.content_type,
+                "size": len(a.data),
+                "sha256": a.sha256,
+            }
+            for pos, a in enumerate(parsed.attachments)
+        ],
+    )
