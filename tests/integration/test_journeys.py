@@ -189,6 +189,12 @@ def list_unsubscribe_url(received: list[Received], rcpt: str, msgid: str) -> str
     )
 
 
+def digest_posts(received: list[Received], rcpt: str, posts: list[str]) -> list[str]:
+    """The posts (of `posts`) the digest mailed to rcpt holds, by their own Message-ID header."""
+    data = next(r for r in received if r.rcpt_tos == [rcpt]).data.decode(errors="replace").lower()
+    return [p for p in posts if f"message-id: <{p.lower()}>" in data]
+
+
 def life_with_a_list(j: Journey) -> None:
     """The journey; every step is followed by a post and an exact check of what arrived."""
     assert "created dev@lists.test" in j.cli("lists", "create", "dev", "--title", "Developers")
@@ -235,7 +241,7 @@ def life_with_a_list(j: Journey) -> None:
 
     # The digest: no single posts; a followed thread still comes one by one until left by its link.
     assert "daily digest" in j.dashboard("digest", "every post")
-    j.new_thread()
+    t3 = j.new_thread()
     j.expect(*j.copies_to(SAM))
     t2_path = j.thread_path(t2)
     assert "You now follow this thread" in j.web.post(f"{t2_path}/follow", on_page=t2_path).body
@@ -244,11 +250,14 @@ def life_with_a_list(j: Journey) -> None:
     thread_link = list_unsubscribe_url(got, PAT, j.posts[-1])
     assert "Stop mail about this thread" in j.web.get(thread_link).body
     j.web.post(thread_link, {"List-Unsubscribe": "One-Click"})
-    j.reply(t2)
+    t2_left = j.reply(t2)
     j.expect(*j.copies_to(SAM, ANN))
     j.send_digest()
     digest = j.expect((PAT, "digest"))
-    assert f"({len(j.posts)} messages)" in str(digest[0].message["Subject"])
+    # The day's posts she did not get one by one, except those of the thread she muted while on
+    # every post: t1 (before she came), t3 and the reply after she left t2.
+    assert digest_posts(digest, PAT, j.posts) == [t1, t3, t2_left]
+    assert "(3 messages)" in str(digest[0].message["Subject"])
 
     # Back to every post.
     assert "every post" in j.dashboard("list", "daily digest")
