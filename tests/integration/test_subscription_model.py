@@ -106,20 +106,17 @@ class Model:
         key: tuple[str, str, int],
         status: SubscriptionState,
         why: str = "",
-        keep_score: bool = False,
     ) -> None:
         """A row's new status; when its list or digest row started or ended (and why) kept.
 
-        A start clears the bounce score, except a follow taken up again by posting (its
-        statement sets the state and when, not the score).
+        A start clears the bounce score (a follow taken up again by posting too).
         """
         before, (address, kind, _) = self.subs.get(key), key
         self.subs[key] = status
         if status == SubscriptionState.ACTIVE and before != SubscriptionState.ACTIVE:
             self.started[(address, kind)] = len(self.posts)
             self.restarted[key], self.clock = self.clock, self.clock + 1
-            if not keep_score:
-                self.scores[key] = 0
+            self.scores[key] = 0
         elif status == SubscriptionState.ENDED and before not in (None, SubscriptionState.ENDED):
             self.ended[(address, kind)] = len(self.posts)
             if kind == "digest":
@@ -362,7 +359,7 @@ class Lifecycle(RuleBasedStateMachine):
             and m.status(author, "mute", thread) not in NOT_ENDED
         ):
             # posting follows the thread (again)
-            m.set((author, "thread", thread), SubscriptionState.ACTIVE, keep_score=True)
+            m.set((author, "thread", thread), SubscriptionState.ACTIVE)
 
     @precondition(lambda self: any(p[0] not in self.model.fanned for p in self.model.posts))
     @rule(send=st.booleans())
@@ -688,6 +685,17 @@ REPLAYS = {
         "copy_bounces 1 F",
         "posts eve@example.com -",
         "fans_out T",
+    ],
+    "a follow taken up again by posting starts with a clean bounce score": [
+        "posts ann@example.org -",
+        "posts eve@example.com 0",
+        "fans_out T",
+        "copy_bounces 1 F",  # ann's copy of eve's reply (the copies in (post, address) order)
+        "thread_choice ann@example.org 0 leave-thread F",
+        "posts ann@example.org 0",
+        "posts eve@example.com 0",
+        "fans_out T",
+        "copy_bounces 3 F",  # ann's copy of eve's second reply
     ],
     "a digest started again keeps the posts of before a request for every post ended": [
         "admin_subscribes bob@example.org list",
