@@ -204,7 +204,7 @@ def test_many_long_lines_at_once_stay_within_the_memory_budget(tmp_path: Path) -
         LISTGATE_MAX_DATA_MEMORY=str(budget),
         LISTGATE_MAX_MESSAGE_SIZE=str(8 * MB),
     )
-    addresses = [f"127.0.0.{i}" for i in range(10, 10 + size(8, 12))]
+    addresses = [f"127.0.{i}.10" for i in range(10, 10 + size(8, 12))]  # one per network
     per_address = 6
     attackers: list[LongLine] = []
     codes: list[int] = []
