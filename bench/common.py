@@ -17,6 +17,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar, cast
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +226,7 @@ class Context:
         p.parent.mkdir(parents=True, exist_ok=True)
         return p
 
-    def once(self, key: str, make: Callable[[], object]) -> object:
+    def once(self, key: str, make: Callable[[], T]) -> T:
         """Build a shared resource once per run (a server, a decompressed corpus, an archive)."""
         if key not in self.memo:
             try:
@@ -233,7 +236,7 @@ class Context:
         value = self.memo[key]
         if isinstance(value, NotAvailable):
             raise value
-        return value
+        return cast(T, value)  # what make() built for this key
 
     def start(
         self, name: str, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
@@ -324,3 +327,10 @@ def _pg_version() -> str:
             [str(binary), "--version"], capture_output=True, text=True, timeout=10, check=False
         ).stdout.strip()
     return "unknown"
+
+
+def worker_rss(ctx: Context) -> list[tuple[str, int, int]]:
+    """The fan-out benchmark's worker memory per case (case, largest process, all processes),
+    which the memory benchmark reports."""
+    found = ctx.memo.setdefault("worker-rss", [])
+    return cast("list[tuple[str, int, int]]", found)

@@ -16,6 +16,7 @@ from bench.common import (
     fmt_rate,
     peak_rss_kib,
     verdict,
+    worker_rss,
 )
 from bench.procs import start_gateway, start_worker
 from bench.services import CountingSink, redis_url_db
@@ -52,6 +53,7 @@ def add_subscribers(archive: Archive, n: int, list_name: str | None = None) -> N
     from sqlalchemy import select
 
     from listgate.models import MailingList, Subscription
+    from listgate.store import table
 
     engine = archive.engine()
     now = datetime.now(UTC)
@@ -61,7 +63,7 @@ def add_subscribers(archive: Archive, n: int, list_name: str | None = None) -> N
                 select(MailingList.id).where(MailingList.name == (list_name or archive.list_name))
             ).scalar_one()
             conn.execute(
-                Subscription.__table__.insert(),
+                table(Subscription).insert(),
                 [
                     {
                         "list_id": list_id,
@@ -146,7 +148,7 @@ def one_case(ctx: Context, archive: Archive, sink: CountingSink, broker: str, wo
         got = _wait(sink, n, time_cap(ctx))
         _, _, last = sink.snapshot()
         rss_max, rss_sum = _worker_rss(worker.popen.pid)
-        ctx.memo.setdefault("worker-rss", []).append((case, rss_max, rss_sum))  # type: ignore[union-attr]
+        worker_rss(ctx).append((case, rss_max, rss_sum))
     finally:
         worker.stop()
     seconds = (last - began) if last else 0.0

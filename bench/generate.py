@@ -15,7 +15,7 @@ import base64
 import logging
 import random
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.header import Header
@@ -443,7 +443,7 @@ def write_mbox(
 ) -> Stats:
     """Stream count messages to out as mboxrd; returns what was written."""
     gen = Generator(seed=seed, **kwargs)  # type: ignore[arg-type]
-    items = gen.messages(count)
+    items: Iterable[bytes] = gen.messages(count)
     if progress:
         from tqdm import tqdm
 

@@ -63,7 +63,6 @@ def listgate_import(ctx: Context, name: str, mbox: Path) -> Imported:
 def linux_man_archive(ctx: Context) -> Imported:
     """linux-man imported once per run (pages and storage reuse it)."""
     limit = linux_man_limit(ctx)
-    # type: ignore[return-value]
     return ctx.once(
         "linux-man-archive", lambda: listgate_import(ctx, "linux-man", linux_man(limit))
     )
@@ -72,7 +71,6 @@ def linux_man_archive(ctx: Context) -> Imported:
 def linux_man_peer(ctx: Context) -> PublicInbox:
     """The same linux-man mbox imported into public-inbox once per run."""
     limit = linux_man_limit(ctx)
-    # type: ignore[return-value]
     return ctx.once(
         "linux-man-public-inbox", lambda: import_mbox(ctx, "linuxman", linux_man(limit))
     )

@@ -15,7 +15,7 @@ import logging
 
 from bench import freshness
 from bench.archive import Archive, make_archive
-from bench.common import Context, NotAvailable, Row, fmt_rate, median, verdict
+from bench.common import Context, NotAvailable, Proc, Row, fmt_rate, median, verdict
 from bench.procs import start_archiver, start_gateway
 from bench.services import postgres, redis_url_db, start_bare_smtpd, start_floor_smtpd
 from bench.smtp_load import run_load
@@ -94,7 +94,7 @@ def run(ctx: Context) -> list[Row]:
             gateway.stop()
             archiver.stop()
             later = ctx.memo.pop(f"archiver-{label}", None)
-            if later is not None:
+            if isinstance(later, Proc):  # bench.freshness's second archiver
                 later.stop()
     return rows
 

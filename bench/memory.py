@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from bench.archive import make_archive
-from bench.common import Context, NotAvailable, Row, fmt_mb, peak_rss_kib
+from bench.common import Context, NotAvailable, Row, fmt_mb, peak_rss_kib, worker_rss
 from bench.import_rate import Imported
 from bench.procs import start_gateway
 from bench.smtp_load import make_post, send_one
@@ -54,9 +55,9 @@ def run(ctx: Context) -> list[Row]:
         rows.append(gateway_big_post(ctx))
     except NotAvailable as exc:
         rows.append(Row.unavailable(NAME, "gateway receiving a big post", str(exc)))
-    workers = ctx.memo.get("worker-rss") or []
+    workers = worker_rss(ctx)
     if workers:
-        for case, rss_max, rss_sum in workers:  # type: ignore[union-attr]
+        for case, rss_max, rss_sum in workers:
             rows.append(
                 Row(
                     NAME,
@@ -72,10 +73,10 @@ def run(ctx: Context) -> list[Row]:
         )
     imports = sorted(
         (v for k, v in ctx.memo.items() if k.startswith("synthetic-archive-")),
-        key=lambda i: i.messages,
-    )  # type: ignore[attr-defined]
+        key=lambda i: cast(Imported, i).messages,
+    )
     if imports:
-        big: Imported = imports[-1]  # type: ignore[assignment]
+        big = cast(Imported, imports[-1])  # what bench.import_rate built for that key
         rows.append(
             Row(
                 NAME,

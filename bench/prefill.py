@@ -69,6 +69,7 @@ def prefill(archive: Archive, count: int, progress: bool = True) -> None:
         ThreadNode,
         ThreadParticipant,
     )
+    from listgate.store import table
 
     engine = archive.engine()
     try:
@@ -104,7 +105,7 @@ def prefill(archive: Archive, count: int, progress: bool = True) -> None:
                     ThreadParticipant,
                 ):
                     if rows[model.__tablename__]:
-                        conn.execute(model.__table__.insert(), rows[model.__tablename__])
+                        conn.execute(table(model).insert(), rows[model.__tablename__])
                 bar.update(min(BATCH, count - start))
             bar.close()
             conn.execute(

@@ -40,9 +40,9 @@ def postgres(ctx: Context, durable: bool = False) -> str:
     import psycopg
 
     with psycopg.connect(str(admin), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')  # type: ignore[arg-type]
+        conn.execute(f'CREATE DATABASE "{name}"')
         if durable:
-            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')  # type: ignore[arg-type]
+            conn.execute(f'ALTER DATABASE "{name}" SET synchronous_commit = on')
     return str(admin).rsplit("/", 1)[0] + "/" + name
 
 

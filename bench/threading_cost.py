@@ -63,7 +63,7 @@ def prefilled_archive(ctx: Context, n: int) -> Archive:
         tmp.rename(cached)
         return archive
 
-    return ctx.once(f"prefilled-{n}", make)  # type: ignore[return-value]
+    return ctx.once(f"prefilled-{n}", make)
 
 
 def make_posts(prefilled: int, n: int, tag: str, seed: int) -> list[bytes]:

@@ -24,7 +24,7 @@ from bench.services import postgres
 from bench.smtp_load import make_post
 from gateway.answers import Answer, Answerer, Arrival
 from listgate.db import make_engine
-from listgate.spool import Spool
+from listgate.spool import Spool, Spooled
 
 WARM_UP = 200  # batches before the timing (statement caches, prepared statements)
 
@@ -55,10 +55,10 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
     to = archive.address
     sent = 0
 
-    def jobs(count: int) -> list[list[Arrival]]:
+    def jobs(count: int) -> list[list[Arrival | Spooled]]:
         """count batches of fresh posts (the load benchmarks'), made before the timing."""
         nonlocal sent
-        made = []
+        made: list[list[Arrival | Spooled]] = []
         for _ in range(count):
             made.append([])
             for _ in range(size):

@@ -212,11 +212,12 @@ class Store:
         return blind(  # a follow names a thread by id, never a node or a reference row
             stmt.on_conflict_do_update(
                 index_elements=["list_id", "address", "kind", "thread_key"],
-                set_={
+                set_={  # as subscriptions.start: active from now, a fresh bounce score
                     "status": SubscriptionState.ACTIVE,
                     "confirmed_at": stmt.excluded.confirmed_at,
                     "ended_at": None,
                     "end_reason": "",
+                    "bounce_score": 0.0,
                 },
                 where=_SUBS.c.status == SubscriptionState.ENDED,
             )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import logging
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -56,6 +57,7 @@ LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST = (
 )
 ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
 KINDS = tuple(SubscriptionKind)
+SWITCHED_TO_LIST = "switched to every post"  # a digest's end reason: its posts so far still come
 _LIST_KINDS = (SubscriptionKind.LIST, SubscriptionKind.DIGEST)  # on the list, not a thread
 _NEEDS_APPROVAL = (
     SubscriptionKind.LIST,
@@ -209,7 +211,7 @@ def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
 def _end_other_choice(session: Session, sub: Subscription) -> None:
     """Every post or the digest, following or muting a thread: one of the two; the other ends."""
     others: dict[SubscriptionKind, tuple[SubscriptionKind, str]] = {
-        SubscriptionKind.LIST: (SubscriptionKind.DIGEST, "switched to every post"),
+        SubscriptionKind.LIST: (SubscriptionKind.DIGEST, SWITCHED_TO_LIST),
         SubscriptionKind.DIGEST: (SubscriptionKind.LIST, "switched to the digest"),
         SubscriptionKind.THREAD: (SubscriptionKind.MUTE, "followed again"),
         SubscriptionKind.MUTE: (SubscriptionKind.THREAD, "muted"),
@@ -467,7 +469,7 @@ def request(
         raise SubscriptionError(f"cannot subscribe to {kind!r}: choose list, digest or thread")
     thread_key = _thread_key(session, mlist, kind, thread_id)
     sub = _find(session, mlist.id, address, kind, thread_key)
-    said = _no_mail_needed(sub, address, mlist)
+    said = _no_mail_needed(session, sub, address, mlist)
     if said:
         return Outcome(sub, said, [], mlist.name, thread_key)
     used, retry_after = ratelimits.hit(session, f"confirm-address:{address}", CONFIRM_LIMIT[1])
@@ -515,7 +517,9 @@ def request(
     )
 
 
-def _no_mail_needed(sub: Subscription | None, address: str, mlist: MailingList) -> str:
+def _no_mail_needed(
+    session: Session, sub: Subscription | None, address: str, mlist: MailingList
+) -> str:
     """What to say instead of sending a confirmation mail ('' when one should go)."""
     if sub is None:
         return ""
@@ -523,10 +527,29 @@ def _no_mail_needed(sub: Subscription | None, address: str, mlist: MailingList) 
         return "You are already subscribed."
     if sub.status == SubscriptionState.AWAITING:
         return f"Your subscription waits for the approval of a moderator of {mlist.name}."
-    if sub.status == SubscriptionState.PENDING and _now() - sub.created_at < RESEND_AFTER:
+    if (
+        sub.status == SubscriptionState.PENDING
+        and _now() - sub.created_at < RESEND_AFTER
+        and not _confirmation_refused(session, sub)
+    ):
         # Forged requests must not turn us into a mail cannon aimed at someone's inbox.
         return f"A confirmation mail was sent to {address} a few minutes ago."
     return ""
+
+
+def _confirmation_refused(session: Session, sub: Subscription) -> bool:
+    """True when the relay refused the last confirmation mail of sub: it never arrived, so
+    asking again (the mailbox fixed) must not wait RESEND_AFTER for a mail that will not come."""
+    last = session.scalars(
+        select(OutboxEntry)
+        .where(OutboxEntry.kind == dispatch.SEND_NOTICE, OutboxEntry.ref_id == sub.id)
+        .order_by(OutboxEntry.id.desc())
+        .limit(1)
+    ).first()
+    if last is None or last.failed_at is None:
+        return False
+    payload = json.loads(last.payload or "{}")
+    return isinstance(payload, dict) and payload.get("template") == "confirm"
 
 
 def read_confirm(secret: str, token: str) -> dict[str, Any]:

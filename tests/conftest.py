@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 import pytest
 from sqlalchemy import Engine
@@ -22,6 +22,7 @@ from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList
 from listgate.schema import upgrade
 from tests.support.config import ENGINES, dispose_engines, make_settings
+from tests.support.factories import ListOptions, MakeList
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -78,12 +79,12 @@ def db(engine: Engine) -> sessionmaker[Session]:
 
 
 @pytest.fixture
-def make_list(db: sessionmaker[Session]):  # type: ignore[no-untyped-def]
+def make_list(db: sessionmaker[Session]) -> MakeList:
     """Create a list: make_list("dev", policy="members")."""
 
-    def make(name: str = "dev", **kwargs: object) -> MailingList:
+    def make(name: str = "dev", **kwargs: Unpack[ListOptions]) -> MailingList:
         with transaction(db) as session:
-            return lists.create(session, name, **kwargs)  # type: ignore[arg-type]
+            return lists.create(session, name, **kwargs)
 
     return make
 

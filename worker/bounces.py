@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from listgate import dispatch
 from listgate.config import Settings
 from listgate.mail import mime
-from listgate.models import MailingList, OutboxEntry, Subscription
+from listgate.models import Delivery, MailingList, OutboxEntry, Subscription
 from listgate.states import BounceKind, SubscriptionState
 from worker import mailer
 
@@ -288,7 +288,7 @@ def handle(
     session: Session, settings: Settings, entry: OutboxEntry, raw: bytes
 ) -> list[OutboxEntry]:
     """A mail to NAME+bounce-TOKEN@: record it against its delivery and score it."""
-    from listgate.models import Bounce, Delivery
+    from listgate.models import Bounce
     from listgate.tokens import read_verp_token
 
     payload = json.loads(entry.payload or "{}")
@@ -321,4 +321,14 @@ def handle(
         )
     )
     log.info("%s bounce for %s: %s", failure, address, report.diagnostic[:120])
+    if delivery is not None and sub is not None and _before_return(delivery, sub):
+        log.info("a bounce for %s about a copy sent before they came back: not counted", address)
+        return []
     return score(session, settings, sub, failure)
+
+
+def _before_return(delivery: Delivery, sub: Subscription) -> bool:
+    """True when the copy went out before sub was last (re)started: its late or repeated reports
+    are about the mailbox as it was then, and must not suspend a fresh subscription again."""
+    sent = delivery.sent_at or delivery.created_at
+    return sub.confirmed_at is not None and sent is not None and sent < sub.confirmed_at

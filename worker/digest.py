@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from listgate import digests, dispatch, store
 from listgate.db import rowcount, transaction
 from listgate.digests import Period
 from listgate.models import (
+    Delivery,
     DigestSent,
     MailingList,
+    Message,
     OutboxEntry,
     Person,
     RawMessage,
@@ -28,7 +30,7 @@ from listgate.states import (
     SubscriptionKind,
     SubscriptionState,
 )
-from listgate.subscriptions import unsubscribe_token
+from listgate.subscriptions import SWITCHED_TO_LIST, unsubscribe_token
 from listgate.tokens import verp_token
 from worker import mailer, outbox
 from worker.context import WorkerContext
@@ -149,8 +151,40 @@ def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
     return sum(_send_period(ctx, period) for period in periods(day))
 
 
+def _receives(period: Period) -> ColumnElement[bool]:
+    """Whose digest row gets the period's digest: active, or left for every post since it began.
+
+    Switching to every post mid-period must not lose the posts that came while on the digest:
+    they still come in the period's digest (when the address is still on the list).
+    """
+    on_list = aliased(Subscription)
+    still_member = (
+        select(on_list.id)
+        .where(
+            on_list.list_id == Subscription.list_id,
+            on_list.address == Subscription.address,
+            on_list.kind == SubscriptionKind.LIST,
+            on_list.status == SubscriptionState.ACTIVE,
+        )
+        .exists()
+    )
+    switched = and_(
+        Subscription.status == SubscriptionState.ENDED,
+        Subscription.end_reason == SWITCHED_TO_LIST,
+        Subscription.confirmed_at.is_not(None),  # a digest once had, not a request never confirmed
+        Subscription.ended_at >= period.bounds()[0],
+        still_member,
+    )
+    return and_(
+        Subscription.kind == SubscriptionKind.DIGEST,
+        Subscription.digest_frequency == period.frequency,
+        or_(Subscription.status == SubscriptionState.ACTIVE, switched),
+    )
+
+
 def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[int, str, str]]:
-    """(subscription id, address, format) of digest subscribers confirmed by the period's end."""
+    """(subscription id, address, format) of those who get the period's digest (see _receives),
+    confirmed by the period's end."""
     end = period.bounds()[1]
     return [
         (i, a, f or DigestFormat.MIME)
@@ -159,41 +193,94 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
             .outerjoin(Person, Person.address == Subscription.address)
             .where(
                 Subscription.list_id == list_id,
-                Subscription.kind == SubscriptionKind.DIGEST,
-                Subscription.status == SubscriptionState.ACTIVE,
-                Subscription.digest_frequency == period.frequency,
+                _receives(period),
                 or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end),
             )
         ).all()
     ]
 
 
+def _had(session: Session, digest_row: Subscription, period: Period) -> set[str]:
+    """Message-IDs of the period's posts the digest's address got one by one, or that came while
+    it was on every post (a muted thread's too): its digest leaves them out, no post comes twice."""
+    start, end = period.bounds()
+    posts = select(Message.message_id).where(
+        Message.list_id == digest_row.list_id,
+        Message.received_at >= start,
+        Message.received_at < end,
+    )
+    had = set(
+        session.scalars(
+            posts.join(Delivery, Delivery.message_pk == Message.id).where(
+                Delivery.address == digest_row.address
+            )
+        )
+    )
+    stretch = _on_every_post(session, digest_row)
+    if stretch is not None:
+        posts = posts.where(Message.received_at >= stretch[0])
+        if stretch[1] is not None:
+            posts = posts.where(Message.received_at < stretch[1])
+        had.update(session.scalars(posts))
+    return had
+
+
+def _on_every_post(
+    session: Session, digest_row: Subscription
+) -> tuple[datetime, datetime | None] | None:
+    """[from, until) of the address's last stretch on every post (until None: still on it).
+
+    Only the last stretch is known (the row keeps when it last started and ended); one ended
+    after the digest started again was a request never confirmed: the stretch ended then.
+    """
+    row = session.scalars(
+        select(Subscription).where(
+            Subscription.list_id == digest_row.list_id,
+            Subscription.address == digest_row.address,
+            Subscription.kind == SubscriptionKind.LIST,
+            Subscription.thread_key == 0,
+        )
+    ).first()
+    if row is None or row.confirmed_at is None:
+        return None
+    if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
+        return row.confirmed_at, None
+    until = row.ended_at or row.confirmed_at
+    if digest_row.status == SubscriptionState.ACTIVE and digest_row.confirmed_at is not None:
+        until = min(until, digest_row.confirmed_at)
+    return row.confirmed_at, until
+
+
+def _for(session: Session, mlist: MailingList, found: Batch, sub_id: int) -> Batch:
+    """The list's digest of the period as subscription sub_id gets it: without what it had."""
+    had = _had(session, session.get_one(Subscription, sub_id), found.period)
+    kept = [e for e in found.entries if e.message_id not in had]
+    return replace(found, entries=kept, subject=digests.subject(mlist, found.period, len(kept)))
+
+
 def _send_period(ctx: WorkerContext, period: Period) -> int:
     with ctx.db() as session:
         lists = session.scalars(
             select(MailingList).where(
-                MailingList.id.in_(
-                    select(Subscription.list_id).where(
-                        Subscription.kind == SubscriptionKind.DIGEST,
-                        Subscription.status == SubscriptionState.ACTIVE,
-                        Subscription.digest_frequency == period.frequency,
-                    )
-                )
+                MailingList.id.in_(select(Subscription.list_id).where(_receives(period)))
             )
         ).all()
         work = []
         for mlist in lists:
             subs = _subscribers(session, mlist.id, period)
             found = batch(ctx, session, mlist, period) if subs else None
-            if found is not None and found.entries:
-                work.append((found, subs))
+            if found is None or not found.entries:
+                continue
+            for sub_id, address, fmt in subs:
+                own = _for(session, mlist, found, sub_id)
+                if own.entries:
+                    work.append((own, sub_id, address, fmt))
     sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
-        for found, subs in work:
-            for sub_id, address, fmt in subs:
-                row_id = _claim(ctx, found.list_id, address, period, len(found.entries))
-                if row_id is not None:
-                    sent += _deliver(ctx, conn, row_id, found, sub_id, address, fmt)
+        for own, sub_id, address, fmt in work:
+            row_id = _claim(ctx, own.list_id, address, period, len(own.entries))
+            if row_id is not None:
+                sent += _deliver(ctx, conn, row_id, own, sub_id, address, fmt)
     if work:
         log.info("%s digests of %s: %d sent", period.frequency, period.label, sent)
     return sent
@@ -279,13 +366,15 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
             return 0
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)
-        found = batch(ctx, session, mlist, period)
         sub = next(
             ((i, f) for i, a, f in _subscribers(session, mlist.id, period) if a == row.address),
             None,
         )
+        found = batch(ctx, session, mlist, period)
+        if sub is not None:
+            found = _for(session, mlist, found, sub[0])
         address = row.address
-        if sub is None:
+        if sub is None or not found.entries:
             row.status = DigestState.CANCELLED
             return 0
     with mailer.connect(ctx.settings.outbound) as conn:

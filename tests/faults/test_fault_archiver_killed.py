@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.models import Message, OutboxEntry, Thread
 from listgate.spool import Spool
@@ -53,8 +54,12 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
     for k in range(kills):
         arch.start()
         target = total * (k + 1) // (kills + 1)
+
+        def archived(target: int = target) -> bool:
+            return message_count(db) >= target
+
         wait_until(
-            lambda target=target: message_count(db) >= target,
+            archived,
             timeout=120,
             what=f"{target} archived",
         )
@@ -87,7 +92,7 @@ def test_sigkill_of_the_archiver_mid_batch_loses_and_duplicates_nothing(tmp_path
     assert thread_counts == [total], "the thread's count agrees with its rows"
 
 
-def _pending(db) -> int:  # type: ignore[no-untyped-def]
+def _pending(db: sessionmaker[Session]) -> int:
     spool = Spool(db.kw["bind"])
     try:
         with db() as s:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from celery import Celery
 
 from listgate import dispatch, lists
 from listgate.db import transaction
@@ -106,7 +107,7 @@ def test_posts_accepted_while_broker_down_and_notified_after(
     assert not lost and not twice and set(got) == expected
 
 
-def _sweep(producer) -> bool:  # type: ignore[no-untyped-def]
+def _sweep(producer: Celery) -> bool:
     try:
         producer.send_task(dispatch.SWEEP_OUTBOX, kwargs={"older_than": 0})
         return True

@@ -148,7 +148,7 @@ def test_a_crowd_from_many_addresses_is_refused_over_the_default_limit(tmp_path:
     gw, port, db = _start(tmp_path, LISTGATE_MAX_DATA_MEMORY=str(budget))
     crowd = None
     try:
-        pid = gw.proc.pid  # type: ignore[union-attr]
+        pid = gw.process.pid
         assert post_code(port, "warm@example.org") == 250
         settle(pid)
         base, base_fds = reset_peak(pid), _fds(pid)
@@ -156,7 +156,7 @@ def test_a_crowd_from_many_addresses_is_refused_over_the_default_limit(tmp_path:
         settle(pid)
         growth, fds = status(pid, "VmHWM") - base, _fds(pid) - base_fds
         during = post_code(port, "during@example.org")
-        alive = gw.proc.poll() is None  # type: ignore[union-attr]
+        alive = gw.process.poll() is None
     finally:
         after = _leave(gw, port, crowd)
     served, refused = crowd.served(), crowd.refused()
@@ -194,11 +194,11 @@ def test_fewer_fds_than_connections_the_listener_survives_emfile(tmp_path: Path)
     try:
         assert post_code(port, "warm@example.org") == 250
         crowd = Crowd(port, n, wait=2.0)  # those past the fds wait in the listen queue
-        pid = gw.proc.pid  # type: ignore[union-attr]
+        pid = gw.process.pid
         fds, logged = _fds(pid), len(gw.text())
         time.sleep(HOLD)  # out of fds a while longer
         flood = len(gw.text()) - logged
-        alive = gw.proc.poll() is None  # type: ignore[union-attr]
+        alive = gw.process.poll() is None
     finally:
         after = _leave(gw, port, crowd)
     silent = sum(g == "<silent>" for g in crowd.greetings)
@@ -225,7 +225,7 @@ def test_a_low_fd_limit_lowers_the_default_limit_no_emfile(tmp_path: Path) -> No
     try:
         assert post_code(port, "warm@example.org") == 250
         crowd = Crowd(port, n, wait=5.0)
-        pid = gw.proc.pid  # type: ignore[union-attr]
+        pid = gw.process.pid
         fds = _fds(pid)
     finally:
         after = _leave(gw, port, crowd)

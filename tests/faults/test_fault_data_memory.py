@@ -94,7 +94,7 @@ def test_endless_data_of_empty_lines_costs_about_its_size(tmp_path: Path) -> Non
     gw = gateway(env, tmp_path / "gateway.log").start()
     attacker = None
     try:
-        pid = gw.proc.pid  # type: ignore[union-attr]
+        pid = gw.process.pid
         assert _post_meanwhile(settings.smtp_port, "warm@example.org") == 250
         base = _reset_peak(pid)
         attacker = Attacker(settings.smtp_port, "127.0.0.1", nbytes)
@@ -134,7 +134,7 @@ def test_many_endless_data_connections_stay_within_the_memory_budget(tmp_path: P
     gw = gateway(env, tmp_path / "gateway.log").start()
     attackers: list[Attacker] = []
     try:
-        pid = gw.proc.pid  # type: ignore[union-attr]
+        pid = gw.process.pid
         assert _post_meanwhile(settings.smtp_port, "warm@example.org") == 250
         base = _reset_peak(pid)
         for _ in range(per_address):

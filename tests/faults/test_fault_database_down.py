@@ -62,7 +62,9 @@ def own_postgres() -> Iterator[tuple[StoppablePostgres, str]]:
     server.stop()
 
 
-def test_database_down_gives_451_and_503_then_recovers(tmp_path: Path, own_postgres) -> None:  # type: ignore[no-untyped-def]
+def test_database_down_gives_451_and_503_then_recovers(
+    tmp_path: Path, own_postgres: tuple[StoppablePostgres, str]
+) -> None:
     pg, url = own_postgres
     env = site_env(tmp_path, LISTGATE_DATABASE_URL=url)
     settings, db = prepare(env, "dev")

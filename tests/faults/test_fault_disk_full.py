@@ -127,7 +127,7 @@ def _simulated(tmp_path: Path) -> None:
     cap = {"pages": 0}
 
     @event.listens_for(engine, "connect")
-    def _limit(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+    def _limit(dbapi_conn: sqlite3.Connection, _record: object) -> None:
         if cap["pages"]:
             dbapi_conn.execute(f"PRAGMA max_page_count = {cap['pages']}")
 

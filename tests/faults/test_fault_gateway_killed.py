@@ -43,8 +43,12 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
         for k in range(kills):
             # kill at evenly spaced points of the stream, while every client is busy
             target = total * (k + 1) // (kills + 2)
+
+            def reached(target: int = target) -> bool:
+                return sum(len(m.accepted) for m in mtas) >= target
+
             wait_until(
-                lambda target=target: sum(len(m.accepted) for m in mtas) >= target,
+                reached,
                 timeout=120,
                 what=f"{target} posts",
             )
@@ -54,8 +58,12 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(tmp_path: Path) -> None
             killed_at = time.monotonic()
             time.sleep(0.3)  # the clients see refused connections meanwhile and queue their posts
             gw.start()
+
+            def accepting(at_kill: int = at_kill) -> bool:
+                return sum(len(m.accepted) for m in mtas) > at_kill
+
             wait_until(
-                lambda at_kill=at_kill: sum(len(m.accepted) for m in mtas) > at_kill,
+                accepting,
                 what="posts accepted again",
             )
             recovery.append(time.monotonic() - killed_at)

@@ -51,7 +51,9 @@ def _send(port: int, raw: bytes, source: str = "127.0.0.1") -> tuple[int, str]:
             c.sendmail("a@example.org", ["dev@lists.test"], raw)
         return 250, ""
     except smtplib.SMTPResponseException as exc:
-        return exc.smtp_code, exc.smtp_error.decode(errors="replace")
+        error = exc.smtp_error
+        assert isinstance(error, bytes)  # smtplib reads replies as bytes
+        return exc.smtp_code, error.decode(errors="replace")
 
 
 def test_hostile_header_shapes_get_a_clear_5xx_and_others_are_served(tmp_path: Path) -> None:

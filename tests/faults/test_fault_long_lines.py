@@ -52,7 +52,7 @@ def _post(port: int, msgid: str, source: str = "127.0.0.9") -> int:
 def _warm(gw: Service, port: int) -> int:
     """Post once and let the gateway settle; its resident size then, the peak reset."""
     assert _post(port, "warm@example.org") == 250
-    pid = gw.proc.pid  # type: ignore[union-attr]
+    pid = gw.process.pid
     settle(pid)
     return reset_peak(pid)
 
@@ -123,7 +123,7 @@ def test_an_endless_command_line_is_cut_off_with_421(tmp_path: Path) -> None:
         with contextlib.closing(RawClient(port)) as c:
             sent = _pump(c, 100 * MB)
             reply = _reply(c)
-        growth = status(gw.proc.pid, "VmHWM") - base  # type: ignore[union-attr]
+        growth = status(gw.process.pid, "VmHWM") - base
         meanwhile = _post(port, "other@example.org")
     finally:
         gw.stop()
@@ -153,7 +153,7 @@ def test_a_data_line_of_50_mb_gets_552_and_costs_little(tmp_path: Path) -> None:
             sent = _pump(c, size(50, 200) * MB)
             c.send(b"\r\n.\r\n")
             reply = _reply(c, 60)
-            growth = status(gw.proc.pid, "VmHWM") - base  # type: ignore[union-attr]
+            growth = status(gw.process.pid, "VmHWM") - base
             assert c.cmd("MAIL FROM:<ann@example.org>").startswith("250")  # the session goes on
             assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
             assert c.cmd("DATA").startswith("354")
@@ -204,7 +204,7 @@ def test_many_long_lines_at_once_stay_within_the_memory_budget(tmp_path: Path) -
         LISTGATE_MAX_DATA_MEMORY=str(budget),
         LISTGATE_MAX_MESSAGE_SIZE=str(8 * MB),
     )
-    addresses = [f"127.0.0.{i}" for i in range(10, 10 + size(8, 12))]
+    addresses = [f"127.0.{i}.10" for i in range(10, 10 + size(8, 12))]  # one per network
     per_address = 6
     attackers: list[LongLine] = []
     codes: list[int] = []
@@ -217,8 +217,8 @@ def test_many_long_lines_at_once_stay_within_the_memory_budget(tmp_path: Path) -
         codes += [_post(port, f"during{i}@example.org") for i in range(5)]
         for a in attackers:
             a.join(120)
-        settle(gw.proc.pid)  # type: ignore[union-attr]
-        growth = status(gw.proc.pid, "VmHWM") - base  # type: ignore[union-attr]
+        settle(gw.process.pid)
+        growth = status(gw.process.pid, "VmHWM") - base
         replies = [a.said() for a in attackers]
         codes += [_post(port, f"after{i}@example.org") for i in range(5)]
     finally:

@@ -14,9 +14,14 @@ import re
 import shutil
 import sys
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import atheris
+
+if TYPE_CHECKING:  # only for the annotations: sqlalchemy is imported instrumented, below
+    from sqlalchemy.orm import Session, sessionmaker
 
 with atheris.instrument_imports():
     from listgate import lists
@@ -28,13 +33,23 @@ with atheris.instrument_imports():
     from listgate.schema import upgrade
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-STATE: dict[str, object] = {}
+
+
+@dataclass
+class _State:
+    """The archive the inputs go to, and the temp dirs to remove at the end."""
+
+    db: sessionmaker[Session] | None = None
+    dirs: list[Path] = field(default_factory=list)
+
+
+STATE = _State()
 
 
 def setup() -> None:
     """A throwaway migrated SQLite archive with one open list."""
     tmp = Path(tempfile.mkdtemp(prefix="listgate-atheris-"))
-    STATE["dirs"] = [tmp]
+    STATE.dirs = [tmp]
     settings = Settings.from_env(
         {"LISTGATE_DATA_DIR": str(tmp), "LISTGATE_SECRET_KEY": "atheris-secret-0123456789"}
     )
@@ -43,19 +58,20 @@ def setup() -> None:
     db = session_factory(writer(engine))
     with transaction(db) as session:
         lists.create(session, "dev")
-    STATE["db"] = db
+    STATE.db = db
 
 
 def one_input(data: bytes) -> None:
     """Parse and ingest one input; stored bytes must equal the input."""
     parsed = parse(data)
-    db = STATE["db"]
-    with transaction(db) as session:  # type: ignore[arg-type]
+    db = STATE.db
+    assert db is not None, "setup() first"
+    with transaction(db) as session:
         result = ingest(
             session, parsed, lists.require(session, "dev"), domain="lists.test", origin="import"
         )
     if result.status in (STORED, HELD_FOR_MODERATION):
-        with db() as session:  # type: ignore[operator]
+        with db() as session:
             stored = session.get(Message, result.message_pk)
             if stored is None or stored.raw.data != data:
                 raise AssertionError("a stored message lost its exact raw bytes")
@@ -64,7 +80,7 @@ def one_input(data: bytes) -> None:
 def seed_dir() -> str:
     """A temp dir of seed inputs from the shared corpora."""
     out = Path(tempfile.mkdtemp(prefix="listgate-atheris-seeds-"))
-    STATE["dirs"].append(out)  # type: ignore[union-attr]
+    STATE.dirs.append(out)
     files = sorted((DATA / "mail").glob("*.eml")) + sorted((DATA / "bounces").glob("*.txt"))
     corpora = Path(os.environ.get("LISTGATE_TEST_CORPORA", "/nonexistent"))
     files += list((corpora / "hyperkitty-testdata").glob("*.txt")) + list(
@@ -88,7 +104,7 @@ def main() -> None:
     try:
         atheris.Fuzz()
     finally:
-        for path in STATE["dirs"]:  # type: ignore[union-attr]
+        for path in STATE.dirs:
             shutil.rmtree(path, ignore_errors=True)
 
 

@@ -5,7 +5,9 @@ purge that empties the tsvector, deleting a list.
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import administration, lists, removal
 from listgate.db import transaction
@@ -16,13 +18,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg(pg_web):  # type: ignore[no-untyped-def]
+def pg(
+    pg_web: tuple[Flask, sessionmaker[Session]],
+) -> tuple[Flask, sessionmaker[Session]]:
     with transaction(pg_web[1]) as session:
         lists.create(session, "dev", owners="o@example.org")
     return pg_web
 
 
-def test_a_purged_post_leaves_the_search_index_and_the_tombstone_stays(pg) -> None:  # type: ignore[no-untyped-def]
+def test_a_purged_post_leaves_the_search_index_and_the_tombstone_stays(
+    pg: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, db = pg
     root = post(db, make_mail("Harbour plans", msgid="r@x", body="The harbour opens in spring.\n"))
     post(
@@ -54,7 +60,7 @@ def test_a_purged_post_leaves_the_search_index_and_the_tombstone_stays(pg) -> No
     assert "removed by the moderators on" in page and "court order" in page
 
 
-def test_deleting_a_list_with_purge_on_postgres(pg) -> None:  # type: ignore[no-untyped-def]
+def test_deleting_a_list_with_purge_on_postgres(pg: tuple[Flask, sessionmaker[Session]]) -> None:
     _, db = pg
     post(db, make_mail("One", msgid="1@x"))
     post(db, make_mail("Re: One", msgid="2@x", in_reply_to="1@x"))

@@ -76,7 +76,8 @@ def test_a_batch_of_varied_mail_is_archived_as_one_with_each_outcome_its_own(
     site: tuple[Settings, sessionmaker[Session]], caplog: pytest.LogCaptureFixture
 ) -> None:
     settings, db = site
-    handler, sent = GatewayHandler(settings, db), []
+    handler = GatewayHandler(settings, db)
+    sent: list[OutboxEntry] = []
     archiver = Archiver(settings, db, enqueue=sent.extend, batch=50)
     _post(handler, "a", "ann@example.org")
     _post(handler, "b", "bob@example.org")
@@ -114,7 +115,7 @@ def test_a_batch_of_varied_mail_is_archived_as_one_with_each_outcome_its_own(
     with transaction(db) as s:
         s.add(Ban(list_id=1, address="erin@example.org"))
         removal.remove(s, removal.find(s, "t.batch@example.org"), "spam", "mod@example.org")
-        kept_before = s.scalar(select(func.count()).select_from(RawMessage))
+        kept_before = s.execute(select(func.count()).select_from(RawMessage)).scalar_one()
     with caplog.at_level(logging.INFO, logger="listgate"):
         assert archiver.drain() == 11
     assert not [r for r in caplog.records if "one message at a time" in r.getMessage()]

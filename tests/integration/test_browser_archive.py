@@ -120,6 +120,7 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Archive]:
     app = create_app(settings)
     sender = RecordingSender()
     app.extensions["listgate"].sender = sender
+    assert root.thread_id is not None
     with serving(app, settings.web_port) as url:
         yield Archive(url, factory, root.thread_id, sender)
     factory.kw["bind"].dispose()

@@ -4,7 +4,6 @@ reply written on the web reaches the list's subscribers and appears in the threa
 from __future__ import annotations
 
 import email
-import re
 from pathlib import Path
 
 import pytest
@@ -14,10 +13,10 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.schema import upgrade
 from tests.support.browser import chromium, serving, shot
-from tests.support.config import free_port, wait_until
+from tests.support.config import free_port, search, wait_until
 from tests.support.factories import make_mail, post
 from tests.support.processes import WorkerProcess
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, payload
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -25,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.browser]
 def _text(data: bytes) -> str:
     msg = email.message_from_bytes(data)
     part = next(p for p in msg.walk() if p.get_content_type() == "text/plain")
-    return part.get_payload(decode=True).decode(part.get_content_charset() or "utf-8")
+    return payload(part).decode(part.get_content_charset() or "utf-8")
 
 
 def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(
@@ -61,7 +60,7 @@ def test_sign_in_by_mailed_link_and_reply_reaches_subscribers(
             page.fill("#address", "writer@example.org")
             page.click("text=Mail me a sign-in link")
             mail = wait_until(lambda: sink.to("writer@example.org"), 30, "the sign-in mail")[-1]
-            link = re.search(r"https?://\S+/signin/\S+", _text(mail.data)).group(0)
+            link = search(r"https?://\S+/signin/\S+", _text(mail.data), 0)
             page.goto(link)
             page.click("main button:has-text('Sign in')")
             page.wait_for_selector("text=You are signed in as writer@example.org")

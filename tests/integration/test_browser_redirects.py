@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -16,6 +17,9 @@ from tests.support.browser import chromium, serving
 from tests.support.config import free_port, make_settings
 from tests.support.web import RecordingSender
 from tests.unit.webarchive.test_redirects import ATTACKS
+
+if TYPE_CHECKING:  # playwright is imported where a browser starts (tests/support/browser.py)
+    from playwright.sync_api import Route
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -33,7 +37,7 @@ def test_chromium_never_leaves_the_site_after_sign_in(tmp_path: Path, chromium_p
     app.extensions["listgate"].sender = RecordingSender()
     visited: list[str] = []
 
-    def elsewhere(route) -> None:  # type: ignore[no-untyped-def]
+    def elsewhere(route: Route) -> None:
         """Any request off the site is recorded and
         answered here (no real DNS, no real evil.example).
         """

@@ -4,7 +4,7 @@ Message-IDs and search terms. Nothing may execute, with the CSP and without it."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pytest
@@ -14,6 +14,9 @@ from listgate.db import transaction
 from tests.support.browser import serving, shot
 from tests.support.config import make_settings, migrated
 from tests.support.factories import post
+
+if TYPE_CHECKING:  # playwright is imported where a browser starts (tests/support/browser.py)
+    from playwright.sync_api import Dialog
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
@@ -135,7 +138,12 @@ def test_nothing_in_the_corpus_executes(site: str, browser: Any, bypass_csp: boo
     context.add_init_script("window.__xss = 0;")
     page = context.new_page()
     dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+    def dismissed(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", dismissed)
     for url in _pages(site):
         page.goto(url)
         assert page.evaluate("window.__xss") == 0, url

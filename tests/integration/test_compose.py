@@ -24,6 +24,7 @@ import yaml
 from listgate.cli import main
 from listgate.config import Settings
 from tests.support.config import free_port, wait_until
+from tests.support.sink import SmtpSink
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTGATE_SERVICES = ("gateway", "archiver", "worker", "beat", "web")
@@ -232,8 +233,8 @@ def _compose_database(admin_url: str) -> str:
 
 
 def test_the_compose_services_commands_carry_a_post_end_to_end(
-    compose: dict[str, Any], tmp_path: Path, postgres_url: str, redis_db_url: str, sink
-) -> None:  # type: ignore[no-untyped-def]
+    compose: dict[str, Any], tmp_path: Path, postgres_url: str, redis_db_url: str, sink: SmtpSink
+) -> None:
     """Each listgate service's `command` with its `environment` and the env file (.env from
     .env.example).
 

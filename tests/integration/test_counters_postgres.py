@@ -7,10 +7,11 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from listgate import counters
+from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction
 
 
-def test_concurrent_bumps_all_count(pg_settings) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_bumps_all_count(pg_settings: Settings) -> None:
     engine = make_engine(pg_settings)
     factory = session_factory(engine)
 
@@ -27,7 +28,9 @@ def test_concurrent_bumps_all_count(pg_settings) -> None:  # type: ignore[no-unt
         engine.dispose()
 
 
-def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(pg_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(
+    pg_settings: Settings,
+) -> None:
     """Two gateways' sessions read the list, both post: the list shows two posts, not one."""
     from listgate import lists
     from listgate.ingest import ingest
@@ -47,7 +50,8 @@ def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(pg_se
             lists.create(session, "dev")
         first, second = factory(), factory()
         stale = [lists.require(s, "dev") for s in (first, second)]  # both read the list (0 posts)
-        first.commit(), second.commit()  # the objects stay loaded (expire_on_commit=False)
+        first.commit()  # the objects stay loaded (expire_on_commit=False)
+        second.commit()
         for n, (session, mlist) in enumerate(zip((first, second), stale, strict=True)):
             with session.begin():
                 ingest(session, parse(post(n)), mlist, domain="lists.test")
@@ -59,7 +63,9 @@ def test_a_writer_holding_a_stale_list_does_not_lose_another_writers_count(pg_se
         engine.dispose()
 
 
-def test_a_takedown_during_an_archiving_batch_is_not_undone_by_its_counts(pg_settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_takedown_during_an_archiving_batch_is_not_undone_by_its_counts(
+    pg_settings: Settings,
+) -> None:
     """The archiver reads a thread's counts at the start of a batch (after the list lock) and
     writes them at the batch's flush; a moderator's takedown committed in between must not be
     overwritten: the thread and the list show the posts that are still visible.

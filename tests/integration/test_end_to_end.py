@@ -22,8 +22,9 @@ import pytest
 from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.states import DmarcMode
 from tests.support.config import DOMAIN
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, payload
 from tests.support.stack import Stack, base_env, get, get_json, make_stack, run_separately
 
 pytestmark = pytest.mark.integration
@@ -121,7 +122,7 @@ def create_list(stack: Stack, use_cli: bool) -> None:
         with transaction(session_factory(writer(engine))) as session:
             mlist = lists.create(session, "dev", "Developers")
             mlist.dmarc_mode = (
-                "never"  # no DNS lookups of the senders' domains (CI may have no resolver)
+                DmarcMode.NEVER  # no DNS lookups of the senders' domains (CI may have no resolver)
             )
             for address in (ALICE, BOB, CAROL):
                 lists.subscribe(session, mlist, address)
@@ -151,7 +152,7 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
         got = copies(sink, address, "e2e-post@example.org")
         assert len(got) == 1, f"{address} got {len(got)} copies"
         assert "dev.lists.test" in got[0]["List-Id"]
-        assert "Shall we ship on Friday?" in got[0].get_payload(decode=True).decode()
+        assert "Shall we ship on Friday?" in payload(got[0]).decode()
     assert copies(sink, ALICE, "e2e-post@example.org") == [], "the author got her own post"
 
     reply = mail(

@@ -13,13 +13,15 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
+from listgate.config import Settings
 from listgate.mail.parser import parse
 from listgate.models import Message, MessageVariant
 from tests.support.config import prepare, site_env
 from tests.support.corpora import corpus, linux_man
 from tests.support.gateway import settle
-from tests.support.processes import gateway
+from tests.support.processes import Service, gateway
 from tests.support.reliability import record, size
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak]
@@ -70,7 +72,9 @@ def _deliver(
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def site(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Settings, sessionmaker[Session], Service]]:
     tmp = tmp_path_factory.mktemp("corpora")
     env = site_env(tmp, LISTGATE_MAX_MESSAGES_PER_MINUTE="100000")
     settings, db = prepare(env, "dev")
@@ -79,7 +83,7 @@ def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-d
     gw.stop()
 
 
-def _check_stored(db, stored: dict[str, bytes]) -> None:  # type: ignore[no-untyped-def]
+def _check_stored(db: sessionmaker[Session], stored: dict[str, bytes]) -> None:
     settle(db)  # a 250 means spooled: wait for the archiver
     with db() as session:
         for name, data in stored.items():
@@ -98,7 +102,7 @@ def _check_stored(db, stored: dict[str, bytes]) -> None:  # type: ignore[no-unty
             assert data in kept, f"{name}: stored bytes differ"
 
 
-def test_real_bounces_through_smtp(site) -> None:  # type: ignore[no-untyped-def]
+def test_real_bounces_through_smtp(site: tuple[Settings, sessionmaker[Session], Service]) -> None:
     files = sorted(corpus("bounces", "data").glob("*.txt"))
     settings, db, gw = site
     mails = ((f.name, crlf(f.read_bytes())) for f in files)
@@ -108,10 +112,12 @@ def test_real_bounces_through_smtp(site) -> None:  # type: ignore[no-untyped-def
     # and to a VERP bounce address, where the worker reads them: all taken
     mails = ((f.name, crlf(f.read_bytes())) for f in files[:20])
     assert _deliver(settings.smtp_port, mails, "dev+bounce-abcd1234@lists.test")[1] == []
-    assert gw.proc.poll() is None and "Traceback" not in gw.text()
+    assert gw.process.poll() is None and "Traceback" not in gw.text()
 
 
-def test_linux_man_messages_through_smtp(site) -> None:  # type: ignore[no-untyped-def]
+def test_linux_man_messages_through_smtp(
+    site: tuple[Settings, sessionmaker[Session], Service],
+) -> None:
     settings, db, gw = site
     n = size(100, 3000)
     mails = ((f"linux-man #{i}", crlf(as_sent(data))) for i, data in enumerate(linux_man(n)))
@@ -127,4 +133,4 @@ def test_linux_man_messages_through_smtp(site) -> None:  # type: ignore[no-untyp
     assert refused == []
     assert len(stored) > n * 0.9
     _check_stored(db, stored)
-    assert gw.proc.poll() is None and "Traceback" not in gw.text()
+    assert gw.process.poll() is None and "Traceback" not in gw.text()

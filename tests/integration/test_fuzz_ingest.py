@@ -150,7 +150,7 @@ def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
 
 def generated() -> st.SearchStrategy[bytes]:
     """A message built from nasty headers, random header text and a (possibly multipart) body."""
-    text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=80)
+    text = st.text(st.characters(exclude_categories=["Cs"]), max_size=80)
     header = st.one_of(
         st.sampled_from(NASTY_HEADERS),
         st.tuples(

@@ -11,6 +11,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.support.config import prepare, site_env
 from tests.support.gateway import RawClient, archived_ids
@@ -44,14 +45,20 @@ VERBS = [
 ]
 
 
+class Client(RawClient):
+    """A raw client that remembers how far along the happy transaction it got."""
+
+    step = 0
+
+
 class Site:
     """A running gateway process and its database."""
 
-    def __init__(self, gw: Service, db, port: int) -> None:  # type: ignore[no-untyped-def]
+    def __init__(self, gw: Service, db: sessionmaker[Session], port: int) -> None:
         self.gw, self.db, self.port = gw, db, port
 
-    def raw(self) -> RawClient:
-        return RawClient(self.port)
+    def raw(self) -> Client:
+        return Client(self.port)
 
     def alive(self) -> bool:
         """The process runs and a normal client gets a post through."""
@@ -178,7 +185,7 @@ def test_random_dialogues_never_break_the_server(site: Site) -> None:
     """
     rng = random.Random(7)
     sessions = size(40, 1000)
-    completed = set()
+    completed: set[str] = set()
     for n in range(sessions):
         c = site.raw()
         c.sock.settimeout(10)
@@ -200,7 +207,7 @@ def test_random_dialogues_never_break_the_server(site: Site) -> None:
 
 
 def _step(
-    c: RawClient, rng: random.Random, n: int, in_data: bool, completed: set[str]
+    c: Client, rng: random.Random, n: int, in_data: bool, completed: set[str]
 ) -> tuple[str, bool]:
     """One random client move; (reply, whether the server now waits for DATA content)."""
     if in_data:
@@ -220,8 +227,8 @@ def _step(
         return "<drop>", False
     happy = ["EHLO x.example", "MAIL FROM:<a@example.org>", "RCPT TO:<dev@lists.test>", "DATA"]
     if pick < 0.6:  # mostly follow a real transaction, so the fuzz reaches DATA and storage
-        step = getattr(c, "step", 0)
-        c.step = step + 1  # type: ignore[attr-defined]
+        step = c.step
+        c.step = step + 1
         reply = c.cmd(happy[step % len(happy)])
     else:
         reply = c.cmd(rng.choice(VERBS))

@@ -49,7 +49,7 @@ class Held:
         self.batches: list[list[Job]] = []
         self.statements: list[int] = []
         self.read = handler.answer.read
-        handler.answer = self  # type: ignore[assignment]
+        handler.answer = self  # type: ignore[assignment]  # a double wrapping the handler's Answerer
         event.listen(self.read, "before_cursor_execute", self._count)
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
@@ -184,7 +184,9 @@ def _spool(handler: GatewayHandler) -> tuple[set[tuple[str, str]], list[str]]:
     ]
 
 
-def test_messages_sharing_a_batch_each_get_their_own_answer(site) -> None:  # type: ignore[no-untyped-def]
+def test_messages_sharing_a_batch_each_get_their_own_answer(
+    site: tuple[Env, GatewayHandler, GatewayServer, Held],
+) -> None:
     env, handler, _server, held = site
     replies = _post_all(env.settings.smtp_port, held)
     # the seven messages were decided and spooled together, in one batch after the held one
@@ -230,7 +232,9 @@ def test_messages_sharing_a_batch_each_get_their_own_answer(site) -> None:  # ty
     assert len(olds) == 1
 
 
-def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(site) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(
+    site: tuple[Env, GatewayHandler, GatewayServer, Held],
+) -> None:
     """A batch nothing refuses: the archive database is asked one statement for the whole batch
     (and, where the spool is a table of it, PostgreSQL, the append is a second); each spool row
     keeps the envelope and the exact bytes its client sent."""
@@ -270,7 +274,9 @@ def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(site) -> None: 
     assert rows == {}
 
 
-def test_a_batch_whose_look_ups_fail_is_answered_451_and_spools_nothing(site) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_whose_look_ups_fail_is_answered_451_and_spools_nothing(
+    site: tuple[Env, GatewayHandler, GatewayServer, Held],
+) -> None:
     env, handler, _server, held = site
     armed = threading.Event()
 
@@ -287,12 +293,12 @@ def test_a_batch_whose_look_ups_fail_is_answered_451_and_spools_nothing(site) ->
         armed.set()  # every client is past RCPT: only the batch's look-ups fail
         held.release.set()
 
-    held.let_go_once = arm_then_release  # type: ignore[method-assign]
+    held.let_go_once = arm_then_release  # type: ignore[method-assign]  # this test arms it itself
     try:
         replies = _post_all(env.settings.smtp_port, held)
     finally:
         armed.clear()
-        held.let_go_once = original  # type: ignore[method-assign]
+        held.let_go_once = original  # type: ignore[method-assign]  # and puts it back
         event.remove(held.read, "before_cursor_execute", fail)
     smuggled = replies.pop("smuggling")
     assert set(replies.values()) == {

@@ -30,7 +30,8 @@ def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) 
     parent = [None] + [rng.randrange(i) for i in range(1, n)]
 
     def chain(i: int) -> list[str]:
-        out, p = [], parent[i]
+        out: list[str] = []
+        p = parent[i]
         while p is not None:
             out.insert(0, f"<t{p}@x>")
             p = parent[p]
@@ -62,7 +63,9 @@ def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) 
     with env.db() as s:
         rows = s.scalars(select(Message)).all()
         by_pk = {m.id: m.message_id for m in rows}
-        parents = {m.message_id: by_pk.get(m.parent_id) for m in rows}
+        parents = {
+            m.message_id: by_pk.get(m.parent_id) if m.parent_id is not None else None for m in rows
+        }
         assert parents == {
             f"t{i}@x": (f"t{parent[i]}@x" if parent[i] is not None else None) for i in range(n)
         }
@@ -73,4 +76,4 @@ def test_parallel_clients_posting_replies_in_any_order_build_one_tree(env: Env) 
         assert live[0].participant_count == 7
         mlist = lists.require(s, "dev")
         assert (mlist.message_count, mlist.thread_count) == (n, 1)
-    assert len(env.gw.enqueued.kinds(expected=n)) == n
+    assert env.gw is not None and len(env.gw.enqueued.kinds(expected=n)) == n

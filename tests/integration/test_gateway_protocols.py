@@ -8,6 +8,7 @@ import smtplib
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def _lmtp_send(client: smtplib.LMTP, rcpts: list[str], raw: bytes) -> list[tuple
     return replies
 
 
-def test_lmtp_answers_one_line_per_recipient(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_lmtp_answers_one_line_per_recipient(make_env: Callable[..., Env]) -> None:
     e = make_env()
     e.make_list("dev")
     e.make_list("closed", policy="members")
@@ -49,7 +50,9 @@ def test_lmtp_answers_one_line_per_recipient(make_env) -> None:  # type: ignore[
     assert sorted(m.message_id for m in messages(e.db)) == ["l1@x", "l1@x", "l2@x"]
 
 
-def test_lmtp_on_a_unix_socket_refuses_per_recipient(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_lmtp_on_a_unix_socket_refuses_per_recipient(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     e = make_env(LISTGATE_MAX_MESSAGE_SIZE="2048")
     e.make_list("dev")
     e.make_list("ops")
@@ -122,7 +125,9 @@ def test_dot_stuffed_lines_are_not_smuggling(env: Env) -> None:
     assert raw_of(env.db, msg.message_id).endswith(b"\r\n.\r\n..two\r\n.\r\nend\r\n")
 
 
-def test_too_many_connections_from_one_address_get_421_others_are_served(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_connections_from_one_address_get_421_others_are_served(
+    make_env: Callable[..., Env],
+) -> None:
     e = make_env(LISTGATE_MAX_CONNECTIONS_PER_CLIENT="2")
     e.make_list("dev")
     e.start()
@@ -148,7 +153,9 @@ def test_too_many_connections_from_one_address_get_421_others_are_served(make_en
         c.close()
 
 
-def test_too_many_messages_per_minute_get_451_others_are_served(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_too_many_messages_per_minute_get_451_others_are_served(
+    make_env: Callable[..., Env],
+) -> None:
     e = make_env(LISTGATE_MAX_MESSAGES_PER_MINUTE="3")
     e.make_list("dev")
     e.start()
@@ -163,7 +170,9 @@ def test_too_many_messages_per_minute_get_451_others_are_served(make_env) -> Non
     assert sorted(m.message_id for m in messages(e.db)) == ["other@x", "r0@x", "r1@x", "r2@x"]
 
 
-def test_python_m_gateway_runs_as_a_real_process(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_python_m_gateway_runs_as_a_real_process(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     e = make_env()
     e.make_list("dev")
     env = {
@@ -247,7 +256,9 @@ def test_an_unmigrated_database_is_a_clean_error(tmp_path: Path) -> None:
     )
 
 
-def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(
+    make_env: Callable[..., Env],
+) -> None:
     """Issue 18.7: behind Postfix every LMTP connection
     comes from loopback; only untrusted clients are limited.
     """
@@ -257,10 +268,10 @@ def test_the_mta_in_front_of_lmtp_is_not_throttled_strangers_still_are(make_env)
     e.start(lmtp=True)  # LISTGATE_TRUSTED_MTAS unset: loopback is trusted in LMTP mode
     conns = [RawClient(e.settings.smtp_port, source="127.0.0.1") for _ in range(4)]
     assert all(c.greeting.startswith("220") for c in conns), [c.greeting for c in conns]
-    with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as c:
+    with smtplib.LMTP("127.0.0.1", e.settings.smtp_port) as lmtp:
         for i in range(6):
             assert [
-                code for code, _ in _lmtp_send(c, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))
+                code for code, _ in _lmtp_send(lmtp, ["dev@lists.test"], mail(msgid=f"mta{i}@x"))
             ] == [250]
     for c in conns:
         c.close()

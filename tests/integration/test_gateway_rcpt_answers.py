@@ -22,6 +22,7 @@ from listgate import lists, subscriptions
 from listgate.db import session_factory, transaction, writer
 from listgate.models import Subscription
 from listgate.tokens import verp_token
+from tests.support.factories import subscription_of
 from tests.support.gateway import Env, RawClient
 
 pytestmark = pytest.mark.integration
@@ -54,7 +55,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Env, dict[str, str]]]:
             base_url="http://x",
             domain="lists.test",
         )
-        code = subscriptions.confirm_code(env.settings.secret_key, asked.subscription)
+        code = subscriptions.confirm_code(env.settings.secret_key, subscription_of(asked))
     with env.db() as s:
         bob = s.scalar(select(Subscription.id).where(Subscription.address == "bob@example.org"))
     assert bob is not None

@@ -45,7 +45,7 @@ class HeldWriter:
         self.seen = 0
         self.count_jobs: list[int] = []  # of each job of counts only: how many counts it carries
         self.clients: list[RawClient] = []  # the test's connections, closed at teardown
-        handler.answer = self  # type: ignore[assignment]
+        handler.answer = self  # type: ignore[assignment]  # a double wrapping the handler's Answerer
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
         self.seen += len(jobs)

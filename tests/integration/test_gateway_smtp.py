@@ -5,8 +5,10 @@ from __future__ import annotations
 import smtplib
 import ssl
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import select
@@ -45,7 +47,7 @@ def test_a_post_to_two_lists_is_stored_in_both_and_fanned_out_after_commit(env: 
     assert sorted(m.list_id for m in stored) == [1, 2]
     assert {m.message_id for m in stored} == {"two@example.org"}
     assert count(env.db, RawMessage) == 1  # the exact bytes, once
-    assert env.gw.enqueued.kinds(expected=2) == [FANOUT, FANOUT]
+    assert env.gw is not None and env.gw.enqueued.kinds(expected=2) == [FANOUT, FANOUT]
 
 
 def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None:
@@ -55,7 +57,7 @@ def test_the_same_message_id_again_gets_250_and_no_second_copy(env: Env) -> None
             "ann@example.org", ["dev@lists.test"], mail(msgid="again@example.org", body="retry\r\n")
         )
     assert len(messages(env.db)) == 1
-    assert env.gw.enqueued.kinds(expected=1) == [FANOUT]
+    assert env.gw is not None and env.gw.enqueued.kinds(expected=1) == [FANOUT]
 
 
 def test_exact_bytes_are_kept(env: Env) -> None:
@@ -72,7 +74,7 @@ def test_exact_bytes_are_kept(env: Env) -> None:
         assert msg.subject == "café"
 
 
-def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env: Callable[..., Env]) -> None:
     e = make_env(LISTGATE_MAX_MESSAGE_SIZE="4096")
     e.make_list("dev")
     e.start()
@@ -100,7 +102,9 @@ def test_size_is_advertised_and_bigger_mail_gets_552_5_3_4(make_env) -> None:  #
         ("X-Long: " + "a" * 1500 + "\r\n", 552, b"line"),
     ],
 )
-def test_header_count_and_line_length_limits(make_env, body: str, code: int, words: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_header_count_and_line_length_limits(
+    make_env: Callable[..., Env], body: str, code: int, words: bytes
+) -> None:
     e = make_env(LISTGATE_MAX_HEADERS="20", LISTGATE_MAX_LINE_LENGTH="1000")
     e.make_list("dev")
     e.start()
@@ -126,7 +130,7 @@ def _nested(depth: int) -> bytes:
     return head + out
 
 
-def test_mime_nesting_limit(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_mime_nesting_limit(make_env: Callable[..., Env]) -> None:
     e = make_env(LISTGATE_MAX_MIME_DEPTH="10")
     e.make_list("dev")
     e.start()
@@ -204,10 +208,14 @@ def _starttls_names(e: Env, cafile: Path, msgid: str) -> str:
         assert isinstance(sock, ssl.SSLSocket)
         peer = sock.getpeercert()
     assert peer is not None
-    return dict(pair[0] for pair in peer["subject"])["commonName"]
+    # getpeercert()'s subject: relative distinguished names, each of (name, value) pairs
+    subject = cast(tuple[tuple[tuple[str, str], ...], ...], peer["subject"])
+    return dict(pair[0] for pair in subject)["commonName"]
 
 
-def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_starttls_with_a_configured_certificate(
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     _certificate(cert, key)
     e = make_env(LISTGATE_TLS_CERT=str(cert), LISTGATE_TLS_KEY=str(key))
@@ -218,8 +226,8 @@ def test_starttls_with_a_configured_certificate(make_env, tmp_path: Path) -> Non
 
 
 def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_not(
-    make_env, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     """The context is built once, and again when the files change (a renewal); a pair that does
     not load (the certificate replaced, the key not yet) leaves STARTTLS on the last good pair."""
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -250,8 +258,8 @@ def test_a_renewed_certificate_is_served_without_a_restart_and_a_broken_one_is_n
 
 
 def test_a_certificate_that_does_not_load_stops_the_start_naming_the_files(
-    make_env, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    make_env: Callable[..., Env], tmp_path: Path
+) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_text("not a certificate\n")
     key.write_text("not a key\n")
@@ -263,9 +271,9 @@ def test_a_certificate_that_does_not_load_stops_the_start_naming_the_files(
 def test_storage_failure_answers_451_and_stores_nothing(
     env: Env, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from listgate.spool import Spool
+    from listgate.spool import Spool, Spooled
 
-    def broken(spool, mails):  # type: ignore[no-untyped-def]
+    def broken(spool: Spool, mails: list[Spooled]) -> None:
         with (
             spool.engine.begin() as conn
         ):  # the row is written, then the disk "fails" before the commit
@@ -296,7 +304,9 @@ def test_storage_failure_answers_451_and_stores_nothing(
                 ["dev@lists.test", "ops@lists.test"],
                 mail(msgid="fail@example.org"),
             )
-        assert err.value.smtp_code == 451 and err.value.smtp_error.startswith(b"4.3.0")
+        error = err.value.smtp_error
+        assert err.value.smtp_code == 451
+        assert isinstance(error, bytes) and error.startswith(b"4.3.0")
     assert messages(env.db) == [] and count(env.db, RawMessage) == 0 and outbox_kinds(env.db) == []
     monkeypatch.setattr(Spool, "append", real)
     with env.smtp() as c:  # the sending server retries
@@ -330,6 +340,7 @@ def test_command_addresses_are_queued_never_archived(env: Env) -> None:
         )
     assert messages(env.db) == []
     assert outbox_kinds(env.db) == [HANDLE_COMMAND] * 4 + [HANDLE_BOUNCE]
+    assert env.gw is not None
     assert env.gw.enqueued.kinds(expected=5) == [HANDLE_COMMAND] * 4 + [HANDLE_BOUNCE]
 
 

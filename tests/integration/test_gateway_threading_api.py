@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from flask.testing import FlaskClient
 
 from tests.support.gateway import Env, mail, settle
 
@@ -10,7 +11,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def api(env: Env):  # type: ignore[no-untyped-def]
+def api(env: Env) -> FlaskClient:
     from webarchive import create_app
 
     return create_app(env.settings).test_client()
@@ -30,14 +31,14 @@ def post(env: Env, msgid: str, refs: str = "", irt: str = "", subject: str = "Pl
     settle(env.db)  # the API reads the archive
 
 
-def tree(api, msgid: str) -> dict[str, str | None]:  # type: ignore[no-untyped-def]
+def tree(api: FlaskClient, msgid: str) -> dict[str, str | None]:
     """message -> parent, as the API shows the thread of msgid."""
     thread_id = api.get(f"/api/messages/{msgid}").get_json()["thread_id"]
     body = api.get(f"/api/threads/{thread_id}").get_json()
     return {m["message_id"]: m["parent_message_id"] for m in body["messages"]}
 
 
-def test_replies_before_their_parents_and_a_missing_middle(env: Env, api) -> None:  # type: ignore[no-untyped-def]
+def test_replies_before_their_parents_and_a_missing_middle(env: Env, api: FlaskClient) -> None:
     post(env, "c@x.test", refs="<a@x.test> <b@x.test>", subject="Re: Plan")  # grandchild first
     post(env, "a@x.test")
     assert tree(api, "a@x.test") == {
@@ -52,7 +53,7 @@ def test_replies_before_their_parents_and_a_missing_middle(env: Env, api) -> Non
     }
 
 
-def test_merged_threads_and_the_absorbed_link(env: Env, api) -> None:  # type: ignore[no-untyped-def]
+def test_merged_threads_and_the_absorbed_link(env: Env, api: FlaskClient) -> None:
     post(env, "x@x.test", subject="One")
     post(env, "y@x.test", refs="<ghost@x>", subject="Two")
     old = api.get("/api/messages/y@x.test").get_json()["thread_id"]
@@ -68,7 +69,7 @@ def test_merged_threads_and_the_absorbed_link(env: Env, api) -> None:  # type: i
     }
 
 
-def test_subject_only_replies_join_by_subject(env: Env, api) -> None:  # type: ignore[no-untyped-def]
+def test_subject_only_replies_join_by_subject(env: Env, api: FlaskClient) -> None:
     post(env, "s1@x", subject="Release date")
     post(env, "s2@x", subject="[dev] RE: Release date")
     assert tree(api, "s2@x") == {"s1@x": None, "s2@x": "s1@x"}

@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.cli import main
+from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.importer import mbox_messages
 from listgate.mail.parser import parse, parse_message_id
 from listgate.models import Message, OutboxEntry
 from tests.support.corpora import corpus, linux_man_path
+from tests.support.factories import MakeList
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +55,7 @@ MESSAGES = [
 
 
 @pytest.fixture
-def runner(settings, engine, make_list) -> CliRunner:  # type: ignore[no-untyped-def]
+def runner(settings: Settings, engine: Engine, make_list: MakeList) -> CliRunner:
     make_list("dev")
     env = {
         "LISTGATE_DATA_DIR": str(settings.data_dir),
@@ -62,7 +65,7 @@ def runner(settings, engine, make_list) -> CliRunner:  # type: ignore[no-untyped
     return CliRunner(env=env)
 
 
-def _archived(settings) -> list[Message]:  # type: ignore[no-untyped-def]
+def _archived(settings: Settings) -> list[Message]:
     engine = make_engine(settings)
     try:
         with session_factory(engine)() as s:
@@ -81,8 +84,8 @@ def test_mboxrd_is_split_and_unescaped_exactly() -> None:
 
 @pytest.mark.parametrize("compress", ["plain", "gz", "xz"])
 def test_import_an_mbox_then_rerun_skips_everything(
-    runner: CliRunner, settings, tmp_path: Path, compress: str
-) -> None:  # type: ignore[no-untyped-def]
+    runner: CliRunner, settings: Settings, tmp_path: Path, compress: str
+) -> None:
     data = _mboxrd(MESSAGES)
     path = tmp_path / {"plain": "a.mbox", "gz": "a.mbox.gz", "xz": "a.mbox.xz"}[compress]
     path.write_bytes(
@@ -115,8 +118,8 @@ def test_import_an_mbox_then_rerun_skips_everything(
 
 
 def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(
-    runner: CliRunner, settings, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
     """A later mbox holds a second version of an archived
     Message-ID: kept as a variant; importing again adds nothing.
     """
@@ -142,7 +145,9 @@ def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(
     engine.dispose()
 
 
-def test_import_a_maildir_with_a_progress_bar(runner: CliRunner, settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_import_a_maildir_with_a_progress_bar(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
     md = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
         (md / sub).mkdir(parents=True)
@@ -173,8 +178,8 @@ HEADERLESS = [
 
 @pytest.mark.parametrize("source", ["mbox", "maildir"])
 def test_mail_without_header_fields_is_refused_and_counted(
-    runner: CliRunner, settings, tmp_path: Path, source: str
-) -> None:  # type: ignore[no-untyped-def]
+    runner: CliRunner, settings: Settings, tmp_path: Path, source: str
+) -> None:
     """As the gateway refuses it at DATA: never archived as an empty post."""
     mixed = [MESSAGES[0], *HEADERLESS, MESSAGES[1]]
     if source == "mbox":
@@ -202,8 +207,8 @@ def test_mail_without_header_fields_is_refused_and_counted(
     ],
 )
 def test_bad_imports_get_a_clear_message(
-    runner: CliRunner, tmp_path: Path, what: str, args, words: str
-) -> None:  # type: ignore[no-untyped-def]
+    runner: CliRunner, tmp_path: Path, what: str, args: list[str] | None, words: str
+) -> None:
     junk = tmp_path / "junk.txt"
     junk.write_bytes(b"just some text\n")
     good = tmp_path / "good.mbox"
@@ -215,7 +220,9 @@ def test_bad_imports_get_a_clear_message(
     assert result.exit_code != 0 and words in result.output and "Traceback" not in result.output
 
 
-def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_threading_of_a_linux_man_slice_agrees_with_notmuch(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     """Import the first 400 messages of linux-man; parents and threads must match notmuch's.
 
     notmuch does no subject fallback, so it is off here; the full-archive figures are in the report.
@@ -243,8 +250,8 @@ def test_threading_of_a_linux_man_slice_agrees_with_notmuch(settings, db, make_l
     by_pk = {r.id: r.message_id for r in rows}
 
     def live(t: int) -> int:
-        while merged.get(t):
-            t = merged[t]
+        while into := merged.get(t):
+            t = into
         return t
 
     parent, thread_of = oracle["parent"], {m: i for i, t in enumerate(oracle["threads"]) for m in t}

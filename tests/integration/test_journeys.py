@@ -21,7 +21,7 @@ import smtplib
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from pathlib import Path
 
 import pytest
@@ -29,8 +29,8 @@ import pytest
 from listgate import dispatch
 from listgate.config import Settings
 from tests.integration.web_client import WebClient
-from tests.support.config import DOMAIN
-from tests.support.sink import Received, SmtpSink
+from tests.support.config import DOMAIN, search
+from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
 from worker.celery_app import make_celery
 
@@ -138,18 +138,17 @@ class Journey:
     def copies_to(self, *addresses: str) -> list[tuple[str, str]]:
         return [(a, self.posts[-1]) for a in addresses]
 
-    def body(self, received: list[Received], rcpt: str, label: str) -> tuple[EmailMessage, str]:
+    def body(self, received: list[Received], rcpt: str, label: str) -> tuple[Message, str]:
         r = next(r for r in received if r.rcpt_tos == [rcpt] and _matches(r, label))
         msg = r.message
         part = msg.get_payload(0) if msg.is_multipart() else msg
-        return msg, part.get_payload(decode=True).decode()
+        assert isinstance(part, Message)
+        return msg, payload(part).decode()
 
     def sign_in(self, web: WebClient) -> None:
         web.post("/signin", {"address": PAT, "next": "/"}, on_page="/signin")
         got = self.expect((PAT, "sign-in link"))
-        link = re.search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1]).group(
-            1
-        )
+        link = search(r"(http://\S+/signin/\S+)", self.body(got, PAT, "sign-in link")[1])
         done = web.post(link, {"next": "/"}, on_page=link)
         assert "You are signed in as pat@example.org" in done.body
 
@@ -165,7 +164,7 @@ class Journey:
         )
         assert row, page.body
         done = self.web.post(row.group(1), {"action": action}, on_page="/me/subscriptions")
-        return re.search(r'<p class="flash ok" role="status">(.*?)</p>', done.body).group(1)
+        return search(r'<p class="flash ok" role="status">(.*?)</p>', done.body)
 
 
 def _matches(r: Received, label: str) -> bool:
@@ -185,9 +184,15 @@ def list_unsubscribe_url(received: list[Received], rcpt: str, msgid: str) -> str
         for r in received
         if r.rcpt_tos == [rcpt] and str(r.message["Message-ID"]).strip("<>") == msgid
     )
-    return re.search(
+    return search(
         r"<(http[^>]+/unsubscribe/[^>]+)>", " ".join(str(msg["List-Unsubscribe"]).split())
-    ).group(1)
+    )
+
+
+def digest_posts(received: list[Received], rcpt: str, posts: list[str]) -> list[str]:
+    """The posts (of `posts`) the digest mailed to rcpt holds, by their own Message-ID header."""
+    data = next(r for r in received if r.rcpt_tos == [rcpt]).data.decode(errors="replace").lower()
+    return [p for p in posts if f"message-id: <{p.lower()}>" in data]
 
 
 def life_with_a_list(j: Journey) -> None:
@@ -236,7 +241,7 @@ def life_with_a_list(j: Journey) -> None:
 
     # The digest: no single posts; a followed thread still comes one by one until left by its link.
     assert "daily digest" in j.dashboard("digest", "every post")
-    j.new_thread()
+    t3 = j.new_thread()
     j.expect(*j.copies_to(SAM))
     t2_path = j.thread_path(t2)
     assert "You now follow this thread" in j.web.post(f"{t2_path}/follow", on_page=t2_path).body
@@ -245,11 +250,14 @@ def life_with_a_list(j: Journey) -> None:
     thread_link = list_unsubscribe_url(got, PAT, j.posts[-1])
     assert "Stop mail about this thread" in j.web.get(thread_link).body
     j.web.post(thread_link, {"List-Unsubscribe": "One-Click"})
-    j.reply(t2)
+    t2_left = j.reply(t2)
     j.expect(*j.copies_to(SAM, ANN))
     j.send_digest()
     digest = j.expect((PAT, "digest"))
-    assert f"({len(j.posts)} messages)" in str(digest[0].message["Subject"])
+    # The day's posts she did not get one by one, except those of the thread she muted while on
+    # every post: t1 (before she came), t3 and the reply after she left t2.
+    assert digest_posts(digest, PAT, j.posts) == [t1, t3, t2_left]
+    assert "(3 messages)" in str(digest[0].message["Subject"])
 
     # Back to every post.
     assert "every post" in j.dashboard("list", "daily digest")
@@ -266,7 +274,7 @@ def life_with_a_list(j: Journey) -> None:
     stranger = WebClient(j.stack.web_port)
     stranger.post("/lists/dev/subscribe", {"address": PAT, "kind": "list"}, on_page="/lists/dev/")
     confirm = j.expect((PAT, "Confirm your subscription"))
-    link = re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1)
+    link = search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1])
     assert "Confirm my subscription" in stranger.get(link).body
     stranger.post(link)
     j.expect((PAT, "Welcome"))
@@ -306,9 +314,7 @@ def life_with_a_list(j: Journey) -> None:
     # In by mail command again, confirmed by the link this time.
     j.command("subscribe")
     confirm = j.expect((PAT, "Confirm your subscription"))
-    stranger.post(
-        re.search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]).group(1)
-    )
+    stranger.post(search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1]))
     j.expect((PAT, "Welcome"))
     t12 = j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))

@@ -47,7 +47,11 @@ def _placed(engine: Engine) -> dict[str, tuple[str | None, datetime, str]]:
         rows = s.scalars(select(Message)).all()
         by_pk = {m.id: m.message_id for m in rows}
         return {
-            m.message_id: (by_pk.get(m.parent_id), m.thread_date, m.thread_subject_norm)
+            m.message_id: (
+                by_pk.get(m.parent_id) if m.parent_id is not None else None,
+                m.thread_date,
+                m.thread_subject_norm,
+            )
             for m in rows
         }
 

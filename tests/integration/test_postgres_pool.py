@@ -29,7 +29,9 @@ def _cut(pg_settings: Settings, pid: int) -> None:
         other.dispose()
 
 
-def test_a_connection_cut_while_idle_is_replaced_before_use(pg_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_connection_cut_while_idle_is_replaced_before_use(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE", 0.2)
     engine = make_engine(pg_settings)
     try:
@@ -42,8 +44,8 @@ def test_a_connection_cut_while_idle_is_replaced_before_use(pg_settings, monkeyp
 
 
 def test_a_connection_cut_while_in_steady_use_fails_once_then_the_pool_recovers(
-    pg_settings, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(db, "PING_AFTER_IDLE", 60.0)
     engine = make_engine(pg_settings)
     try:

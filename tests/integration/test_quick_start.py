@@ -227,16 +227,18 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
     ), done.stdout
 
     # 3. A child killed outright comes back by itself, and says so.
-    first = read_state(state_file(var))["children"]["gateway"]["pid"]  # type: ignore[index]
+    state = read_state(state_file(var))
+    assert state is not None
+    first = state["children"]["gateway"]["pid"]
     os.kill(first, signal.SIGKILL)
     assert wait_until(
         lambda: (
             (read_state(state_file(var)) or {}).get("children", {}).get("gateway", {}).get("state")
             == "ready"
-            and read_state(state_file(var))["children"]["gateway"]["pid"] != first
+            and (read_state(state_file(var)) or {})["children"]["gateway"]["pid"] != first
         ),
         60,
-    )  # type: ignore[index]
+    )
     assert shell.run(post).returncode == 0
     assert wait_until(lambda: len(copies(var / "outbound", "reader@example.org", "Hello")) == 2, 60)
     done = shell.run(f"{activate} && {status}")
@@ -265,8 +267,7 @@ def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -
     # 5. The relay goes away: copies are deferred, the log says why, status says so and exits 1.
     shell.ctrl_c(sink)
     assert shell.run(posted_command(startup)).returncode == 0
-    done = None
-    for _ in range(120):
+    for _ in range(120):  # runs at least once: done is always bound
         done = shell.run(f"{activate} && {status}")
         if "DEFERRING" in done.stdout:
             break

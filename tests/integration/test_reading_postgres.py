@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask import Flask
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
@@ -17,7 +19,9 @@ from tests.support.web import session_for
 pytestmark = pytest.mark.integration
 
 
-def test_thread_page_map_activity_and_edits_on_postgres(pg_web):  # type: ignore[no-untyped-def]
+def test_thread_page_map_activity_and_edits_on_postgres(
+    pg_web: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, db = pg_web
     with transaction(db) as session:
         lists.create(session, "dev")

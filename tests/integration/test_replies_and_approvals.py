@@ -12,10 +12,12 @@
 
 from __future__ import annotations
 
+import email.message
 import re
 import smtplib
 import uuid
 from collections.abc import Iterator
+from typing import Unpack
 
 import pytest
 from click.testing import CliRunner
@@ -25,10 +27,12 @@ from listgate import cli, dispatch, lists
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
-from tests.support.config import free_port, make_settings, wait_until
+from listgate.states import DmarcMode
+from tests.support.config import free_port, make_settings, search, wait_until
+from tests.support.factories import ListOptions
 from tests.support.gateway import start_gateway
 from tests.support.processes import WorkerProcess
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, payload
 from tests.support.worker import Site
 from webarchive import create_app
 from worker.celery_app import make_celery
@@ -62,10 +66,11 @@ def world(tmp_path_factory: pytest.TempPathFactory, rsink: SmtpSink) -> Iterator
     engine = make_engine(settings)
     upgrade(engine)
     site = Site(settings, env, session_factory(writer(engine)), make_celery(settings))
-    site.log = tmp / "worker.log"  # type: ignore[attr-defined]
-    proc = WorkerProcess(env, site.log).start()  # type: ignore[attr-defined]
+    site.log = tmp / "worker.log"
+    proc = WorkerProcess(env, site.log).start()
     gateway = start_gateway(settings, site.db)
-    gateway.server.archiver.enqueue = lambda entries: dispatch.enqueue(site.app, entries)  # type: ignore[union-attr]
+    assert gateway.server.archiver is not None
+    gateway.server.archiver.enqueue = lambda entries: dispatch.enqueue(site.app, entries)
     yield site, gateway.port
     gateway.stop()
     proc.stop()
@@ -93,7 +98,7 @@ def smtp(
     return reply.decode()
 
 
-def mails_to(sink: SmtpSink, address: str) -> list:  # type: ignore[type-arg]
+def mails_to(sink: SmtpSink, address: str) -> list[email.message.Message]:
     return [r.message for r in sink.to(address)]
 
 
@@ -104,14 +109,16 @@ def outbox_done(site: Site) -> bool:
         )
 
 
-def new_list(site: Site, **options: object) -> str:
+def new_list(site: Site, **options: Unpack[ListOptions]) -> str:
     name = "l" + uuid.uuid4().hex[:10]
     with transaction(site.db) as session:
-        lists.create(session, name, **options).dmarc_mode = "never"  # type: ignore[arg-type]
+        lists.create(session, name, **options).dmarc_mode = DmarcMode.NEVER
     return name
 
 
-def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, victim = new_list(site), f"victim-{uuid.uuid4().hex[:6]}@example.org"
     rcpts = [f"{name}+confirm-{uuid.uuid4().hex[:12]}@{DOMAIN}" for _ in range(50)]
@@ -134,7 +141,9 @@ def test_fifty_forged_commands_in_one_mail_get_the_victim_one_reply(world, rsink
     assert held_back == 59
 
 
-def test_the_held_notice_quotes_nothing_the_sender_wrote(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_the_held_notice_quotes_nothing_the_sender_wrote(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, victim = (
         new_list(site, policy="moderated", moderators="mod@example.org"),
@@ -153,7 +162,9 @@ def test_the_held_notice_quotes_nothing_the_sender_wrote(world, rsink) -> None: 
     assert "pills" not in notice.as_string().lower() and "evil.example" not in notice.as_string()
 
 
-def test_a_proven_sender_gets_every_answer_within_the_window(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_proven_sender_gets_every_answer_within_the_window(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, person = new_list(site), "quick@example.org"
     smtp(world, person, [f"{name}+subscribe@{DOMAIN}"], "Subject: subscribe\r\n")
@@ -166,7 +177,9 @@ def test_a_proven_sender_gets_every_answer_within_the_window(world, rsink) -> No
     assert "Welcome" in mails_to(rsink, person)[1]["Subject"]
 
 
-def test_precedence_list_mail_is_archived_and_delivered(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_precedence_list_mail_is_archived_and_delivered(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site)
     site.subscribe(name, "reader1@example.org", "reader2@example.org")
@@ -180,7 +193,11 @@ def test_precedence_list_mail_is_archived_and_delivered(world, rsink) -> None:  
     )
     assert "stored" in reply
     for reader in ("reader1@example.org", "reader2@example.org"):
-        got = wait_until(lambda r=reader: mails_to(rsink, r), what=f"the copy for {reader}")
+
+        def copies(r: str = reader) -> list[email.message.Message]:
+            return mails_to(rsink, r)
+
+        got = wait_until(copies, what=f"the copy for {reader}")
         assert len(got) == 1 and got[0]["Subject"] == "Upstream news"
     with site.db() as session:
         assert session.scalars(
@@ -188,7 +205,9 @@ def test_precedence_list_mail_is_archived_and_delivered(world, rsink) -> None:  
         ).all() == ["Upstream news"]
 
 
-def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site)
     site.subscribe(name, "reader3@example.org")
@@ -213,7 +232,9 @@ def test_an_automatic_reply_waits_in_the_not_posted_queue_until_released(world, 
     assert got[0]["Subject"] == "Out of office"
 
 
-def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_command_that_fails_for_good_is_answered_and_not_retried(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name, doomed = new_list(site), "doomed@example.org"
     site.subscribe(name, doomed)
@@ -235,8 +256,8 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
     finally:
         with transaction(site.db) as session:
             session.execute(text("DROP TRIGGER doom"))
-    body = answer.get_payload(decode=True).decode()
-    reference = re.search(r"reference ([0-9a-f]{8})", body).group(1)
+    body = payload(answer).decode()
+    reference = search(r"reference ([0-9a-f]{8})", body)
     assert "could not be carried out" in answer["Subject"] and "unsubscribe request" in body
     with site.db() as session:
         entry = session.scalars(
@@ -254,22 +275,27 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(world, rsink)
             session.scalar(select(Subscription.status).where(Subscription.address == doomed))
             == "active"
         )
-    log = site.log.read_text()  # type: ignore[attr-defined]
+    assert site.log is not None
+    log = site.log.read_text()
     assert f"failed for good [reference {reference}]" in log and "Traceback" in log
     status = CliRunner().invoke(cli.main, ["status"], env=site.env)
     assert re.search(r"[1-9]\d* failed for good", status.output), status.output
 
 
-def _confirm_by_reply(world, rsink, person: str, index: int = 0) -> None:  # type: ignore[no-untyped-def]
+def _confirm_by_reply(
+    world: tuple[Site, int], rsink: SmtpSink, person: str, index: int = 0
+) -> None:
     confirm = wait_until(
-        lambda: len(mails_to(rsink, person)) > index and mails_to(rsink, person),
+        lambda: mails_to(rsink, person) if len(mails_to(rsink, person)) > index else None,
         what="the confirmation",
     )[index]
     assert "Confirm" in confirm["Subject"]
     smtp(world, person, [confirm["Reply-To"]], "Subject: Re: confirm\r\n", "yes")
 
 
-def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site, policy="members", moderators="mod@example.org")
     site.subscribe(name, "insider@example.org")
@@ -285,8 +311,9 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
     _confirm_by_reply(world, rsink, "outsider@example.org")
     awaiting = wait_until(
         lambda: (
-            len(mails_to(rsink, "outsider@example.org")) == 2
-            and mails_to(rsink, "outsider@example.org")
+            mails_to(rsink, "outsider@example.org")
+            if len(mails_to(rsink, "outsider@example.org")) == 2
+            else None
         ),
         what="the awaiting-approval notice",
     )[1]
@@ -337,8 +364,8 @@ def test_every_way_into_a_members_list_by_mail_waits_for_a_moderator(world, rsin
 
 
 def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_in(
-    world, rsink
-) -> None:  # type: ignore[no-untyped-def]
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     # Issue 17.11: RCPT answers a private list like a missing one, so no stranger can ask to join it
     # by mail (nor learn it exists); the way in is an invitation, which the invited address confirms
     # by reply.
@@ -360,7 +387,9 @@ def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_
     _confirm_by_reply(world, rsink, "guest@example.org")
     welcome = wait_until(
         lambda: (
-            len(mails_to(rsink, "guest@example.org")) == 2 and mails_to(rsink, "guest@example.org")
+            mails_to(rsink, "guest@example.org")
+            if len(mails_to(rsink, "guest@example.org")) == 2
+            else None
         ),
         what="the welcome of an invited address",
     )[1]
@@ -382,7 +411,9 @@ def test_a_private_list_is_hidden_from_strangers_by_mail_and_an_invitation_gets_
         )
 
 
-def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     site = world[0]
     name = new_list(site)
     smtp(
@@ -395,10 +426,14 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
     smtp(world, "fan@example.org", [f"{name}@{DOMAIN}"], headers, "follow")
     _confirm_by_reply(world, rsink, "fan@example.org")
     welcome = wait_until(
-        lambda: len(mails_to(rsink, "fan@example.org")) == 2 and mails_to(rsink, "fan@example.org"),
+        lambda: (
+            mails_to(rsink, "fan@example.org")
+            if len(mails_to(rsink, "fan@example.org")) == 2
+            else None
+        ),
         what="the welcome",
     )[1]
-    body = welcome.get_payload(decode=True).decode()
+    body = payload(welcome).decode()
     link = re.search(
         r"To stop getting this thread, open (https://lists\.test(/unsubscribe/\S+))", body
     )
@@ -413,7 +448,9 @@ def test_the_thread_follow_welcome_gives_the_threads_own_leave_link(world, rsink
     assert (row.kind, row.status) == ("thread", "ended")
 
 
-def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(world, rsink) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_the_relay_deferred_is_sent_later_all_the_same(
+    world: tuple[Site, int], rsink: SmtpSink
+) -> None:
     """The 451 retry of a reply already counted in
     its window must not be held back by that window.
     """

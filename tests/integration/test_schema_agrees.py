@@ -15,6 +15,7 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, create_engine, inspect, text
+from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from listgate.db import Base, make_engine
 from listgate.models.search import FTS_TABLE, SEARCH_COLUMN, SEARCH_INDEX, SQLITE_TRIGGERS
@@ -107,11 +108,11 @@ def _fts_finds(engine: Engine, word: str) -> int:
         return int(
             conn.execute(
                 text(f"SELECT count(*) FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :w"), {"w": word}
-            ).scalar()
+            ).scalar_one()
         )
 
 
-def _filler(column: dict) -> object:  # type: ignore[type-arg]
+def _filler(column: ReflectedColumn) -> object:
     kind = str(column["type"]).upper()
     if "INT" in kind or "BOOL" in kind:
         return 0
@@ -161,7 +162,7 @@ def _postgres_search_objects(engine: Engine) -> dict[str, str]:
             ),
             {"c": SEARCH_COLUMN},
         ).scalar()
-        indexes = dict(
+        indexes: dict[str, str] = dict(
             conn.execute(
                 text("SELECT indexname, indexdef FROM pg_indexes WHERE indexname IN (:a, :b)"),
                 {"a": SEARCH_INDEX, "b": "ix_threads_featured"},

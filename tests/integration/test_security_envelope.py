@@ -8,7 +8,8 @@ the reply a sender sees and what was stored.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import Subscription
+from tests.support.factories import subscription_of
 from tests.support.gateway import Env, RawClient, mail, messages
 from tests.support.reliability import record
 
@@ -23,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.soak]
 
 
 @pytest.fixture
-def env(tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
+def env(tmp_path: Path) -> Iterator[Env]:
     """A gateway with the open list dev@ and the private list secret@ (bob is subscribed to it)."""
     e = Env(tmp_path, LISTGATE_MAX_MESSAGES_PER_MINUTE="1000")
     e.make_list("dev")
@@ -35,11 +37,17 @@ def env(tmp_path) -> Iterator[Env]:  # type: ignore[no-untyped-def]
     e.close()
 
 
-def _session(env: Env, mail_from: str, smtputf8: bool = False) -> RawClient:
-    c = RawClient(env.settings.smtp_port)
+class Client(RawClient):
+    """A raw client that keeps the reply to its MAIL FROM."""
+
+    last = ""
+
+
+def _session(env: Env, mail_from: str, smtputf8: bool = False) -> Client:
+    c = Client(env.settings.smtp_port)
     assert c.cmd("EHLO client.example").startswith("250")
     reply = c.cmd(f"MAIL FROM:<{mail_from}>" + (" SMTPUTF8" if smtputf8 else ""))
-    c.last = reply  # type: ignore[attr-defined]
+    c.last = reply
     return c
 
 
@@ -50,9 +58,9 @@ def test_an_8bit_sender_without_smtputf8_is_refused_at_mail_and_the_session_goes
     env: Env,
 ) -> None:
     c = _session(env, "jürgen@example.org")
-    refused = c.last.startswith("553 5.6.7")  # type: ignore[attr-defined]
-    record("8-bit MAIL FROM without SMTPUTF8", 1, 0, 0, None, c.last, held=int(refused))  # type: ignore[attr-defined]
-    assert refused and "SMTPUTF8" in c.last, c.last  # type: ignore[attr-defined]
+    refused = c.last.startswith("553 5.6.7")
+    record("8-bit MAIL FROM without SMTPUTF8", 1, 0, 0, None, c.last, held=int(refused))
+    assert refused and "SMTPUTF8" in c.last, c.last
     assert c.cmd("MAIL FROM:<juergen@example.org>").startswith("250")
     assert c.cmd("RCPT TO:<dev@lists.test>").startswith("250")
     c.close()
@@ -104,7 +112,9 @@ def test_the_101st_recipient_of_a_transaction_gets_452(env: Env) -> None:
     assert set(replies[100:]) == {"452 4.5.3"}
 
 
-def test_the_per_minute_limit_counts_recipients_not_only_messages(make_env) -> None:  # type: ignore[no-untyped-def]
+def test_the_per_minute_limit_counts_recipients_not_only_messages(
+    make_env: Callable[..., Env],
+) -> None:
     e = make_env(LISTGATE_MAX_MESSAGES_PER_MINUTE="30")
     e.make_list("dev")
     e.start()
@@ -182,7 +192,7 @@ def test_a_confirmation_reply_reaches_a_private_list_from_the_address_that_asked
             base_url="http://x",
             domain="lists.test",
         )
-        code = subscriptions.confirm_code(env.settings.secret_key, outcome.subscription)
+        code = subscriptions.confirm_code(env.settings.secret_key, subscription_of(outcome))
     assert _rcpt(env, "carol@example.org", f"secret+confirm-{code}").startswith("250")
     # the code is the proof
     assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith("250")
@@ -194,6 +204,7 @@ def test_a_bounce_to_a_private_list_needs_a_token_of_that_list(env: Env) -> None
 
     with env.db() as s:
         sub_id = s.scalar(select(Subscription.id).where(Subscription.address == "bob@example.org"))
+    assert sub_id is not None
     token = verp_token(env.settings.secret_key, "s", sub_id)
     assert _rcpt(env, "", f"secret+bounce-{token}").startswith("250")
     assert _rcpt(

@@ -93,13 +93,14 @@ def test_every_other_spelling_is_refused_and_nothing_goes_out(env: Env) -> None:
     accepted = {a: r for a in NOT_OURS if (r := _rcpt(env, a)).startswith(("2", "4"))}
     assert accepted == {}, "open relay or silent acceptance"
     assert messages(env.db) == [] and outbox_kinds(env.db) == []
-    assert env.gw.enqueued.entries == []
+    assert env.gw is not None and env.gw.enqueued.entries == []
 
 
 @pytest.mark.parametrize("address", OURS_OR_MALFORMED)
 def test_trailing_dot_is_ours_or_refused_never_relayed(env: Env, address: str) -> None:
     reply = _rcpt(env, address)
     assert reply.startswith(("250", "5")), reply
+    assert env.gw is not None
     assert all(m.list_id == 1 for m in messages(env.db)) and env.gw.enqueued.kinds() in (
         [],
         ["listgate.fanout"],

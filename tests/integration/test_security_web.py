@@ -22,6 +22,7 @@ from listgate import lists, subscriptions, tokens
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Attachment, Message, OutboxEntry
+from tests.support.config import search
 from tests.support.factories import make_mail, post
 from tests.support.web import session_for
 
@@ -162,8 +163,8 @@ def test_private_list_answers_like_a_list_that_does_not_exist(
 
 
 def test_private_list_counts_do_not_change_public_pages(
-    app: Flask, site: dict[str, Any], db
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, site: dict[str, Any], db: sessionmaker[Session]
+) -> None:
     client = app.test_client()
     urls = (
         "/",
@@ -256,8 +257,8 @@ def _tokens(settings: Settings, db: sessionmaker[Session]) -> dict[str, str]:
 
 
 def test_tokens_are_single_purpose(
-    app: Flask, site: dict[str, Any], settings: Settings, db
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, site: dict[str, Any], settings: Settings, db: sessionmaker[Session]
+) -> None:
     made = _tokens(settings, db)
     client = app.test_client()
     csrf = _sign_in(client, "someone@example.org")
@@ -280,8 +281,8 @@ def test_tokens_are_single_purpose(
 
 @pytest.mark.parametrize("route", ["confirm", "unsubscribe", "signin"])
 def test_forged_altered_and_expired_tokens_get_a_clear_page(
-    app: Flask, site: dict[str, Any], settings: Settings, db, route: str
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, site: dict[str, Any], settings: Settings, db: sessionmaker[Session], route: str
+) -> None:
     good = _tokens(settings, db)[route]
     altered = good[:-3] + ("AAA" if not good.endswith("AAA") else "BBB")
     forged = tokens.make(
@@ -344,7 +345,7 @@ def test_served_attachments_cannot_run_script(app: Flask, db: sessionmaker[Sessi
         assert response.status_code == 200
         disposition = response.headers["Content-Disposition"]
         assert disposition.startswith("attachment;")
-        ascii_name = re.search(r'filename="([^"]*)"', disposition).group(1)  # type: ignore[union-attr]
+        ascii_name = search(r'filename="([^"]*)"', disposition)
         assert "/" not in ascii_name and "\\" not in ascii_name and ".." not in ascii_name
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
@@ -352,15 +353,15 @@ def test_served_attachments_cannot_run_script(app: Flask, db: sessionmaker[Sessi
 
 
 def test_no_header_injection_through_form_fields_into_mail(
-    app: Flask, settings: Settings, db
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask, settings: Settings, db: sessionmaker[Session]
+) -> None:
     from worker import notices
 
     with transaction(db) as s:
         lists.create(s, "open")
     client = app.test_client()
     page = client.get("/signin").get_data(as_text=True)
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    csrf = search(r'name="csrf_token" value="([^"]+)"', page)
     for address in (
         "victim@example.org\r\nBcc: all@evil.example",
         "victim@example.org\nBcc: all@evil.example",

@@ -39,47 +39,54 @@ def _spooled_ids(spool: Spool) -> list[str]:
         )
 
 
-def test_a_batch_is_one_insert_and_committed_when_append_returns(spool) -> None:  # type: ignore[no-untyped-def]
-    spool, _engine = spool
+def test_a_batch_is_one_insert_and_committed_when_append_returns(
+    spool: tuple[Spool, Engine],
+) -> None:
+    appender, _engine = spool
     inserts: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         if statement.lstrip().upper().startswith("INSERT"):
             inserts.append(statement)
 
-    event.listen(spool.engine, "before_cursor_execute", seen)
+    event.listen(appender.engine, "before_cursor_execute", seen)
     try:
-        spool.append([_mail(n) for n in range(40)])
+        appender.append([_mail(n) for n in range(40)])
     finally:
-        event.remove(spool.engine, "before_cursor_execute", seen)
+        event.remove(appender.engine, "before_cursor_execute", seen)
     assert len(inserts) == 1  # one statement: on PostgreSQL it is the whole transaction
-    assert _spooled_ids(spool) == [f"{n}@x" for n in range(40)]
+    assert _spooled_ids(appender) == [f"{n}@x" for n in range(40)]
 
 
-def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(spool) -> None:  # type: ignore[no-untyped-def]
-    spool, _engine = spool
-    spool.append([_mail(1)])
-    broken = Spooled(None, "b@example.org", ("dev@lists.test",), "broken@x")  # type: ignore[arg-type]
+def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(
+    spool: tuple[Spool, Engine],
+) -> None:
+    appender, _engine = spool
+    appender.append([_mail(1)])
+    no_raw: bytes = None  # type: ignore[assignment]  # NULL on purpose: the row the database refuses
+    broken = Spooled(no_raw, "b@example.org", ("dev@lists.test",), "broken@x")
     with pytest.raises(Exception, match=r"(?i)null"):
-        spool.append([_mail(2), broken, _mail(3)])
-    assert _spooled_ids(spool) == ["1@x"]  # no 250 was owed for 2 and 3: they are not there
-    spool.append([_mail(4)])
-    assert _spooled_ids(spool) == ["1@x", "4@x"]
+        appender.append([_mail(2), broken, _mail(3)])
+    assert _spooled_ids(appender) == ["1@x"]  # no 250 was owed for 2 and 3: they are not there
+    appender.append([_mail(4)])
+    assert _spooled_ids(appender) == ["1@x", "4@x"]
 
 
-def test_the_engines_other_transactions_still_roll_back_after_appends(spool) -> None:  # type: ignore[no-untyped-def]
-    spool, _engine = spool
+def test_the_engines_other_transactions_still_roll_back_after_appends(
+    spool: tuple[Spool, Engine],
+) -> None:
+    appender, _engine = spool
     for n in range(5):  # the pool's connections have all been the append's
-        spool.append([_mail(n)])
+        appender.append([_mail(n)])
 
     def undone() -> None:
-        with spool.engine.begin() as conn:
-            conn.execute(spool.table.insert(), [_row(99)])
+        with appender.engine.begin() as conn:
+            conn.execute(appender.table.insert(), [_row(99)])
             raise RuntimeError("undo")
 
     with pytest.raises(RuntimeError):
         undone()
-    assert "99@x" not in _spooled_ids(spool)
+    assert "99@x" not in _spooled_ids(appender)
 
 
 def _row(n: int) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
 from listgate import counters, lists
 from listgate.archiver import Archiver
+from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction
 from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 from listgate.states import SpoolState
@@ -22,7 +23,7 @@ from tests.support.gateway import through_hooks
 
 
 @pytest.fixture
-def dev_gate(pg_settings) -> Iterator[tuple[GatewayHandler, sessionmaker[Session]]]:  # type: ignore[no-untyped-def]
+def dev_gate(pg_settings: Settings) -> Iterator[tuple[GatewayHandler, sessionmaker[Session]]]:
     """A gateway handler (no server) on a fresh PostgreSQL archive with the list dev."""
     engine = make_engine(pg_settings)
     db = session_factory(engine)
@@ -34,7 +35,7 @@ def dev_gate(pg_settings) -> Iterator[tuple[GatewayHandler, sessionmaker[Session
         engine.dispose()
 
 
-def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> None:  # type: ignore[no-untyped-def]
+def test_three_archivers_side_by_side_archive_each_post_once(pg_settings: Settings) -> None:
     engine = make_engine(pg_settings)
     db = session_factory(engine)
     try:
@@ -56,7 +57,7 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
         with transaction(
             db
         ) as s:  # a post whose sender is banned between its 250 and its archiving
-            s.execute(Ban.__table__.delete())
+            s.execute(delete(Ban))
         late = b"From: late@example.org\r\nSubject: late\r\nMessage-ID: <late@x>\r\n\r\nx\r\n"
         assert through_hooks(handler, late, "late@example.org", ["dev@lists.test"]).endswith(
             "stored"
@@ -94,7 +95,9 @@ def test_three_archivers_side_by_side_archive_each_post_once(pg_settings) -> Non
     assert (depth.pending, depth.failed) == (0, 0) and received == len(ids) + 1
 
 
-def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from listgate import threads
 
     engine = make_engine(pg_settings)
@@ -129,8 +132,8 @@ def test_a_failed_row_stays_in_the_table_and_a_retry_archives_it(pg_settings, mo
 
 
 def test_a_message_whose_look_ups_fail_takes_no_other_message_of_its_batch_with_it(
-    dev_gate,
-) -> None:  # type: ignore[no-untyped-def]
+    dev_gate: tuple[GatewayHandler, sessionmaker[Session]],
+) -> None:
     """PostgreSQL refuses a NUL in a text parameter: a From with one fails its own decision (451),
     and the messages decided in the same writer batch are still answered and spooled."""
     from gateway.answers import Answer, Arrival
@@ -158,8 +161,10 @@ def test_a_message_whose_look_ups_fail_takes_no_other_message_of_its_batch_with_
 
 
 def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
-    dev_gate, pg_settings, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    dev_gate: tuple[GatewayHandler, sessionmaker[Session]],
+    pg_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A restart under steady load: the pooled connections are reused at once (no ping), the
     look-ups find theirs cut and read again on a new one; no 451 for that batch."""
     from gateway.answers import Answer, Arrival
@@ -168,7 +173,7 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 60.0)
     handler, db = dev_gate
 
-    def batch(*ids: str) -> list[object]:
+    def batch(*ids: str) -> list[Answer | BaseException | None]:
         return handler.store_batch(
             [
                 Arrival(

@@ -9,9 +9,12 @@ import time
 
 import itsdangerous.timed
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists, subscriptions, tokens
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import OutboxEntry, Subscription
 
@@ -19,14 +22,14 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def list_token(settings, db) -> str:  # type: ignore[no-untyped-def]
+def list_token(settings: Settings, db: sessionmaker[Session]) -> str:
     with transaction(db) as session:
         mlist = lists.create(session, "dev")
         lists.subscribe(session, mlist, "ann@example.org")
         return subscriptions.unsubscribe_token(settings.secret_key, mlist.id, "ann@example.org")
 
 
-def _subscribed(db) -> list[str]:  # type: ignore[no-untyped-def]
+def _subscribed(db: sessionmaker[Session]) -> list[str]:
     with db() as session:
         return list(
             session.scalars(
@@ -37,14 +40,18 @@ def _subscribed(db) -> list[str]:  # type: ignore[no-untyped-def]
         )
 
 
-def test_get_shows_a_button_and_does_not_unsubscribe(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
+def test_get_shows_a_button_and_does_not_unsubscribe(
+    client: FlaskClient, db: sessionmaker[Session], list_token: str
+) -> None:
     page = client.get(f"/unsubscribe/{list_token}")
     assert page.status_code == 200
     assert b'<form method="post"' in page.data and b"ann@example.org" in page.data
     assert _subscribed(db) == ["ann@example.org"]
 
 
-def test_one_click_post_unsubscribes_without_csrf_token(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
+def test_one_click_post_unsubscribes_without_csrf_token(
+    client: FlaskClient, db: sessionmaker[Session], list_token: str
+) -> None:
     resp = client.post(f"/unsubscribe/{list_token}", data={"List-Unsubscribe": "One-Click"})
     assert resp.status_code == 200
     assert _subscribed(db) == []
@@ -53,7 +60,9 @@ def test_one_click_post_unsubscribes_without_csrf_token(client, db, list_token) 
     assert [p["template"] for p in goodbye] == ["goodbye"]
 
 
-def test_forged_token_is_refused_with_a_clear_page(client, db, list_token) -> None:  # type: ignore[no-untyped-def]
+def test_forged_token_is_refused_with_a_clear_page(
+    client: FlaskClient, db: sessionmaker[Session], list_token: str
+) -> None:
     forged = list_token[:-3] + ("AAA" if not list_token.endswith("AAA") else "BBB")
     for method in (client.get, client.post):
         resp = method(f"/unsubscribe/{forged}")
@@ -62,7 +71,9 @@ def test_forged_token_is_refused_with_a_clear_page(client, db, list_token) -> No
     assert _subscribed(db) == ["ann@example.org"]
 
 
-def test_expired_confirm_link_is_refused(client, settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_expired_confirm_link_is_refused(
+    client: FlaskClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = time.time
     monkeypatch.setattr(itsdangerous.timed.time, "time", lambda: real() - 30 * 86400)
     token = tokens.make(settings.secret_key, tokens.CONFIRM, {"s": 1, "a": "x@example.org"})
@@ -72,7 +83,9 @@ def test_expired_confirm_link_is_refused(client, settings, monkeypatch) -> None:
         assert resp.status_code == 400 and b"expired" in resp.data
 
 
-def test_confirm_link_get_shows_button_post_confirms(client, settings, db) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_link_get_shows_button_post_confirms(
+    client: FlaskClient, settings: Settings, db: sessionmaker[Session]
+) -> None:
     with transaction(db) as session:
         mlist = lists.create(session, "dev")
         outcome = subscriptions.request(
@@ -93,7 +106,9 @@ def test_confirm_link_get_shows_button_post_confirms(client, settings, db) -> No
         assert session.scalars(select(Subscription.status)).one() == "active"
 
 
-def test_one_click_and_the_button_work_for_someone_who_was_mailed(client, settings, db) -> None:  # type: ignore[no-untyped-def]
+def test_one_click_and_the_button_work_for_someone_who_was_mailed(
+    client: FlaskClient, settings: Settings, db: sessionmaker[Session]
+) -> None:
     """Issue 11: once a subscriber had been sent a post, these answered 503 and nothing changed."""
     from listgate.ingest import ingest
     from listgate.mail.parser import parse

@@ -130,4 +130,4 @@ def test_a_service_that_never_serves_is_not_left_running(tmp_path: Path) -> None
     with pytest.raises(RuntimeError, match="did not listen"):
         listens_elsewhere.start(timeout=2)
     assert listens_elsewhere.proc is not None
-    assert wait_until(lambda: not alive(listens_elsewhere.proc.pid), 5), "left running"
+    assert wait_until(lambda: not alive(listens_elsewhere.process.pid), 5), "left running"

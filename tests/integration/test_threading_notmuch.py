@@ -36,7 +36,7 @@ def _mail(case: str, n: int, subject: str, irt: str = "", refs: str = "") -> byt
 
 # (case, its mails by number, our parent of each message
 # by number, does notmuch agree on every parent)
-CASES = [
+CASES: list[tuple[str, list[tuple[str, str, str] | None], dict[int, int | None], bool]] = [
     # RFC 5322 appendix A.2: a reply and a reply to the
     # reply, with both fields as the RFC fills them.
     (
@@ -135,8 +135,8 @@ def notmuch_installed() -> None:
 
 
 def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
-    notmuch_installed, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    notmuch_installed: None, tmp_path: Path
+) -> None:
     mails = []
     for case, specs, _, _ in CASES:  # specs by number; "reversed" arrives last first
         numbered = list(enumerate(specs, 1))
@@ -148,10 +148,10 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
     ours, our_groups, theirs, their_groups = notmuch.threadings(mails, tmp_path, fallback_days=0)
     for case, _, want, notmuch_agrees in CASES:
 
-        def name(n: int | None, case: str = case) -> str | None:
-            return None if n is None else f"{n}.{case}@rfc.test"
+        def name(n: int, case: str = case) -> str:
+            return f"{n}.{case}@rfc.test"
 
-        expected = {name(n): name(p) for n, p in want.items()}
+        expected = {name(n): None if p is None else name(p) for n, p in want.items()}
         assert {m: ours[m] for m in expected} == expected, case
         held = set(expected)
         assert [g & held for g in our_groups if g & held] == [held], f"{case}: one thread"
@@ -168,7 +168,9 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
             )
 
 
-def test_a_linux_man_slice_threads_as_notmuch_threads_it(notmuch_installed, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_linux_man_slice_threads_as_notmuch_threads_it(
+    notmuch_installed: None, tmp_path: Path
+) -> None:
     """The first 2,000 messages of linux-man (real mail: odd clients,
     missing parents); whole-archive figures in docs/benchmarks.md.
     """

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import pytest
+from flask import Flask
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Thread
+from tests.support.config import search
 from tests.support.corpora import linux_man, linux_man_path
 
 SLICE = 250
@@ -20,7 +24,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
+def imported(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Flask, sessionmaker[Session]]]:
     linux_man_path()  # skips (fails under CI) without the corpora
     from listgate.db import make_engine, session_factory, writer
     from listgate.schema import upgrade
@@ -41,7 +47,7 @@ def imported(tmp_path_factory):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-def _biggest_threads(factory, n: int) -> list[Thread]:  # type: ignore[no-untyped-def]
+def _biggest_threads(factory: sessionmaker[Session], n: int) -> list[Thread]:
     with factory() as session:
         return list(
             session.scalars(
@@ -53,7 +59,9 @@ def _biggest_threads(factory, n: int) -> list[Thread]:  # type: ignore[no-untype
         )
 
 
-def test_real_threads_render_whole_in_tree_and_flat(imported):
+def test_real_threads_render_whole_in_tree_and_flat(
+    imported: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, factory = imported
     client = app.test_client()
     for thread in _biggest_threads(factory, 5):
@@ -77,19 +85,21 @@ def test_real_threads_render_whole_in_tree_and_flat(imported):
             seen.add(m["message_id"])
 
 
-def test_list_pages_months_and_search_over_real_mail(imported):
+def test_list_pages_months_and_search_over_real_mail(
+    imported: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, _ = imported
     client = app.test_client()
     listing = client.get("/lists/linux-man/")
     assert listing.status_code == 200 and 'rel="next"' in listing.get_data(as_text=True)
     months = client.get("/lists/linux-man/months").get_data(as_text=True)
-    first_month = re.search(r'href="(/lists/linux-man/\d{4}/\d{1,2})"', months).group(1)
+    first_month = search(r'href="(/lists/linux-man/\d{4}/\d{1,2})"', months)
     assert client.get(first_month).status_code == 200
     page = client.get("/search?q=manual+page").get_data(as_text=True)
     assert "<mark>" in page
 
 
-def test_every_imported_message_page_renders(imported):
+def test_every_imported_message_page_renders(imported: tuple[Flask, sessionmaker[Session]]) -> None:
     app, _ = imported
     client = app.test_client()
     data = client.get("/api/lists/linux-man/threads?limit=200").get_json()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from flask import Flask
 from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
@@ -14,14 +16,18 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def pg_app(pg_web):  # type: ignore[no-untyped-def]
+def pg_app(
+    pg_web: tuple[Flask, sessionmaker[Session]],
+) -> tuple[Flask, sessionmaker[Session]]:
     with transaction(pg_web[1]) as session:
         lists.create(session, "dev")
         lists.create(session, "secret", private=True)
     return pg_web
 
 
-def test_search_uses_the_tsvector_index_and_highlights(pg_app):
+def test_search_uses_the_tsvector_index_and_highlights(
+    pg_app: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, db = pg_app
     post(
         db,
@@ -49,7 +55,7 @@ def test_search_uses_the_tsvector_index_and_highlights(pg_app):
     assert b"Memory leak in parser" in feed.data
 
 
-def test_api_and_thread_page_on_postgres(pg_app):
+def test_api_and_thread_page_on_postgres(pg_app: tuple[Flask, sessionmaker[Session]]) -> None:
     app, db = pg_app
     root = post(db, make_mail("Root", msgid="r@x"))
     post(db, make_mail("Re: Root", msgid="c@x", in_reply_to="r@x"))
@@ -63,7 +69,9 @@ def test_api_and_thread_page_on_postgres(pg_app):
     assert client.get("/api/lists/secret/threads").status_code == 404
 
 
-def test_votes_and_rate_limits_upsert_on_postgres(pg_app):
+def test_votes_and_rate_limits_upsert_on_postgres(
+    pg_app: tuple[Flask, sessionmaker[Session]],
+) -> None:
     app, db = pg_app
     res = post(db, make_mail("Vote", msgid="v@x"))
     client = app.test_client()

@@ -15,7 +15,8 @@ import pytest
 
 from listgate import dispatch, subscriptions
 from listgate.db import transaction
-from tests.support.config import wait_until
+from tests.support.config import search, wait_until
+from tests.support.factories import stored_pk
 from tests.support.processes import WorkerProcess
 from tests.support.reliability import record
 from tests.support.sink import SmtpSink
@@ -58,6 +59,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
     proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
     try:
         first = site.post(mail("author@example.org", "Plans", "root@example.org"))
+        assert first.thread_id is not None
         wait_until(lambda: len(sink.received) >= 4, what="the first post")
         assert sorted(r.rcpt_tos[0] for r in sink.received) == [
             "alice@example.org",
@@ -100,7 +102,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
         assert got == ["alice@example.org", "bob@example.org", "follower@example.net"]
         # The sink holds the copy a moment before the worker records "sent": wait for the record.
         wait_until(
-            lambda: set(site.deliveries(second.message_pk).values()) == {"sent"},
+            lambda: set(site.deliveries(stored_pk(second)).values()) == {"sent"},
             what="every row sent",
         )
     finally:
@@ -127,7 +129,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
     follower = message_from_bytes(
         next(r for r in sink.received if r.rcpt_tos == ["follower@example.net"]).data
     )
-    token = re.search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"]).group(1)
+    token = search(r"/unsubscribe/([^>]+)>", follower["List-Unsubscribe"])
     with site.db() as session:
         assert (
             subscriptions.read_unsubscribe(session, site.settings.secret_key, token)[2]
@@ -156,7 +158,7 @@ def test_sigkill_mid_fanout_then_restart_loses_no_copy(
         site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"stale_after": 0})
         wait_until(lambda: len(sink.received) >= 2000, timeout=120, what="the rest of the fan-out")
         wait_until(
-            lambda: set(site.deliveries(post.message_pk).values()) == {"sent"},
+            lambda: set(site.deliveries(stored_pk(post)).values()) == {"sent"},
             what="every row sent",
         )
     finally:

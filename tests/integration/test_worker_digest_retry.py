@@ -5,6 +5,7 @@ the sweeper's backoff, not a day later, and only once.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email.message import Message
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from listgate import dispatch
 from listgate.models import DigestSent, OutboxEntry
 from tests.support.config import wait_until
 from tests.support.processes import WorkerProcess
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, enclosed
 from tests.support.worker import build_site, mail
 
 pytestmark = pytest.mark.integration
@@ -56,7 +57,10 @@ def test_digest_deferred_by_451_is_retried_and_arrives_once(tmp_path: Path, sink
     assert len(sink.to("digest@example.org")) == 1
     digest = got[0].message
     assert digest.get_content_type() == "multipart/digest"
-    assert sorted(p.get_payload(0)["Message-ID"] for p in digest.get_payload()[1:]) == [
+    parts = digest.get_payload()
+    assert isinstance(parts, list)  # a multipart's payload: its parts, each a Message
+    posts = [p for p in parts if isinstance(p, Message)][1:]
+    assert sorted(enclosed(p)["Message-ID"] for p in posts) == [
         "<dg1@example.org>",
         "<dg2@example.org>",
     ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.message
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
@@ -13,12 +14,12 @@ from sqlalchemy import func, select
 from listgate import dispatch, lists, subscriptions
 from listgate.addresses import parse_recipient
 from listgate.db import transaction
-from listgate.ingest import COMMAND, ingest
+from listgate.ingest import COMMAND, IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.models import Bounce, Delivery, DigestSent, Message, OutboxEntry, Subscription
-from listgate.states import DeliveryState
+from listgate.states import DeliveryState, DmarcMode, ReplyTo
 from tests.support.config import DATA, wait_until
-from tests.support.sink import SmtpSink
+from tests.support.sink import SmtpSink, enclosed, payload
 from tests.support.worker import Site, mail, worker_site
 from worker import delivery, digest
 from worker.celery_app import make_celery
@@ -60,12 +61,14 @@ def site(msite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
     name = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-30:]
     with transaction(msite.db) as session:
         # Real DNS is not asked in tests: only the DMARC test list looks (at an "always" domain).
-        lists.create(session, name).dmarc_mode = "auto" if "dmarc" in request.node.name else "never"
-    msite.list_name = name  # type: ignore[attr-defined]
+        lists.create(session, name).dmarc_mode = (
+            DmarcMode.AUTO if "dmarc" in request.node.name else DmarcMode.NEVER
+        )
+    msite.list_name = name
     return msite
 
 
-def send_to(site: Site, address: str, raw: bytes, envelope_from: str | None = None):  # type: ignore[no-untyped-def]
+def send_to(site: Site, address: str, raw: bytes, envelope_from: str | None = None) -> IngestResult:
     """What the gateway does with a mail to one of our addresses."""
     recipient = parse_recipient(address, "lists.test")
     assert recipient is not None
@@ -92,7 +95,7 @@ def status_of(site: Site, address: str, kind: str = "list") -> str | None:
 
 
 def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     raw = mail(
         "ann@example.org", "subscribe", f"sub-{name}@example.org", to=f"{name}+subscribe@lists.test"
     )
@@ -103,7 +106,7 @@ def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink)
     msg = confirm.message
     assert msg["Auto-Submitted"] == "auto-replied"  # an answer to a mail (RFC 3834)
     assert re.fullmatch(rf"{name}\+confirm-[a-z0-9.]+@lists\.test", msg["Reply-To"])
-    assert "https://lists.test/confirm/" in msg.get_payload(decode=True).decode()
+    assert "https://lists.test/confirm/" in payload(msg).decode()
     reply = mail(
         "ann@example.org",
         f"Re: {msg['Subject']}",
@@ -122,7 +125,7 @@ def test_subscribe_by_mail_is_confirmed_by_replying(site: Site, msink: SmtpSink)
 
 
 def test_help_and_unsubscribe_commands(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     site.subscribe(name, "bob@example.org")
     send_to(
         site,
@@ -143,7 +146,7 @@ def test_help_and_unsubscribe_commands(site: Site, msink: SmtpSink) -> None:
 def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(
     site: Site, msink: SmtpSink
 ) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     site.subscribe(name, "reader@example.org", "other@example.org")
     root = site.post(
         mail("author@example.org", "Topic", f"root-{name}@x", to=f"{name}@lists.test"), name
@@ -186,7 +189,7 @@ def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(
             ],
             what=f"the confirmation to {address}",
         )
-        assert len(got) == 1 and says in got[0].get_payload(decode=True).decode()
+        assert len(got) == 1 and says in payload(got[0]).decode()
         assert (
             got[0]["Auto-Submitted"] == "auto-replied"
             and f"/threads/{root.thread_id}" in got[0].get_payload()
@@ -224,16 +227,18 @@ def test_follow_mute_unsubscribe_replies_act_and_are_not_archived(
 
 
 def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     site.subscribe(name, "flaky@example.org")
     site.post(mail("author@example.org", "One", f"one-{name}@x", to=f"{name}@lists.test"), name)
     verp = wait_until(lambda: msink.to("flaky@example.org"), what="the post")[0].mail_from
 
     def score() -> float:
         with site.db() as session:
-            return session.scalar(
+            value = session.scalar(
                 select(Subscription.bounce_score).where(Subscription.address == "flaky@example.org")
             )
+            assert value is not None, "flaky@example.org is not subscribed"
+            return value
 
     def bounces(kind: str) -> int:
         return site.count(Bounce, Bounce.address == "flaky@example.org", Bounce.kind == kind)
@@ -262,7 +267,7 @@ def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: Sm
 
 
 def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     site.subscribe(name, "digest@example.org", kind="digest")
     site.post(mail("a@example.org", "First topic", f"d1-{name}@x", to=f"{name}@lists.test"), name)
     site.post(mail("b@example.org", "Second topic", f"d2-{name}@x", to=f"{name}@lists.test"), name)
@@ -281,10 +286,12 @@ def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) 
     got = wait_until(lambda: msink.to("digest@example.org"), what="the digest")
     received = got[0].message
     assert received.get_content_type() == "multipart/digest"
-    toc, *posts = received.get_payload()
-    text = toc.get_payload(decode=True).decode()
+    parts = received.get_payload()
+    assert isinstance(parts, list)  # a multipart's payload: its parts, each a Message
+    toc, *posts = [p for p in parts if isinstance(p, email.message.Message)]
+    text = payload(toc).decode()
     assert "First topic (2 messages)" in text and "Second topic (1 message)" in text
-    assert sorted(p.get_payload(0)["Message-ID"] for p in posts) == sorted(
+    assert sorted(enclosed(p)["Message-ID"] for p in posts) == sorted(
         f"<d{i}-{name}@x>" for i in (1, 2, 3)
     )
     wait_until(
@@ -298,7 +305,7 @@ def test_digest_arrives_once_a_day_with_every_post(site: Site, msink: SmtpSink) 
 def test_broker_outage_delays_but_never_loses_and_duplicates_never_double(
     site: Site, msink: SmtpSink
 ) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     site.subscribe(name, "r1@example.org", "r2@example.org")
     raw = mail(
         "author@example.org", "While the broker was down", f"down-{name}@x", to=f"{name}@lists.test"
@@ -309,9 +316,9 @@ def test_broker_outage_delays_but_never_loses_and_duplicates_never_double(
     dispatch.enqueue(site.app, result.outbox)  # and the original task shows up late, twice
     dispatch.enqueue(site.app, result.outbox)
     wait_until(lambda: len(msink.received) >= 2, what="the swept fan-out")
-    wait_until(
-        lambda: set(site.deliveries(result.message_pk).values()) == {"sent"}, what="all sent"
-    )
+    pk = result.message_pk
+    assert pk is not None
+    wait_until(lambda: set(site.deliveries(pk).values()) == {"sent"}, what="all sent")
     assert sorted(r.rcpt_tos[0] for r in msink.received) == ["r1@example.org", "r2@example.org"]
 
 
@@ -327,7 +334,7 @@ def _produce(env: dict[str, str], ids: list[int]) -> None:
 def test_concurrent_producers_on_the_embedded_broker(site: Site, msink: SmtpSink) -> None:
     import multiprocessing
 
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     with transaction(site.db) as session:
         ids = [
             dispatch.record(
@@ -369,7 +376,7 @@ def test_author_gets_own_post_when_asked(site: Site, msink: SmtpSink) -> None:
 
 
 def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     site.subscribe(name, "alice@example.org")
     raw = mail(
         "sam@strict.example",
@@ -384,11 +391,11 @@ def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) 
     assert getaddresses([msg["From"]]) == [(f"Sam via {name}", f"{name}@lists.test")]
     # The list's Reply-To policy is "none": a reply goes to
     # the author (whose address left From), not the list.
-    assert getaddresses(msg.get_all("Reply-To")) == [("Sam", "sam@strict.example")]
+    assert getaddresses(msg.get_all("Reply-To", [])) == [("Sam", "sam@strict.example")]
     assert got.data.endswith(raw.split(b"\r\n\r\n", 1)[1])
     assert msg["Message-ID"] == f"<strict-{name}@strict.example>"
     with transaction(site.db) as session:
-        lists.require(session, name).reply_to = "list"
+        lists.require(session, name).reply_to = ReplyTo.LIST
     site.post(
         mail(
             "sam@strict.example",
@@ -399,7 +406,7 @@ def test_dmarc_always_rewrites_from_and_keeps_body(site: Site, msink: SmtpSink) 
         name,
     )
     again = wait_until(lambda: msink.received[1:], what="the second DMARC copy")[0].message
-    assert getaddresses(again.get_all("Reply-To")) == [
+    assert getaddresses(again.get_all("Reply-To", [])) == [
         ("Sam", "sam@strict.example"),
         ("", f"{name}@lists.test"),
     ]
@@ -412,14 +419,16 @@ def test_451_then_250_delivers_once(site: Site, msink: SmtpSink) -> None:
         mail("author@example.org", "Later", "later@example.org", to=f"{site.list_name}@lists.test"),
         site.list_name,
     )
+    pk = post.message_pk
+    assert pk is not None
     wait_until(
-        lambda: site.deliveries(post.message_pk).get("alice@example.org") == "deferred",
+        lambda: site.deliveries(pk).get("alice@example.org") == "deferred",
         what="deferral",
     )
     assert msink.received == []
     site.app.send_task(dispatch.RETRY_DEFERRED, kwargs={"horizon": 86400})
     wait_until(
-        lambda: site.deliveries(post.message_pk).get("alice@example.org") == "sent",
+        lambda: site.deliveries(pk).get("alice@example.org") == "sent",
         what="the retry",
     )
     # Running the retry again (beat, a duplicate task) sends nothing more.
@@ -439,8 +448,10 @@ def test_550_is_a_bounce_and_never_retried(site: Site, msink: SmtpSink) -> None:
         ),
         site.list_name,
     )
+    pk = post.message_pk
+    assert pk is not None
     wait_until(
-        lambda: site.deliveries(post.message_pk).get("gone@example.org") == "bounced",
+        lambda: site.deliveries(pk).get("gone@example.org") == "bounced",
         what="the bounce",
     )
     with site.db() as session:
@@ -460,18 +471,20 @@ def test_550_is_a_bounce_and_never_retried(site: Site, msink: SmtpSink) -> None:
         ),
         site.list_name,
     )
+    pk2 = post2.message_pk
+    assert pk2 is not None
     wait_until(
-        lambda: site.deliveries(post2.message_pk).get("gone@example.org") == "sent",
+        lambda: site.deliveries(pk2).get("gone@example.org") == "sent",
         what="the next post",
     )
     assert [r.message["Subject"] for r in msink.received] == ["Again"]
-    assert site.deliveries(post.message_pk) == {"gone@example.org": "bounced"}
+    assert site.deliveries(pk) == {"gone@example.org": "bounced"}
 
 
 def test_notice_refused_with_451_is_sent_later_by_the_sweeper(site: Site, msink: SmtpSink) -> None:
     from listgate.models import OutboxEntry
 
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     msink.script("451 4.3.0 try later")
     send_to(
         site,

@@ -8,10 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 
 from tests.support.config import free_port
-from tests.support.sink import _Handler
+from tests.support.sink import SmtpSink, _Handler
 from worker.mailer import BOUNCED, DEFERRED, SENT, connect
 
 pytestmark = [
@@ -25,7 +26,14 @@ class CountingHandler(_Handler):
 
     connections = 0
 
-    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
         type(self).connections += 1
         session.host_name = hostname
         return responses
@@ -35,7 +43,9 @@ class CountingHandler(_Handler):
 def relay() -> Iterator[tuple[Controller, CountingHandler]]:
     """An aiosmtpd relay that wants AUTH (user 'list', password 's3cret')."""
 
-    def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def check(
+        server: SMTP, session: SmtpSession, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
         ok = (
             getattr(auth_data, "login", b"") == b"list"
             and getattr(auth_data, "password", b"") == b"s3cret"
@@ -57,7 +67,9 @@ def relay() -> Iterator[tuple[Controller, CountingHandler]]:
     ctl.stop()
 
 
-def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(relay) -> None:  # type: ignore[no-untyped-def]
+def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(
+    relay: tuple[Controller, CountingHandler],
+) -> None:
     ctl, handler = relay
     body = "Grüße aus Köln — ünïcödé\r\n.leading dot\r\n".encode()
     data = (
@@ -73,7 +85,7 @@ def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(relay) ->
     assert CountingHandler.connections == 1
 
 
-def test_scripted_replies_map_to_outcomes(sink) -> None:  # type: ignore[no-untyped-def]
+def test_scripted_replies_map_to_outcomes(sink: SmtpSink) -> None:
     sink.script("451 4.3.0 later", "550 5.1.1 unknown")
     with connect(sink.url) as conn:
         outcomes = [
@@ -83,7 +95,9 @@ def test_scripted_replies_map_to_outcomes(sink) -> None:  # type: ignore[no-unty
     assert [r.rcpt_tos for r in sink.received] == [["r2@example.org"]]
 
 
-def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_the_dot(sink) -> None:  # type: ignore[no-untyped-def]
+def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_the_dot(
+    sink: SmtpSink,
+) -> None:
     from worker.mailer import ABANDONED
     from worker.relay_sessions import Outgoing, wire_form
     from worker.relay_sessions import connect as connect_wave

@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
 
 from listgate.models import Delivery
 from tests.support.config import free_port, wait_until
+from tests.support.factories import stored_pk
 from tests.support.processes import WorkerProcess
-from tests.support.sink import _Handler
+from tests.support.sink import SmtpSink, _Handler
 from tests.support.worker import build_site, mail
 
 pytestmark = [
@@ -86,7 +88,9 @@ def start_relay(tls: tuple[Path, Path] | None) -> Relay:
     """
     logins: list[tuple[bytes, bool]] = []
 
-    def check(server, session, envelope, mechanism, auth_data):  # type: ignore[no-untyped-def]
+    def check(
+        server: SMTP, session: SmtpSession, envelope: Envelope, mechanism: str, auth_data: object
+    ) -> AuthResult:
         login = getattr(auth_data, "login", b"")
         logins.append((login, session.ssl is not None))
         return AuthResult(
@@ -120,7 +124,9 @@ def relays() -> Iterator[list[Relay]]:
         relay.controller.stop()
 
 
-def test_worker_delivers_over_starttls_with_auth(tmp_path: Path, sink, relays) -> None:  # type: ignore[no-untyped-def]
+def test_worker_delivers_over_starttls_with_auth(
+    tmp_path: Path, sink: SmtpSink, relays: list[Relay]
+) -> None:
     cert, key = self_signed(tmp_path)
     relay = start_relay((cert, key))
     relays.append(relay)
@@ -132,7 +138,7 @@ def test_worker_delivers_over_starttls_with_auth(tmp_path: Path, sink, relays) -
     try:
         post = site.post(mail("author@example.org", "Over TLS", "tls-post@example.org"))
         wait_until(
-            lambda: set(site.deliveries(post.message_pk).values()) == {"sent"},
+            lambda: set(site.deliveries(stored_pk(post)).values()) == {"sent"},
             what="both copies sent",
         )
     finally:
@@ -147,8 +153,8 @@ def test_worker_delivers_over_starttls_with_auth(tmp_path: Path, sink, relays) -
 
 
 def test_relay_without_starttls_defers_and_never_sees_credentials(
-    tmp_path: Path, sink, relays
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, sink: SmtpSink, relays: list[Relay]
+) -> None:
     relay = start_relay(None)  # plaintext relay that would happily take AUTH and mail in the clear
     relays.append(relay)
     site = build_site(
@@ -160,7 +166,7 @@ def test_relay_without_starttls_defers_and_never_sees_credentials(
     try:
         post = site.post(mail("author@example.org", "No TLS", "no-tls@example.org"))
         wait_until(
-            lambda: set(site.deliveries(post.message_pk).values()) == {"deferred"},
+            lambda: set(site.deliveries(stored_pk(post)).values()) == {"deferred"},
             what="the deferral",
         )
     finally:

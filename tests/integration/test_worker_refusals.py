@@ -29,9 +29,10 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
-from listgate.states import DigestFormat
+from listgate.states import DigestFormat, DmarcMode
 from tests.support.config import wait_until
-from tests.support.sink import SmtpSink
+from tests.support.factories import stored_pk
+from tests.support.sink import SmtpSink, enclosed
 from tests.support.worker import Site, mail, worker_site
 
 pytestmark = pytest.mark.integration
@@ -58,9 +59,9 @@ def site(rsite: Site, msink: SmtpSink, request: pytest.FixtureRequest) -> Site:
         msink.handler.refused_rcpts.clear()
     name = re.sub(r"[^a-z0-9]", "", request.node.name.lower())[-30:]
     with transaction(rsite.db) as session:
-        lists.create(session, name).dmarc_mode = "never"
+        lists.create(session, name).dmarc_mode = DmarcMode.NEVER
     rsite.subscribe(name, *SUBSCRIBERS)
-    rsite.list_name = name  # type: ignore[attr-defined]
+    rsite.list_name = name
     return rsite
 
 
@@ -72,13 +73,13 @@ def settled(site: Site, posted: list[IngestResult]) -> dict[tuple[int, str], str
         if site.count(OutboxEntry, OutboxEntry.id.in_(ids), OutboxEntry.done_at.is_(None)):
             return None
         got = {
-            (r.message_pk, addr): status
+            (stored_pk(r), addr): status
             for r in posted
-            for addr, status in site.deliveries(r.message_pk).items()
+            for addr, status in site.deliveries(stored_pk(r)).items()
         }
         return got if set(got.values()) <= FINAL else None
 
-    return wait_until(states, timeout=90, what="every delivery settled")  # type: ignore[return-value]
+    return wait_until(states, timeout=90, what="every delivery settled")
 
 
 def scores(site: Site, name: str) -> dict[str, tuple[str, float]]:
@@ -161,7 +162,7 @@ def long_line_posts(name: str) -> tuple[list[bytes], list[bytes]]:
 def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
     site: Site, msink: SmtpSink
 ) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     # The attack: five posts with a 1,500-byte header line used to make each copy a "bounce".
     attacks, legit = long_line_posts(name)
     posted = [site.post(raw, name) for raw in attacks + legit]
@@ -190,7 +191,7 @@ def test_long_lines_go_out_re_encoded_arrive_intact_and_suspend_no_one(
 
 
 def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink: SmtpSink) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     readers = {
         "mime-digest@example.org": DigestFormat.MIME,
         "plain-digest@example.org": DigestFormat.PLAIN,
@@ -217,9 +218,7 @@ def test_a_digest_of_long_line_posts_is_re_encoded_and_arrives(site: Site, msink
         digest = message_from_bytes(got.data, policy=policy.default)
         if fmt == DigestFormat.MIME:  # each post inside reads as it was sent
             inner = [
-                p.get_payload(0)
-                for p in digest.iter_parts()
-                if p.get_content_type() == "message/rfc822"
+                enclosed(p) for p in digest.iter_parts() if p.get_content_type() == "message/rfc822"
             ]
             sent = [leaves(raw.replace(b"\r\n", b"\n")) for raw in attacks + legit]
             assert [leaves(m.as_bytes()) for m in inner] == sent
@@ -265,7 +264,7 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(
 
     from listgate import cli
 
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     posted = []
     for i, reply in enumerate(
         MESSAGE_REFUSALS
@@ -306,7 +305,7 @@ def test_a_relay_refusing_the_message_is_a_failed_post_not_a_bounce(
 def test_only_a_refusal_naming_the_recipient_counts_against_them(
     site: Site, msink: SmtpSink
 ) -> None:
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     with msink.handler.lock:  # refused at RCPT: that recipient, and only them
         msink.handler.refused_rcpts["cyd@example.org"] = (
             "550 5.1.1 <cyd@example.org>: Recipient address rejected"
@@ -342,7 +341,7 @@ def test_a_dsn_counts_only_when_it_names_the_subscribers_own_failure(
     from tests.integration.test_worker_mail import send_to
     from tests.unit.worker.test_bounces import dsn
 
-    name = site.list_name  # type: ignore[attr-defined]
+    name = site.list_name
     post = site.post(
         mail("author@example.org", "Hello", f"hello-{name}@x", to=f"{name}@lists.test"), name
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # small real mails kept with the tests (their sources and licences are noted beside them)
 DATA = ROOT / "tests" / "data"
 DOMAIN = "lists.test"
+T = TypeVar("T")
 SECRET_KEY = "test-secret-key-0123456789"
 
 
@@ -85,10 +88,15 @@ def prepare(env: dict[str, str], *list_names: str) -> tuple[Settings, sessionmak
     return settings, db
 
 
-def wait_until(
-    check: Callable[[], object], timeout: float = 60.0, what: str = "condition"
-) -> object:
-    """Poll check() until it is truthy; AssertionError naming `what` after timeout."""
+def search(pattern: str | re.Pattern[str], text: str, group: int = 1) -> str:
+    """The group of pattern's first match in text; an AssertionError naming the pattern if none."""
+    found = re.search(pattern, text)
+    assert found is not None, f"no {pattern!r} in {text[:2000]!r}"
+    return found.group(group)
+
+
+def wait_until(check: Callable[[], T | None], timeout: float = 60.0, what: str = "condition") -> T:
+    """Poll check() until truthy and return its value; AssertionError naming `what` on timeout."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()

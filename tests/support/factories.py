@@ -6,16 +6,31 @@ import itertools
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
+from typing import Protocol, TypedDict, Unpack
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists
+from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.parser import parse
+from listgate.models import MailingList, Subscription
 
 _seq = itertools.count(1)
 BASE_DATE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class MailOptions(TypedDict, total=False):
+    """make_mail's keywords besides the subject, Message-ID and date."""
+
+    body: str
+    sender: str
+    in_reply_to: str | None
+    references: list[str] | None
+    to: str
+    html: str | None
+    attachments: list[tuple[str, str, bytes]] | None
+    headers: dict[str, str] | None
 
 
 def make_mail(
@@ -80,3 +95,40 @@ def merged_pair(db: sessionmaker[Session]) -> tuple[IngestResult, IngestResult]:
         ),
     )
     return a, b
+
+
+class ListOptions(TypedDict, total=False):
+    """lists.create's settings, as make_list and Env.make_list take them."""
+
+    title: str
+    description: str
+    policy: str
+    private: bool
+    moderators: str
+    owners: str
+
+
+class LinkOptions(TypedDict):
+    """subscriptions.request's keywords that build confirmation links."""
+
+    secret: str
+    base_url: str
+    domain: str
+
+
+def stored_pk(result: IngestResult) -> int:
+    """The archived row's id of an ingest result (an AssertionError when nothing was stored)."""
+    assert result.message_pk is not None, f"{result.status}: {result.reason}"
+    return result.message_pk
+
+
+def subscription_of(outcome: subscriptions.Outcome) -> Subscription:
+    """The subscription an outcome is about (an AssertionError when it has none)."""
+    assert outcome.subscription is not None, f"no subscription: {outcome}"
+    return outcome.subscription
+
+
+class MakeList(Protocol):
+    """The make_list fixture: create a list by name, settings as keywords (lists.create's)."""
+
+    def __call__(self, name: str = "dev", **kwargs: Unpack[ListOptions]) -> MailingList: ...

@@ -70,8 +70,9 @@ def cases(draw: st.DrawFn) -> Case:
     hours: list[int] = []
     for i in range(n):
         chain = _chain(ids, parent, parent[i])
-        if parent[i] is not None:
-            topic[i] = topic[parent[i]]  # a reply keeps its thread's subject
+        p = parent[i]
+        if p is not None:
+            topic[i] = topic[p]  # a reply keeps its thread's subject
         irt, refs = _headers(draw, chain, ids, i)
         subject = ("Re: " if parent[i] is not None or draw(st.booleans()) else "") + topic[i]
         # replies may be dated before their parent (clock skew)
@@ -211,7 +212,7 @@ def expected(mails: list[bytes], days: int) -> Forest:
     return _groups(ids, named, pref, subject_link), _cut_loops(ids, pref, key)
 
 
-def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[str, str | None]:  # type: ignore[type-arg]
+def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[str, str | None]:
     parents = dict(pref)
     done: set[str] = set()
     for start in ids:
@@ -227,7 +228,7 @@ def _cut_loops(ids: list[str], pref: dict[str, str | None], key: dict) -> dict[s
     return parents
 
 
-def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> set[frozenset[str]]:  # type: ignore[type-arg]
+def _groups(ids: list[str], named: dict, pref: dict, subject_link: set[str]) -> set[frozenset[str]]:
     root: dict[str, str] = {}
 
     def find(x: str) -> str:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Unpack
 
 import pytest
 from aiosmtpd.smtp import Envelope
@@ -30,6 +31,7 @@ from listgate.models import MailingList, Message, OutboxEntry
 from listgate.schema import upgrade
 from listgate.spool import Spool
 from tests.support.config import make_settings
+from tests.support.factories import ListOptions
 
 
 @dataclass
@@ -90,14 +92,17 @@ def start_gateway(
     return RunningGateway(server, settings, rec)
 
 
-class Settled:
-    """A session factory for a test's assertions: each session starts once the spool is archived."""
+class Settled(sessionmaker[Session]):
+    """A session factory for a test's assertions: each session starts once the spool is archived.
+
+    A sessionmaker itself (same bind and options as FACTORY), so it goes wherever one does.
+    """
 
     def __init__(self, factory: sessionmaker[Session]) -> None:
+        super().__init__(**factory.kw)
         self.factory = factory
-        self.kw = factory.kw
 
-    def __call__(self, **kwargs: object) -> Session:
+    def __call__(self, **kwargs: Any) -> Session:
         settle(self.factory)
         return self.factory(**kwargs)
 
@@ -181,7 +186,7 @@ class RawClient:
 
     def reply(self) -> str:
         """Read one (possibly multi-line) reply."""
-        lines = []
+        lines: list[str] = []
         while True:
             while b"\r\n" not in self.buf:
                 chunk = self.sock.recv(65536)
@@ -246,19 +251,19 @@ class Env:
         self.db = Settled(session_factory(writer(self.engine)))
         self.gw: RunningGateway | None = None
 
-    def make_list(self, name: str = "dev", **kwargs: object) -> None:
+    def make_list(self, name: str = "dev", **kwargs: Unpack[ListOptions]) -> None:
         """Create the list NAME@lists.test."""
         with transaction(self.db) as s:
-            lists.create(s, name, **kwargs)  # type: ignore[arg-type]
+            lists.create(s, name, **kwargs)
 
-    def start(self, **kwargs: object) -> Env:
+    def start(self, *, lmtp: bool = False, listen: tuple[str, int] | Path | None = None) -> Env:
         """Start the gateway (start_gateway's options)."""
-        self.gw = start_gateway(self.settings, self.db, **kwargs)  # type: ignore[arg-type]
+        self.gw = start_gateway(self.settings, self.db, lmtp=lmtp, listen=listen)
         return self
 
-    def smtp(self, **kwargs: object) -> smtplib.SMTP:
+    def smtp(self) -> smtplib.SMTP:
         """An SMTP client connected to the gateway."""
-        return smtplib.SMTP("127.0.0.1", self.settings.smtp_port, timeout=30, **kwargs)  # type: ignore[arg-type]
+        return smtplib.SMTP("127.0.0.1", self.settings.smtp_port, timeout=30)
 
     def close(self) -> None:
         """Stop the gateway and close the database."""

@@ -8,6 +8,7 @@ import base64
 import socket
 import subprocess
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def make_key(directory: Path, selector: str, domain: str, bits: int = 1024) -> K
     return Key(path, selector, domain, "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode())
 
 
-def dnsfunc(records: dict[str, str]):  # type: ignore[no-untyped-def]
+def dnsfunc(records: dict[str, str]) -> Callable[..., bytes | None]:
     """dkimpy's dnsfunc answering from records (a stub: never the network)."""
 
     def lookup(name: bytes, timeout: int = 5) -> bytes | None:

@@ -128,7 +128,9 @@ def listgate_threads(db: Any, list_name: str) -> tuple[Parents, list[set[str]]]:
         by_pk = {r.id: r.message_id for r in rows}
         groups: dict[int, set[str]] = {}
         for r in rows:
-            groups.setdefault(threads.resolve(s, r.thread_id).id, set()).add(r.message_id)
+            thread = threads.resolve(s, r.thread_id)
+            assert thread is not None, f"{r.message_id} has no thread"
+            groups.setdefault(thread.id, set()).add(r.message_id)
     return {r.message_id: by_pk.get(r.parent_id) for r in rows}, list(groups.values())
 
 

@@ -75,6 +75,12 @@ class WorkerProcess:
             f"worker not ready after {timeout}s:\n{self.log.read_text(errors='replace')[-3000:]}"
         )
 
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        """The started process (an AssertionError before start())."""
+        assert self.proc is not None, "not started"
+        return self.proc
+
     def abandon(self) -> None:
         """SIGKILL what is left of a process that did not start: its caller gets no object to
         stop it with (a worker's pool outlives a worker that exited).

@@ -109,7 +109,8 @@ class Mta:
                 conn.sendmail("ann@example.org", [self.rcpt], raw)
             except smtplib.SMTPResponseException as exc:
                 self._failed(msgid, exc.smtp_code)
-                conn = self._reset(conn, exc.smtp_code >= 500)
+                self._reset(conn, exc.smtp_code >= 500)
+                conn = None
                 if exc.smtp_code >= 500:  # a real MTA bounces it: never retried
                     self.refused.append(f"{msgid}: {exc.smtp_code} {exc.smtp_error!r}")
                     pending.pop(0)
@@ -117,7 +118,8 @@ class Mta:
             except smtplib.SMTPRecipientsRefused as exc:
                 code = next(iter(exc.recipients.values()))[0]
                 self._failed(msgid, code)
-                conn = self._reset(conn, code >= 500)
+                self._reset(conn, code >= 500)
+                conn = None
                 if code >= 500:
                     self.refused.append(f"{msgid}: {exc.recipients!r}")
                     pending.pop(0)
@@ -127,7 +129,8 @@ class Mta:
                 smtplib.SMTPException,
             ):  # a dropped connection: retry later, same bytes
                 self._failed(msgid, 0)
-                conn = self._reset(conn, False)
+                self._reset(conn, False)
+                conn = None
                 continue
             self.replies.setdefault(msgid, []).append(250)
             self.accepted.append(msgid)

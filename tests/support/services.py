@@ -183,7 +183,7 @@ def _admin(url: str, *statements: str) -> None:
     conninfo = "postgresql://" + url.split("://", 1)[1]
     with psycopg.connect(conninfo, autocommit=True) as conn:
         for sql in statements:
-            conn.execute(sql)  # type: ignore[arg-type]
+            conn.execute(sql)
 
 
 def make_template(admin_url: str) -> None:

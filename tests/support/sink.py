@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -30,6 +31,20 @@ class Received:
     def message(self) -> Message:
         """The parsed message."""
         return message_from_bytes(self.data)
+
+
+def payload(part: Message) -> bytes:
+    """A single part's body, transfer-decoded (an AssertionError for a multipart)."""
+    data = part.get_payload(decode=True)
+    assert isinstance(data, bytes), f"a {part.get_content_type()} part has no single body"
+    return data
+
+
+def enclosed(part: Message) -> Message:
+    """The mail a message/rfc822 part carries."""
+    inner = part.get_payload(0)
+    assert isinstance(inner, Message), f"a {part.get_content_type()} part encloses no mail"
+    return inner
 
 
 @dataclass
@@ -78,7 +93,7 @@ class SmtpSink:
     limit: "500 Line too long") and, given data_size_limit, advertises and enforces SIZE.
     """
 
-    def __init__(self, port: int, **smtp_kwargs: object) -> None:
+    def __init__(self, port: int, **smtp_kwargs: Any) -> None:  # aiosmtpd SMTP()'s options
         self.port = port
         self.handler = _Handler()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=port, **smtp_kwargs)

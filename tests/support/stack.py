@@ -36,6 +36,7 @@ class Stack:
     web_port: int
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    records: dict[str, str] = field(default_factory=dict)  # DNS TXT answers, for DKIM checks
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         """Start a process with this stack's environment, logging to logs/NAME.log."""

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+from typing import Any
+
 from sqlalchemy import Column, String, select, type_coerce
 from sqlalchemy.orm import Session
 
@@ -9,11 +12,17 @@ from listgate.db import Base
 from listgate.models.columns import StateString
 
 
-def state_columns() -> list[Column]:  # type: ignore[type-arg]
+def state_columns() -> list[Column[Any]]:
     """Every column of the models typed with a listgate.states enum."""
     return [
         c for t in Base.metadata.sorted_tables for c in t.columns if isinstance(c.type, StateString)
     ]
+
+
+def enum_of(column: Column[Any]) -> type[StrEnum]:
+    """The listgate.states enum a state column is typed with."""
+    assert isinstance(column.type, StateString), f"{column} is not a state column"
+    return column.type.states
 
 
 def stored_words(session: Session) -> dict[str, set[str]]:
@@ -28,10 +37,8 @@ def foreign_words(session: Session) -> dict[str, set[str]]:
     """The stored words that are not members of their
     column's enum, by column (empty when all are).
     """
-    # type: ignore[attr-defined]
-    members = {
-        f"{c.table.name}.{c.name}": {m.value for m in c.type.states} for c in state_columns()
-    }
+
+    members = {f"{c.table.name}.{c.name}": {m.value for m in enum_of(c)} for c in state_columns()}
     return {
         name: words - members[name]
         for name, words in stored_words(session).items()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import OutboxEntry, WebSession
+from tests.support.config import search
 from webarchive.security import session_digest
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -30,7 +31,7 @@ def csrf(client: FlaskClient, path: str = "/signin") -> str:
     return match.group(1)
 
 
-def notices(db: sessionmaker[Session], template: str) -> list[dict]:  # type: ignore[type-arg]
+def notices(db: sessionmaker[Session], template: str) -> list[dict]:
     """Payloads of SEND_NOTICE outbox entries with this template, oldest first."""
     with db() as session:
         rows = session.scalars(
@@ -50,8 +51,8 @@ def sign_in(client: FlaskClient, db: sessionmaker[Session], address: str) -> Non
     link = [p for p in notices(db, "signin") if p["to"] == address][-1]["link"]
     path = link.split("://", 1)[1].split("/", 1)[1]
     page = client.get("/" + path).get_data(as_text=True)
-    form_token = CSRF.search(page).group(1)  # type: ignore[union-attr]
-    action = re.search(r'<form method="post" action="([^"]+)"', page.split("<main", 1)[1]).group(1)  # type: ignore[union-attr]
+    form_token = search(CSRF, page)
+    action = search(r'<form method="post" action="([^"]+)"', page.split("<main", 1)[1])
     done = client.post(action, data={"csrf_token": form_token, "next": "/"})
     assert done.status_code == 303
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celery import Celery
-from sqlalchemy import func, insert, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import dispatch, lists
@@ -16,7 +16,7 @@ from listgate.db import transaction
 from listgate.ingest import IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.models import Delivery, Subscription
-from listgate.states import SubscriptionState
+from listgate.states import DmarcMode, SubscriptionState
 from tests.support.config import make_settings, migrated
 from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink
@@ -30,6 +30,8 @@ class Site:
     env: dict[str, str]
     db: sessionmaker[Session]
     app: Celery
+    list_name: str = "dev"  # the list a test made for itself (test_worker_mail gives each its own)
+    log: Path | None = None  # the worker's log, when the test started one itself
 
     def post(self, raw: bytes, list_name: str = "dev") -> IngestResult:
         """Ingest a post as the gateway would, then enqueue its work after the commit."""
@@ -75,7 +77,7 @@ class Site:
                 ).all()
             )
 
-    def count(self, model: type, *where: object) -> int:
+    def count(self, model: type, *where: ColumnElement[bool]) -> int:
         """How many rows of model match."""
         with self.db() as session:
             return session.scalar(select(func.count()).select_from(model).where(*where)) or 0
@@ -135,7 +137,7 @@ def build_site(tmp: Path, sink: SmtpSink, **env: str) -> Site:
     site = site_for(tmp, sink.url, **env)
     with transaction(site.db) as session:
         # No DMARC lookups in these tests (the resolver would try the real DNS): see test_dmarc.py.
-        lists.create(session, "dev", title="Developers").dmarc_mode = "never"
+        lists.create(session, "dev", title="Developers").dmarc_mode = DmarcMode.NEVER
     return site
 
 

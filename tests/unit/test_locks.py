@@ -34,7 +34,7 @@ def pins(name: str) -> dict[str, str]:
     return {k: v for k, v in found.items() if "#" not in k}
 
 
-def project() -> dict:  # type: ignore[type-arg]
+def project() -> dict:
     """pyproject.toml."""
     return tomllib.loads((ROOT / "pyproject.toml").read_text())
 

@@ -9,6 +9,7 @@ import pytest
 
 from listgate.cli import main
 from listgate.config import Settings
+from tests.support.config import search
 from tests.unit.listgate.test_config import RecordingEnv, example
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,10 +58,8 @@ def test_the_configuration_table_defaults_match_env_example() -> None:
 def test_the_commands_table_names_every_command_as_listgate_command() -> None:
     rows = table_rows(section("Commands"))
     named = {
-        re.match(r"`listgate ([\w-]+)", row[0]).group(1)
-        for row in rows
-        if row[0].startswith("`listgate ")
-    }  # type: ignore[union-attr]
+        search(r"\A`listgate ([\w-]+)", row[0]) for row in rows if row[0].startswith("`listgate ")
+    }
     assert set(main.commands) <= named, (
         f"missing from README's Commands table: {set(main.commands) - named}"
     )
@@ -90,7 +89,7 @@ def test_the_api_section_lists_every_api_route_with_an_example() -> None:
         if r.rule.startswith("/api/")
     }
     text = section("JSON API")
-    documented = {re.match(r"`GET (\S+?)(\?\S*)?`", row[0]).group(1) for row in table_rows(text)}  # type: ignore[union-attr]
+    documented = {search(r"\A`GET (\S+?)(\?\S*)?`", row[0]) for row in table_rows(text)}
     normal = lambda rule: re.sub(r"[A-Z_-]+(?=/|$)", "X", rule)  # noqa: E731 - placeholder names may differ
     assert {normal(r) for r in routes} == {normal(d) for d in documented}
     examples = re.findall(r"^curl -s '?http://127\.0\.0\.1:8080(/api/[^'\s]*)", text, re.MULTILINE)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from gateway.broker import BackgroundSender
 from listgate.models import OutboxEntry
 
@@ -31,8 +33,10 @@ def test_entries_are_sent_in_the_background_in_order_and_close_flushes() -> None
     assert [i for batch in got for i in batch] == [1, 2, 3, 4]
 
 
-def test_a_failing_send_is_logged_and_the_next_batch_still_goes(caplog) -> None:  # type: ignore[no-untyped-def]
-    got = []
+def test_a_failing_send_is_logged_and_the_next_batch_still_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    got: list[int] = []
 
     def send(batch: list[OutboxEntry]) -> int:
         if batch[0].id == 1:

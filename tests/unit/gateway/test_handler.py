@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any, NoReturn, TypeVar, cast
 
 import pytest
-from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -16,7 +18,9 @@ from gateway.handler import GatewayHandler
 from gateway.writer import GroupWriter
 from listgate import counters
 from listgate.archiver import Archiver
-from listgate.models import Message
+from listgate.config import Settings
+from listgate.models import Message, OutboxEntry
+from tests.support.factories import MakeList
 from tests.support.gateway import through_hooks
 
 
@@ -24,27 +28,42 @@ class FakeServer:
     """Hooks never touch the server object."""
 
 
+def fake_server() -> SMTP:
+    """A FakeServer where the hooks take an SMTP (they never read it)."""
+    return cast(SMTP, FakeServer())
+
+
 def _session(peer: object = ("192.0.2.1", 4000)) -> SmtpSession:
-    s = SmtpSession(loop=None)  # type: ignore[arg-type]
-    s.peer = peer
+    s = SmtpSession(loop=None)  # type: ignore[arg-type]  # the hooks never use the session's loop
+    s.peer = peer  # type: ignore[assignment]  # aiosmtpd hints str; a peername is a (host, port)
     return s
 
 
-def run(coro):  # type: ignore[no-untyped-def]
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
+class ArchivingHandler(GatewayHandler):
+    """The gateway's handler, with an archiver the tests drain and what it enqueued."""
+
+    def __init__(self, settings: Settings, db: sessionmaker[Session]) -> None:
+        super().__init__(settings, db)
+        self.sent: list[list[OutboxEntry]] = []
+        self.archiver = Archiver(settings, db, enqueue=self.sent.append)
+
+
 @pytest.fixture
-def handler(settings, db, make_list) -> GatewayHandler:  # type: ignore[no-untyped-def]
+def handler(settings: Settings, db: sessionmaker[Session], make_list: MakeList) -> ArchivingHandler:
     make_list("dev")
-    sent: list = []
-    h = GatewayHandler(settings, db)
-    h.sent = sent  # type: ignore[attr-defined]
-    h.archiver = Archiver(settings, db, enqueue=sent.append)  # type: ignore[attr-defined]
-    return h
+    return ArchivingHandler(settings, db)
 
 
-def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: GatewayHandler) -> None:
+def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(
+    handler: ArchivingHandler,
+) -> None:
     env = Envelope()
     for address, reply in [
         ("dev@other.example", "550 5.1.1"),
@@ -54,39 +73,39 @@ def test_rcpt_refuses_other_domains_unknown_lists_and_bad_commands(handler: Gate
         ("dev@lists.test", "250 2.1.5"),
         ("Dev+Subscribe@LISTS.TEST.", "250 2.1.5"),
     ]:
-        assert run(handler.handle_RCPT(FakeServer(), _session(), env, address, [])).startswith(
+        assert run(handler.handle_RCPT(fake_server(), _session(), env, address, [])).startswith(
             reply
         ), address
     assert env.rcpt_tos == ["dev@lists.test", "Dev+Subscribe@LISTS.TEST."]
 
 
-def test_mail_accepts_the_null_sender_and_rate_limits(handler: GatewayHandler) -> None:
+def test_mail_accepts_the_null_sender_and_rate_limits(handler: ArchivingHandler) -> None:
     handler.limits.max_per_minute = 1
     env = Envelope()
-    assert run(handler.handle_MAIL(FakeServer(), _session(), env, "<>", [])).startswith("250")
+    assert run(handler.handle_MAIL(fake_server(), _session(), env, "<>", [])).startswith("250")
     assert env.mail_from == "<>"
-    reply = run(handler.handle_MAIL(FakeServer(), _session(), Envelope(), "a@example.org", []))
+    reply = run(handler.handle_MAIL(fake_server(), _session(), Envelope(), "a@example.org", []))
     assert reply.startswith("451 4.7.1") and "per minute" in reply
     assert (
         run(
             handler.handle_MAIL(
-                FakeServer(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []
+                fake_server(), _session(("192.0.2.9", 1)), Envelope(), "a@example.org", []
             )
         )[:3]
         == "250"
     )
 
 
-def _data(handler: GatewayHandler, raw: bytes, rcpts: list[str], lmtp: bool = False) -> str:
+def _data(handler: ArchivingHandler, raw: bytes, rcpts: list[str], lmtp: bool = False) -> str:
     handler.lmtp = lmtp
     env = Envelope()
     env.mail_from = "a@example.org"
     env.rcpt_tos = rcpts
     env.original_content = raw
-    return run(handler.handle_DATA(FakeServer(), _session(), env))
+    return run(handler.handle_DATA(fake_server(), _session(), env))
 
 
-def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _spooled(db: sessionmaker[Session]) -> list[tuple[str, str]]:
     """(Message-ID, recipients) of the mail waiting
     in the spool (rows that only count are left out).
     """
@@ -102,22 +121,22 @@ def _spooled(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
 
 
 def test_data_spools_once_then_the_archiver_stores_once_per_list_and_enqueues_after_commit(
-    handler: GatewayHandler, db
-) -> None:  # type: ignore[no-untyped-def]
+    handler: ArchivingHandler, db: sessionmaker[Session]
+) -> None:
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h1@x>\r\n\r\nhello\r\n"
     reply = _data(handler, raw, ["dev@lists.test", "DEV@lists.test"])
     assert reply.startswith("250 2.0.0") and "stored" in reply
     # durable before the 250, not archived yet
     assert _spooled(db) == [("h1@x", "dev@lists.test\nDEV@lists.test")]
-    assert handler.sent == []  # type: ignore[attr-defined]
-    assert handler.archiver.drain() == 1  # type: ignore[attr-defined]
+    assert handler.sent == []
+    assert handler.archiver.drain() == 1
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["h1@x"]
     assert _spooled(db) == []  # archived: its spool row left in the same transaction
-    assert [e.kind for e in handler.sent[0]] == ["listgate.fanout"]  # type: ignore[attr-defined]
+    assert [e.kind for e in handler.sent[0]] == ["listgate.fanout"]
 
 
-def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None:
+def test_lmtp_data_gives_one_line_per_recipient(handler: ArchivingHandler) -> None:
     raw = b"From: a@example.org\r\nSubject: hi\r\nMessage-ID: <h2@x>\r\n\r\nhello\r\n"
     lines = _data(handler, raw, ["dev@lists.test", "dev+help@lists.test"], lmtp=True).split("\r\n")
     assert lines == [
@@ -131,8 +150,8 @@ def test_lmtp_data_gives_one_line_per_recipient(handler: GatewayHandler) -> None
 
 
 def test_a_storage_exception_is_a_451_and_nothing_is_kept(
-    handler: GatewayHandler, db, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    handler: ArchivingHandler, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
     class Gone:
         def begin(self) -> None:
             raise RuntimeError("database went away")
@@ -145,7 +164,9 @@ def test_a_storage_exception_is_a_451_and_nothing_is_kept(
     assert _spooled(db) == []
 
 
-def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_list_deleted_between_rcpt_and_data_gets_550(
+    handler: ArchivingHandler, db: sessionmaker[Session]
+) -> None:
     from listgate.db import transaction
     from listgate.lists import create, require
 
@@ -153,7 +174,7 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
         create(s, "gone")
     env = Envelope()
     assert run(
-        handler.handle_RCPT(FakeServer(), _session(), env, "gone@lists.test", [])
+        handler.handle_RCPT(fake_server(), _session(), env, "gone@lists.test", [])
     ).startswith("250")
     with transaction(db) as s:
         s.delete(require(s, "gone"))
@@ -163,12 +184,14 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(handler: GatewayHandler, 
     assert _spooled(db) == [("h4@x", "dev@lists.test")]
 
 
-def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_failed_commit_fails_the_whole_batch(
+    handler: ArchivingHandler, db: sessionmaker[Session]
+) -> None:
     from sqlalchemy import event
 
     from gateway.answers import Answer, Arrival
 
-    def full_disk(conn):  # type: ignore[no-untyped-def]
+    def full_disk(conn: object) -> NoReturn:
         raise OSError("database or disk is full")
 
     jobs = [
@@ -193,12 +216,14 @@ def test_a_failed_commit_fails_the_whole_batch(handler: GatewayHandler, db) -> N
     assert _spooled(db) == []
 
 
-def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_message_twice_is_archived_once(
+    handler: ArchivingHandler, db: sessionmaker[Session]
+) -> None:
     raw = b"From: a@example.org\r\nSubject: twice\r\nMessage-ID: <twice@x>\r\n\r\nx\r\n"
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
     # both spooled
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith("stored")
-    assert handler.archiver.drain() == 2  # type: ignore[attr-defined]
+    assert handler.archiver.drain() == 2
     with db() as s:
         assert [m.message_id for m in s.scalars(select(Message))] == ["twice@x"]
     assert through_hooks(handler, raw, "a@example.org", ["dev@lists.test"]).endswith(
@@ -208,7 +233,7 @@ def test_the_same_message_twice_is_archived_once(handler: GatewayHandler, db) ->
 
 
 def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_later(
-    handler: GatewayHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    handler: ArchivingHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     disk_full = threading.Event()
     disk_full.set()
@@ -219,13 +244,15 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
         return handler.store_batch(jobs)
 
     def counted() -> dict[str, int]:
-        handler.archiver.drain()  # type: ignore[attr-defined]
+        handler.archiver.drain()
         with db() as s:
             return counters.values(s, counters.REFUSED)
 
     async def refuse_twice() -> tuple[str, dict[str, int]]:
         handler.count_refusal_soon("too-big")  # aiosmtpd's own refusals: not awaited
-        reply = await handler.handle_RCPT(FakeServer(), _session(), Envelope(), "no@lists.test", [])
+        reply = await handler.handle_RCPT(
+            fake_server(), _session(), Envelope(), "no@lists.test", []
+        )
         disk_full.clear()  # the disk has room again: the counts waiting are written
         for _ in range(200):  # 10 s
             if len(counted()) == 2:
@@ -249,7 +276,7 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
 
 
 def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_has_room(
-    handler: GatewayHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    handler: ArchivingHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
 ) -> None:
     """A message refused for its shape keeps its 554 when the spool's commit fails; its count
     waits in memory and is written once the spool takes writes again (not lost)."""
@@ -258,12 +285,12 @@ def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_
     disk_full = threading.Event()
     disk_full.set()
 
-    def full_disk(conn):  # type: ignore[no-untyped-def]
+    def full_disk(conn: object) -> None:
         if disk_full.is_set():
             raise OSError("database or disk is full")
 
     def counted() -> dict[str, int]:
-        handler.archiver.drain()  # type: ignore[attr-defined]
+        handler.archiver.drain()
         with db() as s:
             return counters.values(s, counters.REFUSED)
 
@@ -271,7 +298,7 @@ def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_
         env = Envelope()
         env.mail_from, env.rcpt_tos = "a@example.org", ["dev@lists.test"]
         env.original_content = b"A: 1\r\n\r\nx\n.\nevil\r\n"  # a bare LF next to a '.' line
-        reply = await handler.handle_DATA(FakeServer(), _session(), env)
+        reply = await handler.handle_DATA(fake_server(), _session(), env)
         disk_full.clear()
         for _ in range(200):  # 10 s
             if counted():

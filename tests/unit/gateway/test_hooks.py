@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
 from gateway.protocol import GatewayLMTP, GatewaySMTP
+from listgate.config import Settings
 
 
 def _full(obj: object, prefix: str) -> set[str]:
@@ -17,11 +19,11 @@ def _full(obj: object, prefix: str) -> set[str]:
 
 @pytest.mark.parametrize("protocol", [GatewaySMTP, GatewayLMTP])
 def test_the_protocol_knows_every_command_and_hook_it_would_without_the_short_listing(
-    protocol: type[GatewaySMTP],
-    settings,
-    db,  # type: ignore[no-untyped-def]
+    protocol: type[GatewaySMTP] | type[GatewayLMTP],
+    settings: Settings,
+    db: sessionmaker[Session],
 ) -> None:
-    async def built() -> GatewaySMTP:
+    async def built() -> GatewaySMTP | GatewayLMTP:
         return protocol(GatewayHandler(settings, db), max_line=settings.max_line_length)
 
     server = asyncio.run(built())
@@ -40,13 +42,15 @@ def test_the_protocol_knows_every_command_and_hook_it_would_without_the_short_li
     assert set(server._auth_methods) == {"LOGIN", "PLAIN"}  # aiosmtpd's built-in mechanisms
 
 
-def test_a_hook_set_on_the_handler_itself_is_found_too(settings, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_hook_set_on_the_handler_itself_is_found_too(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
     handler = GatewayHandler(settings, db)
 
     async def handle_NOOP(*args: object) -> str:
         return "250 2.0.0 still here"
 
-    handler.handle_NOOP = handle_NOOP  # type: ignore[attr-defined]
+    handler.handle_NOOP = handle_NOOP  # type: ignore[attr-defined]  # a hook on the instance itself
 
     async def built() -> GatewaySMTP:
         return GatewaySMTP(handler, max_line=settings.max_line_length)

@@ -14,7 +14,7 @@ from gateway.writer import GroupWriter, WriterStopped
 def test_jobs_waiting_together_are_written_together_and_answered_each() -> None:
     gate, batches = threading.Event(), []
 
-    def write(jobs: list[int]) -> list[object]:
+    def write(jobs: list[int]) -> list[int | BaseException]:
         gate.wait(10)
         batches.append(list(jobs))
         return [ValueError(f"bad {j}") if j == 3 else j * 10 for j in jobs]
@@ -36,7 +36,7 @@ def test_jobs_waiting_together_are_written_together_and_answered_each() -> None:
 def test_a_failed_write_fails_every_job_of_the_batch_and_the_writer_goes_on() -> None:
     calls = []
 
-    def write(jobs: list[str]) -> list[object]:
+    def write(jobs: list[str]) -> list[str | BaseException]:
         calls.append(jobs)
         if "commit-fails" in jobs:
             raise OSError("disk full")
@@ -69,13 +69,13 @@ def test_coroutines_get_their_own_results_and_the_loop_is_woken_once_per_batch()
     skipped; the others still get theirs."""
     gate, started, batches = threading.Event(), threading.Event(), []
 
-    def write(jobs: list[int]) -> list[object]:
+    def write(jobs: list[int]) -> list[int | BaseException]:
         started.set()
         gate.wait(10)
         batches.append(list(jobs))
         return [ValueError(f"bad {j}") if j == 3 else j * 10 for j in jobs]
 
-    async def main() -> tuple[list[object], int]:
+    async def main() -> tuple[list[int | BaseException], int]:
         loop = asyncio.get_running_loop()
         wakes = [0]
         real = loop.call_soon_threadsafe
@@ -86,7 +86,7 @@ def test_coroutines_get_their_own_results_and_the_loop_is_woken_once_per_batch()
 
         first = w.submit_waiting(100)  # taken at once: the writer waits on the gate with it
         await loop.run_in_executor(None, started.wait, 10)  # the others wait behind it
-        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign,assignment]  # a spy on the wake-ups
         waiting = [w.submit_waiting(j) for j in range(5)]
         waiting[1].cancel()  # its client left
         gate.set()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Unpack
 
 import pytest
 from sqlalchemy import event
@@ -27,23 +27,26 @@ from listgate.admission import (
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse, parse_head
-from listgate.models import Ban
+from listgate.models import Ban, MailingList
 from listgate.states import ListPolicy
+from tests.support.factories import ListOptions, MakeList
 
 DOMAIN = "lists.test"
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def site(request: pytest.FixtureRequest, make_list):  # type: ignore[no-untyped-def]
+def site(
+    request: pytest.FixtureRequest, make_list: MakeList
+) -> tuple[sessionmaker[Session], MakeList]:
     """(session factory, make_list) on a fresh database of each kind: the batch read is one
     statement in each dialect."""
     if request.param == "sqlite":
         return request.getfixturevalue("db"), make_list
     pg: sessionmaker[Session] = request.getfixturevalue("pg_db")
 
-    def make(name: str = "dev", **kwargs: object) -> Any:
+    def make(name: str = "dev", **kwargs: Unpack[ListOptions]) -> MailingList:
         with transaction(pg) as session:
-            return lists.create(session, name, **kwargs)  # type: ignore[arg-type]
+            return lists.create(session, name, **kwargs)
 
     return pg, make
 
@@ -55,7 +58,7 @@ def _ask(frm: str, rcpts: list[str], extra: str = "", msgid: str = "", sender: s
     return Ask(parse_head(raw), raw, sender or frm, recipients)
 
 
-def _site(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def _site(db: sessionmaker[Session], make_list: MakeList) -> None:
     make_list("dev")
     make_list("club", policy=ListPolicy.MEMBERS, moderators="mod@example.org")
     make_list("calm", policy=ListPolicy.MODERATED, moderators="mod@example.org")
@@ -84,7 +87,9 @@ def _asks() -> list[Ask]:
     ]
 
 
-def test_a_batch_gets_the_answers_each_message_gets_alone(site) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_gets_the_answers_each_message_gets_alone(
+    site: tuple[sessionmaker[Session], MakeList],
+) -> None:
     db, make_list = site
     _site(db, make_list)
     asks = _asks()
@@ -119,12 +124,16 @@ def test_a_batch_gets_the_answers_each_message_gets_alone(site) -> None:  # type
         [DUPLICATE],
         [VARIANT],
     ]
-    assert batch[3][parse_recipient("dev@lists.test", DOMAIN)].reason == (  # type: ignore[index,union-attr]
-        "troll@example.org is banned from posting to this list"
-    )
+    dev = parse_recipient("dev@lists.test", DOMAIN)
+    assert dev is not None
+    refused = batch[3][dev]
+    assert refused is not None
+    assert refused.reason == "troll@example.org is banned from posting to this list"
 
 
-def test_the_look_ups_do_not_grow_with_the_batch(site) -> None:  # type: ignore[no-untyped-def]
+def test_the_look_ups_do_not_grow_with_the_batch(
+    site: tuple[sessionmaker[Session], MakeList],
+) -> None:
     db, make_list = site
     _site(db, make_list)
     engine = db.kw["bind"]
@@ -149,7 +158,9 @@ def test_the_look_ups_do_not_grow_with_the_batch(site) -> None:  # type: ignore[
     assert sizes == [1, 1]
 
 
-def test_batch_facts_read_what_was_not_read_ahead(site) -> None:  # type: ignore[no-untyped-def]
+def test_batch_facts_read_what_was_not_read_ahead(
+    site: tuple[sessionmaker[Session], MakeList],
+) -> None:
     db, make_list = site
     _site(db, make_list)
     with db() as s:
@@ -164,7 +175,9 @@ def test_batch_facts_read_what_was_not_read_ahead(site) -> None:  # type: ignore
         assert not facts.member(club, "eve@example.org")
 
 
-def test_sqlite_finds_members_by_the_addresses_asked_not_by_walking_the_list(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_finds_members_by_the_addresses_asked_not_by_walking_the_list(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     """Without statistics SQLite would pick the (list, kind, status) index and walk every
     subscriber of a members-only list for each look-up (3 ms at 20,000 members): at DATA for the
     batch, and in the archiver (SessionFacts) for each message."""

@@ -19,6 +19,7 @@ from listgate.mail.parser import parse
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
 from tests.support.config import make_settings
+from tests.support.factories import subscription_of
 
 
 @pytest.fixture
@@ -57,7 +58,9 @@ def post(db: sessionmaker[Session], mid: str, list_name: str = "dev", extra: str
         return result.message_pk or 0
 
 
-def test_unsubscribe_of_someone_who_was_mailed_keeps_the_history(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_unsubscribe_of_someone_who_was_mailed_keeps_the_history(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     assert run(env, "lists", "create", "dev").exit_code == 0
     assert run(env, "subscribe", "Bob@Example.org", "--list", "dev").exit_code == 0
     pk = post(db, "p1@x")
@@ -93,7 +96,9 @@ def test_unsubscribe_of_someone_who_was_mailed_keeps_the_history(env, db) -> Non
         )
 
 
-def test_a_member_leaving_one_thread_mutes_it(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_leaving_one_thread_mutes_it(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     run(env, "lists", "create", "dev")
     run(env, "subscribe", "bob@example.org", "--list", "dev")
     pk = post(db, "p1@x")
@@ -103,7 +108,9 @@ def test_a_member_leaving_one_thread_mutes_it(env, db) -> None:  # type: ignore[
     assert done.exit_code == 0 and "no more mail from this thread" in done.output
 
 
-def test_subscribe_to_a_thread_of_another_list_or_none_is_refused(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_subscribe_to_a_thread_of_another_list_or_none_is_refused(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     run(env, "lists", "create", "dev")
     run(env, "lists", "create", "ops")
     pk = post(db, "o1@x", list_name="ops")
@@ -122,7 +129,9 @@ def test_subscribe_to_a_thread_of_another_list_or_none_is_refused(env, db) -> No
 
 
 @pytest.mark.parametrize("address", ["a\x0bb@example.org", "a\u2028b@example.org", "nobody"])
-def test_bad_addresses_are_named(env, db, address: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_addresses_are_named(
+    env: dict[str, str], db: sessionmaker[Session], address: str
+) -> None:
     run(env, "lists", "create", "dev")
     done = run(env, "subscribe", address, "--list", "dev")
     assert (
@@ -132,7 +141,7 @@ def test_bad_addresses_are_named(env, db, address: str) -> None:  # type: ignore
     )
 
 
-def test_lists_show_counts_in_words(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_lists_show_counts_in_words(env: dict[str, str], db: sessionmaker[Session]) -> None:
     run(env, "lists", "create", "dev")
     post(db, "p1@x")
     assert (
@@ -144,19 +153,23 @@ def test_lists_show_counts_in_words(env, db) -> None:  # type: ignore[no-untyped
     assert "2 threads" in shown and "2 messages" in shown
 
 
-def test_requests_are_shown_approved_and_refused(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_requests_are_shown_approved_and_refused(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     run(env, "lists", "create", "club", "--private", "--moderators", "mod@example.org")
     with transaction(db) as session:
         club = lists.require(session, "club")
         for address in ("a@example.org", "b@example.org"):
-            sub = subscriptions.request(
-                session,
-                club,
-                address,
-                secret="test-secret-key-0123456789",
-                base_url="https://lists.test",
-                domain="lists.test",
-            ).subscription
+            sub = subscription_of(
+                subscriptions.request(
+                    session,
+                    club,
+                    address,
+                    secret="test-secret-key-0123456789",
+                    base_url="https://lists.test",
+                    domain="lists.test",
+                )
+            )
             token = subscriptions.tokens.make(
                 "test-secret-key-0123456789", "confirm", {"s": sub.id, "a": address}
             )
@@ -190,7 +203,9 @@ def test_requests_are_shown_approved_and_refused(env, db) -> None:  # type: igno
     ]
 
 
-def test_an_invitation_mails_a_confirmation_approved_in_advance(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_an_invitation_mails_a_confirmation_approved_in_advance(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     run(env, "lists", "create", "club", "--private")
     done = run(env, "subscribe", "new@example.org", "--list", "club", "--invite")
     assert done.exit_code == 0 and "A confirmation mail was sent to new@example.org" in done.output
@@ -199,7 +214,9 @@ def test_an_invitation_mails_a_confirmation_approved_in_advance(env, db) -> None
     assert (sub.status, sub.approved_by) == ("pending", "admin")
 
 
-def test_the_not_posted_queue_is_shown_and_released(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_the_not_posted_queue_is_shown_and_released(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     run(env, "lists", "create", "dev")
     assert post(db, "auto@x", extra="Auto-Submitted: auto-replied\r\n") == 0
     shown = run(env, "not-posted", "show")
@@ -216,7 +233,9 @@ def test_the_not_posted_queue_is_shown_and_released(env, db) -> None:  # type: i
     assert "0 mails not posted" in run(env, "not-posted", "show").output
 
 
-def test_an_id_that_is_no_ascii_number_is_refused_naming_it(env, db) -> None:  # type: ignore[no-untyped-def]
+def test_an_id_that_is_no_ascii_number_is_refused_naming_it(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
     """An id in another script's digits is not the ASCII id it looks like, nor is ² or a number
     past the database's ids one at all: refused before anything is looked up or released."""
     run(env, "lists", "create", "dev")

@@ -14,14 +14,14 @@ ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE_LINE = re.compile(r"^#?\s*(LISTGATE_[A-Z0-9_]+)=(.*)$")
 
 
-class RecordingEnv(dict):  # type: ignore[type-arg]
+class RecordingEnv(dict):
     """An environment that remembers every variable asked for."""
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.read: set[str] = set()
 
-    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+    def get(self, key: str, default: object = None) -> object:
         self.read.add(key)
         return super().get(key, default)
 

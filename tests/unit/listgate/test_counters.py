@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import counters
 from listgate.db import transaction
 
 
-def test_bump_creates_then_adds(db) -> None:  # type: ignore[no-untyped-def]
+def test_bump_creates_then_adds(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         counters.bump(session, counters.RECEIVED)
     with transaction(db) as session:
@@ -15,7 +17,7 @@ def test_bump_creates_then_adds(db) -> None:  # type: ignore[no-untyped-def]
         assert counters.values(session, counters.RECEIVED) == {"": 3}
 
 
-def test_labels_are_counted_apart(db) -> None:  # type: ignore[no-untyped-def]
+def test_labels_are_counted_apart(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         counters.bump(session, counters.REFUSED, "unknown-list")
         counters.bump(session, counters.REFUSED, "too-big")
@@ -26,7 +28,7 @@ def test_labels_are_counted_apart(db) -> None:  # type: ignore[no-untyped-def]
         assert counters.total(session, "never-happened") == 0
 
 
-def test_a_rolled_back_bump_does_not_count(db) -> None:  # type: ignore[no-untyped-def]
+def test_a_rolled_back_bump_does_not_count(db: sessionmaker[Session]) -> None:
     try:
         with transaction(db) as session:
             counters.bump(session, counters.STORED)
@@ -37,7 +39,7 @@ def test_a_rolled_back_bump_does_not_count(db) -> None:  # type: ignore[no-untyp
         assert counters.total(session, counters.STORED) == 0
 
 
-def test_bump_all_adds_a_batch_of_counts_to_old_and_new_counters(db) -> None:  # type: ignore[no-untyped-def]
+def test_bump_all_adds_a_batch_of_counts_to_old_and_new_counters(db: sessionmaker[Session]) -> None:
     with transaction(db) as session:
         counters.bump(session, counters.REFUSED, "banned")
     with transaction(db) as session:  # what the archiver adds after a batch, in one statement

@@ -6,14 +6,17 @@ from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import digests, lists, moderation, threads
 from listgate.db import transaction
-from listgate.ingest import HELD_FOR_MODERATION, STORED, ingest
+from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, Thread
+from listgate.states import DigestFrequency
+from tests.support.factories import MakeList, stored_pk
 
-PERIOD = digests.Period("weekly", date(2026, 11, 16))
+PERIOD = digests.Period(DigestFrequency.WEEKLY, date(2026, 11, 16))
 DIGEST_ID = "digest.weekly.20261116.abc123@lists.test"
 BODIES = {
     "b@x": (
@@ -33,7 +36,7 @@ def mail(msgid: str, subject: str, body: str, extra: str = "") -> bytes:
     ).encode()
 
 
-def town(db, make_list):  # type: ignore[no-untyped-def]
+def town(db: sessionmaker[Session], make_list: MakeList) -> None:
     make_list("town", title="Town")
     with transaction(db) as session:
         mlist = lists.require(session, "town")
@@ -42,7 +45,9 @@ def town(db, make_list):  # type: ignore[no-untyped-def]
         session.execute(update(Message).values(received_at=datetime(2026, 11, 18, 9, tzinfo=UTC)))
 
 
-def reply(db, subject: str, body: str, refs: bool = True):  # type: ignore[no-untyped-def]
+def reply(
+    db: sessionmaker[Session], subject: str, body: str, refs: bool = True
+) -> tuple[IngestResult, str, str | None]:
     extra = f"In-Reply-To: <{DIGEST_ID}>\r\nReferences: <{DIGEST_ID}>\r\n" if refs else ""
     with transaction(db) as session:
         result = ingest(
@@ -56,7 +61,7 @@ def reply(db, subject: str, body: str, refs: bool = True):  # type: ignore[no-un
         return result, msg.subject, parent.message_id if parent else None
 
 
-def test_a_quote_names_the_entry(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_quote_names_the_entry(db: sessionmaker[Session], make_list: MakeList) -> None:
     town(db, make_list)
     result, subject, parent = reply(
         db,
@@ -66,13 +71,17 @@ def test_a_quote_names_the_entry(db, make_list) -> None:  # type: ignore[no-unty
     assert (result.status, subject, parent) == (STORED, "Re: Bridge repairs", "b@x")
 
 
-def test_a_changed_subject_names_the_entry_even_without_references(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_changed_subject_names_the_entry_even_without_references(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     town(db, make_list)
     result, _, parent = reply(db, "Re: Bridge repairs", "Good.", refs=True)
     assert (result.status, parent) == (STORED, "b@x")
 
 
-def test_the_digest_subject_alone_is_recognised(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_the_digest_subject_alone_is_recognised(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     town(db, make_list)
     result, _, parent = reply(
         db,
@@ -83,7 +92,9 @@ def test_the_digest_subject_alone_is_recognised(db, make_list) -> None:  # type:
     assert (result.status, parent) == (STORED, "m@x")
 
 
-def test_a_reply_that_cannot_be_told_is_held_not_threaded(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_that_cannot_be_told_is_held_not_threaded(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     town(db, make_list)
     for body in (
         "Nice digest!",
@@ -98,14 +109,16 @@ def test_a_reply_that_cannot_be_told_is_held_not_threaded(db, make_list) -> None
         assert '"template": "digest_reply"' in result.outbox[0].payload
 
 
-def test_an_equal_score_is_ambiguous(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_an_equal_score_is_ambiguous(db: sessionmaker[Session], make_list: MakeList) -> None:
     town(db, make_list)
     body = "> The bridge closes on Monday for repairs.\n> The market moves to the church square.\n"
     result, _, _ = reply(db, "Re: Town digest, week of 2026-11-16 (3 messages)", body)
     assert result.status == HELD_FOR_MODERATION
 
 
-def test_a_digest_id_of_another_domain_is_an_ordinary_reference(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_digest_id_of_another_domain_is_an_ordinary_reference(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     town(db, make_list)
     with transaction(db) as session:
         parsed = parse(
@@ -119,7 +132,7 @@ def test_a_digest_id_of_another_domain_is_an_ordinary_reference(db, make_list) -
         assert digests.period_of(parsed, lists.require(session, "town"), "lists.test") is None
 
 
-def approve(db, message_pk: int) -> tuple[str, str | None, str]:  # type: ignore[no-untyped-def]
+def approve(db: sessionmaker[Session], message_pk: int) -> tuple[str, str | None, str]:
     """A moderator approves a held reply: (its thread's
     subject, its parent's Message-ID, its status).
     """
@@ -130,10 +143,11 @@ def approve(db, message_pk: int) -> tuple[str, str | None, str]:  # type: ignore
         msg = session.get_one(Message, message_pk)
         parent = session.get(Message, msg.parent_id) if msg.parent_id else None
         thread = threads.resolve(session, msg.thread_id)
-        return thread.subject, parent.message_id if parent else None, msg.status  # type: ignore[union-attr]
+        assert thread is not None
+        return thread.subject, parent.message_id if parent else None, msg.status
 
 
-def digest_threads(db) -> list[str]:  # type: ignore[no-untyped-def]
+def digest_threads(db: sessionmaker[Session]) -> list[str]:
     with db() as session:
         return [
             s
@@ -143,8 +157,8 @@ def digest_threads(db) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quotes(
-    db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     town(db, make_list)
     body = (
         "> The market moves to the church square.\n> The bridge closes on Monday for repairs.\n\n"
@@ -155,11 +169,13 @@ def test_an_ambiguous_reply_once_approved_threads_under_the_first_entry_it_quote
     assert result.status == HELD_FOR_MODERATION
     # Approved anyway: under the first of the entries it
     # quotes most, in the digest's order (the bridge).
-    assert approve(db, result.message_pk) == ("Bridge repairs", "b@x", "visible")
+    assert approve(db, stored_pk(result)) == ("Bridge repairs", "b@x", "visible")
     assert digest_threads(db) == []
 
 
-def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     town(db, make_list)
     # an own subject, the digest's id
     picnic, _, _ = reply(db, "Picnic on Sunday?", "Who brings the blankets?")
@@ -168,11 +184,11 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db,
         db, "Re: Town digest, week of 2026-11-16 (3 messages)", "Thanks for sending it.", refs=False
     )
     assert {r.status for r in (picnic, thanks, again)} == {HELD_FOR_MODERATION}
-    assert approve(db, picnic.message_pk) == ("Picnic on Sunday?", None, "visible")
+    assert approve(db, stored_pk(picnic)) == ("Picnic on Sunday?", None, "visible")
     # The digest's subject names no topic: such a reply starts a thread of its own, without a
     # subject, and two of them are not joined into one thread by that subject.
-    assert approve(db, thanks.message_pk) == ("", None, "visible")
-    assert approve(db, again.message_pk) == ("", None, "visible")
+    assert approve(db, stored_pk(thanks)) == ("", None, "visible")
+    assert approve(db, stored_pk(again)) == ("", None, "visible")
     with db() as session:
         assert (
             len({session.get_one(Message, r.message_pk).thread_id for r in (picnic, thanks, again)})
@@ -189,7 +205,9 @@ def test_a_reply_naming_no_entry_once_approved_keeps_its_own_subject_or_none(db,
         "digest.weekly.２０２６１１１６.abc@lists.test",
     ],
 )
-def test_a_digest_id_that_names_no_day_is_an_ordinary_reference(db, make_list, digest_id) -> None:  # type: ignore[no-untyped-def]
+def test_a_digest_id_that_names_no_day_is_an_ordinary_reference(
+    db: sessionmaker[Session], make_list: MakeList, digest_id: str
+) -> None:
     """A reply naming a digest that cannot have been sent is archived like any reply."""
     town(db, make_list)
     extra = f"In-Reply-To: <{digest_id}>\r\nReferences: <{digest_id}>\r\n"

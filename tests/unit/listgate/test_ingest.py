@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +25,7 @@ from listgate.ingest import (
 from listgate.lists import require, subscribe
 from listgate.mail.parser import parse
 from listgate.models import (
+    MailingList,
     Message,
     MessageVariant,
     NotPosted,
@@ -30,13 +33,22 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
+from tests.support.factories import MakeList
+
+
+class IngestOptions(TypedDict, total=False):
+    """ingest's keywords the tests vary."""
+
+    origin: str
+    envelope_from: str | None
+    recipient: Recipient | None
 
 
 def post(
-    db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: object
+    db: sessionmaker[Session], raw: bytes, list_name: str = "dev", **kw: Unpack[IngestOptions]
 ) -> IngestResult:
     with transaction(db) as s:
-        return ingest(s, parse(raw), require(s, list_name), domain="lists.test", **kw)  # type: ignore[arg-type]
+        return ingest(s, parse(raw), require(s, list_name), domain="lists.test", **kw)
 
 
 def mail(
@@ -51,11 +63,13 @@ def rows(db: sessionmaker[Session], model: type) -> int:
 
 
 @pytest.fixture
-def dev(make_list):  # type: ignore[no-untyped-def]
+def dev(make_list: MakeList) -> MailingList:
     return make_list("dev")
 
 
-def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     r = post(db, mail(), envelope_from="ann@example.org")
     assert r.status == STORED and [e.kind for e in r.outbox] == [dispatch.FANOUT]
     with db() as s:
@@ -63,7 +77,9 @@ def test_a_post_is_stored_queued_for_fanout_and_its_author_follows_the_thread(db
         assert (follow.address, follow.thread_key) == ("ann@example.org", r.thread_id)
 
 
-def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     first = post(db, mail())
     again = post(db, mail())
     assert again.status == DUPLICATE and again.message_pk == first.message_pk and again.outbox == []
@@ -71,8 +87,8 @@ def test_the_same_bytes_again_are_a_duplicate_with_no_new_work(db, dev) -> None:
 
 
 def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_sent(
-    db, dev
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     first = post(db, mail())
     other = post(db, mail(body="a different body, same id"))
     assert other.status == VARIANT and other.message_pk == first.message_pk and other.outbox == []
@@ -81,7 +97,9 @@ def test_other_bytes_with_an_archived_message_id_are_kept_as_a_variant_and_not_s
     assert rows(db, MessageVariant) == 1
 
 
-def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_the_same_bytes_on_two_lists_share_one_raw_row(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     make_list("ops")
     post(db, mail(), "dev")
@@ -102,8 +120,8 @@ def test_the_same_bytes_on_two_lists_share_one_raw_row(db, make_list) -> None:  
     ],
 )
 def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
-    db, dev, extra: str, envelope: str
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], dev: MailingList, extra: str, envelope: str
+) -> None:
     r = post(db, mail(extra=extra), envelope_from=envelope)
     assert r.status == DROPPED and r.reason and r.outbox == []
     assert rows(db, Message) == 0
@@ -113,7 +131,9 @@ def test_automatic_mail_is_not_posted_and_kept_with_its_reason(
 
 
 @pytest.mark.parametrize("precedence", ["list", "bulk", "junk"])
-def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None:  # type: ignore[no-untyped-def]
+def test_precedence_alone_does_not_stop_a_post(
+    db: sessionmaker[Session], dev: MailingList, precedence: str
+) -> None:
     """How another list (or an archive subscribed to one)
     sends its posts: they must be archived and sent.
     """
@@ -124,21 +144,23 @@ def test_precedence_alone_does_not_stop_a_post(db, dev, precedence: str) -> None
     assert rows(db, NotPosted) == 0
 
 
-def test_auto_submitted_no_is_a_person(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_auto_submitted_no_is_a_person(db: sessionmaker[Session], dev: MailingList) -> None:
     assert (
         post(db, mail(extra="Auto-Submitted: no\r\n"), envelope_from="a@example.org").status
         == STORED
     )
 
 
-def test_import_keeps_automatic_mail_and_queues_nothing(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_import_keeps_automatic_mail_and_queues_nothing(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     r = post(db, mail(extra="Precedence: bulk\r\n"), origin="import")
     assert r.status == STORED and r.outbox == [] and rows(db, OutboxEntry) == 0
 
 
 def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators_mail(
-    db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("club", policy="members")
     with transaction(db) as s:
         subscribe(s, require(s, "club"), "member@example.org")
@@ -159,7 +181,9 @@ def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators
         assert require(s, "club").message_count == 1  # held posts are not counted until approved
 
 
-def test_command_addresses_queue_work_and_archive_nothing(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_command_addresses_queue_work_and_archive_nothing(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     r = post(db, mail(), recipient=Recipient("dev", "subscribe"), envelope_from="ann@example.org")
     assert r.status == COMMAND and [e.kind for e in r.outbox] == [dispatch.HANDLE_COMMAND]
     b = post(db, mail("b@x"), recipient=Recipient("dev", "bounce", "tok123"), envelope_from="<>")
@@ -167,7 +191,9 @@ def test_command_addresses_queue_work_and_archive_nothing(db, dev) -> None:  # t
     assert rows(db, Message) == 0
 
 
-def test_a_banned_sender_is_not_posted_and_told_why(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_a_banned_sender_is_not_posted_and_told_why(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     from listgate.models.web import Ban
 
     with transaction(db) as s:
@@ -189,7 +215,9 @@ def test_a_banned_sender_is_not_posted_and_told_why(db, dev) -> None:  # type: i
     assert unsub.status == COMMAND  # a banned person can still leave the list
 
 
-def test_a_post_with_attachments_stores_each_content_once(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_a_post_with_attachments_stores_each_content_once(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     from listgate.models import Attachment, Blob
 
     def with_file(mid: str) -> bytes:

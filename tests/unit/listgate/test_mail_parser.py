@@ -19,7 +19,7 @@ def test_the_result_is_frozen_and_keeps_the_exact_bytes() -> None:
     p = parse(raw, NOW)
     assert p.raw is raw
     with pytest.raises(dataclasses.FrozenInstanceError):
-        p.subject = "changed"  # type: ignore[misc]
+        p.subject = "changed"  # type: ignore[misc]  # a frozen field, assigned on purpose
 
 
 @pytest.mark.parametrize(

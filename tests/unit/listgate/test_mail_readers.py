@@ -132,8 +132,8 @@ def test_no_module_outside_listgate_mail_parses_raw_mail_itself() -> None:
                 continue
             for node in ast.walk(ast.parse(path.read_text(), str(path))):
                 found += [
-                    f"{path.relative_to(root)}:{node.lineno}: {name}"
-                    for name in _names(node)  # type: ignore[attr-defined]
+                    f"{path.relative_to(root)}:{getattr(node, 'lineno', '?')}: {name}"
+                    for name in _names(node)
                     if name in _PARSERS
                     or name.split(".")[0] == "mailparser"
                     or name in ("email.parser", "email.feedparser")

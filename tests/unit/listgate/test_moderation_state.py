@@ -56,7 +56,7 @@ class Moderation(RuleBasedStateMachine):
             result = ingest(
                 session, parse(raw), lists.require(session, "club"), domain="lists.test"
             )
-        assert result.status == HELD_FOR_MODERATION
+        assert result.status == HELD_FOR_MODERATION and result.message_pk is not None
         self.model[result.message_pk] = PostState.HELD
 
     def _code(self, pk: int, action: str) -> str:

@@ -4,17 +4,33 @@ that says why not, or a failed spool row with the error; never nothing."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from click.testing import Result
+from sqlalchemy import Connection, delete, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
 from listgate import counters, dispatch, ingest, notposted, status
 from listgate.archiver import Archiver
+from listgate.config import Settings
 from listgate.db import transaction
-from listgate.models import Ban, Counter, Message, MessageVariant, SpooledMail
+from listgate.models import (
+    Ban,
+    Counter,
+    MailingList,
+    Message,
+    MessageVariant,
+    OutboxEntry,
+    SpooledMail,
+    Thread,
+)
 from listgate.spool import SIDE_SPOOL, Spool, Spooled
 from listgate.states import SpoolState
+from listgate.threads import Draft
+from tests.support.factories import MakeList
 from tests.support.gateway import through_hooks
 
 
@@ -25,14 +41,16 @@ def _raw(
 
 
 @pytest.fixture
-def gate(settings, db, make_list):  # type: ignore[no-untyped-def]
+def gate(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]]:
     mlist = make_list("dev")
     sent: list = []
     handler = GatewayHandler(settings, db)
     return handler, Archiver(settings, db, enqueue=sent.extend), mlist, sent
 
 
-def _rows(db) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+def _rows(db: sessionmaker[Session]) -> list[tuple[str, str, str]]:
     with db() as s:
         return [
             (r.message_id, r.state, r.reason)
@@ -40,14 +58,16 @@ def _rows(db) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
         ]
 
 
-def _not_posted(db) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _not_posted(db: sessionmaker[Session]) -> list[tuple[str, str]]:
     with db() as s:
         return [(n.message_id, n.reason) for n in notposted.waiting(s)]
 
 
 def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_it_can_be_released(
-    gate, db, settings
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]],
+    db: sessionmaker[Session],
+    settings: Settings,
+) -> None:
     handler, archiver, mlist, sent = gate
     assert through_hooks(handler, _raw("late@x"), "ann@example.org", ["dev@lists.test"]).endswith(
         "stored"
@@ -74,7 +94,7 @@ def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_i
         with pytest.raises(LookupError, match="banned"):
             ingest.release(s, entry_id, "mod@example.org", domain=settings.domain)
     with transaction(db) as s:
-        s.execute(Ban.__table__.delete())
+        s.execute(delete(Ban))
     with transaction(db) as s:
         released = ingest.release(s, entry_id, "mod@example.org", domain=settings.domain)
     assert released.status == ingest.STORED and [e.kind for e in released.outbox] == [
@@ -84,8 +104,8 @@ def test_a_ban_added_after_the_250_puts_the_post_in_the_not_posted_queue_where_i
 
 
 def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_archiving(
-    gate, db
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     handler, archiver, _, sent = gate
     reply = through_hooks(
         handler,
@@ -105,8 +125,8 @@ def test_automatic_mail_is_answered_not_posted_and_lands_in_the_queue_after_arch
 
 
 def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_bytes_nothing(
-    gate, db
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     from listgate import removal
 
     handler, archiver, _, sent = gate
@@ -142,8 +162,8 @@ def test_other_bytes_under_an_archived_message_id_become_a_variant_the_same_byte
 
 
 def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_sender(
-    gate, db
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     handler, _, mlist, _ = gate
     with transaction(db) as s:
         s.add(Ban(list_id=mlist.id, address="spam@example.net"))
@@ -157,7 +177,9 @@ def test_a_ban_known_at_data_is_refused_in_the_dialogue_also_when_hidden_in_send
     assert _rows(db) == []  # nothing spooled
 
 
-def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     handler, archiver, _, _ = gate
     raw = _raw("cmd@x", body="follow\r\n", extra="In-Reply-To: <nowhere@x>\r\n")
     assert through_hooks(handler, raw, "ann@example.org", ["dev@lists.test"]).endswith("stored")
@@ -166,14 +188,16 @@ def test_a_reply_command_naming_no_thread_is_not_posted_never_silent(gate, db) -
 
 
 def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
-    gate, db, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]],
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from listgate import threads
 
     handler, archiver, _, sent = gate
     real = threads.attach
 
-    def attach(session, msg, *a, **k):  # type: ignore[no-untyped-def]
+    def attach(session: Session, msg: Draft, *a: Any, **k: Any) -> tuple[Thread, bool]:
         if msg.message_id == "bad@x":
             raise ValueError("a bug this message triggers")
         return real(session, msg, *a, **k)
@@ -204,7 +228,9 @@ def test_a_message_that_fails_alone_is_kept_as_failed_and_the_batch_goes_on(
     assert len(sent) == 3
 
 
-def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     from listgate import administration
 
     handler, archiver, mlist, _ = gate
@@ -215,7 +241,9 @@ def test_mail_to_a_list_deleted_after_the_250_is_kept_as_failed_saying_so(gate, 
     assert _rows(db) == [("gone@x", SpoolState.FAILED, "no such list any more: dev@lists.test")]
 
 
-def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     handler, _, _, _ = gate
     through_hooks(handler, _raw("w1@x"), "ann@example.org", ["dev@lists.test"])
     through_hooks(handler, _raw("w2@x"), "ann@example.org", ["dev@lists.test"])
@@ -231,8 +259,8 @@ def test_status_shows_the_spool_depth_and_the_age_of_the_oldest(gate, db) -> Non
 
 
 def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archiver(
-    tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from click.testing import CliRunner
 
     from listgate import cli, lists, threads
@@ -260,7 +288,7 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
         through_hooks(handler, _raw(msgid), "ann@example.org", ["dev@lists.test"])
     archiver.drain()
 
-    def run(*args: str):  # type: ignore[no-untyped-def]
+    def run(*args: str) -> Result:
         return CliRunner().invoke(cli.main, ["spool", *args], env=env)
 
     try:
@@ -294,8 +322,8 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
 
 
 def test_archived_rows_leave_the_spool_file_once_a_second_while_busy_and_when_idle(
-    gate, db
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     """Each clear takes the spool file's write lock, which the listener's appends wait for."""
     handler, archiver, _mlist, _sent = gate
     spool = archiver.spool
@@ -326,8 +354,8 @@ def test_archived_rows_leave_the_spool_file_once_a_second_while_busy_and_when_id
 
 
 def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets_the_rows(
-    gate, db
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     """SQLite: the archive commits at synchronous=NORMAL (a power loss may undo its last commits),
     while the spool file drops rows up to the mark durably. The archiver's commit, which moves
     the mark, is therefore FULL; other writers of the archive keep NORMAL."""
@@ -338,14 +366,15 @@ def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets
     levels: list[tuple[bool, int]] = []  # (the transaction moved the mark, its safety level)
     moved: set[int] = set()
 
-    def seen(conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+    def seen(conn: Connection, _cursor: object, statement: str, *_: object) -> None:
         if "spool_marks" in statement and statement.lstrip().upper().startswith(
             ("UPDATE", "INSERT")
         ):
             moved.add(id(conn.connection.dbapi_connection))
 
-    def committing(conn) -> None:  # type: ignore[no-untyped-def]
+    def committing(conn: Connection) -> None:
         raw = conn.connection.dbapi_connection
+        assert raw is not None
         level = raw.execute("PRAGMA synchronous").fetchone()[0]
         levels.append((id(raw) in moved, level))
         moved.discard(id(raw))
@@ -370,8 +399,11 @@ def test_the_commit_that_moves_the_mark_is_on_disk_before_the_spool_file_forgets
 
 
 def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
-    gate, db, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]],
+    db: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A full disk refuses the spool file's DELETE while the archive still takes commits (the
     DELETE of many rows needs more room in its WAL than one batch's commit): the archiving has
     committed, so the batch is done, its work is handed on, and no pause follows; the archived
@@ -386,7 +418,7 @@ def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
     spool = archiver.spool
     full = {"on": True}
 
-    def refuse(_conn, _cursor, statement: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+    def refuse(_conn: object, _cursor: object, statement: str, *_: object) -> None:
         if full["on"] and statement.lstrip().upper().startswith("DELETE FROM SPOOL"):
             raise OperationalError(statement, {}, Exception("database or disk is full"))
 
@@ -419,7 +451,9 @@ def test_a_spool_file_that_cannot_be_cleared_does_not_slow_the_archiving(
         ]
 
 
-def test_a_spool_row_carries_one_line_per_counter_however_many_refusals_it_counts(gate, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_spool_row_carries_one_line_per_counter_however_many_refusals_it_counts(
+    gate: tuple[GatewayHandler, Archiver, MailingList, list[OutboxEntry]], db: sessionmaker[Session]
+) -> None:
     handler, archiver, _mlist, _sent = gate
     spool = handler.spool
     many = Spooled(b"", None, (), "", ((counters.REFUSED, "smuggling", 9000), ("received", "", 2)))
@@ -445,6 +479,6 @@ def test_a_spool_row_carries_one_line_per_counter_however_many_refusals_it_count
     assert after[("received", "")] - before.get(("received", ""), 0) == 4
 
 
-def _counted(db) -> dict[tuple[str, str], int]:  # type: ignore[no-untyped-def]
+def _counted(db: sessionmaker[Session]) -> dict[tuple[str, str], int]:
     with db() as s:
         return {(c.name, c.label): c.value for c in s.scalars(select(Counter))}

@@ -117,8 +117,8 @@ def test_optimize_gives_way_to_a_writer_and_leaves_the_connection_as_it_was(
     path = settings.data_dir / "listgate.sqlite3"
     pooled = engine.raw_connection()
     try:
-        raw = pooled.driver_connection
-        assert isinstance(raw, sqlite3.Connection)
+        raw, dbapi = pooled.driver_connection, pooled.dbapi_connection  # pysqlite: the same object
+        assert isinstance(raw, sqlite3.Connection) and dbapi is not None
         # the planner uses the messages table's indexes on this connection
         raw.execute("SELECT id FROM messages WHERE message_id = 'x' AND list_id = 1").fetchall()
         other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
@@ -126,7 +126,7 @@ def test_optimize_gives_way_to_a_writer_and_leaves_the_connection_as_it_was(
         releases = threading.Timer(1.0, other.rollback)  # ...and lets go a second later
         releases.start()
         with caplog.at_level(logging.INFO, logger="listgate.statistics"):
-            optimize(raw)
+            optimize(dbapi)
         releases.join()
         other.close()
         # it did not wait for the lock (it would have got it a second later) and said so
@@ -134,7 +134,7 @@ def test_optimize_gives_way_to_a_writer_and_leaves_the_connection_as_it_was(
         assert _archive(settings) == (POSTS, set())
         assert raw.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_MS,)
         assert raw.execute("PRAGMA analysis_limit").fetchone() == (0,)
-        optimize(raw)  # its next turn, with nobody writing
+        optimize(dbapi)  # its next turn, with nobody writing
         assert "messages" in _archive(settings)[1]
     finally:
         pooled.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from click.testing import CliRunner
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,12 +14,12 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, OutboxEntry
 from tests.support.config import make_settings
-from tests.support.factories import make_mail, post
+from tests.support.factories import MakeList, make_mail, post
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 
-def busy_day(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+def busy_day(db: sessionmaker[Session], make_list: MakeList) -> None:
     """Two posts, their deliveries in various states, a bounce and some refusals."""
     make_list("dev")
     first = post(db, make_mail("one"))
@@ -49,7 +50,7 @@ def busy_day(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-u
         session.add(OutboxEntry(kind="listgate.fanout", created_at=NOW - timedelta(seconds=90)))
 
 
-def test_metrics_are_read_from_rows(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_are_read_from_rows(db: sessionmaker[Session], make_list: MakeList) -> None:
     busy_day(db, make_list)
     with db() as session:
         m = status.gather_metrics(session, now=NOW)
@@ -63,8 +64,8 @@ def test_metrics_are_read_from_rows(db, make_list) -> None:  # type: ignore[no-u
 
 
 def test_status_lists_database_broker_queue_and_last_mail(
-    settings: Settings, db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     busy_day(db, make_list)
     state = status.collect(settings)
     text = "\n".join(status.render(state, now=NOW))
@@ -87,7 +88,7 @@ def test_the_broker_queue_length_counts_waiting_tasks(settings: Settings) -> Non
     assert status.broker_queue_lengths(settings.broker_url) == {"celery": 2}
 
 
-def test_status_command_exits_1_and_names_what_is_down(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_status_command_exits_1_and_names_what_is_down(tmp_path: Path) -> None:
     env = {
         "LISTGATE_DATA_DIR": str(tmp_path / "var"),
         "LISTGATE_SECRET_KEY": "x" * 20,
@@ -101,15 +102,15 @@ def test_status_command_exits_1_and_names_what_is_down(tmp_path) -> None:  # typ
     assert "hunter22" not in result.output and "Traceback" not in result.output
 
 
-def test_status_says_when_the_schema_is_behind(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_status_says_when_the_schema_is_behind(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     text = "\n".join(status.render(status.collect(settings)))
     assert "revision none" in text and "listgate db upgrade" in text
 
 
 def test_failed_work_the_not_posted_queue_and_requests_are_counted(
-    settings: Settings, db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     from listgate import lists, subscriptions
     from listgate.models import Subscription
 
@@ -133,7 +134,9 @@ def test_failed_work_the_not_posted_queue_and_requests_are_counted(
     assert "1 mail accepted and not posted, 1 subscription request awaiting approval" in text
 
 
-def test_deferred_copies_make_status_fail_and_say_why(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_deferred_copies_make_status_fail_and_say_why(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     busy_day(db, make_list)
     state = status.collect(settings)
     assert not state.ok and state.deferring == 1
@@ -152,6 +155,8 @@ def test_deferred_copies_make_status_fail_and_say_why(settings: Settings, db, ma
     assert result.exit_code == 1 and "DEFERRING" in result.output
 
 
-def test_no_deferred_copy_and_every_service_up_is_ok(settings: Settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_no_deferred_copy_and_every_service_up_is_ok(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     assert status.collect(settings).ok

@@ -8,6 +8,7 @@ point at the subscription): the state the first version was never tested on.
 from __future__ import annotations
 
 import json
+from typing import TypedDict
 
 import pytest
 from sqlalchemy import func, select
@@ -20,9 +21,10 @@ from listgate.mail.parser import parse
 from listgate.models import Bounce, Delivery, MailingList, Message, Subscription, Thread
 from listgate.policy import publish
 from listgate.subscriptions import RateLimited, SubscriptionError, change
+from tests.support.factories import LinkOptions, MakeList, subscription_of
 
 SECRET = "test-secret-key-0123456789"
-KW = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
+KW: LinkOptions = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
 
 
 def post(
@@ -85,15 +87,15 @@ def state(db: sessionmaker[Session], address: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def dev(make_list) -> MailingList:  # type: ignore[no-untyped-def]
+def dev(make_list: MakeList) -> MailingList:
     return make_list("dev")
 
 
 @pytest.mark.parametrize("action", [subscriptions.LEAVE, subscriptions.DIGEST])
 @pytest.mark.parametrize("channel", ["link", "mail", "web", "admin"])
 def test_a_subscriber_who_was_mailed_can_leave_or_switch_by_every_channel(
-    db, dev, action, channel
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], dev: MailingList, action: str, channel: str
+) -> None:
     with transaction(db) as session:
         lists.subscribe(session, session.merge(dev), "bob@example.org")
     sub_id = mailed(db, post(db, "p1@x"), "bob@example.org")
@@ -110,7 +112,9 @@ def test_a_subscriber_who_was_mailed_can_leave_or_switch_by_every_channel(
         assert session.scalar(select(Bounce.subscription_id)) == sub_id
 
 
-def test_leave_return_leave_reuses_one_row_and_keeps_its_history(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_leave_return_leave_reuses_one_row_and_keeps_its_history(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     with transaction(db) as session:
         first = subscriptions.request(session, session.merge(dev), "bob@example.org", **KW)
         old_link = json.loads(first.outbox[0].payload)["link"].rsplit("/", 1)[1]
@@ -126,7 +130,7 @@ def test_leave_return_leave_reuses_one_row_and_keeps_its_history(db, dev) -> Non
         again = subscriptions.request(session, session.merge(dev), "bob@example.org", **KW)
         code = json.loads(again.outbox[0].payload)["reply_to"].split("+confirm-")[1].split("@")[0]
         back = subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
-        assert back.subscription.id == sub_id and back.subscription.status == "active"
+        assert subscription_of(back).id == sub_id and subscription_of(back).status == "active"
         change(session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="link")
     with db() as session:
         assert (
@@ -140,7 +144,9 @@ def test_leave_return_leave_reuses_one_row_and_keeps_its_history(db, dev) -> Non
         assert session.scalar(select(func.count()).select_from(Delivery)) == 1
 
 
-def test_leaving_the_list_ends_follows_and_mutes_and_says_goodbye_once(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_leaving_the_list_ends_follows_and_mutes_and_says_goodbye_once(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     first, other = post(db, "p1@x"), post(db, "p2@x", subject="Other")
     with transaction(db) as session:
         mlist = session.merge(dev)
@@ -191,7 +197,9 @@ def test_international_addresses_are_kept() -> None:
     assert subscriptions.normalize(" <José@Exämple.org> ") == "josé@exämple.org"
 
 
-def test_confirmation_mail_to_one_address_is_limited_over_every_list(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_confirmation_mail_to_one_address_is_limited_over_every_list(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     """Forged requests on many lists (or kinds) must not
     flood one inbox: 5 per 15 minutes, like sign-in links.
     """
@@ -217,10 +225,17 @@ def test_confirmation_mail_to_one_address_is_limited_over_every_list(db, make_li
     assert sum(len(o.outbox) for o in sent) == limit
 
 
+class Closed(TypedDict, total=False):
+    """What makes a list wait for a moderator (lists.create's keywords)."""
+
+    private: bool
+    policy: str
+
+
 @pytest.mark.parametrize("options", [{"private": True}, {"policy": "members"}])
 def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
-    db, make_list, options
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], make_list: MakeList, options: Closed
+) -> None:
     make_list("club", moderators="mod@example.org", **options)
     make_list("dev")
     thread_id = post(db, "c1@x", frm="mod@example.org", list_name="club").thread_id
@@ -255,8 +270,8 @@ def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
             channel="web",
         )
     assert [json.loads(e.payload)["template"] for e in confirmed.outbox] == ["awaiting"]
-    assert [o.subscription.status for o in (confirmed, web, follow)] == ["awaiting"] * 3
-    assert [o.subscription.status for o in (muted, moderator, open_list)] == ["active"] * 3
+    assert [subscription_of(o).status for o in (confirmed, web, follow)] == ["awaiting"] * 3
+    assert [subscription_of(o).status for o in (muted, moderator, open_list)] == ["active"] * 3
     with transaction(db) as session:
         club = lists.require(session, "club")
         assert {s.address for s in approvals.waiting(session, [club.id])} == {
@@ -265,11 +280,11 @@ def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
             "c@example.org",
         }
         welcome = approvals.approve(
-            session, session.get_one(Subscription, confirmed.subscription.id), "mod@example.org"
+            session, session.get_one(Subscription, subscription_of(confirmed).id), "mod@example.org"
         )
         refused = approvals.refuse(
             session,
-            session.get_one(Subscription, web.subscription.id),
+            session.get_one(Subscription, subscription_of(web).id),
             "mod@example.org",
             "members only",
         )
@@ -282,7 +297,9 @@ def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
     }
 
 
-def test_an_invitation_is_approved_before_the_address_confirms(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_an_invitation_is_approved_before_the_address_confirms(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("club", private=True, moderators="mod@example.org")
     with transaction(db) as session:
         outcome = subscriptions.request(
@@ -295,17 +312,22 @@ def test_an_invitation_is_approved_before_the_address_confirms(db, make_list) ->
         token = json.loads(outcome.outbox[0].payload)["link"].rsplit("/", 1)[1]
         done = subscriptions.confirm_token(session, SECRET, token)
     assert (
-        done.subscription.status == "active" and done.subscription.approved_by == "mod@example.org"
+        subscription_of(done).status == "active"
+        and subscription_of(done).approved_by == "mod@example.org"
     )
 
 
-def test_posting_on_a_private_list_does_not_make_an_outsider_follow(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_posting_on_a_private_list_does_not_make_an_outsider_follow(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("club", private=True)  # open policy: anyone may post, but reading is for members
     post(db, "c1@x", frm="outsider@example.org", list_name="club")
     assert state(db, "outsider@example.org") == {}
 
 
-def test_merging_threads_moves_follows_without_deleting_mailed_rows(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_merging_threads_moves_follows_without_deleting_mailed_rows(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     a, b = post(db, "a1@x", subject="One"), post(db, "b1@x", subject="Two")
     with transaction(db) as session:
         mlist = session.merge(dev)
@@ -324,7 +346,9 @@ def test_merging_threads_moves_follows_without_deleting_mailed_rows(db, dev) -> 
     assert [key for key, status in rows if status == "active"] == [survivor]
 
 
-def test_held_posts_are_no_threads_until_published(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_held_posts_are_no_threads_until_published(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("mod", policy="moderated", moderators="m@example.org")
     held = post(db, "h1@x", frm="someone@example.org", list_name="mod")
     with db() as session:

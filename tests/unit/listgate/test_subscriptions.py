@@ -6,22 +6,24 @@ import json
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists, subscriptions, tokens
 from listgate.db import transaction
 from listgate.models import MailingList, Subscription, Thread
 from listgate.subscriptions import SubscriptionError
+from tests.support.factories import LinkOptions, MakeList, subscription_of
 
 SECRET = "test-secret-key-0123456789"
-KW = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
+KW: LinkOptions = {"secret": SECRET, "base_url": "https://lists.test", "domain": "lists.test"}
 
 
 @pytest.fixture
-def dev(make_list) -> MailingList:  # type: ignore[no-untyped-def]
+def dev(make_list: MakeList) -> MailingList:
     return make_list("dev")
 
 
-def _thread(db, mlist: MailingList) -> int:  # type: ignore[no-untyped-def]
+def _thread(db: sessionmaker[Session], mlist: MailingList) -> int:
     with transaction(db) as session:
         thread = Thread(list_id=mlist.id, subject="Plans")
         session.add(thread)
@@ -29,10 +31,12 @@ def _thread(db, mlist: MailingList) -> int:  # type: ignore[no-untyped-def]
         return thread.id
 
 
-def test_request_is_pending_and_mails_the_address_itself(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_request_is_pending_and_mails_the_address_itself(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     with transaction(db) as session:
         outcome = subscriptions.request(session, session.merge(dev), "Ann@Example.org", **KW)
-    assert outcome.subscription.status == "pending"
+    assert subscription_of(outcome).status == "pending"
     payload = json.loads(outcome.outbox[0].payload)
     assert payload["template"] == "confirm" and payload["to"] == "ann@example.org"
     assert payload["link"].startswith("https://lists.test/confirm/")
@@ -41,7 +45,7 @@ def test_request_is_pending_and_mails_the_address_itself(db, dev) -> None:  # ty
     )
 
 
-def test_confirm_by_link_and_by_code(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_by_link_and_by_code(db: sessionmaker[Session], dev: MailingList) -> None:
     with transaction(db) as session:
         a = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
         b = subscriptions.request(session, session.merge(dev), "b@example.org", **KW)
@@ -49,19 +53,19 @@ def test_confirm_by_link_and_by_code(db, dev) -> None:  # type: ignore[no-untype
         code = json.loads(b.outbox[0].payload)["reply_to"].split("+confirm-")[1].split("@")[0]
     with transaction(db) as session:
         done = subscriptions.confirm_token(session, SECRET, link_token)
-        assert done.subscription.status == "active"
+        assert subscription_of(done).status == "active"
         assert json.loads(done.outbox[0].payload)["template"] == "welcome"
         assert (
-            subscriptions.confirm_by_code(
-                session, SECRET, session.merge(dev), code
-            ).subscription.status
+            subscription_of(
+                subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+            ).status
             == "active"
         )
     with transaction(db) as session, pytest.raises(SubscriptionError):
         subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code[:-2] + "00")
 
 
-def old_token(monkeypatch, purpose: str, data: object, age: float) -> str:  # type: ignore[no-untyped-def]
+def old_token(monkeypatch: pytest.MonkeyPatch, purpose: str, data: object, age: float) -> str:
     """A token signed `age` seconds ago."""
     import time
 
@@ -74,7 +78,9 @@ def old_token(monkeypatch, purpose: str, data: object, age: float) -> str:  # ty
     return token
 
 
-def test_forged_and_expired_confirm_links_are_refused(db, dev, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_forged_and_expired_confirm_links_are_refused(
+    db: sessionmaker[Session], dev: MailingList, monkeypatch: pytest.MonkeyPatch
+) -> None:
     forged = tokens.make(
         "another-secret-0123456789", tokens.CONFIRM, {"s": 1, "a": "x@example.org"}
     )
@@ -85,7 +91,9 @@ def test_forged_and_expired_confirm_links_are_refused(db, dev, monkeypatch) -> N
         subscriptions.read_confirm(SECRET, expired)
 
 
-def test_unsubscribe_token_leaves_the_list_or_only_the_thread(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_unsubscribe_token_leaves_the_list_or_only_the_thread(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     thread_id = _thread(db, dev)
     with transaction(db) as session:
         mlist = session.merge(dev)
@@ -114,7 +122,7 @@ def test_unsubscribe_token_leaves_the_list_or_only_the_thread(db, dev) -> None: 
     }
 
 
-def _states(db) -> dict[tuple[str, str], tuple[str, str]]:  # type: ignore[no-untyped-def]
+def _states(db: sessionmaker[Session]) -> dict[tuple[str, str], tuple[str, str]]:
     with db() as session:
         return {
             (s.address, s.kind): (s.status, s.end_reason)
@@ -122,7 +130,9 @@ def _states(db) -> dict[tuple[str, str], tuple[str, str]]:  # type: ignore[no-un
         }
 
 
-def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_leaving_a_thread_as_list_subscriber_mutes_it(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     thread_id = _thread(db, dev)
     with transaction(db) as session:
         mlist = session.merge(dev)
@@ -150,7 +160,9 @@ def test_leaving_a_thread_as_list_subscriber_mutes_it(db, dev) -> None:  # type:
     }
 
 
-def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_bad_addresses_and_unknown_threads_are_refused(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     with transaction(db) as session:
         with pytest.raises(SubscriptionError, match="not an email address"):
             subscriptions.request(session, session.merge(dev), "not an address", **KW)
@@ -165,14 +177,18 @@ def test_bad_addresses_and_unknown_threads_are_refused(db, dev) -> None:  # type
             )
 
 
-def test_repeated_requests_send_one_confirmation_per_ten_minutes(db, dev) -> None:  # type: ignore[no-untyped-def]
+def test_repeated_requests_send_one_confirmation_per_ten_minutes(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
     with transaction(db) as session:
         first = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
         again = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
     assert len(first.outbox) == 1 and again.outbox == []
 
 
-def test_confirm_address_under_64_for_the_longest_list_name(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_confirm_address_under_64_for_the_longest_list_name(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     from listgate.addresses import MAX_LIST_NAME, parse_recipient
 
     name = "c" * MAX_LIST_NAME
@@ -180,7 +196,7 @@ def test_confirm_address_under_64_for_the_longest_list_name(db, make_list) -> No
     with transaction(db) as session:
         outcome = subscriptions.request(session, session.merge(mlist), "a@example.org", **KW)
         reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
-        created = outcome.subscription.created_at
+        created = subscription_of(outcome).created_at
     # the largest id an Integer column holds gives the longest code
     largest = Subscription(id=2**31 - 1, address="a@example.org", created_at=created)
     longest = subscriptions.confirm_code(SECRET, largest)
@@ -194,14 +210,14 @@ def test_confirm_address_under_64_for_the_longest_list_name(db, make_list) -> No
     with transaction(db) as session:
         code = reply_to.split("+confirm-")[1].split("@")[0]
         assert (
-            subscriptions.confirm_by_code(
-                session, SECRET, session.merge(mlist), code
-            ).subscription.status
+            subscription_of(
+                subscriptions.confirm_by_code(session, SECRET, session.merge(mlist), code)
+            ).status
             == "active"
         )
 
 
-def test_list_names_longer_than_the_limit_are_refused(db) -> None:  # type: ignore[no-untyped-def]
+def test_list_names_longer_than_the_limit_are_refused(db: sessionmaker[Session]) -> None:
     from listgate.addresses import MAX_LIST_NAME
 
     with transaction(db) as session, pytest.raises(lists.ListError, match=f"up to {MAX_LIST_NAME}"):

@@ -69,7 +69,11 @@ def test_up_killed_outright_leaves_nothing_that_piles_up(tmp_path: Path) -> None
         (child,) = pids(a)
         proc.kill()  # SIGKILL: no chance to clean up
         proc.communicate(timeout=30)
-        assert wait_until(lambda pid=child: not alive(pid), timeout=10), "an orphan kept running"
+
+        def gone(pid: int = child) -> bool:
+            return not alive(pid)
+
+        assert wait_until(gone, timeout=10), "an orphan kept running"
     # Three supervisors killed: at most the last one's socket waits for the next start.
     assert len(left_behind(tmp, run)) <= 1, left_behind(tmp, run)
     proc = start_up(tmp_path, {"gateway": notifier(a)}, TMPDIR=str(tmp))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given
@@ -19,6 +21,7 @@ from listgate.models import MailingList, Message, MessageVariant, Thread
 from listgate.schema import upgrade
 from tests.support import forests
 from tests.support.config import make_settings
+from tests.support.factories import MakeList
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -43,6 +46,13 @@ def raw(
     if irt:
         head += f"In-Reply-To: {irt}\r\n"
     return (head + "\r\nbody\r\n").encode()
+
+
+def _resolved(session: Session, thread_id: int) -> Thread:
+    """The live thread thread_id is (or was merged into); an AssertionError when there is none."""
+    thread = threads.resolve(session, thread_id)
+    assert thread is not None, f"thread {thread_id} resolves to nothing"
+    return thread
 
 
 class Archive:
@@ -83,7 +93,7 @@ class Archive:
             ).all()
             out: dict[int, set[str]] = {}
             for mid, tid in rows:
-                out.setdefault(threads.resolve(s, tid).id, set()).add(mid)
+                out.setdefault(_resolved(s, tid).id, set()).add(mid)
             return {frozenset(v) for v in out.values()}
 
     def thread_of(self, mid: str) -> Thread:
@@ -93,7 +103,8 @@ class Archive:
                 .join(MailingList)
                 .where(MailingList.name == self.name, Message.message_id == mid)
             )
-            return threads.resolve(s, tid)
+            assert tid is not None, f"{mid} is not archived"
+            return _resolved(s, tid)
 
     def mlist(self) -> MailingList:
         with self.db() as s:
@@ -101,7 +112,7 @@ class Archive:
 
 
 @pytest.fixture
-def arc(db: sessionmaker[Session], make_list) -> Archive:  # type: ignore[no-untyped-def]
+def arc(db: sessionmaker[Session], make_list: MakeList) -> Archive:
     make_list("dev")
     return Archive(db)
 
@@ -148,8 +159,8 @@ def test_two_threads_linked_by_a_message_merge_and_the_absorbed_one_redirects(ar
     arc.post(raw("z@x.test", refs="<x1@x.test> <missing@x.test>", subject="Re: both"))
     assert arc.groups() == {frozenset({"x1@x.test", "x2@x.test", "y1@x.test", "z@x.test"})}
     with arc.db() as s:
-        old = s.get(Thread, absorbed)
-        survivor = threads.resolve(s, absorbed)
+        old = s.get_one(Thread, absorbed)
+        survivor = _resolved(s, absorbed)
         assert old.merged_into_id == survivor.id != absorbed and old.message_count == 0
         assert survivor.message_count == 4
     assert arc.mlist().thread_count == 1
@@ -170,7 +181,7 @@ def test_redirects_follow_merge_chains(arc: Archive) -> None:
     arc.post(raw("s@x.test", refs="<hole1@x.test> <hole2@x.test>"))
     arc.post(raw("t@x.test", refs="<hole2@x.test> <hole3@x.test>"))
     with arc.db() as s:
-        assert len({threads.resolve(s, i).id for i in ids}) == 1
+        assert len({_resolved(s, i).id for i in ids}) == 1
         assert threads.resolve(s, 10_000) is None
 
 
@@ -182,7 +193,8 @@ def test_loops_and_self_references_never_make_a_cycle(arc: Archive) -> None:
     parents = arc.parents()
     assert parents["self@x.test"] is None
     for start in parents:  # every parent walk ends at a root
-        seen, cur = set(), start
+        seen: set[str] = set()
+        cur: str | None = start
         while cur is not None:
             assert cur not in seen, f"cycle through {cur}"
             seen.add(cur)
@@ -240,8 +252,8 @@ def test_subject_fallback_joins_a_recent_thread(arc: Archive, subject: str) -> N
 
 
 def test_subject_fallback_is_bounded_and_can_be_turned_off(
-    db: sessionmaker[Session], make_list
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     make_list("off")
     on, off = Archive(db, "dev"), Archive(db, "off", fallback_days=0)
@@ -267,7 +279,7 @@ def test_an_original_arriving_after_its_subject_only_reply_adopts_it(arc: Archiv
     assert arc.mlist().thread_count == 1
 
 
-def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # type: ignore[no-untyped-def]
+def test_threads_are_per_list(db: sessionmaker[Session], make_list: MakeList) -> None:
     make_list("dev")
     make_list("ops")
     dev, ops = Archive(db, "dev"), Archive(db, "ops")
@@ -282,7 +294,7 @@ def test_threads_are_per_list(db: sessionmaker[Session], make_list) -> None:  # 
 
 
 @pytest.fixture(scope="module")
-def shared_db(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker[Session]]:
     """One database for every hypothesis example; each example uses fresh lists."""
     engine = make_engine(make_settings(tmp_path_factory.mktemp("threads")))
     upgrade(engine)
@@ -297,7 +309,9 @@ _example = [0]
     max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(case=forests.cases())
-def test_the_forest_does_not_depend_on_arrival_order(shared_db, case) -> None:  # type: ignore[no-untyped-def]
+def test_the_forest_does_not_depend_on_arrival_order(
+    shared_db: sessionmaker[Session], case: forests.Case
+) -> None:
     """Loops, duplicates, missing middles, multi-id
     In-Reply-To, shuffled References: any order, one forest.
     """
@@ -580,8 +594,8 @@ def _moved_reply() -> list[bytes]:
 
 @pytest.mark.parametrize("order", [(0, 1, 2, 3), (3, 2, 1, 0), (1, 3, 0, 2)])
 def test_the_copy_with_the_earliest_date_places_a_message_id_in_any_arrival_order(
-    arc: Archive, order
-) -> None:  # type: ignore[no-untyped-def]
+    arc: Archive, order: tuple[int, ...]
+) -> None:
     mails = _moved_reply()
     for i in order:
         arc.post(mails[i])
@@ -643,8 +657,8 @@ def test_a_re_placed_message_takes_its_replies_along_and_its_subject_replies_cho
 
 
 def test_place_variants_places_messages_whose_variants_were_kept_before_0010(
-    arc: Archive, tmp_path, monkeypatch
-) -> None:  # type: ignore[no-untyped-def]
+    arc: Archive, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from types import SimpleNamespace
 
     from click.testing import CliRunner

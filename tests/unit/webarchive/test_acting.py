@@ -5,23 +5,30 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.mail.parser import parse
 from listgate.models import Message, Subscription
-from tests.support.factories import make_mail, post
-from tests.support.web import csrf, notices, sign_in
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, post
+from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def topic(make_list, db):  # type: ignore[no-untyped-def]
+def topic(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev")
     return post(db, make_mail("Topic", msgid="t@x.test", body="First post.\n"))
 
 
-def test_sign_in_link_is_recorded_and_sent_to_the_worker(client, db, sender, topic):
+def test_sign_in_link_is_recorded_and_sent_to_the_worker(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     payload = notices(db, "signin")[-1]
     assert payload["to"] == "bob@example.org" and "/signin/" in payload["link"]
@@ -30,7 +37,9 @@ def test_sign_in_link_is_recorded_and_sent_to_the_worker(client, db, sender, top
     assert "My subscriptions" in client.get("/").get_data(as_text=True)
 
 
-def test_a_tampered_sign_in_link_is_refused(client, db, sender, topic):
+def test_a_tampered_sign_in_link_is_refused(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     token = csrf(client)
     client.post("/signin", data={"csrf_token": token, "address": "bob@example.org"})
     link = notices(db, "signin")[-1]["link"]
@@ -39,13 +48,17 @@ def test_a_tampered_sign_in_link_is_refused(client, db, sender, topic):
     assert page.status_code == 400 and "cannot be used" in page.get_data(as_text=True)
 
 
-def test_forms_without_csrf_token_are_refused(client, db, sender, topic):
+def test_forms_without_csrf_token_are_refused(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     response = client.post(f"/messages/{topic.message_pk}/vote", data={"valuable": "yes"})
     assert response.status_code == 400
 
 
-def test_votes_are_one_per_person_and_changeable(client, db, sender, topic):
+def test_votes_are_one_per_person_and_changeable(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, f"/threads/{topic.thread_id}")
     for choice in ("yes", "yes", "no"):
@@ -60,13 +73,19 @@ def test_votes_are_one_per_person_and_changeable(client, db, sender, topic):
     )
 
 
-def test_anonymous_vote_goes_to_sign_in(client, topic):
+def test_anonymous_vote_goes_to_sign_in(client: FlaskClient, topic: IngestResult) -> None:
     page = client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
     assert "out of 0" not in page and page.count("Do you find this valuable?") == 1
     assert re.search(r'href="/signin\?next=[^"]+">Yes</a>', page)
 
 
-def test_reports_past_the_threshold_hide_the_post(app, client, db, sender, topic):
+def test_reports_past_the_threshold_hide_the_post(
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    topic: IngestResult,
+) -> None:
     app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(
         report_threshold=2
     )
@@ -80,7 +99,9 @@ def test_reports_past_the_threshold_hide_the_post(app, client, db, sender, topic
     assert client.get("/api/messages/t%40x").status_code == 404
 
 
-def test_follow_when_signed_in_is_immediate(client, db, sender, topic):
+def test_follow_when_signed_in_is_immediate(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, f"/threads/{topic.thread_id}")
     client.post(f"/threads/{topic.thread_id}/follow", data={"csrf_token": token})
@@ -94,7 +115,9 @@ def test_follow_when_signed_in_is_immediate(client, db, sender, topic):
     )
 
 
-def test_follow_when_anonymous_asks_for_confirmation(client, db, sender, topic):
+def test_follow_when_anonymous_asks_for_confirmation(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     token = csrf(client, f"/threads/{topic.thread_id}")
     client.post(
         f"/threads/{topic.thread_id}/follow",
@@ -108,21 +131,25 @@ def test_follow_when_anonymous_asks_for_confirmation(client, db, sender, topic):
     assert notices(db, "confirm")[-1]["to"] == "eve@example.org"
 
 
-def test_my_subscriptions_switch_to_digest_and_leave(client, db, sender, topic):
+def test_my_subscriptions_switch_to_digest_and_leave(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/")
     client.post("/lists/dev/subscribe", data={"csrf_token": token, "kind": "list"})
     page = client.get("/me/subscriptions").get_data(as_text=True)
-    sub_id = re.search(r'action="/me/subscriptions/(\d+)"', page).group(1)
+    sub_id = search(r'action="/me/subscriptions/(\d+)"', page)
     client.post(f"/me/subscriptions/{sub_id}", data={"csrf_token": token, "action": "digest"})
     assert "daily digest" in client.get("/me/subscriptions").get_data(as_text=True)
     page = client.get("/me/subscriptions").get_data(as_text=True)
-    sub_id = re.search(r'action="/me/subscriptions/(\d+)"', page).group(1)
+    sub_id = search(r'action="/me/subscriptions/(\d+)"', page)
     client.post(f"/me/subscriptions/{sub_id}", data={"csrf_token": token, "action": "leave"})
     assert "You get no mail" in client.get("/me/subscriptions").get_data(as_text=True)
 
 
-def test_web_reply_is_a_real_threaded_mail_through_ingest(client, db, sender, topic):
+def test_web_reply_is_a_real_threaded_mail_through_ingest(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     form = client.get(f"/messages/{topic.message_pk}/reply").get_data(as_text=True)
     assert 'value="Re: Topic"' in form and "&gt; First post." in form
@@ -142,7 +169,9 @@ def test_web_reply_is_a_real_threaded_mail_through_ingest(client, db, sender, to
     assert "Agreed, ship it." in client.get(f"/threads/{topic.thread_id}").get_data(as_text=True)
 
 
-def test_new_thread_from_the_web(client, db, sender, topic):
+def test_new_thread_from_the_web(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/new")
     done = client.post(
@@ -154,7 +183,13 @@ def test_new_thread_from_the_web(client, db, sender, topic):
     assert listing[0]["subject"] == "Fresh idea"
 
 
-def test_web_posts_are_rate_limited(app, client, db, sender, topic):
+def test_web_posts_are_rate_limited(
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    topic: IngestResult,
+) -> None:
     app.config["RATE_LIMITS"] = {"post": (2, 3600)}
     sign_in(client, db, "bob@example.org")
     token = csrf(client, "/lists/dev/new")
@@ -167,7 +202,13 @@ def test_web_posts_are_rate_limited(app, client, db, sender, topic):
     assert codes == [303, 303, 429]
 
 
-def test_sign_in_requests_are_rate_limited(app, client, db, sender, topic):
+def test_sign_in_requests_are_rate_limited(
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    topic: IngestResult,
+) -> None:
     app.config["RATE_LIMITS"] = {"signin-address": (2, 900)}
     token = csrf(client)
     codes = [
@@ -178,7 +219,9 @@ def test_sign_in_requests_are_rate_limited(app, client, db, sender, topic):
     assert len(notices(db, "signin")) == 2
 
 
-def test_private_list_pages_open_for_members(client, make_list, db, sender):
+def test_private_list_pages_open_for_members(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], sender: RecordingSender
+) -> None:
     make_list("secret", private=True)
     res = post(db, make_mail("Hush", msgid="p@x.test", to="secret@lists.test"), list_name="secret")
     with transaction(db) as session:
@@ -189,12 +232,14 @@ def test_private_list_pages_open_for_members(client, make_list, db, sender):
     assert client.get(f"/threads/{res.thread_id}").status_code == 404
 
 
-def test_a_sign_in_link_works_once(client, db, sender, topic):
+def test_a_sign_in_link_works_once(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     sign_in(client, db, "bob@example.org")
     link = notices(db, "signin")[-1]["link"]
     path = "/" + link.split("://", 1)[1].split("/", 1)[1]
     other = client.application.test_client()
     page = other.get(path).get_data(as_text=True)
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    token = search(r'name="csrf_token" value="([^"]+)"', page)
     again = other.post(path.split("?")[0], data={"csrf_token": token})
     assert again.status_code == 400 and "already used" in again.get_data(as_text=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import lists, reports
 from listgate.db import transaction
 from listgate.models import Message, Thread
-from tests.support.factories import make_mail, post
+from tests.support.factories import MakeList, make_mail, post
 from webarchive.reading.talk import list_activity
 
 MONDAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -36,7 +36,9 @@ def _statements(engine: Engine, db: sessionmaker[Session]) -> list[tuple[str, An
     return [(s, p) for s, p in seen if "FROM messages" in s]
 
 
-def test_activity_probes_threads_by_key_on_an_archive_without_statistics(engine, db, make_list):
+def test_activity_probes_threads_by_key_on_an_archive_without_statistics(
+    engine: Engine, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     for n in range(30):  # a few threads of a few posts: the planner has rows but no statistics
         post(db, make_mail(f"Topic {n}", msgid=f"t{n}@x", date=MONDAY + timedelta(hours=n)))
@@ -68,7 +70,7 @@ def test_activity_probes_threads_by_key_on_an_archive_without_statistics(engine,
 
 
 @pytest.fixture
-def history(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def history(db: sessionmaker[Session], make_list: MakeList) -> None:
     """Posts over three weeks: a plain thread, a thread whose root is hidden, a reply arriving
     before its parent, two threads a late reply merges, a reply a nearer post takes to its own
     thread."""
@@ -80,9 +82,9 @@ def history(db, make_list) -> None:  # type: ignore[no-untyped-def]
     def send(
         subject: str, msgid: str, days: float, sender: str = "Ann <ann@x.test>", **kw: Any
     ) -> int:
-        return post(
-            db, make_mail(subject, msgid=msgid, date=at(days), sender=sender, **kw)
-        ).message_pk
+        result = post(db, make_mail(subject, msgid=msgid, date=at(days), sender=sender, **kw))
+        assert result.message_pk is not None
+        return result.message_pk
 
     # week 1 (2 March): a plain thread of three posts
     send("Plain", "p0@x", 0)
@@ -110,7 +112,9 @@ def history(db, make_list) -> None:  # type: ignore[no-untyped-def]
         reports.hide(session, session.get_one(Message, hidden))
 
 
-def test_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(db, history):
+def test_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(
+    db: sessionmaker[Session], history: None
+) -> None:
     with db() as session:
         thread: dict[str, int] = dict(
             session.execute(select(Message.message_id, Message.thread_id)).all()

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists
 from listgate.db import transaction
-from tests.support.factories import make_mail, merged_pair, post
+from tests.support.factories import MakeList, make_mail, merged_pair, post
 from tests.support.web import session_for
 
 
-def test_lists_show_counts_and_address(client, make_list, db):
+def test_lists_show_counts_and_address(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev", title="Developers")
     post(db, make_mail("One", msgid="a@x.test"))
     post(db, make_mail("Re: One", msgid="b@x.test", in_reply_to="a@x.test"))
@@ -18,7 +23,9 @@ def test_lists_show_counts_and_address(client, make_list, db):
     assert (data["lists"][0]["threads"], data["lists"][0]["messages"]) == (1, 2)
 
 
-def test_threads_are_paged_by_cursor_newest_first(client, make_list, db):
+def test_threads_are_paged_by_cursor_newest_first(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     for i in range(5):
         post(db, make_mail(f"Topic {i}", msgid=f"t{i}@x"))
@@ -34,7 +41,9 @@ def test_threads_are_paged_by_cursor_newest_first(client, make_list, db):
     assert third["next"] is None
 
 
-def test_thread_order_is_depth_first_with_siblings_by_date(client, make_list, db):
+def test_thread_order_is_depth_first_with_siblings_by_date(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     root = post(db, make_mail("Root", msgid="r@x.test"))
     post(db, make_mail("Re: Root", msgid="late@x", in_reply_to="r@x.test"))
@@ -55,7 +64,9 @@ def test_thread_order_is_depth_first_with_siblings_by_date(client, make_list, db
     assert data["list"] == "dev" and data["subject"] == "Root"
 
 
-def test_parent_is_the_nearest_archived_ancestor(client, make_list, db):
+def test_parent_is_the_nearest_archived_ancestor(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     root = post(db, make_mail("Root", msgid="r@x.test"))
     post(
@@ -75,7 +86,9 @@ def test_parent_is_the_nearest_archived_ancestor(client, make_list, db):
     }
 
 
-def test_merged_thread_redirects_to_the_survivor(client, make_list, db):
+def test_merged_thread_redirects_to_the_survivor(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     a, b = merged_pair(db)
     one = client.get(f"/api/threads/{a.thread_id}").get_json()
@@ -86,7 +99,9 @@ def test_merged_thread_redirects_to_the_survivor(client, make_list, db):
     assert [t["id"] for t in listed] == [one["id"]]
 
 
-def test_message_by_percent_encoded_id(client, make_list, db):
+def test_message_by_percent_encoded_id(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     res = post(db, make_mail("Slashy", body="Body here.\n", msgid="a/b+c%d@x.example"))
     data = client.get("/api/messages/a%2Fb%2Bc%25d%40x.example").get_json()
@@ -95,7 +110,7 @@ def test_message_by_percent_encoded_id(client, make_list, db):
     assert data["body_text"].strip() == "Body here."
 
 
-def test_unknown_things_are_json_404(client, make_list):
+def test_unknown_things_are_json_404(client: FlaskClient, make_list: MakeList) -> None:
     make_list("dev")
     for url in (
         "/api/lists/nope/threads",
@@ -108,7 +123,7 @@ def test_unknown_things_are_json_404(client, make_list):
         assert "error" in response.get_json()
 
 
-def test_bad_parameters_are_json_400(client, make_list):
+def test_bad_parameters_are_json_400(client: FlaskClient, make_list: MakeList) -> None:
     make_list("dev")
     for query in ("limit=0", "limit=abc", "limit=100000", "cursor=garbage", "cursor=12_x"):
         response = client.get(f"/api/lists/dev/threads?{query}")
@@ -116,7 +131,9 @@ def test_bad_parameters_are_json_400(client, make_list):
         assert "error" in response.get_json()
 
 
-def test_held_only_threads_and_held_posts_are_not_shown(client, make_list, db):
+def test_held_only_threads_and_held_posts_are_not_shown(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("mod", policy="moderated", moderators="boss@example.org")
     held = post(db, make_mail("Spam?", msgid="h@x.test", to="mod@lists.test"), list_name="mod")
     assert held.status == "held"
@@ -125,7 +142,9 @@ def test_held_only_threads_and_held_posts_are_not_shown(client, make_list, db):
     assert client.get("/api/messages/h%40x").status_code == 404
 
 
-def test_private_list_is_invisible_to_outsiders(client, make_list, db):
+def test_private_list_is_invisible_to_outsiders(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("secret", private=True)
     res = post(db, make_mail("Hush", msgid="s@x.test", to="secret@lists.test"), list_name="secret")
     assert client.get("/api/lists").get_json()["lists"] == []
@@ -137,7 +156,9 @@ def test_private_list_is_invisible_to_outsiders(client, make_list, db):
         assert client.get(url).status_code == 404, url
 
 
-def test_private_list_is_visible_to_a_signed_in_member(client, make_list, db):
+def test_private_list_is_visible_to_a_signed_in_member(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("secret", private=True)
     res = post(db, make_mail("Hush", msgid="s@x.test", to="secret@lists.test"), list_name="secret")
     with transaction(db) as session:

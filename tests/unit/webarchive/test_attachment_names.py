@@ -8,13 +8,16 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate.models import Attachment
 from tests.support.corpora import corpus
-from tests.support.factories import post
+from tests.support.factories import MakeList, post
 
 
-def test_unnamed_attached_messages_show_and_download_under_their_subjects(  # type: ignore[no-untyped-def]
-    client, make_list, db
+def test_unnamed_attached_messages_show_and_download_under_their_subjects(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
 ) -> None:
     raw = corpus("mailman-eml", "eml", "msg_rfc822.eml").read_bytes()
     make_list("dev")

@@ -5,6 +5,7 @@ or declared exempt next to its view with a reason.
 from __future__ import annotations
 
 from flask import Flask
+from flask.testing import FlaskClient
 from werkzeug.routing import IntegerConverter, Rule
 
 from tests.support.web import session_for
@@ -31,7 +32,9 @@ def _path(rule: Rule) -> str:
         name: 1 if isinstance(rule._converters[name], IntegerConverter) else "x"
         for name in rule.arguments
     }
-    return rule.build(values)[1]  # type: ignore[index]
+    built = rule.build(values)
+    assert built is not None, rule.rule
+    return built[1]
 
 
 def _forged(app: Flask, path: str, method: str, token: str | None) -> str:
@@ -44,7 +47,7 @@ def _forged(app: Flask, path: str, method: str, token: str | None) -> str:
     return client.open(path, method=method, data=data).get_data(as_text=True)
 
 
-def test_every_post_endpoint_refuses_a_forged_post_unless_declared_exempt(app) -> None:  # type: ignore[no-untyped-def]
+def test_every_post_endpoint_refuses_a_forged_post_unless_declared_exempt(app: Flask) -> None:
     rules = _unsafe_rules(app)
     assert len(rules) > 20  # the url_map was read, not an empty app
     exempt = csrf_exemptions(app)
@@ -66,7 +69,7 @@ def test_every_post_endpoint_refuses_a_forged_post_unless_declared_exempt(app) -
         )
 
 
-def test_operations_endpoints_answer_no_post(app, client) -> None:  # type: ignore[no-untyped-def]
+def test_operations_endpoints_answer_no_post(app: Flask, client: FlaskClient) -> None:
     """The ops blueprint is no longer exempt: it has
     nothing to exempt, and a POST there is not routed.
     """
@@ -77,7 +80,7 @@ def test_operations_endpoints_answer_no_post(app, client) -> None:  # type: igno
     assert client.post("/healthz").status_code == 405
 
 
-def test_one_click_unsubscribe_needs_no_cookie_but_a_valid_token(client) -> None:  # type: ignore[no-untyped-def]
+def test_one_click_unsubscribe_needs_no_cookie_but_a_valid_token(client: FlaskClient) -> None:
     """RFC 8058: a mail client POSTs with no session; a forged
     token gets the clear 400 page, not the CSRF refusal.
     """

@@ -6,32 +6,40 @@ from __future__ import annotations
 
 import re
 
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.models import Message, OutboxEntry
-from tests.support.factories import make_mail, post
-from tests.support.web import csrf, sign_in
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, post
+from tests.support.web import RecordingSender, csrf, sign_in
 
 
-def _fanouts(db) -> int:  # type: ignore[no-untyped-def]
+def _fanouts(db: sessionmaker[Session]) -> int:
     with db() as session:
-        return session.scalar(
+        return session.execute(
             select(func.count())
             .select_from(OutboxEntry)
             .where(OutboxEntry.kind == "listgate.fanout")
-        )
+        ).scalar_one()
 
 
-def _write(client, db, text: str) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def _write(client: FlaskClient, db: sessionmaker[Session], text: str) -> tuple[int, int]:
     token = csrf(client, "/lists/dev/new")
     done = client.post(
         "/lists/dev/new", data={"csrf_token": token, "subject": "Meeting", "body": text}
     )
-    thread_id, pk = re.search(r"/threads/(\d+)#m(\d+)", done.headers["Location"]).groups()  # type: ignore[union-attr]
-    return int(thread_id), int(pk)
+    location = done.headers["Location"]
+    return int(search(r"/threads/(\d+)#m(\d+)", location)), int(
+        search(r"/threads/(\d+)#m(\d+)", location, 2)
+    )
 
 
-def test_author_edits_a_web_post_and_every_version_stays(client, make_list, db, sender):
+def test_author_edits_a_web_post_and_every_version_stays(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], sender: RecordingSender
+) -> None:
     make_list("dev")
     sign_in(client, db, "ann@example.org")
     thread_id, pk = _write(client, db, "Meet at 10.\n")
@@ -64,7 +72,9 @@ def test_author_edits_a_web_post_and_every_version_stays(client, make_list, db, 
     assert "Meeting" in client.get("/search?q=11").get_data(as_text=True)
 
 
-def test_send_the_correction_mails_it_as_a_reply_in_the_thread(client, make_list, db, sender):
+def test_send_the_correction_mails_it_as_a_reply_in_the_thread(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], sender: RecordingSender
+) -> None:
     make_list("dev")
     sign_in(client, db, "ann@example.org")
     thread_id, pk = _write(client, db, "Budget: 100.\n")
@@ -87,8 +97,12 @@ def test_send_the_correction_mails_it_as_a_reply_in_the_thread(client, make_list
 
 
 def test_others_cannot_edit_mail_posts_say_so_and_the_window_closes(
-    app, client, make_list, db, sender
-):
+    app: Flask,
+    client: FlaskClient,
+    make_list: MakeList,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+) -> None:
     make_list("dev")
     mailed = post(db, make_mail("By mail", msgid="bm@x", sender="Ann <ann@example.org>"))
     sign_in(client, db, "ann@example.org")

@@ -7,18 +7,24 @@ import re
 from datetime import timedelta
 from xml.etree import ElementTree
 
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import Message
 from listgate.states import PostState
-from tests.support.factories import BASE_DATE, make_mail, post
+from tests.support.config import search
+from tests.support.factories import BASE_DATE, MakeList, make_mail, post
 from tests.support.web import csrf, sign_in
 from webarchive.views import feeds
 
 
 def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_limit(
-    app, client, make_list, db
-):
+    app: Flask, client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     make_list("hush", private=True)
     res = post(db, make_mail("Open", msgid="o@x", body="public text\n"))
@@ -34,7 +40,9 @@ def test_anonymous_readers_download_raw_mail_and_mbox_of_public_lists_within_a_l
     assert client.get(f"/messages/{hidden.message_pk}.eml").status_code == 404
 
 
-def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(client, make_list, db):
+def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     res = post(db, make_mail("Feedy", msgid="f@x"))
     xml = client.get("/lists/dev/feed.atom").get_data(as_text=True)
@@ -53,7 +61,9 @@ def test_atom_feeds_link_each_entry_and_the_feed_to_their_html_pages(client, mak
     )
 
 
-def test_a_list_feed_is_subtitled_with_the_description_as_typed(client, make_list, db):  # type: ignore[no-untyped-def]
+def test_a_list_feed_is_subtitled_with_the_description_as_typed(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     typed = "Where the project is built.\nReleases too.\n\nBe kind. <script>alert(1)</script>"
     make_list("dev", description=typed)
     make_list("bare")
@@ -66,12 +76,14 @@ def test_a_list_feed_is_subtitled_with_the_description_as_typed(client, make_lis
     assert bare.find("{http://www.w3.org/2005/Atom}subtitle") is None
 
 
-def _secret_link(client) -> str:  # type: ignore[no-untyped-def]
+def _secret_link(client: FlaskClient) -> str:
     page = client.get("/me/subscriptions").get_data(as_text=True)
-    return re.search(r'hush: <a href="http://[^/]+(/feeds/[^"]+)">', page).group(1)  # type: ignore[union-attr]
+    return search(r'hush: <a href="http://[^/]+(/feeds/[^"]+)">', page)
 
 
-def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(app, make_list, db):
+def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(
+    app: Flask, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     mlist = make_list("hush", private=True)
     with transaction(db) as session:
         lists.subscribe(session, session.merge(mlist), "member@example.org")
@@ -95,7 +107,9 @@ def test_a_private_lists_secret_feed_link_works_without_a_session_until_revoked(
     assert fresh != link and reader.get(fresh).status_code == 200
 
 
-def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(app, make_list, db):
+def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(
+    app: Flask, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     mlist = make_list("hush", private=True)
     with transaction(db) as session:
         lists.subscribe(session, session.merge(mlist), "leaver@example.org")
@@ -115,8 +129,11 @@ def test_a_secret_feed_link_stops_when_its_reader_leaves_the_list(app, make_list
 
 
 def test_thread_mbox_is_oldest_first_and_its_feed_the_newest_first(
-    client, make_list, db, monkeypatch
-):
+    client: FlaskClient,
+    make_list: MakeList,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     make_list("dev")
     # Arrival order is not date order; one post is hidden by a moderator.
     minutes = {"p0": 0, "p3": 30, "p1": 10, "p2": 20, "gone": 25}

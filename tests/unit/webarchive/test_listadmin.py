@@ -5,19 +5,25 @@ look, others get a 404) and the profile page.
 from __future__ import annotations
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
-from listgate.models import AuditEntry, Message, Person
-from tests.support.web import csrf, sign_in
+from listgate.models import AuditEntry, MailingList, Message, Person
+from tests.support.factories import MakeList
+from tests.support.web import RecordingSender, csrf, sign_in
 
 
 @pytest.fixture
-def dev(sender, make_list):  # type: ignore[no-untyped-def]
+def dev(sender: RecordingSender, make_list: MakeList) -> MailingList:
     return make_list("dev", moderators="mod@example.org", owners="owner@example.org")
 
 
-def test_only_owners_moderators_and_admins_see_the_settings(client, db, dev) -> None:
+def test_only_owners_moderators_and_admins_see_the_settings(
+    client: FlaskClient, db: sessionmaker[Session], dev: MailingList
+) -> None:
     assert client.get("/lists/dev/settings").status_code in (302, 303, 401, 404)
     sign_in(client, db, "reader@example.org")
     assert client.get("/lists/dev/settings").status_code == 404
@@ -33,7 +39,9 @@ def test_only_owners_moderators_and_admins_see_the_settings(client, db, dev) -> 
         assert lists.require(session, "dev").policy == "open"
 
 
-def test_a_moderator_sees_the_settings_but_cannot_change_them(client, db, dev) -> None:
+def test_a_moderator_sees_the_settings_but_cannot_change_them(
+    client: FlaskClient, db: sessionmaker[Session], dev: MailingList
+) -> None:
     sign_in(client, db, "mod@example.org")
     page = client.get("/lists/dev/settings").get_data(as_text=True)
     assert "its owners change these settings" in page and "<fieldset disabled>" in page
@@ -46,7 +54,7 @@ def test_a_moderator_sees_the_settings_but_cannot_change_them(client, db, dev) -
 
 
 def test_an_owner_changes_settings_and_roles_and_the_page_shows_who_and_when(
-    client, db, dev
+    client: FlaskClient, db: sessionmaker[Session], dev: MailingList
 ) -> None:
     sign_in(client, db, "owner@example.org")
     token = csrf(client, "/lists/dev/settings")
@@ -100,7 +108,9 @@ def test_an_owner_changes_settings_and_roles_and_the_page_shows_who_and_when(
     assert page.count("owner@example.org") >= 3  # listed as owner and as the author of the changes
 
 
-def test_a_site_admin_may_change_any_list(app, client, db, dev) -> None:
+def test_a_site_admin_may_change_any_list(
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], dev: MailingList
+) -> None:
     app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(
         admins=("root@example.org",)
     )
@@ -119,7 +129,9 @@ def test_a_site_admin_may_change_any_list(app, client, db, dev) -> None:
         assert lists.require(session, "dev").owner_addresses() == set()
 
 
-def test_the_profile_name_is_the_from_of_web_posts(client, db, dev) -> None:
+def test_the_profile_name_is_the_from_of_web_posts(
+    client: FlaskClient, db: sessionmaker[Session], dev: MailingList
+) -> None:
     sign_in(client, db, "ann@example.org")
     token = csrf(client, "/me/profile")
     client.post(

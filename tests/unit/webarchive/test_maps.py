@@ -7,15 +7,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.factories import make_mail, post
+from listgate.ingest import IngestResult
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import sign_in
 
 DAY = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
 
 @pytest.fixture
-def talk(make_list, db):  # type: ignore[no-untyped-def]
+def talk(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     """Ann starts; Ben replies twice to Ann, Ann once
     to Ben, Cy once to Ben, Ann answers herself.
     """
@@ -48,7 +51,9 @@ def talk(make_list, db):  # type: ignore[no-untyped-def]
     return root
 
 
-def test_thread_graph_json_counts_posts_and_replies_each_way_without_addresses(client, talk):
+def test_thread_graph_json_counts_posts_and_replies_each_way_without_addresses(
+    client: FlaskClient, talk: IngestResult
+) -> None:
     data = client.get(f"/api/threads/{talk.thread_id}/graph").get_json()
     assert [(p["name"], p["posts"]) for p in data["people"]] == [("Ann", 3), ("Ben", 2), ("Cy", 1)]
     edges = {
@@ -64,7 +69,9 @@ def test_thread_graph_json_counts_posts_and_replies_each_way_without_addresses(c
     assert "example.org" not in str(data)
 
 
-def test_thread_map_page_has_an_svg_and_a_table_for_screen_readers(client, talk):
+def test_thread_map_page_has_an_svg_and_a_table_for_screen_readers(
+    client: FlaskClient, talk: IngestResult
+) -> None:
     page = client.get(f"/threads/{talk.thread_id}/map").get_data(as_text=True)
     assert (
         '<svg xmlns="http://www.w3.org/2000/svg"' in page
@@ -78,7 +85,9 @@ def test_thread_map_page_has_an_svg_and_a_table_for_screen_readers(client, talk)
     ).get_data(as_text=True)
 
 
-def test_list_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(client, talk):
+def test_list_activity_counts_posts_and_new_threads_per_week_and_the_months_tops(
+    client: FlaskClient, talk: IngestResult
+) -> None:
     data = client.get("/api/lists/dev/activity").get_json()
     weeks = {w["week"]: (w["posts"], w["new_threads"]) for w in data["weeks"]}
     assert len(data["weeks"]) == 52
@@ -95,14 +104,16 @@ def test_list_activity_counts_posts_and_new_threads_per_week_and_the_months_tops
     )
 
 
-def test_author_page_lists_frequent_correspondents(client, talk):
+def test_author_page_lists_frequent_correspondents(client: FlaskClient, talk: IngestResult) -> None:
     page = client.get(f"/lists/dev/authors/{talk.message_pk}").get_data(as_text=True)
     row = page.split("Talks most with", 1)[1]
     assert "Ben</a></td><td>1</td><td>2</td>" in row  # Ann replied to Ben once, Ben to Ann twice
     assert "Cy" not in row.split("</table>", 1)[0]
 
 
-def test_maps_of_private_lists_are_not_found_for_outsiders(client, make_list, db):
+def test_maps_of_private_lists_are_not_found_for_outsiders(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("hush", private=True)
     res = post(db, make_mail("Secret", msgid="s@x", to="hush@lists.test"), list_name="hush")
     for path in (
@@ -115,7 +126,9 @@ def test_maps_of_private_lists_are_not_found_for_outsiders(client, make_list, db
     assert client.get("/api/lists/hush/activity").get_json()["status"] == 404
 
 
-def test_signed_in_readers_see_full_names(client, db, make_list):
+def test_signed_in_readers_see_full_names(
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     res = post(db, make_mail("Hi", msgid="h@x", sender='"dora@example.org" <dora@example.org>'))
     assert (

@@ -3,26 +3,35 @@
 from __future__ import annotations
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.support.factories import make_mail, post
-from tests.support.web import csrf, notices, sign_in
+from listgate.ingest import IngestResult
+from tests.support.factories import MakeList, make_mail, post
+from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def moderated(sender, make_list, db):  # type: ignore[no-untyped-def]
+def moderated(
+    sender: RecordingSender, make_list: MakeList, db: sessionmaker[Session]
+) -> IngestResult:
     make_list("dev", policy="moderated", moderators="mod@example.org")
     held = post(db, make_mail("Please approve", msgid="h@x", sender="Newbie <new@example.org>"))
     assert held.status == "held"
     return held
 
 
-def test_non_moderators_do_not_see_the_queue(client, db, moderated):
+def test_non_moderators_do_not_see_the_queue(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
+) -> None:
     assert client.get("/moderation").status_code == 404
     sign_in(client, db, "someone@example.org")
     assert client.get("/moderation").status_code == 404
 
 
-def test_approving_a_held_post_publishes_it(client, db, moderated):
+def test_approving_a_held_post_publishes_it(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
+) -> None:
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "Please approve" in queue and "new@example.org" in queue
@@ -32,7 +41,9 @@ def test_approving_a_held_post_publishes_it(client, db, moderated):
     assert "Nothing is waiting" in client.get("/moderation").get_data(as_text=True)
 
 
-def test_rejecting_mails_the_reason_to_the_author(client, db, moderated):
+def test_rejecting_mails_the_reason_to_the_author(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
+) -> None:
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
     client.post(
@@ -49,7 +60,9 @@ def test_rejecting_mails_the_reason_to_the_author(client, db, moderated):
     assert client.get(f"/threads/{moderated.thread_id}").status_code == 404
 
 
-def test_feature_pins_a_thread_on_top(client, db, moderated, make_list):
+def test_feature_pins_a_thread_on_top(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult, make_list: MakeList
+) -> None:
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
     client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
@@ -64,7 +77,9 @@ def test_feature_pins_a_thread_on_top(client, db, moderated, make_list):
     )
 
 
-def test_a_banned_address_cannot_post_from_the_web(client, db, moderated, make_list):
+def test_a_banned_address_cannot_post_from_the_web(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult, make_list: MakeList
+) -> None:
     make_list("open", moderators="mod@example.org")
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
@@ -80,7 +95,9 @@ def test_a_banned_address_cannot_post_from_the_web(client, db, moderated, make_l
     assert response.status_code == 403
 
 
-def test_reported_posts_reach_the_queue_with_reasons(client, db, moderated):
+def test_reported_posts_reach_the_queue_with_reasons(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
+) -> None:
     sign_in(client, db, "mod@example.org")
     token = csrf(client, "/moderation")
     client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
@@ -95,7 +112,9 @@ def test_reported_posts_reach_the_queue_with_reasons(client, db, moderated):
     assert "Looks like spam" in queue and "1 report" in queue
 
 
-def test_list_counts_follow_what_is_published(client, db, moderated):
+def test_list_counts_follow_what_is_published(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
+) -> None:
     """Held and rejected posts are no threads; hiding a
     thread's only post takes the thread off the count.
     """

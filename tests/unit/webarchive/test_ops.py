@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC
+from pathlib import Path
 
+from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import counters
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery
-from tests.support.factories import make_mail, post
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.gateway import through_hooks
 
 
@@ -22,13 +26,13 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def test_healthz_is_ok_on_a_migrated_database(client) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_is_ok_on_a_migrated_database(client: FlaskClient) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200
     assert r.get_json()["status"] == "ok"
 
 
-def test_healthz_is_503_when_the_database_is_not_migrated(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_is_503_when_the_database_is_not_migrated(tmp_path: Path) -> None:
     from tests.support.config import make_settings
     from webarchive import create_app
 
@@ -38,7 +42,7 @@ def test_healthz_is_503_when_the_database_is_not_migrated(tmp_path) -> None:  # 
     assert "expects" in r.get_json()["database"]
 
 
-def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_is_503_when_the_database_is_unreachable(tmp_path: Path) -> None:
     from tests.support.config import make_settings
     from webarchive import create_app
 
@@ -50,7 +54,9 @@ def test_healthz_is_503_when_the_database_is_unreachable(tmp_path) -> None:  # t
     assert r.get_json()["database"].startswith("unavailable")
 
 
-def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_expose_what_happened(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     from webarchive import create_app
 
     token = "metrics-token-0123456789"
@@ -87,7 +93,9 @@ def test_metrics_expose_what_happened(settings, db, make_list) -> None:  # type:
     assert got[("listgate_bounced_total", (("kind", "refused"),))] == 1
 
 
-def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_show_failed_work_and_what_waits_for_moderators(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     from datetime import datetime
 
     from listgate.models import OutboxEntry
@@ -113,7 +121,9 @@ def test_metrics_show_failed_work_and_what_waits_for_moderators(settings, db, ma
     assert got[("listgate_subscriptions_awaiting_approval", ())] == 0
 
 
-def test_metrics_show_the_spool_waiting_for_the_archiver(db, settings, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_metrics_show_the_spool_waiting_for_the_archiver(
+    db: sessionmaker[Session], settings: Settings, make_list: MakeList
+) -> None:
     from gateway.handler import GatewayHandler
     from webarchive import create_app
 

@@ -7,7 +7,8 @@ tests/integration/test_metrics_access.py.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -21,7 +22,7 @@ OUTSIDE = {"REMOTE_ADDR": "203.0.113.5"}
 
 
 @pytest.fixture
-def make_app(settings: Settings, engine: Engine) -> Iterator:  # type: ignore[type-arg]
+def make_app(settings: Settings, engine: Engine) -> Iterator[Callable[..., Flask]]:
     """create_app on the test database with some settings changed."""
     from webarchive import create_app
 
@@ -38,7 +39,7 @@ def make_app(settings: Settings, engine: Engine) -> Iterator:  # type: ignore[ty
         app.extensions["listgate"].engine.dispose()
 
 
-PROXIED = (
+PROXIED: tuple[dict[str, str], ...] = (
     {},
     {"X-Real-IP": "198.51.100.9"},
     {"X-Forwarded-For": "198.51.100.9"},
@@ -50,7 +51,9 @@ PROXIED = (
     "headers", PROXIED, ids=["direct", "x-real-ip", "x-forwarded-for", "forwarded"]
 )
 @pytest.mark.parametrize("remote", ["127.0.0.1", "::1", "203.0.113.5"])
-def test_without_a_token_the_web_port_never_serves_metrics(make_app, headers, remote) -> None:  # type: ignore[no-untyped-def]
+def test_without_a_token_the_web_port_never_serves_metrics(
+    make_app: Callable[..., Flask], headers: dict[str, str], remote: str
+) -> None:
     # A reverse proxy on this host that sends only X-Real-IP makes every visitor look local:
     # the web port cannot tell, so without a token it serves /metrics to nobody.
     refused = (
@@ -63,7 +66,9 @@ def test_without_a_token_the_web_port_never_serves_metrics(make_app, headers, re
     assert "listgate_" not in refused.get_data(as_text=True)
 
 
-def test_with_a_token_the_bearer_token_is_required_from_anywhere(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_with_a_token_the_bearer_token_is_required_from_anywhere(
+    make_app: Callable[..., Flask],
+) -> None:
     client = make_app(metrics_token=TOKEN).test_client()
     missing = client.get("/metrics")
     assert missing.status_code == 401 and missing.headers["WWW-Authenticate"].startswith("Bearer")
@@ -78,7 +83,7 @@ def test_with_a_token_the_bearer_token_is_required_from_anywhere(make_app) -> No
     assert ok.status_code == 200 and "listgate_received_total" in ok.get_data(as_text=True)
 
 
-def test_healthz_stays_public(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_healthz_stays_public(make_app: Callable[..., Flask]) -> None:
     client = make_app(metrics_token=TOKEN).test_client()
     assert client.get("/healthz", environ_base=OUTSIDE).status_code == 200
 
@@ -102,7 +107,7 @@ def _ask_for_signin_links(app: Flask, forwarded_for: str, times: int) -> list[in
     ]
 
 
-def test_trusted_proxy_rate_limits_see_the_real_client(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_trusted_proxy_rate_limits_see_the_real_client(make_app: Callable[..., Flask]) -> None:
     app = make_app(trusted_proxies=1)
     app.config["RATE_LIMITS"] = {"signin-ip": (2, 900)}
     assert _ask_for_signin_links(app, "198.51.100.1", 3) == [200, 200, 429]
@@ -110,7 +115,9 @@ def test_trusted_proxy_rate_limits_see_the_real_client(make_app) -> None:  # typ
     assert _ask_for_signin_links(app, "198.51.100.2", 1) == [200]
 
 
-def test_without_trusted_proxies_forwarded_headers_are_ignored(make_app) -> None:  # type: ignore[no-untyped-def]
+def test_without_trusted_proxies_forwarded_headers_are_ignored(
+    make_app: Callable[..., Flask],
+) -> None:
     app = make_app()
     app.config["RATE_LIMITS"] = {"signin-ip": (2, 900)}
     assert _ask_for_signin_links(app, "198.51.100.1", 2) == [200, 200]
@@ -119,7 +126,7 @@ def test_without_trusted_proxies_forwarded_headers_are_ignored(make_app) -> None
     assert _ask_for_signin_links(app, "198.51.100.2", 1) == [429]
 
 
-def test_settings_read_and_check_the_new_variables(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_settings_read_and_check_the_new_variables(tmp_path: Path) -> None:
     base = {"LISTGATE_DATA_DIR": str(tmp_path), "LISTGATE_SECRET_KEY": "x" * 32}
     s = Settings.from_env(
         {**base, "LISTGATE_METRICS_TOKEN": TOKEN, "LISTGATE_TRUSTED_PROXIES": "2"}
@@ -135,7 +142,7 @@ def test_settings_read_and_check_the_new_variables(tmp_path) -> None:  # type: i
         Settings.from_env({**base, "LISTGATE_TRUSTED_PROXIES": "-1"})
 
 
-def test_the_metrics_listener_must_be_a_loopback_address_of_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_metrics_listener_must_be_a_loopback_address_of_its_own(tmp_path: Path) -> None:
     base = {
         "LISTGATE_DATA_DIR": str(tmp_path),
         "LISTGATE_SECRET_KEY": "x" * 32,

@@ -5,16 +5,21 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import event
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import Message, RawMessage
-from tests.support.factories import make_mail, post
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import session_for
 
 
 @pytest.fixture
-def thread(make_list, db):  # type: ignore[no-untyped-def]
+def thread(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev", title="Developers", description="Talk about the code")
     root = post(
         db,
@@ -57,44 +62,50 @@ def thread(make_list, db):  # type: ignore[no-untyped-def]
     return root
 
 
-def test_home_lists_titles_and_counts(client, thread):
+def test_home_lists_titles_and_counts(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get("/").get_data(as_text=True)
     assert "Developers" in page and "Talk about the code" in page
     assert "4 posts in 1 thread" in page
 
 
-def test_list_page_shows_threads_with_starter_and_counts(client, thread):
+def test_list_page_shows_threads_with_starter_and_counts(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get("/lists/dev/").get_data(as_text=True)
     assert "Build fails" in page and "started by Alice Example" in page
     assert "4 posts" in page and "4 participants" in page
 
 
-def test_list_page_paginates_by_keyset(client, make_list, db):
+def test_list_page_paginates_by_keyset(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     for i in range(55):
         post(db, make_mail(f"Topic {i:02d}", msgid=f"t{i}@x"))
     first = client.get("/lists/dev/").get_data(as_text=True)
     assert "Topic 54" in first and "Topic 04" not in first
-    older = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    older = search(r'href="([^"]+)" rel="next"', first).replace("&amp;", "&")
     second = client.get(older).get_data(as_text=True)
     assert "Topic 04" in second and "Topic 00" in second and "Topic 54" not in second
 
 
-def test_thread_tree_order_depth_and_count(client, thread):
+def test_thread_tree_order_depth_and_count(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "Showing 4 posts" in page
     ids = re.findall(r'<article class="post (d\d+)" id="m(\d+)"', page)
     assert [d for d, _ in ids] == ["d0", "d1", "d2", "d1"]
 
 
-def test_flat_view_is_by_date(client, thread):
+def test_flat_view_is_by_date(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}?view=flat").get_data(as_text=True)
     subjects = re.findall(r'class="subject" id="s\d+">([^<]+)<', page)
     assert subjects == ["Build fails", "RE: Build fails", "Re: Build fails", "Re: Build fails"]
     assert "Show as tree" in page
 
 
-def test_posts_show_name_only_and_machine_readable_dates(client, thread):
+def test_posts_show_name_only_and_machine_readable_dates(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert 'by <a href="/lists/dev/authors/2">Bob</a>' in page and ">carol</a>" in page
     for address in (
@@ -107,29 +118,33 @@ def test_posts_show_name_only_and_machine_readable_dates(client, thread):
     assert '<time datetime="2026-03-01T' in page
 
 
-def test_quotes_folded_and_signature_dimmed(client, thread):
+def test_quotes_folded_and_signature_dimmed(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "<summary>4 quoted lines</summary>" in page
     assert '<div class="sig">-- \nAlice</div>' in page
 
 
-def test_reply_by_email_link_has_in_reply_to_and_subject(client, thread):
+def test_reply_by_email_link_has_in_reply_to_and_subject(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert (
         "mailto:dev@lists.test?subject=Re%3A%20Build%20fails&amp;In-Reply-To=%3Croot%40x%3E" in page
     )
 
 
-def test_attachment_is_a_download_never_rendered(client, thread):
+def test_attachment_is_a_download_never_rendered(client: FlaskClient, thread: IngestResult) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
-    url = re.search(r'href="(/attachments/[^"]+)"', page).group(1)
+    url = search(r'href="(/attachments/[^"]+)"', page)
     response = client.get(url)
     assert response.data == b"error 42\n"
     assert response.headers["Content-Disposition"].startswith("attachment;")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_raw_message_is_byte_identical(client, make_list, db):
+def test_raw_message_is_byte_identical(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     raw = (
         make_mail("Bytes", msgid="bytes@x").replace(b"\n", b"\r\n") + b"\r\ntrailing \xff byte\r\n"
@@ -143,11 +158,11 @@ def test_raw_message_is_byte_identical(client, make_list, db):
     assert response.headers["Content-Disposition"].startswith("attachment;")
 
 
-def _sign_in_as(client, address: str) -> None:  # type: ignore[no-untyped-def]
+def _sign_in_as(client: FlaskClient, address: str) -> None:
     session_for(client, address)
 
 
-def test_thread_and_month_mbox_hold_every_post(client, thread):
+def test_thread_and_month_mbox_hold_every_post(client: FlaskClient, thread: IngestResult) -> None:
     _sign_in_as(client, "reader@example.org")
     box = client.get(f"/threads/{thread.thread_id}.mbox").data
     assert box.count(b"\nFrom ") + box.startswith(b"From ") == 4
@@ -155,7 +170,7 @@ def test_thread_and_month_mbox_hold_every_post(client, thread):
     assert month.count(b"\nMessage-ID: <") == 4
 
 
-def test_permalink_author_and_month_pages(client, thread):
+def test_permalink_author_and_month_pages(client: FlaskClient, thread: IngestResult) -> None:
     assert "RE: Build fails" in client.get("/m/r1@x").get_data(as_text=True)
     assert client.get("/m/%3Cr1%40x%3E").status_code == 200
     author = client.get("/lists/dev/authors/2").get_data(as_text=True)
@@ -165,7 +180,7 @@ def test_permalink_author_and_month_pages(client, thread):
     assert "Build fails" in client.get("/lists/dev/2026/3").get_data(as_text=True)
 
 
-def test_unknown_pages_are_404_pages(client, thread):
+def test_unknown_pages_are_404_pages(client: FlaskClient, thread: IngestResult) -> None:
     _sign_in_as(client, "reader@example.org")
     for url in (
         "/lists/nope/",
@@ -180,7 +195,9 @@ def test_unknown_pages_are_404_pages(client, thread):
         assert "<h1>404" in response.get_data(as_text=True)
 
 
-def test_thread_page_uses_a_fixed_number_of_queries(app, client, make_list, db):
+def test_thread_page_uses_a_fixed_number_of_queries(
+    app: Flask, client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     small = post(db, make_mail("Small", msgid="s0@x", attachments=[("a.txt", "text/plain", b"a")]))
     post(db, make_mail("Re: Small", msgid="s1@x", in_reply_to="s0@x"))
@@ -197,9 +214,9 @@ def test_thread_page_uses_a_fixed_number_of_queries(app, client, make_list, db):
             ),
         )
     engine = app.extensions["listgate"].engine
-    counts = []
+    counts: list[int] = []
 
-    def count(*_args):  # type: ignore[no-untyped-def]
+    def count(*_args: object) -> None:
         counts[-1] += 1
 
     event.listen(engine, "before_cursor_execute", count)
@@ -213,7 +230,9 @@ def test_thread_page_uses_a_fixed_number_of_queries(app, client, make_list, db):
     assert counts[1] <= 8
 
 
-def test_private_list_pages_are_404_for_outsiders(client, make_list, db):
+def test_private_list_pages_are_404_for_outsiders(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("secret", private=True)
     res = post(
         db,
@@ -240,7 +259,9 @@ def test_private_list_pages_are_404_for_outsiders(client, make_list, db):
         assert client.get(url).status_code == 404, url
 
 
-def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client, make_list, db):
+def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     root = post(db, make_mail("Root", msgid="h0@x"))
     mid = post(db, make_mail("Re: Root", msgid="h1@x", in_reply_to="h0@x"))
@@ -260,7 +281,9 @@ def test_hidden_posts_leave_a_placeholder_that_keeps_the_replies_in_place(client
     assert [m["parent_message_id"] for m in api["messages"]] == [None, "h0@x"]
 
 
-def test_format_flowed_paragraphs_are_joined(client, make_list, db):
+def test_format_flowed_paragraphs_are_joined(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     raw = (
         b"From: Fay <fay@example.org>\r\nTo: dev@lists.test\r\nSubject: Flowed\r\n"
@@ -275,7 +298,9 @@ def test_format_flowed_paragraphs_are_joined(client, make_list, db):
     assert "This paragraph was wrapped by the sender&#39;s client at 72 columns." in page
 
 
-def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(client, thread, db):  # type: ignore[no-untyped-def]
+def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(
+    client: FlaskClient, thread: IngestResult, db: sessionmaker[Session]
+) -> None:
     """Same Message-ID, other bytes: kept and announced on
     the thread and message pages, its raw bytes downloadable.
     """
@@ -302,7 +327,7 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
     assert page.count(notice) == 1 and "Showing 5 posts" in page
     single = client.get(f"/messages/{kept.message_pk}").get_data(as_text=True)
     assert notice in single
-    link = re.search(r'href="(/messages/\d+/variants/\d+\.eml)"', single).group(1)
+    link = search(r'href="(/messages/\d+/variants/\d+\.eml)"', single)
     sign_in(client, db, "reader@example.org")
     assert client.get(link).data == other
     assert (
@@ -314,8 +339,8 @@ def test_a_different_message_with_a_taken_message_id_is_shown_as_a_variant(clien
 
 
 def test_an_earlier_dated_variant_replying_elsewhere_moves_the_post_and_its_note_along(
-    client, thread, db
-):  # type: ignore[no-untyped-def]
+    client: FlaskClient, thread: IngestResult, db: sessionmaker[Session]
+) -> None:
     """The copy with the earliest Date places a Message-ID:
     the post moves to that thread, shown as it first came.
     """

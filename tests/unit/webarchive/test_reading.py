@@ -8,10 +8,14 @@ import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import Message, Report
-from tests.support.factories import make_mail, post
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import csrf, sign_in
 from webarchive.rendering.clock import ago, sender_clock, time_html, zone
 
@@ -19,7 +23,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
 
 
 @pytest.fixture
-def thread(make_list, db):  # type: ignore[no-untyped-def]
+def thread(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev")
     root = post(
         db,
@@ -77,7 +81,9 @@ def _numbers(page: str) -> list[str]:
     return re.findall(r'<a class="num" id="n(\d+)"', page)
 
 
-def test_posts_are_numbered_by_date_as_anchors_with_an_outline_in_tree_order(client, thread):
+def test_posts_are_numbered_by_date_as_anchors_with_an_outline_in_tree_order(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert _numbers(page) == [
         "1",
@@ -98,7 +104,9 @@ def test_posts_are_numbered_by_date_as_anchors_with_an_outline_in_tree_order(cli
     assert _numbers(flat) == ["1", "2", "3", "4"]
 
 
-def test_previous_and_next_post_links_and_the_neighbouring_threads(client, make_list, db, thread):
+def test_previous_and_next_post_links_and_the_neighbouring_threads(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], thread: IngestResult
+) -> None:
     newer = post(db, make_mail("Newer topic", msgid="nw@x", date=datetime(2026, 4, 1, tzinfo=UTC)))
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert 'title="next post">↓ #2</a>' in page and 'title="previous post">↑ #3</a>' in page
@@ -110,7 +118,9 @@ def test_previous_and_next_post_links_and_the_neighbouring_threads(client, make_
     assert f'<a rel="next" href="/threads/{thread.thread_id}">Older thread: Plan →</a>' in back
 
 
-def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(client, db, thread):
+def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
+) -> None:
     sign_in(client, db, "reader@example.org")
     first = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert "since your last visit" not in first  # the first visit marks nothing as new
@@ -138,7 +148,9 @@ def test_signed_in_reader_sees_what_arrived_since_the_last_visit_and_only_once(c
     assert "since your last visit" not in other
 
 
-def test_vote_sentence_with_and_without_votes(client, db, thread):
+def test_vote_sentence_with_and_without_votes(
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     assert page.count("Do you find this valuable?") == 4 and "out of 0" not in page
     sign_in(client, db, "v@example.org")
@@ -153,7 +165,9 @@ def test_vote_sentence_with_and_without_votes(client, db, thread):
     )
 
 
-def test_reported_posts_carry_a_neutral_marker_for_everyone(client, db, thread):
+def test_reported_posts_carry_a_neutral_marker_for_everyone(
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
+) -> None:
     with transaction(db) as session:
         session.add(
             Report(message_pk=thread.message_pk, list_id=1, address="x@example.org", reason="rude")
@@ -163,7 +177,7 @@ def test_reported_posts_carry_a_neutral_marker_for_everyone(client, db, thread):
     assert "rude" not in page
 
 
-def test_times_in_the_readers_zone_with_the_senders_clock_and_how_long_ago():
+def test_times_in_the_readers_zone_with_the_senders_clock_and_how_long_ago() -> None:
     when = datetime(2026, 3, 3, 13, 5, tzinfo=UTC)
     html = time_html(when, 60, zone("America/New_York"), when + timedelta(days=3, hours=1))
     assert '<time datetime="2026-03-03T13:05:00+00:00">Tue 3 Mar 2026 08:05 EST</time>' in html
@@ -177,8 +191,8 @@ def test_times_in_the_readers_zone_with_the_senders_clock_and_how_long_ago():
 
 
 def test_time_zone_choice_is_a_cookie_for_anonymous_readers_and_a_setting_when_signed_in(
-    client, db, thread
-):
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
+) -> None:
     token = csrf(client, "/settings/time-zone")
     assert (
         client.post(
@@ -208,7 +222,9 @@ def test_time_zone_choice_is_a_cookie_for_anonymous_readers_and_a_setting_when_s
     )
 
 
-def test_font_choice_is_a_cookie_and_a_class_on_the_posts(client, thread):
+def test_font_choice_is_a_cookie_and_a_class_on_the_posts(
+    client: FlaskClient, thread: IngestResult
+) -> None:
     assert 'class="tree font-auto"' in client.get(f"/threads/{thread.thread_id}").get_data(
         as_text=True
     )
@@ -223,7 +239,9 @@ def test_font_choice_is_a_cookie_and_a_class_on_the_posts(client, thread):
     assert client.get("/prefs/font/prose?next=//evil.example/").headers["Location"] == "/"
 
 
-def test_images_preview_inline_sandboxed_other_files_download_with_their_type(client, db, thread):
+def test_images_preview_inline_sandboxed_other_files_download_with_their_type(
+    client: FlaskClient, db: sessionmaker[Session], thread: IngestResult
+) -> None:
     page = client.get(f"/threads/{thread.thread_id}").get_data(as_text=True)
     previews = re.findall(r'<img src="(/previews/\d+)" alt="shot.png"', page)
     assert len(previews) == 1
@@ -233,7 +251,7 @@ def test_images_preview_inline_sandboxed_other_files_download_with_their_type(cl
         "sandbox" in image.headers["Content-Security-Policy"]
         and image.headers["X-Content-Type-Options"] == "nosniff"
     )
-    pdf = re.search(r'href="(/attachments/\d+/notes.pdf)" download', page).group(1)  # type: ignore[union-attr]
+    pdf = search(r'href="(/attachments/\d+/notes.pdf)" download', page)
     download = client.get(pdf)
     assert download.mimetype == "application/pdf" and download.headers[
         "Content-Disposition"
@@ -242,7 +260,9 @@ def test_images_preview_inline_sandboxed_other_files_download_with_their_type(cl
     assert client.get(f"/previews/{pdf.split('/')[2]}").status_code == 404
 
 
-def test_an_image_that_lies_about_its_type_gets_no_preview(client, make_list, db):
+def test_an_image_that_lies_about_its_type_gets_no_preview(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     res = post(
         db,

@@ -15,10 +15,15 @@ import re
 import secrets
 
 import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from listgate import tokens
+from listgate.config import Settings
 from listgate.threads import resolve
-from tests.support.factories import make_mail, merged_pair, post
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, merged_pair, post
 
 SITE = "127.0.0.1"
 # Each value is what `next` holds after the query string or form was decoded.
@@ -80,7 +85,7 @@ def browser_resolves(location: str) -> str:
     return SITE
 
 
-def complete_sign_in(client, settings, next_value: str):  # type: ignore[no-untyped-def]
+def complete_sign_in(client: FlaskClient, settings: Settings, next_value: str) -> TestResponse:
     """Open a valid sign-in link carrying next_value and press its button; the 303 response."""
     token = tokens.make(
         settings.secret_key, tokens.SIGNIN, {"a": "reader@example.org", "n": secrets.token_hex(6)}
@@ -89,12 +94,14 @@ def complete_sign_in(client, settings, next_value: str):  # type: ignore[no-unty
     assert page.status_code == 200
     from tests.support.web import CSRF
 
-    form_token = CSRF.search(page.get_data(as_text=True)).group(1)  # type: ignore[union-attr]
+    form_token = search(CSRF, page.get_data(as_text=True))
     return client.post(f"/signin/{token}", data={"csrf_token": form_token, "next": next_value})
 
 
 @pytest.mark.parametrize("spelling", ATTACKS, ids=[repr(a) for a in ATTACKS])
-def test_no_spelling_of_next_leaves_the_site(client, make_list, settings, spelling: str) -> None:
+def test_no_spelling_of_next_leaves_the_site(
+    client: FlaskClient, make_list: MakeList, settings: Settings, spelling: str
+) -> None:
     make_list("dev")
     response = complete_sign_in(client, settings, spelling)
     assert response.status_code == 303
@@ -106,13 +113,15 @@ def test_no_spelling_of_next_leaves_the_site(client, make_list, settings, spelli
 
 @pytest.mark.parametrize("path,expected", sorted(KEPT.items()))
 def test_a_path_on_this_site_is_where_sign_in_returns(
-    client, make_list, settings, path: str, expected: str
+    client: FlaskClient, make_list: MakeList, settings: Settings, path: str, expected: str
 ) -> None:
     make_list("dev")
     assert complete_sign_in(client, settings, path).headers["Location"] == expected
 
 
-def test_the_sign_in_form_carries_only_a_safe_next(client, make_list) -> None:
+def test_the_sign_in_form_carries_only_a_safe_next(
+    client: FlaskClient, make_list: MakeList
+) -> None:
     make_list("dev")
     page = client.get("/signin", query_string={"next": "/\t/evil.example/"}).get_data(as_text=True)
     assert 'name="next" value="/"' in page
@@ -120,15 +129,17 @@ def test_the_sign_in_form_carries_only_a_safe_next(client, make_list) -> None:
     assert 'name="next" value="/lists/dev/"' in page
 
 
-def merged_threads(make_list, db) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+def merged_threads(make_list: MakeList, db: sessionmaker[Session]) -> tuple[int, int]:
     """Two threads joined by a reply that names both: (the absorbed id, the surviving id)."""
     make_list("dev")
     a, b = merged_pair(db)
+    assert a.thread_id is not None and b.thread_id is not None
     with db() as session:
         survivor = resolve(session, a.thread_id)
         assert survivor is not None
         absorbed = b.thread_id if survivor.id == a.thread_id else a.thread_id
-        assert resolve(session, absorbed).id == survivor.id != absorbed  # type: ignore[union-attr]
+        resolved = resolve(session, absorbed)
+        assert resolved is not None and resolved.id == survivor.id != absorbed
         return absorbed, survivor.id
 
 
@@ -143,7 +154,7 @@ QUERY_ATTACKS = [
 
 @pytest.mark.parametrize("query", QUERY_ATTACKS)
 def test_a_merged_threads_page_redirects_whatever_its_query_names(
-    client, make_list, db, query: str
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], query: str
 ) -> None:
     absorbed, survivor = merged_threads(make_list, db)
     response = client.get(f"/threads/{absorbed}?{query}")
@@ -153,7 +164,9 @@ def test_a_merged_threads_page_redirects_whatever_its_query_names(
     assert page.status_code == 200 and b"<title>" in page.data
 
 
-def test_search_links_carry_the_search_but_not_url_options(client, make_list, db) -> None:
+def test_search_links_carry_the_search_but_not_url_options(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     for i in range(21):
         post(db, make_mail(f"Widget {i}", msgid=f"w{i}@x", body="widget report\n"))

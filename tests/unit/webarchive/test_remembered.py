@@ -9,17 +9,21 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists
 from listgate.db import transaction
 from listgate.models import Message
 from listgate.removal import remove
-from tests.support.factories import make_mail, post
+from tests.support.factories import MakeList, make_mail, post, stored_pk
 from tests.support.web import session_for
 
 MARCH = datetime(2026, 3, 5, 9, 0, tzinfo=UTC)
 
 
-def _months(client, name: str = "dev") -> dict[str, int]:  # type: ignore[no-untyped-def]
+def _months(client: FlaskClient, name: str = "dev") -> dict[str, int]:
     """The months page as {"2026-03": posts}."""
     response = client.get(f"/lists/{name}/months")
     assert response.status_code == 200
@@ -27,16 +31,18 @@ def _months(client, name: str = "dev") -> dict[str, int]:  # type: ignore[no-unt
     return {m: int(n) for m, n in re.findall(r">(\d{4}-\d\d)</a> <span[^>]*>(\d+) post", page)}
 
 
-def _march(db, count: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _march(db: sessionmaker[Session], count: int) -> list[int]:
     return [
-        post(
-            db, make_mail(f"March {i}", msgid=f"mar{i}@x", date=MARCH.replace(day=5 + i))
-        ).message_pk
+        stored_pk(
+            post(db, make_mail(f"March {i}", msgid=f"mar{i}@x", date=MARCH.replace(day=5 + i)))
+        )
         for i in range(count)
     ]
 
 
-def test_a_post_in_a_new_month_shows_at_once_on_a_warm_months_page(client, make_list, db):
+def test_a_post_in_a_new_month_shows_at_once_on_a_warm_months_page(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     _march(db, 3)
     assert _months(client) == {"2026-03": 3}
@@ -49,7 +55,9 @@ def test_a_post_in_a_new_month_shows_at_once_on_a_warm_months_page(client, make_
     assert "Old news" in client.get("/lists/dev/2025/1").get_data(as_text=True)
 
 
-def test_a_removed_post_leaves_its_months_count_on_a_warm_months_page(client, make_list, db):
+def test_a_removed_post_leaves_its_months_count_on_a_warm_months_page(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     march = _march(db, 2)
     april = post(db, make_mail("April", msgid="apr@x", date=datetime(2026, 4, 2, tzinfo=UTC)))
@@ -64,8 +72,8 @@ def test_a_removed_post_leaves_its_months_count_on_a_warm_months_page(client, ma
 
 
 def test_a_private_lists_months_never_leak_through_what_a_member_was_shown(
-    app, client, make_list, db
-):
+    app: Flask, client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("secret", private=True)
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "secret"), "member@example.org")
@@ -82,7 +90,9 @@ def test_a_private_lists_months_never_leak_through_what_a_member_was_shown(
     assert _months(client, "secret") == {"2026-03": 1}  # the member still reads it
 
 
-def test_a_new_thread_shows_as_the_newer_neighbour_of_a_thread_already_shown(client, make_list, db):
+def test_a_new_thread_shows_as_the_newer_neighbour_of_a_thread_already_shown(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     first = post(db, make_mail("First", msgid="t1@x", date=MARCH))
     second = post(db, make_mail("Second", msgid="t2@x", date=MARCH.replace(day=6)))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import removal
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -17,13 +22,15 @@ from listgate.models import (
     RawMessage,
     Thread,
 )
-from tests.support.factories import make_mail, post
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import sign_in
 
 SECRET_WORD = "zanzibarquokka"
 
 
-def thread_of_three(db, make_list):  # type: ignore[no-untyped-def]
+def thread_of_three(
+    db: sessionmaker[Session], make_list: Callable[[str], MailingList]
+) -> tuple[IngestResult, IngestResult, IngestResult]:
     make_list("dev")
     root = post(db, make_mail("Plans", "Root text.\n", msgid="root@x"))
     mid = post(
@@ -49,14 +56,16 @@ def thread_of_three(db, make_list):  # type: ignore[no-untyped-def]
     return root, mid, leaf
 
 
-def take_down(db, msgid: str, purge: bool = False, reason: str = "off topic") -> removal.Outcome:  # type: ignore[no-untyped-def]
+def take_down(
+    db: sessionmaker[Session], msgid: str, purge: bool = False, reason: str = "off topic"
+) -> removal.Outcome:
     with transaction(db) as session:
         return removal.remove(
             session, removal.find(session, msgid), reason, "owner@example.org", purge
         )
 
 
-def served_everywhere(client, db, thread_id: int) -> str:  # type: ignore[no-untyped-def]
+def served_everywhere(client: FlaskClient, db: sessionmaker[Session], thread_id: int) -> str:
     """Everything the archive serves about this list, concatenated."""
     sign_in(client, db, "reader@example.org")  # raw and mbox downloads need a signed-in reader
     paths = [
@@ -76,9 +85,10 @@ def served_everywhere(client, db, thread_id: int) -> str:  # type: ignore[no-unt
 
 
 def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(
-    client, db, make_list
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     root, mid, leaf = thread_of_three(db, make_list)
+    assert root.thread_id is not None
     take_down(db, "mid@x", reason="personal attack")
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
     assert "removed by the moderators on" in page and "personal attack" in page
@@ -106,9 +116,10 @@ def test_a_removed_post_leaves_a_tombstone_and_its_reply_keeps_its_place(
 
 
 def test_removal_hides_the_post_from_every_page_feed_export_and_search(
-    client, db, make_list
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     root, _, _ = thread_of_three(db, make_list)
+    assert root.thread_id is not None
     assert SECRET_WORD in served_everywhere(client, db, root.thread_id)  # the check can fail
     take_down(db, "mid@x")
     served = served_everywhere(client, db, root.thread_id)
@@ -118,8 +129,11 @@ def test_removal_hides_the_post_from_every_page_feed_export_and_search(
     assert client.get(f"/attachments/{att.id}/leak.txt").status_code == 404
 
 
-def test_purge_deletes_the_raw_mail_attachments_and_indexed_text(client, db, make_list) -> None:
+def test_purge_deletes_the_raw_mail_attachments_and_indexed_text(
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     root, mid, _ = thread_of_three(db, make_list)
+    assert root.thread_id is not None
     with db() as session:
         raw_id = session.get_one(Message, mid.message_pk).raw_id
     outcome = take_down(db, "mid@x", purge=True, reason="court order 12/2026")
@@ -145,7 +159,7 @@ def test_purge_deletes_the_raw_mail_attachments_and_indexed_text(client, db, mak
 
 
 def test_the_same_mail_arriving_again_after_a_purge_is_not_archived_again(
-    client, db, make_list
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     thread_of_three(db, make_list)
     take_down(db, "mid@x", purge=True)
@@ -157,7 +171,7 @@ def test_the_same_mail_arriving_again_after_a_purge_is_not_archived_again(
 
 
 def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(
-    client, db, make_list
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     """A takedown must not come back through the variant
     link (issue 14's variants, issue 13's takedowns).
@@ -178,7 +192,9 @@ def test_other_bytes_under_a_removed_message_id_are_not_kept_as_a_variant(
         assert session.scalar(select(func.count()).select_from(MessageVariant)) == 0
 
 
-def test_a_reason_is_required_and_an_unknown_message_is_named(db, make_list) -> None:
+def test_a_reason_is_required_and_an_unknown_message_is_named(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     thread_of_three(db, make_list)
     for msgid, reason, words in (
         ("mid@x", "  ", "give a reason"),

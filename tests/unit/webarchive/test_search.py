@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate.db import transaction
 from listgate.models import Message
-from tests.support.factories import make_mail, post
+from listgate.states import PostState
+from tests.support.factories import MakeList, make_mail, post
 from webarchive.reading.fulltext import highlight, mask_snippet
 from webarchive.reading.querylang import parse
 
@@ -15,12 +20,12 @@ def _subjects(page: str) -> list[str]:
     return re.findall(r'<h2><a href="/threads/\d+#m\d+">([^<]+)</a></h2>', page)
 
 
-def test_fts5_query_quotes_every_word():
+def test_fts5_query_quotes_every_word() -> None:
     assert parse('kernel "panic" OR x*').fts5(prefix=True) == '"kernel" "panic" "OR" "x"*'
     assert parse("  ;; ").fts5(prefix=True) == ""
 
 
-def test_snippets_are_escaped_and_highlighted_without_leaking_addresses():
+def test_snippets_are_escaped_and_highlighted_without_leaking_addresses() -> None:
     assert highlight("<b>\x02word\x03</b>") == "&lt;b&gt;<mark>word</mark>&lt;/b&gt;"
     assert "example" not in mask_snippet("mail bob@\x02example\x03.com today")
     assert highlight("x \x02bob@example.com\x03 y").count("<mark>") == highlight(
@@ -28,7 +33,9 @@ def test_snippets_are_escaped_and_highlighted_without_leaking_addresses():
     ).count("</mark>")
 
 
-def test_search_finds_new_posts_at_once_with_highlights(client, make_list, db):
+def test_search_finds_new_posts_at_once_with_highlights(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     post(
         db,
@@ -40,7 +47,9 @@ def test_search_finds_new_posts_at_once_with_highlights(client, make_list, db):
     assert "<mark>deadlocks</mark>" in page
 
 
-def test_search_filters_by_list_author_date_and_thread(client, make_list, db):
+def test_search_filters_by_list_author_date_and_thread(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     make_list("ops")
     root = post(
@@ -92,7 +101,9 @@ def test_search_filters_by_list_author_date_and_thread(client, make_list, db):
     )
 
 
-def test_search_is_paginated(client, make_list, db):
+def test_search_is_paginated(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     for i in range(25):
         post(db, make_mail(f"Widget {i}", msgid=f"w{i}@x", body="widget report\n"))
@@ -102,7 +113,9 @@ def test_search_is_paginated(client, make_list, db):
     assert len(_subjects(second)) == 5 and 'rel="next"' not in second
 
 
-def test_search_never_shows_private_held_or_hidden_posts(client, make_list, db):
+def test_search_never_shows_private_held_or_hidden_posts(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("secret", private=True)
     make_list("mod", policy="moderated")
     make_list("dev")
@@ -118,12 +131,14 @@ def test_search_never_shows_private_held_or_hidden_posts(client, make_list, db):
     )
     hidden = post(db, make_mail("Hidden", msgid="x@x.test", body="zebra\n"))
     with transaction(db) as session:
-        session.get_one(Message, hidden.message_pk).status = "hidden"
+        session.get_one(Message, hidden.message_pk).status = PostState.HIDDEN
     assert _subjects(client.get("/search?q=zebra").get_data(as_text=True)) == []
     assert _subjects(client.get("/search?q=zebra&list=secret").get_data(as_text=True)) == []
 
 
-def test_search_feed_is_atom(client, make_list, db):
+def test_search_feed_is_atom(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     post(db, make_mail("Feed me", msgid="f@x.test", body="atom test\n"))
     response = client.get("/search/feed?q=atom")
@@ -131,15 +146,15 @@ def test_search_feed_is_atom(client, make_list, db):
     assert b"<title>Feed me</title>" in response.data
 
 
-def test_bad_search_parameters_are_400(client, make_list):
+def test_bad_search_parameters_are_400(client: FlaskClient, make_list: MakeList) -> None:
     make_list("dev")
     for query in ("q=x&since=yesterday", "q=x&page=0", "q=x&page=9999", "q=x&thread=abc"):
         assert client.get(f"/search?{query}").status_code == 400, query
 
 
 def test_best_match_puts_the_post_about_the_words_first_and_finds_word_starts(
-    client, make_list, db
-):
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     post(
         db,
@@ -172,7 +187,9 @@ def test_best_match_puts_the_post_about_the_words_first_and_finds_word_starts(
     )
 
 
-def test_author_address_filter_and_snippet_around_the_match(client, make_list, db):
+def test_author_address_filter_and_snippet_around_the_match(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     post(
         db,
@@ -192,7 +209,7 @@ def test_author_address_filter_and_snippet_around_the_match(client, make_list, d
     assert "<mark>quokka</mark> appears" in page and "…" in page
 
 
-def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
+def test_make_snippet_marks_whole_words_and_the_last_as_prefix() -> None:
     from webarchive.reading.snippets import make_snippet, token_pattern
 
     snip = make_snippet(
@@ -204,7 +221,12 @@ def test_make_snippet_marks_whole_words_and_the_last_as_prefix():
     )
 
 
-def test_common_words_rank_the_newest_matches_and_page_on(client, make_list, db, monkeypatch):
+def test_common_words_rank_the_newest_matches_and_page_on(
+    client: FlaskClient,
+    make_list: MakeList,
+    db: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from webarchive.reading import fulltext
 
     # every word counts as common: the newest matches are scored
@@ -241,7 +263,9 @@ def _long_search(tail: str) -> str:
     return f"build {nobody} {tail}"
 
 
-def test_a_long_search_is_read_to_its_last_operator(client, make_list, db):
+def test_a_long_search_is_read_to_its_last_operator(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     post(db, make_mail("Build fails", msgid="a@x", sender="Alice <alice@example.org>"))
     post(db, make_mail("Build fails too", msgid="b@x", sender="Bob <bob@corp.example>"))
@@ -254,7 +278,9 @@ def test_a_long_search_is_read_to_its_last_operator(client, make_list, db):
     assert "<title>Build fails</title>" in feed and "Build fails too" not in feed
 
 
-def test_a_search_over_the_limit_is_a_400_that_says_the_limit(client, make_list, db):
+def test_a_search_over_the_limit_is_a_400_that_says_the_limit(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     post(db, make_mail("Build fails", msgid="a@x", sender="Bob <bob@corp.example>"))
     q = _long_search("-from:bob@corp.example " + "x" * 400)

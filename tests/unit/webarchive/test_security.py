@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from html.parser import HTMLParser
 
-from tests.support.factories import make_mail, post
+from flask.testing import FlaskClient
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate.config import Settings
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import csrf
 from webarchive import create_app
 
@@ -14,7 +19,7 @@ class _Tags(HTMLParser):
         super().__init__()
         self.bad: list[str] = []
 
-    def handle_starttag(self, tag, attrs):  # type: ignore[no-untyped-def]
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in ("script", "iframe", "object", "embed", "style"):
             self.bad.append(tag)
         for name, value in attrs:
@@ -32,7 +37,9 @@ def _dangerous(page: str) -> list[str]:
 XSS = "<script>window.pwned=1</script><img src=x onerror=alert(1)>"
 
 
-def test_strict_content_security_policy_and_nosniff(client, make_list):
+def test_strict_content_security_policy_and_nosniff(
+    client: FlaskClient, make_list: MakeList
+) -> None:
     make_list("dev")
     response = client.get("/lists/dev/")
     csp = response.headers["Content-Security-Policy"]
@@ -42,7 +49,9 @@ def test_strict_content_security_policy_and_nosniff(client, make_list):
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_session_cookie_is_httponly_samesite_and_secure_over_https(settings, engine):
+def test_session_cookie_is_httponly_samesite_and_secure_over_https(
+    settings: Settings, engine: Engine
+) -> None:
     app = create_app(settings.with_(base_url="https://archive.example.org"))
     client = app.test_client()
     response = client.get("/signin")
@@ -50,7 +59,9 @@ def test_session_cookie_is_httponly_samesite_and_secure_over_https(settings, eng
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
 
 
-def test_xss_in_subject_name_body_and_filename_is_escaped(client, make_list, db):
+def test_xss_in_subject_name_body_and_filename_is_escaped(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     res = post(
         db,
@@ -81,7 +92,9 @@ def test_xss_in_subject_name_body_and_filename_is_escaped(client, make_list, db)
     assert "&lt;script&gt;window.pwned=1&lt;/script&gt;" in pages[1]
 
 
-def test_anonymous_pages_hold_no_full_address(client, make_list, db):
+def test_anonymous_pages_hold_no_full_address(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     make_list("dev")
     res = post(
         db,
@@ -113,7 +126,7 @@ def test_anonymous_pages_hold_no_full_address(client, make_list, db):
         assert "private.example" not in body and "secret.example" not in body, url
 
 
-def test_missing_csrf_token_is_a_clear_400(client, make_list):
+def test_missing_csrf_token_is_a_clear_400(client: FlaskClient, make_list: MakeList) -> None:
     make_list("dev")
     response = client.post("/signin", data={"address": "a@example.org"})
     assert response.status_code == 400 and "did not come from this site" in response.get_data(
@@ -128,7 +141,7 @@ def test_missing_csrf_token_is_a_clear_400(client, make_list):
     )
 
 
-def test_database_down_gives_a_503_page_not_a_traceback(settings):
+def test_database_down_gives_a_503_page_not_a_traceback(settings: Settings) -> None:
     app = create_app(settings.with_(database_url="postgresql://nobody@127.0.0.1:1/none"))
     client = app.test_client()
     page = client.get("/")
@@ -137,13 +150,17 @@ def test_database_down_gives_a_503_page_not_a_traceback(settings):
     assert api.status_code == 503 and "error" in api.get_json()
 
 
-def test_wrong_method_and_unknown_api_are_clean_errors(client, make_list):
+def test_wrong_method_and_unknown_api_are_clean_errors(
+    client: FlaskClient, make_list: MakeList
+) -> None:
     make_list("dev")
     assert client.get("/signout").status_code == 405
     assert client.get("/api/nothing").get_json()["status"] == 404
 
 
-def test_posting_to_a_read_only_page_is_405_not_a_csrf_error(client, make_list):
+def test_posting_to_a_read_only_page_is_405_not_a_csrf_error(
+    client: FlaskClient, make_list: MakeList
+) -> None:
     make_list("dev")
     assert client.post("/lists/dev/").status_code == 405
     response = client.post("/api/lists")

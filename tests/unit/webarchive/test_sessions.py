@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
 
+from tests.support.factories import MakeList
 from tests.support.web import csrf, sign_in
 
 COOKIE = "listgate_session"
@@ -38,7 +40,7 @@ def sign_out(client: FlaskClient, **form: str) -> None:
 
 
 def test_a_saved_cookie_no_longer_signs_in_after_sign_out(
-    app: Flask, client: FlaskClient, db, make_list
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     make_list("dev")
     sign_in(client, db, "ann@example.org")
@@ -52,7 +54,7 @@ def test_a_saved_cookie_no_longer_signs_in_after_sign_out(
 
 
 def test_sign_out_everywhere_ends_every_session_of_that_address_only(
-    app: Flask, db, make_list
+    app: Flask, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     make_list("dev")
     laptop, phone, other = app.test_client(), app.test_client(), app.test_client()
@@ -73,7 +75,7 @@ def test_sign_out_everywhere_ends_every_session_of_that_address_only(
 
 
 def test_signing_in_again_gives_a_new_session_id(
-    app: Flask, client: FlaskClient, db, make_list
+    app: Flask, client: FlaskClient, db: sessionmaker[Session], make_list: MakeList
 ) -> None:
     make_list("dev")
     sign_in(client, db, "ann@example.org")

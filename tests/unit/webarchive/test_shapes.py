@@ -58,7 +58,9 @@ diff --git a/x.c b/x.c
 """
 
 
-def test_outlook_original_message_block_is_one_folded_earlier_mail_with_the_signature_inside():
+def test_outlook_original_message_block_is_one_folded_earlier_mail_with_the_signature_inside() -> (
+    None
+):
     kinds = [b.kind for b in blocks(OUTLOOK)]
     assert kinds == ["text", "earlier"]
     html = render_text(OUTLOOK)
@@ -66,19 +68,19 @@ def test_outlook_original_message_block_is_one_folded_earlier_mail_with_the_sign
     assert html.index("Yes, ship it") < html.index("<details")
 
 
-def test_outlook_header_block_without_separator_and_gmail_trailing_quote_fold_too():
+def test_outlook_header_block_without_separator_and_gmail_trailing_quote_fold_too() -> None:
     assert [b.kind for b in blocks(OUTLOOK_HEADERS_ONLY)] == ["text", "earlier"]
     gmail = blocks(GMAIL)
     assert [b.kind for b in gmail] == ["text", "earlier"]
     assert gmail[1].lines[0].startswith("On Tue, Mar 3")
 
 
-def test_interleaved_replies_are_not_folded_as_an_earlier_mail():
+def test_interleaved_replies_are_not_folded_as_an_earlier_mail() -> None:
     assert "earlier" not in [b.kind for b in blocks(INTERLEAVED)]
     assert "earlier" not in [b.kind for b in blocks("> only a forward\n> of a quote\n")]
 
 
-def test_prose_and_a_patch_in_one_post_get_different_fonts():
+def test_prose_and_a_patch_in_one_post_get_different_fonts() -> None:
     runs = paragraphs(tuple(PATCH.rstrip().split("\n")))
     assert [mono for mono, _ in runs] == [False, True]
     html = render_text(PATCH)
@@ -88,7 +90,7 @@ def test_prose_and_a_patch_in_one_post_get_different_fonts():
     )
 
 
-def test_indented_code_tables_and_drawings_are_fixed_width_prose_is_not():
+def test_indented_code_tables_and_drawings_are_fixed_width_prose_is_not() -> None:
     assert fixed_width(["    make -j2", "\tmake install"])
     assert fixed_width(["name      size   date", "foo.c     1200   2026-03-01"])
     assert fixed_width(["+------+------+", "| a    | b    |", "+------+------+"])

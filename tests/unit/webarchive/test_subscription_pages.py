@@ -5,25 +5,30 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists, subscriptions
+from listgate.config import Settings
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import MailingList, Message, NotPosted, Subscription
-from tests.support.factories import make_mail, post
-from tests.support.web import csrf, notices, sign_in
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, post
+from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 
 @pytest.fixture
-def topic(make_list, db):  # type: ignore[no-untyped-def]
+def topic(make_list: MakeList, db: sessionmaker[Session]) -> IngestResult:
     make_list("dev")
     return post(db, make_mail("Topic", msgid="t@x", body="First post.\n"))
 
 
-def _states(db, address: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _states(db: sessionmaker[Session], address: str) -> dict[str, str]:
     with db() as session:
         return {
             s.kind: s.status
@@ -31,7 +36,9 @@ def _states(db, address: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
         }
 
 
-def test_a_member_mutes_and_unmutes_a_thread_from_its_page(client, db, sender, topic) -> None:  # type: ignore[no-untyped-def]
+def test_a_member_mutes_and_unmutes_a_thread_from_its_page(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, topic: IngestResult
+) -> None:
     with transaction(db) as session:
         lists.subscribe(session, lists.require(session, "dev"), "bob@example.org")
     sign_in(client, db, "bob@example.org")
@@ -50,15 +57,21 @@ def test_a_member_mutes_and_unmutes_a_thread_from_its_page(client, db, sender, t
     assert notices(db, "changed") == []  # the page says it; no mail for a web action
 
 
-def test_list_page_counts_in_words(client, db, topic) -> None:  # type: ignore[no-untyped-def]
+def test_list_page_counts_in_words(
+    client: FlaskClient, db: sessionmaker[Session], topic: IngestResult
+) -> None:
     assert "1 post in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
     post(db, make_mail("Re: Topic", in_reply_to="t@x"))
     assert "2 posts in 1 thread" in client.get("/lists/dev/").get_data(as_text=True)
 
 
 def test_confirmation_mail_to_one_address_is_limited_like_sign_in(
-    app, client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    sender: RecordingSender,
+    make_list: MakeList,
+) -> None:
     make_list("dev")
     threads = [post(db, make_mail(f"Topic {n}")).thread_id for n in range(7)]
     answers = []
@@ -78,8 +91,8 @@ def test_confirmation_mail_to_one_address_is_limited_like_sign_in(
 
 
 def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_page(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("club", policy="members", moderators="mod@example.org")
     make_list("secret", private=True, moderators="mod@example.org")
     sign_in(client, db, "new@example.org")
@@ -101,34 +114,36 @@ def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_pag
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "new@example.org asks for every post of club" in queue
-    action = re.search(r'action="(/moderation/subscriptions/\d+/approve)"', queue).group(1)
+    action = search(r'action="(/moderation/subscriptions/\d+/approve)"', queue)
     client.post(action, data={"csrf_token": csrf(client, "/moderation")})
     assert _states(db, "new@example.org") == {"list": "active"}
     assert [n["to"] for n in notices(db, "welcome")] == ["new@example.org"]
 
 
-def test_a_moderator_refuses_a_request_with_a_reason(client, db, sender, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_moderator_refuses_a_request_with_a_reason(
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("club", policy="members", moderators="mod@example.org")
     with transaction(db) as session:
         subscriptions.start(session, lists.require(session, "club"), "x@example.org", "digest")
     sign_in(client, db, "mod@example.org")
-    action = re.search(
+    action = search(
         r'action="(/moderation/subscriptions/\d+/refuse)"',
         client.get("/moderation").get_data(as_text=True),
     )
     client.post(
-        action.group(1),
+        action,
         data={"csrf_token": csrf(client, "/moderation"), "reason": "members of the club only"},
     )
     assert _states(db, "x@example.org") == {"digest": "ended"}
     assert notices(db, "refused")[0]["reason"] == "members of the club only"
-    again = client.post(action.group(1), data={"csrf_token": csrf(client, "/moderation")})
+    again = client.post(action, data={"csrf_token": csrf(client, "/moderation")})
     assert again.status_code == 409 and "has no request waiting" in again.get_data(as_text=True)
 
 
 def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("dev", moderators="mod@example.org")
     kept = post(
         db, make_mail("Out of office", msgid="ooo@x", headers={"Auto-Submitted": "auto-replied"})
@@ -137,7 +152,7 @@ def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
     sign_in(client, db, "mod@example.org")
     queue = client.get("/moderation").get_data(as_text=True)
     assert "Out of office" in queue and "Auto-Submitted: auto-replied" in queue
-    action = re.search(r'action="(/moderation/not-posted/\d+/release)"', queue).group(1)
+    action = search(r'action="(/moderation/not-posted/\d+/release)"', queue)
     client.post(action, data={"csrf_token": csrf(client, "/moderation")})
     with db() as session:
         assert session.scalars(select(Message.message_id)).all() == ["ooo@x"]
@@ -148,11 +163,15 @@ def test_the_not_posted_queue_is_shown_to_moderators_and_released_as_a_post(
 
 
 def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
-    app, client, db, make_list, caplog
-) -> None:  # type: ignore[no-untyped-def]
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    make_list: MakeList,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     make_list("dev")
 
-    def broken():  # type: ignore[no-untyped-def]
+    def broken() -> str:
         with transaction(app.extensions["listgate"].writer) as session:
             session.add(MailingList(name="dev"))  # the name is taken: a real IntegrityError
         return "unreachable"
@@ -161,20 +180,26 @@ def test_an_integrity_error_is_a_500_with_a_reference_in_the_page_and_the_log(
     with caplog.at_level(logging.ERROR, logger="webarchive.errors"):
         page = client.get("/broken")
     body = page.get_data(as_text=True)
-    reference = re.search(r"give them the reference ([0-9a-f]{8})", body).group(1)
+    reference = search(r"give them the reference ([0-9a-f]{8})", body)
     assert page.status_code == 500 and "Retry-After" not in page.headers and "Traceback" not in body
     record = next(r for r in caplog.records if reference in r.getMessage())
     assert record.exc_info and "IntegrityError" in repr(record.exc_info[1])
 
 
-def test_a_lock_timeout_is_a_503_with_retry_after(app, client, db, make_list, settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_lock_timeout_is_a_503_with_retry_after(
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    make_list: MakeList,
+    settings: Settings,
+) -> None:
     make_list("dev")
     url = settings.database_url
     holder = create_engine(url)
     conn = holder.connect()
     conn.exec_driver_sql("BEGIN IMMEDIATE")  # another process holds the write lock
 
-    def write():  # type: ignore[no-untyped-def]
+    def write() -> str:
         impatient = create_engine(url, connect_args={"timeout": 0.2})
         try:
             with impatient.begin() as c:
@@ -195,8 +220,8 @@ def test_a_lock_timeout_is_a_503_with_retry_after(app, client, db, make_list, se
 
 
 def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     make_list("club", policy="members", moderators="mod@example.org")
     thread_id = post(
         db, make_mail("Members talk", sender="mod@example.org"), list_name="club"
@@ -222,8 +247,8 @@ def test_the_anonymous_form_and_follow_button_on_a_members_list_also_wait(
 
 
 def test_a_confirmed_outsider_still_cannot_read_a_private_list(
-    client, db, sender, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    client: FlaskClient, db: sessionmaker[Session], sender: RecordingSender, make_list: MakeList
+) -> None:
     """Issue 17.9: secret+subscribe@, confirm, sign
     in, read. Now the request waits for a moderator.
     """

@@ -2,26 +2,29 @@
 
 from __future__ import annotations
 
-import re
+from typing import Any
 
 import pytest
-from flask import url_for
-from werkzeug.routing import IntegerConverter
+from flask import Flask, url_for
+from flask.testing import FlaskClient
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.routing import IntegerConverter, Rule
 
-from tests.support.factories import make_mail, post
+from tests.support.config import search
+from tests.support.factories import MakeList, make_mail, post
 from webarchive import urls
 
 AWKWARD = "dev list+é & 'x' (1)/50%{y}.txt"  # spaces, non-ASCII, quotes, a slash, a percent, braces
 
 
-def _values(rule) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def _values(rule: Rule) -> dict[str, Any]:  # url_for's **values: Any
     return {
         name: 4021 if isinstance(rule._converters[name], IntegerConverter) else AWKWARD
         for name in rule.arguments
     }
 
 
-def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app) -> None:  # type: ignore[no-untyped-def]
+def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app: Flask) -> None:
     rules = list(app.url_map.iter_rules())
     assert len(rules) > 50
     with app.test_request_context("/", environ_overrides={"SCRIPT_NAME": "/arch{ive}"}):
@@ -37,7 +40,9 @@ def test_path_and_pattern_equal_url_for_for_every_route_under_a_script_root(app)
                     urls.pattern(rule.endpoint)
 
 
-def test_a_threads_links_are_the_routes_paths(client, make_list, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_threads_links_are_the_routes_paths(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
     """The links a thread page builds fast lead where url_for would: each one answers."""
     make_list("dev")
     res = post(
@@ -48,9 +53,9 @@ def test_a_threads_links_are_the_routes_paths(client, make_list, db) -> None:  #
     )
     page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     for name in ("Permalink", "Raw"):
-        href = re.search(rf'<a href="([^"]+)"[^>]*>{name}</a>', page).group(1)  # type: ignore[union-attr]
+        href = search(rf'<a href="([^"]+)"[^>]*>{name}</a>', page)
         assert client.get(href).status_code == 200, href
-    download = re.search(r'<a href="([^"]+)" download>notes \(1\)\.txt</a>', page).group(1)  # type: ignore[union-attr]
+    download = search(r'<a href="([^"]+)" download>notes \(1\)\.txt</a>', page)
     assert client.get(download.replace("&amp;", "&")).data == b"hello"
     month = client.get("/lists/dev/2026/3").get_data(as_text=True)
     assert f'href="/threads/{res.thread_id}#m' in month

@@ -6,18 +6,25 @@ from __future__ import annotations
 import re
 
 import pytest
+from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
 
 from listgate import lists
 from listgate.db import transaction
+from listgate.ingest import IngestResult
 from listgate.models import Attachment, AuditEntry, Message, RawMessage
-from tests.support.factories import post
-from tests.support.web import csrf, sign_in
+from tests.support.factories import MakeList, post
+from tests.support.web import RecordingSender, csrf, sign_in
 from tests.unit.webarchive.test_removal import SECRET_WORD, thread_of_three
 
 
 @pytest.fixture
-def thread(sender, db, make_list):  # type: ignore[no-untyped-def]
+def thread(
+    sender: RecordingSender, db: sessionmaker[Session], make_list: MakeList
+) -> tuple[IngestResult, IngestResult, IngestResult]:
     """root <- mid (with an attachment and a secret word)
     <- leaf, on dev (moderated by mod@, owned by owner@).
     """
@@ -28,19 +35,24 @@ def thread(sender, db, make_list):  # type: ignore[no-untyped-def]
     return root, mid, leaf
 
 
-def status_and_raw(db, pk: int) -> tuple[str, bytes]:  # type: ignore[no-untyped-def]
+def status_and_raw(db: sessionmaker[Session], pk: int) -> tuple[str, bytes]:
     with db() as session:
         msg = session.get_one(Message, pk)
         return msg.status, session.get_one(RawMessage, msg.raw_id).data
 
 
-def take_down(client, pk: int, **form: str):  # type: ignore[no-untyped-def]
+def take_down(client: FlaskClient, pk: int, **form: str) -> TestResponse:
     token = csrf(client, "/moderation")
     return client.post(f"/moderation/messages/{pk}/remove", data={"csrf_token": token, **form})
 
 
-def test_nobody_but_the_lists_moderators_can_take_a_post_down(client, db, thread) -> None:
+def test_nobody_but_the_lists_moderators_can_take_a_post_down(
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
+) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     url = f"/moderation/messages/{mid.message_pk}/remove"
     assert client.get(url).status_code == 404  # anonymous
     assert client.post(url, data={"reason": "x"}).status_code in (400, 404)
@@ -71,9 +83,12 @@ def test_nobody_but_the_lists_moderators_can_take_a_post_down(client, db, thread
 
 
 def test_a_moderator_takes_a_post_down_from_the_thread_and_the_log_says_who(
-    client, db, thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     root, mid, leaf = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "mod@example.org")
     page = client.get(f"/threads/{root.thread_id}").get_data(as_text=True)
     link = f"/moderation/messages/{mid.message_pk}/remove"
@@ -102,8 +117,13 @@ def test_a_moderator_takes_a_post_down_from_the_thread_and_the_log_says_who(
     )
 
 
-def test_purge_asks_first_then_deletes_the_raw_mail_everywhere(client, db, thread) -> None:
+def test_purge_asks_first_then_deletes_the_raw_mail_everywhere(
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
+) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "owner@example.org")  # owners moderate too
     assert client.get(f"/messages/{mid.message_pk}.eml").status_code == 200
     asked = take_down(client, mid.message_pk, reason="court order 7/2026", purge="yes")
@@ -132,8 +152,14 @@ def test_purge_asks_first_then_deletes_the_raw_mail_everywhere(client, db, threa
     assert re.search(r"owner@example\.org.*purge message.*court order 7/2026", history, re.DOTALL)
 
 
-def test_a_removed_post_can_be_purged_later_from_its_tombstone(app, client, db, thread) -> None:
+def test_a_removed_post_can_be_purged_later_from_its_tombstone(
+    app: Flask,
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
+) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "mod@example.org")
     take_down(client, mid.message_pk, reason="off topic")
     app.extensions["listgate"].settings = app.extensions["listgate"].settings.with_(
@@ -150,8 +176,13 @@ def test_a_removed_post_can_be_purged_later_from_its_tombstone(app, client, db, 
     assert "legal request" in page and f"/moderation/messages/{mid.message_pk}/remove" not in page
 
 
-def test_a_missing_reason_is_named_and_nothing_is_removed(client, db, thread) -> None:
+def test_a_missing_reason_is_named_and_nothing_is_removed(
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
+) -> None:
     _, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "mod@example.org")
     answer = take_down(client, mid.message_pk, reason="   ")
     assert answer.status_code == 303
@@ -161,13 +192,16 @@ def test_a_missing_reason_is_named_and_nothing_is_removed(client, db, thread) ->
 
 
 def test_purging_mail_also_archived_on_a_list_one_does_not_moderate_is_refused(
-    client, db, thread
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
 ) -> None:
     _, mid, _ = thread
+    assert mid.message_pk is not None
     with db() as session:
         raw = session.get_one(RawMessage, session.get_one(Message, mid.message_pk).raw_id).data
     other = post(db, raw, list_name="other")  # the same bytes, archived on a second list
-    assert other.status == "stored"
+    assert other.status == "stored" and other.message_pk is not None
     sign_in(client, db, "mod@example.org")
     answer = take_down(client, mid.message_pk, reason="court order", purge="yes", confirm="yes")
     page = client.get(answer.headers["Location"]).get_data(as_text=True)
@@ -184,8 +218,13 @@ def test_purging_mail_also_archived_on_a_list_one_does_not_moderate_is_refused(
     )
 
 
-def test_a_reported_post_is_taken_down_from_the_moderation_queue(client, db, thread) -> None:
+def test_a_reported_post_is_taken_down_from_the_moderation_queue(
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    thread: tuple[IngestResult, IngestResult, IngestResult],
+) -> None:
     root, mid, _ = thread
+    assert mid.message_pk is not None
     sign_in(client, db, "reader@example.org")
     token = csrf(client, f"/messages/{mid.message_pk}/report")
     client.post(

@@ -25,7 +25,8 @@ from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person, Removal, Subscription
 from listgate.models.web import Ban, Report
-from tests.support.factories import make_mail, post
+from tests.support.config import search
+from tests.support.factories import make_mail, post, subscription_of
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 Factory = sessionmaker[Session]
@@ -132,7 +133,7 @@ def reply_to_a_long_subject(client: FlaskClient, factory: Factory) -> None:
         with factory() as session:
             assert session.get_one(Message, parent.message_pk).subject == subject
         page = client.get(f"/messages/{parent.message_pk}/reply").get_data(as_text=True)
-        prefilled = html.unescape(REPLY_SUBJECT.search(page).group(1))  # type: ignore[union-attr]
+        prefilled = html.unescape(search(REPLY_SUBJECT, page))
         assert (prefilled, len(prefilled) <= 300) == (expected, True)
         note = "shortened to fit its 300 characters"
         assert (note in html.unescape(page)) == shortened, page[page.find("<main") :][:900]
@@ -291,9 +292,11 @@ def refuse_reason(client: FlaskClient, factory: Factory) -> None:
     world(client, factory)
     with transaction(factory) as session:
         club = lists.require(session, "club")
-        waiting = subscriptions.change(
-            session, club, "cy@example.org", subscriptions.EVERY_POST, channel="web"
-        ).subscription.id
+        waiting = subscription_of(
+            subscriptions.change(
+                session, club, "cy@example.org", subscriptions.EVERY_POST, channel="web"
+            )
+        ).id
     token = csrf(client, "/moderation")
     path = f"/moderation/subscriptions/{waiting}/refuse"
     response = client.post(path, data={"csrf_token": token, "reason": over(2000)})

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from listgate import dispatch
+from listgate.config import Settings
 from worker.__main__ import main
 from worker.celery_app import make_celery
 
@@ -17,7 +20,7 @@ NAMES = [
 ]
 
 
-def test_tasks_are_registered_by_name_with_late_acks(settings) -> None:  # type: ignore[no-untyped-def]
+def test_tasks_are_registered_by_name_with_late_acks(settings: Settings) -> None:
     app = make_celery(settings)
     for name in NAMES:
         task = app.tasks[name]
@@ -25,7 +28,7 @@ def test_tasks_are_registered_by_name_with_late_acks(settings) -> None:  # type:
     assert app.conf.worker_prefetch_multiplier == 1
 
 
-def test_beat_schedule_sweeps_retries_and_sends_digests(settings) -> None:  # type: ignore[no-untyped-def]
+def test_beat_schedule_sweeps_retries_and_sends_digests(settings: Settings) -> None:
     schedule = {
         entry["task"]: entry["schedule"]
         for entry in make_celery(settings).conf.beat_schedule.values()
@@ -35,7 +38,7 @@ def test_beat_schedule_sweeps_retries_and_sends_digests(settings) -> None:  # ty
     assert dispatch.SEND_DIGESTS in schedule
 
 
-def test_embedded_broker_file_is_in_wal_mode(settings) -> None:  # type: ignore[no-untyped-def]
+def test_embedded_broker_file_is_in_wal_mode(settings: Settings) -> None:
     import sqlite3
 
     make_celery(settings)
@@ -43,7 +46,7 @@ def test_embedded_broker_file_is_in_wal_mode(settings) -> None:  # type: ignore[
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
-def test_entry_point_explains_usage(capsys) -> None:  # type: ignore[no-untyped-def]
+def test_entry_point_explains_usage(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "usage: python -m worker worker|beat" in capsys.readouterr().err
 

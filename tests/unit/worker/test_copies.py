@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
+from listgate.states import DmarcMode
+from tests.support.factories import MakeList
 from worker.context import WorkerContext
 from worker.copies import load_post
 from worker.headers import ListInfo, build_copy
@@ -17,13 +22,16 @@ RAW = (
 )
 
 
-def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_each_copy_equals_a_copy_rendered_from_scratch(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
-        mlist.dmarc_mode = "never"
+        mlist.dmarc_mode = DmarcMode.NEVER
         pk = ingest(session, parse(RAW), mlist, domain=settings.domain).message_pk
         info = ListInfo(mlist.name, mlist.title, settings.domain, settings.base_url)
+    assert pk is not None
     post = load_post(WorkerContext(settings), pk)
     assert post is not None and post.eight_bit and post.message_id == "c@x"
     for url in (
@@ -33,5 +41,5 @@ def test_each_copy_equals_a_copy_rendered_from_scratch(settings, db, make_list) 
         assert post.copy_for(url) == wire_form(build_copy(RAW, info, "c@x", url))
 
 
-def test_a_missing_post_renders_nothing(settings, db) -> None:  # type: ignore[no-untyped-def]
+def test_a_missing_post_renders_nothing(settings: Settings, db: sessionmaker[Session]) -> None:
     assert load_post(WorkerContext(settings), 12345) is None

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import mailbox
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.digests import Period
 from listgate.ingest import ingest
@@ -15,13 +18,17 @@ from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message
 from listgate.states import DigestFrequency, DigestState
 from tests.support.config import make_settings
+from tests.support.factories import MakeList
+from tests.support.sink import payload
 from tests.support.states import foreign_words
 from worker.context import WorkerContext
 from worker.digest import _claim, send_digests
 from worker.mailer import maildir_path
 
 
-def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_daily_job_sends_yesterday_once_to_who_was_subscribed(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     # the same data dir as `db`: outbound is the embedded Maildir
     settings = make_settings(tmp_path)
     make_list("dev")
@@ -47,7 +54,9 @@ def test_daily_job_sends_yesterday_once_to_who_was_subscribed(tmp_path, db, make
     assert len(digest.get_payload()) == 3  # the table of contents and both posts
 
 
-def _week_of_posts(db, settings, make_list, fmt: str):  # type: ignore[no-untyped-def]
+def _week_of_posts(
+    db: sessionmaker[Session], settings: Settings, make_list: MakeList, fmt: str
+) -> WorkerContext:
     """Two posts last week, one daily and one weekly reader (the weekly one wants `fmt`)."""
     from listgate.digests import last_complete_week
     from listgate.models import Person
@@ -60,8 +69,8 @@ def _week_of_posts(db, settings, make_list, fmt: str):  # type: ignore[no-untype
     with transaction(db) as session:
         mlist = lists.require(session, "town")
         for address, frequency in (
-            ("daily@example.org", "daily"),
-            ("weekly@example.org", "weekly"),
+            ("daily@example.org", DigestFrequency.DAILY),
+            ("weekly@example.org", DigestFrequency.WEEKLY),
         ):
             sub = lists.subscribe(session, mlist, address, "digest")
             sub.digest_frequency, sub.confirmed_at = frequency, wednesday - timedelta(days=30)
@@ -82,8 +91,8 @@ def _week_of_posts(db, settings, make_list, fmt: str):  # type: ignore[no-untype
 
 
 def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(
-    tmp_path, db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     settings = make_settings(tmp_path)
     ctx = _week_of_posts(db, settings, make_list, "mime")
     # Wednesday is older than the daily catch-up
@@ -98,13 +107,15 @@ def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(
     assert digest["Message-ID"].startswith("<digest.weekly.")
 
 
-def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_the_plain_digest_follows_rfc_1153(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     settings = make_settings(tmp_path)
     ctx = _week_of_posts(db, settings, make_list, "plain")
     assert send_digests(ctx) == 1
     (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
     assert digest.get_content_type() == "text/plain"
-    text = digest.get_payload(decode=True).decode()
+    text = payload(digest).decode()
     assert "-" * 70 in text and text.count("\n" + "-" * 30 + "\n") == 2  # one after each post
     assert "- ------------------------------" in text  # a separator inside a post is escaped
     assert "Subject: Topic 0" in text and "Message-ID: <w1@x>" in text
@@ -115,8 +126,8 @@ def test_the_plain_digest_follows_rfc_1153(tmp_path, db, make_list) -> None:  # 
 
 
 def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
-    tmp_path, db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     """The claim over time: new, it is taken (SENDING)
     once; deferred, taken back once; sent, never again.
     """

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from worker.dmarc import DmarcPolicy, policy_of
+from worker.dmarc import DmarcPolicy, TxtResolver, policy_of
 
 
-def stub(records: dict[str, list[str]], calls: list[str]):  # type: ignore[no-untyped-def]
+def stub(records: dict[str, list[str]], calls: list[str]) -> TxtResolver:
     def resolve(name: str) -> list[str]:
         calls.append(name)
         return records.get(name, [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists
 from listgate.config import Settings
@@ -18,6 +19,7 @@ from listgate.dispatch import FANOUT
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Delivery
+from tests.support.factories import MakeList
 from worker import delivery
 from worker.context import WorkerContext
 from worker.delivery import fanout
@@ -38,8 +40,8 @@ def _can_write(path: str) -> bool:
 
 def test_fanout_reads_the_headers_while_others_can_write(
     settings: Settings,
-    db,
-    make_list,  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session],
+    make_list: MakeList,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     make_list("dev")
@@ -63,14 +65,15 @@ def test_fanout_reads_the_headers_while_others_can_write(
 
     monkeypatch.setattr(delivery, "addresses_in", watched)
     ctx = WorkerContext(settings)
+    assert result.message_pk is not None
     assert fanout(ctx, entry.id, result.message_pk) == 1  # bob; carl is already in Cc
     assert seen and all(seen), "the fan-out read the post's headers while holding the write lock"
 
 
 def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
     settings: Settings,
-    db,  # type: ignore[no-untyped-def]
-    make_list,
+    db: sessionmaker[Session],
+    make_list: MakeList,
 ) -> None:
     """A line with no colon ends the header block (as the archive reads it): a "Cc:" after it is
     body.
@@ -91,6 +94,7 @@ def test_a_cc_line_in_the_body_of_a_malformed_post_costs_nobody_their_copy(
         assert parsed.cc_addrs == ()  # the archive shows no Cc
         result = ingest(session, parsed, mlist, domain="lists.test")
         entry = next(e for e in result.outbox if e.kind == FANOUT)
+    assert result.message_pk is not None
     assert fanout(WorkerContext(settings), entry.id, result.message_pk) == 1
     with db() as session:
         assert session.query(Delivery.address).filter_by(message_pk=result.message_pk).all() == [

@@ -68,7 +68,9 @@ def test_dmarc_rewrites_from_only_and_keeps_body() -> None:
         RAW, INFO, "x@y", "u", dmarc=True, author_name="Ann Author", author_addr="ann@example.org"
     )
     msg = message_from_bytes(copy)
-    assert getaddresses(msg.get_all("From")) == [("Ann Author via Developers", "dev@lists.test")]
+    assert getaddresses(msg.get_all("From", [])) == [
+        ("Ann Author via Developers", "dev@lists.test")
+    ]
     assert split(copy)[1] == split(RAW)[1]
     assert b"DKIM-Signature: v=1" in copy and b"Message-ID: <a b@example.org>" in copy
 
@@ -91,7 +93,9 @@ def test_dmarc_reply_to_follows_the_list_policy_and_always_reaches_the_author() 
                 author_addr="ann@example.org",
                 reply_to=policy,
             )
-            assert getaddresses(message_from_bytes(copy).get_all("Reply-To")) == expected, policy
+            assert getaddresses(message_from_bytes(copy).get_all("Reply-To", [])) == expected, (
+                policy
+            )
 
 
 def test_dmarc_keeps_the_authors_own_reply_to() -> None:

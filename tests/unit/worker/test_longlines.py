@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.support.config import DATA
 from tests.support.corpora import available
+from tests.support.sink import payload
 from worker.longlines import LIMIT, fit_lines, too_long
 
 TEXT = st.text(
@@ -33,7 +34,7 @@ def leaves(data: bytes) -> list[tuple[str, bytes]]:
     """(content type, decoded bytes) of every leaf part: what a mail client shows or saves."""
     msg = message_from_bytes(data, policy=policy.compat32)
     return [
-        (p.get_content_type(), p.get_payload(decode=True) or b"")
+        (p.get_content_type(), payload(p) if p.get_payload() else b"")
         for p in msg.walk()
         if not p.is_multipart()
     ]

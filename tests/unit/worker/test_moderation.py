@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import dispatch, lists, moderation
 from listgate.db import transaction
@@ -15,11 +16,12 @@ from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry, Report
 from tests.support.config import make_settings
+from tests.support.factories import MakeList, stored_pk
 from worker import moderation as worker_moderation
 from worker.context import WorkerContext
 
 
-def held(db, name: str, n: int = 1) -> int:  # type: ignore[no-untyped-def]
+def held(db: sessionmaker[Session], name: str, n: int = 1) -> int:
     raw = (
         f"From: a@example.org\r\nSubject: Held {n}\r\nMessage-ID: <h{n}-{name}@x>\r\n"
         f"Date: Wed, 25 Nov 2026 10:00:00 +0000\r\n\r\nText\r\n"
@@ -27,10 +29,12 @@ def held(db, name: str, n: int = 1) -> int:  # type: ignore[no-untyped-def]
     with transaction(db) as session:
         result = ingest(session, parse(raw), lists.require(session, name), domain="lists.test")
     assert result.status == "held"
-    return result.message_pk  # type: ignore[return-value]
+    return stored_pk(result)
 
 
-def notices_of(db, entry_kind: str, ref_id: int, payload: dict) -> list[dict]:  # type: ignore[no-untyped-def, type-arg]
+def notices_of(
+    db: sessionmaker[Session], entry_kind: str, ref_id: int, payload: dict
+) -> list[dict]:
     """Run the worker's notify on a NOTIFY_MODERATORS entry; the notices it queued."""
     settings = make_settings(Path(tempfile.mkdtemp()), LISTGATE_ADMINS="root@example.org")
     with transaction(db) as session:
@@ -39,7 +43,9 @@ def notices_of(db, entry_kind: str, ref_id: int, payload: dict) -> list[dict]:  
     return [json.loads(e.payload) for e in queued]
 
 
-def test_a_held_post_mails_each_moderator_with_the_post_and_both_addresses(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_held_post_mails_each_moderator_with_the_post_and_both_addresses(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("club", policy="moderated", moderators="m1@example.org,m2@example.org")
     pk = held(db, "club")
     found = notices_of(
@@ -56,8 +62,8 @@ def test_a_held_post_mails_each_moderator_with_the_post_and_both_addresses(db, m
 
 
 def test_reports_go_to_owners_when_there_are_no_moderators_then_to_site_admins(
-    db, make_list
-) -> None:  # type: ignore[no-untyped-def]
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("owned", owners="o@example.org")
     make_list("bare")
     for name, expected in (("owned", ["o@example.org"]), ("bare", ["root@example.org"])):
@@ -83,7 +89,9 @@ def test_reports_go_to_owners_when_there_are_no_moderators_then_to_site_admins(
         ]
 
 
-def test_a_post_approved_before_the_mail_went_out_is_not_mailed(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_a_post_approved_before_the_mail_went_out_is_not_mailed(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("club", policy="moderated", moderators="m@example.org")
     pk = held(db, "club")
     with transaction(db) as session:
@@ -91,7 +99,9 @@ def test_a_post_approved_before_the_mail_went_out_is_not_mailed(db, make_list) -
     assert notices_of(db, dispatch.NOTIFY_MODERATORS, pk, {"event": "held"}) == []
 
 
-def test_one_reminder_a_day_of_posts_held_long_enough(tmp_path, db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_one_reminder_a_day_of_posts_held_long_enough(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("club", policy="moderated", moderators="m@example.org")
     old, new = held(db, "club", 1), held(db, "club", 2)
     # a morning (UTC), so that three hours later is the same day whenever the test runs (it

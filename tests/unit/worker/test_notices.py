@@ -6,6 +6,8 @@ from email import message_from_bytes
 
 import pytest
 
+from listgate.config import Settings
+from tests.support.sink import payload
 from worker.notices import NoticeError, render
 
 TEMPLATES = [
@@ -25,7 +27,7 @@ TEMPLATES = [
 
 
 @pytest.mark.parametrize("template", TEMPLATES)
-def test_every_template_renders(settings, template: str) -> None:  # type: ignore[no-untyped-def]
+def test_every_template_renders(settings: Settings, template: str) -> None:
     payload = {
         "template": template,
         "to": "ann@example.org",
@@ -43,12 +45,12 @@ def test_every_template_renders(settings, template: str) -> None:  # type: ignor
     assert msg["Subject"]
 
 
-def test_replies_to_commands_are_auto_replied(settings) -> None:  # type: ignore[no-untyped-def]
+def test_replies_to_commands_are_auto_replied(settings: Settings) -> None:
     _, data = render({"template": "help", "to": "a@b.org", "list": "dev", "reply": True}, settings)
     assert message_from_bytes(data)["Auto-Submitted"] == "auto-replied"
 
 
-def test_reason_and_link_are_in_the_text(settings) -> None:  # type: ignore[no-untyped-def]
+def test_reason_and_link_are_in_the_text(settings: Settings) -> None:
     _, data = render(
         {"template": "rejected", "to": "a@b.org", "list": "dev", "reason": "not a member"}, settings
     )
@@ -59,7 +61,7 @@ def test_reason_and_link_are_in_the_text(settings) -> None:  # type: ignore[no-u
     assert b"https://lists.test/signin/T" in data
 
 
-def test_unknown_template_or_missing_recipient_is_refused(settings) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_template_or_missing_recipient_is_refused(settings: Settings) -> None:
     with pytest.raises(NoticeError):
         render({"template": "nope", "to": "a@b.org"}, settings)
     with pytest.raises(NoticeError):
@@ -67,8 +69,8 @@ def test_unknown_template_or_missing_recipient_is_refused(settings) -> None:  # 
 
 
 def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_thread(
-    settings,
-) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings,
+) -> None:
     from listgate import subscriptions
 
     def link(kind: str, thread_id: int) -> str:
@@ -84,7 +86,7 @@ def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_
             },
             settings,
         )
-        text = message_from_bytes(data).get_payload(decode=True).decode()
+        text = payload(message_from_bytes(data)).decode()
         return text.split("/unsubscribe/", 1)[1].split()[0].rstrip(",")
 
     list_token, thread_token = link("list", 0), link("thread", 42)
@@ -93,7 +95,7 @@ def test_welcome_gives_a_personal_leave_link_a_thread_followers_leaves_only_the_
     assert read(thread_token) == {"l": 7, "a": "ann@example.org", "t": 42}
 
 
-def test_a_reply_to_an_unproven_sender_quotes_no_subject(settings) -> None:  # type: ignore[no-untyped-def]
+def test_a_reply_to_an_unproven_sender_quotes_no_subject(settings: Settings) -> None:
     payload = {
         "template": "confirm",
         "to": "a@b.org",

@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from listgate import lists
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
-from listgate.models import Message, Subscription, Thread
+from listgate.models import MailingList, Message, Subscription, Thread
+from tests.support.factories import MakeList
 from worker.headers import addresses_in
 from worker.notify import recipients
 
 
-def _post(session, mlist, msgid: str, sender: str, extra: str = "") -> Message:  # type: ignore[no-untyped-def]
+def _post(
+    session: Session, mlist: MailingList, msgid: str, sender: str, extra: str = ""
+) -> Message:
     raw = (
         f"From: {sender}\r\nTo: dev@lists.test\r\n{extra}Subject: s\r\n"
         f"Message-ID: <{msgid}>\r\n\r\nhi\r\n"
     ).encode()
     result = ingest(session, parse(raw), mlist, domain="lists.test")
-    return session.get(Message, result.message_pk)
+    return session.get_one(Message, result.message_pk)
 
 
-def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  # type: ignore[no-untyped-def]
+def test_followers_of_a_merged_thread_still_get_posts(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
     make_list("dev")
     with transaction(db) as session:
         mlist = lists.require(session, "dev")
@@ -48,7 +55,7 @@ def test_followers_of_a_merged_thread_still_get_posts(db, make_list) -> None:  #
         other = Thread(list_id=mlist.id, subject="s")
         session.add(other)
         session.flush()
-        session.get(
+        session.get_one(
             Thread, old_thread
         ).merged_into_id = other.id  # as if merged, followers not yet moved
         reply = _post(

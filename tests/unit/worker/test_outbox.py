@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import json
 import mailbox
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from listgate import dispatch
 from listgate.db import transaction
@@ -21,14 +23,14 @@ from worker.context import WorkerContext
 
 
 @pytest.fixture
-def ctx(tmp_path: Path, engine) -> WorkerContext:  # type: ignore[no-untyped-def]
+def ctx(tmp_path: Path, engine: Engine) -> Iterator[WorkerContext]:
     settings = make_settings(tmp_path, LISTGATE_OUTBOUND=f"maildir:{tmp_path / 'out'}")
     context = WorkerContext(settings)
-    yield context  # type: ignore[misc]
+    yield context
     context.dispose()
 
 
-def record(ctx: WorkerContext, kind: str, payload: dict) -> int:  # type: ignore[type-arg]
+def record(ctx: WorkerContext, kind: str, payload: dict) -> int:
     with transaction(ctx.db) as session:
         return dispatch.record(session, kind, 0, payload).id
 
@@ -43,7 +45,9 @@ def delivered(ctx: WorkerContext) -> list[str]:
     return sorted(str(m["To"]) for m in box)
 
 
-def test_a_transient_error_propagates_for_a_retry_and_leaves_the_entry_open(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_a_transient_error_propagates_for_a_retry_and_leaves_the_entry_open(
+    ctx: WorkerContext,
+) -> None:
     entry_id = record(ctx, dispatch.HANDLE_COMMAND, {"command": "help"})
     locked = OperationalError(
         "INSERT ...", {}, type("E", (Exception,), {"sqlite_errorcode": 5})("database is locked")
@@ -53,14 +57,16 @@ def test_a_transient_error_propagates_for_a_retry_and_leaves_the_entry_open(ctx)
     assert entry(ctx, entry_id).done_at is None and entry(ctx, entry_id).failed_at is None
 
 
-def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(
+    ctx: WorkerContext,
+) -> None:
     entry_id = record(ctx, dispatch.HANDLE_COMMAND, {"command": "unsubscribe"})
     broken = IntegrityError(
         "UPDATE subscriptions ...", {}, Exception("FOREIGN KEY constraint failed")
     )
     answered: list[str] = []
 
-    def answer(session, failed, reference):  # type: ignore[no-untyped-def]
+    def answer(session: Session, failed: OutboxEntry, reference: str) -> list[OutboxEntry]:
         answered.append(reference)
         return []
 
@@ -71,7 +77,7 @@ def test_a_permanent_error_ends_the_entry_as_failed_and_queues_the_answer(ctx) -
     outbox.run_outbox(ctx, entry_id, lambda s, e: pytest.fail("a failed entry ran again"))
 
 
-def test_a_notice_with_a_bad_payload_ends_as_failed(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_a_notice_with_a_bad_payload_ends_as_failed(ctx: WorkerContext) -> None:
     entry_id = record(
         ctx, dispatch.SEND_NOTICE, {"template": "no-such-template", "to": "a@example.org"}
     )
@@ -82,7 +88,7 @@ def test_a_notice_with_a_bad_payload_ends_as_failed(ctx) -> None:  # type: ignor
     )
 
 
-def test_one_automatic_reply_per_sender_per_window(ctx) -> None:  # type: ignore[no-untyped-def]
+def test_one_automatic_reply_per_sender_per_window(ctx: WorkerContext) -> None:
     reply = {"template": "help", "list": "dev", "reply": True}
     ids = [
         record(ctx, dispatch.SEND_NOTICE, {**reply, "to": to})
@@ -111,7 +117,7 @@ def test_one_automatic_reply_per_sender_per_window(ctx) -> None:  # type: ignore
         assert session.scalar(select(OutboxEntry.failed_at).where(OutboxEntry.id == ids[1])) is None
 
 
-def test_the_window_can_be_turned_off(ctx, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_the_window_can_be_turned_off(ctx: WorkerContext, tmp_path: Path) -> None:
     ctx.settings = ctx.settings.with_(auto_reply_window=0)
     for _ in range(3):
         outbox.send_notice(

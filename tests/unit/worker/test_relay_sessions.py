@@ -6,7 +6,7 @@ import mailbox
 from pathlib import Path
 
 from worker.mailer import ABANDONED, SENT
-from worker.relay_sessions import Outgoing, connect, wire_form
+from worker.relay_sessions import Outgoing, SendDots, connect, wire_form
 
 
 def test_wire_form_uses_crlf_doubles_leading_dots_and_ends_with_a_line_break() -> None:
@@ -20,7 +20,7 @@ def test_maildir_wave_writes_only_the_copies_still_claimed(tmp_path: Path) -> No
     ]
     handed: list[set[int]] = []
 
-    def handover(indexes: list[int], send_dots):  # type: ignore[no-untyped-def]
+    def handover(indexes: list[int], send_dots: SendDots) -> set[int]:
         assert indexes == [0, 1, 2]
         handed.append(send_dots({0, 2}))  # r1's claim was lost meanwhile
         return handed[-1]

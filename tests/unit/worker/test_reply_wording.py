@@ -21,6 +21,8 @@ from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Message, OutboxEntry
+from tests.support.config import search
+from tests.support.factories import MakeList
 from worker import commands, notices
 
 # "Reason: reason: …", "Subject: subject: …": one label and the same label again
@@ -97,8 +99,8 @@ def _held(db: sessionmaker[Session], settings: Settings) -> tuple[Message, str]:
     return msg, reject
 
 
-def test_a_refused_mail_command_says_which_request_and_why_once(  # type: ignore[no-untyped-def]
-    db, make_list, settings
+def test_a_refused_mail_command_says_which_request_and_why_once(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
 ) -> None:
     make_list("club", policy="moderated", moderators="mod@example.org")
     _, reject = _held(db, settings)
@@ -165,12 +167,12 @@ KINDS: dict[str, dict[str, Any]] = {
 }
 
 
-def test_the_kinds_read_here_are_every_kind_listgate_mails(settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_kinds_read_here_are_every_kind_listgate_mails(settings: Settings) -> None:
     assert sorted(KINDS) == sorted(notices.texts({}, settings))
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
-def test_each_kind_of_mail_reads_without_a_doubled_label(settings, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_each_kind_of_mail_reads_without_a_doubled_label(settings: Settings, kind: str) -> None:
     payload = {"template": kind, "to": "ann@example.org", "list": "club", **KINDS[kind]}
     subject, body = read(notices.render(payload, settings)[1])
     assert problems(subject, body) == []
@@ -180,8 +182,8 @@ def test_each_kind_of_mail_reads_without_a_doubled_label(settings, kind: str) ->
     ("count", "said", "held"),
     [(1, "1 post still awaits", "This post to"), (2, "2 posts still await", "These posts to")],
 )
-def test_the_reminder_counts_its_posts_in_words(  # type: ignore[no-untyped-def]
-    settings, count: int, said: str, held: str
+def test_the_reminder_counts_its_posts_in_words(
+    settings: Settings, count: int, said: str, held: str
 ) -> None:
     payload = {"template": "reminder", "to": "m@example.org", "list": "club", "count": count}
     subject, body = read(notices.render(payload, settings)[1])
@@ -189,9 +191,9 @@ def test_the_reminder_counts_its_posts_in_words(  # type: ignore[no-untyped-def]
     assert body.startswith(held)
 
 
-def test_the_help_lines_up_what_each_command_address_does(settings) -> None:  # type: ignore[no-untyped-def]
+def test_the_help_lines_up_what_each_command_address_does(settings: Settings) -> None:
     payload = {"template": "help", "to": "ann@example.org", "list": "a-longer-name"}
     _, body = read(notices.render(payload, settings)[1])
     rows = [line for line in body.splitlines() if line.startswith("  a-longer-name+")]
     assert len(rows) == 4
-    assert len({re.match(r"  \S+\s+", row).end() for row in rows}) == 1, rows  # type: ignore[union-attr]
+    assert len({len(search(r"\A  \S+\s+", row, 0)) for row in rows}) == 1, rows

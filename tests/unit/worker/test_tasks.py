@@ -12,6 +12,7 @@ from celery.exceptions import Retry
 from sqlalchemy.exc import OperationalError
 
 from listgate import dispatch
+from listgate.config import Settings
 from tests.support.config import make_settings
 from worker import delivery
 from worker.celery_app import make_celery
@@ -38,7 +39,7 @@ def run_as_worker(task: Task, retries: int, *args: object) -> None:
         task.pop_request()
 
 
-def test_every_task_name_the_core_queues_has_a_task(settings) -> None:  # type: ignore[no-untyped-def]
+def test_every_task_name_the_core_queues_has_a_task(settings: Settings) -> None:
     names = {
         value
         for key, value in vars(dispatch).items()
@@ -66,7 +67,7 @@ def test_a_transient_error_fails_for_good_after_the_last_retry(tmp_path: Path) -
         run_as_worker(app.tasks[dispatch.SWEEP_OUTBOX], MAX_RETRIES)
 
 
-def test_any_other_error_fails_at_once_without_a_retry(settings) -> None:  # type: ignore[no-untyped-def]
+def test_any_other_error_fails_at_once_without_a_retry(settings: Settings) -> None:
     app = make_celery(settings)
     with pytest.raises(ValueError, match="Invalid isoformat"):
         run_as_worker(app.tasks[dispatch.SEND_DIGESTS], 0, "not a day")

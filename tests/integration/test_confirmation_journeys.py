@@ -1,0 +1,110 @@
+"""Confirmation links and mails over time, through real processes.
+
+Kim's first confirmation mail is refused by her mail server; when it works again she asks
+again and must get one at once. Pat confirms by a link, uses it again, leaves, uses it once
+more; asks again, and before she confirms the list becomes members-only: the link then waits
+for a moderator, who lets her in. After each step a post goes through the gateway and the
+SMTP sink must hold exactly the predicted mails.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
+from tests.integration.web_client import WebClient
+from tests.support.config import search
+from tests.support.sink import SmtpSink
+from tests.support.stack import Stack, make_stack, run_up
+
+pytestmark = pytest.mark.integration
+
+KIM = "kim@example.org"
+
+
+@pytest.fixture
+def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
+    """`listgate up` on the embedded default."""
+    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
+
+
+def ask(j: Journey, address: str) -> str:
+    """Subscribe on the list's web form, not signed in; the page's answer."""
+    page = WebClient(j.stack.web_port).post(
+        "/lists/dev/subscribe", {"address": address, "kind": "list"}, on_page="/lists/dev/"
+    )
+    return search(r'<p class="flash \w+" role="status">(.*?)</p>', page.body)
+
+
+def confirm_link(j: Journey, address: str) -> str:
+    """The link of the confirmation mail that must arrive now."""
+    got = j.expect((address, "Confirm your subscription"))
+    return search(r"(http://\S+/confirm/\S+)", j.body(got, address, "Confirm")[1])
+
+
+def wait_for_mail(j: Journey, seconds: float) -> None:
+    """Wait (up to seconds) for a mail that the next expect() then checks."""
+    deadline = time.monotonic() + seconds
+    while len(j.sink.received) == j.seen and time.monotonic() < deadline:
+        j.stack.check_alive()
+        time.sleep(0.5)
+
+
+def test_confirmations_used_again_refused_and_overtaken_by_a_members_only_list(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    for member in (SAM, ANN):  # Ann, the author of every post, may post to a members-only list
+        j.cli("subscribe", member, "--list", "dev")
+
+    # Kim's server refuses the confirmation; fixed, she asks again: a confirmation at once.
+    with sink.handler.lock:
+        sink.handler.refused_rcpts[KIM] = "550 5.2.1 <kim@example.org>: Mailbox disabled"
+    assert "confirmation mail was sent" in ask(j, KIM)
+    j.expect()
+    with sink.handler.lock:
+        sink.handler.refused_rcpts.clear()
+    assert ask(j, KIM) == f"A confirmation mail was sent to {KIM}."
+    WebClient(j.stack.web_port).post(confirm_link(j, KIM))
+    j.expect((KIM, "Welcome"))
+    t1 = j.new_thread()
+    j.expect((SAM, t1), (KIM, t1))
+
+    # Pat's link, used twice: one welcome, one copy of the next post.
+    assert "confirmation mail was sent" in ask(j, PAT)
+    link = confirm_link(j, PAT)
+    stranger = WebClient(j.stack.web_port)
+    assert "Your subscription is confirmed" in stranger.post(link).body
+    j.expect((PAT, "Welcome"))
+    again = stranger.post(link)
+    assert again.status == 200 and "already confirmed" in again.body, again.body
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, KIM, PAT))
+
+    # After she left, the old link does not bring her back.
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    late = stranger.post(link)
+    assert late.status == 400 and "no longer exists" in late.body, late.body
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, KIM))
+
+    # Asked again; the list becomes members-only before she confirms: a moderator decides.
+    assert "confirmation mail was sent" in ask(j, PAT)
+    link = confirm_link(j, PAT)
+    j.cli("lists", "edit", "dev", "--policy", "members")
+    assert "moderator" in stranger.post(link).body
+    j.expect((PAT, "awaits approval"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, KIM))
+    j.cli("requests", "approve", PAT, "--list", "dev")
+    # The command leaves its mail to the outbox sweeper: "within a minute or two".
+    wait_for_mail(j, 150.0)
+    j.expect((PAT, "Welcome"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, KIM, PAT))
