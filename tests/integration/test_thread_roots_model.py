@@ -137,6 +137,7 @@ class Roots(RuleBasedStateMachine):
         with transaction(self.db) as s:
             result = ingest(s, parse(raw), lists.require(s, self.name), domain="lists.test")
         assert result.status == (STORED if post.member else HELD_FOR_MODERATION)
+        assert result.message_pk is not None
         post.pk = result.message_pk
         post.status = PostState.VISIBLE if post.member else PostState.HELD
         post.published = post.member
@@ -267,7 +268,12 @@ def _run(engine: Engine) -> None:
     db = session_factory(writer(engine))
     serial = iter(range(10**9))
     try:
-        run_state_machine_as_test(lambda: Roots(db, serial), settings=PROFILE)
+
+        class OnDatabase(Roots):  # hypothesis builds the machine from a class with no arguments
+            def __init__(self) -> None:
+                super().__init__(db, serial)
+
+        run_state_machine_as_test(OnDatabase, settings=PROFILE)
     finally:
         engine.dispose()
 
