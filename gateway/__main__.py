@@ -118,7 +118,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if archiver is not None and args.archiver_only:
-            notify_ready(settings, f"archiver ready: batches of up to {args.batch}")
+            notify_ready(
+                settings,
+                f"archiver ready: batches of up to {args.batch}"
+                + (
+                    f", CPU priority lowered by {settings.archiver_nice} (LISTGATE_ARCHIVER_NICE)"
+                    if settings.archiver_nice
+                    else ""
+                ),
+            )
             archiver.run(stop)
             return 0
         return _serve(settings, engine, spool, listen, args.lmtp, archiver, stop)
@@ -137,7 +145,7 @@ def _yield_cpu(nice: int) -> None:
     it over, and the listener would wait for it.
     """
     if nice:
-        log.info("archiver CPU priority lowered by %d (LISTGATE_ARCHIVER_NICE)", nice)
+        log.debug("archiver CPU priority lowered by %d (LISTGATE_ARCHIVER_NICE)", nice)
         os.nice(nice)
 
 

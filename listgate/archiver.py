@@ -185,7 +185,7 @@ class Archiver:
 
     def run(self, stop: threading.Event, wake: threading.Event | None = None) -> None:
         """Archive until stop is set; idle, wait for wake (or poll); after a failure, pause."""
-        log.info("archiver running (batches of up to %d)", self.batch)
+        log.debug("archiver running (batches of up to %d)", self.batch)
         while not stop.is_set():
             try:
                 done = self.archive_once()

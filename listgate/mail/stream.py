@@ -131,7 +131,7 @@ def _blocks_inline(head: StdMessage) -> bool:
     """A container whose parts are not shown as body by their own "inline" (RFC 2183 2.9)."""
     disposition = head.get_content_disposition()
     return disposition not in (None, "inline") or (
-        disposition != "inline" and bool(head.get_filename())
+        disposition != "inline" and given_name(head) is not None  # "..": no name (mailcorners)
     )
 
 
