@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -200,47 +201,58 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
     ]
 
 
-def _had(session: Session, digest_row: Subscription, period: Period) -> set[str]:
-    """Message-IDs of the period's posts the digest's address got one by one, or that came while
-    it was on every post (a muted thread's too): its digest leaves them out, no post comes twice."""
+def _had(
+    session: Session, list_id: int, period: Period, digest_rows: list[Subscription]
+) -> dict[int, set[str]]:
+    """Per digest row: the Message-IDs of the period's posts its address got one by one, or that
+    came while it was on every post (a muted thread's too). Its digest leaves them out, no post
+    comes twice. A few statements for all the rows, however many subscribers."""
     start, end = period.bounds()
-    posts = select(Message.message_id).where(
-        Message.list_id == digest_row.list_id,
-        Message.received_at >= start,
-        Message.received_at < end,
-    )
-    had = set(
-        session.scalars(
-            posts.join(Delivery, Delivery.message_pk == Message.id).where(
-                Delivery.address == digest_row.address
+    addresses = sorted({r.address for r in digest_rows})
+    period_posts = (Message.list_id == list_id, Message.received_at >= start)
+    posts = session.execute(
+        select(Message.message_id, Message.received_at).where(
+            *period_posts, Message.received_at < end
+        )
+    ).all()
+    delivered: defaultdict[str, set[str]] = defaultdict(set)
+    for address, message_id in session.execute(
+        select(Delivery.address, Message.message_id)
+        .join(Message, Delivery.message_pk == Message.id)
+        .where(*period_posts, Message.received_at < end, Delivery.address.in_(addresses))
+    ):
+        delivered[address].add(message_id)
+    every_post = {
+        row.address: row
+        for row in session.scalars(
+            select(Subscription).where(
+                Subscription.list_id == list_id,
+                Subscription.address.in_(addresses),
+                Subscription.kind == SubscriptionKind.LIST,
+                Subscription.thread_key == 0,
             )
         )
-    )
-    stretch = _on_every_post(session, digest_row)
-    if stretch is not None:
-        posts = posts.where(Message.received_at >= stretch[0])
-        if stretch[1] is not None:
-            posts = posts.where(Message.received_at < stretch[1])
-        had.update(session.scalars(posts))
+    }
+    had = {}
+    for row in digest_rows:
+        got = set(delivered.get(row.address, ()))
+        stretch = _on_every_post(every_post.get(row.address), row)
+        if stretch is not None:
+            since, until = stretch
+            got.update(m for m, at in posts if at >= since and (until is None or at < until))
+        had[row.id] = got
     return had
 
 
 def _on_every_post(
-    session: Session, digest_row: Subscription
+    row: Subscription | None, digest_row: Subscription
 ) -> tuple[datetime, datetime | None] | None:
-    """[from, until) of the address's last stretch on every post (until None: still on it).
+    """[from, until) of the address's last stretch on every post (row: its list row; until None:
+    still on it).
 
     Only the last stretch is known (the row keeps when it last started and ended); one ended
     after the digest started again was a request never confirmed: the stretch ended then.
     """
-    row = session.scalars(
-        select(Subscription).where(
-            Subscription.list_id == digest_row.list_id,
-            Subscription.address == digest_row.address,
-            Subscription.kind == SubscriptionKind.LIST,
-            Subscription.thread_key == 0,
-        )
-    ).first()
     if row is None or row.confirmed_at is None:
         return None
     if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
@@ -251,11 +263,26 @@ def _on_every_post(
     return row.confirmed_at, until
 
 
-def _for(session: Session, mlist: MailingList, found: Batch, sub_id: int) -> Batch:
-    """The list's digest of the period as subscription sub_id gets it: without what it had."""
-    had = _had(session, session.get_one(Subscription, sub_id), found.period)
-    kept = [e for e in found.entries if e.message_id not in had]
-    return replace(found, entries=kept, subject=digests.subject(mlist, found.period, len(kept)))
+CHUNK = 500  # digest subscribers whose posts had are read together
+
+
+def _for(
+    session: Session, mlist: MailingList, found: Batch, sub_ids: list[int]
+) -> dict[int, Batch]:
+    """The list's digest of the period as each subscription of sub_ids gets it: without what it
+    had."""
+    had: dict[int, set[str]] = {}
+    for at in range(0, len(sub_ids), CHUNK):  # bound the statements' parameters
+        chunk = sub_ids[at : at + CHUNK]
+        rows = list(session.scalars(select(Subscription).where(Subscription.id.in_(chunk))))
+        had.update(_had(session, mlist.id, found.period, rows))
+    own = {}
+    for sub_id in sub_ids:
+        kept = [e for e in found.entries if e.message_id not in had.get(sub_id, set())]
+        own[sub_id] = replace(
+            found, entries=kept, subject=digests.subject(mlist, found.period, len(kept))
+        )
+    return own
 
 
 def _send_period(ctx: WorkerContext, period: Period) -> int:
@@ -265,16 +292,18 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
                 MailingList.id.in_(select(Subscription.list_id).where(_receives(period)))
             )
         ).all()
-        work = []
+        work: list[tuple[Batch, int, str, str]] = []
         for mlist in lists:
             subs = _subscribers(session, mlist.id, period)
             found = batch(ctx, session, mlist, period) if subs else None
             if found is None or not found.entries:
                 continue
-            for sub_id, address, fmt in subs:
-                own = _for(session, mlist, found, sub_id)
-                if own.entries:
-                    work.append((own, sub_id, address, fmt))
+            theirs = _for(session, mlist, found, [sub_id for sub_id, _, _ in subs])
+            work.extend(
+                (theirs[sub_id], sub_id, address, fmt)
+                for sub_id, address, fmt in subs
+                if theirs[sub_id].entries
+            )
     sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
         for own, sub_id, address, fmt in work:
@@ -372,7 +401,7 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         )
         found = batch(ctx, session, mlist, period)
         if sub is not None:
-            found = _for(session, mlist, found, sub[0])
+            found = _for(session, mlist, found, [sub[0]])[sub[0]]
         address = row.address
         if sub is None or not found.entries:
             row.status = DigestState.CANCELLED
