@@ -1,8 +1,8 @@
 """The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages
-remove|place-variants`.
+remove|place-variants|reparse`.
 
-Each is a thin shell over listgate.administration / listgate.removal (the web settings page
-uses the same functions); listgate/cli.py registers them.
+Each is a thin shell over listgate.administration, listgate.removal or listgate.reparse (the web
+settings page uses the same functions); listgate/cli.py registers them.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import click
 
 from listgate import administration, plurals, removal
 from listgate import lists as lists_service
+from listgate.numerals import Count
 from listgate.states import ListPolicy, ReplyTo
 
 if TYPE_CHECKING:
@@ -229,3 +230,53 @@ def messages_place_variants(quiet: bool) -> None:
         f"{plurals.count(len(pks), 'message')} with variants, "
         f"{moved} placed anew by an earlier copy"
     )
+
+
+@messages.command("reparse")
+@click.option(
+    "--list", "list_name", default=None, help="Only this list's posts (default: every list's)."
+)
+@click.option(
+    "--dry-run", is_flag=True, help="Say what would change (counts, examples); write nothing."
+)
+@click.option(
+    "--batch",
+    type=Count(1, 10_000),
+    default=500,
+    show_default=True,
+    help="Messages per transaction.",
+)
+@click.option(
+    "--examples",
+    type=Count(0, 10_000),
+    default=10,
+    show_default=True,
+    help="Message-IDs shown of the posts that change.",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def messages_reparse(
+    list_name: str | None, dry_run: bool, batch: int, examples: int, quiet: bool
+) -> None:
+    """Derive archived posts' text, HTML, attachments and search index again from their stored
+    bytes, as the mail would be archived now (after a decoder fix). Message-IDs, threads, dates,
+    authors, moderation, votes, reports and web edits stay; removed posts are left alone. Safe to
+    stop and run again: a second run changes nothing."""
+    from listgate import reparse as reparse_service
+    from listgate.cli import ensure_schema, load_settings, setup_logging
+
+    settings = load_settings()
+    setup_logging(settings)
+    ensure_schema(settings)
+    try:
+        tally = reparse_service.run(
+            settings,
+            list_name,
+            dry_run=dry_run,
+            batch=batch,
+            examples=examples,
+            progress=not quiet,
+        )
+    except lists_service.ListError as exc:
+        raise click.ClickException(str(exc)) from None
+    for line in tally.lines():
+        click.echo(line)

@@ -1,0 +1,219 @@
+"""`listgate messages reparse`: posts archived by an older decoder show what their stored bytes
+give now (text, HTML, attachments, search), and nothing else about them moves."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from flask import Flask
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import removal
+from listgate.config import Settings
+from listgate.db import transaction
+from listgate.models import Attachment, Blob, Message, MessageEdit, Vote
+from tests.support.factories import MakeList, make_mail, post
+from webarchive import create_app
+
+pytestmark = pytest.mark.integration
+
+SIGNATURE = b"-----BEGIN PGP SIGNATURE-----\r\niQEzBAEBCAAdFiEE\r\n-----END PGP SIGNATURE-----"
+SIGNED = (
+    b"From: Ann <ann@example.org>\r\nTo: dev@lists.test\r\nSubject: Signed harbour news\r\n"
+    b"Message-ID: <signed@x>\r\nDate: Mon, 2 Mar 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/signed; micalg=pgp-sha256; "
+    b'protocol="application/pgp-signature"; boundary="s"\r\n\r\n'
+    b"--s\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+    b"The harbour zanzibarquokka opens in spring.\r\n"
+    b"--s\r\nContent-Type: application/pgp-signature\r\n\r\n" + SIGNATURE + b"\r\n--s--\r\n"
+)
+NOISE = b"a part the old decoder kept as a file"
+
+
+def cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    """`listgate ARGS` in a process of its own on the database of settings."""
+    env = {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(settings.data_dir),
+        "LISTGATE_DOMAIN": settings.domain,
+        "LISTGATE_SECRET_KEY": settings.secret_key,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "listgate.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def _as_an_older_decoder_left_them(db: sessionmaker[Session]) -> None:
+    """Overwrite what was derived at archiving with what an older decoder gave."""
+    with transaction(db) as s:
+        signed = s.scalars(select(Message).where(Message.message_id == "signed@x")).one()
+        signed.body_text = ""  # it lost the signed part's text...
+        sig = s.scalars(select(Attachment).where(Attachment.message_pk == signed.id)).one()
+        s.delete(sig)  # ...and the unnamed signature
+        s.flush()
+        s.execute(delete(Blob).where(Blob.sha256 == sig.sha256))
+        files = s.scalars(select(Message).where(Message.message_id == "files@x")).one()
+        s.execute(  # it lost a file's name
+            update(Attachment)
+            .where(Attachment.message_pk == files.id, Attachment.filename == "notes.txt")
+            .values(filename="attachment-1.txt")
+        )
+        s.add(Blob(sha256=hashlib.sha256(NOISE).hexdigest(), size=len(NOISE), data=NOISE))
+        s.flush()
+        s.add(  # and kept a part as a file that is none
+            Attachment(
+                message_pk=files.id,
+                position=2,
+                filename="noise.bin",
+                content_type="application/octet-stream",
+                size=len(NOISE),
+                sha256=hashlib.sha256(NOISE).hexdigest(),
+            )
+        )
+        edited = s.scalars(select(Message).where(Message.message_id == "edited@x")).one()
+        s.add(MessageEdit(message_pk=edited.id, version=1, body_text="", created_at=edited.date))
+        s.add(MessageEdit(message_pk=edited.id, version=2, body_text="my edited words"))
+        edited.body_text, edited.edited_at = "my edited words", datetime.now(UTC)
+        gone = s.scalars(select(Message).where(Message.message_id == "gone@x")).one()
+        gone.body_text = ""
+        s.add(Vote(message_pk=signed.id, address="bob@example.org", valuable=True))
+
+
+def _archive(db: sessionmaker[Session]) -> None:
+    post(db, SIGNED, origin="import")
+    post(
+        db,
+        make_mail(
+            "Files",
+            msgid="files@x",
+            body="Two files.\n",
+            attachments=[
+                ("notes.txt", "text/plain", b"notes\n"),
+                ("data.bin", "application/octet-stream", b"\x00\x01"),
+            ],
+        ),
+        origin="import",
+    )
+    post(db, make_mail("From the web", msgid="edited@x", body="first words\n"), origin="web")
+    post(db, make_mail("Taken down", msgid="gone@x", body="gone words\n"), origin="import")
+    with transaction(db) as s:
+        removal.remove(s, removal.find(s, "gone@x"), "spam", "o@example.org")
+    _as_an_older_decoder_left_them(db)
+
+
+def _snapshot(db: sessionmaker[Session]) -> dict[str, Any]:
+    """Everything about the posts reparse must not move, and what it derives."""
+    with db() as s:
+        rows = s.execute(select(Message.__table__).order_by(Message.id)).mappings().all()
+        derived = ("body_text", "body_html", "is_flowed")
+        return {
+            "kept": [{k: v for k, v in r.items() if k not in derived} for r in rows],
+            "derived": [tuple(r[k] for k in derived) for r in rows],
+            "attachments": [
+                tuple(a)
+                for a in s.execute(
+                    select(
+                        Attachment.id,
+                        Attachment.message_pk,
+                        Attachment.position,
+                        Attachment.filename,
+                        Attachment.content_type,
+                        Attachment.sha256,
+                    ).order_by(Attachment.id)
+                )
+            ],
+            "blobs": set(s.scalars(select(Blob.sha256))),
+            "edits": [
+                (e.message_pk, e.version, e.body_text)
+                for e in s.scalars(select(MessageEdit).order_by(MessageEdit.id))
+            ],
+            "votes": [(v.message_pk, v.address, v.valuable) for v in s.scalars(select(Vote))],
+        }
+
+
+def test_posts_of_an_older_decoder_show_their_attachment_text_and_search_after_reparse(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList, app: Flask
+) -> None:
+    make_list("dev")
+    _archive(db)
+    client = app.test_client()
+    with db() as s:
+        signed = s.scalars(select(Message).where(Message.message_id == "signed@x")).one()
+    thread = f"/threads/{signed.thread_id}"
+    page = client.get(thread).get_data(as_text=True)  # read before: the web process keeps it
+    assert "attachment-1.asc" not in page
+    assert "Signed harbour news" not in client.get("/search?q=zanzibarquokka").get_data(
+        as_text=True
+    )
+    before = _snapshot(db)
+    files_rows = {a[3]: a[0] for a in before["attachments"]}
+
+    dry = cli(settings, "messages", "reparse", "--dry-run", "--quiet")
+    assert dry.returncode == 0, dry.stderr
+    assert "would change: 2 messages" in dry.stdout, dry.stdout
+    assert "text: 1, html: 0, attachments added: 1, removed: 1, renamed: 1" in dry.stdout
+    assert "<signed@x> on dev" in dry.stdout and "<files@x> on dev" in dry.stdout
+    assert "1 removed left alone" in dry.stdout and "kept the text of 1 post" in dry.stdout
+    assert "dry run: nothing was written" in dry.stdout
+    assert _snapshot(db) == before
+
+    done = cli(settings, "messages", "reparse", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "changed: 2 messages" in done.stdout, done.stdout
+    assert "restart the web archive" in done.stdout
+    assert "text: 1, html: 0, attachments added: 1, removed: 1, renamed: 1" in done.stdout
+    after = _snapshot(db)
+    assert after["kept"] == before["kept"]  # ids, threads, dates, authors, states...
+    assert after["edits"] == before["edits"] and after["votes"] == before["votes"]
+    texts = {r["message_id"]: d[0] for r, d in zip(after["kept"], after["derived"], strict=True)}
+    assert "zanzibarquokka" in texts["signed@x"]
+    assert texts["edited@x"] == "my edited words"  # an edit stays
+    assert texts["gone@x"] == ""  # a takedown stays down
+    by_name = {a[3]: a for a in after["attachments"]}
+    assert by_name["notes.txt"][0] == files_rows["attachment-1.txt"]  # same row: same address
+    assert by_name["data.bin"][0] == files_rows["data.bin"]
+    assert "noise.bin" not in by_name
+    assert hashlib.sha256(NOISE).hexdigest() not in after["blobs"]
+    assert by_name["attachment-1.asc"][4] == "application/pgp-signature"
+
+    # A web process keeps the posts it has rendered (webarchive.views.pages.posts: the key holds
+    # no sign of text or files re-derived): the archive restarted, as the command's output asks.
+    restarted = create_app(settings)
+    client = restarted.test_client()
+    page = client.get(thread).get_data(as_text=True)
+    assert "zanzibarquokka" in page
+    link = re.search(r'href="(/attachments/\d+/attachment-1\.asc)"', page)
+    assert link is not None, page
+    download = client.get(link.group(1))
+    assert download.status_code == 200 and download.data == SIGNATURE
+    assert client.get(f"/attachments/{by_name['notes.txt'][0]}/notes.txt").data == b"notes\n"
+    assert "Signed harbour news" in client.get("/search?q=zanzibarquokka").get_data(as_text=True)
+
+    again = cli(settings, "messages", "reparse", "--quiet")
+    assert again.returncode == 0, again.stderr
+    assert "changed: 0 messages" in again.stdout, again.stdout
+    assert "restart" not in again.stdout
+    assert _snapshot(db) == after
+    restarted.extensions["listgate"].engine.dispose()
+
+
+def test_an_unknown_list_is_a_clear_error(settings: Settings, make_list: MakeList) -> None:
+    make_list("dev")
+    done = cli(settings, "messages", "reparse", "--list", "nosuch", "--quiet")
+    assert done.returncode == 1
+    assert "Error: no list named 'nosuch'" in done.stderr
+    bad = cli(settings, "messages", "reparse", "--batch", "0")
+    assert bad.returncode == 2 and "expected a whole number from 1 to 10,000" in bad.stderr
