@@ -158,14 +158,14 @@ class Tally:
         """The summary: what was read, what changed per kind, examples."""
         where = ", ".join(self.lists) if self.lists else "no lists"
         out = [
-            f"read {plurals.count(self.seen, 'message')} on {where}"
+            f"read {_count(self.seen, 'message')} on {where}"
             + (f" ({self.skipped} removed left alone)" if self.skipped else "")
         ]
         verb = "would change" if self.dry_run else "changed"
         if not self.changed:
             out.append(f"{verb}: 0 messages: each shows what its stored bytes give it now")
         else:
-            out.append(f"{verb}: {plurals.count(self.changed, 'message')}")
+            out.append(f"{verb}: {_count(self.changed, 'message')}")
             out.append(
                 f"  text: {self.text}, html: {self.html}, attachments added: {self.added}, "
                 f"removed: {self.removed}, renamed: {self.renamed}"
@@ -174,9 +174,7 @@ class Tally:
             if self.changed > len(self.examples):
                 out.append(f"  ... and {self.changed - len(self.examples)} more")
         if self.kept_edits:
-            out.append(
-                f"kept the text of {plurals.count(self.kept_edits, 'post')} edited on the web"
-            )
+            out.append(f"kept the text of {_count(self.kept_edits, 'post')} edited on the web")
         if self.dry_run:
             out.append("dry run: nothing was written")
         elif self.changed:  # webarchive.views.pages.posts keeps rendered posts per process
@@ -185,6 +183,11 @@ class Tally:
                 "a running one keeps the posts it has shown in memory"
             )
         return out
+
+
+def _count(n: int, noun: str) -> str:
+    """'2,000 messages', '1 message'."""
+    return f"{n:,} {noun if n == 1 else plurals.plural(noun)}"
 
 
 def compare(change: Change, stored: Any, rows: Sequence[_Row]) -> bool:
