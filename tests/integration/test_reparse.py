@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
@@ -281,3 +282,51 @@ def test_linux_man_posts_archived_before_unnamed_signatures_were_kept_gain_them(
     assert sorted(gained) == sorted((m, "attachment-1.asc") for m in signed)
     again = cli(settings, "messages", "reparse", "--quiet")
     assert "changed: 0 messages" in again.stdout, again.stdout
+
+
+def test_a_run_killed_midway_leaves_each_post_old_or_new_and_the_next_run_ends_the_work(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    make_list("dev")
+    mails = [SIGNED.replace(b"signed@x", f"signed{n}@x".encode()) for n in range(400)]
+    Importer(db, "dev", settings.domain, batch=len(mails)).run(iter(mails))
+    with transaction(db) as s:  # every post as the older decoder left it: no text, no signature
+        s.execute(update(Message).values(body_text=""))
+        s.execute(delete(Attachment))
+        s.execute(delete(Blob))
+
+    def states() -> list[tuple[bool, bool]]:
+        """(text derived anew, signature kept) of each post."""
+        with db() as s:
+            files = set(s.scalars(select(Attachment.message_pk)))
+            return [
+                (bool(text), pk in files)
+                for pk, text in s.execute(select(Message.id, Message.body_text))
+            ]
+
+    env = {
+        **os.environ,
+        "LISTGATE_DATA_DIR": str(settings.data_dir),
+        "LISTGATE_DOMAIN": settings.domain,
+        "LISTGATE_SECRET_KEY": settings.secret_key,
+    }
+    run = subprocess.Popen(
+        [sys.executable, "-m", "listgate.cli", "messages", "reparse", "--batch", "1", "--quiet"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not any(new for new, _ in states()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        run.kill()
+        run.wait()
+    seen = states()
+    assert all(new == kept for new, kept in seen), "a post half derived anew"
+    done = sum(new for new, _ in seen)
+    assert 0 < done < len(mails), f"not stopped midway: {done} of {len(mails)} done"
+    rest = cli(settings, "messages", "reparse", "--quiet")
+    assert f"changed: {len(mails) - done:,} messages" in rest.stdout, rest.stdout
+    assert states() == [(True, True)] * len(mails)
