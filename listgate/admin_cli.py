@@ -234,7 +234,11 @@ def messages_place_variants(quiet: bool) -> None:
 
 @messages.command("reparse")
 @click.option(
-    "--list", "list_name", default=None, help="Only this list's posts (default: every list's)."
+    "--list",
+    "list_name",
+    default=None,
+    metavar="NAME",
+    help="Only this list's posts (default: every list's).",
 )
 @click.option(
     "--dry-run", is_flag=True, help="Say what would change (counts, examples); write nothing."

@@ -14,8 +14,10 @@ state, votes, reports and hidden status stay as they are.
   name, type or place change. Contents no post refers to any more are deleted as other code
   deletes them (administration.drop_unused).
 
-Each batch is one transaction, so a run stopped midway leaves every post either as it was or
-derived anew; a second run finds nothing to change and says so.
+A batch is read and parsed first, then what differs is compared again and written in one
+transaction (the list locked, as every writer locks it): a run stopped midway leaves every post
+either as it was or derived anew, and the write lock of SQLite is not held while mail is parsed.
+A second run finds nothing to change and says so.
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ _ATTACHMENTS = (
     .where(Attachment.message_pk.in_(bindparam("pks", expanding=True)))
     .order_by(Attachment.message_pk, Attachment.position, Attachment.id)
 )
+_CURRENT = select(
+    Message.id, Message.body_text, Message.body_html, Message.is_flowed, Message.edited_at
+).where(Message.id.in_(bindparam("pks", expanding=True)), Message.status != PostState.REMOVED)
 # An edit made while the batch runs (PostgreSQL) is kept too: the row decides, as it is updated.
 _UNEDITED = Message.edited_at.is_(None)
 _BODIES = (
@@ -276,44 +281,80 @@ def _rows(session: Session, pks: Sequence[int]) -> dict[int, list[_Row]]:
     return found
 
 
-def reparse_batch(
-    session: Session, mlist: MailingList, after: int, limit: int, tally: Tally
-) -> int | None:
-    """Derive the next `limit` posts of mlist after id `after` again, written unless tally is a
-    dry run's; the last id read, None when there was none."""
-    if not tally.dry_run:
-        lock_list(session, mlist)  # first, as every writer of the list
-    stored = session.execute(_STORED, {"list_id": mlist.id, "after": after, "limit": limit}).all()
-    if not stored:
-        return None
-    rows = _rows(session, [s.id for s in stored])
-    changes = []
+def _derive(stored: Sequence[Any], rows: dict[int, list[_Row]]) -> tuple[list[Change], int]:
+    """Parse each post's bytes: the posts that change, and how many edits keep their text."""
+    changes, kept = [], 0
     for s in stored:
         change = Change(s.id, s.message_id, parse(s.data))
-        tally.kept_edits += compare(change, s, rows[s.id])
+        kept += compare(change, s, rows[s.id])
         if change.any:
             changes.append(change)
-            tally.count(change, mlist.name)
-    tally.seen += len(stored)
-    if changes and not tally.dry_run:
+    return changes, kept
+
+
+def _write(session: Session, mlist: MailingList, found: Sequence[Change]) -> list[Change]:
+    """Compare again under the list's lock (a post edited or removed since it was read) and write
+    what still differs; the changes written."""
+    lock_list(session, mlist)  # first, as every writer of the list
+    current = {r.id: r for r in session.execute(_CURRENT, {"pks": [c.message_pk for c in found]})}
+    rows = _rows(session, list(current))
+    changes = []
+    for c in found:
+        if c.message_pk in current:
+            change = Change(c.message_pk, c.message_id, c.parsed)
+            compare(change, current[c.message_pk], rows[c.message_pk])
+            if change.any:
+                changes.append(change)
+    if changes:
         _apply(session, changes, rows)
         conversations.changed(session, mlist.id)  # what the archive shows of the list moved
+    return changes
+
+
+def reparse_batch(
+    read: sessionmaker[Session],
+    write: sessionmaker[Session] | None,
+    mlist: MailingList,
+    after: int,
+    limit: int,
+    tally: Tally,
+) -> int | None:
+    """Derive the next `limit` posts of mlist after id `after` again, in one transaction of write
+    (None: a dry run); the last id read, None when there was none.
+
+    The posts are read and parsed outside that transaction: on SQLite the write lock is held only
+    while the changes are written, not while the mail is parsed.
+    """
+    with read() as session:
+        stored = session.execute(
+            _STORED, {"list_id": mlist.id, "after": after, "limit": limit}
+        ).all()
+        rows = _rows(session, [s.id for s in stored])
+    if not stored:
+        return None
+    found, kept = _derive(stored, rows)
+    tally.seen += len(stored)
+    tally.kept_edits += kept
+    if found and write is not None:
+        with transaction(write) as session:
+            found = _write(session, mlist, found)
+    for change in found:
+        tally.count(change, mlist.name)
     return int(stored[-1].id)
 
 
 def _batches(
-    db: sessionmaker[Session], mlist: MailingList, batch: int, tally: Tally
+    read: sessionmaker[Session],
+    write: sessionmaker[Session] | None,
+    mlist: MailingList,
+    batch: int,
+    tally: Tally,
 ) -> Iterator[int]:
-    """Run the list's batches, one transaction each; yields how many posts each read."""
+    """Run the list's batches; yields how many posts each read."""
     after: int | None = 0
     while after is not None:
         before = tally.seen
-        if tally.dry_run:
-            with db() as session:  # reads only
-                after = reparse_batch(session, mlist, after, batch, tally)
-        else:
-            with transaction(db) as session:
-                after = reparse_batch(session, mlist, after, batch, tally)
+        after = reparse_batch(read, write, mlist, after, batch, tally)
         yield tally.seen - before
 
 
@@ -327,15 +368,13 @@ def _targets(
             chosen = [lists_service.require(session, list_name.lower())]
         else:
             chosen = list(session.scalars(select(MailingList).order_by(MailingList.name)))
-        counts = dict(
+        counts: dict[int, int] = dict(
             session.execute(
                 select(Message.list_id, func.count(Message.id))
                 .where(Message.list_id.in_([m.id for m in chosen]))
                 .where(Message.status != PostState.REMOVED)
                 .group_by(Message.list_id)
-            )
-            .tuples()
-            .all()
+            ).all()
         )
         removed = session.scalar(
             select(func.count(Message.id)).where(
@@ -358,8 +397,9 @@ def run(
     stderr unless progress is False; ListError for an unknown list."""
     engine = make_engine(settings)
     try:
-        db = session_factory(engine if dry_run else writer(engine))
-        targets, removed = _targets(db, list_name)
+        read = session_factory(engine)
+        write = None if dry_run else session_factory(writer(engine))
+        targets, removed = _targets(read, list_name)
         tally = Tally(dry_run, examples, [m.name for m, _ in targets], skipped=removed)
         with tqdm(
             total=sum(n for _, n in targets),
@@ -371,8 +411,8 @@ def run(
         ) as bar:
             for mlist, _ in targets:
                 bar.set_description(f"reparsing {mlist.name}", refresh=False)
-                for read in _batches(db, mlist, batch, tally):
-                    bar.update(read)
+                for done in _batches(read, write, mlist, batch, tally):
+                    bar.update(done)
                     bar.set_postfix(changed=str(tally.changed), refresh=False)
         return tally
     finally:

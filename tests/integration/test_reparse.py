@@ -18,12 +18,13 @@ from flask import Flask
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import administration, lists, removal
+from listgate import administration, lists, removal, reparse
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.importer import Importer, mbox_messages, open_stream
 from listgate.mail.parser import parse_message_id
-from listgate.models import Attachment, Blob, Message, MessageEdit, Vote
+from listgate.models import Attachment, Blob, MailingList, Message, MessageEdit, Report, Vote
+from listgate.states import PostState
 from tests.support.corpora import linux_man_path
 from tests.support.factories import MakeList, make_mail, post
 from webarchive import create_app
@@ -95,6 +96,9 @@ def _as_an_older_decoder_left_them(db: sessionmaker[Session]) -> None:
         edited.body_text, edited.edited_at = "my edited words", datetime.now(UTC)
         gone = s.scalars(select(Message).where(Message.message_id == "gone@x")).one()
         gone.body_text = ""
+        hidden = s.scalars(select(Message).where(Message.message_id == "hidden@x")).one()
+        hidden.body_text, hidden.status = "", PostState.HIDDEN
+        s.add(Report(message_pk=hidden.id, list_id=hidden.list_id, address="c@example.org"))
         s.add(Vote(message_pk=signed.id, address="bob@example.org", valuable=True))
 
 
@@ -115,6 +119,7 @@ def _archive(db: sessionmaker[Session]) -> None:
     )
     post(db, make_mail("From the web", msgid="edited@x", body="first words\n"), origin="web")
     post(db, make_mail("Taken down", msgid="gone@x", body="gone words\n"), origin="import")
+    post(db, make_mail("Reported", msgid="hidden@x", body="hidden words\n"), origin="import")
     with transaction(db) as s:
         removal.remove(s, removal.find(s, "gone@x"), "spam", "o@example.org")
     _as_an_older_decoder_left_them(db)
@@ -147,6 +152,7 @@ def _snapshot(db: sessionmaker[Session]) -> dict[str, Any]:
                 for e in s.scalars(select(MessageEdit).order_by(MessageEdit.id))
             ],
             "votes": [(v.message_pk, v.address, v.valuable) for v in s.scalars(select(Vote))],
+            "reports": [(r.message_pk, r.status) for r in s.scalars(select(Report))],
         }
 
 
@@ -183,8 +189,8 @@ def _reparse_an_older_archive(settings: Settings, db: sessionmaker[Session], app
 
     dry = cli(settings, "messages", "reparse", "--dry-run", "--quiet")
     assert dry.returncode == 0, dry.stderr
-    assert "would change: 2 messages" in dry.stdout, dry.stdout
-    assert "text: 1, html: 0, attachments added: 1, removed: 1, renamed: 1" in dry.stdout
+    assert "would change: 3 messages" in dry.stdout, dry.stdout
+    assert "text: 2, html: 0, attachments added: 1, removed: 1, renamed: 1" in dry.stdout
     assert "<signed@x> on dev" in dry.stdout and "<files@x> on dev" in dry.stdout
     assert "1 removed left alone" in dry.stdout and "kept the text of 1 post" in dry.stdout
     assert "dry run: nothing was written" in dry.stdout
@@ -192,16 +198,20 @@ def _reparse_an_older_archive(settings: Settings, db: sessionmaker[Session], app
 
     done = cli(settings, "messages", "reparse", "--quiet")
     assert done.returncode == 0, done.stderr
-    assert "changed: 2 messages" in done.stdout, done.stdout
+    assert "changed: 3 messages" in done.stdout, done.stdout
+    assert done.stderr == ""  # --quiet: no bar, and nothing to warn of
     assert "restart the web archive" in done.stdout
-    assert "text: 1, html: 0, attachments added: 1, removed: 1, renamed: 1" in done.stdout
+    assert "text: 2, html: 0, attachments added: 1, removed: 1, renamed: 1" in done.stdout
     after = _snapshot(db)
     assert after["kept"] == before["kept"]  # ids, threads, dates, authors, states...
-    assert after["edits"] == before["edits"] and after["votes"] == before["votes"]
+    assert [after[k] for k in ("edits", "votes", "reports")] == [
+        before[k] for k in ("edits", "votes", "reports")
+    ]
     texts = {r["message_id"]: d[0] for r, d in zip(after["kept"], after["derived"], strict=True)}
     assert "zanzibarquokka" in texts["signed@x"]
     assert texts["edited@x"] == "my edited words"  # an edit stays
     assert texts["gone@x"] == ""  # a takedown stays down
+    assert texts["hidden@x"] == "hidden words\n"  # and a hidden post stays hidden (kept above)
     by_name = {a[3]: a for a in after["attachments"]}
     assert by_name["notes.txt"][0] == files_rows["attachment-1.txt"]  # same row: same address
     assert by_name["data.bin"][0] == files_rows["data.bin"]
@@ -330,3 +340,27 @@ def test_a_run_killed_midway_leaves_each_post_old_or_new_and_the_next_run_ends_t
     rest = cli(settings, "messages", "reparse", "--quiet")
     assert f"changed: {len(mails) - done:,} messages" in rest.stdout, rest.stdout
     assert states() == [(True, True)] * len(mails)
+
+
+def test_a_post_edited_or_removed_while_its_batch_was_parsed_keeps_its_edit_or_takedown(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    mlist = make_list("dev")
+    post(db, make_mail("Web", msgid="w@x", body="as sent\n"), origin="web")
+    post(db, make_mail("Mail", msgid="m@x", body="as sent\n"), origin="import")
+    with transaction(db) as s:
+        s.execute(update(Message).values(body_text=""))  # as an older decoder left them
+        stored = s.execute(reparse._STORED, {"list_id": mlist.id, "after": 0, "limit": 10}).all()
+        rows = reparse._rows(s, [m.id for m in stored])
+    found, _ = reparse._derive(stored, rows)
+    assert [c.message_id for c in found] == ["w@x", "m@x"]
+    with transaction(db) as s:  # meanwhile its author edits one, a moderator removes the other
+        web = s.scalars(select(Message).where(Message.message_id == "w@x")).one()
+        web.body_text, web.edited_at = "edited meanwhile", datetime.now(UTC)
+        removal.remove(s, removal.find(s, "m@x"), "spam", "o@example.org", purge=True)
+    with transaction(db) as s:
+        written = reparse._write(s, s.get_one(MailingList, mlist.id), found)
+    assert written == []
+    with db() as s:
+        texts = dict(s.execute(select(Message.message_id, Message.body_text)).all())
+    assert texts == {"w@x": "edited meanwhile", "m@x": ""}
