@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -444,14 +445,21 @@ def send(settings: Settings, entries: list[OutboxEntry]) -> None:
     """Hand committed outbox entries to the broker; one line if it cannot take them now."""
     from listgate.sender import BrokerSender  # deferred: importing Celery is slow
 
-    if BrokerSender(settings, "listgate-cli")(entries) < len(entries):
+    sender = BrokerSender(settings, "listgate-cli")
+    # The note below says it; a log set up for the command (if any) still gets the details.
+    quiet = logging.NullHandler()
+    logging.getLogger("listgate").addHandler(quiet)
+    try:
+        sent = sender(entries)
+    finally:
+        logging.getLogger("listgate").removeHandler(quiet)
+    if sent < len(entries):
+        note = f"note: the broker is not reachable ({brief(sender.error or Exception())}); {LATER}"
         # after what the command says it did
-        click.get_current_context().call_on_close(
-            lambda: click.echo(f"note: {BROKER_DOWN}", err=True)
-        )
+        click.get_current_context().call_on_close(lambda: click.echo(note, err=True))
 
 
-BROKER_DOWN = "the broker is not reachable; the mail goes out when it is back"
+LATER = "the mail goes out when it is back"
 
 
 @main.group(name="requests")

@@ -45,6 +45,7 @@ class BrokerSender:
         self.name = name
         self._app: Any = None
         self._lock = threading.Lock()
+        self.error: Exception | None = None  # why the last call could not send everything
 
     def app(self) -> Any:
         """The Celery client (made on first use)."""
@@ -55,23 +56,26 @@ class BrokerSender:
 
     def __call__(self, entries: list[OutboxEntry]) -> int:
         """Send entries by task name; returns how many were sent."""
+        self.error = None
         if not entries:
             return 0
         try:
             sender = self.app()
         except Exception as exc:  # noqa: BLE001 - a bad broker URL must not fail committed work
-            log.warning(
-                "broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc
-            )
-            return 0
+            return self._failed(exc, len(entries))
         try:
             with sender.producer_or_acquire() as producer:  # one connection for the whole batch
-                return dispatch.enqueue(_Bound(sender, producer), entries)
+                return dispatch.enqueue(_Bound(sender, producer), entries, on_error=self._note)
         except Exception as exc:  # noqa: BLE001 - e.g. the pool could not connect
-            log.warning(
-                "broker unavailable, %d outbox entries left for the sweeper: %s", len(entries), exc
-            )
-            return 0
+            return self._failed(exc, len(entries))
+
+    def _note(self, exc: Exception) -> None:
+        self.error = exc
+
+    def _failed(self, exc: Exception, count: int) -> int:
+        self.error = exc
+        log.warning("broker unavailable, %d outbox entries left for the sweeper: %s", count, exc)
+        return 0
 
 
 class _Bound:
