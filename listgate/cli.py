@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -12,12 +13,22 @@ import click
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import approvals, ingest, launch, logs, notposted, plurals, subscriptions, uplock
+from listgate import (
+    approvals,
+    dispatch,
+    ingest,
+    launch,
+    logs,
+    notposted,
+    plurals,
+    subscriptions,
+    uplock,
+)
 from listgate import lists as lists_service
 from listgate.config import Settings, SettingsError
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.limits import TooLong
-from listgate.models import MailingList, Subscription
+from listgate.models import MailingList, OutboxEntry, Subscription
 from listgate.numerals import ID, Count
 from listgate.schema import needs_upgrade, upgrade
 from listgate.states import ListPolicy, SubscriptionKind
@@ -334,9 +345,7 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
                 channel=subscriptions.ADMIN,
                 invited_by="admin",
             )
-            click.echo(
-                outcome.message + (" It goes out within a minute or two." if outcome.outbox else "")
-            )
+            click.echo(outcome.message)
             return
         address = lists_service.subscribe(session, mlist, address, kind, thread_id).address
     click.echo(
@@ -370,10 +379,7 @@ def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> N
             channel=subscriptions.ADMIN,
             notify=notify,
         )
-    click.echo(
-        outcome.message
-        + (" A goodbye mail goes out within a minute or two." if outcome.outbox else "")
-    )
+    click.echo(outcome.message + (" A goodbye mail is on its way." if outcome.outbox else ""))
 
 
 @main.command("import")
@@ -403,14 +409,23 @@ def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
 
 
 class _session:
-    """A write transaction that turns ListError (TooLong...) into a clean CLI message."""
+    """A write transaction that turns ListError (TooLong...) into a clean CLI message.
+
+    The mail its actions queue (welcome, goodbye, invitation, a released post...) is handed to
+    the broker as soon as it commits, as the web does; with the broker down, the worker's
+    outbox sweeper sends it later.
+    """
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.engine = make_engine(settings)
         self.cm = transaction(session_factory(writer(self.engine)))
+        self.outbox: list[OutboxEntry] = []
 
     def __enter__(self) -> Session:
-        return self.cm.__enter__()
+        session = self.cm.__enter__()
+        self.outbox = dispatch.collect(session)
+        return session
 
     def __exit__(self, *exc: Any) -> Literal[False]:
         try:
@@ -421,7 +436,30 @@ class _session:
             exc[0], (lists_service.ListError, LookupError, SubscriptionError, TooLong)
         ):
             raise click.ClickException(str(exc[1]))
+        if exc[0] is None and self.outbox:
+            send(self.settings, self.outbox)
         return False
+
+
+def send(settings: Settings, entries: list[OutboxEntry]) -> None:
+    """Hand committed outbox entries to the broker; one line if it cannot take them now."""
+    from listgate.sender import BrokerSender  # deferred: importing Celery is slow
+
+    sender = BrokerSender(settings, "listgate-cli")
+    # The note below says it; a log set up for the command (if any) still gets the details.
+    quiet = logging.NullHandler()
+    logging.getLogger("listgate").addHandler(quiet)
+    try:
+        sent = sender(entries)
+    finally:
+        logging.getLogger("listgate").removeHandler(quiet)
+    if sent < len(entries):
+        note = f"note: the broker is not reachable ({brief(sender.error or Exception())}); {LATER}"
+        # after what the command says it did
+        click.get_current_context().call_on_close(lambda: click.echo(note, err=True))
+
+
+LATER = "the mail goes out when it is back"
 
 
 @main.group(name="requests")

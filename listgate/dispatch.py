@@ -61,7 +61,21 @@ def record(
     # before the commit, and before any statement that could read the outbox.
     entry = OutboxEntry(**values)
     places.insert_rows(session.connection(), _insert(), [values], [entry])
+    kept = session.info.get(_KEPT)
+    if kept is not None:
+        kept.append(entry)
     return entry
+
+
+_KEPT = "listgate.dispatch.kept"  # session.info: the entries a collecting session recorded
+
+
+def collect(session: Session) -> list[OutboxEntry]:
+    """The list where every entry recorded in session from now on is kept, to enqueue after the
+    commit: for a caller (the `listgate` command) that runs actions whose outcomes it does not
+    see one by one."""
+    kept: list[OutboxEntry] = session.info.setdefault(_KEPT, [])
+    return kept
 
 
 @functools.cache

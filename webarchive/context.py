@@ -19,6 +19,7 @@ from listgate import dispatch, store
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.models import MailingList, OutboxEntry
+from listgate.sender import celery_client
 
 MMAP_BYTES = 1 << 30  # address space only; the OS page cache holds the data
 CACHE_KIB = 16_384  # per connection
@@ -41,11 +42,7 @@ class Resources:
     def sender(self) -> Any:
         """A Celery client that only sends tasks by name (made on first use; tests replace it)."""
         if self._sender is None:
-            from celery import Celery
-
-            self._sender = Celery(
-                "webarchive", broker=self.settings.broker_url, set_as_current=False
-            )
+            self._sender = celery_client(self.settings, "webarchive")
         return self._sender
 
     @sender.setter
