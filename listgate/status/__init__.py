@@ -10,6 +10,7 @@ each gateway's report is listgate.gateways.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -66,14 +67,25 @@ class Status:
         return not_serving(self.processes)
 
     @property
+    def gateways_down(self) -> list[str]:
+        """Gateways whose report stayed without them: process gone, or not heard from lately."""
+        if self.metrics is None:
+            return []
+        now = self.metrics.read_at or datetime.now(UTC)
+        return [r.name for r in self.metrics.gateways if not r.up(now)]
+
+    @property
     def ok(self) -> bool:
-        """True when database and broker answer, the schema is current, no copy waits, all serve."""
+        """True when database and broker answer, the schema is current, no copy waits, all serve
+        (the children of `listgate up`, and every gateway that reports).
+        """
         return (
             self.database_ok
             and self.broker_ok
             and self.revision == self.head
             and not self.deferring
             and not self.processes_down
+            and not self.gateways_down
         )
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from listgate import gateways, plurals
+from listgate import plurals
+from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
 from listgate.status import processes
 from listgate.status.failed import FAILED_WINDOW, FailedPost
@@ -100,7 +101,7 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         )
         lines.append(f"last mail  {last}")
         lines.append(_failed_line(m.failed, now))
-        lines.extend(gateways.lines(m.gateways, now))
+        lines.extend(_gateway_lines(m.gateways, now))
     if status.deferring and m is not None:
         retry = f"; next try {_in(m.next_retry, now)}" if m.next_retry else ""
         # Not status.outbound: this command's environment may not be the workers' (another
@@ -117,3 +118,27 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
 def _in(when: datetime, now: datetime) -> str:
     seconds = int((when - now).total_seconds())
     return "now" if seconds <= 0 else f"in {seconds} s"
+
+
+def _gateway_lines(found: list[GatewayReport], now: datetime) -> list[str]:
+    """A line per gateway: its connections and limits, or that it is dead or silent (trouble)."""
+    out = []
+    for r in found:
+        ago = max(0, int((now - r.seen).total_seconds()))
+        counts = (
+            f"{r.connections} of {r.limit} connections open (a network's share {r.network_share})"
+        )
+        if r.up(now):
+            out.append(f"gateway    ok     {r.name}: {counts}, said {ago} s ago")
+            continue
+        heard = f"last heard from {_ago(r.seen, now)} ({r.seen:%Y-%m-%d %H:%M:%S} UTC)"
+        what = (
+            f"DEAD   {r.name}: process {r.pid} is gone (killed or crashed), {heard}"
+            if r.gone
+            else f"SILENT {r.name}: {heard}: killed, crashed or hangs"
+        )
+        out.append(
+            f"gateway    {what}; start it again, or `listgate gateways forget {r.name}` "
+            "if it is not coming back"
+        )
+    return out

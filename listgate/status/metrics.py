@@ -44,6 +44,7 @@ class Metrics:
     spool: Depth = field(default_factory=Depth)
     # each gateway's connections open and its limits, as it last said (listgate.gateways)
     gateways: list[GatewayReport] = field(default_factory=list)
+    read_at: datetime | None = None  # when these numbers were read (a gateway is silent since)
 
 
 def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
@@ -97,6 +98,7 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         next_retry=next_retry,
         spool=_spool_depth(session, now),
         gateways=gateways.reports(session),
+        read_at=now,
     )
 
 

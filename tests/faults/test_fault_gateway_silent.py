@@ -1,0 +1,113 @@
+"""A gateway killed with SIGKILL (its report left behind) fails `listgate status`, naming it.
+
+`listgate status` used to show such a gateway as SILENT after a minute and exit 0 all the same,
+so a monitor running it never heard of the crash. Here a real gateway process is killed, and a
+real `listgate status` exits 1 at once with a line naming the gateway, how long since it was
+heard from and what to do; a gateway started again on the same address replaces the dead one's
+report, and one stopped normally removes its own: neither is trouble.
+"""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.config import ROOT, free_port, prepare, site_env, wait_until
+from tests.support.processes import Service, gateway
+
+pytestmark = [pytest.mark.integration, pytest.mark.soak]
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`listgate ARGS` as a process of its own."""
+    done = subprocess.run(
+        [sys.executable, "-m", "listgate.cli", *args],
+        check=False,
+        cwd=ROOT,
+        env={**env, "PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+def _status(env: dict[str, str]) -> tuple[int, list[str]]:
+    """`listgate status` as a process of its own: (exit code, its gateway lines)."""
+    done = _cli(env, "status")
+    return done.returncode, [
+        line for line in done.stdout.splitlines() if line.startswith("gateway ")
+    ]
+
+
+def _name(gw: Service, port: int) -> str:
+    return f"{socket.gethostname()}/{gw.process.pid}/127.0.0.1:{port}"
+
+
+def test_a_gateway_killed_fails_status_until_one_replaces_it(tmp_path: Path) -> None:
+    env = site_env(tmp_path)
+    settings, _ = prepare(env, "dev")
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    try:
+        first = _name(gw, settings.smtp_port)
+        wait_until(lambda: first in "".join(_status(env)[1]), what="the gateway's report")
+        code, lines = _status(env)
+        assert code == 0, lines
+        assert [line.split()[1] for line in lines] == ["ok"]
+
+        gw.kill()  # SIGKILL: no chance to remove its report
+        code, lines = _status(env)
+        assert code == 1, f"a gateway killed must fail `listgate status`: {lines}"
+        assert len(lines) == 1, lines
+        pid = first.split("/")[1]
+        assert re.fullmatch(
+            rf"gateway +DEAD +{re.escape(first)}: process {pid} is gone \(killed or crashed\), "
+            r"last heard from \d+ seconds? ago \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\); "
+            r"start it again, "
+            rf"or `listgate gateways forget {re.escape(first)}` if it is not coming back",
+            lines[0],
+        ), lines[0]
+
+        gw.start()  # the same address again: the dead one's report goes
+        second = _name(gw, settings.smtp_port)
+        assert second != first
+        wait_until(lambda: _status(env)[0] == 0, what="status ok once a gateway replaced it")
+        code, lines = _status(env)
+        assert [line.split()[:3] for line in lines] == [["gateway", "ok", f"{second}:"]]
+    finally:
+        gw.stop()  # stopped normally: its report goes with it, and that is no trouble
+    assert _status(env) == (0, [])
+
+
+def test_a_gateway_killed_and_not_coming_back_is_forgotten_by_the_operator(
+    tmp_path: Path,
+) -> None:
+    env = site_env(tmp_path)
+    settings, _ = prepare(env, "dev")
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    moved = {**env, "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}"}
+    other = gateway(moved, tmp_path / "other.log")
+    try:
+        dead = _name(gw, settings.smtp_port)
+        wait_until(lambda: dead in "".join(_status(env)[1]), what="the gateway's report")
+        gw.kill()
+        other.start()  # on another address: no answer for the one killed
+        live = _name(other, int(moved["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]))
+        wait_until(lambda: live in "".join(_status(env)[1]), what="the other gateway's report")
+        code, lines = _status(env)
+        assert code == 1 and sorted(line.split()[1] for line in lines) == ["DEAD", "ok"], lines
+
+        forgot = _cli(env, "gateways", "forget", dead)
+        assert forgot.returncode == 0, forgot.stderr
+        assert forgot.stdout.splitlines()[-1] == "1 gateway forgotten"
+        code, lines = _status(env)
+        assert code == 0 and [line.split()[:3] for line in lines] == [["gateway", "ok", f"{live}:"]]
+    finally:
+        other.stop()
+        gw.stop()
