@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import text
 
+from listgate import plurals
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.schema import current, head
@@ -75,18 +76,29 @@ class Status:
         return [r.name for r in self.metrics.gateways if not r.up(now)]
 
     @property
+    def problems(self) -> list[str]:
+        """What is wrong, a few words each, in the order of the lines that say more; [] when ok."""
+        found = []
+        if not self.database_ok:
+            found.append("the database is down")
+        elif self.revision != self.head:
+            found.append("the database's schema is behind the code")
+        if not self.broker_ok:
+            found.append("the broker is down")
+        if self.metrics is not None and self.metrics.spool.failed:
+            found.append(f"{plurals.count(self.metrics.spool.failed, 'mail')} failed to archive")
+        found += [f"gateway {name} is down" for name in self.gateways_down]
+        if self.deferring:
+            found.append(f"{plurals.count(self.deferring, 'copy')} deferred by the relay")
+        found += [f"{name} of `listgate up` not serving" for name in self.processes_down]
+        return found
+
+    @property
     def ok(self) -> bool:
-        """True when database and broker answer, the schema is current, no copy waits, all serve
-        (the children of `listgate up`, and every gateway that reports).
+        """True when database and broker answer, the schema is current, no mail failed to
+        archive, no copy waits, all serve (every gateway that reports, the children of `up`).
         """
-        return (
-            self.database_ok
-            and self.broker_ok
-            and self.revision == self.head
-            and not self.deferring
-            and not self.processes_down
-            and not self.gateways_down
-        )
+        return not self.problems
 
 
 def redact(url: str) -> str:

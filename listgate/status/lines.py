@@ -42,14 +42,13 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
     """Human-readable lines for `listgate status`."""
     now = now or datetime.now(UTC)
     lines = []
-    if status.database_ok:
-        state = (
-            "up to date"
-            if status.revision == status.head
-            else f"behind: code expects {status.head}, run `listgate db upgrade`"
-        )
+    revision = f"revision {status.revision or 'none'}"
+    if status.database_ok and status.revision == status.head:
+        lines.append(f"database   ok     {status.database} ({revision}, up to date)")
+    elif status.database_ok:
         lines.append(
-            f"database   ok     {status.database} (revision {status.revision or 'none'}, {state})"
+            f"database   BEHIND {status.database} ({revision}, code expects {status.head}: "
+            "run `listgate db upgrade`)"
         )
     else:
         lines.append(f"database   DOWN   {status.database}")
@@ -112,6 +111,9 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
             f"{m.last_deferral or 'nothing recorded'}{retry}"
         )
     lines.extend(processes.lines(status.processes))
+    problems = status.problems
+    if problems:
+        lines.append(f"trouble    {plurals.count(len(problems), 'problem')}: {'; '.join(problems)}")
     return lines
 
 
