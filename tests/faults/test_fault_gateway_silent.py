@@ -4,19 +4,25 @@
 so a monitor running it never heard of the crash. Here a real gateway process is killed, and a
 real `listgate status` exits 1 at once with a line naming the gateway, how long since it was
 heard from and what to do; a gateway started again on the same address replaces the dead one's
-report, and one stopped normally removes its own: neither is trouble.
+report, and one stopped normally removes its own: neither is trouble. One on another address
+is no answer: the operator forgets the dead one (`listgate gateways forget`). One that hangs
+(SIGSTOP) is SILENT after a minute, and ok again when it goes on.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+from listgate import gateways
 from tests.support.config import ROOT, free_port, prepare, site_env, wait_until
 from tests.support.processes import Service, gateway
 
@@ -110,4 +116,40 @@ def test_a_gateway_killed_and_not_coming_back_is_forgotten_by_the_operator(
         assert code == 0 and [line.split()[:3] for line in lines] == [["gateway", "ok", f"{live}:"]]
     finally:
         other.stop()
+        gw.stop()
+
+
+def test_a_gateway_that_hangs_is_silent_after_a_minute_and_ok_when_it_goes_on(
+    tmp_path: Path,
+) -> None:
+    env = site_env(tmp_path)
+    settings, _ = prepare(env, "dev")
+    gw = gateway(env, tmp_path / "gateway.log").start()
+    try:
+        name = _name(gw, settings.smtp_port)
+        wait_until(lambda: name in "".join(_status(env)[1]), what="the gateway's report")
+        os.killpg(gw.process.pid, signal.SIGSTOP)  # it hangs: its process is still there
+        stopped = time.monotonic()
+
+        def trouble() -> list[str] | None:
+            code, lines = _status(env)
+            return lines if code == 1 else None
+
+        lines = wait_until(
+            trouble,
+            timeout=gateways.SILENT.total_seconds() + 60,
+            what="the hung gateway shown as trouble",
+        )
+        assert time.monotonic() - stopped > gateways.SILENT.total_seconds() - 5
+        assert re.fullmatch(
+            rf"gateway +SILENT +{re.escape(name)}: last heard from 1 minute ago "
+            r"\(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\): killed, crashed or hangs; start it again, "
+            rf"or `listgate gateways forget {re.escape(name)}` if it is not coming back",
+            lines[0],
+        ), lines
+        os.killpg(gw.process.pid, signal.SIGCONT)
+        wait_until(lambda: _status(env)[0] == 0, what="status ok once the gateway goes on")
+    finally:
+        if gw.proc is not None and gw.proc.poll() is None:
+            os.killpg(gw.process.pid, signal.SIGCONT)
         gw.stop()
