@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
 
 from listgate import plurals
 from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
 from listgate.status import processes
 from listgate.status.failed import FAILED_WINDOW, FailedPost
-
-if TYPE_CHECKING:
-    from listgate.status import Status
+from listgate.status.state import Status
 
 
 def _ago(when: datetime, now: datetime) -> str:
