@@ -52,17 +52,24 @@ def _status(env: dict[str, str]) -> tuple[int, list[str]]:
     ]
 
 
-def _name(gw: Service, port: int) -> str:
-    return f"{socket.gethostname()}/{gw.process.pid}/127.0.0.1:{port}"
+def _started(tmp_path: Path) -> tuple[dict[str, str], Service]:
+    """A site's environment and its gateway, started."""
+    env = site_env(tmp_path)
+    prepare(env, "dev")
+    return env, gateway(env, tmp_path / "gateway.log").start()
+
+
+def _reporting(env: dict[str, str], gw: Service, listen: str) -> str:
+    """The name of gw (listening on listen) once `listgate status` shows its report."""
+    name = f"{socket.gethostname()}/{gw.process.pid}/{listen}"
+    wait_until(lambda: name in "".join(_status(env)[1]), what=f"the report of {name}")
+    return name
 
 
 def test_a_gateway_killed_fails_status_until_one_replaces_it(tmp_path: Path) -> None:
-    env = site_env(tmp_path)
-    settings, _ = prepare(env, "dev")
-    gw = gateway(env, tmp_path / "gateway.log").start()
+    env, gw = _started(tmp_path)
     try:
-        first = _name(gw, settings.smtp_port)
-        wait_until(lambda: first in "".join(_status(env)[1]), what="the gateway's report")
+        first = _reporting(env, gw, env["LISTGATE_SMTP_LISTEN"])
         code, lines = _status(env)
         assert code == 0, lines
         assert [line.split()[1] for line in lines] == ["ok"]
@@ -81,7 +88,7 @@ def test_a_gateway_killed_fails_status_until_one_replaces_it(tmp_path: Path) -> 
         ), lines[0]
 
         gw.start()  # the same address again: the dead one's report goes
-        second = _name(gw, settings.smtp_port)
+        second = f"{socket.gethostname()}/{gw.process.pid}/{env['LISTGATE_SMTP_LISTEN']}"
         assert second != first
         wait_until(lambda: _status(env)[0] == 0, what="status ok once a gateway replaced it")
         code, lines = _status(env)
@@ -94,18 +101,14 @@ def test_a_gateway_killed_fails_status_until_one_replaces_it(tmp_path: Path) -> 
 def test_a_gateway_killed_and_not_coming_back_is_forgotten_by_the_operator(
     tmp_path: Path,
 ) -> None:
-    env = site_env(tmp_path)
-    settings, _ = prepare(env, "dev")
-    gw = gateway(env, tmp_path / "gateway.log").start()
+    env, gw = _started(tmp_path)
     moved = {**env, "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}"}
     other = gateway(moved, tmp_path / "other.log")
     try:
-        dead = _name(gw, settings.smtp_port)
-        wait_until(lambda: dead in "".join(_status(env)[1]), what="the gateway's report")
+        dead = _reporting(env, gw, env["LISTGATE_SMTP_LISTEN"])
         gw.kill()
         other.start()  # on another address: no answer for the one killed
-        live = _name(other, int(moved["LISTGATE_SMTP_LISTEN"].rsplit(":", 1)[1]))
-        wait_until(lambda: live in "".join(_status(env)[1]), what="the other gateway's report")
+        live = _reporting(env, other, moved["LISTGATE_SMTP_LISTEN"])
         code, lines = _status(env)
         assert code == 1 and sorted(line.split()[1] for line in lines) == ["DEAD", "ok"], lines
 
@@ -122,12 +125,9 @@ def test_a_gateway_killed_and_not_coming_back_is_forgotten_by_the_operator(
 def test_a_gateway_that_hangs_is_silent_after_a_minute_and_ok_when_it_goes_on(
     tmp_path: Path,
 ) -> None:
-    env = site_env(tmp_path)
-    settings, _ = prepare(env, "dev")
-    gw = gateway(env, tmp_path / "gateway.log").start()
+    env, gw = _started(tmp_path)
     try:
-        name = _name(gw, settings.smtp_port)
-        wait_until(lambda: name in "".join(_status(env)[1]), what="the gateway's report")
+        name = _reporting(env, gw, env["LISTGATE_SMTP_LISTEN"])
         os.killpg(gw.process.pid, signal.SIGSTOP)  # it hangs: its process is still there
         stopped = time.monotonic()
 
