@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from listgate import plurals
+from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
 from listgate.status.metrics import Metrics
 from listgate.status.processes import down as not_serving
@@ -39,10 +40,13 @@ class Status:
     @property
     def gateways_down(self) -> list[str]:
         """Gateways whose report stayed without them: process gone, or not heard from lately."""
+        return [r.name for r in self._gateways_down()]
+
+    def _gateways_down(self) -> list[GatewayReport]:
         if self.metrics is None:
             return []
         now = self.metrics.read_at or datetime.now(UTC)
-        return [r.name for r in self.metrics.gateways if not r.up(now)]
+        return [r for r in self.metrics.gateways if not r.up(now)]
 
     @property
     def problems(self) -> list[str]:
@@ -56,7 +60,9 @@ class Status:
             found.append("the broker is down")
         if self.metrics is not None and self.metrics.spool.failed:
             found.append(f"{plurals.count(self.metrics.spool.failed, 'mail')} failed to archive")
-        found += [f"gateway {name} is down" for name in self.gateways_down]
+        found += [
+            f"gateway {r.name} {'DEAD' if r.gone else 'SILENT'}" for r in self._gateways_down()
+        ]
         if self.deferring:
             found.append(f"{plurals.count(self.deferring, 'copy')} deferred by the relay")
         found += [f"{name} of `listgate up` not serving" for name in self.processes_down]

@@ -92,6 +92,7 @@ def test_a_gateway_whose_process_is_gone_here_is_dead_at_once(db: sessionmaker[S
         metrics = gather_metrics(s, now=now)
     state = Status(database="db", database_ok=True, broker_ok=True, metrics=metrics)
     assert state.gateways_down == [dead] and not state.ok
+    assert render(state, now=now)[-1] == f"trouble    1 problem: gateway {dead} DEAD"
     pid = dead.split("/")[1]
     shown = [line.split()[1:3] for line in render(state, now=now) if line.startswith("gateway ")]
     assert sorted(shown) == [["DEAD", f"{dead}:"], ["ok", f"{alive}:"]]
@@ -126,6 +127,7 @@ def test_a_silent_gateway_fails_status(db: sessionmaker[Session]) -> None:
             metrics = gather_metrics(s, now=T0 + after)
         state = Status(database="db", database_ok=True, broker_ok=True, metrics=metrics)
         assert state.ok is ok, after
+    assert state.problems == ["gateway elsewhere/7/0.0.0.0:25 SILENT"]
 
 
 def _forget(settings: Settings, *args: str) -> Result:
