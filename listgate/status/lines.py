@@ -65,7 +65,7 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         waiting = f", oldest {sp.oldest_seconds:.1f} s old" if sp.pending else ""
         failed = (
             f"; {plurals.count(sp.failed, 'mail')} FAILED to archive "
-            "(listgate spool list; listgate spool retry)"
+            "(`listgate spool show`, `listgate spool retry`)"
             if sp.failed
             else ""
         )

@@ -188,10 +188,38 @@ def test_mail_that_failed_to_archive_fails_status_and_each_problem_is_named_last
         },
     )
     lines = status.render(state, now=NOW)
-    assert "2 mails FAILED to archive (listgate spool list; listgate spool retry)" in lines[2]
+    # the commands it names exist (`listgate spool list` did not)
+    assert "2 mails FAILED to archive (`listgate spool show`, `listgate spool retry`)" in lines[2]
     assert lines[-1] == (
         "trouble    2 problems: 2 mails failed to archive; worker of `listgate up` not serving"
     )
     assert status.Status(
         database="db", database_ok=True, broker_ok=True, metrics=status.Metrics(read_at=NOW)
     ).ok
+
+
+def test_every_command_a_status_line_names_exists() -> None:
+    import re
+
+    from listgate.gateways import GatewayReport
+
+    metrics = status.Metrics(
+        spool=Depth(failed=1),
+        deliveries={"deferred": 1},
+        gateways=[GatewayReport("mx2/9/0.0.0.0:25", 0, 100, 25, NOW - timedelta(hours=1))],
+        read_at=NOW,
+    )
+    state = status.Status(
+        database="db", database_ok=True, revision="0001", head="0002", metrics=metrics
+    )
+    named = re.findall(r"`listgate ([^`]+)`", "\n".join(status.render(state, now=NOW)))
+    commands = {tuple(n.split()[:2]) for n in named}  # a command and its subcommand
+    assert commands == {
+        ("db", "upgrade"),
+        ("spool", "show"),
+        ("spool", "retry"),
+        ("gateways", "forget"),
+    }
+    for command in commands:
+        result = CliRunner().invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)
