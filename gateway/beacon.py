@@ -1,7 +1,8 @@
 """The gateway's report of itself (listgate.gateways): its open connections and its limits.
 
 A thread of its own looks at the count a few times a second and sets the gateway's rows when it
-changed, and every HEARTBEAT seconds when not (so a gateway that died is seen to be silent). It
+changed, and every HEARTBEAT seconds when not (so a gateway that died is seen to be silent); its
+first report replaces that of a gateway killed on the same host and address before it. It
 never touches the event loop, and a write that waits for the database (SQLite's write lock, held
 by the archiver a batch at a time) holds up nothing but the next report.
 """
@@ -58,7 +59,7 @@ class Beacon:
         try:
             with transaction(self.factory) as session:
                 gateways.forget(session, self.name)
-        except Exception as exc:  # noqa: BLE001 - shown as silent, then forgotten
+        except Exception as exc:  # noqa: BLE001 - shown as silent until replaced or forgotten
             log.warning("could not remove this gateway's report of its connections: %s", exc)
 
     def _run(self) -> None:
@@ -85,9 +86,11 @@ class Beacon:
         now = datetime.now(UTC)
         with transaction(self.factory) as session:
             if first:
-                gone = gateways.forget_silent(session, now)
+                gone = gateways.forget_replaced(session, self.name)
                 if gone:
-                    log.info("forgot the reports of gateways silent for a day: %s", gone)
+                    log.info(
+                        "replaced the report of the gateway that listened here before: %s", gone
+                    )
             limits = self.limits
             gateways.report(
                 session, self.name, count, limits.max_total, limits.max_per_network, now

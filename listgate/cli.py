@@ -581,5 +581,9 @@ from listgate import spool_cli  # noqa: E402 - failed archiving: show and retry
 
 main.add_command(spool_cli.spool_group)
 
+from listgate import gateways_cli  # noqa: E402 - reports of gateways that are not coming back
+
+main.add_command(gateways_cli.gateways_group)
+
 if __name__ == "__main__":
     main()

@@ -90,7 +90,10 @@ def test_open_connections_rise_and_fall_in_status_and_metrics(make_env: Callable
         assert _soon(lambda: _open_counts(env), {gateway: (5, 50)}) == {gateway: (5, 50)}
         scraped = _metrics(app)
         seen = scraped.pop("listgate_gateway_seen_timestamp_seconds")
+        unheard = scraped.pop("listgate_gateway_unheard_seconds")
+        assert list(unheard) == [gateway] and 0 <= unheard[gateway] < 60
         assert scraped == {
+            "listgate_gateway_up": {gateway: 1.0},
             "listgate_gateway_connections": {gateway: 5.0},
             "listgate_gateway_connection_limit": {gateway: 50.0},
             "listgate_gateway_network_share": {gateway: 12.0},  # a quarter of 50

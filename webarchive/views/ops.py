@@ -200,9 +200,13 @@ Samples = dict[tuple[tuple[str, str], ...], float]  # ((label, value), ...) -> s
 
 
 def _gateway_gauges(m: Metrics) -> Iterator[Metric]:
-    """Each gateway's connections and limits (those heard from lately), and when it last said."""
-    now = datetime.now(UTC)
-    live = [r for r in m.gateways if not r.silent(now)]
+    """Each gateway's connections and limits (those up), whether it is up, and when it last said.
+
+    Every gateway whose report is in the database is here until it is replaced or forgotten
+    (listgate.gateways): `listgate_gateway_up == 0` is the alert for one killed, crashed or hung.
+    """
+    now = m.read_at or datetime.now(UTC)
+    live = [r for r in m.gateways if r.up(now)]
     for name, doc, value in (
         ("connections", "Connections open now, by gateway process.", "connections"),
         (
@@ -222,8 +226,19 @@ def _gateway_gauges(m: Metrics) -> Iterator[Metric]:
             {(("gateway", r.name),): getattr(r, value) for r in live},
         )
     yield _gauge(
+        "listgate_gateway_up",
+        "1 while a gateway reports; 0 once it is not heard from for 60 s or its process is gone "
+        "(until one starts on its address, or `listgate gateways forget`).",
+        {(("gateway", r.name),): float(r.up(now)) for r in m.gateways},
+    )
+    yield _gauge(
+        "listgate_gateway_unheard_seconds",
+        "Seconds since a gateway last reported (it reports every 15 s; silent after 60).",
+        {(("gateway", r.name),): max(0.0, (now - r.seen).total_seconds()) for r in m.gateways},
+    )
+    yield _gauge(
         "listgate_gateway_seen_timestamp_seconds",
-        "When a gateway last reported its connections (Unix time); silent ones too, for a day.",
+        "When a gateway last reported its connections (Unix time); silent ones too.",
         {(("gateway", r.name),): r.seen.timestamp() for r in m.gateways},
     )
 

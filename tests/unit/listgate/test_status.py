@@ -13,6 +13,8 @@ from listgate.cli import main
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, OutboxEntry
+from listgate.schema import head
+from listgate.spool import Depth
 from tests.support.config import make_settings
 from tests.support.factories import MakeList, make_mail, post
 
@@ -160,3 +162,64 @@ def test_no_deferred_copy_and_every_service_up_is_ok(
 ) -> None:
     make_list("dev")
     assert status.collect(settings).ok
+
+
+def test_a_schema_behind_is_not_shown_ok(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    lines = status.render(status.collect(settings))
+    database = next(line for line in lines if line.startswith("database "))
+    assert database.startswith("database   BEHIND sqlite:///"), database
+    assert database.endswith(
+        "(revision none, code expects " + str(head()) + ": run `listgate db upgrade`)"
+    )
+    assert lines[-1] == "trouble    1 problem: the database's schema is behind the code"
+
+
+def test_mail_that_failed_to_archive_fails_status_and_each_problem_is_named_last() -> None:
+    metrics = status.Metrics(spool=Depth(failed=2), read_at=NOW)
+    assert not status.Status(database="db", database_ok=True, broker_ok=True, metrics=metrics).ok
+    state = status.Status(
+        database="db",
+        database_ok=True,
+        broker_ok=True,
+        metrics=metrics,
+        processes={
+            "worker": {"state": "restarting", "last_exit": "killed by SIGKILL", "restart_in": 2}
+        },
+    )
+    lines = status.render(state, now=NOW)
+    # the commands it names exist (`listgate spool list` did not)
+    assert "2 mails FAILED to archive (`listgate spool show`, `listgate spool retry`)" in lines[2]
+    assert lines[-1] == (
+        "trouble    2 problems: 2 mails failed to archive; worker of `listgate up` not serving"
+    )
+    assert status.Status(
+        database="db", database_ok=True, broker_ok=True, metrics=status.Metrics(read_at=NOW)
+    ).ok
+
+
+def test_every_command_a_status_line_names_exists() -> None:
+    import re
+
+    from listgate.gateways import GatewayReport
+
+    metrics = status.Metrics(
+        spool=Depth(failed=1),
+        deliveries={"deferred": 1},
+        gateways=[GatewayReport("mx2/9/0.0.0.0:25", 0, 100, 25, NOW - timedelta(hours=1))],
+        read_at=NOW,
+    )
+    state = status.Status(
+        database="db", database_ok=True, revision="0001", head="0002", metrics=metrics
+    )
+    named = re.findall(r"`listgate ([^`]+)`", "\n".join(status.render(state, now=NOW)))
+    commands = {tuple(n.split()[:2]) for n in named}  # a command and its subcommand
+    assert commands == {
+        ("db", "upgrade"),
+        ("spool", "show"),
+        ("spool", "retry"),
+        ("gateways", "forget"),
+    }
+    for command in commands:
+        result = CliRunner().invoke(main, [*command, "--help"])
+        assert result.exit_code == 0, (command, result.output)

@@ -141,3 +141,28 @@ def test_metrics_show_the_spool_waiting_for_the_archiver(
     assert got[("listgate_spool_pending", ())] == 3
     assert got[("listgate_spool_age_seconds", ())] >= 0
     assert got[("listgate_spool_failed", ())] == 0
+
+
+def test_metrics_say_which_gateway_is_up_and_how_long_each_was_unheard(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
+    from datetime import datetime, timedelta
+
+    from listgate import gateways
+    from webarchive import create_app
+
+    token = "metrics-token-0123456789"
+    client = create_app(settings.with_(metrics_token=token)).test_client()
+    now = datetime.now(UTC)
+    with transaction(db) as session:
+        gateways.report(session, "a/1/0.0.0.0:25", 3, 100, 25, now)
+        gateways.report(session, "b/2/0.0.0.0:25", 5, 100, 25, now - timedelta(minutes=10))
+    r = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    got = samples(r.get_data(as_text=True))
+    a, b = (("gateway", "a/1/0.0.0.0:25"),), (("gateway", "b/2/0.0.0.0:25"),)
+    assert (got[("listgate_gateway_up", a)], got[("listgate_gateway_up", b)]) == (1, 0)
+    assert 0 <= got[("listgate_gateway_unheard_seconds", a)] < 60
+    assert 600 <= got[("listgate_gateway_unheard_seconds", b)] < 660
+    # the numbers of one not heard from are old: not given as today's
+    assert got[("listgate_gateway_connections", a)] == 3
+    assert ("listgate_gateway_connections", b) not in got
