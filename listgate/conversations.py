@@ -327,9 +327,46 @@ def _joins(session: Session, thread_id: int, address: str) -> bool:
     row = {"thread_id": thread_id, "address": address}
     statement = store.of(session).insert_ignore(ThreadParticipant)
     if known is None:
-        return bool(session.connection().execute(statement, row).rowcount)
+        # an INSERT's rowcount is kept only when asked for (psycopg's is -1 otherwise)
+        told = statement.execution_options(preserve_rowcount=True)
+        return bool(session.connection().execute(told, row).rowcount)
     places.insert_rows(session.connection(), statement, [row])
     return True
+
+
+def _leaves(session: Session, msg: Message) -> bool:
+    """True when msg (a visible post about to be hidden or removed) is its author's last visible
+    post in its thread; the author's participant row is then deleted."""
+    address = msg.from_addr or msg.from_name
+    if not address:
+        return False
+    conn = session.connection()
+    others = conn.execute(
+        select(_MESSAGES.c.from_addr, _MESSAGES.c.from_name).where(
+            _MESSAGES.c.thread_id == msg.thread_id,
+            _MESSAGES.c.status == PostState.VISIBLE,
+            _MESSAGES.c.id != msg.id,
+            (_MESSAGES.c.from_addr == address) | (_MESSAGES.c.from_name == address),
+        )
+    )
+    if any((r.from_addr or r.from_name) == address for r in others):
+        return False
+    conn.execute(
+        delete(_PARTICIPANTS).where(
+            _PARTICIPANTS.c.thread_id == msg.thread_id, _PARTICIPANTS.c.address == address
+        )
+    )
+    store.tx(session).participants[(msg.thread_id, address)] = False
+    return True
+
+
+def _people_step(session: Session, msg: Message, step: int) -> int:
+    """How a thread's participants move when msg leaves (-1) or comes back (+1): they are the
+    people with a visible post in it."""
+    if step < 0:
+        return -1 if _leaves(session, msg) else 0
+    address = msg.from_addr or msg.from_name
+    return 1 if address and _joins(session, msg.thread_id, address) else 0
 
 
 def learn_participants(
@@ -353,18 +390,23 @@ def learn_participants(
 
 
 def count_step(session: Session, msg: Message, step: int) -> None:
-    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move,
-    and a thread with no visible post left stops being one of the list's threads.
+    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move
+    (its author stops or starts again taking part in the thread when it is their only visible
+    post there), and a thread with no visible post left stops being one of the list's threads.
 
     Called before any other write of the caller's transaction: the list lock comes first, as in
     the archiver's batches (which read a thread's counts after it and write them at their flush),
     so a takedown waits for a batch instead of being overwritten by it or deadlocking with it.
     """
     lock_list(session, session.get_one(MailingList, msg.list_id))
+    people = _people_step(session, msg, step)
     left = session.execute(
         update(Thread)
         .where(Thread.id == msg.thread_id)
-        .values(message_count=Thread.message_count + step)
+        .values(
+            message_count=Thread.message_count + step,
+            participant_count=Thread.participant_count + people,
+        )
         .returning(Thread.message_count)
     ).scalar()
     threads = -1 if step < 0 and left == 0 else 1 if step > 0 and left == 1 else 0
