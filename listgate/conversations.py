@@ -7,6 +7,9 @@ or removed posts are no threads). Counts are set on the Thread objects and writt
 session's flush, once per thread however many posts a batch adds (ingest runs without autoflush;
 merges and moves flush first); objects a transaction touched are held strongly (the identity map
 only holds weak references) and dropped on any rollback.
+
+Who takes part in a thread is listgate.participants'; a post taken down or put back moves the
+counts through listgate.takedowns.
 """
 
 from __future__ import annotations
@@ -14,18 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 
-from listgate import places, store
-from listgate.models import (
-    MailingList,
-    Message,
-    Subscription,
-    Thread,
-    ThreadNode,
-    ThreadParticipant,
-)
+from listgate import participants, places, store
+from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionState
 from listgate.store import lock_list, table
@@ -44,13 +40,6 @@ _COUNTED = (
     "participant_count",
 )
 _NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
-_PARTICIPANTS = table(ThreadParticipant)
-_PARTICIPANTS_AMONG = store.blind(
-    select(_PARTICIPANTS.c.thread_id, _PARTICIPANTS.c.address).where(
-        _PARTICIPANTS.c.thread_id.in_(bindparam("threads", expanding=True)),
-        _PARTICIPANTS.c.address.in_(bindparam("addresses", expanding=True)),
-    )
-)
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
 _PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
@@ -61,6 +50,8 @@ _ROOT = store.blind(
         _MESSAGES.c.id == bindparam("pk")
     )
 )
+# the archiver's look-ahead reads participants through this module (listgate.ingest)
+learn_participants = participants.learn
 
 
 def _threads(session: Session) -> dict[int, Thread]:
@@ -126,7 +117,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
         for model, column in ((Message, Message.thread_id), (ThreadNode, ThreadNode.thread_id)):
             session.execute(update(model).where(column == other.id).values(thread_id=survivor.id))
         _move_followers(session, other.id, survivor.id)
-        _move_participants(session, other.id, survivor.id)
+        participants.move(session, other.id, survivor.id)
         session.execute(
             update(Thread)
             .where(Thread.merged_into_id == other.id)
@@ -207,7 +198,7 @@ def recount(session: Session, thread: Thread) -> None:
     """Counts, dates, participants and root of a thread from its rows (after a part moved away)."""
     conn = session.connection()
     visible = (
-        select(_MESSAGES.c.date, _MESSAGES.c.from_addr, _MESSAGES.c.from_name)
+        select(_MESSAGES.c.date)
         .where(_MESSAGES.c.thread_id == thread.id, _MESSAGES.c.status == PostState.VISIBLE)
         .subquery()
     )
@@ -216,21 +207,9 @@ def recount(session: Session, thread: Thread) -> None:
             visible
         )
     ).one()
-    conn.execute(
-        delete(table(ThreadParticipant)).where(table(ThreadParticipant).c.thread_id == thread.id)
-    )
-    places.forget(session)
-    people = {
-        r.from_addr or r.from_name
-        for r in conn.execute(select(visible.c.from_addr, visible.c.from_name))
-    } - {""}
-    if people:
-        conn.execute(
-            insert(table(ThreadParticipant)),
-            [{"thread_id": thread.id, "address": a} for a in people],
-        )
+    people = participants.rebuild(session, thread.id)
     values = {c: getattr(thread, c) for c in _COUNTED}
-    values.update(message_count=count, participant_count=len(people), root_message_pk=None)
+    values.update(message_count=count, participant_count=people, root_message_pk=None)
     if count:
         values.update(created_at=first, last_activity=last)
     _write(session, thread, values)
@@ -242,12 +221,12 @@ def fix_root(session: Session, thread: Thread) -> None:
     visible message) unless it is a start of its own already (a published message without a
     parent, hidden or removed since or not: listgate.models.Thread); kept when none is visible.
     """
-    values = _root(session, thread, _MESSAGES.c.status == PostState.VISIBLE)
+    values = root_choice(session, thread, _MESSAGES.c.status == PostState.VISIBLE)
     if values is not None:
         _write(session, thread, values)
 
 
-def _root(session: Session, thread: Thread, shown: Any) -> dict[str, Any] | None:
+def root_choice(session: Session, thread: Thread, shown: Any) -> dict[str, Any] | None:
     """The thread's values with the root fix_root chooses, None when the root stays; `shown` tells
     which of its messages are visible (a post being hidden or restored counts as it will be)."""
     conn = session.connection()
@@ -306,132 +285,9 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
             starter_name=msg.from_name,
         )
     addr = msg.from_addr or msg.from_name
-    if addr and _joins(session, thread.id, addr):
+    if addr and participants.joins(session, thread.id, addr):
         values["participant_count"] += 1
     _write(session, thread, values)
-
-
-def _joins(session: Session, thread_id: int, address: str) -> bool:
-    """True when address is new among the thread's participants; its row is then written.
-
-    Where the transaction knows the answer (its own rows, a thread it started, what
-    `learn_participants` read) the row goes in with the batch's others; else one INSERT tells.
-    """
-    state = store.tx(session)
-    known = state.participants.get((thread_id, address))
-    if known is None and thread_id in state.new_threads:
-        known = False
-    state.participants[(thread_id, address)] = True
-    if known:
-        return False
-    row = {"thread_id": thread_id, "address": address}
-    statement = store.of(session).insert_ignore(ThreadParticipant)
-    if known is None:
-        return bool(session.connection().execute(statement, row).rowcount)
-    places.insert_rows(session.connection(), statement, [row])
-    return True
-
-
-def learn_participants(
-    session: Session, thread_ids: Iterable[int], addresses: Iterable[str]
-) -> None:
-    """Read which of addresses take part in which of the threads (one query), for the batch's
-    posts."""
-    threads, wanted = list(dict.fromkeys(thread_ids)), list(dict.fromkeys(addresses))
-    if not threads or not wanted:
-        return
-    found = {
-        (r.thread_id, r.address)
-        for r in session.connection().execute(
-            _PARTICIPANTS_AMONG, {"threads": threads, "addresses": wanted}
-        )
-    }
-    state = store.tx(session)
-    for thread_id in threads:
-        for address in wanted:
-            state.participants.setdefault((thread_id, address), (thread_id, address) in found)
-
-
-def count_step(session: Session, msg: Message, step: int) -> None:
-    """A post leaves (-1) or comes back to (+1) the archive: its thread's and list's counts move,
-    and a thread with no visible post left stops being one of the list's threads.
-
-    Called before any other write of the caller's transaction: the list lock comes first, as in
-    the archiver's batches (which read a thread's counts after it and write them at their flush),
-    so a takedown waits for a batch instead of being overwritten by it or deadlocking with it.
-    """
-    lock_list(session, session.get_one(MailingList, msg.list_id))
-    left = session.execute(
-        update(Thread)
-        .where(Thread.id == msg.thread_id)
-        .values(message_count=Thread.message_count + step)
-        .returning(Thread.message_count)
-    ).scalar()
-    threads = -1 if step < 0 and left == 0 else 1 if step > 0 and left == 1 else 0
-    session.execute(
-        update(MailingList)
-        .where(MailingList.id == msg.list_id)
-        .values(
-            message_count=MailingList.message_count + step,
-            thread_count=MailingList.thread_count + threads,
-            changes=_CHANGED,
-        )
-    )
-    thread = _settle(session, msg, step)
-    _list_activity(session, thread, msg, step)
-
-
-def _settle(session: Session, msg: Message, step: int) -> Thread:
-    """The thread's dates from its visible posts and its root chosen again if it is no start,
-    the post that is leaving (-1) or coming back (+1) counted as it will be (count_step's change
-    of the list covers them)."""
-    visible = _MESSAGES.c.status == PostState.VISIBLE
-    shown = (
-        visible & (_MESSAGES.c.id != msg.id) if step < 0 else visible | (_MESSAGES.c.id == msg.id)
-    )
-    thread = get(session, msg.thread_id)
-    first, last = (
-        session.connection()
-        .execute(
-            select(func.min(_MESSAGES.c.date), func.max(_MESSAGES.c.date)).where(
-                _MESSAGES.c.thread_id == thread.id, shown
-            )
-        )
-        .one()
-    )
-    values = _root(session, thread, shown) or {}
-    if first is not None:  # a thread with no visible post is no thread of the list: dates kept
-        values.update(created_at=first, last_activity=last)
-    for name, value in values.items():
-        if name not in ("message_count", "participant_count") and getattr(thread, name) != value:
-            setattr(thread, name, value)
-    return thread
-
-
-def _list_activity(session: Session, thread: Thread, msg: Message, step: int) -> None:
-    """The list's last activity after a post left (-1) or came back (+1): its latest visible
-    post's date (its threads' latest last activity), none when it shows nothing."""
-    mlist = session.get_one(MailingList, msg.list_id)
-    if step > 0:
-        if mlist.last_activity is None or msg.date > mlist.last_activity:
-            mlist.last_activity = msg.date
-        return
-    if mlist.last_activity is not None and msg.date < mlist.last_activity:
-        return  # a later post is still shown
-    others = (
-        session.connection()
-        .execute(
-            select(func.max(_THREADS.c.last_activity)).where(
-                _THREADS.c.list_id == mlist.id,
-                _THREADS.c.merged_into_id.is_(None),
-                _THREADS.c.message_count > 0,
-                _THREADS.c.id != thread.id,
-            )
-        )
-        .scalar()
-    )
-    dates = [d for d in (others, thread.last_activity if thread.message_count else None) if d]
-    mlist.last_activity = max(dates, default=None)
 
 
 def changed(session: Session, list_id: int) -> None:
@@ -501,24 +357,6 @@ def _move_followers(session: Session, old: int, new: int) -> None:
                 f"thread merged into {new}",
             )
     session.flush()
-
-
-def _move_participants(session: Session, old: int, new: int) -> None:
-    taken = select(ThreadParticipant.address).where(ThreadParticipant.thread_id == new)
-    session.execute(
-        delete(ThreadParticipant).where(
-            ThreadParticipant.thread_id == old, ThreadParticipant.address.in_(taken)
-        )
-    )
-    session.execute(
-        update(ThreadParticipant).where(ThreadParticipant.thread_id == old).values(thread_id=new)
-    )
-    n = session.scalar(
-        select(func.count())
-        .select_from(ThreadParticipant)
-        .where(ThreadParticipant.thread_id == new)
-    )
-    session.execute(update(Thread).where(Thread.id == new).values(participant_count=n))
 
 
 def resolve(session: Session, thread_id: int) -> Thread | None:

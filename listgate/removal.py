@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from listgate import administration, conversations, limits
+from listgate import administration, conversations, limits, takedowns
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -98,7 +98,7 @@ def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: b
     # first, as each takes the list lock; one change of the list either way: count_step's when
     # a visible post leaves the counts, else changed's (a tombstone shows though no count moves)
     if msg.status == PostState.VISIBLE:
-        conversations.count_step(session, msg, -1)
+        takedowns.count_step(session, msg, -1)
     else:
         conversations.changed(session, msg.list_id)
     # whatever it was (visible, hidden, held): only visible posts were counted

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from listgate.conversations import count_step
 from listgate.models import Message
 from listgate.models.web import Report
 from listgate.states import PostState, ReportState
+from listgate.takedowns import count_step
 
 
 def hide(session: Session, msg: Message) -> None:

@@ -121,7 +121,7 @@ class Thread(Base):
     thread (merged_into_id set) holds no messages, has no root and a message_count of 0; a
     list's thread_count counts its live threads with a visible post (tests/support/roots.py).
     Its created_at and last_activity are its visible posts' first and last dates (one showing
-    nothing keeps its dates, unread).
+    nothing keeps its dates, unread); its participant_count the people with a visible post in it.
     """
 
     __tablename__ = "threads"
@@ -158,7 +158,7 @@ class Thread(Base):
 
 
 class ThreadParticipant(Base):
-    """Who has posted in a thread (keeps participant_count incremental)."""
+    """Who has a visible post in a thread (keeps participant_count incremental)."""
 
     __tablename__ = "thread_participants"
 

@@ -5,10 +5,11 @@ ancestors or only their parent, dates a few days either side, members' posts pub
 stranger's held) and then drives random sequences of arrivals (in any order: replies before
 their parents open threads that merge when the link arrives), approvals, rejections, hides
 after reports and restores. The model predicts after every step which posts share a thread,
-each post's parent, each live thread's count, start (created_at) and last activity (its visible
-posts' first and last dates), its root (a published post without a parent once it has a
-visible one; exactly which when only one may start it) with that root's subject and author, and
-the list's counts and last activity; tests/support/roots.py's invariants hold throughout.
+each post's parent, each live thread's count, participants (the authors of its visible posts),
+start (created_at) and last activity (its visible posts' first and last dates), its root (a
+published post without a parent once it has a visible one; exactly which when only one may
+start it) with that root's subject and author, and the list's counts and last activity;
+tests/support/roots.py's invariants hold throughout.
 
 CI=true runs 200 examples per database; locally fewer (LISTGATE_MODEL_EXAMPLES).
 """
@@ -234,6 +235,8 @@ class Roots(RuleBasedStateMachine):
         thread = s.get_one(Thread, thread_id)
         shown = [p for p in posts if p.status == PostState.VISIBLE]
         assert thread.message_count == len(shown)
+        # the people with a visible post in it
+        assert thread.participant_count == len({p.member for p in shown})
         if not shown:  # not one of the list's threads: nothing of it is shown
             return
         dates = [p.date for p in shown]
