@@ -34,7 +34,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import delete, select, text
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists, subscriptions
@@ -488,12 +488,16 @@ class ModelSite:
         self.list_id = 0
 
     def reset(self) -> None:
+        """Every row deleted (on PostgreSQL in one round trip: a TRUNCATE of every table cost
+        a quarter of a second per example), then the list again."""
         with transaction(self.db) as session:
+            tables = reversed(Base.metadata.sorted_tables)
             if session.get_bind().dialect.name == "postgresql":
-                names = ", ".join(t.name for t in Base.metadata.sorted_tables)
-                session.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+                session.connection().exec_driver_sql(
+                    "; ".join(f"DELETE FROM {t.name}" for t in tables)
+                )
             else:
-                for table in reversed(Base.metadata.sorted_tables):
+                for table in tables:
                     session.execute(delete(table))
             mlist = lists.create(session, "dev")
             mlist.dmarc_mode = DmarcMode.NEVER
@@ -580,8 +584,9 @@ class ModelSite:
         counters (posts by Message-ID, digests by size).
         """
         box = mailbox.Maildir(self.box, create=True)
-        pks = self._pks()
-        for key in list(box.keys()):
+        keys = list(box.keys())
+        pks = self._pks() if keys else {}  # most steps send nothing: no statement for them
+        for key in keys:
             msg = box[key]
             rcpt = str(msg["Delivered-To"])
             if "digest" in str(msg["Subject"]):

@@ -206,6 +206,9 @@ class Roots(RuleBasedStateMachine):
         arrived = {p.msgid: p for p in self.posts if p.status is not None}
         with self.db() as s:
             mlist = lists.require(s, self.name)
+            # the list's threads read once and held: resolve() and get_one() below find them in
+            # the session instead of asking the database for each post and thread
+            held = s.scalars(select(Thread).where(Thread.list_id == mlist.id)).all()
             assert not (broken := roots.problems(s, mlist.id)), broken
             rows = s.execute(
                 select(Message.id, Message.message_id, Message.thread_id, Message.parent_id).where(
@@ -230,6 +233,7 @@ class Roots(RuleBasedStateMachine):
                 any(arrived[m].status == PostState.VISIBLE for m in ids) for ids in found.values()
             )
             assert mlist.last_activity == max((p.date for p in shown), default=None)
+            del held
 
     def _check_thread(self, s: Session, thread_id: int, posts: list[Post]) -> None:
         thread = s.get_one(Thread, thread_id)

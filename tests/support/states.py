@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Column, String, select, type_coerce
+from sqlalchemy import Column, String, literal, select, type_coerce, union
 from sqlalchemy.orm import Session
 
 from listgate.db import Base
 from listgate.models.columns import StateString
 
 
-def state_columns() -> list[Column[Any]]:
-    """Every column of the models typed with a listgate.states enum."""
-    return [
+@cache
+def state_columns() -> tuple[Column[Any], ...]:
+    """Every column of the models typed with a listgate.states enum (the models do not change
+    while the tests run: read once)."""
+    return tuple(
         c for t in Base.metadata.sorted_tables for c in t.columns if isinstance(c.type, StateString)
-    ]
+    )
 
 
 def enum_of(column: Column[Any]) -> type[StrEnum]:
@@ -25,12 +28,28 @@ def enum_of(column: Column[Any]) -> type[StrEnum]:
     return column.type.states
 
 
+def _name(column: Column[Any]) -> str:
+    return f"{column.table.name}.{column.name}"
+
+
+@cache
+def _words_query() -> Any:
+    """One statement for every state column: its distinct words, each named by its column."""
+    return union(
+        *(
+            select(literal(_name(c), String).label("name"), type_coerce(c, String).label("word"))
+            for c in state_columns()
+        )
+    )
+
+
 def stored_words(session: Session) -> dict[str, set[str]]:
-    """The distinct words stored in each state column ("table.column"), read without the enum."""
-    return {
-        f"{c.table.name}.{c.name}": set(session.scalars(select(type_coerce(c, String)).distinct()))
-        for c in state_columns()
-    }
+    """The distinct words stored in each state column ("table.column"), read without the enum
+    (one statement: the model tests read them after every step)."""
+    out: dict[str, set[str]] = {_name(c): set() for c in state_columns()}
+    for name, word in session.execute(_words_query()):
+        out[name].add(word)
+    return out
 
 
 def foreign_words(session: Session) -> dict[str, set[str]]:
@@ -38,7 +57,7 @@ def foreign_words(session: Session) -> dict[str, set[str]]:
     column's enum, by column (empty when all are).
     """
 
-    members = {f"{c.table.name}.{c.name}": {m.value for m in enum_of(c)} for c in state_columns()}
+    members = {_name(c): {m.value for m in enum_of(c)} for c in state_columns()}
     return {
         name: words - members[name]
         for name, words in stored_words(session).items()
