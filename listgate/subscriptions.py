@@ -584,9 +584,9 @@ def read_confirm(secret: str, token: str) -> dict[str, Any]:
     return data
 
 
-def confirm_token(session: Session, secret: str, token: str) -> Outcome:
-    """Confirm by the signed link the request it was mailed for; SubscriptionError when forged,
-    expired, withdrawn, replaced by a newer request or used (and ended since)."""
+def confirming(session: Session, secret: str, token: str) -> Subscription:
+    """The subscription a confirmation link would confirm, without acting; SubscriptionError
+    when forged, expired, withdrawn, replaced by a newer request or used (and ended since)."""
     data = read_confirm(secret, token)
     sub = session.get(Subscription, data["s"])
     if sub is None or sub.address != data.get("a"):
@@ -594,7 +594,13 @@ def confirm_token(session: Session, secret: str, token: str) -> Outcome:
     # A link mailed before links named their request ("r") is taken for the current one.
     if data.get("r", request_stamp(sub)) != request_stamp(sub):
         raise SubscriptionError(REPLACED)
-    return _confirmed(session, sub, LINK)
+    _still_asked(sub)
+    return sub
+
+
+def confirm_token(session: Session, secret: str, token: str) -> Outcome:
+    """Confirm by the signed link the request it was mailed for (see confirming)."""
+    return _confirmed(session, confirming(session, secret, token), LINK)
 
 
 def by_confirm_code(
@@ -635,6 +641,14 @@ def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str
     return _confirmed(session, sub, MAIL)
 
 
+def _still_asked(sub: Subscription) -> None:
+    """SubscriptionError when sub's request ended or was suspended since its confirmation was
+    mailed: an old link or code must not bring it back (USED when it was confirmed first)."""
+    if sub.status in (SubscriptionState.ENDED, SubscriptionState.SUSPENDED):
+        used = sub.confirmed_at is not None and sub.confirmed_at >= sub.created_at
+        raise SubscriptionError(USED if used else WITHDRAWN)
+
+
 def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
     mlist = session.get_one(MailingList, sub.list_id)
@@ -651,10 +665,7 @@ def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
             mlist.name,
             sub.thread_key,
         )
-    if sub.status != SubscriptionState.PENDING:
-        # Ended or suspended since this link was sent: an old link must not bring it back.
-        used = sub.confirmed_at is not None and sub.confirmed_at >= sub.created_at
-        raise SubscriptionError(USED if used else WITHDRAWN)
+    _still_asked(sub)
     started = start(session, mlist, sub.address, sub.kind, sub.thread_key)  # the same row
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.
     fields = {

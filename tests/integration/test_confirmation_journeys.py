@@ -136,6 +136,8 @@ def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
     j.expect((PAT, "You have left"))
     assert "confirmation mail was sent" in ask(j, PAT)
     second = confirm_link(j, PAT)
+    opened = stranger.get(first)  # the page a click opens says it at once, with no button
+    assert opened.status == 400 and "replaced by a newer one" in opened.body, opened.body
     old = stranger.post(first)
     assert old.status == 400 and "replaced by a newer one" in old.body, old.body
     j.new_thread()
@@ -148,8 +150,8 @@ def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
     j.expect(*j.copies_to(SAM, PAT))
     j.command("unsubscribe")
     j.expect((PAT, "You have left"))
-    used = stranger.post(second)
-    assert used.status == 400 and "has been used" in used.body, used.body
+    for used in (stranger.get(second), stranger.post(second)):
+        assert used.status == 400 and "has been used" in used.body, used.body
 
     # By reply: Kim confirms, leaves, asks again.
     j.mail(KIM, f"dev+subscribe@{DOMAIN}", "subscribe")
