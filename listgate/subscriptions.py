@@ -652,19 +652,20 @@ def _still_asked(sub: Subscription) -> None:
 def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
     mlist = session.get_one(MailingList, sub.list_id)
-    if sub.status == SubscriptionState.ACTIVE:
-        return Outcome(
-            sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key
+    if sub.status in (SubscriptionState.ACTIVE, SubscriptionState.AWAITING):
+        said = (
+            "Your subscription was already confirmed."
+            if sub.status == SubscriptionState.ACTIVE
+            else f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
+            "your subscription."
         )
-    if sub.status == SubscriptionState.AWAITING:
-        return Outcome(
-            sub,
-            f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
-            "your subscription.",
-            [],
-            mlist.name,
-            sub.thread_key,
+        # Used again: nothing changes; a reply by mail is answered like the page a link opens.
+        answer = (
+            [notice(session, mlist, "changed", sub.address, sub.id, reply=True, message=said)]
+            if channel == MAIL
+            else []
         )
+        return Outcome(sub, said, answer, mlist.name, sub.thread_key)
     _still_asked(sub)
     started = start(session, mlist, sub.address, sub.kind, sub.thread_key)  # the same row
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.

@@ -169,6 +169,9 @@ def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
     j.expect(*j.copies_to(SAM))
     j.mail(KIM, second, "Re: confirm")
     j.expect((KIM, "Welcome"))
+    j.mail(KIM, second, "Re: confirm")  # a second reply is answered too, and changes nothing
+    got = j.expect((KIM, "Done"))
+    assert "already confirmed" in j.body(got, KIM, "Done")[1]
     j.new_thread()
     j.expect(*j.copies_to(SAM, KIM))
     j.mail(KIM, f"dev+unsubscribe@{DOMAIN}", "unsubscribe")
