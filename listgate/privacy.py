@@ -6,7 +6,7 @@ from sqlalchemy import Connection, select
 
 from listgate import subscriptions, tokens
 from listgate.addresses import Recipient
-from listgate.models import Delivery, MailingList, Message, Subscription
+from listgate.models import Delivery, DigestSent, MailingList, Message, Subscription
 from listgate.states import SubscriptionState
 
 
@@ -56,17 +56,19 @@ def _confirm_code_of(conn: Connection, mlist: MailingList, code: str, secret: st
 
 
 def _bounce_token_of(conn: Connection, mlist: MailingList, token: str, secret: str) -> bool:
-    """True when a VERP token is ours and names a delivery or subscription of mlist."""
+    """True when a VERP token is ours and names a delivery, digest sent or subscription of mlist."""
     found = tokens.read_verp_token(secret, token)
     if found is None or not 0 < found[1] < 2**62:
         return False
     kind, ident = found
-    if kind == "d":
+    if kind == tokens.VERP_DELIVERY:
         query = (
             select(Message.list_id)
             .join(Delivery, Delivery.message_pk == Message.id)
             .where(Delivery.id == ident)
         )
+    elif kind == tokens.VERP_DIGEST:
+        query = select(DigestSent.list_id).where(DigestSent.id == ident)
     else:
         query = select(Subscription.list_id).where(Subscription.id == ident)
     return conn.scalar(query) == mlist.id

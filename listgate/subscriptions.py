@@ -37,6 +37,15 @@ from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
 log = logging.getLogger(__name__)
 
 CONFIRM_DAYS = 7
+# What an old confirmation says: it confirms only the request it was mailed for.
+REPLACED = (
+    "this confirmation was replaced by a newer one: use the latest confirmation mail sent to you"
+)
+USED = (
+    "this confirmation has been used already, and the subscription has ended since; "
+    "to subscribe again, please ask again"
+)
+WITHDRAWN = "this subscription request no longer exists; please ask again"
 RESEND_AFTER = timedelta(minutes=10)  # one confirmation mail per address and scope per 10 minutes
 CONFIRM_LIMIT = (
     5,
@@ -439,12 +448,22 @@ def has_active(
 # needed).
 
 
-def confirm_code(secret: str, sub: Subscription) -> str:
-    """The code in NAME+confirm-CODE@ that confirms sub by reply (lower-case, VERP-safe)."""
+def request_stamp(sub: Subscription) -> int:
+    """Which request of sub is the current one: when it was made, in microseconds (each request
+    starts the row's created_at again). Its confirmation link and code carry it."""
+    return (sub.created_at - _EPOCH) // timedelta(microseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def confirm_code(secret: str, sub: Subscription, stamp: int | None = None) -> str:
+    """The code in NAME+confirm-CODE@ that confirms sub's current request by reply (lower-case,
+    VERP-safe); stamp: a code made for another stamp of it (codes mailed before codes were made
+    for the request's microsecond carried its second)."""
+    stamp = request_stamp(sub) if stamp is None else stamp
     digest = hmac.new(
-        secret.encode(),
-        f"confirm:{sub.id}:{sub.address}:{int(sub.created_at.timestamp())}".encode(),
-        hashlib.sha256,
+        secret.encode(), f"confirm:{sub.id}:{sub.address}:{stamp}".encode(), hashlib.sha256
     ).digest()
     # 60 bits in 12 base32 characters: short enough for NAME+confirm-CODE@ to stay under 64.
     return f"{sub.id:x}." + base64.b32encode(digest).decode()[:12].lower()
@@ -497,7 +516,9 @@ def request(
     if invited_by:
         sub.approved_by = invited_by
     session.flush()
-    link = f"{base_url}/confirm/" + tokens.make(secret, tokens.CONFIRM, {"s": sub.id, "a": address})
+    link = f"{base_url}/confirm/" + tokens.make(
+        secret, tokens.CONFIRM, {"s": sub.id, "a": address, "r": request_stamp(sub)}
+    )
     entry = notice(
         session,
         mlist,
@@ -563,13 +584,23 @@ def read_confirm(secret: str, token: str) -> dict[str, Any]:
     return data
 
 
-def confirm_token(session: Session, secret: str, token: str) -> Outcome:
-    """Confirm by the signed link; SubscriptionError when forged, expired or withdrawn."""
+def confirming(session: Session, secret: str, token: str) -> Subscription:
+    """The subscription a confirmation link would confirm, without acting; SubscriptionError
+    when forged, expired, withdrawn, replaced by a newer request or used (and ended since)."""
     data = read_confirm(secret, token)
     sub = session.get(Subscription, data["s"])
     if sub is None or sub.address != data.get("a"):
-        raise SubscriptionError("this subscription request no longer exists; please ask again")
-    return _confirmed(session, sub, LINK)
+        raise SubscriptionError(WITHDRAWN)
+    # A link mailed before links named their request ("r") is taken for the current one.
+    if data.get("r", request_stamp(sub)) != request_stamp(sub):
+        raise SubscriptionError(REPLACED)
+    _still_asked(sub)
+    return sub
+
+
+def confirm_token(session: Session, secret: str, token: str) -> Outcome:
+    """Confirm by the signed link the request it was mailed for (see confirming)."""
+    return _confirmed(session, confirming(session, secret, token), LINK)
 
 
 def by_confirm_code(
@@ -589,15 +620,20 @@ def confirm_code_id(code: str) -> int | None:
 
 
 def code_confirms(secret: str, sub: Subscription, list_id: int, code: str) -> bool:
-    """True when code is the confirmation code made for sub, a subscription to list list_id."""
-    return sub.list_id == list_id and hmac.compare_digest(confirm_code(secret, sub), code.lower())
+    """True when code is the confirmation code made for sub's current request, a subscription to
+    list list_id (or a code of it mailed before codes named its microsecond)."""
+    stamps = (request_stamp(sub), int(sub.created_at.timestamp()))
+    return sub.list_id == list_id and any(
+        hmac.compare_digest(confirm_code(secret, sub, stamp), code.lower()) for stamp in stamps
+    )
 
 
 def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str) -> Outcome:
     """Confirm by replying to the confirmation mail (NAME+confirm-CODE@)."""
     sub = by_confirm_code(session, secret, mlist, code)
     if sub is None:
-        raise SubscriptionError("this confirmation code is not valid")
+        # A code made for an earlier request of the row, or forged: only the latest one works.
+        raise SubscriptionError(f"{REPLACED} (or this confirmation code is not valid)")
     if sub.status == SubscriptionState.PENDING and _now() - sub.created_at > timedelta(
         days=CONFIRM_DAYS
     ):
@@ -605,25 +641,32 @@ def confirm_by_code(session: Session, secret: str, mlist: MailingList, code: str
     return _confirmed(session, sub, MAIL)
 
 
+def _still_asked(sub: Subscription) -> None:
+    """SubscriptionError when sub's request ended or was suspended since its confirmation was
+    mailed: an old link or code must not bring it back (USED when it was confirmed first)."""
+    if sub.status in (SubscriptionState.ENDED, SubscriptionState.SUSPENDED):
+        used = sub.confirmed_at is not None and sub.confirmed_at >= sub.created_at
+        raise SubscriptionError(USED if used else WITHDRAWN)
+
+
 def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
     mlist = session.get_one(MailingList, sub.list_id)
-    if sub.status == SubscriptionState.ACTIVE:
-        return Outcome(
-            sub, "Your subscription was already confirmed.", [], mlist.name, sub.thread_key
+    if sub.status in (SubscriptionState.ACTIVE, SubscriptionState.AWAITING):
+        said = (
+            "Your subscription was already confirmed."
+            if sub.status == SubscriptionState.ACTIVE
+            else f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
+            "your subscription."
         )
-    if sub.status == SubscriptionState.AWAITING:
-        return Outcome(
-            sub,
-            f"Your address is confirmed; a moderator of {mlist.name} still has to approve "
-            "your subscription.",
-            [],
-            mlist.name,
-            sub.thread_key,
+        # Used again: nothing changes; a reply by mail is answered like the page a link opens.
+        answer = (
+            [notice(session, mlist, "changed", sub.address, sub.id, reply=True, message=said)]
+            if channel == MAIL
+            else []
         )
-    if sub.status != SubscriptionState.PENDING:
-        # Ended or suspended since this link was sent: an old link must not bring it back.
-        raise SubscriptionError("this subscription request no longer exists; please ask again")
+        return Outcome(sub, said, answer, mlist.name, sub.thread_key)
+    _still_asked(sub)
     started = start(session, mlist, sub.address, sub.kind, sub.thread_key)  # the same row
     # The code or link proves the address is the sender's own: the answer is not limited as a reply.
     fields = {

@@ -53,8 +53,15 @@ def decode_int(text: str) -> int:
     return int(text, 32)
 
 
+# What a VERP token names: a post's copy (a deliveries row), a digest's copy (a digests_sent row),
+# or a subscription (digests mailed before digest copies were named: their bounces still match).
+VERP_DELIVERY, VERP_DIGEST, VERP_SUBSCRIPTION = "d", "g", "s"
+_VERP_KINDS = VERP_DELIVERY + VERP_DIGEST + VERP_SUBSCRIPTION
+
+
 def verp_token(secret: str, kind: str, ident: int) -> str:
-    """An opaque lower-case token naming a delivery ('d') or subscription ('s')."""
+    """An opaque lower-case token naming a delivery ('d'), a digest sent ('g') or a subscription
+    ('s')."""
     body = kind + encode_int(ident)
     mac = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
     return f"{body}.{mac}"
@@ -63,7 +70,7 @@ def verp_token(secret: str, kind: str, ident: int) -> str:
 def read_verp_token(secret: str, token: str) -> tuple[str, int] | None:
     """(kind, id) of a token made by verp_token, or None when forged or malformed."""
     body, _, mac = token.lower().partition(".")
-    if len(body) < 2 or body[0] not in "ds":
+    if len(body) < 2 or body[0] not in _VERP_KINDS:
         return None
     expected = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
     if not hmac.compare_digest(mac, expected):

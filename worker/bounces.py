@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message as StdMessage
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch
+from listgate import dispatch, tokens
 from listgate.config import Settings
 from listgate.mail import mime
-from listgate.models import Delivery, MailingList, OutboxEntry, Subscription
-from listgate.states import BounceKind, SubscriptionState
+from listgate.models import Bounce, Delivery, DigestSent, MailingList, OutboxEntry, Subscription
+from listgate.states import BounceKind, SubscriptionKind, SubscriptionState
 from worker import mailer
 
 log = logging.getLogger(__name__)
@@ -287,21 +288,15 @@ def score(
 def handle(
     session: Session, settings: Settings, entry: OutboxEntry, raw: bytes
 ) -> list[OutboxEntry]:
-    """A mail to NAME+bounce-TOKEN@: record it against its delivery and score it."""
-    from listgate.models import Bounce
-    from listgate.tokens import read_verp_token
-
+    """A mail to NAME+bounce-TOKEN@: record it against the copy it is about and score it."""
     payload = json.loads(entry.payload or "{}")
-    found = read_verp_token(settings.secret_key, str(payload.get("arg", "")))
+    found = tokens.read_verp_token(settings.secret_key, str(payload.get("arg", "")))
     if found is None:
         log.info("bounce to an unknown or forged VERP token %r ignored", payload.get("arg"))
         return []
     report = parse_bounce(raw)
-    kind, ident = found
-    delivery = session.get(Delivery, ident) if kind == "d" else None
-    sub_id = delivery.subscription_id if delivery is not None else ident
-    sub = session.get(Subscription, sub_id) if sub_id else None
-    address = delivery.address if delivery is not None else (sub.address if sub is not None else "")
+    copy = _copy(session, *found)
+    sub, address = copy.subscription, copy.address
     failure = report.kind
     if failure in (BounceKind.PERMANENT, BounceKind.TRANSIENT) and not report.blames(address):
         # the message failed (or someone else did): a failed post, not this subscriber's bounce
@@ -313,7 +308,7 @@ def handle(
         )
     session.add(
         Bounce(
-            delivery_id=delivery.id if delivery else None,
+            delivery_id=copy.delivery_id,
             subscription_id=sub.id if sub else None,
             address=address,
             kind=failure,
@@ -321,14 +316,51 @@ def handle(
         )
     )
     log.info("%s bounce for %s: %s", failure, address, report.diagnostic[:120])
-    if delivery is not None and sub is not None and _before_return(delivery, sub):
+    if sub is not None and _before_return(copy.sent_at, sub):
         log.info("a bounce for %s about a copy sent before they came back: not counted", address)
         return []
     return score(session, settings, sub, failure)
 
 
-def _before_return(delivery: Delivery, sub: Subscription) -> bool:
+@dataclass(frozen=True)
+class _Copy:
+    """What a VERP token names: the subscription the copy went to, its address, when it went out
+    (None: not known) and, for a post's copy, its deliveries row."""
+
+    subscription: Subscription | None
+    address: str
+    sent_at: datetime | None = None
+    delivery_id: int | None = None
+
+
+def _copy(session: Session, kind: str, ident: int) -> _Copy:
+    """The copy a VERP token (kind, ident) names: a post's (deliveries row), a digest's
+    (digests_sent row, its subscription the address's digest row), or only a subscription (the
+    tokens of digests mailed before digest copies were named: when they went out is not known)."""
+    if kind == tokens.VERP_DELIVERY:
+        delivery = session.get(Delivery, ident)
+        if delivery is None:
+            return _Copy(None, "")
+        sub = session.get(Subscription, delivery.subscription_id or 0)
+        return _Copy(sub, delivery.address, delivery.sent_at or delivery.created_at, delivery.id)
+    if kind == tokens.VERP_DIGEST:
+        digest = session.get(DigestSent, ident)
+        if digest is None:
+            return _Copy(None, "")
+        sub = session.scalars(
+            select(Subscription).where(
+                Subscription.list_id == digest.list_id,
+                Subscription.address == digest.address,
+                Subscription.kind == SubscriptionKind.DIGEST,
+                Subscription.thread_key == 0,
+            )
+        ).first()
+        return _Copy(sub, digest.address, digest.sent_at or digest.created_at)
+    sub = session.get(Subscription, ident)
+    return _Copy(sub, sub.address if sub is not None else "")
+
+
+def _before_return(sent: datetime | None, sub: Subscription) -> bool:
     """True when the copy went out before sub was last (re)started: its late or repeated reports
     are about the mailbox as it was then, and must not suspend a fresh subscription again."""
-    sent = delivery.sent_at or delivery.created_at
     return sub.confirmed_at is not None and sent is not None and sent < sub.confirmed_at

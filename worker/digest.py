@@ -32,7 +32,7 @@ from listgate.states import (
     SubscriptionState,
 )
 from listgate.subscriptions import SWITCHED_TO_LIST, unsubscribe_token
-from listgate.tokens import verp_token
+from listgate.tokens import VERP_DIGEST, verp_token
 from worker import mailer, outbox
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
@@ -292,7 +292,7 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
                 MailingList.id.in_(select(Subscription.list_id).where(_receives(period)))
             )
         ).all()
-        work: list[tuple[Batch, int, str, str]] = []
+        work: list[tuple[Batch, str, str]] = []
         for mlist in lists:
             subs = _subscribers(session, mlist.id, period)
             found = batch(ctx, session, mlist, period) if subs else None
@@ -300,16 +300,16 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
                 continue
             theirs = _for(session, mlist, found, [sub_id for sub_id, _, _ in subs])
             work.extend(
-                (theirs[sub_id], sub_id, address, fmt)
+                (theirs[sub_id], address, fmt)
                 for sub_id, address, fmt in subs
                 if theirs[sub_id].entries
             )
     sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
-        for own, sub_id, address, fmt in work:
+        for own, address, fmt in work:
             row_id = _claim(ctx, own.list_id, address, period, len(own.entries))
             if row_id is not None:
-                sent += _deliver(ctx, conn, row_id, own, sub_id, address, fmt)
+                sent += _deliver(ctx, conn, row_id, own, address, fmt)
     if work:
         log.info("%s digests of %s: %d sent", period.frequency, period.label, sent)
     return sent
@@ -320,7 +320,6 @@ def _deliver(
     conn: mailer.Connection,
     row_id: int,
     found: Batch,
-    sub_id: int,
     address: str,
     fmt: str,
     outbox_id: int = 0,
@@ -344,7 +343,9 @@ def _deliver(
         fmt=fmt,
     )
     result = conn.send(
-        verp_address(found.info, verp_token(ctx.settings.secret_key, "s", sub_id)),
+        # the copy itself (its row knows when it went out), so a late bounce about it is not
+        # counted against the subscription started again since
+        verp_address(found.info, verp_token(ctx.settings.secret_key, VERP_DIGEST, row_id)),
         address,
         ctx.signer.sign(data),
     )
@@ -407,4 +408,4 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
             row.status = DigestState.CANCELLED
             return 0
     with mailer.connect(ctx.settings.outbound) as conn:
-        return _deliver(ctx, conn, row_id, found, sub[0], address, sub[1], outbox_id)
+        return _deliver(ctx, conn, row_id, found, address, sub[1], outbox_id)

@@ -75,3 +75,29 @@ def test_a_suspended_subscriber_back_from_the_web_is_not_suspended_by_old_bounce
     j.expect((PAT, "is suspended"))
     j.new_thread()
     j.expect(*j.copies_to(SAM))
+
+
+def test_an_old_digest_reported_after_a_return_to_the_digest_does_not_suspend(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat gets the day's digest, leaves, and comes back on the digest; then her old mailbox's
+    reports about that digest arrive (twice: the limit): the digest went out before she came
+    back, so they must not suspend her fresh subscription."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("subscribe", PAT, "--list", "dev", "--digest")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    j.send_digest()
+    old = next(r.mail_from for r in j.expect((PAT, "digest")))
+    assert old.startswith("dev+bounce-"), old
+
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    j.cli("subscribe", PAT, "--list", "dev", "--digest")
+
+    mailbox_gone(j, old, old)
+    j.expect()
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))

@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
 from tests.integration.web_client import WebClient
-from tests.support.config import search
+from tests.support.config import DOMAIN, search
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
 
@@ -81,7 +81,7 @@ def test_confirmations_used_again_refused_and_overtaken_by_a_members_only_list(
     j.command("unsubscribe")
     j.expect((PAT, "You have left"))
     late = stranger.post(link)
-    assert late.status == 400 and "no longer exists" in late.body, late.body
+    assert late.status == 400 and "has been used" in late.body, late.body
     j.new_thread()
     j.expect(*j.copies_to(SAM, KIM))
 
@@ -97,3 +97,76 @@ def test_confirmations_used_again_refused_and_overtaken_by_a_members_only_list(
     j.expect((PAT, "Welcome"))  # at once: the command hands its mail to the broker
     j.new_thread()
     j.expect(*j.copies_to(SAM, KIM, PAT))
+
+
+def confirm_address(j: Journey, address: str) -> str:
+    """The NAME+confirm-CODE@ address of the confirmation mail that must arrive now."""
+    got = j.expect((address, "Confirm your subscription"))
+    return str(j.body(got, address, "Confirm")[0]["Reply-To"]).strip("<>")
+
+
+def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat (web) and Kim (mail) confirm, leave, and ask again; the first confirmation, used
+    again while the second waits or after it, confirms nothing and says it was replaced. The
+    second one, used again after they left, says it has been used."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", "dev")
+    stranger = WebClient(j.stack.web_port)
+
+    # By link: Pat confirms, leaves by mail, asks again.
+    assert "confirmation mail was sent" in ask(j, PAT)
+    first = confirm_link(j, PAT)
+    assert "Your subscription is confirmed" in stranger.post(first).body
+    j.expect((PAT, "Welcome"))
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    assert "confirmation mail was sent" in ask(j, PAT)
+    second = confirm_link(j, PAT)
+    opened = stranger.get(first)  # the page a click opens says it at once, with no button
+    assert opened.status == 400 and "replaced by a newer one" in opened.body, opened.body
+    old = stranger.post(first)
+    assert old.status == 400 and "replaced by a newer one" in old.body, old.body
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    assert "Your subscription is confirmed" in stranger.post(second).body
+    j.expect((PAT, "Welcome"))
+    old = stranger.post(first)
+    assert old.status == 400 and "replaced by a newer one" in old.body, old.body
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    for used in (stranger.get(second), stranger.post(second)):
+        assert used.status == 400 and "has been used" in used.body, used.body
+
+    # By reply: Kim confirms, leaves, asks again.
+    j.mail(KIM, f"dev+subscribe@{DOMAIN}", "subscribe")
+    first = confirm_address(j, KIM)
+    j.mail(KIM, first, "Re: confirm")
+    j.expect((KIM, "Welcome"))
+    j.mail(KIM, f"dev+unsubscribe@{DOMAIN}", "unsubscribe")
+    j.expect((KIM, "You have left"))
+    j.mail(KIM, f"dev+subscribe@{DOMAIN}", "subscribe")
+    second = confirm_address(j, KIM)
+    j.mail(KIM, first, "Re: confirm")
+    got = j.expect((KIM, "not carried out"))
+    assert "replaced by a newer one" in j.body(got, KIM, "not carried out")[1]
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    j.mail(KIM, second, "Re: confirm")
+    j.expect((KIM, "Welcome"))
+    j.mail(KIM, second, "Re: confirm")  # a second reply is answered too, and changes nothing
+    got = j.expect((KIM, "Done"))
+    assert "already confirmed" in j.body(got, KIM, "Done")[1]
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, KIM))
+    j.mail(KIM, f"dev+unsubscribe@{DOMAIN}", "unsubscribe")
+    j.expect((KIM, "You have left"))
+    j.mail(KIM, second, "Re: confirm")
+    got = j.expect((KIM, "not carried out"))
+    assert "has been used" in j.body(got, KIM, "not carried out")[1]
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))

@@ -79,6 +79,8 @@ class Model:
     subs: dict[tuple[str, str, int], SubscriptionState] = field(default_factory=dict)
     # (address, kind) -> (link, code)
     codes: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # (address, kind) -> the (link, code) of its requests replaced by a newer one
+    replaced: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     # (pk, thread, author, outbox id)
     posts: list[tuple[int, int, str, int]] = field(default_factory=list)
     fanned: set[int] = field(default_factory=set)
@@ -97,6 +99,7 @@ class Model:
     scores: Counter[tuple[str, str, int]] = field(default_factory=Counter)
     restarted: dict[tuple[str, str, int], int] = field(default_factory=dict)
     sent: dict[tuple[int, str], tuple[tuple[str, str, int], int]] = field(default_factory=dict)
+    digest_sent: dict[str, int] = field(default_factory=dict)  # address -> when today's went out
 
     def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
         return self.subs.get((address, kind, thread))
@@ -227,6 +230,10 @@ class Lifecycle(RuleBasedStateMachine):
             return
         assert [m["template"] for m in mailed] == ["confirm"]
         link, reply_to = mailed[0]["link"].rsplit("/", 1)[1], mailed[0]["reply_to"]
+        if (address, kind) in self.model.codes:
+            self.model.replaced.setdefault((address, kind), []).append(
+                self.model.codes[(address, kind)]
+            )
         self.model.codes[(address, kind)] = (link, reply_to.split("+confirm-")[1].split("@")[0])
         self.model.set((address, kind, 0), SubscriptionState.PENDING)
 
@@ -260,6 +267,20 @@ class Lifecycle(RuleBasedStateMachine):
         )
         if before == SubscriptionState.PENDING:
             self.model.activate(address, kind)
+
+    @precondition(lambda self: self.model.replaced)
+    @rule(which=st.integers(0, 99), by_code=st.booleans())
+    def old_confirmation_used(self, which: int, by_code: bool) -> None:
+        """A confirmation mail of a request replaced by a newer one (asked again after leaving,
+        say), answered by its link or by reply: refused as replaced, nothing changes."""
+        olds = [c for _, cs in sorted(self.model.replaced.items()) for c in cs]
+        link, code = olds[which % len(olds)]
+        refused = pytest.raises(SubscriptionError, match="replaced by a newer one")
+        with refused, self.site.session() as session:
+            if by_code:
+                subscriptions.confirm_by_code(session, SECRET, self.site.mlist(session), code)
+            else:
+                subscriptions.confirm_token(session, SECRET, link)
 
     # -- threads and modes -----------------------------------------------------------------------
 
@@ -437,6 +458,26 @@ class Lifecycle(RuleBasedStateMachine):
             size = self.model.digest_size(address)
             if size and address not in self.model.digests:
                 self.model.digests[address] = size
+                self.model.digest_sent[address], self.model.clock = (
+                    self.model.clock,
+                    self.model.clock + 1,
+                )
+
+    @precondition(lambda self: self.model.digest_sent)
+    @rule(which=st.integers(0, 9))
+    def digest_bounces(self, which: int) -> None:
+        """A report that today's digest found the mailbox dead, to the digest's VERP address: it
+        counts against the address's digest row only if the row was not started again since."""
+        m = self.model
+        address = sorted(m.digest_sent)[which % len(m.digest_sent)]
+        self.site.collect(self.arrived, self.digests_arrived)  # the digest's envelope sender
+        self.site.bounce_to(self.site.digest_verps[address], address)
+        key = (address, "digest", 0)
+        if m.digest_sent[address] < m.restarted.get(key, -1):
+            return
+        m.scores[key] += 1
+        if m.subs[key] == SubscriptionState.ACTIVE and m.scores[key] >= BOUNCE_LIMIT:
+            m.set(key, SubscriptionState.SUSPENDED)
 
     # -- what arrived ------------------------------------------------------------------------------
 
@@ -486,6 +527,7 @@ class ModelSite:
         self.db: sessionmaker[Session] = self.ctx.db
         self.box = Path(settings.outbound.split(":", 1)[1])
         self.list_id = 0
+        self.digest_verps: dict[str, str] = {}  # address -> envelope sender of its last digest
 
     def reset(self) -> None:
         """Every row deleted (on PostgreSQL in one round trip: a TRUNCATE of every table cost
@@ -569,6 +611,14 @@ class ModelSite:
             report = dsn(address, "5.1.1", f"550 5.1.1 <{address}>: User unknown")
             bounces.handle(session, self.settings, entry, report)
 
+    def bounce_to(self, verp: str, address: str) -> None:
+        """A DSN about a copy to address, sent to verp (the copy's envelope sender)."""
+        with self.session() as session:
+            token = verp.split("+bounce-", 1)[1].split("@")[0]
+            entry = OutboxEntry(payload=json.dumps({"arg": token}))
+            report = dsn(address, "5.1.1", f"550 5.1.1 <{address}>: User unknown")
+            bounces.handle(session, self.settings, entry, report)
+
     def record_fanout(self, outbox_id: int, pk: int) -> None:
         """The fan-out's own transaction, as a worker killed
         right after it leaves it: rows, nothing sent.
@@ -593,6 +643,7 @@ class ModelSite:
                 digests.setdefault(rcpt, []).append(
                     int(search(r"\((\d+) messages?\)", str(msg["Subject"])))
                 )
+                self.digest_verps[rcpt] = str(msg["Return-Path"]).strip("<>")
             else:
                 copies[(pks[str(msg["Message-ID"]).strip("<>")], rcpt)] += 1
             box.remove(key)
@@ -701,6 +752,31 @@ REPLAYS = {
         "posts eve@example.com 0",
         "fans_out T",
         "copy_bounces 3 F",  # ann's copy of eve's second reply
+    ],
+    "a digest's reports count unless it went out before its row started again": [
+        "admin_subscribes ann@example.org digest",
+        "posts eve@example.com -",
+        "fans_out T",
+        "sends_todays_digest",
+        "digest_bounces 0",
+        "digest_bounces 0",
+        "admin_subscribes ann@example.org digest",
+        "digest_bounces 0",
+        "digest_bounces 0",
+        "posts eve@example.com -",
+        "fans_out T",
+    ],
+    "a confirmation of a request asked again after leaving confirms nothing": [
+        "requests ann@example.org list",
+        "confirms ann@example.org list F",
+        "leaves ann@example.org admin",
+        "requests ann@example.org list",
+        "old_confirmation_used 0 F",
+        "old_confirmation_used 0 T",
+        "posts eve@example.com -",
+        "fans_out T",
+        "confirms ann@example.org list T",
+        "old_confirmation_used 0 F",
     ],
     "a digest started again keeps the posts of before a request for every post ended": [
         "admin_subscribes bob@example.org list",

@@ -26,11 +26,14 @@ def _refused(reason: str, what: str) -> tuple[str, int]:
 
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> str | tuple[str, int]:
-    """Show what is about to be confirmed, with a button (link scanners must not act)."""
-    try:
-        subscriptions.read_confirm(context.settings().secret_key, token)
-    except SubscriptionError as exc:
-        return _refused(str(exc), "confirmation")
+    """Show what is about to be confirmed, with a button (link scanners must not act); a link
+    that can no longer confirm (replaced by a newer one, used) says so at once."""
+    res = context.resources()
+    with res.reader() as session:
+        try:
+            subscriptions.confirming(session, res.settings.secret_key, token)
+        except SubscriptionError as exc:
+            return _refused(str(exc), "confirmation")
     return render_template("subscribe/confirm.html", token=token)
 
 

@@ -222,3 +222,52 @@ def test_list_names_longer_than_the_limit_are_refused(db: sessionmaker[Session])
 
     with transaction(db) as session, pytest.raises(lists.ListError, match=f"up to {MAX_LIST_NAME}"):
         lists.create(session, "x" * (MAX_LIST_NAME + 1))
+
+
+def _link_and_code(outcome: subscriptions.Outcome) -> tuple[str, str]:
+    payload = json.loads(outcome.outbox[0].payload)
+    return payload["link"].rsplit("/", 1)[1], payload["reply_to"].split("+confirm-")[1][:-11]
+
+
+def test_a_request_replaced_by_a_newer_one_is_confirmed_only_by_the_newer_mail(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
+    with transaction(db) as session:
+        first = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+        subscription_of(first).created_at -= subscriptions.RESEND_AFTER  # asked long ago
+    with transaction(db) as session:
+        second = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+    (old_link, old_code), (link, code) = _link_and_code(first), _link_and_code(second)
+    with transaction(db) as session, pytest.raises(SubscriptionError, match="replaced by a newer"):
+        subscriptions.confirm_token(session, SECRET, old_link)
+    with transaction(db) as session, pytest.raises(SubscriptionError, match="replaced by a newer"):
+        subscriptions.confirm_by_code(session, SECRET, session.merge(dev), old_code)
+    with db() as session:
+        assert session.scalar(select(Subscription.status)) == "pending"
+    with transaction(db) as session:
+        assert (
+            subscription_of(subscriptions.confirm_token(session, SECRET, link)).status == "active"
+        )
+    with transaction(db) as session:
+        done = subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+        assert done.message == "Your subscription was already confirmed."
+
+
+def test_links_and_codes_mailed_before_they_named_their_request_still_confirm_it(
+    db: sessionmaker[Session], dev: MailingList
+) -> None:
+    with transaction(db) as session:
+        a = subscription_of(
+            subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+        )
+        b = subscription_of(
+            subscriptions.request(session, session.merge(dev), "b@example.org", **KW)
+        )
+        link = tokens.make(SECRET, tokens.CONFIRM, {"s": a.id, "a": a.address})
+        code = subscriptions.confirm_code(SECRET, b, int(b.created_at.timestamp()))
+    with transaction(db) as session:
+        assert (
+            subscription_of(subscriptions.confirm_token(session, SECRET, link)).status == "active"
+        )
+        by_code = subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+        assert subscription_of(by_code).status == "active"
