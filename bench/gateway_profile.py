@@ -17,6 +17,7 @@ import cProfile
 import json
 import os
 import pstats
+import re
 import signal
 import sys
 import threading
@@ -35,6 +36,7 @@ _SPANS: dict[str, list[float]] = collections.defaultdict(list)
 _SAMPLES: collections.Counter[str] = collections.Counter()
 _SELF: collections.Counter[str] = collections.Counter()
 _STATEMENTS = [0]  # SQL statements sent since the last dump
+_THREAD_CPU: dict[str, float] = {}  # CPU seconds per kind of thread at the last dump
 SAMPLE_EVERY = 0.002  # seconds between stack samples
 # A thread whose top frame is one of these is idle (waiting for work), and not counted.
 IDLE = {
@@ -177,10 +179,28 @@ def _profile_threads() -> list[cProfile.Profile]:
     return profiles
 
 
+def _thread_cpu() -> dict[str, float]:
+    """CPU seconds (user and system) each kind of thread of this process has used so far, by its
+    name without its numbers ("store-0" and "store-1": "store"); the kernel's per-thread counts."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent: dict[str, float] = collections.defaultdict(float)
+    for thread in threading.enumerate():
+        try:
+            stat = Path(f"/proc/self/task/{thread.native_id}/stat").read_text()
+        except OSError:  # not Linux, or the thread just ended
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        kind = re.sub(r"-?\d+", "", thread.name)  # "Thread-3 (_run)": aiosmtpd's event loop
+        spent[kind] += (int(fields[11]) + int(fields[12])) / tick
+    return spent
+
+
 def _dump(out: Path, cpu: list[float]) -> None:
     """Write what was measured so far, and start counting afresh (one dump per load)."""
     now = time.process_time()
+    threads = _thread_cpu()
     data = {
+        "threads": {k: v - _THREAD_CPU.get(k, 0.0) for k, v in threads.items()},
         "spans": {k: list(v) for k, v in _SPANS.items()},
         "samples": _SAMPLES.most_common(60),
         "self": _SELF.most_common(40),
@@ -189,6 +209,8 @@ def _dump(out: Path, cpu: list[float]) -> None:
         "statements": _STATEMENTS[0],
     }
     _STATEMENTS[0] = 0
+    _THREAD_CPU.clear()
+    _THREAD_CPU.update(threads)
     cpu[0] = now
     out.write_text(json.dumps(data))
     _SPANS.clear()
@@ -235,10 +257,18 @@ def _modes(spelled: str) -> list[bool]:
 
 def _report(data: dict[str, Any], posts: int, title: str) -> list[str]:
     """Mean ms per post for each timed step, then the sampler's top functions."""
+    sampler = data.get("threads", {}).get("Thread (_sample)", 0.0)
     lines = [
-        f"== {title}: {posts} posts, gateway CPU {1000 * data['cpu'] / max(posts, 1):.2f} ms/post",
+        f"== {title}: {posts} posts, gateway CPU {1000 * data['cpu'] / max(posts, 1):.2f} ms/post"
+        f" ({1000 * (data['cpu'] - sampler) / max(posts, 1):.2f} without this tool's sampler)",
         f"  SQL statements per post (all of the gateway's): "
         f"{data.get('statements', 0) / max(posts, 1):.2f}",
+        "  CPU per post by thread (kernel counts, 10 ms ticks): "
+        + ", ".join(
+            f"{name} {1e6 * spent / max(posts, 1):.0f} us"
+            for name, spent in sorted(data.get("threads", {}).items(), key=lambda kv: -kv[1])
+            if spent > 0
+        ),
     ]
     for name, values in data["spans"].items():
         if name == "group commit batch size":
