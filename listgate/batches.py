@@ -138,8 +138,8 @@ def _keeps_bytes(session: Session, item: Item, known: dict[str, MailingList | No
     except a thread command acting on its thread, and the Message-ID of a takedown, which
     keeps nothing more. When unsure it answers False: store_raw_id then stores them alone.
     """
-    if thread_command(item.parsed):
-        return False
+    if item.origin not in (PostOrigin.IMPORT, PostOrigin.RELEASE) and thread_command(item.parsed):
+        return False  # ingest reads a thread command only in new mail
     for recipient in item.recipients:
         mlist = known.get(recipient.list_name)
         if mlist is None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
@@ -20,6 +21,7 @@ from listgate.store import table
 _RAW = table(RawMessage)
 RAW_AHEAD_BYTES = 256 * 1024  # a batch's messages up to this size are stored in one statement
 _INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
+_RAW_INSERTS: dict[bool, Any] = {}  # by dialect: PostgreSQL or not
 
 
 def store_raw_id(session: Session, raw: bytes) -> int:
@@ -49,17 +51,17 @@ def store_raws(session: Session, raws: Sequence[bytes]) -> None:
 
 
 def _insert_raws(session: Session, raws: dict[str, bytes]) -> None:
-    """Insert the bytes by their hashes (ON CONFLICT DO NOTHING); learn every row's id."""
+    """Insert the bytes by their hashes (ON CONFLICT DO NOTHING); learn every row's id.
+
+    One statement object for any number of rows: SQLAlchemy sends the rows as multi-row VALUES
+    (its "insertmanyvalues") from one compiled form, instead of compiling a statement of that
+    many rows for each batch.
+    """
     known = store.tx(session).raw_ids
     conn = session.connection()
     written = conn.execute(
-        store.blind(
-            store.of(session)
-            .insert(RawMessage)
-            .values([{"sha256": d, "size": len(raw), "data": raw} for d, raw in raws.items()])
-            .on_conflict_do_nothing()
-            .returning(_RAW.c.id, _RAW.c.sha256)
-        )
+        _insert_returning(session),
+        [{"sha256": d, "size": len(raw), "data": raw} for d, raw in raws.items()],
     )
     known.update({r.sha256: r.id for r in written})
     stored_before = [d for d in raws if d not in known]  # the same bytes came earlier
@@ -67,6 +69,18 @@ def _insert_raws(session: Session, raws: dict[str, bytes]) -> None:
         known.update(
             {r.sha256: r.id for r in conn.execute(store.RAWS_BY_HASH, {"hashes": stored_before})}
         )
+
+
+def _insert_returning(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO NOTHING RETURNING id, sha256 of raw bytes, built once a dialect."""
+    backend = store.of(session)
+    stmt = _RAW_INSERTS.get(backend.postgresql)
+    if stmt is None:
+        stmt = store.blind(
+            backend.insert(RawMessage).on_conflict_do_nothing().returning(_RAW.c.id, _RAW.c.sha256)
+        )
+        _RAW_INSERTS[backend.postgresql] = stmt
+    return stmt
 
 
 def store_attachments(session: Session, parsed: ParsedMessage, message_pk: int) -> None:

@@ -50,21 +50,29 @@ log = logging.getLogger(__name__)
 
 THREAD_COMMANDS = ("follow", "mute", "unsubscribe")
 DIGEST_REPLY = "a reply to a whole digest that names none of its posts"
+_ATTRIBUTION = re.compile(r"^On .+ wrote:$|^.+ schrieb:$")
 
 
 def thread_command(parsed: ParsedMessage) -> str:
-    """'follow', 'mute' or 'unsubscribe' when a reply's whole text is that word, else ''."""
+    """'follow', 'mute' or 'unsubscribe' when a reply's whole text is that word, else ''.
+
+    Quoted lines and an attribution line ("On ... wrote:") are not the reply's text; the
+    signature ends it. It stops at the first line that rules a command out (a word that is not
+    one, or a second line of text), not at the end of a long body.
+    """
     if not parsed.chain:
         return ""
-    lines = []
+    word = ""
     for line in parsed.body_text.splitlines():
-        if line.startswith(">") or line.strip() in ("-- ", "--"):
-            if line.strip() in ("-- ", "--"):
-                break
+        text = line.strip()
+        if text in ("-- ", "--"):
+            break
+        if line.startswith(">") or not text or _ATTRIBUTION.match(text):
             continue
-        if line.strip() and not re.match(r"^On .+ wrote:$|^.+ schrieb:$", line.strip()):
-            lines.append(line.strip().lower())
-    return lines[0] if len(lines) == 1 and lines[0] in THREAD_COMMANDS else ""
+        if word or text.lower() not in THREAD_COMMANDS:
+            return ""
+        word = text.lower()
+    return word
 
 
 def ingest(
