@@ -17,7 +17,9 @@ state, votes, reports and hidden status stay as they are.
 A batch is read and parsed first, then what differs is compared again and written in one
 transaction (the list locked, as every writer locks it): a run stopped midway leaves every post
 either as it was or derived anew, and the write lock of SQLite is not held while mail is parsed.
-A second run finds nothing to change and says so.
+A second run finds nothing to change and says so. Each post written has its derivation counter
+raised in the same transaction: running web processes, which keep rendered posts by it
+(webarchive.views.pages.posts), show the post anew at once, without a restart.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ _BODIES = (
         is_flowed=case((_UNEDITED, bindparam("flowed")), else_=Message.is_flowed),
         body_html=bindparam("html"),
     )
+)
+# What the post shows was derived again: a web process keeping rendered posts renders it anew.
+_DERIVED = (
+    update(Message).where(Message.id == bindparam("pk")).values(derivation=Message.derivation + 1)
 )
 _PLACE = (
     update(Attachment)
@@ -182,11 +188,6 @@ class Tally:
             out.append(f"kept the text of {_count(self.kept_edits, 'post')} edited on the web")
         if self.dry_run:
             out.append("dry run: nothing was written")
-        elif self.changed:  # webarchive.views.pages.posts keeps rendered posts per process
-            out.append(
-                "restart the web archive (listgate web, or listgate up) to show the changes: "
-                "a running one keeps the posts it has shown in memory"
-            )
         return out
 
 
@@ -250,6 +251,7 @@ def _apply(session: Session, changes: Sequence[Change], rows: dict[int, list[_Ro
     ]
     if bodies:
         conn.execute(_BODIES, bodies)
+    conn.execute(_DERIVED, [{"pk": c.message_pk} for c in changes])
     gone = [r for c in changes for r in c.removed]
     if gone:
         conn.execute(delete(Attachment).where(Attachment.id.in_([r.id for r in gone])))

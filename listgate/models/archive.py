@@ -222,6 +222,9 @@ class Message(Base):
     defects: Mapped[str] = mapped_column(Text, default="")  # one per line
     # When the author last edited a web post's text (the raw bytes keep the original).
     edited_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Raised each time what the post shows (text, HTML, attachments) is derived again from its
+    # bytes (listgate.reparse): a web process keeping rendered posts knows them changed.
+    derivation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     raw: Mapped[RawMessage] = relationship(lazy="select")
     thread: Mapped[Thread] = relationship(lazy="select", foreign_keys=[thread_id])

@@ -153,6 +153,7 @@ def _top_key(n: Node, page: PageConstants, shape: _Shape) -> tuple[object, ...]:
         n.parent_number,
         n.reported,
         m.edited_at,
+        m.derivation,  # its text, HTML and attachments derived again (listgate.reparse)
     )
 
 
