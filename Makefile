@@ -80,8 +80,9 @@ lint: install lint-imports
 
 # Coverage of the code the suite runs in its own process (servers the tests start as
 # subprocesses are not measured); the floor is in pyproject.toml's [tool.coverage.report].
+# The 25 slowest tests are listed at the end (the suite has to stay well under 20 minutes).
 test: install lint
-	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
