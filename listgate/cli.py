@@ -209,10 +209,15 @@ def sink(listen: str, maildir: str) -> None:
     )
 
 
-@main.command(short_help="Database, broker, queue, deferred copies, processes; exit 1 on trouble.")
+@main.command(short_help="Database, broker, spool, gateways, processes; exit 1 on trouble.")
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
-    """Database, broker, queue, last mail, deferred copies, processes; exit 1 if one is wrong."""
+    """Database, broker, spool, queue, deliveries, gateways and the children of `listgate up`.
+
+    A line each; a part in trouble says so in capitals, and a last line names every problem.
+    Exit status 1 on trouble, 0 otherwise (for monitors and scripts). With --json, the same
+    figures, `ok` and the list of `problems`.
+    """
     from listgate import status as status_service
 
     settings = load_settings()
@@ -221,7 +226,13 @@ def status(as_json: bool) -> None:
         import dataclasses
         import json
 
-        click.echo(json.dumps(dataclasses.asdict(state) | {"ok": state.ok}, default=str, indent=2))
+        click.echo(
+            json.dumps(
+                dataclasses.asdict(state) | {"ok": state.ok, "problems": state.problems},
+                default=str,
+                indent=2,
+            )
+        )
     else:
         for line in status_service.render(state):
             click.echo(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -102,6 +103,22 @@ def test_status_command_exits_1_and_names_what_is_down(tmp_path: Path) -> None:
     assert "database   DOWN   postgresql://lg:***@127.0.0.1:1/lg" in result.output
     assert "broker     DOWN   redis://127.0.0.1:1/0" in result.output
     assert "hunter22" not in result.output and "Traceback" not in result.output
+
+
+def test_status_json_names_every_problem_and_keeps_secrets_out(tmp_path: Path) -> None:
+    env = {
+        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
+        "LISTGATE_SECRET_KEY": "x" * 20,
+        "LISTGATE_DATABASE_URL": "postgresql://lg:hunter22@127.0.0.1:1/lg",
+        "LISTGATE_BROKER_URL": "redis://127.0.0.1:1/0",
+    }
+    result = CliRunner().invoke(main, ["status", "--json"], env=env)
+    assert result.exit_code == 1
+    found = json.loads(result.output)
+    assert found["ok"] is False
+    assert len(found["problems"]) >= 2 and any("database" in p for p in found["problems"])
+    assert any("broker" in p for p in found["problems"]), found["problems"]
+    assert "hunter22" not in result.output
 
 
 def test_status_says_when_the_schema_is_behind(tmp_path: Path) -> None:
