@@ -1,5 +1,5 @@
 """Threading on PostgreSQL: the order-independence
-property, and a loop and a variant through real rows.
+property, and a loop and a variant through real rows; a variant's second copy a duplicate.
 """
 
 from __future__ import annotations
@@ -8,10 +8,16 @@ import itertools
 
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from listgate import lists
 from listgate.config import Settings
-from listgate.db import make_engine, session_factory, writer
+from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.ingest import DUPLICATE, VARIANT
+from listgate.models import MessageVariant
 from tests.support import forests
+from tests.support.factories import make_mail, post
 
 _example = itertools.count(1)
 
@@ -31,3 +37,19 @@ def test_the_forest_does_not_depend_on_arrival_order_on_postgresql(
         forests.check(session_factory(writer(engine)), case, f"pg{next(_example)}")
     finally:
         engine.dispose()
+
+
+def test_other_bytes_under_a_taken_message_id_are_a_variant_once_on_postgresql(
+    pg_db: sessionmaker[Session],
+) -> None:
+    """The second copy of a variant is a duplicate, as on SQLite: psycopg tells an INSERT's row
+    count only when asked, and "don't know" (-1) read as "added" made it a variant again."""
+    with transaction(pg_db) as session:
+        lists.create(session, "dev")
+    first = post(pg_db, make_mail("Plan", msgid="plan@x.test"))
+    other = make_mail("Plan", msgid="plan@x.test", body="The same post, with a footer.\n")
+    assert post(pg_db, other).status == VARIANT
+    again = post(pg_db, other)
+    assert (again.status, again.message_pk) == (DUPLICATE, first.message_pk)
+    with pg_db() as session:
+        assert session.scalar(select(func.count()).select_from(MessageVariant)) == 1
