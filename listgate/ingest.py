@@ -271,12 +271,10 @@ def _same_id(
     raw_id = contents.store_raw_id(session, parsed.raw)
     if raw_id == existing.raw_id:
         return result
-    # psycopg tells an INSERT's row count only when asked (else -1, which reads as "added")
-    told = store.of(session).insert_ignore(MessageVariant).execution_options(preserve_rowcount=True)
     added = (
         session.connection()
         .execute(
-            told,
+            store.of(session).insert_ignore(MessageVariant),
             {
                 "message_pk": existing.id,
                 "raw_id": raw_id,

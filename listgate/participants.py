@@ -44,9 +44,7 @@ def joins(session: Session, thread_id: int, address: str) -> bool:
     row = {"thread_id": thread_id, "address": address}
     statement = store.of(session).insert_ignore(ThreadParticipant)
     if known is None:
-        # an INSERT's rowcount is kept only when asked for (psycopg's is -1 otherwise)
-        told = statement.execution_options(preserve_rowcount=True)
-        return bool(session.connection().execute(told, row).rowcount)
+        return bool(session.connection().execute(statement, row).rowcount)
     places.insert_rows(session.connection(), statement, [row])
     return True
 

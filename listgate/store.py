@@ -181,7 +181,7 @@ class Store:
         return postgresql.insert(target) if self.postgresql else sqlite.insert(target)
 
     def insert_ignore(self, model: Any) -> Insert:
-        """INSERT … ON CONFLICT DO NOTHING for a model or table; built once.
+        """INSERT … ON CONFLICT DO NOTHING for a model or table, its row count kept; built once.
 
         Marked `blind` unless it writes thread nodes or reference rows, and the same object each
         time: a batch's deferred rows go together only under one statement object
@@ -191,7 +191,10 @@ class Store:
         known = self._ignoring.get(target.name)
         if known is not None:
             return known
-        stmt: Insert = self.insert(target).on_conflict_do_nothing()
+        # its row count says whether the row went in: psycopg tells it only when asked (else -1)
+        stmt: Insert = (
+            self.insert(target).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
+        )
         if target.name not in _SEES_NODES:
             stmt = blind(stmt)
         self._ignoring[target.name] = stmt
