@@ -49,7 +49,7 @@ def count_step(session: Session, msg: Message, step: int) -> None:
         )
     )
     thread = _settle(session, msg, step)
-    _list_activity(session, thread, msg, step)
+    _list_activity(session, thread, msg, step, shown=bool(left))
 
 
 def _settle(session: Session, msg: Message, step: int) -> Thread:
@@ -79,9 +79,10 @@ def _settle(session: Session, msg: Message, step: int) -> Thread:
     return thread
 
 
-def _list_activity(session: Session, thread: Thread, msg: Message, step: int) -> None:
+def _list_activity(session: Session, thread: Thread, msg: Message, step: int, shown: bool) -> None:
     """The list's last activity after a post left (-1) or came back (+1): its latest visible
-    post's date (its threads' latest last activity), none when it shows nothing."""
+    post's date (its threads' latest last activity), none when it shows nothing. `shown`: the
+    thread still shows a post (its count as the UPDATE returned it)."""
     mlist = session.get_one(MailingList, msg.list_id)
     if step > 0:
         if mlist.last_activity is None or msg.date > mlist.last_activity:
@@ -101,5 +102,5 @@ def _list_activity(session: Session, thread: Thread, msg: Message, step: int) ->
         )
         .scalar()
     )
-    dates = [d for d in (others, thread.last_activity if thread.message_count else None) if d]
+    dates = [d for d in (others, thread.last_activity if shown else None) if d]
     mlist.last_activity = max(dates, default=None)
