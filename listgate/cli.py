@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from listgate import (
     approvals,
+    confirmations,
     dispatch,
     ingest,
     launch,
@@ -344,7 +345,7 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
     with _session(settings) as session:
         mlist = lists_service.require(session, list_name)
         if invite:
-            outcome = subscriptions.request(
+            outcome = confirmations.request(
                 session,
                 mlist,
                 address,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Connection, select
 
-from listgate import subscriptions, tokens
+from listgate import confirmations, tokens
 from listgate.addresses import Recipient
 from listgate.models import Delivery, DigestSent, MailingList, Message, Subscription
 from listgate.states import SubscriptionState
@@ -41,8 +41,8 @@ def admits(
 
 
 def _confirm_code_of(conn: Connection, mlist: MailingList, code: str, secret: str) -> bool:
-    """True when code confirms a subscription to mlist (subscriptions.by_confirm_code's test)."""
-    sub_id = subscriptions.confirm_code_id(code)
+    """True when code confirms a subscription to mlist (confirmations.by_confirm_code's test)."""
+    sub_id = confirmations.confirm_code_id(code)
     if sub_id is None:
         return False
     row = conn.execute(
@@ -50,7 +50,7 @@ def _confirm_code_of(conn: Connection, mlist: MailingList, code: str, secret: st
             Subscription.id, Subscription.list_id, Subscription.address, Subscription.created_at
         ).where(Subscription.id == sub_id)
     ).first()
-    return row is not None and subscriptions.code_confirms(
+    return row is not None and confirmations.code_confirms(
         secret, Subscription(**row._mapping), mlist.id, code
     )
 

@@ -295,8 +295,8 @@ def handle(
         log.info("bounce to an unknown or forged VERP token %r ignored", payload.get("arg"))
         return []
     report = parse_bounce(raw)
-    copy = _copy(session, *found)
-    sub, address = copy.subscription, copy.address
+    copy = copy_named(session, *found)
+    address = copy.address
     failure = report.kind
     if failure in (BounceKind.PERMANENT, BounceKind.TRANSIENT) and not report.blames(address):
         # the message failed (or someone else did): a failed post, not this subscriber's bounce
@@ -306,26 +306,39 @@ def handle(
             address,
             report.diagnostic[:200],
         )
+    log.info("%s bounce for %s: %s", failure, address, report.diagnostic[:120])
+    return counted(session, settings, copy, failure, report.diagnostic)
+
+
+def counted(
+    session: Session, settings: Settings, copy: Copy, kind: BounceKind, diagnostic: str
+) -> list[OutboxEntry]:
+    """The one way a failure of a copy (a post's or a digest's, refused by the relay as it went
+    out or reported by a bounce later) is recorded and scored: a Bounce row, then the score of
+    the copy's subscription, unless the copy went out before the subscription last started."""
+    sub = copy.subscription
     session.add(
         Bounce(
             delivery_id=copy.delivery_id,
             subscription_id=sub.id if sub else None,
-            address=address,
-            kind=failure,
-            diagnostic=report.diagnostic[:2000],
+            address=copy.address,
+            kind=kind,
+            diagnostic=diagnostic[:2000],
         )
     )
-    log.info("%s bounce for %s: %s", failure, address, report.diagnostic[:120])
     if sub is not None and _before_return(copy.sent_at, sub):
-        log.info("a bounce for %s about a copy sent before they came back: not counted", address)
+        log.info(
+            "a bounce for %s about a copy sent before they came back: not counted", copy.address
+        )
         return []
-    return score(session, settings, sub, failure)
+    return score(session, settings, sub, kind)
 
 
 @dataclass(frozen=True)
-class _Copy:
+class Copy:
     """What a VERP token names: the subscription the copy went to, its address, when it went out
-    (None: not known) and, for a post's copy, its deliveries row."""
+    (None: not known; for a refusal as it goes out, the try) and, for a post's copy, its
+    deliveries row."""
 
     subscription: Subscription | None
     address: str
@@ -333,20 +346,20 @@ class _Copy:
     delivery_id: int | None = None
 
 
-def _copy(session: Session, kind: str, ident: int) -> _Copy:
+def copy_named(session: Session, kind: str, ident: int) -> Copy:
     """The copy a VERP token (kind, ident) names: a post's (deliveries row), a digest's
     (digests_sent row, its subscription the address's digest row), or only a subscription (the
     tokens of digests mailed before digest copies were named: when they went out is not known)."""
     if kind == tokens.VERP_DELIVERY:
         delivery = session.get(Delivery, ident)
         if delivery is None:
-            return _Copy(None, "")
+            return Copy(None, "")
         sub = session.get(Subscription, delivery.subscription_id or 0)
-        return _Copy(sub, delivery.address, delivery.sent_at or delivery.created_at, delivery.id)
+        return Copy(sub, delivery.address, delivery.sent_at or delivery.created_at, delivery.id)
     if kind == tokens.VERP_DIGEST:
         digest = session.get(DigestSent, ident)
         if digest is None:
-            return _Copy(None, "")
+            return Copy(None, "")
         sub = session.scalars(
             select(Subscription).where(
                 Subscription.list_id == digest.list_id,
@@ -355,9 +368,9 @@ def _copy(session: Session, kind: str, ident: int) -> _Copy:
                 Subscription.thread_key == 0,
             )
         ).first()
-        return _Copy(sub, digest.address, digest.sent_at or digest.created_at)
+        return Copy(sub, digest.address, digest.sent_at or digest.created_at)
     sub = session.get(Subscription, ident)
-    return _Copy(sub, sub.address if sub is not None else "")
+    return Copy(sub, sub.address if sub is not None else "")
 
 
 def _before_return(sent: datetime | None, sub: Subscription) -> bool:

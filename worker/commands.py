@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from listgate import lists, moderation, subscriptions
+from listgate import confirmations, lists, moderation, subscriptions
 from listgate.config import Settings
+from listgate.confirmations import RateLimited
 from listgate.mail.parser import parse
 from listgate.models import MailingList, OutboxEntry, RawMessage
 from listgate.states import DigestFrequency, SubscriptionKind
-from listgate.subscriptions import MAIL, RateLimited, SubscriptionError, change, notice
+from listgate.subscriptions import MAIL, SubscriptionError, change, notice
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,7 @@ def _list_command(
         # else.
         return _request(session, settings, mlist, sender)
     if command == "confirm":
-        return subscriptions.confirm_by_code(session, settings.secret_key, mlist, arg).outbox
+        return confirmations.confirm_by_code(session, settings.secret_key, mlist, arg).outbox
     if command == "unsubscribe":
         # Acts at once (RFC 2369 mailto); the goodbye mail tells the address, so a forged
         # request is noticed and undone with one mail.
@@ -148,7 +149,7 @@ def _request(
     thread_id: int | None = None,
 ) -> list[OutboxEntry]:
     """A subscription asked for by mail (to the list, or to thread_id): double opt-in."""
-    return subscriptions.request(
+    return confirmations.request(
         session,
         mlist,
         sender,

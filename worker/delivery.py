@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from listgate import store
 from listgate.db import rowcount, transaction
-from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, Subscription
+from listgate.models import Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.states import (
     BounceKind,
     DeliveryState,
@@ -447,16 +447,8 @@ def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None
                 last_error=detail[:2000],
             )
         )
-        session.add(
-            Bounce(
-                delivery_id=row.id,
-                subscription_id=row.sub_id,
-                address=row.address,
-                kind=kind,
-                diagnostic=detail[:2000],
-            )
-        )
-        entries = bounces.score(session, ctx.settings, session.get(Subscription, row.sub_id), kind)
+        copy = bounces.Copy(session.get(Subscription, row.sub_id), row.address, now(), row.id)
+        entries = bounces.counted(session, ctx.settings, copy, kind, detail)
     ctx.enqueue(entries)
     if kind == BounceKind.PERMANENT:
         log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)

@@ -25,6 +25,7 @@ from listgate.models import (
     Thread,
 )
 from listgate.states import (
+    BounceKind,
     DigestFormat,
     DigestFrequency,
     DigestState,
@@ -33,7 +34,7 @@ from listgate.states import (
 )
 from listgate.subscriptions import SWITCHED_TO_LIST, unsubscribe_token
 from listgate.tokens import VERP_DIGEST, verp_token
-from worker import mailer, outbox
+from worker import bounces, mailer, outbox
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
 from worker.headers import ListInfo, verp_address
@@ -350,6 +351,8 @@ def _deliver(
         ctx.signer.sign(data),
     )
     status = _OUTCOME[result.status]
+    tried = datetime.now(UTC)
+    scored: list[OutboxEntry] = []
     with transaction(ctx.db) as session:
         session.execute(
             update(DigestSent)
@@ -357,9 +360,11 @@ def _deliver(
             .values(
                 status=status,
                 last_error="" if result.ok else result.detail[:2000],
-                sent_at=datetime.now(UTC) if result.ok else None,
+                sent_at=tried if result.ok else None,
             )
         )
+        if status == DigestState.BOUNCED:
+            scored = _refused(ctx, session, row_id, result, tried)
         if status == DigestState.DEFERRED and outbox_id:
             session.execute(
                 update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None)
@@ -367,6 +372,7 @@ def _deliver(
         elif status == DigestState.DEFERRED:
             # Not enqueued now: the outbox sweeper sends it after its backoff (as for notices).
             dispatch.record(session, dispatch.RESEND_DIGEST, row_id)
+    ctx.enqueue(scored)
     if status == DigestState.DEFERRED:
         log.warning(
             "digest %s (%s) to %s deferred, retried with backoff: %s",
@@ -376,6 +382,31 @@ def _deliver(
             result.detail,
         )
     return 1 if result.ok else 0
+
+
+def _refused(
+    ctx: WorkerContext,
+    session: Session,
+    row_id: int,
+    result: mailer.SendResult,
+    tried: datetime,
+) -> list[OutboxEntry]:
+    """A 5xx to a digest, scored as a post's copy is: against the subscription when it is the
+    recipient's (worker/bounces.py refusal_kind), else a refused message counted against nobody."""
+    kind = bounces.refusal_kind(result)
+    copy = replace(bounces.copy_named(session, VERP_DIGEST, row_id), sent_at=tried)
+    detail = f"{result.code} {result.detail}".strip()
+    if kind == BounceKind.PERMANENT:
+        log.info("digest %s to %s bounced: %s", row_id, copy.address, detail)
+    else:
+        log.warning(
+            "digest %s to %s: the relay refused the message (not counted against %s): %s",
+            row_id,
+            copy.address,
+            copy.address,
+            detail,
+        )
+    return bounces.counted(session, ctx.settings, copy, kind, detail)
 
 
 def resend(ctx: WorkerContext, outbox_id: int) -> int:

@@ -5,20 +5,28 @@ with a limit of 2 she is suspended and told so. She signs in and subscribes agai
 list's page: the next post reaches her. Then the same two reports come again (a remote
 server's late or repeated DSNs about mail sent before she came back): they must not count
 against her again. Reports about posts sent after her return still do.
+
+A digest the relay refuses at RCPT counts the same way: Pat on the digest, whose mailbox is
+gone, is suspended after as many refused digests as the limit, and told so.
 """
 
 from __future__ import annotations
 
 import smtplib
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from listgate import dispatch
+from listgate.config import Settings
 from tests.integration.test_journeys import PAT, SAM, Journey, _journey_env
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
 from tests.unit.worker.test_bounces import dsn
+from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
 
@@ -101,3 +109,50 @@ def test_an_old_digest_reported_after_a_return_to_the_digest_does_not_suspend(
     j.expect()
     j.new_thread()
     j.expect(*j.copies_to(SAM))
+
+
+class _RefusedOnce(dict[str, str]):
+    """The sink's refused recipients, each refused at its next RCPT only (then accepted again)."""
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.pop(key, default)
+
+
+def refuse_next(sink: SmtpSink, address: str) -> None:
+    """The relay refuses the next mail to address at RCPT, as for a mailbox that is gone."""
+    with sink.handler.lock:
+        if not isinstance(sink.handler.refused_rcpts, _RefusedOnce):
+            sink.handler.refused_rcpts = _RefusedOnce()
+        sink.handler.refused_rcpts[address] = f"550 5.1.1 <{address}>: Recipient address rejected"
+
+
+def send_digests_of(j: Journey, day: str) -> None:
+    """What the beat does after the day (a Sunday: the week it ends too), through the worker."""
+    app = make_celery(Settings.from_env(j.stack.env))
+    app.send_task(dispatch.SEND_DIGESTS, kwargs={"day": day})
+
+
+def test_a_digest_reader_whose_digests_the_relay_refuses_is_suspended(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat reads the digest; her mailbox is gone and the relay refuses her digests at RCPT:
+    the first counts (no notice below the limit of 2), the second suspends her and she is told,
+    as a subscriber of every post whose copies are refused would be."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("subscribe", PAT, "--list", "dev", "--digest")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    refuse_next(sink, PAT)
+    j.send_digest()  # today's daily digest, refused
+    j.expect()
+
+    j.command("digest-weekly")
+    j.expect((PAT, "Done: your mail from dev"))
+    today = datetime.now(UTC).date()
+    sunday = today + timedelta(days=6 - today.weekday())
+    refuse_next(sink, PAT)
+    send_digests_of(j, sunday.isoformat())  # this week's digest, refused: the second
+    j.expect((PAT, "is suspended"))

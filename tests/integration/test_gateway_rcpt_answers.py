@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
-from listgate import lists, subscriptions
+from listgate import confirmations, lists
 from listgate.db import session_factory, transaction, writer
 from listgate.models import Subscription
 from listgate.tokens import verp_token
@@ -47,7 +47,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Env, dict[str, str]]]:
     with transaction(env.db) as s:
         secret = lists.require(s, "secret")
         lists.subscribe(s, secret, "bob@example.org")
-        asked = subscriptions.request(
+        asked = confirmations.request(
             s,
             secret,
             "carol@example.org",
@@ -55,7 +55,7 @@ def site(tmp_path: Path) -> Iterator[tuple[Env, dict[str, str]]]:
             base_url="http://x",
             domain="lists.test",
         )
-        code = subscriptions.confirm_code(env.settings.secret_key, subscription_of(asked))
+        code = confirmations.confirm_code(env.settings.secret_key, subscription_of(asked))
     with env.db() as s:
         bob = s.scalar(select(Subscription.id).where(Subscription.address == "bob@example.org"))
     assert bob is not None

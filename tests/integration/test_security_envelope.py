@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from listgate import lists, subscriptions
+from listgate import confirmations, lists, subscriptions
 from listgate.db import transaction
 from listgate.models import Subscription
 from tests.support.factories import subscription_of
@@ -184,7 +184,7 @@ def test_members_and_moderators_of_a_private_list_can_still_post(env: Env) -> No
 def test_a_confirmation_reply_reaches_a_private_list_from_the_address_that_asked(env: Env) -> None:
     with transaction(env.db) as s:
         mlist = lists.require(s, "secret")
-        outcome = subscriptions.request(
+        outcome = confirmations.request(
             s,
             mlist,
             "carol@example.org",
@@ -192,7 +192,7 @@ def test_a_confirmation_reply_reaches_a_private_list_from_the_address_that_asked
             base_url="http://x",
             domain="lists.test",
         )
-        code = subscriptions.confirm_code(env.settings.secret_key, subscription_of(outcome))
+        code = confirmations.confirm_code(env.settings.secret_key, subscription_of(outcome))
     assert _rcpt(env, "carol@example.org", f"secret+confirm-{code}").startswith("250")
     # the code is the proof
     assert _rcpt(env, "outsider@example.org", f"secret+confirm-{code}").startswith("250")
@@ -237,7 +237,7 @@ def test_a_former_member_of_a_private_list_gets_a_strangers_answer(env: Env) -> 
     assert [m.message_id for m in messages(env.db, "secret")] == ["dave1@example.org"]
     assert _rcpt(env, "bob@example.org", "secret").startswith("250")  # bob is still a member
     with transaction(env.db) as s:  # asking to come back makes him known again (pending)
-        subscriptions.request(
+        confirmations.request(
             s,
             lists.require(s, "secret"),
             "dave@example.org",

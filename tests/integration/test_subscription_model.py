@@ -37,7 +37,7 @@ from hypothesis.stateful import (
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, subscriptions
+from listgate import confirmations, lists, subscriptions
 from listgate.addresses import Recipient
 from listgate.config import Settings
 from listgate.db import Base, make_engine, transaction
@@ -214,7 +214,7 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(address=st.sampled_from(PEOPLE), kind=st.sampled_from(("list", "digest")))
     def requests(self, address: str, kind: str) -> None:
         with self.site.session() as session:
-            outcome = subscriptions.request(
+            outcome = confirmations.request(
                 session,
                 self.site.mlist(session),
                 address,
@@ -254,9 +254,9 @@ class Lifecycle(RuleBasedStateMachine):
         try:
             with self.site.session() as session:
                 if by_code:
-                    subscriptions.confirm_by_code(session, SECRET, self.site.mlist(session), code)
+                    confirmations.confirm_by_code(session, SECRET, self.site.mlist(session), code)
                 else:
-                    subscriptions.confirm_token(session, SECRET, link)
+                    confirmations.confirm_token(session, SECRET, link)
         except SubscriptionError:
             assert before in (SubscriptionState.ENDED, SubscriptionState.SUSPENDED), (
                 f"a confirmation of a {before} subscription was refused"
@@ -278,9 +278,9 @@ class Lifecycle(RuleBasedStateMachine):
         refused = pytest.raises(SubscriptionError, match="replaced by a newer one")
         with refused, self.site.session() as session:
             if by_code:
-                subscriptions.confirm_by_code(session, SECRET, self.site.mlist(session), code)
+                confirmations.confirm_by_code(session, SECRET, self.site.mlist(session), code)
             else:
-                subscriptions.confirm_token(session, SECRET, link)
+                confirmations.confirm_token(session, SECRET, link)
 
     # -- threads and modes -----------------------------------------------------------------------
 
@@ -667,7 +667,7 @@ def confirm_mail_unlimited(monkeypatch: pytest.MonkeyPatch) -> None:
     """The per-address limit on confirmation mail has
     its own tests; here one person asks many times.
     """
-    monkeypatch.setattr(subscriptions, "CONFIRM_LIMIT", (10**6, 900))
+    monkeypatch.setattr(confirmations, "CONFIRM_LIMIT", (10**6, 900))
 
 
 def _run(settings: Settings) -> None:

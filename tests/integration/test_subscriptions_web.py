@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, subscriptions, tokens
+from listgate import confirmations, lists, subscriptions, tokens
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import OutboxEntry, Subscription
@@ -88,7 +88,7 @@ def test_confirm_link_get_shows_button_post_confirms(
 ) -> None:
     with transaction(db) as session:
         mlist = lists.create(session, "dev")
-        outcome = subscriptions.request(
+        outcome = confirmations.request(
             session,
             mlist,
             "new@example.org",

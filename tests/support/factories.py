@@ -109,7 +109,7 @@ class ListOptions(TypedDict, total=False):
 
 
 class LinkOptions(TypedDict):
-    """subscriptions.request's keywords that build confirmation links."""
+    """confirmations.request's keywords that build confirmation links."""
 
     secret: str
     base_url: str

@@ -9,7 +9,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from listgate import moderation, subscriptions
+from listgate import confirmations, moderation, subscriptions
+from listgate.confirmations import RateLimited
 from listgate.db import transaction
 from listgate.limits import REASON, problem, typed
 from listgate.models import MailingList, Message, Person, Subscription, Thread
@@ -17,7 +18,7 @@ from listgate.models.archive import utcnow
 from listgate.models.web import Report, Vote
 from listgate.reports import hide, open_reports
 from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
-from listgate.subscriptions import RateLimited, SubscriptionError
+from listgate.subscriptions import SubscriptionError
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
 from webarchive.reading.access import readable_list, readable_message, readable_thread
@@ -178,7 +179,7 @@ def _request(
     session: Session, mlist: MailingList, kind: str, thread_id: int = 0
 ) -> subscriptions.Outcome:
     s = settings()
-    return subscriptions.request(
+    return confirmations.request(
         session,
         mlist,
         request.form.get("address", ""),

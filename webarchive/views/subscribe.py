@@ -8,7 +8,7 @@ from collections.abc import Callable
 from flask import Blueprint, render_template, request
 from sqlalchemy.orm import Session
 
-from listgate import subscriptions
+from listgate import confirmations, subscriptions
 from listgate.db import transaction
 from listgate.subscriptions import SubscriptionError
 from webarchive import context
@@ -31,7 +31,7 @@ def confirm_page(token: str) -> str | tuple[str, int]:
     res = context.resources()
     with res.reader() as session:
         try:
-            subscriptions.confirming(session, res.settings.secret_key, token)
+            confirmations.confirming(session, res.settings.secret_key, token)
         except SubscriptionError as exc:
             return _refused(str(exc), "confirmation")
     return render_template("subscribe/confirm.html", token=token)
@@ -63,7 +63,7 @@ def _act(
 )
 def confirm(token: str) -> str | tuple[str, int]:
     """Confirm the subscription the signed link names."""
-    return _act(token, "confirmation", subscriptions.confirm_token)
+    return _act(token, "confirmation", confirmations.confirm_token)
 
 
 @bp.get("/unsubscribe/<token>")

@@ -12,7 +12,7 @@ from click.testing import CliRunner, Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import administration, cli, lists, subscriptions
+from listgate import administration, cli, confirmations, lists, subscriptions
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
@@ -161,7 +161,7 @@ def test_requests_are_shown_approved_and_refused(
         club = lists.require(session, "club")
         for address in ("a@example.org", "b@example.org"):
             sub = subscription_of(
-                subscriptions.request(
+                confirmations.request(
                     session,
                     club,
                     address,
@@ -173,7 +173,7 @@ def test_requests_are_shown_approved_and_refused(
             token = subscriptions.tokens.make(
                 "test-secret-key-0123456789", "confirm", {"s": sub.id, "a": address}
             )
-            subscriptions.confirm_token(session, "test-secret-key-0123456789", token)
+            confirmations.confirm_token(session, "test-secret-key-0123456789", token)
     shown = run(env, "requests", "show")
     assert "a@example.org" in shown.output and "2 requests waiting" in shown.output
     assert (

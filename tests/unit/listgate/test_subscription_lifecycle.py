@@ -14,13 +14,14 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import approvals, lists, subscriptions
+from listgate import approvals, confirmations, lists, subscriptions
+from listgate.confirmations import RateLimited
 from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Bounce, Delivery, MailingList, Message, Subscription, Thread
 from listgate.policy import publish
-from listgate.subscriptions import RateLimited, SubscriptionError, change
+from listgate.subscriptions import SubscriptionError, change
 from tests.support.factories import LinkOptions, MakeList, subscription_of
 
 SECRET = "test-secret-key-0123456789"
@@ -116,20 +117,20 @@ def test_leave_return_leave_reuses_one_row_and_keeps_its_history(
     db: sessionmaker[Session], dev: MailingList
 ) -> None:
     with transaction(db) as session:
-        first = subscriptions.request(session, session.merge(dev), "bob@example.org", **KW)
+        first = confirmations.request(session, session.merge(dev), "bob@example.org", **KW)
         old_link = json.loads(first.outbox[0].payload)["link"].rsplit("/", 1)[1]
-        subscriptions.confirm_token(session, SECRET, old_link)
+        confirmations.confirm_token(session, SECRET, old_link)
     sub_id = mailed(db, post(db, "p1@x"), "bob@example.org")
     with transaction(db) as session:
         change(session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="mail")
     # The confirmation link of the first period must not bring the ended subscription back.
     with transaction(db) as session, pytest.raises(SubscriptionError, match="has been used"):
-        subscriptions.confirm_token(session, SECRET, old_link)
+        confirmations.confirm_token(session, SECRET, old_link)
     assert state(db, "bob@example.org") == {"list": "ended"}
     with transaction(db) as session:
-        again = subscriptions.request(session, session.merge(dev), "bob@example.org", **KW)
+        again = confirmations.request(session, session.merge(dev), "bob@example.org", **KW)
         code = json.loads(again.outbox[0].payload)["reply_to"].split("+confirm-")[1].split("@")[0]
-        back = subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+        back = confirmations.confirm_by_code(session, SECRET, session.merge(dev), code)
         assert subscription_of(back).id == sub_id and subscription_of(back).status == "active"
         change(session, session.merge(dev), "bob@example.org", subscriptions.LEAVE, channel="link")
     with db() as session:
@@ -206,12 +207,12 @@ def test_confirmation_mail_to_one_address_is_limited_over_every_list(
     names = [f"l{i}" for i in range(7)]
     for name in names:
         make_list(name)
-    limit = subscriptions.CONFIRM_LIMIT[0]
+    limit = confirmations.CONFIRM_LIMIT[0]
     sent = []
     for name in names[:limit]:
         with transaction(db) as session:
             sent.append(
-                subscriptions.request(
+                confirmations.request(
                     session, lists.require(session, name), "victim@example.org", **KW
                 )
             )
@@ -220,7 +221,7 @@ def test_confirmation_mail_to_one_address_is_limited_over_every_list(
             transaction(db) as session,
             pytest.raises(RateLimited, match="Too many confirmation mails") as refused,
         ):
-            subscriptions.request(session, lists.require(session, name), "victim@example.org", **KW)
+            confirmations.request(session, lists.require(session, name), "victim@example.org", **KW)
         assert refused.value.retry_after > 0
     assert sum(len(o.outbox) for o in sent) == limit
 
@@ -242,9 +243,9 @@ def test_private_and_members_lists_wait_for_a_moderator_on_every_way_in(
     with transaction(db) as session:
         club = lists.require(session, "club")
         # a confirmed request (link or reply), a signed-in web subscription, a signed-in follow
-        pending = subscriptions.request(session, club, "a@example.org", **KW)
+        pending = confirmations.request(session, club, "a@example.org", **KW)
         token = json.loads(pending.outbox[0].payload)["link"].rsplit("/", 1)[1]
-        confirmed = subscriptions.confirm_token(session, SECRET, token)
+        confirmed = confirmations.confirm_token(session, SECRET, token)
         web = change(session, club, "b@example.org", subscriptions.DIGEST, channel="web")
         follow = change(
             session,
@@ -302,7 +303,7 @@ def test_an_invitation_is_approved_before_the_address_confirms(
 ) -> None:
     make_list("club", private=True, moderators="mod@example.org")
     with transaction(db) as session:
-        outcome = subscriptions.request(
+        outcome = confirmations.request(
             session,
             lists.require(session, "club"),
             "new@example.org",
@@ -310,7 +311,7 @@ def test_an_invitation_is_approved_before_the_address_confirms(
             **KW,
         )
         token = json.loads(outcome.outbox[0].payload)["link"].rsplit("/", 1)[1]
-        done = subscriptions.confirm_token(session, SECRET, token)
+        done = confirmations.confirm_token(session, SECRET, token)
     assert (
         subscription_of(done).status == "active"
         and subscription_of(done).approved_by == "mod@example.org"

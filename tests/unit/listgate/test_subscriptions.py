@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, subscriptions, tokens
+from listgate import confirmations, lists, subscriptions, tokens
 from listgate.db import transaction
 from listgate.models import MailingList, Subscription, Thread
 from listgate.subscriptions import SubscriptionError
@@ -35,7 +35,7 @@ def test_request_is_pending_and_mails_the_address_itself(
     db: sessionmaker[Session], dev: MailingList
 ) -> None:
     with transaction(db) as session:
-        outcome = subscriptions.request(session, session.merge(dev), "Ann@Example.org", **KW)
+        outcome = confirmations.request(session, session.merge(dev), "Ann@Example.org", **KW)
     assert subscription_of(outcome).status == "pending"
     payload = json.loads(outcome.outbox[0].payload)
     assert payload["template"] == "confirm" and payload["to"] == "ann@example.org"
@@ -47,22 +47,22 @@ def test_request_is_pending_and_mails_the_address_itself(
 
 def test_confirm_by_link_and_by_code(db: sessionmaker[Session], dev: MailingList) -> None:
     with transaction(db) as session:
-        a = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
-        b = subscriptions.request(session, session.merge(dev), "b@example.org", **KW)
+        a = confirmations.request(session, session.merge(dev), "a@example.org", **KW)
+        b = confirmations.request(session, session.merge(dev), "b@example.org", **KW)
         link_token = json.loads(a.outbox[0].payload)["link"].rsplit("/", 1)[1]
         code = json.loads(b.outbox[0].payload)["reply_to"].split("+confirm-")[1].split("@")[0]
     with transaction(db) as session:
-        done = subscriptions.confirm_token(session, SECRET, link_token)
+        done = confirmations.confirm_token(session, SECRET, link_token)
         assert subscription_of(done).status == "active"
         assert json.loads(done.outbox[0].payload)["template"] == "welcome"
         assert (
             subscription_of(
-                subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+                confirmations.confirm_by_code(session, SECRET, session.merge(dev), code)
             ).status
             == "active"
         )
     with transaction(db) as session, pytest.raises(SubscriptionError):
-        subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code[:-2] + "00")
+        confirmations.confirm_by_code(session, SECRET, session.merge(dev), code[:-2] + "00")
 
 
 def old_token(monkeypatch: pytest.MonkeyPatch, purpose: str, data: object, age: float) -> str:
@@ -85,10 +85,10 @@ def test_forged_and_expired_confirm_links_are_refused(
         "another-secret-0123456789", tokens.CONFIRM, {"s": 1, "a": "x@example.org"}
     )
     with transaction(db) as session, pytest.raises(SubscriptionError, match="not valid"):
-        subscriptions.confirm_token(session, SECRET, forged)
+        confirmations.confirm_token(session, SECRET, forged)
     expired = old_token(monkeypatch, tokens.CONFIRM, {"s": 1, "a": "x@example.org"}, 8 * 86400)
     with pytest.raises(SubscriptionError, match="expired"):
-        subscriptions.read_confirm(SECRET, expired)
+        confirmations.read_confirm(SECRET, expired)
 
 
 def test_unsubscribe_token_leaves_the_list_or_only_the_thread(
@@ -165,7 +165,7 @@ def test_bad_addresses_and_unknown_threads_are_refused(
 ) -> None:
     with transaction(db) as session:
         with pytest.raises(SubscriptionError, match="not an email address"):
-            subscriptions.request(session, session.merge(dev), "not an address", **KW)
+            confirmations.request(session, session.merge(dev), "not an address", **KW)
         with pytest.raises(SubscriptionError, match="no thread 999 on the list dev"):
             subscriptions.change(
                 session,
@@ -181,8 +181,8 @@ def test_repeated_requests_send_one_confirmation_per_ten_minutes(
     db: sessionmaker[Session], dev: MailingList
 ) -> None:
     with transaction(db) as session:
-        first = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
-        again = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+        first = confirmations.request(session, session.merge(dev), "a@example.org", **KW)
+        again = confirmations.request(session, session.merge(dev), "a@example.org", **KW)
     assert len(first.outbox) == 1 and again.outbox == []
 
 
@@ -194,12 +194,12 @@ def test_confirm_address_under_64_for_the_longest_list_name(
     name = "c" * MAX_LIST_NAME
     mlist = make_list(name)
     with transaction(db) as session:
-        outcome = subscriptions.request(session, session.merge(mlist), "a@example.org", **KW)
+        outcome = confirmations.request(session, session.merge(mlist), "a@example.org", **KW)
         reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
         created = subscription_of(outcome).created_at
     # the largest id an Integer column holds gives the longest code
     largest = Subscription(id=2**31 - 1, address="a@example.org", created_at=created)
-    longest = subscriptions.confirm_code(SECRET, largest)
+    longest = confirmations.confirm_code(SECRET, largest)
     for address in (reply_to, f"{name}+confirm-{longest}@lists.test"):
         assert len(address.split("@")[0]) < 64
         recipient = parse_recipient(address, "lists.test")
@@ -211,7 +211,7 @@ def test_confirm_address_under_64_for_the_longest_list_name(
         code = reply_to.split("+confirm-")[1].split("@")[0]
         assert (
             subscription_of(
-                subscriptions.confirm_by_code(session, SECRET, session.merge(mlist), code)
+                confirmations.confirm_by_code(session, SECRET, session.merge(mlist), code)
             ).status
             == "active"
         )
@@ -233,23 +233,23 @@ def test_a_request_replaced_by_a_newer_one_is_confirmed_only_by_the_newer_mail(
     db: sessionmaker[Session], dev: MailingList
 ) -> None:
     with transaction(db) as session:
-        first = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
-        subscription_of(first).created_at -= subscriptions.RESEND_AFTER  # asked long ago
+        first = confirmations.request(session, session.merge(dev), "a@example.org", **KW)
+        subscription_of(first).created_at -= confirmations.RESEND_AFTER  # asked long ago
     with transaction(db) as session:
-        second = subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+        second = confirmations.request(session, session.merge(dev), "a@example.org", **KW)
     (old_link, old_code), (link, code) = _link_and_code(first), _link_and_code(second)
     with transaction(db) as session, pytest.raises(SubscriptionError, match="replaced by a newer"):
-        subscriptions.confirm_token(session, SECRET, old_link)
+        confirmations.confirm_token(session, SECRET, old_link)
     with transaction(db) as session, pytest.raises(SubscriptionError, match="replaced by a newer"):
-        subscriptions.confirm_by_code(session, SECRET, session.merge(dev), old_code)
+        confirmations.confirm_by_code(session, SECRET, session.merge(dev), old_code)
     with db() as session:
         assert session.scalar(select(Subscription.status)) == "pending"
     with transaction(db) as session:
         assert (
-            subscription_of(subscriptions.confirm_token(session, SECRET, link)).status == "active"
+            subscription_of(confirmations.confirm_token(session, SECRET, link)).status == "active"
         )
     with transaction(db) as session:
-        done = subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+        done = confirmations.confirm_by_code(session, SECRET, session.merge(dev), code)
         assert done.message == "Your subscription was already confirmed."
 
 
@@ -258,16 +258,16 @@ def test_links_and_codes_mailed_before_they_named_their_request_still_confirm_it
 ) -> None:
     with transaction(db) as session:
         a = subscription_of(
-            subscriptions.request(session, session.merge(dev), "a@example.org", **KW)
+            confirmations.request(session, session.merge(dev), "a@example.org", **KW)
         )
         b = subscription_of(
-            subscriptions.request(session, session.merge(dev), "b@example.org", **KW)
+            confirmations.request(session, session.merge(dev), "b@example.org", **KW)
         )
         link = tokens.make(SECRET, tokens.CONFIRM, {"s": a.id, "a": a.address})
-        code = subscriptions.confirm_code(SECRET, b, int(b.created_at.timestamp()))
+        code = confirmations.confirm_code(SECRET, b, int(b.created_at.timestamp()))
     with transaction(db) as session:
         assert (
-            subscription_of(subscriptions.confirm_token(session, SECRET, link)).status == "active"
+            subscription_of(confirmations.confirm_token(session, SECRET, link)).status == "active"
         )
-        by_code = subscriptions.confirm_by_code(session, SECRET, session.merge(dev), code)
+        by_code = confirmations.confirm_by_code(session, SECRET, session.merge(dev), code)
         assert subscription_of(by_code).status == "active"

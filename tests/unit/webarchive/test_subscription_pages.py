@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, subscriptions
+from listgate import confirmations, lists, subscriptions
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.ingest import IngestResult
@@ -83,11 +83,11 @@ def test_confirmation_mail_to_one_address_is_limited_like_sign_in(
                 data={"csrf_token": token, "address": "victim@example.org"},
             )
         )
-    assert [r.status_code for r in answers].count(303) == subscriptions.CONFIRM_LIMIT[0]
+    assert [r.status_code for r in answers].count(303) == confirmations.CONFIRM_LIMIT[0]
     refused = answers[-1]
     assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0
     assert "Too many confirmation mails" in refused.get_data(as_text=True)
-    assert len(notices(db, "confirm")) == subscriptions.CONFIRM_LIMIT[0]
+    assert len(notices(db, "confirm")) == confirmations.CONFIRM_LIMIT[0]
 
 
 def test_a_members_list_waits_for_a_moderator_who_approves_on_the_moderation_page(
@@ -255,7 +255,7 @@ def test_a_confirmed_outsider_still_cannot_read_a_private_list(
     make_list("secret", private=True, moderators="mod@example.org")
     post(db, make_mail("Secret plans", sender="mod@example.org"), list_name="secret")
     with transaction(db) as session:
-        outcome = subscriptions.request(
+        outcome = confirmations.request(
             session,
             lists.require(session, "secret"),
             "spy@example.org",
@@ -265,7 +265,7 @@ def test_a_confirmed_outsider_still_cannot_read_a_private_list(
             channel=subscriptions.MAIL,
         )
         reply_to = json.loads(outcome.outbox[0].payload)["reply_to"]
-        subscriptions.confirm_by_code(
+        confirmations.confirm_by_code(
             session,
             "test-secret-key-0123456789",
             lists.require(session, "secret"),

@@ -6,23 +6,23 @@ import mailbox
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists
+from listgate import dispatch, lists, subscriptions
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.digests import Period
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
-from listgate.models import DigestSent, Message
-from listgate.states import DigestFrequency, DigestState
+from listgate.models import Bounce, DigestSent, Message, OutboxEntry, Subscription
+from listgate.states import BounceKind, DigestFrequency, DigestState
 from tests.support.config import make_settings
 from tests.support.factories import MakeList
-from tests.support.sink import payload
+from tests.support.sink import SmtpSink, payload
 from tests.support.states import foreign_words
 from worker.context import WorkerContext
-from worker.digest import _claim, send_digests
+from worker.digest import _claim, resend, send_digests
 from worker.mailer import maildir_path
 
 
@@ -155,3 +155,83 @@ def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
     with db() as session:
         assert session.scalar(select(func.count()).select_from(DigestSent)) == 2
         assert foreign_words(session) == {}
+
+
+def _todays_digest_reader(
+    db: sessionmaker[Session], make_list: MakeList, address: str
+) -> Subscription:
+    """A daily digest reader of dev (for five days now), and one post today."""
+    make_list("dev")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        sub = lists.subscribe(session, mlist, address, "digest")
+        sub.confirmed_at = datetime.now(UTC) - timedelta(days=5)
+        raw = b"From: a@example.org\r\nSubject: Today\r\nMessage-ID: <t1@x>\r\n\r\nhi\r\n"
+        ingest(session, parse(raw), mlist, domain="lists.test")
+    return sub
+
+
+def _bounces(db: sessionmaker[Session]) -> list[tuple[str, int | None, BounceKind, float]]:
+    """(address, subscription id, kind, that subscription's score) of every Bounce row."""
+    with db() as session:
+        return [
+            (
+                b.address,
+                b.subscription_id,
+                b.kind,
+                session.get_one(Subscription, b.subscription_id).bounce_score,
+            )
+            for b in session.scalars(select(Bounce).order_by(Bounce.id))
+        ]
+
+
+def test_a_digest_refused_at_rcpt_counts_against_its_reader_and_a_refused_message_does_not(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
+) -> None:
+    """Scored as a post's copy is: a 5xx at RCPT is the reader's; a 5xx to the message itself
+    (its size) is a refused message, recorded and counted against nobody."""
+    ctx = WorkerContext(make_settings(tmp_path, LISTGATE_OUTBOUND=sink.url))
+    today = datetime.now(UTC).date()
+    gone = _todays_digest_reader(db, make_list, "gone@example.org")
+    with sink.handler.lock:
+        sink.handler.refused_rcpts["gone@example.org"] = (
+            "550 5.1.1 <gone@example.org>: no such user"
+        )
+    assert send_digests(ctx, today) == 0
+    assert _bounces(db) == [("gone@example.org", gone.id, BounceKind.PERMANENT, 1.0)]
+
+    with transaction(db) as session:  # sent again (its row gone): refused for its size
+        session.execute(delete(DigestSent))
+    with sink.handler.lock:
+        sink.handler.refused_rcpts.clear()
+    sink.script("552 5.3.4 Message too big for system")
+    assert send_digests(ctx, today) == 0
+    assert _bounces(db)[1:] == [("gone@example.org", gone.id, BounceKind.REFUSED, 1.0)]
+    with db() as session:
+        assert session.scalar(select(DigestSent.status)) is DigestState.BOUNCED
+
+
+def test_a_deferred_digest_refused_after_its_reader_came_back_counts(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
+) -> None:
+    """A digest deferred, then its reader leaves and comes back, then the resend is refused at
+    RCPT: the refusal is about the mailbox now (the try), not about a copy sent before the
+    return, so it counts against the fresh subscription."""
+    ctx = WorkerContext(make_settings(tmp_path, LISTGATE_OUTBOUND=sink.url))
+    pat = _todays_digest_reader(db, make_list, "pat@example.org")
+    sink.script("451 4.3.0 try later")
+    assert send_digests(ctx, datetime.now(UTC).date()) == 0
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        subscriptions.end(session, [session.get_one(Subscription, pat.id)], "left (web)")
+        back = subscriptions.start(session, mlist, "pat@example.org", "digest")
+        assert back.id == pat.id and back.confirmed_at is not None
+        row = session.scalars(select(DigestSent)).one()
+        assert row.status is DigestState.DEFERRED and row.created_at < back.confirmed_at
+        entry = session.scalars(
+            select(OutboxEntry).where(OutboxEntry.kind == dispatch.RESEND_DIGEST)
+        ).one()
+    with sink.handler.lock:
+        sink.handler.refused_rcpts["pat@example.org"] = "550 5.2.1 <pat@example.org>: disabled"
+    assert resend(ctx, entry.id) == 0
+    assert _bounces(db) == [("pat@example.org", pat.id, BounceKind.PERMANENT, 1.0)]
