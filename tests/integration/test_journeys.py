@@ -30,6 +30,7 @@ from listgate import dispatch
 from listgate.config import Settings
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
+from tests.support.quiet import Quiet
 from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
 from worker.celery_app import make_celery
@@ -37,8 +38,8 @@ from worker.celery_app import make_celery
 pytestmark = pytest.mark.integration
 
 PAT, SAM, ANN, BOB = "pat@example.org", "sam@example.org", "ann@example.net", "bob@example.net"
-WAIT = 60.0
-SETTLE = 1.5  # after the expected mails arrived, how long an unexpected extra copy has to show up
+WAIT = 60.0  # at most this long for the wanted mails to arrive and then for the site to be quiet
+GRACE = 0.2  # quiet for this long, twice read, with nothing new at the sink: the step is over
 
 
 class Journey:
@@ -117,12 +118,16 @@ class Journey:
     def expect(self, *wanted: tuple[str, str]) -> list[Received]:
         """Wait for the new mails at the sink to be exactly
         `wanted`: (recipient, Message-ID or words of the Subject).
+
+        First until as many mails as wanted arrived, then until the site is quiet (nothing left
+        that could send mail now: tests.support.quiet) twice, GRACE apart, with no mail arriving
+        in between: an extra copy has then reached the sink, or is not coming.
         """
         deadline = time.monotonic() + WAIT
         while len(self.sink.received) - self.seen < len(wanted) and time.monotonic() < deadline:
             self.stack.check_alive()
             time.sleep(0.1)
-        time.sleep(SETTLE)
+        self._wait_quiet(deadline)
         new = self.sink.received[self.seen :]
         self.seen += len(new)
         left = list(new)
@@ -134,6 +139,26 @@ class Journey:
             left.remove(match)
         assert not left, f"unexpected mail: {_show(left)} (expected {wanted})"
         return new
+
+    def _wait_quiet(self, deadline: float) -> None:
+        """Return once the site was quiet twice in a row, GRACE apart, the sink unchanged."""
+        with Quiet(self.stack.env, self.sink) as quiet:
+            while True:
+                self.stack.check_alive()
+                arrived = len(self.sink.received)
+                busy = quiet.busy()
+                if not busy:
+                    time.sleep(GRACE)
+                    busy = quiet.busy()
+                    if not busy and len(self.sink.received) == arrived:
+                        return
+                if time.monotonic() >= deadline:
+                    pytest.fail(
+                        f"still busy after {WAIT:.0f}s: {'; '.join(busy) or 'mail kept arriving'};"
+                        f" got {_show(self.sink.received[self.seen :])}\n{self.stack.log_tail(15)}",
+                        pytrace=False,
+                    )
+                time.sleep(0.05)
 
     def copies_to(self, *addresses: str) -> list[tuple[str, str]]:
         return [(a, self.posts[-1]) for a in addresses]
