@@ -17,6 +17,12 @@ next_attempt_at, a digest deferred (its resend entry waits for the outbox sweepe
 released after a deferral (its payload says rate_checked) waits for the sweeper too. Once the
 sweeper queues them they are busy again. A task retried after a transient error is held
 until its countdown: its outbox entry stays undone, so that is waited for.
+
+The limit: a copy nothing records, sent by a task after its last write (a defect sending a
+copy twice outside the delivery rows). On Redis the task is still unacknowledged, so the step
+that caused it sees it. The embedded SQLite broker keeps no trace of a running task (kombu
+marks a taken message invisible; acknowledging it writes nothing), so there it may arrive
+after the step ended: the next step's exact check reports it as unexpected mail.
 """
 
 from __future__ import annotations
