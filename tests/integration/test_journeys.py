@@ -30,6 +30,7 @@ from listgate import dispatch
 from listgate.config import Settings
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
+from tests.support.quiet import Quiet
 from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
 from worker.celery_app import make_celery
@@ -37,8 +38,9 @@ from worker.celery_app import make_celery
 pytestmark = pytest.mark.integration
 
 PAT, SAM, ANN, BOB = "pat@example.org", "sam@example.org", "ann@example.net", "bob@example.net"
-WAIT = 60.0
-SETTLE = 1.5  # after the expected mails arrived, how long an unexpected extra copy has to show up
+WAIT = 60.0  # at most this long for the wanted mails to arrive and then for the site to be quiet
+GRACE = 0.2  # quiet for this long, twice read, with nothing new at the sink: the step is over
+AUTO_REPLY_WINDOW = 1.0  # seconds: the journeys' LISTGATE_AUTO_REPLY_WINDOW (_journey_env)
 
 
 class Journey:
@@ -51,6 +53,7 @@ class Journey:
         self.posts: list[str] = []
         self.subjects: dict[str, str] = {}
         self.web = WebClient(stack.web_port)
+        self.replied: dict[str, float] = {}  # address: when an automatic reply to it arrived
 
     # -- acting ------------------------------------------------------------------------------
 
@@ -58,6 +61,7 @@ class Journey:
         self, sender: str, to: str, subject: str, body: str = "", in_reply_to: str = ""
     ) -> str:
         """Send a mail through the gateway (SMTP); its Message-ID."""
+        self._pace(sender)
         self.serial += 1
         msgid = f"j{self.serial}-{int(time.time())}@example.net"
         msg = EmailMessage()
@@ -74,6 +78,17 @@ class Journey:
         with smtplib.SMTP("127.0.0.1", self.stack.smtp_port, timeout=30) as smtp:
             assert smtp.send_message(msg, from_addr=sender, to_addrs=[to]) == {}
         return msgid
+
+    def _pace(self, sender: str) -> None:
+        """Wait until the sender's last automatic reply is AUTO_REPLY_WINDOW old.
+
+        RFC 3834: one automatic reply per address and window, so a mail answered by one must
+        come that long after the last, or its answer is (rightly) withheld. The reply was
+        claimed before it reached the sink, so counting from its arrival is enough.
+        """
+        last = self.replied.get(sender.lower())
+        if last is not None:
+            time.sleep(max(0.0, last + AUTO_REPLY_WINDOW - time.monotonic()))
 
     def new_thread(self) -> str:
         subject = f"Topic {self.serial + 1}"
@@ -117,14 +132,21 @@ class Journey:
     def expect(self, *wanted: tuple[str, str]) -> list[Received]:
         """Wait for the new mails at the sink to be exactly
         `wanted`: (recipient, Message-ID or words of the Subject).
+
+        First until as many mails as wanted arrived, then until the site is quiet (nothing left
+        that could send mail now: tests.support.quiet) twice, GRACE apart, with no mail arriving
+        in between: an extra copy has then reached the sink, or is not coming.
         """
         deadline = time.monotonic() + WAIT
         while len(self.sink.received) - self.seen < len(wanted) and time.monotonic() < deadline:
             self.stack.check_alive()
             time.sleep(0.1)
-        time.sleep(SETTLE)
+        self._wait_quiet(deadline)
         new = self.sink.received[self.seen :]
         self.seen += len(new)
+        for r in new:
+            if str(r.message["Auto-Submitted"]).startswith("auto-replied"):
+                self.replied.update((rcpt.lower(), time.monotonic()) for rcpt in r.rcpt_tos)
         left = list(new)
         for rcpt, label in wanted:
             match = next((r for r in left if r.rcpt_tos == [rcpt] and _matches(r, label)), None)
@@ -134,6 +156,26 @@ class Journey:
             left.remove(match)
         assert not left, f"unexpected mail: {_show(left)} (expected {wanted})"
         return new
+
+    def _wait_quiet(self, deadline: float) -> None:
+        """Return once the site was quiet twice in a row, GRACE apart, the sink unchanged."""
+        with Quiet(self.stack.env, self.sink) as quiet:
+            while True:
+                self.stack.check_alive()
+                arrived = len(self.sink.received)
+                busy = quiet.busy()
+                if not busy:
+                    time.sleep(GRACE)
+                    busy = quiet.busy()
+                    if not busy and len(self.sink.received) == arrived:
+                        return
+                if time.monotonic() >= deadline:
+                    pytest.fail(
+                        f"still busy after {WAIT:.0f}s: {'; '.join(busy) or 'mail kept arriving'};"
+                        f" got {_show(self.sink.received[self.seen :])}\n{self.stack.log_tail(15)}",
+                        pytrace=False,
+                    )
+                time.sleep(0.05)
 
     def copies_to(self, *addresses: str) -> list[tuple[str, str]]:
         return [(a, self.posts[-1]) for a in addresses]
@@ -347,8 +389,8 @@ def life_with_a_list(j: Journey) -> None:
 
 
 def _journey_env(tmp_path: Path, sink: SmtpSink, **extra: str) -> dict[str, str]:
-    # One automatic reply per second: the steps answered by mail are further apart than that.
-    return base_env(tmp_path, sink, LISTGATE_AUTO_REPLY_WINDOW="1", **extra)
+    # One automatic reply per second: Journey.mail keeps the steps answered by mail that apart.
+    return base_env(tmp_path, sink, LISTGATE_AUTO_REPLY_WINDOW=str(int(AUTO_REPLY_WINDOW)), **extra)
 
 
 @pytest.fixture
