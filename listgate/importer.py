@@ -8,22 +8,19 @@ statistics of the tables it filled (listgate.statistics).
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
 import logging
 import lzma
 import os
-import pickle
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -38,7 +35,7 @@ from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
 from listgate.mail.shape import headerless
 from listgate.models import Message, MessageVariant, RawMessage
-from listgate.parse_process import Reply, parse_all, with_raw
+from listgate.parse_process import ParseAhead, parse_all
 from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
@@ -121,81 +118,6 @@ def maildir_files(path: Path) -> list[Path]:
         if p.is_file() and not p.name.startswith(".")
     ]
     return sorted(files, key=lambda p: p.name)
-
-
-class ParseAhead:
-    """One parsing process (listgate.parse_process) that parses the next batch while the current
-    one is archived. One batch at a time is in its hands: submit() it, take() it back."""
-
-    def __init__(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "listgate.parse_process"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            process_group=0,  # Ctrl-C is the importer's to handle; it ends the process with close()
-        )
-        self.pending: list[bytes] | None = None
-        self.broken = False
-
-    def submit(self, raws: list[bytes]) -> None:
-        """Start parsing raws (the batch before must have been taken)."""
-        assert self.pending is None, "take() the batch before submitting the next"
-        self.pending = raws
-        if self.broken:
-            return
-        try:
-            pickle.dump(raws, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._stdin.flush()
-        except OSError as exc:  # it died (BrokenPipeError)
-            self._failed(exc)
-
-    def take(self) -> list[ParsedMessage]:
-        """The batch submitted last, parsed; parsed here when the parsing process failed (it died,
-        ran out of memory), and every batch after it too."""
-        raws, self.pending = self.pending or [], None
-        if not self.broken:
-            try:
-                reply: Reply = pickle.load(self._stdout)
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                self._failed(exc)
-            else:
-                if not isinstance(reply, str):
-                    return with_raw(reply, raws)
-                log.warning("the parsing process failed on a batch (%s); parsing it here", reply)
-        return parse_all(raws)
-
-    def _failed(self, exc: BaseException) -> None:
-        log.warning(
-            "the parsing process failed (%s: %s); parsing the rest in the importer",
-            type(exc).__name__,
-            exc,
-        )
-        self.broken = True
-
-    @property
-    def _stdin(self) -> IO[bytes]:
-        assert self.process.stdin is not None
-        return self.process.stdin
-
-    @property
-    def _stdout(self) -> IO[bytes]:
-        assert self.process.stdout is not None
-        return self.process.stdout
-
-    def close(self) -> None:
-        """End the parsing process: at the end of its input, or at its next write, if it was still
-        parsing a batch nobody takes (an interrupted import). Waited for, so none is left.
-
-        Its output is closed first: a process blocked writing a reply would otherwise never read
-        the rest of a batch that closing its input flushes to it."""
-        for pipe in (self._stdout, self._stdin):
-            with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
-                pipe.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def _batches(messages: Iterator[bytes], size: int) -> Iterator[list[bytes]]:

@@ -1,4 +1,5 @@
-"""The parsing process of `listgate import`: `python -m listgate.parse_process`.
+"""The parsing process of `listgate import`: `python -m listgate.parse_process`, and ParseAhead,
+the importer's side of it.
 
 listgate.importer starts it and writes it batches of raw messages (a pickled list of bytes per
 batch) on its standard input; for each batch it writes back one pickle on its standard output:
@@ -15,14 +16,19 @@ the importer, which then closes the pipes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import os
 import pickle
+import subprocess
 import sys
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse
+
+log = logging.getLogger(__name__)
 
 Fields = tuple[object, ...]  # a ParsedMessage's fields but its raw bytes, in order
 Reply = list[Fields] | str  # the batch parsed, or what failed
@@ -59,6 +65,82 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
             reply = f"{type(exc).__name__}: {exc}"
         pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
         replies.flush()
+
+
+class ParseAhead:
+    """The importer's side: one parsing process (this module) that parses the next batch while
+    the current one is archived. One batch at a time is in its hands: submit() it, take() it
+    back."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "listgate.parse_process"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            process_group=0,  # Ctrl-C is the importer's to handle; it ends the process with close()
+        )
+        self.pending: list[bytes] | None = None
+        self.broken = False
+
+    def submit(self, raws: list[bytes]) -> None:
+        """Start parsing raws (the batch before must have been taken)."""
+        assert self.pending is None, "take() the batch before submitting the next"
+        self.pending = raws
+        if self.broken:
+            return
+        try:
+            pickle.dump(raws, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
+            self._stdin.flush()
+        except OSError as exc:  # it died (BrokenPipeError)
+            self._failed(exc)
+
+    def take(self) -> list[ParsedMessage]:
+        """The batch submitted last, parsed; parsed here when the parsing process failed (it died,
+        ran out of memory), and every batch after it too."""
+        raws, self.pending = self.pending or [], None
+        if not self.broken:
+            try:
+                reply: Reply = pickle.load(self._stdout)
+            except (OSError, EOFError, pickle.UnpicklingError) as exc:
+                self._failed(exc)
+            else:
+                if not isinstance(reply, str):
+                    return with_raw(reply, raws)
+                log.warning("the parsing process failed on a batch (%s); parsing it here", reply)
+        return parse_all(raws)
+
+    def _failed(self, exc: BaseException) -> None:
+        log.warning(
+            "the parsing process failed (%s: %s); parsing the rest in the importer",
+            type(exc).__name__,
+            exc,
+        )
+        self.broken = True
+
+    @property
+    def _stdin(self) -> IO[bytes]:
+        assert self.process.stdin is not None
+        return self.process.stdin
+
+    @property
+    def _stdout(self) -> IO[bytes]:
+        assert self.process.stdout is not None
+        return self.process.stdout
+
+    def close(self) -> None:
+        """End the parsing process: at the end of its input, or at its next write, if it was still
+        parsing a batch nobody takes (an interrupted import). Waited for, so none is left.
+
+        Its output is closed first: a process blocked writing a reply would otherwise never read
+        the rest of a batch that closing its input flushes to it."""
+        for pipe in (self._stdout, self._stdin):
+            with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
+                pipe.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
 
 
 def main() -> None:
