@@ -12,14 +12,12 @@ import gzip
 import hashlib
 import logging
 import lzma
-import multiprocessing
 import os
 import re
 import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -35,9 +33,9 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
-from listgate.mail.parser import parse
 from listgate.mail.shape import headerless
 from listgate.models import Message, MessageVariant, RawMessage
+from listgate.parse_process import ParseAhead, parse_all
 from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
@@ -122,42 +120,6 @@ def maildir_files(path: Path) -> list[Path]:
     return sorted(files, key=lambda p: p.name)
 
 
-def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
-    """Parse a batch (in a helper process, or here)."""
-    return [parse(raw) for raw in raws]
-
-
-class ParseAhead:
-    """One helper process that parses the next batch while the current one is archived."""
-
-    def __init__(self) -> None:
-        self.pool = ProcessPoolExecutor(
-            max_workers=1, mp_context=multiprocessing.get_context("spawn")
-        )
-
-    def submit(self, raws: list[bytes]) -> Future[list[ParsedMessage]]:
-        """Start parsing raws."""
-        return self.pool.submit(parse_all, raws)
-
-    @staticmethod
-    def result(parsing: Future[list[ParsedMessage]], raws: list[bytes]) -> list[ParsedMessage]:
-        """The parsed batch; parsed here when the helper process failed (it died, ran out of
-        memory)."""
-        try:
-            return parsing.result()
-        except Exception as exc:  # noqa: BLE001 - BrokenProcessPool and the like: the batch is parsed again here
-            log.warning(
-                "the parsing process failed (%s: %s); parsing this batch in the importer",
-                type(exc).__name__,
-                exc,
-            )
-            return parse_all(raws)
-
-    def close(self) -> None:
-        """Stop the helper process."""
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _batches(messages: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
     """Messages in lists of up to size."""
     pending: list[bytes] = []
@@ -168,6 +130,23 @@ def _batches(messages: Iterator[bytes], size: int) -> Iterator[list[bytes]]:
             pending = []
     if pending:
         yield pending
+
+
+def _reraise_interrupt(exc: Exception) -> None:
+    """Raise the Ctrl-C (or SystemExit) that exc was raised in the course of, if any.
+
+    Interrupted inside a statement, SQLAlchemy invalidates the connection, and the rollback on the
+    way out raises an error of its own (PendingRollbackError, then BatchAborted) in place of the
+    KeyboardInterrupt: read as a failed batch, the import went on, retrying it on a connection
+    it could not use.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if not isinstance(cause, Exception):
+            raise cause
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
 
 
 class Importer:
@@ -192,23 +171,25 @@ class Importer:
     def run(self, messages: Iterator[bytes], tick: Callable[[int], None] | None = None) -> Summary:
         """Import every message; tick(n) after each committed batch.
 
-        From the second batch on, the next batch is parsed in a helper process while this one is
+        From the second batch on, the next batch is parsed in a parsing process while this one is
         archived (parsing is about a third of the work); the archive is written here, in order.
+        The first batch is parsed here: an import of one batch starts no process.
         """
         ahead: ParseAhead | None = None
-        waiting: tuple[int, list[bytes], Future[list[ParsedMessage]] | None] | None = None
+        waiting: tuple[int, list[bytes]] | None = None  # read, not archived yet (nor taken back)
         try:
             for raws in _batches(messages, self.batch):
                 fresh = self._fresh(raws)
                 if waiting is not None:
+                    seen, held = waiting
+                    parsed = ahead.take() if ahead else parse_all(held)
                     ahead = ahead or ParseAhead()  # a second batch: worth a process
-                    future = ahead.submit(fresh)
-                    self._commit(*waiting, tick)
-                    waiting = (len(raws), fresh, future)
-                else:
-                    waiting = (len(raws), fresh, None)
+                    ahead.submit(fresh)  # parsed there while the batch before is archived here
+                    self._commit(seen, parsed, tick)
+                waiting = (len(raws), fresh)
             if waiting is not None:
-                self._commit(*waiting, tick)
+                seen, held = waiting
+                self._commit(seen, ahead.take() if ahead else parse_all(held), tick)
         finally:
             if ahead is not None:
                 ahead.close()
@@ -225,15 +206,9 @@ class Importer:
         return kept
 
     def _commit(
-        self,
-        seen: int,
-        raws: list[bytes],
-        parsing: Future[list[ParsedMessage]] | None,
-        tick: Callable[[int], None] | None,
+        self, seen: int, parsed: list[ParsedMessage], tick: Callable[[int], None] | None
     ) -> None:
-        """Parse (or take what the helper parsed), then one transaction per batch; if it fails, one
-        per message."""
-        parsed = parse_all(raws) if parsing is None else ParseAhead.result(parsing, raws)
+        """One transaction per batch; if it fails, one per message."""
         items = [Item(p, (self.recipient,), PostOrigin.IMPORT) for p in parsed]
         try:
             with self.factory() as session, session.begin():
@@ -241,6 +216,7 @@ class Importer:
                     session, items, domain=self.domain, fallback_days=self.fallback_days
                 )
         except Exception as exc:  # noqa: BLE001 - BatchAborted, or the commit failed: nothing of it is stored
+            _reraise_interrupt(exc)
             log.warning(
                 "a batch failed (%s: %s); retrying it one message at a time",
                 type(exc).__name__,
@@ -259,6 +235,7 @@ class Importer:
                     session, [item], domain=self.domain, fallback_days=self.fallback_days
                 )[0]
         except Exception as exc:  # noqa: BLE001 - counted and reported, the import goes on
+            _reraise_interrupt(exc)
             return exc
 
     def _skip_archived(self, session: Session, raws: list[bytes]) -> list[bytes]:

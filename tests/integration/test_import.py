@@ -117,6 +117,27 @@ def test_import_an_mbox_then_rerun_skips_everything(
     engine.dispose()
 
 
+def test_batches_parsed_by_the_parsing_process_keep_each_message_its_own_bytes(
+    runner: CliRunner, settings: Settings, tmp_path: Path
+) -> None:
+    """Batches of two: the first is parsed in the importer, the others in its parsing process,
+    which sends back no bytes; each message is archived with its own, and parsed alike."""
+    path = tmp_path / "a.mbox"
+    path.write_bytes(_mboxrd(MESSAGES))
+    result = runner.invoke(main, ["import", str(path), "--list", "dev", "--batch", "2", "--quiet"])
+    assert result.exit_code == 0 and "imported:   5" in result.output, result.output
+    engine = make_engine(settings)
+    try:
+        with session_factory(engine)() as s:
+            stored = list(s.scalars(select(Message).order_by(Message.id)))
+            assert [m.raw.data for m in stored] == MESSAGES
+            assert [(m.subject, m.body_text, m.from_addr) for m in stored] == [
+                (p.subject, p.body_text, p.from_addr) for p in map(parse, MESSAGES)
+            ]
+    finally:
+        engine.dispose()
+
+
 def test_a_variant_in_an_mbox_is_kept_and_a_rerun_skips_it_too(
     runner: CliRunner, settings: Settings, tmp_path: Path
 ) -> None:
