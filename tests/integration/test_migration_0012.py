@@ -9,22 +9,17 @@ round changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select, update
 
 from listgate import lists, reports
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import session_factory, transaction, writer
 from listgate.models import MailingList, Message, Thread
 from listgate.schema import alembic_config, current, head, upgrade
 from tests.integration.test_thread_roots import mail, post
 from tests.support import roots
-from tests.support.config import make_settings
-from tests.support.services import new_database
+from tests.support.migrations import ENGINES, blank_engine, downgrade
 
 pytestmark = pytest.mark.integration
 EVE, MOD = "Eve <eve@example.org>", "Mod <mod@example.org>"
@@ -103,9 +98,7 @@ def _down_and_up(engine: Engine) -> None:
     cfg = alembic_config()
     previous = ScriptDirectory.from_config(cfg).get_revision("0012").down_revision
     assert isinstance(previous, str)
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, previous)
+    downgrade(engine, previous)
     assert _threads(engine) == good  # nothing to undo
     _damage(engine)
     broken, before = _state(engine)
@@ -115,24 +108,12 @@ def _down_and_up(engine: Engine) -> None:
     broken, after = _state(engine)
     assert broken == [] and _threads(engine) == good
     assert {n: after[n] - before[n] for n in after} == {"club": 1, "dev": 1}
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, previous)
+    downgrade(engine, previous)
     upgrade(engine)  # a right archive stays as it is
     assert _state(engine) == ([], after) and _threads(engine) == good
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database on each (PostgreSQL's not migrated either)."""
-    url = {}
-    if request.param == "postgresql":
-        url["LISTGATE_DATABASE_URL"] = new_database(
-            request.getfixturevalue("postgres_url"), migrated=False
-        )
-    made = make_engine(make_settings(tmp_path, **url))
-    yield made
-    made.dispose()
+engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 
 
 def test_0012_down_and_up_repairs_the_roots(engine: Engine) -> None:

@@ -10,23 +10,19 @@ dates, and a second round changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, select, update
 
 from listgate import lists, reports
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import session_factory, transaction, writer
 from listgate.models import MailingList, Message, Thread
 from listgate.schema import alembic_config, current, head, upgrade
 from tests.integration.test_thread_roots import T0, mail, post
 from tests.support import roots
-from tests.support.config import make_settings
-from tests.support.services import new_database
+from tests.support.migrations import ENGINES, blank_engine, downgrade
 
 pytestmark = pytest.mark.integration
 EVE, MOD = "Eve <eve@example.org>", "Mod <mod@example.org>"
@@ -92,24 +88,7 @@ def _before_0015() -> str:
     return previous
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database on each (PostgreSQL's not migrated either)."""
-    url = {}
-    if request.param == "postgresql":
-        url["LISTGATE_DATABASE_URL"] = new_database(
-            request.getfixturevalue("postgres_url"), migrated=False
-        )
-    made = make_engine(make_settings(tmp_path, **url))
-    yield made
-    made.dispose()
+engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 
 
 def test_0015_down_and_up_dates_threads_by_their_visible_posts(engine: Engine) -> None:
@@ -118,7 +97,7 @@ def test_0015_down_and_up_dates_threads_by_their_visible_posts(engine: Engine) -
     assert _state(engine)[0] == []
     good = _dates(engine)
     previous = _before_0015()
-    _downgrade(engine, previous)
+    downgrade(engine, previous)
     assert _dates(engine) == good  # nothing to undo
     _damage(engine)
     broken, before = _state(engine)
@@ -131,7 +110,7 @@ def test_0015_down_and_up_dates_threads_by_their_visible_posts(engine: Engine) -
     assert broken == []
     assert _dates(engine) == {**good, alone: damaged_alone}  # a thread showing nothing: as it was
     assert {n: after[n] - before[n] for n in after} == {"club": 1, "dev": 0}
-    _downgrade(engine, previous)
+    downgrade(engine, previous)
     upgrade(engine)  # a right archive stays as it is
     assert _state(engine) == ([], after)
     assert _dates(engine) == {**good, alone: damaged_alone}

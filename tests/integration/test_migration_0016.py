@@ -9,23 +9,19 @@ say again, the lists' pages are told (their change counters) and a second round 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from sqlalchemy import Engine, insert, select, update
 
 from listgate import lists, reports
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import session_factory, transaction, writer
 from listgate.models import MailingList, Message, Thread, ThreadParticipant
-from listgate.schema import alembic_config, current, head, upgrade
+from listgate.schema import current, head, upgrade
 from tests.integration.test_thread_roots import T0, mail, post
 from tests.support import roots
-from tests.support.config import make_settings
-from tests.support.services import new_database
+from tests.support.migrations import ENGINES, blank_engine, downgrade
 
 pytestmark = pytest.mark.integration
 ALICE, BOB, CAROL = (
@@ -98,24 +94,7 @@ def _damage(engine: Engine) -> None:
             )
 
 
-def _downgrade(engine: Engine, revision: str) -> None:
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database on each (PostgreSQL's not migrated either)."""
-    url = {}
-    if request.param == "postgresql":
-        url["LISTGATE_DATABASE_URL"] = new_database(
-            request.getfixturevalue("postgres_url"), migrated=False
-        )
-    made = make_engine(make_settings(tmp_path, **url))
-    yield made
-    made.dispose()
+engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 
 
 def test_0016_down_and_up_shows_lists_and_participants_by_visible_posts(engine: Engine) -> None:
@@ -129,7 +108,7 @@ def test_0016_down_and_up_shows_lists_and_participants_by_visible_posts(engine: 
     }
     plan, late = _thread_of(engine, "a@x.test"), _thread_of(engine, "late@x.test")
     assert (good["counts"][plan], good["counts"][late]) == (2, 0)
-    _downgrade(engine, "0015")
+    downgrade(engine, "0015")
     assert _shown(engine) == good  # nothing to undo
     _damage(engine)
     damaged = _shown(engine)
@@ -143,7 +122,7 @@ def test_0016_down_and_up_shows_lists_and_participants_by_visible_posts(engine: 
     assert broken == []
     assert _shown(engine) == good
     assert {n: after[n] - before[n] for n in after} == {"dev": 1, "quiet": 1, "fine": 0}
-    _downgrade(engine, "0015")
+    downgrade(engine, "0015")
     upgrade(engine)  # a right archive stays as it is
     assert _state(engine) == ([], after)
     assert _shown(engine) == good

@@ -5,50 +5,29 @@ in the catalogue); a second round does the same."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from alembic import command
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text, update
 
 from listgate import lists
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate.db import session_factory, transaction, writer
 from listgate.models import Message
 from listgate.schema import alembic_config, current, head, upgrade
 from tests.integration.test_thread_roots import mail, post
-from tests.support.config import make_settings
-from tests.support.services import new_database
+from tests.support.migrations import ENGINES, blank_engine, downgrade
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """An empty database on each (PostgreSQL's not migrated either)."""
-    url = {}
-    if request.param == "postgresql":
-        url["LISTGATE_DATABASE_URL"] = new_database(
-            request.getfixturevalue("postgres_url"), migrated=False
-        )
-    made = make_engine(make_settings(tmp_path, **url))
-    yield made
-    made.dispose()
+engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 
 
 def _before_0017() -> str:
     previous = ScriptDirectory.from_config(alembic_config()).get_revision("0017").down_revision
     assert isinstance(previous, str)
     return previous
-
-
-def _downgrade(engine: Engine, revision: str) -> None:
-    cfg = alembic_config()
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.downgrade(cfg, revision)
 
 
 def _posts(engine: Engine) -> list[dict[str, Any]]:
@@ -87,7 +66,7 @@ def test_0017_down_and_up_keeps_every_post_and_starts_each_at_0(engine: Engine) 
     posts = _posts(engine)
     previous = _before_0017()
     for _ in range(2):
-        _downgrade(engine, previous)
+        downgrade(engine, previous)
         assert current(engine) == previous
         assert _derivations(engine) is None
         assert _posts(engine) == posts
