@@ -15,12 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from listgate.models import Message
 from tests.support.config import prepare, site_env, wait_until
 
 pytestmark = pytest.mark.integration
 
 COMMAND = Path(sys.executable).parent / "listgate"  # the console script, not `python -m`
+COUNT = 4000
 
 
 def _mbox(path: Path, count: int) -> Path:
@@ -70,13 +74,15 @@ def _cmdline(pid: int) -> str:
         return "(gone)"
 
 
-def _start_import(tmp_path: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
-    """`listgate import` of 4,000 messages in batches of 100, once its parsing process works.
+def _start_import(
+    tmp_path: Path,
+) -> tuple[subprocess.Popen[bytes], set[int], sessionmaker[Session]]:
+    """`listgate import` of COUNT messages in batches of 100, once its parsing process works.
 
     Its output goes to files: a process it leaves behind would hold a pipe open."""
     env = site_env(tmp_path)
-    prepare(env, "dev")
-    mbox = _mbox(tmp_path / "big.mbox", 4000)
+    _, db = prepare(env, "dev")
+    mbox = _mbox(tmp_path / "big.mbox", COUNT)
     with open(tmp_path / "stderr", "wb") as stderr:  # the import holds its own copy
         proc = subprocess.Popen(
             [str(COMMAND), "import", str(mbox), "--list", "dev", "--batch", "100", "--quiet"],
@@ -93,7 +99,7 @@ def _start_import(tmp_path: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
     assert proc.poll() is None, "the import ended before its parsing process was seen"
     time.sleep(1.0)  # a few batches in: the helper is parsing or waiting for the next batch
     assert proc.poll() is None, "the import ended too soon to be interrupted"
-    return proc, helpers | _children(proc.pid)
+    return proc, helpers | _children(proc.pid), db
 
 
 def _survivors(helpers: set[int]) -> list[str]:
@@ -108,7 +114,7 @@ def _survivors(helpers: set[int]) -> list[str]:
 
 
 def test_sigkill_of_the_import_leaves_no_parsing_process(tmp_path: Path) -> None:
-    proc, helpers = _start_import(tmp_path)
+    proc, helpers, _ = _start_import(tmp_path)
     proc.kill()
     proc.wait(timeout=30)
     assert helpers, "the import started no parsing process"
@@ -116,10 +122,26 @@ def test_sigkill_of_the_import_leaves_no_parsing_process(tmp_path: Path) -> None
 
 
 def test_ctrl_c_of_the_import_ends_it_and_its_parsing_process_quietly(tmp_path: Path) -> None:
-    proc, helpers = _start_import(tmp_path)
+    proc, helpers, _ = _start_import(tmp_path)
     os.killpg(proc.pid, signal.SIGINT)  # what the terminal sends to the foreground group
     proc.wait(timeout=60)
     assert _survivors(helpers) == [], "the import's processes outlived it"
     err = (tmp_path / "stderr").read_text()
     assert proc.returncode == 1 and "Aborted!" in err, err[-2000:]
     assert "Traceback" not in err, err[-2000:]
+
+
+def test_the_parsing_process_killed_the_import_parses_the_rest_itself(tmp_path: Path) -> None:
+    """The parsing process dies (the kernel's OOM killer, an operator): the import goes on,
+    parses the rest itself, and archives every message once."""
+    proc, helpers, db = _start_import(tmp_path)
+    for pid in helpers:
+        os.kill(pid, signal.SIGKILL)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "stderr").read_text()[-2000:]
+    err = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in err, err[-2000:]
+    assert "parsing the rest in the importer" in err, err[-2000:]  # it was killed mid-import
+    with db() as session:
+        archived = session.scalar(select(func.count(func.distinct(Message.message_id))))
+        rows = session.scalar(select(func.count()).select_from(Message))
+    assert (archived, rows) == (COUNT, COUNT)
