@@ -14,10 +14,13 @@ import logging
 import lzma
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -149,6 +152,32 @@ def _reraise_interrupt(exc: Exception) -> None:
         cause = cause.__cause__ or cause.__context__
 
 
+@contextmanager
+def _stop_between_batches() -> Iterator[threading.Event]:
+    """Ctrl-C asks the import to stop after the batch it is archiving (committed, so a rerun
+    skips it); a second Ctrl-C stops it at once.
+
+    A KeyboardInterrupt raised wherever the signal lands can be lost: inside a finalizer or a
+    weakref callback Python prints it as "Exception ignored" and goes on, and the import ran to
+    its end with exit status 0. Outside the main thread (no signal handler there) nothing changes.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def asked(_signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)  # the next Ctrl-C interrupts whatever runs
+
+    signal.signal(signal.SIGINT, asked)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 class Importer:
     """Ingest batches of raw messages into one list, committing every `batch` messages."""
 
@@ -177,22 +206,25 @@ class Importer:
         """
         ahead: ParseAhead | None = None
         waiting: tuple[int, list[bytes]] | None = None  # read, not archived yet (nor taken back)
-        try:
-            for raws in _batches(messages, self.batch):
-                fresh = self._fresh(raws)
+        with _stop_between_batches() as stop:
+            try:
+                for raws in _batches(messages, self.batch):
+                    fresh = self._fresh(raws)
+                    if waiting is not None:
+                        seen, held = waiting
+                        parsed = ahead.take() if ahead else parse_all(held)
+                        ahead = ahead or ParseAhead()  # a second batch: worth a process
+                        ahead.submit(fresh)  # parsed there while the one before is archived
+                        self._commit(seen, parsed, tick)
+                        if stop.is_set():
+                            raise KeyboardInterrupt
+                    waiting = (len(raws), fresh)
                 if waiting is not None:
                     seen, held = waiting
-                    parsed = ahead.take() if ahead else parse_all(held)
-                    ahead = ahead or ParseAhead()  # a second batch: worth a process
-                    ahead.submit(fresh)  # parsed there while the batch before is archived here
-                    self._commit(seen, parsed, tick)
-                waiting = (len(raws), fresh)
-            if waiting is not None:
-                seen, held = waiting
-                self._commit(seen, ahead.take() if ahead else parse_all(held), tick)
-        finally:
-            if ahead is not None:
-                ahead.close()
+                    self._commit(seen, ahead.take() if ahead else parse_all(held), tick)
+            finally:
+                if ahead is not None:
+                    ahead.close()
         return self.summary
 
     def _fresh(self, raws: list[bytes]) -> list[bytes]:
