@@ -67,7 +67,8 @@ def record(
     return entry
 
 
-_KEPT = "listgate.dispatch.kept"  # session.info: the entries a collecting session recorded
+# session.info: the entries a collecting session recorded (not named like a task)
+_KEPT = "dispatch: outbox entries kept"
 
 
 def collect(session: Session) -> list[OutboxEntry]:
