@@ -5,6 +5,7 @@ is gone, trouble until replaced or forgotten (`listgate gateways forget`); the s
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -152,7 +153,10 @@ def test_gateways_forget_removes_a_gateway_that_is_not_coming_back(
     assert result.exit_code == 1
     assert "no gateway reports as nosuch/1/0.0.0.0:25 (`listgate status` names" in result.output
     result = _forget(settings, running)
-    assert result.exit_code == 1 and f"{running} is running (heard from 0 s ago)" in result.output
+    # heard from 0 or 1 s ago: the report is kept to the second, and a second may turn meanwhile
+    assert result.exit_code == 1 and re.search(
+        rf"{re.escape(running)} is running \(heard from [01] s ago\)", result.output
+    ), result.output
     assert _forget(settings).exit_code == 2  # neither names nor --down
     result = _forget(settings, "old/1/0.0.0.0:25")
     assert result.exit_code == 0, result.output
