@@ -27,6 +27,8 @@ from tests.support.factories import ListOptions, MakeList
 if TYPE_CHECKING:
     from flask import Flask
 
+    from tests.support.services import RedisServer
+
 pytest_plugins = [
     "tests.support.reaper",  # first: the processes the others start die with the run
     "tests.support.temproot",  # this checkout's own base temp
@@ -121,3 +123,17 @@ def prod_settings(tmp_path: Path, postgres_db: str, redis_db_url: str) -> Settin
     return make_settings(
         tmp_path, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url
     )
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis server this test may stop and start again (on the same port)."""
+    from tests.support.services import RedisServer, require  # after pytest's assertion rewriting
+
+    server = RedisServer()
+    try:
+        server.start()
+    except (RuntimeError, OSError) as exc:
+        require("Redis", str(exc))
+    yield server
+    server.stop()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import smtplib
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,11 @@ from listgate.db import transaction
 from tests.support.config import prepare, site_env, wait_until
 from tests.support.processes import WorkerProcess, gateway
 from tests.support.reliability import post, record, size
-from tests.support.services import RedisServer, require
+from tests.support.services import RedisServer
 from tests.support.sink import SmtpSink
 from worker.celery_app import make_celery
 
 pytestmark = [pytest.mark.integration, pytest.mark.soak, pytest.mark.redis]
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis server this test may stop and start again (on the same port)."""
-    server = RedisServer()
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        require("Redis", str(exc))
-    yield server
-    server.stop()
 
 
 def test_posts_accepted_while_broker_down_and_notified_after(

@@ -24,7 +24,7 @@ from listgate.db import transaction
 from listgate.models import OutboxEntry
 from tests.support.config import wait_until
 from tests.support.processes import WorkerProcess
-from tests.support.services import RedisServer, require
+from tests.support.services import RedisServer
 from tests.support.sink import SmtpSink
 from tests.support.worker import Site, mail, site_for, worker_site
 from worker.celery_app import make_celery
@@ -101,18 +101,6 @@ def test_the_mail_of_each_command_leaves_at_once(site: Site, sink: SmtpSink) -> 
     with site.db() as session:
         left = session.scalars(select(OutboxEntry).where(OutboxEntry.done_at.is_(None))).all()
     assert not left, f"outbox entries not done: {[(e.kind, e.payload) for e in left]}"
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis server this test may stop and start again (on the same port)."""
-    server = RedisServer()
-    try:
-        server.start()
-    except (RuntimeError, OSError) as exc:
-        require("Redis", str(exc))
-    yield server
-    server.stop()
 
 
 @pytest.mark.redis

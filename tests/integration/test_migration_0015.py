@@ -18,11 +18,10 @@ from sqlalchemy import Engine, select, update
 
 from listgate import lists, reports
 from listgate.db import session_factory, transaction, writer
-from listgate.models import MailingList, Message, Thread
+from listgate.models import Message, Thread
 from listgate.schema import alembic_config, current, head, upgrade
 from tests.integration.test_thread_roots import T0, mail, post
-from tests.support import roots
-from tests.support.migrations import ENGINES, blank_engine, downgrade
+from tests.support.migrations import ENGINES, blank_engine, downgrade, thread_of, thread_state
 
 pytestmark = pytest.mark.integration
 EVE, MOD = "Eve <eve@example.org>", "Mod <mod@example.org>"
@@ -55,19 +54,6 @@ def _dates(engine: Engine) -> dict[int, tuple[object, object]]:
         return {t.id: (t.created_at, t.last_activity) for t in s.scalars(select(Thread))}
 
 
-def _state(engine: Engine) -> tuple[list[str], dict[str, int]]:
-    """(what breaks the invariants, each list's change counter)."""
-    with session_factory(engine)() as s:
-        mlists = s.scalars(select(MailingList)).all()
-        broken = [p for mlist in mlists for p in roots.problems(s, mlist.id)]
-        return broken, {mlist.name: mlist.changes for mlist in mlists}
-
-
-def _thread_of(engine: Engine, mid: str) -> int:
-    with session_factory(engine)() as s:
-        return s.scalars(select(Message.thread_id).where(Message.message_id == mid)).one()
-
-
 def _damage(engine: Engine) -> None:
     """The dates the code before 9f27d8e (held posts) and 0015 (hidden posts) left."""
     at = {h: T0 + timedelta(hours=h) for h in (MONTH, -MONTH, 10, 30)}
@@ -78,7 +64,7 @@ def _damage(engine: Engine) -> None:
             ("o@x.test", {"last_activity": at[10]}),  # the hidden reply's date
             ("alone@x.test", {"last_activity": at[30]}),  # shows nothing: not a list's thread
         ):
-            tid = _thread_of(engine, mid)
+            tid = thread_of(engine, mid)
             conn.execute(update(Thread).where(Thread.id == tid).values(**values))
 
 
@@ -94,23 +80,23 @@ engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 def test_0015_down_and_up_dates_threads_by_their_visible_posts(engine: Engine) -> None:
     upgrade(engine)
     _archive(engine)
-    assert _state(engine)[0] == []
+    assert thread_state(engine)[0] == []
     good = _dates(engine)
     previous = _before_0015()
     downgrade(engine, previous)
     assert _dates(engine) == good  # nothing to undo
     _damage(engine)
-    broken, before = _state(engine)
+    broken, before = thread_state(engine)
     assert len(broken) == 3, broken
-    alone = _thread_of(engine, "alone@x.test")
+    alone = thread_of(engine, "alone@x.test")
     damaged_alone = _dates(engine)[alone]
     upgrade(engine)
     assert current(engine) == head()
-    broken, after = _state(engine)
+    broken, after = thread_state(engine)
     assert broken == []
     assert _dates(engine) == {**good, alone: damaged_alone}  # a thread showing nothing: as it was
     assert {n: after[n] - before[n] for n in after} == {"club": 1, "dev": 0}
     downgrade(engine, previous)
     upgrade(engine)  # a right archive stays as it is
-    assert _state(engine) == ([], after)
+    assert thread_state(engine) == ([], after)
     assert _dates(engine) == {**good, alone: damaged_alone}

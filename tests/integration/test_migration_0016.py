@@ -20,8 +20,7 @@ from listgate.db import session_factory, transaction, writer
 from listgate.models import MailingList, Message, Thread, ThreadParticipant
 from listgate.schema import current, head, upgrade
 from tests.integration.test_thread_roots import T0, mail, post
-from tests.support import roots
-from tests.support.migrations import ENGINES, blank_engine, downgrade
+from tests.support.migrations import ENGINES, blank_engine, downgrade, thread_of, thread_state
 
 pytestmark = pytest.mark.integration
 ALICE, BOB, CAROL = (
@@ -61,19 +60,6 @@ def _shown(engine: Engine) -> dict[str, Any]:
         }
 
 
-def _state(engine: Engine) -> tuple[list[str], dict[str, int]]:
-    """(what breaks the thread invariants, each list's change counter)."""
-    with session_factory(engine)() as s:
-        mlists = s.scalars(select(MailingList)).all()
-        broken = [p for mlist in mlists for p in roots.problems(s, mlist.id)]
-        return broken, {mlist.name: mlist.changes for mlist in mlists}
-
-
-def _thread_of(engine: Engine, mid: str) -> int:
-    with session_factory(engine)() as s:
-        return s.scalars(select(Message.thread_id).where(Message.message_id == mid)).one()
-
-
 def _damage(engine: Engine) -> None:
     """What the code before 0016 left: the hidden posts' dates on their lists, their authors
     among their threads' participants."""
@@ -85,7 +71,7 @@ def _damage(engine: Engine) -> None:
                 update(MailingList).where(MailingList.name == name).values(last_activity=when)
             )
         for mid, address in (*left, ("q@x.test", "carol@example.org")):
-            tid = _thread_of(engine, mid)
+            tid = thread_of(engine, mid)
             conn.execute(insert(ThreadParticipant).values(thread_id=tid, address=address))
             conn.execute(
                 update(Thread)
@@ -106,7 +92,7 @@ def test_0016_down_and_up_shows_lists_and_participants_by_visible_posts(engine: 
         "quiet": None,
         "fine": T0 + timedelta(hours=2),
     }
-    plan, late = _thread_of(engine, "a@x.test"), _thread_of(engine, "late@x.test")
+    plan, late = thread_of(engine, "a@x.test"), thread_of(engine, "late@x.test")
     assert (good["counts"][plan], good["counts"][late]) == (2, 0)
     downgrade(engine, "0015")
     assert _shown(engine) == good  # nothing to undo
@@ -114,15 +100,15 @@ def test_0016_down_and_up_shows_lists_and_participants_by_visible_posts(engine: 
     damaged = _shown(engine)
     assert damaged["lists"]["dev"] == T0 + timedelta(hours=20)
     assert (damaged["counts"][plan], damaged["counts"][late]) == (3, 1)
-    broken, before = _state(engine)
+    broken, before = thread_state(engine)
     assert broken == []  # the thread invariants say nothing of these
     upgrade(engine)
     assert current(engine) == head()
-    broken, after = _state(engine)
+    broken, after = thread_state(engine)
     assert broken == []
     assert _shown(engine) == good
     assert {n: after[n] - before[n] for n in after} == {"dev": 1, "quiet": 1, "fine": 0}
     downgrade(engine, "0015")
     upgrade(engine)  # a right archive stays as it is
-    assert _state(engine) == ([], after)
+    assert thread_state(engine) == ([], after)
     assert _shown(engine) == good

@@ -1,4 +1,5 @@
-"""What the tests of one migration share: an empty database on each engine, and going down."""
+"""What the tests of one migration share: an empty database on each engine, going down, and
+what the threads look like."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
-from listgate.db import make_engine
+from listgate.db import make_engine, session_factory
+from listgate.models import MailingList, Message
 from listgate.schema import alembic_config
+from tests.support import roots
 from tests.support.config import make_settings
 from tests.support.services import new_database
 
@@ -40,3 +43,17 @@ def downgrade(engine: Engine, revision: str) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, revision)
+
+
+def thread_state(engine: Engine) -> tuple[list[str], dict[str, int]]:
+    """(what breaks the thread invariants, each list's change counter)."""
+    with session_factory(engine)() as s:
+        mlists = s.scalars(select(MailingList)).all()
+        broken = [p for mlist in mlists for p in roots.problems(s, mlist.id)]
+        return broken, {mlist.name: mlist.changes for mlist in mlists}
+
+
+def thread_of(engine: Engine, mid: str) -> int:
+    """The thread of the message whose Message-ID is mid."""
+    with session_factory(engine)() as s:
+        return s.scalars(select(Message.thread_id).where(Message.message_id == mid)).one()
