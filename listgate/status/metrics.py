@@ -19,7 +19,6 @@ from listgate.spool import Depth, Spool
 from listgate.states import DeliveryState, SubscriptionState
 from listgate.status.failed import FailedPost, aware, failed_posts
 
-
 # how long work that failed for good (a notice, a command's answer) stays trouble for `status`
 RECENT_FAILURES = timedelta(hours=24)
 
