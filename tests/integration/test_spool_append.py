@@ -119,3 +119,17 @@ def _row(n: int) -> dict[str, Any]:
         "state": "pending",
         "reason": "",
     }
+
+
+def test_an_append_on_a_connection_pinged_at_check_out_is_committed(
+    spool: tuple[Spool, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection idle a while is pinged when checked out (listgate.db; on PostgreSQL
+    the ping's SELECT opens a transaction): the append on it still commits, on its own."""
+    from listgate import db as dbmod
+
+    appender, _engine = spool
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 0.0)  # every check-out pings
+    for n in range(3):
+        appender.append([_mail(n)])
+    assert _spooled_ids(appender) == ["0@x", "1@x", "2@x"]
