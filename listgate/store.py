@@ -69,6 +69,8 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
 _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
 
 _FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
+# The columns of a list the decisions at RCPT and DATA read (listgate.admission, listgate.privacy)
+DECIDING = ("id", "name", "policy", "private", "moderators")
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
 _SEES_NODES = frozenset({"thread_nodes", "message_refs"})  # the tables a batch defers
 
@@ -228,7 +230,8 @@ class Store:
 
     @functools.cached_property
     def lists_with_facts(self) -> Any:
-        """The lists called :names, each with what a batch of posts asks of it, in one statement.
+        """The lists called :names (their DECIDING columns), each with what a batch of posts asks
+        of it, in one statement.
 
         Per list, as JSON arrays: which of :addresses it bans; its archived messages among
         :message_ids ([Message-ID, id, thread, raw, status]); on a members-only list, its active
@@ -253,7 +256,7 @@ class Store:
         )
         return blind(
             select(
-                *_LISTS.c,
+                *(_LISTS.c[name] for name in DECIDING),
                 banned.scalar_subquery().label(_FACTS[0]),
                 archived.scalar_subquery().label(_FACTS[1]),
                 members.scalar_subquery().label(_FACTS[2]),
@@ -391,10 +394,16 @@ def lock_list(session: Session, mlist: MailingList) -> None:
 class ListFacts(NamedTuple):
     """A list and what a batch of posts asks of it (Store.lists_with_facts)."""
 
-    mlist: MailingList
+    mlist: MailingList  # its DECIDING columns only: read, never changed or added to a session
     banned: set[str]  # the addresses asked that it bans
     archived: list[tuple[str, int, int, int, str]]  # (Message-ID, id, thread, raw, status)
     members: set[str]  # the From addresses asked that subscribe to it (members-only lists)
+
+
+# MailingList objects lists_with_facts made, by the DECIDING values they were made from: a list
+# whose row reads the same is not made again; a change to any of them reads as another key.
+_AS_READ: dict[tuple[Any, ...], MailingList] = {}
+_AS_READ_KEPT = 1024  # more than that many (lists, or changes of them): start afresh
 
 
 def lists_with_facts(
@@ -404,7 +413,11 @@ def lists_with_facts(
     message_ids: list[str],
     froms: list[str],
 ) -> dict[str, ListFacts]:
-    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT."""
+    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT.
+
+    The list is read at every call (its DECIDING columns, with the facts); the MailingList made
+    from them is kept while they read the same, and shared: a caller only reads it.
+    """
     wanted = {name: name.lower() for name in names if name.isascii()}
     if not wanted:
         return {}
@@ -418,13 +431,16 @@ def lists_with_facts(
         },
     )
     found = {}
+    width = len(DECIDING)
     for row in rows:
-        values = row._mapping
-        banned, archived, members = (values[label] or [] for label in _FACTS)
-        found[values["name"]] = ListFacts(
-            MailingList(**{c.name: values[c.name] for c in _LISTS.c}),
-            set(banned),
-            [tuple(a) for a in archived],
-            set(members),
+        columns = tuple(row[:width])
+        mlist = _AS_READ.get(columns)
+        if mlist is None:
+            if len(_AS_READ) >= _AS_READ_KEPT:
+                _AS_READ.clear()
+            mlist = _AS_READ[columns] = MailingList(**dict(zip(DECIDING, columns, strict=True)))
+        banned, archived, members = (value or [] for value in row[width:])
+        found[mlist.name] = ListFacts(
+            mlist, set(banned), [tuple(a) for a in archived], set(members)
         )
     return {name: found[lower] for name, lower in wanted.items() if lower in found}
