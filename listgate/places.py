@@ -252,10 +252,15 @@ def _is_messages(statement: Any) -> bool:
     return bool(statement.table.name == "messages")
 
 
-def _before_execute(conn: Connection, statement: Any, *_: Any) -> None:
+def _before_execute(
+    conn: Connection, statement: Any, _multi: Any, _params: Any, given: Any
+) -> None:
     if _ROWS not in conn.info:
         return
-    options = statement.get_execution_options() if isinstance(statement, Executable) else {}
+    options = {  # the statement's own, and those it is run with (Session.get's)
+        **(statement.get_execution_options() if isinstance(statement, Executable) else {}),
+        **given,
+    }
     if not options.get(store.BLIND) or (
         not options.get(store.APART) and any(_is_messages(s) for s in _pending(conn) or ())
     ):

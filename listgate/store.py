@@ -74,7 +74,7 @@ BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes
 APART = "listgate_apart_from_messages"  # execution option: blind, and no messages row either
 _SEES_NODES = frozenset({"thread_nodes", "message_refs"})  # the tables a batch defers
 # tables whose rows name no message (no foreign key to messages, no trigger reading them)
-_APART = frozenset({"thread_participants", "raw_messages", "bans", "subscriptions"})
+_APART = frozenset({"thread_participants", "raw_messages", "blobs", "bans", "subscriptions"})
 
 
 def blind(statement: Any) -> Any:
