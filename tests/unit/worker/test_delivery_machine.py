@@ -52,7 +52,13 @@ from hypothesis import HealthCheck, Phase
 from hypothesis import event as observe
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from sqlalchemy import event, select
 
 from listgate import dispatch, lists, subscriptions
@@ -74,9 +80,14 @@ RECIPIENTS = (*MEMBERS, DIGEST)
 ANSWERS = ("250", "250", "451", "554", "drop")
 # where the worker running a task dies: inside the fan-out's or a claim's transaction, or at the
 # relay's nth copy of the task, before the relay took it or after its answer
-DEATHS = ("", "", "", "fanout", "claim", "before:1", "before:2", "after:1", "after:2", "after:3")
+DEATHS = (
+    "fanout",
+    "claim",
+    *(f"{when}:{n}" for when in ("before", "after") for n in (1, 2, 3, 4)),
+)
 WAVE = 2  # copies per wave
 CHUNK = 3  # deliveries per chunk task
+RUNAWAY = 200  # copies in one task: far more than the rows a run can make
 LIST, THREAD = "list", "thread"
 
 
@@ -159,6 +170,7 @@ class Relay(MaildirConnection):
         found = re.search(rb"(?im)^Message-ID:\s*<([^>]+)>", data)
         assert found, "a copy without its Message-ID"
         self.count += 1
+        assert self.count <= RUNAWAY, f"one task sent {self.count} copies: it keeps sending"
         if self.kill == f"before:{self.count}":
             raise WorkerDied(f"killed before the relay took the copy for {rcpt}")
         if answer in ("250", "drop"):
@@ -221,6 +233,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         # the model
         self.subs = {(addr, LIST): addr in (*MEMBERS[:2], FOLLOWER) for addr in MEMBERS}
         self.m_armed, self.m_count = "", 0
+        self.death = ""  # where the next worker dies (DEATHS)
         self.subs[(DIGEST, "digest")] = True
         self.answers: dict[str, str] = {}
         self.posts: dict[int, tuple[str, bool]] = {}  # pk -> (Message-ID, in the first thread)
@@ -246,9 +259,12 @@ class DeliveryMachine(RuleBasedStateMachine):
             self.armed = ""
             raise WorkerDied(f"killed before the commit of: {head}")
 
-    def _run(self, real: Callable[[], object], model: Callable[[], object], die: str = "") -> None:
-        """Run the model's prediction, then the worker's function; both die or neither."""
-        self.armed = self.m_armed = self.relay.kill = die
+    def _run(self, real: Callable[[], object], model: Callable[[], object]) -> None:
+        """Run the model's prediction, then the worker's function; both die or neither.
+
+        A death armed by the rules waits for the first task that reaches its point.
+        """
+        self.armed = self.m_armed = self.relay.kill = self.death
         self.relay.count = self.m_count = 0
         try:
             model()
@@ -263,6 +279,7 @@ class DeliveryMachine(RuleBasedStateMachine):
         finally:
             self.armed = self.m_armed = self.relay.kill = ""
         if died:
+            self.death = ""
             # A killed process's connection goes with it (SQLite's lock too); here the one the
             # kill left open is closed when the garbage collector frees it: free it now.
             gc.collect()
@@ -362,6 +379,7 @@ class DeliveryMachine(RuleBasedStateMachine):
             if r.claimed is not None and r.claimed <= cutoff:
                 if r.status == "handing":
                     r.status = "sent"
+                    observe("a stale `handing` row counted as sent")
                 elif r.status == "sending":
                     r.status = "pending"
 
@@ -443,6 +461,10 @@ class DeliveryMachine(RuleBasedStateMachine):
                 lists.subscribe(s, mlist, FOLLOWER, kind=THREAD, thread_id=self.first_thread)
         self.subs[key] = not self.subs.get(key, False)
 
+    @initialize()
+    def the_first_post(self) -> None:
+        self.a_post_arrives(False)
+
     @rule(reply=st.booleans())
     def a_post_arrives(self, reply: bool) -> None:
         """A post is archived: its FANOUT entry is recorded with it and sent to the broker."""
@@ -474,9 +496,14 @@ class DeliveryMachine(RuleBasedStateMachine):
         """From now on the relay answers this recipient so."""
         self.answers[recipient] = self.relay.answers[recipient] = answer
 
+    @rule(die=st.sampled_from(DEATHS))
+    def a_worker_will_die(self, die: str) -> None:
+        """The next task to reach this point dies there."""
+        self.death = die
+
     @precondition(lambda self: bool(self.queue))
-    @rule(index=st.integers(0, 30), die=st.sampled_from(DEATHS))
-    def broker_delivers(self, index: int, die: str) -> None:
+    @rule(index=st.integers(0, 30))
+    def broker_delivers(self, index: int) -> None:
         """The broker hands a worker one task message (any of them: late ones too)."""
         i = index % len(self.queue)
         name, args = self.broker.messages.pop(i)
@@ -486,7 +513,6 @@ class DeliveryMachine(RuleBasedStateMachine):
             self._run(
                 lambda: delivery.fanout(self.ctx, *args),
                 lambda: self.m_fanout(message[1], self.entries[message[1]].pk),
-                die,
             )
         else:
             assert name == delivery.SEND_CHUNK and message[0] == "chunk"
@@ -497,7 +523,6 @@ class DeliveryMachine(RuleBasedStateMachine):
                 lambda: self.m_send(
                     pk, lambda r: r.status == "pending" and first <= r.addr <= last
                 ),
-                die,
             )
 
     @precondition(lambda self: bool(self.queue))
@@ -523,9 +548,9 @@ class DeliveryMachine(RuleBasedStateMachine):
         predicted = self.m_sweep()
         assert outbox.sweep_outbox(self.ctx) == predicted
 
-    @rule(die=st.sampled_from(DEATHS))
-    def beat_retries(self, die: str = "") -> None:
-        self._run(lambda: delivery.retry_due(self.ctx), self.m_retry, die)
+    @rule()
+    def beat_retries(self) -> None:
+        self._run(lambda: delivery.retry_due(self.ctx), self.m_retry)
 
     @rule()
     def beat_recovers(self) -> None:
@@ -534,13 +559,14 @@ class DeliveryMachine(RuleBasedStateMachine):
     @rule()
     def drain(self) -> None:
         """Everyone's relay answers 250; sweep, run every task and retry until nothing is left."""
+        self.death = ""
         for addr in RECIPIENTS:
             self.answers[addr] = self.relay.answers[addr] = "250"
         for _ in range(4):
             self.now += timedelta(hours=7)
             self.beat_sweeps_the_outbox()
             while self.queue:
-                self.broker_delivers(0, "")
+                self.broker_delivers(0)
             self.beat_retries()
             self.agree()
         open_rows = {k: r.status for k, r in self.rows.items() if r.status not in FINAL}
