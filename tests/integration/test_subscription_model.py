@@ -46,7 +46,7 @@ from listgate.states import DmarcMode, SubscriptionState
 from listgate.subscriptions import SubscriptionError
 from listgate.tokens import verp_token
 from tests.support.config import make_settings, search
-from tests.support.searches import settings_for
+from tests.support.searches import TIMEOUT, settings_for
 from tests.support.states import foreign_words
 from tests.unit.worker.test_bounces import dsn
 from worker import bounces, commands, delivery, digest, outbox
@@ -54,7 +54,7 @@ from worker.context import WorkerContext
 from worker.headers import addresses_in
 from worker.notify import recipients
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TIMEOUT)]
 
 SECRET = "test-secret-key-0123456789"
 PEOPLE = ("ann@example.org", "bob@example.org", "cat@example.net", "dan@example.net")

@@ -46,9 +46,9 @@ from listgate.states import PostState
 from tests.integration.test_thread_roots import T0, mail
 from tests.support import roots
 from tests.support.config import make_settings
-from tests.support.searches import settings_for
+from tests.support.searches import TIMEOUT, settings_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TIMEOUT)]
 
 # examples of up to 25 steps per run (tests/support/searches.py: 10x under `make soak`)
 SQLITE_EXAMPLES = 60
