@@ -23,7 +23,8 @@ from tests.support.reliability import soak
 
 SOAK_EXAMPLES = 10  # times the default number of examples under `make soak`
 SOAK_STEPS = 2  # times the default number of steps of a state machine under `make soak`
-# seconds a state machine test may take (pytest-timeout), its search 20 times longer under soak
+# seconds a model test may take (pytest-timeout): its search, then up to the 5 minutes hypothesis
+# gives itself to shrink a failure (a timeout in between hides the failing case); x20 under soak
 TIMEOUT = 1200 * (SOAK_EXAMPLES * SOAK_STEPS if soak() else 1)
 
 Settings.register_profile(

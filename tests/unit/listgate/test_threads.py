@@ -21,7 +21,7 @@ from listgate.schema import upgrade
 from tests.support import forests
 from tests.support.config import make_settings
 from tests.support.factories import MakeList
-from tests.support.searches import settings_for
+from tests.support.searches import TIMEOUT, settings_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -305,6 +305,7 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker
 _example = [0]
 
 
+@pytest.mark.timeout(TIMEOUT)  # room for hypothesis to shrink a failure (up to 5 min)
 @settings_for(examples=30)
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(
