@@ -51,8 +51,8 @@ from tests.support.searches import TIMEOUT, settings_for
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(TIMEOUT)]
 
 # examples of up to 25 steps per run (tests/support/searches.py: 10x under `make soak`)
-SQLITE_EXAMPLES = 60
-POSTGRESQL_EXAMPLES = 40
+SQLITE_EXAMPLES = 80
+POSTGRESQL_EXAMPLES = 60
 MOD, EVE = "Mod <mod@example.org>", "Eve <eve@example.org>"
 
 
