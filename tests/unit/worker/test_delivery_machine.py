@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase
+from hypothesis import Phase
 from hypothesis import event as observe
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
@@ -68,6 +68,7 @@ from listgate.models import Delivery, Message, OutboxEntry
 from listgate.schema import upgrade
 from tests.support.config import make_settings
 from tests.support.factories import make_mail, post
+from tests.support.searches import TIMEOUT, settings_for
 from worker import delivery, outbox, relay_sessions
 from worker.context import WorkerContext
 from worker.mailer import DEFERRED, DOT, SENT, MaildirConnection, SendResult, classify
@@ -638,13 +639,13 @@ class DeliveryMachine(RuleBasedStateMachine):
 
 
 FINAL = ("sent", "refused", "failed", "cancelled")
+pytestmark = pytest.mark.timeout(TIMEOUT)
 
-# A modest default; a shared profile module for the model tests may take its place.
+# The model tests' search settings (tests/support/searches.py: new sequences each run, ten times
+# as many under `make soak`), without the "explain" phase, whose tracing of every line made the
+# shrinking of a failure here run for minutes.
 DeliveryMachine.TestCase.settings = hyp_settings(
-    max_examples=30,
-    stateful_step_count=30,
-    deadline=None,
-    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],  # no tracing "explain"
-    suppress_health_check=[HealthCheck.too_slow],
+    settings_for(30, steps=30),
+    phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
 test_delivery_model = DeliveryMachine.TestCase
