@@ -142,7 +142,8 @@ def test_an_aborted_batch_gives_no_250_without_a_stored_row(
 
 
 class ArchiveFault:
-    """Aborts the archiver's transaction at the nth message row it inserts."""
+    """Aborts the archiver's transaction at the statement inserting its nth message row (a
+    batch's messages rows may go out together, in one executemany)."""
 
     def __init__(self, nth: int, error: str) -> None:
         self.nth, self.error, self.seen, self.fired = nth, error, 0, 0
@@ -151,8 +152,8 @@ class ArchiveFault:
         self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
     ) -> None:
         if statement.startswith("INSERT INTO messages") and not self.fired:
-            self.seen += 1
-            if self.seen == self.nth:
+            self.seen += len(params) if executemany else 1
+            if self.seen >= self.nth:
                 self.fired += 1
                 abort(conn, self.error)
 
