@@ -272,6 +272,7 @@ WINDOW = (7500, 9500)
 UNNAMED_SIGNATURES = (7538, 7539, 7541, 7544, 7550, 7551, 7780, 7908, 8555, 8578, 9182, 9197, 9199)
 
 
+@pytest.mark.timeout(900)  # 2,000 linux-man messages imported and parsed again
 def test_linux_man_posts_archived_before_unnamed_signatures_were_kept_gain_them(
     settings: Settings, db: sessionmaker[Session], make_list: MakeList
 ) -> None:

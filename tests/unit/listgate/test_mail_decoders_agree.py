@@ -93,6 +93,7 @@ def _corpora() -> Iterator[tuple[str, bytes]]:
             yield f"linux-man #{n}", raw
 
 
+@pytest.mark.timeout(900)  # every corpus message read twice: 28 s alone, 90 s in a parallel run
 def test_the_corpora_read_alike() -> None:
     differing = [f"{name}:\n{d}" for name, raw in _corpora() if (d := disagreement(raw, name))]
     assert not differing, f"{len(differing)} mails read differently:\n" + "\n".join(differing)
