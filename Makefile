@@ -95,7 +95,12 @@ bench: install
 bench-quick: install
 	$(BIN)/python -m bench --quick
 
+# The model-based tests' long search (SOAK=1: tests/support/searches.py), then the long benchmark.
 soak: soak-reliability
+	SOAK=1 $(BIN)/python -m pytest --timeout 3600 $(PYTEST_ARGS) tests/unit/listgate/test_moderation_state.py \
+		tests/integration/test_subscription_model.py tests/integration/test_thread_roots_model.py \
+		"tests/unit/listgate/test_threads.py::test_the_forest_does_not_depend_on_arrival_order" \
+		"tests/integration/test_threading_postgres.py::test_the_forest_does_not_depend_on_arrival_order_on_postgresql"
 	$(BIN)/python -m bench --soak
 
 # The long versions of the fault, fuzz and security tests (SOAK=1), the atheris fuzzer, and

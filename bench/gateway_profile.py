@@ -101,13 +101,24 @@ def _instrument() -> None:
 
 
 def _count_statements() -> None:
-    """Count every SQL statement any engine of the gateway sends (BEGIN included, COMMIT not)."""
+    """Count every SQL statement the gateway sends (BEGIN included, COMMIT not): through any
+    engine, and the spool's appends on the driver's cursor (Spool.write_rows: BEGIN IMMEDIATE
+    and the INSERT on SQLite, the INSERT alone on PostgreSQL)."""
     from sqlalchemy import Engine, event
+
+    from listgate.spool import Spool
 
     def count(*_: Any) -> None:
         _STATEMENTS[0] += 1
 
     event.listen(Engine, "before_cursor_execute", count)
+    write_rows = Spool.write_rows
+
+    def written(self: Spool, rows: Any) -> None:
+        _STATEMENTS[0] += 1 if self.postgresql else 2
+        write_rows(self, rows)
+
+    Spool.write_rows = written  # type: ignore[method-assign]
 
 
 def _sample(stop: threading.Event) -> None:

@@ -68,6 +68,18 @@ def _nice(env: Mapping[str, str]) -> int:
     return value
 
 
+def _clock(env: Mapping[str, str], name: str, default: tuple[int, int]) -> tuple[int, int]:
+    """A time of day in UTC written HH:MM, as (hour, minute)."""
+    raw = env.get(name, "").strip()
+    if raw == "":
+        return default
+    hour, sep, minute = raw.partition(":")
+    h, m = number(hour, 23), number(minute, 59)
+    if not sep or h is None or m is None or len(minute) != 2:
+        raise SettingsError(f"{name}={raw!r}: expected a time of day in UTC, HH:MM such as 00:10")
+    return h, m
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if raw == "":
@@ -172,6 +184,8 @@ class Settings:
     max_header_bytes: int = 256 * 1024  # bytes of a message's header block
     max_folded_lines: int = 1000  # continuation lines of one header field
     archiver_nice: int = 10  # how far below the listener the archiver's CPU priority is (nice)
+    digest_time: tuple[int, int] = (0, 10)  # UTC (hour, minute) the beat sends the digests due
+    reminder_time: tuple[int, int] = (8, 0)  # UTC (hour, minute) of the moderators' daily reminder
     max_recipients: int = 100  # RCPTs accepted per SMTP transaction
     # simultaneous SMTP connections from one network (IPv4 /24, IPv6 /64); 0: a quarter of the
     # gateway's limit, at least max_connections_per_client
@@ -289,6 +303,8 @@ class Settings:
             max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
             max_connections=_int(env, "LISTGATE_MAX_CONNECTIONS", 0, 1),  # unset: 0, derived
             archiver_nice=_nice(env),
+            digest_time=_clock(env, "LISTGATE_DIGEST_TIME", (0, 10)),
+            reminder_time=_clock(env, "LISTGATE_REMINDER_TIME", (8, 0)),
             max_connections_per_network=_int(env, "LISTGATE_MAX_CONNECTIONS_PER_NETWORK", 0, 1),
         )
 

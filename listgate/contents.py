@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from listgate import store
+from listgate import places, store
 from listgate.mail.message import ParsedMessage
 from listgate.models import Attachment, Blob, RawMessage
 from listgate.store import table
@@ -92,7 +92,8 @@ def store_attachments(session: Session, parsed: ParsedMessage, message_pk: int) 
         store.of(session).insert_ignore(Blob),
         [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
     )
-    conn.execute(
+    places.insert_rows(  # after the message's row, which may wait with the batch's others
+        conn,
         _INSERT_ATTACHMENT,
         [
             {

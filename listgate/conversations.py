@@ -39,7 +39,7 @@ _COUNTED = (
     "created_at",
     "participant_count",
 )
-_NEW_THREAD = store.blind(insert(_THREADS).returning(_THREADS.c.id))
+_NEW_THREAD = store.apart(insert(_THREADS).returning(_THREADS.c.id))
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
 _PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
@@ -69,7 +69,7 @@ def get(session: Session, thread_id: int) -> Thread:
             Thread,
             thread_id,
             options=(lazyload(Thread.mailing_list),),
-            execution_options={store.BLIND: True},
+            execution_options={store.BLIND: True, store.APART: True},
         )
     return thread
 

@@ -318,19 +318,6 @@ def look_ups(engine: Engine) -> Engine:
     return engine.execution_options(sqlite_begin=NO_BEGIN)
 
 
-def single_statement(engine: Engine) -> Engine:
-    """The same engine for a transaction of one statement (the spool's append).
-
-    On PostgreSQL the statement commits by itself, durably (no BEGIN and COMMIT round trips); on
-    SQLite, where they cost no round trip, it runs between BEGIN IMMEDIATE and COMMIT (writer).
-    """
-    from listgate import store
-
-    if store.of(engine).postgresql:
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
-    return writer(engine)
-
-
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     """A sessionmaker bound to engine; objects stay usable after commit."""
     return sessionmaker(bind=engine, expire_on_commit=False)

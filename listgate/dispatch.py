@@ -81,10 +81,10 @@ def collect(session: Session) -> list[OutboxEntry]:
 
 @functools.cache
 def _insert() -> Insert:
-    # The outbox names no thread node or reference row (no foreign key, no trigger): the rows an
-    # archiving batch defers (listgate.places) need not be written before it.
+    # The outbox names no message, thread node or reference row (no foreign key, no trigger): the
+    # rows an archiving batch defers (listgate.places) need not be written before it.
     table = cast(Table, OutboxEntry.__table__)
-    return store.blind(insert(table).returning(table.c.id, sort_by_parameter_order=True))
+    return store.apart(insert(table).returning(table.c.id, sort_by_parameter_order=True))
 
 
 def task_args(entry: OutboxEntry) -> list[int]:

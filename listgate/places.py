@@ -172,10 +172,11 @@ def _among(conn: Connection, query: Executable, list_id: int, ids: list[str]) ->
     ]
 
 
-# Rows a batch only adds (thread nodes, reference rows, follows, outbox entries) go out in one
-# executemany per kind.
+# Rows a batch only adds (messages, thread nodes, reference rows, follows, outbox entries) go out
+# in one executemany per kind, messages first.
 # While a batch is under way (`defer_rows`), they wait on the connection; they are written
-# before any statement not marked as leaving nodes and references alone (`store.blind`), before
+# before any statement not marked as leaving nodes and references alone (`store.blind`), while
+# messages rows wait also before any not marked as leaving messages alone (`store.apart`), before
 # a SAVEPOINT or its RELEASE (so a batch's rows fail inside the SAVEPOINT that covers the batch)
 # and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
 # belong to one transaction: a connection whose transaction ended otherwise never carries them on.
@@ -240,15 +241,28 @@ def _pending(conn: Connection) -> Pending | None:
 def _write_pending(conn: Connection, *_: Any) -> None:
     pending = _pending(conn)
     if pending:
-        batches = list(pending.items())
+        # messages rows first: the other rows name them
+        batches = sorted(pending.items(), key=lambda kind: not _is_messages(kind[0]))
         pending.clear()
         for statement, (rows, into) in batches:
             _write(conn, store.blind(statement), rows, into)
 
 
-def _before_execute(conn: Connection, statement: Any, *_: Any) -> None:
-    if _ROWS in conn.info and not (
-        isinstance(statement, Executable) and statement.get_execution_options().get(store.BLIND)
+def _is_messages(statement: Any) -> bool:
+    return bool(statement.table.name == "messages")
+
+
+def _before_execute(
+    conn: Connection, statement: Any, _multi: Any, _params: Any, given: Any
+) -> None:
+    if _ROWS not in conn.info:
+        return
+    options = {  # the statement's own, and those it is run with (Session.get's)
+        **(statement.get_execution_options() if isinstance(statement, Executable) else {}),
+        **given,
+    }
+    if not options.get(store.BLIND) or (
+        not options.get(store.APART) and any(_is_messages(s) for s in _pending(conn) or ())
     ):
         _write_pending(conn)
 

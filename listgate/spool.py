@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,9 +40,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import PoolProxiedConnection
 
 from listgate import store
-from listgate.db import single_statement, sqlite_engine, writer
+from listgate.db import sqlite_engine, writer
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
 from listgate.states import SpoolState
@@ -69,6 +70,9 @@ SIDE_SPOOL = Table(
 SIDE_META = Table("spool_meta", _SIDE, Column("generation", String(64), primary_key=True))
 CLEAR_EVERY = 1.0  # seconds between clears of archived rows while the archiver is busy
 _PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
+# A row as Spool.write_rows takes it: these columns, in this order
+ROW_COLUMNS = _PENDING_COLUMNS[1:] + ("state", "reason")
+_PG_ARRAYS = ("timestamptz", "text", "text", "text", "text", "bytea", "text", "text")
 
 
 Counts = tuple[tuple[str, str, int], ...]  # (name, label, how many): once per counter
@@ -122,8 +126,17 @@ class Spool:
         self._prepare()
 
     def _prepare(self) -> None:
-        self.appender = single_statement(self.engine)
-        self._insert = insert(self.table)
+        self.postgresql = store.of(self.engine).postgresql
+        names = ", ".join(ROW_COLUMNS)
+        if self.postgresql:  # the batch's columns as arrays: one statement for any number of rows
+            arrays = ", ".join(f"%s::{kind}[]" for kind in _PG_ARRAYS)
+            self._sql = f"INSERT INTO {self.table.name} ({names}) SELECT * FROM unnest({arrays})"
+        else:
+            marks = ", ".join("?" * len(ROW_COLUMNS))
+            self._sql = f"INSERT INTO {self.table.name} ({names}) VALUES ({marks})"
+        process = self.table.c.received_at.type.bind_processor(self.engine.dialect)
+        # received_at as the driver takes it (SQLite: the text SQLAlchemy would have bound)
+        self._when: Callable[[datetime], Any] = process or (lambda value: value)
 
     def _generation(self) -> str:
         """The spool file's generation, made (with its tables) on first use; a read alone when it
@@ -151,29 +164,66 @@ class Spool:
     def append(self, mails: Sequence[Spooled]) -> None:
         """Add answered messages, durably, before the 250 (SQLite: synchronous=FULL, one fsync).
 
-        One INSERT for every row (sent by the driver's executemany; nothing is read back: the
-        ids are the archiver's business, and RETURNING them cost a result to set up and close per
-        batch), a transaction by itself (db.single_statement: on PostgreSQL without the BEGIN and
-        COMMIT round trips).
+        Nothing is read back: the ids are the archiver's business.
         """
-        now = datetime.now(UTC)
-        with self.appender.begin() as conn:
-            conn.execute(
-                self._insert,
-                [
-                    {
-                        "received_at": now,
-                        "mail_from": m.mail_from,
-                        "rcpt_tos": "\n".join(m.rcpt_tos),
-                        "message_id": m.message_id[:1000],
-                        "counts": _counts_text(m.counts),
-                        "raw": m.raw,
-                        "state": SpoolState.PENDING,
-                        "reason": "",
-                    }
-                    for m in mails
-                ],
-            )
+        now = self._when(datetime.now(UTC))
+        pending = SpoolState.PENDING.value
+        self.write_rows(
+            [
+                (
+                    now,
+                    m.mail_from,
+                    "\n".join(m.rcpt_tos),
+                    m.message_id[:1000],
+                    _counts_text(m.counts),
+                    m.raw,
+                    pending,
+                    "",
+                )
+                for m in mails
+            ]
+        )
+
+    def write_rows(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Insert rows (ROW_COLUMNS, received_at as the driver takes it) in one durable
+        transaction: every row is in the spool when this returns, or none is and it raises.
+
+        The one way rows enter the spool. On the driver's own cursor of a pooled connection
+        (`Engine.raw_connection`: the pool checks it out, with the engine's events, pings a
+        PostgreSQL connection idle a while, and takes it back): no SQLAlchemy statement
+        execution, no `begin` event. SQLite: BEGIN IMMEDIATE, one prepared INSERT executemany'd
+        over the rows, COMMIT (synchronous=FULL: on disk when COMMIT returns). PostgreSQL: one
+        INSERT … SELECT FROM unnest(arrays) in autocommit: one statement, all rows or none, its
+        commit waiting for the WAL flush. Whatever fails, the connection is invalidated (closed,
+        never pooled again): a full disk, a read-only file or a lost server ends with the
+        database's, not with a connection the pool keeps.
+        """
+        if not rows:
+            return
+        conn = self._checkout()
+        try:
+            cursor = conn.cursor()
+            try:
+                if self.postgresql:
+                    driver = conn.driver_connection
+                    driver.autocommit = True  # type: ignore[union-attr]
+                    cursor.execute(self._sql, [list(column) for column in zip(*rows, strict=True)])
+                    driver.autocommit = False  # type: ignore[union-attr]  # as pooled
+                else:
+                    cursor.execute("BEGIN IMMEDIATE")
+                    cursor.executemany(self._sql, rows)
+                    cursor.execute("COMMIT")
+            finally:
+                cursor.close()
+        except BaseException as exc:
+            conn.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+        finally:
+            conn.close()  # back to the pool (an invalidated one is discarded)
+
+    def _checkout(self) -> PoolProxiedConnection:
+        """A connection for write_rows, from the engine's pool."""
+        return self.engine.raw_connection()
 
     def pending(self, limit: int, after: int = 0) -> list[Any]:
         """The oldest rows waiting, read without claiming them."""
@@ -325,18 +375,14 @@ class Spool:
             )
         )
         if rows:
-            with self.engine.begin() as conn:
-                conn.execute(
-                    insert(SIDE_SPOOL),
-                    [
-                        {
-                            **{c: getattr(r, c) for c in _PENDING_COLUMNS if c != "id"},
-                            "state": SpoolState.PENDING,
-                            "reason": "",
-                        }
-                        for r in rows
-                    ],
-                )
+            pending = SpoolState.PENDING.value
+            self.write_rows(
+                [
+                    (self._when(r.received_at), *(getattr(r, c) for c in _PENDING_COLUMNS[2:]))
+                    + (pending, "")
+                    for r in rows
+                ]
+            )
             session.execute(delete(SPOOL).where(SPOOL.c.id.in_([r.id for r in rows])))
         return len(rows)
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    text,
     type_coerce,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -69,8 +70,13 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
 _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
 
 _FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
+# The columns of a list the decisions at RCPT and DATA read (listgate.admission, listgate.privacy)
+DECIDING = ("id", "name", "policy", "private", "moderators")
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
+APART = "listgate_apart_from_messages"  # execution option: blind, and no messages row either
 _SEES_NODES = frozenset({"thread_nodes", "message_refs"})  # the tables a batch defers
+# tables whose rows name no message (no foreign key to messages, no trigger reading them)
+_APART = frozenset({"thread_participants", "raw_messages", "blobs", "bans", "subscriptions"})
 
 
 def blind(statement: Any) -> Any:
@@ -81,9 +87,16 @@ def blind(statement: Any) -> Any:
     return statement.execution_options(**{BLIND: True})
 
 
+def apart(statement: Any) -> Any:
+    """The statement marked blind (above) and as reading and writing no messages row, nor a row
+    that names one: the batch's new messages rows, deferred too, need not be written before it.
+    """
+    return statement.execution_options(**{BLIND: True, APART: True})
+
+
 # The per-message look-ups (gateway DATA, archiver, import), dialect-neutral, built once.
-RAW_BY_HASH = blind(select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256")))
-RAWS_BY_HASH = blind(
+RAW_BY_HASH = apart(select(_RAW.c.id).where(_RAW.c.sha256 == bindparam("sha256")))
+RAWS_BY_HASH = apart(
     select(_RAW.c.id, _RAW.c.sha256).where(_RAW.c.sha256.in_(bindparam("hashes", expanding=True)))
 )
 VARIANT_OF = blind(
@@ -91,12 +104,12 @@ VARIANT_OF = blind(
         _VARIANTS.c.message_pk == bindparam("pk"), _VARIANTS.c.raw_id == bindparam("raw_id")
     )
 )
-BANNED = blind(
+BANNED = apart(
     select(_BANS.c.id)
     .where(_BANS.c.list_id == bindparam("list_id"), _BANS.c.address == bindparam("address"))
     .limit(1)
 )
-BANNED_AMONG = blind(
+BANNED_AMONG = apart(
     select(_BANS.c.address).where(
         _BANS.c.list_id == bindparam("list_id"),
         _BANS.c.address.in_(bindparam("addresses", expanding=True)),
@@ -109,7 +122,7 @@ _MEMBER = (
     or_(_KIND == SubscriptionKind.LIST, _KIND == SubscriptionKind.DIGEST),
     _SUBS.c.status == SubscriptionState.ACTIVE,
 )
-MEMBERS_AMONG = blind(
+MEMBERS_AMONG = apart(
     select(_SUBS.c.address).where(
         _SUBS.c.list_id == bindparam("list_id"),
         _SUBS.c.address.in_(bindparam("addresses", expanding=True)),
@@ -195,7 +208,9 @@ class Store:
         stmt: Insert = (
             self.insert(target).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
         )
-        if target.name not in _SEES_NODES:
+        if target.name in _APART:
+            stmt = apart(stmt)
+        elif target.name not in _SEES_NODES:
             stmt = blind(stmt)
         self._ignoring[target.name] = stmt
         return stmt
@@ -212,7 +227,7 @@ class Store:
             bindparam("now", type_=c.confirmed_at.type),
         ).where(_MAY_FOLLOW)  # a WHERE also keeps SQLite from reading ON CONFLICT as a join's
         stmt = self.insert(_SUBS).from_select(_FOLLOWED, row)
-        return blind(  # a follow names a thread by id, never a node or a reference row
+        return apart(  # a follow names a thread by id, never a message, node or reference row
             stmt.on_conflict_do_update(
                 index_elements=["list_id", "address", "kind", "thread_key"],
                 set_={  # as subscriptions.start: active from now, a fresh bounce score
@@ -228,7 +243,8 @@ class Store:
 
     @functools.cached_property
     def lists_with_facts(self) -> Any:
-        """The lists called :names, each with what a batch of posts asks of it, in one statement.
+        """The lists called :names (their DECIDING columns), each with what a batch of posts asks
+        of it, in one statement.
 
         Per list, as JSON arrays: which of :addresses it bans; its archived messages among
         :message_ids ([Message-ID, id, thread, raw, status]); on a members-only list, its active
@@ -253,7 +269,7 @@ class Store:
         )
         return blind(
             select(
-                *_LISTS.c,
+                *(_LISTS.c[name] for name in DECIDING),
                 banned.scalar_subquery().label(_FACTS[0]),
                 archived.scalar_subquery().label(_FACTS[1]),
                 members.scalar_subquery().label(_FACTS[2]),
@@ -341,6 +357,7 @@ class TxState:
     subjects: dict[tuple[int, str], bool] = field(default_factory=dict)  # joined by subject?
     bans: dict[tuple[int, str], bool] = field(default_factory=dict)  # (list, address) banned?
     raw_ids: dict[str, int] = field(default_factory=dict)  # raw_messages ids by sha256, written
+    message_ids: list[int] = field(default_factory=list)  # taken for new messages rows, not used
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -375,6 +392,38 @@ def _forget(session: Session, _previous: Any) -> None:
     state.subjects.clear()
     state.bans.clear()
     state.raw_ids.clear()
+    state.message_ids.clear()
+
+
+_MESSAGE_IDS_AHEAD = 64  # PostgreSQL: new messages ids taken from the sequence at a time
+_NEXT_MESSAGE_IDS = text(
+    "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :n)"
+)
+_LAST_MESSAGE_ID = select(func.coalesce(func.max(_MSG.c.id), 0))
+
+
+def new_message_id(session: Session) -> int:
+    """The id the next new messages row of this transaction takes (its INSERT can then wait to go
+    with the batch's others: listgate.places.insert_rows).
+
+    PostgreSQL hands them out from the table's sequence, a few at a time (an id taken and
+    not used is a gap, as a rolled-back INSERT leaves one). SQLite's writer holds the database's
+    write lock (BEGIN IMMEDIATE) for its whole transaction, so the ids after the largest are
+    its own until it ends; a rollback (a savepoint's too) forgets them.
+    """
+    state = tx(session)
+    free = state.message_ids
+    if not free:
+        conn = session.connection()
+        if of(session).postgresql:
+            taken = conn.execute(_NEXT_MESSAGE_IDS, {"n": _MESSAGE_IDS_AHEAD}).scalars()
+            free.extend(sorted(taken))
+        else:
+            free.append(conn.execute(_LAST_MESSAGE_ID).scalar_one() + 1)
+    new_id = free.pop(0)
+    if not free and not of(session).postgresql:
+        free.append(new_id + 1)
+    return new_id
 
 
 def lock_list(session: Session, mlist: MailingList) -> None:
@@ -391,10 +440,16 @@ def lock_list(session: Session, mlist: MailingList) -> None:
 class ListFacts(NamedTuple):
     """A list and what a batch of posts asks of it (Store.lists_with_facts)."""
 
-    mlist: MailingList
+    mlist: MailingList  # its DECIDING columns only: read, never changed or added to a session
     banned: set[str]  # the addresses asked that it bans
     archived: list[tuple[str, int, int, int, str]]  # (Message-ID, id, thread, raw, status)
     members: set[str]  # the From addresses asked that subscribe to it (members-only lists)
+
+
+# MailingList objects lists_with_facts made, by the DECIDING values they were made from: a list
+# whose row reads the same is not made again; a change to any of them reads as another key.
+_AS_READ: dict[tuple[Any, ...], MailingList] = {}
+_AS_READ_KEPT = 1024  # more than that many (lists, or changes of them): start afresh
 
 
 def lists_with_facts(
@@ -404,7 +459,11 @@ def lists_with_facts(
     message_ids: list[str],
     froms: list[str],
 ) -> dict[str, ListFacts]:
-    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT."""
+    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT.
+
+    The list is read at every call (its DECIDING columns, with the facts); the MailingList made
+    from them is kept while they read the same, and shared: a caller only reads it.
+    """
     wanted = {name: name.lower() for name in names if name.isascii()}
     if not wanted:
         return {}
@@ -418,13 +477,16 @@ def lists_with_facts(
         },
     )
     found = {}
+    width = len(DECIDING)
     for row in rows:
-        values = row._mapping
-        banned, archived, members = (values[label] or [] for label in _FACTS)
-        found[values["name"]] = ListFacts(
-            MailingList(**{c.name: values[c.name] for c in _LISTS.c}),
-            set(banned),
-            [tuple(a) for a in archived],
-            set(members),
+        columns = tuple(row[:width])
+        mlist = _AS_READ.get(columns)
+        if mlist is None:
+            if len(_AS_READ) >= _AS_READ_KEPT:
+                _AS_READ.clear()
+            mlist = _AS_READ[columns] = MailingList(**dict(zip(DECIDING, columns, strict=True)))
+        banned, archived, members = (value or [] for value in row[width:])
+        found[mlist.name] = ListFacts(
+            mlist, set(banned), [tuple(a) for a in archived], set(members)
         )
     return {name: found[lower] for name, lower in wanted.items() if lower in found}

@@ -28,7 +28,7 @@ from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
 from listgate.states import PostState
-from listgate.store import blind, table
+from listgate.store import new_message_id, table
 
 if TYPE_CHECKING:
     from listgate.mail.message import ParsedMessage
@@ -50,7 +50,7 @@ __all__ = [
 _NODES = table(ThreadNode)
 _MESSAGES = table(Message)
 _REFS = table(MessageRef)
-_INSERT_MESSAGE = blind(insert(_MESSAGES).returning(_MESSAGES.c.id))
+_INSERT_MESSAGE = insert(_MESSAGES)  # with the batch's others (listgate.places.insert_rows)
 _INSERT_NODE = insert(_NODES)
 _FILL_NODE = update(_NODES).where(
     _NODES.c.list_id == bindparam("list"), _NODES.c.msgid == bindparam("node_msgid")
@@ -128,10 +128,7 @@ class Draft:
 
     def row(self) -> dict[str, Any]:
         """The messages row to insert."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_COLUMNS}
-
-
-_NOT_COLUMNS = frozenset({"id", "named"})
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "named"}
 
 
 def attach(
@@ -157,7 +154,8 @@ def attach(
         place.parent_id,
     )
     draft.parent_pos, draft.by_subject, draft.named = place.parent_pos, place.by_subject, keys.named
-    draft.id = conn.execute(_INSERT_MESSAGE, draft.row()).scalar_one()
+    draft.id = new_message_id(session)
+    places.insert_rows(conn, _INSERT_MESSAGE, [draft.row()])
     _record_nodes(session, draft, keys.named, place.nodes, thread.id)
     places.noted(
         session,

@@ -114,15 +114,24 @@ def prepare_sqlite_broker(url: str) -> None:
         conn.close()
 
 
-def beat_schedule() -> dict[str, dict[str, Any]]:
-    """The periodic tasks: outbox sweep, retries and recovery, digests, moderators' reminders."""
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The periodic tasks: outbox sweep, retries and recovery, digests, moderators' reminders.
+
+    The digests due (the previous UTC day's, the last complete week's) and the reminders go out
+    once a day, at the UTC times of LISTGATE_DIGEST_TIME and LISTGATE_REMINDER_TIME.
+    """
+    digest_hour, digest_minute = settings.digest_time
+    reminder_hour, reminder_minute = settings.reminder_time
     return {
         "sweep-outbox": {"task": dispatch.SWEEP_OUTBOX, "schedule": SWEEP_EVERY},
         "retry-deferred": {"task": dispatch.RETRY_DEFERRED, "schedule": RETRY_EVERY},
-        "send-digests": {"task": dispatch.SEND_DIGESTS, "schedule": crontab(hour=0, minute=10)},
+        "send-digests": {
+            "task": dispatch.SEND_DIGESTS,
+            "schedule": crontab(hour=digest_hour, minute=digest_minute),
+        },
         "moderation-reminders": {
             "task": dispatch.SEND_REMINDERS,
-            "schedule": crontab(hour=8, minute=0),
+            "schedule": crontab(hour=reminder_hour, minute=reminder_minute),
         },
     }
 
@@ -146,7 +155,7 @@ def make_celery(settings: Settings, resolver: TxtResolver | None = None) -> Cele
         worker_hijack_root_logger=False,
         timezone="UTC",
         enable_utc=True,
-        beat_schedule=beat_schedule(),
+        beat_schedule=beat_schedule(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
     )
     tasks.register(app, settings, resolver)

@@ -9,6 +9,7 @@ from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
 from listgate.status import processes
 from listgate.status.failed import FAILED_WINDOW, FailedPost
+from listgate.status.metrics import RECENT_FAILURES, Metrics
 from listgate.status.state import Status
 
 
@@ -19,6 +20,19 @@ def _ago(when: datetime, now: datetime) -> str:
             n = seconds // size
             return f"{plurals.count(n, unit)} ago"
     return f"{plurals.count(max(seconds, 0), 'second')} ago"
+
+
+def _recent_failures(m: Metrics, now: datetime) -> str:
+    """How many of the outbox's failures are recent (trouble), and the latest one."""
+    if not m.outbox_failed:
+        return ""
+    hours = int(RECENT_FAILURES.total_seconds() // 3600)
+    if not m.outbox_failed_recent or m.outbox_last_failed_at is None:
+        return f" (none in the last {hours} h)"
+    return (
+        f" ({m.outbox_failed_recent} in the last {hours} h; the last, "
+        f"{_ago(m.outbox_last_failed_at, now)}: {m.outbox_last_failure})"
+    )
 
 
 def _failed_line(failed: list[FailedPost], now: datetime) -> str:
@@ -72,7 +86,7 @@ def render(status: Status, now: datetime | None = None) -> list[str]:
         lines.append(f"spool      {sp.pending} waiting for the archiver{waiting}{failed}")
         lines.append(
             f"queue      {plurals.count(m.outbox_pending, 'outbox entry')} not done{lag}, "
-            f"{m.outbox_failed} failed for good"
+            f"{m.outbox_failed} failed for good{_recent_failures(m, now)}"
         )
         d = m.deliveries
         unsent = d.get(DeliveryState.PENDING, 0) + d.get(DeliveryState.SENDING, 0)

@@ -7,7 +7,7 @@ are the same whichever process or replica asks.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -18,6 +18,9 @@ from listgate.models import Bounce, Delivery, Message, OutboxEntry, RawMessage, 
 from listgate.spool import Depth, Spool
 from listgate.states import DeliveryState, SubscriptionState
 from listgate.status.failed import FailedPost, aware, failed_posts
+
+# how long work that failed for good (a notice, a command's answer) stays trouble for `status`
+RECENT_FAILURES = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ class Metrics:
     archived: int = 0
     outbox_pending: int = 0
     outbox_failed: int = 0  # outbox entries that failed for good (a command, a notice...)
+    outbox_failed_recent: int = 0  # of those, failed in the last RECENT_FAILURES
+    # the latest of those: "kind, error [reference]" and when ("" / None: none failed lately)
+    outbox_last_failure: str = ""
+    outbox_last_failed_at: datetime | None = None
     not_posted: int = 0  # accepted mail waiting in the not-posted queue
     awaiting_approval: int = 0  # subscription requests a moderator must decide on
     queue_lag_seconds: float = 0.0  # age of the oldest outbox entry not done
@@ -60,6 +67,14 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     outbox_pending, oldest_created = session.execute(pending).one()
     oldest = aware(oldest_created)
     failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
+    recent = OutboxEntry.failed_at >= now - RECENT_FAILURES
+    failed_recent = session.scalar(select(func.count()).select_from(OutboxEntry).where(recent))
+    last_failure = session.execute(
+        select(OutboxEntry.kind, OutboxEntry.last_error, OutboxEntry.failed_at)
+        .where(recent)
+        .order_by(OutboxEntry.failed_at.desc())
+        .limit(1)
+    ).first()
     awaiting = (
         select(func.count())
         .select_from(Subscription)
@@ -89,6 +104,9 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         archived=session.scalar(select(func.count()).select_from(Message)) or 0,
         outbox_pending=int(outbox_pending or 0),
         outbox_failed=session.scalar(failed) or 0,
+        outbox_failed_recent=failed_recent or 0,
+        outbox_last_failure=f"{last_failure[0]}, {last_failure[1]}" if last_failure else "",
+        outbox_last_failed_at=aware(last_failure[2]) if last_failure else None,
         not_posted=notposted.count_waiting(session),
         awaiting_approval=session.scalar(awaiting) or 0,
         queue_lag_seconds=max(0.0, (now - oldest).total_seconds()) if oldest else 0.0,

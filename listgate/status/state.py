@@ -9,7 +9,7 @@ from typing import Any
 from listgate import plurals
 from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
-from listgate.status.metrics import Metrics
+from listgate.status.metrics import RECENT_FAILURES, Metrics
 from listgate.status.processes import down as not_serving
 
 
@@ -63,6 +63,14 @@ class Status:
         found += [
             f"gateway {r.name} {'DEAD' if r.gone else 'SILENT'}" for r in self._gateways_down()
         ]
+        if self.metrics is not None and self.metrics.outbox_failed_recent:
+            failed, hours = (
+                self.metrics.outbox_failed_recent,
+                RECENT_FAILURES.total_seconds() // 3600,
+            )
+            found.append(
+                f"{plurals.count(failed, 'outbox entry')} failed for good in the last {hours:.0f} h"
+            )
         if self.deferring:
             found.append(f"{plurals.count(self.deferring, 'copy')} deferred by the relay")
         found += [f"{name} of `listgate up` not serving" for name in self.processes_down]
@@ -71,6 +79,7 @@ class Status:
     @property
     def ok(self) -> bool:
         """True when database and broker answer, the schema is current, no mail failed to
-        archive, no copy waits, all serve (every gateway that reports, the children of `up`).
+        archive, no outbox entry failed for good in the last day, no copy waits, all serve
+        (every gateway that reports, the children of `up`).
         """
         return not self.problems

@@ -109,3 +109,29 @@ def test_database_down_gives_451_and_503_then_recovers(
     record("database (PostgreSQL) down", 7, 0, 0, recovery, "451 while down, 0 accepted-and-lost")
     assert stored == ["after@example.org", "before@example.org", "mid@example.org"]
     assert "storage failed" in gw.text() and "database unavailable" in web.text()
+
+
+def test_postgresql_restarted_between_posts_the_next_post_gets_its_250_at_once(
+    tmp_path: Path, own_postgres: tuple[StoppablePostgres, str]
+) -> None:
+    """A restart between two posts (no post while it is down): the gateway's pooled connections
+    are all cut; the next post is answered 250 on its first try, stored once (the connections
+    are found dead and replaced before use, not at the cost of a 451), and so is each after it."""
+    pg, url = own_postgres
+    env = site_env(tmp_path, LISTGATE_DATABASE_URL=url)
+    settings, db = prepare(env, "dev")
+    gw = gateway(env, tmp_path / "gateway.log")
+    try:
+        gw.start()
+        before = [post_code(settings.smtp_port, f"before{i}@example.org") for i in range(3)]
+        assert before == [250] * 3
+        pg.halt()
+        pg.resume()
+        after = [post_code(settings.smtp_port, f"after{i}@example.org") for i in range(3)]
+        assert after == [250] * 3, after
+    finally:
+        gw.stop()
+    stored = sorted(archived_ids(db))
+    assert stored == sorted(
+        [f"before{i}@example.org" for i in range(3)] + [f"after{i}@example.org" for i in range(3)]
+    )

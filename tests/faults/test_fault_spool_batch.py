@@ -25,6 +25,7 @@ from listgate.db import make_engine, session_factory, writer
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids, start_gateway, through_hooks
 from tests.support.reliability import post, record
+from tests.support.spool_faults import hook_appends
 
 pytestmark = [pytest.mark.integration]
 CLIENTS = 8
@@ -36,45 +37,41 @@ ERRORS = {
 
 
 class Fault:
-    """Fails the step-th statement (or the COMMIT) of the
-    next spool transaction with a batch of 2+ messages.
-    """
+    """Fails the INSERT (or the COMMIT) of the next spool transaction with a batch of 2+
+    messages (the appends run on the driver's cursor: tests/support/spool_faults.py)."""
 
     def __init__(self, step: str, error: str) -> None:
         self.step, self.error = step, error
         self.armed = False
         self.fired = 0
-        self.statements = 0
+        self.inserted = False  # an armed batch's INSERT ran in the open transaction
         self.lock = threading.Lock()
 
-    def install(self, engine: Any) -> None:
-        event.listen(engine, "before_cursor_execute", self._statement)
-        event.listen(engine, "commit", self._commit)
+    def install(self, spool: Any) -> None:
+        hook_appends(spool, self._statement)
 
-    def _statement(
-        self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, executemany: bool
-    ) -> None:
+    def _statement(self, driver: Any, sql: str, rows: Any) -> None:
         with self.lock:
-            if statement.startswith("INSERT INTO spool"):
-                self.statements = 0
-                if not (self.armed and executemany and len(params) >= 2):
+            if sql.startswith("INSERT INTO spool"):
+                self.inserted = False
+                if not (self.armed and rows is not None and len(rows) >= 2):
                     return
-                self.fired_batch = len(params)
-            elif not self.armed or self.statements == 0:
-                return
-            self.statements += 1
-            if (self.step, self.statements) == ("insert", 1):
-                self._fire(conn)
+                if self.step == "insert":
+                    self._fire(driver)
+                self.inserted = True
+            elif sql == "COMMIT" and self.step == "commit" and self.armed and self.inserted:
+                self._fire(driver)
 
-    def _commit(self, conn: Any) -> None:
-        with self.lock:
-            if self.step == "commit" and self.armed and self.statements:
-                self._fire(conn)
-
-    def _fire(self, conn: Any) -> None:
-        self.armed, self.statements = False, 0
+    def _fire(self, driver: Any) -> None:
+        self.armed, self.inserted = False, False
         self.fired += 1
-        abort(conn, self.error)
+        abort_driver(driver, self.error)
+
+
+def abort_driver(driver: Any, error: str) -> None:
+    """abort() on the driver's connection itself."""
+    driver.rollback()
+    raise sqlite3.OperationalError(error)
 
 
 def abort(conn: Any, error: str) -> None:
@@ -105,7 +102,7 @@ def test_an_aborted_batch_gives_no_250_without_a_stored_row(
     fault = Fault(step, ERRORS[error])
     db = session_factory(writer(engine))
     gw = start_gateway(settings, db)
-    fault.install(gw.server.handler.spool.engine)  # the spool's own database file on SQLite
+    fault.install(gw.server.handler.spool)  # the spool's own database file on SQLite
     codes: dict[str, int] = {}
     try:
         for wave in range(6):  # waves of concurrent posts, until a batch of 2+ has failed

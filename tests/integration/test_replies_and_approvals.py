@@ -279,7 +279,8 @@ def test_a_command_that_fails_for_good_is_answered_and_not_retried(
     log = site.log.read_text()
     assert f"failed for good [reference {reference}]" in log and "Traceback" in log
     status = CliRunner().invoke(cli.main, ["status"], env=site.env)
-    assert re.search(r"[1-9]\d* failed for good", status.output), status.output
+    assert re.search(r"[1-9]\d* failed for good \([1-9]\d* in the last 24 h", status.output)
+    assert f"[reference {reference}])" in status.output and status.exit_code == 1, status.output
 
 
 def _confirm_by_reply(

@@ -1,6 +1,7 @@
 """The spool's append, the 250's promise, on both databases: a batch is one INSERT, all of its rows
-committed when append returns, none of them when one row fails; and the one-statement transaction
-(PostgreSQL: autocommit) leaves the engine's other transactions as they were."""
+committed when append returns, none of them when one row fails; the appends go on the driver's
+cursor of a pooled connection (no SQLAlchemy statement execution) and leave the engine's other
+transactions as they were (PostgreSQL: the autocommit of the append does not stay)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from listgate.config import Settings
 from listgate.db import make_engine
 from listgate.schema import upgrade
 from listgate.spool import Spool, Spooled
+from tests.support.spool_faults import hook_appends
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -39,23 +41,38 @@ def _spooled_ids(spool: Spool) -> list[str]:
         )
 
 
-def test_a_batch_is_one_insert_and_committed_when_append_returns(
+def test_a_batch_is_one_insert_on_one_pooled_connection_committed_when_append_returns(
     spool: tuple[Spool, Engine],
 ) -> None:
+    """What a batch costs beyond its durable write: one check-out from the engine's pool and one
+    INSERT statement on the driver's cursor, no statement executed through SQLAlchemy (its
+    execution and its `begin` event cost more than the INSERT and its commit on SQLite)."""
     appender, _engine = spool
-    inserts: list[str] = []
+    appender.append([_mail(0)])  # the pool's first connection is opened
+    through_sqlalchemy: list[str] = []
+    checkouts: list[object] = []
+    inserts: list[int] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT"):
-            inserts.append(statement)
+        through_sqlalchemy.append(statement)
+
+    def out(*_: Any) -> None:
+        checkouts.append(1)
+
+    def driver(_driver: Any, sql: str, rows: Any) -> None:
+        if sql.startswith("INSERT"):
+            inserts.append(len(rows[0]) if appender.postgresql else len(rows))
 
     event.listen(appender.engine, "before_cursor_execute", seen)
+    event.listen(appender.engine.pool, "checkout", out)
+    hook_appends(appender, driver)
     try:
-        appender.append([_mail(n) for n in range(40)])
+        appender.append([_mail(n) for n in range(1, 41)])
     finally:
         event.remove(appender.engine, "before_cursor_execute", seen)
-    assert len(inserts) == 1  # one statement: on PostgreSQL it is the whole transaction
-    assert _spooled_ids(appender) == [f"{n}@x" for n in range(40)]
+        event.remove(appender.engine.pool, "checkout", out)
+    assert (through_sqlalchemy, len(checkouts), inserts) == ([], 1, [40])
+    assert _spooled_ids(appender) == [f"{n}@x" for n in range(41)]
 
 
 def test_a_batch_with_a_row_the_database_refuses_leaves_none_of_its_rows(
@@ -102,3 +119,17 @@ def _row(n: int) -> dict[str, Any]:
         "state": "pending",
         "reason": "",
     }
+
+
+def test_an_append_on_a_connection_pinged_at_check_out_is_committed(
+    spool: tuple[Spool, Engine], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection idle a while is pinged when checked out (listgate.db; on PostgreSQL
+    the ping's SELECT opens a transaction): the append on it still commits, on its own."""
+    from listgate import db as dbmod
+
+    appender, _engine = spool
+    monkeypatch.setattr(dbmod, "PING_AFTER_IDLE", 0.0)  # every check-out pings
+    for n in range(3):
+        appender.append([_mail(n)])
+    assert _spooled_ids(appender) == ["0@x", "1@x", "2@x"]

@@ -11,12 +11,11 @@ published post without a parent once it has a visible one; exactly which when on
 start it) with that root's subject and author, and the list's counts and last activity;
 tests/support/roots.py's invariants hold throughout.
 
-CI=true runs 200 examples per database; locally fewer (LISTGATE_MODEL_EXAMPLES).
+How long it searches: tests/support/searches.py (more under `make soak`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,8 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck
-from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -49,11 +46,13 @@ from listgate.states import PostState
 from tests.integration.test_thread_roots import T0, mail
 from tests.support import roots
 from tests.support.config import make_settings
-from tests.support.services import in_ci
+from tests.support.searches import TIMEOUT, settings_for
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(TIMEOUT)]
 
-EXAMPLES = 200 if in_ci() else int(os.environ.get("LISTGATE_MODEL_EXAMPLES", "30"))
+# examples of up to 25 steps per run (tests/support/searches.py: 10x under `make soak`)
+SQLITE_EXAMPLES = 80
+POSTGRESQL_EXAMPLES = 60
 MOD, EVE = "Mod <mod@example.org>", "Eve <eve@example.org>"
 
 
@@ -262,16 +261,7 @@ def _index(msgid: str) -> int:
     return int(msgid[1:].split("@")[0])
 
 
-PROFILE = hsettings(
-    max_examples=EXAMPLES,
-    stateful_step_count=25,
-    deadline=None,
-    database=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-)
-
-
-def _run(engine: Engine) -> None:
+def _run(engine: Engine, examples: int) -> None:
     db = session_factory(writer(engine))
     serial = iter(range(10**9))
     try:
@@ -280,7 +270,7 @@ def _run(engine: Engine) -> None:
             def __init__(self) -> None:
                 super().__init__(db, serial)
 
-        run_state_machine_as_test(OnDatabase, settings=PROFILE)
+        run_state_machine_as_test(OnDatabase, settings=settings_for(examples, steps=25))
     finally:
         engine.dispose()
 
@@ -288,8 +278,10 @@ def _run(engine: Engine) -> None:
 def test_model_on_sqlite(tmp_path: Path) -> None:
     engine = make_engine(make_settings(tmp_path))
     upgrade(engine)
-    _run(engine)
+    _run(engine, SQLITE_EXAMPLES)
 
 
 def test_model_on_postgresql(tmp_path: Path, postgres_db: str) -> None:
-    _run(make_engine(make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db)))
+    _run(
+        make_engine(make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db)), POSTGRESQL_EXAMPLES
+    )

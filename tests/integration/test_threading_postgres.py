@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import itertools
 
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
+import pytest
+from hypothesis import given
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -18,13 +18,13 @@ from listgate.ingest import DUPLICATE, VARIANT
 from listgate.models import MessageVariant
 from tests.support import forests
 from tests.support.factories import make_mail, post
+from tests.support.searches import TIMEOUT, settings_for
 
 _example = itertools.count(1)
 
 
-@hsettings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@pytest.mark.timeout(TIMEOUT)  # room for hypothesis to shrink a failure (up to 5 min)
+@settings_for(examples=15)
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order_on_postgresql(
     pg_settings: Settings, case: forests.Case

@@ -6,6 +6,7 @@ import re
 import socket
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,9 +33,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def far_from_now() -> str:
+    """A time of day (UTC, HH:MM) twelve hours away: the beat's daily tasks never run in a test."""
+    return (datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M")
+
+
 def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """LISTGATE_* variables for one test: data under tmp_path/var, SMTP and web on free ports."""
+    """LISTGATE_* variables for one test: data under tmp_path/var, SMTP and web on free ports.
+
+    The beat's digests and reminders are set twelve hours away: a test's processes see them
+    only when it sends them itself, whatever the time of day it runs at.
+    """
     env = {
+        "LISTGATE_DIGEST_TIME": far_from_now(),
+        "LISTGATE_REMINDER_TIME": far_from_now(),
         "LISTGATE_DATA_DIR": str(tmp_path / "var"),
         "LISTGATE_DOMAIN": DOMAIN,
         "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",

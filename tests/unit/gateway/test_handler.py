@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, NoReturn, TypeVar, cast
 
 import pytest
@@ -22,6 +22,7 @@ from listgate.config import Settings
 from listgate.models import Message, OutboxEntry
 from tests.support.factories import MakeList
 from tests.support.gateway import through_hooks
+from tests.support.spool_faults import hook_appends
 
 
 class FakeServer:
@@ -152,11 +153,10 @@ def test_lmtp_data_gives_one_line_per_recipient(handler: ArchivingHandler) -> No
 def test_a_storage_exception_is_a_451_and_nothing_is_kept(
     handler: ArchivingHandler, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Gone:
-        def begin(self) -> None:
-            raise RuntimeError("database went away")
+    def gone() -> NoReturn:
+        raise RuntimeError("database went away")
 
-    monkeypatch.setattr(handler.spool, "appender", Gone())  # the spool's append transaction
+    monkeypatch.setattr(handler.spool, "_checkout", gone)  # the spool's append connection
     reply = _data(
         handler, b"From: a@example.org\r\nMessage-ID: <h3@x>\r\n\r\nx\r\n", ["dev@lists.test"]
     )
@@ -184,15 +184,22 @@ def test_a_list_deleted_between_rcpt_and_data_gets_550(
     assert _spooled(db) == [("h4@x", "dev@lists.test")]
 
 
-def test_a_failed_commit_fails_the_whole_batch(
-    handler: ArchivingHandler, db: sessionmaker[Session]
+def _commits_fail(
+    handler: ArchivingHandler, monkeypatch: pytest.MonkeyPatch, full: Callable[[], bool]
 ) -> None:
-    from sqlalchemy import event
+    """The spool's appends fail at their COMMIT while full()."""
 
+    def at_commit(_driver: object, sql: str, _rows: object) -> None:
+        if sql == "COMMIT" and full():
+            raise OSError("database or disk is full")
+
+    hook_appends(handler.spool, at_commit, monkeypatch)
+
+
+def test_a_failed_commit_fails_the_whole_batch(
+    handler: ArchivingHandler, db: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
     from gateway.answers import Answer, Arrival
-
-    def full_disk(conn: object) -> NoReturn:
-        raise OSError("database or disk is full")
 
     jobs = [
         Arrival(
@@ -203,10 +210,9 @@ def test_a_failed_commit_fails_the_whole_batch(
         for i in range(3)
     ]
     refused = Arrival(b"A: 1\r\n\r\nx\n.\nevil\r\n", None, ("dev@lists.test",))
-    # after the spool's INSERT, at its COMMIT
-    event.listen(handler.spool.engine, "commit", full_disk)
-    results = handler.store_batch([*jobs, refused])
-    event.remove(handler.spool.engine, "commit", full_disk)
+    _commits_fail(handler, monkeypatch, lambda: True)
+    results = handler.store_batch([*jobs, refused])  # after the spool's INSERT, at its COMMIT
+    monkeypatch.undo()
     assert [type(r) for r in results[:3]] == [OSError] * 3
     assert all("database or disk is full" in str(r) for r in results[:3])
     # a refusal stands whatever the commit did; its count goes back to the caller (not counted)
@@ -276,18 +282,15 @@ def test_a_count_that_cannot_be_written_changes_no_reply_is_logged_and_written_l
 
 
 def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_has_room(
-    handler: ArchivingHandler, db: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+    handler: ArchivingHandler,
+    db: sessionmaker[Session],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A message refused for its shape keeps its 554 when the spool's commit fails; its count
     waits in memory and is written once the spool takes writes again (not lost)."""
-    from sqlalchemy import event
-
     disk_full = threading.Event()
     disk_full.set()
-
-    def full_disk(conn: object) -> None:
-        if disk_full.is_set():
-            raise OSError("database or disk is full")
 
     def counted() -> dict[str, int]:
         handler.archiver.drain()
@@ -306,11 +309,8 @@ def test_a_refusal_at_data_whose_count_the_commit_lost_is_counted_once_the_disk_
             await asyncio.sleep(0.05)
         return reply, counted()
 
-    event.listen(handler.spool.engine, "commit", full_disk)
-    try:
-        reply, values = run(refuse())
-    finally:
-        event.remove(handler.spool.engine, "commit", full_disk)
+    _commits_fail(handler, monkeypatch, disk_full.is_set)
+    reply, values = run(refuse())
     assert reply.startswith("554 5.5.2")
     assert values == {"smuggling": 1}
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]

@@ -463,7 +463,7 @@ def test_a_spool_row_carries_one_line_per_counter_however_many_refusals_it_count
     spool.append(  # a row an older gateway wrote: one line per event
         [Spooled(b"", None, (), "", ())]
     )
-    with spool.appender.begin() as conn:
+    with spool.engine.begin() as conn:
         conn.execute(
             SIDE_SPOOL.update()
             .where(SIDE_SPOOL.c.counts == "")

@@ -240,3 +240,58 @@ def test_every_command_a_status_line_names_exists() -> None:
     for command in commands:
         result = CliRunner().invoke(main, [*command, "--help"])
         assert result.exit_code == 0, (command, result.output)
+
+
+def test_work_that_failed_for_good_today_is_trouble_and_named_older_failures_only_counted(
+    settings: Settings, db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    """A notice or command that failed for good is mail somebody waited for and never got: the
+    operator must hear of it (exit 1) while it is fresh, with what failed and its log reference;
+    one from last week is history, counted but no longer trouble."""
+    make_list("dev")
+    old = NOW - timedelta(days=8)
+    with transaction(db) as session:
+        session.add(
+            OutboxEntry(
+                kind="listgate.send_notice",
+                created_at=old,
+                done_at=old,
+                failed_at=old,
+                last_error="SMTPServerDisconnected: gone [reference 0ld0ld00]",
+            )
+        )
+    state = status.collect(settings)
+    assert state.ok, state.problems
+    assert "1 failed for good (none in the last 24 h)" in "\n".join(status.render(state, now=NOW))
+
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    with transaction(db) as session:
+        session.add(
+            OutboxEntry(
+                kind="listgate.handle_command",
+                created_at=an_hour_ago,
+                done_at=an_hour_ago,
+                failed_at=an_hour_ago,
+                last_error="ValueError: no such list [reference 5eed5eed]",
+            )
+        )
+    state = status.collect(settings)
+    assert state.problems == ["1 outbox entry failed for good in the last 24 h"]
+    text = "\n".join(status.render(state))
+    assert (
+        "2 failed for good (1 in the last 24 h; the last, 1 hour ago: listgate.handle_command, "
+        "ValueError: no such list [reference 5eed5eed])"
+    ) in text, text
+    result = CliRunner().invoke(
+        main,
+        ["status", "--json"],
+        env={
+            "LISTGATE_DATA_DIR": str(settings.data_dir),
+            "LISTGATE_DATABASE_URL": settings.database_url,
+            "LISTGATE_SECRET_KEY": settings.secret_key,
+        },
+    )
+    assert result.exit_code == 1
+    found = json.loads(result.output)
+    assert found["metrics"]["outbox_failed_recent"] == 1
+    assert found["problems"] == ["1 outbox entry failed for good in the last 24 h"]

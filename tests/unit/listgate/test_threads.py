@@ -7,8 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given
-from hypothesis import settings as hsettings
+from hypothesis import given
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -22,6 +21,7 @@ from listgate.schema import upgrade
 from tests.support import forests
 from tests.support.config import make_settings
 from tests.support.factories import MakeList
+from tests.support.searches import TIMEOUT, settings_for
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -305,9 +305,8 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker
 _example = [0]
 
 
-@hsettings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@pytest.mark.timeout(TIMEOUT)  # room for hypothesis to shrink a failure (up to 5 min)
+@settings_for(examples=30)
 @given(case=forests.cases())
 def test_the_forest_does_not_depend_on_arrival_order(
     shared_db: sessionmaker[Session], case: forests.Case

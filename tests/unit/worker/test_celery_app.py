@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from listgate import dispatch
@@ -61,3 +63,27 @@ def test_sweeper_backs_off_per_entry() -> None:
     ]
     assert redispatch_after(60, 20) == timedelta(hours=1)
     assert redispatch_after(0, 5) == timedelta(0)
+
+
+def test_the_beat_sends_digests_and_reminders_at_the_configured_times(tmp_path: Path) -> None:
+    """Operators choose when the daily mail goes out; the defaults are 00:10 and 08:00 UTC."""
+    from celery.schedules import crontab
+
+    def daily(settings: Settings) -> dict[str, object]:
+        entries = make_celery(settings).conf.beat_schedule.values()
+        return {e["task"]: e["schedule"] for e in entries}
+
+    default = daily(Settings.from_env({"LISTGATE_DATA_DIR": str(tmp_path / "a")}))
+    assert default[dispatch.SEND_DIGESTS] == crontab(hour=0, minute=10)
+    assert default[dispatch.SEND_REMINDERS] == crontab(hour=8, minute=0)
+    chosen = daily(
+        Settings.from_env(
+            {
+                "LISTGATE_DATA_DIR": str(tmp_path / "b"),
+                "LISTGATE_DIGEST_TIME": "6:30",
+                "LISTGATE_REMINDER_TIME": "17:05",
+            }
+        )
+    )
+    assert chosen[dispatch.SEND_DIGESTS] == crontab(hour=6, minute=30)
+    assert chosen[dispatch.SEND_REMINDERS] == crontab(hour=17, minute=5)
