@@ -24,6 +24,7 @@ COMPILE := $(TOOLS)/bin/pip-compile --quiet --generate-hashes --allow-unsafe --s
 help:
 	@echo "make run          install if needed, then start listgate (SMTP 127.0.0.1:2525, web http://127.0.0.1:8080)"
 	@echo "make test         install if needed, run the guardrails (make lint), then the whole suite with branch coverage"
+	@echo "                  in TEST_WORKERS=4 processes (serially: make test PYTEST_ARGS=-n0)"
 	@echo "make lint         ruff (lint and format), mypy and the import contracts"
 	@echo "make install      create .venv and install listgate with its test dependencies (idempotent)"
 	@echo "make lock         regenerate requirements/*.txt (hashes) from pyproject.toml's ranges"
@@ -81,8 +82,12 @@ lint: install lint-imports
 # Coverage of the code the suite runs in its own process (servers the tests start as
 # subprocesses are not measured); the floor is in pyproject.toml's [tool.coverage.report].
 # The 25 slowest tests are listed at the end (the suite has to stay well under 20 minutes).
+# The tests run in TEST_WORKERS processes (pytest-xdist), each with its own PostgreSQL, Redis and
+# Chromium: most of the suite waits (servers starting, mail arriving), so more processes than
+# cores pay. Serially: `make test PYTEST_ARGS=-n0` (a later -n wins).
+TEST_WORKERS ?= 4
 test: install lint
-	$(BIN)/python -m pytest --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench

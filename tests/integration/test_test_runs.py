@@ -86,10 +86,10 @@ def test_keeps(tmp_path, pytestconfig):
 """
 
 
-def run_in(checkout: Path, env: dict[str, str]) -> Path:
+def run_in(checkout: Path, env: dict[str, str], *args: str) -> Path:
     """Run the suite's plugins in checkout (a test noting its tmp_path); that tmp_path."""
     done = subprocess.run(
-        pytest_in(checkout, KEEP),
+        [*pytest_in(checkout, KEEP), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -120,6 +120,25 @@ def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None
     shutil.rmtree(tmp_path / "ci")
     run_in(tmp_path / "helper", env)
     assert not failed_ci_run.exists(), "the temp dirs of a removed checkout stay forever"
+
+
+def test_a_parallel_runs_workers_keep_short_temp_dirs_and_only_the_last_runs(
+    tmp_path: Path,
+) -> None:
+    """Under pytest-xdist a worker's temp dirs are no deeper than a serial run's (the deepest
+    tests make unix sockets there, whose paths hold 107 bytes), and they go with their run
+    (pytest keeps three runs, and removes the oldest of four as the next run begins)."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_DEBUG_TEMPROOT"}
+    env["TMPDIR"] = str(tmp)
+    serial = run_in(tmp_path / "ci", env)
+    parallel = [run_in(tmp_path / "ci", env, "-n", "1") for _ in range(5)]
+    assert all(len(str(p)) <= len(str(serial)) for p in parallel), (serial, parallel)
+    root = serial.parents[2]
+    assert sorted(p.name for p in root.glob("pytest-*-gw*")) == sorted(
+        p.parent.name for p in parallel[1:]
+    ), "the workers' temp dirs of runs no longer kept stay"
 
 
 def test_a_service_that_never_serves_is_not_left_running(tmp_path: Path) -> None:

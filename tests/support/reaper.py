@@ -23,6 +23,10 @@ under pids other processes have.
 
 At the end of a normal run the processes it started that still run are named in the summary:
 each is a leak of the fixture that started it (the watcher stops them once pytest exits).
+
+Under pytest-xdist each worker is a run of its own (its own token and watcher, which stop only
+what that worker started: its token replaces the main process's in what it starts); a worker
+prints no summary, so it hands the names of its leaks to the main process, which prints them.
 """
 
 from __future__ import annotations
@@ -69,14 +73,37 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_terminal_summary(
-    terminalreporter: pytest.TerminalReporter, config: pytest.Config
-) -> None:
-    """Name the processes this run started that still run at its end (a fixture's leak)."""
+def left_running(config: pytest.Config) -> list[str]:
+    """The processes this pytest process started that still run (but its watcher), named."""
     table = _table()
     watcher = config.stash[_WATCHER].pid
     left = descendants(os.getpid(), table) | carriers(os.environ[VARIABLE], table)
-    named = [f"pid {pid} ({command(pid)})" for pid, _ in sorted(left) if pid != watcher]
+    return [f"pid {pid} ({command(pid)})" for pid, _ in sorted(left) if pid != watcher]
+
+
+@pytest.hookimpl(trylast=True)  # after the session's fixtures are torn down
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In a pytest-xdist worker (which prints no summary): hand its leaks to the main process."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["left_running"] = left_running(session.config)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """In the main process of a pytest-xdist run: note what a worker left running."""
+    output = getattr(node, "workeroutput", {})
+    config: pytest.Config = node.config  # type: ignore[attr-defined]
+    config.stash.setdefault(_WORKERS_LEFT, []).extend(output.get("left_running", []))
+
+
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """Name the processes this run (its workers too) started that still run at its end (a
+    fixture's leak).
+    """
+    named = config.stash.get(_WORKERS_LEFT, []) + left_running(config)
     if named:
         terminalreporter.write_line(
             f"processes the tests started still run at the end ({len(named)}; stopped once "
@@ -86,6 +113,7 @@ def pytest_terminal_summary(
 
 
 _WATCHER = pytest.StashKey[subprocess.Popen[bytes]]()
+_WORKERS_LEFT = pytest.StashKey[list[str]]()  # named by the workers of a pytest-xdist run
 
 
 def register_server(pid: int, directory: Path | None = None) -> None:

@@ -4,6 +4,10 @@ Each comes from an environment variable when set (LISTGATE_TEST_DATABASE_URL,
 LISTGATE_TEST_REDIS_URL, LISTGATE_TEST_CHROMIUM), otherwise a throwaway server is started
 for the session from the Debian binaries. When a service cannot be had, `require` fails the
 test under CI=true and skips it (with a one-line reason) everywhere else.
+
+When the suite runs in several processes (pytest-xdist), each starts its own servers, on its own
+free ports and in its own temp dirs; on a server given by its URL each process keeps to its own:
+its own template database (template_db) and, on Redis, its own database number (worker_redis).
 """
 
 from __future__ import annotations
@@ -171,6 +175,31 @@ class RedisServer:
                 self.proc.kill()
 
 
+def worker() -> str:
+    """This test process's name among pytest-xdist's (gw0, gw1...); "" when the suite is one."""
+    return os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def template_db() -> str:
+    """The name of this test process's migrated template database (each makes and drops its own)."""
+    return f"{TEMPLATE_DB}_{worker()}" if worker() else TEMPLATE_DB
+
+
+def worker_redis(url: str) -> str:
+    """A given Redis URL for this test process: its database number plus the worker's number, so
+    that one worker's flushdb (redis_db_url) empties none of the others'; a clear failure when
+    there are more workers than the server's 16 databases.
+    """
+    name = worker()
+    if not name.startswith("gw"):
+        return url
+    parts = urlsplit(url)
+    number = int(parts.path.lstrip("/") or 0) + int(name[2:])
+    if number > 15:
+        require("Redis", f"{url}: no database {number} for test process {name} (16 databases)")
+    return urlunsplit((parts.scheme, parts.netloc, f"/{number}", parts.query, ""))
+
+
 def with_database(url: str, name: str) -> str:
     """The same server URL pointing at database `name`."""
     parts = urlsplit(url)
@@ -194,11 +223,11 @@ def make_template(admin_url: str) -> None:
 
     _admin(
         admin_url,
-        f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)",
-        f"CREATE DATABASE {TEMPLATE_DB}",
+        f"DROP DATABASE IF EXISTS {template_db()} WITH (FORCE)",
+        f"CREATE DATABASE {template_db()}",
     )
     env = {
-        "LISTGATE_DATABASE_URL": with_database(admin_url, TEMPLATE_DB),
+        "LISTGATE_DATABASE_URL": with_database(admin_url, template_db()),
         "LISTGATE_SECRET_KEY": "template-secret-0123456789",
         "LISTGATE_DATA_DIR": tempfile.gettempdir(),
     }
@@ -212,7 +241,7 @@ def make_template(admin_url: str) -> None:
 def new_database(admin_url: str, migrated: bool = True) -> str:
     """A fresh database on the server (a copy of the migrated template, or empty); its URL."""
     name = f"listgate_t{os.getpid()}_{next(_db_counter)}"
-    template = f" TEMPLATE {TEMPLATE_DB}" if migrated else ""
+    template = f" TEMPLATE {template_db()}" if migrated else ""
     _admin(admin_url, f"CREATE DATABASE {name}{template}")
     return with_database(admin_url, name)
 
@@ -252,7 +281,7 @@ def postgres_url() -> Iterator[str]:
 
 def _admin_safe_drop_template(url: str) -> None:
     with contextlib.suppress(Exception):  # cleanup at the end of the session: nothing to report
-        _admin(url, f"DROP DATABASE IF EXISTS {TEMPLATE_DB} WITH (FORCE)")
+        _admin(url, f"DROP DATABASE IF EXISTS {template_db()} WITH (FORCE)")
 
 
 @pytest.fixture
@@ -268,6 +297,7 @@ def redis_url() -> Iterator[str]:
     """URL of a Redis server ($LISTGATE_TEST_REDIS_URL or a throwaway redis-server)."""
     given = os.environ.get("LISTGATE_TEST_REDIS_URL", "")
     if given:
+        given = worker_redis(given)
         _ping_or_require(given)
         yield given
         return

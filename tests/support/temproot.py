@@ -7,6 +7,11 @@ three runs anywhere removed a failed run's dirs. Here the root is /tmp/lgt-HASH 
 checkout's path: short, since the tests make unix sockets under it, whose paths hold 107 bytes),
 through pytest's PYTEST_DEBUG_TEMPROOT; pytest then keeps three runs per checkout, and the roots
 of checkouts that no longer exist are removed when a run starts. `--basetemp` still wins.
+
+Under pytest-xdist a worker's base temp would be the run's own plus `popen-gwN`, ten bytes more
+than a serial run's paths and too many for the sockets of the deepest tests; each worker takes
+ROOT/pytest-N-gwN instead (shorter than a serial run's ROOT/pytest-of-USER/pytest-N), and goes
+with its run when pytest removes that run's directory.
 """
 
 from __future__ import annotations
@@ -23,11 +28,30 @@ import pytest
 PREFIX = "lgt-"
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own tmp_path plugin reads --basetemp
 def pytest_configure(config: pytest.Config) -> None:
     """Point pytest's base temp at this checkout's own root (read lazily, at the first tmp_path)."""
     root = temp_root(config.rootpath)
+    worker = getattr(config, "workerinput", None)
+    if worker is not None:
+        given = Path(config.option.basetemp)  # RUN/popen-gwN, RUN the run's base temp
+        if given.parent.parent.parent == root:  # pytest's own numbering under this root
+            config.option.basetemp = str(root / f"{given.parent.name}-{worker['workerid']}")
+            sweep_workers(root)  # the run is numbered now, and the oldest of four removed
+        return
     sweep(root.parent)
     os.environ["PYTEST_DEBUG_TEMPROOT"] = str(root)  # the services' tests inherit it too
+
+
+def sweep_workers(root: Path) -> list[Path]:
+    """Remove the workers' base temps (ROOT/pytest-N-gwK) of runs pytest no longer keeps."""
+    runs = {p.name for p in root.glob("pytest-of-*/pytest-*")}
+    removed = []
+    for path in root.glob("pytest-*-gw*"):
+        if path.name.rsplit("-", 1)[0] not in runs:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 def temp_root(checkout: Path) -> Path:
