@@ -249,32 +249,22 @@ def test_work_that_failed_for_good_today_is_trouble_and_named_older_failures_onl
     operator must hear of it (exit 1) while it is fresh, with what failed and its log reference;
     one from last week is history, counted but no longer trouble."""
     make_list("dev")
-    old = NOW - timedelta(days=8)
-    with transaction(db) as session:
-        session.add(
-            OutboxEntry(
-                kind="listgate.send_notice",
-                created_at=old,
-                done_at=old,
-                failed_at=old,
-                last_error="SMTPServerDisconnected: gone [reference 0ld0ld00]",
+
+    def failed(kind: str, when: datetime, error: str) -> None:
+        with transaction(db) as session:
+            session.add(
+                OutboxEntry(
+                    kind=kind, created_at=when, done_at=when, failed_at=when, last_error=error
+                )
             )
-        )
+
+    failed("listgate.send_notice", NOW - timedelta(days=8), "OSError: gone [reference 0ld0ld00]")
     state = status.collect(settings)
     assert state.ok, state.problems
     assert "1 failed for good (none in the last 24 h)" in "\n".join(status.render(state, now=NOW))
 
     an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
-    with transaction(db) as session:
-        session.add(
-            OutboxEntry(
-                kind="listgate.handle_command",
-                created_at=an_hour_ago,
-                done_at=an_hour_ago,
-                failed_at=an_hour_ago,
-                last_error="ValueError: no such list [reference 5eed5eed]",
-            )
-        )
+    failed("listgate.handle_command", an_hour_ago, "ValueError: no such list [reference 5eed5eed]")
     state = status.collect(settings)
     assert state.problems == ["1 outbox entry failed for good in the last 24 h"]
     text = "\n".join(status.render(state))
