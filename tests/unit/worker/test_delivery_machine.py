@@ -649,3 +649,30 @@ DeliveryMachine.TestCase.settings = hyp_settings(
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
 test_delivery_model = DeliveryMachine.TestCase
+
+
+def test_a_worker_dead_in_its_second_wave_costs_that_wave_one_copy_more_and_no_other(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The sequence the search above reaches only now and then, pinned. A post to four
+    recipients; the worker dies after the relay took the 3rd copy (its second wave: the first
+    wave's rows are `handing`, their copies taken; the second's `sending`); long after, the beat
+    recovers stale claims and retries. The first wave is counted sent and never sent again; the
+    second wave goes once more (the duplicate window); the model agrees at every step."""
+    monkeypatch.setattr(f"{__name__}.observe", lambda _: None)  # hypothesis' events: tests only
+    machine = DeliveryMachine()
+    try:
+        machine.the_first_post()
+        machine.a_worker_will_die("after:3")
+        while machine.queue:
+            machine.broker_delivers(0)
+            machine.agree()
+        assert any(r.status == "handing" for r in machine.rows.values()), "no first wave left"
+        machine.time_passes(1200)
+        machine.beat_recovers()
+        machine.agree()
+        machine.beat_retries()
+        machine.agree()
+        assert max(machine.copies.values()) <= 2
+    finally:
+        machine.teardown()
