@@ -9,7 +9,7 @@ from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
 from listgate.status import processes
 from listgate.status.failed import FAILED_WINDOW, FailedPost
-from listgate.status.metrics import RECENT_FAILURES, Metrics
+from listgate.status.metrics import RECENT_FAILURE_HOURS, Metrics
 from listgate.status.state import Status
 
 
@@ -26,11 +26,10 @@ def _recent_failures(m: Metrics, now: datetime) -> str:
     """How many of the outbox's failures are recent (trouble), and the latest one."""
     if not m.outbox_failed:
         return ""
-    hours = int(RECENT_FAILURES.total_seconds() // 3600)
     if not m.outbox_failed_recent or m.outbox_last_failed_at is None:
-        return f" (none in the last {hours} h)"
+        return f" (none in the last {RECENT_FAILURE_HOURS} h)"
     return (
-        f" ({m.outbox_failed_recent} in the last {hours} h; the last, "
+        f" ({m.outbox_failed_recent} in the last {RECENT_FAILURE_HOURS} h; the last, "
         f"{_ago(m.outbox_last_failed_at, now)}: {m.outbox_last_failure})"
     )
 

@@ -20,7 +20,8 @@ from listgate.states import DeliveryState, SubscriptionState
 from listgate.status.failed import FailedPost, aware, failed_posts
 
 # how long work that failed for good (a notice, a command's answer) stays trouble for `status`
-RECENT_FAILURES = timedelta(hours=24)
+RECENT_FAILURE_HOURS = 24
+RECENT_FAILURES = timedelta(hours=RECENT_FAILURE_HOURS)
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,12 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
     )
     outbox_pending, oldest_created = session.execute(pending).one()
     oldest = aware(oldest_created)
-    failed = select(func.count()).select_from(OutboxEntry).where(OutboxEntry.failed_at.is_not(None))
     recent = OutboxEntry.failed_at >= now - RECENT_FAILURES
-    failed_recent = session.scalar(select(func.count()).select_from(OutboxEntry).where(recent))
+    failed, failed_recent = session.execute(
+        select(func.count(), func.count().filter(recent))
+        .select_from(OutboxEntry)
+        .where(OutboxEntry.failed_at.is_not(None))
+    ).one()
     last_failure = session.execute(
         select(OutboxEntry.kind, OutboxEntry.last_error, OutboxEntry.failed_at)
         .where(recent)
@@ -103,7 +107,7 @@ def gather_metrics(session: Session, now: datetime | None = None) -> Metrics:
         bounced={str(k): int(v) for k, v in bounced.items()},
         archived=session.scalar(select(func.count()).select_from(Message)) or 0,
         outbox_pending=int(outbox_pending or 0),
-        outbox_failed=session.scalar(failed) or 0,
+        outbox_failed=failed or 0,
         outbox_failed_recent=failed_recent or 0,
         outbox_last_failure=f"{last_failure[0]}, {last_failure[1]}" if last_failure else "",
         outbox_last_failed_at=aware(last_failure[2]) if last_failure else None,

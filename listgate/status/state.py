@@ -9,7 +9,7 @@ from typing import Any
 from listgate import plurals
 from listgate.gateways import GatewayReport
 from listgate.states import DeliveryState
-from listgate.status.metrics import RECENT_FAILURES, Metrics
+from listgate.status.metrics import RECENT_FAILURE_HOURS, Metrics
 from listgate.status.processes import down as not_serving
 
 
@@ -64,13 +64,8 @@ class Status:
             f"gateway {r.name} {'DEAD' if r.gone else 'SILENT'}" for r in self._gateways_down()
         ]
         if self.metrics is not None and self.metrics.outbox_failed_recent:
-            failed, hours = (
-                self.metrics.outbox_failed_recent,
-                RECENT_FAILURES.total_seconds() // 3600,
-            )
-            found.append(
-                f"{plurals.count(failed, 'outbox entry')} failed for good in the last {hours:.0f} h"
-            )
+            failed = plurals.count(self.metrics.outbox_failed_recent, "outbox entry")
+            found.append(f"{failed} failed for good in the last {RECENT_FAILURE_HOURS} h")
         if self.deferring:
             found.append(f"{plurals.count(self.deferring, 'copy')} deferred by the relay")
         found += [f"{name} of `listgate up` not serving" for name in self.processes_down]
