@@ -44,9 +44,10 @@ def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
     The beat's digests and reminders are set twelve hours away: a test's processes see them
     only when it sends them itself, whatever the time of day it runs at.
     """
+    away = far_from_now()
     env = {
-        "LISTGATE_DIGEST_TIME": far_from_now(),
-        "LISTGATE_REMINDER_TIME": far_from_now(),
+        "LISTGATE_DIGEST_TIME": away,
+        "LISTGATE_REMINDER_TIME": away,
         "LISTGATE_DATA_DIR": str(tmp_path / "var"),
         "LISTGATE_DOMAIN": DOMAIN,
         "LISTGATE_SMTP_LISTEN": f"127.0.0.1:{free_port()}",
