@@ -29,17 +29,21 @@ def open_session(url: str, timeout: float) -> smtplib.SMTP:
         )
     else:
         smtp = smtplib.SMTP(host, port, timeout=timeout)
-    # The message and its final "." go out as two writes (see worker/mailer.py): without
-    # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
-    assert smtp.sock is not None  # connected by the constructor, which was given a host
-    smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    smtp.ehlo_or_helo_if_needed()
-    if parts.scheme == "smtp+starttls":
-        _require_starttls(smtp, host, port)
-        smtp.starttls(context=ssl.create_default_context())
-        smtp.ehlo()
-    if parts.username:
-        smtp.login(unquote(parts.username), unquote(parts.password or ""))
+    try:
+        # The message and its final "." go out as two writes (see worker/mailer.py): without
+        # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
+        assert smtp.sock is not None  # connected by the constructor, which was given a host
+        smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        smtp.ehlo_or_helo_if_needed()
+        if parts.scheme == "smtp+starttls":
+            _require_starttls(smtp, host, port)
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.ehlo()
+        if parts.username:
+            smtp.login(unquote(parts.username), unquote(parts.password or ""))
+    except BaseException:
+        smtp.close()  # refused after connecting (EHLO, STARTTLS, login): the socket goes now
+        raise
     return smtp
 
 
@@ -52,7 +56,6 @@ def _require_starttls(smtp: smtplib.SMTP, host: str, port: int) -> None:
             host,
             port,
         )
-        smtp.close()
         raise smtplib.SMTPNotSupportedError(
             f"relay {host}:{port} does not offer STARTTLS (required by smtp+starttls://)"
         )
