@@ -58,12 +58,18 @@ class Journey:
     # -- acting ------------------------------------------------------------------------------
 
     def mail(
-        self, sender: str, to: str, subject: str, body: str = "", in_reply_to: str = ""
+        self,
+        sender: str,
+        to: str,
+        subject: str,
+        body: str = "",
+        in_reply_to: str = "",
+        msgid: str = "",
     ) -> str:
-        """Send a mail through the gateway (SMTP); its Message-ID."""
+        """Send a mail through the gateway (SMTP); its Message-ID (msgid, or a new one)."""
         self._pace(sender)
         self.serial += 1
-        msgid = f"j{self.serial}-{int(time.time())}@example.net"
+        msgid = msgid or f"j{self.serial}-{int(time.time())}@example.net"
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
             sender,
