@@ -102,3 +102,40 @@ def test_threads_merge_under_their_followers(up_stack: Stack, sink: SmtpSink) ->
     j.web.post(lee_link, {"List-Unsubscribe": "One-Click"})
     post(j, BOB, "Re: Plans for the release", late)
     j.expect(*j.copies_to(SAM, PAT, KIM, ANN, EVE))
+
+
+def at(hour: int) -> str:
+    """A Date header on 30 November 2026."""
+    return f"Mon, 30 Nov 2026 {hour:02d}:00:00 +0000"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="conversations.move (a subject link moved: forest.relink, regroup) moves posts to "
+    "another thread and leaves their authors' follows on the old one: replies to them reach "
+    "neither author",
+)
+def test_posts_moving_to_another_thread_keep_their_authors_following(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", "dev")
+
+    # Kim answers "Widgets" without naming it (joined by its subject), Lee answers Kim.
+    first = j.mail(ANN, LIST, "Widgets", "Widgets, anyone?\n", date=at(10))
+    j.expect((SAM, first))
+    kim = j.mail(KIM, LIST, "Re: Widgets", "Yes.\n", date=at(12))
+    j.expect((SAM, kim), (ANN, kim))
+    lee = j.mail(LEE, LIST, "Re: Widgets", "Why?\n", kim, date=at(13))
+    j.expect((SAM, lee), (ANN, lee), (KIM, lee))
+    assert thread_id(j, kim) == thread_id(j, first)
+
+    # A "Widgets" dated between them arrives late: Kim's answer and Lee's move under it.
+    later = j.mail(BOB, LIST, "Widgets", "Widgets again.\n", date=at(11))
+    j.expect((SAM, later))
+    assert thread_id(j, kim) == thread_id(j, later) != thread_id(j, first), "nothing moved"
+
+    # An answer to Lee reaches the authors above it (they follow what they posted) and Bob.
+    answer = j.mail(SAM, LIST, "Re: Widgets", "Because.\n", lee, date=at(14))
+    assert j.arrivals() == sorted((who, answer) for who in (KIM, LEE, BOB))
