@@ -325,8 +325,10 @@ def _move_followers(session: Session, old: int, new: int) -> None:
     """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries
     point at them).
 
-    Where the address already has the same kind of row on the survivor, the livelier state is
-    kept there and the old row ends, staying on the old thread with its history.
+    Where the address already has the same kind of row on the survivor, the livelier of the two
+    rows goes on there, and the other ends, staying on the old thread with its history: the row
+    itself, not a copy of its state, since a confirmation mailed or an approval asked for before
+    the merge names the row.
     """
     rank = {
         SubscriptionState.ACTIVE: 4,
@@ -343,15 +345,16 @@ def _move_followers(session: Session, old: int, new: int) -> None:
         if there is None:
             sub.thread_key = new
             continue
+        left = sub  # the row that ends
         if rank.get(sub.status, 0) > rank.get(there.status, 0):
-            there.status, there.confirmed_at, there.ended_at, there.end_reason = (
-                sub.status,
-                sub.confirmed_at,
-                sub.ended_at,
-                sub.end_reason,
-            )
-        if sub.status != SubscriptionState.ENDED:
-            sub.status, sub.ended_at, sub.end_reason = (
+            # one row per address, kind and thread: the survivor's steps aside first
+            there.thread_key = 0
+            session.flush()
+            sub.thread_key = new
+            session.flush()
+            there.thread_key, left = old, there
+        if left.status != SubscriptionState.ENDED:
+            left.status, left.ended_at, left.end_reason = (
                 SubscriptionState.ENDED,
                 utcnow(),
                 f"thread merged into {new}",

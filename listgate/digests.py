@@ -23,7 +23,7 @@ from listgate import plurals
 from listgate.mail.message import ParsedMessage
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.models import MailingList, Message
-from listgate.states import DigestFrequency, PostState
+from listgate.states import DigestFrequency, PostOrigin, PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.([0-9]{8})\.[a-z0-9]+@(.+)$")
 _LABEL = re.compile(r"digest, (?:week of )?([0-9]{4}-[0-9]{2}-[0-9]{2})")
@@ -78,13 +78,15 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
 def posts(
     session: Session, mlist: MailingList, period: Period, limit: int | None = None
 ) -> list[Message]:
-    """The visible posts the list received in the period, in order."""
+    """The visible posts the list received in the period, in order; not those imported then
+    (an archive's old mail is nobody's news: listgate import mails no one)."""
     start, end = period.bounds()
     query = (
         select(Message)
         .where(
             Message.list_id == mlist.id,
             Message.status == PostState.VISIBLE,
+            Message.origin != PostOrigin.IMPORT,
             Message.received_at >= start,
             Message.received_at < end,
         )

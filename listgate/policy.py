@@ -6,14 +6,15 @@ these without importing the ingest path.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, store, threads
+from listgate import dispatch, places, store, threads
 from listgate.models import MailingList, Message, OutboxEntry
-from listgate.states import ListPolicy, PostState
+from listgate.states import ListPolicy, PostState, SubscriptionKind, SubscriptionState
 from listgate.store import lock_list
 
 
@@ -40,14 +41,41 @@ def needs_approval(mlist: MailingList) -> bool:
 
 
 def publish(session: Session, msg: Message) -> OutboxEntry:
-    """Make a held message visible (a moderator approved it) and queue its fan-out."""
+    """Make a held message visible (a moderator approved it) and queue its fan-out; its author
+    follows its thread from now, as one posting a visible post does."""
     mlist = session.get_one(MailingList, msg.list_id)
     lock_list(session, mlist)
     msg.status = PostState.VISIBLE
     thread = session.get_one(threads.Thread, msg.thread_id)
     threads.count_visible(session, thread, msg)
     publish_counts(mlist, msg)
+    auto_follow(session, mlist, msg.from_addr or "", thread.id)
     return dispatch.record(session, dispatch.FANOUT, msg.id)
+
+
+def auto_follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> None:
+    """Posting in a thread follows it, unless the person turned that off, mutes it or already has a
+    say in it.
+
+    A follow the person ended earlier is taken up again (same row: its delivery history stays).
+    On a list that needs a moderator's approval, only members are followed: posting is no way in.
+    """
+    if not address or (needs_approval(mlist) and not is_member(session, mlist, address)):
+        return
+    places.insert_rows(  # with the batch's other rows, when it defers them
+        session.connection(),
+        store.of(session).auto_follow,
+        [
+            {
+                "list_id": mlist.id,
+                "address": address,
+                "kind": SubscriptionKind.THREAD,
+                "thread_key": thread_id,
+                "status": SubscriptionState.ACTIVE,
+                "now": datetime.now(UTC),
+            }
+        ],
+    )
 
 
 def publish_counts(mlist: MailingList, msg: Any) -> None:

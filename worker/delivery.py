@@ -4,8 +4,8 @@ States of a Delivery row: pending -> sending (claimed in batches, compare-and-se
 (the final "." went out; committed once per wave, before the relay's replies are read) ->
 sent; or deferred (4xx, retried with backoff), bounced (a 5xx that is the recipient's: scored),
 refused (a 5xx refusing the message itself: a failed post, scored against nobody; see
-worker/bounces.py), failed (gave up after MAX_ATTEMPTS) or cancelled (unsubscribed before we
-got to it).
+worker/bounces.py), failed (gave up after MAX_ATTEMPTS) or cancelled (unsubscribed, or the post
+hidden or removed, before we got to it).
 
 Recovery after a crash (recover_stale): a stale `handing` row had its "." sent, so it is
 counted as delivered; a stale `sending` row is sent again. Before the dots the claim is
@@ -212,11 +212,18 @@ def _send_batch(
                 Subscription.list_id,
                 Subscription.kind,
                 Subscription.thread_key,
+                Message.status.label("post_status"),
             )
+            .join(Message, Message.id == Delivery.message_pk)
             .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
             .where(Delivery.id.in_(ids))
             .order_by(Delivery.id)
         ).all()
+    if rows and rows[0].post_status != PostState.VISIBLE:
+        # Hidden or removed since its fan-out: a copy not sent yet never is (nor is a post
+        # hidden before its fan-out mailed to anyone).
+        _mark(ctx, [r.id for r in rows], DeliveryState.CANCELLED, "the post is no longer shown")
+        return 0
     gone = [r.id for r in rows if r.sub_id is None or r.status != SubscriptionState.ACTIVE]
     _mark(ctx, gone, DeliveryState.CANCELLED, "no longer subscribed")
     live = [r for r in rows if r.sub_id is not None and r.status == SubscriptionState.ACTIVE]

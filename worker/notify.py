@@ -1,4 +1,5 @@
-"""Who gets a post: list subscribers plus thread followers, minus mutes, the author and To/Cc."""
+"""Who gets a post: list subscribers plus thread followers, minus mutes, those suspended on the
+list by bounces, the author and To/Cc."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from listgate.models import Message, Person, Subscription, Thread
 from listgate.states import SubscriptionKind, SubscriptionState
 
 _THREAD_KINDS = (SubscriptionKind.THREAD, SubscriptionKind.MUTE)
+_LIST_KINDS = (SubscriptionKind.LIST, SubscriptionKind.DIGEST)
 
 
 def thread_keys(session: Session, thread_id: int) -> set[int]:
@@ -31,21 +33,42 @@ def recipients(session: Session, msg: Message, named: set[str]) -> dict[str, tup
     keys = thread_keys(session, msg.thread_id)
     subs = session.execute(
         select(
-            Subscription.address, Subscription.id, Subscription.kind, Subscription.thread_key
+            Subscription.address,
+            Subscription.id,
+            Subscription.kind,
+            Subscription.thread_key,
+            Subscription.status,
         ).where(
             Subscription.list_id == msg.list_id,
-            Subscription.status == SubscriptionState.ACTIVE,
-            ((Subscription.kind == SubscriptionKind.LIST) & (Subscription.thread_key == 0))
-            | (Subscription.kind.in_(_THREAD_KINDS) & Subscription.thread_key.in_(keys)),
+            (
+                (Subscription.status == SubscriptionState.ACTIVE)
+                & (
+                    ((Subscription.kind == SubscriptionKind.LIST) & (Subscription.thread_key == 0))
+                    | (Subscription.kind.in_(_THREAD_KINDS) & Subscription.thread_key.in_(keys))
+                )
+            )
+            | (
+                (Subscription.status == SubscriptionState.SUSPENDED)
+                & Subscription.kind.in_(_LIST_KINDS)
+                & (Subscription.thread_key == 0)
+            ),
         )
     ).all()
-    muted = {addr.lower() for addr, _, kind, _ in subs if kind == SubscriptionKind.MUTE}
+    # Muted, or suspended on the list by bounces: that mailbox is gone for the threads it
+    # follows too, until the person comes back.
+    left_out = {
+        row.address.lower()
+        for row in subs
+        if row.kind == SubscriptionKind.MUTE or row.status == SubscriptionState.SUSPENDED
+    }
     chosen: dict[str, tuple[int, int]] = {}
     # List subscriptions first: their unsubscribe link leaves the list, a follower's leaves the
     # thread.
-    for written, sub_id, kind, key in sorted(subs, key=lambda row: row[2] != SubscriptionKind.LIST):
+    for written, sub_id, kind, key, _ in sorted(
+        subs, key=lambda row: row.kind != SubscriptionKind.LIST
+    ):
         addr = written.lower()
-        if kind == SubscriptionKind.MUTE or addr in chosen or addr in muted:
+        if kind == SubscriptionKind.MUTE or addr in chosen or addr in left_out:
             continue
         chosen[addr] = (sub_id, key if kind == SubscriptionKind.THREAD else 0)
     author = (msg.from_addr or "").lower()

@@ -22,7 +22,8 @@ import pytest
 
 from listgate import dispatch
 from listgate.config import Settings
-from tests.integration.test_journeys import PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
+from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
 from tests.unit.worker.test_bounces import dsn
@@ -156,3 +157,31 @@ def test_a_digest_reader_whose_digests_the_relay_refuses_is_suspended(
     refuse_next(sink, PAT)
     send_digests_of(j, sunday.isoformat())  # this week's digest, refused: the second
     j.expect((PAT, "is suspended"))
+
+
+def test_a_suspended_subscriber_gets_nothing_from_the_threads_she_follows_until_back(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat posted in a thread, so she follows it. Her mailbox is gone and she is suspended: the
+    thread's next post must not go to the dead mailbox either. Back from the web, she gets it
+    again."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    for who in (SAM, PAT):
+        j.cli("subscribe", who, "--list", "dev")
+    topic = j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+    mine = j.mail(PAT, f"dev@{DOMAIN}", "Re: a topic", "Me too.\n", topic)
+    j.expect((SAM, mine), (ANN, mine))
+
+    old = [post_to_pat(j, SAM), post_to_pat(j, SAM)]
+    mailbox_gone(j, *old)
+    j.expect((PAT, "is suspended"))
+    j.reply(topic)
+    j.expect(*j.copies_to(SAM, ANN))
+
+    j.sign_in(j.web)
+    page = j.web.post("/lists/dev/subscribe", {"kind": "list"}, on_page="/lists/dev/")
+    assert "You now get every post from dev" in page.body, page.body
+    j.reply(topic)
+    j.expect(*j.copies_to(SAM, ANN, PAT))

@@ -58,12 +58,19 @@ class Journey:
     # -- acting ------------------------------------------------------------------------------
 
     def mail(
-        self, sender: str, to: str, subject: str, body: str = "", in_reply_to: str = ""
+        self,
+        sender: str,
+        to: str,
+        subject: str,
+        body: str = "",
+        in_reply_to: str = "",
+        msgid: str = "",
+        date: str = "Mon, 30 Nov 2026 10:00:00 +0000",
     ) -> str:
-        """Send a mail through the gateway (SMTP); its Message-ID."""
+        """Send a mail through the gateway (SMTP); its Message-ID (msgid, or a new one)."""
         self._pace(sender)
         self.serial += 1
-        msgid = f"j{self.serial}-{int(time.time())}@example.net"
+        msgid = msgid or f"j{self.serial}-{int(time.time())}@example.net"
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"], msg["Message-ID"] = (
             sender,
@@ -71,7 +78,7 @@ class Journey:
             subject,
             f"<{msgid}>",
         )
-        msg["Date"] = "Mon, 30 Nov 2026 10:00:00 +0000"
+        msg["Date"] = date
         if in_reply_to:
             msg["In-Reply-To"] = msg["References"] = f"<{in_reply_to}>"
         msg.set_content(body or "Hello.\n")
@@ -156,6 +163,14 @@ class Journey:
             left.remove(match)
         assert not left, f"unexpected mail: {_show(left)} (expected {wanted})"
         return new
+
+    def arrivals(self) -> list[tuple[str, str]]:
+        """The new mails at the sink once the site is quiet, unchecked: sorted (recipient,
+        Message-ID). Where a copy is missing this answers at once, where expect waits WAIT."""
+        self._wait_quiet(time.monotonic() + WAIT)
+        new = self.sink.received[self.seen :]
+        self.seen += len(new)
+        return sorted((r.rcpt_tos[0], str(r.message["Message-ID"]).strip("<>")) for r in new)
 
     def _wait_quiet(self, deadline: float) -> None:
         """Return once the site was quiet twice in a row, GRACE apart, the sink unchanged."""
