@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listgate import plurals
@@ -75,10 +75,15 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
     return f"{mlist.title or mlist.name} digest, {period.label} ({plurals.count(count, 'message')})"
 
 
+# When a post was published: received, or approved later by a moderator (it is in the digest of
+# the day it was made visible, not of the day it arrived, whose digest may have gone without it).
+published = func.coalesce(Message.published_at, Message.received_at)
+
+
 def posts(
     session: Session, mlist: MailingList, period: Period, limit: int | None = None
 ) -> list[Message]:
-    """The visible posts the list received in the period, in order; not those imported then
+    """The visible posts the list published in the period, in order; not those imported then
     (an archive's old mail is nobody's news: listgate import mails no one)."""
     start, end = period.bounds()
     query = (
@@ -87,10 +92,10 @@ def posts(
             Message.list_id == mlist.id,
             Message.status == PostState.VISIBLE,
             Message.origin != PostOrigin.IMPORT,
-            Message.received_at >= start,
-            Message.received_at < end,
+            published >= start,
+            published < end,
         )
-        .order_by(Message.received_at, Message.id)
+        .order_by(published, Message.id)
     )
     return list(session.scalars(query.limit(limit) if limit else query))
 

@@ -46,6 +46,7 @@ def publish(session: Session, msg: Message) -> OutboxEntry:
     mlist = session.get_one(MailingList, msg.list_id)
     lock_list(session, mlist)
     msg.status = PostState.VISIBLE
+    msg.published_at = datetime.now(UTC)  # today's digest has it, whenever it was received
     thread = session.get_one(threads.Thread, msg.thread_id)
     threads.count_visible(session, thread, msg)
     publish_counts(mlist, msg)

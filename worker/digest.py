@@ -210,17 +210,14 @@ def _had(
     comes twice. A few statements for all the rows, however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
-    period_posts = (Message.list_id == list_id, Message.received_at >= start)
-    posts = session.execute(
-        select(Message.message_id, Message.received_at).where(
-            *period_posts, Message.received_at < end
-        )
-    ).all()
+    published = digests.published
+    period_posts = (Message.list_id == list_id, published >= start, published < end)
+    posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     for address, message_id in session.execute(
         select(Delivery.address, Message.message_id)
         .join(Message, Delivery.message_pk == Message.id)
-        .where(*period_posts, Message.received_at < end, Delivery.address.in_(addresses))
+        .where(*period_posts, Delivery.address.in_(addresses))
     ):
         delivered[address].add(message_id)
     every_post = {

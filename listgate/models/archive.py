@@ -212,6 +212,9 @@ class Message(Base):
     date_offset: Mapped[int] = mapped_column(Integer, default=0)  # sender's UTC offset, minutes
     date_header: Mapped[str] = mapped_column(Text, default="")  # as sent, kept when unusable
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # When a held post was made visible (a moderator approved it); None for one visible from its
+    # arrival, published at received_at (digests.published).
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     in_reply_to: Mapped[str] = mapped_column(Text, default="")
     references: Mapped[str] = mapped_column(Text, default="")  # normalised ids, space separated
     body_text: Mapped[str] = mapped_column(Text, default="")

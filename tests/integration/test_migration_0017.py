@@ -37,6 +37,13 @@ def _posts(engine: Engine) -> list[dict[str, Any]]:
     return [{k: v for k, v in r.items() if k != "derivation"} for r in rows]
 
 
+def _as_now(engine: Engine, posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """posts in the columns the table has now (a later revision's columns come and go with the
+    downgrade too)."""
+    columns = {c["name"] for c in inspect(engine).get_columns("messages")}
+    return [{k: v for k, v in p.items() if k in columns} for p in posts]
+
+
 def _derivations(engine: Engine) -> list[int] | None:
     """Each post's counter; None when the column is not there."""
     if "derivation" not in {c["name"] for c in inspect(engine).get_columns("messages")}:
@@ -69,11 +76,11 @@ def test_0017_down_and_up_keeps_every_post_and_starts_each_at_0(engine: Engine) 
         downgrade(engine, previous)
         assert current(engine) == previous
         assert _derivations(engine) is None
-        assert _posts(engine) == posts
+        assert _posts(engine) == _as_now(engine, posts)
         stored = _file_of_messages(engine) if engine.dialect.name == "postgresql" else None
         upgrade(engine)
         assert current(engine) == head()
         assert _derivations(engine) == [0, 0, 0]
-        assert _posts(engine) == posts
+        assert _posts(engine) == _as_now(engine, posts)
         if stored is not None:
             assert _file_of_messages(engine) == stored  # no row rewritten
