@@ -8,6 +8,7 @@ statistics of the tables it filled (listgate.statistics).
 
 from __future__ import annotations
 
+import gc
 import gzip
 import hashlib
 import logging
@@ -36,7 +37,6 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, writer
 from listgate.ingest import DUPLICATE
 from listgate.mail.message import ParsedMessage
-from listgate.mail.shape import headerless
 from listgate.models import Message, MessageVariant, RawMessage
 from listgate.parse_process import ParseAhead, parse_all
 from listgate.states import PostOrigin
@@ -228,20 +228,20 @@ class Importer:
         return self.summary
 
     def _fresh(self, raws: list[bytes]) -> list[bytes]:
-        """The batch without what is archived already (skipped unparsed) and without messages that
-        have no header field (refused, as the gateway refuses them)."""
+        """The batch without what is archived already (skipped unparsed)."""
         with self.factory() as session:
-            fresh = self._skip_archived(session, raws)
-        kept = [raw for raw in fresh if not headerless(raw)]
-        if len(kept) < len(fresh):
-            self.summary.refused[NO_HEADER_REASON] += len(fresh) - len(kept)
-        return kept
+            return self._skip_archived(session, raws)
 
     def _commit(
-        self, seen: int, parsed: list[ParsedMessage], tick: Callable[[int], None] | None
+        self, seen: int, parsed: list[ParsedMessage | None], tick: Callable[[int], None] | None
     ) -> None:
-        """One transaction per batch; if it fails, one per message."""
-        items = [Item(p, (self.recipient,), PostOrigin.IMPORT) for p in parsed]
+        """One transaction per batch; if it fails, one per message.
+
+        A message without a header field (None: listgate.parse_process.parse_all) is refused, as
+        the gateway refuses it."""
+        items = [Item(p, (self.recipient,), PostOrigin.IMPORT) for p in parsed if p is not None]
+        if len(items) < len(parsed):
+            self.summary.refused[NO_HEADER_REASON] += len(parsed) - len(items)
         try:
             with self.factory() as session, session.begin():
                 results = ingest_batch(
@@ -334,6 +334,9 @@ def run_import(
     settings: Settings, path: Path, list_name: str, *, batch: int = 500, progress: bool = True
 ) -> Summary:
     """Import path into list_name with a progress bar (rate, ETA) on stderr; returns the summary."""
+    # The modules loaded so far (the whole command line program) are never garbage: the cyclic
+    # collector stops going through them at each of its full passes over the batches' objects.
+    gc.freeze()
     engine = make_engine(settings)
     try:
         importer = Importer(
