@@ -43,7 +43,8 @@ from listgate.states import PostOrigin
 
 log = logging.getLogger(__name__)
 
-_FROM_ESCAPED = re.compile(rb"^>+From ")
+_FROM_ESCAPED = re.compile(rb"^>(>*From )", re.MULTILINE)  # one '>' less on each such line
+MBOX_BLOCK = 1 << 20  # bytes of an mbox read at a time
 NO_HEADER_REASON = "no header fields (empty, or text without From: and Date:)"
 
 
@@ -86,30 +87,71 @@ def open_stream(raw_file: BinaryIO) -> BinaryIO:
     return raw_file
 
 
-def mbox_messages(stream: BinaryIO) -> Iterator[bytes]:
-    """Messages of an mboxrd/mboxo stream, one at a time, '>From ' unescaped."""
-    lines: list[bytes] = []
-    started = False
-    for line in stream:
-        if line.startswith(b"From ") and (not lines or lines[-1] in (b"\n", b"\r\n")):
-            if started:
-                yield _finish(lines)
-            lines, started = [], True
-            continue
-        if not started:
-            if line.strip():
-                raise SourceError("not an mbox file: it does not start with a 'From ' line")
-            continue
-        lines.append(line[1:] if line.startswith(b">") and _FROM_ESCAPED.match(line) else line)
-    if started:
-        yield _finish(lines)
+def mbox_messages(stream: BinaryIO, block: int = MBOX_BLOCK) -> Iterator[bytes]:
+    """Messages of an mboxrd/mboxo stream, one at a time, '>From ' unescaped.
+
+    A message starts after a line beginning "From " that comes first in the stream (blank lines
+    aside), right after the line that started the message before, or after a blank line. The
+    stream is read `block` bytes at a time and searched for such lines in C (bytes.find), not
+    looped over line by line in Python (that loop was 0.05 ms of a linux-man message).
+    """
+    buf = b""  # starts at a line start: the current message's first line, or the stream's
+    body = -1  # where the current message's lines start in buf; -1 before the first message
+    pos = 0  # the line start from which buf is still to be searched
+    eof = False
+    while not eof:
+        data = stream.read(block)
+        eof = not data
+        buf += data
+        end = len(buf) if eof else buf.rfind(b"\n") + 1  # complete lines only, but at the end
+        while (sep := _from_line(buf, pos, end)) >= 0:
+            if body < 0:
+                if buf[:sep].strip():
+                    raise SourceError("not an mbox file: it does not start with a 'From ' line")
+            elif sep != body and not _blank_before(buf, sep, body):
+                pos = buf.find(b"\n", sep, end) + 1 or end
+                continue
+            else:
+                yield _finish(buf[body:sep])
+            body = pos = buf.find(b"\n", sep, end) + 1 or end
+        if body < 0 and buf[:end].strip():
+            raise SourceError("not an mbox file: it does not start with a 'From ' line")
+        pos = max(pos, end)
+        cut = body if body >= 0 else end  # what is behind is yielded (or blank lines before all)
+        buf, pos, body = buf[cut:], pos - cut, body - cut if body >= 0 else -1
+    if body >= 0:
+        yield _finish(buf[body:])
 
 
-def _finish(lines: list[bytes]) -> bytes:
-    """A message's bytes without the blank separator line the mbox writer added."""
-    if lines and lines[-1] in (b"\n", b"\r\n"):
-        lines = lines[:-1]
-    return b"".join(lines)
+def _from_line(buf: bytes, pos: int, end: int) -> int:
+    """Where the first line starting "From " at or after the line start pos begins (-1: none
+    before end)."""
+    if pos < end and buf.startswith(b"From ", pos):
+        return pos
+    found = buf.find(b"\nFrom ", pos, end)
+    return found + 1 if found >= 0 else -1
+
+
+def _blank_before(buf: bytes, line: int, first: int) -> bool:
+    """Whether the line before the one starting at `line` is blank (a bare line break); `first`
+    is where the message's lines start."""
+    if buf[line - 1 : line] != b"\n":
+        return False
+    if line - 1 == first or buf[line - 2 : line - 1] == b"\n":
+        return True  # "\n"
+    return buf[line - 2 : line - 1] == b"\r" and (
+        line - 2 == first or buf[line - 3 : line - 2] == b"\n"
+    )
+
+
+def _finish(text: bytes) -> bytes:
+    """A message's bytes without the blank separator line the mbox writer added, '>From '
+    unescaped."""
+    if text.endswith(b"\n") and (len(text) == 1 or text[-2:-1] == b"\n"):
+        text = text[:-1]
+    elif text.endswith(b"\r\n") and (len(text) == 2 or text[-3:-2] == b"\n"):
+        text = text[:-2]
+    return _FROM_ESCAPED.sub(rb"\1", text) if b">From " in text else text
 
 
 def maildir_files(path: Path) -> list[Path]:
