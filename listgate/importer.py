@@ -321,16 +321,22 @@ class Importer:
         """
         mlist = lists.require(session, self.list_name)
         hashes = [hashlib.sha256(r).hexdigest() for r in raws]
+        # the stored bytes first, by their indexed hash: a fresh import finds none and is done
+        stored = dict(
+            session.execute(
+                select(RawMessage.id, RawMessage.sha256).where(RawMessage.sha256.in_(set(hashes)))
+            ).all()
+        )
         have: set[str] = set()
-        for raw_of in (Message.raw_id, MessageVariant.raw_id):  # its own bytes, then variants'
+        for raw_of in (Message.raw_id, MessageVariant.raw_id) if stored else ():
             query = (
-                select(RawMessage.sha256)
+                select(raw_of)
                 .select_from(Message)
-                .where(Message.list_id == mlist.id, RawMessage.sha256.in_(set(hashes)))
+                .where(Message.list_id == mlist.id, raw_of.in_(stored))
             )
             if raw_of is MessageVariant.raw_id:
                 query = query.join(MessageVariant, MessageVariant.message_pk == Message.id)
-            have.update(session.scalars(query.join(RawMessage, RawMessage.id == raw_of)))
+            have.update(stored[raw_id] for raw_id in session.scalars(query))
         fresh = [r for r, digest in zip(raws, hashes, strict=True) if digest not in have]
         self.summary.duplicates += len(raws) - len(fresh)
         return fresh
