@@ -42,7 +42,8 @@ _COUNTED = (
 _NEW_THREAD = store.apart(insert(_THREADS).returning(_THREADS.c.id))
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
-_PARENT_OF = store.blind(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
+# a written row's (_has_parent looks at a waiting row first)
+_PARENT_OF = store.apart(select(_MESSAGES.c.parent_id).where(_MESSAGES.c.id == bindparam("pk")))
 # A post once shown: a start taken down later keeps its place as the thread's root (its tombstone).
 _PUBLISHED = frozenset({PostState.VISIBLE, PostState.HIDDEN, PostState.REMOVED})
 _ROOT = store.blind(
@@ -318,7 +319,11 @@ def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
 
 def _has_parent(session: Session, message_pk: int) -> bool:
     """True when the message was adopted since (a late ancestor arrived): it is no root any more."""
-    return session.connection().execute(_PARENT_OF, {"pk": message_pk}).scalar() is not None
+    conn = session.connection()
+    row = next((r for r in places.waiting(conn, "messages") if r["id"] == message_pk), None)
+    if row is not None:
+        return row["parent_id"] is not None
+    return conn.execute(_PARENT_OF, {"pk": message_pk}).scalar() is not None
 
 
 def _move_followers(session: Session, old: int, new: int) -> None:

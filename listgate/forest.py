@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, exists, func, select, update
 from sqlalchemy.engine import Connection
@@ -90,13 +90,23 @@ def choose_parent(
     return archived[key], pos
 
 
+_DECLARED = store.apart(  # written rows: declared_ids adds the batch's waiting ones
+    select(_REFS.c.message_pk, _REFS.c.ref).where(
+        _REFS.c.message_pk.in_(bindparam("pks", expanding=True))
+    )
+)
+
+
 def declared_ids(conn: Connection, pks: Iterable[int]) -> dict[int, set[str]]:
     """The ids each of these messages names."""
+    wanted = list(pks)
     out: dict[int, set[str]] = {}
-    for pk, ref in conn.execute(
-        select(_REFS.c.message_pk, _REFS.c.ref).where(_REFS.c.message_pk.in_(list(pks)))
-    ):
+    for pk, ref in conn.execute(_DECLARED, {"pks": wanted}):
         out.setdefault(pk, set()).add(ref)
+    among = set(wanted)
+    for row in places.waiting(conn, _REFS.name):
+        if row["message_pk"] in among:
+            out.setdefault(row["message_pk"], set()).add(row["ref"])
     return out
 
 
@@ -234,7 +244,7 @@ def nearest_earlier(
 
 
 _PARENT = _M.alias("parent")
-_REHANG = store.blind(  # messages only
+_REHANG = store.apart(  # messages only, the written ones: _same_subject_after adds the waiting
     select(
         _M.c.id,
         _M.c.thread_id,
@@ -260,17 +270,67 @@ def _same_subject_after(
     conn: Connection, list_id: int, subject_norm: str, date: datetime, pk: int, days: int
 ) -> Sequence[Any]:
     """Subject-fallback messages of that subject dated date to days later, pk left out (one indexed
-    query)."""
-    return conn.execute(
-        _REHANG,
-        {
-            "list_id": list_id,
-            "subject_norm": subject_norm,
-            "lo": date,
-            "hi": date + timedelta(days=days),
-            "pk": pk,
-        },
-    ).all()
+    query, and the batch's rows still waiting), by (date, id) as that index gives them."""
+    hi = date + timedelta(days=days)
+    written: list[Any] = list(
+        conn.execute(
+            _REHANG,
+            {"list_id": list_id, "subject_norm": subject_norm, "lo": date, "hi": hi, "pk": pk},
+        )
+    )
+    rows = places.waiting(conn, _M.name)
+    mine = [
+        r
+        for r in rows
+        if r["by_subject"]
+        and r["list_id"] == list_id
+        and r["thread_subject_norm"] == subject_norm
+        and date <= r["thread_date"] <= hi
+        and r["id"] != pk
+    ]
+    if not mine:
+        return written
+    by_id = {r["id"]: r for r in rows}
+    parents = {
+        p.id: p._asdict()
+        for p in conn.execute(
+            _WRITTEN_PARENTS,
+            {"pks": [r["pref_parent_id"] for r in mine if r["pref_parent_id"] not in by_id]},
+        )
+    }
+    for r in mine:
+        parent = by_id.get(r["pref_parent_id"]) or parents.get(r["pref_parent_id"])
+        written.append(
+            _Rehang(
+                r["id"],
+                r["thread_id"],
+                r["message_id"],
+                r["thread_date"],
+                None if parent is None else parent["message_id"],
+                None if parent is None else parent["thread_date"],
+                r["pref_parent_id"],
+            )
+        )
+    return sorted(written, key=lambda r: (r.thread_date, r.id))
+
+
+class _Rehang(NamedTuple):
+    """A waiting row as _REHANG gives a written one."""
+
+    id: int
+    thread_id: int
+    message_id: str
+    thread_date: datetime
+    p_msgid: str | None
+    p_date: datetime | None
+    pref_parent_id: int | None
+
+
+_WRITTEN_PARENTS = store.apart(
+    select(_M.c.id, _M.c.message_id, _M.c.thread_date).where(
+        _M.c.id.in_(bindparam("pks", expanding=True))
+    )
+)
 
 
 def rehang_by_subject(session: Session, new: Any, days: int) -> set[int]:

@@ -4,7 +4,8 @@ the importer's side of it.
 listgate.importer starts it and writes it batches of raw messages (a pickled list of bytes per
 batch) on its standard input; for each batch it writes back one pickle on its standard output:
 the parsed messages without their raw bytes (the importer holds them and puts them back by
-index), or, if parsing failed, the error's text. It imports only the parser (about 0.1 s of CPU),
+index; None for a message without a header field, which is refused unparsed), or, if parsing
+failed, the error's text. It imports only the parser (about 0.1 s of CPU),
 where a multiprocessing child would import the program's main module again (for the `listgate`
 command, the whole CLI: about 1.2 s).
 
@@ -27,29 +28,34 @@ from typing import IO, BinaryIO
 
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse
+from listgate.mail.shape import headerless
 
 log = logging.getLogger(__name__)
 
 Fields = tuple[object, ...]  # a ParsedMessage's fields but its raw bytes, in order
-Reply = list[Fields] | str  # the batch parsed, or what failed
+Reply = list[Fields | None] | str  # the batch parsed (None: no header field), or what failed
 _NAMES = [f.name for f in dataclasses.fields(ParsedMessage)]
 assert _NAMES[0] == "raw", "with_raw() gives the bytes as the first field"
 
 
-def parse_all(raws: list[bytes]) -> list[ParsedMessage]:
-    """Parse a batch."""
-    return [parse(raw) for raw in raws]
+def parse_all(raws: list[bytes]) -> list[ParsedMessage | None]:
+    """Parse a batch; None for a message without a single header field (listgate.mail.shape.
+    headerless: what the gateway refuses), which the importer refuses unparsed."""
+    return [None if headerless(raw) else parse(raw) for raw in raws]
 
 
-def without_raw(parsed: list[ParsedMessage]) -> list[Fields]:
+def without_raw(parsed: list[ParsedMessage | None]) -> list[Fields | None]:
     """The messages without their bytes, as tuples: pickled and unpickled in about 0.04 ms a
     linux-man message, where the objects took 0.06 with their bytes and 0.05 without."""
-    return [tuple([getattr(p, name) for name in _NAMES[1:]]) for p in parsed]
+    return [None if p is None else tuple([getattr(p, name) for name in _NAMES[1:]]) for p in parsed]
 
 
-def with_raw(parsed: list[Fields], raws: list[bytes]) -> list[ParsedMessage]:
+def with_raw(parsed: list[Fields | None], raws: list[bytes]) -> list[ParsedMessage | None]:
     """The messages again, with their bytes matched by index."""
-    return [ParsedMessage(raw, *fields) for fields, raw in zip(parsed, raws, strict=True)]  # type: ignore[arg-type]
+    return [
+        None if fields is None else ParsedMessage(raw, *fields)  # type: ignore[arg-type]
+        for fields, raw in zip(parsed, raws, strict=True)
+    ]
 
 
 def serve(requests: BinaryIO, replies: BinaryIO) -> None:
@@ -94,7 +100,7 @@ class ParseAhead:
         except OSError as exc:  # it died (BrokenPipeError)
             self._failed(exc)
 
-    def take(self) -> list[ParsedMessage]:
+    def take(self) -> list[ParsedMessage | None]:
         """The batch submitted last, parsed; parsed here when the parsing process failed (it died,
         ran out of memory), and every batch after it too."""
         raws, self.pending = self.pending or [], None

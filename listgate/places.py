@@ -26,7 +26,7 @@ from listgate.store import table
 _MESSAGES = table(Message)
 _NODES = table(ThreadNode)
 _CHUNK = 2000  # ids per IN list: far under every database's limit on bound parameters
-_ARCHIVED_AMONG = store.blind(
+_ARCHIVED_AMONG = store.apart(  # the written rows: archived_among adds the waiting ones
     select(
         _MESSAGES.c.message_id,
         _MESSAGES.c.id,
@@ -47,8 +47,12 @@ _LINKED_AMONG = store.blind(
     )
     .distinct()
 )
-_NODES_AMONG = select(_NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
-    _NODES.c.list_id == bindparam("list_id"), _NODES.c.msgid.in_(bindparam("ids", expanding=True))
+# the written nodes only: _read_nodes adds the batch's waiting ones (see `waiting`)
+_NODES_AMONG = store.apart(
+    select(_NODES.c.msgid, _NODES.c.thread_id, _NODES.c.message_pk).where(
+        _NODES.c.list_id == bindparam("list_id"),
+        _NODES.c.msgid.in_(bindparam("ids", expanding=True)),
+    )
 )
 
 
@@ -144,10 +148,17 @@ def forget(session: Session) -> None:
 
 def archived_among(conn: Connection, list_id: int, ids: list[str]) -> dict[str, Archived]:
     """The archived messages with these Message-IDs on the list, by id (outside any session)."""
-    return {
+    found = {
         r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status)
         for r in _among(conn, _ARCHIVED_AMONG, list_id, ids)
     }
+    wanted = set(ids)
+    for row in waiting(conn, _MESSAGES.name):
+        if row["list_id"] == list_id and row["message_id"] in wanted:
+            found[row["message_id"]] = Archived(
+                row["id"], row["thread_id"], row["raw_id"], row["status"]
+            )
+    return found
 
 
 def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:
@@ -156,10 +167,15 @@ def _read_archived(session: Session, list_id: int, ids: list[str]) -> None:
 
 
 def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
+    conn = session.connection()
     found = {
         r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
-        for r in _among(session.connection(), _NODES_AMONG, list_id, ids)
+        for r in _among(conn, _NODES_AMONG, list_id, ids)
     }
+    wanted = set(ids)
+    for row in waiting(conn, _NODES.name):
+        if row["list_id"] == list_id and row["msgid"] in wanted:
+            found[row["msgid"]] = Node(row["msgid"], row["thread_id"], row["message_pk"])
     store.tx(session).nodes.update({(list_id, i): found.get(i) for i in ids})
 
 
@@ -218,6 +234,26 @@ def insert_rows(
         waiting = pending.setdefault(statement, ([], []))
         waiting[0].extend(rows)
         waiting[1].extend(into or [])
+
+
+def waiting(conn: Connection, table_name: str) -> list[dict[str, Any]]:
+    """The rows of that table waiting on this connection to be written, oldest first.
+
+    Rows only wait while nothing has changed them: any UPDATE or DELETE is unmarked and writes
+    them first. So a look-up can read the written rows with a statement marked `store.apart`
+    (which leaves them waiting) and add these: the same rows, without writing the batch's rows
+    early (a subject's or a root's look-up did that about once every ten messages, each time
+    one more statement per kind of row, and one more write of the search index).
+    """
+    pending = _pending(conn)
+    if not pending:
+        return []
+    return [
+        row
+        for statement, (rows, _) in pending.items()
+        if statement.table.name == table_name
+        for row in rows
+    ]
 
 
 def _write(conn: Connection, statement: Any, rows: list[dict[str, Any]], into: list[Any]) -> None:
