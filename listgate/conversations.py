@@ -23,12 +23,13 @@ from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from listgate import participants, places, store
 from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode
 from listgate.models.archive import utcnow
-from listgate.states import PostState, SubscriptionState
+from listgate.states import PostState, SubscriptionKind, SubscriptionState
 from listgate.store import lock_list, table
 
 _MESSAGES = table(Message)
 _THREADS = table(Thread)
 _NODES = table(ThreadNode)
+_SUBS = table(Subscription)
 _COUNTED = (
     "message_count",
     "last_activity",
@@ -145,10 +146,12 @@ def move(
     session: Session, message_pks: set[int], msgids: set[str], source: int, target: int
 ) -> None:
     """Move part of a thread (its messages and nodes) to another thread; both are recounted (and the
-    list's threads)."""
+    list's threads). The moved posts' authors who follow the source follow the target too: the
+    answers to their posts come there now."""
     session.flush()
     places.forget(session)
     conn = session.connection()
+    _follow_moved(session, message_pks, source, target)
     conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
     conn.execute(
         update(_NODES)
@@ -162,6 +165,51 @@ def move(
         session.get_one(MailingList, thread.list_id).thread_count += (
             thread.message_count > 0
         ) - counted
+
+
+def _follow_moved(session: Session, message_pks: set[int], source: int, target: int) -> None:
+    """The authors of the moved posts who follow the source follow the target (as posting there
+    would: store.auto_follow, which leaves alone one who mutes it or turned following off)."""
+    authors = (
+        select(_MESSAGES.c.list_id, _MESSAGES.c.from_addr)
+        .where(_MESSAGES.c.id.in_(message_pks), _MESSAGES.c.status == PostState.VISIBLE)
+        .distinct()
+        .subquery()
+    )
+    following = (
+        session.connection()
+        .execute(
+            select(_SUBS.c.list_id, _SUBS.c.address)
+            .join(
+                authors,
+                (_SUBS.c.list_id == authors.c.list_id) & (_SUBS.c.address == authors.c.from_addr),
+            )
+            .where(
+                _SUBS.c.kind == SubscriptionKind.THREAD,
+                _SUBS.c.thread_key == source,
+                _SUBS.c.status == SubscriptionState.ACTIVE,
+            )
+        )
+        .all()
+    )
+    if not following:
+        return
+    now = utcnow()
+    places.insert_rows(
+        session.connection(),
+        store.of(session).auto_follow,
+        [
+            {
+                "list_id": list_id,
+                "address": address,
+                "kind": SubscriptionKind.THREAD,
+                "thread_key": target,
+                "status": SubscriptionState.ACTIVE,
+                "now": now,
+            }
+            for list_id, address in following
+        ],
+    )
 
 
 def split(session: Session, message_pks: set[int], msgids: set[str], source: int) -> int:

@@ -36,13 +36,11 @@ from listgate.models import (
     RawMessage,
     ThreadNode,
 )
-from listgate.policy import is_member, needs_approval, publish_counts
+from listgate.policy import auto_follow, publish_counts
 from listgate.states import (
     ListPolicy,
     PostOrigin,
     PostState,
-    SubscriptionKind,
-    SubscriptionState,
 )
 from listgate.store import lock_list
 
@@ -162,7 +160,7 @@ def _ingest(
     if status == PostState.VISIBLE:
         publish_counts(mlist, msg)
         if origin != PostOrigin.IMPORT:
-            _auto_follow(session, mlist, msg.from_addr, thread.id)
+            auto_follow(session, mlist, msg.from_addr, thread.id)
             result.outbox.append(dispatch.record(session, dispatch.FANOUT, msg.id))
     else:
         result.reason = "held for moderation"
@@ -356,31 +354,6 @@ def _draft(
         status=status,
         origin=origin,
         defects="\n".join(parsed.defects)[:20000],
-    )
-
-
-def _auto_follow(session: Session, mlist: MailingList, address: str, thread_id: int) -> None:
-    """Posting in a thread follows it, unless the person turned that off, mutes it or already has a
-    say in it.
-
-    A follow the person ended earlier is taken up again (same row: its delivery history stays).
-    On a list that needs a moderator's approval, only members are followed: posting is no way in.
-    """
-    if not address or (needs_approval(mlist) and not is_member(session, mlist, address)):
-        return
-    places.insert_rows(  # with the batch's other rows, when it defers them
-        session.connection(),
-        store.of(session).auto_follow,
-        [
-            {
-                "list_id": mlist.id,
-                "address": address,
-                "kind": SubscriptionKind.THREAD,
-                "thread_key": thread_id,
-                "status": SubscriptionState.ACTIVE,
-                "now": datetime.now(UTC),
-            }
-        ],
     )
 
 
