@@ -7,7 +7,9 @@ is compiled once per dialect, its constants bound once, and each run hands the d
 SQL text (SQLite's statement cache, psycopg's prepared statements) with the values passed
 through the columns' own type processors, as SQLAlchemy would. A driver error comes back as
 SQLAlchemy's (sqlalchemy.exc.DBAPIError); one that lost the connection invalidates it first,
-as SQLAlchemy does, so the pool never hands it out again. The engine's before_cursor_execute
+and closes the pool's others (`Engine.dispose`: the pool starts afresh, connections in use
+stay usable), as SQLAlchemy lets them all go on a disconnect, so a server restart costs one
+failed statement, not one per pooled connection. The engine's before_cursor_execute
 listeners see each run as they see any statement (a statement counter, a fault injected there);
 no other statement event is sent.
 """
@@ -103,8 +105,9 @@ class DriverStatement:
                 cursor.close()
             if not driver:
                 raise
-            if gone:
+            if gone:  # as SQLAlchemy does: this connection, and the pool's older ones with it
                 conn.invalidate(exc)
+                conn.engine.dispose()
             raise DBAPIError.instance(
                 sql,
                 params,
