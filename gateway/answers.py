@@ -7,10 +7,10 @@ lists by name with the bans, archived Message-IDs and members the batch asks abo
 appends what was accepted, and the counts of what was refused, in one spool transaction. The
 batch checks out one connection for both where the spool is a table of the archive database
 (PostgreSQL); SQLite's spool is a file of its own, with its own connection. Each message's
-future gets its `Answer` only after that commit. A message whose
-shape is refused is answered with its own reply whatever happens to the others; when the
-batch's look-ups fail, each message is decided alone (the one that made them fail gets its 451
-alone); a failed commit fails (451) every message of the batch.
+future gets its `Answer` only after that commit. A message whose shape is refused is answered
+with its own reply whatever happens to the others; when the batch's look-ups fail, each
+message is decided alone (the one that made them fail gets its 451 alone); a failed commit
+fails (451) every message of the batch.
 """
 
 from __future__ import annotations
@@ -278,9 +278,13 @@ class _Checkout:
         return self
 
     def __exit__(self, *_: object) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:  # the batch is answered (its spool commit done or failed): never fail it here
+            conn.close()
+        except Exception as exc:  # noqa: BLE001 - the pool discards what it cannot take back
+            log.warning("could not return the look-ups' connection to the pool: %s", exc)
 
 
 def _outcomes(
