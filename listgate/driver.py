@@ -3,8 +3,8 @@
 For a statement the gateway runs for every group-commit batch: SQLAlchemy's execution of a
 Core statement (its cache key, an execution context, the result's metadata read from the
 cursor's description) costs more CPU than the driver's own execution of it. Here the statement
-is compiled once per dialect, its constants bound once, and each run hands the driver the same
-SQL text (SQLite's statement cache, psycopg's prepared statements) with the values passed
+is compiled once per dialect, its constants written into its SQL, and each run hands the driver
+the same SQL text (SQLite's statement cache, psycopg's prepared statements) with the values passed
 through the columns' own type processors, as SQLAlchemy would. A driver error comes back as
 SQLAlchemy's (sqlalchemy.exc.DBAPIError); one that lost the connection invalidates it first,
 and closes the pool's others (`Engine.dispose`: the pool starts afresh, connections in use
@@ -21,42 +21,52 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Dialect, bindparam
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Select, visitors
+from sqlalchemy.sql.elements import BindParameter
 
 Process = Callable[[Any], Any] | None
 
 
 class _Compiled:
-    """The statement for one dialect: its SQL, its constants, its values' and columns'
+    """The statement for one dialect: its SQL (constants written in), its values' and columns'
     processors."""
 
     def __init__(self, statement: Select[Any], dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+        inlined = visitors.replacement_traverse(statement, {}, _inline)
+        assert isinstance(inlined, Select)  # a copy of the statement
+        compiled = inlined.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         self.sql = str(compiled)
         # qmark drivers (SQLite) take the values in order, by name in positiontup
         self.order: list[str] | None = compiled.positiontup
-        self.constants: dict[str, Any] = {}
-        self.binds: dict[str, Process] = {}
-        for bind, name in compiled.bind_names.items():
-            process = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if bind.value is None:  # a value each run passes
-                self.binds[name] = process
-            else:
-                self.constants[name] = process(bind.value) if process else bind.value
+        self.binds: dict[str, Process] = {
+            name: bind.type.dialect_impl(dialect).bind_processor(dialect)
+            for bind, name in compiled.bind_names.items()
+            if not bind.literal_execute
+        }
         self.results: list[Process] = [
             column.type.dialect_impl(dialect).result_processor(dialect, None)
             for column in statement.selected_columns
         ]
 
     def params(self, values: Mapping[str, Any]) -> dict[str, Any] | list[Any]:
-        """The driver's parameters for these values (with the constants)."""
-        params = dict(self.constants)
+        """The driver's parameters for these values."""
+        params = {}
         for name, value in values.items():
             process = self.binds[name]
             params[name] = process(value) if process is not None and value is not None else value
         return params if self.order is None else [params[name] for name in self.order]
+
+
+def _inline(element: Any, **_: Any) -> Any:
+    """A constant of the statement written into its SQL (the driver dumps fewer parameters per
+    run); a parameter each run passes left as it is, asked for only then."""
+    if not isinstance(element, BindParameter):
+        return None
+    if element.value is not None:
+        return element.render_literal_execute()
+    return bindparam(element.key, type_=element.type, required=False)
 
 
 class DriverStatement:
