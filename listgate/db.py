@@ -342,30 +342,23 @@ def look_ups(engine: Engine) -> Engine:
 
 def _postgres_look_ups(engine: Engine) -> Engine:
     """The look-ups' engine of a PostgreSQL engine (itself when it is one), made once."""
-    with _LOOK_UPS_LOCK:
+    if engine.get_execution_options().get(_LOOK_UP_ENGINE):
+        return engine
+    with _LOOK_UPS_LOCK:  # by the engine's pool: an engine and its execution_options() share it
         found = _LOOK_UPS.get(engine.pool)
         if found is not None:
             return found
-        if engine.get_execution_options().get(_LOOK_UP_ENGINE):
-            return engine
-        made = _postgres_engine(
+        made = _LOOK_UPS[engine.pool] = _postgres_engine(
             engine.url,
             connect_args={"options": GENERIC_PLANS},
             isolation_level="AUTOCOMMIT",
             execution_options={_LOOK_UP_ENGINE: True},
         )
-        _LOOK_UPS[engine.pool] = made
-        _LOOK_UPS[made.pool] = made
 
     @event.listens_for(engine, "engine_disposed")
     def _dispose(disposed: Engine) -> None:  # its connections go with the engine's
         made.dispose()
         with _LOOK_UPS_LOCK:  # dispose() gives an engine a new pool
-            _LOOK_UPS[disposed.pool] = made
-
-    @event.listens_for(made, "engine_disposed")
-    def _renewed(disposed: Engine) -> None:
-        with _LOOK_UPS_LOCK:
             _LOOK_UPS[disposed.pool] = made
 
     return made
