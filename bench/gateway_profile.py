@@ -114,9 +114,9 @@ def _count_statements() -> None:
     event.listen(Engine, "before_cursor_execute", count)
     write_rows = Spool.write_rows
 
-    def written(self: Spool, rows: Any) -> None:
+    def written(self: Spool, rows: Any, conn: Any = None) -> None:
         _STATEMENTS[0] += 1 if self.postgresql else 2
-        write_rows(self, rows)
+        write_rows(self, rows, conn)
 
     Spool.write_rows = written  # type: ignore[method-assign]
 

@@ -3,19 +3,22 @@
 `python -m bench.writer_step [--postgresql] [--batch 3] [--batches 1500] [--profile FILE]` makes
 a fresh archive (SQLite; with --postgresql also a throwaway PostgreSQL) and hands the writer's step
 (gateway.answers.Answerer, as the gateway's writer thread calls it) batches of --batch fresh
-4 KB posts (the load benchmarks') to one open list, then prints the mean wall time per batch:
-the whole step, the batch's look-ups (admit_all, on its read connection) and the spool's append
-(its commit: one fsync on SQLite at synchronous=FULL, the WAL flush on PostgreSQL). Nothing
-else runs: this is the cycle's floor, which the load benchmarks' clients and archiver then
-share the cores with.
+4 KB posts (the load benchmarks') to one open list, then prints per batch the mean wall time and
+the CPU time of this thread: the whole step, the batch's look-ups (`Answerer._admit`) and the
+spool's append (its commit: one fsync on SQLite at synchronous=FULL, the WAL flush on
+PostgreSQL); on PostgreSQL also the server's CPU per batch (the server's processes, its backends
+and background workers, user+system from /proc, in 10 ms ticks). Nothing else runs: this is the
+cycle's floor, which the load benchmarks' clients and archiver then share the cores with.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from bench.archive import make_archive
@@ -29,15 +32,42 @@ from listgate.spool import Spool, Spooled
 WARM_UP = 200  # batches before the timing (statement caches, prepared statements)
 
 
-def _timed(spent: list[float], fn: Any) -> Any:
+def _timed(spent: list[tuple[float, float]], fn: Any) -> Any:
+    """fn, its (wall, thread CPU) seconds per call added to spent."""
+
     def wrapper(*args: Any) -> Any:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         try:
             return fn(*args)
         finally:
-            spent.append(time.perf_counter() - started)
+            spent.append((time.perf_counter() - started, time.thread_time() - cpu))
 
     return wrapper
+
+
+def server_cpu(ctx: Context) -> float:
+    """CPU seconds (user+system) the run's PostgreSQL cluster has used: its postmaster and every
+    process it started (backends, WAL writer, checkpointer...), by the kernel's counts."""
+    data = ctx.path("postgres", "data", "postmaster.pid")
+    postmaster = int(data.read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    spent = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process just ended
+            continue
+        if int(entry) == postmaster or int(fields[1]) == postmaster:
+            spent += int(fields[11]) + int(fields[12])
+    return spent / tick
+
+
+def _means(spent: list[tuple[float, float]]) -> str:
+    """Mean wall and CPU per call, in ms."""
+    wall = 1000 * sum(w for w, _ in spent) / len(spent)
+    return f"{wall:.3f} ms (CPU {1000 * sum(c for _, c in spent) / len(spent):.3f})"
 
 
 def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "") -> str:
@@ -48,8 +78,8 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
     engine = make_engine(archive.settings)
     spool = Spool(engine)
     step = Answerer(archive.settings, engine, spool)
-    looked: list[float] = []
-    appended: list[float] = []
+    looked: list[tuple[float, float]] = []
+    appended: list[tuple[float, float]] = []
     step._admit = _timed(looked, step._admit)  # type: ignore[method-assign]
     spool.append = _timed(appended, spool.append)  # type: ignore[method-assign]
     to = archive.address
@@ -74,6 +104,7 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
         appended.clear()
         timed = jobs(batches)
         profile = cProfile.Profile() if profile_to else None
+        server = server_cpu(ctx) if pg else 0.0
         started, cpu = time.perf_counter(), time.thread_time()
         if profile:
             profile.enable()
@@ -84,6 +115,7 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
             profile.dump_stats(f"{profile_to}.{'postgresql' if pg else 'sqlite'}")
         whole = (time.perf_counter() - started) / batches
         cpu = (time.thread_time() - cpu) / batches
+        server = (server_cpu(ctx) - server) / batches if pg else 0.0
         if not all(isinstance(r, Answer) and r.problem is None for r in results):
             raise SystemExit(f"the step did not accept the posts: {results}")
     finally:
@@ -92,8 +124,8 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
     return (
         f"{'postgresql' if pg else 'sqlite'}, batches of {size}: step {1000 * whole:.3f} ms"
         f" (CPU {1000 * cpu:.3f} ms),"
-        f" look-ups {1000 * sum(looked) / len(looked):.3f} ms,"
-        f" append {1000 * sum(appended) / len(appended):.3f} ms"
+        f" look-ups {_means(looked)}, append {_means(appended)}"
+        + (f", server CPU {1000 * server:.3f} ms" if pg else "")
     )
 
 

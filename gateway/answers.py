@@ -2,13 +2,15 @@
 
 The writer thread takes every message waiting (an `Arrival`: bytes and envelope, as DATA ended)
 and, for the whole batch: checks each one's shape and scans its headers; decides every
-recipient of every message with a few statements on a read connection (listgate.admission:
-the lists by name, then per list the bans, the archived Message-IDs, members where a list needs
-them); then appends what was accepted, and the counts of what was refused, in one spool
-transaction. Each message's future gets its `Answer` only after that commit. A message whose
-shape is refused is answered with its own reply whatever happens to the others; when the
-batch's look-ups fail, each message is decided alone (the one that made them fail gets its 451
-alone); a failed commit fails (451) every message of the batch.
+recipient of every message with one statement on a read connection (listgate.admission: the
+lists by name with the bans, archived Message-IDs and members the batch asks about); then
+appends what was accepted, and the counts of what was refused, in one spool transaction. The
+batch checks out one connection for both where the spool is a table of the archive database
+(PostgreSQL); SQLite's spool is a file of its own, with its own connection. Each message's
+future gets its `Answer` only after that commit. A message whose shape is refused is answered
+with its own reply whatever happens to the others; when the batch's look-ups fail, each
+message is decided alone (the one that made them fail gets its 451 alone); a failed commit
+fails (451) every message of the batch.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from listgate import counters
@@ -137,13 +139,20 @@ class Answerer:
 
     def __init__(self, settings: Settings, read: Engine, spool: Spool) -> None:
         self.settings = settings
-        # the look-ups: the archive database, on a connection of their own (never the spool's),
-        # each statement by itself (db.look_ups): never the archive's write lock on SQLite
+        # the look-ups: the archive database, each statement by itself (db.look_ups): never the
+        # archive's write lock on SQLite
         self.read = look_ups(read)
         self.spool = spool
+        # the spool is a table of the database the look-ups read (PostgreSQL): the batch's
+        # append goes on the look-ups' connection, one checkout per batch
+        self.shared = not spool.separate and spool.engine.url == self.read.url
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
         """One result per job: its Answer (a count alone: None), or the exception that failed it."""
+        with _Checkout(self.read) as held:
+            return self._answer(held, jobs)
+
+    def _answer(self, held: _Checkout, jobs: list[Job]) -> list[Result]:
         results: list[Result] = [None] * len(jobs)
         asks: dict[int, Ask] = {}
         for i, job in enumerate(jobs):
@@ -157,8 +166,8 @@ class Answerer:
                 except Exception as exc:  # noqa: BLE001 - fails this message alone (451)
                     results[i] = exc
         if asks:
-            self._decide(jobs, asks, results)
-        self._append(jobs, results)
+            self._decide(held, jobs, asks, results)
+        self._append(held, jobs, results)
         return results
 
     def shape(self, job: Arrival) -> tuple[str, str] | None:
@@ -184,7 +193,9 @@ class Answerer:
             recipients.append(recipient)
         return Ask(parse_head(job.raw), job.raw, job.mail_from, tuple(recipients))
 
-    def _decide(self, jobs: list[Job], asks: dict[int, Ask], results: list[Result]) -> None:
+    def _decide(
+        self, held: _Checkout, jobs: list[Job], asks: dict[int, Ask], results: list[Result]
+    ) -> None:
         """Every asking message's Answer, read for all at once; when that fails, each alone.
 
         One message can make the look-ups fail (PostgreSQL refuses a NUL in a From): decided
@@ -193,12 +204,12 @@ class Answerer:
         """
         decided: dict[int, Decided | BaseException]
         try:
-            decided = dict(zip(asks, self._admit(list(asks.values())), strict=True))
+            decided = dict(zip(asks, self._admit(held, list(asks.values())), strict=True))
         except Exception as exc:  # noqa: BLE001 - each message of the read gets its 451
             if len(asks) == 1 or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
                 decided = dict.fromkeys(asks, exc)
             else:
-                decided = {i: self._alone(ask) for i, ask in asks.items()}
+                decided = {i: self._alone(held, ask) for i, ask in asks.items()}
         for i, per in decided.items():
             job = jobs[i]
             assert isinstance(job, Arrival)
@@ -208,25 +219,23 @@ class Answerer:
                 else Answer(None, asks[i].head.message_id, _outcomes(job, asks[i].recipients, per))
             )
 
-    def _admit(self, asks: list[Ask]) -> list[Decided]:
+    def _admit(self, held: _Checkout, asks: list[Ask]) -> list[Decided]:
         """The batch's answers; read again once on a new connection when the pooled one was cut
         (a server restart under steady load: listgate.db pings only connections idle a while)."""
         try:
-            with self.read.connect() as conn:
-                return admit_all(conn, asks, domain=self.settings.domain)
+            return admit_all(held.connection(), asks, domain=self.settings.domain)
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        with self.read.connect() as conn:
-            return admit_all(conn, asks, domain=self.settings.domain)
+        return admit_all(held.connection(), asks, domain=self.settings.domain)
 
-    def _alone(self, ask: Ask) -> Decided | BaseException:
+    def _alone(self, held: _Checkout, ask: Ask) -> Decided | BaseException:
         try:
-            return self._admit([ask])[0]
+            return self._admit(held, [ask])[0]
         except Exception as exc:  # noqa: BLE001 - this message's 451
             return exc
 
-    def _append(self, jobs: list[Job], results: list[Result]) -> None:
+    def _append(self, held: _Checkout, jobs: list[Job], results: list[Result]) -> None:
         """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
         spooled = []
         for job, result in zip(jobs, results, strict=True):
@@ -237,7 +246,7 @@ class Answerer:
         if not spooled:
             return
         try:
-            self.spool.append(spooled)
+            self.spool.append(spooled, held.connection().connection if self.shared else None)
         except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
             for i, result in enumerate(results):
                 if isinstance(result, Answer) and result.problem is not None:
@@ -246,6 +255,36 @@ class Answerer:
                     results[i] = replace(result, counted=False)
                 elif not isinstance(result, BaseException):
                     results[i] = exc
+
+
+class _Checkout:
+    """The batch's one connection from the look-ups' pool, checked out when first asked for; a
+    new one when the last was invalidated (a lost server); back to the pool at the end."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+
+    def connection(self) -> Connection:
+        """The batch's connection (checked out now if it has none or lost it)."""
+        conn = self.conn
+        if conn is None or conn.invalidated:
+            if conn is not None:
+                conn.close()
+            conn = self.conn = self.engine.connect()
+        return conn
+
+    def __enter__(self) -> _Checkout:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+        try:  # the batch is answered (its spool commit done or failed): never fail it here
+            conn.close()
+        except Exception as exc:  # noqa: BLE001 - the pool discards what it cannot take back
+            log.warning("could not return the look-ups' connection to the pool: %s", exc)
 
 
 def _outcomes(

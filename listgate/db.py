@@ -7,18 +7,19 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import Connection, Engine, MetaData, create_engine, event
+from sqlalchemy import URL, Connection, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import CursorResult, Dialect, ExceptionContext, ExecutionContext
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, Pool
 
 from listgate.config import Settings
 
@@ -51,6 +52,10 @@ def make_engine(settings: Settings, **kwargs: Any) -> Engine:
         return engine
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return _postgres_engine(url, **kwargs)
+
+
+def _postgres_engine(url: str | URL, **kwargs: Any) -> Engine:
     engine = create_engine(url, **kwargs)
     _ping_after_idle(engine)
     _drop_read_only(engine, _postgres_read_only, recheck=True)
@@ -302,20 +307,64 @@ def durable(engine: Engine) -> Engine:
     return engine
 
 
+# PostgreSQL: the look-ups' connections plan a prepared statement once, for any values
+GENERIC_PLANS = "-c plan_cache_mode=force_generic_plan"
+_LOOK_UPS: weakref.WeakKeyDictionary[Pool, Engine] = weakref.WeakKeyDictionary()
+_LOOK_UPS_LOCK = threading.Lock()
+
+
 def look_ups(engine: Engine) -> Engine:
-    """The same engine for read-only look-ups that need no common snapshot (the gateway's DATA).
+    """An engine for read-only look-ups that need no common snapshot (the gateway's RCPT and
+    DATA), and for what the gateway appends to the spool on the same connection.
 
     Each statement is a transaction of its own: no BEGIN and ROLLBACK around them (on PostgreSQL
     two round trips; at READ COMMITTED each statement takes its own snapshot in a transaction
     too). Nothing written through it may depend on a rollback.
+
+    On PostgreSQL it is an engine of its own on the same database (one per engine, disposed
+    with it): its connections run in autocommit, and plan each prepared statement once
+    (plan_cache_mode=force_generic_plan) instead of again at every run. The gateway's per-batch
+    statements (the lists with their facts, the spool's INSERT … unnest) are prepared by psycopg
+    after five runs, and the server otherwise keeps planning them for their values (with
+    arrays for parameters their one-time plans estimate higher): that planning was most of the
+    server's CPU per batch. Their plans probe the same indexes whatever the values
+    (tests/integration/test_import_statistics.py checks the look-up's). Only the look-ups'
+    pool is set so; the archive's statements keep PostgreSQL's choice.
     """
     from listgate import store
 
     if store.of(engine).postgresql:
-        return engine.execution_options(isolation_level="AUTOCOMMIT")
+        return _postgres_look_ups(engine)
     # SQLAlchemy's AUTOCOMMIT would reset the sqlite3 connection's transaction mode on its return
     # to the pool; the connection already runs each statement alone until our BEGIN (above)
     return engine.execution_options(sqlite_begin=NO_BEGIN)
+
+
+def _postgres_look_ups(engine: Engine) -> Engine:
+    """The look-ups' engine of a PostgreSQL engine (itself when it is one), made once."""
+    if engine.get_execution_options().get(_LOOK_UP_ENGINE):
+        return engine
+    with _LOOK_UPS_LOCK:  # by the engine's pool: an engine and its execution_options() share it
+        found = _LOOK_UPS.get(engine.pool)
+        if found is not None:
+            return found
+        made = _LOOK_UPS[engine.pool] = _postgres_engine(
+            engine.url,
+            connect_args={"options": GENERIC_PLANS},
+            isolation_level="AUTOCOMMIT",
+            execution_options={_LOOK_UP_ENGINE: True},
+        )
+
+    @event.listens_for(engine, "engine_disposed")
+    def _dispose(disposed: Engine) -> None:  # its connections go with the engine's
+        made.dispose()
+        with _LOOK_UPS_LOCK:  # dispose() gives an engine a new pool
+            _LOOK_UPS[disposed.pool] = made
+
+    return made
+
+
+_LOOK_UP_ENGINE = "listgate_look_ups"  # execution option: this engine is a look-ups' engine
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:

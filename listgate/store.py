@@ -35,6 +35,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, SessionTransaction
 from sqlalchemy.sql.dml import Insert
 
+from listgate.driver import DriverStatement
 from listgate.models import (
     Ban,
     MailingList,
@@ -276,6 +277,11 @@ class Store:
             ).where(self.among(_LISTS.c.name, "names"))
         )
 
+    @functools.cached_property
+    def facts_on_driver(self) -> DriverStatement:
+        """lists_with_facts, run on the driver's cursor (the gateway runs it for every batch)."""
+        return DriverStatement(self.lists_with_facts)
+
     def among(self, column: Any, name: str) -> Any:
         """column IN the list of strings bound as :name, in one parameter however many there are:
         the statement's text stays the same (parsed and planned once: SQLite's statement cache,
@@ -459,7 +465,8 @@ def lists_with_facts(
     message_ids: list[str],
     froms: list[str],
 ) -> dict[str, ListFacts]:
-    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT.
+    """The lists called names (ASCII, any case), with their facts about these posts: one SELECT,
+    on the driver's cursor of conn (listgate.driver: compiled once, no SQLAlchemy execution).
 
     The list is read at every call (its DECIDING columns, with the facts); the MailingList made
     from them is kept while they read the same, and shared: a caller only reads it.
@@ -467,8 +474,8 @@ def lists_with_facts(
     wanted = {name: name.lower() for name in names if name.isascii()}
     if not wanted:
         return {}
-    rows = conn.execute(
-        of(conn).lists_with_facts,
+    rows = of(conn).facts_on_driver.rows(
+        conn,
         {
             "names": sorted(set(wanted.values())),
             "addresses": addresses,

@@ -250,14 +250,18 @@ def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(
         if len(held.batches) == 2 and sql.startswith("INSERT"):
             sent.append("spool INSERT")
 
-    event.listen(env.engine, "before_cursor_execute", seen)
+    # the archive's engine, and the look-ups' own on PostgreSQL (listgate.db.look_ups)
+    engines = [env.engine] + ([held.read] if held.read.pool is not env.engine.pool else [])
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", seen)
     hook_appends(handler.spool, appended)
     try:
         replies = _post_all(
             env.settings.smtp_port, held, smuggle=False, only=("stored1", "stored2", "held")
         )
     finally:
-        event.remove(env.engine, "before_cursor_execute", seen)
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", seen)
     assert replies == {
         "stored1": "250 2.0.0 OK: stored",
         "stored2": "250 2.0.0 OK: stored",

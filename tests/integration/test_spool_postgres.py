@@ -166,7 +166,8 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A restart under steady load: the pooled connections are reused at once (no ping), the
-    look-ups find theirs cut and read again on a new one; no 451 for that batch."""
+    look-ups find theirs cut and read again on a new one; no 451 for that batch, however many
+    connections the look-ups' pool held (RCPT's look-ups run beside the writer's)."""
     from gateway.answers import Answer, Arrival
     from listgate import db as dbmod
 
@@ -186,6 +187,10 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
         )
 
     assert all(isinstance(r, Answer) for r in batch("a@x", "b@x"))
+    read = handler.answer.read
+    with read.connect() as one, read.connect() as two, read.connect() as three:
+        for conn in (one, two, three):  # the look-ups' pool holds three, all cut below
+            conn.exec_driver_sql("SELECT 1")
     other = make_engine(pg_settings)
     try:
         with other.connect() as conn:
@@ -200,6 +205,7 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     assert [r.reply(False) if isinstance(r, Answer) else r for r in results] == [
         "250 2.0.0 OK: stored"
     ] * 2
+    db.kw["bind"].dispose()  # the test's own pooled connections were cut too, and not used since
     with db() as s:
         spooled = sorted(s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b"")))
     assert spooled == ["a@x", "b@x", "c@x", "d@x"]

@@ -46,8 +46,8 @@ def hook_appends(spool: Spool, hook: Hook, monkeypatch: pytest.MonkeyPatch | Non
     """Call hook before each statement of the spool's appends (its pooled connections are real)."""
     checkout = spool._checkout
 
-    def hooked() -> Any:
-        return _Connection(checkout(), hook)
+    def hooked(held: Any = None) -> Any:
+        return _Connection(checkout(held), hook)
 
     if monkeypatch is None:
         spool._checkout = hooked  # type: ignore[method-assign]
