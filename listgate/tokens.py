@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from datetime import datetime
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -25,9 +26,21 @@ def make(secret: str, purpose: str, data: Any) -> str:
 
 def read(secret: str, purpose: str, token: str, max_age: int | None = None) -> Any:
     """The data in a token, or TokenError saying why it is refused."""
+    return read_issued(secret, purpose, token, max_age)[0]
+
+
+def read_issued(
+    secret: str, purpose: str, token: str, max_age: int | None = None
+) -> tuple[Any, datetime]:
+    """The data in a token and when it was made (to the second, UTC), or TokenError."""
     serializer = URLSafeTimedSerializer(secret, salt=f"listgate.{purpose}")
     try:
-        return serializer.loads(token, max_age=max_age if max_age is not None else MAX_AGE[purpose])
+        data, issued = serializer.loads(
+            token,
+            max_age=max_age if max_age is not None else MAX_AGE[purpose],
+            return_timestamp=True,
+        )
+        return data, issued
     except SignatureExpired:
         raise TokenError("this link has expired") from None
     except BadSignature:
