@@ -111,11 +111,6 @@ def test_the_unsubscribe_link_of_a_deleted_list_does_not_act_on_the_list_created
     j.expect(*j.copies_to(SAM, PAT))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SQLite gives the ids of the deliveries a purge deleted to new ones, so a late bounce "
-    "to an old copy's VERP address (dev+bounce-dN) scores the new copy with that id",
-)
 def test_late_bounces_of_a_deleted_lists_copies_do_not_suspend_on_the_list_created_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
