@@ -122,3 +122,18 @@ def test_late_bounces_of_a_deleted_lists_copies_do_not_suspend_on_the_list_creat
     j.cli("subscribe", SAM, "--list", "dev")
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
+
+
+def test_bounces_of_a_private_lists_copies_pass_the_gateway_and_count(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """A private list shows itself at RCPT only to mail carrying a token made for it: the VERP
+    address of each copy (which names its row and when the row was made) is one."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("lists", "edit", "dev", "--private")
+    for member in (ANN, PAT):  # Ann writes every post
+        j.cli("subscribe", member, "--list", "dev")
+    verps = [post_to_pat(j), post_to_pat(j)]
+    mailbox_gone(j, *verps)
+    j.expect((PAT, "is suspended"))
