@@ -6,8 +6,9 @@ was one: refused, with the reason, and the post stays held; the moderator added 
 approves it with the same address, and Sam gets it once. Then dev is deleted and created
 again under the same name (on SQLite the new dev has the old one's id): the unsubscribe link of
 a copy of the old dev, and the reports of its copies bouncing late, must not act on the people
-of the new dev. After each step the SMTP
-sink must hold exactly the predicted mails.
+of the new dev; the bounce addresses of a private list's copies, which name when their copy was
+made, still pass the gateway and count. After each step the SMTP sink must hold exactly the
+predicted mails.
 """
 
 from __future__ import annotations
