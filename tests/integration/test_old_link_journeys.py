@@ -29,6 +29,7 @@ from tests.integration.test_journeys import (
     list_unsubscribe_url,
 )
 from tests.integration.web_client import WebClient
+from tests.support.config import DOMAIN
 from tests.support.sink import Received, SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
 
@@ -138,3 +139,32 @@ def test_bounces_of_a_private_lists_copies_pass_the_gateway_and_count(
     verps = [post_to_pat(j), post_to_pat(j)]
     mailbox_gone(j, *verps)
     j.expect((PAT, "is suspended"))
+
+
+def test_the_unsubscribe_link_of_a_mail_from_before_a_return_still_takes_one_off(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat leaves and comes back, then uses the link of a mail of her first time on the list:
+    it takes her off the list she is on now (a page saying she already left, while mail keeps
+    coming, is what she must never see)."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    for who in (SAM, PAT):
+        j.cli("subscribe", who, "--list", "dev")
+    t1 = j.new_thread()
+    first_time = list_unsubscribe_url(j.expect(*j.copies_to(SAM, PAT)), PAT, t1)
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    j.cli("subscribe", PAT, "--list", "dev")
+    j.mail(PAT, f"dev+digest-daily@{DOMAIN}", "digest")  # and to the digest and back
+    j.expect((PAT, "Done"))
+    j.mail(PAT, f"dev+digest-off@{DOMAIN}", "digest")
+    j.expect((PAT, "Done"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+
+    assert "Stop all mail from the list" in WebClient(j.stack.web_port).get(first_time).body
+    WebClient(j.stack.web_port).post(first_time, {"List-Unsubscribe": "One-Click"})
+    j.expect((PAT, "You have left"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
