@@ -8,7 +8,9 @@ again under the same name (on SQLite the new dev has the old one's id): the unsu
 a copy of the old dev, and the reports of its copies bouncing late, must not act on the people
 of the new dev; the bounce addresses of a private list's copies, which name when their copy was
 made, still pass the gateway and count. After each step the SMTP sink must hold exactly the
-predicted mails.
+predicted mails. Two more, which passed when written: a mail's unsubscribe link from before
+Pat left and came back still takes her off, and a confirmation used after an administrator
+subscribed her meanwhile says she is in already, with no second welcome.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from tests.integration.test_journeys import (
     list_unsubscribe_url,
 )
 from tests.integration.web_client import WebClient
-from tests.support.config import DOMAIN
+from tests.support.config import DOMAIN, search
 from tests.support.sink import Received, SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
 
@@ -168,3 +170,27 @@ def test_the_unsubscribe_link_of_a_mail_from_before_a_return_still_takes_one_off
     j.expect((PAT, "You have left"))
     j.new_thread()
     j.expect(*j.copies_to(SAM))
+
+
+def test_a_confirmation_used_after_an_administrator_subscribed_the_person_meanwhile(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat asks on the web; before she confirms, an administrator subscribes her. Her link and
+    her reply then say she is in already: one subscription, no second welcome, one copy."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", "dev")
+    stranger = WebClient(j.stack.web_port)
+    stranger.post("/lists/dev/subscribe", {"address": PAT, "kind": "list"}, on_page="/lists/dev/")
+    got = j.expect((PAT, "Confirm your subscription"))
+    msg, text = j.body(got, PAT, "Confirm")
+    link = search(r"(http://\S+/confirm/\S+)", text)
+    j.cli("subscribe", PAT, "--list", "dev")
+    j.expect()
+    used = stranger.post(link)
+    assert used.status == 200 and "already" in used.body, (used.status, used.body)
+    j.mail(PAT, str(msg["Reply-To"]).strip("<>"), "Re: confirm")
+    answer = j.expect((PAT, "Done"))
+    assert "already" in j.body(answer, PAT, "Done")[1]
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
