@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from functools import partial
+
 from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
 
 from listgate import confirmations, tokens
 from listgate.addresses import Recipient
@@ -55,9 +59,21 @@ def _confirm_code_of(conn: Connection, mlist: MailingList, code: str, secret: st
     )
 
 
+def copy_made(db: Connection | Session, kind: str, ident: int) -> datetime | None:
+    """When the deliveries or digests_sent row a VERP token (kind, ident) names was made, or None
+    (no such row; a subscription's token, made before copies were named, carries no time)."""
+    if not 0 < ident < 2**62:
+        return None
+    if kind == tokens.VERP_DELIVERY:
+        return db.scalar(select(Delivery.created_at).where(Delivery.id == ident))
+    if kind == tokens.VERP_DIGEST:
+        return db.scalar(select(DigestSent.created_at).where(DigestSent.id == ident))
+    return None
+
+
 def _bounce_token_of(conn: Connection, mlist: MailingList, token: str, secret: str) -> bool:
     """True when a VERP token is ours and names a delivery, digest sent or subscription of mlist."""
-    found = tokens.read_verp_token(secret, token)
+    found = tokens.read_verp_token(secret, token, partial(copy_made, conn))
     if found is None or not 0 < found[1] < 2**62:
         return False
     kind, ident = found

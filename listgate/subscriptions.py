@@ -428,14 +428,16 @@ def unsubscribe_token(secret: str, list_id: int, address: str, thread_id: int = 
 def read_unsubscribe(session: Session, secret: str, token: str) -> tuple[MailingList, str, int]:
     """(list, address, thread id) a token names, without acting; SubscriptionError if refused."""
     try:
-        data: Any = tokens.read(secret, tokens.UNSUBSCRIBE, token)
+        data, issued = tokens.read_issued(secret, tokens.UNSUBSCRIBE, token)
     except tokens.TokenError as exc:
         raise SubscriptionError(str(exc)) from None
     if not isinstance(data, dict):
         raise SubscriptionError("this link is not valid")
     mlist = session.get(MailingList, int(data.get("l", 0)))
-    if mlist is None:
-        raise SubscriptionError("this list no longer exists")
+    # A link made before the list was created is for a deleted list that had its id (SQLite gives
+    # the id of the last row again): it must not take anyone off the list that has it now.
+    if mlist is None or issued < mlist.created_at.replace(microsecond=0):
+        raise SubscriptionError("the list this link was made for no longer exists")
     return mlist, str(data.get("a", "")), int(data.get("t", 0) or 0)
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
@@ -11,6 +13,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 # Each purpose has its own salt, so a token made for one can never be used for another.
 CONFIRM, UNSUBSCRIBE, SIGNIN, BOUNCE = "confirm", "unsubscribe", "signin", "bounce"
 _B32 = "0123456789abcdefghijklmnopqrstuv"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MAX_AGE = {CONFIRM: 7 * 86400, UNSUBSCRIBE: 10 * 365 * 86400, SIGNIN: 3600, BOUNCE: 60 * 86400}
 
 
@@ -25,9 +28,21 @@ def make(secret: str, purpose: str, data: Any) -> str:
 
 def read(secret: str, purpose: str, token: str, max_age: int | None = None) -> Any:
     """The data in a token, or TokenError saying why it is refused."""
+    return read_issued(secret, purpose, token, max_age)[0]
+
+
+def read_issued(
+    secret: str, purpose: str, token: str, max_age: int | None = None
+) -> tuple[Any, datetime]:
+    """The data in a token and when it was made (to the second, UTC), or TokenError."""
     serializer = URLSafeTimedSerializer(secret, salt=f"listgate.{purpose}")
     try:
-        return serializer.loads(token, max_age=max_age if max_age is not None else MAX_AGE[purpose])
+        data, issued = serializer.loads(
+            token,
+            max_age=max_age if max_age is not None else MAX_AGE[purpose],
+            return_timestamp=True,
+        )
+        return data, issued
     except SignatureExpired:
         raise TokenError("this link has expired") from None
     except BadSignature:
@@ -59,23 +74,38 @@ VERP_DELIVERY, VERP_DIGEST, VERP_SUBSCRIPTION = "d", "g", "s"
 _VERP_KINDS = VERP_DELIVERY + VERP_DIGEST + VERP_SUBSCRIPTION
 
 
-def verp_token(secret: str, kind: str, ident: int) -> str:
+def verp_token(secret: str, kind: str, ident: int, made: datetime | None = None) -> str:
     """An opaque lower-case token naming a delivery ('d'), a digest sent ('g') or a subscription
-    ('s')."""
+    ('s'); made: when that row was made, so the token names it and not a later row given its id
+    after it was deleted (SQLite gives the id of the last row again)."""
     body = kind + encode_int(ident)
-    mac = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
-    return f"{body}.{mac}"
+    return f"{body}.{_verp_mac(secret, body, made)}"
 
 
-def read_verp_token(secret: str, token: str) -> tuple[str, int] | None:
-    """(kind, id) of a token made by verp_token, or None when forged or malformed."""
+def _verp_mac(secret: str, body: str, made: datetime | None) -> str:
+    text = f"verp:{body}"
+    if made is not None:  # to the microsecond, as stored (UTC; naive is taken for UTC)
+        made = made if made.tzinfo is not None else made.replace(tzinfo=UTC)
+        text += f":{(made - _EPOCH) // timedelta(microseconds=1)}"
+    return hmac.new(secret.encode(), text.encode(), hashlib.sha256).hexdigest()[:10]
+
+
+def read_verp_token(
+    secret: str, token: str, made_at: Callable[[str, int], datetime | None] | None = None
+) -> tuple[str, int] | None:
+    """(kind, id) of a token made by verp_token, or None when forged, malformed, or made for a row
+    of that id that is gone (made_at(kind, id): when the row with that id now was made, or None).
+    A token made without the time (mailed before tokens named it) still matches its id."""
     body, _, mac = token.lower().partition(".")
     if len(body) < 2 or body[0] not in _VERP_KINDS:
         return None
-    expected = hmac.new(secret.encode(), b"verp:" + body.encode(), hashlib.sha256).hexdigest()[:10]
-    if not hmac.compare_digest(mac, expected):
-        return None
     try:
-        return body[0], decode_int(body[1:])
+        found = body[0], decode_int(body[1:])
     except ValueError:
         return None
+    if hmac.compare_digest(mac, _verp_mac(secret, body, None)):
+        return found
+    made = made_at(*found) if made_at is not None else None
+    if made is not None and hmac.compare_digest(mac, _verp_mac(secret, body, made)):
+        return found
+    return None

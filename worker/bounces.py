@@ -17,11 +17,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import Message as StdMessage
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, tokens
+from listgate import dispatch, privacy, tokens
 from listgate.config import Settings
 from listgate.mail import mime
 from listgate.models import Bounce, Delivery, DigestSent, MailingList, OutboxEntry, Subscription
@@ -290,7 +291,9 @@ def handle(
 ) -> list[OutboxEntry]:
     """A mail to NAME+bounce-TOKEN@: record it against the copy it is about and score it."""
     payload = json.loads(entry.payload or "{}")
-    found = tokens.read_verp_token(settings.secret_key, str(payload.get("arg", "")))
+    found = tokens.read_verp_token(
+        settings.secret_key, str(payload.get("arg", "")), partial(privacy.copy_made, session)
+    )
     if found is None:
         log.info("bounce to an unknown or forged VERP token %r ignored", payload.get("arg"))
         return []

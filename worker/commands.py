@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from listgate import confirmations, lists, moderation, subscriptions
+from listgate import administration, confirmations, lists, moderation, subscriptions
 from listgate.config import Settings
 from listgate.confirmations import RateLimited
 from listgate.mail.parser import parse
@@ -42,6 +42,7 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
                 session, settings, mlist, command, sender, int(payload["thread_id"])
             )
         if command in (moderation.APPROVE, moderation.REJECT):
+            _require_moderator(settings, mlist, command, sender)
             return moderation.by_mail(
                 session,
                 settings.secret_key,
@@ -69,6 +70,16 @@ def handle(session: Session, settings: Settings, entry: OutboxEntry) -> list[Out
                 why=str(exc),
             )
         ]
+
+
+def _require_moderator(settings: Settings, mlist: MailingList, command: str, sender: str) -> None:
+    """The approve/reject address was mailed to the moderators of its time: it acts only for
+    whoever may moderate the list now (a moderator removed since is refused)."""
+    if not administration.may_moderate(mlist, sender, settings.admins):
+        raise moderation.ModerationError(
+            f"{sender} is not a moderator of {mlist.name}, so this changed nothing; "
+            f"ask one of its moderators or owners to {command} the post"
+        )
 
 
 def _sender_and_list(session: Session, payload: dict[str, Any]) -> tuple[MailingList | None, str]:

@@ -41,7 +41,7 @@ from listgate.states import (
 )
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
-from listgate.tokens import verp_token
+from listgate.tokens import VERP_DELIVERY, verp_token
 from worker import bounces, mailer, relay_sessions
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
@@ -207,6 +207,7 @@ def _send_batch(
                 Delivery.id,
                 Delivery.address,
                 Delivery.attempts,
+                Delivery.created_at,
                 Subscription.id.label("sub_id"),
                 Subscription.status,
                 Subscription.list_id,
@@ -245,7 +246,10 @@ def _send_batch(
             continue
         items = [
             relay_sessions.Outgoing(
-                verp_address(post.info, verp_token(ctx.settings.secret_key, "d", row.id)),
+                verp_address(
+                    post.info,
+                    verp_token(ctx.settings.secret_key, VERP_DELIVERY, row.id, row.created_at),
+                ),
                 row.address,
                 post.copy_for(_unsubscribe_url(ctx, row)),
                 post.eight_bit,

@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
-from listgate import digests, dispatch, store
+from listgate import digests, dispatch, privacy, store
 from listgate.db import rowcount, transaction
 from listgate.digests import Period
 from listgate.models import (
@@ -340,10 +340,13 @@ def _deliver(
         message_id=digests.message_id(found.period, ctx.settings.domain),
         fmt=fmt,
     )
+    with ctx.db() as session:
+        made = privacy.copy_made(session, VERP_DIGEST, row_id)
     result = conn.send(
         # the copy itself (its row knows when it went out), so a late bounce about it is not
-        # counted against the subscription started again since
-        verp_address(found.info, verp_token(ctx.settings.secret_key, VERP_DIGEST, row_id)),
+        # counted against the subscription started again since, nor against a later row given
+        # its id
+        verp_address(found.info, verp_token(ctx.settings.secret_key, VERP_DIGEST, row_id, made)),
         address,
         ctx.signer.sign(data),
     )

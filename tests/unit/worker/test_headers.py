@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.utils import getaddresses
 
@@ -122,6 +123,19 @@ def test_verp_token_round_trip_and_forgery() -> None:
     address = verp_address(INFO, token)
     local = address.split("@")[0]
     assert len(local) < 64 and local == local.lower()
+
+
+def test_a_verp_token_names_the_row_it_was_made_for_not_a_later_one_given_its_id() -> None:
+    made = datetime(2026, 11, 30, 10, 0, 0, 123456, tzinfo=UTC)
+    token = verp_token("secret", "d", 7, made)
+    assert read_verp_token("secret", token, lambda kind, ident: made) == ("d", 7)
+    naive = made.replace(tzinfo=None)  # as SQLite stores it
+    assert read_verp_token("secret", token, lambda kind, ident: naive) == ("d", 7)
+    later = made + timedelta(microseconds=1)  # the row 7 now is another one
+    assert read_verp_token("secret", token, lambda kind, ident: later) is None
+    assert read_verp_token("secret", token, lambda kind, ident: None) is None  # row 7 is gone
+    assert read_verp_token("secret", token) is None
+    assert read_verp_token("other", token, lambda kind, ident: made) is None
 
 
 def test_addresses_in_to_and_cc_are_lower_cased() -> None:

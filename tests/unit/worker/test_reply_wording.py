@@ -118,6 +118,7 @@ def test_a_refused_mail_command_says_which_request_and_why_once(
     refusals = [
         mail_to(db, settings, reject, "I would rather not"),  # no reject line
         mail_to(db, settings, "club+approve-1.aaaaaaaaaaaa@lists.test", "ok"),  # forged
+        mail_to(db, settings, reject, "reject: spam", "ex-mod@example.org"),  # no moderator now
         mail_to(db, settings, "club+digest-weekly@lists.test", "", "r@example.org"),
         mail_to(db, settings, "club+confirm-nonsense@lists.test", "", "r@example.org"),
     ]
