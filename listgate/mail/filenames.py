@@ -27,6 +27,8 @@ _OWN_EXTENSIONS = {
 }
 # Main types that are read (as body text, or a message's parts), not kept as files when unnamed.
 _NOT_FILES = ("text", "message", "multipart")
+# The fields whose parameters name a part (Message.get_filename's).
+_NAMING_FIELDS = ("content-disposition", "content-type")
 
 
 def safe_filename(name: str, fallback: str = "attachment") -> str:
@@ -53,10 +55,22 @@ def unnamed(part: StdMessage, n: int) -> str:
     return f"attachment-{n}{_extension(ctype)}"
 
 
+def may_be_named(part: StdMessage) -> bool:
+    """Whether part's fields may give it a name: a name is a Content-Disposition `filename` or a
+    Content-Type `name` parameter (RFC 2231's `filename*0*` too), so a part none of whose two
+    fields holds "name" has none (most parts: reading their parameters is most of a name's cost).
+    """
+    return any(
+        n.lower() in _NAMING_FIELDS and "name" in str(v).lower() for n, v in part.raw_items()
+    )
+
+
 def given_name(part: StdMessage) -> str | None:
     """The name part's fields give it, RFC 2047 decoded, 8-bit bytes read as UTF-8 (else Latin-1),
     not as U+FFFD as the standard library reads them; None if none, or one that leaves nothing
     once made safe (`filename=""`, "..": no name, as the mail had given none)."""
+    if not may_be_named(part):
+        return None
     fields = tuple((n, text_value(v)) for n, v in part.raw_items())
     name = mime_headers(fields).get_filename() if fields else None
     return (
@@ -64,11 +78,12 @@ def given_name(part: StdMessage) -> str | None:
     )
 
 
-def is_unnamed_attachment(part: StdMessage) -> bool:
-    """A part shown as a file though the mail gives it no name (given_name): one marked
-    attachment, RTF, or any file that is not text, a message or a multipart and has no
-    Content-ID to be named by (an image sent inline without a name is not lost)."""
-    if given_name(part) is not None:
+def is_unnamed_attachment(part: StdMessage, name: str | bool | None = False) -> bool:
+    """A part shown as a file though the mail gives it no name (given_name; name: its given_name,
+    read already): one marked attachment, RTF, or any file that is not text, a message or a
+    multipart and has no Content-ID to be named by (an image sent inline without a name is not
+    lost)."""
+    if (given_name(part) if name is False else name) is not None:
         return False
     maintype = part.get_content_maintype()
     return (

@@ -70,15 +70,20 @@ def header_shape(head: bytes) -> HeaderShape:
             run += 1
             if run > most:
                 most, name = run, current
-        elif line[:1] not in (b"", b"\r", b":") and not line.startswith(b"From "):
+        elif _starts_field(line):
             count, run, current = count + 1, 0, line.split(b":", 1)[0]
     return HeaderShape(count, most, name.decode("ascii", "replace").strip()[:40])
 
 
+def _starts_field(line: bytes) -> bool:
+    """Whether a line of a header block starts a field (header_shape counts it)."""
+    return line[:1] not in (b"", b"\r", b":", b" ", b"\t") and not line.startswith(b"From ")
+
+
 def headerless(raw: bytes) -> bool:
     """True for a message without a single header field: empty, blank, or text from its first
-    line (what the gateway refuses as EMPTY or NO_HEADER)."""
-    return _blank(raw) or not header_shape(header_block(raw)).fields
+    line (what the gateway refuses as EMPTY or NO_HEADER). Stops at the first field."""
+    return _blank(raw) or not any(map(_starts_field, header_block(raw).split(b"\n")))
 
 
 def _blank(raw: bytes) -> bool:

@@ -252,12 +252,13 @@ def _add_attachment(
     kept."""
     ctype = ctype or part.get_content_type()
     filename = given_name(part)
-    if is_unnamed_attachment(part):
+    unnamed_file = is_unnamed_attachment(part, filename)
+    if unnamed_file:
         sink.unnamed += 1  # counted as mime.decode counts them
     cid = str(part.get("Content-ID") or "")
     if filename is None and cid and part.get_content_subtype() not in ("html", "plain"):
         filename = cid
-    elif filename is None and is_unnamed_attachment(part):
+    elif filename is None and unnamed_file:
         filename = unnamed(part, sink.unnamed)
     if filename is None:
         return False

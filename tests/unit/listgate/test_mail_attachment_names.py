@@ -97,3 +97,32 @@ def test_big_mail_names_its_unnamed_attachments_as_normal_mail_does() -> None:
     assert len(large) > LARGE_MESSAGE
     assert names(small) == ["attachment-1.pdf"]
     assert names(large) == ["attachment-1.pdf", "big.bin"]
+
+
+def _named_in(fields: str) -> bytes:
+    return (
+        "From: a@example.org\nSubject: names\nMIME-Version: 1.0\n"
+        'Content-Type: multipart/mixed; boundary="b"\n\n'
+        "--b\nContent-Type: text/plain\n\nbody\n"
+        f"--b\n{fields}\nContent-Transfer-Encoding: base64\n\naGVsbG8=\n--b--\n"
+    ).encode()
+
+
+def test_names_given_in_any_spelling_are_found_by_both_decoders() -> None:
+    """A part's name read however the mail spells it: field and parameter names in any case,
+    RFC 2231 continuations, Content-Type's `name` alone."""
+    cases = {
+        'CONTENT-DISPOSITION: attachment; FILENAME="Report.pdf"\nContent-Type: application/pdf': (
+            "Report.pdf"
+        ),
+        "Content-Disposition: attachment; filename*0*=utf-8''caf%C3%A9;"
+        ' filename*1="-menu.txt"\nContent-Type: application/octet-stream': "café-menu.txt",
+        'Content-Type: application/pdf; NaMe="only-type.pdf"': "only-type.pdf",
+        "Content-Type: application/pdf\nContent-Disposition: attachment": "attachment-1.pdf",
+    }
+    for fields, expected in cases.items():
+        raw = _named_in(fields)
+        big = raw.replace(b"\nbody\n", b"\n" + b"x" * (LARGE_MESSAGE + 10) + b"\n")
+        assert names(raw) == [expected], fields
+        assert names(big) == [expected], f"large: {fields}"
+        assert parse(raw).attachments[0].data == b"hello"
