@@ -6,43 +6,29 @@ rewriting the table on PostgreSQL; a second round does the same."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, select, text, update
+from sqlalchemy import Engine, inspect, select, update
 
 from listgate import lists
 from listgate.db import session_factory, transaction, writer
 from listgate.models import Message
-from listgate.schema import alembic_config, current, head, upgrade
+from listgate.schema import current, head, upgrade
 from tests.integration.test_thread_roots import mail, post
-from tests.support.migrations import ENGINES, blank_engine, downgrade
+from tests.support.migrations import (
+    ENGINES,
+    as_now,
+    before,
+    blank_engine,
+    downgrade,
+    rows_but,
+    table_file,
+)
 
 pytestmark = pytest.mark.integration
 
 
 engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
-
-
-def _before_0018() -> str:
-    previous = ScriptDirectory.from_config(alembic_config()).get_revision("0018").down_revision
-    assert isinstance(previous, str)
-    return previous
-
-
-def _posts(engine: Engine) -> list[dict[str, Any]]:
-    """Every post's row as stored, but the new column."""
-    with engine.connect() as conn:
-        rows = conn.execute(text("SELECT * FROM messages ORDER BY id")).mappings().all()
-    return [{k: v for k, v in r.items() if k != "published_at"} for r in rows]
-
-
-def _as_now(engine: Engine, posts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """posts in the columns the table has now (a later revision's columns come and go with the
-    downgrade too)."""
-    columns = {c["name"] for c in inspect(engine).get_columns("messages")}
-    return [{k: v for k, v in p.items() if k in columns} for p in posts]
 
 
 def _published(engine: Engine) -> list[datetime | None] | None:
@@ -51,14 +37,6 @@ def _published(engine: Engine) -> list[datetime | None] | None:
         return None
     with session_factory(engine)() as s:
         return list(s.scalars(select(Message.published_at).order_by(Message.id)))
-
-
-def _file_of_messages(engine: Engine) -> object:
-    """Where PostgreSQL keeps the table's rows: a rewrite of the table gives it a new file."""
-    with engine.connect() as conn:
-        return conn.execute(
-            text("SELECT relfilenode FROM pg_class WHERE relname = 'messages'")
-        ).scalar_one()
 
 
 def test_0018_down_and_up_keeps_every_post_published_when_received(engine: Engine) -> None:
@@ -74,17 +52,17 @@ def test_0018_down_and_up_keeps_every_post_published_when_received(engine: Engin
             update(Message).where(Message.message_id == "p1@x.test").values(published_at=approved)
         )
     assert _published(engine) == [None, approved, None]
-    posts = _posts(engine)
-    previous = _before_0018()
+    posts = rows_but(engine, "messages", "published_at")
+    previous = before("0018")
     for _ in range(2):
         downgrade(engine, previous)
         assert current(engine) == previous
         assert _published(engine) is None
-        assert _posts(engine) == _as_now(engine, posts)
-        stored = _file_of_messages(engine) if engine.dialect.name == "postgresql" else None
+        assert rows_but(engine, "messages", "published_at") == as_now(engine, "messages", posts)
+        stored = table_file(engine, "messages") if engine.dialect.name == "postgresql" else None
         upgrade(engine)
         assert current(engine) == head()
         assert _published(engine) == [None, None, None]
-        assert _posts(engine) == _as_now(engine, posts)
+        assert rows_but(engine, "messages", "published_at") == as_now(engine, "messages", posts)
         if stored is not None:
-            assert _file_of_messages(engine) == stored  # no row rewritten
+            assert table_file(engine, "messages") == stored  # no row rewritten

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, select
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, inspect, select, text
 
 from listgate.db import make_engine, session_factory
 from listgate.models import MailingList, Message
@@ -35,6 +37,35 @@ def blank_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Eng
 
 
 ENGINES = ["sqlite", "postgresql"]
+
+
+def before(revision: str) -> str:
+    """The revision a migration goes down to."""
+    previous = ScriptDirectory.from_config(alembic_config()).get_revision(revision).down_revision
+    assert isinstance(previous, str)
+    return previous
+
+
+def rows_but(engine: Engine, table: str, column: str) -> list[dict[str, Any]]:
+    """Every row of table as stored, by id, but column (the one a migration adds)."""
+    with engine.connect() as conn:
+        rows = conn.execute(text(f"SELECT * FROM {table} ORDER BY id")).mappings().all()
+    return [{k: v for k, v in r.items() if k != column} for r in rows]
+
+
+def as_now(engine: Engine, table: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """rows in the columns table has now (a later revision's columns come and go with the
+    downgrade too)."""
+    columns = {c["name"] for c in inspect(engine).get_columns(table)}
+    return [{k: v for k, v in r.items() if k in columns} for r in rows]
+
+
+def table_file(engine: Engine, table: str) -> object:
+    """Where PostgreSQL keeps a table's rows: a rewrite of the table gives it a new file."""
+    with engine.connect() as conn:
+        return conn.execute(
+            text("SELECT relfilenode FROM pg_class WHERE relname = :t"), {"t": table}
+        ).scalar_one()
 
 
 def downgrade(engine: Engine, revision: str) -> None:
