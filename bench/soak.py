@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
+from bench import freshness
 from bench.archive import make_archive
 from bench.common import Context, NotAvailable, Row, fmt_mb, fmt_rate, peak_rss_kib, verdict
 from bench.procs import start_gateway
@@ -56,6 +57,9 @@ def run(ctx: Context) -> list[Row]:
                     note=f"{len(res.errors)} errors" if res.errors else "",
                 )
             )
+        # The gateway's own archiver can fall behind a gateway taking all it can (the spool
+        # grows, by design): what was accepted is counted once the spool is drained.
+        waited = freshness.drained(archive)
         visible = archive.count()
     finally:
         gateway.stop()
@@ -79,8 +83,9 @@ def run(ctx: Context) -> list[Row]:
             "every accepted post archived",
             f"{visible:,} visible of {accepted:,} accepted",
             "",
-            "all",
-            verdict(visible >= accepted),
+            "all, once",
+            verdict(visible == accepted),
+            note=f"spool drained {waited:.1f} s after the load",
         )
     )
     return rows
