@@ -368,9 +368,9 @@ def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:
 def _has_parent(session: Session, message_pk: int) -> bool:
     """True when the message was adopted since (a late ancestor arrived): it is no root any more."""
     conn = session.connection()
-    row = next((r for r in places.waiting(conn, "messages") if r["id"] == message_pk), None)
-    if row is not None:
-        return row["parent_id"] is not None
+    unwritten = places.waiting_among(conn, "messages", "id", [message_pk])
+    if unwritten:
+        return unwritten[0]["parent_id"] is not None
     return conn.execute(_PARENT_OF, {"pk": message_pk}).scalar() is not None
 
 

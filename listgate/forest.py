@@ -103,10 +103,8 @@ def declared_ids(conn: Connection, pks: Iterable[int]) -> dict[int, set[str]]:
     out: dict[int, set[str]] = {}
     for pk, ref in conn.execute(_DECLARED, {"pks": wanted}):
         out.setdefault(pk, set()).add(ref)
-    among = set(wanted)
-    for row in places.waiting(conn, _REFS.name):
-        if row["message_pk"] in among:
-            out.setdefault(row["message_pk"], set()).add(row["ref"])
+    for row in places.waiting_among(conn, _REFS.name, "message_pk", wanted):
+        out.setdefault(row["message_pk"], set()).add(row["ref"])
     return out
 
 

@@ -152,12 +152,10 @@ def archived_among(conn: Connection, list_id: int, ids: list[str]) -> dict[str, 
         r.message_id: Archived(r.id, r.thread_id, r.raw_id, r.status)
         for r in _among(conn, _ARCHIVED_AMONG, list_id, ids)
     }
-    wanted = set(ids)
-    for row in waiting(conn, _MESSAGES.name):
-        if row["list_id"] == list_id and row["message_id"] in wanted:
-            found[row["message_id"]] = Archived(
-                row["id"], row["thread_id"], row["raw_id"], row["status"]
-            )
+    for row in waiting_among(conn, _MESSAGES.name, "message_id", ids, list_id=list_id):
+        found[row["message_id"]] = Archived(
+            row["id"], row["thread_id"], row["raw_id"], row["status"]
+        )
     return found
 
 
@@ -172,10 +170,8 @@ def _read_nodes(session: Session, list_id: int, ids: list[str]) -> None:
         r.msgid: Node(r.msgid, r.thread_id, r.message_pk)
         for r in _among(conn, _NODES_AMONG, list_id, ids)
     }
-    wanted = set(ids)
-    for row in waiting(conn, _NODES.name):
-        if row["list_id"] == list_id and row["msgid"] in wanted:
-            found[row["msgid"]] = Node(row["msgid"], row["thread_id"], row["message_pk"])
+    for row in waiting_among(conn, _NODES.name, "msgid", ids, list_id=list_id):
+        found[row["msgid"]] = Node(row["msgid"], row["thread_id"], row["message_pk"])
     store.tx(session).nodes.update({(list_id, i): found.get(i) for i in ids})
 
 
@@ -253,6 +249,19 @@ def waiting(conn: Connection, table_name: str) -> list[dict[str, Any]]:
         for statement, (rows, _) in pending.items()
         if statement.table.name == table_name
         for row in rows
+    ]
+
+
+def waiting_among(
+    conn: Connection, table_name: str, column: str, values: Iterable[Any], **equal: Any
+) -> list[dict[str, Any]]:
+    """The rows of that table waiting on this connection whose column is one of values and whose
+    other columns named in equal have those values, oldest first (see `waiting`)."""
+    wanted = set(values)
+    return [
+        row
+        for row in waiting(conn, table_name)
+        if row[column] in wanted and all(row[k] == v for k, v in equal.items())
     ]
 
 
