@@ -6,7 +6,7 @@ in the catalogue); a second round does the same."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, inspect, select, update
+from sqlalchemy import Engine, update
 
 from listgate import lists
 from listgate.db import session_factory, transaction, writer
@@ -18,6 +18,7 @@ from tests.support.migrations import (
     as_now,
     before,
     blank_engine,
+    column_values,
     downgrade,
     rows_but,
     table_file,
@@ -29,14 +30,6 @@ pytestmark = pytest.mark.integration
 engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 
 
-def _derivations(engine: Engine) -> list[int] | None:
-    """Each post's counter; None when the column is not there."""
-    if "derivation" not in {c["name"] for c in inspect(engine).get_columns("messages")}:
-        return None
-    with session_factory(engine)() as s:
-        return list(s.scalars(select(Message.derivation).order_by(Message.id)))
-
-
 def test_0017_down_and_up_keeps_every_post_and_starts_each_at_0(engine: Engine) -> None:
     upgrade(engine)
     db = session_factory(writer(engine))
@@ -46,18 +39,18 @@ def test_0017_down_and_up_keeps_every_post_and_starts_each_at_0(engine: Engine) 
         post(db, "dev", mail(f"p{n}@x.test", f"Post {n}", n, "Ann <ann@example.org>"))
     with transaction(db) as s:  # one derived again (listgate.reparse)
         s.execute(update(Message).where(Message.message_id == "p1@x.test").values(derivation=1))
-    assert _derivations(engine) == [0, 1, 0]
+    assert column_values(engine, Message.derivation) == [0, 1, 0]
     posts = rows_but(engine, "messages", "derivation")
     previous = before("0017")
     for _ in range(2):
         downgrade(engine, previous)
         assert current(engine) == previous
-        assert _derivations(engine) is None
+        assert column_values(engine, Message.derivation) is None
         assert rows_but(engine, "messages", "derivation") == as_now(engine, "messages", posts)
         stored = table_file(engine, "messages") if engine.dialect.name == "postgresql" else None
         upgrade(engine)
         assert current(engine) == head()
-        assert _derivations(engine) == [0, 0, 0]
+        assert column_values(engine, Message.derivation) == [0, 0, 0]
         assert rows_but(engine, "messages", "derivation") == as_now(engine, "messages", posts)
         if stored is not None:
             assert table_file(engine, "messages") == stored  # no row rewritten

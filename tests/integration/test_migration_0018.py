@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import Engine, inspect, select, update
+from sqlalchemy import Engine, update
 
 from listgate import lists
 from listgate.db import session_factory, transaction, writer
@@ -20,6 +20,7 @@ from tests.support.migrations import (
     as_now,
     before,
     blank_engine,
+    column_values,
     downgrade,
     rows_but,
     table_file,
@@ -29,14 +30,6 @@ pytestmark = pytest.mark.integration
 
 
 engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
-
-
-def _published(engine: Engine) -> list[datetime | None] | None:
-    """Each post's approval time; None when the column is not there."""
-    if "published_at" not in {c["name"] for c in inspect(engine).get_columns("messages")}:
-        return None
-    with session_factory(engine)() as s:
-        return list(s.scalars(select(Message.published_at).order_by(Message.id)))
 
 
 def test_0018_down_and_up_keeps_every_post_published_when_received(engine: Engine) -> None:
@@ -51,18 +44,18 @@ def test_0018_down_and_up_keeps_every_post_published_when_received(engine: Engin
         s.execute(
             update(Message).where(Message.message_id == "p1@x.test").values(published_at=approved)
         )
-    assert _published(engine) == [None, approved, None]
+    assert column_values(engine, Message.published_at) == [None, approved, None]
     posts = rows_but(engine, "messages", "published_at")
     previous = before("0018")
     for _ in range(2):
         downgrade(engine, previous)
         assert current(engine) == previous
-        assert _published(engine) is None
+        assert column_values(engine, Message.published_at) is None
         assert rows_but(engine, "messages", "published_at") == as_now(engine, "messages", posts)
         stored = table_file(engine, "messages") if engine.dialect.name == "postgresql" else None
         upgrade(engine)
         assert current(engine) == head()
-        assert _published(engine) == [None, None, None]
+        assert column_values(engine, Message.published_at) == [None, None, None]
         assert rows_but(engine, "messages", "published_at") == as_now(engine, "messages", posts)
         if stored is not None:
             assert table_file(engine, "messages") == stored  # no row rewritten

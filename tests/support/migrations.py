@@ -60,6 +60,16 @@ def as_now(engine: Engine, table: str, rows: list[dict[str, Any]]) -> list[dict[
     return [{k: v for k, v in r.items() if k in columns} for r in rows]
 
 
+def column_values(engine: Engine, column: Any) -> list[Any] | None:
+    """A mapped column's value in each row of its table, by id, as the model reads it; None when
+    the table has no such column (yet, or any more)."""
+    model = column.class_
+    if column.key not in {c["name"] for c in inspect(engine).get_columns(model.__tablename__)}:
+        return None
+    with session_factory(engine)() as s:
+        return list(s.scalars(select(column).order_by(model.id)))
+
+
 def table_file(engine: Engine, table: str) -> object:
     """Where PostgreSQL keeps a table's rows: a rewrite of the table gives it a new file."""
     with engine.connect() as conn:
