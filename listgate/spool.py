@@ -72,7 +72,7 @@ CLEAR_EVERY = 1.0  # seconds between clears of archived rows while the archiver 
 _PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
 # A row as Spool.write_rows takes it: these columns, in this order
 ROW_COLUMNS = _PENDING_COLUMNS[1:] + ("state", "reason")
-_PG_ARRAYS = ("timestamptz", "text", "text", "text", "text", "bytea", "text", "text")
+_PG_CACHED = 64  # PostgreSQL: INSERTs of up to this many rows keep their SQL (a group-commit batch)
 
 
 Counts = tuple[tuple[str, str, int], ...]  # (name, label, how many): once per counter
@@ -128,14 +128,10 @@ class Spool:
     def _prepare(self) -> None:
         self.postgresql = store.of(self.engine).postgresql
         names = ", ".join(ROW_COLUMNS)
-        if self.postgresql:  # the batch's columns as arrays: one statement for any number of rows
-            # in psycopg's binary format (%b): the bytes go as they are, not as hex text to quote
-            # and parse (a 4 KB post: 135 -> 53 us of client CPU an INSERT, server 130 -> 80)
-            arrays = ", ".join(f"%b::{kind}[]" for kind in _PG_ARRAYS)
-            self._sql = f"INSERT INTO {self.table.name} ({names}) SELECT * FROM unnest({arrays})"
-        else:
-            marks = ", ".join("?" * len(ROW_COLUMNS))
-            self._sql = f"INSERT INTO {self.table.name} ({names}) VALUES ({marks})"
+        self._sql = f"INSERT INTO {self.table.name} ({names}) VALUES "
+        self._sized: dict[int, str] = {}  # PostgreSQL: the INSERT of n rows
+        if not self.postgresql:
+            self._sql += f"({', '.join('?' * len(ROW_COLUMNS))})"
         process = self.table.c.received_at.type.bind_processor(self.engine.dialect)
         # received_at as the driver takes it (SQLite: the text SQLAlchemy would have bound)
         self._when: Callable[[datetime], Any] = process or (lambda value: value)
@@ -199,8 +195,8 @@ class Spool:
         PostgreSQL connection idle a while, and takes it back): no SQLAlchemy statement
         execution, no `begin` event. SQLite: BEGIN IMMEDIATE, one prepared INSERT executemany'd
         over the rows, COMMIT (synchronous=FULL: on disk when COMMIT returns). PostgreSQL: one
-        INSERT … SELECT FROM unnest(arrays) in autocommit: one statement, all rows or none, its
-        commit waiting for the WAL flush. Whatever fails, the connection is invalidated (closed,
+        INSERT … VALUES of every row in autocommit: one statement, all rows or none, its commit
+        waiting for the WAL flush. Whatever fails, the connection is invalidated (closed,
         never pooled again): a full disk, a read-only file or a lost server ends with the
         database's, not with a connection the pool keeps.
 
@@ -219,7 +215,7 @@ class Spool:
                     driver = conn.driver_connection
                     autocommit = driver.autocommit  # type: ignore[union-attr]
                     driver.autocommit = True  # type: ignore[union-attr]
-                    cursor.execute(self._sql, [list(column) for column in zip(*rows, strict=True)])
+                    cursor.execute(self._rows_sql(len(rows)), [v for row in rows for v in row])
                     driver.autocommit = autocommit  # type: ignore[union-attr]  # as found
                 else:
                     cursor.execute("BEGIN IMMEDIATE")
@@ -233,6 +229,23 @@ class Spool:
         finally:
             if not held:
                 conn.close()  # back to the pool (an invalidated one is discarded)
+
+    def _rows_sql(self, n: int) -> str:
+        """PostgreSQL: the INSERT of n rows, each value a parameter of its own in psycopg's binary
+        format (%b: the bytes go as they are, not as hex text to quote and parse).
+
+        Scalars, not a column's values as an array (INSERT … SELECT FROM unnest(arrays), before):
+        psycopg dumps a str, bytes or datetime in C, an array in Python, after looking through its
+        items for their type each time. The SQL of a batch's size is made once (psycopg prepares
+        each after five runs, for the connection).
+        """
+        sql = self._sized.get(n)
+        if sql is None:
+            row = f"({', '.join(['%b'] * len(ROW_COLUMNS))})"
+            sql = self._sql + ", ".join([row] * n)
+            if n <= _PG_CACHED:
+                self._sized[n] = sql
+        return sql
 
     def _checkout(self, held: PoolProxiedConnection | None = None) -> PoolProxiedConnection:
         """The connection write_rows writes on: the one the caller holds, else one from the

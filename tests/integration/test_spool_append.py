@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import Engine, event, select
 
 from listgate.config import Settings
-from listgate.db import make_engine
+from listgate.db import look_ups, make_engine
 from listgate.schema import upgrade
-from listgate.spool import Spool, Spooled
+from listgate.spool import ROW_COLUMNS, Spool, Spooled
 from tests.support.spool_faults import hook_appends
 
 
@@ -61,7 +61,8 @@ def test_a_batch_is_one_insert_on_one_pooled_connection_committed_when_append_re
 
     def driver(_driver: Any, sql: str, rows: Any) -> None:
         if sql.startswith("INSERT"):
-            inserts.append(len(rows[0]) if appender.postgresql else len(rows))
+            # PostgreSQL: one VALUES row of parameters per spool row; SQLite: executemany's rows
+            inserts.append(len(rows) // len(ROW_COLUMNS) if appender.postgresql else len(rows))
 
     event.listen(appender.engine, "before_cursor_execute", seen)
     event.listen(appender.engine.pool, "checkout", out)
@@ -133,3 +134,49 @@ def test_an_append_on_a_connection_pinged_at_check_out_is_committed(
     for n in range(3):
         appender.append([_mail(n)])
     assert _spooled_ids(appender) == ["0@x", "1@x", "2@x"]
+
+
+def _appended_on_look_ups(pg_settings: Settings, raw: bytes) -> tuple[str | None, int]:
+    """Append one post as the gateway does on PostgreSQL (on a connection of the look-ups' engine);
+    how the server stored its bytes: (compression, stored size)."""
+    engine = make_engine(pg_settings)
+    upgrade(engine)
+    spool = Spool(engine)
+    try:
+        mail = Spooled(raw, "a@example.org", ("dev@lists.test",), "big@x", (("received", "", 1),))
+        with look_ups(engine).connect() as conn:
+            spool.append([mail], conn.connection)
+        with engine.connect() as conn:
+            found = conn.exec_driver_sql(
+                "SELECT pg_column_compression(raw), pg_column_size(raw), raw FROM spool"
+            ).one()
+        assert found[2] == raw  # the exact bytes, whatever the compression
+        return found[0], int(found[1])
+    finally:
+        spool.close()
+        engine.dispose()
+
+
+_BIG = b"From: a@example.org\r\nMessage-ID: <big@x>\r\n\r\n" + b"the same line again\r\n" * 400
+
+
+def test_the_gateways_appends_compress_a_posts_bytes_with_lz4_on_postgresql(
+    pg_settings: Settings,
+) -> None:
+    """The spool's rows are the look-ups' connections' only writes, and live until the archiver
+    takes them: their bytes (over the server's 2 KB TOAST threshold) are compressed with lz4,
+    cheaper for the server than its default pglz."""
+    compression, size = _appended_on_look_ups(pg_settings, _BIG)
+    assert (compression, size < len(_BIG)) == ("lz4", True)
+
+
+def test_a_server_that_refuses_lz4_keeps_its_own_compression_and_takes_the_append(
+    pg_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server built without lz4 refuses the setting: the look-ups' connection still works, and
+    the post is stored as the server's default compresses it."""
+    from listgate import db as dbmod
+
+    monkeypatch.setattr(dbmod, "LZ4", "SET default_toast_compression = no_such_method")
+    compression, _size = _appended_on_look_ups(pg_settings, _BIG)
+    assert compression == "pglz"
