@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import chain
 
 from listgate.mail import fields
 from listgate.mail.bodies import mime_headers
@@ -13,7 +14,9 @@ from listgate.mail.split import BARE_CR, header_block
 
 # A "." alone between line breaks where at least one break is not CRLF: the 2023 SMTP
 # smuggling class. aiosmtpd only ends DATA on CRLF.CRLF, but a relay after us might not.
-_DOT_LINE = re.compile(rb"\.(?=[\r\n])")  # then checked to start a line: a literal first is fast
+# A '.' line after the first: the dot searched for (a literal first is fast), then a line break
+# before and after it checked by the search too: a line of prose ending with a dot is no match.
+_DOT_LINE = re.compile(rb"\.(?<=[\r\n]\.)(?=[\r\n])")
 _LINE = re.compile(rb"([^\r\n]*)(?:\r\n|\r|\n|$)")
 _DOT_CR = re.compile(rb"\r\n\.\r(?!\n)")  # a line '.' CR, not the final dot's '.' CRLF
 
@@ -40,10 +43,8 @@ def dot_line_with_bare_end(lines: bytes) -> bool:
 
 def smuggling(raw: bytes) -> bool:
     """True when a '.' line is framed by a bare CR or LF (an SMTP smuggling attempt)."""
-    for m in _DOT_LINE.finditer(raw):
-        i = m.start()
-        if i > 0 and raw[i - 1] not in (10, 13):
-            continue  # a '.' ending a sentence, not a '.' line
+    first = [0] if raw[:1] == b"." and raw[1:2] in (b"\r", b"\n") else []
+    for i in chain(first, (m.start() for m in _DOT_LINE.finditer(raw))):
         # A dot-stuffed "..\r\n" line legitimately arrives as CRLF "." CRLF.
         before_ok = i == 0 or raw[i - 2 : i] == b"\r\n"
         if not (before_ok and raw[i + 1 : i + 3] == b"\r\n"):
