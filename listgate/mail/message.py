@@ -10,7 +10,13 @@ from functools import cached_property
 from listgate.mail import fields
 from listgate.mail.names import CC, TO
 from listgate.mail.subjects import is_reply_subject
-from listgate.mail.values import addresses, first_text, reference_chain
+from listgate.mail.values import (
+    addresses,
+    decode_header,
+    first_text,
+    reference_chain,
+    text_value,
+)
 
 
 @dataclass(frozen=True)
@@ -41,9 +47,19 @@ class MessageHead:
     precedence: str
     headers: tuple[tuple[str, str], ...] = field(repr=False)
 
+    @cached_property
+    def _first(self) -> dict[str, str]:
+        """Each field's first value by its name in lower case (admission asks for about eight
+        fields a message, most of them absent: one pass over the fields, not one per question)."""
+        first: dict[str, str] = {}
+        for key, value in self.headers:
+            first.setdefault(key.lower(), value)
+        return first
+
     def header(self, name: str) -> str:
-        """The first value of a header, decoded, or ''."""
-        return first_text(self.headers, name)
+        """The first value of a header, decoded, or '' (as first_text reads it)."""
+        value = self._first.get(name.lower())
+        return "" if value is None else decode_header(text_value(value))
 
 
 @dataclass(frozen=True)
