@@ -234,10 +234,11 @@ class Spool:
         """PostgreSQL: the INSERT of n rows, each value a parameter of its own in psycopg's binary
         format (%b: the bytes go as they are, not as hex text to quote and parse).
 
-        Scalars, not a column's values as an array (INSERT … SELECT FROM unnest(arrays), before):
-        psycopg dumps a str, bytes or datetime in C, an array in Python, after looking through its
-        items for their type each time. The SQL of a batch's size is made once (psycopg prepares
-        each after five runs, for the connection).
+        Scalars, not a column's values as arrays (unnest): psycopg dumps a str, bytes or datetime
+        in C, an array in Python, after looking through its items for their type each time. The
+        SQL of a batch's size is made once (psycopg prepares each after five runs, for the
+        connection). PostgreSQL takes 65,535 parameters, 8,191 rows: the gateway's group-commit
+        batches hold at most 64 (gateway.writer).
         """
         sql = self._sized.get(n)
         if sql is None:
