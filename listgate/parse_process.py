@@ -100,7 +100,7 @@ class ParseAhead:
         )
         self.pending: collections.deque[list[bytes]] = collections.deque()  # submitted, not taken
         self.broken = False
-        self._requests: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._requests: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[bytes | BaseException] = queue.SimpleQueue()
         self._threads = [
             threading.Thread(target=self._write, name="parse-ahead-writer", daemon=True),
@@ -113,7 +113,7 @@ class ParseAhead:
         """Hand raws to the parsing process (parsed after the batches submitted before)."""
         self.pending.append(raws)
         if not self.broken:
-            self._requests.put(pickle.dumps(raws, protocol=pickle.HIGHEST_PROTOCOL))
+            self._requests.put(raws)
 
     def take(self) -> list[ParsedMessage | None]:
         """The oldest batch submitted, parsed; parsed here when the parsing process failed (it
@@ -138,9 +138,9 @@ class ParseAhead:
 
     def _write(self) -> None:
         """The writer thread: each submitted batch, in order, until close()."""
-        while (request := self._requests.get()) is not None:
-            try:
-                self._stdin.write(request)
+        while (raws := self._requests.get()) is not None:
+            try:  # pickled onto the pipe a frame at a time: no copy of the whole batch
+                pickle.dump(raws, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 self._stdin.flush()
             except (OSError, ValueError):  # it died (BrokenPipeError), or close() closed the pipe
                 return  # the reader sees the end of its replies
