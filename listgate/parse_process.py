@@ -137,13 +137,16 @@ class ParseAhead:
         return parse_all(raws)
 
     def _write(self) -> None:
-        """The writer thread: each submitted batch, in order, until close()."""
-        while (raws := self._requests.get()) is not None:
-            try:  # pickled onto the pipe a frame at a time: no copy of the whole batch
+        """The writer thread: each submitted batch, in order, until close(); then, or when a write
+        fails (the process died: BrokenPipeError), the process's input ends, and so does it (the
+        reader then tells take())."""
+        with contextlib.suppress(Exception):
+            while (raws := self._requests.get()) is not None:
+                # pickled onto the pipe a frame at a time: no copy of the whole batch
                 pickle.dump(raws, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
                 self._stdin.flush()
-            except (OSError, ValueError):  # it died (BrokenPipeError), or close() closed the pipe
-                return  # the reader sees the end of its replies
+        with contextlib.suppress(OSError):
+            self._stdin.close()
 
     def _read(self) -> None:
         """The reader thread: each reply (its length, then its pickle), until the process ends."""
@@ -157,7 +160,7 @@ class ParseAhead:
                 if len(data) < length:
                     raise EOFError("the parsing process ended mid-reply")
                 self._replies.put(data)
-        except (OSError, ValueError, EOFError) as exc:
+        except Exception as exc:  # noqa: BLE001 - take() must hear of any end, or wait forever
             self._replies.put(exc)
 
     def _failed(self, exc: BaseException) -> None:
