@@ -128,7 +128,7 @@ def _look_ahead(
                     ]
                 ),
             )
-    store_raws(session, [item.parsed.raw for item in items if _keeps_bytes(session, item, known)])
+    store_raws(session, [item.parsed for item in items if _keeps_bytes(session, item, known)])
 
 
 def _keeps_bytes(session: Session, item: Item, known: dict[str, MailingList | None]) -> bool:

@@ -6,7 +6,6 @@ message then finds its row's id without a statement (store_raw_id), or stores it
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,28 +23,29 @@ _INSERT_ATTACHMENT = store.blind(insert(table(Attachment)))
 _RAW_INSERTS: dict[bool, Any] = {}  # by dialect: PostgreSQL or not
 
 
-def store_raw_id(session: Session, raw: bytes) -> int:
-    """The id of the raw bytes' row, stored once per content hash (one INSERT, no SAVEPOINT);
-    none when store_raws stored them ahead in this transaction."""
-    digest = hashlib.sha256(raw).hexdigest()
+def store_raw_id(session: Session, parsed: ParsedMessage) -> int:
+    """The id of the message's raw bytes' row, stored once per content hash (one INSERT, no
+    SAVEPOINT); none when store_raws stored them ahead in this transaction."""
+    digest = parsed.sha256
     known = store.tx(session).raw_ids
     if digest not in known:
-        _insert_raws(session, {digest: raw})
+        _insert_raws(session, {digest: parsed.raw})
     return known[digest]
 
 
-def store_raws(session: Session, raws: Sequence[bytes]) -> None:
-    """Store a batch's bytes in one INSERT; store_raw_id then finds their ids without a statement.
+def store_raws(session: Session, messages: Sequence[ParsedMessage]) -> None:
+    """Store a batch's bytes in one INSERT; store_raw_id then finds their ids without a statement
+    (nor hashing them again).
 
     A message over RAW_AHEAD_BYTES is left to store_raw_id (one statement of many megabytes
     would hold them all in memory at once).
     """
     known = store.tx(session).raw_ids
     rows: dict[str, bytes] = {}
-    for raw in raws:
-        digest = hashlib.sha256(raw).hexdigest()
-        if len(raw) <= RAW_AHEAD_BYTES and digest not in known:
-            rows.setdefault(digest, raw)
+    for parsed in messages:
+        raw = parsed.raw
+        if len(raw) <= RAW_AHEAD_BYTES and parsed.sha256 not in known:
+            rows.setdefault(parsed.sha256, raw)
     if rows:
         _insert_raws(session, rows)
 

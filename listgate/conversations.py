@@ -319,7 +319,7 @@ def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     # came from held posts (the thread was made for one), which are nobody's business yet.
     first = values["message_count"] == 1
     if first:
-        session.get_one(MailingList, thread.list_id).thread_count += 1
+        _list(session, thread.list_id).thread_count += 1
     # a thread's dates are its visible posts' first and last
     values["last_activity"] = msg.date if first else max(thread.last_activity, msg.date)
     values["created_at"] = msg.date if first else min(thread.created_at, msg.date)
@@ -345,9 +345,19 @@ def changed(session: Session, list_id: int) -> None:
 
     Takes the list lock first, as every writer of the list does.
     """
-    mlist = session.get_one(MailingList, list_id)
+    mlist = _list(session, list_id)
     lock_list(session, mlist)
-    mlist.changes = _CHANGED
+    if mlist.__dict__.get("changes") is not _CHANGED:  # not marked since the last flush
+        mlist.changes = _CHANGED
+
+
+def _list(session: Session, list_id: int) -> MailingList:
+    """The list, looked up once per transaction (each message of a batch changes it)."""
+    lists = store.tx(session).lists
+    mlist = lists.get(list_id)
+    if mlist is None:
+        mlist = lists[list_id] = session.get_one(MailingList, list_id)
+    return mlist
 
 
 def _write(session: Session, thread: Thread, values: dict[str, Any]) -> None:

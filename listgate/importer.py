@@ -19,7 +19,7 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 
 _FROM_ESCAPED = re.compile(rb"^>(>*From )", re.MULTILINE)  # one '>' less on each such line
 MBOX_BLOCK = 1 << 20  # bytes of an mbox read at a time
+AHEAD = 2  # batches in the parsing process's hands while one is archived
 NO_HEADER_REASON = "no header fields (empty, or text without From: and Date:)"
 
 
@@ -242,28 +243,40 @@ class Importer:
     def run(self, messages: Iterator[bytes], tick: Callable[[int], None] | None = None) -> Summary:
         """Import every message; tick(n) after each committed batch.
 
-        From the second batch on, the next batch is parsed in a parsing process while this one is
-        archived (parsing is about a third of the work); the archive is written here, in order.
-        The first batch is parsed here: an import of one batch starts no process.
+        The first batch is parsed here (an import of one batch starts no process); from the
+        second on, batches are parsed in a parsing process, which is handed AHEAD batches beyond
+        the one being archived, so that it parses on while the archive is written here, in
+        order, even when a batch takes it longer than the one before took to archive.
         """
         ahead: ParseAhead | None = None
-        waiting: tuple[int, list[bytes]] | None = None  # read, not archived yet (nor taken back)
+        batches = _batches(messages, self.batch)
+        first = next(batches, None)
+        if first is None:
+            return self.summary
+        held: tuple[int, list[bytes]] | None = (len(first), self._fresh(first))  # parsed here
+        handed: deque[int] = deque()  # how many each batch in the parsing process's hands read
         with _stop_between_batches() as stop:
             try:
-                for raws in _batches(messages, self.batch):
-                    fresh = self._fresh(raws)
-                    if waiting is not None:
-                        seen, held = waiting
-                        parsed = ahead.take() if ahead else parse_all(held)
-                        ahead = ahead or ParseAhead()  # a second batch: worth a process
-                        ahead.submit(fresh)  # parsed there while the one before is archived
-                        self._commit(seen, parsed, tick)
-                        if stop.is_set():
-                            raise KeyboardInterrupt
-                    waiting = (len(raws), fresh)
-                if waiting is not None:
-                    seen, held = waiting
-                    self._commit(seen, ahead.take() if ahead else parse_all(held), tick)
+                for raws in batches:
+                    ahead = ahead or ParseAhead()  # a second batch: worth a process
+                    ahead.submit(self._fresh(raws))
+                    handed.append(len(raws))
+                    if len(handed) < AHEAD:
+                        continue  # read on: the parsing process has room for more
+                    if held is not None:
+                        self._commit(held[0], parse_all(held[1]), tick)
+                        held = None
+                    else:
+                        self._commit(handed.popleft(), ahead.take(), tick)
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                if held is not None:
+                    self._commit(held[0], parse_all(held[1]), tick)
+                while handed:
+                    assert ahead is not None
+                    self._commit(handed.popleft(), ahead.take(), tick)
+                    if stop.is_set() and handed:
+                        raise KeyboardInterrupt
             finally:
                 if ahead is not None:
                     ahead.close()

@@ -211,7 +211,7 @@ def _not_posted(
     banned after the gateway's 250).
     """
     entry_id = notposted.keep(
-        session, mlist, parsed, contents.store_raw_id(session, parsed.raw), reason, envelope_from
+        session, mlist, parsed, contents.store_raw_id(session, parsed), reason, envelope_from
     )
     log.info(
         "not posted %s on %s (queue entry %s): %s", parsed.message_id, mlist.name, entry_id, reason
@@ -266,7 +266,7 @@ def _same_id(
         existing.status == PostState.REMOVED
     ):  # a takedown stays down: nothing more is kept under that Message-ID
         return result
-    raw_id = contents.store_raw_id(session, parsed.raw)
+    raw_id = contents.store_raw_id(session, parsed)
     if raw_id == existing.raw_id:
         return result
     added = (
@@ -340,7 +340,7 @@ def _draft(
         thread_subject_norm=subject_norm,
         subject_norm=subject_norm,
         message_id_generated=parsed.message_id_generated,
-        raw_id=contents.store_raw_id(session, parsed.raw),
+        raw_id=contents.store_raw_id(session, parsed),
         from_name=parsed.from_name,
         from_addr=parsed.from_addr,
         date_offset=parsed.date_offset,
@@ -365,7 +365,7 @@ def _command(
     envelope_from: str | None,
 ) -> IngestResult:
     """A mail to NAME+command@: handed to the worker, never archived."""
-    raw_id = contents.store_raw_id(session, parsed.raw)
+    raw_id = contents.store_raw_id(session, parsed)
     kind = dispatch.HANDLE_BOUNCE if recipient.command == "bounce" else dispatch.HANDLE_COMMAND
     entry = dispatch.record(
         session,

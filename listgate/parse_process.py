@@ -2,28 +2,32 @@
 the importer's side of it.
 
 listgate.importer starts it and writes it batches of raw messages (a pickled list of bytes per
-batch) on its standard input; for each batch it writes back one pickle on its standard output:
-the parsed messages without their raw bytes (the importer holds them and puts them back by
-index; None for a message without a header field, which is refused unparsed), or, if parsing
-failed, the error's text. It imports only the parser (about 0.1 s of CPU),
+batch) on its standard input; for each batch it writes back on its standard output the length
+of a pickle, then the pickle: the parsed messages without their raw bytes (the importer holds
+them and puts them back by index; None for a message without a header field, which is refused
+unparsed), or, if parsing failed, the error's text. It imports only the parser (about 0.1 s of CPU),
 where a multiprocessing child would import the program's main module again (for the `listgate`
 command, the whole CLI: about 1.2 s).
 
 It never outlives the importer: it ends at the end of its input, which comes when the importer
 closes the pipe or dies (SIGKILL included), and a write to an importer that is gone ends it too.
 The importer starts it in a process group of its own, so Ctrl-C at the terminal reaches only
-the importer, which then closes the pipes.
+the importer, which then ends it (ParseAhead.close).
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import logging
 import os
 import pickle
+import queue
+import struct
 import subprocess
 import sys
+import threading
 from typing import IO, BinaryIO
 
 from listgate.mail.message import ParsedMessage
@@ -34,6 +38,7 @@ log = logging.getLogger(__name__)
 
 Fields = tuple[object, ...]  # a ParsedMessage's fields but its raw bytes, in order
 Reply = list[Fields | None] | str  # the batch parsed (None: no header field), or what failed
+_SIZE = struct.Struct("<Q")  # each reply's length in bytes, before its pickle
 _NAMES = [f.name for f in dataclasses.fields(ParsedMessage)]
 assert _NAMES[0] == "raw", "with_raw() gives the bytes as the first field"
 
@@ -69,14 +74,22 @@ def serve(requests: BinaryIO, replies: BinaryIO) -> None:
             reply: Reply = without_raw(parse_all(raws))
         except Exception as exc:  # noqa: BLE001 - told to the importer, which parses the batch itself
             reply = f"{type(exc).__name__}: {exc}"
-        pickle.dump(reply, replies, protocol=pickle.HIGHEST_PROTOCOL)
+        data = pickle.dumps(reply, protocol=pickle.HIGHEST_PROTOCOL)
+        replies.write(_SIZE.pack(len(data)))
+        replies.write(data)
         replies.flush()
 
 
 class ParseAhead:
-    """The importer's side: one parsing process (this module) that parses the next batch while
-    the current one is archived. One batch at a time is in its hands: submit() it, take() it
-    back."""
+    """The importer's side: one parsing process (this module) that parses the batches handed to
+    it, in order, while the importer archives the ones before. submit() a batch, take() the
+    oldest submitted back.
+
+    Two threads keep the process busy: one writes the submitted batches to it (a batch is larger
+    than the pipe, and the process reads the next only when it has answered the one before), one
+    reads its replies as they come (a reply nobody reads would block it before the next batch).
+    The replies are unpickled by take(), in the importer's thread.
+    """
 
     def __init__(self) -> None:
         self.process = subprocess.Popen(
@@ -85,35 +98,70 @@ class ParseAhead:
             stdout=subprocess.PIPE,
             process_group=0,  # Ctrl-C is the importer's to handle; it ends the process with close()
         )
-        self.pending: list[bytes] | None = None
+        self.pending: collections.deque[list[bytes]] = collections.deque()  # submitted, not taken
         self.broken = False
+        self._requests: queue.SimpleQueue[list[bytes] | None] = queue.SimpleQueue()
+        self._replies: queue.SimpleQueue[bytes | BaseException] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._write, name="parse-ahead-writer", daemon=True),
+            threading.Thread(target=self._read, name="parse-ahead-reader", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, raws: list[bytes]) -> None:
-        """Start parsing raws (the batch before must have been taken)."""
-        assert self.pending is None, "take() the batch before submitting the next"
-        self.pending = raws
-        if self.broken:
-            return
-        try:
-            pickle.dump(raws, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
-            self._stdin.flush()
-        except OSError as exc:  # it died (BrokenPipeError)
-            self._failed(exc)
+        """Hand raws to the parsing process (parsed after the batches submitted before)."""
+        self.pending.append(raws)
+        if not self.broken:
+            self._requests.put(raws)
 
     def take(self) -> list[ParsedMessage | None]:
-        """The batch submitted last, parsed; parsed here when the parsing process failed (it died,
-        ran out of memory), and every batch after it too."""
-        raws, self.pending = self.pending or [], None
+        """The oldest batch submitted, parsed; parsed here when the parsing process failed (it
+        died, ran out of memory), and every batch after it too."""
+        raws = self.pending.popleft()
         if not self.broken:
-            try:
-                reply: Reply = pickle.load(self._stdout)
-            except (OSError, EOFError, pickle.UnpicklingError) as exc:
-                self._failed(exc)
+            reply = self._replies.get()
+            if isinstance(reply, BaseException):
+                self._failed(reply)
             else:
-                if not isinstance(reply, str):
-                    return with_raw(reply, raws)
-                log.warning("the parsing process failed on a batch (%s); parsing it here", reply)
+                try:
+                    parsed: Reply = pickle.loads(reply)
+                except pickle.UnpicklingError as exc:
+                    self._failed(exc)
+                else:
+                    if not isinstance(parsed, str):
+                        return with_raw(parsed, raws)
+                    log.warning(
+                        "the parsing process failed on a batch (%s); parsing it here", parsed
+                    )
         return parse_all(raws)
+
+    def _write(self) -> None:
+        """The writer thread: each submitted batch, in order, until close(); then, or when a write
+        fails (the process died: BrokenPipeError), the process's input ends, and so does it (the
+        reader then tells take())."""
+        with contextlib.suppress(Exception):
+            while (raws := self._requests.get()) is not None:
+                # pickled onto the pipe a frame at a time: no copy of the whole batch
+                pickle.dump(raws, self._stdin, protocol=pickle.HIGHEST_PROTOCOL)
+                self._stdin.flush()
+        with contextlib.suppress(OSError):
+            self._stdin.close()
+
+    def _read(self) -> None:
+        """The reader thread: each reply (its length, then its pickle), until the process ends."""
+        try:
+            while True:
+                head = self._stdout.read(_SIZE.size)
+                if len(head) < _SIZE.size:
+                    raise EOFError("the parsing process ended" + (" mid-reply" if head else ""))
+                (length,) = _SIZE.unpack(head)
+                data = self._stdout.read(length)
+                if len(data) < length:
+                    raise EOFError("the parsing process ended mid-reply")
+                self._replies.put(data)
+        except Exception as exc:  # noqa: BLE001 - take() must hear of any end, or wait forever
+            self._replies.put(exc)
 
     def _failed(self, exc: BaseException) -> None:
         log.warning(
@@ -134,19 +182,23 @@ class ParseAhead:
         return self.process.stdout
 
     def close(self) -> None:
-        """End the parsing process: at the end of its input, or at its next write, if it was still
-        parsing a batch nobody takes (an interrupted import). Waited for, so none is left.
-
-        Its output is closed first: a process blocked writing a reply would otherwise never read
-        the rest of a batch that closing its input flushes to it."""
-        for pipe in (self._stdout, self._stdin):
-            with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
-                pipe.close()
+        """End the parsing process, waited for, so none is left: at the end of its input when
+        every batch was taken; at once (SIGTERM) when some were not (an interrupted import)."""
+        if self.pending and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.terminate()
+        self._requests.put(None)
+        self._threads[0].join(timeout=30)
+        with contextlib.suppress(OSError):  # BrokenPipeError: it is gone already
+            self._stdin.close()
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+        self._threads[1].join(timeout=30)
+        with contextlib.suppress(OSError):
+            self._stdout.close()
 
 
 def main() -> None:

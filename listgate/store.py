@@ -352,6 +352,7 @@ class TxState:
 
     transaction: SessionTransaction | None
     locked_lists: set[int] = field(default_factory=set)  # PostgreSQL: list rows locked FOR UPDATE
+    lists: dict[int, Any] = field(default_factory=dict)  # MailingList objects by id (held strongly)
     # Thread objects loaded or written (held strongly)
     threads: dict[int, Any] = field(default_factory=dict)
     # listgate.places: what this transaction knows of Message-IDs, keyed (list id, Message-ID)
@@ -391,6 +392,7 @@ def _forget(session: Session, _previous: Any) -> None:
             session.expunge(thread)
     state.threads.clear()
     state.locked_lists.clear()
+    state.lists.clear()
     state.archived.clear()
     state.nodes.clear()
     state.participants.clear()

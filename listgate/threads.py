@@ -136,7 +136,10 @@ class Draft:
 
     def row(self) -> dict[str, Any]:
         """The messages row to insert."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "named"}
+        return {name: getattr(self, name) for name in _ROW}
+
+
+_ROW = tuple(f.name for f in fields(Draft) if f.name != "named")  # a messages row's columns
 
 
 def attach(

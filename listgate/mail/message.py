@@ -92,6 +92,11 @@ class ParsedMessage:
         return first_text(self.headers, name)
 
     @cached_property
+    def sha256(self) -> str:
+        """Its bytes' hash: raw rows are stored once per hash (hashed once however often asked)."""
+        return hashlib.sha256(self.raw).hexdigest()
+
+    @cached_property
     def to_addrs(self) -> tuple[str, ...]:
         """The To addresses, lower-cased (read when asked: the archive does not show them)."""
         return tuple(a for _, a in addresses(fields.read(self.raw), TO))
