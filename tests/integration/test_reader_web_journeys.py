@@ -1,0 +1,136 @@
+"""A reader's own life on the web archive, repeated and redone, through real processes.
+
+Pat is signed in. She starts a thread from the web and her browser sends the form twice (a
+double click on "Send", or the form sent again after a slow answer): the list gets one post,
+each subscriber one copy. She replies the same way: one reply, one copy each. Then she reports
+a post; the moderator keeps it; she reports it again: the moderators hear of it again, and the
+post is hidden again (the threshold is one report), as the page she is shown says. After each
+step the SMTP sink must hold exactly the predicted mails.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
+from tests.integration.web_client import Page, WebClient
+from tests.support.config import search
+from tests.support.sink import SmtpSink
+from tests.support.stack import Stack, make_stack, run_up
+
+pytestmark = pytest.mark.integration
+
+MOD = "mod@example.org"
+_FIELD = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
+
+
+@pytest.fixture
+def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
+    """`listgate up` on the embedded default; one reader's report hides a post."""
+    yield from run_up(
+        make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_REPORT_THRESHOLD="1"))
+    )
+
+
+def sign_in(j: Journey, web: WebClient, address: str) -> None:
+    """Sign address in on web by the link mailed to it."""
+    web.post("/signin", {"address": address, "next": "/"}, on_page="/signin")
+    got = j.expect((address, "sign-in link"))
+    link = search(r"(http://\S+/signin/\S+)", j.body(got, address, "sign-in link")[1])
+    done = web.post(link, {"next": "/"}, on_page=link)
+    assert f"You are signed in as {address}" in done.body
+
+
+def hidden_fields(page: Page) -> dict[str, str]:
+    """The hidden fields of the page's form (its CSRF token among them)."""
+    return dict(_FIELD.findall(page.body))
+
+
+def send_twice(web: WebClient, path: str, subject: str, body: str) -> list[Page]:
+    """Fill in the form at path once and send it twice, as a double click does."""
+    fields = hidden_fields(web.get(path)) | {"subject": subject, "body": body}
+    return [web.post(path, fields) for _ in range(2)]
+
+
+def posts_with_subject(j: Journey, subject: str) -> list[str]:
+    """The Message-IDs of dev's archived posts with this subject (through the JSON API)."""
+    threads = json.loads(j.web.get("/api/lists/dev/threads?limit=100").body)["threads"]
+    found = []
+    for t in threads:
+        thread = json.loads(j.web.get(f"/api/threads/{t['id']}").body)
+        found += [m["message_id"] for m in thread["messages"] if m.get("subject") == subject]
+    return found
+
+
+def one_post(j: Journey, subject: str) -> str:
+    """The one archived post with this subject."""
+    found = posts_with_subject(j, subject)
+    assert len(found) == 1, f"{len(found)} posts with the subject {subject!r}: {found}"
+    return found[0]
+
+
+def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers")
+    for member in (SAM, PAT):
+        j.cli("subscribe", member, "--list", "dev")
+    sign_in(j, j.web, PAT)
+
+    first, again = send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
+    assert first.status == again.status == 200, (first.status, again.status)
+    assert "/threads/" in again.url, again.url  # the second answer shows the post, too
+    started = one_post(j, "Web topic")
+    j.expect((SAM, started))
+
+    pk = search(r'id="m(\d+)"', j.web.get(f"/m/{started}").body)
+    send_twice(j.web, f"/messages/{pk}/reply", "Re: Web topic", "A reply from the web.\n")
+    replied = one_post(j, "Re: Web topic")
+    j.expect((SAM, replied))
+
+    # A new form is a new post, even with the same words.
+    send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
+    assert len(posts_with_subject(j, "Web topic")) == 2
+    j.expect((SAM, "Web topic"))
+
+
+def test_a_post_kept_by_the_moderators_can_be_reported_again(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
+    j.cli("subscribe", SAM, "--list", "dev")
+    post = j.new_thread()
+    j.expect((SAM, post))
+    pk = search(r'id="m(\d+)"', j.web.get(f"/m/{post}").body)
+    sign_in(j, j.web, PAT)
+    moderator = WebClient(j.stack.web_port)
+    sign_in(j, moderator, MOD)
+
+    def report(reason: str) -> None:
+        done = j.web.post(
+            f"/messages/{pk}/report", {"reason": reason}, on_page=f"/messages/{pk}/report"
+        )
+        assert "The moderators will look at this post" in done.body, done.body
+        j.expect((MOD, "report"))
+        assert j.web.get(f"/api/messages/{post}").status == 404, "the report did not hide it"
+        assert f"/moderation/messages/{pk}/approve" in " ".join(
+            moderator.get("/moderation").forms("/approve")
+        ), "the report is not in the moderators' queue"
+
+    def keep() -> None:
+        moderator.post(f"/moderation/messages/{pk}/approve", on_page="/moderation")
+        assert j.web.get(f"/api/messages/{post}").status == 200, "the post was not put back"
+        j.expect()
+
+    report("spam")
+    keep()
+    report("it is spam after all: see the link")
+    keep()
+    # The post stays on the list: a reply reaches Sam and Ann as before.
+    j.reply(post)
+    j.expect(*j.copies_to(SAM, ANN))
