@@ -2,7 +2,8 @@
 
 Pat is signed in. She starts a thread from the web and her browser sends the form twice (a
 double click on "Send", or the form sent again after a slow answer): the list gets one post,
-each subscriber one copy. She replies the same way: one reply, one copy each. Then she reports
+each subscriber one copy. She replies the same way: one reply, one copy each; she edits her
+post and sends the correction the same way: one new version, one correction each. Then she reports
 a post; the moderator keeps it; she reports it again: the moderators hear of it again, and the
 post is hidden again (the threshold is one report), as the page she is shown says. After each
 step the SMTP sink must hold exactly the predicted mails.
@@ -91,6 +92,15 @@ def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
     send_twice(j.web, f"/messages/{pk}/reply", "Re: Web topic", "A reply from the web.\n")
     replied = one_post(j, "Re: Web topic")
     j.expect((SAM, replied))
+
+    # Her edit, with the correction mailed, sent twice: one new version, one correction each.
+    edit = f"/messages/{pk}/edit"
+    fields = hidden_fields(j.web.get(edit)) | {"body": "Written again.\n", "send_correction": "yes"}
+    for _ in range(2):
+        assert "Your post is changed" in j.web.post(edit, fields).body
+    history = j.web.get(f"/messages/{pk}/history").body
+    assert "2 versions" in history, search(r'<p class="meta">(by .*?)</p>', history)
+    j.expect((SAM, "Correction: Web topic"))
 
     # A new form is a new post, even with the same words.
     send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
