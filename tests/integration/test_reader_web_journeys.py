@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -27,6 +28,7 @@ from tests.support.stack import Stack, make_stack, run_up
 pytestmark = pytest.mark.integration
 
 MOD = "mod@example.org"
+ATOM = "{http://www.w3.org/2005/Atom}"
 _FIELD = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
 
 
@@ -68,6 +70,18 @@ def posts_with_subject(j: Journey, subject: str) -> list[str]:
     return found
 
 
+def thread_of(j: Journey, msgid: str) -> int:
+    return int(json.loads(j.web.get(f"/api/messages/{msgid}").body)["thread_id"])
+
+
+def feed_entry(xml: str, msgid: str) -> dict[str, str]:
+    """The Atom entry of a post: its updated, published and content (and the feed's updated)."""
+    feed = ElementTree.fromstring(xml)
+    entry = next(e for e in feed.iter(f"{ATOM}entry") if msgid in (e.findtext(f"{ATOM}id") or ""))
+    found = {k: entry.findtext(f"{ATOM}{k}") or "" for k in ("updated", "published", "content")}
+    return found | {"feed": feed.findtext(f"{ATOM}updated") or ""}
+
+
 def one_post(j: Journey, subject: str) -> str:
     """The one archived post with this subject."""
     found = posts_with_subject(j, subject)
@@ -101,6 +115,11 @@ def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
     history = j.web.get(f"/messages/{pk}/history").body
     assert "2 versions" in history, search(r'<p class="meta">(by .*?)</p>', history)
     j.expect((SAM, "Correction: Web topic"))
+    # Feed readers keep an entry until its <updated> moves: the edit moves it, and the feed's.
+    for feed in ("/lists/dev/feed.atom", f"/threads/{thread_of(j, started)}/feed.atom"):
+        entry = feed_entry(j.web.get(feed).body, started)
+        assert entry["content"] == "Written again.\n", (feed, entry)
+        assert entry["feed"] >= entry["updated"] > entry["published"], (feed, entry)
 
     # A new form is a new post, even with the same words.
     send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
