@@ -5,7 +5,8 @@ double click on "Send", or the form sent again after a slow answer): the list ge
 each subscriber one copy. She replies the same way: one reply, one copy each; she edits her
 post and sends the correction the same way: one new version, one correction each. Then she reports
 a post; the moderator keeps it; she reports it again: the moderators hear of it again, and the
-post is hidden again (the threshold is one report), as the page she is shown says. After each
+post is hidden again (the threshold is one report), as the page she is shown says; the third
+time the moderator rejects it with a double click, and its author is told once. After each
 step the SMTP sink must hold exactly the predicted mails.
 """
 
@@ -163,3 +164,16 @@ def test_a_post_kept_by_the_moderators_can_be_reported_again(
     # The post stays on the list: a reply reaches Sam and Ann as before.
     j.reply(post)
     j.expect(*j.copies_to(SAM, ANN))
+
+    # Reported a third time and rejected, by a double click: Ann is told once.
+    report("still spam")
+    on_queue = hidden_fields(moderator.get("/moderation"))
+    for _ in range(2):
+        moderator.post(f"/moderation/messages/{pk}/reject", on_queue | {"reason": "spam"})
+    j.expect((ANN, "was not accepted"))
+    assert j.web.get(f"/api/messages/{post}").status == 404
+    # "Publish" pressed on a queue page shown before the rejection: the page says what it did.
+    done = moderator.post(f"/moderation/messages/{pk}/approve", on_queue)
+    assert "was rejected already" in done.body, search(r'class="flash[^"]*"[^>]*>(.*?)<', done.body)
+    assert j.web.get(f"/api/messages/{post}").status == 404
+    j.expect()
