@@ -122,6 +122,13 @@ def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
         assert entry["content"] == "Written again.\n", (feed, entry)
         assert entry["feed"] >= entry["updated"] > entry["published"], (feed, entry)
 
+    # The form sent, then changed and sent again (the browser's Back): a second post.
+    fields = hidden_fields(j.web.get("/lists/dev/new"))
+    for words in ("One thing.\n", "Another thing.\n"):
+        j.web.post("/lists/dev/new", fields | {"subject": "Two things", "body": words})
+    assert len(posts_with_subject(j, "Two things")) == 2
+    j.expect((SAM, "Two things"), (SAM, "Two things"))
+
     # A new form is a new post, even with the same words.
     send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
     assert len(posts_with_subject(j, "Web topic")) == 2

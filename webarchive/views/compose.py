@@ -1,8 +1,8 @@
 """Writing from the web: the text becomes a real mail from the signed-in person, then ingested.
 
-Each form carries a key of its own; the post's Message-ID is made from it and the author's
-address, so the same form sent twice (a double click, a resend after a slow answer) is one
-post, and the second answer is the first one's again.
+Each form carries a key of its own; the post's Message-ID is made from it, the author's address
+and the words sent, so the same form sent twice (a double click, a resend after a slow answer)
+is one post, and the second answer is the first one's again.
 """
 
 from __future__ import annotations
@@ -85,15 +85,19 @@ def form_key() -> str:
     return secrets.token_urlsafe(18)
 
 
-def post_message_id(address: str, key: str, domain: str) -> str:
-    """The Message-ID of the post a form with this key makes for address ('' for no key).
+def post_message_id(address: str, key: str, domain: str, subject: str, text: str) -> str:
+    """The Message-ID of the post a form with this key and these words makes for address ('' for
+    no key): the same form sent again names the same post, the form changed and sent again (the
+    browser's Back, other words) another one.
 
     Keyed with the site's secret: a key typed by hand names no one else's post.
     """
     if not _KEY.fullmatch(key):
         return ""
     digest = hmac.new(
-        settings().secret_key.encode(), f"{address}\n{key}".encode(), hashlib.sha256
+        settings().secret_key.encode(),
+        "\n".join((address, key, subject, text)).encode(),
+        hashlib.sha256,
     ).hexdigest()
     return f"web.{digest[:32]}@{domain}"
 
@@ -117,7 +121,7 @@ def send(
     """Build, ingest and enqueue one web post (once per form key); returns the IngestResult."""
     address = current_address() or ""
     s = settings()
-    message_id = post_message_id(address, key, s.domain)
+    message_id = post_message_id(address, key, s.domain, subject, text)
     with transaction(resources().writer) as session:
         mlist = session.get_one(MailingList, mlist.id)
         if is_banned(session, mlist.id, address):
