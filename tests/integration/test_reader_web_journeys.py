@@ -3,11 +3,10 @@
 Pat is signed in. She starts a thread from the web and her browser sends the form twice (a
 double click on "Send", or the form sent again after a slow answer): the list gets one post,
 each subscriber one copy. She replies the same way: one reply, one copy each; she edits her
-post and sends the correction the same way: one new version, one correction each. Then she reports
-a post; the moderator keeps it; she reports it again: the moderators hear of it again, and the
-post is hidden again (the threshold is one report), as the page she is shown says; the third
-time the moderator rejects it with a double click, and its author is told once. After each
-step the SMTP sink must hold exactly the predicted mails.
+post and sends the correction the same way: one new version, one correction each; a feed shows
+the edit. After each step the SMTP sink must hold exactly the predicted mails. (Her reports:
+test_reader_report_journeys.py; the list deleted after her life on it:
+test_reader_deletion_journeys.py.)
 """
 
 from __future__ import annotations
@@ -20,9 +19,9 @@ from xml.etree import ElementTree
 
 import pytest
 
-from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import PAT, SAM, Journey, _journey_env
 from tests.integration.web_client import Page, WebClient
-from tests.support.config import DOMAIN, search
+from tests.support.config import search
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
 
@@ -133,85 +132,3 @@ def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
     send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
     assert len(posts_with_subject(j, "Web topic")) == 2
     j.expect((SAM, "Web topic"))
-
-
-def test_a_post_kept_by_the_moderators_can_be_reported_again(
-    up_stack: Stack, sink: SmtpSink
-) -> None:
-    j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("subscribe", SAM, "--list", "dev")
-    post = j.new_thread()
-    j.expect((SAM, post))
-    pk = search(r'id="m(\d+)"', j.web.get(f"/m/{post}").body)
-    sign_in(j, j.web, PAT)
-    moderator = WebClient(j.stack.web_port)
-    sign_in(j, moderator, MOD)
-
-    def report(reason: str) -> None:
-        done = j.web.post(
-            f"/messages/{pk}/report", {"reason": reason}, on_page=f"/messages/{pk}/report"
-        )
-        assert "The moderators will look at this post" in done.body, done.body
-        j.expect((MOD, "report"))
-        assert j.web.get(f"/api/messages/{post}").status == 404, "the report did not hide it"
-        assert f"/moderation/messages/{pk}/approve" in " ".join(
-            moderator.get("/moderation").forms("/approve")
-        ), "the report is not in the moderators' queue"
-
-    def keep() -> None:
-        moderator.post(f"/moderation/messages/{pk}/approve", on_page="/moderation")
-        assert j.web.get(f"/api/messages/{post}").status == 200, "the post was not put back"
-        j.expect()
-
-    report("spam")
-    keep()
-    report("it is spam after all: see the link")
-    keep()
-    # The post stays on the list: a reply reaches Sam and Ann as before.
-    j.reply(post)
-    j.expect(*j.copies_to(SAM, ANN))
-
-    # Reported a third time and rejected, by a double click: Ann is told once.
-    report("still spam")
-    on_queue = hidden_fields(moderator.get("/moderation"))
-    for _ in range(2):
-        moderator.post(f"/moderation/messages/{pk}/reject", on_queue | {"reason": "spam"})
-    j.expect((ANN, "was not accepted"))
-    assert j.web.get(f"/api/messages/{post}").status == 404
-    # "Publish" pressed on a queue page shown before the rejection: the page says what it did.
-    done = moderator.post(f"/moderation/messages/{pk}/approve", on_queue)
-    assert "was rejected already" in done.body, search(r'class="flash[^"]*"[^>]*>(.*?)<', done.body)
-    assert j.web.get(f"/api/messages/{post}").status == 404
-    j.expect()
-
-
-def test_a_list_read_and_written_on_the_web_can_be_deleted(up_stack: Stack, sink: SmtpSink) -> None:
-    """Pat's visits (what she has read of a thread), her edit of a web post and the other bytes
-    that came with a post's Message-ID are rows of the list's archive too: deleting the list with
-    its archive takes them along."""
-    j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
-    sign_in(j, j.web, PAT)
-    form = hidden_fields(j.web.get("/lists/dev/new"))
-    j.web.post("/lists/dev/new", form | {"subject": "Web topic", "body": "First words.\n"})
-    started = one_post(j, "Web topic")
-    j.expect((SAM, started))
-    pk = search(r'id="m(\d+)"', j.web.get(f"/m/{started}").body)
-    edit = f"/messages/{pk}/edit"
-    j.web.post(edit, hidden_fields(j.web.get(edit)) | {"body": "Other words.\n"})
-    thread = f"/threads/{thread_of(j, started)}"
-    assert "Other words." in j.web.get(thread).body  # and her visit is remembered
-    # A mail of Ann's, then other bytes with its Message-ID (kept beside it, not sent out).
-    for body in ("As sent.\n", "As sent again, changed.\n"):
-        j.mail(ANN, f"dev@{DOMAIN}", "By mail", body, msgid="twice@example.net")
-    j.expect((SAM, "twice@example.net"))
-
-    out = j.cli("lists", "delete", "dev", "--purge")
-    assert "deleted dev" in out, out
-    assert j.web.get(thread).status == 404
-    j.cli("lists", "create", "dev", "--title", "Developers again")
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.new_thread()
-    j.expect((SAM, j.posts[-1]))
