@@ -25,10 +25,13 @@ from listgate.models import (
     DigestSent,
     MailingList,
     Message,
+    MessageEdit,
     MessageRef,
+    MessageVariant,
     ModerationReminder,
     NotPosted,
     RawMessage,
+    ReadMark,
     Removal,
     Report,
     Subscription,
@@ -216,6 +219,9 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
     pks = select(Message.id).where(Message.list_id == mlist.id).scalar_subquery()
     raws = set(session.scalars(select(Message.raw_id).where(Message.list_id == mlist.id)))
     raws |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.list_id == mlist.id)))
+    raws |= set(
+        session.scalars(select(MessageVariant.raw_id).where(MessageVariant.message_pk.in_(pks)))
+    )
     blobs = set(session.scalars(select(Attachment.sha256).where(Attachment.message_pk.in_(pks))))
     delivery_ids = select(Delivery.id).where(Delivery.message_pk.in_(pks)).scalar_subquery()
     sub_ids = select(Subscription.id).where(Subscription.list_id == mlist.id).scalar_subquery()
@@ -231,6 +237,8 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
         (Removal, Removal.message_pk.in_(pks)),
         (Attachment, Attachment.message_pk.in_(pks)),
         (MessageRef, MessageRef.message_pk.in_(pks)),
+        (MessageVariant, MessageVariant.message_pk.in_(pks)),
+        (MessageEdit, MessageEdit.message_pk.in_(pks)),
         (ThreadNode, ThreadNode.list_id == mlist.id),
     ):
         session.execute(delete(model).where(where))
@@ -238,6 +246,7 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
     session.execute(delete(Message).where(Message.list_id == mlist.id))
     threads = select(Thread.id).where(Thread.list_id == mlist.id).scalar_subquery()
     session.execute(delete(ThreadParticipant).where(ThreadParticipant.thread_id.in_(threads)))
+    session.execute(delete(ReadMark).where(ReadMark.thread_id.in_(threads)))
     session.execute(update(Thread).where(Thread.list_id == mlist.id).values(merged_into_id=None))
     session.execute(delete(Thread).where(Thread.list_id == mlist.id))
     scoped: tuple[type[Any], ...] = (
@@ -262,6 +271,9 @@ def drop_unused(session: Session, raw_ids: set[int], blob_hashes: set[str]) -> N
     if raw_ids:
         used = set(session.scalars(select(Message.raw_id).where(Message.raw_id.in_(raw_ids))))
         used |= set(session.scalars(select(NotPosted.raw_id).where(NotPosted.raw_id.in_(raw_ids))))
+        used |= set(
+            session.scalars(select(MessageVariant.raw_id).where(MessageVariant.raw_id.in_(raw_ids)))
+        )
         if raw_ids - used:
             session.execute(delete(RawMessage).where(RawMessage.id.in_(raw_ids - used)))
     if blob_hashes:

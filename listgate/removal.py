@@ -2,15 +2,16 @@
 
 A removed post is served nowhere (pages, API, search, feeds, exports and digests show only
 visible posts) and copies not yet sent are cancelled. A purge (a legal takedown) also
-deletes the raw mail, the attachments no other post shares, and the text the search index
-holds, so nothing of it is left to serve.
+deletes the raw mail and the other bytes that came with its Message-ID, the attachments no other
+post shares, its text with every earlier version of it, and the text the search index holds, so
+nothing of it is left to serve or to find in the database.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from listgate import administration, conversations, limits, takedowns
@@ -20,12 +21,15 @@ from listgate.models import (
     Delivery,
     MailingList,
     Message,
+    MessageEdit,
+    MessageVariant,
     RawMessage,
     Removal,
     Report,
     Thread,
 )
 from listgate.models.archive import utcnow
+from listgate.models.search import FTS_TABLE
 from listgate.states import DeliveryState, PostState, ReportState
 
 UNSENT = (DeliveryState.PENDING, DeliveryState.DEFERRED)  # delivery states a removal cancels
@@ -126,7 +130,8 @@ def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: b
 
 
 def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
-    """Delete the bytes: raw mail, attachments, text (the search index follows the text)."""
+    """Delete the bytes: raw mail and the other bytes that came with its Message-ID, attachments,
+    text and its earlier versions (the search index follows the text)."""
     pks = {m.id for m in messages}
     for raw_id in {m.raw_id for m in messages}:
         others = session.scalars(
@@ -145,12 +150,18 @@ def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
             # A new sha256 so the same bytes arriving again are stored afresh, not matched to this
             # empty row.
             raw.data, raw.size, raw.sha256 = b"", 0, f"purged-{raw.id}"
+    # the other bytes that came with its Message-ID, and every version of its text (web edits)
+    variants = set(
+        session.scalars(select(MessageVariant.raw_id).where(MessageVariant.message_pk.in_(pks)))
+    )
+    session.execute(delete(MessageVariant).where(MessageVariant.message_pk.in_(pks)))
+    session.execute(delete(MessageEdit).where(MessageEdit.message_pk.in_(pks)))
     hashes = set()
     for att in session.scalars(select(Attachment).where(Attachment.message_pk.in_(pks))):
         hashes.add(att.sha256)
         session.delete(att)
     session.flush()
-    administration.drop_unused(session, set(), hashes)
+    administration.drop_unused(session, variants, hashes)
     for sha in sorted(hashes):
         if (
             session.scalar(select(Attachment.id).where(Attachment.sha256 == sha).limit(1))
@@ -165,3 +176,8 @@ def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
             thread.subject = "(removed)"
         msg.subject, msg.body_text, msg.body_html, msg.from_name = "", "", "", ""
         outcome.purged.append(f"<{msg.message_id}>: raw mail, attachments and text deleted")
+    session.flush()
+    if session.get_bind().dialect.name == "sqlite":
+        # FTS5 deletes by adding a delete marker: the words stay in the older segments of the index
+        # until they are merged. A takedown merges them now, so no page of the index holds them.
+        session.execute(text(f"INSERT INTO {FTS_TABLE}({FTS_TABLE}) VALUES ('optimize')"))

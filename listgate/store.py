@@ -407,7 +407,12 @@ _MESSAGE_IDS_AHEAD = 64  # PostgreSQL: new messages ids taken from the sequence 
 _NEXT_MESSAGE_IDS = text(
     "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :n)"
 )
-_LAST_MESSAGE_ID = select(func.coalesce(func.max(_MSG.c.id), 0))
+# SQLite: the largest id given so far, a deleted row's too (AUTOINCREMENT's sqlite_sequence,
+# migration 0019): an id in a URL never names another post later.
+_LAST_MESSAGE_ID = text(
+    "SELECT max(coalesce((SELECT max(id) FROM messages), 0),"
+    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))"
+)
 
 
 def new_message_id(session: Session) -> int:

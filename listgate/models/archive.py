@@ -137,6 +137,7 @@ class Thread(Base):
             sqlite_where=text("featured = 1"),
             postgresql_where=text("featured"),
         ),
+        {"sqlite_autoincrement": True},  # ids in URLs are never given again (migration 0019)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -178,6 +179,7 @@ class Message(Base):
         Index("ix_messages_message_id", "message_id"),
         Index("ix_messages_parent", "parent_id"),
         Index("ix_messages_list_thread_subject", "list_id", "thread_subject_norm", "thread_date"),
+        {"sqlite_autoincrement": True},  # ids in URLs are never given again (migration 0019)
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -292,6 +294,7 @@ class Attachment(Base):
     """A file attached to a message; its content lives in a Blob."""
 
     __tablename__ = "attachments"
+    __table_args__ = ({"sqlite_autoincrement": True},)  # ids in URLs never given again (0019)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)

@@ -17,7 +17,7 @@ from listgate.models import MailingList, Message, Person, Subscription, Thread
 from listgate.models.archive import utcnow
 from listgate.models.web import Report, Vote
 from listgate.reports import hide, open_reports
-from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
+from listgate.states import DigestFrequency, ReportState, SubscriptionKind, SubscriptionState
 from listgate.subscriptions import SubscriptionError
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
@@ -72,15 +72,20 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
         row = session.scalars(
             select(Report).where(Report.message_pk == msg.id, Report.address == address)
         ).first()
-        mail = []
+        fresh = row is None or row.status != ReportState.OPEN  # the moderators hear by mail
         if row is None:
-            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address)
             session.add(row)
-            session.flush()
-            mail.append(moderation.report_recorded(session, row))  # the moderators hear by mail
-        else:
-            row.reason = reason
+        elif fresh:  # dealt with before and the post kept: a new report of the post as it is now
+            row.status, row.created_at, row.resolved_at, row.resolved_by = (
+                ReportState.OPEN,
+                utcnow(),
+                None,
+                "",
+            )
+        row.reason = reason  # still open: the moderators read the newest reason
         session.flush()
+        mail = [moderation.report_recorded(session, row)] if fresh else []
         hidden = open_reports(session, msg.id) >= settings().report_threshold
         if hidden:
             hide(session, msg)

@@ -26,7 +26,7 @@ from webarchive.ratelimit import limit
 from webarchive.reading.access import readable_message
 from webarchive.rendering.bodies import render_text
 from webarchive.security import current_address, signed_in
-from webarchive.views.compose import send
+from webarchive.views.compose import form_key, send
 
 bp = Blueprint("editing", __name__)
 
@@ -91,15 +91,22 @@ def _editable(message_pk: int) -> Message:
 def _form(msg: Message, body: str) -> str:
     """The edit form holding body."""
     return render_template(
-        "editing/edit.html", msg=msg, body=body, hours=settings().edit_window_hours
+        "editing/edit.html",
+        msg=msg,
+        body=body,
+        hours=settings().edit_window_hours,
+        key=request.form.get("key", "") or form_key(),
     )
 
 
 def _record(message_pk: int, text: str) -> None:
-    """Keep text as the post's newest version (at the first edit, the text first sent too)."""
+    """Keep text as the post's newest version (at the first edit, the text first sent too);
+    the text it has already (the same form sent again) is no new version."""
     now = datetime.now(UTC)
     with transaction(resources().writer) as session:
         row = session.get_one(Message, message_pk)
+        if row.body_text == text:
+            return
         latest = (
             session.scalar(
                 select(func.max(MessageEdit.version)).where(MessageEdit.message_pk == row.id)
@@ -141,6 +148,7 @@ def edit(message_pk: int) -> str | tuple[str, int] | Response:
             f"Correction: {msg.subject}",  # not typed: the post's own subject, whole
             f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}",
             msg,
+            request.form.get("key", ""),  # the same form sent again mails it once
         )
         flash("Your post is changed, and the correction is on its way to the subscribers.", "ok")
     else:

@@ -27,11 +27,17 @@ def absolute(path: str) -> str:
     return settings().base_url + path
 
 
+def entry_updated(msg: Message) -> datetime:
+    """When a post last changed as a feed shows it: sent, or edited since (feed readers keep an
+    entry as they first saw it until this moves)."""
+    return max(msg.date, msg.edited_at) if msg.edited_at else msg.date
+
+
 def atom_response(
     title: str, messages: list[Message], self_path: str, html_path: str = "", subtitle: str = ""
 ) -> Response:
     """An Atom document of messages, newest first; html_path is the page it mirrors."""
-    updated = max((m.date for m in messages), default=datetime(2000, 1, 1, tzinfo=UTC))
+    updated = max(map(entry_updated, messages), default=datetime(2000, 1, 1, tzinfo=UTC))
     xml = render_template(
         "feeds/atom.xml",
         title=title,
@@ -42,6 +48,7 @@ def atom_response(
         self_url=absolute(self_path),
         absolute=absolute,
         html_url=absolute(html_path) if html_path else "",
+        entry_updated=entry_updated,
     )
     return Response(xml, mimetype="application/atom+xml")
 

@@ -205,6 +205,9 @@ def release(entry_id: int) -> Response:
     return _to_queue(f"The mail is posted ({result.status}).", result.outbox)
 
 
+_DECIDED = (PostState.REJECTED, PostState.REMOVED)  # what approving or rejecting cannot change
+
+
 @bp.post("/moderation/messages/<id:message_pk>/approve")
 @moderator
 def approve(message_pk: int) -> Response:
@@ -212,6 +215,8 @@ def approve(message_pk: int) -> Response:
     entries = []
     with transaction(resources().writer) as session:
         msg, mlist = _own_post(session, message_pk)
+        if msg.status in _DECIDED:  # from a page shown before: it says what it did, nothing
+            return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         if msg.status == PostState.HELD:
             entries += moderation.approve(session, mlist, msg, current_address() or "")
         restore(session, msg)
@@ -231,6 +236,8 @@ def reject(message_pk: int) -> Response | tuple[str, int]:
         return _again(wrong, {f"reject-{message_pk}": reason})
     with transaction(resources().writer) as session:
         msg, mlist = _own_post(session, message_pk)
+        if msg.status in _DECIDED:  # a second click, or another moderator first: told once
+            return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         hide(session, msg)
         close_reports(session, msg.id, ReportState.ACTIONED, current_address() or "")
         entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
