@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, delete, exists, func, select, update
@@ -22,49 +20,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from listgate import conversations, places, store
+from listgate.mail.keys import thread_keys as thread_keys  # where tests and tools found it
 from listgate.models import Message, MessageRef, ThreadNode
 from listgate.store import table
 
 MAX_DEPTH = 10_000  # the bound on any walk up a chain of parents
-MIN_KEY_LENGTH = 4  # shorter ids ("<a@b>") are junk, never thread keys
 _M = table(Message)
 _REFS = table(MessageRef)
 _NODES = table(ThreadNode)
 # (id, place in In-Reply-To or 0), References order then In-Reply-To's others
 Named = Sequence[tuple[str, int]]
-
-
-@dataclass(frozen=True)
-class Keys:
-    """The thread keys a message names, junk left out: In-Reply-To's ids and References' ids, in
-    order."""
-
-    irt: tuple[str, ...] = ()
-    refs: tuple[str, ...] = ()
-
-    @cached_property
-    def named(self) -> list[tuple[str, int]]:
-        """Every key once: References order, then In-Reply-To ids not in References; with
-        In-Reply-To places (worked out once: threading a message asks six times)."""
-        place = {k: i + 1 for i, k in enumerate(self.irt)}
-        return [(k, place.get(k, 0)) for k in dict.fromkeys(self.refs + self.irt)]
-
-
-def is_thread_key(token: str) -> bool:
-    """True for an id that can join threads: local@domain, both parts present, not absurdly
-    short."""
-    local, at, domain = token.rpartition("@")
-    return bool(at and local and domain) and len(token) >= MIN_KEY_LENGTH
-
-
-def thread_keys(own: str, in_reply_to: Iterable[str], references: Iterable[str]) -> Keys:
-    """The keys of a message from its parsed headers; its own id, repeats and junk tokens
-    dropped."""
-
-    def keep(ids: Iterable[str]) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(i for i in ids if i != own and is_thread_key(i)))
-
-    return Keys(irt=keep(in_reply_to)[:20], refs=keep(references)[-200:])  # bounds against junk
 
 
 def choose_parent(

@@ -29,7 +29,6 @@ from listgate.admission import (
 )
 from listgate.mail.message import ParsedMessage
 from listgate.mail.parser import parse
-from listgate.mail.subjects import normalize_subject
 from listgate.models import (
     MailingList,
     MessageVariant,
@@ -146,9 +145,8 @@ def _ingest(
                 DIGEST_REPLY,
             )
     msg = _draft(session, parsed, mlist, origin, status)
-    keys = threads.thread_keys(parsed.message_id, parsed.in_reply_to, parsed.references)
     thread, _created = threads.attach(
-        session, msg, keys, fallback_days, visible=status == PostState.VISIBLE
+        session, msg, parsed.thread_keys, fallback_days, visible=status == PostState.VISIBLE
     )
     contents.store_attachments(session, parsed, msg.id)
     result = IngestResult(
@@ -308,14 +306,8 @@ def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessa
     """Read what ingesting batch into mlist will ask (archived ids, thread nodes) in a few
     queries."""
     lock_list(session, mlist)  # first: what is read must be what the list holds while we write
-    named = [
-        key
-        for parsed in batch
-        for key, _ in threads.thread_keys(
-            parsed.message_id, parsed.in_reply_to, parsed.references
-        ).named
-    ]
-    subjects = [normalize_subject(p.subject) for p in batch]
+    named = [key for parsed in batch for key, _ in parsed.thread_keys.named]
+    subjects = [p.subject_norm for p in batch]
     places.prefetch(session, mlist.id, (p.message_id for p in batch), named, subjects)
     conversations.learn_participants(  # the threads the replies name, and their senders
         session,
@@ -330,7 +322,7 @@ def _draft(
 ) -> threads.Draft:
     """The new message's column values (raw bytes stored); threads.attach inserts it once its thread
     is known."""
-    subject_norm = normalize_subject(parsed.subject)
+    subject_norm = parsed.subject_norm
     return threads.Draft(
         list_id=mlist.id,
         message_id=parsed.message_id,

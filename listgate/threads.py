@@ -13,7 +13,6 @@ is keyed by the message's ids, so what earlier calls wrote is seen without a flu
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,9 +22,10 @@ from sqlalchemy.orm import Session
 
 from listgate import conversations, forest, places
 from listgate.conversations import count_visible, resolve
-from listgate.forest import Keys, choose_parent, is_thread_key, thread_keys
+from listgate.forest import choose_parent
+from listgate.mail.keys import Keys, is_thread_key, thread_keys
 from listgate.mail.parser import parse
-from listgate.mail.subjects import is_reply_subject, normalize_subject
+from listgate.mail.subjects import is_reply_subject
 from listgate.models import Message, MessageRef, MessageVariant, RawMessage, Thread, ThreadNode
 from listgate.states import PostState
 from listgate.store import new_message_id, table
@@ -263,7 +263,7 @@ def place_copies(
         .where(_VARIANTS.c.message_pk == pk)
         .values(places=_VARIANTS.c.id == (winner.variant_id or 0))
     )
-    mine = arrived is not None and hashlib.sha256(arrived.raw).hexdigest() == winner.sha256
+    mine = arrived is not None and arrived.sha256 == winner.sha256
     copy = (
         arrived
         if mine and arrived is not None
@@ -278,9 +278,9 @@ def place_copies(
         subject=copy.subject,
         date=winner.date,
         thread_date=winner.date,
-        thread_subject_norm=normalize_subject(copy.subject),
+        thread_subject_norm=copy.subject_norm,
     )
-    keys = thread_keys(copy.message_id, copy.in_reply_to, copy.references)
+    keys = copy.thread_keys
     return replace(session, pk, draft, keys, fallback_days), True
 
 

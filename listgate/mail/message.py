@@ -8,8 +8,9 @@ from datetime import datetime
 from functools import cached_property
 
 from listgate.mail import fields
+from listgate.mail.keys import Keys, thread_keys
 from listgate.mail.names import CC, TO
-from listgate.mail.subjects import is_reply_subject
+from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.mail.values import (
     addresses,
     decode_header,
@@ -95,6 +96,16 @@ class ParsedMessage:
     def sha256(self) -> str:
         """Its bytes' hash: raw rows are stored once per hash (hashed once however often asked)."""
         return hashlib.sha256(self.raw).hexdigest()
+
+    @cached_property
+    def subject_norm(self) -> str:
+        """The subject as threading and search compare it (listgate.mail.subjects)."""
+        return normalize_subject(self.subject)
+
+    @cached_property
+    def thread_keys(self) -> Keys:
+        """The ids it names that can join threads (listgate.mail.keys)."""
+        return thread_keys(self.message_id, self.in_reply_to, self.references)
 
     @cached_property
     def to_addrs(self) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from listgate.mail.parser import parse
-from listgate.parse_process import ParseAhead
+from listgate.parse_process import DERIVED, ParseAhead
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +54,29 @@ def test_batches_handed_ahead_are_parsed_while_none_is_taken_back(
     for raws, parsed in zip(batches, taken, strict=True):
         assert parsed == [parse(raw) for raw in raws]
     assert ahead.process.poll() is not None, "the parsing process outlived close()"
+
+
+def test_what_a_message_alone_tells_comes_worked_out_from_the_parsing_process() -> None:
+    """The hash, normalized subject and thread keys archiving reads of each message are worked
+    out in the parsing process: the messages the importer takes back hold them already (it
+    computes none of them), the same as a parse in the importer gives."""
+    raws = _batch(7)
+    raws[1] = (
+        b"From: b@example.org\nSubject: Re: [list]  Batch   Seven\nMessage-ID: <r1@x>\n"
+        b"In-Reply-To: <b7.0@x>\nReferences: <b7.0@x> <junk> <b7.0@x>\n\nA reply.\n"
+    )
+    ahead = ParseAhead()
+    try:
+        ahead.submit(raws)
+        taken = ahead.take()
+    finally:
+        ahead.close()
+    for raw, message in zip(raws, taken, strict=True):
+        assert message is not None
+        computed_here = [n for n in DERIVED if n not in vars(message)]
+        assert not computed_here, f"left to the importer: {computed_here}"
+        here = parse(raw)
+        assert [getattr(message, n) for n in DERIVED] == [getattr(here, n) for n in DERIVED]
+    assert taken[1] is not None
+    assert taken[1].subject_norm == "batch seven"
+    assert taken[1].thread_keys.named == [("b7.0@x", 1)]
