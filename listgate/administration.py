@@ -66,11 +66,15 @@ def record(
 
 
 def history(session: Session, mlist: MailingList, limit: int = 100) -> list[AuditEntry]:
-    """The newest changes to mlist first."""
+    """The newest changes to mlist first.
+
+    Not those of a deleted list that had its id (SQLite gives the id of the last row again): a
+    list created under an old name starts with a history of its own.
+    """
     return list(
         session.scalars(
             select(AuditEntry)
-            .where(AuditEntry.list_id == mlist.id)
+            .where(AuditEntry.list_id == mlist.id, AuditEntry.created_at >= mlist.created_at)
             .order_by(AuditEntry.id.desc())
             .limit(limit)
         )
