@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from listgate import limits, plurals, subscriptions
+from listgate import approvals, limits, plurals, policy, subscriptions
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -118,7 +118,7 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         # a value stored before its limit stays while the other settings change
         if name in changes and str(changes[name]).strip() != getattr(mlist, name):
             limits.within(limit, str(changes[name]).strip())
-    done = []
+    done, needed = [], policy.needs_approval(mlist)
     for name in FIELDS:
         if name not in changes:
             continue
@@ -134,6 +134,11 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         record(session, mlist, actor, "edit", line)
         done.append(line)
     session.flush()
+    if needed and not policy.needs_approval(mlist):
+        # Confirmed requests waiting for a moderator are in, as anyone asking now would be.
+        done += [
+            f"let in {sub.address} ({sub.kind})" for sub in approvals.let_in(session, mlist, actor)
+        ]
     return done
 
 

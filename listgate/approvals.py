@@ -71,6 +71,16 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     )
 
 
+def let_in(session: Session, mlist: MailingList, by: str) -> list[Subscription]:
+    """Approve every confirmed request waiting on mlist (it needs no moderator any more): each
+    address gets its welcome mail; the requests let in, oldest first."""
+    let = []
+    for sub in still_waiting(waiting(session, [mlist.id])):
+        approve(session, sub, by)
+        let.append(sub)
+    return let
+
+
 def still_waiting(subs: Iterable[Subscription]) -> Iterator[Subscription]:
     """Each of subs whose request still waits when its turn comes: deciding one can end another
     (approving every post ends a request for the digest the same address made)."""

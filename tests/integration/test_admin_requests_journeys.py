@@ -29,7 +29,8 @@ from tests.support.stack import Stack, make_stack, run_up
 
 pytestmark = pytest.mark.integration
 
-MOD, KIM, OLD = "mod@example.org", "kim@example.org", "old-owner@example.org"
+MOD, KIM, LEE = "mod@example.org", "kim@example.org", "lee@example.net"
+OLD = "old-owner@example.org"
 
 
 @pytest.fixture
@@ -106,3 +107,32 @@ def test_a_list_created_again_under_a_deleted_lists_name_has_its_own_history(
     assert j.cli("moderators", "show", "dev").strip() == "dev has no moderators"
     j.mail(SAM, "dev@lists.test", "A post to the new dev", "Hello.\n")
     j.expect()  # Sam was subscribed to the old dev only
+
+
+def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """dev is members-only: Kim asked and confirmed, and waits for a moderator; Lee asked and
+    has not confirmed yet. The owner opens dev: Kim is in at once (welcome, then the next post),
+    as anyone asking now would be; Lee's confirmation lets her in without a moderator."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", "dev", "--policy", "members")
+    j.cli("subscribe", SAM, "--list", "dev")
+    ask_and_confirm(j, KIM, "list")
+    stranger = WebClient(j.stack.web_port)
+    stranger.post("/lists/dev/subscribe", {"address": LEE, "kind": "list"}, on_page="/lists/dev/")
+    confirm = j.expect((LEE, "Confirm your subscription"))
+    assert "1 request waiting" in j.cli("requests", "show", "--list", "dev")
+
+    out = j.cli("lists", "edit", "dev", "--policy", "open")
+    assert "policy: 'members' -> 'open'" in out and f"let in {KIM}" in out, out
+    j.expect((KIM, "Welcome"))
+    assert "0 requests waiting" in j.cli("requests", "show", "--list", "dev")
+    j.mail(SAM, "dev@lists.test", "Open now", "Hello.\n")
+    j.expect((KIM, "Open now"))
+
+    stranger.post(search(r"(http://\S+/confirm/\S+)", j.body(confirm, LEE, "Confirm")[1]))
+    j.expect((LEE, "Welcome"))
+    j.mail(SAM, "dev@lists.test", "Everyone in", "Hello.\n")
+    j.expect((KIM, "Everyone in"), (LEE, "Everyone in"))
