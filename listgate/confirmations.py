@@ -129,6 +129,8 @@ def request(
             approved_by="",
         )
         session.add(sub)
+    if sub.status == SubscriptionState.ENDED:
+        sub.approved_by = ""  # the approval of a subscription that ended does not let it back in
     sub.status, sub.created_at = (
         SubscriptionState.PENDING,
         _now(),

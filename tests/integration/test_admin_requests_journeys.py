@@ -136,3 +136,33 @@ def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
     j.expect((LEE, "Welcome"))
     j.mail(SAM, "dev@lists.test", "Everyone in", "Hello.\n")
     j.expect((KIM, "Everyone in"), (LEE, "Everyone in"))
+
+
+def test_someone_removed_from_a_members_only_list_needs_a_moderator_to_come_back(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Kim was let in by a moderator, then the administrator took her off dev. Asking again,
+    she waits for a moderator as any newcomer does; refused, she gets nothing; a moderator's
+    approval lets her in again."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", "dev", "--policy", "members")
+    j.cli("subscribe", SAM, "--list", "dev")
+    ask_and_confirm(j, KIM, "list")
+    j.cli("requests", "approve", KIM, "--list", "dev", "--by", MOD)
+    j.expect((KIM, "Welcome"))
+    assert "has left dev" in j.cli("unsubscribe", KIM, "--list", "dev", "--notify")
+    j.expect((KIM, "You have left"))
+
+    ask_and_confirm(j, KIM, "list")  # waits: not "Welcome"
+    assert "1 request waiting" in j.cli("requests", "show", "--list", "dev")
+    j.mail(SAM, "dev@lists.test", "Members only", "Hello.\n")
+    j.expect()
+    j.cli("requests", "refuse", KIM, "--list", "dev", "--reason", "not again")
+    j.expect((KIM, "was not approved"))
+
+    ask_and_confirm(j, KIM, "list")
+    j.cli("requests", "approve", KIM, "--list", "dev", "--by", MOD)
+    j.expect((KIM, "Welcome"))
+    j.mail(SAM, "dev@lists.test", "Back again", "Hello.\n")
+    j.expect((KIM, "Back again"))
