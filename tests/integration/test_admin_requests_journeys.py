@@ -166,3 +166,32 @@ def test_someone_removed_from_a_members_only_list_needs_a_moderator_to_come_back
     j.expect((KIM, "Welcome"))
     j.mail(SAM, "dev@lists.test", "Back again", "Hello.\n")
     j.expect((KIM, "Back again"))
+
+
+def test_an_invitation_to_someone_already_asking_lets_them_in(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """dev is members-only. Kim asked and confirmed: she waits for a moderator. Lee asked a
+    minute ago and has not confirmed yet. The administrator invites both: Kim is in at once
+    (she confirmed her address already), and Lee's confirmation lets her in without a
+    moderator, as an invitation's does."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", "dev", "--policy", "members")
+    j.cli("subscribe", SAM, "--list", "dev")
+    ask_and_confirm(j, KIM, "list")
+    stranger = WebClient(j.stack.web_port)
+    stranger.post("/lists/dev/subscribe", {"address": LEE, "kind": "list"}, on_page="/lists/dev/")
+    confirm = j.expect((LEE, "Confirm your subscription"))
+
+    out = j.cli("subscribe", KIM, "--list", "dev", "--invite")
+    assert out.strip() == f"{KIM} is now subscribed to dev.", out
+    j.expect((KIM, "Welcome"))
+    out = j.cli("subscribe", LEE, "--list", "dev", "--invite")
+    assert "approved in advance" in out, out
+    j.expect()  # her confirmation mail went a minute ago: not another one yet
+    stranger.post(search(r"(http://\S+/confirm/\S+)", j.body(confirm, LEE, "Confirm")[1]))
+    j.expect((LEE, "Welcome"))
+    assert "0 requests waiting" in j.cli("requests", "show", "--list", "dev")
+    j.mail(SAM, "dev@lists.test", "Invited in", "Hello.\n")
+    j.expect((KIM, "Invited in"), (LEE, "Invited in"))

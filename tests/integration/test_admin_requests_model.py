@@ -2,10 +2,11 @@
 confirm, change their minds, leave and are taken off, and the list's policy changes.
 
 Hypothesis drives random sequences of: a person asks on the web for every post or the digest
-(a confirmation link is mailed), confirms by the link, subscribes at once when signed in, leaves;
-an administrator subscribes someone or takes them off; a moderator approves or refuses every
-request an address has (`listgate requests approve|refuse`); the owner switches the list between
-open and members-only, public and private (`listgate lists edit`). The model predicts every
+(a confirmation link is mailed), confirms by the link, subscribes at once when signed in,
+leaves; an administrator subscribes someone, invites them (`--invite`) or takes them off; a
+moderator approves or refuses every request an address has (`listgate requests
+approve|refuse`); the owner switches the list between open and members-only, public and
+private (`listgate lists edit`). The model predicts every
 subscription row's state; after each step the rows, the requests waiting, and the mails queued
 (a confirmation per request, a welcome per way in, an answer per refusal) must match it, and no
 decision on what `requests show` lists may fail.
@@ -145,6 +146,44 @@ class Requests(RuleBasedStateMachine):
         self.mails["confirm"] += 1
         self.set((who, kind), PENDING)
         self.approved.discard((who, kind))
+
+    @precondition(lambda self: min(self.asks.values()) < ASKS)
+    @rule(who=people, kind=kinds)
+    def an_administrator_invites(self, who: str, kind: str) -> None:
+        """`listgate subscribe ADDRESS --list dev [--digest] --invite`."""
+        if self.asks[who] >= ASKS:
+            return
+        with transaction(self.db) as session:
+            outcome = confirmations.request(
+                session,
+                self._list(session),
+                who,
+                secret=SECRET,
+                base_url="",
+                domain="x",
+                kind=kind,
+                channel=subscriptions.ADMIN,
+                invited_by="admin",
+            )
+            mailed = [json.loads(e.payload or "{}") for e in outcome.outbox]
+        key, status = (who, kind), self.rows.get((who, kind))
+        if status == ACTIVE:
+            assert mailed == [], outcome.message
+        elif status == AWAITING:  # confirmed already: in now
+            assert [m["template"] for m in mailed] == ["welcome"], outcome.message
+            self.activate(who, kind)
+            self.mails["welcome"] += 1
+        elif status == PENDING:  # its confirmation went minutes ago: approved in advance
+            assert mailed == [], outcome.message
+            self.approved.add(key)
+        else:
+            (confirm,) = mailed
+            assert confirm["template"] == "confirm" and confirm["invited"]
+            self.links[key] = confirm["link"].rpartition("/confirm/")[2]
+            self.asks[who] += 1
+            self.mails["confirm"] += 1
+            self.set(key, PENDING)
+            self.approved.add(key)
 
     @rule(who=people, kind=kinds)
     def a_person_confirms_by_the_link(self, who: str, kind: str) -> None:
