@@ -195,3 +195,22 @@ def test_an_invitation_to_someone_already_asking_lets_them_in(
     assert "0 requests waiting" in j.cli("requests", "show", "--list", "dev")
     j.mail(SAM, "dev@lists.test", "Invited in", "Hello.\n")
     j.expect((KIM, "Invited in"), (LEE, "Invited in"))
+
+
+def test_someone_waiting_who_an_administrator_subscribes_hears_of_it(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Kim confirmed her request to the members-only dev and was told she would get a mail
+    once she is in. The administrator subscribes her with `listgate subscribe` instead of
+    approving the request: she gets that mail (once), and the request waits no more."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", "dev", "--policy", "members")
+    j.cli("subscribe", SAM, "--list", "dev")
+    ask_and_confirm(j, KIM, "list")
+    assert "subscribed kim@example.org to dev (list)" in j.cli("subscribe", KIM, "--list", "dev")
+    j.expect((KIM, "Welcome"))
+    assert "0 requests waiting" in j.cli("requests", "show", "--list", "dev")
+    j.cli("subscribe", KIM, "--list", "dev")  # again: nothing new to tell her
+    j.mail(SAM, "dev@lists.test", "Subscribed", "Hello.\n")
+    j.expect((KIM, "Subscribed"))

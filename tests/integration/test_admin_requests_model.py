@@ -207,6 +207,8 @@ class Requests(RuleBasedStateMachine):
     def an_administrator_subscribes(self, who: str, kind: str) -> None:
         with transaction(self.db) as session:
             lists.subscribe(session, self._list(session), who, kind)
+        # a request waiting for a moderator was promised a mail once it is in
+        self.mails["welcome"] += self.rows.get((who, kind)) == AWAITING
         self.start(who, kind, by_admin=True)
 
     @rule(who=people, by_admin=st.booleans())
