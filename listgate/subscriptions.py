@@ -161,9 +161,11 @@ def start(
             approved_by="",
         )
         session.add(sub)
-    # A moderator's approval lets in the request it was given for (in advance too), not a return
-    # after the subscription ended: on a list that needs one, a former member asks again.
-    approved_by = approved_by or (sub.approved_by if sub.status != SubscriptionState.ENDED else "")
+    if sub.status == SubscriptionState.ENDED:
+        # A moderator's approval lets in the request it was given for (in advance too), not a
+        # return after the subscription ended: on a list that needs one, a former member asks again.
+        sub.approved_by = ""
+    approved_by = approved_by or sub.approved_by
     if sub.status == SubscriptionState.ACTIVE:
         _end_other_choice(session, sub)  # the latest choice wins, even over a request still pending
         return sub
