@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from listgate import limits, plurals, subscriptions
+from listgate import approvals, limits, plurals, policy, subscriptions
 from listgate.lists import ListError
 from listgate.models import (
     Attachment,
@@ -69,11 +69,15 @@ def record(
 
 
 def history(session: Session, mlist: MailingList, limit: int = 100) -> list[AuditEntry]:
-    """The newest changes to mlist first."""
+    """The newest changes to mlist first.
+
+    Not those of a deleted list that had its id (SQLite gives the id of the last row again): a
+    list created under an old name starts with a history of its own.
+    """
     return list(
         session.scalars(
             select(AuditEntry)
-            .where(AuditEntry.list_id == mlist.id)
+            .where(AuditEntry.list_id == mlist.id, AuditEntry.created_at >= mlist.created_at)
             .order_by(AuditEntry.id.desc())
             .limit(limit)
         )
@@ -117,7 +121,7 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         # a value stored before its limit stays while the other settings change
         if name in changes and str(changes[name]).strip() != getattr(mlist, name):
             limits.within(limit, str(changes[name]).strip())
-    done = []
+    done, needed = [], policy.needs_approval(mlist)
     for name in FIELDS:
         if name not in changes:
             continue
@@ -133,6 +137,11 @@ def edit(session: Session, mlist: MailingList, actor: str, **changes: object) ->
         record(session, mlist, actor, "edit", line)
         done.append(line)
     session.flush()
+    if needed and not policy.needs_approval(mlist):
+        # Confirmed requests waiting for a moderator are in, as anyone asking now would be.
+        done += [
+            f"let in {sub.address} ({sub.kind})" for sub in approvals.let_in(session, mlist, actor)
+        ]
     return done
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -12,12 +12,14 @@ from listgate.models import MailingList, Subscription
 from listgate.states import SubscriptionState
 from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
 
+WAITING = (SubscriptionState.AWAITING, SubscriptionState.PENDING)  # a moderator can decide on
+
 
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
     """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
     mlist = session.get_one(MailingList, sub.list_id)
     limits.within(limits.ACTOR, by)
-    if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
+    if sub.status not in WAITING:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     if sub.status == SubscriptionState.PENDING:
         sub.approved_by = by
@@ -57,7 +59,7 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     mlist = session.get_one(MailingList, sub.list_id)
     limits.within(limits.ACTOR, by)
     limits.within(limits.REASON, reason)
-    if sub.status not in (SubscriptionState.AWAITING, SubscriptionState.PENDING):
+    if sub.status not in WAITING:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
     administration.record(
@@ -67,6 +69,22 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     return Outcome(
         sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name
     )
+
+
+def let_in(session: Session, mlist: MailingList, by: str) -> list[Subscription]:
+    """Approve every confirmed request waiting on mlist (it needs no moderator any more): each
+    address gets its welcome mail; the requests let in, oldest first."""
+    let = []
+    for sub in still_waiting(waiting(session, [mlist.id])):
+        approve(session, sub, by)
+        let.append(sub)
+    return let
+
+
+def still_waiting(subs: Iterable[Subscription]) -> Iterator[Subscription]:
+    """Each of subs whose request still waits when its turn comes: deciding one can end another
+    (approving every post ends a request for the digest the same address made)."""
+    return (sub for sub in subs if sub.status in WAITING)
 
 
 def _what(sub: Subscription) -> str:
@@ -96,7 +114,7 @@ def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subs
             .where(
                 Subscription.list_id == mlist.id,
                 Subscription.address == address.strip().lower(),
-                Subscription.status.in_((SubscriptionState.AWAITING, SubscriptionState.PENDING)),
+                Subscription.status.in_(WAITING),
             )
             .order_by(Subscription.id)
         )

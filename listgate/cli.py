@@ -530,7 +530,7 @@ def _decide(
         subs = approvals.requests_of(session, lists_service.require(session, list_name), address)
         if not subs:
             raise click.ClickException(f"{address} has no request waiting on {list_name}")
-        messages = [decide(session, sub).message for sub in subs]
+        messages = [decide(session, sub).message for sub in approvals.still_waiting(subs)]
     for message in messages:
         click.echo(message)
 

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, ratelimits, tokens
+from listgate import approvals, dispatch, ratelimits, tokens
 from listgate.models import MailingList, OutboxEntry, Subscription
 from listgate.numerals import hex_id
 from listgate.states import SubscriptionKind, SubscriptionState
@@ -109,6 +109,8 @@ def request(
     thread_key = thread_key_for(session, mlist, kind, thread_id)
     sub = find(session, mlist.id, address, kind, thread_key)
     said = _no_mail_needed(session, sub, address, mlist)
+    if said and invited_by and sub is not None:
+        return _invited(session, mlist, sub, invited_by, said)
     if said:
         return Outcome(sub, said, [], mlist.name, thread_key)
     used, retry_after = ratelimits.hit(session, f"confirm-address:{address}", CONFIRM_LIMIT[1])
@@ -129,6 +131,8 @@ def request(
             approved_by="",
         )
         session.add(sub)
+    if sub.status == SubscriptionState.ENDED:
+        sub.approved_by = ""  # the approval of a subscription that ended does not let it back in
     sub.status, sub.created_at = (
         SubscriptionState.PENDING,
         _now(),
@@ -176,6 +180,20 @@ def _no_mail_needed(
         # Forged requests must not turn us into a mail cannon aimed at someone's inbox.
         return f"A confirmation mail was sent to {address} a few minutes ago."
     return ""
+
+
+def _invited(
+    session: Session, mlist: MailingList, sub: Subscription, invited_by: str, said: str
+) -> Outcome:
+    """An invitation to an address that asked already: a request waiting for a moderator is
+    approved now (the address is confirmed), one not confirmed yet is approved in advance."""
+    if sub.status == SubscriptionState.AWAITING:
+        return approvals.approve(session, sub, invited_by)
+    if sub.status == SubscriptionState.PENDING:
+        sub.approved_by = invited_by
+        session.flush()
+        said += f" It is approved in advance: {sub.address} is in as soon as they confirm."
+    return Outcome(sub, said, [], mlist.name, sub.thread_key)
 
 
 def _confirmation_refused(session: Session, sub: Subscription) -> bool:

@@ -9,7 +9,7 @@ from listgate import subscriptions
 from listgate.addresses import MAX_LIST_NAME, valid_list_name
 from listgate.limits import DESCRIPTION, TITLE, within
 from listgate.models import MailingList, Subscription
-from listgate.states import ListPolicy, SubscriptionKind
+from listgate.states import ListPolicy, SubscriptionKind, SubscriptionState
 
 
 class ListError(ValueError):
@@ -73,8 +73,24 @@ def subscribe(
     kind: str = SubscriptionKind.LIST,
     thread_id: int = 0,
 ) -> Subscription:
-    """An administrator's subscription: active at once (no confirmation mail, no approval)."""
+    """An administrator's subscription: active at once (no confirmation mail, no approval).
+
+    A request of the address waiting for a moderator is approved: it was promised a mail once
+    it is in, and gets the welcome.
+    """
+    from listgate import approvals  # it builds on this module (ListError)
+
     try:
+        waiting = subscriptions.find(
+            session,
+            mlist.id,
+            subscriptions.normalize(address),
+            kind,
+            subscriptions.thread_key_for(session, mlist, kind, thread_id),
+        )
+        if waiting is not None and waiting.status == SubscriptionState.AWAITING:
+            approvals.approve(session, waiting, subscriptions.ADMIN)
+            return waiting
         return subscriptions.start(
             session, mlist, address, kind, thread_id, approved_by=subscriptions.ADMIN
         )

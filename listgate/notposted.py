@@ -70,8 +70,12 @@ def count_waiting(session: Session) -> int:
 
 
 def claim(session: Session, entry_id: int) -> NotPosted:
-    """The entry to release, or LookupError saying why it cannot be."""
-    entry = session.get(NotPosted, entry_id)
+    """The entry to release, or LookupError saying why it cannot be.
+
+    Locked until the caller's transaction ends (PostgreSQL; SQLite has one writer at a time): of
+    two moderators releasing it at once, the second is told the first did.
+    """
+    entry = session.get(NotPosted, entry_id, with_for_update=True, populate_existing=True)
     if entry is None:
         raise LookupError(f"there is no entry {entry_id} in the not-posted queue")
     if entry.released_at is not None:

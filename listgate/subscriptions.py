@@ -49,6 +49,7 @@ ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
 KINDS = tuple(SubscriptionKind)
 SWITCHED_TO_LIST = "switched to every post"  # a digest's end reason: its posts so far still come
 _LIST_KINDS = (SubscriptionKind.LIST, SubscriptionKind.DIGEST)  # on the list, not a thread
+_REQUESTS = (SubscriptionState.PENDING, SubscriptionState.AWAITING)  # asked for, not in yet
 NEEDS_APPROVAL = (
     SubscriptionKind.LIST,
     SubscriptionKind.DIGEST,
@@ -160,6 +161,10 @@ def start(
             approved_by="",
         )
         session.add(sub)
+    if sub.status == SubscriptionState.ENDED:
+        # A moderator's approval lets in the request it was given for (in advance too), not a
+        # return after the subscription ended: on a list that needs one, a former member asks again.
+        sub.approved_by = ""
     approved_by = approved_by or sub.approved_by
     if sub.status == SubscriptionState.ACTIVE:
         _end_other_choice(session, sub)  # the latest choice wins, even over a request still pending
@@ -172,6 +177,7 @@ def start(
     ):
         sub.status = SubscriptionState.AWAITING
         session.flush()
+        _end_other_choice(session, sub, waiting_only=True)  # the latest request is the one asked
         return sub
     _make_active(session, sub, approved_by)
     return sub
@@ -190,8 +196,9 @@ def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
     _end_other_choice(session, sub)
 
 
-def _end_other_choice(session: Session, sub: Subscription) -> None:
-    """Every post or the digest, following or muting a thread: one of the two; the other ends."""
+def _end_other_choice(session: Session, sub: Subscription, waiting_only: bool = False) -> None:
+    """Every post or the digest, following or muting a thread: one of the two; the other ends
+    (waiting_only: only a request of the other that waits, not one that is active)."""
     others: dict[SubscriptionKind, tuple[SubscriptionKind, str]] = {
         SubscriptionKind.LIST: (SubscriptionKind.DIGEST, SWITCHED_TO_LIST),
         SubscriptionKind.DIGEST: (SubscriptionKind.LIST, "switched to the digest"),
@@ -199,7 +206,11 @@ def _end_other_choice(session: Session, sub: Subscription) -> None:
         SubscriptionKind.MUTE: (SubscriptionKind.THREAD, "muted"),
     }
     other, reason = others[sub.kind]
-    end(session, _live(session, sub.list_id, sub.address, (other,), sub.thread_key), reason)
+    rows = _live(session, sub.list_id, sub.address, (other,), sub.thread_key)
+    if waiting_only:
+        rows = [r for r in rows if r.status in _REQUESTS]
+        reason = f"asked for {sub.kind} instead"
+    end(session, rows, reason)
 
 
 def thread_key_for(session: Session, mlist: MailingList, kind: str, thread_id: int) -> int:

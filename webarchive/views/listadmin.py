@@ -5,13 +5,13 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from listgate import administration, lists
+from listgate import administration, dispatch, lists
 from listgate.db import transaction
 from listgate.limits import TooLong, typed
 from listgate.lists import ListError
 from listgate.models import MailingList
 from listgate.states import ListPolicy, ReplyTo
-from webarchive.context import db, resources, settings
+from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address, signed_in
 
 bp = Blueprint("listadmin", __name__)
@@ -75,6 +75,7 @@ def save(name: str) -> Response | tuple[str, int]:
     sent = _typed()
     try:
         with transaction(resources().writer) as session:
+            outbox = dispatch.collect(session)  # welcome mails of requests a change lets in
             done = administration.edit(
                 session, session.get_one(MailingList, mlist.id), current_address() or "", **sent
             )
@@ -84,6 +85,7 @@ def save(name: str) -> Response | tuple[str, int]:
     except ListError as exc:
         flash(str(exc), "error")
         return redirect(url_for("listadmin.page", name=name), 303)
+    enqueue(outbox)
     flash("Saved: " + "; ".join(done) if done else "Nothing changed.", "ok")
     return redirect(url_for("listadmin.page", name=name), 303)
 

@@ -10,8 +10,9 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists
-from listgate.models import AuditEntry, MailingList, Message, Person
+from listgate import dispatch, lists, subscriptions
+from listgate.models import AuditEntry, MailingList, Message, OutboxEntry, Person, Subscription
+from listgate.states import ListPolicy
 from tests.support.factories import MakeList
 from tests.support.web import RecordingSender, csrf, sign_in
 
@@ -163,3 +164,27 @@ def test_the_profile_name_is_the_from_of_web_posts(
         "/me/profile", data={"csrf_token": token, "name": "Evil <x@y>"}, follow_redirects=True
     )
     assert "cannot contain" in refused.get_data(as_text=True)
+
+
+def test_opening_a_members_only_list_lets_waiting_requests_in_and_mails_them(
+    client: FlaskClient, db: sessionmaker[Session], dev: MailingList, sender: RecordingSender
+) -> None:
+    with db() as session, session.begin():
+        mlist = lists.require(session, "dev")
+        mlist.policy = ListPolicy.MEMBERS
+        assert subscriptions.start(session, mlist, "kim@example.org").status == "awaiting"
+    sign_in(client, db, "owner@example.org")
+    sent_before = len(sender.sent)
+    token = csrf(client, "/lists/dev/settings")
+    page = client.post(
+        "/lists/dev/settings",
+        data={"csrf_token": token, "title": "dev", "policy": "open", "reply_to": "none"},
+        follow_redirects=True,
+    ).get_data(as_text=True)
+    assert "let in kim@example.org (list)" in page
+    assert sender.names[sent_before:] == [dispatch.SEND_NOTICE], "no welcome mail enqueued"
+    with db() as session:
+        (sub,) = session.scalars(select(Subscription)).all()
+        assert (sub.status, sub.approved_by) == ("active", "owner@example.org")
+        welcome = session.get_one(OutboxEntry, sender.sent[sent_before][1][0])
+    assert '"template": "welcome"' in welcome.payload and "kim@example.org" in welcome.payload
