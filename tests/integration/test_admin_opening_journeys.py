@@ -15,9 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_admin_requests_journeys import KIM, LEE, MOD, ask_and_confirm
+from tests.integration.test_admin_requests_journeys import (
+    KIM,
+    LEE,
+    MOD,
+    ask_and_confirm,
+    kim_waiting_and_lee_unconfirmed,
+)
 from tests.integration.test_journeys import SAM, Journey, _journey_env
-from tests.integration.web_client import WebClient
 from tests.support.config import search
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack, make_stack, run_up
@@ -38,13 +43,7 @@ def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
     has not confirmed yet. The owner opens dev: Kim is in at once (welcome, then the next post),
     as anyone asking now would be; Lee's confirmation lets her in without a moderator."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("lists", "edit", "dev", "--policy", "members")
-    j.cli("subscribe", SAM, "--list", "dev")
-    ask_and_confirm(j, KIM, "list")
-    stranger = WebClient(j.stack.web_port)
-    stranger.post("/lists/dev/subscribe", {"address": LEE, "kind": "list"}, on_page="/lists/dev/")
-    confirm = j.expect((LEE, "Confirm your subscription"))
+    stranger, confirm = kim_waiting_and_lee_unconfirmed(j)
     assert "1 request waiting" in j.cli("requests", "show", "--list", "dev")
 
     out = j.cli("lists", "edit", "dev", "--policy", "open")

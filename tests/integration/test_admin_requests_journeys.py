@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_journeys import PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import PAT, SAM, Journey, Received, _journey_env
 from tests.integration.web_client import WebClient
 from tests.support.config import search
 from tests.support.sink import SmtpSink
@@ -44,6 +44,18 @@ def ask_and_confirm(j: Journey, address: str, kind: str) -> None:
     link = search(r"(http://\S+/confirm/\S+)", j.body(confirm, address, "Confirm")[1])
     stranger.post(link)
     j.expect((address, "awaits approval"))
+
+
+def kim_waiting_and_lee_unconfirmed(j: Journey) -> tuple[WebClient, list[Received]]:
+    """dev, members-only, Sam subscribed: Kim asked and confirmed (she waits for a moderator),
+    Lee asked and has not confirmed yet. Lee's web client and her confirmation mail."""
+    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", "dev", "--policy", "members")
+    j.cli("subscribe", SAM, "--list", "dev")
+    ask_and_confirm(j, KIM, "list")
+    stranger = WebClient(j.stack.web_port)
+    stranger.post("/lists/dev/subscribe", {"address": LEE, "kind": "list"}, on_page="/lists/dev/")
+    return stranger, j.expect((LEE, "Confirm your subscription"))
 
 
 def test_a_request_changed_while_it_waits_is_approved_as_last_asked(
@@ -117,13 +129,7 @@ def test_an_invitation_to_someone_already_asking_lets_them_in(
     (she confirmed her address already), and Lee's confirmation lets her in without a
     moderator, as an invitation's does."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("lists", "edit", "dev", "--policy", "members")
-    j.cli("subscribe", SAM, "--list", "dev")
-    ask_and_confirm(j, KIM, "list")
-    stranger = WebClient(j.stack.web_port)
-    stranger.post("/lists/dev/subscribe", {"address": LEE, "kind": "list"}, on_page="/lists/dev/")
-    confirm = j.expect((LEE, "Confirm your subscription"))
+    stranger, confirm = kim_waiting_and_lee_unconfirmed(j)
 
     out = j.cli("subscribe", KIM, "--list", "dev", "--invite")
     assert out.strip() == f"{KIM} is now subscribed to dev.", out
