@@ -84,12 +84,10 @@ lint: install lint-imports
 # The 25 slowest tests are listed at the end (the suite has to stay well under 20 minutes).
 # The tests run in TEST_WORKERS processes (pytest-xdist), each with its own PostgreSQL, Redis and
 # Chromium: most of the suite waits (servers starting, mail arriving), so more processes than
-# cores pay. Serially: `make test PYTEST_ARGS=-n0` (a later -n wins). --dist worksteal: a process
-# that runs out of tests takes some of another's, so a long test handed out late (the corpora's,
-# the models') does not leave three processes idle at the end.
+# cores pay. Serially: `make test PYTEST_ARGS=-n0` (a later -n wins).
 TEST_WORKERS ?= 4
 test: install lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
