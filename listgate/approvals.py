@@ -10,16 +10,22 @@ from sqlalchemy.orm import Session
 from listgate import administration, limits
 from listgate.models import MailingList, Subscription
 from listgate.states import SubscriptionState
-from listgate.subscriptions import Outcome, SubscriptionError, end, notice, start, thread_subject
-
-WAITING = (SubscriptionState.AWAITING, SubscriptionState.PENDING)  # a moderator can decide on
+from listgate.subscriptions import (
+    REQUESTS,
+    Outcome,
+    SubscriptionError,
+    end,
+    notice,
+    start,
+    thread_subject,
+)
 
 
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
     """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
     mlist = session.get_one(MailingList, sub.list_id)
     limits.within(limits.ACTOR, by)
-    if sub.status not in WAITING:
+    if sub.status not in REQUESTS:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     if sub.status == SubscriptionState.PENDING:
         sub.approved_by = by
@@ -59,7 +65,7 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
     mlist = session.get_one(MailingList, sub.list_id)
     limits.within(limits.ACTOR, by)
     limits.within(limits.REASON, reason)
-    if sub.status not in WAITING:
+    if sub.status not in REQUESTS:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
     end(session, [sub], f"refused by {by}")
     administration.record(
@@ -84,7 +90,7 @@ def let_in(session: Session, mlist: MailingList, by: str) -> list[Subscription]:
 def still_waiting(subs: Iterable[Subscription]) -> Iterator[Subscription]:
     """Each of subs whose request still waits when its turn comes: deciding one can end another
     (approving every post ends a request for the digest the same address made)."""
-    return (sub for sub in subs if sub.status in WAITING)
+    return (sub for sub in subs if sub.status in REQUESTS)
 
 
 def _what(sub: Subscription) -> str:
@@ -114,7 +120,7 @@ def requests_of(session: Session, mlist: MailingList, address: str) -> list[Subs
             .where(
                 Subscription.list_id == mlist.id,
                 Subscription.address == address.strip().lower(),
-                Subscription.status.in_(WAITING),
+                Subscription.status.in_(REQUESTS),
             )
             .order_by(Subscription.id)
         )

@@ -49,7 +49,7 @@ ACTIONS = (LEAVE, LEAVE_THREAD, MUTE, UNMUTE, FOLLOW, EVERY_POST, DIGEST)
 KINDS = tuple(SubscriptionKind)
 SWITCHED_TO_LIST = "switched to every post"  # a digest's end reason: its posts so far still come
 _LIST_KINDS = (SubscriptionKind.LIST, SubscriptionKind.DIGEST)  # on the list, not a thread
-_REQUESTS = (SubscriptionState.PENDING, SubscriptionState.AWAITING)  # asked for, not in yet
+REQUESTS = (SubscriptionState.PENDING, SubscriptionState.AWAITING)  # asked for, not in yet
 NEEDS_APPROVAL = (
     SubscriptionKind.LIST,
     SubscriptionKind.DIGEST,
@@ -208,7 +208,7 @@ def _end_other_choice(session: Session, sub: Subscription, waiting_only: bool = 
     other, reason = others[sub.kind]
     rows = _live(session, sub.list_id, sub.address, (other,), sub.thread_key)
     if waiting_only:
-        rows = [r for r in rows if r.status in _REQUESTS]
+        rows = [r for r in rows if r.status in REQUESTS]
         reason = f"asked for {sub.kind} instead"
     end(session, rows, reason)
 
