@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from listgate import administration, dispatch, limits
+from listgate import administration, dispatch, limits, removal
 from listgate.models import MailingList, Message, OutboxEntry, Report
 from listgate.numerals import hex_id
 from listgate.policy import publish
@@ -98,10 +98,17 @@ def approve(session: Session, mlist: MailingList, msg: Message, actor: str) -> l
 def reject(
     session: Session, mlist: MailingList, msg: Message, actor: str, reason: str
 ) -> list[OutboxEntry]:
-    """Reject a held post; its author is told why; TooLong for a reason past its limit."""
+    """Reject a held post, or take down one already published (reported, say): its tombstone
+    keeps its place in the thread, as a removal's does. Its author is told why; TooLong for a
+    reason past its limit."""
     limits.within(limits.REASON, reason)
-    msg.status = PostState.REJECTED
-    administration.record(session, mlist, actor, "reject message", f"<{msg.message_id}>: {reason}")
+    if msg.status == PostState.HELD:
+        msg.status = PostState.REJECTED
+        administration.record(
+            session, mlist, actor, "reject message", f"<{msg.message_id}>: {reason}"
+        )
+    else:  # shown before: linked to, answered, mailed out
+        removal.remove(session, [msg], reason, actor)
     if not msg.from_addr:
         return []
     return [

@@ -17,7 +17,7 @@ from listgate.db import transaction
 from listgate.limits import REASON, TooLong, problem
 from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
 from listgate.models.web import Ban, Report
-from listgate.reports import close_reports, hide, restore
+from listgate.reports import close_reports, restore
 from listgate.states import PostState, ReportState
 from listgate.status import failed_posts
 from listgate.subscriptions import Outcome, SubscriptionError, normalize
@@ -238,10 +238,16 @@ def reject(message_pk: int) -> Response | tuple[str, int]:
         msg, mlist = _own_post(session, message_pk)
         if msg.status in _DECIDED:  # a second click, or another moderator first: told once
             return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
-        hide(session, msg)
-        close_reports(session, msg.id, ReportState.ACTIONED, current_address() or "")
+        shown = msg.status != PostState.HELD
         entries = moderation.reject(session, mlist, msg, current_address() or "", reason)
-    return _to_queue(f"“{msg.subject}” is rejected; its author is told why.", entries)
+    if shown:
+        done = (
+            f"“{msg.subject}” is taken down: the thread shows the reason where it was, "
+            "and its author is told why."
+        )
+    else:
+        done = f"“{msg.subject}” is rejected; its author is told why."
+    return _to_queue(done, entries)
 
 
 @bp.post("/threads/<id:thread_id>/feature")

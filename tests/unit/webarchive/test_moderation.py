@@ -142,3 +142,43 @@ def test_list_counts_follow_what_is_published(
         f"/moderation/messages/{held.message_pk}/reject", data={"csrf_token": token, "reason": "no"}
     )
     assert counts() == (0, 0)
+
+
+def test_rejecting_a_post_already_published_leaves_its_place_in_the_thread(
+    client: FlaskClient, db: sessionmaker[Session], moderated: IngestResult
+) -> None:
+    """A reported post, published and answered, then rejected: its tombstone keeps its place
+    (the replies stay where they were) and its author is told why; pressing reject again, or
+    publish on an older page, changes nothing."""
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    client.post(f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token})
+    reply = post(
+        db,
+        make_mail("Re: Please approve", msgid="r@x", in_reply_to="h@x", sender="bob@example.org"),
+    )
+    assert (reply.status, reply.thread_id) == ("held", moderated.thread_id)
+    client.post(f"/moderation/messages/{reply.message_pk}/approve", data={"csrf_token": token})
+    sign_in(client, db, "reader@example.org")
+    token = csrf(client, f"/messages/{moderated.message_pk}/report")
+    client.post(
+        f"/messages/{moderated.message_pk}/report", data={"csrf_token": token, "reason": "spam"}
+    )
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    for _ in range(2):
+        client.post(
+            f"/moderation/messages/{moderated.message_pk}/reject",
+            data={"csrf_token": token, "reason": "Selling things"},
+        )
+    assert [n["to"] for n in notices(db, "rejected")] == ["new@example.org"]
+    page = client.get(f"/threads/{moderated.thread_id}").get_data(as_text=True)
+    assert "removed by the moderators on" in page and "Selling things" in page
+    assert f'id="m{reply.message_pk}"' in page  # the answer stays
+    assert f'id="m{moderated.message_pk}"' in page  # the old link to it still lands on its place
+    done = client.post(
+        f"/moderation/messages/{moderated.message_pk}/approve", data={"csrf_token": token}
+    )
+    assert client.get(f"/api/messages/{moderated.message_pk}").status_code == 404
+    assert "Selling things" in client.get(f"/threads/{moderated.thread_id}").get_data(as_text=True)
+    assert done.status_code == 303
