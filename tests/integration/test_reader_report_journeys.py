@@ -2,8 +2,9 @@
 
 Pat reports a post; the moderator keeps it; she reports it again: the moderators hear of it
 again, and the post is hidden again (the threshold is one report), as the page she is shown
-says. The third time the moderator rejects it with a double click: its author is told once, and
-"Publish" pressed on a page shown before says it was rejected already. After each step the SMTP
+says. The third time the moderator rejects it with a double click (it is taken down, a tombstone
+in its place): its author is told once, and
+"Publish" pressed on a page shown before says it was removed already. After each step the SMTP
 sink must hold exactly the predicted mails.
 """
 
@@ -68,6 +69,6 @@ def test_a_post_kept_by_the_moderators_can_be_reported_again(
     assert j.web.get(f"/api/messages/{post}").status == 404
     # "Publish" pressed on a queue page shown before the rejection: the page says what it did.
     done = moderator.post(f"/moderation/messages/{pk}/approve", on_queue)
-    assert "was rejected already" in done.body, search(r'class="flash[^"]*"[^>]*>(.*?)<', done.body)
+    assert "was removed already" in done.body, search(r'class="flash[^"]*"[^>]*>(.*?)<', done.body)
     assert j.web.get(f"/api/messages/{post}").status == 404
     j.expect()
