@@ -2,10 +2,9 @@
 
 Pat reports a post; the moderator keeps it; she reports it again: the moderators hear of it
 again, and the post is hidden again (the threshold is one report), as the page she is shown
-says. The third time the moderator rejects it with a double click (it is taken down, a tombstone
-in its place): its author is told once, and
-"Publish" pressed on a page shown before says it was removed already. After each step the SMTP
-sink must hold exactly the predicted mails.
+says. The third time the moderator rejects it with a double click: it is taken down (a tombstone
+in its place), its author is told once, and "Publish" pressed on a page shown before says it was
+removed already. After each step the SMTP sink must hold exactly the predicted mails.
 """
 
 from __future__ import annotations
