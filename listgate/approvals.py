@@ -61,20 +61,23 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
 
 
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
-    """A moderator turns a request down: it ends, the address is told (with the reason); TooLong."""
+    """A moderator turns a request down: it ends, and a confirmed address is told (with the
+    reason); one never confirmed is not mailed again, since nobody there may have asked. TooLong."""
     mlist = session.get_one(MailingList, sub.list_id)
     limits.within(limits.ACTOR, by)
     limits.within(limits.REASON, reason)
     if sub.status not in REQUESTS:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
+    confirmed = sub.status == SubscriptionState.AWAITING
     end(session, [sub], f"refused by {by}")
     administration.record(
         session, mlist, by, "refuse subscription", _what(sub) + (f": {reason}" if reason else "")
     )
+    said = f"The request of {sub.address} to join {mlist.name} is refused."
+    if not confirmed:
+        return Outcome(sub, f"{said} It was never confirmed: nobody is mailed.", [], mlist.name)
     entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason)
-    return Outcome(
-        sub, f"The request of {sub.address} to join {mlist.name} is refused.", [entry], mlist.name
-    )
+    return Outcome(sub, said, [entry], mlist.name)
 
 
 def let_in(session: Session, mlist: MailingList, by: str) -> list[Subscription]:

@@ -512,7 +512,9 @@ def requests_approve(address: str, list_name: str, by: str) -> None:
 @requests_group.command("refuse")
 @click.argument("address")
 @click.option("--list", "list_name", required=True, help="The list's name.")
-@click.option("--reason", default="", help="Mailed to the address.")
+@click.option(
+    "--reason", default="", help="Mailed to the address (if it ever confirmed its request)."
+)
 @click.option(
     "--by", default="admin", show_default=True, help="Who refuses (kept with the subscription)."
 )

@@ -244,9 +244,10 @@ class Requests(RuleBasedStateMachine):
         for key in self.waiting(who):
             if self.rows[key] not in (PENDING, AWAITING):
                 continue  # ended by the decision before it
-            if not approve:
+            if not approve:  # an address never confirmed is not mailed: nobody asked from it
+                if self.rows[key] == AWAITING:
+                    expected.append("refused")
                 self.set(key, ENDED)
-                expected.append("refused")
             elif self.rows[key] == PENDING:
                 self.approved.add(key)
             else:

@@ -233,6 +233,30 @@ def test_the_not_posted_queue_is_shown_and_released(
     assert "0 mails not posted" in run(env, "not-posted", "show").output
 
 
+def test_refusing_a_request_never_confirmed_mails_nobody(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    """Anyone can ask in another's name: the address had its one confirmation mail, and a
+    refusal of what it never confirmed is not mailed to it."""
+    run(env, "lists", "create", "club", "--private", "--moderators", "mod@example.org")
+    with transaction(db) as session:
+        confirmations.request(
+            session,
+            lists.require(session, "club"),
+            "victim@example.org",
+            secret="test-secret-key-0123456789",
+            base_url="https://lists.test",
+            domain="lists.test",
+        )
+    done = run(env, "requests", "refuse", "victim@example.org", "--list", "club", "--reason", "no")
+    assert done.exit_code == 0, done.output
+    assert "It was never confirmed: nobody is mailed." in done.output
+    with db() as session:
+        notices = [json.loads(p)["template"] for p in session.scalars(select(OutboxEntry.payload))]
+        status = session.scalars(select(Subscription.status)).one()
+    assert (notices, status) == (["confirm"], "ended")
+
+
 def test_an_id_that_is_no_ascii_number_is_refused_naming_it(
     env: dict[str, str], db: sessionmaker[Session]
 ) -> None:
