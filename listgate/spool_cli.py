@@ -71,6 +71,8 @@ def spool_retry(spool_id: int | None, every: bool) -> None:
             spool.close()
     if spool_id is not None and n == 0:
         raise click.ClickException(
-            f"there is no failed message {spool_id} in the spool (see `listgate spool show`)"
+            f"there is no failed message {spool_id} in the spool: it is back in line or archived "
+            "already if it was retried before, or there was never one with this id "
+            "(see `listgate spool show`)"
         )
     click.echo(f"{plurals.count(n, 'mail')} back in line for the archiver")

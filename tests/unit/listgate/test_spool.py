@@ -308,6 +308,8 @@ def test_listgate_spool_shows_failed_mail_and_retry_gives_it_back_to_the_archive
         with db() as s:
             first = s.scalars(select(SpooledMail.id).order_by(SpooledMail.id)).first()
         assert "1 mail back in line" in run("retry", str(first)).output
+        again = run("retry", str(first)).output  # typed twice: it is said where it may be now
+        assert f"no failed message {first} in the spool: it is back in line" in again, again
         monkeypatch.setattr(threads, "attach", real)  # fixed: what is retried is archived
         assert archiver.drain() == 1
         assert "1 mail back in line" in run("retry", "--all").output  # the other one
