@@ -12,6 +12,7 @@ from flask import Blueprint, abort, render_template, request
 from werkzeug.wrappers import Response
 
 from listgate import lists
+from listgate.threads import resolve
 from webarchive.context import db
 from webarchive.ids import day, whole
 from webarchive.reading.access import readable_list_ids
@@ -69,6 +70,9 @@ def _filters(query: Query) -> Filters:
     thread_id = whole(thread) if thread else None
     if thread and thread_id is None:
         abort(400, description="thread must be a thread number")
+    if thread_id is not None:  # a thread merged since the link was made: the one it joined
+        joined = resolve(db(), thread_id)
+        thread_id = joined.id if joined is not None else thread_id
     author = request.args.get("author", "").strip()  # within MAX_AUTHOR: _query saw to it
     since = tighter(max, _date("since"), query.after)
     until = tighter(min, _date("until", end=True), query.before)

@@ -294,3 +294,24 @@ def test_a_search_over_the_limit_is_a_400_that_says_the_limit(
     assert feed.status_code == 400
     assert "too long: at most 1,000 characters" in feed.get_data(as_text=True)
     assert client.get("/search", query_string={"q": f"  {q[:1000]}  "}).status_code == 200
+
+
+def test_a_search_in_a_thread_merged_away_searches_the_thread_it_joined(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
+    """A link or bookmark "search in this thread" from before two threads merged keeps working."""
+    from listgate.threads import resolve
+    from tests.support.factories import merged_pair
+
+    make_list("dev")
+    a, b = merged_pair(db)
+    with db() as session:
+        ids = {a.thread_id, b.thread_id}
+        survivor = resolve(session, a.thread_id or 0)
+        assert survivor is not None
+        (gone,) = ids - {survivor.id}
+    found = {
+        t: _subjects(client.get(f"/search?q=text&thread={t}").get_data(as_text=True)) for t in ids
+    }
+    assert len(found[survivor.id]) == 3
+    assert found[gone] == found[survivor.id]
