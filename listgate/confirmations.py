@@ -24,6 +24,7 @@ from listgate import approvals, dispatch, ratelimits, tokens
 from listgate.models import MailingList, OutboxEntry, Subscription
 from listgate.numerals import hex_id
 from listgate.states import SubscriptionKind, SubscriptionState
+from listgate.store import lock_list
 from listgate.subscriptions import (
     LINK,
     MAIL,
@@ -106,6 +107,7 @@ def request(
     address = normalize(address)
     if kind not in NEEDS_APPROVAL:
         raise SubscriptionError(f"cannot subscribe to {kind!r}: choose list, digest or thread")
+    lock_list(session, mlist)  # first: two requests at once (a double click) are one
     thread_key = thread_key_for(session, mlist, kind, thread_id)
     sub = find(session, mlist.id, address, kind, thread_key)
     said = _no_mail_needed(session, sub, address, mlist)
@@ -290,6 +292,8 @@ def _still_asked(sub: Subscription) -> None:
 def _confirmed(session: Session, sub: Subscription, channel: str) -> Outcome:
     """The owner of the address answered: active (welcome mail), or waiting for a moderator."""
     mlist = session.get_one(MailingList, sub.list_id)
+    lock_list(session, mlist)  # a link clicked twice at once: the second sees the first's change
+    session.refresh(sub)
     if sub.status in (SubscriptionState.ACTIVE, SubscriptionState.AWAITING):
         said = (
             "Your subscription was already confirmed."

@@ -29,6 +29,7 @@ from listgate.addresses import DIGEST_CHOICES, DIGEST_OFF
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
 from listgate.policy import is_member, needs_approval
 from listgate.states import DigestFrequency, SubscriptionKind, SubscriptionState
+from listgate.store import lock_list
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,7 @@ def change(
     address = normalize(address)
     if action not in ACTIONS:
         raise SubscriptionError(f"unknown action {action!r}: choose one of {', '.join(ACTIONS)}")
+    lock_list(session, mlist)  # first: two changes at once (a double click) are made one by one
     if frequency not in DIGEST_CHOICES:
         raise SubscriptionError(f"digest {frequency!r}: choose {', '.join(DIGEST_CHOICES)}")
     if action == DIGEST and frequency == DIGEST_OFF:
