@@ -85,6 +85,8 @@ lint: install lint-imports
 # The tests run in TEST_WORKERS processes (pytest-xdist), each with its own PostgreSQL, Redis and
 # Chromium: most of the suite waits (servers starting, mail arriving), so more processes than
 # cores pay. Serially: `make test PYTEST_ARGS=-n0` (a later -n wins).
+# Tests marked long(seconds) are handed out first, dealt evenly to the processes
+# (tests/support/longfirst.py): the run does not end waiting on one long test handed out late.
 TEST_WORKERS ?= 4
 test: install lint
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=25 $(PYTEST_ARGS)

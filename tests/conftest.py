@@ -21,7 +21,7 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import MailingList
 from listgate.schema import upgrade
-from tests.support.config import ENGINES, dispose_engines, make_settings
+from tests.support.config import ENGINES, TEMPLATE, dispose_engines, from_template, make_settings
 from tests.support.factories import ListOptions, MakeList
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 pytest_plugins = [
     "tests.support.reaper",  # first: the processes the others start die with the run
     "tests.support.temproot",  # this checkout's own base temp
+    "tests.support.longfirst",  # the tests marked long run first, spread over the workers
     "tests.support.services",
     "tests.support.sink",
     "tests.support.gateway",
@@ -59,6 +60,12 @@ def _all_engines_disposed() -> Iterator[None]:
     dispose_engines()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Where this process keeps its migrated SQLite database (made at first use)."""
+    TEMPLATE[:] = [tmp_path_factory.mktemp("template") / "listgate.sqlite3"]
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     """Embedded-default settings in a temporary data dir."""
@@ -68,6 +75,7 @@ def settings(tmp_path: Path) -> Settings:
 @pytest.fixture
 def engine(settings: Settings) -> Iterator[Engine]:
     """A migrated database for this test."""
+    from_template(settings)
     eng = make_engine(settings)
     upgrade(eng)
     yield eng

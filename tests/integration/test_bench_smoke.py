@@ -27,6 +27,7 @@ TITLES = {
 }
 
 
+@pytest.mark.long(61)
 def test_every_benchmark_reports_its_rows_at_a_tiny_size(tmp_path: Path) -> None:
     out = tmp_path / "benchmarks.md"
     env = dict(os.environ, LISTGATE_BENCH_CACHE=str(tmp_path / "cache"))

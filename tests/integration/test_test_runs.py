@@ -101,6 +101,7 @@ def run_in(checkout: Path, env: dict[str, str], *args: str) -> Path:
     return Path((checkout / "kept").read_text())
 
 
+@pytest.mark.long(43)
 def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None:
     """pytest keeps the temp dirs of the last three runs (to look into after a failure): the
     runs of another checkout (CI in one worktree, a helper's tests in another) must not count.
@@ -122,6 +123,7 @@ def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None
     assert not failed_ci_run.exists(), "the temp dirs of a removed checkout stay forever"
 
 
+@pytest.mark.long(97)
 def test_a_parallel_runs_workers_keep_short_temp_dirs_and_only_the_last_runs(
     tmp_path: Path,
 ) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from unittest import mock
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -229,6 +230,7 @@ def cases(draw: st.DrawFn) -> Case:
     )
 
 
+@pytest.mark.long(32)
 @settings(max_examples=1500, deadline=None)
 @given(cases())
 @example(Case(b".\r\nQUIT\r\n", (), (), 10, 100, 100, 0, False))  # the first line is the final dot

@@ -93,6 +93,7 @@ def _corpora() -> Iterator[tuple[str, bytes]]:
             yield f"linux-man #{n}", raw
 
 
+@pytest.mark.long(44)
 @pytest.mark.timeout(900)  # every corpus message read twice: 28 s alone, 90 s in a parallel run
 def test_the_corpora_read_alike() -> None:
     differing = [f"{name}:\n{d}" for name, raw in _corpora() if (d := disagreement(raw, name))]
@@ -224,6 +225,7 @@ def _mail(tree: str, crlf: bool) -> bytes:
     return raw.replace(b"\n", b"\r\n") if crlf else raw
 
 
+@pytest.mark.long(23)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_TREES, crlf=st.booleans())
 def test_generated_mime_trees_read_alike(tree: Tree, crlf: bool) -> None:
@@ -247,6 +249,7 @@ def _without_containers(
     return text, html, kept
 
 
+@pytest.mark.long(34)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_TREES, crlf=st.booleans())
 def test_a_multipart_reusing_its_parents_boundary_reads_as_with_its_own(

@@ -639,7 +639,7 @@ class DeliveryMachine(RuleBasedStateMachine):
 
 
 FINAL = ("sent", "refused", "failed", "cancelled")
-pytestmark = pytest.mark.timeout(TIMEOUT)
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.long(48)]
 
 # The model tests' search settings (tests/support/searches.py: new sequences each run, ten times
 # as many under `make soak`), without the "explain" phase, whose tracing of every line made the
