@@ -358,7 +358,8 @@ def _failed(results: list[Result], exc: BaseException | None) -> list[Result]:
 
 class _Checkout:
     """The batch's one connection from the look-ups' pool, checked out when first asked for; a
-    new one when the last was invalidated (a lost server); back to the pool at the end."""
+    new one when the last was invalidated (a lost server, a failed append); back to the pool at
+    the end (a batch begun with one behind it takes that one's over)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -367,7 +368,8 @@ class _Checkout:
     def connection(self) -> Connection:
         """The batch's connection (checked out now if it has none or lost it)."""
         conn = self.conn
-        if conn is None or conn.invalidated:
+        # invalidated: by a statement on it, or its pool's connection by a failed append
+        if conn is None or conn.invalidated or not conn.connection.is_valid:
             if conn is not None:
                 conn.close()
             conn = self.conn = self.engine.connect()
