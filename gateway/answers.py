@@ -11,6 +11,12 @@ future gets its `Answer` only after that commit. A message whose shape is refuse
 with its own reply whatever happens to the others; when the batch's look-ups fail, each
 message is decided alone (the one that made them fail gets its 451 alone); a failed commit
 fails (451) every message of the batch.
+
+While clients wait, the writer begins the next batch before appending the one it decided
+(`Answerer.begin`, gateway.writer's stages): on PostgreSQL that append goes in the round trip
+of the next batch's look-ups (one pipeline, one Sync: listgate.driver.Ahead), so a batch costs
+one round trip, not two; on SQLite (the spool a file of its own) the append goes first, then the
+look-ups, as before.
 """
 
 from __future__ import annotations
