@@ -90,20 +90,21 @@ def _instrument() -> None:
     )
     gh._store = _timed_async("  writer: submit -> answered (_store)", gh._store)  # type: ignore[method-assign]
     Spool.append = _timed("    Spool.append (per batch, writer thread)", Spool.append)  # type: ignore[method-assign]
-    original = gh.store_batch
+    begin = gh.begin_batch
 
-    def batch(self: Any, jobs: list[Any]) -> Any:
+    def batch(self: Any, jobs: list[Any], behind: Any) -> Any:
         _SPANS["group commit batch size"].append(float(len(jobs)))
-        return original(self, jobs)
+        return begin(self, jobs, behind)
 
-    gh.store_batch = batch  # type: ignore[method-assign]
+    gh.begin_batch = batch  # type: ignore[method-assign]
     _count_statements()
 
 
 def _count_statements() -> None:
     """Count every SQL statement the gateway sends (BEGIN included, COMMIT not): through any
     engine, and the spool's appends on the driver's cursor (Spool.write_rows: BEGIN IMMEDIATE
-    and the INSERT on SQLite, the INSERT alone on PostgreSQL)."""
+    and the INSERT on SQLite, the INSERT alone on PostgreSQL; Spool.queue_append: the INSERT
+    sent in the next batch's look-up round trip), and the share of appends sent that way."""
     from sqlalchemy import Engine, event
 
     from listgate.spool import Spool
@@ -119,6 +120,20 @@ def _count_statements() -> None:
         write_rows(self, rows, conn)
 
     Spool.write_rows = written  # type: ignore[method-assign]
+    queue_append = Spool.queue_append
+    shared = "appends in the next batch's look-up round trip (share)"
+
+    def queued(self: Spool, conn: Any, mails: Any) -> None:
+        _STATEMENTS[0] += 1
+        _SPANS[shared].append(1.0)
+        queue_append(self, conn, mails)
+
+    def alone(self: Spool, rows: Any, conn: Any = None) -> None:
+        _SPANS[shared].append(0.0)
+        written(self, rows, conn)
+
+    Spool.queue_append = queued  # type: ignore[method-assign]
+    Spool.write_rows = alone  # type: ignore[method-assign]
 
 
 def _sample(stop: threading.Event) -> None:
@@ -286,6 +301,9 @@ def _report(data: dict[str, Any], posts: int, title: str) -> list[str]:
             lines.append(
                 f"  group commit: {len(values)} batches, mean {sum(values) / len(values):.1f} posts"
             )
+            continue
+        if name.endswith("(share)"):
+            lines.append(f"  {name}: {sum(values) / len(values):.2f} of {len(values)} appends")
             continue
         mean = 1000 * sum(values) / max(len(values), 1)
         ranked = sorted(values)

@@ -9,6 +9,11 @@ spool's append (its commit: one fsync on SQLite at synchronous=FULL, the WAL flu
 PostgreSQL); on PostgreSQL also the server's CPU per batch (the server's processes, its backends
 and background workers, user+system from /proc, in 10 ms ticks). Nothing else runs: this is the
 cycle's floor, which the load benchmarks' clients and archiver then share the cores with.
+
+--behind: each batch begun with the one before it behind (`Answerer.begin`), as the gateway's
+writer does while clients wait: the batch before's append goes with this batch's look-ups (on
+PostgreSQL in one round trip); the step is then one `begin` a batch. --trace (PostgreSQL): libpq's
+trace of the look-ups' connections, and the round trips (ReadyForQuery) per timed batch.
 """
 
 from __future__ import annotations
@@ -65,12 +70,22 @@ def server_cpu(ctx: Context) -> float:
 
 
 def _means(spent: list[tuple[float, float]]) -> str:
-    """Mean wall and CPU per call, in ms."""
+    """Mean wall and CPU per call, in ms (none: in the step's one round trip, --behind)."""
+    if not spent:
+        return "none apart"
     wall = 1000 * sum(w for w, _ in spent) / len(spent)
     return f"{wall:.3f} ms (CPU {1000 * sum(c for _, c in spent) / len(spent):.3f})"
 
 
-def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "") -> str:
+def measure(
+    ctx: Context,
+    pg: bool,
+    size: int,
+    batches: int,
+    profile_to: str = "",
+    behind: bool = False,
+    trace: bool = False,
+) -> str:
     """One line: the mean step (and its CPU in this process), look-ups and append per batch of
     `size` posts, in ms; with profile_to, the timed step's cProfile stats go to that file."""
     # durable: the spool's commit before a 250 waits for the WAL flush, as in live_ingest
@@ -82,6 +97,19 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
     appended: list[tuple[float, float]] = []
     step._admit = _timed(looked, step._admit)  # type: ignore[method-assign]
     spool.append = _timed(appended, spool.append)  # type: ignore[method-assign]
+    traced = ctx.path(f"libpq-trace-{os.getpid()}-{time.monotonic_ns()}")
+    if pg and trace:
+        _trace(step.read, traced)
+    waiting: Any = None
+
+    def run(one: list[Arrival | Spooled]) -> list[Any]:
+        """One batch as the writer takes it: whole, or begun with the one before behind."""
+        nonlocal waiting
+        if not behind:
+            return step(one)
+        done, waiting = step.begin(one, waiting)
+        return done
+
     to = archive.address
     sent = 0
 
@@ -99,34 +127,65 @@ def measure(ctx: Context, pg: bool, size: int, batches: int, profile_to: str = "
 
     try:
         for one in jobs(WARM_UP):
-            step(one)
+            run(one)
         looked.clear()
         appended.clear()
         timed = jobs(batches)
         profile = cProfile.Profile(time.thread_time) if profile_to else None
         server = server_cpu(ctx) if pg else 0.0
+        trips: float = _trips(traced)
         started, cpu = time.perf_counter(), time.thread_time()
         if profile:
             profile.enable()
         for one in timed:
-            results = step(one)
+            results = run(one)
         if profile:
             profile.disable()
             profile.dump_stats(f"{profile_to}.{'postgresql' if pg else 'sqlite'}")
         whole = (time.perf_counter() - started) / batches
         cpu = (time.thread_time() - cpu) / batches
         server = (server_cpu(ctx) - server) / batches if pg else 0.0
+        trips = (_trips(traced) - trips) / batches
+        spent = _means(looked), _means(appended)
         if not all(isinstance(r, Answer) and r.problem is None for r in results):
             raise SystemExit(f"the step did not accept the posts: {results}")
     finally:
+        if waiting is not None:
+            step.finish(waiting)
         spool.close()
         engine.dispose()
     return (
         f"{'postgresql' if pg else 'sqlite'}, batches of {size}: step {1000 * whole:.3f} ms"
         f" (CPU {1000 * cpu:.3f} ms),"
-        f" look-ups {_means(looked)}, append {_means(appended)}"
+        f" look-ups {spent[0]}, append {spent[1]}"
         + (f", server CPU {1000 * server:.3f} ms" if pg else "")
+        + (f", round trips {trips:.2f}" if pg and trace else "")
+        + (" (each begun with the one before behind)" if behind else "")
     )
+
+
+def _trace(engine: Any, to: Path) -> None:
+    """libpq's trace of each new connection of engine, appended to the file `to`."""
+    from psycopg import pq
+    from sqlalchemy import event
+
+    files = []
+
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        out = open(to, "a")  # noqa: SIM115 - open while the connection lives
+        files.append(out)
+        dbapi_conn.pgconn.trace(out.fileno())
+        dbapi_conn.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS)
+
+    event.listen(engine, "connect", _connect)
+
+
+def _trips(traced: Path) -> int:
+    """Round trips in the trace so far: the server's ReadyForQuery, one per Sync."""
+    if not traced.exists():
+        return 0
+    with open(traced) as f:
+        return sum("ReadyForQuery" in line for line in f)
 
 
 def main() -> None:
@@ -140,11 +199,17 @@ def main() -> None:
         default="",
         help="cProfile stats (this thread's CPU time) to FILE.sqlite/.postgresql",
     )
+    parser.add_argument(
+        "--behind", action="store_true", help="each batch begun with the one before behind"
+    )
+    parser.add_argument("--trace", action="store_true", help="PostgreSQL: round trips per batch")
     args = parser.parse_args()
     with scratch("listgate-writer-step-") as ctx:
-        lines = [measure(ctx, False, args.batch, args.batches, args.profile)]
+        lines = [measure(ctx, False, args.batch, args.batches, args.profile, args.behind)]
         if args.postgresql:
-            lines.append(measure(ctx, True, args.batch, args.batches, args.profile))
+            lines.append(
+                measure(ctx, True, args.batch, args.batches, args.profile, args.behind, args.trace)
+            )
     sys.stdout.write("\n".join(lines) + "\n")
 
 

@@ -11,6 +11,12 @@ future gets its `Answer` only after that commit. A message whose shape is refuse
 with its own reply whatever happens to the others; when the batch's look-ups fail, each
 message is decided alone (the one that made them fail gets its 451 alone); a failed commit
 fails (451) every message of the batch.
+
+While clients wait, the writer begins the next batch before appending the one it decided
+(`Answerer.begin`, gateway.writer's stages): on PostgreSQL that append goes in the round trip
+of the next batch's look-ups (one pipeline, one Sync: listgate.driver.Ahead), so a batch costs
+one round trip, not two; on SQLite (the spool a file of its own) the append goes first, then the
+look-ups, as before.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from listgate.admission import (
 )
 from listgate.config import Settings
 from listgate.db import look_ups
+from listgate.driver import AHEAD, Ahead
 from listgate.mail.parser import parse_head
 from listgate.mail.shape import SMUGGLING, shape_problem
 from listgate.spool import Spool, Spooled
@@ -149,10 +156,40 @@ class Answerer:
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
         """One result per job: its Answer (a count alone: None), or the exception that failed it."""
-        with _Checkout(self.read) as held:
-            return self._answer(held, jobs)
+        return self.finish(self.begin(jobs)[1])
 
-    def _answer(self, held: _Checkout, jobs: list[Job]) -> list[Result]:
+    def begin(self, jobs: list[Job], behind: Begun | None = None) -> tuple[list[Result], Begun]:
+        """Decide jobs (their look-ups), appending behind (a batch decided, not yet spooled) in
+        the same round trip where the database allows (PostgreSQL, the spool a table of the
+        database the look-ups read: listgate.driver.Ahead): behind's results, and jobs decided.
+
+        Never raises: behind's results are final (its append committed, or failed: 451s);
+        jobs' wait for `finish` or the next `begin`. A failure of the shared round trip fails
+        neither batch by itself: what was not committed is appended again alone, what was not
+        read is read again; only a lost connection after behind's append was sent leaves its
+        commit unknown, and its messages get the error (451) as a failed commit does.
+        """
+        held = behind.held if behind is not None else _Checkout(self.read)
+        done: list[Result] = []
+        if behind is not None and not self.shared:  # its own connection: its clients first
+            done, behind = self._append(held, behind.jobs, behind.results), None
+        results, asks = self._screen(jobs)
+        if behind is not None:
+            if asks and _spooled(behind.jobs, behind.results):
+                done = self._decide_ahead(held, jobs, asks, results, behind)
+                return done, Begun(jobs, results, held)
+            done = self._append(held, behind.jobs, behind.results)
+        if asks:
+            self._decide(held, jobs, asks, results)
+        return done, Begun(jobs, results, held)
+
+    def finish(self, begun: Begun) -> list[Result]:
+        """Append a decided batch alone, and give its connection back: its results."""
+        with begun.held as held:
+            return self._append(held, begun.jobs, begun.results)
+
+    def _screen(self, jobs: list[Job]) -> tuple[list[Result], dict[int, Ask]]:
+        """Each job's shape refusal, or its question for the look-ups."""
         results: list[Result] = [None] * len(jobs)
         asks: dict[int, Ask] = {}
         for i, job in enumerate(jobs):
@@ -165,10 +202,42 @@ class Answerer:
                         asks[i] = self.ask(job)
                 except Exception as exc:  # noqa: BLE001 - fails this message alone (451)
                     results[i] = exc
-        if asks:
+        return results, asks
+
+    def _decide_ahead(
+        self,
+        held: _Checkout,
+        jobs: list[Job],
+        asks: dict[int, Ask],
+        results: list[Result],
+        behind: Begun,
+    ) -> list[Result]:
+        """_decide, with behind's append sent ahead of the look-up in its round trip: behind's
+        results."""
+        conn = held.connection()
+        spooled = _spooled(behind.jobs, behind.results)
+        ahead = Ahead(lambda _driver: self.spool.queue_append(conn.connection, spooled))
+        conn.info[AHEAD] = ahead
+        try:
+            decided = admit_all(conn, list(asks.values()), domain=self.settings.domain)
+        except Exception as exc:  # noqa: BLE001 - read again below, each message alone if need be
+            failed: Exception | None = exc
+        else:
+            failed = None
+        finally:
+            conn.info.pop(AHEAD, None)  # not sent (no statement ran): never on a later run
+        if ahead.done:
+            done = list(behind.results)
+        elif ahead.sent and conn.invalidated:
+            log.warning("a spool append's commit is unknown (connection lost): %s", failed)
+            done = _failed(behind.results, failed)
+        else:  # nothing of it committed: alone, as finish would
+            done = self._append(held, behind.jobs, behind.results)
+        if failed is None:
+            self._answers(jobs, asks, dict(zip(asks, decided, strict=True)), results)
+        else:
             self._decide(held, jobs, asks, results)
-        self._append(held, jobs, results)
-        return results
+        return done
 
     def shape(self, job: Arrival) -> tuple[str, str] | None:
         """(reason label, 5xx reply) for a message refused for its shape or size, else None."""
@@ -210,6 +279,15 @@ class Answerer:
                 decided = dict.fromkeys(asks, exc)
             else:
                 decided = {i: self._alone(held, ask) for i, ask in asks.items()}
+        self._answers(jobs, asks, decided, results)
+
+    def _answers(
+        self,
+        jobs: list[Job],
+        asks: dict[int, Ask],
+        decided: dict[int, Decided | BaseException],
+        results: list[Result],
+    ) -> None:
         for i, per in decided.items():
             job = jobs[i]
             assert isinstance(job, Arrival)
@@ -235,31 +313,59 @@ class Answerer:
         except Exception as exc:  # noqa: BLE001 - this message's 451
             return exc
 
-    def _append(self, held: _Checkout, jobs: list[Job], results: list[Result]) -> None:
-        """Spool the batch in one transaction; on failure, every answer but a refusal becomes it."""
-        spooled = []
-        for job, result in zip(jobs, results, strict=True):
-            if isinstance(job, Spooled):
-                spooled.append(job)
-            elif isinstance(result, Answer):
-                spooled.append(result.spooled(job))
+    def _append(self, held: _Checkout, jobs: list[Job], results: list[Result]) -> list[Result]:
+        """Spool a decided batch in one transaction: its results (on failure, every answer but a
+        refusal becomes the error)."""
+        spooled = _spooled(jobs, results)
         if not spooled:
-            return
+            return list(results)
         try:
             self.spool.append(spooled, held.connection().connection if self.shared else None)
         except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
-            for i, result in enumerate(results):
-                if isinstance(result, Answer) and result.problem is not None:
-                    # its refusal stands; its count goes back to the caller (handler's tally)
-                    log.warning("could not count a refusal (%s) now: %s", result.problem[0], exc)
-                    results[i] = replace(result, counted=False)
-                elif not isinstance(result, BaseException):
-                    results[i] = exc
+            return _failed(results, exc)
+        return list(results)
+
+
+@dataclass(frozen=True)
+class Begun:
+    """A batch decided and not yet spooled: its jobs, their results so far, its connection."""
+
+    jobs: list[Job]
+    results: list[Result]
+    held: _Checkout
+
+
+def _spooled(jobs: list[Job], results: list[Result]) -> list[Spooled]:
+    """What the spool keeps of a decided batch: each answer's, and each count alone."""
+    spooled = []
+    for job, result in zip(jobs, results, strict=True):
+        if isinstance(job, Spooled):
+            spooled.append(job)
+        elif isinstance(result, Answer):
+            spooled.append(result.spooled(job))
+    return spooled
+
+
+def _failed(results: list[Result], exc: BaseException | None) -> list[Result]:
+    """A batch's results when its append failed: every answer the error, but a refusal's (its
+    count goes back to the caller: the handler's tally)."""
+    error = exc if exc is not None else RuntimeError("the spool's append failed")
+    failed: list[Result] = []
+    for result in results:
+        if isinstance(result, Answer) and result.problem is not None:
+            log.warning("could not count a refusal (%s) now: %s", result.problem[0], error)
+            failed.append(replace(result, counted=False))
+        elif isinstance(result, BaseException):
+            failed.append(result)
+        else:
+            failed.append(error)
+    return failed
 
 
 class _Checkout:
     """The batch's one connection from the look-ups' pool, checked out when first asked for; a
-    new one when the last was invalidated (a lost server); back to the pool at the end."""
+    new one when the last was invalidated (a lost server, a failed append); back to the pool at
+    the end (a batch begun with one behind it takes that one's over)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -268,7 +374,8 @@ class _Checkout:
     def connection(self) -> Connection:
         """The batch's connection (checked out now if it has none or lost it)."""
         conn = self.conn
-        if conn is None or conn.invalidated:
+        # invalidated: by a statement on it, or its pool's connection by a failed append
+        if conn is None or conn.invalidated or not conn.connection.is_valid:
             if conn is not None:
                 conn.close()
             conn = self.conn = self.engine.connect()

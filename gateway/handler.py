@@ -20,7 +20,7 @@ from aiosmtpd.smtp import SMTP, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.answers import Answer, Answerer, Arrival, Job, Result
+from gateway.answers import Answer, Answerer, Arrival, Begun, Job, Result
 from gateway.data import DataBudget
 from gateway.hooks import Introspected
 from gateway.limits import ClientLimits, client_limits
@@ -257,6 +257,20 @@ class GatewayHandler(Introspected):
         work the database undid); a message refused for its shape keeps its own reply.
         """
         results = self.answer(jobs)
+        self.spooled.set()
+        return results
+
+    def begin_batch(self, jobs: list[Job], behind: Begun | None) -> tuple[list[Result], Begun]:
+        """store_batch in two stages (GroupWriter's): decide jobs, spooling behind with their
+        look-ups (gateway/answers.py); behind's results."""
+        done, begun = self.answer.begin(jobs, behind)
+        if behind is not None:
+            self.spooled.set()
+        return done, begun
+
+    def finish_batch(self, begun: Begun) -> list[Result]:
+        """Spool a batch begin_batch decided, alone: its results."""
+        results = self.answer.finish(begun)
         self.spooled.set()
         return results
 

@@ -84,7 +84,12 @@ class GatewayServer:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest")
         handler.executor = self.executor
         # One writer (group commit) whatever the database: see gateway/writer.py.
-        self.writer = GroupWriter(handler.store_batch, threads=writers, name="store")
+        self.writer = GroupWriter(
+            handler.store_batch,
+            threads=writers,
+            name="store",
+            stages=(handler.begin_batch, handler.finish_batch),
+        )
         handler.writer = self.writer
         self.size_limit = SizeLimit(settings, size_check_every)  # follows the outbound relay's SIZE
         self.controller: Controller | UnixSocketController | None = None

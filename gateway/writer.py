@@ -4,6 +4,11 @@ Several executor threads each taking SQLite's write lock for one message spend t
 waiting on each other (BEGIN IMMEDIATE, busy_timeout); one writer that takes every pending
 message at once shares one commit (and one fsync) between them, and answers each client only
 after that commit.
+
+With stages (`begin`, `finish`), a batch decided is not written at once when more messages are
+waiting: the next batch's begin writes it with the next batch's own first step (the gateway: the
+spool's append of one batch and the look-ups of the next in one database round trip), and its
+clients are answered then; with nothing waiting, finish writes it alone.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 
 J = TypeVar("J")
 R = TypeVar("R")
+B = TypeVar("B")
 WriteBatch = Callable[[list[J]], Sequence["R | BaseException"]]
+# begin(jobs, behind): behind's results (written now), and jobs begun; finish(begun): its results
+Begin = Callable[[list[J], "B | None"], tuple[Sequence["R | BaseException"], B]]
+Finish = Callable[[B], Sequence["R | BaseException"]]
 
 
 T = TypeVar("T")
@@ -38,6 +47,20 @@ def next_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[li
     if first is None:
         return [], True
     batch = [first]
+    while len(batch) < max_batch:
+        try:
+            item = waiting.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def waiting_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[list[T], bool]:
+    """What is waiting now (perhaps nothing), up to max_batch; the flag as in next_batch."""
+    batch: list[T] = []
     while len(batch) < max_batch:
         try:
             item = waiting.get_nowait()
@@ -75,8 +98,10 @@ class GroupWriter(Generic[J, R]):
         max_batch: int = 64,
         threads: int = 1,
         name: str = "writer",
+        stages: tuple[Begin[J, Any, R], Finish[Any, R]] | None = None,
     ) -> None:
         self.write = write
+        self.stages = stages
         self.max_batch = max_batch
         self.threads = threads
         self.name = name
@@ -93,7 +118,7 @@ class GroupWriter(Generic[J, R]):
             self._running = True
             self._threads = [
                 threading.Thread(
-                    target=drain,
+                    target=drain if self.stages is None else self._staged,
                     args=(self._queue, self.max_batch, self._run),
                     name=f"{self.name}-{i}",
                     daemon=True,
@@ -137,18 +162,69 @@ class GroupWriter(Generic[J, R]):
         for t in self._threads:
             t.join(timeout)
 
+    def _staged(
+        self,
+        waiting: queue.SimpleQueue[tuple[J, Waiter] | None],
+        max_batch: int,
+        _run: object,
+    ) -> None:
+        """The queue's one consumer with stages: each batch begun with the one behind it written,
+        the last written alone when nothing else waits (see the module)."""
+        assert self.stages is not None
+        begin, finish = self.stages
+        behind: tuple[list[Waiter], Any] | None = None
+        while True:
+            if behind is None:
+                batch, stop = next_batch(waiting, max_batch)
+            else:
+                batch, stop = waiting_batch(waiting, max_batch)
+            if batch:
+                jobs, waiters = [job for job, _ in batch], [w for _, w in batch]
+                try:
+                    done, begun = begin(jobs, None if behind is None else behind[1])
+                except BaseException as exc:  # noqa: BLE001 - every client must get an answer
+                    # begin answers its own failures: raising, it vouches for nothing it wrote
+                    if behind is not None:
+                        self._answer(behind[0], exc)
+                    self._answer(waiters, exc)
+                    behind = None
+                else:
+                    if behind is not None:
+                        self._answer(behind[0], done)
+                    behind = (waiters, begun)
+            if behind is not None and (stop or not batch):
+                try:
+                    last: Sequence[R | BaseException] | BaseException = finish(behind[1])
+                except BaseException as exc:  # noqa: BLE001 - every client must get an answer
+                    last = exc
+                self._answer(behind[0], last)
+                behind = None
+            if stop:
+                return
+
     def _run(self, batch: list[tuple[J, Waiter]]) -> None:
         """Write one batch; a failure of the whole batch fails every job in it."""
         log.debug("writing %d waiting messages in one transaction", len(batch))
         try:
-            results = self.write([job for job, _ in batch])
-            if len(results) != len(batch):
-                raise RuntimeError(f"write returned {len(results)} results for {len(batch)} jobs")
+            results: Sequence[R | BaseException] | BaseException = self.write(
+                [job for job, _ in batch]
+            )
         except BaseException as exc:  # noqa: BLE001 - every client must get an answer
-            results = [exc] * len(batch)
+            results = exc
+        self._answer([waiter for _, waiter in batch], results)
+
+    def _answer(
+        self, waiters: list[Waiter], results: Sequence[R | BaseException] | BaseException
+    ) -> None:
+        """Settle each waiter with its result; with an error instead, or the wrong count of
+        results, every waiter with the error."""
+        if not isinstance(results, BaseException) and len(results) != len(waiters):
+            results = RuntimeError(f"write returned {len(results)} results for {len(waiters)} jobs")
+        if isinstance(results, BaseException):
+            results = [results] * len(waiters)
         on_loops: defaultdict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, object]]]
         on_loops = defaultdict(list)
-        for (_, waiter), result in zip(batch, results, strict=True):  # lengths checked above
+        for waiter, result in zip(waiters, results, strict=True):  # lengths checked above
             if isinstance(waiter, Future):
                 _settle(waiter, result)
             else:

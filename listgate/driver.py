@@ -12,6 +12,12 @@ stay usable), as SQLAlchemy lets them all go on a disconnect, so a server restar
 failed statement, not one per pooled connection. The engine's before_cursor_execute
 listeners see each run as they see any statement (a statement counter, a fault injected there);
 no other statement event is sent.
+
+On PostgreSQL a run can carry statements queued ahead of it (`Ahead`, set in the connection's
+`info` under AHEAD for the next run only): the SELECT, then those, go in one pipeline (psycopg's
+pipeline mode) closed by one Sync, so the server answers all of them in one round trip. Between
+two Syncs they are one implicit transaction: its commit comes before the answer, and when any of
+them fails (on the server, or refused by the driver before it was sent) none of them is committed.
 """
 
 from __future__ import annotations
@@ -69,6 +75,26 @@ def _inline(element: Any, **_: Any) -> Any:
     return bindparam(element.key, type_=element.type, required=False)
 
 
+AHEAD = "listgate_ahead"  # Connection.info key: an Ahead for the connection's next run
+
+
+class Ahead:
+    """Statements the next DriverStatement run on a connection sends with its SELECT, in one round
+    trip (PostgreSQL's pipeline mode), committed with it or not at all.
+
+    queue(driver_connection) queues them on the driver's connection (its cursor's execute, in
+    pipeline mode: nothing is waited for). After the run, `sent` says they were handed to the
+    driver; `done` says they and the SELECT were committed (the run returned its rows). Sent and
+    not done on a lost connection: whether they were committed is unknown; on a connection still
+    there: they were not.
+    """
+
+    def __init__(self, queue: Callable[[Any], None]) -> None:
+        self.queue = queue
+        self.sent = False
+        self.done = False
+
+
 class DriverStatement:
     """A SELECT run on the driver's cursor of a SQLAlchemy connection (see the module)."""
 
@@ -102,7 +128,11 @@ class DriverStatement:
         try:
             for listener in conn.dispatch.before_cursor_execute:
                 sql, params = listener(conn, cursor, sql, params, None, False)
-            cursor.execute(sql, params)
+            ahead: Ahead | None = conn.info.pop(AHEAD, None)
+            if ahead is None:
+                cursor.execute(sql, params)
+            else:
+                _with_ahead(pooled.dbapi_connection, cursor, sql, params, ahead)
             found = cursor.fetchall()
         except BaseException as exc:
             driver = isinstance(exc, dialect.loaded_dbapi.Error)  # else a listener's own
@@ -136,3 +166,16 @@ class DriverStatement:
             )
             for row in found
         ]
+
+
+def _with_ahead(driver: Any, cursor: Any, sql: str, params: Any, ahead: Ahead) -> None:
+    """The SELECT, then ahead's statements, in one pipeline: one Sync, one round trip.
+
+    The SELECT first: its values are dumped (and may be refused, a NUL in a text) before anything
+    else is queued, so a refusal there leaves nothing to commit when the pipeline's Sync goes out.
+    """
+    with driver.pipeline():
+        cursor.execute(sql, params)
+        ahead.queue(driver)
+        ahead.sent = True
+    ahead.done = True  # the pipeline's end fetched every result and the Sync's: committed

@@ -165,24 +165,36 @@ class Spool:
         conn: a connection of the engine's pool the caller holds (write_rows). Nothing is read
         back: the ids are the archiver's business.
         """
+        self.write_rows(self._rows(mails), conn)
+
+    def queue_append(self, conn: PoolProxiedConnection, mails: Sequence[Spooled]) -> None:
+        """PostgreSQL: append's INSERT on a pooled connection the caller holds, in pipeline mode:
+        queued, not waited for (listgate.driver.Ahead: the caller's pipeline commits it with its
+        Sync, or not at all; the connection in autocommit, its failure the caller's to handle)."""
+        assert self.postgresql and mails
+        rows = self._rows(mails)
+        # not closed here: the pipeline sets its result (or raises its error) at the Sync
+        self._checkout(conn).cursor().execute(
+            self._rows_sql(len(rows)), [v for row in rows for v in row]
+        )
+
+    def _rows(self, mails: Sequence[Spooled]) -> list[tuple[Any, ...]]:
+        """The spool's rows (ROW_COLUMNS) of answered messages, received now."""
         now = self._when(datetime.now(UTC))
         pending = SpoolState.PENDING.value
-        self.write_rows(
-            [
-                (
-                    now,
-                    m.mail_from,
-                    "\n".join(m.rcpt_tos),
-                    m.message_id[:1000],
-                    _counts_text(m.counts),
-                    m.raw,
-                    pending,
-                    "",
-                )
-                for m in mails
-            ],
-            conn,
-        )
+        return [
+            (
+                now,
+                m.mail_from,
+                "\n".join(m.rcpt_tos),
+                m.message_id[:1000],
+                _counts_text(m.counts),
+                m.raw,
+                pending,
+                "",
+            )
+            for m in mails
+        ]
 
     def write_rows(
         self, rows: Sequence[tuple[Any, ...]], conn: PoolProxiedConnection | None = None

@@ -20,7 +20,7 @@ import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import OperationalError
 
-from gateway.answers import Arrival, Job, Result
+from gateway.answers import Arrival, Begun, Job, Result
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate import counters, lists
@@ -54,11 +54,17 @@ class Held:
         event.listen(self.read, "before_cursor_execute", self._count)
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
+        return self.finish(self.begin(jobs)[1])
+
+    def begin(self, jobs: list[Job], behind: Begun | None = None) -> tuple[list[Result], Begun]:
         self.batches.append(list(jobs))
         if not self.release.is_set() and len(self.batches) == 1:
             self.release.wait(30)
         self.statements.append(0)
-        return self.answer(jobs)
+        return self.answer.begin(jobs, behind)
+
+    def finish(self, begun: Begun) -> list[Result]:
+        return self.answer.finish(begun)
 
     def _count(self, *_: Any) -> None:
         if threading.current_thread().name.startswith("store") and self.statements:
@@ -268,7 +274,12 @@ def test_a_batch_is_read_by_one_statement_and_spooled_as_it_came(
         "held": "250 2.0.0 OK: held for moderation",
     }
     assert [sum(isinstance(j, Arrival) for j in batch) for batch in held.batches] == [0, 3]
-    assert sent == ["SELECT", "spool INSERT"]
+    # the batch's own: one SELECT, one INSERT; before them, the held batch's INSERT, sent as this
+    # batch began: on SQLite alone first, on PostgreSQL in the SELECT's round trip (its pipeline)
+    if handler.spool.postgresql:
+        assert sent == ["SELECT", "spool INSERT", "spool INSERT"]
+    else:
+        assert sent == ["spool INSERT", "SELECT", "spool INSERT"]
     posts = _posts(env.settings.smtp_port)
     rows = {r.message_id: r for r in handler.spool.pending(1000) if r.rcpt_tos}
     for key in ("stored1", "stored2", "held"):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from gateway.answers import Job, Result
+from gateway.answers import Begun, Job, Result
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer
 from listgate import counters
@@ -48,10 +48,16 @@ class HeldWriter:
         handler.answer = self  # type: ignore[assignment]  # a double wrapping the handler's Answerer
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
+        return self.finish(self.begin(jobs)[1])
+
+    def begin(self, jobs: list[Job], behind: Begun | None = None) -> tuple[list[Result], Begun]:
         self.seen += len(jobs)
         self.count_jobs += [len(j.counts) for j in jobs if isinstance(j, Spooled) and not j.raw]
         self.release.wait(60)
-        return self.answer(jobs)
+        return self.answer.begin(jobs, behind)
+
+    def finish(self, begun: Begun) -> list[Result]:
+        return self.answer.finish(begun)
 
     def reached(self) -> int:
         """Jobs handed to the writer so far: in its held batch, or queued behind it."""
