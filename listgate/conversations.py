@@ -40,7 +40,8 @@ _COUNTED = (
     "created_at",
     "participant_count",
 )
-_NEW_THREAD = store.apart(insert(_THREADS).returning(_THREADS.c.id))
+# With the batch's others (listgate.places.insert_rows), its id taken ahead (store.new_thread_id)
+_NEW_THREAD = store.apart(insert(_THREADS))
 # In SQL, so that concurrent writers never lose a step (PostgreSQL also holds the list's lock).
 _CHANGED = MailingList.changes + 1
 # a written row's (_has_parent looks at a waiting row first)
@@ -77,7 +78,8 @@ def get(session: Session, thread_id: int) -> Thread:
 
 
 def new(session: Session, draft: Any) -> Thread:
-    """A thread started by draft: one INSERT, then tracked by the session without a SELECT."""
+    """A thread started by draft: its row goes in with the batch's others (written before the rows
+    that name it); tracked by the session without a SELECT."""
     values = {
         "list_id": draft.list_id,
         "subject": draft.subject,
@@ -91,7 +93,8 @@ def new(session: Session, draft: Any) -> Thread:
         "merged_into_id": None,
         "featured": False,
     }
-    thread = Thread(id=session.connection().execute(_NEW_THREAD, values).scalar_one(), **values)
+    thread = Thread(id=store.new_thread_id(session), **values)
+    places.insert_rows(session.connection(), _NEW_THREAD, [{"id": thread.id, **values}])
     store.tx(session).new_threads.add(thread.id)  # no participant yet
     make_transient_to_detached(thread)
     session.add(thread)

@@ -137,7 +137,11 @@ def noted(
 
 
 def forget(session: Session) -> None:
-    """Threads or nodes moved wholesale: read every id again when next asked."""
+    """Threads or nodes moved wholesale: read every id again when next asked.
+
+    The rows waiting are written first: a thread not known as new here has its row written
+    (listgate.participants writes a participant of a thread not known as new at once)."""
+    _write_pending(session.connection())
     state = store.tx(session)
     state.archived.clear()
     state.nodes.clear()
@@ -184,14 +188,15 @@ def _among(conn: Connection, query: Executable, list_id: int, ids: list[str]) ->
     ]
 
 
-# Rows a batch only adds (messages, thread nodes, reference rows, follows, outbox entries) go out
-# in one executemany per kind, messages first.
+# Rows a batch only adds (threads, messages, thread nodes, reference rows, follows, outbox entries)
+# go out in one executemany per kind, threads first, then messages.
 # While a batch is under way (`defer_rows`), they wait on the connection; they are written
 # before any statement not marked as leaving nodes and references alone (`store.blind`), while
-# messages rows wait also before any not marked as leaving messages alone (`store.apart`), before
-# a SAVEPOINT or its RELEASE (so a batch's rows fail inside the SAVEPOINT that covers the batch)
-# and before the COMMIT, and forgotten by a rollback to a savepoint or of all. They
-# belong to one transaction: a connection whose transaction ended otherwise never carries them on.
+# threads and messages rows wait also before any not marked as leaving them alone
+# (`store.apart`), before a SAVEPOINT or its RELEASE (so a batch's rows fail inside the SAVEPOINT
+# that covers the batch) and before the COMMIT, and forgotten by a rollback to a savepoint or of
+# all. They belong to one transaction: a connection whose transaction ended otherwise never
+# carries them on.
 _ROWS = "listgate.rows"  # conn.info key: (transaction, Pending) while deferring
 Pending = dict[Any, tuple[list[dict[str, Any]], list[Any]]]  # rows, and what takes their ids
 
@@ -286,15 +291,18 @@ def _pending(conn: Connection) -> Pending | None:
 def _write_pending(conn: Connection, *_: Any) -> None:
     pending = _pending(conn)
     if pending:
-        # messages rows first: the other rows name them
-        batches = sorted(pending.items(), key=lambda kind: not _is_messages(kind[0]))
+        # threads rows first, then messages rows: the other rows name them
+        batches = sorted(pending.items(), key=lambda kind: _ORDER.get(kind[0].table.name, 2))
         pending.clear()
         for statement, (rows, into) in batches:
             _write(conn, store.blind(statement), rows, into)
 
 
-def _is_messages(statement: Any) -> bool:
-    return bool(statement.table.name == "messages")
+_ORDER = {"threads": 0, "messages": 1}  # rows written before any statement not marked apart
+
+
+def _named(statement: Any) -> bool:
+    return statement.table.name in _ORDER
 
 
 def _before_execute(
@@ -307,7 +315,7 @@ def _before_execute(
         **given,
     }
     if not options.get(store.BLIND) or (
-        not options.get(store.APART) and any(_is_messages(s) for s in _pending(conn) or ())
+        not options.get(store.APART) and any(_named(s) for s in _pending(conn) or ())
     ):
         _write_pending(conn)
 

@@ -89,8 +89,9 @@ def blind(statement: Any) -> Any:
 
 
 def apart(statement: Any) -> Any:
-    """The statement marked blind (above) and as reading and writing no messages row, nor a row
-    that names one: the batch's new messages rows, deferred too, need not be written before it.
+    """The statement marked blind (above) and as reading and writing no messages or threads row,
+    nor a row that names one (but a participant of a thread this transaction started): the
+    batch's new messages and threads rows, deferred too, need not be written before it.
     """
     return statement.execution_options(**{BLIND: True, APART: True})
 
@@ -365,6 +366,7 @@ class TxState:
     bans: dict[tuple[int, str], bool] = field(default_factory=dict)  # (list, address) banned?
     raw_ids: dict[str, int] = field(default_factory=dict)  # raw_messages ids by sha256, written
     message_ids: list[int] = field(default_factory=list)  # taken for new messages rows, not used
+    thread_ids: list[int] = field(default_factory=list)  # taken for new threads rows, not used
 
 
 _TX = "listgate.tx"  # the one key listgate keeps in session.info
@@ -401,38 +403,56 @@ def _forget(session: Session, _previous: Any) -> None:
     state.bans.clear()
     state.raw_ids.clear()
     state.message_ids.clear()
+    state.thread_ids.clear()
 
 
-_MESSAGE_IDS_AHEAD = 64  # PostgreSQL: new messages ids taken from the sequence at a time
-_NEXT_MESSAGE_IDS = text(
-    "SELECT nextval(pg_get_serial_sequence('messages', 'id')) FROM generate_series(1, :n)"
-)
+_IDS_AHEAD = 64  # PostgreSQL: new ids taken from a table's sequence at a time
 # SQLite: the largest id given so far, a deleted row's too (AUTOINCREMENT's sqlite_sequence,
-# migration 0019): an id in a URL never names another post later.
-_LAST_MESSAGE_ID = text(
-    "SELECT max(coalesce((SELECT max(id) FROM messages), 0),"
-    " coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'messages'), 0))"
-)
+# migration 0019): an id in a URL never names another post or thread later.
+# Marked apart: the rows waiting to be written took their ids from here (see _new_id).
+_NEXT_IDS = {
+    name: apart(
+        text(f"SELECT nextval(pg_get_serial_sequence('{name}', 'id')) FROM generate_series(1, :n)")
+    )
+    for name in ("messages", "threads")
+}
+_LAST_ID = {
+    name: apart(
+        text(
+            f"SELECT max(coalesce((SELECT max(id) FROM {name}), 0),"
+            f" coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{name}'), 0))"
+        )
+    )
+    for name in ("messages", "threads")
+}
 
 
 def new_message_id(session: Session) -> int:
     """The id the next new messages row of this transaction takes (its INSERT can then wait to go
-    with the batch's others: listgate.places.insert_rows).
+    with the batch's others: listgate.places.insert_rows)."""
+    return _new_id(session, "messages", tx(session).message_ids)
+
+
+def new_thread_id(session: Session) -> int:
+    """The id the next new threads row of this transaction takes (likewise: no INSERT … RETURNING
+    per new thread)."""
+    return _new_id(session, "threads", tx(session).thread_ids)
+
+
+def _new_id(session: Session, name: str, free: list[int]) -> int:
+    """The next id of table `name` for this transaction, from its ids taken and not used (`free`).
 
     PostgreSQL hands them out from the table's sequence, a few at a time (an id taken and
     not used is a gap, as a rolled-back INSERT leaves one). SQLite's writer holds the database's
     write lock (BEGIN IMMEDIATE) for its whole transaction, so the ids after the largest are
     its own until it ends; a rollback (a savepoint's too) forgets them.
     """
-    state = tx(session)
-    free = state.message_ids
     if not free:
         conn = session.connection()
         if of(session).postgresql:
-            taken = conn.execute(_NEXT_MESSAGE_IDS, {"n": _MESSAGE_IDS_AHEAD}).scalars()
-            free.extend(sorted(taken))
+            free.extend(sorted(conn.execute(_NEXT_IDS[name], {"n": _IDS_AHEAD}).scalars()))
         else:
-            free.append(conn.execute(_LAST_MESSAGE_ID).scalar_one() + 1)
+            free.append(conn.execute(_LAST_ID[name]).scalar_one() + 1)
     new_id = free.pop(0)
     if not free and not of(session).postgresql:
         free.append(new_id + 1)
