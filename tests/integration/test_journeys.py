@@ -31,7 +31,7 @@ from listgate.config import Settings
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
 from tests.support.quiet import Quiet
-from tests.support.shared_stack import AUTO_REPLY_WINDOW, journey_env
+from tests.support.shared_stack import AUTO_REPLY_WINDOW, SinkView, journey_env
 from tests.support.sink import Received, SmtpSink, payload
 from tests.support.stack import Stack, make_stack, run_separately
 from worker.celery_app import make_celery
@@ -447,3 +447,23 @@ def test_a_life_with_the_list_on_postgresql_and_redis(
     separate_stack: Stack, own_sink: SmtpSink
 ) -> None:
     life_with_a_list(Journey(separate_stack, own_sink))
+
+
+def test_a_view_of_a_shared_sink_holds_only_the_mail_since_it_began(own_sink: SmtpSink) -> None:
+    """What a test on a shared stack counts: the mail after its start, and none of it twice."""
+
+    def send(rcpt: str) -> None:
+        with smtplib.SMTP("127.0.0.1", own_sink.port, timeout=30) as smtp:
+            smtp.sendmail(ANN, [rcpt], f"From: {ANN}\r\nTo: {rcpt}\r\nSubject: s\r\n\r\nHi.\r\n")
+
+    send(PAT)  # an earlier test's copy
+    view = SinkView(own_sink, recorded_before=1)
+    assert view.received == [] and view.to(PAT) == []
+    send(PAT)
+    send(SAM)
+    assert [r.rcpt_tos for r in view.received] == [[PAT], [SAM]]
+    assert len(view.to(PAT)) == 1 and len(own_sink.to(PAT)) == 2
+    view.script("451 4.3.0 try again later")  # the relay is shared: its answers too
+    with pytest.raises(smtplib.SMTPDataError):
+        send(SAM)
+    assert len(view.received) == 2

@@ -182,7 +182,7 @@ def clean(stack: Stack, sink: SmtpSink, before: set[str]) -> None:
     test's people are new to the site)."""
     with sink.handler.lock:
         sink.handler.scripted.clear()
-        sink.handler.refused_rcpts.clear()
+        sink.handler.refused_rcpts = {}  # a test may have put a dict of another kind
     engine = reader(Settings.from_env(stack.env))
     try:
         for name in sorted(list_names(stack.env) - before):
