@@ -10,41 +10,34 @@ from __future__ import annotations
 
 import re
 import smtplib
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.integration.test_journeys import PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import PAT, SAM, Journey
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 
 def test_an_address_in_other_cases_is_one_subscriber(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.cli("subscribe", PAT, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list)
 
     # Asking again in other cases: already in, no confirmation, no second row.
     page = WebClient(j.stack.web_port).post(
-        "/lists/dev/subscribe",
+        f"/lists/{j.list}/subscribe",
         {"address": "Pat@Example.ORG", "kind": "list"},
-        on_page="/lists/dev/",
+        on_page=f"/lists/{j.list}/",
     )
     assert "already subscribed" in page.body, page.body
-    j.mail("Pat@Example.ORG", f"dev+subscribe@{DOMAIN}", "subscribe")
-    j.cli("subscribe", "PAT@EXAMPLE.ORG", "--list", "dev")
+    j.mail("Pat@Example.ORG", f"{j.list}+subscribe@{DOMAIN}", "subscribe")
+    j.cli("subscribe", "PAT@EXAMPLE.ORG", "--list", j.list)
     j.expect()
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
@@ -53,23 +46,23 @@ def test_an_address_in_other_cases_is_one_subscriber(up_stack: Stack, sink: Smtp
     j.serial += 1
     msgid = f"cc{j.serial}@example.net"
     raw = (
-        f"From: ann@example.net\r\nTo: dev@{DOMAIN}\r\nCc: PAT@example.ORG\r\n"
+        f"From: ann@example.net\r\nTo: {j.list}@{DOMAIN}\r\nCc: PAT@example.ORG\r\n"
         f"Subject: Cc\r\nMessage-ID: <{msgid}>\r\nDate: Mon, 30 Nov 2026 10:00:00 +0000\r\n\r\n"
         "Hello.\r\n"
     ).encode()
     with smtplib.SMTP("127.0.0.1", j.stack.smtp_port, timeout=30) as smtp:
-        smtp.sendmail("ann@example.net", [f"dev@{DOMAIN}"], raw)
+        smtp.sendmail("ann@example.net", [f"{j.list}@{DOMAIN}"], raw)
     j.expect((SAM, msgid))
 
     # Her own post, from her address in another case: no copy to herself.
-    own = j.mail("Pat@Example.Org", f"dev@{DOMAIN}", "Mine", "My own topic.\n")
+    own = j.mail("Pat@Example.Org", f"{j.list}@{DOMAIN}", "Mine", "My own topic.\n")
     j.expect((SAM, own))
 
     # Removed in one case, back in another: one copy again.
-    assert "has left dev" in j.cli("unsubscribe", "pAt@example.org", "--list", "dev")
+    assert f"has left {j.list}" in j.cli("unsubscribe", "pAt@example.org", "--list", j.list)
     j.new_thread()
     j.expect(*j.copies_to(SAM))
-    j.cli("subscribe", "pat@EXAMPLE.org", "--list", "dev")
+    j.cli("subscribe", "pat@EXAMPLE.org", "--list", j.list)
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
 
@@ -80,5 +73,5 @@ def test_an_address_in_other_cases_is_one_subscriber(up_stack: Stack, sink: Smtp
     link = search(r"(http://\S+/signin/\S+)", j.body(got, PAT, "sign-in link")[1])
     web.post(link, {"next": "/"}, on_page=link)
     body = web.get("/me/subscriptions").body
-    rows = re.findall(r"<tr>\s*<td><a [^>]*>dev</a></td>\s*<td>([^<]*)", body)
+    rows = re.findall(rf"<tr>\s*<td><a [^>]*>{j.list}</a></td>\s*<td>([^<]*)", body)
     assert rows == ["every post"], rows  # leaving ended the thread she had started too

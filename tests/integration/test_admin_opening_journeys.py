@@ -10,9 +10,6 @@ After each step the SMTP sink must hold exactly the predicted mails.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
 from tests.integration.test_admin_requests_journeys import (
@@ -22,18 +19,13 @@ from tests.integration.test_admin_requests_journeys import (
     ask_and_confirm,
     kim_waiting_and_lee_unconfirmed,
 )
-from tests.integration.test_journeys import SAM, Journey, _journey_env
+from tests.integration.test_journeys import SAM, Journey
 from tests.support.config import search
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 
 def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
@@ -44,18 +36,18 @@ def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
     as anyone asking now would be; Lee's confirmation lets her in without a moderator."""
     j = Journey(up_stack, sink)
     stranger, confirm = kim_waiting_and_lee_unconfirmed(j)
-    assert "1 request waiting" in j.cli("requests", "show", "--list", "dev")
+    assert "1 request waiting" in j.cli("requests", "show", "--list", j.list)
 
-    out = j.cli("lists", "edit", "dev", "--policy", "open")
+    out = j.cli("lists", "edit", j.list, "--policy", "open")
     assert "policy: 'members' -> 'open'" in out and f"let in {KIM}" in out, out
     j.expect((KIM, "Welcome"))
-    assert "0 requests waiting" in j.cli("requests", "show", "--list", "dev")
-    j.mail(SAM, "dev@lists.test", "Open now", "Hello.\n")
+    assert "0 requests waiting" in j.cli("requests", "show", "--list", j.list)
+    j.mail(SAM, f"{j.list}@lists.test", "Open now", "Hello.\n")
     j.expect((KIM, "Open now"))
 
     stranger.post(search(r"(http://\S+/confirm/\S+)", j.body(confirm, LEE, "Confirm")[1]))
     j.expect((LEE, "Welcome"))
-    j.mail(SAM, "dev@lists.test", "Everyone in", "Hello.\n")
+    j.mail(SAM, f"{j.list}@lists.test", "Everyone in", "Hello.\n")
     j.expect((KIM, "Everyone in"), (LEE, "Everyone in"))
 
 
@@ -66,13 +58,15 @@ def test_someone_waiting_who_an_administrator_subscribes_hears_of_it(
     once she is in. The administrator subscribes her with `listgate subscribe` instead of
     approving the request: she gets that mail (once), and the request waits no more."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("lists", "edit", "dev", "--policy", "members")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", j.list, "--policy", "members")
+    j.cli("subscribe", SAM, "--list", j.list)
     ask_and_confirm(j, KIM, "list")
-    assert "subscribed kim@example.org to dev (list)" in j.cli("subscribe", KIM, "--list", "dev")
+    assert f"subscribed kim@example.org to {j.list} (list)" in j.cli(
+        "subscribe", KIM, "--list", j.list
+    )
     j.expect((KIM, "Welcome"))
-    assert "0 requests waiting" in j.cli("requests", "show", "--list", "dev")
-    j.cli("subscribe", KIM, "--list", "dev")  # again: nothing new to tell her
-    j.mail(SAM, "dev@lists.test", "Subscribed", "Hello.\n")
+    assert "0 requests waiting" in j.cli("requests", "show", "--list", j.list)
+    j.cli("subscribe", KIM, "--list", j.list)  # again: nothing new to tell her
+    j.mail(SAM, f"{j.list}@lists.test", "Subscribed", "Hello.\n")
     j.expect((KIM, "Subscribed"))

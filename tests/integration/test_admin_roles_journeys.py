@@ -10,9 +10,7 @@ mail; then the owner leaves, and the site administrator hears of the one after.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -22,45 +20,39 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Message
 from tests.integration.test_administration_journeys import db
-from tests.integration.test_journeys import ANN, SAM, Journey, _journey_env
+from tests.integration.test_journeys import ANN, SAM, Journey
 from tests.support.sink import Received, SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
 
 MOD, NAT, OWNER, ROOT = "mod@example.org", "nat@example.org", "own@example.org", "root@example.org"
-LIST = "dev@lists.test"
+SHARED_STACK = {"LISTGATE_ADMINS": ROOT}  # a shared `listgate up`
 HELD, STILL = "awaits moderation", "still awaits moderation"
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default, with a site administrator."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_ADMINS=ROOT)))
 
 
 def approve_address(j: Journey, got: list[Received], rcpt: str, label: str) -> str:
     text = j.body(got, rcpt, label)[1]
-    found = re.search(r"dev\+approve-[a-z0-9.]+@lists\.test", text)
+    found = re.search(rf"{j.list}\+approve-[a-z0-9.]+@lists\.test", text)
     assert found, text
     return found.group(0)
 
 
 def test_moderators_replaced_while_a_post_is_held(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--owners", OWNER, "--moderators", MOD)
-    j.cli("lists", "edit", "dev", "--policy", "moderated")
-    j.cli("subscribe", SAM, "--list", "dev")
-    held = j.mail(ANN, LIST, "Held while the moderators change", "Hello.\n")
+    j.cli("lists", "create", j.list, "--owners", OWNER, "--moderators", MOD)
+    j.cli("lists", "edit", j.list, "--policy", "moderated")
+    j.cli("subscribe", SAM, "--list", j.list)
+    held = j.mail(ANN, j.address, "Held while the moderators change", "Hello.\n")
     got = j.expect((ANN, HELD), (MOD, HELD))
     old_address = approve_address(j, got, MOD, HELD)
 
-    j.cli("moderators", "remove", "dev", MOD)
-    j.cli("moderators", "add", "dev", NAT)
+    j.cli("moderators", "remove", j.list, MOD)
+    j.cli("moderators", "add", j.list, NAT)
     j.mail(MOD, old_address, "approve", "approve\n")
     answer = j.expect((MOD, "not carried out"))
-    assert f"{MOD} is not a moderator of dev" in j.body(answer, MOD, "not carried out")[1]
+    assert f"{MOD} is not a moderator of {j.list}" in j.body(answer, MOD, "not carried out")[1]
 
     # Held half a day: the daily reminder goes to the moderators of now.
     with transaction(db(up_stack)) as session:
@@ -71,13 +63,13 @@ def test_moderators_replaced_while_a_post_is_held(up_stack: Stack, sink: SmtpSin
     j.expect((SAM, held))
 
     # No moderator left: the owner hears of held posts, and acts on them by mail.
-    j.cli("moderators", "remove", "dev", NAT)
-    second = j.mail(ANN, LIST, "Held with no moderator", "Hello.\n")
+    j.cli("moderators", "remove", j.list, NAT)
+    second = j.mail(ANN, j.address, "Held with no moderator", "Hello.\n")
     got = j.expect((ANN, HELD), (OWNER, HELD))
     j.mail(OWNER, approve_address(j, got, OWNER, HELD), "approve", "approve\n")
     j.expect((SAM, second))
 
     # No owner either: the site administrator.
-    j.cli("owners", "remove", "dev", OWNER)
-    j.mail(ANN, LIST, "Held with nobody", "Hello.\n")
+    j.cli("owners", "remove", j.list, OWNER)
+    j.mail(ANN, j.address, "Held with nobody", "Hello.\n")
     j.expect((ANN, HELD), (ROOT, HELD))

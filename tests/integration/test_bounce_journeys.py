@@ -13,30 +13,22 @@ gone, is suspended after as many refused digests as the limit, and told so.
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from listgate import dispatch
 from listgate.config import Settings
-from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import ANN, PAT, SAM, Journey
 from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 from tests.unit.worker.test_bounces import dsn
 from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default, suspending at a bounce score of 2."""
-    env = _journey_env(tmp_path, sink, LISTGATE_BOUNCE_SCORE_LIMIT="2")
-    yield from run_up(make_stack(tmp_path, env))
+SHARED_STACK = {"LISTGATE_BOUNCE_SCORE_LIMIT": "2"}  # a shared `listgate up`
 
 
 def post_to_pat(j: Journey, *others: str) -> str:
@@ -58,9 +50,9 @@ def test_a_suspended_subscriber_back_from_the_web_is_not_suspended_by_old_bounce
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("lists", "create", j.list, "--title", "Developers")
     for who in (SAM, PAT):
-        j.cli("subscribe", who, "--list", "dev")
+        j.cli("subscribe", who, "--list", j.list)
     old = [post_to_pat(j, SAM), post_to_pat(j, SAM)]
 
     mailbox_gone(j, *old)
@@ -70,8 +62,8 @@ def test_a_suspended_subscriber_back_from_the_web_is_not_suspended_by_old_bounce
 
     # Back from the web: signed in, "subscribe" on the list's page.
     j.sign_in(j.web)
-    page = j.web.post("/lists/dev/subscribe", {"kind": "list"}, on_page="/lists/dev/")
-    assert "You now get every post from dev" in page.body, page.body
+    page = j.web.post(f"/lists/{j.list}/subscribe", {"kind": "list"}, on_page=f"/lists/{j.list}/")
+    assert f"You now get every post from {j.list}" in page.body, page.body
     new = [post_to_pat(j, SAM)]
 
     # The reports about the posts sent before she came back arrive again: not counted again.
@@ -93,18 +85,18 @@ def test_an_old_digest_reported_after_a_return_to_the_digest_does_not_suspend(
     reports about that digest arrive (twice: the limit): the digest went out before she came
     back, so they must not suspend her fresh subscription."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.cli("subscribe", PAT, "--list", "dev", "--digest")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
     j.new_thread()
     j.expect(*j.copies_to(SAM))
     j.send_digest()
     old = next(r.mail_from for r in j.expect((PAT, "digest")))
-    assert old.startswith("dev+bounce-"), old
+    assert old.startswith(f"{j.list}+bounce-"), old
 
     j.command("unsubscribe")
     j.expect((PAT, "You have left"))
-    j.cli("subscribe", PAT, "--list", "dev", "--digest")
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
 
     mailbox_gone(j, old, old)
     j.expect()
@@ -140,9 +132,9 @@ def test_a_digest_reader_whose_digests_the_relay_refuses_is_suspended(
     the first counts (no notice below the limit of 2), the second suspends her and she is told,
     as a subscriber of every post whose copies are refused would be."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.cli("subscribe", PAT, "--list", "dev", "--digest")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
     j.new_thread()
     j.expect(*j.copies_to(SAM))
 
@@ -151,7 +143,7 @@ def test_a_digest_reader_whose_digests_the_relay_refuses_is_suspended(
     j.expect()
 
     j.command("digest-weekly")
-    j.expect((PAT, "Done: your mail from dev"))
+    j.expect((PAT, f"Done: your mail from {j.list}"))
     today = datetime.now(UTC).date()
     sunday = today + timedelta(days=6 - today.weekday())
     refuse_next(sink, PAT)
@@ -166,12 +158,12 @@ def test_a_suspended_subscriber_gets_nothing_from_the_threads_she_follows_until_
     thread's next post must not go to the dead mailbox either. Back from the web, she gets it
     again."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("lists", "create", j.list, "--title", "Developers")
     for who in (SAM, PAT):
-        j.cli("subscribe", who, "--list", "dev")
+        j.cli("subscribe", who, "--list", j.list)
     topic = j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
-    mine = j.mail(PAT, f"dev@{DOMAIN}", "Re: a topic", "Me too.\n", topic)
+    mine = j.mail(PAT, f"{j.list}@{DOMAIN}", "Re: a topic", "Me too.\n", topic)
     j.expect((SAM, mine), (ANN, mine))
 
     old = [post_to_pat(j, SAM), post_to_pat(j, SAM)]
@@ -181,7 +173,7 @@ def test_a_suspended_subscriber_gets_nothing_from_the_threads_she_follows_until_
     j.expect(*j.copies_to(SAM, ANN))
 
     j.sign_in(j.web)
-    page = j.web.post("/lists/dev/subscribe", {"kind": "list"}, on_page="/lists/dev/")
-    assert "You now get every post from dev" in page.body, page.body
+    page = j.web.post(f"/lists/{j.list}/subscribe", {"kind": "list"}, on_page=f"/lists/{j.list}/")
+    assert f"You now get every post from {j.list}" in page.body, page.body
     j.reply(topic)
     j.expect(*j.copies_to(SAM, ANN, PAT))

@@ -9,32 +9,26 @@ SMTP sink must hold exactly the predicted mails.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.integration.test_journeys import ANN, PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import ANN, PAT, SAM, Journey
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 KIM = "kim@example.org"
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
 
 
 def ask(j: Journey, address: str) -> str:
     """Subscribe on the list's web form, not signed in; the page's answer."""
     page = WebClient(j.stack.web_port).post(
-        "/lists/dev/subscribe", {"address": address, "kind": "list"}, on_page="/lists/dev/"
+        f"/lists/{j.list}/subscribe",
+        {"address": address, "kind": "list"},
+        on_page=f"/lists/{j.list}/",
     )
     return search(r'<p class="flash \w+" role="status">(.*?)</p>', page.body)
 
@@ -49,9 +43,9 @@ def test_confirmations_used_again_refused_and_overtaken_by_a_members_only_list(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("lists", "create", j.list, "--title", "Developers")
     for member in (SAM, ANN):  # Ann, the author of every post, may post to a members-only list
-        j.cli("subscribe", member, "--list", "dev")
+        j.cli("subscribe", member, "--list", j.list)
 
     # Kim's server refuses the confirmation; fixed, she asks again: a confirmation at once.
     with sink.handler.lock:
@@ -88,12 +82,12 @@ def test_confirmations_used_again_refused_and_overtaken_by_a_members_only_list(
     # Asked again; the list becomes members-only before she confirms: a moderator decides.
     assert "confirmation mail was sent" in ask(j, PAT)
     link = confirm_link(j, PAT)
-    j.cli("lists", "edit", "dev", "--policy", "members")
+    j.cli("lists", "edit", j.list, "--policy", "members")
     assert "moderator" in stranger.post(link).body
     j.expect((PAT, "awaits approval"))
     j.new_thread()
     j.expect(*j.copies_to(SAM, KIM))
-    j.cli("requests", "approve", PAT, "--list", "dev")
+    j.cli("requests", "approve", PAT, "--list", j.list)
     j.expect((PAT, "Welcome"))  # at once: the command hands its mail to the broker
     j.new_thread()
     j.expect(*j.copies_to(SAM, KIM, PAT))
@@ -112,8 +106,8 @@ def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
     again while the second waits or after it, confirms nothing and says it was replaced. The
     second one, used again after they left, says it has been used."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
     stranger = WebClient(j.stack.web_port)
 
     # By link: Pat confirms, leaves by mail, asks again.
@@ -143,13 +137,13 @@ def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
         assert used.status == 400 and "has been used" in used.body, used.body
 
     # By reply: Kim confirms, leaves, asks again.
-    j.mail(KIM, f"dev+subscribe@{DOMAIN}", "subscribe")
+    j.mail(KIM, f"{j.list}+subscribe@{DOMAIN}", "subscribe")
     first = confirm_address(j, KIM)
     j.mail(KIM, first, "Re: confirm")
     j.expect((KIM, "Welcome"))
-    j.mail(KIM, f"dev+unsubscribe@{DOMAIN}", "unsubscribe")
+    j.mail(KIM, f"{j.list}+unsubscribe@{DOMAIN}", "unsubscribe")
     j.expect((KIM, "You have left"))
-    j.mail(KIM, f"dev+subscribe@{DOMAIN}", "subscribe")
+    j.mail(KIM, f"{j.list}+subscribe@{DOMAIN}", "subscribe")
     second = confirm_address(j, KIM)
     j.mail(KIM, first, "Re: confirm")
     got = j.expect((KIM, "not carried out"))
@@ -163,7 +157,7 @@ def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
     assert "already confirmed" in j.body(got, KIM, "Done")[1]
     j.new_thread()
     j.expect(*j.copies_to(SAM, KIM))
-    j.mail(KIM, f"dev+unsubscribe@{DOMAIN}", "unsubscribe")
+    j.mail(KIM, f"{j.list}+unsubscribe@{DOMAIN}", "unsubscribe")
     j.expect((KIM, "You have left"))
     j.mail(KIM, second, "Re: confirm")
     got = j.expect((KIM, "not carried out"))

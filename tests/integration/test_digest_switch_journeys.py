@@ -9,38 +9,30 @@ posts of the day they did not get one by one: no post twice, none lost across th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.integration.test_journeys import SAM, Journey, _journey_env, digest_posts
+from tests.integration.test_journeys import SAM, Journey, digest_posts
 from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 PAT, KIM = "pat@example.org", "kim@example.org"
 
 
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
-
-
 def command(j: Journey, sender: str, word: str) -> None:
     """A mail command (dev+WORD@) from sender."""
-    j.mail(sender, f"dev+{word}@{DOMAIN}", word)
+    j.mail(sender, f"{j.list}+{word}@{DOMAIN}", word)
 
 
 def test_switching_to_every_post_and_back_mid_day(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
     for who in (PAT, KIM):
-        j.cli("subscribe", who, "--list", "dev", "--digest")
+        j.cli("subscribe", who, "--list", j.list, "--digest")
 
     t1 = j.new_thread()
     j.expect((SAM, t1))

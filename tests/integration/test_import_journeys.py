@@ -12,28 +12,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.integration.test_journeys import ANN, BOB, SAM, Journey, _journey_env, digest_posts
-from tests.support.config import DOMAIN
+from tests.integration.test_journeys import ANN, BOB, SAM, Journey, digest_posts
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 KIM = "kim@example.org"
-LIST = f"dev@{DOMAIN}"
 IMPORTED = 300  # enough for the import to take a while beside the live posts
 LIVE_MAX = 30
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
 
 
 def _mbox(path: Path, live_root: str) -> Path:
@@ -62,21 +54,21 @@ def thread_of(j: Journey, msgid: str) -> int:
 
 def test_importing_into_a_list_in_use(up_stack: Stack, sink: SmtpSink, tmp_path: Path) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.cli("subscribe", KIM, "--list", "dev", "--digest")
-    live_root = j.mail(ANN, LIST, "Live topic", "Live words.\n")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", KIM, "--list", j.list, "--digest")
+    live_root = j.mail(ANN, j.address, "Live topic", "Live words.\n")
     j.expect((SAM, live_root))
 
     mbox = _mbox(tmp_path / "old.mbox", live_root)
-    args = [sys.executable, "-m", "listgate.cli", "import", str(mbox), "--list", "dev", "--quiet"]
+    args = [sys.executable, "-m", "listgate.cli", "import", str(mbox), "--list", j.list, "--quiet"]
     importing = subprocess.Popen(
         args, env=up_stack.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     # Live posts while the import runs: each answered 250 (Journey.mail asserts it).
-    live = [j.mail(BOB, LIST, "Re: Old topic 0", "A live answer.\n", "old0@example.com")]
+    live = [j.mail(BOB, j.address, "Re: Old topic 0", "A live answer.\n", "old0@example.com")]
     while importing.poll() is None and len(live) < LIVE_MAX:
-        live.append(j.mail(ANN, LIST, f"Live news {len(live)}", "News.\n"))
+        live.append(j.mail(ANN, j.address, f"Live news {len(live)}", "News.\n"))
     out, _ = importing.communicate(timeout=120)
     assert importing.returncode == 0, out
     assert f"imported:   {IMPORTED}" in out, out
@@ -84,14 +76,14 @@ def test_importing_into_a_list_in_use(up_stack: Stack, sink: SmtpSink, tmp_path:
 
     # Each live post stored once, every imported one in: the list counts them all.
     lists = json.loads(j.web.get("/api/lists").body)["lists"]
-    count = next(entry["messages"] for entry in lists if entry["name"] == "dev")
+    count = next(entry["messages"] for entry in lists if entry["name"] == j.list)
     assert count == 1 + len(live) + IMPORTED, (count, len(live))
     # Answers across the two ways in land in their parents' threads.
     assert thread_of(j, "old2@example.com") == thread_of(j, live_root)
     assert thread_of(j, live[0]) == thread_of(j, "old0@example.com")
 
     # A rerun imports nothing and mails nobody.
-    again = j.cli("import", str(mbox), "--list", "dev", "--quiet")
+    again = j.cli("import", str(mbox), "--list", j.list, "--quiet")
     assert "imported:   0" in again and f"duplicates: {IMPORTED}" in again, again
     j.expect()
 

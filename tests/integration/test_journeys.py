@@ -31,16 +31,17 @@ from listgate.config import Settings
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
 from tests.support.quiet import Quiet
+from tests.support.shared_stack import AUTO_REPLY_WINDOW, SinkView, journey_env
 from tests.support.sink import Received, SmtpSink, payload
-from tests.support.stack import Stack, base_env, make_stack, run_separately, run_up
+from tests.support.stack import Stack, make_stack, run_separately
 from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 PAT, SAM, ANN, BOB = "pat@example.org", "sam@example.org", "ann@example.net", "bob@example.net"
 WAIT = 60.0  # at most this long for the wanted mails to arrive and then for the site to be quiet
 GRACE = 0.2  # quiet for this long, twice read, with nothing new at the sink: the step is over
-AUTO_REPLY_WINDOW = 1.0  # seconds: the journeys' LISTGATE_AUTO_REPLY_WINDOW (_journey_env)
 
 
 class Journey:
@@ -48,6 +49,7 @@ class Journey:
 
     def __init__(self, stack: Stack, sink: SmtpSink) -> None:
         self.stack, self.sink = stack, sink
+        self.list = stack.list_name()  # "dev" on a stack of its own
         self.seen = 0
         self.serial = 0
         self.posts: list[str] = []
@@ -97,30 +99,39 @@ class Journey:
         if last is not None:
             time.sleep(max(0.0, last + AUTO_REPLY_WINDOW - time.monotonic()))
 
+    @property
+    def address(self) -> str:
+        """The posting address of the journey's list."""
+        return f"{self.list}@{DOMAIN}"
+
     def new_thread(self) -> str:
         subject = f"Topic {self.serial + 1}"
-        msgid = self.mail(ANN, f"dev@{DOMAIN}", subject, "A new topic.\n")
+        msgid = self.mail(ANN, f"{self.list}@{DOMAIN}", subject, "A new topic.\n")
         self.posts.append(msgid)
         self.subjects[msgid] = subject
         return msgid
 
     def thread_path(self, msgid: str) -> str:
         """The web page of the thread a post started (found by its subject through the JSON API)."""
-        threads = json.loads(self.web.get("/api/lists/dev/threads?limit=100").body)["threads"]
+        threads = json.loads(self.web.get(f"/api/lists/{self.list}/threads?limit=100").body)[
+            "threads"
+        ]
         return next(f"/threads/{t['id']}" for t in threads if t["subject"] == self.subjects[msgid])
 
     def reply(self, parent: str) -> str:
-        msgid = self.mail(BOB, f"dev@{DOMAIN}", "Re: a topic", "A reply.\n", in_reply_to=parent)
+        msgid = self.mail(
+            BOB, f"{self.list}@{DOMAIN}", "Re: a topic", "A reply.\n", in_reply_to=parent
+        )
         self.posts.append(msgid)
         return msgid
 
     def command(self, word: str) -> None:
-        self.mail(PAT, f"dev+{word}@{DOMAIN}", word)
+        self.mail(PAT, f"{self.list}+{word}@{DOMAIN}", word)
 
     def thread_command(self, parent: str, word: str) -> None:
         self.mail(
             PAT,
-            f"dev@{DOMAIN}",
+            f"{self.list}@{DOMAIN}",
             "Re: a topic",
             f"{word}\n\n> the quoted post\n",
             in_reply_to=parent,
@@ -215,7 +226,7 @@ class Journey:
         """
         page = self.web.get("/me/subscriptions")
         row = re.search(
-            rf'<tr>\s*<td><a [^>]*>dev</a></td>\s*<td>{kind}.*?action="([^"]+)"',
+            rf'<tr>\s*<td><a [^>]*>{self.list}</a></td>\s*<td>{kind}.*?action="([^"]+)"',
             page.body,
             re.DOTALL,
         )
@@ -254,8 +265,10 @@ def digest_posts(received: list[Received], rcpt: str, posts: list[str]) -> list[
 
 def life_with_a_list(j: Journey) -> None:
     """The journey; every step is followed by a post and an exact check of what arrived."""
-    assert "created dev@lists.test" in j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    assert f"created {j.list}@lists.test" in j.cli(
+        "lists", "create", j.list, "--title", "Developers"
+    )
+    j.cli("subscribe", SAM, "--list", j.list)
     t1 = j.new_thread()
     j.expect((SAM, t1))
 
@@ -329,7 +342,9 @@ def life_with_a_list(j: Journey) -> None:
 
     # In by the web form (not signed in), confirmed by the link.
     stranger = WebClient(j.stack.web_port)
-    stranger.post("/lists/dev/subscribe", {"address": PAT, "kind": "list"}, on_page="/lists/dev/")
+    stranger.post(
+        f"/lists/{j.list}/subscribe", {"address": PAT, "kind": "list"}, on_page=f"/lists/{j.list}/"
+    )
     confirm = j.expect((PAT, "Confirm your subscription"))
     link = search(r"(http://\S+/confirm/\S+)", j.body(confirm, PAT, "Confirm")[1])
     assert "Confirm my subscription" in stranger.get(link).body
@@ -345,18 +360,18 @@ def life_with_a_list(j: Journey) -> None:
     j.expect(*j.copies_to(SAM))
 
     # In by the administrator.
-    j.cli("subscribe", PAT, "--list", "dev")
+    j.cli("subscribe", PAT, "--list", j.list)
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
 
     # Out 3: "Leave list" on the web dashboard.
-    assert "has left dev" in j.dashboard("leave", "every post")
+    assert f"has left {j.list}" in j.dashboard("leave", "every post")
     j.expect((PAT, "You have left"))
     j.new_thread()
     j.expect(*j.copies_to(SAM))
 
     # In, signed in, from the list page: at once.
-    j.web.post("/lists/dev/subscribe", {"kind": "list"}, on_page="/lists/dev/")
+    j.web.post(f"/lists/{j.list}/subscribe", {"kind": "list"}, on_page=f"/lists/{j.list}/")
     t10 = j.new_thread()
     got = j.expect(*j.copies_to(SAM, PAT))
 
@@ -377,12 +392,12 @@ def life_with_a_list(j: Journey) -> None:
     j.expect(*j.copies_to(SAM, PAT))
 
     # Out 5: the administrator's command.
-    assert "has left dev" in j.cli("unsubscribe", PAT, "--list", "dev")
+    assert f"has left {j.list}" in j.cli("unsubscribe", PAT, "--list", j.list)
     j.new_thread()
     j.expect(*j.copies_to(SAM))
 
     # In by the administrator; out of one thread by an "unsubscribe" reply (a member mutes it).
-    j.cli("subscribe", PAT, "--list", "dev")
+    j.cli("subscribe", PAT, "--list", j.list)
     j.reply(t12)
     j.expect(*j.copies_to(SAM, ANN, PAT))
     j.thread_command(t12, "unsubscribe")
@@ -403,37 +418,52 @@ def life_with_a_list(j: Journey) -> None:
     assert "0 failed for good" in status, status
 
 
-def _journey_env(tmp_path: Path, sink: SmtpSink, **extra: str) -> dict[str, str]:
-    # One automatic reply per second: Journey.mail keeps the steps answered by mail that apart.
-    return base_env(tmp_path, sink, LISTGATE_AUTO_REPLY_WINDOW=str(int(AUTO_REPLY_WINDOW)), **extra)
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
+_journey_env = journey_env  # for the journeys on a stack of their own
 
 
 @pytest.fixture
 def separate_stack(
-    tmp_path: Path, sink: SmtpSink, postgres_db: str, redis_db_url: str
+    tmp_path: Path, own_sink: SmtpSink, postgres_db: str, redis_db_url: str
 ) -> Iterator[Stack]:
     """Gateway, worker, beat and web as separate processes on PostgreSQL and Redis."""
     yield from run_separately(
         make_stack(
             tmp_path,
             _journey_env(
-                tmp_path, sink, LISTGATE_DATABASE_URL=postgres_db, LISTGATE_BROKER_URL=redis_db_url
+                tmp_path,
+                own_sink,
+                LISTGATE_DATABASE_URL=postgres_db,
+                LISTGATE_BROKER_URL=redis_db_url,
             ),
         )
     )
 
 
 def test_a_life_with_the_list_on_the_embedded_default(up_stack: Stack, sink: SmtpSink) -> None:
-    life_with_a_list(Journey(up_stack, sink))
+    life_with_a_list(Journey(up_stack, sink))  # on the shared `listgate up`
 
 
 def test_a_life_with_the_list_on_postgresql_and_redis(
-    separate_stack: Stack, sink: SmtpSink
+    separate_stack: Stack, own_sink: SmtpSink
 ) -> None:
-    life_with_a_list(Journey(separate_stack, sink))
+    life_with_a_list(Journey(separate_stack, own_sink))
+
+
+def test_a_view_of_a_shared_sink_holds_only_the_mail_since_it_began(own_sink: SmtpSink) -> None:
+    """What a test on a shared stack counts: the mail after its start, and none of it twice."""
+
+    def send(rcpt: str) -> None:
+        with smtplib.SMTP("127.0.0.1", own_sink.port, timeout=30) as smtp:
+            smtp.sendmail(ANN, [rcpt], f"From: {ANN}\r\nTo: {rcpt}\r\nSubject: s\r\n\r\nHi.\r\n")
+
+    send(PAT)  # an earlier test's copy
+    view = SinkView(own_sink, recorded_before=1)
+    assert view.received == [] and view.to(PAT) == []
+    send(PAT)
+    send(SAM)
+    assert [r.rcpt_tos for r in view.received] == [[PAT], [SAM]]
+    assert len(view.to(PAT)) == 1 and len(own_sink.to(PAT)) == 2
+    view.script("451 4.3.0 try again later")  # the relay is shared: its answers too
+    with pytest.raises(smtplib.SMTPDataError):
+        send(SAM)
+    assert len(view.received) == 2

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -25,28 +23,20 @@ from tests.integration.test_journeys import (
     PAT,
     SAM,
     Journey,
-    _journey_env,
     list_unsubscribe_url,
 )
-from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 KIM, LEE, DEE, EVE = "kim@example.org", "lee@example.org", "dee@example.org", "eve@example.org"
-LIST = f"dev@{DOMAIN}"
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
 
 
 def post(j: Journey, sender: str, subject: str, parent: str, msgid: str = "") -> str:
     """A post answering parent (which may not have arrived); its Message-ID."""
-    sent = j.mail(sender, LIST, subject, "A post.\n", in_reply_to=parent, msgid=msgid)
+    sent = j.mail(sender, j.address, subject, "A post.\n", in_reply_to=parent, msgid=msgid)
     j.posts.append(sent)
     j.subjects[sent] = subject
     return sent
@@ -59,8 +49,8 @@ def thread_id(j: Journey, msgid: str) -> str:
 
 def test_threads_merge_under_their_followers(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
     stamp = int(time.time())
     root, middle = f"root-{stamp}@example.net", f"middle-{stamp}@example.net"
 
@@ -72,9 +62,9 @@ def test_threads_merge_under_their_followers(up_stack: Stack, sink: SmtpSink) ->
     assert t1 != t2
 
     for who, thread in ((PAT, t1), (KIM, t2), (LEE, t1), (LEE, t2), (DEE, t1), (EVE, t2)):
-        j.cli("subscribe", who, "--list", "dev", "--thread", thread)
+        j.cli("subscribe", who, "--list", j.list, "--thread", thread)
     for who, thread in ((DEE, t1), (EVE, t2)):
-        assert "no longer follow" in j.cli("unsubscribe", who, "--list", "dev", "--thread", thread)
+        assert "no longer follow" in j.cli("unsubscribe", who, "--list", j.list, "--thread", thread)
 
     # A post in the second thread: its followers get it, Lee once; her copy's link names t2.
     before = post(j, ANN, "Re: The build is slow", second)
@@ -82,7 +72,7 @@ def test_threads_merge_under_their_followers(up_stack: Stack, sink: SmtpSink) ->
     lee_link = list_unsubscribe_url(got, LEE, before)
 
     # Eve asks to follow the first thread by a "follow" reply: she must confirm first.
-    j.mail(EVE, LIST, "Re: Plans for the release", "follow\n\n> the quoted post\n", first)
+    j.mail(EVE, j.address, "Re: Plans for the release", "follow\n\n> the quoted post\n", first)
     confirm = j.expect((EVE, "Confirm"))
     eve_reply_to = j.body(confirm, EVE, "Confirm")[0]["Reply-To"]
 
@@ -113,24 +103,24 @@ def test_posts_moving_to_another_thread_keep_their_authors_following(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
 
     # Kim answers "Widgets" without naming it (joined by its subject), Lee answers Kim.
-    first = j.mail(ANN, LIST, "Widgets", "Widgets, anyone?\n", date=at(10))
+    first = j.mail(ANN, j.address, "Widgets", "Widgets, anyone?\n", date=at(10))
     j.expect((SAM, first))
-    kim = j.mail(KIM, LIST, "Re: Widgets", "Yes.\n", date=at(12))
+    kim = j.mail(KIM, j.address, "Re: Widgets", "Yes.\n", date=at(12))
     j.expect((SAM, kim), (ANN, kim))
-    lee = j.mail(LEE, LIST, "Re: Widgets", "Why?\n", kim, date=at(13))
+    lee = j.mail(LEE, j.address, "Re: Widgets", "Why?\n", kim, date=at(13))
     j.expect((SAM, lee), (ANN, lee), (KIM, lee))
     assert thread_id(j, kim) == thread_id(j, first)
 
     # A "Widgets" dated between them arrives late: Kim's answer and Lee's move under it, and
     # they follow their posts there, so it reaches them as the start of their conversation now.
-    later = j.mail(BOB, LIST, "Widgets", "Widgets again.\n", date=at(11))
+    later = j.mail(BOB, j.address, "Widgets", "Widgets again.\n", date=at(11))
     j.expect((SAM, later), (KIM, later), (LEE, later))
     assert thread_id(j, kim) == thread_id(j, later) != thread_id(j, first), "nothing moved"
 
     # An answer to Lee reaches the authors above it (they follow what they posted) and Bob.
-    answer = j.mail(SAM, LIST, "Re: Widgets", "Because.\n", lee, date=at(14))
+    answer = j.mail(SAM, j.address, "Re: Widgets", "Because.\n", lee, date=at(14))
     assert j.arrivals() == sorted((who, answer) for who in (KIM, LEE, BOB))

@@ -16,8 +16,6 @@ subscribed her meanwhile says she is in already, with no second welcome.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -27,30 +25,23 @@ from tests.integration.test_journeys import (
     PAT,
     SAM,
     Journey,
-    _journey_env,
     list_unsubscribe_url,
 )
 from tests.integration.web_client import WebClient
 from tests.support.config import DOMAIN, search
 from tests.support.sink import Received, SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK = {"LISTGATE_BOUNCE_SCORE_LIMIT": "2"}  # a shared `listgate up`
 
 MOD, NEW = "mod@example.org", "new@example.org"
 HELD = "awaits moderation"
 
 
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default, suspending at a bounce score of 2."""
-    env = _journey_env(tmp_path, sink, LISTGATE_BOUNCE_SCORE_LIMIT="2")
-    yield from run_up(make_stack(tmp_path, env))
-
-
 def approve_address(j: Journey, moderators_mail: list[Received], rcpt: str) -> str:
     text = j.body(moderators_mail, rcpt, HELD)[1]
-    found = re.search(r"dev\+approve-[a-z0-9.]+@lists\.test", text)
+    found = re.search(rf"{j.list}\+approve-[a-z0-9.]+@lists\.test", text)
     assert found, text
     return found.group(0)
 
@@ -59,18 +50,18 @@ def test_a_removed_moderator_cannot_approve_by_the_address_he_was_mailed(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("lists", "edit", "dev", "--policy", "moderated")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", j.list, "--policy", "moderated")
+    j.cli("subscribe", SAM, "--list", j.list)
     held = j.new_thread()
     address = approve_address(j, j.expect((ANN, HELD), (MOD, HELD)), MOD)
 
-    assert "no longer a moderator" in j.cli("moderators", "remove", "dev", MOD)
-    assert "now a moderator" in j.cli("moderators", "add", "dev", NEW)
+    assert "no longer a moderator" in j.cli("moderators", "remove", j.list, MOD)
+    assert "now a moderator" in j.cli("moderators", "add", j.list, NEW)
     j.mail(MOD, address, "approve", "approve\n")
     got = j.expect((MOD, "not carried out"))
     why = j.body(got, MOD, "not carried out")[1]
-    assert "not a moderator of dev" in why and "changed nothing" in why, why
+    assert f"not a moderator of {j.list}" in why and "changed nothing" in why, why
 
     # The post stayed held: the moderator now in charge approves it (the mail forwarded to him).
     j.mail(NEW, address, "approve", "approve\n")
@@ -83,15 +74,15 @@ def test_a_removed_moderator_cannot_approve_by_the_address_he_was_mailed(
 def old_dev_then_new_dev(j: Journey) -> tuple[str, list[str]]:
     """Pat gets three posts of dev; dev is deleted, created again, and Pat gets two posts of it.
     The unsubscribe link of her first copy of the old dev, and the VERP addresses of all three."""
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", PAT, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", PAT, "--list", j.list)
     t1 = j.new_thread()
     got = j.expect((PAT, t1))
     old_unsubscribe = list_unsubscribe_url(got, PAT, t1)
     old_verps = [got[0].mail_from, post_to_pat(j), post_to_pat(j)]
-    assert "deleted dev" in j.cli("lists", "delete", "dev", "--purge")
-    j.cli("lists", "create", "dev", "--title", "Developers again")
-    j.cli("subscribe", PAT, "--list", "dev")
+    assert f"deleted {j.list}" in j.cli("lists", "delete", j.list, "--purge")
+    j.cli("lists", "create", j.list, "--title", "Developers again")
+    j.cli("subscribe", PAT, "--list", j.list)
     post_to_pat(j)
     post_to_pat(j)
     return old_unsubscribe, old_verps
@@ -110,7 +101,7 @@ def test_the_unsubscribe_link_of_a_deleted_list_does_not_act_on_the_list_created
     ):
         assert used.status == 400 and "no longer exists" in used.body, (used.status, used.body)
     j.expect()
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("subscribe", SAM, "--list", j.list)
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
 
@@ -123,7 +114,7 @@ def test_late_bounces_of_a_deleted_lists_copies_do_not_suspend_on_the_list_creat
     # The old dev's copies bounce late: that says nothing of Pat's subscription to the new dev.
     mailbox_gone(j, *old_verps)
     j.expect()
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("subscribe", SAM, "--list", j.list)
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
 
@@ -134,10 +125,10 @@ def test_bounces_of_a_private_lists_copies_pass_the_gateway_and_count(
     """A private list shows itself at RCPT only to mail carrying a token made for it: the VERP
     address of each copy (which names its row and when the row was made) is one."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("lists", "edit", "dev", "--private")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("lists", "edit", j.list, "--private")
     for member in (ANN, PAT):  # Ann writes every post
-        j.cli("subscribe", member, "--list", "dev")
+        j.cli("subscribe", member, "--list", j.list)
     verps = [post_to_pat(j), post_to_pat(j)]
     mailbox_gone(j, *verps)
     j.expect((PAT, "is suspended"))
@@ -150,17 +141,17 @@ def test_the_unsubscribe_link_of_a_mail_from_before_a_return_still_takes_one_off
     it takes her off the list she is on now (a page saying she already left, while mail keeps
     coming, is what she must never see)."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("lists", "create", j.list, "--title", "Developers")
     for who in (SAM, PAT):
-        j.cli("subscribe", who, "--list", "dev")
+        j.cli("subscribe", who, "--list", j.list)
     t1 = j.new_thread()
     first_time = list_unsubscribe_url(j.expect(*j.copies_to(SAM, PAT)), PAT, t1)
     j.command("unsubscribe")
     j.expect((PAT, "You have left"))
-    j.cli("subscribe", PAT, "--list", "dev")
-    j.mail(PAT, f"dev+digest-daily@{DOMAIN}", "digest")  # and to the digest and back
+    j.cli("subscribe", PAT, "--list", j.list)
+    j.mail(PAT, f"{j.list}+digest-daily@{DOMAIN}", "digest")  # and to the digest and back
     j.expect((PAT, "Done"))
-    j.mail(PAT, f"dev+digest-off@{DOMAIN}", "digest")
+    j.mail(PAT, f"{j.list}+digest-off@{DOMAIN}", "digest")
     j.expect((PAT, "Done"))
     j.new_thread()
     j.expect(*j.copies_to(SAM, PAT))
@@ -178,14 +169,16 @@ def test_a_confirmation_used_after_an_administrator_subscribed_the_person_meanwh
     """Pat asks on the web; before she confirms, an administrator subscribes her. Her link and
     her reply then say she is in already: one subscription, no second welcome, one copy."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
     stranger = WebClient(j.stack.web_port)
-    stranger.post("/lists/dev/subscribe", {"address": PAT, "kind": "list"}, on_page="/lists/dev/")
+    stranger.post(
+        f"/lists/{j.list}/subscribe", {"address": PAT, "kind": "list"}, on_page=f"/lists/{j.list}/"
+    )
     got = j.expect((PAT, "Confirm your subscription"))
     msg, text = j.body(got, PAT, "Confirm")
     link = search(r"(http://\S+/confirm/\S+)", text)
-    j.cli("subscribe", PAT, "--list", "dev")
+    j.cli("subscribe", PAT, "--list", j.list)
     j.expect()
     used = stranger.post(link)
     assert used.status == 200 and "already" in used.body, (used.status, used.body)

@@ -12,9 +12,7 @@ reaches the list once. After each step the SMTP sink must hold exactly the predi
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -23,28 +21,21 @@ from listgate.db import transaction
 from listgate.models import Message, Subscription
 from tests.integration.test_administration_journeys import db
 from tests.integration.test_bounce_journeys import send_digests_of
-from tests.integration.test_journeys import ANN, BOB, SAM, Journey, _journey_env
-from tests.support.config import DOMAIN
+from tests.integration.test_journeys import ANN, BOB, SAM, Journey
 from tests.support.sink import Received, SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 MOD, NIA, KIM = "mod@example.org", "nia@example.com", "kim@example.org"
-LIST = f"dev@{DOMAIN}"
 HELD = "awaits moderation"
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
 
 
 def approve(j: Journey, moderators_mail: list[Received], subject: str) -> None:
     """Mod approves the held post by mailing the approve address of its moderators' mail."""
     text = j.body(moderators_mail, MOD, subject)[1]
-    found = re.search(r"dev\+approve-[a-z0-9.]+@lists\.test", text)
+    found = re.search(rf"{j.list}\+approve-[a-z0-9.]+@lists\.test", text)
     assert found, text
     j.mail(MOD, found.group(0), "approve", "approve\n")
 
@@ -53,15 +44,15 @@ def test_posts_held_and_threads_running_across_policy_changes(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    assert "-> 'moderated'" in j.cli("lists", "edit", "dev", "--policy", "moderated")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)
+    assert "-> 'moderated'" in j.cli("lists", "edit", j.list, "--policy", "moderated")
+    j.cli("subscribe", SAM, "--list", j.list)
 
     held = j.new_thread()
     got = j.expect((ANN, HELD), (MOD, HELD))
 
     # Open now: the held post stays held, a new post goes out at once.
-    assert "-> 'open'" in j.cli("lists", "edit", "dev", "--policy", "open")
+    assert "-> 'open'" in j.cli("lists", "edit", j.list, "--policy", "open")
     j.new_thread()
     j.expect(*j.copies_to(SAM))
 
@@ -73,18 +64,18 @@ def test_posts_held_and_threads_running_across_policy_changes(
     j.expect(*j.copies_to(SAM, ANN))
 
     # Nia, no member, starts a thread while the list is open; then it becomes members-only.
-    started = j.mail(NIA, LIST, "Question from outside", "Hello all.\n")
+    started = j.mail(NIA, j.address, "Question from outside", "Hello all.\n")
     j.posts.append(started)
     j.expect(*j.copies_to(SAM))
-    assert "-> 'members'" in j.cli("lists", "edit", "dev", "--policy", "members")
-    answer = j.mail(SAM, LIST, "Re: Question from outside", "An answer.\n", started)
+    assert "-> 'members'" in j.cli("lists", "edit", j.list, "--policy", "members")
+    answer = j.mail(SAM, j.address, "Re: Question from outside", "An answer.\n", started)
     j.expect((NIA, answer))
     # Her own next reply is held now; approved, it reaches the list once (Sam follows, she wrote).
-    again = j.mail(NIA, LIST, "Re: Question from outside", "Thanks!\n", answer)
+    again = j.mail(NIA, j.address, "Re: Question from outside", "Thanks!\n", answer)
     got = j.expect((NIA, HELD), (MOD, HELD))
     approve(j, got, HELD)
     j.expect((SAM, again))
-    j.mail(BOB, LIST, "Re: Question from outside", "Me too.\n", again)
+    j.mail(BOB, j.address, "Re: Question from outside", "Me too.\n", again)
     j.expect((BOB, HELD), (MOD, HELD))
 
 
@@ -95,10 +86,10 @@ def test_a_post_approved_after_its_days_digest_comes_in_the_next(
     went out (the beat after midnight) without it; Mod approves it today: Sam gets it at once,
     and Kim finds it in today's digest (it was received yesterday, but published today)."""
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("lists", "edit", "dev", "--policy", "moderated")
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.cli("subscribe", KIM, "--list", "dev", "--digest")
+    j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)
+    j.cli("lists", "edit", j.list, "--policy", "moderated")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", KIM, "--list", j.list, "--digest")
     held = j.new_thread()
     got = j.expect((ANN, HELD), (MOD, HELD))
     today = datetime.now(UTC).date()

@@ -13,21 +13,21 @@ import pytest
 
 from tests.integration.test_journeys import ANN, PAT, SAM, Journey
 from tests.integration.test_reader_web_journeys import MOD, hidden_fields, sign_in
-from tests.integration.test_reader_web_journeys import up_stack as up_stack  # the fixture
 from tests.integration.web_client import WebClient
 from tests.support.config import search
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK = {"LISTGATE_REPORT_THRESHOLD": "1"}  # a shared `listgate up`
 
 
 def test_a_post_kept_by_the_moderators_can_be_reported_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)
+    j.cli("subscribe", SAM, "--list", j.list)
     post = j.new_thread()
     j.expect((SAM, post))
     pk = search(r'id="m(\d+)"', j.web.get(f"/m/{post}").body)

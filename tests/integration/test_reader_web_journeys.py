@@ -13,31 +13,22 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
 
-from tests.integration.test_journeys import PAT, SAM, Journey, _journey_env
+from tests.integration.test_journeys import PAT, SAM, Journey
 from tests.integration.web_client import Page, WebClient
 from tests.support.config import search
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
+SHARED_STACK = {"LISTGATE_REPORT_THRESHOLD": "1"}  # a shared `listgate up`
 
 MOD = "mod@example.org"
 ATOM = "{http://www.w3.org/2005/Atom}"
 _FIELD = re.compile(r'<input type="hidden" name="([^"]+)" value="([^"]*)">')
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default; one reader's report hides a post."""
-    yield from run_up(
-        make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_REPORT_THRESHOLD="1"))
-    )
 
 
 def sign_in(j: Journey, web: WebClient, address: str) -> None:
@@ -62,7 +53,7 @@ def send_twice(web: WebClient, path: str, subject: str, body: str) -> list[Page]
 
 def posts_with_subject(j: Journey, subject: str) -> list[str]:
     """The Message-IDs of dev's archived posts with this subject (through the JSON API)."""
-    threads = json.loads(j.web.get("/api/lists/dev/threads?limit=100").body)["threads"]
+    threads = json.loads(j.web.get(f"/api/lists/{j.list}/threads?limit=100").body)["threads"]
     found = []
     for t in threads:
         thread = json.loads(j.web.get(f"/api/threads/{t['id']}").body)
@@ -91,12 +82,12 @@ def one_post(j: Journey, subject: str) -> str:
 
 def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
+    j.cli("lists", "create", j.list, "--title", "Developers")
     for member in (SAM, PAT):
-        j.cli("subscribe", member, "--list", "dev")
+        j.cli("subscribe", member, "--list", j.list)
     sign_in(j, j.web, PAT)
 
-    first, again = send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
+    first, again = send_twice(j.web, f"/lists/{j.list}/new", "Web topic", "Written on the web.\n")
     assert first.status == again.status == 200, (first.status, again.status)
     assert "/threads/" in again.url, again.url  # the second answer shows the post, too
     started = one_post(j, "Web topic")
@@ -116,19 +107,19 @@ def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
     assert "2 versions" in history, search(r'<p class="meta">(by .*?)</p>', history)
     j.expect((SAM, "Correction: Web topic"))
     # Feed readers keep an entry until its <updated> moves: the edit moves it, and the feed's.
-    for feed in ("/lists/dev/feed.atom", f"/threads/{thread_of(j, started)}/feed.atom"):
+    for feed in (f"/lists/{j.list}/feed.atom", f"/threads/{thread_of(j, started)}/feed.atom"):
         entry = feed_entry(j.web.get(feed).body, started)
         assert entry["content"] == "Written again.\n", (feed, entry)
         assert entry["feed"] >= entry["updated"] > entry["published"], (feed, entry)
 
     # The form sent, then changed and sent again (the browser's Back): a second post.
-    fields = hidden_fields(j.web.get("/lists/dev/new"))
+    fields = hidden_fields(j.web.get(f"/lists/{j.list}/new"))
     for words in ("One thing.\n", "Another thing.\n"):
-        j.web.post("/lists/dev/new", fields | {"subject": "Two things", "body": words})
+        j.web.post(f"/lists/{j.list}/new", fields | {"subject": "Two things", "body": words})
     assert len(posts_with_subject(j, "Two things")) == 2
     j.expect((SAM, "Two things"), (SAM, "Two things"))
 
     # A new form is a new post, even with the same words.
-    send_twice(j.web, "/lists/dev/new", "Web topic", "Written on the web.\n")
+    send_twice(j.web, f"/lists/{j.list}/new", "Web topic", "Written on the web.\n")
     assert len(posts_with_subject(j, "Web topic")) == 2
     j.expect((SAM, "Web topic"))

@@ -12,30 +12,21 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from listgate import dispatch
 from listgate.config import Settings
-from tests.integration.test_journeys import SAM, Journey, _journey_env, digest_posts
+from tests.integration.test_journeys import SAM, Journey, digest_posts
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 from worker.celery_app import make_celery
 
 pytestmark = pytest.mark.integration
+SHARED_STACK = {"LISTGATE_REPORT_THRESHOLD": "1"}  # a shared `listgate up`
 
 KIM, MOD = "kim@example.org", "mod@example.org"
 LATER = "451 4.3.0 try again later"
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default; one reader's report hides a post."""
-    yield from run_up(
-        make_stack(tmp_path, _journey_env(tmp_path, sink, LISTGATE_REPORT_THRESHOLD="1"))
-    )
 
 
 def retry(j: Journey) -> None:
@@ -53,9 +44,9 @@ def message_pk(j: Journey, msgid: str) -> str:
 
 def test_posts_taken_down_while_their_copies_wait(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers", "--moderators", MOD)
-    j.cli("subscribe", SAM, "--list", "dev")
-    j.cli("subscribe", KIM, "--list", "dev", "--digest")
+    j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", KIM, "--list", j.list, "--digest")
 
     # Removed by the owner while Sam's copy waits for the relay: never mailed after that.
     sink.script(LATER)

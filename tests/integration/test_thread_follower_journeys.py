@@ -11,8 +11,6 @@ gateway and the SMTP sink must hold exactly the predicted mails.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,34 +19,28 @@ from tests.integration.test_journeys import (
     PAT,
     SAM,
     Journey,
-    _journey_env,
     list_unsubscribe_url,
 )
 from tests.support.sink import SmtpSink
-from tests.support.stack import Stack, make_stack, run_up
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def up_stack(tmp_path: Path, sink: SmtpSink) -> Iterator[Stack]:
-    """`listgate up` on the embedded default."""
-    yield from run_up(make_stack(tmp_path, _journey_env(tmp_path, sink)))
+SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 
 def test_a_non_member_follows_one_thread_and_stops_it_every_way(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
     j = Journey(up_stack, sink)
-    j.cli("lists", "create", "dev", "--title", "Developers")
-    j.cli("subscribe", SAM, "--list", "dev")
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
     t1 = j.new_thread()
     j.expect((SAM, t1))
     thread_id = j.thread_path(t1).rsplit("/", 1)[1]
 
     def follow() -> None:
         """The administrator makes Pat follow t1; its next post reaches her, a new thread not."""
-        out = j.cli("subscribe", PAT, "--list", "dev", "--thread", thread_id)
+        out = j.cli("subscribe", PAT, "--list", j.list, "--thread", thread_id)
         assert PAT in out, out
         j.reply(t1)
         j.expect(*j.copies_to(SAM, ANN, PAT))
@@ -67,7 +59,7 @@ def test_a_non_member_follows_one_thread_and_stops_it_every_way(
     stopped()
 
     # By the thread's List-Unsubscribe link (RFC 8058 one-click).
-    j.cli("subscribe", PAT, "--list", "dev", "--thread", thread_id)
+    j.cli("subscribe", PAT, "--list", j.list, "--thread", thread_id)
     j.reply(t1)
     got = j.expect(*j.copies_to(SAM, ANN, PAT))
     link = list_unsubscribe_url(got, PAT, j.posts[-1])
@@ -83,7 +75,7 @@ def test_a_non_member_follows_one_thread_and_stops_it_every_way(
 
     # The administrator's command, for that thread only.
     follow()
-    out = j.cli("unsubscribe", PAT, "--list", "dev", "--thread", thread_id)
+    out = j.cli("unsubscribe", PAT, "--list", j.list, "--thread", thread_id)
     assert "no longer follow" in out, out
     stopped()
 
@@ -97,7 +89,7 @@ def test_a_non_member_follows_one_thread_and_stops_it_every_way(
     j.thread_command(t1, "follow")
     confirm = j.expect((PAT, "Confirm"))
     reply_to = j.body(confirm, PAT, "Confirm")[0]["Reply-To"]
-    assert re.match(r"dev\+confirm-", reply_to), reply_to
+    assert re.match(rf"{j.list}\+confirm-", reply_to), reply_to
     stopped()
     j.mail(PAT, reply_to, "Re: confirm", "yes\n")
     j.expect((PAT, "Welcome"))

@@ -7,6 +7,7 @@ sink       an aiosmtpd server that keeps what it receives (fixtures `sink`, `msi
 gateway    an in-process gateway (`Env`, fixtures `env`, `make_env`), SMTP and archive helpers
 processes  listgate's own processes (gateway, archiver, web, worker) as subprocesses
 stack      a whole site (`listgate up`, or separate processes) and HTTP reads of it
+shared_stack  one `listgate up` per test process for the journeys (fixtures `up_stack`, `sink`)
 worker     a site with a real Celery worker, and mail as a client writes it
 factories  posts stored through listgate.ingest
 web        the web archive in Flask's test client (fixtures `app`, `client`, `sender`)

@@ -55,7 +55,7 @@ class Quiet:
     def __init__(self, env: dict[str, str], sink: SmtpSink) -> None:
         self.settings = Settings.from_env(env)
         self.sink = sink
-        self.engine = _reader(self.settings)
+        self.engine = reader(self.settings)
         self.sessions = session_factory(self.engine)
         self.spool = Spool(self.engine)
         self.redis: Any = None
@@ -135,7 +135,7 @@ class Quiet:
         )
         if sending:
             found.append(f"{sending} digest(s) being sent")
-        recorded = _recorded_sends(session)
+        recorded = recorded_sends(session) - self.sink.recorded_before
         landed = len(self.sink.received)
         if landed < recorded:
             found.append(
@@ -144,7 +144,7 @@ class Quiet:
         return found
 
 
-def _reader(settings: Settings) -> Engine:
+def reader(settings: Settings) -> Engine:
     """An engine to read the site's database with (on SQLite without the statistics upkeep of
     listgate.db.make_engine, whose PRAGMA optimize writes)."""
     if settings.database_url.startswith("sqlite"):
@@ -161,7 +161,7 @@ def _left_for_the_sweeper(kind: str, ref_id: int, payload: str, deferred: set[in
     return False
 
 
-def _recorded_sends(session: Session) -> int:
+def recorded_sends(session: Session) -> int:
     """Mails the database counts as sent or being sent: each should be (or become) one at the
     sink."""
     copies = session.scalar(

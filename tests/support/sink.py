@@ -93,6 +93,10 @@ class SmtpSink:
     limit: "500 Line too long") and, given data_size_limit, advertises and enforces SIZE.
     """
 
+    # What the site's database counted as sent before this sink's first message (a view of a
+    # shared sink starts later: tests.support.shared_stack).
+    recorded_before = 0
+
     def __init__(self, port: int, **smtp_kwargs: Any) -> None:  # aiosmtpd SMTP()'s options
         self.port = port
         self.handler = _Handler()
@@ -134,7 +138,7 @@ class SmtpSink:
         self.controller.stop()
 
 
-def _running_sink() -> Iterator[SmtpSink]:
+def running_sink() -> Iterator[SmtpSink]:
     s = SmtpSink(port=free_port())
     s.start()
     yield s
@@ -144,10 +148,16 @@ def _running_sink() -> Iterator[SmtpSink]:
 @pytest.fixture
 def sink() -> Iterator[SmtpSink]:
     """A real aiosmtpd server on loopback that keeps what it receives."""
-    yield from _running_sink()
+    yield from running_sink()
+
+
+@pytest.fixture
+def own_sink() -> Iterator[SmtpSink]:
+    """The same, where a module's `sink` is another (tests.support.shared_stack's view)."""
+    yield from running_sink()
 
 
 @pytest.fixture(scope="module")
 def msink() -> Iterator[SmtpSink]:
     """One such server for all the tests of a module (they clear it between tests as they need)."""
-    yield from _running_sink()
+    yield from running_sink()

@@ -37,6 +37,12 @@ class Stack:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     records: dict[str, str] = field(default_factory=dict)  # DNS TXT answers, for DKIM checks
+    lists_named: int = 0
+
+    def list_name(self, base: str = "dev") -> str:
+        """A list name no earlier test on this stack used: base, then base2, base3, ..."""
+        self.lists_named += 1
+        return base if self.lists_named == 1 else f"{base}{self.lists_named}"
 
     def start(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         """Start a process with this stack's environment, logging to logs/NAME.log."""
