@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shutil
 import socket
+import sqlite3
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -95,6 +97,13 @@ def from_template(settings: Settings) -> None:
         engine.dispose()  # its last connection closed: the write-ahead log is in the file, gone
         built = template.parent / "var" / "listgate.sqlite3"
         assert not built.with_name(built.name + "-wal").exists(), built
+        # as a database just migrated, before any engine closed on it: no statistics yet (the
+        # engine's upkeep at dispose, PRAGMA optimize, may have written them)
+        with contextlib.closing(sqlite3.connect(built)) as conn, conn:
+            for (name,) in conn.execute(
+                "SELECT name FROM sqlite_schema WHERE name LIKE 'sqlite\\_stat%' ESCAPE '\\'"
+            ).fetchall():
+                conn.execute(f"DROP TABLE {name}")
         built.rename(template)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(template, target)

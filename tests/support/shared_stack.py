@@ -28,7 +28,7 @@ from sqlalchemy import delete, select
 
 from listgate import administration, lists
 from listgate.config import Settings
-from listgate.db import session_factory, transaction
+from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import AutoReply, MailingList, Person, RateHit
 from tests.support.config import free_port
 from tests.support.quiet import Quiet, reader, recorded_sends
@@ -183,7 +183,9 @@ def clean(stack: Stack, sink: SmtpSink, before: set[str]) -> None:
     with sink.handler.lock:
         sink.handler.scripted.clear()
         sink.handler.refused_rcpts = {}  # a test may have put a dict of another kind
-    engine = reader(Settings.from_env(stack.env))
+    # the product's writer: BEGIN IMMEDIATE on SQLite waits for the stack's own writers (a
+    # deferred transaction that reads, then writes, is refused at once: "database is locked")
+    engine = writer(make_engine(Settings.from_env(stack.env)))
     try:
         for name in sorted(list_names(stack.env) - before):
             with transaction(session_factory(engine)) as session:
