@@ -46,16 +46,8 @@ def next_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[li
     first = waiting.get()
     if first is None:
         return [], True
-    batch = [first]
-    while len(batch) < max_batch:
-        try:
-            item = waiting.get_nowait()
-        except queue.Empty:
-            break
-        if item is None:
-            return batch, True
-        batch.append(item)
-    return batch, False
+    rest, stop = waiting_batch(waiting, max_batch - 1)
+    return [first, *rest], stop
 
 
 def waiting_batch(waiting: queue.SimpleQueue[T | None], max_batch: int) -> tuple[list[T], bool]:

@@ -19,6 +19,7 @@ from listgate import lists
 from listgate.config import Settings
 from listgate.db import make_engine, session_factory, transaction
 from listgate.models import SpooledMail
+from tests.support.services import cut_connections
 
 pytestmark = pytest.mark.integration
 STORED = "250 2.0.0 OK: stored"
@@ -115,16 +116,7 @@ def test_a_restart_between_batches_costs_the_batch_behind_no_451(
     handler, db = gate
     _replies(handler.answer([_arrival("warm@x")]))
     behind = _begin(handler, ["k1@x", "k2@x"])
-    other = make_engine(pg_settings)
-    try:
-        with other.connect() as conn:
-            cut = conn.exec_driver_sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).scalar_one()
-    finally:
-        other.dispose()
-    assert cut >= 1
+    assert cut_connections(pg_settings) >= 1
     done, begun = handler.answer.begin([_arrival("n1@x"), _arrival("n2@x")], behind)
     assert _replies(done) == [STORED, STORED]
     assert _replies(handler.answer.finish(begun)) == [STORED, STORED]

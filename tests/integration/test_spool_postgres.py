@@ -20,6 +20,7 @@ from listgate.db import make_engine, session_factory, transaction
 from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 from listgate.states import SpoolState
 from tests.support.gateway import through_hooks
+from tests.support.services import cut_connections
 
 
 @pytest.fixture
@@ -191,16 +192,7 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     with read.connect() as one, read.connect() as two, read.connect() as three:
         for conn in (one, two, three):  # the look-ups' pool holds three, all cut below
             conn.exec_driver_sql("SELECT 1")
-    other = make_engine(pg_settings)
-    try:
-        with other.connect() as conn:
-            cut = conn.exec_driver_sql(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            ).scalar_one()
-    finally:
-        other.dispose()
-    assert cut >= 1
+    assert cut_connections(pg_settings) >= 1
     results = batch("c@x", "d@x")
     assert [r.reply(False) if isinstance(r, Answer) else r for r in results] == [
         "250 2.0.0 OK: stored"

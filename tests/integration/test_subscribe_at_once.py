@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import select
+from werkzeug.test import TestResponse
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
@@ -22,6 +23,15 @@ from tests.support.config import search
 from tests.support.web import csrf, session_for
 
 pytestmark = pytest.mark.integration
+
+
+def _as_site_client(site: Site, path: str, form: dict[str, str]) -> TestResponse:
+    """POST form to path from a browser of its own holding the site client's cookie (each
+    thread its own client: a click of the same page at the same moment)."""
+    with site.app.test_client() as other:
+        with other.session_transaction() as cookie, site.client.session_transaction() as mine:
+            cookie.update(mine)
+        return other.post(path, data=form)
 
 
 def _confirmations(site: Site, address: str) -> list[str]:
@@ -44,20 +54,13 @@ def test_subscribe_pressed_twice_at_once_sends_one_confirmation_that_works(site:
             channel=subscriptions.WEB,
         )
     token = csrf(site.client, "/lists/dev/")
-    app = site.app
 
     def press(address: str) -> int:
-        with app.test_client() as other:
-            with other.session_transaction() as cookie, site.client.session_transaction() as mine:
-                cookie.update(mine)
-            form = {"csrf_token": token, "address": address}
-            return other.post("/lists/dev/subscribe", data=form).status_code
+        form = {"csrf_token": token, "address": address}
+        return _as_site_client(site, "/lists/dev/subscribe", form).status_code
 
     def confirm(path: str) -> str:
-        with app.test_client() as other:
-            with other.session_transaction() as cookie, site.client.session_transaction() as mine:
-                cookie.update(mine)
-            page = other.post(path, data={"csrf_token": token}).get_data(as_text=True)
+        page = _as_site_client(site, path, {"csrf_token": token}).get_data(as_text=True)
         return re.sub(r"<[^>]+>", "", search(r'<p role="status">(.*?)</p>', page)).strip()
 
     def welcomes(address: str) -> int:
@@ -88,13 +91,9 @@ def test_subscribe_pressed_twice_at_once_when_signed_in_subscribes_once(site: Si
     with transaction(site.db) as session:
         lists.create(session, "dev")
     token = session_for(site.client, "pat@example.org")
-    app = site.app
 
     def press(_: int) -> int:
-        with app.test_client() as other:
-            with other.session_transaction() as cookie, site.client.session_transaction() as mine:
-                cookie.update(mine)
-            return other.post("/lists/dev/subscribe", data={"csrf_token": token}).status_code
+        return _as_site_client(site, "/lists/dev/subscribe", {"csrf_token": token}).status_code
 
     with ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(press, range(2)))

@@ -28,6 +28,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from listgate.config import Settings
+from listgate.db import make_engine
 from tests.support.config import free_port
 from tests.support.reaper import register_server
 
@@ -355,3 +357,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for fixture, marker in SERVICE_MARKERS.items():
             if fixture in names:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+def cut_connections(settings: Settings) -> int:
+    """Terminate every other connection to the PostgreSQL database of settings, as a server
+    restart does to its clients; how many were cut."""
+    other = make_engine(settings)
+    try:
+        with other.connect() as conn:
+            return int(
+                conn.exec_driver_sql(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                ).scalar_one()
+            )
+    finally:
+        other.dispose()
