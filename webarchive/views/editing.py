@@ -99,14 +99,15 @@ def _form(msg: Message, body: str) -> str:
     )
 
 
-def _record(message_pk: int, text: str) -> None:
+def _record(message_pk: int, text: str) -> tuple[bool, bool]:
     """Keep text as the post's newest version (at the first edit, the text first sent too);
-    the text it has already (the same form sent again) is no new version."""
+    the text it has already (the same form sent again) is no new version. (Changed now, edited
+    ever.)"""
     now = datetime.now(UTC)
     with transaction(resources().writer) as session:
         row = session.get_one(Message, message_pk)
         if row.body_text == text:
-            return
+            return False, row.edited_at is not None
         latest = (
             session.scalar(
                 select(func.max(MessageEdit.version)).where(MessageEdit.message_pk == row.id)
@@ -124,6 +125,15 @@ def _record(message_pk: int, text: str) -> None:
             MessageEdit(message_pk=row.id, version=latest + 1, body_text=text, created_at=now)
         )
         row.body_text, row.edited_at = text, now
+    return True, True
+
+
+def _correction(msg: Message, text: str) -> tuple[str, str]:
+    """The subject and text of the mail that sends an edit to the list."""
+    return (
+        f"Correction: {msg.subject}",  # not typed: the post's own subject, whole
+        f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}",
+    )
 
 
 @bp.route("/messages/<id:message_pk>/edit", methods=["GET", "POST"])
@@ -140,17 +150,17 @@ def edit(message_pk: int) -> str | tuple[str, int] | Response:
         flash(wrong, "error")
         return _form(msg, text), 400
     limit("post", current_address() or "")
-    _record(msg.id, text)
-    if request.form.get("send_correction") == "yes":
-        mlist = db().get_one(MailingList, msg.list_id)
-        send(
-            mlist,
-            f"Correction: {msg.subject}",  # not typed: the post's own subject, whole
-            f"A correction to my post of {msg.date:%d %b %Y %H:%M} UTC, which now reads:\n\n{text}",
-            msg,
-            request.form.get("key", ""),  # the same form sent again mails it once
-        )
+    changed, edited = _record(msg.id, text)
+    mlist = db().get_one(MailingList, msg.list_id)
+    subject, correction = _correction(msg, text)
+    key = request.form.get("key", "")  # the same form sent again mails it once
+    if request.form.get("send_correction") == "yes" and edited:
+        # an edit made before may be mailed now (the same form again: once); the text as first
+        # sent needs no correction
+        send(mlist, subject, correction, msg, key)
         flash("Your post is changed, and the correction is on its way to the subscribers.", "ok")
+    elif not changed:
+        flash("Your post already reads so: nothing was changed, nobody was mailed.", "ok")
     else:
         flash("Your post is changed. Subscribers were not mailed again.", "ok")
     return redirect(url_for("pages.thread", thread_id=msg.thread_id) + f"#m{msg.id}", 303)

@@ -120,3 +120,37 @@ def test_others_cannot_edit_mail_posts_say_so_and_the_window_closes(
     res.settings = res.settings.with_(edit_window_hours=0)
     refused = client.get(f"/messages/{pk}/edit")
     assert refused.status_code == 403 and "that time is over" in refused.get_data(as_text=True)
+
+
+def test_an_edit_that_changes_nothing_says_so_and_mails_nobody(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], sender: RecordingSender
+) -> None:
+    """Saved as it was first sent (a form opened and sent back unchanged): no version, no
+    correction mail, and the page does not claim a change. The same form with a change, sent
+    twice (a double click), answers both times as the first did, with one correction; an edit
+    saved without its correction can have it mailed later from a form left as it is."""
+    make_list("dev")
+    sign_in(client, db, "ann@example.org")
+    _, pk = _write(client, db, "Budget: 100.\n")
+    before = _fanouts(db)
+
+    def edit(body: str, key: str) -> str:
+        token = csrf(client, f"/messages/{pk}/edit")
+        form = {"csrf_token": token, "body": body, "send_correction": "yes", "key": key}
+        done = client.post(f"/messages/{pk}/edit", data=form, follow_redirects=True)
+        return search(r'class="flash[^"]*"[^>]*>(.*?)<', done.get_data(as_text=True))
+
+    said = edit("Budget: 100.\n", "k" * 24)
+    assert said == "Your post already reads so: nothing was changed, nobody was mailed.", said
+    assert _fanouts(db) == before
+    assert "Version 2" not in client.get(f"/messages/{pk}/history").get_data(as_text=True)
+    for _ in range(2):
+        said = edit("Budget: 120.\n", "m" * 24)
+        assert said.startswith("Your post is changed, and the correction is on its way"), said
+    assert _fanouts(db) == before + 1
+    token = csrf(client, f"/messages/{pk}/edit")
+    client.post(f"/messages/{pk}/edit", data={"csrf_token": token, "body": "Budget: 130.\n"})
+    assert _fanouts(db) == before + 1
+    said = edit("Budget: 130.\n", "n" * 24)  # "send the correction" ticked afterwards
+    assert said.startswith("Your post is changed, and the correction is on its way"), said
+    assert _fanouts(db) == before + 2
