@@ -172,13 +172,16 @@ class Model:
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
         """worker.notify.recipients: list members, then
-        followers; mutes, the author and To/Cc out.
+        followers; mutes, the author, To/Cc and an address suspended on the list (its list or
+        digest subscription: that mailbox is gone for the threads it follows too) out.
         """
         out: dict[str, tuple[str, str, int]] = {}
         for address in PEOPLE + ("eve@example.com",):
             if (
                 self.status(address, "mute", thread) == SubscriptionState.ACTIVE
                 or address == author
+                or SubscriptionState.SUSPENDED
+                in (self.status(address, "list"), self.status(address, "digest"))
             ):
                 continue
             if self.status(address, "list") == SubscriptionState.ACTIVE:
