@@ -7,7 +7,6 @@ once, and the next batch decided and spooled as if it had gone alone.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select, text
@@ -15,10 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.answers import Answer, Arrival, Begun, Result
 from gateway.handler import GatewayHandler
-from listgate import lists
 from listgate.config import Settings
-from listgate.db import make_engine, session_factory, transaction
 from listgate.models import SpooledMail
+from tests.integration.test_spool_postgres import dev_gate as dev_gate  # the fixture
 from tests.support.services import cut_connections
 
 pytestmark = pytest.mark.integration
@@ -26,18 +24,13 @@ STORED = "250 2.0.0 OK: stored"
 
 
 @pytest.fixture
-def gate(pg_settings: Settings) -> Iterator[tuple[GatewayHandler, sessionmaker[Session]]]:
-    """A gateway handler (no server) on a fresh PostgreSQL archive with the list dev."""
-    engine = make_engine(pg_settings)
-    db = session_factory(engine)
-    try:
-        with transaction(db) as s:
-            lists.create(s, "dev")
-        handler = GatewayHandler(pg_settings, db)
-        assert handler.answer.shared  # the append and the look-ups share a connection
-        yield handler, db
-    finally:
-        engine.dispose()
+def gate(
+    dev_gate: tuple[GatewayHandler, sessionmaker[Session]],
+) -> tuple[GatewayHandler, sessionmaker[Session]]:
+    """test_spool_postgres's handler on a fresh PostgreSQL archive with the list dev, whose
+    append and look-ups share a connection."""
+    assert dev_gate[0].answer.shared
+    return dev_gate
 
 
 def _arrival(msgid: str, frm: bytes = b"ann@example.org") -> Arrival:
