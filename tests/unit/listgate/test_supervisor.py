@@ -233,7 +233,9 @@ SLOW_TO_STOP = NOTIFIER.replace(
     "notify_ready(Settings.from_env())\ntime.sleep(600)\n",
     "import signal\n"
     "def stop(*_):\n"
-    "    time.sleep(float(sys.argv[3]))\n"
+    "    until = time.time() + float(sys.argv[3])\n"
+    "    while time.time() < until and not pathlib.Path(sys.argv[1] + '.release').exists():\n"
+    "        time.sleep(0.05)\n"
     "    pathlib.Path(sys.argv[1] + '.stopped').write_text(repr(time.time()))\n"
     "    sys.exit(0)\n"
     "signal.signal(signal.SIGTERM, stop)\n"
@@ -244,8 +246,19 @@ SLOW_TO_STOP = NOTIFIER.replace(
 
 
 def slow_to_stop(pidfile: Path, seconds: float) -> list[str]:
-    """A stand-in service taking `seconds` to stop on SIGTERM."""
+    """A stand-in service taking `seconds` to stop on SIGTERM, or until `release(pidfile)`."""
     return ["-c", SLOW_TO_STOP, str(pidfile), "", str(seconds)]  # no gate (NOTIFIER's argv[2])
+
+
+def release(pidfile: Path) -> None:
+    """Let the stand-in of slow_to_stop(pidfile, ...) finish stopping now."""
+    Path(f"{pidfile}.release").touch()
+
+
+def first_line(proc: subprocess.Popen[str]) -> str:
+    """The first line `up` writes."""
+    assert proc.stdout is not None
+    return proc.stdout.readline()
 
 
 def noted(path: Path) -> float:
@@ -259,18 +272,21 @@ def test_up_started_right_after_a_kill_9_waits_for_the_killed_ups_services(
 ) -> None:
     """Their ports and their work are theirs until they are gone: the next `up` says it waits."""
     a, b = tmp_path / "a.pid", tmp_path / "b.pid"
-    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 5)})
+    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 60)})
     until_up(first)
     (old,) = pids(a)
-    first.kill()  # SIGKILL: the kernel sends the service SIGTERM; it takes 5s to stop
+    first.kill()  # SIGKILL: the kernel sends the service SIGTERM; it stops once released
     first.wait(30)  # (its output stays open until the service is gone)
     assert alive(old) and "gateway" not in status_of(tmp_path), "a killed `up` shown running"
     second = start_up(tmp_path, {"gateway": slow_to_stop(b, 0)})
     lines: list[str] = []
     try:
-        lines = until_up(second)
+        lines = [first_line(second)]  # written while the old service still runs, however slow
+        release(a)
+        lines += until_up(second)
         (new,) = pids(b)
     finally:
+        release(a)
         out = "".join(lines) + stop(second)
         first.communicate(timeout=30)
     assert lines[0] == (
@@ -335,11 +351,12 @@ def test_up_after_a_kill_9_whose_pid_another_process_took_waits_and_starts(
     new process took; the next `up` must see it is not that `up`, wait for the services, start.
     """
     a, b, var = tmp_path / "a.pid", tmp_path / "b.pid", tmp_path / "var"
-    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 4)})
+    first = start_up(tmp_path, {"gateway": slow_to_stop(a, 60)})
     sleep = second = None
+    lines: list[str] = []
     try:
         until_up(first)
-        first.kill()  # SIGKILL: its service holds the lock while it takes 4s to stop
+        first.kill()  # SIGKILL: its service holds the lock until it is released
         first.wait(30)
         sleep = subprocess.Popen(["sleep", "600"])  # the unrelated process that got the pid
         lock = var / "run" / "up.lock"
@@ -347,8 +364,11 @@ def test_up_after_a_kill_9_whose_pid_another_process_took_waits_and_starts(
         assert words[0] == str(first.pid), words
         lock.write_text(" ".join([str(sleep.pid), *words[1:]]) + "\n")  # as if the pid came round
         second = start_up(tmp_path, {"gateway": slow_to_stop(b, 0)})
-        lines = until_up(second)
+        lines = [first_line(second)]  # written while the old service still runs, however slow
+        release(a)
+        lines += until_up(second)
     finally:
+        release(a)
         out = stop(second) if second is not None else ""
         first.communicate(timeout=30)
         if sleep is not None:
