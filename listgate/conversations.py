@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 
 from listgate import participants, places, store
-from listgate.models import MailingList, Message, Subscription, Thread, ThreadNode
+from listgate.models import MailingList, Message, ReadMark, Subscription, Thread, ThreadNode
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionKind, SubscriptionState
 from listgate.store import lock_list, table
@@ -122,6 +122,8 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
         for model, column in ((Message, Message.thread_id), (ThreadNode, ThreadNode.thread_id)):
             session.execute(update(model).where(column == other.id).values(thread_id=survivor.id))
         _move_followers(session, other.id, survivor.id)
+        _join_read_marks(session, other.id, survivor.id)
+        session.execute(delete(ReadMark).where(ReadMark.thread_id == other.id))
         participants.move(session, other.id, survivor.id)
         session.execute(
             update(Thread)
@@ -155,6 +157,7 @@ def move(
     places.forget(session)
     conn = session.connection()
     _follow_moved(session, message_pks, source, target)
+    _join_read_marks(session, source, target)
     conn.execute(update(_MESSAGES).where(_MESSAGES.c.id.in_(message_pks)).values(thread_id=target))
     conn.execute(
         update(_NODES)
@@ -385,6 +388,33 @@ def _has_parent(session: Session, message_pk: int) -> bool:
     if unwritten:
         return unwritten[0]["parent_id"] is not None
     return conn.execute(_PARENT_OF, {"pk": message_pk}).scalar() is not None
+
+
+def _join_read_marks(session: Session, old: int, new: int) -> None:
+    """Where readers left thread `old` counts on thread `new` too, whose posts now include some of
+    old's: one mark per reader and thread, so a reader with both keeps the earlier. Posts read in
+    one thread may show as new again; a post never read never hides as read.
+    """
+    old_marks = session.scalars(select(ReadMark).where(ReadMark.thread_id == old)).all()
+    if not old_marks:
+        return
+    marks = {
+        m.address: m for m in session.scalars(select(ReadMark).where(ReadMark.thread_id == new))
+    }
+    for old_mark in old_marks:
+        mark = marks.get(old_mark.address)
+        if mark is None:
+            session.add(
+                ReadMark(
+                    address=old_mark.address,
+                    thread_id=new,
+                    last_seen_pk=old_mark.last_seen_pk,
+                    visited_at=old_mark.visited_at,
+                )
+            )
+        elif old_mark.last_seen_pk < mark.last_seen_pk:
+            mark.last_seen_pk, mark.visited_at = old_mark.last_seen_pk, old_mark.visited_at
+    session.flush()
 
 
 def _move_followers(session: Session, old: int, new: int) -> None:

@@ -273,3 +273,33 @@ def test_an_image_that_lies_about_its_type_gets_no_preview(
     with db() as session:
         att = session.get_one(Message, res.message_pk).attachments[0]
     assert client.get(f"/previews/{att.id}").status_code == 404
+
+
+def test_posts_unread_in_a_thread_merged_away_stay_new_in_the_thread_it_joined(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
+    """A reader's marks on two threads become one when they merge: nothing unread may hide."""
+    make_list("dev")
+    a = post(db, make_mail("A", msgid="a0@x", body="a0\n"))
+    b = post(db, make_mail("B", msgid="b0@x", body="b0\n"))
+    sign_in(client, db, "reader@example.org")
+    client.get(f"/threads/{a.thread_id}")
+    client.get(f"/threads/{b.thread_id}")
+    post(db, make_mail("Re: B", msgid="b1@x", in_reply_to="b0@x", body="unread in B\n"))
+    post(db, make_mail("Re: A", msgid="a1@x", in_reply_to="a0@x", body="read in A\n"))
+    seen = client.get(f"/threads/{a.thread_id}").get_data(as_text=True)
+    assert "1 new post since your last visit" in seen and "read in A" in seen
+    post(
+        db,
+        make_mail(
+            "Re: A", msgid="c@x", in_reply_to="b1@x", references=["a1@x", "b1@x"], body="joins\n"
+        ),
+    )
+    page = client.get(f"/threads/{a.thread_id}").get_data(as_text=True)
+    assert "unread in B" in page and "joins" in page  # one thread now, A's id survived
+    posts = {p.split("</article>")[0] for p in page.split("<article")[1:]}
+    unread = [p for p in posts if "unread in B" in p or "joins" in p]
+    assert len(unread) == 2 and all("New since your last visit" in p for p in unread), unread
+    # and the thread it joined has one mark again: the next visit shows nothing new
+    again = client.get(f"/threads/{a.thread_id}").get_data(as_text=True)
+    assert "since your last visit" not in again
