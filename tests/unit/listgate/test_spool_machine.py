@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -145,4 +146,4 @@ class SpoolMachine(RuleBasedStateMachine):
 SpoolMachine.TestCase.settings = hyp_settings(
     max_examples=25, stateful_step_count=25, deadline=None
 )
-test_spool_model = SpoolMachine.TestCase
+test_spool_model = pytest.mark.long(40)(SpoolMachine.TestCase)
