@@ -2,7 +2,8 @@
 remove|place-variants|reparse`.
 
 Each is a thin shell over listgate.administration, listgate.removal or listgate.reparse (the web
-settings page uses the same functions); listgate/cli.py registers them.
+settings page uses the same functions, imported when a command runs); listgate/cli.py names
+them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from listgate import administration, plurals, removal
-from listgate import lists as lists_service
+from listgate import plurals
 from listgate.numerals import Count
 from listgate.states import ListPolicy, ReplyTo
 
@@ -75,6 +75,9 @@ def lists_edit(
     reply_to: str | None,
 ) -> None:
     """Change a list's title, description, policy, visibility or Reply-To."""
+    from listgate import administration
+    from listgate import lists as lists_service
+
     with _session() as session:
         mlist = lists_service.require(session, name)
         done = administration.edit(
@@ -100,6 +103,9 @@ def lists_edit(
 )
 def lists_delete(name: str, purge: bool) -> None:
     """Delete a list; refused while it has posts, unless --purge."""
+    from listgate import administration
+    from listgate import lists as lists_service
+
     with _session() as session:
         what = administration.delete_list(
             session, lists_service.require(session, name), actor(), purge
@@ -115,12 +121,15 @@ def _role_group(role: str) -> click.Group:
     def group() -> None:
         pass
 
-    for action in administration.ROLE_ACTIONS:
+    for action in ("add", "remove"):  # administration.ROLE_ACTIONS
         group.add_command(_role_command(role, action, article))
 
     @group.command("show", help=f"The {plural} of list NAME.")
     @click.argument("name")
     def show(name: str) -> None:
+        from listgate import administration
+        from listgate import lists as lists_service
+
         with _session() as session:
             people = administration.members_of(lists_service.require(session, name), role)
         click.echo("\n".join(people) if people else f"{name} has no {plural}")
@@ -139,6 +148,9 @@ def _role_command(role: str, action: str, article: str) -> click.Command:
     @click.argument("name")
     @click.argument("address")
     def command(name: str, address: str) -> None:
+        from listgate import administration
+        from listgate import lists as lists_service
+
         with _session() as session:
             changed = administration.change_role(
                 session, lists_service.require(session, name), action, role, address, actor()
@@ -176,6 +188,8 @@ def messages() -> None:
 )
 def messages_remove(message_id: str, reason: str, purge: bool, list_name: str | None) -> None:
     """Take the message MESSAGE_ID down, leaving a tombstone in its thread."""
+    from listgate import removal
+
     with _session() as session:
         outcome = removal.remove(
             session, removal.find(session, message_id, list_name), reason, actor(), purge
@@ -265,6 +279,7 @@ def messages_reparse(
     bytes, as the mail would be archived now (after a decoder fix). Message-IDs, threads, dates,
     authors, moderation, votes, reports and web edits stay; removed posts are left alone. Safe to
     stop and run again: a second run changes nothing."""
+    from listgate import lists as lists_service
     from listgate import reparse as reparse_service
     from listgate.cli import ensure_schema, load_settings, setup_logging
 

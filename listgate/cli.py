@@ -1,4 +1,9 @@
-"""The `listgate` command."""
+"""The `listgate` command.
+
+It starts in a small fraction of a second: this module imports little more than click, each
+command imports what it needs when it runs, and the commands of other modules are imported only
+when asked for (listgate.cli_lazy; `--help` asks for them all).
+"""
 
 from __future__ import annotations
 
@@ -7,37 +12,38 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
 
 import click
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from listgate import (
-    approvals,
-    confirmations,
-    dispatch,
-    ingest,
-    launch,
-    logs,
-    notposted,
-    plurals,
-    subscriptions,
-    uplock,
-)
-from listgate import lists as lists_service
-from listgate.config import Settings, SettingsError
-from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.limits import TooLong
-from listgate.models import MailingList, OutboxEntry, Subscription
+from listgate import plurals
+from listgate.cli_lazy import LazyGroup
 from listgate.numerals import ID, Count
-from listgate.schema import needs_upgrade, upgrade
 from listgate.states import ListPolicy, SubscriptionKind
-from listgate.subscriptions import SubscriptionError
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from listgate import subscriptions
+    from listgate.config import Settings
+    from listgate.models import OutboxEntry, Subscription
+
+# The commands of other modules, imported when asked for.
+ADMIN = "listgate.admin_cli"
+LAZY_COMMANDS = {
+    "owners": f"{ADMIN}:owners",
+    "moderators": f"{ADMIN}:moderators",
+    "messages": f"{ADMIN}:messages",
+    "spool": "listgate.spool_cli:spool_group",  # failed archiving: show and retry
+    "gateways": "listgate.gateways_cli:gateways_group",  # gateways that are not coming back
+}
+LAZY_LIST_COMMANDS = {"edit": f"{ADMIN}:lists_edit", "delete": f"{ADMIN}:lists_delete"}
 
 
 def load_settings() -> Settings:
     """Settings from the environment, or a clean exit naming the bad variable."""
+    from listgate.config import Settings, SettingsError
+
     try:
         return Settings.from_env()
     except SettingsError as exc:
@@ -46,6 +52,8 @@ def load_settings() -> Settings:
 
 def setup_logging(settings: Settings) -> None:
     """One log format for every listgate process."""
+    from listgate import logs
+
     logs.setup(settings)
 
 
@@ -57,6 +65,9 @@ def brief(exc: BaseException) -> str:
 
 def ensure_schema(settings: Settings) -> None:
     """Create or migrate the database when it is behind the code."""
+    from listgate.db import make_engine
+    from listgate.schema import needs_upgrade, upgrade
+
     engine = make_engine(settings)
     try:
         if needs_upgrade(engine):
@@ -69,7 +80,9 @@ def ensure_schema(settings: Settings) -> None:
         engine.dispose()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    cls=LazyGroup, lazy=LAZY_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
 @click.version_option(package_name="listgate")
 def main() -> None:
     """listgate: an email-list-style discussion gateway.
@@ -79,6 +92,8 @@ def main() -> None:
 
 
 def _exec_service(name: str, extra: list[str]) -> NoReturn:
+    from listgate import launch
+
     load_settings()  # fail here, with the variable's name, before starting anything
     service = next(s for s in launch.SERVICES if s.name == name)
     os.execv(sys.executable, [sys.executable, *service.args, *extra])
@@ -117,6 +132,8 @@ def gateway(lmtp: bool, listen: str, archiver: bool) -> None:
 @click.argument("celery_args", nargs=-1, type=click.UNPROCESSED)
 def worker(celery_args: tuple[str, ...]) -> None:
     """Run a Celery worker (extra arguments go to celery)."""
+    from listgate import logs
+
     ensure_schema(load_settings())
     if logs.running_as_root():
         click.echo(f"note: {logs.ROOT_NOTE}", err=True)
@@ -189,6 +206,8 @@ def archiver(batch: int) -> None:
 )
 def up(demo: bool) -> None:
     """Start gateway, archiver, worker, beat and web, restart any that dies; Ctrl-C stops all."""
+    from listgate import launch, uplock
+
     settings = load_settings()
     try:
         sys.exit(launch.run(settings, demo, prepare=ensure_schema, echo=click.echo))
@@ -249,6 +268,9 @@ def db() -> None:
 @db.command("upgrade")
 def db_upgrade() -> None:
     """Create the database or migrate it to this version."""
+    from listgate.db import make_engine
+    from listgate.schema import upgrade
+
     settings = load_settings()
     engine = make_engine(settings)
     try:
@@ -258,7 +280,7 @@ def db_upgrade() -> None:
     click.echo("database is up to date")
 
 
-@main.group(name="lists")
+@main.group(name="lists", cls=LazyGroup, lazy=LAZY_LIST_COMMANDS)
 def lists_group() -> None:
     """Create, show, edit and delete lists."""
 
@@ -290,6 +312,8 @@ def lists_create(
     owners: str,
 ) -> None:
     """Create a list NAME (its address is NAME@LISTGATE_DOMAIN)."""
+    from listgate import lists as lists_service
+
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -335,6 +359,9 @@ def lists_show() -> None:
 )
 def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite: bool) -> None:
     """Subscribe ADDRESS at once (confirmed and approved by an administrator), or invite it."""
+    from listgate import confirmations, subscriptions
+    from listgate import lists as lists_service
+
     settings = load_settings()
     ensure_schema(settings)
     kind = (
@@ -378,6 +405,9 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
 @click.option("--notify", is_flag=True, help="Mail the address a goodbye (leaving the list only).")
 def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> None:
     """End ADDRESS's subscriptions to a list (or to one thread); their history is kept."""
+    from listgate import lists as lists_service
+    from listgate import subscriptions
+
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -408,6 +438,7 @@ def unsubscribe(address: str, list_name: str, thread_id: int, notify: bool) -> N
 def import_(path: Path, list_name: str, batch: int, quiet: bool) -> None:
     """Import an mbox (plain, .gz, .xz) or a Maildir at PATH into a list; reruns skip what is in."""
     from listgate import importer
+    from listgate import lists as lists_service
 
     settings = load_settings()
     setup_logging(settings)
@@ -429,17 +460,25 @@ class _session:
     """
 
     def __init__(self, settings: Settings) -> None:
+        from listgate.db import make_engine, session_factory, transaction, writer
+
         self.settings = settings
         self.engine = make_engine(settings)
         self.cm = transaction(session_factory(writer(self.engine)))
         self.outbox: list[OutboxEntry] = []
 
     def __enter__(self) -> Session:
+        from listgate import dispatch
+
         session = self.cm.__enter__()
         self.outbox = dispatch.collect(session)
         return session
 
     def __exit__(self, *exc: Any) -> Literal[False]:
+        from listgate import lists as lists_service
+        from listgate.limits import TooLong
+        from listgate.subscriptions import SubscriptionError
+
         try:
             self.cm.__exit__(*exc)
         finally:
@@ -483,6 +522,12 @@ def requests_group() -> None:
 @click.option("--list", "list_name", default="", help="Only this list.")
 def requests_show(list_name: str) -> None:
     """Confirmed requests waiting for approval."""
+    from sqlalchemy import select
+
+    from listgate import approvals
+    from listgate import lists as lists_service
+    from listgate.models import MailingList
+
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -506,6 +551,8 @@ def requests_show(list_name: str) -> None:
 )
 def requests_approve(address: str, list_name: str, by: str) -> None:
     """Let ADDRESS in (every request it has on the list); it gets a welcome mail."""
+    from listgate import approvals
+
     _decide(address, list_name, lambda session, sub: approvals.approve(session, sub, by))
 
 
@@ -520,12 +567,17 @@ def requests_approve(address: str, list_name: str, by: str) -> None:
 )
 def requests_refuse(address: str, list_name: str, reason: str, by: str) -> None:
     """Turn down ADDRESS's requests on the list; it is told (with the reason given)."""
+    from listgate import approvals
+
     _decide(address, list_name, lambda session, sub: approvals.refuse(session, sub, by, reason))
 
 
 def _decide(
     address: str, list_name: str, decide: Callable[[Session, Subscription], subscriptions.Outcome]
 ) -> None:
+    from listgate import approvals
+    from listgate import lists as lists_service
+
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -546,6 +598,9 @@ def not_posted_group() -> None:
 @click.option("--list", "list_name", default="", help="Only this list.")
 def not_posted_show(list_name: str) -> None:
     """Every entry waiting, with its reason."""
+    from listgate import lists as lists_service
+    from listgate import notposted
+
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -567,6 +622,8 @@ def not_posted_show(list_name: str) -> None:
 )
 def not_posted_release(entry_id: int, by: str) -> None:
     """Post the mail ENTRY_ID (see `listgate not-posted show`); subscribers get it in minutes."""
+    from listgate import ingest
+
     settings = load_settings()
     ensure_schema(settings)
     with _session(settings) as session:
@@ -582,22 +639,6 @@ def not_posted_release(entry_id: int, by: str) -> None:
         + (f" (message {result.message_pk})" if result.message_pk else "")
     )
 
-
-from listgate import admin_cli  # noqa: E402 - the owner's commands live there
-
-lists_group.add_command(admin_cli.lists_edit)
-lists_group.add_command(admin_cli.lists_delete)
-main.add_command(admin_cli.owners)
-main.add_command(admin_cli.moderators)
-main.add_command(admin_cli.messages)
-
-from listgate import spool_cli  # noqa: E402 - failed archiving: show and retry
-
-main.add_command(spool_cli.spool_group)
-
-from listgate import gateways_cli  # noqa: E402 - reports of gateways that are not coming back
-
-main.add_command(gateways_cli.gateways_group)
 
 if __name__ == "__main__":
     main()

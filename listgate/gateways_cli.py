@@ -2,7 +2,7 @@
 
 A gateway killed or crashed leaves its report (listgate.gateways), and `listgate status` fails
 naming it until a gateway starts again on the same host and address, or it is forgotten here.
-listgate/cli.py registers the group.
+listgate/cli.py names the group (imported when it is asked for).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import click
 
-from listgate import gateways, plurals
+from listgate import plurals
 
 
 @click.group(name="gateways")
@@ -31,6 +31,7 @@ def gateways_forget(names: tuple[str, ...], every_down: bool) -> None:
     """Remove the report of the gateway NAME (host/pid/address, as `listgate status` names it),
     dead or silent and not coming back, so that `listgate status` no longer fails for it.
     """
+    from listgate import gateways
     from listgate.cli import _session, ensure_schema, load_settings
 
     if bool(names) == every_down:

@@ -10,10 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from listgate import demo, logs, readiness, uplock
+from listgate import logs, readiness, uplock
 from listgate.config import Settings
-from listgate.db import make_engine, session_factory, transaction, writer
-from listgate.status import redact
 from listgate.supervisor import Service, Supervisor, state_file
 
 log = logging.getLogger("listgate.up")
@@ -60,6 +58,9 @@ def check_ports(settings: Settings) -> None:
 
 def create_demo(settings: Settings) -> bool:
     """Create the demo list on a first run; True when it was created now."""
+    from listgate import demo  # the database's modules: not for `listgate worker` to exec it
+    from listgate.db import make_engine, session_factory, transaction, writer
+
     engine = make_engine(settings)
     try:
         with transaction(session_factory(writer(engine))) as session:
@@ -83,6 +84,8 @@ def _command_path() -> str:
 
 def _relay_note(settings: Settings) -> str:
     """Where mail goes, and a warning when an SMTP relay does not answer now."""
+    from listgate.status import redact
+
     if settings.outbound.startswith("maildir:"):
         return f"Maildir {settings.outbound.split(':', 1)[1]} (one file per copy, in new/)"
     url = urlsplit(settings.outbound)
@@ -99,6 +102,9 @@ def _relay_note(settings: Settings) -> str:
 
 def summary(settings: Settings, with_demo: bool) -> list[str]:
     """The lines printed once every child serves."""
+    from listgate import demo
+    from listgate.status import redact
+
     protocol = "LMTP" if settings.lmtp else "SMTP"
     command = _command_path()
     lines = [
@@ -139,6 +145,8 @@ def run(
 
     Raises uplock.AlreadyRunning, before anything else, while an `up` runs on this data dir.
     """
+    from listgate import demo
+
     # Held until the supervisor has stopped every child; the children hold it too, so that after
     # a kill -9 of `up` the next one waits for them to be gone.
     with uplock.hold(settings.data_dir, echo) as lock:

@@ -1,18 +1,22 @@
 """`listgate spool show|retry`: spooled mail whose archiving failed, and putting it back in line.
 
-listgate/cli.py registers the group. Mail archived and not posted is not here: see
-`listgate not-posted`.
+listgate/cli.py names the group (imported when it is asked for). Mail archived and not posted is
+not here: see `listgate not-posted`.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 
 from listgate import plurals
 from listgate.numerals import ID
-from listgate.spool import Spool
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from listgate.spool import Spool
 
 
 @click.group(name="spool")
@@ -22,6 +26,10 @@ def spool_group() -> None:
 
 def _spool(session: Session) -> Spool:
     """The spool of the database the CLI's session is bound to."""
+    from sqlalchemy import Engine
+
+    from listgate.spool import Spool
+
     bind = session.get_bind()
     assert isinstance(bind, Engine)  # the CLI's sessions come from session_factory(engine)
     return Spool(bind)

@@ -69,6 +69,7 @@ def _reporting(env: dict[str, str], gw: Service, listen: str) -> str:
     return name
 
 
+@pytest.mark.long(29)
 def test_a_gateway_killed_fails_status_until_one_replaces_it(tmp_path: Path) -> None:
     env, gw = _started(tmp_path)
     try:
@@ -101,6 +102,7 @@ def test_a_gateway_killed_fails_status_until_one_replaces_it(tmp_path: Path) -> 
     assert _status(env) == (0, [])
 
 
+@pytest.mark.long(22)
 def test_a_gateway_killed_and_not_coming_back_is_forgotten_by_the_operator(
     tmp_path: Path,
 ) -> None:

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.integration
 SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 
+@pytest.mark.long(37)
 def test_an_address_in_other_cases_is_one_subscriber(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--title", "Developers")

@@ -36,6 +36,7 @@ OLD = "old-owner@example.org"
 HELD = "awaits moderation"
 
 
+@pytest.mark.long(33)
 def test_a_list_deleted_with_copies_posts_and_requests_waiting_and_made_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -82,6 +83,7 @@ def test_a_list_deleted_with_copies_posts_and_requests_waiting_and_made_again(
     assert digest_posts(digest, KIM, [first, held, new]) == [new]
 
 
+@pytest.mark.long(30)
 def test_a_list_created_again_under_a_deleted_lists_name_has_its_own_history(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 
+@pytest.mark.long(33)
 def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -51,6 +52,7 @@ def test_people_waiting_for_a_moderator_are_in_once_the_list_needs_none(
     j.expect((KIM, "Everyone in"), (LEE, "Everyone in"))
 
 
+@pytest.mark.long(31)
 def test_someone_waiting_who_an_administrator_subscribes_hears_of_it(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

@@ -56,6 +56,7 @@ def kim_waiting_and_lee_unconfirmed(j: Journey) -> tuple[WebClient, list[Receive
     return stranger, j.expect((LEE, "Confirm your subscription"))
 
 
+@pytest.mark.long(32)
 def test_a_request_changed_while_it_waits_is_approved_as_last_asked(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -91,6 +92,7 @@ def test_a_request_changed_while_it_waits_is_approved_as_last_asked(
     j.expect(*[(who, "After the approval") for who in (KIM,)])
 
 
+@pytest.mark.long(43)
 def test_someone_removed_from_a_members_only_list_needs_a_moderator_to_come_back(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -121,6 +123,7 @@ def test_someone_removed_from_a_members_only_list_needs_a_moderator_to_come_back
     j.expect((KIM, "Back again"))
 
 
+@pytest.mark.long(30)
 def test_an_invitation_to_someone_already_asking_lets_them_in(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

@@ -296,6 +296,7 @@ class Requests(RuleBasedStateMachine):
             assert {t: queued.count(t) for t in self.mails} == self.mails
 
 
+@pytest.mark.long(44)
 def test_requests_follow_the_model(tmp_path: Path) -> None:
     engine = make_engine(make_settings(tmp_path))
     upgrade(engine)

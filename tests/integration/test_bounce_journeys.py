@@ -46,6 +46,7 @@ def mailbox_gone(j: Journey, *verps: str) -> None:
             assert smtp.sendmail("", [verp], report) == {}
 
 
+@pytest.mark.long(36)
 def test_a_suspended_subscriber_back_from_the_web_is_not_suspended_by_old_bounces(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -151,6 +152,7 @@ def test_a_digest_reader_whose_digests_the_relay_refuses_is_suspended(
     j.expect((PAT, "is suspended"))
 
 
+@pytest.mark.long(21)
 def test_a_suspended_subscriber_gets_nothing_from_the_threads_she_follows_until_back(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

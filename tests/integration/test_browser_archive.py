@@ -138,6 +138,7 @@ def sign_in(page: Any, archive: Archive, address: str) -> None:
     page.wait_for_selector(f"text=You are signed in as {address}")
 
 
+@pytest.mark.long(21)
 def test_read_sign_in_vote_follow_reply_report(archive: Archive, browser: Any) -> None:
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     page = context.new_page()

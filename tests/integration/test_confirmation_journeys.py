@@ -39,6 +39,7 @@ def confirm_link(j: Journey, address: str) -> str:
     return search(r"(http://\S+/confirm/\S+)", j.body(got, address, "Confirm")[1])
 
 
+@pytest.mark.long(33)
 def test_confirmations_used_again_refused_and_overtaken_by_a_members_only_list(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -99,6 +100,7 @@ def confirm_address(j: Journey, address: str) -> str:
     return str(j.body(got, address, "Confirm")[0]["Reply-To"]).strip("<>")
 
 
+@pytest.mark.long(28)
 def test_a_confirmation_confirms_only_the_request_it_was_mailed_for(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

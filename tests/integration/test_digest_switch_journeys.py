@@ -27,6 +27,7 @@ def command(j: Journey, sender: str, word: str) -> None:
     j.mail(sender, f"{j.list}+{word}@{DOMAIN}", word)
 
 
+@pytest.mark.long(22)
 def test_switching_to_every_post_and_back_mid_day(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--title", "Developers")

@@ -183,6 +183,7 @@ def post_and_reply(stack: Stack, sink: SmtpSink, use_cli: bool) -> None:
     assert len(sink.received) == 4, [(r.rcpt_tos, r.message["Subject"]) for r in sink.received]
 
 
+@pytest.mark.long(33)
 def test_embedded_default_with_listgate_up(embedded: Stack, sink: SmtpSink) -> None:
     post_and_reply(embedded, sink, use_cli=True)
     demo_command_works_as_pasted(embedded)

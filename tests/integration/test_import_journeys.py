@@ -52,6 +52,7 @@ def thread_of(j: Journey, msgid: str) -> int:
     return int(json.loads(found.body)["thread_id"])
 
 
+@pytest.mark.long(30)
 def test_importing_into_a_list_in_use(up_stack: Stack, sink: SmtpSink, tmp_path: Path) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--title", "Developers")

@@ -439,10 +439,12 @@ def separate_stack(
     )
 
 
+@pytest.mark.long(52)
 def test_a_life_with_the_list_on_the_embedded_default(up_stack: Stack, sink: SmtpSink) -> None:
     life_with_a_list(Journey(up_stack, sink))  # on the shared `listgate up`
 
 
+@pytest.mark.long(88)
 def test_a_life_with_the_list_on_postgresql_and_redis(
     separate_stack: Stack, own_sink: SmtpSink
 ) -> None:

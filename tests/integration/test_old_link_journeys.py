@@ -46,6 +46,7 @@ def approve_address(j: Journey, moderators_mail: list[Received], rcpt: str) -> s
     return found.group(0)
 
 
+@pytest.mark.long(29)
 def test_a_removed_moderator_cannot_approve_by_the_address_he_was_mailed(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -88,6 +89,7 @@ def old_dev_then_new_dev(j: Journey) -> tuple[str, list[str]]:
     return old_unsubscribe, old_verps
 
 
+@pytest.mark.long(30)
 def test_the_unsubscribe_link_of_a_deleted_list_does_not_act_on_the_list_created_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -106,6 +108,7 @@ def test_the_unsubscribe_link_of_a_deleted_list_does_not_act_on_the_list_created
     j.expect(*j.copies_to(SAM, PAT))
 
 
+@pytest.mark.long(23)
 def test_late_bounces_of_a_deleted_lists_copies_do_not_suspend_on_the_list_created_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

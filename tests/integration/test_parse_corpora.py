@@ -114,7 +114,7 @@ def shard(name: str, index: int) -> tuple[Iterator[bytes], slice]:
     ("name", "index"),
     [
         *(
-            pytest.param("linux-man", i, marks=pytest.mark.long(17))
+            pytest.param("linux-man", i, marks=pytest.mark.long(26))
             for i in range(LINUX_MAN_SHARDS)
         ),
         *(("hyperkitty-testdata", 0), ("mailman-eml", 0), ("bounces", 0)),

@@ -40,6 +40,7 @@ def approve(j: Journey, moderators_mail: list[Received], subject: str) -> None:
     j.mail(MOD, found.group(0), "approve", "approve\n")
 
 
+@pytest.mark.long(36)
 def test_posts_held_and_threads_running_across_policy_changes(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

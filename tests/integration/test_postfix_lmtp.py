@@ -59,6 +59,7 @@ def send_burst(port: int, numbers: list[int], refused: list[str]) -> None:
                 refused.append(f"{i}: {exc}")
 
 
+@pytest.mark.long(28)
 def test_a_burst_through_postfix_is_archived_once_with_no_deferral(tmp_path: Path) -> None:
     burst = size(200, 700)
     # Tight per-client limits: the burst exceeds both, so only the MTA's exemption gets it through.

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 SHARED_STACK = {"LISTGATE_REPORT_THRESHOLD": "1"}  # a shared `listgate up`
 
 
+@pytest.mark.long(36)
 def test_a_list_read_and_written_on_the_web_can_be_deleted(up_stack: Stack, sink: SmtpSink) -> None:
     """Pat's visits (what she has read of a thread), her edit of a web post and the other bytes
     that came with a post's Message-ID are rows of the list's archive too: deleting the list with

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.integration
 SHARED_STACK = {"LISTGATE_REPORT_THRESHOLD": "1"}  # a shared `listgate up`
 
 
+@pytest.mark.long(21)
 def test_a_post_kept_by_the_moderators_can_be_reported_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

@@ -80,6 +80,7 @@ def one_post(j: Journey, subject: str) -> str:
     return found[0]
 
 
+@pytest.mark.long(24)
 def test_a_form_sent_twice_is_one_post(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--title", "Developers")

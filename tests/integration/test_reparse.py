@@ -163,7 +163,7 @@ def test_posts_of_an_older_decoder_show_their_attachment_text_and_search_after_r
     _reparse_an_older_archive(settings, db, app)
 
 
-@pytest.mark.long(22)
+@pytest.mark.long(16)
 def test_reparse_on_postgresql(
     pg_settings: Settings, pg_web: tuple[Flask, sessionmaker[Session]]
 ) -> None:
@@ -273,7 +273,7 @@ WINDOW = (7500, 9500)
 UNNAMED_SIGNATURES = (7538, 7539, 7541, 7544, 7550, 7551, 7780, 7908, 8555, 8578, 9182, 9197, 9199)
 
 
-@pytest.mark.long(27)
+@pytest.mark.long(34)
 @pytest.mark.timeout(900)  # 2,000 linux-man messages imported and parsed again
 def test_linux_man_posts_archived_before_unnamed_signatures_were_kept_gain_them(
     settings: Settings, db: sessionmaker[Session], make_list: MakeList

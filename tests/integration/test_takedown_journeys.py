@@ -42,6 +42,7 @@ def message_pk(j: Journey, msgid: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.long(33)
 def test_posts_taken_down_while_their_copies_wait(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--title", "Developers", "--moderators", MOD)

@@ -123,7 +123,7 @@ def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None
     assert not failed_ci_run.exists(), "the temp dirs of a removed checkout stay forever"
 
 
-@pytest.mark.long(97)
+@pytest.mark.long(63)
 def test_a_parallel_runs_workers_keep_short_temp_dirs_and_only_the_last_runs(
     tmp_path: Path,
 ) -> None:

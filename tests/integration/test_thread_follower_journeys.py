@@ -28,6 +28,7 @@ pytestmark = pytest.mark.integration
 SHARED_STACK: dict[str, str] = {}  # a shared `listgate up` (up_stack, sink)
 
 
+@pytest.mark.long(62)
 def test_a_non_member_follows_one_thread_and_stops_it_every_way(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

@@ -26,6 +26,7 @@ _example = itertools.count(1)
 @pytest.mark.timeout(TIMEOUT)  # room for hypothesis to shrink a failure (up to 5 min)
 @settings_for(examples=15)
 @given(case=forests.cases())
+@pytest.mark.long(44)
 def test_the_forest_does_not_depend_on_arrival_order_on_postgresql(
     pg_settings: Settings, case: forests.Case
 ) -> None:

@@ -121,7 +121,7 @@ def site(tmp_path: Path) -> Iterator[Site]:
         site.stop()
 
 
-@pytest.mark.long(48)
+@pytest.mark.long(59)
 def test_up_started_right_after_a_kill_9_waits_for_the_old_services_and_serves(
     site: Site,
 ) -> None:

@@ -225,7 +225,7 @@ def _mail(tree: str, crlf: bool) -> bytes:
     return raw.replace(b"\n", b"\r\n") if crlf else raw
 
 
-@pytest.mark.long(23)
+@pytest.mark.long(15)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_TREES, crlf=st.booleans())
 def test_generated_mime_trees_read_alike(tree: Tree, crlf: bool) -> None:
@@ -249,7 +249,7 @@ def _without_containers(
     return text, html, kept
 
 
-@pytest.mark.long(34)
+@pytest.mark.long(25)
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_TREES, crlf=st.booleans())
 def test_a_multipart_reusing_its_parents_boundary_reads_as_with_its_own(

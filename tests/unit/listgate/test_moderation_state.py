@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -125,6 +126,7 @@ class Moderation(RuleBasedStateMachine):
             assert mails == len(self.model)  # the moderators heard of each post exactly once
 
 
+@pytest.mark.long(31)
 def test_moderation_follows_the_model(tmp_path: Path) -> None:
     engine = make_engine(make_settings(tmp_path))
     upgrade(engine)

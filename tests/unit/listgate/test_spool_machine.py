@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import settings as hyp_settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -21,7 +22,7 @@ from listgate.archiver import Archiver
 from listgate.db import make_engine, session_factory, transaction, writer
 from listgate.models import Ban, Message, MessageVariant, NotPosted
 from listgate.schema import upgrade
-from tests.support.config import make_settings
+from tests.support.config import from_template, make_settings
 from tests.support.gateway import through_hooks
 
 SENDERS = ("ann@example.org", "bob@example.org")
@@ -36,6 +37,7 @@ class SpoolMachine(RuleBasedStateMachine):
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="spool-machine-"))
         self.settings = make_settings(self.dir)
+        from_template(self.settings)  # a copy of the migrated database, not 19 migrations each
         self.engine = make_engine(self.settings)
         upgrade(self.engine)
         self.db = session_factory(writer(self.engine))
@@ -145,4 +147,4 @@ class SpoolMachine(RuleBasedStateMachine):
 SpoolMachine.TestCase.settings = hyp_settings(
     max_examples=25, stateful_step_count=25, deadline=None
 )
-test_spool_model = SpoolMachine.TestCase
+test_spool_model = pytest.mark.long(27)(SpoolMachine.TestCase)

@@ -305,7 +305,7 @@ def shared_db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sessionmaker
 _example = [0]
 
 
-@pytest.mark.long(36)
+@pytest.mark.long(48)
 @pytest.mark.timeout(TIMEOUT)  # room for hypothesis to shrink a failure (up to 5 min)
 @settings_for(examples=30)
 @given(case=forests.cases())

@@ -639,7 +639,7 @@ class DeliveryMachine(RuleBasedStateMachine):
 
 
 FINAL = ("sent", "refused", "failed", "cancelled")
-pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.long(48)]
+pytestmark = [pytest.mark.timeout(TIMEOUT)]
 
 # The model tests' search settings (tests/support/searches.py: new sequences each run, ten times
 # as many under `make soak`), without the "explain" phase, whose tracing of every line made the
@@ -648,7 +648,7 @@ DeliveryMachine.TestCase.settings = hyp_settings(
     settings_for(30, steps=30),
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
-test_delivery_model = DeliveryMachine.TestCase
+test_delivery_model = pytest.mark.long(43)(DeliveryMachine.TestCase)
 
 
 def test_a_worker_dead_in_its_second_wave_costs_that_wave_one_copy_more_and_no_other(

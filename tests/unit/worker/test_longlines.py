@@ -177,6 +177,7 @@ def mails(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(mails())
+@pytest.mark.long(23)
 def test_every_copy_fits_and_reads_the_same(raw: bytes) -> None:
     out = fit_lines(raw)
     assert lines_ok(out)
