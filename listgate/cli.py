@@ -19,7 +19,7 @@ import click
 from listgate import plurals
 from listgate.cli_lazy import LazyGroup
 from listgate.numerals import ID, Count
-from listgate.states import ListPolicy, SubscriptionKind
+from listgate.states import ListPolicy, SubscriptionKind, SubscriptionState
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -386,10 +386,13 @@ def subscribe(address: str, list_name: str, thread_id: int, digest: bool, invite
             )
             click.echo(outcome.message)
             return
+        was = lists_service.status_of(session, mlist, address, kind, thread_id)
         address = lists_service.subscribe(session, mlist, address, kind, thread_id).address
-    click.echo(
-        f"subscribed {address} to {list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})"
-    )
+    what = f"{list_name} ({kind}{' ' + str(thread_id) if thread_id else ''})"
+    if was == SubscriptionState.ACTIVE:
+        click.echo(f"{address} is already subscribed to {what}: nothing changed")
+    else:
+        click.echo(f"subscribed {address} to {what}")
 
 
 @main.command()

@@ -66,6 +66,23 @@ def create(
     return mlist
 
 
+def status_of(
+    session: Session, mlist: MailingList, address: str, kind: str, thread_id: int = 0
+) -> str | None:
+    """The state of address's subscription of this kind (None: it never had one)."""
+    try:
+        sub = subscriptions.find(
+            session,
+            mlist.id,
+            subscriptions.normalize(address),
+            kind,
+            subscriptions.thread_key_for(session, mlist, kind, thread_id),
+        )
+    except subscriptions.SubscriptionError as exc:
+        raise ListError(str(exc)) from None
+    return sub.status if sub is not None else None
+
+
 def subscribe(
     session: Session,
     mlist: MailingList,

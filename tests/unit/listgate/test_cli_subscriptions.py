@@ -18,6 +18,7 @@ from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
 from listgate.schema import upgrade
+from listgate.states import SubscriptionState
 from tests.support.config import make_settings
 from tests.support.factories import subscription_of
 
@@ -274,3 +275,28 @@ def test_an_id_that_is_no_ascii_number_is_refused_naming_it(
         assert done.exit_code == 2 and "Invalid value for '--thread'" in done.output
         assert run(env, "spool", "retry", spelled).exit_code == 2
     assert "1 mail not posted" in run(env, "not-posted", "show").output
+
+
+def test_subscribing_someone_already_in_says_so(
+    env: dict[str, str], db: sessionmaker[Session]
+) -> None:
+    run(env, "lists", "create", "dev")
+    assert run(env, "subscribe", "bob@example.org", "--list", "dev").output == (
+        "subscribed bob@example.org to dev (list)\n"
+    )
+    assert run(env, "subscribe", "Bob@Example.org", "--list", "dev").output == (
+        "bob@example.org is already subscribed to dev (list): nothing changed\n"
+    )
+    # one whose mail bounced is taken back, and one who left comes back: both are news
+    bob = select(Subscription).where(Subscription.address == "bob@example.org")
+    with transaction(db) as session:
+        session.scalars(bob).one().status = SubscriptionState.SUSPENDED
+    assert run(env, "subscribe", "bob@example.org", "--list", "dev").output == (
+        "subscribed bob@example.org to dev (list)\n"
+    )
+    run(env, "unsubscribe", "bob@example.org", "--list", "dev")
+    assert run(env, "subscribe", "bob@example.org", "--list", "dev").output == (
+        "subscribed bob@example.org to dev (list)\n"
+    )
+    with db() as session:
+        assert session.scalars(bob).one().status == SubscriptionState.ACTIVE
