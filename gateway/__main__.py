@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -18,7 +19,6 @@ from sqlalchemy import Engine
 
 from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
-from gateway.priority import yield_cpu
 from gateway.server import GatewayServer, parse_listen
 from listgate import logs
 from listgate.archiver import Archiver
@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot open the database %s: %s", settings.database_url.split("@")[-1], exc)
         return 1
     if args.archiver_only:
-        yield_cpu(settings.archiver_nice, engine)
+        _yield_cpu(settings.archiver_nice)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -134,6 +134,19 @@ def main(argv: list[str] | None = None) -> int:
         sender.close()
         spool.close()
         engine.dispose()
+
+
+def _yield_cpu(nice: int) -> None:
+    """Lower this process's CPU priority (before its threads start: they inherit it).
+
+    The archiver stage runs behind the listener: under a burst the 250s come first, the spool
+    grows, and the archive catches up on the CPU the listener leaves. Only a process of its own is
+    lowered: a lowered thread beside the listener's would hold the GIL while the scheduler passes
+    it over, and the listener would wait for it.
+    """
+    if nice:
+        log.debug("archiver CPU priority lowered by %d (LISTGATE_ARCHIVER_NICE)", nice)
+        os.nice(nice)
 
 
 def _serve(

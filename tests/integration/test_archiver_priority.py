@@ -38,42 +38,8 @@ def _post(port: int, n: int) -> None:
         client.sendmail("ann@example.org", ["dev@lists.test"], raw)
 
 
-def _ports(pid: int) -> set[int]:
-    """The local TCP ports of a process's sockets (its connections to the database)."""
-    inodes = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        try:
-            target = os.readlink(fd)
-        except OSError:  # closed meanwhile
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    ports = set()
-    for table in ("tcp", "tcp6"):
-        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
-            fields = line.split()
-            if fields[9] in inodes:
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
-    return ports
-
-
-def _servers(url: str, pid: int) -> set[int]:
-    """The nice values of the PostgreSQL server processes serving a process's connections."""
-    import psycopg
-
-    ports = _ports(pid)
-    with psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://")) as conn:
-        rows = conn.execute(
-            "SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database()"
-        ).fetchall()
-    return {_nice(backend).pop() for backend, port in rows if port in ports}
-
-
-def _run(
-    tmp_path: Path, servers: bool = False, **extra: str
-) -> tuple[set[int], set[int], list[str]]:
-    """(listener's thread nice values, archiver's, Message-IDs archived) after three posts; with
-    servers, the nice values of the database's server processes serving each instead."""
+def _run(tmp_path: Path, **extra: str) -> tuple[set[int], set[int], list[str]]:
+    """(listener's thread nice values, archiver's, Message-IDs archived) after three posts."""
     env = site_env(tmp_path, **extra)
     settings, db = prepare(env, "dev")
     listener = gateway(env, tmp_path / "gateway.log")
@@ -86,9 +52,6 @@ def _run(
             _post(settings.smtp_port, n)
         archived = sorted(archived_ids(db))
         assert listener.proc is not None and apart.proc is not None
-        if servers:
-            url = settings.database_url
-            return _servers(url, listener.proc.pid), _servers(url, apart.proc.pid), archived
         return _nice(listener.proc.pid), _nice(apart.proc.pid), archived
     finally:
         listener.stop()
@@ -113,17 +76,3 @@ def test_archiver_nice_zero_keeps_the_listeners_priority(tmp_path: Path) -> None
     listener, archiving, archived = _run(tmp_path, LISTGATE_ARCHIVER_NICE="0")
     assert listener == archiving == {own}
     assert len(archived) == 3
-
-
-def test_on_postgresql_the_archivers_server_process_yields_the_cpu_too(
-    tmp_path: Path, postgres_db: str
-) -> None:
-    """Much of archiving is the server's work for the archiver's connection: the server process
-    serving it is lowered with the archiver (the same host, a user allowed to); the listener's
-    server processes keep their priority."""
-    own = os.nice(0)
-    listener, archiving, archived = _run(tmp_path, True, LISTGATE_DATABASE_URL=postgres_db)
-    assert archived == [f"prio-{n}@example.org" for n in range(3)]
-    assert listener and archiving, "no server process found for the listener or the archiver"
-    assert listener == {own}, "the listener's server processes must keep their priority"
-    assert archiving == {min(19, own + 10)}
