@@ -2,11 +2,12 @@
 
 `python -m bench.gateway_profile [--postgresql] [--clients 1,4] [--seconds 5]` starts the gateway
 (`python -m gateway --no-archiver`, a separate archiver draining the spool, as `listgate up` runs
-them) with timers around the steps of `handle_DATA` and a sampler of every thread's stack, loads it
-over SMTP from this process with each number of clients in turn, and prints the mean time per
-post of each step, the spool's group-commit batches, the gateway's CPU per post, and the
-functions the sampler found most often on the gateway's threads. Nothing in the gateway changes:
-the timers are put around its functions by the `serve` entry point below.
+them; no archiver with --without-archiver) with timers around the steps of `handle_DATA` and a
+sampler of every thread's stack, loads it over SMTP from this process with each number of
+clients in turn, and prints the mean time per post of each step, the spool's group-commit
+batches, the gateway's CPU per post (and during the load, the archiver's and the PostgreSQL
+server's), and the functions the sampler found most often on the gateway's threads. Nothing in
+the gateway changes: the timers are put around its functions by the `serve` entry point below.
 """
 
 from __future__ import annotations
@@ -257,23 +258,54 @@ def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
         env=archive.env,
     )
     wait_port("127.0.0.1", archive.smtp_port, 60, gateway.popen)
-    start_archiver(ctx, archive)
+    others: dict[str, Callable[[], float]] = {}
+    if not args.without_archiver:  # the spool is left to grow: the listener alone
+        archiver = start_archiver(ctx, archive)
+        others["archiver process"] = lambda: _cpu_of([archiver.popen.pid])
+    if args.postgresql:
+        others["PostgreSQL cluster (every process)"] = lambda: _cpu_of(_cluster(ctx))
     lines: list[str] = []
     for reuse in _modes(args.reuse):
         for n in (int(c) for c in args.clients.split(",")):
             run_load(archive.smtp_port, archive.address, n, 40, reuse, "warm")
             os.kill(gateway.popen.pid, signal.SIGUSR1)  # forget the warm-up
             time.sleep(0.3)
+            before = {name: spent() for name, spent in others.items()}
             res = run_load(
                 archive.smtp_port, archive.address, n, 0, reuse, f"p{n}", duration=args.seconds
             )
+            spent = {name: cpu() - before[name] for name, cpu in others.items()}
             os.kill(gateway.popen.pid, signal.SIGUSR1)
             time.sleep(0.5)
             mode = "reused connection" if reuse else "new connection per post"
             title = f"{n} client(s), {mode}, {res.rate:.0f} posts/s"
             lines += _report(json.loads(out.read_text()), res.accepted, title)
+            lines += [
+                f"  {name} CPU during the load: {1e6 * cpu / max(res.accepted, 1):.0f} us/post"
+                for name, cpu in spent.items()
+            ]
     gateway.stop()
     return lines
+
+
+def _cpu_of(pids: list[int]) -> float:
+    """CPU seconds (user and system) these processes have used so far (the kernel's counts)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    spent = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        spent += (int(fields[11]) + int(fields[12])) / tick
+    return spent
+
+
+def _cluster(ctx: Context) -> list[int]:
+    """The run's PostgreSQL server: its postmaster and every process it started (now)."""
+    pid = int(ctx.path("postgres", "data", "postmaster.pid").read_text().split()[0])
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [pid, *map(int, children)]
 
 
 def _modes(spelled: str) -> list[bool]:
@@ -332,6 +364,11 @@ def main() -> None:
         help="also write a cProfile (CPU time of the gateway's threads, all cases) here",
     )
     parser.add_argument("--reuse", default="new,reused", help="connection modes: new, reused")
+    parser.add_argument(
+        "--without-archiver",
+        action="store_true",
+        help="no archiver process during the load (the listener's cost alone)",
+    )
     args = parser.parse_args()
     with scratch("listgate-gateway-profile-") as ctx:
         lines = measure(ctx, args)
