@@ -4,6 +4,7 @@ lost when it dies afterwards."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -80,3 +81,34 @@ def test_what_a_message_alone_tells_comes_worked_out_from_the_parsing_process() 
     assert taken[1] is not None
     assert taken[1].subject_norm == "batch seven"
     assert taken[1].thread_keys.named == [("b7.0@x", 1)]
+
+
+def test_a_parsed_batch_is_taken_back_without_the_collectors_passes() -> None:
+    """A reply is some 30 new objects a message, none of them garbage: unpickled with the cyclic
+    collector counting them, it ran a pass every 700 (each pass of the older generations a pass
+    over the importer's whole archive of objects: 14 here); now the count paused while it is
+    unpickled is one pass after, and the messages rebuilt from it one or two more."""
+    fields = "".join(f"Received: from relay{j}.example.org by mx.example.org\n" for j in range(12))
+    raws = [raw.replace(b"Subject:", fields.encode() + b"Subject:", 1) for raw in _batch(7)]
+    raws += [raw.replace(b"Batch 7", b"Batch 8") for raw in raws]
+    passes = 0
+
+    def count(phase: str, _info: dict[str, int]) -> None:
+        nonlocal passes
+        passes += phase == "start"
+
+    ahead = ParseAhead()
+    try:
+        ahead.submit(raws)
+        deadline = time.monotonic() + 60
+        while ahead._replies.qsize() < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        gc.callbacks.append(count)
+        try:
+            parsed = ahead.take()
+        finally:
+            gc.callbacks.remove(count)
+    finally:
+        ahead.close()
+    assert parsed == [parse(raw) for raw in raws]
+    assert passes <= 3, f"the cyclic collector ran {passes} passes while a batch was taken back"
