@@ -205,9 +205,11 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
 def _had(
     session: Session, list_id: int, period: Period, digest_rows: list[Subscription]
 ) -> dict[int, set[str]]:
-    """Per digest row: the Message-IDs of the period's posts its address got one by one, or that
-    came while it was on every post (a muted thread's too). Its digest leaves them out, no post
-    comes twice. A few statements for all the rows, however many subscribers."""
+    """Per digest row: the Message-IDs of the period's posts its address got one by one, that
+    came while it was on every post (a muted thread's too), or that it had in a digest of the
+    other frequency (daily, then weekly since: the days whose daily digest it had; the other way
+    round, the week's). Its digest leaves them out, no post comes twice. A few statements for all
+    the rows, however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
     published = digests.published
@@ -220,6 +222,18 @@ def _had(
         .where(*period_posts, Delivery.address.in_(addresses))
     ):
         delivered[address].add(message_id)
+    for address, frequency, day in session.execute(
+        select(DigestSent.address, DigestSent.frequency, DigestSent.day).where(
+            DigestSent.list_id == list_id,
+            DigestSent.address.in_(addresses),
+            DigestSent.frequency != period.frequency,
+            DigestSent.status == DigestState.SENT,  # deferred: it may yet be cancelled
+            DigestSent.day > start.date() - timedelta(days=7),
+            DigestSent.day < end.date(),
+        )
+    ):
+        first, after = Period(frequency, day).bounds()
+        delivered[address].update(m for m, at in posts if first <= at < after)
     every_post = {
         row.address: row
         for row in session.scalars(
