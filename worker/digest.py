@@ -69,9 +69,16 @@ def default_day() -> date:
 
 
 def periods(day: date | None = None) -> list[Period]:
-    """The periods a run covers: the day (or the last CATCH_UP days) and the last complete week."""
+    """The periods a run covers: the day (or the last CATCH_UP days, and at least every day of
+    the week so far) and the last complete week.
+
+    A reader who changes from the weekly digest to the daily one mid-week no longer gets the
+    week's digest: the days of the week before the change come as daily digests instead (the
+    days already had in a weekly digest are left out of them, see _had).
+    """
     last = day or default_day()
-    days = [last] if day else [last - timedelta(days=n) for n in range(CATCH_UP)]
+    back = max(CATCH_UP, last.weekday() + 1)
+    days = [last] if day else [last - timedelta(days=n) for n in range(back)]
     return [Period(DigestFrequency.DAILY, d) for d in days] + [
         digests.last_complete_week(last + timedelta(days=1))
     ]

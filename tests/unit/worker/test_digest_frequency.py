@@ -13,6 +13,7 @@ import re
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -26,6 +27,7 @@ from listgate.states import DigestFrequency, DigestState
 from tests.support.config import make_settings
 from tests.support.factories import MakeList
 from tests.support.sink import SmtpSink
+from worker import digest
 from worker.context import WorkerContext
 from worker.digest import resend, send_digests
 from worker.mailer import maildir_path
@@ -156,3 +158,28 @@ def test_a_daily_digest_deferred_then_weekly_brings_its_posts_once(
             DigestFrequency.DAILY: DigestState.CANCELLED,
             DigestFrequency.WEEKLY: DigestState.SENT,
         }
+
+
+def test_weekly_then_daily_mid_week_loses_no_day_of_the_week(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ann changes from weekly to daily on a Thursday: the week's digest no longer comes to her,
+    so the first run after brings every day of the week so far, Monday's too (older than the
+    usual catch-up of three days)."""
+    ctx = WorkerContext(make_settings(tmp_path))
+    _reader(db, make_list, "weekly")
+    seen: set[str] = set()
+    _post(db, "monday@x", _at(0))
+    _switch(db, "daily")
+    _post(db, "thursday@x", _at(3))
+    monkeypatch.setattr(digest, "default_day", lambda: _week().start + timedelta(days=3))
+    assert send_digests(ctx) == 2
+    monkeypatch.setattr(digest, "default_day", lambda: _week().start + timedelta(days=6))
+    assert send_digests(ctx) == 0
+    assert _digests(ctx, seen) == [
+        (f"dev digest, {_week().start.isoformat()} (1 message)", ["monday@x"]),
+        (
+            f"dev digest, {(_week().start + timedelta(days=3)).isoformat()} (1 message)",
+            ["thursday@x"],
+        ),
+    ], "every post of the week must come once, in the digest of its day"
