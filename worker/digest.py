@@ -26,6 +26,7 @@ from listgate.models import (
 )
 from listgate.states import (
     BounceKind,
+    DeliveryState,
     DigestFormat,
     DigestFrequency,
     DigestState,
@@ -215,20 +216,23 @@ def _had(
     """Per digest row: the Message-IDs of the period's posts its address got one by one, that
     came while it was on every post (a muted thread's too), or that it had in a digest of the
     other frequency (daily, then weekly since: the days whose daily digest it had; the other way
-    round, the week's). Its digest leaves them out, no post comes twice. A few statements for all
-    the rows, however many subscribers."""
+    round, the week's). Its digest leaves them out, no post comes twice. A copy cancelled before
+    it went out (its list or thread row ended meanwhile: a switch to the digest while the relay
+    deferred it) was never had: the digest brings that post. A few statements for all the rows,
+    however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
     published = digests.published
     period_posts = (Message.list_id == list_id, published >= start, published < end)
     posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
     delivered: defaultdict[str, set[str]] = defaultdict(set)
-    for address, message_id in session.execute(
-        select(Delivery.address, Message.message_id)
+    never_sent: defaultdict[str, set[str]] = defaultdict(set)
+    for address, message_id, status in session.execute(
+        select(Delivery.address, Message.message_id, Delivery.status)
         .join(Message, Delivery.message_pk == Message.id)
         .where(*period_posts, Delivery.address.in_(addresses))
     ):
-        delivered[address].add(message_id)
+        (never_sent if status == DeliveryState.CANCELLED else delivered)[address].add(message_id)
     for address, frequency, day in session.execute(
         select(DigestSent.address, DigestSent.frequency, DigestSent.day).where(
             DigestSent.list_id == list_id,
@@ -258,7 +262,8 @@ def _had(
         stretch = _on_every_post(every_post.get(row.address), row)
         if stretch is not None:
             since, until = stretch
-            got.update(m for m, at in posts if at >= since and (until is None or at < until))
+            stretched = {m for m, at in posts if at >= since and (until is None or at < until)}
+            got.update(stretched - never_sent.get(row.address, set()))
         had[row.id] = got
     return had
 
