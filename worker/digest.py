@@ -309,6 +309,22 @@ def _for(
     return own
 
 
+def _claimed(session: Session, list_id: int, period: Period) -> set[str]:
+    """The addresses whose digest of the period an earlier run claimed and that no run takes
+    back (all but the deferred): a run looking back over days already done skips them at once
+    rather than building and claiming each again (_claim stays the guard)."""
+    return set(
+        session.scalars(
+            select(DigestSent.address).where(
+                DigestSent.list_id == list_id,
+                DigestSent.frequency == period.frequency,
+                DigestSent.day == period.start,
+                DigestSent.status != DigestState.DEFERRED,
+            )
+        )
+    )
+
+
 def _send_period(ctx: WorkerContext, period: Period) -> int:
     with ctx.db() as session:
         lists = session.scalars(
@@ -318,7 +334,8 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
         ).all()
         work: list[tuple[Batch, str, str]] = []
         for mlist in lists:
-            subs = _subscribers(session, mlist.id, period)
+            done = _claimed(session, mlist.id, period)
+            subs = [s for s in _subscribers(session, mlist.id, period) if s[1] not in done]
             found = batch(ctx, session, mlist, period) if subs else None
             if found is None or not found.entries:
                 continue
