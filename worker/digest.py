@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from listgate import digests, dispatch, privacy, store
@@ -233,8 +233,13 @@ def _had(
         .where(*period_posts, Delivery.address.in_(addresses))
     ):
         (never_sent if status == DeliveryState.CANCELLED else delivered)[address].add(message_id)
-    for address, frequency, day in session.execute(
-        select(DigestSent.address, DigestSent.frequency, DigestSent.day).where(
+    for address, frequency, day, sent in session.execute(
+        select(
+            DigestSent.address,
+            DigestSent.frequency,
+            DigestSent.day,
+            func.coalesce(DigestSent.sent_at, DigestSent.created_at),
+        ).where(
             DigestSent.list_id == list_id,
             DigestSent.address.in_(addresses),
             DigestSent.frequency != period.frequency,
@@ -244,7 +249,9 @@ def _had(
         )
     ):
         first, after = Period(frequency, day).bounds()
-        delivered[address].update(m for m, at in posts if first <= at < after)
+        # what the digest held: its period's posts published before it went out (all of them,
+        # but for a run of a day not over yet)
+        delivered[address].update(m for m, at in posts if first <= at < min(after, sent))
     every_post = {
         row.address: row
         for row in session.scalars(
