@@ -80,6 +80,17 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
 published = func.coalesce(Message.published_at, Message.received_at)
 
 
+def missed_while_hidden(msg: Message, hidden_since: datetime | None, now: datetime) -> bool:
+    """Whether a post put back now, hidden since hidden_since (by readers' reports), missed the
+    digest of its day: hidden before its day ended (its digest is made after), back after. Put
+    back, it is then published again (published_at now): the next digest has it, as it has a
+    held post approved late. Hidden only after its day ended, the day's digest had it."""
+    if hidden_since is None:
+        return False
+    day = (msg.published_at or msg.received_at).astimezone(UTC).date()
+    return hidden_since < Period(DigestFrequency.DAILY, day).bounds()[1] <= now
+
+
 def posts(
     session: Session, mlist: MailingList, period: Period, limit: int | None = None
 ) -> list[Message]:

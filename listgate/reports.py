@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from listgate import digests
 from listgate.models import Message
 from listgate.models.web import Report
 from listgate.states import PostState, ReportState
@@ -22,11 +23,22 @@ def hide(session: Session, msg: Message) -> None:
 
 
 def restore(session: Session, msg: Message) -> None:
-    """Put a hidden post back; counts go up again."""
+    """Put a hidden post back; counts go up again. Hidden over the night its day's digest was
+    made, it comes in the next digest (listgate.digests.missed_while_hidden)."""
     if msg.status != PostState.HIDDEN:
         return
     count_step(session, msg, 1)  # first: it takes the list lock
     msg.status = PostState.VISIBLE
+    # hidden by the report that reached the threshold: the newest open one (a hidden post
+    # cannot be reported)
+    hidden_since = session.scalar(
+        select(func.max(Report.created_at)).where(
+            Report.message_pk == msg.id, Report.status == ReportState.OPEN
+        )
+    )
+    now = datetime.now(UTC)
+    if digests.missed_while_hidden(msg, hidden_since, now):
+        msg.published_at = now
 
 
 def open_reports(session: Session, message_pk: int) -> int:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from listgate import digests, dispatch, privacy, store
@@ -26,6 +26,7 @@ from listgate.models import (
 )
 from listgate.states import (
     BounceKind,
+    DeliveryState,
     DigestFormat,
     DigestFrequency,
     DigestState,
@@ -69,9 +70,16 @@ def default_day() -> date:
 
 
 def periods(day: date | None = None) -> list[Period]:
-    """The periods a run covers: the day (or the last CATCH_UP days) and the last complete week."""
+    """The periods a run covers: the day (or the last CATCH_UP days, and at least every day of
+    the week so far) and the last complete week.
+
+    A reader who changes from the weekly digest to the daily one mid-week no longer gets the
+    week's digest: the days of the week before the change come as daily digests instead (the
+    days already had in a weekly digest are left out of them, see _had).
+    """
     last = day or default_day()
-    days = [last] if day else [last - timedelta(days=n) for n in range(CATCH_UP)]
+    back = max(CATCH_UP, last.weekday() + 1)
+    days = [last] if day else [last - timedelta(days=n) for n in range(back)]
     return [Period(DigestFrequency.DAILY, d) for d in days] + [
         digests.last_complete_week(last + timedelta(days=1))
     ]
@@ -205,21 +213,45 @@ def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[i
 def _had(
     session: Session, list_id: int, period: Period, digest_rows: list[Subscription]
 ) -> dict[int, set[str]]:
-    """Per digest row: the Message-IDs of the period's posts its address got one by one, or that
-    came while it was on every post (a muted thread's too). Its digest leaves them out, no post
-    comes twice. A few statements for all the rows, however many subscribers."""
+    """Per digest row: the Message-IDs of the period's posts its address got one by one, that
+    came while it was on every post (a muted thread's too), or that it had in a digest of the
+    other frequency (daily, then weekly since: the days whose daily digest it had; the other way
+    round, the week's). Its digest leaves them out, no post comes twice. A copy cancelled before
+    it went out (its list or thread row ended meanwhile: a switch to the digest while the relay
+    deferred it) was never had: the digest brings that post. A few statements for all the rows,
+    however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
     published = digests.published
     period_posts = (Message.list_id == list_id, published >= start, published < end)
     posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
     delivered: defaultdict[str, set[str]] = defaultdict(set)
-    for address, message_id in session.execute(
-        select(Delivery.address, Message.message_id)
+    never_sent: defaultdict[str, set[str]] = defaultdict(set)
+    for address, message_id, status in session.execute(
+        select(Delivery.address, Message.message_id, Delivery.status)
         .join(Message, Delivery.message_pk == Message.id)
         .where(*period_posts, Delivery.address.in_(addresses))
     ):
-        delivered[address].add(message_id)
+        (never_sent if status == DeliveryState.CANCELLED else delivered)[address].add(message_id)
+    for address, frequency, day, sent in session.execute(
+        select(
+            DigestSent.address,
+            DigestSent.frequency,
+            DigestSent.day,
+            func.coalesce(DigestSent.sent_at, DigestSent.created_at),
+        ).where(
+            DigestSent.list_id == list_id,
+            DigestSent.address.in_(addresses),
+            DigestSent.frequency != period.frequency,
+            DigestSent.status == DigestState.SENT,  # deferred: it may yet be cancelled
+            DigestSent.day > start.date() - timedelta(days=7),
+            DigestSent.day < end.date(),
+        )
+    ):
+        first, after = Period(frequency, day).bounds()
+        # what the digest held: its period's posts published before it went out (all of them,
+        # but for a run of a day not over yet)
+        delivered[address].update(m for m, at in posts if first <= at < min(after, sent))
     every_post = {
         row.address: row
         for row in session.scalars(
@@ -237,7 +269,8 @@ def _had(
         stretch = _on_every_post(every_post.get(row.address), row)
         if stretch is not None:
             since, until = stretch
-            got.update(m for m, at in posts if at >= since and (until is None or at < until))
+            stretched = {m for m, at in posts if at >= since and (until is None or at < until)}
+            got.update(stretched - never_sent.get(row.address, set()))
         had[row.id] = got
     return had
 
@@ -283,6 +316,22 @@ def _for(
     return own
 
 
+def _claimed(session: Session, list_id: int, period: Period) -> set[str]:
+    """The addresses whose digest of the period an earlier run claimed and that no run takes
+    back (all but the deferred): a run looking back over days already done skips them at once
+    rather than building and claiming each again (_claim stays the guard)."""
+    return set(
+        session.scalars(
+            select(DigestSent.address).where(
+                DigestSent.list_id == list_id,
+                DigestSent.frequency == period.frequency,
+                DigestSent.day == period.start,
+                DigestSent.status != DigestState.DEFERRED,
+            )
+        )
+    )
+
+
 def _send_period(ctx: WorkerContext, period: Period) -> int:
     with ctx.db() as session:
         lists = session.scalars(
@@ -292,7 +341,8 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
         ).all()
         work: list[tuple[Batch, str, str]] = []
         for mlist in lists:
-            subs = _subscribers(session, mlist.id, period)
+            done = _claimed(session, mlist.id, period)
+            subs = [s for s in _subscribers(session, mlist.id, period) if s[1] not in done]
             found = batch(ctx, session, mlist, period) if subs else None
             if found is None or not found.entries:
                 continue

@@ -12,6 +12,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
+from email.message import Message as StdMessage
 from email.mime.message import MIMEMessage
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
@@ -43,6 +44,7 @@ class Entry:
     references: str
     body_text: str
     raw: bytes
+    edited: bool = False  # a web post its author has edited since: body_text is how it reads now
 
     @classmethod
     def of(cls, msg: Message, thread_subject: str, raw: bytes) -> Entry:
@@ -57,7 +59,18 @@ class Entry:
             msg.references,
             msg.body_text,
             raw,
+            msg.edited_at is not None,
         )
+
+    def mail(self) -> StdMessage:
+        """The post as the digest encloses it: as received, or an edited web post (one text part,
+        as the archive writes it) with its text as it now reads, its headers kept."""
+        msg = mime.message(self.raw)
+        if self.edited and not msg.is_multipart():
+            del msg["Content-Transfer-Encoding"]
+            del msg["Content-Type"]
+            msg.set_payload(self.body_text, "utf-8")
+        return msg
 
 
 def table_of_contents(info: ListInfo, period: Period, entries: list[Entry]) -> str:
@@ -133,7 +146,7 @@ def build(
         msg = MIMEMultipart("digest")
         msg.attach(MIMEText(toc, "plain", "utf-8"))
         for entry in entries:
-            msg.attach(MIMEMessage(mime.message(entry.raw)))
+            msg.attach(MIMEMessage(entry.mail()))
     for name, value in _headers(info, subject, message_id, to, unsubscribe_url):
         msg[name] = value
     # A post with a line over 998 bytes would get the whole digest refused: such a part is

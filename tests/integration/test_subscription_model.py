@@ -84,6 +84,7 @@ class Model:
     # (pk, addr) -> sub key
     pending: dict[tuple[int, str], tuple[str, str, int]] = field(default_factory=dict)
     ledger: set[tuple[int, str]] = field(default_factory=set)  # (pk, address) rows that exist
+    cancelled: set[tuple[int, str]] = field(default_factory=set)  # rows never sent: row ended
     # copies that must have arrived
     copies: Counter[tuple[int, str]] = field(default_factory=Counter)
     digests: dict[str, int] = field(default_factory=dict)  # address -> posts in today's digest
@@ -146,7 +147,8 @@ class Model:
 
         The digest goes to an active digest row, or one left for every post (while still on
         it); it holds the posts that did not reach the address one by one and did not come
-        during its last stretch on every post (which a digest started again cuts short).
+        during its last stretch on every post (which a digest started again cuts short); a copy
+        cancelled before it went out was never had.
         """
         digest, on_list = self.status(address, "digest"), self.status(address, "list")
         left_for_list = (
@@ -166,8 +168,11 @@ class Model:
         return sum(
             1
             for n, (pk, *_) in enumerate(self.posts)
-            if (pk, address) not in self.ledger
-            and not (since is not None and n >= since and (until is None or n < until))
+            if (pk, address) in self.cancelled
+            or (
+                (pk, address) not in self.ledger
+                and not (since is not None and n >= since and (until is None or n < until))
+            )
         )
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
@@ -432,6 +437,8 @@ class Lifecycle(RuleBasedStateMachine):
                     self.model.copies[(pk, address)] += 1
                     self.model.sent[(pk, address)] = (key, self.model.clock)
                     self.model.clock += 1
+                else:
+                    self.model.cancelled.add((pk, address))
 
     @precondition(lambda self: self.model.sent)
     @rule(copy=st.integers(0, 999), late=st.booleans())
@@ -797,6 +804,14 @@ REPLAYS = {
         "switches bob@example.org digest",
         "posts eve@example.com -",
         "fans_out T",
+        "sends_todays_digest",
+    ],
+    "a copy cancelled by a switch to the digest before it went out comes in the digest": [
+        "admin_subscribes dan@example.net list",
+        "posts eve@example.com -",
+        "fans_out F",  # recorded, not sent
+        "admin_subscribes dan@example.net digest",
+        "sends_what_was_left",  # dan's copy: cancelled
         "sends_todays_digest",
     ],
 }

@@ -1,0 +1,57 @@
+"""A copy never sent is not a post had: the digest brings it.
+
+Ann gets every post; the relay defers her copy of a post; before it is tried again she changes
+to the daily digest, so the copy is cancelled (no longer subscribed to every post). The post
+came while she was on every post, but she never got it: the day's digest must hold it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import dispatch, lists, subscriptions
+from listgate.db import transaction
+from listgate.models import Delivery
+from listgate.states import DeliveryState
+from tests.support.config import make_settings
+from tests.support.factories import MakeList, make_mail, post
+from tests.support.sink import SmtpSink
+from worker.context import WorkerContext
+from worker.delivery import fanout, retry_due
+from worker.digest import send_digests
+
+ANN = "ann@example.org"
+
+
+def test_a_copy_cancelled_by_a_switch_to_the_digest_comes_in_the_digest(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
+) -> None:
+    ctx = WorkerContext(make_settings(tmp_path, LISTGATE_OUTBOUND=sink.url))
+    make_list("dev")
+    with transaction(db) as session:
+        sub = lists.subscribe(session, lists.require(session, "dev"), ANN)
+        sub.confirmed_at = datetime.now(UTC) - timedelta(days=5)
+    result = post(db, make_mail("Plans", sender="bob@example.org", msgid="plans@x"))
+    assert result.message_pk is not None
+    (entry,) = [e for e in result.outbox if e.kind == dispatch.FANOUT]
+    sink.script("451 4.3.0 try later")
+    assert fanout(ctx, entry.id, result.message_pk) == 0
+
+    with transaction(db) as session:
+        subscriptions.change(
+            session, lists.require(session, "dev"), ANN, subscriptions.DIGEST, channel="web"
+        )
+    assert retry_due(ctx, horizon=86400) == 0
+    with db() as session:
+        assert session.scalar(select(Delivery.status)) is DeliveryState.CANCELLED
+    assert sink.received == []
+
+    assert send_digests(ctx, datetime.now(UTC).date()) == 1, (
+        "the post whose copy was cancelled must come in Ann's digest"
+    )
+    (digest,) = sink.received
+    assert digest.rcpt_tos == [ANN] and b"Message-ID: <plans@x>" in digest.data

@@ -1,0 +1,109 @@
+"""A post hidden by readers' reports over the night its day's digest is made, then put back by
+a moderator: the digest readers get it in the next digest, once; a post hidden only after its
+day's digest had it does not come again."""
+
+from __future__ import annotations
+
+import mailbox
+import re
+from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from listgate import lists, reports
+from listgate.db import transaction
+from listgate.ingest import ingest
+from listgate.mail.parser import parse
+from listgate.models import Message
+from listgate.models.web import Report
+from listgate.states import ReportState
+from tests.support.config import make_settings
+from tests.support.factories import MakeList
+from worker.context import WorkerContext
+from worker.digest import send_digests
+from worker.mailer import maildir_path
+
+DEE = "dee@example.org"
+READERS = ("r1@example.org", "r2@example.org", "r3@example.org")  # the report threshold: 3
+
+
+def _yesterday(hour: int) -> datetime:
+    return datetime.combine(datetime.now(UTC).date() - timedelta(days=1), time(hour), tzinfo=UTC)
+
+
+def _day(tmp_path: Path, db: sessionmaker[Session], make_list: MakeList) -> WorkerContext:
+    """Dee reads dev's daily digest; two posts came yesterday morning."""
+    make_list("dev")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        lists.subscribe(session, mlist, DEE, "digest").confirmed_at = _yesterday(0) - timedelta(
+            days=5
+        )
+        for name in ("calm", "disputed"):
+            raw = (
+                f"From: bob@example.org\r\nSubject: {name}\r\nMessage-ID: <{name}@x>\r\n\r\n"
+                f"A {name} post.\r\n"
+            ).encode()
+            ingest(session, parse(raw), mlist, domain="lists.test")
+        session.execute(update(Message).values(received_at=_yesterday(9)))
+    return WorkerContext(make_settings(tmp_path))  # `db`'s data dir: the embedded Maildir
+
+
+def _reported(db: sessionmaker[Session], at: datetime) -> None:
+    """Three readers report the disputed post at `at`: it is hidden (as the web archive does)."""
+    with transaction(db) as session:
+        msg = session.scalars(select(Message).where(Message.message_id == "disputed@x")).one()
+        for address in READERS:
+            session.add(
+                Report(message_pk=msg.id, list_id=msg.list_id, address=address, created_at=at)
+            )
+        reports.hide(session, msg)
+
+
+def _put_back(db: sessionmaker[Session]) -> None:
+    """A moderator keeps the post (webarchive/views/moderation.py approve)."""
+    with transaction(db) as session:
+        msg = session.scalars(select(Message).where(Message.message_id == "disputed@x")).one()
+        reports.restore(session, msg)
+        reports.close_reports(session, msg.id, ReportState.DISMISSED, "mod@example.org")
+
+
+def _digests(ctx: WorkerContext) -> list[list[str]]:
+    """The posts of each digest mailed so far (by their Message-IDs), in order."""
+    box = mailbox.Maildir(maildir_path(ctx.settings.outbound))
+    return sorted(
+        [
+            m.decode()
+            for m in re.findall(rb"^Message-ID: <([a-z]+@x)>", mail.as_bytes(), re.MULTILINE)
+        ]
+        for mail in box
+    )
+
+
+def test_a_post_hidden_over_the_night_of_its_digest_comes_in_the_next_one_when_put_back(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    ctx = _day(tmp_path, db, make_list)
+    _reported(db, _yesterday(20))
+    assert send_digests(ctx) == 1  # yesterday's digest, made while the post was hidden
+    assert _digests(ctx) == [["calm@x"]]
+
+    _put_back(db)
+    assert send_digests(ctx) == 0
+    assert send_digests(ctx, datetime.now(UTC).date()) == 1, (
+        "the post put back must come in the next digest: yesterday's went without it"
+    )
+    assert _digests(ctx) == [["calm@x"], ["disputed@x"]]
+
+
+def test_a_post_hidden_after_its_digest_had_it_does_not_come_again(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    ctx = _day(tmp_path, db, make_list)
+    assert send_digests(ctx) == 1
+    _reported(db, datetime.now(UTC))
+    _put_back(db)
+    assert send_digests(ctx) == 0 and send_digests(ctx, datetime.now(UTC).date()) == 0
+    assert _digests(ctx) == [["calm@x", "disputed@x"]]

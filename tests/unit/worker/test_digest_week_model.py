@@ -1,0 +1,170 @@
+"""A model of digest membership over weeks: each post in exactly one digest per digest reader.
+
+Three digest readers of one list: Dai stays on the daily digest, Wes on the weekly one, and Ann
+changes between daily and weekly whenever hypothesis likes. Posts come on the days of two
+simulated weeks (all in the past, so every run sees complete days); every night the periodic
+run sends what is due, as the beat does (worker.digest.send_digests on its default day, the
+night's day). After every step: no reader has had a post twice, each digest holds only posts of
+its own day or week, and the mail count agrees with the digests_sent rows marked sent. At the
+end (the runs of the following week done) every reader has had every post exactly once.
+
+The clock the run reads (worker.digest.default_day) is the simulated night; the posts' times are
+set as received. Changes of frequency take effect at once (the row keeps no time of them).
+
+How long it searches: tests/support/searches.py.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import re
+import shutil
+import tempfile
+from collections import Counter
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from sqlalchemy import func, select, update
+
+from listgate import lists, subscriptions
+from listgate.db import transaction
+from listgate.digests import last_complete_week
+from listgate.ingest import ingest
+from listgate.mail.parser import parse
+from listgate.models import DigestSent, Message
+from listgate.states import DigestFrequency, DigestState
+from tests.support.config import ENGINES, dispose_engines, env_for, prepare
+from tests.support.searches import TIMEOUT, settings_for
+from worker import digest
+from worker.context import WorkerContext
+from worker.mailer import maildir_path
+
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.long(12)]
+
+ANN, DAI, WES = "ann@example.org", "dai@example.org", "wes@example.org"
+WEEKS = 2  # simulated weeks of posts
+_ID = re.compile(rb"^Message-ID: <(p[0-9]+@x)>", re.MULTILINE)
+_LABEL = re.compile(r"digest, (week of )?([0-9-]{10}) ")
+
+
+class DigestWeeks(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir = Path(tempfile.mkdtemp(prefix="digest-weeks-"))
+        self.engines = len(ENGINES)
+        self.settings, self.db = prepare(env_for(self.dir), "dev")
+        self.ctx = WorkerContext(self.settings)
+        self.mp = pytest.MonkeyPatch()
+        # Monday of the first simulated week: the last of them and the runs after it are past
+        self.monday = last_complete_week(datetime.now(UTC).date()).start - timedelta(
+            weeks=WEEKS + 1
+        )
+        self.day = 0  # today, counted from self.monday
+        self.posts: dict[str, int] = {}  # Message-ID -> its day
+        self.seen: set[str] = set()  # Maildir keys read
+        self.had: dict[str, Counter[str]] = {a: Counter() for a in (ANN, DAI, WES)}
+        self.mails = 0
+        self.ann = DigestFrequency.DAILY
+        with transaction(self.db) as session:
+            mlist = lists.require(session, "dev")
+            for address, frequency in ((ANN, "daily"), (DAI, "daily"), (WES, "weekly")):
+                sub = lists.subscribe(session, mlist, address, "digest")
+                sub.digest_frequency = DigestFrequency(frequency)
+                sub.confirmed_at = datetime.combine(self.monday, time(0), tzinfo=UTC) - timedelta(
+                    days=30
+                )
+
+    def _date(self, day: int) -> date:
+        return self.monday + timedelta(days=day)
+
+    @precondition(lambda self: self.day < 7 * WEEKS)
+    @rule(hour=st.integers(0, 23))
+    def a_post_comes(self, hour: int) -> None:
+        message_id = f"p{len(self.posts) + 1}@x"
+        raw = (
+            f"From: bob@example.org\r\nSubject: Post {message_id}\r\n"
+            f"Message-ID: <{message_id}>\r\n\r\nThe text of {message_id}.\r\n"
+        ).encode()
+        when = datetime.combine(self._date(self.day), time(hour), tzinfo=UTC)
+        with transaction(self.db) as session:
+            ingest(session, parse(raw), lists.require(session, "dev"), domain="lists.test")
+            session.execute(
+                update(Message).where(Message.message_id == message_id).values(received_at=when)
+            )
+        self.posts[message_id] = self.day
+
+    @rule(frequency=st.sampled_from((DigestFrequency.DAILY, DigestFrequency.WEEKLY)))
+    def ann_changes(self, frequency: DigestFrequency) -> None:
+        with transaction(self.db) as session:
+            subscriptions.change(
+                session,
+                lists.require(session, "dev"),
+                ANN,
+                subscriptions.DIGEST,
+                channel="web",
+                frequency=frequency,
+            )
+        self.ann = frequency
+
+    @precondition(lambda self: self.day < 7 * (WEEKS + 1))
+    @rule()
+    def night(self) -> None:
+        """The day ends: the beat's run, then the next day."""
+        self.mp.setattr(digest, "default_day", lambda: self._date(self.day))
+        digest.send_digests(self.ctx)
+        self.day += 1
+        self._read_mail()
+
+    def _read_mail(self) -> None:
+        box = mailbox.Maildir(maildir_path(self.settings.outbound))
+        for key in sorted(set(box.keys()) - self.seen):
+            self.seen.add(key)
+            mail = box[key]
+            to = str(mail["Delivered-To"])
+            label = _LABEL.search(str(mail["Subject"]))
+            assert label is not None, mail["Subject"]
+            start = date.fromisoformat(label.group(2))
+            days = 7 if label.group(1) else 1
+            ids = [m.decode() for m in _ID.findall(mail.as_bytes())]
+            assert ids, f"an empty digest to {to}: {mail['Subject']}"
+            for message_id in ids:
+                on = self._date(self.posts[message_id])
+                assert start <= on < start + timedelta(days=days), (
+                    f"{message_id} of {on} in the digest of {mail['Subject']}"
+                )
+            self.had[to].update(ids)
+            self.mails += 1
+
+    @invariant()
+    def no_post_twice(self) -> None:
+        for address, had in self.had.items():
+            twice = sorted(m for m, n in had.items() if n > 1)
+            assert not twice, f"{address} had {twice} more than once"
+        with self.db() as session:
+            sent = session.scalar(
+                select(func.count())
+                .select_from(DigestSent)
+                .where(DigestSent.status == DigestState.SENT)
+            )
+        assert sent == self.mails
+
+    def teardown(self) -> None:
+        try:
+            while self.day < 7 * (WEEKS + 1):
+                self.night()
+            self.no_post_twice()
+            for address, had in self.had.items():
+                missing = sorted(set(self.posts) - set(had))
+                assert not missing, f"{address} never had {missing} (days {self.posts})"
+        finally:
+            self.mp.undo()
+            self.ctx.dispose()
+            dispose_engines(self.engines)
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+DigestWeeks.TestCase.settings = settings_for(8, steps=40)
+test_digest_weeks = DigestWeeks.TestCase
