@@ -71,16 +71,23 @@ def status_of(
 ) -> str | None:
     """The state of address's subscription of this kind (None: it never had one)."""
     try:
-        sub = subscriptions.find(
-            session,
-            mlist.id,
-            subscriptions.normalize(address),
-            kind,
-            subscriptions.thread_key_for(session, mlist, kind, thread_id),
-        )
+        sub = _existing(session, mlist, address, kind, thread_id)
     except subscriptions.SubscriptionError as exc:
         raise ListError(str(exc)) from None
     return sub.status if sub is not None else None
+
+
+def _existing(
+    session: Session, mlist: MailingList, address: str, kind: str, thread_id: int
+) -> Subscription | None:
+    """address's subscription row of this kind on mlist (SubscriptionError: no such thread)."""
+    return subscriptions.find(
+        session,
+        mlist.id,
+        subscriptions.normalize(address),
+        kind,
+        subscriptions.thread_key_for(session, mlist, kind, thread_id),
+    )
 
 
 def subscribe(
@@ -98,13 +105,7 @@ def subscribe(
     from listgate import approvals  # it builds on this module (ListError)
 
     try:
-        waiting = subscriptions.find(
-            session,
-            mlist.id,
-            subscriptions.normalize(address),
-            kind,
-            subscriptions.thread_key_for(session, mlist, kind, thread_id),
-        )
+        waiting = _existing(session, mlist, address, kind, thread_id)
         if waiting is not None and waiting.status == SubscriptionState.AWAITING:
             approvals.approve(session, waiting, subscriptions.ADMIN)
             return waiting
