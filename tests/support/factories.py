@@ -84,6 +84,21 @@ def post(
         return ingest(session, parse(raw), mlist, domain=domain, origin=origin)
 
 
+def change_digest(
+    db: sessionmaker[Session], address: str, frequency: str, list_name: str = "dev"
+) -> None:
+    """address changes its digest of list_name to frequency on the web."""
+    with transaction(db) as session:
+        subscriptions.change(
+            session,
+            lists.require(session, list_name),
+            address,
+            subscriptions.DIGEST,
+            channel="web",
+            frequency=frequency,
+        )
+
+
 def merged_pair(db: sessionmaker[Session]) -> tuple[IngestResult, IngestResult]:
     """Two threads on "dev", then a reply naming both, which merges them: the two first posts."""
     a = post(db, make_mail("A", msgid="a@x.test"))

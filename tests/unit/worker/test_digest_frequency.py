@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import dispatch, lists, subscriptions
+from listgate import dispatch, lists
 from listgate.db import transaction
 from listgate.digests import Period, last_complete_week
 from listgate.ingest import ingest
@@ -25,7 +25,7 @@ from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message, OutboxEntry
 from listgate.states import DigestFrequency, DigestState
 from tests.support.config import make_settings
-from tests.support.factories import MakeList
+from tests.support.factories import MakeList, change_digest
 from tests.support.sink import SmtpSink
 from worker import digest
 from worker.context import WorkerContext
@@ -64,18 +64,6 @@ def _post(db: sessionmaker[Session], message_id: str, when: datetime) -> None:
         )
 
 
-def _switch(db: sessionmaker[Session], frequency: str) -> None:
-    with transaction(db) as session:
-        subscriptions.change(
-            session,
-            lists.require(session, "dev"),
-            ANN,
-            subscriptions.DIGEST,
-            channel="web",
-            frequency=frequency,
-        )
-
-
 def _digests(ctx: WorkerContext, seen: set[str]) -> list[tuple[str, list[str]]]:
     """(subject, Message-IDs of its posts) of each digest mailed since `seen`, by subject."""
     box = mailbox.Maildir(maildir_path(ctx.settings.outbound))
@@ -100,7 +88,7 @@ def test_daily_then_weekly_mid_week_gives_no_post_twice(
         (f"dev digest, {_week().start.isoformat()} (1 message)", ["monday@x"])
     ]
 
-    _switch(db, "weekly")  # on Tuesday: Monday's post came already in Monday's digest
+    change_digest(db, ANN, "weekly")  # on Tuesday: Monday's post came already in Monday's digest
     _post(db, "thursday@x", _at(3))
     assert send_digests(ctx, _week().start + timedelta(days=6)) == 1
     assert _digests(ctx, seen) == [
@@ -125,7 +113,7 @@ def test_weekly_then_daily_gives_no_post_of_the_week_had_again(
         )
     ]
 
-    _switch(db, "daily")  # after the week's digest came: its days are not sent again
+    change_digest(db, ANN, "daily")  # after the week's digest came: its days are not sent again
     assert send_digests(ctx, sunday) == 0
     assert send_digests(ctx, sunday - timedelta(days=1)) == 0
     assert _digests(ctx, seen) == [], "the week's posts came already in the week's digest"
@@ -142,7 +130,7 @@ def test_a_daily_digest_deferred_then_weekly_brings_its_posts_once(
     sink.script("451 4.3.0 try later")
     assert send_digests(ctx, _week().start) == 0
 
-    _switch(db, "weekly")
+    change_digest(db, ANN, "weekly")
     _post(db, "thursday@x", _at(3))
     assert send_digests(ctx, _week().start + timedelta(days=6)) == 1
     with db() as session:
@@ -170,7 +158,7 @@ def test_weekly_then_daily_mid_week_loses_no_day_of_the_week(
     _reader(db, make_list, "weekly")
     seen: set[str] = set()
     _post(db, "monday@x", _at(0))
-    _switch(db, "daily")
+    change_digest(db, ANN, "daily")
     _post(db, "thursday@x", _at(3))
     monkeypatch.setattr(digest, "default_day", lambda: _week().start + timedelta(days=3))
     assert send_digests(ctx) == 2

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select, update
 
-from listgate import lists, subscriptions
+from listgate import lists
 from listgate.db import transaction
 from listgate.digests import last_complete_week
 from listgate.ingest import ingest
@@ -37,6 +37,7 @@ from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message
 from listgate.states import DigestFrequency, DigestState
 from tests.support.config import ENGINES, dispose_engines, env_for, prepare
+from tests.support.factories import change_digest
 from tests.support.searches import TIMEOUT, settings_for
 from worker import digest
 from worker.context import WorkerContext
@@ -98,15 +99,7 @@ class DigestWeeks(RuleBasedStateMachine):
 
     @rule(frequency=st.sampled_from((DigestFrequency.DAILY, DigestFrequency.WEEKLY)))
     def ann_changes(self, frequency: DigestFrequency) -> None:
-        with transaction(self.db) as session:
-            subscriptions.change(
-                session,
-                lists.require(session, "dev"),
-                ANN,
-                subscriptions.DIGEST,
-                channel="web",
-                frequency=frequency,
-            )
+        change_digest(self.db, ANN, frequency)
         self.ann = frequency
 
     @precondition(lambda self: self.day < 7 * (WEEKS + 1))
