@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 
 from listgate import participants, places, store
@@ -122,8 +122,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
         for model, column in ((Message, Message.thread_id), (ThreadNode, ThreadNode.thread_id)):
             session.execute(update(model).where(column == other.id).values(thread_id=survivor.id))
         _move_followers(session, other.id, survivor.id)
-        _join_read_marks(session, other.id, survivor.id)
-        session.execute(delete(ReadMark).where(ReadMark.thread_id == other.id))
+        _join_read_marks(session, other.id, survivor.id, absorbed=True)
         participants.move(session, other.id, survivor.id)
         session.execute(
             update(Thread)
@@ -390,10 +389,11 @@ def _has_parent(session: Session, message_pk: int) -> bool:
     return conn.execute(_PARENT_OF, {"pk": message_pk}).scalar() is not None
 
 
-def _join_read_marks(session: Session, old: int, new: int) -> None:
+def _join_read_marks(session: Session, old: int, new: int, *, absorbed: bool = False) -> None:
     """Where readers left thread `old` counts on thread `new` too, whose posts now include some of
     old's: one mark per reader and thread, so a reader with both keeps the earlier. Posts read in
-    one thread may show as new again; a post never read never hides as read.
+    one thread may show as new again; a post never read never hides as read. The marks of an
+    `absorbed` thread (merged into new) go.
     """
     old_marks = session.scalars(select(ReadMark).where(ReadMark.thread_id == old)).all()
     if not old_marks:
@@ -414,6 +414,8 @@ def _join_read_marks(session: Session, old: int, new: int) -> None:
             )
         elif old_mark.last_seen_pk < mark.last_seen_pk:
             mark.last_seen_pk, mark.visited_at = old_mark.last_seen_pk, old_mark.visited_at
+        if absorbed:
+            session.delete(old_mark)
     session.flush()
 
 
