@@ -87,9 +87,12 @@ lint: install lint-imports
 # cores pay. Serially: `make test PYTEST_ARGS=-n0` (a later -n wins).
 # Tests marked long(seconds) are handed out first, dealt evenly to the processes
 # (tests/support/longfirst.py): the run does not end waiting on one long test handed out late.
+# Bytecode is cached even where PYTHONDONTWRITEBYTECODE is set: each of the suite's Python
+# processes (the xdist workers, the services and commands the tests start) would otherwise
+# compile the project again, and pytest rewrite every test module's assertions again.
 TEST_WORKERS ?= 4
 test: install lint
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(TEST_WORKERS) --cov --cov-report=term --durations=25 $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m bench
