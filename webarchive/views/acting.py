@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from listgate import confirmations, moderation, subscriptions
+from listgate import confirmations, moderation, store, subscriptions
 from listgate.confirmations import RateLimited
 from listgate.db import transaction
 from listgate.limits import REASON, problem, typed
@@ -43,13 +43,18 @@ def vote(message_pk: int) -> Response:
     limit("vote", address or "")
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
-        row = session.scalars(
-            select(Vote).where(Vote.message_pk == message_pk, Vote.address == address)
-        ).first()
-        if row is None:
-            session.add(Vote(message_pk=message_pk, address=address, valuable=choice == "yes"))
-        else:
-            row.valuable, row.updated_at = choice == "yes", utcnow()
+        # one statement: the same click sent twice at once (PostgreSQL) is one vote, the latest
+        stmt = (
+            store.of(session)
+            .insert(Vote)
+            .values(message_pk=message_pk, address=address, valuable=choice == "yes")
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Vote.message_pk, Vote.address],
+                set_={"valuable": stmt.excluded.valuable, "updated_at": utcnow()},
+            )
+        )
     return _back_to(msg)
 
 

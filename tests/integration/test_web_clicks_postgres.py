@@ -1,0 +1,143 @@
+"""The same form sent twice at once on PostgreSQL (a double click on a slow page, two tabs): a
+vote, a report, a ban. Each is one row per (post or list, address); the second request must answer
+as the first does, never a 500.
+
+The race is made certain rather than hoped for: another transaction writes the same row and
+holds it uncommitted; the request reads no row, writes its own and waits on the unique index;
+the other transaction then commits. That is exactly what the first of two clicks does to the
+second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from flask import Flask
+from sqlalchemy import Engine, select, text
+from sqlalchemy.orm import Session, sessionmaker
+from werkzeug.test import TestResponse
+
+from listgate import lists
+from listgate.db import transaction
+from listgate.models import Ban, Report, Vote
+from listgate.states import ReportState
+from tests.support.factories import make_mail, post
+from tests.support.web import session_for
+
+pytestmark = pytest.mark.integration
+
+
+def _waiting_on_a_lock(engine: Engine) -> bool:
+    with engine.connect() as conn:
+        return bool(
+            conn.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+            )
+        )
+
+
+def _while_another_click_writes(
+    db: sessionmaker[Session], first: object, second: Callable[[], TestResponse]
+) -> TestResponse:
+    """second() run while another transaction holds `first` (the same row) uncommitted; that
+    transaction commits once second() waits for it."""
+    engine = db.kw["bind"]
+    assert isinstance(engine, Engine)
+    with Session(engine) as other:
+        other.add(first)
+        other.flush()  # written, not committed: the first click's transaction
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(second)
+            deadline = time.monotonic() + 30
+            while not _waiting_on_a_lock(engine) and not answer.done():
+                assert time.monotonic() < deadline, "the second click never waited for the first"
+                time.sleep(0.05)
+            other.commit()
+            return answer.result(timeout=60)
+
+
+@pytest.fixture
+def pg_site(
+    pg_web: tuple[Flask, sessionmaker[Session]],
+) -> tuple[Flask, sessionmaker[Session]]:
+    with transaction(pg_web[1]) as session:
+        lists.create(session, "dev", moderators="mod@example.org")
+    return pg_web
+
+
+def test_a_vote_sent_twice_at_once_is_one_vote_the_latest(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    app, db = pg_site
+    res = post(db, make_mail("Vote", msgid="v@x"))
+    client = app.test_client()
+    token = session_for(client, "bob@example.org")
+    answer = _while_another_click_writes(
+        db,
+        Vote(message_pk=res.message_pk, address="bob@example.org", valuable=True),
+        lambda: client.post(
+            f"/messages/{res.message_pk}/vote", data={"csrf_token": token, "valuable": "no"}
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        votes = session.execute(select(Vote.address, Vote.valuable)).all()
+    assert votes == [("bob@example.org", False)]
+    page = client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
+    assert "0 out of 1 found this valuable" in page
+
+
+def test_a_report_sent_twice_at_once_is_one_report(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    app, db = pg_site
+    res = post(db, make_mail("Spam", msgid="s@x"))
+    with db() as session:
+        list_id = lists.require(session, "dev").id
+    client = app.test_client()
+    token = session_for(client, "bob@example.org")
+    answer = _while_another_click_writes(
+        db,
+        Report(
+            message_pk=res.message_pk,
+            list_id=list_id,
+            address="bob@example.org",
+            reason="spam",
+            status=ReportState.OPEN,
+        ),
+        lambda: client.post(
+            f"/messages/{res.message_pk}/report", data={"csrf_token": token, "reason": "spam!"}
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        reports = session.execute(select(Report.address, Report.status)).all()
+    assert reports == [("bob@example.org", ReportState.OPEN)]
+
+
+def test_a_ban_sent_twice_at_once_is_one_ban(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    app, db = pg_site
+    with db() as session:
+        list_id = lists.require(session, "dev").id
+    client = app.test_client()
+    token = session_for(client, "mod@example.org")
+    answer = _while_another_click_writes(
+        db,
+        Ban(list_id=list_id, address="troll@example.org", reason="", banned_by="mod@example.org"),
+        lambda: client.post(
+            f"/moderation/lists/{list_id}/bans",
+            data={"csrf_token": token, "address": "troll@example.org", "reason": "trolling"},
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        bans = session.execute(select(Ban.address)).all()
+    assert bans == [("troll@example.org",)]
