@@ -74,14 +74,21 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
     limit("report", address)
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
-        row = session.scalars(
-            select(Report).where(Report.message_pk == msg.id, Report.address == address)
+        # the row first, in one statement that waits for the same report sent at once (PostgreSQL)
+        made = session.execute(
+            store.of(session)
+            .insert(Report)
+            .values(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            .on_conflict_do_nothing(index_elements=[Report.message_pk, Report.address])
+            .returning(Report.id)
         ).first()
-        fresh = row is None or row.status != ReportState.OPEN  # the moderators hear by mail
-        if row is None:
-            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address)
-            session.add(row)
-        elif fresh:  # dealt with before and the post kept: a new report of the post as it is now
+        row = session.scalars(
+            select(Report)
+            .where(Report.message_pk == msg.id, Report.address == address)
+            .with_for_update()
+        ).one()
+        fresh = made is not None or row.status != ReportState.OPEN  # the moderators hear by mail
+        if made is None and fresh:  # dealt with before, the post kept: a new report of it as it is
             row.status, row.created_at, row.resolved_at, row.resolved_by = (
                 ReportState.OPEN,
                 utcnow(),
