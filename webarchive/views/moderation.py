@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from listgate import administration, approvals, ingest, moderation, notposted
+from listgate import administration, approvals, ingest, moderation, notposted, store
 from listgate.db import transaction
 from listgate.limits import REASON, TooLong, problem
 from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
@@ -288,15 +288,17 @@ def ban(list_id: int) -> Response | tuple[str, int]:
             if existing is not None:
                 session.delete(existing)
             message = f"{address} may post to {mlist.name} again."
-        else:
-            if existing is None:
-                session.add(
-                    Ban(
-                        list_id=list_id,
-                        address=address,
-                        reason=reason,
-                        banned_by=current_address() or "",
-                    )
+        else:  # one statement: the same ban sent twice at once (PostgreSQL) is one ban
+            session.execute(
+                store.of(session)
+                .insert(Ban)
+                .values(
+                    list_id=list_id,
+                    address=address,
+                    reason=reason,
+                    banned_by=current_address() or "",
                 )
+                .on_conflict_do_nothing(index_elements=[Ban.list_id, Ban.address])
+            )
             message = f"{address} is banned from {mlist.name}."
     return _to_queue(message)
