@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from listgate import administration, dispatch, limits, removal
+from listgate import administration, bans, dispatch, limits, removal
 from listgate.models import MailingList, Message, OutboxEntry, Report
 from listgate.numerals import hex_id
 from listgate.policy import publish
@@ -90,7 +90,14 @@ def reject_reason(body: str) -> str | None:
 
 
 def approve(session: Session, mlist: MailingList, msg: Message, actor: str) -> list[OutboxEntry]:
-    """Publish a held post; its fan-out is queued."""
+    """Publish a held post; its fan-out is queued. ModerationError when its author was banned from
+    the list since it was held (the approve address went out before the ban, or the queue was
+    shown before it): the post stays held, to be rejected, or approved once the ban is lifted."""
+    if bans.is_banned(session, mlist.id, msg.from_addr or ""):
+        raise ModerationError(
+            f"{msg.from_addr} is banned from posting to {mlist.name}, so the post "
+            f'"{msg.subject}" stays held: reject it, or lift the ban first to publish it'
+        )
     administration.record(session, mlist, actor, "approve message", f"<{msg.message_id}>")
     return [publish(session, msg)]
 

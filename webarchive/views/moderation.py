@@ -218,7 +218,10 @@ def approve(message_pk: int) -> Response:
         if msg.status in _DECIDED:  # from a page shown before: it says what it did, nothing
             return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         if msg.status == PostState.HELD:
-            entries += moderation.approve(session, mlist, msg, current_address() or "")
+            try:
+                entries += moderation.approve(session, mlist, msg, current_address() or "")
+            except moderation.ModerationError as exc:  # its author banned since it was held
+                abort(409, description=str(exc))
         restore(session, msg)
         close_reports(session, msg.id, ReportState.DISMISSED, current_address() or "")
     return _to_queue(f"“{msg.subject}” is published.", entries)
