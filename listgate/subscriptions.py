@@ -172,6 +172,7 @@ def start(
         return sub
     if (
         not approved_by
+        and not _suspended_member(sub)
         and kind in NEEDS_APPROVAL
         and needs_approval(mlist)
         and not is_member(session, mlist, address)
@@ -182,6 +183,17 @@ def start(
         return sub
     _make_active(session, sub, approved_by)
     return sub
+
+
+def _suspended_member(sub: Subscription) -> bool:
+    """A member stopped by bounces coming back (suspended, or asking again since: active once and
+    never ended). Bounces stop the mail, not the membership, so no moderator is asked, even where
+    the list needs one only since they joined."""
+    return sub.status == SubscriptionState.SUSPENDED or (
+        sub.status == SubscriptionState.PENDING
+        and sub.confirmed_at is not None
+        and sub.ended_at is None
+    )
 
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
