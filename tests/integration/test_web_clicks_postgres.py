@@ -1,6 +1,6 @@
 """The same form sent twice at once on PostgreSQL (a double click on a slow page, two tabs): a
-vote, a report, a ban. Each is one row per (post or list, address); the second request must answer
-as the first does, never a 500.
+vote, a report, a ban, an edit. Each is one row per (post or list, address) or one new version;
+the second request must answer as the first does, never a 500 or a second row.
 
 The race is made certain rather than hoped for: another transaction writes the same row and
 holds it uncommitted; the request reads no row, writes its own and waits on the unique index;
@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from flask import Flask
@@ -22,7 +23,7 @@ from werkzeug.test import TestResponse
 
 from listgate import lists
 from listgate.db import transaction
-from listgate.models import Ban, Report, Vote
+from listgate.models import Ban, Message, MessageEdit, Report, Vote
 from listgate.states import ReportState
 from tests.support.factories import make_mail, post
 from tests.support.web import session_for
@@ -45,12 +46,15 @@ def _waiting_on_a_lock(engine: Engine) -> bool:
 def _while_another_click_writes(
     db: sessionmaker[Session], first: object, second: Callable[[], TestResponse]
 ) -> TestResponse:
-    """second() run while another transaction holds `first` (the same row) uncommitted; that
-    transaction commits once second() waits for it."""
+    """second() run while another transaction holds `first` (the same row, or what a function of
+    the session writes) uncommitted; that transaction commits once second() waits for it."""
     engine = db.kw["bind"]
     assert isinstance(engine, Engine)
     with Session(engine) as other:
-        other.add(first)
+        if callable(first):
+            first(other)
+        else:
+            other.add(first)
         other.flush()  # written, not committed: the first click's transaction
         with ThreadPoolExecutor(1) as pool:
             answer = pool.submit(second)
@@ -141,3 +145,45 @@ def test_a_ban_sent_twice_at_once_is_one_ban(
     with db() as session:
         bans = session.execute(select(Ban.address)).all()
     assert bans == [("troll@example.org",)]
+
+
+def test_an_edit_saved_twice_at_once_is_one_new_version(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    app, db = pg_site
+    res = post(
+        db,
+        make_mail(
+            "Meeting",
+            msgid="e@x",
+            sender="ann@example.org",
+            body="Meet at 10.\n",
+            date=datetime.now(UTC),
+        ),
+        origin="web",
+    )
+    pk = res.message_pk
+    client = app.test_client()
+    token = session_for(client, "ann@example.org")
+
+    def first_click(session: Session) -> None:  # what the edit view writes for "Meet at 11."
+        msg = session.get_one(Message, pk)
+        session.add(
+            MessageEdit(message_pk=pk, version=1, body_text=msg.body_text, created_at=msg.date)
+        )
+        session.add(MessageEdit(message_pk=pk, version=2, body_text="Meet at 11.\n"))
+        msg.body_text, msg.edited_at = "Meet at 11.\n", datetime.now(UTC)
+
+    answer = _while_another_click_writes(
+        db,
+        first_click,
+        lambda: client.post(
+            f"/messages/{pk}/edit", data={"csrf_token": token, "body": "Meet at 11.\n"}
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        versions = session.execute(
+            select(MessageEdit.version, MessageEdit.body_text).order_by(MessageEdit.id)
+        ).all()
+    assert versions == [(1, "Meet at 10.\n"), (2, "Meet at 11.\n")]
