@@ -22,6 +22,7 @@ from listgate.models import MailingList, Message, OutboxEntry, Report
 from listgate.numerals import hex_id
 from listgate.policy import publish
 from listgate.states import PostState
+from listgate.store import lock_list
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)
@@ -70,6 +71,10 @@ def held_message(
         or not hmac.compare_digest(code(secret, action, msg), given.lower())
     ):
         raise ModerationError("this moderation address is not valid")
+    # two moderators answering at once decide one after the other: the list first (the order of
+    # every writer of a list), then the post as the first left it
+    lock_list(session, mlist)
+    session.refresh(msg)
     if msg.status != PostState.HELD:
         raise ModerationError(
             f'the post "{msg.subject}" was already dealt with (it is {msg.status} now)'

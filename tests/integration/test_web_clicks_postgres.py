@@ -14,21 +14,23 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import pytest
 from flask import Flask
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
-from werkzeug.test import TestResponse
 
-from listgate import lists
+from listgate import lists, moderation
 from listgate.db import transaction
-from listgate.models import Ban, Message, MessageEdit, Report, Vote
-from listgate.states import ReportState
+from listgate.dispatch import FANOUT
+from listgate.models import Ban, Message, MessageEdit, OutboxEntry, Report, Thread, Vote
+from listgate.states import ListPolicy, ReportState
 from tests.support.factories import make_mail, post
 from tests.support.web import session_for
 
 pytestmark = pytest.mark.integration
+T = TypeVar("T")
 
 
 def _waiting_on_a_lock(engine: Engine) -> bool:
@@ -44,8 +46,8 @@ def _waiting_on_a_lock(engine: Engine) -> bool:
 
 
 def _while_another_click_writes(
-    db: sessionmaker[Session], first: object, second: Callable[[], TestResponse]
-) -> TestResponse:
+    db: sessionmaker[Session], first: object, second: Callable[[], T]
+) -> T:
     """second() run while another transaction holds `first` (the same row, or what a function of
     the session writes) uncommitted; that transaction commits once second() waits for it."""
     engine = db.kw["bind"]
@@ -187,3 +189,77 @@ def test_an_edit_saved_twice_at_once_is_one_new_version(
             select(MessageEdit.version, MessageEdit.body_text).order_by(MessageEdit.id)
         ).all()
     assert versions == [(1, "Meet at 10.\n"), (2, "Meet at 11.\n")]
+
+
+def _counts(db: sessionmaker[Session], thread_id: int | None) -> tuple[int, int, int]:
+    """The list's and the thread's post counts, and the fan-outs queued."""
+    with db() as session:
+        mlist = lists.require(session, "dev")
+        thread = session.get_one(Thread, thread_id)
+        fanouts = session.scalar(
+            select(func.count()).select_from(OutboxEntry).where(OutboxEntry.kind == FANOUT)
+        )
+        return mlist.message_count, thread.message_count, fanouts or 0
+
+
+def test_a_held_post_approved_twice_at_once_is_published_once(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    app, db = pg_site
+    with transaction(db) as session:
+        lists.require(session, "dev").policy = ListPolicy.MODERATED
+    held = post(db, make_mail("Please", msgid="h@x", sender="new@example.org"))
+    assert held.status == "held"
+    client = app.test_client()
+    token = session_for(client, "mod@example.org")
+
+    def first_click(session: Session) -> None:  # another moderator's approval, the same moment
+        msg = session.get_one(Message, held.message_pk)
+        moderation.approve(session, lists.require(session, "dev"), msg, "other@example.org")
+
+    answer = _while_another_click_writes(
+        db,
+        first_click,
+        lambda: client.post(
+            f"/moderation/messages/{held.message_pk}/approve", data={"csrf_token": token}
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    assert _counts(db, held.thread_id) == (1, 1, 1)
+
+
+def test_the_approve_and_reject_addresses_answered_at_once_decide_once(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    """Two moderators answer the held-post mail at the same moment, one approving, one
+    rejecting: the first decides, the second is told it was dealt with."""
+    _app, db = pg_site
+    with transaction(db) as session:
+        lists.require(session, "dev").policy = ListPolicy.MODERATED
+    held = post(db, make_mail("Please", msgid="h@x", sender="new@example.org"))
+    secret = "test-secret-key-0123456789"
+
+    def first_click(session: Session) -> None:
+        msg = session.get_one(Message, held.message_pk)
+        code = moderation.code(secret, moderation.APPROVE, msg)
+        mlist = lists.require(session, "dev")
+        moderation.by_mail(session, secret, mlist, moderation.APPROVE, code, "a@example.org", "")
+
+    def reject() -> str:
+        try:
+            with transaction(db) as session:
+                msg = session.get_one(Message, held.message_pk)
+                code = moderation.code(secret, moderation.REJECT, msg)
+                mlist = lists.require(session, "dev")
+                moderation.by_mail(
+                    session, secret, mlist, moderation.REJECT, code, "b@example.org", "reject: no"
+                )
+        except moderation.ModerationError as exc:
+            return str(exc)
+        return "rejected"
+
+    said = _while_another_click_writes(db, first_click, reject)
+    assert said == 'the post "Please" was already dealt with (it is visible now)'
+    with db() as session:
+        assert session.get_one(Message, held.message_pk).status == "visible"
+    assert _counts(db, held.thread_id) == (1, 1, 1)

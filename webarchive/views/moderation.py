@@ -20,6 +20,7 @@ from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, restore
 from listgate.states import PostState, ReportState
 from listgate.status import failed_posts
+from listgate.store import lock_list
 from listgate.subscriptions import Outcome, SubscriptionError, normalize
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address
@@ -78,6 +79,16 @@ def _own_post(session: Session, message_pk: int) -> tuple[Message, MailingList]:
     if msg is None:
         abort(404)
     return msg, _own_list(session, msg.list_id)
+
+
+def _decided_post(session: Session, message_pk: int) -> tuple[Message, MailingList]:
+    """_own_post in a transaction that decides on the post: its list locked first (the order
+    every writer of a list takes), then the post read again, so that two moderators deciding at
+    once act one after the other and the second sees what the first did."""
+    msg, mlist = _own_post(session, message_pk)
+    lock_list(session, mlist)
+    session.refresh(msg)
+    return msg, mlist
 
 
 def _owned(session: Session, model: type[Owned], pk: int) -> Owned:
@@ -214,7 +225,7 @@ def approve(message_pk: int) -> Response:
     """Publish a held post, or put a reported post back."""
     entries = []
     with transaction(resources().writer) as session:
-        msg, mlist = _own_post(session, message_pk)
+        msg, mlist = _decided_post(session, message_pk)
         if msg.status in _DECIDED:  # from a page shown before: it says what it did, nothing
             return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         if msg.status == PostState.HELD:
@@ -238,7 +249,7 @@ def reject(message_pk: int) -> Response | tuple[str, int]:
     if wrong := problem(REASON, reason):
         return _again(wrong, {f"reject-{message_pk}": reason})
     with transaction(resources().writer) as session:
-        msg, mlist = _own_post(session, message_pk)
+        msg, mlist = _decided_post(session, message_pk)
         if msg.status in _DECIDED:  # a second click, or another moderator first: told once
             return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         shown = msg.status != PostState.HELD
