@@ -10,6 +10,7 @@ second.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,11 +22,20 @@ from flask import Flask
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, moderation
+from listgate import approvals, lists, moderation, subscriptions
 from listgate.db import transaction
 from listgate.dispatch import FANOUT
-from listgate.models import Ban, Message, MessageEdit, OutboxEntry, Report, Thread, Vote
-from listgate.states import ListPolicy, ReportState
+from listgate.models import (
+    Ban,
+    Message,
+    MessageEdit,
+    OutboxEntry,
+    Report,
+    Subscription,
+    Thread,
+    Vote,
+)
+from listgate.states import ListPolicy, ReportState, SubscriptionState
 from tests.support.factories import make_mail, post
 from tests.support.web import session_for
 
@@ -263,3 +273,40 @@ def test_the_approve_and_reject_addresses_answered_at_once_decide_once(
     with db() as session:
         assert session.get_one(Message, held.message_pk).status == "visible"
     assert _counts(db, held.thread_id) == (1, 1, 1)
+
+
+def _notices(db: sessionmaker[Session], to: str) -> list[str]:
+    with db() as session:
+        payloads = [json.loads(p) for p in session.scalars(select(OutboxEntry.payload))]
+    return sorted(p["template"] for p in payloads if p.get("to") == to and "template" in p)
+
+
+@pytest.mark.parametrize("second", ["approve", "refuse"])
+def test_a_request_decided_by_two_moderators_at_once_is_decided_once(
+    pg_site: tuple[Flask, sessionmaker[Session]], second: str
+) -> None:
+    """One moderator approves a request to join a private list while another approves or refuses
+    it: the address gets one answer (one welcome), not a welcome and then a refusal."""
+    app, db = pg_site
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        mlist.private = True
+        sub_id = subscriptions.start(session, mlist, "pat@example.org").id
+    client = app.test_client()
+    token = session_for(client, "mod@example.org")
+
+    def first_click(session: Session) -> None:
+        approvals.approve(session, session.get_one(Subscription, sub_id), "other@example.org")
+
+    answer = _while_another_click_writes(
+        db,
+        first_click,
+        lambda: client.post(
+            f"/moderation/subscriptions/{sub_id}/{second}",
+            data={"csrf_token": token, "reason": "no"},
+        ),
+    )
+    assert answer.status_code in (303, 409), answer.get_data(as_text=True)[:300]
+    with db() as session:
+        assert session.get_one(Subscription, sub_id).status == SubscriptionState.ACTIVE
+    assert _notices(db, "pat@example.org") == ["welcome"]
