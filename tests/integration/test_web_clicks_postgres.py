@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import approvals, lists, moderation, subscriptions
+from listgate import approvals, lists, moderation, removal, subscriptions
 from listgate.db import transaction
 from listgate.dispatch import FANOUT
 from listgate.models import (
@@ -310,3 +310,29 @@ def test_a_request_decided_by_two_moderators_at_once_is_decided_once(
     with db() as session:
         assert session.get_one(Subscription, sub_id).status == SubscriptionState.ACTIVE
     assert _notices(db, "pat@example.org") == ["welcome"]
+
+
+def test_a_post_removed_twice_at_once_is_removed_once(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    app, db = pg_site
+    post(db, make_mail("Keep", msgid="k@x"))
+    res = post(db, make_mail("Spam", msgid="s@x"))
+    client = app.test_client()
+    token = session_for(client, "mod@example.org")
+
+    def first_click(session: Session) -> None:  # another moderator removing it, the same moment
+        removal.remove(session, [session.get_one(Message, res.message_pk)], "spam", "o@example.org")
+
+    answer = _while_another_click_writes(
+        db,
+        first_click,
+        lambda: client.post(
+            f"/moderation/messages/{res.message_pk}/remove",
+            data={"csrf_token": token, "reason": "spam!"},
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        assert lists.require(session, "dev").message_count == 1  # "Keep" is still there
+        assert session.get_one(Thread, res.thread_id).message_count == 0
