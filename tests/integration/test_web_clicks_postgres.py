@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import approvals, lists, moderation, removal, subscriptions
+from listgate import approvals, lists, moderation, removal, reports, subscriptions
 from listgate.db import transaction
 from listgate.dispatch import FANOUT
 from listgate.models import (
@@ -336,3 +336,37 @@ def test_a_post_removed_twice_at_once_is_removed_once(
     with db() as session:
         assert lists.require(session, "dev").message_count == 1  # "Keep" is still there
         assert session.get_one(Thread, res.thread_id).message_count == 0
+
+
+def test_two_reports_at_once_that_reach_the_threshold_hide_the_post_once(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    """Two readers report a post at the same moment, each the report that reaches the threshold
+    (3) as they see it: the post is hidden, and leaves the counts once."""
+    app, db = pg_site
+    post(db, make_mail("Keep", msgid="k@x"))
+    res = post(db, make_mail("Spam", msgid="s@x"))
+    with db() as session:
+        list_id = lists.require(session, "dev").id
+    with transaction(db) as session:
+        for who in ("r1@example.org", "r2@example.org"):
+            session.add(Report(message_pk=res.message_pk, list_id=list_id, address=who))
+    client = app.test_client()
+    token = session_for(client, "bob@example.org")
+
+    def first_click(session: Session) -> None:  # the same view's writes, for another reader
+        session.add(Report(message_pk=res.message_pk, list_id=list_id, address="r3@example.org"))
+        session.flush()
+        reports.hide(session, session.get_one(Message, res.message_pk))
+
+    answer = _while_another_click_writes(
+        db,
+        first_click,
+        lambda: client.post(
+            f"/messages/{res.message_pk}/report", data={"csrf_token": token, "reason": "spam"}
+        ),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        assert session.get_one(Message, res.message_pk).status == "hidden"
+        assert lists.require(session, "dev").message_count == 1  # "Keep" is still there

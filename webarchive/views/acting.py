@@ -18,6 +18,7 @@ from listgate.models.archive import utcnow
 from listgate.models.web import Report, Vote
 from listgate.reports import hide, open_reports
 from listgate.states import DigestFrequency, ReportState, SubscriptionKind, SubscriptionState
+from listgate.store import lock_list
 from listgate.subscriptions import SubscriptionError
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
@@ -74,6 +75,10 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
     limit("report", address)
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
+        # the list's lock, then the post as it is now: reports at once that each reach the
+        # threshold hide the post (and take it out of the counts) once
+        lock_list(session, session.get_one(MailingList, msg.list_id))
+        session.refresh(msg)
         # the row first, in one statement that waits for the same report sent at once (PostgreSQL)
         made = session.execute(
             store.of(session)
