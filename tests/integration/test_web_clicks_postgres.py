@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import Engine, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import approvals, lists, moderation, removal, reports, subscriptions
+from listgate import administration, approvals, lists, moderation, removal, reports, subscriptions
 from listgate.db import transaction
 from listgate.dispatch import FANOUT
 from listgate.models import (
@@ -370,3 +370,38 @@ def test_two_reports_at_once_that_reach_the_threshold_hide_the_post_once(
     with db() as session:
         assert session.get_one(Message, res.message_pk).status == "hidden"
         assert lists.require(session, "dev").message_count == 1  # "Keep" is still there
+
+
+def test_roles_changed_by_two_owners_at_once_are_both_kept(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    """One owner removes a moderator while another adds one, at the same moment: the removed
+    moderator may moderate no more, and the added one may."""
+    app, db = pg_site
+    with transaction(db) as session:
+        lists.create(session, "club", owners="own@example.org", moderators="old@example.org")
+    client = app.test_client()
+    token = session_for(client, "own@example.org")
+
+    def first_click(session: Session) -> None:  # the other owner's change
+        mlist = lists.require(session, "club")
+        administration.change_role(
+            session, mlist, "add", "moderator", "new@example.org", "own2@example.org"
+        )
+
+    answer = _while_another_click_writes(
+        db,
+        first_click,
+        lambda: client.post(
+            "/lists/club/roles",
+            data={
+                "csrf_token": token,
+                "role": "moderator",
+                "action": "remove",
+                "address": "old@example.org",
+            },
+        ),
+    )
+    assert answer.status_code == 303
+    with db() as session:
+        assert lists.require(session, "club").moderators == "new@example.org"
