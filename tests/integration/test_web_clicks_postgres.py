@@ -30,12 +30,14 @@ from listgate.models import (
     Message,
     MessageEdit,
     OutboxEntry,
+    Person,
     Report,
     Subscription,
     Thread,
     Vote,
 )
 from listgate.states import ListPolicy, ReportState, SubscriptionState
+from tests.support.config import search
 from tests.support.factories import make_mail, post
 from tests.support.web import session_for
 
@@ -405,3 +407,34 @@ def test_roles_changed_by_two_owners_at_once_are_both_kept(
     assert answer.status_code == 303
     with db() as session:
         assert lists.require(session, "club").moderators == "new@example.org"
+
+
+def test_secret_feed_links_made_on_two_pages_at_once_are_one_link_that_works(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    """A member's secret feed key is made when a page first shows it; two pages shown at once
+    (two tabs) show the same key, and the link works."""
+    app, db = pg_site
+    with transaction(db) as session:
+        hush = lists.create(session, "hush", private=True, moderators="mod@example.org")
+        subscriptions.start(session, hush, "bob@example.org", approved_by="mod@example.org")
+    client = app.test_client()
+    session_for(client, "bob@example.org")
+    first_key = "k" * 32
+
+    def first_page(session: Session) -> None:  # the other tab made the key first
+        session.add(Person(address="bob@example.org", feed_token=first_key))
+
+    page = _while_another_click_writes(db, first_page, lambda: client.get("/me/subscriptions"))
+    assert page.status_code == 200, page.get_data(as_text=True)[:300]
+    link = search(r'value="(http[^"]+/feeds/[^"]+)"', page.get_data(as_text=True))
+    assert f"/feeds/{first_key}/lists/hush.atom" in link
+    path = "/" + link.split("://", 1)[1].partition("/")[2]
+    assert app.test_client().get(path).status_code == 200
+    # a member with no row yet: the key is made, and works
+    with transaction(db) as session:
+        subscriptions.start(session, hush, "ann@example.org", approved_by="mod@example.org")
+    session_for(client, "ann@example.org")
+    page = client.get("/me/subscriptions")
+    link = search(r'value="(http[^"]+/feeds/[^"]+)"', page.get_data(as_text=True))
+    assert app.test_client().get("/" + link.split("://", 1)[1].partition("/")[2]).status_code == 200
