@@ -1,22 +1,24 @@
 """Held posts decided after things changed: the author banned from the list since the post was
 held. On the web queue and by the approve/reject mail addresses (mailed to the moderators before
 the ban), a post of an author banned now is not published to the subscribers; it can still be
-rejected, and once the ban is lifted it can be approved."""
+rejected, and once the ban is lifted it can be approved. A held reply approved after its thread
+was merged into another shows in the merged thread, counted once."""
 
 from __future__ import annotations
 
 from flask.testing import FlaskClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, moderation
+from listgate import lists, moderation, subscriptions
 from listgate.db import transaction
 from listgate.ingest import IngestResult
-from listgate.models import Message, OutboxEntry
+from listgate.models import Message, OutboxEntry, Thread
 from listgate.states import PostState
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, notices, sign_in
 
 SECRET = "test-secret-key-0123456789"
+MARK = "wobblewort"
 
 
 def _held(db: sessionmaker[Session], make_list: MakeList) -> IngestResult:
@@ -115,3 +117,49 @@ def test_the_approve_address_mailed_before_a_ban_does_not_publish_the_post(
     assert "troll@example.org is banned from posting to dev" in said
     assert _status(db, held.message_pk) == PostState.HELD
     assert _fanouts(db) == 0
+
+
+def test_a_held_reply_approved_after_its_thread_was_merged_shows_in_the_merged_thread(
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList, sender: RecordingSender
+) -> None:
+    make_list("dev", policy="members", moderators="mod@example.org")
+    with transaction(db) as session:
+        for who in ("alice@example.org", "bob@example.org"):
+            subscriptions.start(session, lists.require(session, "dev"), who)
+    a = post(db, make_mail("A", msgid="a@x.test"))
+    b = post(db, make_mail("B", msgid="b@x.test", sender="bob@example.org"))
+    held = post(
+        db,
+        make_mail(
+            "Re: B",
+            msgid="h@x.test",
+            in_reply_to="b@x.test",
+            sender="out@example.org",
+            body=f"{MARK}\n",
+        ),
+    )
+    assert held.status == "held" and held.thread_id == b.thread_id
+    post(  # a reply naming both threads merges them
+        db,
+        make_mail(
+            "Re: A", msgid="c@x.test", in_reply_to="b@x.test", references=["a@x.test", "b@x.test"]
+        ),
+    )
+    with db() as session:
+        merged = {session.get_one(Message, pk).thread_id for pk in (a.message_pk, b.message_pk)}
+        assert len(merged) == 1
+        survivor = merged.pop()
+        before = session.get_one(Thread, survivor).message_count
+        listed = lists.require(session, "dev").message_count
+    sign_in(client, db, "mod@example.org")
+    token = csrf(client, "/moderation")
+    answer = client.post(
+        f"/moderation/messages/{held.message_pk}/approve", data={"csrf_token": token}
+    )
+    assert answer.status_code == 303
+    with db() as session:
+        assert session.get_one(Message, held.message_pk).thread_id == survivor
+        assert session.get_one(Thread, survivor).message_count == before + 1
+        assert lists.require(session, "dev").message_count == listed + 1
+    for path in (f"/threads/{survivor}", f"/threads/{held.thread_id}", f"/threads/{survivor}.mbox"):
+        assert MARK in client.get(path, follow_redirects=True).get_data(as_text=True), path
