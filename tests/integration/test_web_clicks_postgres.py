@@ -438,3 +438,21 @@ def test_secret_feed_links_made_on_two_pages_at_once_are_one_link_that_works(
     page = client.get("/me/subscriptions")
     link = search(r'value="(http[^"]+/feeds/[^"]+)"', page.get_data(as_text=True))
     assert app.test_client().get("/" + link.split("://", 1)[1].partition("/")[2]).status_code == 200
+
+
+def test_a_setting_saved_twice_at_once_by_a_new_reader_is_saved(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    """Save pressed twice on the first visit to one's settings: the second click sees the row the
+    first made, and answers as it does."""
+    app, db = pg_site
+    client = app.test_client()
+    token = session_for(client, "bob@example.org")
+    answer = _while_another_click_writes(
+        db,
+        Person(address="bob@example.org", auto_follow=False),
+        lambda: client.post("/me/settings", data={"csrf_token": token, "auto_follow": "no"}),
+    )
+    assert answer.status_code == 303, answer.get_data(as_text=True)[:300]
+    with db() as session:
+        assert session.get_one(Person, "bob@example.org").auto_follow is False

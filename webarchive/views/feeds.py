@@ -9,7 +9,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from listgate import lists, store, subscriptions
+from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person
 from listgate.policy import is_member
@@ -99,17 +99,8 @@ def _feed_key(address: str) -> str:
     if person is not None and person.feed_token:
         return person.feed_token
     with transaction(resources().writer) as session:
-        # the row made by one statement that waits for another page making it at the same moment,
-        # then read locked: two pages shown at once show the one key that works
-        session.execute(
-            store.of(session)
-            .insert(Person)
-            .values(address=subscriptions.normalize(address))
-            .on_conflict_do_nothing(index_elements=[Person.address])
-        )
-        person = session.get_one(
-            Person, subscriptions.normalize(address), with_for_update=True, populate_existing=True
-        )
+        # read locked (made if need be): two pages shown at once show the one key that works
+        person = subscriptions.person_settings(session, address)
         if not person.feed_token:
             person.feed_token = secrets.token_urlsafe(24)
         return person.feed_token
