@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from listgate import administration, limits
 from listgate.models import MailingList, Subscription
 from listgate.states import SubscriptionState
+from listgate.store import lock_list
 from listgate.subscriptions import (
     REQUESTS,
     Outcome,
@@ -23,7 +24,7 @@ from listgate.subscriptions import (
 
 def approve(session: Session, sub: Subscription, by: str) -> Outcome:
     """A moderator lets an address in: active now (welcome mail), or at once when it confirms."""
-    mlist = session.get_one(MailingList, sub.list_id)
+    mlist = _decided(session, sub)
     limits.within(limits.ACTOR, by)
     if sub.status not in REQUESTS:
         raise SubscriptionError(f"{sub.address} has no request waiting on {mlist.name}")
@@ -63,7 +64,7 @@ def approve(session: Session, sub: Subscription, by: str) -> Outcome:
 def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Outcome:
     """A moderator turns a request down: it ends, and a confirmed address is told (with the
     reason); one never confirmed is not mailed again, since nobody there may have asked. TooLong."""
-    mlist = session.get_one(MailingList, sub.list_id)
+    mlist = _decided(session, sub)
     limits.within(limits.ACTOR, by)
     limits.within(limits.REASON, reason)
     if sub.status not in REQUESTS:
@@ -78,6 +79,16 @@ def refuse(session: Session, sub: Subscription, by: str, reason: str = "") -> Ou
         return Outcome(sub, f"{said} It was never confirmed: nobody is mailed.", [], mlist.name)
     entry = notice(session, mlist, "refused", sub.address, sub.id, reason=reason)
     return Outcome(sub, said, [entry], mlist.name)
+
+
+def _decided(session: Session, sub: Subscription) -> MailingList:
+    """sub's list, locked (the order every writer of a list takes), and sub as it is now: two
+    moderators deciding at once decide one after the other, the second on what the first did."""
+    mlist = session.get_one(MailingList, sub.list_id)
+    lock_list(session, mlist)
+    session.flush()  # what the caller changed is kept, not read over
+    session.refresh(sub)
+    return mlist
 
 
 def let_in(session: Session, mlist: MailingList, by: str) -> list[Subscription]:

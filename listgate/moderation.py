@@ -17,11 +17,12 @@ from collections.abc import Iterable
 
 from sqlalchemy.orm import Session
 
-from listgate import administration, dispatch, limits, removal
+from listgate import administration, bans, dispatch, limits, removal
 from listgate.models import MailingList, Message, OutboxEntry, Report
 from listgate.numerals import hex_id
 from listgate.policy import publish
 from listgate.states import PostState
+from listgate.store import lock_list
 
 APPROVE, REJECT = "approve", "reject"
 _REJECT_LINE = re.compile(r"^\s*reject\b\s*:?\s*(.*)$", re.IGNORECASE)
@@ -70,6 +71,10 @@ def held_message(
         or not hmac.compare_digest(code(secret, action, msg), given.lower())
     ):
         raise ModerationError("this moderation address is not valid")
+    # two moderators answering at once decide one after the other: the list first (the order of
+    # every writer of a list), then the post as the first left it
+    lock_list(session, mlist)
+    session.refresh(msg)
     if msg.status != PostState.HELD:
         raise ModerationError(
             f'the post "{msg.subject}" was already dealt with (it is {msg.status} now)'
@@ -90,7 +95,14 @@ def reject_reason(body: str) -> str | None:
 
 
 def approve(session: Session, mlist: MailingList, msg: Message, actor: str) -> list[OutboxEntry]:
-    """Publish a held post; its fan-out is queued."""
+    """Publish a held post; its fan-out is queued. ModerationError when its author was banned from
+    the list since it was held (the approve address went out before the ban, or the queue was
+    shown before it): the post stays held, to be rejected, or approved once the ban is lifted."""
+    if bans.is_banned(session, mlist.id, msg.from_addr or ""):
+        raise ModerationError(
+            f"{msg.from_addr} is banned from posting to {mlist.name}, so the post "
+            f'"{msg.subject}" stays held: reject it, or lift the ban first to publish it'
+        )
     administration.record(session, mlist, actor, "approve message", f"<{msg.message_id}>")
     return [publish(session, msg)]
 

@@ -31,6 +31,7 @@ from listgate.models import (
 from listgate.models.archive import utcnow
 from listgate.models.search import FTS_TABLE
 from listgate.states import DeliveryState, PostState, ReportState
+from listgate.store import lock_list
 
 UNSENT = (DeliveryState.PENDING, DeliveryState.DEFERRED)  # delivery states a removal cancels
 
@@ -99,8 +100,13 @@ def remove(
 
 def _take_down(session: Session, msg: Message, reason: str, actor: str, purge: bool) -> None:
     """Status, counts, tombstone row, reports closed, unsent copies cancelled."""
-    # first, as each takes the list lock; one change of the list either way: count_step's when
-    # a visible post leaves the counts, else changed's (a tombstone shows though no count moves)
+    # the list lock first, then the post as it is now: two moderators removing it at once take it
+    # down one after the other, and only the first takes it out of the counts
+    lock_list(session, session.get_one(MailingList, msg.list_id))
+    session.flush()
+    session.refresh(msg)
+    # one change of the list either way: count_step's when a visible post leaves the counts,
+    # else changed's (a tombstone shows though no count moves)
     if msg.status == PostState.VISIBLE:
         takedowns.count_step(session, msg, -1)
     else:

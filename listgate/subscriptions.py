@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from listgate import dispatch, limits, threads, tokens
+from listgate import dispatch, limits, store, threads, tokens
 from listgate.addresses import DIGEST_CHOICES, DIGEST_OFF
 from listgate.models import MailingList, OutboxEntry, Person, Subscription, Thread
 from listgate.policy import is_member, needs_approval
@@ -172,6 +172,7 @@ def start(
         return sub
     if (
         not approved_by
+        and not _suspended_member(sub)
         and kind in NEEDS_APPROVAL
         and needs_approval(mlist)
         and not is_member(session, mlist, address)
@@ -182,6 +183,17 @@ def start(
         return sub
     _make_active(session, sub, approved_by)
     return sub
+
+
+def _suspended_member(sub: Subscription) -> bool:
+    """A member stopped by bounces coming back (suspended, or asking again since: active once and
+    never ended). Bounces stop the mail, not the membership, so no moderator is asked, even where
+    the list needs one only since they joined."""
+    return sub.status == SubscriptionState.SUSPENDED or (
+        sub.status == SubscriptionState.PENDING
+        and sub.confirmed_at is not None
+        and sub.ended_at is None
+    )
 
 
 def _make_active(session: Session, sub: Subscription, approved_by: str) -> None:
@@ -470,12 +482,17 @@ def person_settings(
     copy_own_posts: bool | None = None,
     name: str | None = None,
 ) -> Person:
-    """Read or change an address's preferences (created on first use)."""
+    """Read or change an address's preferences (created on first use). The row is made by one
+    statement that waits for another transaction making it at the same moment (a double click, two
+    tabs), then read locked: the second change is made on the row the first made."""
     address = normalize(address)
-    person = session.get(Person, address)
-    if person is None:
-        person = Person(address=address, auto_follow=True, copy_own_posts=False, name="")
-        session.add(person)
+    session.execute(
+        store.of(session)
+        .insert(Person)
+        .values(address=address, auto_follow=True, copy_own_posts=False, name="")
+        .on_conflict_do_nothing(index_elements=[Person.address])
+    )
+    person = session.get_one(Person, address, with_for_update=True, populate_existing=True)
     if auto_follow is not None:
         person.auto_follow = auto_follow
     if copy_own_posts is not None:

@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from listgate import confirmations, moderation, subscriptions
+from listgate import confirmations, moderation, store, subscriptions
 from listgate.confirmations import RateLimited
 from listgate.db import transaction
 from listgate.limits import REASON, problem, typed
@@ -18,6 +18,7 @@ from listgate.models.archive import utcnow
 from listgate.models.web import Report, Vote
 from listgate.reports import hide, open_reports
 from listgate.states import DigestFrequency, ReportState, SubscriptionKind, SubscriptionState
+from listgate.store import lock_list
 from listgate.subscriptions import SubscriptionError
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.ratelimit import client_ip, limit
@@ -43,13 +44,18 @@ def vote(message_pk: int) -> Response:
     limit("vote", address or "")
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
-        row = session.scalars(
-            select(Vote).where(Vote.message_pk == message_pk, Vote.address == address)
-        ).first()
-        if row is None:
-            session.add(Vote(message_pk=message_pk, address=address, valuable=choice == "yes"))
-        else:
-            row.valuable, row.updated_at = choice == "yes", utcnow()
+        # one statement: the same click sent twice at once (PostgreSQL) is one vote, the latest
+        stmt = (
+            store.of(session)
+            .insert(Vote)
+            .values(message_pk=message_pk, address=address, valuable=choice == "yes")
+        )
+        session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[Vote.message_pk, Vote.address],
+                set_={"valuable": stmt.excluded.valuable, "updated_at": utcnow()},
+            )
+        )
     return _back_to(msg)
 
 
@@ -69,14 +75,25 @@ def report(message_pk: int) -> str | tuple[str, int] | Response:
     limit("report", address)
     with transaction(resources().writer) as session:
         msg = session.get_one(Message, message_pk)
-        row = session.scalars(
-            select(Report).where(Report.message_pk == msg.id, Report.address == address)
+        # the list's lock, then the post as it is now: reports at once that each reach the
+        # threshold hide the post (and take it out of the counts) once
+        lock_list(session, session.get_one(MailingList, msg.list_id))
+        session.refresh(msg)
+        # the row first, in one statement that waits for the same report sent at once (PostgreSQL)
+        made = session.execute(
+            store.of(session)
+            .insert(Report)
+            .values(message_pk=msg.id, list_id=msg.list_id, address=address, reason=reason)
+            .on_conflict_do_nothing(index_elements=[Report.message_pk, Report.address])
+            .returning(Report.id)
         ).first()
-        fresh = row is None or row.status != ReportState.OPEN  # the moderators hear by mail
-        if row is None:
-            row = Report(message_pk=msg.id, list_id=msg.list_id, address=address)
-            session.add(row)
-        elif fresh:  # dealt with before and the post kept: a new report of the post as it is now
+        row = session.scalars(
+            select(Report)
+            .where(Report.message_pk == msg.id, Report.address == address)
+            .with_for_update()
+        ).one()
+        fresh = made is not None or row.status != ReportState.OPEN  # the moderators hear by mail
+        if made is None and fresh:  # dealt with before, the post kept: a new report of it as it is
             row.status, row.created_at, row.resolved_at, row.resolved_by = (
                 ReportState.OPEN,
                 utcnow(),

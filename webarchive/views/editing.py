@@ -105,7 +105,8 @@ def _record(message_pk: int, text: str) -> tuple[bool, bool]:
     ever.)"""
     now = datetime.now(UTC)
     with transaction(resources().writer) as session:
-        row = session.get_one(Message, message_pk)
+        # locked first: the same form saved twice at once (PostgreSQL) reads the first's text
+        row = session.get_one(Message, message_pk, with_for_update=True)
         if row.body_text == text:
             return False, row.edited_at is not None
         latest = (

@@ -99,6 +99,7 @@ def _feed_key(address: str) -> str:
     if person is not None and person.feed_token:
         return person.feed_token
     with transaction(resources().writer) as session:
+        # read locked (made if need be): two pages shown at once show the one key that works
         person = subscriptions.person_settings(session, address)
         if not person.feed_token:
             person.feed_token = secrets.token_urlsafe(24)

@@ -12,7 +12,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
-from listgate import administration, approvals, ingest, moderation, notposted
+from listgate import administration, approvals, ingest, moderation, notposted, store
 from listgate.db import transaction
 from listgate.limits import REASON, TooLong, problem
 from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
@@ -20,6 +20,7 @@ from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, restore
 from listgate.states import PostState, ReportState
 from listgate.status import failed_posts
+from listgate.store import lock_list
 from listgate.subscriptions import Outcome, SubscriptionError, normalize
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address
@@ -78,6 +79,16 @@ def _own_post(session: Session, message_pk: int) -> tuple[Message, MailingList]:
     if msg is None:
         abort(404)
     return msg, _own_list(session, msg.list_id)
+
+
+def _decided_post(session: Session, message_pk: int) -> tuple[Message, MailingList]:
+    """_own_post in a transaction that decides on the post: its list locked first (the order
+    every writer of a list takes), then the post read again, so that two moderators deciding at
+    once act one after the other and the second sees what the first did."""
+    msg, mlist = _own_post(session, message_pk)
+    lock_list(session, mlist)
+    session.refresh(msg)
+    return msg, mlist
 
 
 def _owned(session: Session, model: type[Owned], pk: int) -> Owned:
@@ -214,11 +225,14 @@ def approve(message_pk: int) -> Response:
     """Publish a held post, or put a reported post back."""
     entries = []
     with transaction(resources().writer) as session:
-        msg, mlist = _own_post(session, message_pk)
+        msg, mlist = _decided_post(session, message_pk)
         if msg.status in _DECIDED:  # from a page shown before: it says what it did, nothing
             return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         if msg.status == PostState.HELD:
-            entries += moderation.approve(session, mlist, msg, current_address() or "")
+            try:
+                entries += moderation.approve(session, mlist, msg, current_address() or "")
+            except moderation.ModerationError as exc:  # its author banned since it was held
+                abort(409, description=str(exc))
         restore(session, msg)
         close_reports(session, msg.id, ReportState.DISMISSED, current_address() or "")
     return _to_queue(f"“{msg.subject}” is published.", entries)
@@ -235,7 +249,7 @@ def reject(message_pk: int) -> Response | tuple[str, int]:
     if wrong := problem(REASON, reason):
         return _again(wrong, {f"reject-{message_pk}": reason})
     with transaction(resources().writer) as session:
-        msg, mlist = _own_post(session, message_pk)
+        msg, mlist = _decided_post(session, message_pk)
         if msg.status in _DECIDED:  # a second click, or another moderator first: told once
             return _to_queue(f"“{msg.subject}” was {msg.status} already: nothing more was done.")
         shown = msg.status != PostState.HELD
@@ -288,15 +302,17 @@ def ban(list_id: int) -> Response | tuple[str, int]:
             if existing is not None:
                 session.delete(existing)
             message = f"{address} may post to {mlist.name} again."
-        else:
-            if existing is None:
-                session.add(
-                    Ban(
-                        list_id=list_id,
-                        address=address,
-                        reason=reason,
-                        banned_by=current_address() or "",
-                    )
+        else:  # one statement: the same ban sent twice at once (PostgreSQL) is one ban
+            session.execute(
+                store.of(session)
+                .insert(Ban)
+                .values(
+                    list_id=list_id,
+                    address=address,
+                    reason=reason,
+                    banned_by=current_address() or "",
                 )
+                .on_conflict_do_nothing(index_elements=[Ban.list_id, Ban.address])
+            )
             message = f"{address} is banned from {mlist.name}."
     return _to_queue(message)
