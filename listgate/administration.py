@@ -42,6 +42,7 @@ from listgate.models import (
 )
 from listgate.models.delivery import Bounce
 from listgate.states import ListPolicy, ReplyTo
+from listgate.store import lock_list
 
 ROLES = ("owner", "moderator")
 ROLE_ACTIONS = ("add", "remove")
@@ -171,6 +172,10 @@ def change_role(
     if action not in ROLE_ACTIONS:
         raise ListError(f"unknown action {action!r}: choose one of {', '.join(ROLE_ACTIONS)}")
     address, column = normalize_address(address), _role_column(role)
+    # the roles as they are now, locked: two owners' changes at once (web or command line) are
+    # both kept, where each rewrote the column from what it had read before
+    lock_list(session, mlist)
+    session.refresh(mlist)
     current = members_of(mlist, role)
     if (address in current) == (action == "add"):
         return False

@@ -409,6 +409,33 @@ def test_roles_changed_by_two_owners_at_once_are_both_kept(
         assert lists.require(session, "club").moderators == "new@example.org"
 
 
+def test_roles_changed_by_an_owner_on_the_command_line_while_another_changes_them_are_both_kept(
+    pg_site: tuple[Flask, sessionmaker[Session]],
+) -> None:
+    """The same on the command line (`listgate moderators remove` runs administration.change_role
+    in its own transaction): the moderator another owner added at that moment stays."""
+    _, db = pg_site
+    with transaction(db) as session:
+        lists.create(session, "club", owners="own@example.org", moderators="old@example.org")
+
+    def first_click(session: Session) -> None:  # the other owner's change
+        mlist = lists.require(session, "club")
+        administration.change_role(
+            session, mlist, "add", "moderator", "new@example.org", "own2@example.org"
+        )
+
+    def command_line() -> bool:
+        with transaction(db) as session:
+            mlist = lists.require(session, "club")
+            return administration.change_role(
+                session, mlist, "remove", "moderator", "old@example.org", "own@example.org"
+            )
+
+    assert _while_another_click_writes(db, first_click, command_line) is True
+    with db() as session:
+        assert lists.require(session, "club").moderators == "new@example.org"
+
+
 def test_secret_feed_links_made_on_two_pages_at_once_are_one_link_that_works(
     pg_site: tuple[Flask, sessionmaker[Session]],
 ) -> None:

@@ -11,7 +11,6 @@ from listgate.limits import TooLong, typed
 from listgate.lists import ListError
 from listgate.models import MailingList
 from listgate.states import ListPolicy, ReplyTo
-from listgate.store import lock_list
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address, signed_in
 
@@ -106,9 +105,6 @@ def roles(name: str) -> Response:
     try:
         with transaction(resources().writer) as session:
             mlist = session.get_one(MailingList, list_id)
-            # the roles as they are now, locked: two owners' changes at once are both kept
-            lock_list(session, mlist)
-            session.refresh(mlist)
             changed = administration.change_role(
                 session, mlist, action, role, address, current_address() or ""
             )
