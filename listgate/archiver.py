@@ -89,7 +89,7 @@ class Archiver:
         """PostgreSQL: claim (SKIP LOCKED), parse and archive in one transaction; other archivers
         take other rows."""
         with transaction(self.factory) as session:
-            rows = self.spool.claim(session, limit)
+            rows = self.spool.claim(session, limit, self.settings.archiver_batch_bytes)
             self._taking = [r.id for r in rows]
             return [r.id for r in rows], self._archive(
                 session, rows, {r.id: self._item(r) for r in rows if r.rcpt_tos}
@@ -100,7 +100,7 @@ class Archiver:
         archive past the mark."""
         with self.read_factory() as session:
             mark = self.spool.mark(session)
-        rows = self.spool.pending(limit, after=mark)
+        rows = self.spool.pending(limit, after=mark, budget=self.settings.archiver_batch_bytes)
         if not rows:  # idle: clear what was archived (by us, or by an archiver that died since)
             self._clear(mark, soon=False)
             return [], []
