@@ -1,6 +1,6 @@
 """The archiver stage alone: its rate, its CPU and its statements per post, on spooled mail.
 
-`python -m bench.archiver_step [--postgresql] [--posts 3000] [--batch 20]` makes a fresh archive
+`python -m bench.archiver_step [--postgresql] [--posts 3000] [--batch 100]` makes a fresh archive
 (SQLite; with --postgresql also a throwaway PostgreSQL), spools --posts 4 KB posts through the
 gateway's writer step (a third of them start a thread, the others answer it, as a list's mail
 mostly does), then archives them with the archiver in batches of --batch and prints one line per
@@ -22,7 +22,7 @@ from bench.common import Context, scratch
 from bench.services import postgres
 from bench.smtp_load import make_post
 from gateway.answers import Answerer, Arrival
-from listgate.archiver import Archiver
+from listgate.archiver import BATCH, Archiver
 from listgate.db import make_engine, session_factory, writer
 from listgate.spool import Spool
 
@@ -73,7 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgresql", action="store_true", help="also on a throwaway PostgreSQL")
     parser.add_argument("--posts", type=int, default=3000, help="posts spooled, then archived")
-    parser.add_argument("--batch", type=int, default=20, help="posts per archiving batch")
+    parser.add_argument("--batch", type=int, default=BATCH, help="posts per archiving batch")
     args = parser.parse_args()
     with scratch("listgate-archiver-step-") as ctx:
         lines = [measure(ctx, False, args.posts, args.batch)]

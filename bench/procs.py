@@ -21,11 +21,13 @@ def start_gateway(
     return proc
 
 
-def start_archiver(ctx: Context, archive: Archive, name: str = "archiver", batch: int = 20) -> Proc:
-    """The archiver stage as its own process (`python -m gateway --archiver-only`), as in `up`."""
-    return ctx.start(
-        name, [PYTHON, "-m", "gateway", "--archiver-only", "--batch", str(batch)], env=archive.env
-    )
+def start_archiver(
+    ctx: Context, archive: Archive, name: str = "archiver", batch: int | None = None
+) -> Proc:
+    """The archiver stage as its own process (`python -m gateway --archiver-only`), as in `up`
+    (batch: its --batch; None: the default)."""
+    size = [] if batch is None else ["--batch", str(batch)]
+    return ctx.start(name, [PYTHON, "-m", "gateway", "--archiver-only", *size], env=archive.env)
 
 
 def start_worker(ctx: Context, archive: Archive, concurrency: int, name: str = "worker") -> Proc:

@@ -21,7 +21,7 @@ from gateway.broker import BackgroundSender, BrokerSender
 from gateway.handler import GatewayHandler
 from gateway.server import GatewayServer, parse_listen
 from listgate import logs
-from listgate.archiver import Archiver
+from listgate.archiver import BATCH, Archiver
 from listgate.config import Settings, SettingsError
 from listgate.db import look_ups, make_engine, session_factory, writer
 from listgate.numerals import number
@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch",
         type=count(MOST_BATCH),
-        default=20,
+        default=BATCH,
         help=f"messages the archiver takes per transaction (1 to {MOST_BATCH:,})",
     )
     return parser

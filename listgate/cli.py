@@ -188,9 +188,9 @@ def web(use_gunicorn: bool, workers: int) -> None:
 @click.option(
     "--batch",
     type=Count(1, 10_000),
-    default=20,
+    default=100,  # listgate.archiver.BATCH (not imported here: this module starts fast)
     show_default=True,
-    help="Messages archived per transaction.",
+    help="Messages archived per transaction (at most LISTGATE_ARCHIVER_BATCH_BYTES of them).",
 )
 def archiver(batch: int) -> None:
     """Archive spooled mail (parse, thread, index, queue the fan-out); run several to scale."""

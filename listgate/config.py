@@ -184,6 +184,8 @@ class Settings:
     max_header_bytes: int = 256 * 1024  # bytes of a message's header block
     max_folded_lines: int = 1000  # continuation lines of one header field
     archiver_nice: int = 10  # how far below the listener the archiver's CPU priority is (nice)
+    # bytes of spooled mail one archiving batch takes at most (a larger message: alone)
+    archiver_batch_bytes: int = 8 * 1024 * 1024
     digest_time: tuple[int, int] = (0, 10)  # UTC (hour, minute) the beat sends the digests due
     reminder_time: tuple[int, int] = (8, 0)  # UTC (hour, minute) of the moderators' daily reminder
     max_recipients: int = 100  # RCPTs accepted per SMTP transaction
@@ -303,6 +305,7 @@ class Settings:
             max_recipients=_int(env, "LISTGATE_MAX_RECIPIENTS", 100, 1),
             max_connections=_int(env, "LISTGATE_MAX_CONNECTIONS", 0, 1),  # unset: 0, derived
             archiver_nice=_nice(env),
+            archiver_batch_bytes=_int(env, "LISTGATE_ARCHIVER_BATCH_BYTES", 8 * 1024 * 1024, 1),
             digest_time=_clock(env, "LISTGATE_DIGEST_TIME", (0, 10)),
             reminder_time=_clock(env, "LISTGATE_REMINDER_TIME", (8, 0)),
             max_connections_per_network=_int(env, "LISTGATE_MAX_CONNECTIONS_PER_NETWORK", 0, 1),

@@ -35,6 +35,7 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -72,6 +73,7 @@ CLEAR_EVERY = 1.0  # seconds between clears of archived rows while the archiver 
 _PENDING_COLUMNS = ("id", "received_at", "mail_from", "rcpt_tos", "message_id", "counts", "raw")
 # A row as Spool.write_rows takes it: these columns, in this order
 ROW_COLUMNS = _PENDING_COLUMNS[1:] + ("state", "reason")
+UNBOUNDED = 2**62  # a budget of bytes no batch reaches
 _PG_CACHED = 64  # PostgreSQL: INSERTs of up to this many rows keep their SQL (a group-commit batch)
 
 
@@ -265,25 +267,49 @@ class Spool:
         engine's pool."""
         return self.engine.raw_connection() if held is None else held
 
-    def pending(self, limit: int, after: int = 0) -> list[Any]:
-        """The oldest rows waiting, read without claiming them."""
-        with self.reader.connect() as conn:
-            return list(conn.execute(self._pending(limit).where(self.table.c.id > after)))
-
-    def claim(self, session: Session, limit: int) -> list[Any]:
-        """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip
+    def pending(self, limit: int, after: int = 0, *, budget: int = UNBOUNDED) -> list[Any]:
+        """The oldest rows waiting (at most budget bytes, as claim's), read without claiming
         them."""
-        return list(
-            session.connection().execute(self._pending(limit).with_for_update(skip_locked=True))
-        )
+        with self.reader.connect() as conn:
+            return list(conn.execute(self._pending(limit, budget, after)))
 
-    def _pending(self, limit: int) -> Any:
+    def claim(self, session: Session, limit: int, budget: int) -> list[Any]:
+        """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip
+        them.
+
+        The lock is taken on the head of the line (up to limit rows) before the byte cut: the rows
+        past the cut stay locked until this transaction ends, passed over by other archivers, and
+        are the first of this archiver's next batch (only when large mail cuts a batch short).
+        """
+        return list(session.connection().execute(self._pending(limit, budget, lock=True)))
+
+    def _pending(self, limit: int, budget: int, after: int = 0, *, lock: bool = False) -> Any:
+        """The oldest pending rows, at most limit of them and at most budget bytes of raw mail
+        together; the first one whatever its size (it goes alone, never left behind).
+
+        One statement: the head of the line (ids and sizes, locked and skipping locked ones on
+        PostgreSQL), cut where its running sum of sizes passes the budget, then those rows' bytes.
+        """
         t = self.table
-        return (
-            select(*(t.c[name] for name in _PENDING_COLUMNS))
-            .where(t.c.state == SpoolState.PENDING)
+        head = (
+            select(t.c.id, func.length(t.c.raw).label("size"))
+            .where(t.c.state == SpoolState.PENDING, t.c.id > after)
             .order_by(t.c.id)
             .limit(limit)
+        )
+        if lock:
+            head = head.with_for_update(skip_locked=True)
+        line = head.cte("head")
+        cut = select(
+            line.c.id,
+            func.sum(line.c.size).over(order_by=line.c.id).label("through"),
+            func.row_number().over(order_by=line.c.id).label("place"),
+        ).subquery("cut")
+        return (
+            select(*(t.c[name] for name in _PENDING_COLUMNS))
+            .join_from(t, cut, t.c.id == cut.c.id)
+            .where(or_(cut.c.place == 1, cut.c.through <= budget))
+            .order_by(t.c.id)
         )
 
     def mark(self, session: Session) -> int:

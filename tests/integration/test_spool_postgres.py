@@ -21,6 +21,7 @@ from listgate.models import Ban, Message, NotPosted, OutboxEntry, SpooledMail
 from listgate.states import SpoolState
 from tests.support.gateway import through_hooks
 from tests.support.services import cut_connections
+from tests.unit.listgate.test_spool_claim import KB, TAKEN, archive_in_rounds, spool_posts
 
 
 @pytest.fixture
@@ -201,3 +202,35 @@ def test_a_batch_after_the_servers_connections_were_cut_is_answered_and_spooled(
     with db() as s:
         spooled = sorted(s.scalars(select(SpooledMail.message_id).where(SpooledMail.raw != b"")))
     assert spooled == ["a@x", "b@x", "c@x", "d@x"]
+
+
+def test_a_batch_holds_no_more_bytes_than_the_budget_and_a_larger_message_goes_alone(
+    dev_gate: tuple[GatewayHandler, sessionmaker[Session]], pg_settings: Settings
+) -> None:
+    _, db = dev_gate
+    bounded = pg_settings.with_(archiver_batch_bytes=1000 * KB)
+    ids = spool_posts(GatewayHandler(bounded, db))
+    assert archive_in_rounds(Archiver(bounded, db, enqueue=lambda _: 0, batch=20)) == TAKEN
+    with db() as s:
+        assert Counter(s.scalars(select(Message.message_id))) == Counter(ids)
+        assert s.scalars(select(SpooledMail.id)).all() == []
+
+
+def test_rows_one_archiver_holds_are_passed_over_by_another_which_takes_the_next(
+    dev_gate: tuple[GatewayHandler, sessionmaker[Session]], pg_settings: Settings
+) -> None:
+    """The head of the line one claim locks (up to its count) is skipped, not waited for: its rows
+    past the byte cut go in that archiver's next batch."""
+    _, db = dev_gate
+    bounded = pg_settings.with_(archiver_batch_bytes=1000 * KB)
+    spool_posts(GatewayHandler(bounded, db), (300, 300, 300, 300, 100))
+    first = Archiver(bounded, db, enqueue=lambda _: 0, batch=4)
+    second = Archiver(bounded, db, enqueue=lambda _: 0, batch=20)
+    with db() as holding:  # the first archiver's claim, its transaction still open
+        held = [r.message_id for r in first.spool.claim(holding, 4, 1000 * KB)]
+        assert held == ["big0@x", "big1@x", "big2@x"]
+        assert second.archive_once() == 1  # the fifth: the four locked ones passed over
+        holding.rollback()
+    assert archive_in_rounds(first) == [3, 1]
+    with db() as s:
+        assert sorted(s.scalars(select(Message.message_id))) == [f"big{n}@x" for n in range(5)]

@@ -30,7 +30,7 @@ def test_a_batch_that_is_not_a_number_of_messages_is_a_usage_error(
 def test_a_batch_in_ascii_digits_is_taken() -> None:
     assert parser().parse_args(["--batch", "07"]).batch == 7
     assert parser().parse_args(["--batch", "10000"]).batch == 10_000
-    assert parser().parse_args([]).batch == 20
+    assert parser().parse_args([]).batch == 100
 
 
 def test_the_command_refuses_arabic_indic_digits_before_it_starts(tmp_path: Path) -> None:

@@ -159,6 +159,7 @@ BAD = [
     ("LISTGATE_MAX_RECIPIENTS", "many"),
     ("LISTGATE_ARCHIVER_NICE", "20"),  # nice stops at 19
     ("LISTGATE_ARCHIVER_NICE", "-5"),  # a higher priority than the listener's
+    ("LISTGATE_ARCHIVER_BATCH_BYTES", "0"),  # no batch could take any message
     # digits of other scripts, and "²" (a digit to str.isdigit() that int() refuses)
     ("LISTGATE_SMTP_LISTEN", "127.0.0.1:٢٥٢٥"),
     ("LISTGATE_WEB_LISTEN", "127.0.0.1:²"),
