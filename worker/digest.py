@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -13,18 +14,16 @@ from listgate import digests, dispatch, privacy, store
 from listgate.db import rowcount, transaction
 from listgate.digests import Period
 from listgate.models import (
+    Delivery,
     DigestSent,
     MailingList,
+    Message,
     OutboxEntry,
     RawMessage,
     Subscription,
     Thread,
 )
-from listgate.states import (
-    BounceKind,
-    DigestFrequency,
-    DigestState,
-)
+from listgate.states import BounceKind, DeliveryState, DigestFrequency, DigestState
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import VERP_DIGEST, verp_token
 from worker import bounces, mailer, outbox
@@ -111,9 +110,16 @@ def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Peri
 
 
 def _claim(
-    ctx: WorkerContext, list_id: int, address: str, period: Period, count: int
+    ctx: WorkerContext,
+    list_id: int,
+    address: str,
+    period: Period,
+    count: int,
+    message_ids: Collection[str] = (),
 ) -> int | None:
-    """The (list, address, frequency, day) row's id if this run should send it (new or deferred)."""
+    """The (list, address, frequency, day) row's id if this run should send it (new or deferred);
+    claimed, the copies of its posts (message_ids) still waiting for the address are cancelled
+    (take_copies)."""
     with transaction(ctx.db) as session:
         row_id = session.scalar(
             store.of(session)
@@ -146,7 +152,30 @@ def _claim(
                 .values(status=DigestState.SENDING)
                 .returning(DigestSent.id)
             )
+        if row_id is not None:
+            take_copies(session, list_id, address, message_ids)
     return row_id
+
+
+def take_copies(session: Session, list_id: int, address: str, message_ids: Collection[str]) -> None:
+    """Cancel the copies of these posts to address that have not gone out yet (PENDING or
+    DEFERRED): its digest brings the posts (digest_owed counts such a copy as never had when
+    its subscription row is no longer active, which its next try would cancel anyway)."""
+    if not message_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.address == address,
+            Delivery.status.in_(owed.WAITING),
+            Delivery.message_pk.in_(
+                select(Message.id).where(
+                    Message.list_id == list_id, Message.message_id.in_(sorted(message_ids))
+                )
+            ),
+        )
+        .values(status=DeliveryState.CANCELLED, last_error="in the digest")
+    )
 
 
 def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
@@ -192,7 +221,8 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
     sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
         for own, address, fmt in work:
-            row_id = _claim(ctx, own.list_id, address, period, len(own.entries))
+            ids = [e.message_id for e in own.entries]
+            row_id = _claim(ctx, own.list_id, address, period, len(ids), ids)
             if row_id is not None:
                 sent += _deliver(ctx, conn, row_id, own, address, fmt)
     if work:
@@ -325,5 +355,6 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         if sub is None or not found.entries:
             row.status = DigestState.CANCELLED
             return 0
+        take_copies(session, mlist.id, address, [e.message_id for e in found.entries])
     with mailer.connect(ctx.settings.outbound) as conn:
         return _deliver(ctx, conn, row_id, found, address, sub[1], outbox_id)

@@ -25,6 +25,10 @@ from listgate.states import (
 )
 from listgate.subscriptions import SWITCHED_TO_LIST
 
+# A copy in these states never reached the reader; in WAITING it has not yet, and will not when its
+# subscription row is no longer active (worker/delivery.py cancels it when it tries it again).
+NEVER_SENT = (DeliveryState.CANCELLED, DeliveryState.FAILED)
+WAITING = (DeliveryState.PENDING, DeliveryState.DEFERRED)
 CHUNK = 500  # digest subscribers whose posts had are read together
 # the address's list row, beside its digest row (made once: receives is called for every period)
 _on_list = aliased(Subscription)
@@ -84,9 +88,11 @@ def _had(
     """Per digest row: the Message-IDs of the period's posts its address got one by one, that
     came while it was on every post (a muted thread's too), or that it had in a digest of the
     other frequency (daily, then weekly since: the days whose daily digest it had; the other way
-    round, the week's). Its digest leaves them out, no post comes twice. A copy cancelled before
-    it went out (its list or thread row ended meanwhile: a switch to the digest while the relay
-    deferred it) was never had: the digest brings that post. A few statements for all the rows,
+    round, the week's). Its digest leaves them out, no post comes twice. A copy that never went
+    out was never had: the digest brings that post. Cancelled (its list or thread row ended
+    meanwhile: a switch to the digest while the relay deferred it), given up (FAILED), or still
+    waiting (PENDING, DEFERRED) for a row no longer active, which the next try would cancel: the
+    digest's claim cancels it (worker.digest.take_copies). A few statements for all the rows,
     however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
@@ -95,12 +101,16 @@ def _had(
     posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     never_sent: defaultdict[str, set[str]] = defaultdict(set)
-    for address, message_id, status in session.execute(
-        select(Delivery.address, Message.message_id, Delivery.status)
+    for address, message_id, status, row_status in session.execute(
+        select(Delivery.address, Message.message_id, Delivery.status, Subscription.status)
         .join(Message, Delivery.message_pk == Message.id)
+        .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
         .where(*period_posts, Delivery.address.in_(addresses))
     ):
-        (never_sent if status == DeliveryState.CANCELLED else delivered)[address].add(message_id)
+        lost = status in NEVER_SENT or (
+            status in WAITING and row_status != SubscriptionState.ACTIVE
+        )
+        (never_sent if lost else delivered)[address].add(message_id)
     for address, frequency, day, sent in session.execute(
         select(
             DigestSent.address,
