@@ -63,18 +63,19 @@ def default_day() -> date:
 
 def periods(day: date | None = None) -> list[Period]:
     """The periods a run covers: the day (or the last CATCH_UP days, and at least every day of
-    the week so far) and the last complete week.
+    the last complete week and of the week so far) and the last complete week.
 
-    A reader who changes from the weekly digest to the daily one mid-week no longer gets the
-    week's digest: the days of the week before the change come as daily digests instead (the
-    days already had in a weekly digest are left out of them, see _had).
+    A reader who changes from the weekly digest to the daily one no longer gets the week's
+    digest: the days of the week before the change come as daily digests instead (the days
+    already had in a weekly digest are left out of them, see digest_owed). The change may come
+    before the run that sends the week's digest (the beat down over the Sunday night): the days
+    of that week are still covered, by the first run of the next week.
     """
     last = day or default_day()
-    back = max(CATCH_UP, last.weekday() + 1)
+    week = digests.last_complete_week(last + timedelta(days=1))
+    back = max(CATCH_UP, (last - week.start).days + 1)
     days = [last] if day else [last - timedelta(days=n) for n in range(back)]
-    return [Period(DigestFrequency.DAILY, d) for d in days] + [
-        digests.last_complete_week(last + timedelta(days=1))
-    ]
+    return [Period(DigestFrequency.DAILY, d) for d in days] + [week]
 
 
 def entries(session: Session, mlist: MailingList, period: Period) -> list[Entry]:
