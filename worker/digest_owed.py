@@ -92,10 +92,10 @@ def _had(
     out was never had: the digest brings that post. Cancelled (its list or thread row ended
     meanwhile: a switch to the digest while the relay deferred it), given up (FAILED), or still
     waiting (PENDING, DEFERRED) for a row no longer active, which the next try would cancel: the
-    digest's claim cancels it (worker.digest.take_copies). A post published before the digest
-    row last started of which no copy was made for the address came while it was not a member
-    (a newcomer's, or one back the same day after leaving): not owed, left out too. A few
-    statements for all the rows, however many subscribers."""
+    digest's claim cancels it (worker.digest.take_copies). The posts of the period before the
+    digest row last started are owed as the others (a newcomer's first digest holds the day's
+    posts; one who leaves and comes back the same day is a newcomer again: the row keeps only its
+    last start). A few statements for all the rows, however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
     published = digests.published
@@ -151,11 +151,6 @@ def _had(
             since, until = stretch
             stretched = {m for m, at in posts if at >= since and (until is None or at < until)}
             got.update(stretched - never_sent.get(row.address, set()))
-        if row.confirmed_at is not None:
-            # published before the digest last started, with no copy made for the address: it
-            # was not a member then (or left since), the post is not owed
-            copied = delivered.get(row.address, set()) | never_sent.get(row.address, set())
-            got.update(m for m, at in posts if at < row.confirmed_at and m not in copied)
         had[row.id] = got
     return had
 

@@ -148,9 +148,7 @@ class Model:
         The digest goes to an active digest row, or one left for every post (while still on
         it); it holds the posts that did not reach the address one by one and did not come
         during its last stretch on every post (which a digest started again cuts short); a copy
-        cancelled before it went out, or still waiting for a row no longer active, was never had;
-        a post before the digest last started of which no copy was made is not owed (it came
-        while the address was not a member).
+        cancelled before it went out, or still waiting for a row no longer active, was never had.
         """
         digest, on_list = self.status(address, "digest"), self.status(address, "list")
         left_for_list = (
@@ -167,7 +165,6 @@ class Model:
             until = self.ended.get((address, "list"), since)
             if digest == SubscriptionState.ACTIVE:
                 until = min(until, self.started[(address, "digest")])
-        joined = self.started[(address, "digest")]
         return sum(
             1
             for n, (pk, *_) in enumerate(self.posts)
@@ -176,7 +173,6 @@ class Model:
             or (
                 (pk, address) not in self.ledger
                 and not (since is not None and n >= since and (until is None or n < until))
-                and n >= joined
             )
         )
 
@@ -837,7 +833,7 @@ REPLAYS = {
         "sends_todays_digest",  # dan's copy: in the digest, cancelled
         "sends_what_was_left",
     ],
-    "a digest reader back the same day gets only the posts since": [
+    "a digest reader back the same day gets the day's posts, as a newcomer does": [
         "admin_subscribes dan@example.net digest",
         "posts eve@example.com -",
         "leaves dan@example.net web",
