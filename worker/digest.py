@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, func, or_, select, update
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from listgate import digests, dispatch, privacy, store
 from listgate.db import rowcount, transaction
@@ -19,23 +19,15 @@ from listgate.models import (
     MailingList,
     Message,
     OutboxEntry,
-    Person,
     RawMessage,
     Subscription,
     Thread,
 )
-from listgate.states import (
-    BounceKind,
-    DeliveryState,
-    DigestFormat,
-    DigestFrequency,
-    DigestState,
-    SubscriptionKind,
-    SubscriptionState,
-)
-from listgate.subscriptions import SWITCHED_TO_LIST, unsubscribe_token
+from listgate.states import BounceKind, DeliveryState, DigestFrequency, DigestState
+from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import VERP_DIGEST, verp_token
 from worker import bounces, mailer, outbox
+from worker import digest_owed as owed
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
 from worker.headers import ListInfo, verp_address
@@ -71,18 +63,19 @@ def default_day() -> date:
 
 def periods(day: date | None = None) -> list[Period]:
     """The periods a run covers: the day (or the last CATCH_UP days, and at least every day of
-    the week so far) and the last complete week.
+    the last complete week and of the week so far) and the last complete week.
 
-    A reader who changes from the weekly digest to the daily one mid-week no longer gets the
-    week's digest: the days of the week before the change come as daily digests instead (the
-    days already had in a weekly digest are left out of them, see _had).
+    A reader who changes from the weekly digest to the daily one no longer gets the week's
+    digest: the days of the week before the change come as daily digests instead (the days
+    already had in a weekly digest are left out of them, see digest_owed). The change may come
+    before the run that sends the week's digest (the beat down over the Sunday night): the days
+    of that week are still covered, by the first run of the next week.
     """
     last = day or default_day()
-    back = max(CATCH_UP, last.weekday() + 1)
+    week = digests.last_complete_week(last + timedelta(days=1))
+    back = max(CATCH_UP, (last - week.start).days + 1)
     days = [last] if day else [last - timedelta(days=n) for n in range(back)]
-    return [Period(DigestFrequency.DAILY, d) for d in days] + [
-        digests.last_complete_week(last + timedelta(days=1))
-    ]
+    return [Period(DigestFrequency.DAILY, d) for d in days] + [week]
 
 
 def entries(session: Session, mlist: MailingList, period: Period) -> list[Entry]:
@@ -118,9 +111,16 @@ def batch(ctx: WorkerContext, session: Session, mlist: MailingList, period: Peri
 
 
 def _claim(
-    ctx: WorkerContext, list_id: int, address: str, period: Period, count: int
+    ctx: WorkerContext,
+    list_id: int,
+    address: str,
+    period: Period,
+    count: int,
+    message_ids: Collection[str] = (),
 ) -> int | None:
-    """The (list, address, frequency, day) row's id if this run should send it (new or deferred)."""
+    """The (list, address, frequency, day) row's id if this run should send it (new or deferred);
+    claimed, the copies of its posts (message_ids) still waiting for the address are cancelled
+    (take_copies)."""
     with transaction(ctx.db) as session:
         row_id = session.scalar(
             store.of(session)
@@ -153,7 +153,30 @@ def _claim(
                 .values(status=DigestState.SENDING)
                 .returning(DigestSent.id)
             )
+        if row_id is not None:
+            take_copies(session, list_id, address, message_ids)
     return row_id
+
+
+def take_copies(session: Session, list_id: int, address: str, message_ids: Collection[str]) -> None:
+    """Cancel the copies of these posts to address that have not gone out yet (PENDING or
+    DEFERRED): its digest brings the posts (digest_owed counts such a copy as never had when
+    its subscription row is no longer active, which its next try would cancel anyway)."""
+    if not message_ids:
+        return
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.address == address,
+            Delivery.status.in_(owed.WAITING),
+            Delivery.message_pk.in_(
+                select(Message.id).where(
+                    Message.list_id == list_id, Message.message_id.in_(sorted(message_ids))
+                )
+            ),
+        )
+        .values(status=DeliveryState.CANCELLED, last_error="in the digest")
+    )
 
 
 def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
@@ -161,152 +184,12 @@ def send_digests(ctx: WorkerContext, day: date | None = None) -> int:
     return sum(_send_period(ctx, period) for period in periods(day))
 
 
-def _receives(period: Period) -> ColumnElement[bool]:
-    """Whose digest row gets the period's digest: active, or left for every post since it began.
-
-    Switching to every post mid-period must not lose the posts that came while on the digest:
-    they still come in the period's digest (when the address is still on the list).
-    """
-    on_list = aliased(Subscription)
-    still_member = (
-        select(on_list.id)
-        .where(
-            on_list.list_id == Subscription.list_id,
-            on_list.address == Subscription.address,
-            on_list.kind == SubscriptionKind.LIST,
-            on_list.status == SubscriptionState.ACTIVE,
-        )
-        .exists()
-    )
-    switched = and_(
-        Subscription.status == SubscriptionState.ENDED,
-        Subscription.end_reason == SWITCHED_TO_LIST,
-        Subscription.confirmed_at.is_not(None),  # a digest once had, not a request never confirmed
-        Subscription.ended_at >= period.bounds()[0],
-        still_member,
-    )
-    return and_(
-        Subscription.kind == SubscriptionKind.DIGEST,
-        Subscription.digest_frequency == period.frequency,
-        or_(Subscription.status == SubscriptionState.ACTIVE, switched),
-    )
-
-
-def _subscribers(session: Session, list_id: int, period: Period) -> list[tuple[int, str, str]]:
-    """(subscription id, address, format) of those who get the period's digest (see _receives),
-    confirmed by the period's end."""
-    end = period.bounds()[1]
-    return [
-        (i, a, f or DigestFormat.MIME)
-        for i, a, f in session.execute(
-            select(Subscription.id, Subscription.address, Person.digest_format)
-            .outerjoin(Person, Person.address == Subscription.address)
-            .where(
-                Subscription.list_id == list_id,
-                _receives(period),
-                or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end),
-            )
-        ).all()
-    ]
-
-
-def _had(
-    session: Session, list_id: int, period: Period, digest_rows: list[Subscription]
-) -> dict[int, set[str]]:
-    """Per digest row: the Message-IDs of the period's posts its address got one by one, that
-    came while it was on every post (a muted thread's too), or that it had in a digest of the
-    other frequency (daily, then weekly since: the days whose daily digest it had; the other way
-    round, the week's). Its digest leaves them out, no post comes twice. A copy cancelled before
-    it went out (its list or thread row ended meanwhile: a switch to the digest while the relay
-    deferred it) was never had: the digest brings that post. A few statements for all the rows,
-    however many subscribers."""
-    start, end = period.bounds()
-    addresses = sorted({r.address for r in digest_rows})
-    published = digests.published
-    period_posts = (Message.list_id == list_id, published >= start, published < end)
-    posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
-    delivered: defaultdict[str, set[str]] = defaultdict(set)
-    never_sent: defaultdict[str, set[str]] = defaultdict(set)
-    for address, message_id, status in session.execute(
-        select(Delivery.address, Message.message_id, Delivery.status)
-        .join(Message, Delivery.message_pk == Message.id)
-        .where(*period_posts, Delivery.address.in_(addresses))
-    ):
-        (never_sent if status == DeliveryState.CANCELLED else delivered)[address].add(message_id)
-    for address, frequency, day, sent in session.execute(
-        select(
-            DigestSent.address,
-            DigestSent.frequency,
-            DigestSent.day,
-            func.coalesce(DigestSent.sent_at, DigestSent.created_at),
-        ).where(
-            DigestSent.list_id == list_id,
-            DigestSent.address.in_(addresses),
-            DigestSent.frequency != period.frequency,
-            DigestSent.status == DigestState.SENT,  # deferred: it may yet be cancelled
-            DigestSent.day > start.date() - timedelta(days=7),
-            DigestSent.day < end.date(),
-        )
-    ):
-        first, after = Period(frequency, day).bounds()
-        # what the digest held: its period's posts published before it went out (all of them,
-        # but for a run of a day not over yet)
-        delivered[address].update(m for m, at in posts if first <= at < min(after, sent))
-    every_post = {
-        row.address: row
-        for row in session.scalars(
-            select(Subscription).where(
-                Subscription.list_id == list_id,
-                Subscription.address.in_(addresses),
-                Subscription.kind == SubscriptionKind.LIST,
-                Subscription.thread_key == 0,
-            )
-        )
-    }
-    had = {}
-    for row in digest_rows:
-        got = set(delivered.get(row.address, ()))
-        stretch = _on_every_post(every_post.get(row.address), row)
-        if stretch is not None:
-            since, until = stretch
-            stretched = {m for m, at in posts if at >= since and (until is None or at < until)}
-            got.update(stretched - never_sent.get(row.address, set()))
-        had[row.id] = got
-    return had
-
-
-def _on_every_post(
-    row: Subscription | None, digest_row: Subscription
-) -> tuple[datetime, datetime | None] | None:
-    """[from, until) of the address's last stretch on every post (row: its list row; until None:
-    still on it).
-
-    Only the last stretch is known (the row keeps when it last started and ended); one ended
-    after the digest started again was a request never confirmed: the stretch ended then.
-    """
-    if row is None or row.confirmed_at is None:
-        return None
-    if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
-        return row.confirmed_at, None
-    until = row.ended_at or row.confirmed_at
-    if digest_row.status == SubscriptionState.ACTIVE and digest_row.confirmed_at is not None:
-        until = min(until, digest_row.confirmed_at)
-    return row.confirmed_at, until
-
-
-CHUNK = 500  # digest subscribers whose posts had are read together
-
-
 def _for(
     session: Session, mlist: MailingList, found: Batch, sub_ids: list[int]
 ) -> dict[int, Batch]:
     """The list's digest of the period as each subscription of sub_ids gets it: without what it
     had."""
-    had: dict[int, set[str]] = {}
-    for at in range(0, len(sub_ids), CHUNK):  # bound the statements' parameters
-        chunk = sub_ids[at : at + CHUNK]
-        rows = list(session.scalars(select(Subscription).where(Subscription.id.in_(chunk))))
-        had.update(_had(session, mlist.id, found.period, rows))
+    had = owed.had(session, mlist.id, found.period, sub_ids)
     own = {}
     for sub_id in sub_ids:
         kept = [e for e in found.entries if e.message_id not in had.get(sub_id, set())]
@@ -316,33 +199,17 @@ def _for(
     return own
 
 
-def _claimed(session: Session, list_id: int, period: Period) -> set[str]:
-    """The addresses whose digest of the period an earlier run claimed and that no run takes
-    back (all but the deferred): a run looking back over days already done skips them at once
-    rather than building and claiming each again (_claim stays the guard)."""
-    return set(
-        session.scalars(
-            select(DigestSent.address).where(
-                DigestSent.list_id == list_id,
-                DigestSent.frequency == period.frequency,
-                DigestSent.day == period.start,
-                DigestSent.status != DigestState.DEFERRED,
-            )
-        )
-    )
-
-
 def _send_period(ctx: WorkerContext, period: Period) -> int:
     with ctx.db() as session:
         lists = session.scalars(
             select(MailingList).where(
-                MailingList.id.in_(select(Subscription.list_id).where(_receives(period)))
+                MailingList.id.in_(select(Subscription.list_id).where(owed.receives(period)))
             )
         ).all()
         work: list[tuple[Batch, str, str]] = []
         for mlist in lists:
-            done = _claimed(session, mlist.id, period)
-            subs = [s for s in _subscribers(session, mlist.id, period) if s[1] not in done]
+            done = owed.claimed(session, mlist.id, period)
+            subs = [s for s in owed.subscribers(session, mlist.id, period) if s[1] not in done]
             found = batch(ctx, session, mlist, period) if subs else None
             if found is None or not found.entries:
                 continue
@@ -355,7 +222,8 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
     sent = 0
     with mailer.connect(ctx.settings.outbound) as conn:
         for own, address, fmt in work:
-            row_id = _claim(ctx, own.list_id, address, period, len(own.entries))
+            ids = [e.message_id for e in own.entries]
+            row_id = _claim(ctx, own.list_id, address, period, len(ids), ids)
             if row_id is not None:
                 sent += _deliver(ctx, conn, row_id, own, address, fmt)
     if work:
@@ -478,7 +346,7 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)
         sub = next(
-            ((i, f) for i, a, f in _subscribers(session, mlist.id, period) if a == row.address),
+            ((i, f) for i, a, f in owed.subscribers(session, mlist.id, period) if a == row.address),
             None,
         )
         found = batch(ctx, session, mlist, period)
@@ -488,5 +356,6 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         if sub is None or not found.entries:
             row.status = DigestState.CANCELLED
             return 0
+        take_copies(session, mlist.id, address, [e.message_id for e in found.entries])
     with mailer.connect(ctx.settings.outbound) as conn:
         return _deliver(ctx, conn, row_id, found, address, sub[1], outbox_id)

@@ -148,7 +148,7 @@ class Model:
         The digest goes to an active digest row, or one left for every post (while still on
         it); it holds the posts that did not reach the address one by one and did not come
         during its last stretch on every post (which a digest started again cuts short); a copy
-        cancelled before it went out was never had.
+        cancelled before it went out, or still waiting for a row no longer active, was never had.
         """
         digest, on_list = self.status(address, "digest"), self.status(address, "list")
         left_for_list = (
@@ -169,11 +169,18 @@ class Model:
             1
             for n, (pk, *_) in enumerate(self.posts)
             if (pk, address) in self.cancelled
+            or self.taken(pk, address)
             or (
                 (pk, address) not in self.ledger
                 and not (since is not None and n >= since and (until is None or n < until))
             )
         )
+
+    def taken(self, pk: int, address: str) -> bool:
+        """A copy not sent yet whose row is no longer active: the digest brings the post (and
+        cancels the copy)."""
+        key = self.pending.get((pk, address))
+        return key is not None and self.subs.get(key) != SubscriptionState.ACTIVE
 
     def chosen(self, thread: int, author: str) -> dict[str, tuple[str, str, int]]:
         """worker.notify.recipients: list members, then
@@ -479,6 +486,10 @@ class Lifecycle(RuleBasedStateMachine):
             size = self.model.digest_size(address)
             if size and address not in self.model.digests:
                 self.model.digests[address] = size
+                for pk, to in [c for c in self.model.pending if self.model.taken(*c)]:
+                    if to == address:
+                        del self.model.pending[(pk, to)]
+                        self.model.cancelled.add((pk, to))
                 self.model.digest_sent[address], self.model.clock = (
                     self.model.clock,
                     self.model.clock + 1,
@@ -812,6 +823,23 @@ REPLAYS = {
         "fans_out F",  # recorded, not sent
         "admin_subscribes dan@example.net digest",
         "sends_what_was_left",  # dan's copy: cancelled
+        "sends_todays_digest",
+    ],
+    "a copy still waiting when the digest runs comes in the digest, and is not sent after": [
+        "admin_subscribes dan@example.net list",
+        "posts eve@example.com -",
+        "fans_out F",  # recorded, not sent
+        "admin_subscribes dan@example.net digest",
+        "sends_todays_digest",  # dan's copy: in the digest, cancelled
+        "sends_what_was_left",
+    ],
+    "a digest reader back the same day gets the day's posts, as a newcomer does": [
+        "admin_subscribes dan@example.net digest",
+        "posts eve@example.com -",
+        "leaves dan@example.net web",
+        "posts eve@example.com -",
+        "admin_subscribes dan@example.net digest",
+        "posts eve@example.com -",
         "sends_todays_digest",
     ],
 }

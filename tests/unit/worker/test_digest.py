@@ -95,10 +95,11 @@ def test_a_weekly_reader_gets_last_week_once_and_a_daily_reader_only_days(
 ) -> None:
     settings = make_settings(tmp_path)
     ctx = _week_of_posts(db, settings, make_list, "mime")
-    # Wednesday is older than the daily catch-up
-    assert send_digests(ctx) == 1 and send_digests(ctx) == 0
-    (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
-    assert digest["Delivered-To"] == "weekly@example.org"
+    # a run covers every day of the last complete week: the daily reader has Wednesday's digest
+    assert send_digests(ctx) == 2 and send_digests(ctx) == 0
+    mails = {m["Delivered-To"]: m for m in mailbox.Maildir(maildir_path(settings.outbound))}
+    assert "town digest, 20" in mails["daily@example.org"]["Subject"]
+    digest = mails["weekly@example.org"]
     assert (
         "town digest, week of" in digest["Subject"]
         and digest.get_content_type() == "multipart/digest"
@@ -112,8 +113,12 @@ def test_the_plain_digest_follows_rfc_1153(
 ) -> None:
     settings = make_settings(tmp_path)
     ctx = _week_of_posts(db, settings, make_list, "plain")
-    assert send_digests(ctx) == 1
-    (digest,) = list(mailbox.Maildir(maildir_path(settings.outbound)))
+    assert send_digests(ctx) == 2  # the week's to the weekly reader, Wednesday's to the daily one
+    (digest,) = [
+        m
+        for m in mailbox.Maildir(maildir_path(settings.outbound))
+        if m["Delivered-To"] == "weekly@example.org"
+    ]
     assert digest.get_content_type() == "text/plain"
     text = payload(digest).decode()
     assert "-" * 70 in text and text.count("\n" + "-" * 30 + "\n") == 2  # one after each post

@@ -21,7 +21,7 @@ from tests.support.config import make_settings
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.sink import SmtpSink
 from worker.context import WorkerContext
-from worker.delivery import fanout, retry_due
+from worker.delivery import MAX_ATTEMPTS, fanout, retry_due
 from worker.digest import send_digests
 
 ANN = "ann@example.org"
@@ -52,6 +52,76 @@ def test_a_copy_cancelled_by_a_switch_to_the_digest_comes_in_the_digest(
 
     assert send_digests(ctx, datetime.now(UTC).date()) == 1, (
         "the post whose copy was cancelled must come in Ann's digest"
+    )
+    (digest,) = sink.received
+    assert digest.rcpt_tos == [ANN] and b"Message-ID: <plans@x>" in digest.data
+
+
+def _deferred_then_digest(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
+) -> WorkerContext:
+    """Ann's copy of a post is deferred by the relay; she changes to the daily digest."""
+    ctx = WorkerContext(make_settings(tmp_path, LISTGATE_OUTBOUND=sink.url))
+    make_list("dev")
+    with transaction(db) as session:
+        sub = lists.subscribe(session, lists.require(session, "dev"), ANN)
+        sub.confirmed_at = datetime.now(UTC) - timedelta(days=5)
+    result = post(db, make_mail("Plans", sender="bob@example.org", msgid="plans@x"))
+    assert result.message_pk is not None
+    (entry,) = [e for e in result.outbox if e.kind == dispatch.FANOUT]
+    sink.script("451 4.3.0 try later")
+    assert fanout(ctx, entry.id, result.message_pk) == 0
+    with transaction(db) as session:
+        subscriptions.change(
+            session, lists.require(session, "dev"), ANN, subscriptions.DIGEST, channel="web"
+        )
+    return ctx
+
+
+def test_a_copy_still_deferred_when_the_digest_runs_comes_in_the_digest_once(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
+) -> None:
+    """The digest runs while the relay still holds the copy back: the digest brings the post
+    (the copy, to an address no longer on every post, would be cancelled when tried again) and
+    the copy is not sent afterwards."""
+    ctx = _deferred_then_digest(tmp_path, db, make_list, sink)
+    assert send_digests(ctx, datetime.now(UTC).date()) == 1, (
+        "the post whose copy was still deferred must come in Ann's digest"
+    )
+    assert retry_due(ctx, horizon=86400) == 0
+    (digest,) = sink.received
+    assert digest.rcpt_tos == [ANN] and b"Message-ID: <plans@x>" in digest.data
+    with db() as session:
+        assert session.scalar(select(Delivery.status)) is DeliveryState.CANCELLED
+
+
+def test_a_copy_given_up_comes_in_the_digest(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
+) -> None:
+    """The relay deferred the copy until it was given up: Ann never had the post; her digest of
+    the day brings it."""
+    ctx = WorkerContext(make_settings(tmp_path, LISTGATE_OUTBOUND=sink.url))
+    make_list("dev")
+    with transaction(db) as session:
+        sub = lists.subscribe(session, lists.require(session, "dev"), ANN)
+        sub.confirmed_at = datetime.now(UTC) - timedelta(days=5)
+    result = post(db, make_mail("Plans", sender="bob@example.org", msgid="plans@x"))
+    assert result.message_pk is not None
+    (entry,) = [e for e in result.outbox if e.kind == dispatch.FANOUT]
+    for _ in range(MAX_ATTEMPTS):
+        sink.script("451 4.3.0 try later")
+    assert fanout(ctx, entry.id, result.message_pk) == 0
+    for _ in range(MAX_ATTEMPTS):
+        assert retry_due(ctx, horizon=10**7) == 0
+    with db() as session:
+        assert session.scalar(select(Delivery.status)) is DeliveryState.FAILED
+    assert sink.received == []
+    with transaction(db) as session:
+        subscriptions.change(
+            session, lists.require(session, "dev"), ANN, subscriptions.DIGEST, channel="web"
+        )
+    assert send_digests(ctx, datetime.now(UTC).date()) == 1, (
+        "the post whose copy was given up must come in Ann's digest"
     )
     (digest,) = sink.received
     assert digest.rcpt_tos == [ANN] and b"Message-ID: <plans@x>" in digest.data

@@ -171,3 +171,26 @@ def test_weekly_then_daily_mid_week_loses_no_day_of_the_week(
             ["thursday@x"],
         ),
     ], "every post of the week must come once, in the digest of its day"
+
+
+def test_weekly_then_daily_with_the_next_run_after_the_week_loses_no_day_of_it(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ann changes from weekly to daily on a Saturday; the beat is down that night and the
+    next, so the first run after the change is Monday night's (its week is the one after). The
+    week's digest no longer comes to her: its days come as daily digests, Monday's too."""
+    ctx = WorkerContext(make_settings(tmp_path))
+    _reader(db, make_list, "weekly")
+    seen: set[str] = set()
+    _post(db, "monday@x", _at(0))
+    _post(db, "thursday@x", _at(3))
+    change_digest(db, ANN, "daily")
+    monkeypatch.setattr(digest, "default_day", lambda: _week().start + timedelta(days=7))
+    send_digests(ctx)
+    assert _digests(ctx, seen) == [
+        (f"dev digest, {_week().start.isoformat()} (1 message)", ["monday@x"]),
+        (
+            f"dev digest, {(_week().start + timedelta(days=3)).isoformat()} (1 message)",
+            ["thursday@x"],
+        ),
+    ], "every post of the week must come once, in the digest of its day"

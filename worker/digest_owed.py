@@ -1,0 +1,201 @@
+"""Who is owed a period's digest, and which of its posts each of them already had.
+
+worker/digest.py builds and sends the digests; this module only reads: the digest subscribers
+of a list and period (receives, subscribers), the posts each had one by one, while on every
+post, or in a digest of the other frequency (had), and the addresses an earlier run claimed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy.orm import Session, aliased
+
+from listgate import digests
+from listgate.digests import Period
+from listgate.models import Delivery, DigestSent, Message, Person, Subscription
+from listgate.states import (
+    DeliveryState,
+    DigestFormat,
+    DigestState,
+    SubscriptionKind,
+    SubscriptionState,
+)
+from listgate.subscriptions import SWITCHED_TO_LIST
+
+# A copy in these states never reached the reader; in WAITING it has not yet, and will not when its
+# subscription row is no longer active (worker/delivery.py cancels it when it tries it again).
+NEVER_SENT = (DeliveryState.CANCELLED, DeliveryState.FAILED)
+WAITING = (DeliveryState.PENDING, DeliveryState.DEFERRED)
+CHUNK = 500  # digest subscribers whose posts had are read together
+# the address's list row, beside its digest row (made once: receives is called for every period)
+_on_list = aliased(Subscription)
+
+
+def receives(period: Period) -> ColumnElement[bool]:
+    """Whose digest row gets the period's digest: active, or left for every post since it began.
+
+    Switching to every post mid-period must not lose the posts that came while on the digest:
+    they still come in the period's digest (when the address is still on the list).
+    """
+    still_member = (
+        select(_on_list.id)
+        .where(
+            _on_list.list_id == Subscription.list_id,
+            _on_list.address == Subscription.address,
+            _on_list.kind == SubscriptionKind.LIST,
+            _on_list.status == SubscriptionState.ACTIVE,
+        )
+        .exists()
+    )
+    switched = and_(
+        Subscription.status == SubscriptionState.ENDED,
+        Subscription.end_reason == SWITCHED_TO_LIST,
+        Subscription.confirmed_at.is_not(None),  # a digest once had, not a request never confirmed
+        Subscription.ended_at >= period.bounds()[0],
+        still_member,
+    )
+    return and_(
+        Subscription.kind == SubscriptionKind.DIGEST,
+        Subscription.digest_frequency == period.frequency,
+        or_(Subscription.status == SubscriptionState.ACTIVE, switched),
+    )
+
+
+def subscribers(session: Session, list_id: int, period: Period) -> list[tuple[int, str, str]]:
+    """(subscription id, address, format) of those who get the period's digest (see receives),
+    confirmed by the period's end."""
+    end = period.bounds()[1]
+    return [
+        (i, a, f or DigestFormat.MIME)
+        for i, a, f in session.execute(
+            select(Subscription.id, Subscription.address, Person.digest_format)
+            .outerjoin(Person, Person.address == Subscription.address)
+            .where(
+                Subscription.list_id == list_id,
+                receives(period),
+                or_(Subscription.confirmed_at.is_(None), Subscription.confirmed_at < end),
+            )
+        ).all()
+    ]
+
+
+def _had(
+    session: Session, list_id: int, period: Period, digest_rows: list[Subscription]
+) -> dict[int, set[str]]:
+    """Per digest row: the Message-IDs of the period's posts its address got one by one, that
+    came while it was on every post (a muted thread's too), or that it had in a digest of the
+    other frequency (daily, then weekly since: the days whose daily digest it had; the other way
+    round, the week's). Its digest leaves them out, no post comes twice. A copy that never went
+    out was never had: the digest brings that post. Cancelled (its list or thread row ended
+    meanwhile: a switch to the digest while the relay deferred it), given up (FAILED), or still
+    waiting (PENDING, DEFERRED) for a row no longer active, which the next try would cancel: the
+    digest's claim cancels it (worker.digest.take_copies). The posts of the period before the
+    digest row last started are owed as the others (a newcomer's first digest holds the day's
+    posts; one who leaves and comes back the same day is a newcomer again: the row keeps only its
+    last start). A few statements for all the rows, however many subscribers."""
+    start, end = period.bounds()
+    addresses = sorted({r.address for r in digest_rows})
+    published = digests.published
+    period_posts = (Message.list_id == list_id, published >= start, published < end)
+    posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
+    delivered: defaultdict[str, set[str]] = defaultdict(set)
+    never_sent: defaultdict[str, set[str]] = defaultdict(set)
+    for address, message_id, status, row_status in session.execute(
+        select(Delivery.address, Message.message_id, Delivery.status, Subscription.status)
+        .join(Message, Delivery.message_pk == Message.id)
+        .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
+        .where(*period_posts, Delivery.address.in_(addresses))
+    ):
+        lost = status in NEVER_SENT or (
+            status in WAITING and row_status != SubscriptionState.ACTIVE
+        )
+        (never_sent if lost else delivered)[address].add(message_id)
+    for address, frequency, day, sent in session.execute(
+        select(
+            DigestSent.address,
+            DigestSent.frequency,
+            DigestSent.day,
+            func.coalesce(DigestSent.sent_at, DigestSent.created_at),
+        ).where(
+            DigestSent.list_id == list_id,
+            DigestSent.address.in_(addresses),
+            DigestSent.frequency != period.frequency,
+            DigestSent.status == DigestState.SENT,  # deferred: it may yet be cancelled
+            DigestSent.day > start.date() - timedelta(days=7),
+            DigestSent.day < end.date(),
+        )
+    ):
+        first, after = Period(frequency, day).bounds()
+        # what the digest held: its period's posts published before it went out (all of them,
+        # but for a run of a day not over yet)
+        delivered[address].update(m for m, at in posts if first <= at < min(after, sent))
+    every_post = {
+        row.address: row
+        for row in session.scalars(
+            select(Subscription).where(
+                Subscription.list_id == list_id,
+                Subscription.address.in_(addresses),
+                Subscription.kind == SubscriptionKind.LIST,
+                Subscription.thread_key == 0,
+            )
+        )
+    }
+    had = {}
+    for row in digest_rows:
+        got = set(delivered.get(row.address, ()))
+        stretch = _on_every_post(every_post.get(row.address), row)
+        if stretch is not None:
+            since, until = stretch
+            stretched = {m for m, at in posts if at >= since and (until is None or at < until)}
+            got.update(stretched - never_sent.get(row.address, set()))
+        had[row.id] = got
+    return had
+
+
+def _on_every_post(
+    row: Subscription | None, digest_row: Subscription
+) -> tuple[datetime, datetime | None] | None:
+    """[from, until) of the address's last stretch on every post (row: its list row; until None:
+    still on it).
+
+    Only the last stretch is known (the row keeps when it last started and ended); one ended
+    after the digest started again was a request never confirmed: the stretch ended then.
+    """
+    if row is None or row.confirmed_at is None:
+        return None
+    if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
+        return row.confirmed_at, None
+    until = row.ended_at or row.confirmed_at
+    if digest_row.status == SubscriptionState.ACTIVE and digest_row.confirmed_at is not None:
+        until = min(until, digest_row.confirmed_at)
+    return row.confirmed_at, until
+
+
+def had(session: Session, list_id: int, period: Period, sub_ids: list[int]) -> dict[int, set[str]]:
+    """Per digest subscription of sub_ids: the Message-IDs of the period's posts it already had
+    (see _had), read CHUNK subscriptions at a time."""
+    found: dict[int, set[str]] = {}
+    for at in range(0, len(sub_ids), CHUNK):  # bound the statements' parameters
+        chunk = sub_ids[at : at + CHUNK]
+        rows = list(session.scalars(select(Subscription).where(Subscription.id.in_(chunk))))
+        found.update(_had(session, list_id, period, rows))
+    return found
+
+
+def claimed(session: Session, list_id: int, period: Period) -> set[str]:
+    """The addresses whose digest of the period an earlier run claimed and that no run takes
+    back (all but the deferred): a run looking back over days already done skips them at once
+    rather than building and claiming each again (worker.digest's claim stays the guard)."""
+    return set(
+        session.scalars(
+            select(DigestSent.address).where(
+                DigestSent.list_id == list_id,
+                DigestSent.frequency == period.frequency,
+                DigestSent.day == period.start,
+                DigestSent.status != DigestState.DEFERRED,
+            )
+        )
+    )
