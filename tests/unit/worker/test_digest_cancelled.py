@@ -30,21 +30,7 @@ ANN = "ann@example.org"
 def test_a_copy_cancelled_by_a_switch_to_the_digest_comes_in_the_digest(
     tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, sink: SmtpSink
 ) -> None:
-    ctx = WorkerContext(make_settings(tmp_path, LISTGATE_OUTBOUND=sink.url))
-    make_list("dev")
-    with transaction(db) as session:
-        sub = lists.subscribe(session, lists.require(session, "dev"), ANN)
-        sub.confirmed_at = datetime.now(UTC) - timedelta(days=5)
-    result = post(db, make_mail("Plans", sender="bob@example.org", msgid="plans@x"))
-    assert result.message_pk is not None
-    (entry,) = [e for e in result.outbox if e.kind == dispatch.FANOUT]
-    sink.script("451 4.3.0 try later")
-    assert fanout(ctx, entry.id, result.message_pk) == 0
-
-    with transaction(db) as session:
-        subscriptions.change(
-            session, lists.require(session, "dev"), ANN, subscriptions.DIGEST, channel="web"
-        )
+    ctx = _deferred_then_digest(tmp_path, db, make_list, sink)
     assert retry_due(ctx, horizon=86400) == 0
     with db() as session:
         assert session.scalar(select(Delivery.status)) is DeliveryState.CANCELLED
