@@ -68,7 +68,7 @@ class Facts(Protocol):
         """True when raw is the archived message's bytes or one of its variants'."""
 
     def member(self, mlist: MailingList, address: str) -> bool:
-        """An active list or digest subscriber, or a moderator."""
+        """A member (listgate.policy.is_member)."""
 
 
 @dataclass
@@ -90,7 +90,7 @@ class SessionFacts:
         return same_bytes(self.session.connection(), existing, raw)
 
     def member(self, mlist: MailingList, address: str) -> bool:
-        """An active list or digest subscriber, or a moderator."""
+        """A member (listgate.policy.is_member)."""
         return policy.is_member(self.session, mlist, address)
 
 
@@ -159,7 +159,7 @@ class BatchFacts:
         return same_bytes(self.conn, existing, raw)
 
     def member(self, mlist: MailingList, address: str) -> bool:
-        """An active list or digest subscriber, or a moderator."""
+        """A member (listgate.policy.is_member)."""
         self._learn_members(mlist, [address])
         return self.members[mlist.id][address]
 

@@ -19,7 +19,7 @@ from listgate.store import lock_list
 
 
 def is_member(session: Session, mlist: MailingList, address: str) -> bool:
-    """An active list or digest subscriber, or a moderator."""
+    """A list or digest subscriber, active or suspended by bounces, or a moderator."""
     return address in members_among(session.connection(), mlist, [address])
 
 

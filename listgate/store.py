@@ -120,9 +120,12 @@ BANNED_AMONG = apart(
 # A subscription's kind as an expression, not the column: SQLite, without statistics, would
 # otherwise walk every subscriber of the list by (list, kind, status) instead of the addresses.
 _KIND = type_coerce(_SUBS.c.kind, String) + ""
+# A member: on the list or its digest, active or suspended by bounces (bounces stop the mail, not
+# the membership: a member whose mailbox was full for a week still posts and reads the archive).
+MEMBER_STATES = (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED)
 _MEMBER = (
     or_(_KIND == SubscriptionKind.LIST, _KIND == SubscriptionKind.DIGEST),
-    _SUBS.c.status == SubscriptionState.ACTIVE,
+    or_(*(_SUBS.c.status == state for state in MEMBER_STATES)),
 )
 MEMBERS_AMONG = apart(
     select(_SUBS.c.address).where(

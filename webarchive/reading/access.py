@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session
 from listgate import administration, lists
 from listgate.models import MailingList, Message, Subscription, Thread
 from listgate.policy import is_member
-from listgate.states import PostState, SubscriptionKind, SubscriptionState
+from listgate.states import PostState, SubscriptionKind
+from listgate.store import MEMBER_STATES
 from listgate.threads import resolve
 from webarchive.context import settings
 from webarchive.security import current_address
@@ -58,7 +59,7 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
                 Subscription.address == address,
                 Subscription.list_id.in_(list_ids),
                 Subscription.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
-                Subscription.status == SubscriptionState.ACTIVE,
+                Subscription.status.in_(MEMBER_STATES),
             )
         )
     )

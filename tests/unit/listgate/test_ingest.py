@@ -33,6 +33,7 @@ from listgate.models import (
     RawMessage,
     Subscription,
 )
+from listgate.states import SubscriptionState
 from tests.support.factories import MakeList
 
 
@@ -156,6 +157,17 @@ def test_import_keeps_automatic_mail_and_queues_nothing(
 ) -> None:
     r = post(db, mail(extra="Precedence: bulk\r\n"), origin="import")
     assert r.status == STORED and r.outbox == [] and rows(db, OutboxEntry) == 0
+
+
+def test_a_member_suspended_by_bounces_still_posts_to_a_members_only_list(
+    db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    """Bounces stop a member's mail, not their membership (their post is not held as a
+    stranger's is)."""
+    make_list("club", policy="members")
+    with transaction(db) as s:
+        subscribe(s, require(s, "club"), "member@example.org").status = SubscriptionState.SUSPENDED
+    assert post(db, mail("m@x", frm="member@example.org"), "club").status == STORED
 
 
 def test_members_policy_holds_strangers_and_queues_one_notice_and_one_moderators_mail(

@@ -15,6 +15,7 @@ from listgate.db import transaction
 from listgate.ingest import IngestResult
 from listgate.mail.parser import parse
 from listgate.models import Message, Subscription
+from listgate.states import SubscriptionState
 from tests.support.config import search
 from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, notices, sign_in
@@ -230,6 +231,26 @@ def test_private_list_pages_open_for_members(
     assert "Hush" in client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
     sign_in(client, db, "stranger@example.org")
     assert client.get(f"/threads/{res.thread_id}").status_code == 404
+
+
+def test_a_member_suspended_by_bounces_still_reads_the_private_list(
+    client: FlaskClient, make_list: MakeList, db: sessionmaker[Session], sender: RecordingSender
+) -> None:
+    """Bounces stop a member's mail, not their membership: their mailbox full for a week, they
+    still read the private archive, and start their mail again there."""
+    make_list("secret", private=True)
+    res = post(db, make_mail("Hush", msgid="p@x.test", to="secret@lists.test"), list_name="secret")
+    with transaction(db) as session:
+        sub = lists.subscribe(session, lists.require(session, "secret"), "member@example.org")
+        sub.status = SubscriptionState.SUSPENDED
+    sign_in(client, db, "member@example.org")
+    assert "Hush" in client.get(f"/threads/{res.thread_id}").get_data(as_text=True)
+    page = client.get("/lists/secret/").get_data(as_text=True)
+    assert "Hush" in page and "Get this list by mail" in page
+    token = csrf(client, "/lists/secret/")
+    client.post("/lists/secret/subscribe", data={"csrf_token": token, "kind": "list"})
+    with db() as session:
+        assert session.scalar(select(Subscription.status)) == SubscriptionState.ACTIVE
 
 
 def test_a_sign_in_link_works_once(
