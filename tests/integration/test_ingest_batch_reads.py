@@ -6,6 +6,7 @@ and the archive they make is what it was.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -18,7 +19,7 @@ from listgate.addresses import Recipient
 from listgate.batches import Item, ingest_batch
 from listgate.db import transaction
 from listgate.mail.parser import parse
-from listgate.models import Message, Thread, ThreadNode
+from listgate.models import Attachment, Blob, Message, Thread, ThreadNode
 from listgate.states import PostOrigin
 
 
@@ -163,3 +164,35 @@ def test_a_placeholder_waiting_in_the_batch_is_filled_in_where_it_waits(
     }
     (thread,) = {t for _, t, _ in placed.values()}
     assert nodes == {m: (pks[m], thread) for m in pks}
+
+
+def _with_attachment(n: int, content: bytes) -> bytes:
+    return (
+        f"From: a{n}@example.org\r\nSubject: file {n}\r\n"
+        f"Date: Tue, 01 Dec 2026 11:{n:02d}:00 +0000\r\nMessage-ID: <f{n}@example.org>\r\n"
+        'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n'
+        "--b\r\nContent-Type: text/plain\r\n\r\nSee the file.\r\n"
+        f"--b\r\nContent-Type: application/octet-stream\r\nContent-Disposition: attachment; "
+        f'filename="f{n}.bin"\r\nContent-Transfer-Encoding: base64\r\n\r\n'
+        f"{base64.b64encode(content).decode()}\r\n--b--\r\n"
+    ).encode()
+
+
+def test_a_batch_s_attachments_are_stored_together_once_per_content(
+    db: sessionmaker[Session],
+) -> None:
+    _archive(db, [_with_attachment(1, b"first")])
+    # 2 brings 1's content again, 3 and 5 the same new one
+    contents = {2: b"first", 3: b"shared", 4: b"own", 5: b"shared", 6: b"sixth"}
+    statements = _archive(db, [_with_attachment(n, c) for n, c in contents.items()])
+
+    stored = [s for s in statements if re.match(r"INSERT (OR IGNORE )?INTO blobs\b", s)]
+    assert len(stored) <= 1, f"the batch's attachments stored in {len(stored)} statements"
+    with db() as s:
+        blobs = dict(s.execute(select(Blob.sha256, Blob.data)).all())
+        files = {
+            a.filename: blobs[a.sha256]
+            for a in s.scalars(select(Attachment).order_by(Attachment.message_pk))
+        }
+    assert sorted(blobs.values()) == sorted({b"first", *contents.values()})
+    assert files == {"f1.bin": b"first", **{f"f{n}.bin": c for n, c in contents.items()}}
