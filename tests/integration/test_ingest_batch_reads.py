@@ -196,3 +196,29 @@ def test_a_batch_s_attachments_are_stored_together_once_per_content(
         }
     assert sorted(blobs.values()) == sorted({b"first", *contents.values()})
     assert files == {"f1.bin": b"first", **{f"f{n}.bin": c for n, c in contents.items()}}
+
+
+def test_after_a_merge_in_a_batch_its_new_ids_are_not_looked_up_again(
+    db: sessionmaker[Session],
+) -> None:
+    _archive(db, [_raw(1, "a"), _raw(2, "b")])
+    merging = (  # 3 answers both: their threads merge, and what the batch knew of ids moved
+        b"From: c@example.org\r\nSubject: Re: topic 1\r\n"
+        b"Date: Tue, 01 Dec 2026 10:03:00 +0000\r\nMessage-ID: <m3@example.org>\r\n"
+        b"In-Reply-To: <m1@example.org>\r\nReferences: <m2@example.org> <m1@example.org>\r\n"
+        b"\r\nBoth.\r\n"
+    )
+    statements = _archive(db, [merging, *(_raw(n, f"p{n}") for n in range(4, 10))])
+
+    asked = [s for s in statements if re.match(r"SELECT .* FROM messages WHERE .*message_id IN", s)]
+    # the batch's look-ahead asks once for all of them
+    assert len(asked) <= 1, f"ids known to be new were looked up again: {len(asked)} SELECTs"
+    placed = _placed(db)
+    assert placed["m3@example.org"][1] == placed["m1@example.org"][1] == placed["m2@example.org"][1]
+    assert len({t for _, t, _ in placed.values()}) == 7
+    with db() as s:
+        counts = sorted(
+            t.message_count
+            for t in s.scalars(select(Thread).where(Thread.merged_into_id.is_(None)))
+        )
+    assert counts == [1, 1, 1, 1, 1, 1, 3]
