@@ -88,7 +88,8 @@ def store_attachments(session: Session, parsed: ParsedMessage, message_pk: int) 
     if not parsed.attachments:
         return
     conn = session.connection()
-    conn.execute(
+    places.insert_rows(  # with the batch's others too, before the attachment rows naming them
+        conn,
         store.of(session).insert_ignore(Blob),
         [{"sha256": a.sha256, "size": len(a.data), "data": a.data} for a in parsed.attachments],
     )

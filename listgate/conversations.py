@@ -63,18 +63,32 @@ def _threads(session: Session) -> dict[int, Thread]:
     return store.tx(session).threads
 
 
+_NOT_ITS_LIST = (lazyload(Thread.mailing_list),)
+_APART = {store.BLIND: True, store.APART: True}
+_LOAD_CHUNK = 1000  # ids per IN list
+
+
 def get(session: Session, thread_id: int) -> Thread:
     """The thread (kept for the rest of the transaction), without joining its list."""
     cache = _threads(session)
     thread = cache.get(thread_id)
     if thread is None:
         thread = cache[thread_id] = session.get_one(
-            Thread,
-            thread_id,
-            options=(lazyload(Thread.mailing_list),),
-            execution_options={store.BLIND: True, store.APART: True},
+            Thread, thread_id, options=_NOT_ITS_LIST, execution_options=_APART
         )
     return thread
+
+
+def load(session: Session, thread_ids: Iterable[int]) -> None:
+    """Read the threads this transaction has not (a batch's replies join them) in one query,
+    for `get` to find: not one look-up each."""
+    cache = _threads(session)
+    wanted = [t for t in dict.fromkeys(thread_ids) if t not in cache]
+    for start in range(0, len(wanted), _LOAD_CHUNK):
+        chunk = wanted[start : start + _LOAD_CHUNK]
+        query = select(Thread).where(Thread.id.in_(chunk)).options(*_NOT_ITS_LIST)
+        for thread in session.scalars(query, execution_options=_APART):
+            cache[thread.id] = thread
 
 
 def new(session: Session, draft: Any) -> Thread:

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, delete, exists, func, select, update
+from sqlalchemy import bindparam, delete, exists, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
@@ -177,34 +177,71 @@ def _walk(conn: Connection, start: int, target: int) -> list[Any] | None:
     return None
 
 
+_EARLIER = store.apart(  # the written rows: nearest_earlier adds the batch's waiting ones
+    select(_M.c.id, _M.c.thread_id, _M.c.message_id, _M.c.thread_date)
+    .where(
+        _M.c.list_id == bindparam("list_id"),
+        _M.c.thread_subject_norm == bindparam("subject_norm"),
+        _M.c.thread_date <= bindparam("hi"),
+        _M.c.thread_date >= bindparam("lo"),
+        ~exists().where(_REFS.c.message_pk == _M.c.id, _REFS.c.ref == bindparam("msgid")),
+    )
+    .order_by(_M.c.thread_date.desc())
+)
+
+
+class _Earlier(NamedTuple):
+    """A waiting messages row as _EARLIER gives a written one."""
+
+    id: int
+    thread_id: int
+    message_id: str
+    thread_date: datetime
+
+
 def nearest_earlier(
     conn: Connection, list_id: int, subject_norm: str, date: datetime, msgid: str, days: int
 ) -> Any | None:
     """The subject fallback's parent: the latest message of that subject before this one, within
-    days.
+    days; a message that names this one is no parent.
 
     "Before" is by (Date, Message-ID), the Message-IDs compared here in Python: database
-    collations order strings differently, and every such comparison must agree.
+    collations order strings differently, and every such comparison must agree. The written
+    rows are read latest first by one indexed query (which leaves the batch's rows waiting) until
+    they are older than the best found; the batch's waiting rows are looked at too.
     """
-    # a reply to it is no parent
-    names_me = exists().where(_REFS.c.message_pk == _M.c.id, _REFS.c.ref == msgid)
-    same = (_M.c.list_id == list_id, _M.c.thread_subject_norm == subject_norm, ~names_me)
-    pick = select(_M.c.id, _M.c.thread_id, _M.c.message_id)
-    ties = [
-        r for r in conn.execute(pick.where(*same, _M.c.thread_date == date)) if r.message_id < msgid
-    ]
-    if ties:
-        return max(ties, key=lambda r: r.message_id)
-    latest = conn.execute(
-        select(func.max(_M.c.thread_date)).where(
-            *same, _M.c.thread_date < date, _M.c.thread_date >= date - timedelta(days=days)
-        )
-    ).scalar()
-    if latest is None:
-        return None
-    return max(
-        conn.execute(pick.where(*same, _M.c.thread_date == latest)), key=lambda r: r.message_id
+    lo = date - timedelta(days=days)
+    # a row can wait with the message it names (a message placed anew names again)
+    naming = {r["message_pk"] for r in places.waiting_among(conn, _REFS.name, "ref", [msgid])}
+    best: Any = max(
+        (
+            _Earlier(r["id"], r["thread_id"], r["message_id"], r["thread_date"])
+            for r in places.waiting(conn, _M.name)
+            if r["list_id"] == list_id
+            and r["thread_subject_norm"] == subject_norm
+            and lo <= r["thread_date"] <= date
+            and (r["thread_date"] < date or r["message_id"] < msgid)
+            and r["id"] not in naming
+        ),
+        key=_date_and_id,
+        default=None,
     )
+    params = {"list_id": list_id, "subject_norm": subject_norm, "hi": date, "lo": lo}
+    with conn.execute(_EARLIER, {**params, "msgid": msgid}) as written:
+        for row in written:
+            if best is not None and row.thread_date < best.thread_date:
+                break
+            if (
+                (row.thread_date < date or row.message_id < msgid)
+                and row.id not in naming
+                and (best is None or _date_and_id(row) > _date_and_id(best))
+            ):
+                best = row
+    return best
+
+
+def _date_and_id(row: Any) -> tuple[datetime, str]:
+    return row.thread_date, row.message_id
 
 
 _PARENT = _M.alias("parent")

@@ -309,11 +309,10 @@ def look_ahead(session: Session, mlist: MailingList, batch: Sequence[ParsedMessa
     named = [key for parsed in batch for key, _ in parsed.thread_keys.named]
     subjects = [p.subject_norm for p in batch]
     places.prefetch(session, mlist.id, (p.message_id for p in batch), named, subjects)
-    conversations.learn_participants(  # the threads the replies name, and their senders
-        session,
-        (n.thread_id for n in places.nodes(session, mlist.id, named).values()),
-        (p.from_addr or p.from_name for p in batch),
-    )
+    reached = [n.thread_id for n in places.nodes(session, mlist.id, named).values()]
+    conversations.load(session, reached)  # the threads the replies join
+    # and who takes part in them
+    conversations.learn_participants(session, reached, (p.from_addr or p.from_name for p in batch))
     places.defer_rows(session)
 
 

@@ -137,14 +137,17 @@ def noted(
 
 
 def forget(session: Session) -> None:
-    """Threads or nodes moved wholesale: read every id again when next asked.
+    """Threads or nodes moved wholesale: read every id the list has again when next asked.
 
+    An id known to be neither archived nor a node stays known: only ingest adds messages and
+    nodes, and notes them (`noted`); a move, merge or split never does.
     The rows waiting are written first: a thread not known as new here has its row written
     (listgate.participants writes a participant of a thread not known as new at once)."""
     _write_pending(session.connection())
     state = store.tx(session)
-    state.archived.clear()
-    state.nodes.clear()
+    for known in (state.archived, state.nodes):
+        for key in [key for key, found in known.items() if found is not None]:
+            del known[key]
     state.participants.clear()
     state.new_threads.clear()  # a merge may have brought participants into one
     state.subjects.clear()

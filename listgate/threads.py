@@ -354,15 +354,18 @@ def _record_nodes(
             },
         )
     else:
-        conn.execute(
-            _FILL_NODE,
-            {
-                "list": draft.list_id,
-                "node_msgid": draft.message_id,
-                "message_pk": draft.id,
-                "thread_id": thread_id,
-            },
-        )
+        fill = {"message_pk": draft.id, "thread_id": thread_id}
+        # a placeholder waiting to be written is filled in where it waits (no UPDATE, which
+        # would write the batch's rows first); a written one by an UPDATE
+        for row in places.waiting_among(
+            conn, _NODES.name, "msgid", [draft.message_id], list_id=draft.list_id
+        ):
+            row.update(fill)
+            break
+        else:
+            conn.execute(
+                _FILL_NODE, {"list": draft.list_id, "node_msgid": draft.message_id, **fill}
+            )
     if rows:
         places.insert_rows(conn, _INSERT_NODE, rows)
     if named:
