@@ -120,10 +120,11 @@ BANNED_AMONG = apart(
 # A subscription's kind as an expression, not the column: SQLite, without statistics, would
 # otherwise walk every subscriber of the list by (list, kind, status) instead of the addresses.
 _KIND = type_coerce(_SUBS.c.kind, String) + ""
-# A member: on the list or its digest, active or suspended by bounces (bounces stop the mail, not
-# the membership: a member whose mailbox was full for a week still posts and reads the archive).
+# A member (a subscriptions row's conditions): on the list or its digest, active or suspended by
+# bounces (bounces stop the mail, not the membership: a member whose mailbox was full for a week
+# still posts and reads the archive).
 MEMBER_STATES = (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED)
-_MEMBER = (
+MEMBER = (
     or_(_KIND == SubscriptionKind.LIST, _KIND == SubscriptionKind.DIGEST),
     or_(*(_SUBS.c.status == state for state in MEMBER_STATES)),
 )
@@ -131,7 +132,7 @@ MEMBERS_AMONG = apart(
     select(_SUBS.c.address).where(
         _SUBS.c.list_id == bindparam("list_id"),
         _SUBS.c.address.in_(bindparam("addresses", expanding=True)),
-        *_MEMBER,
+        *MEMBER,
     )
 )
 LOCK_LIST = (
@@ -270,7 +271,7 @@ class Store:
             _LISTS.c.policy == ListPolicy.MEMBERS,
             _SUBS.c.list_id == _LISTS.c.id,
             self.among(_SUBS.c.address, "froms"),
-            *_MEMBER,
+            *MEMBER,
         )
         return blind(
             select(

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from listgate import administration, lists
 from listgate.models import MailingList, Message, Subscription, Thread
 from listgate.policy import is_member
-from listgate.states import PostState, SubscriptionKind
-from listgate.store import MEMBER_STATES
+from listgate.states import PostState
+from listgate.store import MEMBER
 from listgate.threads import resolve
 from webarchive.context import settings
 from webarchive.security import current_address
@@ -58,8 +58,7 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
             select(Subscription.list_id).where(
                 Subscription.address == address,
                 Subscription.list_id.in_(list_ids),
-                Subscription.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
-                Subscription.status.in_(MEMBER_STATES),
+                *MEMBER,  # by address: not the index of (list, kind, status)
             )
         )
     )
