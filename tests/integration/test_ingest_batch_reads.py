@@ -8,56 +8,19 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists
-from listgate.addresses import Recipient
-from listgate.batches import Item, ingest_batch
-from listgate.db import transaction
-from listgate.mail.parser import parse
 from listgate.models import Attachment, Blob, Message, Thread, ThreadNode
-from listgate.states import PostOrigin
+from tests.support.batches import archive, archive_with_dev, raw
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest) -> sessionmaker[Session]:
     """A writing session factory of a fresh archive with the list dev."""
-    factory: sessionmaker[Session] = request.getfixturevalue(
-        "db" if request.param == "sqlite" else "pg_db"
-    )
-    with transaction(factory) as s:
-        lists.create(s, "dev")
-    return factory
-
-
-def _raw(
-    n: int, sender: str, reply_to: int | None = None, subject: str = "", minute: int = -1
-) -> bytes:
-    refs = f"In-Reply-To: <m{n_ref}@example.org>\r\n" if (n_ref := reply_to) is not None else ""
-    return (
-        f"From: {sender}@example.org\r\nSubject: {subject or f'topic {n}'}\r\n"
-        f"Date: Tue, 01 Dec 2026 10:{n if minute < 0 else minute:02d}:00 +0000\r\n"
-        f"Message-ID: <m{n}@example.org>\r\n{refs}\r\nText {n}.\r\n"
-    ).encode()
-
-
-def _archive(db: sessionmaker[Session], raws: list[bytes]) -> list[str]:
-    """Archive raws as one import batch; the SQL statements it ran (one per executemany)."""
-    items = [Item(parse(r), (Recipient("dev"),), PostOrigin.IMPORT) for r in raws]
-    seen: list[str] = []
-
-    def grab(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    with db() as session, session.begin():
-        event.listen(session.connection(), "before_cursor_execute", grab)
-        results = ingest_batch(session, items, domain="lists.test")
-    assert not [r for r in results if isinstance(r, Exception)]
-    return seen
+    return archive_with_dev(request)
 
 
 def _placed(db: sessionmaker[Session]) -> dict[str, tuple[str | None, int, bool]]:
@@ -82,11 +45,11 @@ def _placed(db: sessionmaker[Session]) -> dict[str, tuple[str | None, int, bool]
 def test_the_threads_a_batch_s_replies_join_are_read_in_one_query(
     db: sessionmaker[Session],
 ) -> None:
-    _archive(db, [_raw(n, f"p{n}") for n in range(1, 9)])
+    archive(db, [raw(n, f"p{n}") for n in range(1, 9)])
     # the next batch answers each of the eight threads, two of them twice
-    replies = [_raw(10 + n, f"q{n}", reply_to=n) for n in range(1, 9)]
-    replies += [_raw(20, "p1", reply_to=11), _raw(21, "r", reply_to=2)]
-    statements = _archive(db, replies)
+    replies = [raw(10 + n, f"q{n}", reply_to=n) for n in range(1, 9)]
+    replies += [raw(20, "p1", reply_to=11), raw(21, "r", reply_to=2)]
+    statements = archive(db, replies)
 
     reads = [s for s in statements if re.match(r"SELECT .* FROM threads\b", s)]
     assert len(reads) <= 1, f"the threads replies join read one by one: {len(reads)} SELECTs"
@@ -108,23 +71,23 @@ def test_the_threads_a_batch_s_replies_join_are_read_in_one_query(
 def test_the_subject_fallback_chooses_among_the_batch_s_waiting_rows_without_writing_them(
     db: sessionmaker[Session],
 ) -> None:
-    _archive(db, [_raw(1, "a", subject="plans", minute=1)])  # written: the earliest
+    archive(db, [raw(1, "a", subject="plans", minute=1)])  # written: the earliest
     batch = [
-        _raw(2, "b", subject="Re: plans", minute=5),  # under 1 (written)
-        _raw(3, "c", subject="Re: plans", minute=9),  # under 2 (waiting)
-        _raw(4, "d", subject="Re: plans", minute=9),  # the same Date as 3: 3 is before it
-        _raw(6, "f", subject="other", minute=21),
+        raw(2, "b", subject="Re: plans", minute=5),  # under 1 (written)
+        raw(3, "c", subject="Re: plans", minute=9),  # under 2 (waiting)
+        raw(4, "d", subject="Re: plans", minute=9),  # the same Date as 3: 3 is before it
+        raw(6, "f", subject="other", minute=21),
     ]
-    statements = _archive(db, batch)
+    statements = archive(db, batch)
 
     written = [s for s in statements if s.startswith("INSERT INTO messages ")]
     assert len(written) == 1, f"the batch's messages rows were written in {len(written)} parts"
     # 5 names 7 (so it is none of 7's parents) and waits with it; 4 was written
-    _archive(
+    archive(
         db,
         [
-            _raw(5, "e", reply_to=7, subject="Re: plans", minute=20),
-            _raw(7, "g", subject="Re: plans", minute=25),
+            raw(5, "e", reply_to=7, subject="Re: plans", minute=20),
+            raw(7, "g", subject="Re: plans", minute=25),
         ],
     )
     placed = _placed(db)
@@ -149,7 +112,7 @@ def test_a_placeholder_waiting_in_the_batch_is_filled_in_where_it_waits(
     db: sessionmaker[Session],
 ) -> None:
     # 2 answers 1 before 1 comes, in the same batch: 1's node is a placeholder 2 left waiting
-    statements = _archive(db, [_raw(2, "b", reply_to=1), _raw(1, "a"), _raw(3, "c", reply_to=2)])
+    statements = archive(db, [raw(2, "b", reply_to=1), raw(1, "a"), raw(3, "c", reply_to=2)])
 
     fills = [s for s in statements if s.startswith("UPDATE thread_nodes")]
     assert not fills, f"the waiting placeholder was filled in by {len(fills)} UPDATE"
@@ -181,10 +144,10 @@ def _with_attachment(n: int, content: bytes) -> bytes:
 def test_a_batch_s_attachments_are_stored_together_once_per_content(
     db: sessionmaker[Session],
 ) -> None:
-    _archive(db, [_with_attachment(1, b"first")])
+    archive(db, [_with_attachment(1, b"first")])
     # 2 brings 1's content again, 3 and 5 the same new one
     contents = {2: b"first", 3: b"shared", 4: b"own", 5: b"shared", 6: b"sixth"}
-    statements = _archive(db, [_with_attachment(n, c) for n, c in contents.items()])
+    statements = archive(db, [_with_attachment(n, c) for n, c in contents.items()])
 
     stored = [s for s in statements if re.match(r"INSERT (OR IGNORE )?INTO blobs\b", s)]
     assert len(stored) <= 1, f"the batch's attachments stored in {len(stored)} statements"
@@ -201,14 +164,14 @@ def test_a_batch_s_attachments_are_stored_together_once_per_content(
 def test_after_a_merge_in_a_batch_its_new_ids_are_not_looked_up_again(
     db: sessionmaker[Session],
 ) -> None:
-    _archive(db, [_raw(1, "a"), _raw(2, "b")])
+    archive(db, [raw(1, "a"), raw(2, "b")])
     merging = (  # 3 answers both: their threads merge, and what the batch knew of ids moved
         b"From: c@example.org\r\nSubject: Re: topic 1\r\n"
         b"Date: Tue, 01 Dec 2026 10:03:00 +0000\r\nMessage-ID: <m3@example.org>\r\n"
         b"In-Reply-To: <m1@example.org>\r\nReferences: <m2@example.org> <m1@example.org>\r\n"
         b"\r\nBoth.\r\n"
     )
-    statements = _archive(db, [merging, *(_raw(n, f"p{n}") for n in range(4, 10))])
+    statements = archive(db, [merging, *(raw(n, f"p{n}") for n in range(4, 10))])
 
     asked = [s for s in statements if re.match(r"SELECT .* FROM messages WHERE .*message_id IN", s)]
     # the batch's look-ahead asks once for all of them

@@ -5,54 +5,18 @@ others (ids taken ahead, no INSERT … RETURNING per thread), and what the archi
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists
-from listgate.addresses import Recipient
-from listgate.batches import Item, ingest_batch
-from listgate.db import transaction
-from listgate.mail.parser import parse
 from listgate.models import Message, Thread, ThreadParticipant
-from listgate.states import PostOrigin
+from tests.support.batches import archive, archive_with_dev, raw
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def db(request: pytest.FixtureRequest) -> sessionmaker[Session]:
     """A writing session factory of a fresh archive with the list dev."""
-    factory: sessionmaker[Session] = request.getfixturevalue(
-        "db" if request.param == "sqlite" else "pg_db"
-    )
-    with transaction(factory) as s:
-        lists.create(s, "dev")
-    return factory
-
-
-def _raw(n: int, sender: str, reply_to: int | None = None, subject: str = "") -> bytes:
-    refs = f"In-Reply-To: <m{reply_to}@example.org>\r\n" if reply_to is not None else ""
-    return (
-        f"From: {sender}@example.org\r\nSubject: {subject or f'topic {n}'}\r\n"
-        f"Date: Tue, 01 Dec 2026 10:{n:02d}:00 +0000\r\n"
-        f"Message-ID: <m{n}@example.org>\r\n{refs}\r\nText {n}.\r\n"
-    ).encode()
-
-
-def _archive(db: sessionmaker[Session], raws: list[bytes]) -> list[str]:
-    """Archive raws as one import batch; the SQL statements it ran."""
-    items = [Item(parse(r), (Recipient("dev"),), PostOrigin.IMPORT) for r in raws]
-    seen: list[str] = []
-
-    def grab(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        seen.append(" ".join(statement.split()))
-
-    with db() as session, session.begin():
-        event.listen(session.connection(), "before_cursor_execute", grab)
-        results = ingest_batch(session, items, domain="lists.test")
-    assert not [r for r in results if isinstance(r, Exception)]
-    return seen
+    return archive_with_dev(request)
 
 
 def test_a_batch_of_new_threads_writes_their_rows_together_and_shows_them_right(
@@ -60,9 +24,9 @@ def test_a_batch_of_new_threads_writes_their_rows_together_and_shows_them_right(
 ) -> None:
     # 1..12 start threads; 14 answers 13, which is not there yet (a placeholder and a thread of
     # its own), then 13 answers 1: the two threads started in this batch merge into 1's
-    raws = [_raw(n, f"p{n % 3}") for n in range(1, 13)]
-    raws += [_raw(14, "q", reply_to=13), _raw(13, "r", reply_to=1), _raw(15, "p1", reply_to=2)]
-    statements = _archive(db, raws)
+    raws = [raw(n, f"p{n % 3}") for n in range(1, 13)]
+    raws += [raw(14, "q", reply_to=13), raw(13, "r", reply_to=1), raw(15, "p1", reply_to=2)]
+    statements = archive(db, raws)
 
     inserts = [s for s in statements if s.startswith("INSERT INTO threads")]
     assert len(inserts) <= 2, f"one INSERT per new thread: {len(inserts)}"
@@ -85,8 +49,8 @@ def test_a_batch_of_new_threads_writes_their_rows_together_and_shows_them_right(
 
 
 def test_threads_started_by_the_next_batch_take_the_next_ids(db: sessionmaker[Session]) -> None:
-    _archive(db, [_raw(1, "a"), _raw(2, "b")])
-    _archive(db, [_raw(3, "c"), _raw(4, "d", reply_to=3)])
+    archive(db, [raw(1, "a"), raw(2, "b")])
+    archive(db, [raw(3, "c"), raw(4, "d", reply_to=3)])
     with db() as s:
         ids = [t.id for t in s.scalars(select(Thread).order_by(Thread.id))]
         counts = {t.subject: t.message_count for t in s.scalars(select(Thread))}
