@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from listgate import plurals
@@ -38,6 +38,14 @@ class Period:
 
     frequency: DigestFrequency
     start: date
+
+    @classmethod
+    def containing(cls, frequency: DigestFrequency, at: datetime) -> Period:
+        """The period of this frequency that the instant at falls in."""
+        day = at.astimezone(UTC).date()
+        if frequency == DigestFrequency.WEEKLY:
+            day -= timedelta(days=day.weekday())
+        return cls(frequency, day)
 
     @property
     def days(self) -> int:
@@ -75,20 +83,38 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
     return f"{mlist.title or mlist.name} digest, {period.label} ({plurals.count(count, 'message')})"
 
 
-# When a post was published: received, or approved later by a moderator (it is in the digest of
-# the day it was made visible, not of the day it arrived, whose digest may have gone without it).
-published = func.coalesce(Message.published_at, Message.received_at)
+def published_for(frequency: DigestFrequency) -> ColumnElement[datetime]:
+    """When a post was published for the readers of this frequency's digests: received, or
+    approved later by a moderator (it is in the digest of the day it was made visible, not of
+    the day it arrived, whose digest may have gone without it), or put back after readers'
+    reports hid it over its digest's night (publish_again)."""
+    daily = func.coalesce(Message.published_at, Message.received_at)
+    if frequency == DigestFrequency.WEEKLY:
+        return func.coalesce(Message.weekly_published_at, daily)
+    return daily
 
 
-def missed_while_hidden(msg: Message, hidden_since: datetime | None, now: datetime) -> bool:
-    """Whether a post put back now, hidden since hidden_since (by readers' reports), missed the
-    digest of its day: hidden before its day ended (its digest is made after), back after. Put
-    back, it is then published again (published_at now): the next digest has it, as it has a
-    held post approved late. Hidden only after its day ended, the day's digest had it."""
+def publish_again(msg: Message, hidden_since: datetime | None, now: datetime) -> None:
+    """A post put back now, hidden since hidden_since by readers' reports, is published again for
+    the readers whose digest was made while it was hidden (hidden before the digest's period
+    ended, put back after): their next digest has it, as it has a held post approved late.
+
+    Hidden over its day's night, it missed the daily digest and the weekly one too, if its week
+    ended meanwhile: published again for every reader (published_at). Hidden only after its
+    day's digest had it, but over its week's night: again for weekly readers only
+    (weekly_published_at). Hidden after a digest had it, that digest's readers never get it
+    twice."""
     if hidden_since is None:
-        return False
-    day = (msg.published_at or msg.received_at).astimezone(UTC).date()
-    return hidden_since < Period(DigestFrequency.DAILY, day).bounds()[1] <= now
+        return
+
+    def missed(frequency: DigestFrequency, at: datetime) -> bool:
+        return hidden_since < Period.containing(frequency, at).bounds()[1] <= now
+
+    daily = msg.published_at or msg.received_at
+    if missed(DigestFrequency.DAILY, daily):
+        msg.published_at, msg.weekly_published_at = now, None
+    elif missed(DigestFrequency.WEEKLY, msg.weekly_published_at or daily):
+        msg.weekly_published_at = now
 
 
 def posts(
@@ -97,6 +123,7 @@ def posts(
     """The visible posts the list published in the period, in order; not those imported then
     (an archive's old mail is nobody's news: listgate import mails no one)."""
     start, end = period.bounds()
+    published = published_for(period.frequency)
     query = (
         select(Message)
         .where(

@@ -23,8 +23,8 @@ def hide(session: Session, msg: Message) -> None:
 
 
 def restore(session: Session, msg: Message) -> None:
-    """Put a hidden post back; counts go up again. Hidden over the night its day's digest was
-    made, it comes in the next digest (listgate.digests.missed_while_hidden)."""
+    """Put a hidden post back; counts go up again. Hidden over the night its digest was made,
+    it comes in the next digest (listgate.digests.publish_again)."""
     if msg.status != PostState.HIDDEN:
         return
     count_step(session, msg, 1)  # first: it takes the list lock
@@ -36,9 +36,7 @@ def restore(session: Session, msg: Message) -> None:
             Report.message_pk == msg.id, Report.status == ReportState.OPEN
         )
     )
-    now = datetime.now(UTC)
-    if digests.missed_while_hidden(msg, hidden_since, now):
-        msg.published_at = now
+    digests.publish_again(msg, hidden_since, datetime.now(UTC))
 
 
 def open_reports(session: Session, message_pk: int) -> int:

@@ -19,6 +19,7 @@ from listgate.models import Delivery, DigestSent, Message, Person, Subscription
 from listgate.states import (
     DeliveryState,
     DigestFormat,
+    DigestFrequency,
     DigestState,
     SubscriptionKind,
     SubscriptionState,
@@ -98,9 +99,21 @@ def _had(
     last start). A few statements for all the rows, however many subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
-    published = digests.published
+    published = digests.published_for(period.frequency)
     period_posts = (Message.list_id == list_id, published >= start, published < end)
-    posts = session.execute(select(Message.message_id, published).where(*period_posts)).all()
+    # each post's time for either frequency's readers (put back for weekly readers only, a post
+    # is in this week's digest, but was in the daily digest of its first day)
+    posts = [
+        (message_id, {DigestFrequency.DAILY: daily, DigestFrequency.WEEKLY: weekly})
+        for message_id, daily, weekly in session.execute(
+            select(
+                Message.message_id,
+                digests.published_for(DigestFrequency.DAILY),
+                digests.published_for(DigestFrequency.WEEKLY),
+            ).where(*period_posts)
+        )
+    ]
+    earliest = min([start, *(at[f] for _, at in posts for f in at)])
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     never_sent: defaultdict[str, set[str]] = defaultdict(set)
     for address, message_id, status, row_status in session.execute(
@@ -124,14 +137,14 @@ def _had(
             DigestSent.address.in_(addresses),
             DigestSent.frequency != period.frequency,
             DigestSent.status == DigestState.SENT,  # deferred: it may yet be cancelled
-            DigestSent.day > start.date() - timedelta(days=7),
+            DigestSent.day > earliest.date() - timedelta(days=7),
             DigestSent.day < end.date(),
         )
     ):
         first, after = Period(frequency, day).bounds()
         # what the digest held: its period's posts published before it went out (all of them,
         # but for a run of a day not over yet)
-        delivered[address].update(m for m, at in posts if first <= at < min(after, sent))
+        delivered[address].update(m for m, at in posts if first <= at[frequency] < min(after, sent))
     every_post = {
         row.address: row
         for row in session.scalars(
@@ -149,7 +162,11 @@ def _had(
         stretch = _on_every_post(every_post.get(row.address), row)
         if stretch is not None:
             since, until = stretch
-            stretched = {m for m, at in posts if at >= since and (until is None or at < until)}
+            stretched = {
+                m
+                for m, at in ((m, at[period.frequency]) for m, at in posts)
+                if at >= since and (until is None or at < until)
+            }
             got.update(stretched - never_sent.get(row.address, set()))
         had[row.id] = got
     return had

@@ -216,3 +216,47 @@ def test_a_digest_id_that_names_no_day_is_an_ordinary_reference(
         parsed = parse(mail("odd@x", "Re: things", "hi", extra))
         assert digests.period_of(parsed, mlist, "lists.test") is None
         assert ingest(session, parsed, mlist, domain="lists.test").status == STORED
+
+
+# A post received on Monday 2026-11-16 at 09:00 (its day ends on the 17th, its week on the 23rd).
+MONDAY_9 = datetime(2026, 11, 16, 9, tzinfo=UTC)
+
+
+def _at(day: int, hour: int = 12) -> datetime:
+    return datetime(2026, 11, day, hour, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "hidden, back, published, weekly",
+    [
+        # hidden before its day's digest, back before its week's: every reader's next digest
+        (_at(16, 20), _at(18), _at(18), None),
+        # hidden before its day's digest, back after its week's: the same, once each
+        (_at(16, 20), _at(25), _at(25), None),
+        # hidden after its day's digest had it, back before its week's: nothing missed
+        (_at(17), _at(20), None, None),
+        # hidden after its day's digest had it, back after its week's: weekly readers only
+        (_at(17), _at(25), None, _at(25)),
+        # hidden after both digests had it
+        (_at(24), _at(26), None, None),
+    ],
+)
+def test_a_post_put_back_is_published_again_for_the_digests_made_while_it_was_hidden(
+    hidden: datetime, back: datetime, published: datetime | None, weekly: datetime | None
+) -> None:
+    msg = Message(received_at=MONDAY_9, published_at=None, weekly_published_at=None)
+    digests.publish_again(msg, hidden, back)
+    assert (msg.published_at, msg.weekly_published_at) == (published, weekly)
+
+
+def test_a_post_put_back_twice_is_placed_by_its_last_publication_for_weekly_readers() -> None:
+    """Put back for weekly readers on the 25th (in the week of the 23rd), hidden again on the
+    26th and back after that week's digest: weekly readers get it once more; daily readers,
+    whose digest had it on its first day, never again."""
+    msg = Message(received_at=MONDAY_9, published_at=None, weekly_published_at=_at(25))
+    digests.publish_again(msg, _at(26), _at(27))
+    assert msg.weekly_published_at == _at(25), "its week's digest is not made yet"
+    digests.publish_again(msg, _at(26), _at(30, 9))
+    assert (msg.published_at, msg.weekly_published_at) == (None, _at(30, 9))
+    digests.publish_again(msg, _at(30, 10), _at(30, 12))
+    assert msg.weekly_published_at == _at(30, 9), "hidden after nothing was made: no change"

@@ -1,31 +1,36 @@
-"""A post hidden by readers' reports over the night its day's digest is made, then put back by
-a moderator: the digest readers get it in the next digest, once; a post hidden only after its
-day's digest had it does not come again."""
+"""A post hidden by readers' reports over the night its digest is made, then put back by a
+moderator: the digest readers get it in the next digest, once; a post hidden only after its
+digest had it does not come again. Daily and weekly readers each by their own digest's night."""
 
 from __future__ import annotations
 
 import mailbox
 import re
+from collections import Counter
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import lists, reports
 from listgate.db import transaction
+from listgate.digests import last_complete_week
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Message
 from listgate.models.web import Report
-from listgate.states import ReportState
+from listgate.states import DigestFrequency, ReportState
 from tests.support.config import make_settings
 from tests.support.factories import MakeList
+from worker import digest
 from worker.context import WorkerContext
 from worker.digest import send_digests
 from worker.mailer import maildir_path
 
 DEE = "dee@example.org"
+WES = "wes@example.org"
 READERS = ("r1@example.org", "r2@example.org", "r3@example.org")  # the report threshold: 3
 
 
@@ -107,3 +112,34 @@ def test_a_post_hidden_after_its_digest_had_it_does_not_come_again(
     _put_back(db)
     assert send_digests(ctx) == 0 and send_digests(ctx, datetime.now(UTC).date()) == 0
     assert _digests(ctx) == [["calm@x", "disputed@x"]]
+
+
+def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_back(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dee reads the daily digest, Wes the weekly one. A post of last Monday is in Dee's digest
+    of Monday; readers' reports hide it on Tuesday; the week's digest goes to Wes without it; a
+    moderator puts it back today. Wes gets it in a later digest, once; Dee does not again."""
+    week = last_complete_week(datetime.now(UTC).date())
+    monday = datetime.combine(week.start, time(0), tzinfo=UTC)
+    make_list("dev")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        for address, frequency in ((DEE, DigestFrequency.DAILY), (WES, DigestFrequency.WEEKLY)):
+            sub = lists.subscribe(session, mlist, address, "digest")
+            sub.digest_frequency, sub.confirmed_at = frequency, monday - timedelta(days=30)
+        raw = b"From: bob@example.org\r\nSubject: d\r\nMessage-ID: <disputed@x>\r\n\r\nA post.\r\n"
+        ingest(session, parse(raw), mlist, domain="lists.test")
+        session.execute(update(Message).values(received_at=monday + timedelta(hours=9)))
+    ctx = WorkerContext(make_settings(tmp_path))
+    assert send_digests(ctx, week.start) == 1  # Monday's, to Dee
+    _reported(db, monday + timedelta(days=1, hours=9))
+    monkeypatch.setattr(digest, "default_day", lambda: week.start + timedelta(days=6))
+    assert send_digests(ctx) == 0  # the week's: nothing for Wes
+    _put_back(db)
+    this_sunday = week.start + timedelta(days=13)  # the runs to the end of this week
+    monkeypatch.setattr(digest, "default_day", lambda: this_sunday)
+    send_digests(ctx)
+    box = mailbox.Maildir(maildir_path(ctx.settings.outbound))
+    had = Counter(str(mail["Delivered-To"]) for mail in box if b"<disputed@x>" in mail.as_bytes())
+    assert had == {DEE: 1, WES: 1}, "the post put back must reach each reader once"
