@@ -23,7 +23,7 @@ from listgate.models import Message
 from listgate.models.web import Report
 from listgate.states import DigestFrequency, ReportState
 from tests.support.config import make_settings
-from tests.support.factories import MakeList
+from tests.support.factories import MakeList, change_digest
 from worker import digest
 from worker.context import WorkerContext
 from worker.digest import send_digests
@@ -114,12 +114,18 @@ def test_a_post_hidden_after_its_digest_had_it_does_not_come_again(
     assert _digests(ctx) == [["calm@x", "disputed@x"]]
 
 
+@pytest.mark.parametrize("dee_changes", [False, True])
 def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_back(
-    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    db: sessionmaker[Session],
+    make_list: MakeList,
+    monkeypatch: pytest.MonkeyPatch,
+    dee_changes: bool,
 ) -> None:
     """Dee reads the daily digest, Wes the weekly one. A post of last Monday is in Dee's digest
     of Monday; readers' reports hide it on Tuesday; the week's digest goes to Wes without it; a
-    moderator puts it back today. Wes gets it in a later digest, once; Dee does not again."""
+    moderator puts it back today. Wes gets it in a later digest, once; Dee does not again, even
+    when she changed to the weekly digest meanwhile (dee_changes)."""
     week = last_complete_week(datetime.now(UTC).date())
     monday = datetime.combine(week.start, time(0), tzinfo=UTC)
     make_list("dev")
@@ -134,8 +140,10 @@ def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_ba
     ctx = WorkerContext(make_settings(tmp_path))
     assert send_digests(ctx, week.start) == 1  # Monday's, to Dee
     _reported(db, monday + timedelta(days=1, hours=9))
+    if dee_changes:
+        change_digest(db, DEE, "weekly")
     monkeypatch.setattr(digest, "default_day", lambda: week.start + timedelta(days=6))
-    assert send_digests(ctx) == 0  # the week's: nothing for Wes
+    assert send_digests(ctx) == 0  # the week's: nothing for Wes (nor Dee)
     _put_back(db)
     this_sunday = week.start + timedelta(days=13)  # the runs to the end of this week
     monkeypatch.setattr(digest, "default_day", lambda: this_sunday)
