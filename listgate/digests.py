@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from listgate import plurals
 from listgate.mail.message import ParsedMessage
 from listgate.mail.subjects import is_reply_subject, normalize_subject
-from listgate.models import MailingList, Message
+from listgate.models import DigestSent, MailingList, Message
 from listgate.states import DigestFrequency, PostOrigin, PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.([0-9]{8})\.[a-z0-9]+@(.+)$")
@@ -94,27 +94,66 @@ def published_for(frequency: DigestFrequency) -> ColumnElement[datetime]:
     return daily
 
 
-def publish_again(msg: Message, hidden_since: datetime | None, now: datetime) -> None:
-    """A post put back now, hidden since hidden_since by readers' reports, is published again for
-    the readers whose digest was made while it was hidden (hidden before the digest's period
-    ended, put back after): their next digest has it, as it has a held post approved late.
-
-    Hidden over its day's night, it missed the daily digest and the weekly one too, if its week
-    ended meanwhile: published again for every reader (published_at). Hidden only after its
-    day's digest had it, but over its week's night: again for weekly readers only
-    (weekly_published_at). Hidden after a digest had it, that digest's readers never get it
-    twice."""
+def publish_again(
+    session: Session, msg: Message, hidden_since: datetime | None, now: datetime
+) -> None:
+    """A post put back now, hidden since hidden_since by readers' reports, is published again
+    for the readers whose digest went without it: their next digest has it, as it has a held
+    post approved late. Daily and weekly readers each by their own digest (missed_digest):
+    published_at moves for daily readers, weekly_published_at for weekly ones. A digest made
+    before the post was hidden had it: its readers never get it twice."""
     if hidden_since is None:
         return
-
-    def missed(frequency: DigestFrequency, at: datetime) -> bool:
-        return hidden_since < Period.containing(frequency, at).bounds()[1] <= now
-
     daily = msg.published_at or msg.received_at
-    if missed(DigestFrequency.DAILY, daily):
-        msg.published_at, msg.weekly_published_at = now, None
-    elif missed(DigestFrequency.WEEKLY, msg.weekly_published_at or daily):
-        msg.weekly_published_at = now
+    weekly = msg.weekly_published_at or daily
+    if missed_digest(
+        session,
+        msg.list_id,
+        Period.containing(DigestFrequency.DAILY, daily),
+        daily,
+        hidden_since,
+        now,
+    ):
+        msg.published_at = now
+    if missed_digest(
+        session,
+        msg.list_id,
+        Period.containing(DigestFrequency.WEEKLY, weekly),
+        weekly,
+        hidden_since,
+        now,
+    ):
+        weekly = now
+    msg.weekly_published_at = None if weekly == (msg.published_at or msg.received_at) else weekly
+
+
+def missed_digest(
+    session: Session,
+    list_id: int,
+    period: Period,
+    published: datetime,
+    hidden_since: datetime,
+    now: datetime,
+) -> bool:
+    """Whether the period's digest, of a post published at `published`, went without it while it
+    was hidden since hidden_since (and is put back now): the period is over, and no digest of it
+    was made while the post was visible. Made late (the beat down over the night), a digest
+    made after the post was hidden went without it, however early it was hidden. Not made yet,
+    the post moves to the next period: no reader had it either way."""
+    if period.bounds()[1] > now:
+        return False  # its digest is still to come, with it
+    made_before = session.scalar(
+        select(DigestSent.id)
+        .where(
+            DigestSent.list_id == list_id,
+            DigestSent.frequency == period.frequency,
+            DigestSent.day == period.start,
+            DigestSent.created_at >= published,
+            DigestSent.created_at < hidden_since,
+        )
+        .limit(1)
+    )
+    return made_before is None
 
 
 def posts(

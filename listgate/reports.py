@@ -22,7 +22,7 @@ def hide(session: Session, msg: Message) -> None:
     msg.status = PostState.HIDDEN
 
 
-def restore(session: Session, msg: Message) -> None:
+def restore(session: Session, msg: Message, now: datetime | None = None) -> None:
     """Put a hidden post back; counts go up again. Hidden over the night its digest was made,
     it comes in the next digest (listgate.digests.publish_again)."""
     if msg.status != PostState.HIDDEN:
@@ -36,7 +36,7 @@ def restore(session: Session, msg: Message) -> None:
             Report.message_pk == msg.id, Report.status == ReportState.OPEN
         )
     )
-    digests.publish_again(msg, hidden_since, datetime.now(UTC))
+    digests.publish_again(session, msg, hidden_since, now or datetime.now(UTC))
 
 
 def open_reports(session: Session, message_pk: int) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Date, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from listgate.db import Base
@@ -22,6 +22,8 @@ class DigestSent(Base):
     __tablename__ = "digests_sent"
     __table_args__ = (
         UniqueConstraint("list_id", "address", "frequency", "day", name="uq_digests_sent_scope"),
+        # a period's rows: the addresses a run claimed, the digests made before a post was hidden
+        Index("ix_digests_sent_period", "list_id", "frequency", "day"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

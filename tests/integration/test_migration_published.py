@@ -6,15 +6,16 @@ sent assumed), without rewriting the table on PostgreSQL; a second round does th
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, inspect, select, text, update
 
 from listgate import lists
 from listgate.db import session_factory, transaction, writer
-from listgate.models import Message
+from listgate.models import DigestSent, Message
 from listgate.schema import current, head, upgrade
+from listgate.states import DigestFrequency, DigestState
 from tests.integration.test_thread_roots import mail, post
 from tests.support.migrations import (
     ENGINES,
@@ -66,3 +67,30 @@ def test_down_and_up_keeps_every_post_published_when_received(
         assert rows_but(engine, "messages", column) == as_now(engine, "messages", posts)
         if stored is not None:
             assert table_file(engine, "messages") == stored  # no row rewritten
+
+
+def test_0020_finds_a_periods_digests_by_the_period(engine: Engine) -> None:
+    """A run's look-up of the addresses already claimed for a period (and restore's of the
+    digests made before a post was hidden) probes (list, frequency, day), not every digest row
+    the list ever had."""
+
+    def indexes() -> set[str]:
+        return {i["name"] or "" for i in inspect(engine).get_indexes("digests_sent")}
+
+    upgrade(engine)
+    assert "ix_digests_sent_period" in indexes()
+    if engine.dialect.name == "sqlite":
+        query = select(DigestSent.address).where(
+            DigestSent.list_id == 1,
+            DigestSent.frequency == DigestFrequency.DAILY,
+            DigestSent.day == date(2026, 11, 16),
+            DigestSent.status != DigestState.DEFERRED,  # as worker.digest_owed.claimed asks
+        )
+        sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+        with engine.connect() as conn:
+            plan = " ".join(r[3] for r in conn.execute(text(f"EXPLAIN QUERY PLAN {sql}")))
+        assert "USING INDEX ix_digests_sent_period" in plan, plan
+    downgrade(engine, before("0020"))
+    assert "ix_digests_sent_period" not in indexes()
+    upgrade(engine)
+    assert "ix_digests_sent_period" in indexes()

@@ -19,7 +19,7 @@ from listgate.db import transaction
 from listgate.digests import last_complete_week
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
-from listgate.models import Message
+from listgate.models import DigestSent, Message
 from listgate.models.web import Report
 from listgate.states import DigestFrequency, ReportState
 from tests.support.config import make_settings
@@ -75,6 +75,12 @@ def _put_back(db: sessionmaker[Session]) -> None:
         reports.close_reports(session, msg.id, ReportState.DISMISSED, "mod@example.org")
 
 
+def _made_at(db: sessionmaker[Session], at: datetime) -> None:
+    """The digests made so far were made at `at` (a test's run stands for a night's)."""
+    with transaction(db) as session:
+        session.execute(update(DigestSent).values(created_at=at, sent_at=at))
+
+
 def _digests(ctx: WorkerContext) -> list[list[str]]:
     """The posts of each digest mailed so far (by their Message-IDs), in order."""
     box = mailbox.Maildir(maildir_path(ctx.settings.outbound))
@@ -114,6 +120,23 @@ def test_a_post_hidden_after_its_digest_had_it_does_not_come_again(
     assert _digests(ctx) == [["calm@x", "disputed@x"]]
 
 
+def test_a_post_hidden_after_its_day_but_before_the_late_run_comes_when_put_back(
+    tmp_path: Path, db: sessionmaker[Session], make_list: MakeList
+) -> None:
+    """The day's digest is made late (the beat was down over the night): the post, hidden in
+    the morning after its day, missed that digest all the same, and comes once put back."""
+    ctx = _day(tmp_path, db, make_list)
+    _reported(db, _yesterday(0) + timedelta(days=1, microseconds=1))  # today, before the run
+    assert send_digests(ctx) == 1  # yesterday's, made late: without the hidden post
+    assert _digests(ctx) == [["calm@x"]]
+
+    _put_back(db)
+    assert send_digests(ctx, datetime.now(UTC).date()) == 1, (
+        "the post put back must come in the next digest: its day's was made while it was hidden"
+    )
+    assert _digests(ctx) == [["calm@x"], ["disputed@x"]]
+
+
 @pytest.mark.parametrize("dee_changes", [False, True])
 def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_back(
     tmp_path: Path,
@@ -139,6 +162,7 @@ def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_ba
         session.execute(update(Message).values(received_at=monday + timedelta(hours=9)))
     ctx = WorkerContext(make_settings(tmp_path))
     assert send_digests(ctx, week.start) == 1  # Monday's, to Dee
+    _made_at(db, monday + timedelta(days=1, minutes=10))  # on Monday's night, as the beat does
     _reported(db, monday + timedelta(days=1, hours=9))
     if dee_changes:
         change_digest(db, DEE, "weekly")
