@@ -9,8 +9,18 @@ covers). After every step: no reader has had a post twice, each digest holds onl
 own day or week, and the mail count agrees with the digests_sent rows marked sent. At the end
 (the runs of the following week done) every reader has had every post exactly once.
 
+Readers' reports hide a post, and a moderator puts it back, at any hour: a post put back comes
+to each reader once all the same, in the digest of its day or week, or of the day or week it was
+put back (listgate.digests.publish_again). At the end every hidden post is put back. Ann does
+not change while a post is hidden: a weekly reader who changes to daily after the week's digest
+went without a hidden post, before it is put back, never gets it (put back, it is published again
+for weekly readers only, as its day's digest had it; telling who had it needs what each digest
+held, which is not recorded).
+
 The clock the run reads (worker.digest.default_day) is the simulated night; the posts' times are
-set as received. Changes of frequency take effect at once (the row keeps no time of them).
+set as received, the reports' and the put-backs' as the simulated hour, and the digests a run
+makes as made at ten past midnight after its night, as the beat makes them. Changes of frequency
+take effect at once (the row keeps no time of them).
 
 How long it searches: tests/support/searches.py.
 """
@@ -30,13 +40,14 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from sqlalchemy import func, select, update
 
-from listgate import lists
+from listgate import lists, reports
 from listgate.db import transaction
 from listgate.digests import last_complete_week
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import DigestSent, Message
-from listgate.states import DigestFrequency, DigestState
+from listgate.models.web import Report
+from listgate.states import DigestFrequency, DigestState, ReportState
 from tests.support.config import ENGINES, dispose_engines, env_for, prepare
 from tests.support.factories import change_digest
 from tests.support.searches import TIMEOUT, settings_for
@@ -66,6 +77,11 @@ class DigestWeeks(RuleBasedStateMachine):
         )
         self.day = 0  # today, counted from self.monday
         self.posts: dict[str, int] = {}  # Message-ID -> its day
+        self.times: dict[str, datetime] = {}  # Message-ID -> when it came, was hidden, put back
+        self.hidden: set[str] = set()
+        self.reporters = 0
+        self.back: dict[str, set[int]] = {}  # Message-ID -> the days it was put back
+        self.started = datetime.now(UTC)  # the digests made since are the run's just made
         self.seen: set[str] = set()  # Maildir keys read
         self.had: dict[str, Counter[str]] = {a: Counter() for a in (ANN, DAI, WES)}
         self.mails = 0
@@ -98,18 +114,74 @@ class DigestWeeks(RuleBasedStateMachine):
                 update(Message).where(Message.message_id == message_id).values(received_at=when)
             )
         self.posts[message_id] = self.day
+        self.times[message_id] = when
 
+    def _now(self, message_id: str, hour: int) -> datetime:
+        """The simulated hour of today, after what last happened to the post."""
+        at = datetime.combine(self._date(self.day), time(hour), tzinfo=UTC)
+        return max(at, self.times[message_id] + timedelta(minutes=1))
+
+    @precondition(lambda self: self.day < 7 * WEEKS and set(self.posts) - self.hidden)
+    @rule(data=st.data(), hour=st.integers(0, 23))
+    def readers_hide(self, data: st.DataObject, hour: int) -> None:
+        """Three readers report a visible post: it is hidden (as the web archive does)."""
+        message_id = data.draw(st.sampled_from(sorted(set(self.posts) - self.hidden)))
+        at = self._now(message_id, hour)
+        with transaction(self.db) as session:
+            msg = session.scalars(select(Message).where(Message.message_id == message_id)).one()
+            for _ in range(3):  # other readers each time (one report a reader and post)
+                self.reporters += 1
+                session.add(
+                    Report(
+                        message_pk=msg.id,
+                        list_id=msg.list_id,
+                        address=f"r{self.reporters}@example.org",
+                        created_at=at,
+                    )
+                )
+            reports.hide(session, msg)
+        self.hidden.add(message_id)
+        self.times[message_id] = at
+
+    @precondition(lambda self: self.hidden)
+    @rule(data=st.data(), hour=st.integers(0, 23))
+    def moderator_puts_back(self, data: st.DataObject, hour: int) -> None:
+        """A moderator keeps a hidden post (webarchive/views/moderation.py approve)."""
+        self._put_back(data.draw(st.sampled_from(sorted(self.hidden))), hour)
+
+    def _put_back(self, message_id: str, hour: int) -> None:
+        at = self._now(message_id, hour)
+        with transaction(self.db) as session:
+            msg = session.scalars(select(Message).where(Message.message_id == message_id)).one()
+            reports.restore(session, msg, now=at)
+            reports.close_reports(session, msg.id, ReportState.DISMISSED, "mod@example.org")
+        self.hidden.discard(message_id)
+        self.back.setdefault(message_id, set()).add((at.date() - self.monday).days)
+        self.times[message_id] = at
+
+    # not while a post is hidden: see the module's docstring
+    @precondition(lambda self: not self.hidden)
     @rule(frequency=st.sampled_from((DigestFrequency.DAILY, DigestFrequency.WEEKLY)))
     def ann_changes(self, frequency: DigestFrequency) -> None:
         change_digest(self.db, ANN, frequency)
         self.ann = frequency
 
-    @precondition(lambda self: self.day < 7 * (WEEKS + 1))
+    # every hidden post is put back before the last week's nights: its digests are still to come
+    @precondition(
+        lambda self: self.day < 7 * (WEEKS + 1) and (self.day < 7 * WEEKS or not self.hidden)
+    )
     @rule()
     def night(self) -> None:
         """The day ends: the beat's run, then the next day."""
         self.mp.setattr(digest, "default_day", lambda: self._date(self.day))
         digest.send_digests(self.ctx)
+        made = datetime.combine(self._date(self.day + 1), time(0, 10), tzinfo=UTC)
+        with transaction(self.db) as session:
+            session.execute(
+                update(DigestSent)
+                .where(DigestSent.created_at >= self.started)
+                .values(created_at=made, sent_at=made)
+            )
         self.day += 1
         self.down = 0
         self._read_mail()
@@ -135,10 +207,10 @@ class DigestWeeks(RuleBasedStateMachine):
             ids = [m.decode() for m in _ID.findall(mail.as_bytes())]
             assert ids, f"an empty digest to {to}: {mail['Subject']}"
             for message_id in ids:
-                on = self._date(self.posts[message_id])
-                assert start <= on < start + timedelta(days=days), (
-                    f"{message_id} of {on} in the digest of {mail['Subject']}"
-                )
+                days_of = {self.posts[message_id], *self.back.get(message_id, ())}
+                assert any(
+                    start <= self._date(on) < start + timedelta(days=days) for on in days_of
+                ), f"{message_id} of days {sorted(days_of)} in the digest of {mail['Subject']}"
             self.had[to].update(ids)
             self.mails += 1
 
@@ -157,6 +229,8 @@ class DigestWeeks(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         try:
+            for message_id in sorted(self.hidden):
+                self._put_back(message_id, 23)
             while self.day < 7 * (WEEKS + 1):
                 self.night()
             self.no_post_twice()
