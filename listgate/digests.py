@@ -16,13 +16,13 @@ import secrets
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from listgate import plurals
 from listgate.mail.message import ParsedMessage
 from listgate.mail.subjects import is_reply_subject, normalize_subject
-from listgate.models import DigestSent, MailingList, Message
+from listgate.models import MailingList, Message, PostHiding
 from listgate.states import DigestFrequency, PostOrigin, PostState
 
 _ID = re.compile(r"^digest\.(daily|weekly)\.([0-9]{8})\.[a-z0-9]+@(.+)$")
@@ -38,14 +38,6 @@ class Period:
 
     frequency: DigestFrequency
     start: date
-
-    @classmethod
-    def containing(cls, frequency: DigestFrequency, at: datetime) -> Period:
-        """The period of this frequency that the instant at falls in."""
-        day = at.astimezone(UTC).date()
-        if frequency == DigestFrequency.WEEKLY:
-            day -= timedelta(days=day.weekday())
-        return cls(frequency, day)
 
     @property
     def days(self) -> int:
@@ -83,96 +75,46 @@ def subject(mlist: MailingList, period: Period, count: int) -> str:
     return f"{mlist.title or mlist.name} digest, {period.label} ({plurals.count(count, 'message')})"
 
 
-def published_for(frequency: DigestFrequency) -> ColumnElement[datetime]:
-    """When a post was published for the readers of this frequency's digests: received, or
-    approved later by a moderator (it is in the digest of the day it was made visible, not of
-    the day it arrived, whose digest may have gone without it), or put back after readers'
-    reports hid it over its digest's night (publish_again)."""
-    daily = func.coalesce(Message.published_at, Message.received_at)
-    if frequency == DigestFrequency.WEEKLY:
-        return func.coalesce(Message.weekly_published_at, daily)
-    return daily
+# When a post was published: received, or approved later by a moderator (it is in the digest of
+# the day it was made visible, not of the day it arrived, whose digest may have gone without it).
+published = func.coalesce(Message.published_at, Message.received_at)
 
 
-def publish_again(
-    session: Session, msg: Message, hidden_since: datetime | None, now: datetime
-) -> None:
-    """A post put back now, hidden since hidden_since by readers' reports, is published again
-    for the readers whose digest went without it: their next digest has it, as it has a held
-    post approved late. Daily and weekly readers each by their own digest (missed_digest):
-    published_at moves for daily readers, weekly_published_at for weekly ones. A digest made
-    before the post was hidden had it: its readers never get it twice."""
-    if hidden_since is None:
-        return
-    daily = msg.published_at or msg.received_at
-    weekly = msg.weekly_published_at or daily
-    if missed_digest(
-        session,
-        msg.list_id,
-        Period.containing(DigestFrequency.DAILY, daily),
-        daily,
-        hidden_since,
-        now,
-    ):
-        msg.published_at = now
-    if missed_digest(
-        session,
-        msg.list_id,
-        Period.containing(DigestFrequency.WEEKLY, weekly),
-        weekly,
-        hidden_since,
-        now,
-    ):
-        weekly = now
-    msg.weekly_published_at = None if weekly == (msg.published_at or msg.received_at) else weekly
-
-
-def missed_digest(
-    session: Session,
-    list_id: int,
-    period: Period,
-    published: datetime,
-    hidden_since: datetime,
-    now: datetime,
-) -> bool:
-    """Whether the period's digest, of a post published at `published`, went without it while it
-    was hidden since hidden_since (and is put back now): the period is over, and no digest of it
-    was made while the post was visible. Made late (the beat down over the night), a digest
-    made after the post was hidden went without it, however early it was hidden. Not made yet,
-    the post moves to the next period: no reader had it either way."""
-    if period.bounds()[1] > now:
-        return False  # its digest is still to come, with it
-    made_before = session.scalar(
-        select(DigestSent.id)
+def put_back(list_id: int, period: Period) -> Select[int, datetime | None]:
+    """(post id, when) of the list's posts a moderator put back in the period, after readers'
+    reports hid them: the period's digest offers them again, for the readers whose digest went
+    without them (worker/digest_owed.py)."""
+    start, end = period.bounds()
+    return (
+        select(PostHiding.message_pk, func.max(PostHiding.restored_at))
         .where(
-            DigestSent.list_id == list_id,
-            DigestSent.frequency == period.frequency,
-            DigestSent.day == period.start,
-            DigestSent.created_at >= published,
-            DigestSent.created_at < hidden_since,
+            PostHiding.list_id == list_id,
+            PostHiding.restored_at >= start,
+            PostHiding.restored_at < end,
         )
-        .limit(1)
+        .group_by(PostHiding.message_pk)
     )
-    return made_before is None
 
 
 def posts(
     session: Session, mlist: MailingList, period: Period, limit: int | None = None
 ) -> list[Message]:
-    """The visible posts the list published in the period, in order; not those imported then
-    (an archive's old mail is nobody's news: listgate import mails no one)."""
+    """The visible posts the list published in the period, and those put back in it, in order;
+    not those imported then (an archive's old mail is nobody's news: listgate import mails no
+    one). Each reader's digest leaves out those they had (worker/digest_owed.py)."""
     start, end = period.bounds()
-    published = published_for(period.frequency)
+    back = put_back(mlist.id, period).subquery()
+    back_at = back.c[1]
     query = (
         select(Message)
+        .outerjoin(back, back.c.message_pk == Message.id)
         .where(
             Message.list_id == mlist.id,
             Message.status == PostState.VISIBLE,
             Message.origin != PostOrigin.IMPORT,
-            published >= start,
-            published < end,
+            or_(and_(published >= start, published < end), back_at.is_not(None)),
         )
-        .order_by(published, Message.id)
+        .order_by(func.coalesce(back_at, published), Message.id)
     )
     return list(session.scalars(query.limit(limit) if limit else query))
 

@@ -7,36 +7,36 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from listgate import digests
 from listgate.models import Message
-from listgate.models.web import Report
+from listgate.models.web import PostHiding, Report
 from listgate.states import PostState, ReportState
 from listgate.takedowns import count_step
 
 
-def hide(session: Session, msg: Message) -> None:
-    """Take a visible post off the archive (pending review); counts go down."""
+def hide(session: Session, msg: Message, now: datetime | None = None) -> None:
+    """Take a visible post off the archive (pending review); counts go down. The digests made
+    until it is put back go without it (PostHiding)."""
     if msg.status != PostState.VISIBLE:
         return
     count_step(session, msg, -1)  # first: it takes the list lock
     msg.status = PostState.HIDDEN
+    session.add(
+        PostHiding(message_pk=msg.id, list_id=msg.list_id, hidden_at=now or datetime.now(UTC))
+    )
 
 
 def restore(session: Session, msg: Message, now: datetime | None = None) -> None:
-    """Put a hidden post back; counts go up again. Hidden over the night its digest was made,
-    it comes in the next digest (listgate.digests.publish_again)."""
+    """Put a hidden post back; counts go up again. The readers whose digest was made while it
+    was hidden get it in their next digest (worker/digest_owed.py)."""
     if msg.status != PostState.HIDDEN:
         return
     count_step(session, msg, 1)  # first: it takes the list lock
     msg.status = PostState.VISIBLE
-    # hidden by the report that reached the threshold: the newest open one (a hidden post
-    # cannot be reported)
-    hidden_since = session.scalar(
-        select(func.max(Report.created_at)).where(
-            Report.message_pk == msg.id, Report.status == ReportState.OPEN
-        )
+    session.execute(
+        update(PostHiding)
+        .where(PostHiding.message_pk == msg.id, PostHiding.restored_at.is_(None))
+        .values(restored_at=now or datetime.now(UTC))
     )
-    digests.publish_again(session, msg, hidden_since, now or datetime.now(UTC))
 
 
 def open_reports(session: Session, message_pk: int) -> int:

@@ -8,6 +8,7 @@ post, or in a digest of the other frequency (had), and the addresses an earlier 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import ColumnElement, and_, func, or_, select
@@ -15,11 +16,10 @@ from sqlalchemy.orm import Session, aliased
 
 from listgate import digests
 from listgate.digests import Period
-from listgate.models import Delivery, DigestSent, Message, Person, Subscription
+from listgate.models import Delivery, DigestSent, Message, Person, PostHiding, Subscription
 from listgate.states import (
     DeliveryState,
     DigestFormat,
-    DigestFrequency,
     DigestState,
     SubscriptionKind,
     SubscriptionState,
@@ -83,68 +83,108 @@ def subscribers(session: Session, list_id: int, period: Period) -> list[tuple[in
     ]
 
 
+@dataclass
+class _Post:
+    """A post the period's digest offers: its Message-ID, when it was published and put back
+    (the times a digest could have offered it), and the stretches it was hidden."""
+
+    message_id: str
+    published: datetime
+    offered: list[datetime]
+    hidden: list[tuple[datetime, datetime | None]] = field(default_factory=list)
+
+    def visible_at(self, at: datetime) -> bool:
+        return not any(h <= at and (r is None or at < r) for h, r in self.hidden)
+
+
+def _offered(session: Session, list_id: int, period: Period) -> dict[int, _Post]:
+    """The period's posts by id: published in it, or put back in it (digests.put_back)."""
+    start, end = period.bounds()
+    published = digests.published
+    back = set(session.scalars(select(digests.put_back(list_id, period).subquery().c[0])))
+    found = {
+        pk: _Post(message_id, at, [at])
+        for pk, message_id, at in session.execute(
+            select(Message.id, Message.message_id, published).where(
+                Message.list_id == list_id,
+                or_(and_(published >= start, published < end), Message.id.in_(back)),
+            )
+        )
+    }
+    for pk, hidden_at, restored_at in session.execute(
+        select(PostHiding.message_pk, PostHiding.hidden_at, PostHiding.restored_at).where(
+            PostHiding.message_pk.in_(found)
+        )
+    ):
+        found[pk].hidden.append((hidden_at, restored_at))
+        if restored_at is not None:
+            found[pk].offered.append(restored_at)
+    return found
+
+
 def _had(
     session: Session, list_id: int, period: Period, digest_rows: list[Subscription]
 ) -> dict[int, set[str]]:
     """Per digest row: the Message-IDs of the period's posts its address got one by one, that
-    came while it was on every post (a muted thread's too), or that it had in a digest of the
-    other frequency (daily, then weekly since: the days whose daily digest it had; the other way
-    round, the week's). Its digest leaves them out, no post comes twice. A copy that never went
-    out was never had: the digest brings that post. Cancelled (its list or thread row ended
-    meanwhile: a switch to the digest while the relay deferred it), given up (FAILED), or still
-    waiting (PENDING, DEFERRED) for a row no longer active, which the next try would cancel: the
-    digest's claim cancels it (worker.digest.take_copies). The posts of the period before the
-    digest row last started are owed as the others (a newcomer's first digest holds the day's
-    posts; one who leaves and comes back the same day is a newcomer again: the row keeps only its
-    last start). A few statements for all the rows, however many subscribers."""
+    came while it was on every post (a muted thread's too), or that it had in an earlier digest
+    (of the other frequency: daily, then weekly since, the days whose daily digest it had; the
+    other way round, the week's; or, for a post put back after readers' reports hid it, the
+    digest of its day or week, made while it was visible). Its digest leaves them out, no post
+    comes twice. A digest made while the post was hidden went without it: put back, it comes.
+    A copy that never went out was never had: the digest brings that post. Cancelled (its list
+    or thread row ended meanwhile: a switch to the digest while the relay deferred it), given up
+    (FAILED), or still waiting (PENDING, DEFERRED) for a row no longer active, which the next
+    try would cancel: the digest's claim cancels it (worker.digest.take_copies). The posts of
+    the period before the digest row last started are owed as the others (a newcomer's first
+    digest holds the day's posts; one who leaves and comes back the same day is a newcomer
+    again: the row keeps only its last start). A few statements for all the rows, however many
+    subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
-    published = digests.published_for(period.frequency)
-    period_posts = (Message.list_id == list_id, published >= start, published < end)
-    # each post's time for either frequency's readers (put back for weekly readers only, a post
-    # is in this week's digest, but was in the daily digest of its first day)
-    posts = [
-        (message_id, {DigestFrequency.DAILY: daily, DigestFrequency.WEEKLY: weekly})
-        for message_id, daily, weekly in session.execute(
-            select(
-                Message.message_id,
-                digests.published_for(DigestFrequency.DAILY),
-                digests.published_for(DigestFrequency.WEEKLY),
-            ).where(*period_posts)
-        )
-    ]
-    earliest = min([start, *(at[f] for _, at in posts for f in at)])
+    posts = _offered(session, list_id, period)
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     never_sent: defaultdict[str, set[str]] = defaultdict(set)
     for address, message_id, status, row_status in session.execute(
         select(Delivery.address, Message.message_id, Delivery.status, Subscription.status)
         .join(Message, Delivery.message_pk == Message.id)
         .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
-        .where(*period_posts, Delivery.address.in_(addresses))
+        .where(Message.id.in_(posts), Delivery.address.in_(addresses))
     ):
         lost = status in NEVER_SENT or (
             status in WAITING and row_status != SubscriptionState.ACTIVE
         )
         (never_sent if lost else delivered)[address].add(message_id)
-    for address, frequency, day, sent in session.execute(
+    # the digests that could have offered them: from a week before the first time one of them
+    # was published or put back (a week's digest is dated its Monday) to the last (a run that
+    # catches up an older day comes after a digest that had its post, put back since)
+    offered = [at for p in posts.values() for at in p.offered]
+    earliest, latest = min([start, *offered]), max([end, *offered])
+    for address, frequency, day, made, sent in session.execute(
         select(
             DigestSent.address,
             DigestSent.frequency,
             DigestSent.day,
+            DigestSent.created_at,
             func.coalesce(DigestSent.sent_at, DigestSent.created_at),
         ).where(
             DigestSent.list_id == list_id,
             DigestSent.address.in_(addresses),
-            DigestSent.frequency != period.frequency,
             DigestSent.status == DigestState.SENT,  # deferred: it may yet be cancelled
             DigestSent.day > earliest.date() - timedelta(days=7),
-            DigestSent.day < end.date(),
+            DigestSent.day <= latest.date(),
+            # not this period's own (a run claims an address's once)
+            or_(DigestSent.frequency != period.frequency, DigestSent.day != period.start),
         )
     ):
         first, after = Period(frequency, day).bounds()
-        # what the digest held: its period's posts published before it went out (all of them,
-        # but for a run of a day not over yet)
-        delivered[address].update(m for m, at in posts if first <= at[frequency] < min(after, sent))
+        # what the digest held: the posts it offered (published or put back in its period before
+        # it went out: all of them, but for a run of a day not over yet) that were visible when
+        # it was made
+        delivered[address].update(
+            p.message_id
+            for p in posts.values()
+            if p.visible_at(made) and any(first <= at < min(after, sent) for at in p.offered)
+        )
     every_post = {
         row.address: row
         for row in session.scalars(
@@ -163,9 +203,9 @@ def _had(
         if stretch is not None:
             since, until = stretch
             stretched = {
-                m
-                for m, at in ((m, at[period.frequency]) for m, at in posts)
-                if at >= since and (until is None or at < until)
+                p.message_id
+                for p in posts.values()
+                if p.published >= since and (until is None or p.published < until)
             }
             got.update(stretched - never_sent.get(row.address, set()))
         had[row.id] = got

@@ -21,7 +21,15 @@ from listgate.models.notposted import NotPosted
 from listgate.models.people import AutoReply, Person, Subscription
 from listgate.models.reading import MessageEdit, ReadMark
 from listgate.models.spool import SpooledMail, SpoolMark
-from listgate.models.web import Ban, RateHit, Report, UsedToken, Vote, WebSession
+from listgate.models.web import (
+    Ban,
+    PostHiding,
+    RateHit,
+    Report,
+    UsedToken,
+    Vote,
+    WebSession,
+)
 
 __all__ = [
     "Attachment",
@@ -42,6 +50,7 @@ __all__ = [
     "NotPosted",
     "OutboxEntry",
     "Person",
+    "PostHiding",
     "RateHit",
     "RawMessage",
     "ReadMark",

@@ -215,12 +215,8 @@ class Message(Base):
     date_header: Mapped[str] = mapped_column(Text, default="")  # as sent, kept when unusable
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # When a held post was made visible (a moderator approved it); None for one visible from its
-    # arrival, published at received_at (digests.published_for).
+    # arrival, published at received_at (digests.published).
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    # When a post hidden after its day's digest had it, then put back after its week's digest
-    # went without it, was published again for weekly digest readers only; None: as for daily
-    # readers (digests.published_for).
-    weekly_published_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     in_reply_to: Mapped[str] = mapped_column(Text, default="")
     references: Mapped[str] = mapped_column(Text, default="")  # normalised ids, space separated
     body_text: Mapped[str] = mapped_column(Text, default="")

@@ -47,6 +47,22 @@ class Report(Base):
     resolved_by: Mapped[str] = mapped_column(String(320), default="")
 
 
+class PostHiding(Base):
+    """A stretch of time a post was hidden by readers' reports: from hidden_at until a moderator
+    put it back (restored_at; None while it is hidden). The digests read them: a digest made
+    while its post was hidden went without it, and the post put back comes in its readers'
+    next digest (worker/digest_owed.py)."""
+
+    __tablename__ = "post_hidings"
+    __table_args__ = (Index("ix_post_hidings_list_restored", "list_id", "restored_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_pk: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("lists.id"))
+    hidden_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    restored_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
 class Ban(Base):
     """An address a moderator banned from posting to a list."""
 

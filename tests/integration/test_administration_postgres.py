@@ -1,5 +1,5 @@
 """Administration on PostgreSQL: the migration, a
-purge that empties the tsvector, deleting a list.
+purge that empties the tsvector, deleting a list (with posts hidden and put back).
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from flask import Flask
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import administration, lists, removal
+from listgate import administration, lists, removal, reports
 from listgate.db import transaction
 from listgate.models import Message, RawMessage
 from tests.support.factories import make_mail, post
@@ -64,6 +64,11 @@ def test_deleting_a_list_with_purge_on_postgres(pg: tuple[Flask, sessionmaker[Se
     _, db = pg
     post(db, make_mail("One", msgid="1@x"))
     post(db, make_mail("Re: One", msgid="2@x", in_reply_to="1@x"))
+    post(db, make_mail("Re: One", msgid="3@x", in_reply_to="1@x"))
+    with transaction(db) as session:  # readers' reports hid two posts, one was put back
+        for msgid in ("2@x", "3@x"):
+            reports.hide(session, removal.find(session, msgid)[0])
+        reports.restore(session, removal.find(session, "3@x")[0])
     with transaction(db) as session, pytest.raises(lists.ListError, match="--purge"):
         administration.delete_list(session, lists.require(session, "dev"), "o@example.org")
     with transaction(db) as session:

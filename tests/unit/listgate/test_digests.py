@@ -12,8 +12,8 @@ from listgate import digests, lists, moderation, threads
 from listgate.db import transaction
 from listgate.ingest import HELD_FOR_MODERATION, STORED, IngestResult, ingest
 from listgate.mail.parser import parse
-from listgate.models import DigestSent, Message, Thread
-from listgate.states import DigestFrequency, DigestState
+from listgate.models import Message, Thread
+from listgate.states import DigestFrequency
 from tests.support.factories import MakeList, stored_pk
 
 PERIOD = digests.Period(DigestFrequency.WEEKLY, date(2026, 11, 16))
@@ -216,89 +216,3 @@ def test_a_digest_id_that_names_no_day_is_an_ordinary_reference(
         parsed = parse(mail("odd@x", "Re: things", "hi", extra))
         assert digests.period_of(parsed, mlist, "lists.test") is None
         assert ingest(session, parsed, mlist, domain="lists.test").status == STORED
-
-
-# A post received on Monday 2026-11-16 at 09:00 (its day ends on the 17th, its week on the 23rd).
-MONDAY_9 = datetime(2026, 11, 16, 9, tzinfo=UTC)
-DAY = digests.Period(DigestFrequency.DAILY, date(2026, 11, 16))
-
-
-def _at(day: int, hour: int = 12, minute: int = 0) -> datetime:
-    return datetime(2026, 11, day, hour, minute, tzinfo=UTC)
-
-
-def _put_back(
-    db: sessionmaker[Session],
-    make_list: MakeList,
-    made: list[tuple[digests.Period, datetime]],
-    hidden: datetime,
-    back: datetime,
-    weekly: datetime | None = None,
-) -> tuple[datetime | None, datetime | None]:
-    """(published_at, weekly_published_at) of Monday's post, once put back at `back`, hidden
-    since `hidden`, when the digests `made` were made then (a reader's each)."""
-    make_list("dev")
-    with transaction(db) as s:
-        mlist = lists.require(s, "dev")
-        for n, (period, at) in enumerate(made):
-            s.add(
-                DigestSent(
-                    list_id=mlist.id,
-                    address=f"r{n}@example.org",
-                    day=period.start,
-                    frequency=period.frequency,
-                    status=DigestState.SENT,
-                    created_at=at,
-                    sent_at=at,
-                )
-            )
-        msg = Message(list_id=mlist.id, received_at=MONDAY_9, weekly_published_at=weekly)
-        digests.publish_again(s, msg, hidden, back)
-        return msg.published_at, msg.weekly_published_at
-
-
-NIGHTS = [(DAY, _at(17, 0, 10)), (PERIOD, _at(23, 0, 10))]  # made as the beat makes them
-
-
-@pytest.mark.parametrize(
-    "made, hidden, back, published, weekly",
-    [
-        # hidden before its day's digest, back before its week's: the day's next digest
-        (NIGHTS[:1], _at(16, 20), _at(18), _at(18), MONDAY_9),
-        # hidden before its day's digest, back after its week's: every reader's next digest
-        (NIGHTS, _at(16, 20), _at(25), _at(25), None),
-        # hidden after its day's digest had it, back before its week's: nothing missed
-        (NIGHTS[:1], _at(17), _at(20), None, None),
-        # hidden after its day's digest had it, back after its week's: weekly readers only
-        (NIGHTS, _at(17), _at(25), None, _at(25)),
-        # hidden after both digests had it
-        (NIGHTS, _at(24), _at(26), None, None),
-        # its day's digest made late (the beat down over the night), after it was hidden
-        ([(DAY, _at(17, 0, 30))], _at(17, 0, 5), _at(20), _at(20), MONDAY_9),
-        # no digest made for its day or week (no reader needed one): nobody had it by digest
-        ([], _at(17), _at(25), _at(25), None),
-    ],
-)
-def test_a_post_put_back_is_published_again_for_the_digests_made_while_it_was_hidden(
-    db: sessionmaker[Session],
-    make_list: MakeList,
-    made: list[tuple[digests.Period, datetime]],
-    hidden: datetime,
-    back: datetime,
-    published: datetime | None,
-    weekly: datetime | None,
-) -> None:
-    assert _put_back(db, make_list, made, hidden, back) == (published, weekly)
-
-
-def test_a_post_put_back_twice_is_placed_by_its_last_publication_for_weekly_readers(
-    db: sessionmaker[Session], make_list: MakeList
-) -> None:
-    """Put back for weekly readers on the 25th (in the week of the 23rd), hidden again on the
-    26th and back after that week's digest went without it: weekly readers get it once more;
-    daily readers, whose digest had it on its first day, never again."""
-    made = [*NIGHTS, (digests.Period(DigestFrequency.WEEKLY, date(2026, 11, 23)), _at(30, 0, 10))]
-    assert _put_back(db, make_list, made, _at(26), _at(30, 9), weekly=_at(25)) == (
-        None,
-        _at(30, 9),
-    )

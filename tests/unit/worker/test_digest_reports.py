@@ -64,7 +64,7 @@ def _reported(db: sessionmaker[Session], at: datetime) -> None:
             session.add(
                 Report(message_pk=msg.id, list_id=msg.list_id, address=address, created_at=at)
             )
-        reports.hide(session, msg)
+        reports.hide(session, msg, now=at)
 
 
 def _put_back(db: sessionmaker[Session]) -> None:
@@ -137,18 +137,20 @@ def test_a_post_hidden_after_its_day_but_before_the_late_run_comes_when_put_back
     assert _digests(ctx) == [["calm@x"], ["disputed@x"]]
 
 
-@pytest.mark.parametrize("dee_changes", [False, True])
+@pytest.mark.parametrize("dee_changes, wes_changes", [(False, False), (True, False), (False, True)])
 def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_back(
     tmp_path: Path,
     db: sessionmaker[Session],
     make_list: MakeList,
     monkeypatch: pytest.MonkeyPatch,
     dee_changes: bool,
+    wes_changes: bool,
 ) -> None:
     """Dee reads the daily digest, Wes the weekly one. A post of last Monday is in Dee's digest
     of Monday; readers' reports hide it on Tuesday; the week's digest goes to Wes without it; a
-    moderator puts it back today. Wes gets it in a later digest, once; Dee does not again, even
-    when she changed to the weekly digest meanwhile (dee_changes)."""
+    moderator puts it back today. Wes gets it in a later digest, once, even when he changed to
+    the daily digest before it was put back (wes_changes); Dee does not again, even when she
+    changed to the weekly digest meanwhile (dee_changes)."""
     week = last_complete_week(datetime.now(UTC).date())
     monday = datetime.combine(week.start, time(0), tzinfo=UTC)
     make_list("dev")
@@ -168,6 +170,8 @@ def test_a_post_hidden_over_the_weeks_digest_comes_to_weekly_readers_when_put_ba
         change_digest(db, DEE, "weekly")
     monkeypatch.setattr(digest, "default_day", lambda: week.start + timedelta(days=6))
     assert send_digests(ctx) == 0  # the week's: nothing for Wes (nor Dee)
+    if wes_changes:
+        change_digest(db, WES, "daily")
     _put_back(db)
     this_sunday = week.start + timedelta(days=13)  # the runs to the end of this week
     monkeypatch.setattr(digest, "default_day", lambda: this_sunday)
