@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import lists, subscriptions
+from listgate import administration, lists, removal, subscriptions
 from listgate.config import Settings
 from listgate.db import transaction
-from listgate.models import Bounce, Delivery, DigestSent, OutboxEntry, Subscription
+from listgate.models import Bounce, Delivery, DigestSent, Message, OutboxEntry, Subscription
 from listgate.states import DeliveryState, DigestState, SubscriptionState
 from listgate.tokens import VERP_DELIVERY, VERP_DIGEST, verp_token
 from tests.support.factories import MakeList, make_mail, post, stored_pk
@@ -191,3 +191,39 @@ def test_a_report_to_a_forged_or_altered_token_is_ignored(
     assert state(db) == (SubscriptionState.ACTIVE, 0.0)
     with db() as session:
         assert session.scalar(select(func.count()).select_from(Bounce)) == 0
+
+
+def test_reports_about_a_copy_of_a_post_removed_since(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """The moderators removed (and purged) a post after it went out: its copies' reports still
+    say whether the mailbox is dead (it counts) or the message was refused (it does not)."""
+    settings = _setup(make_list, db, settings)
+    token = copy_to(db, settings)
+    with transaction(db) as session:
+        msg = session.scalars(select(Message)).one()
+        removal.remove(session, [msg], "spam", "mod@example.org", purge=True)
+    report(db, settings, token, dsn(PAT, "5.7.1", "550 5.7.1 Message rejected as spam"))
+    assert state(db) == (SubscriptionState.ACTIVE, 0.0)
+    report(db, settings, token, dsn(PAT, "5.1.1", DEAD))
+    assert state(db) == (SubscriptionState.ACTIVE, 1.0)
+
+
+def test_reports_about_copies_of_a_list_deleted_and_made_again_count_against_nobody(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """dev is deleted with its archive, then made again and Pat joins the new one: the old
+    list's copies' reports (their tokens name rows that are gone) are ignored, with no error."""
+    settings = _setup(make_list, db, settings)
+    old = [copy_to(db, settings) for _ in range(int(settings.bounce_score_limit))]
+    with transaction(db) as session:
+        administration.delete_list(session, lists.require(session, "dev"), "cli:root", purge=True)
+    _setup(make_list, db, settings)
+    new = copy_to(db, settings)  # the new list's first copy may get an old copy's id
+    for token in old:
+        assert report(db, settings, token, dsn(PAT, "5.1.1", DEAD)) == []
+    assert state(db) == (SubscriptionState.ACTIVE, 0.0)
+    with db() as session:
+        assert session.scalar(select(func.count()).select_from(Bounce)) == 0
+    report(db, settings, new, dsn(PAT, "5.1.1", DEAD))
+    assert state(db) == (SubscriptionState.ACTIVE, 1.0)
