@@ -27,6 +27,7 @@ from listgate.config import Settings
 from listgate.mail import mime
 from listgate.models import Bounce, Delivery, DigestSent, MailingList, OutboxEntry, Subscription
 from listgate.states import BounceKind, SubscriptionKind, SubscriptionState
+from listgate.store import lock_list
 from worker import mailer
 
 log = logging.getLogger(__name__)
@@ -330,6 +331,14 @@ def counted(
     one) adds only what a harder kind adds to what its earlier reports counted (a 4xx, then
     the 5xx that gave up: 1, not 1.5)."""
     sub = copy.subscription
+    if sub is not None:
+        # First, as every writer of the list: the subscription as changed meanwhile (left, come
+        # back, scored by another report of a worker beside this one) is what is scored, never
+        # overwritten by what was read before.
+        lock_list(session, session.get_one(MailingList, sub.list_id))
+        session.refresh(sub)
+        if copy.digest is not None:
+            session.refresh(copy.digest)
     before = _counted_before(session, copy)
     session.add(
         Bounce(
