@@ -256,12 +256,13 @@ def my_subscriptions() -> str:
 
 # The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
 # "digest" and "weekly" ask for the daily or the weekly digest; "resume" (a row suspended by
-# bounces) asks again for what the row gets, the digest at its frequency.
+# bounces) asks again for what the row gets: every post, the digest at its frequency, the thread.
 _DASHBOARD = {
     ("leave", SubscriptionKind.LIST): subscriptions.LEAVE,
     ("leave", SubscriptionKind.DIGEST): subscriptions.LEAVE,
     ("resume", SubscriptionKind.LIST): subscriptions.EVERY_POST,
     ("resume", SubscriptionKind.DIGEST): subscriptions.DIGEST,
+    ("resume", SubscriptionKind.THREAD): subscriptions.FOLLOW,
     ("leave", SubscriptionKind.THREAD): subscriptions.LEAVE_THREAD,
     ("leave", SubscriptionKind.MUTE): subscriptions.UNMUTE,
     ("list", SubscriptionKind.DIGEST): subscriptions.EVERY_POST,

@@ -14,7 +14,7 @@ from listgate.db import transaction
 from listgate.models import Subscription
 from listgate.states import BounceKind, DigestFrequency, SubscriptionState
 from tests.support.config import search
-from tests.support.factories import MakeList
+from tests.support.factories import MakeList, make_mail, post
 from tests.support.web import RecordingSender, csrf, sign_in
 from worker import bounces
 
@@ -69,3 +69,39 @@ def test_a_suspended_subscriber_resumes_on_my_subscriptions(
             frequency,
             0.0,
         )
+
+
+def test_a_thread_follower_suspended_by_bounces_resumes_the_thread(
+    client: FlaskClient,
+    make_list: MakeList,
+    db: sessionmaker[Session],
+    settings: Settings,
+    sender: RecordingSender,
+) -> None:
+    """Pat is no member; she follows one thread, and her mailbox dies: that row is suspended.
+    She resumes it on My subscriptions (not the list: that is not what she had)."""
+    make_list("dev")
+    topic = post(db, make_mail("Topic", msgid="t@x.test"))
+    assert topic.thread_id is not None
+    with transaction(db) as session:
+        sub = subscriptions.start(
+            session, lists.require(session, "dev"), PAT, "thread", topic.thread_id
+        )
+        while sub.status == SubscriptionState.ACTIVE:
+            bounces.score(session, settings, sub, BounceKind.PERMANENT)
+    sign_in(client, db, PAT)
+    page = client.get("/me/subscriptions").get_data(as_text=True)
+    assert 'value="resume"' in page, page
+    sub_id = search(r'action="/me/subscriptions/(\d+)"', page)
+    token = csrf(client, "/me/subscriptions")
+    done = client.post(
+        f"/me/subscriptions/{sub_id}",
+        data={"csrf_token": token, "action": "resume"},
+        follow_redirects=True,
+    )
+    assert "You now follow this thread." in done.get_data(as_text=True)
+    with db() as session:
+        rows = session.execute(
+            select(Subscription.kind, Subscription.status).where(Subscription.address == PAT)
+        ).all()
+        assert rows == [("thread", SubscriptionState.ACTIVE)]
