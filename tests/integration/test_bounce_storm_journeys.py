@@ -48,6 +48,27 @@ def test_the_same_report_of_one_copy_three_times_counts_once(
     second = post_to_pat(j, SAM)  # and the next post still reaches her
 
     reported(j, second, 2)
-    j.expect((PAT, "is suspended"))
+    told = j.expect((PAT, "is suspended"))
+    assert told[0].mail_from == "<>"  # its own report could not count
     j.new_thread()
     j.expect(*j.copies_to(SAM))
+
+
+def test_mail_about_a_subscription_never_comes_back_as_a_bounce_to_count(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """The confirmation asked for by mail and the goodbye (as the suspension notice, above) go
+    out with the empty envelope sender: a dead mailbox's report about them goes nowhere, and so
+    counts against nobody (posts' and digests' copies carry the VERP address that counts)."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.command("subscribe")
+    asked = j.expect((PAT, "Confirm"))
+    j.cli("subscribe", PAT, "--list", j.list)
+    j.command("unsubscribe")
+    left = j.expect((PAT, "You have left"))
+    assert [r.mail_from for r in asked + left] == ["<>", "<>"]
+    j.new_thread()
+    verp = next(r.mail_from for r in j.expect(*j.copies_to(SAM)))
+    assert verp.startswith(f"{j.list}+bounce-"), verp
