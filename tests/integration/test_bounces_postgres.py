@@ -8,6 +8,7 @@ one waits for a lock, then commits the first.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -19,9 +20,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import lists, subscriptions
 from listgate.config import Settings
 from listgate.db import transaction
+from listgate.models import OutboxEntry
 from listgate.states import SubscriptionState
 from tests.unit.worker.test_bounces import dsn
 from tests.unit.worker.test_bounces_over_time import DEAD, PAT, copy_to, report, state
+from worker import bounces
 
 pytestmark = pytest.mark.integration
 
@@ -122,9 +125,4 @@ def test_reports_of_two_copies_handled_at_once_both_count(
 
 def report_in(session: Session, settings: Settings, token: str, raw: bytes) -> None:
     """A report handled in the caller's transaction (left open)."""
-    import json
-
-    from listgate.models import OutboxEntry
-    from worker import bounces
-
     bounces.handle(session, settings, OutboxEntry(payload=json.dumps({"arg": token})), raw)
