@@ -27,6 +27,7 @@ from listgate.config import Settings
 from listgate.mail import mime
 from listgate.models import Bounce, Delivery, DigestSent, MailingList, OutboxEntry, Subscription
 from listgate.states import BounceKind, SubscriptionKind, SubscriptionState
+from listgate.store import lock_list
 from worker import mailer
 
 log = logging.getLogger(__name__)
@@ -254,15 +255,21 @@ def _heuristic(msg: StdMessage) -> BounceReport:
 
 
 def score(
-    session: Session, settings: Settings, sub: Subscription | None, kind: BounceKind
+    session: Session,
+    settings: Settings,
+    sub: Subscription | None,
+    kind: BounceKind,
+    weight: float | None = None,
 ) -> list[OutboxEntry]:
-    """Add a bounce to a subscription's score; past the limit suspend it and tell the person."""
-    if sub is None or WEIGHT.get(kind, 0.0) == 0.0:
+    """Add a bounce to a subscription's score (weight: of a copy reported before, what the kind
+    adds to what was counted then); past the limit suspend it and tell the person."""
+    weight = WEIGHT.get(kind, 0.0) if weight is None else weight
+    if sub is None or weight <= 0.0:
         return []
     when = datetime.now(UTC)
     if sub.last_bounce_at is not None and when - sub.last_bounce_at > FORGET_AFTER:
         sub.bounce_score = 0.0
-    sub.bounce_score += WEIGHT[kind]
+    sub.bounce_score += weight
     sub.last_bounce_at = when
     if sub.status != SubscriptionState.ACTIVE or sub.bounce_score < settings.bounce_score_limit:
         return []
@@ -318,8 +325,21 @@ def counted(
 ) -> list[OutboxEntry]:
     """The one way a failure of a copy (a post's or a digest's, refused by the relay as it went
     out or reported by a bounce later) is recorded and scored: a Bounce row, then the score of
-    the copy's subscription, unless the copy went out before the subscription last started."""
+    the copy's subscription, unless the copy went out before the subscription last started.
+
+    One copy fails once: a report of it again (a relay retrying its DSN, a storm of copies of
+    one) adds only what a harder kind adds to what its earlier reports counted (a 4xx, then
+    the 5xx that gave up: 1, not 1.5)."""
     sub = copy.subscription
+    if sub is not None:
+        # First, as every writer of the list: the subscription as changed meanwhile (left, come
+        # back, scored by another report of a worker beside this one) is what is scored, never
+        # overwritten by what was read before.
+        lock_list(session, session.get_one(MailingList, sub.list_id))
+        session.refresh(sub)
+        if copy.digest is not None:
+            session.refresh(copy.digest)
+    before = _counted_before(session, copy)
     session.add(
         Bounce(
             delivery_id=copy.delivery_id,
@@ -334,19 +354,40 @@ def counted(
             "a bounce for %s about a copy sent before they came back: not counted", copy.address
         )
         return []
-    return score(session, settings, sub, kind)
+    weight = WEIGHT.get(kind, 0.0)
+    if weight > 0.0 and copy.digest is not None and copy.digest.sent_at is not None:
+        copy.digest.last_error = f"{kind}: {diagnostic}"[:2000]  # it went out, and failed since
+    if 0.0 < weight <= before:
+        log.info("another report of a copy already counted against %s: not counted", copy.address)
+        return []
+    return score(session, settings, sub, kind, weight - before)
+
+
+def _counted_before(session: Session, copy: Copy) -> float:
+    """What earlier reports of this copy added to a score: a post's copy, the most any of its
+    bounce rows weighs; a digest's copy (no row of its own in bounces: its reports' kinds are
+    not added up, a 4xx then a 5xx counts the first only), a full bounce once a report said
+    the digest that went out failed since. A relay's refusal as it goes out is its first."""
+    if copy.delivery_id is not None:
+        kinds = session.scalars(select(Bounce.kind).where(Bounce.delivery_id == copy.delivery_id))
+        return max((WEIGHT.get(k, 0.0) for k in kinds), default=0.0)
+    digest = copy.digest
+    if digest is not None and digest.sent_at is not None and digest.last_error:
+        return WEIGHT[BounceKind.PERMANENT]
+    return 0.0
 
 
 @dataclass(frozen=True)
 class Copy:
     """What a VERP token names: the subscription the copy went to, its address, when it went out
     (None: not known; for a refusal as it goes out, the try) and, for a post's copy, its
-    deliveries row."""
+    deliveries row; for a digest's, its digests_sent row."""
 
     subscription: Subscription | None
     address: str
     sent_at: datetime | None = None
     delivery_id: int | None = None
+    digest: DigestSent | None = None  # a digest's copy: its digests_sent row
 
 
 def copy_named(session: Session, kind: str, ident: int) -> Copy:
@@ -371,7 +412,7 @@ def copy_named(session: Session, kind: str, ident: int) -> Copy:
                 Subscription.thread_key == 0,
             )
         ).first()
-        return Copy(sub, digest.address, digest.sent_at or digest.created_at)
+        return Copy(sub, digest.address, digest.sent_at or digest.created_at, digest=digest)
     sub = session.get(Subscription, ident)
     return Copy(sub, sub.address if sub is not None else "")
 

@@ -448,6 +448,9 @@ def _mark_values(ctx: WorkerContext, delivery_id: int, values: dict[str, Any]) -
 def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None:
     """A 5xx, never retried: a bounce (scored) if it is the recipient's, else a failed post."""
     with transaction(ctx.db) as session:
+        # scored first: it takes the list's lock before any row, as the list's other writers do
+        copy = bounces.Copy(session.get(Subscription, row.sub_id), row.address, now(), row.id)
+        entries = bounces.counted(session, ctx.settings, copy, kind, detail)
         session.execute(
             update(Delivery)
             .where(Delivery.id == row.id)
@@ -458,8 +461,6 @@ def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None
                 last_error=detail[:2000],
             )
         )
-        copy = bounces.Copy(session.get(Subscription, row.sub_id), row.address, now(), row.id)
-        entries = bounces.counted(session, ctx.settings, copy, kind, detail)
     ctx.enqueue(entries)
     if kind == BounceKind.PERMANENT:
         log.info("delivery %s to %s bounced: %s", row.id, row.address, detail)

@@ -62,7 +62,7 @@ AUTHORS = PEOPLE + ("eve@example.com",)
 LEAVE_CHANNELS = ("link", "mail-command", "web", "admin")
 LIVE = (SubscriptionState.PENDING, SubscriptionState.ACTIVE)
 NOT_ENDED = (SubscriptionState.PENDING, SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED)
-BOUNCE_LIMIT = 2  # two reports of a dead mailbox suspend a subscription
+BOUNCE_LIMIT = 2  # reports of two copies lost to a dead mailbox suspend a subscription
 # examples of up to 30 steps per run (tests/support/searches.py: 10x under `make soak`)
 SQLITE_EXAMPLES = 100
 POSTGRESQL_EXAMPLES = 60
@@ -98,6 +98,8 @@ class Model:
     restarted: dict[tuple[str, str, int], int] = field(default_factory=dict)
     sent: dict[tuple[int, str], tuple[tuple[str, str, int], int]] = field(default_factory=dict)
     digest_sent: dict[str, int] = field(default_factory=dict)  # address -> when today's went out
+    # the copies (pk, address) and digests (address, when sent) a report counted: once each
+    failed: set[tuple[int | str, object]] = field(default_factory=set)
 
     def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
         return self.subs.get((address, kind, thread))
@@ -452,15 +454,16 @@ class Lifecycle(RuleBasedStateMachine):
     def copy_bounces(self, copy: int, late: bool) -> None:
         """A report that a copy sent earlier found the mailbox dead (late: preferably one sent
         before its row started again): it counts against the row only if the row was not
-        started again since that copy went out."""
+        started again since that copy went out, and only once for one copy."""
         m = self.model
         copies = sorted(m.sent.items())
         old = [(c, (k, w)) for c, (k, w) in copies if w < m.restarted.get(k, -1)]
         chosen = old if late and old else copies
         (pk, address), (key, when) = chosen[copy % len(chosen)]
         self.site.bounce(pk, address)
-        if when < m.restarted.get(key, -1):
+        if when < m.restarted.get(key, -1) or (pk, address) in m.failed:
             return
+        m.failed.add((pk, address))
         m.scores[key] += 1
         if m.subs[key] == SubscriptionState.ACTIVE and m.scores[key] >= BOUNCE_LIMIT:
             m.set(key, SubscriptionState.SUSPENDED)
@@ -499,14 +502,17 @@ class Lifecycle(RuleBasedStateMachine):
     @rule(which=st.integers(0, 9))
     def digest_bounces(self, which: int) -> None:
         """A report that today's digest found the mailbox dead, to the digest's VERP address: it
-        counts against the address's digest row only if the row was not started again since."""
+        counts against the address's digest row only if the row was not started again since,
+        and only once for one digest."""
         m = self.model
         address = sorted(m.digest_sent)[which % len(m.digest_sent)]
         self.site.collect(self.arrived, self.digests_arrived)  # the digest's envelope sender
         self.site.bounce_to(self.site.digest_verps[address], address)
         key = (address, "digest", 0)
-        if m.digest_sent[address] < m.restarted.get(key, -1):
+        copy = (address, m.digest_sent[address])
+        if m.digest_sent[address] < m.restarted.get(key, -1) or copy in m.failed:
             return
+        m.failed.add(copy)
         m.scores[key] += 1
         if m.subs[key] == SubscriptionState.ACTIVE and m.scores[key] >= BOUNCE_LIMIT:
             m.set(key, SubscriptionState.SUSPENDED)
@@ -765,7 +771,18 @@ REPLAYS = {
         "posts eve@example.com -",
         "fans_out T",
         "copy_bounces 1 F",
-        "copy_bounces 1 F",
+        "posts eve@example.com -",
+        "fans_out T",
+        "copy_bounces 2 F",  # another copy sent since: the second report suspends
+        "posts eve@example.com -",
+        "fans_out T",
+    ],
+    "the same report of one copy again counts once": [
+        "admin_subscribes ann@example.org list",
+        "posts eve@example.com -",
+        "fans_out T",
+        "copy_bounces 0 F",
+        "copy_bounces 0 F",
         "posts eve@example.com -",
         "fans_out T",
     ],

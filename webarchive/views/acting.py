@@ -255,10 +255,14 @@ def my_subscriptions() -> str:
 
 
 # The dashboard's buttons, as actions of subscriptions.change: "leave" depends on the row's kind;
-# "digest" and "weekly" ask for the daily or the weekly digest.
+# "digest" and "weekly" ask for the daily or the weekly digest; "resume" (a row suspended by
+# bounces) asks again for what the row gets: every post, the digest at its frequency, the thread.
 _DASHBOARD = {
     ("leave", SubscriptionKind.LIST): subscriptions.LEAVE,
     ("leave", SubscriptionKind.DIGEST): subscriptions.LEAVE,
+    ("resume", SubscriptionKind.LIST): subscriptions.EVERY_POST,
+    ("resume", SubscriptionKind.DIGEST): subscriptions.DIGEST,
+    ("resume", SubscriptionKind.THREAD): subscriptions.FOLLOW,
     ("leave", SubscriptionKind.THREAD): subscriptions.LEAVE_THREAD,
     ("leave", SubscriptionKind.MUTE): subscriptions.UNMUTE,
     ("list", SubscriptionKind.DIGEST): subscriptions.EVERY_POST,
@@ -273,7 +277,8 @@ _DASHBOARD = {
 @bp.post("/me/subscriptions/<id:sub_id>")
 @signed_in
 def change_subscription(sub_id: int) -> Response:
-    """Leave, unfollow, unmute, or switch between every post and the daily or weekly digest."""
+    """Leave, unfollow, unmute, switch between every post and the daily or weekly digest, or
+    resume mail suspended by bounces."""
     address = current_address() or ""
     with transaction(resources().writer) as session:
         sub = session.get(Subscription, sub_id)
@@ -291,7 +296,7 @@ def change_subscription(sub_id: int) -> Response:
             action,
             thread_id=sub.thread_key,
             channel=subscriptions.WEB,
-            frequency=DigestFrequency.WEEKLY if button == "weekly" else DigestFrequency.DAILY,
+            frequency=_frequency(button, sub),
         )
     enqueue(outcome.outbox)
     flash(outcome.message, "ok")
@@ -308,3 +313,10 @@ def my_settings() -> Response:
         )
     flash("Saved.", "ok")
     return redirect(url_for("acting.my_subscriptions"), 303)
+
+
+def _frequency(button: str, sub: Subscription) -> DigestFrequency:
+    """The digest a dashboard button asks for: weekly, the row's own (resume), else daily."""
+    if button == "resume":
+        return sub.digest_frequency
+    return DigestFrequency.WEEKLY if button == "weekly" else DigestFrequency.DAILY
