@@ -1,4 +1,4 @@
-"""The owner's commands: `lists edit|delete`, `owners|moderators add|remove|show`, `messages
+"""The owner's commands: `lists edit|delete|members`, `owners|moderators add|remove|show`, `messages
 remove|place-variants|reparse`.
 
 Each is a thin shell over listgate.administration, listgate.removal or listgate.reparse (the web
@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections import Counter
 from typing import TYPE_CHECKING
 
 import click
 
 from listgate import plurals
 from listgate.numerals import Count
-from listgate.states import ListPolicy, ReplyTo
+from listgate.states import ListPolicy, ReplyTo, SubscriptionKind, SubscriptionState
 
 if TYPE_CHECKING:
     from listgate.cli import _session as cli_session
+    from listgate.models import Subscription
 
 
 def actor() -> str:
@@ -111,6 +113,77 @@ def lists_delete(name: str, purge: bool) -> None:
             session, lists_service.require(session, name), actor(), purge
         )
     click.echo(f"deleted {what.describe()}")
+
+
+# `lists members --status`: the members (bounces stop their mail, not their membership:
+# listgate.store.MEMBER_STATES), each state, or every row
+_STATUS_CHOICES = ("members", *(s.value for s in SubscriptionState), "all")
+
+
+@click.command("members")
+@click.argument("name")
+@click.option(
+    "--status",
+    "status",
+    type=click.Choice(_STATUS_CHOICES),
+    default="members",
+    show_default=True,
+    help="Which subscriptions: the members (active or suspended by bounces), one state, or all.",
+)
+@click.option("--threads", is_flag=True, help="Also the threads followed and muted.")
+def lists_members(name: str, status: str, threads: bool) -> None:
+    """The subscribers of list NAME: what each gets, their state, since when."""
+    from listgate import lists as lists_service
+    from listgate.store import MEMBER_STATES
+
+    states = (
+        MEMBER_STATES
+        if status == "members"
+        else tuple(SubscriptionState)
+        if status == "all"
+        else (SubscriptionState(status),)
+    )
+    kinds = tuple(SubscriptionKind) if threads else (SubscriptionKind.LIST, SubscriptionKind.DIGEST)
+    with _session() as session:
+        rows = lists_service.subscriptions_of(
+            session, lists_service.require(session, name), states, kinds
+        )
+        lines = [_member_line(sub) for sub in rows]
+        counts = Counter(sub.status for sub in rows)
+    if not lines:
+        click.echo(
+            f"{name} has no {'members' if status == 'members' else status + ' subscriptions'}"
+        )
+        return
+    click.echo("\n".join(lines))
+    noun = "member" if status == "members" else "subscription"
+    click.echo(
+        f"{plurals.count(len(lines), noun)}: "
+        + ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    )
+
+
+def _member_line(sub: Subscription) -> str:
+    """One subscription: address, what it brings, its state (why, for a suspended or ended
+    one), since when (asked when, for a request; ended when)."""
+    what = {
+        SubscriptionKind.LIST: "every post",
+        SubscriptionKind.DIGEST: f"{sub.digest_frequency} digest",
+        SubscriptionKind.THREAD: f"thread {sub.thread_key}",
+        SubscriptionKind.MUTE: f"muted thread {sub.thread_key}",
+    }[sub.kind]
+    state = str(sub.status)
+    if sub.status == SubscriptionState.SUSPENDED:
+        state += f" (bounces, score {sub.bounce_score:g})"
+    elif sub.status == SubscriptionState.ENDED and sub.end_reason:
+        state += f" ({sub.end_reason})"
+    if sub.status == SubscriptionState.ENDED:
+        when = f"ended {(sub.ended_at or sub.created_at):%Y-%m-%d}"
+    elif sub.status in (SubscriptionState.PENDING, SubscriptionState.AWAITING):
+        when = f"asked {sub.created_at:%Y-%m-%d}"
+    else:
+        when = f"since {(sub.confirmed_at or sub.created_at):%Y-%m-%d}"
+    return f"{sub.address:40} {what:16} {state:32} {when}"
 
 
 def _role_group(role: str) -> click.Group:

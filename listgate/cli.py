@@ -37,7 +37,11 @@ LAZY_COMMANDS = {
     "spool": "listgate.spool_cli:spool_group",  # failed archiving: show and retry
     "gateways": "listgate.gateways_cli:gateways_group",  # gateways that are not coming back
 }
-LAZY_LIST_COMMANDS = {"edit": f"{ADMIN}:lists_edit", "delete": f"{ADMIN}:lists_delete"}
+LAZY_LIST_COMMANDS = {
+    "edit": f"{ADMIN}:lists_edit",
+    "delete": f"{ADMIN}:lists_delete",
+    "members": f"{ADMIN}:lists_members",
+}
 
 
 def load_settings() -> Settings:
@@ -282,7 +286,7 @@ def db_upgrade() -> None:
 
 @main.group(name="lists", cls=LazyGroup, lazy=LAZY_LIST_COMMANDS)
 def lists_group() -> None:
-    """Create, show, edit and delete lists."""
+    """Create, show, edit and delete lists; show a list's members."""
 
 
 @lists_group.command("create")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -114,3 +116,23 @@ def subscribe(
         )
     except subscriptions.SubscriptionError as exc:
         raise ListError(str(exc)) from None
+
+
+def subscriptions_of(
+    session: Session,
+    mlist: MailingList,
+    states: Collection[SubscriptionState],
+    kinds: Collection[SubscriptionKind],
+) -> list[Subscription]:
+    """mlist's subscription rows in these states and of these kinds, by address."""
+    return list(
+        session.scalars(
+            select(Subscription)
+            .where(
+                Subscription.list_id == mlist.id,
+                Subscription.status.in_(list(states)),
+                Subscription.kind.in_(list(kinds)),
+            )
+            .order_by(Subscription.address, Subscription.kind, Subscription.thread_key)
+        )
+    )
