@@ -225,3 +225,13 @@ def test_the_parsing_process_reads_each_header_block_once(monkeypatch: pytest.Mo
     assert [p.message_id for p in parsed[:10] if p] == [f"{n}@x" for n in range(10)]
     assert parsed[10] is None
     assert len(reads) <= 11, f"{len(reads)} reads of the header blocks of 11 messages"
+
+
+def test_the_header_fields_kept_are_the_first_200_each_cut_at_2000_characters() -> None:
+    fields = b"".join(b"X-F%d: %s\r\n" % (n, b"v" * (2500 if n == 3 else 10)) for n in range(250))
+    parsed = parse(b"From: a@example.org\r\n" + fields + b"\r\nbody\r\n")
+    assert len(parsed.headers) == 200
+    assert parsed.headers[4] == ("X-F3", "v" * 2000)
+    assert parsed.headers[199] == ("X-F198", "v" * 10)
+    short = parse(b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    assert short.headers == (("From", "a@example.org"), ("Subject", "s"))
