@@ -97,8 +97,17 @@ def _head(header: Header, raw: bytes, from_addr: str | None = None) -> MessageHe
         from_addr=(sender(header)[1] if from_addr is None else from_addr)[:320],
         auto_submitted=header_text(header, AUTO_SUBMITTED).lower(),
         precedence=header_text(header, PRECEDENCE).lower(),
-        headers=tuple((k, v[:2000]) for k, v in header.fields[:200]),
+        headers=_kept(header.fields),
     )
+
+
+def _kept(fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """The first 200 fields, each value cut at 2,000 characters: the fields themselves when none
+    is longer (nearly all mail; no new pair for each of a linux-man message's 31 fields)."""
+    fields = fields[:200]
+    if all(len(v) <= 2000 for _, v in fields):
+        return fields
+    return tuple((k, v[:2000]) for k, v in fields)
 
 
 def _parse_date(value: str, arrival: datetime) -> tuple[datetime, int, bool]:

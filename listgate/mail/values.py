@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email.header
 import email.utils
+import functools
 import hashlib
 import re
 
@@ -73,12 +74,26 @@ def header_text(header: Header, name: str) -> str:
 
 def addresses(header: Header, name: str) -> list[tuple[str, str]]:
     """(display name, lower-cased address) of each address in the named fields."""
-    values = [text_value(v) for v in header.all(name)]
+    values = tuple(header.all(name))
+    if sum(map(len, values)) > _REMEMBERED:  # a long list is read, not kept
+        return list(_read_addresses(values))
+    return list(_remembered_addresses(values))
+
+
+def _read_addresses(values: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
     try:
-        pairs = email.utils.getaddresses(values)
+        pairs = email.utils.getaddresses([text_value(v) for v in values])
     except Exception:  # noqa: BLE001 - a broken address list yields no addresses, not a crash
-        return []
-    return [(decode_header(n), a.strip().lower()) for n, a in pairs if "@" in a]
+        return ()
+    return tuple((decode_header(n), a.strip().lower()) for n, a in pairs if "@" in a)
+
+
+# The addresses of field values read lately, read once while they are asked often: an archive's
+# authors write many messages each (linux-man: 1,465 From values in 17,885 messages), and the
+# standard library reads an address list a character at a time (about 0.08 ms a From). At most
+# 4,096 values of up to 1,000 characters: a few MB at worst.
+_REMEMBERED = 1000
+_remembered_addresses = functools.lru_cache(maxsize=4096)(_read_addresses)
 
 
 def sender(header: Header) -> tuple[str, str]:

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from listgate.mail import fields, split
 from listgate.mail.parser import parse
 from listgate.mail.subjects import is_reply_subject, normalize_subject
 from listgate.mail.values import decode_header, extract_msgids, reference_chain
+from listgate.parse_process import parse_all
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
@@ -177,3 +180,58 @@ def test_a_subject_folded_over_many_lines_keeps_the_message_id(fold: bytes, line
     parsed = parse(raw)
     assert (parsed.message_id, parsed.message_id_generated) == ("keep@example.org", False)
     assert parsed.subject.startswith("x y") and parsed.raw == raw
+
+
+def test_an_authors_address_field_is_read_once_for_all_their_messages(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An archive's authors write many messages each (linux-man: 1,465 From values for 17,885
+    messages); the address list of a From value already read is not read again."""
+    reads: list[object] = []
+    real = email.utils.getaddresses
+
+    def counted(values: list[str]) -> list[tuple[str, str]]:
+        reads.append(values)
+        return real(values)
+
+    monkeypatch.setattr(email.utils, "getaddresses", counted)
+    for n in range(50):
+        raw = (
+            f'From: "An Author" <Author{n % 2}@Example.org>\r\nSubject: {n}\r\n'
+            f"Message-ID: <{n}@x>\r\n\r\nbody\r\n"
+        ).encode()
+        parsed = parse(raw)
+        assert (parsed.from_name, parsed.from_addr) == ("An Author", f"author{n % 2}@example.org")
+    assert len(reads) <= 2, f"the From addresses were read {len(reads)} times for 2 authors"
+
+
+def test_the_parsing_process_reads_each_header_block_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The importer's parse asks whether a message has a header field before parsing it: that
+    question stops at the first field, and the block is read through once, by the parse."""
+    reads: list[object] = []
+    real = split.header_end
+
+    def counted(raw: bytes, start: int = 0, stop: int | None = None) -> tuple[int, int]:
+        reads.append(raw)
+        return real(raw, start, stop)
+
+    for module in (split, fields):  # the reader's own, and header_block's
+        monkeypatch.setattr(module, "header_end", counted)
+    raws = [
+        b"From: a@example.org\r\nSubject: s\r\nMessage-ID: <%d@x>\r\n\r\nbody\r\n" % n
+        for n in range(10)
+    ]
+    parsed = parse_all([*raws, b"no field here\r\n\r\nbody\r\n"])
+    assert [p.message_id for p in parsed[:10] if p] == [f"{n}@x" for n in range(10)]
+    assert parsed[10] is None
+    assert len(reads) <= 11, f"{len(reads)} reads of the header blocks of 11 messages"
+
+
+def test_the_header_fields_kept_are_the_first_200_each_cut_at_2000_characters() -> None:
+    fields = b"".join(b"X-F%d: %s\r\n" % (n, b"v" * (2500 if n == 3 else 10)) for n in range(250))
+    parsed = parse(b"From: a@example.org\r\n" + fields + b"\r\nbody\r\n")
+    assert len(parsed.headers) == 200
+    assert parsed.headers[4] == ("X-F3", "v" * 2000)
+    assert parsed.headers[199] == ("X-F198", "v" * 10)
+    short = parse(b"From: a@example.org\r\nSubject: s\r\n\r\nbody\r\n")
+    assert short.headers == (("From", "a@example.org"), ("Subject", "s"))

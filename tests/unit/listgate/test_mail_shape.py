@@ -238,3 +238,41 @@ def test_line_over_a_crlf_line_of_exactly_the_limit_is_not_over() -> None:
 def test_declarations_counts_what_a_case_blind_search_finds(pieces: list[bytes]) -> None:
     raw = b"".join(pieces)
     assert declarations(raw) == len(re.findall(rb"(?i)multipart/|message/", raw))
+
+
+def _headerless_by_every_line(raw: bytes) -> bool:
+    """headerless read the long way: every line of the header block looked at."""
+    starts_field = [
+        line[:1] not in (b"", b"\r", b":", b" ", b"\t") and not line.startswith(b"From ")
+        for line in header_block(raw).split(b"\n")
+    ]
+    return not raw or raw.isspace() or not any(starts_field)
+
+
+_LINES = st.sampled_from(
+    [
+        b"From a@b Mon Nov 30 10:00:00 2026",
+        b"From : x",
+        b"From: a@b",
+        b": nameless",
+        b" folded",
+        b"\tfolded",
+        b"\rbare",
+        b"X-A:",
+        b"Subject: s",
+        b"no field: here",
+        b"\xef\xbb\xbfSubject: bom",
+        b"",
+        b" ",
+        b"body",
+        b"Bad Name: x",
+    ]
+)
+
+
+@given(st.lists(_LINES, max_size=8), st.sampled_from([b"\r\n", b"\n", b"\r"]), st.booleans())
+def test_headerless_stops_at_the_first_field_and_answers_as_every_line_read(
+    lines: list[bytes], end: bytes, last_end: bool
+) -> None:
+    raw = end.join(lines) + (end if last_end else b"")
+    assert headerless(raw) == _headerless_by_every_line(raw)
