@@ -108,6 +108,8 @@ def request(
     if kind not in NEEDS_APPROVAL:
         raise SubscriptionError(f"cannot subscribe to {kind!r}: choose list, digest or thread")
     lock_list(session, mlist)  # first: two requests at once (a double click) are one
+    if kind == SubscriptionKind.LIST and channel == MAIL:
+        kind = _asked_by_mail(session, mlist, address)
     thread_key = thread_key_for(session, mlist, kind, thread_id)
     sub = find(session, mlist.id, address, kind, thread_key)
     said = _no_mail_needed(session, sub, address, mlist)
@@ -162,6 +164,19 @@ def request(
     return Outcome(
         sub, f"A confirmation mail was sent to {address}.", [entry], mlist.name, thread_key
     )
+
+
+def _asked_by_mail(session: Session, mlist: MailingList, address: str) -> SubscriptionKind:
+    """What NAME+subscribe@ asks for: every post, but for a digest reader suspended by bounces
+    (and not on every post since), who comes back to the digest as they had it; the suspension
+    notice sends them there. The web asks which (the list page's buttons, Resume)."""
+    digest = find(session, mlist.id, address, SubscriptionKind.DIGEST, 0)
+    if digest is None or digest.status != SubscriptionState.SUSPENDED:
+        return SubscriptionKind.LIST
+    listed = find(session, mlist.id, address, SubscriptionKind.LIST, 0)
+    if listed is not None and listed.status != SubscriptionState.ENDED:
+        return SubscriptionKind.LIST
+    return SubscriptionKind.DIGEST
 
 
 def _no_mail_needed(

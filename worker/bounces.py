@@ -288,6 +288,8 @@ def score(
                 "to": sub.address,
                 "list": mlist.name,
                 "score": sub.bounce_score,
+                "kind": sub.kind,
+                "thread_id": sub.thread_key,
             },
         )
     ]

@@ -83,10 +83,9 @@ def texts(p: dict[str, Any], s: Settings) -> dict[str, tuple[str, str]]:
             f"For the commands of {addr}, write to {name}+help@{s.domain}\n",
         ),
         "suspended": (
-            f"Your subscription to {name} is suspended",
-            f"Mail from {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
-            f"When your mailbox works again, write to {name}+subscribe@{s.domain} "
-            "to resume.\n",
+            f"Your subscription to{thread} {name} is suspended",
+            f"Mail from{thread} {addr} to {p.get('to')} kept bouncing, so we stopped sending it.\n"
+            f"When your mailbox works again, {_resume_words(p, s)}",
         ),
         "help": (
             f"Help for {name}",
@@ -192,6 +191,19 @@ def _digest_words(p: dict[str, Any], s: Settings) -> str:
     return (
         f"To change it, write to {name}+digest-daily@{s.domain}, {name}+digest-weekly@{s.domain}\n"
         f"or {name}+digest-off@{s.domain} (every post).\n"
+    )
+
+
+def _resume_words(p: dict[str, Any], s: Settings) -> str:
+    """How a subscription suspended by bounces comes back as it was: by mail for every post or
+    the digest (NAME+subscribe@ resumes a suspended digest), on the web for a thread (by mail,
+    subscribe is to the whole list)."""
+    web = f"press Resume my mail on this page:\n\n  {s.base_url}/me/subscriptions\n"
+    if p.get("kind") == SubscriptionKind.THREAD:
+        return f"to resume, {web}"
+    return (
+        f"write to {p.get('list', '')}+subscribe@{s.domain} to resume (you will be asked to"
+        f" confirm),\nor {web}"
     )
 
 

@@ -6,13 +6,14 @@ confirming makes them active again, with no moderator's approval; a newcomer sti
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import administration, confirmations, lists, subscriptions
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Subscription
-from listgate.states import BounceKind, SubscriptionState
+from listgate.states import BounceKind, DigestFrequency, SubscriptionKind, SubscriptionState
 from tests.support.factories import MakeList, subscription_of
 from worker import bounces
 
@@ -59,3 +60,39 @@ def test_a_member_suspended_after_the_list_closed_comes_back_without_a_moderator
     # a newcomer still needs a moderator
     said, status = _ask_and_confirm(db, "new@example.org")
     assert status == SubscriptionState.AWAITING, said
+
+
+def test_a_digest_reader_suspended_by_bounces_comes_back_to_the_digest_by_mail(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """The suspension notice tells Pat to write to NAME+subscribe@: doing so brings back her
+    weekly digest, as she had it, not every post of the list."""
+    make_list("dev")
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        subscriptions.start(session, mlist, "pat@example.org")
+        subscriptions.change(
+            session,
+            mlist,
+            "pat@example.org",
+            subscriptions.DIGEST,
+            channel=subscriptions.WEB,
+            frequency="weekly",
+        )
+    with transaction(db) as session:
+        sub = session.scalars(
+            select(Subscription).where(Subscription.kind == SubscriptionKind.DIGEST)
+        ).one()
+        while sub.status == SubscriptionState.ACTIVE:
+            bounces.score(session, settings, sub, BounceKind.PERMANENT)
+
+    assert _ask_and_confirm(db, "pat@example.org")[1] == SubscriptionState.ACTIVE
+    with db() as session:
+        rows = {
+            (s.kind, s.digest_frequency if s.kind == SubscriptionKind.DIGEST else None): s.status
+            for s in session.scalars(select(Subscription))
+        }
+    assert rows == {
+        (SubscriptionKind.LIST, None): SubscriptionState.ENDED,
+        (SubscriptionKind.DIGEST, DigestFrequency.WEEKLY): SubscriptionState.ACTIVE,
+    }, "she asked to resume: her weekly digest again, not every post"

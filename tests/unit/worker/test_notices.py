@@ -113,3 +113,23 @@ def test_a_reply_to_an_unproven_sender_quotes_no_subject(settings: Settings) -> 
         settings,
     )
     assert b"pills" not in held[1]
+
+
+@pytest.mark.parametrize(
+    "kind, way_back, not_this",
+    [
+        ("list", "dev+subscribe@", None),
+        ("digest", "dev+subscribe@", None),  # which brings back a suspended digest
+        ("thread", "Resume my mail", "dev+subscribe@"),  # subscribe would be the whole list
+    ],
+)
+def test_the_suspension_notice_names_a_way_back_to_what_was_suspended(
+    settings: Settings, kind: str, way_back: str, not_this: str | None
+) -> None:
+    _, data = render(
+        {"template": "suspended", "to": "a@b.org", "list": "dev", "kind": kind, "thread_id": 7},
+        settings,
+    )
+    text = payload(message_from_bytes(data)).decode().replace("\n", " ")
+    assert way_back in text and f"{settings.base_url}/me/subscriptions" in text, text
+    assert not_this is None or not_this not in text, text
