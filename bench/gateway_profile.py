@@ -275,6 +275,10 @@ def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
     for reuse in _modes(args.reuse):
         for n in (int(c) for c in args.clients.split(",")):
             run_load(archive.smtp_port, archive.address, n, 40, reuse, "warm")
+            if args.renice_archiver_backends and args.postgresql:
+                url = archive.env["LISTGATE_DATABASE_URL"]
+                for pid in _backends(url, ARCHIVER):
+                    os.setpriority(os.PRIO_PROCESS, pid, args.renice_archiver_backends)
             os.kill(gateway.popen.pid, signal.SIGUSR1)  # forget the warm-up
             time.sleep(0.3)
             before = {name: spent() for name, spent in others.items()}
@@ -303,21 +307,22 @@ def _own_cpu() -> float:
     return t.user + t.system
 
 
-def _backends_cpu(url: str, name: str) -> Callable[[], float]:
-    """CPU seconds so far of the PostgreSQL backends whose application_name is name (found
-    anew each time: a pool may have opened more)."""
+def _backends(url: str, name: str) -> list[int]:
+    """The pids of the PostgreSQL backends whose application_name is name."""
     import psycopg
 
     plain = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchall()
+    return [int(p) for (p,) in pids]
 
-    def spent() -> float:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            pids = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)
-            ).fetchall()
-        return _cpu_of([int(p) for (p,) in pids])
 
-    return spent
+def _backends_cpu(url: str, name: str) -> Callable[[], float]:
+    """CPU seconds so far of the PostgreSQL backends whose application_name is name (found
+    anew each time: a pool may have opened more)."""
+    return lambda: _cpu_of(_backends(url, name))
 
 
 def _cpu_of(pids: list[int]) -> float:
@@ -396,6 +401,12 @@ def main() -> None:
         help="also write a cProfile (CPU time of the gateway's threads, all cases) here",
     )
     parser.add_argument("--reuse", default="new,reused", help="connection modes: new, reused")
+    parser.add_argument(
+        "--renice-archiver-backends",
+        type=int,
+        default=0,
+        help="an experiment: this nice value for the archiver's PostgreSQL backends (needs root)",
+    )
     parser.add_argument(
         "--without-archiver",
         action="store_true",
