@@ -83,9 +83,8 @@ class Archiver:
             )
         except Exception as exc:  # noqa: BLE001 - nothing of this batch was archived; it is tried again
             return self._failed(exc, self._taking)
-        if self.pace is not None:
-            self.pace(self._outgrown(claimed, limit))
         if not claimed:
+            self._pace(claimed, limit)
             return 0
         self.pause, self._alone_until = (
             0.0,
@@ -93,7 +92,20 @@ class Archiver:
         )
         if entries and self.enqueue is not None:
             self.enqueue(entries)
+        self._pace(claimed, limit)
         return len(claimed)
+
+    def _pace(self, claimed: list[int], limit: int) -> None:
+        """Tell the pace whether the spool outgrows the archiver; a failed look-up says no (the
+        batch is archived and handed on already: nothing of it depends on this)."""
+        if self.pace is None:
+            return
+        try:
+            outgrown = self._outgrown(claimed, limit)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.debug("could not tell whether the spool outgrows the archiver: %s", exc)
+            self._behind, outgrown = 0, False
+        self.pace(outgrown)
 
     def _outgrown(self, claimed: list[int], limit: int) -> bool:
         """True when more mail came into the spool during this batch than the batch took: the
