@@ -31,7 +31,7 @@ def test_a_failed_pace_look_up_fails_nothing(settings: Settings, db: sessionmake
         spool.append(
             [
                 Spooled(
-                    f"From: ann@example.org\r\nMessage-ID: <u{i}@example.org>\r\n\r\nx\r\n".encode(),
+                    b"From: ann@example.org\r\nMessage-ID: <u%d@example.org>\r\n\r\nx\r\n" % i,
                     "ann@example.org",
                     ("dev@lists.test",),
                     f"<u{i}@example.org>",
