@@ -24,11 +24,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from bench.archive import make_archive
 from bench.common import PYTHON, Context, scratch, wait_port
+from bench.freshness import drained
 from bench.procs import start_archiver
 from bench.services import postgres
 from bench.smtp_load import run_load
@@ -38,6 +40,7 @@ _SAMPLES: collections.Counter[str] = collections.Counter()
 _SELF: collections.Counter[str] = collections.Counter()
 _STATEMENTS = [0]  # SQL statements sent since the last dump
 _THREAD_CPU: dict[str, float] = {}  # CPU seconds per kind of thread at the last dump
+LISTENER, ARCHIVER = "listener", "archiver"  # application_name of each process's connections
 SAMPLE_EVERY = 0.002  # seconds between stack samples
 # A thread whose top frame is one of these is idle (waiting for work), and not counted.
 IDLE = {
@@ -252,22 +255,30 @@ def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
     )
     out = ctx.path("profile.json")
     extra = [str(args.cpu_profile.resolve())] if args.cpu_profile else []
+    # each process's PostgreSQL backends are told apart by their application_name (libpq's)
     gateway = ctx.start(
         "gateway-profiled",
         [PYTHON, "-m", "bench.gateway_profile", "serve", str(out), *extra],
-        env=archive.env,
+        env={**archive.env, "PGAPPNAME": LISTENER},
     )
     wait_port("127.0.0.1", archive.smtp_port, 60, gateway.popen)
-    others: dict[str, Callable[[], float]] = {}
+    others: dict[str, Callable[[], float]] = {"client (this process)": _own_cpu}
     if not args.without_archiver:  # the spool is left to grow: the listener alone
-        archiver = start_archiver(ctx, archive)
+        archiver = start_archiver(ctx, replace(archive, env={**archive.env, "PGAPPNAME": ARCHIVER}))
         others["archiver process"] = lambda: _cpu_of([archiver.popen.pid])
     if args.postgresql:
+        url = archive.env["LISTGATE_DATABASE_URL"]
         others["PostgreSQL cluster (every process)"] = lambda: _cpu_of(_cluster(ctx))
+        for name in (LISTENER, ARCHIVER):
+            others[f"PostgreSQL backends of the {name}"] = _backends_cpu(url, name)
     lines: list[str] = []
     for reuse in _modes(args.reuse):
         for n in (int(c) for c in args.clients.split(",")):
             run_load(archive.smtp_port, archive.address, n, 40, reuse, "warm")
+            if args.renice_archiver_backends and args.postgresql:
+                url = archive.env["LISTGATE_DATABASE_URL"]
+                for pid in _backends(url, ARCHIVER):
+                    os.setpriority(os.PRIO_PROCESS, pid, args.renice_archiver_backends)
             os.kill(gateway.popen.pid, signal.SIGUSR1)  # forget the warm-up
             time.sleep(0.3)
             before = {name: spent() for name, spent in others.items()}
@@ -284,8 +295,34 @@ def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
                 f"  {name} CPU during the load: {1e6 * cpu / max(res.accepted, 1):.0f} us/post"
                 for name, cpu in spent.items()
             ]
+            if not args.without_archiver:  # the spool left behind, archived (its drain)
+                lines.append(f"  spool drained {drained(archive):.1f} s after the load")
     gateway.stop()
     return lines
+
+
+def _own_cpu() -> float:
+    """CPU seconds (user and system) of this process: the SMTP clients' threads."""
+    t = os.times()
+    return t.user + t.system
+
+
+def _backends(url: str, name: str) -> list[int]:
+    """The pids of the PostgreSQL backends whose application_name is name."""
+    import psycopg
+
+    plain = re.sub(r"^postgresql\+\w+://", "postgresql://", url)
+    with psycopg.connect(plain, autocommit=True) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchall()
+    return [int(p) for (p,) in pids]
+
+
+def _backends_cpu(url: str, name: str) -> Callable[[], float]:
+    """CPU seconds so far of the PostgreSQL backends whose application_name is name (found
+    anew each time: a pool may have opened more)."""
+    return lambda: _cpu_of(_backends(url, name))
 
 
 def _cpu_of(pids: list[int]) -> float:
@@ -364,6 +401,12 @@ def main() -> None:
         help="also write a cProfile (CPU time of the gateway's threads, all cases) here",
     )
     parser.add_argument("--reuse", default="new,reused", help="connection modes: new, reused")
+    parser.add_argument(
+        "--renice-archiver-backends",
+        type=int,
+        default=0,
+        help="an experiment: this nice value for the archiver's PostgreSQL backends (needs root)",
+    )
     parser.add_argument(
         "--without-archiver",
         action="store_true",

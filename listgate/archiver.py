@@ -33,6 +33,8 @@ from listgate.states import PostOrigin, SpoolState
 log = logging.getLogger(__name__)
 
 Enqueue = Callable[[list[OutboxEntry]], Any]
+# told after each batch whether the spool is outgrowing the archiver (gateway.__main__'s pace)
+Pace = Callable[[bool], Any]
 # messages one archiving transaction takes at most (also LISTGATE_ARCHIVER_BATCH_BYTES of them):
 # 100 instead of 20 cut the archiver's CPU per post by about 0.4 (its statements per post on
 # PostgreSQL 1.3 -> 0.3), leaving the listener more of the machine (docs/benchmarks.md)
@@ -55,8 +57,10 @@ class Archiver:
         spool: Spool | None = None,
         enqueue: Enqueue | None = None,
         batch: int = BATCH,
+        pace: Pace | None = None,
     ) -> None:
-        self.settings, self.enqueue, self.batch = settings, enqueue, batch
+        self.settings, self.enqueue, self.batch, self.pace = settings, enqueue, batch, pace
+        self._behind = 0  # spool rows after the last full batch's last one
         self.read_factory = read_factory or factory
         self.spool = spool or Spool(factory.kw["bind"])
         # SQLite: the archive's commits are synchronous=NORMAL elsewhere; a power loss could undo
@@ -80,6 +84,7 @@ class Archiver:
         except Exception as exc:  # noqa: BLE001 - nothing of this batch was archived; it is tried again
             return self._failed(exc, self._taking)
         if not claimed:
+            self._pace(claimed, limit)
             return 0
         self.pause, self._alone_until = (
             0.0,
@@ -87,7 +92,31 @@ class Archiver:
         )
         if entries and self.enqueue is not None:
             self.enqueue(entries)
+        self._pace(claimed, limit)
         return len(claimed)
+
+    def _pace(self, claimed: list[int], limit: int) -> None:
+        """Tell the pace whether the spool outgrows the archiver; a failed look-up says no (the
+        batch is archived and handed on already: nothing of it depends on this)."""
+        if self.pace is None:
+            return
+        try:
+            outgrown = self._outgrown(claimed, limit)
+        except Exception as exc:  # noqa: BLE001 - see above
+            log.debug("could not tell whether the spool outgrows the archiver: %s", exc)
+            self._behind, outgrown = 0, False
+        self.pace(outgrown)
+
+    def _outgrown(self, claimed: list[int], limit: int) -> bool:
+        """True when more mail came into the spool during this batch than the batch took: the
+        listener is answering faster than the archive follows (a burst). A batch that took less
+        than its limit took all that waited: caught up. One indexed look-up after a full batch."""
+        if len(claimed) < limit:
+            self._behind = 0
+            return False
+        behind = max(0, self.spool.newest() - claimed[-1])
+        outgrown, self._behind = behind > self._behind, behind
+        return outgrown
 
     def _from_table(self, limit: int) -> tuple[list[int], list[OutboxEntry]]:
         """PostgreSQL: claim (SKIP LOCKED), parse and archive in one transaction; other archivers

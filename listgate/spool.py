@@ -273,6 +273,11 @@ class Spool:
         with self.reader.connect() as conn:
             return list(conn.execute(self._pending(limit, budget, after)))
 
+    def newest(self) -> int:
+        """The id of the last row appended (archived or not; 0 when the spool is empty)."""
+        with self.reader.connect() as conn:
+            return int(conn.execute(select(func.max(self.table.c.id))).scalar() or 0)
+
     def claim(self, session: Session, limit: int, budget: int) -> list[Any]:
         """PostgreSQL: the oldest rows waiting, locked for this transaction; other archivers skip
         them.

@@ -2,12 +2,19 @@
 
 Under a burst the listener's 250s come first and the spool grows; the archiver drains it on the
 CPU the listener leaves (LISTGATE_ARCHIVER_NICE, default 10). The listener keeps its priority.
+
+Started in a session of its own (`listgate up`, the compose file, these tests), each process is
+also a scheduling group of its own where the kernel groups by session (autogroup): a thread's
+nice value then counts only against the threads of its own session, and the archiver's weight
+against the listener is that of its session's group (/proc/PID/autogroup).
 """
 
 from __future__ import annotations
 
 import os
 import smtplib
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,8 +45,18 @@ def _post(port: int, n: int) -> None:
         client.sendmail("ann@example.org", ["dev@lists.test"], raw)
 
 
+def _group_nice(pid: int | str = "self") -> int | None:
+    """The nice value of the process's session group ("/autogroup-42 nice 10"), None without
+    autogroup (the kernel groups no sessions: the threads' own nice values decide)."""
+    try:
+        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
+    except OSError:
+        return None
+
+
 def _run(tmp_path: Path, **extra: str) -> tuple[set[int], set[int], list[str]]:
-    """(listener's thread nice values, archiver's, Message-IDs archived) after three posts."""
+    """(listener's thread nice values, archiver's, Message-IDs archived) after three posts;
+    checks the session groups' nice values before the processes stop."""
     env = site_env(tmp_path, **extra)
     settings, db = prepare(env, "dev")
     listener = gateway(env, tmp_path / "gateway.log")
@@ -52,6 +69,10 @@ def _run(tmp_path: Path, **extra: str) -> tuple[set[int], set[int], list[str]]:
             _post(settings.smtp_port, n)
         archived = sorted(archived_ids(db))
         assert listener.proc is not None and apart.proc is not None
+        if _group_nice() is not None:  # each in a session of its own (Service)
+            assert _group_nice(listener.proc.pid) == 0, "the listener's group keeps its weight"
+            # three posts: the archiver keeps up, its group keeps its weight (see _yield_in)
+            assert _group_nice(apart.proc.pid) == 0
         return _nice(listener.proc.pid), _nice(apart.proc.pid), archived
     finally:
         listener.stop()
@@ -76,3 +97,38 @@ def test_archiver_nice_zero_keeps_the_listeners_priority(tmp_path: Path) -> None
     listener, archiving, archived = _run(tmp_path, LISTGATE_ARCHIVER_NICE="0")
     assert listener == archiving == {own}
     assert len(archived) == 3
+
+
+def _yield_in(own_session: bool) -> tuple[int, list[int | None], int | None]:
+    """In a process that yields as the archiver does: its threads' nice value, and its session
+    group's at the start, while the spool outgrows it, and after; this test's group's after."""
+    code = (
+        "import os; from gateway.__main__ import _yield_cpu; "
+        "from tests.integration.test_archiver_priority import _group_nice\n"
+        "pace = _yield_cpu(10); seen = [_group_nice()]\n"
+        "for outgrown in (True, True, False):\n"
+        "    pace and pace(outgrown); seen.append(_group_nice())\n"
+        "print(os.nice(0), *seen)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=own_session,
+    )
+    thread, *groups = done.stdout.split()
+    return int(thread), [None if g == "None" else int(g) for g in groups], _group_nice()
+
+
+def test_the_archivers_session_group_yields_while_the_spool_outgrows_it() -> None:
+    """Lowered only under a burst (arrivals faster than archiving); only a session of its own."""
+    own, mine = os.nice(0), _group_nice()
+    lowered = min(19, own + 10)
+    if mine is None:  # without autogroup the threads' nice values alone rank the processes
+        assert _yield_in(own_session=True) == (lowered, [None] * 4, None)
+    else:
+        assert _yield_in(own_session=True) == (lowered, [0, 10, 10, 0], mine)
+    # sharing a session (started from a shell by hand, or by a test): its group is others' too,
+    # and stays as it was (the threads' nice values still rank it below the listener's)
+    assert _yield_in(own_session=False) == (lowered, [mine] * 4, mine)
