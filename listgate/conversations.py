@@ -331,31 +331,44 @@ def root_choice(session: Session, thread: Thread, shown: Any) -> dict[str, Any] 
 
 def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the
-    message."""
-    values = {c: getattr(thread, c) for c in _COUNTED}
-    values["message_count"] += 1
+    message.
+
+    Sets on the thread only what moves (each ORM attribute read or set costs; this runs for
+    every message archived).
+    """
+    count = thread.message_count + 1
+    thread.message_count = count
+    date = msg.date
+    created = thread.created_at
     # Its first published post: only now is it one of the list's threads, and the dates it had
     # came from held posts (the thread was made for one), which are nobody's business yet.
-    first = values["message_count"] == 1
-    if first:
+    if count == 1:
         _list(session, thread.list_id).thread_count += 1
-    # a thread's dates are its visible posts' first and last
-    values["last_activity"] = msg.date if first else max(thread.last_activity, msg.date)
-    values["created_at"] = msg.date if first else min(thread.created_at, msg.date)
-    if thread.root_message_pk is None or (
-        msg.parent_id is None
-        and (msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))
-    ):
-        values.update(
-            root_message_pk=msg.id,
-            subject=msg.subject,
-            subject_norm=msg.subject_norm,
-            starter_name=msg.from_name,
+        if thread.last_activity != date:
+            thread.last_activity = date
+        if created != date:
+            thread.created_at = date
+    else:  # a thread's dates are its visible posts' first and last
+        if date > thread.last_activity:
+            thread.last_activity = date
+        if date < created:
+            thread.created_at = date
+    root = thread.root_message_pk
+    if root is None or (msg.parent_id is None and (date < created or _has_parent(session, root))):
+        _write(
+            session,
+            thread,
+            {
+                "root_message_pk": msg.id,
+                "subject": msg.subject,
+                "subject_norm": msg.subject_norm,
+                "starter_name": msg.from_name,
+            },
         )
     addr = msg.from_addr or msg.from_name
     if addr and participants.joins(session, thread.id, addr):
-        values["participant_count"] += 1
-    _write(session, thread, values)
+        thread.participant_count += 1
+    changed(session, thread.list_id)  # its count moved
 
 
 def changed(session: Session, list_id: int) -> None:
