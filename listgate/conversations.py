@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from listgate import participants, places, store
 from listgate.models import MailingList, Message, ReadMark, Subscription, Thread, ThreadNode
@@ -109,11 +110,33 @@ def new(session: Session, draft: Any) -> Thread:
     }
     thread = Thread(id=store.new_thread_id(session), **values)
     places.insert_rows(session.connection(), _NEW_THREAD, [{"id": thread.id, **values}])
+    if not event.contains(session, "before_flush", _into_waiting_rows):
+        event.listen(session, "before_flush", _into_waiting_rows)
     store.tx(session).new_threads.add(thread.id)  # no participant yet
     make_transient_to_detached(thread)
     session.add(thread)
     _threads(session)[thread.id] = thread
     return thread
+
+
+def _into_waiting_rows(session: Session, *_: Any) -> None:
+    """Before a flush: a thread whose row still waits to go in with the batch's others
+    (listgate.places) takes the counts, dates and root set on it since into that row, and the
+    flush has nothing to UPDATE for it (a new thread's first posts changed every one of them:
+    one UPDATE row per new thread). Rows already written are updated by the flush as before."""
+    waiting = places.waiting(session.connection(), _THREADS.name)
+    if not waiting:
+        return
+    cache = _threads(session)
+    for row in waiting:
+        thread = cache.get(row["id"])
+        if thread is None:
+            continue
+        state = inspect(thread)
+        for key in [k for k in state.committed_state if k in row and k in state.dict]:
+            value = state.dict[key]
+            row[key] = value
+            set_committed_value(thread, key, value)
 
 
 def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None) -> Thread:
