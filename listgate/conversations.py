@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
+from sqlalchemy.orm.attributes import set_committed_value
 
 from listgate import participants, places, store
 from listgate.models import MailingList, Message, ReadMark, Subscription, Thread, ThreadNode
@@ -109,11 +110,33 @@ def new(session: Session, draft: Any) -> Thread:
     }
     thread = Thread(id=store.new_thread_id(session), **values)
     places.insert_rows(session.connection(), _NEW_THREAD, [{"id": thread.id, **values}])
+    if not event.contains(session, "before_flush", _into_waiting_rows):
+        event.listen(session, "before_flush", _into_waiting_rows)
     store.tx(session).new_threads.add(thread.id)  # no participant yet
     make_transient_to_detached(thread)
     session.add(thread)
     _threads(session)[thread.id] = thread
     return thread
+
+
+def _into_waiting_rows(session: Session, *_: Any) -> None:
+    """Before a flush: a thread whose row still waits to go in with the batch's others
+    (listgate.places) takes the counts, dates and root set on it since into that row, and the
+    flush has nothing to UPDATE for it (a new thread's first posts changed every one of them:
+    one UPDATE row per new thread). Rows already written are updated by the flush as before."""
+    waiting = places.waiting(session.connection(), _THREADS.name)
+    if not waiting:
+        return
+    cache = _threads(session)
+    for row in waiting:
+        thread = cache.get(row["id"])
+        if thread is None:
+            continue
+        state = inspect(thread)
+        for key in [k for k in state.committed_state if k in row and k in state.dict]:
+            value = state.dict[key]
+            row[key] = value
+            set_committed_value(thread, key, value)
 
 
 def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None) -> Thread:
@@ -331,31 +354,44 @@ def root_choice(session: Session, thread: Thread, shown: Any) -> dict[str, Any] 
 
 def count_visible(session: Session, thread: Thread, msg: Any) -> None:
     """Count a visible message (a Draft or a Message) in its thread; in the same transaction as the
-    message."""
-    values = {c: getattr(thread, c) for c in _COUNTED}
-    values["message_count"] += 1
+    message.
+
+    Sets on the thread only what moves (each ORM attribute read or set costs; this runs for
+    every message archived).
+    """
+    count = thread.message_count + 1
+    thread.message_count = count
+    date = msg.date
+    created = thread.created_at
     # Its first published post: only now is it one of the list's threads, and the dates it had
     # came from held posts (the thread was made for one), which are nobody's business yet.
-    first = values["message_count"] == 1
-    if first:
+    if count == 1:
         _list(session, thread.list_id).thread_count += 1
-    # a thread's dates are its visible posts' first and last
-    values["last_activity"] = msg.date if first else max(thread.last_activity, msg.date)
-    values["created_at"] = msg.date if first else min(thread.created_at, msg.date)
-    if thread.root_message_pk is None or (
-        msg.parent_id is None
-        and (msg.date < thread.created_at or _has_parent(session, thread.root_message_pk))
-    ):
-        values.update(
-            root_message_pk=msg.id,
-            subject=msg.subject,
-            subject_norm=msg.subject_norm,
-            starter_name=msg.from_name,
+        if thread.last_activity != date:
+            thread.last_activity = date
+        if created != date:
+            thread.created_at = date
+    else:  # a thread's dates are its visible posts' first and last
+        if date > thread.last_activity:
+            thread.last_activity = date
+        if date < created:
+            thread.created_at = date
+    root = thread.root_message_pk
+    if root is None or (msg.parent_id is None and (date < created or _has_parent(session, root))):
+        _write(
+            session,
+            thread,
+            {
+                "root_message_pk": msg.id,
+                "subject": msg.subject,
+                "subject_norm": msg.subject_norm,
+                "starter_name": msg.from_name,
+            },
         )
     addr = msg.from_addr or msg.from_name
     if addr and participants.joins(session, thread.id, addr):
-        values["participant_count"] += 1
-    _write(session, thread, values)
+        thread.participant_count += 1
+    changed(session, thread.list_id)  # its count moved
 
 
 def changed(session: Session, list_id: int) -> None:

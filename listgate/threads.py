@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import bindparam, delete, false, insert, null, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from listgate import conversations, forest, places
@@ -151,7 +152,7 @@ def attach(
     """
     conn = session.connection()
     # A brand-new message has no descendants yet, so no choice here can make a loop.
-    place = _place(session, draft, keys, fallback_days)
+    place = _place(session, conn, draft, keys, fallback_days)
     created = not place.thread_ids
     thread = (
         conversations.new(session, draft)
@@ -166,7 +167,7 @@ def attach(
     draft.parent_pos, draft.by_subject, draft.named = place.parent_pos, place.by_subject, keys.named
     draft.id = new_message_id(session)
     places.insert_rows(conn, _INSERT_MESSAGE, [draft.row()])
-    _record_nodes(session, draft, keys.named, place.nodes, thread.id)
+    _record_nodes(session, conn, draft, keys.named, place.nodes, thread.id)
     places.noted(
         session,
         draft.list_id,
@@ -204,9 +205,11 @@ class _Place:
     nodes: dict[str, Any]
 
 
-def _place(session: Session, draft: Draft, keys: Keys, fallback_days: int) -> _Place:
-    """The parent a message's ids (else its subject and Date) choose, and the threads they join."""
-    conn = session.connection()
+def _place(
+    session: Session, conn: Connection, draft: Draft, keys: Keys, fallback_days: int
+) -> _Place:
+    """The parent a message's ids (else its subject and Date) choose, and the threads they join
+    (conn: the session's connection, which the caller has at hand)."""
     nodes = places.nodes(session, draft.list_id, [draft.message_id, *(k for k, _ in keys.named)])
     archived = {
         mid: n.message_pk
@@ -296,7 +299,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
     draft.id, draft.named = pk, keys.named
     touched = forest.set_parent(conn, pk, None)  # its own edge goes first: a loop through it opens
     conn.execute(delete(_REFS).where(_REFS.c.message_pk == pk))
-    place = _place(session, draft, keys, fallback_days)
+    place = _place(session, conn, draft, keys, fallback_days)
     conn.execute(
         update(_MESSAGES)
         .where(_MESSAGES.c.id == pk)
@@ -306,7 +309,7 @@ def replace(session: Session, pk: int, draft: Draft, keys: Keys, fallback_days: 
             by_subject=place.by_subject,
         )
     )
-    _record_nodes(session, draft, keys.named, place.nodes, old.thread_id)
+    _record_nodes(session, conn, draft, keys.named, place.nodes, old.thread_id)
     touched |= forest.set_parent(conn, pk, place.parent_id, place.parent_pos)
     touched |= forest.reparent_namers(session, pk, draft.message_id, draft.list_id)
     joined = forest.rechoose_by_subject(
@@ -330,13 +333,13 @@ def _is_reply(msg: Any) -> bool:
 
 def _record_nodes(
     session: Session,
+    conn: Connection,
     draft: Draft,
     named: list[tuple[str, int]],
     nodes: dict[str, Any],
     thread_id: int,
 ) -> None:
     """The message's own node (new or filled in), its key rows and placeholder nodes."""
-    conn = session.connection()
     own = nodes.get(draft.message_id)
     placeholders = [ref for ref, _ in named if ref not in nodes]
     rows: list[dict[str, Any]] = [

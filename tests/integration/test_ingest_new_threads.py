@@ -56,3 +56,31 @@ def test_threads_started_by_the_next_batch_take_the_next_ids(db: sessionmaker[Se
         counts = {t.subject: t.message_count for t in s.scalars(select(Thread))}
     assert len(ids) == len(set(ids)) == 3
     assert counts == {"topic 1": 1, "topic 2": 1, "topic 3": 2}
+
+
+def test_threads_started_in_a_batch_go_in_with_their_counts_and_no_update(
+    db: sessionmaker[Session],
+) -> None:
+    # 1..6 start threads, 7..9 answer 1, 2 and 7: nothing moves a thread, so each new thread's
+    # row can take the counts its posts gave it before it is written
+    raws = [raw(n, f"p{n}") for n in range(1, 7)]
+    raws += [raw(7, "q", reply_to=1), raw(8, "p2", reply_to=2), raw(9, "r", reply_to=7)]
+    statements = archive(db, raws)
+
+    updates = [s for s in statements if s.startswith("UPDATE threads")]
+    assert not updates, f"the new threads' rows updated after they went in: {updates}"
+    with db() as s:
+        shown = {
+            t.subject: (
+                t.message_count,
+                t.participant_count,
+                t.created_at.minute,
+                t.last_activity.minute,
+                t.root_message_pk is not None,
+            )
+            for t in s.scalars(select(Thread))
+        }
+    assert shown["topic 1"] == (3, 3, 1, 9, True)
+    assert shown["topic 2"] == (2, 1, 2, 8, True)
+    assert shown["topic 6"] == (1, 1, 6, 6, True)
+    assert len(shown) == 6
