@@ -79,6 +79,7 @@ class DigestWeeks(RuleBasedStateMachine):
         self.reporters = 0
         self.back: dict[str, set[int]] = {}  # Message-ID -> the days it was put back
         self.started = datetime.now(UTC)  # the digests made since are the run's just made
+        self.made = datetime.min.replace(tzinfo=UTC)  # when the last run made its digests
         self.seen: set[str] = set()  # Maildir keys read
         self.had: dict[str, Counter[str]] = {a: Counter() for a in (ANN, DAI, WES)}
         self.mails = 0
@@ -114,9 +115,10 @@ class DigestWeeks(RuleBasedStateMachine):
         self.times[message_id] = when
 
     def _now(self, message_id: str, hour: int) -> datetime:
-        """The simulated hour of today, after what last happened to the post."""
+        """The simulated hour of today, after what last happened to the post and after the
+        last run (made at ten past midnight: what happens after it in the steps is later)."""
         at = datetime.combine(self._date(self.day), time(hour), tzinfo=UTC)
-        return max(at, self.times[message_id] + timedelta(minutes=1))
+        return max(at, self.times[message_id], self.made) + timedelta(minutes=1)
 
     @precondition(lambda self: self.day < 7 * WEEKS and set(self.posts) - self.hidden)
     @rule(data=st.data(), hour=st.integers(0, 23))
@@ -177,6 +179,7 @@ class DigestWeeks(RuleBasedStateMachine):
                 .where(DigestSent.created_at >= self.started)
                 .values(created_at=made, sent_at=made)
             )
+        self.made = made
         self.day += 1
         self.down = 0
         self._read_mail()
