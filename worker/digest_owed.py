@@ -97,29 +97,34 @@ class _Post:
         return not any(h <= at and (r is None or at < r) for h, r in self.hidden)
 
 
-def _offered(session: Session, list_id: int, period: Period) -> dict[int, _Post]:
-    """The period's posts by id: published in it, or put back in it (digests.put_back)."""
+def _offered(
+    session: Session, list_id: int, period: Period
+) -> tuple[dict[int, _Post], ColumnElement[bool]]:
+    """The period's posts by id, published in it or put back in it (digests.put_back), and the
+    condition that selects them (a busy list's week has more posts than a statement may bind
+    parameters: they are named by the condition, not by their ids)."""
     start, end = period.bounds()
     published = digests.published
-    back = set(session.scalars(select(digests.put_back(list_id, period).subquery().c[0])))
+    back = select(digests.put_back(list_id, period).subquery().c[0])
+    offered = and_(
+        Message.list_id == list_id,
+        or_(and_(published >= start, published < end), Message.id.in_(back)),
+    )
     found = {
         pk: _Post(message_id, at, [at])
         for pk, message_id, at in session.execute(
-            select(Message.id, Message.message_id, published).where(
-                Message.list_id == list_id,
-                or_(and_(published >= start, published < end), Message.id.in_(back)),
-            )
+            select(Message.id, Message.message_id, published).where(offered)
         )
     }
     for pk, hidden_at, restored_at in session.execute(
-        select(PostHiding.message_pk, PostHiding.hidden_at, PostHiding.restored_at).where(
-            PostHiding.message_pk.in_(found)
-        )
+        select(PostHiding.message_pk, PostHiding.hidden_at, PostHiding.restored_at)
+        .join(Message, Message.id == PostHiding.message_pk)
+        .where(offered)
     ):
         found[pk].hidden.append((hidden_at, restored_at))
         if restored_at is not None:
             found[pk].offered.append(restored_at)
-    return found
+    return found, offered
 
 
 def _had(
@@ -141,14 +146,14 @@ def _had(
     subscribers."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
-    posts = _offered(session, list_id, period)
+    posts, offered_here = _offered(session, list_id, period)
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     never_sent: defaultdict[str, set[str]] = defaultdict(set)
     for address, message_id, status, row_status in session.execute(
         select(Delivery.address, Message.message_id, Delivery.status, Subscription.status)
         .join(Message, Delivery.message_pk == Message.id)
         .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
-        .where(Message.id.in_(posts), Delivery.address.in_(addresses))
+        .where(offered_here, Delivery.address.in_(addresses))
     ):
         lost = status in NEVER_SENT or (
             status in WAITING and row_status != SubscriptionState.ACTIVE
