@@ -257,7 +257,14 @@ def test_bounces_delayed_counts_nothing_permanent_suspends(site: Site, msink: Sm
     send_to(site, verp, failed, envelope_from="")
     wait_until(lambda: bounces("permanent") == 1, what="the first bounce")
     assert score() == 1.0 and status_of(site, "flaky@example.org") == "active"
+    # the same report again (a relay retrying it) counts once: one copy fails once
     send_to(site, verp, failed.replace(b"Message-Id:", b"X-Old-Id:", 1), envelope_from="")
+    wait_until(lambda: bounces("permanent") == 2, what="the report again")
+    assert score() == 1.0 and status_of(site, "flaky@example.org") == "active"
+    # the next post's copy bounces too: the second failed copy suspends (limit 2)
+    site.post(mail("author@example.org", "Two", f"two-{name}@x", to=f"{name}@lists.test"), name)
+    copies = wait_until(lambda: msink.to("flaky@example.org")[1:], what="the second post")
+    send_to(site, copies[0].mail_from, failed, envelope_from="")
     wait_until(lambda: status_of(site, "flaky@example.org") == "suspended", what="the suspension")
     told = wait_until(
         lambda: [r for r in msink.to("flaky@example.org") if "suspended" in r.message["Subject"]],
