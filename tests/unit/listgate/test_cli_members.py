@@ -7,15 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import cli
 from listgate.config import Settings
-from listgate.db import make_engine, session_factory, writer
-from listgate.schema import upgrade
 from listgate.states import SubscriptionState
-from tests.support.config import make_settings
+from tests.support.commands import command_env, migrated_site, run
 from tests.support.factories import make_mail, post
 from tests.unit.worker.test_bounces import dsn
 from tests.unit.worker.test_bounces_over_time import DEAD, PAT, copy_to, report, state
@@ -25,24 +22,12 @@ ANN, BOB, DAN, ERIN = "ann@example.org", "bob@example.org", "dan@example.org", "
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
-        "LISTGATE_DOMAIN": "lists.test",
-        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
-        "LISTGATE_BOUNCE_SCORE_LIMIT": "2",
-    }
+    return command_env(tmp_path, LISTGATE_BOUNCE_SCORE_LIMIT="2")
 
 
 @pytest.fixture
 def site(tmp_path: Path, env: dict[str, str]) -> tuple[sessionmaker[Session], Settings]:
-    settings = make_settings(tmp_path, **env)
-    engine = make_engine(settings)
-    upgrade(engine)
-    return session_factory(writer(engine)), settings
-
-
-def run(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(cli.main, list(args), env=env)
+    return migrated_site(tmp_path, env)
 
 
 def _columns(result: Result) -> list[list[str]]:

@@ -8,39 +8,27 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import administration, cli, confirmations, lists, subscriptions
-from listgate.db import make_engine, session_factory, transaction, writer
+from listgate import administration, confirmations, lists, subscriptions
+from listgate.db import transaction
 from listgate.ingest import ingest
 from listgate.mail.parser import parse
 from listgate.models import Delivery, Message, NotPosted, OutboxEntry, Subscription
-from listgate.schema import upgrade
 from listgate.states import SubscriptionState
-from tests.support.config import make_settings
+from tests.support.commands import command_env, migrated_site, run
 from tests.support.factories import subscription_of
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return {
-        "LISTGATE_DATA_DIR": str(tmp_path / "var"),
-        "LISTGATE_DOMAIN": "lists.test",
-        "LISTGATE_SECRET_KEY": "test-secret-key-0123456789",
-    }
+    return command_env(tmp_path)
 
 
 @pytest.fixture
 def db(tmp_path: Path, env: dict[str, str]) -> sessionmaker[Session]:
-    engine = make_engine(make_settings(tmp_path, **env))
-    upgrade(engine)
-    return session_factory(writer(engine))
-
-
-def run(env: dict[str, str], *args: str) -> Result:
-    return CliRunner().invoke(cli.main, list(args), env=env, catch_exceptions=False)
+    return migrated_site(tmp_path, env)[0]
 
 
 def post(db: sessionmaker[Session], mid: str, list_name: str = "dev", extra: str = "") -> int:
