@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -149,7 +150,23 @@ def _yield_cpu(nice: int) -> SessionPriority | None:
         return None
     log.debug("archiver CPU priority lowered by %d (LISTGATE_ARCHIVER_NICE)", nice)
     os.nice(nice)
-    return SessionPriority(nice) if os.getsid(0) == os.getpid() else None
+    own_session = os.getsid(0) == os.getpid()
+    return SessionPriority(nice) if own_session and session_group_nice() is not None else None
+
+
+_GROUP = re.compile(r"/autogroup-\d+ nice (-?\d+)")
+
+
+def session_group_nice(pid: int | str = "self", proc: Path = Path("/proc")) -> int | None:
+    """The nice value of a process's session group ("/autogroup-42 nice 10" in /proc/PID/autogroup),
+    or None where the kernel does not group it by session: no such file (not Linux, autogroup
+    not built), or an empty one (the process is in a CPU cgroup of its own, as in a container or
+    a CI runner: the cgroup's weight decides, not the session's)."""
+    try:
+        found = _GROUP.match((proc / str(pid) / "autogroup").read_text())
+    except OSError:
+        return None
+    return int(found.group(1)) if found else None
 
 
 class SessionPriority:

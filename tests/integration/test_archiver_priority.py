@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.__main__ import session_group_nice
 from tests.support.config import prepare, site_env
 from tests.support.gateway import archived_ids
 from tests.support.processes import Service, archiver, gateway
@@ -45,15 +46,6 @@ def _post(port: int, n: int) -> None:
         client.sendmail("ann@example.org", ["dev@lists.test"], raw)
 
 
-def _group_nice(pid: int | str = "self") -> int | None:
-    """The nice value of the process's session group ("/autogroup-42 nice 10"), None without
-    autogroup (the kernel groups no sessions: the threads' own nice values decide)."""
-    try:
-        return int(Path(f"/proc/{pid}/autogroup").read_text().split()[-1])
-    except OSError:
-        return None
-
-
 def _run(tmp_path: Path, **extra: str) -> tuple[set[int], set[int], list[str]]:
     """(listener's thread nice values, archiver's, Message-IDs archived) after three posts;
     checks the session groups' nice values before the processes stop."""
@@ -69,10 +61,12 @@ def _run(tmp_path: Path, **extra: str) -> tuple[set[int], set[int], list[str]]:
             _post(settings.smtp_port, n)
         archived = sorted(archived_ids(db))
         assert listener.proc is not None and apart.proc is not None
-        if _group_nice() is not None:  # each in a session of its own (Service)
-            assert _group_nice(listener.proc.pid) == 0, "the listener's group keeps its weight"
+        if session_group_nice() is not None:  # each in a session of its own (Service)
+            assert session_group_nice(listener.proc.pid) == 0, (
+                "the listener's group keeps its weight"
+            )
             # three posts: the archiver keeps up, its group keeps its weight (see _yield_in)
-            assert _group_nice(apart.proc.pid) == 0
+            assert session_group_nice(apart.proc.pid) == 0
         return _nice(listener.proc.pid), _nice(apart.proc.pid), archived
     finally:
         listener.stop()
@@ -104,10 +98,10 @@ def _yield_in(own_session: bool) -> tuple[int, list[int | None], int | None]:
     group's at the start, while the spool outgrows it, and after; this test's group's after."""
     code = (
         "import os; from gateway.__main__ import _yield_cpu; "
-        "from tests.integration.test_archiver_priority import _group_nice\n"
-        "pace = _yield_cpu(10); seen = [_group_nice()]\n"
+        "from gateway.__main__ import session_group_nice\n"
+        "pace = _yield_cpu(10); seen = [session_group_nice()]\n"
         "for outgrown in (True, True, False):\n"
-        "    pace and pace(outgrown); seen.append(_group_nice())\n"
+        "    pace and pace(outgrown); seen.append(session_group_nice())\n"
         "print(os.nice(0), *seen)"
     )
     done = subprocess.run(
@@ -118,12 +112,12 @@ def _yield_in(own_session: bool) -> tuple[int, list[int | None], int | None]:
         start_new_session=own_session,
     )
     thread, *groups = done.stdout.split()
-    return int(thread), [None if g == "None" else int(g) for g in groups], _group_nice()
+    return int(thread), [None if g == "None" else int(g) for g in groups], session_group_nice()
 
 
 def test_the_archivers_session_group_yields_while_the_spool_outgrows_it() -> None:
     """Lowered only under a burst (arrivals faster than archiving); only a session of its own."""
-    own, mine = os.nice(0), _group_nice()
+    own, mine = os.nice(0), session_group_nice()
     lowered = min(19, own + 10)
     if mine is None:  # without autogroup the threads' nice values alone rank the processes
         assert _yield_in(own_session=True) == (lowered, [None] * 4, None)
