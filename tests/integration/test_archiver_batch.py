@@ -15,23 +15,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.handler import GatewayHandler
-from listgate import dispatch, lists, notposted, removal
+from listgate import dispatch, notposted, removal
 from listgate.archiver import Archiver
 from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Ban, Message, OutboxEntry, Person, RawMessage, Subscription
 from listgate.states import SubscriptionKind, SubscriptionState
+from tests.support.batches import site_with_dev
 from tests.support.gateway import through_hooks
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest) -> tuple[Settings, sessionmaker[Session]]:
     """(settings, writing session factory) of a fresh archive with the open list dev."""
-    names = ("settings", "db") if request.param == "sqlite" else ("pg_settings", "pg_db")
-    settings, db = (request.getfixturevalue(n) for n in names)
-    with transaction(db) as s:
-        lists.create(s, "dev")
-    return settings, db
+    return site_with_dev(request)
 
 
 def _post(

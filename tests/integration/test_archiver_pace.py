@@ -8,22 +8,18 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from listgate import counters, lists
+from listgate import counters
 from listgate.archiver import Archiver
 from listgate.config import Settings
-from listgate.db import transaction
 from listgate.models import Message
 from listgate.spool import Spool, Spooled
+from tests.support.batches import site_with_dev
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def site(request: pytest.FixtureRequest) -> tuple[Settings, sessionmaker[Session]]:
     """(settings, writing session factory) of a fresh archive with the open list dev."""
-    names = ("settings", "db") if request.param == "sqlite" else ("pg_settings", "pg_db")
-    settings, db = (request.getfixturevalue(n) for n in names)
-    with transaction(db) as s:
-        lists.create(s, "dev")
-    return settings, db
+    return site_with_dev(request)
 
 
 def _spool(spool: Spool, first: int, n: int) -> None:

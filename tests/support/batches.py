@@ -1,5 +1,6 @@
 """One archiving batch as `listgate import` makes it, on SQLite or PostgreSQL: for the tests of
-what a batch reads and writes (tests/integration/test_ingest_*.py)."""
+what a batch reads and writes (tests/integration/test_ingest_*.py), and the archives they and the
+archiver's tests start from."""
 
 from __future__ import annotations
 
@@ -12,20 +13,26 @@ from sqlalchemy.orm import Session, sessionmaker
 from listgate import lists
 from listgate.addresses import Recipient
 from listgate.batches import Item, ingest_batch
+from listgate.config import Settings
 from listgate.db import transaction
 from listgate.mail.parser import parse
 from listgate.states import PostOrigin
 
 
-def archive_with_dev(request: pytest.FixtureRequest) -> sessionmaker[Session]:
-    """A writing session factory of a fresh archive with the list dev: SQLite ("sqlite") or
-    PostgreSQL ("postgresql"), as the fixture's parameter says."""
-    factory: sessionmaker[Session] = request.getfixturevalue(
-        "db" if request.param == "sqlite" else "pg_db"
-    )
+def site_with_dev(request: pytest.FixtureRequest) -> tuple[Settings, sessionmaker[Session]]:
+    """(settings, writing session factory) of a fresh archive with the open list dev: SQLite
+    ("sqlite") or PostgreSQL ("postgresql"), as the fixture's parameter says."""
+    names = ("settings", "db") if request.param == "sqlite" else ("pg_settings", "pg_db")
+    settings: Settings = request.getfixturevalue(names[0])
+    factory: sessionmaker[Session] = request.getfixturevalue(names[1])
     with transaction(factory) as s:
         lists.create(s, "dev")
-    return factory
+    return settings, factory
+
+
+def archive_with_dev(request: pytest.FixtureRequest) -> sessionmaker[Session]:
+    """The writing session factory of site_with_dev."""
+    return site_with_dev(request)[1]
 
 
 def raw(

@@ -1,6 +1,10 @@
-"""`listgate lists members`: an owner sees who is on a list after its members' lives went on:
-joined for every post or a digest, suspended by bounces, left, invited and not confirmed yet,
-following a thread; and a clear answer to a list or a state that does not exist."""
+"""The owner's commands about a list's members after their lives went on.
+
+`listgate lists members`: who is on the list, joined for every post or a digest, suspended by
+bounces, left, invited and not confirmed yet, following a thread; and a clear answer to a list or
+a state that does not exist. A subscriber with a history of bounces: taken back with `listgate
+subscribe` from a fresh score (reports about copies sent before do not count again, those sent
+since do), and `listgate unsubscribe` of a suspended subscriber."""
 
 from __future__ import annotations
 
@@ -99,3 +103,39 @@ def test_a_list_or_a_state_that_does_not_exist(
         "dev has no suspended subscriptions\n"
     )
     assert "--threads" in run(env, "lists", "members", "--help").output
+
+
+def test_an_owner_takes_back_a_suspended_subscriber_from_a_fresh_score(
+    env: dict[str, str], site: tuple[sessionmaker[Session], Settings]
+) -> None:
+    db, settings = site
+    run(env, "lists", "create", "dev")
+    run(env, "subscribe", PAT, "--list", "dev")
+    old = [copy_to(db, settings), copy_to(db, settings)]
+    for token in old:
+        report(db, settings, token, dsn(PAT, "5.1.1", DEAD))
+    assert state(db) == (SubscriptionState.SUSPENDED, 2.0)
+
+    result = run(env, "subscribe", PAT.upper(), "--list", "dev")
+    assert (result.exit_code, result.output) == (0, f"subscribed {PAT} to dev (list)\n")
+    assert state(db) == (SubscriptionState.ACTIVE, 0.0)
+    for token in old:  # late reports about the copies that suspended her
+        report(db, settings, token, dsn(PAT, "5.1.1", DEAD))
+    assert state(db) == (SubscriptionState.ACTIVE, 0.0)
+    report(db, settings, copy_to(db, settings), dsn(PAT, "5.1.1", DEAD))
+    assert state(db) == (SubscriptionState.ACTIVE, 1.0)
+
+
+def test_a_suspended_subscriber_unsubscribed_by_an_owner_has_left(
+    env: dict[str, str], site: tuple[sessionmaker[Session], Settings]
+) -> None:
+    db, settings = site
+    run(env, "lists", "create", "dev")
+    run(env, "subscribe", PAT, "--list", "dev")
+    for token in [copy_to(db, settings), copy_to(db, settings)]:
+        report(db, settings, token, dsn(PAT, "5.1.1", DEAD))
+    result = run(env, "unsubscribe", PAT, "--list", "dev")
+    assert (result.exit_code, result.output) == (0, f"{PAT} has left dev.\n")
+    assert state(db)[0] == SubscriptionState.ENDED
+    result = run(env, "unsubscribe", PAT, "--list", "dev")
+    assert (result.exit_code, result.output) == (0, f"{PAT} is not subscribed to dev.\n")
