@@ -34,8 +34,10 @@ class DeliveryState(StrEnum):
 class DigestState(StrEnum):
     """DigestSent.status: one subscriber's digest of one period (worker/digest.py drives it)."""
 
-    # claimed by a run (a new row starts here); SENDING again from DEFERRED on a resend
+    # claimed by a run (a new row starts here, stamped claimed_at); SENDING again from DEFERRED
+    # on a resend; a claim older than delivery.STALE_AFTER (its worker died) is resent
     SENDING = "sending"
+    HANDING = "handing"  # the final dot is on its way: assumed SENT if the worker dies now
     SENT = "sent"
     DEFERRED = "deferred"  # the relay said 4xx: resent through the outbox with backoff
     BOUNCED = "bounced"

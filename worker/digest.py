@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from listgate import digests, dispatch, privacy, store
@@ -26,7 +27,7 @@ from listgate.models import (
 from listgate.states import BounceKind, DeliveryState, DigestFrequency, DigestState
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import VERP_DIGEST, verp_token
-from worker import bounces, mailer, outbox
+from worker import bounces, mailer, outbox, relay_sessions
 from worker import digest_owed as owed
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
@@ -115,12 +116,12 @@ def _claim(
     list_id: int,
     address: str,
     period: Period,
-    count: int,
+    stamp: datetime,
     message_ids: Collection[str] = (),
 ) -> int | None:
-    """The (list, address, frequency, day) row's id if this run should send it (new or deferred);
-    claimed, the copies of its posts (message_ids) still waiting for the address are cancelled
-    (take_copies)."""
+    """The (list, address, frequency, day) row's id if this run should send it (new or deferred),
+    claimed with stamp; claimed, the copies of its posts (message_ids) still waiting for the
+    address are cancelled (take_copies)."""
     with transaction(ctx.db) as session:
         row_id = session.scalar(
             store.of(session)
@@ -131,9 +132,10 @@ def _claim(
                 day=period.start,
                 frequency=period.frequency,
                 status=DigestState.SENDING,
-                message_count=count,
+                message_count=len(message_ids),
                 last_error="",
-                created_at=datetime.now(UTC),
+                created_at=stamp,
+                claimed_at=stamp,
             )
             .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"])
             .returning(DigestSent.id)
@@ -150,7 +152,7 @@ def _claim(
                     DigestSent.frequency == period.frequency,
                     DigestSent.status == DigestState.DEFERRED,
                 )
-                .values(status=DigestState.SENDING)
+                .values(status=DigestState.SENDING, claimed_at=stamp)
                 .returning(DigestSent.id)
             )
         if row_id is not None:
@@ -220,31 +222,34 @@ def _send_period(ctx: WorkerContext, period: Period) -> int:
                 if theirs[sub_id].entries
             )
     sent = 0
-    with mailer.connect(ctx.settings.outbound) as conn:
-        for own, address, fmt in work:
-            ids = [e.message_id for e in own.entries]
-            row_id = _claim(ctx, own.list_id, address, period, len(ids), ids)
-            if row_id is not None:
-                sent += _deliver(ctx, conn, row_id, own, address, fmt)
+    with relay_sessions.connect(ctx.settings.outbound) as out:
+        for start in range(0, len(work), out.size):
+            stamp = datetime.now(UTC)
+            claimed = []
+            for own, address, fmt in work[start : start + out.size]:
+                ids = [e.message_id for e in own.entries]
+                row_id = _claim(ctx, own.list_id, address, period, stamp, ids)
+                if row_id is not None:
+                    claimed.append(_Claimed(row_id, own, address, fmt))
+            sent += _deliver(ctx, out, claimed, stamp)
     if work:
         log.info("%s digests of %s: %d sent", period.frequency, period.label, sent)
     return sent
 
 
-def _deliver(
-    ctx: WorkerContext,
-    conn: mailer.Connection,
-    row_id: int,
-    found: Batch,
-    address: str,
-    fmt: str,
-    outbox_id: int = 0,
-) -> int:
-    """Send a claimed digest and record the outcome; a deferral is retried by the outbox sweeper.
+@dataclass(frozen=True)
+class _Claimed:
+    """A digest this run or resend claimed: its row, what it brings, to whom, in what form."""
 
-    From the periodic run (outbox_id 0) a deferral records a RESEND_DIGEST entry; from a resend
-    it releases that entry again, so the sweeper's per-entry backoff and give-up apply.
-    """
+    row_id: int
+    found: Batch
+    address: str
+    fmt: str
+
+
+def _outgoing(ctx: WorkerContext, digest: _Claimed) -> relay_sessions.Outgoing:
+    """The digest as the relay gets it, from its own VERP address."""
+    found, address = digest.found, digest.address
     url = f"{ctx.settings.base_url}/unsubscribe/" + unsubscribe_token(
         ctx.settings.secret_key, found.list_id, address
     )
@@ -256,50 +261,160 @@ def _deliver(
         subject=found.subject,
         unsubscribe_url=url,
         message_id=digests.message_id(found.period, ctx.settings.domain),
-        fmt=fmt,
+        fmt=digest.fmt,
     )
     with ctx.db() as session:
-        made = privacy.copy_made(session, VERP_DIGEST, row_id)
-    result = conn.send(
-        # the copy itself (its row knows when it went out), so a late bounce about it is not
-        # counted against the subscription started again since, nor against a later row given
-        # its id
-        verp_address(found.info, verp_token(ctx.settings.secret_key, VERP_DIGEST, row_id, made)),
-        address,
-        ctx.signer.sign(data),
+        made = privacy.copy_made(session, VERP_DIGEST, digest.row_id)
+    wire = relay_sessions.wire_form(ctx.signer.sign(data))
+    # the copy itself (its row knows when it went out), so a late bounce about it is not counted
+    # against the subscription started again since, nor against a later row given its id
+    token = verp_token(ctx.settings.secret_key, VERP_DIGEST, digest.row_id, made)
+    return relay_sessions.Outgoing(
+        verp_address(found.info, token), address, wire, eight_bit=not wire.isascii()
     )
+
+
+def _handover(
+    ctx: WorkerContext,
+    row_ids: list[int],
+    stamp: datetime,
+    indexes: list[int],
+    send_dots: relay_sessions.SendDots,
+) -> set[int]:
+    """One write transaction around the final dots: the rows still claimed with stamp become
+    `handing` (the others are dropped before their dot), as the copies' are (worker/delivery.py,
+    Ledger.handover: the same window, the same COMMIT that waits for no disk flush)."""
+    ids = {row_ids[i]: i for i in indexes}
+    table = DigestSent.__table__
+    assert isinstance(table, Table)
+    with ctx.writer.begin() as conn:
+        store.of(conn).relax_commit(conn)
+        held = conn.execute(
+            update(table)
+            .where(
+                table.c.id.in_(list(ids)),
+                table.c.status == DigestState.SENDING,
+                table.c.claimed_at == stamp,
+            )
+            .values(status=DigestState.HANDING)
+            .returning(table.c.id)
+        ).scalars()
+        ours = {ids[i] for i in held}
+        dotted = send_dots(ours)
+        if ours - dotted:  # the connection failed before the dot: not with the relay
+            conn.execute(
+                update(table)
+                .where(table.c.id.in_([row_ids[i] for i in ours - dotted]))
+                .values(status=DigestState.SENDING)
+            )
+    return dotted
+
+
+def _deliver(
+    ctx: WorkerContext,
+    out: relay_sessions.Wave,
+    claimed: list[_Claimed],
+    stamp: datetime,
+    outbox_id: int = 0,
+) -> int:
+    """Send claimed digests (one wave) and record each outcome; how many went out. A deferral
+    is retried by the outbox sweeper.
+
+    From the periodic run (outbox_id 0) a deferral records a RESEND_DIGEST entry; from a resend
+    it releases that entry again, so the sweeper's per-entry backoff and give-up apply.
+    """
+    if not claimed:
+        return 0
+    items = [_outgoing(ctx, digest) for digest in claimed]
+    results = out.send(items, functools.partial(_handover, ctx, [d.row_id for d in claimed], stamp))
+    return sum(
+        _record(ctx, digest, result, stamp, outbox_id)
+        for digest, result in zip(claimed, results, strict=True)
+    )
+
+
+def _record(
+    ctx: WorkerContext,
+    digest: _Claimed,
+    result: mailer.SendResult,
+    stamp: datetime,
+    outbox_id: int,
+) -> int:
+    """A digest's outcome, on its row while the claim is still this run's; 1 when it went out."""
+    if result.status == mailer.ABANDONED:  # the claim was taken over before the final dot
+        return 0
     status = _OUTCOME[result.status]
     tried = datetime.now(UTC)
     scored: list[OutboxEntry] = []
     with transaction(ctx.db) as session:
-        session.execute(
+        mine = session.execute(
             update(DigestSent)
-            .where(DigestSent.id == row_id)
+            .where(
+                DigestSent.id == digest.row_id,
+                DigestSent.claimed_at == stamp,
+                DigestSent.status.in_((DigestState.SENDING, DigestState.HANDING)),
+            )
             .values(
                 status=status,
                 last_error="" if result.ok else result.detail[:2000],
                 sent_at=tried if result.ok else None,
             )
         )
+        if rowcount(mine) != 1:  # the sweeper took the claim over (this run outlived it)
+            return 1 if result.ok else 0
         if status == DigestState.BOUNCED:
-            scored = _refused(ctx, session, row_id, result, tried)
+            scored = _refused(ctx, session, digest.row_id, result, tried)
         if status == DigestState.DEFERRED and outbox_id:
             session.execute(
                 update(OutboxEntry).where(OutboxEntry.id == outbox_id).values(done_at=None)
             )
         elif status == DigestState.DEFERRED:
             # Not enqueued now: the outbox sweeper sends it after its backoff (as for notices).
-            dispatch.record(session, dispatch.RESEND_DIGEST, row_id)
+            dispatch.record(session, dispatch.RESEND_DIGEST, digest.row_id)
     ctx.enqueue(scored)
     if status == DigestState.DEFERRED:
         log.warning(
             "digest %s (%s) to %s deferred, retried with backoff: %s",
-            row_id,
-            found.period.label,
-            address,
+            digest.row_id,
+            digest.found.period.label,
+            digest.address,
             result.detail,
         )
     return 1 if result.ok else 0
+
+
+def recover_stale(ctx: WorkerContext, stale_after: float) -> None:
+    """Claims older than stale_after, left by a worker that died: `handing` counts as sent (the
+    relay had the final dot), `sending` is sent again through the outbox (RESEND_DIGEST)."""
+    started = datetime.now(UTC)
+    cutoff = started - timedelta(seconds=stale_after)
+    with transaction(ctx.db) as session:
+        assumed = rowcount(
+            session.execute(
+                update(DigestSent)
+                .where(DigestSent.status == DigestState.HANDING, DigestSent.claimed_at <= cutoff)
+                .values(
+                    status=DigestState.SENT,
+                    sent_at=started,
+                    last_error="assumed sent: worker stopped after handing over",
+                )
+            )
+        )
+        again = session.scalars(
+            update(DigestSent)
+            .where(DigestSent.status == DigestState.SENDING, DigestSent.claimed_at <= cutoff)
+            .values(
+                status=DigestState.DEFERRED,
+                last_error="sent again: the worker stopped before the relay took it",
+            )
+            .returning(DigestSent.id)
+        ).all()
+        entries = [dispatch.record(session, dispatch.RESEND_DIGEST, row_id) for row_id in again]
+    ctx.enqueue(entries)
+    if assumed or again:
+        log.warning(
+            "recovered stale digests: %d assumed sent, %d to send again", assumed, len(again)
+        )
 
 
 def _refused(
@@ -341,7 +456,12 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
         taken = update(DigestSent).where(
             DigestSent.id == row_id, DigestSent.status == DigestState.DEFERRED
         )
-        if row is None or rowcount(session.execute(taken.values(status=DigestState.SENDING))) != 1:
+        stamp = datetime.now(UTC)
+        if (
+            row is None
+            or rowcount(session.execute(taken.values(status=DigestState.SENDING, claimed_at=stamp)))
+            != 1
+        ):
             return 0
         mlist = session.get_one(MailingList, row.list_id)
         period = Period(row.frequency, row.day)
@@ -357,5 +477,5 @@ def resend(ctx: WorkerContext, outbox_id: int) -> int:
             row.status = DigestState.CANCELLED
             return 0
         take_copies(session, mlist.id, address, [e.message_id for e in found.entries])
-    with mailer.connect(ctx.settings.outbound) as conn:
-        return _deliver(ctx, conn, row_id, found, address, sub[1], outbox_id)
+    with relay_sessions.connect(ctx.settings.outbound, size=1) as out:
+        return _deliver(ctx, out, [_Claimed(row_id, found, address, sub[1])], stamp, outbox_id)

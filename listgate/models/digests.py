@@ -24,6 +24,8 @@ class DigestSent(Base):
         UniqueConstraint("list_id", "address", "frequency", "day", name="uq_digests_sent_scope"),
         # a period's rows: the addresses a run claimed, the digests made before a post was hidden
         Index("ix_digests_sent_period", "list_id", "frequency", "day"),
+        # the claims a dead worker left (worker.digest.recover_stale, every minute)
+        Index("ix_digests_sent_claims", "status", "claimed_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -39,4 +41,6 @@ class DigestSent(Base):
     message_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # when the run or resend sending it claimed it (its handover checks the claim is still its own)
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

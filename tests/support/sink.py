@@ -4,6 +4,7 @@ records every message it accepts (fixtures `sink`, `msink`).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Iterator
@@ -48,6 +49,21 @@ def enclosed(part: Message) -> Message:
 
 
 @dataclass
+class Stall:
+    """The sink holding one recipient's transaction at a step until released: `reached` is set
+    when the transaction gets there (at RCPT before the message, at DATA after the message was
+    recorded as received and before the sink's 250 to the final dot)."""
+
+    at: str
+    reached: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    async def hold(self) -> None:
+        self.reached.set()
+        await asyncio.to_thread(self.released.wait, 60)  # at most a minute: a test that failed
+
+
+@dataclass
 class _Handler:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -56,6 +72,7 @@ class _Handler:
     # Recipients refused at RCPT, with the reply (e.g.
     # {"gone@example.org": "550 5.1.1 User unknown"}).
     refused_rcpts: dict[str, str] = field(default_factory=dict)
+    stalls: dict[str, Stall] = field(default_factory=dict)  # by recipient (SmtpSink.stall)
 
     async def handle_RCPT(
         self,
@@ -69,6 +86,9 @@ class _Handler:
             refusal = self.refused_rcpts.get(address)
         if refusal:
             return refusal
+        stall = self.stalls.get(address)
+        if stall is not None and stall.at == "RCPT":
+            await stall.hold()
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -83,6 +103,9 @@ class _Handler:
                     envelope.original_content or b"",
                 )
             )
+            stall = next((self.stalls[a] for a in envelope.rcpt_tos if a in self.stalls), None)
+        if stall is not None and stall.at == "DATA":
+            await stall.hold()
         return "250 2.0.0 OK"
 
 
@@ -117,6 +140,13 @@ class SmtpSink:
         """Answer the next DATA commands with these replies instead of 250."""
         with self.handler.lock:
             self.handler.scripted.extend(replies)
+
+    def stall(self, address: str, at: str) -> Stall:
+        """Hold the next transactions to address at RCPT or DATA (see Stall) until released."""
+        assert at in ("RCPT", "DATA")
+        with self.handler.lock:
+            stall = self.handler.stalls[address] = Stall(at)
+        return stall
 
     def to(self, address: str) -> list[Received]:
         """Messages whose envelope recipients include address."""

@@ -138,9 +138,10 @@ def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
     """
     ctx = WorkerContext(make_settings(tmp_path))
     list_id, period = make_list("dev").id, Period(DigestFrequency.DAILY, date(2026, 11, 24))
-    first = _claim(ctx, list_id, "ann@example.org", period, 2)
-    assert first is not None and _claim(ctx, list_id, "ann@example.org", period, 2) is None
-    assert _claim(ctx, list_id, "bob@example.org", period, 2) not in (
+    stamp = datetime.now(UTC)
+    first = _claim(ctx, list_id, "ann@example.org", period, stamp)
+    assert first is not None and _claim(ctx, list_id, "ann@example.org", period, stamp) is None
+    assert _claim(ctx, list_id, "bob@example.org", period, stamp) not in (
         None,
         first,
     )  # another subscriber's row
@@ -149,14 +150,14 @@ def test_a_digest_is_claimed_by_one_run_and_a_deferred_one_taken_back_once(
         session.execute(
             update(DigestSent).where(DigestSent.id == first).values(status=DigestState.DEFERRED)
         )
-    assert _claim(ctx, list_id, "ann@example.org", period, 2) == first
-    assert _claim(ctx, list_id, "ann@example.org", period, 2) is None
+    assert _claim(ctx, list_id, "ann@example.org", period, stamp) == first
+    assert _claim(ctx, list_id, "ann@example.org", period, stamp) is None
     with transaction(db) as session:
         assert session.get_one(DigestSent, first).status is DigestState.SENDING
         session.execute(
             update(DigestSent).where(DigestSent.id == first).values(status=DigestState.SENT)
         )
-    assert _claim(ctx, list_id, "ann@example.org", period, 2) is None
+    assert _claim(ctx, list_id, "ann@example.org", period, stamp) is None
     with db() as session:
         assert session.scalar(select(func.count()).select_from(DigestSent)) == 2
         assert foreign_words(session) == {}
