@@ -24,7 +24,7 @@ class DigestSent(Base):
         UniqueConstraint("list_id", "address", "frequency", "day", name="uq_digests_sent_scope"),
         # a period's rows: the addresses a run claimed, the digests made before a post was hidden
         Index("ix_digests_sent_period", "list_id", "frequency", "day"),
-        # the claims a dead worker left (worker.digest.recover_stale, every minute)
+        # the claims a dead worker left (worker.digest.recover_stale, every 30 s)
         Index("ix_digests_sent_claims", "status", "claimed_at"),
     )
 

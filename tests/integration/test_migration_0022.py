@@ -1,4 +1,4 @@
-"""Migration 0021 (digests_sent.claimed_at) on an archive, SQLite and PostgreSQL: a digest a dead
+"""Migration 0022 (digests_sent.claimed_at) on an archive, SQLite and PostgreSQL: a digest a dead
 worker left `sending` before the upgrade is sent again by the first sweep after it (it was lost
 for good before), a sent one is left alone; down, a digest whose final dot went out (`handing`)
 counts as sent; a second round does the same."""
@@ -35,13 +35,13 @@ def _rows(engine: Engine) -> list[tuple[str, str, datetime | None]]:
     return [(a, st, c) for (a, st), c in zip(rows, claimed, strict=True)]
 
 
-def test_0021_sends_again_the_digest_a_dead_worker_held(engine: Engine, tmp_path: Path) -> None:
+def test_0022_sends_again_the_digest_a_dead_worker_held(engine: Engine, tmp_path: Path) -> None:
     upgrade(engine)
     with transaction(session_factory(writer(engine))) as s:
         list_id = lists.create(s, "dev").id
-    previous = before("0021")
+    previous = before("0022")
     downgrade(engine, previous)
-    with engine.begin() as conn:  # as the code before 0021 left them: one sent, one held
+    with engine.begin() as conn:  # as the code before 0022 left them: one sent, one held
         for address, status in (("sent@x.test", "sent"), ("held@x.test", "sending")):
             conn.execute(
                 text(

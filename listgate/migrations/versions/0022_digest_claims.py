@@ -1,8 +1,8 @@
 """digests_sent.claimed_at: a digest claimed by a worker that died is sent again, or, when its
 final dot went out (`handing`), counted as sent
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 
 A digest row stayed `sending` for good when its worker was killed while it sent it: the reader
 never got that digest (the runs after it take back only `deferred` rows), and the copies of its
@@ -15,8 +15,8 @@ Down, a `handing` row becomes `sent`, as the sweeper would have made it.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0021"
-down_revision = "0020"
+revision = "0022"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
