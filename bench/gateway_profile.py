@@ -40,6 +40,7 @@ _SAMPLES: collections.Counter[str] = collections.Counter()
 _SELF: collections.Counter[str] = collections.Counter()
 _STATEMENTS = [0]  # SQL statements sent since the last dump
 _THREAD_CPU: dict[str, float] = {}  # CPU seconds per kind of thread at the last dump
+WITHOUT_LOOK_UPS = "BENCH_WITHOUT_LOOK_UPS"  # set in the profiled gateway's environment
 LISTENER, ARCHIVER = "listener", "archiver"  # application_name of each process's connections
 SAMPLE_EVERY = 0.002  # seconds between stack samples
 # A thread whose top frame is one of these is idle (waiting for work), and not counted.
@@ -166,6 +167,53 @@ def _where(frame: Any) -> str:
     return f"{short}:{code.co_name}"
 
 
+def _without_look_ups() -> None:
+    """An experiment (--without-look-ups): the gateway's look-up round trip left out.
+
+    The lists are read once (the first batch's statement); every later batch is decided on them
+    with no statement, as if nobody were banned or a member and no Message-ID archived (true of
+    this tool's posts: one sender, an open list, new Message-IDs), so each batch's only round
+    trip is its append. What a provably correct fact cache could save at most (a cache checked
+    inside the append's own statement, whose check is not counted here): never a way to run.
+    """
+    from gateway import answers
+    from listgate import admission
+
+    known: dict[frozenset[str], dict[str, Any]] = {}
+
+    def admit_all(conn: Any, asks: Any, *, domain: str) -> list[dict[Any, Any]]:
+        names = frozenset(r.list_name for ask in asks for r in ask.recipients)
+        facts = admission.BatchFacts(conn)
+        lists = known.get(names)
+        if lists is None:
+            lists = known[names] = facts.learn(names, asks)
+        for mlist in lists.values():
+            facts.bans[mlist.id] = _Nobody()
+            facts.members[mlist.id] = _Nobody()
+            facts.found.update({(mlist.id, ask.head.message_id): None for ask in asks})
+        return [
+            {
+                r: None
+                if r.list_name not in lists
+                else admission.admit(facts, ask, lists[r.list_name], r, domain=domain)
+                for r in ask.recipients
+            }
+            for ask in asks
+        ]
+
+    answers.admit_all = admit_all
+
+
+class _Nobody(dict[str, bool]):
+    """A fact known of every address: False (--without-look-ups)."""
+
+    def __contains__(self, key: object) -> bool:
+        return True
+
+    def __missing__(self, key: str) -> bool:
+        return False
+
+
 def serve(out: Path, cpu_profile: Path | None = None) -> int:
     """`python -m bench.gateway_profile serve OUT [PSTATS]`: the gateway, timed; figures to OUT.
 
@@ -174,6 +222,8 @@ def serve(out: Path, cpu_profile: Path | None = None) -> int:
     """
     from gateway.__main__ import main
 
+    if os.environ.get(WITHOUT_LOOK_UPS):
+        _without_look_ups()
     _instrument()
     stop = threading.Event()
     if cpu_profile is None:  # the sampler's own work would be in the CPU profile
@@ -259,7 +309,11 @@ def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
     gateway = ctx.start(
         "gateway-profiled",
         [PYTHON, "-m", "bench.gateway_profile", "serve", str(out), *extra],
-        env={**archive.env, "PGAPPNAME": LISTENER},
+        env={
+            **archive.env,
+            "PGAPPNAME": LISTENER,
+            **({WITHOUT_LOOK_UPS: "1"} if args.without_look_ups else {}),
+        },
     )
     wait_port("127.0.0.1", archive.smtp_port, 60, gateway.popen)
     others: dict[str, Callable[[], float]] = {"client (this process)": _own_cpu}
@@ -411,6 +465,12 @@ def main() -> None:
         "--without-archiver",
         action="store_true",
         help="no archiver process during the load (the listener's cost alone)",
+    )
+    parser.add_argument(
+        "--without-look-ups",
+        action="store_true",
+        help="an experiment: no look-up statement after the first batch (what a fact cache "
+        "could save at most; never a way to run)",
     )
     args = parser.parse_args()
     with scratch("listgate-gateway-profile-") as ctx:
