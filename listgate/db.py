@@ -40,14 +40,19 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
 
 
-def make_engine(settings: Settings, **kwargs: Any) -> Engine:
-    """Create the engine for settings.database_url (SQLite gets WAL and a busy timeout)."""
+def make_engine(
+    settings: Settings, *, sqlite_cache_kib: int | None = None, **kwargs: Any
+) -> Engine:
+    """Create the engine for settings.database_url (SQLite gets WAL and a busy timeout).
+
+    sqlite_cache_kib: each SQLite connection's page cache, when SQLite's default (2 MB) is too
+    small for the work (PostgreSQL's cache is the server's: ignored there)."""
     url = settings.database_url
     if url.startswith("sqlite"):
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         from listgate import statistics  # it needs the models, which need this module
 
-        engine = sqlite_engine(url, **kwargs)
+        engine = sqlite_engine(url, cache_kib=sqlite_cache_kib, **kwargs)
         statistics.keep_fresh(engine)  # PostgreSQL's autovacuum does it there
         return engine
     if url.startswith(("postgresql://", "postgres://")):
@@ -95,16 +100,19 @@ def _ping_after_idle(engine: Engine) -> None:
             raise DisconnectionError(f"a pooled connection failed its ping: {exc}") from exc
 
 
-def sqlite_engine(url: str, synchronous: str = "NORMAL", **kwargs: object) -> Engine:
+def sqlite_engine(
+    url: str, synchronous: str = "NORMAL", cache_kib: int | None = None, **kwargs: object
+) -> Engine:
     """A SQLite engine: WAL, a busy timeout, foreign keys, and no connection unable to write pooled.
 
     synchronous=FULL for a file whose every commit must survive a power loss (the gateway's spool).
+    cache_kib: each connection's page cache in KiB (None: SQLite's default, 2 MB).
     """
     path = url.split("///", 1)[-1]
     if path and path != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
-    _sqlite_pragmas(engine, synchronous)
+    _sqlite_pragmas(engine, synchronous, cache_kib)
     _drop_read_only(engine, _sqlite_cannot_write, recheck=False)
     _sqlite_never_read_only(engine, path)
     return engine
@@ -256,7 +264,9 @@ _SYNCHRONOUS = "listgate.synchronous"  # connection info key: the safety level s
 NO_BEGIN = "none"  # sqlite_begin for look_ups(): no BEGIN, each statement a transaction of its own
 
 
-def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
+def _sqlite_pragmas(
+    engine: Engine, synchronous: str = "NORMAL", cache_kib: int | None = None
+) -> None:
     """WAL, foreign keys, and BEGIN IMMEDIATE for writers so read-then-write never deadlocks."""
 
     @event.listens_for(engine, "connect")
@@ -268,6 +278,8 @@ def _sqlite_pragmas(engine: Engine, synchronous: str = "NORMAL") -> None:
         cur.execute(f"PRAGMA journal_size_limit={WAL_KEPT_BYTES}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+        if cache_kib is not None:
+            cur.execute(f"PRAGMA cache_size=-{int(cache_kib)}")  # negative: KiB, not pages
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -107,3 +107,21 @@ def test_a_bursts_wal_gives_its_room_back_after_a_checkpoint(tmp_path: Path) -> 
         assert wal.stat().st_size <= WAL_KEPT_BYTES
     finally:
         engine.dispose()
+
+
+def test_a_page_cache_is_given_only_to_the_engines_that_ask_for_one(tmp_path: Path) -> None:
+    """`listgate import` writes with a page cache of its own (a batch's index pages stay in
+    memory, not read and written again); every other process keeps SQLite's 2 MB a connection,
+    so the web archive's and the workers' connections do not grow."""
+    from listgate.db import sqlite_engine
+
+    url = f"sqlite:///{tmp_path / 'cache.sqlite3'}"
+    bulk, plain = sqlite_engine(url, cache_kib=32768), sqlite_engine(url)
+    try:
+        with bulk.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -32768
+        with plain.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -2000
+    finally:
+        bulk.dispose()
+        plain.dispose()
