@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from functools import partial
 
 from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
-from listgate import confirmations, tokens
+from listgate import confirmations, moderation, tokens
 from listgate.addresses import Recipient
 from listgate.models import Delivery, DigestSent, MailingList, Message, Subscription
+from listgate.numerals import hex_id
 from listgate.states import SubscriptionState
 
 
@@ -20,9 +22,11 @@ def admits(
     """True when RCPT may show this sender that mlist exists (always, for a list that is not
     private).
 
-    A private list shows itself to its moderators and to addresses it knows (any subscription that
+    A private list shows itself to its moderators, to addresses it knows (any subscription that
     has not ended, pending ones included, so a confirmation reply gets through), and to mail
-    carrying a token we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@.
+    carrying a code we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@,
+    an answer to NAME+approve-CODE@ or NAME+reject-CODE@ (mailed to whoever moderates the list:
+    its moderators, else its owners, else the site administrators).
     Core statements on conn (the gateway's look-up connection), no ORM session.
     """
     if not mlist.private:
@@ -30,6 +34,10 @@ def admits(
     if recipient.command == "bounce":
         return _bounce_token_of(conn, mlist, recipient.arg, secret)
     if recipient.command == "confirm" and _confirm_code_of(conn, mlist, recipient.arg, secret):
+        return True
+    if recipient.command in (moderation.APPROVE, moderation.REJECT) and _moderation_code_of(
+        conn, mlist, recipient, secret
+    ):
         return True
     address = (sender or "").strip().strip("<>").strip().lower()
     if not address:
@@ -57,6 +65,23 @@ def _confirm_code_of(conn: Connection, mlist: MailingList, code: str, secret: st
     return row is not None and confirmations.code_confirms(
         secret, Subscription(**row._mapping), mlist.id, code
     )
+
+
+def _moderation_code_of(
+    conn: Connection, mlist: MailingList, recipient: Recipient, secret: str
+) -> bool:
+    """True when NAME+approve-CODE@ or NAME+reject-CODE@ names a post of mlist by a code we made
+    (mailed to whoever moderates it: moderators, else owners, else site administrators)."""
+    pk = hex_id(recipient.arg.partition(".")[0])
+    if pk is None:
+        return False
+    row = conn.execute(
+        select(Message.id, Message.list_id, Message.message_id).where(Message.id == pk)
+    ).first()
+    if row is None or row.list_id != mlist.id:
+        return False
+    made = moderation.code(secret, recipient.command, Message(id=row.id, message_id=row.message_id))
+    return hmac.compare_digest(made, recipient.arg.lower())
 
 
 def copy_made(db: Connection | Session, kind: str, ident: int) -> datetime | None:

@@ -179,8 +179,14 @@ def _purge(session: Session, messages: list[Message], outcome: Outcome) -> None:
     for msg in messages:
         thread = session.get_one(Thread, msg.thread_id)
         if thread.root_message_pk == msg.id or thread.subject == msg.subject:
-            thread.subject = "(removed)"
+            # the thread named after it: its subject, the same lower-cased (subject threading),
+            # and the name of its author when it starts the thread
+            thread.subject, thread.subject_norm = "(removed)", ""
+            if thread.root_message_pk == msg.id:
+                thread.starter_name = ""
         msg.subject, msg.body_text, msg.body_html, msg.from_name = "", "", "", ""
+        # an empty subject threads nothing by subject (threads.attach), as a post without one
+        msg.subject_norm, msg.thread_subject_norm = "", ""
         outcome.purged.append(f"<{msg.message_id}>: raw mail, attachments and text deleted")
     session.flush()
     if session.get_bind().dialect.name == "sqlite":

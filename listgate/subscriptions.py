@@ -338,7 +338,11 @@ def _leave(
 def _leave_thread(
     session: Session, mlist: MailingList, address: str, key: int, channel: str
 ) -> tuple[Subscription | None, str, str]:
-    if _live_active(session, mlist, address, (SubscriptionKind.LIST,)):
+    # A member (suspended by bounces too: still one, mailed again once back) mutes the thread.
+    if any(
+        r.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED)
+        for r in _live(session, mlist.id, address, (SubscriptionKind.LIST,))
+    ):
         return _mute(session, mlist, address, key, channel)
     end(
         session,

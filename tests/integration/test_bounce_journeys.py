@@ -179,3 +179,41 @@ def test_a_suspended_subscriber_gets_nothing_from_the_threads_she_follows_until_
     assert f"You now get every post from {j.list}" in page.body, page.body
     j.reply(topic)
     j.expect(*j.copies_to(SAM, ANN, PAT))
+
+
+@pytest.mark.long(40)
+def test_threads_a_suspended_member_leaves_stay_away_once_she_is_back(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat is a member; her mailbox fails and she is suspended. Meanwhile she replies
+    "unsubscribe" to a mail of one thread she got before, and mutes another on its web page (the
+    page offers her Mute: she is still a member). Back from the web, the list's other threads
+    reach her again, those two never."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    for who in (SAM, PAT):
+        j.cli("subscribe", who, "--list", j.list)
+    noisy = j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+    loud = j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+    mailbox_gone(j, post_to_pat(j, SAM), post_to_pat(j, SAM))
+    j.expect((PAT, "is suspended"))
+
+    j.thread_command(noisy, "unsubscribe")  # her reply to the copy she got before
+    got = j.expect((PAT, "Done: your mail from"))
+    said = j.body(got, PAT, "Done: your mail from")[1]
+    assert "You will get no more mail from this thread." in said, said
+    j.sign_in(j.web)
+    page = j.web.get(j.thread_path(loud))
+    assert "Mute this thread" in page.body, page.body
+    done = j.web.post(f"{j.thread_path(loud)}/mute", {}, on_page=j.thread_path(loud))
+    assert "You will get no more mail from this thread." in done.body, done.body
+
+    page = j.web.post(f"/lists/{j.list}/subscribe", {"kind": "list"}, on_page=f"/lists/{j.list}/")
+    assert f"You now get every post from {j.list}" in page.body, page.body
+    for topic in (noisy, loud):
+        j.reply(topic)
+        j.expect(*j.copies_to(SAM, ANN))  # the thread's starter follows it; Pat does not
+    j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))

@@ -12,7 +12,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import inspect, select, text
+from sqlalchemy import select
 
 from listgate import lists
 from listgate.db import transaction
@@ -21,28 +21,13 @@ from listgate.removal import remove
 from tests.integration.test_web_changes import Site, _archive, _post
 from tests.integration.test_web_changes import site as site  # the fixture, on both databases
 from tests.support.factories import make_mail
+from tests.support.leftovers import rows_holding
 from tests.support.web import session_for
 
 pytestmark = pytest.mark.integration
 
 MOD, PAT = "mod@example.org", "pat@example.org"
 WORDS = ("wombatplan", "quokkaleak")  # one word of each purged post, found nowhere else
-
-
-def rows_holding(site: Site, word: str) -> list[str]:
-    """'table: row' for every row of every table whose text or stored bytes hold word."""
-    engine = site.app.extensions["listgate"].engine
-    needles = (word.encode(), word.encode().hex().encode())
-    found = []
-    with engine.connect() as conn:
-        for table in inspect(conn).get_table_names():
-            for row in conn.execute(text(f'SELECT * FROM "{table}"')):
-                flat = b" ".join(
-                    v if isinstance(v, bytes) else str(v).encode() for v in row if v is not None
-                )
-                if any(n in flat for n in needles):
-                    found.append(f"{table}: {flat[:120]!r}")
-    return found
 
 
 @pytest.fixture
@@ -77,7 +62,7 @@ def test_a_purge_leaves_no_version_and_no_variant_of_a_post(archive: Site) -> No
         posts = list(session.scalars(select(Message).where(Message.id.in_((pk, mailed)))))
         remove(session, posts, "legal request", MOD, purge=True)
     for word in WORDS:
-        assert rows_holding(site, word) == [], word
+        assert rows_holding(site.app.extensions["listgate"].engine, word) == [], word
     for path in (f"/messages/{pk}/history", f"/messages/{mailed}", f"/messages/{mailed}.eml"):
         assert not any(w in client.get(path).get_data(as_text=True) for w in WORDS), path
     assert "No posts match" in client.get(f"/search?q={WORDS[1]}").get_data(as_text=True)

@@ -1,6 +1,7 @@
 """Who may read what, and finding what a URL names.
 
-Private lists are for members only: outsiders get a 404.
+Private lists are for their members and the people who run them (moderators, owners, site
+administrators): outsiders get a 404.
 """
 
 from __future__ import annotations
@@ -20,11 +21,19 @@ from webarchive.security import current_address
 
 
 def can_read(session: Session, mlist: MailingList) -> bool:
-    """Public lists for everyone; private lists for signed-in members and moderators."""
+    """Public lists for everyone; private lists for signed-in members and those who run them."""
     if not mlist.private:
         return True
     address = current_address()
-    return address is not None and is_member(session, mlist, address)
+    return address is not None and reads_private(session, mlist, address)
+
+
+def reads_private(session: Session, mlist: MailingList, address: str) -> bool:
+    """Whether address reads mlist when it is private: a member, or one who may moderate it (a
+    moderator, an owner, a site administrator: they act on its posts, subscribed or not)."""
+    return administration.may_moderate(mlist, address, settings().admins) or is_member(
+        session, mlist, address
+    )
 
 
 def readable_list(session: Session, name: str) -> MailingList:
@@ -63,7 +72,7 @@ def _member_of(session: Session, list_ids: set[int]) -> set[int]:
         )
     )
     for mlist in session.scalars(select(MailingList).where(MailingList.id.in_(list_ids))):
-        if address in mlist.moderator_addresses():
+        if administration.may_moderate(mlist, address, settings().admins):
             member.add(mlist.id)
     return member
 

@@ -12,10 +12,14 @@ from werkzeug.wrappers import Response as BaseResponse
 from listgate import lists, subscriptions
 from listgate.db import transaction
 from listgate.models import MailingList, Message, Person
-from listgate.policy import is_member
 from listgate.states import PostState
 from webarchive.context import db, resources, settings
-from webarchive.reading.access import readable_list, readable_list_ids, readable_posts
+from webarchive.reading.access import (
+    readable_list,
+    readable_list_ids,
+    readable_posts,
+    reads_private,
+)
 from webarchive.security import current_address, signed_in
 
 bp = Blueprint("feeds", __name__)
@@ -138,8 +142,8 @@ def secret_list_feed(token: str, name: str) -> Response:
         else None
     )
     mlist = lists.get(session, name)
-    if person is None or mlist is None or not is_member(session, mlist, person.address):
-        abort(404)  # revoked, or no longer a member: the answer for a list that does not exist
+    if person is None or mlist is None or not reads_private(session, mlist, person.address):
+        abort(404)  # revoked, or no longer a reader: the answer for a list that does not exist
     return atom_response(
         mlist.title or mlist.name,
         _newest(mlist),

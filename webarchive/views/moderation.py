@@ -15,13 +15,14 @@ from werkzeug.wrappers import Response
 from listgate import administration, approvals, ingest, moderation, notposted, store
 from listgate.db import transaction
 from listgate.limits import REASON, TooLong, problem
-from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription, Thread
+from listgate.models import MailingList, Message, NotPosted, OutboxEntry, Subscription
 from listgate.models.web import Ban, Report
 from listgate.reports import close_reports, restore
 from listgate.states import PostState, ReportState
 from listgate.status import failed_posts
 from listgate.store import lock_list
 from listgate.subscriptions import Outcome, SubscriptionError, normalize
+from listgate.threads import resolve
 from webarchive.context import db, enqueue, resources, settings
 from webarchive.security import current_address
 
@@ -267,9 +268,10 @@ def reject(message_pk: int) -> Response | tuple[str, int]:
 @bp.post("/threads/<id:thread_id>/feature")
 @moderator
 def feature(thread_id: int) -> Response:
-    """Pin a thread on top of its list, or unpin it."""
+    """Pin a thread on top of its list, or unpin it (the thread it merged into, from a page shown
+    before the merge)."""
     with transaction(resources().writer) as session:
-        thread = session.get(Thread, thread_id)
+        thread = resolve(session, thread_id)
         if thread is None:
             abort(404)
         _own_list(session, thread.list_id)
@@ -278,7 +280,7 @@ def feature(thread_id: int) -> Response:
         "This thread is featured." if thread.featured else "This thread is no longer featured.",
         "ok",
     )
-    return redirect(url_for("pages.thread", thread_id=thread_id), 303)
+    return redirect(url_for("pages.thread", thread_id=thread.id), 303)
 
 
 @bp.post("/moderation/lists/<id:list_id>/bans")

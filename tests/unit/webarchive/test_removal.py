@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import pytest
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import removal
@@ -23,9 +23,11 @@ from listgate.models import (
     Thread,
 )
 from tests.support.factories import MakeList, make_mail, post
+from tests.support.leftovers import rows_holding
 from tests.support.web import sign_in
 
 SECRET_WORD = "zanzibarquokka"
+LEAKER = "Wilhelmina Quibblesworth"  # the author of a purged post
 
 
 def thread_of_three(
@@ -202,3 +204,33 @@ def test_a_reason_is_required_and_an_unknown_message_is_named(
     ):
         with pytest.raises(ListError, match=words):
             take_down(db, msgid, reason=reason)
+
+
+def test_a_purge_leaves_no_subject_nor_name_of_the_post_in_the_database(
+    client: FlaskClient, db: sessionmaker[Session], make_list: MakeList, engine: Engine
+) -> None:
+    """A leak in the subject: a reply renaming its thread, and a post starting one, both purged
+    after the archive threaded and listed them."""
+    make_list("dev")
+    post(db, make_mail("Plans", "Root.\n", msgid="root@x"))
+    post(
+        db,
+        make_mail(
+            f"The {SECRET_WORD} leak (was: Plans)", "x\n", msgid="mid@x", in_reply_to="root@x"
+        ),
+    )
+    own = post(
+        db,
+        make_mail(f"{SECRET_WORD.title()} alone", "y\n", msgid="own@x", sender=f"{LEAKER} <l@x>"),
+    )
+    post(db, make_mail("Re: your post", "z\n", msgid="re@x", in_reply_to="own@x"))
+    assert LEAKER in client.get("/lists/dev/").text  # the check can fail
+    take_down(db, "mid@x", purge=True)
+    take_down(db, "own@x", purge=True)
+    for word in (SECRET_WORD, LEAKER):
+        left = rows_holding(engine, word)
+        assert left == [], "\n".join(left)
+    listed = client.get("/lists/dev/").text
+    assert LEAKER not in listed and "(removed)" in listed
+    page = client.get(f"/threads/{own.thread_id}").text
+    assert LEAKER not in page and "removed by the moderators on" in page

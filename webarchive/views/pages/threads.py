@@ -90,7 +90,9 @@ def _outline(found: Thread, nodes: list[Node]) -> Markup:
 _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
     Subscription.list_id == bindparam("list_id"),
     Subscription.address == bindparam("address"),
-    Subscription.status.in_((SubscriptionState.ACTIVE, SubscriptionState.AWAITING)),
+    Subscription.status.in_(
+        (SubscriptionState.ACTIVE, SubscriptionState.AWAITING, SubscriptionState.SUSPENDED)
+    ),
     or_(
         Subscription.thread_key == bindparam("thread_id"),
         Subscription.kind == SubscriptionKind.LIST,
@@ -115,7 +117,8 @@ def _thread_state(session: Session, thread: Thread) -> str:
         return "muted"
     if rows.get(SubscriptionKind.THREAD) == SubscriptionState.ACTIVE:
         return "following"
-    if rows.get(SubscriptionKind.LIST) == SubscriptionState.ACTIVE:
+    # suspended by bounces: still a member, who mutes a thread to keep it away once back
+    if rows.get(SubscriptionKind.LIST) in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
         return "member"
     return SubscriptionState.AWAITING if SubscriptionState.AWAITING in rows.values() else ""
 
