@@ -345,6 +345,7 @@ def counted(
     session.add(
         Bounce(
             delivery_id=copy.delivery_id,
+            digest_id=copy.digest.id if copy.digest is not None else None,
             subscription_id=sub.id if sub else None,
             address=copy.address,
             kind=kind,
@@ -366,17 +367,22 @@ def counted(
 
 
 def _counted_before(session: Session, copy: Copy) -> float:
-    """What earlier reports of this copy added to a score: a post's copy, the most any of its
-    bounce rows weighs; a digest's copy (no row of its own in bounces: its reports' kinds are
-    not added up, a 4xx then a 5xx counts the first only), a full bounce once a report said
-    the digest that went out failed since. A relay's refusal as it goes out is its first."""
+    """What earlier reports of this copy added to a score: the most any of its bounce rows
+    weighs (a post's copy's by its deliveries row, a digest's by its digests_sent row; a relay's
+    refusal as it goes out is its first). A digest reported before its rows were kept
+    (migration 0021) counts what its row's last error names."""
     if copy.delivery_id is not None:
-        kinds = session.scalars(select(Bounce.kind).where(Bounce.delivery_id == copy.delivery_id))
-        return max((WEIGHT.get(k, 0.0) for k in kinds), default=0.0)
+        mine = Bounce.delivery_id == copy.delivery_id
+    elif copy.digest is not None:
+        mine = Bounce.digest_id == copy.digest.id
+    else:
+        return 0.0
+    weights = [WEIGHT.get(k, 0.0) for k in session.scalars(select(Bounce.kind).where(mine))]
     digest = copy.digest
     if digest is not None and digest.sent_at is not None and digest.last_error:
-        return WEIGHT[BounceKind.PERMANENT]
-    return 0.0
+        said = digest.last_error.partition(":")[0]
+        weights.append(next((w for k, w in WEIGHT.items() if k == said), 0.0))
+    return max(weights, default=0.0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""Digest readers and their bounces over time, through real processes.
+
+A digest's copy is one copy: its reports count once, at the hardest (a 4xx, then the 5xx that
+gave up). A report about a copy mailed before the reader last came back never counts, however
+old its token (a subscription's, from before digests had their own). A post whose copy the
+reader's mailbox refused was never had: the reader who then switches to the digest gets it
+there. Real DSNs (a Postfix report from the corpora) go through the gateway between steps, and
+after each step the sink holds exactly the mails predicted.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.integration.test_bounce_journeys import send_digests_of
+from tests.integration.test_bounce_storm_journeys import postfix_report
+from tests.integration.test_journeys import PAT, SAM, Journey
+from tests.support.sink import SmtpSink
+from tests.support.stack import Stack
+from tests.unit.worker.test_bounces import dsn
+
+pytestmark = pytest.mark.integration
+SHARED_STACK = {"LISTGATE_BOUNCE_SCORE_LIMIT": "2"}  # a shared `listgate up`
+
+
+def report(j: Journey, verp: str, *reports: bytes) -> None:
+    """Pat's mail server's reports, each from <> to the VERP address of the copy it is about."""
+    with smtplib.SMTP("127.0.0.1", j.stack.smtp_port, timeout=30) as smtp:
+        for raw in reports:
+            assert smtp.sendmail("", [verp], raw) == {}
+
+
+def mailbox_full() -> bytes:
+    """A relay giving up on a copy with a 4xx (the mailbox full all along): a transient failure."""
+    return dsn(PAT, "4.2.2", "452 4.2.2 <pat@example.org>: Mailbox full")
+
+
+def digest_to_pat(j: Journey, day: str = "") -> str:
+    """Today's digest (or the week's ending on day, a Sunday) reaches Pat; its VERP address."""
+    if day:
+        send_digests_of(j, day)
+    else:
+        j.send_digest()
+    got = j.expect((PAT, "digest"))
+    return got[0].mail_from
+
+
+def test_a_digest_failing_with_a_4xx_then_a_5xx_counts_as_one_hard_bounce(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat's mailbox is full, then gone: her server gives up on today's digest with a 4xx,
+    then (the real Postfix report) with a 5xx. One copy, one hard bounce: 1, not the 0.5 of the
+    first report. The week's digest fails too: the second hard bounce, the limit of 2: she is
+    suspended and told so."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    today = digest_to_pat(j)
+    report(j, today, mailbox_full())  # the 4xx first (handled before the 5xx comes)
+    j.expect()
+    report(j, today, postfix_report())
+    j.expect()  # 1 of 2: not suspended
+
+    j.command("digest-weekly")
+    j.expect((PAT, f"Done: your mail from {j.list}"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    report(j, digest_to_pat(j, _sunday()), postfix_report())
+    j.expect((PAT, "is suspended"))
+
+
+def _sunday() -> str:
+    """This week's Sunday: the day whose run sends the week's digest."""
+    today = datetime.now(UTC).date()
+    return (today + timedelta(days=6 - today.weekday())).isoformat()
