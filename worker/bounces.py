@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message as StdMessage
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, privacy, tokens
@@ -401,7 +401,8 @@ class Copy:
 def copy_named(session: Session, kind: str, ident: int) -> Copy:
     """The copy a VERP token (kind, ident) names: a post's (deliveries row), a digest's
     (digests_sent row, its subscription the address's digest row), or only a subscription (the
-    tokens of digests mailed before digest copies were named: when they went out is not known)."""
+    tokens of digests mailed before digest copies were named: which one is not known, so it went
+    out at the latest with the newest digest sent to the address)."""
     if kind == tokens.VERP_DELIVERY:
         delivery = session.get(Delivery, ident)
         if delivery is None:
@@ -422,7 +423,23 @@ def copy_named(session: Session, kind: str, ident: int) -> Copy:
         ).first()
         return Copy(sub, digest.address, digest.sent_at or digest.created_at, digest=digest)
     sub = session.get(Subscription, ident)
-    return Copy(sub, sub.address if sub is not None else "")
+    if sub is None:
+        return Copy(None, "")
+    return Copy(sub, sub.address, _last_digest_sent(session, sub))
+
+
+def _last_digest_sent(session: Session, sub: Subscription) -> datetime | None:
+    """When the newest digest of sub's list went to its address: the latest a digest named by the
+    subscription's token (mailed before digest copies were named) can have gone out, so a report
+    of one is known to be about the mailbox as it was before a later (re)start (None: none
+    known)."""
+    return session.scalar(
+        select(func.max(DigestSent.sent_at)).where(
+            DigestSent.list_id == sub.list_id,
+            DigestSent.address == sub.address,
+            DigestSent.sent_at.is_not(None),
+        )
+    )
 
 
 def _before_return(sent: datetime | None, sub: Subscription) -> bool:

@@ -14,10 +14,17 @@ import smtplib
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import select
 
+from listgate import tokens
+from listgate.config import Settings
+from listgate.db import make_engine, session_factory
+from listgate.models import Subscription
+from listgate.states import SubscriptionKind
 from tests.integration.test_bounce_journeys import send_digests_of
 from tests.integration.test_bounce_storm_journeys import postfix_report
 from tests.integration.test_journeys import PAT, SAM, Journey
+from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack
 from tests.unit.worker.test_bounces import dsn
@@ -80,3 +87,50 @@ def _sunday() -> str:
     """This week's Sunday: the day whose run sends the week's digest."""
     today = datetime.now(UTC).date()
     return (today + timedelta(days=6 - today.weekday())).isoformat()
+
+
+def _subscription_token(j: Journey) -> str:
+    """The VERP address Pat's digests carried before digests had their own token: her digest
+    subscription's ('s', no time), as the reports of a digest mailed then still name it."""
+    settings = Settings.from_env(j.stack.env)
+    engine = make_engine(settings)
+    try:
+        with session_factory(engine)() as s:
+            sub_id = s.scalars(
+                select(Subscription.id).where(
+                    Subscription.address == PAT, Subscription.kind == SubscriptionKind.DIGEST
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    token = tokens.verp_token(settings.secret_key, tokens.VERP_SUBSCRIPTION, sub_id)
+    return f"{j.list}+bounce-{token}@{DOMAIN}"
+
+
+def test_an_old_tokens_report_after_a_return_to_the_digest_does_not_suspend(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat got the day's digest under the old token (her subscription's), left, and came back on
+    the digest. Her old mailbox's reports of that digest (twice: the limit) arrive: the digest
+    went out before she came back (the newest digest she was sent did), so they must not
+    suspend her fresh subscription: her next digest still comes."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    digest_to_pat(j)
+    old = _subscription_token(j)
+
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+
+    report(j, old, postfix_report(), postfix_report())
+    j.expect()
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    j.command("digest-weekly")
+    j.expect((PAT, f"Done: your mail from {j.list}"))
+    digest_to_pat(j, _sunday())
