@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, aliased
 
 from listgate import digests
 from listgate.digests import Period
-from listgate.models import Delivery, DigestSent, Message, Person, PostHiding, Subscription
+from listgate.models import Bounce, Delivery, DigestSent, Message, Person, PostHiding, Subscription
 from listgate.states import (
+    BounceKind,
     DeliveryState,
     DigestFormat,
     DigestState,
@@ -26,9 +27,17 @@ from listgate.states import (
 )
 from listgate.subscriptions import SWITCHED_TO_LIST
 
-# A copy in these states never reached the reader; in WAITING it has not yet, and will not when its
+# A copy in these states never reached the reader (refused by the relay as it went out, for the
+# reader's address or for itself, included); in WAITING it has not yet, and will not when its
 # subscription row is no longer active (worker/delivery.py cancels it when it tries it again).
-NEVER_SENT = (DeliveryState.CANCELLED, DeliveryState.FAILED)
+NEVER_SENT = (
+    DeliveryState.CANCELLED,
+    DeliveryState.FAILED,
+    DeliveryState.BOUNCED,
+    DeliveryState.REFUSED,
+)
+# A copy that went out and was reported failed since (a DSN: given up, or refused there)
+REPORTED_LOST = (BounceKind.PERMANENT, BounceKind.TRANSIENT, BounceKind.REFUSED)
 WAITING = (DeliveryState.PENDING, DeliveryState.DEFERRED)
 CHUNK = 500  # digest subscribers whose posts had are read together
 # the address's list row, beside its digest row (made once: receives is called for every period)
@@ -136,10 +145,12 @@ def _had(
     other way round, the week's; or, for a post put back after readers' reports hid it, the
     digest of its day or week, made while it was visible). Its digest leaves them out, no post
     comes twice. A digest made while the post was hidden went without it: put back, it comes.
-    A copy that never went out was never had: the digest brings that post. Cancelled (its list
-    or thread row ended meanwhile: a switch to the digest while the relay deferred it), given up
-    (FAILED), or still waiting (PENDING, DEFERRED) for a row no longer active, which the next
-    try would cancel: the digest's claim cancels it (worker.digest.take_copies). The posts of
+    A copy that never reached the reader was never had: the digest brings that post. Refused by
+    the relay (BOUNCED: the reader's mailbox; REFUSED: the message), reported failed by a DSN
+    since, cancelled (its list or thread row ended meanwhile: a switch to the digest while the
+    relay deferred it), given up (FAILED), or still waiting (PENDING, DEFERRED) for a row no
+    longer active, which the next try would cancel: the digest's claim cancels it
+    (worker.digest.take_copies). The posts of
     the period before the digest row last started are owed as the others (a newcomer's first
     digest holds the day's posts; one who leaves and comes back the same day is a newcomer
     again: the row keeps only its last start). A few statements for all the rows, however many
@@ -149,14 +160,27 @@ def _had(
     posts, offered_here = _offered(session, list_id, period)
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     never_sent: defaultdict[str, set[str]] = defaultdict(set)
-    for address, message_id, status, row_status in session.execute(
-        select(Delivery.address, Message.message_id, Delivery.status, Subscription.status)
+    reported_lost = (
+        select(Bounce.id)
+        .where(Bounce.delivery_id == Delivery.id, Bounce.kind.in_(REPORTED_LOST))
+        .exists()
+    )
+    for address, message_id, status, row_status, reported in session.execute(
+        select(
+            Delivery.address,
+            Message.message_id,
+            Delivery.status,
+            Subscription.status,
+            reported_lost,
+        )
         .join(Message, Delivery.message_pk == Message.id)
         .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
         .where(offered_here, Delivery.address.in_(addresses))
     ):
-        lost = status in NEVER_SENT or (
-            status in WAITING and row_status != SubscriptionState.ACTIVE
+        lost = (
+            reported
+            or status in NEVER_SENT
+            or (status in WAITING and row_status != SubscriptionState.ACTIVE)
         )
         (never_sent if lost else delivered)[address].add(message_id)
     # the digests that could have offered them: from a week before the first time one of them

@@ -21,9 +21,9 @@ from listgate.config import Settings
 from listgate.db import make_engine, session_factory
 from listgate.models import Subscription
 from listgate.states import SubscriptionKind
-from tests.integration.test_bounce_journeys import send_digests_of
+from tests.integration.test_bounce_journeys import refuse_next, send_digests_of
 from tests.integration.test_bounce_storm_journeys import postfix_report
-from tests.integration.test_journeys import PAT, SAM, Journey
+from tests.integration.test_journeys import PAT, SAM, Journey, digest_posts
 from tests.support.config import DOMAIN
 from tests.support.sink import SmtpSink
 from tests.support.stack import Stack
@@ -134,3 +134,31 @@ def test_an_old_tokens_report_after_a_return_to_the_digest_does_not_suspend(
     j.command("digest-weekly")
     j.expect((PAT, f"Done: your mail from {j.list}"))
     digest_to_pat(j, _sunday())
+
+
+def test_a_post_whose_copy_bounced_comes_in_the_digest_pat_switches_to(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat's mailbox refuses her copy of a post at RCPT (550 5.1.1): she never had it. She
+    switches to the daily digest: the day's digest brings that post, and the one after it, but
+    not the one she got one by one."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    for who in (SAM, PAT):
+        j.cli("subscribe", who, "--list", j.list)
+    had = j.new_thread()
+    j.expect(*j.copies_to(SAM, PAT))
+    refuse_next(sink, PAT)
+    lost = j.new_thread()
+    j.expect(*j.copies_to(SAM))  # refused at RCPT: the sink never had it
+
+    j.command("digest-daily")
+    j.expect((PAT, f"Done: your mail from {j.list}"))
+    after = j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    j.send_digest()
+    got = j.expect((PAT, "digest"))
+    assert digest_posts(got, PAT, j.posts) == [lost, after], (
+        f"Pat's digest must hold the post her mailbox refused ({lost}) and {after}, not {had}"
+    )
