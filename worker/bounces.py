@@ -273,7 +273,7 @@ def score(
     sub.last_bounce_at = when
     if sub.status != SubscriptionState.ACTIVE or sub.bounce_score < settings.bounce_score_limit:
         return []
-    sub.status = SubscriptionState.SUSPENDED
+    sub.status, sub.suspended_at = SubscriptionState.SUSPENDED, when
     mlist = session.get_one(MailingList, sub.list_id)
     log.warning(
         "suspended %s on %s after bounces (score %.1f)", sub.address, mlist.name, sub.bounce_score

@@ -248,16 +248,29 @@ def _on_every_post(
     still on it).
 
     Only the last stretch is known (the row keeps when it last started and ended); one ended
-    after the digest started again was a request never confirmed: the stretch ended then.
+    after the digest started again was a request never confirmed: the stretch ended then. A
+    stretch suspended by bounces ended when the mail stopped: the posts after were never sent.
     """
     if row is None or row.confirmed_at is None:
         return None
-    if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
+    stopped = row.suspended_at if _suspended_since_start(row) else None
+    if row.status == SubscriptionState.ACTIVE:
         return row.confirmed_at, None
-    until = row.ended_at or row.confirmed_at
+    if row.status == SubscriptionState.SUSPENDED:
+        return row.confirmed_at, stopped
+    until = min(t for t in (row.ended_at or row.confirmed_at, stopped) if t is not None)
     if digest_row.status == SubscriptionState.ACTIVE and digest_row.confirmed_at is not None:
         until = min(until, digest_row.confirmed_at)
     return row.confirmed_at, until
+
+
+def _suspended_since_start(row: Subscription) -> bool:
+    """True when bounces stopped the row's mail after it last started (a resume starts it again)."""
+    return (
+        row.suspended_at is not None
+        and row.confirmed_at is not None
+        and row.suspended_at >= row.confirmed_at
+    )
 
 
 def had(session: Session, list_id: int, period: Period, sub_ids: list[int]) -> dict[int, set[str]]:

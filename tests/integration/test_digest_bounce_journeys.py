@@ -162,3 +162,31 @@ def test_a_post_whose_copy_bounced_comes_in_the_digest_pat_switches_to(
     assert digest_posts(got, PAT, j.posts) == [lost, after], (
         f"Pat's digest must hold the post her mailbox refused ({lost}) and {after}, not {had}"
     )
+
+
+def test_posts_that_came_while_pat_was_suspended_come_in_the_digest_she_switches_to(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat's mailbox refuses two copies (the limit): she is suspended, and the next post is not
+    sent to her. Her mailbox works again; she switches to the daily digest on the web: the day's
+    digest brings every post she never had, the refused ones and the one of her suspension."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    for who in (SAM, PAT):
+        j.cli("subscribe", who, "--list", j.list)
+    lost = []
+    for n in range(2):
+        refuse_next(sink, PAT)
+        lost.append(j.new_thread())
+        j.expect(*j.copies_to(SAM), *([(PAT, "is suspended")] if n else []))
+    while_suspended = j.new_thread()
+    j.expect(*j.copies_to(SAM))
+
+    j.sign_in(j.web)  # by mail a suspended address switches nothing (From can be forged)
+    page = j.web.post(f"/lists/{j.list}/subscribe", {"kind": "digest"}, on_page=f"/lists/{j.list}/")
+    assert f"You now get a daily digest from {j.list}" in page.body, page.body
+    j.send_digest()
+    got = j.expect((PAT, "digest"))
+    assert digest_posts(got, PAT, j.posts) == [*lost, while_suspended], (
+        "Pat's digest must hold the posts she never had: refused, and sent while suspended"
+    )

@@ -1,7 +1,8 @@
-"""Migration 0021 (bounces.digest_id) on SQLite and PostgreSQL: a digest reported failing with a
-4xx before the upgrade, then with the 5xx that gave up after it, counts as one hard bounce (0.5,
-then 0.5 more: 1), and a repeat of the 5xx adds nothing; down drops the column and keeps every
-bounce; a second round does the same."""
+"""Migration 0021 (bounces.digest_id, subscriptions.suspended_at) on SQLite and PostgreSQL: a
+digest reported failing with a 4xx before the upgrade, then with the 5xx that gave up after it,
+counts as one hard bounce (0.5, then 0.5 more: 1), and a repeat of the 5xx adds nothing; a
+subscriber suspended before the upgrade was suspended at the last bounce counted; down drops the
+columns and keeps every bounce and subscription; a second round does the same."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.integration
 
 engine = pytest.fixture(params=ENGINES, name="engine")(blank_engine)
 JOINED, SENT = datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 30, 0, 10, tzinfo=UTC)
-PAT = "pat@example.org"
+BOUNCED = datetime(2026, 11, 20, 8, tzinfo=UTC)
+PAT, SAM = "pat@example.org", "sam@example.org"
 
 
 def _columns(engine: Engine) -> set[str]:
@@ -33,7 +35,19 @@ def _columns(engine: Engine) -> set[str]:
 
 def _score(engine: Engine) -> float:
     with engine.connect() as conn:
-        return float(conn.execute(text("SELECT bounce_score FROM subscriptions")).scalar_one())
+        return float(
+            conn.execute(
+                text("SELECT bounce_score FROM subscriptions WHERE address = :a"), {"a": PAT}
+            ).scalar_one()
+        )
+
+
+def _suspended_at(engine: Engine) -> list[tuple[str, datetime | None]] | None:
+    if "suspended_at" not in {c["name"] for c in inspect(engine).get_columns("subscriptions")}:
+        return None
+    with session_factory(engine)() as s:
+        rows = s.execute(select(Subscription.address, Subscription.suspended_at).order_by("id"))
+        return [(a, t) for a, t in rows]
 
 
 def _reported_again(engine: Engine, tmp_path: Path) -> None:
@@ -60,6 +74,17 @@ def test_0021_counts_a_digest_reported_across_the_upgrade_once(
                 confirmed_at=JOINED,
             )
         )
+        s.add(
+            Subscription(
+                list_id=mlist.id,
+                address=SAM,
+                kind=SubscriptionKind.LIST,
+                status=SubscriptionState.SUSPENDED,
+                confirmed_at=JOINED,
+                bounce_score=2.0,
+                last_bounce_at=BOUNCED,
+            )
+        )
         s.add(DigestSent(list_id=mlist.id, address=PAT, day=date(2026, 11, 29), sent_at=SENT))
         s.flush()
         s.execute(text("UPDATE digests_sent SET status = :s"), {"s": DigestState.SENT.value})
@@ -76,10 +101,15 @@ def test_0021_counts_a_digest_reported_across_the_upgrade_once(
             {"a": PAT, "t": SENT},
         )
         conn.execute(text("UPDATE digests_sent SET last_error = 'transient: 452 4.2.2'"))
-        conn.execute(text("UPDATE subscriptions SET bounce_score = 0.5"))
+        conn.execute(
+            text("UPDATE subscriptions SET bounce_score = 0.5 WHERE address = :a"), {"a": PAT}
+        )
     kept = rows_but(engine, "bounces", "digest_id")
     upgrade(engine)
     assert current(engine) == head() and "digest_id" in _columns(engine)
+    assert _suspended_at(engine) == [(PAT, None), (SAM, BOUNCED)], (
+        "suspended before the upgrade: at the last bounce counted"
+    )
     for times in range(2):
         _reported_again(engine, tmp_path)
         assert _score(engine) == 1.0, (
@@ -92,11 +122,16 @@ def test_0021_counts_a_digest_reported_across_the_upgrade_once(
             1,
         ]
     everything = rows_but(engine, "bounces", "digest_id")
+    subs = rows_but(engine, "subscriptions", "suspended_at")
     assert everything[:1] == as_now(engine, "bounces", kept)
     for _ in range(2):
         downgrade(engine, previous)
         assert current(engine) == previous and "digest_id" not in _columns(engine)
+        assert _suspended_at(engine) is None
         assert rows_but(engine, "bounces", "") == everything
+        assert rows_but(engine, "subscriptions", "") == subs
         upgrade(engine)
         assert current(engine) == head() and "digest_id" in _columns(engine)
+        assert _suspended_at(engine) == [(PAT, None), (SAM, BOUNCED)]
         assert rows_but(engine, "bounces", "digest_id") == everything
+        assert rows_but(engine, "subscriptions", "suspended_at") == subs
