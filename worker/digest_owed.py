@@ -36,8 +36,10 @@ NEVER_SENT = (
     DeliveryState.BOUNCED,
     DeliveryState.REFUSED,
 )
-# A copy that went out and was reported failed since (a DSN: given up, or refused there)
-REPORTED_LOST = (BounceKind.PERMANENT, BounceKind.TRANSIENT, BounceKind.REFUSED)
+# A copy that went out and was reported failed since, for the reader's address or mailbox (a DSN
+# that blames the message or names someone else, a forwarding address, is REFUSED: the reader
+# may well have had the copy)
+REPORTED_LOST = (BounceKind.PERMANENT, BounceKind.TRANSIENT)
 WAITING = (DeliveryState.PENDING, DeliveryState.DEFERRED)
 CHUNK = 500  # digest subscribers whose posts had are read together
 # the address's list row, beside its digest row (made once: receives is called for every period)
