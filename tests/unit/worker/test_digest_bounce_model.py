@@ -142,7 +142,7 @@ class DigestBounceLife(RuleBasedStateMachine):
         super().__init__()
         self.site = site
         site.new_list()
-        self.rows = {LIST: Row(ACTIVE), DIGEST: Row()}
+        self.rows: dict[str, Row] = {LIST: Row(ACTIVE), DIGEST: Row()}
         self.day = 0
         self.clock = 1
         self.copies: list[list] = []  # [token, kind, when sent, the most its reports weighed]
