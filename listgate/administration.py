@@ -240,9 +240,14 @@ def delete_list(session: Session, mlist: MailingList, actor: str, purge: bool = 
     blobs = set(session.scalars(select(Attachment.sha256).where(Attachment.message_pk.in_(pks))))
     delivery_ids = select(Delivery.id).where(Delivery.message_pk.in_(pks)).scalar_subquery()
     sub_ids = select(Subscription.id).where(Subscription.list_id == mlist.id).scalar_subquery()
+    digest_ids = select(DigestSent.id).where(DigestSent.list_id == mlist.id).scalar_subquery()
     session.execute(
         delete(Bounce).where(
-            or_(Bounce.delivery_id.in_(delivery_ids), Bounce.subscription_id.in_(sub_ids))
+            or_(
+                Bounce.delivery_id.in_(delivery_ids),
+                Bounce.digest_id.in_(digest_ids),
+                Bounce.subscription_id.in_(sub_ids),
+            )
         )
     )
     for model, where in (

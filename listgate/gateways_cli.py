@@ -36,6 +36,8 @@ def gateways_forget(names: tuple[str, ...], every_down: bool) -> None:
 
     if bool(names) == every_down:
         raise click.UsageError("give the names of gateways or --down (not both)")
+    if any(not name.strip() for name in names):  # a script's empty variable
+        raise click.UsageError("a gateway's name is empty: give it as `listgate status` names it")
     settings = load_settings()
     ensure_schema(settings)
     now = datetime.now(UTC)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import Message as StdMessage
 from functools import partial
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from listgate import dispatch, privacy, tokens
@@ -273,7 +273,7 @@ def score(
     sub.last_bounce_at = when
     if sub.status != SubscriptionState.ACTIVE or sub.bounce_score < settings.bounce_score_limit:
         return []
-    sub.status = SubscriptionState.SUSPENDED
+    sub.status, sub.suspended_at = SubscriptionState.SUSPENDED, when
     mlist = session.get_one(MailingList, sub.list_id)
     log.warning(
         "suspended %s on %s after bounces (score %.1f)", sub.address, mlist.name, sub.bounce_score
@@ -345,6 +345,7 @@ def counted(
     session.add(
         Bounce(
             delivery_id=copy.delivery_id,
+            digest_id=copy.digest.id if copy.digest is not None else None,
             subscription_id=sub.id if sub else None,
             address=copy.address,
             kind=kind,
@@ -366,17 +367,22 @@ def counted(
 
 
 def _counted_before(session: Session, copy: Copy) -> float:
-    """What earlier reports of this copy added to a score: a post's copy, the most any of its
-    bounce rows weighs; a digest's copy (no row of its own in bounces: its reports' kinds are
-    not added up, a 4xx then a 5xx counts the first only), a full bounce once a report said
-    the digest that went out failed since. A relay's refusal as it goes out is its first."""
+    """What earlier reports of this copy added to a score: the most any of its bounce rows
+    weighs (a post's copy's by its deliveries row, a digest's by its digests_sent row; a relay's
+    refusal as it goes out is its first). A digest reported before its rows were kept
+    (migration 0021) counts what its row's last error names."""
     if copy.delivery_id is not None:
-        kinds = session.scalars(select(Bounce.kind).where(Bounce.delivery_id == copy.delivery_id))
-        return max((WEIGHT.get(k, 0.0) for k in kinds), default=0.0)
+        mine = Bounce.delivery_id == copy.delivery_id
+    elif copy.digest is not None:
+        mine = Bounce.digest_id == copy.digest.id
+    else:
+        return 0.0
+    weights = [WEIGHT.get(k, 0.0) for k in session.scalars(select(Bounce.kind).where(mine))]
     digest = copy.digest
     if digest is not None and digest.sent_at is not None and digest.last_error:
-        return WEIGHT[BounceKind.PERMANENT]
-    return 0.0
+        said = digest.last_error.partition(":")[0]
+        weights.append(next((w for k, w in WEIGHT.items() if k == said), 0.0))
+    return max(weights, default=0.0)
 
 
 @dataclass(frozen=True)
@@ -395,7 +401,8 @@ class Copy:
 def copy_named(session: Session, kind: str, ident: int) -> Copy:
     """The copy a VERP token (kind, ident) names: a post's (deliveries row), a digest's
     (digests_sent row, its subscription the address's digest row), or only a subscription (the
-    tokens of digests mailed before digest copies were named: when they went out is not known)."""
+    tokens of digests mailed before digest copies were named: which one is not known, so it went
+    out at the latest with the newest digest sent to the address)."""
     if kind == tokens.VERP_DELIVERY:
         delivery = session.get(Delivery, ident)
         if delivery is None:
@@ -416,7 +423,23 @@ def copy_named(session: Session, kind: str, ident: int) -> Copy:
         ).first()
         return Copy(sub, digest.address, digest.sent_at or digest.created_at, digest=digest)
     sub = session.get(Subscription, ident)
-    return Copy(sub, sub.address if sub is not None else "")
+    if sub is None:
+        return Copy(None, "")
+    return Copy(sub, sub.address, _last_digest_sent(session, sub))
+
+
+def _last_digest_sent(session: Session, sub: Subscription) -> datetime | None:
+    """When the newest digest of sub's list went to its address: the latest a digest named by the
+    subscription's token (mailed before digest copies were named) can have gone out, so a report
+    of one is known to be about the mailbox as it was before a later (re)start (None: none
+    known)."""
+    return session.scalar(
+        select(func.max(DigestSent.sent_at)).where(
+            DigestSent.list_id == sub.list_id,
+            DigestSent.address == sub.address,
+            DigestSent.sent_at.is_not(None),
+        )
+    )
 
 
 def _before_return(sent: datetime | None, sub: Subscription) -> bool:

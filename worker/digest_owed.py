@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, aliased
 
 from listgate import digests
 from listgate.digests import Period
-from listgate.models import Delivery, DigestSent, Message, Person, PostHiding, Subscription
+from listgate.models import Bounce, Delivery, DigestSent, Message, Person, PostHiding, Subscription
 from listgate.states import (
+    BounceKind,
     DeliveryState,
     DigestFormat,
     DigestState,
@@ -26,9 +27,19 @@ from listgate.states import (
 )
 from listgate.subscriptions import SWITCHED_TO_LIST
 
-# A copy in these states never reached the reader; in WAITING it has not yet, and will not when its
+# A copy in these states never reached the reader (refused by the relay as it went out, for the
+# reader's address or for itself, included); in WAITING it has not yet, and will not when its
 # subscription row is no longer active (worker/delivery.py cancels it when it tries it again).
-NEVER_SENT = (DeliveryState.CANCELLED, DeliveryState.FAILED)
+NEVER_SENT = (
+    DeliveryState.CANCELLED,
+    DeliveryState.FAILED,
+    DeliveryState.BOUNCED,
+    DeliveryState.REFUSED,
+)
+# A copy that went out and was reported failed since, for the reader's address or mailbox (a DSN
+# that blames the message or names someone else, a forwarding address, is REFUSED: the reader
+# may well have had the copy)
+REPORTED_LOST = (BounceKind.PERMANENT, BounceKind.TRANSIENT)
 WAITING = (DeliveryState.PENDING, DeliveryState.DEFERRED)
 CHUNK = 500  # digest subscribers whose posts had are read together
 # the address's list row, beside its digest row (made once: receives is called for every period)
@@ -136,10 +147,12 @@ def _had(
     other way round, the week's; or, for a post put back after readers' reports hid it, the
     digest of its day or week, made while it was visible). Its digest leaves them out, no post
     comes twice. A digest made while the post was hidden went without it: put back, it comes.
-    A copy that never went out was never had: the digest brings that post. Cancelled (its list
-    or thread row ended meanwhile: a switch to the digest while the relay deferred it), given up
-    (FAILED), or still waiting (PENDING, DEFERRED) for a row no longer active, which the next
-    try would cancel: the digest's claim cancels it (worker.digest.take_copies). The posts of
+    A copy that never reached the reader was never had: the digest brings that post. Refused by
+    the relay (BOUNCED: the reader's mailbox; REFUSED: the message), reported failed by a DSN
+    since, cancelled (its list or thread row ended meanwhile: a switch to the digest while the
+    relay deferred it), given up (FAILED), or still waiting (PENDING, DEFERRED) for a row no
+    longer active, which the next try would cancel: the digest's claim cancels it
+    (worker.digest.take_copies). The posts of
     the period before the digest row last started are owed as the others (a newcomer's first
     digest holds the day's posts; one who leaves and comes back the same day is a newcomer
     again: the row keeps only its last start). A few statements for all the rows, however many
@@ -149,14 +162,27 @@ def _had(
     posts, offered_here = _offered(session, list_id, period)
     delivered: defaultdict[str, set[str]] = defaultdict(set)
     never_sent: defaultdict[str, set[str]] = defaultdict(set)
-    for address, message_id, status, row_status in session.execute(
-        select(Delivery.address, Message.message_id, Delivery.status, Subscription.status)
+    reported_lost = (
+        select(Bounce.id)
+        .where(Bounce.delivery_id == Delivery.id, Bounce.kind.in_(REPORTED_LOST))
+        .exists()
+    )
+    for address, message_id, status, row_status, reported in session.execute(
+        select(
+            Delivery.address,
+            Message.message_id,
+            Delivery.status,
+            Subscription.status,
+            reported_lost,
+        )
         .join(Message, Delivery.message_pk == Message.id)
         .outerjoin(Subscription, Subscription.id == Delivery.subscription_id)
         .where(offered_here, Delivery.address.in_(addresses))
     ):
-        lost = status in NEVER_SENT or (
-            status in WAITING and row_status != SubscriptionState.ACTIVE
+        lost = (
+            reported
+            or status in NEVER_SENT
+            or (status in WAITING and row_status != SubscriptionState.ACTIVE)
         )
         (never_sent if lost else delivered)[address].add(message_id)
     # the digests that could have offered them: from a week before the first time one of them
@@ -224,16 +250,29 @@ def _on_every_post(
     still on it).
 
     Only the last stretch is known (the row keeps when it last started and ended); one ended
-    after the digest started again was a request never confirmed: the stretch ended then.
+    after the digest started again was a request never confirmed: the stretch ended then. A
+    stretch suspended by bounces ended when the mail stopped: the posts after were never sent.
     """
     if row is None or row.confirmed_at is None:
         return None
-    if row.status in (SubscriptionState.ACTIVE, SubscriptionState.SUSPENDED):
+    stopped = row.suspended_at if _suspended_since_start(row) else None
+    if row.status == SubscriptionState.ACTIVE:
         return row.confirmed_at, None
-    until = row.ended_at or row.confirmed_at
+    if row.status == SubscriptionState.SUSPENDED:
+        return row.confirmed_at, stopped
+    until = min(t for t in (row.ended_at or row.confirmed_at, stopped) if t is not None)
     if digest_row.status == SubscriptionState.ACTIVE and digest_row.confirmed_at is not None:
         until = min(until, digest_row.confirmed_at)
     return row.confirmed_at, until
+
+
+def _suspended_since_start(row: Subscription) -> bool:
+    """True when bounces stopped the row's mail after it last started (a resume starts it again)."""
+    return (
+        row.suspended_at is not None
+        and row.confirmed_at is not None
+        and row.suspended_at >= row.confirmed_at
+    )
 
 
 def had(session: Session, list_id: int, period: Period, sub_ids: list[int]) -> dict[int, set[str]]:

@@ -59,12 +59,16 @@ class Delivery(Base):
 
 
 class Bounce(Base):
-    """A bounce or delay notice matched to a delivery."""
+    """A bounce or delay notice matched to the copy it is about: a post's (delivery_id) or a
+    digest's (digest_id)."""
 
     __tablename__ = "bounces"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id"), nullable=True)
+    digest_id: Mapped[int | None] = mapped_column(
+        ForeignKey("digests_sent.id"), nullable=True, index=True
+    )
     subscription_id: Mapped[int | None] = mapped_column(
         ForeignKey("subscriptions.id"), nullable=True
     )

@@ -59,6 +59,9 @@ class Subscription(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     bounce_score: Mapped[float] = mapped_column(Float, default=0.0)
     last_bounce_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # when bounces last stopped its mail: the mail sent after it, until it started again, never
+    # reached the address (a digest brings those posts)
+    suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     digest_frequency: Mapped[DigestFrequency] = mapped_column(
         StateString(DigestFrequency, 8), default=DigestFrequency.DAILY
     )

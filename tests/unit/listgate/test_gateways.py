@@ -170,3 +170,20 @@ def test_gateways_forget_removes_a_gateway_that_is_not_coming_back(
     assert result.exit_code == 0 and result.output.endswith("1 gateway forgotten\n")
     with db() as s:
         assert [r.name for r in gateways.reports(s)] == [running]
+
+
+def test_gateways_forget_of_an_empty_name_says_a_name_is_needed(
+    settings: Settings, db: sessionmaker[Session]
+) -> None:
+    """A script's empty variable (`listgate gateways forget "$NAME"`) names no gateway: the
+    answer says so, rather than "no gateway reports as  (…" with a blank name, and forgets none."""
+    with transaction(db) as s:
+        gateways.report(s, "old/1/0.0.0.0:25", 0, 100, 25, T0)
+    for blank in ("", "  "):
+        result = _forget(settings, "old/1/0.0.0.0:25", blank)
+        assert result.exit_code == 2, result.output
+        assert "a gateway's name is empty: give it as `listgate status` names it" in (
+            result.output
+        ), result.output
+    with db() as s:
+        assert [r.name for r in gateways.reports(s)] == ["old/1/0.0.0.0:25"]

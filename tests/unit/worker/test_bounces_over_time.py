@@ -15,7 +15,7 @@ from listgate.config import Settings
 from listgate.db import transaction
 from listgate.models import Bounce, Delivery, DigestSent, Message, OutboxEntry, Subscription
 from listgate.states import DeliveryState, DigestState, SubscriptionState
-from listgate.tokens import VERP_DELIVERY, VERP_DIGEST, verp_token
+from listgate.tokens import VERP_DELIVERY, VERP_DIGEST, VERP_SUBSCRIPTION, verp_token
 from tests.support.factories import MakeList, make_mail, post, stored_pk
 from tests.unit.worker.test_bounces import dsn
 from worker import bounces
@@ -227,3 +227,58 @@ def test_reports_about_copies_of_a_list_deleted_and_made_again_count_against_nob
         assert session.scalar(select(func.count()).select_from(Bounce)) == 0
     report(db, settings, new, dsn(PAT, "5.1.1", DEAD))
     assert state(db) == (SubscriptionState.ACTIVE, 1.0)
+
+
+def _leave_and_come_back(db: sessionmaker[Session], kind: str) -> None:
+    """Pat's subscription of kind ends and starts again (the same row, a new start)."""
+    with transaction(db) as session:
+        mlist = lists.require(session, "dev")
+        mine = select(Subscription).where(Subscription.address == PAT, Subscription.kind == kind)
+        subscriptions.end(session, session.scalars(mine), "left")
+        subscriptions.start(session, mlist, PAT, kind=kind)
+
+
+def test_old_tokens_reports_about_copies_sent_before_a_return_do_not_count(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """Tokens mailed before tokens named their row's time: a post's copy ('d', no time; its
+    deliveries row says when it went out) and a digest's (the subscription's 's': the newest
+    digest sent to the address is the latest it can have gone out). Pat leaves and comes back:
+    reports about copies sent before must not count against her fresh subscription; about a
+    copy sent since, a 'd' one still does."""
+    settings = _setup(make_list, db, settings)
+    raw = dsn(PAT, "5.1.1", DEAD)
+    old_post = copy_to(db, settings).split(".")[0]
+    with db() as session:
+        sub_id = session.scalars(
+            select(Subscription.id).where(Subscription.address == PAT, Subscription.kind == "list")
+        ).one()
+    timeless = verp_token(settings.secret_key, VERP_DELIVERY, 1)  # as mailed before: no time
+    assert timeless.split(".")[0] == old_post
+    _leave_and_come_back(db, "list")
+    for _ in range(2):
+        assert report(db, settings, timeless, raw) == []
+    assert state(db) == (SubscriptionState.ACTIVE, 0.0)
+    copy_to(db, settings)
+    assert report(db, settings, verp_token(settings.secret_key, VERP_DELIVERY, 2), raw) == []
+    assert state(db) == (SubscriptionState.ACTIVE, 1.0), "a copy sent since her return counts"
+
+    with transaction(db) as session:
+        subscriptions.start(session, lists.require(session, "dev"), PAT, kind="digest")
+    digest_to(db, settings)
+    with db() as session:
+        digest_id = session.scalars(
+            select(Subscription.id).where(
+                Subscription.address == PAT, Subscription.kind == "digest"
+            )
+        ).one()
+    assert digest_id != sub_id
+    old_digest = verp_token(settings.secret_key, VERP_SUBSCRIPTION, digest_id)
+    _leave_and_come_back(db, "digest")
+    for _ in range(2):
+        assert report(db, settings, old_digest, raw) == []
+    with db() as session:
+        sub = session.get_one(Subscription, digest_id)
+        assert (sub.status, sub.bounce_score) == (SubscriptionState.ACTIVE, 0.0), (
+            "the subscription's token names a digest sent before her return"
+        )
