@@ -1,11 +1,11 @@
 """A worker killed (SIGKILL) while it sends a notice: after a restart its reader has it once.
 
 Each journey starts the work a person's action queues (a subscription asked on the web or by
-mail, a post held for moderation, a mail to NAME+unsubscribe@, a copy the relay refuses), and
-the relay holds one notice at the moment of the kill: before the message (at RCPT: the relay
-never took it, so it must be sent again) or after the final dot (the relay has it: it must not
-be sent a second time). The beat's jobs then run as after any restart: the recovery of what a
-dead worker held, and the outbox sweeper.
+mail, a post held for moderation, a mail to NAME+unsubscribe@, a copy the relay refuses or a
+DSN reports), and the relay holds one notice at the moment of the kill: before the message (at
+RCPT: the relay never took it, so it must be sent again) or after the final dot (the relay has
+it: it must not be sent a second time). The beat's jobs then run as after any restart: the
+recovery of what a dead worker held, and the outbox sweeper.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from tests.support.config import wait_until
 from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink
 from tests.support.worker import Site, build_site, mail
+from tests.unit.worker.test_bounces import dsn
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +106,20 @@ def copies_refused(site: Site, sink: SmtpSink) -> None:
     site.post(mail("carl@example.org", "Release plan", "plan@example.org"))
 
 
+def dsn_reported(site: Site, sink: SmtpSink) -> None:
+    """Ann's copy of a post reached the relay; her mail server then reports it undeliverable (a
+    DSN to the copy's VERP address): she is suspended (a limit of one bounce here) and told so."""
+    site.subscribe("dev", ANN)
+    with sink.handler.lock:  # her copy goes through; the notice after it is the one held
+        held = sink.handler.stalls.pop(ANN)
+    site.post(mail("carl@example.org", "Release plan", "plan@example.org"))
+    copy = wait_until(lambda: sink.to(ANN), what="Ann's copy")[0]
+    with sink.handler.lock:
+        sink.handler.stalls[ANN] = held
+    report = dsn(ANN, "5.1.1", f"550 5.1.1 <{ANN}>: User unknown")
+    to_address(site, copy.mail_from, report, "")
+
+
 # (what the person does, whose notice the relay holds, what each one gets, what the site shows)
 Journey = tuple[
     Callable[[Site, SmtpSink], None], str, dict[tuple[str, str], int], Callable[[Site], object]
@@ -159,6 +174,15 @@ JOURNEYS: dict[str, Journey] = {
         {
             (ANN, "Your subscription to dev is suspended"): 1,
             ("bob@example.org", "Release plan"): 1,
+        },
+        lambda site: _member(site, "suspended"),
+    ),
+    "DSN's suspension notice": (
+        dsn_reported,
+        ANN,
+        {
+            (ANN, "Release plan"): 1,
+            (ANN, "Your subscription to dev is suspended"): 1,
         },
         lambda site: _member(site, "suspended"),
     ),
