@@ -7,7 +7,8 @@ fails at flush time. StrEnum members are str, so they compare equal to the word,
 serialise to JSON as it.
 
 The outbox has no state word: an OutboxEntry is pending while done_at is NULL, done once it is
-set, and failed for good when failed_at is set too (listgate.status counts them so).
+set, and failed for good when failed_at is set too (listgate.status counts them so). A notice
+being sent is claimed (claimed_at) while still pending: done_at is set around its final dot.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ The tasks in worker/tasks.py call these; every outbox entry is done or failed ex
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import secrets
@@ -12,14 +13,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Table, or_, select, update
 from sqlalchemy.orm import Session
 
-from listgate import autoreply
+from listgate import autoreply, store
 from listgate.config import Settings
 from listgate.db import is_transient, rowcount, transaction
 from listgate.models import OutboxEntry, RawMessage
-from worker import mailer, notices
+from worker import mailer, notices, relay_sessions
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -94,61 +95,125 @@ def claim(session: Session, outbox_id: int) -> OutboxEntry | None:
     return session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
 
 
+def claim_notice(session: Session, outbox_id: int, stamp: datetime) -> OutboxEntry | None:
+    """Take a notice not done and not claimed by compare-and-set on claimed_at; None if it is
+    done or taken (a live claim, or one recover_stale has not released yet)."""
+    claimed = session.execute(
+        update(OutboxEntry)
+        .where(
+            OutboxEntry.id == outbox_id,
+            OutboxEntry.done_at.is_(None),
+            OutboxEntry.claimed_at.is_(None),
+        )
+        .values(claimed_at=stamp)
+    )
+    return session.get(OutboxEntry, outbox_id) if rowcount(claimed) == 1 else None
+
+
 def send_notice(ctx: WorkerContext, outbox_id: int) -> None:
     """Render and send one generated mail; a 4xx waits for the sweeper, a 5xx or bad payload fails.
 
-    The entry is claimed (done_at set, compare-and-set) before sending, so a task re-queued by
-    the sweeper while the first copy still waits in the broker never sends a second notice. A
-    worker killed during the SMTP transaction loses that notice (at most once, like deliveries).
+    The entry is claimed (claimed_at stamped, compare-and-set) before sending, so a task re-queued
+    by the sweeper while the first copy still waits in the broker never sends a second notice.
+    It becomes done in the transaction around its final dot, as the copies and digests do
+    (worker/relay_sessions.py): a worker killed before the dot leaves a claim that recover_stale
+    releases (the notice is sent again), one killed after it leaves the notice done (sent once).
     An automatic reply to mail (payload "reply") goes out only if its address had none within
-    LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated").
+    LISTGATE_AUTO_REPLY_WINDOW (RFC 3834), unless the mail proved its sender ("authenticated");
+    its slot is taken with the claim, so a resend is not limited again.
     """
+    stamp = datetime.now(UTC)
     with transaction(ctx.db) as session:
-        entry = claim(session, outbox_id)
+        entry = claim_notice(session, outbox_id, stamp)
         payload = json.loads(entry.payload or "{}") if entry is not None else None
-        if (
-            entry is not None
-            and payload is not None
-            and _rate_limited(session, ctx.settings, payload)
-        ):
+        if entry is None or payload is None:
+            return
+        if _rate_limited(session, ctx.settings, payload):
+            entry.done_at = stamp
             entry.last_error = "not sent: one automatic reply per sender per window (RFC 3834)"
             return
-        attached = (
-            session.get(RawMessage, int(payload.get("attach_raw_id") or 0)) if payload else None
-        )
+        if payload.get("reply") and not payload.get("rate_checked"):
+            entry.payload = json.dumps({**payload, "rate_checked": True})
+        attached = session.get(RawMessage, int(payload.get("attach_raw_id") or 0))
         attachment = attached.data if attached is not None else b""
-    if payload is None:
-        return
     try:
         to, data = notices.render(payload, ctx.settings, attachment)
     except notices.NoticeError as exc:
         fail(ctx, outbox_id, exc, claimed=True)
         return
-    data = ctx.signer.sign(data)
-    with mailer.connect(ctx.settings.outbound) as conn:
-        result = conn.send("", to, data)
+    wire = relay_sessions.wire_form(ctx.signer.sign(data))
+    item = relay_sessions.Outgoing("", to, wire, eight_bit=not wire.isascii())
+    with relay_sessions.connect(ctx.settings.outbound, size=1) as out:
+        [result] = out.send([item], functools.partial(_handover, ctx, outbox_id, stamp))
     if result.status == mailer.DEFERRED:
         # Released again: the sweeper re-queues it with backoff (one retry path, not two).
         log.warning("notice %s to %s deferred: %s", outbox_id, to, result.detail)
-        with transaction(
-            ctx.db
-        ) as session:  # its reply slot is taken: the retry is not limited again
-            session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.id == outbox_id)
-                .values(done_at=None, payload=json.dumps({**payload, "rate_checked": True}))
-            )
+        _settle(ctx, outbox_id, stamp, done_at=None, claimed_at=None)
     elif result.status == mailer.BOUNCED:
         log.warning("notice %s to %s refused: %s", outbox_id, to, result.detail)
-        with transaction(ctx.db) as session:
-            session.execute(
-                update(OutboxEntry)
-                .where(OutboxEntry.id == outbox_id)
-                .values(
-                    failed_at=datetime.now(UTC),
-                    last_error=f"refused by the relay: {result.detail}"[:1000],
-                )
+        now = datetime.now(UTC)
+        _settle(
+            ctx,
+            outbox_id,
+            stamp,
+            done_at=now,
+            failed_at=now,
+            last_error=f"refused by the relay: {result.detail}"[:1000],
+        )
+
+
+def _handover(
+    ctx: WorkerContext,
+    outbox_id: int,
+    stamp: datetime,
+    indexes: list[int],
+    send_dots: relay_sessions.SendDots,
+) -> set[int]:
+    """One write transaction around the final dot: the notice still claimed with stamp becomes
+    done (a worker that dies after it sent it once); else it is dropped before its dot, as the
+    copies' and digests' are (worker/delivery.py, worker/digest.py)."""
+    table = OutboxEntry.__table__
+    assert isinstance(table, Table)
+    with ctx.writer.begin() as conn:
+        store.of(conn).relax_commit(conn)
+        held = conn.execute(
+            update(table)
+            .where(table.c.id == outbox_id, table.c.claimed_at == stamp, table.c.done_at.is_(None))
+            .values(done_at=datetime.now(UTC))
+        )
+        dotted = send_dots(set(indexes) if rowcount(held) == 1 else set())
+        if rowcount(held) == 1 and not dotted:  # the connection failed before the dot
+            conn.execute(update(table).where(table.c.id == outbox_id).values(done_at=None))
+    return dotted
+
+
+def _settle(ctx: WorkerContext, outbox_id: int, stamp: datetime, **values: Any) -> None:
+    """Record a notice's outcome while its claim is still this worker's."""
+    with transaction(ctx.db) as session:
+        session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.id == outbox_id, OutboxEntry.claimed_at == stamp)
+            .values(**values)
+        )
+
+
+def recover_stale(ctx: WorkerContext, stale_after: float) -> None:
+    """Notices claimed more than stale_after ago and not done, by a worker that died before their
+    final dot: released and queued again (a notice whose dot went out is already done)."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=stale_after)
+    with transaction(ctx.db) as session:
+        released = session.execute(
+            update(OutboxEntry)
+            .where(OutboxEntry.done_at.is_(None), OutboxEntry.claimed_at <= cutoff)
+            .values(
+                claimed_at=None,
+                last_error="sent again: the worker stopped before the relay took it",
             )
+            .returning(OutboxEntry.id, OutboxEntry.kind, OutboxEntry.ref_id)
+        ).all()
+    if released:
+        log.warning("released %d notices a stopped worker held", len(released))
+    ctx.enqueue([OutboxEntry(id=i, kind=kind, ref_id=ref) for i, kind, ref in released])
 
 
 def _rate_limited(session: Session, settings: Settings, payload: dict[str, Any]) -> bool:
@@ -181,6 +246,7 @@ def sweep_outbox(ctx: WorkerContext, older_than: float = SWEEP_AFTER) -> int:
             select(OutboxEntry)
             .where(
                 OutboxEntry.done_at.is_(None),
+                OutboxEntry.claimed_at.is_(None),  # a claimed notice: recover_stale's
                 OutboxEntry.created_at <= cutoff,
                 OutboxEntry.attempts < MAX_DISPATCHES,
                 or_(OutboxEntry.dispatched_at.is_(None), OutboxEntry.dispatched_at <= cutoff),
@@ -213,6 +279,7 @@ def _give_up(session: Session, now: datetime) -> None:
             update(OutboxEntry)
             .where(
                 OutboxEntry.done_at.is_(None),
+                OutboxEntry.claimed_at.is_(None),
                 OutboxEntry.attempts >= MAX_DISPATCHES,
                 OutboxEntry.dispatched_at <= now - redispatch_after(SWEEP_AFTER, MAX_DISPATCHES),
             )

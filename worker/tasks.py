@@ -108,9 +108,10 @@ def sweep_outbox(task: ListgateTask, older_than: float = outbox.SWEEP_AFTER) -> 
 def retry_deferred(
     task: ListgateTask, stale_after: float = delivery.STALE_AFTER, horizon: float = 0.0
 ) -> int:
-    """Send deferred deliveries that are due, and recover the copies and digests a dead worker
-    left (beat)."""
+    """Send deferred deliveries that are due, and recover the copies, digests and notices a dead
+    worker left (beat)."""
     digest.recover_stale(task.ctx, stale_after)
+    outbox.recover_stale(task.ctx, stale_after)
     return delivery.retry_due(task.ctx, stale_after, horizon)
 
 

@@ -26,6 +26,9 @@ class OutboxEntry(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A notice's claim (worker.outbox.send_notice): done_at is set around its final dot; a claim
+    # whose worker died before it is released by worker.outbox.recover_stale.
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # Set (with done_at) when the work failed for good: shown by `listgate status` and /metrics.
     failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
