@@ -1,4 +1,4 @@
-"""Migration 0022 (outbox.claimed_at) on SQLite and PostgreSQL: the outbox as the code before it
+"""Migration 0023 (outbox.claimed_at) on SQLite and PostgreSQL: the outbox as the code before it
 left it (a notice pending, one done) keeps its meaning; down, a notice claimed and not done goes
 back to the sweeper (sent again, never lost); a second round does the same."""
 
@@ -35,11 +35,11 @@ class Queue:
         self.sent.append((name, args))
 
 
-def test_0022_keeps_the_outbox_and_hands_claims_back_down(engine: Engine, tmp_path: Path) -> None:
-    previous = before("0022")
+def test_0023_keeps_the_outbox_and_hands_claims_back_down(engine: Engine, tmp_path: Path) -> None:
+    previous = before("0023")
     upgrade(engine)
     downgrade(engine, previous)
-    with engine.begin() as conn:  # as the code before 0022 left them: one notice done, one not
+    with engine.begin() as conn:  # as the code before 0023 left them: one notice done, one not
         for payload, done in (('{"to": "done@x.test"}', CREATED), ('{"to": "new@x.test"}', None)):
             conn.execute(
                 text(

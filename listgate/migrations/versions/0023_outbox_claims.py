@@ -1,8 +1,8 @@
 """outbox.claimed_at: a notice claimed by a worker that died before the relay took it is sent
 again
 
-Revision ID: 0022
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 
 A notice (confirmation, welcome, goodbye, moderators' notice...) was claimed by setting done_at
 before it was sent: a worker killed before its final dot lost it for good (the sweeper looks only
@@ -15,8 +15,8 @@ Down, an entry claimed and not done goes back to the sweeper: sent again, never 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0022"
-down_revision = "0021"
+revision = "0023"
+down_revision = "0022"
 branch_labels = None
 depends_on = None
 
