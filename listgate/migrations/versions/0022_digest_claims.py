@@ -22,8 +22,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("digests_sent") as batch:
-        batch.add_column(sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True))
+    # ALTER TABLE in place, no batch rebuild: bounces.digest_id points at digests_sent (0021)
+    op.add_column("digests_sent", sa.Column("claimed_at", sa.DateTime(timezone=True)))
     op.execute("UPDATE digests_sent SET claimed_at = created_at WHERE status = 'sending'")
     op.create_index("ix_digests_sent_claims", "digests_sent", ["status", "claimed_at"])
 
@@ -34,5 +34,4 @@ def downgrade() -> None:
         " WHERE status = 'handing'"
     )
     op.drop_index("ix_digests_sent_claims", table_name="digests_sent")
-    with op.batch_alter_table("digests_sent") as batch:
-        batch.drop_column("claimed_at")
+    op.drop_column("digests_sent", "claimed_at")
