@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import BindParameter, Table, bindparam, select, update
+from sqlalchemy import BindParameter, Connection, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from listgate import store
@@ -42,7 +42,7 @@ from listgate.states import (
 from listgate.status import redact
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import VERP_DELIVERY, verp_token
-from worker import bounces, mailer, relay_sessions
+from worker import bounces, handing, mailer, relay_sessions
 from worker.context import WorkerContext
 from worker.copies import Post, load_post
 from worker.headers import addresses_in, verp_address
@@ -330,26 +330,20 @@ class Ledger:
     def handover(
         self, rows: Sequence[Any], indexes: list[int], send_dots: relay_sessions.SendDots
     ) -> set[int]:
-        """One write transaction around the dots: rows still ours become `handing`, earlier `sent`.
-
-        The row locks are taken before the dots and the commit follows them at once, so a
-        crash between the two (a copy sent twice) spans only the COMMIT call itself. That call
-        does not wait for a disk flush (SQLite WAL with synchronous=NORMAL; PostgreSQL with
-        synchronous_commit off for this transaction), so the window is a few writes long; a
-        database crash that loses such a commit makes the rows `sending` again: a second copy,
-        never a lost one.
-        """
+        """The rows still ours become `handing` around their dots, the earlier ones `sent`
+        (handing.around_dots)."""
         ids = {rows[i].id: i for i in indexes}
         sql = _statements()
-        with self.ctx.writer.begin() as conn:
-            store.of(conn).relax_commit(conn)  # COMMIT without waiting for the WAL flush: see below
+
+        def take(conn: Connection) -> set[int]:
             held = conn.execute(sql.hand, {"ids": list(ids), "stamp": self.stamp}).scalars().all()
             self._mark_sent(conn)
-            ours = {ids[i] for i in held}
-            dotted = send_dots(ours)
-            if ours - dotted:  # the connection failed before the dot: not with the relay
-                conn.execute(sql.unhand, {"ids": [rows[i].id for i in ours - dotted]})
-        return dotted
+            return {ids[i] for i in held}
+
+        def give_back(conn: Connection, lost: set[int]) -> None:
+            conn.execute(sql.unhand, {"ids": [rows[i].id for i in lost]})
+
+        return handing.around_dots(self.ctx.writer, send_dots, take, give_back)
 
     def _mark_sent(self, conn: Any) -> None:
         if self.unmarked:

@@ -8,7 +8,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.orm import Session
 
 from listgate import digests, dispatch, privacy, store
@@ -27,7 +27,7 @@ from listgate.models import (
 from listgate.states import BounceKind, DeliveryState, DigestFrequency, DigestState
 from listgate.subscriptions import unsubscribe_token
 from listgate.tokens import VERP_DIGEST, verp_token
-from worker import bounces, mailer, outbox, relay_sessions
+from worker import bounces, handing, mailer, outbox, relay_sessions
 from worker import digest_owed as owed
 from worker.context import WorkerContext
 from worker.digest_mail import Entry, build
@@ -281,14 +281,13 @@ def _handover(
     indexes: list[int],
     send_dots: relay_sessions.SendDots,
 ) -> set[int]:
-    """One write transaction around the final dots: the rows still claimed with stamp become
-    `handing` (the others are dropped before their dot), as the copies' are (worker/delivery.py,
-    Ledger.handover: the same window, the same COMMIT that waits for no disk flush)."""
+    """The rows still claimed with stamp become `handing` around their dots, as the copies' do
+    (handing.around_dots)."""
     ids = {row_ids[i]: i for i in indexes}
     table = DigestSent.__table__
     assert isinstance(table, Table)
-    with ctx.writer.begin() as conn:
-        store.of(conn).relax_commit(conn)
+
+    def take(conn: Connection) -> set[int]:
         held = conn.execute(
             update(table)
             .where(
@@ -299,15 +298,16 @@ def _handover(
             .values(status=DigestState.HANDING)
             .returning(table.c.id)
         ).scalars()
-        ours = {ids[i] for i in held}
-        dotted = send_dots(ours)
-        if ours - dotted:  # the connection failed before the dot: not with the relay
-            conn.execute(
-                update(table)
-                .where(table.c.id.in_([row_ids[i] for i in ours - dotted]))
-                .values(status=DigestState.SENDING)
-            )
-    return dotted
+        return {ids[i] for i in held}
+
+    def give_back(conn: Connection, lost: set[int]) -> None:
+        conn.execute(
+            update(table)
+            .where(table.c.id.in_([row_ids[i] for i in lost]))
+            .values(status=DigestState.SENDING)
+        )
+
+    return handing.around_dots(ctx.writer, send_dots, take, give_back)
 
 
 def _deliver(

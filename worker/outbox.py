@@ -13,14 +13,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, or_, select, update
+from sqlalchemy import Connection, Table, or_, select, update
 from sqlalchemy.orm import Session
 
-from listgate import autoreply, store
+from listgate import autoreply
 from listgate.config import Settings
 from listgate.db import is_transient, rowcount, transaction
 from listgate.models import OutboxEntry, RawMessage
-from worker import mailer, notices, relay_sessions
+from worker import handing, mailer, notices, relay_sessions
 from worker.context import WorkerContext
 
 log = logging.getLogger(__name__)
@@ -169,22 +169,23 @@ def _handover(
     indexes: list[int],
     send_dots: relay_sessions.SendDots,
 ) -> set[int]:
-    """One write transaction around the final dot: the notice still claimed with stamp becomes
-    done (a worker that dies after it sent it once); else it is dropped before its dot, as the
-    copies' and digests' are (worker/delivery.py, worker/digest.py)."""
+    """The notice still claimed with stamp becomes done around its dot (a worker that dies after
+    it sent it once), as the copies and digests become `handing` (handing.around_dots)."""
     table = OutboxEntry.__table__
     assert isinstance(table, Table)
-    with ctx.writer.begin() as conn:
-        store.of(conn).relax_commit(conn)
+
+    def take(conn: Connection) -> set[int]:
         held = conn.execute(
             update(table)
             .where(table.c.id == outbox_id, table.c.claimed_at == stamp, table.c.done_at.is_(None))
             .values(done_at=datetime.now(UTC))
         )
-        dotted = send_dots(set(indexes) if rowcount(held) == 1 else set())
-        if rowcount(held) == 1 and not dotted:  # the connection failed before the dot
-            conn.execute(update(table).where(table.c.id == outbox_id).values(done_at=None))
-    return dotted
+        return set(indexes) if rowcount(held) == 1 else set()
+
+    def give_back(conn: Connection, lost: set[int]) -> None:
+        conn.execute(update(table).where(table.c.id == outbox_id).values(done_at=None))
+
+    return handing.around_dots(ctx.writer, send_dots, take, give_back)
 
 
 def _settle(ctx: WorkerContext, outbox_id: int, stamp: datetime, **values: Any) -> None:
