@@ -153,9 +153,9 @@ def test_gateways_forget_removes_a_gateway_that_is_not_coming_back(
     assert result.exit_code == 1
     assert "no gateway reports as nosuch/1/0.0.0.0:25 (`listgate status` names" in result.output
     result = _forget(settings, running)
-    # heard from 0 or 1 s ago: the report is kept to the second, and a second may turn meanwhile
+    # heard from a few seconds ago (how many depends on how busy the machine is: not asserted)
     assert result.exit_code == 1 and re.search(
-        rf"{re.escape(running)} is running \(heard from [01] s ago\)", result.output
+        rf"{re.escape(running)} is running \(heard from \d+ s ago\)", result.output
     ), result.output
     assert _forget(settings).exit_code == 2  # neither names nor --down
     result = _forget(settings, "old/1/0.0.0.0:25")
