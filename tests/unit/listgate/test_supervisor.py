@@ -191,6 +191,8 @@ def test_ups_of_two_sites_run_side_by_side_each_hearing_its_own_children(tmp_pat
         a.unlink()
         os.kill(child, signal.SIGKILL)
         (again,) = pids(a)
+        # the new child has said it is ready (its pid file comes first): then stop
+        assert wait_until(lambda: f"gateway    ok     pid {again}" in status_of(first_dir))
     finally:
         out_first = stop(first)
         out_second = stop(second) if second is not None else ""
