@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import smtplib
 import socket
 import threading
@@ -199,7 +200,10 @@ class RawClient:
                 return "\n".join(lines)
 
     def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
+        """Send data; a server that closed the connection before taking all of it (a refused
+        1 MB line) has said why in its last reply, which reply() reads, or "<closed>"."""
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.sock.sendall(data)
 
     def cmd(self, line: str) -> str:
         """Send a command, read its reply."""
