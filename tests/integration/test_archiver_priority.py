@@ -119,10 +119,15 @@ def test_the_archivers_session_group_yields_while_the_spool_outgrows_it() -> Non
     """Lowered only under a burst (arrivals faster than archiving); only a session of its own."""
     own, mine = os.nice(0), session_group_nice()
     lowered = min(19, own + 10)
-    if mine is None:  # without autogroup the threads' nice values alone rank the processes
-        assert _yield_in(own_session=True) == (lowered, [None] * 4, None)
+    thread, groups, after = _yield_in(own_session=True)
+    assert (thread, after) == (lowered, mine)
+    # A session of its own may be a group of its own even where this test's group cannot be read
+    # (a CI runner in a CPU cgroup of its own prints an empty /proc/self/autogroup, while a new
+    # session there gets a group): what the new session's process read at its start decides.
+    if groups[0] is None:  # no group: the threads' nice values alone rank the processes
+        assert groups == [None] * 4
     else:
-        assert _yield_in(own_session=True) == (lowered, [0, 10, 10, 0], mine)
+        assert groups == [0, 10, 10, 0]
     # sharing a session (started from a shell by hand, or by a test): its group is others' too,
     # and stays as it was (the threads' nice values still rank it below the listener's)
     assert _yield_in(own_session=False) == (lowered, [mine] * 4, mine)

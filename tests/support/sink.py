@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
@@ -109,6 +110,26 @@ class _Handler:
         return "250 2.0.0 OK"
 
 
+class _Controller(Controller):
+    """aiosmtpd's threaded controller, knowing its open connections."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connections: weakref.WeakSet[SMTP] = weakref.WeakSet()
+
+    def factory(self) -> SMTP:
+        smtp = super().factory()
+        self.connections.add(smtp)
+        return smtp
+
+    async def close_connections(self) -> None:
+        for smtp in list(self.connections):
+            if smtp.transport is not None:
+                smtp.transport.close()
+        await asyncio.sleep(0)  # the transports' connection_lost runs, their sockets close
+        await asyncio.sleep(0)
+
+
 class SmtpSink:
     """Start/stop an aiosmtpd sink on 127.0.0.1:port; inspect .received.
 
@@ -123,7 +144,7 @@ class SmtpSink:
     def __init__(self, port: int, **smtp_kwargs: Any) -> None:  # aiosmtpd SMTP()'s options
         self.port = port
         self.handler = _Handler()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=port, **smtp_kwargs)
+        self.controller = _Controller(self.handler, hostname="127.0.0.1", port=port, **smtp_kwargs)
 
     @property
     def url(self) -> str:
@@ -165,6 +186,13 @@ class SmtpSink:
         self.controller.start()
 
     def stop(self) -> None:
+        """Stop as a relay going down does: the connections still open are closed first (a
+        client in the middle of a session, e.g. a gateway's size probe, sees the connection
+        closed), so none is left to the garbage collector as an unclosed transport."""
+        if self.controller.loop.is_running():
+            asyncio.run_coroutine_threadsafe(
+                self.controller.close_connections(), self.controller.loop
+            ).result(timeout=10)
         self.controller.stop()
 
 

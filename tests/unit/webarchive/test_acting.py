@@ -44,7 +44,10 @@ def test_a_tampered_sign_in_link_is_refused(
     token = csrf(client)
     client.post("/signin", data={"csrf_token": token, "address": "bob@example.org"})
     link = notices(db, "signin")[-1]["link"]
-    bad = "/signin/" + link.rsplit("/", 1)[1].split("?")[0][:-2] + "xx"
+    good = link.rsplit("/", 1)[1].split("?")[0]
+    # one character of the signature changed; not the last: its low bits may be padding
+    at = len(good) - 5
+    bad = "/signin/" + good[:at] + ("A" if good[at] != "A" else "B") + good[at + 1 :]
     page = client.get(bad)
     assert page.status_code == 400 and "cannot be used" in page.get_data(as_text=True)
 
