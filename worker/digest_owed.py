@@ -156,7 +156,7 @@ def _had(
     the period before the digest row last started are owed as the others (a newcomer's first
     digest holds the day's posts; one who leaves and comes back the same day is a newcomer
     again: the row keeps only its last start). A few statements for all the rows, however many
-    subscribers."""
+    subscribers. A digest row left for every post owes only the posts of before it was left."""
     start, end = period.bounds()
     addresses = sorted({r.address for r in digest_rows})
     posts, offered_here = _offered(session, list_id, period)
@@ -239,6 +239,10 @@ def _had(
                 if p.published >= since and (until is None or p.published < until)
             }
             got.update(stretched - never_sent.get(row.address, set()))
+        if row.status == SubscriptionState.ENDED and row.ended_at is not None:
+            # left for every post (receives): its digest holds only the time before; a copy of
+            # a later post lost to the mailbox is every post's to score, not a digest's to bring
+            got.update(p.message_id for p in posts.values() if p.published >= row.ended_at)
         had[row.id] = got
     return had
 

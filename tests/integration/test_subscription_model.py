@@ -100,6 +100,8 @@ class Model:
     digest_sent: dict[str, int] = field(default_factory=dict)  # address -> when today's went out
     # the copies (pk, address) and digests (address, when sent) a report counted: once each
     failed: set[tuple[int | str, object]] = field(default_factory=set)
+    # the copies a report said were lost to the mailbox, counted or not: never had
+    reported: set[tuple[int, str]] = field(default_factory=set)
 
     def status(self, address: str, kind: str, thread: int = 0) -> SubscriptionState | None:
         return self.subs.get((address, kind, thread))
@@ -150,7 +152,10 @@ class Model:
         The digest goes to an active digest row, or one left for every post (while still on
         it); it holds the posts that did not reach the address one by one and did not come
         during its last stretch on every post (which a digest started again cuts short); a copy
-        cancelled before it went out, or still waiting for a row no longer active, was never had.
+        cancelled before it went out, still waiting for a row no longer active, or reported lost
+        by a bounce, was never had. A digest left for every post holds only posts of before it
+        was left: what came after is every post's to bring (a lost copy of those is scored
+        against the list row, not brought again in a digest).
         """
         digest, on_list = self.status(address, "digest"), self.status(address, "list")
         left_for_list = (
@@ -167,14 +172,19 @@ class Model:
             until = self.ended.get((address, "list"), since)
             if digest == SubscriptionState.ACTIVE:
                 until = min(until, self.started[(address, "digest")])
+        left = self.ended[(address, "digest")] if left_for_list else None
         return sum(
             1
             for n, (pk, *_) in enumerate(self.posts)
-            if (pk, address) in self.cancelled
-            or self.taken(pk, address)
-            or (
-                (pk, address) not in self.ledger
-                and not (since is not None and n >= since and (until is None or n < until))
+            if (left is None or n < left)
+            and (
+                (pk, address) in self.cancelled
+                or (pk, address) in self.reported
+                or self.taken(pk, address)
+                or (
+                    (pk, address) not in self.ledger
+                    and not (since is not None and n >= since and (until is None or n < until))
+                )
             )
         )
 
@@ -461,6 +471,7 @@ class Lifecycle(RuleBasedStateMachine):
         chosen = old if late and old else copies
         (pk, address), (key, when) = chosen[copy % len(chosen)]
         self.site.bounce(pk, address)
+        m.reported.add((pk, address))  # recorded even when not counted: the copy was lost
         if when < m.restarted.get(key, -1) or (pk, address) in m.failed:
             return
         m.failed.add((pk, address))
@@ -472,7 +483,13 @@ class Lifecycle(RuleBasedStateMachine):
         """What today's digests depend on, as the model sees it: the posts, the copies had one by
         one, the subscriptions and when they started or ended."""
         m = self.model
-        return len(m.posts), len(m.ledger), m.clock, tuple(sorted(m.subs.items()))
+        return (
+            len(m.posts),
+            len(m.ledger),
+            len(m.reported),
+            m.clock,
+            tuple(sorted(m.subs.items())),
+        )
 
     @precondition(lambda self: self._digest_inputs() != self.digest_inputs)
     @rule()
@@ -849,6 +866,22 @@ REPLAYS = {
         "admin_subscribes dan@example.net digest",
         "sends_todays_digest",  # dan's copy: in the digest, cancelled
         "sends_what_was_left",
+    ],
+    "a copy reported lost before a switch to the digest comes in the digest": [
+        "admin_subscribes ann@example.org list",
+        "posts eve@example.com -",
+        "fans_out T",
+        "copy_bounces 0 F",
+        "switches ann@example.org digest",
+        "sends_todays_digest",  # the post the mailbox lost
+    ],
+    "a copy reported lost after a switch from the digest is not brought by the digest": [
+        "admin_subscribes ann@example.org digest",
+        "admin_subscribes ann@example.org list",  # the digest row ends: switched
+        "posts eve@example.com -",
+        "fans_out T",
+        "copy_bounces 0 F",
+        "sends_todays_digest",  # her digest time held no post: none
     ],
     "a digest reader back the same day gets the day's posts, as a newcomer does": [
         "admin_subscribes dan@example.net digest",
