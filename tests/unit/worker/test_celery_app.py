@@ -87,3 +87,58 @@ def test_the_beat_sends_digests_and_reminders_at_the_configured_times(tmp_path: 
     )
     assert chosen[dispatch.SEND_DIGESTS] == crontab(hour=6, minute=30)
     assert chosen[dispatch.SEND_REMINDERS] == crontab(hour=17, minute=5)
+
+
+def test_an_idle_worker_polls_the_embedded_broker_without_statements_and_misses_nothing(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each poll of a queue took the broker file's write lock (BEGIN IMMEDIATE), ten times a
+    second: an idle `listgate up` worker used 2% of a core and made publishers wait. A poll of a
+    queue found empty, with the file unchanged since, runs no statement; a message published
+    since (by another connection, as the archiver and the web do) is taken at the next poll."""
+    from queue import Empty
+
+    from kombu import Connection
+    from sqlalchemy import event
+
+    import worker.celery_app
+    from worker.celery_app import SqliteBrokerChannel, broker_connection_url
+
+    make_celery(settings)  # the broker file, in WAL mode
+    url = broker_connection_url(settings)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    with Connection(url) as consumer, Connection(url) as publisher:
+        channel = consumer.default_channel
+        assert isinstance(channel, SqliteBrokerChannel)
+        engine = channel.session.get_bind()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+
+            def poll() -> object:
+                try:
+                    return channel._get("listgate-test")
+                except Empty:
+                    return None
+
+            assert poll() is None  # looks: the queue is empty (and made: the file changed)
+            assert poll() is None  # looks once more
+            statements.clear()
+            assert [poll() for _ in range(20)] == [None] * 20
+            assert statements == [], "an idle poll of an unchanged broker file ran statements"
+            publisher.SimpleQueue("listgate-test").put({"n": 1})
+            got = poll()
+            assert got is not None and "n" in str(got)  # taken at the next poll
+            assert poll() is None
+            publisher.SimpleQueue("listgate-test").put({"n": 2})
+            assert poll() is not None
+            monkeypatch.setattr(worker.celery_app, "IDLE_READ_SECONDS", 0.0)
+            assert poll() is None
+            statements.clear()
+            assert poll() is None
+            assert statements, "an unchanged file is still read now and then (IDLE_READ_SECONDS)"
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
