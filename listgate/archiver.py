@@ -40,9 +40,7 @@ Pace = Callable[[bool], Any]
 # PostgreSQL 1.3 -> 0.3), leaving the listener more of the machine (docs/benchmarks.md)
 BATCH = 100
 IDLE_POLL_SECONDS = 0.05  # an idle archiver looks for new mail this often (one indexed SELECT)
-# SQLite: an idle archiver that saw the spool file unchanged (Spool.version) still reads it this
-# often (a spool file replaced under it would never change)
-IDLE_READ_SECONDS = 1.0
+SPOOLED = "spooled mail"  # what an idle archiver found empty (listgate.filewatch)
 MAX_PAUSE_SECONDS = (
     5.0  # the longest wait between tries while the database fails (space freed is soon used)
 )
@@ -74,8 +72,6 @@ class Archiver:
         self._taking: list[int] = []  # the spool ids of the batch under way
         self.pause = 0.0  # > 0 after a failure: wait this long before the next try
         self._alone_until = 0  # after an aborted batch, archive one at a time up to this spool id
-        # SQLite: the spool file's version when it last held nothing to archive, and when read
-        self._idle: tuple[int | None, float] = (None, 0.0)
 
     def archive_once(self) -> int:
         """Archive one batch; the number of spool rows it took (0: nothing waiting, or it
@@ -136,19 +132,20 @@ class Archiver:
     def _from_file(self, limit: int) -> tuple[list[int], list[OutboxEntry]]:
         """SQLite: read and parse the spool file before taking the archive's write lock, then
         archive past the mark."""
-        version, now = self.spool.version(), time.monotonic()
-        seen, read_at = self._idle
-        if version is not None and version == seen and now < read_at + IDLE_READ_SECONDS:
+        watch = self.spool.watch
+        quiet, version = watch.still_empty(SPOOLED) if watch else (False, None)
+        if quiet:
             return [], []  # nothing appended or cleared since it last held nothing (20 polls/s)
         with self.read_factory() as session:
             mark = self.spool.mark(session)
         rows = self.spool.pending(limit, after=mark, budget=self.settings.archiver_batch_bytes)
         if not rows:  # idle: clear what was archived (by us, or by an archiver that died since)
             self._clear(mark, soon=False)
-            # read before the look: an append committed since changed it (next poll looks)
-            self._idle = (version if self.spool.cleared >= mark else None, now)
+            if watch:  # quiet from now on, unless archived rows are left to clear
+                watch.found_empty(SPOOLED, version if self.spool.cleared >= mark else None)
             return [], []
-        self._idle = (None, 0.0)
+        if watch:
+            watch.found_empty(SPOOLED, None)
         self._taking = [r.id for r in rows]
         items = {r.id: self._item(r) for r in rows if r.rcpt_tos}
         with transaction(self.factory) as session:

@@ -14,7 +14,6 @@ Mail archived and not posted (automatic, a ban added after the 250) is in the no
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -46,6 +45,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 
 from listgate import store
 from listgate.db import sqlite_engine, writer
+from listgate.filewatch import FileWatch
 from listgate.models import SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
 from listgate.states import SpoolState
@@ -110,7 +110,8 @@ class Spool:
         self.generation = ""
         self._cleared, self._cleared_at = 0, 0.0  # the last clear_through: its mark, its time
         self._retry_at = 0.0  # after a clear that failed: not before then
-        self._watch: sqlite3.Connection | None = None  # SQLite: version(), opened on first use
+        # SQLite: tells an idle archiver whether the spool file changed (listgate.filewatch)
+        self.watch: FileWatch | None = None
         if not self.separate:
             self.engine = self.reader = engine
             self.table = SPOOL
@@ -126,6 +127,7 @@ class Spool:
         # BEGIN IMMEDIATE: appends never wait for a reader's upgrade
         self.engine = writer(self.reader)
         self.table = SIDE_SPOOL
+        self.watch = FileWatch(side)
         self.generation = self._generation()
         self._prepare()
 
@@ -162,26 +164,8 @@ class Spool:
         """Release the spool file's connections (the archive's engine is the caller's)."""
         if self.separate:
             self.reader.dispose()
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
-
-    def version(self) -> int | None:
-        """SQLite: a number that changes whenever another connection commits to the spool file
-        (an append, a clear), so an idle archiver can tell at the cost of one PRAGMA that
-        nothing came since it last looked (PRAGMA data_version, on a connection of its own that
-        never writes); None on PostgreSQL, or when it cannot be read (then: look)."""
-        if not self.separate:
-            return None
-        try:
-            if self._watch is None:
-                path = Path(self.reader.url.database or "").resolve()
-                self._watch = sqlite3.connect(
-                    f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False
-                )
-            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
-        except sqlite3.Error:
-            return None
+        if self.watch is not None:
+            self.watch.close()
 
     @property
     def cleared(self) -> int:

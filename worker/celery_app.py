@@ -16,6 +16,7 @@ from kombu.transport import sqlalchemy as kombu_sqla
 
 from listgate import dispatch
 from listgate.config import Settings
+from listgate.filewatch import FileWatch
 from worker.dmarc import TxtResolver
 
 log = logging.getLogger(__name__)
@@ -25,9 +26,6 @@ LISTGATE_SQLA = "listgate-sqla"
 SWEEP_EVERY = 15.0
 RETRY_EVERY = 30.0
 MAX_FAILURE_PAUSE = 5.0  # seconds between broker reads while its writes fail
-# an idle worker that saw the broker file unchanged since a queue was empty still reads the
-# queue this often (a file replaced under it would never change)
-IDLE_READ_SECONDS = 1.0
 
 
 def broker_options(settings: Settings) -> dict[str, Any]:
@@ -59,21 +57,19 @@ class SqliteBrokerChannel(kombu_sqla.Channel):
     """
 
     failures = 0
-    _watch: sqlite3.Connection | None = None
-    _empty: dict[str, tuple[int, float]] | None = None  # queue -> (version, when) found empty
+    _watch: FileWatch | None = None
 
     def _get(self, queue: str, timeout: float | None = None) -> Any:
-        version, now = self._version(), time.monotonic()
-        empty = self._empty = self._empty if self._empty is not None else {}
-        seen = empty.get(queue)
-        if seen is not None and seen[0] == version and now < seen[1] + IDLE_READ_SECONDS:
+        if self._watch is None:
+            self._watch = FileWatch(self.session.get_bind().engine.url.database or "")
+        quiet, version = self._watch.still_empty(queue)
+        if quiet:
             raise Empty()
         try:
             message = super()._get(queue)
         except Empty:
             SqliteBrokerChannel.failures = 0
-            if version is not None:  # read before the look: a publish since changed it
-                empty[queue] = (version, now)
+            self._watch.found_empty(queue, version)
             raise
         except Exception:
             self._drop_session()
@@ -81,20 +77,8 @@ class SqliteBrokerChannel(kombu_sqla.Channel):
             time.sleep(min(MAX_FAILURE_PAUSE, 0.25 * 2**SqliteBrokerChannel.failures))
             raise
         SqliteBrokerChannel.failures = 0
-        empty.pop(queue, None)
+        self._watch.found_empty(queue, None)
         return message
-
-    def _version(self) -> int | None:
-        """The broker file's PRAGMA data_version (None: it cannot be read; then look)."""
-        try:
-            if self._watch is None:
-                path = Path(self.session.get_bind().engine.url.database or "").resolve()
-                self._watch = sqlite3.connect(
-                    f"{path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False
-                )
-            return int(self._watch.execute("PRAGMA data_version").fetchone()[0])
-        except (sqlite3.Error, ValueError):
-            return None
 
     def _drop_session(self) -> None:
         """Roll back and close the session, returning its connection to the pool."""
@@ -112,7 +96,6 @@ class SqliteBrokerChannel(kombu_sqla.Channel):
             self._drop_session()
             if self._watch is not None:
                 self._watch.close()
-                self._watch = None
 
 
 class SqliteBrokerTransport(kombu_sqla.Transport):

@@ -367,7 +367,7 @@ def test_an_idle_archiver_reads_nothing_until_the_spool_file_changes(
     another archiver cleared the file. `listgate up` idled at 4.5% of a core in the archiver."""
     from sqlalchemy import event
 
-    import listgate.archiver
+    import listgate.filewatch
 
     handler, archiver, _mlist, _sent = gate
     statements: list[str] = []
@@ -403,10 +403,10 @@ def test_an_idle_archiver_reads_nothing_until_the_spool_file_changes(
         post("e", through=other_listener)
         assert archiver.archive_once() == 1
         assert archiver.archive_once() == 0
-        monkeypatch.setattr(listgate.archiver, "IDLE_READ_SECONDS", 0.0)
+        monkeypatch.setattr(listgate.filewatch, "REREAD_SECONDS", 0.0)
         statements.clear()
         assert archiver.archive_once() == 0
-        assert statements, "an unchanged file is still read now and then (IDLE_READ_SECONDS)"
+        assert statements, "an unchanged file is still read now and then (REREAD_SECONDS)"
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", count)

@@ -101,7 +101,7 @@ def test_an_idle_worker_polls_the_embedded_broker_without_statements_and_misses_
     from kombu import Connection
     from sqlalchemy import event
 
-    import worker.celery_app
+    import listgate.filewatch
     from worker.celery_app import SqliteBrokerChannel, broker_connection_url
 
     make_celery(settings)  # the broker file, in WAL mode
@@ -135,10 +135,10 @@ def test_an_idle_worker_polls_the_embedded_broker_without_statements_and_misses_
             assert poll() is None
             publisher.SimpleQueue("listgate-test").put({"n": 2})
             assert poll() is not None
-            monkeypatch.setattr(worker.celery_app, "IDLE_READ_SECONDS", 0.0)
+            monkeypatch.setattr(listgate.filewatch, "REREAD_SECONDS", 0.0)
             assert poll() is None
             statements.clear()
             assert poll() is None
-            assert statements, "an unchanged file is still read now and then (IDLE_READ_SECONDS)"
+            assert statements, "an unchanged file is still read now and then (REREAD_SECONDS)"
         finally:
             event.remove(engine, "before_cursor_execute", count)
