@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from listgate.outbound import open_session
 from worker.mailer import (
     ABANDONED,
     DATA,
@@ -36,7 +37,6 @@ from worker.mailer import (
     TRANSIENT_ERRORS,
     MaildirConnection,
     SendResult,
-    SmtpConnection,
     classify,
     crlf,
     maildir_path,
@@ -78,12 +78,44 @@ class Wave(Protocol):
     def send(self, items: list[Outgoing], handover: Handover) -> list[SendResult]: ...
 
 
+class Session:
+    """One SMTP session to the relay, opened (EHLO, STARTTLS, AUTH) when first used, reused
+    across waves, and opened again after it was dropped."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    def session(self) -> smtplib.SMTP:
+        """The open SMTP session."""
+        if self._smtp is None:
+            self._smtp = open_session(self.url, self.timeout)
+        return self._smtp
+
+    def close_now(self) -> None:
+        """Drop the connection without QUIT (mid-DATA: the relay discards the message)."""
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    def close(self) -> None:
+        """Quit politely, or just drop the socket."""
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.quit()
+        except (smtplib.SMTPException, *TRANSIENT_ERRORS):
+            self._smtp.close()
+        self._smtp = None
+
+
 class SmtpWave:
     """`size` SMTP sessions to one relay, each reused across waves and reopened after a drop."""
 
     def __init__(self, url: str, size: int = SIZE, timeout: float = TIMEOUT) -> None:
         self.size = size
-        self.sessions = [SmtpConnection(url, timeout) for _ in range(size)]
+        self.sessions = [Session(url, timeout) for _ in range(size)]
 
     def send(self, items: list[Outgoing], handover: Handover) -> list[SendResult]:
         """One transaction per item (item i on session i); a result per item, in order."""

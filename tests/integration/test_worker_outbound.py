@@ -1,5 +1,5 @@
-"""The outbound relay: authentication, 8-bit mail
-intact, one connection reused across recipients.
+"""The sessions to the outbound relay: authentication, 8-bit mail intact, sessions reused
+across waves, each reply mapped to its outcome, lost claims dropped before the final dot.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from aiosmtpd.smtp import Session as SmtpSession
 
 from tests.support.config import free_port
 from tests.support.sink import SmtpSink, _Handler
-from worker.mailer import BOUNCED, DEFERRED, SENT, connect
+from worker.mailer import ABANDONED, BOUNCED, DEFERRED, SENT
+from worker.relay_sessions import Outgoing, SendDots, connect, wire_form
 
 pytestmark = [
     pytest.mark.integration,
@@ -67,7 +68,21 @@ def relay() -> Iterator[tuple[Controller, CountingHandler]]:
     ctl.stop()
 
 
-def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(
+def all_ours(live: list[int], send_dots: SendDots) -> set[int]:
+    """The handover of a worker that lost no claim: every copy gets its final dot."""
+    return send_dots(set(live))
+
+
+def copies(data: bytes, count: int, start: int = 0) -> list[Outgoing]:
+    """One copy of data for each of r{start}..r{start + count - 1}@example.org."""
+    wire = wire_form(data)
+    return [
+        Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire, not wire.isascii())
+        for i in range(start, start + count)
+    ]
+
+
+def test_authenticated_relay_gets_8bit_mail_intact_over_sessions_reused_across_waves(
     relay: tuple[Controller, CountingHandler],
 ) -> None:
     ctl, handler = relay
@@ -76,20 +91,24 @@ def test_authenticated_relay_gets_8bit_mail_intact_over_one_connection(
         b"Subject: 8bit\r\nContent-Type: text/plain; charset=utf-8\r\n"
         b"Content-Transfer-Encoding: 8bit\r\n\r\n" + body
     )
-    with connect(f"smtp://list:s3cret@127.0.0.1:{ctl.port}") as conn:
-        results = [
-            conn.send("dev+bounce-x@lists.test", f"r{i}@example.org", data) for i in range(5)
-        ]
-    assert [r.status for r in results] == [SENT] * 5
-    assert [r.data for r in handler.received] == [data] * 5
-    assert CountingHandler.connections == 1
+    with connect(f"smtp://list:s3cret@127.0.0.1:{ctl.port}", size=2) as out:
+        results = [r for start in (0, 2, 4) for r in out.send(copies(data, 2, start), all_ours)]
+    assert [r.status for r in results] == [SENT] * 6
+    assert [r.data for r in handler.received] == [data] * 6
+    assert CountingHandler.connections == 2
+
+
+def test_a_refused_connection_defers_every_copy_and_raises_nothing() -> None:
+    with connect(f"smtp://127.0.0.1:{free_port()}", size=3, timeout=2) as out:
+        results = out.send(copies(b"Subject: x\r\n\r\ny\r\n", 3), all_ours)
+    assert [(r.status, r.code) for r in results] == [(DEFERRED, 0)] * 3
 
 
 def test_scripted_replies_map_to_outcomes(sink: SmtpSink) -> None:
     sink.script("451 4.3.0 later", "550 5.1.1 unknown")
-    with connect(sink.url) as conn:
+    with connect(sink.url, size=1) as out:
         outcomes = [
-            conn.send("", f"r{i}@example.org", b"Subject: x\r\n\r\ny\r\n").status for i in range(3)
+            out.send(copies(b"Subject: x\r\n\r\ny\r\n", 1, i), all_ours)[0].status for i in range(3)
         ]
     assert outcomes == [DEFERRED, BOUNCED, SENT]
     assert [r.rcpt_tos for r in sink.received] == [["r2@example.org"]]
@@ -98,20 +117,13 @@ def test_scripted_replies_map_to_outcomes(sink: SmtpSink) -> None:
 def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_the_dot(
     sink: SmtpSink,
 ) -> None:
-    from worker.mailer import ABANDONED
-    from worker.relay_sessions import Outgoing, wire_form
-    from worker.relay_sessions import connect as connect_wave
-
     data = "Subject: wave\r\n\r\n.leading dot\r\nGrüße\r\n".encode()
-    items = [
-        Outgoing("dev+bounce-x@lists.test", f"r{i}@example.org", wire_form(data), True)
-        for i in range(5)
-    ]
+    items = copies(data, 5)
     sink.script("550 5.1.1 unknown")
-    with connect_wave(sink.url, size=5) as out:
+    with connect(sink.url, size=5) as out:
         # r4's claim was lost meanwhile
         first = out.send(items, lambda live, dots: dots(set(live) - {4}))
-        second = out.send(items[:2], lambda live, dots: dots(set(live)))
+        second = out.send(items[:2], all_ours)
     statuses = [r.status for r in first]
     assert statuses[4] == ABANDONED and sorted(statuses[:4]) == [BOUNCED, SENT, SENT, SENT]
     assert [r.status for r in second] == [SENT, SENT]
