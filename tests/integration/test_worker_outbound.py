@@ -4,6 +4,7 @@ across waves, each reply mapped to its outcome, lost claims dropped before the f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -130,3 +131,53 @@ def test_a_wave_runs_one_transaction_per_session_and_drops_lost_claims_before_th
     got = [r.rcpt_tos[0] for r in sink.received]
     assert "r4@example.org" not in got and len(got) == 5
     assert all(r.data == data for r in sink.received)
+
+
+def test_sessions_the_relay_closed_between_waves_are_opened_again_and_the_copies_go_out(
+    sink: SmtpSink,
+) -> None:
+    with connect(sink.url, size=3) as out:
+        first = out.send(copies(b"Subject: one\r\n\r\nx\r\n", 3), all_ours)
+        # The relay ends its idle sessions (a restart, its idle timeout) while the worker
+        # records the wave: nothing is sent on them meanwhile.
+        asyncio.run_coroutine_threadsafe(
+            sink.controller.close_connections(), sink.controller.loop
+        ).result(timeout=10)
+        second = out.send(copies(b"Subject: two\r\n\r\nx\r\n", 3, start=3), all_ours)
+    assert [r.status for r in first] == [SENT] * 3
+    assert [(r.status, r.detail) for r in second] == [(SENT, "2.0.0 OK")] * 3
+    assert sorted(r.rcpt_tos[0] for r in sink.received) == [f"r{i}@example.org" for i in range(6)]
+
+
+class OneMessagePerSession(_Handler):
+    """A relay that takes one message per session, then answers MAIL with 421 (as a relay
+    limiting its messages per connection does)."""
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if getattr(session, "took_one", False):
+            return "421 4.7.0 too many messages in this session"
+        session.took_one = True  # type: ignore[attr-defined]
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_session_the_relay_will_not_take_more_on_is_replaced_and_the_copy_goes_out() -> None:
+    handler = OneMessagePerSession()
+    ctl = Controller(handler, hostname="127.0.0.1", port=free_port())
+    ctl.start()
+    try:
+        with connect(f"smtp://127.0.0.1:{ctl.port}", size=2) as out:
+            waves = [out.send(copies(b"Subject: x\r\n\r\ny\r\n", 2, s), all_ours) for s in (0, 2)]
+    finally:
+        ctl.stop()
+    assert [r.status for wave in waves for r in wave] == [SENT] * 4
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == [
+        f"r{i}@example.org" for i in range(4)
+    ]
