@@ -5,17 +5,22 @@ across waves, each reply mapped to its outcome, lost claims dropped before the f
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope
 from aiosmtpd.smtp import Session as SmtpSession
 
-from tests.support.config import free_port
+from tests.support.config import free_port, wait_until
+from tests.support.factories import stored_pk
+from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink, _Handler
+from tests.support.worker import build_site, mail
 from worker.mailer import ABANDONED, BOUNCED, DEFERRED, SENT
-from worker.relay_sessions import Outgoing, SendDots, connect, wire_form
+from worker.relay_sessions import SIZE, Outgoing, SendDots, connect, wire_form
 
 pytestmark = [
     pytest.mark.integration,
@@ -181,3 +186,34 @@ def test_a_session_the_relay_will_not_take_more_on_is_replaced_and_the_copy_goes
     assert sorted(r.rcpt_tos[0] for r in handler.received) == [
         f"r{i}@example.org" for i in range(4)
     ]
+
+
+def test_a_post_to_more_people_than_a_wave_reaches_all_of_them_through_a_relay_limiting_sessions(
+    tmp_path: Path, sink: SmtpSink
+) -> None:
+    # A relay that takes one message per session: the second wave of the post's fan-out meets
+    # the sessions of the first, which the relay answers 421 from then on.
+    handler = OneMessagePerSession()
+    relay = Controller(handler, hostname="127.0.0.1", port=free_port())
+    relay.start()
+    people = [f"p{i}@example.org" for i in range(SIZE + 4)]
+    try:
+        site = build_site(tmp_path, sink, LISTGATE_OUTBOUND=f"smtp://127.0.0.1:{relay.port}")
+        site.subscribe("dev", *people)
+        proc = WorkerProcess(site.env, tmp_path / "worker.log").start()
+        try:
+            post = site.post(mail("author@example.org", "To everyone", "everyone@example.org"))
+            settled = {"sent", "deferred", "bounced", "refused", "failed"}
+            wait_until(
+                lambda: (
+                    set(site.deliveries(stored_pk(post)).values()) <= settled
+                    and len(site.deliveries(stored_pk(post))) == len(people)
+                ),
+                what="every copy tried",
+            )
+        finally:
+            proc.stop()
+    finally:
+        relay.stop()
+    assert Counter(site.deliveries(stored_pk(post)).values()) == {"sent": len(people)}
+    assert sorted(r.rcpt_tos[0] for r in handler.received) == sorted(people)
