@@ -1,6 +1,6 @@
 """The outbound relay (LISTGATE_OUTBOUND): opening an SMTP session to it, and the size it accepts.
 
-The worker sends every copy through such sessions (worker/mailer.py); the gateway asks the
+The worker sends all its mail through such sessions (worker/relay_sessions.py); the gateway asks the
 relay's EHLO SIZE so that it never accepts a post the relay would refuse (gateway/relaysize.py).
 """
 
@@ -30,7 +30,7 @@ def open_session(url: str, timeout: float) -> smtplib.SMTP:
     else:
         smtp = smtplib.SMTP(host, port, timeout=timeout)
     try:
-        # The message and its final "." go out as two writes (see worker/mailer.py): without
+        # The message and its final "." go out as two writes (see worker/relay_sessions.py): without
         # TCP_NODELAY, Nagle's algorithm and delayed ACKs stall every message by ~40 ms.
         assert smtp.sock is not None  # connected by the constructor, which was given a host
         smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

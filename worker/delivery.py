@@ -30,7 +30,7 @@ from sqlalchemy import BindParameter, Connection, Table, bindparam, select, upda
 from sqlalchemy.orm import Session
 
 from listgate import store
-from listgate.db import rowcount, transaction
+from listgate.db import transaction
 from listgate.models import Delivery, Message, OutboxEntry, RawMessage, Subscription
 from listgate.states import (
     BounceKind,
@@ -471,28 +471,10 @@ def _bounce(ctx: WorkerContext, row: Any, detail: str, kind: BounceKind) -> None
 
 def recover_stale(ctx: WorkerContext, stale_after: float = STALE_AFTER) -> None:
     """Claims older than stale_after: `handing` counts as sent, `sending` goes back to pending."""
-    cutoff = now() - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = rowcount(
-            session.execute(
-                update(Delivery)
-                .where(Delivery.status == DeliveryState.HANDING, Delivery.claimed_at <= cutoff)
-                .values(
-                    status=DeliveryState.SENT,
-                    sent_at=now(),
-                    last_error="assumed sent: worker stopped after handing over",
-                )
-            )
+        handing.recover_stale(
+            session, Delivery, DeliveryState, now(), stale_after, status=DeliveryState.PENDING
         )
-        reset = rowcount(
-            session.execute(
-                update(Delivery)
-                .where(Delivery.status == DeliveryState.SENDING, Delivery.claimed_at <= cutoff)
-                .values(status=DeliveryState.PENDING)
-            )
-        )
-    if assumed or reset:
-        log.warning("recovered stale deliveries: %d assumed sent, %d to send again", assumed, reset)
 
 
 def retry_due(ctx: WorkerContext, stale_after: float = STALE_AFTER, horizon: float = 0.0) -> int:

@@ -386,35 +386,18 @@ def _record(
 def recover_stale(ctx: WorkerContext, stale_after: float) -> None:
     """Claims older than stale_after, left by a worker that died: `handing` counts as sent (the
     relay had the final dot), `sending` is sent again through the outbox (RESEND_DIGEST)."""
-    started = datetime.now(UTC)
-    cutoff = started - timedelta(seconds=stale_after)
     with transaction(ctx.db) as session:
-        assumed = rowcount(
-            session.execute(
-                update(DigestSent)
-                .where(DigestSent.status == DigestState.HANDING, DigestSent.claimed_at <= cutoff)
-                .values(
-                    status=DigestState.SENT,
-                    sent_at=started,
-                    last_error="assumed sent: worker stopped after handing over",
-                )
-            )
+        again = handing.recover_stale(
+            session,
+            DigestSent,
+            DigestState,
+            datetime.now(UTC),
+            stale_after,
+            status=DigestState.DEFERRED,
+            last_error="sent again: the worker stopped before the relay took it",
         )
-        again = session.scalars(
-            update(DigestSent)
-            .where(DigestSent.status == DigestState.SENDING, DigestSent.claimed_at <= cutoff)
-            .values(
-                status=DigestState.DEFERRED,
-                last_error="sent again: the worker stopped before the relay took it",
-            )
-            .returning(DigestSent.id)
-        ).all()
         entries = [dispatch.record(session, dispatch.RESEND_DIGEST, row_id) for row_id in again]
     ctx.enqueue(entries)
-    if assumed or again:
-        log.warning(
-            "recovered stale digests: %d assumed sent, %d to send again", assumed, len(again)
-        )
 
 
 def _refused(

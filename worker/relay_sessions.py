@@ -19,12 +19,13 @@ from __future__ import annotations
 import logging
 import re
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from listgate.outbound import open_session
 from worker.mailer import (
     ABANDONED,
     DATA,
@@ -36,7 +37,6 @@ from worker.mailer import (
     TRANSIENT_ERRORS,
     MaildirConnection,
     SendResult,
-    SmtpConnection,
     classify,
     crlf,
     maildir_path,
@@ -78,26 +78,64 @@ class Wave(Protocol):
     def send(self, items: list[Outgoing], handover: Handover) -> list[SendResult]: ...
 
 
+class Session:
+    """One SMTP session to the relay, opened (EHLO, STARTTLS, AUTH) when first used, reused
+    across waves, and opened again after it was dropped."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        self.url = url
+        self.timeout = timeout
+        self._smtp: smtplib.SMTP | None = None
+
+    @property
+    def is_open(self) -> bool:
+        """True while a session opened earlier is kept (the relay may have ended it since)."""
+        return self._smtp is not None
+
+    def session(self) -> smtplib.SMTP:
+        """The open SMTP session."""
+        if self._smtp is None:
+            self._smtp = open_session(self.url, self.timeout)
+        return self._smtp
+
+    def close_now(self) -> None:
+        """Drop the connection without QUIT (mid-DATA: the relay discards the message)."""
+        if self._smtp is not None:
+            self._smtp.close()
+            self._smtp = None
+
+    def close(self) -> None:
+        """Quit politely, or just drop the socket."""
+        if self._smtp is None:
+            return
+        try:
+            self._smtp.quit()
+        except (smtplib.SMTPException, *TRANSIENT_ERRORS):
+            self._smtp.close()
+        self._smtp = None
+
+
 class SmtpWave:
     """`size` SMTP sessions to one relay, each reused across waves and reopened after a drop."""
 
     def __init__(self, url: str, size: int = SIZE, timeout: float = TIMEOUT) -> None:
         self.size = size
-        self.sessions = [SmtpConnection(url, timeout) for _ in range(size)]
+        self.sessions = [Session(url, timeout) for _ in range(size)]
 
     def send(self, items: list[Outgoing], handover: Handover) -> list[SendResult]:
         """One transaction per item (item i on session i); a result per item, in order."""
         results: list[SendResult | None] = [None] * len(items)
-        live = self._open(range(len(items)), results)
-        live = self._step(
-            live,
-            results,
-            MAIL,
-            {250},
-            lambda i, smtp: smtp.putcmd(
-                "mail", f"FROM:<{items[i].mail_from}>{self._options(smtp, items[i])}"
-            ),
-        )
+        kept = [i for i in range(len(items)) if self.sessions[i].is_open]
+        live = self._mail(self._open(range(len(items)), results), items, results)
+        # A session kept from an earlier wave may have been ended by the relay meanwhile (its
+        # idle timeout, a restart, a limit of messages per session): nothing of the copy went
+        # out yet, so it is tried once more on a new session rather than deferred.
+        ended = [i for i in kept if _session_ended(results[i])]
+        if ended:
+            for i in ended:
+                self.sessions[i].close_now()
+                results[i] = None
+            live = sorted(live + self._mail(self._open(ended, results), items, results))
         live = self._step(
             live,
             results,
@@ -112,6 +150,20 @@ class SmtpWave:
             results[i] = self._final_reply(i, items[i].rcpt)
         return [r if r is not None else SendResult(DEFERRED, 0, "not sent") for r in results]
 
+    def _mail(
+        self, live: list[int], items: list[Outgoing], results: list[SendResult | None]
+    ) -> list[int]:
+        """MAIL FROM on every live session; those that may go on."""
+        return self._step(
+            live,
+            results,
+            MAIL,
+            {250},
+            lambda i, smtp: smtp.putcmd(
+                "mail", f"FROM:<{items[i].mail_from}>{self._options(smtp, items[i])}"
+            ),
+        )
+
     def _dots(self, live: list[int], ours: set[int], results: list[SendResult | None]) -> set[int]:
         """Send the final dot on the sessions still ours; drop the others before theirs."""
         for i in live:
@@ -124,7 +176,7 @@ class SmtpWave:
     def _options(smtp: smtplib.SMTP, item: Outgoing) -> str:
         return " BODY=8BITMIME" if item.eight_bit and smtp.has_extn("8bitmime") else ""
 
-    def _open(self, indexes: range, results: list[SendResult | None]) -> list[int]:
+    def _open(self, indexes: Iterable[int], results: list[SendResult | None]) -> list[int]:
         live = []
         for i in indexes:
             try:
@@ -236,6 +288,11 @@ def connect(
         yield out
     finally:
         out.close()
+
+
+def _session_ended(result: SendResult | None) -> bool:
+    """True when MAIL found the session gone: dropped, or closing (421, RFC 5321 3.8)."""
+    return result is not None and result.status == DEFERRED and result.code in (0, 421)
 
 
 def _read_reply(into: list[tuple[int, bytes]], smtp: smtplib.SMTP) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from listgate.outbound import advertised_size
-from worker.mailer import SmtpConnection
+from worker.relay_sessions import Outgoing, connect, wire_form
 
 
 class Relay(socketserver.ThreadingTCPServer):
@@ -82,8 +82,12 @@ def test_the_size_probe_closes_a_session_that_failed(relay: Relay) -> None:
 @pytest.mark.parametrize("relay", [SHUTTING_DOWN, NO_LOGIN], indirect=True, ids=["ehlo", "auth"])
 def test_the_sender_closes_a_session_that_failed_and_defers(relay: Relay) -> None:
     results = []
-    connection = SmtpConnection(relay.url, timeout=5)
-    send = connection.send
-    assert unclosed_sockets(lambda: results.append(send("list@lists.test", "a@x.org", b"x"))) == []
-    assert results[0].status == "deferred"
+    item = Outgoing("list@lists.test", "a@x.org", wire_form(b"x"))
+
+    def send() -> None:
+        with connect(relay.url, size=1, timeout=5) as out:
+            results.extend(out.send([item], lambda live, dots: dots(set(live))))
+
+    assert unclosed_sockets(send) == []
+    assert [r.status for r in results] == ["deferred"]
     assert relay.ended.wait(5)
