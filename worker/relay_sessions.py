@@ -121,12 +121,23 @@ class SmtpWave:
     def __init__(self, url: str, size: int = SIZE, timeout: float = TIMEOUT) -> None:
         self.size = size
         self.sessions = [Session(url, timeout) for _ in range(size)]
+        # A wave none of whose sessions could be opened (the relay unreachable, or refusing
+        # every session: a greeting of 421/554, a wrong password's 535, no STARTTLS where it is
+        # demanded): why. The later waves of this connection defer their copies untried rather
+        # than knock again, once per wave (a relay locks an account after a few failed logins).
+        self.refused: SendResult | None = None
 
     def send(self, items: list[Outgoing], handover: Handover) -> list[SendResult]:
         """One transaction per item (item i on session i); a result per item, in order."""
+        if self.refused is not None:
+            return [self.refused] * len(items)
         results: list[SendResult | None] = [None] * len(items)
         kept = [i for i in range(len(items)) if self.sessions[i].is_open]
-        live = self._mail(self._open(range(len(items)), results), items, results)
+        opened = self._open(range(len(items)), results)
+        if items and not opened:
+            self.refused = results[0]
+            return [r or SendResult(DEFERRED, 0, "not sent") for r in results]
+        live = self._mail(opened, items, results)
         # A session kept from an earlier wave may have been ended by the relay meanwhile (its
         # idle timeout, a restart, a limit of messages per session): nothing of the copy went
         # out yet, so it is tried once more on a new session rather than deferred.

@@ -20,7 +20,7 @@ from tests.support.processes import WorkerProcess
 from tests.support.sink import SmtpSink, _Handler
 from tests.support.worker import build_site, mail
 from worker.mailer import ABANDONED, BOUNCED, DEFERRED, SENT
-from worker.relay_sessions import SIZE, Outgoing, SendDots, connect, wire_form
+from worker.relay_sessions import SIZE, Outgoing, SendDots, SmtpWave, connect, wire_form
 
 pytestmark = [
     pytest.mark.integration,
@@ -57,7 +57,7 @@ def relay() -> Iterator[tuple[Controller, CountingHandler]]:
             getattr(auth_data, "login", b"") == b"list"
             and getattr(auth_data, "password", b"") == b"s3cret"
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # refused: "535 ... credentials invalid"
 
     handler = CountingHandler()
     CountingHandler.connections = 0
@@ -102,6 +102,42 @@ def test_authenticated_relay_gets_8bit_mail_intact_over_sessions_reused_across_w
     assert [r.status for r in results] == [SENT] * 6
     assert [r.data for r in handler.received] == [data] * 6
     assert CountingHandler.connections == 2
+
+
+def test_a_relay_refusing_the_login_is_not_asked_again_by_every_wave(
+    relay: tuple[Controller, CountingHandler],
+) -> None:
+    """A wrong password (535) refuses every session: the first wave finds it out, the later
+    waves of the same fan-out or digest run defer their copies untried, instead of logging in
+    again and again (a relay locks an account, or bans the address, after a few)."""
+    ctl, _handler = relay
+    with connect(f"smtp://list:wrong@127.0.0.1:{ctl.port}", size=2) as out:
+        waves = [
+            out.send(copies(b"Subject: x\r\n\r\ny\r\n", 2, start), all_ours) for start in (0, 2, 4)
+        ]
+    assert [(r.status, r.code) for wave in waves for r in wave] == [(DEFERRED, 535)] * 6
+    assert all(
+        "535" in r.detail or "credentials" in r.detail.lower() or "auth" in r.detail.lower()
+        for wave in waves
+        for r in wave
+    ), waves
+    assert CountingHandler.connections == 2, "the relay was asked to log in by every wave"
+
+
+def test_a_relay_refusing_some_sessions_is_asked_again_next_wave(
+    relay: tuple[Controller, CountingHandler],
+) -> None:
+    """Only a wave whose every session was refused stops the rest: one session refused among
+    others that opened (a relay's limit of connections) is tried again by the next wave."""
+    ctl, _handler = relay
+    with connect(f"smtp://list:s3cret@127.0.0.1:{ctl.port}", size=2) as out:
+        assert isinstance(out, SmtpWave)
+        out.sessions[1].url = f"smtp://list:wrong@127.0.0.1:{ctl.port}"
+        first = out.send(copies(b"Subject: x\r\n\r\ny\r\n", 2), all_ours)
+        out.sessions[1].url = f"smtp://list:s3cret@127.0.0.1:{ctl.port}"
+        second = out.send(copies(b"Subject: x\r\n\r\ny\r\n", 2, 2), all_ours)
+    assert [r.status for r in first] == [SENT, DEFERRED]
+    assert [r.status for r in second] == [SENT, SENT]
 
 
 def test_a_refused_connection_defers_every_copy_and_raises_nothing() -> None:
