@@ -135,7 +135,10 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """The periodic tasks: outbox sweep, retries and recovery, digests, moderators' reminders.
 
     The digests due (the previous UTC day's, the last complete week's) and the reminders go out
-    once a day, at the UTC times of LISTGATE_DIGEST_TIME and LISTGATE_REMINDER_TIME.
+    once a day, at the UTC times of LISTGATE_DIGEST_TIME and LISTGATE_REMINDER_TIME. The
+    reminders' run comes again each hour until the end of the UTC day: a run lost with a
+    killed worker (the embedded broker never gives its task back) is made good within the
+    hour, and a run that went through leaves nothing for the next (once per list and day).
     """
     digest_hour, digest_minute = settings.digest_time
     reminder_hour, reminder_minute = settings.reminder_time
@@ -148,7 +151,7 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         },
         "moderation-reminders": {
             "task": dispatch.SEND_REMINDERS,
-            "schedule": crontab(hour=reminder_hour, minute=reminder_minute),
+            "schedule": crontab(hour=f"{reminder_hour}-23", minute=reminder_minute),
         },
     }
 

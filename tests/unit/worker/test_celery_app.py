@@ -66,7 +66,8 @@ def test_sweeper_backs_off_per_entry() -> None:
 
 
 def test_the_beat_sends_digests_and_reminders_at_the_configured_times(tmp_path: Path) -> None:
-    """Operators choose when the daily mail goes out; the defaults are 00:10 and 08:00 UTC."""
+    """Operators choose when the daily mail goes out; the defaults are 00:10 and 08:00 UTC (the
+    reminders' run again each hour after it that day: a run a killed worker lost is made good)."""
     from celery.schedules import crontab
 
     def daily(settings: Settings) -> dict[str, object]:
@@ -75,7 +76,7 @@ def test_the_beat_sends_digests_and_reminders_at_the_configured_times(tmp_path: 
 
     default = daily(Settings.from_env({"LISTGATE_DATA_DIR": str(tmp_path / "a")}))
     assert default[dispatch.SEND_DIGESTS] == crontab(hour=0, minute=10)
-    assert default[dispatch.SEND_REMINDERS] == crontab(hour=8, minute=0)
+    assert default[dispatch.SEND_REMINDERS] == crontab(hour="8-23", minute=0)
     chosen = daily(
         Settings.from_env(
             {
@@ -86,7 +87,7 @@ def test_the_beat_sends_digests_and_reminders_at_the_configured_times(tmp_path: 
         )
     )
     assert chosen[dispatch.SEND_DIGESTS] == crontab(hour=6, minute=30)
-    assert chosen[dispatch.SEND_REMINDERS] == crontab(hour=17, minute=5)
+    assert chosen[dispatch.SEND_REMINDERS] == crontab(hour="17-23", minute=5)
 
 
 def test_an_idle_worker_polls_the_embedded_broker_without_statements_and_misses_nothing(
