@@ -43,7 +43,9 @@ def run_outbox(
     """
     try:
         with transaction(ctx.db) as session:
-            entry = session.get(OutboxEntry, outbox_id)
+            # FOR UPDATE: a run of the same entry beside this one (queued again by the sweeper,
+            # or given back by Redis) waits for this commit and then finds it done
+            entry = session.get(OutboxEntry, outbox_id, with_for_update=True)
             if entry is None or entry.done_at is not None:
                 return
             queued = handler(session, entry)
