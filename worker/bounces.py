@@ -429,17 +429,23 @@ def copy_named(session: Session, kind: str, ident: int) -> Copy:
 
 
 def _last_digest_sent(session: Session, sub: Subscription) -> datetime | None:
-    """When the newest digest of sub's list went to its address: the latest a digest named by the
-    subscription's token (mailed before digest copies were named) can have gone out, so a report
-    of one is known to be about the mailbox as it was before a later (re)start (None: none
-    known)."""
-    return session.scalar(
+    """The latest a digest named by the subscription's token (mailed before digest copies were
+    named) can have gone out, so a report of one is known to be about the mailbox as it was
+    before a later (re)start (None: none known).
+
+    Such tokens stopped before digests were claimed (digests_sent.claimed_at, migration 0022):
+    the digest went out at the latest with the newest digest sent to the address without a
+    claim, and in any case before the first one claimed. A digest of a subscription started
+    again since (claimed) does not make an old token's report about the new subscription."""
+    mine = (DigestSent.list_id == sub.list_id, DigestSent.address == sub.address)
+    unclaimed = session.scalar(
         select(func.max(DigestSent.sent_at)).where(
-            DigestSent.list_id == sub.list_id,
-            DigestSent.address == sub.address,
-            DigestSent.sent_at.is_not(None),
+            *mine, DigestSent.sent_at.is_not(None), DigestSent.claimed_at.is_(None)
         )
     )
+    if unclaimed is not None:
+        return unclaimed
+    return session.scalar(select(func.min(DigestSent.claimed_at)).where(*mine))
 
 
 def _before_return(sent: datetime | None, sub: Subscription) -> bool:
