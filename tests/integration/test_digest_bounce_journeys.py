@@ -221,3 +221,32 @@ def test_posts_that_came_while_pat_was_suspended_come_in_the_digest_she_switches
     assert digest_posts(got, PAT, j.posts) == [*lost, while_suspended], (
         "Pat's digest must hold the posts she never had: refused, and sent while suspended"
     )
+
+
+def test_the_last_digest_bouncing_after_a_switch_to_every_post_counts_against_every_post(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat reads the daily digest and switches to every post after the day's first post; the
+    day's digest still brings that post. Her mailbox is gone: her mail server reports that
+    digest, mailed after the switch, failed (1 of the limit of 2), and the relay refuses her copy
+    of the next post. Both are her mailbox's failures since she has been on every post: she is
+    suspended and told so, and the next post is not mailed to the dead mailbox."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+    first = j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    j.command("digest-off")
+    j.expect((PAT, f"Done: your mail from {j.list}"))
+    j.send_digest()
+    got = j.expect((PAT, "digest"))
+    assert digest_posts(got, PAT, j.posts) == [first]
+    report(j, got[0].mail_from, postfix_report())
+    j.expect()
+
+    refuse_next(sink, PAT)
+    j.new_thread()
+    j.expect(*j.copies_to(SAM), (PAT, "is suspended"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))

@@ -323,3 +323,69 @@ def test_an_old_tokens_report_after_a_digest_of_the_new_subscription_does_not_co
     digest_to(db, settings, claimed=True)
     report(db, settings, old, raw)
     assert state(db) == (SubscriptionState.ACTIVE, 1.0)
+
+
+def _rows(db: sessionmaker[Session]) -> dict[str, tuple[str, float]]:
+    """Pat's rows by kind: (state, score)."""
+    with db() as session:
+        return {
+            s.kind: (s.status, s.bounce_score)
+            for s in session.scalars(select(Subscription).where(Subscription.address == PAT))
+        }
+
+
+def test_a_digest_reported_after_a_switch_to_every_post_counts_where_she_is_mailed(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """Pat reads the digest, switches to every post; the reports of her digests come after.
+    One mailed before the switch is about the mailbox as it was then: recorded, not scored. The
+    day's digest mailed after it (the posts of her time on the digest) failing is her mailbox's
+    failure while on every post: it counts there, up to the suspension of that mail, not on the
+    ended digest row, which can suspend nothing."""
+    make_list("dev")
+    with transaction(db) as session:
+        subscriptions.start(session, lists.require(session, "dev"), PAT, kind="digest")
+    before = digest_to(db, settings, -1, claimed=True)
+    with transaction(db) as session:
+        subscriptions.change(
+            session, lists.require(session, "dev"), PAT, subscriptions.EVERY_POST, channel="web"
+        )
+    raw = dsn(PAT, "5.1.1", DEAD)
+    assert report(db, settings, before, raw) == []
+    assert _rows(db) == {
+        "digest": (SubscriptionState.ENDED, 0.0),
+        "list": (SubscriptionState.ACTIVE, 0.0),
+    }
+    after = digest_to(db, settings, claimed=True)
+    assert report(db, settings, after, raw) == []
+    assert _rows(db)["list"] == (SubscriptionState.ACTIVE, 1.0), (
+        "the digest mailed after her switch failed: her every-post mail's score"
+    )
+    limit = int(settings.bounce_score_limit)
+    notices = []
+    for _ in range(limit - 1):
+        notices += report(db, settings, copy_to_list(db, settings), raw)
+    assert _rows(db)["list"] == (SubscriptionState.SUSPENDED, float(limit))
+    assert [json.loads(n.payload)["template"] for n in notices] == ["suspended"]
+    assert _rows(db)["digest"] == (SubscriptionState.ENDED, 0.0)
+
+
+def copy_to_list(db: sessionmaker[Session], settings: Settings) -> str:
+    """A post's copy to Pat's every-post row: its VERP token."""
+    pk = stored_pk(post(db, make_mail()))
+    with transaction(db) as session:
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == PAT, Subscription.kind == "list")
+        ).one()
+        now = datetime.now(UTC)
+        row = Delivery(
+            message_pk=pk,
+            address=PAT,
+            subscription_id=sub.id,
+            status=DeliveryState.SENT,
+            sent_at=now,
+            created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return verp_token(settings.secret_key, VERP_DELIVERY, row.id, row.created_at)
