@@ -42,7 +42,8 @@ class DigestState(StrEnum):
     SENT = "sent"
     DEFERRED = "deferred"  # the relay said 4xx: resent through the outbox with backoff
     BOUNCED = "bounced"
-    CANCELLED = "cancelled"  # the subscriber left before a deferred digest could be resent
+    CANCELLED = "cancelled"  # not owed when a deferred digest was resent (left, suspended);
+    # a later run takes it back for whom it is owed again (a reader resumed within its period)
 
 
 class SubscriptionState(StrEnum):

@@ -28,6 +28,7 @@ from listgate.mail import mime
 from listgate.models import Bounce, Delivery, DigestSent, MailingList, OutboxEntry, Subscription
 from listgate.states import BounceKind, SubscriptionKind, SubscriptionState
 from listgate.store import lock_list
+from listgate.subscriptions import SWITCHED_TO_LIST
 from worker import mailer
 
 log = logging.getLogger(__name__)
@@ -402,7 +403,8 @@ def copy_named(session: Session, kind: str, ident: int) -> Copy:
     """The copy a VERP token (kind, ident) names: a post's (deliveries row), a digest's
     (digests_sent row, its subscription the address's digest row), or only a subscription (the
     tokens of digests mailed before digest copies were named: which one is not known, so it went
-    out at the latest with the newest digest sent to the address)."""
+    out at the latest with the last digest that can have carried such a token). A digest's copy
+    is scored where the address is now mailed (see _mailed_now)."""
     if kind == tokens.VERP_DELIVERY:
         delivery = session.get(Delivery, ident)
         if delivery is None:
@@ -413,33 +415,64 @@ def copy_named(session: Session, kind: str, ident: int) -> Copy:
         digest = session.get(DigestSent, ident)
         if digest is None:
             return Copy(None, "")
-        sub = session.scalars(
-            select(Subscription).where(
-                Subscription.list_id == digest.list_id,
-                Subscription.address == digest.address,
-                Subscription.kind == SubscriptionKind.DIGEST,
-                Subscription.thread_key == 0,
-            )
-        ).first()
-        return Copy(sub, digest.address, digest.sent_at or digest.created_at, digest=digest)
+        sub = _row(session, digest.list_id, digest.address, SubscriptionKind.DIGEST)
+        sent = digest.sent_at or digest.created_at
+        return Copy(_mailed_now(session, sub), digest.address, sent, digest=digest)
     sub = session.get(Subscription, ident)
     if sub is None:
         return Copy(None, "")
-    return Copy(sub, sub.address, _last_digest_sent(session, sub))
+    return Copy(_mailed_now(session, sub), sub.address, _last_digest_sent(session, sub))
+
+
+def _row(session: Session, list_id: int, address: str, kind: str) -> Subscription | None:
+    """The address's row of kind (the digest, or every post) on the list."""
+    return session.scalars(
+        select(Subscription).where(
+            Subscription.list_id == list_id,
+            Subscription.address == address,
+            Subscription.kind == kind,
+            Subscription.thread_key == 0,
+        )
+    ).first()
+
+
+def _mailed_now(session: Session, sub: Subscription | None) -> Subscription | None:
+    """The row a digest's failure counts against: its digest row, or, when that ended by a
+    switch to every post, the every-post row while it has not ended. Her mailbox is mailed
+    there now (the digest of the day of the switch too): its failures must be able to suspend
+    that mail. A digest mailed before the switch went out before that row started: recorded,
+    not scored, as for any copy sent before its subscription last started."""
+    if (
+        sub is None
+        or sub.kind != SubscriptionKind.DIGEST
+        or sub.status != SubscriptionState.ENDED
+        or sub.end_reason != SWITCHED_TO_LIST
+    ):
+        return sub
+    listed = _row(session, sub.list_id, sub.address, SubscriptionKind.LIST)
+    if listed is None or listed.status == SubscriptionState.ENDED:
+        return sub
+    return listed
 
 
 def _last_digest_sent(session: Session, sub: Subscription) -> datetime | None:
-    """When the newest digest of sub's list went to its address: the latest a digest named by the
-    subscription's token (mailed before digest copies were named) can have gone out, so a report
-    of one is known to be about the mailbox as it was before a later (re)start (None: none
-    known)."""
-    return session.scalar(
+    """The latest a digest named by the subscription's token (mailed before digest copies were
+    named) can have gone out, so a report of one is known to be about the mailbox as it was
+    before a later (re)start (None: none known).
+
+    Such tokens stopped before digests were claimed (digests_sent.claimed_at, migration 0022):
+    the digest went out at the latest with the newest digest sent to the address without a
+    claim, and in any case before the first one claimed. A digest of a subscription started
+    again since (claimed) does not make an old token's report about the new subscription."""
+    mine = (DigestSent.list_id == sub.list_id, DigestSent.address == sub.address)
+    unclaimed = session.scalar(
         select(func.max(DigestSent.sent_at)).where(
-            DigestSent.list_id == sub.list_id,
-            DigestSent.address == sub.address,
-            DigestSent.sent_at.is_not(None),
+            *mine, DigestSent.sent_at.is_not(None), DigestSent.claimed_at.is_(None)
         )
     )
+    if unclaimed is not None:
+        return unclaimed
+    return session.scalar(select(func.min(DigestSent.claimed_at)).where(*mine))
 
 
 def _before_return(sent: datetime | None, sub: Subscription) -> bool:

@@ -119,7 +119,8 @@ def _claim(
     stamp: datetime,
     message_ids: Collection[str] = (),
 ) -> int | None:
-    """The (list, address, frequency, day) row's id if this run should send it (new or deferred),
+    """The (list, address, frequency, day) row's id if this run should send it (new, deferred or
+    cancelled unsent),
     claimed with stamp; claimed, the copies of its posts (message_ids) still waiting for the
     address are cancelled (take_copies)."""
     with transaction(ctx.db) as session:
@@ -140,9 +141,9 @@ def _claim(
             .on_conflict_do_nothing(index_elements=["list_id", "address", "frequency", "day"])
             .returning(DigestSent.id)
         )
-        if (
-            row_id is None
-        ):  # there already: sent, being sent by another run, or deferred (taken back here)
+        if row_id is None:
+            # there already: sent, being sent by another run, or never sent (taken back here:
+            # deferred, or cancelled by a retry while the reader was not owed it, suspended)
             row_id = session.scalar(
                 update(DigestSent)
                 .where(
@@ -150,7 +151,7 @@ def _claim(
                     DigestSent.address == address,
                     DigestSent.day == period.start,
                     DigestSent.frequency == period.frequency,
-                    DigestSent.status == DigestState.DEFERRED,
+                    DigestSent.status.in_(owed.TAKEN_BACK),
                 )
                 .values(status=DigestState.SENDING, claimed_at=stamp)
                 .returning(DigestSent.id)

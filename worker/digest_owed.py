@@ -41,6 +41,10 @@ NEVER_SENT = (
 # may well have had the copy)
 REPORTED_LOST = (BounceKind.PERMANENT, BounceKind.TRANSIENT)
 WAITING = (DeliveryState.PENDING, DeliveryState.DEFERRED)
+# A period's digest row a later run claims again: never sent (deferred by the relay, or cancelled
+# by its retry while the reader was not owed it: suspended by bounces, or gone). A run sends it
+# only to whom it owes it then, so a reader resumed in time gets it, once.
+TAKEN_BACK = (DigestState.DEFERRED, DigestState.CANCELLED)
 CHUNK = 500  # digest subscribers whose posts had are read together
 # the address's list row, beside its digest row (made once: receives is called for every period)
 _on_list = aliased(Subscription)
@@ -292,7 +296,7 @@ def had(session: Session, list_id: int, period: Period, sub_ids: list[int]) -> d
 
 def claimed(session: Session, list_id: int, period: Period) -> set[str]:
     """The addresses whose digest of the period an earlier run claimed and that no run takes
-    back (all but the deferred): a run looking back over days already done skips them at once
+    back (all but TAKEN_BACK): a run looking back over days already done skips them at once
     rather than building and claiming each again (worker.digest's claim stays the guard)."""
     return set(
         session.scalars(
@@ -300,7 +304,7 @@ def claimed(session: Session, list_id: int, period: Period) -> set[str]:
                 DigestSent.list_id == list_id,
                 DigestSent.frequency == period.frequency,
                 DigestSent.day == period.start,
-                DigestSent.status != DigestState.DEFERRED,
+                DigestSent.status.not_in(TAKEN_BACK),
             )
         )
     )

@@ -136,6 +136,37 @@ def test_an_old_tokens_report_after_a_return_to_the_digest_does_not_suspend(
     digest_to_pat(j, _sunday())
 
 
+def test_an_old_tokens_report_after_a_digest_of_the_new_subscription_does_not_suspend(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """As above, but the reports come late: after Pat came back, the week's digest of her new
+    subscription has gone out. The old token still names a digest of her old subscription
+    (such tokens stopped before digests were claimed): the reports must not suspend her, and
+    she stays a member who gets her digest."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    digest_to_pat(j)
+    old = _subscription_token(j)
+
+    j.command("unsubscribe")
+    j.expect((PAT, "You have left"))
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+    j.command("digest-weekly")
+    j.expect((PAT, f"Done: your mail from {j.list}"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    digest_to_pat(j, _sunday())
+
+    report(j, old, postfix_report(), postfix_report())
+    j.expect()
+    (line,) = [x for x in j.cli("lists", "members", j.list).splitlines() if PAT in x]
+    assert "weekly digest" in line and "active" in line, line
+
+
 def test_a_post_whose_copy_bounced_comes_in_the_digest_pat_switches_to(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -190,3 +221,32 @@ def test_posts_that_came_while_pat_was_suspended_come_in_the_digest_she_switches
     assert digest_posts(got, PAT, j.posts) == [*lost, while_suspended], (
         "Pat's digest must hold the posts she never had: refused, and sent while suspended"
     )
+
+
+def test_the_last_digest_bouncing_after_a_switch_to_every_post_counts_against_every_post(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat reads the daily digest and switches to every post after the day's first post; the
+    day's digest still brings that post. Her mailbox is gone: her mail server reports that
+    digest, mailed after the switch, failed (1 of the limit of 2), and the relay refuses her copy
+    of the next post. Both are her mailbox's failures since she has been on every post: she is
+    suspended and told so, and the next post is not mailed to the dead mailbox."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    j.cli("subscribe", SAM, "--list", j.list)
+    j.cli("subscribe", PAT, "--list", j.list, "--digest")
+    first = j.new_thread()
+    j.expect(*j.copies_to(SAM))
+    j.command("digest-off")
+    j.expect((PAT, f"Done: your mail from {j.list}"))
+    j.send_digest()
+    got = j.expect((PAT, "digest"))
+    assert digest_posts(got, PAT, j.posts) == [first]
+    report(j, got[0].mail_from, postfix_report())
+    j.expect()
+
+    refuse_next(sink, PAT)
+    j.new_thread()
+    j.expect(*j.copies_to(SAM), (PAT, "is suspended"))
+    j.new_thread()
+    j.expect(*j.copies_to(SAM))

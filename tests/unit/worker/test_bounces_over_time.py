@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import administration, lists, removal, subscriptions
@@ -46,8 +46,12 @@ def copy_to(db: sessionmaker[Session], settings: Settings, address: str = PAT) -
         return verp_token(settings.secret_key, VERP_DELIVERY, row.id, row.created_at)
 
 
-def digest_to(db: sessionmaker[Session], settings: Settings, later: int = 0) -> str:
-    """Pat's daily digest of the day `later` days from today, sent: its VERP token."""
+def digest_to(
+    db: sessionmaker[Session], settings: Settings, later: int = 0, *, claimed: bool = False
+) -> str:
+    """Pat's daily digest of the day `later` days from today, sent: its VERP token. claimed: sent
+    by a worker that claims its digests (as every worker since migration 0022); else as an older
+    one left the row (no claim: sent when a digest may still have carried an 's' token)."""
     with transaction(db) as session:
         now = datetime.now(UTC)
         row = DigestSent(
@@ -58,6 +62,7 @@ def digest_to(db: sessionmaker[Session], settings: Settings, later: int = 0) -> 
             message_count=1,
             sent_at=now,
             created_at=now,
+            claimed_at=now if claimed else None,
         )
         session.add(row)
         session.flush()
@@ -282,3 +287,105 @@ def test_old_tokens_reports_about_copies_sent_before_a_return_do_not_count(
         assert (sub.status, sub.bounce_score) == (SubscriptionState.ACTIVE, 0.0), (
             "the subscription's token names a digest sent before her return"
         )
+
+
+def test_an_old_tokens_report_after_a_digest_of_the_new_subscription_does_not_count(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """Pat got a digest under the old token (her subscription's 's', mailed by a worker from
+    before digests were claimed), left, came back on the digest and got today's digest (its own
+    'g' token, claimed). Her old mailbox's late reports of the old digest arrive: 's' tokens
+    stopped before claims began, so that digest went out before she came back; they must not
+    count against the new subscription. Without a return, the same report still counts."""
+    make_list("dev")
+    with transaction(db) as session:
+        subscriptions.start(session, lists.require(session, "dev"), PAT, kind="digest")
+    digest_to(db, settings, -1)
+    with db() as session:
+        digest_id = session.scalars(select(Subscription.id)).one()
+    old = verp_token(settings.secret_key, VERP_SUBSCRIPTION, digest_id)
+    raw = dsn(PAT, "5.1.1", DEAD)
+    _leave_and_come_back(db, "digest")
+    digest_to(db, settings, claimed=True)
+    for _ in range(int(settings.bounce_score_limit)):
+        assert report(db, settings, old, raw) == []
+    assert state(db) == (SubscriptionState.ACTIVE, 0.0), (
+        "the 's' token names a digest sent before her return, not today's"
+    )
+
+    with transaction(db) as session:  # the same without the return: hers, it counts
+        session.execute(delete(Bounce))
+        session.execute(delete(DigestSent))
+        subscriptions.end(session, session.scalars(select(Subscription)), "left")
+        sub = subscriptions.start(session, lists.require(session, "dev"), PAT, kind="digest")
+        sub.confirmed_at = datetime.now(UTC) - timedelta(days=2)
+    digest_to(db, settings, -1)
+    digest_to(db, settings, claimed=True)
+    report(db, settings, old, raw)
+    assert state(db) == (SubscriptionState.ACTIVE, 1.0)
+
+
+def _rows(db: sessionmaker[Session]) -> dict[str, tuple[str, float]]:
+    """Pat's rows by kind: (state, score)."""
+    with db() as session:
+        return {
+            s.kind: (s.status, s.bounce_score)
+            for s in session.scalars(select(Subscription).where(Subscription.address == PAT))
+        }
+
+
+def test_a_digest_reported_after_a_switch_to_every_post_counts_where_she_is_mailed(
+    db: sessionmaker[Session], make_list: MakeList, settings: Settings
+) -> None:
+    """Pat reads the digest, switches to every post; the reports of her digests come after.
+    One mailed before the switch is about the mailbox as it was then: recorded, not scored. The
+    day's digest mailed after it (the posts of her time on the digest) failing is her mailbox's
+    failure while on every post: it counts there, up to the suspension of that mail, not on the
+    ended digest row, which can suspend nothing."""
+    make_list("dev")
+    with transaction(db) as session:
+        subscriptions.start(session, lists.require(session, "dev"), PAT, kind="digest")
+    before = digest_to(db, settings, -1, claimed=True)
+    with transaction(db) as session:
+        subscriptions.change(
+            session, lists.require(session, "dev"), PAT, subscriptions.EVERY_POST, channel="web"
+        )
+    raw = dsn(PAT, "5.1.1", DEAD)
+    assert report(db, settings, before, raw) == []
+    assert _rows(db) == {
+        "digest": (SubscriptionState.ENDED, 0.0),
+        "list": (SubscriptionState.ACTIVE, 0.0),
+    }
+    after = digest_to(db, settings, claimed=True)
+    assert report(db, settings, after, raw) == []
+    assert _rows(db)["list"] == (SubscriptionState.ACTIVE, 1.0), (
+        "the digest mailed after her switch failed: her every-post mail's score"
+    )
+    limit = int(settings.bounce_score_limit)
+    notices = []
+    for _ in range(limit - 1):
+        notices += report(db, settings, copy_to_list(db, settings), raw)
+    assert _rows(db)["list"] == (SubscriptionState.SUSPENDED, float(limit))
+    assert [json.loads(n.payload)["template"] for n in notices] == ["suspended"]
+    assert _rows(db)["digest"] == (SubscriptionState.ENDED, 0.0)
+
+
+def copy_to_list(db: sessionmaker[Session], settings: Settings) -> str:
+    """A post's copy to Pat's every-post row: its VERP token."""
+    pk = stored_pk(post(db, make_mail()))
+    with transaction(db) as session:
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == PAT, Subscription.kind == "list")
+        ).one()
+        now = datetime.now(UTC)
+        row = Delivery(
+            message_pk=pk,
+            address=PAT,
+            subscription_id=sub.id,
+            status=DeliveryState.SENT,
+            sent_at=now,
+            created_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return verp_token(settings.secret_key, VERP_DELIVERY, row.id, row.created_at)

@@ -8,9 +8,10 @@ predicts, after every step, each of her two rows' status and bounce score, and h
 she was told each was suspended.
 
 Its rules are the bounce model's, per row: a report counts against the row its copy went to (a
-post's: every post; a digest's: the digest) only when the copy was sent since that row last
-started; one copy counts once (the most its reports weigh, a digest's as a post's); a score whose
-last counted report is 30 days old starts again from zero; at the limit an active row is
+post's: every post; a digest's: the digest, or every post when the digest ended by a switch to
+every post and she has not left every post since) only when the copy was sent since that row
+last started; one copy counts once (the most its reports weigh, a digest's as a post's); a score
+whose last counted report is 30 days old starts again from zero; at the limit an active row is
 suspended and told so, once; starting a row again (a switch, a return) starts from zero and ends
 the other row.
 """
@@ -135,6 +136,7 @@ class Row:
     told: int = 0
     last_bounce: int | None = None  # the day of the last counted report
     started: int = 0  # when it last started (the clock)
+    switched: bool = False  # ended by a switch to the other (a digest row: to every post)
 
 
 class DigestBounceLife(RuleBasedStateMachine):
@@ -152,8 +154,8 @@ class DigestBounceLife(RuleBasedStateMachine):
         if row.status != ACTIVE:
             row.status, row.score, row.started = ACTIVE, 0.0, self.clock
             self.clock += 1
-        if other.status is not None:
-            other.status = ENDED
+        if other.status not in (None, ENDED):
+            other.status, other.switched = ENDED, True
 
     @rule()
     def post(self) -> None:
@@ -185,6 +187,9 @@ class DigestBounceLife(RuleBasedStateMachine):
     def _counted(self, copy: list, weight: float) -> None:
         _, kind, sent, weighed = copy
         row = self.rows[kind]
+        listed = self.rows[LIST].status not in (None, ENDED)
+        if kind == DIGEST and row.status == ENDED and row.switched and listed:
+            row = self.rows[LIST]  # her mailbox is mailed every post now: it counts there
         if sent < row.started:
             return  # about a copy sent before the row started again
         copy[3] = max(weighed, weight)
@@ -220,8 +225,8 @@ class DigestBounceLife(RuleBasedStateMachine):
     def leaves(self) -> None:
         self.site.leaves()
         for row in self.rows.values():
-            if row.status is not None:
-                row.status = ENDED
+            if row.status not in (None, ENDED):
+                row.status, row.switched = ENDED, False
 
     @invariant()
     def pat_is_as_predicted(self) -> None:
