@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from listgate import dispatch
 from listgate.config import Settings
@@ -40,8 +40,16 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
 
 
 def test_an_entry_run_by_two_workers_at_once_is_handled_once(site: Settings) -> None:
-    ctx = WorkerContext(site)
-    with transaction(session_factory(writer(make_engine(site)))) as session:
+    ctx, engine = WorkerContext(site), make_engine(site)
+    try:
+        _handled_once(ctx, session_factory(writer(engine)))
+    finally:
+        ctx.dispose()  # no connection left to the garbage collector (a later test's warning)
+        engine.dispose()
+
+
+def _handled_once(ctx: WorkerContext, db: sessionmaker[Session]) -> None:
+    with transaction(db) as session:
         entry = OutboxEntry(kind=dispatch.HANDLE_COMMAND, payload="{}")
         session.add(entry)
         session.flush()
@@ -72,6 +80,6 @@ def test_an_entry_run_by_two_workers_at_once_is_handled_once(site: Settings) -> 
     for run in runs:
         run.join(60)
     assert calls == [0], "the entry was handled by both runs"
-    with session_factory(make_engine(site))() as session:
+    with db() as session:
         done = session.get(OutboxEntry, entry_id)
         assert done is not None and done.done_at is not None and done.failed_at is None
