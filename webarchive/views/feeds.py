@@ -132,6 +132,16 @@ def secret_feeds() -> list[tuple[str, str]]:
     ]
 
 
+@bp.app_template_global()
+def list_feed_url(mlist: MailingList) -> str:
+    """The feed link a list's page offers: a private list's is the signed-in reader's secret link
+    (the plain one needs a session, which a feed reader does not have)."""
+    address = current_address()
+    if not mlist.private or address is None:
+        return url_for("feeds.list_feed", name=mlist.name)
+    return absolute(url_for("feeds.secret_list_feed", token=_feed_key(address), name=mlist.name))
+
+
 @bp.get("/feeds/<token>/lists/<name>.atom")
 def secret_list_feed(token: str, name: str) -> Response:
     """A private list's feed for a feed reader that cannot sign in: the link itself is the key."""
