@@ -137,7 +137,7 @@ class BatchFacts:
             archived = {a[0]: places.Archived(*a[1:]) for a in known.archived}
             self.found.update({(list_id, i): archived.get(i) for i in ids})
             if known.mlist.policy == ListPolicy.MEMBERS:
-                members = known.members | known.mlist.moderator_addresses()
+                members = known.members | known.mlist.staff_addresses()
                 self.members[list_id] = {a: a in members for a in froms}
         return {name: known.mlist for name, known in found.items()}
 
@@ -271,9 +271,7 @@ def policy_status(facts: Facts, mlist: MailingList, parsed: Head, origin: str) -
     if origin in (PostOrigin.IMPORT, PostOrigin.RELEASE) or mlist.policy == ListPolicy.OPEN:
         return PostState.VISIBLE
     if mlist.policy == ListPolicy.MODERATED:
-        return (
-            PostState.VISIBLE if parsed.from_addr in mlist.moderator_addresses() else PostState.HELD
-        )
+        return PostState.VISIBLE if parsed.from_addr in mlist.staff_addresses() else PostState.HELD
     return PostState.VISIBLE if facts.member(mlist, parsed.from_addr) else PostState.HELD
 
 

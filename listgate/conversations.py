@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, event, func, insert, inspect, select, update
 from sqlalchemy.orm import Session, lazyload, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from listgate import participants, places, store
+from listgate import followers, participants, places, store
 from listgate.models import MailingList, Message, ReadMark, Subscription, Thread, ThreadNode
 from listgate.models.archive import utcnow
 from listgate.states import PostState, SubscriptionKind, SubscriptionState
@@ -158,7 +158,7 @@ def merge(session: Session, thread_ids: Iterable[int], prefer: int | None = None
             continue
         for model, column in ((Message, Message.thread_id), (ThreadNode, ThreadNode.thread_id)):
             session.execute(update(model).where(column == other.id).values(thread_id=survivor.id))
-        _move_followers(session, other.id, survivor.id)
+        followers.move(session, other.id, survivor.id)
         _join_read_marks(session, other.id, survivor.id, absorbed=True)
         participants.move(session, other.id, survivor.id)
         session.execute(
@@ -466,47 +466,6 @@ def _join_read_marks(session: Session, old: int, new: int, *, absorbed: bool = F
             mark.last_seen_pk, mark.visited_at = old_mark.last_seen_pk, old_mark.visited_at
         if absorbed:
             session.delete(old_mark)
-    session.flush()
-
-
-def _move_followers(session: Session, old: int, new: int) -> None:
-    """Follows and mutes of a merged thread move to the survivor; rows are never deleted (deliveries
-    point at them).
-
-    Where the address already has the same kind of row on the survivor, the livelier of the two
-    rows goes on there, and the other ends, staying on the old thread with its history: the row
-    itself, not a copy of its state, since a confirmation mailed or an approval asked for before
-    the merge names the row.
-    """
-    rank = {
-        SubscriptionState.ACTIVE: 4,
-        SubscriptionState.AWAITING: 3,
-        SubscriptionState.PENDING: 2,
-        SubscriptionState.SUSPENDED: 1,
-    }
-    kept = {
-        (s.address, s.kind): s
-        for s in session.scalars(select(Subscription).where(Subscription.thread_key == new))
-    }
-    for sub in session.scalars(select(Subscription).where(Subscription.thread_key == old)).all():
-        there = kept.get((sub.address, sub.kind))
-        if there is None:
-            sub.thread_key = new
-            continue
-        left = sub  # the row that ends
-        if rank.get(sub.status, 0) > rank.get(there.status, 0):
-            # one row per address, kind and thread: the survivor's steps aside first
-            there.thread_key = 0
-            session.flush()
-            sub.thread_key = new
-            session.flush()
-            there.thread_key, left = old, there
-        if left.status != SubscriptionState.ENDED:
-            left.status, left.ended_at, left.end_reason = (
-                SubscriptionState.ENDED,
-                utcnow(),
-                f"thread merged into {new}",
-            )
     session.flush()
 
 

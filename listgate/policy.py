@@ -19,20 +19,21 @@ from listgate.store import lock_list
 
 
 def is_member(session: Session, mlist: MailingList, address: str) -> bool:
-    """A list or digest subscriber, active or suspended by bounces, or a moderator."""
+    """A list or digest subscriber, active or suspended by bounces, a moderator or an owner."""
     return address in members_among(session.connection(), mlist, [address])
 
 
 def members_among(conn: Connection, mlist: MailingList, addresses: list[str]) -> set[str]:
-    """Those of addresses that are members (is_member): moderators, then one query for the rest."""
-    moderators = mlist.moderator_addresses()
-    others = [a for a in addresses if a not in moderators]
+    """Those of addresses that are members (is_member): moderators and owners, then one query for
+    the rest."""
+    staff = mlist.staff_addresses()
+    others = [a for a in addresses if a not in staff]
     found = (
         set(conn.execute(store.MEMBERS_AMONG, {"list_id": mlist.id, "addresses": others}).scalars())
         if others
         else set()
     )
-    return {a for a in addresses if a in moderators} | found
+    return {a for a in addresses if a in staff} | found
 
 
 def needs_approval(mlist: MailingList) -> bool:

@@ -22,8 +22,9 @@ def admits(
     """True when RCPT may show this sender that mlist exists (always, for a list that is not
     private).
 
-    A private list shows itself to its moderators, to addresses it knows (any subscription that
-    has not ended, pending ones included, so a confirmation reply gets through), and to mail
+    A private list shows itself to its moderators and owners, to addresses it knows (any
+    subscription that has not ended, pending ones included, so a confirmation reply gets
+    through), and to mail
     carrying a code we made for it: a bounce to NAME+bounce-TOKEN@, a reply to NAME+confirm-CODE@,
     an answer to NAME+approve-CODE@ or NAME+reject-CODE@ (mailed to whoever moderates the list:
     its moderators, else its owners, else the site administrators).
@@ -42,7 +43,7 @@ def admits(
     address = (sender or "").strip().strip("<>").strip().lower()
     if not address:
         return False
-    if address in mlist.moderator_addresses():
+    if address in mlist.staff_addresses():
         return True
     known = select(Subscription.id).where(
         Subscription.list_id == mlist.id,

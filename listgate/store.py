@@ -72,7 +72,7 @@ _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
 
 _FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
 # The columns of a list the decisions at RCPT and DATA read (listgate.admission, listgate.privacy)
-DECIDING = ("id", "name", "policy", "private", "moderators")
+DECIDING = ("id", "name", "policy", "private", "moderators", "owners")
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
 APART = "listgate_apart_from_messages"  # execution option: blind, and no messages row either
 _SEES_NODES = frozenset({"thread_nodes", "message_refs"})  # the tables a batch defers

@@ -106,6 +106,11 @@ class MailingList(Base):
         """The configured owners, lower-cased."""
         return {a.strip().lower() for a in self.owners.split(",") if a.strip()}
 
+    def staff_addresses(self) -> set[str]:
+        """Its moderators and owners, lower-cased: they know the list, post to it as members do
+        and moderate it, subscribed or not."""
+        return self.moderator_addresses() | self.owner_addresses()
+
 
 class RawMessage(Base):
     """The exact bytes of a received message, stored once per content hash."""

@@ -125,3 +125,48 @@ def test_posts_moving_to_another_thread_keep_their_authors_following(
     # An answer to Lee reaches the authors above it (they follow what they posted) and Bob.
     answer = j.mail(SAM, j.address, "Re: Widgets", "Because.\n", lee, date=at(14))
     assert j.arrivals() == sorted((who, answer) for who in (KIM, LEE, BOB))
+
+
+def thread_reply(j: Journey, sender: str, parent: str, word: str) -> None:
+    """A follow/mute reply to a post of the thread (a command, never archived)."""
+    j.mail(sender, j.address, "Re: a topic", f"{word}\n\n> the quoted post\n", in_reply_to=parent)
+
+
+@pytest.mark.long(44)
+def test_a_merge_keeps_each_persons_latest_choice_of_follow_or_mute(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """Pat muted the first thread, then followed the second; Kim followed the first, then muted
+    the second. The missing post merges them: each has one choice for the thread, her latest,
+    by mail and on its page (Pat follows it and gets its posts, Kim muted it and gets none)."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--title", "Developers")
+    for who in (SAM, PAT, KIM):
+        j.cli("subscribe", who, "--list", j.list)
+    j.arrivals()
+    stamp = int(time.time())
+    root, middle = f"root-{stamp}@example.net", f"middle-{stamp}@example.net"
+    first = post(j, ANN, "Plans for the release", root)
+    j.expect(*j.copies_to(SAM, PAT, KIM))
+    second = post(j, BOB, "The build is slow", middle)
+    j.expect(*j.copies_to(SAM, PAT, KIM))
+    t1, t2 = thread_id(j, first), thread_id(j, second)
+
+    j.cli("subscribe", KIM, "--list", j.list, "--thread", t1)
+    thread_reply(j, PAT, first, "mute")
+    j.arrivals()  # what the command replies say
+    j.cli("subscribe", PAT, "--list", j.list, "--thread", t2)
+    thread_reply(j, KIM, second, "mute")
+    j.arrivals()
+    post(j, ANN, "Re: Plans for the release", first)
+    j.expect(*j.copies_to(SAM, KIM))  # Pat muted it
+
+    late = post(j, SAM, "Re: Plans for the release", root, msgid=middle)
+    assert j.arrivals() == sorted(j.copies_to(PAT, ANN, BOB)), "the latest choice wins"
+    assert thread_id(j, first) == thread_id(j, second), "the threads did not merge"
+    post(j, ANN, "Re: Plans for the release", late)
+    j.expect(*j.copies_to(SAM, PAT, BOB))
+
+    j.sign_in(j.web)
+    page = j.web.get(f"/threads/{thread_id(j, first)}").body
+    assert "You follow this thread by mail." in page and "You muted this thread" not in page

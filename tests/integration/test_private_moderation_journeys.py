@@ -71,3 +71,28 @@ def test_an_owner_approves_by_mail_after_her_list_was_made_private(
     for name in (j.list, "nolist"):
         answer = rcpt(j, "outsider@example.org", f"{name}+approve-1.aaaaaaaaaaaa@{DOMAIN}")
         assert answer[0] == 550, answer
+
+
+@pytest.mark.long(30)
+def test_an_owner_who_left_her_private_list_still_posts_to_it(
+    up_stack: Stack, sink: SmtpSink
+) -> None:
+    """An owner reads, moderates and speaks for her list whether or not she takes its mail: after
+    she unsubscribes, her mail to the private members-only list is accepted and sent to the
+    members, not answered as mail to a list that does not exist, nor held."""
+    j = Journey(up_stack, sink)
+    j.cli("lists", "create", j.list, "--private", "--policy", "members", "--owners", OWN)
+    for who in (OWN, PAT):
+        j.cli("subscribe", who, "--list", j.list)
+    j.arrivals()  # the welcomes
+    j.mail(PAT, j.address, "From a member", "Hello.\n")
+    j.expect((OWN, "From a member"))  # no copy of her own post to its author
+
+    j.cli("unsubscribe", OWN, "--list", j.list)
+    j.arrivals()  # the goodbye, if any
+    answer = rcpt(j, OWN, j.address)
+    assert answer[0] == 250, f"the owner's mail to her list is refused at RCPT: {answer}"
+    j.mail(OWN, j.address, "From the owner", "Meeting moved.\n")
+    j.expect((PAT, "From the owner"))  # not held, and no copy to her: she left
+    answer = rcpt(j, "outsider@example.org", j.address)
+    assert answer[0] == 550, answer  # a stranger still meets a list that does not exist

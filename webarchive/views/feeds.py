@@ -11,8 +11,9 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from listgate import lists, subscriptions
 from listgate.db import transaction
-from listgate.models import MailingList, Message, Person
+from listgate.models import MailingList, Message, Person, Thread
 from listgate.states import PostState
+from listgate.threads import resolve
 from webarchive.context import db, resources, settings
 from webarchive.reading.access import (
     readable_list,
@@ -132,15 +133,21 @@ def secret_feeds() -> list[tuple[str, str]]:
     ]
 
 
+@bp.app_template_global()
+def list_feed_url(mlist: MailingList) -> str:
+    """The feed link a list's page offers: a private list's is the signed-in reader's secret link
+    (the plain one needs a session, which a feed reader does not have)."""
+    address = current_address()
+    if not mlist.private or address is None:
+        return url_for("feeds.list_feed", name=mlist.name)
+    return absolute(url_for("feeds.secret_list_feed", token=_feed_key(address), name=mlist.name))
+
+
 @bp.get("/feeds/<token>/lists/<name>.atom")
 def secret_list_feed(token: str, name: str) -> Response:
     """A private list's feed for a feed reader that cannot sign in: the link itself is the key."""
     session = db()
-    person = (
-        session.scalars(select(Person).where(Person.feed_token == token).limit(1)).first()
-        if len(token) >= MIN_KEY
-        else None
-    )
+    person = _key_holder(token)
     mlist = lists.get(session, name)
     if person is None or mlist is None or not reads_private(session, mlist, person.address):
         abort(404)  # revoked, or no longer a reader: the answer for a list that does not exist
@@ -150,6 +157,49 @@ def secret_list_feed(token: str, name: str) -> Response:
         url_for("feeds.secret_list_feed", token=token, name=mlist.name),
         url_for("pages.list_page", name=mlist.name),
         mlist.description,
+    )
+
+
+def _key_holder(token: str) -> Person | None:
+    """Whose secret feed key token is (None: nobody's, or revoked)."""
+    if len(token) < MIN_KEY:
+        return None
+    return db().scalars(select(Person).where(Person.feed_token == token).limit(1)).first()
+
+
+@bp.app_template_global()
+def thread_feed_url(thread: Thread) -> str:
+    """The feed link a thread's page offers: on a private list, the reader's secret link."""
+    address = current_address()
+    if not thread.mailing_list.private or address is None:
+        return url_for("feeds.thread_feed", thread_id=thread.id)
+    key = _feed_key(address)
+    return absolute(url_for("feeds.secret_thread_feed", token=key, thread_id=thread.id))
+
+
+@bp.get("/feeds/<token>/threads/<id:thread_id>.atom")
+def secret_thread_feed(token: str, thread_id: int) -> Response:
+    """A private list's thread feed for a feed reader: the link itself is the key."""
+    session = db()
+    person, thread = _key_holder(token), resolve(session, thread_id)
+    if (
+        person is None
+        or thread is None
+        or thread.message_count <= 0
+        or not reads_private(session, thread.mailing_list, person.address)
+    ):
+        abort(404)  # revoked, or no longer a reader: the answer for a thread that does not exist
+    messages = session.scalars(
+        select(Message)
+        .where(Message.thread_id == thread.id, Message.status == PostState.VISIBLE)
+        .order_by(Message.date.desc(), Message.id.desc())
+        .limit(FEED_SIZE)
+    )
+    return atom_response(
+        thread.subject or "(no subject)",
+        list(messages),
+        url_for("feeds.secret_thread_feed", token=token, thread_id=thread.id),
+        url_for("pages.thread", thread_id=thread.id),
     )
 
 

@@ -158,3 +158,69 @@ def test_thread_mbox_is_oldest_first_and_its_feed_the_newest_first(
     xml = client.get(f"/threads/{res.thread_id}/feed.atom").get_data(as_text=True)
     titles = re.findall(r"<title>Post (\w+)</title>", xml)
     assert titles == ["p0", "p3", "p2", "p1"]  # the feed's own (the thread's), then its entries
+
+
+def test_a_private_lists_page_links_the_feed_a_feed_reader_can_read(
+    app: Flask, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
+    """The Atom link on a private list's page (its link and the one feed readers discover) is the
+    signed-in reader's secret link, for an owner who takes no mail too: the plain feed needs a
+    session a feed reader does not have."""
+    make_list("hush", private=True, owners="own@example.org")
+    post(db, make_mail("Inner circle", msgid="i@x", to="hush@lists.test"), list_name="hush")
+    owner = app.test_client()
+    sign_in(owner, db, "own@example.org")
+    page = owner.get("/lists/hush/").text
+    links = re.findall(r'<a href="([^"]+)">Atom feed</a>', page) + re.findall(
+        r'<link rel="alternate" type="application/atom\+xml"[^>]* href="([^"]+)"', page
+    )
+    assert len(links) == 2, page
+    paths = [re.sub(r"^https?://[^/]+", "", link) for link in links]
+    reader = app.test_client()  # a feed reader: no cookies at all
+    for path in paths:
+        feed = reader.get(path)
+        assert feed.status_code == 200 and b"<title>Inner circle</title>" in feed.data, path
+    assert set(paths) == {_secret_link(owner)}  # the one key her settings page can revoke
+    owner.post("/me/feeds/revoke", data={"csrf_token": csrf(owner, "/me/subscriptions")})
+    assert reader.get(paths[0]).status_code == 404
+
+
+def test_a_private_threads_page_links_a_feed_a_feed_reader_can_read(
+    app: Flask, make_list: MakeList, db: sessionmaker[Session]
+) -> None:
+    """As the list's: the thread page's Atom links are its reader's secret link, which her
+    revoking, or her leaving the list, stops."""
+    mlist = make_list("hush", private=True)
+    with transaction(db) as session:
+        lists.subscribe(session, session.merge(mlist), "member@example.org")
+    res = post(db, make_mail("Inner circle", msgid="i@x", to="hush@lists.test"), list_name="hush")
+    member = app.test_client()
+    sign_in(member, db, "member@example.org")
+    page = member.get(f"/threads/{res.thread_id}").text
+    links = re.findall(r'<a href="([^"]+)">Atom</a>', page) + re.findall(
+        r'<link rel="alternate" type="application/atom\+xml"[^>]* href="([^"]+)"', page
+    )
+    paths = {re.sub(r"^https?://[^/]+", "", link) for link in links}
+    assert len(links) == 2 and len(paths) == 1, page
+    (path,) = paths
+    reader = app.test_client()  # a feed reader: no cookies at all
+    feed = reader.get(path)
+    assert feed.status_code == 200 and b"<title>Inner circle</title>" in feed.data, path
+    assert path.startswith(_secret_link(member).removesuffix("lists/hush.atom"))
+    member.post("/me/feeds/revoke", data={"csrf_token": csrf(member, "/me/subscriptions")})
+    assert reader.get(path).status_code == 404
+    path = re.sub(
+        r"^https?://[^/]+",
+        "",
+        re.findall(r'<a href="([^"]+)">Atom</a>', member.get(f"/threads/{res.thread_id}").text)[0],
+    )
+    assert reader.get(path).status_code == 200
+    with transaction(db) as session:
+        subscriptions.change(
+            session,
+            session.merge(mlist),
+            "member@example.org",
+            subscriptions.LEAVE,
+            channel=subscriptions.ADMIN,
+        )
+    assert reader.get(path).status_code == 404

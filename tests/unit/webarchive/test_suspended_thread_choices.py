@@ -100,3 +100,43 @@ def test_a_thread_left_while_suspended_stays_left_when_the_mail_resumes(
     assert later.thread_id == noisy.thread_id and other.thread_id == quiet.thread_id
     assert not _reaches_pat(db, stored_pk(later)), "the thread she left reaches her again"
     assert _reaches_pat(db, stored_pk(other))
+
+
+@pytest.mark.parametrize("kind", [SubscriptionKind.LIST, SubscriptionKind.DIGEST])
+def test_a_suspended_readers_thread_page_says_her_mail_is_stopped(
+    client: FlaskClient,
+    db: sessionmaker[Session],
+    make_list: MakeList,
+    settings: Settings,
+    kind: SubscriptionKind,
+) -> None:
+    """While bounces stop her mail, the thread page does not say the thread reaches her (with the
+    list, or as a thread she follows): it says her mail is stopped and where to resume it."""
+    make_list("dev")
+    with transaction(db) as session:
+        subscriptions.start(session, lists.require(session, "dev"), PAT, kind)
+    noisy = post(db, make_mail("Noisy", msgid="n@x.test"))
+    followed = post(db, make_mail("Followed", msgid="f@x.test"))
+    with transaction(db) as session:
+        subscriptions.start(
+            session,
+            lists.require(session, "dev"),
+            PAT,
+            SubscriptionKind.THREAD,
+            followed.thread_id or 0,
+        )
+    with transaction(db) as session:
+        sub = session.scalars(
+            select(Subscription).where(Subscription.address == PAT, Subscription.kind == kind)
+        ).one()
+        while sub.status == SubscriptionState.ACTIVE:
+            bounces.score(session, settings, sub, BounceKind.PERMANENT)
+    sign_in(client, db, PAT)
+    for thread_id in (noisy.thread_id, followed.thread_id):
+        page = client.get(f"/threads/{thread_id}").text
+        assert "You get this thread with the list." not in page
+        assert "You follow this thread by mail." not in page
+        assert "mail to you bounced" in page and 'href="/me/subscriptions"' in page, page
+    assert not _reaches_pat(
+        db, stored_pk(post(db, make_mail("Re: Followed", in_reply_to="f@x.test")))
+    )

@@ -46,6 +46,7 @@ def thread(thread_id: int) -> str | Response:
     newer, older = remembered(
         "neighbours", found.id, list_version(mlist), lambda: visits.neighbours(session, found)
     )
+    rows = _thread_rows(session, found)
     return posts_page(
         "pages/thread.html",
         found,
@@ -58,7 +59,9 @@ def thread(thread_id: int) -> str | Response:
         posts=sum(1 for n in nodes if n.message.status == PostState.VISIBLE),
         newer=newer,
         older=older,
-        following=_thread_state(session, found),
+        following=_thread_state(rows),
+        mail_stopped=SubscriptionState.SUSPENDED
+        in (rows.get(SubscriptionKind.LIST), rows.get(SubscriptionKind.DIGEST)),
         last_visit=last_visit,
         new_count=sum(n.new for n in nodes),
     )
@@ -95,24 +98,27 @@ _THREAD_STATE = select(Subscription.kind, Subscription.status).where(
     ),
     or_(
         Subscription.thread_key == bindparam("thread_id"),
-        Subscription.kind == SubscriptionKind.LIST,
+        Subscription.kind.in_((SubscriptionKind.LIST, SubscriptionKind.DIGEST)),
     ),
 )
 
 
-def _thread_state(session: Session, thread: Thread) -> str:
-    """What the signed-in person gets of this thread.
-
-    following, muted, awaiting, member (of the whole list) or ''.
-    """
+def _thread_rows(session: Session, thread: Thread) -> dict[SubscriptionKind, SubscriptionState]:
+    """The signed-in person's say in this thread: its follow or mute, her list or digest."""
     address = current_address()
     if address is None:
-        return ""
-    rows = dict(
+        return {}
+    return dict(
         session.execute(
             _THREAD_STATE, {"list_id": thread.list_id, "address": address, "thread_id": thread.id}
         ).all()
     )
+
+
+def _thread_state(rows: dict[SubscriptionKind, SubscriptionState]) -> str:
+    """What the signed-in person chose for this thread (_thread_rows): following, muted,
+    awaiting, member (of the whole list) or ''. Bounces stopping her mail are not a choice: the
+    page says so beside it (mail_stopped)."""
     if rows.get(SubscriptionKind.MUTE) == SubscriptionState.ACTIVE:
         return "muted"
     if rows.get(SubscriptionKind.THREAD) == SubscriptionState.ACTIVE:
