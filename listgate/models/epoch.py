@@ -9,7 +9,7 @@ together; the lists' counters, which the archiver writes every batch, and thread
 subscriptions the archiver adds) do not bump it. On SQLite the table exists and nothing reads it:
 the gateway there decides every batch from a look-up, as before.
 
-The row and the triggers are DDL, not something a model declares: migration 0024 runs it, and
+The row and the triggers are DDL, not something a model declares: migration 0025 runs it, and
 so does `Base.metadata.create_all` (its after_create event, once every table exists; each
 statement may run again).
 """

@@ -1,4 +1,4 @@
-"""Migration 0024 (facts_epoch and, on PostgreSQL, its triggers) down and up on SQLite and
+"""Migration 0025 (facts_epoch and, on PostgreSQL, its triggers) down and up on SQLite and
 PostgreSQL: up, the row is there and (PostgreSQL) every change of a fact the gateway decides by
 moves it while the archiver's own writes (a list's counters, a thread follow) leave it; down, the
 table, the triggers and their function are gone and the tables they watched take writes as
@@ -50,8 +50,8 @@ def _function(engine: Engine) -> int:
         )
 
 
-def test_0024_up_and_down_twice(engine: Engine) -> None:
-    previous = before("0024")
+def test_0025_up_and_down_twice(engine: Engine) -> None:
+    previous = before("0025")
     postgresql = engine.dialect.name == "postgresql"
     upgrade(engine)
     _run(
