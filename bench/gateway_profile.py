@@ -40,7 +40,6 @@ _SAMPLES: collections.Counter[str] = collections.Counter()
 _SELF: collections.Counter[str] = collections.Counter()
 _STATEMENTS = [0]  # SQL statements sent since the last dump
 _THREAD_CPU: dict[str, float] = {}  # CPU seconds per kind of thread at the last dump
-WITHOUT_LOOK_UPS = "BENCH_WITHOUT_LOOK_UPS"  # set in the profiled gateway's environment
 LISTENER, ARCHIVER = "listener", "archiver"  # application_name of each process's connections
 SAMPLE_EVERY = 0.002  # seconds between stack samples
 # A thread whose top frame is one of these is idle (waiting for work), and not counted.
@@ -120,22 +119,28 @@ def _count_statements() -> None:
     event.listen(Engine, "before_cursor_execute", count)
     write_rows = Spool.write_rows
 
-    def written(self: Spool, rows: Any, conn: Any = None) -> None:
+    def written(self: Spool, rows: Any, conn: Any = None, *, check: Any = None) -> bool:
         _STATEMENTS[0] += 1 if self.postgresql else 2
-        write_rows(self, rows, conn)
+        return write_rows(self, rows, conn, check=check)
 
-    Spool.write_rows = written  # type: ignore[method-assign]
     queue_append = Spool.queue_append
     shared = "appends in the next batch's look-up round trip (share)"
+    cached = "appends decided from the writer's fact cache (share)"
+    stale = "of those, found stale and decided again (share)"
 
     def queued(self: Spool, conn: Any, mails: Any) -> None:
         _STATEMENTS[0] += 1
         _SPANS[shared].append(1.0)
+        _SPANS[cached].append(0.0)
         queue_append(self, conn, mails)
 
-    def alone(self: Spool, rows: Any, conn: Any = None) -> None:
+    def alone(self: Spool, rows: Any, conn: Any = None, *, check: Any = None) -> bool:
         _SPANS[shared].append(0.0)
-        written(self, rows, conn)
+        _SPANS[cached].append(0.0 if check is None else 1.0)
+        inserted = written(self, rows, conn, check=check)
+        if check is not None:
+            _SPANS[stale].append(0.0 if inserted else 1.0)
+        return inserted
 
     Spool.queue_append = queued  # type: ignore[method-assign]
     Spool.write_rows = alone  # type: ignore[method-assign]
@@ -167,53 +172,6 @@ def _where(frame: Any) -> str:
     return f"{short}:{code.co_name}"
 
 
-def _without_look_ups() -> None:
-    """An experiment (--without-look-ups): the gateway's look-up round trip left out.
-
-    The lists are read once (the first batch's statement); every later batch is decided on them
-    with no statement, as if nobody were banned or a member and no Message-ID archived (true of
-    this tool's posts: one sender, an open list, new Message-IDs), so each batch's only round
-    trip is its append. What a provably correct fact cache could save at most (a cache checked
-    inside the append's own statement, whose check is not counted here): never a way to run.
-    """
-    from gateway import answers
-    from listgate import admission
-
-    known: dict[frozenset[str], dict[str, Any]] = {}
-
-    def admit_all(conn: Any, asks: Any, *, domain: str) -> list[dict[Any, Any]]:
-        names = frozenset(r.list_name for ask in asks for r in ask.recipients)
-        facts = admission.BatchFacts(conn)
-        lists = known.get(names)
-        if lists is None:
-            lists = known[names] = facts.learn(names, asks)
-        for mlist in lists.values():
-            facts.bans[mlist.id] = _Nobody()
-            facts.members[mlist.id] = _Nobody()
-            facts.found.update({(mlist.id, ask.head.message_id): None for ask in asks})
-        return [
-            {
-                r: None
-                if r.list_name not in lists
-                else admission.admit(facts, ask, lists[r.list_name], r, domain=domain)
-                for r in ask.recipients
-            }
-            for ask in asks
-        ]
-
-    answers.admit_all = admit_all
-
-
-class _Nobody(dict[str, bool]):
-    """A fact known of every address: False (--without-look-ups)."""
-
-    def __contains__(self, key: object) -> bool:
-        return True
-
-    def __missing__(self, key: str) -> bool:
-        return False
-
-
 def serve(out: Path, cpu_profile: Path | None = None) -> int:
     """`python -m bench.gateway_profile serve OUT [PSTATS]`: the gateway, timed; figures to OUT.
 
@@ -222,8 +180,6 @@ def serve(out: Path, cpu_profile: Path | None = None) -> int:
     """
     from gateway.__main__ import main
 
-    if os.environ.get(WITHOUT_LOOK_UPS):
-        _without_look_ups()
     _instrument()
     stop = threading.Event()
     if cpu_profile is None:  # the sampler's own work would be in the CPU profile
@@ -312,7 +268,6 @@ def measure(ctx: Context, args: argparse.Namespace) -> list[str]:
         env={
             **archive.env,
             "PGAPPNAME": LISTENER,
-            **({WITHOUT_LOOK_UPS: "1"} if args.without_look_ups else {}),
         },
     )
     wait_port("127.0.0.1", archive.smtp_port, 60, gateway.popen)
@@ -465,12 +420,6 @@ def main() -> None:
         "--without-archiver",
         action="store_true",
         help="no archiver process during the load (the listener's cost alone)",
-    )
-    parser.add_argument(
-        "--without-look-ups",
-        action="store_true",
-        help="an experiment: no look-up statement after the first batch (what a fact cache "
-        "could save at most; never a way to run)",
     )
     args = parser.parse_args()
     with scratch("listgate-gateway-profile-") as ctx:

@@ -17,16 +17,23 @@ While clients wait, the writer begins the next batch before appending the one it
 of the next batch's look-ups (one pipeline, one Sync: listgate.driver.Ahead), so a batch costs
 one round trip, not two; on SQLite (the spool a file of its own) the append goes first, then the
 look-ups, as before.
+
+On PostgreSQL the writer also keeps the facts it read (gateway.factcache): a batch whose every
+question they answer is decided with no look-up, and its append inserts its rows only if they
+still hold in the append's own statement (listgate.spool.Spool.append_if); when they do not, the
+batch is decided again from a look-up and appended then.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+import select
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
+from gateway.factcache import FactCache, Known
 from listgate import counters
 from listgate.addresses import Recipient, parse_recipient
 from listgate.admission import (
@@ -153,6 +160,9 @@ class Answerer:
         # the spool is a table of the database the look-ups read (PostgreSQL): the batch's
         # append goes on the look-ups' connection, one checkout per batch
         self.shared = not spool.separate and spool.engine.url == self.read.url
+        # PostgreSQL, the spool a table of the archive: the facts kept between batches
+        self.cache = FactCache() if self.shared and spool.postgresql else None
+        self._learned = self.cache.learn if self.cache is not None else None
 
     def __call__(self, jobs: list[Job]) -> list[Result]:
         """One result per job: its Answer (a count alone: None), or the exception that failed it."""
@@ -171,9 +181,16 @@ class Answerer:
         """
         held = behind.held if behind is not None else _Checkout(self.read)
         done: list[Result] = []
-        if behind is not None and not self.shared:  # its own connection: its clients first
-            done, behind = self._append(held, behind.jobs, behind.results), None
+        # its own connection, or decided from the cache (its append checks the cache): alone
+        if behind is not None and (not self.shared or behind.known is not None):
+            done, behind = self._append_begun(held, behind), None
         results, asks = self._screen(jobs)
+        known = self._known(asks)
+        if known is not None:  # no look-up: one round trip for this batch, its checked append
+            if behind is not None:
+                done = self._append_begun(held, behind)
+            self._answers(jobs, asks, dict(zip(asks, known.decided, strict=True)), results)
+            return done, Begun(jobs, results, held, known, asks)
         if behind is not None:
             if asks and _spooled(behind.jobs, behind.results):
                 done = self._decide_ahead(held, jobs, asks, results, behind)
@@ -186,7 +203,32 @@ class Answerer:
     def finish(self, begun: Begun) -> list[Result]:
         """Append a decided batch alone, and give its connection back: its results."""
         with begun.held as held:
+            return self._append_begun(held, begun)
+
+    def _known(self, asks: dict[int, Ask]) -> Known | None:
+        """The asking messages decided from the cache (PostgreSQL), or None: a look-up decides."""
+        if self.cache is None or not asks:
+            return None
+        return self.cache.decide(list(asks.values()), domain=self.settings.domain)
+
+    def _append_begun(self, held: _Checkout, begun: Begun) -> list[Result]:
+        """Spool a decided batch: as _append; one decided from the cache only if the facts still
+        hold in the append's own snapshot (Spool.append_if), else decided again from a look-up and
+        appended then."""
+        known = begun.known
+        if known is None:
             return self._append(held, begun.jobs, begun.results)
+        spooled = _spooled(begun.jobs, begun.results)
+        try:
+            conn = held.connection().connection
+            if self.spool.append_if(spooled, conn, known.epoch, known.unarchived):
+                return list(begun.results)
+        except Exception as exc:  # noqa: BLE001 - no 250 for what the commit lost
+            return _failed(begun.results, exc)
+        log.debug("the facts changed since they were read: %d messages decided again", len(spooled))
+        results = list(begun.results)
+        self._decide(held, begun.jobs, begun.asks, results)
+        return self._append(held, begun.jobs, results)
 
     def _screen(self, jobs: list[Job]) -> tuple[list[Result], dict[int, Ask]]:
         """Each job's shape refusal, or its question for the look-ups."""
@@ -219,7 +261,9 @@ class Answerer:
         ahead = Ahead(lambda _driver: self.spool.queue_append(conn.connection, spooled))
         conn.info[AHEAD] = ahead
         try:
-            decided = admit_all(conn, list(asks.values()), domain=self.settings.domain)
+            decided = admit_all(
+                conn, list(asks.values()), domain=self.settings.domain, learned=self._learned
+            )
         except Exception as exc:  # noqa: BLE001 - read again below, each message alone if need be
             failed: Exception | None = exc
         else:
@@ -301,11 +345,15 @@ class Answerer:
         """The batch's answers; read again once on a new connection when the pooled one was cut
         (a server restart under steady load: listgate.db pings only connections idle a while)."""
         try:
-            return admit_all(held.connection(), asks, domain=self.settings.domain)
+            return admit_all(
+                held.connection(), asks, domain=self.settings.domain, learned=self._learned
+            )
         except DBAPIError as exc:
             if not exc.connection_invalidated:
                 raise
-        return admit_all(held.connection(), asks, domain=self.settings.domain)
+        return admit_all(
+            held.connection(), asks, domain=self.settings.domain, learned=self._learned
+        )
 
     def _alone(self, held: _Checkout, ask: Ask) -> Decided | BaseException:
         try:
@@ -333,6 +381,8 @@ class Begun:
     jobs: list[Job]
     results: list[Result]
     held: _Checkout
+    known: Known | None = None  # decided from the cache: the append checks it
+    asks: dict[int, Ask] = field(default_factory=dict)  # then: the questions, to decide again
 
 
 def _spooled(jobs: list[Job], results: list[Result]) -> list[Spooled]:
@@ -379,6 +429,11 @@ class _Checkout:
             if conn is not None:
                 conn.close()
             conn = self.conn = self.engine.connect()
+        if _cut_off(conn):  # by the server since its last statement: nothing sent on it yet
+            conn.invalidate()
+            conn.close()
+            self.engine.dispose()  # a restart cut the pool's others too (as listgate.driver)
+            conn = self.conn = self.engine.connect()
         return conn
 
     def __enter__(self) -> _Checkout:
@@ -392,6 +447,23 @@ class _Checkout:
             conn.close()
         except Exception as exc:  # noqa: BLE001 - the pool discards what it cannot take back
             log.warning("could not return the look-ups' connection to the pool: %s", exc)
+
+
+def _cut_off(conn: Connection) -> bool:
+    """PostgreSQL: the server wrote to this idle connection (the FATAL it sends before closing
+    one: a restart, an administrator's terminate), so it is gone though no statement found out
+    yet. Asked before a batch's first statement on a connection it holds between batches: a
+    statement sent on it would fail after it was sent, its commit unknown (a 451), where a new
+    connection spools the batch (the look-ups' round trip finds this out by itself: its SELECT
+    goes first)."""
+    pgconn = getattr(conn.connection.driver_connection, "pgconn", None)
+    if pgconn is None:  # SQLite
+        return False
+    try:
+        readable, _, _ = select.select([pgconn.socket], [], [], 0)
+    except (OSError, ValueError, RuntimeError):  # closed already: psycopg refuses its socket
+        return True
+    return bool(readable)
 
 
 def _outcomes(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -110,6 +110,7 @@ class BatchFacts:
     else."""
 
     conn: Connection
+    epoch: int | None = None  # the facts epoch read with them (PostgreSQL; listgate.models.epoch)
     bans: dict[int, dict[str, bool]] = field(default_factory=dict)  # list -> address -> banned?
     found: dict[tuple[int, str], places.Archived | None] = field(default_factory=dict)
     members: dict[int, dict[str, bool]] = field(default_factory=dict)  # list -> address -> member?
@@ -131,6 +132,7 @@ class BatchFacts:
         ids = list(dict.fromkeys(ask.head.message_id for ask in asks))
         froms = list(dict.fromkeys(ask.head.from_addr for ask in asks))
         found = store.lists_with_facts(self.conn, names, addresses, ids, froms)
+        self.epoch = next((known.epoch for known in found.values()), None)
         for known in found.values():
             list_id = known.mlist.id
             self.bans[list_id] = {a: a in known.banned for a in addresses}
@@ -185,17 +187,25 @@ class BatchFacts:
 
 
 def admit_all(
-    conn: Connection, asks: Sequence[Ask], *, domain: str
+    conn: Connection,
+    asks: Sequence[Ask],
+    *,
+    domain: str,
+    learned: Callable[[BatchFacts, dict[str, MailingList]], None] | None = None,
 ) -> list[dict[Recipient, IngestResult | None]]:
     """Each message's answer per recipient (None: no such list), decided by `admit` on facts read
     for all of them at once (BatchFacts.learn: the lists by name, with the bans, archived ids and
-    members the messages ask about, in one statement)."""
+    members the messages ask about, in one statement); learned, if given, is handed the facts
+    and the lists once decided (the gateway's cache)."""
     facts = BatchFacts(conn)
     lists = facts.learn({r.list_name for ask in asks for r in ask.recipients}, asks)
-    return [
+    decided = [
         {r: _admit_to(facts, ask, lists.get(r.list_name), r, domain) for r in ask.recipients}
         for ask in asks
     ]
+    if learned is not None:
+        learned(facts, lists)
+    return decided
 
 
 def _admit_to(

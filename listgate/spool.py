@@ -46,13 +46,15 @@ from sqlalchemy.pool import PoolProxiedConnection
 from listgate import store
 from listgate.db import sqlite_engine, writer
 from listgate.filewatch import FileWatch
-from listgate.models import SpooledMail, SpoolMark
+from listgate.models import Message, SpooledMail, SpoolMark
 from listgate.models.archive import UTCDateTime
+from listgate.models.epoch import EPOCH_TABLE
 from listgate.states import SpoolState
 from listgate.store import table
 
 SPOOL = table(SpooledMail)
 MARKS = table(SpoolMark)
+MESSAGES = Message.__tablename__
 _SIDE = MetaData()
 SIDE_SPOOL = Table(
     "spool",
@@ -180,6 +182,24 @@ class Spool:
         """
         self.write_rows(self._rows(mails), conn)
 
+    def append_if(
+        self,
+        mails: Sequence[Spooled],
+        conn: PoolProxiedConnection,
+        epoch: int,
+        unarchived: Sequence[tuple[int, str]],
+    ) -> bool:
+        """PostgreSQL: append, in one statement, only if the facts epoch still reads epoch and no
+        message is archived under any of the (list id, Message-ID) pairs unarchived: True when
+        every row went in, False when none did (the gateway's cache was stale: gateway.factcache).
+
+        Checked in the INSERT's own snapshot, before its commit: nothing committed before this
+        statement began (a ban, an archived message) is missed.
+        """
+        assert self.postgresql
+        lists, ids = [p[0] for p in unarchived], [p[1] for p in unarchived]
+        return self.write_rows(self._rows(mails), conn, check=(epoch, lists, ids))
+
     def queue_append(self, conn: PoolProxiedConnection, mails: Sequence[Spooled]) -> None:
         """PostgreSQL: append's INSERT on a pooled connection the caller holds, in pipeline mode:
         queued, not waited for (listgate.driver.Ahead: the caller's pipeline commits it with its
@@ -210,8 +230,12 @@ class Spool:
         ]
 
     def write_rows(
-        self, rows: Sequence[tuple[Any, ...]], conn: PoolProxiedConnection | None = None
-    ) -> None:
+        self,
+        rows: Sequence[tuple[Any, ...]],
+        conn: PoolProxiedConnection | None = None,
+        *,
+        check: tuple[int, list[int], list[str]] | None = None,
+    ) -> bool:
         """Insert rows (ROW_COLUMNS, received_at as the driver takes it) in one durable
         transaction: every row is in the spool when this returns, or none is and it raises.
 
@@ -228,9 +252,11 @@ class Spool:
         conn: a connection of this engine's pool the caller checked out and closes (the gateway's
         writer: the one its batch's look-ups ran on, PostgreSQL), used as it is: the same
         statement on it, its autocommit setting left as found; invalidated if it fails.
+        check (PostgreSQL, append_if): the rows go in only if it holds; False when they did not.
         """
         if not rows:
-            return
+            return True
+        inserted = True
         held = conn is not None
         conn = self._checkout(conn)
         try:
@@ -240,7 +266,12 @@ class Spool:
                     driver = conn.driver_connection
                     autocommit = driver.autocommit  # type: ignore[union-attr]
                     driver.autocommit = True  # type: ignore[union-attr]
-                    cursor.execute(self._rows_sql(len(rows)), [v for row in rows for v in row])
+                    values = [v for row in rows for v in row]
+                    if check is None:
+                        cursor.execute(self._rows_sql(len(rows)), values)
+                    else:
+                        cursor.execute(self._checked_sql(len(rows)), [*values, *check])
+                        inserted = cursor.rowcount == len(rows)
                     driver.autocommit = autocommit  # type: ignore[union-attr]  # as found
                 else:
                     cursor.execute("BEGIN IMMEDIATE")
@@ -254,6 +285,7 @@ class Spool:
         finally:
             if not held:
                 conn.close()  # back to the pool (an invalidated one is discarded)
+        return inserted
 
     def _rows_sql(self, n: int) -> str:
         """PostgreSQL: the INSERT of n rows, each value a parameter of its own in psycopg's binary
@@ -271,6 +303,26 @@ class Spool:
             sql = self._sql + ", ".join([row] * n)
             if n <= _PG_CACHED:
                 self._sized[n] = sql
+        return sql
+
+    def _checked_sql(self, n: int) -> str:
+        """PostgreSQL: the INSERT of n rows as _rows_sql's, all of them or none: only where the
+        facts epoch reads the parameter after the rows' and no messages row has any of the
+        (list id, Message-ID) pairs the last two parameters (arrays) give."""
+        key = -n
+        sql = self._sized.get(key)
+        if sql is None:
+            names = ", ".join(ROW_COLUMNS)
+            row = f"({', '.join(['%b'] * len(ROW_COLUMNS))})"
+            sql = (
+                f"INSERT INTO {self.table.name} ({names}) SELECT * FROM (VALUES "
+                + ", ".join([row] * n)
+                + f") AS v ({names}) WHERE (SELECT epoch FROM {EPOCH_TABLE} WHERE id = 1) = %s"
+                " AND NOT EXISTS (SELECT FROM unnest(%s::bigint[], %s::text[]) AS k (l, i)"
+                f" JOIN {MESSAGES} m ON m.list_id = k.l AND m.message_id = k.i)"
+            )
+            if n <= _PG_CACHED:
+                self._sized[key] = sql
         return sql
 
     def _checkout(self, held: PoolProxiedConnection | None = None) -> PoolProxiedConnection:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     event,
     exists,
     func,
+    null,
     or_,
     select,
     text,
@@ -38,6 +39,7 @@ from sqlalchemy.sql.dml import Insert
 from listgate.driver import DriverStatement
 from listgate.models import (
     Ban,
+    FactsEpoch,
     MailingList,
     Message,
     MessageVariant,
@@ -69,8 +71,10 @@ _MSG, _RAW, _SUBS, _PEOPLE = (
     table(Person),
 )
 _LISTS, _BANS, _VARIANTS = table(MailingList), table(Ban), table(MessageVariant)
+_EPOCH = table(FactsEpoch)
 
-_FACTS = ("lg_banned", "lg_archived", "lg_members")  # lists_with_facts: the facts' labels
+# lists_with_facts: the facts' labels
+_FACTS = ("lg_banned", "lg_archived", "lg_members", "lg_epoch")
 # The columns of a list the decisions at RCPT and DATA read (listgate.admission, listgate.privacy)
 DECIDING = ("id", "name", "policy", "private", "moderators", "owners")
 BLIND = "listgate_blind_to_nodes"  # execution option: reads and writes no nodes or references
@@ -273,12 +277,19 @@ class Store:
             self.among(_SUBS.c.address, "froms"),
             *MEMBER,
         )
+        # PostgreSQL: the facts epoch in the same snapshot as the facts (listgate.factcache)
+        epoch = (
+            select(_EPOCH.c.epoch).where(_EPOCH.c.id == 1).scalar_subquery()
+            if self.postgresql
+            else null()
+        )
         return blind(
             select(
                 *(_LISTS.c[name] for name in DECIDING),
                 banned.scalar_subquery().label(_FACTS[0]),
                 archived.scalar_subquery().label(_FACTS[1]),
                 members.scalar_subquery().label(_FACTS[2]),
+                epoch.label(_FACTS[3]),
             ).where(self.among(_LISTS.c.name, "names"))
         )
 
@@ -481,6 +492,7 @@ class ListFacts(NamedTuple):
     banned: set[str]  # the addresses asked that it bans
     archived: list[tuple[str, int, int, int, str]]  # (Message-ID, id, thread, raw, status)
     members: set[str]  # the From addresses asked that subscribe to it (members-only lists)
+    epoch: int | None = None  # PostgreSQL: the facts epoch these were read with (None: no row)
 
 
 # MailingList objects lists_with_facts made, by the DECIDING values they were made from: a list
@@ -523,8 +535,8 @@ def lists_with_facts(
             if len(_AS_READ) >= _AS_READ_KEPT:
                 _AS_READ.clear()
             mlist = _AS_READ[columns] = MailingList(**dict(zip(DECIDING, columns, strict=True)))
-        banned, archived, members = (value or [] for value in row[width:])
+        banned, archived, members = (value or [] for value in row[width : width + 3])
         found[mlist.name] = ListFacts(
-            mlist, set(banned), [tuple(a) for a in archived], set(members)
+            mlist, set(banned), [tuple(a) for a in archived], set(members), row[width + 3]
         )
     return {name: found[lower] for name, lower in wanted.items() if lower in found}

@@ -17,6 +17,7 @@ from listgate.models.archive import (
 from listgate.models.counters import Counter
 from listgate.models.delivery import Bounce, Delivery, OutboxEntry
 from listgate.models.digests import DigestSent
+from listgate.models.epoch import FactsEpoch
 from listgate.models.notposted import NotPosted
 from listgate.models.people import AutoReply, Person, Subscription
 from listgate.models.reading import MessageEdit, ReadMark
@@ -41,6 +42,7 @@ __all__ = [
     "Counter",
     "Delivery",
     "DigestSent",
+    "FactsEpoch",
     "MailingList",
     "Message",
     "MessageEdit",
