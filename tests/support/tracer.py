@@ -30,3 +30,28 @@ def traced_first(items: Iterable[T], n: int) -> Iterator[T]:
         yield from it
     finally:
         cov.start()
+
+
+class Search:
+    """A model search (hypothesis) whose first `traced` examples run under coverage's tracer and
+    the rest with it paused: call `example()` as each example begins (the machine's __init__),
+    `close()` after the test (a fixture's teardown) to turn the tracer on again."""
+
+    def __init__(self, traced: int) -> None:
+        self.traced = traced
+        self.begun = 0
+        self.paused: Coverage | None = None
+
+    def example(self) -> None:
+        """One more example begins; past the traced ones, pause the tracer (once)."""
+        self.begun += 1
+        if self.begun == self.traced + 1 and self.paused is None:
+            self.paused = Coverage.current()
+            if self.paused is not None:
+                self.paused.stop()
+
+    def close(self) -> None:
+        """The search is over: the tracer on again, the count back to zero."""
+        if self.paused is not None:
+            self.paused.start()
+        self.paused, self.begun = None, 0
