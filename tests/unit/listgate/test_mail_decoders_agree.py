@@ -99,7 +99,7 @@ def _corpora() -> Iterator[tuple[str, bytes]]:
             yield f"linux-man #{n}", raw
 
 
-@pytest.mark.long(44)
+@pytest.mark.long(16)
 @pytest.mark.timeout(900)  # every corpus message read twice: 28 s alone, 90 s in a parallel run
 def test_the_corpora_read_alike() -> None:
     mails = traced_first(_corpora(), TRACED)
@@ -232,7 +232,7 @@ def _mail(tree: str, crlf: bool) -> bytes:
     return raw.replace(b"\n", b"\r\n") if crlf else raw
 
 
-@pytest.mark.long(15)
+@pytest.mark.long(29)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_TREES, crlf=st.booleans())
 def test_generated_mime_trees_read_alike(tree: Tree, crlf: bool) -> None:
