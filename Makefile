@@ -81,6 +81,8 @@ lint: install lint-imports
 
 # Coverage of the code the suite runs in its own process (servers the tests start as
 # subprocesses are not measured); the floor is in pyproject.toml's [tool.coverage.report].
+# The corpus loops and the longest model searches trace only their first mails or examples and
+# run the rest with the tracer paused (tests/support/tracer.py): under it they cost twice the CPU.
 # The 25 slowest tests are listed at the end (the suite has to stay well under 20 minutes).
 # The tests run in TEST_WORKERS processes (pytest-xdist), each with its own PostgreSQL, Redis and
 # Chromium: most of the suite waits (servers starting, mail arriving), so more processes than

@@ -97,7 +97,7 @@ def worker_pid(data_dir: Path) -> int:
     return int(state["children"]["worker"]["pid"])
 
 
-@pytest.mark.long(97)
+@pytest.mark.long(65)
 def test_a_full_disk_then_freed_serves_again_without_a_manual_step(
     tmp_path: Path, small_disk: Path
 ) -> None:

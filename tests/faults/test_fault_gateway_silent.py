@@ -127,6 +127,7 @@ def test_a_gateway_killed_and_not_coming_back_is_forgotten_by_the_operator(
         gw.stop()
 
 
+@pytest.mark.long(21)
 def test_a_gateway_that_hangs_is_silent_after_a_minute_and_ok_when_it_goes_on(
     tmp_path: Path,
 ) -> None:

@@ -92,7 +92,7 @@ def test_a_request_changed_while_it_waits_is_approved_as_last_asked(
     j.expect(*[(who, "After the approval") for who in (KIM,)])
 
 
-@pytest.mark.long(43)
+@pytest.mark.long(23)
 def test_someone_removed_from_a_members_only_list_needs_a_moderator_to_come_back(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

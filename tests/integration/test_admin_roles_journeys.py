@@ -39,7 +39,7 @@ def approve_address(j: Journey, got: list[Received], rcpt: str, label: str) -> s
     return found.group(0)
 
 
-@pytest.mark.long(39)
+@pytest.mark.long(29)
 def test_moderators_replaced_while_a_post_is_held(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--owners", OWNER, "--moderators", MOD)

@@ -169,7 +169,7 @@ def copies_of(sink: SmtpSink, address: str, msgid: str) -> list[Received]:
 # --- 1. the owner ---------------------------------------------------------------------------
 
 
-@pytest.mark.long(37)
+@pytest.mark.long(25)
 def test_an_owner_creates_edits_moderates_by_mail_removes_and_purges(
     stack: Stack, msink: SmtpSink
 ) -> None:

@@ -79,6 +79,7 @@ def test_a_suspended_subscriber_back_from_the_web_is_not_suspended_by_old_bounce
     j.expect(*j.copies_to(SAM))
 
 
+@pytest.mark.long(20)
 def test_an_old_digest_reported_after_a_return_to_the_digest_does_not_suspend(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

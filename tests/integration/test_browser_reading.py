@@ -234,7 +234,7 @@ def _axe(page: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("width", sorted(SIZES))
-@pytest.mark.long(28)
+@pytest.mark.long(48)
 def test_every_page_type_screenshot_and_axe(site: Site, browser: Any, width: str) -> None:
     problems: dict[str, list[str]] = {}
     out = ARTIFACTS / "reading"

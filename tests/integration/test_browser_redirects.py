@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # playwright is imported where a browser starts (tests/suppor
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
+@pytest.mark.long(32)
 def test_chromium_never_leaves_the_site_after_sign_in(tmp_path: Path, chromium_path: str) -> None:
     port = free_port()
     settings = make_settings(tmp_path, LISTGATE_WEB_LISTEN=f"127.0.0.1:{port}")

@@ -232,7 +232,7 @@ def _compose_database(admin_url: str) -> str:
     return name
 
 
-@pytest.mark.long(36)
+@pytest.mark.long(24)
 def test_the_compose_services_commands_carry_a_post_end_to_end(
     compose: dict[str, Any], tmp_path: Path, postgres_url: str, redis_db_url: str, sink: SmtpSink
 ) -> None:

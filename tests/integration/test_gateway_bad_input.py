@@ -168,6 +168,7 @@ _PATH_PIECES = st.one_of(
 ).map(str.encode) | st.binary(max_size=2).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
 
 
+@pytest.mark.long(37)
 def test_any_path_argument_gets_a_reply_that_is_not_a_crash(gw: Env) -> None:
     """For any argument text, MAIL and RCPT answer 2xx/4xx/5xx but never aiosmtpd's "500 Error",
     and the connection stays usable."""

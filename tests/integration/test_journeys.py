@@ -444,7 +444,7 @@ def test_a_life_with_the_list_on_the_embedded_default(up_stack: Stack, sink: Smt
     life_with_a_list(Journey(up_stack, sink))  # on the shared `listgate up`
 
 
-@pytest.mark.long(88)
+@pytest.mark.long(52)
 def test_a_life_with_the_list_on_postgresql_and_redis(
     separate_stack: Stack, own_sink: SmtpSink
 ) -> None:

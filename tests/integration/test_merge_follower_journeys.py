@@ -47,7 +47,7 @@ def thread_id(j: Journey, msgid: str) -> str:
     return str(json.loads(j.web.get(f"/api/messages/{msgid}").body)["thread_id"])
 
 
-@pytest.mark.long(44)
+@pytest.mark.long(30)
 def test_threads_merge_under_their_followers(up_stack: Stack, sink: SmtpSink) -> None:
     j = Journey(up_stack, sink)
     j.cli("lists", "create", j.list, "--title", "Developers")

@@ -108,7 +108,7 @@ def test_the_unsubscribe_link_of_a_deleted_list_does_not_act_on_the_list_created
     j.expect(*j.copies_to(SAM, PAT))
 
 
-@pytest.mark.long(23)
+@pytest.mark.long(50)
 def test_late_bounces_of_a_deleted_lists_copies_do_not_suspend_on_the_list_created_again(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -122,6 +122,7 @@ def test_late_bounces_of_a_deleted_lists_copies_do_not_suspend_on_the_list_creat
     j.expect(*j.copies_to(SAM, PAT))
 
 
+@pytest.mark.long(28)
 def test_bounces_of_a_private_lists_copies_pass_the_gateway_and_count(
     up_stack: Stack, sink: SmtpSink
 ) -> None:
@@ -137,6 +138,7 @@ def test_bounces_of_a_private_lists_copies_pass_the_gateway_and_count(
     j.expect((PAT, "is suspended"))
 
 
+@pytest.mark.long(34)
 def test_the_unsubscribe_link_of_a_mail_from_before_a_return_still_takes_one_off(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

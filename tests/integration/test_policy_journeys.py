@@ -80,6 +80,7 @@ def test_posts_held_and_threads_running_across_policy_changes(
     j.expect((BOB, HELD), (MOD, HELD))
 
 
+@pytest.mark.long(26)
 def test_a_post_approved_after_its_days_digest_comes_in_the_next(
     up_stack: Stack, sink: SmtpSink
 ) -> None:

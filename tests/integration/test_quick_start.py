@@ -182,7 +182,7 @@ def check_api_examples(web: str) -> None:
             assert pair in body, f"README shows {pair} for {path}; the API says {body[:500]}"
 
 
-@pytest.mark.long(64)
+@pytest.mark.long(36)
 def test_the_readme_quick_start_works_as_written(shell: Shell, tmp_path: Path) -> None:
     lines = quick_start()
     make_run = command(lines, r"make run")

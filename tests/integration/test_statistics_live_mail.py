@@ -136,6 +136,7 @@ def _cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.long(25)
 def test_a_command_line_run_on_an_archive_fed_by_mail_leaves_its_statistics(
     settings: Settings, db: sessionmaker[Session], make_list: Any, app: Flask
 ) -> None:

@@ -729,7 +729,7 @@ def _run(settings: Settings, examples: int) -> None:
         site.ctx.dispose()
 
 
-@pytest.mark.long(104)
+@pytest.mark.long(60)
 def test_model_on_sqlite(tmp_path: Path, confirm_mail_unlimited: None) -> None:
     _run(
         make_settings(
@@ -741,7 +741,7 @@ def test_model_on_sqlite(tmp_path: Path, confirm_mail_unlimited: None) -> None:
     )
 
 
-@pytest.mark.long(200)
+@pytest.mark.long(60)
 def test_model_on_postgresql(
     tmp_path: Path, postgres_db: str, confirm_mail_unlimited: None
 ) -> None:

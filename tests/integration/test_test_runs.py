@@ -101,7 +101,7 @@ def run_in(checkout: Path, env: dict[str, str], *args: str) -> Path:
     return Path((checkout / "kept").read_text())
 
 
-@pytest.mark.long(43)
+@pytest.mark.long(31)
 def test_each_checkout_keeps_its_own_last_runs_temp_dirs(tmp_path: Path) -> None:
     """pytest keeps the temp dirs of the last three runs (to look into after a failure): the
     runs of another checkout (CI in one worktree, a helper's tests in another) must not count.

@@ -275,14 +275,14 @@ def _run(engine: Engine, examples: int) -> None:
         engine.dispose()
 
 
-@pytest.mark.long(70)
+@pytest.mark.long(81)
 def test_model_on_sqlite(tmp_path: Path) -> None:
     engine = make_engine(make_settings(tmp_path))
     upgrade(engine)
     _run(engine, SQLITE_EXAMPLES)
 
 
-@pytest.mark.long(71)
+@pytest.mark.long(98)
 def test_model_on_postgresql(tmp_path: Path, postgres_db: str) -> None:
     _run(
         make_engine(make_settings(tmp_path, LISTGATE_DATABASE_URL=postgres_db)), POSTGRESQL_EXAMPLES

@@ -168,7 +168,7 @@ def test_rfc_cases_thread_as_the_rfcs_say_and_agree_with_notmuch(
             )
 
 
-@pytest.mark.long(46)
+@pytest.mark.long(26)
 def test_a_linux_man_slice_threads_as_notmuch_threads_it(
     notmuch_installed: None, tmp_path: Path
 ) -> None:

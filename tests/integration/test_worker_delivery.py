@@ -137,7 +137,7 @@ def test_recipients_and_headers(tmp_path: Path, sink: SmtpSink, stack: dict[str,
         )
 
 
-@pytest.mark.long(16)
+@pytest.mark.long(29)
 def test_sigkill_mid_fanout_then_restart_loses_no_copy(
     tmp_path: Path, sink: SmtpSink, stack: dict[str, str], request: pytest.FixtureRequest
 ) -> None:

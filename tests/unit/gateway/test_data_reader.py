@@ -230,7 +230,7 @@ def cases(draw: st.DrawFn) -> Case:
     )
 
 
-@pytest.mark.long(48)
+@pytest.mark.long(27)
 @settings(max_examples=1500, deadline=None)
 @given(cases())
 @example(Case(b".\r\nQUIT\r\n", (), (), 10, 100, 100, 0, False))  # the first line is the final dot

@@ -110,6 +110,16 @@ def test_a_mail_that_is_only_an_unnamed_image_shows_it(decode: BodyDecoder) -> N
     assert shown(decode, raw) == ("", "", [("attachment-1.png", "image/png", PNG)])
 
 
+@DECODERS
+def test_a_mail_that_is_only_a_calendar_shows_its_text(decode: BodyDecoder) -> None:
+    raw = (
+        b"From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: text/calendar\r\n\r\n"
+        b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
+    )
+    text, html, attachments = shown(decode, raw)
+    assert "BEGIN:VCALENDAR" in text and html == "" and attachments == []
+
+
 REUSED = (
     'Content-Type: multipart/alternative; boundary="b"\r\n\r\n'
     "--b\r\nContent-Type: text/plain\r\n\r\ninner plain\r\n"

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from listgate.mail import fields, mime, parser, stream
 from listgate.mail.bodies import BodyDecoder
 from tests.support.corpora import corpus, linux_man
+from tests.support.tracer import traced_first
 
 DATA = Path(__file__).parents[2] / "data" / "mail"
 # Every third linux-man message, over all its years (about 6,000, some seconds). All 17,885 read
@@ -80,6 +81,11 @@ def test_test_data_mails_read_alike(path: Path) -> None:
     assert disagreement(path.read_bytes()) == ""
 
 
+# Under `make test` the small corpora and the first linux-man mails are read under coverage's
+# tracer, the rest with it paused (tests.support.tracer: about half the CPU).
+TRACED = 400
+
+
 def _corpora() -> Iterator[tuple[str, bytes]]:
     for parts, pattern in (
         (("hyperkitty-testdata",), "*.txt"),
@@ -93,10 +99,11 @@ def _corpora() -> Iterator[tuple[str, bytes]]:
             yield f"linux-man #{n}", raw
 
 
-@pytest.mark.long(44)
+@pytest.mark.long(16)
 @pytest.mark.timeout(900)  # every corpus message read twice: 28 s alone, 90 s in a parallel run
 def test_the_corpora_read_alike() -> None:
-    differing = [f"{name}:\n{d}" for name, raw in _corpora() if (d := disagreement(raw, name))]
+    mails = traced_first(_corpora(), TRACED)
+    differing = [f"{name}:\n{d}" for name, raw in mails if (d := disagreement(raw, name))]
     assert not differing, f"{len(differing)} mails read differently:\n" + "\n".join(differing)
 
 
@@ -225,7 +232,7 @@ def _mail(tree: str, crlf: bool) -> bytes:
     return raw.replace(b"\n", b"\r\n") if crlf else raw
 
 
-@pytest.mark.long(15)
+@pytest.mark.long(29)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tree=_TREES, crlf=st.booleans())
 def test_generated_mime_trees_read_alike(tree: Tree, crlf: bool) -> None:

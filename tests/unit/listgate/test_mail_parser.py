@@ -32,6 +32,7 @@ def test_the_result_is_frozen_and_keeps_the_exact_bytes() -> None:
         ("=?iso-8859-1?q?Gr=FC=DFe?= =?utf-8?b?4oKs?=", "Grüße€"),
         ("=?utf-8?q?caf=E9?=", "café"),  # says utf-8, is latin-1
         ("=?x-unknown?q?abc?=", "abc"),
+        ("=?utf-8?q?caf=C3=A9?= au lait", "café au lait"),  # the plain words have no charset
         ("=?utf-8?q?broken", "=?utf-8?q?broken"),
         ("plain   folded\r\n text", "plain folded text"),
         ("", ""),
@@ -39,6 +40,14 @@ def test_the_result_is_frozen_and_keeps_the_exact_bytes() -> None:
 )
 def test_rfc2047_headers_decode_or_fall_back(value: str, expected: str) -> None:
     assert decode_header(value) == expected
+
+
+def test_every_address_of_a_long_cc_list_is_read() -> None:
+    """A Cc over 1,000 characters (read each time, not cached) still lists every address."""
+    people = [f"Person {i} <p{i}@example.org>" for i in range(60)]
+    raw = f"From: a@example.org\r\nCc: {', '.join(people)}\r\n\r\nhi\r\n".encode()
+    assert len(", ".join(people)) > 1000
+    assert parse(raw, NOW).cc_addrs == tuple(f"p{i}@example.org" for i in range(60))
 
 
 def test_no_message_id_gets_a_deterministic_generated_one() -> None:

@@ -152,4 +152,4 @@ class SpoolMachine(RuleBasedStateMachine):
 SpoolMachine.TestCase.settings = hyp_settings(
     max_examples=25, stateful_step_count=25, deadline=None
 )
-test_spool_model = pytest.mark.long(27)(SpoolMachine.TestCase)
+test_spool_model = pytest.mark.long(45)(SpoolMachine.TestCase)

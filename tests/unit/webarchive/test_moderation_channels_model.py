@@ -194,7 +194,7 @@ class Channels(Moderation):
         assert len(notices(self.db, "rejected")) == self.told
 
 
-@pytest.mark.long(40)
+@pytest.mark.long(23)
 def test_moderation_through_every_channel_follows_the_model(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, LISTGATE_REPORT_THRESHOLD="1")
     migrated = make_engine(settings)

@@ -267,6 +267,7 @@ class BounceLife(RuleBasedStateMachine):
         assert (status, round(score, 6), told) == (self.status, self.score, self.told)
 
 
+@pytest.mark.long(50)
 def test_bounce_score_over_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # the limit on confirmation mail to one address has its own tests; here Pat asks often
     monkeypatch.setattr(confirmations, "CONFIRM_LIMIT", (10**6, 900))

@@ -69,6 +69,7 @@ from listgate.schema import upgrade
 from tests.support.config import make_settings
 from tests.support.factories import make_mail, post
 from tests.support.searches import TIMEOUT, settings_for
+from tests.support.tracer import Search
 from worker import delivery, outbox, relay_sessions
 from worker.context import WorkerContext
 from worker.mailer import DEFERRED, DOT, SENT, MaildirConnection, SendResult, classify
@@ -192,6 +193,7 @@ class DeliveryMachine(RuleBasedStateMachine):
 
     def __init__(self) -> None:
         super().__init__()
+        SEARCH.example()
         self.dir = Path(tempfile.mkdtemp(prefix="delivery-machine-"))
         self.settings = make_settings(self.dir, LISTGATE_OUTBOUND=f"maildir:{self.dir / 'out'}")
         _copy_migrated(self.settings)
@@ -648,7 +650,14 @@ DeliveryMachine.TestCase.settings = hyp_settings(
     settings_for(30, steps=30),
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],
 )
-test_delivery_model = pytest.mark.long(43)(DeliveryMachine.TestCase)
+test_delivery_model = pytest.mark.long(90)(DeliveryMachine.TestCase)
+SEARCH = Search(traced=10)  # of the 30 examples under coverage's tracer (tests.support.tracer)
+
+
+@pytest.fixture(autouse=True)
+def _search_closed() -> Iterator[None]:
+    yield
+    SEARCH.close()
 
 
 def test_a_worker_dead_in_its_second_wave_costs_that_wave_one_copy_more_and_no_other(

@@ -234,6 +234,7 @@ class DigestBounceLife(RuleBasedStateMachine):
             assert self.site.row(kind) == (row.status, row.score, row.told), kind
 
 
+@pytest.mark.long(38)
 def test_bounce_scores_of_every_post_and_the_digest_over_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -29,6 +29,7 @@ import re
 import shutil
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
@@ -48,11 +49,12 @@ from listgate.states import DigestFrequency, DigestState, ReportState
 from tests.support.config import ENGINES, dispose_engines, env_for, prepare
 from tests.support.factories import change_digest
 from tests.support.searches import TIMEOUT, settings_for
+from tests.support.tracer import Search
 from worker import digest
 from worker.context import WorkerContext
 from worker.mailer import maildir_path
 
-pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.long(120)]  # 118 s in a slow CI run
+pytestmark = [pytest.mark.timeout(TIMEOUT), pytest.mark.long(52)]  # 64 s in CI, 5 examples untraced
 
 ANN, DAI, WES = "ann@example.org", "dai@example.org", "wes@example.org"
 WEEKS = 2  # simulated weeks of posts
@@ -63,6 +65,7 @@ _LABEL = re.compile(r"digest, (week of )?([0-9-]{10}) ")
 class DigestWeeks(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
+        SEARCH.example()
         self.dir = Path(tempfile.mkdtemp(prefix="digest-weeks-"))
         self.engines = len(ENGINES)
         self.settings, self.db = prepare(env_for(self.dir), "dev")
@@ -244,3 +247,10 @@ class DigestWeeks(RuleBasedStateMachine):
 
 DigestWeeks.TestCase.settings = settings_for(8, steps=40)
 test_digest_weeks = DigestWeeks.TestCase
+SEARCH = Search(traced=3)  # of the 8 examples under coverage's tracer (tests.support.tracer)
+
+
+@pytest.fixture(autouse=True)
+def _search_closed() -> Iterator[None]:
+    yield
+    SEARCH.close()
