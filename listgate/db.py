@@ -113,7 +113,7 @@ def sqlite_engine(
         Path(path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **kwargs)
     _sqlite_pragmas(engine, synchronous, cache_kib)
-    _drop_read_only(engine, _sqlite_cannot_write, recheck=False)
+    _drop_read_only(engine, sqlite_cannot_write, recheck=False)
     _sqlite_never_read_only(engine, path)
     return engine
 
@@ -175,7 +175,7 @@ def _close_cursor(context: ExecutionContext | None) -> None:
             cursor.close()
 
 
-def _sqlite_cannot_write(dbapi_conn: Any) -> bool:
+def sqlite_cannot_write(dbapi_conn: Any) -> bool:
     """True when a new SQLite connection cannot write: it tries one, rolled back, without waiting.
 
     Its own file opened read-only, or the WAL index (-shm) it shares with the process's other

@@ -13,12 +13,15 @@ import sqlite3
 import time
 from collections.abc import Hashable
 from pathlib import Path
+from urllib.parse import quote
+
+from listgate.db import sqlite_cannot_write
 
 REREAD_SECONDS = 1.0
 
 
 class FileWatch:
-    """PRAGMA data_version of a SQLite file, on a read-only connection of its own.
+    """PRAGMA data_version of a SQLite file, on a connection of its own that never writes.
 
     The number changes whenever another connection (of this process or another) commits to the
     file. It is read before the poller's own look, so a commit between the two changes it for
@@ -33,12 +36,29 @@ class FileWatch:
     def version(self) -> int | None:
         try:
             if self._conn is None:
-                self._conn = sqlite3.connect(
-                    f"{self.path.as_uri()}?mode=ro", uri=True, timeout=30, check_same_thread=False
-                )
-            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+                self._conn = self._open()
+            return (
+                None
+                if self._conn is None
+                else int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+            )
         except sqlite3.Error:
             return None
+
+    def _open(self) -> sqlite3.Connection | None:
+        """The watching connection; None while it could not write (then: look, and try again).
+
+        It stays open, so it must be one that can write: SQLite shares one WAL index (-shm) per
+        file among a process's connections, and one opened while the files were read-only
+        would keep the process's writers (the listener's appends beside an archiver, the
+        worker's broker) read-only for as long as it stays open (listgate.db)."""
+        conn = sqlite3.connect(
+            f"file:{quote(str(self.path))}?mode=rw", uri=True, timeout=30, check_same_thread=False
+        )
+        if sqlite_cannot_write(conn):
+            conn.close()
+            return None
+        return conn
 
     def still_empty(self, what: Hashable) -> tuple[bool, int | None]:
         """(True when what was found empty at the file's version now, less than REREAD_SECONDS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from listgate.db import SQLITE_BUSY_MS, _sqlite_cannot_write, read_only_error
+from listgate.db import SQLITE_BUSY_MS, read_only_error, sqlite_cannot_write
 
 
 def test_a_write_on_a_read_only_sqlite_connection_is_a_read_only_error(tmp_path: Path) -> None:
@@ -59,8 +59,8 @@ def test_a_new_sqlite_connection_that_can_write_is_told_apart_from_one_that_cann
     rw = sqlite3.connect(path, isolation_level=None)
     ro = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
     try:
-        assert not _sqlite_cannot_write(rw)
-        assert _sqlite_cannot_write(ro)
+        assert not sqlite_cannot_write(rw)
+        assert sqlite_cannot_write(ro)
         assert rw.execute("PRAGMA busy_timeout").fetchone() == (SQLITE_BUSY_MS,)
         assert not rw.in_transaction and not ro.in_transaction
         rw.execute("INSERT INTO t VALUES (1)")  # the probe left nothing behind
@@ -76,7 +76,7 @@ def test_a_connection_waiting_for_another_writer_can_write(tmp_path: Path) -> No
     new = sqlite3.connect(path, isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")  # the probe does not wait for it, and says writable
-        assert not _sqlite_cannot_write(new)
+        assert not sqlite_cannot_write(new)
     finally:
         holder.execute("ROLLBACK")
         holder.close()
