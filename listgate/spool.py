@@ -80,6 +80,13 @@ UNBOUNDED = 2**62  # a budget of bytes no batch reaches
 _PG_CACHED = 64  # PostgreSQL: INSERTs of up to this many rows keep their SQL (a group-commit batch)
 
 
+def _values(n: int) -> str:
+    """PostgreSQL: the VALUES of n spool rows (ROW_COLUMNS), each value a parameter of its own in
+    psycopg's binary format."""
+    row = f"({', '.join(['%b'] * len(ROW_COLUMNS))})"
+    return ", ".join([row] * n)
+
+
 Counts = tuple[tuple[str, str, int], ...]  # (name, label, how many): once per counter
 
 
@@ -138,6 +145,7 @@ class Spool:
         names = ", ".join(ROW_COLUMNS)
         self._sql = f"INSERT INTO {self.table.name} ({names}) VALUES "
         self._sized: dict[int, str] = {}  # PostgreSQL: the INSERT of n rows
+        self._checked: dict[int, str] = {}  # PostgreSQL: the checked INSERT of n rows (append_if)
         if not self.postgresql:
             self._sql += f"({', '.join('?' * len(ROW_COLUMNS))})"
         process = self.table.c.received_at.type.bind_processor(self.engine.dialect)
@@ -299,8 +307,7 @@ class Spool:
         """
         sql = self._sized.get(n)
         if sql is None:
-            row = f"({', '.join(['%b'] * len(ROW_COLUMNS))})"
-            sql = self._sql + ", ".join([row] * n)
+            sql = self._sql + _values(n)
             if n <= _PG_CACHED:
                 self._sized[n] = sql
         return sql
@@ -309,20 +316,17 @@ class Spool:
         """PostgreSQL: the INSERT of n rows as _rows_sql's, all of them or none: only where the
         facts epoch reads the parameter after the rows' and no messages row has any of the
         (list id, Message-ID) pairs the last two parameters (arrays) give."""
-        key = -n
-        sql = self._sized.get(key)
+        sql = self._checked.get(n)
         if sql is None:
             names = ", ".join(ROW_COLUMNS)
-            row = f"({', '.join(['%b'] * len(ROW_COLUMNS))})"
             sql = (
-                f"INSERT INTO {self.table.name} ({names}) SELECT * FROM (VALUES "
-                + ", ".join([row] * n)
-                + f") AS v ({names}) WHERE (SELECT epoch FROM {EPOCH_TABLE} WHERE id = 1) = %s"
+                f"INSERT INTO {self.table.name} ({names}) SELECT * FROM (VALUES {_values(n)})"
+                f" AS v ({names}) WHERE (SELECT epoch FROM {EPOCH_TABLE} WHERE id = 1) = %s"
                 " AND NOT EXISTS (SELECT FROM unnest(%s::bigint[], %s::text[]) AS k (l, i)"
                 f" JOIN {MESSAGES} m ON m.list_id = k.l AND m.message_id = k.i)"
             )
             if n <= _PG_CACHED:
-                self._sized[key] = sql
+                self._checked[n] = sql
         return sql
 
     def _checkout(self, held: PoolProxiedConnection | None = None) -> PoolProxiedConnection:
