@@ -135,8 +135,7 @@ class SmtpWave:
         kept = [i for i in range(len(items)) if self.sessions[i].is_open]
         opened = self._open(range(len(items)), results)
         if items and not opened:
-            self.refused = results[0]
-            return [r or SendResult(DEFERRED, 0, "not sent") for r in results]
+            self.refused = results[0]  # and nothing goes on below: no session is live
         live = self._mail(opened, items, results)
         # A session kept from an earlier wave may have been ended by the relay meanwhile (its
         # idle timeout, a restart, a limit of messages per session): nothing of the copy went
